@@ -1,0 +1,36 @@
+// Wire schemas of everything the core exchanges. Every frame read off the
+// network is parsed by these before the core sees it.
+import { z } from "zod";
+import { isLsn } from "./position.ts";
+
+const nodeId = z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/);
+const term = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const ms = z.number().finite();
+
+export const PositionSchema = z.strictObject({
+  timeline: z.number().int().min(0).max(0xffffffff),
+  lsn: z.string().max(17).refine(isLsn, "not an LSN"),
+});
+
+export const MembershipVersionSchema = z.strictObject({ term: z.number().int().min(-1), index: z.number().int().min(-1) });
+
+export const MembershipSchema = z.strictObject({
+  term,
+  index: z.number().int().min(0),
+  voters: z.array(nodeId).min(1).max(64),
+});
+
+export type Membership = z.infer<typeof MembershipSchema>;
+export type MembershipVersion = z.infer<typeof MembershipVersionSchema>;
+
+export const ElectionMsgSchema = z.discriminatedUnion("t", [
+  z.strictObject({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema }),
+  z.strictObject({ t: z.literal("prevote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
+  z.strictObject({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema }),
+  z.strictObject({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
+  z.strictObject({ t: z.literal("hb"), term, seq: ms, membership: MembershipSchema, pos: PositionSchema }),
+  z.strictObject({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema }),
+  z.strictObject({ t: z.literal("resign"), term, transferTo: nodeId.optional() }),
+]);
+
+export type ElectionMsg = z.infer<typeof ElectionMsgSchema>;

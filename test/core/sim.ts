@@ -1,0 +1,392 @@
+// Deterministic simulator for the election core: a seeded schedule of message
+// loss, delay, reordering, duplication, (asymmetric) partitions, crashes with
+// restarts from persisted state, frozen processes, clock-rate drift and
+// membership changes. Invariants are checked after every step; a violation
+// throws SimViolation carrying the seed and the trace tail.
+import { Election, type Persistent, type Ready } from "../../src/core/election.ts";
+import type { ElectionMsg, Membership } from "../../src/core/messages.ts";
+import { bigIntToLsn, lsnToBigInt, type Position, comparePosition } from "../../src/core/position.ts";
+import { quorumMin } from "../../src/core/quorum.ts";
+
+export interface SimParams {
+  seed: number;
+  initial: number;       // voters at start
+  spares: number;        // extra nodes that may be added
+  witnesses: number;     // how many of the initial voters are witnesses
+  faultMs: number;       // simulated time with faults
+  settleMs: number;      // bound for a leader after faults stop
+  heartbeatMs: number; leaseMs: number; timeoutMs: number; jitterMs: number;
+  maxDrift: number;      // clock rate in [1-maxDrift, 1+maxDrift]
+  fenceMs: number;       // fencing time budget added after an expired lease
+}
+
+export const DEFAULT_PARAMS: Omit<SimParams, "seed"> = {
+  initial: 3, spares: 2, witnesses: 0, faultMs: 40_000, settleMs: 20_000,
+  heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500, maxDrift: 0.02, fenceMs: 500,
+};
+
+export class SimViolation extends Error {}
+
+/** mulberry32: small, fast, good enough for schedules. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Node {
+  id: string;
+  canLead: boolean;
+  disk: Persistent;
+  el: Election | null;     // null while crashed
+  offset: number; rate: number;
+  pausedUntil: number;
+  wakeGen: number;
+  lease: { term: number; start: number; end: number } | null;   // open lease interval (real ms)
+  acksSeen: Map<string, number>; ackTerm: number;               // independent lease bookkeeping
+  data: Position;                                               // the node's data position: survives crashes, like PGDATA
+}
+
+type QEvent =
+  | { k: "msg"; to: string; from: string; msg: ElectionMsg }
+  | { k: "wake"; id: string; gen: number }
+  | { k: "fault" };
+
+interface Interval { node: string; term: number; start: number; end: number }
+
+export interface SimResult {
+  seed: number; leadersElected: number; maxTerm: number; minGapMs: number;
+  settleMs: number; steps: number; membershipChanges: number; violationsChecked: number;
+}
+
+export function runSim(p: SimParams): SimResult {
+  const r = rng(p.seed);
+  const trace: string[] = [];
+  const log = (s: string) => { trace.push(`${t.toFixed(1)} ${s}`); if (trace.length > 400) trace.shift(); };
+  const fail = (what: string): never => {
+    const states = [...nodes.values()].map((n) => {
+      if (!n.el) return `${n.id}: crashed`;
+      const st = n.el.status(localOf(n, t));
+      return `${n.id}: ${st.role} term=${st.term} voted=${st.votedFor} leader=${st.leader} members=v${st.membership?.term}.${st.membership?.index}[${st.membership?.voters.join(",")}] pos=${st.position.timeline}/${st.position.lsn}`;
+    });
+    throw new SimViolation(`seed ${p.seed}: ${what}\n  nodes:\n    ${states.join("\n    ")}\n  replay: SIM_SEED=${p.seed} npx bun test test/core/election.sim.test.ts\n  trace tail:\n    ${trace.slice(-60).join("\n    ")}`);
+  };
+
+  // ---- event queue (binary heap on (time, seq))
+  let t = 0;
+  let seq = 0;
+  const heap: Array<{ at: number; s: number; ev: QEvent }> = [];
+  const push = (at: number, ev: QEvent) => {
+    heap.push({ at, s: seq++, ev });
+    let i = heap.length - 1;
+    while (i > 0) {
+      const j = (i - 1) >> 1;
+      const a = heap[i]!, b = heap[j]!;
+      if (b.at < a.at || (b.at === a.at && b.s < a.s)) break;
+      heap[i] = b; heap[j] = a; i = j;
+    }
+  };
+  const pop = () => {
+    const top = heap[0]!;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1, rr = l + 1;
+        let m = i;
+        const lt = (x: number, y: number) => heap[x]!.at < heap[y]!.at || (heap[x]!.at === heap[y]!.at && heap[x]!.s < heap[y]!.s);
+        if (l < heap.length && lt(l, m)) m = l;
+        if (rr < heap.length && lt(rr, m)) m = rr;
+        if (m === i) break;
+        const tmp = heap[i]!; heap[i] = heap[m]!; heap[m] = tmp; i = m;
+      }
+    }
+    return top;
+  };
+
+  // ---- nodes
+  const ids = Array.from({ length: p.initial + p.spares }, (_, i) => `n${i + 1}`);
+  const initialVoters = ids.slice(0, p.initial);
+  const membership0: Membership = { term: 0, index: 1, voters: initialVoters };
+  const nodes = new Map<string, Node>();
+  const localOf = (n: Node, real: number) => n.offset + n.rate * real;
+  const realOf = (n: Node, local: number) => (local - n.offset) / n.rate;
+  const newClock = (n: Node) => {
+    n.rate = 1 - p.maxDrift + 2 * p.maxDrift * r();
+    n.offset = Math.floor(r() * 1e6);
+  };
+  const boot = (n: Node) => {
+    newClock(n);
+    n.el = new Election(
+      { id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, random: r },
+      structuredClone(n.disk), localOf(n, t));
+    n.acksSeen = new Map(); n.ackTerm = -1;
+    schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: n.data }));
+  };
+  for (const [i, id] of ids.entries()) {
+    const n: Node = {
+      id, canLead: !(i < p.witnesses), disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
+      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" },
+    };
+    nodes.set(id, n);
+  }
+
+  // ---- network faults
+  const blocked = new Set<string>(); // "a>b"
+  let loss = 0, dup = 0, longDelay = 0;
+  let faultsOn = true;
+
+  // ---- invariants state
+  const leaderOfTerm = new Map<number, string>();
+  const votes = new Map<string, string>(); // `${term}/${voter}` -> candidate
+  const closed: Interval[] = [];
+  let minGap = Infinity;
+  let steps = 0, checks = 0, membershipChanges = 0;
+  let maxTerm = 0;
+
+  const closeLease = (n: Node, end: number, expired: boolean) => {
+    if (!n.lease) return;
+    const iv: Interval = { node: n.id, term: n.lease.term, start: n.lease.start, end: Math.min(n.lease.end, end) + (expired ? p.fenceMs : 0) };
+    n.lease = null;
+    checkOverlap(iv);
+    closed.push(iv);
+  };
+  const checkOverlap = (iv: Interval) => {
+    for (const o of [...closed, ...openIntervals()]) {
+      if (o.node === iv.node && o.term === iv.term) continue;
+      checks++;
+      const gap = Math.max(iv.start - o.end, o.start - iv.end);
+      if (gap < 0) fail(`lease overlap: ${o.node}@${o.term} [${o.start.toFixed(1)}, ${o.end.toFixed(1)}] and ${iv.node}@${iv.term} [${iv.start.toFixed(1)}, ${iv.end.toFixed(1)}]`);
+      minGap = Math.min(minGap, gap);
+    }
+  };
+  const openIntervals = (): Interval[] => {
+    const out: Interval[] = [];
+    for (const n of nodes.values()) if (n.lease) out.push({ node: n.id, term: n.lease.term, start: n.lease.start, end: n.lease.end + p.fenceMs });
+    return out;
+  };
+
+  function schedule(n: Node, ready: Ready) {
+    const local = localOf(n, t);
+    if (n.el) n.data = n.el.status(local).position;
+    steps++;
+    // persist first (the shell's contract), then check, then send
+    if (ready.persist) {
+      const prev = n.disk;
+      if (ready.persist.term < prev.term) fail(`${n.id} persisted a lower term ${ready.persist.term} < ${prev.term}`);
+      if (ready.persist.term === prev.term && prev.votedFor && ready.persist.votedFor !== prev.votedFor)
+        fail(`${n.id} changed its vote in term ${prev.term} from ${prev.votedFor} to ${ready.persist.votedFor}`);
+      n.disk = structuredClone(ready.persist);
+      maxTerm = Math.max(maxTerm, n.disk.term);
+    }
+    for (const no of ready.notices) {
+      log(`${n.id} ${no.kind}: ${no.detail}`);
+      if (no.kind === "became-leader") {
+        const term = n.el!.status(local).term;
+        const other = leaderOfTerm.get(term);
+        if (other && other !== n.id) fail(`two leaders in term ${term}: ${other} and ${n.id}`);
+        leaderOfTerm.set(term, n.id);
+        if (!n.canLead) fail(`witness ${n.id} became leader`);
+      }
+      if (no.kind === "membership-changed") membershipChanges++;
+    }
+    // lease intervals
+    if (ready.leading) {
+      // independent check: the lease must follow from acks this node really received
+      const st = n.el!.status(local);
+      if (n.ackTerm !== ready.leading.term) { n.acksSeen = new Map(); n.ackTerm = ready.leading.term; }
+      const vals = new Map(n.acksSeen); vals.set(n.id, local);
+      const indep = quorumMin(st.membership!.voters, vals) + p.leaseMs;
+      if (ready.leading.until > indep + 1e-6 || indep <= local) fail(`${n.id} claims lease until ${ready.leading.until} but acks support ${indep} (now ${local})`);
+      const end = realOf(n, ready.leading.until);
+      if (!n.lease || n.lease.term !== ready.leading.term) {
+        closeLease(n, t, false);
+        n.lease = { term: ready.leading.term, start: t, end };
+        checkOverlap({ node: n.id, term: ready.leading.term, start: t, end: end + p.fenceMs });
+      } else {
+        n.lease.end = Math.max(n.lease.end, end);
+      }
+    } else if (n.lease) {
+      closeLease(n, t, n.lease.end <= t);
+    }
+    for (const s of ready.send) {
+      if (s.msg.t === "vote-resp" && s.msg.granted) {
+        const key = `${s.msg.term}/${n.id}`;
+        const prev = votes.get(key);
+        if (prev && prev !== s.to) fail(`${n.id} voted twice in term ${s.msg.term}: ${prev} and ${s.to}`);
+        votes.set(key, s.to);
+        if (n.disk.votedFor !== s.to || n.disk.term !== s.msg.term) fail(`${n.id} granted a vote in term ${s.msg.term} to ${s.to} before persisting it`);
+      }
+      sendMsg(n.id, s.to, s.msg);
+    }
+    n.wakeGen++;
+    if (Number.isFinite(ready.wakeAt)) push(Math.max(t, realOf(n, ready.wakeAt)) + 0.001, { k: "wake", id: n.id, gen: n.wakeGen });
+  }
+
+  function sendMsg(from: string, to: string, msg: ElectionMsg) {
+    if (!nodes.has(to)) return;
+    const copies = faultsOn && r() < dup ? 2 : 1;
+    for (let c = 0; c < copies; c++) {
+      if (blocked.has(`${from}>${to}`)) return;
+      if (faultsOn && r() < loss) continue;
+      let delay = 0.2 + r() * 3;
+      if (faultsOn && r() < 0.2) delay += r() * 40;
+      if (faultsOn && r() < longDelay) delay += r() * 4000;
+      push(t + delay, { k: "msg", to, from, msg });
+    }
+  }
+
+  function deliver(n: Node, ev: QEvent) {
+    if (!n.el) return; // crashed: lost
+    if (t < n.pausedUntil) { push(n.pausedUntil + r() * 0.01, ev); return; } // frozen: waits, order may shuffle a bit
+    const now = localOf(n, t);
+    if (ev.k === "msg") {
+      if (ev.msg.t === "hb-resp" && ev.msg.ok && ev.msg.term === n.el.status(now).term && n.el.status(now).role === "leader") {
+        if (n.ackTerm !== ev.msg.term) { n.acksSeen = new Map(); n.ackTerm = ev.msg.term; }
+        if (ev.msg.seq <= now) n.acksSeen.set(ev.from, Math.max(n.acksSeen.get(ev.from) ?? -Infinity, ev.msg.seq));
+      }
+      schedule(n, n.el.step({ type: "recv", now, from: ev.from, msg: ev.msg }));
+      if (ev.msg.t === "hb" && n.el) {
+        const st = n.el.status(localOf(n, t));
+        if (st.leader === ev.from && comparePosition(ev.msg.pos, st.position) > 0)
+          schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: ev.msg.pos }));
+      }
+    } else if (ev.k === "wake") {
+      if (ev.gen !== n.wakeGen) return;
+      schedule(n, n.el.step({ type: "tick", now }));
+      // the leader's data moves on while it leads; a fresh leader starts a new timeline (promotion)
+      const st = n.el.status(localOf(n, t));
+      if (st.role === "leader" && st.leaseUntil !== null && st.leaseUntil > localOf(n, t) && (st.position.timeline < 1 + st.term || r() < writeRate)) {
+        const pos: Position = st.position.timeline < 1 + st.term ? { timeline: 1 + st.term, lsn: st.position.lsn } : { timeline: st.position.timeline, lsn: bigIntToLsn(lsnToBigInt(st.position.lsn) + BigInt(1 + Math.floor(r() * 5000))) };
+        schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: pos }));
+      }
+    }
+  }
+
+  // ---- fault injection
+  const all = () => [...nodes.values()];
+  const pick = <T,>(xs: T[]): T | undefined => xs[Math.floor(r() * xs.length)];
+  const currentLeader = () => all().find((n) => n.el && n.pausedUntil <= t && n.el.status(localOf(n, t)).role === "leader");
+  function injectFault() {
+    const x = r();
+    const n = pick(all())!;
+    if (x < 0.15) {
+      blocked.clear();
+      const side = new Set(all().filter(() => r() < 0.5).map((m) => m.id));
+      for (const a of nodes.keys()) for (const b of nodes.keys()) if (side.has(a) !== side.has(b)) blocked.add(`${a}>${b}`);
+      log(`FAULT partition {${[...side].join(",")}} | rest`);
+    } else if (x < 0.27) {
+      const m = pick(all())!;
+      if (m !== n) { blocked.add(`${n.id}>${m.id}`); log(`FAULT one-way cut ${n.id}>${m.id}`); }
+    } else if (x < 0.4) {
+      blocked.clear(); log("FAULT heal");
+    } else if (x < 0.5) {
+      if (n.el) {
+        log(`FAULT crash ${n.id}`);
+        closeLease(n, Infinity, true);
+        n.el = null; n.wakeGen++;
+        push(t + 200 + r() * 6000, { k: "fault" });
+        pendingRestarts.push({ at: t + 100 + r() * 8000, id: n.id });
+      }
+    } else if (x < 0.6) {
+      if (n.el && n.pausedUntil <= t) {
+        n.pausedUntil = t + 500 + r() * 9000;
+        log(`FAULT pause ${n.id} until ${n.pausedUntil.toFixed(0)}`);
+        push(n.pausedUntil + 0.0005, { k: "wake", id: n.id, gen: n.wakeGen });
+      }
+    } else if (x < 0.75) {
+      const L = currentLeader();
+      if (L) {
+        const st = L.el!.status(localOf(L, t));
+        const voters = st.membership?.voters ?? [];
+        const add = ids.filter((i) => !voters.includes(i));
+        const removable = voters.filter((v) => v !== L.id);
+        const op = add.length > 0 && (voters.length <= 2 || r() < 0.5) ? "add" : "remove";
+        const target = op === "add" ? pick(add) : voters.length > 2 ? pick(removable) : undefined;
+        if (target) { log(`FAULT propose ${op} ${target} at ${L.id}`); schedule(L, L.el!.step({ type: "propose", now: localOf(L, t), op, node: target })); }
+      }
+    } else if (x < 0.8) {
+      const L = currentLeader();
+      if (L) {
+        const voters = L.el!.status(localOf(L, t)).membership?.voters ?? [];
+        const to = r() < 0.5 ? pick(voters.filter((v) => v !== L.id)) : undefined;
+        log(`FAULT resign ${L.id}${to ? ` transfer to ${to}` : ""}`);
+        schedule(L, L.el!.step({ type: "resign", now: localOf(L, t), reason: "sim", transferTo: to }));
+      }
+    } else if (x < 0.84) {
+      // The nasty one for leases: cut the leader from one follower and restart
+      // another follower whose acks the leader's lease is counting on.
+      const L = currentLeader();
+      if (L) {
+        const voters = L.el!.status(localOf(L, t)).membership?.voters.filter((v) => v !== L.id) ?? [];
+        const w = pick(voters), v = pick(voters.filter((x) => x !== w));
+        const V = v ? nodes.get(v) : undefined;
+        if (w && V?.el) {
+          blocked.add(`${L.id}>${w}`); blocked.add(`${w}>${L.id}`);
+          log(`FAULT cut ${L.id}<>${w}, restart ${v}`);
+          V.el = null; V.wakeGen++;
+          pendingRestarts.push({ at: t + 20 + r() * 300, id: v! });
+        }
+      }
+    } else if (x < 0.9) {
+      loss = r() < 0.5 ? 0 : r() * 0.3; dup = r() * 0.1; longDelay = r() < 0.5 ? 0 : r() * 0.02;
+      log(`FAULT loss=${loss.toFixed(2)} dup=${dup.toFixed(2)} long=${longDelay.toFixed(3)}`);
+    } else {
+      // restart a healthy node (clean process restart)
+      if (n.el) {
+        log(`FAULT restart ${n.id}`);
+        closeLease(n, Infinity, true);
+        n.el = null; n.wakeGen++;
+        pendingRestarts.push({ at: t + 50 + r() * 500, id: n.id });
+      }
+    }
+  }
+  const pendingRestarts: Array<{ at: number; id: string }> = [];
+  // how often the leader's data moves on; idle clusters are where only the timers protect the lease
+  const writeRate = r() < 0.5 ? 0 : r() * 0.3;
+
+  for (const n of nodes.values()) boot(n);
+  push(200 + r() * 2000, { k: "fault" });
+
+  const end = p.faultMs + p.settleMs;
+  let settledAt = -1;
+  while (heap.length > 0) {
+    const top = pop();
+    t = top.at;
+    if (t > end) break;
+    // restarts due
+    for (let i = pendingRestarts.length - 1; i >= 0; i--) {
+      const pr = pendingRestarts[i]!;
+      if (pr.at <= t || !faultsOn) {
+        pendingRestarts.splice(i, 1);
+        const n = nodes.get(pr.id)!;
+        if (!n.el) { log(`restart ${n.id} term=${n.disk.term} votedFor=${n.disk.votedFor}`); boot(n); }
+      }
+    }
+    if (faultsOn && t >= p.faultMs) {
+      faultsOn = false;
+      blocked.clear(); loss = 0; dup = 0; longDelay = 0;
+      log("FAULTS STOP: heal, restart, unpause");
+      for (const n of all()) {
+        if (n.pausedUntil > t) { n.pausedUntil = t; push(t + 0.0005, { k: "wake", id: n.id, gen: n.wakeGen }); }
+        if (!n.el) boot(n);
+      }
+    }
+    const ev = top.ev;
+    if (ev.k === "fault") { if (faultsOn) { injectFault(); push(t + 100 + r() * 3000, { k: "fault" }); } continue; }
+    const n = nodes.get(ev.k === "msg" ? ev.to : ev.id)!;
+    deliver(n, ev);
+    if (!faultsOn && settledAt < 0 && all().some((m) => m.lease && m.lease.end > t)) { settledAt = t; break; }
+  }
+  if (settledAt < 0) fail(`liveness: no leader with a valid lease within ${p.settleMs} ms after faults stopped`);
+  return {
+    seed: p.seed, leadersElected: leaderOfTerm.size, maxTerm, minGapMs: minGap, settleMs: settledAt - p.faultMs,
+    steps, membershipChanges, violationsChecked: checks,
+  };
+}
