@@ -1,0 +1,55 @@
+// Forming the first membership from discovered peers. Pure.
+//
+// Each node, once it has seen `expect` nodes (itself included) for a settle
+// period and no node already belongs to a cluster, votes for the `expect`
+// lowest node ids it knows. The vote is persisted and never changes, and the
+// membership forms only when every member of the set voted for exactly that
+// set. Two different sets could only both form if they share no node, which
+// needs at least 2 × expect nodes starting at the same moment with a broken
+// view of each other: docs/design.md says to start exactly bootstrap_expect.
+
+export interface PeerView {
+  id: string;
+  role: "database" | "witness";
+  /** The peer's bootstrap vote, if it cast one. */
+  vote: readonly string[] | null;
+  /** True when the peer already holds a membership: the cluster exists, we wait to be added. */
+  member: boolean;
+}
+
+export interface BootstrapState {
+  vote: readonly string[] | null;
+}
+
+export type BootstrapDecision =
+  | { kind: "wait"; reason: string }
+  | { kind: "vote"; voters: string[] }
+  | { kind: "form"; voters: string[] };
+
+export function decideBootstrap(opts: {
+  self: string;
+  expect: number;
+  state: BootstrapState;
+  peers: readonly PeerView[];
+  /** ms since the set of seen peers last changed */
+  stableForMs: number;
+  settleMs: number;
+}): BootstrapDecision {
+  const { self, expect, state, peers } = opts;
+  if (peers.some((p) => p.member)) return { kind: "wait", reason: "the cluster already exists: waiting for its leader to add this node" };
+  if (!state.vote) {
+    const seen = [self, ...peers.map((p) => p.id)];
+    if (seen.length < expect) return { kind: "wait", reason: `waiting for bootstrap_expect=${expect} nodes, seen ${seen.length}` };
+    if (opts.stableForMs < opts.settleMs) return { kind: "wait", reason: "letting discovery settle before voting" };
+    const chosen = [...new Set(seen)].sort().slice(0, expect);
+    const databases = chosen.filter((id) => id === self || peers.find((p) => p.id === id)?.role !== "witness");
+    if (databases.length === 0) return { kind: "wait", reason: "no database node among the first voters" };
+    return { kind: "vote", voters: chosen };
+  }
+  const mine = state.vote;
+  const key = mine.join(",");
+  const missing = mine.filter((id) => id !== self && peers.find((p) => p.id === id)?.vote?.join(",") !== key);
+  if (missing.length > 0) return { kind: "wait", reason: `bootstrap vote for ${key} not yet confirmed by ${missing.join(",")}` };
+  if (!mine.includes(self)) return { kind: "wait", reason: `not among the first voters ${key}: waiting to be added` };
+  return { kind: "form", voters: [...mine] };
+}

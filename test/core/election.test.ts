@@ -1,0 +1,185 @@
+// Scripted scenarios of the election core: each one pins a rule from docs/design.md.
+import { describe, expect, test } from "bun:test";
+import { Election, type Persistent, type Ready } from "../../src/core/election.ts";
+import type { ElectionMsg } from "../../src/core/messages.ts";
+import { rng } from "./sim.ts";
+
+const T = { heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500 };
+
+/** A tiny lock-step cluster: one shared clock, FIFO delivery, a drop filter for partitions. */
+class Cluster {
+  now = 0;
+  nodes = new Map<string, Election>();
+  disks = new Map<string, Persistent>();
+  queue: Array<{ from: string; to: string; msg: ElectionMsg }> = [];
+  lastReady = new Map<string, Ready>();
+  cut = new Set<string>(); // node ids cut off from everyone
+  log: string[] = [];
+  constructor(ids: string[], opts: { witnesses?: string[] } = {}) {
+    const r = rng(7);
+    for (const id of ids) {
+      this.disks.set(id, { term: 0, votedFor: null, membership: { term: 0, index: 1, voters: ids } });
+      this.nodes.set(id, new Election({ id, canLead: !opts.witnesses?.includes(id), ...T, random: r }, this.disks.get(id)!, 0));
+    }
+  }
+  apply(id: string, ready: Ready) {
+    if (ready.persist) this.disks.set(id, structuredClone(ready.persist));
+    for (const n of ready.notices) this.log.push(`${this.now} ${id} ${n.kind}: ${n.detail}`);
+    for (const s of ready.send) this.queue.push({ from: id, to: s.to, msg: s.msg });
+    this.lastReady.set(id, ready);
+  }
+  restart(id: string, r = rng(9)) {
+    const canLead = true;
+    this.nodes.set(id, new Election({ id, canLead, ...T, random: r }, structuredClone(this.disks.get(id)!), this.now));
+  }
+  /** Advance time in small steps, ticking every node and delivering messages. */
+  run(ms: number, step = 10) {
+    const end = this.now + ms;
+    while (this.now < end) {
+      this.now += step;
+      for (const [id, n] of this.nodes) this.apply(id, n.step({ type: "tick", now: this.now }));
+      for (let i = 0; i < 1000 && this.queue.length > 0; i++) {
+        const m = this.queue.shift()!;
+        if (this.cut.has(m.from) || this.cut.has(m.to)) continue;
+        const n = this.nodes.get(m.to);
+        if (n) this.apply(m.to, n.step({ type: "recv", now: this.now, from: m.from, msg: m.msg }));
+      }
+    }
+  }
+  leaders(): string[] {
+    return [...this.nodes].filter(([, n]) => n.status(this.now).role === "leader").map(([id]) => id);
+  }
+  leading(id: string): boolean {
+    return this.lastReady.get(id)?.leading != null;
+  }
+}
+
+describe("election core scenarios", () => {
+  test("three nodes elect exactly one leader, which gets a lease", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(2000);
+    expect(c.leaders()).toEqual([]); // boot quiet period: nobody campaigns within timeout_ms of starting
+    c.run(2000);
+    const ls = c.leaders();
+    expect(ls.length).toBe(1);
+    expect(c.leading(ls[0]!)).toBe(true);
+  });
+
+  test("a node cut off and rejoining cannot depose a healthy leader (pre-vote)", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(5000);
+    const [leader] = c.leaders();
+    const other = ["a", "b", "c"].find((x) => x !== leader)!;
+    const term = c.nodes.get(leader!)!.status(c.now).term;
+    c.cut.add(other);
+    c.run(10_000);
+    expect(c.nodes.get(other)!.status(c.now).term).toBe(term); // pre-votes failed, term never raised
+    c.cut.delete(other);
+    c.run(3000);
+    expect(c.leaders()).toEqual([leader!]);
+    expect(c.nodes.get(leader!)!.status(c.now).term).toBe(term);
+    expect(c.nodes.get(other)!.status(c.now).leader).toBe(leader!);
+  });
+
+  test("an isolated leader steps down when its lease runs out, before the others can elect", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(5000);
+    const [old] = c.leaders();
+    c.cut.add(old!);
+    const cutAt = c.now;
+    let steppedDownAt = -1, newLeaderAt = -1;
+    while (c.now < cutAt + 8000 && newLeaderAt < 0) {
+      c.run(10);
+      if (steppedDownAt < 0 && !c.leading(old!)) steppedDownAt = c.now;
+      if (c.leaders().some((l) => l !== old)) newLeaderAt = c.now;
+    }
+    expect(steppedDownAt).toBeGreaterThan(0);
+    expect(newLeaderAt).toBeGreaterThan(steppedDownAt);
+    expect(steppedDownAt - cutAt).toBeLessThanOrEqual(T.leaseMs + 20);
+    expect(c.log.some((l) => l.includes(`${old} stepped-down: lease expired`))).toBe(true);
+  });
+
+  test("a frozen leader that wakes after its lease does not act as leader", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(5000);
+    const [l] = c.leaders();
+    const node = c.nodes.get(l!)!;
+    // frozen for 3 s: no steps at all, then the first event it handles is an old heartbeat response
+    const r = node.step({ type: "recv", now: c.now + 3000, from: "x", msg: { t: "hb-resp", term: node.status(c.now).term, seq: c.now, ok: true, cfg: { term: 0, index: 1 } } });
+    expect(r.leading).toBeNull();
+    expect(r.notices.map((n) => n.kind)).toContain("stepped-down");
+  });
+
+  test("the vote is persisted in the same Ready that sends it", () => {
+    const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: { term: 0, index: 1, voters: ["a", "b", "c"] } }, 0);
+    const r = e.step({ type: "recv", now: 5000, from: "a", msg: { t: "vote", term: 4, cfg: { term: 0, index: 1 }, pos: { timeline: 1, lsn: "0/0" } } });
+    expect(r.persist).toEqual({ term: 4, votedFor: "a", membership: { term: 0, index: 1, voters: ["a", "b", "c"] } });
+    expect(r.send).toEqual([{ to: "a", msg: { t: "vote-resp", term: 4, granted: true } }]);
+    // a second candidate in the same term is refused, also after a restart from the persisted state
+    const e2 = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, r.persist!, 0);
+    const r2 = e2.step({ type: "recv", now: 5000, from: "c", msg: { t: "vote", term: 4, cfg: { term: 0, index: 1 }, pos: { timeline: 1, lsn: "0/0" } } });
+    expect(r2.send[0]!.msg).toMatchObject({ t: "vote-resp", granted: false });
+  });
+
+  test("a restarted voter refuses votes for timeout_ms (it may have acked a live leader just before)", () => {
+    const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: { term: 0, index: 1, voters: ["a", "b", "c"] } }, 100);
+    const vote = (now: number) => e.step({ type: "recv", now, from: "a", msg: { t: "vote", term: 4, cfg: { term: 0, index: 1 }, pos: { timeline: 1, lsn: "0/0" } } });
+    expect(vote(100 + T.timeoutMs - 1).send[0]!.msg).toMatchObject({ granted: false, reason: "leader-alive" });
+    expect(vote(100 + T.timeoutMs).send[0]!.msg).toMatchObject({ granted: true });
+  });
+
+  test("a voter refuses a candidate whose data position is behind its own", () => {
+    const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: { term: 0, index: 1, voters: ["a", "b", "c"] } }, 0);
+    e.step({ type: "position", now: 1, position: { timeline: 2, lsn: "0/3000060" } });
+    const refuse = e.step({ type: "recv", now: 5000, from: "a", msg: { t: "vote", term: 4, cfg: { term: 0, index: 1 }, pos: { timeline: 2, lsn: "0/3000000" } } });
+    expect(refuse.send[0]!.msg).toMatchObject({ granted: false, reason: "position-behind" });
+    const older = e.step({ type: "recv", now: 5000, from: "c", msg: { t: "vote", term: 5, cfg: { term: 0, index: 1 }, pos: { timeline: 1, lsn: "9/0" } } });
+    expect(older.send[0]!.msg).toMatchObject({ granted: false, reason: "position-behind" });
+    const ok = e.step({ type: "recv", now: 5000, from: "c", msg: { t: "vote", term: 6, cfg: { term: 0, index: 1 }, pos: { timeline: 3, lsn: "0/1" } } });
+    expect(ok.send[0]!.msg).toMatchObject({ granted: true });
+  });
+
+  test("a witness votes but never stands", () => {
+    const c = new Cluster(["a", "b", "w"], { witnesses: ["w"] });
+    for (let i = 0; i < 5; i++) {
+      c.run(5000);
+      const ls = c.leaders();
+      expect(ls.length).toBe(1);
+      expect(ls[0]).not.toBe("w");
+      c.cut.add(ls[0]!); // force the remaining database node to win with the witness's vote
+      c.run(6000);
+      expect(c.leaders().filter((l) => !c.cut.has(l))).not.toContain("w");
+      c.cut.clear();
+    }
+  });
+
+  test("membership changes one voter at a time, through the leader only", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.nodes.set("d", new Election({ id: "d", canLead: true, ...T, random: rng(3) }, { term: 0, votedFor: null, membership: null }, 0));
+    c.disks.set("d", { term: 0, votedFor: null, membership: null });
+    c.run(5000);
+    const [l] = c.leaders();
+    const follower = ["a", "b", "c"].find((x) => x !== l)!;
+    c.apply(follower, c.nodes.get(follower)!.step({ type: "propose", now: c.now, op: "add", node: "d" }));
+    expect(c.log.at(-1)).toContain("not the leader");
+    c.apply(l!, c.nodes.get(l!)!.step({ type: "propose", now: c.now, op: "add", node: "d" }));
+    c.apply(l!, c.nodes.get(l!)!.step({ type: "propose", now: c.now, op: "remove", node: follower }));
+    expect(c.log.at(-1)).toContain("previous membership change not committed yet");
+    c.run(1000);
+    for (const id of ["a", "b", "c", "d"]) expect(c.nodes.get(id)!.status(c.now).membership!.voters).toEqual(["a", "b", "c", "d"]);
+    c.apply(l!, c.nodes.get(l!)!.step({ type: "propose", now: c.now, op: "remove", node: l! }));
+    expect(c.log.at(-1)).toContain("the leader cannot remove itself");
+    expect(c.disks.get("d")!.membership!.voters).toContain("d"); // persisted on the new voter too
+  });
+
+  test("resign with transfer hands leadership to the target quickly", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(5000);
+    const [l] = c.leaders();
+    const target = ["a", "b", "c"].find((x) => x !== l)!;
+    c.apply(l!, c.nodes.get(l!)!.step({ type: "resign", now: c.now, reason: "switchover", transferTo: target }));
+    expect(c.lastReady.get(l!)!.leading).toBeNull();
+    c.run(300);
+    expect(c.leaders()).toEqual([target]);
+  });
+});
