@@ -35,6 +35,8 @@ export interface ElectionOptions {
   leaseMs: number;
   timeoutMs: number;
   jitterMs: number;
+  /** Time to stop PostgreSQL after a lease runs out; an ex-leader does not vote before it has passed. */
+  fenceMs: number;
   /** Uniform in [0, 1). Injected so runs are reproducible. */
   random: () => number;
 }
@@ -126,6 +128,8 @@ export class Election implements Consensus {
   private committed = false;
   private nextHeartbeat = 0;
   private hadLease = false;
+  /** An ex-leader neither votes nor campaigns before its fencing surely finished. */
+  private quietUntil = -Infinity;
 
   private out!: Ready;
 
@@ -208,7 +212,7 @@ export class Election implements Consensus {
   }
 
   private heardLeaderRecently(now: number): boolean {
-    if (this.role === "leader") return true;
+    if (this.role === "leader" || now < this.quietUntil) return true;
     return this.lastLeaderContact !== null && now - this.lastLeaderContact < this.o.timeoutMs;
   }
 
@@ -233,9 +237,14 @@ export class Election implements Consensus {
     this.stepDown(now, `lease expired in term ${this.term}: no majority acknowledged a heartbeat within lease_ms (${this.o.leaseMs} ms)`, false);
   }
 
-  /** Leave leadership or candidacy. heardLeader: whether to start the vote quiet period. */
-  private stepDown(now: number, reason: string, heardLeader: boolean): void {
+  /**
+   * Leave leadership or candidacy. heardLeader: whether to start the vote quiet period.
+   * fenced: the shell already stopped writes (resign); otherwise the watchdog may
+   * still be fencing, so stay quiet for fenceMs past the lease.
+   */
+  private stepDown(now: number, reason: string, heardLeader: boolean, fenced = false): void {
     const wasLeader = this.role === "leader";
+    if (wasLeader && !fenced) this.quietUntil = Math.max(now, this.leaseUntil(now)) + this.o.fenceMs;
     this.role = "follower";
     this.leader = null;
     this.granted.clear();
@@ -499,7 +508,7 @@ export class Election implements Consensus {
     if (this.role !== "leader") return;
     const term = this.term;
     // Stepping down ends the lease now; the shell fences before these messages go out.
-    this.stepDown(now, `resigned: ${reason}`, false);
+    this.stepDown(now, `resigned: ${reason}`, false, true);
     this.broadcast({ t: "resign", term, transferTo });
   }
 }

@@ -124,7 +124,7 @@ export function runSim(p: SimParams): SimResult {
   const boot = (n: Node) => {
     newClock(n);
     n.el = new Election(
-      { id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, random: r },
+      { id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, fenceMs: p.fenceMs, random: r },
       structuredClone(n.disk), localOf(n, t));
     n.acksSeen = new Map(); n.ackTerm = -1;
     schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: n.data }));
