@@ -1,6 +1,9 @@
 // One logger factory for the whole agent. Adapters take a Logger so tests can
-// capture lines; nothing else in src/ writes to stdout/stderr directly.
-import { createConsola, type ConsolaInstance, LogLevels } from "consola";
+// capture lines; nothing else in src/ writes log lines directly. Lines carry an
+// ISO timestamp with milliseconds: tests on one machine order events of
+// different agents by it, and journald keeps it when forwarding.
+import { createConsola, type ConsolaInstance, type LogObject, LogLevels } from "consola";
+import { formatWithOptions } from "node:util";
 
 export type Logger = Pick<ConsolaInstance, "debug" | "info" | "warn" | "error" | "success"> & {
   withTag(tag: string): Logger;
@@ -8,13 +11,17 @@ export type Logger = Pick<ConsolaInstance, "debug" | "info" | "warn" | "error" |
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
-/** Logger writing plain lines (no fancy reporter) so journald and test captures stay greppable. */
+const reporter = {
+  log(o: LogObject) {
+    const tag = o.tag ? ` [${o.tag}]` : "";
+    const msg = formatWithOptions({ breakLength: Infinity, colors: false, compact: true }, ...o.args);
+    process.stderr.write(`${o.date.toISOString()} ${o.type}${tag} ${msg}\n`);
+  },
+};
+
+/** Plain one-line-per-event logger on stderr. */
 export function createLogger(level: LogLevel = "info", tag?: string): Logger {
-  const base = createConsola({
-    level: LogLevels[level === "debug" ? "debug" : level === "warn" ? "warn" : level === "error" ? "error" : "info"],
-    fancy: false,
-    formatOptions: { date: true, colors: false, compact: true },
-  });
+  const base = createConsola({ level: LogLevels[level], reporters: [reporter] });
   return (tag ? base.withTag(tag) : base) as unknown as Logger;
 }
 

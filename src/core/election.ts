@@ -46,6 +46,12 @@ export interface Persistent {
   term: number;
   votedFor: string | null;
   membership: Membership | null;
+  /**
+   * The term this node won, if it is the current one: an agent restart (PostgreSQL left
+   * running) resumes leadership of that term instead of forcing an election. Safe because
+   * no other node can lead that term, and followers that moved on reject its heartbeats.
+   */
+  ledTerm?: number | null;
 }
 
 export type Event =
@@ -130,6 +136,7 @@ export class Election implements Consensus {
   private hadLease = false;
   /** An ex-leader neither votes nor campaigns before its fencing surely finished. */
   private quietUntil = -Infinity;
+  private ledTerm: number | null = null;
 
   private out!: Ready;
 
@@ -140,6 +147,15 @@ export class Election implements Consensus {
     this.membership = saved.membership;
     this.lastLeaderContact = now;
     this.electionDeadline = this.randomDeadline(now);
+    this.ledTerm = saved.ledTerm ?? null;
+    if (this.ledTerm === this.term && this.votedFor === o.id && this.membership && o.canLead) {
+      // Resume: no lease until a majority acknowledges heartbeats sent by this process.
+      this.role = "leader";
+      this.leader = o.id;
+      this.becameLeaderAt = now;
+      this.committed = false;
+      this.nextHeartbeat = now;
+    }
   }
 
   status(now: number): Status {
@@ -196,7 +212,7 @@ export class Election implements Consensus {
   }
 
   private persist(): void {
-    this.out.persist = { term: this.term, votedFor: this.votedFor, membership: this.membership };
+    this.out.persist = { term: this.term, votedFor: this.votedFor, membership: this.membership, ledTerm: this.ledTerm };
   }
 
   private send(to: string, msg: ElectionMsg): void {
@@ -245,6 +261,10 @@ export class Election implements Consensus {
   private stepDown(now: number, reason: string, heardLeader: boolean, fenced = false): void {
     const wasLeader = this.role === "leader";
     if (wasLeader && !fenced) this.quietUntil = Math.max(now, this.leaseUntil(now)) + this.o.fenceMs;
+    if (wasLeader) {
+      this.ledTerm = null;
+      this.persist();
+    }
     this.role = "follower";
     this.leader = null;
     this.granted.clear();
@@ -350,6 +370,7 @@ export class Election implements Consensus {
     const m = this.membership!;
     this.membership = { term: this.term, index: m.index + 1, voters: m.voters };
     this.committed = this.voters().length === 1;
+    this.ledTerm = this.term;
     this.persist();
     this.notice("became-leader", `won term ${this.term} with ${[...this.granted].sort().join(",")}`);
     this.sendHeartbeats(now);

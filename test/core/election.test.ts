@@ -113,7 +113,7 @@ describe("election core scenarios", () => {
   test("the vote is persisted in the same Ready that sends it", () => {
     const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: { term: 0, index: 1, voters: ["a", "b", "c"] } }, 0);
     const r = e.step({ type: "recv", now: 5000, from: "a", msg: { t: "vote", term: 4, cfg: { term: 0, index: 1 }, pos: { timeline: 1, lsn: "0/0" } } });
-    expect(r.persist).toEqual({ term: 4, votedFor: "a", membership: { term: 0, index: 1, voters: ["a", "b", "c"] } });
+    expect(r.persist).toEqual({ term: 4, votedFor: "a", membership: { term: 0, index: 1, voters: ["a", "b", "c"] }, ledTerm: null });
     expect(r.send).toEqual([{ to: "a", msg: { t: "vote-resp", term: 4, granted: true } }]);
     // a second candidate in the same term is refused, also after a restart from the persisted state
     const e2 = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, r.persist!, 0);

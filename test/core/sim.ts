@@ -195,6 +195,12 @@ export function runSim(p: SimParams): SimResult {
         if (!n.canLead) fail(`witness ${n.id} became leader`);
       }
       if (no.kind === "membership-changed") membershipChanges++;
+      // resign: the shell stops writes on this host before the resign messages leave, which
+      // also ends what an earlier process of this node (crashed, watchdog still armed) had left
+      if (no.kind === "stepped-down" && no.detail.startsWith("resigned")) {
+        closeLease(n, t, false);
+        for (const iv of closed) if (iv.node === n.id && iv.end > t) iv.end = t;
+      }
     }
     // lease intervals
     if (ready.leading) {
@@ -213,7 +219,11 @@ export function runSim(p: SimParams): SimResult {
         n.lease.end = Math.max(n.lease.end, end);
       }
     } else if (n.lease) {
-      closeLease(n, t, n.lease.end <= t);
+      const expired = n.lease.end <= t;
+      closeLease(n, t, expired);
+      // A step-down before expiry means the shell stopped writes on this host now, which also
+      // ends what an earlier process of this node (crashed, watchdog still armed) had left.
+      if (!expired) for (const iv of closed) if (iv.node === n.id && iv.end > t) iv.end = t;
     }
     for (const s of ready.send) {
       if (s.msg.t === "vote-resp" && s.msg.granted) {

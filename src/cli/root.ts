@@ -1,0 +1,18 @@
+import { defineCommand } from "citty";
+import { agentCommand } from "./cmd-agent.ts";
+import { clusterCommand } from "./cmd-cluster.ts";
+import { initCommand } from "./cmd-init.ts";
+import { versionCommand } from "./cmd-version.ts";
+import type { CliContext } from "./context.ts";
+import { VERSION } from "./version-info.ts";
+
+export const rootCommand = (ctx: CliContext) =>
+  defineCommand({
+    meta: { name: "pgherd", version: VERSION, description: "PostgreSQL streaming-replication cluster manager" },
+    subCommands: {
+      agent: agentCommand(ctx),
+      init: initCommand(ctx),
+      cluster: clusterCommand(),
+      version: versionCommand(ctx),
+    },
+  });

@@ -1,0 +1,137 @@
+// The pgherd.toml schema: one strict zod object per [section] so later issues add a section
+// (and its cross-field rules) without touching the others. Keys stay snake_case end to end.
+import { hostname } from "node:os";
+import { isIPv4 } from "node:net";
+import { z } from "zod";
+import type { DeepReadonly } from "./freeze.ts";
+import { isHost, parseHostPort } from "./hostport.ts";
+import { electionMargins } from "./margins.ts";
+
+const intIn = (min: number, max: number) =>
+  z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
+const ms = (min: number) => intIn(min, 3_600_000);
+
+// Cross-field rules run only on a section whose fields are all valid: comparing an
+// out-of-range value would add a second, misleading line.
+const whenValid = { when: (p: { issues: readonly unknown[] }) => p.issues.length === 0 };
+
+/** "host:port"; with `defaultPort` the port may be omitted; `orEmpty` also accepts "". */
+const hostPort = (defaultPort?: number, orEmpty = false) =>
+  z.string().superRefine((v, ctx) => {
+    if (orEmpty && v === "") return;
+    const r = parseHostPort(v, defaultPort);
+    if (typeof r === "string") ctx.addIssue({ code: "custom", message: `is invalid: ${r}` });
+  });
+
+/** Placeholder in pgherd.toml.example: a copied example must not run with a published secret. */
+export const EXAMPLE_SECRET_MARKER = "CHANGE-ME";
+
+export const discoverySection = z
+  .strictObject({
+    port: intIn(1, 65535).default(7400),
+    broadcast: z
+      .array(z.string().refine((s) => s === "auto" || isIPv4(s), 'must be "auto" or an IPv4 broadcast address'))
+      .default(() => ["auto"]),
+    peers: z.array(hostPort(0)).default(() => []),
+    interval_ms: ms(10).default(1000),
+    max_age_ms: ms(100).default(30000),
+  })
+  .superRefine((d, ctx) => {
+    if (d.interval_ms >= d.max_age_ms) {
+      ctx.addIssue({ code: "custom", path: ["interval_ms"], message: "must be less than discovery.max_age_ms" });
+    }
+  }, whenValid);
+
+export const meshSection = z
+  .strictObject({
+    listen: hostPort().default("0.0.0.0:7401"),
+    advertise: hostPort(undefined, true).default(""),
+    max_frame_bytes: intIn(1024, 1 << 30).default(1048576),
+    ping_ms: ms(10).default(500),
+    dead_ms: ms(10).default(3000),
+    handshake_ms: ms(10).default(3000),
+    max_buffered_bytes: intIn(1024, 1 << 30).default(8388608),
+  })
+  .superRefine((m, ctx) => {
+    if (m.ping_ms >= m.dead_ms) {
+      ctx.addIssue({ code: "custom", path: ["ping_ms"], message: "must be less than mesh.dead_ms" });
+    }
+    if (m.max_buffered_bytes < m.max_frame_bytes) {
+      ctx.addIssue({ code: "custom", path: ["max_buffered_bytes"], message: "must be at least mesh.max_frame_bytes" });
+    }
+  }, whenValid);
+
+export const electionSection = z
+  .strictObject({
+    heartbeat_ms: ms(1).default(200),
+    lease_ms: ms(1).default(1500),
+    timeout_ms: ms(1).default(2500),
+    jitter_ms: ms(0).default(500),
+    max_drift: z.number().min(0, "must be at least 0").max(0.5, "must be at most 0.5").default(0.02),
+    fence_ms: ms(0).default(500),
+  })
+  .superRefine((e, ctx) => {
+    if (e.heartbeat_ms >= e.lease_ms) {
+      ctx.addIssue({ code: "custom", path: ["heartbeat_ms"], message: "must be less than election.lease_ms" });
+    }
+    if (e.lease_ms >= e.timeout_ms) {
+      ctx.addIssue({ code: "custom", path: ["lease_ms"], message: "must be less than election.timeout_ms" });
+      return; // the margin message would only restate this
+    }
+    const m = electionMargins(e);
+    if (!m.ok) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["timeout_ms"],
+        message:
+          `${e.timeout_ms} is too small: with max_drift ${e.max_drift} a lease of ${e.lease_ms} ms plus ` +
+          `fence_ms ${e.fence_ms} needs timeout_ms >= ${m.minTimeoutMs}`,
+      });
+    }
+  }, whenValid);
+
+export const apiSection = z.strictObject({
+  listen: hostPort().default("127.0.0.1:7402"),
+  token: z.string().default(""),
+});
+
+export const logSection = z.strictObject({
+  level: z.enum(["debug", "info", "warn", "error"], 'must be one of "debug", "info", "warn", "error"').default("info"),
+});
+
+export const configSchema = z.strictObject({
+  cluster: z.string().regex(/^[a-z0-9_-]{1,63}$/, "must be 1-63 characters of a-z, 0-9, _ and -"),
+  secret: z
+    .string()
+    .min(32, "must be at least 32 characters (generate one with `pgherd init`)")
+    .refine((s) => !s.includes(EXAMPLE_SECRET_MARKER), "is still the placeholder from pgherd.toml.example: generate one with `pgherd init`"),
+  node_name: z
+    .string()
+    .refine(isHost, "must be a host-name-like string (letters, digits, '-', '.')")
+    .default(() => hostname()),
+  role: z.enum(["database", "witness"], 'must be "database" or "witness"').default("database"),
+  state_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/pgherd"),
+  bootstrap_expect: intIn(1, 1000).default(3),
+  priority: intIn(0, 1000).default(100),
+  discovery: discoverySection.prefault({}),
+  mesh: meshSection.prefault({}),
+  election: electionSection.prefault({}),
+  api: apiSection.prefault({}),
+  log: logSection.prefault({}),
+});
+
+export type Config = DeepReadonly<z.output<typeof configSchema>>;
+export type DiscoveryConfig = Config["discovery"];
+export type MeshConfig = Config["mesh"];
+export type ElectionConfig = Config["election"];
+export type ApiConfig = Config["api"];
+export type LogConfig = Config["log"];
+
+/** Every key as a dotted path ("mesh.listen"), for docs and the example-file drift test. */
+export function configKeys(schema: z.ZodType = configSchema, prefix = ""): string[] {
+  let s: z.ZodType = schema;
+  // Unwrap default/prefault/optional wrappers down to the object.
+  while ("innerType" in s.def) s = s.def.innerType as z.ZodType;
+  if (!(s instanceof z.ZodObject)) return prefix ? [prefix.slice(0, -1)] : [];
+  return Object.entries(s.shape).flatMap(([k, v]) => configKeys(v as z.ZodType, `${prefix}${k}.`));
+}

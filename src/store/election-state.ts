@@ -1,0 +1,46 @@
+// The election's persistent state (term, vote, membership) and the one-time
+// bootstrap vote. Written with fsync before any message that depends on it is sent.
+import { join } from "node:path";
+import { z } from "zod";
+import type { Persistent } from "../core/election.ts";
+import { MembershipSchema } from "../core/messages.ts";
+import { readJsonSync, writeJsonDurableSync } from "./durable.ts";
+
+export const ELECTION_FILE = "election.json";
+
+const schema = z.strictObject({
+  term: z.number().int().min(0),
+  votedFor: z.string().nullable(),
+  membership: MembershipSchema.nullable(),
+  bootstrapVote: z.array(z.string()).nullable(),
+});
+
+export type ElectionState = Persistent & { bootstrapVote: string[] | null };
+
+export class ElectionStore {
+  readonly file: string;
+  private state: ElectionState;
+
+  constructor(stateDir: string) {
+    this.file = join(stateDir, ELECTION_FILE);
+    // A corrupt file throws (naming the file): resetting it could let this node vote twice.
+    this.state = readJsonSync(this.file, schema) ?? { term: 0, votedFor: null, membership: null, bootstrapVote: null };
+  }
+
+  get(): ElectionState {
+    return structuredClone(this.state);
+  }
+
+  saveElection(p: Persistent): void {
+    this.write({ ...this.state, term: p.term, votedFor: p.votedFor, membership: p.membership });
+  }
+
+  saveBootstrapVote(voters: string[]): void {
+    this.write({ ...this.state, bootstrapVote: voters });
+  }
+
+  private write(next: ElectionState): void {
+    writeJsonDurableSync(this.file, next, 0o600);
+    this.state = next;
+  }
+}

@@ -1,0 +1,32 @@
+import { expect, test } from "bun:test";
+import { electionMargins } from "../../src/config/margins.ts";
+
+test("default timings: numbers the agent logs", () => {
+  const m = electionMargins({ lease_ms: 1500, timeout_ms: 2500, max_drift: 0.02, fence_ms: 500 });
+  expect(m.leaseRealMaxMs).toBeCloseTo(1530.61, 2);
+  expect(m.fencedByRealMaxMs).toBeCloseTo(2040.82, 2);
+  expect(m.followerWaitRealMinMs).toBeCloseTo(2450.98, 2);
+  expect(m.slackMs).toBeCloseTo(410.16, 2);
+  expect(m.minTimeoutMs).toBe(2082);
+  expect(m.ok).toBe(true);
+});
+
+test("no drift: the exact sum is enough (no rounding up)", () => {
+  const m = electionMargins({ lease_ms: 1000, timeout_ms: 1200, max_drift: 0, fence_ms: 200 });
+  expect(m.minTimeoutMs).toBe(1200);
+  expect(m.slackMs).toBe(0);
+  expect(m.ok).toBe(true);
+  expect(electionMargins({ lease_ms: 1000, timeout_ms: 1199, max_drift: 0, fence_ms: 200 }).ok).toBe(false);
+});
+
+test("minTimeoutMs is the boundary: one less is unsafe, and ok agrees with slack", () => {
+  for (const [lease, fence, drift] of [[1500, 500, 0.02], [300, 0, 0.05], [5000, 1234, 0.1], [10, 1, 0.5]] as const) {
+    const min = electionMargins({ lease_ms: lease, timeout_ms: 0, max_drift: drift, fence_ms: fence }).minTimeoutMs;
+    const at = electionMargins({ lease_ms: lease, timeout_ms: min, max_drift: drift, fence_ms: fence });
+    const below = electionMargins({ lease_ms: lease, timeout_ms: min - 1, max_drift: drift, fence_ms: fence });
+    expect(at.ok).toBe(true);
+    expect(at.slackMs).toBeGreaterThanOrEqual(-1e-9);
+    expect(below.ok).toBe(false);
+    expect(below.slackMs).toBeLessThan(0);
+  }
+});

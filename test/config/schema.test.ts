@@ -1,0 +1,207 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, loadConfig, parseConfig } from "../../src/config/load.ts";
+import { redactConfig } from "../../src/config/redact.ts";
+
+const SECRET = "0123456789abcdefghijklmnopqrstuvwxyz";
+const BASE = `cluster = "main"\nsecret = "${SECRET}"\n`;
+
+/** The ConfigError lines parseConfig throws for `text` (fails the test if it does not throw one). */
+function errorLines(text: string): readonly string[] {
+  try {
+    parseConfig(text, "pgherd.toml");
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as ConfigError).message).toBe((e as ConfigError).lines.join("\n"));
+    return (e as ConfigError).lines;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("defaults", () => {
+  test("only cluster and secret are required; everything else has the documented default", () => {
+    expect(parseConfig(BASE, "pgherd.toml")).toEqual({
+      cluster: "main",
+      secret: SECRET,
+      node_name: hostname(),
+      role: "database",
+      state_dir: "/var/lib/pgherd",
+      bootstrap_expect: 3,
+      priority: 100,
+      discovery: { port: 7400, broadcast: ["auto"], peers: [], interval_ms: 1000, max_age_ms: 30000 },
+      mesh: {
+        listen: "0.0.0.0:7401", advertise: "", max_frame_bytes: 1048576, ping_ms: 500, dead_ms: 3000,
+        handshake_ms: 3000, max_buffered_bytes: 8388608,
+      },
+      election: { heartbeat_ms: 200, lease_ms: 1500, timeout_ms: 2500, jitter_ms: 500, max_drift: 0.02, fence_ms: 500 },
+      api: { listen: "127.0.0.1:7402", token: "" },
+      log: { level: "info" },
+    });
+  });
+
+  test("missing required keys are each named", () => {
+    expect(errorLines("")).toEqual(["pgherd.toml: cluster is required", "pgherd.toml: secret is required"]);
+  });
+
+  test("the config is deeply frozen", () => {
+    const cfg = parseConfig(`${BASE}[discovery]\npeers = ["10.0.0.2"]\n`, "pgherd.toml");
+    expect(Object.isFrozen(cfg)).toBe(true);
+    expect(Object.isFrozen(cfg.election)).toBe(true);
+    expect(Object.isFrozen(cfg.discovery.peers)).toBe(true);
+    expect(() => {
+      (cfg.election as { lease_ms: number }).lease_ms = 1;
+    }).toThrow();
+    expect(() => (cfg.discovery.peers as string[]).push("x")).toThrow();
+    expect(cfg.election.lease_ms).toBe(1500);
+  });
+
+  test("explicit values override defaults", () => {
+    const cfg = parseConfig(
+      `${BASE}role = "witness"\n[discovery]\nbroadcast = ["127.255.255.255"]\npeers = ["db2", "10.0.0.3:7500", "[::1]:7400"]\n[mesh]\nadvertise = "10.0.0.1:7401"\n`,
+      "pgherd.toml",
+    );
+    expect(cfg.role).toBe("witness");
+    expect(cfg.discovery.broadcast).toEqual(["127.255.255.255"]);
+    expect(cfg.discovery.peers).toEqual(["db2", "10.0.0.3:7500", "[::1]:7400"]);
+    expect(cfg.mesh.advertise).toBe("10.0.0.1:7401");
+  });
+});
+
+describe("cross-field rules", () => {
+  test("heartbeat_ms < lease_ms", () => {
+    expect(errorLines(`${BASE}[election]\nheartbeat_ms = 1500\n`)).toEqual([
+      "pgherd.toml: election.heartbeat_ms must be less than election.lease_ms",
+    ]);
+  });
+
+  test("lease_ms < timeout_ms", () => {
+    expect(errorLines(`${BASE}[election]\nlease_ms = 2500\n`)).toEqual([
+      "pgherd.toml: election.lease_ms must be less than election.timeout_ms",
+    ]);
+  });
+
+  test("lease + fence margin under clock drift, at the exact boundary", () => {
+    // (1500 + 500) / 0.98 * 1.02 = 2081.63 → 2082 is the smallest safe timeout.
+    expect(errorLines(`${BASE}[election]\ntimeout_ms = 2081\n`)).toEqual([
+      "pgherd.toml: election.timeout_ms 2081 is too small: with max_drift 0.02 a lease of 1500 ms plus fence_ms 500 needs timeout_ms >= 2082",
+    ]);
+    expect(parseConfig(`${BASE}[election]\ntimeout_ms = 2082\n`, "pgherd.toml").election.timeout_ms).toBe(2082);
+  });
+
+  test("the margin uses every key it names", () => {
+    expect(errorLines(`${BASE}[election]\nfence_ms = 1000\nmax_drift = 0.1\n`)).toEqual([
+      "pgherd.toml: election.timeout_ms 2500 is too small: with max_drift 0.1 a lease of 1500 ms plus fence_ms 1000 needs timeout_ms >= 3056",
+    ]);
+  });
+
+  test("mesh and discovery timing rules", () => {
+    expect(errorLines(`${BASE}[mesh]\nping_ms = 3000\n[discovery]\ninterval_ms = 30000\n`)).toEqual([
+      "pgherd.toml: discovery.interval_ms must be less than discovery.max_age_ms",
+      "pgherd.toml: mesh.ping_ms must be less than mesh.dead_ms",
+    ]);
+    expect(errorLines(`${BASE}[mesh]\nmax_buffered_bytes = 2048\n`)).toEqual([
+      "pgherd.toml: mesh.max_buffered_bytes must be at least mesh.max_frame_bytes",
+    ]);
+  });
+
+  test("a cross-field rule is not reported on top of an invalid field", () => {
+    expect(errorLines(`${BASE}[election]\nmax_drift = 0.9\n`)).toEqual(["pgherd.toml: election.max_drift must be at most 0.5"]);
+  });
+});
+
+describe("bad input names the key", () => {
+  test("unknown keys, top level and in a section", () => {
+    expect(errorLines(`${BASE}colour = 1\n[discovery]\nbrodcast = ["auto"]\n`)).toEqual([
+      "pgherd.toml: unknown key discovery.brodcast",
+      "pgherd.toml: unknown key colour",
+    ]);
+  });
+
+  test("unknown section", () => {
+    expect(errorLines(`${BASE}[postgress]\nport = 5432\n`)).toEqual(["pgherd.toml: unknown key postgress"]);
+  });
+
+  test("wrong types", () => {
+    expect(errorLines(`${BASE}bootstrap_expect = 1.5\n[discovery]\nport = "7400"\npeers = "db2"\n[log]\nlevel = "trace"\n`)).toEqual([
+      "pgherd.toml: bootstrap_expect must be an integer (got 1.5)",
+      "pgherd.toml: discovery.port must be a number (got string)",
+      "pgherd.toml: discovery.peers must be an array (got string)",
+      'pgherd.toml: log.level must be one of "debug", "info", "warn", "error"',
+    ]);
+    expect(errorLines(`${BASE}mesh = 5\n`)).toEqual(["pgherd.toml: mesh must be a table (got number)"]);
+  });
+
+  test("out-of-range and malformed values", () => {
+    expect(
+      errorLines(
+        `cluster = "Main Cluster"\nsecret = "${SECRET}"\nstate_dir = "var/lib"\npriority = 1001\n` +
+          `[discovery]\nport = 0\nbroadcast = ["eth0"]\npeers = ["db_2", "db3:70000"]\n[mesh]\nlisten = "0.0.0.0"\n`,
+      ),
+    ).toEqual([
+      "pgherd.toml: cluster must be 1-63 characters of a-z, 0-9, _ and -",
+      "pgherd.toml: state_dir must be an absolute path",
+      "pgherd.toml: priority must be at most 1000",
+      "pgherd.toml: discovery.port must be at least 1",
+      'pgherd.toml: discovery.broadcast.0 must be "auto" or an IPv4 broadcast address',
+      'pgherd.toml: discovery.peers.0 is invalid: "db_2": "db_2" is not a valid host name or IP address',
+      'pgherd.toml: discovery.peers.1 is invalid: "db3:70000": port must be 1..65535',
+      'pgherd.toml: mesh.listen is invalid: "0.0.0.0" needs a port (host:port)',
+    ]);
+  });
+
+  test("secrets never appear in error messages", () => {
+    const short = errorLines(`cluster = "main"\nsecret = "tooShortXYZ"\n`);
+    expect(short).toEqual(["pgherd.toml: secret must be at least 32 characters (generate one with `pgherd init`)"]);
+    const numeric = errorLines(`cluster = "main"\nsecret = 918273645\n`);
+    expect(numeric).toEqual(["pgherd.toml: secret must be a string (got number)"]);
+  });
+
+  test("the example file's placeholder secret is refused", () => {
+    expect(errorLines(`cluster = "main"\nsecret = "CHANGE-ME-generate-with-pgherd-init-at-least-32"\n`)).toEqual([
+      "pgherd.toml: secret is still the placeholder from pgherd.toml.example: generate one with `pgherd init`",
+    ]);
+  });
+
+  test("TOML syntax error gives line and column", () => {
+    const lines = errorLines(`${BASE}[election]\nlease_ms = \n`);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^pgherd\.toml: TOML syntax error at line 4 column \d+: \S/);
+    expect(lines[0]).not.toContain("\n");
+  });
+
+  test("the file label is used as given", () => {
+    expect(() => parseConfig("", "node1.toml")).toThrow("node1.toml: cluster is required");
+  });
+});
+
+describe("loadConfig", () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-config-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("reads and prefixes errors with the file's base name", () => {
+    const path = join(dir, "site.toml");
+    writeFileSync(path, `${BASE}[api]\nlisten = "127.0.0.1:9000"\n`);
+    expect(loadConfig(path).api.listen).toBe("127.0.0.1:9000");
+    writeFileSync(path, `${BASE}[api]\nlisten = 9000\n`);
+    expect(() => loadConfig(path)).toThrow(new ConfigError(["site.toml: api.listen must be a string (got number)"]));
+  });
+
+  test("a missing file names the full path", () => {
+    const path = join(dir, "nope", "pgherd.toml");
+    expect(() => loadConfig(path)).toThrow(new ConfigError([`pgherd.toml: cannot read config file ${path}: file not found`]));
+  });
+
+  test("a directory is not a config file", () => {
+    expect(() => loadConfig(dir)).toThrow(`cannot read config file ${dir}: is a directory`);
+  });
+});
+
+test("redactConfig hides the secret and a set token", () => {
+  const cfg = parseConfig(`${BASE}[api]\ntoken = "tok-123456"\n`, "pgherd.toml");
+  const shown = JSON.stringify(redactConfig(cfg));
+  expect(shown).not.toContain(SECRET);
+  expect(shown).not.toContain("tok-123456");
+  expect(redactConfig(cfg).election).toEqual(cfg.election);
+});

@@ -1,0 +1,81 @@
+// Scratch PostgreSQL clusters for tests: a private dir under /tmp owned by postgres, free
+// loopback ports, and cleanup that stops every server and removes the dir, also when the test
+// process dies (synchronous exit hook: SIGQUIT to the postmaster = immediate shutdown).
+import { chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import type { Logger } from "../../src/log.ts";
+import { findBinDir, type PgBins } from "../../src/postgres/binaries.ts";
+import { stop, type PgNode } from "../../src/postgres/ctl.ts";
+import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
+import { onExitCleanup } from "./proc.ts";
+
+export const PG_OS_USER = "postgres";
+
+export const pgBins: PgBins | null = await findBinDir().catch(() => null);
+const hasUser = await lookupOsUser(PG_OS_USER).then(() => true, () => false);
+
+/** Why PostgreSQL tests cannot run here, or null. */
+export const pgSkipReason: string | null = !isRoot()
+  ? "PostgreSQL tests need root (servers run as the postgres OS user)"
+  : !pgBins
+    ? "no PostgreSQL binaries found (pg_config / /usr/lib/postgresql/*/bin)"
+    : !hasUser ? `OS user ${PG_OS_USER} does not exist` : null;
+if (pgSkipReason) console.warn(`skipping PostgreSQL tests: ${pgSkipReason}`);
+
+export interface Scratch {
+  root: string;
+  /** Short socket dir (unix socket paths are limited to ~107 bytes). */
+  socketDir: string;
+  node(name: string, log: Logger): PgNode;
+  cleanup(): Promise<void>;
+}
+
+export async function pgScratch(tag: string): Promise<Scratch> {
+  if (!pgBins) throw new Error("no PostgreSQL binaries");
+  const bins = pgBins;
+  const u = await lookupOsUser(PG_OS_USER);
+  const root = mkdtempSync(`/tmp/pgherd-${tag}-`);
+  chownSync(root, u.uid, u.gid);
+  const socketDir = root;
+  const nodes: PgNode[] = [];
+  const killAll = () => {
+    for (const n of nodes) {
+      try {
+        const pid = Number(readFileSync(join(n.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+        if (pid > 0) process.kill(pid, "SIGQUIT");
+      } catch { /* not running */ }
+    }
+    rmSync(root, { recursive: true, force: true });
+  };
+  const unregister = onExitCleanup(killAll);
+  return {
+    root,
+    socketDir,
+    node(name, log) {
+      const n: PgNode = { bins, dataDir: join(root, name), osUser: PG_OS_USER, log };
+      nodes.push(n);
+      return n;
+    },
+    async cleanup() {
+      for (const n of nodes) await stop(n, "immediate", 30).catch(() => {});
+      unregister();
+      killAll();
+    },
+  };
+}
+
+/** A port nobody listens on right now (bind to 0, read it, close). */
+export async function freePort(exclude: number[] = []): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = createServer();
+      s.once("error", reject);
+      s.listen(0, "127.0.0.1", () => {
+        const a = s.address();
+        s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+      });
+    });
+    if (port && !exclude.includes(port)) return port;
+  }
+}
