@@ -36,8 +36,8 @@ export function decideBootstrap(opts: {
   settleMs: number;
 }): BootstrapDecision {
   const { self, expect, state, peers } = opts;
-  if (peers.some((p) => p.member)) return { kind: "wait", reason: "the cluster already exists: waiting for its leader to add this node" };
   if (!state.vote) {
+    if (peers.some((p) => p.member)) return { kind: "wait", reason: "the cluster already exists: waiting for its leader to add this node" };
     const seen = [self, ...peers.map((p) => p.id)];
     if (seen.length < expect) return { kind: "wait", reason: `waiting for bootstrap_expect=${expect} nodes, seen ${seen.length}` };
     if (opts.stableForMs < opts.settleMs) return { kind: "wait", reason: "letting discovery settle before voting" };

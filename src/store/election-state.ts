@@ -12,10 +12,11 @@ const schema = z.strictObject({
   term: z.number().int().min(0),
   votedFor: z.string().nullable(),
   membership: MembershipSchema.nullable(),
+  ledTerm: z.number().int().min(0).nullable().default(null),
   bootstrapVote: z.array(z.string()).nullable(),
 });
 
-export type ElectionState = Persistent & { bootstrapVote: string[] | null };
+export type ElectionState = Required<Persistent> & { bootstrapVote: string[] | null };
 
 export class ElectionStore {
   readonly file: string;
@@ -24,7 +25,7 @@ export class ElectionStore {
   constructor(stateDir: string) {
     this.file = join(stateDir, ELECTION_FILE);
     // A corrupt file throws (naming the file): resetting it could let this node vote twice.
-    this.state = readJsonSync(this.file, schema) ?? { term: 0, votedFor: null, membership: null, bootstrapVote: null };
+    this.state = readJsonSync(this.file, schema) ?? { term: 0, votedFor: null, membership: null, ledTerm: null, bootstrapVote: null };
   }
 
   get(): ElectionState {
@@ -32,7 +33,7 @@ export class ElectionStore {
   }
 
   saveElection(p: Persistent): void {
-    this.write({ ...this.state, term: p.term, votedFor: p.votedFor, membership: p.membership });
+    this.write({ ...this.state, term: p.term, votedFor: p.votedFor, membership: p.membership, ledTerm: p.ledTerm ?? null });
   }
 
   saveBootstrapVote(voters: string[]): void {

@@ -35,3 +35,8 @@ test("a set made only of witnesses is not voted for", () => {
   const w = (id: string): PeerView => ({ id, role: "witness", vote: null, member: false });
   expect(decideBootstrap({ ...base, self: "x", expect: 1, peers: [w("a")] })).toEqual({ kind: "wait", reason: "no database node among the first voters" });
 });
+
+test("a node whose vote is confirmed forms even when a peer formed first", () => {
+  const state = { vote: ["a", "b", "c"] };
+  expect(decideBootstrap({ ...base, state, peers: [peer("a", ["a", "b", "c"], true), peer("c", ["a", "b", "c"])] })).toEqual({ kind: "form", voters: ["a", "b", "c"] });
+});

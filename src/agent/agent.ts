@@ -1,0 +1,267 @@
+// The agent's event loop: the imperative shell around the pure election core.
+// Order for every Ready, as the core demands: persist (fsync) → stop writes if
+// leadership was lost → send → re-arm the wake-up timer.
+import { Election, type Event, type Ready } from "../core/election.ts";
+import { decideBootstrap, type PeerView } from "../core/bootstrap.ts";
+import { ZERO_POSITION, type Position } from "../core/position.ts";
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+import { Beacon, defaultBroadcastAddresses, type Announcement } from "../net/beacon.ts";
+import { Mesh } from "../net/mesh.ts";
+import { parseHostPort, formatHostPort } from "../config/hostport.ts";
+import { ElectionStore } from "../store/election-state.ts";
+import { loadOrCreateNodeId } from "../store/node-id.ts";
+import { AgentMsgSchema, type AgentMsg } from "./messages.ts";
+import { PeerTable } from "./peers.ts";
+
+export interface LeadershipHooks {
+  /** Called when this node gains a valid lease (may accept writes until `until`, local monotonic ms). */
+  onLead?(term: number, until: number): void;
+  /** Called when it loses it; must stop writes before returning (messages wait for it). */
+  onFence?(reason: string): void;
+}
+
+const HOUSEKEEPING_MS = 250;
+
+export class Agent {
+  readonly nodeId: string;
+  private readonly store: ElectionStore;
+  private readonly election: Election;
+  private readonly mesh: Mesh;
+  private readonly beacon: Beacon;
+  private readonly peers: PeerTable;
+  private wakeTimer: ReturnType<typeof setTimeout> | undefined;
+  private housekeeping: ReturnType<typeof setInterval> | undefined;
+  private leading: Ready["leading"] = null;
+  private bootstrapNote = "";
+  private stopped = false;
+  private position: Position = ZERO_POSITION;
+  readonly startedAt = Date.now();
+
+  constructor(private readonly cfg: Config, private readonly log: Logger, private readonly hooks: LeadershipHooks = {}) {
+    this.nodeId = loadOrCreateNodeId(cfg.state_dir);
+    this.store = new ElectionStore(cfg.state_dir);
+    const e = cfg.election;
+    this.election = new Election(
+      {
+        id: this.nodeId, canLead: cfg.role === "database", heartbeatMs: e.heartbeat_ms, leaseMs: e.lease_ms,
+        timeoutMs: e.timeout_ms, jitterMs: e.jitter_ms, fenceMs: e.fence_ms, random: Math.random,
+      },
+      this.store.get(),
+      now(),
+    );
+    this.peers = new PeerTable(cfg.discovery.max_age_ms);
+    const listen = parseHostPort(cfg.mesh.listen);
+    if (typeof listen === "string") throw new Error(`mesh.listen: ${listen}`);
+    this.mesh = new Mesh({
+      cluster: cfg.cluster, secret: cfg.secret, nodeId: this.nodeId, nodeName: cfg.node_name,
+      listenHost: listen.host, listenPort: listen.port, advertise: cfg.mesh.advertise || undefined,
+      maxFrameBytes: cfg.mesh.max_frame_bytes, pingMs: cfg.mesh.ping_ms, deadMs: cfg.mesh.dead_ms,
+      handshakeMs: cfg.mesh.handshake_ms, maxBufferedBytes: cfg.mesh.max_buffered_bytes,
+      backoffMinMs: 100, backoffMaxMs: 5000, messageSchema: AgentMsgSchema, log: log.withTag("mesh"),
+      onMessage: (peer, msg) => this.onMessage(peer, msg as AgentMsg),
+      onPeerUp: (p) => {
+        this.peers.connected(p.id, true, p.name);
+        log.info(`peer ${p.name} (${p.id}) connected from ${p.remoteAddress}`);
+      },
+      onPeerDown: (id, reason) => {
+        this.peers.connected(id, false);
+        log.info(`peer ${this.peers.name(id)} (${id}) disconnected: ${reason}`);
+      },
+    });
+    const broadcast = cfg.discovery.broadcast.flatMap((b) => (b === "auto" ? defaultBroadcastAddresses() : [b]));
+    this.beacon = new Beacon({
+      cluster: cfg.cluster, secret: cfg.secret, nodeId: this.nodeId, nodeName: cfg.node_name, role: cfg.role,
+      port: cfg.discovery.port, broadcast, peers: [...cfg.discovery.peers],
+      meshAddr: () => this.advertisedMesh(), intervalMs: cfg.discovery.interval_ms, maxAgeMs: cfg.discovery.max_age_ms,
+      extra: () => this.beaconExtra(), log: log.withTag("beacon"),
+      onAnnouncement: (a, from) => this.onAnnouncement(a, from),
+    });
+  }
+
+  async start(): Promise<void> {
+    const st = this.store.get();
+    this.log.info(
+      `node ${this.cfg.node_name} (${this.nodeId}) role ${this.cfg.role}, cluster ${this.cfg.cluster}, term ${st.term}, ` +
+        (st.membership ? `voters ${st.membership.voters.join(",")}` : `no membership yet (bootstrap_expect ${this.cfg.bootstrap_expect})`),
+    );
+    await this.mesh.start();
+    await this.beacon.start();
+    this.log.info(`mesh listening on ${formatHostPort(this.mesh.address())}, beacon on UDP ${this.cfg.discovery.port}`);
+    this.housekeeping = setInterval(() => this.safe(() => this.tidy()), HOUSEKEEPING_MS);
+    this.feed({ type: "tick", now: now() });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.wakeTimer);
+    clearInterval(this.housekeeping);
+    await Promise.allSettled([this.beacon.stop(), this.mesh.stop()]);
+  }
+
+  /** Report a new local data position (PostgreSQL, from the next issue). */
+  setPosition(p: Position): void {
+    this.position = p;
+    this.feed({ type: "position", now: now(), position: p });
+  }
+
+  /** Hand leadership over (switchover) or just give it up. */
+  resign(reason: string, transferTo?: string): void {
+    this.feed({ type: "resign", now: now(), reason, transferTo });
+  }
+
+  status() {
+    const t = now();
+    const s = this.election.status(t);
+    const names = (ids: readonly string[] | undefined) => (ids ?? []).map((id) => ({ id, name: id === this.nodeId ? this.cfg.node_name : this.peers.name(id) }));
+    return {
+      cluster: this.cfg.cluster,
+      node: { id: this.nodeId, name: this.cfg.node_name, role: this.cfg.role, mesh: this.advertisedMesh() },
+      election: {
+        role: s.role, term: s.term, leader: s.leader, leaderName: s.leader ? (s.leader === this.nodeId ? this.cfg.node_name : this.peers.name(s.leader)) : null,
+        votedFor: s.votedFor, leading: this.leading !== null,
+        leaseRemainingMs: this.leading ? Math.max(0, Math.round(this.leading.until - t)) : 0,
+        voters: names(s.membership?.voters), membershipVersion: s.membership ? `${s.membership.term}.${s.membership.index}` : null,
+        position: this.position,
+      },
+      bootstrap: s.membership ? null : this.bootstrapNote,
+      peers: this.peers.list(),
+      rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() },
+      uptimeMs: Date.now() - this.startedAt,
+    };
+  }
+
+  // ------------------------------------------------------------------ the loop
+
+  private feed(ev: Event): void {
+    if (this.stopped) return;
+    const ready = this.election.step(ev);
+    this.apply(ready);
+  }
+
+  private apply(r: Ready): void {
+    if (r.persist) {
+      try {
+        this.store.saveElection(r.persist);
+      } catch (e) {
+        // Never send a vote or a term we could not make durable: stop, let systemd restart us.
+        this.log.error(`cannot persist election state to ${this.store.file}: ${(e as Error).message}; stopping the agent`);
+        this.stopped = true;
+        void Promise.allSettled([this.beacon.stop(), this.mesh.stop()]).then(() => process.exit(1));
+        return;
+      }
+    }
+    for (const n of r.notices) {
+      const line = `${n.kind}: ${n.detail}`;
+      if (n.kind === "stepped-down" || n.kind === "proposal-rejected") this.log.warn(line);
+      else if (n.kind === "vote-granted" || n.kind === "vote-refused" || n.kind === "campaign" || n.kind === "prevote-failed") this.log.debug(line);
+      else this.log.info(line);
+    }
+    const was = this.leading;
+    this.leading = r.leading;
+    if (was && !r.leading) {
+      this.log.warn(`fenced: no longer leading term ${was.term}; writes must stop`);
+      this.hooks.onFence?.("lost leadership");
+    } else if (!was && r.leading) {
+      this.log.info(`leading term ${r.leading.term} with a valid lease`);
+      this.hooks.onLead?.(r.leading.term, r.leading.until);
+    } else if (r.leading) this.hooks.onLead?.(r.leading.term, r.leading.until);
+    for (const s of r.send) this.mesh.send(s.to, s.msg);
+    clearTimeout(this.wakeTimer);
+    if (Number.isFinite(r.wakeAt)) {
+      this.wakeTimer = setTimeout(() => this.safe(() => this.feed({ type: "tick", now: now() })), Math.max(0, r.wakeAt - now()));
+    }
+  }
+
+  private onMessage(peer: string, msg: AgentMsg): void {
+    this.safe(() => this.feed({ type: "recv", now: now(), from: peer, msg }));
+  }
+
+  /** Never let one bad event take the agent down; a persist failure is the exception (see apply). */
+  private safe(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.log.error(`internal error: ${(e as Error).stack ?? e}`);
+    }
+  }
+
+  // ------------------------------------------------------------------ discovery and membership
+
+  private advertisedMesh(): string {
+    if (this.cfg.mesh.advertise) return this.cfg.mesh.advertise;
+    const a = this.mesh.address();
+    return formatHostPort(a);
+  }
+
+  private beaconExtra(): Record<string, unknown> {
+    const st = this.store.get();
+    return {
+      vote: st.bootstrapVote,
+      member: st.membership !== null,
+    };
+  }
+
+  private onAnnouncement(a: Announcement, from: { address: string }): void {
+    const hp = parseHostPort(a.mesh);
+    if (typeof hp === "string") {
+      this.log.warn(`beacon from ${a.name} (${from.address}) announces a bad mesh address ${JSON.stringify(a.mesh)}: ${hp}`);
+      return;
+    }
+    const host = hp.host === "0.0.0.0" || hp.host === "::" || hp.host === "" ? from.address : hp.host;
+    const mesh = formatHostPort({ host, port: hp.port });
+    const vote = Array.isArray(a.extra.vote) && a.extra.vote.every((v) => typeof v === "string") ? (a.extra.vote as string[]) : null;
+    const isNew = this.peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh, address: from.address, vote, member: a.extra.member === true });
+    if (isNew) this.log.info(`discovered ${a.name} (${a.nodeId}, ${a.role}) at ${mesh}`);
+    this.mesh.dial(mesh, a.nodeId);
+  }
+
+  private tidy(): void {
+    const t = now();
+    for (const gone of this.peers.expire()) {
+      this.log.info(`peer ${gone.name} (${gone.id}) not heard for ${this.cfg.discovery.max_age_ms} ms`);
+      this.mesh.forget(gone.mesh);
+    }
+    const st = this.election.status(t);
+    if (!st.membership) return this.tryBootstrap();
+    // The leader adds authenticated nodes it discovered, one at a time.
+    if (st.role === "leader" && st.membershipCommitted && this.leading) {
+      const voters = st.membership.voters;
+      const joiner = this.peers.list().find((p) => p.connected && !voters.includes(p.id));
+      if (joiner) {
+        this.log.info(`adding ${joiner.name} (${joiner.id}, ${joiner.role}) as a voter`);
+        this.feed({ type: "propose", now: t, op: "add", node: joiner.id });
+      }
+    }
+  }
+
+  private tryBootstrap(): void {
+    const st = this.store.get();
+    const views: PeerView[] = this.peers.list().map((p) => ({ id: p.id, role: p.role, vote: p.vote, member: p.member }));
+    const d = decideBootstrap({
+      self: this.nodeId, expect: this.cfg.bootstrap_expect, state: { vote: st.bootstrapVote }, peers: views,
+      stableForMs: this.peers.stableForMs(), settleMs: 2 * this.cfg.discovery.interval_ms,
+    });
+    if (d.kind === "wait") {
+      if (d.reason !== this.bootstrapNote) this.log.info(`bootstrap: ${d.reason}`);
+      this.bootstrapNote = d.reason;
+      return;
+    }
+    if (d.kind === "vote") {
+      this.store.saveBootstrapVote(d.voters);
+      this.log.info(`bootstrap: voting for the first voters ${d.voters.map((v) => (v === this.nodeId ? this.cfg.node_name : this.peers.name(v))).join(", ")}`);
+      this.beacon.sendNow();
+      return;
+    }
+    this.log.info(`bootstrap: membership formed: ${d.voters.map((v) => (v === this.nodeId ? this.cfg.node_name : this.peers.name(v))).join(", ")}`);
+    this.bootstrapNote = "formed";
+    this.feed({ type: "bootstrap", now: now(), membership: { term: 0, index: 1, voters: d.voters } });
+    this.beacon.sendNow();
+  }
+}
+
+/** Monotonic milliseconds: leases must never follow wall-clock jumps. */
+function now(): number {
+  return performance.now();
+}
