@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { agentCommand } from "./cmd-agent.ts";
 import { clusterCommand } from "./cmd-cluster.ts";
 import { initCommand } from "./cmd-init.ts";
+import { statusCommand } from "./cmd-status.ts";
 import { versionCommand } from "./cmd-version.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
@@ -13,6 +14,7 @@ export const rootCommand = (ctx: CliContext) =>
       agent: agentCommand(ctx),
       init: initCommand(ctx),
       cluster: clusterCommand(),
+      status: statusCommand(ctx),
       version: versionCommand(ctx),
     },
   });

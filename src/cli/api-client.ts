@@ -1,0 +1,44 @@
+// How CLI commands reach an agent: --api URL, else the api.listen of the config
+// file (--config / $PGHERD_CONFIG / default), else the default address.
+import { existsSync } from "node:fs";
+import { loadConfig } from "../config/load.ts";
+import { type CliContext, CliExit, configPathFrom, EXIT_FAILURE } from "./context.ts";
+
+export const apiArgs = {
+  api: { type: "string", valueHint: "url", description: "Agent API base URL (default: from the config's api.listen)" },
+  config: { type: "string", valueHint: "path", description: "Config file to read api.listen from" },
+} as const;
+
+export function apiBase(args: { api?: string; config?: string }, ctx: CliContext): string {
+  if (args.api) return args.api.replace(/\/+$/, "");
+  const path = configPathFrom(args.config, ctx);
+  if (args.config || existsSync(path)) {
+    const cfg = loadConfig(path);
+    const [host, port] = splitListen(cfg.api.listen);
+    const h = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
+    return `http://${h.includes(":") ? `[${h}]` : h}:${port}`;
+  }
+  return "http://127.0.0.1:7402";
+}
+
+function splitListen(listen: string): [string, string] {
+  const i = listen.lastIndexOf(":");
+  return [listen.slice(0, i).replace(/^\[|\]$/g, ""), listen.slice(i + 1)];
+}
+
+/** GET a JSON document from the agent, with a deadline and an error that says which agent failed. */
+export async function getJson(base: string, path: string, timeoutMs = 5000): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+  } catch (e) {
+    throw new CliExit(EXIT_FAILURE, `cannot reach the pgherd agent at ${base}: ${(e as Error).message}`);
+  }
+  const text = await res.text();
+  if (!res.ok) throw new CliExit(EXIT_FAILURE, `agent at ${base} answered ${res.status} for ${path}: ${text.slice(0, 300)}`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CliExit(EXIT_FAILURE, `agent at ${base} sent invalid JSON for ${path}`);
+  }
+}

@@ -1,0 +1,207 @@
+// UDP discovery beacon: periodically broadcasts a MAC'd announcement and reports authenticated,
+// fresh, non-replayed announcements of other nodes. Datagram format is in beacon-codec.ts.
+import { randomBytes } from "node:crypto";
+import dgram from "node:dgram";
+import os from "node:os";
+import type { Logger } from "../log.ts";
+import { formatHostPort, isWildcardHost, parseHostPort, type HostPort } from "./addr.ts";
+import { decodeAnnouncement, encodeAnnouncement, type Announcement, type BeaconRole } from "./beacon-codec.ts";
+import { RejectLog } from "./rejects.ts";
+import { ReplayCache } from "./replay-cache.ts";
+
+export type { Announcement, BeaconRole } from "./beacon-codec.ts";
+
+export interface BeaconOptions {
+  cluster: string; secret: string; nodeId: string; nodeName: string; role: BeaconRole;
+  port: number; // UDP port shared by all agents on a host: bound with reuseAddr
+  bindHost?: string; // default 0.0.0.0
+  broadcast: string[]; // destination broadcast addresses
+  peers: string[]; // static unicast destinations "host" or "host:port"
+  meshAddr: () => string; // "host:port" to announce; a wildcard host is replaced by the datagram's source
+  intervalMs: number; maxAgeMs: number; // maxAgeMs: accepted |ts - now| and replay window
+  maxBytes?: number; // default 2048
+  extra?: () => Record<string, unknown>; // extra announced fields, covered by the MAC
+  log: Logger;
+  onAnnouncement(a: Announcement, from: { address: string; port: number }): void;
+}
+
+export class Beacon {
+  private socket: dgram.Socket | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly rejectLog: RejectLog;
+  private readonly replays = new ReplayCache();
+  private readonly ownNonces = new ReplayCache(256); // ours, to tell loopback from a duplicate node id
+  private readonly destinations: HostPort[] = [];
+  private readonly maxBytes: number;
+  private nAccepted = 0;
+  private nSendErrors = 0;
+  private readonly failing = new Set<string>(); // destinations whose last send failed
+  private stopped = false;
+
+  constructor(private readonly o: BeaconOptions) {
+    this.rejectLog = new RejectLog(o.log);
+    this.maxBytes = o.maxBytes ?? 2048;
+    for (const d of [...o.broadcast, ...o.peers]) {
+      try {
+        this.destinations.push(parseHostPort(d, o.port));
+      } catch (e) {
+        o.log.warn(`beacon: ignoring destination: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  start(): Promise<void> {
+    if (this.socket) return Promise.resolve();
+    const s = dgram.createSocket({ type: "udp4", reuseAddr: true });
+    this.socket = s;
+    s.on("message", (data, rinfo) => {
+      try {
+        this.receive(data, { address: rinfo.address, port: rinfo.port });
+      } catch (e) {
+        this.o.log.error(`beacon: unexpected error handling a datagram: ${(e as Error).message}`);
+      }
+    });
+    return new Promise((resolve, reject) => {
+      const fail = (e: Error) => reject(new Error(`beacon cannot bind UDP ${formatHostPort(this.o.bindHost ?? "0.0.0.0", this.o.port)}: ${e.message}`));
+      s.once("error", fail);
+      s.bind(this.o.port, this.o.bindHost ?? "0.0.0.0", () => {
+        s.off("error", fail);
+        s.on("error", (e) => this.o.log.warn(`beacon socket error: ${e.message}`));
+        s.setBroadcast(true); // without it sends to broadcast addresses fail with EACCES
+        this.sendNow();
+        resolve();
+      });
+    });
+  }
+
+  /** Announces immediately (e.g. after a state change) and restarts the interval. */
+  sendNow(): void {
+    if (this.stopped || !this.socket) return;
+    if (this.timer) clearTimeout(this.timer);
+    // ±10% jitter so agents started together don't stay in lockstep.
+    this.timer = setTimeout(() => this.sendNow(), this.o.intervalMs * (0.9 + Math.random() * 0.2));
+    this.timer.unref();
+    let data: Buffer;
+    try {
+      const ts = Date.now();
+      const nonce = randomBytes(16).toString("hex");
+      data = encodeAnnouncement(this.o.secret, {
+        cluster: this.o.cluster, nodeId: this.o.nodeId, name: this.o.nodeName, mesh: this.o.meshAddr(),
+        role: this.o.role, ts, nonce, extra: this.o.extra?.() ?? {},
+      });
+      if (data.length > this.maxBytes) throw new Error(`announcement of ${data.length} bytes exceeds maxBytes ${this.maxBytes}`);
+      this.ownNonces.add(nonce, ts + this.o.maxAgeMs);
+    } catch (e) {
+      this.nSendErrors++;
+      this.o.log.error(`beacon: cannot build announcement: ${(e as Error).message}`);
+      return;
+    }
+    for (const d of this.destinations) this.sendTo(data, d);
+  }
+
+  rejects(): Record<string, number> {
+    return this.rejectLog.snapshot();
+  }
+
+  accepted(): number {
+    return this.nAccepted;
+  }
+
+  /** Failed sends (unreachable destination, no route, ...): counted, never thrown. */
+  sendErrors(): number {
+    return this.nSendErrors;
+  }
+
+  stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    const s = this.socket;
+    this.socket = undefined;
+    if (!s) return Promise.resolve();
+    return new Promise((r) => {
+      try {
+        s.close(() => r());
+      } catch {
+        r(); // already closed
+      }
+    });
+  }
+
+  private sendTo(data: Buffer, d: HostPort): void {
+    const dest = formatHostPort(d.host, d.port);
+    const onError = (e: Error | null) => {
+      if (!e) return void this.failing.delete(dest);
+      this.nSendErrors++;
+      // Warn when a destination starts failing, not on every interval.
+      const level = this.failing.has(dest) ? "debug" : "warn";
+      this.failing.add(dest);
+      this.o.log[level](`beacon: send to ${dest} failed: ${e.message}`);
+    };
+    try {
+      this.socket?.send(data, d.port, d.host, onError);
+    } catch (e) {
+      onError(e as Error);
+    }
+  }
+
+  private receive(data: Buffer, from: { address: string; port: number }): void {
+    const remote = formatHostPort(from.address, from.port);
+    if (data.length > this.maxBytes) return this.rejectLog.add("oversized", remote, `${data.length} bytes`);
+    const r = decodeAnnouncement(this.o.secret, this.o.cluster, data);
+    if (!r.ok) return this.rejectLog.add(r.reason, remote, r.detail, r.reason === "wrong-cluster" ? "debug" : "warn");
+    const a = r.a;
+    const now = Date.now();
+    if (Math.abs(a.ts - now) > this.o.maxAgeMs) {
+      return this.rejectLog.add("stale", remote, `ts off by ${a.ts - now} ms (clock skew?) from ${a.nodeId}`);
+    }
+    if (a.nodeId === this.o.nodeId) {
+      // Broadcasts loop back to the sender. A fresh nonce we never sent means another host uses our id.
+      if (this.ownNonces.has(a.nonce)) return this.rejectLog.count("self");
+      return this.rejectLog.add("duplicate-id", remote, `node ${JSON.stringify(a.name)} announces our node id`);
+    }
+    // Keep each nonce until its ts can no longer pass the freshness check above.
+    if (!this.replays.add(`${a.nodeId}/${a.nonce}`, a.ts + this.o.maxAgeMs)) {
+      return this.rejectLog.add("replay", remote, `nonce of ${a.nodeId} seen before`);
+    }
+    let mesh = a.mesh;
+    try {
+      const hp = parseHostPort(a.mesh);
+      if (isWildcardHost(hp.host)) mesh = formatHostPort(from.address, hp.port);
+    } catch {
+      return this.rejectLog.add("malformed", remote, `bad mesh address from ${a.nodeId}`);
+    }
+    this.nAccepted++;
+    this.o.onAnnouncement({ ...a, mesh }, from);
+  }
+}
+
+/** Broadcast address of every non-internal IPv4 interface; loopback broadcast if there is none. */
+export function defaultBroadcastAddresses(ifaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces()): string[] {
+  const out = new Set<string>();
+  for (const list of Object.values(ifaces)) {
+    for (const i of list ?? []) {
+      if (i.internal || i.family !== "IPv4") continue;
+      const b = broadcastOf(i.address, i.netmask);
+      if (b) out.add(b);
+    }
+  }
+  return out.size ? [...out] : ["127.255.255.255"];
+}
+
+/** address | ~netmask; undefined for /31 and /32 links (no broadcast) or unparsable input. */
+export function broadcastOf(address: string, netmask: string): string | undefined {
+  const addr = ipv4ToInt(address);
+  const mask = ipv4ToInt(netmask);
+  if (addr === undefined || mask === undefined || mask >= 0xfffffffe) return undefined;
+  return intToIpv4((addr | ~mask) >>> 0);
+}
+
+function ipv4ToInt(s: string): number | undefined {
+  const p = s.split(".").map((x) => (/^\d{1,3}$/.test(x) ? Number(x) : NaN));
+  if (p.length !== 4 || p.some((x) => !(x >= 0 && x <= 255))) return undefined;
+  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+}
+
+function intToIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+}

@@ -1,0 +1,256 @@
+// Authenticated TCP peer mesh: listens, keeps dialling the addresses it is told about, and keeps
+// exactly one live connection per peer. Per-connection protocol is in conn.ts.
+import net from "node:net";
+import type { z } from "zod";
+import type { Logger } from "../log.ts";
+import { formatHostPort, parseHostPort, type HostPort } from "./addr.ts";
+import { backoffDelay } from "./backoff.ts";
+import { Conn, type ConnHost, type ConnSettings } from "./conn.ts";
+import { RejectLog } from "./rejects.ts";
+
+export interface MeshOptions {
+  cluster: string; secret: string; nodeId: string; nodeName: string;
+  listenHost: string; listenPort: number; // port 0 allowed (tests); address() tells the real one
+  advertise?: string; // "host:port" others should dial; default listenHost:port
+  maxFrameBytes: number;
+  pingMs: number; deadMs: number; // ping every pingMs; a peer silent for deadMs is dead
+  handshakeMs: number; // whole handshake deadline, TCP connect included
+  maxBufferedBytes: number; // a peer whose unsent bytes exceed this is disconnected
+  backoffMinMs: number; backoffMaxMs: number;
+  messageSchema: z.ZodType; // validates every decrypted application message
+  log: Logger;
+  onMessage(peerId: string, msg: unknown): void;
+  onPeerUp(peer: { id: string; name: string; addr: string; remoteAddress: string }): void;
+  onPeerDown(peerId: string, reason: string): void;
+  onReject?(reason: string, remote: string): void;
+}
+
+/** Unauthenticated connections allowed at once: bounds what a connection flood can hold. */
+const MAX_PENDING = 64;
+
+interface Target {
+  addr: string;
+  hp: HostPort;
+  expectedId?: string;
+  peerId?: string; // learned from the first successful handshake when no id was expected
+  attempt: number;
+  self?: boolean; // the address turned out to be our own listener: never dialled again
+  timer?: ReturnType<typeof setTimeout>;
+  conn?: Conn;
+}
+
+export class Mesh {
+  private readonly log: Logger;
+  private readonly rejectLog: RejectLog;
+  private readonly settings: ConnSettings;
+  private readonly host: ConnHost;
+  private server: net.Server | undefined;
+  private readonly conns = new Set<Conn>();
+  private readonly active = new Map<string, Conn>(); // peer id → the one connection in use
+  private readonly targets = new Map<string, Target>();
+  private readonly targetOf = new Map<Conn, Target>();
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly o: MeshOptions) {
+    this.log = o.log;
+    this.rejectLog = new RejectLog(o.log);
+    this.settings = {
+      cluster: o.cluster, secret: o.secret, nodeId: o.nodeId, nodeName: o.nodeName,
+      advertise: () => o.advertise ?? formatHostPort(o.listenHost, this.address().port),
+      maxFrameBytes: o.maxFrameBytes, handshakeMs: o.handshakeMs, pingMs: o.pingMs, deadMs: o.deadMs,
+      maxBufferedBytes: o.maxBufferedBytes, messageSchema: o.messageSchema,
+    };
+    this.host = {
+      authenticated: (c) => this.onAuthenticated(c),
+      message: (c, msg) => this.callback("onMessage", () => o.onMessage(c.peer!.nodeId, msg)),
+      reject: (reason, remote, detail) => {
+        this.rejectLog.add(reason, remote, detail, reason === "self" ? "debug" : "warn");
+        if (o.onReject) this.callback("onReject", () => o.onReject!(reason, remote));
+      },
+      closed: (c, reason) => this.onClosed(c, reason),
+      selfHello: (nonce) => this.onSelfHello(nonce),
+    };
+  }
+
+  start(): Promise<void> {
+    if (this.server) return Promise.resolve();
+    const server = net.createServer((s) => this.accept(s));
+    this.server = server;
+    server.on("error", (e) => this.log.error(`mesh listener error: ${e.message}`));
+    return new Promise((resolve, reject) => {
+      const fail = (e: Error) => reject(new Error(`mesh cannot listen on ${formatHostPort(this.o.listenHost, this.o.listenPort)}: ${e.message}`));
+      server.once("error", fail);
+      server.listen(this.o.listenPort, this.o.listenHost, () => {
+        server.off("error", fail);
+        this.log.info(`mesh listening on ${formatHostPort(this.o.listenHost, this.address().port)}`);
+        resolve();
+      });
+    });
+  }
+
+  address(): { host: string; port: number } {
+    const a = this.server?.address();
+    if (a && typeof a === "object") return { host: a.address, port: a.port };
+    return { host: this.o.listenHost, port: this.o.listenPort };
+  }
+
+  /** Keep (re)connecting to `addr` until forget()/stop(); idempotent. */
+  dial(addr: string, expectedId?: string): void {
+    if (this.stopping) return;
+    const known = this.targets.get(addr);
+    if (known) {
+      if (expectedId !== undefined) known.expectedId = expectedId;
+      return;
+    }
+    let hp: HostPort;
+    try {
+      hp = parseHostPort(addr);
+    } catch (e) {
+      this.log.warn(`mesh: not dialling: ${(e as Error).message}`);
+      return;
+    }
+    const t: Target = { addr, hp, expectedId, attempt: 0, self: expectedId === this.o.nodeId };
+    this.targets.set(addr, t);
+    this.attempt(t);
+  }
+
+  /** Stop redialling `addr`. An established connection stays up (the peer may dial us anyway). */
+  forget(addr: string): void {
+    const t = this.targets.get(addr);
+    if (!t) return;
+    this.targets.delete(addr);
+    if (t.timer) clearTimeout(t.timer);
+    if (t.conn && !t.conn.authenticated) t.conn.close("forgotten");
+  }
+
+  send(peerId: string, msg: unknown): boolean {
+    const c = this.active.get(peerId);
+    if (!c) return false;
+    try {
+      return c.send(msg);
+    } catch (e) {
+      this.log.warn(`mesh: message to ${peerId} not sent: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
+  connected(): string[] {
+    return [...this.active.keys()];
+  }
+
+  /** Open TCP connections of any state (handshaking, in use, retiring duplicates): for metrics and tests. */
+  connectionCount(): number {
+    return this.conns.size;
+  }
+
+  rejects(): Record<string, number> {
+    return this.rejectLog.snapshot();
+  }
+
+  /** Closes listener and connections and stops timers; no peer events fire once stopping. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const t of this.targets.values()) if (t.timer) clearTimeout(t.timer);
+      this.targets.clear();
+      for (const c of this.conns) c.close("stopped");
+      const server = this.server;
+      if (server) await new Promise<void>((r) => server.close(() => r()));
+    })();
+    return this.stopping;
+  }
+
+  private accept(socket: net.Socket): void {
+    const remote = formatHostPort(socket.remoteAddress ?? "?", socket.remotePort ?? 0);
+    socket.on("error", () => {}); // Conn adds its own handler; this covers the early-destroy paths below
+    if (this.stopping) return void socket.destroy();
+    if ([...this.conns].filter((c) => !c.authenticated).length >= MAX_PENDING) {
+      this.host.reject("too-many-pending", remote, `${MAX_PENDING} handshakes already in progress`);
+      return void socket.destroy();
+    }
+    this.conns.add(new Conn(socket, "acceptor", this.settings, this.host, remote));
+  }
+
+  private attempt(t: Target): void {
+    t.timer = undefined;
+    if (this.stopping || this.targets.get(t.addr) !== t || t.conn || t.self) return;
+    const id = t.expectedId ?? t.peerId;
+    if (id !== undefined && this.active.has(id)) return; // redialled from onClosed when that peer goes down
+    const socket = net.connect({ host: t.hp.host, port: t.hp.port });
+    const c = new Conn(socket, "dialer", this.settings, this.host, t.addr, t.expectedId);
+    this.conns.add(c);
+    this.targetOf.set(c, t);
+    t.conn = c;
+  }
+
+  private schedule(t: Target): void {
+    if (this.stopping || t.timer || t.conn || t.self || this.targets.get(t.addr) !== t) return;
+    const delay = backoffDelay(t.attempt++, this.o.backoffMinMs, this.o.backoffMaxMs);
+    t.timer = setTimeout(() => this.attempt(t), delay);
+    t.timer.unref();
+  }
+
+  private onAuthenticated(c: Conn): void {
+    const peer = c.peer!;
+    const t = this.targetOf.get(c);
+    if (t) {
+      t.attempt = 0;
+      if (t.expectedId === undefined) t.peerId = peer.nodeId;
+    }
+    const current = this.active.get(peer.nodeId);
+    if (!current) {
+      this.active.set(peer.nodeId, c);
+      this.log.info(`mesh: peer ${peer.nodeId} (${peer.name}) up via ${c.remote} as ${c.role}`);
+      const up = { id: peer.nodeId, name: peer.name, addr: c.peerAddr, remoteAddress: c.socketRemote };
+      this.callback("onPeerUp", () => this.o.onPeerUp(up));
+      return;
+    }
+    // Both ends apply the same rule so they converge on the same connection: the one dialled by
+    // the lower node id; if both were dialled by the same node, the newer one (the older is
+    // usually a leftover of a restarted peer). The loser drains before closing; no peer events.
+    const keepNew = c.dialerId !== current.dialerId ? c.dialerId < current.dialerId : true;
+    const [winner, loser] = keepNew ? [c, current] : [current, c];
+    this.active.set(peer.nodeId, winner);
+    this.log.debug(`mesh: duplicate connection to ${peer.nodeId}: keeping the one dialled by ${winner.dialerId}`);
+    loser.retire();
+  }
+
+  /** Static peer lists usually include the local node: stop dialling an address that is us. */
+  private onSelfHello(nonce: string): void {
+    for (const c of this.conns) {
+      const t = this.targetOf.get(c);
+      if (c.role !== "dialer" || c.own?.nonce !== nonce || !t) continue;
+      t.self = true;
+      this.log.info(`mesh: ${t.addr} is this node itself; not dialling it`);
+      c.close("self");
+    }
+  }
+
+  private onClosed(c: Conn, reason: string): void {
+    this.conns.delete(c);
+    const t = this.targetOf.get(c);
+    this.targetOf.delete(c);
+    if (t && t.conn === c) t.conn = undefined;
+    const id = c.peer?.nodeId;
+    if (id !== undefined && this.active.get(id) === c) {
+      this.active.delete(id);
+      if (!this.stopping) {
+        this.log.info(`mesh: peer ${id} down: ${reason}`);
+        this.callback("onPeerDown", () => this.o.onPeerDown(id, reason));
+        for (const other of this.targets.values()) if ((other.expectedId ?? other.peerId) === id) this.schedule(other);
+      }
+    }
+    if (t) {
+      if (reason.startsWith("connect-")) this.log.debug(`mesh: dial ${t.addr}: ${reason}`);
+      this.schedule(t);
+    }
+  }
+
+  /** Application callbacks must not break the mesh's bookkeeping. */
+  private callback(name: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.log.error(`mesh: ${name} handler threw: ${(e as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,156 @@
+// Mesh handshake and frame protection. Pure functions over node:crypto so every step is
+// unit-testable; the connection state machine lives in conn.ts.
+//
+// Handshake: the dialer sends a hello, the acceptor answers with its hello and its proof, the
+// dialer verifies that proof and sends its own. Each proof is an HMAC over both hellos keyed by
+// the cluster secret and bound to the sender's role, so a proof can't be reflected back.
+// Afterwards each direction has its own HKDF-derived AES-256-GCM key and a strict sequence number.
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
+import { z } from "zod";
+
+export type Role = "dialer" | "acceptor";
+
+const ident = z.string().min(1).max(64);
+export const helloSchema = z.strictObject({
+  t: z.literal("hello"),
+  v: z.literal(1),
+  cluster: ident,
+  nodeId: ident,
+  name: z.string().max(64),
+  nonce: z.string().regex(/^[0-9a-f]{64}$/, "nonce must be 32 bytes of lowercase hex"),
+  addr: z.string().min(1).max(300),
+  dialer: z.boolean(),
+});
+export type Hello = z.infer<typeof helloSchema>;
+
+export const proofSchema = z.strictObject({
+  t: z.literal("proof"),
+  mac: z.string().regex(/^[0-9a-f]{64}$/, "mac must be 32 bytes of lowercase hex"),
+});
+export type Proof = z.infer<typeof proofSchema>;
+
+export const sealedSchema = z.strictObject({
+  s: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  d: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "d must be base64"),
+});
+export type Sealed = z.infer<typeof sealedSchema>;
+
+export function makeHello(o: { cluster: string; nodeId: string; name: string; addr: string; dialer: boolean }): Hello {
+  return { t: "hello", v: 1, cluster: o.cluster, nodeId: o.nodeId, name: o.name, nonce: randomBytes(32).toString("hex"), addr: o.addr, dialer: o.dialer };
+}
+
+/** Why a well-formed remote hello is unacceptable to us, or undefined if it is fine. */
+export function helloProblem(own: { cluster: string; nodeId: string }, remote: Hello, expectDialer: boolean): string | undefined {
+  if (remote.cluster !== own.cluster) return "wrong-cluster";
+  if (remote.nodeId === own.nodeId) return "self";
+  if (remote.dialer !== expectDialer) return "wrong-role";
+  return undefined;
+}
+
+// JSON array encoding keeps the fields unambiguous whatever characters ids contain.
+function transcript(dialer: Hello, acceptor: Hello): string {
+  return JSON.stringify([dialer.nonce, dialer.nodeId, dialer.cluster, acceptor.nonce, acceptor.nodeId, acceptor.cluster]);
+}
+
+/** The proof the side playing `role` sends for this handshake. */
+export function proofFor(secret: string, role: Role, dialer: Hello, acceptor: Hello): string {
+  return createHmac("sha256", secret).update(`pgherd-mesh-v1|${role}|${transcript(dialer, acceptor)}`).digest("hex");
+}
+
+/** Constant-time check of a proof claimed by the side playing `role`. */
+export function verifyProof(secret: string, role: Role, dialer: Hello, acceptor: Hello, mac: string): boolean {
+  const want = Buffer.from(proofFor(secret, role, dialer, acceptor), "hex");
+  const got = Buffer.from(mac, "hex");
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+export interface SessionKeys {
+  d2a: Buffer; // dialer → acceptor
+  a2d: Buffer; // acceptor → dialer
+}
+
+export function deriveKeys(secret: string, dialerNonce: string, acceptorNonce: string): SessionKeys {
+  const salt = Buffer.concat([Buffer.from(dialerNonce, "hex"), Buffer.from(acceptorNonce, "hex")]);
+  const key = (info: string) => Buffer.from(hkdfSync("sha256", secret, salt, info, 32));
+  return { d2a: key("pgherd mesh v1 d2a"), a2d: key("pgherd mesh v1 a2d") };
+}
+
+export class SealError extends Error {
+  readonly reason = "bad-seal";
+  constructor(message: string) {
+    super(message);
+    this.name = "SealError";
+  }
+}
+
+const TAG = 16;
+
+function iv(seq: number): Buffer {
+  const out = Buffer.alloc(12);
+  out.writeBigUInt64BE(BigInt(seq), 4);
+  return out;
+}
+
+/** Encrypts the JSON of `msg` under `key` with sequence number `seq`. */
+export function seal(key: Buffer, seq: number, msg: unknown): Sealed {
+  const json = JSON.stringify(msg);
+  if (json === undefined) throw new TypeError("message is not JSON-serialisable");
+  const c = createCipheriv("aes-256-gcm", key, iv(seq));
+  const body = Buffer.concat([c.update(json, "utf8"), c.final(), c.getAuthTag()]);
+  return { s: seq, d: body.toString("base64") };
+}
+
+/** Decrypts a sealed frame that must carry exactly `expectedSeq`; throws SealError otherwise. */
+export function open(key: Buffer, expectedSeq: number, frame: unknown): unknown {
+  const parsed = sealedSchema.safeParse(frame);
+  if (!parsed.success) throw new SealError("frame is not a sealed message");
+  const { s, d } = parsed.data;
+  if (s !== expectedSeq) throw new SealError(`sequence ${s} where ${expectedSeq} was expected (replay, reorder or injection)`);
+  const raw = Buffer.from(d, "base64");
+  if (raw.length < TAG) throw new SealError("sealed body shorter than its tag");
+  let json: string;
+  try {
+    const dc = createDecipheriv("aes-256-gcm", key, iv(s));
+    dc.setAuthTag(raw.subarray(raw.length - TAG));
+    json = Buffer.concat([dc.update(raw.subarray(0, raw.length - TAG)), dc.final()]).toString("utf8");
+  } catch {
+    throw new SealError("authentication tag mismatch (tampered or wrong key)");
+  }
+  try {
+    return JSON.parse(json);
+  } catch {
+    throw new SealError("sealed body is not JSON");
+  }
+}
+
+/** Sequence-tracking wrapper for one authenticated session, from one side's point of view. */
+export class Channel {
+  private sendSeq = 0;
+  private recvSeq = 0;
+  private readonly sendKey: Buffer;
+  private readonly recvKey: Buffer;
+
+  constructor(keys: SessionKeys, role: Role) {
+    this.sendKey = role === "dialer" ? keys.d2a : keys.a2d;
+    this.recvKey = role === "dialer" ? keys.a2d : keys.d2a;
+  }
+
+  seal(msg: unknown): Sealed {
+    return this.sealWith(msg, (s) => s);
+  }
+
+  /** Seals and hands the result to `encode`; the sequence advances only if both succeed, so a
+   *  refused message (e.g. too large to frame) leaves no gap the receiver would treat as an attack. */
+  sealWith<T>(msg: unknown, encode: (sealed: Sealed) => T): T {
+    const out = encode(seal(this.sendKey, this.sendSeq, msg));
+    this.sendSeq++;
+    return out;
+  }
+
+  /** Throws SealError on any tampering or sequence gap; the caller must then close the connection. */
+  open(frame: unknown): unknown {
+    const msg = open(this.recvKey, this.recvSeq, frame);
+    this.recvSeq++;
+    return msg;
+  }
+}

@@ -1,0 +1,192 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import dgram from "node:dgram";
+import { memoryLogger } from "../../src/log.ts";
+import { Beacon, broadcastOf, defaultBroadcastAddresses, type Announcement, type BeaconOptions } from "../../src/net/beacon.ts";
+import { decodeAnnouncement, encodeAnnouncement } from "../../src/net/beacon-codec.ts";
+import { ReplayCache } from "../../src/net/replay-cache.ts";
+import { waitFor } from "./helpers.ts";
+
+const CLUSTER = "beacon-test";
+const SECRET = "beacon-secret";
+const MAX_AGE = 2000;
+const BCAST = "127.255.255.255";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A currently free UDP port (tiny race with other processes is acceptable for a test). */
+async function freePort(): Promise<number> {
+  const s = dgram.createSocket("udp4");
+  await new Promise<void>((r) => s.bind(0, "0.0.0.0", () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+interface Node {
+  beacon: Beacon;
+  seen: { a: Announcement; from: { address: string; port: number } }[];
+  log: ReturnType<typeof memoryLogger>;
+}
+
+async function beacon(nodeId: string, port: number, over: Partial<BeaconOptions> = {}): Promise<Node> {
+  const log = memoryLogger();
+  const n = { seen: [], log } as unknown as Node;
+  n.beacon = new Beacon({
+    cluster: CLUSTER, secret: SECRET, nodeId, nodeName: `name-${nodeId}`, role: "database",
+    port, broadcast: [BCAST], peers: [], meshAddr: () => "0.0.0.0:7001",
+    intervalMs: 100, maxAgeMs: MAX_AGE, extra: () => ({ bootstrapped: true }), log,
+    onAnnouncement: (a, from) => n.seen.push({ a, from }),
+    ...over,
+  });
+  cleanups.push(() => n.beacon.stop());
+  await n.beacon.start();
+  return n;
+}
+
+/** Raw socket on the shared port: captures real datagrams and injects forged ones by broadcast. */
+async function rawSocket(port: number): Promise<{ sock: dgram.Socket; captured: Buffer[]; send: (b: Buffer) => void }> {
+  const sock = dgram.createSocket({ type: "udp4", reuseAddr: true });
+  const captured: Buffer[] = [];
+  sock.on("message", (m) => captured.push(m));
+  await new Promise<void>((r) => sock.bind(port, "0.0.0.0", () => r()));
+  sock.setBroadcast(true);
+  cleanups.push(() => new Promise<void>((r) => sock.close(() => r())));
+  return { sock, captured, send: (b) => sock.send(b, port, BCAST) };
+}
+
+describe("beacon", () => {
+  test("two beacons on loopback discover each other; own broadcasts are dropped as self", async () => {
+    const port = await freePort();
+    const a = await beacon("node-a", port);
+    const b = await beacon("node-b", port, { role: "witness", meshAddr: () => "127.0.0.9:7002" });
+    await waitFor(() => a.seen.length > 0 && b.seen.length > 0, 3000, "mutual discovery");
+    const fromB = a.seen[0]!.a;
+    expect(fromB).toMatchObject({ cluster: CLUSTER, nodeId: "node-b", name: "name-node-b", role: "witness", mesh: "127.0.0.9:7002", extra: { bootstrapped: true } });
+    expect(fromB.nonce).toMatch(/^[0-9a-f]{32}$/);
+    // A wildcard mesh host is replaced by the datagram's source address.
+    expect(b.seen[0]!.a.mesh).toBe("127.0.0.1:7001");
+    expect(a.seen.every((s) => s.a.nodeId === "node-b")).toBe(true);
+    await waitFor(() => (a.beacon.rejects()["self"] ?? 0) > 0, 2000, "own broadcast looped back");
+    expect(a.log.lines.filter((l) => l.startsWith("warn"))).toEqual([]);
+    // Announcements keep coming on the interval.
+    const n = a.seen.length;
+    await waitFor(() => a.seen.length >= n + 3, 2000, "periodic announcements");
+    expect(a.beacon.accepted()).toBe(a.seen.length);
+  });
+
+  test("forged, foreign, stale, replayed, malformed and oversized datagrams are each dropped by reason", async () => {
+    const port = await freePort();
+    const raw = await rawSocket(port); // bound first so it sees b's very first datagram
+    const a = await beacon("node-a", port);
+    const b = await beacon("node-b", port);
+    await waitFor(() => raw.captured.some((d) => d.includes("node-b")), 2000, "a captured datagram of b");
+    const captured = raw.captured.find((d) => d.includes("node-b"))!;
+    await waitFor(() => a.seen.length > 0, 2000, "a hears b");
+
+    const fields = { cluster: CLUSTER, nodeId: "intruder", name: "x", mesh: "127.0.0.1:1", role: "database" as const, extra: {} };
+    const goodMacOtherBody = JSON.parse(encodeAnnouncement(SECRET, { ...fields, ts: Date.now() }).toString());
+    const cases: [string, () => Buffer][] = [
+      ["bad-mac", () => Buffer.from(JSON.stringify({ b: JSON.parse(encodeAnnouncement("guess", { ...fields, ts: Date.now() }).toString()).b, mac: "ab".repeat(32) }))],
+      ["bad-mac", () => Buffer.from(JSON.stringify({ ...goodMacOtherBody, b: goodMacOtherBody.b.replace('"x"', '"y"') }))],
+      ["wrong-cluster", () => encodeAnnouncement("other-secret", { ...fields, cluster: "other", ts: Date.now() })],
+      ["stale", () => encodeAnnouncement(SECRET, { ...fields, ts: Date.now() - 3 * MAX_AGE })],
+      ["stale", () => encodeAnnouncement(SECRET, { ...fields, ts: Date.now() + 3 * MAX_AGE })],
+      ["replay", () => captured],
+      ["malformed", () => Buffer.from("{not json")],
+      ["malformed", () => Buffer.from(JSON.stringify({ b: "{}", mac: "00".repeat(32) }))],
+      ["oversized", () => Buffer.alloc(65_000, 0x7b)],
+    ];
+    for (const [reason, make] of cases) {
+      const before = a.beacon.rejects()[reason] ?? 0;
+      raw.send(make());
+      await waitFor(() => (a.beacon.rejects()[reason] ?? 0) === before + 1, 2000, `a counts ${reason}`);
+    }
+    expect(a.seen.every((s) => s.a.nodeId === "node-b")).toBe(true);
+    for (const reason of ["bad-mac", "stale", "replay", "malformed", "oversized"]) {
+      expect(a.log.lines.some((l) => l.startsWith("warn") && l.includes(reason) && l.includes("127.0.0.1"))).toBe(true);
+    }
+    // A neighbouring cluster is expected noise: debug, not warn.
+    expect(a.log.lines.some((l) => l.startsWith("debug") && l.includes("wrong-cluster"))).toBe(true);
+    // A fresh valid datagram from a node we never heard of is still accepted.
+    raw.send(encodeAnnouncement(SECRET, { ...fields, ts: Date.now() }));
+    await waitFor(() => a.seen.some((s) => s.a.nodeId === "intruder"), 2000, "valid injected announcement");
+    const n = a.seen.length;
+    await waitFor(() => a.seen.length > n + 1, 2000, "b still accepted");
+    void b;
+  });
+
+  test("another host using our node id is reported, not mistaken for our own loopback", async () => {
+    const port = await freePort();
+    const raw = await rawSocket(port);
+    const a = await beacon("node-a", port);
+    raw.send(encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "node-a", name: "clone", mesh: "127.0.0.1:1", role: "database", ts: Date.now(), extra: {} }));
+    await waitFor(() => (a.beacon.rejects()["duplicate-id"] ?? 0) === 1, 2000, "duplicate-id");
+    expect(a.log.lines.some((l) => l.startsWith("warn") && l.includes("duplicate-id"))).toBe(true);
+  });
+
+  test("a flood is counted in full but logged at a bounded rate", async () => {
+    const port = await freePort();
+    const raw = await rawSocket(port);
+    const a = await beacon("node-a", port);
+    // In bursts small enough for the socket buffer, so every datagram arrives and must be counted.
+    for (let burst = 1; burst <= 10; burst++) {
+      for (let i = 0; i < 20; i++) raw.send(Buffer.from(`junk ${burst}/${i}`));
+      await waitFor(() => (a.beacon.rejects()["malformed"] ?? 0) === burst * 20, 3000, `${burst * 20} malformed counted`);
+    }
+    expect(a.log.lines.filter((l) => l.includes("malformed")).length).toBeLessThanOrEqual(20);
+  });
+
+  test("send errors are counted, never thrown", async () => {
+    const port = await freePort();
+    const a = await beacon("node-a", port, { peers: ["127.0.0.1:0", "[::1]"], broadcast: [] });
+    a.beacon.sendNow();
+    await waitFor(() => a.beacon.sendErrors() >= 4, 3000, "send error counted");
+    expect(a.log.lines.some((l) => l.startsWith("warn") && l.includes("127.0.0.1:0"))).toBe(true); // thrown synchronously
+    expect(a.log.lines.some((l) => l.startsWith("warn") && l.includes("[::1]"))).toBe(true); // reported via callback
+    expect(a.log.lines.filter((l) => l.startsWith("warn")).length).toBe(2); // once per destination, then debug
+  });
+
+  test("oversized own announcement is refused and counted", async () => {
+    const port = await freePort();
+    const a = await beacon("node-a", port, { extra: () => ({ blob: "x".repeat(5000) }) });
+    expect(a.beacon.sendErrors()).toBeGreaterThanOrEqual(1);
+    expect(a.log.lines.some((l) => l.startsWith("error") && l.includes("exceeds maxBytes"))).toBe(true);
+  });
+});
+
+describe("beacon codec and helpers", () => {
+  test("decode checks cluster, then MAC", () => {
+    const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "n", name: "", mesh: "h:1", role: "database", ts: 1, extra: { k: [1] } });
+    const r = decodeAnnouncement(SECRET, CLUSTER, d);
+    expect(r.ok && r.a).toMatchObject({ nodeId: "n", ts: 1, extra: { k: [1] } });
+    expect(decodeAnnouncement("other", CLUSTER, d)).toMatchObject({ ok: false, reason: "bad-mac" });
+    expect(decodeAnnouncement(SECRET, "other", d)).toMatchObject({ ok: false, reason: "wrong-cluster" });
+    const long = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "n".repeat(65), name: "", mesh: "h:1", role: "database", ts: 1, extra: {} });
+    expect(decodeAnnouncement(SECRET, CLUSTER, long)).toMatchObject({ ok: false, reason: "malformed" });
+  });
+
+  test("replay cache: duplicates inside the window, expiry, bounded size", () => {
+    const c = new ReplayCache(3);
+    expect(c.add("k1", 100, 0)).toBe(true);
+    expect(c.add("k1", 100, 50)).toBe(false);
+    expect(c.add("k1", 200, 101)).toBe(true); // expired entry may be reused
+    for (const k of ["k2", "k3", "k4", "k5"]) c.add(k, 1000, 150);
+    expect(c.size()).toBe(3);
+  });
+
+  test("broadcast addresses from netmasks", () => {
+    expect(broadcastOf("192.168.1.20", "255.255.255.0")).toBe("192.168.1.255");
+    expect(broadcastOf("10.1.2.3", "255.0.0.0")).toBe("10.255.255.255");
+    expect(broadcastOf("10.0.0.1", "255.255.255.255")).toBeUndefined();
+    expect(broadcastOf("10.0.0.1", "255.255.255.254")).toBeUndefined();
+    expect(broadcastOf("bad", "255.0.0.0")).toBeUndefined();
+    const lo = { address: "127.0.0.1", netmask: "255.0.0.0", family: "IPv4", mac: "", internal: true, cidr: null } as const;
+    expect(defaultBroadcastAddresses({ lo: [lo] })).toEqual(["127.255.255.255"]);
+    const eth = { ...lo, address: "172.16.5.4", netmask: "255.255.240.0", internal: false };
+    expect(defaultBroadcastAddresses({ lo: [lo], eth0: [eth, eth] })).toEqual(["172.16.15.255"]);
+    for (const a of defaultBroadcastAddresses()) expect(a).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+  });
+});
