@@ -1,0 +1,106 @@
+// Clone a primary with pg_basebackup into a NEW directory (the caller swaps it in with
+// swapDataDir). A failed or timed-out clone removes only the directory it created; the old data
+// directory is never touched here.
+import { readdir, rename } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { Logger } from "../log.ts";
+import { pgTool, type PgBins } from "./binaries.ts";
+import { runTool, secret, stderrTail, type Secret } from "./exec.ts";
+import { ensureDir, fsyncDir, removeTree } from "./fsutil.ts";
+import { buildConninfo } from "./pgconf.ts";
+import { lookupOsUser } from "./users.ts";
+
+export interface BasebackupProgress { doneKb: number; totalKb: number; percent: number }
+
+export interface BasebackupOptions {
+  bins: PgBins;
+  osUser: string;
+  log: Logger;
+  host: string;
+  port: number;
+  user: string;
+  /** Prefer a passfile (path, readable by os_user); a password goes to the child's env only, masked in logs. */
+  passfile?: string;
+  password?: string;
+  /** New, missing or empty directory. */
+  target: string;
+  /** Physical slot on the primary to stream WAL through during the copy (created by the primary). */
+  slot?: string;
+  /** Let pg_basebackup create the slot (-C). Default false. */
+  createSlot?: boolean;
+  applicationName?: string;
+  timeoutMs: number;
+  maxRateKbPerSec?: number;
+  /** Skip the final fsync of the copy (tests only: a crash could leave a corrupt standby). */
+  noSync?: boolean;
+  onProgress?: (p: BasebackupProgress) => void;
+}
+
+export class BasebackupError extends Error {
+  override readonly name = "BasebackupError";
+  constructor(message: string, readonly stderr: string, readonly timedOut: boolean) {
+    super(message);
+  }
+}
+
+/** Parses a -P line such as "  25762/25762 kB (100%), 1/1 tablespace". */
+export function parseProgress(line: string): BasebackupProgress | null {
+  const m = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
+  return m ? { doneKb: Number(m[1]), totalKb: Number(m[2]), percent: Number(m[3]) } : null;
+}
+
+export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> {
+  const existing = await readdir(o.target).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? null : Promise.reject(e)));
+  if (existing && existing.length > 0) throw new BasebackupError(`clone target ${o.target} is not empty`, "", false);
+  if (o.slot !== undefined && !/^[a-z0-9_]{1,63}$/.test(o.slot)) throw new BasebackupError(`invalid slot name ${JSON.stringify(o.slot)}`, "", false);
+  const u = await lookupOsUser(o.osUser);
+  await ensureDir(o.target, 0o700, { uid: u.uid, gid: u.gid });
+
+  // Host/port/user via conninfo keeps application_name (shown in pg_stat_replication during the copy).
+  const conninfo = buildConninfo({ host: o.host, port: o.port, user: o.user, applicationName: o.applicationName ?? "pgherd_clone", connectTimeoutSec: 10 });
+  const env: Record<string, string | Secret> = {};
+  if (o.passfile) env.PGPASSFILE = o.passfile;
+  if (o.password !== undefined) env.PGPASSWORD = secret(o.password);
+  const args = [
+    "-d", conninfo, "-D", o.target, "-X", "stream", "-c", "fast", "-P", "-w", "--no-password",
+    ...(o.slot ? [`--slot=${o.slot}`] : []), ...(o.slot && o.createSlot ? ["-C"] : []),
+    ...(o.maxRateKbPerSec ? [`--max-rate=${o.maxRateKbPerSec}k`] : []), ...(o.noSync ? ["--no-sync"] : []),
+  ];
+  const res = await runTool({
+    bin: pgTool(o.bins, "pg_basebackup"), args, env, user: o.osUser, timeoutMs: o.timeoutMs, log: o.log,
+    onStderrLine: (l) => {
+      const p = parseProgress(l);
+      if (p && o.onProgress) o.onProgress(p);
+    },
+  }).catch(async (e: Error) => {
+    await removeTree(o.target);
+    throw e;
+  });
+  if (res.code === 0 && !res.timedOut) return { ms: res.ms };
+  await removeTree(o.target);
+  const why = res.timedOut ? `timed out after ${o.timeoutMs} ms` : stderrTail(res.stderr.split("\n").filter((l) => !parseProgress(l)).join("\n")) || `exit ${res.code}`;
+  throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} failed: ${why}`, res.stderr, res.timedOut);
+}
+
+/** A sibling path for a new clone (same filesystem, so the swap is a rename). */
+export function cloneDirFor(dataDir: string): string {
+  return join(dirname(dataDir), `${basename(dataDir)}.pgherd-clone`);
+}
+
+/**
+ * Move `dataDir` aside (if it exists) to `<dataDir>.pgherd-old-<stamp>` and `fresh` into its
+ * place. Returns the old data's new path (the caller decides when to delete it), or null.
+ */
+export async function swapDataDir(fresh: string, dataDir: string, now = new Date()): Promise<string | null> {
+  const aside = `${dataDir}.pgherd-old-${now.toISOString().replace(/[:.]/g, "-")}`;
+  let moved: string | null = null;
+  try {
+    await rename(dataDir, aside);
+    moved = aside;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  await rename(fresh, dataDir);
+  await fsyncDir(dirname(dataDir));
+  return moved;
+}

@@ -1,0 +1,164 @@
+// Server lifecycle through initdb and pg_ctl, always as os_user. Settings live in pgherd.conf,
+// so no -o options are passed. Failures become a PgCtlError whose `kind` lets the caller choose a
+// reaction (adopt, back off, report) rather than retrying blindly.
+import { open, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../log.ts";
+import { pgTool, type PgBins } from "./binaries.ts";
+import { inspectDataDir, readPostmasterPid } from "./datadir.ts";
+import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
+import { ensureDir, exists, setOwnerMode, writeFileAtomic } from "./fsutil.ts";
+import { lookupOsUser } from "./users.ts";
+
+export interface PgNode {
+  bins: PgBins;
+  dataDir: string;
+  osUser: string;
+  log: Logger;
+}
+
+export type PgCtlErrorKind =
+  | "port-in-use" | "already-running" | "start-timeout" | "start-failed" | "stop-failed" | "status-failed" | "not-empty"
+  | "initdb-failed";
+
+export class PgCtlError extends Error {
+  override readonly name = "PgCtlError";
+  constructor(readonly kind: PgCtlErrorKind, message: string, readonly detail = "") {
+    super(message);
+  }
+}
+
+export interface InitdbOptions {
+  superuser: string;
+  /** Default: --no-locale (C collation: identical sort order on every host, no glibc collation drift). */
+  locale?: string;
+  encoding?: string;
+  /** Skip fsync (tests only). */
+  noSync?: boolean;
+  timeoutMs?: number;
+}
+
+const HBA_HEADER = "# pg_hba.conf: pgherd inserts its managed block at the top. Add your own rules below it.\n";
+const IDENT_HEADER = "# pg_ident.conf: pgherd inserts its managed block at the top.\n";
+
+/**
+ * initdb with data checksums (pg_rewind and corruption detection), peer auth for local and
+ * scram for TCP. The generated pg_hba/pg_ident (which allow every local user and any password
+ * login from 127.0.0.1) are emptied: until writeManagedConfig runs, nothing can connect.
+ */
+export async function initdb(n: PgNode, o: InitdbOptions): Promise<void> {
+  const info = await inspectDataDir(n.dataDir, n);
+  if (!info.empty) throw new PgCtlError("not-empty", `initdb: ${n.dataDir} is not empty; refusing to overwrite it`);
+  const u = await lookupOsUser(n.osUser);
+  await ensureDir(n.dataDir, 0o700, { uid: u.uid, gid: u.gid });
+  const args = [
+    "-D", n.dataDir, "--data-checksums", "--auth-local=peer", "--auth-host=scram-sha-256",
+    "-U", o.superuser, `--encoding=${o.encoding ?? "UTF8"}`,
+    ...(o.locale ? [`--locale=${o.locale}`] : ["--no-locale"]),
+    ...(o.noSync ? ["--no-sync"] : []),
+    ...(n.bins.version >= 14 ? ["--no-instructions"] : []),
+  ];
+  const res = await runTool({ bin: pgTool(n.bins, "initdb"), args, user: n.osUser, timeoutMs: o.timeoutMs ?? 180_000, log: n.log });
+  if (res.code !== 0 || res.timedOut) {
+    throw new PgCtlError("initdb-failed", `initdb of ${n.dataDir} failed: ${stderrTail(res.stderr) || `exit ${res.code}`}`, res.stderr);
+  }
+  const owner = { uid: u.uid, gid: u.gid };
+  await writeFileAtomic(join(n.dataDir, "pg_hba.conf"), HBA_HEADER, { mode: 0o600, owner });
+  await writeFileAtomic(join(n.dataDir, "pg_ident.conf"), IDENT_HEADER, { mode: 0o600, owner });
+}
+
+export interface StartOptions {
+  /** Server log for output before/without logging_collector; must be writable by os_user. */
+  logFile: string;
+  timeoutSec?: number;
+}
+
+/** pg_ctl start -w. Throws PgCtlError: already-running (adopt it), port-in-use, start-timeout (may still come up), start-failed. */
+export async function start(n: PgNode, o: StartOptions): Promise<void> {
+  const pm = await readPostmasterPid(n.dataDir);
+  if (pm?.alive && pm.servesThisDir !== false) {
+    throw new PgCtlError("already-running", `a postmaster (pid ${pm.pid}, port ${pm.port}) already serves ${n.dataDir}: adopt it`);
+  }
+  const u = await lookupOsUser(n.osUser);
+  const fh = await open(o.logFile, "a", 0o600);
+  await fh.close();
+  await setOwnerMode(o.logFile, 0o600, { uid: u.uid, gid: u.gid });
+  const offset = (await stat(o.logFile)).size;
+  const t = o.timeoutSec ?? 60;
+  const res = await runTool({
+    bin: pgTool(n.bins, "pg_ctl"),
+    args: ["start", "-D", n.dataDir, "-w", "-t", String(t), "-s", "-l", o.logFile],
+    user: n.osUser, timeoutMs: (t + 15) * 1000, log: n.log,
+  });
+  if (res.code === 0 && !res.timedOut) return;
+  const err = startError(n, res, await readFrom(o.logFile, offset), t);
+  n.log.warn(err.message);
+  throw err;
+}
+
+/** Classify a failed pg_ctl start from its stderr and the server log it wrote (LC_ALL=C: English). */
+function startError(n: PgNode, res: ToolResult, serverLog: string, t: number): PgCtlError {
+  const both = `${res.stderr}\n${serverLog}`;
+  if (/Address already in use/i.test(both)) {
+    const port = /already running on port (\d+)/.exec(both)?.[1] ?? /\.s\.PGSQL\.(\d+)/.exec(both)?.[1] ?? "?";
+    const addr = /could not bind .*?address "([^"]*)": Address already in use/i.exec(both)?.[1];
+    return new PgCtlError("port-in-use", `cannot start ${n.dataDir}: port ${port} is already in use${addr ? ` on ${addr}` : ""}`, serverLog);
+  }
+  if (/lock file .* already exists/.test(both)) {
+    return new PgCtlError("already-running", `cannot start ${n.dataDir}: another server holds its lock file`, serverLog);
+  }
+  if (res.timedOut || /did not start in time/.test(res.stderr)) {
+    return new PgCtlError("start-timeout", `server in ${n.dataDir} not ready after ${t} s; it may still be starting (check status)`, serverLog);
+  }
+  const why = stderrTail(serverLog, 4) || stderrTail(res.stderr) || `pg_ctl exit ${res.code}`;
+  return new PgCtlError("start-failed", `cannot start ${n.dataDir}: ${why}`, serverLog);
+}
+
+export type StopMode = "smart" | "fast" | "immediate";
+
+/** pg_ctl stop -w. Returns false when no server was running (idempotent). */
+export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60): Promise<boolean> {
+  if (!(await exists(join(n.dataDir, "postmaster.pid")))) return false;
+  const res = await runTool({
+    bin: pgTool(n.bins, "pg_ctl"), args: ["stop", "-D", n.dataDir, "-m", mode, "-w", "-t", String(timeoutSec), "-s"],
+    user: n.osUser, timeoutMs: (timeoutSec + 15) * 1000, log: n.log,
+  });
+  if (res.code === 0 && !res.timedOut) return true;
+  if (!(await status(n)).running) return false;
+  throw new PgCtlError("stop-failed", `pg_ctl stop -m ${mode} of ${n.dataDir} failed: ${stderrTail(res.stderr) || `exit ${res.code}`}`);
+}
+
+export async function restart(n: PgNode, o: StartOptions & { mode?: StopMode }): Promise<void> {
+  await stop(n, o.mode ?? "fast", o.timeoutSec);
+  await start(n, o);
+}
+
+/** SIGHUP through pg_ctl: re-reads pgherd.conf, pg_hba.conf and pg_ident.conf. */
+export async function reload(n: PgNode): Promise<void> {
+  await runToolOk({ bin: pgTool(n.bins, "pg_ctl"), args: ["reload", "-D", n.dataDir, "-s"], user: n.osUser, timeoutMs: 15_000, log: n.log });
+}
+
+export interface ServerStatus { running: boolean; pid: number | null }
+
+/** pg_ctl status: exit 0 running, 3 not running, 4 no accessible data directory. */
+export async function status(n: PgNode): Promise<ServerStatus> {
+  const res = await runTool({
+    bin: pgTool(n.bins, "pg_ctl"), args: ["status", "-D", n.dataDir], user: n.osUser, timeoutMs: 15_000, log: n.log, quiet: true,
+  });
+  if (res.code === 0) return { running: true, pid: Number(/PID: (\d+)/.exec(res.stdout)?.[1] ?? NaN) || null };
+  if (res.code === 3 || res.code === 4) return { running: false, pid: null };
+  throw new PgCtlError("status-failed", `pg_ctl status of ${n.dataDir}: exit ${res.code}: ${stderrTail(res.stderr)}`);
+}
+
+/** Fallback promotion through the promote signal file (use promote() in promote.ts first). */
+export async function pgCtlPromote(n: PgNode, timeoutSec = 60): Promise<void> {
+  await runToolOk({
+    bin: pgTool(n.bins, "pg_ctl"), args: ["promote", "-D", n.dataDir, "-w", "-t", String(timeoutSec), "-s"],
+    user: n.osUser, timeoutMs: (timeoutSec + 15) * 1000, log: n.log,
+  });
+}
+
+async function readFrom(path: string, offset: number): Promise<string> {
+  const buf = await readFile(path).catch(() => Buffer.alloc(0));
+  return buf.subarray(offset, offset + 64 * 1024).toString("utf8");
+}

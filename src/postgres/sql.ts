@@ -1,0 +1,123 @@
+// One PostgreSQL client per server (never multi-host: porsager/postgres#1188), every query under
+// our own deadline. On a deadline the client is ended with timeout 0 and rebuilt on next use:
+// the client can hang and reconnect in a hot loop when a peer accepts then closes during startup
+// (porsager/postgres#1193), so its own timeouts are not trusted.
+import postgres from "postgres";
+import type { Logger } from "../log.ts";
+
+export type Sql = postgres.Sql;
+
+export interface DbOptions {
+  /** Absolute socket directory (unix socket) or host name/IP (TCP). */
+  host: string;
+  port: number;
+  user: string;
+  database?: string;
+  /** Only for TCP peers; never logged. */
+  password?: string;
+  applicationName?: string;
+  connectTimeoutSec?: number;
+  /** Default deadline for query(); default 5000 ms. */
+  queryTimeoutMs?: number;
+  ssl?: false | "require" | "prefer";
+  log: Logger;
+}
+
+export class DbTimeoutError extends Error {
+  override readonly name = "DbTimeoutError";
+}
+
+export interface Db {
+  /** "user@host:port", for log lines. */
+  readonly target: string;
+  /** Run `fn` with the client under a deadline; `what` names the operation in errors. */
+  query<T>(what: string, fn: (sql: Sql) => Promise<T>, timeoutMs?: number): Promise<T>;
+  close(): Promise<void>;
+}
+
+export function openDb(o: DbOptions): Db {
+  const target = `${o.user}@${o.host}:${o.port}`;
+  let client: Sql | null = null;
+  let closed = false;
+  const make = (): Sql =>
+    postgres({
+      host: o.host,
+      port: o.port,
+      user: o.user,
+      database: o.database ?? "postgres",
+      // A function, so an empty password never falls back to the agent's PGPASSWORD.
+      pass: () => o.password ?? "",
+      max: 1,
+      ssl: o.ssl ?? false,
+      connect_timeout: o.connectTimeoutSec ?? 5,
+      idle_timeout: 0,
+      max_lifetime: null,
+      fetch_types: false,
+      prepare: true,
+      debug: false,
+      connection: { application_name: o.applicationName ?? "pgherd" },
+      onnotice: (n) => o.log.debug(`${target}: notice: ${n.message}`),
+    });
+  const drop = async () => {
+    const c = client;
+    client = null;
+    if (c) await c.end({ timeout: 0 }).catch(() => {});
+  };
+  return {
+    target,
+    async query<T>(what: string, fn: (sql: Sql) => Promise<T>, timeoutMs?: number): Promise<T> {
+      if (closed) throw new Error(`${target}: connection closed`);
+      client ??= make();
+      const ms = timeoutMs ?? o.queryTimeoutMs ?? 5000;
+      const work = fn(client);
+      work.catch(() => {}); // the loser of the race must not become an unhandled rejection (Bun exits on those)
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new DbTimeoutError(`${what} on ${target}: no answer within ${ms} ms`)), ms);
+      });
+      try {
+        return await Promise.race([work, deadline]);
+      } catch (e) {
+        if (e instanceof DbTimeoutError || isConnectionError(e)) await drop();
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async close() {
+      closed = true;
+      await drop();
+    },
+  };
+}
+
+/** Socket connection to the local server as the superuser (peer auth through the pgherd ident map). */
+export function openLocalDb(o: { socketDir: string; port: number; superuser: string; log: Logger; queryTimeoutMs?: number }): Db {
+  return openDb({ host: o.socketDir, port: o.port, user: o.superuser, log: o.log, queryTimeoutMs: o.queryTimeoutMs, applicationName: "pgherd" });
+}
+
+/** Errors that mean the connection, not the statement, failed (no SQLSTATE, or class 08/57P). */
+export function isConnectionError(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code !== "string") return true;
+  return code.startsWith("08") || code.startsWith("57P") || /^[A-Z_]+$/.test(code);
+}
+
+/** SQLSTATE of a server error, if any. */
+export function sqlState(e: unknown): string | null {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : null;
+}
+
+/** "name" quoted as a SQL identifier. */
+export function quoteIdent(name: string): string {
+  if (name.includes("\0")) throw new Error("identifier contains NUL");
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A string literal that means the same whatever standard_conforming_strings is (E'' when it has a backslash). */
+export function quoteLiteral(v: string): string {
+  if (v.includes("\0")) throw new Error("literal contains NUL");
+  const q = v.replace(/'/g, "''");
+  return v.includes("\\") ? `E'${q.replace(/\\/g, "\\\\")}'` : `'${q}'`;
+}

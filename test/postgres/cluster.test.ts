@@ -1,0 +1,327 @@
+// The controller against real PostgreSQL: initdb → managed config → start/adopt → probe →
+// roles + pg_hba (scram login allowed, others refused) → slot + pg_basebackup → streaming
+// standby → promotion; plus port-in-use, foreign system identifier and stale pid file.
+// One scratch dir, servers on free loopback ports, everything removed afterwards.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFile, stat, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import { join } from "node:path";
+import { memoryLogger } from "../../src/log.ts";
+import { basebackup, BasebackupError } from "../../src/postgres/basebackup.ts";
+import { initdb, PgCtlError, reload, restart, start, status, stop, type PgNode } from "../../src/postgres/ctl.ts";
+import { fixDataDirOwnership, inspectDataDir, pidAlive, readPostmasterPid } from "../../src/postgres/datadir.ts";
+import { writeManagedConfig, type ManagedConfig } from "../../src/postgres/managed-config.ts";
+import { generatePassword, writePassfile } from "../../src/postgres/passwords.ts";
+import { buildConninfo } from "../../src/postgres/pgconf.ts";
+import { pendingRestart, probe, type ProbeUp } from "../../src/postgres/probe.ts";
+import { promote } from "../../src/postgres/promote.ts";
+import { ensureRoles, scramVerifier } from "../../src/postgres/roles.ts";
+import { ensureSlot, listSlots } from "../../src/postgres/slots.ts";
+import { openDb, openLocalDb, sqlState, type Db } from "../../src/postgres/sql.ts";
+import { lookupOsUser } from "../../src/postgres/users.ts";
+import { lsnDiff } from "../../src/postgres/lsn.ts";
+import { freePort, PG_OS_USER, pgScratch, pgSkipReason, type Scratch } from "../helpers/pg.ts";
+import { waitFor } from "../helpers/proc.ts";
+
+const SU = "postgres";
+const REPL = "pgherd_repl";
+const MON = "pgherd_mon";
+const replPassword = generatePassword();
+const monPassword = generatePassword();
+const log = memoryLogger();
+
+let s: Scratch;
+let primary: PgNode;
+let standby: PgNode;
+let other: PgNode;
+let ports: { p: number; s: number; o: number };
+const dbs: Db[] = [];
+let pdb: Db;
+
+const local = (port: number) => {
+  const db = openLocalDb({ socketDir: s.socketDir, port, superuser: SU, log });
+  dbs.push(db);
+  return db;
+};
+const tcp = (port: number, user: string, password: string, database = "postgres") => {
+  const db = openDb({ host: "127.0.0.1", port, user, password, database, log, connectTimeoutSec: 5 });
+  dbs.push(db);
+  return db;
+};
+const managed = (n: PgNode, port: number, peers: string[], extra: Partial<ManagedConfig> = {}): ManagedConfig => ({
+  dataDir: n.dataDir, osUser: PG_OS_USER, standby: false, log,
+  conf: {
+    listenAddresses: ["127.0.0.1"], port, maxWalSenders: 5, maxReplicationSlots: 5, hotStandby: true, walLogHints: true,
+    unixSocketDir: s.socketDir, parameters: {
+      fsync: false, shared_buffers: "16MB", "pgherd.quoting": "it's a \\ test",
+      checkpoint_timeout: "1h", // spreads the post-promotion checkpoint: its TimeLineID lags (see the promote test)
+    },
+  },
+  hba: { superuser: SU, replUser: REPL, monitorUser: MON, peers },
+  ...extra,
+});
+const up = async (db: Db): Promise<ProbeUp> => {
+  const p = await probe(db);
+  if (!p.up) throw new Error(`probe failed: ${p.error}`);
+  return p;
+};
+const logFile = (n: PgNode) => `${n.dataDir}.log`;
+
+describe.skipIf(pgSkipReason !== null)("PostgreSQL controller on real servers", () => {
+  beforeAll(async () => {
+    s = await pgScratch("ctl");
+    primary = s.node("primary", log.withTag("primary"));
+    standby = s.node("standby", log.withTag("standby"));
+    other = s.node("other", log.withTag("other"));
+    const p = await freePort();
+    const sp = await freePort([p]);
+    ports = { p, s: sp, o: await freePort([p, sp]) };
+  });
+
+  afterAll(async () => {
+    if (process.env.PG_TEST_DUMP) console.log(log.lines.join("\n"));
+    for (const db of dbs) await db.close();
+    await s?.cleanup();
+  });
+
+  test("initdb creates a checksummed cluster whose pg_hba allows nothing yet", async () => {
+    await initdb(primary, { superuser: SU, noSync: true });
+    const info = await inspectDataDir(primary.dataDir, primary);
+    expect(info).toMatchObject({ exists: true, empty: false, pgVersion: primary.bins.version, running: false, postmaster: null });
+    expect(info.control).toMatchObject({ state: "shut down", timeline: 1, checksums: true });
+    const hba = await readFile(join(primary.dataDir, "pg_hba.conf"), "utf8");
+    expect(hba.split("\n").filter((l) => l.trim() && !l.startsWith("#"))).toEqual([]);
+    const st = await stat(primary.dataDir);
+    const pg = await lookupOsUser(PG_OS_USER);
+    expect({ uid: st.uid, mode: st.mode & 0o777 }).toEqual({ uid: pg.uid, mode: 0o700 });
+    await expect(initdb(primary, { superuser: SU })).rejects.toMatchObject({ kind: "not-empty" });
+  }, 60_000);
+
+  test("start with pgherd.conf; a running server is detected through postmaster.pid (adopt, not restart)", async () => {
+    const res = await writeManagedConfig(managed(primary, ports.p, ["127.0.0.2"]));
+    expect(res.changed.sort()).toEqual(["pg_hba.conf", "pg_ident.conf", "pgherd.conf", "postgresql.conf"]);
+    const conf = await stat(join(primary.dataDir, "pgherd.conf"));
+    expect(conf.mode & 0o777).toBe(0o600);
+    expect((await writeManagedConfig(managed(primary, ports.p, ["127.0.0.2"]))).changed).toEqual([]);
+
+    await start(primary, { logFile: logFile(primary), timeoutSec: 30 });
+    const info = await inspectDataDir(primary.dataDir, primary);
+    expect(info.running).toBe(true);
+    expect(info.postmaster).toMatchObject({ port: ports.p, dataDir: primary.dataDir, alive: true, servesThisDir: true });
+    expect(info.control?.state).toBe("in production");
+    expect((await status(primary)).pid).toBe(info.postmaster!.pid);
+    const again = await start(primary, { logFile: logFile(primary) }).catch((e) => e);
+    expect(again).toBeInstanceOf(PgCtlError);
+    expect(again.kind).toBe("already-running");
+    expect(again.message).toContain(`pid ${info.postmaster!.pid}`);
+  }, 60_000);
+
+  test("probe on a primary", async () => {
+    pdb = local(ports.p);
+    const p = await up(pdb);
+    const info = await inspectDataDir(primary.dataDir, primary);
+    expect(p).toMatchObject({ inRecovery: false, timeline: 1, receiveLsn: null, walReceiver: null, replication: [] });
+    expect(p.systemIdentifier).toBe(info.control!.systemIdentifier);
+    expect(Math.floor(p.serverVersion / 10000)).toBe(primary.bins.version);
+    expect(p.currentLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    const [q] = await pdb.query("t", (sql) => sql`SELECT current_setting('pgherd.quoting') AS v`);
+    expect(q?.v).toBe("it's a \\ test"); // conf-file quoting survives the server's parser
+    const closed = await probe(local(ports.o)); // nothing listens there
+    expect(closed.up).toBe(false);
+  });
+
+  test("SCRAM verifiers computed here match the server's algorithm", async () => {
+    // Let the server hash a password itself, then recompute with its salt and iteration count.
+    await pdb.query("t", (sql) => sql.unsafe("CREATE ROLE scram_probe PASSWORD 'correct horse: battery'"));
+    const [row] = await pdb.query("t", (sql) => sql`SELECT rolpassword FROM pg_authid WHERE rolname = 'scram_probe'`);
+    const stored = String(row?.rolpassword);
+    const m = /^SCRAM-SHA-256\$(\d+):([^$]+)\$/.exec(stored);
+    expect(m).not.toBeNull();
+    expect(scramVerifier("correct horse: battery", { iterations: Number(m![1]), salt: Buffer.from(m![2]!, "base64") })).toBe(stored);
+    expect(scramVerifier("other", { iterations: Number(m![1]), salt: Buffer.from(m![2]!, "base64") })).not.toBe(stored);
+  });
+
+  test("roles log in with scram over TCP only where the managed pg_hba block allows", async () => {
+    await ensureRoles(pdb, { replUser: REPL, replPassword, monitorUser: MON, monitorPassword: monPassword }, log);
+    await ensureRoles(pdb, { replUser: REPL, replPassword, monitorUser: MON, monitorPassword: monPassword }, log); // idempotent
+    const roles = await pdb.query("t", (sql) => sql`SELECT rolname, rolreplication, rolpassword FROM pg_authid WHERE rolname IN (${REPL}, ${MON}) ORDER BY rolname`);
+    expect(roles.map((r) => [r.rolname, r.rolreplication, String(r.rolpassword).startsWith("SCRAM-SHA-256$4096:")])).toEqual([
+      [MON, false, true], [REPL, true, true],
+    ]);
+    expect(log.lines.join("\n")).not.toContain(replPassword);
+
+    // Block allows only 127.0.0.2: our 127.0.0.1 connection is refused by pg_hba.
+    const refused = await tcp(ports.p, MON, monPassword).query("t", (sql) => sql`SELECT 1`).catch((e) => e);
+    expect(sqlState(refused)).toBe("28000");
+    expect(refused.message).toContain("no pg_hba.conf entry");
+
+    await writeManagedConfig(managed(primary, ports.p, ["127.0.0.1"]));
+    await reload(primary);
+    const mon = tcp(ports.p, MON, monPassword);
+    await waitFor(async () => (await mon.query("t", (sql) => sql`SELECT current_user AS u`))[0]?.u === MON, { timeoutMs: 10_000, what: "monitor login after reload" });
+    const [auth] = await mon.query("t", (sql) => sql`SELECT pg_has_role(${MON}, 'pg_monitor', 'member') AS m`);
+    expect(auth?.m).toBe(true);
+    const [asRepl] = await tcp(ports.p, REPL, replPassword).query("t", (sql) => sql`SELECT current_user AS u`);
+    expect(asRepl?.u).toBe(REPL);
+
+    const badPw = await tcp(ports.p, MON, "wrong").query("t", (sql) => sql`SELECT 1`).catch((e) => e);
+    expect(sqlState(badPw)).toBe("28P01");
+    // A role with a valid password but outside the block (the server's own scram_probe role).
+    const outsider = await tcp(ports.p, "scram_probe", "correct horse: battery").query("t", (sql) => sql`SELECT 1`).catch((e) => e);
+    expect(sqlState(outsider)).toBe("28000");
+    // The replication user may reach "postgres" (pg_rewind) but no other database.
+    const otherDb = await tcp(ports.p, REPL, replPassword, "template1").query("t", (sql) => sql`SELECT 1`).catch((e) => e);
+    expect(sqlState(otherDb)).toBe("28000");
+  }, 30_000);
+
+  test("a standby cloned with pg_basebackup through a slot streams from the primary", async () => {
+    expect(await ensureSlot(pdb, "standby1")).toBe(true);
+    expect(await ensureSlot(pdb, "standby1")).toBe(false);
+    const [slot] = await listSlots(pdb);
+    expect(slot).toMatchObject({ name: "standby1", active: false, walStatus: "reserved" });
+    expect(slot!.retainedBytes).toBeGreaterThanOrEqual(0);
+
+    const pg = await lookupOsUser(PG_OS_USER);
+    const passfile = join(s.root, "pgpass");
+    await writePassfile(passfile, [{ host: "127.0.0.1", port: ports.p, database: "*", user: REPL, password: replPassword }], pg);
+    const progress: number[] = [];
+    await basebackup({
+      bins: standby.bins, osUser: PG_OS_USER, log: standby.log, host: "127.0.0.1", port: ports.p, user: REPL, passfile,
+      target: standby.dataDir, slot: "standby1", timeoutMs: 60_000, noSync: true, onProgress: (p) => progress.push(p.percent),
+    });
+    expect(progress.at(-1)).toBe(100);
+    expect((await stat(standby.dataDir)).uid).toBe(pg.uid);
+    expect(log.lines.join("\n")).not.toContain(replPassword);
+
+    const conninfo = buildConninfo({ host: "127.0.0.1", port: ports.p, user: REPL, passfile, applicationName: "standby1" });
+    const cfg = managed(standby, ports.s, ["127.0.0.1"], { standby: true });
+    cfg.conf = { ...cfg.conf, primaryConninfo: conninfo, primarySlotName: "standby1" };
+    expect((await writeManagedConfig(cfg)).changed).toContain("standby.signal");
+    expect(await readFile(join(standby.dataDir, "pgherd.conf"), "utf8")).not.toContain(replPassword);
+    await start(standby, { logFile: logFile(standby), timeoutSec: 30 });
+
+    const sdb = local(ports.s);
+    const sp = await waitFor(async () => {
+      const p = await up(sdb);
+      return p.walReceiver?.status === "streaming" && p;
+    }, { timeoutMs: 20_000, what: "standby wal receiver streaming" });
+    expect(sp).toMatchObject({ inRecovery: true, timeline: 1, currentLsn: null });
+    expect(sp.walReceiver).toMatchObject({ senderHost: "127.0.0.1", senderPort: ports.p, slotName: "standby1", receivedTli: 1 });
+    const info = await inspectDataDir(standby.dataDir, standby);
+    expect(info.control?.systemIdentifier).toBe((await up(pdb)).systemIdentifier);
+    expect(info.control?.state).toBe("in archive recovery");
+
+    const row = await waitFor(async () => (await up(pdb)).replication.find((r) => r.applicationName === "standby1" && r.state === "streaming" && r.replayLsn !== null), {
+      timeoutMs: 10_000, what: "pg_stat_replication row for standby1",
+    });
+    expect(row.clientAddr).toBe("127.0.0.1");
+    expect(row.lagBytes).toBeGreaterThanOrEqual(0);
+    expect((await listSlots(pdb))[0]?.active).toBe(true);
+
+    await pdb.query("t", (sql) => sql`CREATE TABLE t (v text)`);
+    await pdb.query("t", (sql) => sql`INSERT INTO t VALUES ('written on primary')`);
+    await waitFor(async () => {
+      const r = await sdb.query("t", (sql) => sql`SELECT v FROM t`).catch(() => []);
+      return r[0]?.v === "written on primary";
+    }, { timeoutMs: 10_000, what: "row replicated to the standby" });
+
+    // Dirty buffers on the standby, so the checkpoint after promotion has work to spread out.
+    await pdb.query("t", (sql) => sql`CREATE TABLE bulk AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 5000) g`);
+    const target = (await up(pdb)).currentLsn!;
+    await waitFor(async () => {
+      const r = (await up(sdb)).replayLsn;
+      return r !== null && lsnDiff(r, target) >= 0n;
+    }, { timeoutMs: 15_000, what: "standby replay to catch up" });
+  }, 90_000);
+
+  test("a failed clone removes its partial target and reports pg_basebackup's reason", async () => {
+    const target = join(s.root, "failed-clone");
+    const e = await basebackup({
+      bins: standby.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: ports.p, user: REPL, password: replPassword,
+      target, slot: "no_such_slot", timeoutMs: 30_000,
+    }).catch((x) => x);
+    expect(e).toBeInstanceOf(BasebackupError);
+    expect(e.message).toContain("no_such_slot");
+    await expect(stat(target)).rejects.toMatchObject({ code: "ENOENT" });
+    expect(log.lines.join("\n")).not.toContain(replPassword);
+    const notEmpty = await basebackup({
+      bins: standby.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: ports.p, user: REPL, target: standby.dataDir, timeoutMs: 5000,
+    }).catch((x) => x);
+    expect(notEmpty.message).toContain("is not empty");
+    expect((await inspectDataDir(standby.dataDir, standby)).running).toBe(true); // untouched
+  }, 60_000);
+
+  test("promoting the standby moves it to timeline 2", async () => {
+    const sdb = local(ports.s);
+    expect(await promote(sdb, standby, 30)).toBe("promoted");
+    const p = await up(sdb);
+    expect(p.inRecovery).toBe(false);
+    expect(p.timeline).toBe(2);
+    // The checkpoint that records TLI 2 in pg_control is still running (spread over checkpoint_timeout):
+    // a probe reading pg_control_checkpoint() would still say 1 here.
+    const [c] = await sdb.query("t", (sql) => sql`SELECT timeline_id FROM pg_control_checkpoint()`);
+    expect(c?.timeline_id).toBe(1);
+    expect(p.walReceiver).toBeNull();
+    expect(await promote(sdb, standby, 30)).toBe("not-in-recovery");
+    await sdb.query("t", (sql) => sql`INSERT INTO t VALUES ('written after promotion')`);
+  }, 60_000);
+
+  test("a cluster from another initdb has a different system identifier", async () => {
+    await initdb(other, { superuser: SU, noSync: true });
+    const [o, p] = await Promise.all([inspectDataDir(other.dataDir, other), inspectDataDir(primary.dataDir, primary)]);
+    expect(o.control!.systemIdentifier).not.toBe(p.control!.systemIdentifier);
+  }, 60_000);
+
+  test("start on a port that is already taken fails with an error saying so", async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((r, j) => blocker.once("error", j).listen(ports.o, "127.0.0.1", () => r()));
+    try {
+      await writeManagedConfig(managed(other, ports.o, ["127.0.0.1"]));
+      const e = await start(other, { logFile: logFile(other), timeoutSec: 20 }).catch((x) => x);
+      expect(e).toBeInstanceOf(PgCtlError);
+      expect(e.kind).toBe("port-in-use");
+      expect(e.message).toContain(`port ${ports.o} is already in use`);
+      expect((await inspectDataDir(other.dataDir, other)).running).toBe(false);
+    } finally {
+      await new Promise((r) => blocker.close(r));
+    }
+  }, 60_000);
+
+  test("a reload reports settings that need a restart; restart applies them", async () => {
+    const cfg = managed(primary, ports.p, ["127.0.0.1"]);
+    cfg.conf = { ...cfg.conf, maxWalSenders: 7 };
+    expect((await writeManagedConfig(cfg)).changed).toEqual(["pgherd.conf"]);
+    await reload(primary);
+    await waitFor(async () => (await pendingRestart(pdb)).includes("max_wal_senders"), { timeoutMs: 10_000, what: "pending_restart" });
+    await restart(primary, { logFile: logFile(primary), timeoutSec: 30 });
+    const [r] = await pdb.query("t", (sql) => sql`SELECT current_setting('max_wal_senders') AS v`);
+    expect(r?.v).toBe("7");
+    expect(await pendingRestart(pdb)).toEqual([]);
+  }, 60_000);
+
+  test("stop is idempotent; a stale postmaster.pid is not mistaken for a running server", async () => {
+    expect(await stop(primary, "fast")).toBe(true);
+    expect(await stop(primary, "fast")).toBe(false);
+    const info = await inspectDataDir(primary.dataDir, primary);
+    expect(info).toMatchObject({ running: false, postmaster: null });
+    expect(info.control?.state).toBe("shut down");
+
+    // A pid file left by a crash, naming a pid that no longer exists.
+    const dead = Bun.spawnSync(["/bin/sh", "-c", "echo $$"]).stdout.toString().trim();
+    expect(pidAlive(Number(dead))).toBe(false);
+    await writeFile(join(other.dataDir, "postmaster.pid"), `${dead}\n${other.dataDir}\n0\n${ports.o}\n${s.socketDir}\n127.0.0.1\n0 0\nready\n`);
+    expect(await readPostmasterPid(other.dataDir)).toMatchObject({ pid: Number(dead), alive: false });
+    expect((await inspectDataDir(other.dataDir, other)).running).toBe(false);
+  }, 60_000);
+
+  test("ownership and mode of a data dir are repaired when root", async () => {
+    Bun.spawnSync(["chown", "-R", "root:root", other.dataDir]);
+    Bun.spawnSync(["chmod", "0755", other.dataDir]);
+    const changed = await fixDataDirOwnership(other.dataDir, PG_OS_USER, log);
+    expect(changed).toBeGreaterThan(100);
+    const pg = await lookupOsUser(PG_OS_USER);
+    const [top, pv, ctl] = await Promise.all([stat(other.dataDir), stat(join(other.dataDir, "PG_VERSION")), stat(join(other.dataDir, "global/pg_control"))]);
+    expect([top.uid, pv.uid, ctl.uid, top.mode & 0o777]).toEqual([pg.uid, pg.uid, pg.uid, 0o700]);
+    expect(await fixDataDirOwnership(other.dataDir, PG_OS_USER, log)).toBe(0);
+  });
+});

@@ -1,0 +1,110 @@
+// runTool: user switching, secret masking, timeouts that kill the whole process group, and
+// binary discovery (configured dir, pg_config, versioned roots, clear errors).
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { memoryLogger } from "../../src/log.ts";
+import { BinDirError, findBinDir } from "../../src/postgres/binaries.ts";
+import { pidAlive } from "../../src/postgres/datadir.ts";
+import { runTool, runToolOk, secret, ToolError } from "../../src/postgres/exec.ts";
+import { isRoot } from "../../src/postgres/users.ts";
+import { pgBins, pgSkipReason } from "../helpers/pg.ts";
+import { waitFor } from "../helpers/proc.ts";
+
+describe("runTool", () => {
+  test.skipIf(!isRoot())("runs as the given OS user when root, with a minimal C-locale environment", async () => {
+    const log = memoryLogger();
+    const r = await runToolOk({ bin: "/bin/sh", args: ["-c", "id -un; echo $LC_ALL; echo ${PGPASSWORD:-unset}"], user: "postgres", timeoutMs: 10_000, log });
+    expect(r.stdout.split("\n").slice(0, 3)).toEqual(["postgres", "C", "unset"]);
+    expect(log.lines.some((l) => l.includes("(as postgres)"))).toBe(true);
+  });
+
+  test("secrets in args, env and stdin never reach the log or the captured output", async () => {
+    const log = memoryLogger();
+    const r = await runTool({
+      bin: "/bin/sh",
+      args: ["-c", 'read x; echo "env=$TOP arg=$1 in=$x" >&2; exit 3', "sh", secret("hunter2-arg")],
+      env: { TOP: secret("hunter2-env"), VISIBLE: "shown" },
+      input: secret("hunter2-in"),
+      timeoutMs: 10_000,
+      log,
+    });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe("env=*** arg=*** in=***\n");
+    const all = log.lines.join("\n");
+    expect(all).toContain("exited 3");
+    expect(all).toContain("VISIBLE=shown");
+    expect(all).not.toContain("hunter2-env");
+    expect(all).not.toContain("hunter2-arg");
+    expect(all).not.toContain("hunter2-in");
+  });
+
+  test("a timeout kills the whole process group and is reported", async () => {
+    const dir = mkdtempSync("/tmp/pgherd-exec-");
+    try {
+      const pidFile = join(dir, "pid");
+      const log = memoryLogger();
+      const t0 = performance.now();
+      const r = await runTool({ bin: "/bin/sh", args: ["-c", `sleep 30 & echo $! > ${pidFile}; wait`], timeoutMs: 300, log });
+      expect(r.timedOut).toBe(true);
+      expect(r.code).toBeNull();
+      expect(performance.now() - t0).toBeLessThan(5000);
+      const grandchild = Number(readFileSync(pidFile, "utf8"));
+      await waitFor(() => !pidAlive(grandchild), { timeoutMs: 5000, what: "the background sleep to be killed" });
+      expect(log.lines.some((l) => l.startsWith("warn") && l.includes("timed out after 300 ms"))).toBe(true);
+      await expect(runToolOk({ bin: "/bin/sleep", args: ["5"], timeoutMs: 100, log })).rejects.toMatchObject({ failure: "timeout" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("non-zero exit → ToolError with tool, code and stderr; missing binary → spawn failure", async () => {
+    const log = memoryLogger();
+    const e = await runToolOk({ bin: "/bin/sh", args: ["-c", "echo boom >&2; exit 4"], timeoutMs: 5000, log }).catch((x) => x);
+    expect(e).toBeInstanceOf(ToolError);
+    expect(e).toMatchObject({ tool: "sh", failure: "exit", code: 4, stderr: "boom\n" });
+    expect(e.message).toContain("boom");
+    const s = await runTool({ bin: "/nonexistent/tool", args: [], timeoutMs: 5000, log }).catch((x) => x);
+    expect(s).toBeInstanceOf(ToolError);
+    expect(s.failure).toBe("spawn");
+  });
+
+  test("stderr lines are delivered as they arrive, split on \\r and \\n", async () => {
+    const lines: string[] = [];
+    await runToolOk({
+      bin: "/bin/sh", args: ["-c", "printf 'a\\rb\\nc' >&2"], timeoutMs: 5000, log: memoryLogger(), onStderrLine: (l) => lines.push(l),
+    });
+    expect(lines).toEqual(["a", "b", "c"]);
+  });
+});
+
+describe("findBinDir", () => {
+  test.skipIf(pgSkipReason !== null)("finds the installed binaries and their major version", async () => {
+    const b = await findBinDir();
+    expect(b.dir).toBe(pgBins!.dir);
+    expect(b.versionString).toContain(`(PostgreSQL) ${b.version}`);
+    expect(await findBinDir(b.dir)).toEqual(b);
+  });
+
+  test("a configured bin_dir that does not exist is an error naming it (no silent fallback)", async () => {
+    const e = await findBinDir("/nonexistent/pg/bin").catch((x) => x);
+    expect(e).toBeInstanceOf(BinDirError);
+    expect(e.message).toContain('postgres.bin_dir "/nonexistent/pg/bin"');
+    expect(e.message).toContain("/nonexistent/pg/bin/postgres");
+  });
+
+  test("nothing found → error listing what was tried", async () => {
+    const empty = mkdtempSync("/tmp/pgherd-bins-");
+    try {
+      const e = await findBinDir(undefined, {
+        pgConfig: "/nonexistent/pg_config",
+        versionedRoots: [{ root: empty, prefix: "", suffix: "bin" }],
+      }).catch((x) => x);
+      expect(e).toBeInstanceOf(BinDirError);
+      expect(e.message).toContain("/nonexistent/pg_config --bindir (not found)");
+      expect(e.message).toContain(`${empty}/<version>/bin (none)`);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
