@@ -3,7 +3,7 @@
 // leadership was lost → send → re-arm the wake-up timer.
 import { Election, type Event, type Ready } from "../core/election.ts";
 import { decideBootstrap, type PeerView } from "../core/bootstrap.ts";
-import { ZERO_POSITION, type Position } from "../core/position.ts";
+import { ZERO_POSITION, comparePosition, type Position } from "../core/position.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { Beacon, defaultBroadcastAddresses, type Announcement } from "../net/beacon.ts";
@@ -11,8 +11,14 @@ import { Mesh } from "../net/mesh.ts";
 import { parseHostPort, formatHostPort } from "../config/hostport.ts";
 import { ElectionStore } from "../store/election-state.ts";
 import { loadOrCreateNodeId } from "../store/node-id.ts";
-import { AgentMsgSchema, type AgentMsg } from "./messages.ts";
+import { AgentMsgSchema, type AgentMsg, type PgReport } from "./messages.ts";
 import { PeerTable } from "./peers.ts";
+import type { ClusterContext } from "./postgres-loop.ts";
+import { slotFor } from "./postgres-loop.ts";
+import { ElectionMsgSchema } from "../core/messages.ts";
+import { composeView, type ClusterView, type MemberInput } from "../core/cluster-view.ts";
+import { SecretsStore, type ClusterSecrets } from "../store/cluster-secrets.ts";
+import { isIP } from "node:net";
 
 export interface LeadershipHooks {
   /** Called when this node gains a valid lease (may accept writes until `until`, local monotonic ms). */
@@ -23,8 +29,14 @@ export interface LeadershipHooks {
 
 const HOUSEKEEPING_MS = 250;
 
-export class Agent {
+export class Agent implements ClusterContext {
   readonly nodeId: string;
+  private readonly secretStore: SecretsStore;
+  private readonly reports = new Map<string, { report: PgReport | null; role: "database" | "witness"; at: number }>();
+  private ownReport: PgReport | null = null;
+  private lastSecretsSent = 0;
+  private viewReqSeq = 0;
+  private readonly viewWaiters = new Map<number, (v: ClusterView) => void>();
   private readonly store: ElectionStore;
   private readonly election: Election;
   private readonly mesh: Mesh;
@@ -32,6 +44,7 @@ export class Agent {
   private readonly peers: PeerTable;
   private wakeTimer: ReturnType<typeof setTimeout> | undefined;
   private housekeeping: ReturnType<typeof setInterval> | undefined;
+  private witnessTimer: ReturnType<typeof setInterval> | undefined;
   private leading: Ready["leading"] = null;
   private bootstrapNote = "";
   private stopped = false;
@@ -41,6 +54,7 @@ export class Agent {
   constructor(private readonly cfg: Config, private readonly log: Logger, private readonly hooks: LeadershipHooks = {}) {
     this.nodeId = loadOrCreateNodeId(cfg.state_dir);
     this.store = new ElectionStore(cfg.state_dir);
+    this.secretStore = new SecretsStore(cfg.state_dir);
     const e = cfg.election;
     this.election = new Election(
       {
@@ -92,11 +106,19 @@ export class Agent {
     this.feed({ type: "tick", now: now() });
   }
 
+  /** A witness runs no PostgreSQL; it still tells its peers it is alive. */
+  startWitnessReports(): void {
+    this.witnessTimer = setInterval(() => this.safe(() => {
+      for (const id of this.mesh.connected()) this.mesh.send(id, { t: "state", role: this.cfg.role, pg: null });
+    }), this.cfg.postgres.loop_ms);
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.wakeTimer);
     clearInterval(this.housekeeping);
+    clearInterval(this.witnessTimer);
     await Promise.allSettled([this.beacon.stop(), this.mesh.stop()]);
   }
 
@@ -175,7 +197,156 @@ export class Agent {
   }
 
   private onMessage(peer: string, msg: AgentMsg): void {
-    this.safe(() => this.feed({ type: "recv", now: now(), from: peer, msg }));
+    this.safe(() => {
+      switch (msg.t) {
+        case "state":
+          this.reports.set(peer, { report: msg.pg, role: msg.role, at: now() });
+          return;
+        case "secrets": {
+          const leader = this.election.status(now()).leader;
+          if (leader !== peer) return; // only the current leader speaks for the cluster's identity
+          if (this.secretStore.set({ systemId: msg.systemId, replPassword: msg.replPassword, monitorPassword: msg.monitorPassword })) {
+            this.log.info(`received the cluster's credentials from the leader ${this.peers.name(peer)} (system identifier ${msg.systemId ?? "not yet created"})`);
+          }
+          return;
+        }
+        case "view-req":
+          this.mesh.send(peer, { t: "view", id: msg.id, view: this.localView() });
+          return;
+        case "view":
+          this.viewWaiters.get(msg.id)?.(msg.view);
+          this.viewWaiters.delete(msg.id);
+          return;
+        default:
+          this.feed({ type: "recv", now: now(), from: peer, msg: ElectionMsgSchema.parse(msg) });
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ ClusterContext (for the PostgreSQL loop)
+
+  leadership() {
+    const s = this.election.status(now());
+    return {
+      leading: this.leading !== null,
+      acquiringLease: s.role === "leader" && this.leading === null,
+      leaderId: s.leader,
+      member: s.membership?.voters.includes(this.nodeId) ?? false,
+    };
+  }
+
+  leaderPg() {
+    const s = this.election.status(now());
+    if (!s.leader || s.leader === this.nodeId) return null;
+    const r = this.freshReport(s.leader);
+    const host = this.peerHost(s.leader);
+    if (!r || !host) return null;
+    return { id: s.leader, addr: `${host.includes(":") ? `[${host}]` : host}:${r.port}`, report: r };
+  }
+
+  standbyMembers(): string[] {
+    const voters = this.election.status(now()).membership?.voters ?? [];
+    return voters.filter((v) => v !== this.nodeId && this.peers.list().find((p) => p.id === v)?.role !== "witness");
+  }
+
+  peerAddresses(): string[] {
+    const out = new Set<string>();
+    for (const p of this.peers.list()) if (isIP(p.address)) out.add(p.address);
+    const self = this.advertisedMesh();
+    const host = self.slice(0, self.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+    if (isIP(host) && host !== "0.0.0.0" && host !== "::") out.add(host);
+    return [...out].sort();
+  }
+
+  nobodyHasData(): boolean {
+    const voters = this.election.status(now()).membership?.voters ?? [];
+    return voters.every((v) => v === this.nodeId || (this.reports.get(v)?.role === "witness") || this.freshReport(v)?.data === "empty");
+  }
+
+  secrets(): ClusterSecrets | undefined {
+    return this.secretStore.get();
+  }
+
+  saveSecrets(s: ClusterSecrets): void {
+    if (this.secretStore.set(s)) this.shareSecrets(true);
+  }
+
+  publish(report: PgReport, position: Position): void {
+    this.ownReport = report;
+    if (comparePosition(position, this.position) !== 0) this.setPosition(position);
+    for (const id of this.mesh.connected()) this.mesh.send(id, { t: "state", role: this.cfg.role, pg: report });
+    this.shareSecrets(false);
+  }
+
+  private shareSecrets(force: boolean): void {
+    const s = this.secretStore.get();
+    if (!s || !this.leading) return;
+    if (!force && now() - this.lastSecretsSent < 5000) return;
+    this.lastSecretsSent = now();
+    for (const id of this.mesh.connected()) this.mesh.send(id, { t: "secrets", ...s });
+  }
+
+  private freshReport(id: string): PgReport | null {
+    const r = this.reports.get(id);
+    if (!r || now() - r.at > Math.max(5000, 5 * this.cfg.postgres.loop_ms)) return null;
+    return r.report;
+  }
+
+  private peerHost(id: string): string | null {
+    const p = this.peers.list().find((x) => x.id === id);
+    if (!p) return null;
+    if (p.address) return p.address;
+    const i = p.mesh.lastIndexOf(":");
+    return i > 0 ? p.mesh.slice(0, i).replace(/^\[|\]$/g, "") : null;
+  }
+
+  // ------------------------------------------------------------------ cluster view
+
+  /** This agent's own composition of the cluster table. */
+  localView(): ClusterView {
+    const s = this.election.status(now());
+    const ids = new Set<string>([this.nodeId, ...(s.membership?.voters ?? []), ...this.peers.list().map((p) => p.id)]);
+    const connected = new Set(this.mesh.connected());
+    const members: MemberInput[] = [...ids].map((id) => {
+      const self = id === this.nodeId;
+      const peer = this.peers.list().find((p) => p.id === id);
+      const r = self ? this.ownReport : this.freshReport(id);
+      return {
+        id, name: self ? this.cfg.node_name : (peer?.name ?? id),
+        role: self ? this.cfg.role : (this.reports.get(id)?.role ?? peer?.role ?? "database"),
+        host: self ? this.peerAddresses().find(() => true) ?? "" : (this.peerHost(id) ?? ""),
+        voter: s.membership?.voters.includes(id) ?? false,
+        reachable: self || (connected.has(id) && this.reports.has(id) && now() - this.reports.get(id)!.at < Math.max(5000, 5 * this.cfg.postgres.loop_ms)),
+        report: r,
+      };
+    });
+    const selfHost = this.advertisedMesh();
+    const m = members.find((x) => x.id === this.nodeId);
+    if (m) m.host = selfHost.slice(0, selfHost.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+    return composeView({ cluster: this.cfg.cluster, term: s.term, leader: s.leader, members, slotOf: slotFor });
+  }
+
+  /** The leader's view when it answers within the deadline, else ours (marked). */
+  async clusterView(timeoutMs = 2000): Promise<{ source: "leader" | "local"; view: ClusterView }> {
+    const s = this.election.status(now());
+    if (!s.leader || s.leader === this.nodeId) return { source: s.leader === this.nodeId ? "leader" : "local", view: this.localView() };
+    const id = ++this.viewReqSeq;
+    const got = new Promise<ClusterView | null>((resolve) => {
+      const t = setTimeout(() => {
+        this.viewWaiters.delete(id);
+        resolve(null);
+      }, timeoutMs);
+      this.viewWaiters.set(id, (v) => {
+        clearTimeout(t);
+        resolve(v);
+      });
+    });
+    if (!this.mesh.send(s.leader, { t: "view-req", id })) {
+      this.viewWaiters.delete(id);
+      return { source: "local", view: this.localView() };
+    }
+    const v = await got;
+    return v ? { source: "leader", view: v } : { source: "local", view: this.localView() };
   }
 
   /** Never let one bad event take the agent down; a persist failure is the exception (see apply). */

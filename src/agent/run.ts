@@ -1,22 +1,42 @@
-// `pgherd agent`: wires the agent, its API and the process signals together.
+// `pgherd agent`: wires the agent, its PostgreSQL loop, its API and the process signals together.
 import type { Config } from "../config/schema.ts";
 import { parseHostPort } from "../config/hostport.ts";
 import { createLogger } from "../log.ts";
 import { startApi } from "../api/server.ts";
+import { findBinDir } from "../postgres/index.ts";
 import { Agent } from "./agent.ts";
+import { PostgresLoop } from "./postgres-loop.ts";
+
+export class AgentStartError extends Error {
+  override readonly name = "AgentStartError";
+}
 
 export async function runAgent(cfg: Config, opts: { configPath: string }): Promise<void> {
   const log = createLogger(cfg.log.level, cfg.node_name);
   log.info(`pgherd agent starting with ${opts.configPath}`);
-  const agent = new Agent(cfg, log);
-  await agent.start();
   const listen = parseHostPort(cfg.api.listen);
-  if (typeof listen === "string") throw new Error(`api.listen: ${listen}`);
+  if (typeof listen === "string") throw new AgentStartError(`${opts.configPath}: api.listen: ${listen}`);
+
+  // Fail before joining anything when this host cannot run PostgreSQL as configured.
+  const bins = cfg.role === "database"
+    ? await findBinDir(cfg.postgres.bin_dir || undefined, { log }).catch((e: Error) => {
+        throw new AgentStartError(`${opts.configPath}: postgres.bin_dir: ${e.message}`);
+      })
+    : null;
+  if (bins) log.info(`PostgreSQL ${bins.versionString} binaries in ${bins.dir}`);
+
+  let loop: PostgresLoop | null = null;
+  const agent = new Agent(cfg, log, { onFence: (reason) => void loop?.fence(reason) });
+  if (bins) loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"));
+  await agent.start();
+  if (loop) loop.start();
+  else agent.startWitnessReports();
   const api = startApi({ host: listen.host, port: listen.port, source: agent, log: log.withTag("api") });
+
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
-      log.info(`${sig}: stopping (PostgreSQL, when managed, is left running)`);
-      void Promise.allSettled([agent.stop(), api.stop()]).then(() => resolve());
+      log.info(`${sig}: stopping the agent (PostgreSQL is left running)`);
+      void Promise.allSettled([loop?.stop(), agent.stop(), api.stop()]).then(() => resolve());
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

@@ -4,6 +4,7 @@ import type { Logger } from "../log.ts";
 
 export interface ApiSource {
   status(): unknown;
+  clusterView(): Promise<{ source: "leader" | "local"; view: unknown }>;
 }
 
 export interface ApiServer {
@@ -20,6 +21,7 @@ export function startApi(opts: { host: string; port: number; source: ApiSource; 
     port: opts.port,
     routes: {
       "/node": { GET: () => json(opts.source.status()) },
+      "/cluster": { GET: async () => json(await opts.source.clusterView()) },
       "/liveness": { GET: () => json({ ok: true }) },
     },
     fetch: (req) => json({ error: `no route ${req.method} ${new URL(req.url).pathname}` }, 404),

@@ -1,16 +1,59 @@
+// `pgherd cluster ls`: the leader's view of the cluster, from any host (through the local agent).
 import { defineCommand } from "citty";
-import { CliExit, EXIT_FAILURE } from "./context.ts";
+import type { ClusterView } from "../core/cluster-view.ts";
+import { apiArgs, apiBase, getJson } from "./api-client.ts";
+import { type CliContext, CliExit, EXIT_FAILURE } from "./context.ts";
 
-// Placeholder group: `cluster ls` talks to the agent's HTTP API in a later issue.
-export const clusterCommand = () =>
+export const clusterCommand = (ctx: CliContext) =>
   defineCommand({
     meta: { name: "cluster", description: "Inspect the cluster through the local agent" },
     subCommands: {
       ls: defineCommand({
-        meta: { name: "ls", description: "List the cluster's nodes (not implemented yet)" },
-        run: () => {
-          throw new CliExit(EXIT_FAILURE, "pgherd cluster ls: not implemented yet");
+        meta: { name: "ls", description: "List the members: role, state, timeline, LSN, lag (exit 1 when there is no primary)" },
+        args: {
+          ...apiArgs,
+          json: { type: "boolean", description: "Print JSON for scripts" },
+          watch: { type: "boolean", description: "Refresh every 2 s until interrupted" },
+        },
+        run: async ({ args }) => {
+          const base = apiBase(args, ctx);
+          for (;;) {
+            const r = (await getJson(base, "/cluster")) as { source: string; view: ClusterView };
+            const out = args.json ? `${JSON.stringify(r, null, 2)}\n` : renderTable(r.view, r.source);
+            ctx.out(args.watch ? `\x1b[2J\x1b[H${out}` : out);
+            if (!args.watch) {
+              if (!r.view.primary) throw new CliExit(EXIT_FAILURE, "");
+              return;
+            }
+            await Bun.sleep(2000);
+          }
         },
       }),
     },
   });
+
+export function renderTable(v: ClusterView, source: string): string {
+  const head = ["MEMBER", "HOST:PORT", "ROLE", "STATE", "TL", "LSN", "LAG", "LAG TIME", "NOTE"];
+  const rows = v.members.map((m) => [
+    `${m.name}${m.leader ? " *" : ""}`,
+    m.host ? `${m.host}${m.port ? `:${m.port}` : ""}` : "-",
+    m.role,
+    m.state,
+    m.timeline === null ? "-" : String(m.timeline),
+    m.lsn ?? "-",
+    m.lagBytes === null ? "-" : bytes(m.lagBytes),
+    m.lagSeconds === null ? "-" : `${m.lagSeconds.toFixed(1)} s`,
+    (m.error ? `error: ${m.error}` : m.note).slice(0, 80),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  const title = `cluster ${v.cluster}: leader ${v.leaderName ?? "none"} (term ${v.term}), primary ${v.members.find((m) => m.id === v.primary)?.name ?? "NONE"}${source === "local" ? "  [leader unreachable: local view]" : ""}`;
+  return [title, line(head), ...rows.map(line)].join("\n") + "\n";
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} kB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GB`;
+}

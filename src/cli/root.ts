@@ -13,7 +13,7 @@ export const rootCommand = (ctx: CliContext) =>
     subCommands: {
       agent: agentCommand(ctx),
       init: initCommand(ctx),
-      cluster: clusterCommand(),
+      cluster: clusterCommand(ctx),
       status: statusCommand(ctx),
       version: versionCommand(ctx),
     },

@@ -5,7 +5,7 @@ import { type CliContext, CliExit, EXIT_FAILURE, EXIT_USAGE } from "./context.ts
 import { rootCommand } from "./root.ts";
 import { versionLine } from "./version-info.ts";
 
-const EXPECTED_ERRORS = new Set(["ConfigError", "StoreError"]);
+const EXPECTED_ERRORS = new Set(["AgentStartError", "ConfigError", "StoreError"]);
 
 export async function runCli(argv: readonly string[], ctx: CliContext): Promise<number> {
   const root = rootCommand(ctx);

@@ -95,6 +95,34 @@ export const apiSection = z.strictObject({
   token: z.string().default(""),
 });
 
+const pgIdent = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier (a-z, 0-9, _)");
+
+export const postgresSection = z
+  .strictObject({
+    data_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/postgresql/pgherd"),
+    bin_dir: z.string().default(""),
+    port: intIn(1, 65535).default(5432),
+    listen_addresses: z.string().min(1).default("*"),
+    socket_dir: z.string().default(""),
+    os_user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be an OS user name").default("postgres"),
+    superuser: pgIdent.default("postgres"),
+    repl_user: pgIdent.default("pgherd_repl"),
+    monitor_user: pgIdent.default("pgherd_monitor"),
+    loop_ms: ms(50).default(1000),
+    start_timeout_s: intIn(1, 3600).default(120),
+    max_wal_senders: intIn(1, 1000).default(10),
+    max_replication_slots: intIn(1, 1000).default(10),
+    parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default(() => ({})),
+  })
+  .superRefine((p, ctx) => {
+    if (p.socket_dir && !p.socket_dir.startsWith("/")) ctx.addIssue({ code: "custom", path: ["socket_dir"], message: "must be an absolute path (or empty for the data directory)" });
+    if (p.bin_dir && !p.bin_dir.startsWith("/")) ctx.addIssue({ code: "custom", path: ["bin_dir"], message: "must be an absolute path (or empty to discover it)" });
+  }, whenValid);
+
+export const bootstrapSection = z.strictObject({
+  from_existing: z.boolean().default(false),
+});
+
 export const logSection = z.strictObject({
   level: z.enum(["debug", "info", "warn", "error"], 'must be one of "debug", "info", "warn", "error"').default("info"),
 });
@@ -117,6 +145,8 @@ export const configSchema = z.strictObject({
   mesh: meshSection.prefault({}),
   election: electionSection.prefault({}),
   api: apiSection.prefault({}),
+  postgres: postgresSection.prefault({}),
+  bootstrap: bootstrapSection.prefault({}),
   log: logSection.prefault({}),
 });
 
@@ -126,6 +156,7 @@ export type MeshConfig = Config["mesh"];
 export type ElectionConfig = Config["election"];
 export type ApiConfig = Config["api"];
 export type LogConfig = Config["log"];
+export type PostgresConfig = Config["postgres"];
 
 /** Every key as a dotted path ("mesh.listen"), for docs and the example-file drift test. */
 export function configKeys(schema: z.ZodType = configSchema, prefix = ""): string[] {

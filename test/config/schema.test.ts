@@ -37,6 +37,12 @@ describe("defaults", () => {
       },
       election: { heartbeat_ms: 200, lease_ms: 1500, timeout_ms: 2500, jitter_ms: 500, max_drift: 0.02, fence_ms: 500 },
       api: { listen: "127.0.0.1:7402", token: "" },
+      postgres: {
+        data_dir: "/var/lib/postgresql/pgherd", bin_dir: "", port: 5432, listen_addresses: "*", socket_dir: "",
+        os_user: "postgres", superuser: "postgres", repl_user: "pgherd_repl", monitor_user: "pgherd_monitor",
+        loop_ms: 1000, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, parameters: {},
+      },
+      bootstrap: { from_existing: false },
       log: { level: "info" },
     });
   });

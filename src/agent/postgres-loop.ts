@@ -1,0 +1,341 @@
+// The monitoring loop: observe the local PostgreSQL, report it, ask the pure
+// decision (core/ha.ts) what to do, do it, repeat. One round at a time; a
+// failed action backs off exponentially so a broken server never spins.
+import { join } from "node:path";
+import { decideHa, type HaAction, type LocalPg } from "../core/ha.ts";
+import { ZERO_POSITION, type Position, comparePosition } from "../core/position.ts";
+import type { PgReport } from "../core/report.ts";
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+import {
+  basebackup, buildConninfo, cloneDirFor, ensureRoles, ensureSlot, generatePassword, initdb, inspectDataDir,
+  listSlots, openLocalDb, probe, promote, reload, start, stop, swapDataDir, writeManagedConfig, writePassfile,
+  type Db, type PgBins, type PgNode, type Probe,
+} from "../postgres/index.ts";
+import { lookupOsUser } from "../postgres/users.ts";
+import type { ClusterSecrets } from "../store/cluster-secrets.ts";
+
+/** What the loop needs from the agent: cluster facts in, reports and requests out. */
+export interface ClusterContext {
+  readonly nodeId: string;
+  leadership(): { leading: boolean; acquiringLease: boolean; leaderId: string | null; member: boolean };
+  /** The leader's PostgreSQL address and its last report. */
+  leaderPg(): { id: string; addr: string; report: PgReport } | null;
+  /** Database voters other than this node (slots on the primary). */
+  standbyMembers(): string[];
+  /** IP addresses of authenticated peers (pg_hba), this node's own included when known. */
+  peerAddresses(): string[];
+  /** Every voter reported an empty data directory. */
+  nobodyHasData(): boolean;
+  secrets(): ClusterSecrets | undefined;
+  saveSecrets(s: ClusterSecrets): void;
+  publish(report: PgReport, position: Position): void;
+  resign(reason: string): void;
+}
+
+export function slotFor(nodeId: string): string {
+  return `pgherd_${nodeId.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
+}
+
+export class PostgresLoop {
+  private readonly node: PgNode;
+  private readonly socketDir: string;
+  private readonly passfile: string;
+  private db: Db | null = null;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
+  private action = "observe";
+  private note = "";
+  private lastError: string | null = null;
+  private failures = 0;
+  private retryAt = 0;
+  private upstream: string | null = null;
+  private lastDecision = "";
+  private rolesEnsuredFor: string | null = null;
+
+  constructor(private readonly cfg: Config, bins: PgBins, private readonly ctx: ClusterContext, private readonly log: Logger) {
+    this.node = { bins, dataDir: cfg.postgres.data_dir, osUser: cfg.postgres.os_user, log };
+    this.socketDir = cfg.postgres.socket_dir || cfg.postgres.data_dir;
+    this.passfile = join(cfg.postgres.data_dir, "pgherd.pgpass");
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.db?.close().catch(() => undefined);
+  }
+
+  /** Stop writes now (lost lease): the server is stopped; it comes back as a standby. */
+  async fence(reason: string): Promise<void> {
+    this.log.warn(`fencing PostgreSQL: ${reason}`);
+    await stop(this.node, "immediate", 10).catch((e) => this.log.error(`fence failed: ${(e as Error).message}`));
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.round(), ms);
+  }
+
+  private async round(): Promise<void> {
+    const t0 = performance.now();
+    try {
+      await this.roundInner();
+    } catch (e) {
+      this.log.error(`monitoring round failed: ${(e as Error).stack ?? e}`);
+    }
+    this.schedule(Math.max(0, this.cfg.postgres.loop_ms - (performance.now() - t0)));
+  }
+
+  private async roundInner(): Promise<void> {
+    const secrets = this.ctx.secrets();
+    const info = await inspectDataDir(this.node.dataDir, this.node);
+    const systemIdOnDisk = info.control?.systemIdentifier ?? null;
+    const p: Probe = info.running ? await probe(this.localDb()) : { up: false, ms: 0, error: "not running" };
+    const systemId = p.up ? p.systemIdentifier : systemIdOnDisk;
+    const clusterId = secrets?.systemId ?? null;
+    const data: LocalPg["data"] = info.empty ? "empty" : clusterId && systemId && systemId !== clusterId ? "foreign" : "present";
+    const local: LocalPg = { data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: this.upstream };
+    if (p.up && p.inRecovery && p.walReceiver?.senderHost) this.upstream ??= `${p.walReceiver.senderHost}:${p.walReceiver.senderPort}`;
+
+    const position = positionOf(info, p);
+    const lead = this.ctx.leadership();
+    const leaderPg = this.ctx.leaderPg();
+    const decision = decideHa({
+      witness: false, leading: lead.leading, acquiringLease: lead.acquiringLease,
+      leader: leaderPg && !lead.leading
+        ? { id: leaderPg.id, addr: leaderPg.addr, primaryReady: leaderPg.report.up && leaderPg.report.inRecovery === false, slotReady: leaderPg.report.slots.includes(slotFor(this.ctx.nodeId)) }
+        : null,
+      local, clusterSystemId: clusterId, haveSecrets: secrets !== undefined, nobodyHasData: this.ctx.nobodyHasData(),
+      member: lead.member, fromExisting: this.cfg.bootstrap.from_existing,
+    });
+    this.report(info.running, p, data, systemId, position, secrets !== undefined, decision);
+
+    const key = JSON.stringify(decision);
+    if (key !== this.lastDecision) {
+      this.lastDecision = key;
+      const line = describe(decision);
+      if (decision.kind === "refuse") this.log.error(line);
+      else this.log.info(line);
+    }
+    if (decision.kind === "none" || decision.kind === "wait" || decision.kind === "refuse") {
+      this.action = decision.kind === "none" ? decision.role : decision.kind;
+      this.note = decision.kind === "none" ? "" : decision.reason;
+      if (decision.kind === "none" && data === "present") await this.maintain(decision.role === "primary", p);
+      return;
+    }
+    if (performance.now() < this.retryAt) return;
+    this.action = decision.kind;
+    this.note = "";
+    try {
+      await this.act(decision);
+      this.failures = 0;
+      this.lastError = null;
+    } catch (e) {
+      this.failures++;
+      const backoff = Math.min(30_000, 1000 * 2 ** Math.min(this.failures - 1, 5));
+      this.retryAt = performance.now() + backoff;
+      this.lastError = (e as Error).message;
+      this.log.error(`${decision.kind} failed (attempt ${this.failures}, next try in ${backoff} ms): ${this.lastError}`);
+    }
+  }
+
+  private report(running: boolean, p: Probe, data: LocalPg["data"], systemId: string | null, position: Position, haveSecrets: boolean, d: HaAction): void {
+    const up = p.up ? p : null;
+    this.ctx.publish({
+      port: this.cfg.postgres.port, data, systemId, running, up: p.up, inRecovery: up ? up.inRecovery : null, position,
+      receiveLsn: up?.receiveLsn ?? null, replayLsn: up?.replayLsn ?? null, upstream: this.upstream,
+      streaming: up?.walReceiver?.status === "streaming",
+      replication: (up?.replication ?? []).map((r) => ({ name: r.applicationName.slice(0, 64), clientAddr: r.clientAddr, state: r.state.slice(0, 32), lagBytes: r.lagBytes, replayLagSeconds: r.replayLagSeconds })),
+      slots: this.slots,
+      action: d.kind === "none" ? d.role : d.kind,
+      note: (d.kind === "wait" || d.kind === "refuse" ? d.reason : this.note).slice(0, 500),
+      error: this.lastError?.slice(0, 1000) ?? null,
+      haveSecrets,
+    }, position);
+  }
+
+  private slots: string[] = [];
+
+  private localDb(): Db {
+    this.db ??= openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: 3000 });
+    return this.db;
+  }
+
+  // ------------------------------------------------------------------ actions
+
+  private async act(d: Exclude<HaAction, { kind: "none" | "wait" | "refuse" }>): Promise<void> {
+    switch (d.kind) {
+      case "initdb": return this.initCluster();
+      case "start-primary": return this.startPrimary(d.adopt);
+      case "promote": {
+        const r = await promote(this.localDb(), this.node);
+        this.upstream = null;
+        await this.writeConfig(false);
+        this.log.info(`promotion: ${r}`);
+        return;
+      }
+      case "fence": return this.fence(d.reason);
+      case "clone": return this.clone(d.from);
+      case "start-standby": {
+        await this.writeConfig(true, d.upstream);
+        await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
+        return;
+      }
+      case "repoint": {
+        this.log.info(`following the new primary at ${d.upstream}`);
+        await this.writeConfig(true, d.upstream);
+        await reload(this.node);
+        return;
+      }
+      case "resign": return this.ctx.resign(d.reason);
+    }
+  }
+
+  private async initCluster(): Promise<void> {
+    this.log.info(`creating the cluster: initdb of ${this.node.dataDir} (data checksums on)`);
+    await initdb(this.node, { superuser: this.cfg.postgres.superuser });
+    await this.writeConfig(false);
+    await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
+    await this.establishIdentity();
+  }
+
+  private async startPrimary(adopt: boolean): Promise<void> {
+    if (adopt) this.log.info(`adopting the existing server in ${this.node.dataDir} as the first primary (bootstrap.from_existing)`);
+    await this.writeConfig(false);
+    await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
+    if (adopt) await this.establishIdentity();
+  }
+
+  /** First primary: generate the role passwords, create the roles, record the system identifier. */
+  private async establishIdentity(): Promise<void> {
+    const p = await probe(this.localDb());
+    if (!p.up) throw new Error(`server did not answer after start: ${p.error}`);
+    const s: ClusterSecrets = this.ctx.secrets() ?? { systemId: null, replPassword: generatePassword(), monitorPassword: generatePassword() };
+    await ensureRoles(this.localDb(), { replUser: this.cfg.postgres.repl_user, replPassword: s.replPassword, monitorUser: this.cfg.postgres.monitor_user, monitorPassword: s.monitorPassword }, this.log);
+    this.ctx.saveSecrets({ ...s, systemId: p.systemIdentifier });
+    this.rolesEnsuredFor = p.systemIdentifier;
+    this.log.info(`cluster identity: system identifier ${p.systemIdentifier}; roles ${this.cfg.postgres.repl_user}, ${this.cfg.postgres.monitor_user} ready`);
+  }
+
+  private async clone(from: string): Promise<void> {
+    const s = this.ctx.secrets();
+    if (!s) throw new Error("no replication credentials");
+    const [host, port] = splitAddr(from);
+    const target = cloneDirFor(this.node.dataDir);
+    this.log.info(`cloning from the primary at ${from} into ${target}`);
+    let last = -1;
+    const { ms } = await basebackup({
+      bins: this.node.bins, osUser: this.node.osUser, log: this.log, host, port, user: this.cfg.postgres.repl_user,
+      password: s.replPassword, target, slot: slotFor(this.ctx.nodeId), applicationName: slotFor(this.ctx.nodeId),
+      timeoutMs: 6 * 3600_000,
+      onProgress: (pr) => {
+        if (pr.percent >= last + 10 || pr.percent === 100) {
+          last = pr.percent;
+          this.note = `cloning ${pr.percent}% (${pr.doneKb}/${pr.totalKb} kB)`;
+          this.log.info(this.note);
+        }
+      },
+    });
+    const old = await swapDataDir(target, this.node.dataDir);
+    if (old) this.log.warn(`previous data directory kept at ${old}`);
+    this.log.info(`clone complete in ${ms} ms`);
+    await this.writeConfig(true, from);
+    await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
+  }
+
+  /** Every round on a healthy server: managed files current, slots for the standbys on the primary. */
+  private async maintain(primary: boolean, p: Probe): Promise<void> {
+    const changed = await this.writeConfig(!primary, this.upstream ?? undefined);
+    if (changed.length > 0) {
+      this.log.info(`managed files changed (${changed.join(", ")}): reloading`);
+      await reload(this.node);
+    }
+    if (!primary || !p.up) return;
+    const s = this.ctx.secrets();
+    if (s && this.rolesEnsuredFor !== p.systemIdentifier) {
+      await ensureRoles(this.localDb(), { replUser: this.cfg.postgres.repl_user, replPassword: s.replPassword, monitorUser: this.cfg.postgres.monitor_user, monitorPassword: s.monitorPassword }, this.log);
+      this.rolesEnsuredFor = p.systemIdentifier;
+      if (s.systemId !== p.systemIdentifier) this.ctx.saveSecrets({ ...s, systemId: p.systemIdentifier });
+    }
+    const have = new Set((await listSlots(this.localDb())).map((x) => x.name));
+    for (const id of this.ctx.standbyMembers()) {
+      const name = slotFor(id);
+      if (!have.has(name)) {
+        await ensureSlot(this.localDb(), name);
+        this.log.info(`created replication slot ${name}`);
+        have.add(name);
+      }
+    }
+    this.slots = [...have].sort();
+  }
+
+  private async writeConfig(standby: boolean, upstream?: string): Promise<string[]> {
+    const s = this.ctx.secrets();
+    const pg = this.cfg.postgres;
+    let conninfo: string | undefined;
+    if (standby && upstream) {
+      const [host, port] = splitAddr(upstream);
+      if (s) {
+        const u = await lookupOsUser(pg.os_user);
+        await writePassfile(this.passfile, [{ host, port, database: "*", user: pg.repl_user, password: s.replPassword }], { uid: u.uid, gid: u.gid });
+      }
+      conninfo = buildConninfo({ host, port, user: pg.repl_user, passfile: this.passfile, applicationName: slotFor(this.ctx.nodeId) });
+      this.upstream = upstream;
+    } else if (!standby) this.upstream = null;
+    const res = await writeManagedConfig({
+      dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
+      conf: {
+        listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
+        maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
+        clusterName: this.cfg.cluster, primaryConninfo: conninfo, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
+        parameters: pg.parameters,
+      },
+      hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses() },
+    });
+    return res.changed;
+  }
+
+  private serverLog(): string {
+    return join(this.node.dataDir, "..", `${this.cfg.cluster}-${this.cfg.node_name}-postgresql.log`);
+  }
+}
+
+function positionOf(info: Awaited<ReturnType<typeof inspectDataDir>>, p: Probe): Position {
+  if (p.up) {
+    const lsn = p.currentLsn ?? maxLsn(p.receiveLsn, p.replayLsn);
+    return lsn ? { timeline: p.timeline, lsn } : ZERO_POSITION;
+  }
+  const c = info.control;
+  if (!c) return ZERO_POSITION;
+  return { timeline: c.timeline, lsn: maxLsn(c.checkpointLsn, c.minRecoveryEndLsn) ?? "0/0" };
+}
+
+function maxLsn(a: string | null, b: string | null): string | null {
+  if (!a) return b;
+  if (!b) return a;
+  return comparePosition({ timeline: 0, lsn: a }, { timeline: 0, lsn: b }) >= 0 ? a : b;
+}
+
+function splitAddr(addr: string): [string, number] {
+  const i = addr.lastIndexOf(":");
+  return [addr.slice(0, i).replace(/^\[|\]$/g, ""), Number(addr.slice(i + 1))];
+}
+
+function describe(d: HaAction): string {
+  switch (d.kind) {
+    case "none": return `PostgreSQL role: ${d.role}`;
+    case "wait": return `waiting: ${d.reason}`;
+    case "refuse": return `refusing: ${d.reason}`;
+    case "clone": return `decision: clone from ${d.from}`;
+    case "start-standby": return `decision: start as a standby of ${d.upstream}`;
+    case "repoint": return `decision: follow ${d.upstream}`;
+    case "start-primary": return `decision: start as primary${d.adopt ? " (adopting existing data)" : ""}`;
+    case "fence": return `decision: fence (${d.reason})`;
+    case "resign": return `decision: resign (${d.reason})`;
+    default: return `decision: ${d.kind}`;
+  }
+}

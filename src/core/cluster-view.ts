@@ -1,0 +1,86 @@
+// The table `pgherd cluster ls` prints, composed from the members' last reports. Pure.
+import { z } from "zod";
+import { lsnToBigInt } from "./position.ts";
+import type { PgReport } from "./report.ts";
+
+export interface MemberInput {
+  id: string;
+  name: string;
+  role: "database" | "witness";
+  /** IP or host others reach it at ("" if unknown). */
+  host: string;
+  voter: boolean;
+  /** Its report is fresh (received within a few monitoring rounds) and it is connected. */
+  reachable: boolean;
+  report: PgReport | null;
+}
+
+export type MemberState = "running" | "streaming" | "starting" | "cloning" | "stopped" | "unreachable";
+
+export const MemberRowSchema = z.strictObject({
+  id: z.string().max(64),
+  name: z.string().max(64),
+  host: z.string().max(300),
+  port: z.number().int().nullable(),
+  role: z.enum(["primary", "standby", "witness", "unknown"]),
+  state: z.enum(["running", "streaming", "starting", "cloning", "stopped", "unreachable"]),
+  leader: z.boolean(),
+  voter: z.boolean(),
+  timeline: z.number().int().nullable(),
+  lsn: z.string().max(17).nullable(),
+  lagBytes: z.number().nullable(),
+  lagSeconds: z.number().nullable(),
+  note: z.string().max(500),
+  error: z.string().max(1000).nullable(),
+});
+export type MemberRow = z.infer<typeof MemberRowSchema>;
+
+export const ClusterViewSchema = z.strictObject({
+  cluster: z.string().max(64),
+  leader: z.string().max(64).nullable(),
+  leaderName: z.string().max(64).nullable(),
+  term: z.number().int().min(0),
+  primary: z.string().max(64).nullable(),
+  members: z.array(MemberRowSchema).max(256),
+});
+export type ClusterView = z.infer<typeof ClusterViewSchema>;
+
+export function composeView(opts: { cluster: string; term: number; leader: string | null; members: readonly MemberInput[]; slotOf: (id: string) => string }): ClusterView {
+  const primaryIn = opts.members.find((m) => m.reachable && m.report?.up && m.report.inRecovery === false);
+  const primaryReport = primaryIn?.report ?? null;
+  const rows = opts.members.map((m): MemberRow => {
+    const r = m.report;
+    const role: MemberRow["role"] = m.role === "witness" ? "witness" : !r || r.inRecovery === null ? (r?.data === "present" && !r.running ? "standby" : "unknown") : r.inRecovery ? "standby" : "primary";
+    const repl = primaryReport?.replication.find((x) => x.name === opts.slotOf(m.id));
+    let lagBytes: number | null = repl?.lagBytes ?? null;
+    if (lagBytes === null && role === "standby" && r?.replayLsn && primaryReport?.position.lsn) {
+      lagBytes = Number(lsnToBigInt(primaryReport.position.lsn) - lsnToBigInt(r.replayLsn));
+    }
+    return {
+      id: m.id, name: m.name, host: m.host, port: r?.port ?? null, role,
+      state: stateOf(m),
+      leader: m.id === opts.leader, voter: m.voter,
+      timeline: r && r.data === "present" ? r.position.timeline : null,
+      lsn: r && r.data === "present" ? r.position.lsn : null,
+      lagBytes: role === "standby" ? lagBytes : null,
+      lagSeconds: role === "standby" ? (repl?.replayLagSeconds ?? (repl ? 0 : null)) : null,
+      note: r?.note ?? "", error: r?.error ?? null,
+    };
+  });
+  const leaderRow = opts.members.find((m) => m.id === opts.leader);
+  return {
+    cluster: opts.cluster, leader: opts.leader, leaderName: leaderRow?.name ?? null, term: opts.term,
+    primary: primaryIn?.id ?? null,
+    members: rows.sort((a, b) => a.name.localeCompare(b.name)),
+  };
+}
+
+function stateOf(m: MemberInput): MemberState {
+  if (!m.reachable || !m.report) return m.role === "witness" && m.reachable ? "running" : "unreachable";
+  const r = m.report;
+  if (r.action === "clone") return "cloning";
+  if (!r.running) return r.action.startsWith("start") || r.action === "initdb" ? "starting" : "stopped";
+  if (!r.up) return "starting";
+  if (r.inRecovery) return r.streaming ? "streaming" : "running";
+  return "running";
+}

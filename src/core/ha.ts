@@ -1,0 +1,117 @@
+// What this node's PostgreSQL should do next, as a pure function of what the
+// agent observed. One decision per monitoring round; the shell executes it,
+// observes again and asks again. No I/O, no clock.
+
+/** The local server as observed this round. */
+export interface LocalPg {
+  /** empty: missing or no files; present: a cluster we may use; foreign: another cluster's data. */
+  data: "empty" | "present" | "foreign";
+  systemId: string | null;
+  /** A postmaster serves the data directory (ours or adopted). */
+  running: boolean;
+  /** It answers queries. */
+  up: boolean;
+  inRecovery: boolean | null;
+  /** host:port primary_conninfo points to, as we last wrote it. */
+  upstream: string | null;
+}
+
+/** The leader's PostgreSQL, from its last report over the mesh. */
+export interface LeaderPg {
+  id: string;
+  /** host:port standbys stream from. */
+  addr: string;
+  /** Running, answering, not in recovery: a primary that can serve clones. */
+  primaryReady: boolean;
+  /** This node's slot exists on it. */
+  slotReady: boolean;
+}
+
+export interface HaInput {
+  witness: boolean;
+  /** This node holds a valid leader lease. */
+  leading: boolean;
+  /** This node won (or resumed) the term but a majority has not acknowledged it yet. */
+  acquiringLease: boolean;
+  leader: LeaderPg | null;
+  local: LocalPg;
+  /** The cluster's system identifier once any node has data (persisted, shared over the mesh). */
+  clusterSystemId: string | null;
+  /** Replication passwords are known here. */
+  haveSecrets: boolean;
+  /** Every voter reported an empty data directory (nothing to lose by initdb). */
+  nobodyHasData: boolean;
+  /** This node is in the voter set. */
+  member: boolean;
+  fromExisting: boolean;
+}
+
+export type HaAction =
+  | { kind: "none"; role: "primary" | "standby" | "witness" }
+  | { kind: "wait"; reason: string }
+  | { kind: "refuse"; reason: string }
+  | { kind: "initdb" }
+  | { kind: "start-primary"; adopt: boolean }
+  | { kind: "promote" }
+  | { kind: "fence"; reason: string }
+  | { kind: "clone"; from: string }
+  | { kind: "start-standby"; upstream: string }
+  | { kind: "repoint"; upstream: string }
+  | { kind: "resign"; reason: string };
+
+export function decideHa(x: HaInput): HaAction {
+  if (x.witness) return { kind: "none", role: "witness" };
+  const l = x.local;
+  if (l.data === "foreign") {
+    return {
+      kind: "refuse",
+      reason: `the data directory holds another cluster (system identifier ${l.systemId ?? "unknown"}, this cluster's is ${x.clusterSystemId}): refusing to touch it`,
+    };
+  }
+  if (x.leading) return asLeader(x);
+  // An agent restarted on the primary's host resumes its term and needs one heartbeat round
+  // before it may act: leave the server alone meanwhile (the lease rule still bounds this).
+  if (x.acquiringLease) return { kind: "wait", reason: "leader of this term, waiting for a majority to acknowledge" };
+  return asFollower(x);
+}
+
+function asLeader(x: HaInput): HaAction {
+  const l = x.local;
+  if (l.data === "empty") {
+    if (x.clusterSystemId !== null) return { kind: "resign", reason: "this node has no data but the cluster has: another node must lead" };
+    if (x.fromExisting) return { kind: "wait", reason: "bootstrap.from_existing is set but the data directory is empty" };
+    if (!x.nobodyHasData) return { kind: "wait", reason: "waiting for every voter to report its data directory before creating the cluster" };
+    return { kind: "initdb" };
+  }
+  if (x.clusterSystemId === null && !x.fromExisting && !x.nobodyHasData) {
+    // Data here but the cluster never recorded one: only adopt when told to.
+    return { kind: "refuse", reason: "the data directory holds a cluster that pgherd did not create; set bootstrap.from_existing = true to adopt it" };
+  }
+  if (!l.running) return { kind: "start-primary", adopt: x.clusterSystemId === null };
+  if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
+  if (l.inRecovery) return { kind: "promote" };
+  return { kind: "none", role: "primary" };
+}
+
+function asFollower(x: HaInput): HaAction {
+  const l = x.local;
+  if (l.running && l.up && l.inRecovery === false) {
+    // A primary without the lease accepts writes nobody may acknowledge any more.
+    return { kind: "fence", reason: "this node is not the leader but its PostgreSQL runs as a primary" };
+  }
+  if (!x.leader) return l.running ? { kind: "wait", reason: "no leader: keeping PostgreSQL as it is" } : { kind: "wait", reason: "no leader elected yet" };
+  if (!x.member) return { kind: "wait", reason: "waiting for the leader to add this node as a voter" };
+  if (!x.haveSecrets) return { kind: "wait", reason: "waiting for the replication credentials from the leader" };
+  if (l.data === "empty") {
+    if (!x.leader.primaryReady) return { kind: "wait", reason: "waiting for the leader's primary before cloning" };
+    if (!x.leader.slotReady) return { kind: "wait", reason: "waiting for the primary to create this node's replication slot" };
+    return { kind: "clone", from: x.leader.addr };
+  }
+  if (x.clusterSystemId !== null && l.systemId !== null && l.systemId !== x.clusterSystemId) {
+    return { kind: "refuse", reason: `the data directory holds system identifier ${l.systemId}, the cluster's is ${x.clusterSystemId}` };
+  }
+  if (!l.running) return { kind: "start-standby", upstream: x.leader.addr };
+  if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
+  if (l.upstream !== x.leader.addr) return { kind: "repoint", upstream: x.leader.addr };
+  return { kind: "none", role: "standby" };
+}

@@ -1,0 +1,31 @@
+// What each agent tells its peers about its PostgreSQL every monitoring round (wire schema).
+import { z } from "zod";
+import { PositionSchema } from "./messages.ts";
+
+const lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
+const text = (n: number) => z.string().max(n);
+
+/** One node's PostgreSQL as its agent saw it in its last monitoring round. */
+export const PgReportSchema = z.strictObject({
+  port: z.number().int().min(0).max(65535),
+  data: z.enum(["empty", "present", "foreign", "unknown"]),
+  systemId: z.string().regex(/^\d{1,20}$/).nullable(),
+  running: z.boolean(),
+  up: z.boolean(),
+  inRecovery: z.boolean().nullable(),
+  position: PositionSchema,
+  receiveLsn: lsn.nullable(),
+  replayLsn: lsn.nullable(),
+  upstream: text(300).nullable(),
+  streaming: z.boolean(),
+  replication: z.array(z.strictObject({
+    name: text(64), clientAddr: text(64).nullable(), state: text(32),
+    lagBytes: z.number().nullable(), replayLagSeconds: z.number().nullable(),
+  })).max(256),
+  slots: z.array(text(63)).max(256),
+  action: text(64),
+  note: text(500),
+  error: text(1000).nullable(),
+  haveSecrets: z.boolean(),
+});
+export type PgReport = z.infer<typeof PgReportSchema>;

@@ -1,0 +1,61 @@
+// The HA decision table, one case per rule.
+import { describe, expect, test } from "bun:test";
+import { decideHa, type HaInput } from "../../src/core/ha.ts";
+
+const base: HaInput = {
+  witness: false, leading: false, acquiringLease: false,
+  leader: { id: "L", addr: "10.0.0.1:5432", primaryReady: true, slotReady: true },
+  local: { data: "present", systemId: "7", running: true, up: true, inRecovery: true, upstream: "10.0.0.1:5432" },
+  clusterSystemId: "7", haveSecrets: true, nobodyHasData: false, member: true, fromExisting: false,
+};
+const lead = (over: Partial<HaInput> = {}, local: Partial<HaInput["local"]> = {}): HaInput => ({ ...base, leading: true, leader: null, ...over, local: { ...base.local, ...local } });
+const follow = (over: Partial<HaInput> = {}, local: Partial<HaInput["local"]> = {}): HaInput => ({ ...base, ...over, local: { ...base.local, ...local } });
+
+describe("leader", () => {
+  test("initdb only when no voter has data and the cluster never had any", () => {
+    const empty = { data: "empty", systemId: null, running: false, up: false, inRecovery: null } as const;
+    expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: true }, empty))).toEqual({ kind: "initdb" });
+    expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: false }, empty)).kind).toBe("wait");
+    expect(decideHa(lead({ clusterSystemId: "7" }, empty)).kind).toBe("resign");
+  });
+  test("starts, promotes, or leaves a healthy primary alone", () => {
+    expect(decideHa(lead({}, { running: false, up: false }))).toEqual({ kind: "start-primary", adopt: false });
+    expect(decideHa(lead({}, { inRecovery: true }))).toEqual({ kind: "promote" });
+    expect(decideHa(lead({}, { inRecovery: false }))).toEqual({ kind: "none", role: "primary" });
+  });
+  test("adopts a standalone server only with bootstrap.from_existing", () => {
+    expect(decideHa(lead({ clusterSystemId: null }, { running: false })).kind).toBe("refuse");
+    expect(decideHa(lead({ clusterSystemId: null, fromExisting: true }, { running: false }))).toEqual({ kind: "start-primary", adopt: true });
+  });
+  test("a leader still acquiring its lease leaves the server alone", () => {
+    expect(decideHa(follow({ acquiringLease: true, leader: null }, { inRecovery: false })).kind).toBe("wait");
+  });
+});
+
+describe("follower", () => {
+  test("a primary without the lease is fenced", () => {
+    expect(decideHa(follow({}, { inRecovery: false })).kind).toBe("fence");
+    expect(decideHa(follow({ leader: null }, { inRecovery: false })).kind).toBe("fence");
+  });
+  test("clones only from a ready primary with its slot, as a member with credentials", () => {
+    const empty = { data: "empty", systemId: null, running: false, up: false, inRecovery: null } as const;
+    expect(decideHa(follow({}, empty))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
+    expect(decideHa(follow({ member: false }, empty)).kind).toBe("wait");
+    expect(decideHa(follow({ haveSecrets: false }, empty)).kind).toBe("wait");
+    expect(decideHa(follow({ leader: { ...base.leader!, primaryReady: false } }, empty)).kind).toBe("wait");
+    expect(decideHa(follow({ leader: { ...base.leader!, slotReady: false } }, empty)).kind).toBe("wait");
+  });
+  test("starts as a standby of the leader, repoints when the leader moved", () => {
+    expect(decideHa(follow({}, { running: false, up: false }))).toEqual({ kind: "start-standby", upstream: "10.0.0.1:5432" });
+    expect(decideHa(follow({}, { upstream: "10.0.0.9:5432" }))).toEqual({ kind: "repoint", upstream: "10.0.0.1:5432" });
+    expect(decideHa(follow())).toEqual({ kind: "none", role: "standby" });
+  });
+  test("never touches another cluster's data", () => {
+    expect(decideHa(follow({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");
+    expect(decideHa(lead({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");
+    expect(decideHa(follow({}, { systemId: "9" })).kind).toBe("refuse");
+  });
+  test("a witness runs no PostgreSQL", () => {
+    expect(decideHa(follow({ witness: true }))).toEqual({ kind: "none", role: "witness" });
+  });
+});
