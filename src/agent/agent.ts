@@ -102,7 +102,14 @@ export class Agent implements ClusterContext {
     await this.mesh.start();
     await this.beacon.start();
     this.log.info(`mesh listening on ${formatHostPort(this.mesh.address())}, beacon on UDP ${this.cfg.discovery.port}`);
-    this.housekeeping = setInterval(() => this.safe(() => this.tidy()), HOUSEKEEPING_MS);
+    let expected = performance.now() + HOUSEKEEPING_MS;
+    this.housekeeping = setInterval(() => this.safe(() => {
+      // A stalled event loop delays heartbeats and lease renewals: say so, it explains step-downs.
+      const late = performance.now() - expected;
+      if (late > 250) this.log.warn(`event loop stalled for ${Math.round(late)} ms`);
+      expected = performance.now() + HOUSEKEEPING_MS;
+      this.tidy();
+    }), HOUSEKEEPING_MS);
     this.feed({ type: "tick", now: now() });
   }
 
@@ -228,6 +235,7 @@ export class Agent implements ClusterContext {
   leadership() {
     const s = this.election.status(now());
     return {
+      term: s.term,
       leading: this.leading !== null,
       acquiringLease: s.role === "leader" && this.leading === null,
       leaderId: s.leader,

@@ -9,16 +9,17 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import {
   basebackup, buildConninfo, cloneDirFor, ensureRoles, ensureSlot, generatePassword, initdb, inspectDataDir,
-  listSlots, openLocalDb, probe, promote, reload, start, stop, swapDataDir, writeManagedConfig, writePassfile,
+  listSlots, openLocalDb, probe, promote, reload, rewind, start, stop, swapDataDir, writeManagedConfig, writePassfile,
   type Db, type PgBins, type PgNode, type Probe,
 } from "../postgres/index.ts";
 import { lookupOsUser } from "../postgres/users.ts";
 import type { ClusterSecrets } from "../store/cluster-secrets.ts";
+import type { LeaseFile } from "../fence/lease-file.ts";
 
 /** What the loop needs from the agent: cluster facts in, reports and requests out. */
 export interface ClusterContext {
   readonly nodeId: string;
-  leadership(): { leading: boolean; acquiringLease: boolean; leaderId: string | null; member: boolean };
+  leadership(): { term: number; leading: boolean; acquiringLease: boolean; leaderId: string | null; member: boolean };
   /** The leader's PostgreSQL address and its last report. */
   leaderPg(): { id: string; addr: string; report: PgReport } | null;
   /** Database voters other than this node (slots on the primary). */
@@ -32,6 +33,11 @@ export interface ClusterContext {
   publish(report: PgReport, position: Position): void;
   resign(reason: string): void;
 }
+
+/** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
+const STUCK_MS = 15_000;
+/** A crashed primary gets this long to come back in place before the leader steps down. */
+const RESTART_BUDGET_S = 10;
 
 export function slotFor(nodeId: string): string {
   return `pgherd_${nodeId.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
@@ -52,8 +58,19 @@ export class PostgresLoop {
   private upstream: string | null = null;
   private lastDecision = "";
   private rolesEnsuredFor: string | null = null;
+  private wasPrimary = false;
+  private lastUp = false;
+  private crashedPrimary = false;
+  private notStreamingSince: number | null = null;
+  private rejoinRequest: { clone: boolean } | null = null;
 
-  constructor(private readonly cfg: Config, bins: PgBins, private readonly ctx: ClusterContext, private readonly log: Logger) {
+  /** `pgherd rejoin [--force-clone]`: rebuild this node as a standby of the leader. */
+  requestRejoin(clone: boolean): void {
+    this.rejoinRequest = { clone };
+    this.log.info(`rejoin requested${clone ? " (fresh clone)" : ""}`);
+  }
+
+  constructor(private readonly cfg: Config, bins: PgBins, private readonly ctx: ClusterContext, private readonly log: Logger, private readonly lease: LeaseFile | null = null) {
     this.node = { bins, dataDir: cfg.postgres.data_dir, osUser: cfg.postgres.os_user, log };
     this.socketDir = cfg.postgres.socket_dir || cfg.postgres.data_dir;
     this.passfile = join(cfg.postgres.data_dir, "pgherd.pgpass");
@@ -71,6 +88,7 @@ export class PostgresLoop {
 
   /** Stop writes now (lost lease): the server is stopped; it comes back as a standby. */
   async fence(reason: string): Promise<void> {
+    if (!this.wasPrimary) return;
     this.log.warn(`fencing PostgreSQL: ${reason}`);
     await stop(this.node, "immediate", 10).catch((e) => this.log.error(`fence failed: ${(e as Error).message}`));
   }
@@ -98,19 +116,36 @@ export class PostgresLoop {
     const systemId = p.up ? p.systemIdentifier : systemIdOnDisk;
     const clusterId = secrets?.systemId ?? null;
     const data: LocalPg["data"] = info.empty ? "empty" : clusterId && systemId && systemId !== clusterId ? "foreign" : "present";
-    const local: LocalPg = { data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: this.upstream };
     if (p.up && p.inRecovery && p.walReceiver?.senderHost) this.upstream ??= `${p.walReceiver.senderHost}:${p.walReceiver.senderPort}`;
+    const streaming = p.up && p.walReceiver?.status === "streaming";
+    if (!(p.up && p.inRecovery) || streaming) this.notStreamingSince = null;
+    else this.notStreamingSince ??= performance.now();
+    const wasPrimary = p.up ? !p.inRecovery : info.control ? !/recovery/.test(info.control.state) : false;
+    const local: LocalPg = {
+      data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: this.upstream,
+      wasPrimary, timeline: p.up ? p.timeline : (info.control?.timeline ?? null),
+      stuck: this.notStreamingSince !== null && performance.now() - this.notStreamingSince > STUCK_MS,
+    };
 
     const position = positionOf(info, p);
     const lead = this.ctx.leadership();
+    this.wasPrimary = p.up && p.inRecovery === false;
+    const upBefore = this.lastUp;
+    this.lastUp = p.up;
+    // The watchdog stays armed while a primary runs here without the lease: it is the second line.
+    if (!lead.leading && !lead.acquiringLease && !this.wasPrimary) this.lease?.disarm(lead.term);
     const leaderPg = this.ctx.leaderPg();
     const decision = decideHa({
       witness: false, leading: lead.leading, acquiringLease: lead.acquiringLease,
       leader: leaderPg && !lead.leading
-        ? { id: leaderPg.id, addr: leaderPg.addr, primaryReady: leaderPg.report.up && leaderPg.report.inRecovery === false, slotReady: leaderPg.report.slots.includes(slotFor(this.ctx.nodeId)) }
+        ? {
+            id: leaderPg.id, addr: leaderPg.addr, primaryReady: leaderPg.report.up && leaderPg.report.inRecovery === false,
+            slotReady: leaderPg.report.slots.includes(slotFor(this.ctx.nodeId)), timeline: leaderPg.report.position.timeline,
+          }
         : null,
       local, clusterSystemId: clusterId, haveSecrets: secrets !== undefined, nobodyHasData: this.ctx.nobodyHasData(),
       member: lead.member, fromExisting: this.cfg.bootstrap.from_existing,
+      rejoinAuto: this.cfg.rejoin.auto, rejoinRequested: this.rejoinRequest,
     });
     this.report(info.running, p, data, systemId, position, secrets !== undefined, decision);
 
@@ -127,6 +162,7 @@ export class PostgresLoop {
       if (decision.kind === "none" && data === "present") await this.maintain(decision.role === "primary", p);
       return;
     }
+    this.crashedPrimary = upBefore && !p.up && lead.leading;
     if (performance.now() < this.retryAt) return;
     this.action = decision.kind;
     this.note = "";
@@ -136,6 +172,10 @@ export class PostgresLoop {
       this.lastError = null;
     } catch (e) {
       this.failures++;
+      if (decision.kind === "start-primary" && lead.leading) {
+        // The primary does not come back in place: let a standby take over instead of waiting for the lease.
+        this.ctx.resign(`PostgreSQL could not be restarted here: ${(e as Error).message}`);
+      }
       const backoff = Math.min(30_000, 1000 * 2 ** Math.min(this.failures - 1, 5));
       this.retryAt = performance.now() + backoff;
       this.lastError = (e as Error).message;
@@ -170,7 +210,7 @@ export class PostgresLoop {
   private async act(d: Exclude<HaAction, { kind: "none" | "wait" | "refuse" }>): Promise<void> {
     switch (d.kind) {
       case "initdb": return this.initCluster();
-      case "start-primary": return this.startPrimary(d.adopt);
+      case "start-primary": return this.startPrimary(d.adopt, this.crashedPrimary);
       case "promote": {
         const r = await promote(this.localDb(), this.node);
         this.upstream = null;
@@ -179,7 +219,12 @@ export class PostgresLoop {
         return;
       }
       case "fence": return this.fence(d.reason);
-      case "clone": return this.clone(d.from);
+      case "clone":
+        await stop(this.node, "fast", 60);
+        await this.clone(d.from);
+        this.rejoinRequest = null;
+        return;
+      case "rewind": return this.rewindFrom(d.from);
       case "start-standby": {
         await this.writeConfig(true, d.upstream);
         await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
@@ -203,10 +248,11 @@ export class PostgresLoop {
     await this.establishIdentity();
   }
 
-  private async startPrimary(adopt: boolean): Promise<void> {
+  private async startPrimary(adopt: boolean, crashed: boolean): Promise<void> {
     if (adopt) this.log.info(`adopting the existing server in ${this.node.dataDir} as the first primary (bootstrap.from_existing)`);
+    if (crashed) this.log.warn("PostgreSQL stopped under the leader: restarting it in place (one attempt, short budget)");
     await this.writeConfig(false);
-    await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
+    await start(this.node, { logFile: this.serverLog(), timeoutSec: crashed ? RESTART_BUDGET_S : this.cfg.postgres.start_timeout_s });
     if (adopt) await this.establishIdentity();
   }
 
@@ -243,6 +289,31 @@ export class PostgresLoop {
     const old = await swapDataDir(target, this.node.dataDir);
     if (old) this.log.warn(`previous data directory kept at ${old}`);
     this.log.info(`clone complete in ${ms} ms`);
+    await this.writeConfig(true, from);
+    await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
+  }
+
+  /** Former primary → standby of the new primary: pg_rewind, else a fresh clone swapped in when complete. */
+  private async rewindFrom(from: string): Promise<void> {
+    const s = this.ctx.secrets();
+    if (!s) throw new Error("no replication credentials");
+    await stop(this.node, "fast", 60);
+    const [host, port] = splitAddr(from);
+    this.log.info(`rejoining as a standby of ${from}: pg_rewind`);
+    try {
+      const r = await rewind({
+        bins: this.node.bins, osUser: this.node.osUser, log: this.log, dataDir: this.node.dataDir, host, port,
+        user: this.cfg.postgres.repl_user, password: s.replPassword, timeoutMs: 3600_000,
+      });
+      this.log.info(r === "rewound" ? "pg_rewind: rewound onto the new primary's timeline" : "pg_rewind: histories agree, no rewind needed");
+    } catch (e) {
+      this.log.warn(`${(e as Error).message}; taking a fresh clone instead`);
+      await this.clone(from);
+      this.rejoinRequest = null;
+      return;
+    }
+    this.rejoinRequest = null;
+    this.notStreamingSince = null;
     await this.writeConfig(true, from);
     await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
   }

@@ -6,6 +6,7 @@ import { startApi } from "../api/server.ts";
 import { findBinDir } from "../postgres/index.ts";
 import { Agent } from "./agent.ts";
 import { PostgresLoop } from "./postgres-loop.ts";
+import { LeaseFile } from "../fence/lease-file.ts";
 
 export class AgentStartError extends Error {
   override readonly name = "AgentStartError";
@@ -26,8 +27,15 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   if (bins) log.info(`PostgreSQL ${bins.versionString} binaries in ${bins.dir}`);
 
   let loop: PostgresLoop | null = null;
-  const agent = new Agent(cfg, log, { onFence: (reason) => void loop?.fence(reason) });
-  if (bins) loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"));
+  const lease = bins ? new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence")) : null;
+  const agent = new Agent(cfg, log, {
+    onLead: (term, until) => lease?.arm(term, until),
+    onFence: (reason) => void loop?.fence(reason),
+  });
+  if (bins && lease) {
+    lease.ensureWatchdog();
+    loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"), lease);
+  }
   await agent.start();
   if (loop) loop.start();
   else agent.startWitnessReports();

@@ -1,8 +1,10 @@
 import { defineCommand } from "citty";
 import { agentCommand } from "./cmd-agent.ts";
 import { clusterCommand } from "./cmd-cluster.ts";
+import { demoCommand } from "./cmd-demo.ts";
 import { initCommand } from "./cmd-init.ts";
 import { statusCommand } from "./cmd-status.ts";
+import { watchdogCommand } from "./cmd-watchdog.ts";
 import { versionCommand } from "./cmd-version.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
@@ -15,6 +17,8 @@ export const rootCommand = (ctx: CliContext) =>
       init: initCommand(ctx),
       cluster: clusterCommand(ctx),
       status: statusCommand(ctx),
+      demo: demoCommand(ctx),
+      watchdog: watchdogCommand(ctx),
       version: versionCommand(ctx),
     },
   });

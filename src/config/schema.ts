@@ -108,7 +108,7 @@ export const postgresSection = z
     superuser: pgIdent.default("postgres"),
     repl_user: pgIdent.default("pgherd_repl"),
     monitor_user: pgIdent.default("pgherd_monitor"),
-    loop_ms: ms(50).default(1000),
+    loop_ms: ms(50).default(500),
     start_timeout_s: intIn(1, 3600).default(120),
     max_wal_senders: intIn(1, 1000).default(10),
     max_replication_slots: intIn(1, 1000).default(10),
@@ -121,6 +121,10 @@ export const postgresSection = z
 
 export const bootstrapSection = z.strictObject({
   from_existing: z.boolean().default(false),
+});
+
+export const rejoinSection = z.strictObject({
+  auto: z.boolean().default(true),
 });
 
 export const logSection = z.strictObject({
@@ -147,6 +151,7 @@ export const configSchema = z.strictObject({
   api: apiSection.prefault({}),
   postgres: postgresSection.prefault({}),
   bootstrap: bootstrapSection.prefault({}),
+  rejoin: rejoinSection.prefault({}),
   log: logSection.prefault({}),
 });
 

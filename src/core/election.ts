@@ -137,6 +137,8 @@ export class Election implements Consensus {
   /** An ex-leader neither votes nor campaigns before its fencing surely finished. */
   private quietUntil = -Infinity;
   private ledTerm: number | null = null;
+  /** After resigning, give the others a full election timeout to take over before standing again. */
+  private noCampaignUntil = -Infinity;
 
   private out!: Ready;
 
@@ -328,6 +330,10 @@ export class Election implements Consensus {
     }
     if (this.heardLeaderRecently(now)) {
       this.electionDeadline = Math.max(this.randomDeadline(now), (this.lastLeaderContact ?? now) + this.o.timeoutMs);
+      return;
+    }
+    if (now < this.noCampaignUntil) {
+      this.electionDeadline = this.noCampaignUntil;
       return;
     }
     this.startPreVote(now);
@@ -530,6 +536,7 @@ export class Election implements Consensus {
     const term = this.term;
     // Stepping down ends the lease now; the shell fences before these messages go out.
     this.stepDown(now, `resigned: ${reason}`, false, true);
+    this.noCampaignUntil = now + this.o.timeoutMs;
     this.broadcast({ t: "resign", term, transferTo });
   }
 }

@@ -14,6 +14,11 @@ export interface LocalPg {
   inRecovery: boolean | null;
   /** host:port primary_conninfo points to, as we last wrote it. */
   upstream: string | null;
+  /** The data was last a primary's (running: not in recovery; stopped: pg_control not "in recovery"). */
+  wasPrimary: boolean;
+  timeline: number | null;
+  /** A standby that has not streamed for a while although the primary is ready (diverged history). */
+  stuck: boolean;
 }
 
 /** The leader's PostgreSQL, from its last report over the mesh. */
@@ -25,6 +30,7 @@ export interface LeaderPg {
   primaryReady: boolean;
   /** This node's slot exists on it. */
   slotReady: boolean;
+  timeline: number;
 }
 
 export interface HaInput {
@@ -44,6 +50,10 @@ export interface HaInput {
   /** This node is in the voter set. */
   member: boolean;
   fromExisting: boolean;
+  /** rejoin.auto: a former primary rewinds by itself; otherwise it waits for `pgherd rejoin`. */
+  rejoinAuto: boolean;
+  /** `pgherd rejoin` asked for it (clone: skip pg_rewind). */
+  rejoinRequested: null | { clone: boolean };
 }
 
 export type HaAction =
@@ -55,6 +65,7 @@ export type HaAction =
   | { kind: "promote" }
   | { kind: "fence"; reason: string }
   | { kind: "clone"; from: string }
+  | { kind: "rewind"; from: string }
   | { kind: "start-standby"; upstream: string }
   | { kind: "repoint"; upstream: string }
   | { kind: "resign"; reason: string };
@@ -109,6 +120,18 @@ function asFollower(x: HaInput): HaAction {
   }
   if (x.clusterSystemId !== null && l.systemId !== null && l.systemId !== x.clusterSystemId) {
     return { kind: "refuse", reason: `the data directory holds system identifier ${l.systemId}, the cluster's is ${x.clusterSystemId}` };
+  }
+  if (x.rejoinRequested) {
+    if (!x.leader.primaryReady) return { kind: "wait", reason: "rejoin requested: waiting for the leader's primary" };
+    return x.rejoinRequested.clone ? { kind: "clone", from: x.leader.addr } : { kind: "rewind", from: x.leader.addr };
+  }
+  // A former primary may hold WAL the new primary never had: never start it as a standby
+  // before pg_rewind checked the histories (it says "no rewind required" when they agree).
+  const diverged = (!l.running && l.wasPrimary) || (l.running && l.stuck);
+  if (diverged) {
+    if (!x.leader.primaryReady) return { kind: "wait", reason: "former primary: waiting for the new primary before rewinding" };
+    if (!x.rejoinAuto) return { kind: "wait", reason: "former primary: rejoin.auto is off, run `pgherd rejoin`" };
+    return { kind: "rewind", from: x.leader.addr };
   }
   if (!l.running) return { kind: "start-standby", upstream: x.leader.addr };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };

@@ -15,3 +15,4 @@ export { promote, type PromoteResult } from "./promote.ts";
 export { generatePassword, writePassfile, renderPassfile, type PassfileEntry } from "./passwords.ts";
 export { lsnToBigInt, bigIntToLsn, lsnDiff, lsnCompare, isLsn } from "./lsn.ts";
 export { lookupOsUser, isRoot, type OsUser } from "./users.ts";
+export { rewind, RewindError, type RewindOptions } from "./rewind.ts";

@@ -40,9 +40,10 @@ describe("defaults", () => {
       postgres: {
         data_dir: "/var/lib/postgresql/pgherd", bin_dir: "", port: 5432, listen_addresses: "*", socket_dir: "",
         os_user: "postgres", superuser: "postgres", repl_user: "pgherd_repl", monitor_user: "pgherd_monitor",
-        loop_ms: 1000, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, parameters: {},
+        loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, parameters: {},
       },
       bootstrap: { from_existing: false },
+      rejoin: { auto: true },
       log: { level: "info" },
     });
   });

@@ -4,9 +4,10 @@ import { decideHa, type HaInput } from "../../src/core/ha.ts";
 
 const base: HaInput = {
   witness: false, leading: false, acquiringLease: false,
-  leader: { id: "L", addr: "10.0.0.1:5432", primaryReady: true, slotReady: true },
-  local: { data: "present", systemId: "7", running: true, up: true, inRecovery: true, upstream: "10.0.0.1:5432" },
+  leader: { id: "L", addr: "10.0.0.1:5432", primaryReady: true, slotReady: true, timeline: 2 },
+  local: { data: "present", systemId: "7", running: true, up: true, inRecovery: true, upstream: "10.0.0.1:5432", wasPrimary: false, timeline: 2, stuck: false },
   clusterSystemId: "7", haveSecrets: true, nobodyHasData: false, member: true, fromExisting: false,
+  rejoinAuto: true, rejoinRequested: null,
 };
 const lead = (over: Partial<HaInput> = {}, local: Partial<HaInput["local"]> = {}): HaInput => ({ ...base, leading: true, leader: null, ...over, local: { ...base.local, ...local } });
 const follow = (over: Partial<HaInput> = {}, local: Partial<HaInput["local"]> = {}): HaInput => ({ ...base, ...over, local: { ...base.local, ...local } });
@@ -49,6 +50,15 @@ describe("follower", () => {
     expect(decideHa(follow({}, { running: false, up: false }))).toEqual({ kind: "start-standby", upstream: "10.0.0.1:5432" });
     expect(decideHa(follow({}, { upstream: "10.0.0.9:5432" }))).toEqual({ kind: "repoint", upstream: "10.0.0.1:5432" });
     expect(decideHa(follow())).toEqual({ kind: "none", role: "standby" });
+  });
+  test("a former primary is rewound before it follows (pg_rewind decides whether anything diverged)", () => {
+    const former = { running: false, up: false, inRecovery: null, wasPrimary: true, timeline: 1 } as const;
+    expect(decideHa(follow({}, former))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
+    expect(decideHa(follow({ rejoinAuto: false }, former)).kind).toBe("wait");
+    expect(decideHa(follow({ leader: { ...base.leader!, primaryReady: false } }, former)).kind).toBe("wait");
+    expect(decideHa(follow({}, { stuck: true }))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
+    expect(decideHa(follow({ rejoinRequested: { clone: true } }))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
+    expect(decideHa(follow({ rejoinRequested: { clone: false } }))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
   });
   test("never touches another cluster's data", () => {
     expect(decideHa(follow({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");

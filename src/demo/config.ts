@@ -1,0 +1,62 @@
+// The three agents' pgherd.toml files. Everything not set here keeps its production default,
+// so the demo shows the real timers and behaviour.
+import { join } from "node:path";
+import { parseConfig } from "../config/load.ts";
+
+export interface DemoNode {
+  name: string;
+  dir: string;
+  configPath: string;
+  logFile: string;
+  dataDir: string;
+  meshPort: number;
+  apiPort: number;
+  pgPort: number;
+}
+
+export const DEMO_CLUSTER = "demo";
+export const DEMO_SIZE = 3;
+
+export function demoNodes(scratch: string, ports: readonly number[]): DemoNode[] {
+  if (ports.length !== DEMO_SIZE * 3) throw new Error(`demoNodes: need ${DEMO_SIZE * 3} ports, got ${ports.length}`);
+  return Array.from({ length: DEMO_SIZE }, (_, i) => {
+    const name = `node${i + 1}`;
+    const dir = join(scratch, name);
+    return {
+      name, dir,
+      configPath: join(dir, "pgherd.toml"),
+      logFile: join(dir, "agent.log"),
+      dataDir: join(dir, "pgdata"),
+      meshPort: ports[i * 3]!, apiPort: ports[i * 3 + 1]!, pgPort: ports[i * 3 + 2]!,
+    };
+  });
+}
+
+export function renderDemoConfig(n: DemoNode, o: { secret: string; beaconPort: number; osUser: string }): string {
+  const q = JSON.stringify;
+  const text = `# pgherd demo node ${n.name}: written by \`pgherd demo\`; every key is in pgherd.toml.example.
+cluster = ${q(DEMO_CLUSTER)}
+secret = ${q(o.secret)}
+node_name = ${q(n.name)}
+state_dir = ${q(join(n.dir, "state"))}
+bootstrap_expect = ${DEMO_SIZE}
+
+[discovery]
+port = ${o.beaconPort}
+broadcast = ["127.255.255.255"]
+
+[mesh]
+listen = "127.0.0.1:${n.meshPort}"
+
+[api]
+listen = "127.0.0.1:${n.apiPort}"
+
+[postgres]
+data_dir = ${q(n.dataDir)}
+port = ${n.pgPort}
+listen_addresses = "127.0.0.1"
+os_user = ${q(o.osUser)}
+`;
+  parseConfig(text, `${n.name}/pgherd.toml`); // a bad value (e.g. an odd user name) fails here, named
+  return text;
+}

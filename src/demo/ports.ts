@@ -1,0 +1,68 @@
+// Free loopback ports for the demo. Picked below the kernel's ephemeral range: between choosing
+// a port and PostgreSQL binding it (seconds later, on a standby), the agents open many outgoing
+// connections, and any of them could otherwise take the port as its source port.
+import { createSocket } from "node:dgram";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+
+const LOWEST = 20_000;
+
+function ephemeralStart(): number {
+  try {
+    const first = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    return Number.isInteger(first) && first > 1024 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function candidates(): () => number {
+  const top = ephemeralStart();
+  // A range too small to pick from (unusual sysctl): fall back to letting the kernel choose.
+  if (top - LOWEST < 1000) return () => 0;
+  return () => LOWEST + Math.floor(Math.random() * (top - LOWEST));
+}
+
+const tcpTry = (host: string, port: number) =>
+  new Promise<{ port: number; close: () => Promise<void> } | null>((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(null));
+    s.listen({ host, port, exclusive: true }, () => {
+      const a = s.address();
+      const got = typeof a === "object" && a ? a.port : 0;
+      resolve({ port: got, close: () => new Promise((r) => s.close(() => r())) });
+    });
+  });
+
+/** `n` distinct TCP ports free on `host` right now (all held open together, then released). */
+export async function freeTcpPorts(n: number, host = "127.0.0.1"): Promise<number[]> {
+  const pick = candidates();
+  const held: Array<{ port: number; close: () => Promise<void> }> = [];
+  try {
+    for (let tries = 0; held.length < n; tries++) {
+      if (tries > 1000) throw new Error(`no ${n} free TCP ports on ${host}`);
+      const got = await tcpTry(host, pick());
+      if (got) held.push(got);
+    }
+    return held.map((h) => h.port);
+  } finally {
+    await Promise.all(held.map((h) => h.close()));
+  }
+}
+
+/** A UDP port nobody has bound (a bind without SO_REUSEADDR fails if anyone holds it). */
+export async function freeUdpPort(): Promise<number> {
+  const pick = candidates();
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = await new Promise<number>((resolve) => {
+      const s = createSocket({ type: "udp4" });
+      s.once("error", () => { s.close(); resolve(0); });
+      s.bind(pick(), "0.0.0.0", () => {
+        const p = s.address().port;
+        s.close(() => resolve(p));
+      });
+    });
+    if (port) return port;
+  }
+  throw new Error("no free UDP port");
+}

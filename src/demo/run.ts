@@ -1,0 +1,185 @@
+// `npm run demo` / `pgherd demo`: three agents and three PostgreSQL servers on loopback under a
+// scratch directory, in the foreground until SIGINT/SIGTERM. The entry points only differ in
+// how they run pgherd (dist/pgherd, or the executable itself).
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { userInfo } from "node:os";
+import { join } from "node:path";
+import { renderTable } from "../cli/cmd-cluster.ts";
+import { generateSecret } from "../cli/starter.ts";
+import type { Logger } from "../log.ts";
+import { findBinDir, type PgBins } from "../postgres/binaries.ts";
+import { isRoot, lookupOsUser } from "../postgres/users.ts";
+import { AgentProc, logTail } from "./agents.ts";
+import { DEMO_CLUSTER, DEMO_SIZE, demoNodes, renderDemoConfig, type DemoNode } from "./config.ts";
+import type { DemoOptions } from "./options.ts";
+import { freeTcpPorts, freeUdpPort } from "./ports.ts";
+import { fetchCluster, isReady, type ClusterAnswer } from "./readiness.ts";
+import type { PgherdCommand } from "./self.ts";
+import { sleepUnlessAborted } from "./signals.ts";
+import { teardown } from "./teardown.ts";
+
+export interface RunDemoInput {
+  pgherd: PgherdCommand;
+  options: DemoOptions;
+  /** Aborted by SIGINT/SIGTERM: stop everything and return. */
+  stop: AbortSignal;
+  out(text: string): void;
+  /** For PostgreSQL tool runs during teardown (warnings only, normally silent). */
+  log: Logger;
+}
+
+const POLL_MS = 250;
+const LOG_TAIL_LINES = 20;
+
+/** Runs the demo to the end; returns the process exit code. */
+export async function runDemo(i: RunDemoInput): Promise<number> {
+  const say = (s: string) => i.out(`${s}\n`);
+  let bins: PgBins;
+  try {
+    bins = await findBinDir(undefined, { log: i.log });
+  } catch (e) {
+    say(`pgherd demo needs PostgreSQL server binaries: ${(e as Error).message}`);
+    return 1;
+  }
+  // As root, PostgreSQL runs as "postgres" (it refuses to run as root); otherwise as ourselves.
+  const osUser = isRoot() ? "postgres" : userInfo().username;
+  if (isRoot()) {
+    const missing = await lookupOsUser(osUser).then(() => null, (e: Error) => e.message);
+    if (missing) {
+      say(`pgherd demo runs PostgreSQL as the OS user "postgres" when started as root: ${missing}`);
+      return 1;
+    }
+  }
+
+  // /tmp, not $TMPDIR: the postgres user must traverse it, and socket paths must stay short.
+  const scratch = mkdtempSync("/tmp/pgherd-demo-");
+  chmodSync(scratch, 0o755);
+  let nodes: DemoNode[] = [];
+  const agents: AgentProc[] = [];
+  let code = 1;
+  try {
+    const ports = await freeTcpPorts(DEMO_SIZE * 3);
+    const beaconPort = await freeUdpPort();
+    nodes = demoNodes(scratch, ports);
+    const secret = generateSecret();
+    for (const n of nodes) {
+      mkdirSync(n.dir);
+      chmodSync(n.dir, 0o755); // traversable by the postgres user; the agent owns its files
+      writeFileSync(n.configPath, renderDemoConfig(n, { secret, beaconPort, osUser }), { mode: 0o600 });
+    }
+    say(`pgherd demo: ${DEMO_SIZE} agents and ${DEMO_SIZE} PostgreSQL ${bins.version} servers on 127.0.0.1, under ${scratch}`);
+    say(`  discovery: UDP broadcast to 127.255.255.255:${beaconPort}; PostgreSQL runs as OS user ${osUser}`);
+    for (const n of nodes) {
+      agents.push(new AgentProc(n, i.pgherd.argv));
+      say(`  ${n.name}: agent pid ${agents.at(-1)!.pid}, api 127.0.0.1:${n.apiPort}, mesh :${n.meshPort}, postgres :${n.pgPort}, log ${n.logFile}`);
+    }
+    say(`waiting for one primary and ${DEMO_SIZE - 1} streaming standbys (up to ${i.options.timeoutSec} s)...`);
+    const r = await waitReady(i, nodes, agents, say);
+    if (r.kind === "ready") {
+      printReady(i, say, r.answer, r.seconds, bins, nodes, scratch);
+      await watchUntilStopped(i.stop, agents, say);
+      code = 0;
+    } else if (r.kind === "aborted") {
+      code = 0;
+    } else {
+      if (r.kind === "timeout") say(`\ntimed out after ${i.options.timeoutSec} s: ${r.why}`);
+      else say(`\nthe agent of ${r.agent.node.name} ${r.agent.describeExit()} before the cluster was ready`);
+      printLogTails(say, nodes);
+      if (!i.options.keep) say("(rerun with --keep to keep the logs and data directories)");
+      code = 1;
+    }
+  } catch (e) {
+    say(`pgherd demo failed: ${(e as Error).message}`);
+    code = 1;
+  }
+  say(`${i.stop.aborted ? `\n${String(i.stop.reason)}: ` : ""}stopping: agents, then PostgreSQL (pg_ctl stop -m fast)${i.options.keep ? "" : `, then removing ${scratch}`}`);
+  const clean = await teardown({ scratch, nodes, agents, bins, osUser, keep: i.options.keep, log: i.log, say });
+  say(clean ? "stopped" : "stopped, with the warnings above");
+  return clean ? code : 1;
+}
+
+type WaitResult =
+  | { kind: "ready"; answer: ClusterAnswer; seconds: number }
+  | { kind: "aborted" }
+  | { kind: "timeout"; why: string }
+  | { kind: "agent-exit"; agent: AgentProc };
+
+async function waitReady(i: RunDemoInput, nodes: DemoNode[], agents: AgentProc[], say: (s: string) => void): Promise<WaitResult> {
+  const t0 = performance.now();
+  const deadline = t0 + i.options.timeoutSec * 1000;
+  let last: ClusterAnswer | undefined;
+  let lastError = "no answer yet";
+  let shown = "";
+  let at = 0;
+  for (;;) {
+    if (i.stop.aborted) return { kind: "aborted" };
+    const dead = agents.find((a) => !a.running);
+    if (dead) return { kind: "agent-exit", agent: dead };
+    if (performance.now() > deadline) {
+      const why = last ? `the cluster looked like this:\n${renderTable(last.view, last.source)}` : `no agent API answered (last error: ${lastError})`;
+      return { kind: "timeout", why };
+    }
+    const url = `http://127.0.0.1:${nodes[at]!.apiPort}`;
+    try {
+      last = await fetchCluster(url);
+      const line = summary(last);
+      if (line !== shown) say(`  ${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s  ${(shown = line)}`);
+      if (isReady(last, DEMO_SIZE)) return { kind: "ready", answer: last, seconds: (performance.now() - t0) / 1000 };
+    } catch (e) {
+      lastError = `${url}: ${(e as Error).message}`;
+      at = (at + 1) % nodes.length; // that agent may be down or still starting: ask another
+    }
+    await sleepUnlessAborted(POLL_MS, i.stop);
+  }
+}
+
+/** One line per change while waiting, e.g. "leader node2 | node1 standby/cloning, node2 primary/running, …". */
+function summary(a: ClusterAnswer): string {
+  const v = a.view;
+  const members = v.members.map((m) => `${m.name} ${m.role}/${m.state}`).join(", ") || "no members yet";
+  return `leader ${v.leaderName ?? "none"} | ${members}${a.source === "local" ? " (local view)" : ""}`;
+}
+
+const sh = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+
+function printReady(i: RunDemoInput, say: (s: string) => void, a: ClusterAnswer, seconds: number, bins: PgBins, nodes: DemoNode[], scratch: string): void {
+  const psqlBin = existsSync(join(bins.dir, "psql")) ? join(bins.dir, "psql") : "psql";
+  const api = `http://127.0.0.1:${nodes[0]!.apiPort}`;
+  say(`\nready: 1 primary and ${DEMO_SIZE - 1} streaming standbys after ${seconds.toFixed(1)} s\n`);
+  i.out(renderTable(a.view, a.source));
+  say("\nConnect (unix socket in each data directory; peer auth lets your OS user in as postgres):");
+  const rows = [...a.view.members].sort((x, y) => Number(y.id === a.view.primary) - Number(x.id === a.view.primary));
+  for (const m of rows) {
+    const n = nodes.find((x) => x.name === m.name);
+    if (!n) continue;
+    const role = m.id === a.view.primary ? "primary" : "standby";
+    say(`  ${role}  ${n.name}  ${[psqlBin, "-h", n.dataDir, "-p", String(n.pgPort), "-U", "postgres"].map(sh).join(" ")}`);
+  }
+  say("  (the primary takes writes; standbys are read-only hot standbys)");
+  say("Watch the cluster:");
+  say(`  ${i.pgherd.display} cluster ls --watch --api ${api}`);
+  say("Logs:");
+  say(`  agents:     tail -f ${sh(scratch)}/node*/agent.log`);
+  say(`  PostgreSQL: ${sh(scratch)}/node*/${DEMO_CLUSTER}-node*-postgresql.log`);
+  say(`Stop: press Ctrl-C (stops the agents, then the PostgreSQL servers${i.options.keep ? "" : `, and removes ${scratch}`})`);
+}
+
+/** Stays in the foreground; reports an agent that dies meanwhile (the demo keeps running). */
+async function watchUntilStopped(stop: AbortSignal, agents: AgentProc[], say: (s: string) => void): Promise<void> {
+  const reported = new Set<AgentProc>();
+  while (!stop.aborted) {
+    for (const a of agents) {
+      if (a.running || reported.has(a)) continue;
+      reported.add(a);
+      say(`warning: the agent of ${a.node.name} ${a.describeExit()}; its log: ${a.node.logFile}`);
+    }
+    await sleepUnlessAborted(1000, stop);
+  }
+}
+
+function printLogTails(say: (s: string) => void, nodes: DemoNode[]): void {
+  for (const n of nodes) {
+    const tail = logTail(n.logFile, LOG_TAIL_LINES);
+    say(`\n--- last ${LOG_TAIL_LINES} lines of ${n.logFile}\n${tail || "(empty)"}`);
+  }
+}

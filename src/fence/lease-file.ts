@@ -1,0 +1,87 @@
+// The agent's side of fencing: it writes the lease deadline (host-wide clock) to a small file
+// that a separate watchdog process polls. When the agent freezes, crashes or loses its lease,
+// nobody extends the deadline and the watchdog stops PostgreSQL at the lease end, without any
+// help from the agent's event loop.
+import { spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import type { Logger } from "../log.ts";
+import { hostMonotonicMs } from "./clock.ts";
+
+export const LEASE_FILE = "lease";
+export const WATCHDOG_PID_FILE = "watchdog.pid";
+
+export const LeaseSchema = z.strictObject({
+  /** Host-monotonic ms (clock.ts) after which PostgreSQL must not accept writes; null = disarmed. */
+  deadline: z.number().nullable(),
+  term: z.number().int(),
+  dataDir: z.string(),
+  writtenAt: z.number(),
+  /** The agent that wrote it: a watchdog with nothing to guard and no agent left exits. */
+  agentPid: z.number().int(),
+});
+export type Lease = z.infer<typeof LeaseSchema>;
+
+export class LeaseFile {
+  private readonly file: string;
+  private last: number | null | undefined;
+  private lastTerm = -1;
+
+  constructor(private readonly stateDir: string, private readonly dataDir: string, private readonly log: Logger) {
+    this.file = join(stateDir, LEASE_FILE);
+  }
+
+  /** Arm (or extend) with a deadline on this process's performance.now() clock. */
+  arm(term: number, untilLocal: number): void {
+    const deadline = hostMonotonicMs() + Math.floor(untilLocal - performance.now());
+    // Extensions of less than 50 ms are not worth a write; a shorter deadline always is.
+    if (this.last != null && this.lastTerm === term && deadline >= this.last && deadline - this.last < 50) return;
+    this.lastTerm = term;
+    this.write({ deadline, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid });
+  }
+
+  disarm(term: number): void {
+    if (this.last === null || this.last === undefined) return;
+    this.write({ deadline: null, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid });
+  }
+
+  private write(l: Lease): void {
+    // Not fsynced: the watchdog reads it through the page cache; after a host crash there is nothing to fence.
+    const tmp = `${this.file}.tmp`;
+    writeFileSync(tmp, JSON.stringify(l), { mode: 0o600 });
+    renameSync(tmp, this.file);
+    this.last = l.deadline;
+  }
+
+  /** Start the watchdog unless one already watches this state dir (it outlives agent restarts). */
+  ensureWatchdog(): void {
+    // Announce this agent first, so a new watchdog knows whom it serves.
+    if (this.last === undefined) this.write({ deadline: null, term: -1, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid });
+    if (watchdogAlive(this.stateDir)) return;
+    const self = process.execPath;
+    const viaBun = /(^|\/)bun(-\w+)?$/.test(self);
+    const args = [...(viaBun ? [process.argv[1]!] : []), "watchdog", "--state-dir", this.stateDir];
+    const out = openSync(join(this.stateDir, "watchdog.log"), "a", 0o600);
+    const child = spawn(self, args, { detached: true, stdio: ["ignore", out, out] });
+    closeSync(out);
+    child.unref();
+    this.log.info(`started the fencing watchdog (pid ${child.pid})`);
+  }
+}
+
+export function watchdogAlive(stateDir: string): boolean {
+  try {
+    const pid = Number(readFileSync(join(stateDir, WATCHDOG_PID_FILE), "utf8").trim());
+    if (!Number.isInteger(pid) || pid <= 1) return false;
+    process.kill(pid, 0);
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    return cmd.includes("watchdog");
+  } catch {
+    return false;
+  }
+}
+
+export function writeWatchdogPid(stateDir: string): void {
+  writeFileSync(join(stateDir, WATCHDOG_PID_FILE), `${process.pid}\n`, { mode: 0o600 });
+}

@@ -1,0 +1,40 @@
+// pg_rewind a former primary onto the new primary's timeline. PostgreSQL ≥ 13 finishes crash
+// recovery of an uncleanly stopped target by itself first. pg_rewind copies the source's
+// configuration files too: the caller rewrites every managed file afterwards, before starting.
+import type { Logger } from "../log.ts";
+import { pgTool, type PgBins } from "./binaries.ts";
+import { runTool, secret, stderrTail } from "./exec.ts";
+import { buildConninfo } from "./pgconf.ts";
+
+export class RewindError extends Error {
+  override readonly name = "RewindError";
+  constructor(message: string, readonly stderr: string) {
+    super(message);
+  }
+}
+
+export interface RewindOptions {
+  bins: PgBins;
+  osUser: string;
+  log: Logger;
+  dataDir: string;
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  timeoutMs: number;
+}
+
+/** Returns "rewound" or "not-needed" (same timeline history: nothing to undo). */
+export async function rewind(o: RewindOptions): Promise<"rewound" | "not-needed"> {
+  const source = buildConninfo({ host: o.host, port: o.port, user: o.user, applicationName: "pgherd_rewind", connectTimeoutSec: 10 });
+  const res = await runTool({
+    bin: pgTool(o.bins, "pg_rewind"),
+    args: [`--target-pgdata=${o.dataDir}`, `--source-server=${source} dbname=postgres`, "--progress"],
+    env: { PGPASSWORD: secret(o.password) },
+    user: o.osUser, timeoutMs: o.timeoutMs, log: o.log,
+  });
+  const out = `${res.stdout}\n${res.stderr}`;
+  if (res.code !== 0 || res.timedOut) throw new RewindError(`pg_rewind of ${o.dataDir} from ${o.host}:${o.port} failed: ${stderrTail(res.stderr) || `exit ${res.code}`}`, res.stderr);
+  return /no rewind required/i.test(out) ? "not-needed" : "rewound";
+}
