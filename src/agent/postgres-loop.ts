@@ -13,6 +13,7 @@ import {
   type Db, type PgBins, type PgNode, type Probe,
 } from "../postgres/index.ts";
 import { lookupOsUser } from "../postgres/users.ts";
+import { ensureDir } from "../postgres/fsutil.ts";
 import type { ClusterSecrets } from "../store/cluster-secrets.ts";
 import type { LeaseFile } from "../fence/lease-file.ts";
 
@@ -72,7 +73,9 @@ export class PostgresLoop {
 
   constructor(private readonly cfg: Config, bins: PgBins, private readonly ctx: ClusterContext, private readonly log: Logger, private readonly lease: LeaseFile | null = null) {
     this.node = { bins, dataDir: cfg.postgres.data_dir, osUser: cfg.postgres.os_user, log };
-    this.socketDir = cfg.postgres.socket_dir || cfg.postgres.data_dir;
+    // Not inside the data directory: pg_rewind copies every file of the source's data directory
+    // and fails on a socket there.
+    this.socketDir = cfg.postgres.socket_dir || `${cfg.postgres.data_dir}.sock`;
     this.passfile = join(cfg.postgres.data_dir, "pgherd.pgpass");
   }
 
@@ -348,15 +351,16 @@ export class PostgresLoop {
     const s = this.ctx.secrets();
     const pg = this.cfg.postgres;
     let conninfo: string | undefined;
+    const u = await lookupOsUser(pg.os_user);
     if (standby && upstream) {
       const [host, port] = splitAddr(upstream);
       if (s) {
-        const u = await lookupOsUser(pg.os_user);
         await writePassfile(this.passfile, [{ host, port, database: "*", user: pg.repl_user, password: s.replPassword }], { uid: u.uid, gid: u.gid });
       }
       conninfo = buildConninfo({ host, port, user: pg.repl_user, passfile: this.passfile, applicationName: slotFor(this.ctx.nodeId) });
       this.upstream = upstream;
     } else if (!standby) this.upstream = null;
+    await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
     const res = await writeManagedConfig({
       dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
       conf: {

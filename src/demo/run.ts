@@ -30,6 +30,7 @@ export interface RunDemoInput {
 
 const POLL_MS = 250;
 const LOG_TAIL_LINES = 20;
+const SETTLE_MS = 2500;
 
 /** Runs the demo to the end; returns the process exit code. */
 export async function runDemo(i: RunDemoInput): Promise<number> {
@@ -93,7 +94,7 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
     code = 1;
   }
   say(`${i.stop.aborted ? `\n${String(i.stop.reason)}: ` : ""}stopping: agents, then PostgreSQL (pg_ctl stop -m fast)${i.options.keep ? "" : `, then removing ${scratch}`}`);
-  const clean = await teardown({ scratch, nodes, agents, bins, osUser, keep: i.options.keep, log: i.log, say });
+  const clean = await teardown({ scratch, nodes, agents, bins, pgherdArgv: i.pgherd.argv, osUser, keep: i.options.keep, log: i.log, say });
   say(clean ? "stopped" : "stopped, with the warnings above");
   return clean ? code : 1;
 }
@@ -111,6 +112,7 @@ async function waitReady(i: RunDemoInput, nodes: DemoNode[], agents: AgentProc[]
   let lastError = "no answer yet";
   let shown = "";
   let at = 0;
+  let readyAt: number | undefined;
   for (;;) {
     if (i.stop.aborted) return { kind: "aborted" };
     const dead = agents.find((a) => !a.running);
@@ -124,7 +126,11 @@ async function waitReady(i: RunDemoInput, nodes: DemoNode[], agents: AgentProc[]
       last = await fetchCluster(url);
       const line = summary(last);
       if (line !== shown) say(`  ${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s  ${(shown = line)}`);
-      if (isReady(last, DEMO_SIZE)) return { kind: "ready", answer: last, seconds: (performance.now() - t0) / 1000 };
+      if (isReady(last, DEMO_SIZE)) {
+        readyAt ??= performance.now();
+        // Reports arrive once per loop_ms: give the standbys' lag a moment to reach 0 for the table.
+        if (caughtUp(last) || performance.now() - readyAt > SETTLE_MS) return { kind: "ready", answer: last, seconds: (readyAt - t0) / 1000 };
+      } else readyAt = undefined;
     } catch (e) {
       lastError = `${url}: ${(e as Error).message}`;
       at = (at + 1) % nodes.length; // that agent may be down or still starting: ask another
@@ -132,6 +138,8 @@ async function waitReady(i: RunDemoInput, nodes: DemoNode[], agents: AgentProc[]
     await sleepUnlessAborted(POLL_MS, i.stop);
   }
 }
+
+const caughtUp = (a: ClusterAnswer) => a.view.members.every((m) => m.role !== "standby" || m.lagBytes === 0);
 
 /** One line per change while waiting, e.g. "leader node2 | node1 standby/cloning, node2 primary/running, …". */
 function summary(a: ClusterAnswer): string {

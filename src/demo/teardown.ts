@@ -1,8 +1,9 @@
 // Stopping what the demo started, in order: agents first (so none restarts or promotes a
 // server meanwhile), then each PostgreSQL with pg_ctl stop -m fast as its OS user, then a sweep
-// for server tools still running on the scratch dir (a pg_ctl start or pg_basebackup an agent had
-// in flight when interrupted), then the directory itself. The sweep only touches PostgreSQL
-// server binaries of the demo's bin dir: a psql or tail the user opened on the dir is theirs.
+// for what the agents left running on the scratch dir (a pg_ctl start or pg_basebackup in flight
+// when interrupted, their fencing watchdogs), then the directory itself. The sweep only touches
+// PostgreSQL server binaries of the demo's bin dir and the pgherd executable the demo runs: a
+// psql or tail the user opened on the dir is theirs.
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import type { Logger } from "../log.ts";
@@ -16,6 +17,8 @@ export interface TeardownInput {
   nodes: readonly DemoNode[];
   agents: readonly AgentProc[];
   bins: PgBins | null;
+  /** argv prefix the agents were started with (their helpers run the same executable). */
+  pgherdArgv: readonly string[];
   osUser: string;
   keep: boolean;
   log: Logger;
@@ -37,7 +40,8 @@ export async function teardown(t: TeardownInput): Promise<boolean> {
       if (r.status === "rejected") t.say(`warning: stopping PostgreSQL of ${t.nodes[i]!.name}: ${(r.reason as Error).message}`);
     }
   }
-  const left = t.bins ? await sweep(t.scratch, t.bins.dir) : [];
+  const binDir = t.bins?.dir;
+  const left = await sweep(t.scratch, (p) => (binDir !== undefined && isServerTool(p, binDir)) || isPgherd(p, t.pgherdArgv));
   if (left.length > 0) {
     t.say(`warning: still running from ${t.scratch}, left alone with the directory:\n${left.map((p) => `  pid ${p.pid}: ${p.cmd}`).join("\n")}`);
     return false;
@@ -85,17 +89,20 @@ export function processesUnder(dir: string): ProcInfo[] {
 const SERVER_TOOLS = new Set(["postgres", "postmaster", "pg_ctl", "initdb", "pg_basebackup", "pg_rewind", "pg_controldata"]);
 const isServerTool = (p: ProcInfo, binDir: string) =>
   dirname(p.argv[0] ?? "") === binDir && SERVER_TOOLS.has(basename(p.argv[0] ?? ""));
+// Agents and the watchdogs they spawn; not a CLI command the user pointed at a demo config.
+const isPgherd = (p: ProcInfo, argv: readonly string[]) =>
+  argv.length > 0 && argv.every((a, i) => p.argv[i] === a) && ["agent", "watchdog"].includes(p.argv[argv.length] ?? "");
 const isPostmaster = (p: ProcInfo) => ["postgres", "postmaster"].includes(basename(p.argv[0] ?? ""));
 
 /**
  * Signals leftovers until none remain: a postmaster gets SIGINT (= fast shutdown), anything else
  * SIGTERM; past half the budget, SIGQUIT (immediate shutdown) and SIGKILL. Returns what is left.
  */
-async function sweep(dir: string, binDir: string): Promise<ProcInfo[]> {
+async function sweep(dir: string, ours: (p: ProcInfo) => boolean): Promise<ProcInfo[]> {
   const start = performance.now();
   const signalled = new Map<number, number>();
   for (;;) {
-    const left = processesUnder(dir).filter((p) => isServerTool(p, binDir));
+    const left = processesUnder(dir).filter(ours);
     const elapsed = performance.now() - start;
     if (left.length === 0 || elapsed > SWEEP_MS) return left;
     const hard = elapsed > SWEEP_MS / 2;

@@ -3,7 +3,7 @@
 // file every POLL_MS and, past the deadline, sends SIGQUIT to the postmaster: PostgreSQL's
 // immediate shutdown, which terminates every backend at once, so no further commit is
 // acknowledged. It needs nothing from the agent's event loop.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { hostMonotonicMs } from "./clock.ts";
@@ -11,6 +11,7 @@ import { LEASE_FILE, LeaseSchema, watchdogAlive, writeWatchdogPid, type Lease } 
 
 const POLL_MS = 20;
 const IDLE_EXIT_MS = 10_000;
+const HARD_KILL_AFTER_MS = 100;
 
 export async function runWatchdog(stateDir: string, log: Logger): Promise<void> {
   if (watchdogAlive(stateDir)) {
@@ -34,10 +35,17 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
     if (lease && lease.deadline !== null && now > lease.deadline && fencedFor !== lease.deadline) {
       const pid = postmasterPid(lease.dataDir);
       if (pid !== null && alive(pid)) {
+        log.warn(`lease of term ${lease.term} expired ${now - lease.deadline} ms ago: fencing PostgreSQL (postmaster ${pid}): SIGQUIT`);
         const t0 = performance.now();
         process.kill(pid, "SIGQUIT");
-        const gone = await waitGone(pid, 5000);
-        log.warn(`lease of term ${lease.term} expired ${now - lease.deadline} ms ago: fenced PostgreSQL (postmaster ${pid}, immediate shutdown) in ${Math.round(performance.now() - t0)} ms${gone ? "" : " (still exiting)"}`);
+        // Immediate shutdown ends the backends at once; if the postmaster lingers, kill it and its children.
+        let gone = await waitGone(pid, HARD_KILL_AFTER_MS);
+        if (!gone) {
+          for (const child of childrenOf(pid)) signal(child, "SIGKILL");
+          signal(pid, "SIGKILL");
+          gone = await waitGone(pid, 5000);
+        }
+        log.warn(`PostgreSQL fenced: postmaster ${pid} ${gone ? "gone" : "still exiting"} after ${Math.round(performance.now() - t0)} ms`);
       }
       fencedFor = lease.deadline;
     }
@@ -62,10 +70,16 @@ function postmasterPid(dataDir: string): number | null {
   }
 }
 
+/** Alive and not a zombie (a dead postmaster waits for init to reap it; it serves nothing). */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }
@@ -78,4 +92,28 @@ async function waitGone(pid: number, ms: number): Promise<boolean> {
     await Bun.sleep(5);
   }
   return false;
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** Processes whose parent is `pid` (/proc/<n>/stat field 4). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
