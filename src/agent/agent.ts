@@ -3,7 +3,7 @@
 // leadership was lost → send → re-arm the wake-up timer.
 import { Election, type Event, type Ready } from "../core/election.ts";
 import { decideBootstrap, type PeerView } from "../core/bootstrap.ts";
-import { ZERO_POSITION, comparePosition, type Position } from "../core/position.ts";
+import { ZERO_POSITION, comparePosition, lsnToBigInt, type Position } from "../core/position.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { Beacon, defaultBroadcastAddresses, type Announcement } from "../net/beacon.ts";
@@ -34,6 +34,8 @@ export class Agent implements ClusterContext {
   private readonly secretStore: SecretsStore;
   private readonly reports = new Map<string, { report: PgReport | null; role: "database" | "witness"; at: number }>();
   private ownReport: PgReport | null = null;
+  /** Monotonic counters for /metrics. */
+  readonly counters = { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0, fences: 0, loopMs: 0, loops: 0 };
   private lastSecretsSent = 0;
   private viewReqSeq = 0;
   private readonly viewWaiters = new Map<number, (v: ClusterView) => void>();
@@ -155,6 +157,9 @@ export class Agent implements ClusterContext {
         position: this.position,
       },
       bootstrap: s.membership ? null : this.bootstrapNote,
+      postgres: this.ownReport ? { ...this.ownReport, lagBytes: this.ownLagBytes() } : null,
+      tags: this.cfg.tags,
+      counters: { ...this.counters },
       peers: this.peers.list(),
       rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() },
       uptimeMs: Date.now() - this.startedAt,
@@ -189,10 +194,13 @@ export class Agent implements ClusterContext {
     }
     const was = this.leading;
     this.leading = r.leading;
+    for (const n of r.notices) if (n.kind === "leader-changed" || n.kind === "became-leader") this.counters.leaderChanges++;
     if (was && !r.leading) {
+      this.counters.leasesLost++;
       this.log.warn(`fenced: no longer leading term ${was.term}; writes must stop`);
       this.hooks.onFence?.("lost leadership");
     } else if (!was && r.leading) {
+      this.counters.leadershipsWon++;
       this.log.info(`leading term ${r.leading.term} with a valid lease`);
       this.hooks.onLead?.(r.leading.term, r.leading.until);
     } else if (r.leading) this.hooks.onLead?.(r.leading.term, r.leading.until);
@@ -271,6 +279,11 @@ export class Agent implements ClusterContext {
     return voters.every((v) => v === this.nodeId || (this.reports.get(v)?.role === "witness") || this.freshReport(v)?.data === "empty");
   }
 
+  loopDone(ms: number): void {
+    this.counters.loopMs = Math.round(ms);
+    this.counters.loops++;
+  }
+
   secrets(): ClusterSecrets | undefined {
     return this.secretStore.get();
   }
@@ -292,6 +305,15 @@ export class Agent implements ClusterContext {
     if (!force && now() - this.lastSecretsSent < 5000) return;
     this.lastSecretsSent = now();
     for (const id of this.mesh.connected()) this.mesh.send(id, { t: "secrets", ...s });
+  }
+
+  /** Bytes this standby's replay is behind the leader's primary (null when unknown or not a standby). */
+  private ownLagBytes(): number | null {
+    const me = this.ownReport;
+    const l = this.leaderPg();
+    if (!me || !me.inRecovery || !me.replayLsn || !l || l.report.inRecovery !== false) return null;
+    const d = lsnToBigInt(l.report.position.lsn) - lsnToBigInt(me.replayLsn);
+    return d > 0n ? Number(d) : 0;
   }
 
   private freshReport(id: string): PgReport | null {

@@ -33,6 +33,7 @@ export interface ClusterContext {
   saveSecrets(s: ClusterSecrets): void;
   publish(report: PgReport, position: Position): void;
   resign(reason: string): void;
+  loopDone(ms: number): void;
 }
 
 /** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
@@ -108,6 +109,7 @@ export class PostgresLoop {
     } catch (e) {
       this.log.error(`monitoring round failed: ${(e as Error).stack ?? e}`);
     }
+    this.ctx.loopDone(performance.now() - t0);
     this.schedule(Math.max(0, this.cfg.postgres.loop_ms - (performance.now() - t0)));
   }
 

@@ -127,6 +127,11 @@ export const rejoinSection = z.strictObject({
   auto: z.boolean().default(true),
 });
 
+export const tagsSection = z.strictObject({
+  nofailover: z.boolean().default(false),
+  noloadbalance: z.boolean().default(false),
+});
+
 export const logSection = z.strictObject({
   level: z.enum(["debug", "info", "warn", "error"], 'must be one of "debug", "info", "warn", "error"').default("info"),
 });
@@ -152,6 +157,7 @@ export const configSchema = z.strictObject({
   postgres: postgresSection.prefault({}),
   bootstrap: bootstrapSection.prefault({}),
   rejoin: rejoinSection.prefault({}),
+  tags: tagsSection.prefault({}),
   log: logSection.prefault({}),
 });
 

@@ -9,6 +9,8 @@ export interface DemoNode {
   configPath: string;
   logFile: string;
   dataDir: string;
+  /** Set explicitly: the printed psql commands need it, whatever the default becomes. */
+  socketDir: string;
   meshPort: number;
   apiPort: number;
   pgPort: number;
@@ -27,6 +29,7 @@ export function demoNodes(scratch: string, ports: readonly number[]): DemoNode[]
       configPath: join(dir, "pgherd.toml"),
       logFile: join(dir, "agent.log"),
       dataDir: join(dir, "pgdata"),
+      socketDir: join(dir, "socket"),
       meshPort: ports[i * 3]!, apiPort: ports[i * 3 + 1]!, pgPort: ports[i * 3 + 2]!,
     };
   });
@@ -55,6 +58,7 @@ listen = "127.0.0.1:${n.apiPort}"
 data_dir = ${q(n.dataDir)}
 port = ${n.pgPort}
 listen_addresses = "127.0.0.1"
+socket_dir = ${q(n.socketDir)}
 os_user = ${q(o.osUser)}
 `;
   parseConfig(text, `${n.name}/pgherd.toml`); // a bad value (e.g. an odd user name) fails here, named

@@ -155,13 +155,13 @@ function printReady(i: RunDemoInput, say: (s: string) => void, a: ClusterAnswer,
   const api = `http://127.0.0.1:${nodes[0]!.apiPort}`;
   say(`\nready: 1 primary and ${DEMO_SIZE - 1} streaming standbys after ${seconds.toFixed(1)} s\n`);
   i.out(renderTable(a.view, a.source));
-  say("\nConnect (unix socket in each data directory; peer auth lets your OS user in as postgres):");
+  say("\nConnect (over each server's unix socket; peer auth lets your OS user in as postgres):");
   const rows = [...a.view.members].sort((x, y) => Number(y.id === a.view.primary) - Number(x.id === a.view.primary));
   for (const m of rows) {
     const n = nodes.find((x) => x.name === m.name);
     if (!n) continue;
     const role = m.id === a.view.primary ? "primary" : "standby";
-    say(`  ${role}  ${n.name}  ${[psqlBin, "-h", n.dataDir, "-p", String(n.pgPort), "-U", "postgres"].map(sh).join(" ")}`);
+    say(`  ${role}  ${n.name}  ${[psqlBin, "-h", n.socketDir, "-p", String(n.pgPort), "-U", "postgres"].map(sh).join(" ")}`);
   }
   say("  (the primary takes writes; standbys are read-only hot standbys)");
   say("Watch the cluster:");

@@ -44,6 +44,7 @@ describe("defaults", () => {
       },
       bootstrap: { from_existing: false },
       rejoin: { auto: true },
+      tags: { nofailover: false, noloadbalance: false },
       log: { level: "info" },
     });
   });
