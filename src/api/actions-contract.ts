@@ -1,0 +1,30 @@
+// What the HTTP API asks the agent to do, and what it gets back. The agent implements it.
+import { z } from "zod";
+
+export const ActionRequestSchema = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("switchover"), to: z.string().max(64).optional(), at: z.string().max(64).optional(), force: z.boolean().optional() }),
+  z.strictObject({ kind: z.literal("failover"), to: z.string().max(64), force: z.boolean().optional(), acceptDataLoss: z.boolean().optional() }),
+  z.strictObject({ kind: z.literal("rejoin"), forceClone: z.boolean().optional() }),
+  z.strictObject({ kind: z.literal("pause") }),
+  z.strictObject({ kind: z.literal("resume") }),
+  z.strictObject({ kind: z.literal("config"), durability: z.enum(["quorum", "strict", "async"]).optional() }),
+]);
+export type ActionRequest = z.infer<typeof ActionRequestSchema>;
+
+export interface ActionResult {
+  status: number;
+  ok: boolean;
+  message: string;
+  detail?: unknown;
+}
+
+export interface HistoryEntry {
+  at: string;
+  term: number;
+  kind: string;
+  reason: string;
+  oldPrimary: string | null;
+  newPrimary: string | null;
+  timeline: number | null;
+  lsn: string | null;
+}
