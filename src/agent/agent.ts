@@ -19,6 +19,13 @@ import { ElectionMsgSchema } from "../core/messages.ts";
 import { composeView, type ClusterView, type MemberInput } from "../core/cluster-view.ts";
 import { SecretsStore, type ClusterSecrets } from "../store/cluster-secrets.ts";
 import { isIP } from "node:net";
+import { join } from "node:path";
+import { z } from "zod";
+import { ActionRunner, type ActionHost } from "./actions.ts";
+import { History, type HistoryEntry } from "./history.ts";
+import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import type { Candidate } from "../core/switchover.ts";
+import { readJsonSync, writeJsonDurableSync } from "../store/durable.ts";
 
 export interface LeadershipHooks {
   /** Called when this node gains a valid lease (may accept writes until `until`, local monotonic ms). */
@@ -29,10 +36,29 @@ export interface LeadershipHooks {
 
 const HOUSEKEEPING_MS = 250;
 
-export class Agent implements ClusterContext {
+/** What the agent needs from its PostgreSQL loop (absent on a witness). */
+export interface LoopControl {
+  kick(): void;
+  stopForHandover(): Promise<void>;
+  release(): void;
+  requestRejoin(clone: boolean): void;
+}
+
+const FlagsSchema = z.strictObject({ paused: z.boolean() });
+
+export class Agent implements ClusterContext, ActionHost {
   readonly nodeId: string;
+  readonly historyLog: History;
+  private readonly actions: ActionRunner;
+  private loop: LoopControl | null = null;
+  private pausedFlag: boolean;
+  private readonly flagsFile: string;
+  private expectingHandoverFrom: string | null = null;
+  private lastLeader: string | null = null;
+  private actionSeq = 0;
+  private readonly actionWaiters = new Map<number, (r: ActionResult) => void>();
   private readonly secretStore: SecretsStore;
-  private readonly reports = new Map<string, { report: PgReport | null; role: "database" | "witness"; at: number }>();
+  private readonly reports = new Map<string, { report: PgReport | null; role: "database" | "witness"; at: number; nofailover: boolean }>();
   private ownReport: PgReport | null = null;
   /** Monotonic counters for /metrics. */
   readonly counters = { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0, fences: 0, loopMs: 0, loops: 0 };
@@ -57,10 +83,14 @@ export class Agent implements ClusterContext {
     this.nodeId = loadOrCreateNodeId(cfg.state_dir);
     this.store = new ElectionStore(cfg.state_dir);
     this.secretStore = new SecretsStore(cfg.state_dir);
+    this.historyLog = new History(cfg.state_dir);
+    this.flagsFile = join(cfg.state_dir, "flags.json");
+    this.pausedFlag = readJsonSync(this.flagsFile, FlagsSchema)?.paused ?? false;
+    this.actions = new ActionRunner(this, log.withTag("action"));
     const e = cfg.election;
     this.election = new Election(
       {
-        id: this.nodeId, canLead: cfg.role === "database", heartbeatMs: e.heartbeat_ms, leaseMs: e.lease_ms,
+        id: this.nodeId, canLead: cfg.role === "database" && !cfg.tags.nofailover, heartbeatMs: e.heartbeat_ms, leaseMs: e.lease_ms,
         timeoutMs: e.timeout_ms, jitterMs: e.jitter_ms, fenceMs: e.fence_ms, random: Math.random,
       },
       this.store.get(),
@@ -78,6 +108,8 @@ export class Agent implements ClusterContext {
       onMessage: (peer, msg) => this.onMessage(peer, msg as AgentMsg),
       onPeerUp: (p) => {
         this.peers.connected(p.id, true, p.name);
+        const h = this.historyLog.list();
+        if (h.length > 0) this.mesh.send(p.id, { t: "history", entries: h });
         log.info(`peer ${p.name} (${p.id}) connected from ${p.remoteAddress}`);
       },
       onPeerDown: (id, reason) => {
@@ -195,6 +227,11 @@ export class Agent implements ClusterContext {
     const was = this.leading;
     this.leading = r.leading;
     for (const n of r.notices) if (n.kind === "leader-changed" || n.kind === "became-leader") this.counters.leaderChanges++;
+    const leaderNow = this.election.status(now()).leader;
+    if (leaderNow !== this.lastLeader || (!!r.leading !== !!this.leading)) {
+      this.lastLeader = leaderNow;
+      queueMicrotask(() => this.loop?.kick());
+    }
     if (was && !r.leading) {
       this.counters.leasesLost++;
       this.log.warn(`fenced: no longer leading term ${was.term}; writes must stop`);
@@ -215,7 +252,11 @@ export class Agent implements ClusterContext {
     this.safe(() => {
       switch (msg.t) {
         case "state":
-          this.reports.set(peer, { report: msg.pg, role: msg.role, at: now() });
+          this.reports.set(peer, { report: msg.pg, role: msg.role, at: now(), nofailover: msg.nofailover ?? false });
+          if (msg.paused !== undefined && this.election.status(now()).leader === peer && msg.paused !== this.pausedFlag) {
+            this.log.warn(msg.paused ? "the leader paused the cluster: no automatic actions" : "the leader resumed the cluster");
+            this.savePaused(msg.paused);
+          }
           return;
         case "secrets": {
           const leader = this.election.status(now()).leader;
@@ -232,10 +273,157 @@ export class Agent implements ClusterContext {
           this.viewWaiters.get(msg.id)?.(msg.view);
           this.viewWaiters.delete(msg.id);
           return;
+        case "action":
+          void this.actions.runAsLeader(msg.req).then((result) =>
+            this.mesh.send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } }));
+          return;
+        case "action-resp":
+          this.actionWaiters.get(msg.id)?.(msg.result);
+          this.actionWaiters.delete(msg.id);
+          return;
+        case "history":
+          this.historyLog.merge(msg.entries);
+          return;
+        case "campaign-now":
+          this.log.warn(`asked to stand for election by ${this.peers.name(peer)}: ${msg.reason}`);
+          this.feed({ type: "campaign", now: now() });
+          return;
+        case "handover":
+          this.expectingHandoverFrom = msg.from;
+          return;
         default:
           this.feed({ type: "recv", now: now(), from: peer, msg: ElectionMsgSchema.parse(msg) });
       }
     });
+  }
+
+  history(): HistoryEntry[] {
+    return this.historyLog.list();
+  }
+
+  attachLoop(loop: LoopControl): void {
+    this.loop = loop;
+  }
+
+  // ------------------------------------------------------------------ actions (ActionHost)
+
+  get nodeName(): string {
+    return this.cfg.node_name;
+  }
+
+  get maxLagBytes(): number {
+    return this.cfg.failover.max_lag_bytes;
+  }
+
+  get pg() {
+    return this.loop;
+  }
+
+  action(req: ActionRequest): Promise<ActionResult> {
+    return this.actions.run(req);
+  }
+
+  electionState() {
+    const s = this.election.status(now());
+    return { role: s.role, term: s.term, leader: s.leader, leading: this.leading !== null };
+  }
+
+  paused(): boolean {
+    return this.pausedFlag;
+  }
+
+  setPaused(p: boolean): void {
+    this.savePaused(p);
+    if (this.ownReport) this.publish(this.ownReport, this.position);
+  }
+
+  private savePaused(p: boolean): void {
+    writeJsonDurableSync(this.flagsFile, { paused: p }, 0o600);
+    this.pausedFlag = p;
+  }
+
+  candidates(): Candidate[] {
+    const voters = new Set(this.election.status(now()).membership?.voters ?? []);
+    const ids = new Set([this.nodeId, ...voters, ...this.peers.list().map((p) => p.id)]);
+    return [...ids].map((id) => {
+      const self = id === this.nodeId;
+      const role = self ? this.cfg.role : (this.reports.get(id)?.role ?? this.peers.list().find((p) => p.id === id)?.role ?? "database");
+      return {
+        id, name: this.nameOf(id), voter: voters.has(id), witness: role === "witness",
+        nofailover: self ? this.cfg.tags.nofailover : (this.reports.get(id)?.nofailover ?? false),
+        report: self ? this.ownReport : this.freshReport(id),
+      };
+    });
+  }
+
+  myReport(): PgReport | null {
+    return this.ownReport;
+  }
+
+  reportOf(id: string): PgReport | null {
+    return id === this.nodeId ? this.ownReport : this.freshReport(id);
+  }
+
+  nameOf(id: string): string {
+    return id === this.nodeId ? this.cfg.node_name : this.peers.name(id);
+  }
+
+  async forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult> {
+    const leader = this.election.status(now()).leader;
+    if (!leader) return { status: 503, ok: false, message: "no leader" };
+    const id = ++this.actionSeq;
+    const got = new Promise<ActionResult>((resolve) => {
+      const t = setTimeout(() => {
+        this.actionWaiters.delete(id);
+        resolve({ status: 504, ok: false, message: `the leader ${this.peers.name(leader)} did not answer within ${timeoutMs} ms` });
+      }, timeoutMs);
+      this.actionWaiters.set(id, (r) => {
+        clearTimeout(t);
+        resolve(r);
+      });
+    });
+    if (!this.mesh.send(leader, { t: "action", id, req })) {
+      this.actionWaiters.delete(id);
+      return { status: 503, ok: false, message: `the leader ${this.peers.name(leader)} is not connected` };
+    }
+    return got;
+  }
+
+  sendHandover(to: string): boolean {
+    return this.mesh.send(to, { t: "handover", from: this.nodeId });
+  }
+
+  sendCampaign(to: string, reason: string): boolean {
+    return this.mesh.send(to, { t: "campaign-now", reason });
+  }
+
+  campaignNow(): void {
+    this.feed({ type: "campaign", now: now() });
+  }
+
+  record(e: Omit<HistoryEntry, "id" | "at">): void {
+    const entry = this.historyLog.add(e);
+    this.log.info(`history: ${entry.kind}: ${entry.reason}`);
+    for (const id of this.mesh.connected()) this.mesh.send(id, { t: "history", entries: [entry] });
+  }
+
+  /** Called by the PostgreSQL loop when this node became the primary; says why. */
+  becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void {
+    const s = this.election.status(now());
+    const prev = this.historyLog.list().filter((h) => h.newPrimary).at(-1)?.newPrimary ?? null;
+    let kind: HistoryEntry["kind"] = how;
+    let reason = how === "bootstrap" ? "new cluster: initdb on the first leader" : how === "adopt" ? "existing server adopted (bootstrap.from_existing)" : "";
+    if (how === "promote") {
+      if (this.expectingHandoverFrom) {
+        kind = "switchover";
+        reason = `planned switchover from ${this.peers.name(this.expectingHandoverFrom)}`;
+      } else {
+        kind = "failover";
+        reason = `elected leader of term ${s.term} after the previous primary${prev ? ` (${prev})` : ""} lost its lease`;
+      }
+      this.expectingHandoverFrom = null;
+    }
+    this.record({ term: s.term, kind, node: this.cfg.node_name, reason, oldPrimary: how === "promote" ? prev : null, newPrimary: this.cfg.node_name, timeline, lsn });
   }
 
   // ------------------------------------------------------------------ ClusterContext (for the PostgreSQL loop)
@@ -276,7 +464,17 @@ export class Agent implements ClusterContext {
 
   nobodyHasData(): boolean {
     const voters = this.election.status(now()).membership?.voters ?? [];
-    return voters.every((v) => v === this.nodeId || (this.reports.get(v)?.role === "witness") || this.freshReport(v)?.data === "empty");
+    return voters.every((v) => {
+      if (v === this.nodeId || this.reports.get(v)?.role === "witness") return true;
+      const r = this.freshReport(v);
+      return r !== null && r.data === "empty" && r.action !== "initdb" && r.action !== "clone";
+    });
+  }
+
+  othersHaveData(): boolean {
+    // Any report, fresh or not: a member that was creating data when we lost sight of it may have some.
+    return [...this.reports.entries()].some(([id, r]) => id !== this.nodeId && r.report !== null &&
+      (r.report.data === "present" || r.report.action === "initdb" || r.report.action === "clone"));
   }
 
   loopDone(ms: number): void {
@@ -295,7 +493,8 @@ export class Agent implements ClusterContext {
   publish(report: PgReport, position: Position): void {
     this.ownReport = report;
     if (comparePosition(position, this.position) !== 0) this.setPosition(position);
-    for (const id of this.mesh.connected()) this.mesh.send(id, { t: "state", role: this.cfg.role, pg: report });
+    const paused = this.leading ? this.pausedFlag : undefined;
+    for (const id of this.mesh.connected()) this.mesh.send(id, { t: "state", role: this.cfg.role, pg: report, paused, nofailover: this.cfg.tags.nofailover });
     this.shareSecrets(false);
   }
 

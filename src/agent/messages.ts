@@ -2,11 +2,18 @@
 import { z } from "zod";
 import { ElectionMsgSchema } from "../core/messages.ts";
 import { ClusterViewSchema } from "../core/cluster-view.ts";
+import { ActionRequestSchema } from "../api/actions-contract.ts";
+import { HistoryEntrySchema } from "./history.ts";
 
 import { PgReportSchema } from "../core/report.ts";
 export type { PgReport } from "../core/report.ts";
 
-const StateMsg = z.strictObject({ t: z.literal("state"), role: z.enum(["database", "witness"]), pg: PgReportSchema.nullable() });
+const StateMsg = z.strictObject({
+  t: z.literal("state"), role: z.enum(["database", "witness"]), pg: PgReportSchema.nullable(),
+  /** Set by the leader only: maintenance mode, adopted by every follower. */
+  paused: z.boolean().optional(),
+  nofailover: z.boolean().optional(),
+});
 
 /** From the leader only: the cluster's identity and role passwords (the mesh is encrypted). */
 const SecretsMsg = z.strictObject({
@@ -20,7 +27,19 @@ const SecretsMsg = z.strictObject({
 const ViewReq = z.strictObject({ t: z.literal("view-req"), id: z.number().int().min(0) });
 const ViewResp = z.strictObject({ t: z.literal("view"), id: z.number().int().min(0), view: ClusterViewSchema });
 
-export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp]);
+/** An action (switchover, pause…) forwarded to the leader, and its answer. */
+const ActionMsg = z.strictObject({ t: z.literal("action"), id: z.number().int().min(0), req: ActionRequestSchema });
+const ActionResp = z.strictObject({
+  t: z.literal("action-resp"), id: z.number().int().min(0),
+  result: z.strictObject({ status: z.number().int(), ok: z.boolean(), message: z.string().max(2000) }),
+});
+const HistoryMsg = z.strictObject({ t: z.literal("history"), entries: z.array(HistoryEntrySchema).max(1000) });
+/** `pgherd failover --to` this node: campaign now. */
+const CampaignMsg = z.strictObject({ t: z.literal("campaign-now"), reason: z.string().max(200) });
+/** Leader → switchover target: you will be handed leadership; promote as soon as you lead. */
+const HandoverMsg = z.strictObject({ t: z.literal("handover"), from: z.string().max(64) });
+
+export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg]);
 export type AgentMsg = z.infer<typeof AgentMsgSchema>;
 export type StateMessage = z.infer<typeof StateMsg>;
 export type SecretsMessage = z.infer<typeof SecretsMsg>;

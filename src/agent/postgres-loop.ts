@@ -29,11 +29,16 @@ export interface ClusterContext {
   peerAddresses(): string[];
   /** Every voter reported an empty data directory. */
   nobodyHasData(): boolean;
+  /** Some other member has data or is creating it. */
+  othersHaveData(): boolean;
   secrets(): ClusterSecrets | undefined;
   saveSecrets(s: ClusterSecrets): void;
   publish(report: PgReport, position: Position): void;
   resign(reason: string): void;
   loopDone(ms: number): void;
+  paused(): boolean;
+  becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void;
+  record(e: { term: number; kind: "fence" | "rejoin" | "restart"; node: string; reason: string; oldPrimary: null; newPrimary: null; timeline: number | null; lsn: string | null }): void;
 }
 
 /** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
@@ -61,6 +66,11 @@ export class PostgresLoop {
   private lastDecision = "";
   private rolesEnsuredFor: string | null = null;
   private wasPrimary = false;
+  private running = false;
+  private again = false;
+  private hold = false;
+  /** Stopped cleanly for a switchover: its WAL is all on the new primary, no rewind needed. */
+  private handedOver = false;
   private lastUp = false;
   private crashedPrimary = false;
   private notStreamingSince: number | null = null;
@@ -94,15 +104,45 @@ export class PostgresLoop {
   async fence(reason: string): Promise<void> {
     if (!this.wasPrimary) return;
     this.log.warn(`fencing PostgreSQL: ${reason}`);
+    const t0 = performance.now();
     await stop(this.node, "immediate", 10).catch((e) => this.log.error(`fence failed: ${(e as Error).message}`));
+    this.wasPrimary = false;
+    this.record("fence", `${reason}: primary stopped in ${Math.round(performance.now() - t0)} ms`);
+  }
+
+  private record(kind: "fence" | "rejoin" | "restart", reason: string): void {
+    this.ctx.record({ term: this.ctx.leadership().term, kind, node: this.cfg.node_name, reason, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
   }
 
   private schedule(ms: number): void {
     if (this.stopped) return;
+    clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.round(), ms);
   }
 
+  /** Run a round now (leadership changed): failover should not wait for the next tick. */
+  kick(): void {
+    if (this.running) this.again = true;
+    else this.schedule(0);
+  }
+
+  /** Switchover: stop this primary cleanly and keep the loop from restarting it. */
+  async stopForHandover(): Promise<void> {
+    this.hold = true;
+    while (this.running) await Bun.sleep(5);
+    await stop(this.node, "fast", 60);
+    this.handedOver = true;
+    this.wasPrimary = false;
+  }
+
+  release(): void {
+    this.hold = false;
+    this.kick();
+  }
+
   private async round(): Promise<void> {
+    if (this.hold) return this.schedule(this.cfg.postgres.loop_ms);
+    this.running = true;
     const t0 = performance.now();
     try {
       await this.roundInner();
@@ -110,6 +150,11 @@ export class PostgresLoop {
       this.log.error(`monitoring round failed: ${(e as Error).stack ?? e}`);
     }
     this.ctx.loopDone(performance.now() - t0);
+    this.running = false;
+    if (this.again) {
+      this.again = false;
+      return this.schedule(0);
+    }
     this.schedule(Math.max(0, this.cfg.postgres.loop_ms - (performance.now() - t0)));
   }
 
@@ -125,7 +170,7 @@ export class PostgresLoop {
     const streaming = p.up && p.walReceiver?.status === "streaming";
     if (!(p.up && p.inRecovery) || streaming) this.notStreamingSince = null;
     else this.notStreamingSince ??= performance.now();
-    const wasPrimary = p.up ? !p.inRecovery : info.control ? !/recovery/.test(info.control.state) : false;
+    const wasPrimary = p.up ? !p.inRecovery : this.handedOver ? false : info.control ? !/recovery/.test(info.control.state) : false;
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: this.upstream,
       wasPrimary, timeline: p.up ? p.timeline : (info.control?.timeline ?? null),
@@ -148,9 +193,9 @@ export class PostgresLoop {
             slotReady: leaderPg.report.slots.includes(slotFor(this.ctx.nodeId)), timeline: leaderPg.report.position.timeline,
           }
         : null,
-      local, clusterSystemId: clusterId, haveSecrets: secrets !== undefined, nobodyHasData: this.ctx.nobodyHasData(),
+      local, clusterSystemId: clusterId, haveSecrets: secrets !== undefined, nobodyHasData: this.ctx.nobodyHasData(), othersHaveData: this.ctx.othersHaveData(),
       member: lead.member, fromExisting: this.cfg.bootstrap.from_existing,
-      rejoinAuto: this.cfg.rejoin.auto, rejoinRequested: this.rejoinRequest,
+      rejoinAuto: this.cfg.rejoin.auto, rejoinRequested: this.rejoinRequest, paused: this.ctx.paused(),
     });
     this.report(info.running, p, data, systemId, position, secrets !== undefined, decision);
 
@@ -221,6 +266,8 @@ export class PostgresLoop {
         this.upstream = null;
         await this.writeConfig(false);
         this.log.info(`promotion: ${r}`);
+        const after = await probe(this.localDb());
+        this.ctx.becamePrimary("promote", after.up ? after.timeline : null, after.up ? after.currentLsn : null);
         return;
       }
       case "fence": return this.fence(d.reason);
@@ -233,6 +280,10 @@ export class PostgresLoop {
       case "start-standby": {
         await this.writeConfig(true, d.upstream);
         await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
+        if (this.handedOver) {
+          this.handedOver = false;
+          this.record("rejoin", `former primary follows ${d.upstream} after the switchover (clean handover, no rewind)`);
+        }
         return;
       }
       case "repoint": {
@@ -251,6 +302,8 @@ export class PostgresLoop {
     await this.writeConfig(false);
     await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
     await this.establishIdentity();
+    const p = await probe(this.localDb());
+    this.ctx.becamePrimary("bootstrap", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
   }
 
   private async startPrimary(adopt: boolean, crashed: boolean): Promise<void> {
@@ -258,7 +311,11 @@ export class PostgresLoop {
     if (crashed) this.log.warn("PostgreSQL stopped under the leader: restarting it in place (one attempt, short budget)");
     await this.writeConfig(false);
     await start(this.node, { logFile: this.serverLog(), timeoutSec: crashed ? RESTART_BUDGET_S : this.cfg.postgres.start_timeout_s });
-    if (adopt) await this.establishIdentity();
+    if (adopt) {
+      await this.establishIdentity();
+      const p = await probe(this.localDb());
+      this.ctx.becamePrimary("adopt", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
+    } else if (crashed) this.record("restart", "PostgreSQL crashed under the leader and was restarted in place");
   }
 
   /** First primary: generate the role passwords, create the roles, record the system identifier. */
@@ -311,10 +368,12 @@ export class PostgresLoop {
         user: this.cfg.postgres.repl_user, password: s.replPassword, timeoutMs: 3600_000,
       });
       this.log.info(r === "rewound" ? "pg_rewind: rewound onto the new primary's timeline" : "pg_rewind: histories agree, no rewind needed");
+      this.record("rejoin", r === "rewound" ? `former primary rewound (pg_rewind) onto ${from}` : `former primary follows ${from} (no rewind needed)`);
     } catch (e) {
       this.log.warn(`${(e as Error).message}; taking a fresh clone instead`);
       await this.clone(from);
       this.rejoinRequest = null;
+      this.record("rejoin", `pg_rewind impossible (${(e as Error).message.slice(0, 200)}): rebuilt from a fresh clone of ${from}`);
       return;
     }
     this.rejoinRequest = null;

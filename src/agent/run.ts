@@ -35,6 +35,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   if (bins && lease) {
     lease.ensureWatchdog();
     loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"), lease);
+    agent.attachLoop(loop);
   }
   await agent.start();
   if (loop) loop.start();

@@ -6,8 +6,50 @@ import { type CliContext, CliExit, configPathFrom, EXIT_FAILURE } from "./contex
 
 export const apiArgs = {
   api: { type: "string", valueHint: "url", description: "Agent API base URL (default: from the config's api.listen)" },
-  config: { type: "string", valueHint: "path", description: "Config file to read api.listen from" },
+  config: { type: "string", valueHint: "path", description: "Config file to read api.listen (and api.token) from" },
 } as const;
+
+export const tokenArg = {
+  token: { type: "string", valueHint: "token", description: "API token (default: $PGHERD_TOKEN, else api.token from the config)" },
+} as const;
+
+/** --token, else $PGHERD_TOKEN, else api.token of the local config file. */
+export function apiToken(args: { token?: string; config?: string }, ctx: CliContext): string {
+  if (args.token) return args.token;
+  if (ctx.env.PGHERD_TOKEN) return ctx.env.PGHERD_TOKEN;
+  const path = configPathFrom(args.config, ctx);
+  if (args.config || existsSync(path)) return loadConfig(path).api.token;
+  return "";
+}
+
+export interface ActionReply {
+  status: number;
+  ok: boolean;
+  message: string;
+  detail?: unknown;
+}
+
+/** POST/PATCH an action; returns the agent's answer whatever its status (the caller picks the exit code). */
+export async function sendAction(base: string, method: "POST" | "PATCH", path: string, body: unknown, token: string, timeoutMs = 90_000): Promise<ActionReply> {
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, {
+      method, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs),
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    });
+  } catch (e) {
+    throw new CliExit(EXIT_FAILURE, `cannot reach the pgherd agent at ${base}: ${(e as Error).message}`);
+  }
+  const text = await res.text();
+  let j: Record<string, unknown> = {};
+  try {
+    j = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // not JSON: keep the text as the message
+  }
+  const message = typeof j.message === "string" ? j.message : typeof j.error === "string" ? j.error : text.slice(0, 500);
+  return { status: res.status, ok: res.ok, message, detail: j.detail };
+}
 
 export function apiBase(args: { api?: string; config?: string }, ctx: CliContext): string {
   if (args.api) return args.api.replace(/\/+$/, "");

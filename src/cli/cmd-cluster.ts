@@ -8,6 +8,21 @@ export const clusterCommand = (ctx: CliContext) =>
   defineCommand({
     meta: { name: "cluster", description: "Inspect the cluster through the local agent" },
     subCommands: {
+      history: defineCommand({
+        meta: { name: "history", description: "Role changes: when, why, old and new primary, timeline, LSN" },
+        args: { ...apiArgs, json: { type: "boolean", description: "Print JSON" } },
+        run: async ({ args }) => {
+          const h = (await getJson(apiBase(args, ctx), "/history")) as Array<{ at: string; term: number; kind: string; node: string; reason: string; oldPrimary: string | null; newPrimary: string | null; timeline: number | null; lsn: string | null }>;
+          if (args.json) return ctx.out(`${JSON.stringify(h, null, 2)}
+`);
+          if (h.length === 0) return ctx.out("no role changes recorded\n");
+          for (const e of h) {
+            const move = e.newPrimary ? ` ${e.oldPrimary ?? "-"} -> ${e.newPrimary}` : "";
+            const pos = e.timeline !== null ? ` TL ${e.timeline}${e.lsn ? ` ${e.lsn}` : ""}` : "";
+            ctx.out(`${e.at}  term ${e.term}  ${e.kind.padEnd(10)} ${e.node}${move}${pos}: ${e.reason}\n`);
+          }
+        },
+      }),
       ls: defineCommand({
         meta: { name: "ls", description: "List the members: role, state, timeline, LSN, lag (exit 1 when there is no primary)" },
         args: {

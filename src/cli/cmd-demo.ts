@@ -23,7 +23,7 @@ export const demoCommand = (ctx: CliContext) =>
       }
       const signals = abortOnSignals((sig) => ctx.out(`${sig}: already stopping, please wait\n`));
       try {
-        const code = await runDemo({ pgherd: selfCommand(), options, stop: signals.signal, out: ctx.out, log: createLogger("warn", "demo") });
+        const code = await runDemo({ pgherd: selfCommand(), options, stop: signals.signal, out: ctx.out, log: createLogger("error", "demo") });
         if (code !== 0) throw new CliExit(code);
       } finally {
         signals.dispose();

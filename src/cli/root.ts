@@ -5,6 +5,7 @@ import { demoCommand } from "./cmd-demo.ts";
 import { initCommand } from "./cmd-init.ts";
 import { statusCommand } from "./cmd-status.ts";
 import { watchdogCommand } from "./cmd-watchdog.ts";
+import { failoverCommand, pauseCommand, rejoinCommand, resumeCommand, switchoverCommand } from "./cmd-actions.ts";
 import { versionCommand } from "./cmd-version.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
@@ -19,6 +20,11 @@ export const rootCommand = (ctx: CliContext) =>
       status: statusCommand(ctx),
       demo: demoCommand(ctx),
       watchdog: watchdogCommand(ctx),
+      switchover: switchoverCommand(ctx),
+      failover: failoverCommand(ctx),
+      rejoin: rejoinCommand(ctx),
+      pause: pauseCommand(ctx),
+      resume: resumeCommand(ctx),
       version: versionCommand(ctx),
     },
   });

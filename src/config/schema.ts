@@ -127,6 +127,10 @@ export const rejoinSection = z.strictObject({
   auto: z.boolean().default(true),
 });
 
+export const failoverSection = z.strictObject({
+  max_lag_bytes: intIn(0, 2 ** 40).default(1048576),
+});
+
 export const tagsSection = z.strictObject({
   nofailover: z.boolean().default(false),
   noloadbalance: z.boolean().default(false),
@@ -157,6 +161,7 @@ export const configSchema = z.strictObject({
   postgres: postgresSection.prefault({}),
   bootstrap: bootstrapSection.prefault({}),
   rejoin: rejoinSection.prefault({}),
+  failover: failoverSection.prefault({}),
   tags: tagsSection.prefault({}),
   log: logSection.prefault({}),
 });

@@ -60,7 +60,9 @@ export type Event =
   | { type: "position"; now: number; position: Position }
   | { type: "propose"; now: number; op: "add" | "remove"; node: string }
   | { type: "bootstrap"; now: number; membership: Membership }
-  | { type: "resign"; now: number; reason: string; transferTo?: string };
+  | { type: "resign"; now: number; reason: string; transferTo?: string }
+  /** A human picked this node (`pgherd failover --to`): stand now; voters still apply every check. */
+  | { type: "campaign"; now: number };
 
 export interface Notice {
   kind:
@@ -187,6 +189,9 @@ export class Election implements Consensus {
       case "propose": this.onPropose(now, ev.op, ev.node); break;
       case "bootstrap": this.onBootstrap(ev.membership); break;
       case "resign": this.onResign(now, ev.reason, ev.transferTo); break;
+      case "campaign":
+        if (this.role !== "leader" && this.o.canLead && this.membership && this.isVoter(this.o.id)) this.startPreVote(now);
+        break;
     }
     this.checkLease(now);
     if (this.role === "leader") {

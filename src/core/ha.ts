@@ -45,8 +45,10 @@ export interface HaInput {
   clusterSystemId: string | null;
   /** Replication passwords are known here. */
   haveSecrets: boolean;
-  /** Every voter reported an empty data directory (nothing to lose by initdb). */
+  /** Every voter reported, recently, an empty data directory and no initdb or clone under way. */
   nobodyHasData: boolean;
+  /** Some other member reported data (or is creating it): an empty leader must give way. */
+  othersHaveData: boolean;
   /** This node is in the voter set. */
   member: boolean;
   fromExisting: boolean;
@@ -54,6 +56,8 @@ export interface HaInput {
   rejoinAuto: boolean;
   /** `pgherd rejoin` asked for it (clone: skip pg_rewind). */
   rejoinRequested: null | { clone: boolean };
+  /** Maintenance mode: monitor and report, change nothing (fencing stays: it is what keeps one primary). */
+  paused: boolean;
 }
 
 export type HaAction =
@@ -71,6 +75,13 @@ export type HaAction =
   | { kind: "resign"; reason: string };
 
 export function decideHa(x: HaInput): HaAction {
+  const d = decideUnpaused(x);
+  if (!x.paused || d.kind === "none" || d.kind === "wait" || d.kind === "refuse" || d.kind === "fence") return d;
+  if (x.rejoinRequested && (d.kind === "rewind" || d.kind === "clone")) return d; // a human asked for it
+  return { kind: "wait", reason: `paused: would ${d.kind}${"from" in d ? ` from ${d.from}` : "upstream" in d ? ` ${d.upstream}` : ""}` };
+}
+
+function decideUnpaused(x: HaInput): HaAction {
   if (x.witness) return { kind: "none", role: "witness" };
   const l = x.local;
   if (l.data === "foreign") {
@@ -89,7 +100,7 @@ export function decideHa(x: HaInput): HaAction {
 function asLeader(x: HaInput): HaAction {
   const l = x.local;
   if (l.data === "empty") {
-    if (x.clusterSystemId !== null) return { kind: "resign", reason: "this node has no data but the cluster has: another node must lead" };
+    if (x.clusterSystemId !== null || x.othersHaveData) return { kind: "resign", reason: "this node has no data but the cluster has: another node must lead" };
     if (x.fromExisting) return { kind: "wait", reason: "bootstrap.from_existing is set but the data directory is empty" };
     if (!x.nobodyHasData) return { kind: "wait", reason: "waiting for every voter to report its data directory before creating the cluster" };
     return { kind: "initdb" };

@@ -44,6 +44,7 @@ describe("defaults", () => {
       },
       bootstrap: { from_existing: false },
       rejoin: { auto: true },
+      failover: { max_lag_bytes: 1048576 },
       tags: { nofailover: false, noloadbalance: false },
       log: { level: "info" },
     });

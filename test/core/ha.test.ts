@@ -6,8 +6,8 @@ const base: HaInput = {
   witness: false, leading: false, acquiringLease: false,
   leader: { id: "L", addr: "10.0.0.1:5432", primaryReady: true, slotReady: true, timeline: 2 },
   local: { data: "present", systemId: "7", running: true, up: true, inRecovery: true, upstream: "10.0.0.1:5432", wasPrimary: false, timeline: 2, stuck: false },
-  clusterSystemId: "7", haveSecrets: true, nobodyHasData: false, member: true, fromExisting: false,
-  rejoinAuto: true, rejoinRequested: null,
+  clusterSystemId: "7", haveSecrets: true, nobodyHasData: false, othersHaveData: false, member: true, fromExisting: false,
+  rejoinAuto: true, rejoinRequested: null, paused: false,
 };
 const lead = (over: Partial<HaInput> = {}, local: Partial<HaInput["local"]> = {}): HaInput => ({ ...base, leading: true, leader: null, ...over, local: { ...base.local, ...local } });
 const follow = (over: Partial<HaInput> = {}, local: Partial<HaInput["local"]> = {}): HaInput => ({ ...base, ...over, local: { ...base.local, ...local } });
@@ -18,6 +18,8 @@ describe("leader", () => {
     expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: true }, empty))).toEqual({ kind: "initdb" });
     expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: false }, empty)).kind).toBe("wait");
     expect(decideHa(lead({ clusterSystemId: "7" }, empty)).kind).toBe("resign");
+    // a leader cut off during initdb may have created data: the empty leader gives way to it
+    expect(decideHa(lead({ clusterSystemId: null, othersHaveData: true }, empty)).kind).toBe("resign");
   });
   test("starts, promotes, or leaves a healthy primary alone", () => {
     expect(decideHa(lead({}, { running: false, up: false }))).toEqual({ kind: "start-primary", adopt: false });
@@ -64,6 +66,12 @@ describe("follower", () => {
     expect(decideHa(follow({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");
     expect(decideHa(lead({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");
     expect(decideHa(follow({}, { systemId: "9" })).kind).toBe("refuse");
+  });
+  test("paused: no automatic action, but fencing and a requested rejoin still happen", () => {
+    expect(decideHa(follow({ paused: true }, { running: false, up: false })).kind).toBe("wait");
+    expect(decideHa(lead({ paused: true }, { inRecovery: true })).kind).toBe("wait");
+    expect(decideHa(follow({ paused: true }, { inRecovery: false })).kind).toBe("fence");
+    expect(decideHa(follow({ paused: true, rejoinRequested: { clone: true } })).kind).toBe("clone");
   });
   test("a witness runs no PostgreSQL", () => {
     expect(decideHa(follow({ witness: true }))).toEqual({ kind: "none", role: "witness" });

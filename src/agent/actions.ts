@@ -1,0 +1,155 @@
+// Operator actions: switchover, manual failover, rejoin, pause/resume. The API hands them to
+// the local agent; cluster-wide ones run on the leader (forwarded over the mesh).
+import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import { checkSwitchover, type Candidate } from "../core/switchover.ts";
+import type { PgReport } from "../core/report.ts";
+import type { Logger } from "../log.ts";
+import type { HistoryEntry } from "./history.ts";
+
+export interface ActionHost {
+  readonly nodeId: string;
+  readonly nodeName: string;
+  electionState(): { role: string; term: number; leader: string | null; leading: boolean };
+  paused(): boolean;
+  setPaused(p: boolean): void;
+  candidates(): Candidate[];
+  myReport(): PgReport | null;
+  reportOf(id: string): PgReport | null;
+  nameOf(id: string): string;
+  forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult>;
+  sendHandover(to: string): boolean;
+  sendCampaign(to: string, reason: string): boolean;
+  campaignNow(): void;
+  resign(reason: string, transferTo?: string): void;
+  record(e: Omit<HistoryEntry, "id" | "at">): void;
+  /** PostgreSQL loop controls (null on a witness). */
+  pg: null | {
+    stopForHandover(): Promise<void>;
+    release(): void;
+    requestRejoin(clone: boolean): void;
+  };
+  maxLagBytes: number;
+}
+
+const ok = (message: string, status = 200, detail?: unknown): ActionResult => ({ status, ok: true, message, detail });
+const no = (status: number, message: string): ActionResult => ({ status, ok: false, message });
+
+export class ActionRunner {
+  private switching = false;
+
+  constructor(private readonly h: ActionHost, private readonly log: Logger) {}
+
+  /** Entry point for the local API. */
+  async run(req: ActionRequest): Promise<ActionResult> {
+    switch (req.kind) {
+      case "rejoin": return this.rejoin(req.forceClone ?? false);
+      case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
+      case "config": return no(501, "durability modes are not implemented yet");
+      default: {
+        const e = this.h.electionState();
+        if (e.leader === this.h.nodeId) return this.runAsLeader(req);
+        if (!e.leader) return no(503, "no leader at the moment: try again, or use `pgherd failover --to NODE`");
+        return this.h.forwardToLeader(req, 60_000);
+      }
+    }
+  }
+
+  /** Requests forwarded by other agents (and our own when we lead). */
+  async runAsLeader(req: ActionRequest): Promise<ActionResult> {
+    const e = this.h.electionState();
+    if (!e.leading) return no(503, `${this.h.nodeName} is not a leader with a valid lease`);
+    switch (req.kind) {
+      case "pause":
+      case "resume": {
+        const p = req.kind === "pause";
+        if (this.h.paused() === p) return ok(`already ${p ? "paused" : "running"}`);
+        this.h.setPaused(p);
+        this.h.record({ term: e.term, kind: req.kind, node: this.h.nodeName, reason: `operator ${req.kind}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+        this.log.warn(p ? "maintenance mode: automatic actions suspended cluster-wide" : "maintenance mode ended");
+        return ok(p ? "cluster paused: agents monitor and report but take no automatic action" : "cluster resumed");
+      }
+      case "switchover": return this.switchover(req.to, req.at, req.force ?? false);
+      default: return no(400, `${req.kind} is not a leader action`);
+    }
+  }
+
+  private async switchover(to: string | undefined, at: string | undefined, force: boolean): Promise<ActionResult> {
+    if (at) {
+      const when = Date.parse(at);
+      if (!Number.isFinite(when)) return no(400, `--at ${JSON.stringify(at)} is not a date/time`);
+      const delay = when - Date.now();
+      if (delay > 0) {
+        setTimeout(() => void this.switchover(to, undefined, force).then((r) => this.log.info(`scheduled switchover: ${r.message}`)), delay).unref?.();
+        return ok(`switchover scheduled for ${new Date(when).toISOString()}`, 202);
+      }
+    }
+    if (this.switching) return no(409, "a switchover is already in progress");
+    const primary = this.h.myReport();
+    const v = checkSwitchover({ primary, candidates: this.h.candidates(), to, paused: this.h.paused(), force, maxLagBytes: this.h.maxLagBytes });
+    if (!v.ok) return no(412, `switchover refused: ${v.reason}`);
+    if (!this.h.pg) return no(500, "this leader runs no PostgreSQL");
+    const target = v.target;
+    this.switching = true;
+    const t0 = performance.now();
+    try {
+      this.log.warn(`switchover to ${target.name}: stopping writes here, handing over leadership`);
+      if (!this.h.sendHandover(target.id)) return no(503, `${target.name} is not connected`);
+      // Fast shutdown: walsenders send every WAL record, the shutdown checkpoint included, and
+      // wait for the standbys' flush before the server exits, so the target has it all.
+      await this.h.pg.stopForHandover();
+      this.h.resign(`switchover to ${target.name}`, target.id);
+    } catch (e) {
+      this.h.pg.release();
+      this.switching = false;
+      return no(500, `switchover aborted before the handover: ${(e as Error).message}`);
+    }
+    this.h.pg.release();
+    // Report when the new primary is up (the caller's outage measurement ends there).
+    const deadline = performance.now() + 30_000;
+    while (performance.now() < deadline) {
+      const r = this.h.reportOf(target.id);
+      if (r?.up && r.inRecovery === false) {
+        this.switching = false;
+        return ok(`switchover to ${target.name} done in ${Math.round(performance.now() - t0)} ms`, 200, { target: target.name, ms: Math.round(performance.now() - t0) });
+      }
+      await Bun.sleep(50);
+    }
+    this.switching = false;
+    return ok(`leadership handed to ${target.name}; its promotion was not confirmed within 30 s`, 202);
+  }
+
+  private async failover(to: string, force: boolean, acceptDataLoss: boolean): Promise<ActionResult> {
+    const e = this.h.electionState();
+    const target = this.h.candidates().find((c) => c.id === to || c.name === to);
+    if (!target || target.witness) return no(404, `no database member named ${to}`);
+    if (e.leader && !force) {
+      const lr = e.leader === this.h.nodeId ? this.h.myReport() : this.h.reportOf(e.leader);
+      if (lr?.up && lr.inRecovery === false) return no(409, `${this.h.nameOf(e.leader)} leads with a running primary: use switchover (or --force)`);
+    }
+    if (this.h.paused() && !force) return no(409, "the cluster is paused (pgherd resume first, or --force)");
+    if (!target.report?.up && !force) return no(412, `${target.name}'s PostgreSQL is not running`);
+    void acceptDataLoss; // voters still refuse a candidate behind them; the data-loss override arrives with quorum commit
+    const reason = `manual failover to ${target.name} requested on ${this.h.nodeName}`;
+    this.log.warn(reason);
+    if (target.id === this.h.nodeId) this.h.campaignNow();
+    else if (!this.h.sendCampaign(target.id, reason)) return no(503, `${target.name} is not connected`);
+    const deadline = performance.now() + 20_000;
+    while (performance.now() < deadline) {
+      const now = this.h.electionState();
+      if (now.leader === target.id && (target.id === this.h.nodeId ? this.h.myReport() : this.h.reportOf(target.id))?.inRecovery === false) {
+        return ok(`${target.name} leads (term ${now.term}) and runs the primary`);
+      }
+      await Bun.sleep(100);
+    }
+    return no(504, `${target.name} did not become the primary within 20 s (its voters may refuse it: see its log)`);
+  }
+
+  private rejoin(clone: boolean): ActionResult {
+    const e = this.h.electionState();
+    if (!this.h.pg) return no(400, "a witness has no PostgreSQL to rejoin");
+    if (e.leader === this.h.nodeId) return no(409, "this node is the leader: switch over first, then rejoin it");
+    if (!e.leader) return no(503, "no leader to rejoin");
+    this.h.pg.requestRejoin(clone);
+    return ok(`rejoin started (${clone ? "fresh clone" : "pg_rewind, else a fresh clone"}); follow it with pgherd status`, 202);
+  }
+}

@@ -1,0 +1,52 @@
+// Role changes (promotions, switchovers, failovers, fences, rejoins), kept on every node:
+// entries travel over the mesh and merge by id, so any agent can show the whole history.
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { z } from "zod";
+import { readJsonSync, writeJsonDurableSync } from "../store/durable.ts";
+
+export const HistoryEntrySchema = z.strictObject({
+  id: z.string().max(64),
+  at: z.string().max(40),
+  term: z.number().int().min(0),
+  kind: z.enum(["bootstrap", "adopt", "promote", "switchover", "failover", "fence", "rejoin", "pause", "resume", "restart"]),
+  node: z.string().max(64),
+  reason: z.string().max(500),
+  oldPrimary: z.string().max(64).nullable(),
+  newPrimary: z.string().max(64).nullable(),
+  timeline: z.number().int().nullable(),
+  lsn: z.string().max(17).nullable(),
+});
+export type HistoryEntry = z.infer<typeof HistoryEntrySchema>;
+
+const MAX = 1000;
+
+export class History {
+  private readonly file: string;
+  private entries: HistoryEntry[];
+
+  constructor(stateDir: string) {
+    this.file = join(stateDir, "history.json");
+    this.entries = readJsonSync(this.file, z.array(HistoryEntrySchema)) ?? [];
+  }
+
+  add(e: Omit<HistoryEntry, "id" | "at">): HistoryEntry {
+    const entry = { id: randomUUID(), at: new Date().toISOString(), ...e };
+    this.merge([entry]);
+    return entry;
+  }
+
+  /** Adds the entries not known yet; returns whether anything was new. */
+  merge(incoming: readonly HistoryEntry[]): boolean {
+    const known = new Set(this.entries.map((e) => e.id));
+    const fresh = incoming.filter((e) => !known.has(e.id));
+    if (fresh.length === 0) return false;
+    this.entries = [...this.entries, ...fresh].sort((a, b) => a.at.localeCompare(b.at)).slice(-MAX);
+    writeJsonDurableSync(this.file, this.entries, 0o600);
+    return true;
+  }
+
+  list(): HistoryEntry[] {
+    return [...this.entries];
+  }
+}

@@ -1,0 +1,81 @@
+// Operator actions through the local agent's API: switchover, failover, rejoin, pause, resume.
+// Exit codes: 0 done, 1 refused or failed (the agent's reason is printed), 2 usage.
+import { defineCommand } from "citty";
+import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, type ActionReply } from "./api-client.ts";
+import { type CliContext, CliExit, EXIT_FAILURE } from "./context.ts";
+
+function finish(ctx: CliContext, r: ActionReply, json: boolean | undefined): void {
+  if (json) ctx.out(`${JSON.stringify(r, null, 2)}\n`);
+  else ctx.out(`${r.message}\n`);
+  if (!r.ok) throw new CliExit(EXIT_FAILURE, "");
+}
+
+const common = { ...apiArgs, ...tokenArg, json: { type: "boolean", description: "Print the agent's JSON answer" } } as const;
+
+export const switchoverCommand = (ctx: CliContext) =>
+  defineCommand({
+    meta: { name: "switchover", description: "Planned handover of the primary to a streaming standby (shortest write outage)" },
+    args: {
+      ...common,
+      to: { type: "string", valueHint: "node", description: "Target member (default: the most caught-up standby)" },
+      at: { type: "string", valueHint: "time", description: "Do it at this ISO date/time instead of now" },
+      force: { type: "boolean", description: "Skip the lag/streaming/paused checks" },
+    },
+    run: async ({ args }) => {
+      const body = { ...(args.to ? { to: args.to } : {}), ...(args.at ? { at: args.at } : {}), ...(args.force ? { force: true } : {}) };
+      finish(ctx, await sendAction(apiBase(args, ctx), "POST", "/switchover", body, apiToken(args, ctx)), args.json);
+    },
+  });
+
+export const failoverCommand = (ctx: CliContext) =>
+  defineCommand({
+    meta: { name: "failover", description: "Make a chosen node the primary when the leader is gone" },
+    args: {
+      ...common,
+      to: { type: "string", valueHint: "node", required: true, description: "The member to promote" },
+      force: { type: "boolean", description: "Even if a leader with a primary exists, or the cluster is paused" },
+      "accept-data-loss": { type: "boolean", description: "Allow a candidate that may miss acknowledged writes" },
+    },
+    run: async ({ args }) => {
+      const body = { to: args.to, ...(args.force ? { force: true } : {}), ...(args["accept-data-loss"] ? { acceptDataLoss: true } : {}) };
+      finish(ctx, await sendAction(apiBase(args, ctx), "POST", "/failover", body, apiToken(args, ctx)), args.json);
+    },
+  });
+
+export const rejoinCommand = (ctx: CliContext) =>
+  defineCommand({
+    meta: { name: "rejoin", description: "Rebuild this node as a standby of the primary: pg_rewind, else a fresh clone" },
+    args: {
+      ...common,
+      "force-clone": { type: "boolean", description: "Skip pg_rewind: take a fresh clone (the old data is kept aside)" },
+      wait: { type: "boolean", default: true, description: "Show progress until the node streams (default on; --no-wait to return at once)" },
+    },
+    run: async ({ args }) => {
+      const base = apiBase(args, ctx);
+      const r = await sendAction(base, "POST", "/rejoin", args["force-clone"] ? { forceClone: true } : {}, apiToken(args, ctx));
+      finish(ctx, r, args.json);
+      if (!args.wait || args.json) return;
+      let last = "";
+      const deadline = Date.now() + 6 * 3600_000;
+      while (Date.now() < deadline) {
+        await Bun.sleep(500);
+        const s = (await getJson(base, "/node")) as { postgres: null | { action: string; note: string; streaming: boolean; inRecovery: boolean | null; error: string | null } };
+        const pg = s.postgres;
+        const line = pg ? `${pg.action}${pg.note ? `: ${pg.note}` : ""}${pg.error ? ` (error: ${pg.error})` : ""}` : "no report yet";
+        if (line !== last) ctx.out(`${line}\n`);
+        last = line;
+        if (pg?.inRecovery && pg.streaming) return ctx.out("rejoined: streaming from the primary\n");
+      }
+      throw new CliExit(EXIT_FAILURE, "rejoin did not finish in time");
+    },
+  });
+
+const simple = (name: "pause" | "resume", description: string) => (ctx: CliContext) =>
+  defineCommand({
+    meta: { name, description },
+    args: common,
+    run: async ({ args }) => finish(ctx, await sendAction(apiBase(args, ctx), "POST", `/${name}`, {}, apiToken(args, ctx)), args.json),
+  });
+
+export const pauseCommand = simple("pause", "Maintenance mode: agents monitor and report but take no automatic action");
+export const resumeCommand = simple("resume", "Leave maintenance mode");
