@@ -9,7 +9,7 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import {
   basebackup, buildConninfo, cloneDirFor, ensureRoles, ensureSlot, generatePassword, initdb, inspectDataDir,
-  listSlots, openLocalDb, probe, promote, reload, rewind, start, stop, swapDataDir, writeManagedConfig, writePassfile,
+  clearStaleLocks, killLeftovers, listSlots, openLocalDb, PgCtlError, probe, promote, reload, rewind, start, stop, swapDataDir, writeManagedConfig, writePassfile,
   type Db, type PgBins, type PgNode, type Probe,
 } from "../postgres/index.ts";
 import { lookupOsUser } from "../postgres/users.ts";
@@ -308,14 +308,34 @@ export class PostgresLoop {
 
   private async startPrimary(adopt: boolean, crashed: boolean): Promise<void> {
     if (adopt) this.log.info(`adopting the existing server in ${this.node.dataDir} as the first primary (bootstrap.from_existing)`);
-    if (crashed) this.log.warn("PostgreSQL stopped under the leader: restarting it in place (one attempt, short budget)");
     await this.writeConfig(false);
-    await start(this.node, { logFile: this.serverLog(), timeoutSec: crashed ? RESTART_BUDGET_S : this.cfg.postgres.start_timeout_s });
+    if (crashed) await this.restartInPlace();
+    else await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
     if (adopt) {
       await this.establishIdentity();
       const p = await probe(this.localDb());
       this.ctx.becamePrimary("adopt", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
     } else if (crashed) this.record("restart", "PostgreSQL crashed under the leader and was restarted in place");
+  }
+
+  /** A crashed primary: clear what the dead postmaster left and start it again within a short budget. */
+  private async restartInPlace(): Promise<void> {
+    this.log.warn(`PostgreSQL stopped under the leader: restarting it in place (budget ${RESTART_BUDGET_S} s)`);
+    const deadline = performance.now() + RESTART_BUDGET_S * 1000;
+    for (;;) {
+      const killed = killLeftovers(this.node.dataDir);
+      if (killed > 0) this.log.warn(`killed ${killed} leftover PostgreSQL process(es) of the dead postmaster`);
+      const removed = clearStaleLocks(this.node.dataDir, join(this.socketDir, `.s.PGSQL.${this.cfg.postgres.port}.lock`));
+      if (removed.length > 0) this.log.warn(`removed stale lock files of the dead postmaster: ${removed.join(", ")}`);
+      try {
+        await start(this.node, { logFile: this.serverLog(), timeoutSec: Math.max(1, Math.ceil((deadline - performance.now()) / 1000)) });
+        return;
+      } catch (e) {
+        // Leftover backends (lock file, shared memory still attached) go away within moments.
+        if (!(e instanceof PgCtlError) || e.kind === "port-in-use" || performance.now() > deadline) throw e;
+        await Bun.sleep(100);
+      }
+    }
   }
 
   /** First primary: generate the role passwords, create the roles, record the system identifier. */

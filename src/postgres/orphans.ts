@@ -1,0 +1,66 @@
+// After a postmaster is killed (-9), its backends live on for a moment, attached to the shared
+// memory, and a new postmaster refuses to start ("another server holds its lock file"). A
+// restart in place kills those leftovers: processes whose working directory is the data dir.
+import { readdirSync, readlinkSync, readFileSync, unlinkSync } from "node:fs";
+import { resolve } from "node:path";
+
+export function leftoverProcesses(dataDir: string): number[] {
+  const want = resolve(dataDir);
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readlinkSync(`/proc/${name}/cwd`) !== want) continue;
+      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8");
+      if ((cmd.startsWith("postgres") || cmd.includes("/postgres")) && !deadOrZombie(Number(name))) out.push(Number(name));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out;
+}
+
+/** Dead or a zombie: a killed postmaster lingers as a zombie until init reaps it, and PostgreSQL's
+ *  lock-file check (kill 0) takes a zombie for a live server. */
+export function deadOrZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Remove postmaster.pid and the socket's lock file when the postmaster they name is dead (or a
+ * zombie) and none of its children remain; returns the files removed.
+ */
+export function clearStaleLocks(dataDir: string, socketLock: string): string[] {
+  if (leftoverProcesses(dataDir).length > 0) return [];
+  const removed: string[] = [];
+  for (const file of [`${resolve(dataDir)}/postmaster.pid`, socketLock]) {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(file, "utf8").split("\n")[0]);
+    } catch {
+      continue;
+    }
+    if (!Number.isInteger(pid) || pid <= 1 || !deadOrZombie(pid)) continue;
+    unlinkSync(file);
+    removed.push(file);
+  }
+  return removed;
+}
+
+export function killLeftovers(dataDir: string): number {
+  let n = 0;
+  for (const pid of leftoverProcesses(dataDir)) {
+    try {
+      process.kill(pid, "SIGKILL");
+      n++;
+    } catch {
+      // already gone
+    }
+  }
+  return n;
+}
