@@ -90,7 +90,8 @@ export class Agent implements ClusterContext, ActionHost {
     const e = cfg.election;
     this.election = new Election(
       {
-        id: this.nodeId, canLead: cfg.role === "database" && !cfg.tags.nofailover, heartbeatMs: e.heartbeat_ms, leaseMs: e.lease_ms,
+        id: this.nodeId, canLead: cfg.role === "database" && !cfg.tags.nofailover && cfg.priority > 0,
+        jitterShare: 0.25 + 0.75 * (1 - cfg.priority / 1000), heartbeatMs: e.heartbeat_ms, leaseMs: e.lease_ms,
         timeoutMs: e.timeout_ms, jitterMs: e.jitter_ms, fenceMs: e.fence_ms, random: Math.random,
       },
       this.store.get(),

@@ -368,6 +368,7 @@ export class PostgresLoop {
         }
       },
     });
+    this.note = "";
     const old = await swapDataDir(target, this.node.dataDir);
     if (old) this.log.warn(`previous data directory kept at ${old}`);
     this.log.info(`clone complete in ${ms} ms`);

@@ -115,7 +115,7 @@ export const postgresSection = z
     parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default(() => ({})),
   })
   .superRefine((p, ctx) => {
-    if (p.socket_dir && !p.socket_dir.startsWith("/")) ctx.addIssue({ code: "custom", path: ["socket_dir"], message: "must be an absolute path (or empty for the data directory)" });
+    if (p.socket_dir && !p.socket_dir.startsWith("/")) ctx.addIssue({ code: "custom", path: ["socket_dir"], message: "must be an absolute path (or empty for <data_dir>.sock)" });
     if (p.bin_dir && !p.bin_dir.startsWith("/")) ctx.addIssue({ code: "custom", path: ["bin_dir"], message: "must be an absolute path (or empty to discover it)" });
   }, whenValid);
 

@@ -37,6 +37,11 @@ export interface ElectionOptions {
   jitterMs: number;
   /** Time to stop PostgreSQL after a lease runs out; an ex-leader does not vote before it has passed. */
   fenceMs: number;
+  /**
+   * 0..1: the share of jitter_ms this node waits on top of timeout_ms before standing. Nodes with
+   * a higher `priority` get a smaller share, so among equally advanced standbys they stand first.
+   */
+  jitterShare?: number;
   /** Uniform in [0, 1). Injected so runs are reproducible. */
   random: () => number;
 }
@@ -231,7 +236,7 @@ export class Election implements Consensus {
   }
 
   private randomDeadline(now: number): number {
-    return now + this.o.timeoutMs + Math.floor(this.o.random() * (this.o.jitterMs + 1));
+    return now + this.o.timeoutMs + Math.floor(this.o.random() * (this.o.jitterMs * (this.o.jitterShare ?? 1) + 1));
   }
 
   private heardLeaderRecently(now: number): boolean {

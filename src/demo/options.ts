@@ -10,13 +10,17 @@ export interface DemoOptions {
 
 export const DEFAULT_TIMEOUT_SEC = 120;
 
-const Timeout = z.coerce.number().int("must be a whole number of seconds").min(10, "must be at least 10").max(3600, "must be at most 3600");
+const Timeout = z
+  .string()
+  .regex(/^\s*\d+\s*$/, "must be a whole number of seconds")
+  .transform(Number)
+  .pipe(z.number().min(10, "must be at least 10").max(3600, "must be at most 3600"));
 
 /** Throws an Error naming the bad option. */
 export function parseDemoOptions(raw: { keep?: boolean; timeout?: string }): DemoOptions {
   let timeoutSec = DEFAULT_TIMEOUT_SEC;
   if (raw.timeout !== undefined) {
-    const r = Timeout.safeParse(raw.timeout.trim() === "" ? Number.NaN : raw.timeout);
+    const r = Timeout.safeParse(raw.timeout);
     if (!r.success) throw new Error(`--timeout ${JSON.stringify(raw.timeout)}: ${r.error.issues[0]?.message ?? "invalid"}`);
     timeoutSec = r.data;
   }

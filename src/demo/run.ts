@@ -1,18 +1,18 @@
 // `npm run demo` / `pgherd demo`: three agents and three PostgreSQL servers on loopback under a
 // scratch directory, in the foreground until SIGINT/SIGTERM. The entry points only differ in
 // how they run pgherd (dist/pgherd, or the executable itself).
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
-import { join } from "node:path";
 import { renderTable } from "../cli/cmd-cluster.ts";
 import { generateSecret } from "../cli/starter.ts";
 import type { Logger } from "../log.ts";
 import { findBinDir, type PgBins } from "../postgres/binaries.ts";
 import { isRoot, lookupOsUser } from "../postgres/users.ts";
-import { AgentProc, logTail } from "./agents.ts";
-import { DEMO_CLUSTER, DEMO_SIZE, demoNodes, renderDemoConfig, type DemoNode } from "./config.ts";
+import { AgentProc } from "./agents.ts";
+import { DEMO_SIZE, demoNodes, renderDemoConfig, type DemoNode } from "./config.ts";
 import type { DemoOptions } from "./options.ts";
 import { freeTcpPorts, freeUdpPort } from "./ports.ts";
+import { printLogTails, printReady, summary } from "./print.ts";
 import { fetchCluster, isReady, type ClusterAnswer } from "./readiness.ts";
 import type { PgherdCommand } from "./self.ts";
 import { sleepUnlessAborted } from "./signals.ts";
@@ -24,12 +24,11 @@ export interface RunDemoInput {
   /** Aborted by SIGINT/SIGTERM: stop everything and return. */
   stop: AbortSignal;
   out(text: string): void;
-  /** For PostgreSQL tool runs during teardown (warnings only, normally silent). */
+  /** For PostgreSQL tool runs during teardown; their failures are reported through `out` too. */
   log: Logger;
 }
 
 const POLL_MS = 250;
-const LOG_TAIL_LINES = 20;
 const SETTLE_MS = 2500;
 
 /** Runs the demo to the end; returns the process exit code. */
@@ -53,8 +52,14 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
   }
 
   // /tmp, not $TMPDIR: the postgres user must traverse it, and socket paths must stay short.
-  const scratch = mkdtempSync("/tmp/pgherd-demo-");
-  chmodSync(scratch, 0o755);
+  let scratch: string;
+  try {
+    scratch = mkdtempSync("/tmp/pgherd-demo-");
+    chmodSync(scratch, 0o755);
+  } catch (e) {
+    say(`pgherd demo cannot create its directory in /tmp: ${(e as Error).message}`);
+    return 1;
+  }
   let nodes: DemoNode[] = [];
   const agents: AgentProc[] = [];
   let code = 1;
@@ -77,7 +82,7 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
     say(`waiting for one primary and ${DEMO_SIZE - 1} streaming standbys (up to ${i.options.timeoutSec} s)...`);
     const r = await waitReady(i, nodes, agents, say);
     if (r.kind === "ready") {
-      printReady(i, say, r.answer, r.seconds, bins, nodes, scratch);
+      printReady({ display: i.pgherd.display, keep: i.options.keep }, say, r.answer, r.seconds, bins, nodes, scratch);
       await watchUntilStopped(i.stop, agents, say);
       code = 0;
     } else if (r.kind === "aborted") {
@@ -93,9 +98,11 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
     say(`pgherd demo failed: ${(e as Error).message}`);
     code = 1;
   }
-  say(`${i.stop.aborted ? `\n${String(i.stop.reason)}: ` : ""}stopping: agents, then PostgreSQL (pg_ctl stop -m fast)${i.options.keep ? "" : `, then removing ${scratch}`}`);
+  say(`${i.stop.aborted ? `\n${String(i.stop.reason)}: ` : ""}stopping the agents, then PostgreSQL (pg_ctl stop -m fast)${i.options.keep ? "" : `, then removing ${scratch}`}`);
+  const t0 = performance.now();
   const clean = await teardown({ scratch, nodes, agents, bins, pgherdArgv: i.pgherd.argv, osUser, keep: i.options.keep, log: i.log, say });
-  say(clean ? "stopped" : "stopped, with the warnings above");
+  const took = `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  say(clean ? `stopped in ${took}` : `stopped in ${took}, with the warnings above`);
   return clean ? code : 1;
 }
 
@@ -141,37 +148,6 @@ async function waitReady(i: RunDemoInput, nodes: DemoNode[], agents: AgentProc[]
 
 const caughtUp = (a: ClusterAnswer) => a.view.members.every((m) => m.role !== "standby" || m.lagBytes === 0);
 
-/** One line per change while waiting, e.g. "leader node2 | node1 standby/cloning, node2 primary/running, …". */
-function summary(a: ClusterAnswer): string {
-  const v = a.view;
-  const members = v.members.map((m) => `${m.name} ${m.role}/${m.state}`).join(", ") || "no members yet";
-  return `leader ${v.leaderName ?? "none"} | ${members}${a.source === "local" ? " (local view)" : ""}`;
-}
-
-const sh = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
-
-function printReady(i: RunDemoInput, say: (s: string) => void, a: ClusterAnswer, seconds: number, bins: PgBins, nodes: DemoNode[], scratch: string): void {
-  const psqlBin = existsSync(join(bins.dir, "psql")) ? join(bins.dir, "psql") : "psql";
-  const api = `http://127.0.0.1:${nodes[0]!.apiPort}`;
-  say(`\nready: 1 primary and ${DEMO_SIZE - 1} streaming standbys after ${seconds.toFixed(1)} s\n`);
-  i.out(renderTable(a.view, a.source));
-  say("\nConnect (over each server's unix socket; peer auth lets your OS user in as postgres):");
-  const rows = [...a.view.members].sort((x, y) => Number(y.id === a.view.primary) - Number(x.id === a.view.primary));
-  for (const m of rows) {
-    const n = nodes.find((x) => x.name === m.name);
-    if (!n) continue;
-    const role = m.id === a.view.primary ? "primary" : "standby";
-    say(`  ${role}  ${n.name}  ${[psqlBin, "-h", n.socketDir, "-p", String(n.pgPort), "-U", "postgres"].map(sh).join(" ")}`);
-  }
-  say("  (the primary takes writes; standbys are read-only hot standbys)");
-  say("Watch the cluster:");
-  say(`  ${i.pgherd.display} cluster ls --watch --api ${api}`);
-  say("Logs:");
-  say(`  agents:     tail -f ${sh(scratch)}/node*/agent.log`);
-  say(`  PostgreSQL: ${sh(scratch)}/node*/${DEMO_CLUSTER}-node*-postgresql.log`);
-  say(`Stop: press Ctrl-C (stops the agents, then the PostgreSQL servers${i.options.keep ? "" : `, and removes ${scratch}`})`);
-}
-
 /** Stays in the foreground; reports an agent that dies meanwhile (the demo keeps running). */
 async function watchUntilStopped(stop: AbortSignal, agents: AgentProc[], say: (s: string) => void): Promise<void> {
   const reported = new Set<AgentProc>();
@@ -182,12 +158,5 @@ async function watchUntilStopped(stop: AbortSignal, agents: AgentProc[], say: (s
       say(`warning: the agent of ${a.node.name} ${a.describeExit()}; its log: ${a.node.logFile}`);
     }
     await sleepUnlessAborted(1000, stop);
-  }
-}
-
-function printLogTails(say: (s: string) => void, nodes: DemoNode[]): void {
-  for (const n of nodes) {
-    const tail = logTail(n.logFile, LOG_TAIL_LINES);
-    say(`\n--- last ${LOG_TAIL_LINES} lines of ${n.logFile}\n${tail || "(empty)"}`);
   }
 }

@@ -1,10 +1,14 @@
 // SIGINT/SIGTERM → an AbortSignal. The handlers stay installed until dispose(): a second Ctrl-C
-// (npm forwards the terminal's SIGINT too) must not kill the demo halfway through its cleanup.
+// must not kill the demo halfway through its cleanup. Under `npm run`, one Ctrl-C arrives twice
+// (from the terminal and relayed by npm); only a later one is answered.
 export function abortOnSignals(onRepeat: (sig: string) => void): { signal: AbortSignal; dispose(): void } {
   const ac = new AbortController();
+  let firstAt = 0;
   const handler = (sig: NodeJS.Signals) => {
-    if (ac.signal.aborted) onRepeat(sig);
-    else ac.abort(sig);
+    if (!ac.signal.aborted) {
+      firstAt = performance.now();
+      ac.abort(sig);
+    } else if (performance.now() - firstAt > 1000) onRepeat(sig); // not the same Ctrl-C relayed by npm
   };
   const sigs = ["SIGINT", "SIGTERM"] as const;
   for (const s of sigs) process.on(s, handler);

@@ -66,10 +66,16 @@ describe("help and version", () => {
     expect(noValue.stderr).toContain("option --config needs a value");
   });
 
-  test("cluster ls is a stub for now", () => {
-    const r = pgherd(["cluster", "ls"]);
+  test("cluster ls without a reachable agent fails and names the agent it tried", () => {
+    const r = pgherd(["cluster", "ls", "--api", "http://127.0.0.1:9"]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("not implemented yet");
+    expect(r.stderr).toContain("cannot reach the pgherd agent at http://127.0.0.1:9");
+  });
+
+  test("actions without a reachable agent fail and name it", () => {
+    const r = pgherd(["switchover", "--api", "http://127.0.0.1:9", "--token", "x"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("cannot reach the pgherd agent at http://127.0.0.1:9");
   });
 });
 
