@@ -78,6 +78,7 @@ export class Agent implements ClusterContext, ActionHost {
   private stopped = false;
   private position: Position = ZERO_POSITION;
   readonly startedAt = Date.now();
+  private readonly startedMono = performance.now();
 
   constructor(private readonly cfg: Config, private readonly log: Logger, private readonly hooks: LeadershipHooks = {}) {
     this.nodeId = loadOrCreateNodeId(cfg.state_dir);
@@ -447,6 +448,13 @@ export class Agent implements ClusterContext, ActionHost {
     const host = this.peerHost(s.leader);
     if (!r || !host) return null;
     return { id: s.leader, addr: `${host.includes(":") ? `[${host}]` : host}:${r.port}`, report: r };
+  }
+
+  downForMs(id: string): number {
+    const r = this.reports.get(id);
+    if (!r) return now() - this.startedMono;
+    const age = now() - r.at;
+    return age < Math.max(5000, 5 * this.cfg.postgres.loop_ms) ? 0 : age;
   }
 
   standbyMembers(): string[] {

@@ -9,7 +9,7 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import {
   basebackup, buildConninfo, cloneDirFor, ensureRoles, ensureSlot, generatePassword, initdb, inspectDataDir,
-  clearStaleLocks, killLeftovers, listSlots, openLocalDb, PgCtlError, probe, promote, reload, rewind, start, stop, swapDataDir, writeManagedConfig, writePassfile,
+  clearStaleLocks, dropSlot, killLeftovers, listSlots, openLocalDb, PgCtlError, probe, promote, reload, rewind, start, stop, swapDataDir, writeManagedConfig, writePassfile,
   type Db, type PgBins, type PgNode, type Probe,
 } from "../postgres/index.ts";
 import { lookupOsUser } from "../postgres/users.ts";
@@ -25,6 +25,8 @@ export interface ClusterContext {
   leaderPg(): { id: string; addr: string; report: PgReport } | null;
   /** Database voters other than this node (slots on the primary). */
   standbyMembers(): string[];
+  /** How long a member has not been heard from (0 when it reports now). */
+  downForMs(id: string): number;
   /** IP addresses of authenticated peers (pg_hba), this node's own included when known. */
   peerAddresses(): string[];
   /** Every voter reported an empty data directory. */
@@ -66,6 +68,7 @@ export class PostgresLoop {
   private lastDecision = "";
   private rolesEnsuredFor: string | null = null;
   private wasPrimary = false;
+  private stuckNow = false;
   private running = false;
   private again = false;
   private hold = false;
@@ -176,6 +179,7 @@ export class PostgresLoop {
       wasPrimary, timeline: p.up ? p.timeline : (info.control?.timeline ?? null),
       stuck: this.notStreamingSince !== null && performance.now() - this.notStreamingSince > STUCK_MS,
     };
+    this.stuckNow = local.stuck;
 
     const position = positionOf(info, p);
     const lead = this.ctx.leadership();
@@ -249,6 +253,9 @@ export class PostgresLoop {
   }
 
   private slots: string[] = [];
+  /** Retained WAL per slot (bytes), for /metrics. */
+  slotBytes: Record<string, number> = {};
+  private readonly droppedFor = new Set<string>();
 
   private localDb(): Db {
     this.db ??= openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: 3000 });
@@ -276,7 +283,7 @@ export class PostgresLoop {
         await this.clone(d.from);
         this.rejoinRequest = null;
         return;
-      case "rewind": return this.rewindFrom(d.from);
+      case "rewind": return this.rewindFrom(d.from, this.stuckNow);
       case "start-standby": {
         await this.writeConfig(true, d.upstream);
         await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
@@ -377,7 +384,7 @@ export class PostgresLoop {
   }
 
   /** Former primary → standby of the new primary: pg_rewind, else a fresh clone swapped in when complete. */
-  private async rewindFrom(from: string): Promise<void> {
+  private async rewindFrom(from: string, stuck: boolean): Promise<void> {
     const s = this.ctx.secrets();
     if (!s) throw new Error("no replication credentials");
     await stop(this.node, "fast", 60);
@@ -389,6 +396,14 @@ export class PostgresLoop {
         user: this.cfg.postgres.repl_user, password: s.replPassword, timeoutMs: 3600_000,
       });
       this.log.info(r === "rewound" ? "pg_rewind: rewound onto the new primary's timeline" : "pg_rewind: histories agree, no rewind needed");
+      if (r === "not-needed" && stuck) {
+        // Same history, yet it could not stream: the WAL it needs is gone from the primary.
+        this.log.warn("this standby could not stream although its history matches (the WAL it needs is gone): taking a fresh clone");
+        await this.clone(from);
+        this.rejoinRequest = null;
+        this.record("rejoin", `standby could not catch up (WAL removed on the primary): rebuilt from a fresh clone of ${from}`);
+        return;
+      }
       this.record("rejoin", r === "rewound" ? `former primary rewound (pg_rewind) onto ${from}` : `former primary follows ${from} (no rewind needed)`);
     } catch (e) {
       this.log.warn(`${(e as Error).message}; taking a fresh clone instead`);
@@ -417,16 +432,44 @@ export class PostgresLoop {
       this.rolesEnsuredFor = p.systemIdentifier;
       if (s.systemId !== p.systemIdentifier) this.ctx.saveSecrets({ ...s, systemId: p.systemIdentifier });
     }
-    const have = new Set((await listSlots(this.localDb())).map((x) => x.name));
-    for (const id of this.ctx.standbyMembers()) {
-      const name = slotFor(id);
-      if (!have.has(name)) {
-        await ensureSlot(this.localDb(), name);
-        this.log.info(`created replication slot ${name}`);
-        have.add(name);
+    await this.maintainSlots();
+  }
+
+  /**
+   * One physical slot per standby member. A member that is down keeps its slot (so it can catch up
+   * without a clone) for slots.retain_minutes; then the slot is dropped with a warning, so the WAL
+   * it holds cannot fill the disk (the member re-clones when it returns). Slots of pgherd members
+   * that left the cluster go at once; slots not named pgherd_* are the operator's and untouched.
+   */
+  private async maintainSlots(): Promise<void> {
+    const existing = await listSlots(this.localDb());
+    const have = new Set(existing.map((x) => x.name));
+    const members = this.ctx.standbyMembers();
+    const wanted = new Map(members.map((id) => [slotFor(id), id] as const));
+    const retainMs = this.cfg.slots.retain_minutes * 60_000;
+    for (const slot of existing) {
+      if (!slot.name.startsWith("pgherd_")) continue;
+      const id = wanted.get(slot.name);
+      const downMs = id === undefined ? Infinity : this.ctx.downForMs(id);
+      if (id === undefined || (!slot.active && downMs > retainMs)) {
+        const why = id === undefined ? "its member left the cluster" : `its member has been down for ${Math.round(downMs / 60_000)} min (slots.retain_minutes = ${this.cfg.slots.retain_minutes})`;
+        this.log.warn(`dropping replication slot ${slot.name} (holds ${slot.retainedBytes ?? 0} bytes of WAL): ${why}`);
+        await dropSlot(this.localDb(), slot.name, true);
+        have.delete(slot.name);
+        if (id !== undefined) this.droppedFor.add(id);
       }
     }
+    for (const [name, id] of wanted) {
+      if (have.has(name)) continue;
+      // A member whose slot was dropped for being down too long gets a new one once it is back.
+      if (this.droppedFor.has(id) && this.ctx.downForMs(id) > 0) continue;
+      this.droppedFor.delete(id);
+      await ensureSlot(this.localDb(), name);
+      this.log.info(`created replication slot ${name}`);
+      have.add(name);
+    }
     this.slots = [...have].sort();
+    this.slotBytes = Object.fromEntries(existing.filter((x) => have.has(x.name)).map((x) => [x.name, x.retainedBytes ?? 0]));
   }
 
   private async writeConfig(standby: boolean, upstream?: string): Promise<string[]> {
@@ -449,7 +492,7 @@ export class PostgresLoop {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
-        parameters: pg.parameters,
+        parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pg.parameters } : pg.parameters,
       },
       hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses() },
     });

@@ -131,6 +131,11 @@ export const failoverSection = z.strictObject({
   max_lag_bytes: intIn(0, 2 ** 40).default(1048576),
 });
 
+export const slotsSection = z.strictObject({
+  retain_minutes: intIn(0, 525600).default(30),
+  max_slot_wal_keep_size: z.string().regex(/^(\d+\s*(kB|MB|GB|TB)|-1)?$/, 'must be a size like "8GB", "-1" or ""').default(""),
+});
+
 export const tagsSection = z.strictObject({
   nofailover: z.boolean().default(false),
   noloadbalance: z.boolean().default(false),
@@ -162,6 +167,7 @@ export const configSchema = z.strictObject({
   bootstrap: bootstrapSection.prefault({}),
   rejoin: rejoinSection.prefault({}),
   failover: failoverSection.prefault({}),
+  slots: slotsSection.prefault({}),
   tags: tagsSection.prefault({}),
   log: logSection.prefault({}),
 });

@@ -45,6 +45,7 @@ describe("defaults", () => {
       bootstrap: { from_existing: false },
       rejoin: { auto: true },
       failover: { max_lag_bytes: 1048576 },
+      slots: { retain_minutes: 30, max_slot_wal_keep_size: "" },
       tags: { nofailover: false, noloadbalance: false },
       log: { level: "info" },
     });
