@@ -191,8 +191,11 @@ export class Agent implements ClusterContext, ActionHost {
         position: this.position,
       },
       bootstrap: s.membership ? null : this.bootstrapNote,
-      postgres: this.ownReport ? { ...this.ownReport, lagBytes: this.ownLagBytes() } : null,
+      postgres: this.ownReport
+        ? { ...this.ownReport, lagBytes: this.ownLagBytes(), slots: this.ownReport.slots.map((name) => ({ name, retainedBytes: this.ownReport?.slotBytes?.[name] ?? null })) }
+        : null,
       tags: this.cfg.tags,
+      paused: this.pausedFlag,
       counters: { ...this.counters },
       peers: this.peers.list(),
       rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() },
@@ -459,7 +462,8 @@ export class Agent implements ClusterContext, ActionHost {
 
   standbyMembers(): string[] {
     const voters = this.election.status(now()).membership?.voters ?? [];
-    return voters.filter((v) => v !== this.nodeId && this.peers.list().find((p) => p.id === v)?.role !== "witness");
+    // No slot for a witness, nor for a member whose data we would refuse (it would hold WAL forever).
+    return voters.filter((v) => v !== this.nodeId && this.peers.list().find((p) => p.id === v)?.role !== "witness" && this.reports.get(v)?.report?.data !== "foreign");
   }
 
   peerAddresses(): string[] {

@@ -9,7 +9,7 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import {
   basebackup, buildConninfo, cloneDirFor, ensureRoles, ensureSlot, generatePassword, initdb, inspectDataDir,
-  clearStaleLocks, dropSlot, killLeftovers, listSlots, openLocalDb, PgCtlError, probe, promote, reload, rewind, start, stop, swapDataDir, writeManagedConfig, writePassfile,
+  clearStaleLocks, dropSlot, killLeftovers, listSlots, pendingRestart, openLocalDb, PgCtlError, probe, promote, reload, rewind, start, stop, swapDataDir, writeManagedConfig, writePassfile,
   type Db, type PgBins, type PgNode, type Probe,
 } from "../postgres/index.ts";
 import { lookupOsUser } from "../postgres/users.ts";
@@ -68,6 +68,7 @@ export class PostgresLoop {
   private lastDecision = "";
   private rolesEnsuredFor: string | null = null;
   private wasPrimary = false;
+  private pendingWarned = "";
   private stuckNow = false;
   private running = false;
   private again = false;
@@ -182,6 +183,7 @@ export class PostgresLoop {
     this.stuckNow = local.stuck;
 
     const position = positionOf(info, p);
+    this.lease?.ensureWatchdog();
     const lead = this.ctx.leadership();
     this.wasPrimary = p.up && p.inRecovery === false;
     const upBefore = this.lastUp;
@@ -245,6 +247,7 @@ export class PostgresLoop {
       streaming: up?.walReceiver?.status === "streaming",
       replication: (up?.replication ?? []).map((r) => ({ name: r.applicationName.slice(0, 64), clientAddr: r.clientAddr, state: r.state.slice(0, 32), lagBytes: r.lagBytes, replayLagSeconds: r.replayLagSeconds })),
       slots: this.slots,
+      slotBytes: this.slotBytes,
       action: d.kind === "none" ? d.role : d.kind,
       note: (d.kind === "wait" || d.kind === "refuse" ? d.reason : this.note).slice(0, 500),
       error: this.lastError?.slice(0, 1000) ?? null,
@@ -315,13 +318,14 @@ export class PostgresLoop {
 
   private async startPrimary(adopt: boolean, crashed: boolean): Promise<void> {
     if (adopt) this.log.info(`adopting the existing server in ${this.node.dataDir} as the first primary (bootstrap.from_existing)`);
+    const needIdentity = !this.ctx.secrets()?.systemId;
     await this.writeConfig(false);
     if (crashed) await this.restartInPlace();
     else await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
-    if (adopt) {
+    if (needIdentity) {
       await this.establishIdentity();
       const p = await probe(this.localDb());
-      this.ctx.becamePrimary("adopt", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
+      this.ctx.becamePrimary(adopt ? "adopt" : "bootstrap", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
     } else if (crashed) this.record("restart", "PostgreSQL crashed under the leader and was restarted in place");
   }
 
@@ -425,14 +429,33 @@ export class PostgresLoop {
       this.log.info(`managed files changed (${changed.join(", ")}): reloading`);
       await reload(this.node);
     }
-    if (!primary || !p.up) return;
-    const s = this.ctx.secrets();
-    if (s && this.rolesEnsuredFor !== p.systemIdentifier) {
-      await ensureRoles(this.localDb(), { replUser: this.cfg.postgres.repl_user, replPassword: s.replPassword, monitorUser: this.cfg.postgres.monitor_user, monitorPassword: s.monitorPassword }, this.log);
-      this.rolesEnsuredFor = p.systemIdentifier;
-      if (s.systemId !== p.systemIdentifier) this.ctx.saveSecrets({ ...s, systemId: p.systemIdentifier });
+    if (!p.up) return;
+    let adopted = false;
+    if (primary) {
+      const s = this.ctx.secrets();
+      if (!s || s.systemId === null) {
+        // A running server adopted as the first primary (or an initdb whose first start was retried).
+        await this.establishIdentity();
+        this.ctx.becamePrimary(this.cfg.bootstrap.from_existing ? "adopt" : "bootstrap", p.timeline, p.currentLsn);
+        adopted = true;
+      } else if (this.rolesEnsuredFor !== p.systemIdentifier) {
+        await ensureRoles(this.localDb(), { replUser: this.cfg.postgres.repl_user, replPassword: s.replPassword, monitorUser: this.cfg.postgres.monitor_user, monitorPassword: s.monitorPassword }, this.log);
+        this.rolesEnsuredFor = p.systemIdentifier;
+      }
     }
-    await this.maintainSlots();
+    // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby.
+    const pending = await pendingRestart(this.localDb()).catch(() => [] as string[]);
+    if (pending.length > 0) {
+      if (!primary || adopted) {
+        this.log.warn(`restarting PostgreSQL to apply ${pending.join(", ")}`);
+        await stop(this.node, "fast", 60);
+        await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
+        return;
+      }
+      if (this.pendingWarned !== pending.join()) this.log.warn(`settings pending a restart of the primary: ${pending.join(", ")} (a switchover applies them without an outage)`);
+      this.pendingWarned = pending.join();
+    }
+    if (primary) await this.maintainSlots();
   }
 
   /**

@@ -40,7 +40,8 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   await agent.start();
   if (loop) loop.start();
   else agent.startWitnessReports();
-  const api = startApi({ host: listen.host, port: listen.port, source: agent, log: log.withTag("api") });
+  const tls = cfg.api.tls_cert && cfg.api.tls_key ? { cert: cfg.api.tls_cert, key: cfg.api.tls_key } : undefined;
+  const api = startApi({ host: listen.host, port: listen.port, source: agent, log: log.withTag("api"), config: cfg, tls });
 
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {

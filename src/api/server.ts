@@ -1,10 +1,32 @@
-// The agent's HTTP API. Today: status for the CLI and tests; the health
-// endpoints, actions and metrics arrive with the API issue.
+// The agent's HTTP API (docs/api.md): Patroni-compatible health checks, status, token-protected
+// actions, Prometheus metrics, server-sent events and the dashboard. Routing only; each concern
+// lives in its own module.
+import type { Server } from "bun";
+import type { Config } from "../config/schema.ts";
+import { redactConfig } from "../config/redact.ts";
 import type { Logger } from "../log.ts";
+import { RejectLog } from "../net/rejects.ts";
+import { ACTION_ROUTES, runAction } from "./actions.ts";
+import { EventHub } from "./events.ts";
+import { checkHealth, describe, HEALTH_PATHS, parseHealthQuery } from "./health.ts";
+import { error, json, MAX_BODY_BYTES } from "./http.ts";
+import { METRICS_TYPE, renderMetrics } from "./metrics.ts";
+import { healthFacts, type ApiSource } from "./source.ts";
+import { asset, badPath, dashboard, rawPath } from "./static.ts";
 
-export interface ApiSource {
-  status(): unknown;
-  clusterView(): Promise<{ source: "leader" | "local"; view: unknown }>;
+export type { ApiSource } from "./source.ts";
+
+export interface ApiOptions {
+  host: string;
+  port: number;
+  source: ApiSource;
+  log: Logger;
+  /** The agent's config: api.token for actions, GET /config. Without it actions are refused (403). */
+  config?: Config;
+  /** PEM files: serve HTTPS instead of HTTP. */
+  tls?: { cert: string; key: string };
+  /** Dashboard event interval (tests shorten it). */
+  eventsIntervalMs?: number;
 }
 
 export interface ApiServer {
@@ -12,25 +34,132 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
-const json = (body: unknown, status = 200) =>
-  new Response(`${JSON.stringify(body, null, 2)}\n`, { status, headers: { "content-type": "application/json" } });
+const STATUS_ONLY = new Set(["HEAD", "OPTIONS"]);
 
-export function startApi(opts: { host: string; port: number; source: ApiSource; log: Logger }): ApiServer {
+export function startApi(opts: ApiOptions): ApiServer {
+  const { source, log } = opts;
+  const rejects = new RejectLog(log);
+  const token = opts.config?.api.token ?? "";
+  const history = async () => (source.history ? await source.history() : []);
+  const events = new EventHub(async () => snapshot(source, await history()), log, opts.eventsIntervalMs);
+
+  const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
+    const remote = server.requestIP(req)?.address ?? "unknown";
+    const bad = badPath(rawPath(req.url));
+    if (bad) {
+      rejects.add("bad-path", remote, bad);
+      return error(400, bad);
+    }
+    // HAProxy's checks are HTTP/1.0 without a Host header: Bun then passes a bare path.
+    const url = new URL(req.url, "http://localhost");
+    const path = url.pathname;
+    const m = req.method;
+
+    if (path === "/" && m === "GET" && (req.headers.get("accept") ?? "").includes("text/html")) return dashboard();
+    if (HEALTH_PATHS.has(path) && (m === "GET" || STATUS_ONLY.has(m))) return health(path, url, m, source);
+    const action = ACTION_ROUTES[path];
+    if (action && m === action.method) return runAction({ req, kind: action.kind, token, source, log, rejects, remote });
+    if ((m !== "GET" && m !== "HEAD") || (action && path !== "/config")) {
+      const allow = allowed(path);
+      if (allow.length === 0) return notFound(m, path);
+      if (m === "OPTIONS") return new Response(null, { status: 204, headers: { allow: allow.join(", ") } });
+      return error(405, `${m} ${path} is not supported; use ${allow.join(" or ")}`, { allow: allow.join(", ") });
+    }
+    if (path.startsWith("/ui/")) return asset(path);
+    switch (path) {
+      case "/node": return json(source.status());
+      case "/cluster": return json(await source.clusterView());
+      case "/history": return json(await history());
+      case "/config": return opts.config ? json(redactConfig(opts.config)) : error(501, "this agent was started without its configuration");
+      case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
+      case "/events":
+        server.timeout(req, 0); // SSE: Bun's idle timeout would cut the stream after 10 s
+        return events.open();
+    }
+    return notFound(m, path);
+  };
+
   const server = Bun.serve({
     hostname: opts.host,
     port: opts.port,
-    routes: {
-      "/node": { GET: () => json(opts.source.status()) },
-      "/cluster": { GET: async () => json(await opts.source.clusterView()) },
-      "/liveness": { GET: () => json({ ok: true }) },
+    development: false,
+    // Bun's own ceiling; actions refuse anything above MAX_BODY_BYTES with a clear 413 first.
+    maxRequestBodySize: 16 * MAX_BODY_BYTES,
+    ...(opts.tls ? { tls: { cert: Bun.file(opts.tls.cert), key: Bun.file(opts.tls.key) } } : {}),
+    fetch: async (req, srv) => {
+      try {
+        return await handle(req, srv);
+      } catch (e) {
+        log.error(`api: ${req.method} ${rawPath(req.url).slice(0, 200)}: ${(e as Error).stack ?? e}`);
+        return error(500, "internal error (logged by the agent)");
+      }
     },
-    fetch: (req) => json({ error: `no route ${req.method} ${new URL(req.url).pathname}` }, 404),
     error: (e) => {
-      opts.log.error(`api: ${e.message}`);
-      return json({ error: "internal error" }, 500);
+      log.error(`api: ${e.message}`);
+      return error(500, "internal error (logged by the agent)");
     },
   });
-  const url = `http://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${server.port}`;
-  opts.log.info(`api listening on ${url}`);
-  return { url, stop: async () => void (await server.stop(true)) };
+  const scheme = opts.tls ? "https" : "http";
+  const url = `${scheme}://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${server.port}`;
+  log.info(`api listening on ${url}${token === "" ? " (actions disabled: api.token is empty)" : ""}`);
+  return {
+    url,
+    stop: async () => {
+      events.stop();
+      await server.stop(true);
+    },
+  };
+}
+
+function notFound(method: string, path: string): Response {
+  return error(404, `no route ${method} ${path.slice(0, 200)} (see docs/api.md)`);
+}
+
+function allowed(path: string): string[] {
+  const a = ACTION_ROUTES[path];
+  if (HEALTH_PATHS.has(path)) return ["GET", "HEAD", "OPTIONS"];
+  if (path === "/config") return ["GET", "PATCH"];
+  if (a) return [a.method];
+  if (["/node", "/cluster", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
+  return [];
+}
+
+async function health(path: string, url: URL, method: string, source: ApiSource): Promise<Response> {
+  const q = parseHealthQuery(url.searchParams);
+  if (typeof q === "string") return STATUS_ONLY.has(method) ? new Response(null, { status: 400 }) : error(400, q);
+  const s = source.status();
+  const facts = healthFacts(s);
+  let lagSeconds: number | null = null;
+  if (q.lag?.kind === "seconds" && facts.pg?.inRecovery) {
+    const { view } = await source.clusterView();
+    lagSeconds = view.members.find((x) => x.id === s.node.id)?.lagSeconds ?? null;
+  }
+  const r = checkHealth(path, q, facts, lagSeconds);
+  // HAProxy and friends read the status line only (Patroni sends no body for HEAD/OPTIONS either).
+  if (STATUS_ONLY.has(method)) return new Response(null, { status: r.status });
+  const d = describe(facts);
+  const pg = s.postgres;
+  return json({
+    check: path, ok: r.status === 200, reason: r.reason,
+    node: s.node.name, cluster: s.cluster, role: d.role, state: d.state, replication_state: d.replicationState,
+    leader: s.election.leaderName, leading: s.election.leading, term: s.election.term,
+    timeline: pg?.data === "present" ? pg.position.timeline : null,
+    xlog: pg ? { location: pg.position.lsn, received_location: pg.receiveLsn, replayed_location: pg.replayLsn } : null,
+    lag_bytes: pg?.lagBytes ?? null, ...(lagSeconds === null ? {} : { lag_seconds: lagSeconds }),
+    tags: s.tags,
+  }, r.status);
+}
+
+async function metrics(source: ApiSource, history: readonly unknown[], apiRejects: Record<string, number>): Promise<string> {
+  const s = source.status();
+  // Cluster-wide series come from the leader's own view only (no mesh round trip, no duplicates).
+  const view = s.election.leader === s.node.id ? (await source.clusterView()).view : null;
+  return renderMetrics({ status: s, facts: healthFacts(s), view, history, apiRejects });
+}
+
+/** What the dashboard gets every second. */
+async function snapshot(source: ApiSource, history: readonly unknown[]): Promise<unknown> {
+  const s = source.status();
+  const cluster = await source.clusterView();
+  return { at: new Date().toISOString(), node: s, cluster, history };
 }

@@ -90,10 +90,16 @@ export const electionSection = z
     }
   }, whenValid);
 
-export const apiSection = z.strictObject({
-  listen: hostPort().default("127.0.0.1:7402"),
-  token: z.string().default(""),
-});
+export const apiSection = z
+  .strictObject({
+    listen: hostPort().default("127.0.0.1:7402"),
+    token: z.string().default(""),
+    tls_cert: z.string().default(""),
+    tls_key: z.string().default(""),
+  })
+  .superRefine((a, ctx) => {
+    if (!!a.tls_cert !== !!a.tls_key) ctx.addIssue({ code: "custom", path: ["tls_key"], message: "api.tls_cert and api.tls_key go together" });
+  }, whenValid);
 
 const pgIdent = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier (a-z, 0-9, _)");
 

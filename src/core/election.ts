@@ -23,7 +23,7 @@
 
 import { comparePosition, type Position, ZERO_POSITION } from "./position.ts";
 import { hasMajority, majority, quorumMin } from "./quorum.ts";
-import type { ElectionMsg, Membership, MembershipVersion } from "./messages.ts";
+import type { ElectionMsg, Guard, Membership, MembershipVersion } from "./messages.ts";
 
 export type Role = "follower" | "precandidate" | "candidate" | "leader";
 
@@ -57,6 +57,8 @@ export interface Persistent {
    * no other node can lead that term, and followers that moved on reject its heartbeats.
    */
   ledTerm?: number | null;
+  /** The last durability guard learned from a leader (or set as leader). */
+  guard?: Guard | null;
 }
 
 export type Event =
@@ -66,8 +68,13 @@ export type Event =
   | { type: "propose"; now: number; op: "add" | "remove"; node: string }
   | { type: "bootstrap"; now: number; membership: Membership }
   | { type: "resign"; now: number; reason: string; transferTo?: string }
-  /** A human picked this node (`pgherd failover --to`): stand now; voters still apply every check. */
-  | { type: "campaign"; now: number };
+  /**
+   * A human picked this node (`pgherd failover --to`): stand now; voters still apply every check,
+   * except the durability guard when `force` (--accept-data-loss).
+   */
+  | { type: "campaign"; now: number; force?: boolean }
+  /** Leader only: the new durability guard (seq assigned here). */
+  | { type: "guard"; now: number; block: boolean; floor: Position | null };
 
 export interface Notice {
   kind:
@@ -102,6 +109,11 @@ export interface Status {
   leaseUntil: number | null;
   lastLeaderContact: number | null;
   position: Position;
+  guard: Guard | null;
+  /** Leader during a membership change: the previous voters, whose majority still counts for the lease. */
+  prevVoters: readonly string[] | null;
+  /** Leader: highest guard seq a majority has stored (0 before any). */
+  guardCommitted: number;
 }
 
 /** The seam an etcd-backed implementation could satisfy later. */
@@ -144,6 +156,12 @@ export class Election implements Consensus {
   /** An ex-leader neither votes nor campaigns before its fencing surely finished. */
   private quietUntil = -Infinity;
   private ledTerm: number | null = null;
+  /** The voters before the latest, not yet committed, membership change. */
+  private prevVoters: readonly string[] | null = null;
+  private guard: Guard | null = null;
+  private readonly peerGuardSeq = new Map<string, number>();
+  /** This candidacy was forced by a human (--accept-data-loss): voters skip the guard. */
+  private forceRound = false;
   /** After resigning, give the others a full election timeout to take over before standing again. */
   private noCampaignUntil = -Infinity;
 
@@ -157,6 +175,7 @@ export class Election implements Consensus {
     this.lastLeaderContact = now;
     this.electionDeadline = this.randomDeadline(now);
     this.ledTerm = saved.ledTerm ?? null;
+    this.guard = saved.guard ?? null;
     if (this.ledTerm === this.term && this.votedFor === o.id && this.membership && o.canLead) {
       // Resume: no lease until a majority acknowledges heartbeats sent by this process.
       this.role = "leader";
@@ -179,6 +198,9 @@ export class Election implements Consensus {
       leaseUntil: this.role === "leader" ? this.leaseUntil(now) : null,
       lastLeaderContact: this.lastLeaderContact,
       position: this.position,
+      guard: this.guard,
+      prevVoters: this.role === "leader" ? this.prevVoters : null,
+      guardCommitted: this.role === "leader" ? this.guardCommitted(now) : 0,
     };
   }
 
@@ -195,7 +217,17 @@ export class Election implements Consensus {
       case "bootstrap": this.onBootstrap(ev.membership); break;
       case "resign": this.onResign(now, ev.reason, ev.transferTo); break;
       case "campaign":
-        if (this.role !== "leader" && this.o.canLead && this.membership && this.isVoter(this.o.id)) this.startPreVote(now);
+        if (this.role !== "leader" && this.o.canLead && this.membership && this.isVoter(this.o.id)) {
+          this.forceRound = ev.force === true;
+          this.startPreVote(now);
+        }
+        break;
+      case "guard":
+        if (this.role === "leader") {
+          this.guard = { seq: (this.guard?.seq ?? 0) + 1, block: ev.block, floor: ev.floor };
+          this.persist();
+          this.sendHeartbeats(now);
+        }
         break;
     }
     this.checkLease(now);
@@ -224,7 +256,7 @@ export class Election implements Consensus {
   }
 
   private persist(): void {
-    this.out.persist = { term: this.term, votedFor: this.votedFor, membership: this.membership, ledTerm: this.ledTerm };
+    this.out.persist = { term: this.term, votedFor: this.votedFor, membership: this.membership, ledTerm: this.ledTerm, guard: this.guard };
   }
 
   private send(to: string, msg: ElectionMsg): void {
@@ -247,7 +279,11 @@ export class Election implements Consensus {
   private leaseUntil(now: number): number {
     const values = new Map(this.acks);
     values.set(this.o.id, now);
-    return quorumMin(this.voters(), values) + this.o.leaseMs;
+    const under = (voters: readonly string[]) => quorumMin(voters, values) + this.o.leaseMs;
+    // During a one-voter change a majority of the previous set also meets every majority of the
+    // new one, so its acknowledgements still hold the lease (a joiner that has not answered yet
+    // must not cost the leader its lease).
+    return this.prevVoters ? Math.max(under(this.voters()), under(this.prevVoters)) : under(this.voters());
   }
 
   private checkLease(now: number): void {
@@ -282,6 +318,7 @@ export class Election implements Consensus {
     this.granted.clear();
     this.acks.clear();
     this.hadLease = false;
+    this.prevVoters = null;
     if (heardLeader) this.lastLeaderContact = now;
     this.electionDeadline = this.randomDeadline(now);
     if (wasLeader) this.notice("stepped-down", reason);
@@ -296,10 +333,27 @@ export class Election implements Consensus {
     if (this.role !== "follower") this.stepDown(now, `saw term ${term}`, false);
   }
 
-  private upToDate(cfg: MembershipVersion, pos: Position): string | null {
+  private upToDate(cfg: MembershipVersion, pos: Position, force = false): string | null {
     if (compareVersion(cfg, versionOf(this.membership)) < 0) return "membership-behind";
     if (comparePosition(pos, this.position) < 0) return "position-behind";
+    if (!force && this.guard?.block) return "no candidate is known to hold every acknowledged write (the primary ran without enough synchronous standbys)";
+    if (!force && this.guard?.floor && comparePosition(pos, this.guard.floor) < 0) return "behind the last primary position the cluster must keep";
     return null;
+  }
+
+  /** Leader: the highest guard seq stored by a majority of voters (itself included). */
+  private guardCommitted(now: number): number {
+    void now;
+    const values = new Map(this.peerGuardSeq);
+    values.set(this.o.id, this.guard?.seq ?? 0);
+    return Math.max(0, quorumMin(this.voters(), values));
+  }
+
+  /** Would a vote request be granted right now? Pure: lets the shell stop replication before answering. */
+  wouldGrant(now: number, from: string, m: Extract<ElectionMsg, { t: "vote" }>): boolean {
+    if (this.heardLeaderRecently(now) || m.term < this.term) return false;
+    if (m.term === this.term && this.votedFor !== null && this.votedFor !== from) return false;
+    return this.upToDate(m.cfg, m.pos, m.force === true) === null;
   }
 
   /** Our membership when it is newer than the candidate's, so a behind candidate can catch up. */
@@ -356,7 +410,7 @@ export class Election implements Consensus {
     this.granted = new Set([this.o.id]);
     this.electionDeadline = this.randomDeadline(now);
     this.notice("campaign", `pre-vote for term ${this.roundTerm}`);
-    this.broadcast({ t: "prevote", term: this.roundTerm, cfg: versionOf(this.membership), pos: this.position });
+    this.broadcast({ t: "prevote", term: this.roundTerm, cfg: versionOf(this.membership), pos: this.position, ...(this.forceRound ? { force: true } : {}) });
     this.maybeWinPreVote(now);
   }
 
@@ -369,7 +423,7 @@ export class Election implements Consensus {
     this.granted = new Set([this.o.id]);
     this.electionDeadline = this.randomDeadline(now);
     this.notice("campaign", `election for term ${this.term}`);
-    this.broadcast({ t: "vote", term: this.term, cfg: versionOf(this.membership), pos: this.position });
+    this.broadcast({ t: "vote", term: this.term, cfg: versionOf(this.membership), pos: this.position, ...(this.forceRound ? { force: true } : {}) });
     this.maybeWinVote(now);
   }
 
@@ -387,6 +441,10 @@ export class Election implements Consensus {
     this.membership = { term: this.term, index: m.index + 1, voters: m.voters };
     this.committed = this.voters().length === 1;
     this.ledTerm = this.term;
+    this.peerGuardSeq.clear();
+    // Elected past the guard's checks; a forced (accept-data-loss) election starts a clean slate.
+    this.guard = { seq: (this.guard?.seq ?? 0) + 1, block: this.forceRound ? false : (this.guard?.block ?? false), floor: this.forceRound ? null : (this.guard?.floor ?? null) };
+    this.forceRound = false;
     this.persist();
     this.notice("became-leader", `won term ${this.term} with ${[...this.granted].sort().join(",")}`);
     this.sendHeartbeats(now);
@@ -394,7 +452,7 @@ export class Election implements Consensus {
 
   private sendHeartbeats(now: number): void {
     this.nextHeartbeat = now + this.o.heartbeatMs;
-    this.broadcast({ t: "hb", term: this.term, seq: now, membership: this.membership!, pos: this.position });
+    this.broadcast({ t: "hb", term: this.term, seq: now, membership: this.membership!, pos: this.position, ...(this.guard ? { guard: this.guard } : {}) });
   }
 
   // ---------------------------------------------------------------- messages
@@ -438,7 +496,7 @@ export class Election implements Consensus {
     let reason: string | null = null;
     if (this.heardLeaderRecently(now)) reason = "leader-alive";
     else if (m.term <= this.term) reason = "stale-term";
-    else reason = this.upToDate(m.cfg, m.pos);
+    else reason = this.upToDate(m.cfg, m.pos, m.force === true);
     // Pre-votes change nothing here: no term bump, no vote recorded.
     if (reason) this.send(from, { t: "prevote-resp", term: this.term, granted: false, reason, membership: this.newerMembership(m.cfg) });
     else this.send(from, { t: "prevote-resp", term: m.term, granted: true });
@@ -456,7 +514,7 @@ export class Election implements Consensus {
       return;
     }
     if (m.term > this.term) this.becomeFollowerOf(now, m.term);
-    let reason = this.upToDate(m.cfg, m.pos);
+    let reason = this.upToDate(m.cfg, m.pos, m.force === true);
     if (!reason && this.votedFor !== null && this.votedFor !== from) reason = `already voted for ${this.votedFor}`;
     if (reason) {
       this.notice("vote-refused", `term ${m.term} to ${from}: ${reason}`);
@@ -491,7 +549,11 @@ export class Election implements Consensus {
       this.persist();
       this.notice("membership-changed", `voters ${m.membership.voters.join(",")} (v${m.membership.term}.${m.membership.index})`);
     }
-    this.send(from, { t: "hb-resp", term: this.term, seq: m.seq, ok: true, cfg: versionOf(this.membership) });
+    if (m.guard && (this.guard?.seq !== m.guard.seq || this.guard.block !== m.guard.block || !samePos(this.guard.floor, m.guard.floor))) {
+      this.guard = m.guard;
+      this.persist();
+    }
+    this.send(from, { t: "hb-resp", term: this.term, seq: m.seq, ok: true, cfg: versionOf(this.membership), ...(this.guard ? { guardSeq: this.guard.seq } : {}) });
   }
 
   private onHeartbeatResp(now: number, from: string, m: Extract<ElectionMsg, { t: "hb-resp" }>): void {
@@ -503,6 +565,7 @@ export class Election implements Consensus {
     if (this.role !== "leader" || m.term !== this.term || !m.ok) return;
     if (m.seq > now) return; // not a time we sent; ignore
     this.acks.set(from, Math.max(this.acks.get(from) ?? -Infinity, m.seq));
+    if (m.guardSeq !== undefined) this.peerGuardSeq.set(from, Math.max(this.peerGuardSeq.get(from) ?? 0, m.guardSeq));
     this.peerVersions.set(from, m.cfg);
     if (!this.committed) {
       const have = new Set([this.o.id]);
@@ -510,6 +573,7 @@ export class Election implements Consensus {
       for (const [p, v] of this.peerVersions) if (compareVersion(v, mine) === 0) have.add(p);
       if (hasMajority(this.voters(), have)) {
         this.committed = true;
+        this.prevVoters = null;
         this.notice("membership-committed", `voters ${this.voters().join(",")} (v${mine.term}.${mine.index})`);
       }
     }
@@ -526,6 +590,7 @@ export class Election implements Consensus {
     if (op === "remove" && !voters.includes(node)) return reject("not a voter");
     if (op === "remove" && node === this.o.id) return reject("the leader cannot remove itself; transfer leadership first");
     const next = op === "add" ? [...voters, node].sort() : voters.filter((v) => v !== node);
+    this.prevVoters = voters;
     this.membership = { term: this.term, index: this.membership.index + 1, voters: next };
     this.committed = false;
     this.peerVersions.clear();
@@ -549,4 +614,9 @@ export class Election implements Consensus {
     this.noCampaignUntil = now + this.o.timeoutMs;
     this.broadcast({ t: "resign", term, transferTo });
   }
+}
+
+function samePos(a: Position | null, b: Position | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.timeline === b.timeline && a.lsn === b.lsn;
 }

@@ -109,7 +109,7 @@ function asLeader(x: HaInput): HaAction {
     // Data here but the cluster never recorded one: only adopt when told to.
     return { kind: "refuse", reason: "the data directory holds a cluster that pgherd did not create; set bootstrap.from_existing = true to adopt it" };
   }
-  if (!l.running) return { kind: "start-primary", adopt: x.clusterSystemId === null };
+  if (!l.running) return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
   if (l.inRecovery) return { kind: "promote" };
   return { kind: "none", role: "primary" };
@@ -118,6 +118,8 @@ function asLeader(x: HaInput): HaAction {
 function asFollower(x: HaInput): HaAction {
   const l = x.local;
   if (l.running && l.up && l.inRecovery === false) {
+    // A standalone server waiting to be adopted is not the cluster's yet: leave it serving.
+    if (x.fromExisting && x.clusterSystemId === null) return { kind: "wait", reason: "standalone server to adopt (bootstrap.from_existing): waiting for the leadership" };
     // A primary without the lease accepts writes nobody may acknowledge any more.
     return { kind: "fence", reason: "this node is not the leader but its PostgreSQL runs as a primary" };
   }

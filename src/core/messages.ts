@@ -21,15 +21,27 @@ export const MembershipSchema = z.strictObject({
 });
 
 export type Membership = z.infer<typeof MembershipSchema>;
+
+/**
+ * The leader's statement of which candidates could hold every acknowledged write (docs/design.md,
+ * durability). block: none known (the primary acknowledged writes without enough synchronous
+ * standbys): no automatic failover. floor: a candidate must be at or beyond it.
+ */
+export const GuardSchema = z.strictObject({
+  seq: z.number().int().min(0),
+  block: z.boolean(),
+  floor: PositionSchema.nullable(),
+});
+export type Guard = z.infer<typeof GuardSchema>;
 export type MembershipVersion = z.infer<typeof MembershipVersionSchema>;
 
 export const ElectionMsgSchema = z.discriminatedUnion("t", [
-  z.strictObject({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema }),
+  z.strictObject({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional() }),
   z.strictObject({ t: z.literal("prevote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
-  z.strictObject({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema }),
+  z.strictObject({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional() }),
   z.strictObject({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
-  z.strictObject({ t: z.literal("hb"), term, seq: ms, membership: MembershipSchema, pos: PositionSchema }),
-  z.strictObject({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema }),
+  z.strictObject({ t: z.literal("hb"), term, seq: ms, membership: MembershipSchema, pos: PositionSchema, guard: GuardSchema.optional() }),
+  z.strictObject({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema, guardSeq: z.number().int().min(0).optional() }),
   z.strictObject({ t: z.literal("resign"), term, transferTo: nodeId.optional() }),
 ]);
 

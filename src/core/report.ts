@@ -23,6 +23,8 @@ export const PgReportSchema = z.strictObject({
     lagBytes: z.number().nullable(), replayLagSeconds: z.number().nullable(),
   })).max(256),
   slots: z.array(text(63)).max(256),
+  /** WAL each slot holds back on this primary (bytes). */
+  slotBytes: z.record(text(63), z.number()).optional(),
   action: text(64),
   note: text(500),
   error: text(1000).nullable(),

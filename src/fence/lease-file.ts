@@ -27,6 +27,7 @@ export class LeaseFile {
   private readonly file: string;
   private last: number | null | undefined;
   private lastTerm = -1;
+  private nextSpawn = 0;
 
   constructor(private readonly stateDir: string, private readonly dataDir: string, private readonly log: Logger) {
     this.file = join(stateDir, LEASE_FILE);
@@ -59,14 +60,20 @@ export class LeaseFile {
     // Announce this agent first, so a new watchdog knows whom it serves.
     if (this.last === undefined) this.write({ deadline: null, term: -1, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid });
     if (watchdogAlive(this.stateDir)) return;
-    const self = process.execPath;
-    const viaBun = /(^|\/)bun(-\w+)?$/.test(self);
+    if (performance.now() < this.nextSpawn) return;
+    this.nextSpawn = performance.now() + 2000;
+    // /proc/self/exe: the running binary even if its file was replaced or removed meanwhile.
+    const viaBun = /(^|\/)bun(-\w+)?$/.test(process.execPath);
     const args = [...(viaBun ? [process.argv[1]!] : []), "watchdog", "--state-dir", this.stateDir];
     const out = openSync(join(this.stateDir, "watchdog.log"), "a", 0o600);
-    const child = spawn(self, args, { detached: true, stdio: ["ignore", out, out] });
-    closeSync(out);
-    child.unref();
-    this.log.info(`started the fencing watchdog (pid ${child.pid})`);
+    try {
+      const child = spawn("/proc/self/exe", args, { detached: true, stdio: ["ignore", out, out] });
+      child.on("error", (e) => this.log.error(`cannot start the fencing watchdog: ${e.message}; PostgreSQL is not protected against a frozen agent until it runs`));
+      child.unref();
+      if (child.pid) this.log.info(`started the fencing watchdog (pid ${child.pid})`);
+    } finally {
+      closeSync(out);
+    }
   }
 }
 

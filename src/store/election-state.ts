@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import type { Persistent } from "../core/election.ts";
-import { MembershipSchema } from "../core/messages.ts";
+import { GuardSchema, MembershipSchema } from "../core/messages.ts";
 import { readJsonSync, writeJsonDurableSync } from "./durable.ts";
 
 export const ELECTION_FILE = "election.json";
@@ -13,6 +13,7 @@ const schema = z.strictObject({
   votedFor: z.string().nullable(),
   membership: MembershipSchema.nullable(),
   ledTerm: z.number().int().min(0).nullable().default(null),
+  guard: GuardSchema.nullable().default(null),
   bootstrapVote: z.array(z.string()).nullable(),
 });
 
@@ -25,7 +26,7 @@ export class ElectionStore {
   constructor(stateDir: string) {
     this.file = join(stateDir, ELECTION_FILE);
     // A corrupt file throws (naming the file): resetting it could let this node vote twice.
-    this.state = readJsonSync(this.file, schema) ?? { term: 0, votedFor: null, membership: null, ledTerm: null, bootstrapVote: null };
+    this.state = readJsonSync(this.file, schema) ?? { term: 0, votedFor: null, membership: null, ledTerm: null, guard: null, bootstrapVote: null };
   }
 
   get(): ElectionState {
@@ -33,7 +34,7 @@ export class ElectionStore {
   }
 
   saveElection(p: Persistent): void {
-    this.write({ ...this.state, term: p.term, votedFor: p.votedFor, membership: p.membership, ledTerm: p.ledTerm ?? null });
+    this.write({ ...this.state, term: p.term, votedFor: p.votedFor, membership: p.membership, ledTerm: p.ledTerm ?? null, guard: p.guard ?? null });
   }
 
   saveBootstrapVote(voters: string[]): void {

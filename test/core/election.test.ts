@@ -113,7 +113,7 @@ describe("election core scenarios", () => {
   test("the vote is persisted in the same Ready that sends it", () => {
     const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: { term: 0, index: 1, voters: ["a", "b", "c"] } }, 0);
     const r = e.step({ type: "recv", now: 5000, from: "a", msg: { t: "vote", term: 4, cfg: { term: 0, index: 1 }, pos: { timeline: 1, lsn: "0/0" } } });
-    expect(r.persist).toEqual({ term: 4, votedFor: "a", membership: { term: 0, index: 1, voters: ["a", "b", "c"] }, ledTerm: null });
+    expect(r.persist).toEqual({ term: 4, votedFor: "a", membership: { term: 0, index: 1, voters: ["a", "b", "c"] }, ledTerm: null, guard: null });
     expect(r.send).toEqual([{ to: "a", msg: { t: "vote-resp", term: 4, granted: true } }]);
     // a second candidate in the same term is refused, also after a restart from the persisted state
     const e2 = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, r.persist!, 0);
@@ -170,6 +170,23 @@ describe("election core scenarios", () => {
     c.apply(l!, c.nodes.get(l!)!.step({ type: "propose", now: c.now, op: "remove", node: l! }));
     expect(c.log.at(-1)).toContain("the leader cannot remove itself");
     expect(c.disks.get("d")!.membership!.voters).toContain("d"); // persisted on the new voter too
+  });
+
+  test("adding a voter to a one-voter cluster keeps the leader's lease while the joiner has not answered", () => {
+    const c = new Cluster(["a"]);
+    c.run(3000);
+    expect(c.leaders()).toEqual(["a"]);
+    c.nodes.set("b", new Election({ id: "b", canLead: true, ...T, random: rng(5) }, { term: 0, votedFor: null, membership: null }, c.now));
+    c.disks.set("b", { term: 0, votedFor: null, membership: null });
+    c.cut.add("b"); // the joiner does not answer yet
+    c.apply("a", c.nodes.get("a")!.step({ type: "propose", now: c.now, op: "add", node: "b" }));
+    expect(c.lastReady.get("a")!.leading).not.toBeNull();
+    c.run(1000);
+    expect(c.leading("a")).toBe(true);
+    c.cut.delete("b");
+    c.run(1000);
+    expect(c.leading("a")).toBe(true);
+    expect(c.nodes.get("b")!.status(c.now).membership!.voters).toEqual(["a", "b"]);
   });
 
   test("resign with transfer hands leadership to the target quickly", () => {

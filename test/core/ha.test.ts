@@ -36,9 +36,11 @@ describe("leader", () => {
 });
 
 describe("follower", () => {
-  test("a primary without the lease is fenced", () => {
+  test("a primary without the lease is fenced, a standalone server awaiting adoption is not", () => {
     expect(decideHa(follow({}, { inRecovery: false })).kind).toBe("fence");
     expect(decideHa(follow({ leader: null }, { inRecovery: false })).kind).toBe("fence");
+    expect(decideHa(follow({ leader: null, member: false, clusterSystemId: null }, { inRecovery: false })).kind).toBe("fence");
+    expect(decideHa(follow({ leader: null, member: false, clusterSystemId: null, fromExisting: true }, { inRecovery: false })).kind).toBe("wait");
   });
   test("clones only from a ready primary with its slot, as a member with credentials", () => {
     const empty = { data: "empty", systemId: null, running: false, up: false, inRecovery: null } as const;

@@ -208,7 +208,7 @@ export function runSim(p: SimParams): SimResult {
       const st = n.el!.status(local);
       if (n.ackTerm !== ready.leading.term) { n.acksSeen = new Map(); n.ackTerm = ready.leading.term; }
       const vals = new Map(n.acksSeen); vals.set(n.id, local);
-      const indep = quorumMin(st.membership!.voters, vals) + p.leaseMs;
+      const indep = Math.max(quorumMin(st.membership!.voters, vals), st.prevVoters ? quorumMin(st.prevVoters, vals) : -Infinity) + p.leaseMs;
       if (ready.leading.until > indep + 1e-6 || indep <= local) fail(`${n.id} claims lease until ${ready.leading.until} but acks support ${indep} (now ${local})`);
       const end = realOf(n, ready.leading.until);
       if (!n.lease || n.lease.term !== ready.leading.term) {

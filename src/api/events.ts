@@ -1,0 +1,85 @@
+// GET /events: server-sent events for the dashboard. One shared timer builds a snapshot once per
+// interval while anyone listens and fans it out; a client that stops reading is dropped instead of
+// buffering without bound.
+import type { Logger } from "../log.ts";
+import { error } from "./http.ts";
+
+const MAX_QUEUED = 20;
+
+export class EventHub {
+  private readonly clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private busy = false;
+  private readonly enc = new TextEncoder();
+
+  constructor(private readonly snapshot: () => Promise<unknown>, private readonly log: Logger, private readonly intervalMs = 1000, private readonly maxClients = 16) {}
+
+  /** The SSE response; the caller must lift the idle timeout for this request (server.timeout(req, 0)). */
+  open(): Response {
+    if (this.clients.size >= this.maxClients) return error(503, `too many event streams open (${this.maxClients}); close a dashboard tab`);
+    let self: ReadableStreamDefaultController<Uint8Array> | undefined;
+    const stream = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        self = c;
+        this.clients.add(c);
+        c.enqueue(this.enc.encode(`retry: 2000\n\n`));
+        this.ensureTimer();
+        void this.tick();
+      },
+      cancel: () => {
+        if (self) this.drop(self);
+      },
+    });
+    return new Response(stream, {
+      headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no" },
+    });
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    for (const c of this.clients) this.drop(c, true);
+  }
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  private ensureTimer(): void {
+    this.timer ??= setInterval(() => void this.tick(), this.intervalMs);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return; // a slow snapshot (cluster view from the leader) must not pile up
+    this.busy = true;
+    try {
+      const data = JSON.stringify(await this.snapshot());
+      const frame = this.enc.encode(`event: snapshot\ndata: ${data}\n\n`);
+      for (const c of this.clients) {
+        if ((c.desiredSize ?? 0) < -MAX_QUEUED) {
+          this.log.warn("dropping a dashboard event stream that stopped reading");
+          this.drop(c, true);
+          continue;
+        }
+        try {
+          c.enqueue(frame);
+        } catch {
+          this.drop(c);
+        }
+      }
+    } catch (e) {
+      this.log.error(`event snapshot failed: ${(e as Error).message}`);
+    } finally {
+      this.busy = false;
+      if (this.clients.size === 0) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+      }
+    }
+  }
+
+  private drop(c: ReadableStreamDefaultController<Uint8Array>, close = false): void {
+    this.clients.delete(c);
+    if (close) try { c.close(); } catch { /* already closed */ }
+  }
+}

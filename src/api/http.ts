@@ -1,0 +1,59 @@
+// Small HTTP helpers: JSON responses, bounded body reading, readable validation errors.
+import type { z } from "zod";
+
+/** Largest request body accepted (actions carry a few short fields). */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export const JSON_TYPE = "application/json; charset=utf-8";
+
+export function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(`${JSON.stringify(body, null, 2)}\n`, { status, headers: { "content-type": JSON_TYPE, "cache-control": "no-store", ...headers } });
+}
+
+export function error(status: number, message: string, headers: Record<string, string> = {}): Response {
+  return json({ ok: false, error: message }, status, headers);
+}
+
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * The body as JSON ({} when empty). Refuses a declared or actual size above `limit` before
+ * buffering it all, and malformed JSON, with an HttpError that says which.
+ */
+export async function readJson(req: Request, limit = MAX_BODY_BYTES): Promise<unknown> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > limit) throw new HttpError(413, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = req.body?.getReader();
+  for (;;) {
+    const r = await reader?.read();
+    if (!r || r.done) break;
+    size += r.value.byteLength;
+    if (size > limit) {
+      void reader!.cancel().catch(() => {});
+      throw new HttpError(413, `request body exceeds the limit of ${limit} bytes`);
+    }
+    chunks.push(r.value);
+  }
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(chunks));
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, `malformed JSON body: ${(e as Error).message}`);
+  }
+}
+
+/** "force: expected boolean; unknown field(s) "colour"" */
+export function describeIssues(e: z.ZodError): string {
+  return e.issues.slice(0, 10).map((i) => {
+    if (i.code === "unrecognized_keys") return `unknown field(s) ${i.keys.map((k) => JSON.stringify(k)).join(", ")}`;
+    const at = i.path.length ? `${i.path.join(".")}: ` : "";
+    return `${at}${i.message}`;
+  }).join("; ");
+}

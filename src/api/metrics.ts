@@ -1,0 +1,91 @@
+// GET /metrics: Prometheus text exposition format 0.0.4, written by hand (it is small).
+// Cluster-wide series (lag per standby) come from the leader only, so they are not duplicated.
+import type { ClusterView } from "../core/cluster-view.ts";
+import { describe } from "./health.ts";
+import { lsnBytes, type HealthFacts, type NodeStatus } from "./source.ts";
+
+export const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+type Labels = Record<string, string>;
+type Sample = [Labels, number | null | undefined];
+
+export interface MetricsInput {
+  status: NodeStatus;
+  facts: HealthFacts;
+  /** The leader's cluster view when this node is the leader, else null. */
+  view: ClusterView | null;
+  history: readonly unknown[];
+  apiRejects: Record<string, number>;
+}
+
+export function renderMetrics(m: MetricsInput): string {
+  const out: string[] = [];
+  const put = (name: string, type: "gauge" | "counter", help: string, samples: Sample[]) => {
+    const lines = samples.filter(([, v]) => typeof v === "number" && Number.isFinite(v)).map(([l, v]) => `${name}${labels(l)} ${v}`);
+    if (lines.length === 0) return;
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...lines);
+  };
+  const one = (v: number | null | undefined): Sample[] => [[{}, v]];
+  const bool = (b: boolean) => (b ? 1 : 0);
+  const s = m.status;
+  const e = s.election;
+  const c = s.counters as NodeStatus["counters"] & { failovers?: number };
+  const pg = s.postgres;
+
+  put("pgherd_info", "gauge", "Constant 1, labelled with this node's identity.", [[{ cluster: s.cluster, node: s.node.name, node_id: s.node.id, node_role: s.node.role }, 1]]);
+  put("pgherd_uptime_seconds", "gauge", "Seconds since the agent started.", one(s.uptimeMs / 1000));
+  put("pgherd_leading", "gauge", "1 while this node holds the leader lease.", one(bool(e.leading)));
+  put("pgherd_election_role", "gauge", "1 for this node's current election role.", [[{ role: e.role }, 1]]);
+  put("pgherd_term", "gauge", "Current election term.", one(e.term));
+  put("pgherd_lease_remaining_seconds", "gauge", "Seconds left on the leader lease (0 when not leading).", one(e.leaseRemainingMs / 1000));
+  put("pgherd_leader_changes_total", "counter", "Leader changes this agent observed.", one(c.leaderChanges));
+  put("pgherd_leaderships_won_total", "counter", "Times this node gained a valid lease.", one(c.leadershipsWon));
+  put("pgherd_leases_lost_total", "counter", "Times this node lost its lease while leading.", one(c.leasesLost));
+  put("pgherd_fencing_events_total", "counter", "Times this node fenced its PostgreSQL.", one(c.fences));
+  put("pgherd_failovers_total", "counter", "Failovers in the cluster history.", one(c.failovers ?? m.history.filter((h) => kindOf(h) === "failover").length));
+  put("pgherd_loop_duration_seconds", "gauge", "Duration of the last PostgreSQL monitoring round.", one(c.loopMs / 1000));
+  put("pgherd_loops_total", "counter", "PostgreSQL monitoring rounds run.", one(c.loops));
+  put("pgherd_peers_connected", "gauge", "Authenticated mesh peers connected.", one(s.peers.filter((p) => p.connected).length));
+  if ("paused" in s && typeof s.paused === "boolean") put("pgherd_paused", "gauge", "1 while the cluster is in maintenance mode.", one(bool(s.paused)));
+
+  const role = describe(m.facts).role;
+  put("pgherd_postgres_up", "gauge", "1 when this node's PostgreSQL answers queries.", one(bool(pg?.up ?? false)));
+  put("pgherd_postgres_role", "gauge", "1 for this node's PostgreSQL role.", ["primary", "replica", "unknown", "witness"].map((r) => [{ role: r }, bool(r === role)]));
+  if (pg) {
+    put("pgherd_postgres_streaming", "gauge", "1 while this standby's WAL receiver streams.", one(bool(pg.streaming)));
+    put("pgherd_timeline", "gauge", "PostgreSQL timeline of this node.", one(pg.data === "present" ? pg.position.timeline : null));
+    put("pgherd_wal_position_bytes", "gauge", "This node's WAL position (current LSN on a primary, received/replayed on a standby) in bytes.", one(pg.data === "present" ? lsnBytes(pg.position.lsn) : null));
+    put("pgherd_wal_receive_position_bytes", "gauge", "Last WAL position received by this standby.", one(pg.receiveLsn ? lsnBytes(pg.receiveLsn) : null));
+    put("pgherd_wal_replay_position_bytes", "gauge", "Last WAL position replayed by this standby.", one(pg.replayLsn ? lsnBytes(pg.replayLsn) : null));
+    put("pgherd_standby_lag_bytes", "gauge", "Bytes this standby's replay is behind the leader's primary.", one(pg.lagBytes));
+    put("pgherd_replication_slot_retained_wal_bytes", "gauge", "WAL kept for each replication slot on this node.", slotSizes(pg.slots));
+  }
+  const standbys = m.view?.members.filter((x) => x.role === "standby") ?? [];
+  put("pgherd_replication_lag_bytes", "gauge", "Replay lag of each standby behind the primary, in bytes (exported by the leader).", standbys.map((x) => [{ standby: x.name }, x.lagBytes]));
+  put("pgherd_replication_lag_seconds", "gauge", "Replay lag of each standby as the primary measures it, in seconds (exported by the leader).", standbys.map((x) => [{ standby: x.name }, x.lagSeconds]));
+  put("pgherd_member_up", "gauge", "1 for each cluster member that is reachable and running (exported by the leader).", (m.view?.members ?? []).map((x) => [{ member: x.name, role: x.role, state: x.state }, bool(x.state === "running" || x.state === "streaming")]));
+
+  const rejects = (kind: string, counts: Record<string, number>) => put(`pgherd_${kind}_rejects_total`, "counter", `Rejected ${kind} input by reason.`, Object.entries(counts).map(([reason, n]) => [{ reason }, n]));
+  rejects("beacon", s.rejects.beacon);
+  rejects("mesh", s.rejects.mesh);
+  rejects("api", m.apiRejects);
+  return `${out.join("\n")}\n`;
+}
+
+function kindOf(h: unknown): unknown {
+  return typeof h === "object" && h !== null ? (h as { kind?: unknown }).kind : undefined;
+}
+
+/** Slot sizes when the report carries them ({name, retainedBytes}); plain slot names carry none. */
+function slotSizes(slots: readonly unknown[]): Sample[] {
+  return slots.flatMap((x): Sample[] => {
+    if (typeof x !== "object" || x === null) return [];
+    const { name, retainedBytes } = x as { name?: unknown; retainedBytes?: unknown };
+    return typeof name === "string" && typeof retainedBytes === "number" ? [[{ slot: name }, retainedBytes]] : [];
+  });
+}
+
+function labels(l: Labels): string {
+  const parts = Object.entries(l).map(([k, v]) => `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`);
+  return parts.length ? `{${parts.join(",")}}` : "";
+}

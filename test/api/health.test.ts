@@ -1,0 +1,111 @@
+// The health decision table (pure): Patroni's paths and parameters against the node states
+// that matter. The live-cluster test checks the same answers end to end.
+import { describe, expect, test } from "bun:test";
+import { checkHealth, parseHealthQuery, type HealthQuery } from "../../src/api/health.ts";
+import { parseLag } from "../../src/api/lag.ts";
+import type { HealthFacts, PgFacts } from "../../src/api/source.ts";
+import { parseProm } from "./prom.ts";
+
+const pg = (over: Partial<PgFacts> = {}): PgFacts => ({
+  up: true, running: true, inRecovery: true, streaming: true, lagBytes: 0, receiveLagBytes: 0, sync: false, ...over,
+});
+const facts = (over: Partial<HealthFacts> = {}): HealthFacts => ({ leading: false, pg: pg(), tags: { nofailover: false, noloadbalance: false }, ...over });
+const q = (s = ""): HealthQuery => {
+  const r = parseHealthQuery(new URLSearchParams(s));
+  if (typeof r === "string") throw new Error(r);
+  return r;
+};
+
+const primary = facts({ leading: true, pg: pg({ inRecovery: false, streaming: false, lagBytes: null }) });
+const primaryNoLease = facts({ leading: false, pg: pg({ inRecovery: false, streaming: false, lagBytes: null }) });
+const leaderNotUp = facts({ leading: true, pg: pg({ up: false, inRecovery: null, streaming: false }) });
+const standby = facts();
+const lagging = facts({ pg: pg({ lagBytes: 20 * 1024 * 1024, receiveLagBytes: 0 }) });
+const archive = facts({ pg: pg({ streaming: false }) });
+const noLb = facts({ tags: { nofailover: false, noloadbalance: true } });
+const stopped = facts({ pg: pg({ up: false, running: false, inRecovery: null, streaming: false, lagBytes: null }) });
+const syncStandby = facts({ pg: pg({ sync: true }) });
+const witness = facts({ pg: null });
+
+// [path, query, facts, expected status]
+const table: [string, string, HealthFacts, 200 | 503][] = [
+  ["/primary", "", primary, 200], ["/", "", primary, 200], ["/read-write", "", primary, 200], ["/leader", "", primary, 200],
+  ["/primary", "", primaryNoLease, 503], ["/leader", "", primaryNoLease, 503], ["/read-only", "", primaryNoLease, 503],
+  ["/primary", "", leaderNotUp, 503], ["/leader", "", leaderNotUp, 200],
+  ["/primary", "", standby, 503], ["/replica", "", primary, 503], ["/read-only", "", primary, 200],
+  ["/replica", "", standby, 200], ["/read-only", "", standby, 200], ["/async", "", standby, 200], ["/sync", "", standby, 503],
+  ["/replica", "?lag=16MB", standby, 200], ["/replica", "?lag=16MB", lagging, 503], ["/replica", "?lag=1GB", lagging, 200],
+  ["/replica", "?lag=20971520", lagging, 200], ["/replica", "?lag=20971519", lagging, 503], ["/async", "?lag=1MB", lagging, 503],
+  ["/replica", "", lagging, 200], ["/read-only", "?lag=16MB", lagging, 503],
+  ["/replica", "?lag=1MB", facts({ pg: pg({ lagBytes: null }) }), 503],
+  ["/replica", "?replication_state=streaming", standby, 200], ["/replica", "?replication_state=streaming", archive, 503], ["/replica", "", archive, 200],
+  ["/replica", "", noLb, 503], ["/read-only", "", noLb, 503], ["/health", "", noLb, 200],
+  ["/replica", "?tag_noloadbalance=false", standby, 200], ["/replica", "?tag_noloadbalance=true", standby, 503], ["/replica", "?tag_zone=a", standby, 503],
+  ["/primary", "?tag_zone=a", primary, 200],
+  ["/health", "", stopped, 503], ["/replica", "", stopped, 503], ["/read-only", "", stopped, 503], ["/readiness", "", stopped, 503], ["/liveness", "", stopped, 200],
+  ["/health", "", standby, 200], ["/health", "", primary, 200],
+  ["/sync", "", syncStandby, 200], ["/async", "", syncStandby, 503], ["/read-only-sync", "", syncStandby, 200], ["/read-only-sync", "", standby, 503], ["/read-only-sync", "", primary, 200],
+  ["/quorum", "", standby, 503], ["/read-only-quorum", "", primary, 200], ["/standby-leader", "", primary, 503],
+  ["/readiness", "", primary, 200], ["/readiness", "", standby, 200], ["/readiness", "", lagging, 503], ["/readiness", "?lag=1GB", lagging, 200],
+  ["/readiness", "?mode=write", lagging, 200], ["/readiness", "", archive, 503],
+  ["/health", "", witness, 503], ["/replica", "", witness, 503], ["/liveness", "", witness, 200],
+];
+
+describe("health checks", () => {
+  for (const [path, query, f, want] of table) {
+    const name = Object.entries({ primary, primaryNoLease, leaderNotUp, standby, lagging, archive, noLb, stopped, syncStandby, witness }).find(([, v]) => v === f)?.[0] ?? "custom";
+    test(`${path}${query} on ${name} → ${want}`, () => {
+      const r = checkHealth(path, q(query), f);
+      expect({ status: r.status, reason: r.reason }).toEqual({ status: want, reason: want === 200 ? "ok" : expect.any(String) as unknown as string });
+    });
+  }
+
+  test("time limits compare the replay lag the primary measured", () => {
+    expect(checkHealth("/replica", q("lag=10s"), standby, 3).status).toBe(200);
+    expect(checkHealth("/replica", q("lag=10s"), standby, 12.5).status).toBe(503);
+    expect(checkHealth("/replica", q("lag=10s"), standby, null).reason).toMatch(/unknown/);
+    expect(checkHealth("/replica", q("lag=500ms"), standby, 0.6).status).toBe(503);
+  });
+
+  test("a 503 says why", () => {
+    expect(checkHealth("/primary", q(), primaryNoLease).reason).toBe("this node does not hold the leader lease");
+    expect(checkHealth("/replica", q("lag=16MB"), lagging).reason).toBe("replication lag 20971520 bytes exceeds 16777216");
+    expect(checkHealth("/replica", q(), noLb).reason).toBe("tag noloadbalance is set");
+  });
+});
+
+describe("lag values", () => {
+  test("bytes and PostgreSQL's 1024-based units, as Patroni", () => {
+    expect(parseLag("1048576")).toEqual({ kind: "bytes", bytes: 1048576 });
+    expect(parseLag("1024kB")).toEqual({ kind: "bytes", bytes: 1048576 });
+    expect(parseLag("16MB")).toEqual({ kind: "bytes", bytes: 16 * 2 ** 20 });
+    expect(parseLag("1GB")).toEqual({ kind: "bytes", bytes: 2 ** 30 });
+    expect(parseLag("1.5GB")).toEqual({ kind: "bytes", bytes: 1.5 * 2 ** 30 });
+    expect(parseLag("0")).toEqual({ kind: "bytes", bytes: 0 });
+  });
+  test("times", () => {
+    expect(parseLag("10s")).toEqual({ kind: "seconds", seconds: 10 });
+    expect(parseLag("250ms")).toEqual({ kind: "seconds", seconds: 0.25 });
+    expect(parseLag("2min")).toEqual({ kind: "seconds", seconds: 120 });
+  });
+  test("bad values are errors that name the problem", () => {
+    expect(parseLag("lots")).toMatch(/not a number/);
+    expect(parseLag("-5")).toMatch(/not a number/);
+    expect(parseLag("10m")).toMatch(/unit "m" is unknown/);
+    expect(parseHealthQuery(new URLSearchParams("lag=x"))).toMatch(/lag=/);
+    expect(parseHealthQuery(new URLSearchParams("mode=read"))).toMatch(/mode=/);
+  });
+});
+
+describe("the test's Prometheus parser is strict", () => {
+  test("accepts the format and rejects what scrapers reject", () => {
+    const ok = parseProm('# HELP a_total x\n# TYPE a_total counter\na_total{r="q\\"\\\\\\n"} 3\nb_untyped 1\n'.replace("b_untyped 1\n", ""));
+    expect(ok.get("a_total")?.samples[0]).toEqual({ labels: { r: 'q"\\\n' }, value: 3 });
+    expect(() => parseProm("a 1\n")).toThrow(/without a preceding TYPE/);
+    expect(() => parseProm("# TYPE a gauge\na 1\na 2\n")).toThrow(/duplicate series/);
+    expect(() => parseProm("# TYPE a gauge\na{x=\"1\"} one\n")).toThrow(/bad value/);
+    expect(() => parseProm("# TYPE a gauge\na{x=1} 1\n")).toThrow(/bad label/);
+    expect(() => parseProm("# TYPE a counter\na -1\n")).toThrow(/negative counter/);
+    expect(() => parseProm("# TYPE a gauge\na 1")).toThrow(/newline/);
+  });
+});
