@@ -134,7 +134,13 @@ export class PostgresLoop {
   async stopForHandover(): Promise<void> {
     this.hold = true;
     while (this.running) await Bun.sleep(5);
+    // Checkpoint while still serving: the shutdown checkpoint, which runs with writes already
+    // stopped, then has little left to flush (the write outage shrinks accordingly).
+    const t0 = performance.now();
+    await this.localDb().query("checkpoint before switchover", (sql) => sql`CHECKPOINT`, 60_000);
+    const t1 = performance.now();
     await stop(this.node, "fast", 60);
+    this.log.info(`switchover: checkpoint ${Math.round(t1 - t0)} ms (writes still served), fast shutdown ${Math.round(performance.now() - t1)} ms`);
     this.handedOver = true;
     this.wasPrimary = false;
   }
