@@ -29,6 +29,8 @@ export interface ActionHost {
     requestRejoin(clone: boolean): void;
   };
   maxLagBytes: number;
+  durabilityMode(): "quorum" | "strict" | "async";
+  setDurability(d: "quorum" | "strict" | "async"): void;
 }
 
 const ok = (message: string, status = 200, detail?: unknown): ActionResult => ({ status, ok: true, message, detail });
@@ -44,7 +46,6 @@ export class ActionRunner {
     switch (req.kind) {
       case "rejoin": return this.rejoin(req.forceClone ?? false);
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
-      case "config": return no(501, "durability modes are not implemented yet");
       default: {
         const e = this.h.electionState();
         if (e.leader === this.h.nodeId) return this.runAsLeader(req);
@@ -69,6 +70,13 @@ export class ActionRunner {
         return ok(p ? "cluster paused: agents monitor and report but take no automatic action" : "cluster resumed");
       }
       case "switchover": return this.switchover(req.to, req.at, req.force ?? false);
+      case "config": {
+        if (!req.durability) return ok("nothing to change");
+        if (this.h.durabilityMode() === req.durability) return ok(`durability is already ${req.durability}`);
+        this.h.setDurability(req.durability);
+        this.h.record({ term: e.term, kind: "config", node: this.h.nodeName, reason: `durability set to ${req.durability}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+        return ok(`durability is now ${req.durability} on every node (the primary applies it within a monitoring round)`);
+      }
       default: return no(400, `${req.kind} is not a leader action`);
     }
   }

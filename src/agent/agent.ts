@@ -44,14 +44,17 @@ export interface LoopControl {
   requestRejoin(clone: boolean): void;
 }
 
-const FlagsSchema = z.strictObject({ paused: z.boolean() });
+const FlagsSchema = z.strictObject({ paused: z.boolean(), durability: z.enum(["quorum", "strict", "async"]).optional() });
 
 export class Agent implements ClusterContext, ActionHost {
   readonly nodeId: string;
   readonly historyLog: History;
   private readonly actions: ActionRunner;
   private loop: LoopControl | null = null;
+  private detacher: { detachForVote(term: number): Promise<Position | null> } | null = null;
   private pausedFlag: boolean;
+  /** Cluster-wide durability mode: the config's, until `pgherd config set durability=` changed it. */
+  private durability: "quorum" | "strict" | "async";
   private readonly flagsFile: string;
   private expectingHandoverFrom: string | null = null;
   private lastLeader: string | null = null;
@@ -86,7 +89,9 @@ export class Agent implements ClusterContext, ActionHost {
     this.secretStore = new SecretsStore(cfg.state_dir);
     this.historyLog = new History(cfg.state_dir);
     this.flagsFile = join(cfg.state_dir, "flags.json");
-    this.pausedFlag = readJsonSync(this.flagsFile, FlagsSchema)?.paused ?? false;
+    const flags = readJsonSync(this.flagsFile, FlagsSchema);
+    this.pausedFlag = flags?.paused ?? false;
+    this.durability = flags?.durability ?? cfg.durability;
     this.actions = new ActionRunner(this, log.withTag("action"));
     const e = cfg.election;
     this.election = new Election(
@@ -196,6 +201,7 @@ export class Agent implements ClusterContext, ActionHost {
         : null,
       tags: this.cfg.tags,
       paused: this.pausedFlag,
+      durability: this.durabilityLine(),
       counters: { ...this.counters },
       peers: this.peers.list(),
       rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() },
@@ -262,6 +268,10 @@ export class Agent implements ClusterContext, ActionHost {
             this.log.warn(msg.paused ? "the leader paused the cluster: no automatic actions" : "the leader resumed the cluster");
             this.savePaused(msg.paused);
           }
+          if (msg.durability !== undefined && this.election.status(now()).leader === peer && msg.durability !== this.durability) {
+            this.log.warn(`durability is now ${msg.durability} (set on the leader)`);
+            this.saveDurability(msg.durability);
+          }
           return;
         case "secrets": {
           const leader = this.election.status(now()).leader;
@@ -296,8 +306,25 @@ export class Agent implements ClusterContext, ActionHost {
         case "handover":
           this.expectingHandoverFrom = msg.from;
           return;
-        default:
-          this.feed({ type: "recv", now: now(), from: peer, msg: ElectionMsgSchema.parse(msg) });
+        default: {
+          const em = ElectionMsgSchema.parse(msg);
+          const st = this.election.status(now());
+          if (em.t === "vote" && em.term > st.term && this.detacher && this.election.wouldGrant(now(), peer, em)) {
+            // Stop streaming from the old primary before promising anything to a newer term.
+            void this.detacher.detachForVote(em.term).then(
+              (pos) => this.safe(() => {
+                if (pos) this.setPosition(pos);
+                this.feed({ type: "recv", now: now(), from: peer, msg: em });
+              }),
+              (e) => this.safe(() => {
+                this.log.warn(`could not stop streaming before voting: ${(e as Error).message}; voting anyway with the last position`);
+                this.feed({ type: "recv", now: now(), from: peer, msg: em });
+              }),
+            );
+            return;
+          }
+          this.feed({ type: "recv", now: now(), from: peer, msg: em });
+        }
       }
     });
   }
@@ -306,8 +333,9 @@ export class Agent implements ClusterContext, ActionHost {
     return this.historyLog.list();
   }
 
-  attachLoop(loop: LoopControl): void {
+  attachLoop(loop: LoopControl & { detachForVote(term: number): Promise<Position | null> }): void {
     this.loop = loop;
+    this.detacher = loop;
   }
 
   // ------------------------------------------------------------------ actions (ActionHost)
@@ -343,8 +371,36 @@ export class Agent implements ClusterContext, ActionHost {
   }
 
   private savePaused(p: boolean): void {
-    writeJsonDurableSync(this.flagsFile, { paused: p }, 0o600);
+    writeJsonDurableSync(this.flagsFile, { paused: p, durability: this.durability }, 0o600);
     this.pausedFlag = p;
+  }
+
+  private saveDurability(d: "quorum" | "strict" | "async"): void {
+    writeJsonDurableSync(this.flagsFile, { paused: this.pausedFlag, durability: d }, 0o600);
+    this.durability = d;
+  }
+
+  setDurability(d: "quorum" | "strict" | "async"): void {
+    this.saveDurability(d);
+    if (this.ownReport) this.publish(this.ownReport, this.position);
+    this.loop?.kick();
+  }
+
+  durabilityMode(): "quorum" | "strict" | "async" {
+    return this.durability;
+  }
+
+  votersCount(): number {
+    return this.election.status(now()).membership?.voters.length ?? 1;
+  }
+
+  guardState() {
+    const s = this.election.status(now());
+    return { guard: s.guard, committed: s.guardCommitted };
+  }
+
+  setGuard(block: boolean, floor: Position | null): void {
+    this.feed({ type: "guard", now: now(), block, floor });
   }
 
   candidates(): Candidate[] {
@@ -507,7 +563,8 @@ export class Agent implements ClusterContext, ActionHost {
     this.ownReport = report;
     if (comparePosition(position, this.position) !== 0) this.setPosition(position);
     const paused = this.leading ? this.pausedFlag : undefined;
-    for (const id of this.mesh.connected()) this.mesh.send(id, { t: "state", role: this.cfg.role, pg: report, paused, nofailover: this.cfg.tags.nofailover });
+    const durability = this.leading ? this.durability : undefined;
+    for (const id of this.mesh.connected()) this.mesh.send(id, { t: "state", role: this.cfg.role, pg: report, paused, durability, nofailover: this.cfg.tags.nofailover });
     this.shareSecrets(false);
   }
 
@@ -517,6 +574,13 @@ export class Agent implements ClusterContext, ActionHost {
     if (!force && now() - this.lastSecretsSent < 5000) return;
     this.lastSecretsSent = now();
     for (const id of this.mesh.connected()) this.mesh.send(id, { t: "secrets", ...s });
+  }
+
+  /** What the cluster currently guarantees, as the primary computed it. */
+  durabilityLine(): string {
+    const l = this.leaderPg();
+    const r = this.election.status(now()).leader === this.nodeId ? this.ownReport : l?.report;
+    return r?.guarantee ? `${this.durability}: ${r.guarantee}` : `${this.durability}`;
   }
 
   /** Bytes this standby's replay is behind the leader's primary (null when unknown or not a standby). */
@@ -565,7 +629,7 @@ export class Agent implements ClusterContext, ActionHost {
     const selfHost = this.advertisedMesh();
     const m = members.find((x) => x.id === this.nodeId);
     if (m) m.host = selfHost.slice(0, selfHost.lastIndexOf(":")).replace(/^\[|\]$/g, "");
-    return composeView({ cluster: this.cfg.cluster, term: s.term, leader: s.leader, members, slotOf: slotFor });
+    return composeView({ durability: this.durabilityLine(), cluster: this.cfg.cluster, term: s.term, leader: s.leader, members, slotOf: slotFor });
   }
 
   /** The leader's view when it answers within the deadline, else ours (marked). */

@@ -12,6 +12,7 @@ const StateMsg = z.strictObject({
   t: z.literal("state"), role: z.enum(["database", "witness"]), pg: PgReportSchema.nullable(),
   /** Set by the leader only: maintenance mode, adopted by every follower. */
   paused: z.boolean().optional(),
+  durability: z.enum(["quorum", "strict", "async"]).optional(),
   nofailover: z.boolean().optional(),
 });
 

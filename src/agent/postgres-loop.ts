@@ -4,6 +4,8 @@
 import { join } from "node:path";
 import { decideHa, type HaAction, type LocalPg } from "../core/ha.ts";
 import { ZERO_POSITION, type Position, comparePosition } from "../core/position.ts";
+import { planDurability, syncStandbyNames } from "../core/durability.ts";
+import { majority } from "../core/quorum.ts";
 import type { PgReport } from "../core/report.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
@@ -39,6 +41,12 @@ export interface ClusterContext {
   resign(reason: string): void;
   loopDone(ms: number): void;
   paused(): boolean;
+  /** Election voters (witnesses included) and the durability mode in force. */
+  votersCount(): number;
+  durabilityMode(): "quorum" | "strict" | "async";
+  /** The leader's current guard and the highest guard seq a majority stored. */
+  guardState(): { guard: { seq: number; block: boolean; floor: Position | null } | null; committed: number };
+  setGuard(block: boolean, floor: Position | null): void;
   becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void;
   record(e: { term: number; kind: "fence" | "rejoin" | "restart"; node: string; reason: string; oldPrimary: null; newPrimary: null; timeline: number | null; lsn: string | null }): void;
 }
@@ -68,6 +76,12 @@ export class PostgresLoop {
   private lastDecision = "";
   private rolesEnsuredFor: string | null = null;
   private wasPrimary = false;
+  /** synchronous_standby_names this primary runs with (durability plan). */
+  private syncNames = "";
+  private degraded = false;
+  guarantee = "";
+  /** Replication stopped for a vote in a newer term: do not follow anyone until a leader is known. */
+  private detachedTerm = -1;
   private pendingWarned = "";
   private stuckNow = false;
   private running = false;
@@ -76,6 +90,9 @@ export class PostgresLoop {
   /** Stopped cleanly for a switchover: its WAL is all on the new primary, no rewind needed. */
   private handedOver = false;
   private lastUp = false;
+  private lastGuardAt = 0;
+  private lastReportUp = false;
+  private lastInRecovery = false;
   private crashedPrimary = false;
   private notStreamingSince: number | null = null;
   private rejoinRequest: { clone: boolean } | null = null;
@@ -192,6 +209,8 @@ export class PostgresLoop {
     this.lease?.ensureWatchdog();
     const lead = this.ctx.leadership();
     this.wasPrimary = p.up && p.inRecovery === false;
+    this.lastReportUp = p.up;
+    this.lastInRecovery = p.up && p.inRecovery;
     const upBefore = this.lastUp;
     this.lastUp = p.up;
     // The watchdog stays armed while a primary runs here without the lease: it is the second line.
@@ -254,6 +273,7 @@ export class PostgresLoop {
       replication: (up?.replication ?? []).map((r) => ({ name: r.applicationName.slice(0, 64), clientAddr: r.clientAddr, state: r.state.slice(0, 32), lagBytes: r.lagBytes, replayLagSeconds: r.replayLagSeconds })),
       slots: this.slots,
       slotBytes: this.slotBytes,
+      ...(this.wasPrimary && this.guarantee ? { guarantee: this.guarantee.slice(0, 300) } : {}),
       action: d.kind === "none" ? d.role : d.kind,
       note: (d.kind === "wait" || d.kind === "refuse" ? d.reason : this.note).slice(0, 500),
       error: this.lastError?.slice(0, 1000) ?? null,
@@ -278,6 +298,7 @@ export class PostgresLoop {
       case "initdb": return this.initCluster();
       case "start-primary": return this.startPrimary(d.adopt, this.crashedPrimary);
       case "promote": {
+        this.syncNames = this.initialSyncNames();
         const r = await promote(this.localDb(), this.node);
         this.upstream = null;
         await this.writeConfig(false);
@@ -313,6 +334,7 @@ export class PostgresLoop {
   }
 
   private async initCluster(): Promise<void> {
+    this.syncNames = ""; // no standby exists yet, and nothing was acknowledged
     this.log.info(`creating the cluster: initdb of ${this.node.dataDir} (data checksums on)`);
     await initdb(this.node, { superuser: this.cfg.postgres.superuser });
     await this.writeConfig(false);
@@ -325,6 +347,7 @@ export class PostgresLoop {
   private async startPrimary(adopt: boolean, crashed: boolean): Promise<void> {
     if (adopt) this.log.info(`adopting the existing server in ${this.node.dataDir} as the first primary (bootstrap.from_existing)`);
     const needIdentity = !this.ctx.secrets()?.systemId;
+    this.syncNames = needIdentity ? "" : this.initialSyncNames();
     await this.writeConfig(false);
     if (crashed) await this.restartInPlace();
     else await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
@@ -430,11 +453,13 @@ export class PostgresLoop {
 
   /** Every round on a healthy server: managed files current, slots for the standbys on the primary. */
   private async maintain(primary: boolean, p: Probe): Promise<void> {
+    const plan = primary && p.up && p.currentLsn ? this.planDurability(p) : null;
     const changed = await this.writeConfig(!primary, this.upstream ?? undefined);
     if (changed.length > 0) {
       this.log.info(`managed files changed (${changed.join(", ")}): reloading`);
       await reload(this.node);
     }
+    if (plan) await this.publishGuard(plan);
     if (!p.up) return;
     let adopted = false;
     if (primary) {
@@ -462,6 +487,79 @@ export class PostgresLoop {
       this.pendingWarned = pending.join();
     }
     if (primary) await this.maintainSlots();
+  }
+
+  /** Decide synchronous_standby_names and the guard for this round (applied by writeConfig / publishGuard). */
+  private planDurability(p: Extract<Probe, { up: true }>): ReturnType<typeof planDurability> {
+    const g = this.ctx.guardState();
+    const plan = planDurability({
+      mode: this.ctx.durabilityMode(), voters: this.ctx.votersCount(),
+      standbyNames: this.ctx.standbyMembers().map(slotFor),
+      streaming: p.replication.filter((r) => r.state === "streaming").map((r) => r.applicationName),
+      degraded: this.degraded, blockCommitted: !!g.guard?.block && g.committed >= g.guard.seq,
+      position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: this.cfg.failover.max_lag_bytes,
+    });
+    if (plan.syncNames !== this.syncNames) this.log.warn(`synchronous_standby_names = '${plan.syncNames}': ${plan.guarantee}`);
+    this.syncNames = plan.syncNames;
+    this.guarantee = plan.guarantee;
+    return plan;
+  }
+
+  private async publishGuard(plan: ReturnType<typeof planDurability>): Promise<void> {
+    const cur = this.ctx.guardState().guard;
+    if (plan.guard === "keep") {
+      this.degraded = plan.degraded;
+      if (cur?.block && !plan.degraded) this.ctx.setGuard(false, null);
+      return;
+    }
+    if (plan.guard === "resync") {
+      // synchronous again (reloaded above): every commit acknowledged without a synchronous
+      // standby is at or below the position now; a successor must hold at least that.
+      const p = await probe(this.localDb());
+      if (!p.up || !p.currentLsn) return;
+      this.ctx.setGuard(false, { timeline: p.timeline, lsn: p.currentLsn });
+      this.degraded = false;
+      this.log.info(`synchronous again; automatic failover back on for candidates at or beyond ${p.currentLsn}`);
+      return;
+    }
+    this.degraded = plan.degraded;
+    const same = cur && cur.block === plan.guard.block && samePosition(cur.floor, plan.guard.floor);
+    const asyncStep = !plan.guard.block && plan.guard.floor && cur?.floor && performance.now() - this.lastGuardAt < 1000;
+    if (!same && !asyncStep) {
+      this.ctx.setGuard(plan.guard.block, plan.guard.floor);
+      this.lastGuardAt = performance.now();
+      if (plan.guard.block) this.log.warn("too few synchronous standbys: automatic failover suspended until one is back");
+    }
+  }
+
+  /** Initial synchronous_standby_names of a new primary: synchronous until the plan says otherwise. */
+  private initialSyncNames(): string {
+    if (this.ctx.durabilityMode() === "async") return "";
+    const n = this.ctx.votersCount();
+    return syncStandbyNames(n - majority(n), this.ctx.standbyMembers().map(slotFor));
+  }
+
+  /**
+   * A vote for a newer term is about to be granted: stop streaming from the old primary first, so
+   * it can no longer count this standby's acknowledgements, and vote with the final position.
+   */
+  async detachForVote(term: number): Promise<Position | null> {
+    if (!this.lastReportUp || !this.lastInRecovery) return null;
+    this.detachedTerm = term;
+    this.upstream = null;
+    await this.writeConfig(true, undefined);
+    await reload(this.node);
+    const end = performance.now() + 1000;
+    for (;;) {
+      const p = await probe(this.localDb());
+      if (!p.up) return null;
+      if (!p.walReceiver || performance.now() > end) {
+        this.log.info(`stopped streaming to vote in term ${term} (final position ${p.receiveLsn ?? p.replayLsn})`);
+        const lsn = p.receiveLsn ?? p.replayLsn;
+        return lsn ? { timeline: p.timeline, lsn } : null;
+      }
+      await Bun.sleep(20);
+    }
   }
 
   /**
@@ -520,7 +618,7 @@ export class PostgresLoop {
       conf: {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
-        clusterName: this.cfg.cluster, primaryConninfo: conninfo, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
+        clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: standby ? "" : this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pg.parameters } : pg.parameters,
       },
       hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses() },
@@ -567,4 +665,9 @@ function describe(d: HaAction): string {
     case "resign": return `decision: resign (${d.reason})`;
     default: return `decision: ${d.kind}`;
   }
+}
+
+function samePosition(a: Position | null, b: Position | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.timeline === b.timeline && a.lsn === b.lsn;
 }

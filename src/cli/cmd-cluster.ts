@@ -63,7 +63,8 @@ export function renderTable(v: ClusterView, source: string): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
   const title = `cluster ${v.cluster}: leader ${v.leaderName ?? "none"} (term ${v.term}), primary ${v.members.find((m) => m.id === v.primary)?.name ?? "NONE"}${source === "local" ? "  [leader unreachable: local view]" : ""}`;
-  return [title, line(head), ...rows.map(line)].join("\n") + "\n";
+  const dur = v.durability ? `durability ${v.durability}` : "";
+  return [title, ...(dur ? [dur] : []), line(head), ...rows.map(line)].join("\n") + "\n";
 }
 
 function bytes(n: number): string {

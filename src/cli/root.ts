@@ -7,6 +7,7 @@ import { statusCommand } from "./cmd-status.ts";
 import { watchdogCommand } from "./cmd-watchdog.ts";
 import { failoverCommand, pauseCommand, rejoinCommand, resumeCommand, switchoverCommand } from "./cmd-actions.ts";
 import { versionCommand } from "./cmd-version.ts";
+import { configCommand } from "./cmd-config.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
@@ -25,6 +26,7 @@ export const rootCommand = (ctx: CliContext) =>
       rejoin: rejoinCommand(ctx),
       pause: pauseCommand(ctx),
       resume: resumeCommand(ctx),
+      config: configCommand(ctx),
       version: versionCommand(ctx),
     },
   });

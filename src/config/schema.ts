@@ -165,6 +165,7 @@ export const configSchema = z.strictObject({
   state_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/pgherd"),
   bootstrap_expect: intIn(1, 1000).default(3),
   priority: intIn(0, 1000).default(100),
+  durability: z.enum(["quorum", "strict", "async"], 'must be "quorum", "strict" or "async"').default("quorum"),
   discovery: discoverySection.prefault({}),
   mesh: meshSection.prefault({}),
   election: electionSection.prefault({}),

@@ -41,11 +41,13 @@ export const ClusterViewSchema = z.strictObject({
   leaderName: z.string().max(64).nullable(),
   term: z.number().int().min(0),
   primary: z.string().max(64).nullable(),
+  /** What a commit acknowledgement currently promises (from the primary). */
+  durability: z.string().max(400).optional(),
   members: z.array(MemberRowSchema).max(256),
 });
 export type ClusterView = z.infer<typeof ClusterViewSchema>;
 
-export function composeView(opts: { cluster: string; term: number; leader: string | null; members: readonly MemberInput[]; slotOf: (id: string) => string }): ClusterView {
+export function composeView(opts: { durability?: string; cluster: string; term: number; leader: string | null; members: readonly MemberInput[]; slotOf: (id: string) => string }): ClusterView {
   const primaryIn = opts.members.find((m) => m.reachable && m.report?.up && m.report.inRecovery === false);
   const primaryReport = primaryIn?.report ?? null;
   const rows = opts.members.map((m): MemberRow => {
@@ -71,6 +73,7 @@ export function composeView(opts: { cluster: string; term: number; leader: strin
   return {
     cluster: opts.cluster, leader: opts.leader, leaderName: leaderRow?.name ?? null, term: opts.term,
     primary: primaryIn?.id ?? null,
+    ...(opts.durability ? { durability: opts.durability } : {}),
     members: rows.sort((a, b) => a.name.localeCompare(b.name)),
   };
 }

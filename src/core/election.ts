@@ -328,6 +328,7 @@ export class Election implements Consensus {
     if (term > this.term) {
       this.term = term;
       this.votedFor = null;
+      this.leader = null; // the old term's leader leads nothing in this one
       this.persist();
     }
     if (this.role !== "follower") this.stepDown(now, `saw term ${term}`, false);

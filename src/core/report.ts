@@ -26,6 +26,8 @@ export const PgReportSchema = z.strictObject({
   /** WAL each slot holds back on this primary (bytes). */
   slotBytes: z.record(text(63), z.number()).optional(),
   action: text(64),
+  /** On a primary: what a commit acknowledgement currently promises. */
+  guarantee: text(300).optional(),
   note: text(500),
   error: text(1000).nullable(),
   haveSecrets: z.boolean(),

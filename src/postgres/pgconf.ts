@@ -19,6 +19,8 @@ export interface PgherdConfParams {
   walRetrieveRetryIntervalMs?: number;
   unixSocketDir: string;
   clusterName?: string;
+  /** Primary only: e.g. ANY 1 (a, b); "" = asynchronous. Standbys always get "". */
+  synchronousStandbyNames?: string;
   /** Operator parameters; may not override the ones above. */
   parameters?: Readonly<Record<string, ParamValue>>;
 }
@@ -30,7 +32,7 @@ export const INCLUDE_LINE = `include_if_exists = '${PGHERD_CONF}'\t# added by pg
 export const MANAGED_KEYS = [
   "listen_addresses", "port", "wal_level", "max_wal_senders", "max_replication_slots", "hot_standby",
   "wal_log_hints", "primary_conninfo", "primary_slot_name", "wal_retrieve_retry_interval",
-  "unix_socket_directories", "cluster_name",
+  "unix_socket_directories", "cluster_name", "synchronous_standby_names", "synchronous_commit",
 ] as const;
 
 export class ConfError extends Error {
@@ -72,6 +74,8 @@ export function renderPgherdConf(p: PgherdConfParams): string {
     ["wal_retrieve_retry_interval", `${p.walRetrieveRetryIntervalMs ?? 500}ms`],
   ];
   if (p.clusterName !== undefined) managed.push(["cluster_name", p.clusterName]);
+  managed.push(["synchronous_standby_names", p.synchronousStandbyNames ?? ""]);
+  managed.push(["synchronous_commit", "on"]);
   // Always written: an empty value clears a conninfo copied in by pg_rewind/pg_basebackup.
   managed.push(["primary_conninfo", p.primaryConninfo ?? ""]);
   managed.push(["primary_slot_name", p.primarySlotName ?? ""]);

@@ -30,6 +30,7 @@ describe("defaults", () => {
       state_dir: "/var/lib/pgherd",
       bootstrap_expect: 3,
       priority: 100,
+      durability: "quorum",
       discovery: { port: 7400, broadcast: ["auto"], peers: [], interval_ms: 1000, max_age_ms: 30000 },
       mesh: {
         listen: "0.0.0.0:7401", advertise: "", max_frame_bytes: 1048576, ping_ms: 500, dead_ms: 3000,

@@ -1,0 +1,73 @@
+// What the primary promises for a commit, as a pure plan: the synchronous_standby_names to run
+// with and the guard the leader tells the voters (docs/design.md, "Durability").
+//
+// quorum/strict: with N voters an election needs M = N/2+1 of them, so a commit held by the
+// primary and k = N − M standbys (k+1 nodes) shares a node with every possible majority; that
+// node refuses any candidate behind it, so the elected node holds every acknowledged commit.
+import { bigIntToLsn, lsnToBigInt, type Position } from "./position.ts";
+import { majority } from "./quorum.ts";
+
+export type DurabilityMode = "quorum" | "strict" | "async";
+
+export interface DurabilityInput {
+  mode: DurabilityMode;
+  /** Election voters, witnesses included. */
+  voters: number;
+  /** application_name of every database standby member. */
+  standbyNames: readonly string[];
+  /** Those streaming from this primary now. */
+  streaming: readonly string[];
+  /** The primary currently runs without synchronous standbys although quorum asks for them. */
+  degraded: boolean;
+  /** The leader's current guard blocks automatic failover, and a majority stored it. */
+  blockCommitted: boolean;
+  /** The primary's current WAL position. */
+  position: Position;
+  maxLagBytes: number;
+}
+
+export interface DurabilityPlan {
+  syncNames: string;
+  /** The guard to publish; "resync": once syncNames is applied, publish floor = the then current position. */
+  guard: { block: boolean; floor: Position | null } | "resync" | "keep";
+  degraded: boolean;
+  guarantee: string;
+}
+
+export function syncStandbyNames(k: number, names: readonly string[]): string {
+  return k <= 0 || names.length === 0 ? "" : `ANY ${k} (${[...names].sort().map((n) => `"${n}"`).join(", ")})`;
+}
+
+export function planDurability(x: DurabilityInput): DurabilityPlan {
+  if (x.mode === "async") {
+    const lsn = lsnToBigInt(x.position.lsn) - BigInt(x.maxLagBytes);
+    const floor = { timeline: x.position.timeline, lsn: bigIntToLsn(lsn > 0n ? lsn : 0n) };
+    return { syncNames: "", guard: { block: false, floor }, degraded: false, guarantee: `async: up to ${x.maxLagBytes} bytes at risk on failover` };
+  }
+  const k = x.voters - majority(x.voters);
+  if (k === 0) {
+    return { syncNames: "", guard: { block: false, floor: null }, degraded: false, guarantee: "zero-loss: every election needs this primary's own vote" };
+  }
+  const names = syncStandbyNames(k, x.standbyNames);
+  const streaming = x.streaming.filter((n) => x.standbyNames.includes(n)).length;
+  if (streaming >= k) {
+    return {
+      syncNames: names,
+      guard: x.degraded ? "resync" : "keep",
+      degraded: false,
+      guarantee: `zero-loss: every commit is on the primary and ${k} synchronous standby${k > 1 ? "s" : ""}`,
+    };
+  }
+  if (x.mode === "strict") {
+    return { syncNames: names || syncStandbyNames(k, ["pgherd_none"]), guard: "keep", degraded: false, guarantee: `degraded: writes blocked until ${k} standby${k > 1 ? "s" : ""} stream (${streaming} now)` };
+  }
+  // quorum with too few standbys: stop automatic failover first (a majority must know), then
+  // let commits go without a synchronous standby.
+  if (!x.blockCommitted) {
+    return { syncNames: x.degraded ? "" : names, guard: { block: true, floor: null }, degraded: x.degraded, guarantee: "degrading: telling the voters before writes go on without a synchronous standby" };
+  }
+  return {
+    syncNames: "", guard: "keep", degraded: true,
+    guarantee: `degraded: writes continue without a synchronous standby (${streaming}/${k} streaming); no automatic failover until one is back`,
+  };
+}

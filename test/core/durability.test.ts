@@ -1,0 +1,41 @@
+// The durability plan: k standbys so that every commit meets every election majority.
+import { expect, test } from "bun:test";
+import { planDurability, syncStandbyNames, type DurabilityInput } from "../../src/core/durability.ts";
+
+const base: DurabilityInput = {
+  mode: "quorum", voters: 3, standbyNames: ["pgherd_b", "pgherd_c"], streaming: ["pgherd_b", "pgherd_c"],
+  degraded: false, blockCommitted: false, position: { timeline: 1, lsn: "0/5000000" }, maxLagBytes: 1 << 20,
+};
+
+test("k = voters − majority: 3 voters → ANY 1, 5 → ANY 2, 2 databases + a witness → ANY 1 of the one standby", () => {
+  expect(planDurability(base).syncNames).toBe('ANY 1 ("pgherd_b", "pgherd_c")');
+  expect(planDurability({ ...base, voters: 5, standbyNames: ["a", "b", "c", "d"], streaming: ["a", "b", "c", "d"] }).syncNames).toBe('ANY 2 ("a", "b", "c", "d")');
+  expect(planDurability({ ...base, standbyNames: ["pgherd_b"], streaming: ["pgherd_b"] }).syncNames).toBe('ANY 1 ("pgherd_b")');
+  expect(planDurability({ ...base, voters: 1, standbyNames: [], streaming: [] }).syncNames).toBe("");
+  expect(syncStandbyNames(0, ["x"])).toBe("");
+});
+
+test("quorum with too few standbys: block automatic failover first, then write without a sync standby", () => {
+  const few = { ...base, streaming: [] };
+  const first = planDurability(few);
+  expect(first.guard).toEqual({ block: true, floor: null });
+  expect(first.syncNames).toBe('ANY 1 ("pgherd_b", "pgherd_c")'); // still synchronous until the voters know
+  const then = planDurability({ ...few, blockCommitted: true });
+  expect(then.syncNames).toBe("");
+  expect(then.degraded).toBe(true);
+  expect(then.guarantee).toContain("no automatic failover");
+  // a standby is back: synchronous again, and the guard lifts with a floor at the then position
+  const back = planDurability({ ...base, degraded: true, blockCommitted: true });
+  expect(back.syncNames).toBe('ANY 1 ("pgherd_b", "pgherd_c")');
+  expect(back.guard).toBe("resync");
+});
+
+test("strict blocks writes instead of degrading; async publishes a floor max_lag_bytes behind", () => {
+  const s = planDurability({ ...base, mode: "strict", streaming: [] });
+  expect(s.syncNames).toBe('ANY 1 ("pgherd_b", "pgherd_c")');
+  expect(s.guarantee).toContain("writes blocked");
+  const a = planDurability({ ...base, mode: "async" });
+  expect(a.syncNames).toBe("");
+  expect(a.guard).toEqual({ block: false, floor: { timeline: 1, lsn: "0/4F00000" } });
+  expect(a.guarantee).toContain("1048576 bytes at risk");
+});
