@@ -39,6 +39,8 @@ const HOUSEKEEPING_MS = 250;
 /** What the agent needs from its PostgreSQL loop (absent on a witness). */
 export interface LoopControl {
   kick(): void;
+  /** The primary's next re-sync must publish a floor (a block guard was set outside the plan). */
+  markDegraded(): void;
   stopForHandover(): Promise<void>;
   release(): void;
   requestRejoin(clone: boolean): void;
@@ -391,7 +393,10 @@ export class Agent implements ClusterContext, ActionHost {
   }
 
   votersCount(): number {
-    return this.election.status(now()).membership?.voters.length ?? 1;
+    // During a membership change elections may still use the previous set: plan for the larger one
+    // (k = voters − majority never shrinks as voters grow).
+    const s = this.election.status(now());
+    return Math.max(s.membership?.voters.length ?? 1, s.prevVoters?.length ?? 0);
   }
 
   guardState() {
@@ -707,6 +712,17 @@ export class Agent implements ClusterContext, ActionHost {
       const voters = st.membership.voters;
       const joiner = this.peers.list().find((p) => p.connected && !voters.includes(p.id));
       if (joiner) {
+        // A new voter changes k (synchronous standbys needed): suspend automatic failover (a guard
+        // stored by a majority) before the change; the primary's next re-sync lifts it with a floor.
+        const g = st.guard;
+        if (this.durability !== "async" && !(g?.block && g.holder === this.nodeId && st.guardCommitted >= g.seq)) {
+          if (!g?.block || g.holder !== this.nodeId) {
+            this.log.info(`about to add ${joiner.name}: suspending automatic failover until the primary is synchronous with the new voter set`);
+            this.loop?.markDegraded();
+            this.feed({ type: "guard", now: t, block: true, floor: null });
+          }
+          return;
+        }
         this.log.info(`adding ${joiner.name} (${joiner.id}, ${joiner.role}) as a voter`);
         this.feed({ type: "propose", now: t, op: "add", node: joiner.id });
       }

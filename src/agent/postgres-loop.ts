@@ -141,6 +141,10 @@ export class PostgresLoop {
     this.timer = setTimeout(() => void this.round(), ms);
   }
 
+  markDegraded(): void {
+    this.degraded = true;
+  }
+
   /** Run a round now (leadership changed): failover should not wait for the next tick. */
   kick(): void {
     if (this.running) this.again = true;

@@ -224,7 +224,7 @@ export class Election implements Consensus {
         break;
       case "guard":
         if (this.role === "leader") {
-          this.guard = { seq: (this.guard?.seq ?? 0) + 1, block: ev.block, floor: ev.floor };
+          this.guard = { term: this.term, seq: (this.guard?.seq ?? 0) + 1, block: ev.block, holder: ev.block ? this.o.id : null, floor: ev.floor };
           this.persist();
           this.sendHeartbeats(now);
         }
@@ -334,10 +334,10 @@ export class Election implements Consensus {
     if (this.role !== "follower") this.stepDown(now, `saw term ${term}`, false);
   }
 
-  private upToDate(cfg: MembershipVersion, pos: Position, force = false): string | null {
+  private upToDate(cfg: MembershipVersion, pos: Position, force = false, candidate?: string): string | null {
     if (compareVersion(cfg, versionOf(this.membership)) < 0) return "membership-behind";
     if (comparePosition(pos, this.position) < 0) return "position-behind";
-    if (!force && this.guard?.block) return "no candidate is known to hold every acknowledged write (the primary ran without enough synchronous standbys)";
+    if (!force && this.guard?.block && candidate !== this.guard.holder) return "no candidate is known to hold every acknowledged write (the primary ran without enough synchronous standbys)";
     if (!force && this.guard?.floor && comparePosition(pos, this.guard.floor) < 0) return "behind the last primary position the cluster must keep";
     return null;
   }
@@ -354,7 +354,7 @@ export class Election implements Consensus {
   wouldGrant(now: number, from: string, m: Extract<ElectionMsg, { t: "vote" }>): boolean {
     if (this.heardLeaderRecently(now) || m.term < this.term) return false;
     if (m.term === this.term && this.votedFor !== null && this.votedFor !== from) return false;
-    return this.upToDate(m.cfg, m.pos, m.force === true) === null;
+    return this.upToDate(m.cfg, m.pos, m.force === true, from) === null;
   }
 
   /** Our membership when it is newer than the candidate's, so a behind candidate can catch up. */
@@ -411,7 +411,7 @@ export class Election implements Consensus {
     this.granted = new Set([this.o.id]);
     this.electionDeadline = this.randomDeadline(now);
     this.notice("campaign", `pre-vote for term ${this.roundTerm}`);
-    this.broadcast({ t: "prevote", term: this.roundTerm, cfg: versionOf(this.membership), pos: this.position, ...(this.forceRound ? { force: true } : {}) });
+    this.broadcast({ t: "prevote", term: this.roundTerm, cfg: versionOf(this.membership), pos: this.position, ...(this.forceRound ? { force: true } : {}), ...(this.guard ? { guard: this.guard } : {}) });
     this.maybeWinPreVote(now);
   }
 
@@ -424,7 +424,7 @@ export class Election implements Consensus {
     this.granted = new Set([this.o.id]);
     this.electionDeadline = this.randomDeadline(now);
     this.notice("campaign", `election for term ${this.term}`);
-    this.broadcast({ t: "vote", term: this.term, cfg: versionOf(this.membership), pos: this.position, ...(this.forceRound ? { force: true } : {}) });
+    this.broadcast({ t: "vote", term: this.term, cfg: versionOf(this.membership), pos: this.position, ...(this.forceRound ? { force: true } : {}), ...(this.guard ? { guard: this.guard } : {}) });
     this.maybeWinVote(now);
   }
 
@@ -444,7 +444,10 @@ export class Election implements Consensus {
     this.ledTerm = this.term;
     this.peerGuardSeq.clear();
     // Elected past the guard's checks; a forced (accept-data-loss) election starts a clean slate.
-    this.guard = { seq: (this.guard?.seq ?? 0) + 1, block: this.forceRound ? false : (this.guard?.block ?? false), floor: this.forceRound ? null : (this.guard?.floor ?? null) };
+    this.guard = {
+      term: this.term, seq: (this.guard?.seq ?? 0) + 1, block: this.forceRound ? false : (this.guard?.block ?? false),
+      holder: this.forceRound ? null : (this.guard?.holder ?? null), floor: this.forceRound ? null : (this.guard?.floor ?? null),
+    };
     this.forceRound = false;
     this.persist();
     this.notice("became-leader", `won term ${this.term} with ${[...this.granted].sort().join(",")}`);
@@ -493,17 +496,28 @@ export class Election implements Consensus {
     }
   }
 
+  /** A guard set by a later leader supersedes ours (that leader was elected past ours). */
+  private learnGuard(g: Guard | undefined): void {
+    if (!g || this.role === "leader") return;
+    const mine = this.guard;
+    if (mine && ((g.term ?? 0) < (mine.term ?? 0) || ((g.term ?? 0) === (mine.term ?? 0) && g.seq <= mine.seq))) return;
+    this.guard = g;
+    this.persist();
+  }
+
   private onPreVote(now: number, from: string, m: Extract<ElectionMsg, { t: "prevote" }>): void {
+    this.learnGuard(m.guard);
     let reason: string | null = null;
     if (this.heardLeaderRecently(now)) reason = "leader-alive";
     else if (m.term <= this.term) reason = "stale-term";
-    else reason = this.upToDate(m.cfg, m.pos, m.force === true);
+    else reason = this.upToDate(m.cfg, m.pos, m.force === true, from);
     // Pre-votes change nothing here: no term bump, no vote recorded.
     if (reason) this.send(from, { t: "prevote-resp", term: this.term, granted: false, reason, membership: this.newerMembership(m.cfg) });
     else this.send(from, { t: "prevote-resp", term: m.term, granted: true });
   }
 
   private onVote(now: number, from: string, m: Extract<ElectionMsg, { t: "vote" }>): void {
+    this.learnGuard(m.guard);
     // Within timeoutMs of a live leader we do not even adopt the higher term:
     // that is what makes the leader's lease safe.
     if (this.heardLeaderRecently(now)) {
@@ -515,7 +529,7 @@ export class Election implements Consensus {
       return;
     }
     if (m.term > this.term) this.becomeFollowerOf(now, m.term);
-    let reason = this.upToDate(m.cfg, m.pos, m.force === true);
+    let reason = this.upToDate(m.cfg, m.pos, m.force === true, from);
     if (!reason && this.votedFor !== null && this.votedFor !== from) reason = `already voted for ${this.votedFor}`;
     if (reason) {
       this.notice("vote-refused", `term ${m.term} to ${from}: ${reason}`);
@@ -550,7 +564,7 @@ export class Election implements Consensus {
       this.persist();
       this.notice("membership-changed", `voters ${m.membership.voters.join(",")} (v${m.membership.term}.${m.membership.index})`);
     }
-    if (m.guard && (this.guard?.seq !== m.guard.seq || this.guard.block !== m.guard.block || !samePos(this.guard.floor, m.guard.floor))) {
+    if (m.guard && (this.guard?.seq !== m.guard.seq || this.guard.block !== m.guard.block || this.guard.holder !== m.guard.holder || !samePos(this.guard.floor, m.guard.floor))) {
       this.guard = m.guard;
       this.persist();
     }

@@ -28,17 +28,21 @@ export type Membership = z.infer<typeof MembershipSchema>;
  * standbys): no automatic failover. floor: a candidate must be at or beyond it.
  */
 export const GuardSchema = z.strictObject({
+  /** Term of the leader that set it: a later leader's guard supersedes an earlier one. */
+  term: z.number().int().min(0).optional(),
   seq: z.number().int().min(0),
   block: z.boolean(),
+  /** With block: the primary that ran degraded; it alone holds every acknowledged write. */
+  holder: z.string().min(1).max(64).nullable().optional(),
   floor: PositionSchema.nullable(),
 });
 export type Guard = z.infer<typeof GuardSchema>;
 export type MembershipVersion = z.infer<typeof MembershipVersionSchema>;
 
 export const ElectionMsgSchema = z.discriminatedUnion("t", [
-  z.strictObject({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional() }),
+  z.strictObject({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
   z.strictObject({ t: z.literal("prevote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
-  z.strictObject({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional() }),
+  z.strictObject({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
   z.strictObject({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
   z.strictObject({ t: z.literal("hb"), term, seq: ms, membership: MembershipSchema, pos: PositionSchema, guard: GuardSchema.optional() }),
   z.strictObject({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema, guardSeq: z.number().int().min(0).optional() }),

@@ -50,6 +50,8 @@ interface Node {
   lease: { term: number; start: number; end: number } | null;   // open lease interval (real ms)
   acksSeen: Map<string, number>; ackTerm: number;               // independent lease bookkeeping
   data: Position;                                               // the node's data position: survives crashes, like PGDATA
+  lastHb: { from: string; at: number } | null;                  // "streaming" from that leader
+  degraded: boolean;                                            // leader emulation: writes acked without k standbys
 }
 
 type QEvent =
@@ -62,6 +64,7 @@ interface Interval { node: string; term: number; start: number; end: number }
 export interface SimResult {
   seed: number; leadersElected: number; maxTerm: number; minGapMs: number;
   settleMs: number; steps: number; membershipChanges: number; violationsChecked: number;
+  ackedWrites: number; leadersChecked: number;
 }
 
 export function runSim(p: SimParams): SimResult {
@@ -72,7 +75,7 @@ export function runSim(p: SimParams): SimResult {
     const states = [...nodes.values()].map((n) => {
       if (!n.el) return `${n.id}: crashed`;
       const st = n.el.status(localOf(n, t));
-      return `${n.id}: ${st.role} term=${st.term} voted=${st.votedFor} leader=${st.leader} members=v${st.membership?.term}.${st.membership?.index}[${st.membership?.voters.join(",")}] pos=${st.position.timeline}/${st.position.lsn}`;
+      return `${n.id}: ${st.role} term=${st.term} voted=${st.votedFor} leader=${st.leader} members=v${st.membership?.term}.${st.membership?.index}[${st.membership?.voters.join(",")}] pos=${st.position.timeline}/${st.position.lsn} guard=${JSON.stringify(st.guard)}`;
     });
     throw new SimViolation(`seed ${p.seed}: ${what}\n  nodes:\n    ${states.join("\n    ")}\n  replay: SIM_SEED=${p.seed} npx bun test test/core/election.sim.test.ts\n  trace tail:\n    ${trace.slice(-60).join("\n    ")}`);
   };
@@ -132,7 +135,7 @@ export function runSim(p: SimParams): SimResult {
   for (const [i, id] of ids.entries()) {
     const n: Node = {
       id, canLead: !(i < p.witnesses), disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
-      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" },
+      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, lastHb: null, degraded: false,
     };
     nodes.set(id, n);
   }
@@ -189,6 +192,11 @@ export function runSim(p: SimParams): SimResult {
       log(`${n.id} ${no.kind}: ${no.detail}`);
       if (no.kind === "became-leader") {
         const term = n.el!.status(local).term;
+        // durability: the new leader holds every acknowledged write
+        if (ackedMax && comparePosition(n.data, ackedMax.pos) < 0) {
+          fail(`${n.id} won term ${term} at ${n.data.timeline}/${n.data.lsn} but a write at ${ackedMax.pos.timeline}/${ackedMax.pos.lsn} was acknowledged by ${ackedMax.by} (${ackedMax.how})`);
+        }
+        leadersChecked++;
         const other = leaderOfTerm.get(term);
         if (other && other !== n.id) fail(`two leaders in term ${term}: ${other} and ${n.id}`);
         leaderOfTerm.set(term, n.id);
@@ -264,8 +272,11 @@ export function runSim(p: SimParams): SimResult {
       schedule(n, n.el.step({ type: "recv", now, from: ev.from, msg: ev.msg }));
       if (ev.msg.t === "hb" && n.el) {
         const st = n.el.status(localOf(n, t));
-        if (st.leader === ev.from && comparePosition(ev.msg.pos, st.position) > 0)
-          schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: ev.msg.pos }));
+        // streaming: a database standby takes what the current leader has (a witness holds no data)
+        if (st.leader === ev.from && n.canLead) {
+          n.lastHb = { from: ev.from, at: t };
+          if (comparePosition(ev.msg.pos, st.position) > 0) schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: ev.msg.pos }));
+        }
       }
     } else if (ev.k === "wake") {
       if (ev.gen !== n.wakeGen) return;
@@ -273,9 +284,56 @@ export function runSim(p: SimParams): SimResult {
       // the leader's data moves on while it leads; a fresh leader starts a new timeline (promotion)
       const st = n.el.status(localOf(n, t));
       if (st.role === "leader" && st.leaseUntil !== null && st.leaseUntil > localOf(n, t) && (st.position.timeline < 1 + st.term || r() < writeRate)) {
-        const pos: Position = st.position.timeline < 1 + st.term ? { timeline: 1 + st.term, lsn: st.position.lsn } : { timeline: st.position.timeline, lsn: bigIntToLsn(lsnToBigInt(st.position.lsn) + BigInt(1 + Math.floor(r() * 5000))) };
+        const promotion = st.position.timeline < 1 + st.term;
+        const pos: Position = promotion ? { timeline: 1 + st.term, lsn: st.position.lsn } : { timeline: st.position.timeline, lsn: bigIntToLsn(lsnToBigInt(st.position.lsn) + BigInt(1 + Math.floor(r() * 5000))) };
         schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: pos }));
+        if (!promotion) pending.push({ node: n.id, term: st.term, pos });
       }
+      if (n.el && quorumMode) leaderDurability(n);
+    }
+  }
+
+  // ---- durability (quorum commit), as the agent runs it on the primary
+  function votersOf(n: Node): string[] {
+    return n.el!.status(localOf(n, t)).membership?.voters ?? [];
+  }
+  function kOf(n: Node): number {
+    // until a membership change commits, elections may still use the previous set: take the larger k
+    const st = n.el!.status(localOf(n, t));
+    const v = Math.max(votersOf(n).length, st.prevVoters?.length ?? 0);
+    return v - (Math.floor(v / 2) + 1);
+  }
+  function leaderDurability(n: Node) {
+    const st = n.el!.status(localOf(n, t));
+    if (st.role !== "leader" || !n.lease || n.lease.term !== st.term) return;
+    const streaming = votersOf(n).filter((v) => v !== n.id && nodes.get(v)?.canLead && nodes.get(v)?.lastHb?.from === n.id && t - nodes.get(v)!.lastHb!.at < 600).length;
+    const k = kOf(n);
+    if (streaming >= k) {
+      if (n.degraded) {
+        n.degraded = false;
+        schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: false, floor: n.data }));
+      } else if (st.guard?.block) schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: false, floor: null }));
+      return;
+    }
+    if (n.degraded) return;
+    if (st.guard?.block && st.guard.holder === n.id && st.guardCommitted >= st.guard.seq) n.degraded = true;
+    else if (!st.guard?.block || st.guard.holder !== n.id) schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: true, floor: null }));
+  }
+  /** Acknowledge pending writes: k standbys have them, or the primary runs degraded behind a committed block guard. */
+  function ackWrites() {
+    for (let i = pending.length - 1; i >= 0; i--) {
+      const w = pending[i]!;
+      const L = nodes.get(w.node)!;
+      const open = L.el && L.lease && L.lease.term === w.term;
+      if (!open) { pending.splice(i, 1); continue; }
+      const holders = votersOf(L).filter((v) => v !== L.id && nodes.get(v)?.canLead && comparePosition(nodes.get(v)!.data, w.pos) >= 0).length;
+      const lst = L.el!.status(localOf(L, t));
+      const blocked = !!lst.guard?.block && lst.guard.holder === L.id && lst.guardCommitted >= lst.guard.seq;
+      const how = holders >= kOf(L) ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
+      if (!how) continue;
+      if (!ackedMax || comparePosition(w.pos, ackedMax.pos) > 0) ackedMax = { pos: w.pos, by: L.id, how };
+      acked++;
+      pending.splice(i, 1);
     }
   }
 
@@ -319,7 +377,13 @@ export function runSim(p: SimParams): SimResult {
         const removable = voters.filter((v) => v !== L.id);
         const op = add.length > 0 && (voters.length <= 2 || r() < 0.5) ? "add" : "remove";
         const target = op === "add" ? pick(add) : voters.length > 2 ? pick(removable) : undefined;
-        if (target) { log(`FAULT propose ${op} ${target} at ${L.id}`); schedule(L, L.el!.step({ type: "propose", now: localOf(L, t), op, node: target })); }
+        if (target && quorumMode && !(st.guard?.block && st.guard.holder === L.id && st.guardCommitted >= st.guard.seq)) {
+          // as the agent does: a membership change changes k, so automatic failover is suspended
+          // (guard block, stored by a majority) before it; the normal re-sync lifts it afterwards
+          log(`FAULT propose ${op} ${target} at ${L.id}: blocking failover first`);
+          L.degraded = true;
+          schedule(L, L.el!.step({ type: "guard", now: localOf(L, t), block: true, floor: null }));
+        } else if (target) { log(`FAULT propose ${op} ${target} at ${L.id}`); schedule(L, L.el!.step({ type: "propose", now: localOf(L, t), op, node: target })); }
       }
     } else if (x < 0.8) {
       const L = currentLeader();
@@ -358,6 +422,10 @@ export function runSim(p: SimParams): SimResult {
     }
   }
   const pendingRestarts: Array<{ at: number; id: string }> = [];
+  const pending: Array<{ node: string; term: number; pos: Position }> = [];
+  let ackedMax: { pos: Position; by: string; how: string } | null = null;
+  let acked = 0, leadersChecked = 0;
+  const quorumMode = r() < 0.7;
   // how often the leader's data moves on; idle clusters are where only the timers protect the lease
   const writeRate = r() < 0.5 ? 0 : r() * 0.3;
 
@@ -392,11 +460,12 @@ export function runSim(p: SimParams): SimResult {
     if (ev.k === "fault") { if (faultsOn) { injectFault(); push(t + 100 + r() * 3000, { k: "fault" }); } continue; }
     const n = nodes.get(ev.k === "msg" ? ev.to : ev.id)!;
     deliver(n, ev);
+    if (quorumMode) ackWrites();
     if (!faultsOn && settledAt < 0 && all().some((m) => m.lease && m.lease.end > t)) { settledAt = t; break; }
   }
   if (settledAt < 0) fail(`liveness: no leader with a valid lease within ${p.settleMs} ms after faults stopped`);
   return {
     seed: p.seed, leadersElected: leaderOfTerm.size, maxTerm, minGapMs: minGap, settleMs: settledAt - p.faultMs,
-    steps, membershipChanges, violationsChecked: checks,
+    steps, membershipChanges, violationsChecked: checks, ackedWrites: acked, leadersChecked,
   };
 }
