@@ -511,12 +511,13 @@ export class PostgresLoop {
 
   private async publishGuard(plan: ReturnType<typeof planDurability>): Promise<void> {
     const cur = this.ctx.guardState().guard;
-    if (plan.guard === "keep") {
+    if (plan.guard === "keep" && !(cur?.block && !plan.degraded)) {
       this.degraded = plan.degraded;
-      if (cur?.block && !plan.degraded) this.ctx.setGuard(false, null);
       return;
     }
-    if (plan.guard === "resync") {
+    if (plan.guard === "resync" || plan.guard === "keep") {
+      // "keep" with a block still up (inherited, or this agent restarted while degraded): lift it
+      // the same way, with a floor covering whatever was acknowledged without a synchronous standby.
       // synchronous again (reloaded above): every commit acknowledged without a synchronous
       // standby is at or below the position now; a successor must hold at least that.
       const p = await probe(this.localDb());
