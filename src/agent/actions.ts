@@ -18,8 +18,8 @@ export interface ActionHost {
   nameOf(id: string): string;
   forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult>;
   sendHandover(to: string): boolean;
-  sendCampaign(to: string, reason: string): boolean;
-  campaignNow(): void;
+  sendCampaign(to: string, reason: string, force?: boolean): boolean;
+  campaignNow(force?: boolean): void;
   resign(reason: string, transferTo?: string): void;
   record(e: Omit<HistoryEntry, "id" | "at">): void;
   /** PostgreSQL loop controls (null on a witness). */
@@ -136,11 +136,12 @@ export class ActionRunner {
     }
     if (this.h.paused() && !force) return no(409, "the cluster is paused (pgherd resume first, or --force)");
     if (!target.report?.up && !force) return no(412, `${target.name}'s PostgreSQL is not running`);
-    void acceptDataLoss; // voters still refuse a candidate behind them; the data-loss override arrives with quorum commit
-    const reason = `manual failover to ${target.name} requested on ${this.h.nodeName}`;
+    // --accept-data-loss lets voters ignore the durability guard (no node is known to hold every
+    // acknowledged write); they still refuse a candidate behind their own data.
+    const reason = `manual failover to ${target.name} requested on ${this.h.nodeName}${acceptDataLoss ? ", accepting data loss" : ""}`;
     this.log.warn(reason);
-    if (target.id === this.h.nodeId) this.h.campaignNow();
-    else if (!this.h.sendCampaign(target.id, reason)) return no(503, `${target.name} is not connected`);
+    if (target.id === this.h.nodeId) this.h.campaignNow(acceptDataLoss);
+    else if (!this.h.sendCampaign(target.id, reason, acceptDataLoss)) return no(503, `${target.name} is not connected`);
     const deadline = performance.now() + 20_000;
     while (performance.now() < deadline) {
       const now = this.h.electionState();
@@ -149,7 +150,7 @@ export class ActionRunner {
       }
       await Bun.sleep(100);
     }
-    return no(504, `${target.name} did not become the primary within 20 s (its voters may refuse it: see its log)`);
+    return no(504, `${target.name} did not become the primary within 20 s (its voters may refuse it: see its log${acceptDataLoss ? "" : "; --accept-data-loss if no node is known to hold every acknowledged write"})`);
   }
 
   private rejoin(clone: boolean): ActionResult {

@@ -302,8 +302,8 @@ export class Agent implements ClusterContext, ActionHost {
           this.historyLog.merge(msg.entries);
           return;
         case "campaign-now":
-          this.log.warn(`asked to stand for election by ${this.peers.name(peer)}: ${msg.reason}`);
-          this.feed({ type: "campaign", now: now() });
+          this.log.warn(`asked to stand for election by ${this.peers.name(peer)}: ${msg.reason}${msg.force ? " (accepting data loss)" : ""}`);
+          this.feed({ type: "campaign", now: now(), force: msg.force === true });
           return;
         case "handover":
           this.expectingHandoverFrom = msg.from;
@@ -459,12 +459,12 @@ export class Agent implements ClusterContext, ActionHost {
     return this.mesh.send(to, { t: "handover", from: this.nodeId });
   }
 
-  sendCampaign(to: string, reason: string): boolean {
-    return this.mesh.send(to, { t: "campaign-now", reason });
+  sendCampaign(to: string, reason: string, force = false): boolean {
+    return this.mesh.send(to, { t: "campaign-now", reason, ...(force ? { force: true } : {}) });
   }
 
-  campaignNow(): void {
-    this.feed({ type: "campaign", now: now() });
+  campaignNow(force = false): void {
+    this.feed({ type: "campaign", now: now(), force });
   }
 
   record(e: Omit<HistoryEntry, "id" | "at">): void {

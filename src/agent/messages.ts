@@ -36,7 +36,7 @@ const ActionResp = z.strictObject({
 });
 const HistoryMsg = z.strictObject({ t: z.literal("history"), entries: z.array(HistoryEntrySchema).max(1000) });
 /** `pgherd failover --to` this node: campaign now. */
-const CampaignMsg = z.strictObject({ t: z.literal("campaign-now"), reason: z.string().max(200) });
+const CampaignMsg = z.strictObject({ t: z.literal("campaign-now"), reason: z.string().max(200), force: z.boolean().optional() });
 /** Leader → switchover target: you will be handed leadership; promote as soon as you lead. */
 const HandoverMsg = z.strictObject({ t: z.literal("handover"), from: z.string().max(64) });
 
