@@ -80,6 +80,8 @@ export class Agent implements ClusterContext, ActionHost {
   private witnessTimer: ReturnType<typeof setInterval> | undefined;
   private leading: Ready["leading"] = null;
   private bootstrapNote = "";
+  /** The last failed election round and who refused why (shown while there is no leader). */
+  private electionNote = "";
   private stopped = false;
   private position: Position = ZERO_POSITION;
   readonly startedAt = Date.now();
@@ -233,6 +235,11 @@ export class Agent implements ClusterContext, ActionHost {
     }
     for (const n of r.notices) {
       const line = `${n.kind}: ${n.detail}`;
+      if (n.kind === "prevote-failed") {
+        const named = n.detail.replace(/\b[0-9a-f]{16}\b/g, (id) => this.nameOf(id));
+        if (named !== this.electionNote && /refused by/.test(named)) this.log.warn(`no leader: ${named}`);
+        this.electionNote = named;
+      }
       if (n.kind === "stepped-down" || n.kind === "proposal-rejected") this.log.warn(line);
       else if (n.kind === "vote-granted" || n.kind === "vote-refused" || n.kind === "campaign" || n.kind === "prevote-failed") this.log.debug(line);
       else this.log.info(line);
@@ -634,7 +641,7 @@ export class Agent implements ClusterContext, ActionHost {
     const selfHost = this.advertisedMesh();
     const m = members.find((x) => x.id === this.nodeId);
     if (m) m.host = selfHost.slice(0, selfHost.lastIndexOf(":")).replace(/^\[|\]$/g, "");
-    return composeView({ durability: this.durabilityLine(), cluster: this.cfg.cluster, term: s.term, leader: s.leader, members, slotOf: slotFor });
+    return composeView({ note: this.electionNote, durability: this.durabilityLine(), cluster: this.cfg.cluster, term: s.term, leader: s.leader, members, slotOf: slotFor });
   }
 
   /** The leader's view when it answers within the deadline, else ours (marked). */

@@ -64,7 +64,8 @@ export function renderTable(v: ClusterView, source: string): string {
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
   const title = `cluster ${v.cluster}: leader ${v.leaderName ?? "none"} (term ${v.term}), primary ${v.members.find((m) => m.id === v.primary)?.name ?? "NONE"}${source === "local" ? "  [leader unreachable: local view]" : ""}`;
   const dur = v.durability ? `durability ${v.durability}` : "";
-  return [title, ...(dur ? [dur] : []), line(head), ...rows.map(line)].join("\n") + "\n";
+  const why = v.note ? `no leader: ${v.note}` : "";
+  return [title, ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line)].join("\n") + "\n";
 }
 
 function bytes(n: number): string {

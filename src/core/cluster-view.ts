@@ -43,11 +43,13 @@ export const ClusterViewSchema = z.strictObject({
   primary: z.string().max(64).nullable(),
   /** What a commit acknowledgement currently promises (from the primary). */
   durability: z.string().max(400).optional(),
+  /** Why there is no leader, when there is none (the last failed election round). */
+  note: z.string().max(1000).optional(),
   members: z.array(MemberRowSchema).max(256),
 });
 export type ClusterView = z.infer<typeof ClusterViewSchema>;
 
-export function composeView(opts: { durability?: string; cluster: string; term: number; leader: string | null; members: readonly MemberInput[]; slotOf: (id: string) => string }): ClusterView {
+export function composeView(opts: { note?: string; durability?: string; cluster: string; term: number; leader: string | null; members: readonly MemberInput[]; slotOf: (id: string) => string }): ClusterView {
   const primaryIn = opts.members.find((m) => m.reachable && m.report?.up && m.report.inRecovery === false);
   const primaryReport = primaryIn?.report ?? null;
   const rows = opts.members.map((m): MemberRow => {
@@ -74,6 +76,7 @@ export function composeView(opts: { durability?: string; cluster: string; term: 
     cluster: opts.cluster, leader: opts.leader, leaderName: leaderRow?.name ?? null, term: opts.term,
     primary: primaryIn?.id ?? null,
     ...(opts.durability ? { durability: opts.durability } : {}),
+    ...(opts.note && !opts.leader ? { note: opts.note.slice(0, 1000) } : {}),
     members: rows.sort((a, b) => a.name.localeCompare(b.name)),
   };
 }

@@ -145,6 +145,7 @@ export class Election implements Consensus {
 
   // candidate / precandidate
   private granted = new Set<string>();
+  private readonly refusals = new Map<string, string>();
   private roundTerm = 0;
   // leader
   private becameLeaderAt = 0;
@@ -385,7 +386,8 @@ export class Election implements Consensus {
     }
     if (now < this.electionDeadline) return;
     if (this.role === "precandidate" || this.role === "candidate") {
-      this.notice("prevote-failed", `${this.role} round for term ${this.roundTerm} got ${this.granted.size} of ${majority(this.voters().length)} needed`);
+      const why = [...this.refusals].map(([v, r]) => `${v}: ${r}`).join("; ");
+      this.notice("prevote-failed", `${this.role} round for term ${this.roundTerm} got ${this.granted.size} of ${majority(this.voters().length)} needed${why ? ` (refused by ${why})` : ""}`);
       this.role = "follower";
       this.granted.clear();
     }
@@ -409,6 +411,7 @@ export class Election implements Consensus {
     this.leader = null;
     this.roundTerm = this.term + 1;
     this.granted = new Set([this.o.id]);
+    this.refusals.clear();
     this.electionDeadline = this.randomDeadline(now);
     this.notice("campaign", `pre-vote for term ${this.roundTerm}`);
     this.broadcast({ t: "prevote", term: this.roundTerm, cfg: versionOf(this.membership), pos: this.position, ...(this.forceRound ? { force: true } : {}), ...(this.guard ? { guard: this.guard } : {}) });
@@ -467,6 +470,7 @@ export class Election implements Consensus {
       case "prevote-resp":
         this.learnMembership(msg.membership);
         // Refusals carry the voter's own term; grants echo the round's term.
+        if (!msg.granted && this.role === "precandidate" && msg.reason) this.refusals.set(from, msg.reason);
         if (!msg.granted && msg.term > this.term) this.becomeFollowerOf(now, msg.term);
         else if (this.role === "precandidate" && msg.term === this.roundTerm && msg.granted) {
           this.granted.add(from);
