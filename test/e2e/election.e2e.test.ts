@@ -90,7 +90,14 @@ describe.skipIf(skipWhy !== null)("election with real agents", () => {
     const firstLead = agent.timeOf(new RegExp(`leading term ${agreed.term} with a valid lease`));
     expect(firstLead).toBeDefined();
     console.log(`time to first leader: ${firstLead!.getTime() - started} ms from starting the agents (${agent.name}, term ${agreed.term})`);
-  }, 30_000);
+    // The agents run PostgreSQL too: let the leader's primary and two streaming standbys form
+    // before cutting anyone, so the failover below is the ordinary one (a cluster cut during its
+    // own initdb rightly waits for the node that has the data).
+    await waitFor(async () => {
+      const ss = await statuses(agents);
+      return ss.every((st) => (st.node.id === leader.id ? st.postgres?.action === "primary" : st.postgres?.action === "standby" && st.postgres.streaming));
+    }, { timeoutMs: 90_000, what: "one primary and two streaming standbys", ...POLL });
+  }, 120_000);
 
   test("a cut-off leader fences before another node leads", async () => {
     const old = leader;

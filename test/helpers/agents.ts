@@ -43,6 +43,7 @@ export const nodeStatusSchema = z.object({
   }),
   peers: z.array(z.object({ id: z.string(), name: z.string(), connected: z.boolean() })),
   rejects: z.object({ beacon: counts, mesh: counts }),
+  postgres: z.object({ action: z.string(), streaming: z.boolean(), inRecovery: z.boolean().nullable() }).nullable().optional(),
 });
 export type NodeStatus = z.infer<typeof nodeStatusSchema>;
 
