@@ -177,7 +177,12 @@ describe.skipIf(pgSkipReason !== null)("health checks, metrics and HAProxy on a 
         return w.port === primary.pgPort ? w : undefined;
       }, "HAProxy's write port to reach the primary", 20_000);
       expect(before.recovery).toBe(false);
-      const r = await until(async () => await whoAnswers(readPort), "HAProxy's read port to answer", 20_000);
+      // The read backend falls back to the primary while no standby passes /replica (e.g. one still
+      // re-attaching after the previous test): wait for a standby to take the reads.
+      const r = await until(async () => {
+        const w = await whoAnswers(readPort);
+        return w.recovery ? w : undefined;
+      }, "HAProxy's read port to reach a standby", 30_000);
       expect(r.recovery).toBe(true);
       expect(standbys.map((s) => s.pgPort)).toContain(r.port);
 
