@@ -201,7 +201,7 @@ export class Agent implements ClusterContext, ActionHost {
       },
       bootstrap: s.membership ? null : this.bootstrapNote,
       postgres: this.ownReport
-        ? { ...this.ownReport, lagBytes: this.ownLagBytes(), slots: this.ownReport.slots.map((name) => ({ name, retainedBytes: this.ownReport?.slotBytes?.[name] ?? null })) }
+        ? { ...this.ownReport, lagBytes: this.ownLagBytes(), syncState: this.leaderPg()?.report.replication.find((r) => r.name === slotFor(this.nodeId))?.syncState ?? null, slots: this.ownReport.slots.map((name) => ({ name, retainedBytes: this.ownReport?.slotBytes?.[name] ?? null })) }
         : null,
       tags: this.cfg.tags,
       paused: this.pausedFlag,

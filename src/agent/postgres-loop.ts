@@ -274,7 +274,7 @@ export class PostgresLoop {
       port: this.cfg.postgres.port, data, systemId, running, up: p.up, inRecovery: up ? up.inRecovery : null, position,
       receiveLsn: up?.receiveLsn ?? null, replayLsn: up?.replayLsn ?? null, upstream: this.upstream,
       streaming: up?.walReceiver?.status === "streaming",
-      replication: (up?.replication ?? []).map((r) => ({ name: r.applicationName.slice(0, 64), clientAddr: r.clientAddr, state: r.state.slice(0, 32), lagBytes: r.lagBytes, replayLagSeconds: r.replayLagSeconds })),
+      replication: (up?.replication ?? []).map((r) => ({ name: r.applicationName.slice(0, 64), clientAddr: r.clientAddr, state: r.state.slice(0, 32), syncState: r.syncState.slice(0, 16), lagBytes: r.lagBytes, replayLagSeconds: r.replayLagSeconds })),
       slots: this.slots,
       slotBytes: this.slotBytes,
       ...(this.wasPrimary && this.guarantee ? { guarantee: this.guarantee.slice(0, 300) } : {}),

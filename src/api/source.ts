@@ -24,7 +24,7 @@ export interface PgFacts {
   lagBytes: number | null;
   /** Receive position behind the leader's primary, in bytes (null: unknown). */
   receiveLagBytes: number | null;
-  /** A synchronous standby of the primary (durability modes: not yet, always false until then). */
+  /** A synchronous standby of the primary (sync_state sync or quorum in the primary's pg_stat_replication). */
   sync: boolean;
 }
 

@@ -19,7 +19,7 @@ export const PgReportSchema = z.strictObject({
   upstream: text(300).nullable(),
   streaming: z.boolean(),
   replication: z.array(z.strictObject({
-    name: text(64), clientAddr: text(64).nullable(), state: text(32),
+    name: text(64), clientAddr: text(64).nullable(), state: text(32), syncState: text(16).optional(),
     lagBytes: z.number().nullable(), replayLagSeconds: z.number().nullable(),
   })).max(256),
   slots: z.array(text(63)).max(256),
