@@ -1,0 +1,142 @@
+// Automatic failover under crashes, three namespace hosts with real PostgreSQL and a writer on
+// every node: the primary's host dies (every process SIGKILLed), its postmaster alone dies, its
+// agent alone dies, its agent freezes (SIGSTOP). Each test asserts the new primary acknowledges
+// writes within a bound derived from the configuration, that exactly one node acknowledges writes
+// afterwards, that the old primary stopped acknowledging before the new one started, and that the
+// cluster is back to one primary and two streaming standbys by itself; it prints the outage and
+// any acknowledged write that was lost.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ensureBuilt } from "../../scripts/build.ts";
+import type { Config } from "../../src/config/schema.ts";
+import { clusterSkipReason, type PgCluster } from "../helpers/cluster.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, signal, startFailoverCluster, watchdogLog, watchdogPid, type Bounds, type RoundResult } from "../helpers/writer.ts";
+
+const skip = clusterSkipReason();
+if (skip) console.warn(`SKIP failover crash e2e: ${skip}`);
+
+describe.skipIf(skip !== null)("automatic failover: crashes", () => {
+  let c: PgCluster;
+  let bounds: Bounds;
+  let cfg: Config;
+
+  beforeAll(async () => {
+    ensureBuilt();
+    ({ c, bounds, cfg } = await startFailoverCluster("failover-crash", "fcrash"));
+    console.log(`bounds from the config: failover ${bounds.failoverMs} ms, fence ${bounds.fenceMs} ms, restart ${bounds.restartMs} ms`);
+  }, 150_000);
+
+  afterAll(async () => {
+    await c?.destroy();
+    if (c) console.log(`logs: ${c.artifacts}`);
+  }, 120_000);
+
+  /** The assertions every failover shares; prints the numbers first so a failure still reports them. */
+  const report = (r: RoundResult, o: { lossAllowed: boolean; bound: number }) => {
+    console.log(describeAnalysis(`${r.label} (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost) + `; healthy again ${secs(r.healMs)} after restoring`);
+    expect(r.analysis.recoveryMs).not.toBeNull();
+    expect(r.analysis.recoveryMs!).toBeLessThanOrEqual(o.bound);
+    expect(r.analysis.splitBrain.map((a) => `${a.node}#${a.id}`)).toEqual([]);
+    // Stricter than ack order: the old primary's last acknowledgement arrived before the new one's first write was even sent.
+    if (r.analysis.separationMs !== null) expect(r.analysis.separationMs).toBeGreaterThan(0);
+    expect(r.writableAfter).toEqual([r.neu.name]);
+    expect(r.healthy.primary).toBe(r.neu);
+    // Asynchronous replication may lose the last acknowledged writes of a dead primary (reported
+    // above); quorum commit promises the elected node holds every acknowledged one.
+    if (!o.lossAllowed || cfg.durability !== "async") expect(r.lost).toEqual([]);
+  };
+
+  /**
+   * The former primary rejoined by exactly one pg_rewind that rewound it. A second decision means the
+   * first rewind was a no-op (pg_rewind run before the new primary's pg_control showed its new
+   * timeline) and the node sat stuck meanwhile; a clone means pg_rewind failed.
+   */
+  const expectRewound = (r: RoundResult, mark: number) => {
+    const p = rejoinPath(r.old, mark);
+    console.log(`${r.label}: rejoin of ${r.old.name}:\n  ${p.lines.join("\n  ")}`);
+    expect(p.decisions).toEqual(["rewind"]);
+    expect(p.rewinds).toEqual(["rewound"]);
+  };
+
+  test("host crash: every process of the primary's namespace SIGKILLed; its agent restarted rejoins", () => c.diagnose(async () => {
+    let mark = 0;
+    const r = await faultRound(c, {
+      label: "host crash", expect: "other",
+      inject: (p) => {
+        mark = logMark(p);
+        return p.host.killAll("SIGKILL");
+      },
+      restore: (old) => old.start(),
+    });
+    report(r, { lossAllowed: true, bound: bounds.failoverMs });
+    expectRewound(r, mark);
+  }), 240_000);
+
+  test("postmaster SIGKILL: restarted in place (or failed over), outage within the restart bound", () => c.diagnose(async () => {
+    const r = await faultRound(c, {
+      label: "postmaster crash", expect: "any",
+      inject: async (p) => {
+        const pid = p.postmasterPid();
+        if (pid === null) throw new Error(`${p.name}: no postmaster`);
+        signal(pid, "SIGKILL");
+      },
+    });
+    const inPlace = r.neu === r.old;
+    report(r, { lossAllowed: !inPlace, bound: inPlace ? bounds.restartMs : bounds.failoverMs });
+    console.log(`postmaster crash: ${inPlace ? "restarted in place" : `failed over to ${r.neu.name}`}, outage ${secs(r.analysis.outageMs)} (target 2 s)`);
+    if (inPlace) expect(r.analysis.outageMs).toBeLessThanOrEqual(bounds.restartMs);
+  }), 240_000);
+
+  test("agent SIGKILL on the primary's host: its watchdog fences at the lease end, a standby takes over; the agent restarted rejoins", () => c.diagnose(async () => {
+    let watchdog: number | null = null;
+    let mark = 0;
+    let wdMark = 0;
+    const r = await faultRound(c, {
+      label: "agent SIGKILL", expect: "other",
+      inject: async (p) => {
+        watchdog = watchdogPid(p);
+        if (watchdog === null) throw new Error(`${p.name}: no fencing watchdog running`);
+        mark = logMark(p);
+        wdMark = watchdogLog(p).length;
+        p.agent!.kill("SIGKILL");
+      },
+      restore: (old) => old.start(),
+    });
+    report(r, { lossAllowed: true, bound: bounds.failoverMs });
+    const fence = r.analysis.lastOldAck ? r.analysis.lastOldAck.end - r.at : null;
+    console.log(`agent SIGKILL: last write acknowledged by the old primary ${secs(fence)} after the kill (bound ${bounds.fenceMs} ms)`);
+    expect(fence ?? 0).toBeLessThanOrEqual(bounds.fenceMs);
+    const fenced = watchdogLog(r.old).slice(wdMark).filter((l) => /fencing PostgreSQL|PostgreSQL fenced/.test(l));
+    console.log(`agent SIGKILL: watchdog of ${r.old.name}:\n  ${fenced.join("\n  ")}`);
+    expect(fenced.some((l) => /fencing PostgreSQL/.test(l))).toBe(true);
+    expectRewound(r, mark);
+  }), 240_000);
+
+  test("agent SIGSTOP on the primary's host: fenced by its watchdog before the new primary writes; after SIGCONT it rejoins as a standby", () => c.diagnose(async () => {
+    let mark = 0;
+    let wdMark = 0;
+    const r = await faultRound(c, {
+      label: "agent SIGSTOP", expect: "other",
+      inject: async (p) => {
+        mark = logMark(p);
+        wdMark = watchdogLog(p).length;
+        signal(p.agent!.pid, "SIGSTOP");
+      },
+      restore: async (old) => {
+        signal(old.agent!.pid, "SIGCONT");
+        // The frozen agent wakes up, finds its lease gone and says so before anything else.
+        await waitFor(() => logSince(old, mark, /stepped-down: lease expired|fenced: no longer leading/).length > 0, { timeoutMs: 15_000, what: `${old.name} to log that it lost leadership` });
+      },
+    });
+    report(r, { lossAllowed: true, bound: bounds.failoverMs });
+    const fence = r.analysis.lastOldAck ? r.analysis.lastOldAck.end - r.at : null;
+    console.log(`agent SIGSTOP: last write acknowledged by the old primary ${secs(fence)} after the freeze (bound ${bounds.fenceMs} ms)`);
+    expect(fence ?? 0).toBeLessThanOrEqual(bounds.fenceMs);
+    // A frozen agent cannot fence: the watchdog did.
+    const fenced = watchdogLog(r.old).slice(wdMark).filter((l) => /fencing PostgreSQL|PostgreSQL fenced/.test(l));
+    console.log(`agent SIGSTOP: watchdog of ${r.old.name}:\n  ${fenced.join("\n  ")}`);
+    expect(fenced.some((l) => /fencing PostgreSQL/.test(l))).toBe(true);
+    expect(r.old.agent!.exited).toBe(false);
+    expectRewound(r, mark);
+  }), 240_000);
+});

@@ -1,0 +1,185 @@
+// Operator-driven role changes through the CLI (→ the agent's API with the bearer token), three
+// namespace hosts, real PostgreSQL, a writer on every node: planned switchover to a chosen standby
+// and back (nothing lost, short outage, the old primary follows without a rewind), refusals for a
+// lagging and an absent target, pause shown in `cluster ls`, and a manual failover after the
+// primary's host died while the cluster was paused.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ensureBuilt } from "../../scripts/build.ts";
+import type { Config } from "../../src/config/schema.ts";
+import { clusterSkipReason, poll, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { describeAnalysis, faultRound, logMark, logSince, pgherd, secs, startFailoverCluster, waitReplicating, type Bounds, type RoundResult } from "../helpers/writer.ts";
+
+const skip = clusterSkipReason();
+if (skip) console.warn(`SKIP failover manual e2e: ${skip}`);
+
+type Cli = Awaited<ReturnType<typeof pgherd>>;
+
+/** The command must have succeeded; otherwise the error quotes what the agent answered. */
+function mustOk(r: Cli, what: string): Cli {
+  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}): ${r.text.slice(0, 500) || "no output"}`);
+  return r;
+}
+
+/** The command must have been refused, for the expected reason. */
+function mustRefuse(r: Cli, why: RegExp, what: string): Cli {
+  if (r.code === 0) throw new Error(`${what} was accepted, expected a refusal matching ${why}: ${r.text.slice(0, 500)}`);
+  if (!why.test(r.text)) throw new Error(`${what} was refused for another reason than ${why}: ${r.text.slice(0, 500)}`);
+  return r;
+}
+
+describe.skipIf(skip !== null)("switchover and manual failover", () => {
+  let c: PgCluster;
+  let bounds: Bounds;
+  let cfg: Config;
+
+  beforeAll(async () => {
+    ensureBuilt();
+    ({ c, bounds, cfg } = await startFailoverCluster("failover-manual", "fman"));
+    console.log(`bounds from the config: switchover ${bounds.switchoverMs} ms, failover ${bounds.failoverMs} ms`);
+  }, 150_000);
+
+  afterAll(async () => {
+    await c?.destroy();
+    if (c) console.log(`logs: ${c.artifacts}`);
+  }, 120_000);
+
+  /** One planned switchover from the current primary to `to`, the CLI run on `on` (a name). */
+  const switchover = async (to: (p: ClusterNode, standbys: ClusterNode[]) => ClusterNode, on: "primary" | "target"): Promise<RoundResult> => {
+    let target: ClusterNode | undefined;
+    let mark = 0;
+    const r = await faultRound(c, {
+      label: "switchover", expect: "other", waitMs: 30_000,
+      inject: async (p) => {
+        const h = await waitReplicating(c, 10_000);
+        target = to(p, h.standbys);
+        mark = logMark(p);
+        const cli = mustOk(await pgherd(on === "primary" ? p : target, ["switchover", "--to", target.name]), `pgherd switchover --to ${target.name} (on ${on})`);
+        console.log(`switchover ${p.name} -> ${target.name} (CLI on the ${on}): ${cli.text}`);
+        // Success means the target runs the primary now, not merely that leadership was offered to it.
+        const [row] = await target.query("select pg_is_in_recovery() as r");
+        if (row?.r !== false) throw new Error(`pgherd switchover --to ${target.name} exited 0 ("${cli.text}") but ${target.name} is not the primary`);
+      },
+    });
+    console.log(describeAnalysis(`switchover (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost) + ` (target 1 s, bound ${bounds.switchoverMs} ms)`);
+    expect(r.neu).toBe(target!);
+    expect(r.analysis.outageMs).toBeLessThanOrEqual(bounds.switchoverMs);
+    expect(r.analysis.splitBrain.map((a) => `${a.node}#${a.id}`)).toEqual([]);
+    expect(r.writableAfter).toEqual([r.neu.name]);
+    expect(r.lost).toEqual([]);
+    expect(r.healthy.primary).toBe(r.neu);
+    // A clean handover: the old primary follows the new one without pg_rewind or a clone.
+    expect(logSince(r.old, mark, /decision: (rewind|clone)/)).toEqual([]);
+    return r;
+  };
+
+  test("planned switchover to a chosen standby and back: nothing lost, outage within the bound", () => c.diagnose(async () => {
+    const there = await switchover((_p, s) => s[s.length - 1]!, "primary");
+    await switchover(() => there.old, "target");
+    const hist = mustOk(await pgherd(there.old, ["cluster", "history"]), "pgherd cluster history");
+    const moves = hist.text.split("\n").filter((l) => /switchover/.test(l));
+    console.log(`cluster history (switchovers):\n  ${moves.join("\n  ")}`);
+    expect(moves.some((l) => l.includes(`${there.old.name} -> ${there.neu.name}`))).toBe(true);
+    expect(moves.some((l) => l.includes(`${there.neu.name} -> ${there.old.name}`))).toBe(true);
+  }), 240_000);
+
+  test("switchover refused: to a lagging standby, to an unknown node, to a member whose agent is down", () => c.diagnose(async () => {
+    const h = await waitReplicating(c, 60_000);
+    const [lagger, quiet] = h.standbys as [ClusterNode, ClusterNode];
+    const limit = cfg.failover.max_lag_bytes;
+    // Lagging: replay paused on the target while the primary writes several times the lag limit.
+    await lagger.query("select pg_wal_replay_pause()");
+    try {
+      await h.primary.query(`create table if not exists lagfill (id int, pad text); insert into lagfill select g, repeat('x', 1000) from generate_series(1, ${Math.ceil((4 * limit) / 1000)}) g`, 30_000);
+      await poll(async () => {
+        const lag = (await h.primary.clusterLs()).view.members.find((m) => m.name === lagger.name)?.lagBytes ?? null;
+        if (lag === null || lag <= limit) throw new Error(`${lagger.name} lag ${lag} bytes (limit ${limit})`);
+        return lag;
+      }, { timeoutMs: 20_000, what: `${lagger.name} to lag more than ${limit} bytes in cluster ls` });
+      const r = mustRefuse(await pgherd(h.primary, ["switchover", "--to", lagger.name]), /lags \d+ bytes/, `switchover to the lagging ${lagger.name}`);
+      console.log(`refused (lagging): ${r.text}`);
+    } finally {
+      await lagger.query("select pg_wal_replay_resume()");
+    }
+    await h.primary.query("drop table lagfill");
+
+    const unknown = mustRefuse(await pgherd(quiet, ["switchover", "--to", "nosuchnode"]), /no database member named nosuchnode/, "switchover to an unknown node");
+    console.log(`refused (unknown): ${unknown.text}`);
+
+    // Absent: the member exists but its agent is down (its PostgreSQL still streams).
+    const mark = logMark(h.primary);
+    await quiet.stopAgent();
+    try {
+      await waitFor(() => logSince(h.primary, mark, new RegExp(`peer ${quiet.name} \\(\\w+\\) disconnected`)).length > 0, { timeoutMs: 15_000, what: `${h.primary.name} to see ${quiet.name}'s agent gone` });
+      const r = mustRefuse(await pgherd(lagger, ["switchover", "--to", quiet.name]), /not connected|not reachable|down/, `switchover to ${quiet.name} (agent stopped)`);
+      console.log(`refused (agent down): ${r.text}`);
+    } finally {
+      await quiet.start();
+    }
+    const after = await waitReplicating(c, 60_000);
+    expect(after.primary).toBe(h.primary);
+  }), 180_000);
+
+  test("pause shows in cluster ls and stops automatic actions; resume ends it", () => c.diagnose(async () => {
+    const h = await waitReplicating(c, 60_000);
+    mustOk(await pgherd(h.standbys[0]!, ["pause"]), "pgherd pause");
+    try {
+      const ls = await pgherd(h.primary, ["cluster", "ls"]);
+      console.log(`cluster ls while paused:\n${ls.stdout}`);
+      expect(ls.stdout).toMatch(/paused/i);
+    } finally {
+      mustOk(await pgherd(h.primary, ["resume"]), "pgherd resume");
+    }
+    expect((await pgherd(h.primary, ["cluster", "ls"])).stdout).not.toMatch(/paused/i);
+  }), 60_000);
+
+  test("manual failover after the primary's host died while paused: refused without --force, done with it; resume rejoins the old primary", () => c.diagnose(async () => {
+    const h = await waitReplicating(c, 60_000);
+    const marks = new Map(h.standbys.map((s) => [s, logMark(s)]));
+    mustOk(await pgherd(h.primary, ["pause"]), "pgherd pause");
+    let resumed = false;
+    let target: ClusterNode | undefined;
+    let asked = 0;
+    try {
+      await waitFor(() => h.standbys.every((s) => logSince(s, marks.get(s)!, /the leader paused the cluster/).length > 0), { timeoutMs: 15_000, what: "every standby to hear that the cluster is paused" });
+      const r = await faultRound(c, {
+        label: "manual failover", expect: "other", waitMs: 60_000,
+        inject: async (p) => {
+          await p.host.killAll("SIGKILL");
+          const oldId = p.nodeId();
+          // Paused: the survivors may elect a leader, but nobody promotes by itself.
+          const survivors = c.nodes.filter((n) => n !== p);
+          const leader = await poll(async () => {
+            const v = (await survivors[0]!.clusterLs()).view;
+            if (!v.leader || v.leader === oldId) throw new Error(`leader ${v.leaderName ?? "none"}`);
+            return v.leader;
+          }, { timeoutMs: 30_000, what: "a new leader among the survivors" });
+          // The human picks the node the election did not pick.
+          target = survivors.find((n) => n.nodeId() !== leader) ?? survivors[0]!;
+          const other = survivors.find((n) => n !== target)!;
+          mustRefuse(await pgherd(other, ["failover", "--to", target.name]), /paused/, `failover to ${target.name} while paused, without --force`);
+          asked = performance.now();
+          const ok = mustOk(await pgherd(other, ["failover", "--to", target.name, "--force"]), `pgherd failover --to ${target.name} --force`);
+          console.log(`manual failover to ${target.name} (leader was ${c.nodes.find((n) => n.nodeId() === leader)?.name}): ${ok.text} (${secs(performance.now() - asked)})`);
+        },
+        restore: async (old, neu) => {
+          mustOk(await pgherd(neu, ["resume"]), "pgherd resume");
+          resumed = true;
+          await old.start();
+        },
+      });
+      console.log(describeAnalysis(`manual failover (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost));
+      expect(r.neu).toBe(target!);
+      // Nothing was promoted before the operator asked.
+      expect(r.analysis.firstNewAck!.start).toBeGreaterThanOrEqual(asked);
+      expect(r.analysis.splitBrain.map((a) => `${a.node}#${a.id}`)).toEqual([]);
+      expect(r.writableAfter).toEqual([r.neu.name]);
+      expect(r.healthy.primary).toBe(r.neu);
+    } finally {
+      if (!resumed) {
+        const alive = c.nodes.find((n) => n.agent && !n.agent.exited);
+        if (alive) await pgherd(alive, ["resume"]).catch(() => {});
+      }
+    }
+  }), 240_000);
+});
