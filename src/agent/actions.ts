@@ -3,6 +3,7 @@
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import { checkSwitchover, type Candidate } from "../core/switchover.ts";
 import type { PgReport } from "../core/report.ts";
+import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { HistoryEntry } from "./history.ts";
 
@@ -17,14 +18,15 @@ export interface ActionHost {
   reportOf(id: string): PgReport | null;
   nameOf(id: string): string;
   forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult>;
-  sendHandover(to: string): boolean;
+  handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean>;
+  isConnected(id: string): boolean;
   sendCampaign(to: string, reason: string, force?: boolean): boolean;
   campaignNow(force?: boolean): void;
   resign(reason: string, transferTo?: string): void;
   record(e: Omit<HistoryEntry, "id" | "at">): void;
   /** PostgreSQL loop controls (null on a witness). */
   pg: null | {
-    stopForHandover(): Promise<void>;
+    stopForHandover(): Promise<Position | null>;
     release(): void;
     requestRejoin(clone: boolean): void;
   };
@@ -101,10 +103,12 @@ export class ActionRunner {
     const t0 = performance.now();
     try {
       this.log.warn(`switchover to ${target.name}: stopping writes here, handing over leadership`);
-      if (!this.h.sendHandover(target.id)) return no(503, `${target.name} is not connected`);
+      if (!this.h.isConnected(target.id)) return no(503, `${target.name} is not connected`);
       // Fast shutdown: walsenders send every WAL record, the shutdown checkpoint included, and
       // wait for the standbys' flush before the server exits, so the target has it all.
-      await this.h.pg.stopForHandover();
+      const final = await this.h.pg.stopForHandover();
+      const ready = await this.h.handover(target.id, final, 5000);
+      if (!ready) this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s: handing over anyway`);
       this.h.resign(`switchover to ${target.name}`, target.id);
     } catch (e) {
       this.h.pg.release();
@@ -130,9 +134,15 @@ export class ActionRunner {
     const e = this.h.electionState();
     const target = this.h.candidates().find((c) => c.id === to || c.name === to);
     if (!target || target.witness) return no(404, `no database member named ${to}`);
-    if (e.leader && !force) {
+    if (e.leader) {
       const lr = e.leader === this.h.nodeId ? this.h.myReport() : this.h.reportOf(e.leader);
-      if (lr?.up && lr.inRecovery === false) return no(409, `${this.h.nameOf(e.leader)} leads with a running primary: use switchover (or --force)`);
+      if (lr?.up && lr.inRecovery === false) {
+        if (!force) return no(409, `${this.h.nameOf(e.leader)} leads with a running primary: use switchover (or --force)`);
+        // A live leader with a primary: the only safe way to move it is the leader handing over.
+        if (e.leader === target.id) return ok(`${target.name} already leads and runs the primary`);
+        const req = { kind: "switchover" as const, to: target.id, force: true };
+        return e.leader === this.h.nodeId ? this.runAsLeader(req) : this.h.forwardToLeader(req, 60_000);
+      }
     }
     if (this.h.paused() && !force) return no(409, "the cluster is paused (pgherd resume first, or --force)");
     if (!target.report?.up && !force) return no(412, `${target.name}'s PostgreSQL is not running`);

@@ -39,9 +39,10 @@ const HOUSEKEEPING_MS = 250;
 /** What the agent needs from its PostgreSQL loop (absent on a witness). */
 export interface LoopControl {
   kick(): void;
+  catchUp(final: Position | null, timeoutMs: number): Promise<Position | null>;
   /** The primary's next re-sync must publish a floor (a block guard was set outside the plan). */
   markDegraded(): void;
-  stopForHandover(): Promise<void>;
+  stopForHandover(): Promise<Position | null>;
   release(): void;
   requestRejoin(clone: boolean): void;
 }
@@ -59,6 +60,7 @@ export class Agent implements ClusterContext, ActionHost {
   private durability: "quorum" | "strict" | "async";
   private readonly flagsFile: string;
   private expectingHandoverFrom: string | null = null;
+  private handoverWaiter: ((pos: Position | null) => void) | null = null;
   private lastLeader: string | null = null;
   private actionSeq = 0;
   private readonly actionWaiters = new Map<number, (r: ActionResult) => void>();
@@ -314,6 +316,15 @@ export class Agent implements ClusterContext, ActionHost {
           return;
         case "handover":
           this.expectingHandoverFrom = msg.from;
+          // Vote with the old primary's final position, or the other voters refuse us as behind them.
+          void (this.loop ? this.loop.catchUp(msg.final ?? null, 3000) : Promise.resolve(null)).then((pos) => this.safe(() => {
+            if (pos) this.setPosition(pos);
+            this.mesh.send(peer, { t: "handover-ready", pos });
+          }));
+          return;
+        case "handover-ready":
+          this.handoverWaiter?.(msg.pos);
+          this.handoverWaiter = null;
           return;
         default: {
           const em = ElectionMsgSchema.parse(msg);
@@ -462,8 +473,24 @@ export class Agent implements ClusterContext, ActionHost {
     return got;
   }
 
-  sendHandover(to: string): boolean {
-    return this.mesh.send(to, { t: "handover", from: this.nodeId });
+  /** Tell the target the final position and wait until it holds it (or the timeout). */
+  async handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean> {
+    const ready = new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => {
+        this.handoverWaiter = null;
+        resolve(false);
+      }, timeoutMs);
+      this.handoverWaiter = () => {
+        clearTimeout(t);
+        resolve(true);
+      };
+    });
+    if (!this.mesh.send(to, { t: "handover", from: this.nodeId, ...(final ? { final } : {}) })) return false;
+    return ready;
+  }
+
+  isConnected(id: string): boolean {
+    return this.mesh.connected().includes(id);
   }
 
   sendCampaign(to: string, reason: string, force = false): boolean {
@@ -641,7 +668,7 @@ export class Agent implements ClusterContext, ActionHost {
     const selfHost = this.advertisedMesh();
     const m = members.find((x) => x.id === this.nodeId);
     if (m) m.host = selfHost.slice(0, selfHost.lastIndexOf(":")).replace(/^\[|\]$/g, "");
-    return composeView({ note: this.electionNote, durability: this.durabilityLine(), cluster: this.cfg.cluster, term: s.term, leader: s.leader, members, slotOf: slotFor });
+    return composeView({ paused: this.pausedFlag, note: this.electionNote, durability: this.durabilityLine(), cluster: this.cfg.cluster, term: s.term, leader: s.leader, members, slotOf: slotFor });
   }
 
   /** The leader's view when it answers within the deadline, else ours (marked). */

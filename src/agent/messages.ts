@@ -1,6 +1,6 @@
 // Everything an agent accepts from a peer over the mesh, validated by zod before use.
 import { z } from "zod";
-import { ElectionMsgSchema } from "../core/messages.ts";
+import { ElectionMsgSchema, PositionSchema } from "../core/messages.ts";
 import { ClusterViewSchema } from "../core/cluster-view.ts";
 import { ActionRequestSchema } from "../api/actions-contract.ts";
 import { HistoryEntrySchema } from "./history.ts";
@@ -38,9 +38,11 @@ const HistoryMsg = z.strictObject({ t: z.literal("history"), entries: z.array(Hi
 /** `pgherd failover --to` this node: campaign now. */
 const CampaignMsg = z.strictObject({ t: z.literal("campaign-now"), reason: z.string().max(200), force: z.boolean().optional() });
 /** Leader → switchover target: you will be handed leadership; promote as soon as you lead. */
-const HandoverMsg = z.strictObject({ t: z.literal("handover"), from: z.string().max(64) });
+const HandoverMsg = z.strictObject({ t: z.literal("handover"), from: z.string().max(64), final: PositionSchema.optional() });
+/** Target → leader: it holds the old primary's final WAL and reports that position in its votes. */
+const HandoverReady = z.strictObject({ t: z.literal("handover-ready"), pos: PositionSchema.nullable() });
 
-export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg]);
+export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady]);
 export type AgentMsg = z.infer<typeof AgentMsgSchema>;
 export type StateMessage = z.infer<typeof StateMsg>;
 export type SecretsMessage = z.infer<typeof SecretsMsg>;

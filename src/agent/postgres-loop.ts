@@ -55,6 +55,8 @@ export interface ClusterContext {
 const STUCK_MS = 15_000;
 /** A crashed primary gets this long to come back in place before the leader steps down. */
 const RESTART_BUDGET_S = 10;
+/** quorum: writes wait this long for synchronous standbys before the primary degrades. */
+const DEGRADE_AFTER_MS = 5000;
 
 export function slotFor(nodeId: string): string {
   return `pgherd_${nodeId.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
@@ -79,6 +81,8 @@ export class PostgresLoop {
   /** synchronous_standby_names this primary runs with (durability plan). */
   private syncNames = "";
   private degraded = false;
+  private shortSince: number | null = null;
+  private graceUntil = 0;
   guarantee = "";
   /** Replication stopped for a vote in a newer term: do not follow anyone until a leader is known. */
   private detachedTerm = -1;
@@ -152,7 +156,7 @@ export class PostgresLoop {
   }
 
   /** Switchover: stop this primary cleanly and keep the loop from restarting it. */
-  async stopForHandover(): Promise<void> {
+  async stopForHandover(): Promise<Position | null> {
     this.hold = true;
     while (this.running) await Bun.sleep(5);
     // Checkpoint while still serving: the shutdown checkpoint, which runs with writes already
@@ -164,6 +168,21 @@ export class PostgresLoop {
     this.log.info(`switchover: checkpoint ${Math.round(t1 - t0)} ms (writes still served), fast shutdown ${Math.round(performance.now() - t1)} ms`);
     this.handedOver = true;
     this.wasPrimary = false;
+    const c = (await inspectDataDir(this.node.dataDir, this.node)).control;
+    return c ? { timeline: c.timeline, lsn: c.checkpointLsn } : null;
+  }
+
+  /** Switchover target: wait until this standby received the old primary's final WAL; its position then. */
+  async catchUp(final: Position | null, timeoutMs: number): Promise<Position | null> {
+    const end = performance.now() + timeoutMs;
+    for (;;) {
+      const p = await probe(this.localDb());
+      const lsn = p.up ? (p.receiveLsn ?? p.replayLsn) : null;
+      const pos = p.up && lsn ? { timeline: p.timeline, lsn } : null;
+      if (pos && (!final || comparePosition({ timeline: 0, lsn: pos.lsn }, { timeline: 0, lsn: final.lsn }) >= 0)) return pos;
+      if (performance.now() > end) return pos;
+      await Bun.sleep(20);
+    }
   }
 
   release(): void {
@@ -199,7 +218,12 @@ export class PostgresLoop {
     const data: LocalPg["data"] = info.empty ? "empty" : clusterId && systemId && systemId !== clusterId ? "foreign" : "present";
     if (p.up && p.inRecovery && p.walReceiver?.senderHost) this.upstream ??= `${p.walReceiver.senderHost}:${p.walReceiver.senderPort}`;
     const streaming = p.up && p.walReceiver?.status === "streaming";
-    if (!(p.up && p.inRecovery) || streaming) this.notStreamingSince = null;
+    const primaryReady = (() => {
+      const l = this.ctx.leaderPg();
+      return !!l && l.report.up && l.report.inRecovery === false;
+    })();
+    // Not streaming only counts against a standby while there is a primary to stream from.
+    if (!(p.up && p.inRecovery) || streaming || !primaryReady) this.notStreamingSince = null;
     else this.notStreamingSince ??= performance.now();
     const wasPrimary = p.up ? !p.inRecovery : this.handedOver ? false : info.control ? !/recovery/.test(info.control.state) : false;
     const local: LocalPg = {
@@ -303,10 +327,14 @@ export class PostgresLoop {
       case "start-primary": return this.startPrimary(d.adopt, this.crashedPrimary);
       case "promote": {
         this.syncNames = this.initialSyncNames();
+        this.graceUntil = performance.now() + DEGRADE_AFTER_MS + 2000;
+        this.shortSince = null;
         const r = await promote(this.localDb(), this.node);
         this.upstream = null;
         await this.writeConfig(false);
         this.log.info(`promotion: ${r}`);
+        // pg_control keeps the old timeline until a checkpoint: pg_rewind of the old primary reads it.
+        await this.localDb().query("checkpoint after promotion", (sql) => sql`CHECKPOINT`, 60_000).catch((e) => this.log.warn(`checkpoint after promotion: ${(e as Error).message}`));
         const after = await probe(this.localDb());
         this.ctx.becamePrimary("promote", after.up ? after.timeline : null, after.up ? after.currentLsn : null);
         return;
@@ -416,6 +444,7 @@ export class PostgresLoop {
     const old = await swapDataDir(target, this.node.dataDir);
     if (old) this.log.warn(`previous data directory kept at ${old}`);
     this.log.info(`clone complete in ${ms} ms`);
+    this.notStreamingSince = null;
     await this.writeConfig(true, from);
     await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
   }
@@ -502,7 +531,13 @@ export class PostgresLoop {
       streaming: p.replication.filter((r) => r.state === "streaming").map((r) => r.applicationName),
       degraded: this.degraded, blockCommitted: !!g.guard?.block && g.committed >= g.guard.seq,
       position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: this.cfg.failover.max_lag_bytes,
+      shortForMs: this.shortSince === null ? 0 : performance.now() - this.shortSince,
+      // Only right after a promotion: its standbys are re-pointing. A fresh bootstrap degrades at once.
+      degradeAfterMs: performance.now() < this.graceUntil ? DEGRADE_AFTER_MS : 0,
     });
+    const k = this.ctx.votersCount() - majority(this.ctx.votersCount());
+    const streamingNow = p.replication.filter((r) => r.state === "streaming").length;
+    this.shortSince = streamingNow >= k ? null : (this.shortSince ?? performance.now());
     if (plan.syncNames !== this.syncNames) this.log.warn(`synchronous_standby_names = '${plan.syncNames}': ${plan.guarantee}`);
     this.syncNames = plan.syncNames;
     this.guarantee = plan.guarantee;

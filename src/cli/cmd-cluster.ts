@@ -65,7 +65,8 @@ export function renderTable(v: ClusterView, source: string): string {
   const title = `cluster ${v.cluster}: leader ${v.leaderName ?? "none"} (term ${v.term}), primary ${v.members.find((m) => m.id === v.primary)?.name ?? "NONE"}${source === "local" ? "  [leader unreachable: local view]" : ""}`;
   const dur = v.durability ? `durability ${v.durability}` : "";
   const why = v.note ? `no leader: ${v.note}` : "";
-  return [title, ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line)].join("\n") + "\n";
+  const paused = v.paused ? "PAUSED: maintenance mode, no automatic failover or repair (pgherd resume)" : "";
+  return [title, ...(paused ? [paused] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line)].join("\n") + "\n";
 }
 
 function bytes(n: number): string {

@@ -43,13 +43,15 @@ export const ClusterViewSchema = z.strictObject({
   primary: z.string().max(64).nullable(),
   /** What a commit acknowledgement currently promises (from the primary). */
   durability: z.string().max(400).optional(),
+  /** Maintenance mode: automatic actions suspended. */
+  paused: z.boolean().optional(),
   /** Why there is no leader, when there is none (the last failed election round). */
   note: z.string().max(1000).optional(),
   members: z.array(MemberRowSchema).max(256),
 });
 export type ClusterView = z.infer<typeof ClusterViewSchema>;
 
-export function composeView(opts: { note?: string; durability?: string; cluster: string; term: number; leader: string | null; members: readonly MemberInput[]; slotOf: (id: string) => string }): ClusterView {
+export function composeView(opts: { paused?: boolean; note?: string; durability?: string; cluster: string; term: number; leader: string | null; members: readonly MemberInput[]; slotOf: (id: string) => string }): ClusterView {
   const primaryIn = opts.members.find((m) => m.reachable && m.report?.up && m.report.inRecovery === false);
   const primaryReport = primaryIn?.report ?? null;
   const rows = opts.members.map((m): MemberRow => {
@@ -76,6 +78,7 @@ export function composeView(opts: { note?: string; durability?: string; cluster:
     cluster: opts.cluster, leader: opts.leader, leaderName: leaderRow?.name ?? null, term: opts.term,
     primary: primaryIn?.id ?? null,
     ...(opts.durability ? { durability: opts.durability } : {}),
+    ...(opts.paused ? { paused: true } : {}),
     ...(opts.note && !opts.leader ? { note: opts.note.slice(0, 1000) } : {}),
     members: rows.sort((a, b) => a.name.localeCompare(b.name)),
   };

@@ -24,6 +24,12 @@ export interface DurabilityInput {
   /** The primary's current WAL position. */
   position: Position;
   maxLagBytes: number;
+  /** How long fewer than k standbys have been streaming (0 when enough are). */
+  shortForMs?: number;
+  /** quorum: how long writes wait for synchronous standbys before degrading. Re-pointing standbys
+   *  after a failover or switchover take about a second: degrading at once would suspend automatic
+   *  failover for nothing. */
+  degradeAfterMs?: number;
 }
 
 export interface DurabilityPlan {
@@ -61,8 +67,11 @@ export function planDurability(x: DurabilityInput): DurabilityPlan {
   if (x.mode === "strict") {
     return { syncNames: names || syncStandbyNames(k, ["pgherd_none"]), guard: "keep", degraded: false, guarantee: `degraded: writes blocked until ${k} standby${k > 1 ? "s" : ""} stream (${streaming} now)` };
   }
-  // quorum with too few standbys: stop automatic failover first (a majority must know), then
-  // let commits go without a synchronous standby.
+  // quorum with too few standbys: for a grace period writes wait; then stop automatic failover
+  // (a majority must know) and let commits go without a synchronous standby.
+  if (!x.degraded && (x.shortForMs ?? Infinity) < (x.degradeAfterMs ?? 0)) {
+    return { syncNames: names, guard: "keep", degraded: false, guarantee: `waiting for ${k} synchronous standby${k > 1 ? "s" : ""} (${streaming} streaming): writes wait, then the cluster degrades` };
+  }
   if (!x.blockCommitted) {
     return { syncNames: x.degraded ? "" : names, guard: { block: true, floor: null }, degraded: x.degraded, guarantee: "degrading: telling the voters before writes go on without a synchronous standby" };
   }

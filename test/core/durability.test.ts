@@ -30,6 +30,13 @@ test("quorum with too few standbys: block automatic failover first, then write w
   expect(back.guard).toBe("resync");
 });
 
+test("quorum waits a grace period before degrading (standbys re-pointing after a failover)", () => {
+  const short = planDurability({ ...base, streaming: [], shortForMs: 1000, degradeAfterMs: 5000 });
+  expect(short.syncNames).toBe('ANY 1 ("pgherd_b", "pgherd_c")');
+  expect(short.guard).toBe("keep");
+  expect(planDurability({ ...base, streaming: [], shortForMs: 6000, degradeAfterMs: 5000 }).guard).toEqual({ block: true, floor: null });
+});
+
 test("strict blocks writes instead of degrading; async publishes a floor max_lag_bytes behind", () => {
   const s = planDurability({ ...base, mode: "strict", streaming: [] });
   expect(s.syncNames).toBe('ANY 1 ("pgherd_b", "pgherd_c")');
