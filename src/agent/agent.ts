@@ -42,6 +42,7 @@ export interface LoopControl {
   catchUp(final: Position | null, timeoutMs: number): Promise<Position | null>;
   /** The primary's next re-sync must publish a floor (a block guard was set outside the plan). */
   markDegraded(): void;
+  requestPromotion(): void;
   stopForHandover(): Promise<Position | null>;
   release(): void;
   requestRejoin(clone: boolean): void;
@@ -312,6 +313,7 @@ export class Agent implements ClusterContext, ActionHost {
           return;
         case "campaign-now":
           this.log.warn(`asked to stand for election by ${this.peers.name(peer)}: ${msg.reason}${msg.force ? " (accepting data loss)" : ""}`);
+          this.loop?.requestPromotion();
           this.feed({ type: "campaign", now: now(), force: msg.force === true });
           return;
         case "handover":
@@ -498,6 +500,7 @@ export class Agent implements ClusterContext, ActionHost {
   }
 
   campaignNow(force = false): void {
+    this.loop?.requestPromotion();
     this.feed({ type: "campaign", now: now(), force });
   }
 

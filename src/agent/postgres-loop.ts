@@ -83,6 +83,7 @@ export class PostgresLoop {
   private degraded = false;
   private shortSince: number | null = null;
   private graceUntil = 0;
+  private promotionRequestedUntil = 0;
   guarantee = "";
   /** Replication stopped for a vote in a newer term: do not follow anyone until a leader is known. */
   private detachedTerm = -1;
@@ -143,6 +144,11 @@ export class PostgresLoop {
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.round(), ms);
+  }
+
+  /** `pgherd failover --to` this node: promote even while the cluster is paused (for a minute). */
+  requestPromotion(): void {
+    this.promotionRequestedUntil = performance.now() + 60_000;
   }
 
   markDegraded(): void {
@@ -255,6 +261,7 @@ export class PostgresLoop {
       local, clusterSystemId: clusterId, haveSecrets: secrets !== undefined, nobodyHasData: this.ctx.nobodyHasData(), othersHaveData: this.ctx.othersHaveData(),
       member: lead.member, fromExisting: this.cfg.bootstrap.from_existing,
       rejoinAuto: this.cfg.rejoin.auto, rejoinRequested: this.rejoinRequest, paused: this.ctx.paused(),
+      promotionRequested: performance.now() < this.promotionRequestedUntil,
     });
     this.report(info.running, p, data, systemId, position, secrets !== undefined, decision);
 

@@ -58,6 +58,8 @@ export interface HaInput {
   rejoinRequested: null | { clone: boolean };
   /** Maintenance mode: monitor and report, change nothing (fencing stays: it is what keeps one primary). */
   paused: boolean;
+  /** A human asked this node to take over (`pgherd failover --to`): promote even while paused. */
+  promotionRequested?: boolean;
 }
 
 export type HaAction =
@@ -78,6 +80,7 @@ export function decideHa(x: HaInput): HaAction {
   const d = decideUnpaused(x);
   if (!x.paused || d.kind === "none" || d.kind === "wait" || d.kind === "refuse" || d.kind === "fence") return d;
   if (x.rejoinRequested && (d.kind === "rewind" || d.kind === "clone")) return d; // a human asked for it
+  if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary")) return d;
   return { kind: "wait", reason: `paused: would ${d.kind}${"from" in d ? ` from ${d.from}` : "upstream" in d ? ` ${d.upstream}` : ""}` };
 }
 

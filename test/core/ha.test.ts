@@ -74,6 +74,7 @@ describe("follower", () => {
     expect(decideHa(lead({ paused: true }, { inRecovery: true })).kind).toBe("wait");
     expect(decideHa(follow({ paused: true }, { inRecovery: false })).kind).toBe("fence");
     expect(decideHa(follow({ paused: true, rejoinRequested: { clone: true } })).kind).toBe("clone");
+    expect(decideHa(lead({ paused: true, promotionRequested: true }, { inRecovery: true })).kind).toBe("promote");
   });
   test("a witness runs no PostgreSQL", () => {
     expect(decideHa(follow({ witness: true }))).toEqual({ kind: "none", role: "witness" });
