@@ -318,6 +318,7 @@ export class Agent implements ClusterContext, ActionHost {
           return;
         case "handover":
           this.expectingHandoverFrom = msg.from;
+          this.loop?.requestPromotion(); // an operator's switchover: promote even while paused
           // Vote with the old primary's final position, or the other voters refuse us as behind them.
           void (this.loop ? this.loop.catchUp(msg.final ?? null, 3000) : Promise.resolve(null)).then((pos) => this.safe(() => {
             if (pos) this.setPosition(pos);
