@@ -19,6 +19,8 @@ export interface ActionHost {
   nameOf(id: string): string;
   forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult>;
   handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean>;
+  /** Leader: publish "no failover block, floor = pos" and wait until a majority stored it. */
+  publishFloor(pos: Position | null, timeoutMs: number): Promise<boolean>;
   isConnected(id: string): boolean;
   sendCampaign(to: string, reason: string, force?: boolean): boolean;
   campaignNow(force?: boolean): void;
@@ -72,6 +74,7 @@ export class ActionRunner {
         return ok(p ? "cluster paused: agents monitor and report but take no automatic action" : "cluster resumed");
       }
       case "switchover": return this.switchover(req.to, req.at, req.force ?? false);
+      case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
       case "config": {
         if (!req.durability) return ok("nothing to change");
         if (this.h.durabilityMode() === req.durability) return ok(`durability is already ${req.durability}`);
@@ -109,6 +112,10 @@ export class ActionRunner {
       const final = await this.h.pg.stopForHandover();
       const ready = await this.h.handover(target.id, final, 5000);
       if (!ready) this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s: handing over anyway`);
+      // Writes are stopped and the target holds all of them: lift any failover block (a primary
+      // that ran degraded) with a floor at the final position, stored by a majority, so the
+      // voters accept the target.
+      if (!(await this.h.publishFloor(final, 3000))) this.log.warn("the final position did not reach a majority within 3 s: handing over anyway");
       this.h.resign(`switchover to ${target.name}`, target.id);
     } catch (e) {
       this.h.pg.release();
@@ -146,6 +153,12 @@ export class ActionRunner {
     }
     if (this.h.paused() && !force) return no(409, "the cluster is paused (pgherd resume first, or --force)");
     if (!target.report?.up && !force) return no(412, `${target.name}'s PostgreSQL is not running`);
+    if (e.leader && e.leader !== target.id) {
+      // A leader without a primary (e.g. paused after the old primary died): it hands leadership to
+      // the chosen node; voters would refuse a campaign while it heartbeats.
+      if (e.leader !== this.h.nodeId) return this.h.forwardToLeader({ kind: "failover", to: target.id, force, acceptDataLoss }, 60_000);
+      this.h.resign(`manual failover to ${target.name}`, target.id);
+    }
     // --accept-data-loss lets voters ignore the durability guard (no node is known to hold every
     // acknowledged write); they still refuse a candidate behind their own data.
     const reason = `manual failover to ${target.name} requested on ${this.h.nodeName}${acceptDataLoss ? ", accepting data loss" : ""}`;

@@ -492,6 +492,19 @@ export class Agent implements ClusterContext, ActionHost {
     return ready;
   }
 
+  async publishFloor(pos: Position | null, timeoutMs: number): Promise<boolean> {
+    this.feed({ type: "guard", now: now(), block: false, floor: pos });
+    const seq = this.election.status(now()).guard?.seq ?? 0;
+    const end = now() + timeoutMs;
+    while (now() < end) {
+      const st = this.election.status(now());
+      if (st.role !== "leader") return false;
+      if (st.guardCommitted >= seq) return true;
+      await Bun.sleep(10);
+    }
+    return false;
+  }
+
   isConnected(id: string): boolean {
     return this.mesh.connected().includes(id);
   }
