@@ -220,6 +220,7 @@ export class Election implements Consensus {
       case "campaign":
         if (this.role !== "leader" && this.o.canLead && this.membership && this.isVoter(this.o.id)) {
           this.forceRound = ev.force === true;
+          this.noCampaignUntil = -Infinity;
           this.startPreVote(now);
         }
         break;
@@ -494,7 +495,10 @@ export class Election implements Consensus {
           this.lastLeaderContact = null;
           this.electionDeadline = msg.transferTo === this.o.id ? now : this.randomDeadline(now);
           this.notice("leader-changed", `${from} resigned term ${msg.term}`);
-          if (msg.transferTo === this.o.id) this.onTick(now);
+          if (msg.transferTo === this.o.id) {
+            this.noCampaignUntil = -Infinity; // handed to us: our own earlier resignation no longer holds us back
+            this.onTick(now);
+          }
         }
         return;
     }

@@ -189,6 +189,20 @@ describe("election core scenarios", () => {
     expect(c.nodes.get("b")!.status(c.now).membership!.voters).toEqual(["a", "b"]);
   });
 
+  test("switchover and back at once: the first leader, resigned moments ago, still takes the transfer", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(5000);
+    const [first] = c.leaders();
+    const second = ["a", "b", "c"].find((x) => x !== first)!;
+    c.apply(first!, c.nodes.get(first!)!.step({ type: "resign", now: c.now, reason: "switchover", transferTo: second }));
+    c.run(300);
+    expect(c.leaders()).toEqual([second]);
+    c.run(200); // well within the first leader's own no-campaign period
+    c.apply(second, c.nodes.get(second)!.step({ type: "resign", now: c.now, reason: "switchover back", transferTo: first }));
+    c.run(300);
+    expect(c.leaders()).toEqual([first!]);
+  });
+
   test("resign with transfer hands leadership to the target quickly", () => {
     const c = new Cluster(["a", "b", "c"]);
     c.run(5000);
