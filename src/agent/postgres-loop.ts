@@ -78,6 +78,12 @@ export class PostgresLoop {
   private lastDecision = "";
   private rolesEnsuredFor: string | null = null;
   private wasPrimary = false;
+  /** Highest timeline this standby was seen streaming on (reset when its data is replaced). */
+  private knownTli = 0;
+
+  private withKnownTli(pos: Position, standby: boolean): Position {
+    return standby && pos.lsn !== "0/0" && this.knownTli > pos.timeline ? { ...pos, timeline: this.knownTli } : pos;
+  }
   /** synchronous_standby_names this primary runs with (durability plan). */
   private syncNames = "";
   private degraded = false;
@@ -184,7 +190,8 @@ export class PostgresLoop {
     for (;;) {
       const p = await probe(this.localDb());
       const lsn = p.up ? (p.receiveLsn ?? p.replayLsn) : null;
-      const pos = p.up && lsn ? { timeline: p.timeline, lsn } : null;
+      if (p.up && p.inRecovery) this.knownTli = Math.max(this.knownTli, p.timeline);
+      const pos = p.up && lsn ? this.withKnownTli({ timeline: p.timeline, lsn }, true) : null;
       if (pos && (!final || comparePosition({ timeline: 0, lsn: pos.lsn }, { timeline: 0, lsn: final.lsn }) >= 0)) return pos;
       if (performance.now() > end) return pos;
       await Bun.sleep(20);
@@ -239,7 +246,11 @@ export class PostgresLoop {
     };
     this.stuckNow = local.stuck;
 
-    const position = positionOf(info, p);
+    // A standby's timeline: pg_stat_wal_receiver says it while streaming; once the primary is gone
+    // only the (older) checkpoint timeline is left, so remember the highest one seen.
+    if (p.up && p.inRecovery) this.knownTli = Math.max(this.knownTli, p.timeline);
+    else if (p.up) this.knownTli = p.timeline;
+    const position = this.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
     this.lease?.ensureWatchdog();
     const lead = this.ctx.leadership();
     this.wasPrimary = p.up && p.inRecovery === false;
@@ -452,6 +463,7 @@ export class PostgresLoop {
     if (old) this.log.warn(`previous data directory kept at ${old}`);
     this.log.info(`clone complete in ${ms} ms`);
     this.notStreamingSince = null;
+    this.knownTli = 0;
     await this.writeConfig(true, from);
     await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
   }
@@ -487,6 +499,7 @@ export class PostgresLoop {
     }
     this.rejoinRequest = null;
     this.notStreamingSince = null;
+    this.knownTli = 0;
     await this.writeConfig(true, from);
     await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
   }
@@ -603,7 +616,8 @@ export class PostgresLoop {
       if (!p.walReceiver || performance.now() > end) {
         this.log.info(`stopped streaming to vote in term ${term} (final position ${p.receiveLsn ?? p.replayLsn})`);
         const lsn = p.receiveLsn ?? p.replayLsn;
-        return lsn ? { timeline: p.timeline, lsn } : null;
+        if (p.inRecovery) this.knownTli = Math.max(this.knownTli, p.timeline);
+        return lsn ? this.withKnownTli({ timeline: p.timeline, lsn }, true) : null;
       }
       await Bun.sleep(20);
     }
