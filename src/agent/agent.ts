@@ -636,7 +636,8 @@ export class Agent implements ClusterContext, ActionHost {
   durabilityLine(): string {
     const l = this.leaderPg();
     const r = this.election.status(now()).leader === this.nodeId ? this.ownReport : l?.report;
-    return r?.guarantee ? `${this.durability}: ${r.guarantee}` : `${this.durability}`;
+    if (!r?.guarantee) return this.durability;
+    return r.guarantee.startsWith(`${this.durability}:`) ? r.guarantee : `${this.durability}: ${r.guarantee}`;
   }
 
   /** Bytes this standby's replay is behind the leader's primary (null when unknown or not a standby). */

@@ -205,6 +205,7 @@ export class PostgresLoop {
 
   private async round(): Promise<void> {
     if (this.hold) return this.schedule(this.cfg.postgres.loop_ms);
+    if (this.running) return this.schedule(50); // a detach for a vote holds the loop
     this.running = true;
     const t0 = performance.now();
     try {
@@ -291,6 +292,7 @@ export class PostgresLoop {
     }
     this.crashedPrimary = upBefore && !p.up && lead.leading;
     if (performance.now() < this.retryAt) return;
+    if ((decision.kind === "repoint" || decision.kind === "start-standby") && this.ctx.leadership().leaderId !== (leaderPg?.id ?? null)) return; // the leader moved meanwhile
     this.action = decision.kind;
     this.note = "";
     try {
@@ -299,6 +301,11 @@ export class PostgresLoop {
       this.lastError = null;
     } catch (e) {
       this.failures++;
+      if (decision.kind === "start-standby" && this.failures >= 3) {
+        this.log.warn(`start as a standby failed ${this.failures} times: rebuilding it from a fresh clone`);
+        this.rejoinRequest = { clone: true };
+        this.retryAt = 0;
+      }
       if (decision.kind === "start-primary" && lead.leading) {
         // The primary does not come back in place: let a standby take over instead of waiting for the lease.
         this.ctx.resign(`PostgreSQL could not be restarted here: ${(e as Error).message}`);
@@ -350,6 +357,7 @@ export class PostgresLoop {
         const r = await promote(this.localDb(), this.node);
         this.upstream = null;
         await this.writeConfig(false);
+        await reload(this.node); // synchronous_standby_names of the new primary: it must be in force
         this.log.info(`promotion: ${r}`);
         // pg_control keeps the old timeline until a checkpoint: pg_rewind of the old primary reads it.
         await this.localDb().query("checkpoint after promotion", (sql) => sql`CHECKPOINT`, 60_000).catch((e) => this.log.warn(`checkpoint after promotion: ${(e as Error).message}`));
@@ -512,6 +520,14 @@ export class PostgresLoop {
       this.log.info(`managed files changed (${changed.join(", ")}): reloading`);
       await reload(this.node);
     }
+    if (plan && changed.length === 0) {
+      // What is in force must be what the plan says (a missed reload would silently run async).
+      const live = await this.localDb().query("synchronous_standby_names", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`).catch(() => null);
+      if (live && live[0]?.v !== this.syncNames) {
+        this.log.warn(`synchronous_standby_names in force is '${live[0]?.v}', planned '${this.syncNames}': reloading`);
+        await reload(this.node);
+      }
+    }
     if (plan) await this.publishGuard(plan);
     if (!p.up) return;
     let adopted = false;
@@ -604,22 +620,36 @@ export class PostgresLoop {
    * it can no longer count this standby's acknowledgements, and vote with the final position.
    */
   async detachForVote(term: number): Promise<Position | null> {
-    if (!this.lastReportUp || !this.lastInRecovery) return null;
-    this.detachedTerm = term;
-    this.upstream = null;
-    await this.writeConfig(true, undefined);
-    await reload(this.node);
-    const end = performance.now() + 1000;
-    for (;;) {
-      const p = await probe(this.localDb());
-      if (!p.up) return null;
-      if (!p.walReceiver || performance.now() > end) {
-        this.log.info(`stopped streaming to vote in term ${term} (final position ${p.receiveLsn ?? p.replayLsn})`);
+    // One at a time with the monitoring round: a round that decided to re-point to the old
+    // primary before this must not do it after (it would stream again and acknowledge its commits).
+    while (this.running) await Bun.sleep(5);
+    this.running = true;
+    try {
+      if (!this.lastReportUp || !this.lastInRecovery) return null;
+      this.detachedTerm = term;
+      this.upstream = null;
+      await this.writeConfig(true, undefined);
+      await reload(this.node);
+      const end = performance.now() + 2000;
+      let lastLsn: string | null = null;
+      for (;;) {
+        const p = await probe(this.localDb());
+        if (!p.up) return null;
+        const conninfo = await this.localDb().query("primary_conninfo", (sql) => sql`SELECT current_setting('primary_conninfo') AS v`).catch(() => null);
         const lsn = p.receiveLsn ?? p.replayLsn;
-        if (p.inRecovery) this.knownTli = Math.max(this.knownTli, p.timeline);
-        return lsn ? this.withKnownTli({ timeline: p.timeline, lsn }, true) : null;
+        // Detached: the reload is in force, no walreceiver, and the received position stopped moving.
+        const quiet = conninfo?.[0]?.v === "" && !p.walReceiver && lsn === lastLsn;
+        if (quiet || performance.now() > end) {
+          if (!quiet) this.log.warn(`could not confirm replication stopped within 2 s before voting in term ${term}`);
+          this.log.info(`stopped streaming to vote in term ${term} (final position ${lsn})`);
+          if (p.inRecovery) this.knownTli = Math.max(this.knownTli, p.timeline);
+          return lsn ? this.withKnownTli({ timeline: p.timeline, lsn }, true) : null;
+        }
+        lastLsn = lsn;
+        await Bun.sleep(20);
       }
-      await Bun.sleep(20);
+    } finally {
+      this.running = false;
     }
   }
 
