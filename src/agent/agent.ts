@@ -565,6 +565,10 @@ export class Agent implements ClusterContext, ActionHost {
     return { id: s.leader, addr: `${host.includes(":") ? `[${host}]` : host}:${r.port}`, report: r };
   }
 
+  reachableStandbys(): number {
+    return this.standbyMembers().filter((id) => this.downForMs(id) === 0).length;
+  }
+
   downForMs(id: string): number {
     const r = this.reports.get(id);
     if (!r) return now() - this.startedMono;

@@ -27,6 +27,8 @@ export interface ClusterContext {
   leaderPg(): { id: string; addr: string; report: PgReport } | null;
   /** Database voters other than this node (slots on the primary). */
   standbyMembers(): string[];
+  /** Database standby members reporting now (they could re-point to a new primary). */
+  reachableStandbys(): number;
   /** How long a member has not been heard from (0 when it reports now). */
   downForMs(id: string): number;
   /** IP addresses of authenticated peers (pg_hba), this node's own included when known. */
@@ -56,7 +58,7 @@ const STUCK_MS = 15_000;
 /** A crashed primary gets this long to come back in place before the leader steps down. */
 const RESTART_BUDGET_S = 10;
 /** quorum: writes wait this long for synchronous standbys before the primary degrades. */
-const DEGRADE_AFTER_MS = 5000;
+const DEGRADE_AFTER_MS = 3000;
 
 export function slotFor(nodeId: string): string {
   return `pgherd_${nodeId.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
@@ -569,7 +571,7 @@ export class PostgresLoop {
       position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: this.cfg.failover.max_lag_bytes,
       shortForMs: this.shortSince === null ? 0 : performance.now() - this.shortSince,
       // Only right after a promotion: its standbys are re-pointing. A fresh bootstrap degrades at once.
-      degradeAfterMs: performance.now() < this.graceUntil ? DEGRADE_AFTER_MS : 0,
+      degradeAfterMs: performance.now() < this.graceUntil && this.ctx.reachableStandbys() > 0 ? DEGRADE_AFTER_MS : 0,
     });
     const k = this.ctx.votersCount() - majority(this.ctx.votersCount());
     const streamingNow = p.replication.filter((r) => r.state === "streaming").length;

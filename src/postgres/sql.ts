@@ -20,6 +20,8 @@ export interface DbOptions {
   /** Default deadline for query(); default 5000 ms. */
   queryTimeoutMs?: number;
   ssl?: false | "require" | "prefer";
+  /** Session settings sent at connection start (GUCs with user context). */
+  settings?: Readonly<Record<string, string>>;
   log: Logger;
 }
 
@@ -55,7 +57,7 @@ export function openDb(o: DbOptions): Db {
       fetch_types: false,
       prepare: true,
       debug: false,
-      connection: { application_name: o.applicationName ?? "pgherd" },
+      connection: { application_name: o.applicationName ?? "pgherd", ...(o.settings ?? {}) },
       onnotice: (n) => o.log.debug(`${target}: notice: ${n.message}`),
     });
   const drop = async () => {
@@ -93,7 +95,9 @@ export function openDb(o: DbOptions): Db {
 
 /** Socket connection to the local server as the superuser (peer auth through the pgherd ident map). */
 export function openLocalDb(o: { socketDir: string; port: number; superuser: string; log: Logger; queryTimeoutMs?: number }): Db {
-  return openDb({ host: o.socketDir, port: o.port, user: o.superuser, log: o.log, queryTimeoutMs: o.queryTimeoutMs, applicationName: "pgherd" });
+  // The agent's own writes (roles, grants) are idempotent and re-applied: they must never wait for
+  // a synchronous standby (a new primary has none yet, and it would stall the monitoring loop).
+  return openDb({ host: o.socketDir, port: o.port, user: o.superuser, log: o.log, queryTimeoutMs: o.queryTimeoutMs, applicationName: "pgherd", settings: { synchronous_commit: "local" } });
 }
 
 /** Errors that mean the connection, not the statement, failed (no SQLSTATE, or class 08/57P). */
