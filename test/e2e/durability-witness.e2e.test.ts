@@ -1,0 +1,139 @@
+// Two database nodes plus a witness (an agent without PostgreSQL), quorum commit: k = 3 voters −
+// majority 2 = 1 synchronous standby. In order, on one cluster:
+//  1. kill the primary's host → the standby is promoted with zero loss (the witness and the
+//     standby form the majority; the standby held every acknowledged commit);
+//  2. kill the witness's host → nothing changes for clients: same primary, writes go on, zero-loss;
+//  3. kill the standby's host → writes stall until the witness stored the "block" guard, then go on
+//     without a synchronous standby; cluster ls says "degraded";
+//  4. the standby comes back but cannot stream (PostgreSQL traffic to the primary dropped), then the
+//     primary's host dies too → the standby is NOT promoted (the witness refuses it: no eligible
+//     node holds every acknowledged write) and cluster ls says why.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ensureBuilt } from "../../scripts/build.ts";
+import { clusterSkipReason, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { durabilityView, storedGuard, waitGuarantee, waitSynchronous } from "../helpers/durability.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { blockPostgres, startWitnessCluster } from "../helpers/witness.ts";
+import { describeAnalysis, faultRound, secs, Writer, type Bounds } from "../helpers/writer.ts";
+import type { Config } from "../../src/config/schema.ts";
+
+const skip = clusterSkipReason();
+if (skip) console.warn(`SKIP durability witness e2e: ${skip}`);
+
+const NO_HOLDER = /no candidate is known to hold every acknowledged write/;
+
+/** Longest gap between consecutive acknowledgements ending in [from, to]. */
+function longestGap(w: Writer, from: number, to = Infinity): number {
+  const acks = w.acked();
+  let gap = 0;
+  for (let i = 1; i < acks.length; i++) if (acks[i]!.end >= from && acks[i]!.end <= to) gap = Math.max(gap, acks[i]!.end - acks[i - 1]!.end);
+  return gap;
+}
+
+describe.skipIf(skip !== null)("quorum commit: two database nodes and a witness", () => {
+  let c: PgCluster;
+  let db: PgCluster;
+  let witness: ClusterNode;
+  let bounds: Bounds;
+  let cfg: Config;
+  /** Election timeout + jitter: how long a follower waits before it stands. */
+  let electMs = 0;
+
+  beforeAll(async () => {
+    ensureBuilt();
+    ({ c, db, witness, bounds, cfg } = await startWitnessCluster("durability-witness", "dwit"));
+    electMs = cfg.election.timeout_ms + cfg.election.jitter_ms;
+    console.log(`durability: ${await waitGuarantee(db.nodes[0]!, /^quorum: zero-loss/, 30_000)}`);
+  }, 150_000);
+
+  afterAll(async () => {
+    await c?.destroy();
+    if (c) console.log(`logs: ${c.artifacts}`);
+  }, 120_000);
+
+  test("kill the primary: the standby is promoted with zero loss", () => c.diagnose(async () => {
+    const r = await faultRound(db, { label: "primary host crash", expect: "other", inject: (p) => p.host.killAll("SIGKILL"), restore: (old) => old.start() });
+    console.log(describeAnalysis(`primary host crash (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost));
+    expect(r.analysis.recoveryMs ?? Infinity).toBeLessThanOrEqual(bounds.failoverMs);
+    expect(r.analysis.splitBrain).toEqual([]);
+    expect(r.lost).toEqual([]);
+    await waitSynchronous(r.neu);
+  }), 300_000);
+
+  test("kill the witness: same primary, writes go on, still zero-loss", () => c.diagnose(async () => {
+    const { primary } = await db.waitHealthy(60_000);
+    await waitSynchronous(primary);
+    const w = new Writer([primary], { table: "witness_w" });
+    await w.prepare(primary);
+    w.start();
+    try {
+      await w.waitAck(primary.name, w.mark("warm"), 15_000);
+      const at = w.mark("witness killed");
+      await witness.host.killAll("SIGKILL");
+      // Long enough for any election a lost voter could cause: three election timeouts.
+      await waitFor(() => w.acked(primary.name).some((a) => a.start >= at + 3 * electMs), { timeoutMs: 3 * electMs + 15_000, what: `writes on ${primary.name} ${3 * electMs} ms after the witness died` });
+      const gap = longestGap(w, at);
+      const failed = w.attempts.filter((a) => a.start >= at && !a.ok);
+      const v = await durabilityView(primary);
+      console.log(`witness killed: longest gap between acknowledged writes ${Math.round(gap)} ms, ${failed.length} failed attempts, leader ${v.leaderName}, durability: ${v.durability}`);
+      expect(failed.map((a) => a.error)).toEqual([]);
+      expect(gap).toBeLessThan(1000);
+      expect(v.leaderName).toBe(primary.name);
+      expect(v.durability ?? "").toMatch(/^quorum: zero-loss/);
+    } finally {
+      await w.stop();
+    }
+    await witness.start();
+    await waitFor(async () => (await durabilityView(witness)).leaderName === primary.name, { timeoutMs: 30_000, what: `${witness.name} to follow ${primary.name} again` });
+  }), 300_000);
+
+  test("kill the standby, then the primary while degraded: writes go on, then no automatic promotion, and cluster ls says why", () => c.diagnose(async () => {
+    const { primary, standbys } = await db.waitHealthy(60_000);
+    const standby = standbys[0]!;
+    await waitSynchronous(primary);
+    const w = new Writer([primary], { table: "witness_w" });
+    w.start();
+    try {
+      await w.waitAck(primary.name, w.mark("warm"), 15_000);
+      const at = w.mark("standby killed");
+      await standby.host.killAll("SIGKILL");
+      const line = await waitGuarantee(primary, /^quorum: degraded: writes continue/, 60_000);
+      const resumed = await waitFor(() => w.acked(primary.name).filter((a) => a.start >= at).at(-1), { timeoutMs: 30_000, what: `a write on ${primary.name} after the standby died` });
+      await w.waitAck(primary.name, resumed.end, 15_000);
+      console.log(`standby killed: writes stalled ${secs(longestGap(w, at))} (degrading), then continued; durability: ${line}`);
+      // The witness stored the guard that let the primary degrade: it names the primary as the only node that may win.
+      const g = storedGuard(witness);
+      console.log(`guard stored by the witness: ${JSON.stringify(g)}`);
+      expect(g?.block).toBe(true);
+      expect(g?.holder).toBe(primary.nodeId());
+
+      // The standby returns with old data and cannot catch up.
+      await blockPostgres(standby.host, primary.host);
+      await standby.start();
+      await waitFor(async () => (await standby.query("select pg_is_in_recovery() as r"))[0]?.r === true, { timeoutMs: 60_000, what: `${standby.name}'s PostgreSQL up as a standby` });
+      const still = await durabilityView(primary);
+      expect(still.durability ?? "").toMatch(/^quorum: degraded/);
+      const acked = w.acked(primary.name).length;
+
+      const killAt = performance.now();
+      await primary.host.killAll("SIGKILL");
+      await w.stop();
+      const view = await waitFor(async () => {
+        const v = await durabilityView(standby);
+        return v.leader === null && NO_HOLDER.test(v.note ?? "") ? v : null;
+      }, { timeoutMs: 4 * electMs + 30_000, intervalMs: 250, what: `cluster ls on ${standby.name} to say why there is no leader` });
+      console.log(`primary killed while degraded (${acked} writes acknowledged by it): ${standby.name} not promoted; cluster ls note: ${view.note}`);
+      // Several more election rounds: the standby must stay a standby.
+      const until = performance.now() + 3 * electMs;
+      while (performance.now() < until) {
+        const rec = (await standby.query("select pg_is_in_recovery() as r"))[0]?.r;
+        expect(rec).toBe(true);
+        expect((await durabilityView(standby)).leader).toBeNull();
+        await Bun.sleep(250);
+      }
+      console.log(`${standby.name} still a standby ${secs(performance.now() - killAt)} after the primary died`);
+    } finally {
+      await w.stop();
+    }
+  }), 300_000);
+});
