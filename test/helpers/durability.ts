@@ -1,6 +1,7 @@
 // Shared by the durability e2e tests, scripts/chaos.ts and bench/durability.ts: the parts of
 // `cluster ls --json` that say what the cluster guarantees (the shared schema in cluster.ts
 // strips them), a seeded random source, and a one-line table printer.
+import { rng } from "../core/sim.ts";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
@@ -32,16 +33,7 @@ export async function durabilityView(node: ClusterNode, timeoutMs = 10_000): Pro
 }
 
 /** A deterministic generator (mulberry32) from a seed; the seed is printed so a run can be replayed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom = rng;
 
 /** The seed from `env` (replay) or a fresh one. */
 export function seedFrom(env: string | undefined): number {
