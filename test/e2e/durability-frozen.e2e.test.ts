@@ -98,7 +98,7 @@ describe.skipIf(skip !== null)("quorum commit: frozen primary agent", () => {
     // Nothing fences the old primary here, so the standbys keep streaming from it until they
     // detach to vote: positions move during the election and a first round can be refused as
     // behind. Safety is what this variant checks; it may take one more election round.
-    check(r, 3000);
+    check(r, 6000);
     // Writes the old primary was asked for after the freeze: none acknowledged once the standbys detached.
     const tries = r.writer.attempts.filter((a) => a.node === r.old.name && a.start >= r.at);
     const blocked = tries.filter((a) => !a.ok && /outcome unknown/.test(a.error ?? "")).length;
