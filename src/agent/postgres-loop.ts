@@ -3,7 +3,8 @@
 // failed action backs off exponentially so a broken server never spins.
 import { join } from "node:path";
 import { decideHa, type HaAction, type LocalPg } from "../core/ha.ts";
-import { ZERO_POSITION, type Position, comparePosition } from "../core/position.ts";
+import { ZERO_POSITION, type Position, samePosition } from "../core/position.ts";
+import { parseHostPort } from "../config/hostport.ts";
 import { planDurability, syncStandbyNames } from "../core/durability.ts";
 import { majority } from "../core/quorum.ts";
 import type { PgReport } from "../core/report.ts";
@@ -11,7 +12,7 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import {
   basebackup, buildConninfo, cloneDirFor, ensureRoles, ensureSlot, generatePassword, initdb, inspectDataDir,
-  clearStaleLocks, dropSlot, killLeftovers, listSlots, pendingRestart, openLocalDb, PgCtlError, probe, promote, reload, rewind, start, stop, swapDataDir, writeManagedConfig, writePassfile,
+  clearStaleLocks, dropSlot, killLeftovers, listSlots, lsnCompare, pendingRestart, openLocalDb, PgCtlError, probe, promote, reload, rewind, start, stop, swapDataDir, writeManagedConfig, writePassfile,
   type Db, type PgBins, type PgNode, type Probe,
 } from "../postgres/index.ts";
 import { lookupOsUser } from "../postgres/users.ts";
@@ -194,7 +195,7 @@ export class PostgresLoop {
       const lsn = p.up ? (p.receiveLsn ?? p.replayLsn) : null;
       if (p.up && p.inRecovery) this.knownTli = Math.max(this.knownTli, p.timeline);
       const pos = p.up && lsn ? this.withKnownTli({ timeline: p.timeline, lsn }, true) : null;
-      if (pos && (!final || comparePosition({ timeline: 0, lsn: pos.lsn }, { timeline: 0, lsn: final.lsn }) >= 0)) return pos;
+      if (pos && (!final || lsnCompare(pos.lsn, final.lsn) >= 0)) return pos;
       if (performance.now() > end) return pos;
       await Bun.sleep(20);
     }
@@ -737,12 +738,14 @@ function positionOf(info: Awaited<ReturnType<typeof inspectDataDir>>, p: Probe):
 function maxLsn(a: string | null, b: string | null): string | null {
   if (!a) return b;
   if (!b) return a;
-  return comparePosition({ timeline: 0, lsn: a }, { timeline: 0, lsn: b }) >= 0 ? a : b;
+  return lsnCompare(a, b) >= 0 ? a : b;
 }
 
+/** "host:port" of a peer's PostgreSQL (formatted by the agent, so always valid). */
 function splitAddr(addr: string): [string, number] {
-  const i = addr.lastIndexOf(":");
-  return [addr.slice(0, i).replace(/^\[|\]$/g, ""), Number(addr.slice(i + 1))];
+  const hp = parseHostPort(addr);
+  if (typeof hp === "string") throw new Error(`bad PostgreSQL address ${JSON.stringify(addr)}: ${hp}`);
+  return [hp.host, hp.port];
 }
 
 function describe(d: HaAction): string {
@@ -760,7 +763,3 @@ function describe(d: HaAction): string {
   }
 }
 
-function samePosition(a: Position | null, b: Position | null): boolean {
-  if (a === null || b === null) return a === b;
-  return a.timeline === b.timeline && a.lsn === b.lsn;
-}

@@ -21,7 +21,7 @@
 //  - membership changes one voter at a time, only once the leader's current
 //    membership is committed (Raft's single-server change rule).
 
-import { comparePosition, type Position, ZERO_POSITION } from "./position.ts";
+import { comparePosition, type Position, samePosition, ZERO_POSITION } from "./position.ts";
 import { hasMajority, majority, quorumMin } from "./quorum.ts";
 import type { ElectionMsg, Guard, Membership, MembershipVersion } from "./messages.ts";
 
@@ -572,7 +572,7 @@ export class Election implements Consensus {
       this.persist();
       this.notice("membership-changed", `voters ${m.membership.voters.join(",")} (v${m.membership.term}.${m.membership.index})`);
     }
-    if (m.guard && (this.guard?.seq !== m.guard.seq || this.guard.block !== m.guard.block || this.guard.holder !== m.guard.holder || !samePos(this.guard.floor, m.guard.floor))) {
+    if (m.guard && (this.guard?.seq !== m.guard.seq || this.guard.block !== m.guard.block || this.guard.holder !== m.guard.holder || !samePosition(this.guard.floor, m.guard.floor))) {
       this.guard = m.guard;
       this.persist();
     }
@@ -639,7 +639,3 @@ export class Election implements Consensus {
   }
 }
 
-function samePos(a: Position | null, b: Position | null): boolean {
-  if (a === null || b === null) return a === b;
-  return a.timeline === b.timeline && a.lsn === b.lsn;
-}

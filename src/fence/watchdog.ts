@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { hostMonotonicMs } from "./clock.ts";
+import { deadOrZombie } from "../postgres/orphans.ts";
 import { LEASE_FILE, LeaseSchema, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
 const POLL_MS = 20;
@@ -72,17 +73,7 @@ function postmasterPid(dataDir: string): number | null {
 
 /** Alive and not a zombie (a dead postmaster waits for init to reap it; it serves nothing). */
 function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
+  return !deadOrZombie(pid);
 }
 
 async function waitGone(pid: number, ms: number): Promise<boolean> {
