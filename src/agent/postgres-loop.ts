@@ -227,9 +227,12 @@ export class PostgresLoop {
 
   private async roundInner(): Promise<void> {
     const secrets = this.ctx.secrets();
-    const info = await inspectDataDir(this.node.dataDir, this.node);
-    const systemIdOnDisk = info.control?.systemIdentifier ?? null;
+    // pg_control is read (a pg_controldata process) only when the server does not answer: a running
+    // server reports the same facts through the probe, every round.
+    let info = await inspectDataDir(this.node.dataDir, { ...this.node, control: false });
     const p: Probe = info.running ? await probe(this.localDb()) : { up: false, ms: 0, error: "not running" };
+    if (!p.up) info = await inspectDataDir(this.node.dataDir, this.node);
+    const systemIdOnDisk = info.control?.systemIdentifier ?? null;
     const systemId = p.up ? p.systemIdentifier : systemIdOnDisk;
     const clusterId = secrets?.systemId ?? null;
     const data: LocalPg["data"] = info.empty ? "empty" : clusterId && systemId && systemId !== clusterId ? "foreign" : "present";

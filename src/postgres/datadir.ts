@@ -52,7 +52,11 @@ export interface DataDirInfo {
   running: boolean;
 }
 
-export interface InspectOptions { bins: PgBins; osUser: string; log: Logger }
+export interface InspectOptions {
+  bins: PgBins; osUser: string; log: Logger;
+  /** Run pg_controldata (a process) for `control`; default true. A caller about to query a running server can skip it. */
+  control?: boolean;
+}
 
 export async function inspectDataDir(path: string, o: InspectOptions): Promise<DataDirInfo> {
   const entries = await readdir(path).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? null : Promise.reject(e)));
@@ -65,6 +69,8 @@ export async function inspectDataDir(path: string, o: InspectOptions): Promise<D
   if (pv !== null) {
     const v = Number.parseFloat(pv.trim());
     base.pgVersion = Number.isFinite(v) ? v : null;
+  }
+  if (pv !== null && o.control !== false) {
     const res = await runTool({
       bin: pgTool(o.bins, "pg_controldata"), args: ["-D", path], user: o.osUser, timeoutMs: 15_000, log: o.log, quiet: true,
     }).catch((e: Error) => e);
