@@ -331,7 +331,7 @@ const storedGuard = z.object({ guard: z.object({ block: z.boolean(), holder: z.s
  * (quorum commit after the primary ran without enough synchronous standbys, e.g. right after a
  * role change). A fault injected then would not fail over by design: wait until none does.
  */
-export function blockingGuards(nodes: readonly ClusterNode[]): string[] {
+export function blockingGuards(nodes: readonly { name: string; stateDir: string }[]): string[] {
   return nodes.filter((n) => {
     try {
       return storedGuard.parse(JSON.parse(readFileSync(join(n.stateDir, "election.json"), "utf8"))).guard?.block === true;
