@@ -45,3 +45,12 @@ export function electionMargins(e: LeaseTimings): ElectionMargins {
     ok: e.timeout_ms >= minTimeoutMs,
   };
 }
+
+/**
+ * The kernel watchdog timeout for these timers (fence/kernel-watchdog.ts): whole seconds, the
+ * largest that still lets a freshly extended lease (lease_ms minus two heartbeats of age) be
+ * kept alive without the kernel's reset falling after lease end + fence_ms. 0: none fits.
+ */
+export function kernelTimeoutS(e: { lease_ms: number; fence_ms: number; heartbeat_ms: number }): number {
+  return Math.floor((e.lease_ms + e.fence_ms - 2 * e.heartbeat_ms) / 1000);
+}

@@ -5,7 +5,7 @@ import { isIPv4 } from "node:net";
 import { z } from "zod";
 import type { DeepReadonly } from "./freeze.ts";
 import { isHost, parseHostPort } from "./hostport.ts";
-import { electionMargins } from "./margins.ts";
+import { electionMargins, kernelTimeoutS } from "./margins.ts";
 
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
@@ -147,6 +147,11 @@ export const tagsSection = z.strictObject({
   noloadbalance: z.boolean().default(false),
 });
 
+export const watchdogSection = z.strictObject({
+  mode: z.enum(["off", "auto", "required"], 'must be "off", "auto" or "required"').default("off"),
+  device: z.string().startsWith("/", "must be an absolute path").default("/dev/watchdog"),
+});
+
 export const logSection = z.strictObject({
   level: z.enum(["debug", "info", "warn", "error"], 'must be one of "debug", "info", "warn", "error"').default("info"),
 });
@@ -176,8 +181,16 @@ export const configSchema = z.strictObject({
   failover: failoverSection.prefault({}),
   slots: slotsSection.prefault({}),
   tags: tagsSection.prefault({}),
+  watchdog: watchdogSection.prefault({}),
   log: logSection.prefault({}),
-});
+}).superRefine((c, ctx) => {
+  if (c.watchdog.mode !== "off" && kernelTimeoutS(c.election) < 1) {
+    ctx.addIssue({
+      code: "custom", path: ["watchdog", "mode"],
+      message: `needs election.lease_ms + election.fence_ms - 2 * election.heartbeat_ms >= 1000 (the kernel watchdog counts whole seconds; now ${c.election.lease_ms + c.election.fence_ms - 2 * c.election.heartbeat_ms} ms)`,
+    });
+  }
+}, whenValid);
 
 export type Config = DeepReadonly<z.output<typeof configSchema>>;
 export type DiscoveryConfig = Config["discovery"];

@@ -12,7 +12,9 @@ import { hostMonotonicMs } from "./clock.ts";
 export const LEASE_FILE = "lease";
 export const WATCHDOG_PID_FILE = "watchdog.pid";
 
-export const LeaseSchema = z.strictObject({
+// Not strict: a watchdog that outlived an agent upgrade must still read the deadline of a newer
+// lease file (unknown keys are dropped); a lease it cannot read would be no lease to fence.
+export const LeaseSchema = z.object({
   /** Host-monotonic ms (clock.ts) after which PostgreSQL must not accept writes; null = disarmed. */
   deadline: z.number().nullable(),
   term: z.number().int(),
@@ -20,7 +22,15 @@ export const LeaseSchema = z.strictObject({
   writtenAt: z.number(),
   /** The agent that wrote it: a watchdog with nothing to guard and no agent left exits. */
   agentPid: z.number().int(),
+  /** The kernel watchdog to keep alive while armed (config [watchdog]); absent or null = none. */
+  kernel: z.object({
+    device: z.string(),
+    mode: z.enum(["auto", "required"]),
+    timeoutS: z.number().int().min(1),
+    fenceMs: z.number().int().min(0),
+  }).nullable().optional(),
 });
+export type KernelSpec = NonNullable<Lease["kernel"]>;
 export type Lease = z.infer<typeof LeaseSchema>;
 
 export class LeaseFile {
@@ -29,7 +39,12 @@ export class LeaseFile {
   private lastTerm = -1;
   private nextSpawn = 0;
 
-  constructor(private readonly stateDir: string, private readonly dataDir: string, private readonly log: Logger) {
+  constructor(
+    private readonly stateDir: string,
+    private readonly dataDir: string,
+    private readonly log: Logger,
+    private readonly kernel: KernelSpec | null = null,
+  ) {
     this.file = join(stateDir, LEASE_FILE);
   }
 
@@ -39,12 +54,12 @@ export class LeaseFile {
     // Extensions of less than 50 ms are not worth a write; a shorter deadline always is.
     if (this.last != null && this.lastTerm === term && deadline >= this.last && deadline - this.last < 50) return;
     this.lastTerm = term;
-    this.write({ deadline, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid });
+    this.write({ deadline, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
   }
 
   disarm(term: number): void {
     if (this.last === null || this.last === undefined) return;
-    this.write({ deadline: null, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid });
+    this.write({ deadline: null, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
   }
 
   private write(l: Lease): void {

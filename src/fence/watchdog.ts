@@ -2,17 +2,21 @@
 // lease runs out and nobody extended it (agent frozen, killed or cut off). It polls the lease
 // file every POLL_MS and, past the deadline, sends SIGQUIT to the postmaster: PostgreSQL's
 // immediate shutdown, which terminates every backend at once, so no further commit is
-// acknowledged. It needs nothing from the agent's event loop.
+// acknowledged. It needs nothing from the agent's event loop. With [watchdog] configured it
+// also keeps the kernel watchdog alive while the lease is valid (kernel-watchdog.ts): if this
+// process freezes as well, the kernel resets the host within the same fence budget.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { hostMonotonicMs } from "./clock.ts";
 import { deadOrZombie } from "../postgres/orphans.ts";
+import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
 import { LEASE_FILE, LeaseSchema, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
 const POLL_MS = 20;
 const IDLE_EXIT_MS = 10_000;
 const HARD_KILL_AFTER_MS = 100;
+const KERNEL_RETRY_MS = 1000;
 
 export async function runWatchdog(stateDir: string, log: Logger): Promise<void> {
   if (watchdogAlive(stateDir)) {
@@ -23,41 +27,116 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
   log.info(`fencing watchdog watching ${join(stateDir, LEASE_FILE)} every ${POLL_MS} ms`);
   let fencedFor: number | null = null;
   let idleSince: number | null = null;
+  const kernel = new KernelWatchdog();
+  let kernelProblem = "";
+  let kernelRetryAt = 0;
+  let kernelKey = "";
+  const stop = (sig: string) => {
+    // An orderly stop (shutdown, an operator): disarm the kernel watchdog, or it resets the host.
+    if (kernel.active) log.warn(`${sig}: disarming the kernel watchdog and exiting`);
+    kernel.disarm();
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
   for (;;) {
-    if (!existsSync(stateDir)) return log.info(`${stateDir} is gone: exiting`);
-    const lease = readLease(stateDir);
+    if (!existsSync(stateDir)) {
+      kernel.disarm();
+      return log.info(`${stateDir} is gone: exiting`);
+    }
+    const lease = readLease(stateDir, log);
     const now = hostMonotonicMs();
     // Nothing armed (or already fenced) and the agent gone: exit; the next agent starts a new watchdog.
     const idle = !lease || lease.deadline === null || fencedFor === lease.deadline;
     if (idle && (!lease || !alive(lease.agentPid))) {
       idleSince ??= now;
-      if (now - idleSince > IDLE_EXIT_MS) return log.info("no armed lease and no agent: exiting");
-    } else idleSince = null;
-    if (lease && lease.deadline !== null && now > lease.deadline && fencedFor !== lease.deadline) {
-      const pid = postmasterPid(lease.dataDir);
-      if (pid !== null && alive(pid)) {
-        log.warn(`lease of term ${lease.term} expired ${now - lease.deadline} ms ago: fencing PostgreSQL (postmaster ${pid}): SIGQUIT`);
-        const t0 = performance.now();
-        process.kill(pid, "SIGQUIT");
-        // Immediate shutdown ends the backends at once; if the postmaster lingers, kill it and its children.
-        let gone = await waitGone(pid, HARD_KILL_AFTER_MS);
-        if (!gone) {
-          for (const child of childrenOf(pid)) signal(child, "SIGKILL");
-          signal(pid, "SIGKILL");
-          gone = await waitGone(pid, 5000);
-        }
-        log.warn(`PostgreSQL fenced: postmaster ${pid} ${gone ? "gone" : "still exiting"} after ${Math.round(performance.now() - t0)} ms`);
+      if (now - idleSince > IDLE_EXIT_MS) {
+        kernel.disarm();
+        return log.info("no armed lease and no agent: exiting");
       }
+    } else idleSince = null;
+
+    let fenceNow = false;
+    const spec = lease?.kernel;
+    if (lease && lease.deadline !== null && !idle && spec) {
+      const key = `${lease.term} ${spec.mode} ${spec.device}`;
+      if (key !== kernelKey) kernelRetryAt = 0; // a new lease or setting: try at once
+      kernelKey = key;
+      if (!kernel.active && now >= kernelRetryAt) {
+        const problem = await kernel.open(spec.device, spec.timeoutS);
+        if (problem) {
+          kernelRetryAt = now + KERNEL_RETRY_MS;
+          if (`${spec.mode}: ${problem}` !== kernelProblem) {
+            if (spec.mode === "required") log.error(`kernel watchdog required but unusable: ${problem}; fencing PostgreSQL now`);
+            else log.warn(`kernel watchdog unusable: ${problem}; fencing relies on the agent and this process only`);
+          }
+          kernelProblem = `${spec.mode}: ${problem}`;
+        } else {
+          kernelProblem = "";
+          log.info(`kernel watchdog ${spec.device} armed for term ${lease.term}: timeout ${kernel.timeoutS} s`);
+        }
+      }
+      if (kernel.active && mayPet(now, lease.deadline, kernel.timeoutS, spec.fenceMs)) kernel.pet();
+      fenceNow = spec.mode === "required" && !kernel.active;
+    } else if (!lease || lease.deadline === null || !spec) {
+      kernelProblem = ""; // the next lease tries at once and says it again
+      kernelRetryAt = 0;
+      if (kernel.active) {
+        kernel.disarm();
+        log.info("kernel watchdog disarmed: no lease to guard");
+      }
+    }
+
+    if (lease && lease.deadline !== null && (now > lease.deadline || fenceNow) && fencedFor !== lease.deadline) {
+      const gone = await fence(lease, now, log);
       fencedFor = lease.deadline;
+      // Only a server known to be down lets the kernel watchdog stand down; else it resets the host.
+      if (gone && kernel.active) {
+        kernel.disarm();
+        log.info("kernel watchdog disarmed: PostgreSQL is fenced");
+      }
     }
     await Bun.sleep(POLL_MS);
   }
 }
 
-function readLease(stateDir: string): Lease | null {
+/** Immediate shutdown of the postmaster; true when no postmaster runs afterwards. */
+async function fence(lease: Lease, now: number, log: Logger): Promise<boolean> {
+  const pid = postmasterPid(lease.dataDir);
+  if (pid === null || !alive(pid)) return true;
+  const why = now > lease.deadline! ? `lease of term ${lease.term} expired ${now - lease.deadline!} ms ago` : `lease of term ${lease.term} has no kernel watchdog`;
+  log.warn(`${why}: fencing PostgreSQL (postmaster ${pid}): SIGQUIT`);
+  const t0 = performance.now();
+  process.kill(pid, "SIGQUIT");
+  // Immediate shutdown ends the backends at once; if the postmaster lingers, kill it and its children.
+  let gone = await waitGone(pid, HARD_KILL_AFTER_MS);
+  if (!gone) {
+    for (const child of childrenOf(pid)) signal(child, "SIGKILL");
+    signal(pid, "SIGKILL");
+    gone = await waitGone(pid, 5000);
+  }
+  log.warn(`PostgreSQL fenced: postmaster ${pid} ${gone ? "gone" : "still exiting"} after ${Math.round(performance.now() - t0)} ms`);
+  return gone;
+}
+
+let unreadable = "";
+/** The lease, or null when there is none; a file that exists but does not parse is said once. */
+function readLease(stateDir: string, log: Logger): Lease | null {
+  const file = join(stateDir, LEASE_FILE);
+  let text: string;
   try {
-    return LeaseSchema.parse(JSON.parse(readFileSync(join(stateDir, LEASE_FILE), "utf8")));
+    text = readFileSync(file, "utf8");
   } catch {
+    return null;
+  }
+  try {
+    const lease = LeaseSchema.parse(JSON.parse(text));
+    unreadable = "";
+    return lease;
+  } catch (e) {
+    const why = `${file} is unreadable (${(e as Error).message.split("\n")[0]}): nothing to fence until the agent rewrites it`;
+    if (why !== unreadable) log.error(why);
+    unreadable = why;
     return null;
   }
 }

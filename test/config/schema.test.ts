@@ -48,6 +48,7 @@ describe("defaults", () => {
       failover: { max_lag_bytes: 1048576 },
       slots: { retain_minutes: 30, max_slot_wal_keep_size: "" },
       tags: { nofailover: false, noloadbalance: false },
+      watchdog: { mode: "off", device: "/dev/watchdog" },
       log: { level: "info" },
     });
   });
@@ -114,6 +115,19 @@ describe("cross-field rules", () => {
     ]);
     expect(errorLines(`${BASE}[mesh]\nmax_buffered_bytes = 2048\n`)).toEqual([
       "pgherd.toml: mesh.max_buffered_bytes must be at least mesh.max_frame_bytes",
+    ]);
+  });
+
+  test("a kernel watchdog needs a whole second inside lease + fence - 2 heartbeats", () => {
+    // 1000 + 300 - 2 * 200 = 900 ms: no 1 s kernel timeout fits; 1000 + 400 - 400 is exactly 1 s.
+    expect(errorLines(`${BASE}[election]\nlease_ms = 1000\nfence_ms = 300\ntimeout_ms = 2000\n[watchdog]\nmode = "auto"\n`)).toEqual([
+      "pgherd.toml: watchdog.mode needs election.lease_ms + election.fence_ms - 2 * election.heartbeat_ms >= 1000 (the kernel watchdog counts whole seconds; now 900 ms)",
+    ]);
+    expect(parseConfig(`${BASE}[election]\nlease_ms = 1000\nfence_ms = 300\ntimeout_ms = 2000\n`, "pgherd.toml").watchdog.mode).toBe("off");
+    expect(parseConfig(`${BASE}[election]\nlease_ms = 1000\nfence_ms = 400\ntimeout_ms = 2000\n[watchdog]\nmode = "required"\n`, "pgherd.toml").watchdog.mode).toBe("required");
+    expect(errorLines(`${BASE}[watchdog]\nmode = "on"\ndevice = "dev/watchdog"\n`)).toEqual([
+      'pgherd.toml: watchdog.mode must be "off", "auto" or "required"',
+      "pgherd.toml: watchdog.device must be an absolute path",
     ]);
   });
 

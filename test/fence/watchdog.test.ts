@@ -1,6 +1,7 @@
 // The fencing watchdog as a real process: it must stop the "postmaster" at the lease end,
 // not before, not when the lease is extended or disarmed, and it must exit when its state
-// dir disappears.
+// dir disappears; with a kernel watchdog configured that cannot be used, "required" fences at
+// once and "auto" warns and fences at the lease end as before.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
@@ -11,6 +12,7 @@ import { waitFor } from "../helpers/proc.ts";
 
 let dir: string;
 let wd: ChildProcess;
+let out = ""; // the watchdog's log (stderr)
 const victims: ChildProcess[] = [];
 
 function alive(p: ChildProcess): boolean {
@@ -24,8 +26,9 @@ function victim(): ChildProcess {
   return p;
 }
 
-function arm(deadline: number | null): void {
-  writeFileSync(join(dir, "state", "lease"), JSON.stringify({ deadline, term: 7, dataDir: join(dir, "data"), writtenAt: hostMonotonicMs(), agentPid: process.pid }));
+function arm(deadline: number | null, kernel: { device: string; mode: "auto" | "required" } | null = null): void {
+  const k = kernel && { ...kernel, timeoutS: 1, fenceMs: 500 };
+  writeFileSync(join(dir, "state", "lease"), JSON.stringify({ deadline, term: 7, dataDir: join(dir, "data"), writtenAt: hostMonotonicMs(), agentPid: process.pid, kernel: k }));
 }
 
 beforeAll(async () => {
@@ -34,7 +37,6 @@ beforeAll(async () => {
   mkdirSync(join(dir, "data"));
   arm(null);
   wd = spawn(process.execPath, ["src/main.ts", "watchdog", "--state-dir", join(dir, "state")], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
   wd.stderr!.on("data", (d) => (out += d));
   await waitFor(() => out.includes("watching"), { timeoutMs: 15_000, what: "the watchdog to start" });
 });
@@ -69,6 +71,27 @@ test("an extended lease keeps the server; a disarmed one is never fenced", async
   await Bun.sleep(600);
   expect(alive(p)).toBe(true);
   p.kill("SIGKILL");
+});
+
+test("a required kernel watchdog that cannot be used fences at once, long before the lease end", async () => {
+  const p = victim();
+  const t0 = hostMonotonicMs();
+  arm(t0 + 60_000, { device: "/dev/null", mode: "required" });
+  await waitFor(() => !alive(p), { timeoutMs: 3000, what: "the fenced process to die" });
+  console.log(`fenced ${hostMonotonicMs() - t0} ms after arming a lease of 60 s`);
+  expect(out).toContain("kernel watchdog required but unusable: /dev/null refused WDIOC_SETTIMEOUT 1 s");
+  arm(null);
+});
+
+test("an 'auto' kernel watchdog that cannot be used: a warning, and the fence at the lease end as before", async () => {
+  const p = victim();
+  const deadline = hostMonotonicMs() + 600;
+  arm(deadline, { device: "/dev/null", mode: "auto" });
+  await waitFor(() => out.includes("kernel watchdog unusable: /dev/null refused WDIOC_SETTIMEOUT"), { timeoutMs: 3000, what: "the warning" });
+  expect(alive(p)).toBe(true);
+  await waitFor(() => !alive(p), { timeoutMs: 3000, what: "the fenced process to die" });
+  expect(hostMonotonicMs()).toBeGreaterThanOrEqual(deadline);
+  arm(null);
 });
 
 test("exits when its state dir is removed", async () => {

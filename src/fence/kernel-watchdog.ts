@@ -1,0 +1,103 @@
+// The kernel watchdog (/dev/watchdog), the third line of fencing: the fencing watchdog process
+// keeps it alive only while this host's lease is valid. If that process freezes or dies (the
+// agent too, or the whole user space), nobody writes to the device and the kernel resets the
+// host, at the latest fence_ms after the lease end: the same budget the user-space fence has.
+// Linux API (Documentation/watchdog/watchdog-api.rst): any write is a keepalive; the ioctl
+// WDIOC_SETTIMEOUT sets the timeout in whole seconds and returns the one the driver took;
+// writing 'V' before close disarms it (a close without it, e.g. a crash, leaves it running).
+import { closeSync, constants, fstatSync, openSync, writeSync } from "node:fs";
+
+const WDIOC_SETTIMEOUT = 0xc0045706n; // _IOWR('W', 6, int)
+
+/**
+ * Whether a keepalive at `now` is allowed: the kernel's reset moment after it (now + timeout)
+ * must not fall later than the lease end plus the fence budget, so a host whose fencing froze
+ * is reset before any other node can be elected (docs/design.md, fencing).
+ */
+export function mayPet(now: number, deadline: number, timeoutS: number, fenceMs: number): boolean {
+  return now + timeoutS * 1000 <= deadline + fenceMs;
+}
+
+type Ioctl = (fd: number, req: bigint, arg: Int32Array) => { ret: number; errno: number };
+let ioctl: Ioctl | null = null;
+
+/** libc's ioctl through bun:ffi, loaded on first use (only hosts that configure a watchdog pay for it). */
+async function loadIoctl(): Promise<Ioctl> {
+  if (ioctl) return ioctl;
+  const ffi = await import("bun:ffi");
+  const libc = ffi.dlopen("libc.so.6", {
+    ioctl: { args: [ffi.FFIType.i32, ffi.FFIType.u64, ffi.FFIType.ptr], returns: ffi.FFIType.i32 },
+    __errno_location: { args: [], returns: ffi.FFIType.ptr },
+  });
+  ioctl = (fd, req, arg) => {
+    const ret = libc.symbols.ioctl(fd, req, ffi.ptr(arg)) as number;
+    const errnoPtr = libc.symbols.__errno_location();
+    return { ret, errno: ret < 0 && errnoPtr ? ffi.read.i32(errnoPtr, 0) : 0 };
+  };
+  return ioctl;
+}
+
+/** One open watchdog device. open() returns an error message instead of throwing. */
+export class KernelWatchdog {
+  private fd: number | null = null;
+  private device = "";
+  /** The timeout the driver took, in seconds. */
+  timeoutS = 0;
+
+  get active(): boolean {
+    return this.fd !== null;
+  }
+
+  async open(device: string, timeoutS: number): Promise<string | null> {
+    if (this.fd !== null && this.device === device && this.timeoutS <= timeoutS) return null;
+    this.disarm();
+    if (timeoutS < 1) return `no whole-second timeout fits lease_ms + fence_ms (need at least 1 s)`;
+    let fd: number;
+    try {
+      // O_WRONLY without O_CREAT: a missing device must not become a regular file in /dev.
+      fd = openSync(device, constants.O_WRONLY);
+    } catch (e) {
+      return `cannot open ${device}: ${(e as Error).message}`;
+    }
+    if (!fstatSync(fd).isCharacterDevice()) {
+      closeSync(fd);
+      return `${device} is not a character device`;
+    }
+    // Opening a real watchdog starts it: from here on, errors must disarm it ('V'), not just close.
+    const arg = new Int32Array([timeoutS]);
+    const r = (await loadIoctl())(fd, WDIOC_SETTIMEOUT, arg);
+    if (r.ret < 0) {
+      magicClose(fd);
+      return `${device} refused WDIOC_SETTIMEOUT ${timeoutS} s (errno ${r.errno}): not a watchdog, or its driver cannot take that timeout`;
+    }
+    if (arg[0]! > timeoutS || arg[0]! < 1) {
+      magicClose(fd);
+      return `${device} took a timeout of ${arg[0]} s instead of ${timeoutS} s: too long to reset the host before another node may lead`;
+    }
+    this.fd = fd;
+    this.device = device;
+    this.timeoutS = arg[0]!;
+    return null;
+  }
+
+  /** Keepalive: the kernel resets the host timeoutS after the last one. */
+  pet(): void {
+    if (this.fd !== null) writeSync(this.fd, "\0");
+  }
+
+  /** Stop it (magic close): used when nothing needs fencing any more. */
+  disarm(): void {
+    if (this.fd === null) return;
+    magicClose(this.fd);
+    this.fd = null;
+    this.timeoutS = 0;
+  }
+}
+
+function magicClose(fd: number): void {
+  try {
+    writeSync(fd, "V");
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,77 @@
+// The kernel watchdog's side of fencing. This machine has no /dev/watchdog, so the device
+// protocol is checked where it can be: the keepalive rule over a simulated lease (pure), and the
+// real open/ioctl path (bun:ffi) against devices that must be refused. The fencing process's
+// use of it is in watchdog.test.ts.
+import { afterAll, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { kernelTimeoutS } from "../../src/config/margins.ts";
+import { KernelWatchdog, mayPet } from "../../src/fence/kernel-watchdog.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "pgherd-kwd-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const timers = { lease_ms: 1500, fence_ms: 500, heartbeat_ms: 200 };
+
+test("the default timers give a 1 s kernel timeout; a longer lease a longer one", () => {
+  expect(kernelTimeoutS(timers)).toBe(1);
+  expect(kernelTimeoutS({ lease_ms: 5000, fence_ms: 1000, heartbeat_ms: 500 })).toBe(5);
+  expect(kernelTimeoutS({ lease_ms: 1000, fence_ms: 300, heartbeat_ms: 200 })).toBe(0);
+});
+
+/**
+ * A leader extends its lease to (heartbeat send time + lease_ms) when the heartbeat's acks come
+ * back rttMs later; the fencing process polls every 20 ms and pets when mayPet allows it.
+ * Returns the longest time the kernel went without a keepalive while the lease was extended,
+ * and the kernel's reset moment after the extensions stop, relative to the last deadline.
+ */
+function simulate(t: typeof timers, rttMs: number, extendUntil: number) {
+  const timeoutS = kernelTimeoutS(t);
+  let deadline = 0;
+  let lastPet = 0;
+  let longestGap = 0;
+  for (let now = 0; now < extendUntil + t.lease_ms + 5000; now += 20) {
+    const sent = now - rttMs - ((now - rttMs) % t.heartbeat_ms); // newest acked heartbeat's send time
+    if (now <= extendUntil && sent >= 0) deadline = Math.max(deadline, sent + t.lease_ms);
+    if (deadline > 0 && now > deadline) break; // the user-space fence fires here; the kernel is left alone
+    if (deadline > 0 && mayPet(now, deadline, timeoutS, t.fence_ms)) {
+      if (lastPet > 0 && now <= extendUntil) longestGap = Math.max(longestGap, now - lastPet);
+      lastPet = now;
+    }
+  }
+  return { longestGap, resetAfterDeadline: lastPet + timeoutS * 1000 - deadline, timeoutS };
+}
+
+test("keepalives flow while the lease is extended; after it stops the kernel resets within the fence budget, not before the lease end", () => {
+  for (const rtt of [1, 50, 150]) {
+    for (const t of [timers, { lease_ms: 5000, fence_ms: 1000, heartbeat_ms: 500 }, { lease_ms: 3000, fence_ms: 200, heartbeat_ms: 400 }]) {
+      const r = simulate(t, rtt, 10_000);
+      expect(r.longestGap).toBeLessThanOrEqual(t.heartbeat_ms + 20); // never near the kernel timeout
+      expect(r.longestGap).toBeLessThan(r.timeoutS * 1000);
+      expect(r.resetAfterDeadline).toBeGreaterThanOrEqual(0);
+      expect(r.resetAfterDeadline).toBeLessThanOrEqual(t.fence_ms);
+    }
+  }
+});
+
+test("mayPet is exact at its boundary", () => {
+  expect(mayPet(1000, 1500, 1, 500)).toBe(true); // reset at 2000 = deadline + fence
+  expect(mayPet(1001, 1500, 1, 500)).toBe(false);
+});
+
+test("devices that are not a watchdog are refused with the reason, and nothing is created", async () => {
+  const kw = new KernelWatchdog();
+  const missing = join(dir, "watchdog");
+  expect(await kw.open(missing, 1)).toMatch(new RegExp(`^cannot open ${missing}: .*ENOENT`));
+  expect(existsSync(missing)).toBe(false); // O_CREAT never used
+  const plain = join(dir, "plain");
+  writeFileSync(plain, "");
+  expect(await kw.open(plain, 1)).toBe(`${plain} is not a character device`);
+  // A character device that rejects the watchdog ioctl: the real FFI call into libc's ioctl.
+  expect(await kw.open("/dev/null", 1)).toBe("/dev/null refused WDIOC_SETTIMEOUT 1 s (errno 25): not a watchdog, or its driver cannot take that timeout");
+  expect(await kw.open("/dev/null", 0)).toMatch(/no whole-second timeout fits/);
+  expect(kw.active).toBe(false);
+  kw.pet(); // a no-op when nothing is open
+  kw.disarm();
+});
