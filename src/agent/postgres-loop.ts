@@ -412,6 +412,12 @@ export class PostgresLoop {
     if (adopt) this.log.info(`adopting the existing server in ${this.node.dataDir} as the first primary (bootstrap.from_existing)`);
     const needIdentity = !this.ctx.secrets()?.systemId;
     this.syncNames = needIdentity ? "" : this.initialSyncNames();
+    if (!needIdentity) {
+      // Restarted (in place, or after an agent restart): its standbys reconnect within about a
+      // second. Writes wait for them as after a promotion, instead of suspending failover at once.
+      this.graceUntil = performance.now() + DEGRADE_AFTER_MS + 2000;
+      this.shortSince = null;
+    }
     await this.writeConfig(false);
     if (crashed) await this.restartInPlace();
     else await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
@@ -574,7 +580,7 @@ export class PostgresLoop {
       degraded: this.degraded, blockCommitted: !!g.guard?.block && g.committed >= g.guard.seq,
       position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: this.cfg.failover.max_lag_bytes,
       shortForMs: this.shortSince === null ? 0 : performance.now() - this.shortSince,
-      // Only right after a promotion: its standbys are re-pointing. A fresh bootstrap degrades at once.
+      // Only right after a promotion or a restart: its standbys are (re)connecting. A fresh bootstrap degrades at once.
       degradeAfterMs: performance.now() < this.graceUntil && this.ctx.reachableStandbys() > 0 ? DEGRADE_AFTER_MS : 0,
     });
     const k = this.ctx.votersCount() - majority(this.ctx.votersCount());

@@ -5,11 +5,11 @@
 // acknowledged. It needs nothing from the agent's event loop. With [watchdog] configured it
 // also keeps the kernel watchdog alive while the lease is valid (kernel-watchdog.ts): if this
 // process freezes as well, the kernel resets the host within the same fence budget.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { hostMonotonicMs } from "./clock.ts";
-import { deadOrZombie } from "../postgres/orphans.ts";
+import { childrenOf, deadOrZombie } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
 import { LEASE_FILE, LeaseSchema, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
@@ -170,20 +170,4 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   } catch {
     // already gone
   }
-}
-
-/** Processes whose parent is `pid` (/proc/<n>/stat field 4). */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) out.push(Number(name));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
 }

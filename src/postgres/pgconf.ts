@@ -35,6 +35,17 @@ export const MANAGED_KEYS = [
   "unix_socket_directories", "cluster_name", "synchronous_standby_names", "synchronous_commit",
 ] as const;
 
+/**
+ * Defaults an operator may override. A replication connection that silently stops carrying data
+ * (one-way partition, a frozen standby, TCP retransmission backoff after a blip) keeps showing
+ * "streaming" in pg_stat_replication for wal_sender_timeout (60 s by default): a quorum primary
+ * waits on such a standby that long before it can degrade. 5 s on both ends bounds that stall.
+ */
+export const DEFAULT_PARAMETERS: Readonly<Record<string, ParamValue>> = {
+  wal_sender_timeout: "5s",
+  wal_receiver_timeout: "5s",
+};
+
 export class ConfError extends Error {
   override readonly name = "ConfError";
 }
@@ -86,12 +97,15 @@ export function renderPgherdConf(p: PgherdConfParams): string {
     if (!NAME.test(lk)) throw new ConfError(`parameter name ${JSON.stringify(k)} is not a valid PostgreSQL setting name`);
     if ((MANAGED_KEYS as readonly string[]).includes(lk)) throw new ConfError(`parameter ${k} is managed by pgherd and cannot be set directly`);
   }
+  const own = new Set(user.map(([k]) => k.toLowerCase()));
+  const defaults = Object.entries(DEFAULT_PARAMETERS).filter(([k]) => !own.has(k));
   const lines = [
     "# Managed by pgherd: do not edit. Rewritten on every start, clone and rewind;",
     "# put your own settings in pgherd's configuration ([postgres.parameters]).",
     "",
     ...managed.map(([k, v]) => `${k} = ${confValue(k, v)}`),
   ];
+  if (defaults.length) lines.push("", "# pgherd's defaults ([postgres.parameters] overrides them)", ...defaults.map(([k, v]) => `${k} = ${confValue(k, v)}`));
   if (user.length) lines.push("", "# operator parameters", ...user.map(([k, v]) => `${k.toLowerCase()} = ${confValue(k, v)}`));
   return lines.join("\n") + "\n";
 }

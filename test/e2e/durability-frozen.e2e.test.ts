@@ -6,9 +6,12 @@
 //    standbys stop streaming from it before they vote, so it can no longer gather the
 //    synchronous acknowledgement a commit needs.
 // Both: zero acknowledged writes lost, and no write acknowledged by the old primary after the new
-// one acknowledged its first.
+// one acknowledged its first. Then the other way round: both standbys' PostgreSQL frozen, their
+// replication connections look alive but carry nothing; the primary must notice (wal_sender_timeout)
+// and degrade behind a committed guard instead of holding every commit until the connections die.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
+import { childrenOf } from "../../src/postgres/orphans.ts";
 import { clusterSkipReason, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
 import { waitGuarantee, waitSynchronous } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -104,4 +107,40 @@ describe.skipIf(skip !== null)("quorum commit: frozen primary agent", () => {
     const blocked = tries.filter((a) => !a.ok && /outcome unknown/.test(a.error ?? "")).length;
     console.log(`old primary after the freeze: ${tries.filter((a) => a.ok).length} acknowledged, ${blocked} left waiting (no synchronous standby), ${tries.length} tried`);
   }), 300_000);
+
+  test("both standbys' PostgreSQL frozen: the primary drops their silent connections, degrades, and writes resume; after SIGCONT they resync", () => c.diagnose(async () => {
+    await synchronous();
+    const stopped: number[] = [];
+    let mark = 0;
+    const r = await faultRound(c, {
+      label: "standbys' PostgreSQL SIGSTOP", expect: "same",
+      inject: async (p) => {
+        mark = logMark(p);
+        for (const s of c.nodes.filter((n) => n !== p)) {
+          const pm = s.postmasterPid();
+          if (pm === null) throw new Error(`${s.name}: no postmaster`);
+          for (const pid of [pm, ...childrenOf(pm)]) {
+            signal(pid, "SIGSTOP");
+            stopped.push(pid);
+          }
+        }
+      },
+      restore: async () => {
+        for (const pid of stopped.splice(0)) signal(pid, "SIGCONT");
+      },
+    }).finally(() => {
+      for (const pid of stopped) try { signal(pid, "SIGCONT"); } catch { /* gone */ }
+    });
+    console.log(describeAnalysis(`${r.label} (${r.old.name})`, r.analysis, r.lost) + `; healthy again ${secs(r.healMs)} after SIGCONT`);
+    const degraded = logSince(r.old, mark, /degraded: writes continue/);
+    console.log(`primary ${r.old.name}: ${degraded[0] ?? "(never degraded)"}`);
+    expect(degraded.length).toBeGreaterThan(0);
+    // wal_sender_timeout (5 s) ends the silent connections; the guard commit and reload add ~1 s.
+    // PostgreSQL's 60 s default would hold every commit for a minute.
+    expect(r.analysis.recoveryMs ?? Infinity).toBeLessThanOrEqual(5000 + bounds.failoverMs);
+    expect(r.analysis.splitBrain).toEqual([]);
+    expect(r.lost).toEqual([]);
+    console.log(`after SIGCONT: ${await waitSynchronous(r.old, 60_000)}`);
+  }), 300_000);
 });
+

@@ -7,7 +7,7 @@
 import type { ClusterNode, PgCluster } from "./cluster.ts";
 import { seededRandom, table, waitSynchronous } from "./durability.ts";
 import { waitFor } from "./proc.ts";
-import { secs, startFailoverCluster, Writer, type Attempt } from "./writer.ts";
+import { blockingGuards, secs, startFailoverCluster, Writer, type Attempt } from "./writer.ts";
 
 export const FAULTS = ["kill-postmaster", "kill-agent", "host-crash", "cut-primary", "cut-standby", "cut-leader-from-peer", "restart-node"] as const;
 export type Fault = (typeof FAULTS)[number];
@@ -71,6 +71,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         // Recovered means synchronous again too: a fault that lands while the primary is degraded
         // (e.g. standbys still reconnecting after a restart) rightly leaves no automatic failover.
         await waitSynchronous(primary, healMs);
+        // ...and the voters know it: the guard they store no longer blocks failover.
+        await waitFor(() => blockingGuards(c.nodes).length === 0, { timeoutMs: healMs, what: "no node to store a guard that blocks failover" });
         const fault = pick(FAULTS);
         const standby = pick(before.standbys);
         const at = w.mark(`round ${i}`);

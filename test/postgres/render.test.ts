@@ -36,6 +36,15 @@ describe("renderPgherdConf", () => {
     expect(text).toContain("work_mem = 4096\n");
   });
 
+  test("replication timeouts default to 5 s; [postgres.parameters] replaces them, it is never written twice", () => {
+    const text = renderPgherdConf(baseConf);
+    expect(text).toContain("wal_sender_timeout = '5s'\n");
+    expect(text).toContain("wal_receiver_timeout = '5s'\n");
+    const own = renderPgherdConf({ ...baseConf, parameters: { WAL_SENDER_TIMEOUT: "30s" } });
+    expect(own.match(/^wal_sender_timeout = .*$/gm)).toEqual(["wal_sender_timeout = '30s'"]);
+    expect(own).toContain("wal_receiver_timeout = '5s'\n");
+  });
+
   test("a primary clears conninfo and slot (they may have been copied by pg_rewind)", () => {
     const text = renderPgherdConf(baseConf);
     expect(text).toContain("primary_conninfo = ''\n");
