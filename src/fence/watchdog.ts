@@ -31,6 +31,7 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
   let kernelProblem = "";
   let kernelRetryAt = 0;
   let kernelKey = "";
+  let petError = "";
   const stop = (sig: string) => {
     // An orderly stop (shutdown, an operator): disarm the kernel watchdog, or it resets the host.
     if (kernel.active) log.warn(`${sig}: disarming the kernel watchdog and exiting`);
@@ -76,7 +77,16 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
           log.info(`kernel watchdog ${spec.device} armed for term ${lease.term}: timeout ${kernel.timeoutS} s`);
         }
       }
-      if (kernel.active && mayPet(now, lease.deadline, kernel.timeoutS, spec.fenceMs)) kernel.pet();
+      if (kernel.active && mayPet(now, lease.deadline, kernel.timeoutS, spec.fenceMs)) {
+        try {
+          kernel.pet();
+        } catch (e) {
+          // Keep fencing in user space; without keepalives the kernel resets the host, as it should.
+          const why = `kernel watchdog keepalive failed: ${(e as Error).message}`;
+          if (why !== petError) log.error(why);
+          petError = why;
+        }
+      }
       fenceNow = spec.mode === "required" && !kernel.active;
     } else if (!lease || lease.deadline === null || !spec) {
       kernelProblem = ""; // the next lease tries at once and says it again
