@@ -260,7 +260,8 @@ export class PostgresLoop {
     const position = this.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
     this.lease?.ensureWatchdog();
     const lead = this.ctx.leadership();
-    this.wasPrimary = p.up && p.inRecovery === false;
+    // A running primary that does not answer (connection slots full, hung) is still one to fence.
+    this.wasPrimary = info.running && wasPrimary;
     this.lastReportUp = p.up;
     this.lastInRecovery = p.up && p.inRecovery;
     const upBefore = this.lastUp;
@@ -412,15 +413,16 @@ export class PostgresLoop {
     if (adopt) this.log.info(`adopting the existing server in ${this.node.dataDir} as the first primary (bootstrap.from_existing)`);
     const needIdentity = !this.ctx.secrets()?.systemId;
     this.syncNames = needIdentity ? "" : this.initialSyncNames();
-    if (!needIdentity) {
-      // Restarted (in place, or after an agent restart): its standbys reconnect within about a
-      // second. Writes wait for them as after a promotion, instead of suspending failover at once.
-      this.graceUntil = performance.now() + DEGRADE_AFTER_MS + 2000;
-      this.shortSince = null;
-    }
     await this.writeConfig(false);
     if (crashed) await this.restartInPlace();
     else await start(this.node, { logFile: this.serverLog(), timeoutSec: this.cfg.postgres.start_timeout_s });
+    if (!needIdentity) {
+      // Restarted (in place, or after an agent restart): its standbys reconnect within about a
+      // second. Writes wait for them as after a promotion, instead of suspending failover at once.
+      // From now, not from before the start: crash recovery may take longer than the grace.
+      this.graceUntil = performance.now() + DEGRADE_AFTER_MS + 2000;
+      this.shortSince = null;
+    }
     if (needIdentity) {
       await this.establishIdentity();
       const p = await probe(this.localDb());

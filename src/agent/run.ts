@@ -8,15 +8,6 @@ import { Agent } from "./agent.ts";
 import { PostgresLoop } from "./postgres-loop.ts";
 import { LeaseFile } from "../fence/lease-file.ts";
 import { kernelTimeoutS } from "../config/margins.ts";
-import { statSync } from "node:fs";
-
-function isCharDevice(path: string): boolean {
-  try {
-    return statSync(path).isCharacterDevice();
-  } catch {
-    return false;
-  }
-}
 
 export class AgentStartError extends Error {
   override readonly name = "AgentStartError";
@@ -37,12 +28,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   if (bins) log.info(`PostgreSQL ${bins.versionString} binaries in ${bins.dir}`);
 
   let loop: PostgresLoop | null = null;
-  const kernel = cfg.watchdog.mode === "off" ? null : {
-    device: cfg.watchdog.device, mode: cfg.watchdog.mode, timeoutS: kernelTimeoutS(cfg.election), fenceMs: cfg.election.fence_ms,
-  };
-  if (bins && kernel?.mode === "required" && !isCharDevice(kernel.device)) {
-    throw new AgentStartError(`${opts.configPath}: watchdog.device: ${kernel.device} is not a character device on this host, and watchdog.mode = "required"`);
-  }
+  const kernel = cfg.watchdog.mode === "off" ? null : { device: cfg.watchdog.device, timeoutS: kernelTimeoutS(cfg.election), fenceMs: cfg.election.fence_ms };
   const lease = bins ? new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel) : null;
   const agent = new Agent(cfg, log, {
     onLead: (term, until) => lease?.arm(term, until),

@@ -147,8 +147,11 @@ export const tagsSection = z.strictObject({
   noloadbalance: z.boolean().default(false),
 });
 
+/** With a kernel watchdog: time for the user-space fence (SIGQUIT, at worst SIGKILL after 100 ms) before the reset. */
+const MIN_KERNEL_FENCE_MS = 300;
+
 export const watchdogSection = z.strictObject({
-  mode: z.enum(["off", "auto", "required"], 'must be "off", "auto" or "required"').default("off"),
+  mode: z.enum(["off", "auto"], 'must be "off" or "auto"').default("off"),
   device: z.string().startsWith("/", "must be an absolute path").default("/dev/watchdog"),
 });
 
@@ -184,7 +187,12 @@ export const configSchema = z.strictObject({
   watchdog: watchdogSection.prefault({}),
   log: logSection.prefault({}),
 }).superRefine((c, ctx) => {
-  if (c.watchdog.mode !== "off" && kernelTimeoutS(c.election) < 1) {
+  if (c.watchdog.mode !== "off" && c.election.fence_ms < MIN_KERNEL_FENCE_MS) {
+    ctx.addIssue({
+      code: "custom", path: ["watchdog", "mode"],
+      message: `needs election.fence_ms >= ${MIN_KERNEL_FENCE_MS} (now ${c.election.fence_ms}): the kernel resets the host fence_ms after the lease end, and the watchdog process must have stopped PostgreSQL before that`,
+    });
+  } else if (c.watchdog.mode !== "off" && kernelTimeoutS(c.election) < 1) {
     ctx.addIssue({
       code: "custom", path: ["watchdog", "mode"],
       message: `needs election.lease_ms + election.fence_ms - 2 * election.heartbeat_ms >= 1000 (the kernel watchdog counts whole seconds; now ${c.election.lease_ms + c.election.fence_ms - 2 * c.election.heartbeat_ms} ms)`,

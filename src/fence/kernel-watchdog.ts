@@ -4,8 +4,10 @@
 // host, at the latest fence_ms after the lease end: the same budget the user-space fence has.
 // Linux API (Documentation/watchdog/watchdog-api.rst): any write is a keepalive; the ioctl
 // WDIOC_SETTIMEOUT sets the timeout in whole seconds and returns the one the driver took;
-// writing 'V' before close disarms it (a close without it, e.g. a crash, leaves it running).
-import { closeSync, constants, fstatSync, openSync, writeSync } from "node:fs";
+// writing 'V' before close disarms it (a close without it, e.g. a crash, leaves it running), unless
+// the driver was built or loaded with nowayout: such a device is refused.
+import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync, writeSync } from "node:fs";
+import { basename } from "node:path";
 
 const WDIOC_SETTIMEOUT = 0xc0045706n; // _IOWR('W', 6, int)
 
@@ -44,6 +46,9 @@ export class KernelWatchdog {
   /** The timeout the driver took, in seconds. */
   timeoutS = 0;
 
+  /** `sysfs`: where the watchdog class lives (a test points it at a directory of its own). */
+  constructor(private readonly sysfs = "/sys/class/watchdog") {}
+
   get active(): boolean {
     return this.fd !== null;
   }
@@ -52,6 +57,16 @@ export class KernelWatchdog {
     if (this.fd !== null && this.device === device && this.timeoutS <= timeoutS) return null;
     this.disarm();
     if (timeoutS < 1) return `no whole-second timeout fits lease_ms + fence_ms (need at least 1 s)`;
+    // Before the open, which starts the timer: a device that cannot be stopped again ("nowayout")
+    // would reset the host after every orderly disarm (switchover, step-down, shutdown).
+    const nowayout = nowayoutOf(device, this.sysfs);
+    if (nowayout !== "0") return nowayout === "1" ? `${device} has nowayout set: pgherd could never stop it again` : `cannot tell whether ${device} has nowayout set (${nowayout})`;
+    let ioctlFn: Ioctl;
+    try {
+      ioctlFn = await loadIoctl();
+    } catch (e) {
+      return `cannot call ioctl through bun:ffi: ${(e as Error).message}`;
+    }
     let fd: number;
     try {
       // O_WRONLY without O_CREAT: a missing device must not become a regular file in /dev.
@@ -59,25 +74,30 @@ export class KernelWatchdog {
     } catch (e) {
       return `cannot open ${device}: ${(e as Error).message}`;
     }
-    if (!fstatSync(fd).isCharacterDevice()) {
-      closeSync(fd);
-      return `${device} is not a character device`;
+    // Opening a real watchdog starts it: from here on every way out disarms it ('V'), not just closes.
+    try {
+      if (!fstatSync(fd).isCharacterDevice()) {
+        magicClose(fd);
+        return `${device} is not a character device`;
+      }
+      const arg = new Int32Array([timeoutS]);
+      const r = ioctlFn(fd, WDIOC_SETTIMEOUT, arg);
+      if (r.ret < 0) {
+        magicClose(fd);
+        return `${device} refused WDIOC_SETTIMEOUT ${timeoutS} s (errno ${r.errno}): not a watchdog, or its driver cannot take that timeout`;
+      }
+      if (arg[0]! > timeoutS || arg[0]! < 1) {
+        magicClose(fd);
+        return `${device} took a timeout of ${arg[0]} s instead of ${timeoutS} s: too long to reset the host before another node may lead`;
+      }
+      this.fd = fd;
+      this.device = device;
+      this.timeoutS = arg[0]!;
+      return null;
+    } catch (e) {
+      if (this.fd !== fd) magicClose(fd);
+      return `${device}: ${(e as Error).message}`;
     }
-    // Opening a real watchdog starts it: from here on, errors must disarm it ('V'), not just close.
-    const arg = new Int32Array([timeoutS]);
-    const r = (await loadIoctl())(fd, WDIOC_SETTIMEOUT, arg);
-    if (r.ret < 0) {
-      magicClose(fd);
-      return `${device} refused WDIOC_SETTIMEOUT ${timeoutS} s (errno ${r.errno}): not a watchdog, or its driver cannot take that timeout`;
-    }
-    if (arg[0]! > timeoutS || arg[0]! < 1) {
-      magicClose(fd);
-      return `${device} took a timeout of ${arg[0]} s instead of ${timeoutS} s: too long to reset the host before another node may lead`;
-    }
-    this.fd = fd;
-    this.device = device;
-    this.timeoutS = arg[0]!;
-    return null;
   }
 
   /** Keepalive: the kernel resets the host timeoutS after the last one. */
@@ -97,7 +117,34 @@ export class KernelWatchdog {
 function magicClose(fd: number): void {
   try {
     writeSync(fd, "V");
-  } finally {
+  } catch {
+    // nothing more can be done for it; close anyway
+  }
+  try {
     closeSync(fd);
+  } catch {
+    // already closed
+  }
+}
+
+/**
+ * "0", "1", or why it is unknown: /sys/class/watchdog/<name>/nowayout of the device (the legacy
+ * /dev/watchdog is watchdog0). A device without that attribute is not a watchdog we may use.
+ */
+export function nowayoutOf(device: string, sysfs = "/sys/class/watchdog"): string {
+  const name = basename(realpathOr(device));
+  const dev = name === "watchdog" ? "watchdog0" : name;
+  try {
+    return readFileSync(`${sysfs}/${dev}/nowayout`, "utf8").trim();
+  } catch (e) {
+    return `no ${sysfs}/${dev}/nowayout: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+  }
+}
+
+function realpathOr(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
   }
 }

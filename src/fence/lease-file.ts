@@ -25,7 +25,6 @@ export const LeaseSchema = z.object({
   /** The kernel watchdog to keep alive while armed (config [watchdog]); absent or null = none. */
   kernel: z.object({
     device: z.string(),
-    mode: z.enum(["auto", "required"]),
     timeoutS: z.number().int().min(1),
     fenceMs: z.number().int().min(0),
   }).nullable().optional(),
@@ -72,8 +71,13 @@ export class LeaseFile {
 
   /** Start the watchdog unless one already watches this state dir (it outlives agent restarts). */
   ensureWatchdog(): void {
-    // Announce this agent first, so a new watchdog knows whom it serves.
-    if (this.last === undefined) this.write({ deadline: null, term: -1, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid });
+    // Announce this agent first, so a new watchdog knows whom it serves; a lease the previous agent
+    // armed stays armed (its primary may still run): this agent extends or disarms it later.
+    if (this.last === undefined) {
+      const prev = readLeaseFile(this.file);
+      if (prev?.deadline != null) this.write({ ...prev, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
+      else this.write({ deadline: null, term: -1, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
+    }
     if (watchdogAlive(this.stateDir)) return;
     if (performance.now() < this.nextSpawn) return;
     this.nextSpawn = performance.now() + 2000;
@@ -89,6 +93,15 @@ export class LeaseFile {
     } finally {
       closeSync(out);
     }
+  }
+}
+
+/** The lease in `file`, or null when there is none or it does not parse. */
+export function readLeaseFile(file: string): Lease | null {
+  try {
+    return LeaseSchema.parse(JSON.parse(readFileSync(file, "utf8")));
+  } catch {
+    return null;
   }
 }
 

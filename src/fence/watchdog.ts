@@ -16,7 +16,6 @@ import { LEASE_FILE, LeaseSchema, watchdogAlive, writeWatchdogPid, type Lease } 
 const POLL_MS = 20;
 const IDLE_EXIT_MS = 10_000;
 const HARD_KILL_AFTER_MS = 100;
-const KERNEL_RETRY_MS = 1000;
 
 export async function runWatchdog(stateDir: string, log: Logger): Promise<void> {
   if (watchdogAlive(stateDir)) {
@@ -28,10 +27,12 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
   let fencedFor: number | null = null;
   let idleSince: number | null = null;
   const kernel = new KernelWatchdog();
-  let kernelProblem = "";
-  let kernelRetryAt = 0;
-  let kernelKey = "";
-  let petError = "";
+  let kernelKey = ""; // the lease term and device last tried: a failure is retried for the next one only
+  let lastError = "";
+  const say = (level: "warn" | "error", why: string) => {
+    if (why !== lastError) log[level](why);
+    lastError = why;
+  };
   const stop = (sig: string) => {
     // An orderly stop (shutdown, an operator): disarm the kernel watchdog, or it resets the host.
     if (kernel.active) log.warn(`${sig}: disarming the kernel watchdog and exiting`);
@@ -40,10 +41,13 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
-  for (;;) {
+
+  /** One poll; false = exit. */
+  const round = async (): Promise<boolean> => {
     if (!existsSync(stateDir)) {
       kernel.disarm();
-      return log.info(`${stateDir} is gone: exiting`);
+      log.info(`${stateDir} is gone: exiting`);
+      return false;
     }
     const lease = readLease(stateDir, log);
     const now = hostMonotonicMs();
@@ -53,51 +57,37 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
       idleSince ??= now;
       if (now - idleSince > IDLE_EXIT_MS) {
         kernel.disarm();
-        return log.info("no armed lease and no agent: exiting");
+        log.info("no armed lease and no agent: exiting");
+        return false;
       }
     } else idleSince = null;
 
-    let fenceNow = false;
     const spec = lease?.kernel;
     if (lease && lease.deadline !== null && !idle && spec) {
-      const key = `${lease.term} ${spec.mode} ${spec.device}`;
-      if (key !== kernelKey) kernelRetryAt = 0; // a new lease or setting: try at once
-      kernelKey = key;
-      if (!kernel.active && now >= kernelRetryAt) {
+      const key = `${lease.term} ${spec.device}`;
+      if (!kernel.active && key !== kernelKey) {
+        kernelKey = key;
         const problem = await kernel.open(spec.device, spec.timeoutS);
-        if (problem) {
-          kernelRetryAt = now + KERNEL_RETRY_MS;
-          if (`${spec.mode}: ${problem}` !== kernelProblem) {
-            if (spec.mode === "required") log.error(`kernel watchdog required but unusable: ${problem}; fencing PostgreSQL now`);
-            else log.warn(`kernel watchdog unusable: ${problem}; fencing relies on the agent and this process only`);
-          }
-          kernelProblem = `${spec.mode}: ${problem}`;
-        } else {
-          kernelProblem = "";
-          log.info(`kernel watchdog ${spec.device} armed for term ${lease.term}: timeout ${kernel.timeoutS} s`);
-        }
+        if (problem) say("warn", `kernel watchdog unusable for term ${lease.term}: ${problem}; fencing relies on the agent and this process`);
+        else log.info(`kernel watchdog ${spec.device} armed for term ${lease.term}: timeout ${kernel.timeoutS} s`);
       }
       if (kernel.active && mayPet(now, lease.deadline, kernel.timeoutS, spec.fenceMs)) {
         try {
           kernel.pet();
         } catch (e) {
           // Keep fencing in user space; without keepalives the kernel resets the host, as it should.
-          const why = `kernel watchdog keepalive failed: ${(e as Error).message}`;
-          if (why !== petError) log.error(why);
-          petError = why;
+          say("error", `kernel watchdog keepalive failed: ${(e as Error).message}`);
         }
       }
-      fenceNow = spec.mode === "required" && !kernel.active;
     } else if (!lease || lease.deadline === null || !spec) {
-      kernelProblem = ""; // the next lease tries at once and says it again
-      kernelRetryAt = 0;
+      kernelKey = ""; // the next lease tries again
       if (kernel.active) {
         kernel.disarm();
         log.info("kernel watchdog disarmed: no lease to guard");
       }
     }
 
-    if (lease && lease.deadline !== null && (now > lease.deadline || fenceNow) && fencedFor !== lease.deadline) {
+    if (lease && lease.deadline !== null && now > lease.deadline && fencedFor !== lease.deadline) {
       const gone = await fence(lease, now, log);
       fencedFor = lease.deadline;
       // Only a server known to be down lets the kernel watchdog stand down; else it resets the host.
@@ -105,6 +95,16 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
         kernel.disarm();
         log.info("kernel watchdog disarmed: PostgreSQL is fenced");
       }
+    }
+    return true;
+  };
+
+  for (;;) {
+    try {
+      if (!(await round())) return;
+    } catch (e) {
+      // Never die on a surprise: dying would end the fencing (and, with the device open, reset the host).
+      say("error", `watchdog round failed: ${(e as Error).message}`);
     }
     await Bun.sleep(POLL_MS);
   }
@@ -114,10 +114,9 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
 async function fence(lease: Lease, now: number, log: Logger): Promise<boolean> {
   const pid = postmasterPid(lease.dataDir);
   if (pid === null || !alive(pid)) return true;
-  const why = now > lease.deadline! ? `lease of term ${lease.term} expired ${now - lease.deadline!} ms ago` : `lease of term ${lease.term} has no kernel watchdog`;
-  log.warn(`${why}: fencing PostgreSQL (postmaster ${pid}): SIGQUIT`);
+  log.warn(`lease of term ${lease.term} expired ${now - lease.deadline!} ms ago: fencing PostgreSQL (postmaster ${pid}): SIGQUIT`);
   const t0 = performance.now();
-  process.kill(pid, "SIGQUIT");
+  signal(pid, "SIGQUIT"); // it may be gone already: the agent fences at the same moment
   // Immediate shutdown ends the backends at once; if the postmaster lingers, kill it and its children.
   let gone = await waitGone(pid, HARD_KILL_AFTER_MS);
   if (!gone) {

@@ -124,9 +124,13 @@ describe("cross-field rules", () => {
       "pgherd.toml: watchdog.mode needs election.lease_ms + election.fence_ms - 2 * election.heartbeat_ms >= 1000 (the kernel watchdog counts whole seconds; now 900 ms)",
     ]);
     expect(parseConfig(`${BASE}[election]\nlease_ms = 1000\nfence_ms = 300\ntimeout_ms = 2000\n`, "pgherd.toml").watchdog.mode).toBe("off");
-    expect(parseConfig(`${BASE}[election]\nlease_ms = 1000\nfence_ms = 400\ntimeout_ms = 2000\n[watchdog]\nmode = "required"\n`, "pgherd.toml").watchdog.mode).toBe("required");
+    expect(parseConfig(`${BASE}[election]\nlease_ms = 1000\nfence_ms = 400\ntimeout_ms = 2000\n[watchdog]\nmode = "auto"\n`, "pgherd.toml").watchdog.mode).toBe("auto");
+    // The user-space fence needs time before the kernel's reset.
+    expect(errorLines(`${BASE}[election]\nlease_ms = 1800\nfence_ms = 100\n[watchdog]\nmode = "auto"\n`)).toEqual([
+      "pgherd.toml: watchdog.mode needs election.fence_ms >= 300 (now 100): the kernel resets the host fence_ms after the lease end, and the watchdog process must have stopped PostgreSQL before that",
+    ]);
     expect(errorLines(`${BASE}[watchdog]\nmode = "on"\ndevice = "dev/watchdog"\n`)).toEqual([
-      'pgherd.toml: watchdog.mode must be "off", "auto" or "required"',
+      'pgherd.toml: watchdog.mode must be "off" or "auto"',
       "pgherd.toml: watchdog.device must be an absolute path",
     ]);
   });

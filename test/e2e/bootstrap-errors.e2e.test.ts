@@ -103,15 +103,6 @@ describe.skipIf(skip !== null)("bootstrap errors with real agents", () => {
     expect(readdirSync(n.dataDir)).toEqual([]);
   }), 60_000);
 
-  test("watchdog.mode = required without the device: the agent exits non-zero naming the key and the device", () => c.diagnose(async () => {
-    const n = await c.addNode({ cluster: "nowatchdog", secret: randomSecret(), extra: { watchdog: { mode: "required", device: "/dev/no-watchdog" } } });
-    const r = await n.host.exec([BINARY, "agent", "--config", n.configPath], { timeoutMs: 30_000 });
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('watchdog.device: /dev/no-watchdog is not a character device on this host, and watchdog.mode = "required"');
-    expect(r.stderr).not.toMatch(/\n\s+at /);
-    expect(readdirSync(n.dataDir)).toEqual([]);
-  }), 60_000);
-
   test("the PostgreSQL port already taken: the agent says so and retries with backoff, data kept", () => c.diagnose(async () => {
     const n = await c.addNode({ bootstrapExpect: 1, cluster: "porttaken", secret: randomSecret() });
     // Dual-stack "::" holds IPv4 and IPv6: PostgreSQL starts if it can bind either of them.

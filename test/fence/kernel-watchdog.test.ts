@@ -3,11 +3,11 @@
 // real open/ioctl path (bun:ffi) against devices that must be refused. The fencing process's
 // use of it is in watchdog.test.ts.
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { kernelTimeoutS } from "../../src/config/margins.ts";
-import { KernelWatchdog, mayPet } from "../../src/fence/kernel-watchdog.ts";
+import { KernelWatchdog, mayPet, nowayoutOf } from "../../src/fence/kernel-watchdog.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "pgherd-kwd-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -61,7 +61,13 @@ test("mayPet is exact at its boundary", () => {
 });
 
 test("devices that are not a watchdog are refused with the reason, and nothing is created", async () => {
-  const kw = new KernelWatchdog();
+  // No watchdog class here: a sysfs of the test's own says nowayout = 0 for the names used below.
+  const sysfs = join(dir, "sysfs");
+  for (const name of ["watchdog0", "plain", "null"]) {
+    mkdirSync(join(sysfs, name), { recursive: true });
+    writeFileSync(join(sysfs, name, "nowayout"), "0\n");
+  }
+  const kw = new KernelWatchdog(sysfs);
   const missing = join(dir, "watchdog");
   expect(await kw.open(missing, 1)).toMatch(new RegExp(`^cannot open ${missing}: .*ENOENT`));
   expect(existsSync(missing)).toBe(false); // O_CREAT never used
@@ -74,4 +80,14 @@ test("devices that are not a watchdog are refused with the reason, and nothing i
   expect(kw.active).toBe(false);
   kw.pet(); // a no-op when nothing is open
   kw.disarm();
+});
+
+test("a device with nowayout set, or without the attribute, is refused before it is opened", async () => {
+  const sysfs = join(dir, "sysfs-nowayout");
+  mkdirSync(join(sysfs, "null"), { recursive: true });
+  writeFileSync(join(sysfs, "null", "nowayout"), "1\n");
+  expect(await new KernelWatchdog(sysfs).open("/dev/null", 1)).toBe("/dev/null has nowayout set: pgherd could never stop it again");
+  expect(await new KernelWatchdog(join(dir, "no-sysfs")).open("/dev/null", 1)).toMatch(/^cannot tell whether \/dev\/null has nowayout set \(no .*no-sysfs\/null\/nowayout: ENOENT\)$/);
+  // The legacy name is the first watchdog of the class.
+  expect(nowayoutOf("/dev/watchdog", join(dir, "sysfs"))).toBe("0");
 });
