@@ -79,6 +79,9 @@ export class Agent implements ClusterContext, ActionHost {
   private readonly beacon: Beacon;
   private readonly peers: PeerTable;
   private wakeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Vote requests being held while this standby stops streaming (detachForVote), and until when at most. */
+  private votesDetaching = 0;
+  private detachingUntil = 0;
   private housekeeping: ReturnType<typeof setInterval> | undefined;
   private witnessTimer: ReturnType<typeof setInterval> | undefined;
   private leading: Ready["leading"] = null;
@@ -267,7 +270,12 @@ export class Agent implements ClusterContext, ActionHost {
     for (const s of r.send) this.mesh.send(s.to, s.msg);
     clearTimeout(this.wakeTimer);
     if (Number.isFinite(r.wakeAt)) {
-      this.wakeTimer = setTimeout(() => this.safe(() => this.feed({ type: "tick", now: now() })), Math.max(0, r.wakeAt - now()));
+      this.wakeTimer = setTimeout(() => this.safe(() => {
+        // About to grant a vote (detaching first): a campaign of our own now would split the vote.
+        // The vote's feed re-arms this timer; the bound keeps a hung detach from silencing us.
+        if (this.votesDetaching > 0 && !this.leading && now() < this.detachingUntil) return;
+        this.feed({ type: "tick", now: now() });
+      }), Math.max(0, r.wakeAt - now()));
     }
   }
 
@@ -334,12 +342,19 @@ export class Agent implements ClusterContext, ActionHost {
           const st = this.election.status(now());
           if (em.t === "vote" && em.term > st.term && this.detacher && this.election.wouldGrant(now(), peer, em)) {
             // Stop streaming from the old primary before promising anything to a newer term.
+            this.votesDetaching++;
+            this.detachingUntil = now() + 3000;
+            const done = () => {
+              this.votesDetaching--;
+            };
             void this.detacher.detachForVote(em.term).then(
               (pos) => this.safe(() => {
+                done();
                 if (pos) this.setPosition(pos);
                 this.feed({ type: "recv", now: now(), from: peer, msg: em });
               }),
               (e) => this.safe(() => {
+                done();
                 this.log.warn(`could not stop streaming before voting: ${(e as Error).message}; voting anyway with the last position`);
                 this.feed({ type: "recv", now: now(), from: peer, msg: em });
               }),
