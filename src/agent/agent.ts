@@ -82,6 +82,7 @@ export class Agent implements ClusterContext, ActionHost {
   /** Vote requests being held while this standby stops streaming (detachForVote), and until when at most. */
   private votesDetaching = 0;
   private detachingUntil = 0;
+  private held: Event[] = [];
   private housekeeping: ReturnType<typeof setInterval> | undefined;
   private witnessTimer: ReturnType<typeof setInterval> | undefined;
   private leading: Ready["leading"] = null;
@@ -223,8 +224,27 @@ export class Agent implements ClusterContext, ActionHost {
 
   private feed(ev: Event): void {
     if (this.stopped) return;
-    const ready = this.election.step(ev);
-    this.apply(ready);
+    // About to grant a vote (detaching first): what arrives meanwhile waits behind it, in order. A
+    // tick or a pre-vote answer fed now could start our own campaign for that same term and refuse
+    // the candidate we are about to vote for: a split vote. Bounded, so a hung detach cannot mute us.
+    if (this.votesDetaching > 0 && !this.leading && now() < this.detachingUntil) {
+      this.held.push(ev);
+      return;
+    }
+    this.drainHeld();
+    this.apply(this.election.step(ev));
+  }
+
+  /** The vote itself, then what was held behind it (with today's clock: time never runs backwards). */
+  private feedVote(...evs: Event[]): void {
+    for (const ev of evs) if (!this.stopped) this.apply(this.election.step(ev));
+    if (this.votesDetaching === 0) this.drainHeld();
+  }
+
+  private drainHeld(): void {
+    const q = this.held;
+    this.held = [];
+    for (const e of q) if (!this.stopped) this.apply(this.election.step({ ...e, now: now() }));
   }
 
   private apply(r: Ready): void {
@@ -270,12 +290,7 @@ export class Agent implements ClusterContext, ActionHost {
     for (const s of r.send) this.mesh.send(s.to, s.msg);
     clearTimeout(this.wakeTimer);
     if (Number.isFinite(r.wakeAt)) {
-      this.wakeTimer = setTimeout(() => this.safe(() => {
-        // About to grant a vote (detaching first): a campaign of our own now would split the vote.
-        // The vote's feed re-arms this timer; the bound keeps a hung detach from silencing us.
-        if (this.votesDetaching > 0 && !this.leading && now() < this.detachingUntil) return;
-        this.feed({ type: "tick", now: now() });
-      }), Math.max(0, r.wakeAt - now()));
+      this.wakeTimer = setTimeout(() => this.safe(() => this.feed({ type: "tick", now: now() })), Math.max(0, r.wakeAt - now()));
     }
   }
 
@@ -350,13 +365,14 @@ export class Agent implements ClusterContext, ActionHost {
             void this.detacher.detachForVote(em.term).then(
               (pos) => this.safe(() => {
                 done();
-                if (pos) this.setPosition(pos);
-                this.feed({ type: "recv", now: now(), from: peer, msg: em });
+                const vote: Event = { type: "recv", now: now(), from: peer, msg: em };
+                if (pos) this.position = pos;
+                this.feedVote(...(pos ? [{ type: "position", now: now(), position: pos } as Event, vote] : [vote]));
               }),
               (e) => this.safe(() => {
                 done();
                 this.log.warn(`could not stop streaming before voting: ${(e as Error).message}; voting anyway with the last position`);
-                this.feed({ type: "recv", now: now(), from: peer, msg: em });
+                this.feedVote({ type: "recv", now: now(), from: peer, msg: em });
               }),
             );
             return;
