@@ -80,7 +80,7 @@ const storedSchema = z.object({
 export type StoredGuard = NonNullable<z.infer<typeof storedSchema>["guard"]>;
 
 /** The durability guard a node's agent stored (state_dir/election.json; the hosts share a filesystem). */
-export function storedGuard(node: ClusterNode): StoredGuard | null {
+export function storedGuard(node: Pick<ClusterNode, "stateDir">): StoredGuard | null {
   return storedSchema.parse(JSON.parse(readFileSync(join(node.stateDir, "election.json"), "utf8"))).guard;
 }
 

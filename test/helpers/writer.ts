@@ -14,6 +14,7 @@ import { loadConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { z } from "zod";
 import { PgCluster, poll, type ClusterNode, type Healthy } from "./cluster.ts";
+import { storedGuard } from "./durability.ts";
 import { waitFor, type RunResult } from "./proc.ts";
 
 export interface Attempt {
@@ -324,8 +325,6 @@ export interface RoundResult {
   healMs: number;
 }
 
-const storedGuard = z.object({ guard: z.object({ block: z.boolean(), holder: z.string().nullable().optional() }).nullable().optional() });
-
 /**
  * Names of nodes whose persisted election state holds a guard that blocks automatic failover
  * (quorum commit after the primary ran without enough synchronous standbys, e.g. right after a
@@ -334,7 +333,7 @@ const storedGuard = z.object({ guard: z.object({ block: z.boolean(), holder: z.s
 export function blockingGuards(nodes: readonly { name: string; stateDir: string }[]): string[] {
   return nodes.filter((n) => {
     try {
-      return storedGuard.parse(JSON.parse(readFileSync(join(n.stateDir, "election.json"), "utf8"))).guard?.block === true;
+      return storedGuard(n)?.block === true;
     } catch {
       return false;
     }
