@@ -6,6 +6,7 @@ import type { PgReport } from "../core/report.ts";
 import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { HistoryEntry } from "./history.ts";
+import type { ScheduledSwitchover } from "./flags.ts";
 
 export interface ActionHost {
   readonly nodeId: string;
@@ -35,6 +36,13 @@ export interface ActionHost {
   maxLagBytes: number;
   durabilityMode(): "quorum" | "strict" | "async";
   setDurability(d: "quorum" | "strict" | "async"): void;
+  /** The switchover scheduled through the leader (kept by every node), and setting it (leader only). */
+  scheduled(): ScheduledSwitchover | null;
+  setScheduled(s: ScheduledSwitchover | null): void;
+  /** Wall-clock milliseconds (injected so tests can move time). */
+  wallNow(): number;
+  /** Bounded pause between polls (injected so tests need not wait). */
+  sleep(ms: number): Promise<void>;
 }
 
 const ok = (message: string, status = 200, detail?: unknown): ActionResult => ({ status, ok: true, message, detail });
@@ -73,7 +81,8 @@ export class ActionRunner {
         this.log.warn(p ? "maintenance mode: automatic actions suspended cluster-wide" : "maintenance mode ended");
         return ok(p ? "cluster paused: agents monitor and report but take no automatic action" : "cluster resumed");
       }
-      case "switchover": return this.switchover(req.to, req.at, req.force ?? false);
+      case "switchover": return req.at ? this.schedule(req.to, req.at, req.force ?? false) : this.switchover(req.to, req.force ?? false);
+      case "switchover-cancel": return this.cancelScheduled(`cancelled by the operator`);
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
       case "config": {
         if (!req.durability) return ok("nothing to change");
@@ -86,30 +95,74 @@ export class ActionRunner {
     }
   }
 
-  private async switchover(to: string | undefined, at: string | undefined, force: boolean): Promise<ActionResult> {
-    if (at) {
-      const when = Date.parse(at);
-      if (!Number.isFinite(when)) return no(400, `--at ${JSON.stringify(at)} is not a date/time`);
-      const delay = when - Date.now();
-      if (delay > 0) {
-        setTimeout(() => void this.switchover(to, undefined, force).then((r) => this.log.info(`scheduled switchover: ${r.message}`)), delay).unref?.();
-        return ok(`switchover scheduled for ${new Date(when).toISOString()}`, 202);
-      }
+  /** `switchover --at`: stored through the leader; whichever node leads at that time runs it. */
+  private schedule(to: string | undefined, at: string, force: boolean): ActionResult | Promise<ActionResult> {
+    const when = Date.parse(at);
+    if (!Number.isFinite(when)) return no(400, `--at ${JSON.stringify(at)} is not a date/time`);
+    if (when <= this.h.wallNow()) return this.switchover(to, force);
+    const cur = this.h.scheduled();
+    if (cur) return no(409, `a switchover is already scheduled for ${cur.at} (pgherd switchover --cancel first)`);
+    let target: string | null = null;
+    if (to) {
+      const t = this.h.candidates().find((c) => !c.witness && (c.id === to || c.name === to));
+      if (!t) return no(404, `no database member named ${to}`);
+      target = t.id;
     }
+    const s: ScheduledSwitchover = { at: new Date(when).toISOString(), to: target, requestedAt: new Date(this.h.wallNow()).toISOString(), force };
+    this.h.setScheduled(s);
+    const where = target ? ` to ${this.h.nameOf(target)}` : "";
+    this.h.record(this.entry("schedule", `switchover${where} scheduled for ${s.at}`));
+    return ok(`switchover${where} scheduled for ${s.at} (stored by the leader; pgherd switchover --cancel to drop it)`, 202, s);
+  }
+
+  private cancelScheduled(why: string): ActionResult {
+    const cur = this.h.scheduled();
+    if (!cur) return no(404, "no switchover is scheduled");
+    this.h.setScheduled(null);
+    this.h.record(this.entry("schedule", `scheduled switchover of ${cur.at} ${why}`));
+    return ok(`scheduled switchover of ${cur.at} ${why}`);
+  }
+
+  /** Leader housekeeping: run a scheduled switchover once its time has come (only with a valid lease). */
+  async runDue(): Promise<void> {
+    const cur = this.h.scheduled();
+    const e = this.h.electionState();
+    if (!cur || !e.leading || e.leader !== this.h.nodeId || Date.parse(cur.at) > this.h.wallNow() || this.switching) return;
+    // Cleared first: a refusal or a crash half-way must not run it again at the next tick.
+    this.h.setScheduled(null);
+    const r = await this.switchover(cur.to ?? undefined, cur.force);
+    this.log.warn(`scheduled switchover of ${cur.at}: ${r.message}`);
+    if (!r.ok) this.h.record(this.entry("schedule", `scheduled switchover of ${cur.at} not done: ${r.message}`));
+  }
+
+  private entry(kind: HistoryEntry["kind"], reason: string): Omit<HistoryEntry, "id" | "at"> {
+    return { term: this.h.electionState().term, kind, node: this.h.nodeName, reason, oldPrimary: null, newPrimary: null, timeline: null, lsn: null };
+  }
+
+  private async switchover(to: string | undefined, force: boolean): Promise<ActionResult> {
     if (this.switching) return no(409, "a switchover is already in progress");
+    this.switching = true;
+    try {
+      return await this.switchoverNow(to, force);
+    } finally {
+      this.switching = false;
+    }
+  }
+
+  private async switchoverNow(to: string | undefined, force: boolean): Promise<ActionResult> {
     const primary = this.h.myReport();
     const v = checkSwitchover({ primary, candidates: this.h.candidates(), to, paused: this.h.paused(), force, maxLagBytes: this.h.maxLagBytes });
     if (!v.ok) return no(412, `switchover refused: ${v.reason}`);
-    if (!this.h.pg) return no(500, "this leader runs no PostgreSQL");
+    const pg = this.h.pg;
+    if (!pg) return no(500, "this leader runs no PostgreSQL");
     const target = v.target;
-    this.switching = true;
+    if (!this.h.isConnected(target.id)) return no(503, `${target.name} is not connected`);
     const t0 = performance.now();
+    this.log.warn(`switchover to ${target.name}: stopping writes here, handing over leadership`);
     try {
-      this.log.warn(`switchover to ${target.name}: stopping writes here, handing over leadership`);
-      if (!this.h.isConnected(target.id)) return no(503, `${target.name} is not connected`);
       // Fast shutdown: walsenders send every WAL record, the shutdown checkpoint included, and
       // wait for the standbys' flush before the server exits, so the target has it all.
-      const final = await this.h.pg.stopForHandover();
+      const final = await pg.stopForHandover();
       const ready = await this.h.handover(target.id, final, 5000);
       if (!ready) this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s: handing over anyway`);
       // Writes are stopped and the target holds all of them: lift any failover block (a primary
@@ -118,22 +171,20 @@ export class ActionRunner {
       if (!(await this.h.publishFloor(final, 3000))) this.log.warn("the final position did not reach a majority within 3 s: handing over anyway");
       this.h.resign(`switchover to ${target.name}`, target.id);
     } catch (e) {
-      this.h.pg.release();
-      this.switching = false;
       return no(500, `switchover aborted before the handover: ${(e as Error).message}`);
+    } finally {
+      pg.release();
     }
-    this.h.pg.release();
     // Report when the new primary is up (the caller's outage measurement ends there).
     const deadline = performance.now() + 30_000;
     while (performance.now() < deadline) {
       const r = this.h.reportOf(target.id);
       if (r?.up && r.inRecovery === false) {
-        this.switching = false;
-        return ok(`switchover to ${target.name} done in ${Math.round(performance.now() - t0)} ms`, 200, { target: target.name, ms: Math.round(performance.now() - t0) });
+        const ms = Math.round(performance.now() - t0);
+        return ok(`switchover to ${target.name} done in ${ms} ms`, 200, { target: target.name, ms });
       }
-      await Bun.sleep(50);
+      await this.h.sleep(50);
     }
-    this.switching = false;
     return ok(`leadership handed to ${target.name}; its promotion was not confirmed within 30 s`, 202);
   }
 
@@ -171,7 +222,7 @@ export class ActionRunner {
       if (now.leader === target.id && (target.id === this.h.nodeId ? this.h.myReport() : this.h.reportOf(target.id))?.inRecovery === false) {
         return ok(`${target.name} leads (term ${now.term}) and runs the primary`);
       }
-      await Bun.sleep(100);
+      await this.h.sleep(100);
     }
     return no(504, `${target.name} did not become the primary within 20 s (its voters may refuse it: see its log${acceptDataLoss ? "" : "; --accept-data-loss if no node is known to hold every acknowledged write"})`);
   }

@@ -4,6 +4,7 @@ import { ElectionMsgSchema, PositionSchema } from "../core/messages.ts";
 import { ClusterViewSchema } from "../core/cluster-view.ts";
 import { ActionRequestSchema } from "../api/actions-contract.ts";
 import { HistoryEntrySchema } from "./history.ts";
+import { ScheduledSwitchoverSchema } from "./flags.ts";
 
 import { PgReportSchema } from "../core/report.ts";
 export type { PgReport } from "../core/report.ts";
@@ -14,6 +15,8 @@ const StateMsg = z.strictObject({
   paused: z.boolean().optional(),
   durability: z.enum(["quorum", "strict", "async"]).optional(),
   nofailover: z.boolean().optional(),
+  /** Set by the leader only: the switchover scheduled with `--at` (null: none). */
+  scheduled: ScheduledSwitchoverSchema.nullable().optional(),
 });
 
 /** From the leader only: the cluster's identity and role passwords (the mesh is encrypted). */
@@ -38,9 +41,9 @@ const HistoryMsg = z.strictObject({ t: z.literal("history"), entries: z.array(Hi
 /** `pgherd failover --to` this node: campaign now. */
 const CampaignMsg = z.strictObject({ t: z.literal("campaign-now"), reason: z.string().max(200), force: z.boolean().optional() });
 /** Leader → switchover target: you will be handed leadership; promote as soon as you lead. */
-const HandoverMsg = z.strictObject({ t: z.literal("handover"), from: z.string().max(64), final: PositionSchema.optional() });
+const HandoverMsg = z.strictObject({ t: z.literal("handover"), from: z.string().max(64), final: PositionSchema.optional(), id: z.number().int().min(0).optional() });
 /** Target → leader: it holds the old primary's final WAL and reports that position in its votes. */
-const HandoverReady = z.strictObject({ t: z.literal("handover-ready"), pos: PositionSchema.nullable() });
+const HandoverReady = z.strictObject({ t: z.literal("handover-ready"), pos: PositionSchema.nullable(), id: z.number().int().min(0).optional() });
 
 export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady]);
 export type AgentMsg = z.infer<typeof AgentMsgSchema>;

@@ -32,7 +32,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   const lease = bins ? new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel) : null;
   const agent = new Agent(cfg, log, {
     onLead: (term, until) => lease?.arm(term, until),
-    onFence: (reason) => void loop?.fence(reason),
+    onFence: async (reason) => loop?.fence(reason),
   });
   if (bins && lease) {
     lease.ensureWatchdog();

@@ -93,6 +93,11 @@ export class Conn {
     return formatHostPort(this.socket.remoteAddress ?? "?", this.socket.remotePort ?? 0);
   }
 
+  /** This end's local IP on the socket: the address the peer reaches this host at. */
+  get socketLocalHost(): string {
+    return this.socket.localAddress ?? "";
+  }
+
   /** The peer's advertised mesh address, with a wildcard host replaced by the address it came from. */
   get peerAddr(): string {
     const addr = this.peer?.addr ?? "";

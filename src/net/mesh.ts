@@ -20,7 +20,7 @@ export interface MeshOptions {
   messageSchema: z.ZodType; // validates every decrypted application message
   log: Logger;
   onMessage(peerId: string, msg: unknown): void;
-  onPeerUp(peer: { id: string; name: string; addr: string; remoteAddress: string }): void;
+  onPeerUp(peer: { id: string; name: string; addr: string; remoteAddress: string; localHost: string }): void;
   onPeerDown(peerId: string, reason: string): void;
   onReject?(reason: string, remote: string): void;
 }
@@ -200,7 +200,7 @@ export class Mesh {
     if (!current) {
       this.active.set(peer.nodeId, c);
       this.log.info(`mesh: peer ${peer.nodeId} (${peer.name}) up via ${c.remote} as ${c.role}`);
-      const up = { id: peer.nodeId, name: peer.name, addr: c.peerAddr, remoteAddress: c.socketRemote };
+      const up = { id: peer.nodeId, name: peer.name, addr: c.peerAddr, remoteAddress: c.socketRemote, localHost: c.socketLocalHost };
       this.callback("onPeerUp", () => this.o.onPeerUp(up));
       return;
     }

@@ -1,0 +1,269 @@
+// The built-in consensus backend's shell: feeds events to the pure election core one at a time and
+// carries out each Ready in the order the core demands: persist (fsync) → fence when the lease
+// was lost (awaited) → send → re-arm the wake-up timer. It owns the core, its store and its timer.
+import { Election, type Event, type Ready, type Status } from "../core/election.ts";
+import type { ElectionMsg, Membership } from "../core/messages.ts";
+import type { Position } from "../core/position.ts";
+import type { Logger } from "../log.ts";
+import type { ElectionStore } from "../store/election-state.ts";
+
+/** What the agent needs from a consensus backend (the built-in election; an external store could be another). */
+export interface Consensus {
+  start(): void;
+  stop(): void;
+  status(): Status;
+  /** This node's lease while it leads with one. */
+  lease(): { term: number; until: number } | null;
+  /** The last failed election round, who refused and why ("" when there is a leader). */
+  note(): string;
+  // Commands resolve once the backend applied them (its status() then reflects them).
+  setPosition(p: Position): Promise<void>;
+  campaign(force: boolean): Promise<void>;
+  resign(reason: string, transferTo?: string): Promise<void>;
+  setGuard(block: boolean, floor: Position | null): Promise<void>;
+  propose(op: "add" | "remove", node: string): Promise<void>;
+  bootstrap(m: Membership): Promise<void>;
+}
+
+export interface DriverHooks {
+  send(to: string, msg: ElectionMsg): void;
+  /** A lease was won or renewed: the fencer arms the lease file up to `until`. */
+  leaseHeld(term: number, until: number): void;
+  /** The lease was lost: writes must stop before anything of this step is sent (awaited). */
+  leaseLost(reason: string): Promise<void>;
+  /** The leader or this node's lease changed: PostgreSQL should act on it now. */
+  leadershipChanged(): void;
+  /** Stop streaming before a vote for `term`; resolves with the final position (null: unchanged). */
+  detach?(term: number): Promise<Position | null>;
+  /** The vote or term could not be made durable: the agent must stop. */
+  fatal(message: string): void;
+}
+
+export interface DriverCounters {
+  leaderChanges: number;
+  leadershipsWon: number;
+  leasesLost: number;
+}
+
+interface Item {
+  make: (now: number) => Event;
+  done: () => void;
+  applied: Promise<void>;
+}
+
+/** While a vote waits for the detach, other election events wait behind it, at most this long. */
+const DETACH_HOLD_MS = 3000;
+
+export class ElectionDriver implements Consensus {
+  readonly counters: DriverCounters = { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 };
+  private readonly queue: Item[] = [];
+  private busy = false;
+  private stopped = false;
+  private cancelWake: () => void = () => {};
+  private leading: Ready["leading"] = null;
+  private lastLeader: string | null = null;
+  private electionNote = "";
+  private detaching = 0;
+  private detachingUntil = 0;
+  private held: Item[] = [];
+
+  constructor(
+    private readonly election: Election,
+    private readonly store: ElectionStore,
+    private readonly hooks: DriverHooks,
+    private readonly log: Logger,
+    private readonly nameOf: (id: string) => string,
+    private readonly clock: () => number = () => performance.now(),
+    /** Runs `fn` after `ms`; returns a cancel function (injected so tests control time). */
+    private readonly after: (fn: () => void, ms: number) => () => void = (fn, ms) => {
+      const t = setTimeout(fn, ms);
+      return () => clearTimeout(t);
+    },
+  ) {}
+
+  start(): void {
+    void this.feed((now) => ({ type: "tick", now }));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.cancelWake();
+  }
+
+  status(): Status {
+    return this.election.status(this.clock());
+  }
+
+  lease(): { term: number; until: number } | null {
+    return this.leading;
+  }
+
+  note(): string {
+    return this.electionNote;
+  }
+
+  setPosition(position: Position): Promise<void> {
+    return this.feed((now) => ({ type: "position", now, position }));
+  }
+
+  campaign(force: boolean): Promise<void> {
+    return this.feed((now) => ({ type: "campaign", now, force }));
+  }
+
+  resign(reason: string, transferTo?: string): Promise<void> {
+    return this.feed((now) => ({ type: "resign", now, reason, transferTo }));
+  }
+
+  setGuard(block: boolean, floor: Position | null): Promise<void> {
+    return this.feed((now) => ({ type: "guard", now, block, floor }));
+  }
+
+  propose(op: "add" | "remove", node: string): Promise<void> {
+    return this.feed((now) => ({ type: "propose", now, op, node }));
+  }
+
+  bootstrap(membership: Membership): Promise<void> {
+    return this.feed((now) => ({ type: "bootstrap", now, membership }));
+  }
+
+  /** An election message from a peer (already validated by the mesh's schema). */
+  receive(from: string, msg: ElectionMsg): void {
+    const now = this.clock();
+    const st = this.election.status(now);
+    if (msg.t === "vote" && msg.term > st.term && this.hooks.detach && this.election.wouldGrant(now, from, msg)) {
+      // Stop streaming from the old primary before promising anything to a newer term.
+      this.detaching++;
+      this.detachingUntil = now + DETACH_HOLD_MS;
+      const vote = this.item((n) => ({ type: "recv", now: n, from, msg }));
+      void this.hooks.detach(msg.term).then(
+        (pos) => this.afterDetach(pos ? [this.item((n) => ({ type: "position", now: n, position: pos })), vote] : [vote]),
+        (e: Error) => {
+          this.log.warn(`could not stop streaming before voting: ${e.message}; voting anyway with the last position`);
+          this.afterDetach([vote]);
+        },
+      );
+      return;
+    }
+    void this.feed((n) => ({ type: "recv", now: n, from, msg }));
+  }
+
+  // ------------------------------------------------------------------ the queue
+
+  private item(make: (now: number) => Event): Item {
+    let done!: () => void;
+    const applied = new Promise<void>((r) => (done = r));
+    return { make, done, applied };
+  }
+
+  /** Queues an event; resolves once it was applied (or dropped because the driver stopped). */
+  private feed(make: (now: number) => Event): Promise<void> {
+    const it = this.item(make);
+    if (this.stopped) {
+      it.done();
+      return it.applied;
+    }
+    // About to grant a vote (detaching first): what arrives meanwhile waits behind it, in order. A
+    // tick or a pre-vote answer fed now could start our own campaign for that same term and refuse
+    // the candidate we are about to vote for: a split vote. Bounded, so a hung detach cannot mute us.
+    if (this.detaching > 0 && !this.leading && this.clock() < this.detachingUntil) {
+      this.held.push(it);
+      return it.applied;
+    }
+    this.queue.push(...this.takeHeld(), it);
+    if (!this.busy) void this.pump();
+    return it.applied;
+  }
+
+  private afterDetach(items: Item[]): void {
+    this.detaching--;
+    this.queue.push(...items, ...(this.detaching === 0 ? this.takeHeld() : []));
+    if (!this.busy) void this.pump();
+  }
+
+  private takeHeld(): Item[] {
+    const h = this.held;
+    this.held = [];
+    return h;
+  }
+
+  /** One event at a time; synchronous unless a fence must finish before the step's messages leave. */
+  private async pump(): Promise<void> {
+    this.busy = true;
+    try {
+      while (this.queue.length > 0) {
+        const it = this.queue.shift()!;
+        try {
+          if (this.stopped) continue;
+          const pending = this.apply(this.election.step(it.make(this.clock())));
+          if (pending) await pending;
+        } catch (e) {
+          this.log.error(`internal error in the election step: ${(e as Error).stack ?? e}`);
+        } finally {
+          it.done();
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private apply(r: Ready): Promise<void> | undefined {
+    if (r.persist) {
+      try {
+        this.store.saveElection(r.persist);
+      } catch (e) {
+        // Never send a vote or a term we could not make durable.
+        this.stopped = true;
+        this.cancelWake();
+        this.hooks.fatal(`cannot persist election state to ${this.store.file}: ${(e as Error).message}`);
+        return undefined;
+      }
+    }
+    this.logNotices(r);
+    const was = this.leading;
+    this.leading = r.leading;
+    const leaderNow = this.election.status(this.clock()).leader;
+    if (leaderNow !== this.lastLeader || !!was !== !!r.leading) {
+      this.lastLeader = leaderNow;
+      queueMicrotask(() => this.hooks.leadershipChanged());
+    }
+    if (r.leading) {
+      if (!was) {
+        this.counters.leadershipsWon++;
+        this.log.info(`leading term ${r.leading.term} with a valid lease`);
+      }
+      this.hooks.leaseHeld(r.leading.term, r.leading.until);
+    } else if (was) {
+      this.counters.leasesLost++;
+      this.log.warn(`fenced: no longer leading term ${was.term}; writes must stop`);
+      return this.hooks.leaseLost("lost leadership")
+        .catch((e: Error) => this.log.error(`fence: ${e.message}`))
+        .then(() => this.sendAndArm(r));
+    }
+    this.sendAndArm(r);
+    return undefined;
+  }
+
+  private sendAndArm(r: Ready): void {
+    for (const s of r.send) this.hooks.send(s.to, s.msg);
+    this.cancelWake();
+    if (!this.stopped && Number.isFinite(r.wakeAt)) {
+      this.cancelWake = this.after(() => void this.feed((now) => ({ type: "tick", now })), Math.max(0, r.wakeAt - this.clock()));
+    }
+  }
+
+  private logNotices(r: Ready): void {
+    for (const n of r.notices) {
+      if (n.kind === "leader-changed" || n.kind === "became-leader") this.counters.leaderChanges++;
+      if (n.kind === "prevote-failed") {
+        const named = n.detail.replace(/\b[0-9a-f]{16}\b/g, (id) => this.nameOf(id));
+        if (named !== this.electionNote && /refused by/.test(named)) this.log.warn(`no leader: ${named}`);
+        this.electionNote = named;
+      }
+      const line = `${n.kind}: ${n.detail}`;
+      if (n.kind === "stepped-down" || n.kind === "proposal-rejected") this.log.warn(line);
+      else if (n.kind === "vote-granted" || n.kind === "vote-refused" || n.kind === "campaign" || n.kind === "prevote-failed") this.log.debug(line);
+      else this.log.info(line);
+    }
+  }
+}

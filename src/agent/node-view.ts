@@ -1,0 +1,88 @@
+// What this node tells the API (status) and the cluster table it composes itself (local view):
+// pure compositions of the agent's facts, so the agent only gathers them.
+import type { Config } from "../config/schema.ts";
+import * as F from "../core/cluster-facts.ts";
+import { composeView, type ClusterView, type MemberInput } from "../core/cluster-view.ts";
+import type { Status } from "../core/election.ts";
+import { lsnToBigInt } from "../core/position.ts";
+import type { PeerInfo } from "./peers.ts";
+import type { Flags } from "./flags.ts";
+import { slotFor } from "./postgres-loop.ts";
+
+export interface StatusInput {
+  cfg: Config;
+  nodeId: string;
+  facts: F.FactsSnapshot;
+  election: Status;
+  lease: { term: number; until: number } | null;
+  electionNote: string;
+  bootstrapNote: string;
+  selfHost: string;
+  meshAddr: string;
+  flags: Readonly<Flags>;
+  durabilityLine: string;
+  counters: { fences: number; loopMs: number; loops: number; leaderChanges: number; leadershipsWon: number; leasesLost: number };
+  peers: PeerInfo[];
+  rejects: { beacon: Record<string, number>; mesh: Record<string, number> };
+  uptimeMs: number;
+}
+
+export function composeStatus(i: StatusInput) {
+  const s = i.election;
+  const f = i.facts;
+  const own = f.self.report;
+  const names = (ids: readonly string[] | undefined) => (ids ?? []).map((id) => ({ id, name: F.nameOf(f, id) }));
+  const leaderPg = F.leaderPg(f);
+  return {
+    cluster: i.cfg.cluster,
+    node: { id: i.nodeId, name: i.cfg.node_name, role: i.cfg.role, mesh: i.meshAddr },
+    election: {
+      role: s.role, term: s.term, leader: s.leader, leaderName: s.leader ? F.nameOf(f, s.leader) : null,
+      votedFor: s.votedFor, leading: i.lease !== null,
+      leaseRemainingMs: i.lease ? Math.max(0, Math.round(i.lease.until - f.now)) : 0,
+      voters: names(s.membership?.voters), membershipVersion: s.membership ? `${s.membership.term}.${s.membership.index}` : null,
+      position: s.position,
+    },
+    bootstrap: s.membership ? null : i.bootstrapNote,
+    postgres: own
+      ? {
+          ...own, lagBytes: ownLagBytes(f),
+          syncState: leaderPg?.report.replication.find((r) => r.name === slotFor(i.nodeId))?.syncState ?? null,
+          slots: own.slots.map((name) => ({ name, retainedBytes: own.slotBytes?.[name] ?? null })),
+        }
+      : null,
+    tags: i.cfg.tags,
+    paused: i.flags.paused,
+    durability: i.durabilityLine,
+    scheduledSwitchover: i.flags.scheduled,
+    counters: i.counters,
+    peers: i.peers,
+    rejects: i.rejects,
+    uptimeMs: i.uptimeMs,
+  };
+}
+export type NodeStatus = ReturnType<typeof composeStatus>;
+
+/** Bytes this standby's replay is behind the leader's primary (null when unknown or not a standby). */
+function ownLagBytes(f: F.FactsSnapshot): number | null {
+  const me = f.self.report;
+  const l = F.leaderPg(f);
+  if (!me || !me.inRecovery || !me.replayLsn || !l || l.report.inRecovery !== false) return null;
+  const d = lsnToBigInt(l.report.position.lsn) - lsnToBigInt(me.replayLsn);
+  return d > 0n ? Number(d) : 0;
+}
+
+export function composeLocalView(i: StatusInput): ClusterView {
+  const f = i.facts;
+  const members: MemberInput[] = F.knownIds(f).map((id) => ({
+    id, name: F.nameOf(f, id), role: F.roleOf(f, id),
+    host: id === i.nodeId ? i.selfHost : (F.peerHost(f, id) ?? ""),
+    voter: f.voters.includes(id), reachable: F.reachable(f, id), report: F.freshReport(f, id),
+  }));
+  const scheduled = i.flags.scheduled ? { ...i.flags.scheduled, to: i.flags.scheduled.to ? F.nameOf(f, i.flags.scheduled.to) : null } : null;
+  void scheduled;
+  return composeView({
+    paused: i.flags.paused, note: i.electionNote, durability: i.durabilityLine, cluster: i.cfg.cluster,
+    term: i.election.term, leader: i.election.leader, members, slotOf: slotFor,
+  });
+}

@@ -1,0 +1,147 @@
+// Facts about the cluster derived from what this agent heard: whose report is fresh, who is a
+// standby member, which PostgreSQL the leader runs, who could be a switchover target. Pure: the
+// agent passes a snapshot (reports, peers, membership, the time) and gets answers.
+import type { PgReport } from "./report.ts";
+import type { Candidate } from "./switchover.ts";
+
+/** The last state message of a peer, stamped with the local monotonic time it arrived. */
+export interface PeerReport {
+  report: PgReport | null;
+  role: "database" | "witness";
+  at: number;
+  nofailover: boolean;
+}
+
+/** What the beacon and the mesh told us about a peer. */
+export interface PeerFacts {
+  id: string;
+  name: string;
+  role: "database" | "witness";
+  /** Mesh address "host:port" (may be "" when only the mesh handshake is known). */
+  mesh: string;
+  /** IP the peer's authenticated beacon came from ("" when unknown). */
+  address: string;
+  connected: boolean;
+}
+
+export interface FactsSnapshot {
+  self: { id: string; name: string; role: "database" | "witness"; nofailover: boolean; report: PgReport | null };
+  now: number;
+  /** When this agent started (monotonic ms): a member never heard from is down since then. */
+  startedAt: number;
+  /** A report older than this is stale (see freshMs). */
+  freshMs: number;
+  voters: readonly string[];
+  leader: string | null;
+  reports: ReadonlyMap<string, PeerReport>;
+  peers: readonly PeerFacts[];
+}
+
+/** How long a peer's report stays fresh: five monitoring rounds, at least 5 s. */
+export function freshMs(loopMs: number): number {
+  return Math.max(5000, 5 * loopMs);
+}
+
+/** "host" of a "host:port" or "[v6]:port" address ("" when there is none). */
+export function hostOf(addr: string): string {
+  const i = addr.lastIndexOf(":");
+  return i > 0 ? addr.slice(0, i).replace(/^\[|\]$/g, "") : "";
+}
+
+/** "host:port" with brackets around an IPv6 host. */
+export function joinHostPort(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+export function freshReport(s: FactsSnapshot, id: string): PgReport | null {
+  if (id === s.self.id) return s.self.report;
+  const r = s.reports.get(id);
+  if (!r || s.now - r.at > s.freshMs) return null;
+  return r.report;
+}
+
+/** How long a member has not reported (0 while it reports). */
+export function downForMs(s: FactsSnapshot, id: string): number {
+  const r = s.reports.get(id);
+  if (!r) return s.now - s.startedAt;
+  const age = s.now - r.at;
+  return age < s.freshMs ? 0 : age;
+}
+
+function peer(s: FactsSnapshot, id: string): PeerFacts | undefined {
+  return s.peers.find((p) => p.id === id);
+}
+
+export function roleOf(s: FactsSnapshot, id: string): "database" | "witness" {
+  if (id === s.self.id) return s.self.role;
+  return s.reports.get(id)?.role ?? peer(s, id)?.role ?? "database";
+}
+
+export function nameOf(s: FactsSnapshot, id: string): string {
+  return id === s.self.id ? s.self.name : (peer(s, id)?.name ?? id);
+}
+
+/** The address a peer is reached at: its beacon's source address, else its mesh host. */
+export function peerHost(s: FactsSnapshot, id: string): string | null {
+  const p = peer(s, id);
+  if (!p) return null;
+  if (p.address) return p.address;
+  return hostOf(p.mesh) || null;
+}
+
+/** Database voters other than this node: one replication slot each on the primary. */
+export function standbyMembers(s: FactsSnapshot): string[] {
+  // No slot for a witness, nor for a member whose data we would refuse (it would hold WAL forever).
+  return s.voters.filter((v) => v !== s.self.id && peer(s, v)?.role !== "witness" && s.reports.get(v)?.report?.data !== "foreign");
+}
+
+/** Standby members reporting now (they could re-point to a new primary). */
+export function reachableStandbys(s: FactsSnapshot): number {
+  return standbyMembers(s).filter((id) => downForMs(s, id) === 0).length;
+}
+
+/** The leader's PostgreSQL, when the leader is another node whose fresh report and address we have. */
+export function leaderPg(s: FactsSnapshot): { id: string; addr: string; report: PgReport } | null {
+  if (!s.leader || s.leader === s.self.id) return null;
+  const r = freshReport(s, s.leader);
+  const host = peerHost(s, s.leader);
+  if (!r || !host) return null;
+  return { id: s.leader, addr: joinHostPort(host, r.port), report: r };
+}
+
+/** Every voter reported an empty data directory and is not creating data. */
+export function nobodyHasData(s: FactsSnapshot): boolean {
+  return s.voters.every((v) => {
+    if (v === s.self.id || s.reports.get(v)?.role === "witness") return true;
+    const r = freshReport(s, v);
+    return r !== null && r.data === "empty" && r.action !== "initdb" && r.action !== "clone";
+  });
+}
+
+/** Some other member has data or is creating it (any report, fresh or not: it may have some). */
+export function othersHaveData(s: FactsSnapshot): boolean {
+  return [...s.reports.entries()].some(([id, r]) => id !== s.self.id && r.report !== null &&
+    (r.report.data === "present" || r.report.action === "initdb" || r.report.action === "clone"));
+}
+
+/** Connected with a fresh report. */
+export function reachable(s: FactsSnapshot, id: string): boolean {
+  if (id === s.self.id) return true;
+  const r = s.reports.get(id);
+  return !!peer(s, id)?.connected && r !== undefined && s.now - r.at < s.freshMs;
+}
+
+/** Every node we know of: ourselves, the voters, the discovered peers. */
+export function knownIds(s: FactsSnapshot): string[] {
+  return [...new Set([s.self.id, ...s.voters, ...s.peers.map((p) => p.id)])];
+}
+
+/** Switchover / failover candidates as the pure checks in core/switchover.ts take them. */
+export function candidates(s: FactsSnapshot): Candidate[] {
+  const voters = new Set(s.voters);
+  return knownIds(s).map((id) => ({
+    id, name: nameOf(s, id), voter: voters.has(id), witness: roleOf(s, id) === "witness",
+    nofailover: id === s.self.id ? s.self.nofailover : (s.reports.get(id)?.nofailover ?? false),
+    report: freshReport(s, id),
+  }));
+}

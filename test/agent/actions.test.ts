@@ -1,0 +1,150 @@
+// Operator actions on the leader, against an in-memory host (the agent's facts and controls are
+// not the point here): a refused switchover does not block the next one, and the schedule.
+import { describe, expect, test } from "bun:test";
+import { ActionRunner, type ActionHost } from "../../src/agent/actions.ts";
+import type { ScheduledSwitchover } from "../../src/agent/flags.ts";
+import type { HistoryEntry } from "../../src/agent/history.ts";
+import type { Candidate } from "../../src/core/switchover.ts";
+import type { PgReport } from "../../src/core/report.ts";
+import { memoryLogger } from "../../src/log.ts";
+
+function report(over: Partial<PgReport>): PgReport {
+  return {
+    port: 5432, data: "present", systemId: "1", running: true, up: true, inRecovery: true,
+    position: { timeline: 1, lsn: "0/3000000" }, receiveLsn: "0/3000000", replayLsn: "0/3000000", upstream: null,
+    streaming: true, replication: [], slots: [], action: "standby", note: "", error: null, haveSecrets: true,
+    ...over,
+  } as PgReport;
+}
+
+class FakeHost implements ActionHost {
+  readonly nodeId = "L";
+  readonly nodeName = "n1";
+  maxLagBytes = 1 << 20;
+  connected = new Set(["S"]);
+  leading = true;
+  wall = Date.parse("2026-12-01T12:00:00Z");
+  sched: ScheduledSwitchover | null = null;
+  history: Omit<HistoryEntry, "id" | "at">[] = [];
+  stops = 0;
+  resigned: string[] = [];
+  promoted = false;
+  pausedFlag = false;
+  electionState() { return { role: "leader", term: 3, leader: "L", leading: this.leading }; }
+  paused() { return this.pausedFlag; }
+  setPaused(p: boolean) { this.pausedFlag = p; }
+  candidates(): Candidate[] {
+    return [
+      { id: "L", name: "n1", voter: true, witness: false, nofailover: false, report: this.myReport() },
+      { id: "S", name: "n2", voter: true, witness: false, nofailover: false, report: this.reportOf("S") },
+    ];
+  }
+  myReport() { return report({ inRecovery: this.promoted, position: { timeline: 1, lsn: "0/3000000" } }); }
+  reportOf(id: string) { return id === "S" ? report({ inRecovery: !this.promoted }) : this.myReport(); }
+  nameOf(id: string) { return id === "S" ? "n2" : "n1"; }
+  async forwardToLeader() { return { status: 500, ok: false, message: "not used" }; }
+  async handover() { return true; }
+  async publishFloor() { return true; }
+  isConnected(id: string) { return this.connected.has(id); }
+  sendCampaign() { return true; }
+  campaignNow() {}
+  resign(reason: string) {
+    this.resigned.push(reason);
+    this.promoted = true; // the target promotes once it leads
+  }
+  record(e: Omit<HistoryEntry, "id" | "at">) { this.history.push(e); }
+  pg = {
+    stopForHandover: async () => {
+      this.stops++;
+      return { timeline: 1, lsn: "0/3000000" };
+    },
+    release: () => {},
+    requestRejoin: () => {},
+  };
+  durabilityMode() { return "quorum" as const; }
+  setDurability() {}
+  scheduled() { return this.sched; }
+  setScheduled(s: ScheduledSwitchover | null) { this.sched = s; }
+  wallNow() { return this.wall; }
+  async sleep() {}
+}
+
+const runner = (h: FakeHost) => new ActionRunner(h, memoryLogger());
+
+describe("switchover", () => {
+  test("one refused switchover does not block the next (defect 2: every later one answered 409)", async () => {
+    const h = new FakeHost();
+    h.connected.clear();
+    const r = runner(h);
+    const first = await r.run({ kind: "switchover", to: "n2" });
+    expect(first.status).toBe(503);
+    h.connected.add("S");
+    const second = await r.run({ kind: "switchover", to: "n2" });
+    expect(second.status).toBe(200);
+    expect(h.resigned).toEqual(["switchover to n2"]);
+  });
+
+  test("a leader without a valid lease refuses", async () => {
+    const h = new FakeHost();
+    h.leading = false;
+    const res = await runner(h).runAsLeader({ kind: "switchover", to: "n2" });
+    expect(res.status).toBe(503);
+    expect(h.stops).toBe(0);
+  });
+});
+
+describe("scheduled switchover", () => {
+  test("stored through the leader, refused twice, cancellable, recorded", async () => {
+    const h = new FakeHost();
+    const r = runner(h);
+    const at = "2026-12-01T12:30:00Z";
+    const res = await r.run({ kind: "switchover", to: "n2", at });
+    expect(res.status).toBe(202);
+    expect(h.sched).toEqual({ at: "2026-12-01T12:30:00.000Z", to: "S", requestedAt: "2026-12-01T12:00:00.000Z", force: false });
+    expect(h.stops).toBe(0);
+    expect((await r.run({ kind: "switchover", at })).status).toBe(409);
+    expect((await r.run({ kind: "switchover-cancel" })).status).toBe(200);
+    expect(h.sched).toBeNull();
+    expect((await r.run({ kind: "switchover-cancel" })).status).toBe(404);
+    expect(h.history.map((e) => e.kind)).toEqual(["schedule", "schedule"]);
+  });
+
+  test("an unknown target or a bad time is refused at once", async () => {
+    const h = new FakeHost();
+    expect((await runner(h).run({ kind: "switchover", to: "nope", at: "2026-12-01T13:00:00Z" })).status).toBe(404);
+    expect((await runner(h).run({ kind: "switchover", at: "tomorrow-ish" })).status).toBe(400);
+    expect(h.sched).toBeNull();
+  });
+
+  test("runs when due, only on a leader with a valid lease, once", async () => {
+    const h = new FakeHost();
+    const r = runner(h);
+    await r.run({ kind: "switchover", to: "n2", at: "2026-12-01T12:30:00Z" });
+    await r.runDue();
+    expect(h.stops).toBe(0); // not yet
+    h.wall = Date.parse("2026-12-01T12:30:01Z");
+    h.leading = false;
+    await r.runDue();
+    expect(h.stops).toBe(0); // no lease: wait for a leader with one
+    expect(h.sched).not.toBeNull();
+    h.leading = true;
+    await r.runDue();
+    expect(h.stops).toBe(1);
+    expect(h.resigned).toEqual(["switchover to n2"]);
+    expect(h.sched).toBeNull();
+    await r.runDue();
+    expect(h.stops).toBe(1);
+  });
+
+  test("a scheduled switchover refused at its time is dropped and recorded", async () => {
+    const h = new FakeHost();
+    const r = runner(h);
+    await r.run({ kind: "switchover", to: "n2", at: "2026-12-01T12:30:00Z" });
+    h.wall = Date.parse("2026-12-01T12:31:00Z");
+    h.pausedFlag = true;
+    await r.runDue();
+    expect(h.stops).toBe(0);
+    expect(h.sched).toBeNull();
+    expect(h.history.at(-1)?.reason).toContain("not done: switchover refused: the cluster is paused");
+  });
+});
