@@ -15,7 +15,7 @@ interface Node {
   id: string;
   log: ReturnType<typeof memoryLogger>;
   got: { from: string; msg: unknown }[];
-  ups: { id: string; name: string; addr: string; remoteAddress: string; at: number }[];
+  ups: { id: string; name: string; addr: string; remoteAddress: string; localHost: string; at: number }[];
   downs: { id: string; reason: string; at: number }[];
   addr: () => string;
 }
@@ -53,6 +53,16 @@ async function exchange(a: Node, b: Node, kind: string): Promise<void> {
 }
 
 describe("mesh", () => {
+  test("a node listening on the wildcard learns the address a peer reached it at (never 0.0.0.0)", async () => {
+    const a = await node("w-a", { listenHost: "0.0.0.0" });
+    const b = await node("w-b");
+    b.mesh.dial(`127.0.0.1:${a.mesh.address().port}`, "w-a");
+    await waitFor(() => isUp(a, b) && isUp(b, a), 3000, "link");
+    expect(a.mesh.address().host).toBe("0.0.0.0");
+    expect(a.ups[0]?.localHost.replace(/^::ffff:/, "")).toBe("127.0.0.1");
+    expect(b.ups[0]?.localHost.replace(/^::ffff:/, "")).toBe("127.0.0.1");
+  });
+
   test("three meshes connect, exchange messages both ways and stay up while idle", async () => {
     const [a, b, c] = [await node("a"), await node("b"), await node("c")];
     a.mesh.dial(b.addr(), "b");

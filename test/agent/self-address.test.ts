@@ -1,0 +1,18 @@
+// The address a node shows for itself (cluster ls, /cluster, its own pg_hba line): defect 5 showed
+// 0.0.0.0 with the default mesh.listen = "0.0.0.0:7401" and no advertise.
+import { describe, expect, test } from "bun:test";
+import { selfHost } from "../../src/agent/self-address.ts";
+
+describe("own address", () => {
+  test("advertise wins, then a named listen host, then the address learnt from an authenticated connection", () => {
+    expect(selfHost({ advertise: "10.0.0.5:7401", listen: "0.0.0.0", learnt: "10.0.0.9" })).toBe("10.0.0.5");
+    expect(selfHost({ advertise: "[fd00::5]:7401", listen: "0.0.0.0", learnt: "" })).toBe("fd00::5");
+    expect(selfHost({ advertise: "", listen: "10.0.0.7", learnt: "10.0.0.9" })).toBe("10.0.0.7");
+    expect(selfHost({ advertise: "", listen: "0.0.0.0", learnt: "10.0.0.9" })).toBe("10.0.0.9");
+    expect(selfHost({ advertise: "0.0.0.0:7401", listen: "::", learnt: "fd00::9" })).toBe("fd00::9");
+  });
+  test("never a wildcard: unknown stays empty", () => {
+    expect(selfHost({ advertise: "", listen: "0.0.0.0", learnt: "" })).toBe("");
+    expect(selfHost({ advertise: "", listen: "::", learnt: "::" })).toBe("");
+  });
+});

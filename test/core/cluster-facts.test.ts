@@ -1,0 +1,72 @@
+// Cluster facts derived from what an agent heard: one test per rule.
+import { describe, expect, test } from "bun:test";
+import * as F from "../../src/core/cluster-facts.ts";
+import type { PgReport } from "../../src/core/report.ts";
+
+const rep = (over: Partial<PgReport> = {}): PgReport => ({
+  port: 5432, data: "present", systemId: "1", running: true, up: true, inRecovery: true,
+  position: { timeline: 1, lsn: "0/3000000" }, receiveLsn: null, replayLsn: null, upstream: null,
+  streaming: true, replication: [], slots: [], action: "standby", note: "", error: null, haveSecrets: true, ...over,
+} as PgReport);
+
+function snap(over: Partial<F.FactsSnapshot> = {}): F.FactsSnapshot {
+  return {
+    self: { id: "a", name: "n1", role: "database", nofailover: false, report: rep({ inRecovery: false }) },
+    now: 100_000, startedAt: 0, freshMs: 5000, voters: ["a", "b", "c"], leader: "b",
+    reports: new Map([
+      ["b", { report: rep({ inRecovery: false, port: 5433 }), role: "database", at: 99_000, nofailover: false }],
+      ["c", { report: rep(), role: "database", at: 90_000, nofailover: true }],
+    ]),
+    peers: [
+      { id: "b", name: "n2", role: "database", mesh: "10.0.0.2:7401", address: "10.0.0.2", connected: true },
+      { id: "c", name: "n3", role: "database", mesh: "[fd00::3]:7401", address: "", connected: true },
+      { id: "w", name: "wit", role: "witness", mesh: "10.0.0.9:7401", address: "10.0.0.9", connected: true },
+    ],
+    ...over,
+  };
+}
+
+describe("cluster facts", () => {
+  test("a report is fresh for freshMs; at least 5 s, five monitoring rounds", () => {
+    expect(F.freshMs(500)).toBe(5000);
+    expect(F.freshMs(2000)).toBe(10_000);
+    const s = snap();
+    expect(F.freshReport(s, "b")?.port).toBe(5433);
+    expect(F.freshReport(s, "c")).toBeNull();
+    expect(F.freshReport(s, "a")).toBe(s.self.report);
+  });
+  test("down for: 0 while reporting, the report's age after, since start when never heard", () => {
+    const s = snap();
+    expect(F.downForMs(s, "b")).toBe(0);
+    expect(F.downForMs(s, "c")).toBe(10_000);
+    expect(F.downForMs(s, "x")).toBe(100_000);
+  });
+  test("standby members: voters but ourselves, witnesses and foreign data", () => {
+    const s = snap({ voters: ["a", "b", "c", "w"] });
+    expect(F.standbyMembers(s)).toEqual(["b", "c"]);
+    const foreign = snap({ reports: new Map([["b", { report: rep({ data: "foreign" }), role: "database", at: 99_000, nofailover: false }]]) });
+    expect(F.standbyMembers(foreign)).toEqual(["c"]);
+    expect(F.reachableStandbys(s)).toBe(1);
+  });
+  test("the leader's PostgreSQL: beacon address, else mesh host (IPv6 bracketed), its port", () => {
+    expect(F.leaderPg(snap())?.addr).toBe("10.0.0.2:5433");
+    const s = snap({ leader: "c", reports: new Map([["c", { report: rep({ inRecovery: false }), role: "database", at: 99_000, nofailover: false }]]) });
+    expect(F.leaderPg(s)?.addr).toBe("[fd00::3]:5432");
+    expect(F.leaderPg(snap({ leader: "a" }))).toBeNull();
+    expect(F.leaderPg(snap({ leader: null }))).toBeNull();
+  });
+  test("nobody has data only when every voter freshly reported an empty directory and is not creating one", () => {
+    const empty = (action = "wait") => ({ report: rep({ data: "empty", action }), role: "database" as const, at: 99_000, nofailover: false });
+    expect(F.nobodyHasData(snap({ reports: new Map([["b", empty()], ["c", empty()]]) }))).toBe(true);
+    expect(F.nobodyHasData(snap({ reports: new Map([["b", empty()], ["c", empty("clone")]]) }))).toBe(false);
+    expect(F.nobodyHasData(snap({ reports: new Map([["b", empty()]]) }))).toBe(false);
+    expect(F.othersHaveData(snap())).toBe(true);
+    expect(F.othersHaveData(snap({ reports: new Map([["b", empty()]]) }))).toBe(false);
+  });
+  test("candidates carry names, witness and nofailover flags, fresh reports only", () => {
+    const c = F.candidates(snap());
+    expect(c.map((x) => [x.name, x.voter, x.witness, x.nofailover, x.report !== null])).toEqual([
+      ["n1", true, false, false, true], ["n2", true, false, false, true], ["n3", true, false, true, false], ["wit", false, true, false, false],
+    ]);
+  });
+});
