@@ -7,19 +7,21 @@ import { comparePosition, type Position } from "../core/position.ts";
 import * as F from "../core/cluster-facts.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
-import { Beacon, defaultBroadcastAddresses, type Announcement } from "../net/beacon.ts";
-import { Mesh } from "../net/mesh.ts";
-import { parseHostPort, formatHostPort } from "../config/hostport.ts";
+import type { Beacon } from "../net/beacon.ts";
+import type { Mesh } from "../net/mesh.ts";
+import { formatHostPort } from "../config/hostport.ts";
+import { createTransport } from "./transport.ts";
 import { ElectionStore } from "../store/election-state.ts";
 import { loadOrCreateNodeId } from "../store/node-id.ts";
-import { AgentMsgSchema, type AgentMsg, type PgReport } from "./messages.ts";
+import type { AgentMsg, PgReport } from "./messages.ts";
 import { PeerTable } from "./peers.ts";
 import type { ClusterContext } from "./postgres-loop.ts";
 import { slotFor } from "./postgres-loop.ts";
 import { ElectionMsgSchema } from "../core/messages.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { SecretsStore, type ClusterSecrets } from "../store/cluster-secrets.ts";
-import { ActionRunner, type ActionHost } from "./actions.ts";
+import { ActionRunner } from "./actions.ts";
+import { AgentActionHost } from "./action-host.ts";
 import { History, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import { ElectionDriver } from "./election-driver.ts";
@@ -53,7 +55,7 @@ export interface LoopControl {
 const HOUSEKEEPING_MS = 250;
 const now = () => performance.now();
 
-export class Agent implements ClusterContext, ActionHost {
+export class Agent implements ClusterContext {
   readonly nodeId: string;
   readonly historyLog: History;
   readonly startedAt = Date.now();
@@ -74,8 +76,7 @@ export class Agent implements ClusterContext, ActionHost {
   private readonly beacon: Beacon;
   private readonly peers: PeerTable;
   private readonly views = new PendingRequests<ClusterView | null>();
-  private readonly forwarded = new PendingRequests<ActionResult>();
-  private readonly handovers = new PendingRequests<boolean>();
+  private readonly host: AgentActionHost;
   private expectingHandoverFrom: string | null = null;
   /** The address peers reach this host at, learnt from an authenticated mesh connection. */
   private localHost = "";
@@ -89,7 +90,6 @@ export class Agent implements ClusterContext, ActionHost {
     this.secretStore = new SecretsStore(cfg.state_dir);
     this.historyLog = new History(cfg.state_dir);
     this.flags = new FlagsStore(cfg.state_dir, cfg.durability);
-    this.actions = new ActionRunner(this, log.withTag("action"));
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
     const e = cfg.election;
     const election = new Election(
@@ -112,35 +112,24 @@ export class Agent implements ClusterContext, ActionHost {
         void this.stop().then(() => process.exit(1));
       },
     }, log, (id) => this.nameOf(id));
-    const listen = parseHostPort(cfg.mesh.listen);
-    if (typeof listen === "string") throw new Error(`mesh.listen: ${listen}`);
-    this.mesh = new Mesh({
-      cluster: cfg.cluster, secret: cfg.secret, nodeId: this.nodeId, nodeName: cfg.node_name,
-      listenHost: listen.host, listenPort: listen.port, advertise: cfg.mesh.advertise || undefined,
-      maxFrameBytes: cfg.mesh.max_frame_bytes, pingMs: cfg.mesh.ping_ms, deadMs: cfg.mesh.dead_ms,
-      handshakeMs: cfg.mesh.handshake_ms, maxBufferedBytes: cfg.mesh.max_buffered_bytes,
-      backoffMinMs: 100, backoffMaxMs: 5000, messageSchema: AgentMsgSchema, log: log.withTag("mesh"),
-      onMessage: (peer, msg) => this.safe(() => this.onMessage(peer, msg as AgentMsg)),
-      onPeerUp: (p) => {
-        this.peers.connected(p.id, true, p.name);
-        if (!this.localHost && p.localHost) this.localHost = p.localHost.replace(/^::ffff:/, "");
+    ({ mesh: this.mesh, beacon: this.beacon } = createTransport(cfg, this.nodeId, this.peers, log, {
+      onMessage: (peer, msg) => this.safe(() => this.onMessage(peer, msg)),
+      onPeerUp: (id, localHost) => {
+        if (!this.localHost && localHost) this.localHost = localHost;
         const h = this.historyLog.list();
-        if (h.length > 0) this.mesh.send(p.id, { t: "history", entries: h });
-        log.info(`peer ${p.name} (${p.id}) connected from ${p.remoteAddress}`);
+        if (h.length > 0) this.mesh.send(id, { t: "history", entries: h });
       },
-      onPeerDown: (id, reason) => {
-        this.peers.connected(id, false);
-        log.info(`peer ${this.peers.name(id)} (${id}) disconnected: ${reason}`);
+      beaconExtra: () => ({ vote: this.store.get().bootstrapVote, member: this.store.get().membership !== null }),
+    }));
+    this.host = new AgentActionHost({
+      cfg, nodeId: this.nodeId, consensus: this.consensus, flags: this.flags, mesh: this.mesh, loop: () => this.loop,
+      facts: () => this.facts(), record: (e) => this.record(e),
+      flagsChanged: (kick) => {
+        this.broadcastState(this.ownReport);
+        if (kick) this.loop?.kick();
       },
     });
-    const broadcast = cfg.discovery.broadcast.flatMap((b) => (b === "auto" ? defaultBroadcastAddresses() : [b]));
-    this.beacon = new Beacon({
-      cluster: cfg.cluster, secret: cfg.secret, nodeId: this.nodeId, nodeName: cfg.node_name, role: cfg.role,
-      port: cfg.discovery.port, broadcast, peers: [...cfg.discovery.peers],
-      meshAddr: () => this.cfg.mesh.advertise || formatHostPort(this.mesh.address()), intervalMs: cfg.discovery.interval_ms, maxAgeMs: cfg.discovery.max_age_ms,
-      extra: () => ({ vote: this.store.get().bootstrapVote, member: this.store.get().membership !== null }), log: log.withTag("beacon"),
-      onAnnouncement: (a, from) => this.safe(() => this.onAnnouncement(a, from)),
-    });
+    this.actions = new ActionRunner(this.host, log.withTag("action"));
     this.membership = new MembershipKeeper({
       cfg, log, nodeId: this.nodeId, store: this.store, consensus: this.consensus, peers: this.peers,
       durability: () => this.flags.get().durability, markDegraded: () => this.loop?.markDegraded(),
@@ -185,8 +174,8 @@ export class Agent implements ClusterContext, ActionHost {
     clearInterval(this.housekeeping);
     clearInterval(this.witnessTimer);
     this.views.cancelAll(() => null);
-    this.forwarded.cancelAll(() => ({ status: 503, ok: false, message: "the agent is stopping" }));
-    this.handovers.cancelAll(() => false);
+    this.host.forwarded.cancelAll(() => ({ status: 503, ok: false, message: "the agent is stopping" }));
+    this.host.handovers.cancelAll(() => false);
     await Promise.allSettled([this.beacon.stop(), this.mesh.stop()]);
   }
 
@@ -283,17 +272,17 @@ export class Agent implements ClusterContext, ActionHost {
         void this.actions.runAsLeader(msg.req).then((result) =>
           this.mesh.send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } }));
         return;
-      case "action-resp": return this.forwarded.answer(msg.id, msg.result);
+      case "action-resp": return this.host.forwarded.answer(msg.id, msg.result);
       case "history":
         this.historyLog.merge(msg.entries);
         return;
       case "campaign-now":
         this.log.warn(`asked to stand for election by ${this.peers.name(peer)}: ${msg.reason}${msg.force ? " (accepting data loss)" : ""}`);
-        this.campaignNow(msg.force === true);
+        this.host.campaignNow(msg.force === true);
         return;
       case "handover": return this.onHandover(peer, msg);
       case "handover-ready":
-        if (msg.id !== undefined) this.handovers.answer(msg.id, true);
+        if (msg.id !== undefined) this.host.handovers.answer(msg.id, true);
         return;
       default:
         this.consensus.receive(peer, ElectionMsgSchema.parse(msg));
@@ -322,20 +311,6 @@ export class Agent implements ClusterContext, ActionHost {
       if (pos) this.consensus.setPosition(pos);
       this.mesh.send(peer, { t: "handover-ready", pos, ...(msg.id !== undefined ? { id: msg.id } : {}) });
     }));
-  }
-
-  private onAnnouncement(a: Announcement, from: { address: string }): void {
-    const hp = parseHostPort(a.mesh);
-    if (typeof hp === "string") {
-      this.log.warn(`beacon from ${a.name} (${from.address}) announces a bad mesh address ${JSON.stringify(a.mesh)}: ${hp}`);
-      return;
-    }
-    const host = hp.host === "0.0.0.0" || hp.host === "::" || hp.host === "" ? from.address : hp.host;
-    const mesh = formatHostPort({ host, port: hp.port });
-    const vote = Array.isArray(a.extra.vote) && a.extra.vote.every((v) => typeof v === "string") ? (a.extra.vote as string[]) : null;
-    const isNew = this.peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh, address: from.address, vote, member: a.extra.member === true });
-    if (isNew) this.log.info(`discovered ${a.name} (${a.nodeId}, ${a.role}) at ${mesh}`);
-    this.mesh.dial(mesh, a.nodeId);
   }
 
   private broadcastState(pg: PgReport | null): void {
@@ -453,78 +428,6 @@ export class Agent implements ClusterContext, ActionHost {
       this.expectingHandoverFrom = null;
     }
     this.record({ term: s.term, kind, node: this.cfg.node_name, reason, oldPrimary: how === "promote" ? prev : null, newPrimary: this.cfg.node_name, timeline, lsn });
-  }
-
-  // ------------------------------------------------------------------ ActionHost (operator actions)
-
-  get nodeName(): string { return this.cfg.node_name; }
-  get maxLagBytes(): number { return this.cfg.failover.max_lag_bytes; }
-  get pg() { return this.loop; }
-
-  electionState() {
-    const s = this.consensus.status();
-    return { role: s.role, term: s.term, leader: s.leader, leading: this.consensus.lease() !== null };
-  }
-
-  setPaused(p: boolean): void {
-    this.flags.set({ paused: p });
-    this.broadcastState(this.ownReport);
-  }
-
-  setDurability(d: Durability): void {
-    this.flags.set({ durability: d });
-    this.broadcastState(this.ownReport);
-    this.loop?.kick();
-  }
-
-  scheduled(): ScheduledSwitchover | null { return this.flags.get().scheduled; }
-
-  setScheduled(s: ScheduledSwitchover | null): void {
-    this.flags.set({ scheduled: s });
-    this.broadcastState(this.ownReport);
-  }
-
-  wallNow(): number { return Date.now(); }
-  sleep(ms: number): Promise<void> { return Bun.sleep(ms); }
-  candidates() { return F.candidates(this.facts()); }
-  myReport(): PgReport | null { return this.ownReport; }
-  reportOf(id: string): PgReport | null { return F.freshReport(this.facts(), id); }
-  isConnected(id: string): boolean { return this.mesh.connected().includes(id); }
-
-  async forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult> {
-    const leader = this.consensus.status().leader;
-    if (!leader) return { status: 503, ok: false, message: "no leader" };
-    const name = this.peers.name(leader);
-    return this.forwarded.ask((id) => this.mesh.send(leader, { t: "action", id, req }), timeoutMs,
-      () => ({ status: 504, ok: false, message: `the leader ${name} did not answer within ${timeoutMs} ms` }),
-      () => ({ status: 503, ok: false, message: `the leader ${name} is not connected` }));
-  }
-
-  /** Tell the target the final position and wait until it holds it (or the timeout). */
-  handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean> {
-    return this.handovers.ask((id) => this.mesh.send(to, { t: "handover", from: this.nodeId, id, ...(final ? { final } : {}) }), timeoutMs, () => false);
-  }
-
-  async publishFloor(pos: Position | null, timeoutMs: number): Promise<boolean> {
-    await this.consensus.setGuard(false, pos);
-    const seq = this.consensus.status().guard?.seq ?? 0;
-    const end = now() + timeoutMs;
-    while (now() < end) {
-      const st = this.consensus.status();
-      if (st.role !== "leader") return false;
-      if (st.guardCommitted >= seq) return true;
-      await Bun.sleep(10);
-    }
-    return false;
-  }
-
-  sendCampaign(to: string, reason: string, force = false): boolean {
-    return this.mesh.send(to, { t: "campaign-now", reason, ...(force ? { force: true } : {}) });
-  }
-
-  campaignNow(force = false): void {
-    this.loop?.requestPromotion();
-    this.consensus.campaign(force);
   }
 }
 

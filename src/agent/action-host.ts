@@ -1,0 +1,109 @@
+// What the operator actions (actions.ts) may see and do on this agent: the election, the flags
+// the leader keeps, the PostgreSQL loop's controls, and requests to the leader or a target.
+import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import * as F from "../core/cluster-facts.ts";
+import type { Position } from "../core/position.ts";
+import type { Config } from "../config/schema.ts";
+import type { Mesh } from "../net/mesh.ts";
+import type { ActionHost } from "./actions.ts";
+import type { Consensus } from "./election-driver.ts";
+import type { FlagsStore, Durability, ScheduledSwitchover } from "./flags.ts";
+import type { HistoryEntry } from "./history.ts";
+import type { LoopControl } from "./agent.ts";
+import type { PgReport } from "./messages.ts";
+import { PendingRequests } from "./requests.ts";
+
+export interface ActionHostDeps {
+  cfg: Config;
+  nodeId: string;
+  consensus: Consensus;
+  flags: FlagsStore;
+  mesh: Mesh;
+  loop(): LoopControl | null;
+  facts(): F.FactsSnapshot;
+  /** Flags changed on the leader: tell every node now (and the loop when it must act). */
+  flagsChanged(kickLoop: boolean): void;
+  record(e: Omit<HistoryEntry, "id" | "at">): void;
+}
+
+export class AgentActionHost implements ActionHost {
+  readonly forwarded = new PendingRequests<ActionResult>();
+  readonly handovers = new PendingRequests<boolean>();
+
+  constructor(private readonly d: ActionHostDeps) {}
+
+  get nodeId(): string { return this.d.nodeId; }
+  get nodeName(): string { return this.d.cfg.node_name; }
+  get maxLagBytes(): number { return this.d.cfg.failover.max_lag_bytes; }
+  get pg() { return this.d.loop(); }
+
+  electionState() {
+    const s = this.d.consensus.status();
+    return { role: s.role, term: s.term, leader: s.leader, leading: this.d.consensus.lease() !== null };
+  }
+
+  paused(): boolean { return this.d.flags.get().paused; }
+  durabilityMode(): Durability { return this.d.flags.get().durability; }
+  scheduled(): ScheduledSwitchover | null { return this.d.flags.get().scheduled; }
+
+  setPaused(p: boolean): void {
+    this.d.flags.set({ paused: p });
+    this.d.flagsChanged(false);
+  }
+
+  setDurability(d: Durability): void {
+    this.d.flags.set({ durability: d });
+    this.d.flagsChanged(true);
+  }
+
+  setScheduled(s: ScheduledSwitchover | null): void {
+    this.d.flags.set({ scheduled: s });
+    this.d.flagsChanged(false);
+  }
+
+  candidates() { return F.candidates(this.d.facts()); }
+  myReport(): PgReport | null { return this.d.facts().self.report; }
+  reportOf(id: string): PgReport | null { return F.freshReport(this.d.facts(), id); }
+  nameOf(id: string): string { return F.nameOf(this.d.facts(), id); }
+  isConnected(id: string): boolean { return this.d.mesh.connected().includes(id); }
+  record(e: Omit<HistoryEntry, "id" | "at">): void { this.d.record(e); }
+  resign(reason: string, transferTo?: string): void { void this.d.consensus.resign(reason, transferTo); }
+  wallNow(): number { return Date.now(); }
+  sleep(ms: number): Promise<void> { return Bun.sleep(ms); }
+
+  forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult> {
+    const leader = this.d.consensus.status().leader;
+    if (!leader) return Promise.resolve({ status: 503, ok: false, message: "no leader" });
+    const name = this.nameOf(leader);
+    return this.forwarded.ask((id) => this.d.mesh.send(leader, { t: "action", id, req }), timeoutMs,
+      () => ({ status: 504, ok: false, message: `the leader ${name} did not answer within ${timeoutMs} ms` }),
+      () => ({ status: 503, ok: false, message: `the leader ${name} is not connected` }));
+  }
+
+  /** Tell the target the final position and wait until it holds it (or the timeout). */
+  handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean> {
+    return this.handovers.ask((id) => this.d.mesh.send(to, { t: "handover", from: this.d.nodeId, id, ...(final ? { final } : {}) }), timeoutMs, () => false);
+  }
+
+  async publishFloor(pos: Position | null, timeoutMs: number): Promise<boolean> {
+    await this.d.consensus.setGuard(false, pos);
+    const seq = this.d.consensus.status().guard?.seq ?? 0;
+    const end = performance.now() + timeoutMs;
+    while (performance.now() < end) {
+      const st = this.d.consensus.status();
+      if (st.role !== "leader") return false;
+      if (st.guardCommitted >= seq) return true;
+      await Bun.sleep(10);
+    }
+    return false;
+  }
+
+  sendCampaign(to: string, reason: string, force = false): boolean {
+    return this.d.mesh.send(to, { t: "campaign-now", reason, ...(force ? { force: true } : {}) });
+  }
+
+  campaignNow(force = false): void {
+    this.d.loop()?.requestPromotion();
+    void this.d.consensus.campaign(force);
+  }
+}

@@ -1,0 +1,68 @@
+// Discovery and the peer mesh as the agent uses them: authenticated beacons feed the peer table
+// and the mesh dials what they announce; the mesh's peer events keep the table's connected flags.
+import type { Config } from "../config/schema.ts";
+import { parseHostPort, formatHostPort } from "../config/hostport.ts";
+import type { Logger } from "../log.ts";
+import { Beacon, defaultBroadcastAddresses, type Announcement } from "../net/beacon.ts";
+import { Mesh } from "../net/mesh.ts";
+import { AgentMsgSchema, type AgentMsg } from "./messages.ts";
+import type { PeerTable } from "./peers.ts";
+import { isWildcard } from "./self-address.ts";
+
+export interface TransportHooks {
+  onMessage(peer: string, msg: AgentMsg): void;
+  /** A peer's connection was authenticated; `localHost` is the address it reached us at. */
+  onPeerUp(id: string, localHost: string): void;
+  /** Beacon extras: this node's bootstrap vote and whether it holds a membership. */
+  beaconExtra(): Record<string, unknown>;
+}
+
+export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, log: Logger, hooks: TransportHooks): { mesh: Mesh; beacon: Beacon } {
+  const listen = parseHostPort(cfg.mesh.listen);
+  if (typeof listen === "string") throw new Error(`mesh.listen: ${listen}`);
+  const mesh: Mesh = new Mesh({
+    cluster: cfg.cluster, secret: cfg.secret, nodeId, nodeName: cfg.node_name,
+    listenHost: listen.host, listenPort: listen.port, advertise: cfg.mesh.advertise || undefined,
+    maxFrameBytes: cfg.mesh.max_frame_bytes, pingMs: cfg.mesh.ping_ms, deadMs: cfg.mesh.dead_ms,
+    handshakeMs: cfg.mesh.handshake_ms, maxBufferedBytes: cfg.mesh.max_buffered_bytes,
+    backoffMinMs: 100, backoffMaxMs: 5000, messageSchema: AgentMsgSchema, log: log.withTag("mesh"),
+    onMessage: (peer, msg) => hooks.onMessage(peer, msg as AgentMsg),
+    onPeerUp: (p) => {
+      peers.connected(p.id, true, p.name);
+      log.info(`peer ${p.name} (${p.id}) connected from ${p.remoteAddress}`);
+      hooks.onPeerUp(p.id, p.localHost.replace(/^::ffff:/, ""));
+    },
+    onPeerDown: (id, reason) => {
+      peers.connected(id, false);
+      log.info(`peer ${peers.name(id)} (${id}) disconnected: ${reason}`);
+    },
+  });
+  const onAnnouncement = (a: Announcement, from: { address: string }) => {
+    const hp = parseHostPort(a.mesh);
+    if (typeof hp === "string") {
+      log.warn(`beacon from ${a.name} (${from.address}) announces a bad mesh address ${JSON.stringify(a.mesh)}: ${hp}`);
+      return;
+    }
+    // A wildcard mesh address means "where my beacon came from" (authenticated by its HMAC).
+    const mesh_ = formatHostPort({ host: isWildcard(hp.host) ? from.address : hp.host, port: hp.port });
+    const vote = Array.isArray(a.extra.vote) && a.extra.vote.every((v) => typeof v === "string") ? (a.extra.vote as string[]) : null;
+    const isNew = peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh: mesh_, address: from.address, vote, member: a.extra.member === true });
+    if (isNew) log.info(`discovered ${a.name} (${a.nodeId}, ${a.role}) at ${mesh_}`);
+    mesh.dial(mesh_, a.nodeId);
+  };
+  const broadcast = cfg.discovery.broadcast.flatMap((b) => (b === "auto" ? defaultBroadcastAddresses() : [b]));
+  const beacon = new Beacon({
+    cluster: cfg.cluster, secret: cfg.secret, nodeId, nodeName: cfg.node_name, role: cfg.role,
+    port: cfg.discovery.port, broadcast, peers: [...cfg.discovery.peers],
+    meshAddr: () => cfg.mesh.advertise || formatHostPort(mesh.address()), intervalMs: cfg.discovery.interval_ms, maxAgeMs: cfg.discovery.max_age_ms,
+    extra: hooks.beaconExtra, log: log.withTag("beacon"),
+    onAnnouncement: (a, from) => {
+      try {
+        onAnnouncement(a, from);
+      } catch (e) {
+        log.error(`internal error on a beacon from ${a.name}: ${(e as Error).stack ?? e}`);
+      }
+    },
+  });
+  return { mesh, beacon };
+}
