@@ -18,10 +18,13 @@ export interface ActionResult {
   detail?: unknown;
 }
 
+/** One role change as GET /history and the dashboard show it. */
 export interface HistoryEntry {
   at: string;
   term: number;
   kind: string;
+  /** The node that recorded it. */
+  node: string;
   reason: string;
   oldPrimary: string | null;
   newPrimary: string | null;

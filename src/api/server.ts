@@ -7,6 +7,7 @@ import { redactConfig } from "../config/redact.ts";
 import type { Logger } from "../log.ts";
 import { RejectLog } from "../net/rejects.ts";
 import { ACTION_ROUTES, runAction } from "./actions.ts";
+import type { HistoryEntry } from "./actions-contract.ts";
 import { EventHub } from "./events.ts";
 import { checkHealth, describe, HEALTH_PATHS, parseHealthQuery } from "./health.ts";
 import { error, json, MAX_BODY_BYTES } from "./http.ts";
@@ -150,7 +151,7 @@ async function health(path: string, url: URL, method: string, source: ApiSource)
   }, r.status);
 }
 
-async function metrics(source: ApiSource, history: readonly unknown[], apiRejects: Record<string, number>): Promise<string> {
+async function metrics(source: ApiSource, history: readonly HistoryEntry[], apiRejects: Record<string, number>): Promise<string> {
   const s = source.status();
   // Cluster-wide series come from the leader's own view only (no mesh round trip, no duplicates).
   const view = s.election.leader === s.node.id ? (await source.clusterView()).view : null;
@@ -158,7 +159,7 @@ async function metrics(source: ApiSource, history: readonly unknown[], apiReject
 }
 
 /** What the dashboard gets every second. */
-async function snapshot(source: ApiSource, history: readonly unknown[]): Promise<unknown> {
+async function snapshot(source: ApiSource, history: readonly HistoryEntry[]): Promise<unknown> {
   const s = source.status();
   const cluster = await source.clusterView();
   return { at: new Date().toISOString(), node: s, cluster, history };
