@@ -3,6 +3,8 @@ import { z } from "zod";
 
 export const ActionRequestSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("switchover"), to: z.string().max(64).optional(), at: z.string().max(64).optional(), force: z.boolean().optional() }),
+  /** Drop the scheduled switchover (the agent answers 404 when none is scheduled). */
+  z.strictObject({ kind: z.literal("switchover-cancel") }),
   z.strictObject({ kind: z.literal("failover"), to: z.string().max(64), force: z.boolean().optional(), acceptDataLoss: z.boolean().optional() }),
   z.strictObject({ kind: z.literal("rejoin"), forceClone: z.boolean().optional() }),
   z.strictObject({ kind: z.literal("pause") }),

@@ -66,7 +66,9 @@ export function renderTable(v: ClusterView, source: string): string {
   const dur = v.durability ? `durability ${v.durability}` : "";
   const why = v.note ? `no leader: ${v.note}` : "";
   const paused = v.paused ? "PAUSED: maintenance mode, no automatic failover or repair (pgherd resume)" : "";
-  return [title, ...(paused ? [paused] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line)].join("\n") + "\n";
+  const s = v.scheduledSwitchover;
+  const sched = s ? `scheduled switchover to ${s.to ?? "the most caught-up standby"} at ${s.at} (cancel: pgherd switchover --cancel)` : "";
+  return [title, ...(paused ? [paused] : []), ...(sched ? [sched] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line)].join("\n") + "\n";
 }
 
 function bytes(n: number): string {
