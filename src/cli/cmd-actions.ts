@@ -14,16 +14,15 @@ const common = { ...apiArgs, ...tokenArg, json: { type: "boolean", description: 
 
 export const switchoverCommand = (ctx: CliContext) =>
   defineCommand({
-    meta: {
-      name: "switchover",
-      description: "Planned handover of the primary to a streaming standby (shortest write outage). With --at it is stored " +
-        "through the leader: it survives a restart or change of leader, runs only on a leader with a valid lease, and " +
-        "shows in `pgherd cluster ls` until it runs or --cancel drops it",
-    },
+    meta: { name: "switchover", description: "Planned handover of the primary to a streaming standby (shortest write outage), now or --at a time" },
     args: {
       ...common,
       to: { type: "string", valueHint: "node", description: "Target member (default: the most caught-up standby)" },
-      at: { type: "string", valueHint: "time", description: "Do it at this ISO 8601 time (2026-12-01T03:00:00Z) instead of now" },
+      at: {
+        type: "string", valueHint: "time",
+        description: "Schedule it for this ISO 8601 time (2026-12-01T03:00:00Z). Stored through the leader: survives a restart or " +
+          "change of leader, runs only on a leader with a valid lease, shown in `pgherd cluster ls` until it runs or is cancelled",
+      },
       force: { type: "boolean", description: "Skip the lag/streaming/paused checks" },
       cancel: { type: "boolean", description: "Drop the scheduled switchover instead (exit 1 when none is scheduled)" },
     },
