@@ -1,5 +1,6 @@
 // `pgherd cluster ls`: the leader's view of the cluster, from any host (through the local agent).
 import { defineCommand } from "citty";
+import type { HistoryEntry } from "../api/actions-contract.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { apiArgs, apiBase, getJson } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE } from "./context.ts";
@@ -12,7 +13,7 @@ export const clusterCommand = (ctx: CliContext) =>
         meta: { name: "history", description: "Role changes: when, why, old and new primary, timeline, LSN" },
         args: { ...apiArgs, json: { type: "boolean", description: "Print JSON" } },
         run: async ({ args }) => {
-          const h = (await getJson(apiBase(args, ctx), "/history")) as Array<{ at: string; term: number; kind: string; node: string; reason: string; oldPrimary: string | null; newPrimary: string | null; timeline: number | null; lsn: string | null }>;
+          const h = (await getJson(apiBase(args, ctx), "/history")) as HistoryEntry[];
           if (args.json) return ctx.out(`${JSON.stringify(h, null, 2)}
 `);
           if (h.length === 0) return ctx.out("no role changes recorded\n");
