@@ -28,8 +28,8 @@ import { ElectionDriver } from "./election-driver.ts";
 import { FlagsStore, type Durability, type ScheduledSwitchover } from "./flags.ts";
 import { MembershipKeeper } from "./membership.ts";
 import { PendingRequests } from "./requests.ts";
-import { composeLocalView, composeStatus, type NodeStatus } from "./node-view.ts";
-export type { NodeStatus } from "./node-view.ts";
+import { composeLocalView, composeStatus } from "./node-view.ts";
+import type { NodeStatus } from "../core/node-status.ts";
 import { selfHost } from "./self-address.ts";
 
 export interface LeadershipHooks {

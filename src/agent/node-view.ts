@@ -4,6 +4,7 @@ import type { Config } from "../config/schema.ts";
 import * as F from "../core/cluster-facts.ts";
 import { composeView, type ClusterView, type MemberInput } from "../core/cluster-view.ts";
 import type { Status } from "../core/election.ts";
+import type { NodeStatus } from "../core/node-status.ts";
 import { lsnToBigInt } from "../core/position.ts";
 import type { PeerInfo } from "./peers.ts";
 import type { Flags } from "./flags.ts";
@@ -27,7 +28,7 @@ export interface StatusInput {
   uptimeMs: number;
 }
 
-export function composeStatus(i: StatusInput) {
+export function composeStatus(i: StatusInput): NodeStatus {
   const s = i.election;
   const f = i.facts;
   const own = f.self.report;
@@ -54,14 +55,12 @@ export function composeStatus(i: StatusInput) {
     tags: i.cfg.tags,
     paused: i.flags.paused,
     durability: i.durabilityLine,
-    scheduledSwitchover: i.flags.scheduled,
     counters: i.counters,
     peers: i.peers,
     rejects: i.rejects,
     uptimeMs: i.uptimeMs,
   };
 }
-export type NodeStatus = ReturnType<typeof composeStatus>;
 
 /** Bytes this standby's replay is behind the leader's primary (null when unknown or not a standby). */
 function ownLagBytes(f: F.FactsSnapshot): number | null {
@@ -79,9 +78,9 @@ export function composeLocalView(i: StatusInput): ClusterView {
     host: id === i.nodeId ? i.selfHost : (F.peerHost(f, id) ?? ""),
     voter: f.voters.includes(id), reachable: F.reachable(f, id), report: F.freshReport(f, id),
   }));
-  const scheduled = i.flags.scheduled ? { ...i.flags.scheduled, to: i.flags.scheduled.to ? F.nameOf(f, i.flags.scheduled.to) : null } : null;
-  void scheduled;
+  const s = i.flags.scheduled;
   return composeView({
+    scheduledSwitchover: s ? { at: s.at, to: s.to ? F.nameOf(f, s.to) : null, requestedAt: s.requestedAt } : null,
     paused: i.flags.paused, note: i.electionNote, durability: i.durabilityLine, cluster: i.cfg.cluster,
     term: i.election.term, leader: i.election.leader, members, slotOf: slotFor,
   });

@@ -3,6 +3,7 @@ import { z } from "zod";
 
 export const ActionRequestSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("switchover"), to: z.string().max(64).optional(), at: z.string().max(64).optional(), force: z.boolean().optional() }),
+  /** Drop the scheduled switchover (the agent answers 404 when none is scheduled). */
   z.strictObject({ kind: z.literal("switchover-cancel") }),
   z.strictObject({ kind: z.literal("failover"), to: z.string().max(64), force: z.boolean().optional(), acceptDataLoss: z.boolean().optional() }),
   z.strictObject({ kind: z.literal("rejoin"), forceClone: z.boolean().optional() }),
@@ -19,10 +20,13 @@ export interface ActionResult {
   detail?: unknown;
 }
 
+/** One role change as GET /history and the dashboard show it. */
 export interface HistoryEntry {
   at: string;
   term: number;
   kind: string;
+  /** The node that recorded it. */
+  node: string;
   reason: string;
   oldPrimary: string | null;
   newPrimary: string | null;

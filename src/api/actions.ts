@@ -10,15 +10,22 @@ import type { ApiSource } from "./source.ts";
 
 type Kind = ActionRequest["kind"];
 
-/** Method + path → the action it asks for. */
-export const ACTION_ROUTES: Readonly<Record<string, { method: "POST" | "PATCH"; kind: Kind }>> = {
-  "/switchover": { method: "POST", kind: "switchover" },
-  "/failover": { method: "POST", kind: "failover" },
-  "/rejoin": { method: "POST", kind: "rejoin" },
-  "/pause": { method: "POST", kind: "pause" },
-  "/resume": { method: "POST", kind: "resume" },
-  "/config": { method: "PATCH", kind: "config" },
+export type ActionMethod = "POST" | "PATCH" | "DELETE";
+
+/** Path → method → the action it asks for. */
+export const ACTION_ROUTES: Readonly<Record<string, Partial<Record<ActionMethod, Kind>>>> = {
+  "/switchover": { POST: "switchover", DELETE: "switchover-cancel" },
+  "/failover": { POST: "failover" },
+  "/rejoin": { POST: "rejoin" },
+  "/pause": { POST: "pause" },
+  "/resume": { POST: "resume" },
+  "/config": { PATCH: "config" },
 };
+
+/** The action `method path` asks for, if any. */
+export function actionRoute(method: string, path: string): Kind | undefined {
+  return Object.hasOwn(ACTION_ROUTES, path) ? ACTION_ROUTES[path]![method as ActionMethod] : undefined;
+}
 
 // Each action's body: its request schema without the discriminator (strict: unknown fields are errors).
 const bodySchemas = Object.fromEntries(

@@ -3,7 +3,9 @@
 //
 // Stricter than Patroni in two places, both on purpose: /primary also needs PostgreSQL up as a
 // primary (Patroni answers 200 for the lock holder alone), and a `lag` limit with an unknown lag
-// (no leader report) answers 503 (Patroni ignores the limit then).
+// (no leader report) answers 503 (Patroni ignores the limit then). Wider in one: /sync also counts
+// quorum standbys (sync_state quorum, what pgherd's `ANY k (...)` makes), where Patroni in quorum
+// mode answers /sync 503 and only /quorum 200; /quorum itself is Patroni's.
 import { parseLag, type Lag } from "./lag.ts";
 import type { HealthFacts } from "./source.ts";
 
@@ -78,8 +80,8 @@ export function checkHealth(path: string, q: HealthQuery, f: HealthFacts, lagSec
   else if (SYNC.includes(path)) r = f.pg?.sync ? replica(q, f, lagSeconds) : no("not a synchronous standby");
   else if (ASYNC.includes(path)) r = f.pg?.sync ? no("a synchronous standby") : replica(q, f, lagSeconds);
   else if (path === "/read-only-sync" || path === "/read-only-synchronous") r = p.status === 200 ? p : f.pg?.sync ? replica(q, f, lagSeconds) : no("neither the primary nor a synchronous standby");
-  else if (path === "/quorum") r = no("not a quorum standby");
-  else if (path === "/read-only-quorum") r = p.status === 200 ? p : no("neither the primary nor a quorum standby");
+  else if (path === "/quorum") r = f.pg?.quorum ? replica(q, f, lagSeconds) : no("not a quorum standby");
+  else if (path === "/read-only-quorum") r = p.status === 200 ? p : f.pg?.quorum ? replica(q, f, lagSeconds) : no("neither the primary nor a quorum standby");
   else r = no(`unknown health check ${path}`);
   return r.status === 200 ? tags(q, f) : r;
 }

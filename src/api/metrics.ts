@@ -1,8 +1,10 @@
 // GET /metrics: Prometheus text exposition format 0.0.4, written by hand (it is small).
 // Cluster-wide series (lag per standby) come from the leader only, so they are not duplicated.
 import type { ClusterView } from "../core/cluster-view.ts";
+import type { NodePostgres } from "../core/node-status.ts";
 import { describe } from "./health.ts";
-import { lsnBytes, type HealthFacts, type NodeStatus } from "./source.ts";
+import type { HistoryEntry } from "./actions-contract.ts";
+import { walBytes, type HealthFacts, type NodeStatus } from "./source.ts";
 
 export const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -14,7 +16,7 @@ export interface MetricsInput {
   facts: HealthFacts;
   /** The leader's cluster view when this node is the leader, else null. */
   view: ClusterView | null;
-  history: readonly unknown[];
+  history: readonly HistoryEntry[];
   apiRejects: Record<string, number>;
 }
 
@@ -29,7 +31,7 @@ export function renderMetrics(m: MetricsInput): string {
   const bool = (b: boolean) => (b ? 1 : 0);
   const s = m.status;
   const e = s.election;
-  const c = s.counters as NodeStatus["counters"] & { failovers?: number };
+  const c = s.counters;
   const pg = s.postgres;
 
   put("pgherd_info", "gauge", "Constant 1, labelled with this node's identity.", [[{ cluster: s.cluster, node: s.node.name, node_id: s.node.id, node_role: s.node.role }, 1]]);
@@ -42,11 +44,11 @@ export function renderMetrics(m: MetricsInput): string {
   put("pgherd_leaderships_won_total", "counter", "Times this node gained a valid lease.", one(c.leadershipsWon));
   put("pgherd_leases_lost_total", "counter", "Times this node lost its lease while leading.", one(c.leasesLost));
   put("pgherd_fencing_events_total", "counter", "Times this node fenced its PostgreSQL.", one(c.fences));
-  put("pgherd_failovers_total", "counter", "Failovers in the cluster history.", one(c.failovers ?? m.history.filter((h) => kindOf(h) === "failover").length));
+  put("pgherd_failovers_total", "counter", "Failovers in the cluster history.", one(m.history.filter((h) => h.kind === "failover").length));
   put("pgherd_loop_duration_seconds", "gauge", "Duration of the last PostgreSQL monitoring round.", one(c.loopMs / 1000));
   put("pgherd_loops_total", "counter", "PostgreSQL monitoring rounds run.", one(c.loops));
   put("pgherd_peers_connected", "gauge", "Authenticated mesh peers connected.", one(s.peers.filter((p) => p.connected).length));
-  if ("paused" in s && typeof s.paused === "boolean") put("pgherd_paused", "gauge", "1 while the cluster is in maintenance mode.", one(bool(s.paused)));
+  put("pgherd_paused", "gauge", "1 while the cluster is in maintenance mode.", one(bool(s.paused)));
 
   const role = describe(m.facts).role;
   put("pgherd_postgres_up", "gauge", "1 when this node's PostgreSQL answers queries.", one(bool(pg?.up ?? false)));
@@ -54,9 +56,9 @@ export function renderMetrics(m: MetricsInput): string {
   if (pg) {
     put("pgherd_postgres_streaming", "gauge", "1 while this standby's WAL receiver streams.", one(bool(pg.streaming)));
     put("pgherd_timeline", "gauge", "PostgreSQL timeline of this node.", one(pg.data === "present" ? pg.position.timeline : null));
-    put("pgherd_wal_position_bytes", "gauge", "This node's WAL position (current LSN on a primary, received/replayed on a standby) in bytes.", one(pg.data === "present" ? lsnBytes(pg.position.lsn) : null));
-    put("pgherd_wal_receive_position_bytes", "gauge", "Last WAL position received by this standby.", one(pg.receiveLsn ? lsnBytes(pg.receiveLsn) : null));
-    put("pgherd_wal_replay_position_bytes", "gauge", "Last WAL position replayed by this standby.", one(pg.replayLsn ? lsnBytes(pg.replayLsn) : null));
+    put("pgherd_wal_position_bytes", "gauge", "This node's WAL position (current LSN on a primary, received/replayed on a standby) in bytes.", one(pg.data === "present" ? walBytes(pg.position.lsn) : null));
+    put("pgherd_wal_receive_position_bytes", "gauge", "Last WAL position received by this standby.", one(pg.receiveLsn ? walBytes(pg.receiveLsn) : null));
+    put("pgherd_wal_replay_position_bytes", "gauge", "Last WAL position replayed by this standby.", one(pg.replayLsn ? walBytes(pg.replayLsn) : null));
     put("pgherd_standby_lag_bytes", "gauge", "Bytes this standby's replay is behind the leader's primary.", one(pg.lagBytes));
     put("pgherd_replication_slot_retained_wal_bytes", "gauge", "WAL kept for each replication slot on this node.", slotSizes(pg.slots));
   }
@@ -72,17 +74,9 @@ export function renderMetrics(m: MetricsInput): string {
   return `${out.join("\n")}\n`;
 }
 
-function kindOf(h: unknown): unknown {
-  return typeof h === "object" && h !== null ? (h as { kind?: unknown }).kind : undefined;
-}
-
-/** Slot sizes when the report carries them ({name, retainedBytes}); plain slot names carry none. */
-function slotSizes(slots: readonly unknown[]): Sample[] {
-  return slots.flatMap((x): Sample[] => {
-    if (typeof x !== "object" || x === null) return [];
-    const { name, retainedBytes } = x as { name?: unknown; retainedBytes?: unknown };
-    return typeof name === "string" && typeof retainedBytes === "number" ? [[{ slot: name }, retainedBytes]] : [];
-  });
+/** WAL each slot holds back (slots whose size is unknown are left out). */
+function slotSizes(slots: NodePostgres["slots"]): Sample[] {
+  return slots.map(({ name, retainedBytes }): Sample => [{ slot: name }, retainedBytes]);
 }
 
 function labels(l: Labels): string {

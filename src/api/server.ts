@@ -6,7 +6,8 @@ import type { Config } from "../config/schema.ts";
 import { redactConfig } from "../config/redact.ts";
 import type { Logger } from "../log.ts";
 import { RejectLog } from "../net/rejects.ts";
-import { ACTION_ROUTES, runAction } from "./actions.ts";
+import { ACTION_ROUTES, actionRoute, runAction } from "./actions.ts";
+import type { HistoryEntry } from "./actions-contract.ts";
 import { EventHub } from "./events.ts";
 import { checkHealth, describe, HEALTH_PATHS, parseHealthQuery } from "./health.ts";
 import { error, json, MAX_BODY_BYTES } from "./http.ts";
@@ -57,9 +58,9 @@ export function startApi(opts: ApiOptions): ApiServer {
 
     if (path === "/" && m === "GET" && (req.headers.get("accept") ?? "").includes("text/html")) return dashboard();
     if (HEALTH_PATHS.has(path) && (m === "GET" || STATUS_ONLY.has(m))) return health(path, url, m, source);
-    const action = ACTION_ROUTES[path];
-    if (action && m === action.method) return runAction({ req, kind: action.kind, token, source, log, rejects, remote });
-    if ((m !== "GET" && m !== "HEAD") || (action && path !== "/config")) {
+    const kind = actionRoute(m, path);
+    if (kind) return runAction({ req, kind, token, source, log, rejects, remote });
+    if ((m !== "GET" && m !== "HEAD") || (Object.hasOwn(ACTION_ROUTES, path) && path !== "/config")) {
       const allow = allowed(path);
       if (allow.length === 0) return notFound(m, path);
       if (m === "OPTIONS") return new Response(null, { status: 204, headers: { allow: allow.join(", ") } });
@@ -116,10 +117,9 @@ function notFound(method: string, path: string): Response {
 }
 
 function allowed(path: string): string[] {
-  const a = ACTION_ROUTES[path];
   if (HEALTH_PATHS.has(path)) return ["GET", "HEAD", "OPTIONS"];
   if (path === "/config") return ["GET", "PATCH"];
-  if (a) return [a.method];
+  if (Object.hasOwn(ACTION_ROUTES, path)) return Object.keys(ACTION_ROUTES[path]!);
   if (["/node", "/cluster", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
   return [];
 }
@@ -150,7 +150,7 @@ async function health(path: string, url: URL, method: string, source: ApiSource)
   }, r.status);
 }
 
-async function metrics(source: ApiSource, history: readonly unknown[], apiRejects: Record<string, number>): Promise<string> {
+async function metrics(source: ApiSource, history: readonly HistoryEntry[], apiRejects: Record<string, number>): Promise<string> {
   const s = source.status();
   // Cluster-wide series come from the leader's own view only (no mesh round trip, no duplicates).
   const view = s.election.leader === s.node.id ? (await source.clusterView()).view : null;
@@ -158,7 +158,7 @@ async function metrics(source: ApiSource, history: readonly unknown[], apiReject
 }
 
 /** What the dashboard gets every second. */
-async function snapshot(source: ApiSource, history: readonly unknown[]): Promise<unknown> {
+async function snapshot(source: ApiSource, history: readonly HistoryEntry[]): Promise<unknown> {
   const s = source.status();
   const cluster = await source.clusterView();
   return { at: new Date().toISOString(), node: s, cluster, history };

@@ -29,13 +29,14 @@ export interface ActionReply {
   detail?: unknown;
 }
 
-/** POST/PATCH an action; returns the agent's answer whatever its status (the caller picks the exit code). */
-export async function sendAction(base: string, method: "POST" | "PATCH", path: string, body: unknown, token: string, timeoutMs = 90_000): Promise<ActionReply> {
+/** POST/PATCH/DELETE an action; returns the agent's answer whatever its status (the caller picks the exit code). */
+export async function sendAction(base: string, method: "POST" | "PATCH" | "DELETE", path: string, body: unknown, token: string, timeoutMs = 90_000): Promise<ActionReply> {
   let res: Response;
   try {
     res = await fetch(`${base}${path}`, {
-      method, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs),
-      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      method, signal: AbortSignal.timeout(timeoutMs),
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
     });
   } catch (e) {
     throw new CliExit(EXIT_FAILURE, `cannot reach the pgherd agent at ${base}: ${(e as Error).message}`);

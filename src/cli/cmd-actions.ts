@@ -2,7 +2,7 @@
 // Exit codes: 0 done, 1 refused or failed (the agent's reason is printed), 2 usage.
 import { defineCommand } from "citty";
 import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, type ActionReply } from "./api-client.ts";
-import { type CliContext, CliExit, EXIT_FAILURE } from "./context.ts";
+import { type CliContext, CliExit, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 
 function finish(ctx: CliContext, r: ActionReply, json: boolean | undefined): void {
   if (json) ctx.out(`${JSON.stringify(r, null, 2)}\n`);
@@ -14,16 +14,26 @@ const common = { ...apiArgs, ...tokenArg, json: { type: "boolean", description: 
 
 export const switchoverCommand = (ctx: CliContext) =>
   defineCommand({
-    meta: { name: "switchover", description: "Planned handover of the primary to a streaming standby (shortest write outage)" },
+    meta: { name: "switchover", description: "Planned handover of the primary to a streaming standby (shortest write outage), now or --at a time" },
     args: {
       ...common,
       to: { type: "string", valueHint: "node", description: "Target member (default: the most caught-up standby)" },
-      at: { type: "string", valueHint: "time", description: "Do it at this ISO date/time instead of now" },
+      at: {
+        type: "string", valueHint: "time",
+        description: "Schedule it for this ISO 8601 time (2026-12-01T03:00:00Z). Stored through the leader: survives a restart or " +
+          "change of leader, runs only on a leader with a valid lease, shown in `pgherd cluster ls` until it runs or is cancelled",
+      },
       force: { type: "boolean", description: "Skip the lag/streaming/paused checks" },
+      cancel: { type: "boolean", description: "Drop the scheduled switchover instead (exit 1 when none is scheduled)" },
     },
     run: async ({ args }) => {
+      const base = apiBase(args, ctx);
+      if (args.cancel) {
+        if (args.to || args.at || args.force) throw new CliExit(EXIT_USAGE, "pgherd: --cancel takes no --to, --at or --force");
+        return finish(ctx, await sendAction(base, "DELETE", "/switchover", undefined, apiToken(args, ctx)), args.json);
+      }
       const body = { ...(args.to ? { to: args.to } : {}), ...(args.at ? { at: args.at } : {}), ...(args.force ? { force: true } : {}) };
-      finish(ctx, await sendAction(apiBase(args, ctx), "POST", "/switchover", body, apiToken(args, ctx)), args.json);
+      finish(ctx, await sendAction(base, "POST", "/switchover", body, apiToken(args, ctx)), args.json);
     },
   });
 

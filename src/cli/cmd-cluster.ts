@@ -1,5 +1,6 @@
 // `pgherd cluster ls`: the leader's view of the cluster, from any host (through the local agent).
 import { defineCommand } from "citty";
+import type { HistoryEntry } from "../api/actions-contract.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { apiArgs, apiBase, getJson } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE } from "./context.ts";
@@ -12,7 +13,7 @@ export const clusterCommand = (ctx: CliContext) =>
         meta: { name: "history", description: "Role changes: when, why, old and new primary, timeline, LSN" },
         args: { ...apiArgs, json: { type: "boolean", description: "Print JSON" } },
         run: async ({ args }) => {
-          const h = (await getJson(apiBase(args, ctx), "/history")) as Array<{ at: string; term: number; kind: string; node: string; reason: string; oldPrimary: string | null; newPrimary: string | null; timeline: number | null; lsn: string | null }>;
+          const h = (await getJson(apiBase(args, ctx), "/history")) as HistoryEntry[];
           if (args.json) return ctx.out(`${JSON.stringify(h, null, 2)}
 `);
           if (h.length === 0) return ctx.out("no role changes recorded\n");
@@ -66,7 +67,9 @@ export function renderTable(v: ClusterView, source: string): string {
   const dur = v.durability ? `durability ${v.durability}` : "";
   const why = v.note ? `no leader: ${v.note}` : "";
   const paused = v.paused ? "PAUSED: maintenance mode, no automatic failover or repair (pgherd resume)" : "";
-  return [title, ...(paused ? [paused] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line)].join("\n") + "\n";
+  const s = v.scheduledSwitchover;
+  const sched = s ? `scheduled switchover to ${s.to ?? "the most caught-up standby"} at ${s.at} (cancel: pgherd switchover --cancel)` : "";
+  return [title, ...(paused ? [paused] : []), ...(sched ? [sched] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line)].join("\n") + "\n";
 }
 
 function bytes(n: number): string {

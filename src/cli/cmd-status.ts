@@ -1,15 +1,8 @@
 // `pgherd status`: this agent's own view (role, term, leader, lease, peers).
 import { defineCommand } from "citty";
 import { apiArgs, apiBase, getJson } from "./api-client.ts";
+import type { NodeStatus } from "../core/node-status.ts";
 import type { CliContext } from "./context.ts";
-
-interface NodeStatus {
-  cluster: string;
-  node: { name: string; id: string; role: string };
-  election: { role: string; term: number; leaderName: string | null; leading: boolean; leaseRemainingMs: number; voters: Array<{ name: string }> };
-  bootstrap: string | null;
-  peers: Array<{ name: string; connected: boolean; mesh: string }>;
-}
 
 export const statusCommand = (ctx: CliContext) =>
   defineCommand({

@@ -1,5 +1,5 @@
-// The pgherd.toml schema: one strict zod object per [section] so later issues add a section
-// (and its cross-field rules) without touching the others. Keys stay snake_case end to end.
+// The pgherd.toml schema: one strict zod object per [section], each with its own cross-field
+// rules, so a section changes without touching the others. Keys stay snake_case end to end.
 import { hostname } from "node:os";
 import { isIPv4 } from "node:net";
 import { z } from "zod";

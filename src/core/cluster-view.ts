@@ -35,6 +35,17 @@ export const MemberRowSchema = z.strictObject({
 });
 export type MemberRow = z.infer<typeof MemberRowSchema>;
 
+/** A switchover the leader stores and runs at `at` (only while it holds a valid lease). */
+export const ScheduledSwitchoverSchema = z.strictObject({
+  /** When to run it (ISO 8601 with offset). */
+  at: z.iso.datetime({ offset: true }).max(40),
+  /** Target member name; null = the most caught-up standby at that time. */
+  to: z.string().max(64).nullable(),
+  /** When an operator asked for it. */
+  requestedAt: z.iso.datetime({ offset: true }).max(40),
+});
+export type ScheduledSwitchover = z.infer<typeof ScheduledSwitchoverSchema>;
+
 export const ClusterViewSchema = z.strictObject({
   cluster: z.string().max(64),
   leader: z.string().max(64).nullable(),
@@ -47,11 +58,27 @@ export const ClusterViewSchema = z.strictObject({
   paused: z.boolean().optional(),
   /** Why there is no leader, when there is none (the last failed election round). */
   note: z.string().max(1000).optional(),
+  /** The pending scheduled switchover (absent or null: none). */
+  scheduledSwitchover: ScheduledSwitchoverSchema.nullable().optional(),
   members: z.array(MemberRowSchema).max(256),
 });
 export type ClusterView = z.infer<typeof ClusterViewSchema>;
 
-export function composeView(opts: { paused?: boolean; note?: string; durability?: string; cluster: string; term: number; leader: string | null; members: readonly MemberInput[]; slotOf: (id: string) => string }): ClusterView {
+export interface ViewInput {
+  cluster: string;
+  term: number;
+  leader: string | null;
+  members: readonly MemberInput[];
+  slotOf: (id: string) => string;
+  paused?: boolean;
+  /** Why there is no leader (shown only while there is none). */
+  note?: string;
+  durability?: string;
+  /** The leader's stored scheduled switchover, if any. */
+  scheduledSwitchover?: ScheduledSwitchover | null;
+}
+
+export function composeView(opts: ViewInput): ClusterView {
   const primaryIn = opts.members.find((m) => m.reachable && m.report?.up && m.report.inRecovery === false);
   const primaryReport = primaryIn?.report ?? null;
   const rows = opts.members.map((m): MemberRow => {
@@ -80,6 +107,7 @@ export function composeView(opts: { paused?: boolean; note?: string; durability?
     ...(opts.durability ? { durability: opts.durability } : {}),
     ...(opts.paused ? { paused: true } : {}),
     ...(opts.note && !opts.leader ? { note: opts.note.slice(0, 1000) } : {}),
+    ...(opts.scheduledSwitchover ? { scheduledSwitchover: opts.scheduledSwitchover } : {}),
     members: rows.sort((a, b) => a.name.localeCompare(b.name)),
   };
 }

@@ -3,11 +3,12 @@
 import { describe, expect, test } from "bun:test";
 import { checkHealth, parseHealthQuery, type HealthQuery } from "../../src/api/health.ts";
 import { parseLag } from "../../src/api/lag.ts";
-import type { HealthFacts, PgFacts } from "../../src/api/source.ts";
+import { healthFacts, type HealthFacts, type PgFacts } from "../../src/api/source.ts";
+import { nodeStatus, standbyPg } from "./fake-source.ts";
 import { parseProm } from "./prom.ts";
 
 const pg = (over: Partial<PgFacts> = {}): PgFacts => ({
-  up: true, running: true, inRecovery: true, streaming: true, lagBytes: 0, receiveLagBytes: 0, sync: false, ...over,
+  up: true, running: true, inRecovery: true, streaming: true, lagBytes: 0, receiveLagBytes: 0, sync: false, quorum: false, ...over,
 });
 const facts = (over: Partial<HealthFacts> = {}): HealthFacts => ({ leading: false, pg: pg(), tags: { nofailover: false, noloadbalance: false }, ...over });
 const q = (s = ""): HealthQuery => {
@@ -25,6 +26,10 @@ const archive = facts({ pg: pg({ streaming: false }) });
 const noLb = facts({ tags: { nofailover: false, noloadbalance: true } });
 const stopped = facts({ pg: pg({ up: false, running: false, inRecovery: null, streaming: false, lagBytes: null }) });
 const syncStandby = facts({ pg: pg({ sync: true }) });
+// sync_state quorum: every standby named in `ANY k (...)`, i.e. each standby of a pgherd primary.
+const quorumStandby = facts({ pg: pg({ sync: true, quorum: true }) });
+const quorumLagging = facts({ pg: pg({ sync: true, quorum: true, lagBytes: 20 * 1024 * 1024 }) });
+const quorumNoLb = facts({ pg: pg({ sync: true, quorum: true }), tags: { nofailover: false, noloadbalance: true } });
 const witness = facts({ pg: null });
 
 // [path, query, facts, expected status]
@@ -46,6 +51,11 @@ const table: [string, string, HealthFacts, 200 | 503][] = [
   ["/health", "", standby, 200], ["/health", "", primary, 200],
   ["/sync", "", syncStandby, 200], ["/async", "", syncStandby, 503], ["/read-only-sync", "", syncStandby, 200], ["/read-only-sync", "", standby, 503], ["/read-only-sync", "", primary, 200],
   ["/quorum", "", standby, 503], ["/read-only-quorum", "", primary, 200], ["/standby-leader", "", primary, 503],
+  ["/quorum", "", quorumStandby, 200], ["/read-only-quorum", "", quorumStandby, 200], ["/sync", "", quorumStandby, 200], ["/async", "", quorumStandby, 503],
+  ["/quorum", "", syncStandby, 503], ["/read-only-quorum", "", syncStandby, 503], ["/read-only-quorum", "", standby, 503],
+  ["/quorum", "", primary, 503], ["/quorum", "", primaryNoLease, 503], ["/read-only-quorum", "", primaryNoLease, 503],
+  ["/quorum", "?lag=16MB", quorumLagging, 503], ["/quorum", "?lag=1GB", quorumLagging, 200], ["/read-only-quorum", "?lag=16MB", quorumLagging, 503],
+  ["/quorum", "", quorumNoLb, 503], ["/quorum", "?tag_zone=a", quorumStandby, 503], ["/quorum", "", stopped, 503], ["/quorum", "", witness, 503],
   ["/readiness", "", primary, 200], ["/readiness", "", standby, 200], ["/readiness", "", lagging, 503], ["/readiness", "?lag=1GB", lagging, 200],
   ["/readiness", "?mode=write", lagging, 200], ["/readiness", "", archive, 503],
   ["/health", "", witness, 503], ["/replica", "", witness, 503], ["/liveness", "", witness, 200],
@@ -53,7 +63,7 @@ const table: [string, string, HealthFacts, 200 | 503][] = [
 
 describe("health checks", () => {
   for (const [path, query, f, want] of table) {
-    const name = Object.entries({ primary, primaryNoLease, leaderNotUp, standby, lagging, archive, noLb, stopped, syncStandby, witness }).find(([, v]) => v === f)?.[0] ?? "custom";
+    const name = Object.entries({ primary, primaryNoLease, leaderNotUp, standby, lagging, archive, noLb, stopped, syncStandby, quorumStandby, quorumLagging, quorumNoLb, witness }).find(([, v]) => v === f)?.[0] ?? "custom";
     test(`${path}${query} on ${name} → ${want}`, () => {
       const r = checkHealth(path, q(query), f);
       expect({ status: r.status, reason: r.reason }).toEqual({ status: want, reason: want === 200 ? "ok" : expect.any(String) as unknown as string });
@@ -71,6 +81,26 @@ describe("health checks", () => {
     expect(checkHealth("/primary", q(), primaryNoLease).reason).toBe("this node does not hold the leader lease");
     expect(checkHealth("/replica", q("lag=16MB"), lagging).reason).toBe("replication lag 20971520 bytes exceeds 16777216");
     expect(checkHealth("/replica", q(), noLb).reason).toBe("tag noloadbalance is set");
+  });
+});
+
+describe("health facts from the node status", () => {
+  // The sync state comes from the primary's pg_stat_replication row for this standby.
+  const check = (path: string, syncState: string | null) => checkHealth(path, q(), healthFacts(nodeStatus({ postgres: standbyPg({ syncState }) }))).status;
+
+  test("sync_state quorum (synchronous_standby_names = ANY k (...)) is a quorum standby, also synchronous", () => {
+    expect(healthFacts(nodeStatus({ postgres: standbyPg({ syncState: "quorum" }) })).pg).toMatchObject({ sync: true, quorum: true });
+    expect([check("/quorum", "quorum"), check("/read-only-quorum", "quorum"), check("/sync", "quorum"), check("/async", "quorum")]).toEqual([200, 200, 200, 503]);
+  });
+
+  test("sync_state sync (FIRST k) is synchronous but not quorum; potential, async and unknown are neither", () => {
+    expect([check("/quorum", "sync"), check("/sync", "sync")]).toEqual([503, 200]);
+    for (const s of ["potential", "async", null]) expect([check("/quorum", s), check("/read-only-quorum", s), check("/sync", s), check("/async", s)]).toEqual([503, 503, 503, 200]);
+  });
+
+  test("the receive lag is the replay lag minus what was received but not yet replayed", () => {
+    const pg = healthFacts(nodeStatus({ postgres: standbyPg({ lagBytes: 0x3000, receiveLsn: "1/2000", replayLsn: "1/0" }) })).pg;
+    expect(pg).toMatchObject({ lagBytes: 0x3000, receiveLagBytes: 0x1000 });
   });
 });
 

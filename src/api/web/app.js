@@ -52,10 +52,19 @@ function render(snap) {
     : "asynchronous: a failover may lose the last commits not yet on the new primary";
   $("sum-mode").textContent = node.paused ? "paused (no automatic actions)" : "automatic failover";
   $("sum-self").textContent = `${node.node.name}${snap.cluster.source === "local" ? " (leader unreachable: local view)" : ""}`;
+  renderScheduled(view.scheduledSwitchover);
   renderTopology(members, view, node.node.id);
   renderMembers(members, view);
   renderTimeline(snap.history || []);
   renderActions(members, view, node);
+}
+
+// A switchover the leader stores and runs at its time (absent or null: none).
+function renderScheduled(s) {
+  $("sum-scheduled-row").hidden = !s;
+  $("sum-scheduled").textContent = s ? `to ${s.to || "the most caught-up standby"} at ${new Date(s.at).toLocaleString()}` : "";
+  $("sum-scheduled").title = s ? `${s.at} (requested ${s.requestedAt})` : "";
+  $("btn-cancel-switchover").disabled = !s;
 }
 
 function renderTopology(members, view, selfId) {
@@ -185,8 +194,8 @@ async function send(method, path, body) {
   out.textContent = `${method} ${path}…`;
   try {
     const res = await fetch(path, {
-      method, body: JSON.stringify(body),
-      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      method, ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
     });
     const j = await res.json().catch(() => ({}));
     if (res.status === 401 || res.status === 403) sessionStorage.removeItem("pgherd-token");
@@ -212,6 +221,10 @@ function wire() {
     const from = last && last.cluster.view.members.find((m) => m.id === last.cluster.view.primary);
     ask(`Switch the primary over from ${from ? from.name : "?"} to ${to || "the most caught-up standby"}? Writes pause for a moment.`,
       () => send("POST", "/switchover", to ? { to } : {}));
+  });
+  $("btn-cancel-switchover").addEventListener("click", () => {
+    const s = last && last.cluster.view.scheduledSwitchover;
+    ask(`Cancel the switchover scheduled for ${s ? new Date(s.at).toLocaleString() : "later"}?`, () => send("DELETE", "/switchover"));
   });
   $("btn-rejoin").addEventListener("click", () => {
     const name = last ? last.node.node.name : "this node";
