@@ -6,7 +6,7 @@
 //   bun bench/failover.ts [--rounds K]        (root, PostgreSQL installed; about 40 s per round)
 import { parseArgs } from "node:util";
 import { ensureBuilt } from "../scripts/build.ts";
-import { clusterSkipReason, type ClusterNode, type PgCluster } from "../test/helpers/cluster.ts";
+import { clusterSkipReason, lineTime, type ClusterNode, type PgCluster } from "../test/helpers/cluster.ts";
 import { faultRound, pgherd, startFailoverCluster, type RoundOptions } from "../test/helpers/writer.ts";
 
 type Fault = { name: string; round: (c: PgCluster) => RoundOptions };
@@ -55,6 +55,21 @@ function stats(xs: number[]): string {
   return `median ${f(mid)} s, min ${f(s[0]!)} s, max ${f(s[s.length - 1]!)} s (n=${s.length})`;
 }
 
+/** ms from the new leader's "leading term N with a valid lease" to its "decision: promote" (same run of its log). */
+function promotionDelay(n: ClusterNode, since: ReturnType<ClusterNode["mark"]>): number | null {
+  const lease = n.lines(/leading term \d+ with a valid lease/, since)[0];
+  if (!lease) return null;
+  const promote = n.lines(/decision: promote/, since).find((l) => lineTime(l) >= lineTime(lease));
+  return promote ? lineTime(promote).getTime() - lineTime(lease).getTime() : null;
+}
+
+function msStats(xs: number[]): string {
+  if (xs.length === 0) return "no promotion seen";
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return `median ${mid} ms, min ${s[0]} ms, max ${s[s.length - 1]} ms (n=${s.length})`;
+}
+
 async function main(): Promise<number> {
   let rounds: number;
   try {
@@ -71,17 +86,22 @@ async function main(): Promise<number> {
   ensureBuilt();
   const { c, bounds, cfg } = await startFailoverCluster("bench-failover", "bench");
   const outages = new Map<string, number[]>(FAULTS.map((f) => [f.name, []]));
+  const leaseToPromote: number[] = [];
   const failures: string[] = [];
   let lostTotal = 0;
   try {
     for (let i = 1; i <= rounds; i++) {
       for (const f of FAULTS) {
         try {
+          const marks = new Map(c.nodes.map((n) => [n.name, n.mark()] as const));
           const r = await faultRound(c, f.round(c));
           outages.get(f.name)!.push(r.analysis.outageMs);
+          const promo = r.neu !== r.old ? promotionDelay(r.neu, marks.get(r.neu.name)!) : null;
+          if (promo !== null) leaseToPromote.push(promo);
           lostTotal += r.lost.length;
           console.log(`round ${i} ${f.name}: ${r.old.name} -> ${r.neu.name}, outage ${(r.analysis.outageMs / 1000).toFixed(2)} s, ` +
-            `${r.analysis.splitBrain.length} split-brain writes, ${r.lost.length} lost`);
+            `${r.analysis.splitBrain.length} split-brain writes, ${r.lost.length} lost` +
+            (promo !== null ? `, lease acquired → promote started ${promo} ms` : ""));
         } catch (e) {
           failures.push(`round ${i} ${f.name}: ${(e as Error).message.split("\n")[0]}`);
           console.log(`round ${i} ${f.name}: FAILED: ${(e as Error).message.split("\n")[0]}`);
@@ -94,6 +114,7 @@ async function main(): Promise<number> {
   }
   console.log(`\nwrite outage over ${rounds} round(s), default timers (failover bound ${bounds.failoverMs} ms, restart bound ${bounds.restartMs} ms, switchover bound ${bounds.switchoverMs} ms):`);
   for (const f of FAULTS) console.log(`  ${f.name.padEnd(15)} ${stats(outages.get(f.name)!)}`);
+  console.log(`  ${"lease → promote".padEnd(15)} ${msStats(leaseToPromote)} (new leader: lease acquired → "decision: promote")`);
   console.log(`  acknowledged writes lost (durability ${cfg.durability}): ${lostTotal}`);
   if (failures.length) console.log(`failed rounds:\n  ${failures.join("\n  ")}`);
   console.log(`logs: ${c.artifacts}`);
