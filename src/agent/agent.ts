@@ -22,7 +22,7 @@ import type { ClusterView } from "../core/cluster-view.ts";
 import { SecretsStore, type ClusterSecrets } from "../store/cluster-secrets.ts";
 import { ActionRunner } from "./actions.ts";
 import { AgentActionHost } from "./action-host.ts";
-import { History, type HistoryEntry } from "./history.ts";
+import { History, primaryEntry, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import { ElectionDriver } from "./election-driver.ts";
 import { FlagsStore, type Durability, type ScheduledSwitchover } from "./flags.ts";
@@ -414,20 +414,15 @@ export class Agent implements ClusterContext {
     for (const id of this.mesh.connected()) this.mesh.send(id, { t: "history", entries: [entry] });
   }
 
-  /** Called by the PostgreSQL loop when this node became the primary; says why. */
+  /** Called by the PostgreSQL loop when this node became the primary. */
   becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void {
-    const s = this.consensus.status();
-    const prev = this.historyLog.list().filter((h) => h.newPrimary).at(-1)?.newPrimary ?? null;
-    let kind: HistoryEntry["kind"] = how;
-    let reason = how === "bootstrap" ? "new cluster: initdb on the first leader" : how === "adopt" ? "existing server adopted (bootstrap.from_existing)" : "";
-    if (how === "promote") {
-      kind = this.expectingHandoverFrom ? "switchover" : "failover";
-      reason = this.expectingHandoverFrom
-        ? `planned switchover from ${this.peers.name(this.expectingHandoverFrom)}`
-        : `elected leader of term ${s.term} after the previous primary${prev ? ` (${prev})` : ""} lost its lease`;
-      this.expectingHandoverFrom = null;
-    }
-    this.record({ term: s.term, kind, node: this.cfg.node_name, reason, oldPrimary: how === "promote" ? prev : null, newPrimary: this.cfg.node_name, timeline, lsn });
+    const from = how === "promote" ? this.expectingHandoverFrom : null;
+    this.expectingHandoverFrom = null;
+    this.record(primaryEntry({
+      how, term: this.consensus.status().term, node: this.cfg.node_name, timeline, lsn,
+      previous: this.historyLog.list().filter((h) => h.newPrimary).at(-1)?.newPrimary ?? null,
+      handedOverBy: from ? this.nameOf(from) : null,
+    }));
   }
 }
 

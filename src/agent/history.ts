@@ -50,3 +50,19 @@ export class History {
     return [...this.entries];
   }
 }
+
+/** The history entry for this node becoming the primary: why, and whom it replaced. Pure. */
+export function primaryEntry(o: {
+  how: "bootstrap" | "adopt" | "promote"; term: number; node: string; timeline: number | null; lsn: string | null;
+  /** The last primary in the history (null: none yet). */
+  previous: string | null;
+  /** The switchover's old primary when this promotion was handed over (null: a failover). */
+  handedOverBy: string | null;
+}): Omit<HistoryEntry, "id" | "at"> {
+  const base = { term: o.term, node: o.node, newPrimary: o.node, timeline: o.timeline, lsn: o.lsn };
+  if (o.how === "bootstrap") return { ...base, kind: "bootstrap", reason: "new cluster: initdb on the first leader", oldPrimary: null };
+  if (o.how === "adopt") return { ...base, kind: "adopt", reason: "existing server adopted (bootstrap.from_existing)", oldPrimary: null };
+  if (o.handedOverBy) return { ...base, kind: "switchover", reason: `planned switchover from ${o.handedOverBy}`, oldPrimary: o.previous };
+  const prev = o.previous ? ` (${o.previous})` : "";
+  return { ...base, kind: "failover", reason: `elected leader of term ${o.term} after the previous primary${prev} lost its lease`, oldPrimary: o.previous };
+}
