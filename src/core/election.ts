@@ -19,7 +19,11 @@
 //  - a voter refuses a candidate whose membership version or data position is
 //    behind its own;
 //  - membership changes one voter at a time, only once the leader's current
-//    membership is committed (Raft's single-server change rule).
+//    membership is committed (Raft's single-server change rule);
+//  - a database node (detachBeforeVote) answers a vote it would grant only after
+//    the shell stopped streaming from the old primary and reported its final
+//    position (Ready.detach → `detached`), the way etcd/raft holds responses
+//    until storage confirms; it then decides again with that position.
 
 import { comparePosition, type Position, samePosition, ZERO_POSITION } from "./position.ts";
 import { hasMajority, majority, quorumMin } from "./quorum.ts";
@@ -44,7 +48,23 @@ export interface ElectionOptions {
   jitterShare?: number;
   /** Uniform in [0, 1). Injected so runs are reproducible. */
   random: () => number;
+  /**
+   * true on a database node: before granting a vote in a term it has not yet detached for, stop
+   * streaming from the old primary (Ready.detach) and vote only with the final position reported
+   * by the `detached` event. false on a witness (it holds no data) and where it does not matter.
+   */
+  detachBeforeVote: boolean;
+  /** How long a pending detach may take before the held vote is refused. Default DETACH_TIMEOUT_MS. */
+  detachTimeoutMs?: number;
 }
+
+/**
+ * 3 s: the shell's detach (reload without primary_conninfo, then wait until the walreceiver is gone
+ * and the received position stopped moving) is bounded at 2 s and normally takes ~100 ms; the
+ * candidate waits timeout_ms + up to jitter_ms (2.5–3.0 s with the defaults) for its votes, so a
+ * vote held longer could not count anyway. A refused (timed-out) vote costs at most that one round.
+ */
+export const DETACH_TIMEOUT_MS = 3000;
 
 /** What survives a restart. Written with fsync before dependent messages are sent. */
 export interface Persistent {
@@ -74,13 +94,19 @@ export type Event =
    */
   | { type: "campaign"; now: number; force?: boolean }
   /** Leader only: the new durability guard (seq assigned here). */
-  | { type: "guard"; now: number; block: boolean; floor: Position | null };
+  | { type: "guard"; now: number; block: boolean; floor: Position | null }
+  /**
+   * The shell carried out Ready.detach{term}: streaming from the old primary stopped (ok) or could
+   * not be stopped (!ok, error says why). position: the final flushed/received position after
+   * streaming stopped; null when unchanged or unknown (e.g. PostgreSQL was not a streaming standby).
+   */
+  | { type: "detached"; now: number; term: number; ok: boolean; position: Position | null; error?: string };
 
 export interface Notice {
   kind:
     | "became-leader" | "lease-acquired" | "stepped-down" | "leader-changed" | "campaign"
-    | "prevote-failed" | "vote-granted" | "vote-refused" | "membership-changed"
-    | "membership-committed" | "proposal-rejected";
+    | "prevote-failed" | "vote-granted" | "vote-refused" | "vote-held" | "campaign-refused"
+    | "membership-changed" | "membership-committed" | "proposal-rejected";
   detail: string;
 }
 
@@ -93,6 +119,12 @@ export interface Ready {
    */
   leading: { term: number; until: number } | null;
   send: Array<{ to: string; msg: ElectionMsg }>;
+  /**
+   * Stop streaming from the current upstream (the old primary), then feed a `detached` event for
+   * this term. A vote waits for it (at most detachTimeoutMs). Set once per request; do it after
+   * persisting and before or alongside sending (nothing sent here depends on it).
+   */
+  detach: { term: number } | null;
   notices: Notice[];
   /** Local time at which a tick is due. */
   wakeAt: number;
@@ -114,6 +146,8 @@ export interface Status {
   prevVoters: readonly string[] | null;
   /** Leader: highest guard seq a majority has stored (0 before any). */
   guardCommitted: number;
+  /** A vote held until the shell reports `detached` (or until `until`, local ms). */
+  pendingVote: { term: number; candidate: string; until: number } | null;
 }
 
 /** The seam an etcd-backed implementation could satisfy later. */
@@ -121,6 +155,8 @@ export interface Consensus {
   step(ev: Event): Ready;
   status(now: number): Status;
 }
+
+type VoteMsg = Extract<ElectionMsg, { t: "vote" }>;
 
 function versionOf(m: Membership | null): MembershipVersion {
   return m ? { term: m.term, index: m.index } : { term: -1, index: -1 };
@@ -165,6 +201,10 @@ export class Election implements Consensus {
   private forceRound = false;
   /** After resigning, give the others a full election timeout to take over before standing again. */
   private noCampaignUntil = -Infinity;
+  /** Highest term for which the shell confirmed that streaming from the old primary stopped (this process). */
+  private detachedTerm = -1;
+  /** A vote this node would grant, held until `detached` for its term (or the deadline: refused). */
+  private pendingVote: { term: number; from: string; msg: VoteMsg; until: number } | null = null;
 
   private out!: Ready;
 
@@ -202,14 +242,16 @@ export class Election implements Consensus {
       guard: this.guard,
       prevVoters: this.role === "leader" ? this.prevVoters : null,
       guardCommitted: this.role === "leader" ? this.guardCommitted(now) : 0,
+      pendingVote: this.pendingVote ? { term: this.pendingVote.term, candidate: this.pendingVote.from, until: this.pendingVote.until } : null,
     };
   }
 
   step(ev: Event): Ready {
-    this.out = { persist: null, leading: null, send: [], notices: [], wakeAt: Infinity };
+    this.out = { persist: null, leading: null, send: [], detach: null, notices: [], wakeAt: Infinity };
     const now = ev.now;
     // A process that was frozen must find out its lease ran out before it does anything else.
     this.checkLease(now);
+    this.checkPendingVote(now);
     switch (ev.type) {
       case "tick": this.onTick(now); break;
       case "recv": this.onMessage(now, ev.from, ev.msg); break;
@@ -218,7 +260,8 @@ export class Election implements Consensus {
       case "bootstrap": this.onBootstrap(ev.membership); break;
       case "resign": this.onResign(now, ev.reason, ev.transferTo); break;
       case "campaign":
-        if (this.role !== "leader" && this.o.canLead && this.membership && this.isVoter(this.o.id)) {
+        if (this.pendingVote) this.notice("campaign-refused", `not standing: ${this.pendingReason()}`);
+        else if (this.role !== "leader" && this.o.canLead && this.membership && this.isVoter(this.o.id)) {
           this.forceRound = ev.force === true;
           this.noCampaignUntil = -Infinity;
           this.startPreVote(now);
@@ -231,6 +274,7 @@ export class Election implements Consensus {
           this.sendHeartbeats(now);
         }
         break;
+      case "detached": this.onDetached(now, ev); break;
     }
     this.checkLease(now);
     if (this.role === "leader") {
@@ -238,7 +282,8 @@ export class Election implements Consensus {
       if (until > now) this.out.leading = { term: this.term, until };
       this.out.wakeAt = Math.min(this.nextHeartbeat, Math.max(until, this.becameLeaderAt + this.o.leaseMs));
     } else {
-      this.out.wakeAt = this.electionDeadline;
+      // A held vote keeps a follower from standing, so nothing is due before its deadline.
+      this.out.wakeAt = this.pendingVote ? this.pendingVote.until : this.electionDeadline;
     }
     return this.out;
   }
@@ -332,6 +377,11 @@ export class Election implements Consensus {
       this.votedFor = null;
       this.leader = null; // the old term's leader leads nothing in this one
       this.persist();
+      const p = this.pendingVote;
+      if (p) {
+        this.pendingVote = null;
+        this.refuseVote(p.from, p.msg, `term moved on to ${term} while stopping replication`);
+      }
     }
     if (this.role !== "follower") this.stepDown(now, `saw term ${term}`, false);
   }
@@ -350,13 +400,6 @@ export class Election implements Consensus {
     const values = new Map(this.peerGuardSeq);
     values.set(this.o.id, this.guard?.seq ?? 0);
     return Math.max(0, quorumMin(this.voters(), values));
-  }
-
-  /** Would a vote request be granted right now? Pure: lets the shell stop replication before answering. */
-  wouldGrant(now: number, from: string, m: Extract<ElectionMsg, { t: "vote" }>): boolean {
-    if (this.heardLeaderRecently(now) || m.term < this.term) return false;
-    if (m.term === this.term && this.votedFor !== null && this.votedFor !== from) return false;
-    return this.upToDate(m.cfg, m.pos, m.force === true, from) === null;
   }
 
   /** Our membership when it is newer than the candidate's, so a behind candidate can catch up. */
@@ -404,6 +447,8 @@ export class Election implements Consensus {
       this.electionDeadline = this.noCampaignUntil;
       return;
     }
+    // Standing now would vote for ourselves in the term whose vote we hold: a split vote.
+    if (this.pendingVote) return; // woken again at its deadline
     this.startPreVote(now);
   }
 
@@ -517,6 +562,7 @@ export class Election implements Consensus {
     this.learnGuard(m.guard);
     let reason: string | null = null;
     if (this.heardLeaderRecently(now)) reason = "leader-alive";
+    else if (this.pendingVote) reason = this.pendingReason();
     else if (m.term <= this.term) reason = "stale-term";
     else reason = this.upToDate(m.cfg, m.pos, m.force === true, from);
     // Pre-votes change nothing here: no term bump, no vote recorded.
@@ -524,7 +570,7 @@ export class Election implements Consensus {
     else this.send(from, { t: "prevote-resp", term: m.term, granted: true });
   }
 
-  private onVote(now: number, from: string, m: Extract<ElectionMsg, { t: "vote" }>): void {
+  private onVote(now: number, from: string, m: VoteMsg): void {
     this.learnGuard(m.guard);
     // Within timeoutMs of a live leader we do not even adopt the higher term:
     // that is what makes the leader's lease safe.
@@ -536,12 +582,28 @@ export class Election implements Consensus {
       this.send(from, { t: "vote-resp", term: this.term, granted: false, reason: "stale-term" });
       return;
     }
+    // Adopting the term is safe before the detach: it promises nothing to anyone.
     if (m.term > this.term) this.becomeFollowerOf(now, m.term);
+    const p = this.pendingVote;
+    if (p?.from === from) return; // a retransmission: the answer follows the detach
+    if (p) return this.refuseVote(from, m, this.pendingReason());
+    this.decideVote(now, from, m);
+  }
+
+  /** The vote rules proper, for a request in the current term; held behind a detach when needed. */
+  private decideVote(now: number, from: string, m: VoteMsg): void {
     let reason = this.upToDate(m.cfg, m.pos, m.force === true, from);
     if (!reason && this.votedFor !== null && this.votedFor !== from) reason = `already voted for ${this.votedFor}`;
-    if (reason) {
-      this.notice("vote-refused", `term ${m.term} to ${from}: ${reason}`);
-      this.send(from, { t: "vote-resp", term: this.term, granted: false, reason, membership: this.newerMembership(m.cfg) });
+    if (reason) return this.refuseVote(from, m, reason);
+    // votedFor === from: granted before (persisted only after a detach for this term), so repeat it.
+    if (this.o.detachBeforeVote && this.detachedTerm < this.term && this.votedFor !== from) {
+      if (this.role === "precandidate") { // our own round would compete with the vote we hold
+        this.role = "follower";
+        this.granted.clear();
+      }
+      this.pendingVote = { term: this.term, from, msg: m, until: now + (this.o.detachTimeoutMs ?? DETACH_TIMEOUT_MS) };
+      this.out.detach = { term: this.term };
+      this.notice("vote-held", `term ${this.term} to ${from}: stopping replication from the old primary first`);
       return;
     }
     if (this.votedFor !== from) {
@@ -549,8 +611,39 @@ export class Election implements Consensus {
       this.persist();
     }
     this.electionDeadline = this.randomDeadline(now);
-    this.notice("vote-granted", `term ${m.term} to ${from}`);
+    this.notice("vote-granted", `term ${this.term} to ${from}`);
     this.send(from, { t: "vote-resp", term: this.term, granted: true });
+  }
+
+  private refuseVote(to: string, m: VoteMsg, reason: string): void {
+    this.notice("vote-refused", `term ${m.term} to ${to}: ${reason}`);
+    this.send(to, { t: "vote-resp", term: this.term, granted: false, reason: reason.slice(0, 200), membership: this.newerMembership(m.cfg) });
+  }
+
+  private pendingReason(): string {
+    const p = this.pendingVote!;
+    return `vote for term ${p.term} pending for ${p.from} (stopping replication first)`;
+  }
+
+  /** The shell's answer to Ready.detach. Only the one for the held vote's term counts. */
+  private onDetached(now: number, ev: Extract<Event, { type: "detached" }>): void {
+    const p = this.pendingVote;
+    if (!p || ev.term !== p.term || p.term !== this.term) return; // stale: another term, or after the deadline
+    this.pendingVote = null;
+    // Safety first: without a confirmed stop the old primary may still count our acknowledgements.
+    if (!ev.ok) return this.refuseVote(p.from, p.msg, `could not stop replication from the old primary: ${ev.error ?? "unknown error"}`);
+    this.detachedTerm = p.term;
+    if (ev.position && comparePosition(ev.position, this.position) > 0) this.position = ev.position;
+    if (this.heardLeaderRecently(now)) return this.refuseVote(p.from, p.msg, "leader-alive");
+    this.decideVote(now, p.from, p.msg); // again, against the final position
+  }
+
+  /** A held vote whose detach did not report within detachTimeoutMs is refused, never granted. */
+  private checkPendingVote(now: number): void {
+    const p = this.pendingVote;
+    if (!p || now < p.until) return;
+    this.pendingVote = null;
+    this.refuseVote(p.from, p.msg, `replication did not stop within ${this.o.detachTimeoutMs ?? DETACH_TIMEOUT_MS} ms`);
   }
 
   private onHeartbeat(now: number, from: string, m: Extract<ElectionMsg, { t: "hb" }>): void {
@@ -572,11 +665,12 @@ export class Election implements Consensus {
       this.persist();
       this.notice("membership-changed", `voters ${m.membership.voters.join(",")} (v${m.membership.term}.${m.membership.index})`);
     }
-    if (m.guard && (this.guard?.seq !== m.guard.seq || this.guard.block !== m.guard.block || this.guard.holder !== m.guard.holder || !samePosition(this.guard.floor, m.guard.floor))) {
-      this.guard = m.guard;
-      this.persist();
-    }
-    this.send(from, { t: "hb-resp", term: this.term, seq: m.seq, ok: true, cfg: versionOf(this.membership), ...(this.guard ? { guardSeq: this.guard.seq } : {}) });
+    // Only a newer guard: a delayed heartbeat carrying an older one must not undo a block this
+    // node already acknowledged (the leader counts that acknowledgement before it degrades).
+    this.learnGuard(m.guard);
+    // Acknowledge only this leader's guards: a seq of another term's guard says nothing about its own.
+    const guardSeq = this.guard && (this.guard.term ?? 0) === m.term ? { guardSeq: this.guard.seq } : {};
+    this.send(from, { t: "hb-resp", term: this.term, seq: m.seq, ok: true, cfg: versionOf(this.membership), ...guardSeq });
   }
 
   private onHeartbeatResp(now: number, from: string, m: Extract<ElectionMsg, { t: "hb-resp" }>): void {

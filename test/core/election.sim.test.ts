@@ -2,23 +2,11 @@
 // Replay one: SIM_SEED=123 npx bun test test/core/election.sim.test.ts
 // More:       SIM_SEEDS=20000 npx bun test test/core/election.sim.test.ts
 import { expect, test } from "bun:test";
-import { DEFAULT_PARAMS, runSim, type SimResult } from "./sim.ts";
+import { paramsFor, runSim, SimViolation, type SimResult } from "./sim.ts";
 
 const only = process.env.SIM_SEED ? [Number(process.env.SIM_SEED)] : null;
 const count = Number(process.env.SIM_SEEDS ?? 2000);
 const seeds = only ?? Array.from({ length: count }, (_, i) => i + 1);
-
-/** Vary the cluster shape with the seed so one run covers 3 and 5 voters, witnesses and spares. */
-export function paramsFor(seed: number) {
-  const shape = seed % 4;
-  return {
-    ...DEFAULT_PARAMS,
-    seed,
-    initial: shape === 3 ? 5 : 3,
-    spares: shape === 3 ? 1 : 2,
-    witnesses: shape === 1 ? 1 : 0,
-  };
-}
 
 test(`election core holds its invariants over ${seeds.length} seeded fault schedules`, () => {
   const results: SimResult[] = [];
@@ -30,9 +18,31 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
     `sim: ${results.length} schedules, ${sum((r) => r.steps)} steps, ${sum((r) => r.leadersElected)} leaders elected, ` +
       `${sum((r) => r.membershipChanges)} membership changes, ${sum((r) => r.violationsChecked)} lease-pair checks; ` +
       `smallest gap between two leases ${minGap.toFixed(1)} ms (after fencing budget); ` +
-      `leader after faults stop: median ${settle[Math.floor(settle.length / 2)]!.toFixed(0)} ms, max ${settle[settle.length - 1]!.toFixed(0)} ms`,
+      `leader after faults stop: median ${settle[Math.floor(settle.length / 2)]!.toFixed(0)} ms, max ${settle[settle.length - 1]!.toFixed(0)} ms; ` +
+      `${sum((r) => r.ackedWrites)} writes acknowledged; ${sum((r) => r.detaches)} detaches before a vote ` +
+      `(${sum((r) => r.detachesFailed)} failed, ${sum((r) => r.detachesHung)} past the bound), ${sum((r) => r.votesRefusedForDetach)} votes refused while one was pending or after it failed`,
   );
   expect(minGap).toBeGreaterThanOrEqual(0);
+  if (only) return;
   expect(sum((r) => r.leadersElected)).toBeGreaterThan(results.length); // faults really forced re-elections
   expect(sum((r) => r.membershipChanges)).toBeGreaterThan(results.length);
+  // the detach model was exercised: votes held, detaches that failed or hung, votes refused for them
+  expect(sum((r) => r.detaches)).toBeGreaterThan(results.length);
+  expect(sum((r) => r.detachesFailed)).toBeGreaterThan(0);
+  expect(sum((r) => r.detachesHung)).toBeGreaterThan(0);
+  expect(sum((r) => r.votesRefusedForDetach)).toBeGreaterThan(0);
+}, 600_000);
+
+test("mutation check: a vote sent before replication stopped loses acknowledged writes within 2,000 seeds", () => {
+  let caught: SimViolation | null = null;
+  for (let seed = 1; seed <= 2000 && !caught; seed++) {
+    try {
+      runSim({ ...paramsFor(seed), mutation: "vote-before-detach" });
+    } catch (e) {
+      if (!(e instanceof SimViolation)) throw e;
+      caught = e;
+    }
+  }
+  expect(caught?.message.split("\n")[0]).toMatch(/acknowledged/);
+  console.log(`mutation vote-before-detach caught: ${caught?.message.split("\n")[0]}`);
 }, 600_000);

@@ -4,7 +4,7 @@ import { Election, type Persistent, type Ready } from "../../src/core/election.t
 import type { ElectionMsg } from "../../src/core/messages.ts";
 import { rng } from "./sim.ts";
 
-const T = { heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500, fenceMs: 500 };
+const T = { heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500, fenceMs: 500, detachBeforeVote: false };
 
 /** A tiny lock-step cluster: one shared clock, FIFO delivery, a drop filter for partitions. */
 class Cluster {

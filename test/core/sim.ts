@@ -3,6 +3,13 @@
 // restarts from persisted state, frozen processes, clock-rate drift and
 // membership changes. Invariants are checked after every step; a violation
 // throws SimViolation carrying the seed and the trace tail.
+//
+// Replication is modelled apart from the election, as PostgreSQL runs it: a standby
+// streams from its upstream over its own connection (cut by partitions, not by a
+// frozen agent) until the shell detaches it (Ready.detach, which takes 0–detachMaxMs
+// and sometimes fails or hangs past the core's bound) or re-points it to the leader
+// its election core follows; a primary takes client writes while its lease interval
+// is open, also while its agent is frozen (the unfenced worst case).
 import { Election, type Persistent, type Ready } from "../../src/core/election.ts";
 import type { ElectionMsg, Membership } from "../../src/core/messages.ts";
 import { bigIntToLsn, lsnToBigInt, type Position, comparePosition } from "../../src/core/position.ts";
@@ -18,14 +25,33 @@ export interface SimParams {
   heartbeatMs: number; leaseMs: number; timeoutMs: number; jitterMs: number;
   maxDrift: number;      // clock rate in [1-maxDrift, 1+maxDrift]
   fenceMs: number;       // fencing time budget added after an expired lease
+  detachMaxMs: number;   // a detach takes uniform [0, detachMaxMs]; the standby streams meanwhile
+  detachFailRate: number; // share of detaches that fail (replication may go on)
+  detachHangRate: number; // share that report only after the core's detachTimeoutMs
+  detachTimeoutMs: number;
+  /** Deliberate defect, to show the invariants catch it: "vote-before-detach" reports `detached` at once. */
+  mutation?: "vote-before-detach";
 }
 
 export const DEFAULT_PARAMS: Omit<SimParams, "seed"> = {
   initial: 3, spares: 2, witnesses: 0, faultMs: 40_000, settleMs: 20_000,
   heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500, maxDrift: 0.02, fenceMs: 500,
+  detachMaxMs: 150, detachFailRate: 0.05, detachHangRate: 0.03, detachTimeoutMs: 3000,
 };
 
 export class SimViolation extends Error {}
+
+/** Vary the cluster shape with the seed so one run covers 3 and 5 voters, witnesses and spares. */
+export function paramsFor(seed: number): SimParams {
+  const shape = seed % 4;
+  return {
+    ...DEFAULT_PARAMS,
+    seed,
+    initial: shape === 3 ? 5 : 3,
+    spares: shape === 3 ? 1 : 2,
+    witnesses: shape === 1 ? 1 : 0,
+  };
+}
 
 /** mulberry32: small, fast, good enough for schedules. */
 export function rng(seed: number): () => number {
@@ -50,13 +76,18 @@ interface Node {
   lease: { term: number; start: number; end: number } | null;   // open lease interval (real ms)
   acksSeen: Map<string, number>; ackTerm: number;               // independent lease bookkeeping
   data: Position;                                               // the node's data position: survives crashes, like PGDATA
-  lastHb: { from: string; at: number } | null;                  // "streaming" from that leader
+  lastHb: { from: string; at: number } | null;                  // last WAL received, from whom
+  upstream: string | null;                                      // PostgreSQL streams from it (primary_conninfo): survives crashes
+  inc: number;                                                  // agent process incarnation
+  fed: Position | null;                                         // the position last fed to the core
   degraded: boolean;                                            // leader emulation: writes acked without k standbys
 }
 
 type QEvent =
   | { k: "msg"; to: string; from: string; msg: ElectionMsg }
   | { k: "wake"; id: string; gen: number }
+  | { k: "detached"; id: string; inc: number; term: number; ok: boolean }
+  | { k: "repl"; id: string }
   | { k: "fault" };
 
 interface Interval { node: string; term: number; start: number; end: number }
@@ -65,6 +96,7 @@ export interface SimResult {
   seed: number; leadersElected: number; maxTerm: number; minGapMs: number;
   settleMs: number; steps: number; membershipChanges: number; violationsChecked: number;
   ackedWrites: number; leadersChecked: number;
+  detaches: number; detachesFailed: number; detachesHung: number; votesRefusedForDetach: number;
 }
 
 export function runSim(p: SimParams): SimResult {
@@ -127,15 +159,18 @@ export function runSim(p: SimParams): SimResult {
   const boot = (n: Node) => {
     newClock(n);
     n.el = new Election(
-      { id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, fenceMs: p.fenceMs, random: r },
+      {
+        id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, fenceMs: p.fenceMs, random: r,
+        detachBeforeVote: n.canLead, detachTimeoutMs: p.detachTimeoutMs,
+      },
       structuredClone(n.disk), localOf(n, t));
-    n.acksSeen = new Map(); n.ackTerm = -1;
-    schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: n.data }));
+    n.acksSeen = new Map(); n.ackTerm = -1; n.inc++;
+    feedPosition(n);
   };
   for (const [i, id] of ids.entries()) {
     const n: Node = {
       id, canLead: !(i < p.witnesses), disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
-      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, lastHb: null, degraded: false,
+      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null,
     };
     nodes.set(id, n);
   }
@@ -177,7 +212,6 @@ export function runSim(p: SimParams): SimResult {
 
   function schedule(n: Node, ready: Ready) {
     const local = localOf(n, t);
-    if (n.el) n.data = n.el.status(local).position;
     steps++;
     // persist first (the shell's contract), then check, then send
     if (ready.persist) {
@@ -197,12 +231,16 @@ export function runSim(p: SimParams): SimResult {
           fail(`${n.id} won term ${term} at ${n.data.timeline}/${n.data.lsn} but a write at ${ackedMax.pos.timeline}/${ackedMax.pos.lsn} was acknowledged by ${ackedMax.by} (${ackedMax.how})`);
         }
         leadersChecked++;
+        electedWith.set(term, { id: n.id, data: n.data });
         const other = leaderOfTerm.get(term);
         if (other && other !== n.id) fail(`two leaders in term ${term}: ${other} and ${n.id}`);
         leaderOfTerm.set(term, n.id);
         if (!n.canLead) fail(`witness ${n.id} became leader`);
+        n.upstream = null; // promotion ends streaming
       }
       if (no.kind === "membership-changed") membershipChanges++;
+      // a shell may also stop streaming when its node stands, to campaign with a position that holds
+      if (no.kind === "campaign" && no.detail.startsWith("election") && candidateDetaches) n.upstream = null;
       // resign: the shell stops writes on this host before the resign messages leave, which
       // also ends what an earlier process of this node (crashed, watchdog still armed) had left
       if (no.kind === "stepped-down" && no.detail.startsWith("resigned")) {
@@ -243,8 +281,16 @@ export function runSim(p: SimParams): SimResult {
       }
       sendMsg(n.id, s.to, s.msg);
     }
+    if (ready.detach) startDetach(n, ready.detach.term);
+    for (const no of ready.notices) if (no.kind === "vote-refused" && /replication|stopping/.test(no.detail)) refusedForDetach++;
     n.wakeGen++;
     if (Number.isFinite(ready.wakeAt)) push(Math.max(t, realOf(n, ready.wakeAt)) + 0.001, { k: "wake", id: n.id, gen: n.wakeGen });
+  }
+
+  /** The shell's monitoring round tells the core where its data ends. */
+  function feedPosition(n: Node) {
+    n.fed = n.data;
+    schedule(n, n.el!.step({ type: "position", now: localOf(n, t), position: n.data }));
   }
 
   function sendMsg(from: string, to: string, msg: ElectionMsg) {
@@ -270,27 +316,56 @@ export function runSim(p: SimParams): SimResult {
         if (ev.msg.seq <= now) n.acksSeen.set(ev.from, Math.max(n.acksSeen.get(ev.from) ?? -Infinity, ev.msg.seq));
       }
       schedule(n, n.el.step({ type: "recv", now, from: ev.from, msg: ev.msg }));
-      if (ev.msg.t === "hb" && n.el) {
-        const st = n.el.status(localOf(n, t));
-        // streaming: a database standby takes what the current leader has (a witness holds no data)
-        if (st.leader === ev.from && n.canLead) {
-          n.lastHb = { from: ev.from, at: t };
-          if (comparePosition(ev.msg.pos, st.position) > 0) schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: ev.msg.pos }));
-        }
-      }
+      // the shell points a database standby at the leader its core follows (a witness holds no data)
+      if (ev.msg.t === "hb" && n.el && n.canLead && n.el.status(localOf(n, t)).leader === ev.from) n.upstream = ev.from;
     } else if (ev.k === "wake") {
       if (ev.gen !== n.wakeGen) return;
       schedule(n, n.el.step({ type: "tick", now }));
-      // the leader's data moves on while it leads; a fresh leader starts a new timeline (promotion)
+      // a fresh leader with its lease starts a new timeline (promotion); writes follow (replicate())
       const st = n.el.status(localOf(n, t));
-      if (st.role === "leader" && st.leaseUntil !== null && st.leaseUntil > localOf(n, t) && (st.position.timeline < 1 + st.term || r() < writeRate)) {
-        const promotion = st.position.timeline < 1 + st.term;
-        const pos: Position = promotion ? { timeline: 1 + st.term, lsn: st.position.lsn } : { timeline: st.position.timeline, lsn: bigIntToLsn(lsnToBigInt(st.position.lsn) + BigInt(1 + Math.floor(r() * 5000))) };
-        schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: pos }));
-        if (!promotion) pending.push({ node: n.id, term: st.term, pos });
+      if (st.role === "leader" && st.leaseUntil !== null && st.leaseUntil > localOf(n, t) && n.data.timeline < 1 + st.term) {
+        n.data = { timeline: 1 + st.term, lsn: n.data.lsn };
+        feedPosition(n);
       }
       if (n.el && quorumMode) leaderDurability(n);
+    } else if (ev.k === "detached") {
+      if (ev.inc !== n.inc) return; // the process that asked died: nobody reports, PostgreSQL unchanged
+      if (ev.ok) n.upstream = null;
+      const error = ev.ok ? undefined : "sim: reload failed, still streaming";
+      schedule(n, n.el.step({ type: "detached", now, term: ev.term, ok: ev.ok, position: ev.ok ? n.data : null, ...(error ? { error } : {}) }));
     }
+  }
+
+  /** The shell's part of Ready.detach: stop streaming (after a delay, or never), then report. */
+  function startDetach(n: Node, term: number) {
+    detaches++;
+    const x = faultsOn ? r() : 1;
+    const hang = x < p.detachHangRate, ok = x >= p.detachHangRate + p.detachFailRate;
+    if (!ok) detachesFailed++;
+    if (hang) detachesHung++;
+    const delay = hang ? realOf(n, p.detachTimeoutMs) - realOf(n, 0) + r() * 1500 : r() * p.detachMaxMs;
+    push(t + delay, { k: "detached", id: n.id, inc: n.inc, term, ok: ok || hang });
+    log(`${n.id} detach for term ${term}: ${hang ? "hangs" : ok ? "ok" : "fails"} after ${delay.toFixed(0)} ms`);
+    if (p.mutation === "vote-before-detach") {
+      // the defect: report the detach as done before replication has stopped
+      schedule(n, n.el!.step({ type: "detached", now: localOf(n, t), term, ok: true, position: null }));
+    }
+  }
+
+  /** PostgreSQL, every 20–60 ms: client writes on a primary, WAL to standbys, positions to the cores. */
+  function replicate(n: Node) {
+    push(t + 20 + r() * 40, { k: "repl", id: n.id });
+    if (!n.el) return; // host down
+    if (n.lease && n.data.timeline === 1 + n.lease.term && r() < writeRate) {
+      n.data = { timeline: n.data.timeline, lsn: bigIntToLsn(lsnToBigInt(n.data.lsn) + BigInt(1 + Math.floor(r() * 5000))) };
+      pending.push({ node: n.id, term: n.lease.term, pos: n.data });
+    }
+    const u = n.upstream ? nodes.get(n.upstream) : undefined;
+    if (u?.el && !blocked.has(`${u.id}>${n.id}`) && !blocked.has(`${n.id}>${u.id}`) && !(faultsOn && r() < loss)) {
+      n.lastHb = { from: u.id, at: t };
+      if (comparePosition(u.data, n.data) > 0) n.data = u.data;
+    }
+    if (t >= n.pausedUntil && n.fed !== n.data) feedPosition(n);
   }
 
   // ---- durability (quorum commit), as the agent runs it on the primary
@@ -311,12 +386,16 @@ export function runSim(p: SimParams): SimResult {
     if (streaming >= k) {
       if (n.degraded) {
         n.degraded = false;
+        log(`${n.id} re-enables synchronous standbys: guard floor ${n.data.timeline}/${n.data.lsn}`);
         schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: false, floor: n.data }));
       } else if (st.guard?.block) schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: false, floor: null }));
       return;
     }
     if (n.degraded) return;
-    if (st.guard?.block && st.guard.holder === n.id && st.guardCommitted >= st.guard.seq) n.degraded = true;
+    if (st.guard?.block && st.guard.holder === n.id && st.guardCommitted >= st.guard.seq) {
+      n.degraded = true;
+      log(`${n.id} degrades: block guard seq ${st.guard.seq} stored by a majority`);
+    }
     else if (!st.guard?.block || st.guard.holder !== n.id) schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: true, floor: null }));
   }
   /** Acknowledge pending writes: k standbys have them, or the primary runs degraded behind a committed block guard. */
@@ -326,11 +405,17 @@ export function runSim(p: SimParams): SimResult {
       const L = nodes.get(w.node)!;
       const open = L.el && L.lease && L.lease.term === w.term;
       if (!open) { pending.splice(i, 1); continue; }
-      const holders = votersOf(L).filter((v) => v !== L.id && nodes.get(v)?.canLead && comparePosition(nodes.get(v)!.data, w.pos) >= 0).length;
+      // a standby acknowledges what it received from L: L's timeline, at or past the write
+      const has = (d: Position) => d.timeline === w.pos.timeline && comparePosition(d, w.pos) >= 0;
+      const holders = votersOf(L).filter((v) => v !== L.id && nodes.get(v)?.canLead && has(nodes.get(v)!.data)).length;
       const lst = L.el!.status(localOf(L, t));
       const blocked = !!lst.guard?.block && lst.guard.holder === L.id && lst.guardCommitted >= lst.guard.seq;
       const how = holders >= kOf(L) ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
       if (!how) continue;
+      // ... and no write is acknowledged that a leader of a later term, already elected, lacks
+      for (const [term, e] of electedWith) {
+        if (term > w.term && comparePosition(e.data, w.pos) < 0) fail(`${L.id} acknowledged a write at ${w.pos.timeline}/${w.pos.lsn} (term ${w.term}, ${how}) that ${e.id}, elected in term ${term} at ${e.data.timeline}/${e.data.lsn}, lacks`);
+      }
       if (!ackedMax || comparePosition(w.pos, ackedMax.pos) > 0) ackedMax = { pos: w.pos, by: L.id, how };
       acked++;
       pending.splice(i, 1);
@@ -411,6 +496,19 @@ export function runSim(p: SimParams): SimResult {
     } else if (x < 0.9) {
       loss = r() < 0.5 ? 0 : r() * 0.3; dup = r() * 0.1; longDelay = r() < 0.5 ? 0 : r() * 0.02;
       log(`FAULT loss=${loss.toFixed(2)} dup=${dup.toFixed(2)} long=${longDelay.toFixed(3)}`);
+    } else if (x < 0.94) {
+      // The nasty one for durability: the leader's agent freezes while its PostgreSQL goes on taking
+      // writes (nothing fences it), and one standby stops receiving them: the others must not elect
+      // that standby once they acknowledged writes it lacks.
+      const L = currentLeader();
+      const voters = L?.el!.status(localOf(L, t)).membership?.voters.filter((v) => v !== L.id && nodes.get(v)!.canLead) ?? [];
+      const behind = r() < 0.5 ? pick(voters) : undefined;
+      if (L) {
+        L.pausedUntil = t + 3000 + r() * 6000;
+        if (behind) blocked.add(`${L.id}>${behind}`);
+        log(`FAULT pause ${L.id} until ${L.pausedUntil.toFixed(0)} (its PostgreSQL goes on)${behind ? `, its WAL no longer reaches ${behind}` : ""}`);
+        push(L.pausedUntil + 0.0005, { k: "wake", id: L.id, gen: L.wakeGen });
+      }
     } else {
       // restart a healthy node (clean process restart)
       if (n.el) {
@@ -424,12 +522,15 @@ export function runSim(p: SimParams): SimResult {
   const pendingRestarts: Array<{ at: number; id: string }> = [];
   const pending: Array<{ node: string; term: number; pos: Position }> = [];
   let ackedMax: { pos: Position; by: string; how: string } | null = null;
+  const electedWith = new Map<number, { id: string; data: Position }>();
   let acked = 0, leadersChecked = 0;
+  let detaches = 0, detachesFailed = 0, detachesHung = 0, refusedForDetach = 0;
   const quorumMode = r() < 0.7;
   // how often the leader's data moves on; idle clusters are where only the timers protect the lease
-  const writeRate = r() < 0.5 ? 0 : r() * 0.3;
+  const writeRate = r() < 0.2 ? 0 : r() * 0.5;
+  const candidateDetaches = r() < 0.75;
 
-  for (const n of nodes.values()) boot(n);
+  for (const n of nodes.values()) { boot(n); push(r() * 40, { k: "repl", id: n.id }); }
   push(200 + r() * 2000, { k: "fault" });
 
   const end = p.faultMs + p.settleMs;
@@ -459,7 +560,8 @@ export function runSim(p: SimParams): SimResult {
     const ev = top.ev;
     if (ev.k === "fault") { if (faultsOn) { injectFault(); push(t + 100 + r() * 3000, { k: "fault" }); } continue; }
     const n = nodes.get(ev.k === "msg" ? ev.to : ev.id)!;
-    deliver(n, ev);
+    if (ev.k === "repl") replicate(n);
+    else deliver(n, ev);
     if (quorumMode) ackWrites();
     if (!faultsOn && settledAt < 0 && all().some((m) => m.lease && m.lease.end > t)) { settledAt = t; break; }
   }
@@ -467,5 +569,6 @@ export function runSim(p: SimParams): SimResult {
   return {
     seed: p.seed, leadersElected: leaderOfTerm.size, maxTerm, minGapMs: minGap, settleMs: settledAt - p.faultMs,
     steps, membershipChanges, violationsChecked: checks, ackedWrites: acked, leadersChecked,
+    detaches, detachesFailed, detachesHung, votesRefusedForDetach: refusedForDetach,
   };
 }
