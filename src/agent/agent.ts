@@ -97,6 +97,8 @@ export class Agent implements ClusterContext {
         id: this.nodeId, canLead: cfg.role === "database" && !cfg.tags.nofailover && cfg.priority > 0,
         jitterShare: 0.25 + 0.75 * (1 - cfg.priority / 1000), heartbeatMs: e.heartbeat_ms, leaseMs: e.lease_ms,
         timeoutMs: e.timeout_ms, jitterMs: e.jitter_ms, fenceMs: e.fence_ms, random: Math.random,
+        // A database node stops streaming from the old primary before it votes (docs/design.md §6).
+        detachBeforeVote: cfg.role === "database",
       },
       this.store.get(),
       now(),
@@ -106,7 +108,9 @@ export class Agent implements ClusterContext {
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
       leaseLost: async (reason) => hooks.onFence?.(reason),
       leadershipChanged: () => this.loop?.kick(),
-      detach: cfg.role === "database" ? (term) => this.loop ? this.loop.detachForVote(term) : Promise.resolve(null) : undefined,
+      detach: (term) => this.loop
+        ? this.loop.detachForVote(term).then((position) => ({ ok: true, position }), (err: Error) => ({ ok: false, position: null, error: err.message }))
+        : Promise.resolve({ ok: true, position: null }),
       fatal: (message) => {
         this.log.error(`${message}; stopping the agent`);
         void this.stop().then(() => process.exit(1));

@@ -33,8 +33,8 @@ export interface DriverHooks {
   leaseLost(reason: string): Promise<void>;
   /** The leader or this node's lease changed: PostgreSQL should act on it now. */
   leadershipChanged(): void;
-  /** Stop streaming before a vote for `term`; resolves with the final position (null: unchanged). */
-  detach?(term: number): Promise<Position | null>;
+  /** Stop streaming before a vote in `term`; the final position (null: unchanged), or why not. */
+  detach?(term: number): Promise<DetachResult>;
   /** The vote or term could not be made durable: the agent must stop. */
   fatal(message: string): void;
 }
@@ -45,14 +45,16 @@ export interface DriverCounters {
   leasesLost: number;
 }
 
+export interface DetachResult {
+  ok: boolean;
+  position: Position | null;
+  error?: string;
+}
+
 interface Item {
   make: (now: number) => Event;
   done: () => void;
-  applied: Promise<void>;
 }
-
-/** While a vote waits for the detach, other election events wait behind it, at most this long. */
-const DETACH_HOLD_MS = 3000;
 
 export class ElectionDriver implements Consensus {
   readonly counters: DriverCounters = { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 };
@@ -63,9 +65,6 @@ export class ElectionDriver implements Consensus {
   private leading: Ready["leading"] = null;
   private lastLeader: string | null = null;
   private electionNote = "";
-  private detaching = 0;
-  private detachingUntil = 0;
-  private held: Item[] = [];
 
   constructor(
     private readonly election: Election,
@@ -128,62 +127,31 @@ export class ElectionDriver implements Consensus {
 
   /** An election message from a peer (already validated by the mesh's schema). */
   receive(from: string, msg: ElectionMsg): void {
-    const now = this.clock();
-    const st = this.election.status(now);
-    if (msg.t === "vote" && msg.term > st.term && this.hooks.detach && this.election.wouldGrant(now, from, msg)) {
-      // Stop streaming from the old primary before promising anything to a newer term.
-      this.detaching++;
-      this.detachingUntil = now + DETACH_HOLD_MS;
-      const vote = this.item((n) => ({ type: "recv", now: n, from, msg }));
-      void this.hooks.detach(msg.term).then(
-        (pos) => this.afterDetach(pos ? [this.item((n) => ({ type: "position", now: n, position: pos })), vote] : [vote]),
-        (e: Error) => {
-          this.log.warn(`could not stop streaming before voting: ${e.message}; voting anyway with the last position`);
-          this.afterDetach([vote]);
-        },
-      );
-      return;
-    }
-    void this.feed((n) => ({ type: "recv", now: n, from, msg }));
+    void this.feed((now) => ({ type: "recv", now, from, msg }));
   }
 
   // ------------------------------------------------------------------ the queue
 
-  private item(make: (now: number) => Event): Item {
-    let done!: () => void;
-    const applied = new Promise<void>((r) => (done = r));
-    return { make, done, applied };
-  }
-
   /** Queues an event; resolves once it was applied (or dropped because the driver stopped). */
   private feed(make: (now: number) => Event): Promise<void> {
-    const it = this.item(make);
-    if (this.stopped) {
-      it.done();
-      return it.applied;
+    let done!: () => void;
+    const applied = new Promise<void>((r) => (done = r));
+    if (this.stopped) done();
+    else {
+      this.queue.push({ make, done });
+      if (!this.busy) void this.pump();
     }
-    // About to grant a vote (detaching first): what arrives meanwhile waits behind it, in order. A
-    // tick or a pre-vote answer fed now could start our own campaign for that same term and refuse
-    // the candidate we are about to vote for: a split vote. Bounded, so a hung detach cannot mute us.
-    if (this.detaching > 0 && !this.leading && this.clock() < this.detachingUntil) {
-      this.held.push(it);
-      return it.applied;
-    }
-    this.queue.push(...this.takeHeld(), it);
-    if (!this.busy) void this.pump();
-    return it.applied;
+    return applied;
   }
 
-  private afterDetach(items: Item[]): void {
-    this.detaching--;
-    this.queue.push(...items, ...(this.detaching === 0 ? this.takeHeld() : []));
-    if (!this.busy) void this.pump();
-  }
-
-  private takeHeld(): Item[] {
-    const h = this.held;
-    this.held = [];
-    return h;
+  /**
+   * The core holds a vote until streaming from the old primary stopped: stop it, then report. A
+   * failure is reported too (the core refuses the vote); the core bounds the wait itself.
+   */
+  private detach(term: number): void {
+    const report = (r: DetachResult) => void this.feed((now) => ({ type: "detached", now, term, ...r }));
+    if (!this.hooks.detach) return report({ ok: true, position: null });
+    this.hooks.detach(term).then(report, (e: Error) => report({ ok: false, position: null, error: e.message }));
   }
 
   /** One event at a time; synchronous unless a fence must finish before the step's messages leave. */
@@ -220,6 +188,7 @@ export class ElectionDriver implements Consensus {
       }
     }
     this.logNotices(r);
+    if (r.detach) this.detach(r.detach.term);
     const was = this.leading;
     this.leading = r.leading;
     const leaderNow = this.election.status(this.clock()).leader;
@@ -262,7 +231,7 @@ export class ElectionDriver implements Consensus {
       }
       const line = `${n.kind}: ${n.detail}`;
       if (n.kind === "stepped-down" || n.kind === "proposal-rejected") this.log.warn(line);
-      else if (n.kind === "vote-granted" || n.kind === "vote-refused" || n.kind === "campaign" || n.kind === "prevote-failed") this.log.debug(line);
+      else if (n.kind === "vote-granted" || n.kind === "vote-refused" || n.kind === "vote-held" || n.kind === "campaign" || n.kind === "prevote-failed") this.log.debug(line);
       else this.log.info(line);
     }
   }

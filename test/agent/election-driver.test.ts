@@ -28,6 +28,7 @@ class Harness {
   drivers = new Map<string, ElectionDriver>();
   trace = new Map<string, Trace[]>();
   fence: Map<string, () => Promise<void>> = new Map();
+  detach: Map<string, (term: number) => Promise<{ ok: boolean; position: null; error?: string }>> = new Map();
   stores = new Map<string, ElectionStore>();
 
   constructor(readonly ids: string[]) {
@@ -52,8 +53,12 @@ class Harness {
         },
         leadershipChanged: () => t.push({ kind: "kick", at: this.now }),
         fatal: (m) => t.push({ kind: "fatal", at: this.now, detail: m }),
+        detach: (term) => {
+          t.push({ kind: "detach", at: this.now });
+          return (this.detach.get(id) ?? (async () => ({ ok: true, position: null })))(term);
+        },
       };
-      const el = new Election({ id, canLead: true, ...T, random: rng(id.charCodeAt(0)) }, store.get(), this.now);
+      const el = new Election({ id, canLead: true, ...T, random: rng(id.charCodeAt(0)), detachBeforeVote: true }, store.get(), this.now);
       const d = new ElectionDriver(el, store, hooks, memoryLogger(), (x) => x, () => this.now, (fn, ms) => {
         const timer = { at: this.now + ms, fn, live: true };
         this.timers.push(timer);
@@ -131,6 +136,31 @@ describe("election driver", () => {
     expect(after.indexOf("fence-done")).toBeGreaterThan(-1);
     expect(after.indexOf("send-resign")).toBeGreaterThan(after.indexOf("fence-done"));
     expect(d.lease()).toBeNull();
+  });
+
+  test("a vote leaves only after the PostgreSQL side stopped streaming; a failed detach refuses it", async () => {
+    const h = new Harness(["a", "b", "c"]);
+    const releases: Array<() => void> = [];
+    for (const id of h.ids) {
+      h.detach.set(id, () => new Promise((r) => releases.push(() => r({ ok: false, position: null, error: "not confirmed" }))));
+    }
+    h.start();
+    await h.run(6000);
+    // Every voter was asked to detach, none answered: no vote was granted, nobody leads.
+    const sent = [...h.trace.values()].flat().map((x) => x.kind);
+    expect(sent).toContain("detach");
+    expect(h.leaderWithLease()).toBeNull();
+    const granted = [...h.drivers.values()].filter((d) => d.status().pendingVote !== null);
+    expect(granted.length).toBeGreaterThan(0);
+    // Detaches that fail: the held votes are refused, still nobody leads.
+    for (const r of releases.splice(0)) r();
+    await h.run(500);
+    expect(h.leaderWithLease()).toBeNull();
+    // Detaches that succeed at once: a leader within a few election rounds.
+    for (const id of h.ids) h.detach.delete(id);
+    for (const r of releases.splice(0)) r();
+    for (let i = 0; i < 200 && !h.leaderWithLease(); i++) await h.run(50);
+    expect(h.leaderWithLease()).not.toBeNull();
   });
 
   test("commands resolve once applied: status() reflects them", async () => {
