@@ -367,3 +367,21 @@ describe("detach before vote (a database node stops streaming from the old prima
     expect(held()).toBeGreaterThan(before);
   });
 });
+
+test("a delayed heartbeat with an older guard does not undo a block the follower acknowledged", () => {
+  const members = { term: 2, index: 3, voters: ["a", "b", "c"] };
+  const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 2, votedFor: "a", membership: members }, 0);
+  const hb = (now: number, seq: number, guard: { seq: number; block: boolean }) =>
+    e.step({ type: "recv", now, from: "a", msg: { t: "hb", term: 2, seq: now, membership: members, pos: { timeline: 3, lsn: "0/1" }, guard: { term: 2, holder: guard.block ? "a" : null, floor: null, ...guard } } });
+  const block = hb(100, 100, { seq: 5, block: true });
+  expect(block.send[0]!.msg).toMatchObject({ t: "hb-resp", ok: true, guardSeq: 5 });
+  const late = hb(110, 90, { seq: 4, block: false }); // sent before the block, delivered after it
+  expect(late.persist).toBeNull();
+  expect(late.send[0]!.msg).toMatchObject({ t: "hb-resp", ok: true, guardSeq: 5 });
+  expect(e.status(110).guard).toMatchObject({ seq: 5, block: true });
+  // a guard of another leader's term is never acknowledged as this leader's seq
+  const other = new Election({ id: "c", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: members, guard: { term: 1, seq: 9, block: false, holder: null, floor: null } }, 0);
+  const r = other.step({ type: "recv", now: 100, from: "a", msg: { t: "hb", term: 3, seq: 100, membership: members, pos: { timeline: 3, lsn: "0/1" } } });
+  expect(r.send[0]!.msg).toMatchObject({ t: "hb-resp", ok: true });
+  expect(r.send[0]!.msg).not.toHaveProperty("guardSeq");
+});
