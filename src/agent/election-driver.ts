@@ -230,7 +230,7 @@ export class ElectionDriver implements Consensus {
         this.electionNote = named;
       }
       const line = `${n.kind}: ${n.detail}`;
-      if (n.kind === "stepped-down" || n.kind === "proposal-rejected") this.log.warn(line);
+      if (n.kind === "stepped-down" || n.kind === "proposal-rejected" || n.kind === "campaign-refused") this.log.warn(line);
       else if (n.kind === "vote-granted" || n.kind === "vote-refused" || n.kind === "vote-held" || n.kind === "campaign" || n.kind === "prevote-failed") this.log.debug(line);
       else this.log.info(line);
     }

@@ -25,7 +25,7 @@
 //    position (Ready.detach → `detached`), the way etcd/raft holds responses
 //    until storage confirms; it then decides again with that position.
 
-import { comparePosition, type Position, samePosition, ZERO_POSITION } from "./position.ts";
+import { comparePosition, type Position, ZERO_POSITION } from "./position.ts";
 import { hasMajority, majority, quorumMin } from "./quorum.ts";
 import type { ElectionMsg, Guard, Membership, MembershipVersion } from "./messages.ts";
 

@@ -1,6 +1,6 @@
 // Scripted scenarios of the election core: each one pins a rule from docs/design.md.
 import { describe, expect, test } from "bun:test";
-import { Election, type Persistent, type Ready } from "../../src/core/election.ts";
+import { DETACH_TIMEOUT_MS, Election, type Persistent, type Ready } from "../../src/core/election.ts";
 import type { ElectionMsg } from "../../src/core/messages.ts";
 import { rng } from "./sim.ts";
 
@@ -15,15 +15,19 @@ class Cluster {
   lastReady = new Map<string, Ready>();
   cut = new Set<string>(); // node ids cut off from everyone
   log: string[] = [];
-  constructor(ids: string[], opts: { witnesses?: string[] } = {}) {
+  /** Detaches the shell was asked for: reported `detached` (unchanged position) 30 ms later. */
+  detaches: Array<{ id: string; term: number; at: number }> = [];
+  constructor(ids: string[], opts: { witnesses?: string[]; detachBeforeVote?: boolean } = {}) {
     const r = rng(7);
     for (const id of ids) {
       this.disks.set(id, { term: 0, votedFor: null, membership: { term: 0, index: 1, voters: ids } });
-      this.nodes.set(id, new Election({ id, canLead: !opts.witnesses?.includes(id), ...T, random: r }, this.disks.get(id)!, 0));
+      const canLead = !opts.witnesses?.includes(id);
+      this.nodes.set(id, new Election({ id, canLead, ...T, detachBeforeVote: canLead && opts.detachBeforeVote === true, random: r }, this.disks.get(id)!, 0));
     }
   }
   apply(id: string, ready: Ready) {
     if (ready.persist) this.disks.set(id, structuredClone(ready.persist));
+    if (ready.detach) this.detaches.push({ id, term: ready.detach.term, at: this.now + 30 });
     for (const n of ready.notices) this.log.push(`${this.now} ${id} ${n.kind}: ${n.detail}`);
     for (const s of ready.send) this.queue.push({ from: id, to: s.to, msg: s.msg });
     this.lastReady.set(id, ready);
@@ -38,6 +42,10 @@ class Cluster {
     while (this.now < end) {
       this.now += step;
       for (const [id, n] of this.nodes) this.apply(id, n.step({ type: "tick", now: this.now }));
+      for (const d of this.detaches.filter((x) => x.at <= this.now)) {
+        this.detaches.splice(this.detaches.indexOf(d), 1);
+        this.apply(d.id, this.nodes.get(d.id)!.step({ type: "detached", now: this.now, term: d.term, ok: true, position: null }));
+      }
       for (let i = 0; i < 1000 && this.queue.length > 0; i++) {
         const m = this.queue.shift()!;
         if (this.cut.has(m.from) || this.cut.has(m.to)) continue;
@@ -213,4 +221,167 @@ describe("election core scenarios", () => {
     c.run(300);
     expect(c.leaders()).toEqual([target]);
   });
+});
+
+describe("detach before vote (a database node stops streaming from the old primary first)", () => {
+  const members = { term: 0, index: 1, voters: ["a", "b", "c"] };
+  const cfg = { term: 0, index: 1 };
+  const at = (lsn: string) => ({ timeline: 2, lsn });
+  const voter = (o: { detachBeforeVote?: boolean; canLead?: boolean; detachTimeoutMs?: number } = {}) => {
+    const e = new Election({ id: "b", canLead: o.canLead ?? true, ...T, detachBeforeVote: o.detachBeforeVote ?? true, ...(o.detachTimeoutMs ? { detachTimeoutMs: o.detachTimeoutMs } : {}), random: rng(1) }, { term: 3, votedFor: null, membership: members }, 0);
+    e.step({ type: "position", now: 1, position: at("0/3000000") });
+    return e;
+  };
+  const vote = (e: Election, now: number, from: string, term: number, lsn = "0/3000000") =>
+    e.step({ type: "recv", now, from, msg: { t: "vote", term, cfg, pos: at(lsn) } });
+  const detached = (e: Election, now: number, term: number, ok = true, lsn: string | null = null, error?: string) =>
+    e.step({ type: "detached", now, term, ok, position: lsn ? at(lsn) : null, ...(error ? { error } : {}) });
+  const votes = (r: Ready) => r.send.flatMap((s) => (s.msg.t === "vote-resp" ? [{ to: s.to, ...s.msg }] : []));
+
+  test("the vote is held until the shell reports the detach, then sent (votedFor persisted with it, the term before)", () => {
+    const e = voter();
+    const held = vote(e, 5000, "a", 4);
+    expect(held.detach).toEqual({ term: 4 });
+    expect(held.send).toEqual([]);
+    expect(held.persist).toMatchObject({ term: 4, votedFor: null });
+    expect(held.notices.map((n) => n.kind)).toEqual(["vote-held"]);
+    expect(e.status(5000).pendingVote).toEqual({ term: 4, candidate: "a", until: 5000 + DETACH_TIMEOUT_MS });
+    const r = detached(e, 5100, 4, true, "0/3000000");
+    expect(r.detach).toBeNull();
+    expect(r.persist).toMatchObject({ term: 4, votedFor: "a" });
+    expect(votes(r)).toEqual([{ to: "a", t: "vote-resp", term: 4, granted: true }]);
+    expect(e.status(5100).pendingVote).toBeNull();
+  });
+
+  test("a candidate the final position passed is refused; the vote stays free for one that has it, without a second detach", () => {
+    const e = voter();
+    vote(e, 5000, "a", 4, "0/3000000");
+    // streaming went on during the detach: the old primary may count this standby's ack for 0/3000100
+    const r = detached(e, 5080, 4, true, "0/3000100");
+    expect(votes(r)).toMatchObject([{ to: "a", granted: false, reason: "position-behind" }]);
+    expect(r.persist).toBeNull(); // no vote recorded: the term is not lost for this voter
+    expect(e.status(5080).position).toEqual(at("0/3000100"));
+    const c = vote(e, 5090, "c", 4, "0/3000100");
+    expect(c.detach).toBeNull(); // already detached for term 4
+    expect(votes(c)).toEqual([{ to: "c", t: "vote-resp", term: 4, granted: true }]);
+    expect(c.persist).toMatchObject({ term: 4, votedFor: "c" });
+  });
+
+  test("a failed detach never grants the vote", () => {
+    const e = voter();
+    vote(e, 5000, "a", 4);
+    const r = detached(e, 5050, 4, false, null, "reload failed: connection refused");
+    expect(votes(r)).toMatchObject([{ to: "a", granted: false, reason: "could not stop replication from the old primary: reload failed: connection refused" }]);
+    expect(r.persist).toBeNull();
+    // not detached for term 4: the next request asks again
+    expect(vote(e, 5060, "a", 4).detach).toEqual({ term: 4 });
+  });
+
+  test("a detach that does not report within detachTimeoutMs refuses the vote; its late report is ignored", () => {
+    const e = voter({ detachTimeoutMs: 1000 });
+    const held = vote(e, 5000, "a", 4);
+    expect(held.wakeAt).toBe(6000);
+    expect(votes(e.step({ type: "tick", now: 5999 }))).toEqual([]);
+    const r = e.step({ type: "tick", now: 6000 });
+    expect(votes(r)).toMatchObject([{ to: "a", granted: false, reason: "replication did not stop within 1000 ms" }]);
+    const late = detached(e, 6100, 4, true);
+    expect(late.send).toEqual([]);
+    expect(late.persist).toBeNull();
+    expect(e.status(6100).votedFor).toBeNull();
+  });
+
+  test("while a vote is held: no campaign, pre-votes and other candidates refused naming it, a retransmission waits", () => {
+    const e = voter();
+    vote(e, 5000, "a", 4);
+    // well past any election deadline: a follower would stand now
+    const tick = e.step({ type: "tick", now: 5000 + DETACH_TIMEOUT_MS - 1 });
+    expect(tick.send).toEqual([]);
+    expect(tick.notices).toEqual([]);
+    expect(tick.wakeAt).toBe(5000 + DETACH_TIMEOUT_MS);
+    const pre = e.step({ type: "recv", now: 5001, from: "c", msg: { t: "prevote", term: 5, cfg, pos: at("0/4000000") } });
+    expect(pre.send).toEqual([{ to: "c", msg: { t: "prevote-resp", term: 4, granted: false, reason: "vote for term 4 pending for a (stopping replication first)", membership: undefined } }]);
+    expect(votes(vote(e, 5002, "c", 4, "0/4000000"))).toMatchObject([{ to: "c", granted: false, reason: "vote for term 4 pending for a (stopping replication first)" }]);
+    const again = vote(e, 5003, "a", 4);
+    expect(again.send).toEqual([]);
+    expect(again.detach).toBeNull(); // one detach per held vote
+    const manual = e.step({ type: "campaign", now: 5004 });
+    expect(manual.notices.map((n) => n.kind)).toEqual(["campaign-refused"]);
+    expect(manual.send).toEqual([]);
+    expect(votes(detached(e, 5010, 4, true))).toMatchObject([{ to: "a", granted: true }]);
+  });
+
+  test("detached reports for another term are ignored; a newer term drops the held vote", () => {
+    const e = voter();
+    vote(e, 5000, "a", 4);
+    const other = detached(e, 5010, 3, true);
+    expect(other.send).toEqual([]);
+    expect(e.status(5010).pendingVote?.term).toBe(4);
+    // a candidate of term 5 supersedes it: the held one is refused, the new one is held in turn
+    const r = vote(e, 5020, "c", 5);
+    expect(votes(r)).toMatchObject([{ to: "a", granted: false, term: 5, reason: "term moved on to 5 while stopping replication" }]);
+    expect(r.detach).toEqual({ term: 5 });
+    expect(detached(e, 5030, 4, true).send).toEqual([]); // the term-4 report comes too late
+    expect(votes(detached(e, 5040, 5, true))).toMatchObject([{ to: "c", granted: true, term: 5 }]);
+  });
+
+  test("a vote granted after a detach is repeated for a retransmission without another detach, also after a restart", () => {
+    const e = voter();
+    vote(e, 5000, "a", 4);
+    const granted = detached(e, 5010, 4, true);
+    const again = vote(e, 5020, "a", 4);
+    expect(again.detach).toBeNull();
+    expect(votes(again)).toMatchObject([{ to: "a", granted: true }]);
+    // a restarted process (detach state is not persisted) knows from votedFor that it was done
+    const e2 = new Election({ id: "b", canLead: true, ...T, detachBeforeVote: true, random: rng(1) }, granted.persist!, 6000);
+    const after = vote(e2, 6000 + T.timeoutMs, "a", 4);
+    expect(after.detach).toBeNull();
+    expect(votes(after)).toMatchObject([{ to: "a", granted: true }]);
+  });
+
+  test("a witness (detachBeforeVote false) votes at once", () => {
+    const w = voter({ canLead: false, detachBeforeVote: false });
+    const r = vote(w, 5000, "a", 4);
+    expect(r.detach).toBeNull();
+    expect(votes(r)).toEqual([{ to: "a", t: "vote-resp", term: 4, granted: true }]);
+    expect(r.persist).toMatchObject({ term: 4, votedFor: "a" });
+  });
+
+  test("a refused candidate gets no detach at all", () => {
+    const e = voter();
+    const r = vote(e, 5000, "a", 4, "0/2000000");
+    expect(r.detach).toBeNull();
+    expect(votes(r)).toMatchObject([{ to: "a", granted: false, reason: "position-behind" }]);
+  });
+
+  test("three database nodes whose shell detaches before voting elect one leader, also after the leader is cut off", () => {
+    const c = new Cluster(["a", "b", "c"], { detachBeforeVote: true });
+    c.run(5000);
+    const [first] = c.leaders();
+    expect(first).toBeDefined();
+    const held = () => c.log.filter((l) => l.includes("vote-held")).length;
+    expect(held()).toBeGreaterThan(0); // the vote went through a detach
+    const before = held();
+    c.cut.add(first!);
+    c.run(6000);
+    expect(c.leaders().filter((l) => l !== first).length).toBe(1);
+    expect(held()).toBeGreaterThan(before);
+  });
+});
+
+test("a delayed heartbeat with an older guard does not undo a block the follower acknowledged", () => {
+  const members = { term: 2, index: 3, voters: ["a", "b", "c"] };
+  const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 2, votedFor: "a", membership: members }, 0);
+  const hb = (now: number, seq: number, guard: { seq: number; block: boolean }) =>
+    e.step({ type: "recv", now, from: "a", msg: { t: "hb", term: 2, seq: now, membership: members, pos: { timeline: 3, lsn: "0/1" }, guard: { term: 2, holder: guard.block ? "a" : null, floor: null, ...guard } } });
+  const block = hb(100, 100, { seq: 5, block: true });
+  expect(block.send[0]!.msg).toMatchObject({ t: "hb-resp", ok: true, guardSeq: 5 });
+  const late = hb(110, 90, { seq: 4, block: false }); // sent before the block, delivered after it
+  expect(late.persist).toBeNull();
+  expect(late.send[0]!.msg).toMatchObject({ t: "hb-resp", ok: true, guardSeq: 5 });
+  expect(e.status(110).guard).toMatchObject({ seq: 5, block: true });
+  // a guard of another leader's term is never acknowledged as this leader's seq
+  const other = new Election({ id: "c", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: members, guard: { term: 1, seq: 9, block: false, holder: null, floor: null } }, 0);
+  const r = other.step({ type: "recv", now: 100, from: "a", msg: { t: "hb", term: 3, seq: 100, membership: members, pos: { timeline: 3, lsn: "0/1" } } });
+  expect(r.send[0]!.msg).toMatchObject({ t: "hb-resp", ok: true });
+  expect(r.send[0]!.msg).not.toHaveProperty("guardSeq");
 });

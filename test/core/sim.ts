@@ -80,11 +80,13 @@ interface Node {
   upstream: string | null;                                      // PostgreSQL streams from it (primary_conninfo): survives crashes
   inc: number;                                                  // agent process incarnation
   fed: Position | null;                                         // the position last fed to the core
+  feedAt: number;                                               // next monitoring round (real ms)
+  detaching: number;                                            // detaches in flight: they hold the monitoring round
   degraded: boolean;                                            // leader emulation: writes acked without k standbys
 }
 
 type QEvent =
-  | { k: "msg"; to: string; from: string; msg: ElectionMsg }
+  | { k: "msg"; to: string; from: string; msg: ElectionMsg; inc?: number }  // inc: held by a frozen process
   | { k: "wake"; id: string; gen: number }
   | { k: "detached"; id: string; inc: number; term: number; ok: boolean }
   | { k: "repl"; id: string }
@@ -164,13 +166,14 @@ export function runSim(p: SimParams): SimResult {
         detachBeforeVote: n.canLead, detachTimeoutMs: p.detachTimeoutMs,
       },
       structuredClone(n.disk), localOf(n, t));
-    n.acksSeen = new Map(); n.ackTerm = -1; n.inc++;
+    n.acksSeen = new Map(); n.ackTerm = -1; n.inc++; n.detaching = 0;
+    n.pausedUntil = -1; // a new process, not the frozen one
     feedPosition(n);
   };
   for (const [i, id] of ids.entries()) {
     const n: Node = {
       id, canLead: !(i < p.witnesses), disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
-      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null,
+      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, detaching: 0,
     };
     nodes.set(id, n);
   }
@@ -308,7 +311,9 @@ export function runSim(p: SimParams): SimResult {
 
   function deliver(n: Node, ev: QEvent) {
     if (!n.el) return; // crashed: lost
-    if (t < n.pausedUntil) { push(n.pausedUntil + r() * 0.01, ev); return; } // frozen: waits, order may shuffle a bit
+    // what a frozen process had received dies with it: a restarted one has new connections
+    if (ev.k === "msg" && ev.inc !== undefined && ev.inc !== n.inc) return;
+    if (t < n.pausedUntil) { push(n.pausedUntil + r() * 0.01, ev.k === "msg" ? { ...ev, inc: n.inc } : ev); return; } // frozen: waits, order may shuffle a bit
     const now = localOf(n, t);
     if (ev.k === "msg") {
       if (ev.msg.t === "hb-resp" && ev.msg.ok && ev.msg.term === n.el.status(now).term && n.el.status(now).role === "leader") {
@@ -330,6 +335,7 @@ export function runSim(p: SimParams): SimResult {
       if (n.el && quorumMode) leaderDurability(n);
     } else if (ev.k === "detached") {
       if (ev.inc !== n.inc) return; // the process that asked died: nobody reports, PostgreSQL unchanged
+      n.detaching--;
       if (ev.ok) n.upstream = null;
       const error = ev.ok ? undefined : "sim: reload failed, still streaming";
       schedule(n, n.el.step({ type: "detached", now, term: ev.term, ok: ev.ok, position: ev.ok ? n.data : null, ...(error ? { error } : {}) }));
@@ -339,6 +345,7 @@ export function runSim(p: SimParams): SimResult {
   /** The shell's part of Ready.detach: stop streaming (after a delay, or never), then report. */
   function startDetach(n: Node, term: number) {
     detaches++;
+    n.detaching++;
     const x = faultsOn ? r() : 1;
     const hang = x < p.detachHangRate, ok = x >= p.detachHangRate + p.detachFailRate;
     if (!ok) detachesFailed++;
@@ -352,7 +359,10 @@ export function runSim(p: SimParams): SimResult {
     }
   }
 
-  /** PostgreSQL, every 20–60 ms: client writes on a primary, WAL to standbys, positions to the cores. */
+  /**
+   * PostgreSQL, every 20–60 ms: client writes on a primary, WAL to standbys. The shell's monitoring
+   * round tells the core its position every 100–500 ms, not while a detach holds the executor.
+   */
   function replicate(n: Node) {
     push(t + 20 + r() * 40, { k: "repl", id: n.id });
     if (!n.el) return; // host down
@@ -365,7 +375,10 @@ export function runSim(p: SimParams): SimResult {
       n.lastHb = { from: u.id, at: t };
       if (comparePosition(u.data, n.data) > 0) n.data = u.data;
     }
-    if (t >= n.pausedUntil && n.fed !== n.data) feedPosition(n);
+    if (t >= n.pausedUntil && t >= n.feedAt && n.detaching === 0 && n.fed !== n.data) {
+      n.feedAt = t + 100 + r() * 400;
+      feedPosition(n);
+    }
   }
 
   // ---- durability (quorum commit), as the agent runs it on the primary
