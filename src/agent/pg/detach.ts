@@ -1,0 +1,43 @@
+// Detach before a vote: a standby about to grant a vote for a newer term stops streaming from the
+// old primary first, so that primary can no longer count its acknowledgements, and votes with its
+// final position. This file holds the confirmation rule, with the server behind a small read
+// function so the rule is tested without one.
+import type { Clock } from "../../fence/clock.ts";
+
+/** The whole detach (queue wait, config reload, confirmation) stays below the agent's 3 s hold. */
+export const DETACH_BOUND_MS = 2500;
+const POLL_MS = 20;
+
+/** What the rule reads from the server, once per poll. */
+export interface DetachRead {
+  up: boolean;
+  inRecovery: boolean;
+  /** primary_conninfo in force (null when it could not be read). */
+  conninfo: string | null;
+  walReceiver: boolean;
+  timeline: number;
+  /** Received, else replayed, WAL position. */
+  lsn: string | null;
+}
+
+export type Confirmation =
+  | { kind: "down" }
+  | { kind: "confirmed"; last: DetachRead }
+  | { kind: "unconfirmed"; last: DetachRead | null };
+
+/**
+ * Detached means: the reload is in force (primary_conninfo empty), no walreceiver, and the received
+ * position did not move between two reads. Polls until that holds or `deadline` (clock ms) passes.
+ * A server that is not up (or not a standby) has nothing to detach.
+ */
+export async function confirmDetached(read: () => Promise<DetachRead>, clock: Clock, deadline: number): Promise<Confirmation> {
+  let prev: DetachRead | null = null;
+  for (;;) {
+    const r = await read();
+    if (!r.up || !r.inRecovery) return { kind: "down" };
+    if (prev && r.conninfo === "" && !r.walReceiver && r.lsn === prev.lsn) return { kind: "confirmed", last: r };
+    prev = r;
+    if (clock.now() + POLL_MS > deadline) return { kind: "unconfirmed", last: r };
+    await clock.sleep(POLL_MS);
+  }
+}

@@ -1,0 +1,254 @@
+// The PostgreSQL loop: a monitoring round every postgres.loop_ms, and the agent's requests
+// (detach for a vote, catch-up and stop for a switchover, rejoin, promotion), all carried out one
+// at a time through one serial executor. The fence is the fencer's (src/fence/fencer.ts): it does
+// not queue here.
+import type { Config } from "../../config/schema.ts";
+import type { Position } from "../../core/position.ts";
+import type { RejoinProgress } from "../../core/report.ts";
+import { type Clock, realClock } from "../../fence/clock.ts";
+import { Fencer } from "../../fence/fencer.ts";
+import type { LeaseFile } from "../../fence/lease-file.ts";
+import type { Logger } from "../../log.ts";
+import { inspectDataDir, lsnCompare, probe, reload, type PgBins } from "../../postgres/index.ts";
+import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
+import { confirmDetached, DETACH_BOUND_MS } from "./detach.ts";
+import { Maintenance } from "./durability.ts";
+import { QueueTimeout, SerialExecutor } from "./executor.ts";
+import { PgHost } from "./host.ts";
+import { PrimaryStarter } from "./primary.ts";
+import { Rebuilder } from "./rebuild.ts";
+import { rejoinStep, type RejoinEvent } from "./rejoin.ts";
+import { MonitorRound } from "./round.ts";
+import { SlotKeeper } from "./slots.ts";
+
+/** After a detach, follow nobody of an older term for at most this long (the vote moves the term on). */
+const DETACH_HOLD_MS = 10_000;
+/** A switchover's stop waits at most this long for the round ahead of it. */
+const HANDOVER_WAIT_MS = 30_000;
+
+export class PostgresLoop implements LoopControl {
+  private readonly h: PgHost;
+  private readonly exec: SerialExecutor;
+  private readonly round: MonitorRound;
+  private readonly maintenance: Maintenance;
+  private readonly slots: SlotKeeper;
+  readonly fencer: Fencer;
+  private readonly clock: Clock;
+  private cancelTimer: (() => void) | null = null;
+  private roundQueued = false;
+  private stopped = false;
+  /** Between stopForHandover() and release(): rounds change nothing. */
+  private held = false;
+  private promotionUntil = 0;
+  private rejoinRequest: { clone: boolean } | null = null;
+  private rejoinProgress: RejoinProgress | null = null;
+  private detachedTerm = -1;
+  private detachedUntil = 0;
+
+  /**
+   * `fencing`: the node's Fencer, or (until the agent builds one) its LeaseFile, from which a
+   * Fencer is made here.
+   */
+  constructor(cfg: Config, bins: PgBins, ctx: ClusterContext, log: Logger, fencing: Fencer | LeaseFile, clock: Clock = realClock) {
+    this.clock = clock;
+    this.h = new PgHost(cfg, bins, ctx, log, clock);
+    this.exec = new SerialExecutor(clock);
+    this.fencer = fencing instanceof Fencer ? fencing : new Fencer({
+      lease: fencing, log, clock,
+      stopPostgres: () => this.h.stopServer("immediate", 10),
+      primaryMayRun: () => this.h.wasPrimary,
+      record: (reason) => this.h.record("fence", reason),
+    });
+    this.h.fencer = this.fencer;
+    this.slots = new SlotKeeper(this.h);
+    const primary = new PrimaryStarter(this.h);
+    this.maintenance = new Maintenance(this.h, this.slots, primary);
+    primary.sync = this.maintenance;
+    const rebuild = new Rebuilder(this.h, (e) => this.progress(e));
+    this.round = new MonitorRound(this.h, {
+      maintenance: this.maintenance, slots: this.slots, primary, rebuild,
+      rejoin: () => ({ request: this.rejoinRequest, progress: this.rejoinProgress }),
+      observed: (standby, streaming) => this.progress({ kind: "observed", standby, streaming }),
+      failed: (kind, error, failures) => {
+        if (kind === "clone" || kind === "rewind" || kind === "start-standby") this.progress({ kind: "failed", error });
+        if (kind === "start-standby" && failures >= 3) {
+          log.warn(`start as a standby failed ${failures} times: rebuilding it from a fresh clone`);
+          this.rejoinRequest = { clone: true };
+        }
+      },
+      promotionRequested: () => this.clock.now() < this.promotionUntil,
+      followingHeld: (term) => term < this.detachedTerm && this.clock.now() < this.detachedUntil,
+    });
+  }
+
+  /** Retained WAL per slot (bytes), for /metrics. */
+  get slotBytes(): Record<string, number> {
+    return this.slots.slotBytes;
+  }
+
+  get guarantee(): string {
+    return this.maintenance.guarantee;
+  }
+
+  start(): void {
+    this.fencer.start();
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.cancelTimer?.();
+    this.fencer.stop();
+    this.exec.close();
+    await this.h.close();
+  }
+
+  /** Run a round now (leadership changed): failover should not wait for the next tick. */
+  kick(): void {
+    this.schedule(0);
+  }
+
+  /** `pgherd failover --to` this node: promote even while the cluster is paused (for a minute). */
+  requestPromotion(): void {
+    this.promotionUntil = this.clock.now() + 60_000;
+  }
+
+  markDegraded(): void {
+    this.maintenance.markDegraded();
+  }
+
+  /** `pgherd rejoin [--force-clone]`: rebuild this node as a standby of the leader. */
+  requestRejoin(clone: boolean): void {
+    this.rejoinRequest = { clone };
+    this.progress({ kind: "request", clone });
+    this.h.log.info(`rejoin requested${clone ? " (fresh clone)" : ""}`);
+    this.kick();
+  }
+
+  /** Stop writes now (lost lease): delegates to the fencer (kept for the agent's onFence hook). */
+  fence(reason: string): Promise<void> {
+    return this.fencer.fence(reason);
+  }
+
+  /** Switchover: stop this primary cleanly and keep the rounds from restarting it. */
+  stopForHandover(): Promise<Position | null> {
+    this.held = true;
+    const h = this.h;
+    return this.exec.run("stop for handover", async () => {
+      // Checkpoint while still serving: the shutdown checkpoint, which runs with writes already
+      // stopped, then has little left to flush (the write outage shrinks accordingly).
+      const t0 = this.clock.now();
+      await h.localDb().query("checkpoint before switchover", (sql) => sql`CHECKPOINT`, 60_000);
+      const t1 = this.clock.now();
+      await h.stopServer("fast", 60);
+      h.log.info(`switchover: checkpoint ${Math.round(t1 - t0)} ms (writes still served), fast shutdown ${Math.round(this.clock.now() - t1)} ms`);
+      h.handedOver = true;
+      h.wasPrimary = false;
+      const c = (await inspectDataDir(h.node.dataDir, h.node)).control;
+      return c ? { timeline: c.timeline, lsn: c.checkpointLsn } : null;
+    }, { maxWaitMs: HANDOVER_WAIT_MS });
+  }
+
+  release(): void {
+    this.held = false;
+    this.kick();
+  }
+
+  /** Switchover target: wait until this standby received the old primary's final WAL; its position then. */
+  async catchUp(final: Position | null, timeoutMs: number): Promise<Position | null> {
+    const end = this.clock.now() + timeoutMs;
+    try {
+      return await this.exec.run("catch-up", async () => {
+        for (;;) {
+          const pos = this.h.standbyPosition(await probe(this.h.localDb()));
+          if (pos && (!final || lsnCompare(pos.lsn, final.lsn) >= 0)) return pos;
+          if (this.clock.now() > end) return pos;
+          await this.clock.sleep(20);
+        }
+      }, { maxWaitMs: timeoutMs });
+    } catch (e) {
+      if (e instanceof QueueTimeout) return null;
+      throw e;
+    }
+  }
+
+  /**
+   * A vote for a newer term is about to be granted: stop streaming from the old primary first, so
+   * it can no longer count this standby's acknowledgements, and vote with the final position.
+   * Bounded by DETACH_BOUND_MS in all (queue wait included); ok=false when not confirmed by then.
+   */
+  async detach(term: number): Promise<DetachResult> {
+    const deadline = this.clock.now() + DETACH_BOUND_MS;
+    const h = this.h;
+    try {
+      return await this.exec.run("detach", async (): Promise<DetachResult> => {
+        // The round queued before this one has run: it cannot re-point to the old primary after it.
+        if (!h.lastReportUp || !h.lastInRecovery) return { ok: true, position: null };
+        this.detachedTerm = term;
+        this.detachedUntil = this.clock.now() + DETACH_HOLD_MS;
+        h.upstream = null;
+        await h.writeConfig(true, undefined);
+        await reload(h.node);
+        const c = await confirmDetached(async () => {
+          const p = await probe(h.localDb());
+          if (!p.up) return { up: false, inRecovery: false, conninfo: null, walReceiver: false, timeline: 0, lsn: null };
+          const ci = await h.localDb().query("primary_conninfo", (sql) => sql`SELECT current_setting('primary_conninfo') AS v`).catch(() => null);
+          return { up: true, inRecovery: p.inRecovery, conninfo: (ci?.[0]?.v as string | undefined) ?? null, walReceiver: !!p.walReceiver, timeline: p.timeline, lsn: p.receiveLsn ?? p.replayLsn };
+        }, this.clock, deadline);
+        if (c.kind === "down") return { ok: true, position: null };
+        const position = c.last?.lsn ? h.standbyPosition({ up: true, inRecovery: true, timeline: c.last.timeline, receiveLsn: c.last.lsn }) : null;
+        if (c.kind === "unconfirmed") {
+          this.detachedTerm = -1; // no vote follows: the rounds may follow the leader again
+          return { ok: false, position, error: `could not confirm replication stopped within ${DETACH_BOUND_MS} ms` };
+        }
+        h.log.info(`stopped streaming to vote in term ${term} (final position ${position?.lsn ?? "none"})`);
+        return { ok: true, position };
+      }, { maxWaitMs: DETACH_BOUND_MS });
+    } catch (e) {
+      return { ok: false, position: null, error: (e as Error).message };
+    }
+  }
+
+  /** Before the agent moves to detach(): the old call, voting with the last position even when unconfirmed. */
+  async detachForVote(term: number): Promise<Position | null> {
+    const r = await this.detach(term);
+    if (!r.ok) this.h.log.warn(`detach before voting in term ${term}: ${r.error}; voting anyway with the last position`);
+    return r.position;
+  }
+
+  private progress(e: RejoinEvent): void {
+    this.rejoinProgress = rejoinStep(this.rejoinProgress, e);
+    // Rebuilt and starting as a standby: the request is carried out (a failed start is retried as a start).
+    if (e.kind === "starting") this.rejoinRequest = null;
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    if (ms === 0 && this.roundQueued) return; // one round waits already: it sees the change
+    this.cancelTimer?.();
+    this.cancelTimer = this.clock.after(ms, () => {
+      this.cancelTimer = null;
+      this.enqueueRound();
+    });
+  }
+
+  private enqueueRound(): void {
+    if (this.roundQueued || this.stopped) return;
+    this.roundQueued = true;
+    void this.exec.run("round", async () => {
+      this.roundQueued = false;
+      if (this.held) return this.clock.now();
+      const t0 = this.clock.now();
+      try {
+        await this.round.run();
+      } catch (e) {
+        this.h.log.error(`monitoring round failed: ${(e as Error).stack ?? e}`);
+      }
+      this.h.ctx.loopDone(this.clock.now() - t0);
+      return t0;
+    }).then(
+      (t0) => this.schedule(this.roundQueued ? this.h.cfg.postgres.loop_ms : Math.max(0, this.h.cfg.postgres.loop_ms - (this.clock.now() - t0))),
+      () => undefined, // executor closed: the loop stops
+    );
+  }
+}
