@@ -1,0 +1,81 @@
+// Detach before a vote: the confirmation rule (conninfo empty, no walreceiver, position still),
+// its bound below the agent's 3 s hold, and "nothing to detach" when the server is no standby.
+import { expect, test } from "bun:test";
+import { confirmDetached, DETACH_BOUND_MS, type DetachRead } from "../../src/agent/pg/detach.ts";
+import { FakeClock } from "./_clock.ts";
+
+const standby = (o: Partial<DetachRead>): DetachRead => ({ up: true, inRecovery: true, conninfo: "", walReceiver: false, timeline: 3, lsn: "0/5000000", ...o });
+
+/** A server double that answers the scripted reads in order, then repeats the last one. */
+function server(reads: DetachRead[]) {
+  let i = 0;
+  const seen: DetachRead[] = [];
+  return {
+    seen,
+    read: async () => {
+      const r = reads[Math.min(i++, reads.length - 1)]!;
+      seen.push(r);
+      return r;
+    },
+  };
+}
+
+async function run(reads: DetachRead[], bound = DETACH_BOUND_MS) {
+  const clock = new FakeClock();
+  const s = server(reads);
+  const p = confirmDetached(s.read, clock, clock.now() + bound);
+  await clock.advance(bound + 100);
+  return { result: await p, reads: s.seen.length, clock };
+}
+
+test("the bound leaves the agent's 3 s vote hold time to send the vote", () => {
+  expect(DETACH_BOUND_MS).toBeLessThan(3000);
+});
+
+test("confirmed once the reload is in force, the walreceiver is gone and the position stands still", async () => {
+  const { result } = await run([
+    standby({ conninfo: "host=10.0.0.1 port=5432", walReceiver: true, lsn: "0/5000000" }),
+    standby({ conninfo: "", walReceiver: true, lsn: "0/5000100" }),
+    standby({ walReceiver: false, lsn: "0/5000200" }),
+    standby({ walReceiver: false, lsn: "0/5000200" }),
+  ]);
+  expect(result).toEqual({ kind: "confirmed", last: standby({ lsn: "0/5000200" }) });
+});
+
+test("one quiet read is not enough: the position must be seen still twice", async () => {
+  const { result, reads } = await run([standby({ lsn: "0/6000000" }), standby({ lsn: "0/6000000" })]);
+  expect(result.kind).toBe("confirmed");
+  expect(reads).toBe(2);
+});
+
+for (const [what, stuck] of [
+  ["a walreceiver that stays", standby({ walReceiver: true })],
+  ["a primary_conninfo still in force", standby({ conninfo: "host=10.0.0.1" })],
+  ["a primary_conninfo that cannot be read", standby({ conninfo: null })],
+] as const) {
+  test(`unconfirmed within the bound with ${what}`, async () => {
+    const clock = new FakeClock();
+    const s = server([stuck]);
+    let done: unknown = null;
+    void confirmDetached(s.read, clock, clock.now() + DETACH_BOUND_MS).then((r) => (done = r));
+    await clock.advance(DETACH_BOUND_MS - 40);
+    expect(done).toBeNull();
+    await clock.advance(40);
+    expect(done).toEqual({ kind: "unconfirmed", last: stuck });
+  });
+}
+
+test("a position still moving is not detached", async () => {
+  let lsn = 0x7000000;
+  const clock = new FakeClock();
+  const read = async () => standby({ lsn: `0/${(lsn += 0x100).toString(16).toUpperCase()}` });
+  const p = confirmDetached(read, clock, clock.now() + 1000);
+  await clock.advance(1100);
+  expect((await p).kind).toBe("unconfirmed");
+});
+
+test("a server that is not up, or not a standby, has nothing to detach", async () => {
+  expect((await run([standby({ up: false })])).result).toEqual({ kind: "down" });
+  expect((await run([standby({ inRecovery: false })])).result).toEqual({ kind: "down" });
+  expect((await run([standby({ walReceiver: true }), standby({ up: false })])).result).toEqual({ kind: "down" });
+});
