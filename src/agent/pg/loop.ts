@@ -19,6 +19,7 @@ import { PrimaryStarter } from "./primary.ts";
 import { Rebuilder } from "./rebuild.ts";
 import { rejoinStep, type RejoinEvent } from "./rejoin.ts";
 import { MonitorRound } from "./round.ts";
+import { RoundScheduler } from "./scheduler.ts";
 import { SlotKeeper } from "./slots.ts";
 
 /** After a detach, follow nobody of an older term for at most this long (the vote moves the term on). */
@@ -34,9 +35,7 @@ export class PostgresLoop implements LoopControl {
   private readonly slots: SlotKeeper;
   readonly fencer: Fencer;
   private readonly clock: Clock;
-  private cancelTimer: (() => void) | null = null;
-  private roundQueued = false;
-  private stopped = false;
+  private readonly rounds: RoundScheduler;
   /** Between stopForHandover() and release(): rounds change nothing. */
   private held = false;
   private promotionUntil = 0;
@@ -79,6 +78,16 @@ export class PostgresLoop implements LoopControl {
       promotionRequested: () => this.clock.now() < this.promotionUntil,
       followingHeld: (term) => term < this.detachedTerm && this.clock.now() < this.detachedUntil,
     });
+    this.rounds = new RoundScheduler(this.exec, clock, cfg.postgres.loop_ms, async () => {
+      if (this.held) return;
+      const t0 = this.clock.now();
+      try {
+        await this.round.run();
+      } catch (e) {
+        this.h.log.error(`monitoring round failed: ${(e as Error).stack ?? e}`);
+      }
+      this.h.ctx.loopDone(this.clock.now() - t0);
+    });
   }
 
   /** Retained WAL per slot (bytes), for /metrics. */
@@ -92,12 +101,11 @@ export class PostgresLoop implements LoopControl {
 
   start(): void {
     this.fencer.start();
-    this.schedule(0);
+    this.rounds.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.cancelTimer?.();
+    this.rounds.stop();
     this.fencer.stop();
     this.exec.close();
     await this.h.close();
@@ -105,7 +113,7 @@ export class PostgresLoop implements LoopControl {
 
   /** Run a round now (leadership changed): failover should not wait for the next tick. */
   kick(): void {
-    this.schedule(0);
+    this.rounds.kick();
   }
 
   /** `pgherd failover --to` this node: promote even while the cluster is paused (for a minute). */
@@ -220,35 +228,5 @@ export class PostgresLoop implements LoopControl {
     this.rejoinProgress = rejoinStep(this.rejoinProgress, e);
     // Rebuilt and starting as a standby: the request is carried out (a failed start is retried as a start).
     if (e.kind === "starting") this.rejoinRequest = null;
-  }
-
-  private schedule(ms: number): void {
-    if (this.stopped) return;
-    if (ms === 0 && this.roundQueued) return; // one round waits already: it sees the change
-    this.cancelTimer?.();
-    this.cancelTimer = this.clock.after(ms, () => {
-      this.cancelTimer = null;
-      this.enqueueRound();
-    });
-  }
-
-  private enqueueRound(): void {
-    if (this.roundQueued || this.stopped) return;
-    this.roundQueued = true;
-    void this.exec.run("round", async () => {
-      this.roundQueued = false;
-      if (this.held) return this.clock.now();
-      const t0 = this.clock.now();
-      try {
-        await this.round.run();
-      } catch (e) {
-        this.h.log.error(`monitoring round failed: ${(e as Error).stack ?? e}`);
-      }
-      this.h.ctx.loopDone(this.clock.now() - t0);
-      return t0;
-    }).then(
-      (t0) => this.schedule(this.roundQueued ? this.h.cfg.postgres.loop_ms : Math.max(0, this.h.cfg.postgres.loop_ms - (this.clock.now() - t0))),
-      () => undefined, // executor closed: the loop stops
-    );
   }
 }
