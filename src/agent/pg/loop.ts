@@ -63,7 +63,7 @@ export class PostgresLoop implements LoopControl {
     const primary = new PrimaryStarter(this.h);
     this.maintenance = new Maintenance(this.h, this.slots, primary);
     primary.sync = this.maintenance;
-    const rebuild = new Rebuilder(this.h, (e) => this.progress(e));
+    const rebuild = new Rebuilder(this.h, (e) => this.progress(e), () => this.round.refresh(this.rejoinProgress));
     this.round = new MonitorRound(this.h, {
       maintenance: this.maintenance, slots: this.slots, primary, rebuild,
       rejoin: () => ({ request: this.rejoinRequest, progress: this.rejoinProgress }),
@@ -225,7 +225,9 @@ export class PostgresLoop implements LoopControl {
   }
 
   private progress(e: RejoinEvent): void {
-    this.rejoinProgress = rejoinStep(this.rejoinProgress, e);
+    const before = this.rejoinProgress;
+    this.rejoinProgress = rejoinStep(before, e);
+    if (this.rejoinProgress !== before && e.kind !== "observed") this.round.refresh(this.rejoinProgress);
     // Rebuilt and starting as a standby: the request is carried out (a failed start is retried as a start).
     if (e.kind === "starting") this.rejoinRequest = null;
   }

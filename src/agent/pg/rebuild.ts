@@ -6,7 +6,8 @@ import { slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
 
 export class Rebuilder {
-  constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void) {}
+  /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
+  constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
 
   /** Stop, clone from `from`, swap the clone in, start as its standby. */
   async cloneFrom(from: string): Promise<void> {
@@ -32,6 +33,7 @@ export class Rebuilder {
           last = pr.percent;
           h.note = `cloning ${pr.percent}% (${pr.doneKb}/${pr.totalKb} kB)`;
           h.log.info(h.note);
+          this.noted();
         }
       },
     });

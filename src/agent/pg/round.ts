@@ -3,7 +3,7 @@
 // never spins. Runs inside the loop's serial executor.
 import { decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
 import { ZERO_POSITION, type Position } from "../../core/position.ts";
-import type { RejoinProgress } from "../../core/report.ts";
+import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
 import type { Maintenance } from "./durability.ts";
@@ -35,6 +35,8 @@ export class MonitorRound {
   private retryAt = 0;
   private lastDecision = "";
   private lastUp = false;
+  /** The report this round published, for refresh() while a long action runs. */
+  private last: { report: PgReport; position: Position } | null = null;
 
   constructor(private readonly h: PgHost, private readonly x: RoundParts) {}
 
@@ -138,7 +140,7 @@ export class MonitorRound {
     const up = r.p.up ? r.p : null;
     const d = r.d;
     const guarantee = this.x.maintenance.guarantee;
-    h.ctx.publish({
+    this.publish({
       port: h.cfg.postgres.port, data: r.data, systemId: r.systemId, running: r.running, up: r.p.up, inRecovery: up ? up.inRecovery : null, position: r.position,
       receiveLsn: up?.receiveLsn ?? null, replayLsn: up?.replayLsn ?? null, upstream: h.upstream,
       streaming: up?.walReceiver?.status === "streaming",
@@ -152,6 +154,21 @@ export class MonitorRound {
       haveSecrets: r.haveSecrets,
       ...(r.rejoin ? { rejoin: r.rejoin } : {}),
     }, r.position);
+  }
+
+  /**
+   * A long action (clone, rewind) moved on between rounds: publish the last report again with the
+   * progress note and the rejoin state, so `pgherd rejoin` and the dashboard see it.
+   */
+  refresh(rejoin: RejoinProgress | null): void {
+    if (!this.last) return;
+    const { rejoin: _, ...rest } = this.last.report;
+    this.publish({ ...rest, note: this.h.note.slice(0, 500), ...(rejoin ? { rejoin } : {}) }, this.last.position);
+  }
+
+  private publish(report: PgReport, position: Position): void {
+    this.last = { report, position };
+    this.h.ctx.publish(report, position);
   }
 
   private async act(d: Exclude<HaAction, { kind: "none" | "wait" | "refuse" }>, crashedPrimary: boolean): Promise<void> {
