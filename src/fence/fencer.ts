@@ -25,8 +25,8 @@ export class NoLease extends Error {
 
 export interface FencerOptions {
   lease: LeaseFile;
-  /** Stop PostgreSQL now (pg_ctl stop -m immediate); throws when it could not. */
-  stopPostgres(): Promise<void>;
+  /** Stop PostgreSQL now (pg_ctl stop -m immediate): false when none ran; throws when it could not. */
+  stopPostgres(): Promise<boolean>;
   /** A primary may run here (the last observation said so). */
   primaryMayRun(): boolean;
   /** Add one "fence" entry to the cluster history. */
@@ -123,13 +123,15 @@ export class Fencer {
   }
 
   private async stopNow(reason: string): Promise<void> {
-    this.fences++;
     this.o.log.warn(`fencing PostgreSQL: ${reason}`);
     const t0 = this.clock.now();
     try {
-      await this.o.stopPostgres();
+      // A round that saw the primary before an earlier fence stopped it finds nothing left to stop.
+      if (!(await this.o.stopPostgres())) return this.o.log.info("fence: no PostgreSQL server was running");
+      this.fences++;
       this.o.record(`${reason}: primary stopped in ${Math.round(this.clock.now() - t0)} ms`);
     } catch (e) {
+      this.fences++;
       this.o.log.error(`fence failed: ${(e as Error).message}; the watchdog stops PostgreSQL at the lease deadline`);
       this.o.record(`${reason}: stop failed (${(e as Error).message.slice(0, 200)}); left to the watchdog`);
     }

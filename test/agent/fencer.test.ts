@@ -27,7 +27,7 @@ afterAll(() => {
 });
 
 /** A fencer over a fresh state dir; `stop` is what "stop PostgreSQL" does; `primary` what the last round saw. */
-function setup(o: { stop?: () => Promise<void>; primary?: boolean } = {}) {
+function setup(o: { stop?: () => Promise<void>; primary?: boolean; running?: boolean } = {}) {
   const d = join(dir, `s${n++}`);
   mkdirSync(d);
   writeFileSync(join(d, WATCHDOG_PID_FILE), `${fakeWatchdog.pid}\n`);
@@ -35,13 +35,16 @@ function setup(o: { stop?: () => Promise<void>; primary?: boolean } = {}) {
   const clock = new FakeClock();
   const stops: number[] = [];
   const history: string[] = [];
-  const state = { primary: o.primary ?? true };
+  const state = { primary: o.primary ?? true, running: o.running ?? true };
   const fencer = new Fencer({
     lease, log, clock,
     stopPostgres: async () => {
       stops.push(clock.now());
       await o.stop?.();
+      const was = state.running;
       state.primary = false;
+      state.running = false;
+      return was;
     },
     primaryMayRun: () => state.primary,
     record: (reason) => history.push(reason),
@@ -100,28 +103,27 @@ test("an expired lease is no lease", async () => {
   await expect(s.fencer.asPrimary("promote", async () => "promoted")).rejects.toBeInstanceOf(NoLease);
 });
 
-test("a promotion under way when the lease is lost is stopped again when it ends, and fails", async () => {
-  const s = setup({ primary: false });
+test("a start as primary under way when the lease is lost is stopped again when it ends, and fails", async () => {
+  const s = setup({ primary: false, running: false });
   s.fencer.arm(7, performance.now() + 5000);
-  const promoting = deferred();
-  let promoted = false;
-  const task = s.fencer.asPrimary("promote", async () => {
-    await promoting.promise;
-    promoted = true;
+  const starting = deferred();
+  const task = s.fencer.asPrimary("start as primary", async () => {
+    await starting.promise; // pg_ctl start -w: the postmaster is not there yet when the fence comes
     s.state.primary = true;
+    s.state.running = true;
   });
   let outcome: unknown = "pending";
   task.then((v) => (outcome = v), (e) => (outcome = e));
-  // The last round saw a standby, but a promotion is in flight: the fence stops anyway.
+  // The last round saw no primary, but a start is in flight: the fence stops at once anyway.
   await s.fencer.fence("lost leadership");
   expect(s.stops.length).toBe(1);
-  promoting.resolve();
+  expect(s.history).toEqual([]); // nothing was running yet
+  starting.resolve();
   await settle();
-  expect(promoted).toBe(true);
   expect(outcome).toBeInstanceOf(NoLease);
-  expect(s.stops.length).toBe(2); // what the promotion brought up went down again
-  expect(s.state.primary).toBe(false);
-  expect(s.history.at(-1)).toContain("promote ended after the lease was lost");
+  expect(s.stops.length).toBe(2); // what the start brought up went down again before the task returned
+  expect(s.state.running).toBe(false);
+  expect(s.history).toEqual([expect.stringContaining("start as primary ended after the lease was lost: primary stopped in")]);
 });
 
 test("a fence with no primary here stops nothing and records nothing, but still revokes the lease", async () => {
@@ -148,6 +150,17 @@ test("the lease file keeps its deadline after a fence; it is disarmed only once 
   expect(s.file().deadline).toBe(deadline);
   s.fencer.settle(5, { leading: false, acquiringLease: false, primaryRunning: false });
   expect(s.file()).toMatchObject({ deadline: null, term: 5 });
+});
+
+test("a second fence that finds the server already stopped records nothing", async () => {
+  const s = setup();
+  s.fencer.arm(3, performance.now() + 5000);
+  await s.fencer.fence("lost leadership");
+  s.state.primary = true; // a round that observed the primary before the stop decides "fence"
+  await s.fencer.fence("this node is not the leader but its PostgreSQL runs as a primary");
+  expect(s.stops.length).toBe(2);
+  expect(s.history.length).toBe(1);
+  expect(s.fencer.fences).toBe(1);
 });
 
 test("a failed stop is recorded once and left to the watchdog", async () => {

@@ -74,8 +74,9 @@ export class PgHost {
     return start(this.node, { logFile: this.serverLog(), timeoutSec });
   }
 
-  async stopServer(mode: "fast" | "immediate", timeoutSec: number): Promise<void> {
-    await stop(this.node, mode, timeoutSec);
+  /** Stop the server; false when none was running. */
+  stopServer(mode: "fast" | "immediate", timeoutSec: number): Promise<boolean> {
+    return stop(this.node, mode, timeoutSec);
   }
 
   /** Rewrite the managed files (config, hba, passfile); the names of those that changed. */

@@ -54,7 +54,11 @@ export class PostgresLoop implements LoopControl {
     this.exec = new SerialExecutor(clock);
     this.fencer = fencing instanceof Fencer ? fencing : new Fencer({
       lease: fencing, log, clock,
-      stopPostgres: () => this.h.stopServer("immediate", 10),
+      stopPostgres: async () => {
+        const stopped = await this.h.stopServer("immediate", 10);
+        this.h.wasPrimary = false;
+        return stopped;
+      },
       primaryMayRun: () => this.h.wasPrimary,
       record: (reason) => this.h.record("fence", reason),
     });
