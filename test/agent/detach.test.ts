@@ -1,7 +1,7 @@
 // Detach before a vote: the confirmation rule (conninfo empty, no walreceiver, position still),
 // its bound below the agent's 3 s hold, and "nothing to detach" when the server is no standby.
 import { expect, test } from "bun:test";
-import { confirmDetached, DETACH_BOUND_MS, type DetachRead } from "../../src/agent/pg/detach.ts";
+import { confirmDetached, DETACH_BOUND_MS, DETACH_HOLD_MS, DetachHold, type DetachRead } from "../../src/agent/pg/detach.ts";
 import { FakeClock } from "./_clock.ts";
 
 const standby = (o: Partial<DetachRead>): DetachRead => ({ up: true, inRecovery: true, conninfo: "", walReceiver: false, timeline: 3, lsn: "0/5000000", ...o });
@@ -78,4 +78,17 @@ test("a server that is not up, or not a standby, has nothing to detach", async (
   expect((await run([standby({ up: false })])).result).toEqual({ kind: "down" });
   expect((await run([standby({ inRecovery: false })])).result).toEqual({ kind: "down" });
   expect((await run([standby({ walReceiver: true }), standby({ up: false })])).result).toEqual({ kind: "down" });
+});
+
+test("after a detach the round follows no leader of an older term until the term moves on or the hold ends", () => {
+  const h = new DetachHold();
+  expect(h.holds(4, 0)).toBe(false);
+  h.hold(5, 1000);
+  expect(h.holds(4, 1000)).toBe(true); // the vote is not yet fed: term 4's leader is the old primary
+  expect(h.holds(5, 1001)).toBe(false); // voted in term 5: its leader is the one to follow
+  expect(h.holds(4, 1000 + DETACH_HOLD_MS - 1)).toBe(true);
+  expect(h.holds(4, 1000 + DETACH_HOLD_MS)).toBe(false); // bounded even if the term never moved
+  h.hold(6, 2000);
+  h.release(); // unconfirmed: no vote follows
+  expect(h.holds(4, 2000)).toBe(false);
 });

@@ -41,3 +41,31 @@ export async function confirmDetached(read: () => Promise<DetachRead>, clock: Cl
     await clock.sleep(POLL_MS);
   }
 }
+
+/** After a detach, follow nobody of an older term for at most this long (the vote moves the term on). */
+export const DETACH_HOLD_MS = 10_000;
+
+/**
+ * After a confirmed detach for a vote in `term`: the monitoring round must not re-point to (or
+ * start streaming from) a leader of an older term, which would acknowledge the old primary's
+ * commits again. It ends when this node's term reaches `term`, or after DETACH_HOLD_MS.
+ */
+export class DetachHold {
+  private term = -1;
+  private until = 0;
+
+  hold(term: number, now: number): void {
+    this.term = term;
+    this.until = now + DETACH_HOLD_MS;
+  }
+
+  /** No vote follows (the detach was not confirmed): nothing to hold. */
+  release(): void {
+    this.term = -1;
+  }
+
+  /** Following a leader is held while this node's term is still below the detach's. */
+  holds(currentTerm: number, now: number): boolean {
+    return currentTerm < this.term && now < this.until;
+  }
+}

@@ -11,7 +11,7 @@ import type { LeaseFile } from "../../fence/lease-file.ts";
 import type { Logger } from "../../log.ts";
 import { inspectDataDir, lsnCompare, probe, reload, type PgBins } from "../../postgres/index.ts";
 import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
-import { confirmDetached, DETACH_BOUND_MS } from "./detach.ts";
+import { confirmDetached, DETACH_BOUND_MS, DetachHold } from "./detach.ts";
 import { Maintenance } from "./durability.ts";
 import { QueueTimeout, SerialExecutor } from "./executor.ts";
 import { PgHost } from "./host.ts";
@@ -22,8 +22,6 @@ import { MonitorRound } from "./round.ts";
 import { RoundScheduler } from "./scheduler.ts";
 import { SlotKeeper } from "./slots.ts";
 
-/** After a detach, follow nobody of an older term for at most this long (the vote moves the term on). */
-const DETACH_HOLD_MS = 10_000;
 /** A switchover's stop waits at most this long for the round ahead of it. */
 const HANDOVER_WAIT_MS = 30_000;
 
@@ -41,8 +39,7 @@ export class PostgresLoop implements LoopControl {
   private promotionUntil = 0;
   private rejoinRequest: { clone: boolean } | null = null;
   private rejoinProgress: RejoinProgress | null = null;
-  private detachedTerm = -1;
-  private detachedUntil = 0;
+  private readonly detachHold = new DetachHold();
 
   /**
    * `fencing`: the node's Fencer, or (until the agent builds one) its LeaseFile, from which a
@@ -80,7 +77,7 @@ export class PostgresLoop implements LoopControl {
         }
       },
       promotionRequested: () => this.clock.now() < this.promotionUntil,
-      followingHeld: (term) => term < this.detachedTerm && this.clock.now() < this.detachedUntil,
+      followingHeld: (term) => this.detachHold.holds(term, this.clock.now()),
     });
     this.rounds = new RoundScheduler(this.exec, clock, cfg.postgres.loop_ms, async () => {
       if (this.held) return;
@@ -196,8 +193,7 @@ export class PostgresLoop implements LoopControl {
       return await this.exec.run("detach", async (): Promise<DetachResult> => {
         // The round queued before this one has run: it cannot re-point to the old primary after it.
         if (!h.lastReportUp || !h.lastInRecovery) return { ok: true, position: null };
-        this.detachedTerm = term;
-        this.detachedUntil = this.clock.now() + DETACH_HOLD_MS;
+        this.detachHold.hold(term, this.clock.now());
         h.upstream = null;
         await h.writeConfig(true, undefined);
         await reload(h.node);
@@ -210,7 +206,7 @@ export class PostgresLoop implements LoopControl {
         if (c.kind === "down") return { ok: true, position: null };
         const position = c.last?.lsn ? h.standbyPosition({ up: true, inRecovery: true, timeline: c.last.timeline, receiveLsn: c.last.lsn }) : null;
         if (c.kind === "unconfirmed") {
-          this.detachedTerm = -1; // no vote follows: the rounds may follow the leader again
+          this.detachHold.release(); // no vote follows: the rounds may follow the leader again
           return { ok: false, position, error: `could not confirm replication stopped within ${DETACH_BOUND_MS} ms` };
         }
         h.log.info(`stopped streaming to vote in term ${term} (final position ${position?.lsn ?? "none"})`);
