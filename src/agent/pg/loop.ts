@@ -42,15 +42,15 @@ export class PostgresLoop implements LoopControl {
   private readonly detachHold = new DetachHold();
 
   /**
-   * `fencing`: the node's Fencer, or (until the agent builds one) its LeaseFile, from which a
-   * Fencer is made here.
+   * `lease`: this node's lease file. The loop builds the node's Fencer over it (`fencer`: the agent
+   * arms it on a won lease and awaits fence() on a lost one); the fencer's stop is this loop's server.
    */
-  constructor(cfg: Config, bins: PgBins, ctx: ClusterContext, log: Logger, fencing: Fencer | LeaseFile, clock: Clock = realClock) {
+  constructor(cfg: Config, bins: PgBins, ctx: ClusterContext, log: Logger, lease: LeaseFile, clock: Clock = realClock) {
     this.clock = clock;
     this.h = new PgHost(cfg, bins, ctx, log, clock);
     this.exec = new SerialExecutor(clock);
-    this.fencer = fencing instanceof Fencer ? fencing : new Fencer({
-      lease: fencing, log, clock,
+    this.fencer = new Fencer({
+      lease, log, clock,
       stopPostgres: async () => {
         const stopped = await this.h.stopServer("immediate", 10);
         this.h.wasPrimary = false;
