@@ -126,7 +126,6 @@ export class MonitorRound {
       this.retryAt = clock.now() + backoff;
       this.lastError = (e as Error).message;
       x.failed(decision.kind, this.lastError, this.failures);
-      if (decision.kind === "start-standby" && this.failures >= 3) this.retryAt = 0; // rebuilt from a clone next
       if (decision.kind === "start-primary" && lead.leading) {
         // The primary does not come back in place: let a standby take over instead of waiting for the lease.
         ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`);
