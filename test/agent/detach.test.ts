@@ -1,8 +1,9 @@
 // Detach before a vote: the confirmation rule (conninfo empty, no walreceiver, position still),
 // its bound below the agent's 3 s hold, and "nothing to detach" when the server is no standby.
 import { expect, test } from "bun:test";
-import { confirmDetached, DETACH_BOUND_MS, DETACH_HOLD_MS, DetachHold, type DetachRead } from "../../src/agent/pg/detach.ts";
-import { FakeClock } from "./_clock.ts";
+import { confirmDetached, DETACH_BOUND_MS, DETACH_HOLD_MS, DetachHold, detachFor, type DetachRead, type DetachTarget } from "../../src/agent/pg/detach.ts";
+import { SerialExecutor } from "../../src/agent/pg/executor.ts";
+import { deferred, FakeClock } from "./_clock.ts";
 
 const standby = (o: Partial<DetachRead>): DetachRead => ({ up: true, inRecovery: true, conninfo: "", walReceiver: false, timeline: 3, lsn: "0/5000000", ...o });
 
@@ -91,4 +92,94 @@ test("after a detach the round follows no leader of an older term until the term
   h.hold(6, 2000);
   h.release(); // unconfirmed: no vote follows
   expect(h.holds(4, 2000)).toBe(false);
+});
+
+// ---------------------------------------------------------------- detach through the executor
+
+/** A standby double: `reads` scripted as above; records whether streaming was stopped. */
+function target(o: { standby?: boolean; reads?: DetachRead[]; stopFails?: boolean } = {}) {
+  const s = server(o.reads ?? [standby({})]);
+  const calls: string[] = [];
+  const t: DetachTarget = {
+    standbyUp: () => o.standby ?? true,
+    stopStreaming: async () => {
+      calls.push("stop streaming");
+      if (o.stopFails) throw new Error("pg_ctl reload failed");
+    },
+    read: s.read,
+    position: (last) => (last.lsn ? { timeline: last.timeline, lsn: last.lsn } : null),
+  };
+  return { t, calls };
+}
+
+async function detachNow(t: DetachTarget, exec?: (clock: FakeClock) => SerialExecutor) {
+  const clock = new FakeClock();
+  const ex = exec ? exec(clock) : new SerialExecutor(clock);
+  const hold = new DetachHold();
+  let result: unknown = null;
+  let at = -1;
+  void detachFor(5, t, ex, hold, clock).then((r) => {
+    result = r;
+    at = clock.now();
+  });
+  await clock.advance(5000);
+  return { result, at, hold, clock };
+}
+
+test("detach: confirmed gives ok with the final position, and holds following the old leader", async () => {
+  const { t, calls } = target();
+  const { result, hold, at } = await detachNow(t);
+  expect(result).toEqual({ ok: true, position: { timeline: 3, lsn: "0/5000000" } });
+  expect(calls).toEqual(["stop streaming"]);
+  expect(at).toBeLessThan(100);
+  expect(hold.holds(4, at)).toBe(true);
+});
+
+test("detach: not a standby (or not up) is ok with no position, and touches nothing", async () => {
+  const { t, calls } = target({ standby: false });
+  const { result, hold } = await detachNow(t);
+  expect(result).toEqual({ ok: true, position: null });
+  expect(calls).toEqual([]);
+  expect(hold.holds(4, 0)).toBe(false);
+});
+
+test("detach: not confirmed within the bound is ok=false (never 'voting anyway'), and releases the hold", async () => {
+  const { t } = target({ reads: [standby({ walReceiver: true })] });
+  const { result, at, hold } = await detachNow(t);
+  expect(result).toMatchObject({ ok: false, position: { timeline: 3, lsn: "0/5000000" }, error: expect.stringContaining("could not confirm") });
+  expect(at).toBeLessThanOrEqual(DETACH_BOUND_MS);
+  expect(hold.holds(4, at)).toBe(false);
+});
+
+test("detach: behind a long task it gives up within the bound, never waits for it", async () => {
+  const { t, calls } = target();
+  const clone = deferred();
+  const { result, at } = await detachNow(t, (clock) => {
+    const ex = new SerialExecutor(clock);
+    void ex.run("clone", () => clone.promise);
+    return ex;
+  });
+  expect(result).toMatchObject({ ok: false, position: null, error: expect.stringContaining("busy with clone") });
+  expect(at).toBe(DETACH_BOUND_MS);
+  expect(calls).toEqual([]);
+  clone.resolve();
+});
+
+test("detach: the bound counts the wait in the queue too", async () => {
+  // A round ahead of it for 2 s leaves 0.5 s to confirm: a walreceiver that stays is reported at the bound, not 2.5 s later.
+  const { t } = target({ reads: [standby({ walReceiver: true })] });
+  const { result, at } = await detachNow(t, (clock) => {
+    const ex = new SerialExecutor(clock);
+    void ex.run("round", () => clock.sleep(2000));
+    return ex;
+  });
+  expect(result).toMatchObject({ ok: false });
+  expect(at).toBeLessThanOrEqual(DETACH_BOUND_MS);
+});
+
+test("detach: a failure to stop streaming is ok=false with the reason", async () => {
+  const { t } = target({ stopFails: true });
+  const { result, hold } = await detachNow(t);
+  expect(result).toEqual({ ok: false, position: null, error: "detach for term 5: pg_ctl reload failed" });
+  expect(hold.holds(4, 0)).toBe(false);
 });

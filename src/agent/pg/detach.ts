@@ -2,7 +2,10 @@
 // old primary first, so that primary can no longer count its acknowledgements, and votes with its
 // final position. This file holds the confirmation rule, with the server behind a small read
 // function so the rule is tested without one.
+import type { Position } from "../../core/position.ts";
 import type { Clock } from "../../fence/clock.ts";
+import type { DetachResult } from "./context.ts";
+import type { SerialExecutor } from "./executor.ts";
 
 /** The whole detach (queue wait, config reload, confirmation) stays below the agent's 3 s hold. */
 export const DETACH_BOUND_MS = 2500;
@@ -67,5 +70,41 @@ export class DetachHold {
   /** Following a leader is held while this node's term is still below the detach's. */
   holds(currentTerm: number, now: number): boolean {
     return currentTerm < this.term && now < this.until;
+  }
+}
+
+/** The server side of a detach (the loop's PostgreSQL; a double in tests). */
+export interface DetachTarget {
+  /** The last monitoring round saw a standby that answers. */
+  standbyUp(): boolean;
+  /** Empty primary_conninfo, reloaded. */
+  stopStreaming(): Promise<void>;
+  read(): Promise<DetachRead>;
+  /** The position to vote with, from the last read. */
+  position(last: DetachRead): Position | null;
+}
+
+/**
+ * Detach for a vote in `term`, one task of the serial executor (so no round re-points to the old
+ * primary after it), all within DETACH_BOUND_MS, queue wait included. ok=true with no position
+ * when there is nothing to detach; ok=false when it could not be confirmed in time.
+ */
+export async function detachFor(term: number, t: DetachTarget, exec: SerialExecutor, hold: DetachHold, clock: Clock): Promise<DetachResult> {
+  const deadline = clock.now() + DETACH_BOUND_MS;
+  try {
+    return await exec.run("detach", async (): Promise<DetachResult> => {
+      if (!t.standbyUp()) return { ok: true, position: null };
+      hold.hold(term, clock.now());
+      await t.stopStreaming();
+      const c = await confirmDetached(() => t.read(), clock, deadline);
+      if (c.kind === "down") return { ok: true, position: null };
+      const position = c.last?.lsn ? t.position(c.last) : null;
+      if (c.kind === "confirmed") return { ok: true, position };
+      hold.release(); // no vote follows: the rounds may follow the leader again
+      return { ok: false, position, error: `could not confirm replication stopped within ${DETACH_BOUND_MS} ms` };
+    }, { maxWaitMs: DETACH_BOUND_MS });
+  } catch (e) {
+    hold.release();
+    return { ok: false, position: null, error: `detach for term ${term}: ${(e as Error).message}` };
   }
 }

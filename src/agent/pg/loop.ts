@@ -11,7 +11,7 @@ import type { LeaseFile } from "../../fence/lease-file.ts";
 import type { Logger } from "../../log.ts";
 import { inspectDataDir, lsnCompare, probe, reload, type PgBins } from "../../postgres/index.ts";
 import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
-import { confirmDetached, DETACH_BOUND_MS, DetachHold } from "./detach.ts";
+import { DetachHold, detachFor } from "./detach.ts";
 import { Maintenance } from "./durability.ts";
 import { QueueTimeout, SerialExecutor } from "./executor.ts";
 import { PgHost } from "./host.ts";
@@ -187,34 +187,24 @@ export class PostgresLoop implements LoopControl {
    * Bounded by DETACH_BOUND_MS in all (queue wait included); ok=false when not confirmed by then.
    */
   async detach(term: number): Promise<DetachResult> {
-    const deadline = this.clock.now() + DETACH_BOUND_MS;
     const h = this.h;
-    try {
-      return await this.exec.run("detach", async (): Promise<DetachResult> => {
-        // The round queued before this one has run: it cannot re-point to the old primary after it.
-        if (!h.lastReportUp || !h.lastInRecovery) return { ok: true, position: null };
-        this.detachHold.hold(term, this.clock.now());
+    const r = await detachFor(term, {
+      standbyUp: () => h.lastReportUp && h.lastInRecovery,
+      stopStreaming: async () => {
         h.upstream = null;
         await h.writeConfig(true, undefined);
         await reload(h.node);
-        const c = await confirmDetached(async () => {
-          const p = await probe(h.localDb());
-          if (!p.up) return { up: false, inRecovery: false, conninfo: null, walReceiver: false, timeline: 0, lsn: null };
-          const ci = await h.localDb().query("primary_conninfo", (sql) => sql`SELECT current_setting('primary_conninfo') AS v`).catch(() => null);
-          return { up: true, inRecovery: p.inRecovery, conninfo: (ci?.[0]?.v as string | undefined) ?? null, walReceiver: !!p.walReceiver, timeline: p.timeline, lsn: p.receiveLsn ?? p.replayLsn };
-        }, this.clock, deadline);
-        if (c.kind === "down") return { ok: true, position: null };
-        const position = c.last?.lsn ? h.standbyPosition({ up: true, inRecovery: true, timeline: c.last.timeline, receiveLsn: c.last.lsn }) : null;
-        if (c.kind === "unconfirmed") {
-          this.detachHold.release(); // no vote follows: the rounds may follow the leader again
-          return { ok: false, position, error: `could not confirm replication stopped within ${DETACH_BOUND_MS} ms` };
-        }
-        h.log.info(`stopped streaming to vote in term ${term} (final position ${position?.lsn ?? "none"})`);
-        return { ok: true, position };
-      }, { maxWaitMs: DETACH_BOUND_MS });
-    } catch (e) {
-      return { ok: false, position: null, error: (e as Error).message };
-    }
+      },
+      read: async () => {
+        const p = await probe(h.localDb());
+        if (!p.up) return { up: false, inRecovery: false, conninfo: null, walReceiver: false, timeline: 0, lsn: null };
+        const ci = await h.localDb().query("primary_conninfo", (sql) => sql`SELECT current_setting('primary_conninfo') AS v`).catch(() => null);
+        return { up: true, inRecovery: p.inRecovery, conninfo: (ci?.[0]?.v as string | undefined) ?? null, walReceiver: !!p.walReceiver, timeline: p.timeline, lsn: p.receiveLsn ?? p.replayLsn };
+      },
+      position: (last) => h.standbyPosition({ up: true, inRecovery: true, timeline: last.timeline, receiveLsn: last.lsn }),
+    }, this.exec, this.detachHold, this.clock);
+    if (r.ok && r.position) h.log.info(`stopped streaming to vote in term ${term} (final position ${r.position.lsn})`);
+    return r;
   }
 
   /** Before the agent moves to detach(): the old call, voting with the last position even when unconfirmed. */
