@@ -50,6 +50,20 @@ test("kicks during a round give one more round right after it, not one per kick"
   s.stop();
 });
 
+test("a kick just before a round ends is not lost to the period timer", async () => {
+  const clock = new FakeClock();
+  const exec = new SerialExecutor(clock);
+  const starts: number[] = [];
+  const s = new RoundScheduler(exec, clock, 500, async () => {
+    starts.push(clock.now());
+    if (starts.length === 1) s.kick(); // leadership changed while the round finished
+  });
+  s.start();
+  await clock.advance(100);
+  expect(starts).toEqual([0, 0]);
+  s.stop();
+});
+
 test("a round waits behind another task of the executor (detach, clone) and runs after it", async () => {
   const { clock, exec, starts, s } = setup();
   const clone = deferred();

@@ -5,19 +5,21 @@ import type { SerialExecutor } from "./executor.ts";
 
 export class RoundScheduler {
   private cancelTimer: (() => void) | null = null;
+  /** The pending timer is a kick's (due at once), not the period's. */
+  private kickPending = false;
   private queued = false;
   private stopped = false;
 
-  /** `round` runs inside the executor; it returns when it started (clock ms). */
+  /** `round` runs inside the executor. */
   constructor(private readonly exec: SerialExecutor, private readonly clock: Clock, private readonly periodMs: number, private readonly round: () => Promise<void>) {}
 
   start(): void {
-    this.schedule(0);
+    this.schedule(0, true);
   }
 
   /** A round now: after the task running, if any (a round already waiting covers this). */
   kick(): void {
-    this.schedule(0);
+    this.schedule(0, true);
   }
 
   stop(): void {
@@ -26,12 +28,15 @@ export class RoundScheduler {
     this.cancelTimer = null;
   }
 
-  private schedule(ms: number): void {
+  private schedule(ms: number, kick: boolean): void {
     if (this.stopped) return;
-    if (ms === 0 && this.queued) return; // one round waits already: it sees the change
+    if (kick && this.queued) return; // one round waits already: it sees the change
+    if (!kick && this.kickPending) return; // a kicked round is due at once: the period starts after it
     this.cancelTimer?.();
+    this.kickPending = kick;
     this.cancelTimer = this.clock.after(ms, () => {
       this.cancelTimer = null;
+      this.kickPending = false;
       this.enqueue();
     });
   }
@@ -39,14 +44,15 @@ export class RoundScheduler {
   private enqueue(): void {
     if (this.queued || this.stopped) return;
     this.queued = true;
-    void this.exec.run("round", async () => {
+    this.exec.run("round", async () => {
       this.queued = false;
       const t0 = this.clock.now();
-      await this.round();
-      return t0;
-    }).then(
-      (t0) => this.schedule(this.queued ? this.periodMs : Math.max(0, this.periodMs - (this.clock.now() - t0))),
-      () => undefined, // the executor closed: the loop stops
-    );
+      try {
+        await this.round();
+      } finally {
+        // Before the executor starts the next task: a round queued meanwhile schedules after itself.
+        if (!this.queued) this.schedule(Math.max(0, this.periodMs - (this.clock.now() - t0)), false);
+      }
+    }).catch(() => undefined); // the executor closed: the loop stops
   }
 }
