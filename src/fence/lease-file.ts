@@ -53,9 +53,9 @@ export class LeaseFile {
   /** Arm (or extend) with a deadline on this process's performance.now() clock. */
   arm(term: number, untilLocal: number): void {
     const deadline = hostMonotonicMs() + Math.floor(untilLocal - performance.now());
-    // Extensions of less than 50 ms are not worth a write; a shorter deadline always is.
     this.armedTerm = term;
     this.armedUntil = untilLocal;
+    // Extensions of less than 50 ms are not worth a write; a shorter deadline always is.
     if (this.last != null && this.lastTerm === term && deadline >= this.last && deadline - this.last < 50) return;
     this.lastTerm = term;
     this.write({ deadline, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
