@@ -3,6 +3,9 @@
 import { defineCommand } from "citty";
 import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, type ActionReply } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
+import { type NodePg, rejoinPoll, rejoinSeq } from "./_rejoin-wait.ts";
+
+type NodeStatus = { postgres: NodePg | null };
 
 function finish(ctx: CliContext, r: ActionReply, json: boolean | undefined): void {
   if (json) ctx.out(`${JSON.stringify(r, null, 2)}\n`);
@@ -62,19 +65,21 @@ export const rejoinCommand = (ctx: CliContext) =>
     },
     run: async ({ args }) => {
       const base = apiBase(args, ctx);
+      const wait = args.wait && !args.json;
+      // The request this command makes is the first one newer than what the node reports now.
+      const before = wait ? rejoinSeq(((await getJson(base, "/node")) as NodeStatus).postgres) : 0;
       const r = await sendAction(base, "POST", "/rejoin", args["force-clone"] ? { forceClone: true } : {}, apiToken(args, ctx));
       finish(ctx, r, args.json);
-      if (!args.wait || args.json) return;
+      if (!wait) return;
       let last = "";
       const deadline = Date.now() + 6 * 3600_000;
       while (Date.now() < deadline) {
         await Bun.sleep(500);
-        const s = (await getJson(base, "/node")) as { postgres: null | { action: string; note: string; streaming: boolean; inRecovery: boolean | null; error: string | null } };
-        const pg = s.postgres;
-        const line = pg ? `${pg.action}${pg.note ? `: ${pg.note}` : ""}${pg.error ? ` (error: ${pg.error})` : ""}` : "no report yet";
-        if (line !== last) ctx.out(`${line}\n`);
-        last = line;
-        if (pg?.inRecovery && pg.streaming) return ctx.out("rejoined: streaming from the primary\n");
+        const poll = rejoinPoll(before, ((await getJson(base, "/node")) as NodeStatus).postgres);
+        if (poll.line !== last) ctx.out(`${poll.line}\n`);
+        last = poll.line;
+        if (poll.done === "streaming") return;
+        if (poll.done === "failed") throw new CliExit(EXIT_FAILURE, "");
       }
       throw new CliExit(EXIT_FAILURE, "rejoin did not finish in time");
     },

@@ -5,6 +5,15 @@ import { PositionSchema } from "./messages.ts";
 const lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
 const text = (n: number) => z.string().max(n);
 
+/** Progress of the last `pgherd rejoin` on this node (absent until one was requested). */
+export const RejoinProgressSchema = z.strictObject({
+  /** Counts the requests this agent took since it started. */
+  seq: z.number().int().min(1),
+  state: z.enum(["requested", "rewinding", "cloning", "starting", "streaming", "failed"]),
+  error: text(500).nullable(),
+});
+export type RejoinProgress = z.infer<typeof RejoinProgressSchema>;
+
 /** One node's PostgreSQL as its agent saw it in its last monitoring round. */
 export const PgReportSchema = z.strictObject({
   port: z.number().int().min(0).max(65535),
@@ -31,5 +40,6 @@ export const PgReportSchema = z.strictObject({
   note: text(500),
   error: text(1000).nullable(),
   haveSecrets: z.boolean(),
+  rejoin: RejoinProgressSchema.optional(),
 });
 export type PgReport = z.infer<typeof PgReportSchema>;

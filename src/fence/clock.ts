@@ -9,3 +9,20 @@ export function hostMonotonicMs(): number {
   if (!Number.isFinite(secs)) throw new Error(`/proc/uptime: unexpected content ${JSON.stringify(text)}`);
   return Math.floor(secs * 1000);
 }
+
+/** Time as the shell sees it: monotonic ms, timers that can be cancelled, sleep. Injected in tests. */
+export interface Clock {
+  now(): number;
+  /** Run `fn` after `ms`; returns a function that cancels it. */
+  after(ms: number, fn: () => void): () => void;
+  sleep(ms: number): Promise<void>;
+}
+
+export const realClock: Clock = {
+  now: () => performance.now(),
+  after: (ms, fn) => {
+    const t = setTimeout(fn, Math.max(0, ms));
+    return () => clearTimeout(t);
+  },
+  sleep: (ms) => Bun.sleep(ms),
+};

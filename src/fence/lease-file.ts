@@ -37,6 +37,9 @@ export class LeaseFile {
   private last: number | null | undefined;
   private lastTerm = -1;
   private nextSpawn = 0;
+  /** The term this agent armed the lease for; null until arm(), and again after revoke() or disarm(). */
+  private armedTerm: number | null = null;
+  private armedUntil = 0;
 
   constructor(
     private readonly stateDir: string,
@@ -50,13 +53,29 @@ export class LeaseFile {
   /** Arm (or extend) with a deadline on this process's performance.now() clock. */
   arm(term: number, untilLocal: number): void {
     const deadline = hostMonotonicMs() + Math.floor(untilLocal - performance.now());
+    this.armedTerm = term;
+    this.armedUntil = untilLocal;
     // Extensions of less than 50 ms are not worth a write; a shorter deadline always is.
     if (this.last != null && this.lastTerm === term && deadline >= this.last && deadline - this.last < 50) return;
     this.lastTerm = term;
     this.write({ deadline, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
   }
 
+  /**
+   * The lease is lost (fence): this agent no longer holds it, until the next arm(). The file keeps
+   * its deadline, so the watchdog still stops PostgreSQL if the agent's own stop does not.
+   */
+  revoke(): void {
+    this.armedTerm = null;
+  }
+
+  /** This agent armed a lease (not revoked since) whose deadline has not passed. */
+  holds(): boolean {
+    return this.armedTerm !== null && performance.now() < this.armedUntil;
+  }
+
   disarm(term: number): void {
+    this.armedTerm = null;
     if (this.last === null || this.last === undefined) return;
     this.write({ deadline: null, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
   }

@@ -1,0 +1,67 @@
+// What the PostgreSQL loop needs from the agent (ClusterContext) and what it offers it (LoopControl).
+import type { Position } from "../../core/position.ts";
+import type { PgReport } from "../../core/report.ts";
+import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
+
+/** What the loop needs from the agent: cluster facts in, reports and requests out. */
+export interface ClusterContext {
+  readonly nodeId: string;
+  leadership(): { term: number; leading: boolean; acquiringLease: boolean; leaderId: string | null; member: boolean };
+  /** The leader's PostgreSQL address and its last report. */
+  leaderPg(): { id: string; addr: string; report: PgReport } | null;
+  /** Database voters other than this node (slots on the primary). */
+  standbyMembers(): string[];
+  /** Database standby members reporting now (they could re-point to a new primary). */
+  reachableStandbys(): number;
+  /** How long a member has not been heard from (0 when it reports now). */
+  downForMs(id: string): number;
+  /** IP addresses of authenticated peers (pg_hba), this node's own included when known. */
+  peerAddresses(): string[];
+  /** Every voter reported an empty data directory. */
+  nobodyHasData(): boolean;
+  /** Some other member has data or is creating it. */
+  othersHaveData(): boolean;
+  secrets(): ClusterSecrets | undefined;
+  saveSecrets(s: ClusterSecrets): void;
+  publish(report: PgReport, position: Position): void;
+  resign(reason: string): void;
+  loopDone(ms: number): void;
+  paused(): boolean;
+  /** Election voters (witnesses included) and the durability mode in force. */
+  votersCount(): number;
+  durabilityMode(): "quorum" | "strict" | "async";
+  /** The leader's current guard and the highest guard seq a majority stored. */
+  guardState(): { guard: { seq: number; block: boolean; floor: Position | null } | null; committed: number };
+  setGuard(block: boolean, floor: Position | null): void;
+  becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void;
+  record(e: { term: number; kind: "fence" | "rejoin" | "restart"; node: string; reason: string; oldPrimary: null; newPrimary: null; timeline: number | null; lsn: string | null }): void;
+}
+
+export interface DetachResult {
+  ok: boolean;
+  position: Position | null;
+  error?: string;
+}
+
+/** What the agent may ask of its PostgreSQL loop (absent on a witness). */
+export interface LoopControl {
+  /** Run a round now (leadership changed). */
+  kick(): void;
+  /** Switchover target: wait until this standby received `final`; its position then. */
+  catchUp(final: Position | null, timeoutMs: number): Promise<Position | null>;
+  /** The primary's next re-sync must publish a floor (a block guard was set outside the plan). */
+  markDegraded(): void;
+  requestPromotion(): void;
+  /** Switchover: stop this primary cleanly; rounds change nothing until release(). */
+  stopForHandover(): Promise<Position | null>;
+  release(): void;
+  requestRejoin(clone: boolean): void;
+  /** Stop streaming before a vote in `term`; ok=false when it could not be confirmed within the bound. */
+  detach(term: number): Promise<DetachResult>;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+export function slotFor(nodeId: string): string {
+  return `pgherd_${nodeId.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
+}

@@ -1,0 +1,110 @@
+// Detach before a vote: a standby about to grant a vote for a newer term stops streaming from the
+// old primary first, so that primary can no longer count its acknowledgements, and votes with its
+// final position. This file holds the confirmation rule, with the server behind a small read
+// function so the rule is tested without one.
+import type { Position } from "../../core/position.ts";
+import type { Clock } from "../../fence/clock.ts";
+import type { DetachResult } from "./context.ts";
+import type { SerialExecutor } from "./executor.ts";
+
+/** The whole detach (queue wait, config reload, confirmation) stays below the agent's 3 s hold. */
+export const DETACH_BOUND_MS = 2500;
+const POLL_MS = 20;
+
+/** What the rule reads from the server, once per poll. */
+export interface DetachRead {
+  up: boolean;
+  inRecovery: boolean;
+  /** primary_conninfo in force (null when it could not be read). */
+  conninfo: string | null;
+  walReceiver: boolean;
+  timeline: number;
+  /** Received, else replayed, WAL position. */
+  lsn: string | null;
+}
+
+export type Confirmation =
+  | { kind: "down" }
+  | { kind: "confirmed"; last: DetachRead }
+  | { kind: "unconfirmed"; last: DetachRead | null };
+
+/**
+ * Detached means: the reload is in force (primary_conninfo empty), no walreceiver, and the received
+ * position did not move between two reads. Polls until that holds or `deadline` (clock ms) passes.
+ * A server that is not up (or not a standby) has nothing to detach.
+ */
+export async function confirmDetached(read: () => Promise<DetachRead>, clock: Clock, deadline: number): Promise<Confirmation> {
+  let prev: DetachRead | null = null;
+  for (;;) {
+    const r = await read();
+    if (!r.up || !r.inRecovery) return { kind: "down" };
+    if (prev && r.conninfo === "" && !r.walReceiver && r.lsn === prev.lsn) return { kind: "confirmed", last: r };
+    prev = r;
+    if (clock.now() + POLL_MS > deadline) return { kind: "unconfirmed", last: r };
+    await clock.sleep(POLL_MS);
+  }
+}
+
+/** After a detach, follow nobody of an older term for at most this long (the vote moves the term on). */
+export const DETACH_HOLD_MS = 10_000;
+
+/**
+ * After a confirmed detach for a vote in `term`: the monitoring round must not re-point to (or
+ * start streaming from) a leader of an older term, which would acknowledge the old primary's
+ * commits again. It ends when this node's term reaches `term`, or after DETACH_HOLD_MS.
+ */
+export class DetachHold {
+  private term = -1;
+  private until = 0;
+
+  hold(term: number, now: number): void {
+    this.term = term;
+    this.until = now + DETACH_HOLD_MS;
+  }
+
+  /** No vote follows (the detach was not confirmed): nothing to hold. */
+  release(): void {
+    this.term = -1;
+  }
+
+  /** Following a leader is held while this node's term is still below the detach's. */
+  holds(currentTerm: number, now: number): boolean {
+    return currentTerm < this.term && now < this.until;
+  }
+}
+
+/** The server side of a detach (the loop's PostgreSQL; a double in tests). */
+export interface DetachTarget {
+  /** The last monitoring round saw a standby that answers. */
+  standbyUp(): boolean;
+  /** Empty primary_conninfo, reloaded. */
+  stopStreaming(): Promise<void>;
+  read(): Promise<DetachRead>;
+  /** The position to vote with, from the last read. */
+  position(last: DetachRead): Position | null;
+}
+
+/**
+ * Detach for a vote in `term`, one task of the serial executor (so no round re-points to the old
+ * primary after it), all within DETACH_BOUND_MS, queue wait included. ok=true with no position
+ * when there is nothing to detach; ok=false when it could not be confirmed in time.
+ */
+export async function detachFor(term: number, t: DetachTarget, exec: SerialExecutor, hold: DetachHold, clock: Clock): Promise<DetachResult> {
+  const deadline = clock.now() + DETACH_BOUND_MS;
+  try {
+    return await exec.run("detach", async (): Promise<DetachResult> => {
+      if (!t.standbyUp()) return { ok: true, position: null };
+      hold.hold(term, clock.now());
+      await t.stopStreaming();
+      const c = await confirmDetached(() => t.read(), clock, deadline);
+      if (c.kind === "down") return { ok: true, position: null };
+      const position = c.last?.lsn ? t.position(c.last) : null;
+      if (c.kind === "confirmed") return { ok: true, position };
+      hold.release(); // no vote follows: the rounds may follow the leader again
+      return { ok: false, position, error: `could not confirm replication stopped within ${DETACH_BOUND_MS} ms` };
+    }, { maxWaitMs: DETACH_BOUND_MS });
+  } catch (e) {
+    hold.release();
+    return { ok: false, position: null, error: `detach for term ${term}: ${(e as Error).message}` };
+  }
+}

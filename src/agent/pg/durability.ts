@@ -1,0 +1,147 @@
+// Every round on a healthy server: managed files current, synchronous_standby_names as the
+// durability plan says, the guard published, settings needing a restart applied, slots kept.
+import { planDurability, syncStandbyNames } from "../../core/durability.ts";
+import { samePosition } from "../../core/position.ts";
+import { majority } from "../../core/quorum.ts";
+import { ensureRoles, pendingRestart, probe, reload, type Probe } from "../../postgres/index.ts";
+import { slotFor } from "./context.ts";
+import type { PgHost } from "./host.ts";
+import type { PrimaryStarter } from "./primary.ts";
+import type { SlotKeeper } from "./slots.ts";
+
+/** quorum: writes wait this long for synchronous standbys before the primary degrades. */
+export const DEGRADE_AFTER_MS = 3000;
+
+export class Maintenance {
+  private degraded = false;
+  private shortSince: number | null = null;
+  private graceUntil = 0;
+  private lastGuardAt = 0;
+  private pendingWarned = "";
+  private rolesEnsuredFor: string | null = null;
+  /** What a commit acknowledgement promises on this primary now. */
+  guarantee = "";
+
+  constructor(private readonly h: PgHost, private readonly slots: SlotKeeper, private readonly primary: PrimaryStarter) {}
+
+  markDegraded(): void {
+    this.degraded = true;
+  }
+
+  /** Right after a promotion or a restart: its standbys are (re)connecting; writes wait for them a while. */
+  startGrace(): void {
+    this.graceUntil = this.h.clock.now() + DEGRADE_AFTER_MS + 2000;
+    this.shortSince = null;
+  }
+
+  rolesEnsured(systemId: string): void {
+    this.rolesEnsuredFor = systemId;
+  }
+
+  /** Initial synchronous_standby_names of a new primary: synchronous until the plan says otherwise. */
+  initialSyncNames(): string {
+    const ctx = this.h.ctx;
+    if (ctx.durabilityMode() === "async") return "";
+    const n = ctx.votersCount();
+    return syncStandbyNames(n - majority(n), ctx.standbyMembers().map(slotFor));
+  }
+
+  async maintain(primary: boolean, p: Probe): Promise<void> {
+    const h = this.h;
+    const plan = primary && p.up && p.currentLsn ? this.plan(p) : null;
+    const changed = await h.writeConfig(!primary, h.upstream ?? undefined);
+    if (changed.length > 0) {
+      h.log.info(`managed files changed (${changed.join(", ")}): reloading`);
+      await reload(h.node);
+    }
+    if (plan && changed.length === 0) {
+      // What is in force must be what the plan says (a missed reload would silently run async).
+      const live = await h.localDb().query("synchronous_standby_names", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`).catch(() => null);
+      if (live && live[0]?.v !== h.syncNames) {
+        h.log.warn(`synchronous_standby_names in force is '${live[0]?.v}', planned '${h.syncNames}': reloading`);
+        await reload(h.node);
+      }
+    }
+    if (plan) await this.publishGuard(plan);
+    if (!p.up) return;
+    let adopted = false;
+    if (primary) {
+      const s = h.ctx.secrets();
+      if (!s || s.systemId === null) {
+        // A running server adopted as the first primary (or an initdb whose first start was retried).
+        await this.primary.establishIdentity();
+        h.ctx.becamePrimary(h.cfg.bootstrap.from_existing ? "adopt" : "bootstrap", p.timeline, p.currentLsn);
+        adopted = true;
+      } else if (this.rolesEnsuredFor !== p.systemIdentifier) {
+        await ensureRoles(h.localDb(), { replUser: h.cfg.postgres.repl_user, replPassword: s.replPassword, monitorUser: h.cfg.postgres.monitor_user, monitorPassword: s.monitorPassword }, h.log);
+        this.rolesEnsuredFor = p.systemIdentifier;
+      }
+    }
+    // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby.
+    const pending = await pendingRestart(h.localDb()).catch(() => [] as string[]);
+    if (pending.length > 0) {
+      if (!primary || adopted) {
+        h.log.warn(`restarting PostgreSQL to apply ${pending.join(", ")}`);
+        await h.stopServer("fast", 60);
+        // An adopted primary comes back as a primary: only with the lease.
+        if (primary) await h.fencer.asPrimary("restart to apply settings", () => h.startServer());
+        else await h.startServer();
+        return;
+      }
+      if (this.pendingWarned !== pending.join()) h.log.warn(`settings pending a restart of the primary: ${pending.join(", ")} (a switchover applies them without an outage)`);
+      this.pendingWarned = pending.join();
+    }
+    if (primary) await this.slots.maintain();
+  }
+
+  /** Decide synchronous_standby_names and the guard for this round (applied by writeConfig / publishGuard). */
+  private plan(p: Extract<Probe, { up: true }>): ReturnType<typeof planDurability> {
+    const { ctx, clock } = this.h;
+    const g = ctx.guardState();
+    const plan = planDurability({
+      mode: ctx.durabilityMode(), voters: ctx.votersCount(),
+      standbyNames: ctx.standbyMembers().map(slotFor),
+      streaming: p.replication.filter((r) => r.state === "streaming").map((r) => r.applicationName),
+      degraded: this.degraded, blockCommitted: !!g.guard?.block && g.committed >= g.guard.seq,
+      position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: this.h.cfg.failover.max_lag_bytes,
+      shortForMs: this.shortSince === null ? 0 : clock.now() - this.shortSince,
+      // Only right after a promotion or a restart: its standbys are (re)connecting. A fresh bootstrap degrades at once.
+      degradeAfterMs: clock.now() < this.graceUntil && ctx.reachableStandbys() > 0 ? DEGRADE_AFTER_MS : 0,
+    });
+    const k = ctx.votersCount() - majority(ctx.votersCount());
+    const streamingNow = p.replication.filter((r) => r.state === "streaming").length;
+    this.shortSince = streamingNow >= k ? null : (this.shortSince ?? clock.now());
+    if (plan.syncNames !== this.h.syncNames) this.h.log.warn(`synchronous_standby_names = '${plan.syncNames}': ${plan.guarantee}`);
+    this.h.syncNames = plan.syncNames;
+    this.guarantee = plan.guarantee;
+    return plan;
+  }
+
+  private async publishGuard(plan: ReturnType<typeof planDurability>): Promise<void> {
+    const { ctx, clock, log } = this.h;
+    const cur = ctx.guardState().guard;
+    if (plan.guard === "keep" && !(cur?.block && !plan.degraded)) {
+      this.degraded = plan.degraded;
+      return;
+    }
+    if (plan.guard === "resync" || plan.guard === "keep") {
+      // "keep" with a block still up (inherited, or this agent restarted while degraded): lift it
+      // the same way. Synchronous again (reloaded above): every commit acknowledged without a
+      // synchronous standby is at or below the position now; a successor must hold at least that.
+      const p = await probe(this.h.localDb());
+      if (!p.up || !p.currentLsn) return;
+      ctx.setGuard(false, { timeline: p.timeline, lsn: p.currentLsn });
+      this.degraded = false;
+      log.info(`synchronous again; automatic failover back on for candidates at or beyond ${p.currentLsn}`);
+      return;
+    }
+    this.degraded = plan.degraded;
+    const same = cur && cur.block === plan.guard.block && samePosition(cur.floor, plan.guard.floor);
+    const asyncStep = !plan.guard.block && plan.guard.floor && cur?.floor && clock.now() - this.lastGuardAt < 1000;
+    if (!same && !asyncStep) {
+      ctx.setGuard(plan.guard.block, plan.guard.floor);
+      this.lastGuardAt = clock.now();
+      if (plan.guard.block) log.warn("too few synchronous standbys: automatic failover suspended until one is back");
+    }
+  }
+}

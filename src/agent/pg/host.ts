@@ -1,0 +1,120 @@
+// The local PostgreSQL as every part of the loop uses it: its files, a client, the managed
+// configuration, start/stop, and the facts the last monitoring round observed.
+import { join } from "node:path";
+import { parseHostPort } from "../../config/hostport.ts";
+import type { Config } from "../../config/schema.ts";
+import type { Position } from "../../core/position.ts";
+import type { Logger } from "../../log.ts";
+import { ensureDir } from "../../postgres/fsutil.ts";
+import { buildConninfo, openLocalDb, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
+import { lookupOsUser } from "../../postgres/users.ts";
+import type { Fencer } from "../../fence/fencer.ts";
+import { type Clock, realClock } from "../../fence/clock.ts";
+import type { ClusterContext } from "./context.ts";
+import { slotFor } from "./context.ts";
+
+export class PgHost {
+  readonly node: PgNode;
+  readonly socketDir: string;
+  private readonly passfile: string;
+  private db: Db | null = null;
+  /** host:port primary_conninfo points to, as last written. */
+  upstream: string | null = null;
+  /** synchronous_standby_names this primary runs with (durability plan). */
+  syncNames = "";
+  /** Highest timeline this standby was seen streaming on (reset when its data is replaced). */
+  knownTli = 0;
+  /** Progress note of a long action (clone). */
+  note = "";
+  /** Last round: a (possibly hung) primary runs here; the server answered; it is a standby. */
+  wasPrimary = false;
+  lastReportUp = false;
+  lastInRecovery = false;
+  /** Stopped cleanly for a switchover: its WAL is all on the new primary, no rewind needed. */
+  handedOver = false;
+  /** When a standby stopped streaming while a primary was ready (null: it streams). */
+  notStreamingSince: number | null = null;
+  /** Set once the loop is built (the fencer needs a stop that uses this host). */
+  fencer!: Fencer;
+
+  constructor(readonly cfg: Config, bins: PgBins, readonly ctx: ClusterContext, readonly log: Logger, readonly clock: Clock = realClock) {
+    this.node = { bins, dataDir: cfg.postgres.data_dir, osUser: cfg.postgres.os_user, log };
+    // Not inside the data directory: pg_rewind copies every file of the source's data directory
+    // and fails on a socket there.
+    this.socketDir = cfg.postgres.socket_dir || `${cfg.postgres.data_dir}.sock`;
+    this.passfile = join(cfg.postgres.data_dir, "pgherd.pgpass");
+  }
+
+  localDb(): Db {
+    this.db ??= openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: 3000 });
+    return this.db;
+  }
+
+  async close(): Promise<void> {
+    await this.db?.close().catch(() => undefined);
+  }
+
+  withKnownTli(pos: Position, standby: boolean): Position {
+    return standby && pos.lsn !== "0/0" && this.knownTli > pos.timeline ? { ...pos, timeline: this.knownTli } : pos;
+  }
+
+  /** A standby's position from a probe (received, else replayed), remembering its timeline. */
+  standbyPosition(p: { up: boolean; inRecovery?: boolean; timeline?: number; receiveLsn?: string | null; replayLsn?: string | null }): Position | null {
+    if (!p.up || p.timeline === undefined) return null;
+    if (p.inRecovery) this.knownTli = Math.max(this.knownTli, p.timeline);
+    const lsn = p.receiveLsn ?? p.replayLsn ?? null;
+    return lsn ? this.withKnownTli({ timeline: p.timeline, lsn }, true) : null;
+  }
+
+  record(kind: "fence" | "rejoin" | "restart", reason: string): void {
+    this.ctx.record({ term: this.ctx.leadership().term, kind, node: this.cfg.node_name, reason, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+  }
+
+  startServer(timeoutSec = this.cfg.postgres.start_timeout_s): Promise<void> {
+    return start(this.node, { logFile: this.serverLog(), timeoutSec });
+  }
+
+  /** Stop the server; false when none was running. */
+  stopServer(mode: "fast" | "immediate", timeoutSec: number): Promise<boolean> {
+    return stop(this.node, mode, timeoutSec);
+  }
+
+  /** Rewrite the managed files (config, hba, passfile); the names of those that changed. */
+  async writeConfig(standby: boolean, upstream?: string): Promise<string[]> {
+    const s = this.ctx.secrets();
+    const pg = this.cfg.postgres;
+    let conninfo: string | undefined;
+    const u = await lookupOsUser(pg.os_user);
+    if (standby && upstream) {
+      const [host, port] = splitAddr(upstream);
+      if (s) {
+        await writePassfile(this.passfile, [{ host, port, database: "*", user: pg.repl_user, password: s.replPassword }], { uid: u.uid, gid: u.gid });
+      }
+      conninfo = buildConninfo({ host, port, user: pg.repl_user, passfile: this.passfile, applicationName: slotFor(this.ctx.nodeId) });
+      this.upstream = upstream;
+    } else if (!standby) this.upstream = null;
+    await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
+    const res = await writeManagedConfig({
+      dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
+      conf: {
+        listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
+        maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
+        clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: standby ? "" : this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
+        parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pg.parameters } : pg.parameters,
+      },
+      hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses() },
+    });
+    return res.changed;
+  }
+
+  serverLog(): string {
+    return join(this.node.dataDir, "..", `${this.cfg.cluster}-${this.cfg.node_name}-postgresql.log`);
+  }
+}
+
+/** "host:port" of a peer's PostgreSQL (formatted by the agent, so always valid). */
+export function splitAddr(addr: string): [string, number] {
+  const hp = parseHostPort(addr);
+  if (typeof hp === "string") throw new Error(`bad PostgreSQL address ${JSON.stringify(addr)}: ${hp}`);
+  return [hp.host, hp.port];
+}

@@ -1,0 +1,224 @@
+// The PostgreSQL loop: a monitoring round every postgres.loop_ms, and the agent's requests
+// (detach for a vote, catch-up and stop for a switchover, rejoin, promotion), all carried out one
+// at a time through one serial executor. The fence is the fencer's (src/fence/fencer.ts): it does
+// not queue here.
+import type { Config } from "../../config/schema.ts";
+import type { Position } from "../../core/position.ts";
+import type { RejoinProgress } from "../../core/report.ts";
+import { type Clock, realClock } from "../../fence/clock.ts";
+import { Fencer } from "../../fence/fencer.ts";
+import type { LeaseFile } from "../../fence/lease-file.ts";
+import type { Logger } from "../../log.ts";
+import { inspectDataDir, lsnCompare, probe, reload, type PgBins } from "../../postgres/index.ts";
+import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
+import { DetachHold, detachFor } from "./detach.ts";
+import { Maintenance } from "./durability.ts";
+import { QueueTimeout, SerialExecutor } from "./executor.ts";
+import { PgHost } from "./host.ts";
+import { PrimaryStarter } from "./primary.ts";
+import { Rebuilder } from "./rebuild.ts";
+import { rejoinStep, type RejoinEvent } from "./rejoin.ts";
+import { MonitorRound } from "./round.ts";
+import { RoundScheduler } from "./scheduler.ts";
+import { SlotKeeper } from "./slots.ts";
+
+/** A switchover's stop waits at most this long for the round ahead of it. */
+const HANDOVER_WAIT_MS = 30_000;
+
+export class PostgresLoop implements LoopControl {
+  private readonly h: PgHost;
+  private readonly exec: SerialExecutor;
+  private readonly round: MonitorRound;
+  private readonly maintenance: Maintenance;
+  private readonly slots: SlotKeeper;
+  readonly fencer: Fencer;
+  private readonly clock: Clock;
+  private readonly rounds: RoundScheduler;
+  /** Between stopForHandover() and release(): rounds change nothing. */
+  private held = false;
+  private promotionUntil = 0;
+  private rejoinRequest: { clone: boolean } | null = null;
+  private rejoinProgress: RejoinProgress | null = null;
+  private readonly detachHold = new DetachHold();
+
+  /**
+   * `lease`: this node's lease file. The loop builds the node's Fencer over it (`fencer`: the agent
+   * arms it on a won lease and awaits fence() on a lost one); the fencer's stop is this loop's server.
+   */
+  constructor(cfg: Config, bins: PgBins, ctx: ClusterContext, log: Logger, lease: LeaseFile, clock: Clock = realClock) {
+    this.clock = clock;
+    this.h = new PgHost(cfg, bins, ctx, log, clock);
+    this.exec = new SerialExecutor(clock);
+    this.fencer = new Fencer({
+      lease, log, clock,
+      stopPostgres: async () => {
+        const stopped = await this.h.stopServer("immediate", 10);
+        this.h.wasPrimary = false;
+        return stopped;
+      },
+      primaryMayRun: () => this.h.wasPrimary,
+      record: (reason) => this.h.record("fence", reason),
+    });
+    this.h.fencer = this.fencer;
+    this.slots = new SlotKeeper(this.h);
+    const primary = new PrimaryStarter(this.h);
+    this.maintenance = new Maintenance(this.h, this.slots, primary);
+    primary.sync = this.maintenance;
+    const rebuild = new Rebuilder(this.h, (e) => this.progress(e), () => this.round.refresh(this.rejoinProgress));
+    this.round = new MonitorRound(this.h, {
+      maintenance: this.maintenance, slots: this.slots, primary, rebuild,
+      rejoin: () => ({ request: this.rejoinRequest, progress: this.rejoinProgress }),
+      observed: (standby, streaming) => this.progress({ kind: "observed", standby, streaming }),
+      failed: (kind, error, failures) => {
+        if (kind === "clone" || kind === "rewind" || kind === "start-standby") this.progress({ kind: "failed", error });
+        if (kind === "start-standby" && failures >= 3) {
+          log.warn(`start as a standby failed ${failures} times: rebuilding it from a fresh clone`);
+          this.rejoinRequest = { clone: true };
+        }
+      },
+      promotionRequested: () => this.clock.now() < this.promotionUntil,
+      followingHeld: (term) => this.detachHold.holds(term, this.clock.now()),
+    });
+    this.rounds = new RoundScheduler(this.exec, clock, cfg.postgres.loop_ms, async () => {
+      if (this.held) return;
+      const t0 = this.clock.now();
+      try {
+        await this.round.run();
+      } catch (e) {
+        this.h.log.error(`monitoring round failed: ${(e as Error).stack ?? e}`);
+      }
+      this.h.ctx.loopDone(this.clock.now() - t0);
+    });
+  }
+
+  /** Retained WAL per slot (bytes), for /metrics. */
+  get slotBytes(): Record<string, number> {
+    return this.slots.slotBytes;
+  }
+
+  get guarantee(): string {
+    return this.maintenance.guarantee;
+  }
+
+  start(): void {
+    this.fencer.start();
+    this.rounds.start();
+  }
+
+  async stop(): Promise<void> {
+    this.rounds.stop();
+    this.fencer.stop();
+    this.exec.close();
+    await this.h.close();
+  }
+
+  /** Run a round now (leadership changed): failover should not wait for the next tick. */
+  kick(): void {
+    this.rounds.kick();
+  }
+
+  /** `pgherd failover --to` this node: promote even while the cluster is paused (for a minute). */
+  requestPromotion(): void {
+    this.promotionUntil = this.clock.now() + 60_000;
+  }
+
+  markDegraded(): void {
+    this.maintenance.markDegraded();
+  }
+
+  /** `pgherd rejoin [--force-clone]`: rebuild this node as a standby of the leader. */
+  requestRejoin(clone: boolean): void {
+    this.rejoinRequest = { clone };
+    this.progress({ kind: "request", clone });
+    this.h.log.info(`rejoin requested${clone ? " (fresh clone)" : ""}`);
+    this.kick();
+  }
+
+  /** Stop writes now (lost lease): delegates to the fencer (kept for the agent's onFence hook). */
+  fence(reason: string): Promise<void> {
+    return this.fencer.fence(reason);
+  }
+
+  /** Switchover: stop this primary cleanly and keep the rounds from restarting it. */
+  stopForHandover(): Promise<Position | null> {
+    this.held = true;
+    const h = this.h;
+    return this.exec.run("stop for handover", async () => {
+      // Checkpoint while still serving: the shutdown checkpoint, which runs with writes already
+      // stopped, then has little left to flush (the write outage shrinks accordingly).
+      const t0 = this.clock.now();
+      await h.localDb().query("checkpoint before switchover", (sql) => sql`CHECKPOINT`, 60_000);
+      const t1 = this.clock.now();
+      await h.stopServer("fast", 60);
+      h.log.info(`switchover: checkpoint ${Math.round(t1 - t0)} ms (writes still served), fast shutdown ${Math.round(this.clock.now() - t1)} ms`);
+      h.handedOver = true;
+      h.wasPrimary = false;
+      const c = (await inspectDataDir(h.node.dataDir, h.node)).control;
+      return c ? { timeline: c.timeline, lsn: c.checkpointLsn } : null;
+    }, { maxWaitMs: HANDOVER_WAIT_MS });
+  }
+
+  release(): void {
+    this.held = false;
+    this.kick();
+  }
+
+  /** Switchover target: wait until this standby received the old primary's final WAL; its position then. */
+  async catchUp(final: Position | null, timeoutMs: number): Promise<Position | null> {
+    const end = this.clock.now() + timeoutMs;
+    try {
+      return await this.exec.run("catch-up", async () => {
+        for (;;) {
+          const pos = this.h.standbyPosition(await probe(this.h.localDb()));
+          if (pos && (!final || lsnCompare(pos.lsn, final.lsn) >= 0)) return pos;
+          if (this.clock.now() > end) return pos;
+          await this.clock.sleep(20);
+        }
+      }, { maxWaitMs: timeoutMs });
+    } catch (e) {
+      if (e instanceof QueueTimeout) return null;
+      throw e;
+    }
+  }
+
+  /**
+   * A vote for a newer term is about to be granted: stop streaming from the old primary first, so
+   * it can no longer count this standby's acknowledgements, and vote with the final position.
+   * Bounded by DETACH_BOUND_MS in all (queue wait included); ok=false when not confirmed by then.
+   */
+  async detach(term: number): Promise<DetachResult> {
+    const h = this.h;
+    const r = await detachFor(term, {
+      standbyUp: () => h.lastReportUp && h.lastInRecovery,
+      stopStreaming: async () => {
+        h.upstream = null;
+        await h.writeConfig(true, undefined);
+        await reload(h.node);
+      },
+      read: async () => {
+        const p = await probe(h.localDb());
+        if (!p.up) return { up: false, inRecovery: false, conninfo: null, walReceiver: false, timeline: 0, lsn: null };
+        const ci = await h.localDb().query("primary_conninfo", (sql) => sql`SELECT current_setting('primary_conninfo') AS v`).catch(() => null);
+        return { up: true, inRecovery: p.inRecovery, conninfo: (ci?.[0]?.v as string | undefined) ?? null, walReceiver: !!p.walReceiver, timeline: p.timeline, lsn: p.receiveLsn ?? p.replayLsn };
+      },
+      position: (last) => h.standbyPosition({ up: true, inRecovery: true, timeline: last.timeline, receiveLsn: last.lsn }),
+    }, this.exec, this.detachHold, this.clock);
+    if (r.ok && r.position) h.log.info(`stopped streaming to vote in term ${term} (final position ${r.position.lsn})`);
+    return r;
+  }
+
+  /** Before the agent moves to detach(): the old call, voting with the last position even when unconfirmed. */
+  async detachForVote(term: number): Promise<Position | null> {
+    const r = await this.detach(term);
+    if (!r.ok) this.h.log.warn(`detach before voting in term ${term}: ${r.error}; voting anyway with the last position`);
+    return r.position;
+  }
+
+  private progress(e: RejoinEvent): void {
+    const before = this.rejoinProgress;
+    this.rejoinProgress = rejoinStep(before, e);
+    if (this.rejoinProgress !== before && e.kind !== "observed") this.round.refresh(this.rejoinProgress);
+    // Rebuilt and starting as a standby: the request is carried out (a failed start is retried as a start).
+    if (e.kind === "starting") this.rejoinRequest = null;
+  }
+}

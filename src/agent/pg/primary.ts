@@ -1,0 +1,109 @@
+// Making this node's PostgreSQL the primary: initdb, start (adopted, restarted, crashed in place),
+// promote. Each runs inside the fencer's asPrimary(): never without a lease this agent holds.
+import { join } from "node:path";
+import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
+import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftovers, PgCtlError, probe, promote, reload } from "../../postgres/index.ts";
+import type { PgHost } from "./host.ts";
+
+/** A crashed primary gets this long to come back in place before the leader steps down. */
+const RESTART_BUDGET_S = 10;
+
+export interface SyncPlanner {
+  initialSyncNames(): string;
+  startGrace(): void;
+  rolesEnsured(systemId: string): void;
+}
+
+export class PrimaryStarter {
+  /** Set by the loop once the durability keeper exists (it needs this starter too). */
+  sync!: SyncPlanner;
+
+  constructor(private readonly h: PgHost) {}
+
+  initCluster(): Promise<void> {
+    const h = this.h;
+    return h.fencer.asPrimary("initdb", async () => {
+      h.syncNames = ""; // no standby exists yet, and nothing was acknowledged
+      h.log.info(`creating the cluster: initdb of ${h.node.dataDir} (data checksums on)`);
+      await initdb(h.node, { superuser: h.cfg.postgres.superuser });
+      await h.writeConfig(false);
+      await h.startServer();
+      await this.establishIdentity();
+      const p = await probe(h.localDb());
+      h.ctx.becamePrimary("bootstrap", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
+    });
+  }
+
+  startPrimary(adopt: boolean, crashed: boolean): Promise<void> {
+    const h = this.h;
+    return h.fencer.asPrimary("start as primary", async () => {
+      if (adopt) h.log.info(`adopting the existing server in ${h.node.dataDir} as the first primary (bootstrap.from_existing)`);
+      const needIdentity = !h.ctx.secrets()?.systemId;
+      h.syncNames = needIdentity ? "" : this.sync.initialSyncNames();
+      await h.writeConfig(false);
+      if (crashed) await this.restartInPlace();
+      else await h.startServer();
+      if (!needIdentity) {
+        // Restarted (in place, or after an agent restart): its standbys reconnect within about a
+        // second. Writes wait for them as after a promotion, instead of suspending failover at once.
+        // From now, not from before the start: crash recovery may take longer than the grace.
+        this.sync.startGrace();
+      }
+      if (needIdentity) {
+        await this.establishIdentity();
+        const p = await probe(h.localDb());
+        h.ctx.becamePrimary(adopt ? "adopt" : "bootstrap", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
+      } else if (crashed) h.record("restart", "PostgreSQL crashed under the leader and was restarted in place");
+    });
+  }
+
+  promote(): Promise<void> {
+    const h = this.h;
+    return h.fencer.asPrimary("promote", async () => {
+      h.syncNames = this.sync.initialSyncNames();
+      this.sync.startGrace();
+      const r = await promote(h.localDb(), h.node);
+      h.upstream = null;
+      await h.writeConfig(false);
+      await reload(h.node); // synchronous_standby_names of the new primary: it must be in force
+      h.log.info(`promotion: ${r}`);
+      // pg_control keeps the old timeline until a checkpoint: pg_rewind of the old primary reads it.
+      await h.localDb().query("checkpoint after promotion", (sql) => sql`CHECKPOINT`, 60_000).catch((e) => h.log.warn(`checkpoint after promotion: ${(e as Error).message}`));
+      const after = await probe(h.localDb());
+      h.ctx.becamePrimary("promote", after.up ? after.timeline : null, after.up ? after.currentLsn : null);
+    });
+  }
+
+  /** A crashed primary: clear what the dead postmaster left and start it again within a short budget. */
+  private async restartInPlace(): Promise<void> {
+    const h = this.h;
+    h.log.warn(`PostgreSQL stopped under the leader: restarting it in place (budget ${RESTART_BUDGET_S} s)`);
+    const deadline = h.clock.now() + RESTART_BUDGET_S * 1000;
+    for (;;) {
+      const killed = killLeftovers(h.node.dataDir);
+      if (killed > 0) h.log.warn(`killed ${killed} leftover PostgreSQL process(es) of the dead postmaster`);
+      const removed = clearStaleLocks(h.node.dataDir, join(h.socketDir, `.s.PGSQL.${h.cfg.postgres.port}.lock`));
+      if (removed.length > 0) h.log.warn(`removed stale lock files of the dead postmaster: ${removed.join(", ")}`);
+      try {
+        await h.startServer(Math.max(1, Math.ceil((deadline - h.clock.now()) / 1000)));
+        return;
+      } catch (e) {
+        // Leftover backends (lock file, shared memory still attached) go away within moments.
+        if (!(e instanceof PgCtlError) || e.kind === "port-in-use" || h.clock.now() > deadline) throw e;
+        await h.clock.sleep(100);
+      }
+    }
+  }
+
+  /** First primary: generate the role passwords, create the roles, record the system identifier. */
+  async establishIdentity(): Promise<void> {
+    const h = this.h;
+    const p = await probe(h.localDb());
+    if (!p.up) throw new Error(`server did not answer after start: ${p.error}`);
+    const s: ClusterSecrets = h.ctx.secrets() ?? { systemId: null, replPassword: generatePassword(), monitorPassword: generatePassword() };
+    await ensureRoles(h.localDb(), { replUser: h.cfg.postgres.repl_user, replPassword: s.replPassword, monitorUser: h.cfg.postgres.monitor_user, monitorPassword: s.monitorPassword }, h.log);
+    h.ctx.saveSecrets({ ...s, systemId: p.systemIdentifier });
+    this.sync.rolesEnsured(p.systemIdentifier);
+    h.log.info(`cluster identity: system identifier ${p.systemIdentifier}; roles ${h.cfg.postgres.repl_user}, ${h.cfg.postgres.monitor_user} ready`);
+  }
+}

@@ -1,0 +1,88 @@
+// Rebuilding this node as a standby of the primary: pg_rewind, else a fresh clone swapped in
+// when complete. Also a plain clone of an empty (or rejoin --force-clone) node.
+import { basebackup, cloneDirFor, rewind, swapDataDir } from "../../postgres/index.ts";
+import type { RejoinEvent } from "./rejoin.ts";
+import { slotFor } from "./context.ts";
+import { type PgHost, splitAddr } from "./host.ts";
+
+export class Rebuilder {
+  /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
+  constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
+
+  /** Stop, clone from `from`, swap the clone in, start as its standby. */
+  async cloneFrom(from: string): Promise<void> {
+    await this.h.stopServer("fast", 60);
+    await this.clone(from);
+  }
+
+  private async clone(from: string): Promise<void> {
+    const h = this.h;
+    const s = h.ctx.secrets();
+    if (!s) throw new Error("no replication credentials");
+    this.progress({ kind: "rebuild", how: "clone" });
+    const [host, port] = splitAddr(from);
+    const target = cloneDirFor(h.node.dataDir);
+    h.log.info(`cloning from the primary at ${from} into ${target}`);
+    let last = -1;
+    const { ms } = await basebackup({
+      bins: h.node.bins, osUser: h.node.osUser, log: h.log, host, port, user: h.cfg.postgres.repl_user,
+      password: s.replPassword, target, slot: slotFor(h.ctx.nodeId), applicationName: slotFor(h.ctx.nodeId),
+      timeoutMs: 6 * 3600_000,
+      onProgress: (pr) => {
+        if (pr.percent >= last + 10 || pr.percent === 100) {
+          last = pr.percent;
+          h.note = `cloning ${pr.percent}% (${pr.doneKb}/${pr.totalKb} kB)`;
+          h.log.info(h.note);
+          this.noted();
+        }
+      },
+    });
+    h.note = "";
+    const old = await swapDataDir(target, h.node.dataDir);
+    if (old) h.log.warn(`previous data directory kept at ${old}`);
+    h.log.info(`clone complete in ${ms} ms`);
+    await this.startAsStandby(from);
+  }
+
+  /** Former primary (or stuck standby) → standby of `from`: pg_rewind, else a fresh clone. */
+  async rewindFrom(from: string, stuck: boolean): Promise<void> {
+    const h = this.h;
+    const s = h.ctx.secrets();
+    if (!s) throw new Error("no replication credentials");
+    this.progress({ kind: "rebuild", how: "rewind" });
+    await h.stopServer("fast", 60);
+    const [host, port] = splitAddr(from);
+    h.log.info(`rejoining as a standby of ${from}: pg_rewind`);
+    let r: "rewound" | "not-needed";
+    try {
+      r = await rewind({
+        bins: h.node.bins, osUser: h.node.osUser, log: h.log, dataDir: h.node.dataDir, host, port,
+        user: h.cfg.postgres.repl_user, password: s.replPassword, timeoutMs: 3600_000,
+      });
+    } catch (e) {
+      h.log.warn(`${(e as Error).message}; taking a fresh clone instead`);
+      await this.clone(from);
+      h.record("rejoin", `pg_rewind impossible (${(e as Error).message.slice(0, 200)}): rebuilt from a fresh clone of ${from}`);
+      return;
+    }
+    h.log.info(r === "rewound" ? "pg_rewind: rewound onto the new primary's timeline" : "pg_rewind: histories agree, no rewind needed");
+    if (r === "not-needed" && stuck) {
+      // Same history, yet it could not stream: the WAL it needs is gone from the primary.
+      h.log.warn("this standby could not stream although its history matches (the WAL it needs is gone): taking a fresh clone");
+      await this.clone(from);
+      h.record("rejoin", `standby could not catch up (WAL removed on the primary): rebuilt from a fresh clone of ${from}`);
+      return;
+    }
+    h.record("rejoin", r === "rewound" ? `former primary rewound (pg_rewind) onto ${from}` : `former primary follows ${from} (no rewind needed)`);
+    await this.startAsStandby(from);
+  }
+
+  private async startAsStandby(from: string): Promise<void> {
+    const h = this.h;
+    h.notStreamingSince = null;
+    h.knownTli = 0;
+    await h.writeConfig(true, from);
+    this.progress({ kind: "starting" });
+    await h.startServer();
+  }
+}

@@ -1,0 +1,25 @@
+// Progress of `pgherd rejoin`, carried in this node's report so the CLI waits for the rebuild
+// itself (requested → rewinding/cloning → starting → streaming, or failed), never for a report
+// taken before the request. Pure: the loop feeds it what it does and sees.
+import type { RejoinProgress } from "../../core/report.ts";
+
+export type RejoinEvent =
+  | { kind: "request"; clone: boolean }
+  | { kind: "rebuild"; how: "rewind" | "clone" }
+  | { kind: "starting" }
+  | { kind: "failed"; error: string }
+  /** A monitoring round's view of the server. */
+  | { kind: "observed"; standby: boolean; streaming: boolean };
+
+export function rejoinStep(p: RejoinProgress | null, e: RejoinEvent): RejoinProgress | null {
+  if (e.kind === "request") return { seq: (p?.seq ?? 0) + 1, state: "requested", error: null };
+  if (!p || p.state === "streaming") return p;
+  switch (e.kind) {
+    case "rebuild": return { ...p, state: e.how === "rewind" ? "rewinding" : "cloning", error: null };
+    case "starting": return { ...p, state: "starting", error: null };
+    case "failed": return { ...p, state: "failed", error: e.error.slice(0, 500) };
+    case "observed":
+      // Done only once the rebuilt server runs as a standby that streams.
+      return p.state === "starting" && e.standby && e.streaming ? { ...p, state: "streaming", error: null } : p;
+  }
+}

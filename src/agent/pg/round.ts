@@ -1,0 +1,231 @@
+// One monitoring round: observe the local PostgreSQL, report it, ask the pure decision
+// (core/ha.ts) what to do, do it. A failed action backs off exponentially so a broken server
+// never spins. Runs inside the loop's serial executor.
+import { decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
+import { ZERO_POSITION, type Position } from "../../core/position.ts";
+import type { PgReport, RejoinProgress } from "../../core/report.ts";
+import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../postgres/index.ts";
+import { slotFor } from "./context.ts";
+import type { Maintenance } from "./durability.ts";
+import type { PgHost } from "./host.ts";
+import type { PrimaryStarter } from "./primary.ts";
+import type { Rebuilder } from "./rebuild.ts";
+import type { SlotKeeper } from "./slots.ts";
+
+/** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
+const STUCK_MS = 15_000;
+
+export interface RoundParts {
+  maintenance: Maintenance;
+  slots: SlotKeeper;
+  primary: PrimaryStarter;
+  rebuild: Rebuilder;
+  /** The rejoin being carried out (null: none), and its progress for the report. */
+  rejoin(): { request: { clone: boolean } | null; progress: RejoinProgress | null };
+  observed(standby: boolean, streaming: boolean): void;
+  failed(kind: HaAction["kind"], error: string, failures: number): void;
+  promotionRequested(): boolean;
+  /** Replication was stopped for a vote in a newer term: follow nobody older meanwhile. */
+  followingHeld(term: number): boolean;
+}
+
+export class MonitorRound {
+  private lastError: string | null = null;
+  private failures = 0;
+  private retryAt = 0;
+  private lastDecision = "";
+  private lastUp = false;
+  /** The report this round published, for refresh() while a long action runs. */
+  private last: { report: PgReport; position: Position } | null = null;
+
+  constructor(private readonly h: PgHost, private readonly x: RoundParts) {}
+
+  async run(): Promise<void> {
+    const { h, x } = this;
+    const { ctx, clock } = h;
+    const secrets = ctx.secrets();
+    // pg_control is read (a pg_controldata process) only when the server does not answer: a running
+    // server reports the same facts through the probe, every round.
+    let info = await inspectDataDir(h.node.dataDir, { ...h.node, control: false });
+    const p: Probe = info.running ? await probe(h.localDb()) : { up: false, ms: 0, error: "not running" };
+    if (!p.up) info = await inspectDataDir(h.node.dataDir, h.node);
+    const systemIdOnDisk = info.control?.systemIdentifier ?? null;
+    const systemId = p.up ? p.systemIdentifier : systemIdOnDisk;
+    const clusterId = secrets?.systemId ?? null;
+    const data: LocalPg["data"] = info.empty ? "empty" : clusterId && systemId && systemId !== clusterId ? "foreign" : "present";
+    if (p.up && p.inRecovery && p.walReceiver?.senderHost) h.upstream ??= `${p.walReceiver.senderHost}:${p.walReceiver.senderPort}`;
+    const streaming = p.up && p.walReceiver?.status === "streaming";
+    const leaderPg = ctx.leaderPg();
+    const primaryReady = !!leaderPg && leaderPg.report.up && leaderPg.report.inRecovery === false;
+    // Not streaming only counts against a standby while there is a primary to stream from.
+    if (!(p.up && p.inRecovery) || streaming || !primaryReady) h.notStreamingSince = null;
+    else h.notStreamingSince ??= clock.now();
+    const wasPrimary = p.up ? !p.inRecovery : h.handedOver ? false : info.control ? !/recovery/.test(info.control.state) : false;
+    const local: LocalPg = {
+      data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
+      wasPrimary, timeline: p.up ? p.timeline : (info.control?.timeline ?? null),
+      stuck: h.notStreamingSince !== null && clock.now() - h.notStreamingSince > STUCK_MS,
+    };
+
+    // A standby's timeline: pg_stat_wal_receiver says it while streaming; once the primary is gone
+    // only the (older) checkpoint timeline is left, so remember the highest one seen.
+    if (p.up && p.inRecovery) h.knownTli = Math.max(h.knownTli, p.timeline);
+    else if (p.up) h.knownTli = p.timeline;
+    const position = h.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
+    const lead = ctx.leadership();
+    // A running primary that does not answer (connection slots full, hung) is still one to fence.
+    h.wasPrimary = info.running && wasPrimary;
+    h.lastReportUp = p.up;
+    h.lastInRecovery = p.up && p.inRecovery;
+    const upBefore = this.lastUp;
+    this.lastUp = p.up;
+    h.fencer.settle(lead.term, { leading: lead.leading, acquiringLease: lead.acquiringLease, primaryRunning: h.wasPrimary });
+    x.observed(p.up && p.inRecovery, streaming);
+    const rejoin = x.rejoin();
+    const decision = decideHa({
+      witness: false, leading: lead.leading, acquiringLease: lead.acquiringLease,
+      leader: leaderPg && !lead.leading
+        ? {
+            id: leaderPg.id, addr: leaderPg.addr, primaryReady: leaderPg.report.up && leaderPg.report.inRecovery === false,
+            slotReady: leaderPg.report.slots.includes(slotFor(ctx.nodeId)), timeline: leaderPg.report.position.timeline,
+          }
+        : null,
+      local, clusterSystemId: clusterId, haveSecrets: secrets !== undefined, nobodyHasData: ctx.nobodyHasData(), othersHaveData: ctx.othersHaveData(),
+      member: lead.member, fromExisting: h.cfg.bootstrap.from_existing,
+      rejoinAuto: h.cfg.rejoin.auto, rejoinRequested: rejoin.request, paused: ctx.paused(),
+      promotionRequested: x.promotionRequested(),
+    });
+    this.report({ running: info.running, p, data, systemId, position, haveSecrets: secrets !== undefined, d: decision, rejoin: rejoin.progress });
+
+    const key = JSON.stringify(decision);
+    if (key !== this.lastDecision) {
+      this.lastDecision = key;
+      const line = describe(decision);
+      if (decision.kind === "refuse") h.log.error(line);
+      else h.log.info(line);
+    }
+    if (decision.kind === "none" || decision.kind === "wait" || decision.kind === "refuse") {
+      h.note = decision.kind === "none" ? "" : decision.reason;
+      if (decision.kind === "none" && data === "present") await x.maintenance.maintain(decision.role === "primary", p);
+      return;
+    }
+    const crashedPrimary = upBefore && !p.up && lead.leading;
+    if (clock.now() < this.retryAt) return;
+    if (decision.kind === "repoint" || decision.kind === "start-standby") {
+      if (ctx.leadership().leaderId !== (leaderPg?.id ?? null)) return; // the leader moved meanwhile
+      if (x.followingHeld(ctx.leadership().term)) return;
+    }
+    h.note = "";
+    try {
+      await this.act(decision, crashedPrimary);
+      this.failures = 0;
+      this.lastError = null;
+    } catch (e) {
+      this.failures++;
+      const backoff = Math.min(30_000, 1000 * 2 ** Math.min(this.failures - 1, 5));
+      this.retryAt = clock.now() + backoff;
+      this.lastError = (e as Error).message;
+      x.failed(decision.kind, this.lastError, this.failures);
+      if (decision.kind === "start-primary" && lead.leading) {
+        // The primary does not come back in place: let a standby take over instead of waiting for the lease.
+        ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`);
+      }
+      h.log.error(`${decision.kind} failed (attempt ${this.failures}, next try in ${backoff} ms): ${this.lastError}`);
+    }
+  }
+
+  private report(r: { running: boolean; p: Probe; data: LocalPg["data"]; systemId: string | null; position: Position; haveSecrets: boolean; d: HaAction; rejoin: RejoinProgress | null }): void {
+    const { h } = this;
+    const up = r.p.up ? r.p : null;
+    const d = r.d;
+    const guarantee = this.x.maintenance.guarantee;
+    this.publish({
+      port: h.cfg.postgres.port, data: r.data, systemId: r.systemId, running: r.running, up: r.p.up, inRecovery: up ? up.inRecovery : null, position: r.position,
+      receiveLsn: up?.receiveLsn ?? null, replayLsn: up?.replayLsn ?? null, upstream: h.upstream,
+      streaming: up?.walReceiver?.status === "streaming",
+      replication: (up?.replication ?? []).map((x) => ({ name: x.applicationName.slice(0, 64), clientAddr: x.clientAddr, state: x.state.slice(0, 32), syncState: x.syncState.slice(0, 16), lagBytes: x.lagBytes, replayLagSeconds: x.replayLagSeconds })),
+      slots: this.x.slots.slots,
+      slotBytes: this.x.slots.slotBytes,
+      ...(h.wasPrimary && guarantee ? { guarantee: guarantee.slice(0, 300) } : {}),
+      action: d.kind === "none" ? d.role : d.kind,
+      note: (d.kind === "wait" || d.kind === "refuse" ? d.reason : h.note).slice(0, 500),
+      error: this.lastError?.slice(0, 1000) ?? null,
+      haveSecrets: r.haveSecrets,
+      ...(r.rejoin ? { rejoin: r.rejoin } : {}),
+    }, r.position);
+  }
+
+  /**
+   * A long action (clone, rewind) moved on between rounds: publish the last report again with the
+   * progress note and the rejoin state, so `pgherd rejoin` and the dashboard see it.
+   */
+  refresh(rejoin: RejoinProgress | null): void {
+    if (!this.last) return;
+    const { rejoin: _, ...rest } = this.last.report;
+    this.publish({ ...rest, note: this.h.note.slice(0, 500), ...(rejoin ? { rejoin } : {}) }, this.last.position);
+  }
+
+  private publish(report: PgReport, position: Position): void {
+    this.last = { report, position };
+    this.h.ctx.publish(report, position);
+  }
+
+  private async act(d: Exclude<HaAction, { kind: "none" | "wait" | "refuse" }>, crashedPrimary: boolean): Promise<void> {
+    const { h, x } = this;
+    switch (d.kind) {
+      case "initdb": return x.primary.initCluster();
+      case "start-primary": return x.primary.startPrimary(d.adopt, crashedPrimary);
+      case "promote": return x.primary.promote();
+      case "fence": return h.fencer.fence(d.reason);
+      case "clone": return x.rebuild.cloneFrom(d.from);
+      case "rewind": return x.rebuild.rewindFrom(d.from, h.notStreamingSince !== null && h.clock.now() - h.notStreamingSince > STUCK_MS);
+      case "start-standby": {
+        await h.writeConfig(true, d.upstream);
+        await h.startServer();
+        if (h.handedOver) {
+          h.handedOver = false;
+          h.record("rejoin", `former primary follows ${d.upstream} after the switchover (clean handover, no rewind)`);
+        }
+        return;
+      }
+      case "repoint": {
+        h.log.info(`following the new primary at ${d.upstream}`);
+        await h.writeConfig(true, d.upstream);
+        await reload(h.node);
+        return;
+      }
+      case "resign": return h.ctx.resign(d.reason);
+    }
+  }
+}
+
+function positionOf(info: Awaited<ReturnType<typeof inspectDataDir>>, p: Probe): Position {
+  if (p.up) {
+    const lsn = p.currentLsn ?? maxLsn(p.receiveLsn, p.replayLsn);
+    return lsn ? { timeline: p.timeline, lsn } : ZERO_POSITION;
+  }
+  const c = info.control;
+  if (!c) return ZERO_POSITION;
+  return { timeline: c.timeline, lsn: maxLsn(c.checkpointLsn, c.minRecoveryEndLsn) ?? "0/0" };
+}
+
+function maxLsn(a: string | null, b: string | null): string | null {
+  if (!a) return b;
+  if (!b) return a;
+  return lsnCompare(a, b) >= 0 ? a : b;
+}
+
+function describe(d: HaAction): string {
+  switch (d.kind) {
+    case "none": return `PostgreSQL role: ${d.role}`;
+    case "wait": return `waiting: ${d.reason}`;
+    case "refuse": return `refusing: ${d.reason}`;
+    case "clone": return `decision: clone from ${d.from}`;
+    case "start-standby": return `decision: start as a standby of ${d.upstream}`;
+    case "repoint": return `decision: follow ${d.upstream}`;
+    case "start-primary": return `decision: start as primary${d.adopt ? " (adopting existing data)" : ""}`;
+    case "fence": return `decision: fence (${d.reason})`;
+    case "resign": return `decision: resign (${d.reason})`;
+    default: return `decision: ${d.kind}`;
+  }
+}

@@ -1,0 +1,52 @@
+// Replication slots on the primary: one physical slot per standby member.
+import { dropSlot, ensureSlot, listSlots } from "../../postgres/index.ts";
+import { slotFor } from "./context.ts";
+import type { PgHost } from "./host.ts";
+
+export class SlotKeeper {
+  /** Slots this primary holds for its members (reported). */
+  slots: string[] = [];
+  /** Retained WAL per slot (bytes), for /metrics. */
+  slotBytes: Record<string, number> = {};
+  private readonly droppedFor = new Set<string>();
+
+  constructor(private readonly h: PgHost) {}
+
+  /**
+   * A member that is down keeps its slot (so it can catch up without a clone) for
+   * slots.retain_minutes; then the slot is dropped with a warning, so the WAL it holds cannot fill
+   * the disk (the member re-clones when it returns). Slots of pgherd members that left the cluster
+   * go at once; slots not named pgherd_* are the operator's and untouched.
+   */
+  async maintain(): Promise<void> {
+    const h = this.h;
+    const existing = await listSlots(h.localDb());
+    const have = new Set(existing.map((x) => x.name));
+    const members = h.ctx.standbyMembers();
+    const wanted = new Map(members.map((id) => [slotFor(id), id] as const));
+    const retainMs = h.cfg.slots.retain_minutes * 60_000;
+    for (const slot of existing) {
+      if (!slot.name.startsWith("pgherd_")) continue;
+      const id = wanted.get(slot.name);
+      const downMs = id === undefined ? Infinity : h.ctx.downForMs(id);
+      if (id === undefined || (!slot.active && downMs > retainMs)) {
+        const why = id === undefined ? "its member left the cluster" : `its member has been down for ${Math.round(downMs / 60_000)} min (slots.retain_minutes = ${h.cfg.slots.retain_minutes})`;
+        h.log.warn(`dropping replication slot ${slot.name} (holds ${slot.retainedBytes ?? 0} bytes of WAL): ${why}`);
+        await dropSlot(h.localDb(), slot.name, true);
+        have.delete(slot.name);
+        if (id !== undefined) this.droppedFor.add(id);
+      }
+    }
+    for (const [name, id] of wanted) {
+      if (have.has(name)) continue;
+      // A member whose slot was dropped for being down too long gets a new one once it is back.
+      if (this.droppedFor.has(id) && h.ctx.downForMs(id) > 0) continue;
+      this.droppedFor.delete(id);
+      await ensureSlot(h.localDb(), name);
+      h.log.info(`created replication slot ${name}`);
+      have.add(name);
+    }
+    this.slots = [...have].sort();
+    this.slotBytes = Object.fromEntries(existing.filter((x) => have.has(x.name)).map((x) => [x.name, x.retainedBytes ?? 0]));
+  }
+}
