@@ -9,7 +9,7 @@ import type { ActionHost } from "./actions.ts";
 import type { Consensus } from "./election-driver.ts";
 import type { FlagsStore, Durability, ScheduledSwitchover } from "./flags.ts";
 import type { HistoryEntry } from "./history.ts";
-import type { LoopControl } from "./agent.ts";
+import type { LoopControl } from "./pg/context.ts";
 import type { PgReport } from "./messages.ts";
 import { PendingRequests } from "./requests.ts";
 

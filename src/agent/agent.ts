@@ -15,8 +15,7 @@ import { ElectionStore } from "../store/election-state.ts";
 import { loadOrCreateNodeId } from "../store/node-id.ts";
 import type { AgentMsg, PgReport } from "./messages.ts";
 import { PeerTable } from "./peers.ts";
-import type { ClusterContext } from "./postgres-loop.ts";
-import { slotFor } from "./postgres-loop.ts";
+import { slotFor, type ClusterContext, type LoopControl } from "./pg/context.ts";
 import { ElectionMsgSchema } from "../core/messages.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { SecretsStore, type ClusterSecrets } from "../store/cluster-secrets.ts";
@@ -37,19 +36,6 @@ export interface LeadershipHooks {
   onLead?(term: number, until: number): void;
   /** The lease is gone: writes must stop before the step's messages leave (awaited). */
   onFence?(reason: string): Promise<void>;
-}
-
-/** What the agent needs from its PostgreSQL loop (absent on a witness). */
-export interface LoopControl {
-  kick(): void;
-  catchUp(final: Position | null, timeoutMs: number): Promise<Position | null>;
-  /** The primary's next re-sync must publish a floor (a block guard was set outside the plan). */
-  markDegraded(): void;
-  requestPromotion(): void;
-  stopForHandover(): Promise<Position | null>;
-  release(): void;
-  requestRejoin(clone: boolean): void;
-  detachForVote(term: number): Promise<Position | null>;
 }
 
 const HOUSEKEEPING_MS = 250;
@@ -108,9 +94,7 @@ export class Agent implements ClusterContext {
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
       leaseLost: async (reason) => hooks.onFence?.(reason),
       leadershipChanged: () => this.loop?.kick(),
-      detach: (term) => this.loop
-        ? this.loop.detachForVote(term).then((position) => ({ ok: true, position }), (err: Error) => ({ ok: false, position: null, error: err.message }))
-        : Promise.resolve({ ok: true, position: null }),
+      detach: (term) => this.loop ? this.loop.detach(term) : Promise.resolve({ ok: true, position: null }),
       fatal: (message) => {
         this.log.error(`${message}; stopping the agent`);
         void this.stop().then(() => process.exit(1));
@@ -434,4 +418,3 @@ function isIPAddress(s: string): boolean {
   return isIP(s) !== 0 && s !== "0.0.0.0" && s !== "::";
 }
 
-export { slotFor };

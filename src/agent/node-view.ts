@@ -8,7 +8,7 @@ import type { NodeStatus } from "../core/node-status.ts";
 import { lsnToBigInt } from "../core/position.ts";
 import type { PeerInfo } from "./peers.ts";
 import type { Flags } from "./flags.ts";
-import { slotFor } from "./postgres-loop.ts";
+import { slotFor } from "./pg/context.ts";
 
 export interface StatusInput {
   cfg: Config;

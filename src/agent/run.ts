@@ -5,7 +5,7 @@ import { createLogger } from "../log.ts";
 import { startApi } from "../api/server.ts";
 import { findBinDir } from "../postgres/index.ts";
 import { Agent } from "./agent.ts";
-import { PostgresLoop } from "./postgres-loop.ts";
+import { PostgresLoop } from "./pg/loop.ts";
 import { LeaseFile } from "../fence/lease-file.ts";
 import { kernelTimeoutS } from "../config/margins.ts";
 
@@ -29,14 +29,14 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
 
   let loop: PostgresLoop | null = null;
   const kernel = cfg.watchdog.mode === "off" ? null : { device: cfg.watchdog.device, timeoutS: kernelTimeoutS(cfg.election), fenceMs: cfg.election.fence_ms };
-  const lease = bins ? new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel) : null;
+  // The fencer (loop.fencer) owns the lease file, the stop on a lost lease and the watchdog process.
   const agent = new Agent(cfg, log, {
-    onLead: (term, until) => lease?.arm(term, until),
-    onFence: async (reason) => loop?.fence(reason),
+    onLead: (term, until) => loop?.fencer.arm(term, until),
+    onFence: async (reason) => loop?.fencer.fence(reason),
   });
-  if (bins && lease) {
-    lease.ensureWatchdog();
-    loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"), lease);
+  if (bins) {
+    loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel));
+    loop.fencer.start(); // the watchdog process before the election can arm anything
     agent.attachLoop(loop);
   }
   await agent.start();

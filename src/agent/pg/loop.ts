@@ -134,11 +134,6 @@ export class PostgresLoop implements LoopControl {
     this.kick();
   }
 
-  /** Stop writes now (lost lease): delegates to the fencer (kept for the agent's onFence hook). */
-  fence(reason: string): Promise<void> {
-    return this.fencer.fence(reason);
-  }
-
   /** Switchover: stop this primary cleanly and keep the rounds from restarting it. */
   stopForHandover(): Promise<Position | null> {
     this.held = true;
@@ -205,13 +200,6 @@ export class PostgresLoop implements LoopControl {
     }, this.exec, this.detachHold, this.clock);
     if (r.ok && r.position) h.log.info(`stopped streaming to vote in term ${term} (final position ${r.position.lsn})`);
     return r;
-  }
-
-  /** Before the agent moves to detach(): the old call, voting with the last position even when unconfirmed. */
-  async detachForVote(term: number): Promise<Position | null> {
-    const r = await this.detach(term);
-    if (!r.ok) this.h.log.warn(`detach before voting in term ${term}: ${r.error}; voting anyway with the last position`);
-    return r.position;
   }
 
   private progress(e: RejoinEvent): void {
