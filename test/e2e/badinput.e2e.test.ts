@@ -11,6 +11,7 @@ import { FrameDecoder, encodeFrame } from "../../src/net/framing.ts";
 import { makeHello, proofFor, type Hello } from "../../src/net/secure.ts";
 import { artifactsDir, startAgent, stopAgents, type NodeStatus, type RunningAgent } from "../helpers/agents.ts";
 import { freePort as freeTcpPort, pgSkipReason } from "../helpers/pg.ts";
+import { requireReal } from "../helpers/require.ts";
 import { waitFor } from "../helpers/proc.ts";
 
 const CLUSTER = "badinput";
@@ -152,9 +153,9 @@ async function freeUdpPort(): Promise<number> {
 const STEP_MS = 20_000;
 
 // A "database" agent runs PostgreSQL (on a free loopback port here), so it needs what PostgreSQL needs.
-if (pgSkipReason) console.warn(`SKIP bad-input e2e: ${pgSkipReason}`);
+requireReal("bad-input e2e", pgSkipReason);
 
-describe.skipIf(pgSkipReason !== null)("hostile input against a running agent", () => {
+describe("hostile input against a running agent", () => {
   beforeAll(async () => {
     ensureBuilt();
     const mesh = await freeTcpPort();

@@ -9,10 +9,10 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { BINARY, ensureBuilt } from "../../scripts/build.ts";
 import { clusterSkipReason, lineTime, PgCluster, poll, randomSecret, type ClusterNode } from "../helpers/cluster.ts";
+import { requireReal } from "../helpers/require.ts";
 import type { Proc } from "../helpers/proc.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP bootstrap errors e2e: ${skip}`);
+requireReal("bootstrap errors e2e", clusterSkipReason());
 
 /** path → sha256 + mode of every file below `root` (sockets and the like are listed by type). */
 function snapshot(root: string): Record<string, string> {
@@ -36,7 +36,7 @@ function snapshot(root: string): Record<string, string> {
 /** Directories next to the data dir that a clone or swap would leave (pgdata.pgherd-*). */
 const siblings = (n: ClusterNode) => readdirSync(dirname(n.dataDir)).filter((f) => f.startsWith("pgdata."));
 
-describe.skipIf(skip !== null)("bootstrap errors with real agents", () => {
+describe("bootstrap errors with real agents", () => {
   let c: PgCluster;
   let n1: ClusterNode;
   let squatter: Proc | undefined;

@@ -12,6 +12,7 @@ import { ensureBuilt } from "../../scripts/build.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { clusterSkipReason, PgCluster, type ClusterNode } from "../helpers/cluster.ts";
+import { requireReal } from "../helpers/require.ts";
 import { durabilityView, lsnBytes, storedGuard, waitGuarantee } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { blockPostgres, unblockPostgres } from "../helpers/witness.ts";
@@ -21,8 +22,7 @@ const MAX_LAG = 65_536;
 /** Acknowledged writes while the standbys receive nothing (≈ 100–200 bytes of WAL each: far below MAX_LAG). */
 const LAGGING_WRITES = 40;
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP durability async e2e: ${skip}`);
+requireReal("durability async e2e", clusterSkipReason());
 
 async function one(n: ClusterNode, q: string): Promise<string> {
   const rows = await n.query(q);
@@ -35,7 +35,7 @@ async function bestReceived(standbys: ClusterNode[]): Promise<bigint> {
   return lsns.map(lsnBytes).reduce((a, b) => (a > b ? a : b));
 }
 
-describe.skipIf(skip !== null)("async mode: loss bounded by failover.max_lag_bytes", () => {
+describe("async mode: loss bounded by failover.max_lag_bytes", () => {
   let c: PgCluster;
   let cfg: Config;
   const lines: string[] = [];

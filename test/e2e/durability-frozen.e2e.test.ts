@@ -13,14 +13,14 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
 import { childrenOf } from "../../src/postgres/orphans.ts";
 import { clusterSkipReason, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { requireReal } from "../helpers/require.ts";
 import { waitGuarantee, waitSynchronous } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { describeAnalysis, faultRound, logMark, logSince, secs, signal, startFailoverCluster, watchdogPid, type Bounds, type RoundResult } from "../helpers/writer.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP durability frozen-agent e2e: ${skip}`);
+requireReal("durability frozen-agent e2e", clusterSkipReason());
 
-describe.skipIf(skip !== null)("quorum commit: frozen primary agent", () => {
+describe("quorum commit: frozen primary agent", () => {
   let c: PgCluster;
   let bounds: Bounds;
 

@@ -11,14 +11,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
 import { clusterSkipReason, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { requireReal } from "../helpers/require.ts";
 import { durabilityView, storedGuard, waitGuarantee, waitSynchronous } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { blockPostgres, startWitnessCluster } from "../helpers/witness.ts";
 import { describeAnalysis, faultRound, secs, Writer, type Bounds } from "../helpers/writer.ts";
 import type { Config } from "../../src/config/schema.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP durability witness e2e: ${skip}`);
+requireReal("durability witness e2e", clusterSkipReason());
 
 const NO_HOLDER = /no candidate is known to hold every acknowledged write/;
 
@@ -30,7 +30,7 @@ function longestGap(w: Writer, from: number, to = Infinity): number {
   return gap;
 }
 
-describe.skipIf(skip !== null)("quorum commit: two database nodes and a witness", () => {
+describe("quorum commit: two database nodes and a witness", () => {
   let c: PgCluster;
   let db: PgCluster;
   let witness: ClusterNode;

@@ -9,13 +9,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { clusterSkipReason, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { requireReal } from "../helpers/require.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, signal, startFailoverCluster, watchdogLog, watchdogPid, type Bounds, type RoundResult } from "../helpers/writer.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP failover crash e2e: ${skip}`);
+requireReal("failover crash e2e", clusterSkipReason());
 
-describe.skipIf(skip !== null)("automatic failover: crashes", () => {
+describe("automatic failover: crashes", () => {
   let c: PgCluster;
   let bounds: Bounds;
   let cfg: Config;

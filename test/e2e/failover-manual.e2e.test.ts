@@ -7,11 +7,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { clusterSkipReason, poll, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { requireReal } from "../helpers/require.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { describeAnalysis, faultRound, logMark, logSince, pgherd, secs, startFailoverCluster, waitReplicating, type Bounds, type RoundResult } from "../helpers/writer.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP failover manual e2e: ${skip}`);
+requireReal("failover manual e2e", clusterSkipReason());
 
 type Cli = Awaited<ReturnType<typeof pgherd>>;
 
@@ -28,7 +28,7 @@ function mustRefuse(r: Cli, why: RegExp, what: string): Cli {
   return r;
 }
 
-describe.skipIf(skip !== null)("switchover and manual failover", () => {
+describe("switchover and manual failover", () => {
   let c: PgCluster;
   let bounds: Bounds;
   let cfg: Config;

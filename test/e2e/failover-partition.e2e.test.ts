@@ -8,12 +8,12 @@ import { join } from "node:path";
 import { ensureBuilt } from "../../scripts/build.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { clusterSkipReason, type PgCluster } from "../helpers/cluster.ts";
+import { requireReal } from "../helpers/require.ts";
 import { describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, startFailoverCluster, type Bounds, type RoundResult } from "../helpers/writer.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP failover partition e2e: ${skip}`);
+requireReal("failover partition e2e", clusterSkipReason());
 
-describe.skipIf(skip !== null)("automatic failover: partition and re-clone", () => {
+describe("automatic failover: partition and re-clone", () => {
   let c: PgCluster;
   let bounds: Bounds;
   let cfg: Config;
