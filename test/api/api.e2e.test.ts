@@ -4,10 +4,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import net from "node:net";
 import { pgSkipReason } from "../helpers/pg.ts";
+import { requireReal } from "../helpers/require.ts";
 import { http, startLoopCluster, until, type LoopCluster, type LoopNode } from "./loopback.ts";
 import { parseProm, sample } from "./prom.ts";
 
-if (pgSkipReason) console.warn(`SKIP api e2e: ${pgSkipReason}`);
+requireReal("api e2e", pgSkipReason);
 
 let c: LoopCluster;
 let n: LoopNode;
@@ -35,7 +36,7 @@ function raw(request: string): Promise<string> {
   });
 }
 
-describe.skipIf(pgSkipReason !== null)("HTTP API of one agent", () => {
+describe("HTTP API of one agent", () => {
   beforeAll(async () => {
     c = await startLoopCluster({ test: "api-solo", size: 1 });
     n = c.nodes[0]!;

@@ -9,11 +9,12 @@ import postgres from "postgres";
 import { ROOT } from "../../scripts/build.ts";
 import { freePort, pgBins, pgSkipReason } from "../helpers/pg.ts";
 import { Proc, run } from "../helpers/proc.ts";
+import { requireReal } from "../helpers/require.ts";
 import { HOST, http, settled, startLoopCluster, until, type LoopCluster, type LoopNode } from "./loopback.ts";
 import { parseProm, sample } from "./prom.ts";
 
 const haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"].find((p) => { try { readFileSync(p); return true; } catch { return false; } });
-if (pgSkipReason) console.warn(`SKIP api cluster e2e: ${pgSkipReason}`);
+requireReal("api cluster e2e", pgSkipReason);
 
 const LAG = 20 * 1024 * 1024;
 /** From switchover answered to the write port reaching the new primary (HAProxy checks every 500 ms, fall 2 rise 1). */
@@ -30,10 +31,11 @@ const metrics = async (n: LoopNode) => parseProm((await http(`${n.api}/metrics`)
 
 function pgCtl(n: LoopNode, ...args: string[]) {
   if (!pgBins) throw new Error("no PostgreSQL binaries");
-  return run(["runuser", "-u", "postgres", "--", join(pgBins.dir, "pg_ctl"), ...args, "-D", n.agent.dataDir], { timeoutMs: 60_000 });
+  // cwd "/": the checkout may sit where postgres cannot enter (pg_ctl refuses to start there).
+  return run(["runuser", "-u", "postgres", "--", join(pgBins.dir, "pg_ctl"), ...args, "-D", n.agent.dataDir], { timeoutMs: 60_000, cwd: "/" });
 }
 
-describe.skipIf(pgSkipReason !== null)("health checks, metrics and HAProxy on a live cluster", () => {
+describe("health checks, metrics and HAProxy on a live cluster", () => {
   beforeAll(async () => {
     // Short loops: standbys see a new primary quickly; HAProxy's checks below are 500 ms apart.
     c = await startLoopCluster({ test: "api-cluster", size: 3, extra: "loop_ms = 250" });
@@ -150,10 +152,12 @@ describe.skipIf(pgSkipReason !== null)("health checks, metrics and HAProxy on a 
     await until(async () => (await code(s, "/replica?replication_state=streaming")) === 200, `${s.name} to stream again after resume`, 60_000);
   }, 180_000);
 
-  describe.skipIf(!haproxy)("HAProxy from docs/haproxy.cfg.example", () => {
+  describe("HAProxy from docs/haproxy.cfg.example", () => {
     let hap: Proc | undefined;
     let writePort = 0;
     let readPort = 0;
+
+    beforeAll(() => requireReal("HAProxy test", haproxy ? null : "haproxy is not installed (/usr/sbin/haproxy)"));
 
     afterAll(async () => {
       await hap?.stop();

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { pgSkipReason } from "../helpers/pg.ts";
+import { requireReal } from "../helpers/require.ts";
 import { http, settled, startLoopCluster, type LoopCluster, type LoopNode } from "./loopback.ts";
 
 const CHROMIUM = process.env.PGHERD_CHROMIUM ?? "/usr/bin/chromium";
@@ -15,12 +16,12 @@ type Browser = Awaited<ReturnType<Pw["chromium"]["launch"]>>;
 type Page = Awaited<ReturnType<Browser["newPage"]>>;
 
 const pw: Pw | null = await import("playwright-core").catch(() => null);
-const skip = pgSkipReason
+const missing = pgSkipReason
   ?? (pw ? null : "playwright-core is not installed (npm install --save-dev playwright-core)")
   ?? (existsSync(CHROMIUM) ? null : `${CHROMIUM} is missing (apt-get install chromium)`);
-if (skip) console.warn(`SKIP dashboard browser test: ${skip}`);
+requireReal("dashboard browser test", missing);
 
-describe.skipIf(skip !== null)("dashboard in a browser", () => {
+describe("dashboard in a browser", () => {
   let c: LoopCluster;
   let primary: LoopNode;
   let standbys: LoopNode[];

@@ -3,16 +3,14 @@
 //   - a joiner whose data dir holds another cluster refuses it and leaves every byte alone;
 //   - postgres.bin_dir pointing nowhere: the agent exits non-zero naming the key and the path;
 //   - the PostgreSQL port already taken: "port N is already in use", retried with backoff.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import { BINARY, ensureBuilt } from "../../scripts/build.ts";
-import { clusterSkipReason, lineTime, PgCluster, poll, randomSecret, type ClusterNode } from "../helpers/cluster.ts";
+import { BINARY } from "../../scripts/build.ts";
+import { lineTime, PgCluster, poll, randomSecret, type ClusterNode } from "../helpers/cluster.ts";
+import { describeCluster } from "../helpers/describe-cluster.ts";
 import type { Proc } from "../helpers/proc.ts";
-
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP bootstrap errors e2e: ${skip}`);
 
 /** path → sha256 + mode of every file below `root` (sockets and the like are listed by type). */
 function snapshot(root: string): Record<string, string> {
@@ -36,31 +34,25 @@ function snapshot(root: string): Record<string, string> {
 /** Directories next to the data dir that a clone or swap would leave (pgdata.pgherd-*). */
 const siblings = (n: ClusterNode) => readdirSync(dirname(n.dataDir)).filter((f) => f.startsWith("pgdata."));
 
-describe.skipIf(skip !== null)("bootstrap errors with real agents", () => {
-  let c: PgCluster;
+/** A process holding the PostgreSQL port (the last test); stopped before the cluster is destroyed. */
+let squatter: Proc | undefined;
+
+describeCluster("bootstrap errors with real agents", {
+  start: async () => ({ c: await PgCluster.create({ test: "bootstrap-errors", tag: "booterr" }) }),
+  startMs: 120_000,
+  beforeDestroy: async () => { await squatter?.stop(2_000); },
+}, (fx) => {
   let n1: ClusterNode;
-  let squatter: Proc | undefined;
 
-  beforeAll(async () => {
-    ensureBuilt();
-    c = await PgCluster.create({ test: "bootstrap-errors", tag: "booterr" });
-  }, 120_000);
-
-  afterAll(async () => {
-    await squatter?.stop(2_000);
-    await c?.destroy();
-    if (c) console.log(`logs: ${c.artifacts}`);
-  }, 120_000);
-
-  test("a joiner whose data dir holds another cluster refuses it and touches nothing, nor the primary", () => c.diagnose(async () => {
+  test("a joiner whose data dir holds another cluster refuses it and touches nothing, nor the primary", () => fx.c.diagnose(async () => {
     // A one-node cluster to join (bootstrap_expect = 1).
-    n1 = await c.addNode({ bootstrapExpect: 1 });
+    n1 = await fx.c.addNode({ bootstrapExpect: 1 });
     await n1.start();
-    const h = await c.waitHealthy(60_000, { nodes: [n1] });
+    const h = await fx.c.waitHealthy(60_000, { nodes: [n1] });
     const clusterId = h.states[0]!.systemId!;
 
     // The joiner never bootstraps on its own (expects 2) and holds a cluster of its own.
-    const n2 = await c.addNode({ bootstrapExpect: 2 });
+    const n2 = await fx.c.addNode({ bootstrapExpect: 2 });
     const init = await n2.pgTool("initdb", ["-D", n2.dataDir, "-U", "postgres", "--no-instructions"], 120_000);
     expect({ code: init.code, stderr: init.stderr }).toMatchObject({ code: 0 });
     const foreignId = await n2.systemIdentifier();
@@ -93,8 +85,8 @@ describe.skipIf(skip !== null)("bootstrap errors with real agents", () => {
     expect(n1.postmasterPid()).toBe(primaryPid);
   }), 150_000);
 
-  test("postgres.bin_dir that does not exist: the agent exits non-zero naming the key and the path", () => c.diagnose(async () => {
-    const n = await c.addNode({ cluster: "nobin", secret: randomSecret(), postgres: { bin_dir: "/nonexistent" } });
+  test("postgres.bin_dir that does not exist: the agent exits non-zero naming the key and the path", () => fx.c.diagnose(async () => {
+    const n = await fx.c.addNode({ cluster: "nobin", secret: randomSecret(), postgres: { bin_dir: "/nonexistent" } });
     const r = await n.host.exec([BINARY, "agent", "--config", n.configPath], { timeoutMs: 30_000 });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("postgres.bin_dir");
@@ -103,8 +95,8 @@ describe.skipIf(skip !== null)("bootstrap errors with real agents", () => {
     expect(readdirSync(n.dataDir)).toEqual([]);
   }), 60_000);
 
-  test("the PostgreSQL port already taken: the agent says so and retries with backoff, data kept", () => c.diagnose(async () => {
-    const n = await c.addNode({ bootstrapExpect: 1, cluster: "porttaken", secret: randomSecret() });
+  test("the PostgreSQL port already taken: the agent says so and retries with backoff, data kept", () => fx.c.diagnose(async () => {
+    const n = await fx.c.addNode({ bootstrapExpect: 1, cluster: "porttaken", secret: randomSecret() });
     // Dual-stack "::" holds IPv4 and IPv6: PostgreSQL starts if it can bind either of them.
     squatter = n.host.spawn([process.execPath, "-e", SQUAT]);
     const bound = await squatter.waitForLine(/^listening /, 10_000);
@@ -125,7 +117,7 @@ describe.skipIf(skip !== null)("bootstrap errors with real agents", () => {
 
     // Once the port is free, a later attempt succeeds by itself.
     await squatter.stop(5_000);
-    const h = await c.waitHealthy(60_000, { nodes: [n] });
+    const h = await fx.c.waitHealthy(60_000, { nodes: [n] });
     expect(h.primary).toBe(n);
   }), 180_000);
 });

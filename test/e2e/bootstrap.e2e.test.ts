@@ -9,11 +9,11 @@ import { join } from "node:path";
 import { ensureBuilt } from "../../scripts/build.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { clusterSkipReason, lineTime, PgCluster, poll, shuffled, type ClusterLs, type ClusterNode, type Healthy } from "../helpers/cluster.ts";
+import { requireReal } from "../helpers/require.ts";
 import type { Host } from "../helpers/lab.ts";
 import { waitFor } from "../helpers/proc.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP bootstrap e2e: ${skip}`);
+requireReal("bootstrap e2e", clusterSkipReason());
 
 const FULL_CLUSTER_MS = 60_000;
 const REPL_USER = "pgherd_repl";
@@ -33,7 +33,7 @@ function identifySystem(from: Host, target: ClusterNode, password: string, mode:
   );
 }
 
-describe.skipIf(skip !== null)("automatic bootstrap with real PostgreSQL", () => {
+describe("automatic bootstrap with real PostgreSQL", () => {
   let c: PgCluster;
   const adopt: PgCluster[] = [];
   let healthy: Healthy | undefined;

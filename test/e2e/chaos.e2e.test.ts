@@ -7,16 +7,16 @@ import { describe, expect, test } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
 import { runChaos } from "../helpers/chaos.ts";
 import { clusterSkipReason } from "../helpers/cluster.ts";
+import { requireReal } from "../helpers/require.ts";
 import { seedFrom } from "../helpers/durability.ts";
 
 const ROUNDS = 8;
 /** Last fault undone → one primary and two streaming standbys (pg_rewind of a former primary included). */
 const FINAL_HEAL_MS = 60_000;
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP chaos e2e: ${skip}`);
+requireReal("chaos e2e", clusterSkipReason());
 
-describe.skipIf(skip !== null)("chaos (8 rounds)", () => {
+describe("chaos (8 rounds)", () => {
   test("random faults: zero lost, no overlapping primaries, fully streaming after the last fault", async () => {
     ensureBuilt();
     const r = await runChaos({ rounds: ROUNDS, seed: seedFrom(process.env.CHAOS_SEED), test: "chaos", tag: "chaos", healMs: 120_000 });

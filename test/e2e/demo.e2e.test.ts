@@ -11,14 +11,15 @@ import { findBinDir } from "../../src/postgres/binaries.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
 import { artifactsDir } from "../helpers/agents.ts";
 import { Proc, run, waitFor } from "../helpers/proc.ts";
+import { requireReal } from "../helpers/require.ts";
 
 const bins = await findBinDir().catch(() => null);
-const skip = !bins
+const missing = !bins
   ? "no PostgreSQL binaries found (pg_config / /usr/lib/postgresql/*/bin)"
   : isRoot() && !(await lookupOsUser("postgres").then(() => true, () => false))
     ? "running as root needs the OS user postgres"
     : null;
-if (skip) console.warn(`SKIP demo e2e: ${skip}`);
+requireReal("demo e2e", missing);
 
 const READY_MS = 150_000; // the demo's own timeout is 120 s; a stale binary is rebuilt first
 const STOP_MS = 60_000;
@@ -38,7 +39,7 @@ afterAll(async () => {
   }
 }, STOP_MS + 10_000);
 
-test.skipIf(skip !== null)("npm run demo: ready, usable, and gone after Ctrl-C", async () => {
+test("npm run demo: ready, usable, and gone after Ctrl-C", async () => {
   const out = artifactsDir("demo");
   // process.execPath is the Bun of node_modules that `npx bun` would run; signalling it directly
   // (not an npx wrapper) is what a terminal's Ctrl-C does to the foreground process.

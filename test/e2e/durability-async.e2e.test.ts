@@ -7,11 +7,11 @@
 //     dead primary's data dir) and the lost acknowledged rows are measured; bytes ≤ max_lag_bytes;
 //  2. lag beyond the bound (padded WAL), the voters stored a floor past both standbys, the primary
 //     crashes → no automatic failover, and cluster ls says why.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ensureBuilt } from "../../scripts/build.ts";
+import { expect, test } from "bun:test";
 import { loadConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
-import { clusterSkipReason, PgCluster, type ClusterNode } from "../helpers/cluster.ts";
+import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
+import { describeCluster } from "../helpers/describe-cluster.ts";
 import { durabilityView, lsnBytes, storedGuard, waitGuarantee } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { blockPostgres, unblockPostgres } from "../helpers/witness.ts";
@@ -20,9 +20,6 @@ import { API_TOKEN, describeAnalysis, faultRound, pgherd, secs, Writer } from ".
 const MAX_LAG = 65_536;
 /** Acknowledged writes while the standbys receive nothing (≈ 100–200 bytes of WAL each: far below MAX_LAG). */
 const LAGGING_WRITES = 40;
-
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP durability async e2e: ${skip}`);
 
 async function one(n: ClusterNode, q: string): Promise<string> {
   const rows = await n.query(q);
@@ -35,47 +32,42 @@ async function bestReceived(standbys: ClusterNode[]): Promise<bigint> {
   return lsns.map(lsnBytes).reduce((a, b) => (a > b ? a : b));
 }
 
-describe.skipIf(skip !== null)("async mode: loss bounded by failover.max_lag_bytes", () => {
-  let c: PgCluster;
-  let cfg: Config;
-  const lines: string[] = [];
-
-  beforeAll(async () => {
-    ensureBuilt();
-    c = await PgCluster.create({ test: "durability-async", tag: "dasync", nodes: 3, defaults: { extra: { api: { token: API_TOKEN }, failover: { max_lag_bytes: MAX_LAG } } } });
-    await c.diagnose(async () => {
-      await Promise.all(c.nodes.map((n) => n.start()));
-      const { primary } = await c.waitHealthy(90_000);
-      await new Writer([]).prepare(primary);
-      cfg = loadConfig(c.nodes[0]!.configPath);
-      const r = await pgherd(primary, ["config", "set", "durability=async"]);
-      console.log(`pgherd config set durability=async: exit ${r.code}: ${r.text}`);
-      expect(r.code).toBe(0);
-      // Tolerates the doubled prefix reported by the test below, so the measurements still run.
-      for (const n of c.nodes) lines.push(`${n.name}: ${await waitGuarantee(n, new RegExp(`^async: (async: )?up to ${MAX_LAG} bytes at risk`), 30_000)}`);
-      console.log(lines.join("\n"));
-      await waitFor(async () => (await one(primary, "show synchronous_standby_names")) === "", { timeoutMs: 15_000, what: "synchronous_standby_names = '' on the primary" });
-    });
-  }, 180_000);
-
-  afterAll(async () => {
-    await c?.destroy();
-    if (c) console.log(`logs: ${c.artifacts}`);
-  }, 120_000);
-
+describeCluster("async mode: loss bounded by failover.max_lag_bytes", {
+  start: async () => ({
+    c: await PgCluster.create({ test: "durability-async", tag: "dasync", nodes: 3, defaults: { extra: { api: { token: API_TOKEN }, failover: { max_lag_bytes: MAX_LAG } } } }),
+    cfg: undefined as Config | undefined,
+    /** Each node's durability line once async is set. */
+    lines: [] as string[],
+  }),
+  ready: (fx) => fx.c.diagnose(async () => {
+    const { c, lines } = fx;
+    await Promise.all(c.nodes.map((n) => n.start()));
+    const { primary } = await c.waitHealthy(90_000);
+    await new Writer([]).prepare(primary);
+    fx.cfg = loadConfig(c.nodes[0]!.configPath);
+    const r = await pgherd(primary, ["config", "set", "durability=async"]);
+    console.log(`pgherd config set durability=async: exit ${r.code}: ${r.text}`);
+    expect(r.code).toBe(0);
+    // Tolerates the doubled prefix reported by the test below, so the measurements still run.
+    for (const n of c.nodes) lines.push(`${n.name}: ${await waitGuarantee(n, new RegExp(`^async: (async: )?up to ${MAX_LAG} bytes at risk`), 30_000)}`);
+    console.log(lines.join("\n"));
+    await waitFor(async () => (await one(primary, "show synchronous_standby_names")) === "", { timeoutMs: 15_000, what: "synchronous_standby_names = '' on the primary" });
+  }),
+  startMs: 180_000,
+}, (fx) => {
   test("cluster ls states the async guarantee once", () => {
     // Each node's line is "<mode>: <guarantee>"; the async guarantee must not repeat the mode.
-    for (const l of lines) expect(l).toMatch(new RegExp(`^h\\d: async: up to ${MAX_LAG} bytes at risk`));
+    for (const l of fx.lines) expect(l).toMatch(new RegExp(`^h\\d: async: up to ${MAX_LAG} bytes at risk`));
   });
 
-  test("lag within the bound: a standby is promoted, loss measured and ≤ max_lag_bytes", () => c.diagnose(async () => {
+  test("lag within the bound: a standby is promoted, loss measured and ≤ max_lag_bytes", () => fx.c.diagnose(async () => {
     let lagAtCrash = 0n;
     let standbys: ClusterNode[] = [];
     let lostBytes = -1n;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "async host crash", expect: "other",
       inject: async (p) => {
-        standbys = c.nodes.filter((n) => n !== p);
+        standbys = fx.c.nodes.filter((n) => n !== p);
         for (const s of standbys) await blockPostgres(s.host, p.host);
         const from = performance.now();
         // The writer lanes are in faultRound; count through the old primary's table instead.
@@ -100,9 +92,9 @@ describe.skipIf(skip !== null)("async mode: loss bounded by failover.max_lag_byt
     expect(r.lost.length).toBeGreaterThan(0);
   }), 300_000);
 
-  test("lag beyond the bound: no automatic failover, cluster ls says why", () => c.diagnose(async () => {
-    const electMs = cfg.election.timeout_ms + cfg.election.jitter_ms;
-    const { primary, standbys } = await c.waitHealthy(90_000);
+  test("lag beyond the bound: no automatic failover, cluster ls says why", () => fx.c.diagnose(async () => {
+    const electMs = fx.cfg!.election.timeout_ms + fx.cfg!.election.jitter_ms;
+    const { primary, standbys } = await fx.c.waitHealthy(90_000);
     for (const s of standbys) await blockPostgres(s.host, primary.host);
     await primary.query("create table if not exists async_pad (b text)");
     const received = await bestReceived(standbys);
@@ -113,11 +105,11 @@ describe.skipIf(skip !== null)("async mode: loss bounded by failover.max_lag_byt
     }, { timeoutMs: 60_000, what: `${primary.name} ${3 * MAX_LAG} bytes ahead of its standbys` });
     const lag = lsnBytes(await one(primary, "select pg_current_wal_lsn()::text")) - received;
     // Every voter stored a floor past both standbys (the primary publishes it at most once a second).
-    await waitFor(() => c.nodes.every((n) => {
+    await waitFor(() => fx.c.nodes.every((n) => {
       const f = storedGuard(n)?.floor;
       return f !== undefined && f !== null && lsnBytes(f.lsn) > received;
     }), { timeoutMs: 30_000, what: "every voter to store a floor beyond both standbys" });
-    console.log(`standbys ${lag} bytes behind ${primary.name}; stored floors: ${c.nodes.map((n) => `${n.name}=${storedGuard(n)?.floor?.lsn}`).join(", ")}`);
+    console.log(`standbys ${lag} bytes behind ${primary.name}; stored floors: ${fx.c.nodes.map((n) => `${n.name}=${storedGuard(n)?.floor?.lsn}`).join(", ")}`);
     const killAt = performance.now();
     await primary.host.killAll("SIGKILL");
     const s = standbys[0]!;

@@ -9,49 +9,35 @@
 // one acknowledged its first. Then the other way round: both standbys' PostgreSQL frozen, their
 // replication connections look alive but carry nothing; the primary must notice (wal_sender_timeout)
 // and degrade behind a committed guard instead of holding every commit until the connections die.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ensureBuilt } from "../../scripts/build.ts";
+import { expect, test } from "bun:test";
 import { childrenOf } from "../../src/postgres/orphans.ts";
-import { clusterSkipReason, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import type { ClusterNode } from "../helpers/cluster.ts";
+import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitGuarantee, waitSynchronous } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
-import { describeAnalysis, faultRound, logMark, logSince, secs, signal, startFailoverCluster, watchdogPid, type Bounds, type RoundResult } from "../helpers/writer.ts";
+import { describeAnalysis, faultRound, logMark, logSince, secs, signal, startFailoverCluster, watchdogPid, type RoundResult } from "../helpers/writer.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP durability frozen-agent e2e: ${skip}`);
-
-describe.skipIf(skip !== null)("quorum commit: frozen primary agent", () => {
-  let c: PgCluster;
-  let bounds: Bounds;
-
-  beforeAll(async () => {
-    ensureBuilt();
-    ({ c, bounds } = await startFailoverCluster("durability-frozen", "dfrozen"));
-    console.log(`durability: ${await waitGuarantee(c.nodes[0]!, /^quorum: zero-loss/, 30_000)}`);
-  }, 150_000);
-
-  afterAll(async () => {
-    await c?.destroy();
-    if (c) console.log(`logs: ${c.artifacts}`);
-  }, 120_000);
-
+describeCluster("quorum commit: frozen primary agent", {
+  start: () => startFailoverCluster("durability-frozen", "dfrozen"),
+  ready: async ({ c }) => console.log(`durability: ${await waitGuarantee(c.nodes[0]!, /^quorum: zero-loss/, 30_000)}`),
+}, (fx) => {
   const check = (r: RoundResult, extraMs = 0) => {
     const lastOld = r.analysis.lastOldAck ? r.analysis.lastOldAck.end - r.at : null;
     console.log(describeAnalysis(`${r.label} (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost) +
       `; last write acknowledged by the old primary ${secs(lastOld)} after the freeze; healthy again ${secs(r.healMs)} after SIGCONT`);
     expect(r.neu).not.toBe(r.old);
-    expect(r.analysis.recoveryMs ?? Infinity).toBeLessThanOrEqual(bounds.failoverMs + extraMs);
+    expect(r.analysis.recoveryMs ?? Infinity).toBeLessThanOrEqual(fx.bounds.failoverMs + extraMs);
     expect(r.analysis.splitBrain.map((a) => `${a.node}#${a.id}`)).toEqual([]);
     expect(r.lost).toEqual([]);
   };
 
   /** Each round starts from a synchronous primary (a failover leaves it degraded until the old one rejoins). */
-  const synchronous = async () => console.log(`before the round: ${await waitSynchronous((await c.waitHealthy(60_000)).primary)}`);
+  const synchronous = async () => console.log(`before the round: ${await waitSynchronous((await fx.c.waitHealthy(60_000)).primary)}`);
 
-  test("agent frozen (its watchdog fences)", () => c.diagnose(async () => {
+  test("agent frozen (its watchdog fences)", () => fx.c.diagnose(async () => {
     await synchronous();
     let mark = 0;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "agent SIGSTOP", expect: "other",
       inject: async (p) => {
         mark = logMark(p);
@@ -65,11 +51,11 @@ describe.skipIf(skip !== null)("quorum commit: frozen primary agent", () => {
     check(r);
   }), 300_000);
 
-  test("agent and watchdog frozen: nothing fences the old primary, quorum commit alone keeps it from acknowledging", () => c.diagnose(async () => {
+  test("agent and watchdog frozen: nothing fences the old primary, quorum commit alone keeps it from acknowledging", () => fx.c.diagnose(async () => {
     const frozen: { node?: ClusterNode; watchdog?: number } = {};
     const whileFrozen: { rec?: unknown; ssn?: string } = {};
     await synchronous();
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "agent+watchdog SIGSTOP", expect: "other",
       inject: async (p) => {
         const wd = watchdogPid(p);
@@ -108,15 +94,15 @@ describe.skipIf(skip !== null)("quorum commit: frozen primary agent", () => {
     console.log(`old primary after the freeze: ${tries.filter((a) => a.ok).length} acknowledged, ${blocked} left waiting (no synchronous standby), ${tries.length} tried`);
   }), 300_000);
 
-  test("both standbys' PostgreSQL frozen: the primary drops their silent connections, degrades, and writes resume; after SIGCONT they resync", () => c.diagnose(async () => {
+  test("both standbys' PostgreSQL frozen: the primary drops their silent connections, degrades, and writes resume; after SIGCONT they resync", () => fx.c.diagnose(async () => {
     await synchronous();
     const stopped: number[] = [];
     let mark = 0;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "standbys' PostgreSQL SIGSTOP", expect: "same",
       inject: async (p) => {
         mark = logMark(p);
-        for (const s of c.nodes.filter((n) => n !== p)) {
+        for (const s of fx.c.nodes.filter((n) => n !== p)) {
           const pm = s.postmasterPid();
           if (pm === null) throw new Error(`${s.name}: no postmaster`);
           for (const pid of [pm, ...childrenOf(pm)]) {
@@ -137,7 +123,7 @@ describe.skipIf(skip !== null)("quorum commit: frozen primary agent", () => {
     expect(degraded.length).toBeGreaterThan(0);
     // wal_sender_timeout (5 s) ends the silent connections; the guard commit and reload add ~1 s.
     // PostgreSQL's 60 s default would hold every commit for a minute.
-    expect(r.analysis.recoveryMs ?? Infinity).toBeLessThanOrEqual(5000 + bounds.failoverMs);
+    expect(r.analysis.recoveryMs ?? Infinity).toBeLessThanOrEqual(5000 + fx.bounds.failoverMs);
     expect(r.analysis.splitBrain).toEqual([]);
     expect(r.lost).toEqual([]);
     console.log(`after SIGCONT: ${await waitSynchronous(r.old, 60_000)}`);

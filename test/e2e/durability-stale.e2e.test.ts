@@ -6,41 +6,24 @@
 //  - the standby and the witness are a majority, so only the guard stands between the stale
 //    standby and promotion: it must NOT be promoted, and cluster ls says why;
 //  - `pgherd failover --to <standby> --accept-data-loss` promotes it; the writes it lacks are counted.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ensureBuilt } from "../../scripts/build.ts";
-import { clusterSkipReason, type PgCluster } from "../helpers/cluster.ts";
+import { expect, test } from "bun:test";
+import { describeCluster } from "../helpers/describe-cluster.ts";
 import { durabilityView, waitGuarantee } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { blockPostgres, startWitnessCluster } from "../helpers/witness.ts";
 import { pgherd, secs, Writer } from "../helpers/writer.ts";
-import type { Config } from "../../src/config/schema.ts";
-
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP durability stale-standby e2e: ${skip}`);
 
 const NO_HOLDER = /no candidate is known to hold every acknowledged write/;
 /** Writes the primary acknowledges while the standby is away (what the forced failover loses). */
 const WRITES_WHILE_AWAY = 100;
 
-describe.skipIf(skip !== null)("quorum commit: stale standby", () => {
-  let c: PgCluster;
-  let db: PgCluster;
-  let cfg: Config;
-
-  beforeAll(async () => {
-    ensureBuilt();
-    ({ c, db, cfg } = await startWitnessCluster("durability-stale", "dstale"));
-    console.log(`durability: ${await waitGuarantee(db.nodes[0]!, /^quorum: zero-loss/, 30_000)}`);
-  }, 150_000);
-
-  afterAll(async () => {
-    await c?.destroy();
-    if (c) console.log(`logs: ${c.artifacts}`);
-  }, 120_000);
-
-  test("not promoted automatically; cluster ls says why; failover --accept-data-loss works", () => c.diagnose(async () => {
-    const electMs = cfg.election.timeout_ms + cfg.election.jitter_ms;
-    const { primary, standbys } = await db.waitHealthy(60_000);
+describeCluster("quorum commit: stale standby", {
+  start: () => startWitnessCluster("durability-stale", "dstale"),
+  ready: async ({ db }) => console.log(`durability: ${await waitGuarantee(db.nodes[0]!, /^quorum: zero-loss/, 30_000)}`),
+}, (fx) => {
+  test("not promoted automatically; cluster ls says why; failover --accept-data-loss works", () => fx.c.diagnose(async () => {
+    const electMs = fx.cfg.election.timeout_ms + fx.cfg.election.jitter_ms;
+    const { primary, standbys } = await fx.db.waitHealthy(60_000);
     const stale = standbys[0]!;
     const w = new Writer([primary], { table: "stale_w" });
     await w.prepare(primary);

@@ -8,17 +8,12 @@
 //  4. the standby comes back but cannot stream (PostgreSQL traffic to the primary dropped), then the
 //     primary's host dies too → the standby is NOT promoted (the witness refuses it: no eligible
 //     node holds every acknowledged write) and cluster ls says why.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ensureBuilt } from "../../scripts/build.ts";
-import { clusterSkipReason, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { expect, test } from "bun:test";
+import { describeCluster } from "../helpers/describe-cluster.ts";
 import { durabilityView, storedGuard, waitGuarantee, waitSynchronous } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { blockPostgres, startWitnessCluster } from "../helpers/witness.ts";
-import { describeAnalysis, faultRound, secs, Writer, type Bounds } from "../helpers/writer.ts";
-import type { Config } from "../../src/config/schema.ts";
-
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP durability witness e2e: ${skip}`);
+import { describeAnalysis, faultRound, secs, Writer } from "../helpers/writer.ts";
 
 const NO_HOLDER = /no candidate is known to hold every acknowledged write/;
 
@@ -30,38 +25,25 @@ function longestGap(w: Writer, from: number, to = Infinity): number {
   return gap;
 }
 
-describe.skipIf(skip !== null)("quorum commit: two database nodes and a witness", () => {
-  let c: PgCluster;
-  let db: PgCluster;
-  let witness: ClusterNode;
-  let bounds: Bounds;
-  let cfg: Config;
-  /** Election timeout + jitter: how long a follower waits before it stands. */
-  let electMs = 0;
-
-  beforeAll(async () => {
-    ensureBuilt();
-    ({ c, db, witness, bounds, cfg } = await startWitnessCluster("durability-witness", "dwit"));
-    electMs = cfg.election.timeout_ms + cfg.election.jitter_ms;
-    console.log(`durability: ${await waitGuarantee(db.nodes[0]!, /^quorum: zero-loss/, 30_000)}`);
-  }, 150_000);
-
-  afterAll(async () => {
-    await c?.destroy();
-    if (c) console.log(`logs: ${c.artifacts}`);
-  }, 120_000);
-
-  test("kill the primary: the standby is promoted with zero loss", () => c.diagnose(async () => {
-    const r = await faultRound(db, { label: "primary host crash", expect: "other", inject: (p) => p.host.killAll("SIGKILL"), restore: (old) => old.start() });
+describeCluster("quorum commit: two database nodes and a witness", {
+  start: async () => {
+    const x = await startWitnessCluster("durability-witness", "dwit");
+    /** Election timeout + jitter: how long a follower waits before it stands. */
+    return { ...x, electMs: x.cfg.election.timeout_ms + x.cfg.election.jitter_ms };
+  },
+  ready: async ({ db }) => console.log(`durability: ${await waitGuarantee(db.nodes[0]!, /^quorum: zero-loss/, 30_000)}`),
+}, (fx) => {
+  test("kill the primary: the standby is promoted with zero loss", () => fx.c.diagnose(async () => {
+    const r = await faultRound(fx.db, { label: "primary host crash", expect: "other", inject: (p) => p.host.killAll("SIGKILL"), restore: (old) => old.start() });
     console.log(describeAnalysis(`primary host crash (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost));
-    expect(r.analysis.recoveryMs ?? Infinity).toBeLessThanOrEqual(bounds.failoverMs);
+    expect(r.analysis.recoveryMs ?? Infinity).toBeLessThanOrEqual(fx.bounds.failoverMs);
     expect(r.analysis.splitBrain).toEqual([]);
     expect(r.lost).toEqual([]);
     await waitSynchronous(r.neu);
   }), 300_000);
 
-  test("kill the witness: same primary, writes go on, still zero-loss", () => c.diagnose(async () => {
-    const { primary } = await db.waitHealthy(60_000);
+  test("kill the witness: same primary, writes go on, still zero-loss", () => fx.c.diagnose(async () => {
+    const { primary } = await fx.db.waitHealthy(60_000);
     await waitSynchronous(primary);
     const w = new Writer([primary], { table: "witness_w" });
     await w.prepare(primary);
@@ -69,9 +51,9 @@ describe.skipIf(skip !== null)("quorum commit: two database nodes and a witness"
     try {
       await w.waitAck(primary.name, w.mark("warm"), 15_000);
       const at = w.mark("witness killed");
-      await witness.host.killAll("SIGKILL");
+      await fx.witness.host.killAll("SIGKILL");
       // Long enough for any election a lost voter could cause: three election timeouts.
-      await waitFor(() => w.acked(primary.name).some((a) => a.start >= at + 3 * electMs), { timeoutMs: 3 * electMs + 15_000, what: `writes on ${primary.name} ${3 * electMs} ms after the witness died` });
+      await waitFor(() => w.acked(primary.name).some((a) => a.start >= at + 3 * fx.electMs), { timeoutMs: 3 * fx.electMs + 15_000, what: `writes on ${primary.name} ${3 * fx.electMs} ms after the witness died` });
       const gap = longestGap(w, at);
       const failed = w.attempts.filter((a) => a.start >= at && !a.ok);
       const v = await durabilityView(primary);
@@ -83,12 +65,12 @@ describe.skipIf(skip !== null)("quorum commit: two database nodes and a witness"
     } finally {
       await w.stop();
     }
-    await witness.start();
-    await waitFor(async () => (await durabilityView(witness)).leaderName === primary.name, { timeoutMs: 30_000, what: `${witness.name} to follow ${primary.name} again` });
+    await fx.witness.start();
+    await waitFor(async () => (await durabilityView(fx.witness)).leaderName === primary.name, { timeoutMs: 30_000, what: `${fx.witness.name} to follow ${primary.name} again` });
   }), 300_000);
 
-  test("kill the standby, then the primary while degraded: writes go on, then no automatic promotion, and cluster ls says why", () => c.diagnose(async () => {
-    const { primary, standbys } = await db.waitHealthy(60_000);
+  test("kill the standby, then the primary while degraded: writes go on, then no automatic promotion, and cluster ls says why", () => fx.c.diagnose(async () => {
+    const { primary, standbys } = await fx.db.waitHealthy(60_000);
     const standby = standbys[0]!;
     await waitSynchronous(primary);
     const w = new Writer([primary], { table: "witness_w" });
@@ -102,7 +84,7 @@ describe.skipIf(skip !== null)("quorum commit: two database nodes and a witness"
       await w.waitAck(primary.name, resumed.end, 15_000);
       console.log(`standby killed: writes stalled ${secs(longestGap(w, at))} (degrading), then continued; durability: ${line}`);
       // The witness stored the guard that let the primary degrade: it names the primary as the only node that may win.
-      const g = storedGuard(witness);
+      const g = storedGuard(fx.witness);
       console.log(`guard stored by the witness: ${JSON.stringify(g)}`);
       expect(g?.block).toBe(true);
       expect(g?.holder).toBe(primary.nodeId());
@@ -121,10 +103,10 @@ describe.skipIf(skip !== null)("quorum commit: two database nodes and a witness"
       const view = await waitFor(async () => {
         const v = await durabilityView(standby);
         return v.leader === null && NO_HOLDER.test(v.note ?? "") ? v : null;
-      }, { timeoutMs: 4 * electMs + 30_000, intervalMs: 250, what: `cluster ls on ${standby.name} to say why there is no leader` });
+      }, { timeoutMs: 4 * fx.electMs + 30_000, intervalMs: 250, what: `cluster ls on ${standby.name} to say why there is no leader` });
       console.log(`primary killed while degraded (${acked} writes acknowledged by it): ${standby.name} not promoted; cluster ls note: ${view.note}`);
       // Several more election rounds: the standby must stay a standby.
-      const until = performance.now() + 3 * electMs;
+      const until = performance.now() + 3 * fx.electMs;
       while (performance.now() < until) {
         const rec = (await standby.query("select pg_is_in_recovery() as r"))[0]?.r;
         expect(rec).toBe(true);

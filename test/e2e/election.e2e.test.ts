@@ -8,9 +8,10 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { ensureBuilt, ROOT } from "../../scripts/build.ts";
 import { artifactsDir, lineTime, startAgent, stopAgents, type NodeStatus, type RunningAgent } from "../helpers/agents.ts";
-import { createLab, labSupported, type Host, type Lab } from "../helpers/lab.ts";
-import { pgSkipReason } from "../helpers/pg.ts";
+import { clusterSkipReason } from "../helpers/cluster.ts";
+import { createLab, type Host, type Lab } from "../helpers/lab.ts";
 import { waitFor } from "../helpers/proc.ts";
+import { requireReal } from "../helpers/require.ts";
 import { blockingGuards } from "../helpers/writer.ts";
 
 // Default timers (pgherd.toml.example): the bounds below are derived from them.
@@ -25,9 +26,7 @@ const WRONG_SECRET = randomBytes(36).toString("base64url");
 const POLL = { intervalMs: 250 };
 
 // Database agents run PostgreSQL (each in its own namespace, default port), so PostgreSQL must be here too.
-const lab0 = labSupported();
-const skipWhy = !lab0.ok ? lab0.why ?? "network lab not supported" : pgSkipReason;
-if (skipWhy) console.warn(`SKIP election e2e: ${skipWhy}`);
+requireReal("election e2e", clusterSkipReason());
 
 /** Status of every agent, taken concurrently. */
 const statuses = (agents: RunningAgent[]) => Promise.all(agents.map((a) => a.status()));
@@ -42,7 +41,7 @@ function agreedLeader(ss: NodeStatus[]): { leader: string; term: number } | unde
   return { leader: first.leader, term: first.term };
 }
 
-describe.skipIf(skipWhy !== null)("election with real agents", () => {
+describe("election with real agents", () => {
   let lab: Lab;
   let dir: string;
   const agents: RunningAgent[] = []; // n1..n3, the founding members, in host order

@@ -5,32 +5,16 @@
 // afterwards, that the old primary stopped acknowledging before the new one started, and that the
 // cluster is back to one primary and two streaming standbys by itself; it prints the outage and
 // any acknowledged write that was lost.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ensureBuilt } from "../../scripts/build.ts";
-import type { Config } from "../../src/config/schema.ts";
-import { clusterSkipReason, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { expect, test } from "bun:test";
+import type { ClusterNode } from "../helpers/cluster.ts";
+import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
-import { describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, signal, startFailoverCluster, watchdogLog, watchdogPid, type Bounds, type RoundResult } from "../helpers/writer.ts";
+import { describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, signal, startFailoverCluster, watchdogLog, watchdogPid, type RoundResult } from "../helpers/writer.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP failover crash e2e: ${skip}`);
-
-describe.skipIf(skip !== null)("automatic failover: crashes", () => {
-  let c: PgCluster;
-  let bounds: Bounds;
-  let cfg: Config;
-
-  beforeAll(async () => {
-    ensureBuilt();
-    ({ c, bounds, cfg } = await startFailoverCluster("failover-crash", "fcrash"));
-    console.log(`bounds from the config: failover ${bounds.failoverMs} ms, fence ${bounds.fenceMs} ms, restart ${bounds.restartMs} ms`);
-  }, 150_000);
-
-  afterAll(async () => {
-    await c?.destroy();
-    if (c) console.log(`logs: ${c.artifacts}`);
-  }, 120_000);
-
+describeCluster("automatic failover: crashes", {
+  start: () => startFailoverCluster("failover-crash", "fcrash"),
+  ready: ({ bounds }) => console.log(`bounds from the config: failover ${bounds.failoverMs} ms, fence ${bounds.fenceMs} ms, restart ${bounds.restartMs} ms`),
+}, (fx) => {
   /** The assertions every failover shares; prints the numbers first so a failure still reports them. */
   const report = (r: RoundResult, o: { lossAllowed: boolean; bound: number }) => {
     console.log(describeAnalysis(`${r.label} (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost) + `; healthy again ${secs(r.healMs)} after restoring`);
@@ -43,7 +27,7 @@ describe.skipIf(skip !== null)("automatic failover: crashes", () => {
     expect(r.healthy.primary).toBe(r.neu);
     // Asynchronous replication may lose the last acknowledged writes of a dead primary (reported
     // above); quorum commit promises the elected node holds every acknowledged one.
-    if (!o.lossAllowed || cfg.durability !== "async") expect(r.lost).toEqual([]);
+    if (!o.lossAllowed || fx.cfg.durability !== "async") expect(r.lost).toEqual([]);
   };
 
   /**
@@ -58,9 +42,9 @@ describe.skipIf(skip !== null)("automatic failover: crashes", () => {
     expect(p.rewinds).toEqual(["rewound"]);
   };
 
-  test("host crash: every process of the primary's namespace SIGKILLed; its agent restarted rejoins", () => c.diagnose(async () => {
+  test("host crash: every process of the primary's namespace SIGKILLed; its agent restarted rejoins", () => fx.c.diagnose(async () => {
     let mark = 0;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "host crash", expect: "other",
       inject: (p) => {
         mark = logMark(p);
@@ -68,13 +52,13 @@ describe.skipIf(skip !== null)("automatic failover: crashes", () => {
       },
       restore: (old) => old.start(),
     });
-    report(r, { lossAllowed: true, bound: bounds.failoverMs });
+    report(r, { lossAllowed: true, bound: fx.bounds.failoverMs });
     expectRewound(r, mark);
   }), 240_000);
 
-  test("postmaster SIGKILL: restarted in place (or failed over), outage within the restart bound; a restart does not suspend failover", () => c.diagnose(async () => {
+  test("postmaster SIGKILL: restarted in place (or failed over), outage within the restart bound; a restart does not suspend failover", () => fx.c.diagnose(async () => {
     let mark = 0;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "postmaster crash", expect: "any",
       inject: async (p) => {
         mark = logMark(p);
@@ -84,17 +68,17 @@ describe.skipIf(skip !== null)("automatic failover: crashes", () => {
       },
     });
     const inPlace = r.neu === r.old;
-    report(r, { lossAllowed: !inPlace, bound: inPlace ? bounds.restartMs : bounds.failoverMs });
+    report(r, { lossAllowed: !inPlace, bound: inPlace ? fx.bounds.restartMs : fx.bounds.failoverMs });
     console.log(`postmaster crash: ${inPlace ? "restarted in place" : `failed over to ${r.neu.name}`}, outage ${secs(r.analysis.outageMs)} (target 2 s)`);
     if (inPlace) {
-      expect(r.analysis.outageMs).toBeLessThanOrEqual(bounds.restartMs);
+      expect(r.analysis.outageMs).toBeLessThanOrEqual(fx.bounds.restartMs);
       // Its standbys reconnect within the grace: writes wait for them meanwhile (no commit without
       // a synchronous standby), so a second fault then could still fail over.
       expect(logSince(r.old, mark, /too few synchronous standbys|degrading:|degraded:/)).toEqual([]);
     }
   }), 240_000);
 
-  test("postmaster SIGKILL while its standbys cannot reconnect: writes wait for them, automatic failover is not suspended", () => c.diagnose(async () => {
+  test("postmaster SIGKILL while its standbys cannot reconnect: writes wait for them, automatic failover is not suspended", () => fx.c.diagnose(async () => {
     // Replication connections from the standbys are dropped on the primary's host (the agents'
     // mesh is not): the restarted primary runs without synchronous standbys for a while. It must
     // hold commits and keep failover possible (grace), not publish a guard that blocks failover.
@@ -107,12 +91,12 @@ describe.skipIf(skip !== null)("automatic failover: crashes", () => {
       held = null;
     };
     try {
-      const r = await faultRound(c, {
+      const r = await faultRound(fx.c, {
         label: "postmaster crash, standbys held off", expect: "same",
         inject: async (p) => {
           mark = logMark(p);
-          const from = c.nodes.filter((n) => n !== p).map((n) => n.host.ip).join(", ");
-          const rules = `table inet ${table} {\n chain input {\n  type filter hook input priority -10;\n  ip saddr { ${from} } tcp dport ${cfg.postgres.port} drop\n }\n}\n`;
+          const from = fx.c.nodes.filter((n) => n !== p).map((n) => n.host.ip).join(", ");
+          const rules = `table inet ${table} {\n chain input {\n  type filter hook input priority -10;\n  ip saddr { ${from} } tcp dport ${fx.cfg.postgres.port} drop\n }\n}\n`;
           const nft = await p.host.exec(["nft", "-f", "-"], { input: rules });
           if (nft.code !== 0) throw new Error(`nft on ${p.name}: ${nft.stderr}`);
           held = p;
@@ -136,11 +120,11 @@ describe.skipIf(skip !== null)("automatic failover: crashes", () => {
     }
   }), 240_000);
 
-  test("agent SIGKILL on the primary's host: its watchdog fences at the lease end, a standby takes over; the agent restarted rejoins", () => c.diagnose(async () => {
+  test("agent SIGKILL on the primary's host: its watchdog fences at the lease end, a standby takes over; the agent restarted rejoins", () => fx.c.diagnose(async () => {
     let watchdog: number | null = null;
     let mark = 0;
     let wdMark = 0;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "agent SIGKILL", expect: "other",
       inject: async (p) => {
         watchdog = watchdogPid(p);
@@ -151,20 +135,20 @@ describe.skipIf(skip !== null)("automatic failover: crashes", () => {
       },
       restore: (old) => old.start(),
     });
-    report(r, { lossAllowed: true, bound: bounds.failoverMs });
+    report(r, { lossAllowed: true, bound: fx.bounds.failoverMs });
     const fence = r.analysis.lastOldAck ? r.analysis.lastOldAck.end - r.at : null;
-    console.log(`agent SIGKILL: last write acknowledged by the old primary ${secs(fence)} after the kill (bound ${bounds.fenceMs} ms)`);
-    expect(fence ?? 0).toBeLessThanOrEqual(bounds.fenceMs);
+    console.log(`agent SIGKILL: last write acknowledged by the old primary ${secs(fence)} after the kill (bound ${fx.bounds.fenceMs} ms)`);
+    expect(fence ?? 0).toBeLessThanOrEqual(fx.bounds.fenceMs);
     const fenced = watchdogLog(r.old).slice(wdMark).filter((l) => /fencing PostgreSQL|PostgreSQL fenced/.test(l));
     console.log(`agent SIGKILL: watchdog of ${r.old.name}:\n  ${fenced.join("\n  ")}`);
     expect(fenced.some((l) => /fencing PostgreSQL/.test(l))).toBe(true);
     expectRewound(r, mark);
   }), 240_000);
 
-  test("agent SIGSTOP on the primary's host: fenced by its watchdog before the new primary writes; after SIGCONT it rejoins as a standby", () => c.diagnose(async () => {
+  test("agent SIGSTOP on the primary's host: fenced by its watchdog before the new primary writes; after SIGCONT it rejoins as a standby", () => fx.c.diagnose(async () => {
     let mark = 0;
     let wdMark = 0;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "agent SIGSTOP", expect: "other",
       inject: async (p) => {
         mark = logMark(p);
@@ -177,10 +161,10 @@ describe.skipIf(skip !== null)("automatic failover: crashes", () => {
         await waitFor(() => logSince(old, mark, /stepped-down: lease expired|fenced: no longer leading/).length > 0, { timeoutMs: 15_000, what: `${old.name} to log that it lost leadership` });
       },
     });
-    report(r, { lossAllowed: true, bound: bounds.failoverMs });
+    report(r, { lossAllowed: true, bound: fx.bounds.failoverMs });
     const fence = r.analysis.lastOldAck ? r.analysis.lastOldAck.end - r.at : null;
-    console.log(`agent SIGSTOP: last write acknowledged by the old primary ${secs(fence)} after the freeze (bound ${bounds.fenceMs} ms)`);
-    expect(fence ?? 0).toBeLessThanOrEqual(bounds.fenceMs);
+    console.log(`agent SIGSTOP: last write acknowledged by the old primary ${secs(fence)} after the freeze (bound ${fx.bounds.fenceMs} ms)`);
+    expect(fence ?? 0).toBeLessThanOrEqual(fx.bounds.fenceMs);
     // A frozen agent cannot fence: the watchdog did.
     const fenced = watchdogLog(r.old).slice(wdMark).filter((l) => /fencing PostgreSQL|PostgreSQL fenced/.test(l));
     console.log(`agent SIGSTOP: watchdog of ${r.old.name}:\n  ${fenced.join("\n  ")}`);

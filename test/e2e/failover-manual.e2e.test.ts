@@ -3,15 +3,11 @@
 // and back (nothing lost, short outage, the old primary follows without a rewind), refusals for a
 // lagging and an absent target, pause shown in `cluster ls`, and a manual failover after the
 // primary's host died while the cluster was paused.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ensureBuilt } from "../../scripts/build.ts";
-import type { Config } from "../../src/config/schema.ts";
-import { clusterSkipReason, poll, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { expect, test } from "bun:test";
+import { poll, type ClusterNode } from "../helpers/cluster.ts";
+import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
-import { describeAnalysis, faultRound, logMark, logSince, pgherd, secs, startFailoverCluster, waitReplicating, type Bounds, type RoundResult } from "../helpers/writer.ts";
-
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP failover manual e2e: ${skip}`);
+import { describeAnalysis, faultRound, logMark, logSince, pgherd, secs, startFailoverCluster, waitReplicating, type RoundResult } from "../helpers/writer.ts";
 
 type Cli = Awaited<ReturnType<typeof pgherd>>;
 
@@ -28,30 +24,18 @@ function mustRefuse(r: Cli, why: RegExp, what: string): Cli {
   return r;
 }
 
-describe.skipIf(skip !== null)("switchover and manual failover", () => {
-  let c: PgCluster;
-  let bounds: Bounds;
-  let cfg: Config;
-
-  beforeAll(async () => {
-    ensureBuilt();
-    ({ c, bounds, cfg } = await startFailoverCluster("failover-manual", "fman"));
-    console.log(`bounds from the config: switchover ${bounds.switchoverMs} ms, failover ${bounds.failoverMs} ms`);
-  }, 150_000);
-
-  afterAll(async () => {
-    await c?.destroy();
-    if (c) console.log(`logs: ${c.artifacts}`);
-  }, 120_000);
-
+describeCluster("switchover and manual failover", {
+  start: () => startFailoverCluster("failover-manual", "fman"),
+  ready: ({ bounds }) => console.log(`bounds from the config: switchover ${bounds.switchoverMs} ms, failover ${bounds.failoverMs} ms`),
+}, (fx) => {
   /** One planned switchover from the current primary to `to`, the CLI run on `on` (a name). */
   const switchover = async (to: (p: ClusterNode, standbys: ClusterNode[]) => ClusterNode, on: "primary" | "target"): Promise<RoundResult> => {
     let target: ClusterNode | undefined;
     let mark = 0;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "switchover", expect: "other", waitMs: 30_000,
       inject: async (p) => {
-        const h = await waitReplicating(c, 10_000);
+        const h = await waitReplicating(fx.c, 10_000);
         target = to(p, h.standbys);
         mark = logMark(p);
         const cli = mustOk(await pgherd(on === "primary" ? p : target, ["switchover", "--to", target.name]), `pgherd switchover --to ${target.name} (on ${on})`);
@@ -61,9 +45,9 @@ describe.skipIf(skip !== null)("switchover and manual failover", () => {
         if (row?.r !== false) throw new Error(`pgherd switchover --to ${target.name} exited 0 ("${cli.text}") but ${target.name} is not the primary`);
       },
     });
-    console.log(describeAnalysis(`switchover (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost) + ` (target 1 s, bound ${bounds.switchoverMs} ms)`);
+    console.log(describeAnalysis(`switchover (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost) + ` (target 1 s, bound ${fx.bounds.switchoverMs} ms)`);
     expect(r.neu).toBe(target!);
-    expect(r.analysis.outageMs).toBeLessThanOrEqual(bounds.switchoverMs);
+    expect(r.analysis.outageMs).toBeLessThanOrEqual(fx.bounds.switchoverMs);
     expect(r.analysis.splitBrain.map((a) => `${a.node}#${a.id}`)).toEqual([]);
     expect(r.writableAfter).toEqual([r.neu.name]);
     expect(r.lost).toEqual([]);
@@ -73,7 +57,7 @@ describe.skipIf(skip !== null)("switchover and manual failover", () => {
     return r;
   };
 
-  test("planned switchover to a chosen standby and back: nothing lost, outage within the bound", () => c.diagnose(async () => {
+  test("planned switchover to a chosen standby and back: nothing lost, outage within the bound", () => fx.c.diagnose(async () => {
     const there = await switchover((_p, s) => s[s.length - 1]!, "primary");
     await switchover(() => there.old, "target");
     const hist = mustOk(await pgherd(there.old, ["cluster", "history"]), "pgherd cluster history");
@@ -83,10 +67,10 @@ describe.skipIf(skip !== null)("switchover and manual failover", () => {
     expect(moves.some((l) => l.includes(`${there.neu.name} -> ${there.old.name}`))).toBe(true);
   }), 240_000);
 
-  test("switchover refused: to a lagging standby, to an unknown node, to a member whose agent is down", () => c.diagnose(async () => {
-    const h = await waitReplicating(c, 60_000);
+  test("switchover refused: to a lagging standby, to an unknown node, to a member whose agent is down", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
     const [lagger, quiet] = h.standbys as [ClusterNode, ClusterNode];
-    const limit = cfg.failover.max_lag_bytes;
+    const limit = fx.cfg.failover.max_lag_bytes;
     // Lagging: replay paused on the target while the primary writes several times the lag limit.
     await lagger.query("select pg_wal_replay_pause()");
     try {
@@ -116,12 +100,12 @@ describe.skipIf(skip !== null)("switchover and manual failover", () => {
     } finally {
       await quiet.start();
     }
-    const after = await waitReplicating(c, 60_000);
+    const after = await waitReplicating(fx.c, 60_000);
     expect(after.primary).toBe(h.primary);
   }), 180_000);
 
-  test("pause shows in cluster ls and stops automatic actions; resume ends it", () => c.diagnose(async () => {
-    const h = await waitReplicating(c, 60_000);
+  test("pause shows in cluster ls and stops automatic actions; resume ends it", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
     mustOk(await pgherd(h.standbys[0]!, ["pause"]), "pgherd pause");
     try {
       const ls = await pgherd(h.primary, ["cluster", "ls"]);
@@ -133,8 +117,8 @@ describe.skipIf(skip !== null)("switchover and manual failover", () => {
     expect((await pgherd(h.primary, ["cluster", "ls"])).stdout).not.toMatch(/paused/i);
   }), 60_000);
 
-  test("manual failover after the primary's host died while paused: refused without --force, done with it; resume rejoins the old primary", () => c.diagnose(async () => {
-    const h = await waitReplicating(c, 60_000);
+  test("manual failover after the primary's host died while paused: refused without --force, done with it; resume rejoins the old primary", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
     const marks = new Map(h.standbys.map((s) => [s, logMark(s)]));
     mustOk(await pgherd(h.primary, ["pause"]), "pgherd pause");
     let resumed = false;
@@ -142,13 +126,13 @@ describe.skipIf(skip !== null)("switchover and manual failover", () => {
     let asked = 0;
     try {
       await waitFor(() => h.standbys.every((s) => logSince(s, marks.get(s)!, /the leader paused the cluster/).length > 0), { timeoutMs: 15_000, what: "every standby to hear that the cluster is paused" });
-      const r = await faultRound(c, {
+      const r = await faultRound(fx.c, {
         label: "manual failover", expect: "other", waitMs: 60_000,
         inject: async (p) => {
           await p.host.killAll("SIGKILL");
           const oldId = p.nodeId();
           // Paused: the survivors may elect a leader, but nobody promotes by itself.
-          const survivors = c.nodes.filter((n) => n !== p);
+          const survivors = fx.c.nodes.filter((n) => n !== p);
           const leader = await poll(async () => {
             const v = (await survivors[0]!.clusterLs()).view;
             if (!v.leader || v.leader === oldId) throw new Error(`leader ${v.leaderName ?? "none"}`);
@@ -160,7 +144,7 @@ describe.skipIf(skip !== null)("switchover and manual failover", () => {
           mustRefuse(await pgherd(other, ["failover", "--to", target.name]), /paused/, `failover to ${target.name} while paused, without --force`);
           asked = performance.now();
           const ok = mustOk(await pgherd(other, ["failover", "--to", target.name, "--force"]), `pgherd failover --to ${target.name} --force`);
-          console.log(`manual failover to ${target.name} (leader was ${c.nodes.find((n) => n.nodeId() === leader)?.name}): ${ok.text} (${secs(performance.now() - asked)})`);
+          console.log(`manual failover to ${target.name} (leader was ${fx.c.nodes.find((n) => n.nodeId() === leader)?.name}): ${ok.text} (${secs(performance.now() - asked)})`);
         },
         restore: async (old, neu) => {
           mustOk(await pgherd(neu, ["resume"]), "pgherd resume");
@@ -177,7 +161,7 @@ describe.skipIf(skip !== null)("switchover and manual failover", () => {
       expect(r.healthy.primary).toBe(r.neu);
     } finally {
       if (!resumed) {
-        const alive = c.nodes.find((n) => n.agent && !n.agent.exited);
+        const alive = fx.c.nodes.find((n) => n.agent && !n.agent.exited);
         if (alive) await pgherd(alive, ["resume"]).catch(() => {});
       }
     }

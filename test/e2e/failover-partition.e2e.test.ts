@@ -2,49 +2,32 @@
 // pg_rewind cannot work. Three namespace hosts, real PostgreSQL, a writer on every node through
 // its unix socket (which still reaches the isolated host: the probe the issue asks for, from the
 // old primary's own side of the cut).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { ensureBuilt } from "../../scripts/build.ts";
-import type { Config } from "../../src/config/schema.ts";
-import { clusterSkipReason, type PgCluster } from "../helpers/cluster.ts";
-import { describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, startFailoverCluster, type Bounds, type RoundResult } from "../helpers/writer.ts";
+import { describeCluster } from "../helpers/describe-cluster.ts";
+import { describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, startFailoverCluster, type RoundResult } from "../helpers/writer.ts";
 
-const skip = clusterSkipReason();
-if (skip) console.warn(`SKIP failover partition e2e: ${skip}`);
-
-describe.skipIf(skip !== null)("automatic failover: partition and re-clone", () => {
-  let c: PgCluster;
-  let bounds: Bounds;
-  let cfg: Config;
-
-  beforeAll(async () => {
-    ensureBuilt();
-    ({ c, bounds, cfg } = await startFailoverCluster("failover-partition", "fpart"));
-    console.log(`bounds from the config: failover ${bounds.failoverMs} ms, fence ${bounds.fenceMs} ms`);
-  }, 150_000);
-
-  afterAll(async () => {
-    for (const h of c?.lab.hosts ?? []) await h.heal().catch(() => {});
-    await c?.destroy();
-    if (c) console.log(`logs: ${c.artifacts}`);
-  }, 120_000);
-
+describeCluster("automatic failover: partition and re-clone", {
+  start: () => startFailoverCluster("failover-partition", "fpart"),
+  ready: ({ bounds }) => console.log(`bounds from the config: failover ${bounds.failoverMs} ms, fence ${bounds.fenceMs} ms`),
+  beforeDestroy: async ({ c }) => { for (const h of c?.lab.hosts ?? []) await h.heal().catch(() => {}); },
+}, (fx) => {
   const report = (r: RoundResult) => {
     console.log(describeAnalysis(`${r.label} (${r.old.name} -> ${r.neu.name})`, r.analysis, r.lost) + `; healthy again ${secs(r.healMs)} after restoring`);
     expect(r.analysis.recoveryMs).not.toBeNull();
-    expect(r.analysis.recoveryMs!).toBeLessThanOrEqual(bounds.failoverMs);
+    expect(r.analysis.recoveryMs!).toBeLessThanOrEqual(fx.bounds.failoverMs);
     expect(r.analysis.splitBrain.map((a) => `${a.node}#${a.id}`)).toEqual([]);
     expect(r.writableAfter).toEqual([r.neu.name]);
     expect(r.healthy.primary).toBe(r.neu);
     // Asynchronous replication may lose what the old primary acknowledged alone (reported above);
     // quorum commit promises the elected node holds every acknowledged write.
-    if (cfg.durability !== "async") expect(r.lost).toEqual([]);
+    if (fx.cfg.durability !== "async") expect(r.lost).toEqual([]);
   };
 
-  test("network cut of the primary: it stops acknowledging before the new primary accepts any; after heal it rejoins by pg_rewind", () => c.diagnose(async () => {
+  test("network cut of the primary: it stops acknowledging before the new primary accepts any; after heal it rejoins by pg_rewind", () => fx.c.diagnose(async () => {
     let mark = 0;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "network cut", expect: "other",
       inject: async (p) => {
         mark = logMark(p);
@@ -55,10 +38,10 @@ describe.skipIf(skip !== null)("automatic failover: partition and re-clone", () 
     report(r);
     const a = r.analysis;
     const fence = a.lastOldAck ? a.lastOldAck.end - r.at : null;
-    console.log(`network cut: the isolated old primary acknowledged its last write ${secs(fence)} after the cut (bound ${bounds.fenceMs} ms), ` +
+    console.log(`network cut: the isolated old primary acknowledged its last write ${secs(fence)} after the cut (bound ${fx.bounds.fenceMs} ms), ` +
       `${Math.round(a.separationMs ?? NaN)} ms before the new primary's first was sent`);
     expect(a.separationMs!).toBeGreaterThan(0);
-    expect(fence!).toBeLessThanOrEqual(bounds.fenceMs);
+    expect(fence!).toBeLessThanOrEqual(fx.bounds.fenceMs);
     // It fenced itself, and said so, before anything else could be elected.
     expect(logSince(r.old, mark, /fencing PostgreSQL|fenced: no longer leading/).length).toBeGreaterThan(0);
     // One pg_rewind that rewound it (a no-op rewind first would leave it stuck on the old timeline).
@@ -68,9 +51,9 @@ describe.skipIf(skip !== null)("automatic failover: partition and re-clone", () 
     expect(p.rewinds).toEqual(["rewound"]);
   }), 240_000);
 
-  test("rejoin by re-clone: the crashed old primary's pg_wal is gone, pg_rewind fails, a fresh clone is swapped in", () => c.diagnose(async () => {
+  test("rejoin by re-clone: the crashed old primary's pg_wal is gone, pg_rewind fails, a fresh clone is swapped in", () => fx.c.diagnose(async () => {
     let mark = 0;
-    const r = await faultRound(c, {
+    const r = await faultRound(fx.c, {
       label: "host crash, WAL removed", expect: "other",
       inject: async (p) => {
         mark = logMark(p);

@@ -180,13 +180,13 @@ class NetHost implements Host {
   }
 
   async exec(cmd: string[], opts: ExecOptions = {}): Promise<RunResult> {
-    const { prefix, env } = asUser(opts.user, opts.env);
-    return run(["ip", "netns", "exec", this.ns, ...prefix, ...cmd], { timeoutMs: opts.timeoutMs ?? 30_000, env, input: opts.input });
+    const { prefix, env, cwd } = asUser(opts.user, opts.env);
+    return run(["ip", "netns", "exec", this.ns, ...prefix, ...cmd], { timeoutMs: opts.timeoutMs ?? 30_000, env, cwd, input: opts.input });
   }
 
   spawn(cmd: string[], opts: SpawnOptions = {}): Proc {
-    const { prefix, env } = asUser(opts.user, opts.env);
-    return new Proc(["ip", "netns", "exec", this.ns, ...prefix, ...cmd], { env, logFile: opts.logFile, cwd: opts.cwd });
+    const { prefix, env, cwd } = asUser(opts.user, opts.env);
+    return new Proc(["ip", "netns", "exec", this.ns, ...prefix, ...cmd], { env, logFile: opts.logFile, cwd: opts.cwd ?? cwd });
   }
 
   async cut(): Promise<void> {
@@ -410,13 +410,16 @@ function lookupUser(user: string): z.infer<typeof Passwd> {
   return parsed.data;
 }
 
-// `ip netns exec` needs root, so the switch to `user` happens inside, with setpriv.
-function asUser(user: string | undefined, env?: Record<string, string>): { prefix: string[]; env?: Record<string, string> } {
+// `ip netns exec` needs root, so the switch to `user` happens inside, with setpriv. The working
+// directory is "/", as in the product's runTool: the checkout may sit in a directory `user` cannot
+// enter (anything under /root is 0700), and PostgreSQL's tools refuse to start there.
+function asUser(user: string | undefined, env?: Record<string, string>): { prefix: string[]; env?: Record<string, string>; cwd?: string } {
   if (user === undefined) return { prefix: [], env };
   const u = lookupUser(user);
   return {
     prefix: ["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--"],
     env: { HOME: u.home, USER: user, LOGNAME: user, ...env },
+    cwd: "/",
   };
 }
 

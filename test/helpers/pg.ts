@@ -15,13 +15,12 @@ export const PG_OS_USER = "postgres";
 export const pgBins: PgBins | null = await findBinDir().catch(() => null);
 const hasUser = await lookupOsUser(PG_OS_USER).then(() => true, () => false);
 
-/** Why PostgreSQL tests cannot run here, or null. */
+/** Why PostgreSQL tests cannot run here, or null (tests fail with it: see require.ts). */
 export const pgSkipReason: string | null = !isRoot()
   ? "PostgreSQL tests need root (servers run as the postgres OS user)"
   : !pgBins
     ? "no PostgreSQL binaries found (pg_config / /usr/lib/postgresql/*/bin)"
     : !hasUser ? `OS user ${PG_OS_USER} does not exist` : null;
-if (pgSkipReason) console.warn(`skipping PostgreSQL tests: ${pgSkipReason}`);
 
 export interface Scratch {
   root: string;

@@ -21,6 +21,7 @@ import { openDb, openLocalDb, sqlState, type Db } from "../../src/postgres/sql.t
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { lsnDiff } from "../../src/postgres/lsn.ts";
 import { freePort, PG_OS_USER, pgScratch, pgSkipReason, type Scratch } from "../helpers/pg.ts";
+import { requireReal } from "../helpers/require.ts";
 import { waitFor } from "../helpers/proc.ts";
 
 const SU = "postgres";
@@ -67,7 +68,9 @@ const up = async (db: Db): Promise<ProbeUp> => {
 };
 const logFile = (n: PgNode) => `${n.dataDir}.log`;
 
-describe.skipIf(pgSkipReason !== null)("PostgreSQL controller on real servers", () => {
+requireReal("PostgreSQL controller tests", pgSkipReason);
+
+describe("PostgreSQL controller on real servers", () => {
   beforeAll(async () => {
     s = await pgScratch("ctl");
     primary = s.node("primary", log.withTag("primary"));

@@ -10,13 +10,29 @@ import { runTool, runToolOk, secret, ToolError } from "../../src/postgres/exec.t
 import { isRoot } from "../../src/postgres/users.ts";
 import { pgBins, pgSkipReason } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
+import { requireReal } from "../helpers/require.ts";
 
 describe("runTool", () => {
-  test.skipIf(!isRoot())("runs as the given OS user when root, with a minimal C-locale environment", async () => {
+  test("runs as the given OS user when root, with a minimal C-locale environment", async () => {
+    requireReal("running a tool as another OS user", isRoot() ? null : "needs root");
     const log = memoryLogger();
     const r = await runToolOk({ bin: "/bin/sh", args: ["-c", "id -un; echo $LC_ALL; echo ${PGPASSWORD:-unset}"], user: "postgres", timeoutMs: 10_000, log });
     expect(r.stdout.split("\n").slice(0, 3)).toEqual(["postgres", "C", "unset"]);
     expect(log.lines.some((l) => l.includes("(as postgres)"))).toBe(true);
+  });
+
+  test("a tool run as the OS user starts in /, also when our working directory is closed to that user", async () => {
+    requireReal("running a tool as another OS user", isRoot() ? null : "needs root");
+    const closed = mkdtempSync("/tmp/pgherd-closed-"); // 0700, owned by root: postgres cannot enter it
+    const before = process.cwd();
+    process.chdir(closed);
+    try {
+      const r = await runToolOk({ bin: "/bin/sh", args: ["-c", "pwd"], user: "postgres", timeoutMs: 10_000, log: memoryLogger() });
+      expect({ cwd: r.stdout.trim(), stderr: r.stderr }).toEqual({ cwd: "/", stderr: "" });
+    } finally {
+      process.chdir(before);
+      rmSync(closed, { recursive: true, force: true });
+    }
   });
 
   test("secrets in args, env and stdin never reach the log or the captured output", async () => {
@@ -79,7 +95,8 @@ describe("runTool", () => {
 });
 
 describe("findBinDir", () => {
-  test.skipIf(pgSkipReason !== null)("finds the installed binaries and their major version", async () => {
+  test("finds the installed binaries and their major version", async () => {
+    requireReal("binary discovery on this machine", pgSkipReason);
     const b = await findBinDir();
     expect(b.dir).toBe(pgBins!.dir);
     expect(b.versionString).toContain(`(PostgreSQL) ${b.version}`);

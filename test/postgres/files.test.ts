@@ -11,6 +11,7 @@ import { setStandbySignal, writeManagedConfig } from "../../src/postgres/managed
 import { writePassfile } from "../../src/postgres/passwords.ts";
 import { INCLUDE_LINE } from "../../src/postgres/pgconf.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
+import { requireReal } from "../helpers/require.ts";
 
 let dir: string;
 beforeEach(() => { dir = mkdtempSync("/tmp/pgherd-files-"); });
@@ -28,7 +29,8 @@ describe("writeFileAtomic", () => {
     expect(readdirSync(dir)).toEqual(["f.conf"]);
   });
 
-  test.skipIf(!isRoot())("chowns to the given owner when root", async () => {
+  test("chowns to the given owner when root", async () => {
+    requireReal("chown to another owner", isRoot() ? null : "needs root");
     const pg = await lookupOsUser("postgres");
     const p = join(dir, "pass");
     await writePassfile(p, [{ host: "*", port: 5432, database: "*", user: "repl", password: "s:e\\cret" }], pg);

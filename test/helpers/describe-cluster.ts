@@ -1,0 +1,37 @@
+// The fixture every cluster e2e file shares: the file fails (no skip) where a cluster cannot run,
+// the binary is built, the cluster is started before the tests and destroyed after them, and
+// where its logs are is printed. Tests reach what `start` returned through `fx`, filled in before
+// the first test runs.
+import { afterAll, beforeAll, describe } from "bun:test";
+import { ensureBuilt } from "../../scripts/build.ts";
+import { clusterSkipReason, type PgCluster } from "./cluster.ts";
+import { requireReal } from "./require.ts";
+
+export interface ClusterFixture<T> {
+  /** Starts the cluster and whatever the file needs with it (`c` is the cluster). */
+  start: () => Promise<T>;
+  /** After `start`, still before the tests (print bounds, wait for a guarantee); the cluster is destroyed also when this fails. */
+  ready?: (fx: T) => Promise<void> | void;
+  /** Before the cluster is destroyed (heal links, stop helpers); fields may be missing if `start` failed. */
+  beforeDestroy?: (fx: Partial<T>) => Promise<void> | void;
+  startMs?: number;
+  stopMs?: number;
+}
+
+export function describeCluster<T extends { c: PgCluster }>(name: string, o: ClusterFixture<T>, body: (fx: T) => void): void {
+  requireReal(name, clusterSkipReason());
+  describe(name, () => {
+    const fx = {} as T;
+    beforeAll(async () => {
+      ensureBuilt();
+      Object.assign(fx, await o.start());
+      await o.ready?.(fx);
+    }, o.startMs ?? 150_000);
+    afterAll(async () => {
+      await o.beforeDestroy?.(fx);
+      await fx.c?.destroy();
+      if (fx.c) console.log(`logs: ${fx.c.artifacts}`);
+    }, o.stopMs ?? 120_000);
+    body(fx);
+  });
+}
