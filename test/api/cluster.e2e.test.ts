@@ -48,18 +48,18 @@ describe("health checks, metrics and HAProxy on a live cluster", () => {
     if (c) console.log(`api cluster e2e logs: ${c.dir}`);
   }, 60_000);
 
-  const ALL = ["/primary", "/read-write", "/leader", "/replica", "/read-only", "/async", "/sync", "/health", "/liveness", "/readiness", "/replica?replication_state=streaming", "/replica?lag=16MB", "/replica?lag=1h"];
+  const ALL = ["/primary", "/read-write", "/leader", "/replica", "/read-only", "/async", "/sync", "/health", "/liveness", "/readiness", "/replica?replication_state=streaming", "/replica?lag=16MB", "/replica?lag=1h", "/quorum", "/read-only-quorum"];
 
   test("primary and streaming standbys", async () => {
     expect(await codes(primary, ALL)).toEqual({
       "/primary": 200, "/read-write": 200, "/leader": 200, "/replica": 503, "/read-only": 200, "/async": 503, "/sync": 503,
-      "/health": 200, "/liveness": 200, "/readiness": 200, "/replica?replication_state=streaming": 503, "/replica?lag=16MB": 503, "/replica?lag=1h": 503,
+      "/health": 200, "/liveness": 200, "/readiness": 200, "/replica?replication_state=streaming": 503, "/replica?lag=16MB": 503, "/replica?lag=1h": 503, "/quorum": 503, "/read-only-quorum": 200,
     });
     // Quorum commit (the default) makes both standbys synchronous candidates (sync_state quorum):
     // /sync 200, /async 503. Their sync state comes from the primary's report: allow a round for it.
     const want = {
       "/primary": 503, "/read-write": 503, "/leader": 503, "/replica": 200, "/read-only": 200, "/async": 503, "/sync": 200,
-      "/health": 200, "/liveness": 200, "/readiness": 200, "/replica?replication_state=streaming": 200, "/replica?lag=16MB": 200, "/replica?lag=1h": 200,
+      "/health": 200, "/liveness": 200, "/readiness": 200, "/replica?replication_state=streaming": 200, "/replica?lag=16MB": 200, "/replica?lag=1h": 200, "/quorum": 200, "/read-only-quorum": 200,
     };
     for (const s of standbys) {
       let got = await codes(s, ALL);

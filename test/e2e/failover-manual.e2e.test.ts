@@ -166,4 +166,67 @@ describeCluster("switchover and manual failover", {
       }
     }
   }), 240_000);
+
+  test("cluster ls names every member by the address others reach it at, the leader included (defect 5: 0.0.0.0)", () => fx.c.diagnose(async () => {
+    await waitReplicating(fx.c, 60_000);
+    for (const n of fx.c.nodes) {
+      const v = (await n.clusterLs()).view;
+      const hosts = Object.fromEntries(v.members.map((m) => [m.name, m.host]));
+      expect(hosts).toEqual(Object.fromEntries(fx.c.nodes.map((x) => [x.name, x.host.ip])));
+    }
+  }), 60_000);
+
+  test("rejoin --force-clone and rejoin report success only once the rebuilt standby streams (defect 4)", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    for (const [s, args, steps] of [[h.standbys[0]!, ["rejoin", "--force-clone"], /^(cloning|starting)/], [h.standbys[1]!, ["rejoin"], /^(rewinding|starting)/]] as const) {
+      const mark = logMark(s);
+      const r = mustOk(await pgherd(s, [...args]), `pgherd ${args.join(" ")} on ${s.name}`);
+      console.log(`pgherd ${args.join(" ")} on ${s.name}:\n  ${r.text.split("\n").join("\n  ")}`);
+      const lines = r.text.split("\n");
+      expect(lines.at(-1)).toBe("rejoined: streaming from the primary");
+      expect(lines.some((l) => steps.test(l))).toBe(true);
+      // The rebuild really happened before success was printed, and the standby streams now.
+      expect(logSince(s, mark, /decision: (clone|rewind)|rejoin requested/).length).toBeGreaterThan(0);
+      const [row] = await s.query("select status from pg_stat_wal_receiver");
+      expect(row?.status).toBe("streaming");
+    }
+    await waitReplicating(fx.c, 60_000);
+  }), 240_000);
+
+  test("scheduled switchover: stored through the leader, shown on every node, survives a restart of the leader's agent, runs at its time; a cancelled one never runs (defect 3)", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    const target = h.standbys[0]!;
+    // Cancelled: scheduled, shown, dropped; its time passes without a role change.
+    const soon = new Date(Date.now() + 4000).toISOString();
+    mustOk(await pgherd(target, ["switchover", "--to", target.name, "--at", soon]), "pgherd switchover --at (to cancel)");
+    await poll(async () => {
+      const ls = await pgherd(h.standbys[1]!, ["cluster", "ls"]);
+      if (!ls.stdout.includes(`scheduled switchover to ${target.name}`)) throw new Error(ls.stdout);
+      return true;
+    }, { timeoutMs: 10_000, what: "the schedule in cluster ls on another standby" });
+    mustOk(await pgherd(h.primary, ["switchover", "--cancel"]), "pgherd switchover --cancel");
+    await waitFor(() => Date.now() > Date.parse(soon) + 3000, { timeoutMs: 10_000, what: "the cancelled time to pass" });
+    expect((await waitReplicating(fx.c, 10_000)).primary).toBe(h.primary);
+    // Kept: scheduled 12 s ahead, then the leader's agent restarts (PostgreSQL keeps running).
+    const at = Date.now() + 12_000;
+    const reply = mustOk(await pgherd(h.standbys[1]!, ["switchover", "--to", target.name, "--at", new Date(at).toISOString()]), "pgherd switchover --at");
+    console.log(`scheduled: ${reply.text}`);
+    await h.primary.stopAgent();
+    await h.primary.start();
+    await poll(async () => {
+      const [row] = await target.query("select pg_is_in_recovery() as r");
+      if (row?.r !== false) throw new Error(`${target.name} still a standby`);
+      return true;
+    }, { timeoutMs: 40_000, intervalMs: 200, what: `${target.name} promoted by the scheduled switchover` });
+    const promoted = Date.now();
+    console.log(`scheduled switchover ran ${((promoted - at) / 1000).toFixed(2)} s after its time`);
+    expect(promoted).toBeGreaterThanOrEqual(at);
+    const healthy = await waitReplicating(fx.c, 60_000);
+    expect(healthy.primary).toBe(target);
+    const ls = await pgherd(target, ["cluster", "ls"]);
+    expect(ls.stdout).not.toContain("scheduled switchover");
+    const hist = await pgherd(target, ["cluster", "history"]);
+    expect(hist.stdout).toMatch(/schedule .*cancelled/);
+    expect(hist.stdout).toMatch(new RegExp(`switchover +${target.name}`));
+  }), 180_000);
 });
