@@ -24,10 +24,10 @@ import { AgentActionHost } from "./action-host.ts";
 import { History, primaryEntry, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import { ElectionDriver } from "./election-driver.ts";
-import { FlagsStore, type Durability, type ScheduledSwitchover } from "./flags.ts";
+import { FlagsStore, type Durability } from "./flags.ts";
 import { MembershipKeeper } from "./membership.ts";
 import { PendingRequests } from "./requests.ts";
-import { composeLocalView, composeStatus } from "./node-view.ts";
+import { composeLocalView, composeStatus, durabilityLine } from "./node-view.ts";
 import type { NodeStatus } from "../core/node-status.ts";
 import { selfHost } from "./self-address.ts";
 
@@ -229,11 +229,8 @@ export class Agent implements ClusterContext {
 
   /** What the cluster currently guarantees, as the primary computed it. */
   durabilityLine(): string {
-    const st = this.consensus.status();
-    const mode = this.flags.get().durability;
-    const r = st.leader === this.nodeId ? this.ownReport : F.leaderPg(this.facts())?.report;
-    if (!r?.guarantee) return mode;
-    return r.guarantee.startsWith(`${mode}:`) ? r.guarantee : `${mode}: ${r.guarantee}`;
+    const r = this.consensus.status().leader === this.nodeId ? this.ownReport : F.leaderPg(this.facts())?.report;
+    return durabilityLine(this.flags.get().durability, r?.guarantee);
   }
 
   nameOf(id: string): string {
@@ -279,16 +276,7 @@ export class Agent implements ClusterContext {
 
   private onState(peer: string, msg: Extract<AgentMsg, { t: "state" }>): void {
     this.reports.set(peer, { report: msg.pg, role: msg.role, at: now(), nofailover: msg.nofailover ?? false });
-    if (this.consensus.status().leader !== peer) return;
-    // What the leader says for the cluster, every follower keeps (a next leader has it already).
-    const next: Parameters<FlagsStore["set"]>[0] = {};
-    if (msg.paused !== undefined) next.paused = msg.paused;
-    if (msg.durability !== undefined) next.durability = msg.durability;
-    if (msg.scheduled !== undefined) next.scheduled = msg.scheduled;
-    const changed = this.flags.set(next);
-    if (changed.includes("paused")) this.log.warn(msg.paused ? "the leader paused the cluster: no automatic actions" : "the leader resumed the cluster");
-    if (changed.includes("durability")) this.log.warn(`durability is now ${msg.durability} (set on the leader)`);
-    if (changed.includes("scheduled")) this.log.info(msg.scheduled ? `switchover scheduled for ${msg.scheduled.at}` : "no switchover scheduled");
+    if (this.consensus.status().leader === peer) this.flags.adopt(msg, this.log);
   }
 
   private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {

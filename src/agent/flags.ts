@@ -46,6 +46,18 @@ export class FlagsStore {
     return this.cur;
   }
 
+  /** A follower keeps what the current leader says for the cluster (so a next leader has it already). */
+  adopt(from: { paused?: boolean; durability?: Durability; scheduled?: ScheduledSwitchover | null }, log: { info(m: string): void; warn(m: string): void }): void {
+    const next: Partial<Flags> = {};
+    if (from.paused !== undefined) next.paused = from.paused;
+    if (from.durability !== undefined) next.durability = from.durability;
+    if (from.scheduled !== undefined) next.scheduled = from.scheduled;
+    const changed = this.set(next);
+    if (changed.includes("paused")) log.warn(from.paused ? "the leader paused the cluster: no automatic actions" : "the leader resumed the cluster");
+    if (changed.includes("durability")) log.warn(`durability is now ${from.durability} (set on the leader)`);
+    if (changed.includes("scheduled")) log.info(from.scheduled ? `switchover scheduled for ${from.scheduled.at}` : "no switchover scheduled");
+  }
+
   /** Writes durably when something changed; returns the keys that changed. */
   set(next: Partial<Flags>): (keyof Flags)[] {
     const merged = { ...this.cur, ...next };

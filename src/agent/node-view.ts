@@ -85,3 +85,9 @@ export function composeLocalView(i: StatusInput): ClusterView {
     term: i.election.term, leader: i.election.leader, members, slotOf: slotFor,
   });
 }
+
+/** "mode: what the primary's plan guarantees" (the mode alone while the primary said nothing). */
+export function durabilityLine(mode: string, guarantee: string | undefined): string {
+  if (!guarantee) return mode;
+  return guarantee.startsWith(`${mode}:`) ? guarantee : `${mode}: ${guarantee}`;
+}

@@ -1,17 +1,9 @@
 // What this agent knows about other nodes: from authenticated beacons (identity,
 // mesh address, bootstrap state) and from the mesh (connected or not).
+import type { NodePeer } from "../core/node-status.ts";
 
-export interface PeerInfo {
-  id: string;
-  name: string;
-  role: "database" | "witness";
-  mesh: string;
-  address: string;
-  vote: string[] | null;
-  member: boolean;
-  connected: boolean;
-  lastSeen: number; // monotonic ms
-}
+/** What the status shows of a peer is what the table keeps (core/node-status.ts). */
+export type PeerInfo = NodePeer;
 
 export class PeerTable {
   private readonly peers = new Map<string, PeerInfo>();
