@@ -46,6 +46,11 @@ export async function resolveCommand(root: AnyCommand, argv: readonly string[]):
   }
 }
 
+/** Options that are gone on purpose, with what to use instead. */
+const REFUSED: Record<string, string> = {
+  token: "--token is refused: every local user sees a command line (ps, /proc). Use --token-file PATH or $PGHERD_TOKEN",
+};
+
 /** A usage problem in `rest` for a leaf command, or undefined. */
 export async function checkArgs(cmd: AnyCommand, rest: readonly string[]): Promise<string | undefined> {
   if (await value(cmd.subCommands)) return undefined; // groups: citty reports unknown subcommands
@@ -59,6 +64,7 @@ export async function checkArgs(cmd: AnyCommand, rest: readonly string[]): Promi
       const name = flagName(t);
       const negated = name.startsWith("no-") ? findArg(defs, name.slice(3)) : undefined;
       const def = findArg(defs, name) ?? (negated?.type === "boolean" ? negated : undefined);
+      if (!def && REFUSED[name]) return REFUSED[name];
       if (!def || def.type === "positional") return `unknown option ${t.split("=")[0]}`;
       if (!t.includes("=") && (def.type === "string" || def.type === "enum")) {
         if (i + 1 >= rest.length) return `option ${t} needs a value`;

@@ -1,8 +1,8 @@
 // How CLI commands reach an agent: --api URL, else the api.listen of the config
 // file (--config / $PGHERD_CONFIG / default), else the default address.
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { loadConfig } from "../config/load.ts";
-import { type CliContext, CliExit, configPathFrom, EXIT_FAILURE } from "./context.ts";
+import { type CliContext, CliExit, configPathFrom, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 
 export const apiArgs = {
   api: { type: "string", valueHint: "url", description: "Agent API base URL (default: from the config's api.listen)" },
@@ -10,16 +10,42 @@ export const apiArgs = {
 } as const;
 
 export const tokenArg = {
-  token: { type: "string", valueHint: "token", description: "API token (default: $PGHERD_TOKEN, else api.token from the config)" },
+  "token-file": {
+    type: "string", valueHint: "path",
+    description: "File holding the API token (default: $PGHERD_TOKEN, else api.token from the config). Never on the command line: ps shows it",
+  },
 } as const;
 
-/** --token, else $PGHERD_TOKEN, else api.token of the local config file. */
-export function apiToken(args: { token?: string; config?: string }, ctx: CliContext): string {
-  if (args.token) return args.token;
-  if (ctx.env.PGHERD_TOKEN) return ctx.env.PGHERD_TOKEN;
+/** --token-file, else $PGHERD_TOKEN, else api.token of the local config file, else "". */
+export function apiToken(args: { "token-file"?: string; config?: string }, ctx: CliContext): string {
+  const file = args["token-file"];
+  if (file) return readTokenFile(file);
+  if (ctx.env.PGHERD_TOKEN) return ctx.env.PGHERD_TOKEN.trim();
   const path = configPathFrom(args.config, ctx);
   if (args.config || existsSync(path)) return loadConfig(path).api.token;
   return "";
+}
+
+/** The token in a file (surrounding whitespace and the final newline dropped); a file others may read is refused. */
+function readTokenFile(path: string): string {
+  let text: string;
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const st = fstatSync(fd);
+    // Pipes and process substitution (<(pass show pgherd)) are fine; a shared regular file is not.
+    if (st.isFile() && st.mode & 0o077) {
+      throw new CliExit(EXIT_USAGE, `pgherd: token file ${path} has mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}: group and others must have no access (chmod 600 ${path})`);
+    }
+    text = readFileSync(fd, "utf8").trim();
+  } catch (e) {
+    if (e instanceof CliExit) throw e;
+    throw new CliExit(EXIT_USAGE, `pgherd: cannot read token file ${path}: ${(e as Error).message}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  if (!text) throw new CliExit(EXIT_USAGE, `pgherd: token file ${path} is empty`);
+  return text;
 }
 
 export interface ActionReply {

@@ -30,13 +30,12 @@ export const switchoverCommand = (ctx: CliContext) =>
       cancel: { type: "boolean", description: "Drop the scheduled switchover instead (exit 1 when none is scheduled)" },
     },
     run: async ({ args }) => {
+      if (args.cancel && (args.to || args.at || args.force)) throw new CliExit(EXIT_USAGE, "pgherd: --cancel takes no --to, --at or --force");
+      const token = apiToken(args, ctx);
       const base = apiBase(args, ctx);
-      if (args.cancel) {
-        if (args.to || args.at || args.force) throw new CliExit(EXIT_USAGE, "pgherd: --cancel takes no --to, --at or --force");
-        return finish(ctx, await sendAction(base, "DELETE", "/switchover", undefined, apiToken(args, ctx)), args.json);
-      }
+      if (args.cancel) return finish(ctx, await sendAction(base, "DELETE", "/switchover", undefined, token), args.json);
       const body = { ...(args.to ? { to: args.to } : {}), ...(args.at ? { at: args.at } : {}), ...(args.force ? { force: true } : {}) };
-      finish(ctx, await sendAction(base, "POST", "/switchover", body, apiToken(args, ctx)), args.json);
+      finish(ctx, await sendAction(base, "POST", "/switchover", body, token), args.json);
     },
   });
 
@@ -64,11 +63,12 @@ export const rejoinCommand = (ctx: CliContext) =>
       wait: { type: "boolean", default: true, description: "Show progress until the node streams (default on; --no-wait to return at once)" },
     },
     run: async ({ args }) => {
+      const token = apiToken(args, ctx); // before the first request: a bad token file is a usage error
       const base = apiBase(args, ctx);
       const wait = args.wait && !args.json;
       // The request this command makes is the first one newer than what the node reports now.
       const before = wait ? rejoinSeq(((await getJson(base, "/node")) as NodeStatus).postgres) : 0;
-      const r = await sendAction(base, "POST", "/rejoin", args["force-clone"] ? { forceClone: true } : {}, apiToken(args, ctx));
+      const r = await sendAction(base, "POST", "/rejoin", args["force-clone"] ? { forceClone: true } : {}, token);
       finish(ctx, r, args.json);
       if (!wait) return;
       let last = "";

@@ -20,7 +20,7 @@ export const agentCommand = (ctx: CliContext) =>
       const configPath = resolve(configPathFrom(args.config, ctx));
       let cfg;
       try {
-        cfg = loadConfig(configPath);
+        cfg = loadConfig(configPath, { ownerOnly: true });
       } catch (e) {
         if (e instanceof ConfigError) throw new CliExit(EXIT_USAGE, e.message);
         throw e;

@@ -10,7 +10,8 @@ export function generateSecret(): string {
 export function starterConfig(o: { cluster: string; secret: string }): string {
   return `# pgherd configuration. Every key, its default and why: pgherd.toml.example.
 # Copy this file unchanged (same cluster and secret) to every node, then adjust
-# node_name, role and the addresses per host. Keep it mode 0600: it holds the secret.
+# node_name, role and the addresses per host. Keep it mode 0600 (the agent refuses
+# anything group or others may read): it holds the secret.
 
 cluster = ${JSON.stringify(o.cluster)}
 secret = ${JSON.stringify(o.secret)}
@@ -30,6 +31,7 @@ bootstrap_expect = 3           # voters that must meet before the first election
 
 [api]
 # listen = "127.0.0.1:7402"
+# token = ""                   # "" disables actions; else >= 32 characters (openssl rand -base64 32)
 
 [log]
 # level = "info"

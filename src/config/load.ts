@@ -1,6 +1,6 @@
 // pgherd.toml → validated, defaulted, deeply frozen Config. Every failure is a ConfigError
 // whose lines start with the file's base name, so an operator sees what to fix and where.
-import { readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { ConfigError, configErrorMap, issueLines } from "./errors.ts";
@@ -31,15 +31,45 @@ const READ_ERRORS: Record<string, string> = {
   ENOTDIR: "a parent is not a directory",
 };
 
-export function loadConfig(path: string): Config {
+/**
+ * Why the agent must not trust this file, or "". It holds the cluster secret and says which
+ * binaries the agent runs: only its owner may read or write it, and that owner is the agent's
+ * own user or root.
+ */
+export function privacyProblem(st: { mode: number; uid: number; isFile(): boolean }, path: string, euid: number): string {
+  if (!st.isFile()) return `${path} is not a regular file`;
+  const mode = st.mode & 0o7777;
+  if (mode & 0o077) {
+    return `${path} has mode ${mode.toString(8).padStart(4, "0")}: it holds the cluster secret, so group and others must have no access (chmod 600 ${path})`;
+  }
+  if (st.uid !== euid && st.uid !== 0) {
+    return `${path} is owned by uid ${st.uid}: whoever can write it controls this agent, so it must belong to root or to the agent's own user (uid ${euid})`;
+  }
+  return "";
+}
+
+/**
+ * Reads and validates a config file. `ownerOnly` (the agent) also refuses a file others may
+ * read or write; commands that only look up api.listen do not need that.
+ */
+export function loadConfig(path: string, opts: { ownerOnly?: boolean } = {}): Config {
   const label = basename(path);
+  const full = resolve(path);
   let text: string;
+  let fd: number | undefined;
   try {
-    text = readFileSync(path, "utf8");
+    // One descriptor for the check and the read: the file checked is the file read.
+    fd = openSync(path, "r");
+    const problem = opts.ownerOnly ? privacyProblem(fstatSync(fd), full, process.geteuid?.() ?? 0) : "";
+    if (problem) throw new ConfigError([`${label}: ${problem}`]);
+    text = readFileSync(fd, "utf8");
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     const code = (e as NodeJS.ErrnoException).code ?? "";
     const why = READ_ERRORS[code] ?? (e as Error).message;
-    throw new ConfigError([`${label}: cannot read config file ${resolve(path)}: ${why}`]);
+    throw new ConfigError([`${label}: cannot read config file ${full}: ${why}`]);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
   return parseConfig(text, label);
 }

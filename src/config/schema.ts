@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { DeepReadonly } from "./freeze.ts";
 import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
+import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
 
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
@@ -90,26 +91,36 @@ export const electionSection = z
     }
   }, whenValid);
 
+/** Shortest api.token accepted: guessing it must be as hopeless as guessing the cluster secret. */
+export const MIN_TOKEN_LENGTH = 32;
+
+/** api.token: "" (actions off) or ≥ 32 visible ASCII characters; `Authorization: Bearer` cannot carry a space. */
+const apiToken = z.string().superRefine((t, ctx) => {
+  if (t === "") return;
+  if (!/^[\x21-\x7e]*$/.test(t)) ctx.addIssue({ code: "custom", message: "must be printable ASCII without spaces (it is sent in an HTTP header), or \"\" to disable actions" });
+  else if (t.length < MIN_TOKEN_LENGTH) ctx.addIssue({ code: "custom", message: `must be at least ${MIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -base64 32\`), or "" to disable actions` });
+});
+
+const absPathOrEmpty = z.union([z.literal(""), absPath('an absolute path or ""')]);
+
 export const apiSection = z
   .strictObject({
     listen: hostPort().default("127.0.0.1:7402"),
-    token: z.string().default(""),
-    tls_cert: z.string().default(""),
-    tls_key: z.string().default(""),
+    token: apiToken.default(""),
+    tls_cert: absPathOrEmpty.default(""),
+    tls_key: absPathOrEmpty.default(""),
   })
   .superRefine((a, ctx) => {
     if (!!a.tls_cert !== !!a.tls_key) ctx.addIssue({ code: "custom", path: ["tls_key"], message: "api.tls_cert and api.tls_key go together" });
   }, whenValid);
 
-const pgIdent = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier (a-z, 0-9, _)");
-
 export const postgresSection = z
   .strictObject({
-    data_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/postgresql/pgherd"),
-    bin_dir: z.string().default(""),
+    data_dir: absPath().default("/var/lib/postgresql/pgherd"),
+    bin_dir: z.string().refine(noControl, "must not contain control characters (newline, tab …)").default(""),
     port: intIn(1, 65535).default(5432),
-    listen_addresses: z.string().min(1).default("*"),
-    socket_dir: z.string().default(""),
+    listen_addresses: listenAddresses.default("*"),
+    socket_dir: z.string().refine(noControl, "must not contain control characters (newline, tab …)").default(""),
     os_user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be an OS user name").default("postgres"),
     superuser: pgIdent.default("postgres"),
     repl_user: pgIdent.default("pgherd_repl"),
@@ -118,11 +129,19 @@ export const postgresSection = z
     start_timeout_s: intIn(1, 3600).default(120),
     max_wal_senders: intIn(1, 1000).default(10),
     max_replication_slots: intIn(1, 1000).default(10),
-    parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default(() => ({})),
+    parameters: parameters.default(() => ({})),
   })
   .superRefine((p, ctx) => {
     if (p.socket_dir && !p.socket_dir.startsWith("/")) ctx.addIssue({ code: "custom", path: ["socket_dir"], message: "must be an absolute path (or empty for <data_dir>.sock)" });
     if (p.bin_dir && !p.bin_dir.startsWith("/")) ctx.addIssue({ code: "custom", path: ["bin_dir"], message: "must be an absolute path (or empty to discover it)" });
+    const sock = socketDirProblem(socketDirOf(p), p.port);
+    if (sock) ctx.addIssue({ code: "custom", path: [p.socket_dir ? "socket_dir" : "data_dir"], message: `${p.socket_dir ? "" : "(with socket_dir empty, the socket directory is <data_dir>.sock) "}${sock}` });
+    // The replication password travels to every peer: it must never be the superuser's.
+    const roles = [["superuser", p.superuser], ["repl_user", p.repl_user], ["monitor_user", p.monitor_user]] as const;
+    for (const [i, [key, name]] of roles.entries()) {
+      const same = roles.slice(0, i).find(([, other]) => other === name);
+      if (same) ctx.addIssue({ code: "custom", path: [key], message: `must differ from postgres.${same[0]}: each role has its own password and pg_hba rows` });
+    }
   }, whenValid);
 
 export const bootstrapSection = z.strictObject({
@@ -139,7 +158,7 @@ export const failoverSection = z.strictObject({
 
 export const slotsSection = z.strictObject({
   retain_minutes: intIn(0, 525600).default(30),
-  max_slot_wal_keep_size: z.string().regex(/^(\d+\s*(kB|MB|GB|TB)|-1)?$/, 'must be a size like "8GB", "-1" or ""').default(""),
+  max_slot_wal_keep_size: z.string().regex(/^(\d+ *(kB|MB|GB|TB)|-1)?$/, 'must be a size like "8GB", "-1" or ""').default(""),
 });
 
 export const tagsSection = z.strictObject({
@@ -152,7 +171,7 @@ const MIN_KERNEL_FENCE_MS = 300;
 
 export const watchdogSection = z.strictObject({
   mode: z.enum(["off", "auto"], 'must be "off" or "auto"').default("off"),
-  device: z.string().startsWith("/", "must be an absolute path").default("/dev/watchdog"),
+  device: absPath().default("/dev/watchdog"),
 });
 
 export const logSection = z.strictObject({
@@ -170,7 +189,7 @@ export const configSchema = z.strictObject({
     .refine(isHost, "must be a host-name-like string (letters, digits, '-', '.')")
     .default(() => hostname()),
   role: z.enum(["database", "witness"], 'must be "database" or "witness"').default("database"),
-  state_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/pgherd"),
+  state_dir: absPath().default("/var/lib/pgherd"),
   bootstrap_expect: intIn(1, 1000).default(3),
   priority: intIn(0, 1000).default(100),
   durability: z.enum(["quorum", "strict", "async"], 'must be "quorum", "strict" or "async"').default("quorum"),
@@ -187,6 +206,9 @@ export const configSchema = z.strictObject({
   watchdog: watchdogSection.prefault({}),
   log: logSection.prefault({}),
 }).superRefine((c, ctx) => {
+  if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
+    ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });
+  }
   if (c.watchdog.mode !== "off" && c.election.fence_ms < MIN_KERNEL_FENCE_MS) {
     ctx.addIssue({
       code: "custom", path: ["watchdog", "mode"],

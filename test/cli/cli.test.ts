@@ -1,7 +1,7 @@
 // Runs the compiled binary, as an operator would.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
@@ -74,9 +74,15 @@ describe("help and version", () => {
   });
 
   test("actions without a reachable agent fail and name it", () => {
-    const r = pgherd(["switchover", "--api", "http://127.0.0.1:9", "--token", "x"]);
+    const r = pgherd(["switchover", "--api", "http://127.0.0.1:9"], { env: { PGHERD_TOKEN: "x".repeat(32) } });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("cannot reach the pgherd agent at http://127.0.0.1:9");
+  });
+
+  test("--token is refused (ps shows it): exit 2, pointing to --token-file and $PGHERD_TOKEN", () => {
+    const r = pgherd(["switchover", "--api", "http://127.0.0.1:9", "--token", "x".repeat(32)]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("pgherd: --token is refused: every local user sees a command line (ps, /proc). Use --token-file PATH or $PGHERD_TOKEN\n");
   });
 });
 
@@ -131,10 +137,27 @@ describe("init", () => {
 describe("agent", () => {
   test("a bad config exits 2 naming the key", () => {
     const path = join(dir, "bad.toml");
-    writeFileSync(path, `cluster = "main"\nsecret = "${"s".repeat(40)}"\n[discovery]\nbrodcast = ["auto"]\n`);
+    writeFileSync(path, `cluster = "main"\nsecret = "${"s".repeat(40)}"\n[discovery]\nbrodcast = ["auto"]\n`, { mode: 0o600 });
     const r = pgherd(["agent", "--config", path]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe("bad.toml: unknown key discovery.brodcast\n");
+  });
+
+  test("a config group or others may read exits 2 naming the file and its mode", () => {
+    const path = join(dir, "shared.toml");
+    writeFileSync(path, `cluster = "main"\nsecret = "${"s".repeat(40)}"\n`);
+    chmodSync(path, 0o644);
+    const r = pgherd(["agent", "--config", path]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`shared.toml: ${path} has mode 0644: it holds the cluster secret, so group and others must have no access (chmod 600 ${path})\n`);
+  });
+
+  test("a value that only rendering would refuse exits 2 at start", () => {
+    const path = join(dir, "render.toml");
+    writeFileSync(path, `cluster = "main"\nsecret = "${"s".repeat(40)}"\n[postgres]\nlisten_addresses = "*\\nport = 1"\n`, { mode: 0o600 });
+    const r = pgherd(["agent", "--config", path]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('render.toml: postgres.listen_addresses must be "*" or a comma-separated list of host names and IP addresses\n');
   });
 
   test("a missing config exits 2 naming the path", () => {

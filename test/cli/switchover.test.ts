@@ -9,7 +9,7 @@ import type { ClusterView } from "../../src/core/cluster-view.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { clusterView, fakeSource } from "../api/fake-source.ts";
 
-const TOKEN = "t0ken-for-the-cli-tests";
+const TOKEN = "t0ken-for-the-cli-tests-at-least-32-characters";
 const config = parseConfig(`cluster = "test"\nsecret = "${"s".repeat(40)}"\n[api]\ntoken = "${TOKEN}"\n`, "test.toml");
 let view: ClusterView = clusterView();
 let answer: ActionResult = { status: 200, ok: true, message: "scheduled switchover cancelled" };
@@ -21,21 +21,21 @@ afterAll(() => api.stop());
 async function pgherd(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
   let err = "";
-  const code = await runCli(argv, { env: {}, out: (t) => void (out += t), err: (t) => void (err += t) });
+  const code = await runCli(argv, { env: { PGHERD_TOKEN: TOKEN }, out: (t) => void (out += t), err: (t) => void (err += t) });
   return { code, out, err };
 }
 
 describe("pgherd switchover --cancel", () => {
   test("sends DELETE /switchover with the token and prints the agent's answer", async () => {
     source.requests.length = 0;
-    expect(await pgherd("switchover", "--cancel", "--api", api.url, "--token", TOKEN)).toEqual({ code: 0, out: "scheduled switchover cancelled\n", err: "" });
+    expect(await pgherd("switchover", "--cancel", "--api", api.url)).toEqual({ code: 0, out: "scheduled switchover cancelled\n", err: "" });
     expect(source.requests).toEqual([{ kind: "switchover-cancel" }]);
   });
 
   test("exit 1 with the agent's reason when nothing is scheduled", async () => {
     answer = { status: 404, ok: false, message: "no switchover is scheduled" };
     try {
-      expect(await pgherd("switchover", "--cancel", "--api", api.url, "--token", TOKEN)).toMatchObject({ code: 1, out: "no switchover is scheduled\n" });
+      expect(await pgherd("switchover", "--cancel", "--api", api.url)).toMatchObject({ code: 1, out: "no switchover is scheduled\n" });
     } finally {
       answer = { status: 200, ok: true, message: "scheduled switchover cancelled" };
     }
@@ -43,7 +43,7 @@ describe("pgherd switchover --cancel", () => {
 
   test("--cancel with --to or --at is a usage error and sends nothing", async () => {
     source.requests.length = 0;
-    const r = await pgherd("switchover", "--cancel", "--to", "n3", "--api", api.url, "--token", TOKEN);
+    const r = await pgherd("switchover", "--cancel", "--to", "n3", "--api", api.url);
     expect(r.code).toBe(2);
     expect(r.err).toContain("--cancel takes no --to");
     expect(source.requests).toEqual([]);

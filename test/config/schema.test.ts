@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
-import { join } from "node:path";
-import { ConfigError, loadConfig, parseConfig } from "../../src/config/load.ts";
+import { basename, join } from "node:path";
+import { ConfigError, loadConfig, parseConfig, privacyProblem } from "../../src/config/load.ts";
 import { redactConfig } from "../../src/config/redact.ts";
 
 const SECRET = "0123456789abcdefghijklmnopqrstuvwxyz";
@@ -224,13 +224,61 @@ describe("loadConfig", () => {
 
   test("a directory is not a config file", () => {
     expect(() => loadConfig(dir)).toThrow(`cannot read config file ${dir}: is a directory`);
+    expect(() => loadConfig(dir, { ownerOnly: true })).toThrow(new ConfigError([`${basename(dir)}: ${dir} is not a regular file`]));
+  });
+});
+
+// The agent's config holds the cluster secret (and the API token): anyone who can read it can
+// join the cluster; anyone who can write it chooses the binaries the agent runs.
+describe("loadConfig for the agent (ownerOnly)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-config-mode-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, mode: number) => {
+    const path = join(dir, name);
+    writeFileSync(path, BASE);
+    chmodSync(path, mode); // after writing: the umask must not decide the mode
+    return path;
+  };
+
+  test("refuses a file group or others may read or write, naming file and mode", () => {
+    for (const mode of [0o644, 0o640, 0o604, 0o620, 0o602, 0o660]) {
+      const path = write(`m${mode.toString(8)}.toml`, mode);
+      const m = `0${mode.toString(8)}`;
+      expect(() => loadConfig(path, { ownerOnly: true })).toThrow(
+        new ConfigError([`m${mode.toString(8)}.toml: ${path} has mode ${m}: it holds the cluster secret, so group and others must have no access (chmod 600 ${path})`]),
+      );
+    }
+  });
+
+  test("accepts 0600 and 0400", () => {
+    for (const mode of [0o600, 0o400]) expect(loadConfig(write(`ok${mode.toString(8)}.toml`, mode), { ownerOnly: true }).cluster).toBe("main");
+  });
+
+  test("without ownerOnly (the CLI looking up api.listen) a shared file still loads", () => {
+    expect(loadConfig(write("shared.toml", 0o644)).cluster).toBe("main");
+  });
+
+  test("the owner must be root or the agent's own user", () => {
+    const st = { isFile: () => true, mode: 0o100600 };
+    expect(privacyProblem({ ...st, uid: 0 }, "/etc/p.toml", 999)).toBe("");
+    expect(privacyProblem({ ...st, uid: 999 }, "/etc/p.toml", 999)).toBe("");
+    expect(privacyProblem({ ...st, uid: 1001 }, "/etc/p.toml", 0)).toBe(
+      "/etc/p.toml is owned by uid 1001: whoever can write it controls this agent, so it must belong to root or to the agent's own user (uid 0)",
+    );
+  });
+
+  test.skipIf(process.getuid?.() !== 0)("a root agent refuses a file another user owns (on disk)", () => {
+    const path = write("theirs.toml", 0o600);
+    chownSync(path, 65534, 65534);
+    expect(() => loadConfig(path, { ownerOnly: true })).toThrow(`${path} is owned by uid 65534`);
   });
 });
 
 test("redactConfig hides the secret and a set token", () => {
-  const cfg = parseConfig(`${BASE}[api]\ntoken = "tok-123456"\n`, "pgherd.toml");
+  const token = "tok-123456-abcdefghijklmnopqrstuvwxyz";
+  const cfg = parseConfig(`${BASE}[api]\ntoken = "${token}"\n`, "pgherd.toml");
   const shown = JSON.stringify(redactConfig(cfg));
   expect(shown).not.toContain(SECRET);
-  expect(shown).not.toContain("tok-123456");
+  expect(shown).not.toContain(token);
   expect(redactConfig(cfg).election).toEqual(cfg.election);
 });

@@ -1,0 +1,79 @@
+// Config values that end up inside PostgreSQL's files (pgherd.conf, pg_hba.conf, conninfo) or
+// on its command line. Checked here, at load, against what src/postgres/pgconf.ts and hba.ts
+// accept when they render: a bad value must stop the agent with exit 2, not fail every round.
+import { z } from "zod";
+import { MANAGED_KEYS } from "../postgres/pgconf.ts";
+import { isHost } from "./hostport.ts";
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
+export const noControl = (s: string) => !CONTROL.test(s);
+
+/** An absolute path without control characters (they cannot be written into a conninfo or config line). */
+export const absPath = (what = "an absolute path") =>
+  z.string().startsWith("/", `must be ${what}`).refine(noControl, "must not contain control characters (newline, tab …)");
+
+/** pg_hba.conf keywords: a role with one of these names would match far more than itself. */
+const HBA_KEYWORDS = new Set(["all", "sameuser", "samerole", "samegroup", "replication"]);
+
+export const pgIdent = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier (a-z, 0-9, _)")
+  .refine((s) => !HBA_KEYWORDS.has(s), "must not be a pg_hba.conf keyword (all, sameuser, samerole, samegroup, replication)");
+
+/** listen_addresses: "*" or a comma-separated list of host names and IP addresses. */
+export const listenAddresses = z
+  .string()
+  .refine(
+    (s) => s.split(",").every((a) => a.trim() === "*" || isHost(a.trim())),
+    'must be "*" or a comma-separated list of host names and IP addresses',
+  );
+
+// PostgreSQL's configuration lexer: ID = letter (letter|digit)*, QUALIFIED_ID = ID "." ID; names are
+// case-insensitive. The include directives are not settings: they would pull in another file.
+const GUC_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/;
+const DIRECTIVES = new Set(["include", "include_if_exists", "include_dir"]);
+
+export const paramValue = z.union([
+  z.string().refine(noControl, "must not contain control characters (newline, tab …)"),
+  z.number(),
+  z.boolean(),
+], "must be a string, a number or true/false");
+
+/** [postgres.parameters]: valid setting names, none of those pgherd manages, no name twice (case-insensitively). */
+export const parameters = z.record(z.string(), paramValue).superRefine((params, ctx) => {
+  const seen = new Map<string, string>();
+  for (const name of Object.keys(params)) {
+    const lower = name.toLowerCase();
+    const problem = !GUC_NAME.test(name)
+      ? "is not a valid PostgreSQL setting name (letters, digits, _ and at most one dot)"
+      : DIRECTIVES.has(lower)
+        ? "is an include directive, not a setting"
+        : (MANAGED_KEYS as readonly string[]).includes(lower)
+          ? "is managed by pgherd: set it through pgherd's own keys"
+          : seen.has(lower)
+            ? `is the same setting as ${JSON.stringify(seen.get(lower))} (names are case-insensitive)`
+            : "";
+    seen.set(lower, name);
+    // The name goes in the message, JSON-quoted: a key is the operator's text, never a secret value.
+    if (problem) ctx.addIssue({ code: "custom", path: [], message: `${JSON.stringify(name)} ${problem}` });
+  }
+});
+
+/** Linux sun_path holds 108 bytes with the final NUL; PostgreSQL refuses a longer socket path at start. */
+const MAX_SOCKET_PATH = 107;
+
+/** The unix socket directory the agent uses: postgres.socket_dir, else "<data_dir>.sock". */
+export function socketDirOf(pg: { socket_dir: string; data_dir: string }): string {
+  return pg.socket_dir || `${pg.data_dir}.sock`;
+}
+
+/** Why the socket directory cannot be rendered into unix_socket_directories, or "" when it can. */
+export function socketDirProblem(dir: string, port: number): string {
+  // unix_socket_directories is a comma-separated list with optional double quotes.
+  if (/[,"]/.test(dir) || dir.trim() !== dir) return "must not contain commas or double quotes, nor start or end with a space";
+  const socket = `${dir}/.s.PGSQL.${port}`;
+  const bytes = Buffer.byteLength(socket);
+  if (bytes > MAX_SOCKET_PATH) return `gives the socket path ${socket} of ${bytes} bytes: the limit is ${MAX_SOCKET_PATH}`;
+  return "";
+}
