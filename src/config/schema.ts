@@ -92,7 +92,7 @@ export const electionSection = z
   }, whenValid);
 
 /** Shortest api.token accepted: guessing it must be as hopeless as guessing the cluster secret. */
-export const MIN_TOKEN_LENGTH = 32;
+const MIN_TOKEN_LENGTH = 32;
 
 /** api.token: "" (actions off) or ≥ 32 visible ASCII characters; `Authorization: Bearer` cannot carry a space. */
 const apiToken = z.string().superRefine((t, ctx) => {
