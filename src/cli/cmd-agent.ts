@@ -1,7 +1,7 @@
 // `pgherd agent`: the thin shell around runAgent. (src/cli/agent.ts is reserved for the lead.)
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { runAgent } from "../agent/run.ts";
+import { AgentStartError, runAgent } from "../agent/run.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
 import { type CliContext, CliExit, configPathFrom, DEFAULT_CONFIG_PATH, EXIT_USAGE } from "./context.ts";
 
@@ -25,6 +25,9 @@ export const agentCommand = (ctx: CliContext) =>
         if (e instanceof ConfigError) throw new CliExit(EXIT_USAGE, e.message);
         throw e;
       }
-      await runAgent(cfg, { configPath });
+      // A start error is a config value this host cannot use (postgres.bin_dir): a restart cannot fix it.
+      await runAgent(cfg, { configPath }).catch((e: unknown) => {
+        throw e instanceof AgentStartError ? new CliExit(EXIT_USAGE, e.message) : e;
+      });
     },
   });

@@ -160,6 +160,14 @@ describe("agent", () => {
     expect(r.stderr).toBe('render.toml: postgres.listen_addresses must be "*" or a comma-separated list of host names and IP addresses\n');
   });
 
+  test("a postgres.bin_dir without PostgreSQL exits 2 (no restart can fix it) naming key and path", () => {
+    const path = join(dir, "nobin.toml");
+    writeFileSync(path, `cluster = "main"\nsecret = "${"s".repeat(40)}"\n[postgres]\nbin_dir = "/nonexistent/bin"\n`, { mode: 0o600 });
+    const r = pgherd(["agent", "--config", path]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${path}: postgres.bin_dir: postgres.bin_dir "/nonexistent/bin"`);
+  });
+
   test("a missing config exits 2 naming the path", () => {
     const path = join(dir, "missing", "pgherd.toml");
     const r = pgherd(["agent", "--config", path]);
