@@ -8,7 +8,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { clusterView, fakeSource } from "./fake-source.ts";
 
-const TOKEN = "t0ken-for-the-action-tests";
+const TOKEN = "t0ken-for-the-action-tests-0123456789abcdef";
 const config = parseConfig(`cluster = "test"\nsecret = "${"s".repeat(40)}"\n[api]\ntoken = "${TOKEN}"\n`, "test.toml");
 const scheduled = { at: "2026-12-01T17:00:00.000Z", to: "n3", requestedAt: "2026-12-01T16:00:00.000Z" };
 const answers: Partial<Record<ActionRequest["kind"], ActionResult>> = {

@@ -16,7 +16,7 @@ const pw: Pw | null = await import("playwright-core").catch(() => null);
 const skip = (pw ? null : "playwright-core is not installed") ?? (existsSync(CHROMIUM) ? null : `${CHROMIUM} is missing (apt-get install chromium)`);
 if (skip) console.warn(`SKIP dashboard schedule test: ${skip}`);
 
-const TOKEN = "t0ken-for-the-dashboard-test";
+const TOKEN = "t0ken-for-the-dashboard-test-0123456789abcdef";
 const n1: MemberRow = {
   id: "0000000000000001", name: "n1", host: "127.0.0.1", port: 5432, role: "primary", state: "running", leader: true, voter: true,
   timeline: 1, lsn: "0/3000148", lagBytes: null, lagSeconds: null, note: "", error: null,

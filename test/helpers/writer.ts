@@ -6,6 +6,7 @@
 // into the numbers the failover tests assert and print.
 // The second half is the fault round the failover tests and bench/failover.ts share: a healthy
 // cluster, the writer running, one fault, the new primary, the cluster restored, the numbers.
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -269,7 +270,7 @@ export function boundsOf(cfg: Config): Bounds {
   };
 }
 
-export const API_TOKEN = `e2e-${Math.random().toString(36).slice(2)}`;
+export const API_TOKEN = `e2e-${randomBytes(24).toString("base64url")}`;
 
 /** Three nodes with default timers and an API token, started, healthy, with the writer's table. */
 export async function startFailoverCluster(test: string, tag: string): Promise<{ c: PgCluster; healthy: Healthy; cfg: Config; bounds: Bounds }> {
