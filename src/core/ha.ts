@@ -154,3 +154,13 @@ function asFollower(x: HaInput): HaAction {
   if (l.upstream !== x.leader.addr) return { kind: "repoint", upstream: x.leader.addr };
   return { kind: "none", role: "standby" };
 }
+
+/**
+ * Whether a stopped server's pg_control says it last ran as a primary. Only a standby is ever in
+ * archive recovery (standby.signal) or shuts down in recovery; "in crash recovery" is a primary
+ * that crashed and did not finish recovering (it has WAL no standby may have): it must be rewound
+ * before it follows anyone, like one "in production" or "shut down".
+ */
+export function controlSaysPrimary(state: string): boolean {
+  return state !== "in archive recovery" && state !== "shut down in recovery";
+}

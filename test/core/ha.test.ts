@@ -1,6 +1,6 @@
 // The HA decision table, one case per rule.
 import { describe, expect, test } from "bun:test";
-import { decideHa, type HaInput } from "../../src/core/ha.ts";
+import { controlSaysPrimary, decideHa, type HaInput } from "../../src/core/ha.ts";
 
 const base: HaInput = {
   witness: false, leading: false, acquiringLease: false,
@@ -78,5 +78,9 @@ describe("follower", () => {
   });
   test("a witness runs no PostgreSQL", () => {
     expect(decideHa(follow({ witness: true }))).toEqual({ kind: "none", role: "witness" });
+  });
+  test("a stopped server was a primary unless pg_control says a standby's state (a primary left in crash recovery is rewound)", () => {
+    for (const st of ["in production", "shut down", "in crash recovery", "shutting down"]) expect(controlSaysPrimary(st)).toBe(true);
+    for (const st of ["in archive recovery", "shut down in recovery"]) expect(controlSaysPrimary(st)).toBe(false);
   });
 });

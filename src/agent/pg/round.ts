@@ -1,7 +1,7 @@
 // One monitoring round: observe the local PostgreSQL, report it, ask the pure decision
 // (core/ha.ts) what to do, do it. A failed action backs off exponentially so a broken server
 // never spins. Runs inside the loop's serial executor.
-import { decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
+import { controlSaysPrimary, decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
 import { ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../postgres/index.ts";
@@ -60,7 +60,7 @@ export class MonitorRound {
     // Not streaming only counts against a standby while there is a primary to stream from.
     if (!(p.up && p.inRecovery) || streaming || !primaryReady) h.notStreamingSince = null;
     else h.notStreamingSince ??= clock.now();
-    const wasPrimary = p.up ? !p.inRecovery : h.handedOver ? false : info.control ? !/recovery/.test(info.control.state) : false;
+    const wasPrimary = p.up ? !p.inRecovery : h.handedOver ? false : info.control ? controlSaysPrimary(info.control.state) : false;
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
       wasPrimary, timeline: p.up ? p.timeline : (info.control?.timeline ?? null),
