@@ -104,6 +104,11 @@ export class Conn {
     return formatHostPort(this.socket.remoteAddress ?? "?", this.socket.remotePort ?? 0);
   }
 
+  /** The socket's remote IP. */
+  get socketRemoteHost(): string {
+    return this.socket.remoteAddress ?? "";
+  }
+
   /** This end's local IP on the socket: the address the peer reaches this host at. */
   get socketLocalHost(): string {
     return this.socket.localAddress ?? "";

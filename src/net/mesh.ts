@@ -8,6 +8,10 @@ import { backoffDelay } from "./backoff.ts";
 import { Conn, type ConnHost, type ConnSettings } from "./conn.ts";
 import { RejectLog } from "./rejects.ts";
 
+export interface PeerUp {
+  id: string; name: string; addr: string; remoteAddress: string; remoteHost: string; localHost: string;
+}
+
 export interface MeshOptions {
   cluster: string; secret: string; nodeId: string; nodeName: string;
   listenHost: string; listenPort: number; // port 0 allowed (tests); address() tells the real one
@@ -20,7 +24,10 @@ export interface MeshOptions {
   messageSchema: z.ZodType; // validates every decrypted application message
   log: Logger;
   onMessage(peerId: string, msg: unknown): void;
-  onPeerUp(peer: { id: string; name: string; addr: string; remoteAddress: string; localHost: string }): void;
+  /** `addr`: its advertised mesh address (covered by the handshake proof; a wildcard host is replaced
+   *  by remoteHost); `remoteAddress` "ip:port" and `remoteHost` (IPv4-mapped prefix removed) of the
+   *  authenticated connection; `localHost`: our IP on that connection. */
+  onPeerUp(peer: PeerUp): void;
   onPeerDown(peerId: string, reason: string): void;
   onReject?(reason: string, remote: string): void;
 }
@@ -152,6 +159,12 @@ export class Mesh {
     return [...this.active.keys()];
   }
 
+  /** The remote IP of the authenticated connection in use to `peerId` (IPv4-mapped prefix removed). */
+  remoteHost(peerId: string): string | undefined {
+    const c = this.active.get(peerId);
+    return c ? unmapped(c.socketRemoteHost) : undefined;
+  }
+
   /** Open TCP connections of any state (handshaking, in use, retiring duplicates): for metrics and tests. */
   connectionCount(): number {
     return this.conns.size;
@@ -242,7 +255,10 @@ export class Mesh {
     if (!current) {
       this.active.set(peer.nodeId, c);
       this.log.info(`mesh: peer ${peer.nodeId} (${peer.name}) up via ${c.remote} as ${c.role}`);
-      const up = { id: peer.nodeId, name: peer.name, addr: c.peerAddr, remoteAddress: c.socketRemote, localHost: c.socketLocalHost };
+      const up: PeerUp = {
+        id: peer.nodeId, name: peer.name, addr: c.peerAddr, remoteAddress: c.socketRemote,
+        remoteHost: unmapped(c.socketRemoteHost), localHost: c.socketLocalHost,
+      };
       this.callback("onPeerUp", () => this.o.onPeerUp(up));
       return;
     }
