@@ -4,7 +4,7 @@
 // server can still tell who is asking. Beyond the caps a connection is closed as soon as it is
 // accepted, so a flood of slow clients holds a bounded number of file descriptors.
 import net from "node:net";
-import { formatHostPort } from "./addr.ts";
+import { formatHostPort, unmappedHost } from "./addr.ts";
 
 export interface CappedFrontOptions {
   host: string; port: number; // where clients connect (port 0: any)
@@ -48,7 +48,7 @@ export class CappedFront {
 
   private accept(client: net.Socket): void {
     client.on("error", () => {});
-    const source = (client.remoteAddress ?? "?").replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
+    const source = unmappedHost(client.remoteAddress ?? "?");
     const remote = formatHostPort(source, client.remotePort ?? 0);
     const fromSource = this.perSource.get(source) ?? 0;
     if (this.open.size >= this.o.max || fromSource >= this.o.perSource) {

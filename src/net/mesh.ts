@@ -3,7 +3,7 @@
 import net from "node:net";
 import type { z } from "zod";
 import type { Logger } from "../log.ts";
-import { formatHostPort, parseHostPort, type HostPort } from "./addr.ts";
+import { formatHostPort, parseHostPort, unmappedHost, type HostPort } from "./addr.ts";
 import { backoffDelay } from "./backoff.ts";
 import { Conn, type ConnHost, type ConnSettings } from "./conn.ts";
 import { RejectLog } from "./rejects.ts";
@@ -162,7 +162,7 @@ export class Mesh {
   /** The remote IP of the authenticated connection in use to `peerId` (IPv4-mapped prefix removed). */
   remoteHost(peerId: string): string | undefined {
     const c = this.active.get(peerId);
-    return c ? unmapped(c.socketRemoteHost) : undefined;
+    return c ? unmappedHost(c.socketRemoteHost) : undefined;
   }
 
   /** Open TCP connections of any state (handshaking, in use, retiring duplicates): for metrics and tests. */
@@ -187,7 +187,7 @@ export class Mesh {
   }
 
   private accept(socket: net.Socket): void {
-    const source = unmapped(socket.remoteAddress ?? "?");
+    const source = unmappedHost(socket.remoteAddress ?? "?");
     const remote = formatHostPort(source, socket.remotePort ?? 0);
     socket.on("error", () => {}); // Conn adds its own handler; this covers the early-destroy paths below
     if (this.stopping) return void socket.destroy();
@@ -257,7 +257,7 @@ export class Mesh {
       this.log.info(`mesh: peer ${peer.nodeId} (${peer.name}) up via ${c.remote} as ${c.role}`);
       const up: PeerUp = {
         id: peer.nodeId, name: peer.name, addr: c.peerAddr, remoteAddress: c.socketRemote,
-        remoteHost: unmapped(c.socketRemoteHost), localHost: c.socketLocalHost,
+        remoteHost: unmappedHost(c.socketRemoteHost), localHost: c.socketLocalHost,
       };
       this.callback("onPeerUp", () => this.o.onPeerUp(up));
       return;
@@ -311,9 +311,4 @@ export class Mesh {
       this.log.error(`mesh: ${name} handler threw: ${(e as Error).message}`);
     }
   }
-}
-
-/** "::ffff:10.0.0.1" → "10.0.0.1": one source, whichever socket family accepted it. */
-function unmapped(host: string): string {
-  return host.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
 }
