@@ -78,7 +78,7 @@ export class Conn {
     // A dialer sends its hello right after connecting, so an acceptor cuts a silent client sooner.
     if (role === "acceptor") {
       this.later(helloDeadline(cfg.handshakeMs), () => {
-        if (this.state === "await-hello") this.reject("idle", `no hello within ${helloDeadline(cfg.handshakeMs)} ms`);
+        if (this.state === "await-hello") this.reject("handshake-timeout", `silent: no hello within ${helloDeadline(cfg.handshakeMs)} ms`);
       });
     }
     this.later(cfg.handshakeMs, () => {

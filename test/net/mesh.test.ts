@@ -165,7 +165,7 @@ describe("mesh", () => {
     await rejected("unauthenticated", (p) => p.write({ t: "app", m: { kind: "sneaky" } }));
     await rejected("unauthenticated", (p) => p.write({ s: 0, d: "AAAA" }));
     await rejected("wrong-cluster", (p) => p.write({ t: "hello", v: 2, cluster: "other", nodeId: "z", name: "", nonce: "0".repeat(64), addr: "h:1", dialer: true }));
-    await rejected("idle", () => {}); // connects and says nothing: cut before the handshake deadline
+    await rejected("handshake-timeout", () => {}); // connects and says nothing: cut after a third of the handshake deadline
     expect(a.got.some((g) => (g.msg as { kind: string }).kind === "sneaky")).toBe(false);
     await exchange(a, b, "after-garbage");
     expect(a.downs).toEqual([]);
