@@ -209,7 +209,9 @@ export class Mesh {
     let busiest: Set<Conn> | undefined;
     for (const set of this.pending.values()) if (!busiest || set.size > busiest.size) busiest = set;
     const victim = busiest?.values().next().value;
-    if (victim) victim.evict(`${MAX_PENDING} handshakes in progress; evicted the oldest of the busiest source`);
+    if (!victim) return;
+    victim.evict(`${MAX_PENDING} handshakes in progress; evicted the oldest of the busiest source`);
+    this.settle(victim); // now, not when its socket's close event comes: the newcomer takes the slot
   }
 
   /** Drops a connection from the handshake budgets once it is authenticated or closed; idempotent. */
