@@ -61,7 +61,6 @@ test("100 idle pre-auth sockets from 10 sources: a restarting peer reconnects wi
   const f = flood(a.address().port, sources, 10);
   // The flood holds the pre-authentication budget before the peer comes back.
   await waitFor(() => a.connectionCount() >= 60, 3000, "the flood to fill the handshake budget");
-  expect(a.connectionCount()).toBeLessThanOrEqual(64); // evicted ones leave at once, not on their close event
 
   const b2 = mesh("b");
   await b2.start();
