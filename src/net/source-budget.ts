@@ -51,6 +51,11 @@ export class SourceBudget {
     }
   }
 
+  /** Sources with a bucket now (bounded by maxSources). */
+  tracked(): number {
+    return this.sources.size;
+  }
+
   /** A datagram from `source` was authentic. */
   succeeded(source: string, now: number): void {
     this.trusted.delete(source); // re-inserted last: the map stays ordered by age
