@@ -3,8 +3,14 @@
 // server on a loopback port, and remembers which client each piped connection carries, so the
 // server can still tell who is asking. Beyond the caps a connection is closed as soon as it is
 // accepted, so a flood of slow clients holds a bounded number of file descriptors.
+import type { Socket } from "bun";
 import net from "node:net";
 import { formatHostPort, unmappedHost } from "./addr.ts";
+
+/** How long a client may keep sending after the server closed its side. */
+const LINGER_MS = 2000;
+/** Answer bytes a client may leave unread (an event stream it never reads) before it is cut. */
+const MAX_UNSENT_BYTES = 1 << 20;
 
 export interface CappedFrontOptions {
   host: string; port: number; // where clients connect (port 0: any)
@@ -57,28 +63,80 @@ export class CappedFront {
     }
     this.open.add(client);
     this.perSource.set(source, fromSource + 1);
-    const upstream = net.connect({ host: this.o.target.host, port: this.o.target.port });
-    upstream.on("error", () => {});
+    client.pause(); // until the server side is connected
+    const queue: Buffer[] = []; // client bytes the server has not taken yet
+    let up: Socket | undefined;
     let localPort: number | undefined;
-    upstream.once("connect", () => {
-      localPort = upstream.localPort;
-      if (localPort !== undefined) this.clients.set(localPort, source);
-      client.pipe(upstream);
-      upstream.pipe(client);
+    let serverDone = false;
+    let clientEnded = false;
+    let shut = false;
+    const pump = () => {
+      while (up && queue.length > 0) {
+        const b = queue[0]!;
+        const n = up.write(b);
+        if (n < 0) return void (queue.length = 0);
+        if (n < b.length) {
+          queue[0] = b.subarray(n);
+          return void client.pause(); // resumed on drain
+        }
+        queue.shift();
+      }
+      if (!up) return;
+      if (clientEnded && !shut) {
+        shut = true;
+        up.shutdown();
+      } else client.resume();
+    };
+    // The server closing first (after its answer, or refusing a body mid-upload): its answer is
+    // flushed, and what the client still sends is read and dropped, because closing a socket with
+    // unread data resets the connection and the client may lose the answer.
+    const serverClosed = () => {
+      if (serverDone) return;
+      serverDone = true;
+      queue.length = 0;
+      client.resume();
+      client.end();
+      setTimeout(() => client.destroy(), LINGER_MS).unref();
+    };
+    client.on("data", (d: Buffer) => {
+      if (serverDone) return;
+      queue.push(d);
+      pump();
     });
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      client.destroy();
-      upstream.destroy();
+    client.on("end", () => {
+      clientEnded = true;
+      if (!serverDone) pump();
+    });
+    client.on("close", () => {
+      up?.end();
       this.open.delete(client);
       const n = (this.perSource.get(source) ?? 1) - 1;
       if (n <= 0) this.perSource.delete(source);
       else this.perSource.set(source, n);
       if (localPort !== undefined && this.clients.get(localPort) === source) this.clients.delete(localPort);
-    };
-    client.on("close", finish);
-    upstream.on("close", finish);
+    });
+    // Bun's own socket, not node:net: a node:net socket whose write fails (the server already
+    // closed) is destroyed before the server's answer waiting in it is read.
+    void Bun.connect({
+      hostname: this.o.target.host, port: this.o.target.port,
+      socket: {
+        open: (sock) => {
+          if (client.destroyed) return void sock.end();
+          up = sock;
+          localPort = sock.localPort;
+          this.clients.set(localPort, source);
+          pump();
+        },
+        data: (_sock, d) => {
+          client.write(d);
+          if (client.writableLength > MAX_UNSENT_BYTES) client.destroy(); // a client that does not read
+        },
+        drain: () => pump(),
+        end: serverClosed,
+        close: serverClosed,
+        error: serverClosed,
+        connectError: () => void client.destroy(),
+      },
+    });
   }
 }
