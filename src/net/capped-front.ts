@@ -1,6 +1,6 @@
 // A TCP front for a server that cannot limit its own connections (Bun.serve has no such option):
-// accepts at most `max` connections at once and `perSource` from one address, pipes each to the
-// server on a loopback port, and remembers which client each piped connection carries, so the
+// accepts at most `max` connections at once and `perSource` from one address, relays each to the
+// server on a loopback port (with backpressure both ways), and remembers which client each piped connection carries, so the
 // server can still tell who is asking. Beyond the caps a connection is closed as soon as it is
 // accepted, so a flood of slow clients holds a bounded number of file descriptors.
 import type { Socket } from "bun";
@@ -9,8 +9,6 @@ import { formatHostPort, unmappedHost } from "./addr.ts";
 
 /** How long a client may keep sending after the server closed its side. */
 const LINGER_MS = 2000;
-/** Answer bytes a client may leave unread (an event stream it never reads) before it is cut. */
-const MAX_UNSENT_BYTES = 1 << 20;
 
 export interface CappedFrontOptions {
   host: string; port: number; // where clients connect (port 0: any)
@@ -40,11 +38,6 @@ export class CappedFront {
   /** The client address behind a connection the target sees coming from loopback port `port`. */
   clientOf(port: number): string | undefined {
     return this.clients.get(port);
-  }
-
-  /** Connections held now (each is two sockets here, one at the target). */
-  connections(): number {
-    return this.open.size;
   }
 
   stop(): Promise<void> {
@@ -98,6 +91,7 @@ export class CappedFront {
       client.end();
       setTimeout(() => client.destroy(), LINGER_MS).unref();
     };
+    client.on("drain", () => up?.resume());
     client.on("data", (d: Buffer) => {
       if (serverDone) return;
       queue.push(d);
@@ -127,9 +121,8 @@ export class CappedFront {
           this.clients.set(localPort, source);
           pump();
         },
-        data: (_sock, d) => {
-          client.write(d);
-          if (client.writableLength > MAX_UNSENT_BYTES) client.destroy(); // a client that does not read
+        data: (sock, d) => {
+          if (!client.write(d)) sock.pause(); // the client reads slowly: the server waits for it
         },
         drain: () => pump(),
         end: serverClosed,
