@@ -1,5 +1,7 @@
 // Discovery and the peer mesh as the agent uses them: authenticated beacons feed the peer table
 // and the mesh dials what they announce; the mesh's peer events keep the table's connected flags.
+// A peer's address (pg_hba, upstream) is the remote IP of its authenticated mesh connection only:
+// a beacon's UDP source is not covered by its MAC and a recorded beacon can be re-sent from anywhere.
 import type { Config } from "../config/schema.ts";
 import { parseHostPort, formatHostPort } from "../config/hostport.ts";
 import type { Logger } from "../log.ts";
@@ -18,6 +20,7 @@ export interface TransportHooks {
 }
 
 export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, log: Logger, hooks: TransportHooks): { mesh: Mesh; beacon: Beacon } {
+  const authenticated = new Map<string, string>(); // peer id → remote IP of its last authenticated connection
   const listen = parseHostPort(cfg.mesh.listen);
   if (typeof listen === "string") throw new Error(`mesh.listen: ${listen}`);
   const mesh: Mesh = new Mesh({
@@ -28,7 +31,10 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
     backoffMinMs: 100, backoffMaxMs: 5000, messageSchema: AgentMsgSchema, log: log.withTag("mesh"),
     onMessage: (peer, msg) => hooks.onMessage(peer, msg as AgentMsg),
     onPeerUp: (p) => {
+      authenticated.set(p.id, p.remoteHost);
       peers.connected(p.id, true, p.name);
+      const known = peers.list().find((x) => x.id === p.id);
+      if (known && known.address !== p.remoteHost) peers.seen({ ...known, address: p.remoteHost });
       log.info(`peer ${p.name} (${p.id}) connected from ${p.remoteAddress}`);
       hooks.onPeerUp(p.id, p.localHost.replace(/^::ffff:/, ""));
     },
@@ -43,10 +49,11 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
       log.warn(`beacon from ${a.name} (${from.address}) announces a bad mesh address ${JSON.stringify(a.mesh)}: ${hp}`);
       return;
     }
-    // A wildcard mesh address means "where my beacon came from" (authenticated by its HMAC).
+    // A wildcard mesh address means "where my beacon came from": good enough to dial (the handshake
+    // proves the expected id), never an address to trust.
     const mesh_ = formatHostPort({ host: isWildcard(hp.host) ? from.address : hp.host, port: hp.port });
     const vote = Array.isArray(a.extra.vote) && a.extra.vote.every((v) => typeof v === "string") ? (a.extra.vote as string[]) : null;
-    const isNew = peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh: mesh_, address: from.address, vote, member: a.extra.member === true });
+    const isNew = peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh: mesh_, address: authenticated.get(a.nodeId) ?? "", vote, member: a.extra.member === true });
     if (isNew) log.info(`discovered ${a.name} (${a.nodeId}, ${a.role}) at ${mesh_}`);
     mesh.dial(mesh_, a.nodeId);
   };

@@ -49,6 +49,21 @@ export async function readJson(req: Request, limit = MAX_BODY_BYTES): Promise<un
   }
 }
 
+/**
+ * Why a request's Host header is refused, or undefined. A browser tricked by DNS rebinding sends
+ * the attacker's name: only IP literals, "localhost" and this host's own names (`names`) pass, as
+ * does no Host at all (HTTP/1.0 health checks).
+ */
+export function hostProblem(host: string | null, names: readonly string[]): string | undefined {
+  if (host === null || host === "") return undefined;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::\d{1,5})?$/.exec(host);
+  if (!m) return `Host ${JSON.stringify(host.slice(0, 100))} is malformed`;
+  const name = m[1]!.toLowerCase().replace(/\.$/, "");
+  if (name.startsWith("[") || /^\d{1,3}(\.\d{1,3}){3}$/.test(name) || name === "localhost") return undefined;
+  if (names.some((n) => n.toLowerCase().replace(/\.$/, "") === name)) return undefined;
+  return `Host ${JSON.stringify(name.slice(0, 100))} is not an address or a name of this node (DNS rebinding?): use the IP address`;
+}
+
 /** "force: expected boolean; unknown field(s) "colour"" */
 export function describeIssues(e: z.ZodError): string {
   return e.issues.slice(0, 10).map((i) => {

@@ -2,15 +2,17 @@
 // actions, Prometheus metrics, server-sent events and the dashboard. Routing only; each concern
 // lives in its own module.
 import type { Server } from "bun";
+import os from "node:os";
 import type { Config } from "../config/schema.ts";
 import { redactConfig } from "../config/redact.ts";
 import type { Logger } from "../log.ts";
+import { CappedFront } from "../net/capped-front.ts";
 import { RejectLog } from "../net/rejects.ts";
 import { ACTION_ROUTES, actionRoute, runAction } from "./actions.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
 import { EventHub } from "./events.ts";
 import { checkHealth, describe, HEALTH_PATHS, parseHealthQuery } from "./health.ts";
-import { error, json, MAX_BODY_BYTES } from "./http.ts";
+import { error, hostProblem, json, MAX_BODY_BYTES } from "./http.ts";
 import { METRICS_TYPE, renderMetrics } from "./metrics.ts";
 import { healthFacts, type ApiSource } from "./source.ts";
 import { asset, badPath, dashboard, rawPath } from "./static.ts";
@@ -37,6 +39,11 @@ export interface ApiServer {
 
 const STATUS_ONLY = new Set(["HEAD", "OPTIONS"]);
 
+/** Connections held at once (each costs three descriptors: client, front → server, server side)
+ *  and from one address: 2,000 slow clients must not exhaust the agent's file descriptors. */
+export const MAX_API_CONNECTIONS = 128;
+export const MAX_API_CONNECTIONS_PER_SOURCE = 32;
+
 export function startApi(opts: ApiOptions): ApiServer {
   const { source, log } = opts;
   const rejects = new RejectLog(log);
@@ -44,8 +51,16 @@ export function startApi(opts: ApiOptions): ApiServer {
   const history = async () => (source.history ? await source.history() : []);
   const events = new EventHub(async () => snapshot(source, await history()), log, opts.eventsIntervalMs);
 
+  const names = [os.hostname(), ...(opts.config ? [opts.config.node_name] : [])];
+
   const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
-    const remote = server.requestIP(req)?.address ?? "unknown";
+    const ip = server.requestIP(req);
+    const remote = (ip && front?.clientOf(ip.port)) ?? ip?.address ?? "unknown";
+    const wrongHost = hostProblem(req.headers.get("host"), names);
+    if (wrongHost) {
+      rejects.add("bad-host", remote, wrongHost);
+      return error(421, wrongHost);
+    }
     const bad = badPath(rawPath(req.url));
     if (bad) {
       rejects.add("bad-path", remote, bad);
@@ -80,9 +95,11 @@ export function startApi(opts: ApiOptions): ApiServer {
     return notFound(m, path);
   };
 
+  // Bun.serve cannot cap its connections: it listens on loopback behind a capped TCP front.
+  let front: CappedFront | undefined;
   const server = Bun.serve({
-    hostname: opts.host,
-    port: opts.port,
+    hostname: "127.0.0.1",
+    port: 0,
     development: false,
     // Bun's own ceiling; actions refuse anything above MAX_BODY_BYTES with a clear 413 first.
     maxRequestBodySize: 16 * MAX_BODY_BYTES,
@@ -100,13 +117,24 @@ export function startApi(opts: ApiOptions): ApiServer {
       return error(500, "internal error (logged by the agent)");
     },
   });
+  try {
+    front = new CappedFront({
+      host: opts.host, port: opts.port, target: { host: "127.0.0.1", port: server.port! },
+      max: MAX_API_CONNECTIONS, perSource: MAX_API_CONNECTIONS_PER_SOURCE,
+      onRefused: (reason, remote) => rejects.add(reason, remote),
+    });
+  } catch (e) {
+    void server.stop(true);
+    throw new Error(`api: ${(e as Error).message}`);
+  }
   const scheme = opts.tls ? "https" : "http";
-  const url = `${scheme}://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${server.port}`;
+  const url = `${scheme}://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${front.port}`;
   log.info(`api listening on ${url}${token === "" ? " (actions disabled: api.token is empty)" : ""}`);
   return {
     url,
     stop: async () => {
       events.stop();
+      await front!.stop();
       await server.stop(true);
     },
   };

@@ -36,3 +36,8 @@ export function formatHostPort(host: string, port: number): string {
 export function isWildcardHost(host: string): boolean {
   return host === "" || host === "0.0.0.0" || host === "::";
 }
+
+/** "::ffff:10.0.0.1" → "10.0.0.1": one source, whichever socket family accepted it. */
+export function unmappedHost(host: string): string {
+  return host.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
+}

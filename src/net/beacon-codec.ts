@@ -22,10 +22,7 @@ const bodySchema = z.strictObject({
   nonce: z.string().regex(/^[0-9a-f]{32}$/),
   extra: z.record(z.string().max(64), z.unknown()),
 });
-const outerSchema = z.strictObject({
-  b: z.string().max(65536),
-  mac: z.string().regex(/^[0-9a-f]{64}$/),
-});
+const MAC_HEX = /^[0-9a-f]{64}$/;
 
 function mac(secret: string, body: string): Buffer {
   return createHmac("sha256", secret).update(`pgherd-beacon-v1|${body}`).digest();
@@ -46,10 +43,11 @@ export type Decoded =
 
 /**
  * Parses and authenticates a datagram (size, freshness, replay and self are the caller's checks).
- * The cluster name is compared BEFORE the MAC: a neighbouring cluster on the same LAN (another
- * secret) then shows up as benign "wrong-cluster" while "bad-mac" keeps meaning "claims to be
- * ours but has the wrong secret" (misconfiguration or forgery) — worth a warning. There is no
- * probing oracle either way: the beacon never answers datagrams, and the name is broadcast anyway.
+ * Cheap checks first: the envelope, then the MAC over the raw body string; only an authentic body
+ * is schema-validated. A failed MAC is classified by a plain parse of the body: a neighbouring
+ * cluster on the same LAN (another secret) then shows up as benign "wrong-cluster" while "bad-mac"
+ * keeps meaning "claims to be ours but has the wrong secret" (misconfiguration or forgery) — worth
+ * a warning. There is no probing oracle either way: the beacon never answers datagrams.
  */
 export function decodeAnnouncement(secret: string, cluster: string, data: Buffer): Decoded {
   let outerRaw: unknown;
@@ -58,22 +56,40 @@ export function decodeAnnouncement(secret: string, cluster: string, data: Buffer
   } catch {
     return { ok: false, reason: "malformed", detail: "not JSON" };
   }
-  const outer = outerSchema.safeParse(outerRaw);
-  if (!outer.success) return { ok: false, reason: "malformed", detail: "envelope does not match { b, mac }" };
+  // Checked by hand, not by a schema: this runs for every datagram anyone sends.
+  const o = outerRaw as { b?: unknown; mac?: unknown } | null;
+  if (typeof o !== "object" || o === null || Array.isArray(o) || Object.keys(o).length !== 2
+    || typeof o.b !== "string" || o.b.length > 65536 || typeof o.mac !== "string" || !MAC_HEX.test(o.mac)) {
+    return { ok: false, reason: "malformed", detail: "envelope does not match { b, mac }" };
+  }
+  const want = mac(secret, o.b);
+  const got = Buffer.from(o.mac, "hex");
+  if (got.length !== want.length || !timingSafeEqual(got, want)) return unauthentic(o.b, cluster);
   let bodyRaw: unknown;
   try {
-    bodyRaw = JSON.parse(outer.data.b);
+    bodyRaw = JSON.parse(o.b);
   } catch {
     return { ok: false, reason: "malformed", detail: "body is not JSON" };
   }
   const body = bodySchema.safeParse(bodyRaw);
   if (!body.success) return { ok: false, reason: "malformed", detail: body.error.issues.slice(0, 5).map((i) => `${i.path.join(".") || "(root)"}: ${i.code}`).join("; ") };
   if (body.data.cluster !== cluster) return { ok: false, reason: "wrong-cluster", detail: `cluster ${JSON.stringify(body.data.cluster)}` };
-  const want = mac(secret, outer.data.b);
-  const got = Buffer.from(outer.data.mac, "hex");
-  if (got.length !== want.length || !timingSafeEqual(got, want)) {
-    return { ok: false, reason: "bad-mac", detail: `claims node ${JSON.stringify(body.data.nodeId)}; secret differs or datagram forged` };
-  }
   const { v: _v, ...a } = body.data;
   return { ok: true, a };
+}
+
+/** Why a body with a wrong MAC was refused, from a plain parse (no schema: it is not ours to trust). */
+function unauthentic(b: string, cluster: string): Decoded {
+  let body: unknown;
+  try {
+    body = JSON.parse(b);
+  } catch {
+    return { ok: false, reason: "malformed", detail: "body is not JSON" };
+  }
+  const f = body as { cluster?: unknown; nodeId?: unknown } | null;
+  if (typeof f !== "object" || f === null || typeof f.cluster !== "string" || typeof f.nodeId !== "string") {
+    return { ok: false, reason: "malformed", detail: "body has no cluster and node id" };
+  }
+  if (f.cluster !== cluster) return { ok: false, reason: "wrong-cluster", detail: `cluster ${JSON.stringify(f.cluster.slice(0, 64))}` };
+  return { ok: false, reason: "bad-mac", detail: `claims node ${JSON.stringify(f.nodeId.slice(0, 64))}; secret differs or datagram forged` };
 }

@@ -8,6 +8,7 @@ import { formatHostPort, isWildcardHost, parseHostPort, type HostPort } from "./
 import { decodeAnnouncement, encodeAnnouncement, type Announcement, type BeaconRole } from "./beacon-codec.ts";
 import { RejectLog } from "./rejects.ts";
 import { ReplayCache } from "./replay-cache.ts";
+import { BEACON_LIMITS, SourceBudget, type BudgetLimits } from "./source-budget.ts";
 
 export type { Announcement, BeaconRole } from "./beacon-codec.ts";
 
@@ -19,7 +20,11 @@ export interface BeaconOptions {
   peers: string[]; // static unicast destinations "host" or "host:port"
   meshAddr: () => string; // "host:port" to announce; a wildcard host is replaced by the datagram's source
   intervalMs: number; maxAgeMs: number; // maxAgeMs: accepted |ts - now| and replay window
+  // Announcements stamped earlier are refused (wall-clock ms; default: when start() ran). The replay
+  // cache lives in memory, so this is what stops datagrams recorded before a restart from being replayed.
+  notBefore?: number;
   maxBytes?: number; // default 2048
+  limits?: BudgetLimits; // verification work per source (default BEACON_LIMITS)
   extra?: () => Record<string, unknown>; // extra announced fields, covered by the MAC
   log: Logger;
   onAnnouncement(a: Announcement, from: { address: string; port: number }): void;
@@ -37,10 +42,13 @@ export class Beacon {
   private nSendErrors = 0;
   private readonly failing = new Set<string>(); // destinations whose last send failed
   private stopped = false;
+  private notBefore = Infinity; // nothing is accepted before start()
+  private readonly budget: SourceBudget;
 
   constructor(private readonly o: BeaconOptions) {
     this.rejectLog = new RejectLog(o.log);
     this.maxBytes = o.maxBytes ?? 2048;
+    this.budget = new SourceBudget(o.limits ?? BEACON_LIMITS, performance.now());
     for (const d of [...o.broadcast, ...o.peers]) {
       try {
         this.destinations.push(parseHostPort(d, o.port));
@@ -52,6 +60,7 @@ export class Beacon {
 
   start(): Promise<void> {
     if (this.socket) return Promise.resolve();
+    this.notBefore = this.o.notBefore ?? Date.now();
     const s = dgram.createSocket({ type: "udp4", reuseAddr: true });
     this.socket = s;
     s.on("message", (data, rinfo) => {
@@ -144,34 +153,49 @@ export class Beacon {
     }
   }
 
+  /** Cheap checks first: the source's budget before any parsing, the MAC before the schema. */
   private receive(data: Buffer, from: { address: string; port: number }): void {
+    const t = performance.now();
+    if (!this.budget.allows(from.address, t)) return this.rejectLog.count("rate-limited");
+    const refused = this.verify(data, from);
+    if (refused === undefined) this.budget.succeeded(from.address, t);
+    else if (refused !== "self") this.budget.failed(from.address, t);
+  }
+
+  /** Accepts an announcement or returns why not. */
+  private verify(data: Buffer, from: { address: string; port: number }): string | undefined {
     const remote = formatHostPort(from.address, from.port);
-    if (data.length > this.maxBytes) return this.rejectLog.add("oversized", remote, `${data.length} bytes`);
+    const refuse = (reason: string, detail: string, level: "warn" | "debug" = "warn") => {
+      this.rejectLog.add(reason, remote, detail, level);
+      return reason;
+    };
+    if (data.length > this.maxBytes) return refuse("oversized", `${data.length} bytes`);
     const r = decodeAnnouncement(this.o.secret, this.o.cluster, data);
-    if (!r.ok) return this.rejectLog.add(r.reason, remote, r.detail, r.reason === "wrong-cluster" ? "debug" : "warn");
+    if (!r.ok) return refuse(r.reason, r.detail, r.reason === "wrong-cluster" ? "debug" : "warn");
     const a = r.a;
     const now = Date.now();
-    if (Math.abs(a.ts - now) > this.o.maxAgeMs) {
-      return this.rejectLog.add("stale", remote, `ts off by ${a.ts - now} ms (clock skew?) from ${a.nodeId}`);
-    }
+    if (Math.abs(a.ts - now) > this.o.maxAgeMs) return refuse("stale", `ts off by ${a.ts - now} ms (clock skew?) from ${a.nodeId}`);
+    if (a.ts < this.notBefore) return refuse("before-start", `${a.nodeId} stamped it ${this.notBefore - a.ts} ms before this agent started (replayed?)`);
     if (a.nodeId === this.o.nodeId) {
       // Broadcasts loop back to the sender. A fresh nonce we never sent means another host uses our id.
-      if (this.ownNonces.has(a.nonce)) return this.rejectLog.count("self");
-      return this.rejectLog.add("duplicate-id", remote, `node ${JSON.stringify(a.name)} announces our node id`);
+      if (this.ownNonces.has(a.nonce)) {
+        this.rejectLog.count("self");
+        return "self";
+      }
+      return refuse("duplicate-id", `node ${JSON.stringify(a.name)} announces our node id`);
     }
     // Keep each nonce until its ts can no longer pass the freshness check above.
-    if (!this.replays.add(`${a.nodeId}/${a.nonce}`, a.ts + this.o.maxAgeMs)) {
-      return this.rejectLog.add("replay", remote, `nonce of ${a.nodeId} seen before`);
-    }
+    if (!this.replays.add(`${a.nodeId}/${a.nonce}`, a.ts + this.o.maxAgeMs)) return refuse("replay", `nonce of ${a.nodeId} seen before`);
     let mesh = a.mesh;
     try {
       const hp = parseHostPort(a.mesh);
       if (isWildcardHost(hp.host)) mesh = formatHostPort(from.address, hp.port);
     } catch {
-      return this.rejectLog.add("malformed", remote, `bad mesh address from ${a.nodeId}`);
+      return refuse("malformed", `bad mesh address from ${a.nodeId}`);
     }
     this.nAccepted++;
     this.o.onAnnouncement({ ...a, mesh }, from);
+    return undefined;
   }
 }
 

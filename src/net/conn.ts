@@ -42,6 +42,11 @@ export interface ConnHost {
   selfHello(nonce: string): void;
 }
 
+/** How long an accepted connection may stay silent before its hello: a third of the handshake deadline. */
+export function helloDeadline(handshakeMs: number): number {
+  return Math.max(1, Math.round(handshakeMs / 3));
+}
+
 type State = "connecting" | "await-hello" | "await-proof" | "open" | "closed";
 
 export class Conn {
@@ -70,6 +75,12 @@ export class Conn {
     this.state = role === "dialer" ? "connecting" : "await-hello";
     socket.setNoDelay(true);
     // Our own deadline for connect + handshake: socket timeouts are unreliable on Bun (#42398, #42403).
+    // A dialer sends its hello right after connecting, so an acceptor cuts a silent client sooner.
+    if (role === "acceptor") {
+      this.later(helloDeadline(cfg.handshakeMs), () => {
+        if (this.state === "await-hello") this.reject("handshake-timeout", `silent: no hello within ${helloDeadline(cfg.handshakeMs)} ms`);
+      });
+    }
     this.later(cfg.handshakeMs, () => {
       if (this.state === "connecting") this.close("connect-timeout");
       else if (this.state !== "open") this.reject("handshake-timeout", `no authentication within ${cfg.handshakeMs} ms`);
@@ -91,6 +102,11 @@ export class Conn {
   /** The socket's remote "ip:port" (for a dialled connection `remote` is the address we dialled). */
   get socketRemote(): string {
     return formatHostPort(this.socket.remoteAddress ?? "?", this.socket.remotePort ?? 0);
+  }
+
+  /** The socket's remote IP. */
+  get socketRemoteHost(): string {
+    return this.socket.remoteAddress ?? "";
   }
 
   /** This end's local IP on the socket: the address the peer reaches this host at. */
@@ -142,6 +158,11 @@ export class Conn {
     } else {
       this.socket.destroy();
     }
+  }
+
+  /** Closes a handshake to make room for another (the mesh's pre-authentication budget). */
+  evict(detail: string): void {
+    this.reject("evicted", detail);
   }
 
   private reject(reason: string, detail: string): void {

@@ -3,10 +3,14 @@
 import net from "node:net";
 import type { z } from "zod";
 import type { Logger } from "../log.ts";
-import { formatHostPort, parseHostPort, type HostPort } from "./addr.ts";
+import { formatHostPort, parseHostPort, unmappedHost, type HostPort } from "./addr.ts";
 import { backoffDelay } from "./backoff.ts";
 import { Conn, type ConnHost, type ConnSettings } from "./conn.ts";
 import { RejectLog } from "./rejects.ts";
+
+export interface PeerUp {
+  id: string; name: string; addr: string; remoteAddress: string; remoteHost: string; localHost: string;
+}
 
 export interface MeshOptions {
   cluster: string; secret: string; nodeId: string; nodeName: string;
@@ -20,13 +24,21 @@ export interface MeshOptions {
   messageSchema: z.ZodType; // validates every decrypted application message
   log: Logger;
   onMessage(peerId: string, msg: unknown): void;
-  onPeerUp(peer: { id: string; name: string; addr: string; remoteAddress: string; localHost: string }): void;
+  /** `addr`: its advertised mesh address (covered by the handshake proof; a wildcard host is replaced
+   *  by remoteHost); `remoteAddress` "ip:port" and `remoteHost` (IPv4-mapped prefix removed) of the
+   *  authenticated connection; `localHost`: our IP on that connection. */
+  onPeerUp(peer: PeerUp): void;
   onPeerDown(peerId: string, reason: string): void;
   onReject?(reason: string, remote: string): void;
 }
 
-/** Unauthenticated connections allowed at once: bounds what a connection flood can hold. */
+/** Inbound unauthenticated connections allowed at once. At the cap a newcomer evicts the oldest
+ *  handshake of the busiest source, so a flood from a few addresses cannot lock out a peer. */
 const MAX_PENDING = 64;
+/** Inbound unauthenticated connections per source address (a peer needs one or two at a time). */
+const MAX_PENDING_PER_SOURCE = 8;
+/** Outbound handshakes in progress at once; a separate budget, inbound floods never touch it. */
+const MAX_DIALING = 32;
 
 interface Target {
   addr: string;
@@ -49,6 +61,9 @@ export class Mesh {
   private readonly active = new Map<string, Conn>(); // peer id → the one connection in use
   private readonly targets = new Map<string, Target>();
   private readonly targetOf = new Map<Conn, Target>();
+  private readonly pending = new Map<string, Set<Conn>>(); // source host → inbound handshakes (oldest first)
+  private readonly sourceOf = new Map<Conn, string>(); // inbound handshakes only
+  private readonly dialing = new Set<Conn>(); // outbound handshakes
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly o: MeshOptions) {
@@ -61,13 +76,19 @@ export class Mesh {
       maxBufferedBytes: o.maxBufferedBytes, messageSchema: o.messageSchema,
     };
     this.host = {
-      authenticated: (c) => this.onAuthenticated(c),
+      authenticated: (c) => {
+        this.settle(c);
+        this.onAuthenticated(c);
+      },
       message: (c, msg) => this.callback("onMessage", () => o.onMessage(c.peer!.nodeId, msg)),
       reject: (reason, remote, detail) => {
         this.rejectLog.add(reason, remote, detail, reason === "self" ? "debug" : "warn");
         if (o.onReject) this.callback("onReject", () => o.onReject!(reason, remote));
       },
-      closed: (c, reason) => this.onClosed(c, reason),
+      closed: (c, reason) => {
+        this.settle(c);
+        this.onClosed(c, reason);
+      },
       selfHello: (nonce) => this.onSelfHello(nonce),
     };
   }
@@ -138,6 +159,12 @@ export class Mesh {
     return [...this.active.keys()];
   }
 
+  /** The remote IP of the authenticated connection in use to `peerId` (IPv4-mapped prefix removed). */
+  remoteHost(peerId: string): string | undefined {
+    const c = this.active.get(peerId);
+    return c ? unmappedHost(c.socketRemoteHost) : undefined;
+  }
+
   /** Open TCP connections of any state (handshaking, in use, retiring duplicates): for metrics and tests. */
   connectionCount(): number {
     return this.conns.size;
@@ -160,14 +187,42 @@ export class Mesh {
   }
 
   private accept(socket: net.Socket): void {
-    const remote = formatHostPort(socket.remoteAddress ?? "?", socket.remotePort ?? 0);
+    const source = unmappedHost(socket.remoteAddress ?? "?");
+    const remote = formatHostPort(source, socket.remotePort ?? 0);
     socket.on("error", () => {}); // Conn adds its own handler; this covers the early-destroy paths below
     if (this.stopping) return void socket.destroy();
-    if ([...this.conns].filter((c) => !c.authenticated).length >= MAX_PENDING) {
-      this.host.reject("too-many-pending", remote, `${MAX_PENDING} handshakes already in progress`);
+    const mine = this.pending.get(source) ?? new Set<Conn>();
+    if (mine.size >= MAX_PENDING_PER_SOURCE) {
+      this.host.reject("too-many-pending", remote, `${MAX_PENDING_PER_SOURCE} handshakes from ${source} already in progress`);
       return void socket.destroy();
     }
-    this.conns.add(new Conn(socket, "acceptor", this.settings, this.host, remote));
+    if (this.sourceOf.size >= MAX_PENDING) this.evictPending();
+    const c = new Conn(socket, "acceptor", this.settings, this.host, remote);
+    this.conns.add(c);
+    mine.add(c);
+    this.pending.set(source, mine);
+    this.sourceOf.set(c, source);
+  }
+
+  /** Closes the oldest handshake of the source holding the most (ties: the one seen first). */
+  private evictPending(): void {
+    let busiest: Set<Conn> | undefined;
+    for (const set of this.pending.values()) if (!busiest || set.size > busiest.size) busiest = set;
+    const victim = busiest?.values().next().value;
+    if (!victim) return;
+    victim.evict(`${MAX_PENDING} handshakes in progress; evicted the oldest of the busiest source`);
+    this.settle(victim); // now, not when its socket's close event comes: the newcomer takes the slot
+  }
+
+  /** Drops a connection from the handshake budgets once it is authenticated or closed; idempotent. */
+  private settle(c: Conn): void {
+    this.dialing.delete(c);
+    const source = this.sourceOf.get(c);
+    if (source === undefined) return;
+    this.sourceOf.delete(c);
+    const set = this.pending.get(source)!;
+    set.delete(c);
+    if (set.size === 0) this.pending.delete(source);
   }
 
   private attempt(t: Target): void {
@@ -175,9 +230,11 @@ export class Mesh {
     if (this.stopping || this.targets.get(t.addr) !== t || t.conn || t.self) return;
     const id = t.expectedId ?? t.peerId;
     if (id !== undefined && this.active.has(id)) return; // redialled from onClosed when that peer goes down
+    if (this.dialing.size >= MAX_DIALING) return this.schedule(t);
     const socket = net.connect({ host: t.hp.host, port: t.hp.port });
     const c = new Conn(socket, "dialer", this.settings, this.host, t.addr, t.expectedId);
     this.conns.add(c);
+    this.dialing.add(c);
     this.targetOf.set(c, t);
     t.conn = c;
   }
@@ -200,7 +257,10 @@ export class Mesh {
     if (!current) {
       this.active.set(peer.nodeId, c);
       this.log.info(`mesh: peer ${peer.nodeId} (${peer.name}) up via ${c.remote} as ${c.role}`);
-      const up = { id: peer.nodeId, name: peer.name, addr: c.peerAddr, remoteAddress: c.socketRemote, localHost: c.socketLocalHost };
+      const up: PeerUp = {
+        id: peer.nodeId, name: peer.name, addr: c.peerAddr, remoteAddress: c.socketRemote,
+        remoteHost: unmappedHost(c.socketRemoteHost), localHost: c.socketLocalHost,
+      };
       this.callback("onPeerUp", () => this.o.onPeerUp(up));
       return;
     }

@@ -2,8 +2,10 @@
 // unit-testable; the connection state machine lives in conn.ts.
 //
 // Handshake: the dialer sends a hello, the acceptor answers with its hello and its proof, the
-// dialer verifies that proof and sends its own. Each proof is an HMAC over both hellos keyed by
-// the cluster secret and bound to the sender's role, so a proof can't be reflected back.
+// dialer verifies that proof and sends its own. Each proof is an HMAC over every field of both
+// hellos (the advertised address and name included, so the mesh address a peer reports is
+// authenticated) keyed by the cluster secret and bound to the sender's role, so a proof can't be
+// reflected back. Version 2 of the hello: version 1 left name and addr outside the proof.
 // Afterwards each direction has its own HKDF-derived AES-256-GCM key and a strict sequence number.
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
@@ -13,7 +15,7 @@ export type Role = "dialer" | "acceptor";
 const ident = z.string().min(1).max(64);
 export const helloSchema = z.strictObject({
   t: z.literal("hello"),
-  v: z.literal(1),
+  v: z.literal(2),
   cluster: ident,
   nodeId: ident,
   name: z.string().max(64),
@@ -36,7 +38,7 @@ export const sealedSchema = z.strictObject({
 export type Sealed = z.infer<typeof sealedSchema>;
 
 export function makeHello(o: { cluster: string; nodeId: string; name: string; addr: string; dialer: boolean }): Hello {
-  return { t: "hello", v: 1, cluster: o.cluster, nodeId: o.nodeId, name: o.name, nonce: randomBytes(32).toString("hex"), addr: o.addr, dialer: o.dialer };
+  return { t: "hello", v: 2, cluster: o.cluster, nodeId: o.nodeId, name: o.name, nonce: randomBytes(32).toString("hex"), addr: o.addr, dialer: o.dialer };
 }
 
 /** Why a well-formed remote hello is unacceptable to us, or undefined if it is fine. */
@@ -47,14 +49,18 @@ export function helloProblem(own: { cluster: string; nodeId: string }, remote: H
   return undefined;
 }
 
-// JSON array encoding keeps the fields unambiguous whatever characters ids contain.
+// JSON array encoding keeps the fields unambiguous whatever characters they contain.
+function fields(h: Hello): unknown[] {
+  return [h.v, h.cluster, h.nodeId, h.name, h.nonce, h.addr, h.dialer];
+}
+
 function transcript(dialer: Hello, acceptor: Hello): string {
-  return JSON.stringify([dialer.nonce, dialer.nodeId, dialer.cluster, acceptor.nonce, acceptor.nodeId, acceptor.cluster]);
+  return JSON.stringify([fields(dialer), fields(acceptor)]);
 }
 
 /** The proof the side playing `role` sends for this handshake. */
 export function proofFor(secret: string, role: Role, dialer: Hello, acceptor: Hello): string {
-  return createHmac("sha256", secret).update(`pgherd-mesh-v1|${role}|${transcript(dialer, acceptor)}`).digest("hex");
+  return createHmac("sha256", secret).update(`pgherd-mesh-v2|${role}|${transcript(dialer, acceptor)}`).digest("hex");
 }
 
 /** Constant-time check of a proof claimed by the side playing `role`. */

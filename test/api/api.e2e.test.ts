@@ -21,7 +21,7 @@ const status = async () => (await get("/node")).json() as Node;
 
 /** Raw HTTP/1.1 over TCP: fetch would normalise "..", a raw client does not. */
 function rawGet(target: string): Promise<string> {
-  return raw(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  return raw(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
 }
 
 function raw(request: string): Promise<string> {

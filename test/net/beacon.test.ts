@@ -127,15 +127,18 @@ describe("beacon", () => {
     expect(a.log.lines.some((l) => l.startsWith("warn") && l.includes("duplicate-id"))).toBe(true);
   });
 
-  test("a flood is counted in full but logged at a bounded rate", async () => {
+  test("a flood is counted in full (verified or rate-limited) but logged at a bounded rate", async () => {
     const port = await freePort();
     const raw = await rawSocket(port);
     const a = await beacon("node-a", port);
     // In bursts small enough for the socket buffer, so every datagram arrives and must be counted.
     for (let burst = 1; burst <= 10; burst++) {
       for (let i = 0; i < 20; i++) raw.send(Buffer.from(`junk ${burst}/${i}`));
-      await waitFor(() => (a.beacon.rejects()["malformed"] ?? 0) === burst * 20, 3000, `${burst * 20} malformed counted`);
+      const counted = () => (a.beacon.rejects()["malformed"] ?? 0) + (a.beacon.rejects()["rate-limited"] ?? 0);
+      await waitFor(() => counted() === burst * 20, 3000, `${burst * 20} malformed or rate-limited counted`);
     }
+    // 200 bad datagrams at once from one source: its budget (burst 100) is spent, the rest dropped unparsed.
+    expect(a.beacon.rejects()["rate-limited"]).toBeGreaterThan(0);
     expect(a.log.lines.filter((l) => l.includes("malformed")).length).toBeLessThanOrEqual(20);
   });
 

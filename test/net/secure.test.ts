@@ -43,6 +43,13 @@ describe("handshake", () => {
     expect(verifyProof(secret, "acceptor", d2, a, proofFor(secret, "acceptor", d, a))).toBe(false);
   });
 
+  test("a proof covers the advertised address and name of both hellos (issue 10: they were outside it)", () => {
+    const good = proofFor(secret, "acceptor", d, a);
+    for (const [dd, aa] of [[{ ...d, addr: "127.0.0.99:1" }, a], [d, { ...a, addr: "127.0.0.99:1" }], [{ ...d, name: "evil" }, a], [d, { ...a, name: "evil" }]] as const) {
+      expect(verifyProof(secret, "acceptor", dd, aa, good)).toBe(false);
+    }
+  });
+
   test("malformed macs are rejected without throwing", () => {
     expect(verifyProof(secret, "dialer", d, a, "")).toBe(false);
     expect(verifyProof(secret, "dialer", d, a, "zz")).toBe(false);

@@ -1,0 +1,96 @@
+// API limits on a real server (loopback, port 0) with a fake source (issue 10 finding 5):
+// 2,000 slow connections must not exhaust the agent's file descriptors, and a Host header that is
+// not an address or a name of this node (DNS rebinding from an operator's browser) is refused.
+import { afterAll, afterEach, expect, test } from "bun:test";
+import fs from "node:fs";
+import os from "node:os";
+import { MAX_API_CONNECTIONS, startApi } from "../../src/api/server.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { waitFor } from "../net/helpers.ts";
+import { fakeSource } from "./fake-source.ts";
+
+const config = parseConfig(`cluster = "test"\nsecret = "${"s".repeat(40)}"\nnode_name = "db-7"\n`, "test.toml");
+const api = startApi({ host: "127.0.0.1", port: 0, source: fakeSource(), log: memoryLogger(), config });
+afterAll(() => api.stop());
+const cleanup: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+const get = (path: string, headers: Record<string, string> = {}) => fetch(`${api.url}${path}`, { headers, signal: AbortSignal.timeout(5000) });
+
+test("Host: IP literals, localhost and this node's names pass; any other name gets 421", async () => {
+  const port = new URL(api.url).port;
+  for (const host of [`127.0.0.1:${port}`, "127.0.0.1", `[::1]:${port}`, `localhost:${port}`, "db-7", `DB-7.:${port}`, os.hostname()]) {
+    expect({ host, status: (await get("/node", { host })).status }).toEqual({ host, status: 200 });
+  }
+  for (const host of [`attacker.example:${port}`, "rebind.example.com", "127.0.0.1.nip.io", "a b", "x:y:z"]) {
+    const res = await get("/config", { host });
+    expect({ host, status: res.status }).toEqual({ host, status: 421 });
+    expect(JSON.stringify(await res.json())).not.toContain("secret");
+  }
+});
+
+// Runs in a child process (its descriptors are not ours): opens `n` connections from 3 loopback
+// addresses once told "go" and sends each an unfinished request, the way a slowloris client does.
+const SLOW = `
+const net = require("node:net");
+const [port, n] = process.argv.slice(-2).map(Number);
+let connected = 0, closed = 0;
+process.stdin.once("data", () => {
+  for (let i = 0; i < n; i++) {
+    const s = net.connect({ host: "127.0.0.1", port, localAddress: "127.0.0." + (2 + (i % 3)) });
+    s.on("error", () => {});
+    s.on("connect", () => { connected++; s.write("GET /node HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n"); });
+    s.on("close", () => closed++);
+  }
+  setInterval(() => process.stdout.write("connected " + connected + " closed " + closed + "\\n"), 200);
+});
+`;
+
+const fds = () => fs.readdirSync("/proc/self/fd").length;
+
+test("2,000 slow connections at nofile 1024: the agent holds a bounded number and keeps opening files", async () => {
+  const before = fds();
+  const child = Bun.spawn([process.execPath, "-e", SLOW, "--", new URL(api.url).port, "2000"], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  cleanup.push(() => child.kill());
+  let progress = "";
+  void (async () => {
+    const reader = child.stdout.getReader();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) progress = new TextDecoder().decode(r.value).trim().split("\n").pop() ?? progress;
+  })();
+  // The descriptor limit the issue saw (soft 1024), for this process only, restored afterwards.
+  const limits = /Max open files\s+(\d+)\s+(\d+)/.exec(fs.readFileSync("/proc/self/limits", "utf8"))!;
+  const setSoft = (n: string) => Bun.spawnSync(["prlimit", `--pid=${process.pid}`, `--nofile=${n}:${limits[2]}`]).exitCode === 0;
+  expect(setSoft("1024")).toBe(true);
+  cleanup.push(async () => {
+    child.kill(); // frees the slow connections first: restoring the limit needs descriptors itself
+    await child.exited;
+    for (let i = 0; i < 100 && !setSoft(limits[1]!); i++) await Bun.sleep(50);
+  });
+  child.stdin.write("go\n");
+  child.stdin.flush();
+
+  let most = 0;
+  let emfile = 0;
+  let served = 0;
+  const t0 = performance.now();
+  await waitFor(() => /connected (\d+)/.exec(progress) !== null && Number(/connected (\d+)/.exec(progress)![1]) >= 1000, 10_000, "the slow clients to connect");
+  while (performance.now() - t0 < 3000) {
+    try {
+      most = Math.max(most, fds());
+      fs.closeSync(fs.openSync("/proc/self/stat", "r")); // what a monitoring round does: open files and sockets
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EMFILE") emfile++;
+      else throw e;
+    }
+    const res = await get("/node").catch(() => null);
+    if (res?.status === 200) served++;
+    await Bun.sleep(50);
+  }
+  console.log(`slow clients: ${progress}; descriptors ${before} before, at most ${most} during; ${served} requests served; ${emfile} EMFILE`);
+  expect(emfile).toBe(0);
+  expect(most - before).toBeLessThanOrEqual(3 * MAX_API_CONNECTIONS + 32);
+  expect(served).toBeGreaterThan(10);
+}, 30_000);

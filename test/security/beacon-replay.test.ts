@@ -1,0 +1,94 @@
+// Issue 10 finding 2 (the part in the transport): beacons recorded without the secret and sent
+// again from another address after the agent restarted must not be accepted, and a peer's address
+// (pg_hba, upstream) comes from its authenticated mesh connection, never from a beacon's UDP source.
+// Real beacons and meshes on loopback, wired by the agent's createTransport into a real PeerTable.
+import { afterEach, expect, test } from "bun:test";
+import dgram from "node:dgram";
+import net from "node:net";
+import { createTransport } from "../../src/agent/transport.ts";
+import { PeerTable } from "../../src/agent/peers.ts";
+import { configSchema } from "../../src/config/schema.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { encodeAnnouncement } from "../../src/net/beacon-codec.ts";
+import { waitFor } from "../net/helpers.ts";
+
+const SECRET = "replay-test-secret-0123456789abcdef";
+const cleanup: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function udp(host: string, port = 0): Promise<dgram.Socket> {
+  const s = dgram.createSocket("udp4");
+  await new Promise<void>((r) => s.bind(port, host, () => r()));
+  cleanup.push(() => new Promise<void>((r) => s.close(() => r())));
+  return s;
+}
+
+async function freePort(): Promise<number> {
+  const s = dgram.createSocket("udp4");
+  await new Promise<void>((r) => s.bind(0, "127.0.0.1", () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function freeTcpPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+/** One agent's transport: beacon on `port` announcing to `peers`, mesh on a free loopback port. */
+async function agent(id: string, port: number, peers: string[]) {
+  const cfg = configSchema.parse({
+    cluster: "replay", secret: SECRET, node_name: id, state_dir: "/nonexistent",
+    discovery: { port, broadcast: [], peers, interval_ms: 100, max_age_ms: 30_000 },
+    mesh: { listen: `127.0.0.1:${await freeTcpPort()}` },
+  });
+  const table = new PeerTable(30_000);
+  const t = createTransport(cfg, id, table, memoryLogger(), { onMessage: () => {}, onPeerUp: () => {}, beaconExtra: () => ({}) });
+  const stop = () => Promise.all([t.beacon.stop(), t.mesh.stop()]);
+  cleanup.push(stop);
+  await t.mesh.start();
+  await t.beacon.start();
+  const peer = (pid: string) => table.list().find((p) => p.id === pid);
+  return { ...t, table, peer, stop };
+}
+
+test("beacons recorded before a restart, re-sent from 127.0.0.99: refused, the peer's address stays its mesh address", async () => {
+  const [ps, pr, rec] = [await freePort(), await freePort(), await udp("127.0.0.1")];
+  const recorded: Buffer[] = [];
+  rec.on("message", (m) => recorded.push(m));
+  const s = await agent("s", ps, [`127.0.0.1:${pr}`, `127.0.0.1:${rec.address().port}`]);
+  const r1 = await agent("r", pr, [`127.0.0.1:${ps}`]);
+  await waitFor(() => r1.peer("s")?.connected === true && recorded.length >= 3, 3000, "r connected to s, beacons recorded");
+  expect(r1.peer("s")?.address).toBe("127.0.0.1");
+  await r1.stop();
+  const replays = recorded.slice(); // all recorded before the restart
+
+  const r2 = await agent("r", pr, [`127.0.0.1:${ps}`]); // the restarted agent
+  await waitFor(() => r2.peer("s")?.connected === true && r2.beacon.accepted() > 0, 3000, "r reconnected to s, a fresh beacon heard");
+  const beforeStart = r2.beacon.rejects()["before-start"] ?? 0; // s's datagrams in flight across the restart
+  const attacker = await udp("127.0.0.99");
+  for (const d of replays) attacker.send(d, pr, "127.0.0.1");
+  const addresses = new Set<string>();
+  await waitFor(() => {
+    addresses.add(r2.peer("s")?.address ?? "?");
+    return (r2.beacon.rejects()["before-start"] ?? 0) === beforeStart + replays.length;
+  }, 3000, "every replayed beacon refused as before-start");
+  expect([...addresses]).toEqual(["127.0.0.1"]);
+  expect(r2.peer("s")?.mesh).toBe(`127.0.0.1:${s.mesh.address().port}`);
+});
+
+test("a valid beacon alone (a holder of the secret, no mesh connection) gives a peer no address", async () => {
+  const pr = await freePort();
+  const r = await agent("r", pr, []);
+  const forger = await udp("127.0.0.77");
+  const d = encodeAnnouncement(SECRET, { cluster: "replay", nodeId: "x", name: "x", mesh: "127.0.0.77:1", role: "database", ts: Date.now(), extra: {} });
+  forger.send(d, pr, "127.0.0.1");
+  await waitFor(() => r.peer("x") !== undefined, 3000, "the announcement accepted");
+  expect(r.peer("x")?.address).toBe(""); // the mesh never authenticated it: nothing for pg_hba or an upstream
+});
