@@ -19,7 +19,7 @@ export interface PeerFacts {
   role: "database" | "witness";
   /** Mesh address "host:port" (may be "" when only the mesh handshake is known). */
   mesh: string;
-  /** IP the peer's authenticated beacon came from ("" when unknown). */
+  /** IP of the peer's authenticated mesh connection ("" while none was made). */
   address: string;
   connected: boolean;
 }
@@ -81,12 +81,12 @@ export function nameOf(s: FactsSnapshot, id: string): string {
   return id === s.self.id ? s.self.name : (peer(s, id)?.name ?? id);
 }
 
-/** The address a peer is reached at: its beacon's source address, else its mesh host. */
+/**
+ * The address a peer is reached at: the remote address of its authenticated mesh connection (the
+ * peer table keeps nothing else), null while none is known. pg_hba and the upstream use only this.
+ */
 export function peerHost(s: FactsSnapshot, id: string): string | null {
-  const p = peer(s, id);
-  if (!p) return null;
-  if (p.address) return p.address;
-  return hostOf(p.mesh) || null;
+  return peer(s, id)?.address || null;
 }
 
 /** Database voters other than this node: one replication slot each on the primary. */

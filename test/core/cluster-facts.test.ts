@@ -19,7 +19,8 @@ function snap(over: Partial<F.FactsSnapshot> = {}): F.FactsSnapshot {
     ]),
     peers: [
       { id: "b", name: "n2", role: "database", mesh: "10.0.0.2:7401", address: "10.0.0.2", connected: true },
-      { id: "c", name: "n3", role: "database", mesh: "[fd00::3]:7401", address: "", connected: true },
+      { id: "c", name: "n3", role: "database", mesh: "[fd00::3]:7401", address: "fd00::3", connected: true },
+      { id: "d", name: "n4", role: "database", mesh: "10.0.0.4:7401", address: "", connected: false },
       { id: "w", name: "wit", role: "witness", mesh: "10.0.0.9:7401", address: "10.0.0.9", connected: true },
     ],
     ...over,
@@ -48,12 +49,15 @@ describe("cluster facts", () => {
     expect(F.standbyMembers(foreign)).toEqual(["c"]);
     expect(F.reachableStandbys(s)).toBe(1);
   });
-  test("the leader's PostgreSQL: beacon address, else mesh host (IPv6 bracketed), its port", () => {
+  test("the leader's PostgreSQL: the authenticated address only (IPv6 bracketed), its port", () => {
     expect(F.leaderPg(snap())?.addr).toBe("10.0.0.2:5433");
     const s = snap({ leader: "c", reports: new Map([["c", { report: rep({ inRecovery: false }), role: "database", at: 99_000, nofailover: false }]]) });
     expect(F.leaderPg(s)?.addr).toBe("[fd00::3]:5432");
     expect(F.leaderPg(snap({ leader: "a" }))).toBeNull();
     expect(F.leaderPg(snap({ leader: null }))).toBeNull();
+    // A peer known by beacon alone has no address to trust: no upstream, no pg_hba line.
+    const d = snap({ leader: "d", reports: new Map([["d", { report: rep({ inRecovery: false }), role: "database", at: 99_000, nofailover: false }]]) });
+    expect(F.leaderPg(d)).toBeNull();
   });
   test("nobody has data only when every voter freshly reported an empty directory and is not creating one", () => {
     const empty = (action = "wait") => ({ report: rep({ data: "empty", action }), role: "database" as const, at: 99_000, nofailover: false });
@@ -66,7 +70,7 @@ describe("cluster facts", () => {
   test("candidates carry names, witness and nofailover flags, fresh reports only", () => {
     const c = F.candidates(snap());
     expect(c.map((x) => [x.name, x.voter, x.witness, x.nofailover, x.report !== null])).toEqual([
-      ["n1", true, false, false, true], ["n2", true, false, false, true], ["n3", true, false, true, false], ["wit", false, true, false, false],
+      ["n1", true, false, false, true], ["n2", true, false, false, true], ["n3", true, false, true, false], ["n4", false, false, false, false], ["wit", false, true, false, false],
     ]);
   });
 });
