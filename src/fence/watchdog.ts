@@ -5,11 +5,11 @@
 // acknowledged. It needs nothing from the agent's event loop. With [watchdog] configured it
 // also keeps the kernel watchdog alive while the lease is valid (kernel-watchdog.ts): if this
 // process freezes as well, the kernel resets the host within the same fence budget.
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, constants as C, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { hostMonotonicMs } from "./clock.ts";
-import { childrenOf, deadOrZombie } from "../postgres/orphans.ts";
+import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
 import { LEASE_FILE, LeaseSchema, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
@@ -114,6 +114,12 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
 async function fence(lease: Lease, now: number, log: Logger): Promise<boolean> {
   const pid = postmasterPid(lease.dataDir);
   if (pid === null || !alive(pid)) return true;
+  // The OS user can write any pid into postmaster.pid: signal only that data directory's server.
+  if (!isServerOf(pid, lease.dataDir)) {
+    const left = leftoverProcesses(lease.dataDir);
+    log.error(`lease of term ${lease.term} expired, but ${join(lease.dataDir, "postmaster.pid")} names pid ${pid}, which is not a PostgreSQL server of that data directory: not signalled${left.length ? ` (PostgreSQL processes ${left.join(", ")} still run there: not fenced)` : ""}`);
+    return left.length === 0;
+  }
   log.warn(`lease of term ${lease.term} expired ${now - lease.deadline!} ms ago: fencing PostgreSQL (postmaster ${pid}): SIGQUIT`);
   const t0 = performance.now();
   signal(pid, "SIGQUIT"); // it may be gone already: the agent fences at the same moment
@@ -150,10 +156,18 @@ function readLease(stateDir: string, log: Logger): Lease | null {
   }
 }
 
+/** First line of postmaster.pid, read without following a link (the OS user owns the data directory). */
 function postmasterPid(dataDir: string): number | null {
   try {
-    const pid = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-    return Number.isInteger(pid) && pid > 1 ? pid : null;
+    const fd = openSync(join(dataDir, "postmaster.pid"), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    const buf = Buffer.alloc(32);
+    try {
+      const n = readSync(fd, buf, 0, buf.length, 0);
+      const pid = Number(buf.subarray(0, n).toString("latin1").split("\n")[0]);
+      return Number.isInteger(pid) && pid > 1 ? pid : null;
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     return null;
   }

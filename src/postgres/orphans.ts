@@ -1,8 +1,8 @@
 // After a postmaster is killed (-9), its backends live on for a moment, attached to the shared
 // memory, and a new postmaster refuses to start ("another server holds its lock file"). A
 // restart in place kills those leftovers: processes whose working directory is the data dir.
-import { readdirSync, readlinkSync, readFileSync, unlinkSync } from "node:fs";
-import { resolve } from "node:path";
+import { readdirSync, readlinkSync, readFileSync, realpathSync, statSync, unlinkSync } from "node:fs";
+import { basename, resolve } from "node:path";
 
 export function leftoverProcesses(dataDir: string): number[] {
   const want = resolve(dataDir);
@@ -63,6 +63,24 @@ export function killLeftovers(dataDir: string): number {
     }
   }
   return n;
+}
+
+/**
+ * `pid` is a PostgreSQL server of `dataDir`: its executable is postgres, its working directory is
+ * the data directory and it runs as the data directory's owner. postmaster.pid is writable by
+ * that owner, so the pid in it may name any process: check before a root process signals it.
+ */
+export function isServerOf(pid: number, dataDir: string): boolean {
+  try {
+    const want = realpathSync(dataDir);
+    if (readlinkSync(`/proc/${pid}/cwd`) !== want) return false;
+    const exe = basename(readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ""));
+    if (exe !== "postgres" && exe !== "postmaster") return false;
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+    return uid === statSync(want).uid;
+  } catch {
+    return false; // gone, or no /proc: never signal what cannot be checked
+  }
 }
 
 /** Processes whose parent is `pid` (/proc/<n>/stat field 4). */
