@@ -5,11 +5,11 @@
 // acknowledged. It needs nothing from the agent's event loop. With [watchdog] configured it
 // also keeps the kernel watchdog alive while the lease is valid (kernel-watchdog.ts): if this
 // process freezes as well, the kernel resets the host within the same fence budget.
-import { closeSync, constants as C, existsSync, openSync, readFileSync, readSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { hostMonotonicMs } from "./clock.ts";
-import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses } from "../postgres/orphans.ts";
+import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, readPidFile } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
 import { LEASE_FILE, LeaseSchema, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
@@ -112,7 +112,7 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
 
 /** Immediate shutdown of the postmaster; true when no postmaster runs afterwards. */
 async function fence(lease: Lease, now: number, log: Logger): Promise<boolean> {
-  const pid = postmasterPid(lease.dataDir);
+  const pid = readPidFile(join(lease.dataDir, "postmaster.pid"));
   if (pid === null || !alive(pid)) return true;
   // The OS user can write any pid into postmaster.pid: signal only that data directory's server.
   if (!isServerOf(pid, lease.dataDir)) {
@@ -152,23 +152,6 @@ function readLease(stateDir: string, log: Logger): Lease | null {
     const why = `${file} is unreadable (${(e as Error).message.split("\n")[0]}): nothing to fence until the agent rewrites it`;
     if (why !== unreadable) log.error(why);
     unreadable = why;
-    return null;
-  }
-}
-
-/** First line of postmaster.pid, read without following a link (the OS user owns the data directory). */
-function postmasterPid(dataDir: string): number | null {
-  try {
-    const fd = openSync(join(dataDir, "postmaster.pid"), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
-    const buf = Buffer.alloc(32);
-    try {
-      const n = readSync(fd, buf, 0, buf.length, 0);
-      const pid = Number(buf.subarray(0, n).toString("latin1").split("\n")[0]);
-      return Number.isInteger(pid) && pid > 1 ? pid : null;
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
     return null;
   }
 }

@@ -95,6 +95,14 @@ describe("managed config: a data directory file linked to a root-only file", () 
     });
   }
 
+  test("pg_hba.conf replaced by a FIFO: refused at once (a read as root would hang the agent)", async () => {
+    rmSync(join(data, "pg_hba.conf"));
+    asPostgres("mkfifo", join(data, "pg_hba.conf"));
+    const e = await writeManagedConfig(managed()).catch((x: Error) => x);
+    expect(e).toBeInstanceOf(Error);
+    expect((e as Error).message).toContain(`${join(data, "pg_hba.conf")} is not a regular file`);
+  }, 2000);
+
   test("the data directory itself swapped for a link to a root-owned directory: refused, nothing written there", async () => {
     writeFileSync(join(rootDir, "PG_VERSION"), "15\n", { mode: 0o600 });
     writeFileSync(join(rootDir, "postgresql.conf"), SECRET, { mode: 0o600 });
