@@ -12,7 +12,7 @@
 import { randomBytes } from "node:crypto";
 import { constants as C, type Stats } from "node:fs";
 import { lchown, lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink, type FileHandle } from "node:fs/promises";
-import { basename, dirname, normalize } from "node:path";
+import { basename, dirname, normalize, resolve } from "node:path";
 import { isRoot } from "./users.ts";
 
 export interface Owner { readonly uid: number; readonly gid: number }
@@ -39,15 +39,15 @@ export class SafeDir {
   private constructor(readonly path: string, private readonly fh: FileHandle, private readonly osUser?: Owner) {}
 
   /**
-   * Open `path` (create: missing components are made, root-owned 0755 and `leafMode` for the
-   * last). `osUser`: the account whose files these are: as root, files it could not read are refused.
+   * Open `path` (create: missing components are made, root-owned 0755). `osUser`: the account
+   * whose files these are: as root, files it could not read are refused.
    */
   static async open(path: string, o: { osUser?: Owner; create?: boolean } = {}): Promise<SafeDir> {
     if (!isRoot()) {
       if (o.create) await mkdir(path, { recursive: true, mode: 0o755 });
       return new SafeDir(path, await open(path, C.O_RDONLY | C.O_DIRECTORY).catch(named(path)), o.osUser);
     }
-    let todo = normalize(path).split("/").filter(Boolean);
+    let todo = resolve(path).split("/").filter(Boolean);
     let real = "";
     let fh = await open("/", C.O_RDONLY | C.O_DIRECTORY);
     let links = 0;

@@ -5,7 +5,7 @@
 // with an error naming the path. The links are made by the real postgres OS user.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
 import { start, type PgNode } from "../../src/postgres/ctl.ts";
@@ -115,6 +115,13 @@ describe("managed config: a data directory file linked to a root-only file", () 
     expect(fingerprint(join(rootDir, "postgresql.conf"))).toEqual(conf);
     expect(e).toBeInstanceOf(Error);
     expect((e as Error).message).toContain(swapped);
+  });
+
+  test("a link root placed in a directory only root can write is followed (an operator's configured path)", async () => {
+    const viaRoot = join(top, "data-link");
+    symlinkSync(data, viaRoot);
+    expect((await writeManagedConfig(managed(viaRoot))).changed).toContain("pgherd.conf");
+    expect(lstatSync(join(data, "pgherd.conf")).uid).toBe(pg.uid);
   });
 
   test("the passfile linked to a root-only file: refused, not handed over", async () => {
