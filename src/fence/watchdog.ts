@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { hostMonotonicMs } from "./clock.ts";
-import { childrenOf, deadOrZombie } from "../postgres/orphans.ts";
+import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, readPidFile } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
 import { LEASE_FILE, LeaseSchema, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
@@ -112,8 +112,14 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
 
 /** Immediate shutdown of the postmaster; true when no postmaster runs afterwards. */
 async function fence(lease: Lease, now: number, log: Logger): Promise<boolean> {
-  const pid = postmasterPid(lease.dataDir);
+  const pid = readPidFile(join(lease.dataDir, "postmaster.pid"));
   if (pid === null || !alive(pid)) return true;
+  // The OS user can write any pid into postmaster.pid: signal only that data directory's server.
+  if (!isServerOf(pid, lease.dataDir)) {
+    const left = leftoverProcesses(lease.dataDir);
+    log.error(`lease of term ${lease.term} expired, but ${join(lease.dataDir, "postmaster.pid")} names pid ${pid}, which is not a PostgreSQL server of that data directory: not signalled${left.length ? ` (PostgreSQL processes ${left.join(", ")} still run there: not fenced)` : ""}`);
+    return left.length === 0;
+  }
   log.warn(`lease of term ${lease.term} expired ${now - lease.deadline!} ms ago: fencing PostgreSQL (postmaster ${pid}): SIGQUIT`);
   const t0 = performance.now();
   signal(pid, "SIGQUIT"); // it may be gone already: the agent fences at the same moment
@@ -146,15 +152,6 @@ function readLease(stateDir: string, log: Logger): Lease | null {
     const why = `${file} is unreadable (${(e as Error).message.split("\n")[0]}): nothing to fence until the agent rewrites it`;
     if (why !== unreadable) log.error(why);
     unreadable = why;
-    return null;
-  }
-}
-
-function postmasterPid(dataDir: string): number | null {
-  try {
-    const pid = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-    return Number.isInteger(pid) && pid > 1 ? pid : null;
-  } catch {
     return null;
   }
 }

@@ -1,12 +1,12 @@
 // Clone a primary with pg_basebackup into a NEW directory (the caller swaps it in with
 // swapDataDir). A failed or timed-out clone removes only the directory it created; the old data
 // directory is never touched here.
-import { readdir, rename } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
-import { runTool, secret, stderrTail, type Secret } from "./exec.ts";
-import { ensureDir, fsyncDir, removeTree } from "./fsutil.ts";
+import { runTool, stderrTail } from "./exec.ts";
+import { ensureDir, inParent, removeTree } from "./fsutil.ts";
 import { buildConninfo } from "./pgconf.ts";
 import { lookupOsUser } from "./users.ts";
 
@@ -19,9 +19,8 @@ export interface BasebackupOptions {
   host: string;
   port: number;
   user: string;
-  /** Prefer a passfile (path, readable by os_user); a password goes to the child's env only, masked in logs. */
+  /** libpq passfile (readable by os_user, outside any data directory: base backups copy the data directory). Never PGPASSWORD. */
   passfile?: string;
-  password?: string;
   /** New, missing or empty directory. */
   target: string;
   /** Physical slot on the primary to stream WAL through during the copy (created by the primary). */
@@ -58,9 +57,7 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
 
   // Host/port/user via conninfo keeps application_name (shown in pg_stat_replication during the copy).
   const conninfo = buildConninfo({ host: o.host, port: o.port, user: o.user, applicationName: o.applicationName ?? "pgherd_clone", connectTimeoutSec: 10 });
-  const env: Record<string, string | Secret> = {};
-  if (o.passfile) env.PGPASSFILE = o.passfile;
-  if (o.password !== undefined) env.PGPASSWORD = secret(o.password);
+  const env: Record<string, string> = o.passfile ? { PGPASSFILE: o.passfile } : {};
   const args = [
     "-d", conninfo, "-D", o.target, "-X", "stream", "-c", "fast", "-P", "-w", "--no-password",
     ...(o.slot ? [`--slot=${o.slot}`] : []), ...(o.slot && o.createSlot ? ["-C"] : []),
@@ -92,15 +89,19 @@ export function cloneDirFor(dataDir: string): string {
  * place. Returns the old data's new path (the caller decides when to delete it), or null.
  */
 export async function swapDataDir(fresh: string, dataDir: string, now = new Date()): Promise<string | null> {
-  const aside = `${dataDir}.pgherd-old-${now.toISOString().replace(/[:.]/g, "-")}`;
-  let moved: string | null = null;
-  try {
-    await rename(dataDir, aside);
-    moved = aside;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-  }
-  await rename(fresh, dataDir);
-  await fsyncDir(dirname(dataDir));
-  return moved;
+  if (dirname(fresh) !== dirname(dataDir)) throw new Error(`${fresh} and ${dataDir} must be in the same directory`);
+  // Renames relative to the parent opened without following links (it may be os_user's directory).
+  return inParent(dataDir, async (parent, name) => {
+    const aside = `${name}.pgherd-old-${now.toISOString().replace(/[:.]/g, "-")}`;
+    let moved: string | null = null;
+    try {
+      await parent.rename(name, aside);
+      moved = join(dirname(dataDir), aside);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+    await parent.rename(basename(fresh), name);
+    await parent.sync();
+    return moved;
+  });
 }

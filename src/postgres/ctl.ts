@@ -1,13 +1,12 @@
 // Server lifecycle through initdb and pg_ctl, always as os_user. Settings live in pgherd.conf,
 // so no -o options are passed. Failures become a PgCtlError whose `kind` lets the caller choose a
 // reaction (adopt, back off, report) rather than retrying blindly.
-import { open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
 import { inspectDataDir, readPostmasterPid } from "./datadir.ts";
 import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
-import { ensureDir, exists, setOwnerMode, writeFileAtomic } from "./fsutil.ts";
+import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, type Owner } from "./fsutil.ts";
 import { lookupOsUser } from "./users.ts";
 
 export interface PgNode {
@@ -80,10 +79,9 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
     throw new PgCtlError("already-running", `a postmaster (pid ${pm.pid}, port ${pm.port}) already serves ${n.dataDir}: adopt it`);
   }
   const u = await lookupOsUser(n.osUser);
-  const fh = await open(o.logFile, "a", 0o600);
-  await fh.close();
-  await setOwnerMode(o.logFile, 0o600, { uid: u.uid, gid: u.gid });
-  const offset = (await stat(o.logFile)).size;
+  const owner = { uid: u.uid, gid: u.gid };
+  // pg_ctl opens it as os_user; we only create it for os_user (never through a link) and note its size.
+  const offset = await prepareOwnedFile(o.logFile, 0o600, owner);
   const t = o.timeoutSec ?? 60;
   const res = await runTool({
     bin: pgTool(n.bins, "pg_ctl"),
@@ -91,7 +89,7 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
     user: n.osUser, timeoutMs: (t + 15) * 1000, log: n.log,
   });
   if (res.code === 0 && !res.timedOut) return;
-  const err = startError(n, res, await readFrom(o.logFile, offset), t);
+  const err = startError(n, res, await readFrom(o.logFile, offset, owner), t);
   n.log.warn(err.message);
   throw err;
 }
@@ -158,7 +156,7 @@ export async function pgCtlPromote(n: PgNode, timeoutSec = 60): Promise<void> {
   });
 }
 
-async function readFrom(path: string, offset: number): Promise<string> {
-  const buf = await readFile(path).catch(() => Buffer.alloc(0));
-  return buf.subarray(offset, offset + 64 * 1024).toString("utf8");
+/** What the server logged since `offset` (64 kB at most); never through a link, never a file os_user could not read. */
+async function readFrom(path: string, offset: number, owner: Owner): Promise<string> {
+  return (await readFileSafe(path, owner, offset, 64 * 1024).catch((e: Error) => `(server log unreadable: ${e.message})`)) ?? "";
 }

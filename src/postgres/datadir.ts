@@ -2,12 +2,12 @@
 // cluster (system identifier) and timeline it belongs to, its shutdown state, and whether a
 // live postmaster already serves it (so the agent ADOPTS it instead of starting a second one).
 import { existsSync, readFileSync } from "node:fs";
-import { readdir, readFile, readlink, realpath, stat } from "node:fs/promises";
+import { lstat, readdir, readlink, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
 import { runTool } from "./exec.ts";
-import { chownTree, setOwnerMode } from "./fsutil.ts";
+import { chownTree, ensureDir, readFileSafe } from "./fsutil.ts";
 import { lookupOsUser, isRoot } from "./users.ts";
 
 export interface ControlData {
@@ -65,7 +65,7 @@ export async function inspectDataDir(path: string, o: InspectOptions): Promise<D
   };
   if (entries === null) return base;
   base.empty = entries.filter((n) => n !== "lost+found").length === 0;
-  const pv = await readFile(join(path, "PG_VERSION"), "utf8").catch(() => null);
+  const pv = await readFileSafe(join(path, "PG_VERSION")).catch(() => null);
   if (pv !== null) {
     const v = Number.parseFloat(pv.trim());
     base.pgVersion = Number.isFinite(v) ? v : null;
@@ -126,7 +126,7 @@ export function parsePostmasterPid(text: string): Omit<PostmasterPid, "alive" | 
 }
 
 export async function readPostmasterPid(dataDir: string): Promise<PostmasterPid | null> {
-  const text = await readFile(join(dataDir, "postmaster.pid"), "utf8").catch(() => null);
+  const text = await readFileSafe(join(dataDir, "postmaster.pid")).catch(() => null);
   if (text === null) return null;
   const p = parsePostmasterPid(text);
   if (!p) return null;
@@ -162,21 +162,22 @@ export function pidAlive(pid: number): boolean {
  * cluster on every start would be slow). Returns the number of entries whose owner changed.
  */
 export async function fixDataDirOwnership(dataDir: string, osUser: string, log: Logger): Promise<number> {
-  const st = await stat(dataDir);
-  const mode = st.mode & 0o777;
+  const st = await lstat(dataDir);
+  if (!st.isDirectory()) throw new Error(`${dataDir} is not a directory`);
+  const mode = (st.mode & 0o777) === 0o750 ? 0o750 : 0o700;
   if (!isRoot()) {
-    if (mode !== 0o700 && mode !== 0o750) await setOwnerMode(dataDir, 0o700);
+    await ensureDir(dataDir, mode);
     return 0;
   }
   const u = await lookupOsUser(osUser);
   const owner = { uid: u.uid, gid: u.gid };
-  const pv = await stat(join(dataDir, "PG_VERSION")).catch(() => null);
+  const pv = await lstat(join(dataDir, "PG_VERSION")).catch(() => null);
   const wrong = (s: { uid: number; gid: number }) => s.uid !== u.uid || s.gid !== u.gid;
   let changed = 0;
   if (wrong(st) || (pv && wrong(pv))) {
     changed = await chownTree(dataDir, owner);
     log.warn(`data dir ${dataDir}: changed owner of ${changed} entries to ${osUser}`);
   }
-  await setOwnerMode(dataDir, mode === 0o750 ? 0o750 : 0o700, owner);
+  await ensureDir(dataDir, mode, owner);
   return changed;
 }

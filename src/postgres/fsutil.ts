@@ -1,86 +1,305 @@
 // File helpers for everything PostgreSQL reads: atomic replace (tmp + fsync + rename + dir fsync)
-// so a crash never leaves a half-written config, and explicit owner/mode because we usually run
-// as root while the server runs as os_user.
+// so a crash never leaves a half-written config, and explicit owner/mode because the agent may
+// run as root while the server runs as os_user.
+//
+// As root, every path here lies in a directory the OS user can write (the data directory, the
+// socket directory, the server log's directory): the OS user can put a link where we expect a
+// file. So, as root, nothing here follows a link the OS user could have made: a directory is
+// reached component by component with O_NOFOLLOW (a link is followed only inside a directory
+// that only root can write), and every file operation happens relative to that open directory
+// (/proc/self/fd/N/name) with O_NOFOLLOW, owner and mode set through the open descriptor. A file
+// the OS user could not read itself is never read into a place it can read.
 import { randomBytes } from "node:crypto";
-import { chmod, chown, lchown, lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { constants as C, type Stats } from "node:fs";
+import { lchown, lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink, type FileHandle } from "node:fs/promises";
+import { basename, dirname, normalize, resolve } from "node:path";
 import { isRoot } from "./users.ts";
 
 export interface Owner { readonly uid: number; readonly gid: number }
 
+type Stat = Stats;
+const errno = (e: unknown) => (e as NodeJS.ErrnoException).code;
+const MAX_LINKS = 40;
+
+/** A link here could have been placed by someone other than root (owner not root, or group/other may write). */
+const othersMayWrite = (st: { uid: number; mode: number }) => st.uid !== 0 || (st.mode & 0o022) !== 0;
+
+/** May `u` read a file with this stat (owner, group, other bits; supplementary groups are not counted)? */
+function mayRead(st: Stat, u: Owner): boolean {
+  if (st.uid === u.uid) return (st.mode & 0o400) !== 0;
+  if (st.gid === u.gid) return (st.mode & 0o040) !== 0;
+  return (st.mode & 0o004) !== 0;
+}
+
+/**
+ * An open directory, reached without following a link its writer could have placed (as root). All
+ * operations take a plain file name inside it and never follow a link at that name.
+ */
+export class SafeDir {
+  private constructor(readonly path: string, private readonly fh: FileHandle, private readonly osUser?: Owner) {}
+
+  /**
+   * Open `path` (create: missing components are made, root-owned 0755). `osUser`: the account
+   * whose files these are: as root, files it could not read are refused.
+   */
+  static async open(path: string, o: { osUser?: Owner; create?: boolean } = {}): Promise<SafeDir> {
+    if (!isRoot()) {
+      if (o.create) await mkdir(path, { recursive: true, mode: 0o755 });
+      return new SafeDir(path, await open(path, C.O_RDONLY | C.O_DIRECTORY).catch(named(path)), o.osUser);
+    }
+    let todo = resolve(path).split("/").filter(Boolean);
+    let real = "";
+    let fh = await open("/", C.O_RDONLY | C.O_DIRECTORY);
+    let links = 0;
+    try {
+      while (todo.length > 0) {
+        const c = todo.shift()!;
+        const at = `/proc/self/fd/${fh.fd}/${c}`;
+        const next = await open(at, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch(async (e) => {
+          if (errno(e) === "ENOENT" && o.create) {
+            await mkdir(at, 0o755).catch((e2) => (errno(e2) === "EEXIST" ? undefined : Promise.reject(e2)));
+            return open(at, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+          }
+          if (errno(e) !== "ELOOP" && errno(e) !== "ENOTDIR") throw e;
+          return null;
+        }).catch(named(`${real}/${c}`));
+        if (next) {
+          await fh.close();
+          fh = next;
+          real += `/${c}`;
+          continue;
+        }
+        const lst = await lstat(at).catch(named(`${real}/${c}`));
+        if (!lst.isSymbolicLink()) throw new Error(`${real}/${c} is not a directory`);
+        if (othersMayWrite(await fh.stat())) {
+          throw new Error(`${real}/${c} is a symbolic link in ${real || "/"}, which a user other than root can write: refusing to follow it as root (configure the real path)`);
+        }
+        if (++links > MAX_LINKS) throw new Error(`${path}: too many symbolic links`);
+        const target = await readlink(at);
+        todo = [...normalize(target.startsWith("/") ? target : `${real}/${target}`).split("/").filter(Boolean), ...todo];
+        await fh.close();
+        fh = await open("/", C.O_RDONLY | C.O_DIRECTORY);
+        real = "";
+      }
+    } catch (e) {
+      await fh.close().catch(() => {});
+      throw e;
+    }
+    return new SafeDir(path, fh, o.osUser);
+  }
+
+  /** Kernel path of `name` inside this directory (no lookup of the directory's own path). */
+  at(name: string): string {
+    if (!name || name.includes("/") || name === "." || name === "..") throw new Error(`invalid file name ${JSON.stringify(name)}`);
+    return isRoot() ? `/proc/self/fd/${this.fh.fd}/${name}` : `${this.path}/${name}`;
+  }
+
+  /** Path for messages. */
+  show(name: string): string {
+    return `${this.path.replace(/\/+$/, "")}/${name}`;
+  }
+
+  /** Open an existing file without following a link; null when absent. Refuses non-regular files and, as root, files the OS user could not read. */
+  async openFile(name: string, flags = C.O_RDONLY): Promise<{ fh: FileHandle; st: Stat } | null> {
+    let fh: FileHandle;
+    try {
+      fh = await open(this.at(name), flags | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch (e) {
+      if (errno(e) === "ENOENT") return null;
+      if (errno(e) === "ELOOP") throw new Error(`${this.show(name)} is a symbolic link: refusing to follow it`);
+      throw named(this.show(name))(e);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new Error(`${this.show(name)} is not a regular file`);
+      if (isRoot() && this.osUser && !mayRead(st, this.osUser)) {
+        throw new Error(`${this.show(name)} (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}) is not readable by uid ${this.osUser.uid}: refusing to use it`);
+      }
+      return { fh, st };
+    } catch (e) {
+      await fh.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Content of `name` from byte `offset`, null when absent (see openFile for what is refused). */
+  async read(name: string, offset = 0, max = Infinity): Promise<{ text: string; st: Stat } | null> {
+    const f = await this.openFile(name);
+    if (!f) return null;
+    try {
+      const len = Math.max(0, Math.min(f.st.size - offset, max));
+      const buf = Buffer.alloc(len);
+      const { bytesRead } = len > 0 ? await f.fh.read(buf, 0, len, offset) : { bytesRead: 0 };
+      return { text: buf.subarray(0, bytesRead).toString("utf8"), st: f.st };
+    } finally {
+      await f.fh.close();
+    }
+  }
+
+  async readText(name: string): Promise<string | null> {
+    return (await this.read(name))?.text ?? null;
+  }
+
+  /** Atomically replace `name`; false when the content was already identical (owner and mode are still enforced). */
+  async writeAtomic(name: string, data: string, o: { mode: number; owner?: Owner }): Promise<boolean> {
+    const cur = await this.read(name);
+    const ownerOk = !o.owner || !isRoot() || (cur?.st.uid === o.owner.uid && cur.st.gid === o.owner.gid);
+    if (cur && cur.text === data && ownerOk && (cur.st.mode & 0o7777) === o.mode && cur.st.nlink === 1) return false;
+    // Owner or mode differ too: a new file replaces it, the existing one (maybe not ours) is never chowned.
+    const tmp = `.${name}.pgherd-${process.pid}-${randomBytes(4).toString("hex")}`;
+    const fh = await open(this.at(tmp), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, o.mode);
+    try {
+      await fh.writeFile(data, "utf8");
+      if (o.owner && isRoot()) await fh.chown(o.owner.uid, o.owner.gid);
+      await fh.chmod(o.mode); // umask-independent
+      await fh.sync();
+      await fh.close();
+      await rename(this.at(tmp), this.at(name));
+    } catch (e) {
+      await fh.close().catch(() => {});
+      await unlink(this.at(tmp)).catch(() => {});
+      throw e;
+    }
+    await this.sync();
+    return cur?.text !== data;
+  }
+
+  /** Remove `name` if present (a link itself, never its target); whether it existed. Durable. */
+  async remove(name: string): Promise<boolean> {
+    try {
+      await unlink(this.at(name));
+    } catch (e) {
+      if (errno(e) === "ENOENT") return false;
+      throw named(this.show(name))(e);
+    }
+    await this.sync();
+    return true;
+  }
+
+  async has(name: string): Promise<boolean> {
+    return lstat(this.at(name)).then(() => true, () => false);
+  }
+
+  /** Call `fn` for every entry of subdirectory `name`, opened without following a link. */
+  async eachIn(name: string, fn: (sub: SafeDir, entry: string) => Promise<void>): Promise<void> {
+    const fh = await open(this.at(name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch(named(this.show(name)));
+    const sub = new SafeDir(this.show(name), fh, this.osUser);
+    try {
+      for (const n of await readdir(isRoot() ? `/proc/self/fd/${fh.fd}` : sub.path)) await fn(sub, n);
+    } finally {
+      await sub.close();
+    }
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await rename(this.at(from), this.at(to));
+  }
+
+  async sync(): Promise<void> {
+    await this.fh.sync();
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close().catch(() => {});
+  }
+
+  /**
+   * Make directory `name` here (mode, owner) unless it exists. Refuses a link; as root, takes over
+   * (chown) only a directory it just made, one the owner already has, or an empty root-owned one.
+   */
+  async ensureSubdir(name: string, mode: number, owner?: Owner): Promise<void> {
+    const created = await mkdir(this.at(name), mode).then(() => true, (e) => (errno(e) === "EEXIST" ? false : Promise.reject(named(this.show(name))(e))));
+    const fh = await open(this.at(name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch(async (e) => {
+      if ((errno(e) === "ELOOP" || errno(e) === "ENOTDIR") && (await lstat(this.at(name))).isSymbolicLink()) {
+        throw new Error(`${this.show(name)} is a symbolic link: refusing to follow it`);
+      }
+      throw named(this.show(name))(e);
+    });
+    try {
+      const st = await fh.stat();
+      if (owner && isRoot() && (st.uid !== owner.uid || st.gid !== owner.gid)) {
+        const empty = st.uid === 0 && (await readdir(`/proc/self/fd/${fh.fd}`)).length === 0;
+        if (!created && st.uid !== owner.uid && !empty) {
+          throw new Error(`${this.show(name)} is owned by uid ${st.uid}, not ${owner.uid}, and not empty: refusing to take it over`);
+        }
+        await fh.chown(owner.uid, owner.gid);
+      }
+      if ((st.mode & 0o7777) !== mode) await fh.chmod(mode);
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/** Run `fn` with the open parent directory of `path` and its base name. */
+export async function inParent<T>(path: string, fn: (d: SafeDir, name: string) => Promise<T>, o: { osUser?: Owner; create?: boolean } = {}): Promise<T> {
+  const d = await SafeDir.open(dirname(path), o);
+  try {
+    return await fn(d, basename(path));
+  } finally {
+    await d.close();
+  }
+}
+
 /** Atomically replace `path`; returns false when the content was already identical (owner/mode still enforced). */
-export async function writeFileAtomic(path: string, data: string, opts: { mode: number; owner?: Owner }): Promise<boolean> {
-  const current = await readFile(path, "utf8").catch(() => null);
-  if (current === data) {
-    await setOwnerMode(path, opts.mode, opts.owner);
-    return false;
-  }
-  const tmp = join(dirname(path), `.${basename(path)}.pgherd-${process.pid}-${randomBytes(4).toString("hex")}`);
-  const fh = await open(tmp, "wx", opts.mode);
-  try {
-    await fh.writeFile(data, "utf8");
-    if (opts.owner && isRoot()) await fh.chown(opts.owner.uid, opts.owner.gid);
-    await fh.chmod(opts.mode); // umask-independent
-    await fh.sync();
-  } catch (e) {
-    await fh.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  await fsyncDir(dirname(path));
-  return true;
+export function writeFileAtomic(path: string, data: string, opts: { mode: number; owner?: Owner }): Promise<boolean> {
+  return inParent(path, (d, n) => d.writeAtomic(n, data, opts), { osUser: opts.owner });
+}
+
+/** Read `path` without following a link at any place the OS user could have put one; null when absent. */
+export function readFileSafe(path: string, osUser?: Owner, offset = 0, max = Infinity): Promise<string | null> {
+  return inParent(path, async (d, n) => (await d.read(n, offset, max))?.text ?? null, { osUser });
 }
 
 export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try { await fh.sync(); } finally { await fh.close(); }
+  const d = await SafeDir.open(dir);
+  try { await d.sync(); } finally { await d.close(); }
 }
 
 /** Remove a file if present; returns whether it existed. fsyncs the directory so the removal is durable. */
-export async function removeFile(path: string): Promise<boolean> {
-  try {
-    await unlink(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw e;
-  }
-  await fsyncDir(dirname(path));
-  return true;
+export function removeFile(path: string): Promise<boolean> {
+  return inParent(path, (d, n) => d.remove(n));
 }
 
-/** mkdir -p, then owner and mode on the leaf. */
-export async function ensureDir(path: string, mode: number, owner?: Owner): Promise<void> {
-  await mkdir(path, { recursive: true, mode });
-  await setOwnerMode(path, mode, owner);
+/** mkdir -p, then owner and mode on the leaf (see SafeDir.ensureSubdir for what is refused). */
+export function ensureDir(path: string, mode: number, owner?: Owner): Promise<void> {
+  return inParent(path, (d, n) => d.ensureSubdir(n, mode, owner), { create: true });
 }
 
-export async function setOwnerMode(path: string, mode: number, owner?: Owner): Promise<void> {
-  if (owner && isRoot()) {
-    const st = await stat(path);
-    if (st.uid !== owner.uid || st.gid !== owner.gid) await chown(path, owner.uid, owner.gid);
-  }
-  await chmod(path, mode);
+/**
+ * A file the OS user writes (the server log): created 0600 for `owner` if absent, else it must be
+ * a regular file, not a link, and (as root) already owned by `owner`. Returns its size.
+ */
+export function prepareOwnedFile(path: string, mode: number, owner: Owner): Promise<number> {
+  return inParent(path, async (d, n) => {
+    const made = await open(d.at(n), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode).catch((e) => (errno(e) === "EEXIST" ? null : Promise.reject(named(path)(e))));
+    const f = made ? { fh: made, st: await made.stat() } : await d.openFile(n, C.O_WRONLY | C.O_APPEND);
+    if (!f) throw new Error(`${path} vanished while being opened`);
+    try {
+      if (isRoot() && (f.st.uid !== owner.uid || f.st.gid !== owner.gid)) {
+        if (!made && f.st.uid !== owner.uid) throw new Error(`${path} is owned by uid ${f.st.uid}, not ${owner.uid}: refusing to hand it over`);
+        await f.fh.chown(owner.uid, owner.gid);
+      }
+      if ((f.st.mode & 0o7777) !== mode) await f.fh.chmod(mode);
+      return f.st.size;
+    } finally {
+      await f.fh.close();
+    }
+  }, { osUser: owner });
 }
 
-/** chown every entry below (and including) `root` whose owner differs; symlinks are not followed. */
+/** chown every entry below (and including) `root` whose owner differs; links are never followed (fd-relative walk). */
 export async function chownTree(root: string, owner: Owner): Promise<number> {
   let changed = 0;
-  const visit = async (p: string): Promise<void> => {
-    const st = await lstat(p);
+  const visit = async (d: SafeDir, name: string): Promise<void> => {
+    const st = await lstat(d.at(name));
     if (st.uid !== owner.uid || st.gid !== owner.gid) {
-      await lchown(p, owner.uid, owner.gid);
+      await lchown(d.at(name), owner.uid, owner.gid);
       changed++;
     }
-    if (st.isDirectory()) for (const n of await readdir(p)) await visit(join(p, n));
+    if (st.isDirectory()) await d.eachIn(name, visit);
   };
-  await visit(root);
+  await inParent(root, visit);
   return changed;
 }
 
@@ -88,6 +307,24 @@ export async function exists(path: string): Promise<boolean> {
   return lstat(path).then(() => true, () => false);
 }
 
+/** rm -rf that never follows a link (fd-relative walk); absent is fine. */
 export async function removeTree(path: string): Promise<void> {
-  await rm(path, { recursive: true, force: true });
+  const rmAt = async (d: SafeDir, name: string): Promise<void> => {
+    const st = await lstat(d.at(name)).catch((e) => (errno(e) === "ENOENT" ? null : Promise.reject(e)));
+    if (!st) return;
+    if (st.isDirectory()) {
+      await d.eachIn(name, rmAt);
+      await rmdir(d.at(name));
+    } else await unlink(d.at(name));
+  };
+  await inParent(path, rmAt).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
+}
+
+/** Adds the path to a system error's message (Node's messages name /proc/self/fd/N otherwise). */
+function named(path: string) {
+  return (e: unknown): never => {
+    const err = e as NodeJS.ErrnoException;
+    if (err?.code && !String(err.message).includes(path)) err.message = `${path}: ${err.message}`;
+    throw err;
+  };
 }

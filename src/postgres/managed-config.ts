@@ -8,11 +8,12 @@
 // diff. Because rewind/clone overwrite all of these files, call writeManagedConfig after every
 // initdb, clone and rewind, before starting. Managed keys found in postgresql.auto.conf are
 // removed (auto.conf is read after our include and would silently override it).
-import { readFile } from "node:fs/promises";
+//
+// Every file is read and replaced relative to the data directory opened once, never through a
+// link (the OS user owns the data directory and could put one there; see fsutil.ts).
 import { userInfo } from "node:os";
-import { join } from "node:path";
 import type { Logger } from "../log.ts";
-import { exists, removeFile, writeFileAtomic, type Owner } from "./fsutil.ts";
+import { SafeDir, type Owner } from "./fsutil.ts";
 import { mergeManagedBlock, renderHbaBlock, renderIdentBlock, type HbaParams } from "./hba.ts";
 import { MANAGED_KEYS, PGHERD_CONF, renderPgherdConf, withIncludeLine, type PgherdConfParams } from "./pgconf.ts";
 import { isRoot, lookupOsUser } from "./users.ts";
@@ -37,17 +38,22 @@ export interface WriteResult {
 export async function writeManagedConfig(m: ManagedConfig): Promise<WriteResult> {
   const u = await lookupOsUser(m.osUser);
   const owner: Owner = { uid: u.uid, gid: u.gid };
-  const file = (n: string) => join(m.dataDir, n);
+  const dir = await SafeDir.open(m.dataDir, { osUser: owner });
+  try {
+    return await writeIn(dir, m, owner);
+  } finally {
+    await dir.close();
+  }
+}
+
+async function writeIn(dir: SafeDir, m: ManagedConfig, owner: Owner): Promise<WriteResult> {
   const changed: string[] = [];
   const put = async (name: string, text: string, mode: number) => {
-    if (await writeFileAtomic(file(name), text, { mode, owner })) changed.push(name);
+    if (await dir.writeAtomic(name, text, { mode, owner })) changed.push(name);
   };
-  const read = (name: string) => readFile(file(name), "utf8").catch((e: NodeJS.ErrnoException) => {
-    if (e.code === "ENOENT") return "";
-    throw e;
-  });
+  const read = async (name: string) => (await dir.readText(name)) ?? "";
 
-  if (!(await exists(file("PG_VERSION")))) throw new Error(`${m.dataDir} is not a PostgreSQL data directory (no PG_VERSION)`);
+  if (!(await dir.has("PG_VERSION"))) throw new Error(`${m.dataDir} is not a PostgreSQL data directory (no PG_VERSION)`);
   // Render everything first: a validation error must not leave half the files rewritten.
   const conf = renderPgherdConf(m.conf);
   const agentUser = isRoot() ? "root" : userInfo().username;
@@ -67,17 +73,25 @@ export async function writeManagedConfig(m: ManagedConfig): Promise<WriteResult>
     m.log.warn(`postgresql.auto.conf set ${autoClean.removed.join(", ")} (managed by pgherd): removed`);
     await put("postgresql.auto.conf", autoClean.text, 0o600);
   }
-  if (await setStandbySignal(m.dataDir, m.standby, owner)) changed.push("standby.signal");
+  if (await standbySignalIn(dir, m.standby, owner)) changed.push("standby.signal");
   if (changed.length) m.log.info(`managed config in ${m.dataDir}: updated ${changed.join(", ")}`);
   return { changed };
 }
 
 /** Create or remove standby.signal; returns whether anything changed. */
 export async function setStandbySignal(dataDir: string, standby: boolean, owner?: Owner): Promise<boolean> {
-  const path = join(dataDir, "standby.signal");
-  if (!standby) return removeFile(path);
-  if (await exists(path)) return false;
-  await writeFileAtomic(path, "", { mode: 0o600, owner });
+  const dir = await SafeDir.open(dataDir, { osUser: owner });
+  try {
+    return await standbySignalIn(dir, standby, owner);
+  } finally {
+    await dir.close();
+  }
+}
+
+async function standbySignalIn(dir: SafeDir, standby: boolean, owner?: Owner): Promise<boolean> {
+  if (!standby) return dir.remove("standby.signal");
+  if (await dir.has("standby.signal")) return false;
+  await dir.writeAtomic("standby.signal", "", { mode: 0o600, owner });
   return true;
 }
 

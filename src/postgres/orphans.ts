@@ -1,8 +1,8 @@
 // After a postmaster is killed (-9), its backends live on for a moment, attached to the shared
 // memory, and a new postmaster refuses to start ("another server holds its lock file"). A
 // restart in place kills those leftovers: processes whose working directory is the data dir.
-import { readdirSync, readlinkSync, readFileSync, unlinkSync } from "node:fs";
-import { resolve } from "node:path";
+import { closeSync, constants as C, openSync, readdirSync, readlinkSync, readFileSync, readSync, realpathSync, statSync, unlinkSync } from "node:fs";
+import { basename, resolve } from "node:path";
 
 export function leftoverProcesses(dataDir: string): number[] {
   const want = resolve(dataDir);
@@ -39,13 +39,8 @@ export function clearStaleLocks(dataDir: string, socketLock: string): string[] {
   if (leftoverProcesses(dataDir).length > 0) return [];
   const removed: string[] = [];
   for (const file of [`${resolve(dataDir)}/postmaster.pid`, socketLock]) {
-    let pid: number;
-    try {
-      pid = Number(readFileSync(file, "utf8").split("\n")[0]);
-    } catch {
-      continue;
-    }
-    if (!Number.isInteger(pid) || pid <= 1 || !deadOrZombie(pid)) continue;
+    const pid = readPidFile(file);
+    if (pid === null || !deadOrZombie(pid)) continue;
     unlinkSync(file);
     removed.push(file);
   }
@@ -63,6 +58,45 @@ export function killLeftovers(dataDir: string): number {
     }
   }
   return n;
+}
+
+/**
+ * `pid` is a PostgreSQL server of `dataDir`: its executable is postgres, its working directory is
+ * the data directory and it runs as the data directory's owner. postmaster.pid is writable by
+ * that owner, so the pid in it may name any process: check before a root process signals it.
+ */
+export function isServerOf(pid: number, dataDir: string): boolean {
+  try {
+    const want = realpathSync(dataDir);
+    if (readlinkSync(`/proc/${pid}/cwd`) !== want) return false;
+    const exe = basename(readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ""));
+    if (exe !== "postgres" && exe !== "postmaster") return false;
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+    return uid === statSync(want).uid;
+  } catch {
+    return false; // gone, or no /proc: never signal what cannot be checked
+  }
+}
+
+/**
+ * The pid on the first line of a lock file (postmaster.pid, .s.PGSQL.<port>.lock), or null. The
+ * OS user owns these directories: the file is opened without following a link and without
+ * blocking (a FIFO in its place must not hang the caller).
+ */
+export function readPidFile(path: string): number | null {
+  try {
+    const fd = openSync(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    try {
+      const buf = Buffer.alloc(32);
+      const n = readSync(fd, buf, 0, buf.length, 0);
+      const pid = Number(buf.subarray(0, n).toString("latin1").split("\n")[0]);
+      return Number.isInteger(pid) && pid > 1 ? pid : null;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
 }
 
 /** Processes whose parent is `pid` (/proc/<n>/stat field 4). */

@@ -3,7 +3,7 @@
 // configuration files too: the caller rewrites every managed file afterwards, before starting.
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
-import { runTool, secret, stderrTail } from "./exec.ts";
+import { runTool, stderrTail } from "./exec.ts";
 import { buildConninfo } from "./pgconf.ts";
 
 export class RewindError extends Error {
@@ -21,7 +21,8 @@ export interface RewindOptions {
   host: string;
   port: number;
   user: string;
-  password: string;
+  /** libpq passfile with the password (outside the data directory); never PGPASSWORD. */
+  passfile: string;
   timeoutMs: number;
 }
 
@@ -31,7 +32,7 @@ export async function rewind(o: RewindOptions): Promise<"rewound" | "not-needed"
   const res = await runTool({
     bin: pgTool(o.bins, "pg_rewind"),
     args: [`--target-pgdata=${o.dataDir}`, `--source-server=${source} dbname=postgres`, "--progress"],
-    env: { PGPASSWORD: secret(o.password) },
+    env: { PGPASSFILE: o.passfile },
     user: o.osUser, timeoutMs: o.timeoutMs, log: o.log,
   });
   const out = `${res.stdout}\n${res.stderr}`;

@@ -1,10 +1,11 @@
 // The fencing watchdog as a real process: it must stop the "postmaster" at the lease end,
 // not before, not when the lease is extended or disarmed, and it must exit when its state
 // dir disappears; with a kernel watchdog configured that cannot be used it warns and fences at
-// the lease end as before.
+// the lease end as before. The "postmaster" is `sleep` copied to a file named postgres, running
+// in the data directory (what the watchdog checks before it signals a pid from postmaster.pid).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
@@ -19,8 +20,8 @@ function alive(p: ChildProcess): boolean {
   return p.exitCode === null && p.signalCode === null;
 }
 
-function victim(): ChildProcess {
-  const p = spawn("sleep", ["600"], { stdio: "ignore" });
+function victim(bin = join(dir, "bin", "postgres"), cwd = join(dir, "data")): ChildProcess {
+  const p = spawn(bin, ["600"], { stdio: "ignore", cwd });
   victims.push(p);
   writeFileSync(join(dir, "data", "postmaster.pid"), `${p.pid}\n`);
   return p;
@@ -35,6 +36,9 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "pgherd-wd-"));
   mkdirSync(join(dir, "state"));
   mkdirSync(join(dir, "data"));
+  mkdirSync(join(dir, "bin"));
+  copyFileSync(Bun.which("sleep")!, join(dir, "bin", "postgres"));
+  Bun.spawnSync(["chmod", "755", join(dir, "bin", "postgres")]);
   arm(null);
   wd = spawn(process.execPath, ["src/main.ts", "watchdog", "--state-dir", join(dir, "state")], { stdio: ["ignore", "pipe", "pipe"] });
   wd.stderr!.on("data", (d) => (out += d));
@@ -82,6 +86,23 @@ test("a kernel watchdog that cannot be used: a warning, and the fence at the lea
   await waitFor(() => !alive(p), { timeoutMs: 3000, what: "the fenced process to die" });
   expect(hostMonotonicMs()).toBeGreaterThanOrEqual(deadline);
   arm(null);
+});
+
+test("a postmaster.pid naming another process (finding 5 of issue 10): that process is not signalled", async () => {
+  const sleeper = victim("sleep", tmpdir()); // unrelated process
+  const here = victim("sleep"); // in the data directory, but not a postgres executable
+  for (const [p, n] of [[sleeper, 1], [here, 2]] as const) {
+    writeFileSync(join(dir, "data", "postmaster.pid"), `${p.pid}\n`);
+    arm(hostMonotonicMs() + 100);
+    const refused = () => out.includes(`names pid ${p.pid}, which is not a PostgreSQL server`);
+    await waitFor(() => refused() || !alive(p), { timeoutMs: 3000, what: `the refusal ${n} (or the signal)` });
+    await Bun.sleep(200); // a SIGKILL fallback would come 100 ms after a SIGQUIT
+    expect(alive(p)).toBe(true);
+    expect(refused()).toBe(true);
+  }
+  arm(null);
+  sleeper.kill("SIGKILL");
+  here.kill("SIGKILL");
 });
 
 test("exits when its state dir is removed", async () => {

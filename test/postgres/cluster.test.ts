@@ -240,7 +240,7 @@ describe("PostgreSQL controller on real servers", () => {
   test("a failed clone removes its partial target and reports pg_basebackup's reason", async () => {
     const target = join(s.root, "failed-clone");
     const e = await basebackup({
-      bins: standby.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: ports.p, user: REPL, password: replPassword,
+      bins: standby.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: ports.p, user: REPL, passfile: join(s.root, "pgpass"),
       target, slot: "no_such_slot", timeoutMs: 30_000,
     }).catch((x) => x);
     expect(e).toBeInstanceOf(BasebackupError);

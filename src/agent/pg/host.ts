@@ -16,7 +16,7 @@ import { slotFor } from "./context.ts";
 export class PgHost {
   readonly node: PgNode;
   readonly socketDir: string;
-  private readonly passfile: string;
+  readonly passfile: string;
   private db: Db | null = null;
   /** host:port primary_conninfo points to, as last written. */
   upstream: string | null = null;
@@ -42,7 +42,8 @@ export class PgHost {
     // Not inside the data directory: pg_rewind copies every file of the source's data directory
     // and fails on a socket there.
     this.socketDir = cfg.postgres.socket_dir || `${cfg.postgres.data_dir}.sock`;
-    this.passfile = join(cfg.postgres.data_dir, "pgherd.pgpass");
+    // Not inside the data directory either: base backups copy it (the password would travel with every clone).
+    this.passfile = passfileFor(cfg.postgres.data_dir);
   }
 
   localDb(): Db {
@@ -87,9 +88,7 @@ export class PgHost {
     const u = await lookupOsUser(pg.os_user);
     if (standby && upstream) {
       const [host, port] = splitAddr(upstream);
-      if (s) {
-        await writePassfile(this.passfile, [{ host, port, database: "*", user: pg.repl_user, password: s.replPassword }], { uid: u.uid, gid: u.gid });
-      }
+      if (s) await this.writePassfile(host, port);
       conninfo = buildConninfo({ host, port, user: pg.repl_user, passfile: this.passfile, applicationName: slotFor(this.ctx.nodeId) });
       this.upstream = upstream;
     } else if (!standby) this.upstream = null;
@@ -107,9 +106,23 @@ export class PgHost {
     return res.changed;
   }
 
+  /** The passfile (0600, os_user's, outside the data directory) with the replication password for host:port; its path. */
+  async writePassfile(host: string, port: number): Promise<string> {
+    const s = this.ctx.secrets();
+    if (!s) throw new Error("no replication credentials");
+    const u = await lookupOsUser(this.cfg.postgres.os_user);
+    await writePassfile(this.passfile, [{ host, port, database: "*", user: this.cfg.postgres.repl_user, password: s.replPassword }], { uid: u.uid, gid: u.gid });
+    return this.passfile;
+  }
+
   serverLog(): string {
     return join(this.node.dataDir, "..", `${this.cfg.cluster}-${this.cfg.node_name}-postgresql.log`);
   }
+}
+
+/** Beside the data directory, like the socket directory: `<data_dir>.pgpass`. */
+export function passfileFor(dataDir: string): string {
+  return `${dataDir.replace(/\/+$/, "")}.pgpass`;
 }
 
 /** "host:port" of a peer's PostgreSQL (formatted by the agent, so always valid). */

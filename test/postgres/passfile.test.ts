@@ -1,0 +1,89 @@
+// Issue 10, "Secrets": the replication password reaches pg_basebackup and pg_rewind through a
+// passfile, never PGPASSWORD (readable in /proc/<pid>/environ by the OS user and inherited by
+// every child), and the passfile lies outside the data directory (base backups copy it, so a
+// password in it would travel with every clone). The tools are replaced by a script that
+// records its environment; the agent's PgHost writes the real passfile.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PgHost } from "../../src/agent/pg/host.ts";
+import { Rebuilder } from "../../src/agent/pg/rebuild.ts";
+import type { ClusterContext } from "../../src/agent/pg/context.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { memoryLogger } from "../../src/log.ts";
+import type { PgBins } from "../../src/postgres/binaries.ts";
+import { isRoot, lookupOsUser, type OsUser } from "../../src/postgres/users.ts";
+import { PG_OS_USER } from "../helpers/pg.ts";
+import { requireReal } from "../helpers/require.ts";
+
+const PASSWORD = "repl-password-5c1e9d2a7b";
+const log = memoryLogger();
+let top: string;
+let pg: OsUser;
+let bins: PgBins;
+
+beforeAll(async () => {
+  requireReal("passfile tests", isRoot() ? null : "needs root (the tools run as the postgres OS user)");
+  pg = await lookupOsUser(PG_OS_USER);
+  top = mkdtempSync("/tmp/pgherd-passfile-");
+  chmodSync(top, 0o755);
+  const bin = join(top, "bin");
+  mkdirSync(bin, { mode: 0o755 });
+  const out = join(top, "out");
+  mkdirSync(out, { mode: 0o700 });
+  chownSync(out, pg.uid, pg.gid);
+  for (const tool of ["pg_basebackup", "pg_rewind"]) {
+    writeFileSync(join(bin, tool), `#!/bin/sh\nenv > ${out}/${tool}.env\nexit 0\n`, { mode: 0o755 });
+  }
+  bins = { dir: bin, version: 15, versionString: "15 (recording script)" };
+});
+
+afterAll(() => {
+  if (top) rmSync(top, { recursive: true, force: true });
+});
+
+/** The agent's PgHost for `data`, with the cluster context parts these paths use. */
+function agentHost(data: string): PgHost {
+  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n1"\n[postgres]\ndata_dir = "${data}"\nos_user = "${PG_OS_USER}"\n`, "test");
+  const ctx = {
+    nodeId: "n1",
+    secrets: () => ({ systemId: null, replPassword: PASSWORD, monitorPassword: "mon-password-0123456789" }),
+    peerAddresses: () => ["10.0.0.2"],
+    leadership: () => ({ term: 1, leading: false, acquiringLease: false, leaderId: null, member: true }),
+    record: () => {},
+  } as unknown as ClusterContext;
+  return new PgHost(cfg, bins, ctx, log);
+}
+
+const envOf = (tool: string) => readFileSync(join(top, "out", `${tool}.env`), "utf8");
+
+test("the agent's clone (pg_basebackup) and rewind (pg_rewind) get PGPASSFILE, never PGPASSWORD", async () => {
+  const data = join(top, "rebuild-data");
+  const host = agentHost(data);
+  const rebuild = new Rebuilder(host, () => {}, () => {});
+  // The recording tools exit 0 without copying anything: starting the "standby" fails afterwards (no pg_ctl here).
+  await rebuild.rewindFrom("10.0.0.2:5432", false).catch(() => {});
+  await rebuild.cloneFrom("10.0.0.2:5432").catch(() => {});
+  for (const tool of ["pg_rewind", "pg_basebackup"]) {
+    const env = envOf(tool);
+    expect(env).not.toContain("PGPASSWORD");
+    expect(env).not.toContain(PASSWORD);
+    expect(env).toContain(`PGPASSFILE=${data}.pgpass\n`);
+  }
+  expect(readFileSync(`${data}.pgpass`, "utf8")).toContain(PASSWORD);
+});
+
+test("the agent's passfile lies outside the data directory: 0600, the OS user's, and no file in the data directory holds the password", async () => {
+  const data = join(top, "node-data");
+  mkdirSync(data, { mode: 0o700 });
+  writeFileSync(join(data, "PG_VERSION"), "15\n");
+  chownSync(data, pg.uid, pg.gid);
+  const host = agentHost(data);
+  await host.writeConfig(true, "10.0.0.2:5432");
+  expect(host.passfile).toBe(`${data}.pgpass`);
+  const st = statSync(host.passfile);
+  expect([st.uid, st.gid, st.mode & 0o777]).toEqual([pg.uid, pg.gid, 0o600]);
+  expect(readFileSync(host.passfile, "utf8")).toBe(`10.0.0.2:5432:*:${host.cfg.postgres.repl_user}:${PASSWORD}\n`);
+  for (const n of readdirSync(data)) expect(readFileSync(join(data, n), "utf8")).not.toContain(PASSWORD);
+  expect(readFileSync(join(data, "pgherd.conf"), "utf8")).toContain(`passfile=${data}.pgpass`);
+});
