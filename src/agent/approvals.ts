@@ -83,14 +83,25 @@ export class MemberActions {
     return ok(`${name} removed: ${this.votersLine(after)}`);
   }
 
-  /** Proposes a change that needs no failover guard (approvals), retrying while another change commits. */
+  /**
+   * Proposes a change that needs no failover guard (approvals), retrying while another change
+   * commits. Stored once its membership is committed, or a later one exists (changes go one at a
+   * time, so a later one means ours was committed first).
+   */
   private async change(op: "approve" | "remove", id: string, done: (s: Status) => boolean): Promise<ActionResult> {
     const deadline = performance.now() + this.waitMs();
+    let mine: { term: number; index: number } | null = null;
     while (performance.now() < deadline) {
       const s = this.d.consensus.status();
-      if (done(s) && s.membershipCommitted) return ok("stored");
-      if (s.role !== "leader") return no(503, "this node stopped leading: try again");
-      if (!done(s) && s.membershipCommitted) await this.d.consensus.propose(op, id);
+      if (s.role !== "leader" || !s.membership) return no(503, "this node stopped leading: try again");
+      const m = s.membership;
+      const later = mine !== null && (m.term > mine.term || m.index > mine.index);
+      if (done(s) && (s.membershipCommitted || later)) return ok("stored");
+      if (!done(s) && s.membershipCommitted) {
+        await this.d.consensus.propose(op, id);
+        const after = this.d.consensus.status();
+        if (after.membership && done(after)) mine = { term: after.membership.term, index: after.membership.index };
+      }
       await this.d.sleep(100);
     }
     return no(504, `the ${op === "approve" ? "approval" : "withdrawal"} was not stored by a majority within ${this.waitMs() / 1000} s`);

@@ -723,12 +723,15 @@ export class Election implements Consensus {
       const have = new Set([this.o.id]);
       const mine = versionOf(this.membership);
       for (const [p, v] of this.peerVersions) if (compareVersion(v, mine) === 0) have.add(p);
-      if (hasMajority(this.voters(), have)) {
-        this.committed = true;
-        this.prevVoters = null;
-        this.notice("membership-committed", `voters ${this.voters().join(",")} (v${mine.term}.${mine.index})`);
-      }
+      if (hasMajority(this.voters(), have)) this.commitMembership();
     }
+  }
+
+  private commitMembership(): void {
+    const v = versionOf(this.membership);
+    this.committed = true;
+    this.prevVoters = null;
+    this.notice("membership-committed", `voters ${this.voters().join(",")} (v${v.term}.${v.index})`);
   }
 
   // ---------------------------------------------------------------- commands
@@ -749,6 +752,9 @@ export class Election implements Consensus {
     this.persist();
     const pending = plan.approved.length > 0 ? `; approved, not yet voters: ${plan.approved.join(",")}` : "";
     this.notice("membership-changed", `${op} ${node}: voters ${plan.voters.join(",")}${pending}`);
+    // A lone voter is its own majority: nobody's acknowledgement is awaited (an approval in a
+    // one-voter cluster would otherwise stay uncommitted and block every later change).
+    if (hasMajority(plan.voters, new Set([this.o.id]))) this.commitMembership();
     this.sendHeartbeats(now);
   }
 
