@@ -7,7 +7,7 @@
 //     to 3, and when the primary's host dies next a new primary is elected.
 // On 0e501cd the fourth host was made a voter the moment it connected and no removal existed.
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import type { ClusterNode } from "../helpers/cluster.ts";
@@ -17,7 +17,9 @@ import { blockingGuards, pgherd, startFailoverCluster } from "../helpers/writer.
 
 /** The voters a node's agent persisted (state_dir/election.json). */
 function storedVoters(n: ClusterNode): string[] {
-  const s = z.object({ membership: z.object({ voters: z.array(z.string()) }).nullable() }).parse(JSON.parse(readFileSync(join(n.stateDir, "election.json"), "utf8")));
+  const file = join(n.stateDir, "election.json");
+  if (!existsSync(file)) return []; // a node that never was a voter and never voted in a bootstrap
+  const s = z.object({ membership: z.object({ voters: z.array(z.string()) }).nullable() }).parse(JSON.parse(readFileSync(file, "utf8")));
   return s.membership?.voters ?? [];
 }
 
