@@ -1,5 +1,5 @@
-// Operator actions: switchover, manual failover, rejoin, pause/resume. The API hands them to
-// the local agent; cluster-wide ones run on the leader (forwarded over the mesh).
+// Operator actions: switchover, manual failover, rejoin, pause/resume, member approve/remove. The
+// API hands them to the local agent; cluster-wide ones run on the leader (forwarded over the mesh).
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import { checkSwitchover, type Candidate } from "../core/switchover.ts";
 import type { PgReport } from "../core/report.ts";
@@ -48,10 +48,15 @@ export interface ActionHost {
 const ok = (message: string, status = 200, detail?: unknown): ActionResult => ({ status, ok: true, message, detail });
 const no = (status: number, message: string): ActionResult => ({ status, ok: false, message });
 
+/** `pgherd member approve|remove` on the leader (approvals.ts). */
+export interface MemberActionRunner {
+  run(req: Extract<ActionRequest, { kind: "member-approve" | "member-remove" }>): Promise<ActionResult>;
+}
+
 export class ActionRunner {
   private switching = false;
 
-  constructor(private readonly h: ActionHost, private readonly log: Logger) {}
+  constructor(private readonly h: ActionHost, private readonly log: Logger, private readonly members?: MemberActionRunner) {}
 
   /** Entry point for the local API. */
   async run(req: ActionRequest): Promise<ActionResult> {
@@ -83,6 +88,9 @@ export class ActionRunner {
       }
       case "switchover": return req.at ? this.schedule(req.to, req.at, req.force ?? false) : this.switchover(req.to, req.force ?? false);
       case "switchover-cancel": return this.cancelScheduled(`cancelled by the operator`);
+      case "member-approve":
+      case "member-remove":
+        return this.members ? this.members.run(req) : no(501, `${req.kind} is not available on this agent`);
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
       case "config": {
         if (!req.durability) return ok("nothing to change");

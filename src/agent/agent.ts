@@ -26,6 +26,7 @@ import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import { ElectionDriver } from "./election-driver.ts";
 import { FlagsStore, type Durability } from "./flags.ts";
 import { MembershipKeeper } from "./membership.ts";
+import { MemberActions } from "./approvals.ts";
 import { PendingRequests } from "./requests.ts";
 import { composeLocalView, composeStatus, durabilityLine } from "./node-view.ts";
 import type { NodeStatus } from "../core/node-status.ts";
@@ -117,12 +118,16 @@ export class Agent implements ClusterContext {
         if (kick) this.loop?.kick();
       },
     });
-    this.actions = new ActionRunner(this.host, log.withTag("action"));
     this.membership = new MembershipKeeper({
       cfg, log, nodeId: this.nodeId, store: this.store, consensus: this.consensus, peers: this.peers,
       durability: () => this.flags.get().durability, markDegraded: () => this.loop?.markDegraded(),
       announce: () => this.beacon.sendNow(), nameOf: (id) => this.nameOf(id),
     });
+    const members = new MemberActions({
+      nodeId: this.nodeId, nodeName: cfg.node_name, consensus: this.consensus, keeper: this.membership,
+      peers: () => this.peers.list(), nameOf: (id) => this.nameOf(id), record: (e) => this.record(e), sleep: (ms) => Bun.sleep(ms),
+    });
+    this.actions = new ActionRunner(this.host, log.withTag("action"), members);
   }
 
   async start(): Promise<void> {

@@ -1,18 +1,30 @@
-// Who votes: the first membership formed from discovered peers (bootstrap), then the leader adding
-// authenticated nodes it discovered, one at a time, after suspending automatic failover.
-import { decideBootstrap, type PeerView } from "../core/bootstrap.ts";
+// Who votes: the first membership formed from discovered peers (bootstrap), then the leader's voter
+// changes one at a time: removals an operator asked for, and nodes an operator approved (or every
+// authenticated node with `[election] auto_join`), each after suspending automatic failover.
+import { decideBootstrap, nextVoterChange, type PeerView } from "../core/bootstrap.ts";
+import type { ProposeOp, Status } from "../core/election.ts";
+import { isNodeId, type Membership } from "../core/messages.ts";
+import type { Position } from "../core/position.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
-import type { Consensus } from "./election-driver.ts";
 import type { PeerTable } from "./peers.ts";
+
+/** What the keeper needs of the consensus backend (the election driver). */
+export interface MembershipConsensus {
+  status(): Status;
+  lease(): { term: number; until: number } | null;
+  setGuard(block: boolean, floor: Position | null): Promise<void>;
+  propose(op: ProposeOp, node: string): Promise<void>;
+  bootstrap(m: Membership): Promise<void>;
+}
 
 export interface MembershipDeps {
   cfg: Config;
   log: Logger;
   nodeId: string;
   store: ElectionStore;
-  consensus: Consensus;
+  consensus: MembershipConsensus;
   peers: PeerTable;
   durability(): "quorum" | "strict" | "async";
   /** The primary's next re-sync must publish a floor (a block guard was set outside its plan). */
@@ -23,6 +35,9 @@ export interface MembershipDeps {
 
 export class MembershipKeeper {
   private note = "";
+  /** Voters an operator asked to remove while this node leads (kept so auto_join does not re-add them). */
+  private readonly removals: string[] = [];
+  private warnedBadIds = new Set<string>();
 
   constructor(private readonly d: MembershipDeps) {}
 
@@ -31,33 +46,64 @@ export class MembershipKeeper {
     return this.note;
   }
 
+  /** An operator asked to remove voter `id`: done by step() after the failover guard. */
+  requestRemoval(id: string): void {
+    if (!this.removals.includes(id)) this.removals.push(id);
+  }
+
+  /** An operator approved `id` again: an earlier removal no longer holds it back. */
+  clearRemoval(id: string): void {
+    const i = this.removals.indexOf(id);
+    if (i >= 0) this.removals.splice(i, 1);
+  }
+
   /** One housekeeping step. */
   step(): void {
     const st = this.d.consensus.status();
     if (!st.membership) return this.tryBootstrap();
-    if (st.role !== "leader" || !st.membershipCommitted || !this.d.consensus.lease()) return;
-    const voters = st.membership.voters;
-    const joiner = this.d.peers.list().find((p) => p.connected && !voters.includes(p.id));
-    if (!joiner) return;
-    // A new voter changes k (synchronous standbys needed): suspend automatic failover (a guard
-    // stored by a majority) before the change; the primary's next re-sync lifts it with a floor.
+    if (st.role !== "leader") {
+      this.removals.length = 0; // a request to the old leader; the operator asks the new one
+      return;
+    }
+    if (!st.membershipCommitted || !this.d.consensus.lease()) return;
+    const peers = this.d.peers.list();
+    this.warnBadIds(peers.map((p) => p.id));
+    const change = nextVoterChange({
+      voters: st.membership.voters, approved: st.membership.approved ?? [], autoJoin: this.d.cfg.election.auto_join,
+      peers, removals: this.removals,
+    });
+    if (!change) return;
+    // A voter change changes k (synchronous standbys needed): suspend automatic failover (a guard
+    // stored by a majority) before it; the primary's next re-sync lifts it with a floor.
     const g = st.guard;
     if (this.d.durability() !== "async" && !(g?.block && g.holder === this.d.nodeId && st.guardCommitted >= g.seq)) {
       if (!g?.block || g.holder !== this.d.nodeId) {
-        this.d.log.info(`about to add ${joiner.name}: suspending automatic failover until the primary is synchronous with the new voter set`);
+        this.d.log.info(`about to ${change.op} voter ${this.d.nameOf(change.node)}: suspending automatic failover until the primary is synchronous with the new voter set`);
         this.d.markDegraded();
-        this.d.consensus.setGuard(true, null);
+        void this.d.consensus.setGuard(true, null);
       }
       return;
     }
-    this.d.log.info(`adding ${joiner.name} (${joiner.id}, ${joiner.role}) as a voter`);
-    this.d.consensus.propose("add", joiner.id);
+    const p = peers.find((x) => x.id === change.node);
+    this.d.log.info(change.op === "add"
+      ? `adding ${this.d.nameOf(change.node)} (${change.node}, ${p?.role ?? "database"}) as a voter${this.d.cfg.election.auto_join ? " (auto_join)" : " (approved)"}`
+      : `removing voter ${this.d.nameOf(change.node)} (${change.node}) as an operator asked`);
+    void this.d.consensus.propose(change.op, change.node);
+  }
+
+  /** A peer whose id is not a node id (a bug or an attack upstream) is never a member: say so once. */
+  private warnBadIds(ids: string[]): void {
+    for (const id of ids) {
+      if (isNodeId(id) || this.warnedBadIds.has(id)) continue;
+      this.warnedBadIds.add(id);
+      this.d.log.warn(`ignoring peer ${JSON.stringify(id.slice(0, 80))}: not a node id, never made a member`);
+    }
   }
 
   private tryBootstrap(): void {
     const { cfg, log, store, peers } = this.d;
     const st = store.get();
-    const views: PeerView[] = peers.list().map((p) => ({ id: p.id, role: p.role, vote: p.vote, member: p.member }));
+    const views: PeerView[] = peers.list().filter((p) => isNodeId(p.id)).map((p) => ({ id: p.id, role: p.role, vote: p.vote, member: p.member }));
     const d = decideBootstrap({
       self: this.d.nodeId, expect: cfg.bootstrap_expect, state: { vote: st.bootstrapVote }, peers: views,
       stableForMs: peers.stableForMs(), settleMs: 2 * cfg.discovery.interval_ms,
@@ -76,7 +122,7 @@ export class MembershipKeeper {
     }
     log.info(`bootstrap: membership formed: ${names(d.voters)}`);
     this.note = "formed";
-    this.d.consensus.bootstrap({ term: 0, index: 1, voters: d.voters });
+    void this.d.consensus.bootstrap({ term: 0, index: 1, voters: d.voters });
     this.d.announce();
   }
 }

@@ -1,6 +1,9 @@
 // What the HTTP API asks the agent to do, and what it gets back. The agent implements it.
 import { z } from "zod";
 
+/** A member as an operator names it: its node_name or its node id. */
+const memberRef = z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/, "must be a node name or node id");
+
 export const ActionRequestSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("switchover"), to: z.string().max(64).optional(), at: z.string().max(64).optional(), force: z.boolean().optional() }),
   /** Drop the scheduled switchover (the agent answers 404 when none is scheduled). */
@@ -10,6 +13,10 @@ export const ActionRequestSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("pause") }),
   z.strictObject({ kind: z.literal("resume") }),
   z.strictObject({ kind: z.literal("config"), durability: z.enum(["quorum", "strict", "async"]).optional() }),
+  /** `pgherd member approve NODE`: the node (name or node id) becomes a voter once connected. */
+  z.strictObject({ kind: z.literal("member-approve"), node: memberRef }),
+  /** `pgherd member remove NODE`: a voter (alive or dead) leaves the voter set; an approval is withdrawn. */
+  z.strictObject({ kind: z.literal("member-remove"), node: memberRef }),
 ]);
 export type ActionRequest = z.infer<typeof ActionRequestSchema>;
 

@@ -20,6 +20,8 @@ export const ACTION_ROUTES: Readonly<Record<string, Partial<Record<ActionMethod,
   "/pause": { POST: "pause" },
   "/resume": { POST: "resume" },
   "/config": { PATCH: "config" },
+  "/members/approve": { POST: "member-approve" },
+  "/members/remove": { POST: "member-remove" },
 };
 
 /** The action `method path` asks for, if any. */

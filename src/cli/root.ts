@@ -8,6 +8,7 @@ import { watchdogCommand } from "./cmd-watchdog.ts";
 import { failoverCommand, pauseCommand, rejoinCommand, resumeCommand, switchoverCommand } from "./cmd-actions.ts";
 import { versionCommand } from "./cmd-version.ts";
 import { configCommand } from "./cmd-config.ts";
+import { memberCommand } from "./cmd-member.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
@@ -27,6 +28,7 @@ export const rootCommand = (ctx: CliContext) =>
       pause: pauseCommand(ctx),
       resume: resumeCommand(ctx),
       config: configCommand(ctx),
+      member: memberCommand(ctx),
       version: versionCommand(ctx),
     },
   });

@@ -70,6 +70,11 @@ export const electionSection = z
     jitter_ms: ms(0).default(500),
     max_drift: z.number().min(0, "must be at least 0").max(0.5, "must be at most 0.5").default(0.02),
     fence_ms: ms(0).default(500),
+    /**
+     * true: the leader makes every authenticated node that connects a voter. false (default): a node
+     * that joins after bootstrap stays a non-voter until `pgherd member approve NAME`.
+     */
+    auto_join: z.boolean().default(false),
   })
   .superRefine((e, ctx) => {
     if (e.heartbeat_ms >= e.lease_ms) {

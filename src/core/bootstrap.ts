@@ -1,4 +1,4 @@
-// Forming the first membership from discovered peers. Pure.
+// Forming the first membership from discovered peers, and which voter change comes next. Pure.
 //
 // Each node, once it has seen `expect` nodes (itself included) for a settle
 // period and no node already belongs to a cluster, votes for the `expect`
@@ -7,6 +7,8 @@
 // set. Two different sets could only both form if they share no node, which
 // needs at least 2 × expect nodes starting at the same moment with a broken
 // view of each other: docs/design.md says to start exactly bootstrap_expect.
+
+import { isNodeId } from "./messages.ts";
 
 export interface PeerView {
   id: string;
@@ -52,4 +54,26 @@ export function decideBootstrap(opts: {
   if (missing.length > 0) return { kind: "wait", reason: `bootstrap vote for ${key} not yet confirmed by ${missing.join(",")}` };
   if (!mine.includes(self)) return { kind: "wait", reason: `not among the first voters ${key}: waiting to be added` };
   return { kind: "form", voters: [...mine] };
+}
+
+/**
+ * After bootstrap: the next voter change the leader should make, one at a time. Removals an
+ * operator asked for come first (in the order asked); then a connected node joins when an operator
+ * approved it, or when `auto_join` admits every authenticated node (except one an operator removed
+ * in this leader's time). Ids that are not node ids never join. Pure.
+ */
+export function nextVoterChange(o: {
+  voters: readonly string[];
+  /** Approved, not yet voters (the membership's `approved`). */
+  approved: readonly string[];
+  autoJoin: boolean;
+  peers: readonly { id: string; connected: boolean }[];
+  /** Voters an operator asked to remove. */
+  removals: readonly string[];
+}): { op: "add" | "remove"; node: string } | null {
+  const gone = o.removals.find((id) => o.voters.includes(id));
+  if (gone) return { op: "remove", node: gone };
+  const joiner = o.peers.find((p) => p.connected && isNodeId(p.id) && !o.voters.includes(p.id) &&
+    (o.approved.includes(p.id) || (o.autoJoin && !o.removals.includes(p.id))));
+  return joiner ? { op: "add", node: joiner.id } : null;
 }

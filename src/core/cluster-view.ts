@@ -10,6 +10,8 @@ export interface MemberInput {
   /** IP or host others reach it at ("" if unknown). */
   host: string;
   voter: boolean;
+  /** Approved by an operator, not yet a voter (the leader adds it once connected). */
+  approved?: boolean;
   /** Its report is fresh (received within a few monitoring rounds) and it is connected. */
   reachable: boolean;
   report: PgReport | null;
@@ -26,6 +28,11 @@ export const MemberRowSchema = z.strictObject({
   state: z.enum(["running", "streaming", "starting", "cloning", "stopped", "unreachable"]),
   leader: z.boolean(),
   voter: z.boolean(),
+  /**
+   * voter; approved (an operator approved it, the leader is adding it); pending (a non-voter waiting
+   * for `pgherd member approve`). Absent before the cluster has a membership.
+   */
+  membership: z.enum(["voter", "approved", "pending"]).optional(),
   timeline: z.number().int().nullable(),
   lsn: z.string().max(17).nullable(),
   lagBytes: z.number().nullable(),
@@ -76,11 +83,28 @@ export interface ViewInput {
   durability?: string;
   /** The leader's stored scheduled switchover, if any. */
   scheduledSwitchover?: ScheduledSwitchover | null;
+  /** Approved nodes that are not voters yet (the membership's `approved`). */
+  approved?: readonly string[];
+}
+
+/** Where a member stands in the voter set (undefined while there is no membership at all). */
+export function membershipOf(m: Pick<MemberInput, "id" | "voter" | "approved">, approved: readonly string[], haveVoters: boolean): MemberRow["membership"] {
+  if (!haveVoters) return undefined;
+  if (m.voter) return "voter";
+  return m.approved || approved.includes(m.id) ? "approved" : "pending";
+}
+
+/** The note of a member that is not a voter: what it waits for, and the command that ends the wait. */
+export function pendingNote(name: string, membership: MemberRow["membership"]): string | null {
+  if (membership === "pending") return `non-voter, pending approval (pgherd member approve ${name})`;
+  if (membership === "approved") return "approved: the leader makes it a voter once it is connected";
+  return null;
 }
 
 export function composeView(opts: ViewInput): ClusterView {
   const primaryIn = opts.members.find((m) => m.reachable && m.report?.up && m.report.inRecovery === false);
   const primaryReport = primaryIn?.report ?? null;
+  const haveVoters = opts.members.some((m) => m.voter);
   const rows = opts.members.map((m): MemberRow => {
     const r = m.report;
     const role: MemberRow["role"] = m.role === "witness" ? "witness" : !r || r.inRecovery === null ? (r?.data === "present" && !r.running ? "standby" : "unknown") : r.inRecovery ? "standby" : "primary";
@@ -89,15 +113,17 @@ export function composeView(opts: ViewInput): ClusterView {
     if (lagBytes === null && role === "standby" && r?.replayLsn && primaryReport?.position.lsn) {
       lagBytes = Number(lsnToBigInt(primaryReport.position.lsn) - lsnToBigInt(r.replayLsn));
     }
+    const membership = membershipOf(m, opts.approved ?? [], haveVoters);
+    const note = r?.note ?? "";
     return {
       id: m.id, name: m.name, host: m.host, port: r?.port ?? null, role,
       state: stateOf(m),
-      leader: m.id === opts.leader, voter: m.voter,
+      leader: m.id === opts.leader, voter: m.voter, ...(membership ? { membership } : {}),
       timeline: r && r.data === "present" ? r.position.timeline : null,
       lsn: r && r.data === "present" ? r.position.lsn : null,
       lagBytes: role === "standby" ? lagBytes : null,
       lagSeconds: role === "standby" ? (repl?.replayLagSeconds ?? (repl ? 0 : null)) : null,
-      note: r?.note ?? "", error: r?.error ?? null,
+      note: (pendingNote(m.name, membership) ?? note).slice(0, 500), error: r?.error ?? null,
     };
   });
   const leaderRow = opts.members.find((m) => m.id === opts.leader);

@@ -27,9 +27,44 @@
 
 import { comparePosition, type Position, ZERO_POSITION } from "./position.ts";
 import { hasMajority, majority, quorumMin } from "./quorum.ts";
-import type { ElectionMsg, Guard, Membership, MembershipVersion } from "./messages.ts";
+import { isNodeId, type ElectionMsg, type Guard, type Membership, type MembershipVersion } from "./messages.ts";
 
 export type Role = "follower" | "precandidate" | "candidate" | "leader";
+
+/**
+ * A membership change the leader may propose: add a voter, remove a voter (or withdraw an approval),
+ * approve a node (it becomes a voter when the leader adds it).
+ */
+export type ProposeOp = "add" | "remove" | "approve";
+
+/**
+ * The membership after `op node` proposed on leader `self`, or why it is refused. Pure; the caller
+ * checks leadership and the one-change-at-a-time rule. An approval never changes the voters; an
+ * add consumes the node's approval; a remove drops the voter and any approval of it.
+ */
+export function planMembershipChange(
+  m: Pick<Membership, "voters" | "approved">, op: ProposeOp, node: string, self: string,
+): { voters: string[]; approved: string[] } | { reject: string } {
+  if (op !== "remove" && !isNodeId(node)) return { reject: "not a node id (16 lowercase hex characters)" };
+  const voters = [...m.voters];
+  const approved = (m.approved ?? []).filter((a) => a !== node);
+  const isVoter = voters.includes(node);
+  switch (op) {
+    case "add":
+      if (isVoter) return { reject: "already a voter" };
+      if (voters.length >= 64) return { reject: "64 voters at most" };
+      return { voters: [...voters, node].sort(), approved };
+    case "approve":
+      if (isVoter) return { reject: "already a voter" };
+      if (m.approved?.includes(node)) return { reject: "already approved" };
+      if (approved.length >= 64) return { reject: "64 pending approvals at most" };
+      return { voters, approved: [...approved, node].sort() };
+    case "remove":
+      if (node === self && isVoter) return { reject: "the leader cannot remove itself; transfer leadership first" };
+      if (!isVoter && !m.approved?.includes(node)) return { reject: "not a voter" };
+      return { voters: voters.filter((v) => v !== node), approved };
+  }
+}
 
 export interface ElectionOptions {
   id: string;
@@ -85,7 +120,7 @@ export type Event =
   | { type: "tick"; now: number }
   | { type: "recv"; now: number; from: string; msg: ElectionMsg }
   | { type: "position"; now: number; position: Position }
-  | { type: "propose"; now: number; op: "add" | "remove"; node: string }
+  | { type: "propose"; now: number; op: ProposeOp; node: string }
   | { type: "bootstrap"; now: number; membership: Membership }
   | { type: "resign"; now: number; reason: string; transferTo?: string }
   /**
@@ -488,7 +523,7 @@ export class Election implements Consensus {
     // Re-stamp the membership in our term (Raft's no-op entry): until a majority
     // stores it, no membership change may start.
     const m = this.membership!;
-    this.membership = { term: this.term, index: m.index + 1, voters: m.voters };
+    this.membership = { ...m, term: this.term, index: m.index + 1 };
     this.committed = this.voters().length === 1;
     this.ledTerm = this.term;
     this.peerGuardSeq.clear();
@@ -688,31 +723,38 @@ export class Election implements Consensus {
       const have = new Set([this.o.id]);
       const mine = versionOf(this.membership);
       for (const [p, v] of this.peerVersions) if (compareVersion(v, mine) === 0) have.add(p);
-      if (hasMajority(this.voters(), have)) {
-        this.committed = true;
-        this.prevVoters = null;
-        this.notice("membership-committed", `voters ${this.voters().join(",")} (v${mine.term}.${mine.index})`);
-      }
+      if (hasMajority(this.voters(), have)) this.commitMembership();
     }
+  }
+
+  private commitMembership(): void {
+    const v = versionOf(this.membership);
+    this.committed = true;
+    this.prevVoters = null;
+    this.notice("membership-committed", `voters ${this.voters().join(",")} (v${v.term}.${v.index})`);
   }
 
   // ---------------------------------------------------------------- commands
 
-  private onPropose(now: number, op: "add" | "remove", node: string): void {
+  private onPropose(now: number, op: ProposeOp, node: string): void {
     const reject = (why: string) => this.notice("proposal-rejected", `${op} ${node}: ${why}`);
     if (this.role !== "leader" || !this.membership) return reject("not the leader");
     if (!this.committed) return reject("previous membership change not committed yet");
-    const voters = this.membership.voters;
-    if (op === "add" && voters.includes(node)) return reject("already a voter");
-    if (op === "remove" && !voters.includes(node)) return reject("not a voter");
-    if (op === "remove" && node === this.o.id) return reject("the leader cannot remove itself; transfer leadership first");
-    const next = op === "add" ? [...voters, node].sort() : voters.filter((v) => v !== node);
-    this.prevVoters = voters;
-    this.membership = { term: this.term, index: this.membership.index + 1, voters: next };
+    const plan = planMembershipChange(this.membership, op, node, this.o.id);
+    if ("reject" in plan) return reject(plan.reject);
+    this.prevVoters = this.membership.voters;
+    this.membership = {
+      term: this.term, index: this.membership.index + 1, voters: plan.voters,
+      ...(plan.approved.length > 0 ? { approved: plan.approved } : {}),
+    };
     this.committed = false;
     this.peerVersions.clear();
     this.persist();
-    this.notice("membership-changed", `${op} ${node}: voters ${next.join(",")}`);
+    const pending = plan.approved.length > 0 ? `; approved, not yet voters: ${plan.approved.join(",")}` : "";
+    this.notice("membership-changed", `${op} ${node}: voters ${plan.voters.join(",")}${pending}`);
+    // A lone voter is its own majority: nobody's acknowledgement is awaited (an approval in a
+    // one-voter cluster would otherwise stay uncommitted and block every later change).
+    if (hasMajority(plan.voters, new Set([this.o.id]))) this.commitMembership();
     this.sendHeartbeats(now);
   }
 

@@ -3,7 +3,20 @@
 import { z } from "zod";
 import { isLsn } from "./position.ts";
 
-const nodeId = z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/);
+/**
+ * A node's identity: 16 lowercase hex characters, as store/node-id.ts creates it. The one schema for
+ * node ids wherever one arrives or is stored (beacon, mesh hello, election messages, state files,
+ * operator requests), so an id that could not be read back is never accepted.
+ */
+export const NODE_ID_PATTERN = /^[0-9a-f]{16}$/;
+export const NodeIdSchema = z.string().regex(NODE_ID_PATTERN, "must be a node id (16 lowercase hex characters)");
+export type NodeId = z.infer<typeof NodeIdSchema>;
+
+export function isNodeId(s: unknown): boolean {
+  return typeof s === "string" && NODE_ID_PATTERN.test(s);
+}
+
+const nodeId = NodeIdSchema;
 const term = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const ms = z.number().finite();
 
@@ -18,6 +31,11 @@ export const MembershipSchema = z.strictObject({
   term,
   index: z.number().int().min(0),
   voters: z.array(nodeId).min(1).max(64),
+  /**
+   * Nodes an operator approved (`pgherd member approve`) that are not voters yet: the leader adds
+   * each once it is connected. Stored with the membership, so every later leader knows them.
+   */
+  approved: z.array(nodeId).max(64).optional(),
 });
 
 export type Membership = z.infer<typeof MembershipSchema>;
@@ -33,7 +51,7 @@ export const GuardSchema = z.strictObject({
   seq: z.number().int().min(0),
   block: z.boolean(),
   /** With block: the primary that ran degraded; it alone holds every acknowledged write. */
-  holder: z.string().min(1).max(64).nullable().optional(),
+  holder: nodeId.nullable().optional(),
   floor: PositionSchema.nullable(),
 });
 export type Guard = z.infer<typeof GuardSchema>;

@@ -3,18 +3,18 @@
 import { join } from "node:path";
 import { z } from "zod";
 import type { Persistent } from "../core/election.ts";
-import { GuardSchema, MembershipSchema } from "../core/messages.ts";
-import { readJsonSync, writeJsonDurableSync } from "./durable.ts";
+import { GuardSchema, MembershipSchema, NodeIdSchema } from "../core/messages.ts";
+import { readJsonSync, StoreError, writeJsonDurableSync } from "./durable.ts";
 
 export const ELECTION_FILE = "election.json";
 
 const schema = z.strictObject({
   term: z.number().int().min(0),
-  votedFor: z.string().nullable(),
+  votedFor: NodeIdSchema.nullable(),
   membership: MembershipSchema.nullable(),
   ledTerm: z.number().int().min(0).nullable().default(null),
   guard: GuardSchema.nullable().default(null),
-  bootstrapVote: z.array(z.string()).nullable(),
+  bootstrapVote: z.array(NodeIdSchema).max(64).nullable(),
 });
 
 export type ElectionState = Required<Persistent> & { bootstrapVote: string[] | null };
@@ -42,6 +42,10 @@ export class ElectionStore {
   }
 
   private write(next: ElectionState): void {
+    // Never write what the next start could not read back (it would refuse to start): the same
+    // schema checks before writing, and the file keeps its last good state.
+    const ok = schema.safeParse(next);
+    if (!ok.success) throw new StoreError(`${this.file}: refusing to store an invalid election state: ${ok.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
     writeJsonDurableSync(this.file, next, 0o600);
     this.state = next;
   }

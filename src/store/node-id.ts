@@ -2,10 +2,10 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { NODE_ID_PATTERN } from "../core/messages.ts";
 import { ensurePrivateDir } from "./dir.ts";
 import { StoreError, writeFileDurableSync } from "./durable.ts";
 
-const NODE_ID = /^[0-9a-f]{16}$/;
 export const NODE_ID_FILE = "node-id";
 
 function readNodeId(file: string): string | undefined {
@@ -18,7 +18,7 @@ function readNodeId(file: string): string | undefined {
   }
   const id = text.trim();
   // Regenerating would make this host a stranger to its own cluster: refuse instead.
-  if (!NODE_ID.test(id)) throw new StoreError(`${file}: corrupt node id: expected 16 lowercase hex characters`);
+  if (!NODE_ID_PATTERN.test(id)) throw new StoreError(`${file}: corrupt node id: expected 16 lowercase hex characters`);
   return id;
 }
 
@@ -28,7 +28,7 @@ export function loadOrCreateNodeId(stateDir: string): string {
   const file = join(stateDir, NODE_ID_FILE);
   const existing = readNodeId(file);
   if (existing !== undefined) return existing;
-  const id = randomBytes(8).toString("hex");
+  const id = randomBytes(8).toString("hex"); // NODE_ID_PATTERN (core/messages.ts): one schema everywhere
   try {
     writeFileDurableSync(file, `${id}\n`, 0o600, { exclusive: true });
     return id;

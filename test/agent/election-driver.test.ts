@@ -18,6 +18,9 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/** Node ids as node-id.ts makes them (the election store refuses anything else). */
+const [A, B, C] = ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc"];
+
 type Trace = { kind: string; at: number; detail?: string };
 
 /** Three drivers, one manual clock, timers in a list, messages delivered by `run`. */
@@ -95,7 +98,7 @@ class Harness {
 
 describe("election driver", () => {
   test("a newly won lease wakes the PostgreSQL loop at once (defect 1: it waited a loop_ms)", async () => {
-    const h = new Harness(["a", "b", "c"]);
+    const h = new Harness([A, B, C]);
     h.start();
     for (let i = 0; i < 100 && !h.leaderWithLease(); i++) await h.run(50);
     const id = h.leaderWithLease();
@@ -109,7 +112,7 @@ describe("election driver", () => {
   });
 
   test("the step that loses the lease sends nothing until the fence finished; later events wait behind it", async () => {
-    const h = new Harness(["a", "b", "c"]);
+    const h = new Harness([A, B, C]);
     h.start();
     for (let i = 0; i < 100 && !h.leaderWithLease(); i++) await h.run(50);
     const id = h.leaderWithLease()!;
@@ -139,7 +142,7 @@ describe("election driver", () => {
   });
 
   test("a vote leaves only after the PostgreSQL side stopped streaming; a failed detach refuses it", async () => {
-    const h = new Harness(["a", "b", "c"]);
+    const h = new Harness([A, B, C]);
     const releases: Array<() => void> = [];
     for (const id of h.ids) {
       h.detach.set(id, () => new Promise((r) => releases.push(() => r({ ok: false, position: null, error: "not confirmed" }))));
@@ -164,10 +167,10 @@ describe("election driver", () => {
   });
 
   test("commands resolve once applied: status() reflects them", async () => {
-    const h = new Harness(["a"]);
+    const h = new Harness([A]);
     h.start();
     await h.run(4000);
-    const d = h.drivers.get("a")!;
+    const d = h.drivers.get(A)!;
     expect(d.lease()).not.toBeNull();
     const seq = d.status().guard?.seq ?? 0;
     await d.setGuard(false, { timeline: 1, lsn: "0/10" });
@@ -175,8 +178,8 @@ describe("election driver", () => {
   });
 
   test("a vote that cannot be persisted is never sent: fatal, and the driver stops", async () => {
-    const h = new Harness(["a", "b", "c"]);
-    const dir = h.stores.get("b")!.file.replace(/\/[^/]+$/, "");
+    const h = new Harness([A, B, C]);
+    const dir = h.stores.get(B)!.file.replace(/\/[^/]+$/, "");
     chmodSync(dir, 0o500);
     try {
       if (process.getuid?.() === 0) {
@@ -185,7 +188,7 @@ describe("election driver", () => {
       }
       h.start();
       await h.run(6000);
-      const tb = h.trace.get("b")!;
+      const tb = h.trace.get(B)!;
       const fatal = tb.find((x) => x.kind === "fatal");
       expect(fatal?.detail).toContain("cannot persist election state");
       // Nothing after the fatal step left b.

@@ -36,7 +36,7 @@ describe("defaults", () => {
         listen: "0.0.0.0:7401", advertise: "", max_frame_bytes: 1048576, ping_ms: 500, dead_ms: 3000,
         handshake_ms: 3000, max_buffered_bytes: 8388608,
       },
-      election: { heartbeat_ms: 200, lease_ms: 1500, timeout_ms: 2500, jitter_ms: 500, max_drift: 0.02, fence_ms: 500 },
+      election: { heartbeat_ms: 200, lease_ms: 1500, timeout_ms: 2500, jitter_ms: 500, max_drift: 0.02, fence_ms: 500, auto_join: false },
       api: { listen: "127.0.0.1:7402", token: "", tls_cert: "", tls_key: "" },
       postgres: {
         data_dir: "/var/lib/postgresql/pgherd", bin_dir: "", port: 5432, listen_addresses: "*", socket_dir: "",

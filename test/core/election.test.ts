@@ -4,6 +4,9 @@ import { DETACH_TIMEOUT_MS, Election, type Persistent, type Ready } from "../../
 import type { ElectionMsg } from "../../src/core/messages.ts";
 import { rng } from "./sim.ts";
 
+/** Joiners need real node ids: the leader refuses to add anything else. */
+const D = "dddddddddddddddd";
+const B = "bbbbbbbbbbbbbbbb";
 const T = { heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500, fenceMs: 500, detachBeforeVote: false };
 
 /** A tiny lock-step cluster: one shared clock, FIFO delivery, a drop filter for partitions. */
@@ -163,38 +166,38 @@ describe("election core scenarios", () => {
 
   test("membership changes one voter at a time, through the leader only", () => {
     const c = new Cluster(["a", "b", "c"]);
-    c.nodes.set("d", new Election({ id: "d", canLead: true, ...T, random: rng(3) }, { term: 0, votedFor: null, membership: null }, 0));
-    c.disks.set("d", { term: 0, votedFor: null, membership: null });
+    c.nodes.set(D, new Election({ id: D, canLead: true, ...T, random: rng(3) }, { term: 0, votedFor: null, membership: null }, 0));
+    c.disks.set(D, { term: 0, votedFor: null, membership: null });
     c.run(5000);
     const [l] = c.leaders();
     const follower = ["a", "b", "c"].find((x) => x !== l)!;
-    c.apply(follower, c.nodes.get(follower)!.step({ type: "propose", now: c.now, op: "add", node: "d" }));
+    c.apply(follower, c.nodes.get(follower)!.step({ type: "propose", now: c.now, op: "add", node: D }));
     expect(c.log.at(-1)).toContain("not the leader");
-    c.apply(l!, c.nodes.get(l!)!.step({ type: "propose", now: c.now, op: "add", node: "d" }));
+    c.apply(l!, c.nodes.get(l!)!.step({ type: "propose", now: c.now, op: "add", node: D }));
     c.apply(l!, c.nodes.get(l!)!.step({ type: "propose", now: c.now, op: "remove", node: follower }));
     expect(c.log.at(-1)).toContain("previous membership change not committed yet");
     c.run(1000);
-    for (const id of ["a", "b", "c", "d"]) expect(c.nodes.get(id)!.status(c.now).membership!.voters).toEqual(["a", "b", "c", "d"]);
+    for (const id of ["a", "b", "c", D]) expect(c.nodes.get(id)!.status(c.now).membership!.voters).toEqual(["a", "b", "c", D]);
     c.apply(l!, c.nodes.get(l!)!.step({ type: "propose", now: c.now, op: "remove", node: l! }));
     expect(c.log.at(-1)).toContain("the leader cannot remove itself");
-    expect(c.disks.get("d")!.membership!.voters).toContain("d"); // persisted on the new voter too
+    expect(c.disks.get(D)!.membership!.voters).toContain(D); // persisted on the new voter too
   });
 
   test("adding a voter to a one-voter cluster keeps the leader's lease while the joiner has not answered", () => {
     const c = new Cluster(["a"]);
     c.run(3000);
     expect(c.leaders()).toEqual(["a"]);
-    c.nodes.set("b", new Election({ id: "b", canLead: true, ...T, random: rng(5) }, { term: 0, votedFor: null, membership: null }, c.now));
-    c.disks.set("b", { term: 0, votedFor: null, membership: null });
-    c.cut.add("b"); // the joiner does not answer yet
-    c.apply("a", c.nodes.get("a")!.step({ type: "propose", now: c.now, op: "add", node: "b" }));
+    c.nodes.set(B, new Election({ id: B, canLead: true, ...T, random: rng(5) }, { term: 0, votedFor: null, membership: null }, c.now));
+    c.disks.set(B, { term: 0, votedFor: null, membership: null });
+    c.cut.add(B); // the joiner does not answer yet
+    c.apply("a", c.nodes.get("a")!.step({ type: "propose", now: c.now, op: "add", node: B }));
     expect(c.lastReady.get("a")!.leading).not.toBeNull();
     c.run(1000);
     expect(c.leading("a")).toBe(true);
-    c.cut.delete("b");
+    c.cut.delete(B);
     c.run(1000);
     expect(c.leading("a")).toBe(true);
-    expect(c.nodes.get("b")!.status(c.now).membership!.voters).toEqual(["a", "b"]);
+    expect(c.nodes.get(B)!.status(c.now).membership!.voters).toEqual(["a", B]);
   });
 
   test("switchover and back at once: the first leader, resigned moments ago, still takes the transfer", () => {

@@ -148,7 +148,8 @@ export function runSim(p: SimParams): SimResult {
   };
 
   // ---- nodes
-  const ids = Array.from({ length: p.initial + p.spares }, (_, i) => `n${i + 1}`);
+  // Real node ids (16 hex characters): the leader refuses to add anything else.
+  const ids = Array.from({ length: p.initial + p.spares }, (_, i) => String(i + 1).padStart(16, "0"));
   const initialVoters = ids.slice(0, p.initial);
   const membership0: Membership = { term: 0, index: 1, voters: initialVoters };
   const nodes = new Map<string, Node>();

@@ -1,0 +1,134 @@
+// Voters by approval on a real election driver and store (a one-voter cluster, so it leads by
+// itself): the membership keeper adds only approved nodes, after suspending failover; approvals are
+// stored in election.json through the leader; bad ids never reach the state file, which stays loadable.
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MemberActions } from "../../src/agent/approvals.ts";
+import { ElectionDriver } from "../../src/agent/election-driver.ts";
+import type { HistoryEntry } from "../../src/agent/history.ts";
+import { MembershipKeeper } from "../../src/agent/membership.ts";
+import { PeerTable } from "../../src/agent/peers.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { Election } from "../../src/core/election.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { StoreError } from "../../src/store/durable.ts";
+import { ElectionStore } from "../../src/store/election-state.ts";
+import { waitFor } from "../helpers/proc.ts";
+
+const [A, D, E] = ["aaaaaaaaaaaaaaaa", "dddddddddddddddd", "eeeeeeeeeeeeeeee"];
+const dirs: string[] = [];
+afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+const stops: (() => void)[] = [];
+afterEach(() => { for (const s of stops.splice(0)) s(); });
+
+function setup(o: { autoJoin?: boolean } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-members-"));
+  dirs.push(dir);
+  const cfg = parseConfig(`cluster = "t"\nsecret = "${"k".repeat(48)}"\nnode_name = "n1"\n[election]\nauto_join = ${o.autoJoin === true}\n`, "test");
+  const store = new ElectionStore(dir);
+  store.saveElection({ term: 0, votedFor: null, membership: { term: 0, index: 1, voters: [A] } });
+  const log = memoryLogger();
+  const election = new Election({ id: A, canLead: true, heartbeatMs: 10, leaseMs: 40, timeoutMs: 60, jitterMs: 0, fenceMs: 0, random: Math.random, detachBeforeVote: false }, store.get(), performance.now());
+  const names = new Map([[A, "n1"], [D, "n4"], [E, "n5"]]);
+  const nameOf = (id: string) => names.get(id) ?? id;
+  const driver = new ElectionDriver(election, store, {
+    send: () => {}, leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m) => log.error(m),
+  }, log, nameOf);
+  driver.start();
+  stops.push(() => driver.stop());
+  const peers = new PeerTable(60_000);
+  let degraded = 0;
+  const keeper = new MembershipKeeper({
+    cfg, log, nodeId: A, store, consensus: driver, peers, durability: () => "quorum",
+    markDegraded: () => degraded++, announce: () => {}, nameOf,
+  });
+  const history: Omit<HistoryEntry, "id" | "at">[] = [];
+  const actions = new MemberActions({
+    nodeId: A, nodeName: "n1", consensus: driver, keeper, peers: () => peers.list(), nameOf,
+    record: (e) => history.push(e), sleep: (ms) => Bun.sleep(ms), waitMs: 2000,
+  });
+  const connect = (id: string, name: string) => {
+    peers.seen({ id, name, role: "database", mesh: "", address: "", vote: null, member: false });
+    peers.connected(id, true);
+  };
+  const stepFor = async (ms: number) => {
+    for (const end = performance.now() + ms; performance.now() < end;) {
+      keeper.step();
+      await Bun.sleep(10);
+    }
+  };
+  return { dir, store, driver, keeper, actions, peers, log, history, connect, stepFor, degraded: () => degraded };
+}
+
+describe("membership keeper and member actions", () => {
+  test("a connected node that is not approved never becomes a voter; an id that is not a node id is never one either", async () => {
+    const s = setup();
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    s.connect(D, "n4");
+    s.peers.connected("evil node", true, "evil"); // what a mesh hello with a bad id used to leave behind
+    await s.stepFor(300);
+    expect(s.store.get().membership!.voters).toEqual([A]);
+    expect(s.degraded()).toBe(0);
+    expect(s.log.lines.filter((l) => l.includes("not a node id"))).toHaveLength(1);
+  });
+
+  test("with auto_join a connected node id joins (failover suspended first); a bad id still does not", async () => {
+    const s = setup({ autoJoin: true });
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    s.peers.connected("evil node", true, "evil");
+    await s.stepFor(200);
+    expect(s.store.get().membership!.voters).toEqual([A]);
+    s.connect(D, "n4");
+    await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added" });
+    expect(s.degraded()).toBeGreaterThan(0);
+    expect(s.store.get().guard?.block).toBe(true);
+  });
+
+  test("approve stores the approval in election.json through the leader; the keeper then adds the node, failover suspended first", async () => {
+    const s = setup();
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    s.connect(D, "n4");
+    expect(await s.actions.run({ kind: "member-approve", node: "nobody" })).toMatchObject({ status: 404, ok: false });
+    const stepping = setInterval(() => s.keeper.step(), 10);
+    stops.push(() => clearInterval(stepping));
+    const r = await s.actions.run({ kind: "member-approve", node: "n4" });
+    expect(r.ok).toBe(true);
+    const onDisk = JSON.parse(readFileSync(join(s.dir, "election.json"), "utf8"));
+    expect(onDisk.membership.voters).toEqual([A, D]); // added: the approval was consumed
+    expect(onDisk.membership.approved).toBeUndefined();
+    expect(s.degraded()).toBeGreaterThan(0);
+    expect(s.log.lines.some((l) => l.includes("about to add voter n4: suspending automatic failover"))).toBe(true);
+    expect(s.history.map((h) => h.reason)).toContain(`member n4 (${D}) approved as a voter`);
+  });
+
+  test("approving a node not connected keeps the approval; remove withdraws it; the leader cannot remove itself", async () => {
+    const s = setup();
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    const r = await s.actions.run({ kind: "member-approve", node: E });
+    expect(r).toMatchObject({ status: 202, ok: true });
+    expect(s.store.get().membership).toMatchObject({ voters: [A], approved: [E] });
+    await s.stepFor(200);
+    expect(s.store.get().membership!.voters).toEqual([A]); // not connected: not added
+    expect(await s.actions.run({ kind: "member-remove", node: E })).toMatchObject({ status: 200, ok: true });
+    expect(s.store.get().membership!.approved).toBeUndefined();
+    expect(await s.actions.run({ kind: "member-remove", node: "n1" })).toMatchObject({ status: 409, ok: false });
+    expect(await s.actions.run({ kind: "member-remove", node: D })).toMatchObject({ status: 404, ok: false });
+  });
+});
+
+describe("election.json never takes a bad node id", () => {
+  test("a state with a bad id is refused before writing; the file keeps its last good state and loads", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgherd-members-"));
+    dirs.push(dir);
+    const store = new ElectionStore(dir);
+    store.saveElection({ term: 1, votedFor: A, membership: { term: 1, index: 2, voters: [A, D] } });
+    const before = readFileSync(join(dir, "election.json"), "utf8");
+    expect(() => store.saveElection({ term: 1, votedFor: A, membership: { term: 1, index: 3, voters: [A, D, "evil node"] } })).toThrow(StoreError);
+    expect(() => store.saveElection({ term: 2, votedFor: "fuzz1", membership: { term: 1, index: 2, voters: [A, D] } })).toThrow(StoreError);
+    expect(() => store.saveBootstrapVote([A, "evil node"])).toThrow(StoreError);
+    expect(readFileSync(join(dir, "election.json"), "utf8")).toBe(before);
+    expect(new ElectionStore(dir).get().membership!.voters).toEqual([A, D]);
+  });
+});
