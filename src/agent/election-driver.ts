@@ -1,7 +1,7 @@
 // The built-in consensus backend's shell: feeds events to the pure election core one at a time and
 // carries out each Ready in the order the core demands: persist (fsync) → fence when the lease
 // was lost (awaited) → send → re-arm the wake-up timer. It owns the core, its store and its timer.
-import { Election, type Event, type Ready, type Status } from "../core/election.ts";
+import { Election, type Event, type ProposeOp, type Ready, type Status } from "../core/election.ts";
 import type { ElectionMsg, Membership } from "../core/messages.ts";
 import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
@@ -21,7 +21,7 @@ export interface Consensus {
   campaign(force: boolean): Promise<void>;
   resign(reason: string, transferTo?: string): Promise<void>;
   setGuard(block: boolean, floor: Position | null): Promise<void>;
-  propose(op: "add" | "remove", node: string): Promise<void>;
+  propose(op: ProposeOp, node: string): Promise<void>;
   bootstrap(m: Membership): Promise<void>;
 }
 
@@ -117,7 +117,7 @@ export class ElectionDriver implements Consensus {
     return this.feed((now) => ({ type: "guard", now, block, floor }));
   }
 
-  propose(op: "add" | "remove", node: string): Promise<void> {
+  propose(op: ProposeOp, node: string): Promise<void> {
     return this.feed((now) => ({ type: "propose", now, op, node }));
   }
 

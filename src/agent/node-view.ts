@@ -82,7 +82,7 @@ export function composeLocalView(i: StatusInput): ClusterView {
   return composeView({
     scheduledSwitchover: s ? { at: s.at, to: s.to ? F.nameOf(f, s.to) : null, requestedAt: s.requestedAt } : null,
     paused: i.flags.paused, note: i.electionNote, durability: i.durabilityLine, cluster: i.cfg.cluster,
-    term: i.election.term, leader: i.election.leader, members, slotOf: slotFor,
+    term: i.election.term, leader: i.election.leader, members, slotOf: slotFor, approved: i.election.membership?.approved ?? [],
   });
 }
 

@@ -46,7 +46,7 @@ describeCluster("bootstrap errors with real agents", {
 
   test("a joiner whose data dir holds another cluster refuses it and touches nothing, nor the primary", () => fx.c.diagnose(async () => {
     // A one-node cluster to join (bootstrap_expect = 1).
-    n1 = await fx.c.addNode({ bootstrapExpect: 1 });
+    n1 = await fx.c.addNode({ bootstrapExpect: 1, extra: { election: { auto_join: true } } });
     await n1.start();
     const h = await fx.c.waitHealthy(60_000, { nodes: [n1] });
     const clusterId = h.states[0]!.systemId!;

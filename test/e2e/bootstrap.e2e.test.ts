@@ -1,7 +1,7 @@
 // Automatic cluster bootstrap with real agents and real PostgreSQL, one network namespace per
 // host: three empty hosts become 1 primary + 2 streaming standbys; every host's `cluster ls`
 // agrees; pg_hba admits replication from peers only; restarting one agent changes nothing for
-// clients; restarting everything re-clones nothing and loses no row; a fourth host joins by
+// clients; restarting everything re-clones nothing and loses no row; a fourth host (auto_join) joins by
 // itself; a standalone server is adopted. The steps share one cluster and run in order.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chownSync, writeFileSync } from "node:fs";
@@ -49,7 +49,7 @@ describe("automatic bootstrap with real PostgreSQL", () => {
   beforeAll(async () => {
     ensureBuilt();
     pgUid = await lookupOsUser("postgres");
-    c = await PgCluster.create({ test: "bootstrap", nodes: 3, tag: "boot" });
+    c = await PgCluster.create({ test: "bootstrap", nodes: 3, tag: "boot", defaults: { extra: { election: { auto_join: true } } } });
   }, 120_000);
 
   afterAll(async () => {
@@ -191,7 +191,7 @@ describe("automatic bootstrap with real PostgreSQL", () => {
     healthy = h;
   }), 150_000);
 
-  test("a fourth host added later clones, streams and becomes a voter by itself", () => step(async () => {
+  test("a fourth host added later clones, streams and becomes a voter by itself ([election] auto_join)", () => step(async () => {
     const before = cluster();
     const rows = await count(before.primary);
     const postmaster = before.primary.postmasterPid();

@@ -52,7 +52,8 @@ describe("election with real agents", () => {
   let t2: Date;
 
   const spawn = async (host: Host, name: string, secret = SECRET) => {
-    const a = await startAgent(host, { name, secret, cluster: CLUSTER, bootstrapExpect: 3, dir });
+    // auto_join: a node with the secret becomes a voter without an operator's approval (approval: membership.e2e).
+    const a = await startAgent(host, { name, secret, cluster: CLUSTER, bootstrapExpect: 3, dir, extra: "[election]\nauto_join = true" });
     all.push(a);
     return a;
   };
@@ -193,7 +194,7 @@ describe("election with real agents", () => {
     }
   }, 40_000);
 
-  test("a fifth agent with the right secret joins as a voter", async () => {
+  test("a fifth agent with the right secret joins as a voter ([election] auto_join)", async () => {
     const h5 = await lab.addHost();
     const n5 = await spawn(h5, "n5");
     await leader.agent.proc.waitForLine(/membership-committed: voters (\S+,){3}\S+ /, 20_000);
