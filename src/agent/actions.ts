@@ -211,7 +211,7 @@ export class ActionRunner {
       }
     }
     if (this.h.paused() && !force) return no(409, "the cluster is paused (pgherd resume first, or --force)");
-    if (!target.report?.up && !force) return no(412, `${target.name}'s PostgreSQL is not running`);
+    if (!target.report?.up && !force) return no(412, `${target.name} is not reachable or its PostgreSQL is not running`);
     if (e.leader && e.leader !== target.id) {
       // A leader without a primary (e.g. paused after the old primary died): it hands leadership to
       // the chosen node; voters would refuse a campaign while it heartbeats.

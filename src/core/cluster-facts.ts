@@ -136,12 +136,14 @@ export function knownIds(s: FactsSnapshot): string[] {
   return [...new Set([s.self.id, ...s.voters, ...s.peers.map((p) => p.id)])];
 }
 
-/** Switchover / failover candidates as the pure checks in core/switchover.ts take them. */
+/** Switchover / failover candidates as the pure checks in core/switchover.ts take them (reports of connected members only). */
 export function candidates(s: FactsSnapshot): Candidate[] {
   const voters = new Set(s.voters);
   return knownIds(s).map((id) => ({
     id, name: nameOf(s, id), voter: voters.has(id), witness: roleOf(s, id) === "witness",
     nofailover: id === s.self.id ? s.self.nofailover : (s.reports.get(id)?.nofailover ?? false),
-    report: freshReport(s, id),
+    // A member whose agent is not connected cannot take part in a handover: its last report (fresh
+    // for a few rounds) would otherwise still show it streaming, or lagging, as it was.
+    report: reachable(s, id) ? freshReport(s, id) : null,
   }));
 }

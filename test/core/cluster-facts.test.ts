@@ -67,6 +67,11 @@ describe("cluster facts", () => {
     expect(F.othersHaveData(snap())).toBe(true);
     expect(F.othersHaveData(snap({ reports: new Map([["b", empty()]]) }))).toBe(false);
   });
+  test("a candidate whose agent is not connected has no report, however fresh its last one", () => {
+    const s = snap({ reports: new Map([["d", { report: rep(), role: "database", at: 99_900, nofailover: false }]]) });
+    expect(F.freshReport(s, "d")).not.toBeNull();
+    expect(F.candidates(s).find((c) => c.id === "d")?.report).toBeNull();
+  });
   test("candidates carry names, witness and nofailover flags, fresh reports only", () => {
     const c = F.candidates(snap());
     expect(c.map((x) => [x.name, x.voter, x.witness, x.nofailover, x.report !== null])).toEqual([
