@@ -1,7 +1,6 @@
 // The agent: wires discovery, the mesh, the consensus backend, the cluster-wide flags and the
 // operator actions together, and answers the PostgreSQL loop's and the API's questions from what
 // it heard (pure facts in core/cluster-facts.ts). Decisions live in core/; this file routes.
-import { isIP } from "node:net";
 import { Election } from "../core/election.ts";
 import { comparePosition, type Position } from "../core/position.ts";
 import * as F from "../core/cluster-facts.ts";
@@ -30,14 +29,10 @@ import { MemberActions } from "./approvals.ts";
 import { PendingRequests } from "./requests.ts";
 import { composeLocalView, composeStatus, durabilityLine } from "./node-view.ts";
 import type { NodeStatus } from "../core/node-status.ts";
-import { selfHost } from "./self-address.ts";
+import { hbaAddresses, selfHost } from "./self-address.ts";
 
-export interface LeadershipHooks {
-  /** This node holds a valid lease until `until` (local monotonic ms): arm the fencing. */
-  onLead?(term: number, until: number): void;
-  /** The lease is gone: writes must stop before the step's messages leave (awaited). */
-  onFence?(reason: string): Promise<void>;
-}
+/** onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone: stop writes (awaited before the step's messages leave). */
+export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<void> }
 
 const HOUSEKEEPING_MS = 250;
 const now = () => performance.now();
@@ -330,11 +325,7 @@ export class Agent implements ClusterContext {
 
   /** IP addresses of authenticated peers (pg_hba), this node's own included when known. */
   peerAddresses(): string[] {
-    const out = new Set<string>();
-    for (const p of this.peers.list()) if (isIPAddress(p.address)) out.add(p.address);
-    const self = this.selfHost();
-    if (isIPAddress(self)) out.add(self);
-    return [...out].sort();
+    return hbaAddresses(this.peers.list().map((p) => p.address), this.selfHost());
   }
 
   loopDone(ms: number): void {
@@ -406,8 +397,3 @@ export class Agent implements ClusterContext {
     }));
   }
 }
-
-function isIPAddress(s: string): boolean {
-  return isIP(s) !== 0 && s !== "0.0.0.0" && s !== "::";
-}
-

@@ -1,7 +1,7 @@
 // The address a node shows for itself (cluster ls, /cluster, its own pg_hba line): defect 5 showed
 // 0.0.0.0 with the default mesh.listen = "0.0.0.0:7401" and no advertise.
 import { describe, expect, test } from "bun:test";
-import { selfHost } from "../../src/agent/self-address.ts";
+import { hbaAddresses, selfHost } from "../../src/agent/self-address.ts";
 
 describe("own address", () => {
   test("advertise wins, then a named listen host, then the address learnt from an authenticated connection", () => {
@@ -14,5 +14,9 @@ describe("own address", () => {
   test("never a wildcard: unknown stays empty", () => {
     expect(selfHost({ advertise: "", listen: "0.0.0.0", learnt: "" })).toBe("");
     expect(selfHost({ advertise: "", listen: "::", learnt: "::" })).toBe("");
+  });
+  test("pg_hba addresses: IPs only, never a wildcard or an unknown one, each once, sorted", () => {
+    expect(hbaAddresses(["10.0.0.3", "", "10.0.0.2", "10.0.0.3", "host.example"], "0.0.0.0")).toEqual(["10.0.0.2", "10.0.0.3"]);
+    expect(hbaAddresses(["fd00::2"], "10.0.0.1")).toEqual(["10.0.0.1", "fd00::2"]);
   });
 });

@@ -7,19 +7,12 @@ import dgram from "node:dgram";
 import { memoryLogger } from "../../src/log.ts";
 import { Beacon } from "../../src/net/beacon.ts";
 import { waitFor } from "../net/helpers.ts";
+import { freeUdpPort } from "../net/helpers.ts";
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
-
-async function freePort(): Promise<number> {
-  const s = dgram.createSocket("udp4");
-  await new Promise<void>((r) => s.bind(0, "127.0.0.1", () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function beacon(nodeId: string, port: number, peers: string[], seen: string[] = []): Beacon {
   const b = new Beacon({
@@ -54,11 +47,11 @@ function blast() {
 `;
 
 test("a bad-MAC flood from 4 addresses: event loop lag stays under 100 ms and real beacons get through", async () => {
-  const port = await freePort();
+  const port = await freeUdpPort();
   const seen: string[] = [];
   const a = beacon("a", port, [], seen);
   await a.start();
-  const b = beacon("b", await freePort(), [`127.0.0.1:${port}`]);
+  const b = beacon("b", await freeUdpPort(), [`127.0.0.1:${port}`]);
   await b.start();
   await waitFor(() => seen.includes("b"), 2000, "b heard before the flood");
 

@@ -11,6 +11,7 @@ import { configSchema } from "../../src/config/schema.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { encodeAnnouncement } from "../../src/net/beacon-codec.ts";
 import { waitFor } from "../net/helpers.ts";
+import { freeUdpPort } from "../net/helpers.ts";
 
 const SECRET = "replay-test-secret-0123456789abcdef";
 const cleanup: Array<() => unknown> = [];
@@ -23,14 +24,6 @@ async function udp(host: string, port = 0): Promise<dgram.Socket> {
   await new Promise<void>((r) => s.bind(port, host, () => r()));
   cleanup.push(() => new Promise<void>((r) => s.close(() => r())));
   return s;
-}
-
-async function freePort(): Promise<number> {
-  const s = dgram.createSocket("udp4");
-  await new Promise<void>((r) => s.bind(0, "127.0.0.1", () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 async function freeTcpPort(): Promise<number> {
@@ -59,7 +52,7 @@ async function agent(id: string, port: number, peers: string[]) {
 }
 
 test("beacons recorded before a restart, re-sent from 127.0.0.99: refused, the peer's address stays its mesh address", async () => {
-  const [ps, pr, rec] = [await freePort(), await freePort(), await udp("127.0.0.1")];
+  const [ps, pr, rec] = [await freeUdpPort(), await freeUdpPort(), await udp("127.0.0.1")];
   const recorded: Buffer[] = [];
   rec.on("message", (m) => recorded.push(m));
   const s = await agent("s", ps, [`127.0.0.1:${pr}`, `127.0.0.1:${rec.address().port}`]);
@@ -84,7 +77,7 @@ test("beacons recorded before a restart, re-sent from 127.0.0.99: refused, the p
 });
 
 test("a valid beacon alone (a holder of the secret, no mesh connection) gives a peer no address", async () => {
-  const pr = await freePort();
+  const pr = await freeUdpPort();
   const r = await agent("r", pr, []);
   const forger = await udp("127.0.0.77");
   const d = encodeAnnouncement(SECRET, { cluster: "replay", nodeId: "x", name: "x", mesh: "127.0.0.77:1", role: "database", ts: Date.now(), extra: {} });
