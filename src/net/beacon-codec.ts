@@ -2,6 +2,7 @@
 // The MAC covers the exact body string, so no canonical JSON is needed.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
+import { NodeIdSchema } from "../core/messages.ts";
 
 export type BeaconRole = "database" | "witness";
 
@@ -14,7 +15,7 @@ const ident = z.string().min(1).max(64);
 const bodySchema = z.strictObject({
   v: z.literal(1),
   cluster: ident,
-  nodeId: ident,
+  nodeId: NodeIdSchema, // the one node id schema: an id the state files could not hold never gets in
   name: z.string().max(64),
   mesh: z.string().min(1).max(300),
   role: z.enum(["database", "witness"]),

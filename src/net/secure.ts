@@ -9,6 +9,7 @@
 // Afterwards each direction has its own HKDF-derived AES-256-GCM key and a strict sequence number.
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
+import { NodeIdSchema } from "../core/messages.ts";
 
 export type Role = "dialer" | "acceptor";
 
@@ -17,7 +18,7 @@ export const helloSchema = z.strictObject({
   t: z.literal("hello"),
   v: z.literal(2),
   cluster: ident,
-  nodeId: ident,
+  nodeId: NodeIdSchema, // the one node id schema: an id the state files could not hold never gets in
   name: z.string().max(64),
   nonce: z.string().regex(/^[0-9a-f]{64}$/, "nonce must be 32 bytes of lowercase hex"),
   addr: z.string().min(1).max(300),

@@ -9,6 +9,7 @@ import { ensureBuilt } from "../../scripts/build.ts";
 import { encodeAnnouncement, type Announcement } from "../../src/net/beacon-codec.ts";
 import { FrameDecoder, encodeFrame } from "../../src/net/framing.ts";
 import { makeHello, proofFor, type Hello } from "../../src/net/secure.ts";
+import { ElectionStore } from "../../src/store/election-state.ts";
 import { artifactsDir, nodeStatusSchema, startAgent, stopAgents, type NodeStatus, type RunningAgent } from "../helpers/agents.ts";
 import { freePort as freeTcpPort, pgSkipReason } from "../helpers/pg.ts";
 import { requireReal } from "../helpers/require.ts";
@@ -18,6 +19,10 @@ const CLUSTER = "badinput";
 const SECRET = randomBytes(36).toString("base64url");
 const WRONG_SECRET = randomBytes(36).toString("base64url");
 const HOST = "127.0.0.1";
+// Node ids as store/node-id.ts makes them (16 lowercase hex): anything else is refused at the edge.
+const RAW_ID = "00000000000000aa";
+const FAKE_ID = "00000000000000fa";
+const INVITED_ID = "00000000000000e1";
 const HANDSHAKE_MS = 3000; // mesh.handshake_ms default
 const MAX_UDP_PAYLOAD = 65507; // largest IPv4 datagram payload: "64 KiB" as far as UDP allows
 
@@ -107,7 +112,7 @@ function rawFrame(body: Buffer): Buffer {
 }
 
 const hello = (over: Partial<Hello> = {}): Hello => ({
-  ...makeHello({ cluster: CLUSTER, nodeId: "raw-client", name: "raw", addr: `${HOST}:9`, dialer: true }),
+  ...makeHello({ cluster: CLUSTER, nodeId: RAW_ID, name: "raw", addr: `${HOST}:9`, dialer: true }),
   ...over,
 });
 
@@ -129,7 +134,7 @@ async function sendUdp(...datagrams: Buffer[]): Promise<string> {
 }
 
 const announcement = (over: Partial<Announcement> = {}): Omit<Announcement, "nonce"> => ({
-  cluster: CLUSTER, nodeId: "fake-node", name: "fake", mesh: `${HOST}:${trap.port}`, role: "database",
+  cluster: CLUSTER, nodeId: FAKE_ID, name: "fake", mesh: `${HOST}:${trap.port}`, role: "database",
   ts: Date.now(), extra: {}, ...over,
 });
 
@@ -212,6 +217,10 @@ describe("hostile input against a running agent", () => {
       await expectRejected("mesh", { schema: 1 }, () => sendTcp(encodeFrame(hello({ nonce: "not-hex" }), 4096)));
     }, STEP_MS);
 
+    test("a hello whose node id is not a node id (issue 10: \"evil node\" was stored as a voter)", async () => {
+      await expectRejected("mesh", { schema: 1 }, () => sendTcp(encodeFrame(hello({ nodeId: "evil node" }), 4096)));
+    }, STEP_MS);
+
     test("a frame other than hello before authentication (an injected sealed frame)", async () => {
       await expectRejected("mesh", { unauthenticated: 1 }, () => sendTcp(encodeFrame({ s: 0, d: "AAAA" }, 4096)));
     }, STEP_MS);
@@ -255,22 +264,26 @@ describe("hostile input against a running agent", () => {
       await expectRejected("beacon", { oversized: 1 }, () => sendUdp(Buffer.alloc(MAX_UDP_PAYLOAD, "{")));
     }, STEP_MS);
 
+    test("a beacon with the right MAC whose node id is not a node id", async () => {
+      await expectRejected("beacon", { malformed: 1 }, () => sendUdp(encodeAnnouncement(SECRET, announcement({ nodeId: "evil node" }))));
+    }, STEP_MS);
+
     test("a replayed valid beacon: the first copy is accepted and dialled, the second rejected", async () => {
       // The authentic announcement invites the agent to a listener that hangs up on the first dial
       // and then stops listening, so the agent's redials are refused quietly.
       let dialled = 0;
       const invite = await listenOnce((s, server) => { dialled++; s.destroy(); server.close(); });
-      const datagram = encodeAnnouncement(SECRET, announcement({ nodeId: "invited-node", name: "invited", mesh: `${HOST}:${invite.port}` }));
+      const datagram = encodeAnnouncement(SECRET, announcement({ nodeId: INVITED_ID, name: "invited", mesh: `${HOST}:${invite.port}` }));
       const meshBefore = (await agent.status()).rejects.mesh["handshake-closed"] ?? 0;
       await expectRejected("beacon", { replay: 1 }, () => sendUdp(datagram, datagram));
-      expect(agent.linesMatching(/discovered invited \(invited-node, database\)/).length).toBe(1);
+      expect(agent.linesMatching(new RegExp(`discovered invited \\(${INVITED_ID}, database\\)`)).length).toBe(1);
       await waitFor(() => dialled > 0, { timeoutMs: 5_000, intervalMs: 10, what: "the agent to dial the invited peer" });
       // Our hang-up is counted too; waiting for it keeps it out of the next test's counters.
       const s = await waitFor(async () => {
         const st = await agent.status();
         return (st.rejects.mesh["handshake-closed"] ?? 0) === meshBefore + 1 ? st : undefined;
       }, { timeoutMs: 5_000, intervalMs: 100, what: "the agent to count the invited peer's hang-up" });
-      expect(s.peers.map((p) => p.id)).toEqual(["invited-node"]);
+      expect(s.peers.map((p) => p.id)).toEqual([INVITED_ID]);
       // Every rejected beacon above announced the trap; it was processed before this one.
       expect(trap.connections).toBe(0);
       expect(agent.linesMatching(/discovered fake /)).toEqual([]);
@@ -312,6 +325,12 @@ describe("hostile input against a running agent", () => {
     expect(Object.keys(inc).filter((r) => r !== "handshake-timeout" && r !== "too-many-pending")).toEqual([]);
     expect(agent.linesMatching(/\[solo:mesh\] rejected 127\.0\.0\.1:\d+: (handshake-timeout|too-many-pending)/).length).toBeGreaterThan(0);
   }, 20_000);
+
+  test("the state stays loadable: the election state parses, every stored id is a node id", () => {
+    const stored = new ElectionStore(agent.stateDir).get(); // throws on a file the next start could not read
+    for (const id of [...(stored.membership?.voters ?? []), ...(stored.bootstrapVote ?? [])]) expect(id).toMatch(/^[0-9a-f]{16}$/);
+    expect(stored.membership?.voters.length).toBe(1);
+  });
 
   test("nothing above reached an internal error", () => {
     expect(agent.linesMatching(/internal error|unexpected error|: internal\b|handler threw/i)).toEqual([]);

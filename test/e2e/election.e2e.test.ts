@@ -223,7 +223,7 @@ import { FrameDecoder, encodeFrame } from ${JSON.stringify(join(ROOT, "src/net/f
 import { makeHello, proofFor, verifyProof } from ${JSON.stringify(join(ROOT, "src/net/secure.ts"))};
 const { TO, PORT, CLUSTER, SECRET } = process.env;
 const out = [];
-const mine = makeHello({ cluster: CLUSTER, nodeId: "intruder-raw", name: "intruder-raw", addr: TO + ":1", dialer: true });
+const mine = makeHello({ cluster: CLUSTER, nodeId: "00000000000000ee", name: "intruder-raw", addr: TO + ":1", dialer: true });
 const dec = new FrameDecoder(1 << 20);
 const frames = [];
 const s = net.connect({ host: TO, port: Number(PORT) });

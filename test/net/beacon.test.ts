@@ -4,7 +4,7 @@ import { memoryLogger } from "../../src/log.ts";
 import { Beacon, broadcastOf, defaultBroadcastAddresses, type Announcement, type BeaconOptions } from "../../src/net/beacon.ts";
 import { decodeAnnouncement, encodeAnnouncement } from "../../src/net/beacon-codec.ts";
 import { ReplayCache } from "../../src/net/replay-cache.ts";
-import { waitFor } from "./helpers.ts";
+import { nid, waitFor } from "./helpers.ts";
 
 const CLUSTER = "beacon-test";
 const SECRET = "beacon-secret";
@@ -31,11 +31,12 @@ interface Node {
   log: ReturnType<typeof memoryLogger>;
 }
 
-async function beacon(nodeId: string, port: number, over: Partial<BeaconOptions> = {}): Promise<Node> {
+/** A beacon whose node id is nid(label) and whose name is name-<label>. */
+async function beacon(label: string, port: number, over: Partial<BeaconOptions> = {}): Promise<Node> {
   const log = memoryLogger();
   const n = { seen: [], log } as unknown as Node;
   n.beacon = new Beacon({
-    cluster: CLUSTER, secret: SECRET, nodeId, nodeName: `name-${nodeId}`, role: "database",
+    cluster: CLUSTER, secret: SECRET, nodeId: nid(label), nodeName: `name-${label}`, role: "database",
     port, broadcast: [BCAST], peers: [], meshAddr: () => "0.0.0.0:7001",
     intervalMs: 100, maxAgeMs: MAX_AGE, extra: () => ({ bootstrapped: true }), log,
     onAnnouncement: (a, from) => n.seen.push({ a, from }),
@@ -64,11 +65,11 @@ describe("beacon", () => {
     const b = await beacon("node-b", port, { role: "witness", meshAddr: () => "127.0.0.9:7002" });
     await waitFor(() => a.seen.length > 0 && b.seen.length > 0, 3000, "mutual discovery");
     const fromB = a.seen[0]!.a;
-    expect(fromB).toMatchObject({ cluster: CLUSTER, nodeId: "node-b", name: "name-node-b", role: "witness", mesh: "127.0.0.9:7002", extra: { bootstrapped: true } });
+    expect(fromB).toMatchObject({ cluster: CLUSTER, nodeId: nid("node-b"), name: "name-node-b", role: "witness", mesh: "127.0.0.9:7002", extra: { bootstrapped: true } });
     expect(fromB.nonce).toMatch(/^[0-9a-f]{32}$/);
     // A wildcard mesh host is replaced by the datagram's source address.
     expect(b.seen[0]!.a.mesh).toBe("127.0.0.1:7001");
-    expect(a.seen.every((s) => s.a.nodeId === "node-b")).toBe(true);
+    expect(a.seen.every((s) => s.a.nodeId === nid("node-b"))).toBe(true);
     await waitFor(() => (a.beacon.rejects()["self"] ?? 0) > 0, 2000, "own broadcast looped back");
     expect(a.log.lines.filter((l) => l.startsWith("warn"))).toEqual([]);
     // Announcements keep coming on the interval.
@@ -82,11 +83,11 @@ describe("beacon", () => {
     const raw = await rawSocket(port); // bound first so it sees b's very first datagram
     const a = await beacon("node-a", port);
     const b = await beacon("node-b", port);
-    await waitFor(() => raw.captured.some((d) => d.includes("node-b")), 2000, "a captured datagram of b");
-    const captured = raw.captured.find((d) => d.includes("node-b"))!;
+    await waitFor(() => raw.captured.some((d) => d.includes(nid("node-b"))), 2000, "a captured datagram of b");
+    const captured = raw.captured.find((d) => d.includes(nid("node-b")))!;
     await waitFor(() => a.seen.length > 0, 2000, "a hears b");
 
-    const fields = { cluster: CLUSTER, nodeId: "intruder", name: "x", mesh: "127.0.0.1:1", role: "database" as const, extra: {} };
+    const fields = { cluster: CLUSTER, nodeId: nid("intruder"), name: "x", mesh: "127.0.0.1:1", role: "database" as const, extra: {} };
     const goodMacOtherBody = JSON.parse(encodeAnnouncement(SECRET, { ...fields, ts: Date.now() }).toString());
     const cases: [string, () => Buffer][] = [
       ["bad-mac", () => Buffer.from(JSON.stringify({ b: JSON.parse(encodeAnnouncement("guess", { ...fields, ts: Date.now() }).toString()).b, mac: "ab".repeat(32) }))],
@@ -104,7 +105,7 @@ describe("beacon", () => {
       raw.send(make());
       await waitFor(() => (a.beacon.rejects()[reason] ?? 0) === before + 1, 2000, `a counts ${reason}`);
     }
-    expect(a.seen.every((s) => s.a.nodeId === "node-b")).toBe(true);
+    expect(a.seen.every((s) => s.a.nodeId === nid("node-b"))).toBe(true);
     for (const reason of ["bad-mac", "stale", "replay", "malformed", "oversized"]) {
       expect(a.log.lines.some((l) => l.startsWith("warn") && l.includes(reason) && l.includes("127.0.0.1"))).toBe(true);
     }
@@ -112,7 +113,7 @@ describe("beacon", () => {
     expect(a.log.lines.some((l) => l.startsWith("debug") && l.includes("wrong-cluster"))).toBe(true);
     // A fresh valid datagram from a node we never heard of is still accepted.
     raw.send(encodeAnnouncement(SECRET, { ...fields, ts: Date.now() }));
-    await waitFor(() => a.seen.some((s) => s.a.nodeId === "intruder"), 2000, "valid injected announcement");
+    await waitFor(() => a.seen.some((s) => s.a.nodeId === nid("intruder")), 2000, "valid injected announcement");
     const n = a.seen.length;
     await waitFor(() => a.seen.length > n + 1, 2000, "b still accepted");
     void b;
@@ -122,7 +123,7 @@ describe("beacon", () => {
     const port = await freePort();
     const raw = await rawSocket(port);
     const a = await beacon("node-a", port);
-    raw.send(encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "node-a", name: "clone", mesh: "127.0.0.1:1", role: "database", ts: Date.now(), extra: {} }));
+    raw.send(encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("node-a"), name: "clone", mesh: "127.0.0.1:1", role: "database", ts: Date.now(), extra: {} }));
     await waitFor(() => (a.beacon.rejects()["duplicate-id"] ?? 0) === 1, 2000, "duplicate-id");
     expect(a.log.lines.some((l) => l.startsWith("warn") && l.includes("duplicate-id"))).toBe(true);
   });
@@ -162,13 +163,21 @@ describe("beacon", () => {
 
 describe("beacon codec and helpers", () => {
   test("decode checks cluster, then MAC", () => {
-    const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "n", name: "", mesh: "h:1", role: "database", ts: 1, extra: { k: [1] } });
+    const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("n"), name: "", mesh: "h:1", role: "database", ts: 1, extra: { k: [1] } });
     const r = decodeAnnouncement(SECRET, CLUSTER, d);
-    expect(r.ok && r.a).toMatchObject({ nodeId: "n", ts: 1, extra: { k: [1] } });
+    expect(r.ok && r.a).toMatchObject({ nodeId: nid("n"), ts: 1, extra: { k: [1] } });
     expect(decodeAnnouncement("other", CLUSTER, d)).toMatchObject({ ok: false, reason: "bad-mac" });
     expect(decodeAnnouncement(SECRET, "other", d)).toMatchObject({ ok: false, reason: "wrong-cluster" });
     const long = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "n".repeat(65), name: "", mesh: "h:1", role: "database", ts: 1, extra: {} });
     expect(decodeAnnouncement(SECRET, CLUSTER, long)).toMatchObject({ ok: false, reason: "malformed" });
+  });
+
+  test("a node id outside NodeIdSchema is malformed even with a valid MAC (issue 10: any string up to 64 was taken)", () => {
+    for (const bad of ["evil node", "n", "node-a", "ABCDEF0123456789", "0".repeat(15), "0".repeat(17), ""]) {
+      const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: bad, name: "", mesh: "h:1", role: "database", ts: 1, extra: {} });
+      expect(decodeAnnouncement(SECRET, CLUSTER, d)).toMatchObject({ ok: false, reason: "malformed", detail: expect.stringContaining("nodeId") });
+    }
+    expect(decodeAnnouncement(SECRET, CLUSTER, encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "0123456789abcdef", name: "", mesh: "h:1", role: "database", ts: 1, extra: {} })).ok).toBe(true);
   });
 
   test("replay cache: duplicates inside the window, expiry, bounded size", () => {

@@ -4,6 +4,16 @@ import net from "node:net";
 import { FrameDecoder, encodeFrame } from "../../src/net/framing.ts";
 import { Channel, deriveKeys, makeHello, proofFor, verifyProof, type Hello } from "../../src/net/secure.ts";
 
+/**
+ * A valid node id (16 lowercase hex, NodeIdSchema) for a short readable label: the label's bytes
+ * in hex, left-padded with zeros, so labels of one length keep their order ("a" < "b").
+ */
+export function nid(label: string): string {
+  const hex = Buffer.from(label, "utf8").toString("hex");
+  if (hex.length > 16) throw new Error(`nid: label ${JSON.stringify(label)} is longer than 8 bytes`);
+  return hex.padStart(16, "0");
+}
+
 /** Polls `cond` until true; fails with `what` after timeoutMs. */
 export async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = performance.now() + timeoutMs;

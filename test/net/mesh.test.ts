@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { z } from "zod";
 import { memoryLogger } from "../../src/log.ts";
 import { Mesh, type MeshOptions } from "../../src/net/mesh.ts";
-import { RawPeer, waitFor } from "./helpers.ts";
+import { nid, RawPeer, waitFor } from "./helpers.ts";
 
 const CLUSTER = "test-cluster";
 const SECRET = "mesh-test-secret";
@@ -25,11 +25,13 @@ afterEach(async () => {
   await Promise.all(live.splice(0).map((m) => m.stop()));
 });
 
-async function node(id: string, over: Partial<MeshOptions> = {}): Promise<Node> {
+/** A mesh node whose id is nid(label) and whose name is name-<label>. */
+async function node(label: string, over: Partial<MeshOptions> = {}): Promise<Node> {
   const log = memoryLogger();
+  const id = nid(label);
   const n = { id, log, got: [], ups: [], downs: [], addr: () => `127.0.0.1:${n.mesh.address().port}` } as unknown as Node;
   n.mesh = new Mesh({
-    cluster: CLUSTER, secret: SECRET, nodeId: id, nodeName: `name-${id}`,
+    cluster: CLUSTER, secret: SECRET, nodeId: id, nodeName: `name-${label}`,
     listenHost: "127.0.0.1", listenPort: 0,
     maxFrameBytes: 1 << 20, pingMs: PING, deadMs: DEAD, handshakeMs: 1000, maxBufferedBytes: 256 * 1024,
     backoffMinMs: 50, backoffMaxMs: 400, messageSchema: schema, log,
@@ -56,7 +58,7 @@ describe("mesh", () => {
   test("a node listening on the wildcard learns the address a peer reached it at (never 0.0.0.0)", async () => {
     const a = await node("w-a", { listenHost: "0.0.0.0" });
     const b = await node("w-b");
-    b.mesh.dial(`127.0.0.1:${a.mesh.address().port}`, "w-a");
+    b.mesh.dial(`127.0.0.1:${a.mesh.address().port}`, nid("w-a"));
     await waitFor(() => isUp(a, b) && isUp(b, a), 3000, "link");
     expect(a.mesh.address().host).toBe("0.0.0.0");
     expect(a.ups[0]?.localHost.replace(/^::ffff:/, "")).toBe("127.0.0.1");
@@ -65,12 +67,12 @@ describe("mesh", () => {
 
   test("three meshes connect, exchange messages both ways and stay up while idle", async () => {
     const [a, b, c] = [await node("a"), await node("b"), await node("c")];
-    a.mesh.dial(b.addr(), "b");
+    a.mesh.dial(b.addr(), nid("b"));
     a.mesh.dial(c.addr()); // id learned from the handshake
-    b.mesh.dial(c.addr(), "c");
+    b.mesh.dial(c.addr(), nid("c"));
     await waitFor(() => isUp(a, b, c) && isUp(b, a, c) && isUp(c, a, b), 3000, "full mesh");
     for (const [x, y] of [[a, b], [a, c], [b, c]] as const) await exchange(x, y, `hi-${x.id}${y.id}`);
-    expect(a.ups.find((u) => u.id === "b")).toMatchObject({ name: "name-b", addr: b.addr() });
+    expect(a.ups.find((u) => u.id === nid("b"))).toMatchObject({ name: "name-b", addr: b.addr() });
     // Idle for several dead periods: keepalive must hold every link without flapping.
     const t0 = performance.now();
     await waitFor(() => performance.now() - t0 > 3 * DEAD, 5000, "idle period");
@@ -117,8 +119,8 @@ describe("mesh", () => {
   test("a peer with the wrong secret is rejected on both sides and the reason is logged", async () => {
     const a = await node("a");
     const x = await node("x", { secret: "not-the-secret" });
-    a.mesh.dial(x.addr(), "x");
-    x.mesh.dial(a.addr(), "a");
+    a.mesh.dial(x.addr(), nid("x"));
+    x.mesh.dial(a.addr(), nid("a"));
     await waitFor(() => (a.mesh.rejects()["bad-proof"] ?? 0) >= 1 && (x.mesh.rejects()["bad-proof"] ?? 0) >= 1, 3000, "bad-proof on both sides");
     for (const n of [a, x]) {
       expect(n.log.lines.some((l) => l.startsWith("warn") && l.includes("bad-proof") && l.includes("127.0.0.1"))).toBe(true);
@@ -134,19 +136,19 @@ describe("mesh", () => {
     await waitFor(() => isUp(a, b, c) && isUp(b, a, c), 3000, "full mesh");
     const stoppedAt = performance.now();
     await c.mesh.stop();
-    await waitFor(() => a.downs.some((d) => d.id === "c") && b.downs.some((d) => d.id === "c"), DEAD + 1000, "peerDown(c)");
-    for (const n of [a, b]) expect(n.downs.find((d) => d.id === "c")!.at - stoppedAt).toBeLessThan(DEAD + 500);
+    await waitFor(() => a.downs.some((d) => d.id === nid("c")) && b.downs.some((d) => d.id === nid("c")), DEAD + 1000, "peerDown(c)");
+    for (const n of [a, b]) expect(n.downs.find((d) => d.id === nid("c"))!.at - stoppedAt).toBeLessThan(DEAD + 500);
     expect(a.downs.length + b.downs.length).toBe(2);
     const c2 = await node("c", { listenPort: cPort });
     await waitFor(() => isUp(a, c2) && isUp(b, c2) && isUp(c2, a, b), 3000, "c reconnected");
-    expect(a.ups.filter((u) => u.id === "c").length).toBe(2);
+    expect(a.ups.filter((u) => u.id === nid("c")).length).toBe(2);
     await exchange(a, c2, "again");
     await exchange(a, b, "still");
   });
 
   test("malformed input from raw clients is rejected by reason; good peers are unaffected", async () => {
     const [a, b] = [await node("a"), await node("b")];
-    a.mesh.dial(b.addr(), "b");
+    a.mesh.dial(b.addr(), nid("b"));
     await waitFor(() => isUp(a, b) && isUp(b, a), 3000, "a-b up");
     const port = a.mesh.address().port;
     const rejected = async (reason: string, send: (p: RawPeer) => void) => {
@@ -164,7 +166,11 @@ describe("mesh", () => {
     await rejected("schema", (p) => p.write({ t: "hello", v: 2, cluster: CLUSTER, nodeId: "", nonce: "xyz" }));
     await rejected("unauthenticated", (p) => p.write({ t: "app", m: { kind: "sneaky" } }));
     await rejected("unauthenticated", (p) => p.write({ s: 0, d: "AAAA" }));
-    await rejected("wrong-cluster", (p) => p.write({ t: "hello", v: 2, cluster: "other", nodeId: "z", name: "", nonce: "0".repeat(64), addr: "h:1", dialer: true }));
+    // One node id schema (NodeIdSchema) at the edge: an id the state files could not hold never gets in.
+    for (const bad of ["evil node", "a", "ABCDEF0123456789", "0".repeat(17)]) {
+      await rejected("schema", (p) => p.write({ t: "hello", v: 2, cluster: CLUSTER, nodeId: bad, name: "", nonce: "0".repeat(64), addr: "h:1", dialer: true }));
+    }
+    await rejected("wrong-cluster", (p) => p.write({ t: "hello", v: 2, cluster: "other", nodeId: nid("z"), name: "", nonce: "0".repeat(64), addr: "h:1", dialer: true }));
     await rejected("handshake-timeout", () => {}); // connects and says nothing: cut after a third of the handshake deadline
     expect(a.got.some((g) => (g.msg as { kind: string }).kind === "sneaky")).toBe(false);
     await exchange(a, b, "after-garbage");
@@ -174,13 +180,13 @@ describe("mesh", () => {
   test("authenticated raw peer: replayed frame closes with bad-seal; a schema-violating message is dropped", async () => {
     const a = await node("a");
     const p = await RawPeer.connect(a.mesh.address().port);
-    const theirs = await p.handshake({ secret: SECRET, cluster: CLUSTER, nodeId: "raw" });
-    expect(theirs.nodeId).toBe("a");
-    await waitFor(() => isUp(a, { id: "raw" } as Node), 2000, "raw peer up");
+    const theirs = await p.handshake({ secret: SECRET, cluster: CLUSTER, nodeId: nid("raw") });
+    expect(theirs.nodeId).toBe(nid("a"));
+    await waitFor(() => isUp(a, { id: nid("raw") } as Node), 2000, "raw peer up");
     p.sendSealed({ t: "app", m: { kind: 42 } }); // violates messageSchema
     p.sendSealed({ t: "app", m: { kind: "fine", n: 1 } });
     await waitFor(() => a.got.length === 1, 2000, "valid message after the invalid one");
-    expect(a.got[0]).toEqual({ from: "raw", msg: { kind: "fine", n: 1 } });
+    expect(a.got[0]).toEqual({ from: nid("raw"), msg: { kind: "fine", n: 1 } });
     expect(a.mesh.rejects()["schema"]).toBe(1);
     // Replay: re-send a frame with an old sequence number.
     const old = p.channel!.seal({ t: "app", m: { kind: "dup" } });
@@ -197,7 +203,7 @@ describe("mesh", () => {
   test("a peer that stops answering pings is declared dead within deadMs + bound", async () => {
     const a = await node("a");
     const p = await RawPeer.connect(a.mesh.address().port);
-    await p.handshake({ secret: SECRET, cluster: CLUSTER, nodeId: "mute" });
+    await p.handshake({ secret: SECRET, cluster: CLUSTER, nodeId: nid("mute") });
     await waitFor(() => a.ups.length === 1, 2000, "mute peer up");
     // Keep answering pings for a while: it must stay up past deadMs while it answers.
     const stopAt = performance.now() + 2 * DEAD;
@@ -221,25 +227,25 @@ describe("mesh", () => {
 
   test("a peer that stops reading is cut off as slow when its buffer passes the limit; others keep receiving", async () => {
     const [a, b] = [await node("a"), await node("b")];
-    a.mesh.dial(b.addr(), "b");
+    a.mesh.dial(b.addr(), nid("b"));
     await waitFor(() => isUp(a, b) && isUp(b, a), 3000, "a-b up");
     const p = await RawPeer.connect(a.mesh.address().port);
-    await p.handshake({ secret: SECRET, cluster: CLUSTER, nodeId: "slow" });
-    await waitFor(() => a.ups.some((u) => u.id === "slow"), 2000, "slow peer up");
+    await p.handshake({ secret: SECRET, cluster: CLUSTER, nodeId: nid("slow") });
+    await waitFor(() => a.ups.some((u) => u.id === nid("slow")), 2000, "slow peer up");
     p.socket.pause();
     const pad = "p".repeat(64 * 1024);
     let sent = 0;
     let toB = 0;
     // Socket buffers absorb a few MB first; after that a's own queue grows until the limit trips.
-    for (let i = 0; i < 2000 && a.mesh.send("slow", { kind: "bulk", n: i, pad }); i++) {
+    for (let i = 0; i < 2000 && a.mesh.send(nid("slow"), { kind: "bulk", n: i, pad }); i++) {
       sent++;
-      if (i % 10 === 0 && a.mesh.send("b", { kind: "bulk-b", n: toB })) toB++;
+      if (i % 10 === 0 && a.mesh.send(nid("b"), { kind: "bulk-b", n: toB })) toB++;
     }
     expect(sent).toBeLessThan(2000);
-    await waitFor(() => a.downs.some((d) => d.id === "slow"), 2000, "slow peer down");
-    expect(a.downs.find((d) => d.id === "slow")!.reason).toBe("slow-peer");
+    await waitFor(() => a.downs.some((d) => d.id === nid("slow")), 2000, "slow peer down");
+    expect(a.downs.find((d) => d.id === nid("slow"))!.reason).toBe("slow-peer");
     expect(a.mesh.rejects()["slow-peer"]).toBe(1);
-    expect(a.mesh.connected()).toEqual(["b"]);
+    expect(a.mesh.connected()).toEqual([nid("b")]);
     await waitFor(() => b.got.filter((g) => (g.msg as { kind: string }).kind === "bulk-b").length === toB, 5000, "all messages to b");
     expect(toB).toBeGreaterThan(3);
     await exchange(a, b, "after-slow");
@@ -248,10 +254,10 @@ describe("mesh", () => {
 
   test("a message too large to frame is refused without throwing or breaking the link", async () => {
     const [a, b] = [await node("a", { maxFrameBytes: 4096 }), await node("b", { maxFrameBytes: 4096 })];
-    a.mesh.dial(b.addr(), "b");
+    a.mesh.dial(b.addr(), nid("b"));
     await waitFor(() => isUp(a, b) && isUp(b, a), 3000, "a-b up");
-    expect(a.mesh.send("b", { kind: "big", pad: "x".repeat(5000) })).toBe(false);
-    expect(a.mesh.send("b", { kind: "cyclic", pad: 1n as unknown as string })).toBe(false);
+    expect(a.mesh.send(nid("b"), { kind: "big", pad: "x".repeat(5000) })).toBe(false);
+    expect(a.mesh.send(nid("b"), { kind: "cyclic", pad: 1n as unknown as string })).toBe(false);
     await exchange(a, b, "after-big");
     expect(b.mesh.rejects()).toEqual({});
   });
@@ -272,20 +278,20 @@ describe("mesh", () => {
   test("peer info: advertised address (wildcard host replaced by the source address) and socket address", async () => {
     const a = await node("a");
     const b = await node("b", { advertise: "0.0.0.0:6543" });
-    b.mesh.dial(a.addr(), "a");
+    b.mesh.dial(a.addr(), nid("a"));
     await waitFor(() => isUp(a, b) && isUp(b, a), 3000, "a-b up");
-    expect(a.ups[0]).toMatchObject({ id: "b", name: "name-b", addr: "127.0.0.1:6543" });
+    expect(a.ups[0]).toMatchObject({ id: nid("b"), name: "name-b", addr: "127.0.0.1:6543" });
     expect(a.ups[0]!.remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(b.ups[0]).toMatchObject({ id: "a", addr: a.addr(), remoteAddress: a.addr() });
+    expect(b.ups[0]).toMatchObject({ id: nid("a"), addr: a.addr(), remoteAddress: a.addr() });
   });
 
   test("wrong-peer: an address that answers with another node id is not accepted", async () => {
     const [a, b] = [await node("a"), await node("b")];
-    a.mesh.dial(b.addr(), "someone-else");
+    a.mesh.dial(b.addr(), nid("someone"));
     await waitFor(() => (a.mesh.rejects()["wrong-peer"] ?? 0) >= 2, 3000, "repeated wrong-peer rejects (with backoff)");
     expect(a.mesh.connected()).toEqual([]);
     a.mesh.forget(b.addr());
-    a.mesh.dial(b.addr(), "b");
+    a.mesh.dial(b.addr(), nid("b"));
     await waitFor(() => isUp(a, b) && isUp(b, a), 3000, "a-b up after correcting the id");
   });
 });

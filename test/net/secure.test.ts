@@ -1,9 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { Channel, SealError, deriveKeys, helloProblem, helloSchema, makeHello, open, proofFor, seal, verifyProof } from "../../src/net/secure.ts";
+import { nid } from "./helpers.ts";
 
 const secret = "correct horse battery staple";
-const d = makeHello({ cluster: "c1", nodeId: "node-a", name: "a", addr: "127.0.0.1:1", dialer: true });
-const a = makeHello({ cluster: "c1", nodeId: "node-b", name: "b", addr: "127.0.0.1:2", dialer: false });
+const d = makeHello({ cluster: "c1", nodeId: nid("node-a"), name: "a", addr: "127.0.0.1:1", dialer: true });
+const a = makeHello({ cluster: "c1", nodeId: nid("node-b"), name: "b", addr: "127.0.0.1:2", dialer: false });
 
 function sealError(fn: () => unknown): SealError {
   try {
@@ -19,7 +20,16 @@ describe("handshake", () => {
   test("hello has the documented shape and a fresh 32-byte nonce", () => {
     expect(helloSchema.parse(d)).toEqual(d);
     expect(d.nonce).toMatch(/^[0-9a-f]{64}$/);
-    expect(makeHello({ cluster: "c1", nodeId: "x", name: "", addr: "h:1", dialer: true }).nonce).not.toBe(d.nonce);
+    expect(makeHello({ cluster: "c1", nodeId: nid("x"), name: "", addr: "h:1", dialer: true }).nonce).not.toBe(d.nonce);
+  });
+
+  test("a hello whose node id is outside NodeIdSchema fails the schema (issue 10: any string up to 64 was taken)", () => {
+    for (const bad of ["evil node", "a", "node-a", "ABCDEF0123456789", "0".repeat(17), ""]) {
+      const r = helloSchema.safeParse({ ...d, nodeId: bad });
+      expect(r.success).toBe(false);
+      expect(r.error?.issues.map((i) => i.path.join("."))).toEqual(["nodeId"]);
+    }
+    expect(helloSchema.safeParse({ ...d, nodeId: "0123456789abcdef" }).success).toBe(true);
   });
 
   test("both proofs verify with the shared secret", () => {
@@ -56,10 +66,10 @@ describe("handshake", () => {
   });
 
   test("hello problems: wrong cluster, self, role", () => {
-    const me = { cluster: "c1", nodeId: "node-b" };
+    const me = { cluster: "c1", nodeId: nid("node-b") };
     expect(helloProblem(me, d, true)).toBeUndefined();
     expect(helloProblem(me, { ...d, cluster: "other" }, true)).toBe("wrong-cluster");
-    expect(helloProblem(me, { ...d, nodeId: "node-b" }, true)).toBe("self");
+    expect(helloProblem(me, { ...d, nodeId: nid("node-b") }, true)).toBe("self");
     expect(helloProblem(me, d, false)).toBe("wrong-role");
   });
 });

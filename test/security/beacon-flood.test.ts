@@ -6,7 +6,7 @@ import { afterEach, expect, test } from "bun:test";
 import dgram from "node:dgram";
 import { memoryLogger } from "../../src/log.ts";
 import { Beacon } from "../../src/net/beacon.ts";
-import { waitFor } from "../net/helpers.ts";
+import { nid, waitFor } from "../net/helpers.ts";
 import { freeUdpPort } from "../net/helpers.ts";
 
 const cleanup: Array<() => unknown> = [];
@@ -14,9 +14,10 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-function beacon(nodeId: string, port: number, peers: string[], seen: string[] = []): Beacon {
+/** A beacon with node id nid(label). */
+function beacon(label: string, port: number, peers: string[], seen: string[] = []): Beacon {
   const b = new Beacon({
-    cluster: "flood", secret: "flood-secret-flood-secret-flood-secret", nodeId, nodeName: nodeId, role: "database",
+    cluster: "flood", secret: "flood-secret-flood-secret-flood-secret", nodeId: nid(label), nodeName: label, role: "database",
     port, bindHost: "127.0.0.1", broadcast: [], peers, meshAddr: () => "127.0.0.1:7401",
     intervalMs: 50, maxAgeMs: 5000, log: memoryLogger(), onAnnouncement: (a) => seen.push(a.nodeId),
   });
@@ -53,7 +54,7 @@ test("a bad-MAC flood from 4 addresses: event loop lag stays under 100 ms and re
   await a.start();
   const b = beacon("b", await freeUdpPort(), [`127.0.0.1:${port}`]);
   await b.start();
-  await waitFor(() => seen.includes("b"), 2000, "b heard before the flood");
+  await waitFor(() => seen.includes(nid("b")), 2000, "b heard before the flood");
 
   let maxLag = 0;
   let last = performance.now();

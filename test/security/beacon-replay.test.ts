@@ -10,7 +10,7 @@ import { PeerTable } from "../../src/agent/peers.ts";
 import { configSchema } from "../../src/config/schema.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { encodeAnnouncement } from "../../src/net/beacon-codec.ts";
-import { waitFor } from "../net/helpers.ts";
+import { nid, waitFor } from "../net/helpers.ts";
 import { freeUdpPort } from "../net/helpers.ts";
 
 const SECRET = "replay-test-secret-0123456789abcdef";
@@ -34,10 +34,11 @@ async function freeTcpPort(): Promise<number> {
   return port;
 }
 
-/** One agent's transport: beacon on `port` announcing to `peers`, mesh on a free loopback port. */
-async function agent(id: string, port: number, peers: string[]) {
+/** One agent's transport (node id nid(label)): beacon on `port` announcing to `peers`, mesh on a free loopback port. */
+async function agent(label: string, port: number, peers: string[]) {
+  const id = nid(label);
   const cfg = configSchema.parse({
-    cluster: "replay", secret: SECRET, node_name: id, state_dir: "/nonexistent",
+    cluster: "replay", secret: SECRET, node_name: label, state_dir: "/nonexistent",
     discovery: { port, broadcast: [], peers, interval_ms: 100, max_age_ms: 30_000 },
     mesh: { listen: `127.0.0.1:${await freeTcpPort()}` },
   });
@@ -47,7 +48,7 @@ async function agent(id: string, port: number, peers: string[]) {
   cleanup.push(stop);
   await t.mesh.start();
   await t.beacon.start();
-  const peer = (pid: string) => table.list().find((p) => p.id === pid);
+  const peer = (peerLabel: string) => table.list().find((p) => p.id === nid(peerLabel));
   return { ...t, table, peer, stop };
 }
 
@@ -80,7 +81,7 @@ test("a valid beacon alone (a holder of the secret, no mesh connection) gives a 
   const pr = await freeUdpPort();
   const r = await agent("r", pr, []);
   const forger = await udp("127.0.0.77");
-  const d = encodeAnnouncement(SECRET, { cluster: "replay", nodeId: "x", name: "x", mesh: "127.0.0.77:1", role: "database", ts: Date.now(), extra: {} });
+  const d = encodeAnnouncement(SECRET, { cluster: "replay", nodeId: nid("x"), name: "x", mesh: "127.0.0.77:1", role: "database", ts: Date.now(), extra: {} });
   forger.send(d, pr, "127.0.0.1");
   await waitFor(() => r.peer("x") !== undefined, 3000, "the announcement accepted");
   expect(r.peer("x")?.address).toBe(""); // the mesh never authenticated it: nothing for pg_hba or an upstream

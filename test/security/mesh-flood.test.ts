@@ -6,16 +6,17 @@ import net from "node:net";
 import { z } from "zod";
 import { memoryLogger } from "../../src/log.ts";
 import { Mesh } from "../../src/net/mesh.ts";
-import { waitFor } from "../net/helpers.ts";
+import { nid, waitFor } from "../net/helpers.ts";
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-function mesh(id: string): Mesh {
+/** A mesh node with id nid(label). */
+function mesh(label: string): Mesh {
   const m = new Mesh({
-    cluster: "flood", secret: "flood-secret", nodeId: id, nodeName: id, listenHost: "127.0.0.1", listenPort: 0,
+    cluster: "flood", secret: "flood-secret", nodeId: nid(label), nodeName: label, listenHost: "127.0.0.1", listenPort: 0,
     maxFrameBytes: 1 << 20, pingMs: 200, deadMs: 2000, handshakeMs: 3000, maxBufferedBytes: 1 << 20,
     backoffMinMs: 50, backoffMaxMs: 400, messageSchema: z.unknown(), log: memoryLogger(),
     onMessage: () => {}, onPeerUp: () => {}, onPeerDown: () => {},
@@ -52,10 +53,10 @@ test("100 idle pre-auth sockets from 10 sources: a restarting peer reconnects wi
   await a.start();
   const b1 = mesh("b");
   await b1.start();
-  b1.dial(`127.0.0.1:${a.address().port}`, "a");
-  await waitFor(() => a.connected().includes("b"), 3000, "b up before the flood");
+  b1.dial(`127.0.0.1:${a.address().port}`, nid("a"));
+  await waitFor(() => a.connected().includes(nid("b")), 3000, "b up before the flood");
   await b1.stop();
-  await waitFor(() => !a.connected().includes("b"), 3000, "b down");
+  await waitFor(() => !a.connected().includes(nid("b")), 3000, "b down");
 
   const sources = Array.from({ length: 10 }, (_, i) => `127.0.0.${i + 2}`);
   const f = flood(a.address().port, sources, 10);
@@ -65,8 +66,8 @@ test("100 idle pre-auth sockets from 10 sources: a restarting peer reconnects wi
   const b2 = mesh("b");
   await b2.start();
   const t0 = performance.now();
-  b2.dial(`127.0.0.1:${a.address().port}`, "a");
-  await waitFor(() => a.connected().includes("b") && b2.connected().includes("a"), 2000, "b to reconnect during the flood");
+  b2.dial(`127.0.0.1:${a.address().port}`, nid("a"));
+  await waitFor(() => a.connected().includes(nid("b")) && b2.connected().includes(nid("a")), 2000, "b to reconnect during the flood");
   const took = performance.now() - t0;
   expect(f.open()).toBeGreaterThanOrEqual(60); // the flood was still going
   f.stop();
@@ -85,7 +86,7 @@ test("one source cannot hold more than a few handshakes; silent ones are cut bef
   expect(performance.now() - t0).toBeLessThan(2000);
   const b = mesh("b");
   await b.start();
-  b.dial(`127.0.0.1:${a.address().port}`, "a");
-  await waitFor(() => a.connected().includes("b"), 1000, "b connects while one source floods");
+  b.dial(`127.0.0.1:${a.address().port}`, nid("a"));
+  await waitFor(() => a.connected().includes(nid("b")), 1000, "b connects while one source floods");
   f.stop();
 }, 15_000);
