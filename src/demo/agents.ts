@@ -1,8 +1,12 @@
 // The demo's agent processes: each in its own process group (a terminal's Ctrl-C reaches only
 // the demo, which then stops them in order), output appended to a log file in the scratch dir.
-import { spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+// Started as root, the demo runs them as the PostgreSQL OS user, as deploy/pgherd.service does.
+import { spawn, spawnSync } from "node:child_process";
+import { closeSync, constants as C, openSync, readFileSync } from "node:fs";
 import type { DemoNode } from "./config.ts";
+
+/** The OS user an agent runs as when the demo runs as root. */
+export interface RunAs { name: string; uid: number; gid: number; home: string }
 
 export class AgentProc {
   readonly pid: number;
@@ -10,15 +14,16 @@ export class AgentProc {
   exitSignal: string | null = null;
   readonly exited: Promise<void>;
 
-  constructor(readonly node: DemoNode, pgherd: readonly string[]) {
-    const fd = openSync(node.logFile, "a", 0o644);
+  constructor(readonly node: DemoNode, pgherd: readonly string[], as?: RunAs) {
+    // The node's directory belongs to the agents' user: never follow a link it may have put there.
+    const fd = openSync(node.logFile, C.O_WRONLY | C.O_APPEND | C.O_CREAT | C.O_NOFOLLOW, 0o644);
     try {
       const [bin, ...pre] = pgherd;
       if (!bin) throw new Error("empty pgherd command");
-      const env = { ...process.env };
+      const env: Record<string, string | undefined> = { ...process.env, ...(as ? { HOME: as.home, USER: as.name, LOGNAME: as.name } : {}) };
       delete env.PGHERD_CONFIG; // --config decides; never an inherited path
       const child = spawn(bin, [...pre, "agent", "--config", node.configPath], {
-        cwd: node.dir, env, detached: true, stdio: ["ignore", fd, fd],
+        cwd: node.dir, env, detached: true, stdio: ["ignore", fd, fd], ...(as ? { uid: as.uid, gid: as.gid } : {}),
       });
       this.exited = new Promise((resolve) => {
         child.once("exit", (code, signal) => { this.exitCode = code; this.exitSignal = signal; resolve(); });
@@ -58,6 +63,15 @@ export class AgentProc {
   private signal(sig: NodeJS.Signals): void {
     try { process.kill(this.pid, sig); } catch { /* already gone */ }
   }
+}
+
+/** Why `as` cannot run the pgherd command (`pgherd version`), or null when it can. */
+export function cannotRun(pgherd: readonly string[], as: RunAs): string | null {
+  const [bin, ...pre] = pgherd;
+  if (!bin) return "empty pgherd command";
+  const r = spawnSync(bin, [...pre, "version"], { uid: as.uid, gid: as.gid, cwd: "/", timeout: 30_000, encoding: "utf8", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: as.home } });
+  if (r.status === 0) return null;
+  return (r.error?.message ?? r.stderr?.trim()) || `exit ${r.status ?? r.signal}`;
 }
 
 /** Last `n` lines of a log file ("" if unreadable). */

@@ -35,7 +35,7 @@ export function demoNodes(scratch: string, ports: readonly number[]): DemoNode[]
   });
 }
 
-export function renderDemoConfig(n: DemoNode, o: { secret: string; beaconPort: number; osUser: string }): string {
+export function renderDemoConfig(n: DemoNode, o: { secret: string; token: string; beaconPort: number; osUser: string }): string {
   const q = JSON.stringify;
   const text = `# pgherd demo node ${n.name}: written by \`pgherd demo\`; every key is in pgherd.toml.example.
 cluster = ${q(DEMO_CLUSTER)}
@@ -53,6 +53,7 @@ listen = "127.0.0.1:${n.meshPort}"
 
 [api]
 listen = "127.0.0.1:${n.apiPort}"
+token = ${q(o.token)}
 
 [postgres]
 data_dir = ${q(n.dataDir)}

@@ -20,7 +20,7 @@ export function summary(a: ClusterAnswer): string {
 
 const sh = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
 
-export function printReady(o: { display: string; keep: boolean }, say: Say, a: ClusterAnswer, seconds: number, bins: PgBins, nodes: DemoNode[], scratch: string): void {
+export function printReady(o: { display: string; keep: boolean; tokenFile: string }, say: Say, a: ClusterAnswer, seconds: number, bins: PgBins, nodes: DemoNode[], scratch: string): void {
   const psqlBin = existsSync(join(bins.dir, "psql")) ? join(bins.dir, "psql") : "psql";
   const api = `http://127.0.0.1:${nodes[0]!.apiPort}`;
   say(`\nready: 1 primary and ${DEMO_SIZE - 1} streaming standbys after ${seconds.toFixed(1)} s\n`);
@@ -36,10 +36,28 @@ export function printReady(o: { display: string; keep: boolean }, say: Say, a: C
   say("  (the primary takes writes; standbys are read-only hot standbys)");
   say("Watch the cluster:");
   say(`  ${o.display} cluster ls --watch --api ${api}`);
+  printActions(say, o.display, a, nodes, o.tokenFile);
   say("Logs:");
   say(`  agents:     tail -f ${sh(scratch)}/node*/agent.log`);
   say(`  PostgreSQL: ${sh(scratch)}/node*/*postgresql*.log`);
   say(`Stop: press Ctrl-C (stops the agents, then the PostgreSQL servers${o.keep ? "" : `, and removes ${scratch}`})`);
+}
+
+/** How to try the actions: the token comes from $PGHERD_TOKEN or --token-file, never the command line. */
+function printActions(say: Say, display: string, a: ClusterAnswer, nodes: DemoNode[], tokenFile: string): void {
+  const api = (name: string | undefined) => `http://127.0.0.1:${(nodes.find((n) => n.name === name) ?? nodes[0]!).apiPort}`;
+  const standbys = a.view.members.filter((m) => m.id !== a.view.primary).map((m) => m.name).sort();
+  const [s1, s2] = [standbys[0] ?? "node2", standbys[1] ?? standbys[0] ?? "node3"];
+  const cmd = (args: string) => say(`  ${display} ${args}`);
+  say(`Actions need the API token, in ${tokenFile} (mode 0600, only you may read it):`);
+  say(`  export PGHERD_TOKEN="$(cat ${sh(tokenFile)})"`);
+  cmd(`switchover --api ${api(s1)} --to ${s1}          # planned handover of the primary`);
+  cmd(`pause --api ${api(s1)}                     # maintenance mode: no automatic action`);
+  cmd(`resume --api ${api(s1)}`);
+  cmd(`config set durability=strict --api ${api(s1)}   # quorum (default), strict or async`);
+  cmd(`rejoin --api ${api(s2)}                    # rebuild ${s2} as a standby (pg_rewind, else a clone)`);
+  cmd(`failover --api ${api(s2)} --to ${s2} --force   # promote ${s2}; without --force only when the leader is gone`);
+  say(`  (or, instead of $PGHERD_TOKEN, add --token-file ${sh(tokenFile)} to each command)`);
 }
 
 export function printLogTails(say: Say, nodes: DemoNode[]): void {

@@ -1,14 +1,15 @@
 // `npm run demo` / `pgherd demo`: three agents and three PostgreSQL servers on loopback under a
 // scratch directory, in the foreground until SIGINT/SIGTERM. The entry points only differ in
 // how they run pgherd (dist/pgherd, or the executable itself).
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
+import { join } from "node:path";
 import { renderTable } from "../cli/cmd-cluster.ts";
 import { generateSecret } from "../cli/starter.ts";
 import type { Logger } from "../log.ts";
 import { findBinDir, type PgBins } from "../postgres/binaries.ts";
 import { isRoot, lookupOsUser } from "../postgres/users.ts";
-import { AgentProc } from "./agents.ts";
+import { AgentProc, cannotRun, type RunAs } from "./agents.ts";
 import { DEMO_SIZE, demoNodes, renderDemoConfig, type DemoNode } from "./config.ts";
 import type { DemoOptions } from "./options.ts";
 import { freeTcpPorts, freeUdpPort } from "./ports.ts";
@@ -41,14 +42,19 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
     say(`pgherd demo needs PostgreSQL server binaries: ${(e as Error).message}`);
     return 1;
   }
-  // As root, PostgreSQL runs as "postgres" (it refuses to run as root); otherwise as ourselves.
+  // Started as root, the agents and PostgreSQL run as "postgres", as deploy/pgherd.service runs
+  // them (PostgreSQL refuses root anyway); otherwise everything runs as ourselves.
   const osUser = isRoot() ? "postgres" : userInfo().username;
+  let runAs: RunAs | undefined;
   if (isRoot()) {
-    const missing = await lookupOsUser(osUser).then(() => null, (e: Error) => e.message);
-    if (missing) {
-      say(`pgherd demo runs PostgreSQL as the OS user "postgres" when started as root: ${missing}`);
+    const u = await lookupOsUser(osUser).catch((e: Error) => e);
+    const why = u instanceof Error ? u.message : cannotRun(i.pgherd.argv, u);
+    if (why || u instanceof Error) {
+      say(`pgherd demo runs the agents and PostgreSQL as the OS user "postgres" when started as root, and that failed: ${why}`);
+      if (!(u instanceof Error)) say(`(the user must be able to run ${i.pgherd.argv.join(" ")}: put pgherd where it can read it, e.g. /usr/local/bin)`);
       return 1;
     }
+    runAs = u;
   }
 
   // /tmp, not $TMPDIR: the postgres user must traverse it, and socket paths must stay short.
@@ -68,21 +74,28 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
     const beaconPort = await freeUdpPort();
     nodes = demoNodes(scratch, ports);
     const secret = generateSecret();
+    // Actions need the API token: the agents get it in their configs, the operator in a file only
+    // they may read (for $PGHERD_TOKEN or --token-file).
+    const token = generateSecret();
+    const tokenFile = join(scratch, "api.token");
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     for (const n of nodes) {
       mkdirSync(n.dir);
-      chmodSync(n.dir, 0o755); // traversable by the postgres user; the agent owns its files
-      writeFileSync(n.configPath, renderDemoConfig(n, { secret, beaconPort, osUser }), { mode: 0o600 });
+      chmodSync(n.dir, 0o755); // others may read the logs; the agent's state and data dirs are its own
+      writeFileSync(n.configPath, renderDemoConfig(n, { secret, token, beaconPort, osUser }), { mode: 0o600 });
+      // The agent's own: it creates its state, data and socket dirs here, and refuses a config file another user owns.
+      if (runAs) for (const p of [n.configPath, n.dir]) chownSync(p, runAs.uid, runAs.gid);
     }
     say(`pgherd demo: ${DEMO_SIZE} agents and ${DEMO_SIZE} PostgreSQL ${bins.version} servers on 127.0.0.1, under ${scratch}`);
-    say(`  discovery: UDP broadcast to 127.255.255.255:${beaconPort}; PostgreSQL runs as OS user ${osUser}`);
+    say(`  discovery: UDP broadcast to 127.255.255.255:${beaconPort}; the agents and PostgreSQL run as OS user ${osUser}`);
     for (const n of nodes) {
-      agents.push(new AgentProc(n, i.pgherd.argv));
+      agents.push(new AgentProc(n, i.pgherd.argv, runAs));
       say(`  ${n.name}: agent pid ${agents.at(-1)!.pid}, api 127.0.0.1:${n.apiPort}, mesh :${n.meshPort}, postgres :${n.pgPort}, log ${n.logFile}`);
     }
     say(`waiting for one primary and ${DEMO_SIZE - 1} streaming standbys (up to ${i.options.timeoutSec} s)...`);
     const r = await waitReady(i, nodes, agents, say);
     if (r.kind === "ready") {
-      printReady({ display: i.pgherd.display, keep: i.options.keep }, say, r.answer, r.seconds, bins, nodes, scratch);
+      printReady({ display: i.pgherd.display, keep: i.options.keep, tokenFile }, say, r.answer, r.seconds, bins, nodes, scratch);
       await watchUntilStopped(i.stop, agents, say);
       code = 0;
     } else if (r.kind === "aborted") {

@@ -1,4 +1,5 @@
-// Run PostgreSQL tools as child processes: as os_user when we are root, in their own process
+// Run PostgreSQL tools as child processes: as os_user (switched to when we are root, else we must
+// already be that user: a non-root agent cannot run a tool as someone else), in their own process
 // group (so a timeout kills helpers too), with a minimal, explicit environment (no inherited
 // PG* variables; LC_ALL=C so messages we parse are English), and one log line per run with
 // exit code, duration and stderr tail. Secrets (args, env, stdin) are masked in every log line.
@@ -15,7 +16,7 @@ const plain = (v: string | Secret): string => (isSecret(v) ? v.secret : v);
 export interface ToolSpec {
   bin: string;
   args: ReadonlyArray<string | Secret>;
-  /** OS user to run as; honoured only when we are root (otherwise we already are that user or cannot switch). */
+  /** OS user to run as: switched to when we are root; otherwise we must already be that user (else ToolError "spawn"). */
   user?: string;
   env?: Readonly<Record<string, string | Secret>>;
   timeoutMs: number;
@@ -71,6 +72,7 @@ export async function runTool(spec: ToolSpec): Promise<ToolResult> {
   const secrets = collectSecrets(spec);
   const redact = (s: string) => secrets.reduce((acc, v) => acc.split(v).join("***"), s);
   const asUser = spec.user !== undefined && isRoot() ? await lookupOsUser(spec.user) : undefined;
+  if (spec.user !== undefined && !isRoot()) await mustAlreadyBe(spec.user, name);
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
     LC_ALL: "C",
@@ -150,6 +152,15 @@ export async function runTool(spec: ToolSpec): Promise<ToolResult> {
   else if (spec.quiet) spec.log.debug(msg);
   else spec.log.info(msg);
   return res;
+}
+
+/** Not root: the tool runs as ourselves, so we must be `user`, or it would run as the wrong account. */
+async function mustAlreadyBe(user: string, tool: string): Promise<void> {
+  const u = await lookupOsUser(user);
+  const me = process.getuid?.();
+  if (me === undefined || me === u.uid) return;
+  throw new ToolError(tool, "spawn", null, "", 0,
+    `${tool}: must run as the OS user "${user}" (uid ${u.uid}), but this process runs as uid ${me}, which is neither that user nor root: run the agent as "${user}" or set postgres.os_user to its user`);
 }
 
 /** Like runTool but throws a ToolError unless the tool exited 0 within its deadline. */

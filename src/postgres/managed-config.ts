@@ -23,7 +23,7 @@ export interface ManagedConfig {
   osUser: string;
   conf: PgherdConfParams;
   hba: HbaParams;
-  /** OS users allowed to connect locally as the superuser (peer map). Default: os_user and the agent's own user. */
+  /** OS users allowed to connect locally as the superuser (peer map). Default: os_user, the agent's own user and root (who can become os_user anyway). */
   localOsUsers?: ReadonlyArray<string>;
   /** true → standby.signal present; false → removed. */
   standby: boolean;
@@ -57,7 +57,7 @@ async function writeIn(dir: SafeDir, m: ManagedConfig, owner: Owner): Promise<Wr
   // Render everything first: a validation error must not leave half the files rewritten.
   const conf = renderPgherdConf(m.conf);
   const agentUser = isRoot() ? "root" : userInfo().username;
-  const ident = renderIdentBlock(m.hba.superuser, m.localOsUsers ?? [m.osUser, agentUser]);
+  const ident = renderIdentBlock(m.hba.superuser, m.localOsUsers ?? [m.osUser, agentUser, "root"]);
   const hbaText = mergeManagedBlock(await read("pg_hba.conf"), renderHbaBlock(m.hba));
   const identText = mergeManagedBlock(await read("pg_ident.conf"), ident);
   const pgConf = withIncludeLine(await read("postgresql.conf"));

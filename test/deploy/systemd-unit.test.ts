@@ -1,11 +1,13 @@
 // deploy/pgherd.service: the keys the install guide relies on, `systemd-analyze verify` with no
-// warning at all, and the unit's capability bounding set + NoNewPrivileges applied (with setpriv)
-// to a real cluster: agents, initdb, pg_basebackup, pg_ctl and PostgreSQL must all still work.
+// warning at all, and the unit's user, empty capability bounding set and NoNewPrivileges applied
+// (with setpriv) to a real cluster: agents, initdb, pg_basebackup, pg_ctl and PostgreSQL must all
+// still work as the postgres OS user without any privilege.
 import { requireReal } from "../helpers/require.ts";
 import { expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY, ensureBuilt, ROOT } from "../../scripts/build.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { findBinDir } from "../../src/postgres/binaries.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
 import { Proc, run } from "../helpers/proc.ts";
@@ -46,14 +48,20 @@ test("the unit has the keys docs/install.md relies on", () => {
   expect(get("Service", "RestartPreventExitStatus")).toBe("2"); // config errors exit 2: no restart loop
   expect(get("Service", "KillMode")).toBe("process"); // restarting the agent leaves PostgreSQL running
   expect(get("Service", "TimeoutStopSec")).toMatch(/^\d+s?$/);
-  expect(get("Service", "User") ?? "root").toBe("root");
+  // Least privilege (issue 10): the PostgreSQL OS user, no capability at all, no way to gain one.
+  expect(get("Service", "User")).toBe("postgres");
+  expect(get("Service", "Group")).toBe("postgres");
+  expect(get("Service", "CapabilityBoundingSet")).toBe("");
+  expect(get("Service", "AmbientCapabilities") ?? "").toBe("");
+  expect(get("Service", "NoNewPrivileges")).toBe("yes");
+  // systemd creates state_dir's default for that user.
+  const defaults = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(32)}"\n`, "pgherd.toml");
+  expect(`/var/lib/${get("Service", "StateDirectory")}`).toBe(defaults.state_dir);
+  expect(get("Service", "StateDirectoryMode")).toBe("0700");
   expect(get("Install", "WantedBy")).toBe("multi-user.target");
   // Settings that would break PostgreSQL, which inherits the sandbox.
   expect(get("Service", "PrivateTmp") ?? "no").toBe("no");
   expect(get("Service", "MemoryDenyWriteExecute") ?? "no").toBe("no");
-  for (const cap of ["CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_KILL"]) {
-    expect(get("Service", "CapabilityBoundingSet")?.split(/\s+/)).toContain(cap);
-  }
 });
 
 const analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].find(existsSync);
@@ -81,15 +89,28 @@ const sandboxSkip = !isRoot()
     : !(await findBinDir().then(() => true, () => false))
       ? "no PostgreSQL binaries"
       : !(await lookupOsUser("postgres").then(() => true, () => false)) ? "no OS user postgres" : null;
-test("a cluster works under the unit's capability bounding set and NoNewPrivileges", async () => {
-  requireReal("the unit's capability test", sandboxSkip);
+test("a cluster works as the unit's user, under its capability bounding set and NoNewPrivileges", async () => {
+  requireReal("the unit's sandbox test", sandboxSkip);
   ensureBuilt();
-  const caps = (get("Service", "CapabilityBoundingSet") ?? "").split(/\s+/).map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`);
+  const user = get("Service", "User")!;
+  const u = await lookupOsUser(user);
+  const caps = (get("Service", "CapabilityBoundingSet") ?? "").split(/\s+/).filter(Boolean).map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`);
   expect(get("Service", "NoNewPrivileges")).toBe("yes");
-  // setpriv limits the bounding set of everything below it, as systemd would for the service.
-  const demo = new Proc(["setpriv", "--no-new-privs", "--bounding-set", ["-all", ...caps].join(","), "--", BINARY, "demo"], { cwd: ROOT });
+  // setpriv switches to the unit's user and limits the bounding set of everything below it, as
+  // systemd would for the service; `pgherd demo` then runs agents and PostgreSQL as that user.
+  const demo = new Proc([
+    "setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--no-new-privs", "--bounding-set", ["-all", ...caps].join(","),
+    "--", BINARY, "demo",
+  ], { cwd: "/", env: { HOME: u.home, USER: user, LOGNAME: user } });
   try {
     await demo.waitForLine(/^ready: 1 primary and 2 streaming standbys/, 150_000);
+    const header = demo.lines.find((l) => /^pgherd demo: /.test(l)) ?? "";
+    const scratch = /under (\/tmp\/pgherd-demo-\S+)$/.exec(header)?.[1];
+    expect(scratch).toBeDefined();
+    // Every agent, watchdog and server of the demo: the unit's user, no capability.
+    const procs = processesUnder(scratch!);
+    expect(procs.length).toBeGreaterThanOrEqual(6);
+    for (const p of procs) expect({ pid: p.pid, uid: p.uid, capBnd: p.capBnd }).toEqual({ pid: p.pid, uid: String(u.uid), capBnd: "0000000000000000" });
     demo.kill("SIGINT");
     expect(await demo.waitExit(60_000)).toBe(0);
     expect(demo.lines.filter((l) => /warning|EPERM|EACCES|not permitted/i.test(l))).toEqual([]);
@@ -100,3 +121,17 @@ test("a cluster works under the unit's capability bounding set and NoNewPrivileg
     }
   }
 }, 240_000);
+
+/** Processes with an argument inside `dir`, with their effective uid and capability bounding set. */
+function processesUnder(dir: string): { pid: number; uid: string; capBnd: string }[] {
+  const out: { pid: number; uid: string; capBnd: string }[] = [];
+  for (const name of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    try {
+      if (!readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0").some((a) => a.startsWith(`${dir}/`))) continue;
+      const status = readFileSync(`/proc/${name}/status`, "utf8");
+      const field = (k: string) => new RegExp(`^${k}:\\s+(.*)$`, "m").exec(status)?.[1] ?? "";
+      out.push({ pid: Number(name), uid: field("Uid").split(/\s+/)[1] ?? "", capBnd: field("CapBnd") });
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
+}

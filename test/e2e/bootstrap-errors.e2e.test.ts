@@ -87,7 +87,7 @@ describeCluster("bootstrap errors with real agents", {
 
   test("postgres.bin_dir that does not exist: the agent exits non-zero naming the key and the path", () => fx.c.diagnose(async () => {
     const n = await fx.c.addNode({ cluster: "nobin", secret: randomSecret(), postgres: { bin_dir: "/nonexistent" } });
-    const r = await n.host.exec([BINARY, "agent", "--config", n.configPath], { timeoutMs: 30_000 });
+    const r = await n.host.exec([BINARY, "agent", "--config", n.configPath], { timeoutMs: 30_000, user: "postgres" });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("postgres.bin_dir");
     expect(r.stderr).toContain("/nonexistent");

@@ -1,10 +1,13 @@
 // `npm run demo` end to end: the script runs as a child process from the repo, prints "ready",
 // its printed API shows 1 primary + 2 streaming standbys, a row written through the printed psql
-// command of the primary is read through a standby's, and SIGINT stops everything it started
-// (agents, their watchdogs, three postmasters with all their children) and removes its scratch dir.
+// command of the primary is read through a standby's, the printed actions work with the API token
+// it generated (from $PGHERD_TOKEN and from --token-file; refused without), its agents run as the
+// postgres OS user when it runs as root, and SIGINT stops everything it started (agents, their
+// watchdogs, three postmasters with all their children) and removes its scratch dir.
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
 import { ROOT } from "../../scripts/build.ts";
 import { findBinDir } from "../../src/postgres/binaries.ts";
@@ -83,11 +86,20 @@ test("npm run demo: ready, usable, and gone after Ctrl-C", async () => {
     expect(refused.stderr).toContain("read-only transaction");
   }
 
+  await tryActions(text, api!);
+
   // Everything the demo runs: agents, watchdogs, postmasters (by the scratch dir in their argv),
   // and every descendant of those (backends, walsenders, walreceivers: their titles name no path).
   const roots = processesUnder(scratch!);
   expect(roots.filter((p) => p.argv.includes("agent"))).toHaveLength(3);
   expect(roots.filter((p) => p.argv[0]?.endsWith("/postgres"))).toHaveLength(3);
+  if (isRoot()) {
+    // As deploy/pgherd.service: agents and their watchdogs run as postgres, never as root.
+    const pg = await lookupOsUser("postgres");
+    const pgherds = roots.filter((p) => p.argv.includes("agent") || p.argv.includes("watchdog"));
+    expect(pgherds.length).toBeGreaterThanOrEqual(3);
+    expect(pgherds.map((p) => ({ argv: p.argv.join(" "), uid: uidOf(p.pid) }))).toEqual(pgherds.map((p) => ({ argv: p.argv.join(" "), uid: pg.uid })));
+  }
   const tree = withDescendants(roots.map((p) => p.pid));
   expect(tree.length).toBeGreaterThan(roots.length + 10); // 3 servers each have ≥ 5 children
 
@@ -116,11 +128,67 @@ test("bad options exit 2 naming the problem, before starting anything", async ()
   expect(`${script.stdout}${typo.stdout}${cli.stdout}`).not.toContain("pgherd demo:");
 });
 
+/**
+ * The token file and the action commands the demo printed: a token of at least 32 characters in
+ * a 0600 file of ours, the same token in every node's 0600 config (owned by the agents' user),
+ * actions refused without it, run with it from $PGHERD_TOKEN and from --token-file. The switchover
+ * goes last: it moves the primary, and the demo must still stop cleanly afterwards.
+ */
+async function tryActions(text: string, api: string): Promise<void> {
+  const tokenFile = /export PGHERD_TOKEN="\$\(cat (\S+)\)"/.exec(text)?.[1];
+  expect(tokenFile).toBeDefined();
+  const st = statSync(tokenFile!);
+  expect({ mode: (st.mode & 0o777).toString(8), uid: st.uid }).toEqual({ mode: "600", uid: process.getuid!() });
+  const token = readFileSync(tokenFile!, "utf8").trim();
+  expect(token.length).toBeGreaterThanOrEqual(32);
+  const agentUid = isRoot() ? (await lookupOsUser("postgres")).uid : process.getuid!();
+  for (const node of ["node1", "node2", "node3"]) {
+    const cfg = join(scratch!, node, "pgherd.toml");
+    const cst = statSync(cfg);
+    expect({ node, mode: (cst.mode & 0o777).toString(8), uid: cst.uid }).toEqual({ node, mode: "600", uid: agentUid });
+    expect(z.object({ api: z.object({ token: z.string() }) }).parse(parseToml(readFileSync(cfg, "utf8"))).api.token).toBe(token);
+  }
+  for (const verb of ["switchover", "failover", "rejoin", "pause", "resume", "config set"]) {
+    expect(text).toMatch(new RegExp(`^\\s+\\S*pgherd ${verb} .*--api http://127\\.0\\.0\\.1:\\d+`, "m"));
+  }
+  // A printed command: argv without the trailing comment.
+  const printed = (verb: string) => /^\s+(\S*pgherd .*?)\s*(#.*)?$/m.exec(text.split("\n").find((l) => new RegExp(`^\\s+\\S*pgherd ${verb} `).test(l)) ?? "")?.[1]!.split(/\s+/) ?? [];
+  const cli = (argv: string[], env: Record<string, string>) => run(argv, { cwd: ROOT, timeoutMs: 60_000, env: { PGHERD_TOKEN: "", ...env } });
+  const view = async () => ClusterAnswer.parse(await (await fetch(`${api}/cluster`, { signal: AbortSignal.timeout(5_000) })).json()).view;
+
+  const refused = await cli(printed("pause"), {});
+  expect(refused.code).not.toBe(0);
+  expect((await view()).paused ?? false).toBe(false);
+  const paused = await cli(printed("pause"), { PGHERD_TOKEN: token });
+  expect({ code: paused.code, err: paused.stderr }).toEqual({ code: 0, err: "" });
+  await waitFor(async () => (await view()).paused === true, { timeoutMs: 15_000, what: "the cluster view to show paused" });
+  const resumed = await cli([...printed("resume"), "--token-file", tokenFile!], {});
+  expect({ code: resumed.code, err: resumed.stderr }).toEqual({ code: 0, err: "" });
+  await waitFor(async () => !(await view()).paused, { timeoutMs: 15_000, what: "the cluster view to show resumed" });
+  const set = await cli(printed("config set"), { PGHERD_TOKEN: token });
+  expect({ code: set.code, err: set.stderr }).toEqual({ code: 0, err: "" });
+
+  const switchover = printed("switchover");
+  const target = switchover[switchover.indexOf("--to") + 1];
+  const moved = await cli([...switchover, "--token-file", tokenFile!], {});
+  expect({ code: moved.code, err: moved.stderr }).toEqual({ code: 0, err: "" });
+  await waitFor(async () => {
+    const v = await view();
+    const p = v.members.find((m) => m.id === v.primary);
+    return p !== undefined && p.name === target && p.state === "running" && v.members.filter((m) => m.role === "standby" && m.state === "streaming").length === 2;
+  }, { timeoutMs: 60_000, what: `${target} to be the primary with two streaming standbys after the switchover` });
+}
+
+function uidOf(pid: number): number {
+  return Number(/^Uid:\s+\d+\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+}
+
 // ---- independent checks (not the demo's own code) ----
 
 const ClusterAnswer = z.object({
   view: z.object({
     primary: z.string().nullable(),
+    paused: z.boolean().optional(),
     members: z.array(z.object({ id: z.string(), name: z.string(), role: z.string(), state: z.string() })),
   }),
 });

@@ -2,9 +2,11 @@
 // or, with host = null, in this process's own namespace (loopback tests). Config, state and log
 // live under test-artifacts/<test>/<pid>/ (git-ignored) so a failed run can be read afterwards.
 //
-// A "database" agent runs PostgreSQL, so each one also gets a private data_dir in a scratch dir
-// under /tmp (the postgres user must reach it); stopAgents() stops what the agent left running
-// (PostgreSQL on purpose, the fencing watchdog) and removes it.
+// Agents run as the PostgreSQL OS user (PG_OS_USER), as deploy/pgherd.service runs them: the
+// agent's directory and its config (0600) belong to that user. A "database" agent runs
+// PostgreSQL, so each one also gets a private data_dir in a scratch dir under /tmp (the postgres
+// user must reach it); stopAgents() stops what the agent left running (PostgreSQL on purpose,
+// the fencing watchdog) and removes it.
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "smol-toml";
@@ -13,7 +15,7 @@ import { BINARY, ROOT } from "../../scripts/build.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import type { Host } from "./lab.ts";
 import { PG_OS_USER } from "./pg.ts";
-import { onExitCleanup, Proc, run, waitFor, type RunResult } from "./proc.ts";
+import { assertRunsAs, onExitCleanup, Proc, run, waitFor, type RunResult } from "./proc.ts";
 
 export interface AgentSpec {
   name: string;
@@ -97,6 +99,8 @@ export async function startAgent(host: Host | null, spec: AgentSpec): Promise<Ru
   const home = join(spec.dir, spec.name);
   rmSync(home, { recursive: true, force: true });
   mkdirSync(home, { recursive: true });
+  const u = await lookupOsUser(PG_OS_USER);
+  chownSync(home, u.uid, u.gid); // the agent creates its state dir here
   const configPath = join(home, "pgherd.toml");
   const stateDir = join(home, "state");
   const logFile = join(spec.dir, `${spec.name}.log`);
@@ -117,9 +121,10 @@ export async function startAgent(host: Host | null, spec: AgentSpec): Promise<Ru
     node_name: spec.name, state_dir: stateDir, postgres: { data_dir: dataDir },
   }, extra);
   writeFileSync(configPath, `${stringify(cfg)}\n`, { mode: 0o600 });
+  chownSync(configPath, u.uid, u.gid);
 
   const cmd = [AGENT_BINARY, "agent", "--config", configPath];
-  const proc = host ? host.spawn(cmd, { logFile }) : new Proc(cmd, { logFile });
+  const proc = host ? host.spawn(cmd, { logFile, user: PG_OS_USER }) : new Proc(cmd, { logFile, user: PG_OS_USER });
   const agent: RunningAgent = {
     name: spec.name, host, proc, configPath, stateDir, dataDir, logFile,
     status: async () => {
@@ -136,6 +141,7 @@ export async function startAgent(host: Host | null, spec: AgentSpec): Promise<Ru
   started.add(agent);
   try {
     await proc.waitForLine(/ api listening on /, STARTUP_MS);
+    assertRunsAs(proc.pid, PG_OS_USER, `agent ${spec.name}`); // never root (issue 10)
   } catch (e) {
     await stopAgents([agent]);
     throw new Error(`agent ${spec.name} did not start (log: ${logFile}): ${(e as Error).message}`);
@@ -184,11 +190,12 @@ onExitCleanup(() => {
   }
 });
 
-/** An empty data dir the postgres user owns, in a scratch dir of its own under /tmp. */
+/** An empty data dir the postgres user owns, in a scratch dir of its own (also the postgres user's) under /tmp. */
 async function makeDataDir(name: string): Promise<string> {
   const u = await lookupOsUser(PG_OS_USER);
   const scratch = mkdtempSync(`/tmp/pgherd-e2e-${name}-`);
   chmodSync(scratch, 0o755); // mkdtemp makes 0700; postgres must traverse it
+  chownSync(scratch, u.uid, u.gid); // the agent puts the socket dir, passfile and server log beside the data dir
   const dataDir = join(scratch, "pgdata");
   mkdirSync(dataDir, { mode: 0o700 });
   chownSync(dataDir, u.uid, u.gid);

@@ -6,8 +6,10 @@
 //   scratch  /tmp/pgherd-e2e-<tag>-XXXX/<node>/{pgherd.toml,state/,pgdata/,*.log}
 //   logs     test-artifacts/<test>/<pid>/<node>.log (agent, all runs), <node>-*.log (server logs, copied at destroy)
 //
+// Agents run as the PostgreSQL OS user (PG_OS_USER), as deploy/pgherd.service runs them: each
+// node's directory, config (0600) and data dir belong to that user, never to root.
 // The hosts share one filesystem, so the test process reaches every server through its unix
-// socket as root (peer auth through the pg_ident map the agent writes).
+// socket as root (peer auth through the pg_ident map the agent writes, which always admits root).
 // destroy() stops agents and servers, deletes the lab, copies the server logs and removes scratch.
 import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,7 +20,7 @@ import { BINARY, ROOT } from "../../scripts/build.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { createLab, labSupported, type Host, type Lab } from "./lab.ts";
 import { PG_OS_USER, pgBins, pgSkipReason } from "./pg.ts";
-import { onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
+import { assertRunsAs, onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
 
 const PG_PORT = 5432;
 const AGENT_STARTUP_MS = 20_000;
@@ -108,7 +110,7 @@ export class ClusterNode {
   /** Starts `pgherd agent` in the host's namespace and waits until its API listens. */
   async start(): Promise<void> {
     if (this.agent && !this.agent.exited) throw new Error(`agent ${this.name} is already running`);
-    const proc = this.host.spawn([BINARY, "agent", "--config", this.configPath], { logFile: this.logFile });
+    const proc = this.host.spawn([BINARY, "agent", "--config", this.configPath], { logFile: this.logFile, user: PG_OS_USER });
     this.agent = proc;
     this.runs.push(proc);
     try {
@@ -116,6 +118,7 @@ export class ClusterNode {
     } catch (e) {
       throw new Error(`agent ${this.name} did not start (log: ${this.logFile}): ${(e as Error).message}`);
     }
+    assertRunsAs(proc.pid, PG_OS_USER, `agent ${this.name}`); // never root (issue 10)
   }
 
   /** SIGTERM to the agent alone (never its process group: PostgreSQL must survive), SIGKILL if it hangs. */
@@ -416,7 +419,9 @@ export class PgCluster {
     const node = new ClusterNode(name, host, this.scratch, this.artifacts, clusterName, separate);
     mkdirSync(node.dir, { recursive: true, mode: 0o755 });
     chmodSync(node.dir, 0o755);
+    // The agent (as PG_OS_USER) creates its state dir, socket dir and server log in here.
     const u = await lookupOsUser(PG_OS_USER);
+    chownSync(node.dir, u.uid, u.gid);
     for (const [dir, wanted] of [[node.dataDir, (o.dataDir ?? "empty") === "empty"], [node.configuredSocketDir, separate]] as const) {
       if (!wanted || !dir) continue;
       mkdirSync(dir, { mode: 0o700 });
@@ -434,6 +439,7 @@ export class PgCluster {
       ...o.extra,
     };
     writeFileSync(node.configPath, stringify(cfg) + "\n", { mode: 0o600 });
+    chownSync(node.configPath, u.uid, u.gid);
     this.nodes.push(node);
     return node;
   }

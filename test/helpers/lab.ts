@@ -9,8 +9,7 @@
 // stale labs (owner dead) from a colleague's running one.
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { z } from "zod";
-import { mustRun, onExitCleanup, Proc, run, waitFor, type RunResult } from "./proc.ts";
+import { asUser, mustRun, onExitCleanup, Proc, run, waitFor, type RunResult } from "./proc.ts";
 
 export interface ExecOptions { timeoutMs?: number; env?: Record<string, string>; user?: string; input?: string }
 export interface SpawnOptions { env?: Record<string, string>; logFile?: string; user?: string; cwd?: string }
@@ -382,45 +381,6 @@ function sanitizeTag(tag: string): string {
   const t = tag.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 16);
   if (!t) throw new Error(`createLab: tag ${JSON.stringify(tag)} has no usable characters [a-z0-9]`);
   return t;
-}
-
-// ---- running as another user ----
-
-const Passwd = z.object({
-  uid: z.string().regex(/^\d+$/, "uid is not a number").transform(Number),
-  gid: z.string().regex(/^\d+$/, "gid is not a number").transform(Number),
-  home: z.string().min(1),
-});
-const users = new Map<string, z.infer<typeof Passwd>>();
-
-function lookupUser(user: string): z.infer<typeof Passwd> {
-  const cached = users.get(user);
-  if (cached) return cached;
-  if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user)) throw new Error(`invalid user name ${JSON.stringify(user)}`);
-  let line: string;
-  try {
-    line = execFileSync("getent", ["passwd", user], { stdio: "pipe" }).toString().trim();
-  } catch {
-    throw new Error(`unknown user ${JSON.stringify(user)}`);
-  }
-  const f = line.split(":");
-  const parsed = Passwd.safeParse({ uid: f[2], gid: f[3], home: f[5] });
-  if (!parsed.success) throw new Error(`bad passwd entry for ${user}: ${parsed.error.issues.map((i) => i.message).join(", ")}`);
-  users.set(user, parsed.data);
-  return parsed.data;
-}
-
-// `ip netns exec` needs root, so the switch to `user` happens inside, with setpriv. The working
-// directory is "/", as in the product's runTool: the checkout may sit in a directory `user` cannot
-// enter (anything under /root is 0700), and PostgreSQL's tools refuse to start there.
-function asUser(user: string | undefined, env?: Record<string, string>): { prefix: string[]; env?: Record<string, string>; cwd?: string } {
-  if (user === undefined) return { prefix: [], env };
-  const u = lookupUser(user);
-  return {
-    prefix: ["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--"],
-    env: { HOME: u.home, USER: user, LOGNAME: user, ...env },
-    cwd: "/",
-  };
 }
 
 function stderrOf(e: unknown): string {

@@ -1,9 +1,10 @@
 // Child processes for tests: run-to-completion (`run`), long-running (`Proc`), and
 // `waitFor`, the one polling helper every test uses instead of sleeping.
 // node:child_process, not Bun.spawn: Bun.spawn runs `uid: NaN` as root (see stack notes).
-import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync, readFileSync } from "node:fs";
 import { constants } from "node:os";
+import { z } from "zod";
 
 export interface WaitForOptions { timeoutMs: number; intervalMs?: number; what: string }
 
@@ -84,13 +85,18 @@ function runExitHooks(): void {
 // ---- run: a command to completion ----
 
 export interface RunResult { code: number; stdout: string; stderr: string }
-export interface RunOptions { timeoutMs?: number; env?: Record<string, string>; cwd?: string; input?: string }
+export interface RunOptions {
+  timeoutMs?: number; env?: Record<string, string>; cwd?: string; input?: string;
+  /** Run as this OS user (setpriv; we must be root). The working directory then defaults to "/". */
+  user?: string;
+}
 
 /** Runs `cmd` to completion. `code` is 128+signal if it was killed. Throws only on timeout or spawn failure. */
 export function run(cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const child = startChild(cmd, opts.env, opts.cwd);
+    const as = asUser(opts.user, opts.env);
+    const child = startChild([...as.prefix, ...cmd], as.env, opts.cwd ?? as.cwd);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout?.on("data", (b: Buffer) => out.push(b));
@@ -144,9 +150,75 @@ function describe(cmd: string[]): string {
   return s.length > 160 ? `${s.slice(0, 157)}...` : s;
 }
 
+// ---- running as another user ----
+
+const Passwd = z.object({
+  uid: z.string().regex(/^\d+$/, "uid is not a number").transform(Number),
+  gid: z.string().regex(/^\d+$/, "gid is not a number").transform(Number),
+  home: z.string().min(1),
+});
+export type PasswdEntry = z.infer<typeof Passwd>;
+const users = new Map<string, PasswdEntry>();
+
+/** uid, gid and home of `user` (getent), cached. */
+export function lookupUser(user: string): PasswdEntry {
+  const cached = users.get(user);
+  if (cached) return cached;
+  if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(user)) throw new Error(`invalid user name ${JSON.stringify(user)}`);
+  let line: string;
+  try {
+    line = execFileSync("getent", ["passwd", user], { stdio: "pipe" }).toString().trim();
+  } catch {
+    throw new Error(`unknown user ${JSON.stringify(user)}`);
+  }
+  const f = line.split(":");
+  const parsed = Passwd.safeParse({ uid: f[2], gid: f[3], home: f[5] });
+  if (!parsed.success) throw new Error(`bad passwd entry for ${user}: ${parsed.error.issues.map((i) => i.message).join(", ")}`);
+  users.set(user, parsed.data);
+  return parsed.data;
+}
+
+/**
+ * The command prefix, environment and working directory that run a command as `user`: setpriv,
+ * so it also works inside `ip netns exec` (which needs root). The working directory is "/", as
+ * in the product's runTool: the checkout may sit in a directory `user` cannot enter (anything
+ * under /root is 0700), and PostgreSQL's tools refuse to start there.
+ */
+export function asUser(user: string | undefined, env?: Record<string, string>): { prefix: string[]; env?: Record<string, string>; cwd?: string } {
+  if (user === undefined) return { prefix: [], env };
+  const u = lookupUser(user);
+  return {
+    prefix: ["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--"],
+    env: { HOME: u.home, USER: user, LOGNAME: user, ...env },
+    cwd: "/",
+  };
+}
+
+/**
+ * Throws unless every uid of process `pid` (real, effective, saved, filesystem) is `user`'s:
+ * the e2e harness checks each agent it starts with this, so no e2e test runs an agent as root.
+ */
+export function assertRunsAs(pid: number, user: string, what: string): void {
+  const want = lookupUser(user).uid;
+  let uids: number[];
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("Uid:")) ?? "";
+    uids = line.split(/\s+/).slice(1).filter(Boolean).map(Number);
+  } catch (e) {
+    throw new Error(`${what} (pid ${pid}): cannot read its uids: ${(e as Error).message}`);
+  }
+  if (uids.length !== 4 || uids.some((u) => u !== want)) {
+    throw new Error(`${what} (pid ${pid}) runs with uids ${uids.join("/")} (real/effective/saved/fs), not as ${user} (uid ${want})`);
+  }
+}
+
 // ---- Proc: a long-running child whose output tests wait on ----
 
-export interface ProcOptions { env?: Record<string, string>; logFile?: string; cwd?: string }
+export interface ProcOptions {
+  env?: Record<string, string>; logFile?: string; cwd?: string;
+  /** Run as this OS user (setpriv; we must be root). The working directory then defaults to "/". */
+  user?: string;
+}
 
 const liveProcs = new Set<Proc>();
 // How long after 'exit' we still wait for buffered output: a grandchild holding the pipe
@@ -167,7 +239,8 @@ export class Proc {
 
   constructor(readonly cmd: string[], private readonly opts: ProcOptions = {}) {
     this.label = describe(cmd);
-    this.child = startChild(cmd, opts.env, opts.cwd);
+    const as = asUser(opts.user, opts.env);
+    this.child = startChild([...as.prefix, ...cmd], as.env, opts.cwd ?? as.cwd);
     let spawnError: Error | undefined;
     this.child.on("error", (e) => { spawnError = e; this.onExit(null, null); this.finishOutput(); });
     if (this.child.pid === undefined) throw new Error(`cannot start ${this.label}${spawnError ? `: ${spawnError.message}` : ""}`);
