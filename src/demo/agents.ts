@@ -2,7 +2,8 @@
 // the demo, which then stops them in order), output appended to a log file in the scratch dir.
 // Started as root, the demo runs them as the PostgreSQL OS user, as deploy/pgherd.service does.
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, constants as C, openSync, readFileSync } from "node:fs";
+import { chmodSync, closeSync, constants as C, copyFileSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { DemoNode } from "./config.ts";
 
 /** The OS user an agent runs as when the demo runs as root. */
@@ -65,8 +66,24 @@ export class AgentProc {
   }
 }
 
+/**
+ * The pgherd command `as` can run: `pgherd` itself, else (a compiled binary in a directory `as`
+ * cannot enter, e.g. a checkout under /root) a copy in `dir`. Throws why not.
+ */
+export function commandFor(as: RunAs, pgherd: readonly string[], dir: string): string[] {
+  const why = cannotRun(pgherd, as);
+  if (!why) return [...pgherd];
+  if (pgherd.length === 1) {
+    const copy = join(dir, "pgherd");
+    copyFileSync(pgherd[0]!, copy);
+    chmodSync(copy, 0o755);
+    if (!cannotRun([copy], as)) return [copy];
+  }
+  throw new Error(`the OS user ${as.name} cannot run ${pgherd.join(" ")} (${why}): put pgherd where it can read it, e.g. /usr/local/bin`);
+}
+
 /** Why `as` cannot run the pgherd command (`pgherd version`), or null when it can. */
-export function cannotRun(pgherd: readonly string[], as: RunAs): string | null {
+function cannotRun(pgherd: readonly string[], as: RunAs): string | null {
   const [bin, ...pre] = pgherd;
   if (!bin) return "empty pgherd command";
   const r = spawnSync(bin, [...pre, "version"], { uid: as.uid, gid: as.gid, cwd: "/", timeout: 30_000, encoding: "utf8", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: as.home } });

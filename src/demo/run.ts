@@ -9,7 +9,7 @@ import { generateSecret } from "../cli/starter.ts";
 import type { Logger } from "../log.ts";
 import { findBinDir, type PgBins } from "../postgres/binaries.ts";
 import { isRoot, lookupOsUser } from "../postgres/users.ts";
-import { AgentProc, cannotRun, type RunAs } from "./agents.ts";
+import { AgentProc, commandFor, type RunAs } from "./agents.ts";
 import { DEMO_SIZE, demoNodes, renderDemoConfig, type DemoNode } from "./config.ts";
 import type { DemoOptions } from "./options.ts";
 import { freeTcpPorts, freeUdpPort } from "./ports.ts";
@@ -48,10 +48,8 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
   let runAs: RunAs | undefined;
   if (isRoot()) {
     const u = await lookupOsUser(osUser).catch((e: Error) => e);
-    const why = u instanceof Error ? u.message : cannotRun(i.pgherd.argv, u);
-    if (why || u instanceof Error) {
-      say(`pgherd demo runs the agents and PostgreSQL as the OS user "postgres" when started as root, and that failed: ${why}`);
-      if (!(u instanceof Error)) say(`(the user must be able to run ${i.pgherd.argv.join(" ")}: put pgherd where it can read it, e.g. /usr/local/bin)`);
+    if (u instanceof Error) {
+      say(`pgherd demo runs the agents and PostgreSQL as the OS user "postgres" when started as root: ${u.message}`);
       return 1;
     }
     runAs = u;
@@ -68,8 +66,10 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
   }
   let nodes: DemoNode[] = [];
   const agents: AgentProc[] = [];
+  let agentArgv = i.pgherd.argv;
   let code = 1;
   try {
+    if (runAs) agentArgv = commandFor(runAs, i.pgherd.argv, scratch);
     const ports = await freeTcpPorts(DEMO_SIZE * 3);
     const beaconPort = await freeUdpPort();
     nodes = demoNodes(scratch, ports);
@@ -89,7 +89,7 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
     say(`pgherd demo: ${DEMO_SIZE} agents and ${DEMO_SIZE} PostgreSQL ${bins.version} servers on 127.0.0.1, under ${scratch}`);
     say(`  discovery: UDP broadcast to 127.255.255.255:${beaconPort}; the agents and PostgreSQL run as OS user ${osUser}`);
     for (const n of nodes) {
-      agents.push(new AgentProc(n, i.pgherd.argv, runAs));
+      agents.push(new AgentProc(n, agentArgv, runAs));
       say(`  ${n.name}: agent pid ${agents.at(-1)!.pid}, api 127.0.0.1:${n.apiPort}, mesh :${n.meshPort}, postgres :${n.pgPort}, log ${n.logFile}`);
     }
     say(`waiting for one primary and ${DEMO_SIZE - 1} streaming standbys (up to ${i.options.timeoutSec} s)...`);
@@ -113,7 +113,7 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
   }
   say(`${i.stop.aborted ? `\n${String(i.stop.reason)}: ` : ""}stopping the agents, then PostgreSQL (pg_ctl stop -m fast)${i.options.keep ? "" : `, then removing ${scratch}`}`);
   const t0 = performance.now();
-  const clean = await teardown({ scratch, nodes, agents, bins, pgherdArgv: i.pgherd.argv, osUser, keep: i.options.keep, log: i.log, say });
+  const clean = await teardown({ scratch, nodes, agents, bins, pgherdArgv: agentArgv, osUser, keep: i.options.keep, log: i.log, say });
   const took = `${((performance.now() - t0) / 1000).toFixed(1)} s`;
   say(clean ? `stopped in ${took}` : `stopped in ${took}, with the warnings above`);
   return clean ? code : 1;

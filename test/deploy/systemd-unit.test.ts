@@ -10,6 +10,7 @@ import { BINARY, ensureBuilt, ROOT } from "../../scripts/build.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { findBinDir } from "../../src/postgres/binaries.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
+import { agentBinary } from "../helpers/agents.ts";
 import { Proc, run } from "../helpers/proc.ts";
 
 const UNIT = join(ROOT, "deploy", "pgherd.service");
@@ -100,7 +101,7 @@ test("a cluster works as the unit's user, under its capability bounding set and 
   // systemd would for the service; `pgherd demo` then runs agents and PostgreSQL as that user.
   const demo = new Proc([
     "setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--no-new-privs", "--bounding-set", ["-all", ...caps].join(","),
-    "--", BINARY, "demo",
+    "--", agentBinary(), "demo",
   ], { cwd: "/", env: { HOME: u.home, USER: user, LOGNAME: user } });
   try {
     await demo.waitForLine(/^ready: 1 primary and 2 streaming standbys/, 150_000);

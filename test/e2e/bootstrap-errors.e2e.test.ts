@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import { BINARY } from "../../scripts/build.ts";
+import { agentBinary } from "../helpers/agents.ts";
 import { lineTime, PgCluster, poll, randomSecret, type ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import type { Proc } from "../helpers/proc.ts";
@@ -87,7 +87,7 @@ describeCluster("bootstrap errors with real agents", {
 
   test("postgres.bin_dir that does not exist: the agent exits non-zero naming the key and the path", () => fx.c.diagnose(async () => {
     const n = await fx.c.addNode({ cluster: "nobin", secret: randomSecret(), postgres: { bin_dir: "/nonexistent" } });
-    const r = await n.host.exec([BINARY, "agent", "--config", n.configPath], { timeoutMs: 30_000, user: "postgres" });
+    const r = await n.host.exec([agentBinary(), "agent", "--config", n.configPath], { timeoutMs: 30_000, user: "postgres" });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("postgres.bin_dir");
     expect(r.stderr).toContain("/nonexistent");

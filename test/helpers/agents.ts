@@ -1,13 +1,15 @@
 // Runs the compiled agent (dist/pgherd) for end-to-end tests: in a lab host's network namespace,
-// or, with host = null, in this process's own namespace (loopback tests). Config, state and log
-// live under test-artifacts/<test>/<pid>/ (git-ignored) so a failed run can be read afterwards.
+// or, with host = null, in this process's own namespace (loopback tests). Logs live under
+// test-artifacts/<test>/<pid>/ (git-ignored) so a failed run can be read afterwards.
 //
-// Agents run as the PostgreSQL OS user (PG_OS_USER), as deploy/pgherd.service runs them: the
-// agent's directory and its config (0600) belong to that user. A "database" agent runs
-// PostgreSQL, so each one also gets a private data_dir in a scratch dir under /tmp (the postgres
-// user must reach it); stopAgents() stops what the agent left running (PostgreSQL on purpose,
-// the fencing watchdog) and removes it.
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+// Agents run as the PostgreSQL OS user (PG_OS_USER), as deploy/pgherd.service runs them, from
+// agentBinary(). Each agent gets a scratch dir of that user's under /tmp (the checkout may be
+// where postgres cannot enter) with its config (0600), state_dir and data_dir; stopAgents() stops
+// what the agent left running (PostgreSQL on purpose, the fencing watchdog), copies the server
+// log and state next to the agent's log in the artifacts, and removes the scratch dir.
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "smol-toml";
 import { z } from "zod";
@@ -15,7 +17,7 @@ import { BINARY, ROOT } from "../../scripts/build.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import type { Host } from "./lab.ts";
 import { PG_OS_USER } from "./pg.ts";
-import { assertRunsAs, onExitCleanup, Proc, run, waitFor, type RunResult } from "./proc.ts";
+import { assertRunsAs, lookupUser, onExitCleanup, Proc, run, waitFor, type RunResult } from "./proc.ts";
 
 export interface AgentSpec {
   name: string;
@@ -67,6 +69,36 @@ export interface RunningAgent {
 
 /** PGHERD_TEST_BINARY runs the tests against another build (e.g. a deliberately broken one). */
 export const AGENT_BINARY = process.env.PGHERD_TEST_BINARY || BINARY;
+
+/**
+ * AGENT_BINARY as a path PG_OS_USER can execute: itself when that user can reach it, else a copy
+ * in /tmp (the checkout may sit where postgres cannot enter, e.g. under /root). The copy is
+ * refreshed when the build changes; a running agent keeps the file it started from.
+ */
+export function agentBinary(): string {
+  const u = lookupUser(PG_OS_USER);
+  const reachable = spawnSync("setpriv", [`--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--", "test", "-x", AGENT_BINARY], { cwd: "/" }).status === 0;
+  return reachable ? AGENT_BINARY : copyForAgents(AGENT_BINARY);
+}
+
+function copyForAgents(src: string): string {
+  // One directory per source path (worktrees run their own builds), root's, not writable by others.
+  const dir = `/tmp/pgherd-agent-bin-${createHash("sha256").update(src).digest("hex").slice(0, 12)}`;
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const d = lstatSync(dir);
+  if (!d.isDirectory() || d.uid !== process.getuid?.() || (d.mode & 0o022) !== 0) throw new Error(`${dir} is not a directory of ours that only we can write: remove it`);
+  const dst = join(dir, "pgherd");
+  const s = statSync(src);
+  const cur = statSync(dst, { throwIfNoEntry: false });
+  if (!cur || cur.size !== s.size || cur.mtimeMs !== s.mtimeMs) {
+    const tmp = `${dst}.${process.pid}`;
+    copyFileSync(src, tmp);
+    chmodSync(tmp, 0o755);
+    utimesSync(tmp, s.atime, s.mtime);
+    renameSync(tmp, dst);
+  }
+  return dst;
+}
 const STARTUP_MS = 20_000;
 const STATUS_MS = 5_000;
 const STOP_MS = 10_000;
@@ -96,13 +128,12 @@ export function artifactsDir(test: string): string {
 /** Writes the config, starts `pgherd agent` and waits until its API listens. */
 export async function startAgent(host: Host | null, spec: AgentSpec): Promise<RunningAgent> {
   if (!/^[a-z0-9-]+$/.test(spec.name)) throw new Error(`startAgent: bad agent name ${JSON.stringify(spec.name)}`);
-  const home = join(spec.dir, spec.name);
-  rmSync(home, { recursive: true, force: true });
-  mkdirSync(home, { recursive: true });
-  const u = await lookupOsUser(PG_OS_USER);
-  chownSync(home, u.uid, u.gid); // the agent creates its state dir here
-  const configPath = join(home, "pgherd.toml");
-  const stateDir = join(home, "state");
+  // Config and state in the agent's scratch dir under /tmp (postgres must reach them; the
+  // checkout may be where it cannot), its log in the artifacts.
+  const dataDir = await makeDataDir(spec.name);
+  const scratch = join(dataDir, "..");
+  const configPath = join(scratch, "pgherd.toml");
+  const stateDir = join(scratch, "state");
   const logFile = join(spec.dir, `${spec.name}.log`);
   rmSync(logFile, { force: true });
 
@@ -115,15 +146,15 @@ export async function startAgent(host: Host | null, spec: AgentSpec): Promise<Ru
   } catch (e) {
     throw new Error(`startAgent ${spec.name}: extra is not valid TOML: ${(e as Error).message}`);
   }
-  const dataDir = await makeDataDir(spec.name);
   const cfg = merge({
     cluster: spec.cluster, secret: spec.secret, bootstrap_expect: spec.bootstrapExpect,
     node_name: spec.name, state_dir: stateDir, postgres: { data_dir: dataDir },
   }, extra);
   writeFileSync(configPath, `${stringify(cfg)}\n`, { mode: 0o600 });
+  const u = await lookupOsUser(PG_OS_USER);
   chownSync(configPath, u.uid, u.gid);
 
-  const cmd = [AGENT_BINARY, "agent", "--config", configPath];
+  const cmd = [agentBinary(), "agent", "--config", configPath];
   const proc = host ? host.spawn(cmd, { logFile, user: PG_OS_USER }) : new Proc(cmd, { logFile, user: PG_OS_USER });
   const agent: RunningAgent = {
     name: spec.name, host, proc, configPath, stateDir, dataDir, logFile,
@@ -160,11 +191,12 @@ export async function stopAgents(agents: Iterable<RunningAgent | undefined>): Pr
     await a.proc.stop(STOP_MS).catch(() => {});
     await killLeftovers(a);
     const scratch = join(a.dataDir, "..");
-    // The agent writes the server log beside the data dir: keep it with the agent's log.
+    // The agent writes the server log beside the data dir: keep it with the agent's log, and its state.
     for (const f of existsSync(scratch) ? readdirSync(scratch) : []) {
       if (!f.endsWith("-postgresql.log")) continue;
       try { copyFileSync(join(scratch, f), a.logFile.replace(/\.log$/, "-postgresql.log")); } catch { /* best effort */ }
     }
+    try { cpSync(a.stateDir, a.logFile.replace(/\.log$/, "-state"), { recursive: true }); } catch { /* best effort */ }
     rmSync(scratch, { recursive: true, force: true });
     started.delete(a);
   }));

@@ -18,6 +18,7 @@ import { stringify } from "smol-toml";
 import { z } from "zod";
 import { BINARY, ROOT } from "../../scripts/build.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
+import { agentBinary } from "./agents.ts";
 import { createLab, labSupported, type Host, type Lab } from "./lab.ts";
 import { PG_OS_USER, pgBins, pgSkipReason } from "./pg.ts";
 import { assertRunsAs, onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
@@ -110,7 +111,7 @@ export class ClusterNode {
   /** Starts `pgherd agent` in the host's namespace and waits until its API listens. */
   async start(): Promise<void> {
     if (this.agent && !this.agent.exited) throw new Error(`agent ${this.name} is already running`);
-    const proc = this.host.spawn([BINARY, "agent", "--config", this.configPath], { logFile: this.logFile, user: PG_OS_USER });
+    const proc = this.host.spawn([agentBinary(), "agent", "--config", this.configPath], { logFile: this.logFile, user: PG_OS_USER });
     this.agent = proc;
     this.runs.push(proc);
     try {
