@@ -18,7 +18,7 @@ import { stringify } from "smol-toml";
 import { z } from "zod";
 import { BINARY, ROOT } from "../../scripts/build.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
-import { agentBinary } from "./agents.ts";
+import { agentBinary, nodeStatusSchema, type NodeStatus } from "./agents.ts";
 import { createLab, labSupported, type Host, type Lab } from "./lab.ts";
 import { PG_OS_USER, pgBins, pgSkipReason } from "./pg.ts";
 import { assertRunsAs, onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
@@ -171,6 +171,13 @@ export class ClusterNode {
       throw new Error(`cluster ls on ${this.name} exited ${r.code} without JSON: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
     }
     return { ...clusterLsSchema.parse(raw), exitCode: r.code };
+  }
+
+  /** `pgherd status --json` of this node's agent, run in its namespace. */
+  async status(): Promise<NodeStatus> {
+    const r = await this.host.exec([BINARY, "status", "--config", this.configPath, "--json"], { timeoutMs: CLI_MS });
+    if (r.code !== 0) throw new Error(`pgherd status on ${this.name} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+    return nodeStatusSchema.parse(JSON.parse(r.stdout));
   }
 
   /** One statement through the unix socket, as the superuser, under a deadline. */
