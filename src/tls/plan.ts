@@ -104,7 +104,7 @@ export function renewal(now: number, cert: CertFacts | null, want: ReadonlyArray
   if (missing.length) return { renew: true, reason: `does not name ${missing.join(", ")}` };
   if (now < cert.notBeforeMs) return { renew: true, reason: "not valid yet (the clock went back?)" };
   if (now >= cert.notAfterMs - RENEW_BEFORE_MS) {
-    const days = Math.max(0, Math.floor((cert.notAfterMs - now) / DAY));
+    const days = Math.max(0, Math.ceil((cert.notAfterMs - now) / DAY));
     return { renew: true, reason: now >= cert.notAfterMs ? "expired" : `expires in ${days} day(s)` };
   }
   return { renew: false };
