@@ -20,6 +20,7 @@ import { rewind } from "../../src/postgres/rewind.ts";
 import { ensureRoles } from "../../src/postgres/roles.ts";
 import { ensureSlot } from "../../src/postgres/slots.ts";
 import { openLocalDb, type Db } from "../../src/postgres/sql.ts";
+import { writeFileAtomic } from "../../src/postgres/fsutil.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import type { ClusterSecrets } from "../../src/store/cluster-secrets.ts";
 import { NodeTls, type SslFiles } from "../../src/tls/node-tls.ts";
@@ -119,9 +120,18 @@ describe("replication TLS on real PostgreSQL", () => {
     expect((await served(ports.p)).checkIssued(new X509Certificate(secrets.ca!.cert))).toBe(true);
   }, 60_000);
 
-  test("pgherd's roles get in only over TLS; verify-full with channel binding works", async () => {
+  test("pgherd's roles get in only over TLS; verify-full with channel binding works; a foreign client certificate is refused", async () => {
     const ok = await psql(await conninfo(ports.p, (await tls.client())!), "select ssl from pg_stat_ssl where pid = pg_backend_pid()");
     expect(`${ok.code} ${ok.stdout.trim()} ${ok.stderr.trim()}`).toBe("0 t ");
+    // ssl_ca_file is the cluster CA: a client certificate of another CA is refused (none is required).
+    const foreign = issueNodeCert(createCa("tls", Date.now()), "client", [], Date.now());
+    const pg = await lookupOsUser(PG_OS_USER);
+    const [fc, fk] = [join(s.root, "foreign.crt"), join(s.root, "foreign.key")];
+    await writeFileAtomic(fc, foreign.cert, { mode: 0o600, owner: { uid: pg.uid, gid: pg.gid } });
+    await writeFileAtomic(fk, foreign.key, { mode: 0o600, owner: { uid: pg.uid, gid: pg.gid } });
+    const withCert = await psql(await conninfo(ports.p, { ...(await tls.client())!, sslcert: fc, sslkey: fk }), "select 1");
+    expect(withCert.code).not.toBe(0);
+    expect(withCert.stderr).toContain("unknown ca");
     const plain = await psql(await conninfo(ports.p, { sslmode: "disable" }), "select 1");
     expect(plain.code).not.toBe(0);
     expect(plain.stderr).toContain(`no pg_hba.conf entry for host "127.0.0.1", user "${REPL}", database "postgres", no encryption`);
