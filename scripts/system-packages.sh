@@ -25,6 +25,8 @@ missing_packages() {
   have haproxy || echo "haproxy the HAProxy test of the health checks"
   # chromium: the dashboard's browser test drives Chromium with playwright-core.
   have chromium || echo "chromium the dashboard's browser test"
+  # openssl: the replication TLS tests check pgherd's certificates with an independent X.509 implementation.
+  have openssl || echo "openssl the replication TLS tests (openssl verify, s_client)"
   # systemd: `systemd-analyze verify` of deploy/pgherd.service (only the tool; nothing is booted).
   have systemd-analyze || echo "systemd systemd-analyze verify of the unit file"
   # PostgreSQL server, whatever major version the distribution ships (the product discovers it),

@@ -244,7 +244,7 @@ export class Agent implements ClusterContext {
       case "state": return this.onState(peer, msg);
       case "secrets": {
         if (this.consensus.status().leader !== peer) return; // only the current leader speaks for the cluster's identity
-        if (this.secretStore.set({ systemId: msg.systemId, replPassword: msg.replPassword, monitorPassword: msg.monitorPassword })) {
+        if (this.secretStore.set({ systemId: msg.systemId, replPassword: msg.replPassword, monitorPassword: msg.monitorPassword, ca: msg.ca })) {
           this.log.info(`received the cluster's credentials from the leader ${this.peers.name(peer)} (system identifier ${msg.systemId ?? "not yet created"})`);
         }
         return;

@@ -7,6 +7,7 @@ import { HistoryEntrySchema } from "./history.ts";
 import { ScheduledSwitchoverSchema } from "./flags.ts";
 
 import { PgReportSchema } from "../core/report.ts";
+import { ClusterCaSchema } from "../store/cluster-secrets.ts";
 export type { PgReport } from "../core/report.ts";
 
 const StateMsg = z.strictObject({
@@ -25,6 +26,7 @@ const SecretsMsg = z.strictObject({
   systemId: z.string().regex(/^\d{1,20}$/).nullable(),
   replPassword: z.string().min(16).max(200),
   monitorPassword: z.string().min(16).max(200),
+  ca: ClusterCaSchema.optional(),
 });
 
 /** `cluster ls` on any host shows the leader's view: asked for over the mesh. */

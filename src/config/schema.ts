@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { DeepReadonly } from "./freeze.ts";
 import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
+import { postgresTlsKeys } from "./schema-tls.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
 
 const intIn = (min: number, max: number) =>
@@ -135,6 +136,7 @@ export const postgresSection = z
     max_wal_senders: intIn(1, 1000).default(10),
     max_replication_slots: intIn(1, 1000).default(10),
     parameters: parameters.default(() => ({})),
+    ...postgresTlsKeys,
   })
   .superRefine((p, ctx) => {
     if (p.socket_dir && !p.socket_dir.startsWith("/")) ctx.addIssue({ code: "custom", path: ["socket_dir"], message: "must be an absolute path (or empty for <data_dir>.sock)" });

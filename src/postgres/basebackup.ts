@@ -28,6 +28,8 @@ export interface BasebackupOptions {
   /** Let pg_basebackup create the slot (-C). Default false. */
   createSlot?: boolean;
   applicationName?: string;
+  /** libpq TLS keywords (NodeTls.client(): verify-full, sslrootcert, channel_binding); absent: plain. */
+  tls?: Readonly<Record<string, string>>;
   timeoutMs: number;
   maxRateKbPerSec?: number;
   /** Skip the final fsync of the copy (tests only: a crash could leave a corrupt standby). */
@@ -56,7 +58,7 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
   await ensureDir(o.target, 0o700, { uid: u.uid, gid: u.gid });
 
   // Host/port/user via conninfo keeps application_name (shown in pg_stat_replication during the copy).
-  const conninfo = buildConninfo({ host: o.host, port: o.port, user: o.user, applicationName: o.applicationName ?? "pgherd_clone", connectTimeoutSec: 10 });
+  const conninfo = buildConninfo({ host: o.host, port: o.port, user: o.user, applicationName: o.applicationName ?? "pgherd_clone", connectTimeoutSec: 10, extra: o.tls });
   const env: Record<string, string> = o.passfile ? { PGPASSFILE: o.passfile } : {};
   const args = [
     "-d", conninfo, "-D", o.target, "-X", "stream", "-c", "fast", "-P", "-w", "--no-password",

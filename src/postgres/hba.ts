@@ -15,6 +15,8 @@ export interface HbaParams {
   monitorUser: string;
   /** Peer IP addresses (IPv4 or IPv6, no prefix). Our own address may be included: it lets us clone from ourselves after a role change. */
   peers: ReadonlyArray<string>;
+  /** Replication TLS: pgherd's roles connect over the network only with SSL (hostssl rows, not host). */
+  tls?: boolean;
   /** Also let the replication user connect to the "postgres" database (pg_rewind source connection). Default true. */
   rewindViaReplUser?: boolean;
 }
@@ -52,10 +54,11 @@ export function renderHbaBlock(p: HbaParams): string {
     "# Written by pgherd; edits inside this block are overwritten. Your rules go below the END line.",
     row("local", "all", su, "", `peer map=${IDENT_MAP}`),
   ];
+  const host = p.tls ? "hostssl" : "host";
   for (const cidr of peers) {
-    lines.push(row("host", "replication", repl, cidr, "scram-sha-256"));
-    if (p.rewindViaReplUser ?? true) lines.push(row("host", "postgres", repl, cidr, "scram-sha-256"));
-    lines.push(row("host", "all", mon, cidr, "scram-sha-256"));
+    lines.push(row(host, "replication", repl, cidr, "scram-sha-256"));
+    if (p.rewindViaReplUser ?? true) lines.push(row(host, "postgres", repl, cidr, "scram-sha-256"));
+    lines.push(row(host, "all", mon, cidr, "scram-sha-256"));
   }
   lines.push(END_MARK);
   return lines.join("\n") + "\n";

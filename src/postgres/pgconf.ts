@@ -21,6 +21,8 @@ export interface PgherdConfParams {
   clusterName?: string;
   /** Primary only: e.g. ANY 1 (a, b); "" = asynchronous. Standbys always get "". */
   synchronousStandbyNames?: string;
+  /** Replication TLS (src/tls): ssl = on with these files; absent: ssl is left at PostgreSQL's default (off). */
+  ssl?: { certFile: string; keyFile: string; caFile: string };
   /** Operator parameters; may not override the ones above. */
   parameters?: Readonly<Record<string, ParamValue>>;
 }
@@ -33,6 +35,7 @@ export const MANAGED_KEYS = [
   "listen_addresses", "port", "wal_level", "max_wal_senders", "max_replication_slots", "hot_standby",
   "wal_log_hints", "primary_conninfo", "primary_slot_name", "wal_retrieve_retry_interval",
   "unix_socket_directories", "cluster_name", "synchronous_standby_names", "synchronous_commit",
+  "ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file",
 ] as const;
 
 /**
@@ -84,6 +87,9 @@ export function renderPgherdConf(p: PgherdConfParams): string {
     ["wal_log_hints", p.walLogHints],
     ["wal_retrieve_retry_interval", `${p.walRetrieveRetryIntervalMs ?? 500}ms`],
   ];
+  if (p.ssl) {
+    managed.push(["ssl", true], ["ssl_cert_file", p.ssl.certFile], ["ssl_key_file", p.ssl.keyFile], ["ssl_ca_file", p.ssl.caFile]);
+  }
   if (p.clusterName !== undefined) managed.push(["cluster_name", p.clusterName]);
   managed.push(["synchronous_standby_names", p.synchronousStandbyNames ?? ""]);
   managed.push(["synchronous_commit", "on"]);

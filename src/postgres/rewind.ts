@@ -23,12 +23,14 @@ export interface RewindOptions {
   user: string;
   /** libpq passfile with the password (outside the data directory); never PGPASSWORD. */
   passfile: string;
+  /** libpq TLS keywords (NodeTls.client(): verify-full, sslrootcert, channel_binding); absent: plain. */
+  tls?: Readonly<Record<string, string>>;
   timeoutMs: number;
 }
 
 /** Returns "rewound" or "not-needed" (same timeline history: nothing to undo). */
 export async function rewind(o: RewindOptions): Promise<"rewound" | "not-needed"> {
-  const source = buildConninfo({ host: o.host, port: o.port, user: o.user, applicationName: "pgherd_rewind", connectTimeoutSec: 10 });
+  const source = buildConninfo({ host: o.host, port: o.port, user: o.user, applicationName: "pgherd_rewind", connectTimeoutSec: 10, extra: o.tls });
   const res = await runTool({
     bin: pgTool(o.bins, "pg_rewind"),
     args: [`--target-pgdata=${o.dataDir}`, `--source-server=${source} dbname=postgres`, "--progress"],

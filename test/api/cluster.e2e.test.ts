@@ -166,7 +166,9 @@ describe("health checks, metrics and HAProxy on a live cluster", () => {
     /** Which server answers on `port`: its PostgreSQL port and whether it is in recovery. */
     async function whoAnswers(port: number): Promise<{ port: number; recovery: boolean }> {
       const secrets = JSON.parse(readFileSync(join(primary.agent.stateDir, "cluster.json"), "utf8")) as { monitorPassword: string };
-      const sql = postgres({ host: HOST, port, user: "pgherd_monitor", pass: secrets.monitorPassword, database: "postgres", max: 1, connect_timeout: 3, idle_timeout: 0, fetch_types: false, prepare: false, onnotice: () => {} });
+      // pgherd's roles connect only over TLS (hostssl): verified against the cluster CA.
+      const ca = readFileSync(`${primary.agent.dataDir}.tls/ca.crt`, "utf8");
+      const sql = postgres({ host: HOST, port, user: "pgherd_monitor", pass: secrets.monitorPassword, database: "postgres", ssl: { ca }, max: 1, connect_timeout: 3, idle_timeout: 0, fetch_types: false, prepare: false, onnotice: () => {} });
       try {
         const rows = await Promise.race([sql`select inet_server_port() as port, pg_is_in_recovery() as rec`, Bun.sleep(5000).then(() => { throw new Error("no answer in 5 s"); })]);
         return { port: Number(rows[0]!.port), recovery: rows[0]!.rec as boolean };

@@ -8,6 +8,7 @@ import { ensureBuilt } from "../../scripts/build.ts";
 import { artifactsDir, startAgent, stopAgents, type RunningAgent } from "../helpers/agents.ts";
 import { freePort } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
+import { replicationTlsProblem } from "../helpers/replication-tls.ts";
 
 export const HOST = "127.0.0.1";
 
@@ -144,7 +145,8 @@ export async function settled(c: LoopCluster): Promise<{ primary: LoopNode; stan
     const view = ((await http(`${p.api}/cluster`)).json() as { view: { members: { role: string; state: string; lagSeconds: number | null }[] } }).view;
     const sb = view.members.filter((m) => m.role === "standby");
     if (sb.length !== c.nodes.length - 1 || sb.some((m) => m.state !== "streaming" || m.lagSeconds === null)) return undefined;
-    return { primary: p, standbys: c.nodes.filter((_, i) => i !== pi[0]) };
-  }, "one leading primary and streaming standbys within 1MB, all in the primary's replication report", 90_000);
+    const standbys = c.nodes.filter((_, i) => i !== pi[0]);
+    return (await replicationTlsProblem(p, standbys)) ? undefined : { primary: p, standbys };
+  }, "one leading primary and streaming standbys within 1MB, all in the primary's replication report, replication TLS-verified", 90_000);
 }
 

@@ -41,7 +41,7 @@ describe("defaults", () => {
       postgres: {
         data_dir: "/var/lib/postgresql/pgherd", bin_dir: "", port: 5432, listen_addresses: "*", socket_dir: "",
         os_user: "postgres", superuser: "postgres", repl_user: "pgherd_repl", monitor_user: "pgherd_monitor",
-        loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, parameters: {},
+        loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, parameters: {}, replication_tls: true,
       },
       bootstrap: { from_existing: false },
       rejoin: { auto: true },

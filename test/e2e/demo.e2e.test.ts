@@ -73,6 +73,10 @@ test("npm run demo: ready, usable, and gone after Ctrl-C", async () => {
   expect(ls.code).toBe(0);
   expect(ls.stdout).toContain(`primary ${primary!.name}`);
 
+  // Replication is TLS: both walsenders of the primary are SSL connections.
+  const senders = await run([...psql.find((p) => p.role === "primary")!.argv, "-X", "-At", "-c", "select count(*) filter (where s.ssl) || '/' || count(*) from pg_stat_replication r left join pg_stat_ssl s using (pid)"], { timeoutMs: 15_000 });
+  expect(senders.stdout.trim()).toBe("2/2");
+
   // Write through the primary's printed command, read it through each standby's.
   const token = `demo-${Math.random().toString(36).slice(2)}`;
   const sql = (argv: string[], query: string) => run([...argv, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", query], { timeoutMs: 15_000 });

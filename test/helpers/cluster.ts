@@ -22,6 +22,7 @@ import { agentBinary, nodeStatusSchema, type NodeStatus } from "./agents.ts";
 import { createLab, labSupported, type Host, type Lab } from "./lab.ts";
 import { PG_OS_USER, pgBins, pgSkipReason } from "./pg.ts";
 import { assertRunsAs, onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
+import { replicationTlsProblem } from "./replication-tls.ts";
 
 const PG_PORT = 5432;
 const AGENT_STARTUP_MS = 20_000;
@@ -476,7 +477,12 @@ export class PgCluster {
   /** Waits for checkHealthy over `nodes`; the last reason is in the timeout error. */
   waitHealthy(timeoutMs: number, o: { nodes?: ClusterNode[]; abortIf?: () => string | undefined } = {}): Promise<Healthy> {
     const nodes = o.nodes ?? this.nodes;
-    return poll(async () => checkHealthy(await this.states(nodes)), {
+    return poll(async () => {
+      const h = checkHealthy(await this.states(nodes));
+      const tls = await replicationTlsProblem(h.primary, h.standbys);
+      if (tls) throw new Error(tls);
+      return h;
+    }, {
       timeoutMs, intervalMs: 250, abortIf: o.abortIf,
       what: `1 primary + ${nodes.length - 1} streaming standbys among ${nodes.map((n) => n.name).join(", ")}`,
     });

@@ -60,6 +60,30 @@ describe("renderPgherdConf", () => {
   });
 });
 
+describe("replication TLS in pgherd.conf and conninfo", () => {
+  const ssl = { certFile: "/var/lib/pg/d.tls/server.crt", keyFile: "/var/lib/pg/d.tls/server.key", caFile: "/var/lib/pg/d.tls/ca.crt" };
+
+  test("ssl = on with the managed files; absent without TLS files", () => {
+    const text = renderPgherdConf({ ...baseConf, ssl });
+    expect(text).toContain("ssl = on\n");
+    expect(text).toContain("ssl_cert_file = '/var/lib/pg/d.tls/server.crt'\n");
+    expect(text).toContain("ssl_key_file = '/var/lib/pg/d.tls/server.key'\n");
+    expect(text).toContain("ssl_ca_file = '/var/lib/pg/d.tls/ca.crt'\n");
+    expect(renderPgherdConf(baseConf)).not.toMatch(/^ssl/m);
+  });
+
+  test("the ssl settings are pgherd's: [postgres.parameters] cannot turn ssl off or swap the files", () => {
+    expect(() => renderPgherdConf({ ...baseConf, ssl, parameters: { ssl: false } })).toThrow(/ssl is managed by pgherd/);
+    expect(() => renderPgherdConf({ ...baseConf, ssl, parameters: { SSL_CERT_FILE: "/tmp/x" } })).toThrow(/managed by pgherd/);
+  });
+
+  test("primary_conninfo verifies the server against the cluster CA and requires channel binding", () => {
+    const tls = { sslmode: "verify-full", sslrootcert: "/var/lib/pg/d.tls/ca.crt", channel_binding: "require" };
+    expect(renderPgherdConf({ ...baseConf, primaryConninfo: buildConninfo({ host: "10.0.0.2", port: 5432, user: "repl", passfile: "/p", extra: tls }) }))
+      .toContain("primary_conninfo = 'host=10.0.0.2 port=5432 user=repl passfile=/p connect_timeout=5 sslmode=verify-full sslrootcert=/var/lib/pg/d.tls/ca.crt channel_binding=require'\n");
+  });
+});
+
 describe("conninfo and include line", () => {
   test("conninfo quotes values with spaces, quotes or backslashes", () => {
     expect(buildConninfo({ host: "h", port: 1, user: "o'k\\x", passfile: "/a b", connectTimeoutSec: 3 })).toBe(
@@ -105,6 +129,13 @@ describe("pg_hba managed block", () => {
       "host all pgherd_mon fd00::2/128 scram-sha-256",
     ]);
     expect(b).not.toContain("/0");
+  });
+
+  test("with replication TLS every network row of pgherd's roles is hostssl; the local row stays", () => {
+    const rules = renderHbaBlock({ ...p, tls: true }).split("\n").filter((l) => l && !l.startsWith("#")).map((l) => l.split(/\s+/).join(" "));
+    expect(rules[0]).toBe("local all postgres peer map=pgherd");
+    expect(rules.slice(1)).toHaveLength(6);
+    for (const r of rules.slice(1)) expect(r).toMatch(/^hostssl (replication|postgres|all) pgherd_(repl|mon) \S+ scram-sha-256$/);
   });
 
   test("rejects networks, names and keywords that are not plain roles", () => {

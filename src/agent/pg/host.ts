@@ -8,6 +8,7 @@ import type { Logger } from "../../log.ts";
 import { ensureDir } from "../../postgres/fsutil.ts";
 import { buildConninfo, openLocalDb, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
+import { NodeTls } from "../../tls/node-tls.ts";
 import type { Fencer } from "../../fence/fencer.ts";
 import { type Clock, realClock } from "../../fence/clock.ts";
 import type { ClusterContext } from "./context.ts";
@@ -17,6 +18,8 @@ export class PgHost {
   readonly node: PgNode;
   readonly socketDir: string;
   readonly passfile: string;
+  /** Replication TLS files (CA, this node's certificate) and the client's libpq keywords. */
+  readonly tls: NodeTls;
   private db: Db | null = null;
   /** host:port primary_conninfo points to, as last written. */
   upstream: string | null = null;
@@ -44,6 +47,7 @@ export class PgHost {
     this.socketDir = cfg.postgres.socket_dir || `${cfg.postgres.data_dir}.sock`;
     // Not inside the data directory either: base backups copy it (the password would travel with every clone).
     this.passfile = passfileFor(cfg.postgres.data_dir);
+    this.tls = new NodeTls({ cfg, secrets: ctx, log });
   }
 
   localDb(): Db {
@@ -86,10 +90,11 @@ export class PgHost {
     const pg = this.cfg.postgres;
     let conninfo: string | undefined;
     const u = await lookupOsUser(pg.os_user);
+    const tls = await this.tls.prepare(!standby);
     if (standby && upstream) {
       const [host, port] = splitAddr(upstream);
       if (s) await this.writePassfile(host, port);
-      conninfo = buildConninfo({ host, port, user: pg.repl_user, passfile: this.passfile, applicationName: slotFor(this.ctx.nodeId) });
+      conninfo = buildConninfo({ host, port, user: pg.repl_user, passfile: this.passfile, applicationName: slotFor(this.ctx.nodeId), extra: await this.tls.client() });
       this.upstream = upstream;
     } else if (!standby) this.upstream = null;
     await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
@@ -100,10 +105,11 @@ export class PgHost {
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: standby ? "" : this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pg.parameters } : pg.parameters,
+        ssl: tls.ssl ?? undefined,
       },
-      hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses() },
+      hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses(), tls: this.tls.enabled },
     });
-    return res.changed;
+    return [...res.changed, ...tls.changed];
   }
 
   /** The passfile (0600, os_user's, outside the data directory) with the replication password for host:port; its path. */

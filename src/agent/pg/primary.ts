@@ -100,7 +100,7 @@ export class PrimaryStarter {
     const h = this.h;
     const p = await probe(h.localDb());
     if (!p.up) throw new Error(`server did not answer after start: ${p.error}`);
-    const s: ClusterSecrets = h.ctx.secrets() ?? { systemId: null, replPassword: generatePassword(), monitorPassword: generatePassword() };
+    const s: ClusterSecrets = h.ctx.secrets() ?? { systemId: null, replPassword: generatePassword(), monitorPassword: generatePassword(), ...h.tls.caForNewSecrets() };
     await ensureRoles(h.localDb(), { replUser: h.cfg.postgres.repl_user, replPassword: s.replPassword, monitorUser: h.cfg.postgres.monitor_user, monitorPassword: s.monitorPassword }, h.log);
     h.ctx.saveSecrets({ ...s, systemId: p.systemIdentifier });
     this.sync.rolesEnsured(p.systemIdentifier);

@@ -27,7 +27,7 @@ export class Rebuilder {
     const passfile = await h.writePassfile(host, port);
     const { ms } = await basebackup({
       bins: h.node.bins, osUser: h.node.osUser, log: h.log, host, port, user: h.cfg.postgres.repl_user,
-      passfile, target, slot: slotFor(h.ctx.nodeId), applicationName: slotFor(h.ctx.nodeId),
+      passfile, target, slot: slotFor(h.ctx.nodeId), applicationName: slotFor(h.ctx.nodeId), tls: await h.tls.client(),
       timeoutMs: 6 * 3600_000,
       onProgress: (pr) => {
         if (pr.percent >= last + 10 || pr.percent === 100) {
@@ -58,7 +58,7 @@ export class Rebuilder {
     try {
       r = await rewind({
         bins: h.node.bins, osUser: h.node.osUser, log: h.log, dataDir: h.node.dataDir, host, port,
-        user: h.cfg.postgres.repl_user, passfile: await h.writePassfile(host, port), timeoutMs: 3600_000,
+        user: h.cfg.postgres.repl_user, passfile: await h.writePassfile(host, port), tls: await h.tls.client(), timeoutMs: 3600_000,
       });
     } catch (e) {
       h.log.warn(`${(e as Error).message}; taking a fresh clone instead`);
