@@ -58,6 +58,17 @@ try {
     return n;
   })();
   bg.push(checkpoints);
+  // What the leader's liveness check sees, measured the same way from outside: a fresh connection
+  // and a heartbeat commit with synchronous_commit = local, twice a second.
+  const lat: number[] = [];
+  const sampler = (async () => {
+    while (!stopping && performance.now() - t0 < seconds * 1000) {
+      const s = performance.now();
+      await p.query("BEGIN READ WRITE; SET LOCAL synchronous_commit = local; SELECT txid_current(); COMMIT;", 10_000).then(() => lat.push(performance.now() - s), () => lat.push(Infinity));
+      await Bun.sleep(500);
+    }
+  })();
+  bg.push(sampler);
   let moved = "";
   while (performance.now() - t0 < seconds * 1000) {
     await Bun.sleep(5_000);
@@ -73,6 +84,9 @@ try {
   console.log(`liveness verdicts logged by ${p.name}: ${verdicts.length}`);
   for (const l of verdicts.slice(0, 20)) console.log(`  ${l.slice(0, 200)}`);
   console.log(`CHECKPOINTs forced: ${await checkpoints}`);
+  const sorted = [...lat].sort((a, b) => a - b);
+  const q = (f: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))] ?? NaN);
+  console.log(`fresh connection + heartbeat commit under load: ${lat.length} samples, median ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${Math.round(sorted.at(-1) ?? NaN)} ms (busy above 1000 ms; broken needs no answer and no WAL for 3000 ms)`);
   const bad = moved || problems(c.nodes, marks).join("; ");
   if (bad) {
     console.error(`FAIL: ${bad}`);

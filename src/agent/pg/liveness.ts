@@ -16,7 +16,10 @@ export const LEADER_PROBE_MS = 2000;
 export class LivenessWatch {
   private state: Liveness | null = null;
   private disks: DiskUse[] = [];
-  private lastLogged = "ok";
+  private lastLogged: Verdict["state"] = "ok";
+  private lastBusyLog = -Infinity;
+  /** The verdict's since as wall time, computed once per verdict. */
+  private sinceWall: { mono: number; iso: string } | null = null;
 
   constructor(private readonly h: PgHost) {}
 
@@ -60,7 +63,10 @@ export class LivenessWatch {
   report(): PgReport["health"] {
     const v = this.verdict;
     const w = diskWarning(this.disks);
-    const wall = (mono: number) => new Date(Date.now() - (this.h.clock.now() - mono)).toISOString();
+    const wall = (mono: number) => {
+      if (this.sinceWall?.mono !== mono) this.sinceWall = { mono, iso: new Date(Date.now() - (this.h.clock.now() - mono)).toISOString() };
+      return this.sinceWall.iso;
+    };
     return {
       state: v?.state ?? (w?.full ? "disk-full" : "unknown"),
       reason: (v?.reason || w?.text || "").slice(0, 300),
@@ -77,8 +83,12 @@ export class LivenessWatch {
     return r.diskWarning ? `disk space low: ${r.diskWarning}` : "";
   }
 
+  /** Broken verdicts always; busy and back to ok at most once a minute (a loaded server may flip every round). */
   private logChange(v: Verdict): void {
     if (v.state === this.lastLogged) return;
+    const now = this.h.clock.now();
+    if (!broken(v) && !broken({ state: this.lastLogged }) && now - this.lastBusyLog < 60_000) return;
+    if (!broken(v)) this.lastBusyLog = now;
     this.lastLogged = v.state;
     if (broken(v)) this.h.log.error(`PostgreSQL cannot do its work: ${v.state}: ${v.reason}`);
     else if (v.state === "busy") this.h.log.warn(`PostgreSQL is busy: ${v.reason}`);
