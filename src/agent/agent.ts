@@ -320,6 +320,7 @@ export class Agent implements ClusterContext {
   reachableStandbys(): number { return F.reachableStandbys(this.facts()); }
   downForMs(id: string): number { return F.downForMs(this.facts(), id); }
   standbyMembers(): string[] { return F.standbyMembers(this.facts()); }
+  candidates() { return F.candidates(this.facts()); }
   nobodyHasData(): boolean { return F.nobodyHasData(this.facts()); }
   othersHaveData(): boolean { return F.othersHaveData(this.facts()); }
 

@@ -90,6 +90,8 @@ function primary(f: HealthFacts): HealthResult {
   if (!f.leading) return no("this node does not hold the leader lease");
   if (!f.pg?.up) return no("PostgreSQL is not running");
   if (f.pg.inRecovery !== false) return no("PostgreSQL is not running as the primary yet");
+  // Alive but unable to commit (disk full, cannot write): a load balancer must not send writes here.
+  if (f.pg.cannotWork) return no(`PostgreSQL cannot write: ${f.pg.cannotWork}`);
   return ok;
 }
 

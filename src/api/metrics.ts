@@ -6,6 +6,8 @@ import { describe } from "./health.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
 import { walBytes, type HealthFacts, type NodeStatus } from "./source.ts";
 
+const HEALTH_STATES = ["ok", "busy", "stuck", "disk-full", "cannot-write", "unknown"] as const;
+
 export const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 type Labels = Record<string, string>;
@@ -61,6 +63,14 @@ export function renderMetrics(m: MetricsInput): string {
     put("pgherd_wal_replay_position_bytes", "gauge", "Last WAL position replayed by this standby.", one(pg.replayLsn ? walBytes(pg.replayLsn) : null));
     put("pgherd_standby_lag_bytes", "gauge", "Bytes this standby's replay is behind the leader's primary.", one(pg.lagBytes));
     put("pgherd_replication_slot_retained_wal_bytes", "gauge", "WAL kept for each replication slot on this node.", slotSizes(pg.slots));
+    const h = pg.health;
+    if (h) {
+      put("pgherd_postgres_health", "gauge", "1 for whether this node's PostgreSQL can do its work (ok, busy, stuck, disk-full, cannot-write; unknown while not watched).", HEALTH_STATES.map((st) => [{ state: st }, bool(st === h.state)]));
+      put("pgherd_postgres_health_since_timestamp_seconds", "gauge", "Unix time since which the health state holds.", one(h.since ? Date.parse(h.since) / 1000 : null));
+      put("pgherd_disk_size_bytes", "gauge", "Size of the file system of the data directory (what=data) and of pg_wal when separate.", h.disks.map((d) => [{ what: d.what, path: d.path }, d.sizeBytes]));
+      put("pgherd_disk_available_bytes", "gauge", "Space available to PostgreSQL on that file system.", h.disks.map((d) => [{ what: d.what, path: d.path }, d.availBytes]));
+      put("pgherd_disk_space_low", "gauge", "1 while a file system of the data directory or pg_wal is under 10% free (or full).", one(bool(h.diskWarning !== null)));
+    }
   }
   const standbys = m.view?.members.filter((x) => x.role === "standby") ?? [];
   put("pgherd_replication_lag_bytes", "gauge", "Replay lag of each standby behind the primary, in bytes (exported by the leader).", standbys.map((x) => [{ standby: x.name }, x.lagBytes]));

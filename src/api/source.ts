@@ -29,6 +29,8 @@ export interface PgFacts {
   sync: boolean;
   /** A quorum standby: sync_state quorum (synchronous_standby_names = ANY k (...)). */
   quorum: boolean;
+  /** Why the server cannot do its work (stuck, disk full, cannot write; core/liveness.ts), else null. */
+  cannotWork?: string | null;
 }
 
 export interface HealthFacts {
@@ -54,6 +56,7 @@ function pgFacts(p: NodePostgres): PgFacts {
     up: p.up, running: p.running, inRecovery: p.inRecovery, streaming: p.streaming,
     lagBytes: lag, receiveLagBytes: receiveLag,
     sync: p.syncState === "sync" || p.syncState === "quorum", quorum: p.syncState === "quorum",
+    cannotWork: p.health && ["stuck", "disk-full", "cannot-write"].includes(p.health.state) ? `${p.health.state} since ${p.health.since ?? "?"}: ${p.health.reason}` : null,
   };
 }
 

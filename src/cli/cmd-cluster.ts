@@ -69,7 +69,9 @@ export function renderTable(v: ClusterView, source: string): string {
   const paused = v.paused ? "PAUSED: maintenance mode, no automatic failover or repair (pgherd resume)" : "";
   const s = v.scheduledSwitchover;
   const sched = s ? `scheduled switchover to ${s.to ?? "the most caught-up standby"} at ${s.at} (cancel: pgherd switchover --cancel)` : "";
-  return [title, ...(paused ? [paused] : []), ...(sched ? [sched] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line)].join("\n") + "\n";
+  // A note cut to fit the table (a stuck or full primary's reason, say) is printed whole below it.
+  const long = v.members.map((m) => [m.name, m.error ? `error: ${m.error}` : m.note] as const).filter(([, n]) => n.length > 80).map(([name, n]) => `${name}: ${n}`);
+  return [title, ...(paused ? [paused] : []), ...(sched ? [sched] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line), ...long].join("\n") + "\n";
 }
 
 function bytes(n: number): string {

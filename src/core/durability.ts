@@ -80,3 +80,17 @@ export function planDurability(x: DurabilityInput): DurabilityPlan {
     guarantee: `degraded: writes continue without a synchronous standby (${streaming}/${k} streaming); no automatic failover until one is back`,
   };
 }
+
+/**
+ * The guarantee a primary reports, never better than what it can do now: while its server does
+ * not answer, or cannot commit (stuck, disk full, cannot write), no commit is acknowledged at all,
+ * whatever the plan says.
+ */
+export function truthfulGuarantee(planned: string, health: { state: string; reason: string } | null, up: boolean): string {
+  if (!planned) return planned;
+  if (health && (health.state === "stuck" || health.state === "disk-full" || health.state === "cannot-write")) {
+    return `no commit completes: PostgreSQL ${health.state} (${health.reason})`.slice(0, 300);
+  }
+  if (!up) return "unknown: PostgreSQL does not answer";
+  return planned;
+}

@@ -1,6 +1,7 @@
 // What this node's PostgreSQL should do next, as a pure function of what the
 // agent observed. One decision per monitoring round; the shell executes it,
 // observes again and asks again. No I/O, no clock.
+import { broken, type Verdict } from "./liveness.ts";
 
 /** The local server as observed this round. */
 export interface LocalPg {
@@ -19,6 +20,10 @@ export interface LocalPg {
   timeline: number | null;
   /** A standby that has not streamed for a while although the primary is ready (diverged history). */
   stuck: boolean;
+  /** Whether the running server can do its work (core/liveness.ts); null while not watched. */
+  health?: Pick<Verdict, "state" | "reason"> | null;
+  /** The data directory's or pg_wal's file system is full now (its description), else null. */
+  diskFull?: string | null;
 }
 
 /** The leader's PostgreSQL, from its last report over the mesh. */
@@ -60,6 +65,8 @@ export interface HaInput {
   paused: boolean;
   /** A human asked this node to take over (`pgherd failover --to`): promote even while paused. */
   promotionRequested?: boolean;
+  /** The standby a resigning leader hands over to (core/liveness.ts successorOf), null: let the election choose. */
+  successor?: string | null;
 }
 
 export type HaAction =
@@ -74,7 +81,7 @@ export type HaAction =
   | { kind: "rewind"; from: string }
   | { kind: "start-standby"; upstream: string }
   | { kind: "repoint"; upstream: string }
-  | { kind: "resign"; reason: string };
+  | { kind: "resign"; reason: string; to?: string };
 
 export function decideHa(x: HaInput): HaAction {
   const d = decideUnpaused(x);
@@ -112,8 +119,16 @@ function asLeader(x: HaInput): HaAction {
     // Data here but the cluster never recorded one: only adopt when told to.
     return { kind: "refuse", reason: "the data directory holds a cluster that pgherd did not create; set bootstrap.from_existing = true to adopt it" };
   }
-  if (!l.running) return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
-  if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
+  const handOver = x.successor ? { to: x.successor } : {};
+  if (!l.running) {
+    // A server that stopped on a full disk would only stop again: a standby with its own disk takes over.
+    if (l.diskFull && x.clusterSystemId !== null) return { kind: "resign", reason: `PostgreSQL stopped and its disk is full (${l.diskFull})`, ...handOver };
+    return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
+  }
+  // Alive but unable to work (stuck, disk full, cannot write): a standby holding every acknowledged
+  // write takes over; losing the lease fences this server (killed if it does not react).
+  if (l.health && broken(l.health)) return { kind: "resign", reason: `PostgreSQL ${l.health.state}: ${l.health.reason}`, ...handOver };
+  if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting or does not answer (watching whether it is stuck)" };
   if (l.inRecovery) return { kind: "promote" };
   return { kind: "none", role: "primary" };
 }
@@ -163,4 +178,15 @@ function asFollower(x: HaInput): HaAction {
  */
 export function controlSaysPrimary(state: string): boolean {
   return state !== "in archive recovery" && state !== "shut down in recovery";
+}
+
+/**
+ * A stopped server's data was last a primary's, from durable facts only: a standby's data always
+ * holds standby.signal (pgherd writes it before every standby start, pg_rewind leaves "in archive
+ * recovery") and a pg_control state only a standby reaches. Anything else (no standby.signal, or a
+ * primary's state whatever the signal file says: a start as a standby that never happened) is
+ * rewound before it follows anyone.
+ */
+export function dataWasPrimary(controlState: string, standbySignal: boolean): boolean {
+  return !standbySignal || controlSaysPrimary(controlState);
 }

@@ -14,6 +14,16 @@ export const RejoinProgressSchema = z.strictObject({
 });
 export type RejoinProgress = z.infer<typeof RejoinProgressSchema>;
 
+export const HealthSchema = z.strictObject({
+  state: z.enum(["ok", "busy", "stuck", "disk-full", "cannot-write", "unknown"]),
+  reason: text(300),
+  /** ISO time since which the state holds (null: not watched). */
+  since: z.iso.datetime().nullable(),
+  disks: z.array(z.strictObject({ what: z.enum(["data", "pg_wal"]), path: text(300), sizeBytes: z.number().min(0), availBytes: z.number().min(0) })).max(2),
+  /** A file system of the data directory or pg_wal running out of space (null: enough left). */
+  diskWarning: text(300).nullable(),
+});
+
 /** One node's PostgreSQL as its agent saw it in its last monitoring round. */
 export const PgReportSchema = z.strictObject({
   port: z.number().int().min(0).max(65535),
@@ -41,5 +51,7 @@ export const PgReportSchema = z.strictObject({
   error: text(1000).nullable(),
   haveSecrets: z.boolean(),
   rejoin: RejoinProgressSchema.optional(),
+  /** Whether the server can do its work (core/liveness.ts; "unknown" while not watched) and its disk space. */
+  health: HealthSchema.optional(),
 });
 export type PgReport = z.infer<typeof PgReportSchema>;

@@ -25,7 +25,11 @@ export class NoLease extends Error {
 
 export interface FencerOptions {
   lease: LeaseFile;
-  /** Stop PostgreSQL now (pg_ctl stop -m immediate): false when none ran; throws when it could not. */
+  /**
+   * Stop PostgreSQL now (pg_ctl stop -m immediate: a server that cannot react, its processes
+   * stopped or still there 2 s after SIGQUIT, is killed with SIGKILL; src/postgres/ctl.ts `stop`):
+   * false when none ran; throws when it could not.
+   */
   stopPostgres(): Promise<boolean>;
   /** A primary may run here (the last observation said so). */
   primaryMayRun(): boolean;

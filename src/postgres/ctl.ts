@@ -7,7 +7,12 @@ import { pgTool, type PgBins } from "./binaries.ts";
 import { inspectDataDir, readPostmasterPid } from "./datadir.ts";
 import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
 import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, type Owner } from "./fsutil.ts";
+import { stoppedProcesses } from "./liveness-obs.ts";
+import { killServer, leftoverProcesses } from "./orphans.ts";
 import { lookupOsUser } from "./users.ts";
+
+/** An immediate stop waits this long for the postmaster to react to SIGQUIT before SIGKILL. */
+const IMMEDIATE_GRACE_S = 2;
 
 export interface PgNode {
   bins: PgBins;
@@ -114,16 +119,36 @@ function startError(n: PgNode, res: ToolResult, serverLog: string, t: number): P
 
 export type StopMode = "smart" | "fast" | "immediate";
 
-/** pg_ctl stop -w. Returns false when no server was running (idempotent). */
+/**
+ * pg_ctl stop -w. Returns false when no server was running (idempotent). An immediate stop (a
+ * fence) does not wait for a server that cannot react: stopped processes (SIGSTOP) are killed at
+ * once, and a postmaster still there IMMEDIATE_GRACE_S after SIGQUIT is killed with its children.
+ */
 export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60): Promise<boolean> {
   if (!(await exists(join(n.dataDir, "postmaster.pid")))) return false;
+  if (mode === "immediate") {
+    const frozen = stoppedProcesses(n.dataDir);
+    if (frozen) return kill(n, `${frozen}: it cannot react to SIGQUIT`);
+  }
+  const t = mode === "immediate" ? Math.min(timeoutSec, IMMEDIATE_GRACE_S) : timeoutSec;
   const res = await runTool({
-    bin: pgTool(n.bins, "pg_ctl"), args: ["stop", "-D", n.dataDir, "-m", mode, "-w", "-t", String(timeoutSec), "-s"],
-    user: n.osUser, timeoutMs: (timeoutSec + 15) * 1000, log: n.log,
+    bin: pgTool(n.bins, "pg_ctl"), args: ["stop", "-D", n.dataDir, "-m", mode, "-w", "-t", String(t), "-s"],
+    user: n.osUser, timeoutMs: (t + 15) * 1000, log: n.log,
   });
   if (res.code === 0 && !res.timedOut) return true;
   if (!(await status(n)).running) return false;
+  if (mode === "immediate") return kill(n, `no reaction to SIGQUIT within ${t} s`);
   throw new PgCtlError("stop-failed", `pg_ctl stop -m ${mode} of ${n.dataDir} failed: ${stderrTail(res.stderr) || `exit ${res.code}`}`);
+}
+
+/** SIGKILL the server and wait (2 s at most) until none of its processes is left. */
+async function kill(n: PgNode, why: string): Promise<boolean> {
+  const count = killServer(n.dataDir);
+  n.log.warn(`PostgreSQL in ${n.dataDir}: ${why}; killed ${count} process(es) with SIGKILL`);
+  for (let i = 0; i < 40 && leftoverProcesses(n.dataDir).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  const left = leftoverProcesses(n.dataDir).length;
+  if (left > 0) throw new PgCtlError("stop-failed", `PostgreSQL in ${n.dataDir}: ${left} process(es) still alive after SIGKILL`);
+  return count > 0;
 }
 
 export async function restart(n: PgNode, o: StartOptions & { mode?: StopMode }): Promise<void> {

@@ -47,6 +47,25 @@ export function clearStaleLocks(dataDir: string, socketLock: string): string[] {
   return removed;
 }
 
+/**
+ * SIGKILL a server that does not react to pg_ctl (frozen, wedged): its postmaster first (checked to
+ * be this data directory's, so it cannot fork more), then every process left in the data directory.
+ * SIGKILL reaches a stopped (SIGSTOP) process too. Returns the number of processes signalled.
+ */
+export function killServer(dataDir: string): number {
+  let n = 0;
+  const pm = readPidFile(`${resolve(dataDir)}/postmaster.pid`);
+  if (pm !== null && isServerOf(pm, dataDir)) {
+    try {
+      process.kill(pm, "SIGKILL");
+      n++;
+    } catch {
+      // already gone
+    }
+  }
+  return n + killLeftovers(dataDir);
+}
+
 export function killLeftovers(dataDir: string): number {
   let n = 0;
   for (const pid of leftoverProcesses(dataDir)) {

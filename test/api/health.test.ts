@@ -3,6 +3,8 @@
 import { describe, expect, test } from "bun:test";
 import { checkHealth, parseHealthQuery, type HealthQuery } from "../../src/api/health.ts";
 import { parseLag } from "../../src/api/lag.ts";
+import { renderMetrics } from "../../src/api/metrics.ts";
+import { truthfulGuarantee } from "../../src/core/durability.ts";
 import { healthFacts, type HealthFacts, type PgFacts } from "../../src/api/source.ts";
 import { nodeStatus, standbyPg } from "./fake-source.ts";
 import { parseProm } from "./prom.ts";
@@ -82,9 +84,28 @@ describe("health checks", () => {
     expect(checkHealth("/replica", q("lag=16MB"), lagging).reason).toBe("replication lag 20971520 bytes exceeds 16777216");
     expect(checkHealth("/replica", q(), noLb).reason).toBe("tag noloadbalance is set");
   });
+
+  test("a primary that cannot write (disk full, stuck) answers 503 on /primary and /read-write, with the reason", () => {
+    const full = facts({ leading: true, pg: pg({ inRecovery: false, streaming: false, lagBytes: null, cannotWork: "disk-full since 2026-12-01T18:00:00.000Z: disk full: data file system /pg: 0 B free" }) });
+    for (const path of ["/primary", "/read-write", "/"]) {
+      const r = checkHealth(path, q(), full);
+      expect(r.status).toBe(503);
+      expect(r.reason).toContain("PostgreSQL cannot write: disk-full since 2026-12-01T18:00:00.000Z");
+    }
+    expect(checkHealth("/leader", q(), full).status).toBe(200); // it still holds the lease until it resigns
+  });
 });
 
 describe("health facts from the node status", () => {
+  test("the report's liveness verdict reaches /primary: broken states answer 503, busy does not", () => {
+    const st = (state: "busy" | "disk-full" | "cannot-write" | "stuck") => healthFacts(nodeStatus({
+      election: { ...nodeStatus().election, leading: true },
+      postgres: { ...standbyPg({}), inRecovery: false, health: { state, reason: "r", since: "2026-12-01T18:00:00.000Z", disks: [], diskWarning: null } },
+    }));
+    expect(checkHealth("/primary", q(), st("busy")).status).toBe(200);
+    for (const s of ["disk-full", "cannot-write", "stuck"] as const) expect(checkHealth("/primary", q(), st(s)).reason).toBe(`PostgreSQL cannot write: ${s} since 2026-12-01T18:00:00.000Z: r`);
+  });
+
   // The sync state comes from the primary's pg_stat_replication row for this standby.
   const check = (path: string, syncState: string | null) => checkHealth(path, q(), healthFacts(nodeStatus({ postgres: standbyPg({ syncState }) }))).status;
 
@@ -101,6 +122,34 @@ describe("health facts from the node status", () => {
   test("the receive lag is the replay lag minus what was received but not yet replayed", () => {
     const pg = healthFacts(nodeStatus({ postgres: standbyPg({ lagBytes: 0x3000, receiveLsn: "1/2000", replayLsn: "1/0" }) })).pg;
     expect(pg).toMatchObject({ lagBytes: 0x3000, receiveLagBytes: 0x1000 });
+  });
+});
+
+describe("telling the truth about a primary that cannot work", () => {
+  test("/metrics: the health state with its start, and the disk space of the data directory and pg_wal", () => {
+    const st = nodeStatus({
+      postgres: standbyPg({
+        health: {
+          state: "disk-full", reason: "data file system /pg: 0 B free of 256.0 MB (0.0%)", since: "2026-12-01T18:00:00.000Z", diskWarning: "data file system /pg: 0 B free",
+          disks: [{ what: "data", path: "/pg", sizeBytes: 268435456, availBytes: 0 }, { what: "pg_wal", path: "/pg/pg_wal", sizeBytes: 1000, availBytes: 900 }],
+        },
+      }),
+    });
+    const fams = parseProm(renderMetrics({ status: st, facts: healthFacts(st), view: null, history: [], apiRejects: {} }));
+    const v = (name: string, labels: Record<string, string> = {}) => fams.get(name)?.samples.find((x) => JSON.stringify(x.labels) === JSON.stringify(labels))?.value;
+    expect(v("pgherd_postgres_health", { state: "disk-full" })).toBe(1);
+    expect(v("pgherd_postgres_health", { state: "ok" })).toBe(0);
+    expect(v("pgherd_postgres_health_since_timestamp_seconds")).toBe(Date.parse("2026-12-01T18:00:00.000Z") / 1000);
+    expect(v("pgherd_disk_available_bytes", { what: "data", path: "/pg" })).toBe(0);
+    expect(v("pgherd_disk_size_bytes", { what: "pg_wal", path: "/pg/pg_wal" })).toBe(1000);
+    expect(v("pgherd_disk_space_low")).toBe(1);
+  });
+  test("the durability line never claims zero-loss while no commit completes", () => {
+    const plan = "zero-loss: every commit is on the primary and 1 synchronous standby";
+    expect(truthfulGuarantee(plan, { state: "ok", reason: "" }, true)).toBe(plan);
+    expect(truthfulGuarantee(plan, { state: "busy", reason: "slow" }, true)).toBe(plan);
+    for (const state of ["stuck", "disk-full", "cannot-write"]) expect(truthfulGuarantee(plan, { state, reason: "r" }, true)).toBe(`no commit completes: PostgreSQL ${state} (r)`);
+    expect(truthfulGuarantee(plan, null, false)).toBe("unknown: PostgreSQL does not answer");
   });
 });
 

@@ -1,6 +1,6 @@
 // The HA decision table, one case per rule.
 import { describe, expect, test } from "bun:test";
-import { controlSaysPrimary, decideHa, type HaInput } from "../../src/core/ha.ts";
+import { controlSaysPrimary, dataWasPrimary, decideHa, type HaInput } from "../../src/core/ha.ts";
 
 const base: HaInput = {
   witness: false, leading: false, acquiringLease: false,
@@ -29,6 +29,22 @@ describe("leader", () => {
   test("adopts a standalone server only with bootstrap.from_existing", () => {
     expect(decideHa(lead({ clusterSystemId: null }, { running: false })).kind).toBe("refuse");
     expect(decideHa(lead({ clusterSystemId: null, fromExisting: true }, { running: false }))).toEqual({ kind: "start-primary", adopt: true });
+  });
+  test("a primary that cannot work (stuck, disk full, cannot write) makes its leader resign, handing over to the successor", () => {
+    for (const state of ["stuck", "disk-full", "cannot-write"] as const) {
+      const d = decideHa(lead({ successor: "S2" }, { inRecovery: null, up: state !== "stuck", health: { state, reason: "why" } }));
+      expect(d).toEqual({ kind: "resign", reason: `PostgreSQL ${state}: why`, to: "S2" });
+    }
+    expect(decideHa(lead({ successor: null }, { health: { state: "stuck", reason: "x" } }))).toEqual({ kind: "resign", reason: "PostgreSQL stuck: x" });
+    // busy or ok: nothing; a server that does not answer yet (not judged stuck) is waited for, within the verdict's bound
+    expect(decideHa(lead({}, { inRecovery: false, health: { state: "busy", reason: "slow" } }))).toEqual({ kind: "none", role: "primary" });
+    expect(decideHa(lead({}, { up: false, inRecovery: null, health: { state: "busy", reason: "slow" } })).kind).toBe("wait");
+    // maintenance mode: no automatic failover
+    expect(decideHa(lead({ paused: true }, { health: { state: "stuck", reason: "x" } })).kind).toBe("wait");
+  });
+  test("a stopped primary on a full disk is not restarted in place: the leader resigns", () => {
+    expect(decideHa(lead({ successor: "S2" }, { running: false, up: false, diskFull: "data file system /pg: 0 B free" }))).toMatchObject({ kind: "resign", to: "S2" });
+    expect(decideHa(lead({}, { running: false, up: false, diskFull: null })).kind).toBe("start-primary");
   });
   test("a leader still acquiring its lease leaves the server alone", () => {
     expect(decideHa(follow({ acquiringLease: true, leader: null }, { inRecovery: false })).kind).toBe("wait");
@@ -82,5 +98,17 @@ describe("follower", () => {
   test("a stopped server was a primary unless pg_control says a standby's state (a primary left in crash recovery is rewound)", () => {
     for (const st of ["in production", "shut down", "in crash recovery", "shutting down"]) expect(controlSaysPrimary(st)).toBe(true);
     for (const st of ["in archive recovery", "shut down in recovery"]) expect(controlSaysPrimary(st)).toBe(false);
+  });
+  test("a former primary is recognised from durable facts (standby.signal and pg_control), in every pg_control state", () => {
+    // without standby.signal the data was a primary's, whatever pg_control says
+    for (const st of ["in production", "shut down", "in crash recovery", "shutting down", "in archive recovery", "shut down in recovery"]) expect(dataWasPrimary(st, false)).toBe(true);
+    // with it, only a standby's states are a standby's (a primary's state: a standby start that never happened)
+    for (const st of ["in production", "shut down", "in crash recovery", "shutting down"]) expect(dataWasPrimary(st, true)).toBe(true);
+    for (const st of ["in archive recovery", "shut down in recovery"]) expect(dataWasPrimary(st, true)).toBe(false);
+    // and such a node is rewound before it streams
+    for (const st of ["in production", "shut down", "in crash recovery"]) {
+      const former = { running: false, up: false, inRecovery: null, wasPrimary: dataWasPrimary(st, false), timeline: 1 } as const;
+      expect(decideHa(follow({}, former))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
+    }
   });
 });

@@ -1,6 +1,7 @@
 // What the PostgreSQL loop needs from the agent (ClusterContext) and what it offers it (LoopControl).
 import type { Position } from "../../core/position.ts";
 import type { PgReport } from "../../core/report.ts";
+import type { Candidate } from "../../core/switchover.ts";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
 
 /** What the loop needs from the agent: cluster facts in, reports and requests out. */
@@ -24,7 +25,10 @@ export interface ClusterContext {
   secrets(): ClusterSecrets | undefined;
   saveSecrets(s: ClusterSecrets): void;
   publish(report: PgReport, position: Position): void;
-  resign(reason: string): void;
+  /** Give up the lease; `transferTo`: the standby that should campaign at once. */
+  resign(reason: string, transferTo?: string): void;
+  /** Members as handover candidates (connected ones with their reports). */
+  candidates(): Candidate[];
   loopDone(ms: number): void;
   paused(): boolean;
   /** Election voters (witnesses included) and the durability mode in force. */

@@ -88,8 +88,10 @@ export class PrimaryStarter {
         await h.startServer(Math.max(1, Math.ceil((deadline - h.clock.now()) / 1000)));
         return;
       } catch (e) {
-        // Leftover backends (lock file, shared memory still attached) go away within moments.
-        if (!(e instanceof PgCtlError) || e.kind === "port-in-use" || h.clock.now() > deadline) throw e;
+        // Leftover backends (lock file, shared memory still attached) go away within moments: only
+        // that is retried. Any other failure (a full disk, an I/O or memory error) would fail again:
+        // it is reported at once and the leader steps down (round.ts) instead of looping.
+        if (!(e instanceof PgCtlError) || e.kind !== "already-running" || h.clock.now() > deadline) throw e;
         await h.clock.sleep(100);
       }
     }

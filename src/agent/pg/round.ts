@@ -1,13 +1,18 @@
 // One monitoring round: observe the local PostgreSQL, report it, ask the pure decision
 // (core/ha.ts) what to do, do it. A failed action backs off exponentially so a broken server
 // never spins. Runs inside the loop's serial executor.
-import { controlSaysPrimary, decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { truthfulGuarantee } from "../../core/durability.ts";
+import { dataWasPrimary, decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
+import { successorOf } from "../../core/liveness.ts";
 import { ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
 import type { Maintenance } from "./durability.ts";
 import type { PgHost } from "./host.ts";
+import { LivenessWatch } from "./liveness.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { Rebuilder } from "./rebuild.ts";
 import type { SlotKeeper } from "./slots.ts";
@@ -37,8 +42,11 @@ export class MonitorRound {
   private lastUp = false;
   /** The report this round published, for refresh() while a long action runs. */
   private last: { report: PgReport; position: Position } | null = null;
+  private readonly live: LivenessWatch;
 
-  constructor(private readonly h: PgHost, private readonly x: RoundParts) {}
+  constructor(private readonly h: PgHost, private readonly x: RoundParts) {
+    this.live = new LivenessWatch(h);
+  }
 
   async run(): Promise<void> {
     const { h, x } = this;
@@ -47,7 +55,11 @@ export class MonitorRound {
     // pg_control is read (a pg_controldata process) only when the server does not answer: a running
     // server reports the same facts through the probe, every round.
     let info = await inspectDataDir(h.node.dataDir, { ...h.node, control: false });
-    const p: Probe = info.running ? await probe(h.localDb()) : { up: false, ms: 0, error: "not running" };
+    const lead = ctx.leadership();
+    // The leader watches whether its server can work (a fresh connection and a heartbeat commit
+    // beside the probe, every step under a deadline): the decision below never waits without bound.
+    const watch = info.running && lead.leading && !info.empty;
+    const p: Probe = await this.live.observe(watch, watch, (ms) => info.running ? probe(h.localDb(), ms) : Promise.resolve({ up: false, ms: 0, error: "not running" }));
     if (!p.up) info = await inspectDataDir(h.node.dataDir, h.node);
     const systemIdOnDisk = info.control?.systemIdentifier ?? null;
     const systemId = p.up ? p.systemIdentifier : systemIdOnDisk;
@@ -60,11 +72,13 @@ export class MonitorRound {
     // Not streaming only counts against a standby while there is a primary to stream from.
     if (!(p.up && p.inRecovery) || streaming || !primaryReady) h.notStreamingSince = null;
     else h.notStreamingSince ??= clock.now();
-    const wasPrimary = p.up ? !p.inRecovery : h.handedOver ? false : info.control ? controlSaysPrimary(info.control.state) : false;
+    const standbySignal = existsSync(join(h.node.dataDir, "standby.signal"));
+    const wasPrimary = p.up ? !p.inRecovery : h.handedOver ? false : info.control ? dataWasPrimary(info.control.state, standbySignal) : false;
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
       wasPrimary, timeline: p.up ? p.timeline : (info.control?.timeline ?? null),
       stuck: h.notStreamingSince !== null && clock.now() - h.notStreamingSince > STUCK_MS,
+      health: this.live.verdict, diskFull: this.live.diskFull(),
     };
 
     // A standby's timeline: pg_stat_wal_receiver says it while streaming; once the primary is gone
@@ -72,7 +86,6 @@ export class MonitorRound {
     if (p.up && p.inRecovery) h.knownTli = Math.max(h.knownTli, p.timeline);
     else if (p.up) h.knownTli = p.timeline;
     const position = h.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
-    const lead = ctx.leadership();
     // A running primary that does not answer (connection slots full, hung) is still one to fence.
     h.wasPrimary = info.running && wasPrimary;
     h.lastReportUp = p.up;
@@ -94,6 +107,7 @@ export class MonitorRound {
       member: lead.member, fromExisting: h.cfg.bootstrap.from_existing,
       rejoinAuto: h.cfg.rejoin.auto, rejoinRequested: rejoin.request, paused: ctx.paused(),
       promotionRequested: x.promotionRequested(),
+      successor: lead.leading ? successorOf(ctx.candidates(), ctx.nodeId) : null,
     });
     this.report({ running: info.running, p, data, systemId, position, haveSecrets: secrets !== undefined, d: decision, rejoin: rejoin.progress });
 
@@ -128,7 +142,7 @@ export class MonitorRound {
       x.failed(decision.kind, this.lastError, this.failures);
       if (decision.kind === "start-primary" && lead.leading) {
         // The primary does not come back in place: let a standby take over instead of waiting for the lease.
-        ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`);
+        ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
       }
       h.log.error(`${decision.kind} failed (attempt ${this.failures}, next try in ${backoff} ms): ${this.lastError}`);
     }
@@ -138,7 +152,7 @@ export class MonitorRound {
     const { h } = this;
     const up = r.p.up ? r.p : null;
     const d = r.d;
-    const guarantee = this.x.maintenance.guarantee;
+    const guarantee = truthfulGuarantee(this.x.maintenance.guarantee, this.live.verdict, r.p.up);
     this.publish({
       port: h.cfg.postgres.port, data: r.data, systemId: r.systemId, running: r.running, up: r.p.up, inRecovery: up ? up.inRecovery : null, position: r.position,
       receiveLsn: up?.receiveLsn ?? null, replayLsn: up?.replayLsn ?? null, upstream: h.upstream,
@@ -148,10 +162,11 @@ export class MonitorRound {
       slotBytes: this.x.slots.slotBytes,
       ...(h.wasPrimary && guarantee ? { guarantee: guarantee.slice(0, 300) } : {}),
       action: d.kind === "none" ? d.role : d.kind,
-      note: (d.kind === "wait" || d.kind === "refuse" ? d.reason : h.note).slice(0, 500),
+      note: [this.live.note(), d.kind === "wait" || d.kind === "refuse" ? d.reason : h.note].filter(Boolean).join("; ").slice(0, 500),
       error: this.lastError?.slice(0, 1000) ?? null,
       haveSecrets: r.haveSecrets,
       ...(r.rejoin ? { rejoin: r.rejoin } : {}),
+      health: this.live.report(),
     }, r.position);
   }
 
@@ -194,7 +209,7 @@ export class MonitorRound {
         await reload(h.node);
         return;
       }
-      case "resign": return h.ctx.resign(d.reason);
+      case "resign": return h.ctx.resign(d.reason, d.to);
     }
   }
 }
@@ -225,7 +240,7 @@ function describe(d: HaAction): string {
     case "repoint": return `decision: follow ${d.upstream}`;
     case "start-primary": return `decision: start as primary${d.adopt ? " (adopting existing data)" : ""}`;
     case "fence": return `decision: fence (${d.reason})`;
-    case "resign": return `decision: resign (${d.reason})`;
+    case "resign": return `decision: resign (${d.reason})${d.to ? `, handing over to ${d.to}` : ""}`;
     default: return `decision: ${d.kind}`;
   }
 }

@@ -51,12 +51,23 @@ function render(snap) {
     ? String(node.durability)
     : "asynchronous: a failover may lose the last commits not yet on the new primary";
   $("sum-mode").textContent = node.paused ? "paused (no automatic actions)" : "automatic failover";
+  renderHealth(node.postgres && node.postgres.health);
   $("sum-self").textContent = `${node.node.name}${snap.cluster.source === "local" ? " (leader unreachable: local view)" : ""}`;
   renderScheduled(view.scheduledSwitchover);
   renderTopology(members, view, node.node.id);
   renderMembers(members, view);
   renderTimeline(snap.history || []);
   renderActions(members, view, node);
+}
+
+// Whether this node's PostgreSQL can work (stuck, disk full, cannot write: with the reason and since when) and its disk space.
+function renderHealth(h) {
+  const bad = h && (h.state !== "ok" && h.state !== "unknown" || h.diskWarning);
+  $("sum-health-row").hidden = !bad;
+  if (!bad) return;
+  const text = h.state !== "ok" && h.state !== "unknown" ? `${h.state}${h.since ? ` since ${new Date(h.since).toLocaleString()}` : ""}: ${h.reason}` : `disk space low: ${h.diskWarning}`;
+  $("sum-health").textContent = text;
+  $("sum-health").className = h.state === "busy" || h.state === "ok" || h.state === "unknown" ? "warn" : "bad";
 }
 
 // A switchover the leader stores and runs at its time (absent or null: none).

@@ -1,0 +1,97 @@
+// The shell of the liveness verdict (core/liveness.ts): each round it gathers the observations
+// beside the round's own probe, every one under a deadline, and keeps the verdict. It watches
+// only while this node leads with a running server (the leader is the one that acts on it); disk
+// space is measured on every node for the report.
+import { broken, diskWarning, initialLiveness, type DiskUse, type Liveness, type LivenessObs, stepLiveness, type Verdict } from "../../core/liveness.ts";
+import type { PgReport } from "../../core/report.ts";
+import { diskUse, freshCheck, stoppedProcesses, walWrittenAt } from "../../postgres/liveness-obs.ts";
+import type { Probe } from "../../postgres/index.ts";
+import type { PgHost } from "./host.ts";
+
+/** Deadline of the fresh connection's SELECT 1 and of the heartbeat commit, each. */
+export const FRESH_DEADLINE_MS = 1500;
+/** Deadline of the round's probe on the persistent connection while this node leads. */
+export const LEADER_PROBE_MS = 2000;
+
+export class LivenessWatch {
+  private state: Liveness | null = null;
+  private disks: DiskUse[] = [];
+  private lastLogged: Verdict["state"] = "ok";
+  private lastBusyLog = -Infinity;
+  /** The verdict's since as wall time, computed once per verdict. */
+  private sinceWall: { mono: number; iso: string } | null = null;
+
+  constructor(private readonly h: PgHost) {}
+
+  /** Run the round's probe; while `watch`, beside a fresh connection (and the heartbeat commit when `write`). */
+  async observe(watch: boolean, write: boolean, probeFn: (timeoutMs?: number) => Promise<Probe>): Promise<Probe> {
+    const h = this.h;
+    const dir = h.node.dataDir;
+    this.disks = diskUse(dir);
+    if (!watch) {
+      this.state = null;
+      return probeFn();
+    }
+    const startedAt = h.clock.now();
+    const stoppedAtStart = stoppedProcesses(dir);
+    const [p, fc] = await Promise.all([
+      probeFn(LEADER_PROBE_MS),
+      freshCheck({ socketDir: h.socketDir, port: h.cfg.postgres.port, superuser: h.cfg.postgres.superuser, log: h.log }, write, FRESH_DEADLINE_MS),
+    ]);
+    const o: LivenessObs = {
+      startedAt, now: h.clock.now(), stoppedAtStart, stoppedAtEnd: stoppedProcesses(dir),
+      probe: p.up ? { kind: "ok", ms: p.ms } : { kind: "timeout", ms: p.ms, error: p.error },
+      fresh: fc.fresh, write: fc.write, walWrittenAt: walWrittenAt(dir), disks: this.disks,
+    };
+    this.state = stepLiveness(this.state ?? initialLiveness(startedAt), o);
+    this.logChange(this.state.verdict);
+    return p;
+  }
+
+  /** The verdict while watching (null: not watching). */
+  get verdict(): Verdict | null {
+    return this.state?.verdict ?? null;
+  }
+
+  /** The disk that is full now (its description), watching or not. */
+  diskFull(): string | null {
+    const w = diskWarning(this.disks);
+    return w?.full ? w.text : null;
+  }
+
+  /** What the report says about it. */
+  report(): PgReport["health"] {
+    const v = this.verdict;
+    const w = diskWarning(this.disks);
+    const wall = (mono: number) => {
+      if (this.sinceWall?.mono !== mono) this.sinceWall = { mono, iso: new Date(Date.now() - (this.h.clock.now() - mono)).toISOString() };
+      return this.sinceWall.iso;
+    };
+    return {
+      state: v?.state ?? (w?.full ? "disk-full" : "unknown"),
+      reason: (v?.reason || w?.text || "").slice(0, 300),
+      since: v ? wall(v.since) : null,
+      disks: this.disks.map((d) => ({ what: d.what, path: d.path.slice(0, 300), sizeBytes: d.sizeBytes, availBytes: d.availBytes })),
+      diskWarning: w ? w.text.slice(0, 300) : null,
+    };
+  }
+
+  /** The report's note about it ("" when all is well). */
+  note(): string {
+    const r = this.report()!;
+    if (r.state !== "ok" && r.state !== "unknown") return `${r.state}${r.since ? ` since ${r.since}` : ""}: ${r.reason}`;
+    return r.diskWarning ? `disk space low: ${r.diskWarning}` : "";
+  }
+
+  /** Broken verdicts always; busy and back to ok at most once a minute (a loaded server may flip every round). */
+  private logChange(v: Verdict): void {
+    if (v.state === this.lastLogged) return;
+    const now = this.h.clock.now();
+    if (!broken(v) && !broken({ state: this.lastLogged }) && now - this.lastBusyLog < 60_000) return;
+    if (!broken(v)) this.lastBusyLog = now;
+    this.lastLogged = v.state;
+    if (broken(v)) this.h.log.error(`PostgreSQL cannot do its work: ${v.state}: ${v.reason}`);
+    else if (v.state === "busy") this.h.log.warn(`PostgreSQL is busy: ${v.reason}`);
+    else this.h.log.info(`PostgreSQL works again${v.reason ? ` (${v.reason})` : ""}`);
+  }
+}

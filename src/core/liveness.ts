@@ -1,0 +1,196 @@
+// Whether this node's PostgreSQL can do its job, not only whether its process exists: a pure step
+// from one round's observations (gathered by the shell under deadlines) to a verdict. Only the
+// leader acts on it (core/ha.ts: resign), every node reports it. No I/O, no clock: time is passed in.
+//
+// Verdicts (docs/design.md, "Liveness of the primary's work"):
+// - ok:           it answered and committed the agent's heartbeat in time.
+// - busy:         slow but progressing: a probe or the heartbeat took longer than busyMs, or one of
+//                 them ran out of time while something else still answered or WAL was still written.
+// - stuck:        no progress at all: its processes are stopped (state T) for frozenMs with nothing
+//                 answering, or neither connection answered and no WAL was written for stuckMs.
+// - cannot-write: it answers, but the heartbeat commit fails with an error (disk full, I/O error,
+//                 out of memory) for cannotWriteMs, or commits time out and no WAL was written for
+//                 stuckMs.
+// - disk-full:    the file system of the data directory or of pg_wal has less than fullBytes (or
+//                 fullRatio of its size, the smaller) available for diskFullMs.
+
+import { comparePosition } from "./position.ts";
+import type { Candidate } from "./switchover.ts";
+
+export type LivenessState = "ok" | "busy" | "stuck" | "disk-full" | "cannot-write";
+
+export interface LivenessThresholds {
+  /** A probe or heartbeat slower than this makes the server "busy" (reported, never acted on). */
+  busyMs: number;
+  /** No answer on either connection and no WAL written for this long: "stuck". */
+  stuckMs: number;
+  /** Processes stopped (SIGSTOP, state T) this long with nothing answering: "stuck". */
+  frozenMs: number;
+  /** The heartbeat commit failing with an error for this long: "cannot-write". */
+  cannotWriteMs: number;
+  /** Less than min(fullBytes, fullRatio × size) available: full. */
+  fullBytes: number;
+  fullRatio: number;
+  /** Full for this long: "disk-full". */
+  diskFullMs: number;
+  /** Less than this share of the size available: a warning in the status. */
+  warnRatio: number;
+}
+
+/** Defaults (docs/design.md explains each; measured figures there). */
+export const LIVENESS_DEFAULTS: LivenessThresholds = {
+  busyMs: 1000,
+  stuckMs: 3000,
+  frozenMs: 1000,
+  cannotWriteMs: 1000,
+  fullBytes: 16 * 1024 * 1024,
+  fullRatio: 0.02,
+  diskFullMs: 1000,
+  warnRatio: 0.1,
+};
+
+/** One query's outcome: answered (ok, or failed with a server error) or no answer in time. */
+export type Attempt =
+  | { kind: "ok"; ms: number }
+  | { kind: "error"; ms: number; error: string; sqlstate: string | null }
+  | { kind: "timeout"; ms: number; error: string };
+
+export interface DiskUse {
+  /** "data" (the data directory's file system) or "pg_wal" (when it is another one). */
+  what: "data" | "pg_wal";
+  path: string;
+  sizeBytes: number;
+  availBytes: number;
+}
+
+export interface LivenessObs {
+  /** When the round's observations started and ended (monotonic ms). */
+  startedAt: number;
+  now: number;
+  /** Processes of this server in state T (stopped or traced) at the start and at the end; "" when none. */
+  stoppedAtStart: string;
+  stoppedAtEnd: string;
+  /** The monitoring probe on the agent's persistent connection. */
+  probe: Attempt;
+  /** SELECT 1 on a fresh connection (a wedged backend vs a wedged server). */
+  fresh: Attempt;
+  /** The agent's heartbeat commit (synchronous_commit = local) on that fresh connection; null: not tried. */
+  write: Attempt | null;
+  /** Newest modification time of a WAL segment (file system ms), null when unknown. */
+  walWrittenAt: number | null;
+  disks: readonly DiskUse[];
+}
+
+export interface Verdict {
+  state: LivenessState;
+  reason: string;
+  /** Monotonic ms since which this state holds. */
+  since: number;
+}
+
+export interface Liveness {
+  /** Last time the server answered anything (a query result or a server error). */
+  lastAnswerAt: number;
+  /** Last time WAL was seen written (the newest segment's mtime changed). */
+  lastWalAt: number;
+  walWrittenAt: number | null;
+  frozenSince: number | null;
+  writeErrorSince: number | null;
+  fullSince: number | null;
+  verdict: Verdict;
+}
+
+export function initialLiveness(now: number): Liveness {
+  return { lastAnswerAt: now, lastWalAt: now, walWrittenAt: null, frozenSince: null, writeErrorSince: null, fullSince: null, verdict: { state: "ok", reason: "", since: now } };
+}
+
+/** The disk that is fullest relative to its thresholds: full, low (warning) or null. */
+export function diskWarning(disks: readonly DiskUse[], t: LivenessThresholds = LIVENESS_DEFAULTS): { full: boolean; text: string } | null {
+  let worst: { full: boolean; text: string; share: number } | null = null;
+  for (const d of disks) {
+    if (d.sizeBytes <= 0) continue;
+    const share = d.availBytes / d.sizeBytes;
+    const full = d.availBytes < Math.min(t.fullBytes, t.fullRatio * d.sizeBytes);
+    if (!full && share >= t.warnRatio) continue;
+    const text = `${d.what} file system ${d.path}: ${bytes(d.availBytes)} free of ${bytes(d.sizeBytes)} (${(share * 100).toFixed(1)}%)`;
+    if (!worst || (full && !worst.full) || (full === worst.full && share < worst.share)) worst = { full, text, share };
+  }
+  return worst ? { full: worst.full, text: worst.text } : null;
+}
+
+const answered = (a: Attempt | null) => a !== null && a.kind !== "timeout";
+/** SQLSTATE classes that mean the server cannot write: 53 insufficient resources, 58 system error. */
+const writeBroken = (a: Attempt | null) => a?.kind === "error" && (a.sqlstate === null || /^(53|58|XX)/.test(a.sqlstate));
+
+export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThresholds = LIVENESS_DEFAULTS): Liveness {
+  const now = o.now;
+  const any = answered(o.probe) || answered(o.fresh) || answered(o.write);
+  const lastAnswerAt = any ? now : prev.lastAnswerAt;
+  const walMoved = o.walWrittenAt !== null && prev.walWrittenAt !== null && o.walWrittenAt !== prev.walWrittenAt;
+  const lastWalAt = walMoved ? now : prev.lastWalAt;
+  const frozenSince = o.stoppedAtEnd ? (prev.frozenSince ?? (o.stoppedAtStart ? o.startedAt : now)) : null;
+  const writeErrorSince = writeBroken(o.write) ? (prev.writeErrorSince ?? o.startedAt) : null;
+  const disk = diskWarning(o.disks, t);
+  const fullSince = disk?.full ? (prev.fullSince ?? now) : null;
+  const quietMs = now - Math.max(lastAnswerAt, lastWalAt);
+
+  const next = (state: LivenessState, reason: string): Liveness => ({
+    lastAnswerAt, lastWalAt, walWrittenAt: o.walWrittenAt ?? prev.walWrittenAt, frozenSince, writeErrorSince, fullSince,
+    verdict: { state, reason, since: prev.verdict.state === state ? prev.verdict.since : sinceOf(state) },
+  });
+  const sinceOf = (state: LivenessState): number => {
+    if (state === "stuck") return frozenSince ?? Math.max(lastAnswerAt, lastWalAt);
+    if (state === "cannot-write") return writeErrorSince ?? Math.max(lastAnswerAt, lastWalAt);
+    if (state === "disk-full") return fullSince ?? now;
+    return now;
+  };
+
+  if (frozenSince !== null && !any && now - frozenSince >= t.frozenMs) {
+    return next("stuck", `PostgreSQL processes are stopped (${o.stoppedAtEnd}) and answer nothing for ${secs(now - frozenSince)}`);
+  }
+  if (!any && quietMs >= t.stuckMs) {
+    return next("stuck", `no answer on the agent's connection nor on a fresh one, and no WAL written, for ${secs(quietMs)}`);
+  }
+  if (fullSince !== null && now - fullSince >= t.diskFullMs) return next("disk-full", disk!.text);
+  if (writeErrorSince !== null && now - writeErrorSince >= t.cannotWriteMs) {
+    return next("cannot-write", `the agent's heartbeat commit fails: ${(o.write as { error: string }).error}`);
+  }
+  if (o.write?.kind === "timeout" && answered(o.probe) && now - lastWalAt >= t.stuckMs) {
+    return next("cannot-write", `no commit completes and no WAL was written for ${secs(now - lastWalAt)} although the server answers queries`);
+  }
+  const slow = [o.probe, o.fresh, o.write].filter((a): a is Attempt => a !== null && (a.kind === "timeout" || a.ms > t.busyMs));
+  if (slow.length > 0 || writeErrorSince !== null || frozenSince !== null) {
+    const what = slow.map((a) => (a === o.probe ? "probe" : a === o.fresh ? "fresh connection" : "heartbeat commit") + (a.kind === "timeout" ? " timed out" : ` ${a.ms} ms`));
+    if (writeErrorSince !== null) what.push(`heartbeat commit failed: ${(o.write as { error: string }).error}`);
+    if (frozenSince !== null) what.push(`processes stopped: ${o.stoppedAtEnd}`);
+    return next("busy", `slow but progressing: ${what.join(", ")}`);
+  }
+  return next("ok", disk ? `disk space low: ${disk.text}` : "");
+}
+
+/** Whether the leader must give up its primary because of this verdict. */
+export function broken(v: Pick<Verdict, "state">): boolean {
+  return v.state === "stuck" || v.state === "disk-full" || v.state === "cannot-write";
+}
+
+function secs(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} kB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GB`;
+}
+
+/**
+ * The standby a leader that gives up its primary hands over to: a voter, not tagged nofailover,
+ * connected, streaming, with the highest position (the one most likely to hold every acknowledged
+ * write; the voters still refuse it if it is behind them, and the election then picks another).
+ */
+export function successorOf(candidates: readonly Candidate[], self: string): string | null {
+  const ready = candidates.filter((c) => c.id !== self && c.voter && !c.witness && !c.nofailover && c.report?.up && c.report.inRecovery && c.report.streaming);
+  ready.sort((a, b) => comparePosition(b.report!.position, a.report!.position) || a.name.localeCompare(b.name));
+  return ready[0]?.id ?? null;
+}

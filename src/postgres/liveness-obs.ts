@@ -1,0 +1,109 @@
+// What the liveness verdict (core/liveness.ts) is made of, gathered without ever waiting without
+// bound: process states and WAL file times from /proc and the file system (no server involved),
+// disk space (statfs), and a fresh connection that answers SELECT 1 and commits the agent's
+// heartbeat (txid_current() in a read-write transaction, synchronous_commit = local) under a deadline.
+import { lstatSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { Attempt, DiskUse } from "../core/liveness.ts";
+import type { Logger } from "../log.ts";
+import { childrenOf, isServerOf, readPidFile } from "./orphans.ts";
+import { DbTimeoutError, openLocalDb, sqlState } from "./sql.ts";
+
+/** The postmaster's pid when it is a server of `dataDir` (checked in /proc), else null. */
+export function postmasterOf(dataDir: string): number | null {
+  const pid = readPidFile(join(dataDir, "postmaster.pid"));
+  return pid !== null && isServerOf(pid, dataDir) ? pid : null;
+}
+
+/** The server's processes in state T or t (stopped, traced): "" when none, else e.g. "postmaster 41 and 6 of 7 children stopped (T)". */
+export function stoppedProcesses(dataDir: string): string {
+  const pm = postmasterOf(dataDir);
+  if (pm === null) return "";
+  const stopped = (pid: number) => /^[Tt]$/.test(procState(pid));
+  const kids = childrenOf(pm);
+  const n = kids.filter(stopped).length;
+  const main = stopped(pm);
+  if (!main && n === 0) return "";
+  return `${main ? `postmaster ${pm}` : `postmaster ${pm} running`}${n > 0 ? ` and ${n} of ${kids.length} children` : ""} stopped (state T)`;
+}
+
+/** /proc/<pid>/stat state letter ("" when gone). */
+export function procState(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  } catch {
+    return "";
+  }
+}
+
+/** Newest modification time (ms) of a WAL segment in pg_wal; null when none can be read. Never follows a link. */
+export function walWrittenAt(dataDir: string): number | null {
+  const dir = join(dataDir, "pg_wal");
+  let newest: number | null = null;
+  try {
+    for (const name of readdirSync(dir)) {
+      if (!/^[0-9A-F]{24}$/.test(name)) continue;
+      const m = lstatSync(join(dir, name)).mtimeMs;
+      if (newest === null || m > newest) newest = m;
+    }
+  } catch {
+    // unreadable (not ours, gone): no WAL progress signal this round
+  }
+  return newest;
+}
+
+/** Space on the data directory's file system, and on pg_wal's when it is another one. */
+export function diskUse(dataDir: string): DiskUse[] {
+  const out: DiskUse[] = [];
+  const one = (what: DiskUse["what"], path: string) => {
+    const s = statfsSync(path);
+    out.push({ what, path, sizeBytes: s.blocks * s.bsize, availBytes: s.bavail * s.bsize });
+  };
+  try {
+    one("data", dataDir);
+    const wal = join(dataDir, "pg_wal");
+    if (statSync(wal).dev !== statSync(dataDir).dev) one("pg_wal", wal);
+  } catch {
+    // no data directory yet
+  }
+  return out;
+}
+
+async function attempt(fn: () => Promise<unknown>): Promise<Attempt> {
+  const t0 = performance.now();
+  const ms = () => Math.round(performance.now() - t0);
+  try {
+    await fn();
+    return { kind: "ok", ms: ms() };
+  } catch (e) {
+    const code = sqlState(e);
+    const error = (e as Error).message.slice(0, 300);
+    // Only a server's own error is an answer; a refused or reset connection (a full listen queue of
+    // a frozen postmaster) or our deadline is none.
+    if (code && !(e instanceof DbTimeoutError)) return { kind: "error", ms: ms(), error, sqlstate: code };
+    return { kind: "timeout", ms: ms(), error };
+  }
+}
+
+export interface FreshCheck {
+  fresh: Attempt;
+  /** null: not tried (not asked to, or the connection did not answer). */
+  write: Attempt | null;
+}
+
+/**
+ * A fresh connection: SELECT 1, then (write) the heartbeat commit, each under `deadlineMs`. The
+ * client is dropped at the end without waiting for the server.
+ */
+export async function freshCheck(o: { socketDir: string; port: number; superuser: string; log: Logger }, write: boolean, deadlineMs: number): Promise<FreshCheck> {
+  const db = openLocalDb({ ...o, queryTimeoutMs: deadlineMs });
+  try {
+    const fresh = await attempt(() => db.query("fresh connection", (sql) => sql`SELECT 1`, deadlineMs));
+    if (fresh.kind !== "ok" || !write) return { fresh, write: null };
+    const w = await attempt(() => db.query("heartbeat commit", (sql) => sql.begin("read write", (tx) => tx`SELECT txid_current()`), deadlineMs));
+    return { fresh, write: w };
+  } finally {
+    void db.close().catch(() => undefined);
+  }
+}

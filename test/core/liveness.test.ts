@@ -1,0 +1,126 @@
+// The liveness verdict of the primary's work, one case per rule (src/core/liveness.ts).
+import { describe, expect, test } from "bun:test";
+import { type Attempt, broken, diskWarning, initialLiveness, LIVENESS_DEFAULTS as T, type Liveness, type LivenessObs, stepLiveness, successorOf } from "../../src/core/liveness.ts";
+import type { PgReport } from "../../src/core/report.ts";
+import type { Candidate } from "../../src/core/switchover.ts";
+
+const ok = (ms = 5): Attempt => ({ kind: "ok", ms });
+const timeout = (ms = 1500): Attempt => ({ kind: "timeout", ms, error: "no answer within 1500 ms" });
+const err = (error: string, sqlstate: string | null): Attempt => ({ kind: "error", ms: 3, error, sqlstate });
+const MB = 1024 * 1024;
+const disk = (availBytes: number, sizeBytes = 256 * MB) => ({ what: "data" as const, path: "/pg", sizeBytes, availBytes });
+
+/** Rounds every 500 ms from t=0; `o` may override any observation of the round. */
+function run(rounds: Array<Partial<LivenessObs>>, start: Liveness = initialLiveness(0)): Liveness {
+  let l = start;
+  let t = 0;
+  let wal = 1;
+  for (const r of rounds) {
+    const dur = r.now !== undefined ? r.now - t : 20;
+    const o: LivenessObs = {
+      startedAt: t, now: t + dur, stoppedAtStart: "", stoppedAtEnd: "",
+      probe: ok(), fresh: ok(), write: ok(), walWrittenAt: wal++, disks: [disk(200 * MB)], ...r,
+    };
+    l = stepLiveness(l, o);
+    t = o.now + 500;
+  }
+  return l;
+}
+const healthy = Array.from({ length: 4 }, () => ({}));
+
+describe("liveness", () => {
+  test("ok: answers and commits in time", () => {
+    const l = run(healthy);
+    expect(l.verdict.state).toBe("ok");
+    expect(broken(l.verdict)).toBe(false);
+  });
+
+  test("busy: slow answers, or a timeout while something else answers or WAL is written, is never broken", () => {
+    expect(run([...healthy, { probe: ok(2500) }]).verdict.state).toBe("busy");
+    // both connections time out for far longer than stuckMs, but clients' WAL keeps being written
+    const l = run(Array.from({ length: 12 }, () => ({ probe: timeout(), fresh: timeout(), write: timeout() })));
+    expect(l.verdict.state).toBe("busy");
+    expect(l.verdict.reason).toContain("slow but progressing");
+    // the heartbeat commit times out (slow disk) while the probe answers and WAL is written
+    expect(run(Array.from({ length: 12 }, () => ({ write: timeout() }))).verdict.state).toBe("busy");
+    // a client holding every connection slot: the fresh connection is refused with an error (an answer)
+    expect(run(Array.from({ length: 12 }, () => ({ probe: timeout(), fresh: err("sorry, too many clients already", "53300"), write: null, walWrittenAt: 7 }))).verdict.state).toBe("busy");
+  });
+
+  test("stuck: no answer on either connection and no WAL written for stuckMs", () => {
+    const frozen = { probe: timeout(), fresh: timeout(), write: timeout(), walWrittenAt: 99 };
+    // 3 rounds of 1.5 s: 0..1.5, 2..3.5 (quiet 3.5 s since the last answer at 0) → stuck
+    const before = run([{ ...frozen, now: 1500 }]);
+    expect(before.verdict.state).toBe("busy");
+    const l = run([{ ...frozen, now: 1500 }, { ...frozen, now: 3500 }]);
+    expect(l.verdict.state).toBe("stuck");
+    expect(l.verdict.reason).toContain("no WAL written");
+    expect(l.verdict.since).toBe(0);
+    expect(broken(l.verdict)).toBe(true);
+  });
+
+  test("stuck: processes stopped (SIGSTOP) through a whole round with nothing answering, after frozenMs", () => {
+    const stopped = { stoppedAtStart: "postmaster 41 T", stoppedAtEnd: "postmaster 41 T", probe: timeout(), fresh: timeout(), write: timeout(), walWrittenAt: 5 };
+    const l = run([{ ...stopped, now: T.frozenMs + 200 }]);
+    expect(l.verdict.state).toBe("stuck");
+    expect(l.verdict.reason).toContain("stopped");
+    expect(l.verdict.since).toBe(0);
+    // stopped only at the end of a short round: not yet
+    expect(run([{ ...stopped, stoppedAtStart: "", now: 300 }]).verdict.state).not.toBe("stuck");
+    // a stopped process while the server still answers (one backend under a debugger): busy at most
+    expect(run([{ stoppedAtStart: "backend 77 t", stoppedAtEnd: "backend 77 t", now: 2000 }]).verdict.state).toBe("busy");
+  });
+
+  test("cannot-write: the heartbeat commit fails with a resource error for cannotWriteMs", () => {
+    const enospc = { write: err("could not extend file: No space left on device", "53100") };
+    expect(run([enospc]).verdict.state).toBe("busy");
+    const l = run([enospc, enospc, enospc]);
+    expect(l.verdict.state).toBe("cannot-write");
+    expect(l.verdict.reason).toContain("No space left");
+    // an error that is not about resources (a permission, say) is not the server's inability to write
+    expect(run([{ write: err("permission denied", "42501") }, { write: err("permission denied", "42501") }, { write: err("permission denied", "42501") }]).verdict.state).toBe("ok");
+  });
+
+  test("cannot-write: commits time out and no WAL is written while the server answers queries", () => {
+    const l = run(Array.from({ length: 4 }, (_, i) => ({ write: timeout(), walWrittenAt: 3, now: i * 2000 + 1500 })));
+    expect(l.verdict.state).toBe("cannot-write");
+    expect(l.verdict.reason).toContain("no commit completes");
+  });
+
+  test("disk-full: less than min(fullBytes, fullRatio × size) available for diskFullMs; a warning before", () => {
+    const full = { disks: [disk(MB)] };
+    expect(run([full]).verdict.state).toBe("ok"); // one observation: not yet
+    const l = run([full, full, full]);
+    expect(l.verdict.state).toBe("disk-full");
+    expect(l.verdict.reason).toContain("1.0 MB free of 256.0 MB");
+    // 20 MB of 256 MB (under 10%, over 2%) is only a warning
+    expect(diskWarning([disk(20 * MB)])).toEqual({ full: false, text: expect.stringContaining("20.0 MB free") });
+    expect(run([{ disks: [disk(20 * MB)] }]).verdict).toMatchObject({ state: "ok", reason: expect.stringContaining("disk space low") });
+    // on a large disk 16 MB is the limit, not 2%
+    expect(diskWarning([disk(100 * MB, 100 * 1024 * MB)])?.full).toBe(false);
+    expect(diskWarning([disk(10 * MB, 100 * 1024 * MB)])?.full).toBe(true);
+    // pg_wal on its own file system counts too, and the fuller one is named
+    const w = diskWarning([disk(200 * MB), { what: "pg_wal", path: "/wal", sizeBytes: 64 * MB, availBytes: 0 }]);
+    expect(w).toEqual({ full: true, text: expect.stringContaining("pg_wal") });
+  });
+
+  test("the verdict keeps its since while it holds, and recovers", () => {
+    const enospc = { write: err("No space left on device", "53100") };
+    const l = run([enospc, enospc, enospc, enospc]);
+    expect(l.verdict.state).toBe("cannot-write");
+    expect(l.verdict.since).toBe(0);
+    expect(run([enospc, enospc, enospc, {}]).verdict.state).toBe("ok");
+  });
+});
+
+describe("successor", () => {
+  const rep = (lsn: string, over: Partial<PgReport> = {}) => ({ up: true, inRecovery: true, streaming: true, position: { timeline: 3, lsn }, ...over }) as PgReport;
+  const c = (id: string, report: PgReport | null, over: Partial<Candidate> = {}): Candidate => ({ id, name: id.toLowerCase(), voter: true, witness: false, nofailover: false, report, ...over });
+  test("the streaming voter standby with the highest position; never a witness, a nofailover, a non-voter or one not streaming", () => {
+    const all = [c("P", rep("0/9000", { inRecovery: false })), c("A", rep("0/5000")), c("B", rep("0/7000")), c("W", null, { witness: true })];
+    expect(successorOf(all, "P")).toBe("B");
+    expect(successorOf([...all.slice(0, 2), c("B", rep("0/7000"), { nofailover: true })], "P")).toBe("A");
+    expect(successorOf([c("A", rep("0/5000")), c("B", rep("0/7000", { streaming: false }))], "P")).toBe("A");
+    expect(successorOf([c("A", rep("0/5000"), { voter: false }), c("B", null)], "P")).toBeNull();
+  });
+});
