@@ -163,7 +163,7 @@ export function runSim(p: SimParams): SimResult {
     newClock(n);
     n.el = new Election(
       {
-        id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, fenceMs: p.fenceMs, random: r,
+        id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, fenceMs: p.fenceMs, maxDrift: p.maxDrift, random: r,
         detachBeforeVote: n.canLead, detachTimeoutMs: p.detachTimeoutMs,
       },
       structuredClone(n.disk), localOf(n, t));
