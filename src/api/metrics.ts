@@ -5,6 +5,7 @@ import type { NodePostgres } from "../core/node-status.ts";
 import { describe } from "./health.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
 import { walBytes, type HealthFacts, type NodeStatus } from "./source.ts";
+import { processMetricLines } from "./process-metrics.ts";
 
 export const METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -71,6 +72,7 @@ export function renderMetrics(m: MetricsInput): string {
   rejects("beacon", s.rejects.beacon);
   rejects("mesh", s.rejects.mesh);
   rejects("api", m.apiRejects);
+  out.push(...processMetricLines()); // RSS, CPU, event-loop lag (issue 12)
   return `${out.join("\n")}\n`;
 }
 
