@@ -109,7 +109,7 @@ function summary(xs: number[], unit = "s", digits = 2): string {
   return `${f(median(s))} ${unit} (${f(s[0]!)}–${f(s[s.length - 1]!)}, n=${s.length})`;
 }
 
-const STEPS = ["fault → leader", "leader → lease", "lease → promote", "promote → promoted", "promoted → first write"] as const;
+const STEPS = ["fault → leader", "leader → lease", "lease → promote", "promote → first write", "(promote → promotion logged)"] as const;
 
 /** The new primary's path, ms per step, from its log (wall-clock lines) and the writer. */
 function promotionSteps(r: RoundResult, since: LogMark): number[] | null {
@@ -119,10 +119,11 @@ function promotionSteps(r: RoundResult, since: LogMark): number[] | null {
     return l ? lineTime(l).getTime() : null;
   };
   const ack = r.writer.acked(n.name).find((a) => a.start >= r.at);
-  const times = [faultWall, first(/became-leader: won term/), first(/leading term \d+ with a valid lease/), first(/decision: promote/), first(/promotion: /),
-    ack ? ack.wall + (ack.end - ack.start) : null];
-  if (times.some((t) => t === null)) return null;
-  return times.slice(1).map((t, i) => t! - times[i]!);
+  const [leader, lease, promote, logged] = [first(/became-leader: won term/), first(/leading term \d+ with a valid lease/), first(/decision: promote/), first(/promotion: /)];
+  const write = ack ? ack.wall + (ack.end - ack.start) : null;
+  if (leader === null || lease === null || promote === null || logged === null || write === null) return null;
+  // The promotion's log line comes after its reload, usually after the first write: measured apart.
+  return [leader - faultWall, lease - leader, promote - lease, Math.round(write - promote), logged - promote];
 }
 
 async function main(): Promise<number> {
