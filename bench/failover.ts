@@ -12,9 +12,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBuilt } from "../scripts/build.ts";
-import { loadConfig } from "../src/config/load.ts";
-import { clusterSkipReason, lineTime, PgCluster, type ClusterNode, type LogMark } from "../test/helpers/cluster.ts";
-import { API_TOKEN, boundsOf, faultRound, pgherd, Writer, type RoundOptions, type RoundResult } from "../test/helpers/writer.ts";
+import { clusterSkipReason, lineTime, type ClusterNode, type LogMark, type PgCluster } from "../test/helpers/cluster.ts";
+import { faultRound, pgherd, type RoundOptions, type RoundResult } from "../test/helpers/writer.ts";
+import { parseElection, startCluster } from "./cluster.ts";
 import { flappingLeader, standbyHeal } from "./failover-probes.ts";
 
 type Fault = { name: string; round: (c: PgCluster) => RoundOptions };
@@ -72,33 +72,13 @@ type Options = { rounds: number; only: Set<string>; election: Record<string, num
 
 function parseOptions(): Options {
   const { values } = parseArgs({ args: process.argv.slice(2), options: { rounds: { type: "string", default: "5" }, only: { type: "string" }, election: { type: "string" } }, strict: true });
-  const election: Record<string, number> = {};
-  for (const kv of values.election ? values.election.split(",") : []) {
-    const m = /^(heartbeat_ms|lease_ms|timeout_ms|jitter_ms|fence_ms)=(\d+)$/.exec(kv.trim());
-    if (!m) throw new Error(`--election: ${JSON.stringify(kv)} is not key=ms for heartbeat_ms, lease_ms, timeout_ms, jitter_ms or fence_ms`);
-    election[m[1]!] = Number(m[2]);
-  }
+  const election = parseElection(values.election);
   const k = Number(values.rounds);
   if (!Number.isInteger(k) || k < 1 || k > 100) throw new Error(`--rounds must be an integer 1..100, got ${JSON.stringify(values.rounds)}`);
   const all = [...FAULTS.map((f) => f.name), ...PROBES];
   const only = new Set(values.only ? values.only.split(",").map((s) => s.trim()) : all);
   for (const o of only) if (!all.includes(o)) throw new Error(`--only: unknown ${JSON.stringify(o)} (known: ${all.join(", ")})`);
   return { rounds: k, only, election };
-}
-
-/** Three nodes (default config plus `election` overrides), started, healthy, with the writer's table. */
-async function startCluster(election: Record<string, number>) {
-  const c = await PgCluster.create({ test: "bench-failover", tag: "bench", nodes: 3, defaults: { extra: { api: { token: API_TOKEN }, ...(Object.keys(election).length ? { election } : {}) } } });
-  try {
-    await Promise.all(c.nodes.map((n) => n.start()));
-    const healthy = await c.diagnose(() => c.waitHealthy(90_000));
-    await new Writer([]).prepare(healthy.primary);
-    const cfg = loadConfig(c.nodes[0]!.configPath);
-    return { c, cfg, bounds: boundsOf(cfg) };
-  } catch (e) {
-    await c.destroy().catch(() => {});
-    throw e;
-  }
 }
 
 const median = (s: number[]) => (s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2);
@@ -143,7 +123,7 @@ async function main(): Promise<number> {
     failover: Record<string, { median?: number; min: number; max: number }>; targets: Record<string, number>;
   };
   ensureBuilt();
-  const { c, bounds, cfg } = await startCluster(o.election);
+  const { c, bounds, cfg } = await startCluster("bench-failover", "bench", o.election);
   const faults = FAULTS.filter((f) => o.only.has(f.name));
   const results = new Map<string, number[]>([...faults.map((f) => f.name), ...PROBES].map((n) => [n, []]));
   const steps = STEPS.map(() => [] as number[]);

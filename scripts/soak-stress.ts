@@ -5,23 +5,22 @@
 // leader's lease sampled every second with less than half of lease_ms left, i.e. no majority
 // acknowledgement for over half a lease) and each agent's event-loop lag p99 (from /metrics).
 // Target: zero role changes and zero fences.
-//   bun scripts/soak-stress.ts [--duration SECONDS]     (root, PostgreSQL with pgbench)
+//   bun scripts/soak-stress.ts [--duration SECONDS] [--election key=ms,…]   (root, PostgreSQL with pgbench)
 import { spawn, type ChildProcess } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
-import { loadConfig } from "../src/config/load.ts";
 import { clusterSkipReason, type ClusterNode } from "../test/helpers/cluster.ts";
-import { startFailoverCluster } from "../test/helpers/writer.ts";
+import { parseElection, startCluster } from "../bench/cluster.ts";
 import { ensureBuilt } from "./build.ts";
 
-const { values } = parseArgs({ args: process.argv.slice(2), options: { duration: { type: "string", default: "600" } }, strict: true });
+const { values } = parseArgs({ args: process.argv.slice(2), options: { duration: { type: "string", default: "600" }, election: { type: "string" } }, strict: true });
 const duration = Number(values.duration);
 if (!Number.isInteger(duration) || duration < 10 || duration > 86_400) throw new Error(`--duration must be whole seconds 10..86400, got ${values.duration}`);
 const skip = clusterSkipReason();
 if (skip) throw new Error(`cannot run: ${skip}`);
 
 ensureBuilt();
-const { c, healthy, cfg } = await startFailoverCluster("soak-stress", "soak");
+const { c, healthy, cfg } = await startCluster("soak-stress", "soak", parseElection(values.election));
 const children: ChildProcess[] = [];
 const stopAll: Array<() => void> = [];
 type Metrics = Map<string, number>;
