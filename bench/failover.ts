@@ -125,7 +125,7 @@ async function main(): Promise<number> {
   ensureBuilt();
   const { c, bounds, cfg } = await startCluster("bench-failover", "bench", o.election);
   const faults = FAULTS.filter((f) => o.only.has(f.name));
-  const results = new Map<string, number[]>([...faults.map((f) => f.name), ...PROBES].map((n) => [n, []]));
+  const results = new Map<string, number[]>([...faults.map((f) => f.name), ...PROBES.filter((p) => o.only.has(p))].map((n) => [n, []]));
   const steps = STEPS.map(() => [] as number[]);
   const failures: string[] = [];
   let lostTotal = 0;
