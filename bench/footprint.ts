@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { runDemo } from "../src/demo/run.ts";
 import { createLogger } from "../src/log.ts";
 import { ensureBuilt } from "../scripts/build.ts";
-import { cpuSeconds, median, pgherdProcesses, rssBytes, type PgherdProc } from "./proc-sample.ts";
+import { cpuSeconds, median, pgherdProcesses, rssBytes, rssSplit, type PgherdProc } from "./proc-sample.ts";
 
 const { values } = parseArgs({ args: process.argv.slice(2), options: { seconds: { type: "string", default: "60" } }, strict: true });
 const seconds = Number(values.seconds);
@@ -58,11 +58,14 @@ try {
   const row = (p: PgherdProc) => {
     const mb = median(rss.get(p.pid)!) / 1048576;
     const pct = ((cpuSeconds(p.pid)! - cpu0.get(p.pid)!) / wall) * 100;
-    return { ...p, mb, pct };
+    const split = rssSplit(p.pid);
+    return { ...p, mb, pct, anonMb: (split?.anon ?? NaN) / 1048576, fileMb: (split?.file ?? NaN) / 1048576 };
   };
   const rows = procs.map(row);
   console.log(`\nfootprint of an idle 3-node loopback cluster over ${wall.toFixed(0)} s (median RSS, CPU % of one core)`);
-  for (const r of rows) console.log(`  ${r.node} ${r.kind.padEnd(8)} pid ${String(r.pid).padEnd(7)} ${r.mb.toFixed(1).padStart(6)} MB  ${r.pct.toFixed(2).padStart(5)} %`);
+  for (const r of rows) {
+    console.log(`  ${r.node} ${r.kind.padEnd(8)} pid ${String(r.pid).padEnd(7)} ${r.mb.toFixed(1).padStart(6)} MB (anonymous ${r.anonMb.toFixed(1)}, file-backed ${r.fileMb.toFixed(1)})  ${r.pct.toFixed(2).padStart(5)} %`);
+  }
   const per = (k: string) => rows.filter((r) => r.kind === k);
   const med = (xs: number[]) => median(xs);
   const hosts = [...new Set(rows.map((r) => r.node))].map((n) => rows.filter((r) => r.node === n));

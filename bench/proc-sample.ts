@@ -30,6 +30,17 @@ export function rssBytes(pid: number): number | null {
   }
 }
 
+/** Resident memory split (bytes): anonymous (heap, JIT, stacks) and file-backed (the binary's pages, shared by every process of it). */
+export function rssSplit(pid: number): { anon: number; file: number } | null {
+  try {
+    const st = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)?.[1] ?? NaN) * 1024;
+    return { anon: kb("RssAnon"), file: kb("RssFile") };
+  } catch {
+    return null;
+  }
+}
+
 /** utime + stime in seconds, or null when the process is gone. */
 export function cpuSeconds(pid: number): number | null {
   try {
