@@ -49,6 +49,7 @@ let samples = 0;
 const lagP99 = new Map<string, number[]>(c.nodes.map((n) => [n.name, []]));
 const first = new Map<string, Metrics>();
 let last = new Map<string, Metrics>();
+let benchLines: string[] = [];
 try {
   // 1. CPU hogs at normal priority, one per core.
   for (let i = 0; i < availableParallelism(); i++) children.push(spawn("sh", ["-c", "while :; do :; done"], { stdio: "ignore" }));
@@ -58,6 +59,7 @@ try {
   if (init.code !== 0) throw new Error(`pgbench -i: ${init.stderr.slice(0, 300)}`);
   const bench = primary.host.spawn(["pgbench", "-N", "-c", "4", "-j", "2", "-T", String(duration), "-P", "60", ...pg], { user: "postgres" });
   stopAll.push(() => bench.kill("SIGINT"));
+  benchLines = bench.lines;
   // 3. A flood of bad beacons from a standby's namespace: random bytes and near-miss frames.
   const flooder = c.nodes.find((n) => n !== primary)!;
   const targets = [...cfg.discovery.broadcast, ...c.nodes.map((n) => n.ip)];
@@ -103,10 +105,15 @@ function fences(): number {
   return c.nodes.reduce((a, n, i) => a + n.lines(/fencing PostgreSQL: /, term0[i]!).length, 0);
 }
 
-const delta = (name: string) => c.nodes.reduce((a, n) => a + ((last.get(n.name)?.get(name) ?? 0) - (first.get(n.name)?.get(name) ?? 0)), 0);
+/** Growth of every series whose name starts with `prefix` (labels included), over all nodes. */
+const delta = (prefix: string) => c.nodes.reduce((a, n) => {
+  const sum = (m: Metrics | undefined) => [...(m ?? new Map<string, number>())].filter(([k]) => k === prefix || k.startsWith(`${prefix}{`)).reduce((x, [, v]) => x + v, 0);
+  return a + sum(last.get(n.name)) - sum(first.get(n.name));
+}, 0);
 console.log(`\nsoak-stress over ${duration} s (timers ${cfg.election.heartbeat_ms}/${cfg.election.lease_ms}/${cfg.election.timeout_ms} ms):`);
 console.log(`  role changes (became-leader/stepped-down lines): ${roleChanges()} (target 0); leader changes seen in /metrics: ${delta("pgherd_leader_changes_total")}`);
 console.log(`  fences: ${fences()} (target 0); /metrics fencing events: ${delta("pgherd_fencing_events_total")}`);
+console.log(`  bad beacons rejected (all nodes): ${delta("pgherd_beacon_rejects_total")}; pgbench: ${benchLines.filter((l) => /tps|progress/.test(l)).at(-1) ?? "no output"}`);
 console.log(`  late lease renewals (leader sampled with < ${leaseMs / 2} ms of lease left): ${late} of ${samples} samples; least lease left ${Number.isFinite(minLeft) ? Math.round(minLeft) : "n/a"} ms`);
 for (const n of c.nodes) {
   const xs = [...lagP99.get(n.name)!].sort((a, b) => a - b);
