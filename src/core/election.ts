@@ -106,7 +106,7 @@ export interface ElectionOptions {
 /**
  * 3 s: the shell's detach (reload without primary_conninfo, then wait until the walreceiver is gone
  * and the received position stopped moving) is bounded at 2 s and normally takes ~100 ms; the
- * candidate waits timeout_ms + up to jitter_ms (2.5–3.0 s with the defaults) for its votes, so a
+ * candidate waits timeout_ms + up to jitter_ms (1.5–1.8 s with the defaults) for its votes, so a
  * vote held longer could not count anyway. A refused (timed-out) vote costs at most that one round.
  */
 export const DETACH_TIMEOUT_MS = 3000;
