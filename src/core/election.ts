@@ -251,7 +251,7 @@ export class Election implements Consensus {
   /** A vote this node would grant, held until `detached` for its term (or the deadline: refused). */
   private pendingVote: { term: number; from: string; msg: VoteMsg; until: number } | null = null;
   /** Follower: the current leader's clock as seen here (send-time estimates, hbSendTime). */
-  private hbClock: { leader: string; term: number; minOffset: number; at: number; lateSince: number | null } | null = null;
+  private hbClock: { leader: string; term: number; minOffset: number; at: number; lastSeq: number; lateSince: number | null } | null = null;
 
   private out!: Ready;
 
@@ -564,16 +564,17 @@ export class Election implements Consensus {
    * true send time: its send time (leader clock) plus the smallest (receipt − send) offset seen from
    * this leader in this term, which is the clock offset plus the shortest delay, aged by the largest
    * relative rate error so that drift cannot make it too small. The first heartbeat of a term
-   * counts as sent on arrival. An estimate that is too early only makes a heartbeat count as late
+   * counts as sent on arrival, and so does one whose send time is below the last one's (the
+   * leader's agent restarted: a new clock). An estimate that is too early only makes a heartbeat count as late
    * (lost): safety never depends on it, because a late heartbeat is not acknowledged either.
    */
   private hbSendTime(now: number, from: string, m: Extract<ElectionMsg, { t: "hb" }>): number {
     const d = this.o.maxDrift ?? 0.5;
     const rel = (2 * d) / (1 - d);
     let c = this.hbClock;
-    if (!c || c.leader !== from || c.term !== m.term) c = { leader: from, term: m.term, minOffset: Infinity, at: now, lateSince: null };
+    if (!c || c.leader !== from || c.term !== m.term || m.seq < c.lastSeq) c = { leader: from, term: m.term, minOffset: Infinity, at: now, lastSeq: m.seq, lateSince: null };
     const aged = c.minOffset + rel * (now - c.at);
-    c = { ...c, minOffset: Math.min(aged, now - m.seq), at: now };
+    c = { ...c, minOffset: Math.min(aged, now - m.seq), at: now, lastSeq: m.seq };
     this.hbClock = c;
     const est = m.seq + c.minOffset;
     return Math.min(now, est + rel * (now - est));
