@@ -1,8 +1,8 @@
 // Process series for GET /metrics: resident memory, heap, CPU time and event-loop lag. The lag
 // sampler is one unref'd timer (every LAG_TICK_MS) that records how late it fired; the last
 // LAG_WINDOW samples (60 s) give p50/p99. Started on first import, so from the API server's start.
-const LAG_TICK_MS = 200;
-const LAG_WINDOW = 300;
+const LAG_TICK_MS = 500;
+const LAG_WINDOW = 120;
 
 const lags = new Float64Array(LAG_WINDOW);
 let count = 0;
