@@ -1,20 +1,47 @@
 // Failover outage benchmark (a script, not a test): three namespace hosts with real PostgreSQL and
-// default timers, a writer inserting every 50 ms on every node, and K rounds of each fault —
-// host crash (every process of the primary's namespace SIGKILLed, its agent restarted to rejoin),
-// postmaster crash (SIGKILL), planned switchover — printing median/min/max write outage per fault.
+// default timers, a writer inserting every 50 ms on every node, and K rounds of each fault — host
+// crash (every process of the primary's namespace SIGKILLed, its agent restarted to rejoin),
+// primary partitioned (its link cut, then healed), host power-off (link cut and every process
+// killed at once), postmaster crash (SIGKILL), planned switchover — printing median/min/max write
+// outage per fault, the promotion path step by step, a flapping leader link and a standby's
+// reconnect after a heal, beside the baseline in bench/baseline.json (issue 12's figures).
 // Outage = the longest gap between two acknowledged writes around the fault.
-//   bun bench/failover.ts [--rounds K]        (root, PostgreSQL installed; about 40 s per round)
+//   bun bench/failover.ts [--rounds K] [--only fault,fault] [--election key=ms,key=ms]
+//   (root, PostgreSQL; ~40 s per fault round; --election overrides [election] timers, e.g. a profile)
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBuilt } from "../scripts/build.ts";
-import { clusterSkipReason, lineTime, type ClusterNode, type PgCluster } from "../test/helpers/cluster.ts";
-import { faultRound, pgherd, startFailoverCluster, type RoundOptions } from "../test/helpers/writer.ts";
+import { clusterSkipReason, lineTime, type ClusterNode, type LogMark, type PgCluster } from "../test/helpers/cluster.ts";
+import { faultRound, pgherd, type RoundOptions, type RoundResult } from "../test/helpers/writer.ts";
+import { parseElection, startCluster } from "./cluster.ts";
+import { flappingLeader, standbyHeal } from "./failover-probes.ts";
 
 type Fault = { name: string; round: (c: PgCluster) => RoundOptions };
+let faultWall = 0; // Date.now() at the last injection, for the promotion steps
 
 const FAULTS: Fault[] = [
   {
     name: "host crash",
     round: () => ({ label: "host crash", expect: "other", inject: (p) => p.host.killAll("SIGKILL"), restore: (old) => old.start() }),
+  },
+  {
+    name: "primary partitioned",
+    round: () => ({ label: "primary partitioned", expect: "other", inject: (p) => p.host.cut(), restore: (old) => old.host.heal() }),
+  },
+  {
+    name: "host power-off",
+    round: () => ({
+      label: "host power-off", expect: "other",
+      inject: async (p) => {
+        await p.host.cut();
+        await p.host.killAll("SIGKILL");
+      },
+      restore: async (old) => {
+        await old.host.heal();
+        await old.start();
+      },
+    }),
   },
   {
     name: "postgres crash",
@@ -39,43 +66,52 @@ const FAULTS: Fault[] = [
     }),
   },
 ];
+const PROBES = ["leader link flapping", "standby streaming after heal"];
 
-function parseRounds(): number {
-  const { values } = parseArgs({ args: process.argv.slice(2), options: { rounds: { type: "string", default: "5" } }, strict: true });
+type Options = { rounds: number; only: Set<string>; election: Record<string, number> };
+
+function parseOptions(): Options {
+  const { values } = parseArgs({ args: process.argv.slice(2), options: { rounds: { type: "string", default: "5" }, only: { type: "string" }, election: { type: "string" } }, strict: true });
+  const election = parseElection(values.election);
   const k = Number(values.rounds);
   if (!Number.isInteger(k) || k < 1 || k > 100) throw new Error(`--rounds must be an integer 1..100, got ${JSON.stringify(values.rounds)}`);
-  return k;
+  const all = [...FAULTS.map((f) => f.name), ...PROBES];
+  const only = new Set(values.only ? values.only.split(",").map((s) => s.trim()) : all);
+  for (const o of only) if (!all.includes(o)) throw new Error(`--only: unknown ${JSON.stringify(o)} (known: ${all.join(", ")})`);
+  return { rounds: k, only, election };
 }
 
-function stats(xs: number[]): string {
+const median = (s: number[]) => (s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2);
+function summary(xs: number[], unit = "s", digits = 2): string {
   if (xs.length === 0) return "no successful round";
   const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  const f = (ms: number) => (ms / 1000).toFixed(2);
-  return `median ${f(mid)} s, min ${f(s[0]!)} s, max ${f(s[s.length - 1]!)} s (n=${s.length})`;
+  const f = (x: number) => x.toFixed(digits);
+  return `${f(median(s))} ${unit} (${f(s[0]!)}–${f(s[s.length - 1]!)}, n=${s.length})`;
 }
 
-/** ms from the new leader's "leading term N with a valid lease" to its "decision: promote" (same run of its log). */
-function promotionDelay(n: ClusterNode, since: ReturnType<ClusterNode["mark"]>): number | null {
-  const lease = n.lines(/leading term \d+ with a valid lease/, since)[0];
-  if (!lease) return null;
-  const promote = n.lines(/decision: promote/, since).find((l) => lineTime(l) >= lineTime(lease));
-  return promote ? lineTime(promote).getTime() - lineTime(lease).getTime() : null;
-}
+const STEPS = ["fault → leader", "leader → lease", "lease → promote", "promote → first write", "(promote → promotion logged)"] as const;
 
-function msStats(xs: number[]): string {
-  if (xs.length === 0) return "no promotion seen";
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  return `median ${mid} ms, min ${s[0]} ms, max ${s[s.length - 1]} ms (n=${s.length})`;
+/** The new primary's path, ms per step, from its log (wall-clock lines) and the writer. */
+function promotionSteps(r: RoundResult, since: LogMark): number[] | null {
+  const n = r.neu;
+  const first = (re: RegExp) => {
+    const l = n.lines(re, since)[0];
+    return l ? lineTime(l).getTime() : null;
+  };
+  const ack = r.writer.acked(n.name).find((a) => a.start >= r.at);
+  const [leader, lease, promote, logged] = [first(/became-leader: won term/), first(/leading term \d+ with a valid lease/), first(/decision: promote/), first(/promotion: /)];
+  const write = ack ? ack.wall + (ack.end - ack.start) : null;
+  if (leader === null || lease === null || promote === null || logged === null || write === null) return null;
+  // The promotion's log line comes after its reload, usually after the first write: measured apart.
+  return [leader - faultWall, lease - leader, promote - lease, Math.round(write - promote), logged - promote];
 }
 
 async function main(): Promise<number> {
-  let rounds: number;
+  let o: Options;
   try {
-    rounds = parseRounds();
+    o = parseOptions();
   } catch (e) {
-    console.error(`usage: bun bench/failover.ts [--rounds K]: ${(e as Error).message}`);
+    console.error(`usage: bun bench/failover.ts [--rounds K] [--only fault,fault]: ${(e as Error).message}`);
     return 2;
   }
   const skip = clusterSkipReason();
@@ -83,39 +119,71 @@ async function main(): Promise<number> {
     console.error(`cannot run: ${skip}`);
     return 2;
   }
+  const baseline = JSON.parse(readFileSync(join(import.meta.dir, "baseline.json"), "utf8")) as {
+    failover: Record<string, { median?: number; min: number; max: number }>; targets: Record<string, number>;
+  };
   ensureBuilt();
-  const { c, bounds, cfg } = await startFailoverCluster("bench-failover", "bench");
-  const outages = new Map<string, number[]>(FAULTS.map((f) => [f.name, []]));
-  const leaseToPromote: number[] = [];
+  const { c, bounds, cfg } = await startCluster("bench-failover", "bench", o.election);
+  const faults = FAULTS.filter((f) => o.only.has(f.name));
+  const results = new Map<string, number[]>([...faults.map((f) => f.name), ...PROBES.filter((p) => o.only.has(p))].map((n) => [n, []]));
+  const steps = STEPS.map(() => [] as number[]);
   const failures: string[] = [];
   let lostTotal = 0;
+  const attempt = async (label: string, fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (e) {
+      failures.push(`${label}: ${(e as Error).message.split("\n")[0]}`);
+      console.log(`${label}: FAILED: ${(e as Error).message.split("\n")[0]}`);
+      await c.waitHealthy(120_000).catch(() => {});
+    }
+  };
   try {
-    for (let i = 1; i <= rounds; i++) {
-      for (const f of FAULTS) {
-        try {
+    for (let i = 1; i <= o.rounds; i++) {
+      for (const f of faults) {
+        await attempt(`round ${i} ${f.name}`, async () => {
           const marks = new Map(c.nodes.map((n) => [n.name, n.mark()] as const));
-          const r = await faultRound(c, f.round(c));
-          outages.get(f.name)!.push(r.analysis.outageMs);
-          const promo = r.neu !== r.old ? promotionDelay(r.neu, marks.get(r.neu.name)!) : null;
-          if (promo !== null) leaseToPromote.push(promo);
+          const opts = f.round(c);
+          const r = await faultRound(c, { ...opts, inject: (p) => ((faultWall = Date.now()), opts.inject(p)) });
+          results.get(f.name)!.push(r.analysis.outageMs / 1000);
+          const path = r.neu !== r.old && f.name !== "switchover" ? promotionSteps(r, marks.get(r.neu.name)!) : null;
+          path?.forEach((ms, k) => steps[k]!.push(ms));
           lostTotal += r.lost.length;
           console.log(`round ${i} ${f.name}: ${r.old.name} -> ${r.neu.name}, outage ${(r.analysis.outageMs / 1000).toFixed(2)} s, ` +
-            `${r.analysis.splitBrain.length} split-brain writes, ${r.lost.length} lost` +
-            (promo !== null ? `, lease acquired → promote started ${promo} ms` : ""));
-        } catch (e) {
-          failures.push(`round ${i} ${f.name}: ${(e as Error).message.split("\n")[0]}`);
-          console.log(`round ${i} ${f.name}: FAILED: ${(e as Error).message.split("\n")[0]}`);
-          await c.waitHealthy(120_000).catch(() => {});
-        }
+            `${r.analysis.splitBrain.length} split-brain writes, ${r.lost.length} lost` + (path ? `; steps ${path.map((ms) => `${ms}`).join(" / ")} ms` : ""));
+        });
+      }
+      if (o.only.has(PROBES[0]!)) {
+        await attempt(`round ${i} ${PROBES[0]}`, async () => {
+          const s = await flappingLeader(c);
+          results.get(PROBES[0]!)!.push(s);
+          console.log(`round ${i} ${PROBES[0]}: new leader with a lease ${s.toFixed(2)} s after the first cut`);
+        });
+      }
+      if (o.only.has(PROBES[1]!)) {
+        await attempt(`round ${i} ${PROBES[1]}`, async () => {
+          const s = await standbyHeal(c);
+          results.get(PROBES[1]!)!.push(s);
+          console.log(`round ${i} ${PROBES[1]}: a row written after the heal replayed ${s.toFixed(2)} s later`);
+        });
       }
     }
   } finally {
     await c.destroy().catch((e: Error) => console.error(e.message));
   }
-  console.log(`\nwrite outage over ${rounds} round(s), default timers (failover bound ${bounds.failoverMs} ms, restart bound ${bounds.restartMs} ms, switchover bound ${bounds.switchoverMs} ms):`);
-  for (const f of FAULTS) console.log(`  ${f.name.padEnd(15)} ${stats(outages.get(f.name)!)}`);
-  console.log(`  ${"lease → promote".padEnd(15)} ${msStats(leaseToPromote)} (new leader: lease acquired → "decision: promote")`);
-  console.log(`  acknowledged writes lost (durability ${cfg.durability}): ${lostTotal}`);
+  const e = cfg.election;
+  console.log(`\n${o.rounds} round(s); timers heartbeat ${e.heartbeat_ms} / lease ${e.lease_ms} / timeout ${e.timeout_ms} / jitter ${e.jitter_ms} / fence ${e.fence_ms} ms ` +
+    `(failover bound ${bounds.failoverMs} ms, restart bound ${bounds.restartMs} ms, switchover bound ${bounds.switchoverMs} ms)`);
+  console.log(`\n| figure | baseline (issue 12) | now: median (min–max) | target |\n|---|---|---|---|`);
+  for (const [name, xs] of results) {
+    const b = baseline.failover[name];
+    const base = b ? (b.median !== undefined ? `${b.median.toFixed(2)} s (${b.min.toFixed(2)}–${b.max.toFixed(2)})` : `${b.min.toFixed(1)}–${b.max.toFixed(1)} s`) : "";
+    const t = baseline.targets[name];
+    console.log(`| ${name} | ${base} | ${summary(xs)} | ${t !== undefined ? `≤ ${t} s` : ""} |`);
+  }
+  console.log(`\npromotion path of the failovers (ms, median (min–max)):`);
+  STEPS.forEach((name, k) => console.log(`  ${name.padEnd(24)} ${summary(steps[k]!, "ms", 0)}`));
+  console.log(`acknowledged writes lost (durability ${cfg.durability}): ${lostTotal}`);
   if (failures.length) console.log(`failed rounds:\n  ${failures.join("\n  ")}`);
   console.log(`logs: ${c.artifacts}`);
   return failures.length ? 1 : 0;

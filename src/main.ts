@@ -1,8 +1,11 @@
 #!/usr/bin/env bun
 // The process edge: the only place that reads argv/env, touches stdout/stderr for the CLI,
 // and calls process.exit. Everything below returns values or throws.
-import { runCli } from "./cli/run.ts";
-import { createLogger } from "./log.ts";
+export {}; // an ES module (top-level await); every import below is dynamic
+// The fencing watchdog (a mode of this binary) must stay small: it loads only its own entry.
+if (process.argv[2] === "watchdog") process.exit(await (await import("./fence/watchdog-main.ts")).watchdogMain(process.argv.slice(3)));
+const { runCli } = await import("./cli/run.ts");
+const { createLogger } = await import("./log.ts");
 
 const log = createLogger("info", "pgherd");
 // Bun exits the process on either of these; an HA agent must log and keep its lease logic running.

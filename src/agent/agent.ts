@@ -78,7 +78,7 @@ export class Agent implements ClusterContext {
       {
         id: this.nodeId, canLead: cfg.role === "database" && !cfg.tags.nofailover && cfg.priority > 0,
         jitterShare: 0.25 + 0.75 * (1 - cfg.priority / 1000), heartbeatMs: e.heartbeat_ms, leaseMs: e.lease_ms,
-        timeoutMs: e.timeout_ms, jitterMs: e.jitter_ms, fenceMs: e.fence_ms, random: Math.random,
+        timeoutMs: e.timeout_ms, jitterMs: e.jitter_ms, fenceMs: e.fence_ms, maxDrift: e.max_drift, random: Math.random,
         // A database node stops streaming from the old primary before it votes (docs/design.md §6).
         detachBeforeVote: cfg.role === "database",
       },

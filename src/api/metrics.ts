@@ -5,6 +5,7 @@ import type { NodePostgres } from "../core/node-status.ts";
 import { describe } from "./health.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
 import { walBytes, type HealthFacts, type NodeStatus } from "./source.ts";
+import { processMetricLines } from "./process-metrics.ts";
 
 const HEALTH_STATES = ["ok", "busy", "stuck", "disk-full", "cannot-write", "unknown"] as const;
 
@@ -81,6 +82,7 @@ export function renderMetrics(m: MetricsInput): string {
   rejects("beacon", s.rejects.beacon);
   rejects("mesh", s.rejects.mesh);
   rejects("api", m.apiRejects);
+  out.push(...processMetricLines()); // RSS, CPU, event-loop lag (issue 12)
   return `${out.join("\n")}\n`;
 }
 

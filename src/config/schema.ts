@@ -65,12 +65,12 @@ export const meshSection = z
 
 export const electionSection = z
   .strictObject({
-    heartbeat_ms: ms(1).default(200),
-    lease_ms: ms(1).default(1500),
-    timeout_ms: ms(1).default(2500),
-    jitter_ms: ms(0).default(500),
+    heartbeat_ms: ms(1).default(150),
+    lease_ms: ms(1).default(1000),
+    timeout_ms: ms(1).default(1500),
+    jitter_ms: ms(0).default(300),
     max_drift: z.number().min(0, "must be at least 0").max(0.5, "must be at most 0.5").default(0.02),
-    fence_ms: ms(0).default(500),
+    fence_ms: ms(0).default(400),
     /**
      * true: the leader makes every authenticated node that connects a voter. false (default): a node
      * that joins after bootstrap stays a non-voter until `pgherd member approve NAME`.

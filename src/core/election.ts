@@ -14,6 +14,10 @@
 //    leaseMs/(1-drift) + fence < timeoutMs/(1+drift), keeps leases disjoint;
 //  - the leader counts its lease from the *send* time of the newest heartbeat
 //    a majority acknowledged, and steps down the moment it runs out;
+//  - a heartbeat that arrives after the lease it was sent under ran out (held
+//    in a queue while a link was cut) is neither acknowledged nor counted as
+//    leader contact: like a lost message, so a flapping leader link does not
+//    keep followers from electing a new leader;
 //  - pre-vote first, so a node that was cut off cannot raise the term and
 //    depose a healthy leader when it returns;
 //  - a voter refuses a candidate whose membership version or data position is
@@ -91,12 +95,18 @@ export interface ElectionOptions {
   detachBeforeVote: boolean;
   /** How long a pending detach may take before the held vote is refused. Default DETACH_TIMEOUT_MS. */
   detachTimeoutMs?: number;
+  /**
+   * Clock rate error bound (config election.max_drift); used only to tell a heartbeat held in a
+   * queue past its leader's lease (not acknowledged, not leader contact). Default 0.5, the largest
+   * the config allows: the most heartbeats counted as fresh.
+   */
+  maxDrift?: number;
 }
 
 /**
  * 3 s: the shell's detach (reload without primary_conninfo, then wait until the walreceiver is gone
  * and the received position stopped moving) is bounded at 2 s and normally takes ~100 ms; the
- * candidate waits timeout_ms + up to jitter_ms (2.5–3.0 s with the defaults) for its votes, so a
+ * candidate waits timeout_ms + up to jitter_ms (1.5–1.8 s with the defaults) for its votes, so a
  * vote held longer could not count anyway. A refused (timed-out) vote costs at most that one round.
  */
 export const DETACH_TIMEOUT_MS = 3000;
@@ -240,6 +250,8 @@ export class Election implements Consensus {
   private detachedTerm = -1;
   /** A vote this node would grant, held until `detached` for its term (or the deadline: refused). */
   private pendingVote: { term: number; from: string; msg: VoteMsg; until: number } | null = null;
+  /** Follower: the current leader's clock as seen here (send-time estimates, hbSendTime). */
+  private hbClock: { leader: string; term: number; minOffset: number; at: number; lastSeq: number; lateSince: number | null } | null = null;
 
   private out!: Ready;
 
@@ -540,7 +552,57 @@ export class Election implements Consensus {
 
   private sendHeartbeats(now: number): void {
     this.nextHeartbeat = now + this.o.heartbeatMs;
-    this.broadcast({ t: "hb", term: this.term, seq: now, membership: this.membership!, pos: this.position, ...(this.guard ? { guard: this.guard } : {}) });
+    // left: how long this leader goes on accepting acknowledgements unless newer ones arrive (its
+    // lease, or the first lease_ms of a fresh term); an ack of this heartbeat counts only within it.
+    const window = this.hadLease ? this.leaseUntil(now) : Math.max(this.leaseUntil(now), this.becameLeaderAt + this.o.leaseMs);
+    const left = Math.max(0, Math.ceil(window - now));
+    this.broadcast({ t: "hb", term: this.term, seq: now, left, membership: this.membership!, pos: this.position, ...(this.guard ? { guard: this.guard } : {}) });
+  }
+
+  /**
+   * Follower: the earliest local time at which heartbeat `m` can have been sent, never before its
+   * true send time: its send time (leader clock) plus the smallest (receipt − send) offset seen from
+   * this leader in this term, which is the clock offset plus the shortest delay, aged by the largest
+   * relative rate error so that drift cannot make it too small. The first heartbeat of a term
+   * counts as sent on arrival, and so does one whose send time is below the last one's (the
+   * leader's agent restarted: a new clock). An estimate that is too early only makes a heartbeat count as late
+   * (lost): safety never depends on it, because a late heartbeat is not acknowledged either.
+   */
+  private hbSendTime(now: number, from: string, m: Extract<ElectionMsg, { t: "hb" }>): number {
+    const d = this.o.maxDrift ?? 0.5;
+    const rel = (2 * d) / (1 - d);
+    let c = this.hbClock;
+    if (!c || c.leader !== from || c.term !== m.term || m.seq < c.lastSeq) c = { leader: from, term: m.term, minOffset: Infinity, at: now, lastSeq: m.seq, lateSince: null };
+    const aged = c.minOffset + rel * (now - c.at);
+    c = { ...c, minOffset: Math.min(aged, now - m.seq), at: now, lastSeq: m.seq };
+    this.hbClock = c;
+    const est = m.seq + c.minOffset;
+    return Math.min(now, est + rel * (now - est));
+  }
+
+  /**
+   * A heartbeat that arrives after the leader stopped accepting acknowledgements for it (held in
+   * a queue while a link was cut): its ack could not extend any lease, so it is not leader contact.
+   * Without `left` (an older leader) the bound is lease_ms: no lease outlives its heartbeat by more.
+   * A held backlog arrives at once; late heartbeats that keep coming for heartbeat_ms mean the
+   * leader's clock changed (its agent restarted and resumed the term): start its clock afresh.
+   */
+  private arrivedLate(now: number, from: string, m: Extract<ElectionMsg, { t: "hb" }>): boolean {
+    const d = this.o.maxDrift ?? 0.5;
+    const sent = this.hbSendTime(now, from, m);
+    const left = Math.max(0, m.left ?? this.o.leaseMs);
+    const c = this.hbClock!;
+    if (sent + (left * (1 + d)) / (1 - d) >= now) {
+      c.lateSince = null;
+      return false;
+    }
+    if (c.lateSince !== null && now - c.lateSince >= this.o.heartbeatMs) {
+      this.hbClock = null;
+      this.hbSendTime(now, from, m);
+      return false;
+    }
+    c.lateSince ??= now;
+    return true;
   }
 
   // ---------------------------------------------------------------- messages
@@ -687,6 +749,12 @@ export class Election implements Consensus {
       return;
     }
     if (this.role === "leader" && m.term === this.term) return; // impossible: one leader per term
+    // Late: what a lost message would do (the term still counts). Not acknowledged: the ack would
+    // be leader contact this node does not count, so it must not count toward any lease either.
+    if (this.arrivedLate(now, from, m)) {
+      if (m.term > this.term) this.becomeFollowerOf(now, m.term);
+      return;
+    }
     this.becomeFollowerOf(now, m.term);
     if (this.leader !== from) {
       this.leader = from;

@@ -62,7 +62,7 @@ export const ElectionMsgSchema = z.discriminatedUnion("t", [
   z.strictObject({ t: z.literal("prevote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
   z.strictObject({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
   z.strictObject({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
-  z.strictObject({ t: z.literal("hb"), term, seq: ms, membership: MembershipSchema, pos: PositionSchema, guard: GuardSchema.optional() }),
+  z.strictObject({ t: z.literal("hb"), term, seq: ms, left: ms.min(0).optional(), membership: MembershipSchema, pos: PositionSchema, guard: GuardSchema.optional() }),
   z.strictObject({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema, guardSeq: z.number().int().min(0).optional() }),
   z.strictObject({ t: z.literal("resign"), term, transferTo: nodeId.optional() }),
 ]);

@@ -1,36 +1,62 @@
 // The agent's side of fencing: it writes the lease deadline (host-wide clock) to a small file
-// that a separate watchdog process polls. When the agent freezes, crashes or loses its lease,
+// that a separate watchdog process watches (inotify). When the agent freezes, crashes or loses its lease,
 // nobody extends the deadline and the watchdog stops PostgreSQL at the lease end, without any
 // help from the agent's event loop.
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import type { Logger } from "../log.ts";
 import { hostMonotonicMs } from "./clock.ts";
 
 export const LEASE_FILE = "lease";
 export const WATCHDOG_PID_FILE = "watchdog.pid";
 
-// Not strict: a watchdog that outlived an agent upgrade must still read the deadline of a newer
-// lease file (unknown keys are dropped); a lease it cannot read would be no lease to fence.
-export const LeaseSchema = z.object({
+/** What the agent writes and the watchdog reads (JSON). */
+export type Lease = {
   /** Host-monotonic ms (clock.ts) after which PostgreSQL must not accept writes; null = disarmed. */
-  deadline: z.number().nullable(),
-  term: z.number().int(),
-  dataDir: z.string(),
-  writtenAt: z.number(),
+  deadline: number | null;
+  term: number;
+  dataDir: string;
+  writtenAt: number;
   /** The agent that wrote it: a watchdog with nothing to guard and no agent left exits. */
-  agentPid: z.number().int(),
+  agentPid: number;
   /** The kernel watchdog to keep alive while armed (config [watchdog]); absent or null = none. */
-  kernel: z.object({
-    device: z.string(),
-    timeoutS: z.number().int().min(1),
-    fenceMs: z.number().int().min(0),
-  }).nullable().optional(),
-});
-export type KernelSpec = NonNullable<Lease["kernel"]>;
-export type Lease = z.infer<typeof LeaseSchema>;
+  kernel?: KernelSpec | null;
+};
+export type KernelSpec = { device: string; timeoutS: number; fenceMs: number };
+
+// Checked by hand, not with zod: the watchdog imports this file and must stay small (its RSS is
+// what it loads). Not strict: a watchdog that outlived an agent upgrade must still read the
+// deadline of a newer lease file (unknown keys are dropped); a lease it cannot read is no lease.
+/** The lease in parsed JSON `v`; throws an Error naming the first bad key. */
+export function parseLease(v: unknown): Lease {
+  const o = record(v, "lease");
+  const num = (k: string, int = false): number => {
+    const x = o[k];
+    if (typeof x !== "number" || !Number.isFinite(x) || (int && !Number.isInteger(x))) throw new Error(`${k}: expected ${int ? "an integer" : "a number"}`);
+    return x;
+  };
+  const deadline = o.deadline === null ? null : num("deadline");
+  if (typeof o.dataDir !== "string") throw new Error("dataDir: expected a string");
+  const lease: Lease = { deadline, term: num("term", true), dataDir: o.dataDir, writtenAt: num("writtenAt"), agentPid: num("agentPid", true) };
+  if (o.kernel === null) lease.kernel = null;
+  else if (o.kernel !== undefined) {
+    const k = record(o.kernel, "kernel");
+    const int = (key: string, min: number): number => {
+      const x = k[key];
+      if (typeof x !== "number" || !Number.isInteger(x) || x < min) throw new Error(`kernel.${key}: expected an integer >= ${min}`);
+      return x;
+    };
+    if (typeof k.device !== "string") throw new Error("kernel.device: expected a string");
+    lease.kernel = { device: k.device, timeoutS: int("timeoutS", 1), fenceMs: int("fenceMs", 0) };
+  }
+  return lease;
+}
+
+function record(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`${what}: expected an object`);
+  return v as Record<string, unknown>;
+}
 
 export class LeaseFile {
   private readonly file: string;
@@ -118,7 +144,7 @@ export class LeaseFile {
 /** The lease in `file`, or null when there is none or it does not parse. */
 export function readLeaseFile(file: string): Lease | null {
   try {
-    return LeaseSchema.parse(JSON.parse(readFileSync(file, "utf8")));
+    return parseLease(JSON.parse(readFileSync(file, "utf8")));
   } catch {
     return null;
   }

@@ -1,29 +1,36 @@
 // `pgherd watchdog`: a tiny process beside the agent that stops PostgreSQL when the leader's
-// lease runs out and nobody extended it (agent frozen, killed or cut off). It polls the lease
-// file every POLL_MS and, past the deadline, sends SIGQUIT to the postmaster: PostgreSQL's
+// lease runs out and nobody extended it (agent frozen, killed or cut off). It sleeps until the
+// lease deadline or a change of the lease file (inotify through fs.watch; polling every
+// POLL_MS only if the watch cannot be set up) and, past the deadline, sends SIGQUIT to the postmaster: PostgreSQL's
 // immediate shutdown, which terminates every backend at once, so no further commit is
 // acknowledged. It needs nothing from the agent's event loop. With [watchdog] configured it
 // also keeps the kernel watchdog alive while the lease is valid (kernel-watchdog.ts): if this
 // process freezes as well, the kernel resets the host within the same fence budget.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "../log.ts";
 import { hostMonotonicMs } from "./clock.ts";
 import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, readPidFile } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
-import { LEASE_FILE, LeaseSchema, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
+import { LEASE_FILE, parseLease, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
 const POLL_MS = 20;
+/** Longest sleep without a lease change: checks for a gone agent or state dir, and a host suspend. */
+const IDLE_WAKE_MS = 1000;
 const IDLE_EXIT_MS = 10_000;
 const HARD_KILL_AFTER_MS = 100;
 
-export async function runWatchdog(stateDir: string, log: Logger): Promise<void> {
+/** What the watchdog logs through: the agent's Logger fits, and so does the lean one of watchdog-main.ts. */
+export type WatchdogLog = { info(msg: string): void; warn(msg: string): void; error(msg: string): void };
+
+export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<void> {
   if (watchdogAlive(stateDir)) {
     log.info("another watchdog already watches this state dir");
     return;
   }
   writeWatchdogPid(stateDir);
-  log.info(`fencing watchdog watching ${join(stateDir, LEASE_FILE)} every ${POLL_MS} ms`);
+  const wake = new Wake();
+  const watcher = watchLease(stateDir, wake, log);
+  log.info(`fencing watchdog watching ${join(stateDir, LEASE_FILE)} ${watcher.ok ? "for changes (inotify)" : `every ${POLL_MS} ms`}`);
   let fencedFor: number | null = null;
   let idleSince: number | null = null;
   const kernel = new KernelWatchdog();
@@ -42,8 +49,8 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
 
-  /** One poll; false = exit. */
-  const round = async (): Promise<boolean> => {
+  /** One look at the lease; the ms to sleep until the next (a change of the file wakes earlier), or false = exit. */
+  const round = async (): Promise<number | false> => {
     if (!existsSync(stateDir)) {
       kernel.disarm();
       log.info(`${stateDir} is gone: exiting`);
@@ -87,7 +94,8 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
       }
     }
 
-    if (lease && lease.deadline !== null && now > lease.deadline && fencedFor !== lease.deadline) {
+    const armed = lease !== null && lease.deadline !== null && fencedFor !== lease.deadline;
+    if (armed && now > lease.deadline!) {
       const gone = await fence(lease, now, log);
       fencedFor = lease.deadline;
       // Only a server known to be down lets the kernel watchdog stand down; else it resets the host.
@@ -96,22 +104,81 @@ export async function runWatchdog(stateDir: string, log: Logger): Promise<void> 
         log.info("kernel watchdog disarmed: PostgreSQL is fenced");
       }
     }
-    return true;
+    // /proc/uptime has a 10 ms resolution: wake 1 ms past the deadline, and again if it read early.
+    let next = armed && now <= lease.deadline! ? Math.max(1, lease.deadline! - now + 1) : IDLE_WAKE_MS;
+    // The kernel device needs a keepalive well within its timeout (at least 1 s).
+    if (kernel.active) next = Math.min(next, kernel.timeoutS * 250, 250);
+    return Math.min(next, watcher.ok ? IDLE_WAKE_MS : POLL_MS);
   };
 
   for (;;) {
+    let sleepMs = POLL_MS;
+    wake.clear(); // a change from here on wakes the next sleep at once
     try {
-      if (!(await round())) return;
+      const r = await round();
+      if (r === false) {
+        watcher.close();
+        return;
+      }
+      sleepMs = r;
     } catch (e) {
       // Never die on a surprise: dying would end the fencing (and, with the device open, reset the host).
       say("error", `watchdog round failed: ${(e as Error).message}`);
     }
-    await Bun.sleep(POLL_MS);
+    await wake.sleep(sleepMs);
   }
 }
 
+/** A sleep that a notify() ends early; a notify() while awake makes the next sleep return at once. */
+class Wake {
+  private pending = false;
+  private fire: (() => void) | null = null;
+  clear(): void {
+    this.pending = false;
+  }
+  notify(): void {
+    this.pending = true;
+    this.fire?.();
+  }
+  sleep(ms: number): Promise<void> {
+    if (this.pending) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.fire = null;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.fire = done;
+    });
+  }
+}
+
+/**
+ * Wakes on every change of the lease file (the agent replaces it by rename: watch the directory).
+ * ok turns false when the watch cannot be set up or fails: the loop then polls every POLL_MS.
+ */
+function watchLease(stateDir: string, wake: Wake, log: WatchdogLog): { ok: boolean; close(): void } {
+  const state = { ok: false, close: () => {} };
+  try {
+    const w: FSWatcher = watch(stateDir, { persistent: true }, (_event, name) => {
+      if (name === null || name === LEASE_FILE) wake.notify();
+    });
+    w.on("error", (e) => {
+      if (state.ok) log.warn(`watching ${stateDir} failed (${(e as Error).message}): polling the lease file every ${POLL_MS} ms`);
+      state.ok = false;
+      wake.notify();
+    });
+    state.ok = true;
+    state.close = () => w.close();
+  } catch (e) {
+    log.warn(`cannot watch ${stateDir} (${(e as Error).message}): polling the lease file every ${POLL_MS} ms`);
+  }
+  return state;
+}
+
 /** Immediate shutdown of the postmaster; true when no postmaster runs afterwards. */
-async function fence(lease: Lease, now: number, log: Logger): Promise<boolean> {
+async function fence(lease: Lease, now: number, log: WatchdogLog): Promise<boolean> {
   const pid = readPidFile(join(lease.dataDir, "postmaster.pid"));
   if (pid === null || !alive(pid)) return true;
   // The OS user can write any pid into postmaster.pid: signal only that data directory's server.
@@ -136,7 +203,7 @@ async function fence(lease: Lease, now: number, log: Logger): Promise<boolean> {
 
 let unreadable = "";
 /** The lease, or null when there is none; a file that exists but does not parse is said once. */
-function readLease(stateDir: string, log: Logger): Lease | null {
+function readLease(stateDir: string, log: WatchdogLog): Lease | null {
   const file = join(stateDir, LEASE_FILE);
   let text: string;
   try {
@@ -145,7 +212,7 @@ function readLease(stateDir: string, log: Logger): Lease | null {
     return null;
   }
   try {
-    const lease = LeaseSchema.parse(JSON.parse(text));
+    const lease = parseLease(JSON.parse(text));
     unreadable = "";
     return lease;
   } catch (e) {

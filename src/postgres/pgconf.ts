@@ -85,7 +85,8 @@ export function renderPgherdConf(p: PgherdConfParams): string {
     ["max_replication_slots", p.maxReplicationSlots],
     ["hot_standby", p.hotStandby],
     ["wal_log_hints", p.walLogHints],
-    ["wal_retrieve_retry_interval", `${p.walRetrieveRetryIntervalMs ?? 500}ms`],
+    // A standby retries a lost upstream this often (with connect_timeout below: streaming again ≤ ~2 s after a heal).
+    ["wal_retrieve_retry_interval", `${p.walRetrieveRetryIntervalMs ?? 200}ms`],
   ];
   if (p.ssl) {
     managed.push(["ssl", true], ["ssl_cert_file", p.ssl.certFile], ["ssl_key_file", p.ssl.keyFile], ["ssl_ca_file", p.ssl.caFile]);
@@ -133,8 +134,11 @@ export interface ConninfoParams {
 export function buildConninfo(c: ConninfoParams): string {
   const kv: Array<[string, string | number | undefined]> = [
     ["host", c.host], ["port", c.port], ["user", c.user], ["passfile", c.passfile],
-    ["application_name", c.applicationName], ["connect_timeout", c.connectTimeoutSec ?? 5], ["sslmode", c.sslmode],
-    ...Object.entries(c.extra ?? {}),
+    ["application_name", c.applicationName], ["connect_timeout", c.connectTimeoutSec ?? 2], ["sslmode", c.sslmode],
+    // A SYN sent into a cut link backs off (1, 2, 4 s…): a short connect_timeout makes the next try
+    // start right after a heal; keepalives and tcp_user_timeout end a connection whose peer vanished
+    // within ~5 s (wal_receiver_timeout), also while nothing is streamed.
+    ...Object.entries({ keepalives_idle: 2, keepalives_interval: 1, keepalives_count: 3, tcp_user_timeout: 5000, ...c.extra }),
   ];
   return kv
     .filter((e): e is [string, string | number] => e[1] !== undefined)

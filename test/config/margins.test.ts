@@ -2,13 +2,19 @@ import { expect, test } from "bun:test";
 import { electionMargins } from "../../src/config/margins.ts";
 
 test("default timings: numbers the agent logs", () => {
+  const m = electionMargins({ lease_ms: 1000, timeout_ms: 1500, max_drift: 0.02, fence_ms: 400 });
+  expect(m.leaseRealMaxMs).toBeCloseTo(1020.41, 2);
+  expect(m.fencedByRealMaxMs).toBeCloseTo(1428.57, 2);
+  expect(m.followerWaitRealMinMs).toBeCloseTo(1470.59, 2);
+  expect(m.slackMs).toBeCloseTo(42.02, 2);
+  expect(m.minTimeoutMs).toBe(1458);
+  expect(m.ok).toBe(true);
+});
+
+test("the previous defaults (1500/2500/500) keep a 410 ms spare", () => {
   const m = electionMargins({ lease_ms: 1500, timeout_ms: 2500, max_drift: 0.02, fence_ms: 500 });
-  expect(m.leaseRealMaxMs).toBeCloseTo(1530.61, 2);
-  expect(m.fencedByRealMaxMs).toBeCloseTo(2040.82, 2);
-  expect(m.followerWaitRealMinMs).toBeCloseTo(2450.98, 2);
   expect(m.slackMs).toBeCloseTo(410.16, 2);
   expect(m.minTimeoutMs).toBe(2082);
-  expect(m.ok).toBe(true);
 });
 
 test("no drift: the exact sum is enough (no rounding up)", () => {

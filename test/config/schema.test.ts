@@ -36,7 +36,7 @@ describe("defaults", () => {
         listen: "0.0.0.0:7401", advertise: "", max_frame_bytes: 1048576, ping_ms: 500, dead_ms: 3000,
         handshake_ms: 3000, max_buffered_bytes: 8388608,
       },
-      election: { heartbeat_ms: 200, lease_ms: 1500, timeout_ms: 2500, jitter_ms: 500, max_drift: 0.02, fence_ms: 500, auto_join: false },
+      election: { heartbeat_ms: 150, lease_ms: 1000, timeout_ms: 1500, jitter_ms: 300, max_drift: 0.02, fence_ms: 400, auto_join: false },
       api: { listen: "127.0.0.1:7402", token: "", tls_cert: "", tls_key: "" },
       postgres: {
         data_dir: "/var/lib/postgresql/pgherd", bin_dir: "", port: 5432, listen_addresses: "*", socket_dir: "",
@@ -66,7 +66,7 @@ describe("defaults", () => {
       (cfg.election as { lease_ms: number }).lease_ms = 1;
     }).toThrow();
     expect(() => (cfg.discovery.peers as string[]).push("x")).toThrow();
-    expect(cfg.election.lease_ms).toBe(1500);
+    expect(cfg.election.lease_ms).toBe(1000);
   });
 
   test("explicit values override defaults", () => {
@@ -95,16 +95,16 @@ describe("cross-field rules", () => {
   });
 
   test("lease + fence margin under clock drift, at the exact boundary", () => {
-    // (1500 + 500) / 0.98 * 1.02 = 2081.63 → 2082 is the smallest safe timeout.
-    expect(errorLines(`${BASE}[election]\ntimeout_ms = 2081\n`)).toEqual([
-      "pgherd.toml: election.timeout_ms 2081 is too small: with max_drift 0.02 a lease of 1500 ms plus fence_ms 500 needs timeout_ms >= 2082",
+    // (1000 + 400) / 0.98 * 1.02 = 1457.14 → 1458 is the smallest safe timeout.
+    expect(errorLines(`${BASE}[election]\ntimeout_ms = 1457\n`)).toEqual([
+      "pgherd.toml: election.timeout_ms 1457 is too small: with max_drift 0.02 a lease of 1000 ms plus fence_ms 400 needs timeout_ms >= 1458",
     ]);
-    expect(parseConfig(`${BASE}[election]\ntimeout_ms = 2082\n`, "pgherd.toml").election.timeout_ms).toBe(2082);
+    expect(parseConfig(`${BASE}[election]\ntimeout_ms = 1458\n`, "pgherd.toml").election.timeout_ms).toBe(1458);
   });
 
   test("the margin uses every key it names", () => {
     expect(errorLines(`${BASE}[election]\nfence_ms = 1000\nmax_drift = 0.1\n`)).toEqual([
-      "pgherd.toml: election.timeout_ms 2500 is too small: with max_drift 0.1 a lease of 1500 ms plus fence_ms 1000 needs timeout_ms >= 3056",
+      "pgherd.toml: election.timeout_ms 1500 is too small: with max_drift 0.1 a lease of 1000 ms plus fence_ms 1000 needs timeout_ms >= 2445",
     ]);
   });
 
@@ -120,13 +120,13 @@ describe("cross-field rules", () => {
 
   test("a kernel watchdog needs a whole second inside lease + fence - 2 heartbeats", () => {
     // 1000 + 300 - 2 * 200 = 900 ms: no 1 s kernel timeout fits; 1000 + 400 - 400 is exactly 1 s.
-    expect(errorLines(`${BASE}[election]\nlease_ms = 1000\nfence_ms = 300\ntimeout_ms = 2000\n[watchdog]\nmode = "auto"\n`)).toEqual([
+    expect(errorLines(`${BASE}[election]\nheartbeat_ms = 200\nlease_ms = 1000\nfence_ms = 300\ntimeout_ms = 2000\n[watchdog]\nmode = "auto"\n`)).toEqual([
       "pgherd.toml: watchdog.mode needs election.lease_ms + election.fence_ms - 2 * election.heartbeat_ms >= 1000 (the kernel watchdog counts whole seconds; now 900 ms)",
     ]);
-    expect(parseConfig(`${BASE}[election]\nlease_ms = 1000\nfence_ms = 300\ntimeout_ms = 2000\n`, "pgherd.toml").watchdog.mode).toBe("off");
-    expect(parseConfig(`${BASE}[election]\nlease_ms = 1000\nfence_ms = 400\ntimeout_ms = 2000\n[watchdog]\nmode = "auto"\n`, "pgherd.toml").watchdog.mode).toBe("auto");
+    expect(parseConfig(`${BASE}[election]\nheartbeat_ms = 200\nlease_ms = 1000\nfence_ms = 300\ntimeout_ms = 2000\n`, "pgherd.toml").watchdog.mode).toBe("off");
+    expect(parseConfig(`${BASE}[election]\nheartbeat_ms = 200\nlease_ms = 1000\nfence_ms = 400\ntimeout_ms = 2000\n[watchdog]\nmode = "auto"\n`, "pgherd.toml").watchdog.mode).toBe("auto");
     // The user-space fence needs time before the kernel's reset.
-    expect(errorLines(`${BASE}[election]\nlease_ms = 1800\nfence_ms = 100\n[watchdog]\nmode = "auto"\n`)).toEqual([
+    expect(errorLines(`${BASE}[election]\nlease_ms = 1800\nfence_ms = 100\ntimeout_ms = 3000\n[watchdog]\nmode = "auto"\n`)).toEqual([
       "pgherd.toml: watchdog.mode needs election.fence_ms >= 300 (now 100): the kernel resets the host fence_ms after the lease end, and the watchdog process must have stopped PostgreSQL before that",
     ]);
     expect(errorLines(`${BASE}[watchdog]\nmode = "on"\ndevice = "dev/watchdog"\n`)).toEqual([

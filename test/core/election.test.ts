@@ -7,7 +7,7 @@ import { rng } from "./sim.ts";
 /** Joiners need real node ids: the leader refuses to add anything else. */
 const D = "dddddddddddddddd";
 const B = "bbbbbbbbbbbbbbbb";
-const T = { heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500, fenceMs: 500, detachBeforeVote: false };
+const T = { heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500, fenceMs: 500, maxDrift: 0.02, detachBeforeVote: false };
 
 /** A tiny lock-step cluster: one shared clock, FIFO delivery, a drop filter for partitions. */
 class Cluster {
@@ -17,6 +17,11 @@ class Cluster {
   queue: Array<{ from: string; to: string; msg: ElectionMsg }> = [];
   lastReady = new Map<string, Ready>();
   cut = new Set<string>(); // node ids cut off from everyone
+  /** Node ids whose link is cut the TCP way: their messages wait in `held` and arrive at the heal. */
+  stalled = new Set<string>();
+  held: Array<{ from: string; to: string; msg: ElectionMsg }> = [];
+  /** A node's clock = the cluster clock + its offset (a restarted process starts a new clock). */
+  clockOffset = new Map<string, number>();
   log: string[] = [];
   /** Detaches the shell was asked for: reported `detached` (unchanged position) 30 ms later. */
   detaches: Array<{ id: string; term: number; at: number }> = [];
@@ -37,28 +42,41 @@ class Cluster {
   }
   restart(id: string, r = rng(9)) {
     const canLead = true;
-    this.nodes.set(id, new Election({ id, canLead, ...T, random: r }, structuredClone(this.disks.get(id)!), this.now));
+    this.nodes.set(id, new Election({ id, canLead, ...T, random: r }, structuredClone(this.disks.get(id)!), this.clock(id)));
+  }
+  clock(id: string): number {
+    return this.now + (this.clockOffset.get(id) ?? 0);
+  }
+  /** Heal a stalled link: its queued messages arrive first, in order. */
+  heal(id: string) {
+    this.stalled.delete(id);
+    this.queue.unshift(...this.held);
+    this.held = [];
   }
   /** Advance time in small steps, ticking every node and delivering messages. */
   run(ms: number, step = 10) {
     const end = this.now + ms;
     while (this.now < end) {
       this.now += step;
-      for (const [id, n] of this.nodes) this.apply(id, n.step({ type: "tick", now: this.now }));
+      for (const [id, n] of this.nodes) this.apply(id, n.step({ type: "tick", now: this.clock(id) }));
       for (const d of this.detaches.filter((x) => x.at <= this.now)) {
         this.detaches.splice(this.detaches.indexOf(d), 1);
-        this.apply(d.id, this.nodes.get(d.id)!.step({ type: "detached", now: this.now, term: d.term, ok: true, position: null }));
+        this.apply(d.id, this.nodes.get(d.id)!.step({ type: "detached", now: this.clock(d.id), term: d.term, ok: true, position: null }));
       }
       for (let i = 0; i < 1000 && this.queue.length > 0; i++) {
         const m = this.queue.shift()!;
         if (this.cut.has(m.from) || this.cut.has(m.to)) continue;
+        if (this.stalled.has(m.from) || this.stalled.has(m.to)) {
+          this.held.push(m);
+          continue;
+        }
         const n = this.nodes.get(m.to);
-        if (n) this.apply(m.to, n.step({ type: "recv", now: this.now, from: m.from, msg: m.msg }));
+        if (n) this.apply(m.to, n.step({ type: "recv", now: this.clock(m.to), from: m.from, msg: m.msg }));
       }
     }
   }
   leaders(): string[] {
-    return [...this.nodes].filter(([, n]) => n.status(this.now).role === "leader").map(([id]) => id);
+    return [...this.nodes].filter(([id, n]) => n.status(this.clock(id)).role === "leader").map(([id]) => id);
   }
   leading(id: string): boolean {
     return this.lastReady.get(id)?.leading != null;
@@ -66,6 +84,47 @@ class Cluster {
 }
 
 describe("election core scenarios", () => {
+  test("a flapping leader link (cut/heal every 2 s, TCP holds what is sent meanwhile): a new leader within timeout + jitter", () => {
+    // Fails on the old code: heartbeats queued during the cut arrived at the heal and counted as
+    // fresh leader contact, so the followers refused votes until heal + timeout_ms (new leader ~4.5 s).
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(4000);
+    const old = c.leaders()[0]!;
+    const term0 = c.nodes.get(old)!.status(c.now).term;
+    const t0 = c.now;
+    let newLeaderAt: number | null = null;
+    for (let phase = 0; phase < 6 && newLeaderAt === null; phase++) {
+      if (phase % 2 === 0) c.stalled.add(old);
+      else c.heal(old);
+      for (let i = 0; i < 200 && newLeaderAt === null; i++) {
+        c.run(10);
+        const won = [...c.nodes.keys()].some((id) => c.nodes.get(id)!.status(c.now).term > term0 && c.leading(id));
+        if (won) newLeaderAt = c.now - t0;
+      }
+    }
+    c.log.filter((l) => / (became-leader|stepped-down)/.test(l)).forEach((l) => console.log(l));
+    console.log(`new leader with a lease ${newLeaderAt} ms after the flapping started`);
+    expect(newLeaderAt).not.toBeNull();
+    expect(newLeaderAt!).toBeLessThanOrEqual(T.timeoutMs + T.jitterMs + 300);
+  });
+
+  test("a leader whose agent restarts (new clock origin) resumes its term: followers acknowledge its heartbeats again", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(4000);
+    const l = c.leaders()[0]!;
+    const term = c.nodes.get(l)!.status(c.now).term;
+    // The new process's clock: behind (its heartbeats' send times go back: acknowledged at once), or
+    // far ahead (they look late until they keep coming for heartbeat_ms).
+    for (const [offset, within] of [[-3_000_000, 250], [3_000_000, 1200]] as const) {
+      c.clockOffset.set(l, offset);
+      c.restart(l);
+      c.run(within);
+      expect(c.leaders()).toEqual([l]);
+      expect(c.nodes.get(l)!.status(c.clock(l)).term).toBe(term);
+      expect(c.leading(l)).toBe(true);
+    }
+  });
+
   test("three nodes elect exactly one leader, which gets a lease", () => {
     const c = new Cluster(["a", "b", "c"]);
     c.run(2000);

@@ -35,7 +35,7 @@ export interface SimParams {
 
 export const DEFAULT_PARAMS: Omit<SimParams, "seed"> = {
   initial: 3, spares: 2, witnesses: 0, faultMs: 40_000, settleMs: 20_000,
-  heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500, maxDrift: 0.02, fenceMs: 500,
+  heartbeatMs: 150, leaseMs: 1000, timeoutMs: 1500, jitterMs: 300, maxDrift: 0.02, fenceMs: 400,
   detachMaxMs: 150, detachFailRate: 0.05, detachHangRate: 0.03, detachTimeoutMs: 3000,
 };
 
@@ -163,7 +163,7 @@ export function runSim(p: SimParams): SimResult {
     newClock(n);
     n.el = new Election(
       {
-        id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, fenceMs: p.fenceMs, random: r,
+        id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, fenceMs: p.fenceMs, maxDrift: p.maxDrift, random: r,
         detachBeforeVote: n.canLead, detachTimeoutMs: p.detachTimeoutMs,
       },
       structuredClone(n.disk), localOf(n, t));

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
-import { LEASE_FILE, LeaseFile, WATCHDOG_PID_FILE } from "../../src/fence/lease-file.ts";
+import { LEASE_FILE, LeaseFile, parseLease, WATCHDOG_PID_FILE } from "../../src/fence/lease-file.ts";
 import { createLogger } from "../../src/log.ts";
 
 let dir: string;
@@ -42,4 +42,14 @@ test("with no lease before it, an agent announces a disarmed one", () => {
   const d = stateDir("fresh");
   new LeaseFile(d, "/data", log, { device: "/dev/watchdog", timeoutS: 1, fenceMs: 500 }).ensureWatchdog();
   expect(read(d)).toMatchObject({ deadline: null, term: -1, agentPid: process.pid, kernel: { device: "/dev/watchdog", timeoutS: 1, fenceMs: 500 } });
+});
+
+test("parseLease: unknown keys are dropped (a newer agent's file), a bad value is refused with its key", () => {
+  const ok = { deadline: 5, term: 2, dataDir: "/d", writtenAt: 1, agentPid: 9, kernel: { device: "/dev/watchdog", timeoutS: 2, fenceMs: 500 }, extra: 1 };
+  expect(parseLease(ok)).toEqual({ deadline: 5, term: 2, dataDir: "/d", writtenAt: 1, agentPid: 9, kernel: { device: "/dev/watchdog", timeoutS: 2, fenceMs: 500 } });
+  expect(parseLease({ ...ok, deadline: null, kernel: undefined }).deadline).toBeNull();
+  expect(() => parseLease({ ...ok, deadline: "5" })).toThrow("deadline");
+  expect(() => parseLease({ ...ok, term: 1.5 })).toThrow("term");
+  expect(() => parseLease({ ...ok, kernel: { ...ok.kernel, timeoutS: 0 } })).toThrow("kernel.timeoutS");
+  expect(() => parseLease([ok])).toThrow("lease");
 });

@@ -5,7 +5,7 @@
 // in the data directory (what the watchdog checks before it signals a pid from postmaster.pid).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
@@ -57,11 +57,34 @@ test("fences at the lease end, not before", async () => {
   arm(deadline);
   await Bun.sleep(400);
   expect(alive(p)).toBe(true);
-  await waitFor(() => !alive(p), { timeoutMs: 3000, what: "the fenced process to die" });
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 10, what: "the fenced process to die" });
   const late = hostMonotonicMs() - deadline;
-  console.log(`fenced ${late} ms after the lease end (10 ms clock resolution, 20 ms polling)`);
+  console.log(`fenced ${late} ms after the lease end (10 ms clock resolution, 10 ms test polling)`);
   expect(late).toBeGreaterThanOrEqual(0);
   expect(late).toBeLessThan(500); // fence_ms budget
+});
+
+test("a deadline shortened by rename (as the agent writes it) is seen at once: it sleeps until the deadline or a change, no polling", async () => {
+  const p = victim();
+  arm(hostMonotonicMs() + 60_000); // the watchdog now sleeps up to its idle wake (1 s)
+  await Bun.sleep(100);
+  const deadline = hostMonotonicMs() + 150;
+  const tmp = join(dir, "state", "lease.tmp");
+  writeFileSync(tmp, JSON.stringify({ deadline, term: 7, dataDir: join(dir, "data"), writtenAt: hostMonotonicMs(), agentPid: process.pid }));
+  renameSync(tmp, join(dir, "state", "lease"));
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 10, what: "the fenced process to die" });
+  const late = hostMonotonicMs() - deadline;
+  expect(late).toBeGreaterThanOrEqual(0);
+  expect(late).toBeLessThan(300); // an idle wake would come up to 1 s late
+  arm(null);
+});
+
+test("the watchdog mode loads only src/fence and orphans.ts: no CLI, zod, postgres or consola", () => {
+  const code = `await import(${JSON.stringify(join(import.meta.dir, "../../src/fence/watchdog-main.ts"))}); console.log(JSON.stringify(Object.keys(require.cache)))`;
+  const r = Bun.spawnSync([process.execPath, "-e", code]);
+  const loaded = (JSON.parse(r.stdout.toString()) as string[]).map((f) => f.replace(/^.*\/(src|node_modules)\//, "$1/")).sort();
+  expect(loaded).toEqual(["src/fence/clock.ts", "src/fence/kernel-watchdog.ts", "src/fence/lease-file.ts", "src/fence/watchdog-main.ts", "src/fence/watchdog.ts", "src/postgres/orphans.ts"]);
+  expect(out).toContain("for changes (inotify)");
 });
 
 test("an extended lease keeps the server; a disarmed one is never fenced", async () => {

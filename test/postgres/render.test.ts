@@ -27,10 +27,10 @@ describe("renderPgherdConf", () => {
     expect(text.split("\n")[0]).toContain("Managed by pgherd: do not edit");
     expect(text).toContain("listen_addresses = '10.0.0.1,127.0.0.1'\n");
     expect(text).toContain("port = 5432\n");
-    expect(text).toContain("wal_retrieve_retry_interval = '500ms'\n");
+    expect(text).toContain("wal_retrieve_retry_interval = '200ms'\n");
     expect(text).toContain("hot_standby = on\n");
     expect(text).toContain("primary_slot_name = 'n1'\n");
-    expect(text).toContain("primary_conninfo = 'host=10.0.0.2 port=5432 user=repl passfile=/var/lib/pgherd/pass application_name=n1 connect_timeout=5'\n");
+    expect(text).toContain("primary_conninfo = 'host=10.0.0.2 port=5432 user=repl passfile=/var/lib/pgherd/pass application_name=n1 connect_timeout=2 keepalives_idle=2 keepalives_interval=1 keepalives_count=3 tcp_user_timeout=5000'\n");
     expect(text).toContain("log_line_prefix = 'it''s \\\\ %m '\n");
     expect(text).toContain("fsync = off\n");
     expect(text).toContain("work_mem = 4096\n");
@@ -87,11 +87,11 @@ describe("replication TLS in pgherd.conf and conninfo", () => {
 describe("conninfo and include line", () => {
   test("conninfo quotes values with spaces, quotes or backslashes", () => {
     expect(buildConninfo({ host: "h", port: 1, user: "o'k\\x", passfile: "/a b", connectTimeoutSec: 3 })).toBe(
-      "host=h port=1 user='o\\'k\\\\x' passfile='/a b' connect_timeout=3",
+      "host=h port=1 user='o\\'k\\\\x' passfile='/a b' connect_timeout=3 keepalives_idle=2 keepalives_interval=1 keepalives_count=3 tcp_user_timeout=5000",
     );
     // Inside pgherd.conf the libpq quotes are doubled by the conf-level quoting.
     expect(renderPgherdConf({ ...baseConf, primaryConninfo: buildConninfo({ host: "h", port: 1, user: "u", passfile: "/a b" }) }))
-      .toContain("primary_conninfo = 'host=h port=1 user=u passfile=''/a b'' connect_timeout=5'\n");
+      .toContain("primary_conninfo = 'host=h port=1 user=u passfile=''/a b'' connect_timeout=2 keepalives_idle=2 keepalives_interval=1 keepalives_count=3 tcp_user_timeout=5000'\n");
   });
 
   test("include line appended once, kept last, idempotent", () => {

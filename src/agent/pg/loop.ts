@@ -2,6 +2,7 @@
 // (detach for a vote, catch-up and stop for a switchover, rejoin, promotion), all carried out one
 // at a time through one serial executor. The fence is the fencer's (src/fence/fencer.ts): it does
 // not queue here.
+import { join } from "node:path";
 import type { Config } from "../../config/schema.ts";
 import type { Position } from "../../core/position.ts";
 import type { RejoinProgress } from "../../core/report.ts";
@@ -19,11 +20,14 @@ import { PrimaryStarter } from "./primary.ts";
 import { Rebuilder } from "./rebuild.ts";
 import { rejoinStep, type RejoinEvent } from "./rejoin.ts";
 import { MonitorRound } from "./round.ts";
+import { PostmasterWatch } from "./postmaster-watch.ts";
 import { RoundScheduler } from "./scheduler.ts";
 import { SlotKeeper } from "./slots.ts";
 
 /** A switchover's stop waits at most this long for the round ahead of it. */
 const HANDOVER_WAIT_MS = 30_000;
+/** How often the postmaster's pid is checked between rounds (a crash is handled within this). */
+const POSTMASTER_CHECK_MS = 50;
 
 export class PostgresLoop implements LoopControl {
   private readonly h: PgHost;
@@ -34,6 +38,7 @@ export class PostgresLoop implements LoopControl {
   readonly fencer: Fencer;
   private readonly clock: Clock;
   private readonly rounds: RoundScheduler;
+  private readonly postmaster: PostmasterWatch;
   /** Between stopForHandover() and release(): rounds change nothing. */
   private held = false;
   private promotionUntil = 0;
@@ -89,6 +94,13 @@ export class PostgresLoop implements LoopControl {
       }
       this.h.ctx.loopDone(this.clock.now() - t0);
     });
+    this.postmaster = new PostmasterWatch({
+      clock, everyMs: POSTMASTER_CHECK_MS, pidFile: join(cfg.postgres.data_dir, "postmaster.pid"),
+      gone: (pid) => {
+        log.info(`postmaster ${pid} exited: monitoring round now`);
+        this.kick();
+      },
+    });
   }
 
   /** Retained WAL per slot (bytes), for /metrics. */
@@ -103,9 +115,11 @@ export class PostgresLoop implements LoopControl {
   start(): void {
     this.fencer.start();
     this.rounds.start();
+    this.postmaster.start();
   }
 
   async stop(): Promise<void> {
+    this.postmaster.stop();
     this.rounds.stop();
     this.fencer.stop();
     this.exec.close();
