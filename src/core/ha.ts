@@ -60,7 +60,12 @@ export interface HaInput {
   paused: boolean;
   /** A human asked this node to take over (`pgherd failover --to`): promote even while paused. */
   promotionRequested?: boolean;
+  /** [hooks] pre_promote's verdict in this term (absent: no hook; promote). */
+  prePromote?: PromoteCheck;
 }
+
+/** pre_promote: not run yet in this term, passed, or vetoed (why). */
+export type PromoteCheck = "allowed" | "unchecked" | { vetoed: string };
 
 export type HaAction =
   | { kind: "none"; role: "primary" | "standby" | "witness" }
@@ -69,6 +74,7 @@ export type HaAction =
   | { kind: "initdb" }
   | { kind: "start-primary"; adopt: boolean }
   | { kind: "promote" }
+  | { kind: "check-promote" }
   | { kind: "fence"; reason: string }
   | { kind: "clone"; from: string }
   | { kind: "rewind"; from: string }
@@ -80,7 +86,7 @@ export function decideHa(x: HaInput): HaAction {
   const d = decideUnpaused(x);
   if (!x.paused || d.kind === "none" || d.kind === "wait" || d.kind === "refuse" || d.kind === "fence") return d;
   if (x.rejoinRequested && (d.kind === "rewind" || d.kind === "clone")) return d; // a human asked for it
-  if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary")) return d;
+  if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary" || d.kind === "check-promote")) return d;
   return { kind: "wait", reason: `paused: would ${d.kind}${"from" in d ? ` from ${d.from}` : "upstream" in d ? ` ${d.upstream}` : ""}` };
 }
 
@@ -114,8 +120,15 @@ function asLeader(x: HaInput): HaAction {
   }
   if (!l.running) return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
-  if (l.inRecovery) return { kind: "promote" };
+  if (l.inRecovery) return promoteStep(x.prePromote ?? "allowed");
   return { kind: "none", role: "primary" };
+}
+
+/** A standby this leader would promote: pre_promote first, and its veto hands the leadership on. */
+function promoteStep(c: PromoteCheck): HaAction {
+  if (c === "allowed") return { kind: "promote" };
+  if (c === "unchecked") return { kind: "check-promote" };
+  return { kind: "resign", reason: `${c.vetoed}: vetoed this node's promotion, another standby must take over` };
 }
 
 function asFollower(x: HaInput): HaAction {

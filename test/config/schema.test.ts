@@ -50,6 +50,8 @@ describe("defaults", () => {
       tags: { nofailover: false, noloadbalance: false },
       watchdog: { mode: "off", device: "/dev/watchdog" },
       log: { level: "info" },
+      hooks: { on_role_change: "", on_start: "", on_stop: "", pre_promote: "", timeout_ms: 10000 },
+      sentry: { dsn: "", environment: "production" },
     });
   });
 
