@@ -118,7 +118,11 @@ function asLeader(x: HaInput): HaAction {
     // Data here but the cluster never recorded one: only adopt when told to.
     return { kind: "refuse", reason: "the data directory holds a cluster that pgherd did not create; set bootstrap.from_existing = true to adopt it" };
   }
-  if (!l.running) return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
+  if (!l.running) {
+    // A stopped standby's data started as the primary is a promotion too: pre_promote first.
+    const check = l.wasPrimary ? "allowed" : (x.prePromote ?? "allowed");
+    return check === "allowed" ? { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting } : promoteStep(check);
+  }
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
   if (l.inRecovery) return promoteStep(x.prePromote ?? "allowed");
   return { kind: "none", role: "primary" };

@@ -115,6 +115,11 @@ describe("pre_promote", () => {
     expect(d).toEqual({ kind: "resign", reason: "pre_promote exit 1 in 3 ms: vetoed this node's promotion, another standby must take over" });
     expect(decideHa({ ...base, paused: true, prePromote: "unchecked" }).kind).toBe("wait");
     expect(decideHa({ ...base, paused: true, promotionRequested: true, prePromote: "unchecked" }).kind).toBe("check-promote");
+    // A stopped standby started as the primary is asked too; a former primary restarted in place is not.
+    const stopped = { ...base.local, running: false, up: false, inRecovery: null };
+    expect(decideHa({ ...base, local: stopped, prePromote: "unchecked" }).kind).toBe("check-promote");
+    expect(decideHa({ ...base, local: stopped, prePromote: "allowed" }).kind).toBe("start-primary");
+    expect(decideHa({ ...base, local: { ...stopped, wasPrimary: true }, prePromote: "unchecked" }).kind).toBe("start-primary");
   });
 
   const cfgWith = (hooks: string) => parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\nnode_name = "n1"\n[hooks]\n${hooks}\n`, "pgherd.toml");
