@@ -385,6 +385,7 @@ export class Agent implements ClusterContext {
 
   record(e: Omit<HistoryEntry, "id" | "at">): void {
     const entry = this.historyLog.add(e);
+    this.integrations.recorded(entry);
     if (e.kind === "fence") this.counters.fences++;
     this.log.info(`history: ${entry.kind}: ${entry.reason}`);
     for (const id of this.mesh.connected()) this.mesh.send(id, { t: "history", entries: [entry] });

@@ -8,13 +8,16 @@ import { Agent } from "./agent.ts";
 import { PostgresLoop } from "./pg/loop.ts";
 import { LeaseFile } from "../fence/lease-file.ts";
 import { kernelTimeoutS } from "../config/margins.ts";
+import { createSentry, tapErrors } from "../integrations/sentry.ts";
 
 export class AgentStartError extends Error {
   override readonly name = "AgentStartError";
 }
 
 export async function runAgent(cfg: Config, opts: { configPath: string }): Promise<void> {
-  const log = createLogger(cfg.log.level, cfg.node_name);
+  const base = createLogger(cfg.log.level, cfg.node_name);
+  const sentry = createSentry(cfg, base); // [sentry]: errors and role changes (src/integrations/sentry.ts)
+  const log = sentry ? tapErrors(base, sentry) : base;
   log.info(`pgherd agent starting with ${opts.configPath}`);
   const listen = parseHostPort(cfg.api.listen);
   if (typeof listen === "string") throw new AgentStartError(`${opts.configPath}: api.listen: ${listen}`);
@@ -39,6 +42,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
     loop.fencer.start(); // the watchdog process before the election can arm anything
     agent.attachLoop(loop);
   }
+  agent.integrations.useSentry(sentry);
   await agent.start();
   if (loop) loop.start();
   else agent.startWitnessReports();
@@ -48,7 +52,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info(`${sig}: stopping the agent (PostgreSQL is left running)`);
-      void Promise.allSettled([loop?.stop(), agent.stop(), api.stop()]).then(() => resolve());
+      void Promise.allSettled([loop?.stop(), agent.stop(), api.stop(), sentry?.flush()]).then(() => resolve());
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
