@@ -6,6 +6,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { Integrations } from "../../src/integrations/index.ts";
 import { createSentry, tapErrors } from "../../src/integrations/sentry.ts";
 import { memoryLogger } from "../../src/log.ts";
+import { parseEnvelope } from "./envelope.ts";
 
 const KEY = "0123456789abcdef0123456789abcdef";
 const SECRET = "cluster-secret-" + "s".repeat(40);
@@ -26,18 +27,6 @@ afterAll(() => server.stop(true));
 
 const cfgWith = (sentry: string) => parseConfig(
   `cluster = "main"\nsecret = "${SECRET}"\nnode_name = "n1"\n[api]\ntoken = "${TOKEN}"\n[sentry]\n${sentry}\n`, "pgherd.toml");
-
-/** Splits an envelope and checks its framing: header, item header (length = payload bytes), event. */
-function parseEnvelope(body: string): { header: Record<string, unknown>; item: Record<string, unknown>; event: Record<string, any> } {
-  const lines = body.split("\n");
-  expect(lines.length).toBe(4);
-  expect(lines[3]).toBe("");
-  const [header, item, event] = lines.slice(0, 3).map((l) => JSON.parse(l)) as [Record<string, unknown>, Record<string, unknown>, Record<string, any>];
-  expect(item).toEqual({ type: "event", content_type: "application/json", length: Buffer.byteLength(lines[2]!) });
-  expect(header.event_id).toMatch(/^[0-9a-f]{32}$/);
-  expect(event.event_id).toBe(header.event_id);
-  return { header, item, event };
-}
 
 test("a failover and an error: well-formed envelopes, tagged, nothing secret in them", async () => {
   const cfg = cfgWith(`dsn = "http://${KEY}@127.0.0.1:${server.port}/42"`);
