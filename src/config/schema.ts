@@ -8,6 +8,7 @@ import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
 import { hooksSection, sentrySection } from "./schema-hooks.ts";
+import { pgpoolSection } from "./schema-pgpool.ts";
 
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
@@ -213,6 +214,7 @@ export const configSchema = z.strictObject({
   log: logSection.prefault({}),
   hooks: hooksSection.prefault({}),
   sentry: sentrySection.prefault({}),
+  pgpool: pgpoolSection.prefault({}),
 }).superRefine((c, ctx) => {
   if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
     ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });

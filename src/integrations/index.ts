@@ -1,5 +1,5 @@
-// What the agent tells the rest of an operator's stack: [hooks] (src/hooks) and [sentry]
-// (sentry.ts). The agent feeds it its PostgreSQL reports and the history entries it records; it
+// What the agent tells the rest of an operator's stack: [hooks] (src/hooks), [sentry]
+// (sentry.ts) and [pgpool] (pgpool.ts). The agent feeds it its PostgreSQL reports and the history entries it records; it
 // never decides anything itself (the pre_promote verdict is read by core/ha.ts through the
 // PostgreSQL loop).
 import type { Config } from "../config/schema.ts";
@@ -9,6 +9,8 @@ import type { Logger } from "../log.ts";
 import { Hooks } from "../hooks/hooks.ts";
 import type { HistoryEntry } from "../agent/history.ts";
 import type { SentryClient, SentryLevel } from "./sentry.ts";
+import type { ClusterView } from "../core/cluster-view.ts";
+import { PgpoolKeeper } from "./pgpool.ts";
 
 /** Role changes worth an event, and how loud. Hook runs only when they failed. */
 const EVENT_LEVELS: Partial<Record<HistoryEntry["kind"], SentryLevel>> = {
@@ -24,6 +26,8 @@ export interface IntegrationHost {
   record(e: Omit<HistoryEntry, "id" | "at">): void;
   /** The cluster's role passwords once known (scrubbed from anything sent out). */
   secrets(): { replPassword: string; monitorPassword: string } | undefined;
+  /** This agent's composition of the cluster table (the leader's is the cluster's). */
+  localView(): ClusterView;
 }
 
 export class Integrations {
@@ -31,6 +35,7 @@ export class Integrations {
   private timeline: number | null = null;
   private role = "unknown";
   private sentry: SentryClient | null = null;
+  private readonly pgpool: PgpoolKeeper | null = null;
 
   /** `kick`: run a monitoring round now (the pre_promote verdict is in). */
   constructor(private readonly cfg: Config, log: Logger, private readonly host: IntegrationHost, private readonly kick: () => void) {
@@ -40,6 +45,10 @@ export class Integrations {
     }, (r) => host.record({
       term: r.term, kind: "hook", node: cfg.node_name, reason: r.reason.slice(0, 500), oldPrimary: null, newPrimary: null, timeline: r.timeline, lsn: null,
     }));
+    if (cfg.pgpool.pcp_host) {
+      this.pgpool = new PgpoolKeeper(cfg.pgpool, log.withTag("pgpool"), () => (host.leadership().leading ? host.localView() : null));
+      this.pgpool.start();
+    }
   }
 
   /** [sentry]: report role changes here, tagged with this node's role and term, scrubbed of the cluster's passwords. */
@@ -65,7 +74,9 @@ export class Integrations {
   /** Every monitoring round's report of the local PostgreSQL. */
   observe(r: PgReport): void {
     if (r.data === "present") this.timeline = r.position.timeline;
-    this.role = !r.running ? "stopped" : r.inRecovery === null ? "unknown" : r.inRecovery ? "replica" : "primary";
+    const role = !r.running ? "stopped" : r.inRecovery === null ? "unknown" : r.inRecovery ? "replica" : "primary";
+    if (role === "primary" && this.role !== "primary") this.pgpool?.kick(); // just promoted: point pgpool here now
+    this.role = role;
     this.hooks.observe({ running: r.running, up: r.up, inRecovery: r.inRecovery, leading: this.host.leadership().leading });
   }
 

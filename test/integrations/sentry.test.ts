@@ -37,6 +37,7 @@ test("a failover and an error: well-formed envelopes, tagged, nothing secret in 
   const integ = new Integrations(cfg, log, {
     nodeId: "id1", leadership: () => ({ term: 7, leading: true, leaderId: "id1" }), nameOf: () => "n1",
     record: (e) => recorded.push(e), secrets: () => ({ replPassword: REPL, monitorPassword: MONITOR }),
+    localView: () => ({ cluster: "main", leader: "id1", leaderName: "n1", term: 7, primary: "id1", members: [] }),
   }, () => {});
   integ.useSentry(client);
   integ.observe({
