@@ -67,7 +67,11 @@ export class Integrations {
     const level = EVENT_LEVELS[e.kind];
     if (!this.sentry || !level || (e.kind === "hook" && / exit 0 in /.test(e.reason))) return;
     this.sentry.capture(level, `${e.kind}: ${e.reason}`, {
-      kind: e.kind, term: e.term, oldPrimary: e.oldPrimary, newPrimary: e.newPrimary, timeline: e.timeline, lsn: e.lsn, at: e.at,
+      kind: e.kind, oldPrimary: e.oldPrimary, newPrimary: e.newPrimary, timeline: e.timeline, lsn: e.lsn, at: e.at,
+    }, {
+      term: String(e.term),
+      // Recorded as the promotion finishes, before the next round observes it: this node is the primary now.
+      ...(e.newPrimary === this.cfg.node_name ? { role: "primary" } : {}),
     });
   }
 

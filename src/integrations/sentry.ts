@@ -77,7 +77,7 @@ export class SentryClient {
   }
 
   /** Queues one event (never throws, never waits). */
-  capture(level: SentryLevel, message: string, extra: { kind?: string; [k: string]: unknown } = {}): void {
+  capture(level: SentryLevel, message: string, extra: { kind?: string; [k: string]: unknown } = {}, tags: Record<string, string> = {}): void {
     const now = Date.now();
     if (now - this.windowStart > 60_000) {
       if (this.dropped) this.log.warn(`sentry: ${this.dropped} event(s) dropped in the last minute (at most ${MAX_PER_MINUTE} a minute)`);
@@ -90,7 +90,7 @@ export class SentryClient {
       return;
     }
     this.sentInWindow++;
-    const body = this.envelope(level, message, extra, now);
+    const body = this.envelope(level, message, extra, now, tags);
     this.inFlight++;
     const p = fetch(this.dsn.envelopeUrl, {
       method: "POST", body, signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
@@ -115,7 +115,7 @@ export class SentryClient {
   }
 
   /** The envelope: a header line, an item header line, the event (docs: develop.sentry.dev/sdk/envelopes). */
-  envelope(level: SentryLevel, message: string, extra: { kind?: string; [k: string]: unknown }, now: number): string {
+  envelope(level: SentryLevel, message: string, extra: { kind?: string; [k: string]: unknown }, now: number, tags: Record<string, string> = {}): string {
     const eventId = randomBytes(16).toString("hex");
     const ctx = this.context();
     const { kind, ...rest } = extra;
@@ -129,7 +129,7 @@ export class SentryClient {
       release: `pgherd@${VERSION}`,
       environment: this.cfg.sentry.environment,
       message: { formatted: message.slice(0, 8000) },
-      tags: { cluster: this.cfg.cluster, node: this.cfg.node_name, role: ctx.role, term: String(ctx.term), ...(kind ? { kind } : {}) },
+      tags: { cluster: this.cfg.cluster, node: this.cfg.node_name, role: ctx.role, term: String(ctx.term), ...(kind ? { kind } : {}), ...tags },
       extra: rest,
     }) as Record<string, unknown>;
     const payload = JSON.stringify(event);
