@@ -29,7 +29,8 @@ export function parseNodeInfo(text: string): PgpoolBackend[] {
 export function planPgpool(backends: readonly PgpoolBackend[], view: ClusterView): PcpStep[] {
   const backendOf = (m: { host: string; port: number | null }) => backends.find((b) => b.host === m.host && b.port === m.port);
   const steps: PcpStep[] = [];
-  const primary = view.members.find((m) => m.id === view.primary && m.role === "primary" && m.state === "running");
+  // The leader's own primary: another server still running as a primary is one about to be fenced.
+  const primary = view.members.find((m) => m.leader && m.role === "primary" && m.state === "running");
   const pb = primary && backendOf(primary);
   if (primary && pb) {
     if (!pb.up) steps.push({ cmd: "attach", id: pb.id, why: `${primary.name} is the primary` });
@@ -40,8 +41,9 @@ export function planPgpool(backends: readonly PgpoolBackend[], view: ClusterView
     if (!b || b === pb) continue;
     if (m.role === "standby" && m.state === "streaming" && !b.up) steps.push({ cmd: "attach", id: b.id, why: `${m.name} streams from the primary` });
     // Not the promote target: pcp_promote_node -s detaches pgpool's old primary itself.
-    const gone = m.state === "stopped" || m.state === "unreachable" || m.state === "cloning" || (m.role === "primary" && m.id !== view.primary);
-    if (gone && b.up && !b.primary) steps.push({ cmd: "detach", id: b.id, why: `${m.name} is ${m.state === "unreachable" ? "not reachable" : m.state}` });
+    const gone = m.state === "stopped" || m.state === "unreachable" || m.state === "cloning" || (m.role === "primary" && !m.leader);
+    const why = m.role === "primary" && !m.leader ? "runs a primary without the lease" : `is ${m.state === "unreachable" ? "not reachable" : m.state}`;
+    if (gone && b.up && !b.primary) steps.push({ cmd: "detach", id: b.id, why: `${m.name} ${why}` });
   }
   return steps;
 }

@@ -51,3 +51,9 @@ test("config: a PCP host needs a password file", () => {
   expect(() => parseConfig(`${base}pcp_host = "10.0.0.5"\n`, "pgherd.toml")).toThrow(/pgpool\.pcp_password_file.*required/);
   expect(parseConfig(`${base}pcp_host = "10.0.0.5"\npcp_password_file = "/etc/pgherd/pcppass"\n`, "pgherd.toml").pgpool.pcp_port).toBe(9898);
 });
+
+test("two servers running as primary (the old one not fenced yet): pgpool follows the leader's", () => {
+  const v = view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running" }), row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true })]);
+  expect(planPgpool([be(0, "10.0.0.1", true, true), be(1, "10.0.0.2", true, false)], v)).toEqual([{ cmd: "promote", id: 1, why: "n2 is the primary" }]);
+  expect(planPgpool([be(0, "10.0.0.1", true, false), be(1, "10.0.0.2", true, true)], v)).toEqual([{ cmd: "detach", id: 0, why: "n1 runs a primary without the lease" }]);
+});
