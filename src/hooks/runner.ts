@@ -56,9 +56,11 @@ export function runHook(o: { path: string; args: string[]; env: Record<string, s
     }
     child.on("error", (e) => finish({ code: null, signal: null, spawnError: e.message }));
     child.on("close", (code, signal) => finish({ code, signal, spawnError: null }));
-    child.on("exit", () => {
-      // The hook is gone; children it left in its group go with it.
+    child.on("exit", (code, signal) => {
+      // The hook is gone; children it left in its group go with it. One that left the group
+      // (setsid) may hold the pipes open: the result does not wait for it.
       killGroup(child.pid);
+      setTimeout(() => finish({ code, signal, spawnError: null }), 1000).unref?.();
     });
   });
 }

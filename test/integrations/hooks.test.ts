@@ -166,3 +166,13 @@ describe("config", () => {
     expect(() => parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[hooks]\non_start = "hook.sh"\n`, "pgherd.toml")).toThrow(/hooks\.on_start/);
   });
 });
+
+test("a hook whose daemon left the process group and holds its output open still ends", async () => {
+  const pidFile = join(dir, "daemon.pid");
+  const p = script("daemon.sh", `setsid sleep 30 & echo $! > ${pidFile}; exit 0`);
+  const t0 = performance.now();
+  const r = await runHook({ path: p, args: [], env: {}, timeoutMs: 5000, log: memoryLogger(), name: "on_start" });
+  expect(r).toMatchObject({ code: 0, timedOut: false });
+  expect(performance.now() - t0).toBeLessThan(2500);
+  try { process.kill(Number(readFileSync(pidFile, "utf8")), "SIGKILL"); } catch { /* gone */ }
+});
