@@ -3,7 +3,9 @@
 // killed at the 1.5 s timeout; as pre_promote it answers at once, vetoing when the test says so.
 // Checked: the old and the new primary both see on_role_change with the right variables for a
 // switchover and for a failover; hanging hooks leave the failover within its configured bound; a
-// vetoing pre_promote makes the other standby take over.
+// vetoing pre_promote makes the other standby take over. [sentry] points every agent at a
+// receiver on its own host's loopback: the new primary reports the failover, well-formed, tagged,
+// with no secret, token or password in any payload.
 import { expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,6 +13,10 @@ import { loadConfig } from "../../src/config/load.ts";
 import { PgCluster, poll, type ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { API_TOKEN, boundsOf, describeAnalysis, faultRound, pgherd, waitReplicating, Writer } from "../helpers/writer.ts";
+import { parseEnvelope } from "./envelope.ts";
+
+const SENTRY_PORT = 9900;
+const SENTRY_KEY = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
 
 const TIMEOUT_MS = 1500;
 
@@ -37,7 +43,12 @@ async function start() {
     const hook = join(dir, "hook.sh");
     writeFileSync(hook, SCRIPT(dir), { mode: 0o755 });
     const hooks = { on_role_change: hook, on_start: hook, on_stop: hook, pre_promote: hook, timeout_ms: TIMEOUT_MS };
-    for (let i = 0; i < 3; i++) await c.addNode({ extra: { api: { token: API_TOKEN }, hooks } });
+    const sentry = { dsn: `http://${SENTRY_KEY}@127.0.0.1:${SENTRY_PORT}/42` };
+    for (let i = 0; i < 3; i++) {
+      const n = await c.addNode({ extra: { api: { token: API_TOKEN }, hooks, sentry } });
+      const receiver = n.host.spawn([process.execPath, join(import.meta.dir, "sentry-receiver.ts"), String(SENTRY_PORT), join(dir, `sentry-${n.name}.jsonl`)]);
+      await receiver.waitForLine(/listening/, 10_000);
+    }
     await Promise.all(c.nodes.map((n) => n.start()));
     const healthy = await c.diagnose(() => c.waitHealthy(90_000));
     await new Writer([]).prepare(healthy.primary);
@@ -63,6 +74,11 @@ describeCluster("hooks", {
   };
   const waitCall = (what: string, since: number, match: (c: Call) => boolean, timeoutMs = 30_000) =>
     poll(async () => calls().find((c) => c.line >= since && match(c)), { timeoutMs, intervalMs: 100, what });
+  const sentryRaw = (n: ClusterNode): Array<{ path: string; auth: string; body: string }> => {
+    const f = join(fx.dir, `sentry-${n.name}.jsonl`);
+    return existsSync(f) ? readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
+  };
+  const sentryEvents = (n: ClusterNode) => sentryRaw(n).map((r) => parseEnvelope(r.body));
   const timeline = async (n: ClusterNode) => Number((await n.query("select timeline_id from pg_control_checkpoint()"))[0]!.timeline_id);
   const history = (n: ClusterNode) => JSON.parse(readFileSync(join(n.stateDir, "history.json"), "utf8")) as Array<{ kind: string; node: string; reason: string }>;
 
@@ -101,6 +117,27 @@ describeCluster("hooks", {
     await expectRoleChanges(since, r.old, r.neu, "demoted");
     // After the heal the old primary follows: demoted -> replica.
     await waitCall(`on_role_change demoted -> replica on ${r.old.name}`, since, (c) => c.node === r.old.name && c.action === "on_role_change" && c.old === "demoted" && c.neu === "replica");
+    // Sentry: the new primary reported the failover.
+    const failover = await poll(async () => sentryEvents(r.neu).find((e) => e.event.tags?.kind === "failover" && e.event.extra?.newPrimary === r.neu.name),
+      { timeoutMs: 10_000, intervalMs: 200, what: `a failover event at ${r.neu.name}'s Sentry receiver` });
+    expect(failover.event).toMatchObject({
+      level: "warning", logger: "pgherd", server_name: r.neu.name, environment: "production",
+      tags: { cluster: "e2e", node: r.neu.name, role: "primary", kind: "failover" },
+      extra: { oldPrimary: r.old.name, newPrimary: r.neu.name },
+    });
+    expect(Number(failover.event.tags.term)).toBeGreaterThan(0);
+    console.log(`sentry: ${r.neu.name} reported "${failover.event.message.formatted}"`);
+    // The old primary reported its rejoin to its own receiver (same host: the cut never hid it).
+    await poll(async () => sentryEvents(r.old).find((e) => e.event.tags?.kind === "rejoin" && e.event.tags?.node === r.old.name),
+      { timeoutMs: 10_000, intervalMs: 200, what: `a rejoin event at ${r.old.name}'s Sentry receiver` });
+    const secrets = [fx.c.secret, API_TOKEN, ...fx.c.nodes.flatMap((n) => [n.secrets().replPassword, n.secrets().monitorPassword])];
+    for (const n of fx.c.nodes) {
+      for (const raw of sentryRaw(n)) {
+        expect(raw.path).toBe("/api/42/envelope/");
+        expect(raw.auth).toContain(`sentry_key=${SENTRY_KEY}`);
+        for (const s of secrets) expect(raw.body.includes(s)).toBe(false);
+      }
+    }
   }), 240_000);
 
   test("a vetoing pre_promote makes the other standby take over", () => fx.c.diagnose(async () => {
