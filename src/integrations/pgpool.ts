@@ -103,7 +103,7 @@ export class PgpoolKeeper {
         timeout: PCP_TIMEOUT_MS, killSignal: "SIGKILL",
         env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", PCPPASSFILE: c.pcp_password_file, LANG: "C" },
       }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`${tool} ${args.join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}`));
+        if (err) reject(new Error(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}`));
         else resolve(stdout);
       });
     });
