@@ -109,3 +109,35 @@ export class PgpoolKeeper {
     });
   }
 }
+
+/**
+ * `pgherd pgpool config`: pgpool.conf's backend section for the cluster as the leader sees it, with
+ * pgpool's own failover off (only PCP requests from pgherd change the backends). Pure.
+ */
+export function renderPgpoolConfig(view: ClusterView, slotOf: (id: string) => string): string {
+  const members = view.members.filter((m) => m.role !== "witness" && m.host && m.port !== null);
+  const lines = [
+    `# pgpool-II backends for pgherd cluster ${view.cluster} (pgherd pgpool config; docs/pgpool.md)`,
+    "backend_clustering_mode = 'streaming_replication'",
+    ...members.flatMap((m, i) => [
+      "",
+      `# ${m.name}`,
+      `backend_hostname${i} = '${m.host}'`,
+      `backend_port${i} = ${m.port}`,
+      `backend_weight${i} = 1`,
+      `backend_flag${i} = 'ALLOW_TO_FAILOVER'    # PCP requests from pgherd may change it; pgpool itself never does (below)`,
+      `backend_application_name${i} = '${slotOf(m.id)}'`,
+    ]),
+    "",
+    "# pgpool never fails over on its own: pgherd's leader decides and tells it through PCP.",
+    "failover_on_backend_error = off",
+    "failover_on_backend_shutdown = off",
+    "health_check_period = 0",
+    "auto_failback = off",
+    "failover_command = ''",
+    "follow_primary_command = ''",
+    "search_primary_node_timeout = 0",
+    "connect_timeout = 1000",
+  ];
+  return lines.join("\n") + "\n";
+}

@@ -1,5 +1,5 @@
 // pgpool-II (Debian's pgpool2) in its own namespace host in front of a three-node pgherd cluster,
-// its own failover off (failover_on_backend_error/shutdown off, no health check); the leader keeps
+// configured with what `pgherd pgpool config` prints (its own failover off); the leader keeps
 // its backends in line through PCP ([pgpool]). A client writing through pgpool every 50 ms keeps
 // writing after a failover (primary cut off) and after a switchover, each within the cluster's
 // bound plus a measured pgpool allowance; the old primary, once rejoined, is attached back.
@@ -22,13 +22,9 @@ const POOL_ALLOWANCE_MS = 2000;
 interface Attempt { start: number; end: number; ok: boolean; addr?: string | null; err?: string }
 interface Fx { c: PgCluster; pool: Host; dir: string; bounds: Bounds; pgpool: Proc; writer: Proc | null }
 
-function pgpoolConf(dir: string, nodes: ClusterNode[]): string {
-  const backends = nodes.map((n, i) => [
-    `backend_hostname${i} = '${n.ip}'`, `backend_port${i} = 5432`, `backend_weight${i} = 1`,
-    `backend_flag${i} = 'ALLOW_TO_FAILOVER'`, `backend_application_name${i} = '${n.name}'`,
-  ].join("\n"));
-  return `backend_clustering_mode = 'streaming_replication'
-listen_addresses = '*'
+/** pgpool.conf: what pgpool needs on this host, then the backend section `pgherd pgpool config` prints. */
+function pgpoolConf(dir: string, backends: string): string {
+  return `listen_addresses = '*'
 port = 9999
 unix_socket_directories = '${dir}'
 pcp_listen_addresses = '*'
@@ -36,24 +32,14 @@ pcp_port = 9898
 pcp_socket_dir = '${dir}'
 pid_file_name = '${dir}/pgpool.pid'
 logdir = '${dir}'
-${backends.join("\n")}
-# pgpool's own failover off: only PCP requests (from pgherd) change the backends.
-failover_on_backend_error = off
-failover_on_backend_shutdown = off
-health_check_period = 0
-auto_failback = off
-failover_command = ''
-follow_primary_command = ''
 sr_check_period = 0
 sr_check_user = 'app'
-search_primary_node_timeout = 0
-connect_timeout = 1000
 load_balance_mode = off
 use_watchdog = off
 enable_pool_hba = off
 num_init_children = 8
 max_pool = 1
-`;
+${backends}`;
 }
 
 async function start(): Promise<Fx> {
@@ -77,7 +63,10 @@ async function start(): Promise<Fx> {
       appendFileSync(join(n.dataDir, "pg_hba.conf"), `host all app ${pool.ip}/32 trust\n`);
       await n.query("select pg_reload_conf()");
     }
-    writeFileSync(join(dir, "pgpool.conf"), pgpoolConf(dir, c.nodes));
+    const section = await pgherd(c.nodes[0]!, ["pgpool", "config"]);
+    if (section.code !== 0) throw new Error(`pgherd pgpool config: ${section.text}`);
+    expect(section.stdout).toContain("failover_on_backend_error = off");
+    writeFileSync(join(dir, "pgpool.conf"), pgpoolConf(dir, section.stdout));
     writeFileSync(join(dir, "pcp.conf"), `${PCP_USER}:${createHash("md5").update(PCP_PASSWORD).digest("hex")}\n`, { mode: 0o600 });
     const pgpool = pool.spawn(["pgpool", "-n", "-D", "-f", join(dir, "pgpool.conf"), "-F", join(dir, "pcp.conf")], { logFile: join(c.artifacts, "pgpool.log") });
     const cfg = loadConfig(c.nodes[0]!.configPath);

@@ -2,7 +2,7 @@
 // its cluster view (pure; the real pgpool is in pgpool.e2e.test.ts).
 import { expect, test } from "bun:test";
 import type { MemberRow } from "../../src/core/cluster-view.ts";
-import { parseNodeInfo, planPgpool, type PgpoolBackend } from "../../src/integrations/pgpool.ts";
+import { parseNodeInfo, planPgpool, renderPgpoolConfig, type PgpoolBackend } from "../../src/integrations/pgpool.ts";
 import { parseConfig } from "../../src/config/load.ts";
 
 const row = (o: Partial<MemberRow> & Pick<MemberRow, "id" | "host">): MemberRow => ({
@@ -56,4 +56,14 @@ test("two servers running as primary (the old one not fenced yet): pgpool follow
   const v = view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running" }), row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true })]);
   expect(planPgpool([be(0, "10.0.0.1", true, true), be(1, "10.0.0.2", true, false)], v)).toEqual([{ cmd: "promote", id: 1, why: "n2 is the primary" }]);
   expect(planPgpool([be(0, "10.0.0.1", true, false), be(1, "10.0.0.2", true, true)], v)).toEqual([{ cmd: "detach", id: 0, why: "n1 runs a primary without the lease" }]);
+});
+
+test("pgherd pgpool config: one backend per database member, pgpool's own failover off", () => {
+  const v = view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running", leader: true }), row({ id: "n2", host: "10.0.0.2" }), row({ id: "w1", host: "10.0.0.9", role: "witness", port: null })]);
+  const text = renderPgpoolConfig(v, (id) => `pgherd_${id}`);
+  expect(text).toContain("backend_hostname0 = '10.0.0.1'\nbackend_port0 = 5432\n");
+  expect(text).toContain("backend_hostname1 = '10.0.0.2'");
+  expect(text).toContain("backend_application_name1 = 'pgherd_n2'");
+  expect(text).not.toContain("10.0.0.9");
+  for (const line of ["failover_on_backend_error = off", "failover_on_backend_shutdown = off", "health_check_period = 0", "auto_failback = off"]) expect(text).toContain(`\n${line}\n`);
 });
