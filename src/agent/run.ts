@@ -9,6 +9,7 @@ import { PostgresLoop } from "./pg/loop.ts";
 import { LeaseFile } from "../fence/lease-file.ts";
 import { kernelTimeoutS } from "../config/margins.ts";
 import { createSentry, tapErrors } from "../integrations/sentry.ts";
+import { createVip } from "../integrations/vip.ts";
 
 export class AgentStartError extends Error {
   override readonly name = "AgentStartError";
@@ -33,9 +34,11 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   let loop: PostgresLoop | null = null;
   const kernel = cfg.watchdog.mode === "off" ? null : { device: cfg.watchdog.device, timeoutS: kernelTimeoutS(cfg.election), fenceMs: cfg.election.fence_ms };
   // The fencer (loop.fencer) owns the lease file, the stop on a lost lease and the watchdog process.
+  const vip = createVip(cfg, log); // [vip]: follows the lease (src/integrations/vip.ts)
+  await vip?.release("the agent starts (not leading yet)");
   const agent = new Agent(cfg, log, {
-    onLead: (term, until) => loop?.fencer.arm(term, until),
-    onFence: async (reason) => loop?.fencer.fence(reason),
+    onLead: (term, until) => { loop?.fencer.arm(term, until); vip?.hold(); },
+    onFence: async (reason) => { await Promise.all([vip?.release(reason), loop?.fencer.fence(reason)]); },
   });
   if (bins) {
     loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel));
@@ -52,7 +55,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info(`${sig}: stopping the agent (PostgreSQL is left running)`);
-      void Promise.allSettled([loop?.stop(), agent.stop(), api.stop(), sentry?.flush()]).then(() => resolve());
+      void Promise.allSettled([loop?.stop(), agent.stop(), api.stop(), sentry?.flush(), vip?.release(`${sig}: the agent stops`)]).then(() => resolve());
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

@@ -1,11 +1,13 @@
 // A client writing through pgpool-II for pgpool.e2e.test.ts, run in the pgpool host's namespace:
-// `bun pgpool-writer.ts HOST PORT FILE`. Every 50 ms one INSERT on one connection (reconnecting
-// after an error), each under a 1 s deadline; one JSON line per attempt in FILE:
-// {start, end, ok, addr (the backend that acknowledged: inet_server_addr()), err}. Stops on SIGTERM.
+// `bun pgpool-writer.ts HOST PORT FILE [dir]`. Every 50 ms one INSERT on one connection
+// (reconnecting after an error), each under a 1 s deadline; one JSON line per attempt in FILE:
+// {start, end, ok, addr, err}: addr names the server that acknowledged, inet_server_addr(), or
+// with `dir` its data directory (through a virtual IP every server has the same address).
+// Stops on SIGTERM.
 import { appendFileSync } from "node:fs";
 import postgres from "postgres";
 
-const [host, port, file] = process.argv.slice(2);
+const [host, port, file, mode] = process.argv.slice(2);
 if (!host || !port || !file) throw new Error("usage: pgpool-writer.ts HOST PORT FILE");
 const connect = () => postgres({
   host, port: Number(port), user: "app", database: "postgres", pass: () => "", max: 1, connect_timeout: 1,
@@ -19,7 +21,9 @@ while (!stopped) {
   const start = Date.now();
   let rec: Record<string, unknown>;
   try {
-    const q = sql`insert into pool_w (at) values (now()) returning host(inet_server_addr()) as addr`;
+    const q = mode === "dir"
+      ? sql`insert into pool_w (at) values (now()) returning current_setting('data_directory') as addr`
+      : sql`insert into pool_w (at) values (now()) returning host(inet_server_addr()) as addr`;
     const rows = await Promise.race([q, Bun.sleep(1000).then(() => { throw new Error("deadline"); })]);
     rec = { start, end: Date.now(), ok: true, addr: (rows as unknown as Array<{ addr: string }>)[0]?.addr ?? null };
   } catch (e) {
