@@ -30,6 +30,7 @@ import { PendingRequests } from "./requests.ts";
 import { composeLocalView, composeStatus, durabilityLine } from "./node-view.ts";
 import type { NodeStatus } from "../core/node-status.ts";
 import { hbaAddresses, selfHost } from "./self-address.ts";
+import { Integrations } from "../integrations/index.ts";
 
 /** onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone: stop writes (awaited before the step's messages leave). */
 export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<void> }
@@ -53,6 +54,7 @@ export class Agent implements ClusterContext {
   private lastSecretsSent = 0;
   private readonly store: ElectionStore;
   readonly consensus: ElectionDriver;
+  readonly integrations: Integrations;
   private readonly membership: MembershipKeeper;
   private readonly mesh: Mesh;
   private readonly beacon: Beacon;
@@ -123,6 +125,7 @@ export class Agent implements ClusterContext {
       peers: () => this.peers.list(), nameOf: (id) => this.nameOf(id), record: (e) => this.record(e), sleep: (ms) => Bun.sleep(ms),
     });
     this.actions = new ActionRunner(this.host, log.withTag("action"), members);
+    this.integrations = new Integrations(cfg, log, this, () => this.loop?.kick());
   }
 
   async start(): Promise<void> {
@@ -344,6 +347,7 @@ export class Agent implements ClusterContext {
 
   publish(report: PgReport, position: Position): void {
     this.ownReport = report;
+    this.integrations.observe(report);
     if (comparePosition(position, this.consensus.status().position) !== 0) this.consensus.setPosition(position);
     this.broadcastState(report);
     this.shareSecrets(false);
@@ -382,6 +386,7 @@ export class Agent implements ClusterContext {
 
   record(e: Omit<HistoryEntry, "id" | "at">): void {
     const entry = this.historyLog.add(e);
+    this.integrations.recorded(entry);
     if (e.kind === "fence") this.counters.fences++;
     this.log.info(`history: ${entry.kind}: ${entry.reason}`);
     for (const id of this.mesh.connected()) this.mesh.send(id, { t: "history", entries: [entry] });

@@ -1,5 +1,6 @@
-// Role changes (promotions, switchovers, failovers, fences, rejoins), kept on every node:
-// entries travel over the mesh and merge by id, so any agent can show the whole history.
+// Role changes (promotions, switchovers, failovers, fences, rejoins) and the hook runs they
+// caused, kept on every node: entries travel over the mesh and merge by id, so any agent can
+// show the whole history.
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
@@ -9,7 +10,7 @@ export const HistoryEntrySchema = z.strictObject({
   id: z.string().max(64),
   at: z.string().max(40),
   term: z.number().int().min(0),
-  kind: z.enum(["bootstrap", "adopt", "promote", "switchover", "failover", "fence", "rejoin", "pause", "resume", "restart", "config", "schedule"]),
+  kind: z.enum(["bootstrap", "adopt", "promote", "switchover", "failover", "fence", "rejoin", "pause", "resume", "restart", "config", "schedule", "hook"]),
   node: z.string().max(64),
   reason: z.string().max(500),
   oldPrimary: z.string().max(64).nullable(),

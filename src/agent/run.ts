@@ -8,13 +8,17 @@ import { Agent } from "./agent.ts";
 import { PostgresLoop } from "./pg/loop.ts";
 import { LeaseFile } from "../fence/lease-file.ts";
 import { kernelTimeoutS } from "../config/margins.ts";
+import { createSentry, tapErrors } from "../integrations/sentry.ts";
+import { createVip } from "../integrations/vip.ts";
 
 export class AgentStartError extends Error {
   override readonly name = "AgentStartError";
 }
 
 export async function runAgent(cfg: Config, opts: { configPath: string }): Promise<void> {
-  const log = createLogger(cfg.log.level, cfg.node_name);
+  const base = createLogger(cfg.log.level, cfg.node_name);
+  const sentry = createSentry(cfg, base); // [sentry]: errors and role changes (src/integrations/sentry.ts)
+  const log = sentry ? tapErrors(base, sentry) : base;
   log.info(`pgherd agent starting with ${opts.configPath}`);
   const listen = parseHostPort(cfg.api.listen);
   if (typeof listen === "string") throw new AgentStartError(`${opts.configPath}: api.listen: ${listen}`);
@@ -30,15 +34,18 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   let loop: PostgresLoop | null = null;
   const kernel = cfg.watchdog.mode === "off" ? null : { device: cfg.watchdog.device, timeoutS: kernelTimeoutS(cfg.election), fenceMs: cfg.election.fence_ms };
   // The fencer (loop.fencer) owns the lease file, the stop on a lost lease and the watchdog process.
+  const vip = createVip(cfg, log); // [vip]: follows the lease (src/integrations/vip.ts)
+  await vip?.release("the agent starts (not leading yet)");
   const agent = new Agent(cfg, log, {
-    onLead: (term, until) => loop?.fencer.arm(term, until),
-    onFence: async (reason) => loop?.fencer.fence(reason),
+    onLead: (term, until) => { loop?.fencer.arm(term, until); vip?.hold(); },
+    onFence: async (reason) => { await Promise.all([vip?.release(reason), loop?.fencer.fence(reason)]); },
   });
   if (bins) {
     loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel));
     loop.fencer.start(); // the watchdog process before the election can arm anything
     agent.attachLoop(loop);
   }
+  agent.integrations.useSentry(sentry);
   await agent.start();
   if (loop) loop.start();
   else agent.startWitnessReports();
@@ -48,7 +55,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info(`${sig}: stopping the agent (PostgreSQL is left running)`);
-      void Promise.allSettled([loop?.stop(), agent.stop(), api.stop()]).then(() => resolve());
+      void Promise.allSettled([loop?.stop(), agent.stop(), api.stop(), sentry?.flush(), vip?.release(`${sig}: the agent stops`)]).then(() => resolve());
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

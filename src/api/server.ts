@@ -14,6 +14,7 @@ import { EventHub } from "./events.ts";
 import { checkHealth, describe, HEALTH_PATHS, parseHealthQuery } from "./health.ts";
 import { error, hostProblem, json, MAX_BODY_BYTES } from "./http.ts";
 import { METRICS_TYPE, renderMetrics } from "./metrics.ts";
+import { patroniCluster, patroniNode, replicaSyncKeys } from "./patroni.ts";
 import { healthFacts, type ApiSource } from "./source.ts";
 import { asset, badPath, dashboard, rawPath } from "./static.ts";
 
@@ -84,7 +85,11 @@ export function startApi(opts: ApiOptions): ApiServer {
     if (path.startsWith("/ui/")) return asset(path);
     switch (path) {
       case "/node": return json(source.status());
-      case "/cluster": return json(await source.clusterView());
+      case "/cluster": {
+        const cv = await source.clusterView();
+        return json({ ...cv, ...patroniCluster(cv.view, { scheme: opts.tls ? "https" : "http", port: front?.port ?? opts.port }) });
+      }
+      case "/patroni": return json(patroniNode(source.status()));
       case "/history": return json(await history());
       case "/config": return opts.config ? json(redactConfig(opts.config)) : error(501, "this agent was started without its configuration");
       case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
@@ -148,7 +153,7 @@ function allowed(path: string): string[] {
   if (HEALTH_PATHS.has(path)) return ["GET", "HEAD", "OPTIONS"];
   if (path === "/config") return ["GET", "PATCH"];
   if (Object.hasOwn(ACTION_ROUTES, path)) return Object.keys(ACTION_ROUTES[path]!);
-  if (["/node", "/cluster", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
+  if (["/node", "/cluster", "/patroni", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
   return [];
 }
 
@@ -174,7 +179,7 @@ async function health(path: string, url: URL, method: string, source: ApiSource)
     timeline: pg?.data === "present" ? pg.position.timeline : null,
     xlog: pg ? { location: pg.position.lsn, received_location: pg.receiveLsn, replayed_location: pg.replayLsn } : null,
     lag_bytes: pg?.lagBytes ?? null, ...(lagSeconds === null ? {} : { lag_seconds: lagSeconds }),
-    tags: s.tags,
+    tags: s.tags, ...replicaSyncKeys(s),
   }, r.status);
 }
 

@@ -8,6 +8,9 @@ import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { postgresTlsKeys } from "./schema-tls.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
+import { hooksSection, sentrySection } from "./schema-hooks.ts";
+import { pgpoolSection } from "./schema-pgpool.ts";
+import { vipSection } from "./schema-vip.ts";
 
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
@@ -212,6 +215,10 @@ export const configSchema = z.strictObject({
   tags: tagsSection.prefault({}),
   watchdog: watchdogSection.prefault({}),
   log: logSection.prefault({}),
+  hooks: hooksSection.prefault({}),
+  sentry: sentrySection.prefault({}),
+  pgpool: pgpoolSection.prefault({}),
+  vip: vipSection.prefault({}),
 }).superRefine((c, ctx) => {
   if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
     ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });

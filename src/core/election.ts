@@ -244,7 +244,7 @@ export class Election implements Consensus {
   private readonly peerGuardSeq = new Map<string, number>();
   /** This candidacy was forced by a human (--accept-data-loss): voters skip the guard. */
   private forceRound = false;
-  /** After resigning, give the others a full election timeout to take over before standing again. */
+  /** After resigning, give the others their full election timeout (with jitter) to take over before standing again. */
   private noCampaignUntil = -Infinity;
   /** Highest term for which the shell confirmed that streaming from the old primary stopped (this process). */
   private detachedTerm = -1;
@@ -838,7 +838,8 @@ export class Election implements Consensus {
     const term = this.term;
     // Stepping down ends the lease now; the shell fences before these messages go out.
     this.stepDown(now, `resigned: ${reason}`, false, true);
-    this.noCampaignUntil = now + this.o.timeoutMs;
+    // Past the others' latest deadline (timeout + jitter) and their campaign: one of them goes first.
+    this.noCampaignUntil = now + this.o.timeoutMs + this.o.jitterMs + this.o.heartbeatMs;
     this.broadcast({ t: "resign", term, transferTo });
   }
 }

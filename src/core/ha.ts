@@ -67,7 +67,12 @@ export interface HaInput {
   promotionRequested?: boolean;
   /** The standby a resigning leader hands over to (core/liveness.ts successorOf), null: let the election choose. */
   successor?: string | null;
+  /** [hooks] pre_promote's verdict in this term (absent: no hook; promote). */
+  prePromote?: PromoteCheck;
 }
+
+/** pre_promote: not run yet in this term, passed, or vetoed (why). */
+export type PromoteCheck = "allowed" | "unchecked" | { vetoed: string };
 
 export type HaAction =
   | { kind: "none"; role: "primary" | "standby" | "witness" }
@@ -76,6 +81,7 @@ export type HaAction =
   | { kind: "initdb" }
   | { kind: "start-primary"; adopt: boolean }
   | { kind: "promote" }
+  | { kind: "check-promote" }
   | { kind: "fence"; reason: string }
   | { kind: "clone"; from: string }
   | { kind: "rewind"; from: string }
@@ -87,7 +93,7 @@ export function decideHa(x: HaInput): HaAction {
   const d = decideUnpaused(x);
   if (!x.paused || d.kind === "none" || d.kind === "wait" || d.kind === "refuse" || d.kind === "fence") return d;
   if (x.rejoinRequested && (d.kind === "rewind" || d.kind === "clone")) return d; // a human asked for it
-  if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary")) return d;
+  if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary" || d.kind === "check-promote")) return d;
   return { kind: "wait", reason: `paused: would ${d.kind}${"from" in d ? ` from ${d.from}` : "upstream" in d ? ` ${d.upstream}` : ""}` };
 }
 
@@ -123,14 +129,23 @@ function asLeader(x: HaInput): HaAction {
   if (!l.running) {
     // A server that stopped on a full disk would only stop again: a standby with its own disk takes over.
     if (l.diskFull && x.clusterSystemId !== null) return { kind: "resign", reason: `PostgreSQL stopped and its disk is full (${l.diskFull})`, ...handOver };
-    return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
+    // A stopped standby's data started as the primary is a promotion too: pre_promote first.
+    const check = l.wasPrimary ? "allowed" : (x.prePromote ?? "allowed");
+    return check === "allowed" ? { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting } : promoteStep(check);
   }
   // Alive but unable to work (stuck, disk full, cannot write): a standby holding every acknowledged
   // write takes over; losing the lease fences this server (killed if it does not react).
   if (l.health && broken(l.health)) return { kind: "resign", reason: `PostgreSQL ${l.health.state}: ${l.health.reason}`, ...handOver };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting or does not answer (watching whether it is stuck)" };
-  if (l.inRecovery) return { kind: "promote" };
+  if (l.inRecovery) return promoteStep(x.prePromote ?? "allowed");
   return { kind: "none", role: "primary" };
+}
+
+/** A standby this leader would promote: pre_promote first, and its veto hands the leadership on. */
+function promoteStep(c: PromoteCheck): HaAction {
+  if (c === "allowed") return { kind: "promote" };
+  if (c === "unchecked") return { kind: "check-promote" };
+  return { kind: "resign", reason: `${c.vetoed}: vetoed this node's promotion, another standby must take over` };
 }
 
 function asFollower(x: HaInput): HaAction {

@@ -1,4 +1,5 @@
 // What the PostgreSQL loop needs from the agent (ClusterContext) and what it offers it (LoopControl).
+import type { PromoteCheck } from "../../core/ha.ts";
 import type { Position } from "../../core/position.ts";
 import type { PgReport } from "../../core/report.ts";
 import type { Candidate } from "../../core/switchover.ts";
@@ -38,6 +39,8 @@ export interface ClusterContext {
   guardState(): { guard: { seq: number; block: boolean; floor: Position | null } | null; committed: number };
   setGuard(block: boolean, floor: Position | null): void;
   becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void;
+  /** [hooks] pre_promote (src/hooks/hooks.ts); absent: promote without asking. */
+  readonly integrations?: { promoteCheck(term: number): PromoteCheck; checkPromote(term: number): Promise<void> };
   record(e: { term: number; kind: "fence" | "rejoin" | "restart"; node: string; reason: string; oldPrimary: null; newPrimary: null; timeline: number | null; lsn: string | null }): void;
 }
 

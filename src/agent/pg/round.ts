@@ -108,6 +108,7 @@ export class MonitorRound {
       rejoinAuto: h.cfg.rejoin.auto, rejoinRequested: rejoin.request, paused: ctx.paused(),
       promotionRequested: x.promotionRequested(),
       successor: lead.leading ? successorOf(ctx.candidates(), ctx.nodeId) : null,
+      prePromote: ctx.integrations?.promoteCheck(lead.term), // [hooks] pre_promote's verdict (src/hooks)
     });
     this.report({ running: info.running, p, data, systemId, position, haveSecrets: secrets !== undefined, d: decision, rejoin: rejoin.progress });
 
@@ -191,6 +192,7 @@ export class MonitorRound {
       case "initdb": return x.primary.initCluster();
       case "start-primary": return x.primary.startPrimary(d.adopt, crashedPrimary);
       case "promote": return x.primary.promote();
+      case "check-promote": return h.ctx.integrations?.checkPromote(h.ctx.leadership().term);
       case "fence": return h.fencer.fence(d.reason);
       case "clone": return x.rebuild.cloneFrom(d.from);
       case "rewind": return x.rebuild.rewindFrom(d.from, h.notStreamingSince !== null && h.clock.now() - h.notStreamingSince > STUCK_MS);

@@ -1,0 +1,143 @@
+// [pgpool]: the leader keeps pgpool-II's backends in line with the cluster through PCP
+// (pcp_node_info, pcp_promote_node -s, pcp_attach_node, pcp_detach_node), so pgpool, whose own
+// failover is off (docs/pgpool.md), sends writes to the primary pgherd elected and reads only to
+// standbys that stream from it. planPgpool is pure; PgpoolKeeper runs the commands.
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Config } from "../config/schema.ts";
+import type { ClusterView } from "../core/cluster-view.ts";
+import type { Logger } from "../log.ts";
+
+export interface PgpoolBackend { id: number; host: string; port: number; up: boolean; primary: boolean }
+export interface PcpStep { cmd: "promote" | "attach" | "detach"; id: number; why: string }
+
+/**
+ * `pcp_node_info` without -n (pgpool 4.x): one line per backend, "host port status weight
+ * status_name backend_status role …"; status 1 (waiting) and 2 (up) are attached, 3 is down.
+ */
+export function parseNodeInfo(text: string): PgpoolBackend[] {
+  return text.split("\n").filter((l) => l.trim() !== "").map((line, id) => {
+    const f = line.trim().split(/\s+/);
+    const port = Number(f[1]);
+    if (f.length < 7 || !Number.isInteger(port)) throw new Error(`unexpected pcp_node_info line: ${line.slice(0, 200)}`);
+    return { id, host: f[0]!, port, up: f[2] === "1" || f[2] === "2", primary: f[6] === "primary" };
+  });
+}
+
+/** What pgpool must be told so its backends match the cluster view (the leader's). Pure. */
+export function planPgpool(backends: readonly PgpoolBackend[], view: ClusterView): PcpStep[] {
+  const backendOf = (m: { host: string; port: number | null }) => backends.find((b) => b.host === m.host && b.port === m.port);
+  const steps: PcpStep[] = [];
+  // The leader's own primary: another server still running as a primary is one about to be fenced.
+  const primary = view.members.find((m) => m.leader && m.role === "primary" && m.state === "running");
+  const pb = primary && backendOf(primary);
+  if (primary && pb) {
+    if (!pb.up) steps.push({ cmd: "attach", id: pb.id, why: `${primary.name} is the primary` });
+    else if (!pb.primary) steps.push({ cmd: "promote", id: pb.id, why: `${primary.name} is the primary` });
+  }
+  for (const m of view.members) {
+    const b = backendOf(m);
+    if (!b || b === pb) continue;
+    if (m.role === "standby" && m.state === "streaming" && !b.up) steps.push({ cmd: "attach", id: b.id, why: `${m.name} streams from the primary` });
+    // Not the promote target: pcp_promote_node -s detaches pgpool's old primary itself.
+    const gone = m.state === "stopped" || m.state === "unreachable" || m.state === "cloning" || (m.role === "primary" && !m.leader);
+    const why = m.role === "primary" && !m.leader ? "runs a primary without the lease" : `is ${m.state === "unreachable" ? "not reachable" : m.state}`;
+    if (gone && b.up && !b.primary) steps.push({ cmd: "detach", id: b.id, why: `${m.name} ${why}` });
+  }
+  return steps;
+}
+
+const PCP_TIMEOUT_MS = 10_000;
+
+export class PgpoolKeeper {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private busy = false;
+  private lastProblem = "";
+  private readonly bin: string;
+
+  constructor(private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null) {
+    this.bin = cfg.bin_dir || (existsSync("/usr/sbin/pcp_node_info") ? "/usr/sbin" : "");
+  }
+
+  start(): void {
+    this.log.info(`pgpool: keeping the backends of ${this.cfg.pcp_host}:${this.cfg.pcp_port} in line (PCP user ${this.cfg.pcp_user}, every ${this.cfg.interval_ms} ms while leading)`);
+    this.timer = setInterval(() => this.kick(), this.cfg.interval_ms);
+    this.timer.unref?.();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** One reconciliation now (skipped when one runs, or when this node does not lead). */
+  kick(): void {
+    const view = this.leaderView();
+    if (!view || this.busy) return;
+    this.busy = true;
+    void this.reconcile(view).catch((e: Error) => this.problem(e.message)).finally(() => (this.busy = false));
+  }
+
+  private async reconcile(view: ClusterView): Promise<void> {
+    const backends = parseNodeInfo(await this.pcp("pcp_node_info", []));
+    for (const s of planPgpool(backends, view)) {
+      const args = s.cmd === "promote" ? ["-s", "-n", String(s.id)] : ["-n", String(s.id)];
+      this.log.info(`pgpool: pcp_${s.cmd}_node ${args.join(" ")} (${s.why})`);
+      await this.pcp(`pcp_${s.cmd}_node`, args);
+    }
+    if (this.lastProblem) this.log.info(`pgpool: PCP answers again at ${this.cfg.pcp_host}:${this.cfg.pcp_port}`);
+    this.lastProblem = "";
+  }
+
+  private problem(msg: string): void {
+    if (msg !== this.lastProblem) this.log.warn(`pgpool: ${msg}`);
+    this.lastProblem = msg;
+  }
+
+  /** A PCP command; the password comes from the .pcppass file (PCPPASSFILE), never argv or the environment. */
+  private pcp(tool: string, args: string[]): Promise<string> {
+    const file = this.bin ? join(this.bin, tool) : tool;
+    const c = this.cfg;
+    return new Promise((resolve, reject) => {
+      execFile(file, ["-h", c.pcp_host, "-p", String(c.pcp_port), "-U", c.pcp_user, "-w", ...args], {
+        timeout: PCP_TIMEOUT_MS, killSignal: "SIGKILL",
+        env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", PCPPASSFILE: c.pcp_password_file, LANG: "C" },
+      }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}`));
+        else resolve(stdout);
+      });
+    });
+  }
+}
+
+/**
+ * `pgherd pgpool config`: pgpool.conf's backend section for the cluster as the leader sees it, with
+ * pgpool's own failover off (only PCP requests from pgherd change the backends). Pure.
+ */
+export function renderPgpoolConfig(view: ClusterView, slotOf: (id: string) => string): string {
+  const members = view.members.filter((m) => m.role !== "witness" && m.host && m.port !== null);
+  const lines = [
+    `# pgpool-II backends for pgherd cluster ${view.cluster} (pgherd pgpool config; docs/pgpool.md)`,
+    "backend_clustering_mode = 'streaming_replication'",
+    ...members.flatMap((m, i) => [
+      "",
+      `# ${m.name}`,
+      `backend_hostname${i} = '${m.host}'`,
+      `backend_port${i} = ${m.port}`,
+      `backend_weight${i} = 1`,
+      `backend_flag${i} = 'ALLOW_TO_FAILOVER'    # PCP requests from pgherd may change it; pgpool itself never does (below)`,
+      `backend_application_name${i} = '${slotOf(m.id)}'`,
+    ]),
+    "",
+    "# pgpool never fails over on its own: pgherd's leader decides and tells it through PCP.",
+    "failover_on_backend_error = off",
+    "failover_on_backend_shutdown = off",
+    "health_check_period = 0",
+    "auto_failback = off",
+    "failover_command = ''",
+    "follow_primary_command = ''",
+    "search_primary_node_timeout = 0",
+    "connect_timeout = 1000",
+  ];
+  return lines.join("\n") + "\n";
+}

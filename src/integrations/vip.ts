@@ -1,0 +1,65 @@
+// [vip]: the lease holder adds the virtual IP address to its interface and announces it
+// (gratuitous ARP: `arping -U`); the address is removed the moment the lease is lost (before any
+// other node can win one: docs/design.md's lease arithmetic) and when the agent starts or stops.
+// Needs CAP_NET_ADMIN (ip addr) and CAP_NET_RAW (arping). One operation at a time, in order.
+import { execFile } from "node:child_process";
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+
+const TIMEOUT_MS = 3000;
+const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export class VirtualIp {
+  private held = false;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly cfg: Config["vip"], private readonly log: Logger) {}
+
+  /** The lease is held (called on every renewal): add the address once and announce it. */
+  hold(): void {
+    if (this.held) return;
+    this.held = true;
+    this.chain = this.chain.then(() => this.add());
+  }
+
+  /** The lease is gone (or the agent starts or stops): remove the address; resolves once it is gone. */
+  release(reason: string): Promise<void> {
+    const was = this.held;
+    this.held = false;
+    this.chain = this.chain.then(() => this.remove(reason, was));
+    return this.chain;
+  }
+
+  private async add(): Promise<void> {
+    const { address, interface: dev } = this.cfg;
+    const r = await run("ip", ["addr", "add", address, "dev", dev]);
+    if (r.error && !/File exists/.test(r.error)) {
+      this.log.error(`vip: could not add ${address} to ${dev}: ${r.error}`);
+      return;
+    }
+    this.log.info(`vip: ${address} added to ${dev} (this node holds the lease)`);
+    const a = await run("arping", ["-U", "-c", "1", "-I", dev, address.split("/")[0]!]);
+    if (a.error) this.log.warn(`vip: gratuitous ARP for ${address} on ${dev} failed: ${a.error}`);
+  }
+
+  private async remove(reason: string, wasHeld: boolean): Promise<void> {
+    const { address, interface: dev } = this.cfg;
+    const r = await run("ip", ["addr", "del", address, "dev", dev]);
+    if (!r.error) this.log.warn(`vip: ${address} removed from ${dev}: ${reason}`);
+    else if (!/Cannot assign requested address|not found/i.test(r.error)) this.log.error(`vip: could not remove ${address} from ${dev}: ${r.error}`);
+    else if (wasHeld) this.log.info(`vip: ${address} was not on ${dev} any more (${reason})`);
+  }
+}
+
+function run(cmd: string, args: string[]): Promise<{ error: string | null }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: TIMEOUT_MS, killSignal: "SIGKILL", env: { PATH, LANG: "C" } }, (err, _out, stderr) => {
+      resolve({ error: err ? (stderr || err.message).trim().split("\n")[0]!.slice(0, 300) : null });
+    });
+  });
+}
+
+/** null without [vip] address. */
+export function createVip(cfg: Config, log: Logger): VirtualIp | null {
+  return cfg.vip.address ? new VirtualIp(cfg.vip, log.withTag("vip")) : null;
+}

@@ -1,0 +1,69 @@
+// [pgpool]: pcp_node_info as pgpool-II 4.3 prints it, and the PCP steps the leader derives from
+// its cluster view (pure; the real pgpool is in pgpool.e2e.test.ts).
+import { expect, test } from "bun:test";
+import type { MemberRow } from "../../src/core/cluster-view.ts";
+import { parseNodeInfo, planPgpool, renderPgpoolConfig, type PgpoolBackend } from "../../src/integrations/pgpool.ts";
+import { parseConfig } from "../../src/config/load.ts";
+
+const row = (o: Partial<MemberRow> & Pick<MemberRow, "id" | "host">): MemberRow => ({
+  name: o.id, port: 5432, role: "standby", state: "streaming", leader: false, voter: true,
+  timeline: 2, lsn: "0/3000148", lagBytes: 0, lagSeconds: 0, note: "", error: null, ...o,
+});
+const view = (primary: string | null, members: MemberRow[]) => ({ cluster: "c", leader: primary, leaderName: primary, term: 4, primary, members });
+const be = (id: number, host: string, up: boolean, primary: boolean): PgpoolBackend => ({ id, host, port: 5432, up, primary });
+
+test("pcp_node_info lines (pgpool-II 4.3)", () => {
+  const text = [
+    "10.0.0.1 5432 3 0.333333 down up standby primary 0 none none 2026-12-01 18:20:10",
+    "10.0.0.2 5432 2 0.333333 up up primary primary 0 none none 2026-12-01 18:20:10",
+    "10.0.0.3 5432 1 0.333333 waiting up standby standby 0 streaming async 2026-12-01 18:20:10",
+    "",
+  ].join("\n");
+  expect(parseNodeInfo(text)).toEqual([be(0, "10.0.0.1", false, false), be(1, "10.0.0.2", true, true), be(2, "10.0.0.3", true, false)]);
+  expect(() => parseNodeInfo("garbage\n")).toThrow(/unexpected pcp_node_info line/);
+});
+
+test("after a failover: promote the new primary in pgpool (-s detaches the old one)", () => {
+  const v = view("n2", [row({ id: "n1", host: "10.0.0.1", state: "unreachable", role: "unknown" }), row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true }), row({ id: "n3", host: "10.0.0.3" })]);
+  expect(planPgpool([be(0, "10.0.0.1", true, true), be(1, "10.0.0.2", true, false), be(2, "10.0.0.3", true, false)], v)).toEqual([
+    { cmd: "promote", id: 1, why: "n2 is the primary" },
+  ]);
+  // pgpool did it: the old primary is detached, nothing more to do while it is down.
+  expect(planPgpool([be(0, "10.0.0.1", false, false), be(1, "10.0.0.2", true, true), be(2, "10.0.0.3", true, false)], v)).toEqual([]);
+});
+
+test("the rejoined old primary streams again: attach it; a member that went down: detach it", () => {
+  const v = view("n2", [row({ id: "n1", host: "10.0.0.1" }), row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true }), row({ id: "n3", host: "10.0.0.3", state: "stopped" })]);
+  expect(planPgpool([be(0, "10.0.0.1", false, false), be(1, "10.0.0.2", true, true), be(2, "10.0.0.3", true, false)], v)).toEqual([
+    { cmd: "attach", id: 0, why: "n1 streams from the primary" },
+    { cmd: "detach", id: 2, why: "n3 is stopped" },
+  ]);
+});
+
+test("a primary detached in pgpool is attached first (promoted in the next round); unknown backends are left alone", () => {
+  const v = view("n2", [row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true })]);
+  expect(planPgpool([be(0, "10.0.0.9", true, true), be(1, "10.0.0.2", false, false)], v)).toEqual([{ cmd: "attach", id: 1, why: "n2 is the primary" }]);
+  expect(planPgpool([be(0, "10.0.0.9", true, true)], view(null, []))).toEqual([]);
+});
+
+test("config: a PCP host needs a password file", () => {
+  const base = `cluster = "main"\nsecret = "${"k".repeat(40)}"\n[pgpool]\n`;
+  expect(() => parseConfig(`${base}pcp_host = "10.0.0.5"\n`, "pgherd.toml")).toThrow(/pgpool\.pcp_password_file.*required/);
+  expect(parseConfig(`${base}pcp_host = "10.0.0.5"\npcp_password_file = "/etc/pgherd/pcppass"\n`, "pgherd.toml").pgpool.pcp_port).toBe(9898);
+});
+
+test("two servers running as primary (the old one not fenced yet): pgpool follows the leader's", () => {
+  const v = view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running" }), row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true })]);
+  expect(planPgpool([be(0, "10.0.0.1", true, true), be(1, "10.0.0.2", true, false)], v)).toEqual([{ cmd: "promote", id: 1, why: "n2 is the primary" }]);
+  expect(planPgpool([be(0, "10.0.0.1", true, false), be(1, "10.0.0.2", true, true)], v)).toEqual([{ cmd: "detach", id: 0, why: "n1 runs a primary without the lease" }]);
+});
+
+test("pgherd pgpool config: one backend per database member, pgpool's own failover off", () => {
+  const v = view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running", leader: true }), row({ id: "n2", host: "10.0.0.2" }), row({ id: "w1", host: "10.0.0.9", role: "witness", port: null })]);
+  const text = renderPgpoolConfig(v, (id) => `pgherd_${id}`);
+  expect(text).toContain("backend_hostname0 = '10.0.0.1'\nbackend_port0 = 5432\n");
+  expect(text).toContain("backend_hostname1 = '10.0.0.2'");
+  expect(text).toContain("backend_application_name1 = 'pgherd_n2'");
+  expect(text).not.toContain("10.0.0.9");
+  for (const line of ["failover_on_backend_error = off", "failover_on_backend_shutdown = off", "health_check_period = 0", "auto_failback = off"]) expect(text).toContain(`\n${line}\n`);
+});

@@ -1,0 +1,14 @@
+// [vip] at load: an IPv4 address with its prefix, and the interface it goes on.
+import { expect, test } from "bun:test";
+import { parseConfig } from "../../src/config/load.ts";
+
+const cfg = (vip: string) => parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[vip]\n${vip}\n`, "pgherd.toml");
+
+test("vip.address needs its prefix length and an interface", () => {
+  expect(cfg(`address = "10.0.0.50/24"\ninterface = "eth0"`).vip).toEqual({ address: "10.0.0.50/24", interface: "eth0" });
+  expect(() => cfg(`address = "10.0.0.50"\ninterface = "eth0"`)).toThrow(/vip\.address/);
+  expect(() => cfg(`address = "10.0.0.300/24"\ninterface = "eth0"`)).toThrow(/vip\.address/);
+  expect(() => cfg(`address = "10.0.0.50/24"`)).toThrow(/vip\.interface.*required/);
+  expect(() => cfg(`address = "10.0.0.50/24"\ninterface = "eth0; rm -rf /"`)).toThrow(/vip\.interface/);
+  expect(cfg("").vip.address).toBe("");
+});
