@@ -1,20 +1,28 @@
 // `pgherd agent`: wires the agent, its PostgreSQL loop, its API and the process signals together.
 import type { Config } from "../config/schema.ts";
 import { parseHostPort } from "../config/hostport.ts";
-import { createLogger } from "../log.ts";
-import { startApi } from "../api/server.ts";
+import { createLogControl } from "../log.ts";
+import { type ApiServer, startApi } from "../api/server.ts";
 import { findBinDir } from "../postgres/index.ts";
 import { Agent } from "./agent.ts";
 import { PostgresLoop } from "./pg/loop.ts";
 import { LeaseFile } from "../fence/lease-file.ts";
 import { kernelTimeoutS } from "../config/margins.ts";
+import { ConfigReloader } from "../ops/reload.ts";
 
 export class AgentStartError extends Error {
   override readonly name = "AgentStartError";
 }
 
-export async function runAgent(cfg: Config, opts: { configPath: string }): Promise<void> {
-  const log = createLogger(cfg.log.level, cfg.node_name);
+export async function runAgent(cfg: Config, opts: { configPath: string; logFormatFixed?: boolean }): Promise<void> {
+  const { log, setLevel } = createLogControl(cfg.log.level, cfg.node_name);
+  // Until the agent runs, a SIGHUP (default action: exit) must not end it.
+  let reloader: ConfigReloader | null = null;
+  const onHup = () => {
+    if (reloader) void reloader.reload();
+    else log.warn("SIGHUP while starting: ignored, send it again once the API listens");
+  };
+  process.on("SIGHUP", onHup);
   log.info(`pgherd agent starting with ${opts.configPath}`);
   const listen = parseHostPort(cfg.api.listen);
   if (typeof listen === "string") throw new AgentStartError(`${opts.configPath}: api.listen: ${listen}`);
@@ -42,8 +50,21 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   await agent.start();
   if (loop) loop.start();
   else agent.startWitnessReports();
-  const tls = cfg.api.tls_cert && cfg.api.tls_key ? { cert: cfg.api.tls_cert, key: cfg.api.tls_key } : undefined;
-  const api = startApi({ host: listen.host, port: listen.port, source: agent, log: log.withTag("api"), config: cfg, tls });
+  // The API is the one part a reload restarts ([api] listen, token, TLS change live).
+  const serveApi = (c: Config): ApiServer => {
+    const at = parseHostPort(c.api.listen);
+    if (typeof at === "string") throw new Error(`api.listen: ${at}`);
+    const tls = c.api.tls_cert && c.api.tls_key ? { cert: c.api.tls_cert, key: c.api.tls_key } : undefined;
+    return startApi({ host: at.host, port: at.port, source: agent, log: log.withTag("api"), config: c, tls });
+  };
+  let api = serveApi(cfg);
+  reloader = new ConfigReloader(cfg, {
+    path: opts.configPath, log, setLevel, formatFromConfig: !opts.logFormatFixed,
+    restartApi: async (c) => {
+      await api.stop();
+      api = serveApi(c);
+    },
+  });
 
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
@@ -53,4 +74,5 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+  process.off("SIGHUP", onHup);
 }

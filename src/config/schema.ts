@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { DeepReadonly } from "./freeze.ts";
 import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
+import { logSection } from "./schema-log.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
 
 const intIn = (min: number, max: number) =>
@@ -179,9 +180,7 @@ export const watchdogSection = z.strictObject({
   device: absPath().default("/dev/watchdog"),
 });
 
-export const logSection = z.strictObject({
-  level: z.enum(["debug", "info", "warn", "error"], 'must be one of "debug", "info", "warn", "error"').default("info"),
-});
+export { logSection } from "./schema-log.ts";
 
 export const configSchema = z.strictObject({
   cluster: z.string().regex(/^[a-z0-9_-]{1,63}$/, "must be 1-63 characters of a-z, 0-9, _ and -"),

@@ -41,5 +41,7 @@ export const PgReportSchema = z.strictObject({
   error: text(1000).nullable(),
   haveSecrets: z.boolean(),
   rejoin: RejoinProgressSchema.optional(),
+  /** Settings changed in the config that take effect only after a restart (pg_settings.pending_restart); absent when none. */
+  pendingRestart: z.array(text(63)).max(256).optional(),
 });
 export type PgReport = z.infer<typeof PgReportSchema>;

@@ -21,6 +21,8 @@ export interface PgherdConfParams {
   clusterName?: string;
   /** Primary only: e.g. ANY 1 (a, b); "" = asynchronous. Standbys always get "". */
   synchronousStandbyNames?: string;
+  /** Server log collector and rotation (src/ops/pg-log.ts); [postgres.parameters] override them. */
+  serverLog?: Readonly<Record<string, ParamValue>>;
   /** Operator parameters; may not override the ones above. */
   parameters?: Readonly<Record<string, ParamValue>>;
 }
@@ -106,6 +108,8 @@ export function renderPgherdConf(p: PgherdConfParams): string {
     ...managed.map(([k, v]) => `${k} = ${confValue(k, v)}`),
   ];
   if (defaults.length) lines.push("", "# pgherd's defaults ([postgres.parameters] overrides them)", ...defaults.map(([k, v]) => `${k} = ${confValue(k, v)}`));
+  const serverLog = Object.entries(p.serverLog ?? {}).filter(([k]) => !own.has(k));
+  if (serverLog.length) lines.push("", "# server log ([log] postgres_*; [postgres.parameters] overrides them)", ...serverLog.map(([k, v]) => `${k} = ${confValue(k, v)}`));
   if (user.length) lines.push("", "# operator parameters", ...user.map(([k, v]) => `${k.toLowerCase()} = ${confValue(k, v)}`));
   return lines.join("\n") + "\n";
 }

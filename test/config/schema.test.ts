@@ -49,7 +49,7 @@ describe("defaults", () => {
       slots: { retain_minutes: 30, max_slot_wal_keep_size: "" },
       tags: { nofailover: false, noloadbalance: false },
       watchdog: { mode: "off", device: "/dev/watchdog" },
-      log: { level: "info" },
+      log: { level: "info", format: "text", postgres_dir: "", postgres_filename: "postgresql-%a.log", postgres_rotation_age: "1d" },
     });
   });
 

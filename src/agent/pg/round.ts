@@ -152,6 +152,7 @@ export class MonitorRound {
       error: this.lastError?.slice(0, 1000) ?? null,
       haveSecrets: r.haveSecrets,
       ...(r.rejoin ? { rejoin: r.rejoin } : {}),
+      ...(up && this.x.maintenance.pending.length ? { pendingRestart: this.x.maintenance.pending.slice(0, 256).map((n) => n.slice(0, 63)) } : {}),
     }, r.position);
   }
 
