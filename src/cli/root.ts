@@ -9,6 +9,7 @@ import { failoverCommand, pauseCommand, rejoinCommand, resumeCommand, switchover
 import { versionCommand } from "./cmd-version.ts";
 import { configCommand } from "./cmd-config.ts";
 import { memberCommand } from "./cmd-member.ts";
+import { installCommand, uninstallCommand } from "./cmd-install.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
@@ -29,6 +30,8 @@ export const rootCommand = (ctx: CliContext) =>
       resume: resumeCommand(ctx),
       config: configCommand(ctx),
       member: memberCommand(ctx),
+      install: installCommand(ctx),
+      uninstall: uninstallCommand(ctx),
       version: versionCommand(ctx),
     },
   });
