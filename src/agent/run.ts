@@ -16,12 +16,18 @@ export class AgentStartError extends Error {
 
 export async function runAgent(cfg: Config, opts: { configPath: string; logFormatFixed?: boolean }): Promise<void> {
   const { log, setLevel } = createLogControl(cfg.log.level, cfg.node_name);
-  // Until the agent runs, a SIGHUP (default action: exit) must not end it.
-  let reloader: ConfigReloader | null = null;
-  const onHup = () => {
-    if (reloader) void reloader.reload();
-    else log.warn("SIGHUP while starting: ignored, send it again once the API listens");
-  };
+  // Before anything else: a SIGHUP's default action would end the process. Until the API runs,
+  // a reload applies log and access settings, and the API starts with the reloaded [api].
+  let api: ApiServer | null = null;
+  const reloader = new ConfigReloader(cfg, {
+    path: opts.configPath, log, setLevel, formatFromConfig: !opts.logFormatFixed,
+    restartApi: async (c) => {
+      if (!api) return;
+      await api.stop();
+      api = serveApi(c);
+    },
+  });
+  const onHup = () => void reloader.reload();
   process.on("SIGHUP", onHup);
   log.info(`pgherd agent starting with ${opts.configPath}`);
   const listen = parseHostPort(cfg.api.listen);
@@ -57,19 +63,12 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
     const tls = c.api.tls_cert && c.api.tls_key ? { cert: c.api.tls_cert, key: c.api.tls_key } : undefined;
     return startApi({ host: at.host, port: at.port, source: agent, log: log.withTag("api"), config: c, tls });
   };
-  let api = serveApi(cfg);
-  reloader = new ConfigReloader(cfg, {
-    path: opts.configPath, log, setLevel, formatFromConfig: !opts.logFormatFixed,
-    restartApi: async (c) => {
-      await api.stop();
-      api = serveApi(c);
-    },
-  });
+  api = serveApi(reloader.current());
 
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info(`${sig}: stopping the agent (PostgreSQL is left running)`);
-      void Promise.allSettled([loop?.stop(), agent.stop(), api.stop()]).then(() => resolve());
+      void Promise.allSettled([loop?.stop(), agent.stop(), api?.stop()]).then(() => resolve());
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

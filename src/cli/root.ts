@@ -10,6 +10,7 @@ import { versionCommand } from "./cmd-version.ts";
 import { configCommand } from "./cmd-config.ts";
 import { memberCommand } from "./cmd-member.ts";
 import { installCommand, uninstallCommand } from "./cmd-install.ts";
+import { dsnCommand, passwdCommand } from "./cmd-client.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
@@ -30,6 +31,8 @@ export const rootCommand = (ctx: CliContext) =>
       resume: resumeCommand(ctx),
       config: configCommand(ctx),
       member: memberCommand(ctx),
+      dsn: dsnCommand(ctx),
+      passwd: passwdCommand(ctx),
       install: installCommand(ctx),
       uninstall: uninstallCommand(ctx),
       version: versionCommand(ctx),

@@ -7,6 +7,7 @@ import type { DeepReadonly } from "./freeze.ts";
 import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { logSection } from "./schema-log.ts";
+import { accessRules } from "./schema-access.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
 
 const intIn = (min: number, max: number) =>
@@ -209,6 +210,7 @@ export const configSchema = z.strictObject({
   tags: tagsSection.prefault({}),
   watchdog: watchdogSection.prefault({}),
   log: logSection.prefault({}),
+  access: accessRules,
 }).superRefine((c, ctx) => {
   if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
     ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });

@@ -5,6 +5,7 @@ import { deepFreeze } from "../config/freeze.ts";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { type Logger, type LogLevel, setLogFormat } from "../log.ts";
+import { setAccessRules } from "./access.ts";
 import { applyLive, describePlan, planReload, type ReloadPlan } from "./reload-plan.ts";
 
 export interface ReloadHooks {
@@ -13,14 +14,16 @@ export interface ReloadHooks {
   setLevel(l: LogLevel): void;
   /** false: --log-format was given and wins over [log] format. */
   formatFromConfig: boolean;
-  /** Serve the API with this config (stop the old server first); throws when it cannot. */
+  /** Serve the API with this config (stop the old server first; nothing to do before it first started); throws when it cannot. */
   restartApi(cfg: Config): Promise<void>;
 }
 
 export class ConfigReloader {
   private chain: Promise<unknown> = Promise.resolve();
 
-  constructor(private running: Config, private readonly h: ReloadHooks) {}
+  constructor(private running: Config, private readonly h: ReloadHooks) {
+    setAccessRules(running.access);
+  }
 
   /** The config in effect: the start config with the live keys of the last good reload. */
   current(): Config {
@@ -48,6 +51,7 @@ export class ConfigReloader {
     const now = applyLive(before, next);
     if (now.log.format !== before.log.format && this.h.formatFromConfig) setLogFormat(now.log.format);
     if (now.log.level !== before.log.level) this.h.setLevel(now.log.level);
+    setAccessRules(now.access); // the next monitoring round writes pg_hba.conf and reloads PostgreSQL
     if (plan.live.some((k) => k.startsWith("api."))) {
       try {
         await this.h.restartApi(now);

@@ -50,6 +50,7 @@ describe("defaults", () => {
       tags: { nofailover: false, noloadbalance: false },
       watchdog: { mode: "off", device: "/dev/watchdog" },
       log: { level: "info", format: "text", postgres_dir: "", postgres_filename: "postgresql-%a.log", postgres_rotation_age: "1d" },
+      access: [],
     });
   });
 

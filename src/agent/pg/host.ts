@@ -13,6 +13,7 @@ import { type Clock, realClock } from "../../fence/clock.ts";
 import type { ClusterContext } from "./context.ts";
 import { slotFor } from "./context.ts";
 import { serverLogDir, serverLogParameters } from "../../ops/pg-log.ts";
+import { accessRowsInForce } from "../../ops/access.ts";
 
 export class PgHost {
   readonly node: PgNode;
@@ -104,7 +105,7 @@ export class PgHost {
         serverLog: serverLogParameters(this.cfg),
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pg.parameters } : pg.parameters,
       },
-      hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses() },
+      hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses(), accessRows: accessRowsInForce() },
     });
     return res.changed;
   }
