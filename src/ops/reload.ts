@@ -46,7 +46,9 @@ export class ConfigReloader {
       log.error(`SIGHUP: ${this.h.path} not reloaded, the agent keeps its running configuration: ${(e as Error).message}`);
       return null;
     }
-    const plan = planReload(this.running, next);
+    const planned = planReload(this.running, next);
+    // --log-format wins over the file: a changed [log] format is then neither applied nor pending.
+    const plan = this.h.formatFromConfig ? planned : { ...planned, live: planned.live.filter((k) => k !== "log.format") };
     const before = this.running;
     const now = applyLive(before, next);
     if (now.log.format !== before.log.format && this.h.formatFromConfig) setLogFormat(now.log.format);

@@ -18,6 +18,12 @@ test("log level and format, every [api] key are live; the rest waits for a resta
   expect(describePlan(p)).toBe("applied api.token, log.format, log.level; discovery.peers, postgres.parameters.work_mem, priority changed: they take effect when the agent restarts");
 });
 
+test("[[access]] rules are live, compared as a whole", () => {
+  const rule = `[[access]]\nuser = "app"\naddress = "10.0.0.0/24"\n`;
+  expect(planReload(cfg(), cfg(rule))).toEqual({ changed: ["access"], live: ["access"], restart: [] });
+  expect(applyLive(cfg(rule), cfg()).access).toEqual([]);
+});
+
 test("a removed [postgres.parameters] entry counts as a change; values never appear", () => {
   const p = planReload(cfg(`[postgres.parameters]\nwork_mem = "64MB"\n`), cfg());
   expect(p.restart).toEqual(["postgres.parameters.work_mem"]);
