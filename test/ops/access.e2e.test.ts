@@ -1,8 +1,8 @@
 // Client access on three compiled agents (real PostgreSQL, loopback): an [[access]] rule applied
 // by SIGHUP lets a client in on every node (standbys cloned before the rule existed included),
 // `pgherd passwd` sets the role's password, `psql "$(pgherd dsn --primary)"` reaches the primary
-// and, after a switchover, the same string reaches the new primary; removing the rule locks the
-// client out again.
+// and, after a switchover and after a failover (the primary's agent SIGKILLed), the same string
+// reaches the new primary; removing the rule locks the client out again.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -30,9 +30,9 @@ function psql(conn: string): { ok: boolean; out: string; err: string } {
   return { ok: r.status === 0, out: r.stdout.trim(), err: r.stderr.trim() };
 }
 
-/** Appends (or drops) the rule in every node's config and reloads each agent. */
-async function setRule(on: boolean): Promise<void> {
-  for (const n of c.nodes) {
+/** Appends (or drops) the rule in the config of `nodes` and reloads each agent. */
+async function setRule(on: boolean, nodes: readonly LoopNode[] = c.nodes): Promise<void> {
+  for (const n of nodes) {
     const path = n.agent.configPath;
     const text = readFileSync(path, "utf8").replace(RULE, "");
     writeFileSync(path, on ? `${text}${RULE}` : text, { mode: 0o600 });
@@ -71,7 +71,7 @@ describe("client access on three nodes", () => {
     }
   }, 90_000);
 
-  test("pgherd dsn --primary reaches the primary, and the same string the new one after a switchover", async () => {
+  test("pgherd dsn --primary reaches the primary, and the same string the new one after a switchover and after a failover", async () => {
     const { primary } = await settled(c);
     const d = pgherd(["dsn", "--primary", "--user", "app", "--dbname", "postgres", "--api", c.nodes[0]!.api]);
     expect(d.code).toBe(0);
@@ -87,11 +87,21 @@ describe("client access on three nodes", () => {
     expect(psql(dsn).out).toBe(`f|${after.primary.pgPort}`);
     const replica = pgherd(["dsn", "--replica", "--user", "app", "--dbname", "postgres", "--api", c.nodes[0]!.api]).stdout.trim();
     expect(psql(replica).out).toMatch(/^t\|/);
-  }, 150_000);
+
+    // A failover: the primary's agent SIGKILLed, its watchdog stops PostgreSQL at the lease end, a standby takes over.
+    const crashed = after.primary;
+    crashed.agent.proc.kill("SIGKILL");
+    const survivor = await until(async () => {
+      for (const n of c.nodes.filter((x) => x !== crashed)) if ((await http(`${n.api}/primary`)).status === 200) return n;
+      return undefined;
+    }, "a standby to take over after the primary's agent was killed", 60_000);
+    await until(async () => psql(dsn).out === `f|${survivor.pgPort}`, "the same dsn to reach the new primary", 30_000);
+  }, 180_000);
 
   test("removing the rule locks the client out of every node again", async () => {
-    await setRule(false);
-    for (const n of c.nodes) {
+    const live = c.nodes.filter((n) => !n.agent.proc.exited); // the crashed primary's agent stays down
+    await setRule(false, live);
+    for (const n of live) {
       await until(async () => psql(direct(n)).err.includes("no pg_hba.conf entry"), `app locked out of ${n.name}`, 15_000);
     }
   }, 60_000);
