@@ -48,7 +48,8 @@ export class ConfigReloader {
     }
     const planned = planReload(this.running, next);
     // --log-format wins over the file: a changed [log] format is then neither applied nor pending.
-    const plan = this.h.formatFromConfig ? planned : { ...planned, live: planned.live.filter((k) => k !== "log.format") };
+    const fixed = (k: string) => !this.h.formatFromConfig && k === "log.format";
+    const plan = { ...planned, changed: planned.changed.filter((k) => !fixed(k)), live: planned.live.filter((k) => !fixed(k)) };
     const before = this.running;
     const now = applyLive(before, next);
     if (now.log.format !== before.log.format && this.h.formatFromConfig) setLogFormat(now.log.format);
