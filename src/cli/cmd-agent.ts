@@ -37,7 +37,13 @@ export const agentCommand = (ctx: CliContext) =>
       if (!flagFormat) setLogFormat(cfg.log.format);
       // A start error is a config value this host cannot use (postgres.bin_dir): a restart cannot fix it.
       await runAgent(cfg, { configPath, logFormatFixed: flagFormat !== undefined }).catch((e: unknown) => {
-        throw e instanceof AgentStartError ? new CliExit(EXIT_USAGE, e.message) : e;
+        if (!(e instanceof AgentStartError)) throw e;
+        // In JSON mode the refusal is one more JSON line, like every other line the agent writes.
+        if (cfg.log.format === "json" || flagFormat === "json") {
+          createLogger("error", cfg.node_name).error(e.message);
+          throw new CliExit(EXIT_USAGE, "");
+        }
+        throw new CliExit(EXIT_USAGE, e.message);
       });
     },
   });
