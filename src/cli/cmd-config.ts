@@ -4,7 +4,8 @@ import { closeSync, fstatSync, openSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { ConfigError, loadConfig, privacyProblem } from "../config/load.ts";
-import { apiArgs, apiBase, apiToken, sendAction, tokenArg } from "./api-client.ts";
+import { stringify } from "smol-toml";
+import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg } from "./api-client.ts";
 import { type CliContext, CliExit, configPathFrom, DEFAULT_CONFIG_PATH, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 
 export const configCommand = (ctx: CliContext) =>
@@ -20,6 +21,14 @@ export const configCommand = (ctx: CliContext) =>
           const r = await sendAction(apiBase(args, ctx), "PATCH", "/config", { durability: m[1] }, apiToken(args, ctx));
           ctx.out(`${r.message}\n`);
           if (!r.ok) throw new CliExit(EXIT_FAILURE, "");
+        },
+      }),
+      show: defineCommand({
+        meta: { name: "show", description: "Show the local agent's configuration in force (GET /config: secret and token redacted)" },
+        args: { ...apiArgs, json: { type: "boolean", description: "Print JSON (default: TOML)" } },
+        run: async ({ args }) => {
+          const c = (await getJson(apiBase(args, ctx), "/config")) as Record<string, unknown>;
+          ctx.out(args.json ? `${JSON.stringify(c, null, 2)}\n` : `${stringify(c)}\n`);
         },
       }),
       check: defineCommand({

@@ -55,7 +55,8 @@ export class ConfigReloader {
     if (now.log.format !== before.log.format && this.h.formatFromConfig) setLogFormat(now.log.format);
     if (now.log.level !== before.log.level) this.h.setLevel(now.log.level);
     setAccessRules(now.access); // the next monitoring round writes pg_hba.conf and reloads PostgreSQL
-    if (plan.live.some((k) => k.startsWith("api."))) {
+    // The API serves GET /config from the config it was started with: restart it on any live change.
+    if (plan.live.length > 0) {
       try {
         await this.h.restartApi(now);
       } catch (e) {

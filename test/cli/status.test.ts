@@ -97,6 +97,16 @@ describe("pgherd status", () => {
     expect(bad.stderr).toContain("api-only.toml: api.listen is invalid");
   });
 
+  test("config show prints the agent's /config (redacted), TOML or --json", async () => {
+    const toml = await pgherd(["config", "show", "--api", plain.url]);
+    expect(toml.code).toBe(0);
+    expect(toml.stdout).toContain('cluster = "test"');
+    expect(toml.stdout).toContain('secret = "<redacted>"');
+    expect(toml.stdout).not.toContain("s".repeat(40));
+    const json = JSON.parse((await pgherd(["config", "show", "--json", "--api", plain.url])).stdout) as { cluster: string; api: { listen: string } };
+    expect(json).toMatchObject({ cluster: "test", api: { listen: "127.0.0.1:7402" } });
+  });
+
   test.skipIf(process.getuid?.() !== 0)("a user who cannot read the agent's 0600 config still reads status (no root needed)", async () => {
     const secretCfg = join(dir, "pgherd.toml");
     writeFileSync(secretCfg, `cluster = "test"\nsecret = "${"s".repeat(40)}"\n[api]\nlisten = "${new URL(plain.url).host}"\n`);

@@ -42,6 +42,15 @@ test("live keys are applied, restart keys reported and kept at their running val
   expect(log.lines.at(-1)).toBe("warn SIGHUP: applied access, api.listen, log.level; priority changed: it takes effect when the agent restarts");
 });
 
+test("any live change restarts the API (GET /config shows the config in force); no change does not", async () => {
+  const { r, apis } = setup();
+  await r.reload();
+  expect(apis).toEqual([]);
+  write(`[log]\nlevel = "warn"\n`);
+  await r.reload();
+  expect(apis).toEqual(["127.0.0.1:7402"]);
+});
+
 test("a broken file changes nothing and says why", async () => {
   const { r, log } = setup();
   write(`[log]\nlevel = "loud"\n`);
