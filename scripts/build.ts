@@ -1,5 +1,5 @@
 // Builds the single-file binary dist/pgherd. Skips the build when the binary is newer than
-// every input (src/, package.json, package-lock.json) unless --force.
+// every input (src/, package.json, package-lock.json, and the unit and example built into it) unless --force.
 //   bun scripts/build.ts [--force]
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from "node:fs";
@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const BINARY = join(ROOT, "dist", "pgherd");
-const INPUTS = ["src", "package.json", "package-lock.json"].map((p) => join(ROOT, p));
+const INPUTS = ["src", "package.json", "package-lock.json", "deploy/pgherd.service", "pgherd.toml.example"].map((p) => join(ROOT, p));
 
 function newestMtime(path: string): number {
   if (!existsSync(path)) return 0;

@@ -1,8 +1,8 @@
 // `pgherd agent`: wires the agent, its PostgreSQL loop, its API and the process signals together.
 import type { Config } from "../config/schema.ts";
 import { parseHostPort } from "../config/hostport.ts";
-import { createLogger } from "../log.ts";
-import { startApi } from "../api/server.ts";
+import { createLogControl } from "../log.ts";
+import { type ApiServer, startApi } from "../api/server.ts";
 import { findBinDir } from "../postgres/index.ts";
 import { Agent } from "./agent.ts";
 import { PostgresLoop } from "./pg/loop.ts";
@@ -10,15 +10,29 @@ import { LeaseFile } from "../fence/lease-file.ts";
 import { kernelTimeoutS } from "../config/margins.ts";
 import { createSentry, tapErrors } from "../integrations/sentry.ts";
 import { createVip } from "../integrations/vip.ts";
+import { ConfigReloader } from "../ops/reload.ts";
 
 export class AgentStartError extends Error {
   override readonly name = "AgentStartError";
 }
 
-export async function runAgent(cfg: Config, opts: { configPath: string }): Promise<void> {
-  const base = createLogger(cfg.log.level, cfg.node_name);
+export async function runAgent(cfg: Config, opts: { configPath: string; logFormatFixed?: boolean }): Promise<void> {
+  const { log: base, setLevel } = createLogControl(cfg.log.level, cfg.node_name);
   const sentry = createSentry(cfg, base); // [sentry]: errors and role changes (src/integrations/sentry.ts)
   const log = sentry ? tapErrors(base, sentry) : base;
+  // Before anything else: a SIGHUP's default action would end the process. Until the API runs,
+  // a reload applies log and access settings, and the API starts with the reloaded [api].
+  let api: ApiServer | null = null;
+  const reloader = new ConfigReloader(cfg, {
+    path: opts.configPath, log, setLevel, formatFromConfig: !opts.logFormatFixed,
+    restartApi: async (c) => {
+      if (!api) return;
+      await api.stop();
+      api = serveApi(c);
+    },
+  });
+  const onHup = () => void reloader.reload();
+  process.on("SIGHUP", onHup);
   log.info(`pgherd agent starting with ${opts.configPath}`);
   const listen = parseHostPort(cfg.api.listen);
   if (typeof listen === "string") throw new AgentStartError(`${opts.configPath}: api.listen: ${listen}`);
@@ -49,15 +63,22 @@ export async function runAgent(cfg: Config, opts: { configPath: string }): Promi
   await agent.start();
   if (loop) loop.start();
   else agent.startWitnessReports();
-  const tls = cfg.api.tls_cert && cfg.api.tls_key ? { cert: cfg.api.tls_cert, key: cfg.api.tls_key } : undefined;
-  const api = startApi({ host: listen.host, port: listen.port, source: agent, log: log.withTag("api"), config: cfg, tls });
+  // The API is the one part a reload restarts ([api] listen, token, TLS change live).
+  const serveApi = (c: Config): ApiServer => {
+    const at = parseHostPort(c.api.listen);
+    if (typeof at === "string") throw new Error(`api.listen: ${at}`);
+    const tls = c.api.tls_cert && c.api.tls_key ? { cert: c.api.tls_cert, key: c.api.tls_key } : undefined;
+    return startApi({ host: at.host, port: at.port, source: agent, log: log.withTag("api"), config: c, tls });
+  };
+  api = serveApi(reloader.current());
 
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info(`${sig}: stopping the agent (PostgreSQL is left running)`);
-      void Promise.allSettled([loop?.stop(), agent.stop(), api.stop(), sentry?.flush(), vip?.release(`${sig}: the agent stops`)]).then(() => resolve());
+      void Promise.allSettled([loop?.stop(), agent.stop(), api?.stop(), sentry?.flush(), vip?.release(`${sig}: the agent stops`)]).then(() => resolve());
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+  process.off("SIGHUP", onHup);
 }

@@ -1,13 +1,21 @@
-// How CLI commands reach an agent: --api URL, else the api.listen of the config
-// file (--config / $PGHERD_CONFIG / default), else the default address.
+// How CLI commands reach an agent: --api URL, else $PGHERD_API, else the [api] section of the
+// config file (--config / $PGHERD_CONFIG / default) when this user can read it, else the default
+// address. Only [api] is read and checked: any user who can reach the API can read from it, no
+// root needed for a 0600 config. HTTPS when the URL says so or [api] has TLS; --cacert (or
+// $PGHERD_CACERT) names the CA to trust, else the default CAs.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from "node:fs";
-import { loadConfig } from "../config/load.ts";
+import { type ApiAddress, readApiSection } from "../ops/api-address.ts";
 import { type CliContext, CliExit, configPathFrom, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 
 export const apiArgs = {
-  api: { type: "string", valueHint: "url", description: "Agent API base URL (default: from the config's api.listen)" },
-  config: { type: "string", valueHint: "path", description: "Config file to read api.listen (and api.token) from" },
+  api: { type: "string", valueHint: "url", description: "Agent API base URL (default: $PGHERD_API, else the config's [api] listen)" },
+  config: { type: "string", valueHint: "path", description: "Config file to read [api] listen, tls and token from" },
+  cacert: { type: "string", valueHint: "path", description: "PEM file of the CA that signed the API's certificate (default: $PGHERD_CACERT, else the default CAs)" },
 } as const;
+
+/** CA to trust per API base URL: set by apiBase, used by every request to that base. */
+const trust = new Map<string, string>();
+const tlsOf = (base: string) => (trust.has(base) ? { tls: { ca: trust.get(base)! } } : {});
 
 export const tokenArg = {
   "token-file": {
@@ -21,9 +29,7 @@ export function apiToken(args: { "token-file"?: string; config?: string }, ctx: 
   const file = args["token-file"];
   if (file) return readTokenFile(file);
   if (ctx.env.PGHERD_TOKEN) return ctx.env.PGHERD_TOKEN.trim();
-  const path = configPathFrom(args.config, ctx);
-  if (args.config || existsSync(path)) return loadConfig(path).api.token;
-  return "";
+  return configApi(args, ctx)?.token ?? "";
 }
 
 /** The token in a file (surrounding whitespace and the final newline dropped); a file others may read is refused. */
@@ -60,7 +66,7 @@ export async function sendAction(base: string, method: "POST" | "PATCH" | "DELET
   let res: Response;
   try {
     res = await fetch(`${base}${path}`, {
-      method, signal: AbortSignal.timeout(timeoutMs),
+      method, signal: AbortSignal.timeout(timeoutMs), ...tlsOf(base),
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
     });
@@ -78,28 +84,39 @@ export async function sendAction(base: string, method: "POST" | "PATCH" | "DELET
   return { status: res.status, ok: res.ok, message, detail: j.detail };
 }
 
-export function apiBase(args: { api?: string; config?: string }, ctx: CliContext): string {
-  if (args.api) return args.api.replace(/\/+$/, "");
-  const path = configPathFrom(args.config, ctx);
-  if (args.config || existsSync(path)) {
-    const cfg = loadConfig(path);
-    const [host, port] = splitListen(cfg.api.listen);
-    const h = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
-    return `http://${h.includes(":") ? `[${h}]` : h}:${port}`;
+export function apiBase(args: { api?: string; config?: string; cacert?: string }, ctx: CliContext): string {
+  const base = (args.api || ctx.env.PGHERD_API || configApi(args, ctx)?.url || "http://127.0.0.1:7402").replace(/\/+$/, "");
+  if (!/^https?:\/\/[^/]+$/.test(base)) throw new CliExit(EXIT_USAGE, `pgherd: API address ${JSON.stringify(base)} must look like http://host:port or https://host:port`);
+  const cacert = args.cacert || ctx.env.PGHERD_CACERT;
+  if (cacert) {
+    try {
+      trust.set(base, readFileSync(cacert, "utf8"));
+    } catch (e) {
+      throw new CliExit(EXIT_USAGE, `pgherd: cannot read CA file ${cacert}: ${(e as Error).message}`);
+    }
   }
-  return "http://127.0.0.1:7402";
+  return base;
 }
 
-function splitListen(listen: string): [string, string] {
-  const i = listen.lastIndexOf(":");
-  return [listen.slice(0, i).replace(/^\[|\]$/g, ""), listen.slice(i + 1)];
+/**
+ * The [api] section of the config file, or null when there is none to read: the default (or
+ * $PGHERD_CONFIG) file absent or not readable by this user (a 0600 file of the agent's). A file
+ * named with --config must be readable; an invalid [api] is an error naming file and key.
+ */
+function configApi(args: { config?: string }, ctx: CliContext): ApiAddress | null {
+  const path = configPathFrom(args.config, ctx);
+  if (!args.config && !existsSync(path)) return null;
+  const r = readApiSection(path);
+  if (r.kind === "ok") return r.api;
+  if (r.kind === "unreadable" && !args.config) return null;
+  throw new CliExit(EXIT_USAGE, r.message);
 }
 
 /** GET a JSON document from the agent, with a deadline and an error that says which agent failed. */
 export async function getJson(base: string, path: string, timeoutMs = 5000): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs), ...tlsOf(base) });
   } catch (e) {
     throw new CliExit(EXIT_FAILURE, `cannot reach the pgherd agent at ${base}: ${(e as Error).message}`);
   }

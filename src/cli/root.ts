@@ -10,6 +10,8 @@ import { versionCommand } from "./cmd-version.ts";
 import { configCommand } from "./cmd-config.ts";
 import { memberCommand } from "./cmd-member.ts";
 import { pgpoolCommand } from "./cmd-pgpool.ts";
+import { installCommand, uninstallCommand } from "./cmd-install.ts";
+import { dsnCommand, passwdCommand } from "./cmd-client.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
@@ -31,6 +33,10 @@ export const rootCommand = (ctx: CliContext) =>
       config: configCommand(ctx),
       member: memberCommand(ctx),
       pgpool: pgpoolCommand(ctx),
+      dsn: dsnCommand(ctx),
+      passwd: passwdCommand(ctx),
+      install: installCommand(ctx),
+      uninstall: uninstallCommand(ctx),
       version: versionCommand(ctx),
     },
   });

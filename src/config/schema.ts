@@ -7,6 +7,8 @@ import type { DeepReadonly } from "./freeze.ts";
 import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { postgresTlsKeys } from "./schema-tls.ts";
+import { logSection } from "./schema-log.ts";
+import { accessRules } from "./schema-access.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
 import { hooksSection, sentrySection } from "./schema-hooks.ts";
 import { pgpoolSection } from "./schema-pgpool.ts";
@@ -184,9 +186,7 @@ export const watchdogSection = z.strictObject({
   device: absPath().default("/dev/watchdog"),
 });
 
-export const logSection = z.strictObject({
-  level: z.enum(["debug", "info", "warn", "error"], 'must be one of "debug", "info", "warn", "error"').default("info"),
-});
+export { logSection } from "./schema-log.ts";
 
 export const configSchema = z.strictObject({
   cluster: z.string().regex(/^[a-z0-9_-]{1,63}$/, "must be 1-63 characters of a-z, 0-9, _ and -"),
@@ -219,6 +219,7 @@ export const configSchema = z.strictObject({
   sentry: sentrySection.prefault({}),
   pgpool: pgpoolSection.prefault({}),
   vip: vipSection.prefault({}),
+  access: accessRules,
 }).superRefine((c, ctx) => {
   if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
     ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });

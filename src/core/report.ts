@@ -53,5 +53,7 @@ export const PgReportSchema = z.strictObject({
   rejoin: RejoinProgressSchema.optional(),
   /** Whether the server can do its work (core/liveness.ts; "unknown" while not watched) and its disk space. */
   health: HealthSchema.optional(),
+  /** Settings changed in the config that take effect only after a restart (pg_settings.pending_restart); absent when none. */
+  pendingRestart: z.array(text(63)).max(256).optional(),
 });
 export type PgReport = z.infer<typeof PgReportSchema>;

@@ -19,6 +19,8 @@ export interface HbaParams {
   tls?: boolean;
   /** Also let the replication user connect to the "postgres" database (pg_rewind source connection). Default true. */
   rewindViaReplUser?: boolean;
+  /** Client access rows ([[access]], rendered by src/ops/access.ts), after pgherd's own rows. */
+  accessRows?: ReadonlyArray<string>;
 }
 
 export class HbaError extends Error {
@@ -60,6 +62,7 @@ export function renderHbaBlock(p: HbaParams): string {
     if (p.rewindViaReplUser ?? true) lines.push(row(host, "postgres", repl, cidr, "scram-sha-256"));
     lines.push(row(host, "all", mon, cidr, "scram-sha-256"));
   }
+  if (p.accessRows?.length) lines.push("# client access ([[access]] in pgherd's configuration)", ...p.accessRows.map((r) => r.replace(/[\r\n]/g, " ")));
   lines.push(END_MARK);
   return lines.join("\n") + "\n";
 }

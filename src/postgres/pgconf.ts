@@ -23,6 +23,8 @@ export interface PgherdConfParams {
   synchronousStandbyNames?: string;
   /** Replication TLS (src/tls): ssl = on with these files; absent: ssl is left at PostgreSQL's default (off). */
   ssl?: { certFile: string; keyFile: string; caFile: string };
+  /** Server log collector and rotation (src/ops/pg-log.ts); [postgres.parameters] override them. */
+  serverLog?: Readonly<Record<string, ParamValue>>;
   /** Operator parameters; may not override the ones above. */
   parameters?: Readonly<Record<string, ParamValue>>;
 }
@@ -113,6 +115,8 @@ export function renderPgherdConf(p: PgherdConfParams): string {
     ...managed.map(([k, v]) => `${k} = ${confValue(k, v)}`),
   ];
   if (defaults.length) lines.push("", "# pgherd's defaults ([postgres.parameters] overrides them)", ...defaults.map(([k, v]) => `${k} = ${confValue(k, v)}`));
+  const serverLog = Object.entries(p.serverLog ?? {}).filter(([k]) => !own.has(k));
+  if (serverLog.length) lines.push("", "# server log ([log] postgres_*; [postgres.parameters] overrides them)", ...serverLog.map(([k, v]) => `${k} = ${confValue(k, v)}`));
   if (user.length) lines.push("", "# operator parameters", ...user.map(([k, v]) => `${k.toLowerCase()} = ${confValue(k, v)}`));
   return lines.join("\n") + "\n";
 }

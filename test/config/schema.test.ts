@@ -49,11 +49,12 @@ describe("defaults", () => {
       slots: { retain_minutes: 30, max_slot_wal_keep_size: "" },
       tags: { nofailover: false, noloadbalance: false },
       watchdog: { mode: "off", device: "/dev/watchdog" },
-      log: { level: "info" },
+      log: { level: "info", format: "text", postgres_dir: "", postgres_filename: "postgresql-%a.log", postgres_rotation_age: "1d" },
       hooks: { on_role_change: "", on_start: "", on_stop: "", pre_promote: "", timeout_ms: 10000 },
       sentry: { dsn: "", environment: "production" },
       pgpool: { pcp_host: "", pcp_port: 9898, pcp_user: "pgpool", pcp_password_file: "", bin_dir: "", interval_ms: 1000 },
       vip: { address: "", interface: "" },
+      access: [],
     });
   });
 

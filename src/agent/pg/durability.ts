@@ -18,6 +18,8 @@ export class Maintenance {
   private graceUntil = 0;
   private lastGuardAt = 0;
   private pendingWarned = "";
+  /** pg_settings.pending_restart of the last round (reported to status and peers). */
+  pending: string[] = [];
   private rolesEnsuredFor: string | null = null;
   /** What a commit acknowledgement promises on this primary now. */
   guarantee = "";
@@ -79,6 +81,7 @@ export class Maintenance {
     }
     // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby.
     const pending = await pendingRestart(h.localDb()).catch(() => [] as string[]);
+    this.pending = pending;
     if (pending.length > 0) {
       if (!primary || adopted) {
         h.log.warn(`restarting PostgreSQL to apply ${pending.join(", ")}`);

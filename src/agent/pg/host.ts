@@ -13,6 +13,8 @@ import type { Fencer } from "../../fence/fencer.ts";
 import { type Clock, realClock } from "../../fence/clock.ts";
 import type { ClusterContext } from "./context.ts";
 import { slotFor } from "./context.ts";
+import { serverLogDir, serverLogParameters } from "../../ops/pg-log.ts";
+import { accessRowsInForce } from "../../ops/access.ts";
 
 export class PgHost {
   readonly node: PgNode;
@@ -98,16 +100,18 @@ export class PgHost {
       this.upstream = upstream;
     } else if (!standby) this.upstream = null;
     await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
+    await ensureDir(serverLogDir(this.cfg), 0o700, { uid: u.uid, gid: u.gid }); // day-2: the log collector's directory
     const res = await writeManagedConfig({
       dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
       conf: {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: standby ? "" : this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
+        serverLog: serverLogParameters(this.cfg),
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pg.parameters } : pg.parameters,
         ssl: tls.ssl ?? undefined,
       },
-      hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses(), tls: this.tls.enabled },
+      hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses(), tls: this.tls.enabled, accessRows: accessRowsInForce() },
     });
     return [...res.changed, ...tls.changed];
   }

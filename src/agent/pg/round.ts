@@ -168,6 +168,7 @@ export class MonitorRound {
       haveSecrets: r.haveSecrets,
       ...(r.rejoin ? { rejoin: r.rejoin } : {}),
       health: this.live.report(),
+      ...(up && this.x.maintenance.pending.length ? { pendingRestart: this.x.maintenance.pending.slice(0, 256).map((n) => n.slice(0, 63)) } : {}),
     }, r.position);
   }
 

@@ -1,0 +1,108 @@
+// Client access on three compiled agents (real PostgreSQL, loopback): an [[access]] rule applied
+// by SIGHUP lets a client in on every node (standbys cloned before the rule existed included),
+// `pgherd passwd` sets the role's password, `psql "$(pgherd dsn --primary)"` reaches the primary
+// and, after a switchover and after a failover (the primary's agent SIGKILLed), the same string
+// reaches the new primary; removing the rule locks the client out again.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BINARY } from "../../scripts/build.ts";
+import { http, settled, startLoopCluster, until, type LoopCluster, type LoopNode } from "../api/loopback.ts";
+import { pgBins, pgSkipReason } from "../helpers/pg.ts";
+import { requireReal } from "../helpers/require.ts";
+
+requireReal("client access e2e", pgSkipReason);
+
+const PASSWORD = "app-secret-for-the-access-test";
+const RULE = `\n[[access]]\ndatabase = "postgres"\nuser = "app"\naddress = "127.0.0.1/32"\n`;
+let c: LoopCluster;
+let passfile: string;
+
+const pgherd = (args: string[], input?: string) => {
+  const r = spawnSync(BINARY, args, { encoding: "utf8", timeout: 30_000, input });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+
+/** psql as a client would run it: the password from a 0600 passfile, never argv or env. */
+function psql(conn: string): { ok: boolean; out: string; err: string } {
+  const r = spawnSync(join(pgBins!.dir, "psql"), [conn, "-XAtc", "SELECT pg_is_in_recovery(), current_setting('port')"], { encoding: "utf8", timeout: 30_000, env: { PATH: process.env.PATH ?? "", PGPASSFILE: passfile } });
+  return { ok: r.status === 0, out: r.stdout.trim(), err: r.stderr.trim() };
+}
+
+/** Appends (or drops) the rule in the config of `nodes` and reloads each agent. */
+async function setRule(on: boolean, nodes: readonly LoopNode[] = c.nodes): Promise<void> {
+  for (const n of nodes) {
+    const path = n.agent.configPath;
+    const text = readFileSync(path, "utf8").replace(RULE, "");
+    writeFileSync(path, on ? `${text}${RULE}` : text, { mode: 0o600 });
+    const seen = n.agent.proc.lines.length;
+    n.agent.proc.kill("SIGHUP");
+    await until(async () => n.agent.proc.lines.slice(seen).some((l) => l.includes("SIGHUP: applied access")), `${n.name} to apply the access change`, 10_000);
+  }
+}
+
+const direct = (n: LoopNode) => `postgresql://app@127.0.0.1:${n.pgPort}/postgres?connect_timeout=3`;
+
+describe("client access on three nodes", () => {
+  beforeAll(async () => {
+    c = await startLoopCluster({ test: "access", size: 3 });
+    await settled(c);
+    passfile = join(c.dir, "client.pgpass");
+    writeFileSync(passfile, `*:*:*:app:${PASSWORD}\n`, { mode: 0o600 });
+  }, 180_000);
+  afterAll(async () => {
+    await c?.destroy();
+    if (passfile) rmSync(passfile, { force: true });
+    if (c) console.log(`access e2e logs: ${c.dir}`);
+  }, 60_000);
+
+  test("no rule: no way in; with the rule and a password from pgherd passwd: in on every node", async () => {
+    const { primary } = await settled(c);
+    expect(pgherd(["passwd", "app", "--create", "--config", primary.agent.configPath], `${PASSWORD}\n`)).toMatchObject({ code: 0, stdout: "created role app (password stored as a SCRAM-SHA-256 verifier)\n" });
+    const standby = c.nodes.find((n) => n !== primary)!;
+    const onStandby = pgherd(["passwd", "app", "--config", standby.agent.configPath], `${PASSWORD}\n`);
+    expect(onStandby.code).toBe(1);
+    expect(onStandby.stderr).toContain("is a standby: run pgherd passwd on the primary's host");
+    for (const n of c.nodes) expect(psql(direct(n)).err).toContain("no pg_hba.conf entry");
+    await setRule(true);
+    for (const n of c.nodes) {
+      await until(async () => psql(direct(n)).ok, `app to log in on ${n.name}`, 15_000);
+    }
+  }, 90_000);
+
+  test("pgherd dsn --primary reaches the primary, and the same string the new one after a switchover and after a failover", async () => {
+    const { primary } = await settled(c);
+    const d = pgherd(["dsn", "--primary", "--user", "app", "--dbname", "postgres", "--api", c.nodes[0]!.api]);
+    expect(d.code).toBe(0);
+    const dsn = d.stdout.trim();
+    expect(dsn).toContain("target_session_attrs=read-write");
+    expect(psql(dsn).out).toBe(`f|${primary.pgPort}`);
+    const r = await http(`${primary.api}/switchover`, { method: "POST", body: "{}", headers: { "content-type": "application/json", authorization: `Bearer ${c.token}` } });
+    expect(r.status).toBeLessThan(300);
+    const after = await until(async () => {
+      const s = await settled(c);
+      return s.primary !== primary ? s : undefined;
+    }, "a new primary after the switchover", 60_000);
+    expect(psql(dsn).out).toBe(`f|${after.primary.pgPort}`);
+    const replica = pgherd(["dsn", "--replica", "--user", "app", "--dbname", "postgres", "--api", c.nodes[0]!.api]).stdout.trim();
+    expect(psql(replica).out).toMatch(/^t\|/);
+
+    // A failover: the primary's agent SIGKILLed, its watchdog stops PostgreSQL at the lease end, a standby takes over.
+    const crashed = after.primary;
+    crashed.agent.proc.kill("SIGKILL");
+    const survivor = await until(async () => {
+      for (const n of c.nodes.filter((x) => x !== crashed)) if ((await http(`${n.api}/primary`)).status === 200) return n;
+      return undefined;
+    }, "a standby to take over after the primary's agent was killed", 60_000);
+    await until(async () => psql(dsn).out === `f|${survivor.pgPort}`, "the same dsn to reach the new primary", 30_000);
+  }, 180_000);
+
+  test("removing the rule locks the client out of every node again", async () => {
+    const live = c.nodes.filter((n) => !n.agent.proc.exited); // the crashed primary's agent stays down
+    await setRule(false, live);
+    for (const n of live) {
+      await until(async () => psql(direct(n)).err.includes("no pg_hba.conf entry"), `app locked out of ${n.name}`, 15_000);
+    }
+  }, 60_000);
+});
