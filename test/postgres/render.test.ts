@@ -80,7 +80,7 @@ describe("replication TLS in pgherd.conf and conninfo", () => {
   test("primary_conninfo verifies the server against the cluster CA and requires channel binding", () => {
     const tls = { sslmode: "verify-full", sslrootcert: "/var/lib/pg/d.tls/ca.crt", channel_binding: "require" };
     expect(renderPgherdConf({ ...baseConf, primaryConninfo: buildConninfo({ host: "10.0.0.2", port: 5432, user: "repl", passfile: "/p", extra: tls }) }))
-      .toContain("primary_conninfo = 'host=10.0.0.2 port=5432 user=repl passfile=/p connect_timeout=5 sslmode=verify-full sslrootcert=/var/lib/pg/d.tls/ca.crt channel_binding=require'\n");
+      .toContain("primary_conninfo = 'host=10.0.0.2 port=5432 user=repl passfile=/p connect_timeout=2 keepalives_idle=2 keepalives_interval=1 keepalives_count=3 tcp_user_timeout=5000 sslmode=verify-full sslrootcert=/var/lib/pg/d.tls/ca.crt channel_binding=require'\n");
   });
 });
 
