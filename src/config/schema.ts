@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { DeepReadonly } from "./freeze.ts";
 import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
+import { consensusIssues, consensusSection } from "./schema-consensus.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
 
 const intIn = (min: number, max: number) =>
@@ -210,7 +211,9 @@ export const configSchema = z.strictObject({
   tags: tagsSection.prefault({}),
   watchdog: watchdogSection.prefault({}),
   log: logSection.prefault({}),
+  consensus: consensusSection.prefault({}),
 }).superRefine((c, ctx) => {
+  consensusIssues(c, (path, message) => ctx.addIssue({ code: "custom", path, message }));
   if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
     ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });
   }

@@ -50,6 +50,7 @@ describe("defaults", () => {
       tags: { nofailover: false, noloadbalance: false },
       watchdog: { mode: "off", device: "/dev/watchdog" },
       log: { level: "info" },
+      consensus: { backend: "builtin", endpoints: [], prefix: "/pgherd", tls_ca: "", tls_cert: "", tls_key: "", username: "", password_file: "", ttl_s: 5, poll_ms: 250, request_timeout_ms: 1000 },
     });
   });
 
