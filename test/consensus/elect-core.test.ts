@@ -91,6 +91,7 @@ describe("candidacy: the key is taken only by a node at the highest final positi
     expect(decideCandidacy(input(tie, { now: 1000 }))).toMatchObject({ kind: "wait", reason: "b is as advanced and stands first" });
     expect(decideCandidacy(input(tie, { now: 3000 })).kind).toBe("take");
     expect(decideCandidacy(input(tie, { now: 1000, self: B, priority: 200 })).kind).toBe("take");
+    expect(decideCandidacy(input([...tie, kv(K.transfer, { to: A, term: 5 })], { now: 1000 })).kind).toBe("take"); // handed to this node
   });
 
   test("after resigning, a node stands again only after the pause or when asked", () => {

@@ -164,7 +164,9 @@ export function decideCandidacy(i: CandidacyInput): Candidacy {
     if (comparePosition(r.position, own.report.position) > 0) return wait(`${r.name} is ahead (${r.position.timeline}/${r.position.lsn})`);
   }
   if (!i.requested && i.now < i.vacantSince + i.deferMs) {
-    if (s.transfer && s.transfer.term === i.vacatedTerm && s.transfer.to !== i.self) return wait("leadership is being handed to another node");
+    const transfer = s.transfer && s.transfer.term === i.vacatedTerm ? s.transfer.to : null;
+    if (transfer && transfer !== i.self) return wait("leadership is being handed to another node");
+    if (transfer === i.self) return { kind: "take", counted: fresh };
     const me = { id: i.self, priority: i.priority };
     const first = fresh.find((v) => {
       const r = s.members.get(v)!.report;
