@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
 import { clusterSkipReason, type PgCluster } from "./cluster.ts";
 import { requireReal } from "./require.ts";
+import { backendLabel, backendSkipReason } from "./backend.ts";
 
 export interface ClusterFixture<T> {
   /** Starts the cluster and whatever the file needs with it (`c` is the cluster). */
@@ -19,8 +20,8 @@ export interface ClusterFixture<T> {
 }
 
 export function describeCluster<T extends { c: PgCluster }>(name: string, o: ClusterFixture<T>, body: (fx: T) => void): void {
-  requireReal(name, clusterSkipReason());
-  describe(name, () => {
+  requireReal(name, clusterSkipReason() ?? backendSkipReason());
+  describe(name + backendLabel(), () => {
     const fx = {} as T;
     beforeAll(async () => {
       ensureBuilt();
