@@ -23,6 +23,7 @@ import { History, primaryEntry, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import type { Consensus } from "./election-driver.ts";
 import { createConsensus } from "../consensus/create.ts";
+import { type ClusterSummary, summarizeView } from "../consensus/clusters.ts";
 import { FlagsStore, type Durability } from "./flags.ts";
 import { MembershipKeeper } from "./membership.ts";
 import { MemberActions } from "./approvals.ts";
@@ -174,6 +175,11 @@ export class Agent implements ClusterContext {
     if (!leader || leader === this.nodeId) return { source: leader === this.nodeId ? "leader" : "local", view: this.localView() };
     const v = await this.views.ask((id) => this.mesh.send(leader, { t: "view-req", id }), timeoutMs, () => null);
     return v ? { source: "leader", view: v } : { source: "local", view: this.localView() };
+  }
+
+  /** `/clusters`: every cluster the consensus store shows (etcd), else this one. */
+  async clusters(): Promise<ClusterSummary[]> {
+    return this.consensus.clusters ? this.consensus.clusters() : summarizeView((await this.clusterView()).view);
   }
 
   history(): HistoryEntry[] {

@@ -86,6 +86,7 @@ export function startApi(opts: ApiOptions): ApiServer {
       case "/node": return json(source.status());
       case "/cluster": return json(await source.clusterView());
       case "/history": return json(await history());
+      case "/clusters": return source.clusters ? json(await source.clusters()) : error(501, "this agent cannot list clusters");
       case "/config": return opts.config ? json(redactConfig(opts.config)) : error(501, "this agent was started without its configuration");
       case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
       case "/events":
@@ -148,7 +149,7 @@ function allowed(path: string): string[] {
   if (HEALTH_PATHS.has(path)) return ["GET", "HEAD", "OPTIONS"];
   if (path === "/config") return ["GET", "PATCH"];
   if (Object.hasOwn(ACTION_ROUTES, path)) return Object.keys(ACTION_ROUTES[path]!);
-  if (["/node", "/cluster", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
+  if (["/node", "/cluster", "/clusters", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
   return [];
 }
 

@@ -147,6 +147,10 @@ describe("etcd backend on a real three-member etcd", () => {
     expect(byCluster.get("c1")!.some((k) => k.includes(D))).toBe(false);
     expect(nodes[1]!.c.status().leader).toBe(B);
     expect(d.c.status().membership?.voters).toEqual([D]);
+    // `/clusters` (cluster ls --all) from either cluster lists both, each with its own leader.
+    for (const n of [d, nodes[1]!]) {
+      expect((await n.c.clusters()).map((x) => [x.cluster, x.leader])).toEqual([["c1", "b"], ["c2", "d"]]);
+    }
   }, 20_000);
 
   test("etcd quorum lost: the leader is fenced by its local deadline; a leader again once etcd is back", async () => {

@@ -12,6 +12,7 @@ import type { Consensus, DriverCounters, DriverHooks } from "../../agent/electio
 import type { Compare, EtcdClient, Op } from "./client.ts";
 import { type ClusterKeys, decideCandidacy, decodeSnapshot, type MemberReport, nextGuard, nextMembership, type Snapshot } from "./elect-core.ts";
 import { leaseDeadline } from "./lease-core.ts";
+import { type ClusterSummary, summarizeEtcd } from "../clusters.ts";
 
 export interface EtcdConsensusOptions {
   client: EtcdClient;
@@ -91,6 +92,13 @@ export class EtcdConsensus implements Consensus {
 
   note(): string {
     return this.lastError || this.electionNote;
+  }
+
+  /** Every cluster under the prefix (as far as this etcd user may read). */
+  async clusters(): Promise<ClusterSummary[]> {
+    const prefix = this.o.keys.root.slice(0, this.o.keys.root.slice(0, -1).lastIndexOf("/"));
+    const r = await this.o.client.range(`${prefix}/`, { prefix: true });
+    return summarizeEtcd(prefix, r.kvs);
   }
 
   receive(): void {
