@@ -1,5 +1,5 @@
-// The consensus backend the cluster tests run on: PGHERD_E2E_BACKEND=builtin (default) or etcd.
-// The same suites run on either (`npm run test:etcd` runs the cluster suites with etcd): with etcd,
+// The consensus backend the cluster tests run on: PGHERD_E2E_BACKEND=builtin (default), etcd, or
+// builtin,etcd. The same suites run on each (describeCluster registers a suite per backend): with etcd,
 // the lab gets three more hosts, one etcd member on each, and every node's config a [consensus]
 // block pointing at them. The bounds the suites assert follow the backend's timers.
 import type { Config } from "../../src/config/schema.ts";
@@ -9,20 +9,32 @@ import type { Lab } from "./lab.ts";
 
 export type Backend = "builtin" | "etcd";
 
+/** PGHERD_E2E_BACKEND: "builtin" (default), "etcd", or "builtin,etcd" (each cluster suite runs once per backend). */
+export function e2eBackends(): Backend[] {
+  const list = (process.env.PGHERD_E2E_BACKEND ?? "builtin").split(",").map((x) => x.trim()).filter(Boolean);
+  for (const b of list) if (b !== "builtin" && b !== "etcd") throw new Error(`PGHERD_E2E_BACKEND: "builtin" and/or "etcd", not ${JSON.stringify(b)}`);
+  return list.length > 0 ? [...new Set(list)] as Backend[] : ["builtin"];
+}
+
+let current: Backend | null = null;
+
+/** The backend of the suite running now (describeCluster sets it before the suite starts its cluster). */
 export function e2eBackend(): Backend {
-  const b = process.env.PGHERD_E2E_BACKEND ?? "builtin";
-  if (b !== "builtin" && b !== "etcd") throw new Error(`PGHERD_E2E_BACKEND must be "builtin" or "etcd", not ${JSON.stringify(b)}`);
-  return b;
+  return current ?? e2eBackends()[0]!;
+}
+
+export function useBackend(b: Backend): void {
+  current = b;
 }
 
 /** Why the chosen backend cannot run here, or null. */
-export function backendSkipReason(): string | null {
-  return e2eBackend() === "etcd" ? etcdSkipReason() : null;
+export function backendSkipReason(b: Backend = e2eBackend()): string | null {
+  return b === "etcd" ? etcdSkipReason() : null;
 }
 
 /** "" or " [etcd]": suites name the backend they ran on. */
-export function backendLabel(): string {
-  return e2eBackend() === "builtin" ? "" : ` [${e2eBackend()}]`;
+export function backendLabel(b: Backend = e2eBackend()): string {
+  return b === "builtin" ? "" : ` [${b}]`;
 }
 
 /**
