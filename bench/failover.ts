@@ -3,10 +3,11 @@
 // host crash (every process of the primary's namespace SIGKILLed, its agent restarted to rejoin),
 // postmaster crash (SIGKILL), planned switchover — printing median/min/max write outage per fault.
 // Outage = the longest gap between two acknowledged writes around the fault.
-//   bun bench/failover.ts [--rounds K]        (root, PostgreSQL installed; about 40 s per round)
+//   bun bench/failover.ts [--rounds K] [--backend builtin|etcd]   (root, PostgreSQL installed; about 40 s per round)
 import { parseArgs } from "node:util";
 import { ensureBuilt } from "../scripts/build.ts";
 import { clusterSkipReason, lineTime, type ClusterNode, type PgCluster } from "../test/helpers/cluster.ts";
+import { backendLabel, backendSkipReason, useBackend } from "../test/helpers/backend.ts";
 import { faultRound, pgherd, startFailoverCluster, type RoundOptions } from "../test/helpers/writer.ts";
 
 type Fault = { name: string; round: (c: PgCluster) => RoundOptions };
@@ -41,7 +42,9 @@ const FAULTS: Fault[] = [
 ];
 
 function parseRounds(): number {
-  const { values } = parseArgs({ args: process.argv.slice(2), options: { rounds: { type: "string", default: "5" } }, strict: true });
+  const { values } = parseArgs({ args: process.argv.slice(2), options: { rounds: { type: "string", default: "5" }, backend: { type: "string", default: "builtin" } }, strict: true });
+  if (values.backend !== "builtin" && values.backend !== "etcd") throw new Error(`--backend must be builtin or etcd, got ${JSON.stringify(values.backend)}`);
+  useBackend(values.backend); // test/helpers/backend.ts: etcd adds three etcd member hosts to the lab
   const k = Number(values.rounds);
   if (!Number.isInteger(k) || k < 1 || k > 100) throw new Error(`--rounds must be an integer 1..100, got ${JSON.stringify(values.rounds)}`);
   return k;
@@ -75,10 +78,10 @@ async function main(): Promise<number> {
   try {
     rounds = parseRounds();
   } catch (e) {
-    console.error(`usage: bun bench/failover.ts [--rounds K]: ${(e as Error).message}`);
+    console.error(`usage: bun bench/failover.ts [--rounds K] [--backend builtin|etcd]: ${(e as Error).message}`);
     return 2;
   }
-  const skip = clusterSkipReason();
+  const skip = clusterSkipReason() ?? backendSkipReason();
   if (skip) {
     console.error(`cannot run: ${skip}`);
     return 2;
@@ -112,7 +115,7 @@ async function main(): Promise<number> {
   } finally {
     await c.destroy().catch((e: Error) => console.error(e.message));
   }
-  console.log(`\nwrite outage over ${rounds} round(s), default timers (failover bound ${bounds.failoverMs} ms, restart bound ${bounds.restartMs} ms, switchover bound ${bounds.switchoverMs} ms):`);
+  console.log(`\nwrite outage over ${rounds} round(s)${backendLabel()}, default timers (failover bound ${bounds.failoverMs} ms, restart bound ${bounds.restartMs} ms, switchover bound ${bounds.switchoverMs} ms):`);
   for (const f of FAULTS) console.log(`  ${f.name.padEnd(15)} ${stats(outages.get(f.name)!)}`);
   console.log(`  ${"lease → promote".padEnd(15)} ${msStats(leaseToPromote)} (new leader: lease acquired → "decision: promote")`);
   console.log(`  acknowledged writes lost (durability ${cfg.durability}): ${lostTotal}`);
