@@ -23,7 +23,8 @@ export function e2eBackend(): Backend {
   return current ?? e2eBackends()[0]!;
 }
 
-export function useBackend(b: Backend): void {
+/** null: back to PGHERD_E2E_BACKEND's first. */
+export function useBackend(b: Backend | null): void {
   current = b;
 }
 

@@ -34,6 +34,7 @@ export function describeCluster<T extends { c: PgCluster }>(name: string, o: Clu
         await o.beforeDestroy?.(fx);
         await fx.c?.destroy();
         if (fx.c) console.log(`logs: ${fx.c.artifacts}`);
+        useBackend(null);
       }, o.stopMs ?? 120_000);
       body(fx);
     });
