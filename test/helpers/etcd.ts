@@ -3,7 +3,7 @@
 // (quorum loss). Cleanup: destroy() (also on process exit) kills every member and removes the data.
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { EtcdClient } from "../../src/consensus/etcd/client.ts";
+import { EtcdClient, type EtcdClientOptions } from "../../src/consensus/etcd/client.ts";
 import type { Host } from "./lab.ts";
 import { freePort } from "./pg.ts";
 import { onExitCleanup, Proc, waitFor } from "./proc.ts";
@@ -19,12 +19,16 @@ interface Member { name: string; client: string; peer: string; dataDir: string; 
 export class EtcdCluster {
   private readonly unregister: () => void;
 
-  private constructor(private readonly members: Member[], private readonly dir: string, private readonly owned: boolean) {
+  private constructor(
+    private readonly members: Member[], private readonly dir: string, private readonly owned: boolean,
+    private readonly tls?: { certFile: string; keyFile: string; caFile: string; client: EtcdClientOptions["tls"] },
+  ) {
     this.unregister = onExitCleanup(() => this.killAll());
   }
 
   /** Three (or `size`) members: on loopback ports, or one on each of `hosts` (then the lab owns the network). */
-  static async start(o: { dir?: string; hosts?: Host[]; size?: number; logDir?: string } = {}): Promise<EtcdCluster> {
+  /** `tls`: clients must use https and present a certificate signed by `caFile` (loopback members only). */
+  static async start(o: { dir?: string; hosts?: Host[]; size?: number; logDir?: string; tls?: { certFile: string; keyFile: string; caFile: string; client: EtcdClientOptions["tls"] } } = {}): Promise<EtcdCluster> {
     const size = o.hosts?.length ?? o.size ?? 3;
     const dir = o.dir ?? mkdtempSync("/tmp/pgherd-etcd-");
     const members: Member[] = [];
@@ -34,9 +38,9 @@ export class EtcdCluster {
       const ip = host?.ip ?? "127.0.0.1";
       const [cp, pp] = host ? [2379, 2380] : [await freePort(taken), await freePort(taken)];
       taken.push(cp, pp);
-      members.push({ name: `etcd${i + 1}`, client: `http://${ip}:${cp}`, peer: `http://${ip}:${pp}`, dataDir: join(dir, `etcd${i + 1}`), host, proc: null });
+      members.push({ name: `etcd${i + 1}`, client: `${o.tls ? "https" : "http"}://${ip}:${cp}`, peer: `http://${ip}:${pp}`, dataDir: join(dir, `etcd${i + 1}`), host, proc: null });
     }
-    const c = new EtcdCluster(members, dir, o.dir === undefined);
+    const c = new EtcdCluster(members, dir, o.dir === undefined, o.tls);
     try {
       for (let i = 0; i < size; i++) c.spawn(i, o.logDir);
       await c.waitHealthy(30_000);
@@ -92,7 +96,9 @@ export class EtcdCluster {
       const r = await m.host.exec([process.execPath, "-e", probe], { timeoutMs: 5_000 });
       return r.code === 0;
     }
-    return new EtcdClient({ endpoints: [m.client], requestTimeoutMs: 1000 }).range("/health-probe").then(() => true, () => false);
+    // Any answer from etcd (even "permission denied" once auth is on) means the member serves.
+    return new EtcdClient({ endpoints: [m.client], requestTimeoutMs: 1000, ...(this.tls ? { tls: this.tls.client } : {}) }).range("/health-probe")
+      .then(() => true, (e: Error) => /etcdserver: (permission denied|user name is empty)/.test(e.message));
   }
 
   private spawn(i: number, logDir?: string): void {
@@ -105,6 +111,7 @@ export class EtcdCluster {
       "--initial-cluster", this.members.map((x) => `${x.name}=${x.peer}`).join(","),
       "--initial-cluster-state", "new", "--initial-cluster-token", "pgherd-test",
       "--heartbeat-interval", "100", "--election-timeout", "1000",
+      ...(this.tls ? ["--cert-file", this.tls.certFile, "--key-file", this.tls.keyFile, "--trusted-ca-file", this.tls.caFile, "--client-cert-auth"] : []),
     ];
     const logFile = logDir ? join(logDir, `${m.name}.log`) : undefined;
     m.proc = m.host ? m.host.spawn(cmd, { logFile }) : new Proc(cmd, { logFile });

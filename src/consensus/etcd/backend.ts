@@ -97,7 +97,11 @@ export class EtcdConsensus implements Consensus {
   /** Every cluster under the prefix (as far as this etcd user may read). */
   async clusters(): Promise<ClusterSummary[]> {
     const prefix = this.o.keys.root.slice(0, this.o.keys.root.slice(0, -1).lastIndexOf("/"));
-    const r = await this.o.client.range(`${prefix}/`, { prefix: true });
+    // An etcd user granted only this cluster's prefix sees this cluster only.
+    const r = await this.o.client.range(`${prefix}/`, { prefix: true }).catch((e: Error) => {
+      if (/permission denied/.test(e.message)) return this.o.client.range(this.o.keys.root, { prefix: true });
+      throw e;
+    });
     return summarizeEtcd(prefix, r.kvs);
   }
 
