@@ -337,10 +337,16 @@ export class EtcdConsensus implements Consensus {
   private extend(term: number, until: number): void {
     this.leading = { term, until };
     this.o.hooks.leaseHeld(term, until);
+    this.armDeadline();
+  }
+
+  /** A timer may fire a little before the monotonic clock reaches its time: then it is armed again for the rest. */
+  private armDeadline(): void {
     clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = setTimeout(() => {
-      if (this.leading && this.leading.until <= this.clock()) void this.lose("the etcd lease could not be renewed in time");
-    }, Math.max(0, until - this.clock()));
+    if (!this.leading || this.stopped) return;
+    const left = this.leading.until - this.clock();
+    if (left <= 0) return void this.lose("the etcd lease could not be renewed in time");
+    this.deadlineTimer = setTimeout(() => this.armDeadline(), Math.ceil(left));
   }
 
   private async lose(reason: string): Promise<void> {
