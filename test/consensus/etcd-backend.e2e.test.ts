@@ -10,6 +10,8 @@ import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
 import { EtcdClient } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys, clusterOfKey } from "../../src/consensus/etcd/elect-core.ts";
 import { memoryLogger } from "../../src/log.ts";
+import { startApi } from "../../src/api/server.ts";
+import { BINARY, ensureBuilt } from "../../scripts/build.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
 import { EtcdCluster, etcdSkipReason } from "../helpers/etcd.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -150,6 +152,23 @@ describe("etcd backend on a real three-member etcd", () => {
     // `/clusters` (cluster ls --all) from either cluster lists both, each with its own leader.
     for (const n of [d, nodes[1]!]) {
       expect((await n.c.clusters()).map((x) => [x.cluster, x.leader])).toEqual([["c1", "b"], ["c2", "d"]]);
+    }
+    // The same through the real API route and the compiled CLI.
+    ensureBuilt();
+    const api = startApi({ host: "127.0.0.1", port: 0, log: memoryLogger(), source: {
+      status: () => { throw new Error("not used by /clusters"); }, clusterView: () => Promise.reject(new Error("not used by /clusters")),
+      clusters: () => d.c.clusters(),
+    } });
+    try {
+      // Asynchronous: the API answers from this process's event loop.
+      const p = Bun.spawn([BINARY, "cluster", "ls", "--all", "--api", api.url], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      console.log(out.trimEnd() + err);
+      expect(code).toBe(0);
+      expect(out).toMatch(/^c1 +etcd +b +\d+ +3 /m);
+      expect(out).toMatch(/^c2 +etcd +d +\d+ +1 /m);
+    } finally {
+      await api.stop();
     }
   }, 20_000);
 
