@@ -6,7 +6,7 @@
 // outage per fault, the promotion path step by step, a flapping leader link and a standby's
 // reconnect after a heal, beside the baseline in bench/baseline.json (issue 12's figures).
 // Outage = the longest gap between two acknowledged writes around the fault.
-//   bun bench/failover.ts [--rounds K] [--only fault,fault] [--election key=ms,key=ms]
+//   bun bench/failover.ts [--rounds K] [--only fault,fault] [--election key=ms,key=ms] [--backend builtin|etcd]
 //   (root, PostgreSQL; ~40 s per fault round; --election overrides [election] timers, e.g. a profile)
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,6 +15,7 @@ import { ensureBuilt } from "../scripts/build.ts";
 import { clusterSkipReason, lineTime, type ClusterNode, type LogMark, type PgCluster } from "../test/helpers/cluster.ts";
 import { faultRound, pgherd, type RoundOptions, type RoundResult } from "../test/helpers/writer.ts";
 import { parseElection, startCluster } from "./cluster.ts";
+import { backendLabel, backendSkipReason, useBackend } from "../test/helpers/backend.ts";
 import { flappingLeader, standbyHeal } from "./failover-probes.ts";
 
 type Fault = { name: string; round: (c: PgCluster) => RoundOptions };
@@ -71,7 +72,9 @@ const PROBES = ["leader link flapping", "standby streaming after heal"];
 type Options = { rounds: number; only: Set<string>; election: Record<string, number> };
 
 function parseOptions(): Options {
-  const { values } = parseArgs({ args: process.argv.slice(2), options: { rounds: { type: "string", default: "5" }, only: { type: "string" }, election: { type: "string" } }, strict: true });
+  const { values } = parseArgs({ args: process.argv.slice(2), options: { rounds: { type: "string", default: "5" }, only: { type: "string" }, election: { type: "string" }, backend: { type: "string", default: "builtin" } }, strict: true });
+  if (values.backend !== "builtin" && values.backend !== "etcd") throw new Error(`--backend must be builtin or etcd, got ${JSON.stringify(values.backend)}`);
+  useBackend(values.backend); // test/helpers/backend.ts: etcd adds three etcd member hosts to the lab
   const election = parseElection(values.election);
   const k = Number(values.rounds);
   if (!Number.isInteger(k) || k < 1 || k > 100) throw new Error(`--rounds must be an integer 1..100, got ${JSON.stringify(values.rounds)}`);
@@ -111,10 +114,10 @@ async function main(): Promise<number> {
   try {
     o = parseOptions();
   } catch (e) {
-    console.error(`usage: bun bench/failover.ts [--rounds K] [--only fault,fault]: ${(e as Error).message}`);
+    console.error(`usage: bun bench/failover.ts [--rounds K] [--only fault,fault] [--election k=ms,…] [--backend builtin|etcd]: ${(e as Error).message}`);
     return 2;
   }
-  const skip = clusterSkipReason();
+  const skip = clusterSkipReason() ?? backendSkipReason();
   if (skip) {
     console.error(`cannot run: ${skip}`);
     return 2;
@@ -172,7 +175,7 @@ async function main(): Promise<number> {
     await c.destroy().catch((e: Error) => console.error(e.message));
   }
   const e = cfg.election;
-  console.log(`\n${o.rounds} round(s); timers heartbeat ${e.heartbeat_ms} / lease ${e.lease_ms} / timeout ${e.timeout_ms} / jitter ${e.jitter_ms} / fence ${e.fence_ms} ms ` +
+  console.log(`\n${o.rounds} round(s)${backendLabel()}; timers heartbeat ${e.heartbeat_ms} / lease ${e.lease_ms} / timeout ${e.timeout_ms} / jitter ${e.jitter_ms} / fence ${e.fence_ms} ms ` +
     `(failover bound ${bounds.failoverMs} ms, restart bound ${bounds.restartMs} ms, switchover bound ${bounds.switchoverMs} ms)`);
   console.log(`\n| figure | baseline (issue 12) | now: median (min–max) | target |\n|---|---|---|---|`);
   for (const [name, xs] of results) {

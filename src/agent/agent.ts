@@ -1,7 +1,6 @@
 // The agent: wires discovery, the mesh, the consensus backend, the cluster-wide flags and the
 // operator actions together, and answers the PostgreSQL loop's and the API's questions from what
 // it heard (pure facts in core/cluster-facts.ts). Decisions live in core/; this file routes.
-import { Election } from "../core/election.ts";
 import { comparePosition, type Position } from "../core/position.ts";
 import * as F from "../core/cluster-facts.ts";
 import type { Config } from "../config/schema.ts";
@@ -22,7 +21,9 @@ import { ActionRunner } from "./actions.ts";
 import { AgentActionHost } from "./action-host.ts";
 import { History, primaryEntry, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
-import { ElectionDriver } from "./election-driver.ts";
+import type { Consensus } from "./election-driver.ts";
+import { createConsensus } from "../consensus/create.ts";
+import { type ClusterSummary, summarizeView } from "../consensus/clusters.ts";
 import { FlagsStore, type Durability } from "./flags.ts";
 import { MembershipKeeper } from "./membership.ts";
 import { MemberActions } from "./approvals.ts";
@@ -53,7 +54,7 @@ export class Agent implements ClusterContext {
   private ownReport: PgReport | null = null;
   private lastSecretsSent = 0;
   private readonly store: ElectionStore;
-  readonly consensus: ElectionDriver;
+  readonly consensus: Consensus;
   readonly integrations: Integrations;
   private readonly membership: MembershipKeeper;
   private readonly mesh: Mesh;
@@ -75,19 +76,7 @@ export class Agent implements ClusterContext {
     this.historyLog = new History(cfg.state_dir);
     this.flags = new FlagsStore(cfg.state_dir, cfg.durability);
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
-    const e = cfg.election;
-    const election = new Election(
-      {
-        id: this.nodeId, canLead: cfg.role === "database" && !cfg.tags.nofailover && cfg.priority > 0,
-        jitterShare: 0.25 + 0.75 * (1 - cfg.priority / 1000), heartbeatMs: e.heartbeat_ms, leaseMs: e.lease_ms,
-        timeoutMs: e.timeout_ms, jitterMs: e.jitter_ms, fenceMs: e.fence_ms, maxDrift: e.max_drift, random: Math.random,
-        // A database node stops streaming from the old primary before it votes (docs/design.md §6).
-        detachBeforeVote: cfg.role === "database",
-      },
-      this.store.get(),
-      now(),
-    );
-    this.consensus = new ElectionDriver(election, this.store, {
+    this.consensus = createConsensus({ cfg, nodeId: this.nodeId, store: this.store, log, nameOf: (id) => this.nameOf(id), hooks: {
       send: (to, msg) => this.mesh.send(to, msg),
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
       leaseLost: async (reason) => hooks.onFence?.(reason),
@@ -97,7 +86,7 @@ export class Agent implements ClusterContext {
         this.log.error(`${message}; stopping the agent`);
         void this.stop().then(() => process.exit(1));
       },
-    }, log, (id) => this.nameOf(id));
+    } });
     ({ mesh: this.mesh, beacon: this.beacon } = createTransport(cfg, this.nodeId, this.peers, log, {
       onMessage: (peer, msg) => this.safe(() => this.onMessage(peer, msg)),
       onPeerUp: (id, localHost) => {
@@ -189,6 +178,11 @@ export class Agent implements ClusterContext {
     if (!leader || leader === this.nodeId) return { source: leader === this.nodeId ? "leader" : "local", view: this.localView() };
     const v = await this.views.ask((id) => this.mesh.send(leader, { t: "view-req", id }), timeoutMs, () => null);
     return v ? { source: "leader", view: v } : { source: "local", view: this.localView() };
+  }
+
+  /** `/clusters`: every cluster the consensus store shows (etcd), else this one. */
+  async clusters(): Promise<ClusterSummary[]> {
+    return this.consensus.clusters ? this.consensus.clusters() : summarizeView((await this.clusterView()).view);
   }
 
   history(): HistoryEntry[] {

@@ -6,9 +6,11 @@ import type { ElectionMsg, Membership } from "../core/messages.ts";
 import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
+import type { ClusterSummary } from "../consensus/clusters.ts";
 
-/** What the agent needs from a consensus backend (the built-in election; an external store could be another). */
+/** What the agent needs from a consensus backend: the built-in election (below) or etcd (src/consensus/etcd). */
 export interface Consensus {
+  readonly counters: DriverCounters;
   start(): void;
   stop(): void;
   status(): Status;
@@ -23,6 +25,10 @@ export interface Consensus {
   setGuard(block: boolean, floor: Position | null): Promise<void>;
   propose(op: ProposeOp, node: string): Promise<void>;
   bootstrap(m: Membership): Promise<void>;
+  /** Every cluster the store holds (etcd); absent: this cluster only (built-in). */
+  clusters?(): Promise<ClusterSummary[]>;
+  /** An election message from a peer (built-in backend; others ignore it). */
+  receive(from: string, msg: ElectionMsg): void;
 }
 
 export interface DriverHooks {

@@ -91,6 +91,7 @@ export function startApi(opts: ApiOptions): ApiServer {
       }
       case "/patroni": return json(patroniNode(source.status()));
       case "/history": return json(await history());
+      case "/clusters": return source.clusters ? json(await source.clusters()) : error(501, "this agent cannot list clusters");
       case "/config": return opts.config ? json(redactConfig(opts.config)) : error(501, "this agent was started without its configuration");
       case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
       case "/events":
@@ -153,7 +154,7 @@ function allowed(path: string): string[] {
   if (HEALTH_PATHS.has(path)) return ["GET", "HEAD", "OPTIONS"];
   if (path === "/config") return ["GET", "PATCH"];
   if (Object.hasOwn(ACTION_ROUTES, path)) return Object.keys(ACTION_ROUTES[path]!);
-  if (["/node", "/cluster", "/patroni", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
+  if (["/node", "/cluster", "/patroni", "/clusters", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
   return [];
 }
 

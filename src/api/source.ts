@@ -2,6 +2,7 @@
 import type { ClusterView } from "../core/cluster-view.ts";
 import type { NodePostgres, NodeStatus } from "../core/node-status.ts";
 import { lsnToBigInt } from "../core/position.ts";
+import type { ClusterSummary } from "../consensus/clusters.ts";
 import type { ActionRequest, ActionResult, HistoryEntry } from "./actions-contract.ts";
 
 export type { NodeStatus } from "../core/node-status.ts";
@@ -11,6 +12,8 @@ export interface ApiSource {
   clusterView(): Promise<{ source: "leader" | "local"; view: ClusterView }>;
   /** Role changes, oldest first (absent: none known). */
   history?(): readonly HistoryEntry[] | Promise<readonly HistoryEntry[]>;
+  /** `/clusters`: every cluster the consensus store shows (absent: 501). */
+  clusters?(): Promise<readonly ClusterSummary[]>;
   /** Operator actions (absent: every action answers 501). */
   action?(req: ActionRequest): Promise<ActionResult>;
 }

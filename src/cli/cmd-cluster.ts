@@ -2,6 +2,7 @@
 import { defineCommand } from "citty";
 import type { HistoryEntry } from "../api/actions-contract.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
+import { ClusterSummarySchema, renderClusters } from "../consensus/clusters.ts";
 import { apiArgs, apiBase, getJson } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE } from "./context.ts";
 
@@ -30,9 +31,14 @@ export const clusterCommand = (ctx: CliContext) =>
           ...apiArgs,
           json: { type: "boolean", description: "Print JSON for scripts" },
           watch: { type: "boolean", description: "Refresh every 2 s until interrupted" },
+          all: { type: "boolean", description: "Every cluster in the consensus store (etcd: all under its prefix)" },
         },
         run: async ({ args }) => {
           const base = apiBase(args, ctx);
+          if (args.all) {
+            const list = ClusterSummarySchema.array().parse(await getJson(base, "/clusters"));
+            return ctx.out(args.json ? `${JSON.stringify(list, null, 2)}\n` : renderClusters(list));
+          }
           for (;;) {
             const r = (await getJson(base, "/cluster")) as { source: string; view: ClusterView };
             const out = args.json ? `${JSON.stringify(r, null, 2)}\n` : renderTable(r.view, r.source);

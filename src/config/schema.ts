@@ -9,6 +9,7 @@ import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { postgresTlsKeys } from "./schema-tls.ts";
 import { logSection } from "./schema-log.ts";
 import { accessRules } from "./schema-access.ts";
+import { consensusIssues, consensusSection } from "./schema-consensus.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
 import { hooksSection, sentrySection } from "./schema-hooks.ts";
 import { pgpoolSection } from "./schema-pgpool.ts";
@@ -220,7 +221,9 @@ export const configSchema = z.strictObject({
   pgpool: pgpoolSection.prefault({}),
   vip: vipSection.prefault({}),
   access: accessRules,
+  consensus: consensusSection.prefault({}),
 }).superRefine((c, ctx) => {
+  consensusIssues(c, (path, message) => ctx.addIssue({ code: "custom", path, message }));
   if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
     ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });
   }

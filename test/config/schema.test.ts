@@ -55,6 +55,7 @@ describe("defaults", () => {
       pgpool: { pcp_host: "", pcp_port: 9898, pcp_user: "pgpool", pcp_password_file: "", bin_dir: "", interval_ms: 1000 },
       vip: { address: "", interface: "" },
       access: [],
+      consensus: { backend: "builtin", endpoints: [], prefix: "/pgherd", tls_ca: "", tls_cert: "", tls_key: "", username: "", password_file: "", ttl_s: 5, poll_ms: 250, request_timeout_ms: 1000 },
     });
   });
 

@@ -23,6 +23,7 @@ import { createLab, labSupported, type Host, type Lab } from "./lab.ts";
 import { PG_OS_USER, pgBins, pgSkipReason } from "./pg.ts";
 import { assertRunsAs, onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
 import { replicationTlsProblem } from "./replication-tls.ts";
+import { startBackend } from "./backend.ts";
 
 const PG_PORT = 5432;
 const AGENT_STARTUP_MS = 20_000;
@@ -403,7 +404,9 @@ export class PgCluster {
       throw e;
     }
     const secret = o.secret ?? randomSecret();
-    const c = new PgCluster(lab, artifacts, scratch, o.cluster ?? "e2e", secret, o.bootstrapExpect ?? 3, o.defaults ?? {});
+    // The consensus backend under test (test/helpers/backend.ts): etcd adds its member hosts and a [consensus] block.
+    const backend = await startBackend(lab, scratch, artifacts).catch(async (e: Error) => { await lab.destroy().catch(() => {}); rmSync(scratch, { recursive: true, force: true }); throw e; });
+    const c = new PgCluster(lab, artifacts, scratch, o.cluster ?? "e2e", secret, o.bootstrapExpect ?? 3, { ...o.defaults, extra: { ...backend, ...o.defaults?.extra } });
     try {
       for (let i = 0; i < (o.nodes ?? 0); i++) await c.addNode();
     } catch (e) {

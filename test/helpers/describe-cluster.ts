@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
 import { clusterSkipReason, type PgCluster } from "./cluster.ts";
 import { requireReal } from "./require.ts";
+import { backendLabel, backendSkipReason, e2eBackends, useBackend } from "./backend.ts";
 
 export interface ClusterFixture<T> {
   /** Starts the cluster and whatever the file needs with it (`c` is the cluster). */
@@ -19,19 +20,23 @@ export interface ClusterFixture<T> {
 }
 
 export function describeCluster<T extends { c: PgCluster }>(name: string, o: ClusterFixture<T>, body: (fx: T) => void): void {
-  requireReal(name, clusterSkipReason());
-  describe(name, () => {
-    const fx = {} as T;
-    beforeAll(async () => {
-      ensureBuilt();
-      Object.assign(fx, await o.start());
-      await o.ready?.(fx);
-    }, o.startMs ?? 150_000);
-    afterAll(async () => {
-      await o.beforeDestroy?.(fx);
-      await fx.c?.destroy();
-      if (fx.c) console.log(`logs: ${fx.c.artifacts}`);
-    }, o.stopMs ?? 120_000);
-    body(fx);
-  });
+  for (const backend of e2eBackends()) {
+    requireReal(name + backendLabel(backend), clusterSkipReason() ?? backendSkipReason(backend));
+    describe(name + backendLabel(backend), () => {
+      const fx = {} as T;
+      beforeAll(async () => {
+        useBackend(backend); // the suites run one after the other: the cluster this one starts uses it
+        ensureBuilt();
+        Object.assign(fx, await o.start());
+        await o.ready?.(fx);
+      }, o.startMs ?? 150_000);
+      afterAll(async () => {
+        await o.beforeDestroy?.(fx);
+        await fx.c?.destroy();
+        if (fx.c) console.log(`logs: ${fx.c.artifacts}`);
+        useBackend(null);
+      }, o.stopMs ?? 120_000);
+      body(fx);
+    });
+  }
 }

@@ -17,6 +17,7 @@ import { z } from "zod";
 import { PgCluster, poll, type ClusterNode, type Healthy } from "./cluster.ts";
 import { storedGuard } from "./durability.ts";
 import { waitFor, type RunResult } from "./proc.ts";
+import { backendTimes } from "./backend.ts";
 
 export interface Attempt {
   node: string;
@@ -257,16 +258,16 @@ export const RESTART_ALLOWANCE_MS = 1500;
 export const OBSERVE_SLACK_MS = 300;
 
 export function boundsOf(cfg: Config): Bounds {
-  const e = cfg.election;
+  const t = backendTimes(cfg); // builtin: timeout + jitter, lease + fence, one heartbeat; etcd: from its TTL and poll (backend.ts)
   return {
     // Followers stand for election timeout + jitter after the last heartbeat they received.
-    failoverMs: e.timeout_ms + e.jitter_ms + PROMOTION_ALLOWANCE_MS,
+    failoverMs: t.leaderGoneMs + PROMOTION_ALLOWANCE_MS,
     // The lease runs lease_ms past the newest acknowledged heartbeat (sent before the fault); the watchdog polls every 20 ms.
-    fenceMs: e.lease_ms + e.fence_ms + OBSERVE_SLACK_MS,
+    fenceMs: t.leaseMs + OBSERVE_SLACK_MS,
     // The loop notices within loop_ms, then restarts the server.
     restartMs: cfg.postgres.loop_ms + RESTART_ALLOWANCE_MS,
     // Clean stop + leadership transfer (immediate campaign: two round trips, one heartbeat round) + promote.
-    switchoverMs: cfg.postgres.loop_ms + e.heartbeat_ms + PROMOTION_ALLOWANCE_MS,
+    switchoverMs: cfg.postgres.loop_ms + t.handoverMs + PROMOTION_ALLOWANCE_MS,
   };
 }
 

@@ -1,0 +1,69 @@
+// The consensus backend chosen by [consensus] backend: the built-in election (the default, its
+// wiring unchanged) or etcd. The agent sees only the Consensus interface.
+import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
+import type { Config } from "../config/schema.ts";
+import { privacyProblem } from "../config/load.ts";
+import { Election } from "../core/election.ts";
+import type { Logger } from "../log.ts";
+import type { ElectionStore } from "../store/election-state.ts";
+import { type Consensus, type DriverHooks, ElectionDriver } from "../agent/election-driver.ts";
+import { EtcdClient, type EtcdClientOptions } from "./etcd/client.ts";
+import { EtcdConsensus } from "./etcd/backend.ts";
+import { clusterKeys } from "./etcd/elect-core.ts";
+
+export interface ConsensusDeps {
+  cfg: Config;
+  nodeId: string;
+  store: ElectionStore;
+  hooks: DriverHooks;
+  log: Logger;
+  nameOf: (id: string) => string;
+}
+
+export function createConsensus(d: ConsensusDeps): Consensus {
+  const { cfg, nodeId } = d;
+  const canLead = cfg.role === "database" && !cfg.tags.nofailover && cfg.priority > 0;
+  if (cfg.consensus.backend === "etcd") {
+    const c = cfg.consensus;
+    return new EtcdConsensus({
+      client: new EtcdClient(etcdClientOptions(cfg)),
+      keys: clusterKeys(c.prefix, cfg.cluster),
+      self: { id: nodeId, name: cfg.node_name, role: cfg.role, canLead, priority: cfg.priority },
+      ttlS: c.ttl_s, pollMs: c.poll_ms, maxDrift: cfg.election.max_drift, fenceMs: cfg.election.fence_ms,
+      deferMs: cfg.election.timeout_ms, store: d.store, hooks: d.hooks, log: d.log.withTag("etcd"),
+    });
+  }
+  const e = cfg.election;
+  const election = new Election(
+    {
+      id: nodeId, canLead, jitterShare: 0.25 + 0.75 * (1 - cfg.priority / 1000), heartbeatMs: e.heartbeat_ms, leaseMs: e.lease_ms,
+      timeoutMs: e.timeout_ms, jitterMs: e.jitter_ms, fenceMs: e.fence_ms, maxDrift: e.max_drift, random: Math.random,
+      // A database node stops streaming from the old primary before it votes (docs/design.md §6).
+      detachBeforeVote: cfg.role === "database",
+    },
+    d.store.get(),
+    performance.now(),
+  );
+  return new ElectionDriver(election, d.store, d.hooks, d.log, d.nameOf);
+}
+
+/** Reads a secret file only its owner (this user or root) may read; never follows a link. */
+export function readPrivateFile(path: string, what: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const problem = privacyProblem(fstatSync(fd), path, process.geteuid?.() ?? 0);
+    if (problem) throw new Error(`${what}: ${problem.replace("the cluster secret", "a secret")}`);
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The etcd client's options from [consensus]: PEM files and the password file read now. */
+export function etcdClientOptions(cfg: Pick<Config, "consensus">): EtcdClientOptions {
+  const c = cfg.consensus;
+  const pem = (p: string) => (p ? readFileSync(p, "utf8") : undefined);
+  const tls = c.tls_ca || c.tls_cert ? { ca: pem(c.tls_ca), cert: pem(c.tls_cert), key: c.tls_key ? readPrivateFile(c.tls_key, "consensus.tls_key") : undefined } : undefined;
+  const auth = c.username ? { username: c.username, password: readPrivateFile(c.password_file, "consensus.password_file").replace(/\r?\n$/, "") } : undefined;
+  return { endpoints: c.endpoints, requestTimeoutMs: c.request_timeout_ms, ...(tls ? { tls } : {}), ...(auth ? { auth } : {}) };
+}

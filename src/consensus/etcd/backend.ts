@@ -1,0 +1,394 @@
+// The etcd consensus backend's shell: one lease per agent, renewed every poll; one range read of
+// the cluster's prefix per poll; the leader key taken, the guard and the membership changed, only
+// by transactions (compare-and-swap). Decisions are pure (elect-core.ts, lease-core.ts); this
+// file does the I/O in order: renew → read → (fence | detach | publish | take the key).
+// It owns the lease, the snapshot, its poll timer and its lease-deadline timer.
+import type { Membership } from "../../core/messages.ts";
+import { planMembershipChange, type ProposeOp, type Role, type Status } from "../../core/election.ts";
+import { comparePosition, type Position, ZERO_POSITION } from "../../core/position.ts";
+import type { Logger } from "../../log.ts";
+import type { ElectionStore } from "../../store/election-state.ts";
+import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
+import type { Compare, EtcdClient, Op } from "./client.ts";
+import { type ClusterKeys, decideCandidacy, decodeSnapshot, type MemberReport, nextGuard, nextMembership, type Snapshot } from "./elect-core.ts";
+import { leaseDeadline } from "./lease-core.ts";
+import { type ClusterSummary, summarizeEtcd } from "../clusters.ts";
+
+export interface EtcdConsensusOptions {
+  client: EtcdClient;
+  keys: ClusterKeys;
+  self: { id: string; name: string; role: "database" | "witness"; canLead: boolean; priority: number };
+  ttlS: number;
+  pollMs: number;
+  maxDrift: number;
+  fenceMs: number;
+  /** How long a transfer's target (or a better-placed equal candidate) is waited for; also the resign pause. */
+  deferMs: number;
+  store: ElectionStore;
+  hooks: DriverHooks;
+  log: Logger;
+  clock?: () => number;
+}
+
+/** A report is re-published at most this often when only the position moved. */
+const PUBLISH_EVERY_MS = 1000;
+
+export class EtcdConsensus implements Consensus {
+  readonly counters: DriverCounters = { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 };
+  private readonly clock: () => number;
+  private chain: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private pollTimer: ReturnType<typeof setTimeout> | undefined;
+  private deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  private leaseId: string | null = null;
+  /** Local deadline of this agent's etcd lease, from the last renewal that succeeded. */
+  private leaseValid: number | null = null;
+  private leading: { term: number; until: number } | null = null;
+  private candidate = false;
+  private snap: Snapshot | null = null;
+  private term = 0;
+  private leaderId: string | null = null;
+  private lastLeaderContact: number | null = null;
+  private vacantSince: number | null = null;
+  private position: Position = ZERO_POSITION;
+  private detachedFor: number | null = null;
+  private detaching = false;
+  private requested: { force: boolean; until: number } | null = null;
+  private resignedUntil = -Infinity;
+  private published = "";
+  private publishedAt = -Infinity;
+  private electionNote = "";
+  private lastError = "";
+
+  constructor(private readonly o: EtcdConsensusOptions) {
+    this.clock = o.clock ?? (() => performance.now());
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  /** The lease is left to run out (never revoked): a primary left running keeps its key until its watchdog deadline has passed. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.pollTimer);
+    clearTimeout(this.deadlineTimer);
+  }
+
+  status(): Status {
+    const s = this.snap;
+    const role: Role = this.leading ? "leader" : this.candidate ? "candidate" : "follower";
+    return {
+      id: this.o.self.id, role, term: this.term, votedFor: null, leader: this.leaderId,
+      membership: s?.membership?.value ?? null, membershipCommitted: !!s?.membership,
+      leaseUntil: this.leading?.until ?? null, lastLeaderContact: this.lastLeaderContact, position: this.position,
+      guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: s?.guard?.value.seq ?? 0, pendingVote: null,
+    };
+  }
+
+  lease(): { term: number; until: number } | null {
+    return this.leading;
+  }
+
+  note(): string {
+    return this.lastError || this.electionNote;
+  }
+
+  /** Every cluster under the prefix (as far as this etcd user may read). */
+  async clusters(): Promise<ClusterSummary[]> {
+    const prefix = this.o.keys.root.slice(0, this.o.keys.root.slice(0, -1).lastIndexOf("/"));
+    // An etcd user granted only this cluster's prefix sees this cluster only.
+    const r = await this.o.client.range(`${prefix}/`, { prefix: true }).catch((e: Error) => {
+      if (/permission denied/.test(e.message)) return this.o.client.range(this.o.keys.root, { prefix: true });
+      throw e;
+    });
+    return summarizeEtcd(prefix, r.kvs);
+  }
+
+  receive(): void {
+    // Election messages belong to the built-in backend; with etcd the mesh carries none.
+  }
+
+  setPosition(p: Position): Promise<void> {
+    this.position = p;
+    return Promise.resolve();
+  }
+
+  campaign(force: boolean): Promise<void> {
+    this.requested = { force, until: this.clock() + 2 * this.o.deferMs };
+    return this.serial(() => this.tick());
+  }
+
+  resign(reason: string, transferTo?: string): Promise<void> {
+    return this.serial(async () => {
+      const was = this.leading;
+      if (!was) return;
+      this.resignedUntil = this.clock() + this.o.deferMs;
+      await this.lose(`resigned: ${reason}`); // fenced before the key is released
+      const ops: Op[] = [{ del: { key: this.o.keys.leader } }];
+      if (transferTo) ops.push({ put: { key: this.o.keys.transfer, value: JSON.stringify({ to: transferTo, term: was.term }) } });
+      const r = await this.o.client.txn([{ key: this.o.keys.leader, target: "CREATE", createRevision: was.term }], ops);
+      this.o.log.info(`released the leader key of term ${was.term}${transferTo ? ` for ${transferTo}` : ""}${r.succeeded ? "" : " (it was gone already)"}`);
+    });
+  }
+
+  setGuard(block: boolean, floor: Position | null): Promise<void> {
+    return this.serial(async () => {
+      if (!this.leading || !this.snap) return;
+      const g = nextGuard(this.snap.guard?.value ?? null, this.leading.term, this.o.self.id, block, floor);
+      const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guard?.mod ?? 0 }], this.o.keys.guard, JSON.stringify(g));
+      if (!ok) this.o.log.warn("durability guard not stored: it changed meanwhile or this node lost the leader key");
+    });
+  }
+
+  propose(op: ProposeOp, node: string): Promise<void> {
+    return this.serial(async () => {
+      const m = this.snap?.membership;
+      if (!this.leading || !m) return;
+      const plan = planMembershipChange(m.value, op, node, this.o.self.id);
+      if ("reject" in plan) return this.o.log.warn(`proposal-rejected: ${op} ${node}: ${plan.reject}`);
+      const next = nextMembership(m.value, this.leading.term, plan.voters, plan.approved);
+      if (await this.cas([this.holdsKey(), { key: this.o.keys.membership, target: "MOD", modRevision: m.mod }], this.o.keys.membership, JSON.stringify(next))) {
+        this.o.log.info(`membership-changed: voters ${next.voters.join(",")}`);
+      }
+    });
+  }
+
+  bootstrap(m: Membership): Promise<void> {
+    return this.serial(async () => {
+      const ok = await this.cas([{ key: this.o.keys.membership, target: "CREATE", createRevision: 0 }], this.o.keys.membership, JSON.stringify(m));
+      this.o.log.info(ok ? `membership stored in etcd: voters ${m.voters.join(",")}` : "membership already in etcd: adopting it");
+    });
+  }
+
+  // ------------------------------------------------------------------ the loop
+
+  private serial(fn: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(() => (this.stopped ? undefined : fn())).catch((e: Error) => this.failed(e));
+    this.chain = run;
+    return run;
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.pollTimer);
+    if (this.stopped) return;
+    this.pollTimer = setTimeout(() => void this.serial(() => this.tick()).finally(() => this.schedule(this.o.pollMs)), ms);
+  }
+
+  private failed(e: Error): void {
+    const msg = `etcd: ${e.message}`;
+    if (msg !== this.lastError) this.o.log.warn(`${msg}${this.leading ? " (the lease runs out unless a renewal succeeds)" : ""}`);
+    this.lastError = msg;
+  }
+
+  private async tick(): Promise<void> {
+    await this.renew();
+    const r = await this.o.client.range(this.o.keys.root, { prefix: true });
+    this.lastError = "";
+    const snap = decodeSnapshot(this.o.keys, r.revision, r.kvs);
+    if (snap.invalid.length > 0) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
+    this.adoptMembership(snap);
+    this.snap = snap;
+    await this.observeLeader(snap);
+    await this.publish();
+    if (!snap.leader && !this.leading) await this.maybeTake(snap);
+  }
+
+  /** Renew (or grant) this agent's lease; a leader's deadline moves only with a renewal etcd answered. */
+  private async renew(): Promise<void> {
+    const sentAt = this.clock();
+    let ttl: number;
+    if (this.leaseId) ttl = await this.o.client.leaseKeepAlive(this.leaseId);
+    else {
+      const g = await this.o.client.leaseGrant(this.o.ttlS);
+      this.leaseId = g.id;
+      this.published = "";
+      ttl = g.ttlS;
+    }
+    this.leaseValid = leaseDeadline(sentAt, ttl, this.o.maxDrift, this.o.fenceMs);
+    if (this.leaseValid === null) {
+      this.o.log.warn(`etcd lease ${this.leaseId} expired; a new one is granted at the next poll`);
+      this.leaseId = null;
+      this.published = "";
+      if (this.leading) await this.lose("the etcd lease expired");
+      return;
+    }
+    if (this.leading) this.extend(this.leading.term, this.leaseValid);
+  }
+
+  private async observeLeader(s: Snapshot): Promise<void> {
+    const l = s.leader;
+    this.term = Math.max(this.term, s.lastTerm);
+    if (l && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading) await this.adoptOwnKey(l.lease);
+    const mine = l !== null && l.id === this.o.self.id && l.lease === this.leaseId;
+    if (this.leading && !mine) await this.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
+    if (l) {
+      if (l.id !== this.leaderId) this.leaderChanged(l.id, `leader ${l.id} (term ${l.term})`);
+      this.term = Math.max(this.term, l.term);
+      this.lastLeaderContact = this.clock();
+      this.vacantSince = null;
+      if (this.requested && this.leaderId !== this.o.self.id) this.requested = null;
+      if (mine && !this.leading && this.leaseValid !== null) this.win(l.term, this.leaseValid);
+      return;
+    }
+    if (this.leaderId !== null) this.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
+    this.vacantSince ??= this.clock();
+    if (this.requested && this.clock() > this.requested.until) this.requested = null;
+    if (!this.detaching && (this.detachedFor ?? -1) < this.term + 1) this.detach(this.term + 1);
+  }
+
+  /** After an agent restart the key may still be bound to this node's previous lease: keep it (like ledTerm in builtin). */
+  private async adoptOwnKey(lease: string): Promise<void> {
+    const sentAt = this.clock();
+    const ttl = await this.o.client.leaseKeepAlive(lease);
+    const until = leaseDeadline(sentAt, ttl, this.o.maxDrift, this.o.fenceMs);
+    if (until === null) return;
+    const old = this.leaseId;
+    this.leaseId = lease;
+    this.leaseValid = until;
+    this.published = "";
+    if (old) await this.o.client.leaseRevoke(old);
+    this.o.log.info(`resuming the leader key of a previous run of this agent (lease ${lease})`);
+  }
+
+  private detach(term: number): void {
+    this.detaching = true;
+    const hook = this.o.hooks.detach ?? (() => Promise.resolve({ ok: true, position: null }));
+    void hook(term).then(
+      (r) => {
+        if (!r.ok) return this.o.log.warn(`could not stop streaming for term ${term}: ${r.error ?? "unconfirmed"}; retrying`);
+        if (r.position) this.position = r.position;
+        this.detachedFor = term;
+        this.schedule(0); // publish the final position now
+      },
+      (e: Error) => this.o.log.warn(`stop streaming for term ${term}: ${e.message}`),
+    ).finally(() => {
+      this.detaching = false;
+    });
+  }
+
+  private async publish(): Promise<void> {
+    if (!this.leaseId) return;
+    const report: MemberReport = {
+      name: this.o.self.name, role: this.o.self.role, canLead: this.o.self.canLead, priority: this.o.self.priority,
+      position: this.position, detachedFor: this.detachedFor,
+    };
+    const text = JSON.stringify(report);
+    if (text === this.published) return;
+    const prev = this.snap?.members.get(this.o.self.id)?.report;
+    const urgent = !prev || prev.detachedFor !== report.detachedFor || comparePosition(prev.position, report.position) > 0;
+    if (!urgent && this.clock() - this.publishedAt < PUBLISH_EVERY_MS && this.published !== "") return;
+    const r = await this.o.client.txn([], [{ put: { key: this.o.keys.member(this.o.self.id), value: text, lease: this.leaseId } }, { range: { key: this.o.keys.member(this.o.self.id) } }]);
+    this.published = text;
+    this.publishedAt = this.clock();
+    const kv = r.ranges[0]?.[0];
+    if (this.snap && kv) this.snap.members.set(this.o.self.id, { report, mod: kv.modRevision });
+  }
+
+  private async maybeTake(s: Snapshot): Promise<void> {
+    const now = this.clock();
+    const d = decideCandidacy({
+      self: this.o.self.id, canLead: this.o.self.canLead, priority: this.o.self.priority, snapshot: s,
+      vacatedTerm: this.term, vacantSince: this.vacantSince ?? now, now, requested: this.requested,
+      resignedUntil: this.resignedUntil, deferMs: this.o.deferMs,
+    });
+    if (d.kind === "wait") {
+      if (d.reason !== this.electionNote && s.membership) this.o.log.debug(`not standing: ${d.reason}`);
+      this.electionNote = d.reason;
+      return;
+    }
+    if (!this.leaseId || this.leaseValid === null || this.leaseValid <= now) return;
+    const compare: Compare[] = [
+      { key: this.o.keys.leader, target: "CREATE", createRevision: 0 },
+      { key: this.o.keys.membership, target: "MOD", modRevision: s.membership!.mod },
+      { key: this.o.keys.guard, target: "MOD", modRevision: s.guard?.mod ?? 0 },
+      ...d.counted.map((id): Compare => ({ key: this.o.keys.member(id), target: "MOD", modRevision: s.members.get(id)!.mod })),
+    ];
+    this.candidate = true;
+    try {
+      const r = await this.o.client.txn(compare, [
+        { put: { key: this.o.keys.leader, value: this.o.self.id, lease: this.leaseId } },
+        { put: { key: this.o.keys.lastLeader, value: this.o.self.id } },
+        { del: { key: this.o.keys.transfer } },
+      ]);
+      if (!r.succeeded) return void (this.electionNote = "another node took the key, or a report changed: reading again");
+      this.electionNote = "";
+      this.term = r.revision;
+      this.requested = null;
+      this.leaderChanged(this.o.self.id, `took the leader key (term ${r.revision}) with final positions of ${d.counted.length} voters`);
+      this.lastLeaderContact = this.clock();
+      this.vacantSince = null;
+      this.win(r.revision, this.leaseValid);
+    } finally {
+      this.candidate = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ leadership
+
+  private win(term: number, until: number): void {
+    this.counters.leadershipsWon++;
+    this.o.log.info(`leading term ${term} with a valid lease (etcd)`);
+    this.extend(term, until);
+    queueMicrotask(() => this.o.hooks.leadershipChanged());
+  }
+
+  /** Arms (or extends) the fencing lease; a timer fences at the deadline unless a renewal moves it. */
+  private extend(term: number, until: number): void {
+    this.leading = { term, until };
+    this.o.hooks.leaseHeld(term, until);
+    this.armDeadline();
+  }
+
+  /** A timer may fire a little before the monotonic clock reaches its time: then it is armed again for the rest. */
+  private armDeadline(): void {
+    clearTimeout(this.deadlineTimer);
+    if (!this.leading || this.stopped) return;
+    const left = this.leading.until - this.clock();
+    if (left <= 0) return void this.lose("the etcd lease could not be renewed in time");
+    this.deadlineTimer = setTimeout(() => this.armDeadline(), Math.ceil(left));
+  }
+
+  private async lose(reason: string): Promise<void> {
+    const was = this.leading;
+    if (!was) return;
+    this.leading = null;
+    clearTimeout(this.deadlineTimer);
+    this.counters.leasesLost++;
+    this.o.log.warn(`fenced: no longer leading term ${was.term} (${reason}); writes must stop`);
+    await this.o.hooks.leaseLost(reason).catch((e: Error) => this.o.log.error(`fence: ${e.message}`));
+    queueMicrotask(() => this.o.hooks.leadershipChanged());
+  }
+
+  private leaderChanged(id: string | null, line: string): void {
+    this.leaderId = id;
+    this.counters.leaderChanges++;
+    this.o.log.info(line);
+    queueMicrotask(() => this.o.hooks.leadershipChanged());
+  }
+
+  private holdsKey(): Compare {
+    return { key: this.o.keys.leader, target: "CREATE", createRevision: this.leading?.term ?? -1 };
+  }
+
+  /** Compare-and-swap one key; reads the prefix again either way so status() reflects it. */
+  private async cas(compare: Compare[], key: string, value: string): Promise<boolean> {
+    const r = await this.o.client.txn(compare, [{ put: { key, value } }]);
+    const all = await this.o.client.range(this.o.keys.root, { prefix: true });
+    const snap = decodeSnapshot(this.o.keys, all.revision, all.kvs);
+    this.adoptMembership(snap);
+    this.snap = snap;
+    return r.succeeded;
+  }
+
+  private adoptMembership(s: Snapshot): void {
+    const m = s.membership?.value ?? null;
+    if (!m || JSON.stringify(m) === JSON.stringify(this.o.store.get().membership)) return;
+    // Kept locally too: the beacon tells peers this node is a member, and bootstrap does not run again.
+    try {
+      this.o.store.saveElection({ ...this.o.store.get(), membership: m });
+    } catch (e) {
+      this.o.hooks.fatal(`cannot persist the membership to ${this.o.store.file}: ${(e as Error).message}`);
+    }
+  }
+}

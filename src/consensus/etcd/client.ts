@@ -1,0 +1,246 @@
+// A small etcd v3 client over etcd's gRPC JSON gateway (POST /v3/kv/range, /v3/kv/txn,
+// /v3/lease/grant|keepalive|revoke, /v3/auth/authenticate) with fetch: no dependency, no gRPC
+// stack. Keys and values travel base64-encoded, 64-bit integers as decimal strings; every answer
+// is parsed with zod before use. Every request runs under its own deadline; a request that fails
+// to connect or times out moves on to the next endpoint.
+import { z } from "zod";
+
+const int64 = z.union([z.string().regex(/^-?\d{1,20}$/), z.number().int()]).transform((v) => String(v));
+const revision = int64.transform((v) => Number(v)).pipe(z.number().int().min(0).max(Number.MAX_SAFE_INTEGER));
+const Header = z.object({ revision: revision.optional() }).loose();
+const KvWire = z.object({
+  key: z.string(),
+  value: z.string().optional(),
+  create_revision: revision.optional(),
+  mod_revision: revision.optional(),
+  version: revision.optional(),
+  lease: int64.optional(),
+}).loose();
+const RangeWire = z.object({ header: Header.optional(), kvs: z.array(KvWire).optional(), more: z.boolean().optional() }).loose();
+const TxnWire = z.object({
+  header: Header.optional(),
+  succeeded: z.boolean().optional(),
+  responses: z.array(z.object({ response_range: RangeWire.optional() }).loose()).optional(),
+}).loose();
+const GrantWire = z.object({ ID: int64, TTL: int64.optional(), error: z.string().optional() }).loose();
+const KeepAliveWire = z.object({ result: z.object({ ID: int64.optional(), TTL: int64.optional() }).loose().optional(), error: z.unknown().optional() }).loose();
+const AuthWire = z.object({ token: z.string().min(1).max(4096) }).loose();
+const ErrorWire = z.object({ error: z.string().optional(), message: z.string().optional(), code: z.number().optional() }).loose();
+
+export interface KeyValue {
+  key: string;
+  value: string;
+  createRevision: number;
+  modRevision: number;
+  /** The lease the key is bound to ("0": none). */
+  lease: string;
+}
+
+export type Compare =
+  | { key: string; target: "CREATE"; createRevision: number }
+  | { key: string; target: "MOD"; modRevision: number }
+  | { key: string; target: "VALUE"; value: string };
+
+export type Op =
+  | { put: { key: string; value: string; lease?: string } }
+  | { del: { key: string; prefix?: boolean } }
+  | { range: { key: string; prefix?: boolean } };
+
+export interface TxnResult {
+  succeeded: boolean;
+  revision: number;
+  /** The answers of range operations, in order (others are left out). */
+  ranges: KeyValue[][];
+}
+
+export class EtcdError extends Error {
+  override readonly name = "EtcdError";
+  constructor(message: string, readonly code?: number) {
+    super(message);
+  }
+}
+
+export interface EtcdClientOptions {
+  endpoints: readonly string[];
+  requestTimeoutMs: number;
+  /** PEM contents (read by the caller from the configured files). */
+  tls?: { ca?: string; cert?: string; key?: string };
+  auth?: { username: string; password: string };
+}
+
+const enc = (s: string) => Buffer.from(s, "utf8").toString("base64");
+const dec = (s: string | undefined) => (s ? Buffer.from(s, "base64").toString("utf8") : "");
+
+/** The first key after every key that starts with `prefix` (etcd's range_end for a prefix). */
+export function prefixEnd(prefix: string): string {
+  const b = Buffer.from(prefix, "utf8");
+  for (let i = b.length - 1; i >= 0; i--) {
+    if (b[i]! < 0xff) {
+      const out = Buffer.from(b.subarray(0, i + 1));
+      out[i]!++;
+      return out.toString("base64");
+    }
+  }
+  return enc("\0");
+}
+
+function kv(w: z.infer<typeof KvWire>): KeyValue {
+  return { key: dec(w.key), value: dec(w.value), createRevision: w.create_revision ?? 0, modRevision: w.mod_revision ?? 0, lease: w.lease ?? "0" };
+}
+
+function opWire(op: Op): Record<string, unknown> {
+  if ("put" in op) return { request_put: { key: enc(op.put.key), value: enc(op.put.value), ...(op.put.lease ? { lease: op.put.lease } : {}) } };
+  if ("del" in op) return { request_delete_range: { key: enc(op.del.key), ...(op.del.prefix ? { range_end: prefixEnd(op.del.key) } : {}) } };
+  return { request_range: { key: enc(op.range.key), ...(op.range.prefix ? { range_end: prefixEnd(op.range.key) } : {}) } };
+}
+
+function compareWire(c: Compare): Record<string, unknown> {
+  const base = { key: enc(c.key), result: "EQUAL" };
+  if (c.target === "CREATE") return { ...base, target: "CREATE", create_revision: String(c.createRevision) };
+  if (c.target === "MOD") return { ...base, target: "MOD", mod_revision: String(c.modRevision) };
+  return { ...base, target: "VALUE", value: enc(c.value) };
+}
+
+const MAX_BODY = 8 << 20;
+
+export class EtcdClient {
+  private current = 0;
+  private token: string | null = null;
+
+  constructor(private readonly o: EtcdClientOptions) {
+    if (o.endpoints.length === 0) throw new EtcdError("no etcd endpoints");
+  }
+
+  /** The endpoint the last request went to. */
+  endpoint(): string {
+    return this.o.endpoints[this.current]!;
+  }
+
+  async range(key: string, opts: { prefix?: boolean } = {}): Promise<{ revision: number; kvs: KeyValue[] }> {
+    const body = { key: enc(key), ...(opts.prefix ? { range_end: prefixEnd(key) } : {}) };
+    const r = RangeWire.parse(await this.call("/v3/kv/range", body));
+    return { revision: r.header?.revision ?? 0, kvs: (r.kvs ?? []).map(kv) };
+  }
+
+  async txn(compare: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
+    const body = { compare: compare.map(compareWire), success: success.map(opWire), failure: failure.map(opWire) };
+    const r = TxnWire.parse(await this.call("/v3/kv/txn", body));
+    const ranges = (r.responses ?? []).flatMap((x) => (x.response_range ? [(x.response_range.kvs ?? []).map(kv)] : []));
+    return { succeeded: r.succeeded === true, revision: r.header?.revision ?? 0, ranges };
+  }
+
+  async leaseGrant(ttlS: number): Promise<{ id: string; ttlS: number }> {
+    const r = GrantWire.parse(await this.call("/v3/lease/grant", { TTL: ttlS }));
+    if (r.error) throw new EtcdError(`lease grant: ${r.error}`);
+    return { id: r.ID, ttlS: Number(r.TTL ?? 0) };
+  }
+
+  /** One renewal; the TTL etcd granted from now on (0: the lease does not exist any more). */
+  async leaseKeepAlive(id: string): Promise<number> {
+    const r = KeepAliveWire.parse(await this.call("/v3/lease/keepalive", { ID: id }, true));
+    if (r.error !== undefined) throw new EtcdError(`lease keepalive: ${JSON.stringify(r.error).slice(0, 200)}`);
+    return Number(r.result?.TTL ?? 0);
+  }
+
+  async leaseRevoke(id: string): Promise<void> {
+    try {
+      await this.call("/v3/lease/revoke", { ID: id });
+    } catch (e) {
+      if (!(e instanceof EtcdError && /lease not found/.test(e.message))) throw e;
+    }
+  }
+
+  // ------------------------------------------------------------------ transport
+
+  private async call(path: string, body: unknown, stream = false): Promise<unknown> {
+    let lastError: Error = new EtcdError("no endpoint tried");
+    for (let i = 0; i < this.o.endpoints.length; i++) {
+      const idx = (this.current + i) % this.o.endpoints.length;
+      try {
+        const out = await this.callOnce(this.o.endpoints[idx]!, path, body, stream);
+        this.current = idx;
+        return out;
+      } catch (e) {
+        // An answer from etcd (an error it reported) is final; a transport failure tries the next endpoint.
+        if (e instanceof EtcdError) throw e;
+        lastError = new EtcdError(`${this.o.endpoints[idx]}${path}: ${(e as Error).message}`);
+      }
+    }
+    throw lastError;
+  }
+
+  private async callOnce(base: string, path: string, body: unknown, stream: boolean, retried = false): Promise<unknown> {
+    if (this.o.auth && !this.token) this.token = await this.authenticate(base);
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new Error(`no answer within ${this.o.requestTimeoutMs} ms`)), this.o.requestTimeoutMs);
+    try {
+      const res = await fetch(base + path, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(this.token ? { authorization: this.token } : {}) },
+        body: JSON.stringify(body),
+        signal: ac.signal,
+        redirect: "error",
+        ...(this.o.tls ? { tls: this.o.tls } : {}),
+      } as RequestInit);
+      const text = stream ? await firstLine(res, ac) : await boundedText(res);
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        throw new EtcdError(`${path}: HTTP ${res.status}, not JSON: ${text.slice(0, 120)}`);
+      }
+      const err = ErrorWire.safeParse(json);
+      const message = err.success ? (err.data.message ?? err.data.error) : undefined;
+      if (!res.ok || (message && !stream)) {
+        if (this.o.auth && !retried && /auth token|token/i.test(message ?? "")) {
+          this.token = null; // expired simple token: authenticate again once
+          return this.callOnce(base, path, body, stream, true);
+        }
+        throw new EtcdError(`${path}: ${message ?? `HTTP ${res.status}`}`, err.success ? err.data.code : undefined);
+      }
+      return json;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async authenticate(base: string): Promise<string> {
+    const a = this.o.auth!;
+    const res = await fetch(`${base}/v3/auth/authenticate`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: a.username, password: a.password }),
+      signal: AbortSignal.timeout(this.o.requestTimeoutMs), redirect: "error", ...(this.o.tls ? { tls: this.o.tls } : {}),
+    } as RequestInit);
+    const text = await boundedText(res);
+    if (!res.ok) throw new EtcdError(`authenticate as ${a.username}: HTTP ${res.status}: ${text.slice(0, 200)}`);
+    return AuthWire.parse(JSON.parse(text)).token;
+  }
+}
+
+async function boundedText(res: Response): Promise<string> {
+  const len = Number(res.headers.get("content-length") ?? 0);
+  if (len > MAX_BODY) throw new EtcdError(`answer of ${len} bytes refused (at most ${MAX_BODY})`);
+  const text = await res.text();
+  if (text.length > MAX_BODY) throw new EtcdError(`answer of ${text.length} bytes refused (at most ${MAX_BODY})`);
+  return text;
+}
+
+/** A streaming answer (keepalive): the first newline-terminated JSON object, then the stream is closed. */
+async function firstLine(res: Response, ac: AbortController): Promise<string> {
+  if (!res.ok || !res.body) return boundedText(res);
+  const reader = res.body.getReader();
+  let buf = "";
+  const decoder = new TextDecoder();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (value) buf += decoder.decode(value, { stream: true });
+      const nl = buf.indexOf("\n");
+      if (nl >= 0) return buf.slice(0, nl);
+      if (done) return buf;
+      if (buf.length > 1 << 20) throw new EtcdError("keepalive answer too long");
+    }
+  } finally {
+    ac.abort();
+    reader.releaseLock();
+  }
+}

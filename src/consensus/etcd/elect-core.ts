@@ -1,0 +1,188 @@
+// Who may take the etcd leader key, and what is stored under a cluster's prefix. Pure: no I/O,
+// time passed in. The rule replaces the built-in election's "a voter refuses a candidate behind
+// it, after it stopped streaming from the old primary" (docs/design.md, the etcd backend):
+// once the leader key of term T is gone, every member stops streaming and publishes its final
+// position marked `detachedFor: T + 1`; a candidate takes the key only with such reports from a
+// majority of the voters, none of them ahead of it, and in the same transaction that checks none
+// of those reports (nor the membership, nor the guard) changed since it read them.
+import { z } from "zod";
+import { comparePosition, type Position } from "../../core/position.ts";
+import { GuardSchema, MembershipSchema, NodeIdSchema, PositionSchema, type Guard, type Membership } from "../../core/messages.ts";
+import { majority } from "../../core/quorum.ts";
+
+/** Every key of one cluster, under `<prefix>/<cluster>/`. Nothing of this backend is written elsewhere. */
+export function clusterKeys(prefix: string, cluster: string) {
+  const root = `${prefix.replace(/\/+$/, "")}/${cluster}/`;
+  return {
+    root,
+    leader: `${root}leader`,
+    membership: `${root}membership`,
+    guard: `${root}guard`,
+    transfer: `${root}transfer`,
+    /** Written (no lease) in the transaction that takes the leader key: its mod revision is the latest term. */
+    lastLeader: `${root}last-leader`,
+    members: `${root}members/`,
+    member: (id: string) => `${root}members/${id}`,
+  };
+}
+export type ClusterKeys = ReturnType<typeof clusterKeys>;
+
+/** The cluster name of a key under `<prefix>/`, or null (for listing every cluster in an etcd). */
+export function clusterOfKey(prefix: string, key: string): string | null {
+  const p = `${prefix.replace(/\/+$/, "")}/`;
+  if (!key.startsWith(p)) return null;
+  const name = key.slice(p.length).split("/")[0] ?? "";
+  return /^[a-z0-9_-]{1,63}$/.test(name) ? name : null;
+}
+
+export const MemberReportSchema = z.strictObject({
+  name: z.string().max(253),
+  role: z.enum(["database", "witness"]),
+  canLead: z.boolean(),
+  priority: z.number().int().min(0).max(1000),
+  position: PositionSchema,
+  /** Set once streaming from the primary of term detachedFor - 1 stopped: `position` is final for it. */
+  detachedFor: z.number().int().min(0).nullable(),
+});
+export type MemberReport = z.infer<typeof MemberReportSchema>;
+
+export const TransferSchema = z.strictObject({ to: NodeIdSchema, term: z.number().int().min(0) });
+export type Transfer = z.infer<typeof TransferSchema>;
+export const LeaderValueSchema = NodeIdSchema;
+export { GuardSchema, MembershipSchema };
+
+/** One decoded snapshot of a cluster's prefix (a single range read, one revision). */
+export interface Snapshot {
+  revision: number;
+  leader: { id: string; term: number; lease: string } | null;
+  membership: { value: Membership; mod: number } | null;
+  guard: { value: Guard; mod: number } | null;
+  transfer: Transfer | null;
+  /** The term of the latest leader ever (0: none yet), also once its key is gone. */
+  lastTerm: number;
+  members: Map<string, { report: MemberReport; mod: number }>;
+  /** Keys that failed validation (never acted on), for a log line. */
+  invalid: string[];
+}
+
+export interface RawKv { key: string; value: string; createRevision: number; modRevision: number; lease: string }
+
+function parseJson<T>(schema: z.ZodType<T>, text: string): T | null {
+  try {
+    const r = schema.safeParse(JSON.parse(text));
+    return r.success ? r.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Decodes a range of the cluster's prefix; a value that does not validate is listed, never used. */
+export function decodeSnapshot(keys: ClusterKeys, revision: number, kvs: readonly RawKv[]): Snapshot {
+  const s: Snapshot = { revision, leader: null, membership: null, guard: null, transfer: null, lastTerm: 0, members: new Map(), invalid: [] };
+  for (const kv of kvs) {
+    let ok = true;
+    if (kv.key === keys.leader) {
+      ok = LeaderValueSchema.safeParse(kv.value).success;
+      if (ok) s.leader = { id: kv.value, term: kv.createRevision, lease: kv.lease };
+    } else if (kv.key === keys.membership) {
+      const m = parseJson(MembershipSchema, kv.value);
+      ok = m !== null;
+      if (m) s.membership = { value: m, mod: kv.modRevision };
+    } else if (kv.key === keys.guard) {
+      const g = parseJson(GuardSchema, kv.value);
+      ok = g !== null;
+      if (g) s.guard = { value: g, mod: kv.modRevision };
+    } else if (kv.key === keys.transfer) {
+      s.transfer = parseJson(TransferSchema, kv.value);
+      ok = s.transfer !== null;
+    } else if (kv.key === keys.lastLeader) {
+      s.lastTerm = kv.modRevision;
+    } else if (kv.key.startsWith(keys.members)) {
+      const id = kv.key.slice(keys.members.length);
+      const r = parseJson(MemberReportSchema, kv.value);
+      ok = r !== null && NodeIdSchema.safeParse(id).success;
+      if (ok) s.members.set(id, { report: r!, mod: kv.modRevision });
+    }
+    if (!ok) s.invalid.push(kv.key);
+  }
+  return s;
+}
+
+export interface CandidacyInput {
+  self: string;
+  canLead: boolean;
+  priority: number;
+  snapshot: Snapshot;
+  /** Term (create revision) of the last leader key this node saw; 0 before any. */
+  vacatedTerm: number;
+  /** Local ms at which this node first saw the key vacant after `vacatedTerm`. */
+  vacantSince: number;
+  now: number;
+  /** An operator's `failover --to` this node; `force`: --accept-data-loss (the guard is ignored). */
+  requested: { force: boolean } | null;
+  /** This node resigned: it stands again only after this local time (or when asked to). */
+  resignedUntil: number;
+  /** How long the target of a transfer, and a better-placed equal candidate, get before others stand. */
+  deferMs: number;
+}
+
+export type Candidacy =
+  | { kind: "take"; counted: string[] }
+  | { kind: "wait"; reason: string };
+
+const wait = (reason: string): Candidacy => ({ kind: "wait", reason });
+
+/** Ahead in (priority, then lower node id): who stands first among candidates at the same position. */
+function better(a: { id: string; priority: number }, b: { id: string; priority: number }): boolean {
+  return a.priority !== b.priority ? a.priority > b.priority : a.id < b.id;
+}
+
+/** May this node take the vacant leader key now? */
+export function decideCandidacy(i: CandidacyInput): Candidacy {
+  const s = i.snapshot;
+  if (s.leader) return wait("there is a leader");
+  if (!i.canLead) return wait("this node does not stand (witness, nofailover or priority 0)");
+  const m = s.membership?.value;
+  if (!m) return wait("no membership yet");
+  if (!m.voters.includes(i.self)) return wait("not a voter");
+  if (!i.requested && i.now < i.resignedUntil) return wait("resigned recently");
+  const need = i.vacatedTerm + 1;
+  const own = s.members.get(i.self);
+  if (!own || own.report.detachedFor === null || own.report.detachedFor < need) return wait("own final position not published yet");
+  const g = s.guard?.value ?? null;
+  const force = i.requested?.force === true;
+  if (g?.block && g.holder !== i.self && !force) return wait("automatic failover is blocked by the durability guard (the last primary ran without enough synchronous standbys)");
+  if (g?.floor && !force && comparePosition(own.report.position, g.floor) < 0) return wait(`behind the durability floor ${g.floor.timeline}/${g.floor.lsn}`);
+  const fresh = m.voters.filter((v) => {
+    const r = s.members.get(v)?.report;
+    return r !== undefined && r.detachedFor !== null && r.detachedFor >= need;
+  });
+  const q = majority(m.voters.length);
+  if (fresh.length < q) return wait(`final positions from ${fresh.length} of ${m.voters.length} voters, ${q} needed`);
+  for (const v of fresh) {
+    const r = s.members.get(v)!.report;
+    if (comparePosition(r.position, own.report.position) > 0) return wait(`${r.name} is ahead (${r.position.timeline}/${r.position.lsn})`);
+  }
+  if (!i.requested && i.now < i.vacantSince + i.deferMs) {
+    const transfer = s.transfer && s.transfer.term === i.vacatedTerm ? s.transfer.to : null;
+    if (transfer && transfer !== i.self) return wait("leadership is being handed to another node");
+    if (transfer === i.self) return { kind: "take", counted: fresh };
+    const me = { id: i.self, priority: i.priority };
+    const first = fresh.find((v) => {
+      const r = s.members.get(v)!.report;
+      return v !== i.self && r.canLead && comparePosition(r.position, own.report.position) === 0 && better({ id: v, priority: r.priority }, me);
+    });
+    if (first) return wait(`${s.members.get(first)!.report.name} is as advanced and stands first`);
+  }
+  return { kind: "take", counted: fresh };
+}
+
+/** The membership after `op` by the leader, as a compare-and-swap value (term = the leader's term). */
+export function nextMembership(current: Membership, term: number, voters: string[], approved: string[]): Membership {
+  return { term, index: current.index + 1, voters, ...(approved.length > 0 ? { approved } : {}) };
+}
+
+/** The guard the leader publishes: seq one past the stored one. */
+export function nextGuard(current: Guard | null, term: number, self: string, block: boolean, floor: Position | null): Guard {
+  return { term, seq: (current?.seq ?? 0) + 1, block, holder: block ? self : null, floor };
+}

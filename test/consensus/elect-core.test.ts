@@ -1,0 +1,101 @@
+import { describe, expect, test } from "bun:test";
+import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, nextGuard, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
+
+const A = "aaaaaaaaaaaaaaaa";
+const B = "bbbbbbbbbbbbbbbb";
+const C = "cccccccccccccccc";
+const K = clusterKeys("/pgherd", "main");
+
+let rev = 10;
+const kv = (key: string, value: unknown, extra: Partial<RawKv> = {}): RawKv => {
+  rev++;
+  return { key, value: typeof value === "string" ? value : JSON.stringify(value), createRevision: rev, modRevision: rev, lease: "7", ...extra };
+};
+const report = (name: string, lsn: string, detachedFor: number | null, o: Partial<MemberReport> = {}): MemberReport =>
+  ({ name, role: "database", canLead: true, priority: 100, position: { timeline: 1, lsn }, detachedFor, ...o });
+const membership = { term: 0, index: 1, voters: [A, B, C] };
+
+function input(kvs: RawKv[], o: Partial<CandidacyInput> = {}): CandidacyInput {
+  return {
+    self: A, canLead: true, priority: 100, snapshot: decodeSnapshot(K, 100, kvs), vacatedTerm: 5, vacantSince: 0, now: 10_000,
+    requested: null, resignedUntil: -Infinity, deferMs: 2500, ...o,
+  };
+}
+
+describe("keys", () => {
+  test("every key of a cluster is under <prefix>/<cluster>/; another cluster's prefix is not a prefix of it", () => {
+    for (const k of [K.leader, K.membership, K.guard, K.transfer, K.lastLeader, K.member(A)]) expect(k.startsWith("/pgherd/main/")).toBe(true);
+    expect(clusterKeys("/pgherd/", "main2").root.startsWith(K.root)).toBe(false);
+    expect(clusterOfKey("/pgherd", "/pgherd/main2/leader")).toBe("main2");
+    expect(clusterOfKey("/pgherd", "/other/main/leader")).toBeNull();
+  });
+
+  test("values that do not validate are listed and never used", () => {
+    const s = decodeSnapshot(K, 1, [kv(K.leader, "not-a-node-id"), kv(K.member("zz"), report("x", "0/1", null)), kv(K.guard, "{")]);
+    expect(s.leader).toBeNull();
+    expect(s.members.size).toBe(0);
+    expect(s.invalid.sort()).toEqual([K.guard, K.leader, K.member("zz")].sort());
+  });
+
+  test("the last-leader key's mod revision is the latest term", () => {
+    expect(decodeSnapshot(K, 1, [kv(K.lastLeader, A, { modRevision: 42 })]).lastTerm).toBe(42);
+  });
+});
+
+describe("candidacy: the key is taken only by a node at the highest final position of a majority", () => {
+  const base = () => [kv(K.membership, membership), kv(K.member(A), report("a", "0/300", 6)), kv(K.member(B), report("b", "0/200", 6))];
+
+  test("ahead of a majority of detached reports: take, counting exactly those reports", () => {
+    expect(decideCandidacy(input(base()))).toEqual({ kind: "take", counted: [A, B] });
+  });
+
+  test("another voter's final position ahead: wait", () => {
+    const d = decideCandidacy(input([...base(), kv(K.member(C), report("c", "0/400", 6))]));
+    expect(d).toEqual({ kind: "wait", reason: "c is ahead (1/0/400)" });
+  });
+
+  test("reports not yet final for this vacancy do not count (a stale position could hide an acknowledged write)", () => {
+    const kvs = [kv(K.membership, membership), kv(K.member(A), report("a", "0/300", 6)), kv(K.member(B), report("b", "0/900", 5))];
+    expect(decideCandidacy(input(kvs))).toMatchObject({ kind: "wait", reason: "final positions from 1 of 3 voters, 2 needed" });
+    expect(decideCandidacy(input(kvs.slice(0, 2)))).toMatchObject({ kind: "wait" });
+  });
+
+  test("own final position not published: wait", () => {
+    const kvs = [kv(K.membership, membership), kv(K.member(A), report("a", "0/300", null)), kv(K.member(B), report("b", "0/200", 6))];
+    expect(decideCandidacy(input(kvs)).kind).toBe("wait");
+  });
+
+  test("a leader exists, no membership, not a voter, cannot lead: wait", () => {
+    expect(decideCandidacy(input([...base(), kv(K.leader, B)])).kind).toBe("wait");
+    expect(decideCandidacy(input(base().slice(1))).kind).toBe("wait");
+    expect(decideCandidacy(input(base(), { self: "dddddddddddddddd" })).kind).toBe("wait");
+    expect(decideCandidacy(input(base(), { canLead: false })).kind).toBe("wait");
+  });
+
+  test("the durability guard: blocked unless this node is the holder or the operator forces; the floor likewise", () => {
+    const block = kv(K.guard, nextGuard(null, 5, B, true, null));
+    expect(decideCandidacy(input([...base(), block])).kind).toBe("wait");
+    expect(decideCandidacy(input([...base(), block], { requested: { force: true } })).kind).toBe("take");
+    expect(decideCandidacy(input([...base(), kv(K.guard, nextGuard(null, 5, A, true, null))])).kind).toBe("take");
+    const floor = kv(K.guard, nextGuard(null, 5, B, false, { timeline: 1, lsn: "0/400" }));
+    expect(decideCandidacy(input([...base(), floor]))).toMatchObject({ kind: "wait", reason: "behind the durability floor 1/0/400" });
+  });
+
+  test("a transfer to another node, or an equal candidate placed first, is waited for deferMs; then anyone may stand", () => {
+    const transfer = kv(K.transfer, { to: B, term: 5 });
+    expect(decideCandidacy(input([...base(), transfer], { now: 1000 })).kind).toBe("wait");
+    expect(decideCandidacy(input([...base(), transfer], { now: 3000 })).kind).toBe("take");
+    expect(decideCandidacy(input([...base(), transfer], { now: 1000, requested: { force: false } })).kind).toBe("take");
+    expect(decideCandidacy(input([...base(), kv(K.transfer, { to: B, term: 4 })], { now: 1000 })).kind).toBe("take"); // an older vacancy's transfer
+    const tie = [kv(K.membership, membership), kv(K.member(A), report("a", "0/300", 6)), kv(K.member(B), report("b", "0/300", 6, { priority: 200 }))];
+    expect(decideCandidacy(input(tie, { now: 1000 }))).toMatchObject({ kind: "wait", reason: "b is as advanced and stands first" });
+    expect(decideCandidacy(input(tie, { now: 3000 })).kind).toBe("take");
+    expect(decideCandidacy(input(tie, { now: 1000, self: B, priority: 200 })).kind).toBe("take");
+    expect(decideCandidacy(input([...tie, kv(K.transfer, { to: A, term: 5 })], { now: 1000 })).kind).toBe("take"); // handed to this node
+  });
+
+  test("after resigning, a node stands again only after the pause or when asked", () => {
+    expect(decideCandidacy(input(base(), { resignedUntil: 20_000 })).kind).toBe("wait");
+    expect(decideCandidacy(input(base(), { resignedUntil: 20_000, requested: { force: false } })).kind).toBe("take");
+  });
+});

@@ -1,0 +1,197 @@
+// The etcd backend against a real three-member etcd on loopback, without PostgreSQL: the agents'
+// consensus objects with recording hooks. Leadership goes to the node at the highest final
+// position; a crashed leader's key is taken only after its fencing deadline; a resign hands the
+// key to the named node after the old leader fenced; the durability guard blocks failover; etcd
+// quorum loss fences the leader by its deadline; two clusters in one etcd never touch each other.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
+import { EtcdClient } from "../../src/consensus/etcd/client.ts";
+import { clusterKeys, clusterOfKey } from "../../src/consensus/etcd/elect-core.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { startApi } from "../../src/api/server.ts";
+import { BINARY, ensureBuilt } from "../../scripts/build.ts";
+import { ElectionStore } from "../../src/store/election-state.ts";
+import { EtcdCluster, etcdSkipReason } from "../helpers/etcd.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { requireReal } from "../helpers/require.ts";
+
+const TTL_S = 2;
+const FENCE_MS = 200;
+const POLL_MS = 100;
+
+interface Event { kind: "held" | "lost" | "changed"; at: number; until?: number; term?: number }
+
+class TestNode {
+  readonly events: Event[] = [];
+  readonly log = memoryLogger();
+  readonly c: EtcdConsensus;
+  private readonly dir: string;
+
+  constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string, dirRoot: string) {
+    this.dir = mkdtempSync(join(dirRoot, `${name}-`));
+    this.c = new EtcdConsensus({
+      client: new EtcdClient({ endpoints, requestTimeoutMs: 300 }),
+      keys: clusterKeys("/pgherd", cluster),
+      self: { id, name, role: "database", canLead: true, priority: 100 },
+      ttlS: TTL_S, pollMs: POLL_MS, maxDrift: 0.02, fenceMs: FENCE_MS, deferMs: 1000,
+      store: new ElectionStore(this.dir), log: this.log,
+      hooks: {
+        send: () => {},
+        leaseHeld: (term, until) => void this.events.push({ kind: "held", at: performance.now(), until, term }),
+        leaseLost: async () => void this.events.push({ kind: "lost", at: performance.now() }),
+        leadershipChanged: () => {},
+        detach: async () => ({ ok: true, position: null }),
+        fatal: (m) => { throw new Error(m); },
+      },
+    });
+    void this.c.setPosition({ timeline: 1, lsn });
+  }
+
+  stopped = false;
+  leads(): boolean { return !this.stopped && this.c.lease() !== null; }
+  stop(): void {
+    this.stopped = true;
+    this.c.stop(); // the agent dies: no renewal, no release
+  }
+  lastHeld(): Event | undefined { return this.events.filter((e) => e.kind === "held").at(-1); }
+  firstHeldAfter(t: number): Event | undefined { return this.events.find((e) => e.kind === "held" && e.at > t); }
+}
+
+requireReal("etcd backend", etcdSkipReason());
+describe("etcd backend on a real three-member etcd", () => {
+  let etcd: EtcdCluster;
+  let tmp: string;
+  const nodes: TestNode[] = [];
+  const other: TestNode[] = [];
+  const [A, B, C] = ["aaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbb2", "ccccccccccccccc3"];
+  const leader = () => nodes.filter((n) => n.leads());
+
+  beforeAll(async () => {
+    tmp = mkdtempSync("/tmp/pgherd-etcd-test-");
+    etcd = await EtcdCluster.start({ dir: join(tmp, "etcd") });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const n of [...nodes, ...other]) n.stop();
+    await etcd?.destroy();
+    rmSync(tmp, { recursive: true, force: true });
+  }, 30_000);
+
+  test("bootstrap: one membership; the node at the highest position takes the key; every node sees it", async () => {
+    nodes.push(new TestNode(A, "a", "c1", etcd.endpoints(), "0/300", tmp), new TestNode(B, "b", "c1", etcd.endpoints(), "0/200", tmp), new TestNode(C, "c", "c1", etcd.endpoints(), "0/100", tmp));
+    for (const n of nodes) n.c.start();
+    await Promise.all(nodes.map((n) => n.c.bootstrap({ term: 0, index: 1, voters: [A, B, C] })));
+    await waitFor(() => leader().length === 1 && nodes.every((n) => n.c.status().leader === A), { timeoutMs: 10_000, what: "a to lead and everyone to see it" });
+    expect(leader().map((n) => n.name)).toEqual(["a"]);
+    expect(nodes.map((n) => n.c.status().membership?.voters)).toEqual([[A, B, C], [A, B, C], [A, B, C]]);
+  }, 20_000);
+
+  test("leader crash: the next node at the highest position takes the key only after the old leader's deadline plus the fence", async () => {
+    const a = nodes[0]!;
+    a.stop();
+    const stoppedAt = performance.now();
+    const lastUntil = a.lastHeld()!.until!;
+    await waitFor(() => nodes[1]!.leads(), { timeoutMs: 10_000, what: "b to lead" });
+    const won = nodes[1]!.firstHeldAfter(stoppedAt)!;
+    console.log(`a's fencing deadline ${Math.round(lastUntil - stoppedAt)} ms after its crash, + fence ${FENCE_MS} ms; b leads ${Math.round(won.at - stoppedAt)} ms after it`);
+    expect(won.at).toBeGreaterThan(lastUntil + FENCE_MS);
+    expect(nodes[2]!.events.some((e) => e.kind === "held")).toBe(false); // c (behind b) never led
+  }, 20_000);
+
+  test("resign with a transfer: the old leader is fenced before the named node takes the key", async () => {
+    const [, b, c] = nodes as [TestNode, TestNode, TestNode];
+    await c.c.setPosition({ timeline: 1, lsn: "0/200" }); // caught up, as in a switchover
+    await waitFor(() => c.c.status().leader === B, { timeoutMs: 5_000, what: "c to see b" });
+    const t0 = performance.now();
+    await b.c.resign("test switchover", C);
+    await waitFor(() => c.leads(), { timeoutMs: 10_000, what: "c to lead" });
+    const lost = b.events.find((e) => e.kind === "lost" && e.at >= t0)!;
+    const won = c.firstHeldAfter(t0)!;
+    console.log(`switchover b -> c: b fenced after ${Math.round(lost.at - t0)} ms, c leads after ${Math.round(won.at - t0)} ms`);
+    expect(lost.at).toBeLessThan(won.at);
+    expect(b.leads()).toBe(false);
+  }, 20_000);
+
+  test("the durability guard (compare-and-swap by the leader) blocks failover until an operator forces it", async () => {
+    const [, b, c] = nodes as [TestNode, TestNode, TestNode];
+    // a's agent restarts (its server behind b): two of three voters can publish final positions again.
+    nodes[0] = new TestNode(A, "a", "c1", etcd.endpoints(), "0/150", tmp);
+    nodes[0].c.start();
+    await waitFor(() => nodes[0]!.c.status().leader === C, { timeoutMs: 5_000, what: "a to see c" });
+    await c.c.setGuard(true, null);
+    await waitFor(() => b.c.status().guard?.block === true, { timeoutMs: 5_000, what: "b to see the guard" });
+    expect(c.c.status().guardCommitted).toBe(c.c.status().guard!.seq);
+    c.stop();
+    const t0 = performance.now();
+    await waitFor(() => b.c.status().leader === null, { timeoutMs: 10_000, what: "c's key to expire" });
+    await Bun.sleep(1500);
+    expect(leader().map((n) => n.name)).toEqual([]);
+    expect(b.c.note()).toContain("blocked by the durability guard");
+    await b.c.campaign(true);
+    await waitFor(() => b.leads(), { timeoutMs: 5_000, what: "b to lead when forced" });
+    console.log(`guard: b took the key only when forced, ${Math.round(performance.now() - t0)} ms after c stopped`);
+  }, 20_000);
+
+  test("two clusters in one etcd: each elects its own leader under its own prefix and never touches the other's keys", async () => {
+    const D = "ddddddddddddddd4";
+    const d = new TestNode(D, "d", "c2", etcd.endpoints(), "0/1", tmp);
+    other.push(d);
+    d.c.start();
+    await d.c.bootstrap({ term: 0, index: 1, voters: [D] });
+    await waitFor(() => d.leads(), { timeoutMs: 10_000, what: "d to lead c2" });
+    const all = await new EtcdClient({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 }).range("/", { prefix: true });
+    const byCluster = new Map<string, string[]>();
+    for (const kv of all.kvs) byCluster.set(clusterOfKey("/pgherd", kv.key) ?? "?", [...(byCluster.get(clusterOfKey("/pgherd", kv.key) ?? "?") ?? []), kv.key]);
+    expect([...byCluster.keys()].sort()).toEqual(["c1", "c2"]);
+    expect(byCluster.get("c2")!.some((k) => k.includes(A) || k.includes(B) || k.includes(C))).toBe(false);
+    expect(byCluster.get("c1")!.some((k) => k.includes(D))).toBe(false);
+    expect(nodes[1]!.c.status().leader).toBe(B);
+    expect(d.c.status().membership?.voters).toEqual([D]);
+    // `/clusters` (cluster ls --all) from either cluster lists both, each with its own leader.
+    for (const n of [d, nodes[1]!]) {
+      expect((await n.c.clusters()).map((x) => [x.cluster, x.leader])).toEqual([["c1", "b"], ["c2", "d"]]);
+    }
+    // The same through the real API route and the compiled CLI.
+    ensureBuilt();
+    const api = startApi({ host: "127.0.0.1", port: 0, log: memoryLogger(), source: {
+      status: () => { throw new Error("not used by /clusters"); }, clusterView: () => Promise.reject(new Error("not used by /clusters")),
+      clusters: () => d.c.clusters(),
+    } });
+    try {
+      // Asynchronous: the API answers from this process's event loop.
+      const p = Bun.spawn([BINARY, "cluster", "ls", "--all", "--api", api.url], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      console.log(out.trimEnd() + err);
+      expect(code).toBe(0);
+      expect(out).toMatch(/^c1 +etcd +b +\d+ +3 /m);
+      expect(out).toMatch(/^c2 +etcd +d +\d+ +1 /m);
+    } finally {
+      await api.stop();
+    }
+  }, 20_000);
+
+  test("etcd quorum lost: the leader is fenced by its local deadline; a leader again once etcd is back", async () => {
+    const b = nodes[1]!;
+    await waitFor(() => b.leads(), { timeoutMs: 5_000, what: "b to lead" });
+    await etcd.stop(1);
+    await etcd.stop(2);
+    const t0 = performance.now();
+    await waitFor(() => !b.leads(), { timeoutMs: 10_000, what: "b to be fenced" });
+    const lost = b.events.find((e) => e.kind === "lost" && e.at >= t0)!;
+    const until = b.events.filter((e) => e.kind === "held" && e.at < lost.at).at(-1)!.until!;
+    console.log(`quorum lost: b fenced ${Math.round(lost.at - t0)} ms later, ${Math.round(lost.at - until)} ms after its deadline (etcd TTL ${TTL_S * 1000} ms)`);
+    expect(lost.at - until).toBeLessThan(100); // the deadline timer, not a later renewal failure
+    expect(lost.at - t0).toBeLessThan(TTL_S * 1000);
+    etcd.restart(1);
+    etcd.restart(2);
+    await etcd.waitHealthy(30_000);
+    await waitFor(() => leader().length === 1, { timeoutMs: 20_000, what: "a leader again after etcd returned" });
+    expect(d_leads(other)).toBe(true);
+  }, 60_000);
+});
+
+function d_leads(xs: TestNode[]): boolean {
+  return xs.every((x) => x.leads() || x.c.status().leader === x.id);
+}

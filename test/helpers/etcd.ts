@@ -1,0 +1,119 @@
+// A real etcd cluster for the tests (Debian's etcd-server): three members on loopback, or one
+// member in each of three namespace hosts of a lab. Members can be stopped and started again
+// (quorum loss). Cleanup: destroy() (also on process exit) kills every member and removes the data.
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { EtcdClient, type EtcdClientOptions } from "../../src/consensus/etcd/client.ts";
+import type { Host } from "./lab.ts";
+import { freePort } from "./pg.ts";
+import { onExitCleanup, Proc, waitFor } from "./proc.ts";
+
+export const ETCD_BIN = ["/usr/bin/etcd", "/usr/local/bin/etcd"].find((p) => existsSync(p)) ?? "etcd";
+
+export function etcdSkipReason(): string | null {
+  return existsSync(ETCD_BIN) ? null : "etcd is not installed (Debian: apt-get install etcd-server etcd-client; scripts/system-packages.sh)";
+}
+
+interface Member { name: string; client: string; peer: string; dataDir: string; host: Host | null; proc: Proc | null }
+
+export class EtcdCluster {
+  private readonly unregister: () => void;
+
+  private constructor(
+    private readonly members: Member[], private readonly dir: string, private readonly owned: boolean,
+    private readonly tls?: { certFile: string; keyFile: string; caFile: string; client: EtcdClientOptions["tls"] },
+  ) {
+    this.unregister = onExitCleanup(() => this.killAll());
+  }
+
+  /** Three (or `size`) members: on loopback ports, or one on each of `hosts` (then the lab owns the network). */
+  /** `tls`: clients must use https and present a certificate signed by `caFile` (loopback members only). */
+  static async start(o: { dir?: string; hosts?: Host[]; size?: number; logDir?: string; tls?: { certFile: string; keyFile: string; caFile: string; client: EtcdClientOptions["tls"] } } = {}): Promise<EtcdCluster> {
+    const size = o.hosts?.length ?? o.size ?? 3;
+    const dir = o.dir ?? mkdtempSync("/tmp/pgherd-etcd-");
+    const members: Member[] = [];
+    const taken: number[] = [];
+    for (let i = 0; i < size; i++) {
+      const host = o.hosts?.[i] ?? null;
+      const ip = host?.ip ?? "127.0.0.1";
+      const [cp, pp] = host ? [2379, 2380] : [await freePort(taken), await freePort(taken)];
+      taken.push(cp, pp);
+      members.push({ name: `etcd${i + 1}`, client: `${o.tls ? "https" : "http"}://${ip}:${cp}`, peer: `http://${ip}:${pp}`, dataDir: join(dir, `etcd${i + 1}`), host, proc: null });
+    }
+    const c = new EtcdCluster(members, dir, o.dir === undefined, o.tls);
+    try {
+      for (let i = 0; i < size; i++) c.spawn(i, o.logDir);
+      await c.waitHealthy(30_000);
+    } catch (e) {
+      await c.destroy();
+      throw e;
+    }
+    return c;
+  }
+
+  endpoints(): string[] {
+    return this.members.map((m) => m.client);
+  }
+
+  /** Stops member i (SIGKILL: a crash). */
+  async stop(i: number): Promise<void> {
+    const p = this.members[i]!.proc;
+    this.members[i]!.proc = null;
+    if (p) {
+      p.kill("SIGKILL");
+      await p.waitExit(10_000);
+    }
+  }
+
+  /** Starts member i again with its data (rejoins the cluster). */
+  restart(i: number, logDir?: string): void {
+    this.spawn(i, logDir);
+  }
+
+  /** Every running member answers a linearizable read. */
+  async waitHealthy(timeoutMs: number): Promise<void> {
+    await waitFor(async () => {
+      for (const m of this.members.filter((x) => x.proc)) if (!(await this.answers(m))) return false;
+      return true;
+    }, { timeoutMs, intervalMs: 200, what: `etcd members ${this.endpoints().join(", ")} to answer` });
+  }
+
+  async destroy(): Promise<void> {
+    for (let i = 0; i < this.members.length; i++) await this.stop(i).catch(() => {});
+    this.unregister();
+    if (this.owned) rmSync(this.dir, { recursive: true, force: true });
+    else for (const m of this.members) rmSync(m.dataDir, { recursive: true, force: true });
+  }
+
+  private killAll(): void {
+    for (const m of this.members) m.proc?.kill("SIGKILL");
+  }
+
+  private async answers(m: Member): Promise<boolean> {
+    if (m.host) {
+      // Asked from inside the member's namespace (the test's own namespace has no route to the lab).
+      const probe = `const r = await fetch(${JSON.stringify(`${m.client}/v3/kv/range`)}, { method: "POST", body: '{"key":"eA=="}', signal: AbortSignal.timeout(1000) }); process.exit(r.ok ? 0 : 1);`;
+      const r = await m.host.exec([process.execPath, "-e", probe], { timeoutMs: 5_000 });
+      return r.code === 0;
+    }
+    // Any answer from etcd (even "permission denied" once auth is on) means the member serves.
+    return new EtcdClient({ endpoints: [m.client], requestTimeoutMs: 1000, ...(this.tls ? { tls: this.tls.client } : {}) }).range("/health-probe")
+      .then(() => true, (e: Error) => /etcdserver: (permission denied|user name is empty)/.test(e.message));
+  }
+
+  private spawn(i: number, logDir?: string): void {
+    const m = this.members[i]!;
+    mkdirSync(m.dataDir, { recursive: true, mode: 0o700 });
+    const cmd = [
+      ETCD_BIN, "--name", m.name, "--data-dir", m.dataDir,
+      "--listen-client-urls", m.client, "--advertise-client-urls", m.client,
+      "--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
+      "--initial-cluster", this.members.map((x) => `${x.name}=${x.peer}`).join(","),
+      "--initial-cluster-state", "new", "--initial-cluster-token", "pgherd-test",
+      "--heartbeat-interval", "100", "--election-timeout", "1000",
+      ...(this.tls ? ["--cert-file", this.tls.certFile, "--key-file", this.tls.keyFile, "--trusted-ca-file", this.tls.caFile, "--client-cert-auth"] : []),
+    ];
+    const logFile = logDir ? join(logDir, `${m.name}.log`) : undefined;
+    m.proc = m.host ? m.host.spawn(cmd, { logFile }) : new Proc(cmd, { logFile });
+  }
+}
