@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { truthfulGuarantee } from "../../core/durability.ts";
 import { dataWasPrimary, decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
-import { successorOf } from "../../core/liveness.ts";
+import { broken, successorOf } from "../../core/liveness.ts";
 import { ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../postgres/index.ts";
@@ -60,7 +60,10 @@ export class MonitorRound {
     // beside the probe, every step under a deadline): the decision below never waits without bound.
     const watch = info.running && lead.leading && !info.empty;
     const p: Probe = await this.live.observe(watch, watch, (ms) => info.running ? probe(h.localDb(), ms) : Promise.resolve({ up: false, ms: 0, error: "not running" }));
-    if (!p.up) info = await inspectDataDir(h.node.dataDir, h.node);
+    // The leader's running server judged broken is its primary, to resign and fence now: no
+    // pg_controldata (a process that a dead disk can hold for its whole 15 s deadline) first.
+    const brokenPrimary = watch && !p.up && this.live.verdict !== null && broken(this.live.verdict);
+    if (!p.up && !brokenPrimary) info = await inspectDataDir(h.node.dataDir, h.node);
     const systemIdOnDisk = info.control?.systemIdentifier ?? null;
     const systemId = p.up ? p.systemIdentifier : systemIdOnDisk;
     const clusterId = secrets?.systemId ?? null;
@@ -73,7 +76,7 @@ export class MonitorRound {
     if (!(p.up && p.inRecovery) || streaming || !primaryReady) h.notStreamingSince = null;
     else h.notStreamingSince ??= clock.now();
     const standbySignal = existsSync(join(h.node.dataDir, "standby.signal"));
-    const wasPrimary = p.up ? !p.inRecovery : h.handedOver ? false : info.control ? dataWasPrimary(info.control.state, standbySignal) : false;
+    const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false : info.control ? dataWasPrimary(info.control.state, standbySignal) : false;
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
       wasPrimary, timeline: p.up ? p.timeline : (info.control?.timeline ?? null),
@@ -85,7 +88,8 @@ export class MonitorRound {
     // only the (older) checkpoint timeline is left, so remember the highest one seen.
     if (p.up && p.inRecovery) h.knownTli = Math.max(h.knownTli, p.timeline);
     else if (p.up) h.knownTli = p.timeline;
-    const position = h.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
+    // Without pg_control (broken primary, above) the last position stands: never report it going back.
+    const position = brokenPrimary && this.last ? this.last.position : h.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
     // A running primary that does not answer (connection slots full, hung) is still one to fence.
     h.wasPrimary = info.running && wasPrimary;
     h.lastReportUp = p.up;
