@@ -24,8 +24,10 @@ async function smallDisk(n: ClusterNode, outside: string): Promise<string[]> {
   const toml = readFileSync(n.configPath);
   const state = join(outside, n.name);
   mkdirSync(state, { recursive: true, mode: 0o700 });
-  await mustRun(["mount", "-t", "tmpfs", "-o", `size=${SIZE},mode=0755`, `pgherd-${n.name}`, n.dir]);
+  chownSync(state, u.uid, u.gid); // the agent runs as postgres (test/helpers/cluster.ts)
+  await mustRun(["mount", "-t", "tmpfs", "-o", `size=${SIZE},mode=0755,uid=${u.uid},gid=${u.gid}`, `pgherd-${n.name}`, n.dir]);
   writeFileSync(n.configPath, toml, { mode: 0o600 });
+  chownSync(n.configPath, u.uid, u.gid);
   mkdirSync(n.dataDir, { mode: 0o700 });
   chownSync(n.dataDir, u.uid, u.gid);
   mkdirSync(n.stateDir, { mode: 0o700 });
