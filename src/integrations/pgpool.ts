@@ -49,12 +49,19 @@ export function planPgpool(backends: readonly PgpoolBackend[], view: ClusterView
 }
 
 const PCP_TIMEOUT_MS = 10_000;
+/**
+ * pgpool carries a PCP request out after the command returns: pcp_node_info may still show the
+ * old primary for a moment. A second `pcp_promote_node -s` for the same node then detaches the
+ * node the first one made primary (seen in pgpool.e2e). One promotion per node in this window.
+ */
+const PROMOTE_SETTLE_MS = 5000;
 
 export class PgpoolKeeper {
   private timer: ReturnType<typeof setInterval> | undefined;
   private busy = false;
   private lastProblem = "";
   private readonly bin: string;
+  private lastPromote: { id: number; at: number } | null = null;
 
   constructor(private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null) {
     this.bin = cfg.bin_dir || (existsSync("/usr/sbin/pcp_node_info") ? "/usr/sbin" : "");
@@ -81,6 +88,9 @@ export class PgpoolKeeper {
   private async reconcile(view: ClusterView): Promise<void> {
     const backends = parseNodeInfo(await this.pcp("pcp_node_info", []));
     for (const s of planPgpool(backends, view)) {
+      const settling = s.cmd === "promote" && this.lastPromote?.id === s.id && performance.now() - this.lastPromote.at < PROMOTE_SETTLE_MS;
+      if (settling) continue;
+      if (s.cmd === "promote") this.lastPromote = { id: s.id, at: performance.now() };
       const args = s.cmd === "promote" ? ["-s", "-n", String(s.id)] : ["-n", String(s.id)];
       this.log.info(`pgpool: pcp_${s.cmd}_node ${args.join(" ")} (${s.why})`);
       await this.pcp(`pcp_${s.cmd}_node`, args);
@@ -136,7 +146,7 @@ export function renderPgpoolConfig(view: ClusterView, slotOf: (id: string) => st
     "auto_failback = off",
     "failover_command = ''",
     "follow_primary_command = ''",
-    "search_primary_node_timeout = 0",
+    "search_primary_node_timeout = 10    # never wait for a primary forever (it blocks PCP requests meanwhile)",
     "connect_timeout = 1000",
   ];
   return lines.join("\n") + "\n";

@@ -67,3 +67,31 @@ test("pgherd pgpool config: one backend per database member, pgpool's own failov
   expect(text).not.toContain("10.0.0.9");
   for (const line of ["failover_on_backend_error = off", "failover_on_backend_shutdown = off", "health_check_period = 0", "auto_failback = off"]) expect(text).toContain(`\n${line}\n`);
 });
+
+test("the keeper sends one pcp_promote_node per node while pgpool has not carried it out yet", async () => {
+  const { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const { PgpoolKeeper } = await import("../../src/integrations/pgpool.ts");
+  const { memoryLogger } = await import("../../src/log.ts");
+  const bin = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
+  try {
+    const calls = join(bin, "calls");
+    // pgpool still shows its old primary (node 0): as right after a promote request.
+    writeFileSync(join(bin, "pcp_node_info"), `#!/bin/sh\necho "pcp_node_info $*" >> ${calls}\nprintf '10.0.0.1 5432 2 0.5 up up primary primary 0 none none x\\n10.0.0.2 5432 2 0.5 up up standby standby 0 none none x\\n'\n`, { mode: 0o755 });
+    writeFileSync(join(bin, "pcp_promote_node"), `#!/bin/sh\necho "pcp_promote_node $*" >> ${calls}\n`, { mode: 0o755 });
+    const cfg = parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[pgpool]\npcp_host = "127.0.0.1"\npcp_password_file = "${join(bin, "pass")}"\nbin_dir = "${bin}"\n`, "pgherd.toml").pgpool;
+    const v = view("n2", [row({ id: "n1", host: "10.0.0.1", state: "unreachable", role: "unknown" }), row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true })]);
+    const k = new PgpoolKeeper(cfg, memoryLogger(), () => v);
+    const promotes = () => (existsSync(calls) ? readFileSync(calls, "utf8").split("\n").filter((l) => l.startsWith("pcp_promote_node")) : []);
+    for (let i = 0; i < 3; i++) {
+      k.kick();
+      const want = i + 1;
+      for (let t = 0; t < 100 && (existsSync(calls) ? readFileSync(calls, "utf8").split("\n").filter((l) => l.startsWith("pcp_node_info")).length : 0) < want; t++) await Bun.sleep(20);
+      await Bun.sleep(50);
+    }
+    expect(promotes()).toEqual(["pcp_promote_node -h 127.0.0.1 -p 9898 -U pgpool -w -s -n 1"]);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+});
