@@ -27,6 +27,7 @@ missing_packages() {
   have chromium || echo "chromium the dashboard's browser test"
   # systemd: `systemd-analyze verify` of deploy/pgherd.service (only the tool; nothing is booted).
   have systemd-analyze || echo "systemd systemd-analyze verify of the unit file"
+  have pgbackrest || echo "pgbackrest continuous archiving, backups and clones from the backup repository"
   # PostgreSQL server, whatever major version the distribution ships (the product discovers it),
   # and the postgres OS user its package creates.
   if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || ! getent passwd postgres >/dev/null; then

@@ -7,6 +7,7 @@ import type { DeepReadonly } from "./freeze.ts";
 import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
+import { backupSection, crossCheckBackup, permanentSlots } from "./schema-backup.ts";
 
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
@@ -134,6 +135,7 @@ export const postgresSection = z
     start_timeout_s: intIn(1, 3600).default(120),
     max_wal_senders: intIn(1, 1000).default(10),
     max_replication_slots: intIn(1, 1000).default(10),
+    wal_level: z.enum(["replica", "logical"], 'must be "replica" or "logical"').default("replica"),
     parameters: parameters.default(() => ({})),
   })
   .superRefine((p, ctx) => {
@@ -164,6 +166,7 @@ export const failoverSection = z.strictObject({
 export const slotsSection = z.strictObject({
   retain_minutes: intIn(0, 525600).default(30),
   max_slot_wal_keep_size: z.string().regex(/^(\d+ *(kB|MB|GB|TB)|-1)?$/, 'must be a size like "8GB", "-1" or ""').default(""),
+  permanent: permanentSlots,
 });
 
 export const tagsSection = z.strictObject({
@@ -210,7 +213,9 @@ export const configSchema = z.strictObject({
   tags: tagsSection.prefault({}),
   watchdog: watchdogSection.prefault({}),
   log: logSection.prefault({}),
+  backup: backupSection.prefault({}),
 }).superRefine((c, ctx) => {
+  crossCheckBackup(c, ctx);
   if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
     ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });
   }

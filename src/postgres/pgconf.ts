@@ -21,6 +21,10 @@ export interface PgherdConfParams {
   clusterName?: string;
   /** Primary only: e.g. ANY 1 (a, b); "" = asynchronous. Standbys always get "". */
   synchronousStandbyNames?: string;
+  /** Continuous archiving pgherd manages ([backup] tool): archive_mode, archive_command, restore_command. */
+  archive?: { archiveMode: "on" | "always"; archiveCommand: string; restoreCommand: string };
+  /** Standby with copies of permanent logical slots: the primary keeps the catalog rows they need. */
+  hotStandbyFeedback?: boolean;
   /** Operator parameters; may not override the ones above. */
   parameters?: Readonly<Record<string, ParamValue>>;
 }
@@ -90,12 +94,17 @@ export function renderPgherdConf(p: PgherdConfParams): string {
   // Always written: an empty value clears a conninfo copied in by pg_rewind/pg_basebackup.
   managed.push(["primary_conninfo", p.primaryConninfo ?? ""]);
   managed.push(["primary_slot_name", p.primarySlotName ?? ""]);
+  // WAL that outlives failover (src/backup): written only when pgherd manages archiving / slot copies.
+  const walKeys = p.archive ? ["archive_mode", "archive_command", "restore_command"] : [];
+  if (p.archive) managed.push(["archive_mode", p.archive.archiveMode], ["archive_command", p.archive.archiveCommand], ["restore_command", p.archive.restoreCommand]);
+  const ownFeedback = Object.keys(p.parameters ?? {}).some((k) => k.toLowerCase() === "hot_standby_feedback");
+  if (p.hotStandbyFeedback && !ownFeedback) managed.push(["hot_standby_feedback", true]);
 
   const user = Object.entries(p.parameters ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   for (const [k] of user) {
     const lk = k.toLowerCase();
     if (!NAME.test(lk)) throw new ConfError(`parameter name ${JSON.stringify(k)} is not a valid PostgreSQL setting name`);
-    if ((MANAGED_KEYS as readonly string[]).includes(lk)) throw new ConfError(`parameter ${k} is managed by pgherd and cannot be set directly`);
+    if ((MANAGED_KEYS as readonly string[]).includes(lk) || walKeys.includes(lk)) throw new ConfError(`parameter ${k} is managed by pgherd and cannot be set directly`);
   }
   const own = new Set(user.map(([k]) => k.toLowerCase()));
   const defaults = Object.entries(DEFAULT_PARAMETERS).filter(([k]) => !own.has(k));

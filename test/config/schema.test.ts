@@ -41,15 +41,16 @@ describe("defaults", () => {
       postgres: {
         data_dir: "/var/lib/postgresql/pgherd", bin_dir: "", port: 5432, listen_addresses: "*", socket_dir: "",
         os_user: "postgres", superuser: "postgres", repl_user: "pgherd_repl", monitor_user: "pgherd_monitor",
-        loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, parameters: {},
+        loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, wal_level: "replica", parameters: {},
       },
       bootstrap: { from_existing: false },
       rejoin: { auto: true },
       failover: { max_lag_bytes: 1048576 },
-      slots: { retain_minutes: 30, max_slot_wal_keep_size: "" },
+      slots: { retain_minutes: 30, max_slot_wal_keep_size: "", permanent: [] },
       tags: { nofailover: false, noloadbalance: false },
       watchdog: { mode: "off", device: "/dev/watchdog" },
       log: { level: "info" },
+      backup: { tool: "none", repo_path: "/var/lib/pgbackrest", stanza: "", clone_from: "backup", retention_full: 2, full_every_hours: 0, incr_every_hours: 0 },
     });
   });
 

@@ -1,4 +1,6 @@
-// Replication slots on the primary: one physical slot per standby member.
+// WAL retention and its consumers, every round on a healthy server: on the primary one physical
+// slot per standby member; the archive (src/backup) and the permanent slots (src/slots) on every node.
+import { ArchiveKeeper } from "../../backup/keeper.ts";
 import { dropSlot, ensureSlot, listSlots } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
 import type { PgHost } from "./host.ts";
@@ -10,7 +12,18 @@ export class SlotKeeper {
   slotBytes: Record<string, number> = {};
   private readonly droppedFor = new Set<string>();
 
-  constructor(private readonly h: PgHost) {}
+  private readonly archive: ArchiveKeeper;
+
+  constructor(private readonly h: PgHost) {
+    this.archive = new ArchiveKeeper(h.cfg, h.log);
+  }
+
+  /** Every round on a server that answers: the primary's member slots, then archive and permanent slots. */
+  async maintain(primary = true): Promise<void> {
+    if (primary) await this.memberSlots();
+    const systemId = this.h.ctx.secrets()?.systemId;
+    if (systemId) await this.archive.maintain(primary, systemId);
+  }
 
   /**
    * A member that is down keeps its slot (so it can catch up without a clone) for
@@ -18,7 +31,7 @@ export class SlotKeeper {
    * the disk (the member re-clones when it returns). Slots of pgherd members that left the cluster
    * go at once; slots not named pgherd_* are the operator's and untouched.
    */
-  async maintain(): Promise<void> {
+  private async memberSlots(): Promise<void> {
     const h = this.h;
     const existing = await listSlots(h.localDb());
     const have = new Set(existing.map((x) => x.name));
