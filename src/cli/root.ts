@@ -9,6 +9,7 @@ import { failoverCommand, pauseCommand, rejoinCommand, resumeCommand, switchover
 import { versionCommand } from "./cmd-version.ts";
 import { configCommand } from "./cmd-config.ts";
 import { memberCommand } from "./cmd-member.ts";
+import { backupCommand } from "./cmd-backup.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
@@ -29,6 +30,7 @@ export const rootCommand = (ctx: CliContext) =>
       resume: resumeCommand(ctx),
       config: configCommand(ctx),
       member: memberCommand(ctx),
+      backup: backupCommand(ctx),
       version: versionCommand(ctx),
     },
   });

@@ -4,7 +4,7 @@
 // primary serves no base backup; the standby replays the archive, then streams); pg_basebackup
 // from the primary when that fails (no backup yet).
 import { restoreLatest } from "../../backup/backups.ts";
-import { backrestPaths } from "../../backup/pgbackrest.ts";
+import { ensureBackrestConf } from "../../backup/wal-settings.ts";
 import { basebackup, cloneDirFor, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { slotFor } from "./context.ts";
@@ -56,7 +56,7 @@ export class Rebuilder {
     this.noted();
     h.log.info(`${h.note} into ${target}`);
     try {
-      const { ms } = await restoreLatest(backrestPaths(h.cfg), { osUser: h.node.osUser, log: h.log, timeoutMs: 6 * 3600_000 }, target);
+      const { ms } = await restoreLatest(await ensureBackrestConf(h.cfg, h.socketDir), { osUser: h.node.osUser, log: h.log, timeoutMs: 6 * 3600_000 }, target);
       h.log.info(`restored from the backup repository in ${ms} ms: replays the archive, then streams`);
       return true;
     } catch (e) {
