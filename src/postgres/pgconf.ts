@@ -25,6 +25,8 @@ export interface PgherdConfParams {
   archive?: { archiveMode: "on" | "always"; archiveCommand: string; restoreCommand: string };
   /** Standby with copies of permanent logical slots: the primary keeps the catalog rows they need. */
   hotStandbyFeedback?: boolean;
+  /** PostgreSQL ≥ 17 standby with permanent logical slots: sync_replication_slots (the conninfo then names a dbname). */
+  slotSync?: boolean;
   /** Operator parameters; may not override the ones above. */
   parameters?: Readonly<Record<string, ParamValue>>;
 }
@@ -99,6 +101,7 @@ export function renderPgherdConf(p: PgherdConfParams): string {
   if (p.archive) managed.push(["archive_mode", p.archive.archiveMode], ["archive_command", p.archive.archiveCommand], ["restore_command", p.archive.restoreCommand]);
   const ownFeedback = Object.keys(p.parameters ?? {}).some((k) => k.toLowerCase() === "hot_standby_feedback");
   if (p.hotStandbyFeedback && !ownFeedback) managed.push(["hot_standby_feedback", true]);
+  if (p.slotSync) managed.push(["sync_replication_slots", true]), walKeys.push("sync_replication_slots");
 
   const user = Object.entries(p.parameters ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   for (const [k] of user) {

@@ -51,7 +51,7 @@ export function pgherdCli(n: ClusterNode, args: string[], timeoutMs = 300_000): 
 
 const SEGS_PER_XLOGID = 0x100000000 / (16 * 1024 * 1024);
 
-interface Seg { tli: number; segno: number; partial: boolean }
+export interface Seg { tli: number; segno: number; partial: boolean }
 
 function parseSeg(name: string): Seg | null {
   const m = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?-[0-9a-f]{40}/.exec(name);
@@ -84,7 +84,22 @@ export function archivedSegments(repo: string): Seg[] {
  * the last segment it completed: for each, recovery reads the copy of the newest timeline that
  * began before the segment ends. Also returns what was checked, for the log.
  */
-export async function archiveGaps(primary: ClusterNode, repo: string, fromSegno: number): Promise<{ missing: string[]; checked: number; timelines: number[] }> {
+export function archiveGaps(primary: ClusterNode, repo: string, fromSegno: number): Promise<{ missing: string[]; checked: number; timelines: number[] }> {
+  return segmentGaps(primary, archivedSegments(repo), fromSegno);
+}
+
+/** WAL segment files in a directory (pg_receivewal's): full ones, and a .partial one. */
+export function segmentsInDir(dir: string): Seg[] {
+  const out: Seg[] = [];
+  for (const f of readdirSync(dir)) {
+    const m = /^([0-9A-F]{24})(\.partial)?$/.exec(f);
+    if (m) out.push({ ...parseSeg(`${m[1]}-${"0".repeat(40)}`)!, partial: !!m[2] });
+  }
+  return out;
+}
+
+/** Segments of `have` missing along the primary's timeline history, from `fromSegno` to the segment before its current one. */
+export async function segmentGaps(primary: ClusterNode, segs: Seg[], fromSegno: number, toSegno?: number): Promise<{ missing: string[]; checked: number; timelines: number[] }> {
   const [row] = await primary.query("select timeline_id as tli, pg_walfile_name(pg_current_wal_lsn()) as cur from pg_control_checkpoint()");
   const tli = Number(row!.tli);
   // History lines: parent timeline and where it ended (= where its child began).
@@ -99,11 +114,11 @@ export async function archiveGaps(primary: ClusterNode, repo: string, fromSegno:
   }
   const begins = [{ tli: lines[0]?.parent ?? tli, begin: 0 }, ...lines.map((l, i) => ({ tli: lines[i + 1]?.parent ?? tli, begin: l.end }))];
   const curSegno = parseSeg(`${String(row!.cur)}-${"0".repeat(40)}`)!.segno;
-  const have = new Set(archivedSegments(repo).filter((s) => !s.partial).map((s) => `${s.tli}:${s.segno}`));
+  const have = new Set(segs.filter((s) => !s.partial).map((s) => `${s.tli}:${s.segno}`));
   const segBytes = 16 * 1024 * 1024;
   const missing: string[] = [];
   let checked = 0;
-  for (let s = fromSegno; s < curSegno; s++) {
+  for (let s = fromSegno; s < (toSegno ?? curSegno); s++) {
     const end = (s + 1) * segBytes;
     const t = [...begins].reverse().find((b) => b.begin < end)!.tli;
     checked++;

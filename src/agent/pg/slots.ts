@@ -1,6 +1,7 @@
 // WAL retention and its consumers, every round on a healthy server: on the primary one physical
 // slot per standby member; the archive (src/backup) and the permanent slots (src/slots) on every node.
 import { ArchiveKeeper } from "../../backup/keeper.ts";
+import { PermanentSlots, type PermanentReport } from "../../slots/permanent.ts";
 import { dropSlot, ensureSlot, listSlots } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
 import type { PgHost } from "./host.ts";
@@ -13,16 +14,44 @@ export class SlotKeeper {
   private readonly droppedFor = new Set<string>();
 
   private readonly archive: ArchiveKeeper;
+  private readonly permanent: PermanentSlots;
 
   constructor(private readonly h: PgHost) {
     this.archive = new ArchiveKeeper(h.cfg, h.log);
+    this.permanent = new PermanentSlots({
+      cfg: h.cfg, socketDir: h.socketDir, node: h.node, log: h.log,
+      localDb: () => h.localDb(),
+      primarySlots: () => {
+        const l = h.ctx.leaderPg();
+        return l && l.report.up && l.report.inRecovery === false ? (l.report.permanent ?? []) : null;
+      },
+      restartStandby: async () => {
+        await h.stopServer("fast", 60);
+        await h.startServer();
+      },
+    });
+  }
+
+  /** Permanent slots this primary reports (src/slots/permanent.ts). */
+  get permanentReport(): PermanentReport[] {
+    return this.permanent.report;
   }
 
   /** Every round on a server that answers: the primary's member slots, then archive and permanent slots. */
   async maintain(primary = true): Promise<void> {
     if (primary) await this.memberSlots();
+    // Archive and permanent slots never fail the round: their trouble is logged (once per message).
     const systemId = this.h.ctx.secrets()?.systemId;
-    if (systemId) await this.archive.maintain(primary, systemId);
+    if (systemId) await this.archive.maintain(primary, systemId).catch((e: Error) => this.failed("archive", e));
+    await this.permanent.maintain(primary).catch((e: Error) => this.failed("permanent slots", e));
+  }
+
+  private lastFailure = "";
+
+  private failed(what: string, e: Error): void {
+    const line = `${what}: ${e.message}`;
+    if (line !== this.lastFailure) this.h.log.error(line);
+    this.lastFailure = line;
   }
 
   /**
