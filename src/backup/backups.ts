@@ -110,6 +110,7 @@ export async function restoreLatest(p: BackrestPaths, r: BackrestRun, target: st
     const dir = await SafeDir.open(target, { osUser: { uid: u.uid, gid: u.gid } });
     try {
       const auto = (await dir.readText("postgresql.auto.conf")) ?? "";
+      // restore_command: pgherd.conf has it. Recovery targets stay until the bootstrap clears them.
       const clean = stripKeys(auto, ["restore_command"]);
       if (clean.removed.length) await dir.writeAtomic("postgresql.auto.conf", clean.text, { mode: 0o600, owner: { uid: u.uid, gid: u.gid } });
     } finally {

@@ -64,7 +64,15 @@ export const ARCHIVE_KEYS = ["archive_mode", "archive_command", "restore_command
 type Ctx = { addIssue(i: { code: "custom"; path: (string | number)[]; message: string }): void };
 
 /** Rules across sections: logical slots need wal_level logical; pgherd's archiving excludes the operator's. */
-export function crossCheckBackup(c: { backup: BackupConfig; slots: { permanent: readonly PermanentSlot[] }; postgres: { wal_level: string; parameters: Readonly<Record<string, unknown>> } }, ctx: Ctx): void {
+export function crossCheckBackup(c: {
+  backup: BackupConfig; slots: { permanent: readonly PermanentSlot[] }; postgres: { wal_level: string; parameters: Readonly<Record<string, unknown>> };
+  bootstrap: { from_existing: boolean; from_backup: boolean; target_time: string; target_lsn: string };
+}, ctx: Ctx): void {
+  const b = c.bootstrap;
+  if (b.from_backup && c.backup.tool === "none") ctx.addIssue({ code: "custom", path: ["bootstrap", "from_backup"], message: 'needs backup.tool = "pgbackrest" (the repository to restore from)' });
+  if (b.from_backup && b.from_existing) ctx.addIssue({ code: "custom", path: ["bootstrap", "from_backup"], message: "and bootstrap.from_existing exclude each other" });
+  if (b.target_time && b.target_lsn) ctx.addIssue({ code: "custom", path: ["bootstrap", "target_lsn"], message: "and bootstrap.target_time exclude each other: give one target" });
+  if ((b.target_time || b.target_lsn) && !b.from_backup) ctx.addIssue({ code: "custom", path: ["bootstrap", b.target_time ? "target_time" : "target_lsn"], message: "is only for bootstrap.from_backup = true" });
   const i = c.slots.permanent.findIndex((s) => s.type === "logical");
   if (i >= 0 && c.postgres.wal_level !== "logical") {
     ctx.addIssue({ code: "custom", path: ["slots", "permanent", i, "type"], message: `logical slot ${c.slots.permanent[i]!.name} needs postgres.wal_level = "logical"` });
@@ -74,3 +82,15 @@ export function crossCheckBackup(c: { backup: BackupConfig; slots: { permanent: 
     if (own.length) ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: `sets ${own.join(", ")}, which backup.tool = "${c.backup.tool}" manages: remove them` });
   }
 }
+
+const TIME = /^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?( ?([+-]\d\d(:?\d\d)?|Z|UTC))?$/;
+
+/** [bootstrap] keys for a cluster created from a backup (spread into the bootstrap section). */
+export const bootstrapFromBackup = {
+  /** The first node restores the latest backup of [backup] instead of initdb; the others clone from it. */
+  from_backup: z.boolean().default(false),
+  /** Point-in-time recovery: stop at this time ("2026-01-31 12:00:00+00"); "" = the end of the archive. */
+  target_time: z.string().regex(TIME, 'must be a timestamp like "2026-01-31 12:00:00+00" (or "")').or(z.literal("")).default(""),
+  /** ... or at this LSN ("0/3000060"). */
+  target_lsn: z.string().regex(/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/, 'must be an LSN like "0/3000060" (or "")').or(z.literal("")).default(""),
+};

@@ -7,7 +7,7 @@ import type { DeepReadonly } from "./freeze.ts";
 import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
-import { backupSection, crossCheckBackup, permanentSlots } from "./schema-backup.ts";
+import { backupSection, bootstrapFromBackup, crossCheckBackup, permanentSlots } from "./schema-backup.ts";
 
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
@@ -153,6 +153,7 @@ export const postgresSection = z
 
 export const bootstrapSection = z.strictObject({
   from_existing: z.boolean().default(false),
+  ...bootstrapFromBackup,
 });
 
 export const rejoinSection = z.strictObject({

@@ -43,7 +43,7 @@ describe("defaults", () => {
         os_user: "postgres", superuser: "postgres", repl_user: "pgherd_repl", monitor_user: "pgherd_monitor",
         loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, wal_level: "replica", parameters: {},
       },
-      bootstrap: { from_existing: false },
+      bootstrap: { from_existing: false, from_backup: false, target_time: "", target_lsn: "" },
       rejoin: { auto: true },
       failover: { max_lag_bytes: 1048576 },
       slots: { retain_minutes: 30, max_slot_wal_keep_size: "", permanent: [] },
