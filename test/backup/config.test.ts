@@ -69,3 +69,18 @@ describe("rendering", () => {
     expect(info).toEqual({ status: "ok", archiveMin: "000000010000000000000001", archiveMax: "000000020000000000000005", backups: [{ label: "L", type: "full", start: 1, stop: 2, walStart: "000000010000000000000002", walStop: "000000010000000000000002", lsnStart: "0/2000028", lsnStop: "0/2000100", sizeBytes: 10, repoBytes: 3 }] });
   });
 });
+
+describe("permanent slot state file", () => {
+  test("restart_lsn is read from a PostgreSQL slot state file; anything else gives null", async () => {
+    const { stateRestartLsn } = await import("../../src/slots/permanent.ts");
+    const b = Buffer.alloc(200);
+    b.writeUInt32LE(0x1051ca1, 0);
+    b.writeBigUInt64LE(0x3020478n, 96);
+    expect(stateRestartLsn(b)).toBe("0/3020478");
+    b.writeBigUInt64LE((0x1an << 32n) | 0xabcn, 96);
+    expect(stateRestartLsn(b)).toBe("1A/ABC");
+    expect(stateRestartLsn(Buffer.alloc(50))).toBeNull();
+    b.writeUInt32LE(0, 0);
+    expect(stateRestartLsn(b)).toBeNull();
+  });
+});
