@@ -12,6 +12,7 @@ import { memberCommand } from "./cmd-member.ts";
 import { pgpoolCommand } from "./cmd-pgpool.ts";
 import { installCommand, uninstallCommand } from "./cmd-install.ts";
 import { dsnCommand, passwdCommand } from "./cmd-client.ts";
+import { backupCommand } from "./cmd-backup.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
@@ -37,6 +38,7 @@ export const rootCommand = (ctx: CliContext) =>
       passwd: passwdCommand(ctx),
       install: installCommand(ctx),
       uninstall: uninstallCommand(ctx),
+      backup: backupCommand(ctx),
       version: versionCommand(ctx),
     },
   });

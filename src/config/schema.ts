@@ -14,6 +14,7 @@ import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, 
 import { hooksSection, sentrySection } from "./schema-hooks.ts";
 import { pgpoolSection } from "./schema-pgpool.ts";
 import { vipSection } from "./schema-vip.ts";
+import { backupSection, bootstrapFromBackup, crossCheckBackup, permanentSlots } from "./schema-backup.ts";
 
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
@@ -141,6 +142,7 @@ export const postgresSection = z
     start_timeout_s: intIn(1, 3600).default(120),
     max_wal_senders: intIn(1, 1000).default(10),
     max_replication_slots: intIn(1, 1000).default(10),
+    wal_level: z.enum(["replica", "logical"], 'must be "replica" or "logical"').default("replica"),
     parameters: parameters.default(() => ({})),
     ...postgresTlsKeys,
   })
@@ -159,6 +161,7 @@ export const postgresSection = z
 
 export const bootstrapSection = z.strictObject({
   from_existing: z.boolean().default(false),
+  ...bootstrapFromBackup,
 });
 
 export const rejoinSection = z.strictObject({
@@ -172,6 +175,7 @@ export const failoverSection = z.strictObject({
 export const slotsSection = z.strictObject({
   retain_minutes: intIn(0, 525600).default(30),
   max_slot_wal_keep_size: z.string().regex(/^(\d+ *(kB|MB|GB|TB)|-1)?$/, 'must be a size like "8GB", "-1" or ""').default(""),
+  permanent: permanentSlots,
 });
 
 export const tagsSection = z.strictObject({
@@ -222,7 +226,9 @@ export const configSchema = z.strictObject({
   vip: vipSection.prefault({}),
   access: accessRules,
   consensus: consensusSection.prefault({}),
+  backup: backupSection.prefault({}),
 }).superRefine((c, ctx) => {
+  crossCheckBackup(c, ctx);
   consensusIssues(c, (path, message) => ctx.addIssue({ code: "custom", path, message }));
   if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
     ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });

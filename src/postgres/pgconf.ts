@@ -25,6 +25,12 @@ export interface PgherdConfParams {
   ssl?: { certFile: string; keyFile: string; caFile: string };
   /** Server log collector and rotation (src/ops/pg-log.ts); [postgres.parameters] override them. */
   serverLog?: Readonly<Record<string, ParamValue>>;
+  /** Continuous archiving pgherd manages ([backup] tool): archive_mode, archive_command, restore_command. */
+  archive?: { archiveMode: "on" | "always"; archiveCommand: string; restoreCommand: string };
+  /** Standby with copies of permanent logical slots: the primary keeps the catalog rows they need. */
+  hotStandbyFeedback?: boolean;
+  /** PostgreSQL ≥ 17 standby with permanent logical slots: sync_replication_slots (the conninfo then names a dbname). */
+  slotSync?: boolean;
   /** Operator parameters; may not override the ones above. */
   parameters?: Readonly<Record<string, ParamValue>>;
 }
@@ -99,12 +105,18 @@ export function renderPgherdConf(p: PgherdConfParams): string {
   // Always written: an empty value clears a conninfo copied in by pg_rewind/pg_basebackup.
   managed.push(["primary_conninfo", p.primaryConninfo ?? ""]);
   managed.push(["primary_slot_name", p.primarySlotName ?? ""]);
+  // WAL that outlives failover (src/backup): written only when pgherd manages archiving / slot copies.
+  const walKeys = p.archive ? ["archive_mode", "archive_command", "restore_command"] : [];
+  if (p.archive) managed.push(["archive_mode", p.archive.archiveMode], ["archive_command", p.archive.archiveCommand], ["restore_command", p.archive.restoreCommand]);
+  const ownFeedback = Object.keys(p.parameters ?? {}).some((k) => k.toLowerCase() === "hot_standby_feedback");
+  if (p.hotStandbyFeedback && !ownFeedback) managed.push(["hot_standby_feedback", true]);
+  if (p.slotSync) managed.push(["sync_replication_slots", true]), walKeys.push("sync_replication_slots");
 
   const user = Object.entries(p.parameters ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   for (const [k] of user) {
     const lk = k.toLowerCase();
     if (!NAME.test(lk)) throw new ConfError(`parameter name ${JSON.stringify(k)} is not a valid PostgreSQL setting name`);
-    if ((MANAGED_KEYS as readonly string[]).includes(lk)) throw new ConfError(`parameter ${k} is managed by pgherd and cannot be set directly`);
+    if ((MANAGED_KEYS as readonly string[]).includes(lk) || walKeys.includes(lk)) throw new ConfError(`parameter ${k} is managed by pgherd and cannot be set directly`);
   }
   const own = new Set(user.map(([k]) => k.toLowerCase()));
   const defaults = Object.entries(DEFAULT_PARAMETERS).filter(([k]) => !own.has(k));

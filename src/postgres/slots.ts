@@ -97,3 +97,89 @@ export async function listSlots(db: Db): Promise<SlotInfo[]> {
     };
   });
 }
+
+// ---- permanent slots (src/slots/permanent.ts): any type, on the primary and as copies on standbys ----
+
+export interface AnySlot {
+  name: string;
+  type: "physical" | "logical";
+  plugin: string | null;
+  database: string | null;
+  active: boolean;
+  /** Physical: restart_lsn; logical: confirmed_flush_lsn (where a consumer resumes). */
+  lsn: string | null;
+  /** The oldest WAL the slot needs. */
+  restartLsn: string | null;
+  walStatus: string | null;
+  /** Bytes of WAL left before the slot is invalidated by max_slot_wal_keep_size (null: unbounded). */
+  safeWalSize: number | null;
+}
+
+const AnyRow = z.object({
+  slot_name: z.string(), slot_type: z.enum(["physical", "logical"]), plugin: z.string().nullable(), database: z.string().nullable(),
+  active: z.boolean(), lsn: z.string().nullable(), restart_lsn: z.string().nullable(), wal_status: z.string().nullable(), safe: z.string().nullable(),
+});
+
+/** Every slot of the server, and the server's major version (server_version_num / 10000). */
+export async function listAnySlots(db: Db): Promise<{ major: number; slots: AnySlot[] }> {
+  return db.query("list slots (all types)", async (sql) => {
+    const v = await sql`SELECT current_setting('server_version_num')::int / 10000 AS major`;
+    const rows = await sql`
+      SELECT slot_name, slot_type, plugin, database, active, wal_status, safe_wal_size::text AS safe, restart_lsn::text AS restart_lsn,
+        (CASE WHEN slot_type = 'logical' THEN confirmed_flush_lsn ELSE restart_lsn END)::text AS lsn
+      FROM pg_replication_slots WHERE NOT temporary ORDER BY slot_name`;
+    return {
+      major: z.number().int().parse(v[0]?.major),
+      slots: rows.map((r) => {
+        const x = AnyRow.parse(r);
+        return { name: x.slot_name, type: x.slot_type, plugin: x.plugin, database: x.database, active: x.active, lsn: x.lsn, restartLsn: x.restart_lsn, walStatus: x.wal_status, safeWalSize: x.safe === null ? null : Number(x.safe) };
+      }),
+    };
+  });
+}
+
+/** A logical slot (run on a connection to its database). PostgreSQL ≥ 17 with `failover`: synchronized to standbys. */
+export async function createLogicalSlot(db: Db, name: string, plugin: string, failover: boolean): Promise<void> {
+  check(name);
+  await db.query(`create logical slot ${name}`, async (sql) => {
+    try {
+      if (failover) await sql`SELECT pg_create_logical_replication_slot(${name}, ${plugin}, false, false, true)`;
+      else await sql`SELECT pg_create_logical_replication_slot(${name}, ${plugin})`;
+    } catch (e) {
+      if (sqlState(e) !== "42710") throw e; // created concurrently
+    }
+  }, 60_000);
+}
+
+/** Move a slot forward (never back: PostgreSQL ignores an older target) to at most `lsn`; the position it reached. */
+export async function advanceSlot(db: Db, name: string, lsn: string): Promise<string | null> {
+  check(name);
+  const rows = await db.query(`advance slot ${name}`, (sql) => sql`SELECT end_lsn::text AS lsn FROM pg_replication_slot_advance(${name}, ${lsn}::pg_lsn)`, 30_000);
+  return (rows[0]?.lsn as string | undefined) ?? null;
+}
+
+/** The slot's on-disk state file (pg_replslot/<name>/state), base64; null when absent. Superuser only. */
+export async function readSlotState(db: Db, name: string): Promise<string | null> {
+  check(name);
+  const rows = await db.query(`read slot state ${name}`, async (sql) => {
+    try {
+      return await sql`SELECT encode(pg_read_binary_file(${`pg_replslot/${name}/state`}), 'base64') AS s`;
+    } catch (e) {
+      if (sqlState(e) === "58P01") return []; // no such file (not yet written by a checkpoint)
+      throw e;
+    }
+  });
+  const s = rows[0]?.s as string | undefined;
+  return s ? s.replace(/\s+/g, "") : null;
+}
+
+/** The oldest WAL segment number in pg_wal and the segment size (works on a standby, unlike pg_walfile_name). */
+export async function oldestWalSegment(db: Db): Promise<{ segno: bigint; segSize: bigint } | null> {
+  const rows = await db.query("oldest WAL segment", (sql) => sql`
+    SELECT min(name) AS name, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS size
+    FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'`);
+  const name = rows[0]?.name as string | null | undefined;
+  if (!name) return null;
+  const segSize = BigInt(String(rows[0]?.size));
+  return { segno: BigInt(`0x${name.slice(8, 16)}`) * (0x100000000n / segSize) + BigInt(`0x${name.slice(16, 24)}`), segSize };
+}

@@ -41,12 +41,12 @@ describe("defaults", () => {
       postgres: {
         data_dir: "/var/lib/postgresql/pgherd", bin_dir: "", port: 5432, listen_addresses: "*", socket_dir: "",
         os_user: "postgres", superuser: "postgres", repl_user: "pgherd_repl", monitor_user: "pgherd_monitor",
-        loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, parameters: {}, replication_tls: true,
+        loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, wal_level: "replica", parameters: {}, replication_tls: true,
       },
-      bootstrap: { from_existing: false },
+      bootstrap: { from_existing: false, from_backup: false, target_time: "", target_lsn: "" },
       rejoin: { auto: true },
       failover: { max_lag_bytes: 1048576 },
-      slots: { retain_minutes: 30, max_slot_wal_keep_size: "" },
+      slots: { retain_minutes: 30, max_slot_wal_keep_size: "", permanent: [] },
       tags: { nofailover: false, noloadbalance: false },
       watchdog: { mode: "off", device: "/dev/watchdog" },
       log: { level: "info", format: "text", postgres_dir: "", postgres_filename: "postgresql-%a.log", postgres_rotation_age: "1d" },
@@ -56,6 +56,7 @@ describe("defaults", () => {
       vip: { address: "", interface: "" },
       access: [],
       consensus: { backend: "builtin", endpoints: [], prefix: "/pgherd", tls_ca: "", tls_cert: "", tls_key: "", username: "", password_file: "", ttl_s: 5, poll_ms: 250, request_timeout_ms: 1000 },
+      backup: { tool: "none", repo_path: "/var/lib/pgbackrest", stanza: "", clone_from: "backup", retention_full: 2, full_every_hours: 0, incr_every_hours: 0 },
     });
   });
 

@@ -340,12 +340,13 @@ export function checkHealthy(states: PgState[]): Healthy {
       throw new Error(`${s.node.name}: wal receiver ${JSON.stringify(s.receiver)}, want streaming from ${p.node.ip}`);
     }
   }
-  const streaming = p.replication.filter((r) => r.state === "streaming").map((r) => r.clientAddr).sort();
+  // Consumers outside the cluster (pg_receivewal, pg_recvlogical on permanent slots) are not standbys.
+  const streaming = p.replication.filter((r) => r.state === "streaming" && r.applicationName.startsWith("pgherd_")).map((r) => r.clientAddr).sort();
   const want = standbys.map((s) => s.node.ip).sort();
   if (JSON.stringify(streaming) !== JSON.stringify(want)) {
     throw new Error(`primary ${p.node.name} streams to ${JSON.stringify(p.replication)}, want exactly ${want.join(", ")}`);
   }
-  const slots = p.slots.filter((x) => x.active).map((x) => x.name).sort();
+  const slots = p.slots.filter((x) => x.active && x.name.startsWith("pgherd_")).map((x) => x.name).sort();
   const wantSlots = standbys.map((s) => `pgherd_${s.node.nodeId()}`).sort();
   if (JSON.stringify(slots) !== JSON.stringify(wantSlots)) {
     throw new Error(`primary ${p.node.name} active slots ${JSON.stringify(p.slots)}, want ${wantSlots.join(", ")}`);

@@ -94,7 +94,7 @@ export class Maintenance {
       if (this.pendingWarned !== pending.join()) h.log.warn(`settings pending a restart of the primary: ${pending.join(", ")} (a switchover applies them without an outage)`);
       this.pendingWarned = pending.join();
     }
-    if (primary) await this.slots.maintain();
+    await this.slots.maintain(primary);
   }
 
   /** Decide synchronous_standby_names and the guard for this round (applied by writeConfig / publishGuard). */

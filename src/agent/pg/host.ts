@@ -9,6 +9,7 @@ import { ensureDir } from "../../postgres/fsutil.ts";
 import { buildConninfo, openLocalDb, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
 import { NodeTls } from "../../tls/node-tls.ts";
+import { conninfoExtra, walSettings } from "../../backup/wal-settings.ts";
 import type { Fencer } from "../../fence/fencer.ts";
 import { type Clock, realClock } from "../../fence/clock.ts";
 import type { ClusterContext } from "./context.ts";
@@ -96,7 +97,7 @@ export class PgHost {
     if (standby && upstream) {
       const [host, port] = splitAddr(upstream);
       if (s) await this.writePassfile(host, port);
-      conninfo = buildConninfo({ host, port, user: pg.repl_user, passfile: this.passfile, applicationName: slotFor(this.ctx.nodeId), extra: await this.tls.client() });
+      conninfo = buildConninfo({ host, port, user: pg.repl_user, passfile: this.passfile, applicationName: slotFor(this.ctx.nodeId), extra: { ...(await this.tls.client()), ...conninfoExtra(this.cfg, this.node.bins.version) } });
       this.upstream = upstream;
     } else if (!standby) this.upstream = null;
     await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
@@ -108,6 +109,7 @@ export class PgHost {
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: standby ? "" : this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
         serverLog: serverLogParameters(this.cfg),
+        ...(await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version)),
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pg.parameters } : pg.parameters,
         ssl: tls.ssl ?? undefined,
       },

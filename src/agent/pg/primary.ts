@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
 import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftovers, PgCtlError, probe, promote, reload } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
+import { bootstrapFromBackup } from "../../backup/bootstrap.ts";
 
 /** A crashed primary gets this long to come back in place before the leader steps down. */
 const RESTART_BUDGET_S = 10;
@@ -24,10 +25,13 @@ export class PrimaryStarter {
     const h = this.h;
     return h.fencer.asPrimary("initdb", async () => {
       h.syncNames = ""; // no standby exists yet, and nothing was acknowledged
-      h.log.info(`creating the cluster: initdb of ${h.node.dataDir} (data checksums on)`);
-      await initdb(h.node, { superuser: h.cfg.postgres.superuser });
-      await h.writeConfig(false);
-      await h.startServer();
+      if (h.cfg.bootstrap.from_backup) await bootstrapFromBackup({ cfg: h.cfg, socketDir: h.socketDir, node: h.node, log: h.log, localDb: () => h.localDb(), writeConfig: (s) => h.writeConfig(s), startServer: (t) => h.startServer(t), sleep: (ms) => h.clock.sleep(ms) });
+      else {
+        h.log.info(`creating the cluster: initdb of ${h.node.dataDir} (data checksums on)`);
+        await initdb(h.node, { superuser: h.cfg.postgres.superuser });
+        await h.writeConfig(false);
+        await h.startServer();
+      }
       await this.establishIdentity();
       const p = await probe(h.localDb());
       h.ctx.becamePrimary("bootstrap", p.up ? p.timeline : null, p.up ? p.currentLsn : null);

@@ -1,5 +1,10 @@
 // Rebuilding this node as a standby of the primary: pg_rewind, else a fresh clone swapped in
-// when complete. Also a plain clone of an empty (or rejoin --force-clone) node.
+// when complete. Also a plain clone of an empty (or rejoin --force-clone) node. With [backup]
+// tool = "pgbackrest" and clone_from = "backup", a clone is a restore of the latest backup (the
+// primary serves no base backup; the standby replays the archive, then streams); pg_basebackup
+// from the primary when that fails (no backup yet).
+import { restoreLatest } from "../../backup/backups.ts";
+import { ensureBackrestConf } from "../../backup/wal-settings.ts";
 import { basebackup, cloneDirFor, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { slotFor } from "./context.ts";
@@ -22,6 +27,7 @@ export class Rebuilder {
     this.progress({ kind: "rebuild", how: "clone" });
     const [host, port] = splitAddr(from);
     const target = cloneDirFor(h.node.dataDir);
+    if (await this.restoreFromBackup(target)) return this.swapAndStart(target, from, "restore of the latest backup");
     h.log.info(`cloning from the primary at ${from} into ${target}`);
     let last = -1;
     const passfile = await h.writePassfile(host, port);
@@ -38,10 +44,33 @@ export class Rebuilder {
         }
       },
     });
+    h.log.info(`clone complete in ${ms} ms`);
+    await this.swapAndStart(target, from, `pg_basebackup from ${from}`);
+  }
+
+  /** [backup] clone_from = "backup": the latest backup restored into `target`; false (logged) when there is none or it failed. */
+  private async restoreFromBackup(target: string): Promise<boolean> {
+    const h = this.h;
+    if (h.cfg.backup.tool !== "pgbackrest" || h.cfg.backup.clone_from !== "backup") return false;
+    h.note = "cloning from the backup repository (pgbackrest restore)";
+    this.noted();
+    h.log.info(`${h.note} into ${target}`);
+    try {
+      const { ms } = await restoreLatest(await ensureBackrestConf(h.cfg, h.socketDir), { osUser: h.node.osUser, log: h.log, timeoutMs: 6 * 3600_000 }, target);
+      h.log.info(`restored from the backup repository in ${ms} ms: replays the archive, then streams`);
+      return true;
+    } catch (e) {
+      h.log.warn(`restore from the backup repository failed (${(e as Error).message}): cloning from the primary with pg_basebackup instead`);
+      return false;
+    }
+  }
+
+  private async swapAndStart(target: string, from: string, how: string): Promise<void> {
+    const h = this.h;
     h.note = "";
     const old = await swapDataDir(target, h.node.dataDir);
     if (old) h.log.warn(`previous data directory kept at ${old}`);
-    h.log.info(`clone complete in ${ms} ms`);
+    h.log.info(`data directory created by ${how}`);
     await this.startAsStandby(from);
   }
 

@@ -165,6 +165,7 @@ export class MonitorRound {
       replication: (up?.replication ?? []).map((x) => ({ name: x.applicationName.slice(0, 64), clientAddr: x.clientAddr, state: x.state.slice(0, 32), syncState: x.syncState.slice(0, 16), lagBytes: x.lagBytes, replayLagSeconds: x.replayLagSeconds })),
       slots: this.x.slots.slots,
       slotBytes: this.x.slots.slotBytes,
+      ...(h.wasPrimary && this.x.slots.permanentReport.length ? { permanent: this.x.slots.permanentReport } : {}),
       ...(h.wasPrimary && guarantee ? { guarantee: guarantee.slice(0, 300) } : {}),
       action: d.kind === "none" ? d.role : d.kind,
       note: [this.live.note(), d.kind === "wait" || d.kind === "refuse" ? d.reason : h.note].filter(Boolean).join("; ").slice(0, 500),

@@ -1,4 +1,7 @@
-// Replication slots on the primary: one physical slot per standby member.
+// WAL retention and its consumers, every round on a healthy server: on the primary one physical
+// slot per standby member; the archive (src/backup) and the permanent slots (src/slots) on every node.
+import { ArchiveKeeper } from "../../backup/keeper.ts";
+import { PermanentSlots, type PermanentReport } from "../../slots/permanent.ts";
 import { dropSlot, ensureSlot, listSlots } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
 import type { PgHost } from "./host.ts";
@@ -10,7 +13,46 @@ export class SlotKeeper {
   slotBytes: Record<string, number> = {};
   private readonly droppedFor = new Set<string>();
 
-  constructor(private readonly h: PgHost) {}
+  private readonly archive: ArchiveKeeper;
+  private readonly permanent: PermanentSlots;
+
+  constructor(private readonly h: PgHost) {
+    this.archive = new ArchiveKeeper(h.cfg, h.log);
+    this.permanent = new PermanentSlots({
+      cfg: h.cfg, socketDir: h.socketDir, node: h.node, log: h.log,
+      localDb: () => h.localDb(),
+      primarySlots: () => {
+        const l = h.ctx.leaderPg();
+        return l && l.report.up && l.report.inRecovery === false ? (l.report.permanent ?? []) : null;
+      },
+      restartStandby: async () => {
+        await h.stopServer("fast", 60);
+        await h.startServer();
+      },
+    });
+  }
+
+  /** Permanent slots this primary reports (src/slots/permanent.ts). */
+  get permanentReport(): PermanentReport[] {
+    return this.permanent.report;
+  }
+
+  /** Every round on a server that answers: the primary's member slots, then archive and permanent slots. */
+  async maintain(primary = true): Promise<void> {
+    if (primary) await this.memberSlots();
+    // Archive and permanent slots never fail the round: their trouble is logged (once per message).
+    const systemId = this.h.ctx.secrets()?.systemId;
+    if (systemId) await this.archive.maintain(primary, systemId).catch((e: Error) => this.failed("archive", e));
+    await this.permanent.maintain(primary).catch((e: Error) => this.failed("permanent slots", e));
+  }
+
+  private lastFailure = "";
+
+  private failed(what: string, e: Error): void {
+    const line = `${what}: ${e.message}`;
+    if (line !== this.lastFailure) this.h.log.error(line);
+    this.lastFailure = line;
+  }
 
   /**
    * A member that is down keeps its slot (so it can catch up without a clone) for
@@ -18,7 +60,7 @@ export class SlotKeeper {
    * the disk (the member re-clones when it returns). Slots of pgherd members that left the cluster
    * go at once; slots not named pgherd_* are the operator's and untouched.
    */
-  async maintain(): Promise<void> {
+  private async memberSlots(): Promise<void> {
     const h = this.h;
     const existing = await listSlots(h.localDb());
     const have = new Set(existing.map((x) => x.name));

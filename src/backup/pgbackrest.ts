@@ -1,0 +1,118 @@
+// pgBackRest as pgherd drives it: the node's own pgbackrest.conf (rendered here, written 0600 for
+// the PostgreSQL OS user beside the data directory, never through a link), the archive and
+// restore commands PostgreSQL runs, and the pgbackrest runs the agent and the CLI make.
+//
+// Every node gets the same stanza and repository (repo_path: storage all nodes share) and its own
+// lock, log and spool directories (<data_dir>.pgbackrest/): two nodes never share a lock file even
+// when they share a filesystem.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+import { runTool, stderrTail, type ToolResult } from "../postgres/exec.ts";
+import { ensureDir, writeFileAtomic } from "../postgres/fsutil.ts";
+import { lookupOsUser } from "../postgres/users.ts";
+
+export interface BackrestPaths {
+  /** <data_dir>.pgbackrest: this node's pgBackRest directory (config, lock, log, spool). */
+  dir: string;
+  conf: string;
+  stanza: string;
+  bin: string;
+}
+
+export class BackrestError extends Error {
+  override readonly name = "BackrestError";
+  constructor(message: string, readonly code: number | null) {
+    super(message);
+  }
+}
+
+/** Debian installs it in /usr/bin; PATH first (another layout), resolved once. */
+export function backrestBin(): string {
+  const found = typeof Bun !== "undefined" ? Bun.which("pgbackrest") : null;
+  if (found) return found;
+  for (const p of ["/usr/bin/pgbackrest", "/usr/local/bin/pgbackrest"]) if (existsSync(p)) return p;
+  return "pgbackrest";
+}
+
+export function backrestPaths(cfg: Pick<Config, "cluster" | "postgres" | "backup">, bin = backrestBin()): BackrestPaths {
+  const dir = `${cfg.postgres.data_dir.replace(/\/+$/, "")}.pgbackrest`;
+  return { dir, conf: join(dir, "pgbackrest.conf"), stanza: cfg.backup.stanza || cfg.cluster, bin };
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+function iniValue(k: string, v: string | number): string {
+  const s = String(v);
+  if (CONTROL.test(s)) throw new BackrestError(`pgbackrest option ${k}: value contains a control character`, null);
+  return `${k}=${s}`;
+}
+
+/** pgbackrest.conf: the repository and retention globally, this node's server under the stanza. */
+export function renderBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "backup">, socketDir: string, p: BackrestPaths): string {
+  const pg = cfg.postgres;
+  return [
+    "# Managed by pgherd: do not edit. Rewritten by the agent from [backup] in pgherd.toml.",
+    "[global]",
+    iniValue("repo1-path", cfg.backup.repo_path),
+    iniValue("repo1-retention-full", cfg.backup.retention_full),
+    iniValue("lock-path", join(p.dir, "lock")),
+    iniValue("log-path", join(p.dir, "log")),
+    iniValue("spool-path", join(p.dir, "spool")),
+    "log-level-console=warn",
+    "log-level-file=info",
+    "start-fast=y",
+    "",
+    `[${p.stanza}]`,
+    iniValue("pg1-path", pg.data_dir),
+    iniValue("pg1-port", pg.port),
+    iniValue("pg1-socket-path", socketDir),
+    iniValue("pg1-user", pg.superuser),
+    "",
+  ].join("\n");
+}
+
+/** A word for the shell PostgreSQL runs archive_command/restore_command with ('…', and % doubled for PostgreSQL). */
+function shellWord(s: string): string {
+  if (CONTROL.test(s)) throw new BackrestError(`path ${JSON.stringify(s)} contains a control character`, null);
+  return `'${s.replace(/'/g, `'\\''`).replace(/%/g, "%%")}'`;
+}
+
+/**
+ * archive_mode = always: every node, primary or standby, pushes each WAL segment it completes, so
+ * the archive has every segment a standby received even when the primary died before archiving
+ * it. pgBackRest accepts a segment that is already in the archive with the same checksum (a
+ * warning, exit 0): the copies the other nodes push are harmless, and a different segment under
+ * the same name is refused (an error: that is a split history).
+ */
+export function archiveSettings(p: BackrestPaths): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
+  const base = `${shellWord(p.bin)} ${shellWord(`--config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)}`;
+  return { archiveMode: "always", archiveCommand: `${base} archive-push "%p"`, restoreCommand: `${base} archive-get %f "%p"` };
+}
+
+/** Create <data_dir>.pgbackrest (and the repository if missing) and write the config; true when it changed. */
+export async function writeBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "backup">, socketDir: string, p: BackrestPaths): Promise<boolean> {
+  const u = await lookupOsUser(cfg.postgres.os_user);
+  const owner = { uid: u.uid, gid: u.gid };
+  await ensureDir(p.dir, 0o700, owner);
+  for (const sub of ["lock", "log", "spool"]) await ensureDir(join(p.dir, sub), 0o700, owner);
+  await ensureDir(cfg.backup.repo_path, 0o750, owner);
+  return writeFileAtomic(p.conf, renderBackrestConf(cfg, socketDir, p), { mode: 0o600, owner });
+}
+
+export interface BackrestRun {
+  osUser: string;
+  log: Logger;
+  timeoutMs: number;
+  quiet?: boolean;
+}
+
+/** `pgbackrest --config --stanza <command> <args>` as the OS user; throws BackrestError unless it exits 0. */
+export async function backrest(p: BackrestPaths, r: BackrestRun, command: string, args: string[] = []): Promise<ToolResult> {
+  const res = await runTool({ bin: p.bin, args: [command, `--config=${p.conf}`, `--stanza=${p.stanza}`, ...args], user: r.osUser, timeoutMs: r.timeoutMs, log: r.log, quiet: r.quiet });
+  if (res.code === 0 && !res.timedOut) return res;
+  const why = res.timedOut ? `timed out after ${r.timeoutMs} ms` : `exited ${res.code}`;
+  throw new BackrestError(`pgbackrest ${command} ${why}: ${stderrTail(res.stderr || res.stdout)}`, res.code);
+}

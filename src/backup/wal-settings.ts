@@ -1,0 +1,41 @@
+// The server settings the WAL consumers need, for the managed pgherd.conf (host.ts writeConfig):
+// wal_level, archiving through pgBackRest on every node ([backup] tool), and hot_standby_feedback on
+// standbys that hold copies of permanent logical slots (PostgreSQL ≥ 17: sync_replication_slots, and
+// the dbname the slot synchronization needs in primary_conninfo).
+import type { Config } from "../config/schema.ts";
+import type { PgherdConfParams } from "../postgres/pgconf.ts";
+import { FAILOVER_SLOTS_MAJOR } from "../slots/permanent.ts";
+import { archiveSettings, backrestPaths, type BackrestPaths, writeBackrestConf } from "./pgbackrest.ts";
+
+/** pgbackrest.conf is rendered from the config loaded at start: written once per process. */
+let written: string | null = null;
+
+type WalParams = Pick<PgherdConfParams, "walLevel" | "archive" | "hotStandbyFeedback" | "slotSync">;
+
+/** `major`: the server's major version (from its binaries). */
+export async function walSettings(cfg: Config, socketDir: string, standby: boolean, major: number): Promise<WalParams> {
+  const logical = cfg.slots.permanent.some((s) => s.type === "logical");
+  const out: WalParams = { walLevel: cfg.postgres.wal_level, hotStandbyFeedback: standby && logical, slotSync: standby && slotSyncOn(cfg, major) };
+  if (cfg.backup.tool !== "pgbackrest") return out;
+  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir)) };
+}
+
+/** This node's pgbackrest.conf, written if this process has not yet (before the first restore, too). */
+export async function ensureBackrestConf(cfg: Config, socketDir: string): Promise<BackrestPaths> {
+  const p = backrestPaths(cfg);
+  if (written !== p.conf) {
+    await writeBackrestConf(cfg, socketDir, p);
+    written = p.conf;
+  }
+  return p;
+}
+
+/** PostgreSQL ≥ 17 synchronizes permanent logical (failover) slots to standbys itself. */
+export function slotSyncOn(cfg: Config, major: number): boolean {
+  return major >= FAILOVER_SLOTS_MAJOR && cfg.slots.permanent.some((s) => s.type === "logical");
+}
+
+/** primary_conninfo keywords the slot synchronization needs (a database to read the slots through). */
+export function conninfoExtra(cfg: Config, major: number): Record<string, string> | undefined {
+  return slotSyncOn(cfg, major) ? { dbname: "postgres" } : undefined;
+}

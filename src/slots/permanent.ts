@@ -1,0 +1,192 @@
+// Permanent slots ([[slots.permanent]]): slots for consumers outside the cluster that exist on
+// whichever node is primary and keep their position across failover and switchover.
+//
+// Primary: creates the missing ones (a logical one through a connection to its database; on
+// PostgreSQL ≥ 17 with failover = true), warns before max_slot_wal_keep_size invalidates one, and
+// reports where each resumes. Standbys, PostgreSQL ≥ 17: the server's own slot synchronization
+// (sync_replication_slots, see walSettings) keeps the failover slots. Standbys, older versions:
+// copies, moved forward to the primary's reported position with pg_replication_slot_advance
+// (physical: created here; logical: the primary's slot state file copied into pg_replslot, loaded
+// by a restart of the standby, as logical slots cannot be created on a standby before 16). A copy
+// lags the primary by up to one round, so after a failover a consumer may get again what it had
+// already confirmed during that round (docs/backup.md).
+import { constants as C } from "node:fs";
+import { open } from "node:fs/promises";
+import { join } from "node:path";
+import type { PermanentSlot } from "../config/schema-backup.ts";
+import type { PgReport } from "../core/report.ts";
+import type { Logger } from "../log.ts";
+import { SafeDir, type Owner } from "../postgres/fsutil.ts";
+import { lsnCompare, lsnToBigInt } from "../postgres/lsn.ts";
+import { advanceSlot, createLogicalSlot, ensureSlot, listAnySlots, oldestWalSegment, readSlotState, type AnySlot } from "../postgres/slots.ts";
+import { openDb, type Db } from "../postgres/sql.ts";
+import { lookupOsUser } from "../postgres/users.ts";
+
+/** First PostgreSQL major version with failover slots synchronized by the server. */
+export const FAILOVER_SLOTS_MAJOR = 17;
+
+export type PermanentReport = NonNullable<PgReport["permanent"]>[number];
+
+export interface SlotHost {
+  readonly cfg: { slots: { permanent: readonly PermanentSlot[] }; postgres: { port: number; superuser: string; os_user: string } };
+  readonly socketDir: string;
+  readonly node: { dataDir: string };
+  readonly log: Logger;
+  localDb(): Db;
+  /** The primary's permanent slots as its last report gave them (null: no primary ready). */
+  primarySlots(): PermanentReport[] | null;
+  restartStandby(): Promise<void>;
+}
+
+export class PermanentSlots {
+  /** What this primary reports (empty on a standby). */
+  report: PermanentReport[] = [];
+  private readonly said = new Map<string, string>();
+
+  constructor(private readonly h: SlotHost) {}
+
+  async maintain(primary: boolean): Promise<void> {
+    const want = this.h.cfg.slots.permanent;
+    if (want.length === 0) return;
+    const { major, slots } = await listAnySlots(this.h.localDb());
+    const have = new Map(slots.map((s) => [s.name, s]));
+    if (primary) await this.onPrimary(major, want, have);
+    else {
+      this.report = [];
+      if (major < FAILOVER_SLOTS_MAJOR) await this.copies(want, have);
+    }
+  }
+
+  /** Log `text` once per slot until it changes. */
+  private once(slot: string, level: "info" | "warn" | "error", text: string): void {
+    if (this.said.get(slot) === text) return;
+    this.said.set(slot, text);
+    this.h.log[level](text);
+  }
+
+  private async onPrimary(major: number, want: readonly PermanentSlot[], have: Map<string, AnySlot>): Promise<void> {
+    const h = this.h;
+    const report: PermanentReport[] = [];
+    for (const w of want) {
+      const s = have.get(w.name);
+      if (!s) {
+        await this.create(w, major);
+        continue;
+      }
+      if (s.type !== w.type || (w.type === "logical" && (s.plugin !== w.plugin || s.database !== w.database))) {
+        this.once(w.name, "error", `permanent slot ${w.name}: a ${s.type} slot (${s.plugin ?? "-"}, ${s.database ?? "-"}) of that name exists, not the configured one: left alone (drop it to let pgherd create it)`);
+        continue;
+      }
+      if (s.walStatus === "lost") this.once(w.name, "error", `permanent slot ${w.name} was invalidated (its WAL exceeded max_slot_wal_keep_size): its consumer must start over`);
+      else if (s.walStatus === "unreserved") this.once(w.name, "warn", `permanent slot ${w.name} holds more WAL than max_slot_wal_keep_size allows: it is invalidated at the next checkpoint unless its consumer catches up`);
+      else if (s.safeWalSize !== null && s.safeWalSize < 64 * 1024 * 1024) this.once(w.name, "warn", `permanent slot ${w.name}: ${s.safeWalSize} bytes of WAL left before max_slot_wal_keep_size invalidates it`);
+      else this.said.delete(w.name);
+      const state = w.type === "logical" && major < FAILOVER_SLOTS_MAJOR ? await readSlotState(h.localDb(), w.name) : null;
+      // A logical copy starts from the state file, which may be older than the slot in memory: its restart_lsn counts.
+      const restartLsn = state ? stateRestartLsn(Buffer.from(state, "base64")) : s.restartLsn;
+      report.push({ name: w.name, type: w.type, lsn: s.lsn, restartLsn, ...(state ? { state } : {}) });
+    }
+    this.report = report;
+  }
+
+  private async create(w: PermanentSlot, major: number): Promise<void> {
+    const h = this.h;
+    if (w.type === "physical") {
+      await ensureSlot(h.localDb(), w.name);
+    } else {
+      const pg = h.cfg.postgres;
+      const db = openDb({ host: h.socketDir, port: pg.port, user: pg.superuser, database: w.database!, log: h.log, applicationName: "pgherd", settings: { synchronous_commit: "local" } });
+      try {
+        await createLogicalSlot(db, w.name, w.plugin!, major >= FAILOVER_SLOTS_MAJOR);
+      } finally {
+        await db.close();
+      }
+    }
+    h.log.info(`created permanent ${w.type} slot ${w.name}${w.type === "logical" ? ` (${w.plugin} on ${w.database}${major >= FAILOVER_SLOTS_MAJOR ? ", failover" : ""})` : ""}`);
+  }
+
+  /** PostgreSQL < 17 standby: a copy of each permanent slot, moved up to where the primary's is. */
+  private async copies(want: readonly PermanentSlot[], have: Map<string, AnySlot>): Promise<void> {
+    const h = this.h;
+    const primary = h.primarySlots();
+    if (!primary) return;
+    let restart = false;
+    for (const p of primary) {
+      if (!want.some((w) => w.name === p.name && w.type === p.type) || p.lsn === null) continue;
+      const local = have.get(p.name);
+      if (!local) {
+        if (p.type === "physical") {
+          await ensureSlot(h.localDb(), p.name);
+          h.log.info(`permanent slot ${p.name}: copy created on this standby`);
+        } else if (p.state && (await this.haveWalFrom(p.name, p.restartLsn ?? null))) {
+          await this.writeState(p.name, Buffer.from(p.state, "base64"));
+          restart = true;
+        }
+        continue;
+      }
+      if (local.lsn !== null && lsnCompare(local.lsn, p.lsn) >= 0) continue;
+      try {
+        await advanceSlot(h.localDb(), p.name, p.lsn);
+        this.said.delete(p.name);
+      } catch (e) {
+        this.once(p.name, "warn", `permanent slot ${p.name}: cannot advance this standby's copy to ${p.lsn}: ${(e as Error).message}`);
+      }
+    }
+    if (restart) {
+      h.log.info("copied permanent logical slot(s) from the primary: restarting this standby to load them");
+      await h.restartStandby();
+    }
+  }
+
+  /**
+   * A copy of a logical slot can move forward only by decoding from its restart_lsn: copy it only
+   * once this standby still has that WAL (a slot nobody consumed yet may need WAL older than the
+   * standby's clone).
+   */
+  private async haveWalFrom(name: string, restartLsn: string | null): Promise<boolean> {
+    if (!restartLsn) return false;
+    const oldest = await oldestWalSegment(this.h.localDb());
+    const ok = !!oldest && lsnToBigInt(restartLsn) / oldest.segSize >= oldest.segno;
+    if (ok) this.said.delete(name);
+    else this.once(name, "info", `permanent slot ${name}: not copied to this standby yet: it needs WAL from ${restartLsn}, older than this standby's; copied once its consumer moves it on`);
+    return ok;
+  }
+
+  /** pg_replslot/<name>/state, written as the OS user's file without following a link; kept when already there. */
+  private async writeState(name: string, bytes: Buffer): Promise<void> {
+    const u = await lookupOsUser(this.h.cfg.postgres.os_user);
+    const owner: Owner = { uid: u.uid, gid: u.gid };
+    const dir = await SafeDir.open(join(this.h.node.dataDir, "pg_replslot"), { osUser: owner });
+    try {
+      await dir.ensureSubdir(name, 0o700, owner);
+      const sub = await SafeDir.open(join(this.h.node.dataDir, "pg_replslot", name), { osUser: owner });
+      try {
+        if (await sub.has("state")) return;
+        const fh = await open(sub.at("state"), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+        try {
+          await fh.writeFile(bytes);
+          if (process.getuid?.() === 0) await fh.chown(owner.uid, owner.gid);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await sub.sync();
+      } finally {
+        await sub.close();
+      }
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}
+
+/** On-disk slot state (ReplicationSlotOnDisk, PostgreSQL 12-16): magic, then restart_lsn at byte 96 (little-endian). */
+const SLOT_MAGIC = 0x1051ca1;
+const RESTART_LSN_OFFSET = 96;
+
+export function stateRestartLsn(b: Buffer): string | null {
+  if (b.length < RESTART_LSN_OFFSET + 8 || b.readUInt32LE(0) !== SLOT_MAGIC) return null;
+  const v = b.readBigUInt64LE(RESTART_LSN_OFFSET);
+  return `${(v >> 32n).toString(16).toUpperCase()}/${(v & 0xffffffffn).toString(16).toUpperCase()}`;
+}

@@ -1,0 +1,166 @@
+// Continuous archiving that follows the primary: three namespace hosts archiving to one pgBackRest
+// repository, a writer on every node. After a switchover and after a host crash the archive holds
+// every WAL segment along the new primary's timeline history; a standby stopped until the primary
+// recycled the WAL it needs catches up from the archive without a clone; a fourth node is cloned
+// from the repository and the primary serves it no base backup (its walsenders log every
+// replication command: BASE_BACKUP would show).
+import { expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { describeCluster } from "../helpers/describe-cluster.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { faultRound, logMark, logSince, waitReplicating } from "../helpers/writer.ts";
+import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
+import { archiveGaps, backrest, backupExtra, pgherdCli, startBackupCluster } from "./helpers.ts";
+
+const serverLog = (n: ClusterNode) => {
+  try {
+    return readFileSync(n.pgLogFile, "utf8");
+  } catch {
+    return "";
+  }
+};
+
+describeCluster("backup: archiving that follows the primary", {
+  start: () => startBackupCluster("backup-archive", "bkarch", { postgres: { parameters: { log_replication_commands: true } } as never }),
+}, (fx) => {
+  /** Pushes the current segment, then waits until the archive has no gap (the last reason names the missing segments). */
+  const expectContinuous = async (label: string) => {
+    const h = await waitReplicating(fx.c, 60_000);
+    await h.primary.query("select pg_switch_wal()");
+    let last = { missing: ["(not checked)"], checked: 0, timelines: [] as number[] };
+    await waitFor(async () => {
+      last = await archiveGaps(h.primary, fx.repo, 1);
+      return last.missing.length === 0;
+    }, { timeoutMs: 60_000, intervalMs: 500, what: `${label}: every segment archived` }).catch(() => undefined);
+    console.log(`${label}: ${last.checked} segments along timelines ${last.timelines.join(" -> ")}, missing: ${last.missing.join(", ") || "none"}`);
+    expect(last.missing).toEqual([]);
+    const info = await backrest(h.primary, "info");
+    expect(info.stdout).toContain("status: ok");
+    return h;
+  };
+
+  test("the primary created the stanza; every node archives with archive_mode = always and restores from the archive", () => fx.c.diagnose(async () => {
+    for (const n of fx.c.nodes) {
+      await waitFor(async () => {
+        const [r] = await n.query("select current_setting('archive_mode') as m, current_setting('restore_command') as rc, current_setting('archive_command') as ac");
+        return r?.m === "always" && String(r.rc).includes("archive-get") && String(r.ac).includes("archive-push");
+      }, { timeoutMs: 30_000, what: `${n.name}: archive settings in force` });
+    }
+    const h = await waitReplicating(fx.c, 30_000);
+    const b = await pgherdCli(h.primary, ["backup", "--type", "incr"]);
+    console.log(`pgherd backup on ${h.primary.name}: exit ${b.code}: ${(b.stdout + b.stderr).trim()}`);
+    expect(b.code).toBe(0);
+    const s = await pgherdCli(h.standbys[0]!, ["backup"]);
+    expect(s.code).toBe(1);
+    expect(s.stderr).toContain("this node is a standby");
+    const ls = await pgherdCli(h.standbys[0]!, ["backup", "ls", "--json"]);
+    expect(JSON.parse(ls.stdout).backups.map((x: { type: string }) => x.type)).toEqual(["full"]);
+    await expectContinuous("after bootstrap");
+  }), 120_000);
+
+  test("switchover with a writer: the archive stays continuous", () => fx.c.diagnose(async () => {
+    const r = await faultRound(fx.c, {
+      label: "switchover", expect: "other", waitMs: 30_000,
+      inject: async (p) => {
+        const h = await waitReplicating(fx.c, 10_000);
+        const target = h.standbys[0]!;
+        // Right after a WAL switch the target's last report may still show it a segment behind: retry that refusal.
+        let cli = await pgherdCli(p, ["switchover", "--to", target.name], 100_000);
+        for (let i = 0; i < 20 && cli.code !== 0 && /lags .* behind/.test(cli.stderr + cli.stdout); i++) {
+          await Bun.sleep(250);
+          cli = await pgherdCli(p, ["switchover", "--to", target.name], 100_000);
+        }
+        if (cli.code !== 0) throw new Error(`switchover: ${cli.stderr}${cli.stdout}`);
+      },
+    });
+    expect(r.lost).toEqual([]);
+    await expectContinuous("after the switchover");
+  }), 240_000);
+
+  test("host crash with a writer: the archive stays continuous", () => fx.c.diagnose(async () => {
+    const r = await faultRound(fx.c, {
+      label: "host crash", expect: "other",
+      inject: (p) => p.host.killAll("SIGKILL"),
+      restore: (old) => old.start(),
+    });
+    expect(r.analysis.splitBrain).toEqual([]);
+    await expectContinuous("after the host crash");
+  }), 240_000);
+
+  test("a standby stopped until the primary recycled its WAL catches up from the archive, without a clone", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    const s = h.standbys[0]!;
+    const [pos] = await s.query("select pg_last_wal_replay_lsn()::text as lsn");
+    const mark = s.mark();
+    const logBefore = serverLog(s).length;
+    await s.stopAgent();
+    const stop = await s.pgCtl("stop", "-m", "fast", "-w");
+    expect(stop.code).toBe(0);
+    const [seg] = await h.primary.query(`select pg_walfile_name('${String(pos!.lsn)}') as f`);
+    const need = String(seg!.f);
+    // Its slot goes (the agent makes a new one at the current position), so nothing holds that WAL.
+    await h.primary.query(`select pg_drop_replication_slot('pgherd_${s.nodeId()}')`);
+    let rounds = 0;
+    await waitFor(async () => {
+      rounds++;
+      await h.primary.query("insert into failover_w (id, node) select 1000000 + g + " + rounds * 1000 + ", 'filler' from generate_series(1, 200) g");
+      await h.primary.query("select pg_switch_wal()");
+      await h.primary.query("checkpoint");
+      return (await h.primary.query(`select 1 from pg_ls_waldir() where name = '${need}'`)).length === 0;
+    }, { timeoutMs: 60_000, intervalMs: 200, what: `the primary to recycle ${need}` });
+    console.log(`primary recycled ${need} (the standby's replay position ${String(pos!.lsn)}) after ${rounds} segment switches`);
+    await s.start();
+    await waitReplicating(fx.c, 90_000);
+    const restored = serverLog(s).slice(logBefore).split("\n").filter((l) => /restored log file .* from archive/.test(l));
+    console.log(`${s.name}: ${restored.length} segments restored from the archive, then streaming`);
+    expect(restored.length).toBeGreaterThan(0);
+    expect(s.lines(/decision: (rewind|clone)|cloning/, mark)).toEqual([]);
+  }), 240_000);
+
+  test("a fourth node is cloned from the backup repository, not the primary, and streams", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    // The bootstrap clones did ask the primary of that time for base backups: the proof below can fail.
+    expect(fx.c.nodes.some((n) => /BASE_BACKUP/.test(serverLog(n)))).toBe(true);
+    const b = await pgherdCli(h.primary, ["backup", "--type", "incr"]);
+    console.log(`pgherd backup: exit ${b.code}: ${(b.stdout + b.stderr).trim()}`);
+    expect(b.code).toBe(0);
+    const before = serverLog(h.primary).length;
+    const mark = logMark(h.primary);
+    const n4 = await fx.c.addNode({ extra: backupExtra(fx.repo) });
+    await n4.start();
+    const healthy = await waitReplicating(fx.c, 120_000);
+    expect(healthy.primary).toBe(h.primary);
+    const served = serverLog(h.primary).slice(before).split("\n").filter((l) => /BASE_BACKUP/.test(l));
+    expect(served).toEqual([]);
+    expect(n4.lines(/restored from the backup repository/).length).toBe(1);
+    expect(n4.lines(/cloning from the primary/)).toEqual([]);
+    expect(logSince(h.primary, mark, /error/)).toEqual([]);
+  }), 240_000);
+
+  test("a cluster bootstrapped from the backup with a target time has exactly the rows committed before it", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    await h.primary.query("create table pitr (id int primary key)");
+    await h.primary.query("insert into pitr select generate_series(1, 100)");
+    const [t] = await h.primary.query("select clock_timestamp()::text as t");
+    const target = String(t!.t);
+    await Bun.sleep(50); // commits after the target carry a later timestamp than it
+    await h.primary.query("insert into pitr select generate_series(101, 200)");
+    await expectContinuous("before the point-in-time bootstrap");
+    // The old cluster stops (the new one takes the stanza over); its scratch (and the repository) stays until the end.
+    await fx.c.stopAgents();
+    for (const n of fx.c.nodes) if (n.postmasterPid() !== null) await n.pgCtl("stop", "-m", "fast", "-w");
+    const c2 = await PgCluster.create({ test: "backup-pitr", tag: "bkpitr", bootstrapExpect: 1 });
+    try {
+      const n = await c2.addNode({ extra: backupExtra(fx.repo, { bootstrap: { from_backup: true, target_time: target } }) });
+      await n.start();
+      await waitFor(() => n.lines(/recovery to .* complete: promoted/).length === 1, { timeoutMs: 120_000, what: `${n.name}: restored and promoted` });
+      const [rec] = await n.query("select pg_is_in_recovery() as r");
+      expect(rec?.r).toBe(false);
+      const [r] = await n.query("select count(*)::int as n, min(id) as lo, max(id) as hi from pitr");
+      console.log(`point-in-time bootstrap to ${target}: ${r!.n} rows (${r!.lo}..${r!.hi}); 100 were committed before it, 100 after`);
+      expect(r).toEqual({ n: 100, lo: 1, hi: 100 });
+    } finally {
+      await c2.destroy();
+    }
+  }), 240_000);
+});

@@ -1,0 +1,128 @@
+// What the backup tests share: a three-node cluster archiving to one pgBackRest repository in the
+// scratch directory (the namespace hosts share a filesystem, as nodes share an NFS repository),
+// pgbackrest run as a node's OS user with the config its agent wrote, and the archive continuity
+// check (every WAL segment along the current timeline's history is in the repository).
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { BINARY } from "../../scripts/build.ts";
+import { loadConfig } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/schema.ts";
+import { PgCluster, type ClusterNode, type Healthy } from "../helpers/cluster.ts";
+import { PG_OS_USER } from "../helpers/pg.ts";
+import type { RunResult } from "../helpers/proc.ts";
+import { API_TOKEN, boundsOf, type Bounds, Writer } from "../helpers/writer.ts";
+
+export const STANZA = "e2e";
+
+export interface BackupFixture { c: PgCluster; healthy: Healthy; cfg: Config; bounds: Bounds; repo: string }
+
+/** The [backup]/[slots] keys of every node of a backup cluster (also a node added later). */
+export function backupExtra(repo: string, more: Record<string, unknown> = {}): Record<string, unknown> {
+  return { api: { token: API_TOKEN }, election: { auto_join: true }, backup: { tool: "pgbackrest", repo_path: repo }, ...more };
+}
+
+export async function startBackupCluster(test: string, tag: string, o: { extra?: Record<string, unknown>; postgres?: Record<string, string | number | boolean> } = {}): Promise<BackupFixture> {
+  const c = await PgCluster.create({ test, tag });
+  try {
+    const repo = join(c.scratch, "repo");
+    for (let i = 0; i < 3; i++) await c.addNode({ extra: backupExtra(repo, o.extra), postgres: o.postgres });
+    const t0 = performance.now();
+    await Promise.all(c.nodes.map((n) => n.start()));
+    const healthy = await c.diagnose(() => c.waitHealthy(90_000));
+    console.log(`${test}: cluster ready in ${((performance.now() - t0) / 1000).toFixed(1)} s, primary ${healthy.primary.name}`);
+    await new Writer([]).prepare(healthy.primary);
+    const cfg = loadConfig(c.nodes[0]!.configPath);
+    return { c, healthy, cfg, bounds: boundsOf(cfg), repo };
+  } catch (e) {
+    await c.destroy().catch(() => {});
+    throw e;
+  }
+}
+
+/** `pgbackrest <command>` on a node's host as postgres, with the config its agent wrote. */
+export function backrest(n: ClusterNode, command: string, args: string[] = [], timeoutMs = 120_000): Promise<RunResult> {
+  return n.host.exec(["pgbackrest", command, `--config=${n.dataDir}.pgbackrest/pgbackrest.conf`, `--stanza=${STANZA}`, ...args], { user: PG_OS_USER, timeoutMs });
+}
+
+/** `pgherd <args>` on a node's host. */
+export function pgherdCli(n: ClusterNode, args: string[], timeoutMs = 300_000): Promise<RunResult> {
+  return n.host.exec([BINARY, ...args, "--config", n.configPath], { timeoutMs });
+}
+
+const SEGS_PER_XLOGID = 0x100000000 / (16 * 1024 * 1024);
+
+export interface Seg { tli: number; segno: number; partial: boolean }
+
+function parseSeg(name: string): Seg | null {
+  const m = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?-[0-9a-f]{40}/.exec(name);
+  if (!m) return null;
+  return { tli: parseInt(m[1]!, 16), segno: parseInt(m[2]!, 16) * SEGS_PER_XLOGID + parseInt(m[3]!, 16), partial: !!m[4] };
+}
+
+function lsnToBytes(lsn: string): number {
+  const [hi, lo] = lsn.split("/");
+  return parseInt(hi!, 16) * 0x100000000 + parseInt(lo!, 16);
+}
+
+/** Every archived segment name in the repository (all timelines). */
+export function archivedSegments(repo: string): Seg[] {
+  const base = join(repo, "archive", STANZA);
+  const out: Seg[] = [];
+  for (const db of readdirSync(base).filter((d) => /^\d+-\d+$/.test(d))) {
+    for (const dir of readdirSync(join(base, db)).filter((d) => /^[0-9A-F]{16}$/.test(d))) {
+      for (const f of readdirSync(join(base, db, dir))) {
+        const s = parseSeg(f);
+        if (s) out.push(s);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Segments missing from the archive along the primary's timeline history, from `fromSegno` up to
+ * the last segment it completed: for each, recovery reads the copy of the newest timeline that
+ * began before the segment ends. Also returns what was checked, for the log.
+ */
+export function archiveGaps(primary: ClusterNode, repo: string, fromSegno: number): Promise<{ missing: string[]; checked: number; timelines: number[] }> {
+  return segmentGaps(primary, archivedSegments(repo), fromSegno);
+}
+
+/** WAL segment files in a directory (pg_receivewal's): full ones, and a .partial one. */
+export function segmentsInDir(dir: string): Seg[] {
+  const out: Seg[] = [];
+  for (const f of readdirSync(dir)) {
+    const m = /^([0-9A-F]{24})(\.partial)?$/.exec(f);
+    if (m) out.push({ ...parseSeg(`${m[1]}-${"0".repeat(40)}`)!, partial: !!m[2] });
+  }
+  return out;
+}
+
+/** Segments of `have` missing along the primary's timeline history, from `fromSegno` to the segment before its current one. */
+export async function segmentGaps(primary: ClusterNode, segs: Seg[], fromSegno: number, toSegno?: number): Promise<{ missing: string[]; checked: number; timelines: number[] }> {
+  const [row] = await primary.query("select timeline_id as tli, pg_walfile_name(pg_current_wal_lsn()) as cur from pg_control_checkpoint()");
+  const tli = Number(row!.tli);
+  // History lines: parent timeline and where it ended (= where its child began).
+  const lines: { parent: number; end: number }[] = [];
+  if (tli > 1) {
+    const hex = tli.toString(16).toUpperCase().padStart(8, "0");
+    const [h] = await primary.query(`select pg_read_file('pg_wal/${hex}.history') as t`);
+    for (const line of String(h!.t).split("\n")) {
+      const m = /^(\d+)\s+([0-9A-F]+\/[0-9A-F]+)/.exec(line.trim());
+      if (m) lines.push({ parent: Number(m[1]), end: lsnToBytes(m[2]!) });
+    }
+  }
+  const begins = [{ tli: lines[0]?.parent ?? tli, begin: 0 }, ...lines.map((l, i) => ({ tli: lines[i + 1]?.parent ?? tli, begin: l.end }))];
+  const curSegno = parseSeg(`${String(row!.cur)}-${"0".repeat(40)}`)!.segno;
+  const have = new Set(segs.filter((s) => !s.partial).map((s) => `${s.tli}:${s.segno}`));
+  const segBytes = 16 * 1024 * 1024;
+  const missing: string[] = [];
+  let checked = 0;
+  for (let s = fromSegno; s < (toSegno ?? curSegno); s++) {
+    const end = (s + 1) * segBytes;
+    const t = [...begins].reverse().find((b) => b.begin < end)!.tli;
+    checked++;
+    if (!have.has(`${t}:${s}`)) missing.push(`${t.toString(16).toUpperCase().padStart(8, "0")}/${s.toString(16).toUpperCase()}`);
+  }
+  return { missing, checked, timelines: begins.map((b) => b.tli) };
+}

@@ -1,0 +1,141 @@
+// Permanent slots across failover and switchover: three namespace hosts with wal_level = logical
+// and two [[slots.permanent]]: "cdc" (logical, test_decoding) read by pg_recvlogical on the
+// primary's host, and "recv" (physical) read by pg_receivewal on a fourth host over TCP. A host
+// crash of the primary, then a switchover, each with a writer running; after each the consumers
+// reconnect to the new primary on the same slot. Every row the final primary holds must have been
+// decoded (duplicates are allowed and counted), and pg_receivewal's directory must hold every WAL
+// segment along the final timeline history.
+import { expect, test } from "bun:test";
+import { chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ClusterNode } from "../helpers/cluster.ts";
+import { PgCluster } from "../helpers/cluster.ts";
+import { describeCluster } from "../helpers/describe-cluster.ts";
+import type { Host } from "../helpers/lab.ts";
+import { PG_OS_USER, pgBins } from "../helpers/pg.ts";
+import { waitFor, type Proc } from "../helpers/proc.ts";
+import { API_TOKEN, faultRound, waitReplicating, Writer } from "../helpers/writer.ts";
+import { lookupOsUser } from "../../src/postgres/users.ts";
+import { pgherdCli, segmentGaps, segmentsInDir } from "./helpers.ts";
+
+const SLOTS = [
+  { name: "cdc", type: "logical", plugin: "test_decoding", database: "postgres" },
+  { name: "recv", type: "physical" },
+];
+
+interface Fx { c: PgCluster; recvHost: Host; dir: string; walDir: string; passfile: string }
+
+async function start(): Promise<Fx> {
+  const c = await PgCluster.create({ test: "backup-slots", tag: "bkslot" });
+  try {
+    for (let i = 0; i < 3; i++) {
+      await c.addNode({ postgres: { wal_level: "logical" }, extra: { api: { token: API_TOKEN }, slots: { permanent: SLOTS } } });
+    }
+    await Promise.all(c.nodes.map((n) => n.start()));
+    const h = await c.diagnose(() => c.waitHealthy(90_000));
+    await new Writer([]).prepare(h.primary);
+    const recvHost = await c.addBareHost();
+    const u = await lookupOsUser(PG_OS_USER);
+    const dir = join(c.scratch, "consumers");
+    const walDir = join(dir, "wal");
+    for (const d of [dir, walDir]) {
+      mkdirSync(d, { mode: 0o700 });
+      chownSync(d, u.uid, u.gid);
+    }
+    const passfile = join(dir, "pgpass");
+    writeFileSync(passfile, `*:*:*:pgherd_repl:${c.nodes[0]!.secrets().replPassword}\n`, { mode: 0o600 });
+    chownSync(passfile, u.uid, u.gid);
+    // The operator's own rule for the consumer host, below pgherd's block (kept on every rewrite).
+    for (const n of c.nodes) {
+      writeFileSync(join(n.dataDir, "pg_hba.conf"), readFileSync(join(n.dataDir, "pg_hba.conf"), "utf8") + `host replication pgherd_repl ${recvHost.ip}/32 scram-sha-256\n`);
+      await n.query("select pg_reload_conf()");
+    }
+    return { c, recvHost, dir, walDir, passfile };
+  } catch (e) {
+    await c.destroy().catch(() => {});
+    throw e;
+  }
+}
+
+describeCluster("permanent slots: pg_recvlogical and pg_receivewal across failover and switchover", { start }, (fx) => {
+  const tool = (t: string) => join(pgBins!.dir, t);
+  const consumers: Proc[] = [];
+  const logical: string[] = [];
+
+  const startConsumers = async (p: ClusterNode) => {
+    const file = join(fx.dir, `cdc-${logical.length + 1}.txt`);
+    logical.push(file);
+    consumers.push(p.host.spawn([tool("pg_recvlogical"), "-h", p.socketDir, "-p", "5432", "-U", "postgres", "-d", "postgres", "-S", "cdc", "--start", "-f", file, "-F", "1", "-s", "1", "--no-loop"], { user: PG_OS_USER, logFile: `${file}.log` }));
+    consumers.push(fx.recvHost.spawn([tool("pg_receivewal"), "-h", p.ip, "-p", "5432", "-U", "pgherd_repl", "-S", "recv", "-D", fx.walDir, "-s", "1", "--no-loop", "-w"], { user: PG_OS_USER, env: { PGPASSFILE: fx.passfile }, logFile: join(fx.dir, `recv-${logical.length}.log`) }));
+    await waitFor(async () => (await p.query("select count(*)::int as n from pg_replication_slots where slot_name in ('cdc', 'recv') and active")).at(0)?.n === 2,
+      { timeoutMs: 20_000, what: `both consumers streaming from ${p.name}` });
+  };
+  const stopConsumers = async () => {
+    for (const p of consumers.splice(0)) {
+      if (!p.exited) p.kill("SIGTERM");
+      await p.waitExit(10_000).catch(() => p.kill("SIGKILL"));
+    }
+  };
+  const decodedIds = () => logical.flatMap((f) => {
+    let t = "";
+    try { t = readFileSync(f, "utf8"); } catch { /* not written yet */ }
+    return [...t.matchAll(/table public\.failover_w: INSERT: id\[bigint\]:(\d+)/g)].map((m) => Number(m[1]));
+  });
+
+  test("copies on the standbys, consumers keep going after a host crash and a switchover: no change and no WAL segment missing", () => fx.c.diagnose(async () => {
+    try {
+      const h = await waitReplicating(fx.c, 60_000);
+      await startConsumers(h.primary);
+      // A logical slot is copied once its consumer moved it past the WAL the standbys were cloned with.
+      await h.primary.query("insert into failover_w (id, node) values (999999998, 'marker')");
+      for (const s of h.standbys) {
+        await waitFor(async () => (await s.query("select count(*)::int as n from pg_replication_slots where slot_name in ('cdc', 'recv')")).at(0)?.n === 2,
+          { timeoutMs: 60_000, what: `${s.name}: copies of the permanent slots` });
+      }
+
+      const crash = await faultRound(fx.c, { label: "host crash", expect: "other", inject: (p) => p.host.killAll("SIGKILL"), restore: (old) => old.start() });
+      console.log(`host crash: ${crash.old.name} -> ${crash.neu.name}`);
+      await stopConsumers();
+      await startConsumers(crash.neu);
+
+      const sw = await faultRound(fx.c, {
+        label: "switchover", expect: "other", waitMs: 30_000,
+        inject: async (p) => {
+          const t = (await waitReplicating(fx.c, 10_000)).standbys[0]!;
+          const r = await pgherdCli(p, ["switchover", "--to", t.name], 100_000);
+          if (r.code !== 0) throw new Error(`switchover: ${r.stderr}${r.stdout}`);
+        },
+      });
+      console.log(`switchover: ${sw.old.name} -> ${sw.neu.name}`);
+      await stopConsumers();
+      const last = sw.neu;
+      await startConsumers(last);
+
+      // Everything written so far reaches the last consumers.
+      await last.query("insert into failover_w (id, node) values (999999999, 'marker')");
+      await waitFor(() => decodedIds().includes(999999999), { timeoutMs: 30_000, what: "pg_recvlogical to decode the final marker" });
+      await last.query("select pg_switch_wal()");
+      const [cur] = await last.query("select pg_walfile_name(pg_current_wal_lsn()) as f");
+      const segs = () => segmentsInDir(fx.walDir);
+      const first = Math.min(...segs().map((s) => s.segno));
+      let gaps = { missing: ["(not checked)"], checked: 0, timelines: [] as number[] };
+      await waitFor(async () => {
+        gaps = await segmentGaps(last, segs(), first);
+        return gaps.missing.length === 0;
+      }, { timeoutMs: 30_000, intervalMs: 500, what: `pg_receivewal to write every segment before ${String(cur!.f)}` }).catch(() => undefined);
+      console.log(`pg_receivewal: ${gaps.checked} segments along timelines ${gaps.timelines.join(" -> ")}, missing: ${gaps.missing.join(", ") || "none"}`);
+      expect(gaps.missing).toEqual([]);
+      expect(gaps.timelines.length).toBe(3);
+
+      const rows = (await last.query("select id from failover_w")).map((r) => Number(r.id));
+      const got = decodedIds();
+      const seen = new Set(got);
+      const missing = rows.filter((id) => !seen.has(id));
+      console.log(`pg_recvlogical: ${rows.length} rows on ${last.name}, ${got.length} decoded inserts (${got.length - seen.size} duplicates), missing: ${missing.length ? missing.join(", ") : "none"}`);
+      expect(rows.length).toBeGreaterThan(50);
+      expect(missing).toEqual([]);
+    } finally {
+      await stopConsumers();
+    }
+  }), 400_000);
+});
