@@ -3,7 +3,7 @@
 import { defineCommand } from "citty";
 import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, type ActionReply } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
-import { type NodePg, rejoinPoll, rejoinSeq } from "./_rejoin-wait.ts";
+import { type NodePg, rejoinLines, rejoinPoll, rejoinSeq } from "./_rejoin-wait.ts";
 
 type NodeStatus = { postgres: NodePg | null };
 
@@ -72,11 +72,12 @@ export const rejoinCommand = (ctx: CliContext) =>
       finish(ctx, r, args.json);
       if (!wait) return;
       let last = "";
+      const shown = new Set<string>();
       const deadline = Date.now() + 6 * 3600_000;
       while (Date.now() < deadline) {
         await Bun.sleep(500);
         const poll = rejoinPoll(before, ((await getJson(base, "/node")) as NodeStatus).postgres);
-        if (poll.line !== last) ctx.out(`${poll.line}\n`);
+        for (const line of rejoinLines(poll, last, shown)) ctx.out(`${line}\n`);
         last = poll.line;
         if (poll.done === "streaming") return;
         if (poll.done === "failed") throw new CliExit(EXIT_FAILURE, "");

@@ -11,6 +11,8 @@ export const RejoinProgressSchema = z.strictObject({
   seq: z.number().int().min(1),
   state: z.enum(["requested", "rewinding", "cloning", "starting", "streaming", "failed"]),
   error: text(500).nullable(),
+  /** The steps this request went through so far, in order (a poll may come after a quick one ended). */
+  passed: z.array(z.enum(["rewinding", "cloning", "starting"])).max(8).optional(),
 });
 export type RejoinProgress = z.infer<typeof RejoinProgressSchema>;
 

@@ -89,9 +89,12 @@ export function processesUnder(dir: string): ProcInfo[] {
 const SERVER_TOOLS = new Set(["postgres", "postmaster", "pg_ctl", "initdb", "pg_basebackup", "pg_rewind", "pg_controldata"]);
 const isServerTool = (p: ProcInfo, binDir: string) =>
   dirname(p.argv[0] ?? "") === binDir && SERVER_TOOLS.has(basename(p.argv[0] ?? ""));
-// Agents and the watchdogs they spawn; not a CLI command the user pointed at a demo config.
+// Agents and the watchdogs they spawn; not a CLI command the user pointed at a demo config. An agent
+// starts its watchdog as /proc/self/exe (src/fence/lease-file.ts), with a --state-dir in the demo's
+// directory (processesUnder already requires that).
 const isPgherd = (p: ProcInfo, argv: readonly string[]) =>
-  argv.length > 0 && argv.every((a, i) => p.argv[i] === a) && ["agent", "watchdog"].includes(p.argv[argv.length] ?? "");
+  (argv.length > 0 && argv.every((a, i) => p.argv[i] === a) && ["agent", "watchdog"].includes(p.argv[argv.length] ?? "")) ||
+  (p.argv[0] === "/proc/self/exe" && p.argv[p.argv.length - 3] === "watchdog" && p.argv[p.argv.length - 2] === "--state-dir");
 const isPostmaster = (p: ProcInfo) => ["postgres", "postmaster"].includes(basename(p.argv[0] ?? ""));
 
 /**

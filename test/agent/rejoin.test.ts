@@ -4,7 +4,7 @@
 import { expect, test } from "bun:test";
 import { type RejoinEvent, rejoinStep } from "../../src/agent/pg/rejoin.ts";
 import type { RejoinProgress } from "../../src/core/report.ts";
-import { type NodePg, rejoinPoll, rejoinSeq } from "../../src/cli/_rejoin-wait.ts";
+import { type NodePg, rejoinLines, rejoinPoll, rejoinSeq } from "../../src/cli/_rejoin-wait.ts";
 
 const run = (events: RejoinEvent[], from: RejoinProgress | null = null) => events.reduce(rejoinStep, from);
 const streamingNow: RejoinEvent = { kind: "observed", standby: true, streaming: true };
@@ -27,7 +27,7 @@ test("rewind, start, then streaming", () => {
   const steps: RejoinEvent[] = [{ kind: "request", clone: false }, { kind: "rebuild", how: "rewind" }, { kind: "starting" }];
   expect(run(steps)).toMatchObject({ state: "starting" });
   expect(run([...steps, { kind: "observed", standby: true, streaming: false }])).toMatchObject({ state: "starting" });
-  expect(run([...steps, streamingNow])).toEqual({ seq: 1, state: "streaming", error: null });
+  expect(run([...steps, streamingNow])).toEqual({ seq: 1, state: "streaming", error: null, passed: ["rewinding", "starting"] });
 });
 
 test("a failed rewind falls back to a clone within the same rejoin", () => {
@@ -36,7 +36,7 @@ test("a failed rewind falls back to a clone within the same rejoin", () => {
 
 test("a failure is reported with its error; a retry goes on from there", () => {
   const failed = run([{ kind: "request", clone: true }, { kind: "rebuild", how: "clone" }, { kind: "failed", error: "pg_basebackup: could not connect" }]);
-  expect(failed).toEqual({ seq: 1, state: "failed", error: "pg_basebackup: could not connect" });
+  expect(failed).toEqual({ seq: 1, state: "failed", error: "pg_basebackup: could not connect", passed: ["cloning"] });
   expect(run([{ kind: "rebuild", how: "clone" }, { kind: "starting" }, streamingNow], failed)).toMatchObject({ state: "streaming", error: null });
 });
 
@@ -54,7 +54,7 @@ test("defect 4: a report from before the request (already streaming) is not take
   // The old wait printed "rejoined" on any report with inRecovery && streaming: this one.
   const before = node({ rejoin: { seq: 1, state: "streaming", error: null } });
   const seq = rejoinSeq(before);
-  expect(rejoinPoll(seq, before)).toEqual({ line: "requested: waiting for the agent to take it up", done: null });
+  expect(rejoinPoll(seq, before)).toEqual({ line: "requested: waiting for the agent to take it up", done: null, passed: [] });
   expect(rejoinPoll(0, node())).toMatchObject({ done: null });
 });
 
@@ -65,7 +65,7 @@ test("the wait follows the new request to streaming", () => {
     node({ action: "clone", rejoin: { seq: 2, state: "starting", error: null } }),
     node({ rejoin: { seq: 2, state: "streaming", error: null } }),
   ].map((pg) => rejoinPoll(1, pg));
-  expect(polls).toEqual([
+  expect(polls).toMatchObject([
     { line: "requested: rejoin requested: waiting for the leader's primary", done: null },
     { line: "cloning: cloning 40% (400/1000 kB)", done: null },
     { line: "starting", done: null },
@@ -73,13 +73,28 @@ test("the wait follows the new request to streaming", () => {
   ]);
 });
 
+test("steps that began and ended between two polls are still printed, once, in order (a rewind of 18 ms and a start of 111 ms)", () => {
+  const shown = new Set<string>();
+  const first = rejoinPoll(1, node({ rejoin: { seq: 2, state: "requested", error: null } }));
+  const second = rejoinPoll(1, node({ rejoin: { seq: 2, state: "streaming", error: null, passed: ["rewinding", "starting"] } }));
+  expect(rejoinLines(first, "", shown)).toEqual(["requested"]);
+  expect(rejoinLines(second, first.line, shown)).toEqual(["rewinding", "starting", "rejoined: streaming from the primary"]);
+  // A step seen as the current state is not printed again from the list.
+  const seen = new Set<string>();
+  const cloning = rejoinPoll(1, node({ note: "cloning 40%", rejoin: { seq: 2, state: "cloning", error: null, passed: ["cloning"] } }));
+  expect(rejoinLines(cloning, "", seen)).toEqual(["cloning: cloning 40%"]);
+  const done = rejoinPoll(1, node({ rejoin: { seq: 2, state: "streaming", error: null, passed: ["cloning", "starting"] } }));
+  expect(rejoinLines(done, cloning.line, seen)).toEqual(["starting", "rejoined: streaming from the primary"]);
+});
+
 test("a failed rejoin ends the wait with its error", () => {
   expect(rejoinPoll(0, node({ rejoin: { seq: 1, state: "failed", error: "pg_rewind: source and target clusters are from different systems" } }))).toEqual({
     line: "rejoin failed: pg_rewind: source and target clusters are from different systems (the agent retries; follow it with pgherd status)",
     done: "failed",
+    passed: [],
   });
 });
 
 test("no report yet", () => {
-  expect(rejoinPoll(0, null)).toEqual({ line: "no report yet", done: null });
+  expect(rejoinPoll(0, null)).toEqual({ line: "no report yet", done: null, passed: [] });
 });

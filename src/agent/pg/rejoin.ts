@@ -14,9 +14,10 @@ export type RejoinEvent =
 export function rejoinStep(p: RejoinProgress | null, e: RejoinEvent): RejoinProgress | null {
   if (e.kind === "request") return { seq: (p?.seq ?? 0) + 1, state: "requested", error: null };
   if (!p || p.state === "streaming") return p;
+  const pass = (state: "rewinding" | "cloning" | "starting"): RejoinProgress => ({ ...p, state, error: null, passed: [...(p.passed ?? []), state].slice(-8) });
   switch (e.kind) {
-    case "rebuild": return { ...p, state: e.how === "rewind" ? "rewinding" : "cloning", error: null };
-    case "starting": return { ...p, state: "starting", error: null };
+    case "rebuild": return pass(e.how === "rewind" ? "rewinding" : "cloning");
+    case "starting": return pass("starting");
     case "failed": return { ...p, state: "failed", error: e.error.slice(0, 500) };
     case "observed":
       // Done only once the rebuilt server runs as a standby that streams.
