@@ -1,7 +1,8 @@
 // PostgreSQL's server log: where it goes and how it is rotated ([log] postgres_*). Pure: the
 // settings rendered into pgherd.conf and the directory the host prepares before a start.
 // pg_ctl's -l file keeps only what the postmaster writes before its log collector runs
-// (start errors such as a port in use); everything after goes to the collector's files.
+// (with some versions not even a start error such as a port in use: a failed start reads the
+// collector's newest file too, src/postgres/ctl.ts); everything after goes to the collector's files.
 import type { Config } from "../config/schema.ts";
 import type { ParamValue } from "../postgres/pgconf.ts";
 

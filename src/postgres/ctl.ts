@@ -1,6 +1,7 @@
 // Server lifecycle through initdb and pg_ctl, always as os_user. Settings live in pgherd.conf,
 // so no -o options are passed. Failures become a PgCtlError whose `kind` lets the caller choose a
 // reaction (adopt, back off, report) rather than retrying blindly.
+import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
@@ -74,6 +75,9 @@ export async function initdb(n: PgNode, o: InitdbOptions): Promise<void> {
 export interface StartOptions {
   /** Server log for output before/without logging_collector; must be writable by os_user. */
   logFile: string;
+  /** The log collector's directory (log_directory), when logging_collector is on: depending on the
+   * version, a start error (a port in use) comes after the collector took over the output. */
+  collectorDir?: string;
   timeoutSec?: number;
 }
 
@@ -87,6 +91,7 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
   const owner = { uid: u.uid, gid: u.gid };
   // pg_ctl opens it as os_user; we only create it for os_user (never through a link) and note its size.
   const offset = await prepareOwnedFile(o.logFile, 0o600, owner);
+  const began = Date.now();
   const t = o.timeoutSec ?? 60;
   const res = await runTool({
     bin: pgTool(n.bins, "pg_ctl"),
@@ -94,7 +99,8 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
     user: n.osUser, timeoutMs: (t + 15) * 1000, log: n.log,
   });
   if (res.code === 0 && !res.timedOut) return;
-  const err = startError(n, res, await readFrom(o.logFile, offset, owner), t);
+  const early = await readFrom(o.logFile, offset, owner);
+  const err = startError(n, res, `${early}\n${await collectorTail(o.collectorDir, began, owner)}`.trim(), t);
   n.log.warn(err.message);
   throw err;
 }
@@ -182,6 +188,22 @@ export async function pgCtlPromote(n: PgNode, timeoutSec = 60): Promise<void> {
 }
 
 /** What the server logged since `offset` (64 kB at most); never through a link, never a file os_user could not read. */
+/** The end of what the log collector wrote since `since` (its newest file in `dir`); "" when none. Links are not followed. */
+async function collectorTail(dir: string | undefined, since: number, owner: Owner): Promise<string> {
+  if (!dir) return "";
+  let newest: { name: string; mtime: number; size: number } | null = null;
+  try {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      if (!e.isFile()) continue;
+      const st = await lstat(join(dir, e.name));
+      if (st.isFile() && st.mtimeMs >= since - 1000 && (!newest || st.mtimeMs > newest.mtime)) newest = { name: e.name, mtime: st.mtimeMs, size: st.size };
+    }
+  } catch {
+    return "";
+  }
+  return newest ? readFrom(join(dir, newest.name), Math.max(0, newest.size - 16 * 1024), owner) : "";
+}
+
 async function readFrom(path: string, offset: number, owner: Owner): Promise<string> {
   return (await readFileSafe(path, owner, offset, 64 * 1024).catch((e: Error) => `(server log unreadable: ${e.message})`)) ?? "";
 }

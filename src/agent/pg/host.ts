@@ -79,7 +79,7 @@ export class PgHost {
   }
 
   startServer(timeoutSec = this.cfg.postgres.start_timeout_s): Promise<void> {
-    return start(this.node, { logFile: this.serverLog(), timeoutSec });
+    return start(this.node, { logFile: this.serverLog(), collectorDir: serverLogDir(this.cfg), timeoutSec });
   }
 
   /** Stop the server; false when none was running. */
