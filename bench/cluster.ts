@@ -1,8 +1,6 @@
 // The benches' cluster: three namespace hosts with the default config plus [election] overrides
 // (--election heartbeat_ms=150,lease_ms=1000,… measures a timer profile beside the defaults).
-import { loadConfig } from "../src/config/load.ts";
-import { PgCluster } from "../test/helpers/cluster.ts";
-import { API_TOKEN, boundsOf, Writer } from "../test/helpers/writer.ts";
+import { startFailoverCluster } from "../test/helpers/writer.ts";
 
 const TIMERS = ["heartbeat_ms", "lease_ms", "timeout_ms", "jitter_ms", "fence_ms"];
 
@@ -18,16 +16,4 @@ export function parseElection(text: string | undefined): Record<string, number> 
 }
 
 /** Started, healthy, with the writer's table. */
-export async function startCluster(test: string, tag: string, election: Record<string, number> = {}) {
-  const c = await PgCluster.create({ test, tag, nodes: 3, defaults: { extra: { api: { token: API_TOKEN }, ...(Object.keys(election).length ? { election } : {}) } } });
-  try {
-    await Promise.all(c.nodes.map((n) => n.start()));
-    const healthy = await c.diagnose(() => c.waitHealthy(90_000));
-    await new Writer([]).prepare(healthy.primary);
-    const cfg = loadConfig(c.nodes[0]!.configPath);
-    return { c, healthy, cfg, bounds: boundsOf(cfg) };
-  } catch (e) {
-    await c.destroy().catch(() => {});
-    throw e;
-  }
-}
+export const startCluster = (test: string, tag: string, election: Record<string, number> = {}) => startFailoverCluster(test, tag, election);

@@ -5,12 +5,11 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY } from "../../scripts/build.ts";
-import { loadConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { PgCluster, type ClusterNode, type Healthy } from "../helpers/cluster.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import type { RunResult } from "../helpers/proc.ts";
-import { API_TOKEN, boundsOf, type Bounds, Writer } from "../helpers/writer.ts";
+import { API_TOKEN, type Bounds, readyCluster } from "../helpers/writer.ts";
 
 export const STANZA = "e2e";
 
@@ -23,20 +22,14 @@ export function backupExtra(repo: string, more: Record<string, unknown> = {}): R
 
 export async function startBackupCluster(test: string, tag: string, o: { extra?: Record<string, unknown>; postgres?: Record<string, string | number | boolean> } = {}): Promise<BackupFixture> {
   const c = await PgCluster.create({ test, tag });
+  const repo = join(c.scratch, "repo");
   try {
-    const repo = join(c.scratch, "repo");
     for (let i = 0; i < 3; i++) await c.addNode({ extra: backupExtra(repo, o.extra), postgres: o.postgres });
-    const t0 = performance.now();
-    await Promise.all(c.nodes.map((n) => n.start()));
-    const healthy = await c.diagnose(() => c.waitHealthy(90_000));
-    console.log(`${test}: cluster ready in ${((performance.now() - t0) / 1000).toFixed(1)} s, primary ${healthy.primary.name}`);
-    await new Writer([]).prepare(healthy.primary);
-    const cfg = loadConfig(c.nodes[0]!.configPath);
-    return { c, healthy, cfg, bounds: boundsOf(cfg), repo };
   } catch (e) {
     await c.destroy().catch(() => {});
     throw e;
   }
+  return { ...(await readyCluster(test, c)), repo };
 }
 
 /** `pgbackrest <command>` on a node's host as postgres, with the config its agent wrote. */

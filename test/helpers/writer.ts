@@ -274,8 +274,13 @@ export function boundsOf(cfg: Config): Bounds {
 export const API_TOKEN = `e2e-${randomBytes(24).toString("base64url")}`;
 
 /** Three nodes with default timers and an API token, started, healthy, with the writer's table. */
-export async function startFailoverCluster(test: string, tag: string): Promise<{ c: PgCluster; healthy: Healthy; cfg: Config; bounds: Bounds }> {
-  const c = await PgCluster.create({ test, tag, nodes: 3, defaults: { extra: { api: { token: API_TOKEN } } } });
+export async function startFailoverCluster(test: string, tag: string, election: Record<string, number> = {}): Promise<{ c: PgCluster; healthy: Healthy; cfg: Config; bounds: Bounds }> {
+  const extra = { api: { token: API_TOKEN }, ...(Object.keys(election).length ? { election } : {}) };
+  return readyCluster(test, await PgCluster.create({ test, tag, nodes: 3, defaults: { extra } }));
+}
+
+/** Starts every node of `c`, waits until healthy and prepares the writer's table; destroys `c` on failure. */
+export async function readyCluster(test: string, c: PgCluster): Promise<{ c: PgCluster; healthy: Healthy; cfg: Config; bounds: Bounds }> {
   try {
     const t0 = performance.now();
     await Promise.all(c.nodes.map((n) => n.start()));
