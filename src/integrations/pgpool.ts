@@ -3,7 +3,7 @@
 // failover is off (docs/pgpool.md), sends writes to the primary pgherd elected and reads only to
 // standbys that stream from it. planPgpool is pure; PgpoolKeeper runs the commands.
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { accessSync, constants, existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/schema.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
@@ -113,10 +113,20 @@ export class PgpoolKeeper {
         timeout: PCP_TIMEOUT_MS, killSignal: "SIGKILL",
         env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", PCPPASSFILE: c.pcp_password_file, LANG: "C" },
       }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}`));
+        if (err) reject(new Error(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}${unreadable(c.pcp_password_file)}`));
         else resolve(stdout);
       });
     });
+  }
+}
+
+/** Why the PCP tools cannot use the password file, or "": they then fail with a bare "authentication failed". */
+function unreadable(file: string): string {
+  try {
+    accessSync(file, constants.R_OK);
+    return "";
+  } catch (e) {
+    return ` (pgpool.pcp_password_file ${file} is not readable by the agent's user, uid ${process.getuid?.()}: ${(e as NodeJS.ErrnoException).code}; it must belong to that user, mode 0600)`;
   }
 }
 

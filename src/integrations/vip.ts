@@ -34,21 +34,28 @@ export class VirtualIp {
     const { address, interface: dev } = this.cfg;
     const r = await run("ip", ["addr", "add", address, "dev", dev]);
     if (r.error && !/File exists/.test(r.error)) {
-      this.log.error(`vip: could not add ${address} to ${dev}: ${r.error}`);
+      this.log.error(`vip: could not add ${address} to ${dev}: ${r.error}${missingCap(r.error, "CAP_NET_ADMIN")}`);
       return;
     }
     this.log.info(`vip: ${address} added to ${dev} (this node holds the lease)`);
     const a = await run("arping", ["-U", "-c", "1", "-I", dev, address.split("/")[0]!]);
-    if (a.error) this.log.warn(`vip: gratuitous ARP for ${address} on ${dev} failed: ${a.error}`);
+    if (a.error) this.log.warn(`vip: gratuitous ARP for ${address} on ${dev} failed: ${a.error}${missingCap(a.error, "CAP_NET_RAW")}`);
   }
 
   private async remove(reason: string, wasHeld: boolean): Promise<void> {
     const { address, interface: dev } = this.cfg;
     const r = await run("ip", ["addr", "del", address, "dev", dev]);
     if (!r.error) this.log.warn(`vip: ${address} removed from ${dev}: ${reason}`);
-    else if (!/Cannot assign requested address|not found/i.test(r.error)) this.log.error(`vip: could not remove ${address} from ${dev}: ${r.error}`);
+    else if (!/Cannot assign requested address|not found/i.test(r.error)) this.log.error(`vip: could not remove ${address} from ${dev}: ${r.error}${missingCap(r.error, "CAP_NET_ADMIN")}`);
     else if (wasHeld) this.log.info(`vip: ${address} was not on ${dev} any more (${reason})`);
   }
+}
+
+/** The capability to grant when a tool was refused for the lack of one (docs/vip.md), else "". */
+export function missingCap(error: string, cap: "CAP_NET_ADMIN" | "CAP_NET_RAW"): string {
+  return /Operation not permitted|permission denied|must run as root/i.test(error)
+    ? ` (the agent lacks ${cap}: grant it, e.g. AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW in its systemd unit; docs/vip.md)`
+    : "";
 }
 
 function run(cmd: string, args: string[]): Promise<{ error: string | null }> {

@@ -21,7 +21,7 @@ import { lookupOsUser } from "../../src/postgres/users.ts";
 import { agentBinary, nodeStatusSchema, type NodeStatus } from "./agents.ts";
 import { createLab, labSupported, type Host, type Lab } from "./lab.ts";
 import { PG_OS_USER, pgBins, pgSkipReason } from "./pg.ts";
-import { assertRunsAs, onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
+import { asUser, assertRunsAs, onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
 import { replicationTlsProblem } from "./replication-tls.ts";
 import { startBackend } from "./backend.ts";
 
@@ -78,6 +78,8 @@ export interface NodeOptions {
   dataDir?: "empty" | "missing";
   /** The product's default socket dir, or <node>/socket (sets postgres.socket_dir). */
   socketDir?: "default" | "separate";
+  /** Capabilities the agent keeps as PG_OS_USER (ambient, e.g. ["net_admin", "net_raw"] for [vip]); default none. */
+  agentCaps?: readonly string[];
 }
 
 export interface LogMark { run: number; line: number }
@@ -95,6 +97,8 @@ export class ClusterNode {
   /** Every agent run, oldest first; `agent` is the current one. */
   readonly runs: Proc[] = [];
   agent: Proc | null = null;
+  /** Ambient capabilities of the agent (NodeOptions.agentCaps). */
+  agentCaps: readonly string[] = [];
 
   constructor(readonly name: string, readonly host: Host, scratch: string, artifacts: string, clusterName: string, separateSocket: boolean) {
     this.dir = join(scratch, name);
@@ -113,7 +117,8 @@ export class ClusterNode {
   /** Starts `pgherd agent` in the host's namespace and waits until its API listens. */
   async start(): Promise<void> {
     if (this.agent && !this.agent.exited) throw new Error(`agent ${this.name} is already running`);
-    const proc = this.host.spawn([agentBinary(), "agent", "--config", this.configPath], { logFile: this.logFile, user: PG_OS_USER });
+    const as = asUser(PG_OS_USER, undefined, this.agentCaps);
+    const proc = this.host.spawn([...as.prefix, agentBinary(), "agent", "--config", this.configPath], { logFile: this.logFile, env: as.env, cwd: as.cwd });
     this.agent = proc;
     this.runs.push(proc);
     try {
@@ -430,6 +435,7 @@ export class PgCluster {
     const clusterName = o.cluster ?? this.name;
     const separate = o.socketDir === "separate";
     const node = new ClusterNode(name, host, this.scratch, this.artifacts, clusterName, separate);
+    node.agentCaps = o.agentCaps ?? [];
     mkdirSync(node.dir, { recursive: true, mode: 0o755 });
     chmodSync(node.dir, 0o755);
     // The agent (as PG_OS_USER) creates its state dir, socket dir and server log in here.

@@ -182,13 +182,16 @@ export function lookupUser(user: string): PasswdEntry {
  * The command prefix, environment and working directory that run a command as `user`: setpriv,
  * so it also works inside `ip netns exec` (which needs root). The working directory is "/", as
  * in the product's runTool: the checkout may sit in a directory `user` cannot enter (anything
- * under /root is 0700), and PostgreSQL's tools refuse to start there.
+ * under /root is 0700), and PostgreSQL's tools refuse to start there. `caps` (e.g. "net_admin")
+ * stay with it as ambient capabilities, kept across its execs; it has no others.
  */
-export function asUser(user: string | undefined, env?: Record<string, string>): { prefix: string[]; env?: Record<string, string>; cwd?: string } {
+export function asUser(user: string | undefined, env?: Record<string, string>, caps: readonly string[] = []): { prefix: string[]; env?: Record<string, string>; cwd?: string } {
   if (user === undefined) return { prefix: [], env };
   const u = lookupUser(user);
+  for (const c of caps) if (!/^[a-z_]+$/.test(c)) throw new Error(`invalid capability name ${JSON.stringify(c)}`);
+  const add = caps.map((c) => `+${c}`).join(",");
   return {
-    prefix: ["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", "--"],
+    prefix: ["setpriv", `--reuid=${u.uid}`, `--regid=${u.gid}`, "--init-groups", ...(caps.length ? ["--inh-caps", add, "--ambient-caps", add] : []), "--"],
     env: { HOME: u.home, USER: user, LOGNAME: user, ...env },
     cwd: "/",
   };

@@ -96,7 +96,12 @@ describeCluster("hooks", {
     const h = await waitReplicating(fx.c, 60_000);
     const target = h.standbys[0]!;
     const since = calls().length;
-    const r = await pgherd(h.primary, ["switchover", "--to", target.name]);
+    // Replaying the marker row is not yet streaming in the leader's view (the target's next report
+    // says so): the leader refuses with "not streaming" until then. Retry that refusal only.
+    const r = await poll(async () => {
+      const cli = await pgherd(h.primary, ["switchover", "--to", target.name]);
+      return cli.code !== 0 && /is not streaming from the primary/.test(cli.text) ? undefined : cli;
+    }, { timeoutMs: 15_000, intervalMs: 250, what: `the leader to see ${target.name} streaming and accept the switchover` });
     expect(r.code).toBe(0);
     await expectRoleChanges(since, h.primary, target, "demoted");
     await waitCall(`on_role_change demoted -> replica on ${h.primary.name}`, since, (c) => c.node === h.primary.name && c.action === "on_role_change" && c.neu === "replica");

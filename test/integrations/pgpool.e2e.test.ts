@@ -4,14 +4,15 @@
 // writing after a failover (primary cut off) and after a switchover, each within the cluster's
 // bound plus a measured pgpool allowance; the old primary, once rejoined, is attached back.
 import { expect, test } from "bun:test";
-import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
 import { PgCluster, poll, type ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import type { Host } from "../helpers/lab.ts";
-import type { Proc } from "../helpers/proc.ts";
+import { lookupUser, type Proc } from "../helpers/proc.ts";
+import { PG_OS_USER } from "../helpers/pg.ts";
 import { API_TOKEN, boundsOf, pgherd, waitReplicating, Writer, type Bounds } from "../helpers/writer.ts";
 
 const PCP_USER = "pgherd";
@@ -51,6 +52,9 @@ async function start(): Promise<Fx> {
     const pcppass = join(dir, "pcppass");
     writeFileSync(pcppass, `*:9898:${PCP_USER}:${PCP_PASSWORD}\n`, { mode: 0o600 });
     chmodSync(pcppass, 0o600);
+    // The agents run as the postgres OS user: a root-owned 0600 file is unreadable to them (pcp then fails with "authentication failed").
+    const pg = lookupUser(PG_OS_USER);
+    chownSync(pcppass, pg.uid, pg.gid);
     const pgpoolCfg = { pcp_host: pool.ip, pcp_user: PCP_USER, pcp_password_file: pcppass, interval_ms: 500 };
     for (let i = 0; i < 3; i++) await c.addNode({ extra: { api: { token: API_TOKEN }, pgpool: pgpoolCfg } });
     await Promise.all(c.nodes.map((n) => n.start()));

@@ -2,7 +2,11 @@
 // its cluster view (pure; the real pgpool is in pgpool.e2e.test.ts).
 import { expect, test } from "bun:test";
 import type { MemberRow } from "../../src/core/cluster-view.ts";
-import { parseNodeInfo, planPgpool, renderPgpoolConfig, type PgpoolBackend } from "../../src/integrations/pgpool.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseNodeInfo, PgpoolKeeper, planPgpool, renderPgpoolConfig, type PgpoolBackend } from "../../src/integrations/pgpool.ts";
+import { memoryLogger } from "../../src/log.ts";
 import { parseConfig } from "../../src/config/load.ts";
 
 const row = (o: Partial<MemberRow> & Pick<MemberRow, "id" | "host">): MemberRow => ({
@@ -91,6 +95,32 @@ test("the keeper sends one pcp_promote_node per node while pgpool has not carrie
       await Bun.sleep(50);
     }
     expect(promotes()).toEqual(["pcp_promote_node -h 127.0.0.1 -p 9898 -U pgpool -w -s -n 1"]);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+});
+
+test("a PCP failure names a password file the agent cannot read", async () => {
+  const bin = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
+  try {
+    // What the real pcp_node_info prints when it found no usable password file.
+    writeFileSync(join(bin, "pcp_node_info"), `#!/bin/sh\necho 'FATAL:  authentication failed for user "pgherd"' >&2\nexit 1\n`, { mode: 0o755 });
+    const missing = join(bin, "pcppass");
+    const cfg = parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[pgpool]\npcp_host = "127.0.0.1"\npcp_password_file = "${missing}"\nbin_dir = "${bin}"\n`, "pgherd.toml").pgpool;
+    const log = memoryLogger();
+    const k = new PgpoolKeeper(cfg, log, () => view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running", leader: true })]));
+    k.kick();
+    const end = performance.now() + 5000;
+    while (!log.lines.some((l) => l.startsWith("warn")) && performance.now() < end) await Bun.sleep(10);
+    const warn = log.lines.find((l) => l.startsWith("warn")) ?? "";
+    expect(warn).toContain("authentication failed");
+    expect(warn).toContain(`pgpool.pcp_password_file ${missing} is not readable by the agent's user`);
+    expect(warn).toContain("ENOENT");
+    writeFileSync(missing, "*:9898:pgherd:x\n", { mode: 0o600 });
+    k.kick();
+    const end2 = performance.now() + 5000;
+    while (log.lines.filter((l) => l.startsWith("warn")).length < 2 && performance.now() < end2) await Bun.sleep(10);
+    expect(log.lines.filter((l) => l.startsWith("warn"))[1]).not.toContain("pcp_password_file");
   } finally {
     rmSync(bin, { recursive: true, force: true });
   }

@@ -21,9 +21,15 @@ async function start(): Promise<Fx> {
   const c = await PgCluster.create({ test: "vip", tag: "vip", nodes: 0 });
   try {
     const vip = c.lab.subnet.replace(/\.0\/24$/, ".200");
-    for (let i = 0; i < 3; i++) await c.addNode({ extra: { api: { token: API_TOKEN }, vip: { address: `${vip}/24`, interface: "eth0" } } });
+    // As postgres with exactly the capabilities docs/vip.md grants (AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW).
+    const agentCaps = ["net_admin", "net_raw"];
+    for (let i = 0; i < 3; i++) await c.addNode({ agentCaps, extra: { api: { token: API_TOKEN }, vip: { address: `${vip}/24`, interface: "eth0" } } });
     const client = await c.addBareHost();
     await Promise.all(c.nodes.map((n) => n.start()));
+    for (const n of c.nodes) {
+      const caps = readFileSync(`/proc/${n.agent!.pid}/status`, "utf8").match(/^CapEff:\s*([0-9a-f]+)$/m)?.[1];
+      expect(caps).toBe((1n << 12n | 1n << 13n).toString(16).padStart(16, "0")); // CAP_NET_ADMIN (12), CAP_NET_RAW (13), nothing else
+    }
     const h = await c.diagnose(() => c.waitHealthy(90_000));
     await new Writer([]).prepare(h.primary);
     await h.primary.query("create role app login superuser");
