@@ -2,11 +2,12 @@
 // scratch directory (the namespace hosts share a filesystem, as nodes share an NFS repository),
 // pgbackrest run as a node's OS user with the config its agent wrote, and the archive continuity
 // check (every WAL segment along the current timeline's history is in the repository).
-import { readdirSync } from "node:fs";
+import { chownSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY } from "../../scripts/build.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { PgCluster, type ClusterNode, type Healthy } from "../helpers/cluster.ts";
+import { lookupOsUser } from "../../src/postgres/users.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import type { RunResult } from "../helpers/proc.ts";
 import { API_TOKEN, type Bounds, readyCluster } from "../helpers/writer.ts";
@@ -24,6 +25,11 @@ export async function startBackupCluster(test: string, tag: string, o: { extra?:
   const c = await PgCluster.create({ test, tag });
   const repo = join(c.scratch, "repo");
   try {
+    // The repository belongs to the user the agents and pgBackRest run as (Debian's package makes
+    // /var/lib/pgbackrest so); the scratch dir around it is root's.
+    const u = await lookupOsUser(PG_OS_USER);
+    mkdirSync(repo, { mode: 0o750 });
+    chownSync(repo, u.uid, u.gid);
     for (let i = 0; i < 3; i++) await c.addNode({ extra: backupExtra(repo, o.extra), postgres: o.postgres });
   } catch (e) {
     await c.destroy().catch(() => {});
