@@ -5,19 +5,29 @@
 // from the repository and the primary serves it no base backup (its walsenders log every
 // replication command: BASE_BACKUP would show).
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { faultRound, logMark, logSince, waitReplicating } from "../helpers/writer.ts";
 import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
 import { archiveGaps, backrest, backupExtra, pgherdCli, startBackupCluster } from "./helpers.ts";
 
+/** The node's server log: pg_ctl's -l file, then the log collector's files ([log] postgres_dir, default "<data_dir>.log"). */
 const serverLog = (n: ClusterNode) => {
+  const read = (f: string) => {
+    try {
+      return readFileSync(f, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const dir = `${n.dataDir}.log`;
+  let files: string[] = [];
   try {
-    return readFileSync(n.pgLogFile, "utf8");
-  } catch {
-    return "";
-  }
+    files = readdirSync(dir).sort().map((f) => join(dir, f));
+  } catch { /* no collector yet */ }
+  return [n.pgLogFile, ...files].map(read).join("");
 };
 
 describeCluster("backup: archiving that follows the primary", {
