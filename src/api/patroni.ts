@@ -84,6 +84,8 @@ function patroniState(m: MemberRow): string {
     case "starting": return "starting";
     case "stopped": return "stopped";
     case "unreachable": return "unknown";
+    // Patroni has no state for a server that runs but cannot work: "unknown" (unhealthy to check_patroni).
+    case "stuck": case "disk-full": case "cannot-write": return "unknown";
   }
 }
 

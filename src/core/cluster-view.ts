@@ -17,7 +17,8 @@ export interface MemberInput {
   report: PgReport | null;
 }
 
-export type MemberState = "running" | "streaming" | "starting" | "cloning" | "stopped" | "unreachable";
+/** stuck, disk-full, cannot-write: the server runs but cannot do its work (the member's health says why). */
+export type MemberState = "running" | "streaming" | "starting" | "cloning" | "stopped" | "unreachable" | "stuck" | "disk-full" | "cannot-write";
 
 export const MemberRowSchema = z.strictObject({
   id: z.string().max(64),
@@ -25,7 +26,7 @@ export const MemberRowSchema = z.strictObject({
   host: z.string().max(300),
   port: z.number().int().nullable(),
   role: z.enum(["primary", "standby", "witness", "unknown"]),
-  state: z.enum(["running", "streaming", "starting", "cloning", "stopped", "unreachable"]),
+  state: z.enum(["running", "streaming", "starting", "cloning", "stopped", "unreachable", "stuck", "disk-full", "cannot-write"]),
   leader: z.boolean(),
   voter: z.boolean(),
   /**
@@ -142,6 +143,10 @@ function stateOf(m: MemberInput): MemberState {
   if (!m.reachable || !m.report) return m.role === "witness" && m.reachable ? "running" : "unreachable";
   const r = m.report;
   if (r.action === "clone") return "cloning";
+  // A full disk is a fact of the file system (up or down, the server cannot work); stuck and
+  // cannot-write are verdicts about a running server.
+  const h = r.health?.state;
+  if (h === "disk-full" || (r.running && (h === "stuck" || h === "cannot-write"))) return h;
   if (!r.running) return r.action.startsWith("start") || r.action === "initdb" ? "starting" : "stopped";
   if (!r.up) return "starting";
   if (r.inRecovery) return r.streaming ? "streaming" : "running";

@@ -1,7 +1,9 @@
-// composeView passes the leader's scheduled switchover through, and the view's schema (what a
-// follower accepts from the leader over the mesh) bounds it.
+// composeView: the member state (a server that cannot work says so), the leader's scheduled
+// switchover passed through, and the view's schema (what a follower accepts from the leader over
+// the mesh) bounds it.
 import { describe, expect, test } from "bun:test";
 import { ClusterViewSchema, composeView, type ViewInput } from "../../src/core/cluster-view.ts";
+import type { PgReport } from "../../src/core/report.ts";
 
 const base: ViewInput = { cluster: "c", term: 4, leader: "a", members: [{ id: "a", name: "n1", role: "database", host: "10.0.0.1", voter: true, reachable: true, report: null }], slotOf: (id) => `pgherd_${id}` };
 const scheduled = { at: "2026-12-01T17:00:00.000Z", to: "n2", requestedAt: "2026-12-01T16:00:00.000Z" };
@@ -27,5 +29,27 @@ describe("scheduled switchover in the cluster view", () => {
     expect(ClusterViewSchema.safeParse({ ...v, scheduledSwitchover: { ...scheduled, to: "x".repeat(65) } }).success).toBe(false);
     expect(ClusterViewSchema.safeParse({ ...v, scheduledSwitchover: { ...scheduled, extra: 1 } }).success).toBe(false);
     expect(ClusterViewSchema.safeParse({ ...v, scheduledSwitchover: null }).success).toBe(true);
+  });
+});
+
+describe("member state", () => {
+  const pg = (over: Partial<PgReport>): PgReport => ({
+    port: 5432, data: "present", systemId: "7000000000000000001", running: true, up: true, inRecovery: false,
+    position: { timeline: 1, lsn: "0/3000148" }, receiveLsn: null, replayLsn: null, upstream: null, streaming: false,
+    replication: [], slots: [], action: "run as the primary", note: "", error: null, haveSecrets: true, ...over,
+  });
+  const health = (state: NonNullable<PgReport["health"]>["state"]): PgReport["health"] => ({ state, reason: `${state}: why`, since: "2026-12-01T17:00:00.000Z", disks: [], diskWarning: null });
+  const stateOf = (r: PgReport) => composeView({ ...base, members: [{ ...base.members[0]!, report: r }] }).members[0]!.state;
+
+  test("a running server that cannot work says so (stuck, disk-full, cannot-write), not running or starting", () => {
+    expect(stateOf(pg({}))).toBe("running");
+    expect(stateOf(pg({ health: health("busy") }))).toBe("running");
+    expect(stateOf(pg({ health: health("stuck"), up: false }))).toBe("stuck");
+    expect(stateOf(pg({ health: health("disk-full") }))).toBe("disk-full");
+    expect(stateOf(pg({ health: health("cannot-write") }))).toBe("cannot-write");
+    // A stopped (fenced) server is stopped, whatever the last verdict; a full disk stays full.
+    expect(stateOf(pg({ health: health("stuck"), running: false, up: false, action: "wait" }))).toBe("stopped");
+    expect(stateOf(pg({ health: health("disk-full"), running: false, up: false, action: "wait" }))).toBe("disk-full");
+    expect(ClusterViewSchema.safeParse(composeView({ ...base, members: [{ ...base.members[0]!, report: pg({ health: health("stuck") }) }] })).success).toBe(true);
   });
 });

@@ -8,6 +8,7 @@ import { poll, type ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { describeAnalysis, faultRound, logMark, logSince, pgherd, secs, startFailoverCluster, waitReplicating, type RoundResult } from "../helpers/writer.ts";
+import { cloneNameFor, slotFor } from "../../src/agent/pg/context.ts";
 
 type Cli = Awaited<ReturnType<typeof pgherd>>;
 
@@ -180,7 +181,30 @@ describeCluster("switchover and manual failover", {
     const h = await waitReplicating(fx.c, 60_000);
     for (const [s, args, steps] of [[h.standbys[0]!, ["rejoin", "--force-clone"], /^(cloning|starting)/], [h.standbys[1]!, ["rejoin"], /^(rewinding|starting)/]] as const) {
       const mark = logMark(s);
-      const r = mustOk(await pgherd(s, [...args]), `pgherd ${args.join(" ")} on ${s.name}`);
+      // The primary's view of the copy: pg_basebackup's connections under a name of their own.
+      const seen: { name: string; state: string; sync: string }[] = [];
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          const rows = await h.primary.query("select application_name as name, state, sync_state as sync from pg_stat_replication").catch(() => []);
+          seen.push(...(rows as unknown as { name: string; state: string; sync: string }[]));
+          await Bun.sleep(20);
+        }
+      })();
+      const r = await pgherd(s, [...args]).finally(async () => {
+        sampling = false;
+        await sampler;
+      });
+      mustOk(r, `pgherd ${args.join(" ")} on ${s.name}`);
+      if ((args as readonly string[]).includes("--force-clone")) {
+        // With a slot, pg_basebackup's WAL stream reports a flush position: under the standby's own
+        // name (in synchronous_standby_names) it would acknowledge commits for a copy in progress.
+        const clone = seen.filter((x) => x.name === cloneNameFor(s.nodeId()));
+        console.log(`during the clone the primary saw ${clone.length} rows of ${cloneNameFor(s.nodeId())}: ${[...new Set(clone.map((x) => `${x.state}/${x.sync}`))].join(", ")}`);
+        expect(clone.length).toBeGreaterThan(0);
+        expect(clone.filter((x) => x.sync !== "async")).toEqual([]);
+        expect(seen.filter((x) => x.name === slotFor(s.nodeId()) && x.state === "backup")).toEqual([]);
+      }
       console.log(`pgherd ${args.join(" ")} on ${s.name}:\n  ${r.text.split("\n").join("\n  ")}`);
       const lines = r.text.split("\n");
       expect(lines.at(-1)).toBe("rejoined: streaming from the primary");

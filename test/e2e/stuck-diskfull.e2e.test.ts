@@ -116,8 +116,8 @@ describeCluster("stuck primary: disk full", {
         const ls = await waitFor(async () => {
           const v = await old.clusterLs();
           const row = v.view.members.find((m) => m.name === old.name);
-          return row && /disk-full/.test(row.note) ? row.note : undefined;
-        }, { timeoutMs: 15_000, intervalMs: 250, what: `cluster ls to say ${old.name}'s disk is full` });
+          return row && row.state === "disk-full" && /disk-full/.test(row.note) ? row.note : undefined;
+        }, { timeoutMs: 15_000, intervalMs: 250, what: `cluster ls to say ${old.name}'s disk is full (STATE disk-full, the reason in NOTE)` });
         note = ls;
         rmSync(filler, { force: true });
       },

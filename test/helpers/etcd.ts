@@ -8,6 +8,10 @@ import type { Host } from "./lab.ts";
 import { freePort } from "./pg.ts";
 import { onExitCleanup, Proc, waitFor } from "./proc.ts";
 
+/** The members' raft election timeout (etcd's default is 1000 ms too) and heartbeat interval (one raft tick). */
+export const ETCD_ELECTION_TIMEOUT_MS = 1000;
+export const ETCD_HEARTBEAT_MS = 100;
+
 export const ETCD_BIN = ["/usr/bin/etcd", "/usr/local/bin/etcd"].find((p) => existsSync(p)) ?? "etcd";
 
 export function etcdSkipReason(): string | null {
@@ -70,6 +74,15 @@ export class EtcdCluster {
     this.spawn(i, logDir);
   }
 
+  /**
+   * The index of the member that is etcd's raft leader now. Tests that cut members pick them by it:
+   * a leader keeps answering lease renewals by itself until it notices it lost its quorum (one
+   * election timeout), a follower forwards them to the leader and fails at once.
+   */
+  async leaderIndex(): Promise<number> {
+    return etcdLeaderIndex(this.members.map((m) => (m.proc ? m : null)));
+  }
+
   /** Every running member answers a linearizable read. */
   async waitHealthy(timeoutMs: number): Promise<void> {
     await waitFor(async () => {
@@ -110,10 +123,48 @@ export class EtcdCluster {
       "--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
       "--initial-cluster", this.members.map((x) => `${x.name}=${x.peer}`).join(","),
       "--initial-cluster-state", "new", "--initial-cluster-token", "pgherd-test",
-      "--heartbeat-interval", "100", "--election-timeout", "1000",
+      "--heartbeat-interval", String(ETCD_HEARTBEAT_MS), "--election-timeout", String(ETCD_ELECTION_TIMEOUT_MS),
       ...(this.tls ? ["--cert-file", this.tls.certFile, "--key-file", this.tls.keyFile, "--trusted-ca-file", this.tls.caFile, "--client-cert-auth"] : []),
     ];
     const logFile = logDir ? join(logDir, `${m.name}.log`) : undefined;
     m.proc = m.host ? m.host.spawn(cmd, { logFile }) : new Proc(cmd, { logFile });
   }
+}
+
+/** One member's own id and the leader it follows, from etcd's maintenance status; null if it does not answer. */
+async function memberStatus(m: { client: string; host: Host | null }): Promise<{ id: string; leader: string } | null> {
+  const url = `${m.client}/v3/maintenance/status`;
+  let text: string;
+  if (m.host) {
+    const probe = `const r = await fetch(${JSON.stringify(url)}, { method: "POST", body: "{}", signal: AbortSignal.timeout(1000) }); process.stdout.write(await r.text());`;
+    const r = await m.host.exec([process.execPath, "-e", probe], { timeoutMs: 5_000 });
+    if (r.code !== 0) return null;
+    text = r.stdout;
+  } else {
+    const r = await fetch(url, { method: "POST", body: "{}", signal: AbortSignal.timeout(1000) }).catch(() => null);
+    if (!r?.ok) return null;
+    text = await r.text();
+  }
+  try {
+    const j = JSON.parse(text) as { header?: { member_id?: string }; leader?: string };
+    return j.header?.member_id && j.leader ? { id: j.header.member_id, leader: j.leader } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The index (in `members`) of etcd's raft leader, once every answering member agrees on it; null
+ * entries are members that are not running. Loopback members, or `http://<host ip>:2379` on lab hosts.
+ */
+export async function etcdLeaderIndex(members: ({ client: string; host: Host | null } | null)[]): Promise<number> {
+  let found = -1;
+  await waitFor(async () => {
+    const st = await Promise.all(members.map((m) => (m ? memberStatus(m) : Promise.resolve(null))));
+    const seen = st.filter((x): x is { id: string; leader: string } => x !== null);
+    if (seen.length === 0 || seen.some((x) => x.leader !== seen[0]!.leader)) return false;
+    found = st.findIndex((x) => x?.id === seen[0]!.leader);
+    return found >= 0;
+  }, { timeoutMs: 10_000, intervalMs: 100, what: "the etcd members to agree on a leader" });
+  return found;
 }

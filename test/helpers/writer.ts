@@ -350,7 +350,10 @@ export function blockingGuards(nodes: readonly { name: string; stateDir: string 
 /**
  * waitHealthy, then proof by data: a row inserted on the primary now is replayed by every standby.
  * A wal receiver that fails on a forked timeline restarts every few hundred ms and shows
- * "streaming" in between, which fools a status-only check.
+ * "streaming" in between, which fools a status-only check. Then no node may still store a guard
+ * that blocks automatic failover: right after the standbys (re)connect, the primary's agent
+ * notices its synchronous standbys again only at its next round, and a fault injected before
+ * that rightly leaves the cluster without a primary (the durability guard).
  */
 export async function waitReplicating(c: PgCluster, timeoutMs: number, table = "failover_w"): Promise<Healthy> {
   const end = performance.now() + timeoutMs;
@@ -362,19 +365,16 @@ export async function waitReplicating(c: PgCluster, timeoutMs: number, table = "
       await waitFor(async () => (await s.query(`select 1 from ${table} where id = ${id}`)).length > 0,
         { timeoutMs: 5_000, intervalMs: 50, what: `${s.name} to replay a row written on ${h.primary.name}` });
     }
+    const b = blockingGuards(c.nodes);
+    if (b.length) throw new Error(`automatic failover still suspended by a block guard stored on ${b.join(", ")} although every standby streams`);
     return h;
-  }, { timeoutMs, intervalMs: 250, what: "1 primary + streaming standbys that replay what it writes" });
+  }, { timeoutMs, intervalMs: 250, what: "1 primary + streaming standbys that replay what it writes, and automatic failover armed" });
 }
 
 /** Runs one fault against the current primary with the writer on every node; see RoundOptions. */
 export async function faultRound(c: PgCluster, o: RoundOptions): Promise<RoundResult> {
   const before = await waitReplicating(c, 60_000);
   const old = before.primary;
-  await poll(async () => {
-    const b = blockingGuards(c.nodes);
-    if (b.length) throw new Error(`automatic failover still suspended by a block guard stored on ${b.join(", ")} although every standby streams`);
-    return true;
-  }, { timeoutMs: 30_000, intervalMs: 100, what: "no node to hold a guard that blocks automatic failover" });
   const w = new Writer(c.nodes);
   w.start();
   try {

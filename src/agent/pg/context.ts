@@ -72,3 +72,13 @@ export interface LoopControl {
 export function slotFor(nodeId: string): string {
   return `pgherd_${nodeId.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
 }
+
+/**
+ * application_name of a clone's pg_basebackup. Never a name in synchronous_standby_names: with a
+ * slot, pg_basebackup's WAL stream reports a flush position, so under the standby's own name the
+ * primary would take it for a synchronous standby: commits acknowledged by a copy that is deleted
+ * if the clone fails, and the durability plan counting a standby that does not run yet.
+ */
+export function cloneNameFor(nodeId: string): string {
+  return `${slotFor(nodeId).slice(0, 57)}_clone`;
+}

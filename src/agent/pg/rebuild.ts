@@ -7,7 +7,7 @@ import { restoreLatest } from "../../backup/backups.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
 import { basebackup, cloneDirFor, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
-import { slotFor } from "./context.ts";
+import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
 
 export class Rebuilder {
@@ -33,7 +33,7 @@ export class Rebuilder {
     const passfile = await h.writePassfile(host, port);
     const { ms } = await basebackup({
       bins: h.node.bins, osUser: h.node.osUser, log: h.log, host, port, user: h.cfg.postgres.repl_user,
-      passfile, target, slot: slotFor(h.ctx.nodeId), applicationName: slotFor(h.ctx.nodeId), tls: await h.tls.client(),
+      passfile, target, slot: slotFor(h.ctx.nodeId), applicationName: cloneNameFor(h.ctx.nodeId), tls: await h.tls.client(),
       timeoutMs: 6 * 3600_000,
       onProgress: (pr) => {
         if (pr.percent >= last + 10 || pr.percent === 100) {
