@@ -8,6 +8,7 @@ import type { Config } from "../config/schema.ts";
 import { handoverBoundMs, handoverSettled, planShutdown } from "../core/handover.ts";
 import { LEASE_FILE, readLeaseFile } from "../fence/lease-file.ts";
 import type { Logger } from "../log.ts";
+import type { ActionResult } from "../api/actions-contract.ts";
 import type { Agent } from "./agent.ts";
 
 /** The target's agent must answer a request within this before the primary is stopped. */
@@ -34,32 +35,27 @@ export async function handOverBeforeStop(sig: string, o: { cfg: Config; agent: A
   }
   const bound = handoverBoundMs({ ...cfg.election, loop_ms: cfg.postgres.loop_ms });
   const t0 = performance.now();
-  const deadline = t0 + bound;
   log.warn(`${sig}: handing leadership over to ${to.name} before stopping (at most ${Math.round(bound / 1000)} s)`);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const result = await Promise.race([
-    agent.action({ kind: "switchover", to: to.id }),
-    new Promise<null>((r) => { timer = setTimeout(() => r(null), bound); }),
-  ]).finally(() => clearTimeout(timer));
-  if (result && !result.ok) {
-    log.warn(`${sig}: handover not done: ${result.message}; stopping without it`);
-    return;
-  }
+  // The operator's switchover, unchanged: clean stop, final WAL confirmed, floor, resign to the target.
+  let result: ActionResult | null = null;
+  void agent.action({ kind: "switchover", to: to.id }).then((r) => (result = r), (e: Error) => (result = { status: 500, ok: false, message: e.message }));
   const leaseFile = join(cfg.state_dir, LEASE_FILE);
   let waiting = "";
-  for (;;) {
+  while (performance.now() - t0 < bound) {
+    const r = result as ActionResult | null;
+    if (r && !r.ok) return log.warn(`${sig}: handover not done: ${r.message}; stopping without it`);
     const l = agent.leadership();
     const v = handoverSettled({
       self: agent.nodeId, leader: l.leaderId, leaderReport: agent.leaderPg()?.report ?? null, own: self(),
       leaseArmed: readLeaseFile(leaseFile)?.deadline != null,
+      target: to.id, targetReachable: agent.candidates().find((c) => c.id === to.id)?.report != null,
     });
     if (v.done) {
-      log.info(`${sig}: handed over to ${agent.nameOf(l.leaderId!)} in ${Math.round(performance.now() - t0)} ms; this server runs as its standby`);
-      return;
+      return log.info(`${sig}: handed over to ${agent.nameOf(l.leaderId!)} in ${Math.round(performance.now() - t0)} ms; this server runs as its standby`);
     }
     waiting = v.waiting;
-    if (performance.now() > deadline) break;
+    if (v.giveUp) break;
     await Bun.sleep(POLL_MS);
   }
-  log.warn(`${sig}: handover not confirmed within ${Math.round(bound / 1000)} s (${waiting}); stopping anyway`);
+  log.warn(`${sig}: handover not confirmed after ${Math.round((performance.now() - t0) / 1000)} s (${waiting}); stopping anyway`);
 }

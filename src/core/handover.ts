@@ -58,10 +58,18 @@ export interface SettleFacts {
   own: PgReport | null;
   /** This node's lease file still carries a deadline (its watchdog would stop the server at it). */
   leaseArmed: boolean;
+  /** The handover's target, and whether its agent is still connected and reporting. */
+  target: string;
+  targetReachable: boolean;
 }
 
-/** Done once another node leads with a running primary and this node's server is a disarmed standby. */
-export function handoverSettled(f: SettleFacts): { done: true } | { done: false; waiting: string } {
+/**
+ * Done once another node leads with a running primary and this node's server is a disarmed
+ * standby. `giveUp`: the target's agent is gone before it led (every agent stopped at once):
+ * waiting longer cannot help.
+ */
+export function handoverSettled(f: SettleFacts): { done: true } | { done: false; waiting: string; giveUp?: true } {
+  if (!f.targetReachable && f.leader !== f.target) return { done: false, waiting: "the target's agent is gone", giveUp: true };
   if (!f.leader) return { done: false, waiting: "no leader yet" };
   if (f.leader === f.self) return { done: false, waiting: "this node leads again" };
   if (!f.leaderReport?.up || f.leaderReport.inRecovery !== false) return { done: false, waiting: "the new leader's primary does not run yet" };

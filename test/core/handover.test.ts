@@ -52,7 +52,7 @@ test("the bound grows with the timers (22.8 s with the defaults)", () => {
   expect(handoverBoundMs({ ...d, loop_ms: 1000 })).toBe(24_800);
 });
 
-const settle = { self: "a", leader: "b", leaderReport: primary, own: rep(), leaseArmed: false };
+const settle = { self: "a", leader: "b", leaderReport: primary, own: rep(), leaseArmed: false, target: "b", targetReachable: true };
 
 test("settled: another leader runs the primary, this server is a disarmed standby", () => {
   expect(handoverSettled(settle)).toEqual({ done: true });
@@ -75,4 +75,11 @@ test("not settled before this server runs as a standby", () => {
 
 test("not settled while the lease file is armed (the watchdog would stop the standby)", () => {
   expect(handoverSettled({ ...settle, leaseArmed: true })).toMatchObject({ done: false, waiting: expect.stringContaining("lease") });
+});
+
+test("gives up once the target's agent is gone before it led", () => {
+  expect(handoverSettled({ ...settle, leader: "a", targetReachable: false })).toMatchObject({ done: false, giveUp: true });
+  expect(handoverSettled({ ...settle, leader: null, targetReachable: false })).toMatchObject({ done: false, giveUp: true });
+  // Once it leads, its reports decide (a dropped connection alone is no reason to stop waiting).
+  expect(handoverSettled({ ...settle, targetReachable: false })).toEqual({ done: true });
 });
