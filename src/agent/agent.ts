@@ -180,6 +180,11 @@ export class Agent implements ClusterContext {
     return v ? { source: "leader", view: v } : { source: "local", view: this.localView() };
   }
 
+  /** Whether `id`'s agent answers a request now (a stopping agent does not): src/agent/handover.ts. */
+  async answers(id: string, timeoutMs: number): Promise<boolean> {
+    return (await this.views.ask((rid) => this.mesh.send(id, { t: "view-req", id: rid }), timeoutMs, () => null)) !== null;
+  }
+
   /** `/clusters`: every cluster the consensus store shows (etcd), else this one. */
   async clusters(): Promise<ClusterSummary[]> {
     return this.consensus.clusters ? this.consensus.clusters() : summarizeView((await this.clusterView()).view);
@@ -237,6 +242,7 @@ export class Agent implements ClusterContext {
   // ------------------------------------------------------------------ messages
 
   private onMessage(peer: string, msg: AgentMsg): void {
+    if (this.stopped) return; // a stopping agent takes no part (a leader's shutdown handover asks)
     switch (msg.t) {
       case "state": return this.onState(peer, msg);
       case "secrets": {

@@ -5,6 +5,7 @@ import { createLogControl } from "../log.ts";
 import { type ApiServer, startApi } from "../api/server.ts";
 import { findBinDir } from "../postgres/index.ts";
 import { Agent } from "./agent.ts";
+import { handOverBeforeStop } from "./handover.ts";
 import { PostgresLoop } from "./pg/loop.ts";
 import { LeaseFile } from "../fence/lease-file.ts";
 import { kernelTimeoutS } from "../config/margins.ts";
@@ -16,7 +17,8 @@ export class AgentStartError extends Error {
   override readonly name = "AgentStartError";
 }
 
-export async function runAgent(cfg: Config, opts: { configPath: string; logFormatFixed?: boolean }): Promise<void> {
+/** `handover`: --handover / --no-handover; absent: [shutdown] handover. */
+export async function runAgent(cfg: Config, opts: { configPath: string; logFormatFixed?: boolean; handover?: boolean }): Promise<void> {
   const { log: base, setLevel } = createLogControl(cfg.log.level, cfg.node_name);
   const sentry = createSentry(cfg, base); // [sentry]: errors and role changes (src/integrations/sentry.ts)
   const log = sentry ? tapErrors(base, sentry) : base;
@@ -73,12 +75,19 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
   api = serveApi(reloader.current());
 
   await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
+    let stopping = false;
+    const stop = async (sig: string) => {
+      if (stopping) return log.warn(`${sig}: already stopping`);
+      stopping = true;
+      // A leader hands over first (src/agent/handover.ts); every other agent stops at once.
+      const enabled = opts.handover ?? reloader.current().shutdown.handover;
+      await handOverBeforeStop(sig, { cfg, agent, database: loop !== null, enabled, log }).catch((e: Error) => log.error(`${sig}: handover: ${e.message}`));
       log.info(`${sig}: stopping the agent (PostgreSQL is left running)`);
-      void Promise.allSettled([loop?.stop(), agent.stop(), api?.stop(), sentry?.flush(), vip?.release(`${sig}: the agent stops`)]).then(() => resolve());
+      await Promise.allSettled([loop?.stop(), agent.stop(), api?.stop(), sentry?.flush(), vip?.release(`${sig}: the agent stops`)]);
+      resolve();
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => void stop("SIGINT"));
   });
   process.off("SIGHUP", onHup);
 }

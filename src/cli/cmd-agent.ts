@@ -16,6 +16,10 @@ export const agentCommand = (ctx: CliContext) =>
         description: `Config file (default: $PGHERD_CONFIG or ${DEFAULT_CONFIG_PATH})`,
       },
       "log-format": { type: "enum", options: ["text", "json"], description: "Log line format (default: [log] format, else text)" },
+      handover: {
+        type: "boolean", description: "On SIGTERM/SIGINT a leader hands over to a caught-up standby first (default: [shutdown] handover)",
+        negativeDescription: "Stop without handing leadership over (docs/upgrade.md)",
+      },
     },
     run: async ({ args }) => {
       const flagFormat = args["log-format"] as LogFormat | undefined;
@@ -36,7 +40,7 @@ export const agentCommand = (ctx: CliContext) =>
       }
       if (!flagFormat) setLogFormat(cfg.log.format);
       // A start error is a config value this host cannot use (postgres.bin_dir): a restart cannot fix it.
-      await runAgent(cfg, { configPath, logFormatFixed: flagFormat !== undefined }).catch((e: unknown) => {
+      await runAgent(cfg, { configPath, logFormatFixed: flagFormat !== undefined, handover: args.handover as boolean | undefined }).catch((e: unknown) => {
         if (!(e instanceof AgentStartError)) throw e;
         // In JSON mode the refusal is one more JSON line, like every other line the agent writes.
         if (cfg.log.format === "json" || flagFormat === "json") {

@@ -8,6 +8,7 @@ import { isHost, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { postgresTlsKeys } from "./schema-tls.ts";
 import { logSection } from "./schema-log.ts";
+import { shutdownSection } from "./schema-shutdown.ts";
 import { accessRules } from "./schema-access.ts";
 import { consensusIssues, consensusSection } from "./schema-consensus.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
@@ -220,6 +221,7 @@ export const configSchema = z.strictObject({
   tags: tagsSection.prefault({}),
   watchdog: watchdogSection.prefault({}),
   log: logSection.prefault({}),
+  shutdown: shutdownSection.prefault({}),
   hooks: hooksSection.prefault({}),
   sentry: sentrySection.prefault({}),
   pgpool: pgpoolSection.prefault({}),

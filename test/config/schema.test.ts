@@ -50,6 +50,7 @@ describe("defaults", () => {
       tags: { nofailover: false, noloadbalance: false },
       watchdog: { mode: "off", device: "/dev/watchdog" },
       log: { level: "info", format: "text", postgres_dir: "", postgres_filename: "postgresql-%a.log", postgres_rotation_age: "1d" },
+      shutdown: { handover: true },
       hooks: { on_role_change: "", on_start: "", on_stop: "", pre_promote: "", timeout_ms: 10000 },
       sentry: { dsn: "", environment: "production" },
       pgpool: { pcp_host: "", pcp_port: 9898, pcp_user: "pgpool", pcp_password_file: "", bin_dir: "", interval_ms: 1000 },

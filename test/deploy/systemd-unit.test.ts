@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { join } from "node:path";
 import { BINARY, ensureBuilt, ROOT } from "../../scripts/build.ts";
 import { parseConfig } from "../../src/config/load.ts";
+import { handoverBoundMs } from "../../src/core/handover.ts";
 import { findBinDir } from "../../src/postgres/binaries.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
 import { agentBinary } from "../helpers/agents.ts";
@@ -57,6 +58,8 @@ test("the unit has the keys docs/install.md relies on", () => {
   expect(get("Service", "NoNewPrivileges")).toBe("yes");
   // systemd creates state_dir's default for that user.
   const defaults = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(32)}"\n`, "pgherd.toml");
+  // A leader's shutdown handover (src/core/handover.ts) fits with the default timers, with room for the checkpoint.
+  expect(Number.parseInt(get("Service", "TimeoutStopSec")!, 10) * 1000).toBeGreaterThanOrEqual(2 * handoverBoundMs({ ...defaults.election, loop_ms: defaults.postgres.loop_ms }));
   expect(`/var/lib/${get("Service", "StateDirectory")}`).toBe(defaults.state_dir);
   expect(get("Service", "StateDirectoryMode")).toBe("0700");
   expect(get("Install", "WantedBy")).toBe("multi-user.target");

@@ -49,7 +49,8 @@ describe("automatic bootstrap with real PostgreSQL", () => {
   beforeAll(async () => {
     ensureBuilt();
     pgUid = await lookupOsUser("postgres");
-    c = await PgCluster.create({ test: "bootstrap", nodes: 3, tag: "boot", defaults: { extra: { election: { auto_join: true } } } });
+    // [shutdown] handover off: these tests restart agents in place (the handover on stop has its own file, agent-handover.e2e).
+    c = await PgCluster.create({ test: "bootstrap", nodes: 3, tag: "boot", defaults: { extra: { election: { auto_join: true }, shutdown: { handover: false } } } });
   }, 120_000);
 
   afterAll(async () => {
@@ -123,7 +124,7 @@ describe("automatic bootstrap with real PostgreSQL", () => {
     }
   }), 60_000);
 
-  test("restarting the primary's agent alone changes nothing for clients", () => step(async () => {
+  test("restarting the primary's agent alone (no handover) changes nothing for clients", () => step(async () => {
     const p = cluster().primary;
     const session = p.session();
     try {

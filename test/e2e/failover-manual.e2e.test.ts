@@ -4,6 +4,7 @@
 // lagging and an absent target, pause shown in `cluster ls`, and a manual failover after the
 // primary's host died while the cluster was paused.
 import { expect, test } from "bun:test";
+import { appendFileSync } from "node:fs";
 import { poll, type ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -235,6 +236,12 @@ describeCluster("switchover and manual failover", {
     const at = Date.now() + 12_000;
     const reply = mustOk(await pgherd(h.standbys[1]!, ["switchover", "--to", target.name, "--at", new Date(at).toISOString()]), "pgherd switchover --at");
     console.log(`scheduled: ${reply.text}`);
+    // In place: without a handover on stop ([shutdown] handover = false, applied by SIGHUP), the
+    // restarted agent leads again and must still run the schedule.
+    appendFileSync(h.primary.configPath, "\n[shutdown]\nhandover = false\n");
+    const hup = h.primary.mark();
+    h.primary.agent!.kill("SIGHUP");
+    await waitFor(() => h.primary.lines(/SIGHUP: applied shutdown\.handover/, hup).length > 0, { timeoutMs: 10_000, what: `${h.primary.name} to reload [shutdown]` });
     await h.primary.stopAgent();
     await h.primary.start();
     await poll(async () => {

@@ -1,0 +1,61 @@
+// A stopping agent's handover (SIGTERM, SIGINT): carries out core/handover.ts. A leader with a
+// caught-up standby runs the operator's switchover (actions.ts: clean stop of its primary, final
+// WAL confirmed, resign to the target), then waits until the new primary runs and its own server
+// runs as that primary's standby with the lease file disarmed, so its watchdog never fences it.
+// Bounded (handoverBoundMs); otherwise it changes nothing and the agent stops as it always did.
+import { join } from "node:path";
+import type { Config } from "../config/schema.ts";
+import { handoverBoundMs, handoverSettled, planShutdown } from "../core/handover.ts";
+import { LEASE_FILE, readLeaseFile } from "../fence/lease-file.ts";
+import type { Logger } from "../log.ts";
+import type { ActionResult } from "../api/actions-contract.ts";
+import type { Agent } from "./agent.ts";
+
+/** The target's agent must answer a request within this before the primary is stopped. */
+const PREFLIGHT_MS = 1000;
+const POLL_MS = 50;
+
+export async function handOverBeforeStop(sig: string, o: { cfg: Config; agent: Agent; database: boolean; enabled: boolean; log: Logger }): Promise<void> {
+  const { cfg, agent, log } = o;
+  const self = () => agent.candidates().find((c) => c.id === agent.nodeId)?.report ?? null;
+  const lead = agent.leadership();
+  const plan = planShutdown({
+    enabled: o.enabled, database: o.database, leading: lead.leading && lead.leaderId === agent.nodeId, paused: agent.paused(),
+    own: self(), candidates: agent.candidates(), maxLagBytes: cfg.failover.max_lag_bytes,
+  });
+  if (plan.kind === "stop") {
+    if (lead.leading) log.warn(`${sig}: no handover: ${plan.reason}; PostgreSQL keeps running until this node's lease ends`);
+    return;
+  }
+  const to = plan.to;
+  // A target whose own agent is stopping (every agent stopped at once) would leave no primary.
+  if (!(await agent.answers(to.id, PREFLIGHT_MS))) {
+    log.warn(`${sig}: no handover: ${to.name}'s agent did not answer within ${PREFLIGHT_MS} ms`);
+    return;
+  }
+  const bound = handoverBoundMs({ ...cfg.election, loop_ms: cfg.postgres.loop_ms });
+  const t0 = performance.now();
+  log.warn(`${sig}: handing leadership over to ${to.name} before stopping (at most ${Math.round(bound / 1000)} s)`);
+  // The operator's switchover, unchanged: clean stop, final WAL confirmed, floor, resign to the target.
+  let result: ActionResult | null = null;
+  void agent.action({ kind: "switchover", to: to.id }).then((r) => (result = r), (e: Error) => (result = { status: 500, ok: false, message: e.message }));
+  const leaseFile = join(cfg.state_dir, LEASE_FILE);
+  let waiting = "";
+  while (performance.now() - t0 < bound) {
+    const r = result as ActionResult | null;
+    if (r && !r.ok) return log.warn(`${sig}: handover not done: ${r.message}; stopping without it`);
+    const l = agent.leadership();
+    const v = handoverSettled({
+      self: agent.nodeId, leader: l.leaderId, leaderReport: agent.leaderPg()?.report ?? null, own: self(),
+      leaseArmed: readLeaseFile(leaseFile)?.deadline != null,
+      target: to.id, targetReachable: agent.candidates().find((c) => c.id === to.id)?.report != null,
+    });
+    if (v.done) {
+      return log.info(`${sig}: handed over to ${agent.nameOf(l.leaderId!)} in ${Math.round(performance.now() - t0)} ms; this server runs as its standby`);
+    }
+    waiting = v.waiting;
+    if (v.giveUp) break;
+    await Bun.sleep(POLL_MS);
+  }
+  log.warn(`${sig}: handover not confirmed after ${Math.round((performance.now() - t0) / 1000)} s (${waiting}); stopping anyway`);
+}
