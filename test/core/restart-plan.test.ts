@@ -96,3 +96,19 @@ describe("rules", () => {
     expect(planRestart(input({ members: ms }))).toMatchObject({ kind: "restart", node: "s2" });
   });
 });
+
+describe("mixed changes", () => {
+  test("one ordered setting rising and another falling cannot be ordered: refused", () => {
+    const two = (from: [number, number], to: [number, number], control: boolean): OrderedValue[] => [
+      { name: "max_connections", running: from[0], next: to[0], control: control ? from[0] : null },
+      { name: "max_wal_senders", running: from[1], next: to[1], control: control ? from[1] : null },
+    ];
+    const ms = [
+      node("p1", "primary", { ordered: two([100, 10], [200, 5], false) }),
+      node("s2", "standby", { ordered: two([100, 10], [200, 5], true) }),
+      node("s3", "standby", { ordered: two([100, 10], [200, 5], true) }),
+    ];
+    expect(planRestart(input({ members: ms })).kind).toBe("blocked");
+    expect(planRestart(input({ members: ms, inPlace: true })).kind).toBe("blocked");
+  });
+});
