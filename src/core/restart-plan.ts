@@ -113,8 +113,9 @@ export function planRestart(x: RestartInput): RestartStep {
     const low = below(s.ordered, (n) => primaryValueAt(s, primary, n), next);
     if (low) {
       const primaryNow = valueOf(primary, low.name, running);
-      // The primary already runs the lower value: the standby has not replayed it yet.
-      if (primaryNow !== null && low.value >= primaryNow) waits.push(`${s.name} has not replayed the primary's ${low.name} = ${primaryNow} yet (its pg_control says ${low.floor})`);
+      // The primary already runs the lower value (or was restarted with it in this run, and the
+      // reports have not caught up): the standby has not replayed it yet.
+      if ((primaryNow !== null && low.value >= primaryNow) || x.done.includes(primary.name)) waits.push(`${s.name} has not replayed the primary's ${low.name} = ${primaryNow} yet (its pg_control says ${low.floor})`);
       continue;
     }
     const streamingOthers = standbys.filter((o) => o.name !== s.name).length;

@@ -76,6 +76,8 @@ describe("rules", () => {
   test("after the primary runs the lower value, a standby waits until it replayed it (its pg_control), then restarts", () => {
     const ms = restarted(cluster(200, 100), "p1");
     expect(planRestart(input({ members: ms, done: ["p1"] }))).toMatchObject({ kind: "wait", reason: expect.stringContaining("not replayed") });
+    // reports not caught up yet (the primary's still says 200): a wait too, not a refusal
+    expect(planRestart(input({ members: cluster(200, 100), done: ["p1"] })).kind).toBe("wait");
     const replayed = ms.map((m) => (m.role === "standby" ? { ...m, ordered: mc(200, 100, 100) } : m));
     expect(planRestart(input({ members: replayed, done: ["p1"] }))).toMatchObject({ kind: "restart", node: "s2" });
   });

@@ -7,7 +7,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { parse, stringify } from "smol-toml";
-import type { ClusterNode } from "../helpers/cluster.ts";
+import { poll, type ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { pgherd, startFailoverCluster, waitReplicating, Writer } from "../helpers/writer.ts";
 
@@ -40,6 +40,14 @@ function downSampler(nodes: readonly ClusterNode[]) {
   return { stop: async () => { running = false; await loop; return { most, downs: [...new Set(downs)] }; } };
 }
 
+/** `cluster ls` once it shows `count` members with a pending restart. */
+async function pendingShown(n: ClusterNode, count: number): Promise<string> {
+  return poll(async () => {
+    const out = (await pgherd(n, ["cluster", "ls"])).stdout;
+    return (out.match(/RESTART PENDING/g)?.length ?? 0) === count ? out : undefined;
+  }, { timeoutMs: 15_000, intervalMs: 300, what: `cluster ls to show ${count} member(s) with a pending restart` });
+}
+
 describeCluster("rolling restart and reload", {
   start: () => startFailoverCluster("restart-rolling", "rroll"),
 }, (fx) => {
@@ -67,10 +75,10 @@ describeCluster("rolling restart and reload", {
     expect(rl.code).toBe(0);
     for (const n of fx.c.nodes) expect(rl.text).toContain(`${n.name}: `);
     expect(rl.text).toContain("pending restart: max_connections");
-    // Shown per member before the restart.
-    const ls = await pgherd(primary, ["cluster", "ls"]);
-    expect(ls.stdout).toContain("pgherd restart --pending");
-    expect(ls.stdout.match(/RESTART PENDING/g)?.length).toBe(3);
+    // Shown per member before the restart (each agent's next monitoring round reports it).
+    const ls = await pendingShown(primary, 3);
+    console.log(`cluster ls before the restart:\n${ls}`);
+    expect(ls).toContain("pgherd restart --pending");
 
     const started = new Map<string, number>();
     for (const n of fx.c.nodes) started.set(n.name, Date.parse(String((await n.query("select pg_postmaster_start_time()::text as t"))[0]?.t)));
@@ -110,8 +118,7 @@ describeCluster("rolling restart and reload", {
     expect(lost).toEqual([]);
     const primaries = new Set(acks.map((a) => a.node));
     expect(primaries.size).toBeLessThanOrEqual(2); // the primary changed at most once
-    const ls2 = await pgherd(after.primary, ["cluster", "ls"]);
-    expect(ls2.stdout).not.toContain("RESTART PENDING");
+    await pendingShown(after.primary, 0);
     return { primary, after: after.primary };
   };
 

@@ -62,7 +62,8 @@ export async function restartHere(h: PgHost, o: { startGrace(): void }): Promise
   const ms = Math.round(h.clock.now() - t0);
   // A standby is back once it streams again: the next one may go down only then (the report a
   // round publishes could lag behind; this answer does not).
-  const streams = primary || (await streamingWithin(h, STREAM_WAIT_MS));
+  // The primary: answering again (this also replaces the local client's connection the restart cut).
+  const streams = await backWithin(h, primary, STREAM_WAIT_MS);
   h.record("restart", `${primary ? "primary restarted in place" : "standby restarted"} by the operator${pending.length ? ` to apply ${pending.join(", ")}` : ""} (down ${ms} ms)`);
   const back = primary ? "" : streams ? ", streaming again" : `, NOT streaming within ${STREAM_WAIT_MS / 1000} s`;
   return { ok: true, message: `${h.cfg.node_name}: PostgreSQL ${primary ? "primary" : "standby"} restarted in ${ms} ms${pending.length ? ` (applied ${pending.join(", ")})` : ""}${back}` };
@@ -71,11 +72,11 @@ export async function restartHere(h: PgHost, o: { startGrace(): void }): Promise
 /** How long a restarted standby's answer waits for it to stream again. */
 const STREAM_WAIT_MS = 60_000;
 
-async function streamingWithin(h: PgHost, ms: number): Promise<boolean> {
+async function backWithin(h: PgHost, primary: boolean, ms: number): Promise<boolean> {
   const end = h.clock.now() + ms;
   while (h.clock.now() < end) {
     const p = await probe(h.localDb()).catch(() => null);
-    if (p?.up && p.walReceiver?.status === "streaming") return true;
+    if (p?.up && (primary ? !p.inRecovery : p.walReceiver?.status === "streaming")) return true;
     await h.clock.sleep(100);
   }
   return false;
