@@ -82,6 +82,7 @@ describeCluster("rolling restart and reload", {
 
     const started = new Map<string, number>();
     for (const n of fx.c.nodes) started.set(n.name, Date.parse(String((await n.query("select pg_postmaster_start_time()::text as t"))[0]?.t)));
+    const wallStart = Date.now();
     const w = new Writer(fx.c.nodes);
     w.start();
     const sampler = downSampler(fx.c.nodes);
@@ -119,6 +120,14 @@ describeCluster("rolling restart and reload", {
     const primaries = new Set(acks.map((a) => a.node));
     expect(primaries.size).toBeLessThanOrEqual(2); // the primary changed at most once
     await pendingShown(after.primary, 0);
+    // The agents took their planned restarts for what they were: no crash restart, fence or failover.
+    const hist = await poll(async () => {
+      const all = JSON.parse((await pgherd(after.primary, ["cluster", "history", "--json"])).stdout) as { at: string; kind: string; reason: string }[];
+      const since = all.filter((e) => Date.parse(e.at) >= wallStart);
+      return since.filter((e) => e.kind === "restart" && e.reason.includes("by the operator")).length === (to > from ? 2 : 3) ? since : undefined;
+    }, { timeoutMs: 10_000, intervalMs: 300, what: "the operator's restarts in the cluster history" });
+    console.log(`history:\n  ${hist.map((e) => `${e.kind}: ${e.reason}`).join("\n  ")}`);
+    expect(hist.filter((e) => e.kind === "fence" || e.kind === "failover" || e.reason.includes("crashed"))).toEqual([]);
     return { primary, after: after.primary };
   };
 
