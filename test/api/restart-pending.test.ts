@@ -44,3 +44,13 @@ test("/metrics on the leader: pgherd_member_pending_restart per member", () => {
   expect(sample(fams, "pgherd_member_pending_restart", { member: "n2" })).toBe(1);
   expect(sample(fams, "pgherd_member_pending_restart", { member: "n1" })).toBe(0);
 });
+
+test("the restart command's plan input: a witness is other, a standby counts as up only while it streams", async () => {
+  const { restartMember } = await import("../../src/cli/cmd-restart.ts");
+  const [n1, n2] = view.members;
+  expect(restartMember(n1!)).toMatchObject({ name: "n1", role: "primary", healthy: true, pending: [] });
+  expect(restartMember(n2!)).toMatchObject({ name: "n2", role: "standby", healthy: true, pending: ["max_connections"], ordered });
+  expect(restartMember({ ...n2!, state: "running" }).healthy).toBe(false);
+  expect(restartMember({ ...n2!, role: "unknown", state: "stopped" })).toMatchObject({ role: "standby", healthy: false });
+  expect(restartMember({ ...n2!, role: "witness", state: "running" })).toMatchObject({ role: "other", healthy: true });
+});
