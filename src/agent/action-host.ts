@@ -74,10 +74,14 @@ export class AgentActionHost implements ActionHost {
   forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult> {
     const leader = this.d.consensus.status().leader;
     if (!leader) return Promise.resolve({ status: 503, ok: false, message: "no leader" });
-    const name = this.nameOf(leader);
-    return this.forwarded.ask((id) => this.d.mesh.send(leader, { t: "action", id, req }), timeoutMs,
-      () => ({ status: 504, ok: false, message: `the leader ${name} did not answer within ${timeoutMs} ms` }),
-      () => ({ status: 503, ok: false, message: `the leader ${name} is not connected` }));
+    return this.askNode(leader, req, timeoutMs, "the leader ");
+  }
+
+  askNode(to: string, req: ActionRequest, timeoutMs: number, what = ""): Promise<ActionResult> {
+    const name = this.nameOf(to);
+    return this.forwarded.ask((id) => this.d.mesh.send(to, { t: "action", id, req }), timeoutMs,
+      () => ({ status: 504, ok: false, message: `${what}${name} did not answer within ${timeoutMs} ms` }),
+      () => ({ status: 503, ok: false, message: `${what}${name} is not connected` }));
   }
 
   /** Tell the target the final position and wait until it holds it (or the timeout). */

@@ -7,6 +7,7 @@ import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { HistoryEntry } from "./history.ts";
 import type { ScheduledSwitchover } from "./flags.ts";
+import { isNodeOp, runNodeOp } from "./restart-actions.ts";
 
 export interface ActionHost {
   readonly nodeId: string;
@@ -19,6 +20,8 @@ export interface ActionHost {
   reportOf(id: string): PgReport | null;
   nameOf(id: string): string;
   forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult>;
+  /** Hand a request to one member's agent over the mesh (it runs there as runAsLeader does). */
+  askNode(id: string, req: ActionRequest, timeoutMs: number): Promise<ActionResult>;
   handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean>;
   /** Leader: publish "no failover block, floor = pos" and wait until a majority stored it. */
   publishFloor(pos: Position | null, timeoutMs: number): Promise<boolean>;
@@ -32,6 +35,8 @@ export interface ActionHost {
     stopForHandover(): Promise<Position | null>;
     release(): void;
     requestRejoin(clone: boolean): void;
+    restartServer(): Promise<{ ok: boolean; message: string }>;
+    reloadServer(configNote: string): Promise<{ ok: boolean; message: string }>;
   };
   maxLagBytes: number;
   durabilityMode(): "quorum" | "strict" | "async";
@@ -63,6 +68,7 @@ export class ActionRunner {
     switch (req.kind) {
       case "rejoin": return this.rejoin(req.forceClone ?? false);
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
+      case "node-restart": case "node-reload": return runNodeOp(this.h, req);
       default: {
         const e = this.h.electionState();
         if (e.leader === this.h.nodeId) return this.runAsLeader(req);
@@ -74,6 +80,7 @@ export class ActionRunner {
 
   /** Requests forwarded by other agents (and our own when we lead). */
   async runAsLeader(req: ActionRequest): Promise<ActionResult> {
+    if (isNodeOp(req)) return runNodeOp(this.h, req); // a member's own restart/reload, carried here over the mesh
     const e = this.h.electionState();
     if (!e.leading) return no(503, `${this.h.nodeName} is not a leader with a valid lease`);
     switch (req.kind) {

@@ -22,6 +22,8 @@ export const ACTION_ROUTES: Readonly<Record<string, Partial<Record<ActionMethod,
   "/config": { PATCH: "config" },
   "/members/approve": { POST: "member-approve" },
   "/members/remove": { POST: "member-remove" },
+  "/node/restart": { POST: "node-restart" },
+  "/node/reload": { POST: "node-reload" },
 };
 
 /** The action `method path` asks for, if any. */

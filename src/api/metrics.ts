@@ -76,6 +76,7 @@ export function renderMetrics(m: MetricsInput): string {
   const standbys = m.view?.members.filter((x) => x.role === "standby") ?? [];
   put("pgherd_replication_lag_bytes", "gauge", "Replay lag of each standby behind the primary, in bytes (exported by the leader).", standbys.map((x) => [{ standby: x.name }, x.lagBytes]));
   put("pgherd_replication_lag_seconds", "gauge", "Replay lag of each standby as the primary measures it, in seconds (exported by the leader).", standbys.map((x) => [{ standby: x.name }, x.lagSeconds]));
+  put("pgherd_member_pending_restart", "gauge", "1 for each cluster member whose PostgreSQL has settings waiting for a restart (exported by the leader).", (m.view?.members ?? []).filter((x) => x.role !== "witness").map((x) => [{ member: x.name }, bool((x.pendingRestart?.length ?? 0) > 0)]));
   put("pgherd_member_up", "gauge", "1 for each cluster member that is reachable and running (exported by the leader).", (m.view?.members ?? []).map((x) => [{ member: x.name, role: x.role, state: x.state }, bool(x.state === "running" || x.state === "streaming")]));
 
   const rejects = (kind: string, counts: Record<string, number>) => put(`pgherd_${kind}_rejects_total`, "counter", `Rejected ${kind} input by reason.`, Object.entries(counts).map(([reason, n]) => [{ reason }, n]));

@@ -65,7 +65,7 @@ export function renderTable(v: ClusterView, source: string): string {
     m.lsn ?? "-",
     m.lagBytes === null ? "-" : bytes(m.lagBytes),
     m.lagSeconds === null ? "-" : `${m.lagSeconds.toFixed(1)} s`,
-    (m.error ? `error: ${m.error}` : m.note).slice(0, 80),
+    noteOf(m).slice(0, 80),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
@@ -76,8 +76,16 @@ export function renderTable(v: ClusterView, source: string): string {
   const s = v.scheduledSwitchover;
   const sched = s ? `scheduled switchover to ${s.to ?? "the most caught-up standby"} at ${s.at} (cancel: pgherd switchover --cancel)` : "";
   // A note cut to fit the table (a stuck or full primary's reason, say) is printed whole below it.
-  const long = v.members.map((m) => [m.name, m.error ? `error: ${m.error}` : m.note] as const).filter(([, n]) => n.length > 80).map(([name, n]) => `${name}: ${n}`);
-  return [title, ...(paused ? [paused] : []), ...(sched ? [sched] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line), ...long].join("\n") + "\n";
+  const long = v.members.map((m) => [m.name, noteOf(m)] as const).filter(([, n]) => n.length > 80).map(([name, n]) => `${name}: ${n}`);
+  const pending = v.members.filter((m) => m.pendingRestart?.length).map((m) => `${m.name} (${m.pendingRestart!.join(", ")})`);
+  const restart = pending.length ? [`pending restart: ${pending.join(", ")}: pgherd restart --pending`] : [];
+  return [title, ...(paused ? [paused] : []), ...(sched ? [sched] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line), ...long, ...restart].join("\n") + "\n";
+}
+
+/** A member's NOTE cell: its error, else a pending restart first, then its note. */
+function noteOf(m: ClusterView["members"][number]): string {
+  if (m.error) return `error: ${m.error}`;
+  return [m.pendingRestart?.length ? "RESTART PENDING" : "", m.note].filter(Boolean).join("; ");
 }
 
 function bytes(n: number): string {

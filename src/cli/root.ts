@@ -13,6 +13,7 @@ import { pgpoolCommand } from "./cmd-pgpool.ts";
 import { installCommand, uninstallCommand } from "./cmd-install.ts";
 import { dsnCommand, passwdCommand } from "./cmd-client.ts";
 import { backupCommand } from "./cmd-backup.ts";
+import { reloadCommand, restartCommand } from "./cmd-restart.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
@@ -39,6 +40,8 @@ export const rootCommand = (ctx: CliContext) =>
       install: installCommand(ctx),
       uninstall: uninstallCommand(ctx),
       backup: backupCommand(ctx),
+      reload: reloadCommand(ctx),
+      restart: restartCommand(ctx),
       version: versionCommand(ctx),
     },
   });

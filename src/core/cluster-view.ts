@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { lsnToBigInt } from "./position.ts";
 import type { PgReport } from "./report.ts";
+import { OrderedValueSchema } from "./restart-plan.ts";
 
 export interface MemberInput {
   id: string;
@@ -40,6 +41,10 @@ export const MemberRowSchema = z.strictObject({
   lagSeconds: z.number().nullable(),
   note: z.string().max(500),
   error: z.string().max(1000).nullable(),
+  /** Settings that take effect only after a restart of its PostgreSQL (pg_settings.pending_restart); absent when none. */
+  pendingRestart: z.array(z.string().max(63)).max(256).optional(),
+  /** The settings PostgreSQL orders between primary and standbys, for `pgherd restart` (core/restart-plan.ts). */
+  ordered: z.array(OrderedValueSchema).max(8).optional(),
 });
 export type MemberRow = z.infer<typeof MemberRowSchema>;
 
@@ -125,6 +130,8 @@ export function composeView(opts: ViewInput): ClusterView {
       lagBytes: role === "standby" ? lagBytes : null,
       lagSeconds: role === "standby" ? (repl?.replayLagSeconds ?? (repl ? 0 : null)) : null,
       note: (pendingNote(m.name, membership) ?? note).slice(0, 500), error: r?.error ?? null,
+      ...(r?.pendingRestart?.length ? { pendingRestart: r.pendingRestart } : {}),
+      ...(r?.ordered?.length ? { ordered: r.ordered } : {}),
     };
   });
   const leaderRow = opts.members.find((m) => m.id === opts.leader);

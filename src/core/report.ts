@@ -1,6 +1,7 @@
 // What each agent tells its peers about its PostgreSQL every monitoring round (wire schema).
 import { z } from "zod";
 import { PositionSchema } from "./messages.ts";
+import { OrderedValueSchema } from "./restart-plan.ts";
 
 const lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
 const text = (n: number) => z.string().max(n);
@@ -59,5 +60,7 @@ export const PgReportSchema = z.strictObject({
   health: HealthSchema.optional(),
   /** Settings changed in the config that take effect only after a restart (pg_settings.pending_restart); absent when none. */
   pendingRestart: z.array(text(63)).max(256).optional(),
+  /** The settings a standby must run at least as high as its primary (core/restart-plan.ts): running, in the files, and a standby's pg_control copy of the primary's. */
+  ordered: z.array(OrderedValueSchema).max(8).optional(),
 });
 export type PgReport = z.infer<typeof PgReportSchema>;

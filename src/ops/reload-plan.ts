@@ -5,7 +5,7 @@ import { deepFreeze } from "../config/freeze.ts";
 import type { Config } from "../config/schema.ts";
 
 /** Keys (dotted, or a prefix ending in ".") the running agent applies without a restart. */
-export const LIVE_KEYS: readonly string[] = ["log.level", "log.format", "api.", "access", "shutdown.handover"];
+export const LIVE_KEYS: readonly string[] = ["log.level", "log.format", "api.", "access", "postgres.parameters.", "shutdown.handover"];
 
 export interface ReloadPlan {
   /** Every key whose value changed (dotted; a [postgres.parameters] entry is postgres.parameters.<name>), sorted. */

@@ -18,11 +18,25 @@ export interface ReloadHooks {
   restartApi(cfg: Config): Promise<void>;
 }
 
+/** The agent's reloader (one per process): `pgherd reload` reloads through it. */
+let active: ConfigReloader | null = null;
+
+/** The config in effect (start config plus live reloads), or null before the agent built its reloader. */
+export function runningConfig(): Config | null {
+  return active?.current() ?? null;
+}
+
+/** Reload pgherd.toml as SIGHUP does; null when no agent runs in this process. */
+export function reloadConfigNow(): Promise<ReloadPlan | null> | null {
+  return active ? active.reload() : null;
+}
+
 export class ConfigReloader {
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(private running: Config, private readonly h: ReloadHooks) {
     setAccessRules(running.access);
+    active = this;
   }
 
   /** The config in effect: the start config with the live keys of the last good reload. */
@@ -55,8 +69,10 @@ export class ConfigReloader {
     if (now.log.format !== before.log.format && this.h.formatFromConfig) setLogFormat(now.log.format);
     if (now.log.level !== before.log.level) this.h.setLevel(now.log.level);
     setAccessRules(now.access); // the next monitoring round writes pg_hba.conf and reloads PostgreSQL
-    // The API serves GET /config from the config it was started with: restart it on any live change.
-    if (plan.live.length > 0) {
+    // The API serves GET /config from the config it was started with: restart it on any live change
+    // but [postgres.parameters] (PostgreSQL's managed file takes those; a restart of the API would
+    // cut the `pgherd reload` request that asked for this reload).
+    if (plan.live.some((k) => !k.startsWith("postgres.parameters."))) {
       try {
         await this.h.restartApi(now);
       } catch (e) {

@@ -60,7 +60,10 @@ class FakeHost implements ActionHost {
     },
     release: () => {},
     requestRejoin: () => {},
+    restartServer: async () => ({ ok: true, message: "restarted" }),
+    reloadServer: async (note: string) => ({ ok: true, message: note }),
   };
+  async askNode() { return { status: 501, ok: false, message: "not in this fake" }; }
   durabilityMode() { return "quorum" as const; }
   setDurability() {}
   scheduled() { return this.sched; }

@@ -10,12 +10,12 @@ test("nothing changed", () => {
   expect(describePlan(planReload(cfg(), cfg()))).toBe("no setting changed");
 });
 
-test("log level and format, every [api] key are live; the rest waits for a restart", () => {
+test("log level and format, every [api] key and [postgres.parameters] are live; the rest waits for a restart", () => {
   const next = cfg(`priority = 5\n[log]\nlevel = "debug"\nformat = "json"\n[api]\ntoken = "${"t".repeat(32)}"\n[postgres.parameters]\nwork_mem = "64MB"\n[discovery]\npeers = ["10.0.0.2"]\n`);
   const p = planReload(cfg(), next);
-  expect(p.live).toEqual(["api.token", "log.format", "log.level"]);
-  expect(p.restart).toEqual(["discovery.peers", "postgres.parameters.work_mem", "priority"]);
-  expect(describePlan(p)).toBe("applied api.token, log.format, log.level; discovery.peers, postgres.parameters.work_mem, priority changed: they take effect when the agent restarts");
+  expect(p.live).toEqual(["api.token", "log.format", "log.level", "postgres.parameters.work_mem"]);
+  expect(p.restart).toEqual(["discovery.peers", "priority"]);
+  expect(describePlan(p)).toBe("applied api.token, log.format, log.level, postgres.parameters.work_mem; discovery.peers, priority changed: they take effect when the agent restarts");
 });
 
 test("[[access]] rules are live, compared as a whole", () => {
@@ -26,7 +26,8 @@ test("[[access]] rules are live, compared as a whole", () => {
 
 test("a removed [postgres.parameters] entry counts as a change; values never appear", () => {
   const p = planReload(cfg(`[postgres.parameters]\nwork_mem = "64MB"\n`), cfg());
-  expect(p.restart).toEqual(["postgres.parameters.work_mem"]);
+  expect(p.live).toEqual(["postgres.parameters.work_mem"]);
+  expect(applyLive(cfg(`[postgres.parameters]\nwork_mem = "64MB"\n`), cfg()).postgres.parameters).toEqual({});
   const secret = planReload(cfg(), parseConfig(base.replace("s".repeat(40), "x".repeat(40)), "pgherd.toml"));
   expect(describePlan(secret)).toBe("secret changed: it takes effect when the agent restarts");
 });

@@ -63,6 +63,9 @@ export interface LoopControl {
   stopForHandover(): Promise<Position | null>;
   release(): void;
   requestRejoin(clone: boolean): void;
+  /** `pgherd restart` / `pgherd reload` on this node (src/agent/pg/restart-node.ts). */
+  restartServer(): Promise<{ ok: boolean; message: string }>;
+  reloadServer(configNote: string): Promise<{ ok: boolean; message: string }>;
   /** Stop streaming before a vote in `term`; ok=false when it could not be confirmed within the bound. */
   detach(term: number): Promise<DetachResult>;
   start(): void;

@@ -4,7 +4,9 @@ import { planDurability, syncStandbyNames } from "../../core/durability.ts";
 import { samePosition } from "../../core/position.ts";
 import { majority } from "../../core/quorum.ts";
 import { ensureRoles, pendingRestart, probe, reload, type Probe } from "../../postgres/index.ts";
+import type { OrderedValue } from "../../core/restart-plan.ts";
 import { slotFor } from "./context.ts";
+import { readOrdered } from "./restart-node.ts";
 import type { PgHost } from "./host.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { SlotKeeper } from "./slots.ts";
@@ -20,6 +22,8 @@ export class Maintenance {
   private pendingWarned = "";
   /** pg_settings.pending_restart of the last round (reported to status and peers). */
   pending: string[] = [];
+  /** The settings PostgreSQL orders between primary and standbys, as the last round read them. */
+  ordered: OrderedValue[] = [];
   private rolesEnsuredFor: string | null = null;
   /** What a commit acknowledgement promises on this primary now. */
   guarantee = "";
@@ -82,8 +86,10 @@ export class Maintenance {
     // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby.
     const pending = await pendingRestart(h.localDb()).catch(() => [] as string[]);
     this.pending = pending;
+    this.ordered = await readOrdered(h, !primary).catch(() => []);
     if (pending.length > 0) {
-      if (!primary || adopted) {
+      // Standbys wait for `pgherd restart` (one at a time, in the order PostgreSQL needs: restart-plan.ts).
+      if (adopted) {
         h.log.warn(`restarting PostgreSQL to apply ${pending.join(", ")}`);
         await h.stopServer("fast", 60);
         // An adopted primary comes back as a primary: only with the lease.
@@ -91,7 +97,7 @@ export class Maintenance {
         else await h.startServer();
         return;
       }
-      if (this.pendingWarned !== pending.join()) h.log.warn(`settings pending a restart of the primary: ${pending.join(", ")} (a switchover applies them without an outage)`);
+      if (this.pendingWarned !== pending.join()) h.log.warn(`settings pending a restart: ${pending.join(", ")} (pgherd restart --pending applies them, standbys one at a time)`);
       this.pendingWarned = pending.join();
     }
     await this.slots.maintain(primary);

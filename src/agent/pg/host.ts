@@ -16,6 +16,7 @@ import type { ClusterContext } from "./context.ts";
 import { slotFor } from "./context.ts";
 import { serverLogDir, serverLogParameters } from "../../ops/pg-log.ts";
 import { accessRowsInForce } from "../../ops/access.ts";
+import { runningConfig } from "../../ops/reload.ts";
 
 export class PgHost {
   readonly node: PgNode;
@@ -91,6 +92,7 @@ export class PgHost {
   async writeConfig(standby: boolean, upstream?: string): Promise<string[]> {
     const s = this.ctx.secrets();
     const pg = this.cfg.postgres;
+    const params = runningConfig()?.postgres.parameters ?? pg.parameters; // [postgres.parameters] change on reload
     let conninfo: string | undefined;
     const u = await lookupOsUser(pg.os_user);
     const tls = await this.tls.prepare(!standby);
@@ -110,7 +112,7 @@ export class PgHost {
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: standby ? "" : this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
         serverLog: serverLogParameters(this.cfg),
         ...(await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version)),
-        parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pg.parameters } : pg.parameters,
+        parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...params } : params,
         ssl: tls.ssl ?? undefined,
       },
       hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses(), tls: this.tls.enabled, accessRows: accessRowsInForce() },

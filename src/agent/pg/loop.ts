@@ -22,6 +22,7 @@ import { rejoinStep, type RejoinEvent } from "./rejoin.ts";
 import { MonitorRound } from "./round.ts";
 import { PostmasterWatch } from "./postmaster-watch.ts";
 import { RoundScheduler } from "./scheduler.ts";
+import { type NodeOpResult, reloadHere, restartHere } from "./restart-node.ts";
 import { SlotKeeper } from "./slots.ts";
 
 /** A switchover's stop waits at most this long for the round ahead of it. */
@@ -165,6 +166,16 @@ export class PostgresLoop implements LoopControl {
       const c = (await inspectDataDir(h.node.dataDir, h.node)).control;
       return c ? { timeline: c.timeline, lsn: c.checkpointLsn } : null;
     }, { maxWaitMs: HANDOVER_WAIT_MS });
+  }
+
+  /** `pgherd restart`: a fast restart of this node's PostgreSQL (restart-node.ts), between rounds. */
+  restartServer(): Promise<NodeOpResult> {
+    return this.exec.run("restart", () => restartHere(this.h, this.maintenance), { maxWaitMs: HANDOVER_WAIT_MS });
+  }
+
+  /** `pgherd reload`: managed files from the running configuration, then pg_ctl reload. */
+  reloadServer(configNote: string): Promise<NodeOpResult> {
+    return this.exec.run("reload", () => reloadHere(this.h, configNote), { maxWaitMs: HANDOVER_WAIT_MS });
   }
 
   release(): void {

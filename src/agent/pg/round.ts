@@ -174,6 +174,7 @@ export class MonitorRound {
       ...(r.rejoin ? { rejoin: r.rejoin } : {}),
       health: this.live.report(),
       ...(up && this.x.maintenance.pending.length ? { pendingRestart: this.x.maintenance.pending.slice(0, 256).map((n) => n.slice(0, 63)) } : {}),
+      ...(up && this.x.maintenance.ordered.length ? { ordered: this.x.maintenance.ordered } : {}),
     }, r.position);
   }
 

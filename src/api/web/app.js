@@ -115,7 +115,7 @@ function renderTopology(members, view, selfId) {
     // The primary's labels go above it, the arrows leave below.
     const top = primary && m.id === primary.id;
     g.append(el("svg:text", { class: "name", x: p.x, y: top ? p.y - 54 : p.y + 48 }, m.name));
-    g.append(el("svg:text", { x: p.x, y: top ? p.y - 38 : p.y + 64 }, `${m.role} · ${m.state}`));
+    g.append(el("svg:text", { x: p.x, y: top ? p.y - 38 : p.y + 64 }, `${m.role} · ${m.state}${m.pendingRestart?.length ? " · restart pending" : ""}`));
     const title = el("svg:title", {}, `${m.name}: ${m.role}, ${m.state}${m.note ? ` (${m.note})` : ""}${m.error ? `; error: ${m.error}` : ""}`);
     g.append(title);
     svg.append(g);
@@ -128,7 +128,7 @@ function renderMembers(members, view) {
   for (const m of members) {
     const tr = el("tr", { class: health(m), "data-node": m.name, "data-role": m.role });
     const name = `${m.name}${m.leader ? " ★" : ""}${m.voter ? "" : " (non-voter)"}`;
-    const cells = [name, m.role, m.state, m.timeline ?? "", m.lsn ?? "", lagText(m), m.host ? `${m.host}:${m.port ?? "?"}` : "", [m.note, m.error].filter(Boolean).join("; ")];
+    const cells = [name, m.role, m.state, m.timeline ?? "", m.lsn ?? "", lagText(m), m.host ? `${m.host}:${m.port ?? "?"}` : "", [m.pendingRestart?.length ? `restart pending (${m.pendingRestart.join(", ")})` : "", m.note, m.error].filter(Boolean).join("; ")];
     cells.forEach((c, i) => tr.append(el("td", i === 7 ? { class: "note" } : {}, String(c))));
     body.append(tr);
   }

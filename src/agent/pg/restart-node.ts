@@ -1,0 +1,98 @@
+// This node's part of `pgherd restart` and `pgherd reload`: a fast restart of its own PostgreSQL
+// (run inside the loop's serial executor, so no monitoring round sees the planned stop and takes
+// it for a crash), a reload of its managed files, and the values core/restart-plan.ts orders.
+import { ORDERED_SETTINGS, type OrderedValue } from "../../core/restart-plan.ts";
+import { inspectDataDir, pendingRestart, probe, reload } from "../../postgres/index.ts";
+import type { PgHost } from "./host.ts";
+
+export interface NodeOpResult {
+  ok: boolean;
+  message: string;
+}
+
+/** pg_controldata's names for the ordered settings (what the primary last WAL-logged, on a standby). */
+const CONTROL_KEYS: Record<(typeof ORDERED_SETTINGS)[number], string> = {
+  max_connections: "max_connections setting",
+  max_worker_processes: "max_worker_processes setting",
+  max_wal_senders: "max_wal_senders setting",
+  max_prepared_transactions: "max_prepared_xacts setting",
+  max_locks_per_transaction: "max_locks_per_xact setting",
+};
+
+/**
+ * The ordered settings: running (pg_settings), next (the last line of the configuration files
+ * that sets it, as pg_file_settings reads them now; the default when no line does), and on a
+ * standby with a decrease pending, the primary's value from its pg_control.
+ */
+export async function readOrdered(h: PgHost, standby: boolean): Promise<OrderedValue[]> {
+  const rows = await h.localDb().query("ordered settings", (sql) => sql`
+    SELECT s.name, s.setting AS running, COALESCE(f.setting, CASE WHEN s.pending_restart THEN s.boot_val ELSE s.setting END) AS next
+    FROM pg_settings s
+    LEFT JOIN LATERAL (SELECT setting FROM pg_file_settings x WHERE x.name = s.name ORDER BY x.seqno DESC LIMIT 1) f ON true
+    WHERE s.name IN ${sql([...ORDERED_SETTINGS])} ORDER BY s.name`);
+  const values = rows.map((r) => ({ name: String(r.name), running: Number(r.running), next: Number(r.next) }))
+    .filter((v): v is { name: (typeof ORDERED_SETTINGS)[number]; running: number; next: number } =>
+      (ORDERED_SETTINGS as readonly string[]).includes(v.name) && Number.isInteger(v.running) && Number.isInteger(v.next));
+  const control = standby && values.some((v) => v.next < v.running) ? (await inspectDataDir(h.node.dataDir, h.node)).control?.raw ?? null : null;
+  return values.map((v) => {
+    const c = control ? Number(control[CONTROL_KEYS[v.name]]) : Number.NaN;
+    return { ...v, control: Number.isInteger(c) ? c : null };
+  });
+}
+
+/**
+ * `pg_ctl restart -m fast` of this node's PostgreSQL with its managed files rewritten first.
+ * A primary checkpoints while still serving (the shutdown checkpoint then has little to do), and
+ * comes back only under this agent's lease; its standbys get the reconnect grace of a restart.
+ */
+export async function restartHere(h: PgHost, o: { startGrace(): void }): Promise<NodeOpResult> {
+  const primary = h.lastReportUp && !h.lastInRecovery;
+  if (!h.lastReportUp) return { ok: false, message: `${h.cfg.node_name}: PostgreSQL is not running here` };
+  if (!primary && !h.upstream) return { ok: false, message: `${h.cfg.node_name}: this standby follows no known primary yet` };
+  const pending = await pendingRestart(h.localDb()).catch(() => [] as string[]);
+  if (primary) await h.localDb().query("checkpoint before restart", (sql) => sql`CHECKPOINT`, 60_000);
+  await h.writeConfig(!primary, h.upstream ?? undefined);
+  const t0 = h.clock.now();
+  h.log.warn(`restarting PostgreSQL (${primary ? "primary, in place" : "standby"}) for the operator${pending.length ? `: ${pending.join(", ")}` : ""}`);
+  await h.stopServer("fast", 60);
+  if (primary) {
+    await h.fencer.asPrimary("restart in place", () => h.startServer());
+    o.startGrace();
+  } else await h.startServer();
+  const ms = Math.round(h.clock.now() - t0);
+  // A standby is back once it streams again: the next one may go down only then (the report a
+  // round publishes could lag behind; this answer does not).
+  // The primary: answering again (this also replaces the local client's connection the restart cut).
+  const streams = await backWithin(h, primary, STREAM_WAIT_MS);
+  h.record("restart", `${primary ? "primary restarted in place" : "standby restarted"} by the operator${pending.length ? ` to apply ${pending.join(", ")}` : ""} (down ${ms} ms)`);
+  const back = primary ? "" : streams ? ", streaming again" : `, NOT streaming within ${STREAM_WAIT_MS / 1000} s`;
+  return { ok: true, message: `${h.cfg.node_name}: PostgreSQL ${primary ? "primary" : "standby"} restarted in ${ms} ms${pending.length ? ` (applied ${pending.join(", ")})` : ""}${back}` };
+}
+
+/** How long a restarted standby's answer waits for it to stream again. */
+const STREAM_WAIT_MS = 60_000;
+
+async function backWithin(h: PgHost, primary: boolean, ms: number): Promise<boolean> {
+  const end = h.clock.now() + ms;
+  while (h.clock.now() < end) {
+    const p = await probe(h.localDb()).catch(() => null);
+    if (p?.up && (primary ? !p.inRecovery : p.walReceiver?.status === "streaming")) return true;
+    await h.clock.sleep(100);
+  }
+  return false;
+}
+
+/** Rewrite the managed files from the running configuration and reload PostgreSQL; what still waits for a restart. */
+export async function reloadHere(h: PgHost, configNote: string): Promise<NodeOpResult> {
+  if (!h.lastReportUp) return { ok: false, message: `${h.cfg.node_name}: ${configNote}; PostgreSQL is not running here` };
+  const standby = h.lastInRecovery;
+  const loadTime = async () => String((await h.localDb().query("pg_conf_load_time", (sql) => sql`SELECT pg_conf_load_time()::text AS t`))[0]?.t);
+  const before = await loadTime();
+  const changed = await h.writeConfig(standby, standby ? (h.upstream ?? undefined) : undefined);
+  await reload(h.node);
+  // The postmaster reads the files on SIGHUP asynchronously: wait until it has (2 s at most).
+  for (let i = 0; i < 40 && (await loadTime()) === before; i++) await h.clock.sleep(50);
+  const pending = await pendingRestart(h.localDb()).catch(() => [] as string[]);
+  const files = changed.length ? `rewrote ${changed.join(", ")}` : "managed files unchanged";
+  return { ok: true, message: `${h.cfg.node_name}: ${configNote}; ${files}; PostgreSQL reloaded; ${pending.length ? `pending restart: ${pending.join(", ")}` : "nothing pending a restart"}` };
+}

@@ -1,0 +1,37 @@
+// `pgherd restart` and `pgherd reload`, one member at a time: the API hands the request to the
+// local agent, which carries it over the mesh to the member named (or runs it here). The order of
+// a rolling restart is core/restart-plan.ts's, run by the CLI (src/cli/cmd-restart.ts).
+import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import { describePlan } from "../ops/reload-plan.ts";
+import { reloadConfigNow } from "../ops/reload.ts";
+import type { ActionHost } from "./actions.ts";
+
+export type NodeOpRequest = Extract<ActionRequest, { kind: "node-restart" | "node-reload" }>;
+
+/** A restart waits for the serial executor (a round, at most a switchover's stop) and pg_ctl's own bounds. */
+const NODE_OP_TIMEOUT_MS = 180_000;
+
+export const isNodeOp = (req: ActionRequest): req is NodeOpRequest => req.kind === "node-restart" || req.kind === "node-reload";
+
+export async function runNodeOp(h: ActionHost, req: NodeOpRequest): Promise<ActionResult> {
+  const target = req.node ? h.candidates().find((c) => c.id === req.node || c.name === req.node) : null;
+  if (req.node && !target) return { status: 404, ok: false, message: `no member named ${req.node}` };
+  if (target && target.id !== h.nodeId) {
+    if (!h.isConnected(target.id)) return { status: 503, ok: false, message: `${target.name} is not connected` };
+    return h.askNode(target.id, { ...req, node: target.id }, NODE_OP_TIMEOUT_MS);
+  }
+  try {
+    if (req.kind === "node-reload") {
+      const plan = await reloadConfigNow();
+      const note = plan ? `pgherd.toml reloaded (${describePlan(plan)})` : "pgherd.toml NOT reloaded: it does not load (the agent's log says why), the running configuration stays";
+      if (!h.pg) return { status: plan ? 200 : 422, ok: plan !== null, message: `${h.nodeName}: ${note}; no PostgreSQL here` };
+      const r = await h.pg.reloadServer(note);
+      return { status: r.ok && plan ? 200 : 422, ok: r.ok && plan !== null, message: r.message };
+    }
+    if (!h.pg) return { status: 400, ok: false, message: `${h.nodeName} is a witness: no PostgreSQL to restart` };
+    const r = await h.pg.restartServer();
+    return { status: r.ok ? 200 : 409, ok: r.ok, message: r.message };
+  } catch (e) {
+    return { status: 500, ok: false, message: `${h.nodeName}: ${req.kind === "node-reload" ? "reload" : "restart"} failed: ${(e as Error).message}` };
+  }
+}
