@@ -61,8 +61,7 @@ class FakeHost implements ActionHost {
     release: () => {},
     requestRejoin: () => {},
   };
-  durabilityMode() { return "quorum" as const; }
-  setDurability() {}
+  changeConfig() { return Promise.resolve({ status: 200, ok: true, message: "" }); }
   scheduled() { return this.sched; }
   setScheduled(s: ScheduledSwitchover | null) { this.sched = s; }
   wallNow() { return this.wall; }

@@ -16,6 +16,7 @@ import type { ClusterContext } from "./context.ts";
 import { slotFor } from "./context.ts";
 import { serverLogDir, serverLogParameters } from "../../ops/pg-log.ts";
 import { accessRowsInForce } from "../../ops/access.ts";
+import { pgParametersInForce } from "../dynamic-config.ts";
 
 export class PgHost {
   readonly node: PgNode;
@@ -110,7 +111,7 @@ export class PgHost {
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: standby ? "" : this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
         serverLog: serverLogParameters(this.cfg),
         ...(await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version)),
-        parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pg.parameters } : pg.parameters,
+        parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pgParametersInForce(pg.parameters) } : pgParametersInForce(pg.parameters),
         ssl: tls.ssl ?? undefined,
       },
       hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses(), tls: this.tls.enabled, accessRows: accessRowsInForce() },
