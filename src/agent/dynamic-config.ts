@@ -184,12 +184,17 @@ export class DynamicConfig {
     }
     this.leadingSince ??= this.d.now();
     if (this.doc || this.d.now() - this.leadingSince < SEED_AFTER_MS) return;
-    if ([...this.peerVersions.values()].some((v) => v.version > 0)) return; // a peer has one: we fetch it instead
+    this.seed(l.term);
+  }
+
+  /** Version 1 from this leader's pgherd.toml, unless a peer has a document (then we fetch it instead). */
+  private seed(term: number): void {
+    if (this.doc || [...this.peerVersions.values()].some((v) => v.version > 0)) return;
     const settings = D.seedSettings(this.local(), this.d.legacyDurability());
-    const doc: DynamicDoc = { version: 1, term: l.term, at: new Date().toISOString(), by: this.d.cfg.node_name, settings };
+    const doc: DynamicDoc = { version: 1, term, at: new Date().toISOString(), by: this.d.cfg.node_name, settings };
     this.store(doc);
     this.broadcast();
-    this.d.record({ term: l.term, kind: "config", node: this.d.cfg.node_name, reason: "cluster configuration version 1 created from the leader's pgherd.toml ([postgres.parameters], [[access]], durability, failover)", oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+    this.d.record({ term, kind: "config", node: this.d.cfg.node_name, reason: "cluster configuration version 1 created from the leader's pgherd.toml ([postgres.parameters], [[access]], durability, failover)", oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
   }
 
   private broadcast(): void {
@@ -204,6 +209,7 @@ export class DynamicConfig {
     const ahead = [...this.peerVersions.entries()].find(([, v]) => D.isNewer(v, this.doc));
     if (ahead) return { status: 409, ok: false, message: `the leader is fetching version ${ahead[1].version} from ${this.d.nameOf(ahead[0])}: try again in a second` };
     if (this.changing) return { status: 409, ok: false, message: "another configuration change is in progress: try again" };
+    this.seed(l.term); // a change right after the first election: version 1 first, the change on top
     const base = this.doc?.version ?? 0;
     const r = D.decideChange(this.doc, change, { term: l.term, at: new Date().toISOString(), by: this.d.cfg.node_name });
     if (!r.ok) return { status: r.status, ok: false, message: r.error };
