@@ -282,6 +282,7 @@ export class Agent implements ClusterContext {
         return;
       case "handover": return this.onHandover(peer, msg);
       case "config-req": return this.dynamic.onRequest(peer);
+      case "config-version": return this.dynamic.observe(peer, msg);
       case "config-doc": return this.dynamic.onDocument(peer, msg.doc);
       case "config-ack": return this.dynamic.onAck(peer, msg);
       case "handover-ready":
@@ -295,7 +296,6 @@ export class Agent implements ClusterContext {
   private onState(peer: string, msg: Extract<AgentMsg, { t: "state" }>): void {
     this.reports.set(peer, { report: msg.pg, role: msg.role, at: now(), nofailover: msg.nofailover ?? false });
     if (this.consensus.status().leader === peer) this.flags.adopt(msg, this.log);
-    this.dynamic.observe(peer, msg.cfgv);
   }
 
   private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {
@@ -311,9 +311,8 @@ export class Agent implements ClusterContext {
   private broadcastState(pg: PgReport | null): void {
     const f = this.flags.get();
     const leading = this.consensus.lease() !== null;
-    const cfgv = this.dynamic.stateField();
     const msg = {
-      t: "state" as const, role: this.cfg.role, pg, nofailover: this.cfg.tags.nofailover, ...(cfgv ? { cfgv } : {}),
+      t: "state" as const, role: this.cfg.role, pg, nofailover: this.cfg.tags.nofailover,
       // durability: for followers of an earlier version during an upgrade (this version reads it from the configuration).
       ...(leading ? { paused: f.paused, durability: this.dynamic.durability(), scheduled: f.scheduled } : {}),
     };

@@ -1,7 +1,7 @@
 // The cluster-wide configuration on this node: the document (dynamic-config.json in the state
 // dir, written durably), what is in force from it, and how versions travel. The leader makes a
 // new version (compare-and-set, src/config/dynamic.ts), stores it, sends it to every node and
-// waits for a majority of voters to store it. Every node says its version in its state messages;
+// waits for a majority of voters to store it. Every node says its version every second;
 // a node that hears of a later version asks that peer for it, so a node that was down, cloned or
 // rewound catches up, and a new leader that missed a version gets it before it makes the next.
 import { join } from "node:path";
@@ -19,6 +19,7 @@ import type { HistoryEntry } from "./history.ts";
 import type { AgentMsg } from "./messages.ts";
 
 const REQUEST_EVERY_MS = 1000;
+const SAY_EVERY_MS = 1000;
 /** A leader seeds version 1 only after leading this long (time to hear every peer's version). */
 const SEED_AFTER_MS = 2000;
 
@@ -63,6 +64,7 @@ export class DynamicConfig {
   private readonly acks = new Map<string, number>();
   private rejected = "";
   private leadingSince: number | null = null;
+  private lastSaid = -Infinity;
   private changing = false;
   private conflictText = "";
 
@@ -131,12 +133,7 @@ export class DynamicConfig {
     this.inForce(prev);
   }
 
-  /** For the state message every node sends. */
-  stateField(): { version: number; term: number } | undefined {
-    return this.doc ? { version: this.doc.version, term: this.doc.term } : undefined;
-  }
-
-  /** A peer's state message said its version: ask it for a later one than ours (at most once a second). */
+  /** A peer said its version: ask it for a later one than ours (at most once a second). */
   observe(peer: string, v: { version: number; term: number } | undefined): void {
     if (!v) return;
     this.peerVersions.set(peer, v);
@@ -175,8 +172,12 @@ export class DynamicConfig {
     if (this.doc && v.version === this.doc.version && v.term === this.doc.term) this.acks.set(peer, v.version);
   }
 
-  /** Housekeeping: a leader of a cluster without a document seeds version 1 from its own pgherd.toml. */
+  /** Housekeeping: say our version every second; a leader of a cluster without a document seeds version 1 from its own pgherd.toml. */
   step(): void {
+    if (this.doc && this.d.now() - this.lastSaid >= SAY_EVERY_MS) {
+      this.lastSaid = this.d.now();
+      for (const id of this.d.connected()) this.d.send(id, { t: "config-version", version: this.doc.version, term: this.doc.term });
+    }
     const l = this.d.leadership();
     if (!l.leading) {
       this.leadingSince = null;

@@ -19,8 +19,6 @@ const StateMsg = z.strictObject({
   nofailover: z.boolean().optional(),
   /** Set by the leader only: the switchover scheduled with `--at` (null: none). */
   scheduled: ScheduledSwitchoverSchema.nullable().optional(),
-  /** Every node: the version of the cluster-wide configuration it stores (absent: none). */
-  cfgv: DynVersion.optional(),
 });
 
 /** From the leader only: the cluster's identity and role passwords (the mesh is encrypted). */
@@ -53,10 +51,12 @@ const HandoverReady = z.strictObject({ t: z.literal("handover-ready"), pos: Posi
 /** The cluster-wide configuration (src/agent/dynamic-config.ts): asked for, sent (the document is checked
  *  with its own schema on receipt, so a bad one is named in the log), stored. */
 const ConfigReq = z.strictObject({ t: z.literal("config-req") });
+/** Every node, every second: the version it stores (its own message: a node of an earlier version drops it, not its state messages). */
+const ConfigVersion = z.strictObject({ t: z.literal("config-version"), ...DynVersion.shape });
 const ConfigDoc = z.strictObject({ t: z.literal("config-doc"), doc: z.unknown() });
 const ConfigAck = z.strictObject({ t: z.literal("config-ack"), ...DynVersion.shape });
 
-export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady, ConfigReq, ConfigDoc, ConfigAck]);
+export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady, ConfigReq, ConfigVersion, ConfigDoc, ConfigAck]);
 export type AgentMsg = z.infer<typeof AgentMsgSchema>;
 export type StateMessage = z.infer<typeof StateMsg>;
 export type SecretsMessage = z.infer<typeof SecretsMsg>;
