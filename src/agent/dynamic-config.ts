@@ -56,6 +56,11 @@ export function pgParametersInForce(local: Readonly<Record<string, string | numb
   return D.parametersInForce(parametersNow.cluster, local, parametersNow.owned).parameters;
 }
 
+/** failover.max_lag_bytes in force (the async floor on the primary): the cluster's, else this node's. */
+export function maxLagBytesInForce(local: number): number {
+  return parametersNow.cluster?.failover.max_lag_bytes ?? local;
+}
+
 export class DynamicConfig {
   private readonly file: string;
   private doc: DynamicDoc | null;

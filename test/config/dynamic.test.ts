@@ -8,7 +8,7 @@ import * as D from "../../src/config/dynamic.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { DynamicDoc, DynamicSettings } from "../../src/config/schema-dynamic.ts";
 import { parseEdited, settingsToml } from "../../src/cli/cmd-config.ts";
-import { DynamicConfig, pgParametersInForce } from "../../src/agent/dynamic-config.ts";
+import { DynamicConfig, maxLagBytesInForce, pgParametersInForce } from "../../src/agent/dynamic-config.ts";
 import type { AgentMsg } from "../../src/agent/messages.ts";
 import { accessRowsInForce, setAccessRules, setClusterAccessRules } from "../../src/ops/access.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -156,6 +156,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     n.dyn.onDocument("p1", doc(2, settings({ postgres: { parameters: { work_mem: "64MB" } } })));
     expect(n.dyn.get()?.version).toBe(2);
     expect(pgParametersInForce({ work_mem: "8MB" })).toEqual({ work_mem: "64MB" });
+    expect(maxLagBytesInForce(5)).toBe(1048576);
     expect(n.applied).toEqual([["postgres.parameters.work_mem"]]);
     expect(n.sent).toContainEqual(["p1", { t: "config-ack", version: 2, term: 1 }]);
     expect(n.dyn.view().conflicts).toEqual([{ key: "postgres.parameters.work_mem", local: '"8MB"', cluster: '"64MB"' }]);
