@@ -110,8 +110,11 @@ test("config edit: the TOML round-trips; an invalid edit names the key or the li
 describe("DynamicConfig (the node's store and protocol)", () => {
   const dirs: string[] = [];
   afterAll(() => {
+    setAccessRules([]);
+    node("reset"); // no document: nothing cluster-wide stays in force for the next test file of this process
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
-    setClusterAccessRules(null);
+    expect(pgParametersInForce({ a: 1 })).toEqual({ a: 1 });
+    expect(accessRowsInForce()).toEqual([]);
   });
 
   function node(name: string, toml = "", o: { leading?: boolean; voters?: string[] } = {}) {
