@@ -212,7 +212,8 @@ export class DynamicConfig {
   async change(change: D.DynamicChange): Promise<ActionResult> {
     const l = this.d.leadership();
     if (!l.leading) return { status: 503, ok: false, message: `${this.d.cfg.node_name} is not a leader with a valid lease` };
-    const ahead = [...this.peerVersions.entries()].find(([, v]) => D.isNewer(v, this.doc));
+    const connected = this.d.connected();
+    const ahead = [...this.peerVersions.entries()].find(([p, v]) => connected.includes(p) && D.isNewer(v, this.doc));
     if (ahead) return { status: 409, ok: false, message: `the leader is fetching version ${ahead[1].version} from ${this.d.nameOf(ahead[0])}: try again in a second` };
     if (this.changing) return { status: 409, ok: false, message: "another configuration change is in progress: try again" };
     this.seed(l.term); // a change right after the first election: version 1 first, the change on top
