@@ -2,9 +2,10 @@
 // `config set` of a parameter reaches every node without a restart; `config edit` with a scripted
 // $EDITOR applies a valid change and refuses an invalid one naming the key (nothing changes); an
 // [[access]] rule set cluster-wide lets a client from h1 log in on every node and removing it
-// locks the client out again; a node whose agent was stopped during a change gets it on return.
+// locks the client out again; a node whose agent was stopped during a change gets it on return,
+// and a value of its own pgherd.toml that differs is reported as a conflict, not applied.
 import { expect, test } from "bun:test";
-import { chmodSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY } from "../../scripts/build.ts";
 import type { ClusterNode, PgCluster } from "../helpers/cluster.ts";
@@ -128,7 +129,7 @@ describeCluster("cluster-wide configuration", {
     for (const n of c.nodes) await waitFor(async () => (await login(client, n, passfile)).err.includes("no pg_hba.conf entry"), { timeoutMs: 15_000, intervalMs: 200, what: `app locked out of ${n.name}` });
   }), 90_000);
 
-  test("a node whose agent was stopped during a change gets the new version when it comes back", () => fx.c.diagnose(async () => {
+  test("a node whose agent was stopped during a change gets the new version when it comes back; its own differing value is a conflict", () => fx.c.diagnose(async () => {
     const { c } = fx;
     const h = await waitReplicating(c, 60_000);
     const away = h.standbys[0]!;
@@ -139,10 +140,16 @@ describeCluster("cluster-wide configuration", {
       expect(r.code).toBe(0);
       await workMemEverywhere(c, "48MB", c.nodes.filter((n) => n !== away));
       expect(await setting(away, "work_mem")).toBe("32MB"); // its PostgreSQL runs on, without the change
+      // Meanwhile its pgherd.toml gets a value of its own: reported as a conflict, not applied.
+      appendFileSync(away.configPath, `\n[postgres.parameters]\nwork_mem = "1MB"\n`);
     } finally {
       await away.start();
     }
     await workMemEverywhere(c, "48MB", [away]);
+    const conflicts = (await shown(away)).dynamic.conflicts;
+    expect(conflicts).toEqual([{ key: "postgres.parameters.work_mem", local: '"1MB"', cluster: '"48MB"' }]);
+    expect((await pgherd(away, ["config", "show"])).stdout).toContain('# CONFLICT postgres.parameters.work_mem: pgherd.toml says "1MB", the cluster says "48MB"');
+    expect(away.lines(/pgherd.toml conflicts with the cluster-wide configuration: postgres.parameters.work_mem/, away.runs.length - 1).length).toBeGreaterThan(0);
     expect(await setting(away, "maintenance_work_mem")).toBe("96MB");
     expect(await version(away)).toBe(await version(h.primary));
     expect(away.lines(/cluster-wide configuration is now version/, away.runs.length - 1).length).toBeGreaterThan(0);
