@@ -7,7 +7,9 @@ import type { Config } from "../config/schema.ts";
 import type { Mesh } from "../net/mesh.ts";
 import type { ActionHost } from "./actions.ts";
 import type { Consensus } from "./election-driver.ts";
-import type { FlagsStore, Durability, ScheduledSwitchover } from "./flags.ts";
+import type { FlagsStore, ScheduledSwitchover } from "./flags.ts";
+import type { DynamicConfig } from "./dynamic-config.ts";
+import type { DynamicChange } from "../config/dynamic.ts";
 import type { HistoryEntry } from "./history.ts";
 import type { LoopControl } from "./pg/context.ts";
 import type { PgReport } from "./messages.ts";
@@ -18,6 +20,7 @@ export interface ActionHostDeps {
   nodeId: string;
   consensus: Consensus;
   flags: FlagsStore;
+  dynamic: DynamicConfig;
   mesh: Mesh;
   loop(): LoopControl | null;
   facts(): F.FactsSnapshot;
@@ -34,7 +37,7 @@ export class AgentActionHost implements ActionHost {
 
   get nodeId(): string { return this.d.nodeId; }
   get nodeName(): string { return this.d.cfg.node_name; }
-  get maxLagBytes(): number { return this.d.cfg.failover.max_lag_bytes; }
+  get maxLagBytes(): number { return this.d.dynamic.maxLagBytes(); }
   get pg() { return this.d.loop(); }
 
   electionState() {
@@ -43,7 +46,6 @@ export class AgentActionHost implements ActionHost {
   }
 
   paused(): boolean { return this.d.flags.get().paused; }
-  durabilityMode(): Durability { return this.d.flags.get().durability; }
   scheduled(): ScheduledSwitchover | null { return this.d.flags.get().scheduled; }
 
   setPaused(p: boolean): void {
@@ -51,10 +53,7 @@ export class AgentActionHost implements ActionHost {
     this.d.flagsChanged(false);
   }
 
-  setDurability(d: Durability): void {
-    this.d.flags.set({ durability: d });
-    this.d.flagsChanged(true);
-  }
+  changeConfig(change: DynamicChange): Promise<ActionResult> { return this.d.dynamic.change(change); }
 
   setScheduled(s: ScheduledSwitchover | null): void {
     this.d.flags.set({ scheduled: s });

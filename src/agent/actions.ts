@@ -8,6 +8,7 @@ import type { Logger } from "../log.ts";
 import type { HistoryEntry } from "./history.ts";
 import type { ScheduledSwitchover } from "./flags.ts";
 import { isNodeOp, runNodeOp } from "./restart-actions.ts";
+import type { DynamicChange } from "../config/dynamic.ts";
 
 export interface ActionHost {
   readonly nodeId: string;
@@ -39,8 +40,8 @@ export interface ActionHost {
     reloadServer(configNote: string): Promise<{ ok: boolean; message: string }>;
   };
   maxLagBytes: number;
-  durabilityMode(): "quorum" | "strict" | "async";
-  setDurability(d: "quorum" | "strict" | "async"): void;
+  /** Leader: a change of the cluster-wide configuration (src/agent/dynamic-config.ts). */
+  changeConfig(change: DynamicChange): Promise<ActionResult>;
   /** The switchover scheduled through the leader (kept by every node), and setting it (leader only). */
   scheduled(): ScheduledSwitchover | null;
   setScheduled(s: ScheduledSwitchover | null): void;
@@ -100,11 +101,8 @@ export class ActionRunner {
         return this.members ? this.members.run(req) : no(501, `${req.kind} is not available on this agent`);
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
       case "config": {
-        if (!req.durability) return ok("nothing to change");
-        if (this.h.durabilityMode() === req.durability) return ok(`durability is already ${req.durability}`);
-        this.h.setDurability(req.durability);
-        this.h.record({ term: e.term, kind: "config", node: this.h.nodeName, reason: `durability set to ${req.durability}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
-        return ok(`durability is now ${req.durability} on every node (the primary applies it within a monitoring round)`);
+        const set = { ...req.set, ...(req.durability ? { durability: req.durability } : {}) };
+        return this.h.changeConfig({ base: req.base, ...(req.replace ? { replace: req.replace } : { set }) });
       }
       default: return no(400, `${req.kind} is not a leader action`);
     }

@@ -25,6 +25,7 @@ import type { Consensus } from "./election-driver.ts";
 import { createConsensus } from "../consensus/create.ts";
 import { type ClusterSummary, summarizeView } from "../consensus/clusters.ts";
 import { FlagsStore, type Durability } from "./flags.ts";
+import { DynamicConfig, type DynamicView } from "./dynamic-config.ts";
 import { MembershipKeeper } from "./membership.ts";
 import { MemberActions } from "./approvals.ts";
 import { PendingRequests } from "./requests.ts";
@@ -49,6 +50,7 @@ export class Agent implements ClusterContext {
   private readonly actions: ActionRunner;
   private loop: LoopControl | null = null;
   private readonly flags: FlagsStore;
+  private readonly dynamic: DynamicConfig;
   private readonly secretStore: SecretsStore;
   private readonly reports = new Map<string, F.PeerReport>();
   private ownReport: PgReport | null = null;
@@ -74,7 +76,17 @@ export class Agent implements ClusterContext {
     this.store = new ElectionStore(cfg.state_dir);
     this.secretStore = new SecretsStore(cfg.state_dir);
     this.historyLog = new History(cfg.state_dir);
-    this.flags = new FlagsStore(cfg.state_dir, cfg.durability);
+    this.flags = new FlagsStore(cfg.state_dir);
+    this.dynamic = new DynamicConfig({
+      cfg, nodeId: this.nodeId, log: log.withTag("config"), send: (to, msg) => this.mesh.send(to, msg), connected: () => this.mesh.connected(),
+      leadership: () => ({ term: this.consensus.status().term, leading: this.consensus.lease() !== null, voters: this.consensus.status().membership?.voters ?? [] }),
+      record: (e) => this.record(e), nameOf: (id) => this.nameOf(id), legacyDurability: () => this.flags.legacyDurability,
+      applied: () => {
+        this.broadcastState(this.ownReport);
+        this.loop?.kick();
+      },
+      now, sleep: (ms) => Bun.sleep(ms),
+    });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
     this.consensus = createConsensus({ cfg, nodeId: this.nodeId, store: this.store, log, nameOf: (id) => this.nameOf(id), hooks: {
       send: (to, msg) => this.mesh.send(to, msg),
@@ -97,7 +109,7 @@ export class Agent implements ClusterContext {
       beaconExtra: () => ({ vote: this.store.get().bootstrapVote, member: this.store.get().membership !== null }),
     }));
     this.host = new AgentActionHost({
-      cfg, nodeId: this.nodeId, consensus: this.consensus, flags: this.flags, mesh: this.mesh, loop: () => this.loop,
+      cfg, nodeId: this.nodeId, consensus: this.consensus, flags: this.flags, dynamic: this.dynamic, mesh: this.mesh, loop: () => this.loop,
       facts: () => this.facts(), record: (e) => this.record(e),
       flagsChanged: (kick) => {
         this.broadcastState(this.ownReport);
@@ -106,7 +118,7 @@ export class Agent implements ClusterContext {
     });
     this.membership = new MembershipKeeper({
       cfg, log, nodeId: this.nodeId, store: this.store, consensus: this.consensus, peers: this.peers,
-      durability: () => this.flags.get().durability, markDegraded: () => this.loop?.markDegraded(),
+      durability: () => this.dynamic.durability(), markDegraded: () => this.loop?.markDegraded(),
       announce: () => this.beacon.sendNow(), nameOf: (id) => this.nameOf(id),
     });
     const members = new MemberActions({
@@ -137,6 +149,7 @@ export class Agent implements ClusterContext {
         this.mesh.forget(gone.mesh);
       }
       this.membership.step();
+      this.dynamic.step();
       void this.actions.runDue().catch((err: Error) => this.log.error(`scheduled switchover: ${err.message}`));
     }), HOUSEKEEPING_MS);
     this.consensus.start();
@@ -194,6 +207,11 @@ export class Agent implements ClusterContext {
     return this.historyLog.list();
   }
 
+  /** GET /config: the cluster-wide configuration this node stores, and its conflicts with pgherd.toml. */
+  dynamicConfig(): DynamicView {
+    return this.dynamic.view();
+  }
+
   action(req: ActionRequest): Promise<ActionResult> {
     return this.actions.run(req);
   }
@@ -232,7 +250,7 @@ export class Agent implements ClusterContext {
   /** What the cluster currently guarantees, as the primary computed it. */
   durabilityLine(): string {
     const r = this.consensus.status().leader === this.nodeId ? this.ownReport : F.leaderPg(this.facts())?.report;
-    return durabilityLine(this.flags.get().durability, r?.guarantee);
+    return durabilityLine(this.dynamic.durability(), r?.guarantee);
   }
 
   nameOf(id: string): string {
@@ -269,6 +287,10 @@ export class Agent implements ClusterContext {
         this.host.campaignNow(msg.force === true);
         return;
       case "handover": return this.onHandover(peer, msg);
+      case "config-req": return this.dynamic.onRequest(peer);
+      case "config-version": return this.dynamic.observe(peer, msg);
+      case "config-doc": return this.dynamic.onDocument(peer, msg.doc);
+      case "config-ack": return this.dynamic.onAck(peer, msg);
       case "handover-ready":
         if (msg.id !== undefined) this.host.handovers.answer(msg.id, true);
         return;
@@ -297,7 +319,8 @@ export class Agent implements ClusterContext {
     const leading = this.consensus.lease() !== null;
     const msg = {
       t: "state" as const, role: this.cfg.role, pg, nofailover: this.cfg.tags.nofailover,
-      ...(leading ? { paused: f.paused, durability: f.durability, scheduled: f.scheduled } : {}),
+      // durability: for followers of an earlier version during an upgrade (this version reads it from the configuration).
+      ...(leading ? { paused: f.paused, durability: this.dynamic.durability(), scheduled: f.scheduled } : {}),
     };
     for (const id of this.mesh.connected()) this.mesh.send(id, msg);
   }
@@ -366,7 +389,7 @@ export class Agent implements ClusterContext {
   }
 
   paused(): boolean { return this.flags.get().paused; }
-  durabilityMode(): Durability { return this.flags.get().durability; }
+  durabilityMode(): Durability { return this.dynamic.durability(); }
 
   votersCount(): number {
     // During a membership change elections may still use the previous set: plan for the larger one

@@ -1,5 +1,6 @@
-// Cluster-wide settings the leader decides and every node keeps on disk (flags.json): maintenance
-// mode, the durability mode and a scheduled switchover. The leader sends them with its state
+// Cluster-wide flags the leader decides and every node keeps on disk (flags.json): maintenance
+// mode and a scheduled switchover. (The durability mode moved into the cluster-wide configuration,
+// src/agent/dynamic-config.ts; a flags.json written before keeps it and seeds that document.) The leader sends them with its state
 // messages; a follower adopts what the current leader says, so a new leader already has them.
 import { join } from "node:path";
 import { z } from "zod";
@@ -28,18 +29,20 @@ const FlagsSchema = z.strictObject({
 
 export interface Flags {
   paused: boolean;
-  durability: Durability;
   scheduled: ScheduledSwitchover | null;
 }
 
 export class FlagsStore {
   readonly file: string;
   private cur: Flags;
+  /** The durability a flags.json of an earlier version kept (seeds the cluster-wide configuration). */
+  readonly legacyDurability: Durability | undefined;
 
-  constructor(stateDir: string, defaultDurability: Durability) {
+  constructor(stateDir: string) {
     this.file = join(stateDir, "flags.json");
     const f = readJsonSync(this.file, FlagsSchema);
-    this.cur = { paused: f?.paused ?? false, durability: f?.durability ?? defaultDurability, scheduled: f?.scheduled ?? null };
+    this.legacyDurability = f?.durability;
+    this.cur = { paused: f?.paused ?? false, scheduled: f?.scheduled ?? null };
   }
 
   get(): Readonly<Flags> {
@@ -47,14 +50,12 @@ export class FlagsStore {
   }
 
   /** A follower keeps what the current leader says for the cluster (so a next leader has it already). */
-  adopt(from: { paused?: boolean; durability?: Durability; scheduled?: ScheduledSwitchover | null }, log: { info(m: string): void; warn(m: string): void }): void {
+  adopt(from: { paused?: boolean; scheduled?: ScheduledSwitchover | null }, log: { info(m: string): void; warn(m: string): void }): void {
     const next: Partial<Flags> = {};
     if (from.paused !== undefined) next.paused = from.paused;
-    if (from.durability !== undefined) next.durability = from.durability;
     if (from.scheduled !== undefined) next.scheduled = from.scheduled;
     const changed = this.set(next);
     if (changed.includes("paused")) log.warn(from.paused ? "the leader paused the cluster: no automatic actions" : "the leader resumed the cluster");
-    if (changed.includes("durability")) log.warn(`durability is now ${from.durability} (set on the leader)`);
     if (changed.includes("scheduled")) log.info(from.scheduled ? `switchover scheduled for ${from.scheduled.at}` : "no switchover scheduled");
   }
 
@@ -63,7 +64,7 @@ export class FlagsStore {
     const merged = { ...this.cur, ...next };
     const changed = (Object.keys(next) as (keyof Flags)[]).filter((k) => JSON.stringify(this.cur[k]) !== JSON.stringify(merged[k]));
     if (changed.length === 0) return [];
-    writeJsonDurableSync(this.file, merged, 0o600);
+    writeJsonDurableSync(this.file, { ...merged, ...(this.legacyDurability ? { durability: this.legacyDurability } : {}) }, 0o600);
     this.cur = merged;
     return changed;
   }

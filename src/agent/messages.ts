@@ -10,6 +10,7 @@ import { PgReportSchema } from "../core/report.ts";
 import { ClusterCaSchema } from "../store/cluster-secrets.ts";
 export type { PgReport } from "../core/report.ts";
 
+const DynVersion = z.strictObject({ version: z.number().int().min(1), term: z.number().int().min(0) });
 const StateMsg = z.strictObject({
   t: z.literal("state"), role: z.enum(["database", "witness"]), pg: PgReportSchema.nullable(),
   /** Set by the leader only: maintenance mode, adopted by every follower. */
@@ -47,7 +48,15 @@ const HandoverMsg = z.strictObject({ t: z.literal("handover"), from: z.string().
 /** Target → leader: it holds the old primary's final WAL and reports that position in its votes. */
 const HandoverReady = z.strictObject({ t: z.literal("handover-ready"), pos: PositionSchema.nullable(), id: z.number().int().min(0).optional() });
 
-export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady]);
+/** The cluster-wide configuration (src/agent/dynamic-config.ts): asked for, sent (the document is checked
+ *  with its own schema on receipt, so a bad one is named in the log), stored. */
+const ConfigReq = z.strictObject({ t: z.literal("config-req") });
+/** Every node, every second: the version it stores (its own message: a node of an earlier version drops it, not its state messages). */
+const ConfigVersion = z.strictObject({ t: z.literal("config-version"), ...DynVersion.shape });
+const ConfigDoc = z.strictObject({ t: z.literal("config-doc"), doc: z.unknown() });
+const ConfigAck = z.strictObject({ t: z.literal("config-ack"), ...DynVersion.shape });
+
+export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady, ConfigReq, ConfigVersion, ConfigDoc, ConfigAck]);
 export type AgentMsg = z.infer<typeof AgentMsgSchema>;
 export type StateMessage = z.infer<typeof StateMsg>;
 export type SecretsMessage = z.infer<typeof SecretsMsg>;

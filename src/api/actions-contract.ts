@@ -1,5 +1,7 @@
 // What the HTTP API asks the agent to do, and what it gets back. The agent implements it.
 import { z } from "zod";
+import { accessRules } from "../config/schema-access.ts";
+import { dynamicSettings } from "../config/schema-dynamic.ts";
 
 /** A member as an operator names it: its node_name or its node id. */
 const memberRef = z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/, "must be a node name or node id");
@@ -12,7 +14,12 @@ export const ActionRequestSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("rejoin"), forceClone: z.boolean().optional() }),
   z.strictObject({ kind: z.literal("pause") }),
   z.strictObject({ kind: z.literal("resume") }),
-  z.strictObject({ kind: z.literal("config"), durability: z.enum(["quorum", "strict", "async"]).optional() }),
+  /** Cluster-wide configuration (docs/api.md): keys to set, or a whole document, on top of version `base`. */
+  z.strictObject({
+    kind: z.literal("config"), durability: z.enum(["quorum", "strict", "async"]).optional(), base: z.number().int().min(0).optional(),
+    set: z.record(z.string().max(200), z.union([z.string().max(10_000), z.number(), z.boolean(), z.null(), accessRules])).optional(),
+    replace: dynamicSettings.optional(),
+  }),
   /** `pgherd member approve NODE`: the node (name or node id) becomes a voter once connected. */
   z.strictObject({ kind: z.literal("member-approve"), node: memberRef }),
   /** `pgherd member remove NODE`: a voter (alive or dead) leaves the voter set; an approval is withdrawn. */

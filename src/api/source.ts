@@ -14,6 +14,8 @@ export interface ApiSource {
   history?(): readonly HistoryEntry[] | Promise<readonly HistoryEntry[]>;
   /** `/clusters`: every cluster the consensus store shows (absent: 501). */
   clusters?(): Promise<readonly ClusterSummary[]>;
+  /** GET /config: the cluster-wide configuration this node stores and its conflicts with pgherd.toml (src/agent/dynamic-config.ts). */
+  dynamicConfig?(): unknown;
   /** Operator actions (absent: every action answers 501). */
   action?(req: ActionRequest): Promise<ActionResult>;
 }

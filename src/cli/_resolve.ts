@@ -55,7 +55,9 @@ const REFUSED: Record<string, string> = {
 export async function checkArgs(cmd: AnyCommand, rest: readonly string[]): Promise<string | undefined> {
   if (await value(cmd.subCommands)) return undefined; // groups: citty reports unknown subcommands
   const defs = (await value(cmd.args)) ?? {};
-  const positionals = Object.values(defs).filter((d) => d.type === "positional").length;
+  // A positional marked `variadic` (config set KEY=VALUE…) takes every remaining argument.
+  const variadic = Object.values(defs).some((d) => d.type === "positional" && (d as { variadic?: boolean }).variadic);
+  const positionals = variadic ? Infinity : Object.values(defs).filter((d) => d.type === "positional").length;
   let seen = 0;
   for (let i = 0; i < rest.length; i++) {
     const t = rest[i] ?? "";

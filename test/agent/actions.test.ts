@@ -64,8 +64,7 @@ class FakeHost implements ActionHost {
     reloadServer: async (note: string) => ({ ok: true, message: note }),
   };
   async askNode() { return { status: 501, ok: false, message: "not in this fake" }; }
-  durabilityMode() { return "quorum" as const; }
-  setDurability() {}
+  changeConfig() { return Promise.resolve({ status: 200, ok: true, message: "" }); }
   scheduled() { return this.sched; }
   setScheduled(s: ScheduledSwitchover | null) { this.sched = s; }
   wallNow() { return this.wall; }

@@ -1,5 +1,6 @@
 // `pgherd reload` and `pgherd restart --pending` on three namespace hosts with real PostgreSQL and
-// a writer on every node throughout: work_mem reaches every node by a reload; max_connections
+// a writer on every node throughout: every agent rereads its file on `pgherd reload`; work_mem set
+// cluster-wide reaches every node without a restart; max_connections (set cluster-wide)
 // 100 → 200 (standbys first, the primary last by switchover) and 200 → 100 (the primary first, in
 // place: PostgreSQL refuses a standby below the primary's value). Checked: every node runs the new
 // value, the order, at most one node down at any time, no acknowledged write lost, the primary
@@ -11,11 +12,10 @@ import { poll, type ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { pgherd, startFailoverCluster, waitReplicating, Writer } from "../helpers/writer.ts";
 
-/** Set one [postgres.parameters] entry in a node's pgherd.toml (the file keeps its owner and mode). */
-function setParameter(n: ClusterNode, name: string, value: string | number): void {
+/** Set one key of a node's pgherd.toml (the file keeps its owner and mode). */
+function setKey(n: ClusterNode, section: string, key: string, value: string | number): void {
   const cfg = parse(readFileSync(n.configPath, "utf8")) as Record<string, Record<string, unknown>>;
-  const pg = (cfg.postgres ??= {});
-  pg.parameters = { ...(pg.parameters as Record<string, unknown> | undefined), [name]: value };
+  (cfg[section] ??= {})[key] = value;
   writeFileSync(n.configPath, `${stringify(cfg)}\n`);
 }
 
@@ -51,17 +51,23 @@ async function pendingShown(n: ClusterNode, count: number): Promise<string> {
 describeCluster("rolling restart and reload", {
   start: () => startFailoverCluster("restart-rolling", "rroll"),
 }, (fx) => {
-  test("pgherd reload applies a reload-only parameter (work_mem) on every node, nothing pending", () => fx.c.diagnose(async () => {
+  test("pgherd reload: every agent rereads its pgherd.toml and says what it applied", () => fx.c.diagnose(async () => {
     const h = await waitReplicating(fx.c, 60_000);
-    for (const n of fx.c.nodes) setParameter(n, "work_mem", "7MB");
+    for (const n of fx.c.nodes) setKey(n, "log", "level", "debug");
     const r = await pgherd(h.standbys[0]!, ["reload"]);
     console.log(`pgherd reload:\n${r.text}`);
     expect(r.code).toBe(0);
-    for (const n of fx.c.nodes) {
-      expect(r.text).toContain(`${n.name}: pgherd.toml reloaded (applied postgres.parameters.work_mem)`);
-      expect(await show(n, "work_mem")).toBe("7MB");
-    }
+    for (const n of fx.c.nodes) expect(r.text).toContain(`${n.name}: pgherd.toml reloaded (applied log.level)`);
     expect(r.text).not.toContain("pending restart:");
+  }), 60_000);
+
+  test("a reload-only parameter set cluster-wide (work_mem) runs on every node, nothing pending", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    const r = await pgherd(h.standbys[0]!, ["config", "set", "postgres.parameters.work_mem=7MB"]);
+    expect(r.code).toBe(0);
+    for (const n of fx.c.nodes) await poll(async () => (await show(n, "work_mem")) === "7MB", { timeoutMs: 15_000, intervalMs: 200, what: `${n.name}: work_mem 7MB` });
+    const ls = (await pgherd(h.primary, ["cluster", "ls"])).stdout;
+    expect(ls).not.toContain("RESTART PENDING");
   }), 60_000);
 
   /** One round: every node's max_connections to `to`, then `pgherd restart --pending` under the writer. */
@@ -69,12 +75,9 @@ describeCluster("rolling restart and reload", {
     const h = await waitReplicating(fx.c, 60_000);
     const primary = h.primary;
     const from = Number(await show(primary, "max_connections"));
-    for (const n of fx.c.nodes) setParameter(n, "max_connections", to);
-    const rl = await pgherd(primary, ["reload"]);
-    console.log(`pgherd reload:\n${rl.text}`);
-    expect(rl.code).toBe(0);
-    for (const n of fx.c.nodes) expect(rl.text).toContain(`${n.name}: `);
-    expect(rl.text).toContain("pending restart: max_connections");
+    const set = await pgherd(primary, ["config", "set", `postgres.parameters.max_connections=${to}`]);
+    console.log(`pgherd config set max_connections=${to}: ${set.text}`);
+    expect(set.code).toBe(0);
     // Shown per member before the restart (each agent's next monitoring round reports it).
     const ls = await pendingShown(primary, 3);
     console.log(`cluster ls before the restart:\n${ls}`);

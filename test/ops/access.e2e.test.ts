@@ -1,11 +1,11 @@
-// Client access on three compiled agents (real PostgreSQL, loopback): an [[access]] rule applied
-// by SIGHUP lets a client in on every node (standbys cloned before the rule existed included),
+// Client access on three compiled agents (real PostgreSQL, loopback): an [[access]] rule set
+// cluster-wide (`pgherd config set access=…`, through the leader) lets a client in on every node (standbys cloned before the rule existed included),
 // `pgherd passwd` sets the role's password, `psql "$(pgherd dsn --primary)"` reaches the primary
 // and, after a switchover and after a failover (the primary's agent SIGKILLed), the same string
 // reaches the new primary; removing the rule locks the client out again.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY } from "../../scripts/build.ts";
 import { http, settled, startLoopCluster, until, type LoopCluster, type LoopNode } from "../api/loopback.ts";
@@ -15,7 +15,6 @@ import { requireReal } from "../helpers/require.ts";
 requireReal("client access e2e", pgSkipReason);
 
 const PASSWORD = "app-secret-for-the-access-test";
-const RULE = `\n[[access]]\ndatabase = "postgres"\nuser = "app"\naddress = "127.0.0.1/32"\n`;
 let c: LoopCluster;
 let passfile: string;
 
@@ -30,16 +29,11 @@ function psql(conn: string): { ok: boolean; out: string; err: string } {
   return { ok: r.status === 0, out: r.stdout.trim(), err: r.stderr.trim() };
 }
 
-/** Appends (or drops) the rule in the config of `nodes` and reloads each agent. */
+/** Sets (or drops) the rule cluster-wide through the leader (`pgherd config set access=…` on the first of `nodes`). */
 async function setRule(on: boolean, nodes: readonly LoopNode[] = c.nodes): Promise<void> {
-  for (const n of nodes) {
-    const path = n.agent.configPath;
-    const text = readFileSync(path, "utf8").replace(RULE, "");
-    writeFileSync(path, on ? `${text}${RULE}` : text, { mode: 0o600 });
-    const seen = n.agent.proc.lines.length;
-    n.agent.proc.kill("SIGHUP");
-    await until(async () => n.agent.proc.lines.slice(seen).some((l) => l.includes("SIGHUP: applied access")), `${n.name} to apply the access change`, 10_000);
-  }
+  const rules = on ? [{ database: "postgres", user: "app", address: "127.0.0.1/32" }] : [];
+  const r = spawnSync(BINARY, ["config", "set", `access=${JSON.stringify(rules)}`, "--api", nodes[0]!.api], { encoding: "utf8", timeout: 30_000, env: { PATH: process.env.PATH ?? "", PGHERD_TOKEN: c.token, PGHERD_CONFIG: "/nonexistent" } });
+  expect({ code: r.status, out: r.stdout }).toMatchObject({ code: 0, out: expect.stringContaining("access") });
 }
 
 const direct = (n: LoopNode) => `postgresql://app@127.0.0.1:${n.pgPort}/postgres?connect_timeout=3`;

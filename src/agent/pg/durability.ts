@@ -10,6 +10,7 @@ import { readOrdered } from "./restart-node.ts";
 import type { PgHost } from "./host.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { SlotKeeper } from "./slots.ts";
+import { maxLagBytesInForce } from "../dynamic-config.ts";
 
 /** quorum: writes wait this long for synchronous standbys before the primary degrades. */
 export const DEGRADE_AFTER_MS = 3000;
@@ -112,7 +113,7 @@ export class Maintenance {
       standbyNames: ctx.standbyMembers().map(slotFor),
       streaming: p.replication.filter((r) => r.state === "streaming").map((r) => r.applicationName),
       degraded: this.degraded, blockCommitted: !!g.guard?.block && g.committed >= g.guard.seq,
-      position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: this.h.cfg.failover.max_lag_bytes,
+      position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: maxLagBytesInForce(this.h.cfg.failover.max_lag_bytes),
       shortForMs: this.shortSince === null ? 0 : clock.now() - this.shortSince,
       // Only right after a promotion or a restart: its standbys are (re)connecting. A fresh bootstrap degrades at once.
       degradeAfterMs: clock.now() < this.graceUntil && ctx.reachableStandbys() > 0 ? DEGRADE_AFTER_MS : 0,

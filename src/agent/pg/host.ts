@@ -17,6 +17,7 @@ import { slotFor } from "./context.ts";
 import { serverLogDir, serverLogParameters } from "../../ops/pg-log.ts";
 import { accessRowsInForce } from "../../ops/access.ts";
 import { runningConfig } from "../../ops/reload.ts";
+import { pgParametersInForce } from "../dynamic-config.ts";
 
 export class PgHost {
   readonly node: PgNode;
@@ -112,7 +113,7 @@ export class PgHost {
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: standby ? "" : this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
         serverLog: serverLogParameters(this.cfg),
         ...(await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version)),
-        parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...params } : params,
+        parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pgParametersInForce(params) } : pgParametersInForce(params),
         ssl: tls.ssl ?? undefined,
       },
       hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: this.ctx.peerAddresses(), tls: this.tls.enabled, accessRows: accessRowsInForce() },

@@ -1,0 +1,243 @@
+// The cluster-wide configuration on this node: the document (dynamic-config.json in the state
+// dir, written durably), what is in force from it, and how versions travel. The leader makes a
+// new version (compare-and-set, src/config/dynamic.ts), stores it, sends it to every node and
+// waits for a majority of voters to store it. Every node says its version every second;
+// a node that hears of a later version asks that peer for it, so a node that was down, cloned or
+// rewound catches up, and a new leader that missed a version gets it before it makes the next.
+import { join } from "node:path";
+import type { Config } from "../config/schema.ts";
+import { ARCHIVE_KEYS } from "../config/schema-backup.ts";
+import { dynamicDoc, type DynamicDoc, type DynamicSettings } from "../config/schema-dynamic.ts";
+import { configErrorMap, issueLines } from "../config/errors.ts";
+import * as D from "../config/dynamic.ts";
+import { majority } from "../core/quorum.ts";
+import type { Logger } from "../log.ts";
+import { setClusterAccessRules } from "../ops/access.ts";
+import { readJsonSync, writeJsonDurableSync } from "../store/durable.ts";
+import type { ActionResult } from "../api/actions-contract.ts";
+import type { HistoryEntry } from "./history.ts";
+import type { AgentMsg } from "./messages.ts";
+
+const REQUEST_EVERY_MS = 1000;
+const SAY_EVERY_MS = 1000;
+/** A leader seeds version 1 only after leading this long (time to hear every peer's version). */
+const SEED_AFTER_MS = 2000;
+
+export interface DynamicConfigDeps {
+  cfg: Config;
+  nodeId: string;
+  log: Logger;
+  send(to: string, msg: AgentMsg): boolean;
+  connected(): string[];
+  /** term, whether this node leads with a lease, and the voters. */
+  leadership(): { term: number; leading: boolean; voters: string[] };
+  record(e: Omit<HistoryEntry, "id" | "at">): void;
+  nameOf(id: string): string;
+  /** The durability flags.json kept before this version (seeds version 1). */
+  legacyDurability(): DynamicSettings["durability"] | undefined;
+  /** Something in force changed (keys): apply it (rewrite PostgreSQL's files, tell peers). */
+  applied(keys: string[]): void;
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+/** What GET /config shows of the cluster-wide configuration. */
+export interface DynamicView {
+  /** null: no cluster-wide document yet (every node runs its pgherd.toml values). */
+  cluster: DynamicDoc | null;
+  /** Local pgherd.toml values of cluster-wide keys that differ from the cluster's (not applied). */
+  conflicts: D.Conflict[];
+}
+
+let parametersNow: { cluster: DynamicSettings | null; owned: string[] } = { cluster: null, owned: [] };
+
+/** The PostgreSQL parameters to write into pgherd.conf: the cluster's, else this node's [postgres.parameters]. */
+export function pgParametersInForce(local: Readonly<Record<string, string | number | boolean>>): Readonly<Record<string, string | number | boolean>> {
+  return D.parametersInForce(parametersNow.cluster, local, parametersNow.owned).parameters;
+}
+
+/** failover.max_lag_bytes in force (the async floor on the primary): the cluster's, else this node's. */
+export function maxLagBytesInForce(local: number): number {
+  return parametersNow.cluster?.failover.max_lag_bytes ?? local;
+}
+
+export class DynamicConfig {
+  private readonly file: string;
+  private doc: DynamicDoc | null;
+  private readonly peerVersions = new Map<string, { version: number; term: number }>();
+  private readonly lastAsked = new Map<string, number>();
+  private readonly acks = new Map<string, number>();
+  private rejected = "";
+  private leadingSince: number | null = null;
+  private lastSaid = -Infinity;
+  private changing = false;
+  private conflictText = "";
+
+  constructor(private readonly d: DynamicConfigDeps) {
+    this.file = join(d.cfg.state_dir, "dynamic-config.json");
+    let doc: DynamicDoc | null = null;
+    try {
+      doc = readJsonSync(this.file, dynamicDoc) ?? null;
+    } catch (e) {
+      d.log.error(`${this.file}: ${(e as Error).message}: ignoring it, the leader's version replaces it`);
+    }
+    this.doc = doc;
+    this.inForce(doc);
+  }
+
+  get(): DynamicDoc | null {
+    return this.doc;
+  }
+
+  local(): D.LocalDynamic {
+    const c = this.d.cfg;
+    return { durability: c.durability, parameters: c.postgres.parameters, access: c.access, maxLagBytes: c.failover.max_lag_bytes };
+  }
+
+  durability(): DynamicSettings["durability"] {
+    return this.doc?.settings.durability ?? this.d.legacyDurability() ?? this.d.cfg.durability;
+  }
+
+  maxLagBytes(): number {
+    return this.doc?.settings.failover.max_lag_bytes ?? this.d.cfg.failover.max_lag_bytes;
+  }
+
+  view(): DynamicView {
+    return { cluster: this.doc, conflicts: this.conflicts() };
+  }
+
+  private conflicts(): D.Conflict[] {
+    if (!this.doc) return [];
+    const c = this.d.cfg;
+    const local = this.local();
+    const out = D.conflicts(local, { durability: c.durability !== "quorum", maxLagBytes: c.failover.max_lag_bytes !== 1048576 }, this.doc.settings);
+    for (const k of parametersNow.owned.length ? D.parametersInForce(this.doc.settings, {}, parametersNow.owned).dropped : []) {
+      out.push({ key: `postgres.parameters.${k}`, local: "managed by this node's own config ([backup]/[slots])", cluster: JSON.stringify(this.doc.settings.postgres.parameters[k]) });
+    }
+    return out;
+  }
+
+  /** Set what is in force from the document (after a change from `prev`) and report conflicts. */
+  private inForce(prev: DynamicDoc | null): void {
+    const c = this.d.cfg;
+    const owned = [...(c.backup.tool !== "none" ? ARCHIVE_KEYS : []), ...(c.slots.max_slot_wal_keep_size ? ["max_slot_wal_keep_size"] : [])];
+    parametersNow = { cluster: this.doc?.settings ?? null, owned };
+    setClusterAccessRules(this.doc ? this.doc.settings.access : null);
+    const lines = this.conflicts().map(D.conflictLine);
+    const text = lines.join("\n");
+    if (text !== this.conflictText) for (const l of lines) this.d.log.warn(`pgherd.toml conflicts with the cluster-wide configuration: ${l}`);
+    this.conflictText = text;
+    // Before the first document this node ran its own pgherd.toml values: the change is against those.
+    if (this.doc && prev !== this.doc) this.d.applied(D.changedKeys(prev?.settings ?? D.seedSettings(this.local(), this.d.legacyDurability()), this.doc.settings));
+  }
+
+  private store(doc: DynamicDoc): void {
+    writeJsonDurableSync(this.file, doc, 0o600);
+    const prev = this.doc;
+    this.doc = doc;
+    this.inForce(prev);
+  }
+
+  /** A peer said its version: ask it for a later one than ours (at most once a second). */
+  observe(peer: string, v: { version: number; term: number } | undefined): void {
+    if (!v) return;
+    this.peerVersions.set(peer, v);
+    if (!D.isNewer(v, this.doc)) return;
+    const t = this.d.now();
+    if (t - (this.lastAsked.get(peer) ?? -Infinity) < REQUEST_EVERY_MS) return;
+    this.lastAsked.set(peer, t);
+    this.d.send(peer, { t: "config-req" });
+  }
+
+  onRequest(peer: string): void {
+    if (this.doc) this.d.send(peer, { t: "config-doc", doc: this.doc });
+  }
+
+  /** A document from a peer: checked with the schema (a bad one is logged once and dropped), kept when later than ours. */
+  onDocument(peer: string, raw: unknown): void {
+    const r = dynamicDoc.safeParse(raw, { error: configErrorMap });
+    if (!r.success) {
+      // Once per peer and problem: the peer is asked again every second while it reports a later version.
+      const what = `rejected a cluster-wide configuration from ${this.d.nameOf(peer)}: ${issueLines("document", r.error.issues).join("; ").slice(0, 1000)}`;
+      if (this.rejected !== what) this.d.log.error(what);
+      this.rejected = what;
+      return;
+    }
+    const doc = r.data;
+    if (D.isNewer(doc, this.doc)) {
+      const from = this.doc?.version ?? 0;
+      this.store(doc);
+      this.d.log.warn(`cluster-wide configuration is now version ${doc.version} (was ${from}; made by ${doc.by} at ${doc.at})`);
+    }
+    if (this.doc && this.doc.version === doc.version && this.doc.term === doc.term) this.d.send(peer, { t: "config-ack", version: doc.version, term: doc.term });
+  }
+
+  onAck(peer: string, v: { version: number; term: number }): void {
+    this.peerVersions.set(peer, v);
+    if (this.doc && v.version === this.doc.version && v.term === this.doc.term) this.acks.set(peer, v.version);
+  }
+
+  /** Housekeeping: say our version every second; a leader of a cluster without a document seeds version 1 from its own pgherd.toml. */
+  step(): void {
+    if (this.doc && this.d.now() - this.lastSaid >= SAY_EVERY_MS) {
+      this.lastSaid = this.d.now();
+      for (const id of this.d.connected()) this.d.send(id, { t: "config-version", version: this.doc.version, term: this.doc.term });
+    }
+    const l = this.d.leadership();
+    if (!l.leading) {
+      this.leadingSince = null;
+      return;
+    }
+    this.leadingSince ??= this.d.now();
+    if (this.doc || this.d.now() - this.leadingSince < SEED_AFTER_MS) return;
+    this.seed(l.term);
+  }
+
+  /** Version 1 from this leader's pgherd.toml, unless a peer has a document (then we fetch it instead). */
+  private seed(term: number): void {
+    if (this.doc || [...this.peerVersions.values()].some((v) => v.version > 0)) return;
+    const settings = D.seedSettings(this.local(), this.d.legacyDurability());
+    const doc: DynamicDoc = { version: 1, term, at: new Date().toISOString(), by: this.d.cfg.node_name, settings };
+    this.store(doc);
+    this.broadcast();
+    this.d.record({ term, kind: "config", node: this.d.cfg.node_name, reason: "cluster configuration version 1 created from the leader's pgherd.toml ([postgres.parameters], [[access]], durability, failover)", oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+  }
+
+  private broadcast(): void {
+    if (!this.doc) return;
+    for (const id of this.d.connected()) this.d.send(id, { t: "config-doc", doc: this.doc });
+  }
+
+  /** The leader's side of PATCH /config: decide, store, send, wait for a majority to store it. */
+  async change(change: D.DynamicChange): Promise<ActionResult> {
+    const l = this.d.leadership();
+    if (!l.leading) return { status: 503, ok: false, message: `${this.d.cfg.node_name} is not a leader with a valid lease` };
+    const connected = this.d.connected();
+    const ahead = [...this.peerVersions.entries()].find(([p, v]) => connected.includes(p) && D.isNewer(v, this.doc));
+    if (ahead) return { status: 409, ok: false, message: `the leader is fetching version ${ahead[1].version} from ${this.d.nameOf(ahead[0])}: try again in a second` };
+    if (this.changing) return { status: 409, ok: false, message: "another configuration change is in progress: try again" };
+    this.seed(l.term); // a change right after the first election: version 1 first, the change on top
+    const base = this.doc?.version ?? 0;
+    const r = D.decideChange(this.doc, change, { term: l.term, at: new Date().toISOString(), by: this.d.cfg.node_name });
+    if (!r.ok) return { status: r.status, ok: false, message: r.error };
+    if (r.changed.length === 0) return { status: 200, ok: true, message: `nothing to change (version ${base})`, detail: { version: base } };
+    this.changing = true;
+    try {
+      this.acks.clear();
+      this.store(r.doc);
+      this.d.record({ term: l.term, kind: "config", node: this.d.cfg.node_name, reason: D.historyReason(r.doc, base, r.changed), oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+      this.broadcast();
+      const voters = l.voters.length ? l.voters : [this.d.nodeId];
+      const need = majority(voters.length);
+      const stored = () => (voters.includes(this.d.nodeId) ? 1 : 0) + [...this.acks.keys()].filter((p) => voters.includes(p)).length;
+      const end = this.d.now() + 5000;
+      while (stored() < need && this.d.now() < end) await this.d.sleep(20);
+      const detail = { version: r.doc.version, changed: r.changed };
+      const keys = r.changed.join(", ");
+      if (stored() < need) return { status: 202, ok: true, message: `version ${r.doc.version} (${keys}) stored by the leader; only ${stored()} of ${voters.length} voters confirmed it within 5 s (the others get it when they reconnect)`, detail };
+      return { status: 200, ok: true, message: `cluster configuration version ${r.doc.version}: ${keys} (stored by ${stored()} of ${voters.length} voters; every node applies it within a monitoring round)`, detail };
+    } finally {
+      this.changing = false;
+    }
+  }
+}

@@ -1,0 +1,216 @@
+// The cluster-wide configuration: the pure decisions (src/config/dynamic.ts), the edit parser of
+// the CLI, and the node's store and protocol (src/agent/dynamic-config.ts) with real files.
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as D from "../../src/config/dynamic.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import type { DynamicDoc, DynamicSettings } from "../../src/config/schema-dynamic.ts";
+import { parseEdited, settingsToml } from "../../src/cli/cmd-config.ts";
+import { DynamicConfig, maxLagBytesInForce, pgParametersInForce } from "../../src/agent/dynamic-config.ts";
+import type { AgentMsg } from "../../src/agent/messages.ts";
+import { accessRowsInForce, setAccessRules, setClusterAccessRules } from "../../src/ops/access.ts";
+import { memoryLogger } from "../../src/log.ts";
+
+const settings = (over: Partial<DynamicSettings> = {}): DynamicSettings => ({
+  durability: "quorum", postgres: { parameters: { work_mem: "4MB" } }, access: [], failover: { max_lag_bytes: 1048576 }, ...over,
+});
+const doc = (version: number, s = settings(), term = 1): DynamicDoc => ({ version, term, at: "2026-12-01T00:00:00Z", by: "n1", settings: s });
+const meta = { term: 2, at: "2026-12-01T01:00:00Z", by: "n2" };
+
+describe("decideChange", () => {
+  test("a set on the current version makes the next version with exactly the changed keys", () => {
+    const r = D.decideChange(doc(3), { base: 3, set: { "postgres.parameters.work_mem": "64MB", durability: "async" } }, meta);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.doc).toMatchObject({ version: 4, term: 2, by: "n2", settings: { durability: "async", postgres: { parameters: { work_mem: "64MB" } } } });
+    expect(r.changed).toEqual(["durability", "postgres.parameters.work_mem"]);
+  });
+
+  test("compare-and-set: a change based on an older version is refused (409) and names both versions", () => {
+    const r = D.decideChange(doc(5), { base: 4, set: { durability: "strict" } }, meta);
+    expect(r).toEqual({ ok: false, status: 409, error: expect.stringContaining("based on version 4, the cluster is at version 5") });
+  });
+
+  test("a value the schema refuses is a 400 naming the key; nothing is made", () => {
+    const managed = D.decideChange(doc(1), { base: 1, set: { "postgres.parameters.port": "5433" } }, meta);
+    expect(managed).toMatchObject({ ok: false, status: 400, error: expect.stringContaining('postgres.parameters "port" is managed by pgherd') });
+    const bad = D.decideChange(doc(1), { set: { durability: "sometimes" } }, meta);
+    expect(bad).toMatchObject({ ok: false, status: 400, error: expect.stringContaining("durability must be") });
+    const unknown = D.decideChange(doc(1), { set: { "postgres.port": 1 } }, meta);
+    expect(unknown).toMatchObject({ ok: false, status: 400, error: expect.stringContaining('unknown cluster-wide key "postgres.port"') });
+    const rule = D.decideChange(doc(1), { replace: settings({ access: [{ type: "host", database: "all", user: "app", address: "10.0.0.0/99", method: "scram-sha-256" }] }) }, meta);
+    expect(rule).toMatchObject({ ok: false, status: 400, error: expect.stringContaining("access.0.address has a prefix length out of range") });
+  });
+
+  test("an empty value removes a parameter (names are case-insensitive); no change keeps the version", () => {
+    const r = D.decideChange(doc(2), { set: { "postgres.parameters.WORK_MEM": "" } }, meta);
+    expect(r).toMatchObject({ ok: true, doc: { version: 3, settings: { postgres: { parameters: {} } } }, changed: ["postgres.parameters.work_mem"] });
+    const same = D.decideChange(doc(2), { set: { "postgres.parameters.work_mem": "4MB" } }, meta);
+    expect(same).toMatchObject({ ok: true, doc: { version: 2 }, changed: [] });
+  });
+
+  test("without a document yet every change waits (409); set and replace exclude each other", () => {
+    expect(D.decideChange(null, { set: { durability: "async" } }, meta)).toMatchObject({ ok: false, status: 409 });
+    expect(D.decideChange(doc(1), { set: {}, replace: settings() }, meta)).toMatchObject({ ok: false, status: 400 });
+  });
+});
+
+test("isNewer orders by version, then by the term of the leader that made it", () => {
+  expect(D.isNewer({ version: 2, term: 1 }, { version: 1, term: 9 })).toBe(true);
+  expect(D.isNewer({ version: 2, term: 3 }, { version: 2, term: 2 })).toBe(true);
+  expect(D.isNewer({ version: 2, term: 2 }, { version: 2, term: 2 })).toBe(false);
+  expect(D.isNewer({ version: 1, term: 1 }, null)).toBe(true);
+  expect(D.isNewer(undefined, { version: 1, term: 1 })).toBe(false);
+});
+
+describe("migration and conflicts", () => {
+  const local: D.LocalDynamic = { durability: "strict", parameters: { work_mem: "8MB", shared_buffers: "1GB" }, access: [], maxLagBytes: 5 };
+
+  test("version 1 takes the leader's pgherd.toml values; a durability kept in flags.json wins over the file", () => {
+    expect(D.seedSettings(local, undefined)).toEqual({ durability: "strict", postgres: { parameters: { work_mem: "8MB", shared_buffers: "1GB" } }, access: [], failover: { max_lag_bytes: 5 } });
+    expect(D.seedSettings(local, "async").durability).toBe("async");
+  });
+
+  test("a local value that differs from the cluster's is a conflict; the same value and defaults are not", () => {
+    const cluster = settings({ postgres: { parameters: { work_mem: "4MB", shared_buffers: "1GB" } } });
+    const c = D.conflicts(local, { durability: true, maxLagBytes: false }, cluster);
+    expect(c.map((x) => x.key)).toEqual(["postgres.parameters.work_mem", "durability"]);
+    expect(D.conflictLine(c[0]!)).toBe('postgres.parameters.work_mem: pgherd.toml says "8MB", the cluster says "4MB" (the cluster\'s value is in force; change it with pgherd config set/edit, or remove it from pgherd.toml)');
+    expect(D.conflicts({ ...local, parameters: { x_y: 1 } }, { durability: false, maxLagBytes: false }, cluster)[0]).toEqual({ key: "postgres.parameters.x_y", local: "1", cluster: null });
+  });
+
+  test("in force: the cluster's parameters (none of the local ones), minus those this node's own config manages", () => {
+    expect(D.parametersInForce(null, { a: 1 }, [])).toEqual({ parameters: { a: 1 }, dropped: [] });
+    const cluster = settings({ postgres: { parameters: { work_mem: "4MB", archive_command: "x" } } });
+    expect(D.parametersInForce(cluster, { a: 1 }, ["archive_command"])).toEqual({ parameters: { work_mem: "4MB" }, dropped: ["archive_command"] });
+  });
+});
+
+test("config set text: KEY=VALUE, access as JSON, numbers where the schema wants one", () => {
+  expect(D.parseAssignment("postgres.parameters.work_mem=64MB")).toEqual({ key: "postgres.parameters.work_mem", value: "64MB" });
+  expect(D.parseAssignment("failover.max_lag_bytes=10")).toEqual({ key: "failover.max_lag_bytes", value: 10 });
+  expect(D.parseAssignment('access=[{"user":"app","address":"10.0.0.1"}]')).toEqual({ key: "access", value: [{ user: "app", address: "10.0.0.1" }] });
+  expect(D.parseAssignment("=x")).toContain("expected KEY=VALUE");
+  expect(D.parseAssignment("access=[oops")).toContain("JSON array");
+});
+
+test("config edit: the TOML round-trips; an invalid edit names the key or the line", () => {
+  const d = doc(7, settings({ access: [{ type: "host", database: "all", user: "app", address: "10.0.0.0/8", method: "scram-sha-256" }] }));
+  const text = settingsToml(d);
+  expect(text).toContain("version 7");
+  expect(parseEdited(text)).toEqual({ ok: true, settings: d.settings });
+  expect(parseEdited(text.replace('work_mem = "4MB"', 'work_mem = "4MB"\nport = 5'))).toMatchObject({ ok: false, error: expect.stringContaining('postgres.parameters "port" is managed') });
+  expect(parseEdited(text.replace('durability = "quorum"', 'durability = "maybe"'))).toMatchObject({ ok: false, error: expect.stringContaining("edited configuration: durability must be") });
+  expect(parseEdited(`${text}\n[failover]\nnope = 1\n`)).toMatchObject({ ok: false, error: expect.stringContaining("TOML syntax error at line") });
+  expect(D.diffLines(d.settings, settings())).toEqual([`- access = ${JSON.stringify(d.settings.access)}`, "+ access = []"]);
+});
+
+describe("DynamicConfig (the node's store and protocol)", () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    setAccessRules([]);
+    node("reset"); // no document: nothing cluster-wide stays in force for the next test file of this process
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    expect(pgParametersInForce({ a: 1 })).toEqual({ a: 1 });
+    expect(accessRowsInForce()).toEqual([]);
+  });
+
+  function node(name: string, toml = "", o: { leading?: boolean; voters?: string[] } = {}) {
+    const dir = mkdtempSync(join(tmpdir(), "pgherd-dyn-"));
+    dirs.push(dir);
+    const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "${name}"\nstate_dir = "${dir}"\n${toml}`, "pgherd.toml");
+    const sent: Array<[string, AgentMsg]> = [];
+    const records: string[] = [];
+    const applied: string[][] = [];
+    const log = memoryLogger();
+    let t = 0;
+    const st = { leading: o.leading ?? false, voters: o.voters ?? [] };
+    const dyn = new DynamicConfig({
+      cfg, nodeId: name, log, send: (to, msg) => (sent.push([to, msg]), true), connected: () => ["p1", "p2"],
+      leadership: () => ({ term: 4, leading: st.leading, voters: st.voters }), record: (e) => records.push(e.reason), nameOf: (id) => id,
+      legacyDurability: () => undefined, applied: (k) => applied.push(k), now: () => t, sleep: async (ms) => { t += ms; },
+    });
+    return { dyn, dir, sent, records, applied, log, st, tick: (ms: number) => { t += ms; } };
+  }
+
+  test("a leader without a document seeds version 1 from its pgherd.toml after leading 2 s, unless a peer has one", () => {
+    const n = node("n1", `[postgres.parameters]\nwork_mem = "8MB"\n[[access]]\nuser = "app"\naddress = "10.0.0.0/8"\n`, { leading: true });
+    n.dyn.step();
+    n.tick(2500);
+    n.dyn.step();
+    expect(n.dyn.get()).toMatchObject({ version: 1, term: 4, by: "n1", settings: { postgres: { parameters: { work_mem: "8MB" } }, access: [{ user: "app" }] } });
+    expect(n.records[0]).toContain("version 1 created from the leader's pgherd.toml");
+    expect(n.sent.filter(([, m]) => m.t === "config-doc").map(([to]) => to)).toEqual(["p1", "p2"]);
+    expect(JSON.parse(readFileSync(join(n.dir, "dynamic-config.json"), "utf8")).version).toBe(1);
+    expect(accessRowsInForce()).toHaveLength(1);
+    const other = node("n2", "", { leading: true });
+    other.dyn.observe("p1", { version: 3, term: 1 });
+    other.tick(2500);
+    other.dyn.step();
+    other.dyn.step();
+    expect(other.dyn.get()).toBeNull();
+    expect(other.sent).toEqual([["p1", { t: "config-req" }]]);
+  });
+
+  test("a later document is stored, applied and acknowledged; an older one is not; a malformed one is logged and dropped", () => {
+    const n = node("n3", `[postgres.parameters]\nwork_mem = "8MB"\n`);
+    n.dyn.onDocument("p1", doc(2, settings({ postgres: { parameters: { work_mem: "64MB" } } })));
+    expect(n.dyn.get()?.version).toBe(2);
+    expect(pgParametersInForce({ work_mem: "8MB" })).toEqual({ work_mem: "64MB" });
+    expect(maxLagBytesInForce(5)).toBe(1048576);
+    expect(n.applied).toEqual([["postgres.parameters.work_mem"]]);
+    expect(n.sent).toContainEqual(["p1", { t: "config-ack", version: 2, term: 1 }]);
+    expect(n.dyn.view().conflicts).toEqual([{ key: "postgres.parameters.work_mem", local: '"8MB"', cluster: '"64MB"' }]);
+    expect(n.log.lines.some((l) => l.includes("conflicts with the cluster-wide configuration: postgres.parameters.work_mem"))).toBe(true);
+    n.dyn.onDocument("p2", doc(1));
+    expect(n.dyn.get()?.version).toBe(2);
+    for (const bad of [null, "x", { ...doc(9), version: -1 }, { ...doc(9), extra: 1 }, doc(9, { ...settings(), postgres: { parameters: { "a b": 1 } } })]) {
+      expect(() => n.dyn.onDocument("p2", bad)).not.toThrow();
+    }
+    expect(n.dyn.get()?.version).toBe(2);
+    const errors = n.log.lines.filter((l) => l.startsWith("error rejected a cluster-wide configuration from p2"));
+    expect(errors.length).toBe(5);
+    expect(errors[2]).toContain("document: version must be at least 1");
+    expect(errors.at(-1)).toContain('postgres.parameters "a b" is not a valid PostgreSQL setting name');
+  });
+
+  test("the leader's change: compare-and-set, stored, recorded, sent, answered once a majority stored it", async () => {
+    const n = node("n1", "", { leading: true, voters: ["n1", "p1", "p2"] });
+    n.dyn.onDocument("p1", doc(1));
+    const pending = n.dyn.change({ base: 1, set: { "postgres.parameters.work_mem": "64MB" } });
+    n.dyn.onAck("p1", { version: 2, term: 4 });
+    const r = await pending;
+    expect(r).toMatchObject({ status: 200, ok: true, detail: { version: 2, changed: ["postgres.parameters.work_mem"] } });
+    expect(n.records.at(-1)).toBe("cluster configuration version 2 (based on 1): postgres.parameters.work_mem");
+    expect(await n.dyn.change({ base: 1, set: { durability: "async" } })).toMatchObject({ status: 409, ok: false });
+    const lonely = await n.dyn.change({ base: 2, set: { durability: "async" } });
+    expect(lonely).toMatchObject({ status: 202, ok: true });
+    expect(lonely.message).toContain("only 1 of 3 voters confirmed it");
+    n.dyn.observe("p2", { version: 9, term: 4 });
+    expect(await n.dyn.change({ set: { durability: "strict" } })).toMatchObject({ status: 409, message: expect.stringContaining("fetching version 9 from p2") });
+    n.st.leading = false;
+    expect(await n.dyn.change({ set: { durability: "strict" } })).toMatchObject({ status: 503 });
+  });
+
+  test("a corrupt dynamic-config.json is logged and ignored (the leader's version replaces it)", () => {
+    const n = node("n4");
+    writeFileSync(join(n.dir, "dynamic-config.json"), "{broken");
+    const log = memoryLogger();
+    const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${n.dir}"\n`, "pgherd.toml");
+    const d = new DynamicConfig({ cfg, nodeId: "x", log, send: () => true, connected: () => [], leadership: () => ({ term: 0, leading: false, voters: [] }), record: () => {}, nameOf: (i) => i, legacyDurability: () => undefined, applied: () => {}, now: () => 0, sleep: async () => {} });
+    expect(d.get()).toBeNull();
+    expect(log.lines[0]).toContain("ignoring it");
+  });
+
+  test("access rules in force: the cluster's once there is a document, else the local ones", () => {
+    setAccessRules([]);
+    setClusterAccessRules(null);
+    expect(accessRowsInForce()).toEqual([]);
+    setAccessRules([{ type: "host", database: "all", user: "app", address: "10.0.0.1", method: "scram-sha-256" }]);
+    expect(accessRowsInForce()).toHaveLength(1);
+    setClusterAccessRules([]);
+    expect(accessRowsInForce()).toEqual([]);
+  });
+});
