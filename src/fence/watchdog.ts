@@ -12,6 +12,7 @@ import { hostMonotonicMs } from "./clock.ts";
 import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, readPidFile } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
 import { LEASE_FILE, parseLease, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
+import { releaseVip } from "./vip-release.ts";
 
 const POLL_MS = 20;
 /** Longest sleep without a lease change: checks for a gone agent or state dir, and a host suspend. */
@@ -96,7 +97,8 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
 
     const armed = lease !== null && lease.deadline !== null && fencedFor !== lease.deadline;
     if (armed && now > lease.deadline!) {
-      const gone = await fence(lease, now, log);
+      // [vip]: the virtual IP leaves this host at the same deadline (vip-release.ts).
+      const [gone] = await Promise.all([fence(lease, now, log), releaseVip(stateDir, lease, log)]);
       fencedFor = lease.deadline;
       // Only a server known to be down lets the kernel watchdog stand down; else it resets the host.
       if (gone && kernel.active) {
