@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { hostMonotonicMs } from "./clock.ts";
 import { LEASE_FILE, readLeaseFile, type Lease } from "./lease-file.ts";
 
+/** watchdog.ts names it too: it loads this module only where the file exists. */
 export const VIP_FILE = "vip";
 const TIMEOUT_MS = 3000;
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
