@@ -6,6 +6,7 @@ import { describe } from "./health.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
 import { walBytes, type HealthFacts, type NodeStatus } from "./source.ts";
 import { processMetricLines } from "./process-metrics.ts";
+import { patroniMetricLines } from "./patroni-metrics.ts";
 
 const HEALTH_STATES = ["ok", "busy", "stuck", "disk-full", "cannot-write", "unknown"] as const;
 
@@ -84,6 +85,7 @@ export function renderMetrics(m: MetricsInput): string {
   rejects("mesh", s.rejects.mesh);
   rejects("api", m.apiRejects);
   out.push(...processMetricLines()); // RSS, CPU, event-loop lag (issue 12)
+  out.push(...patroniMetricLines(s)); // Patroni's series names (src/api/patroni-metrics.ts)
   return `${out.join("\n")}\n`;
 }
 

@@ -63,7 +63,7 @@ export function patroniCluster(view: ClusterView, api: { scheme: string; port: n
 }
 
 function patroniMember(m: MemberRow, api: { scheme: string; port: number }): Record<string, unknown> {
-  const role = m.role === "primary" ? (m.leader ? "leader" : "demoted") : m.role === "standby" ? "replica" : m.leader ? "leader" : "uninitialized";
+  const role = m.role === "primary" ? (m.leader ? "leader" : "demoted") : m.role === "standby" ? replicaRole(m) : m.leader ? "leader" : "uninitialized";
   const host = m.host.includes(":") ? `[${m.host}]` : m.host;
   const row: Record<string, unknown> = {
     name: m.name, role, state: patroniState(m),
@@ -72,8 +72,13 @@ function patroniMember(m: MemberRow, api: { scheme: string; port: number }): Rec
     ...(m.timeline !== null ? { timeline: m.timeline } : {}),
   };
   // Patroni: a replica's lag in bytes, "unknown" when it cannot be computed (check_patroni counts it unhealthy).
-  if (role === "replica") row.lag = m.lagBytes !== null && m.timeline !== null && m.state !== "unreachable" ? Math.max(0, m.lagBytes) : "unknown";
+  if (m.role === "standby") row.lag = m.lagBytes !== null && m.timeline !== null && m.state !== "unreachable" ? Math.max(0, m.lagBytes) : "unknown";
   return row;
+}
+
+/** Patroni marks the standbys in synchronous_standby_names by their sync_state in pg_stat_replication. */
+function replicaRole(m: MemberRow): "replica" | "sync_standby" | "quorum_standby" {
+  return m.syncState === "sync" ? "sync_standby" : m.syncState === "quorum" ? "quorum_standby" : "replica";
 }
 
 function patroniState(m: MemberRow): string {

@@ -39,6 +39,8 @@ export const MemberRowSchema = z.strictObject({
   lsn: z.string().max(17).nullable(),
   lagBytes: z.number().nullable(),
   lagSeconds: z.number().nullable(),
+  /** A standby's sync_state in the primary's pg_stat_replication ("sync", "quorum", "potential", "async"); absent: unknown. */
+  syncState: z.string().max(16).optional(),
   note: z.string().max(500),
   error: z.string().max(1000).nullable(),
   /** Settings that take effect only after a restart of its PostgreSQL (pg_settings.pending_restart); absent when none. */
@@ -129,6 +131,7 @@ export function composeView(opts: ViewInput): ClusterView {
       lsn: r && r.data === "present" ? r.position.lsn : null,
       lagBytes: role === "standby" ? lagBytes : null,
       lagSeconds: role === "standby" ? (repl?.replayLagSeconds ?? (repl ? 0 : null)) : null,
+      ...(role === "standby" && repl?.syncState ? { syncState: repl.syncState } : {}),
       note: (pendingNote(m.name, membership) ?? note).slice(0, 500), error: r?.error ?? null,
       ...(r?.pendingRestart?.length ? { pendingRestart: r.pendingRestart } : {}),
       ...(r?.ordered?.length ? { ordered: r.ordered } : {}),

@@ -96,7 +96,9 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
 
     const armed = lease !== null && lease.deadline !== null && fencedFor !== lease.deadline;
     if (armed && now > lease.deadline!) {
-      const gone = await fence(lease, now, log);
+      // [vip]: the virtual IP leaves this host at the same deadline (vip-release.ts, loaded only where the agent recorded one).
+      const vip = existsSync(join(stateDir, "vip")) ? import("./vip-release.ts").then((m) => m.releaseVip(stateDir, lease, log)).catch((e: Error) => log.error(`virtual IP release failed: ${e.message}`)) : null;
+      const [gone] = await Promise.all([fence(lease, now, log), vip]);
       fencedFor = lease.deadline;
       // Only a server known to be down lets the kernel watchdog stand down; else it resets the host.
       if (gone && kernel.active) {

@@ -2,8 +2,11 @@
 // (gratuitous ARP: `arping -U`); the address is removed the moment the lease is lost (before any
 // other node can win one: docs/design.md's lease arithmetic) and when the agent starts or stops.
 // Needs CAP_NET_ADMIN (ip addr) and CAP_NET_RAW (arping). One operation at a time, in order.
+// Before the first add, the address is recorded for the fencing watchdog (<state_dir>/vip), which
+// removes it at the lease deadline when this agent is frozen or gone (src/fence/vip-release.ts).
 import { execFile } from "node:child_process";
 import type { Config } from "../config/schema.ts";
+import { writeVipSpec } from "../fence/vip-release.ts";
 import type { Logger } from "../log.ts";
 
 const TIMEOUT_MS = 3000;
@@ -12,13 +15,15 @@ const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 export class VirtualIp {
   private held = false;
   private chain: Promise<void> = Promise.resolve();
+  private recorded = false;
 
-  constructor(private readonly cfg: Config["vip"], private readonly log: Logger) {}
+  constructor(private readonly cfg: Config["vip"], private readonly stateDir: string, private readonly log: Logger) {}
 
   /** The lease is held (called on every renewal): add the address once and announce it. */
   hold(): void {
     if (this.held) return;
     this.held = true;
+    this.record();
     this.chain = this.chain.then(() => this.add());
   }
 
@@ -28,6 +33,17 @@ export class VirtualIp {
     this.held = false;
     this.chain = this.chain.then(() => this.remove(reason, was));
     return this.chain;
+  }
+
+  /** Written before the address is first added, so the watchdog knows every address this agent may hold. */
+  private record(): void {
+    if (this.recorded) return;
+    try {
+      writeVipSpec(this.stateDir, { address: this.cfg.address, interface: this.cfg.interface });
+      this.recorded = true;
+    } catch (e) {
+      this.log.error(`vip: cannot record ${this.cfg.address} for the fencing watchdog (${(e as Error).message}): a frozen agent would leave the address on this host`);
+    }
   }
 
   private async add(): Promise<void> {
@@ -66,7 +82,13 @@ function run(cmd: string, args: string[]): Promise<{ error: string | null }> {
   });
 }
 
-/** null without [vip] address. */
+/** null without [vip] address (then a record left by an earlier configuration is removed). */
 export function createVip(cfg: Config, log: Logger): VirtualIp | null {
-  return cfg.vip.address ? new VirtualIp(cfg.vip, log.withTag("vip")) : null;
+  if (cfg.vip.address) return new VirtualIp(cfg.vip, cfg.state_dir, log.withTag("vip"));
+  try {
+    writeVipSpec(cfg.state_dir, null);
+  } catch (e) {
+    log.warn(`vip: cannot remove the fencing watchdog's record ${cfg.state_dir}/vip: ${(e as Error).message}`);
+  }
+  return null;
 }

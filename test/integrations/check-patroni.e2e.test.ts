@@ -2,6 +2,8 @@
 // vendor/check_patroni/README.md) run against a real three-node pgherd cluster: every node_* and
 // cluster_* service is OK in a healthy cluster, and answers the expected WARNING/CRITICAL with a
 // lagging standby, while paused, with a member down and after a failover (timeline changed).
+// Also the Patroni extras: /cluster marks the quorum standbys (cluster_has_replica --sync-warning
+// counts them), and the Patroni-named series on /metrics agree with what check_patroni reads.
 import { expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -42,6 +44,18 @@ describeCluster("check_patroni against pgherd", {
   const timeline = async (n: ClusterNode) => String((await n.query("select timeline_id from pg_control_checkpoint()"))[0]!.timeline_id);
 
   const REPLICAS = ["cluster_has_replica", "-w", "2:", "-c", "1:", "--max-lag", "1MB"];
+  /** Both standbys are synchronous (the default durability: quorum commit, ANY 1 of the two). */
+  const SYNC = ["cluster_has_replica", "--sync-warning", "2:", "--sync-critical", "1:"];
+  /** A perfdata value of a check_patroni answer ("timeline=2"). */
+  const perf = (c: Check, key: string) => Number(new RegExp(`(?:^|[ |'])${key}=(\\d+)`).exec(c.text)?.[1] ?? NaN);
+  /** One Patroni-named series from the node's /metrics ({scope,name} labels). */
+  const metric = async (n: ClusterNode, name: string) => {
+    const text = (await n.host.exec([PYTHON, "-c", "import urllib.request, sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:7402/metrics', timeout=5).read().decode())"])).stdout;
+    const line = text.split("\n").find((l) => l.startsWith(`${name}{`));
+    if (!line) throw new Error(`${n.name}: no ${name} on /metrics`);
+    expect(line).toContain(`name="${n.name}"}`);
+    return Number(line.split(" ").at(-1));
+  };
   const NODES = ["cluster_node_count", "-w", "3:", "-c", "2:", "--healthy-warning", "3:", "--healthy-critical", "2:"];
 
   test("healthy cluster: every node_* and cluster_* service is OK (and the wrong role is CRITICAL)", () => fx.c.diagnose(async () => {
@@ -65,6 +79,21 @@ describeCluster("check_patroni against pgherd", {
       const r = await expectState(any, args, "OK");
       console.log(`check_patroni ${args[0]}: ${r.text.split("\n")[0]}`);
     }
+    // Per-member sync marking: both standbys are quorum standbys in /cluster.
+    const sync = await expectState(any, SYNC, "OK");
+    console.log(`check_patroni cluster_has_replica --sync-warning 2: --sync-critical 1: ${sync.text.split("\n")[0]}`);
+    expect(perf(sync, "sync_replica")).toBe(2);
+    // Patroni's series names on /metrics agree with what check_patroni reads from /patroni.
+    for (const n of fx.c.nodes) {
+      const isPrimary = (await check(n, ["node_is_primary"])).code === 0;
+      expect(await metric(n, "patroni_primary")).toBe(isPrimary ? 1 : 0);
+      expect(await metric(n, "patroni_replica")).toBe(isPrimary ? 0 : 1);
+      expect(await metric(n, "patroni_postgres_running")).toBe(perf(await check(n, ["node_is_alive"]), "is_alive"));
+      expect(await metric(n, "patroni_postgres_timeline")).toBe(perf(await check(n, ["node_tl_has_changed", "--timeline", tl]), "timeline"));
+      expect(await metric(n, "patroni_cluster_unlocked")).toBe(0);
+      if (!isPrimary) expect(await metric(n, "patroni_quorum_standby")).toBe(1);
+    }
+    console.log(`/metrics: patroni_primary, patroni_replica, patroni_postgres_running, patroni_postgres_timeline (= check_patroni's timeline ${tl}) agree on every node`);
     await check(any, ["cluster_config_has_changed", "--state-file", fx.state, "--save"]);
     await expectState(any, ["cluster_config_has_changed", "--state-file", fx.state], "OK");
   }), 180_000);
@@ -105,6 +134,7 @@ describeCluster("check_patroni against pgherd", {
     try {
       console.log(`member down: cluster_has_replica: ${(await expectState(up, REPLICAS, "WARNING", 60_000)).text.split("\n")[0]}`);
       console.log(`member down: cluster_node_count: ${(await expectState(up, NODES, "WARNING", 60_000)).text.split("\n")[0]}`);
+      console.log(`member down: cluster_has_replica --sync-warning 2: ${(await expectState(up, SYNC, "WARNING", 60_000)).text.split("\n")[0]}`);
       expect((await check(down, ["node_is_alive"])).code).not.toBe(0);
     } finally {
       await down.start();
