@@ -48,8 +48,9 @@ export function ensureBuilt(opts: { force?: boolean } = {}): BuildResult {
     // JavaScriptCore's tier-up thresholds times JIT_POLICY for the whole life of every mode of the
     // binary: an agent's and a watchdog's work is small and I/O-bound, and the optimizing JITs
     // (DFG, FTL) cost their compilers' code pages and JIT memory in both processes. Measured on an
-    // idle 3-node cluster (bench:footprint): agent RSS 68.8 -> 52.4 MB, watchdog 25.9 -> 22.5 MB,
-    // CPU unchanged (agent 4.4 -> 4.2 %). --smol and --bytecode changed nothing measurable.
+    // idle 3-node cluster (bench:footprint, 60 s): agent RSS 74.7 -> 60.8 MB (USS 33.4 -> 22.0),
+    // watchdog 26.5 -> 24.7 MB, CPU unchanged (3.7 % per host), host-crash failover unchanged
+    // (docs/design.md, Footprint). --smol and --bytecode changed nothing measurable.
     `--compile-jit-policy=${JIT_POLICY}`,
     join(ROOT, "src", "main.ts"), "--outfile", tmp,
   ];
