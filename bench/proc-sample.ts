@@ -1,6 +1,6 @@
 // /proc readings for the benches: resident memory and CPU ticks of a process, and which pgherd
 // processes (agent, watchdog) run under a directory.
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { processesUnder } from "../src/demo/teardown.ts";
 
 const TICKS_PER_S = 100; // USER_HZ on Linux
@@ -30,15 +30,71 @@ export function rssBytes(pid: number): number | null {
   }
 }
 
-/** Resident memory split (bytes): anonymous (heap, JIT, stacks) and file-backed (the binary's pages, shared by every process of it). */
-export function rssSplit(pid: number): { anon: number; file: number } | null {
+/**
+ * One process's memory from /proc/PID/smaps_rollup (bytes). rss counts every resident page;
+ * pss splits each shared page between the processes that map it; uss is what only this process
+ * holds (Private_Clean + Private_Dirty): what killing it would free. anon is heap, JIT and stacks;
+ * file is mapped files, almost all of it the binary's own pages (code, embedded sources), shared
+ * by every process of the binary.
+ */
+export type MemSplit = { rss: number; pss: number; uss: number; anon: number; file: number };
+
+export function memSplit(pid: number): MemSplit | null {
   try {
-    const st = readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(st)?.[1] ?? NaN) * 1024;
-    return { anon: kb("RssAnon"), file: kb("RssFile") };
+    const st = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(st)?.[1] ?? NaN) * 1024;
+    const rss = kb("Rss");
+    const anon = kb("Anonymous");
+    return { rss, pss: kb("Pss"), uss: kb("Private_Clean") + kb("Private_Dirty"), anon, file: rss - anon };
   } catch {
     return null;
   }
+}
+
+const PAGE = 4096;
+
+/**
+ * Resident bytes of a set of processes with every page counted once: their anonymous pages
+ * (private to each) plus the union of their resident file pages, a page being (file, offset).
+ * This is the sum of PSS the processes would have on a host where nothing else maps the same
+ * files, e.g. one host's agent + watchdog when the bench runs three hosts on one machine (there,
+ * the measured PSS also divides the binary's pages with the other hosts' processes). Reads
+ * /proc/PID/pagemap's present bit (no privilege needed for it); null if a process is gone.
+ */
+export function distinctResident(pids: readonly number[]): number | null {
+  let anon = 0;
+  const filePages = new Set<string>();
+  for (const pid of pids) {
+    const m = memSplit(pid);
+    if (!m) return null;
+    anon += m.anon;
+    let maps: string;
+    let fd: number;
+    try {
+      maps = readFileSync(`/proc/${pid}/maps`, "utf8");
+      fd = openSync(`/proc/${pid}/pagemap`, "r");
+    } catch {
+      return null;
+    }
+    try {
+      for (const line of maps.split("\n")) {
+        // start-end perms offset dev inode path; only file mappings (inode != 0)
+        const f = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ (\d+)\s+(.*)$/.exec(line);
+        if (!f || f[4] === "0") continue;
+        const start = parseInt(f[1]!, 16);
+        const pages = (parseInt(f[2]!, 16) - start) / PAGE;
+        const firstPage = parseInt(f[3]!, 16) / PAGE;
+        const buf = Buffer.alloc(pages * 8);
+        if (readSync(fd, buf, 0, buf.length, (start / PAGE) * 8) !== buf.length) continue;
+        for (let i = 0; i < pages; i++) {
+          if ((buf.readUInt8(i * 8 + 7) & 0xa0) === 0xa0) filePages.add(`${f[4]}:${firstPage + i}`); // bits 63 and 61: present, a file page
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return anon + filePages.size * PAGE;
 }
 
 /** utime + stime in seconds, or null when the process is gone. */

@@ -1,6 +1,9 @@
-// Process series for GET /metrics: resident memory, heap, CPU time and event-loop lag. The lag
-// sampler is one unref'd timer (every LAG_TICK_MS) that records how late it fired; the last
-// LAG_WINDOW samples (60 s) give p50/p99. Started on first import, so from the API server's start.
+// Process series for GET /metrics: resident memory (RSS, and PSS/USS from smaps_rollup: the
+// agent and its watchdog are one binary, so its code pages count in both processes' RSS), heap,
+// CPU time and event-loop lag. The lag sampler is one unref'd timer (every LAG_TICK_MS) that
+// records how late it fired; the last LAG_WINDOW samples (60 s) give p50/p99. Started on first import, so from the API server's start.
+import { readFileSync } from "node:fs";
+
 const LAG_TICK_MS = 500;
 const LAG_WINDOW = 120;
 
@@ -26,6 +29,20 @@ export function eventLoopLag(): { p50: number; p99: number; max: number; samples
   return { p50: q(0.5), p99: q(0.99), max: s[n - 1]!, samples: n };
 }
 
+/** Pss and USS (Private_Clean + Private_Dirty) in bytes from /proc/self/smaps_rollup; null where there is none. */
+export function proportionalMemory(): { pss: number; uss: number } | null {
+  let text: string;
+  try {
+    text = readFileSync("/proc/self/smaps_rollup", "utf8");
+  } catch {
+    return null;
+  }
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN) * 1024;
+  const pss = kb("Pss");
+  const uss = kb("Private_Clean") + kb("Private_Dirty");
+  return Number.isFinite(pss) && Number.isFinite(uss) ? { pss, uss } : null;
+}
+
 /** Prometheus text lines for this process. */
 export function processMetricLines(): string[] {
   const mem = process.memoryUsage();
@@ -38,10 +55,24 @@ export function processMetricLines(): string[] {
     "# HELP pgherd_process_heap_used_bytes JavaScript heap in use.",
     "# TYPE pgherd_process_heap_used_bytes gauge",
     `pgherd_process_heap_used_bytes ${mem.heapUsed}`,
+    "# HELP pgherd_process_heap_total_bytes JavaScript heap size.",
+    "# TYPE pgherd_process_heap_total_bytes gauge",
+    `pgherd_process_heap_total_bytes ${mem.heapTotal}`,
     "# HELP pgherd_process_cpu_seconds_total User and system CPU time of the agent process.",
     "# TYPE pgherd_process_cpu_seconds_total counter",
     `pgherd_process_cpu_seconds_total ${(cpu.user + cpu.system) / 1e6}`,
   ];
+  const prop = proportionalMemory();
+  if (prop) {
+    out.push(
+      "# HELP pgherd_process_proportional_memory_bytes PSS: resident memory with each shared page divided among the processes that map it.",
+      "# TYPE pgherd_process_proportional_memory_bytes gauge",
+      `pgherd_process_proportional_memory_bytes ${prop.pss}`,
+      "# HELP pgherd_process_unique_memory_bytes USS: resident memory only this process holds.",
+      "# TYPE pgherd_process_unique_memory_bytes gauge",
+      `pgherd_process_unique_memory_bytes ${prop.uss}`,
+    );
+  }
   if (lag) {
     out.push(
       `# HELP pgherd_event_loop_lag_seconds How late a ${LAG_TICK_MS} ms timer fired, over the last ${(LAG_TICK_MS * LAG_WINDOW) / 1000} s.`,

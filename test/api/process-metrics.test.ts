@@ -13,6 +13,11 @@ test("RSS, heap and CPU parse, and a 1 s block of the event loop is in the lag p
   const fams = parseProm(`${processMetricLines().join("\n")}\n`);
   const rss = fams.get("pgherd_process_resident_memory_bytes")!.samples[0]!.value;
   expect(Math.abs(rss - process.memoryUsage.rss())).toBeLessThan(16 * 1024 * 1024);
+  const pss = fams.get("pgherd_process_proportional_memory_bytes")!.samples[0]!.value;
+  const uss = fams.get("pgherd_process_unique_memory_bytes")!.samples[0]!.value;
+  expect(uss).toBeGreaterThan(0);
+  expect(uss).toBeLessThanOrEqual(pss);
+  expect(pss).toBeLessThanOrEqual(rss + 16 * 1024 * 1024);
   expect(fams.get("pgherd_process_cpu_seconds_total")!.samples[0]!.value).toBeGreaterThan(0.05); // the busy loop, on a shared core
   const lag = fams.get("pgherd_event_loop_lag_seconds")!.samples;
   expect(lag.map((s) => s.labels.quantile)).toEqual(["0.5", "0.99", "1"]);
