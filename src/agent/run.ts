@@ -70,7 +70,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
     const at = parseHostPort(c.api.listen);
     if (typeof at === "string") throw new Error(`api.listen: ${at}`);
     const tls = c.api.tls_cert && c.api.tls_key ? { cert: c.api.tls_cert, key: c.api.tls_key } : undefined;
-    return startApi({ host: at.host, port: at.port, source: agent, log: log.withTag("api"), config: c, tls });
+    return startApi({ host: at.host, port: at.port, source: agent, log: log.withTag("api"), config: c, currentConfig: () => reloader.current(), tls });
   };
   api = serveApi(reloader.current());
 

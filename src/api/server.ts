@@ -27,6 +27,8 @@ export interface ApiOptions {
   log: Logger;
   /** The agent's config: api.token for actions, GET /config. Without it actions are refused (403). */
   config?: Config;
+  /** The configuration in force now (after SIGHUP reloads) for GET /config; else `config`. */
+  currentConfig?: () => Config;
   /** PEM files: serve HTTPS instead of HTTP. */
   tls?: { cert: string; key: string };
   /** Dashboard event interval (tests shorten it). */
@@ -92,7 +94,7 @@ export function startApi(opts: ApiOptions): ApiServer {
       case "/patroni": return json(patroniNode(source.status()));
       case "/history": return json(await history());
       case "/clusters": return source.clusters ? json(await source.clusters()) : error(501, "this agent cannot list clusters");
-      case "/config": return opts.config ? json({ ...redactConfig(opts.config), ...(source.dynamicConfig ? { dynamic: source.dynamicConfig() } : {}) }) : error(501, "this agent was started without its configuration");
+      case "/config": return opts.config ? json({ ...redactConfig(opts.currentConfig?.() ?? opts.config), ...(source.dynamicConfig ? { dynamic: source.dynamicConfig() } : {}) }) : error(501, "this agent was started without its configuration");
       case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
       case "/events":
         server.timeout(req, 0); // SSE: Bun's idle timeout would cut the stream after 10 s

@@ -69,10 +69,9 @@ export class ConfigReloader {
     if (now.log.format !== before.log.format && this.h.formatFromConfig) setLogFormat(now.log.format);
     if (now.log.level !== before.log.level) this.h.setLevel(now.log.level);
     setAccessRules(now.access); // the next monitoring round writes pg_hba.conf and reloads PostgreSQL
-    // The API serves GET /config from the config it was started with: restart it on any live change
-    // but [postgres.parameters] (PostgreSQL's managed file takes those; a restart of the API would
-    // cut the `pgherd reload` request that asked for this reload).
-    if (plan.live.some((k) => !k.startsWith("postgres.parameters."))) {
+    // The API restarts only for its own settings (address, token, certificate): GET /config reads the
+    // configuration in force, and a restart would cut the `pgherd reload` request that asked for this.
+    if (plan.live.some((k) => k.startsWith("api."))) {
       try {
         await this.h.restartApi(now);
       } catch (e) {

@@ -42,13 +42,17 @@ test("live keys are applied, restart keys reported and kept at their running val
   expect(log.lines.at(-1)).toBe("warn SIGHUP: applied access, api.listen, log.level; priority changed: it takes effect when the agent restarts");
 });
 
-test("any live change restarts the API (GET /config shows the config in force); no change does not", async () => {
+test("only an [api] change restarts the API (a restart would cut the `pgherd reload` asking); other live keys apply without it", async () => {
   const { r, apis } = setup();
   await r.reload();
   expect(apis).toEqual([]);
   write(`[log]\nlevel = "warn"\n`);
   await r.reload();
-  expect(apis).toEqual(["127.0.0.1:7402"]);
+  expect(r.current().log.level).toBe("warn"); // in force, and what GET /config shows (currentConfig)
+  expect(apis).toEqual([]);
+  write(`[log]\nlevel = "warn"\n[api]\nlisten = "127.0.0.1:7403"\n`);
+  await r.reload();
+  expect(apis).toEqual(["127.0.0.1:7403"]);
 });
 
 test("a broken file changes nothing and says why", async () => {
