@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { readJsonSync, writeJsonDurableSync } from "../store/durable.ts";
 
-export const HistoryEntrySchema = z.strictObject({
+export const HistoryEntrySchema = z.object({
   id: z.string().max(64),
   at: z.string().max(40),
   term: z.number().int().min(0),

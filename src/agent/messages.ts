@@ -10,8 +10,8 @@ import { PgReportSchema } from "../core/report.ts";
 import { ClusterCaSchema } from "../store/cluster-secrets.ts";
 export type { PgReport } from "../core/report.ts";
 
-const DynVersion = z.strictObject({ version: z.number().int().min(1), term: z.number().int().min(0) });
-const StateMsg = z.strictObject({
+const DynVersion = z.object({ version: z.number().int().min(1), term: z.number().int().min(0) });
+const StateMsg = z.object({
   t: z.literal("state"), role: z.enum(["database", "witness"]), pg: PgReportSchema.nullable(),
   /** Set by the leader only: maintenance mode, adopted by every follower. */
   paused: z.boolean().optional(),
@@ -22,7 +22,7 @@ const StateMsg = z.strictObject({
 });
 
 /** From the leader only: the cluster's identity and role passwords (the mesh is encrypted). */
-const SecretsMsg = z.strictObject({
+const SecretsMsg = z.object({
   t: z.literal("secrets"),
   systemId: z.string().regex(/^\d{1,20}$/).nullable(),
   replPassword: z.string().min(16).max(200),
@@ -31,30 +31,30 @@ const SecretsMsg = z.strictObject({
 });
 
 /** `cluster ls` on any host shows the leader's view: asked for over the mesh. */
-const ViewReq = z.strictObject({ t: z.literal("view-req"), id: z.number().int().min(0) });
-const ViewResp = z.strictObject({ t: z.literal("view"), id: z.number().int().min(0), view: ClusterViewSchema });
+const ViewReq = z.object({ t: z.literal("view-req"), id: z.number().int().min(0) });
+const ViewResp = z.object({ t: z.literal("view"), id: z.number().int().min(0), view: ClusterViewSchema });
 
 /** An action (switchover, pause…) forwarded to the leader, and its answer. */
-const ActionMsg = z.strictObject({ t: z.literal("action"), id: z.number().int().min(0), req: ActionRequestSchema });
-const ActionResp = z.strictObject({
+const ActionMsg = z.object({ t: z.literal("action"), id: z.number().int().min(0), req: ActionRequestSchema });
+const ActionResp = z.object({
   t: z.literal("action-resp"), id: z.number().int().min(0),
-  result: z.strictObject({ status: z.number().int(), ok: z.boolean(), message: z.string().max(2000) }),
+  result: z.object({ status: z.number().int(), ok: z.boolean(), message: z.string().max(2000) }),
 });
-const HistoryMsg = z.strictObject({ t: z.literal("history"), entries: z.array(HistoryEntrySchema).max(1000) });
+const HistoryMsg = z.object({ t: z.literal("history"), entries: z.array(HistoryEntrySchema).max(1000) });
 /** `pgherd failover --to` this node: campaign now. */
-const CampaignMsg = z.strictObject({ t: z.literal("campaign-now"), reason: z.string().max(200), force: z.boolean().optional() });
+const CampaignMsg = z.object({ t: z.literal("campaign-now"), reason: z.string().max(200), force: z.boolean().optional() });
 /** Leader → switchover target: you will be handed leadership; promote as soon as you lead. */
-const HandoverMsg = z.strictObject({ t: z.literal("handover"), from: z.string().max(64), final: PositionSchema.optional(), id: z.number().int().min(0).optional() });
+const HandoverMsg = z.object({ t: z.literal("handover"), from: z.string().max(64), final: PositionSchema.optional(), id: z.number().int().min(0).optional() });
 /** Target → leader: it holds the old primary's final WAL and reports that position in its votes. */
-const HandoverReady = z.strictObject({ t: z.literal("handover-ready"), pos: PositionSchema.nullable(), id: z.number().int().min(0).optional() });
+const HandoverReady = z.object({ t: z.literal("handover-ready"), pos: PositionSchema.nullable(), id: z.number().int().min(0).optional() });
 
 /** The cluster-wide configuration (src/agent/dynamic-config.ts): asked for, sent (the document is checked
  *  with its own schema on receipt, so a bad one is named in the log), stored. */
-const ConfigReq = z.strictObject({ t: z.literal("config-req") });
+const ConfigReq = z.object({ t: z.literal("config-req") });
 /** Every node, every second: the version it stores (its own message: a node of an earlier version drops it, not its state messages). */
-const ConfigVersion = z.strictObject({ t: z.literal("config-version"), ...DynVersion.shape });
-const ConfigDoc = z.strictObject({ t: z.literal("config-doc"), doc: z.unknown() });
-const ConfigAck = z.strictObject({ t: z.literal("config-ack"), ...DynVersion.shape });
+const ConfigVersion = z.object({ t: z.literal("config-version"), ...DynVersion.shape });
+const ConfigDoc = z.object({ t: z.literal("config-doc"), doc: z.unknown() });
+const ConfigAck = z.object({ t: z.literal("config-ack"), ...DynVersion.shape });
 
 export const AgentMsgSchema = z.union([ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady, ConfigReq, ConfigVersion, ConfigDoc, ConfigAck]);
 export type AgentMsg = z.infer<typeof AgentMsgSchema>;

@@ -21,7 +21,7 @@ export interface MemberInput {
 /** stuck, disk-full, cannot-write: the server runs but cannot do its work (the member's health says why). */
 export type MemberState = "running" | "streaming" | "starting" | "cloning" | "stopped" | "unreachable" | "stuck" | "disk-full" | "cannot-write";
 
-export const MemberRowSchema = z.strictObject({
+export const MemberRowSchema = z.object({
   id: z.string().max(64),
   name: z.string().max(64),
   host: z.string().max(300),
@@ -51,7 +51,7 @@ export const MemberRowSchema = z.strictObject({
 export type MemberRow = z.infer<typeof MemberRowSchema>;
 
 /** A switchover the leader stores and runs at `at` (only while it holds a valid lease). */
-export const ScheduledSwitchoverSchema = z.strictObject({
+export const ScheduledSwitchoverSchema = z.object({
   /** When to run it (ISO 8601 with offset). */
   at: z.iso.datetime({ offset: true }).max(40),
   /** Target member name; null = the most caught-up standby at that time. */
@@ -61,7 +61,7 @@ export const ScheduledSwitchoverSchema = z.strictObject({
 });
 export type ScheduledSwitchover = z.infer<typeof ScheduledSwitchoverSchema>;
 
-export const ClusterViewSchema = z.strictObject({
+export const ClusterViewSchema = z.object({
   cluster: z.string().max(64),
   leader: z.string().max(64).nullable(),
   leaderName: z.string().max(64).nullable(),

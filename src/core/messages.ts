@@ -20,14 +20,14 @@ const nodeId = NodeIdSchema;
 const term = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const ms = z.number().finite();
 
-export const PositionSchema = z.strictObject({
+export const PositionSchema = z.object({
   timeline: z.number().int().min(0).max(0xffffffff),
   lsn: z.string().max(17).refine(isLsn, "not an LSN"),
 });
 
-export const MembershipVersionSchema = z.strictObject({ term: z.number().int().min(-1), index: z.number().int().min(-1) });
+export const MembershipVersionSchema = z.object({ term: z.number().int().min(-1), index: z.number().int().min(-1) });
 
-export const MembershipSchema = z.strictObject({
+export const MembershipSchema = z.object({
   term,
   index: z.number().int().min(0),
   voters: z.array(nodeId).min(1).max(64),
@@ -45,7 +45,7 @@ export type Membership = z.infer<typeof MembershipSchema>;
  * durability). block: none known (the primary acknowledged writes without enough synchronous
  * standbys): no automatic failover. floor: a candidate must be at or beyond it.
  */
-export const GuardSchema = z.strictObject({
+export const GuardSchema = z.object({
   /** Term of the leader that set it: a later leader's guard supersedes an earlier one. */
   term: z.number().int().min(0).optional(),
   seq: z.number().int().min(0),
@@ -58,13 +58,13 @@ export type Guard = z.infer<typeof GuardSchema>;
 export type MembershipVersion = z.infer<typeof MembershipVersionSchema>;
 
 export const ElectionMsgSchema = z.discriminatedUnion("t", [
-  z.strictObject({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
-  z.strictObject({ t: z.literal("prevote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
-  z.strictObject({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
-  z.strictObject({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
-  z.strictObject({ t: z.literal("hb"), term, seq: ms, left: ms.min(0).optional(), membership: MembershipSchema, pos: PositionSchema, guard: GuardSchema.optional() }),
-  z.strictObject({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema, guardSeq: z.number().int().min(0).optional() }),
-  z.strictObject({ t: z.literal("resign"), term, transferTo: nodeId.optional() }),
+  z.object({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
+  z.object({ t: z.literal("prevote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
+  z.object({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
+  z.object({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
+  z.object({ t: z.literal("hb"), term, seq: ms, left: ms.min(0).optional(), membership: MembershipSchema, pos: PositionSchema, guard: GuardSchema.optional() }),
+  z.object({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema, guardSeq: z.number().int().min(0).optional() }),
+  z.object({ t: z.literal("resign"), term, transferTo: nodeId.optional() }),
 ]);
 
 export type ElectionMsg = z.infer<typeof ElectionMsgSchema>;

@@ -7,7 +7,7 @@ const lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
 const text = (n: number) => z.string().max(n);
 
 /** Progress of the last `pgherd rejoin` on this node (absent until one was requested). */
-export const RejoinProgressSchema = z.strictObject({
+export const RejoinProgressSchema = z.object({
   /** Counts the requests this agent took since it started. */
   seq: z.number().int().min(1),
   state: z.enum(["requested", "rewinding", "cloning", "starting", "streaming", "failed"]),
@@ -17,18 +17,18 @@ export const RejoinProgressSchema = z.strictObject({
 });
 export type RejoinProgress = z.infer<typeof RejoinProgressSchema>;
 
-export const HealthSchema = z.strictObject({
+export const HealthSchema = z.object({
   state: z.enum(["ok", "busy", "stuck", "disk-full", "cannot-write", "unknown"]),
   reason: text(300),
   /** ISO time since which the state holds (null: not watched). */
   since: z.iso.datetime().nullable(),
-  disks: z.array(z.strictObject({ what: z.enum(["data", "pg_wal"]), path: text(300), sizeBytes: z.number().min(0), availBytes: z.number().min(0) })).max(2),
+  disks: z.array(z.object({ what: z.enum(["data", "pg_wal"]), path: text(300), sizeBytes: z.number().min(0), availBytes: z.number().min(0) })).max(2),
   /** A file system of the data directory or pg_wal running out of space (null: enough left). */
   diskWarning: text(300).nullable(),
 });
 
 /** One node's PostgreSQL as its agent saw it in its last monitoring round. */
-export const PgReportSchema = z.strictObject({
+export const PgReportSchema = z.object({
   port: z.number().int().min(0).max(65535),
   data: z.enum(["empty", "present", "foreign", "unknown"]),
   systemId: z.string().regex(/^\d{1,20}$/).nullable(),
@@ -40,7 +40,7 @@ export const PgReportSchema = z.strictObject({
   replayLsn: lsn.nullable(),
   upstream: text(300).nullable(),
   streaming: z.boolean(),
-  replication: z.array(z.strictObject({
+  replication: z.array(z.object({
     name: text(64), clientAddr: text(64).nullable(), state: text(32), syncState: text(16).optional(),
     lagBytes: z.number().nullable(), replayLagSeconds: z.number().nullable(),
   })).max(256),
@@ -48,7 +48,7 @@ export const PgReportSchema = z.strictObject({
   /** WAL each slot holds back on this primary (bytes). */
   slotBytes: z.record(text(63), z.number()).optional(),
   /** Permanent slots on this primary (src/slots): where each resumes; logical ones on PostgreSQL < 17 carry their state file (base64) for standbys to copy. */
-  permanent: z.array(z.strictObject({ name: text(63), type: z.enum(["physical", "logical"]), lsn: lsn.nullable(), restartLsn: lsn.nullable().optional(), state: z.string().max(4096).regex(/^[A-Za-z0-9+/=]*$/).optional() })).max(64).optional(),
+  permanent: z.array(z.object({ name: text(63), type: z.enum(["physical", "logical"]), lsn: lsn.nullable(), restartLsn: lsn.nullable().optional(), state: z.string().max(4096).regex(/^[A-Za-z0-9+/=]*$/).optional() })).max(64).optional(),
   action: text(64),
   /** On a primary: what a commit acknowledgement currently promises. */
   guarantee: text(300).optional(),

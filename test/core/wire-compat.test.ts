@@ -1,0 +1,37 @@
+// Agents of two builds talk during a rolling upgrade (docs/upgrade.md): a field a newer peer adds is
+// ignored (dropped before use), while a field this build needs is still required and checked.
+import { expect, test } from "bun:test";
+import { AgentMsgSchema } from "../../src/agent/messages.ts";
+import { ElectionMsgSchema } from "../../src/core/messages.ts";
+import { ClusterViewSchema } from "../../src/core/cluster-view.ts";
+
+const hb = {
+  t: "hb", term: 3, seq: 10, left: 1200,
+  membership: { term: 1, index: 1, voters: ["aaaaaaaaaaaaaaa1"] },
+  pos: { timeline: 1, lsn: "0/3000148" },
+};
+
+test("a heartbeat with a field this build does not know is accepted without it; a missing or bad field is refused", () => {
+  const base = ElectionMsgSchema.safeParse(hb);
+  if (!base.success) throw new Error(`fixture: ${base.error.message}`);
+  const newer = ElectionMsgSchema.safeParse({ ...hb, future: { anything: 1 }, pos: { ...hb.pos, future: true } });
+  expect(newer.success).toBe(true);
+  expect(newer.data).toEqual(base.data);
+  expect("future" in (newer.data as object)).toBe(false);
+  const { pos: _pos, ...noPos } = hb;
+  expect(ElectionMsgSchema.safeParse(noPos).success).toBe(false);
+  expect(ElectionMsgSchema.safeParse({ ...hb, term: -1 }).success).toBe(false);
+  expect(AgentMsgSchema.safeParse({ ...hb, future: 1 }).success).toBe(true);
+});
+
+test("a cluster view with a member field this build does not know is accepted without it", () => {
+  const view = {
+    cluster: "c", leader: null, leaderName: null, term: 1, primary: null,
+    members: [{ id: "aaaaaaaaaaaaaaa1", name: "n1", host: "10.0.0.1", port: 5432, role: "primary", state: "running", leader: false, voter: true, timeline: 1, lsn: "0/1", lagBytes: null, lagSeconds: null, note: "", error: null }],
+  };
+  const base = ClusterViewSchema.safeParse(view);
+  if (!base.success) throw new Error(`fixture: ${base.error.message}`);
+  const newer = ClusterViewSchema.parse({ ...view, later: 1, members: [{ ...view.members[0], later: "x" }] });
+  expect(newer).toEqual(base.data);
+  expect(ClusterViewSchema.safeParse({ ...view, members: [{ ...view.members[0], role: "boss" }] }).success).toBe(false);
+});
