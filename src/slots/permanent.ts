@@ -4,9 +4,9 @@
 // Primary: creates the missing ones (a logical one through a connection to its database; on
 // PostgreSQL ≥ 17 with failover = true), warns before max_slot_wal_keep_size invalidates one, and
 // reports where each resumes. Standbys, PostgreSQL ≥ 17: the server's own slot synchronization
-// (sync_replication_slots, see walSettings) keeps the failover slots. Standbys, older versions:
-// copies, moved forward to the primary's reported position with pg_replication_slot_advance
-// (physical: created here; logical: the primary's slot state file copied into pg_replslot, loaded
+// (sync_replication_slots, see walSettings) keeps the logical (failover) slots. Standbys, physical
+// slots on every version and logical ones before 17: copies, moved forward to the primary's
+// reported position with pg_replication_slot_advance (physical: created here; logical: the primary's slot state file copied into pg_replslot, loaded
 // by a restart of the standby, as logical slots cannot be created on a standby before 16). A copy
 // lags the primary by up to one round, so after a failover a consumer may get again what it had
 // already confirmed during that round (docs/backup.md).
@@ -65,7 +65,8 @@ export class PermanentSlots {
     else {
       this.report = [];
       for (const name of plan.adopt) await this.record.add(name);
-      if (major < FAILOVER_SLOTS_MAJOR) await this.copies(want, have);
+      // PostgreSQL ≥ 17 synchronizes logical (failover) slots itself, never physical ones: those are copied here on every version.
+      await this.copies(major < FAILOVER_SLOTS_MAJOR ? want : want.filter((w) => w.type === "physical"), have);
     }
   }
 
