@@ -6,10 +6,11 @@
 // reports where each resumes. Standbys, PostgreSQL ≥ 17: the server's own slot synchronization
 // (sync_replication_slots, see walSettings) keeps the logical (failover) slots. Standbys, physical
 // slots on every version and logical ones before 17: copies, moved forward to the primary's
-// reported position with pg_replication_slot_advance (physical: created here; logical: the primary's slot state file copied into pg_replslot, loaded
-// by a restart of the standby, as logical slots cannot be created on a standby before 16). A copy
-// lags the primary by up to one round, so after a failover a consumer may get again what it had
-// already confirmed during that round (docs/backup.md).
+// reported position with pg_replication_slot_advance (physical: created here; logical: the
+// primary's slot state file copied into pg_replslot, loaded by a restart of the standby, as logical
+// slots cannot be created on a standby before 16). A copy lags the primary by up to one round, so
+// after a failover a consumer may get again what it had already confirmed during that round
+// (docs/backup.md).
 //
 // A slot pgherd made (record.ts) and the config no longer lists is dropped on every node once its
 // agent runs with that config (plan.ts); an operator's own slots are never touched.
