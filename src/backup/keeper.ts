@@ -3,7 +3,8 @@
 // background, so a long backup never holds the monitoring loop.
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
-import { stanzaInfo, takeBackup, type BackupType } from "./backups.ts";
+import { stanzaInfo, takeBackup } from "./backups.ts";
+import { dueBackup, lastBackups } from "./schedule.ts";
 import { backrest, backrestPaths, type BackrestPaths } from "./pgbackrest.ts";
 
 const RETRY_MS = 60_000;
@@ -15,8 +16,8 @@ export class ArchiveKeeper {
   private retryAt = 0;
   private running: Promise<void> | null = null;
   private infoAt = 0;
-  private lastFull = 0;
-  private lastAny = 0;
+  private last = { lastFullMs: 0, lastAnyMs: 0 };
+  private wasPrimary = false;
 
   constructor(private readonly cfg: Config, private readonly log: Logger, private readonly now: () => number = Date.now) {
     this.p = cfg.backup.tool === "pgbackrest" ? backrestPaths(cfg) : null;
@@ -29,6 +30,12 @@ export class ArchiveKeeper {
   /** On the primary, once its server answers: stanza, then the schedule. */
   async maintain(primary: boolean, systemId: string): Promise<void> {
     const p = this.p;
+    // A node that becomes primary again reads the repository anew (another primary backed up meanwhile).
+    if (!primary) this.wasPrimary = false;
+    else if (!this.wasPrimary) {
+      this.wasPrimary = true;
+      this.infoAt = 0;
+    }
     if (!p || !primary || this.now() < this.retryAt) return;
     if (this.stanzaFor !== systemId) {
       try {
@@ -44,22 +51,19 @@ export class ArchiveKeeper {
     await this.schedule(p);
   }
 
+  /**
+   * The repository's last backups are read at most once a minute to see when one is due, and
+   * again just before one starts (another primary may have taken it since: never twice).
+   */
   private async schedule(p: BackrestPaths): Promise<void> {
     const { full_every_hours: full, incr_every_hours: incr } = this.cfg.backup;
     if ((full === 0 && incr === 0) || this.running) return;
-    if (this.now() - this.infoAt >= INFO_EVERY_MS) {
-      this.infoAt = this.now();
-      const info = await stanzaInfo(p, this.run(30_000)).catch((e: Error) => {
-        this.log.warn(`pgbackrest info: ${e.message}`);
-        return null;
-      });
-      if (!info) return;
-      this.lastFull = Math.max(0, ...info.backups.filter((b) => b.type === "full").map((b) => b.stop * 1000));
-      this.lastAny = Math.max(0, ...info.backups.map((b) => b.stop * 1000));
-    }
     const hour = 3600_000;
-    const type: BackupType | null = full > 0 && this.now() - this.lastFull >= full * hour ? "full"
-      : incr > 0 && this.lastFull > 0 && this.now() - this.lastAny >= incr * hour ? "incr" : null;
+    const due = () => dueBackup({ now: this.now(), fullEveryMs: full * hour, incrEveryMs: incr * hour, ...this.last });
+    if (this.now() - this.infoAt >= INFO_EVERY_MS && !(await this.readInfo(p))) return;
+    if (!due()) return;
+    if (!(await this.readInfo(p))) return;
+    const type = due();
     if (!type) return;
     this.log.info(`scheduled ${type} backup starting`);
     this.running = takeBackup(p, this.run(24 * hour), type)
@@ -72,5 +76,15 @@ export class ArchiveKeeper {
         this.running = null;
         this.infoAt = 0;
       });
+  }
+
+  private async readInfo(p: BackrestPaths): Promise<boolean> {
+    this.infoAt = this.now();
+    const info = await stanzaInfo(p, this.run(30_000)).catch((e: Error) => {
+      this.log.warn(`pgbackrest info: ${e.message}`);
+      return null;
+    });
+    if (info) this.last = lastBackups(info.backups);
+    return info !== null;
   }
 }

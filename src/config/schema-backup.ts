@@ -7,6 +7,10 @@ import { absPath } from "./pg-values.ts";
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
 
+/** Hours between scheduled backups: 0 (none), or from 0.01 (36 s) to a year. */
+const every = () => z.number("must be a number of hours").min(0, "must be 0 or more").max(24 * 366, `must be at most ${24 * 366}`)
+  .refine((h) => h === 0 || h >= 0.01, "must be 0 (no schedule) or at least 0.01 (36 s)").default(0);
+
 export const backupSection = z
   .strictObject({
     /** "none": archiving is the operator's business. "pgbackrest": pgherd configures archiving on every node. */
@@ -19,10 +23,10 @@ export const backupSection = z
     clone_from: z.enum(["backup", "primary"], 'must be "backup" or "primary"').default("backup"),
     /** Full backups the repository keeps (older ones expire with the WAL only they need). */
     retention_full: intIn(1, 1000).default(2),
-    /** The leader runs a full backup this often (0 = only `pgherd backup`). */
-    full_every_hours: intIn(0, 24 * 366).default(0),
-    /** ... and an incremental one this often in between (0 = none). */
-    incr_every_hours: intIn(0, 24 * 366).default(0),
+    /** The primary takes a full backup when the newest full one is this old (0 = only `pgherd backup`; fractions allowed: 0.5 = 30 min). */
+    full_every_hours: every(),
+    /** ... and an incremental one when the newest backup is this old (0 = none). */
+    incr_every_hours: every(),
   });
 
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;

@@ -4,12 +4,16 @@
 // Primary: creates the missing ones (a logical one through a connection to its database; on
 // PostgreSQL ≥ 17 with failover = true), warns before max_slot_wal_keep_size invalidates one, and
 // reports where each resumes. Standbys, PostgreSQL ≥ 17: the server's own slot synchronization
-// (sync_replication_slots, see walSettings) keeps the failover slots. Standbys, older versions:
-// copies, moved forward to the primary's reported position with pg_replication_slot_advance
-// (physical: created here; logical: the primary's slot state file copied into pg_replslot, loaded
-// by a restart of the standby, as logical slots cannot be created on a standby before 16). A copy
-// lags the primary by up to one round, so after a failover a consumer may get again what it had
-// already confirmed during that round (docs/backup.md).
+// (sync_replication_slots, see walSettings) keeps the logical (failover) slots. Standbys, physical
+// slots on every version and logical ones before 17: copies, moved forward to the primary's
+// reported position with pg_replication_slot_advance (physical: created here; logical: the
+// primary's slot state file copied into pg_replslot, loaded by a restart of the standby, as logical
+// slots cannot be created on a standby before 16). A copy lags the primary by up to one round, so
+// after a failover a consumer may get again what it had already confirmed during that round
+// (docs/backup.md).
+//
+// A slot pgherd made (record.ts) and the config no longer lists is dropped on every node once its
+// agent runs with that config (plan.ts); an operator's own slots are never touched.
 import { constants as C } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
@@ -18,9 +22,11 @@ import type { PgReport } from "../core/report.ts";
 import type { Logger } from "../log.ts";
 import { SafeDir, type Owner } from "../postgres/fsutil.ts";
 import { lsnCompare, lsnToBigInt } from "../postgres/lsn.ts";
-import { advanceSlot, createLogicalSlot, ensureSlot, listAnySlots, oldestWalSegment, readSlotState, type AnySlot } from "../postgres/slots.ts";
-import { openDb, type Db } from "../postgres/sql.ts";
+import { advanceSlot, createLogicalSlot, dropSlot, ensureSlot, listAnySlots, oldestWalSegment, readSlotState, type AnySlot } from "../postgres/slots.ts";
+import { openDb, sqlState, type Db } from "../postgres/sql.ts";
 import { lookupOsUser } from "../postgres/users.ts";
+import { planPermanentSlots, type SlotPlan } from "./plan.ts";
+import { SlotRecord } from "./record.ts";
 
 /** First PostgreSQL major version with failover slots synchronized by the server. */
 export const FAILOVER_SLOTS_MAJOR = 17;
@@ -28,7 +34,7 @@ export const FAILOVER_SLOTS_MAJOR = 17;
 export type PermanentReport = NonNullable<PgReport["permanent"]>[number];
 
 export interface SlotHost {
-  readonly cfg: { slots: { permanent: readonly PermanentSlot[] }; postgres: { port: number; superuser: string; os_user: string } };
+  readonly cfg: { state_dir: string; slots: { permanent: readonly PermanentSlot[] }; postgres: { port: number; superuser: string; os_user: string } };
   readonly socketDir: string;
   readonly node: { dataDir: string };
   readonly log: Logger;
@@ -42,19 +48,51 @@ export class PermanentSlots {
   /** What this primary reports (empty on a standby). */
   report: PermanentReport[] = [];
   private readonly said = new Map<string, string>();
+  private readonly record: SlotRecord;
 
-  constructor(private readonly h: SlotHost) {}
+  constructor(private readonly h: SlotHost) {
+    this.record = new SlotRecord(h.cfg.state_dir);
+  }
 
   async maintain(primary: boolean): Promise<void> {
     const want = this.h.cfg.slots.permanent;
-    if (want.length === 0) return;
+    const managed = await this.record.load();
+    if (want.length === 0 && managed.size === 0) return;
     const { major, slots } = await listAnySlots(this.h.localDb());
+    const plan = planPermanentSlots({ want, have: slots, managed, primary, serverSync: !primary && major >= FAILOVER_SLOTS_MAJOR });
+    await this.dropRemoved(plan);
     const have = new Map(slots.map((s) => [s.name, s]));
-    if (primary) await this.onPrimary(major, want, have);
+    if (primary) await this.onPrimary(major, want, have, plan);
     else {
       this.report = [];
-      if (major < FAILOVER_SLOTS_MAJOR) await this.copies(want, have);
+      for (const name of plan.adopt) await this.record.add(name);
+      // PostgreSQL ≥ 17 synchronizes logical (failover) slots itself, never physical ones: those are copied here on every version.
+      await this.copies(major < FAILOVER_SLOTS_MAJOR ? want : want.filter((w) => w.type === "physical"), have);
     }
+  }
+
+  /**
+   * Slots pgherd made here that left the config: dropped, so they no longer hold WAL. One a
+   * consumer is connected to cannot be dropped; the consumer is not cut off: retried every round.
+   */
+  private async dropRemoved(plan: SlotPlan): Promise<void> {
+    const gone = [...plan.forget];
+    const busy = [...plan.busy];
+    for (const name of plan.drop) {
+      try {
+        await dropSlot(this.h.localDb(), name);
+        this.h.log.warn(`dropped permanent slot ${name}: it was removed from [[slots.permanent]] (pgherd created it on this node)`);
+        this.said.delete(name);
+        gone.push(name);
+      } catch (e) {
+        if (sqlState(e) === "55006") busy.push(name); // a consumer connected since the slot was listed
+        else this.once(name, "error", `permanent slot ${name} was removed from [[slots.permanent]] but cannot be dropped (retried every round): ${(e as Error).message}`);
+      }
+    }
+    for (const name of busy) {
+      this.once(name, "warn", `permanent slot ${name} was removed from [[slots.permanent]] but a consumer is connected to it: not dropped while it is in use (it keeps holding WAL); retried every round until the consumer disconnects`);
+    }
+    if (gone.length) await this.record.remove(gone);
   }
 
   /** Log `text` once per slot until it changes. */
@@ -64,19 +102,17 @@ export class PermanentSlots {
     this.h.log[level](text);
   }
 
-  private async onPrimary(major: number, want: readonly PermanentSlot[], have: Map<string, AnySlot>): Promise<void> {
+  private async onPrimary(major: number, want: readonly PermanentSlot[], have: Map<string, AnySlot>, plan: SlotPlan): Promise<void> {
     const h = this.h;
+    for (const w of plan.create) await this.create(w, major);
+    for (const w of plan.conflict) {
+      const s = have.get(w.name)!;
+      this.once(w.name, "error", `permanent slot ${w.name}: a ${s.type} slot (${s.plugin ?? "-"}, ${s.database ?? "-"}) of that name exists, not the configured one: left alone (drop it to let pgherd create it)`);
+    }
     const report: PermanentReport[] = [];
     for (const w of want) {
       const s = have.get(w.name);
-      if (!s) {
-        await this.create(w, major);
-        continue;
-      }
-      if (s.type !== w.type || (w.type === "logical" && (s.plugin !== w.plugin || s.database !== w.database))) {
-        this.once(w.name, "error", `permanent slot ${w.name}: a ${s.type} slot (${s.plugin ?? "-"}, ${s.database ?? "-"}) of that name exists, not the configured one: left alone (drop it to let pgherd create it)`);
-        continue;
-      }
+      if (!s || plan.conflict.includes(w)) continue;
       if (s.walStatus === "lost") this.once(w.name, "error", `permanent slot ${w.name} was invalidated (its WAL exceeded max_slot_wal_keep_size): its consumer must start over`);
       else if (s.walStatus === "unreserved") this.once(w.name, "warn", `permanent slot ${w.name} holds more WAL than max_slot_wal_keep_size allows: it is invalidated at the next checkpoint unless its consumer catches up`);
       else if (s.safeWalSize !== null && s.safeWalSize < 64 * 1024 * 1024) this.once(w.name, "warn", `permanent slot ${w.name}: ${s.safeWalSize} bytes of WAL left before max_slot_wal_keep_size invalidates it`);
@@ -89,8 +125,10 @@ export class PermanentSlots {
     this.report = report;
   }
 
+  /** Recorded first: a crash after the creation must not leave a slot pgherd made but does not know. */
   private async create(w: PermanentSlot, major: number): Promise<void> {
     const h = this.h;
+    await this.record.add(w.name);
     if (w.type === "physical") {
       await ensureSlot(h.localDb(), w.name);
     } else {
@@ -116,9 +154,11 @@ export class PermanentSlots {
       const local = have.get(p.name);
       if (!local) {
         if (p.type === "physical") {
+          await this.record.add(p.name);
           await ensureSlot(h.localDb(), p.name);
           h.log.info(`permanent slot ${p.name}: copy created on this standby`);
         } else if (p.state && (await this.haveWalFrom(p.name, p.restartLsn ?? null))) {
+          await this.record.add(p.name);
           await this.writeState(p.name, Buffer.from(p.state, "base64"));
           restart = true;
         }

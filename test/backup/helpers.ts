@@ -2,8 +2,9 @@
 // scratch directory (the namespace hosts share a filesystem, as nodes share an NFS repository),
 // pgbackrest run as a node's OS user with the config its agent wrote, and the archive continuity
 // check (every WAL segment along the current timeline's history is in the repository).
-import { chownSync, mkdirSync, readdirSync } from "node:fs";
+import { chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { parse, stringify } from "smol-toml";
 import { BINARY } from "../../scripts/build.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { PgCluster, type ClusterNode, type Healthy } from "../helpers/cluster.ts";
@@ -18,7 +19,17 @@ export interface BackupFixture { c: PgCluster; healthy: Healthy; cfg: Config; bo
 
 /** The [backup]/[slots] keys of every node of a backup cluster (also a node added later). */
 export function backupExtra(repo: string, more: Record<string, unknown> = {}): Record<string, unknown> {
-  return { api: { token: API_TOKEN }, election: { auto_join: true }, backup: { tool: "pgbackrest", repo_path: repo }, ...more };
+  const { backup, ...rest } = more as { backup?: Record<string, unknown> };
+  return { api: { token: API_TOKEN }, election: { auto_join: true }, backup: { tool: "pgbackrest", repo_path: repo, ...backup }, ...rest };
+}
+
+/** Edits a node's pgherd.toml and restarts its agent (PostgreSQL keeps running), so the edit takes effect. */
+export async function restartWithConfig(n: ClusterNode, edit: (cfg: Record<string, unknown>) => void): Promise<void> {
+  const cfg = parse(readFileSync(n.configPath, "utf8")) as Record<string, unknown>;
+  edit(cfg);
+  writeFileSync(n.configPath, `${stringify(cfg)}\n`); // the file stays the agent's (owner and mode kept)
+  await n.stopAgent();
+  await n.start();
 }
 
 export async function startBackupCluster(test: string, tag: string, o: { extra?: Record<string, unknown>; postgres?: Record<string, string | number | boolean> } = {}): Promise<BackupFixture> {

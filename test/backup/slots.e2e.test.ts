@@ -16,7 +16,7 @@ import { PG_OS_USER, pgBins } from "../helpers/pg.ts";
 import { waitFor, type Proc } from "../helpers/proc.ts";
 import { API_TOKEN, faultRound, waitReplicating, Writer } from "../helpers/writer.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
-import { pgherdCli, segmentGaps, segmentsInDir } from "./helpers.ts";
+import { pgherdCli, restartWithConfig, segmentGaps, segmentsInDir } from "./helpers.ts";
 
 const SLOTS = [
   { name: "cdc", type: "logical", plugin: "test_decoding", database: "postgres" },
@@ -138,4 +138,54 @@ describeCluster("permanent slots: pg_recvlogical and pg_receivewal across failov
       await stopConsumers();
     }
   }), 400_000);
+
+  test("a slot removed from the config is dropped on every node and its WAL released; one a consumer holds only once the consumer goes; an operator's slot stays", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    const file = join(fx.dir, "cdc-removed.txt");
+    const consumer = h.primary.host.spawn([tool("pg_recvlogical"), "-h", h.primary.socketDir, "-p", "5432", "-U", "postgres", "-d", "postgres", "-S", "cdc", "--start", "-f", file, "-s", "1", "--no-loop"], { user: PG_OS_USER, logFile: `${file}.log` });
+    consumers.push(consumer);
+    const slotsOn = async (n: ClusterNode) => (await n.query("select slot_name from pg_replication_slots where slot_name in ('cdc', 'recv', 'handmade') order by 1")).map((r) => String(r.slot_name));
+    try {
+      await waitFor(async () => (await h.primary.query("select active from pg_replication_slots where slot_name = 'cdc'")).at(0)?.active === true, { timeoutMs: 20_000, what: "pg_recvlogical on cdc" });
+      // A logical slot is copied once its consumer moved it past the WAL the standbys were cloned with.
+      await h.primary.query("insert into failover_w (id, node) values (999999997, 'marker')");
+      for (const n of fx.c.nodes) {
+        await waitFor(async () => (await slotsOn(n)).join() === "cdc,recv", { timeoutMs: 60_000, what: `${n.name}: both permanent slots (copies on a standby)` });
+        // The operator's own slot, made by hand on every node (reserving no WAL).
+        await n.query("select pg_create_physical_replication_slot('handmade')");
+      }
+      const [held] = await h.primary.query("select pg_walfile_name(min(restart_lsn)) as f from pg_replication_slots where slot_name in ('cdc', 'recv')");
+      const need = String(held!.f);
+      // That segment's file may carry an older timeline than the primary's (after a failover): match log and segment only.
+      const inPgWal = async () => (await h.primary.query(`select 1 from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$' and substr(name, 9) = '${need.slice(8)}'`)).length > 0;
+      await h.primary.query("select pg_switch_wal()");
+      await h.primary.query("checkpoint");
+      expect(await inPgWal()).toBe(true); // held by the slots: a checkpoint keeps it
+      const marks = fx.c.nodes.map((n) => n.mark());
+      // Both slots leave the config; [[slots.permanent]] takes effect when an agent restarts.
+      for (const n of [...h.standbys, h.primary]) await restartWithConfig(n, (cfg) => delete (cfg.slots as Record<string, unknown>).permanent);
+      await waitReplicating(fx.c, 60_000);
+      for (const n of h.standbys) await waitFor(async () => (await slotsOn(n)).join() === "handmade", { timeoutMs: 30_000, what: `${n.name}: its copies dropped, handmade kept` });
+      await waitFor(async () => (await slotsOn(h.primary)).join() === "cdc,handmade", { timeoutMs: 30_000, what: `${h.primary.name}: recv dropped, cdc (in use) and handmade kept` });
+      const pi = fx.c.nodes.indexOf(h.primary);
+      await waitFor(() => h.primary.lines(/permanent slot cdc was removed .* a consumer is connected to it/, marks[pi]).length === 1, { timeoutMs: 10_000, what: "the primary's log to say why cdc stays" });
+      expect((await slotsOn(h.primary)).join()).toBe("cdc,handmade"); // still there a few rounds later
+      consumer.kill("SIGTERM");
+      await consumer.waitExit(10_000);
+      await waitFor(async () => (await slotsOn(h.primary)).join() === "handmade", { timeoutMs: 30_000, what: `${h.primary.name}: cdc dropped once its consumer left` });
+      for (const n of fx.c.nodes) expect(await slotsOn(n)).toEqual(["handmade"]);
+      expect(h.primary.lines(/dropped permanent slot (cdc|recv)/, marks[pi]).length).toBe(2);
+      // The WAL those slots held goes at the next checkpoints.
+      let rounds = 0;
+      await waitFor(async () => {
+        rounds++;
+        await h.primary.query("select pg_switch_wal()");
+        await h.primary.query("checkpoint");
+        return !(await inPgWal());
+      }, { timeoutMs: 30_000, intervalMs: 200, what: `the primary to remove ${need}, the oldest segment the removed slots held` });
+      console.log(`removed slots: dropped on ${fx.c.nodes.length} nodes; ${need} (held by them) recycled after ${rounds} segment switches; handmade kept everywhere`);
+    } finally {
+      await stopConsumers();
+    }
+  }), 120_000);
 });

@@ -1,0 +1,72 @@
+// Scheduled backups ([backup] full_every_hours / incr_every_hours): three namespace hosts archiving
+// to one pgBackRest repository with a short schedule (a full backup a day, an incremental one when
+// the newest backup is 0.01 h = 36 s old). The primary takes a full backup at once and the
+// incremental ones at their time; the standbys take none; after a switchover the new primary
+// continues the schedule from the repository (no full backup again, no two backups closer than
+// the interval); `pgherd backup ls` on a standby lists them.
+import { expect, test } from "bun:test";
+import { describeCluster } from "../helpers/describe-cluster.ts";
+import type { ClusterNode } from "../helpers/cluster.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { waitReplicating } from "../helpers/writer.ts";
+import { pgherdCli, startBackupCluster } from "./helpers.ts";
+
+const INCR_S = 36;
+
+interface Listed { label: string; type: string; start: number; stop: number }
+
+describeCluster("backup: scheduled backups on the primary", {
+  start: () => startBackupCluster("backup-schedule", "bksched", { extra: { backup: { full_every_hours: 24, incr_every_hours: INCR_S / 3600 } } }),
+}, (fx) => {
+  const ls = async (n: ClusterNode): Promise<Listed[]> => {
+    const r = await pgherdCli(n, ["backup", "ls", "--json"], 60_000);
+    if (r.code !== 0) throw new Error(`pgherd backup ls: ${r.stderr}${r.stdout}`);
+    return (JSON.parse(r.stdout) as { backups: Listed[] }).backups;
+  };
+  /** The nodes whose agent logged that it took this backup. */
+  const takenBy = (label: string) => fx.c.nodes.filter((n) => n.lines(new RegExp(`scheduled \\w+ backup ${label} done`)).length > 0).map((n) => n.name);
+  const waitBackups = async (on: ClusterNode, count: number, timeoutMs: number) => {
+    let got: Listed[] = [];
+    await waitFor(async () => (got = await ls(on)).length >= count, { timeoutMs, intervalMs: 1000, what: `${count} backups in pgherd backup ls on ${on.name}` });
+    return got;
+  };
+  /** Consecutive backups are at least the interval apart (pgBackRest's times are whole seconds). */
+  const expectSpaced = (bs: Listed[]) => {
+    const gaps = bs.slice(1).map((b, i) => b.start - bs[i]!.stop);
+    console.log(`backups: ${bs.map((b) => `${b.type} ${b.label} (${takenBy(b.label).join(",")})`).join(", ")}; gaps ${gaps.join(", ")} s (interval ${INCR_S} s)`);
+    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(INCR_S - 1);
+  };
+
+  test("the primary takes a full backup at once and an incremental one at its time; no standby takes any", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    const bs = await waitBackups(h.standbys[0]!, 2, 120_000);
+    expect(bs.map((b) => b.type)).toEqual(["full", "incr"]);
+    expectSpaced(bs);
+    // At its time: started within a few monitoring rounds of becoming due.
+    expect(bs[1]!.start - bs[0]!.stop).toBeLessThanOrEqual(INCR_S + 15);
+    for (const b of bs) expect(takenBy(b.label)).toEqual([h.primary.name]);
+    for (const s of h.standbys) expect(s.lines(/scheduled \w+ backup starting/)).toEqual([]);
+  }), 180_000);
+
+  test("after a switchover the new primary continues the schedule from the repository: no full backup again, none twice", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    const target = h.standbys[0]!;
+    let cli = await pgherdCli(h.primary, ["switchover", "--to", target.name], 100_000);
+    for (let i = 0; i < 20 && cli.code !== 0 && /lags .* behind/.test(cli.stderr + cli.stdout); i++) {
+      await Bun.sleep(250);
+      cli = await pgherdCli(h.primary, ["switchover", "--to", target.name], 100_000);
+    }
+    expect(cli.code).toBe(0);
+    const after = await waitReplicating(fx.c, 60_000);
+    expect(after.primary).toBe(target);
+    const before = (await ls(target)).length;
+    let bs: Listed[] = [];
+    await waitFor(async () => (bs = await ls(h.primary)).some((b) => takenBy(b.label).includes(target.name)),
+      { timeoutMs: 90_000, intervalMs: 1000, what: `a scheduled backup by the new primary ${target.name}` });
+    expect(bs.length).toBeGreaterThan(before);
+    expect(bs.filter((b) => b.type === "full").length).toBe(1);
+    expectSpaced(bs);
+    for (const b of bs) expect(takenBy(b.label).length).toBe(1);
+    expect(bs.at(-1)!.type).toBe("incr");
+  }), 180_000);
+});

@@ -1,0 +1,79 @@
+// Which permanent slots a node creates and drops (src/slots/plan.ts), and the record of the ones
+// pgherd made (src/slots/record.ts) on a real file.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { PermanentSlot } from "../../src/config/schema-backup.ts";
+import { planPermanentSlots, type NodeSlot, type SlotPlanInput } from "../../src/slots/plan.ts";
+import { SlotRecord } from "../../src/slots/record.ts";
+
+const cdc: PermanentSlot = { name: "cdc", type: "logical", plugin: "pgoutput", database: "app" };
+const recv: PermanentSlot = { name: "recv", type: "physical" };
+const slot = (name: string, o: Partial<NodeSlot> = {}): NodeSlot => ({ name, type: "physical", plugin: null, database: null, active: false, ...o });
+const logical = (name: string, o: Partial<NodeSlot> = {}) => slot(name, { type: "logical", plugin: "pgoutput", database: "app", ...o });
+
+const plan = (o: Partial<SlotPlanInput>) => planPermanentSlots({ want: [], have: [], managed: new Set(), primary: true, serverSync: false, ...o });
+
+describe("planPermanentSlots", () => {
+  test("primary: creates what is configured and missing; a configured name taken by another kind of slot is a conflict, not touched", () => {
+    const p = plan({ want: [cdc, recv], have: [slot("cdc")] });
+    expect(p.create).toEqual([recv]);
+    expect(p.conflict).toEqual([cdc]);
+    expect(p.drop).toEqual([]);
+    expect(plan({ want: [cdc], have: [logical("cdc", { plugin: "wal2json" })] }).conflict).toEqual([cdc]);
+    expect(plan({ want: [cdc], have: [logical("cdc")] })).toMatchObject({ create: [], conflict: [] });
+  });
+
+  test("a slot pgherd made and the config no longer lists is dropped, on a primary and on a standby", () => {
+    for (const primary of [true, false]) {
+      const p = plan({ primary, want: [cdc], have: [logical("cdc"), slot("recv")], managed: new Set(["cdc", "recv"]) });
+      expect(p.drop).toEqual(["recv"]);
+      expect(p.create).toEqual([]);
+    }
+  });
+
+  test("never dropped: an operator's slot (not in the record), pgherd's own standby slots, a configured slot", () => {
+    const p = plan({ want: [recv], have: [slot("handmade"), slot("pgherd_n1"), slot("recv")], managed: new Set(["recv", "pgherd_n1"]) });
+    expect(p).toMatchObject({ drop: [], busy: [], forget: [] });
+    // The record does not matter for a name that is configured again.
+    expect(plan({ want: [], have: [slot("handmade")] }).drop).toEqual([]);
+  });
+
+  test("a removed slot a consumer holds is busy (retried), not dropped; a recorded name with no slot is forgotten", () => {
+    const p = plan({ have: [logical("cdc", { active: true })], managed: new Set(["cdc", "old"]) });
+    expect(p.busy).toEqual(["cdc"]);
+    expect(p.drop).toEqual([]);
+    expect(p.forget).toEqual(["old"]);
+  });
+
+  test("standby whose server synchronizes failover slots (PostgreSQL 17+): the server's logical copies are recorded, and left for the server to drop", () => {
+    const p = plan({ primary: false, serverSync: true, want: [cdc, recv], have: [logical("cdc"), logical("gone"), slot("old")], managed: new Set(["gone", "old"]) });
+    expect(p.adopt).toEqual(["cdc"]);
+    expect(p.drop).toEqual(["old"]);
+    expect(p.create).toEqual([]);
+    // A primary never adopts: a slot it did not create stays the operator's.
+    expect(plan({ want: [cdc], have: [logical("cdc")] }).adopt).toEqual([]);
+  });
+});
+
+describe("SlotRecord", () => {
+  test("persists names across instances, 0600; a corrupt file is an error, never an empty record", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "slot-record-"));
+    try {
+      const r = new SlotRecord(dir);
+      expect([...(await r.load())]).toEqual([]);
+      await r.add("recv");
+      await r.add("cdc");
+      await r.add("cdc");
+      expect(JSON.parse(readFileSync(r.file, "utf8"))).toEqual({ slots: ["cdc", "recv"] });
+      expect(statSync(r.file).mode & 0o777).toBe(0o600);
+      await r.remove(["recv", "nope"]);
+      expect([...(await new SlotRecord(dir).load())]).toEqual(["cdc"]);
+      writeFileSync(r.file, "{");
+      await expect(new SlotRecord(dir).load()).rejects.toThrow(/corrupt state file/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
