@@ -43,34 +43,26 @@ export function proportionalMemory(): { pss: number; uss: number } | null {
   return Number.isFinite(pss) && Number.isFinite(uss) ? { pss, uss } : null;
 }
 
+function series(name: string, type: "gauge" | "counter", help: string, value: number): string[] {
+  return [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`];
+}
+
 /** Prometheus text lines for this process. */
 export function processMetricLines(): string[] {
   const mem = process.memoryUsage();
   const cpu = process.cpuUsage();
   const lag = eventLoopLag();
   const out = [
-    "# HELP pgherd_process_resident_memory_bytes Resident set size of the agent process.",
-    "# TYPE pgherd_process_resident_memory_bytes gauge",
-    `pgherd_process_resident_memory_bytes ${mem.rss}`,
-    "# HELP pgherd_process_heap_used_bytes JavaScript heap in use.",
-    "# TYPE pgherd_process_heap_used_bytes gauge",
-    `pgherd_process_heap_used_bytes ${mem.heapUsed}`,
-    "# HELP pgherd_process_heap_total_bytes JavaScript heap size.",
-    "# TYPE pgherd_process_heap_total_bytes gauge",
-    `pgherd_process_heap_total_bytes ${mem.heapTotal}`,
-    "# HELP pgherd_process_cpu_seconds_total User and system CPU time of the agent process.",
-    "# TYPE pgherd_process_cpu_seconds_total counter",
-    `pgherd_process_cpu_seconds_total ${(cpu.user + cpu.system) / 1e6}`,
+    ...series("pgherd_process_resident_memory_bytes", "gauge", "Resident set size of the agent process.", mem.rss),
+    ...series("pgherd_process_heap_used_bytes", "gauge", "JavaScript heap in use.", mem.heapUsed),
+    ...series("pgherd_process_heap_total_bytes", "gauge", "JavaScript heap size.", mem.heapTotal),
+    ...series("pgherd_process_cpu_seconds_total", "counter", "User and system CPU time of the agent process.", (cpu.user + cpu.system) / 1e6),
   ];
   const prop = proportionalMemory();
   if (prop) {
     out.push(
-      "# HELP pgherd_process_proportional_memory_bytes PSS: resident memory with each shared page divided among the processes that map it.",
-      "# TYPE pgherd_process_proportional_memory_bytes gauge",
-      `pgherd_process_proportional_memory_bytes ${prop.pss}`,
-      "# HELP pgherd_process_unique_memory_bytes USS: resident memory only this process holds.",
-      "# TYPE pgherd_process_unique_memory_bytes gauge",
-      `pgherd_process_unique_memory_bytes ${prop.uss}`,
+      ...series("pgherd_process_proportional_memory_bytes", "gauge", "PSS: resident memory with each shared page divided among the processes that map it.", prop.pss),
+      ...series("pgherd_process_unique_memory_bytes", "gauge", "USS: resident memory only this process holds.", prop.uss),
     );
   }
   if (lag) {
