@@ -20,7 +20,9 @@ export interface BackupFixture { c: PgCluster; healthy: Healthy; cfg: Config; bo
 /** The [backup]/[slots] keys of every node of a backup cluster (also a node added later). */
 export function backupExtra(repo: string, more: Record<string, unknown> = {}): Record<string, unknown> {
   const { backup, ...rest } = more as { backup?: Record<string, unknown> };
-  return { api: { token: API_TOKEN }, election: { auto_join: true }, backup: { tool: "pgbackrest", repo_path: repo, ...backup }, ...rest };
+  // [shutdown] handover off: restartWithConfig restarts agents in place, the primary's included (the
+  // handover on stop has its own test, agent-handover.e2e).
+  return { api: { token: API_TOKEN }, election: { auto_join: true }, shutdown: { handover: false }, backup: { tool: "pgbackrest", repo_path: repo, ...backup }, ...rest };
 }
 
 /** Edits a node's pgherd.toml and restarts its agent (PostgreSQL keeps running), so the edit takes effect. */
