@@ -10,7 +10,7 @@
 // (/proc/self/fd/N/name) with O_NOFOLLOW, owner and mode set through the open descriptor. A file
 // the OS user could not read itself is never read into a place it can read.
 import { randomBytes } from "node:crypto";
-import { constants as C, type Stats } from "node:fs";
+import { closeSync, constants as C, fstatSync, lstatSync, openSync, readSync, type Stats } from "node:fs";
 import { lchown, lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, normalize, resolve } from "node:path";
 import { isRoot } from "./users.ts";
@@ -105,34 +105,52 @@ export class SafeDir {
     try {
       fh = await open(this.at(name), flags | C.O_NOFOLLOW | C.O_NONBLOCK);
     } catch (e) {
-      if (errno(e) === "ENOENT") return null;
-      if (errno(e) === "ELOOP") throw new Error(`${this.show(name)} is a symbolic link: refusing to follow it`);
-      throw named(this.show(name))(e);
+      return this.openFailed(name, e);
     }
     try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new Error(`${this.show(name)} is not a regular file`);
-      if (isRoot() && this.osUser && !mayRead(st, this.osUser)) {
-        throw new Error(`${this.show(name)} (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}) is not readable by uid ${this.osUser.uid}: refusing to use it`);
-      }
-      return { fh, st };
+      return { fh, st: this.usable(name, await fh.stat()) };
     } catch (e) {
       await fh.close().catch(() => {});
       throw e;
     }
   }
 
-  /** Content of `name` from byte `offset`, null when absent (see openFile for what is refused). */
+  private openFailed(name: string, e: unknown): null {
+    if (errno(e) === "ENOENT") return null;
+    if (errno(e) === "ELOOP") throw new Error(`${this.show(name)} is a symbolic link: refusing to follow it`);
+    return named(this.show(name))(e);
+  }
+
+  /** `st` of the opened `name` if it may be used: a regular file and, as root, one the OS user could read. */
+  private usable(name: string, st: Stat): Stat {
+    if (!st.isFile()) throw new Error(`${this.show(name)} is not a regular file`);
+    if (isRoot() && this.osUser && !mayRead(st, this.osUser)) {
+      throw new Error(`${this.show(name)} (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}) is not readable by uid ${this.osUser.uid}: refusing to use it`);
+    }
+    return st;
+  }
+
+  /**
+   * Content of `name` from byte `offset`, null when absent (refused as in openFile). Synchronous
+   * calls, like the round's other small reads in the data directory: each of Bun's async file calls
+   * costs a trip through its thread pool (two thread wake-ups and an event-loop turn), and the
+   * monitoring round reads about twenty small files every postgres.loop_ms (docs/design.md, Footprint).
+   */
   async read(name: string, offset = 0, max = Infinity): Promise<{ text: string; st: Stat } | null> {
-    const f = await this.openFile(name);
-    if (!f) return null;
+    let fd: number;
     try {
-      const len = Math.max(0, Math.min(f.st.size - offset, max));
+      fd = openSync(this.at(name), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch (e) {
+      return this.openFailed(name, e);
+    }
+    try {
+      const st = this.usable(name, fstatSync(fd));
+      const len = Math.max(0, Math.min(st.size - offset, max));
       const buf = Buffer.alloc(len);
-      const { bytesRead } = len > 0 ? await f.fh.read(buf, 0, len, offset) : { bytesRead: 0 };
-      return { text: buf.subarray(0, bytesRead).toString("utf8"), st: f.st };
+      const bytesRead = len > 0 ? readSync(fd, buf, 0, len, offset) : 0;
+      return { text: buf.subarray(0, bytesRead).toString("utf8"), st };
     } finally {
-      await f.fh.close();
+      closeSync(fd);
     }
   }
 
@@ -176,8 +194,14 @@ export class SafeDir {
     return true;
   }
 
+  /** Synchronous, as read() is. */
   async has(name: string): Promise<boolean> {
-    return lstat(this.at(name)).then(() => true, () => false);
+    try {
+      lstatSync(this.at(name));
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Call `fn` for every entry of subdirectory `name`, opened without following a link. */
