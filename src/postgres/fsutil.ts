@@ -10,7 +10,7 @@
 // (/proc/self/fd/N/name) with O_NOFOLLOW, owner and mode set through the open descriptor. A file
 // the OS user could not read itself is never read into a place it can read.
 import { randomBytes } from "node:crypto";
-import { closeSync, constants as C, fstatSync, lstatSync, openSync, readSync, type Stats } from "node:fs";
+import { closeSync, constants as C, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, type Stats } from "node:fs";
 import { lchown, lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, normalize, resolve } from "node:path";
 import { isRoot } from "./users.ts";
@@ -232,25 +232,35 @@ export class SafeDir {
    * (chown) only a directory it just made, one the owner already has, or an empty root-owned one.
    */
   async ensureSubdir(name: string, mode: number, owner?: Owner): Promise<void> {
-    const created = await mkdir(this.at(name), mode).then(() => true, (e) => (errno(e) === "EEXIST" ? false : Promise.reject(named(this.show(name))(e))));
-    const fh = await open(this.at(name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch(async (e) => {
-      if ((errno(e) === "ELOOP" || errno(e) === "ENOTDIR") && (await lstat(this.at(name))).isSymbolicLink()) {
+    // Synchronous, as read() is: the monitoring round makes sure of two directories every round.
+    let created = true;
+    try {
+      mkdirSync(this.at(name), mode);
+    } catch (e) {
+      if (errno(e) !== "EEXIST") named(this.show(name))(e);
+      created = false;
+    }
+    let fd: number;
+    try {
+      fd = openSync(this.at(name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+    } catch (e) {
+      if ((errno(e) === "ELOOP" || errno(e) === "ENOTDIR") && lstatSync(this.at(name)).isSymbolicLink()) {
         throw new Error(`${this.show(name)} is a symbolic link: refusing to follow it`);
       }
-      throw named(this.show(name))(e);
-    });
+      return named(this.show(name))(e);
+    }
     try {
-      const st = await fh.stat();
+      const st = fstatSync(fd);
       if (owner && isRoot() && (st.uid !== owner.uid || st.gid !== owner.gid)) {
-        const empty = st.uid === 0 && (await readdir(`/proc/self/fd/${fh.fd}`)).length === 0;
+        const empty = st.uid === 0 && readdirSync(`/proc/self/fd/${fd}`).length === 0;
         if (!created && st.uid !== owner.uid && !empty) {
           throw new Error(`${this.show(name)} is owned by uid ${st.uid}, not ${owner.uid}, and not empty: refusing to take it over`);
         }
-        await fh.chown(owner.uid, owner.gid);
+        fchownSync(fd, owner.uid, owner.gid);
       }
-      if ((st.mode & 0o7777) !== mode) await fh.chmod(mode);
+      if ((st.mode & 0o7777) !== mode) fchmodSync(fd, mode);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 }
