@@ -1,8 +1,8 @@
 // Inspect a data directory without starting anything: is it empty, which major wrote it, which
 // cluster (system identifier) and timeline it belongs to, its shutdown state, and whether a
 // live postmaster already serves it (so the agent ADOPTS it instead of starting a second one).
-import { existsSync, readFileSync } from "node:fs";
-import { lstat, readdir, readlink, realpath } from "node:fs/promises";
+import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import { lstat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
@@ -59,7 +59,15 @@ export interface InspectOptions {
 }
 
 export async function inspectDataDir(path: string, o: InspectOptions): Promise<DataDirInfo> {
-  const entries = await readdir(path).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? null : Promise.reject(e)));
+  // Synchronous calls here and in readPostmasterPid (every monitoring round): an async one costs a
+  // trip through Bun's thread pool (docs/design.md, Footprint).
+  let entries: string[] | null;
+  try {
+    entries = readdirSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    entries = null;
+  }
   const base: DataDirInfo = {
     path, exists: entries !== null, empty: true, pgVersion: null, control: null, controlError: null, postmaster: null, running: false,
   };
@@ -134,7 +142,9 @@ export async function readPostmasterPid(dataDir: string): Promise<PostmasterPid 
   let serves: boolean | null = null;
   if (alive) {
     // A stale pid file may name a pid reused by an unrelated process; the postmaster chdir()s into its data dir.
-    const [cwd, want] = await Promise.all([readlink(`/proc/${p.pid}/cwd`).catch(() => null), realpath(dataDir).catch(() => null)]);
+    const orNull = (f: () => string): string | null => { try { return f(); } catch { return null; } };
+    const cwd = orNull(() => readlinkSync(`/proc/${p.pid}/cwd`));
+    const want = orNull(() => realpathSync(dataDir));
     if (cwd !== null && want !== null) serves = cwd === want;
   }
   return { ...p, alive, servesThisDir: serves };

@@ -10,9 +10,10 @@
 // (/proc/self/fd/N/name) with O_NOFOLLOW, owner and mode set through the open descriptor. A file
 // the OS user could not read itself is never read into a place it can read.
 import { randomBytes } from "node:crypto";
-import { constants as C, type Stats } from "node:fs";
-import { lchown, lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink, type FileHandle } from "node:fs/promises";
+import { closeSync, constants as C, fchmodSync, fchownSync, fstatSync, fsync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
+import { lchown, lstat, open, readdir, rename, rmdir, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, normalize, resolve } from "node:path";
+import { promisify } from "node:util";
 import { isRoot } from "./users.ts";
 
 export interface Owner { readonly uid: number; readonly gid: number }
@@ -20,6 +21,7 @@ export interface Owner { readonly uid: number; readonly gid: number }
 type Stat = Stats;
 const errno = (e: unknown) => (e as NodeJS.ErrnoException).code;
 const MAX_LINKS = 40;
+const fsyncAsync = promisify(fsync);
 
 /** A link here could have been placed by someone other than root (owner not root, or group/other may write). */
 const othersMayWrite = (st: { uid: number; mode: number }) => st.uid !== 0 || (st.mode & 0o022) !== 0;
@@ -36,62 +38,91 @@ function mayRead(st: Stat, u: Owner): boolean {
  * operations take a plain file name inside it and never follow a link at that name.
  */
 export class SafeDir {
-  private constructor(readonly path: string, private readonly fh: FileHandle, private readonly osUser?: Owner) {}
+  /** The open directory; -1 once closed. */
+  private fd: number;
+
+  private constructor(readonly path: string, fd: number, private readonly osUser?: Owner) {
+    this.fd = fd;
+  }
 
   /**
    * Open `path` (create: missing components are made, root-owned 0755). `osUser`: the account
-   * whose files these are: as root, files it could not read are refused.
+   * whose files these are: as root, files it could not read are refused. Synchronous calls (as
+   * read() is): the monitoring round opens a handful of directories every round.
    */
   static async open(path: string, o: { osUser?: Owner; create?: boolean } = {}): Promise<SafeDir> {
     if (!isRoot()) {
-      if (o.create) await mkdir(path, { recursive: true, mode: 0o755 });
-      return new SafeDir(path, await open(path, C.O_RDONLY | C.O_DIRECTORY).catch(named(path)), o.osUser);
+      try {
+        if (o.create) mkdirSync(path, { recursive: true, mode: 0o755 });
+        return new SafeDir(path, openSync(path, C.O_RDONLY | C.O_DIRECTORY), o.osUser);
+      } catch (e) {
+        return named(path)(e);
+      }
     }
     let todo = resolve(path).split("/").filter(Boolean);
     let real = "";
-    let fh = await open("/", C.O_RDONLY | C.O_DIRECTORY);
+    let fd = openSync("/", C.O_RDONLY | C.O_DIRECTORY);
     let links = 0;
+    const openDir = (at: string): number | null => {
+      try {
+        return openSync(at, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+      } catch (e) {
+        if (errno(e) === "ENOENT" && o.create) {
+          try {
+            mkdirSync(at, 0o755);
+          } catch (e2) {
+            if (errno(e2) !== "EEXIST") throw e2;
+          }
+          return openSync(at, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+        }
+        if (errno(e) !== "ELOOP" && errno(e) !== "ENOTDIR") throw e;
+        return null;
+      }
+    };
     try {
       while (todo.length > 0) {
         const c = todo.shift()!;
-        const at = `/proc/self/fd/${fh.fd}/${c}`;
-        const next = await open(at, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch(async (e) => {
-          if (errno(e) === "ENOENT" && o.create) {
-            await mkdir(at, 0o755).catch((e2) => (errno(e2) === "EEXIST" ? undefined : Promise.reject(e2)));
-            return open(at, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
-          }
-          if (errno(e) !== "ELOOP" && errno(e) !== "ENOTDIR") throw e;
-          return null;
-        }).catch(named(`${real}/${c}`));
-        if (next) {
-          await fh.close();
-          fh = next;
+        const at = `/proc/self/fd/${fd}/${c}`;
+        let next: number | null;
+        try {
+          next = openDir(at);
+        } catch (e) {
+          return named(`${real}/${c}`)(e);
+        }
+        if (next !== null) {
+          closeSync(fd);
+          fd = next;
           real += `/${c}`;
           continue;
         }
-        const lst = await lstat(at).catch(named(`${real}/${c}`));
+        let lst: Stat;
+        try {
+          lst = lstatSync(at);
+        } catch (e) {
+          return named(`${real}/${c}`)(e);
+        }
         if (!lst.isSymbolicLink()) throw new Error(`${real}/${c} is not a directory`);
-        if (othersMayWrite(await fh.stat())) {
+        if (othersMayWrite(fstatSync(fd))) {
           throw new Error(`${real}/${c} is a symbolic link in ${real || "/"}, which a user other than root can write: refusing to follow it as root (configure the real path)`);
         }
         if (++links > MAX_LINKS) throw new Error(`${path}: too many symbolic links`);
-        const target = await readlink(at);
+        const target = readlinkSync(at);
         todo = [...normalize(target.startsWith("/") ? target : `${real}/${target}`).split("/").filter(Boolean), ...todo];
-        await fh.close();
-        fh = await open("/", C.O_RDONLY | C.O_DIRECTORY);
+        closeSync(fd);
+        fd = openSync("/", C.O_RDONLY | C.O_DIRECTORY);
         real = "";
       }
     } catch (e) {
-      await fh.close().catch(() => {});
+      try { closeSync(fd); } catch { /* already closed */ }
       throw e;
     }
-    return new SafeDir(path, fh, o.osUser);
+    return new SafeDir(path, fd, o.osUser);
   }
 
   /** Kernel path of `name` inside this directory (no lookup of the directory's own path). */
   at(name: string): string {
     if (!name || name.includes("/") || name === "." || name === "..") throw new Error(`invalid file name ${JSON.stringify(name)}`);
-    return isRoot() ? `/proc/self/fd/${this.fh.fd}/${name}` : `${this.path}/${name}`;
+    return isRoot() ? `/proc/self/fd/${this.fd}/${name}` : `${this.path}/${name}`;
   }
 
   /** Path for messages. */
@@ -105,34 +136,52 @@ export class SafeDir {
     try {
       fh = await open(this.at(name), flags | C.O_NOFOLLOW | C.O_NONBLOCK);
     } catch (e) {
-      if (errno(e) === "ENOENT") return null;
-      if (errno(e) === "ELOOP") throw new Error(`${this.show(name)} is a symbolic link: refusing to follow it`);
-      throw named(this.show(name))(e);
+      return this.openFailed(name, e);
     }
     try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new Error(`${this.show(name)} is not a regular file`);
-      if (isRoot() && this.osUser && !mayRead(st, this.osUser)) {
-        throw new Error(`${this.show(name)} (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}) is not readable by uid ${this.osUser.uid}: refusing to use it`);
-      }
-      return { fh, st };
+      return { fh, st: this.usable(name, await fh.stat()) };
     } catch (e) {
       await fh.close().catch(() => {});
       throw e;
     }
   }
 
-  /** Content of `name` from byte `offset`, null when absent (see openFile for what is refused). */
+  private openFailed(name: string, e: unknown): null {
+    if (errno(e) === "ENOENT") return null;
+    if (errno(e) === "ELOOP") throw new Error(`${this.show(name)} is a symbolic link: refusing to follow it`);
+    return named(this.show(name))(e);
+  }
+
+  /** `st` of the opened `name` if it may be used: a regular file and, as root, one the OS user could read. */
+  private usable(name: string, st: Stat): Stat {
+    if (!st.isFile()) throw new Error(`${this.show(name)} is not a regular file`);
+    if (isRoot() && this.osUser && !mayRead(st, this.osUser)) {
+      throw new Error(`${this.show(name)} (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}) is not readable by uid ${this.osUser.uid}: refusing to use it`);
+    }
+    return st;
+  }
+
+  /**
+   * Content of `name` from byte `offset`, null when absent (refused as in openFile). Synchronous
+   * calls, like the round's other small reads in the data directory: each of Bun's async file calls
+   * costs a trip through its thread pool (two thread wake-ups and an event-loop turn), and the
+   * monitoring round reads about twenty small files every postgres.loop_ms (docs/design.md, Footprint).
+   */
   async read(name: string, offset = 0, max = Infinity): Promise<{ text: string; st: Stat } | null> {
-    const f = await this.openFile(name);
-    if (!f) return null;
+    let fd: number;
     try {
-      const len = Math.max(0, Math.min(f.st.size - offset, max));
+      fd = openSync(this.at(name), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    } catch (e) {
+      return this.openFailed(name, e);
+    }
+    try {
+      const st = this.usable(name, fstatSync(fd));
+      const len = Math.max(0, Math.min(st.size - offset, max));
       const buf = Buffer.alloc(len);
-      const { bytesRead } = len > 0 ? await f.fh.read(buf, 0, len, offset) : { bytesRead: 0 };
-      return { text: buf.subarray(0, bytesRead).toString("utf8"), st: f.st };
+      const bytesRead = len > 0 ? readSync(fd, buf, 0, len, offset) : 0;
+      return { text: buf.subarray(0, bytesRead).toString("utf8"), st };
     } finally {
-      await f.fh.close();
+      closeSync(fd);
     }
   }
 
@@ -176,16 +225,27 @@ export class SafeDir {
     return true;
   }
 
+  /** Synchronous, as read() is. */
   async has(name: string): Promise<boolean> {
-    return lstat(this.at(name)).then(() => true, () => false);
+    try {
+      lstatSync(this.at(name));
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Call `fn` for every entry of subdirectory `name`, opened without following a link. */
   async eachIn(name: string, fn: (sub: SafeDir, entry: string) => Promise<void>): Promise<void> {
-    const fh = await open(this.at(name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch(named(this.show(name)));
-    const sub = new SafeDir(this.show(name), fh, this.osUser);
+    let fd: number;
     try {
-      for (const n of await readdir(isRoot() ? `/proc/self/fd/${fh.fd}` : sub.path)) await fn(sub, n);
+      fd = openSync(this.at(name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+    } catch (e) {
+      return named(this.show(name))(e);
+    }
+    const sub = new SafeDir(this.show(name), fd, this.osUser);
+    try {
+      for (const n of await readdir(isRoot() ? `/proc/self/fd/${fd}` : sub.path)) await fn(sub, n);
     } finally {
       await sub.close();
     }
@@ -195,12 +255,16 @@ export class SafeDir {
     await rename(this.at(from), this.at(to));
   }
 
+  /** fsync of the directory: asynchronous, it may wait for the disk. */
   async sync(): Promise<void> {
-    await this.fh.sync();
+    await fsyncAsync(this.fd);
   }
 
   async close(): Promise<void> {
-    await this.fh.close().catch(() => {});
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    try { closeSync(fd); } catch { /* nothing to do */ }
   }
 
   /**
@@ -208,25 +272,35 @@ export class SafeDir {
    * (chown) only a directory it just made, one the owner already has, or an empty root-owned one.
    */
   async ensureSubdir(name: string, mode: number, owner?: Owner): Promise<void> {
-    const created = await mkdir(this.at(name), mode).then(() => true, (e) => (errno(e) === "EEXIST" ? false : Promise.reject(named(this.show(name))(e))));
-    const fh = await open(this.at(name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW).catch(async (e) => {
-      if ((errno(e) === "ELOOP" || errno(e) === "ENOTDIR") && (await lstat(this.at(name))).isSymbolicLink()) {
+    // Synchronous, as read() is: the monitoring round makes sure of two directories every round.
+    let created = true;
+    try {
+      mkdirSync(this.at(name), mode);
+    } catch (e) {
+      if (errno(e) !== "EEXIST") named(this.show(name))(e);
+      created = false;
+    }
+    let fd: number;
+    try {
+      fd = openSync(this.at(name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+    } catch (e) {
+      if ((errno(e) === "ELOOP" || errno(e) === "ENOTDIR") && lstatSync(this.at(name)).isSymbolicLink()) {
         throw new Error(`${this.show(name)} is a symbolic link: refusing to follow it`);
       }
-      throw named(this.show(name))(e);
-    });
+      return named(this.show(name))(e);
+    }
     try {
-      const st = await fh.stat();
+      const st = fstatSync(fd);
       if (owner && isRoot() && (st.uid !== owner.uid || st.gid !== owner.gid)) {
-        const empty = st.uid === 0 && (await readdir(`/proc/self/fd/${fh.fd}`)).length === 0;
+        const empty = st.uid === 0 && readdirSync(`/proc/self/fd/${fd}`).length === 0;
         if (!created && st.uid !== owner.uid && !empty) {
           throw new Error(`${this.show(name)} is owned by uid ${st.uid}, not ${owner.uid}, and not empty: refusing to take it over`);
         }
-        await fh.chown(owner.uid, owner.gid);
+        fchownSync(fd, owner.uid, owner.gid);
       }
-      if ((st.mode & 0o7777) !== mode) await fh.chmod(mode);
+      if ((st.mode & 0o7777) !== mode) fchmodSync(fd, mode);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 }
