@@ -1,5 +1,7 @@
 // Physical replication slots on the primary, one per standby. Retained WAL is reported so the
 // caller can drop slots of members that are gone before they fill the disk.
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { z } from "zod";
 import type { Db } from "./sql.ts";
 import { sqlState } from "./sql.ts";
@@ -174,6 +176,17 @@ export async function readSlotState(db: Db, name: string): Promise<string | null
 }
 
 /** The oldest WAL segment number in pg_wal and the segment size (works on a standby, unlike pg_walfile_name). */
+/** Segment number of a WAL file name (TTTTTTTTXXXXXXXXYYYYYYYY) for segments of `segSize` bytes. */
+export function walSegno(name: string, segSize: bigint): bigint {
+  return BigInt(`0x${name.slice(8, 16)}`) * (0x100000000n / segSize) + BigInt(`0x${name.slice(16, 24)}`);
+}
+
+/** The oldest WAL segment in a stopped server's pg_wal (file names only), or null when there is none. */
+export function oldestWalSegmentOnDisk(dataDir: string, segSize: bigint): bigint | null {
+  const names = readdirSync(join(dataDir, "pg_wal")).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
+  return names.length ? names.map((n) => walSegno(n, segSize)).reduce((a, b) => (b < a ? b : a)) : null;
+}
+
 export async function oldestWalSegment(db: Db): Promise<{ segno: bigint; segSize: bigint } | null> {
   const rows = await db.query("oldest WAL segment", (sql) => sql`
     SELECT min(name) AS name, (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS size
@@ -181,5 +194,5 @@ export async function oldestWalSegment(db: Db): Promise<{ segno: bigint; segSize
   const name = rows[0]?.name as string | null | undefined;
   if (!name) return null;
   const segSize = BigInt(String(rows[0]?.size));
-  return { segno: BigInt(`0x${name.slice(8, 16)}`) * (0x100000000n / segSize) + BigInt(`0x${name.slice(16, 24)}`), segSize };
+  return { segno: walSegno(name, segSize), segSize };
 }

@@ -22,7 +22,7 @@ import type { PgReport } from "../core/report.ts";
 import type { Logger } from "../log.ts";
 import { SafeDir, type Owner } from "../postgres/fsutil.ts";
 import { lsnCompare, lsnToBigInt } from "../postgres/lsn.ts";
-import { advanceSlot, createLogicalSlot, dropSlot, ensureSlot, listAnySlots, oldestWalSegment, readSlotState, type AnySlot } from "../postgres/slots.ts";
+import { advanceSlot, createLogicalSlot, dropSlot, ensureSlot, listAnySlots, oldestWalSegment, oldestWalSegmentOnDisk, readSlotState, type AnySlot } from "../postgres/slots.ts";
 import { openDb, sqlState, type Db } from "../postgres/sql.ts";
 import { lookupOsUser } from "../postgres/users.ts";
 import { planPermanentSlots, type SlotPlan } from "./plan.ts";
@@ -41,7 +41,8 @@ export interface SlotHost {
   localDb(): Db;
   /** The primary's permanent slots as its last report gave them (null: no primary ready). */
   primarySlots(): PermanentReport[] | null;
-  restartStandby(): Promise<void>;
+  /** Fast stop, `whileStopped`, start again. */
+  restartStandby(whileStopped?: () => Promise<void>): Promise<void>;
 }
 
 export class PermanentSlots {
@@ -148,7 +149,7 @@ export class PermanentSlots {
     const h = this.h;
     const primary = h.primarySlots();
     if (!primary) return;
-    let restart = false;
+    const toCopy: PermanentReport[] = [];
     for (const p of primary) {
       if (!want.some((w) => w.name === p.name && w.type === p.type) || p.lsn === null) continue;
       const local = have.get(p.name);
@@ -158,9 +159,7 @@ export class PermanentSlots {
           await ensureSlot(h.localDb(), p.name);
           h.log.info(`permanent slot ${p.name}: copy created on this standby`);
         } else if (p.state && (await this.haveWalFrom(p.name, p.restartLsn ?? null))) {
-          await this.record.add(p.name);
-          await this.writeState(p.name, Buffer.from(p.state, "base64"));
-          restart = true;
+          toCopy.push(p);
         }
         continue;
       }
@@ -172,10 +171,24 @@ export class PermanentSlots {
         this.once(p.name, "warn", `permanent slot ${p.name}: cannot advance this standby's copy to ${p.lsn}: ${(e as Error).message}`);
       }
     }
-    if (restart) {
-      h.log.info("copied permanent logical slot(s) from the primary: restarting this standby to load them");
-      await h.restartStandby();
-    }
+    if (toCopy.length === 0) return;
+    // The state files go in while the server is stopped: its shutdown restartpoint removes WAL that
+    // no loaded slot needs, which could be what a copy written before it needs (seen: "requested
+    // WAL segment … has already been removed" at every advance). So: stop, check pg_wal again, copy, start.
+    const segSize = (await oldestWalSegment(h.localDb()))?.segSize ?? null;
+    if (segSize === null) return;
+    h.log.info(`copying permanent logical slot(s) ${toCopy.map((p) => p.name).join(", ")} from the primary: restarting this standby to load them`);
+    await h.restartStandby(async () => {
+      const oldest = oldestWalSegmentOnDisk(h.node.dataDir, segSize);
+      for (const p of toCopy) {
+        if (oldest === null || lsnToBigInt(p.restartLsn!) / segSize < oldest) {
+          this.once(p.name, "info", `permanent slot ${p.name}: not copied to this standby yet: the restart removed the WAL from ${p.restartLsn} it needs; copied once its consumer moves it on`);
+          continue;
+        }
+        await this.record.add(p.name);
+        await this.writeState(p.name, Buffer.from(p.state!, "base64"));
+      }
+    });
   }
 
   /**

@@ -25,9 +25,13 @@ export class SlotKeeper {
         const l = h.ctx.leaderPg();
         return l && l.report.up && l.report.inRecovery === false ? (l.report.permanent ?? []) : null;
       },
-      restartStandby: async () => {
+      restartStandby: async (whileStopped) => {
         await h.stopServer("fast", 60);
-        await h.startServer();
+        try {
+          await whileStopped?.();
+        } finally {
+          await h.startServer();
+        }
       },
     });
   }
