@@ -25,9 +25,14 @@ export function backupExtra(repo: string, more: Record<string, unknown> = {}): R
   return { api: { token: API_TOKEN }, election: { auto_join: true }, shutdown: { handover: false }, backup: { tool: "pgbackrest", repo_path: repo, ...backup }, ...rest };
 }
 
-/** Edits a node's pgherd.toml and restarts its agent (PostgreSQL keeps running), so the edit takes effect. */
+/**
+ * Edits a node's pgherd.toml and restarts its agent (PostgreSQL keeps running), so the edit takes
+ * effect. In place only with `[shutdown] handover = false` in the cluster's config: a leader's agent
+ * that stops hands over first otherwise.
+ */
 export async function restartWithConfig(n: ClusterNode, edit: (cfg: Record<string, unknown>) => void): Promise<void> {
   const cfg = parse(readFileSync(n.configPath, "utf8")) as Record<string, unknown>;
+  if ((cfg.shutdown as { handover?: boolean } | undefined)?.handover !== false) throw new Error(`${n.name}: restartWithConfig restarts agents in place: start the cluster with [shutdown] handover = false`);
   edit(cfg);
   writeFileSync(n.configPath, `${stringify(cfg)}\n`); // the file stays the agent's (owner and mode kept)
   await n.stopAgent();

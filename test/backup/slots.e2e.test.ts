@@ -29,7 +29,7 @@ async function start(): Promise<Fx> {
   const c = await PgCluster.create({ test: "backup-slots", tag: "bkslot" });
   try {
     for (let i = 0; i < 3; i++) {
-      await c.addNode({ postgres: { wal_level: "logical" }, extra: { api: { token: API_TOKEN }, slots: { permanent: SLOTS } } });
+      await c.addNode({ postgres: { wal_level: "logical" }, extra: { api: { token: API_TOKEN }, slots: { permanent: SLOTS }, shutdown: { handover: false } } });
     }
     await Promise.all(c.nodes.map((n) => n.start()));
     const h = await c.diagnose(() => c.waitHealthy(90_000));
