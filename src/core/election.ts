@@ -30,186 +30,16 @@
 //    until storage confirms; it then decides again with that position.
 
 import { comparePosition, type Position, ZERO_POSITION } from "./position.ts";
-import { hasMajority, majority, quorumMin } from "./quorum.ts";
-import { isNodeId, type ElectionMsg, type Guard, type Membership, type MembershipVersion } from "./messages.ts";
+import { hasMajority, majority } from "./quorum.ts";
+import type { ElectionMsg, Guard, Membership, MembershipVersion } from "./messages.ts";
+import { arrivedLate, guardCommitted, heardLeaderRecently, leaseUntil, type HbClock } from "./election-contact.ts";
+import { compareVersion, isNewer, newerMembership, planMembershipChange, proposed, restamp, storedByMajority, versionOf, type ProposeOp } from "./election-membership.ts";
+import { DETACH_TIMEOUT_MS, type Consensus, type ElectionOptions, type Event, type Notice, type Persistent, type Ready, type Role, type Status } from "./election-types.ts";
 
-export type Role = "follower" | "precandidate" | "candidate" | "leader";
-
-/**
- * A membership change the leader may propose: add a voter, remove a voter (or withdraw an approval),
- * approve a node (it becomes a voter when the leader adds it).
- */
-export type ProposeOp = "add" | "remove" | "approve";
-
-/**
- * The membership after `op node` proposed on leader `self`, or why it is refused. Pure; the caller
- * checks leadership and the one-change-at-a-time rule. An approval never changes the voters; an
- * add consumes the node's approval; a remove drops the voter and any approval of it.
- */
-export function planMembershipChange(
-  m: Pick<Membership, "voters" | "approved">, op: ProposeOp, node: string, self: string,
-): { voters: string[]; approved: string[] } | { reject: string } {
-  if (op !== "remove" && !isNodeId(node)) return { reject: "not a node id (16 lowercase hex characters)" };
-  const voters = [...m.voters];
-  const approved = (m.approved ?? []).filter((a) => a !== node);
-  const isVoter = voters.includes(node);
-  switch (op) {
-    case "add":
-      if (isVoter) return { reject: "already a voter" };
-      if (voters.length >= 64) return { reject: "64 voters at most" };
-      return { voters: [...voters, node].sort(), approved };
-    case "approve":
-      if (isVoter) return { reject: "already a voter" };
-      if (m.approved?.includes(node)) return { reject: "already approved" };
-      if (approved.length >= 64) return { reject: "64 pending approvals at most" };
-      return { voters, approved: [...approved, node].sort() };
-    case "remove":
-      if (node === self && isVoter) return { reject: "the leader cannot remove itself; transfer leadership first" };
-      if (!isVoter && !m.approved?.includes(node)) return { reject: "not a voter" };
-      return { voters: voters.filter((v) => v !== node), approved };
-  }
-}
-
-export interface ElectionOptions {
-  id: string;
-  /** false for witnesses: they vote but never stand. */
-  canLead: boolean;
-  heartbeatMs: number;
-  leaseMs: number;
-  timeoutMs: number;
-  jitterMs: number;
-  /** Time to stop PostgreSQL after a lease runs out; an ex-leader does not vote before it has passed. */
-  fenceMs: number;
-  /**
-   * 0..1: the share of jitter_ms this node waits on top of timeout_ms before standing. Nodes with
-   * a higher `priority` get a smaller share, so among equally advanced standbys they stand first.
-   */
-  jitterShare?: number;
-  /** Uniform in [0, 1). Injected so runs are reproducible. */
-  random: () => number;
-  /**
-   * true on a database node: before granting a vote in a term it has not yet detached for, stop
-   * streaming from the old primary (Ready.detach) and vote only with the final position reported
-   * by the `detached` event. false on a witness (it holds no data) and where it does not matter.
-   */
-  detachBeforeVote: boolean;
-  /** How long a pending detach may take before the held vote is refused. Default DETACH_TIMEOUT_MS. */
-  detachTimeoutMs?: number;
-  /**
-   * Clock rate error bound (config election.max_drift); used only to tell a heartbeat held in a
-   * queue past its leader's lease (not acknowledged, not leader contact). Default 0.5, the largest
-   * the config allows: the most heartbeats counted as fresh.
-   */
-  maxDrift?: number;
-}
-
-/**
- * 3 s: the shell's detach (reload without primary_conninfo, then wait until the walreceiver is gone
- * and the received position stopped moving) is bounded at 2 s and normally takes ~100 ms; the
- * candidate waits timeout_ms + up to jitter_ms (1.5–1.8 s with the defaults) for its votes, so a
- * vote held longer could not count anyway. A refused (timed-out) vote costs at most that one round.
- */
-export const DETACH_TIMEOUT_MS = 3000;
-
-/** What survives a restart. Written with fsync before dependent messages are sent. */
-export interface Persistent {
-  term: number;
-  votedFor: string | null;
-  membership: Membership | null;
-  /**
-   * The term this node won, if it is the current one: an agent restart (PostgreSQL left
-   * running) resumes leadership of that term instead of forcing an election. Safe because
-   * no other node can lead that term, and followers that moved on reject its heartbeats.
-   */
-  ledTerm?: number | null;
-  /** The last durability guard learned from a leader (or set as leader). */
-  guard?: Guard | null;
-}
-
-export type Event =
-  | { type: "tick"; now: number }
-  | { type: "recv"; now: number; from: string; msg: ElectionMsg }
-  | { type: "position"; now: number; position: Position }
-  | { type: "propose"; now: number; op: ProposeOp; node: string }
-  | { type: "bootstrap"; now: number; membership: Membership }
-  | { type: "resign"; now: number; reason: string; transferTo?: string }
-  /**
-   * A human picked this node (`pgherd failover --to`): stand now; voters still apply every check,
-   * except the durability guard when `force` (--accept-data-loss).
-   */
-  | { type: "campaign"; now: number; force?: boolean }
-  /** Leader only: the new durability guard (seq assigned here). */
-  | { type: "guard"; now: number; block: boolean; floor: Position | null }
-  /**
-   * The shell carried out Ready.detach{term}: streaming from the old primary stopped (ok) or could
-   * not be stopped (!ok, error says why). position: the final flushed/received position after
-   * streaming stopped; null when unchanged or unknown (e.g. PostgreSQL was not a streaming standby).
-   */
-  | { type: "detached"; now: number; term: number; ok: boolean; position: Position | null; error?: string };
-
-export interface Notice {
-  kind:
-    | "became-leader" | "lease-acquired" | "stepped-down" | "leader-changed" | "campaign"
-    | "prevote-failed" | "vote-granted" | "vote-refused" | "vote-held" | "campaign-refused"
-    | "membership-changed" | "membership-committed" | "proposal-rejected";
-  detail: string;
-}
-
-export interface Ready {
-  /** Write durably before sending anything below. */
-  persist: Persistent | null;
-  /**
-   * Leader with a valid lease: the data service may accept writes until
-   * `until` (local monotonic ms). null: it must not (fence before sending).
-   */
-  leading: { term: number; until: number } | null;
-  send: Array<{ to: string; msg: ElectionMsg }>;
-  /**
-   * Stop streaming from the current upstream (the old primary), then feed a `detached` event for
-   * this term. A vote waits for it (at most detachTimeoutMs). Set once per request; do it after
-   * persisting and before or alongside sending (nothing sent here depends on it).
-   */
-  detach: { term: number } | null;
-  notices: Notice[];
-  /** Local time at which a tick is due. */
-  wakeAt: number;
-}
-
-export interface Status {
-  id: string;
-  role: Role;
-  term: number;
-  votedFor: string | null;
-  leader: string | null;
-  membership: Membership | null;
-  membershipCommitted: boolean;
-  leaseUntil: number | null;
-  lastLeaderContact: number | null;
-  position: Position;
-  guard: Guard | null;
-  /** Leader during a membership change: the previous voters, whose majority still counts for the lease. */
-  prevVoters: readonly string[] | null;
-  /** Leader: highest guard seq a majority has stored (0 before any). */
-  guardCommitted: number;
-  /** A vote held until the shell reports `detached` (or until `until`, local ms). */
-  pendingVote: { term: number; candidate: string; until: number } | null;
-}
-
-/** The seam an etcd-backed implementation could satisfy later. */
-export interface Consensus {
-  step(ev: Event): Ready;
-  status(now: number): Status;
-}
+export { planMembershipChange, type ProposeOp } from "./election-membership.ts";
+export { DETACH_TIMEOUT_MS, type Consensus, type ElectionOptions, type Event, type Notice, type Persistent, type Ready, type Role, type Status } from "./election-types.ts";
 
 type VoteMsg = Extract<ElectionMsg, { t: "vote" }>;
-
-function versionOf(m: Membership | null): MembershipVersion {
-  return m ? { term: m.term, index: m.index } : { term: -1, index: -1 };
-}
-
-function compareVersion(a: MembershipVersion, b: MembershipVersion): number {
-  return a.term !== b.term ? a.term - b.term : a.index - b.index;
-}
 
 export class Election implements Consensus {
   private readonly o: ElectionOptions;
@@ -250,8 +80,8 @@ export class Election implements Consensus {
   private detachedTerm = -1;
   /** A vote this node would grant, held until `detached` for its term (or the deadline: refused). */
   private pendingVote: { term: number; from: string; msg: VoteMsg; until: number } | null = null;
-  /** Follower: the current leader's clock as seen here (send-time estimates, hbSendTime). */
-  private hbClock: { leader: string; term: number; minOffset: number; at: number; lastSeq: number; lateSince: number | null } | null = null;
+  /** Follower: the current leader's clock as seen here (send-time estimates, election-contact.ts). */
+  private hbClock: HbClock | null = null;
 
   private out!: Ready;
 
@@ -288,7 +118,7 @@ export class Election implements Consensus {
       position: this.position,
       guard: this.guard,
       prevVoters: this.role === "leader" ? this.prevVoters : null,
-      guardCommitted: this.role === "leader" ? this.guardCommitted(now) : 0,
+      guardCommitted: this.role === "leader" ? this.guardCommitted() : 0,
       pendingVote: this.pendingVote ? { term: this.pendingVote.term, candidate: this.pendingVote.from, until: this.pendingVote.until } : null,
     };
   }
@@ -366,18 +196,11 @@ export class Election implements Consensus {
   }
 
   private heardLeaderRecently(now: number): boolean {
-    if (this.role === "leader" || now < this.quietUntil) return true;
-    return this.lastLeaderContact !== null && now - this.lastLeaderContact < this.o.timeoutMs;
+    return heardLeaderRecently({ leading: this.role === "leader", quietUntil: this.quietUntil, lastLeaderContact: this.lastLeaderContact }, now, this.o.timeoutMs);
   }
 
   private leaseUntil(now: number): number {
-    const values = new Map(this.acks);
-    values.set(this.o.id, now);
-    const under = (voters: readonly string[]) => quorumMin(voters, values) + this.o.leaseMs;
-    // During a one-voter change a majority of the previous set also meets every majority of the
-    // new one, so its acknowledgements still hold the lease (a joiner that has not answered yet
-    // must not cost the leader its lease).
-    return this.prevVoters ? Math.max(under(this.voters()), under(this.prevVoters)) : under(this.voters());
+    return leaseUntil(this.o.id, this.acks, now, this.o.leaseMs, this.voters(), this.prevVoters);
   }
 
   private checkLease(now: number): void {
@@ -442,27 +265,17 @@ export class Election implements Consensus {
   }
 
   /** Leader: the highest guard seq stored by a majority of voters (itself included). */
-  private guardCommitted(now: number): number {
-    void now;
-    const values = new Map(this.peerGuardSeq);
-    values.set(this.o.id, this.guard?.seq ?? 0);
-    return Math.max(0, quorumMin(this.voters(), values));
-  }
-
-  /** Our membership when it is newer than the candidate's, so a behind candidate can catch up. */
-  private newerMembership(theirs: MembershipVersion): Membership | undefined {
-    return this.membership && compareVersion(versionOf(this.membership), theirs) > 0 ? this.membership : undefined;
+  private guardCommitted(): number {
+    return guardCommitted(this.o.id, this.guard?.seq ?? 0, this.peerGuardSeq, this.voters());
   }
 
   /**
-   * Adopt a newer membership a voter told us about. Versions are (term, index)
-   * and only a leader stamps a new term's version after committing its no-op,
-   * so moving to a higher version is what the leader's heartbeat would have
-   * done; without it a node with the newest data but an old membership and a
-   * node with the newest membership but old data could refuse each other forever.
+   * Adopt a newer membership a voter told us about (election-membership.ts isNewer): without it a
+   * node with the newest data but an old membership and a node with the newest membership but old
+   * data could refuse each other forever.
    */
   private learnMembership(m: Membership | undefined): void {
-    if (!m || this.role === "leader" || compareVersion(versionOf(m), versionOf(this.membership)) <= 0) return;
+    if (this.role === "leader" || !isNewer(m, this.membership)) return;
     this.membership = m;
     this.persist();
     this.notice("membership-changed", `learned voters ${m.voters.join(",")} (v${m.term}.${m.index}) from a voter`);
@@ -534,8 +347,7 @@ export class Election implements Consensus {
     this.hadLease = false;
     // Re-stamp the membership in our term (Raft's no-op entry): until a majority
     // stores it, no membership change may start.
-    const m = this.membership!;
-    this.membership = { ...m, term: this.term, index: m.index + 1 };
+    this.membership = restamp(this.membership!, this.term);
     this.committed = this.voters().length === 1;
     this.ledTerm = this.term;
     this.peerGuardSeq.clear();
@@ -559,50 +371,11 @@ export class Election implements Consensus {
     this.broadcast({ t: "hb", term: this.term, seq: now, left, membership: this.membership!, pos: this.position, ...(this.guard ? { guard: this.guard } : {}) });
   }
 
-  /**
-   * Follower: the earliest local time at which heartbeat `m` can have been sent, never before its
-   * true send time: its send time (leader clock) plus the smallest (receipt − send) offset seen from
-   * this leader in this term, which is the clock offset plus the shortest delay, aged by the largest
-   * relative rate error so that drift cannot make it too small. The first heartbeat of a term
-   * counts as sent on arrival, and so does one whose send time is below the last one's (the
-   * leader's agent restarted: a new clock). An estimate that is too early only makes a heartbeat count as late
-   * (lost): safety never depends on it, because a late heartbeat is not acknowledged either.
-   */
-  private hbSendTime(now: number, from: string, m: Extract<ElectionMsg, { t: "hb" }>): number {
-    const d = this.o.maxDrift ?? 0.5;
-    const rel = (2 * d) / (1 - d);
-    let c = this.hbClock;
-    if (!c || c.leader !== from || c.term !== m.term || m.seq < c.lastSeq) c = { leader: from, term: m.term, minOffset: Infinity, at: now, lastSeq: m.seq, lateSince: null };
-    const aged = c.minOffset + rel * (now - c.at);
-    c = { ...c, minOffset: Math.min(aged, now - m.seq), at: now, lastSeq: m.seq };
-    this.hbClock = c;
-    const est = m.seq + c.minOffset;
-    return Math.min(now, est + rel * (now - est));
-  }
-
-  /**
-   * A heartbeat that arrives after the leader stopped accepting acknowledgements for it (held in
-   * a queue while a link was cut): its ack could not extend any lease, so it is not leader contact.
-   * Without `left` (an older leader) the bound is lease_ms: no lease outlives its heartbeat by more.
-   * A held backlog arrives at once; late heartbeats that keep coming for heartbeat_ms mean the
-   * leader's clock changed (its agent restarted and resumed the term): start its clock afresh.
-   */
+  /** A heartbeat held past its leader's lease (election-contact.ts arrivedLate); updates the leader's clock. */
   private arrivedLate(now: number, from: string, m: Extract<ElectionMsg, { t: "hb" }>): boolean {
-    const d = this.o.maxDrift ?? 0.5;
-    const sent = this.hbSendTime(now, from, m);
-    const left = Math.max(0, m.left ?? this.o.leaseMs);
-    const c = this.hbClock!;
-    if (sent + (left * (1 + d)) / (1 - d) >= now) {
-      c.lateSince = null;
-      return false;
-    }
-    if (c.lateSince !== null && now - c.lateSince >= this.o.heartbeatMs) {
-      this.hbClock = null;
-      this.hbSendTime(now, from, m);
-      return false;
-    }
-    c.lateSince ??= now;
-    return true;
+    const r = arrivedLate(this.hbClock, now, from, m, this.o);
+    this.hbClock = r.clock;
+    return r.late;
   }
 
   // ---------------------------------------------------------------- messages
@@ -663,7 +436,7 @@ export class Election implements Consensus {
     else if (m.term <= this.term) reason = "stale-term";
     else reason = this.upToDate(m.cfg, m.pos, m.force === true, from);
     // Pre-votes change nothing here: no term bump, no vote recorded.
-    if (reason) this.send(from, { t: "prevote-resp", term: this.term, granted: false, reason, membership: this.newerMembership(m.cfg) });
+    if (reason) this.send(from, { t: "prevote-resp", term: this.term, granted: false, reason, membership: newerMembership(this.membership, m.cfg) });
     else this.send(from, { t: "prevote-resp", term: m.term, granted: true });
   }
 
@@ -714,7 +487,7 @@ export class Election implements Consensus {
 
   private refuseVote(to: string, m: VoteMsg, reason: string): void {
     this.notice("vote-refused", `term ${m.term} to ${to}: ${reason}`);
-    this.send(to, { t: "vote-resp", term: this.term, granted: false, reason: reason.slice(0, 200), membership: this.newerMembership(m.cfg) });
+    this.send(to, { t: "vote-resp", term: this.term, granted: false, reason: reason.slice(0, 200), membership: newerMembership(this.membership, m.cfg) });
   }
 
   private pendingReason(): string {
@@ -787,12 +560,7 @@ export class Election implements Consensus {
     this.acks.set(from, Math.max(this.acks.get(from) ?? -Infinity, m.seq));
     if (m.guardSeq !== undefined) this.peerGuardSeq.set(from, Math.max(this.peerGuardSeq.get(from) ?? 0, m.guardSeq));
     this.peerVersions.set(from, m.cfg);
-    if (!this.committed) {
-      const have = new Set([this.o.id]);
-      const mine = versionOf(this.membership);
-      for (const [p, v] of this.peerVersions) if (compareVersion(v, mine) === 0) have.add(p);
-      if (hasMajority(this.voters(), have)) this.commitMembership();
-    }
+    if (!this.committed && storedByMajority(this.o.id, this.voters(), versionOf(this.membership), this.peerVersions)) this.commitMembership();
   }
 
   private commitMembership(): void {
@@ -811,10 +579,7 @@ export class Election implements Consensus {
     const plan = planMembershipChange(this.membership, op, node, this.o.id);
     if ("reject" in plan) return reject(plan.reject);
     this.prevVoters = this.membership.voters;
-    this.membership = {
-      term: this.term, index: this.membership.index + 1, voters: plan.voters,
-      ...(plan.approved.length > 0 ? { approved: plan.approved } : {}),
-    };
+    this.membership = proposed(this.membership, this.term, plan);
     this.committed = false;
     this.peerVersions.clear();
     this.persist();
