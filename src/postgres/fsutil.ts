@@ -10,21 +10,17 @@
 // (/proc/self/fd/N/name) with O_NOFOLLOW, owner and mode set through the open descriptor. A file
 // the OS user could not read itself is never read into a place it can read.
 import { randomBytes } from "node:crypto";
-import { closeSync, constants as C, fchmodSync, fchownSync, fstatSync, fsync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
+import { closeSync, constants as C, fchmodSync, fchownSync, fstatSync, fsync, lstatSync, mkdirSync, openSync, readdirSync, readSync, type Stats } from "node:fs";
 import { lchown, lstat, open, readdir, rename, rmdir, unlink, type FileHandle } from "node:fs/promises";
-import { basename, dirname, normalize, resolve } from "node:path";
+import { basename, dirname } from "node:path";
 import { promisify } from "node:util";
+import { errno, named, walkNoFollow } from "./safedir-walk.ts";
 import { isRoot } from "./users.ts";
 
 export interface Owner { readonly uid: number; readonly gid: number }
 
 type Stat = Stats;
-const errno = (e: unknown) => (e as NodeJS.ErrnoException).code;
-const MAX_LINKS = 40;
 const fsyncAsync = promisify(fsync);
-
-/** A link here could have been placed by someone other than root (owner not root, or group/other may write). */
-const othersMayWrite = (st: { uid: number; mode: number }) => st.uid !== 0 || (st.mode & 0o022) !== 0;
 
 /** May `u` read a file with this stat (owner, group, other bits; supplementary groups are not counted)? */
 function mayRead(st: Stat, u: Owner): boolean {
@@ -59,64 +55,7 @@ export class SafeDir {
         return named(path)(e);
       }
     }
-    let todo = resolve(path).split("/").filter(Boolean);
-    let real = "";
-    let fd = openSync("/", C.O_RDONLY | C.O_DIRECTORY);
-    let links = 0;
-    const openDir = (at: string): number | null => {
-      try {
-        return openSync(at, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
-      } catch (e) {
-        if (errno(e) === "ENOENT" && o.create) {
-          try {
-            mkdirSync(at, 0o755);
-          } catch (e2) {
-            if (errno(e2) !== "EEXIST") throw e2;
-          }
-          return openSync(at, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
-        }
-        if (errno(e) !== "ELOOP" && errno(e) !== "ENOTDIR") throw e;
-        return null;
-      }
-    };
-    try {
-      while (todo.length > 0) {
-        const c = todo.shift()!;
-        const at = `/proc/self/fd/${fd}/${c}`;
-        let next: number | null;
-        try {
-          next = openDir(at);
-        } catch (e) {
-          return named(`${real}/${c}`)(e);
-        }
-        if (next !== null) {
-          closeSync(fd);
-          fd = next;
-          real += `/${c}`;
-          continue;
-        }
-        let lst: Stat;
-        try {
-          lst = lstatSync(at);
-        } catch (e) {
-          return named(`${real}/${c}`)(e);
-        }
-        if (!lst.isSymbolicLink()) throw new Error(`${real}/${c} is not a directory`);
-        if (othersMayWrite(fstatSync(fd))) {
-          throw new Error(`${real}/${c} is a symbolic link in ${real || "/"}, which a user other than root can write: refusing to follow it as root (configure the real path)`);
-        }
-        if (++links > MAX_LINKS) throw new Error(`${path}: too many symbolic links`);
-        const target = readlinkSync(at);
-        todo = [...normalize(target.startsWith("/") ? target : `${real}/${target}`).split("/").filter(Boolean), ...todo];
-        closeSync(fd);
-        fd = openSync("/", C.O_RDONLY | C.O_DIRECTORY);
-        real = "";
-      }
-    } catch (e) {
-      try { closeSync(fd); } catch { /* already closed */ }
-      throw e;
-    }
-    return new SafeDir(path, fd, o.osUser);
+    return new SafeDir(path, walkNoFollow(path, o.create === true), o.osUser);
   }
 
   /** Kernel path of `name` inside this directory (no lookup of the directory's own path). */
@@ -392,13 +331,4 @@ export async function removeTree(path: string): Promise<void> {
     } else await unlink(d.at(name));
   };
   await inParent(path, rmAt).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
-}
-
-/** Adds the path to a system error's message (Node's messages name /proc/self/fd/N otherwise). */
-function named(path: string) {
-  return (e: unknown): never => {
-    const err = e as NodeJS.ErrnoException;
-    if (err?.code && !String(err.message).includes(path)) err.message = `${path}: ${err.message}`;
-    throw err;
-  };
 }
