@@ -77,15 +77,12 @@ export function arrivedLate(clock: HbClock | null, now: number, from: string, m:
 export function leaseUntil(
   self: string, acks: ReadonlyMap<string, number>, now: number, leaseMs: number, voters: readonly string[], prevVoters: readonly string[] | null,
 ): number {
-  const values = new Map(acks);
-  values.set(self, now);
+  const values = { get: (v: string) => (v === self ? now : acks.get(v)) };
   const under = (vs: readonly string[]) => quorumMin(vs, values) + leaseMs;
   return prevVoters ? Math.max(under(voters), under(prevVoters)) : under(voters);
 }
 
 /** Leader: the highest guard seq stored by a majority of voters (itself included, with `ownSeq`). */
 export function guardCommitted(self: string, ownSeq: number, peerGuardSeq: ReadonlyMap<string, number>, voters: readonly string[]): number {
-  const values = new Map(peerGuardSeq);
-  values.set(self, ownSeq);
-  return Math.max(0, quorumMin(voters, values));
+  return Math.max(0, quorumMin(voters, { get: (v) => (v === self ? ownSeq : peerGuardSeq.get(v)) }));
 }

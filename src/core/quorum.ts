@@ -10,7 +10,7 @@ export function majority(n: number): number {
  * Missing voters count as -Infinity. Used for the leader lease: the lease runs
  * from the send time of the newest heartbeat a majority has acknowledged.
  */
-export function quorumMin(voters: readonly string[], values: ReadonlyMap<string, number>): number {
+export function quorumMin(voters: readonly string[], values: Pick<ReadonlyMap<string, number>, "get">): number {
   const sorted = voters.map((v) => values.get(v) ?? -Infinity).sort((a, b) => b - a);
   const q = majority(voters.length);
   return sorted[q - 1] ?? -Infinity;

@@ -386,10 +386,9 @@ export function runSim(p: SimParams): SimResult {
   function votersOf(n: Node): string[] {
     return n.el!.status(localOf(n, t)).membership?.voters ?? [];
   }
-  function kOf(n: Node): number {
+  function kOf(n: Node, st = n.el!.status(localOf(n, t))): number {
     // until a membership change commits, elections may still use the previous set: take the larger k
-    const st = n.el!.status(localOf(n, t));
-    const v = Math.max(votersOf(n).length, st.prevVoters?.length ?? 0);
+    const v = Math.max(st.membership?.voters.length ?? 0, st.prevVoters?.length ?? 0);
     return v - (Math.floor(v / 2) + 1);
   }
   function leaderDurability(n: Node) {
@@ -414,6 +413,17 @@ export function runSim(p: SimParams): SimResult {
   }
   /** Acknowledge pending writes: k standbys have them, or the primary runs degraded behind a committed block guard. */
   function ackWrites() {
+    // Nothing steps an election here: each leader's status is read once per call.
+    const views = new Map<string, { voters: string[]; k: number; blocked: boolean }>();
+    const viewOf = (L: Node) => {
+      let v = views.get(L.id);
+      if (!v) {
+        const st = L.el!.status(localOf(L, t));
+        v = { voters: st.membership?.voters ?? [], k: kOf(L, st), blocked: !!st.guard?.block && st.guard.holder === L.id && st.guardCommitted >= st.guard.seq };
+        views.set(L.id, v);
+      }
+      return v;
+    };
     for (let i = pending.length - 1; i >= 0; i--) {
       const w = pending[i]!;
       const L = nodes.get(w.node)!;
@@ -421,10 +431,9 @@ export function runSim(p: SimParams): SimResult {
       if (!open) { pending.splice(i, 1); continue; }
       // a standby acknowledges what it received from L: L's timeline, at or past the write
       const has = (d: Position) => d.timeline === w.pos.timeline && comparePosition(d, w.pos) >= 0;
-      const holders = votersOf(L).filter((v) => v !== L.id && nodes.get(v)?.canLead && has(nodes.get(v)!.data)).length;
-      const lst = L.el!.status(localOf(L, t));
-      const blocked = !!lst.guard?.block && lst.guard.holder === L.id && lst.guardCommitted >= lst.guard.seq;
-      const how = holders >= kOf(L) ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
+      const { voters, k, blocked } = viewOf(L);
+      const holders = voters.filter((v) => v !== L.id && nodes.get(v)?.canLead && has(nodes.get(v)!.data)).length;
+      const how = holders >= k ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
       if (!how) continue;
       // ... and no write is acknowledged that a leader of a later term, already elected, lacks
       for (const [term, e] of electedWith) {
