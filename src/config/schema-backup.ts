@@ -7,9 +7,9 @@ import { absPath } from "./pg-values.ts";
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
 
-/** Hours between scheduled backups: 0 (none), or from 0.01 (36 s) to a year. */
+/** Hours between scheduled backups: 0 (none), or from 0.001 (3.6 s; backups never overlap: one at a time) to a year. */
 const every = () => z.number("must be a number of hours").min(0, "must be 0 or more").max(24 * 366, `must be at most ${24 * 366}`)
-  .refine((h) => h === 0 || h >= 0.01, "must be 0 (no schedule) or at least 0.01 (36 s)").default(0);
+  .refine((h) => h === 0 || h >= 0.001, "must be 0 (no schedule) or at least 0.001 (3.6 s)").default(0);
 
 export const backupSection = z
   .strictObject({

@@ -48,9 +48,10 @@ describe("[backup] schedule keys", () => {
     return "";
   };
 
-  test("hours, fractions allowed down to 0.01 (36 s); 0 = none; anything else refused naming the key", () => {
+  test("hours, fractions allowed down to 0.001 (3.6 s); 0 = none; anything else refused naming the key", () => {
     expect(parseConfig(BASE + "full_every_hours = 168\nincr_every_hours = 0.5\n", "x").backup).toMatchObject({ full_every_hours: 168, incr_every_hours: 0.5 });
-    expect(errors("incr_every_hours = 0.001\n")).toContain("backup.incr_every_hours must be 0 (no schedule) or at least 0.01 (36 s)");
+    expect(parseConfig(BASE + "incr_every_hours = 0.001\n", "x").backup.incr_every_hours).toBe(0.001);
+    expect(errors("incr_every_hours = 0.0009\n")).toContain("backup.incr_every_hours must be 0 (no schedule) or at least 0.001 (3.6 s)");
     expect(errors("full_every_hours = -1\n")).toContain("backup.full_every_hours must be 0 or more");
     expect(errors('full_every_hours = "daily"\n')).toContain("backup.full_every_hours must be a number of hours");
   });
