@@ -15,6 +15,14 @@ import type { ElectionMsg, Membership } from "../../src/core/messages.ts";
 import { bigIntToLsn, lsnToBigInt, type Position, comparePosition } from "../../src/core/position.ts";
 import { quorumMin } from "../../src/core/quorum.ts";
 
+/** A position's LSN as a number, parsed once per position (positions are never changed in place). */
+const lsns = new WeakMap<Position, bigint>();
+function lsnOf(p: Position): bigint {
+  let v = lsns.get(p);
+  if (v === undefined) lsns.set(p, (v = lsnToBigInt(p.lsn)));
+  return v;
+}
+
 export interface SimParams {
   seed: number;
   initial: number;       // voters at start
@@ -430,7 +438,7 @@ export function runSim(p: SimParams): SimResult {
       const open = L.el && L.lease && L.lease.term === w.term;
       if (!open) { pending.splice(i, 1); continue; }
       // a standby acknowledges what it received from L: L's timeline, at or past the write
-      const has = (d: Position) => d.timeline === w.pos.timeline && comparePosition(d, w.pos) >= 0;
+      const has = (d: Position) => d.timeline === w.pos.timeline && lsnOf(d) >= lsnOf(w.pos);
       const { voters, k, blocked } = viewOf(L);
       const holders = voters.filter((v) => v !== L.id && nodes.get(v)?.canLead && has(nodes.get(v)!.data)).length;
       const how = holders >= k ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
