@@ -5,17 +5,22 @@
 //  2. kill the witness's host → nothing changes for clients: same primary, writes go on, zero-loss;
 //  3. kill the standby's host → writes stall until the witness stored the "block" guard, then go on
 //     without a synchronous standby; cluster ls says "degraded";
-//  4. the standby comes back but cannot stream (PostgreSQL traffic to the primary dropped), then the
-//     primary's host dies too → the standby is NOT promoted (the witness refuses it: no eligible
-//     node holds every acknowledged write) and cluster ls says why.
+//  4. the standby comes back lagging and cannot stream (PostgreSQL traffic to the primary dropped),
+//     then the primary's host dies too → the stale standby is NOT promoted (the witness refuses it:
+//     no eligible node holds every acknowledged write; only the guard stands between it and
+//     promotion, as standby and witness are a majority) and cluster ls says why;
+//  5. `pgherd failover --to <standby> --accept-data-loss` promotes it; the writes it lacks (all
+//     acknowledged while it was away) are counted.
 import { expect, test } from "bun:test";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { durabilityView, storedGuard, waitGuarantee, waitSynchronous } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { blockPostgres, startWitnessCluster } from "../helpers/witness.ts";
-import { describeAnalysis, faultRound, secs, Writer } from "../helpers/writer.ts";
+import { describeAnalysis, faultRound, pgherd, secs, Writer } from "../helpers/writer.ts";
 
 const NO_HOLDER = /no candidate is known to hold every acknowledged write/;
+/** Writes the primary acknowledges while the standby is away (what the forced failover loses). */
+const WRITES_WHILE_AWAY = 100;
 
 /** Longest gap between consecutive acknowledgements ending in [from, to]. */
 function longestGap(w: Writer, from: number, to = Infinity): number {
@@ -69,7 +74,7 @@ describeCluster("quorum commit: two database nodes and a witness", {
     await waitFor(async () => (await durabilityView(fx.witness)).leaderName === primary.name, { timeoutMs: 30_000, what: `${fx.witness.name} to follow ${primary.name} again` });
   }), 300_000);
 
-  test("kill the standby, then the primary while degraded: writes go on, then no automatic promotion, and cluster ls says why", () => fx.c.diagnose(async () => {
+  test("kill the standby, then the primary while degraded: writes go on, then no automatic promotion of the stale standby, and cluster ls says why; failover --accept-data-loss works", () => fx.c.diagnose(async () => {
     const { primary, standbys } = await fx.db.waitHealthy(60_000);
     const standby = standbys[0]!;
     await waitSynchronous(primary);
@@ -82,6 +87,7 @@ describeCluster("quorum commit: two database nodes and a witness", {
       const line = await waitGuarantee(primary, /^quorum: degraded: writes continue/, 60_000);
       const resumed = await waitFor(() => w.acked(primary.name).filter((a) => a.start >= at).at(-1), { timeoutMs: 30_000, what: `a write on ${primary.name} after the standby died` });
       await w.waitAck(primary.name, resumed.end, 15_000);
+      await waitFor(() => w.acked(primary.name).filter((a) => a.start >= at).length >= WRITES_WHILE_AWAY, { timeoutMs: 60_000, what: `${WRITES_WHILE_AWAY} writes on ${primary.name} while ${standby.name} is away` });
       console.log(`standby killed: writes stalled ${secs(longestGap(w, at))} (degrading), then continued; durability: ${line}`);
       // The witness stored the guard that let the primary degrade: it names the primary as the only node that may win.
       const g = storedGuard(fx.witness);
@@ -93,6 +99,11 @@ describeCluster("quorum commit: two database nodes and a witness", {
       await blockPostgres(standby.host, primary.host);
       await standby.start();
       await waitFor(async () => (await standby.query("select pg_is_in_recovery() as r"))[0]?.r === true, { timeoutMs: 60_000, what: `${standby.name}'s PostgreSQL up as a standby` });
+      const [p] = await primary.query("select pg_current_wal_lsn()::text as lsn");
+      const [s] = await standby.query(`select pg_wal_lsn_diff('${String(p?.lsn)}', pg_last_wal_replay_lsn())::bigint::text as behind`);
+      const behind = Number(s?.behind);
+      console.log(`${standby.name} back, ${behind} bytes behind ${primary.name} (at ${String(p?.lsn)})`);
+      expect(behind).toBeGreaterThan(0);
       const still = await durabilityView(primary);
       expect(still.durability ?? "").toMatch(/^quorum: degraded/);
       const acked = w.acked(primary.name).length;
@@ -114,8 +125,23 @@ describeCluster("quorum commit: two database nodes and a witness", {
         await Bun.sleep(250);
       }
       console.log(`${standby.name} still a standby ${secs(performance.now() - killAt)} after the primary died`);
+
+      const t0 = performance.now();
+      const r = await pgherd(standby, ["failover", "--to", standby.name, "--accept-data-loss"]);
+      console.log(`pgherd failover --to ${standby.name} --accept-data-loss: exit ${r.code}: ${r.text}`);
+      expect(r.code).toBe(0);
+      await waitFor(async () => (await standby.query("select pg_is_in_recovery() as r"))[0]?.r === false, { timeoutMs: 30_000, what: `${standby.name} promoted` });
+      await standby.query("insert into witness_w (id, node) values (-1, 'forced')");
+      console.log(`forced failover: ${standby.name} writable ${secs(performance.now() - t0)} after the command`);
+      const lost = await w.lost(standby);
+      const lostAfterAway = lost.filter((l) => (w.attempts.find((a) => a.id === l.id)?.end ?? 0) >= at);
+      console.log(`forced failover lost ${lost.length} acknowledged writes (${lostAfterAway.length} of them acknowledged while ${standby.name} was away), as accepted`);
+      expect(lost.length).toBeGreaterThan(0);
+      expect(lostAfterAway.length).toBe(lost.length);
+      const after = await waitFor(async () => (await durabilityView(standby)).leaderName === standby.name && (await durabilityView(standby)), { timeoutMs: 30_000, what: `${standby.name} to lead` });
+      console.log(`after the forced failover: leader ${after.leaderName}, durability: ${after.durability}`);
     } finally {
       await w.stop();
     }
-  }), 300_000);
+  }), 400_000);
 });
