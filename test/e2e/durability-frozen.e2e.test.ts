@@ -1,5 +1,12 @@
-// Quorum commit against a frozen primary agent (SIGSTOP), three database nodes, a writer on every
-// node (so also on the old primary and, after failover, the new one). Two variants:
+// Quorum commit with three database nodes and a writer on every node (so also on the old primary
+// and, after failover, the new one), on one shared cluster.
+//
+// Host crash: the primary's host crashes (every process SIGKILLed) at a random moment, ten times in
+// a row; the crashed host's agent is restarted and the cluster is whole again before the next
+// round. Every acknowledged write must be on the final primary, every round. Replay the random
+// moments with DURABILITY_SEED=<n> (printed).
+//
+// A frozen primary agent (SIGSTOP), two variants:
 //  - the agent alone frozen: its fencing watchdog stops PostgreSQL at the lease end;
 //  - the agent AND its watchdog frozen: nothing fences the old primary, which keeps running as a
 //    primary with synchronous_standby_names set. Only quorum commit protects the data then: the
@@ -13,11 +20,15 @@ import { expect, test } from "bun:test";
 import { childrenOf } from "../../src/postgres/orphans.ts";
 import type { ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
-import { waitGuarantee, waitSynchronous } from "../helpers/durability.ts";
+import { seededRandom, seedFrom, table, waitGuarantee, waitSynchronous } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { describeAnalysis, faultRound, logMark, logSince, secs, signal, startFailoverCluster, watchdogPid, type RoundResult } from "../helpers/writer.ts";
 
-describeCluster("quorum commit: frozen primary agent", {
+const ROUNDS = 10;
+/** The crash lands up to this long after the writer's steady state began: anywhere in a commit's life. */
+const MAX_DELAY_MS = 1500;
+
+describeCluster("quorum commit: host crash of the primary, frozen primary agent", {
   start: () => startFailoverCluster("durability-frozen", "dfrozen"),
   ready: async ({ c }) => console.log(`durability: ${await waitGuarantee(c.nodes[0]!, /^quorum: zero-loss/, 30_000)}`),
 }, (fx) => {
@@ -33,6 +44,35 @@ describeCluster("quorum commit: frozen primary agent", {
 
   /** Each round starts from a synchronous primary (a failover leaves it degraded until the old one rejoins). */
   const synchronous = async () => console.log(`before the round: ${await waitSynchronous((await fx.c.waitHealthy(60_000)).primary)}`);
+
+  test(`host crash of the primary, ${ROUNDS} rounds: zero acknowledged writes lost, every round`, () => fx.c.diagnose(async () => {
+    const seed = seedFrom(process.env.DURABILITY_SEED);
+    console.log(`seed ${seed} (replay: DURABILITY_SEED=${seed})`);
+    const rnd = seededRandom(seed);
+    const rows: (string | number)[][] = [];
+    const losses: string[] = [];
+    for (let i = 1; i <= ROUNDS; i++) {
+      const delay = Math.floor(rnd() * MAX_DELAY_MS);
+      // Synchronous again after the previous round (a crash while degraded rightly leaves no failover).
+      await waitSynchronous((await fx.c.waitHealthy(120_000)).primary);
+      const r = await faultRound(fx.c, {
+        label: `round ${i}`, expect: "other",
+        inject: async (p) => {
+          await Bun.sleep(delay); // a random moment, not a wait for a condition
+          await p.host.killAll("SIGKILL");
+        },
+        restore: (old) => old.start(),
+      });
+      console.log(describeAnalysis(`round ${i} (${r.old.name} -> ${r.neu.name}, crash ${delay} ms into steady writes)`, r.analysis, r.lost));
+      rows.push([i, `${r.old.name}->${r.neu.name}`, delay, secs(r.analysis.outageMs), secs(r.analysis.recoveryMs), `${r.analysis.acked}/${r.analysis.attempts}`, r.lost.length, secs(r.healMs)]);
+      if (r.lost.length) losses.push(`round ${i}: ${r.lost.map((l) => `${l.id}@${l.node}`).join(", ")}`);
+      expect(r.analysis.splitBrain).toEqual([]);
+      // The round's fault mark is set before the random delay: the bound starts at the crash.
+      expect((r.analysis.recoveryMs ?? Infinity) - delay).toBeLessThanOrEqual(fx.bounds.failoverMs);
+    }
+    console.log(table(["round", "failover", "crash at ms", "outage", "new primary writes after (incl. delay)", "acked/attempts", "lost", "healed in"], rows));
+    expect(losses).toEqual([]);
+  }), 1_200_000);
 
   test("agent frozen (its watchdog fences)", () => fx.c.diagnose(async () => {
     await synchronous();
