@@ -4,16 +4,22 @@
 // writes within a bound derived from the configuration, that exactly one node acknowledges writes
 // afterwards, that the old primary stopped acknowledging before the new one started, and that the
 // cluster is back to one primary and two streaming standbys by itself; it prints the outage and
-// any acknowledged write that was lost.
+// any acknowledged write that was lost. Then, on the same cluster: the primary's host cut off the
+// network (a writer on every node through its unix socket still reaches the isolated host: the
+// probe from the old primary's own side of the cut), and rejoin by re-clone when pg_rewind cannot
+// work.
 import { expect, test } from "bun:test";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, signal, startFailoverCluster, watchdogLog, watchdogPid, type RoundResult } from "../helpers/writer.ts";
 
-describeCluster("automatic failover: crashes", {
+describeCluster("automatic failover: crashes, partition and re-clone", {
   start: () => startFailoverCluster("failover-crash", "fcrash"),
   ready: ({ bounds }) => console.log(`bounds from the config: failover ${bounds.failoverMs} ms, fence ${bounds.fenceMs} ms, restart ${bounds.restartMs} ms`),
+  beforeDestroy: async ({ c }) => { for (const h of c?.lab.hosts ?? []) await h.heal().catch(() => {}); },
 }, (fx) => {
   /** The assertions every failover shares; prints the numbers first so a failure still reports them. */
   const report = (r: RoundResult, o: { lossAllowed: boolean; bound: number }) => {
@@ -171,5 +177,57 @@ describeCluster("automatic failover: crashes", {
     expect(fenced.some((l) => /fencing PostgreSQL/.test(l))).toBe(true);
     expect(r.old.agent!.exited).toBe(false);
     expectRewound(r, mark);
+  }), 240_000);
+
+  test("network cut of the primary: it stops acknowledging before the new primary accepts any; after heal it rejoins by pg_rewind", () => fx.c.diagnose(async () => {
+    let mark = 0;
+    const r = await faultRound(fx.c, {
+      label: "network cut", expect: "other",
+      inject: async (p) => {
+        mark = logMark(p);
+        await p.host.cut();
+      },
+      restore: (old) => old.host.heal(),
+    });
+    report(r, { lossAllowed: true, bound: fx.bounds.failoverMs });
+    const a = r.analysis;
+    const fence = a.lastOldAck ? a.lastOldAck.end - r.at : null;
+    console.log(`network cut: the isolated old primary acknowledged its last write ${secs(fence)} after the cut (bound ${fx.bounds.fenceMs} ms), ` +
+      `${Math.round(a.separationMs ?? NaN)} ms before the new primary's first was sent`);
+    expect(a.separationMs!).toBeGreaterThan(0);
+    expect(fence!).toBeLessThanOrEqual(fx.bounds.fenceMs);
+    // It fenced itself, and said so, before anything else could be elected.
+    expect(logSince(r.old, mark, /fencing PostgreSQL|fenced: no longer leading/).length).toBeGreaterThan(0);
+    // One pg_rewind that rewound it (a no-op rewind first would leave it stuck on the old timeline).
+    const p = rejoinPath(r.old, mark);
+    console.log(`network cut: rejoin of ${r.old.name}:\n  ${p.lines.join("\n  ")}`);
+    expect(p.decisions).toEqual(["rewind"]);
+    expect(p.rewinds).toEqual(["rewound"]);
+  }), 240_000);
+
+  test("rejoin by re-clone: the crashed old primary's pg_wal is gone, pg_rewind fails, a fresh clone is swapped in", () => fx.c.diagnose(async () => {
+    let mark = 0;
+    const r = await faultRound(fx.c, {
+      label: "host crash, WAL removed", expect: "other",
+      inject: async (p) => {
+        mark = logMark(p);
+        await p.host.killAll("SIGKILL");
+      },
+      restore: async (old) => {
+        const wal = join(old.dataDir, "pg_wal");
+        for (const f of readdirSync(wal)) rmSync(join(wal, f), { recursive: true, force: true });
+        await old.start();
+      },
+    });
+    report(r, { lossAllowed: true, bound: fx.bounds.failoverMs });
+    const rejoin = logSince(r.old, mark, /decision: |pg_rewind .*failed|taking a fresh clone|clone complete|rebuilt from a fresh clone/);
+    console.log(`re-clone: rejoin of ${r.old.name}:\n  ${rejoin.map((l) => l.slice(0, 220)).join("\n  ")}`);
+    expect(rejoin.some((l) => /pg_rewind .*failed/.test(l))).toBe(true);
+    expect(rejoin.some((l) => /taking a fresh clone/.test(l))).toBe(true);
+    expect(rejoin.some((l) => /clone complete/.test(l))).toBe(true);
+    // The clone replaced the data directory only once complete; the broken one is kept aside.
+    const kept = logSince(r.old, mark, /previous data directory kept at /).map((l) => l.replace(/^.*kept at /, "").trim());
+    expect(kept).toHaveLength(1);
+    expect(existsSync(join(kept[0]!, "PG_VERSION"))).toBe(true);
   }), 240_000);
 });
