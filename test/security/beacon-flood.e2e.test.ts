@@ -1,7 +1,7 @@
 // Issue 10 finding 5 on a live cluster: a flood of bad-MAC beacons (they claim the cluster, so each
 // costs an HMAC unless refused earlier) from four addresses of an attacker host, at every node,
 // while the primary's host is cut off the network. The failover must stay within the same bound
-// as without the flood (test/e2e/failover-partition.e2e.test.ts): the election runs on the event
+// as without the flood (the network cut in test/e2e/failover-crash.e2e.test.ts): the election runs on the event
 // loop that receives the beacons.
 import { expect, test } from "bun:test";
 import { describeCluster } from "../helpers/describe-cluster.ts";
