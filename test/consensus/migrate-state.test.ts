@@ -10,7 +10,8 @@ import { runCli } from "../../src/cli/run.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { BackendStore, CONSENSUS_FILE, startingBackend } from "../../src/consensus/migrate-state.ts";
 import { memoryLogger } from "../../src/log.ts";
-import { fakeSource } from "../api/fake-source.ts";
+import { statusText } from "../../src/ops/status-text.ts";
+import { fakeSource, nodeStatus } from "../api/fake-source.ts";
 
 const TOKEN = "migrate-cli-test-0123456789-abcdefghijklmnop";
 const dirs: string[] = [];
@@ -78,4 +79,11 @@ test("pgherd consensus migrate: usage checked first, then refused by the API wit
   const anon = await fetch(`${api.url}/consensus/migrate`, { method: "POST", body: '{"to":"etcd"}', headers: { "content-type": "application/json" } });
   expect(anon.status).toBe(401);
   expect(requests).toEqual([]);
+});
+
+test("/node and pgherd status show the backend in force", () => {
+  const base = nodeStatus();
+  const s = nodeStatus({ election: { ...base.election, backend: { backend: "etcd", epoch: 1 } } });
+  expect(statusText(s)).toContain("election  follower (etcd), term 3");
+  expect(statusText(base)).toContain("election  follower, term 3");
 });
