@@ -10,6 +10,6 @@ export function migrateRefusal(to: Backend): ActionResult {
     message: `consensus migrate --to ${to} is refused: this agent cannot switch its consensus backend while it runs, ` +
       "so a live migration (no PostgreSQL restart, never two leaders) is not available in this version. Nothing was changed. " +
       `To move the cluster: stop every agent, set [consensus] backend = "${to}" in every node's pgherd.toml${to === "etcd" ? " (with endpoints)" : ""}, ` +
-      "and start them again; the primary is fenced while its agent is stopped (docs/etcd.md, \"Migration\").",
+      "and start them again; once every agent is down there is no primary until they are back (docs/etcd.md, \"Migration\").",
   };
 }
