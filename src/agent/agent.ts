@@ -23,6 +23,8 @@ import { History, primaryEntry, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import type { Consensus } from "./election-driver.ts";
 import { createConsensus } from "../consensus/create.ts";
+import { startingBackend } from "../consensus/migrate-state.ts";
+import type { InForce } from "../core/consensus-migrate.ts";
 import { type ClusterSummary, summarizeView } from "../consensus/clusters.ts";
 import { FlagsStore, type Durability } from "./flags.ts";
 import { DynamicConfig, type DynamicView } from "./dynamic-config.ts";
@@ -70,6 +72,8 @@ export class Agent implements ClusterContext {
   private housekeeping: ReturnType<typeof setInterval> | undefined;
   private witnessTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
+  /** The consensus backend in force (src/consensus/migrate-state.ts), shown in /node. */
+  private readonly backend: InForce;
 
   constructor(private readonly cfg: Config, private readonly log: Logger, hooks: LeadershipHooks = {}) {
     this.nodeId = loadOrCreateNodeId(cfg.state_dir);
@@ -88,6 +92,7 @@ export class Agent implements ClusterContext {
       now, sleep: (ms) => Bun.sleep(ms),
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
+    this.backend = startingBackend(cfg);
     this.consensus = createConsensus({ cfg, nodeId: this.nodeId, store: this.store, log, nameOf: (id) => this.nameOf(id), hooks: {
       send: (to, msg) => this.mesh.send(to, msg),
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
@@ -233,7 +238,7 @@ export class Agent implements ClusterContext {
       electionNote: this.consensus.note(), bootstrapNote: this.membership.bootstrapNote(), selfHost: this.selfHost(),
       meshAddr: this.advertisedMesh(), flags: this.flags.get(), durabilityLine: this.durabilityLine(),
       counters: { ...this.counters, ...this.consensus.counters }, peers: this.peers.list(),
-      rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() }, uptimeMs: Date.now() - this.startedAt,
+      rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() }, uptimeMs: Date.now() - this.startedAt, backend: this.backend,
     };
   }
 

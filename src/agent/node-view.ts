@@ -26,6 +26,7 @@ export interface StatusInput {
   peers: PeerInfo[];
   rejects: { beacon: Record<string, number>; mesh: Record<string, number> };
   uptimeMs: number;
+  backend?: { backend: "builtin" | "etcd"; epoch: number };
 }
 
 export function composeStatus(i: StatusInput): NodeStatus {
@@ -42,7 +43,7 @@ export function composeStatus(i: StatusInput): NodeStatus {
       votedFor: s.votedFor, leading: i.lease !== null,
       leaseRemainingMs: i.lease ? Math.max(0, Math.round(i.lease.until - f.now)) : 0,
       voters: names(s.membership?.voters), membershipVersion: s.membership ? `${s.membership.term}.${s.membership.index}` : null,
-      position: s.position,
+      position: s.position, ...(i.backend ? { backend: i.backend } : {}),
     },
     bootstrap: s.membership ? null : i.bootstrapNote,
     postgres: own

@@ -28,6 +28,8 @@ export const ActionRequestSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("node-restart"), node: memberRef.optional() }),
   /** `pgherd reload`: one member's agent re-reads its pgherd.toml and reloads its PostgreSQL. */
   z.strictObject({ kind: z.literal("node-reload"), node: memberRef.optional() }),
+  /** `pgherd consensus migrate --to etcd|builtin`: refused in this version (src/consensus/migrate-action.ts). */
+  z.strictObject({ kind: z.literal("consensus-migrate"), to: z.enum(["etcd", "builtin"], 'must be "etcd" or "builtin"') }),
 ]);
 export type ActionRequest = z.infer<typeof ActionRequestSchema>;
 

@@ -14,6 +14,7 @@ import { installCommand, uninstallCommand } from "./cmd-install.ts";
 import { dsnCommand, passwdCommand } from "./cmd-client.ts";
 import { backupCommand } from "./cmd-backup.ts";
 import { reloadCommand, restartCommand } from "./cmd-restart.ts";
+import { consensusCommand } from "./cmd-consensus.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
@@ -42,6 +43,7 @@ export const rootCommand = (ctx: CliContext) =>
       backup: backupCommand(ctx),
       reload: reloadCommand(ctx),
       restart: restartCommand(ctx),
+      consensus: consensusCommand(ctx),
       version: versionCommand(ctx),
     },
   });

@@ -1,5 +1,6 @@
-// The consensus backend chosen by [consensus] backend: the built-in election (the default, its
-// wiring unchanged) or etcd. The agent sees only the Consensus interface.
+// The consensus backend in force: [consensus] backend from the config file, unless a migration
+// recorded another in <state_dir>/consensus.json (src/consensus/migrate-state.ts). The built-in
+// election (the default, its wiring unchanged) or etcd; the agent sees only the Consensus interface.
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import type { Config } from "../config/schema.ts";
 import { privacyProblem } from "../config/load.ts";
@@ -10,6 +11,7 @@ import { type Consensus, type DriverHooks, ElectionDriver } from "../agent/elect
 import { EtcdClient, type EtcdClientOptions } from "./etcd/client.ts";
 import { EtcdConsensus } from "./etcd/backend.ts";
 import { clusterKeys } from "./etcd/elect-core.ts";
+import { startingBackend } from "./migrate-state.ts";
 
 export interface ConsensusDeps {
   cfg: Config;
@@ -23,7 +25,7 @@ export interface ConsensusDeps {
 export function createConsensus(d: ConsensusDeps): Consensus {
   const { cfg, nodeId } = d;
   const canLead = cfg.role === "database" && !cfg.tags.nofailover && cfg.priority > 0;
-  if (cfg.consensus.backend === "etcd") {
+  if (startingBackend(cfg).backend === "etcd") {
     const c = cfg.consensus;
     return new EtcdConsensus({
       client: new EtcdClient(etcdClientOptions(cfg)),

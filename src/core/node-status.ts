@@ -54,6 +54,8 @@ export interface NodeStatus {
     /** "term.index" of the membership, null before bootstrap. */
     membershipVersion: string | null;
     position: Position;
+    /** The consensus backend in force on this node and the migration epoch that put it there (0: the config file's). */
+    backend?: { backend: "builtin" | "etcd"; epoch: number };
   };
   /** Why the cluster is not bootstrapped yet (null once it is). */
   bootstrap: string | null;

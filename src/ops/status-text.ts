@@ -29,7 +29,7 @@ export function statusText(s: NodeStatus): string {
   return [
     `cluster   ${s.cluster}`,
     `node      ${s.node.name} (${s.node.id}, ${s.node.role})`,
-    `election  ${e.role}, term ${e.term}, leader ${e.leaderName ?? "-"}${e.leading ? `, lease ${e.leaseRemainingMs} ms left` : ""}`,
+    `election  ${e.role}${e.backend ? ` (${e.backend.backend})` : ""}, term ${e.term}, leader ${e.leaderName ?? "-"}${e.leading ? `, lease ${e.leaseRemainingMs} ms left` : ""}`,
     `voters    ${e.voters.map((v) => v.name).join(", ") || "-"}`,
     ...(s.bootstrap ? [`bootstrap ${s.bootstrap}`] : []),
     ...postgresLines(s),

@@ -1,0 +1,78 @@
+// The etcd transactions of a migration's plan (src/core/consensus-migrate.ts), each one atomic:
+// open (to etcd: the built-in leader takes the leader key), close (to builtin: the key holder makes
+// etcd refuse every later candidate), release, and the removal of a stale own key. They are not
+// called by the agent in this version (`pgherd consensus migrate` is refused);
+// test/consensus/migrate-etcd.e2e.test.ts runs them against a real etcd and the real etcd backend.
+import type { Guard, Membership } from "../core/messages.ts";
+import type { InForce } from "../core/consensus-migrate.ts";
+import type { EtcdClient, Op } from "./etcd/client.ts";
+import type { ClusterKeys } from "./etcd/elect-core.ts";
+
+/** `<prefix>/<cluster>/backend`: the cluster's record of the migration (the etcd backend ignores it). */
+export const backendKey = (keys: ClusterKeys) => `${keys.root}backend`;
+
+export interface Opened {
+  leaseId: string;
+  /** The key's create revision: the etcd term. */
+  term: number;
+  /** When the lease was asked for (monotonic): the lease deadline counts from here. */
+  sentAt: number;
+  ttlS: number;
+}
+
+/**
+ * To etcd, run by the built-in leader while its lease is valid: a new etcd lease, then one
+ * transaction that takes the leader key only if absent, with the membership and guard beside it and
+ * the record {etcd, epoch}. null when the key exists (someone holds it: the migration does not start).
+ * The etcd backend of this node then resumes the key (it resumes a key bound to its own id).
+ */
+export async function openEtcd(
+  client: EtcdClient, keys: ClusterKeys,
+  o: { self: string; ttlS: number; membership: Membership; guard: Guard | null; epoch: number; now: () => number },
+): Promise<Opened | null> {
+  const sentAt = o.now();
+  const lease = await client.leaseGrant(o.ttlS);
+  const ops: Op[] = [
+    { put: { key: keys.leader, value: o.self, lease: lease.id } },
+    { put: { key: keys.lastLeader, value: o.self } },
+    { put: { key: keys.membership, value: JSON.stringify(o.membership) } },
+    o.guard ? { put: { key: keys.guard, value: JSON.stringify(o.guard) } } : { del: { key: keys.guard } },
+    { del: { key: keys.transfer } },
+    { put: { key: backendKey(keys), value: JSON.stringify({ backend: "etcd", epoch: o.epoch } satisfies InForce) } },
+  ];
+  const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: 0 }], ops);
+  if (!r.succeeded) {
+    await client.leaseRevoke(lease.id);
+    return null;
+  }
+  return { leaseId: lease.id, term: r.revision, sentAt, ttlS: lease.ttlS };
+}
+
+/**
+ * To builtin, run by the key holder after it stopped renewing: the membership key becomes a record
+ * no candidate accepts (it does not parse as a membership, and a bootstrap only creates an absent
+ * key), in a transaction that requires this holder's key. False: the key is not this node's any more.
+ */
+export async function closeEtcd(client: EtcdClient, keys: ClusterKeys, o: { term: number; epoch: number; builtinTerm: number; leader: string }): Promise<boolean> {
+  const record = JSON.stringify({ backend: "builtin", epoch: o.epoch, term: o.builtinTerm, leader: o.leader });
+  const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [
+    { put: { key: keys.membership, value: JSON.stringify({ migrated: record }) } },
+    { put: { key: backendKey(keys), value: record } },
+  ]);
+  return r.succeeded;
+}
+
+/** Deletes this holder's leader key (transaction on its term) and revokes its lease. */
+export async function releaseEtcd(client: EtcdClient, keys: ClusterKeys, o: { term: number; leaseId: string }): Promise<void> {
+  await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [{ del: { key: keys.leader } }]);
+  await client.leaseRevoke(o.leaseId);
+}
+
+/** A leader key bound to `self`, left from a migration this node did not finish: deleted (true) if there. */
+export async function dropOwnKey(client: EtcdClient, keys: ClusterKeys, self: string): Promise<boolean> {
+  const r = await client.range(keys.leader);
+  const kv = r.kvs[0];
+  if (!kv || kv.value !== self) return false;
+  const t = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: kv.createRevision }], [{ del: { key: keys.leader } }]);
+  return t.succeeded;
+}

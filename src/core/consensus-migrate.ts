@@ -1,0 +1,247 @@
+// Moving a running cluster between the built-in election and etcd: the pure plan. No I/O; time is
+// passed in. The shell (not built yet: `pgherd consensus migrate` refuses) would carry out the
+// actions in the order given; docs/design.md ("Backend migration") argues why the plan never lets
+// two nodes lead, and test/core/consensus-migrate.test.ts checks it on random schedules.
+//
+// Rules the plan keeps:
+//  - every voter is in exactly one backend at a time, recorded durably with an epoch
+//    (<state_dir>/consensus.json); it persists a switch before acting on it and never goes back to
+//    a lower epoch;
+//  - the leader holds the target backend's leadership before it tells anyone to switch:
+//    to etcd it takes the leader key while its built-in lease is valid; to builtin it first closes
+//    etcd to candidates (its membership key replaced by a record no candidate accepts), stops
+//    renewing its etcd lease, and resumes as built-in leader of a term above every voter's;
+//  - while the leader is in both, it may act only until the earlier of the two deadlines
+//    (to etcd) or its frozen etcd deadline until a built-in majority acknowledges it (to builtin);
+//  - a voter that leaves a backend takes no part in electing anyone in the new one (no vote, no
+//    campaign, no final position published) until every lease its old participation could have
+//    supported has run out (leaveHoldMs); following the migrating leader is allowed meanwhile;
+//  - a member that missed the switch adopts a higher epoch it hears of, with the same hold.
+import { majority } from "./quorum.ts";
+
+export type Backend = "builtin" | "etcd";
+
+/** The backend in force on one node and the migration epoch that put it there (0: the config file's). */
+export interface InForce {
+  backend: Backend;
+  epoch: number;
+}
+
+export interface MigrateTimers {
+  /** election.timeout_ms: no built-in vote within this of hearing a live leader. */
+  timeoutMs: number;
+  /** consensus.ttl_s in ms. */
+  ttlMs: number;
+  maxDrift: number;
+  fenceMs: number;
+}
+
+/** A migration's record (epoch ≥ 1) wins over the config file's `backend`; without one the file decides. */
+export function backendInForce(configured: Backend, stored: InForce | null): InForce {
+  return stored && stored.epoch >= 1 ? stored : { backend: configured, epoch: 0 };
+}
+
+/**
+ * How long a voter that leaves `from` stays out of any election in the new backend (its own clock).
+ * builtin: the built-in rule itself (no vote within timeout_ms of a live leader; the config check
+ * keeps lease/(1−d) + fence < timeout/(1+d)), so any lease its acknowledgements held has run out and
+ * been fenced. etcd: a key holder that stopped renewing before the switch was sent loses its key at
+ * most ttl after its last renewal on etcd's clock; measured on a clock that may run fast by d.
+ */
+export function leaveHoldMs(from: Backend, t: MigrateTimers): number {
+  if (from === "builtin") return t.timeoutMs;
+  return Math.ceil((t.ttlMs + t.fenceMs) * (1 + t.maxDrift));
+}
+
+/** A leader in both backends may act until the earlier deadline; null when either is gone. */
+export function usableLease(a: number | null, b: number | null): number | null {
+  return a === null || b === null ? null : Math.min(a, b);
+}
+
+export interface StartFacts {
+  self: string;
+  inForce: InForce;
+  /** This node leads with a valid lease now. */
+  leading: boolean;
+  voters: readonly string[];
+  /** Voters this leader reaches over the mesh now. */
+  connected: readonly string[];
+  /** [consensus] names etcd endpoints on this node. */
+  etcdConfigured: boolean;
+}
+
+/** Whether a migration to `to` may start on this node, and its epoch. */
+export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { refuse: string } {
+  if (f.inForce.backend === to) return { refuse: `the cluster already runs on ${to}` };
+  if (!f.leading) return { refuse: "only the leader with a valid lease runs a migration" };
+  if (!f.etcdConfigured) return { refuse: "[consensus] endpoints are empty on the leader: the etcd cluster to use must be configured on every node" };
+  const missing = f.voters.filter((v) => v !== f.self && !f.connected.includes(v));
+  if (missing.length > 0) return { refuse: `every voter must be connected: ${missing.join(", ")} is not` };
+  return { epoch: f.inForce.epoch + 1 };
+}
+
+// ------------------------------------------------------------------ the leader's plan
+
+export type Phase = "open" | "switch" | "done" | "aborted";
+
+export interface LeaderState {
+  to: Backend;
+  epoch: number;
+  phase: Phase;
+  /** Voters (other than the leader) that stored the new backend. */
+  acked: string[];
+  /** To builtin: the term the leader resumes in (above every voter's stored term). */
+  term: number;
+  reason: string;
+}
+
+export type LeaderObs =
+  /** "open" carried out: the etcd key taken (to etcd) / etcd closed and the built-in term resumed (to builtin). */
+  | { type: "opened"; ok: boolean; detail?: string }
+  | { type: "ack"; from: string; epoch: number }
+  /** The leases now: the built-in lease's deadline and the etcd lease's (null: none). */
+  | { type: "tick"; now: number; builtinUntil: number | null; etcdUntil: number | null };
+
+export type LeaderAction =
+  /**
+   * To etcd: take the leader key on a new etcd lease (transaction: absent), storing the membership,
+   * the guard and the record {etcd, epoch}; keep renewing it. To builtin (this node holds the key):
+   * stop renewing (the deadline freezes), replace the membership key by the record {builtin, epoch,
+   * term} (transaction: this node's key), persist {builtin, epoch} and "term, voted for self, led
+   * term" on this node, and resume as built-in leader of `term` (no lease until a majority acks).
+   */
+  | { do: "open" }
+  | { do: "send-switch"; to: string[] }
+  /** Durably store the new backend on this node, then run on it (etcd: adopt the key already held). */
+  | { do: "persist-and-swap"; inForce: InForce }
+  /** To builtin, after the built-in lease is held: delete the etcd leader key and revoke the lease. */
+  | { do: "release-etcd" }
+  /** Stop writes now; `revoke`: delete the etcd key taken for the migration (to etcd, before commit). */
+  | { do: "fence"; revoke: boolean };
+
+/**
+ * Until when the migrating leader may act: to etcd, on its built-in lease until the key is taken,
+ * then on the earlier of both (the key is legitimate only while the built-in lease is); to builtin,
+ * on its built-in lease once a majority acknowledged the resumed term, else on the frozen etcd one.
+ */
+export function migratingLease(s: Pick<LeaderState, "to" | "phase">, builtinUntil: number | null, etcdUntil: number | null): number | null {
+  if (s.to === "etcd") return s.phase === "open" ? builtinUntil : usableLease(builtinUntil, etcdUntil);
+  if (s.phase === "open") return etcdUntil;
+  return builtinUntil ?? etcdUntil;
+}
+
+export function startPlan(to: Backend, epoch: number, term = 0): { state: LeaderState; actions: LeaderAction[] } {
+  return { state: { to, epoch, phase: "open", acked: [], term, reason: "" }, actions: [{ do: "open" }] };
+}
+
+/**
+ * One observation → the next state and what to do, in order. `voters` includes `self`. To etcd the
+ * commit point is a majority of voters storing etcd (the leader among them once it persists): no
+ * built-in election can succeed after it. To builtin it is a built-in lease on the resumed term.
+ */
+export function leaderStep(s: LeaderState, obs: LeaderObs, self: string, voters: readonly string[]): { state: LeaderState; actions: LeaderAction[] } {
+  if (s.phase === "done" || s.phase === "aborted") return { state: s, actions: [] };
+  const others = voters.filter((v) => v !== self);
+  const abort = (reason: string, revoke: boolean) => ({ state: { ...s, phase: "aborted" as const, reason }, actions: [{ do: "fence" as const, revoke }] });
+  switch (obs.type) {
+    case "opened":
+      if (s.phase !== "open") return { state: s, actions: [] };
+      if (!obs.ok) return { state: { ...s, phase: "aborted", reason: obs.detail ?? "could not open the target backend" }, actions: s.to === "builtin" ? [{ do: "fence", revoke: false }] : [] };
+      return { state: { ...s, phase: "switch" }, actions: [{ do: "send-switch", to: others }] };
+    case "ack": {
+      if (s.phase !== "switch" || obs.epoch !== s.epoch || !others.includes(obs.from) || s.acked.includes(obs.from)) return { state: s, actions: [] };
+      const acked = [...s.acked, obs.from].sort();
+      const next = { ...s, acked };
+      if (s.to === "etcd" && acked.length + 1 >= majority(voters.length)) {
+        return { state: { ...next, phase: "done" }, actions: [{ do: "persist-and-swap", inForce: { backend: "etcd", epoch: s.epoch } }] };
+      }
+      return { state: next, actions: [] };
+    }
+    case "tick": {
+      const { now, builtinUntil, etcdUntil } = obs;
+      if (s.to === "etcd") {
+        // Before the commit the built-in lease is what makes the etcd key legitimate: both must hold.
+        const until = migratingLease(s, builtinUntil, etcdUntil);
+        if (until === null || until <= now) return abort("the lease ran out before a majority stored etcd", s.phase === "switch");
+        const resend = others.filter((v) => !s.acked.includes(v));
+        return { state: s, actions: s.phase === "switch" && resend.length > 0 ? [{ do: "send-switch", to: resend }] : [] };
+      }
+      if (s.phase === "open") return { state: s, actions: [] };
+      if (builtinUntil !== null && builtinUntil > now) {
+        return { state: { ...s, phase: "done" }, actions: [{ do: "release-etcd" }] };
+      }
+      const until = migratingLease(s, builtinUntil, etcdUntil);
+      if (until === null || until <= now) return abort("the frozen etcd lease ran out before a built-in majority acknowledged", false);
+      const resend = others.filter((v) => !s.acked.includes(v));
+      return { state: s, actions: resend.length > 0 ? [{ do: "send-switch", to: resend }] : [] };
+    }
+  }
+}
+
+// ------------------------------------------------------------------ a member
+
+export interface SwitchMsg {
+  to: Backend;
+  epoch: number;
+  leader: string;
+  /** To builtin: the leader's resumed term (the member stores "term, voted for leader"). */
+  term?: number;
+}
+
+export interface MemberLocal {
+  inForce: InForce;
+  /** Its stored built-in term. */
+  term: number;
+}
+
+export type MemberDecision =
+  | { accept: false; reason: string; term: number }
+  | {
+      accept: true;
+      /** Persist first (both files when `election` is set), then stop the old backend, then start the new one. */
+      inForce: InForce;
+      election: { term: number; votedFor: string } | null;
+      /** No vote, campaign or published final position before this (own monotonic clock). */
+      holdUntil: number;
+      /** Already there: only acknowledge again. */
+      again: boolean;
+    };
+
+/** A member told to switch by the migrating leader. */
+export function onSwitch(local: MemberLocal, m: SwitchMsg, now: number, t: MigrateTimers): MemberDecision {
+  if (m.epoch === local.inForce.epoch && m.to === local.inForce.backend) return { accept: true, inForce: local.inForce, election: null, holdUntil: now, again: true };
+  if (m.epoch <= local.inForce.epoch) return { accept: false, reason: `epoch ${m.epoch} is not above this node's ${local.inForce.epoch}`, term: local.term };
+  if (m.to === "builtin" && (m.term === undefined || m.term <= local.term)) {
+    return { accept: false, reason: `term ${m.term ?? "?"} is not above this node's built-in term ${local.term}`, term: local.term };
+  }
+  return {
+    accept: true, inForce: { backend: m.to, epoch: m.epoch }, again: false,
+    election: m.to === "builtin" ? { term: m.term!, votedFor: m.leader } : null,
+    holdUntil: now + leaveHoldMs(local.inForce.backend, t),
+  };
+}
+
+/** A member that hears of a higher epoch (it was down or missed the switch) adopts it, with the same hold. */
+export function onHeard(local: MemberLocal, heard: InForce, now: number, t: MigrateTimers): Adoption | null {
+  if (heard.epoch <= local.inForce.epoch) return null;
+  if (heard.backend === local.inForce.backend) return { inForce: heard, holdUntil: now, fenceFirst: false, dropOwnEtcdKey: false };
+  return { inForce: heard, holdUntil: now + leaveHoldMs(local.inForce.backend, t), fenceFirst: true, dropOwnEtcdKey: heard.backend === "etcd" };
+}
+
+export interface Adoption {
+  inForce: InForce;
+  holdUntil: number;
+  /** It may lead in the backend it leaves: stop writes (and give up that leadership) before switching. */
+  fenceFirst: boolean;
+  /**
+   * Delete an etcd leader key bound to this node's id before running etcd: it can only be left from
+   * a migration this node started and did not finish, and it was legitimate only while that node
+   * held its built-in lease (an etcd agent otherwise resumes a key with its own id).
+   */
+  dropOwnEtcdKey: boolean;
+}
+
+/** Whether a member may vote, campaign or publish a final position now. */
+export function mayElect(holdUntil: number, now: number): boolean {
+  return now >= holdUntil;
+}

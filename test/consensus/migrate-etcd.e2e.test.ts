@@ -1,0 +1,139 @@
+// The etcd steps of a migration (src/consensus/migrate-etcd.ts) against a real three-member etcd on
+// loopback and the real etcd backend (no PostgreSQL), checking what the plan
+// (src/core/consensus-migrate.ts) relies on: the key a built-in leader takes is resumed by its own
+// etcd backend while the others follow without detaching; after the close no etcd candidate ever
+// takes the key (and without it one does); a stale own key is dropped, nobody else's.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
+import { EtcdClient } from "../../src/consensus/etcd/client.ts";
+import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
+import { backendKey, closeEtcd, dropOwnKey, openEtcd, releaseEtcd } from "../../src/consensus/migrate-etcd.ts";
+import type { Membership } from "../../src/core/messages.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { ElectionStore } from "../../src/store/election-state.ts";
+import { EtcdCluster, etcdSkipReason } from "../helpers/etcd.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { requireReal } from "../helpers/require.ts";
+
+const TTL_S = 2;
+const [A, B, C] = ["aaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbb2", "ccccccccccccccc3"];
+const MEMBERSHIP: Membership = { term: 5, index: 3, voters: [A, B, C] };
+
+/** One agent's etcd backend with counting hooks; its store already holds the built-in membership. */
+class Member {
+  held = 0;
+  detached = 0;
+  running = false;
+  readonly c: EtcdConsensus;
+
+  constructor(readonly id: string, cluster: string, endpoints: string[], dir: string) {
+    const store = new ElectionStore(mkdtempSync(join(dir, `${id}-`)));
+    store.saveElection({ term: 5, votedFor: A, membership: MEMBERSHIP });
+    this.c = new EtcdConsensus({
+      client: new EtcdClient({ endpoints, requestTimeoutMs: 300 }), keys: clusterKeys("/pgherd", cluster),
+      self: { id, name: id.slice(0, 1), role: "database", canLead: true, priority: 100 },
+      ttlS: TTL_S, pollMs: 100, maxDrift: 0.02, fenceMs: 200, deferMs: 500, store, log: memoryLogger(),
+      hooks: {
+        send: () => {}, leadershipChanged: () => {}, leaseLost: async () => {},
+        leaseHeld: () => void this.held++,
+        detach: async () => (this.detached++, { ok: true, position: null }),
+        fatal: (m) => { throw new Error(m); },
+      },
+    });
+    void this.c.setPosition({ timeline: 1, lsn: "0/300" });
+  }
+
+  start(): this {
+    this.running = true;
+    this.c.start();
+    return this;
+  }
+  stop(): void {
+    this.running = false;
+    this.c.stop();
+  }
+  leads(): boolean { return this.running && this.c.lease() !== null; }
+}
+
+requireReal("etcd migration steps", etcdSkipReason());
+describe("migration steps on a real etcd", () => {
+  let etcd: EtcdCluster;
+  let tmp: string;
+  let client: EtcdClient;
+  const all: Member[] = [];
+  const trio = (cluster: string) => {
+    const m = [A, B, C].map((id) => new Member(id, cluster, etcd.endpoints(), tmp));
+    all.push(...m);
+    return m as [Member, Member, Member];
+  };
+  const open = (cluster: string, self = A) =>
+    openEtcd(client, clusterKeys("/pgherd", cluster), { self, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch: 1, now: () => performance.now() });
+
+  beforeAll(async () => {
+    tmp = mkdtempSync("/tmp/pgherd-migrate-etcd-");
+    etcd = await EtcdCluster.start({ dir: join(tmp, "etcd") });
+    client = new EtcdClient({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const m of all) m.stop();
+    await etcd?.destroy();
+    rmSync(tmp, { recursive: true, force: true });
+  }, 30_000);
+
+  test("to etcd, then close: the leader's key is resumed, the others follow; after the close nobody takes the key", async () => {
+    const [a, b, c] = trio("m1");
+    const opened = (await open("m1"))!;
+    expect(opened.term).toBeGreaterThan(0);
+    const t0 = performance.now();
+    a.start();
+    await waitFor(() => a.leads(), { timeoutMs: 5_000, what: "a to resume the key it took" });
+    console.log(`a resumed the key of term ${opened.term} ${Math.round(performance.now() - t0)} ms after its etcd backend started`);
+    expect(a.c.lease()!.term).toBe(opened.term);
+    b.start();
+    c.start();
+    await waitFor(() => b.c.status().leader === A && c.c.status().leader === A, { timeoutMs: 5_000, what: "b and c to follow a" });
+    // Longer than the TTL: a renews the lease it took the key on; b and c never stop streaming.
+    await Bun.sleep(TTL_S * 1000 + 500);
+    expect(a.leads()).toBe(true);
+    expect([b.held, c.held, b.detached, c.detached]).toEqual([0, 0, 0, 0]);
+
+    // To builtin: a stops renewing, closes etcd, releases its key.
+    a.stop();
+    expect(await closeEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, epoch: 2, builtinTerm: 6, leader: A })).toBe(true);
+    await releaseEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, leaseId: opened.leaseId });
+    const record = (await client.range(backendKey(clusterKeys("/pgherd", "m1")))).kvs[0]!.value;
+    expect(JSON.parse(record)).toEqual({ backend: "builtin", epoch: 2, term: 6, leader: A });
+    await waitFor(() => b.detached > 0 && c.detached > 0, { timeoutMs: 5_000, what: "b and c to see the key gone" });
+    await Bun.sleep(TTL_S * 1000 * 2);
+    expect([b.held, c.held]).toEqual([0, 0]);
+    expect(b.c.status().leader).toBeNull();
+    expect(b.c.status().membership).toBeNull();
+    expect(await closeEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, epoch: 3, builtinTerm: 7, leader: A })).toBe(false);
+  }, 40_000);
+
+  test("without the close, the same release lets another node take the key (the check can fail)", async () => {
+    const [a, b, c] = trio("m2");
+    const opened = (await open("m2"))!;
+    a.start();
+    b.start();
+    c.start();
+    await waitFor(() => a.leads() && b.c.status().leader === A, { timeoutMs: 5_000, what: "a to lead m2" });
+    a.stop();
+    await releaseEtcd(client, clusterKeys("/pgherd", "m2"), { term: opened.term, leaseId: opened.leaseId });
+    await waitFor(() => b.leads() || c.leads(), { timeoutMs: 10_000, what: "b or c to take the key" });
+  }, 30_000);
+
+  test("open refuses while a key exists; a stale own key is dropped, another node's is not", async () => {
+    const keys = clusterKeys("/pgherd", "m3");
+    const opened = (await open("m3", A))!;
+    expect(await open("m3", B)).toBeNull();
+    expect(await dropOwnKey(client, keys, B)).toBe(false);
+    expect((await client.range(keys.leader)).kvs[0]?.value).toBe(A);
+    expect(await dropOwnKey(client, keys, A)).toBe(true);
+    expect((await client.range(keys.leader)).kvs).toEqual([]);
+    await client.leaseRevoke(opened.leaseId);
+  }, 20_000);
+});
