@@ -1,49 +1,34 @@
 import { defineCommand } from "citty";
-import { agentCommand } from "./cmd-agent.ts";
-import { clusterCommand } from "./cmd-cluster.ts";
-import { demoCommand } from "./cmd-demo.ts";
-import { initCommand } from "./cmd-init.ts";
-import { statusCommand } from "./cmd-status.ts";
-import { watchdogCommand } from "./cmd-watchdog.ts";
-import { failoverCommand, pauseCommand, rejoinCommand, resumeCommand, switchoverCommand } from "./cmd-actions.ts";
-import { versionCommand } from "./cmd-version.ts";
-import { configCommand } from "./cmd-config.ts";
-import { memberCommand } from "./cmd-member.ts";
-import { pgpoolCommand } from "./cmd-pgpool.ts";
-import { installCommand, uninstallCommand } from "./cmd-install.ts";
-import { dsnCommand, passwdCommand } from "./cmd-client.ts";
-import { backupCommand } from "./cmd-backup.ts";
-import { reloadCommand, restartCommand } from "./cmd-restart.ts";
-import { consensusCommand } from "./cmd-consensus.ts";
 import type { CliContext } from "./context.ts";
 import { VERSION } from "./version-info.ts";
 
 export const rootCommand = (ctx: CliContext) =>
   defineCommand({
     meta: { name: "pgherd", version: VERSION, description: "PostgreSQL streaming-replication cluster manager" },
+    // Each command is imported when chosen: the agent does not load the other commands' modules.
     subCommands: {
-      agent: agentCommand(ctx),
-      init: initCommand(ctx),
-      cluster: clusterCommand(ctx),
-      status: statusCommand(ctx),
-      demo: demoCommand(ctx),
-      watchdog: watchdogCommand(ctx),
-      switchover: switchoverCommand(ctx),
-      failover: failoverCommand(ctx),
-      rejoin: rejoinCommand(ctx),
-      pause: pauseCommand(ctx),
-      resume: resumeCommand(ctx),
-      config: configCommand(ctx),
-      member: memberCommand(ctx),
-      pgpool: pgpoolCommand(ctx),
-      dsn: dsnCommand(ctx),
-      passwd: passwdCommand(ctx),
-      install: installCommand(ctx),
-      uninstall: uninstallCommand(ctx),
-      backup: backupCommand(ctx),
-      reload: reloadCommand(ctx),
-      restart: restartCommand(ctx),
-      consensus: consensusCommand(ctx),
-      version: versionCommand(ctx),
+      agent: () => import("./cmd-agent.ts").then((m) => m.agentCommand(ctx)),
+      init: () => import("./cmd-init.ts").then((m) => m.initCommand(ctx)),
+      cluster: () => import("./cmd-cluster.ts").then((m) => m.clusterCommand(ctx)),
+      status: () => import("./cmd-status.ts").then((m) => m.statusCommand(ctx)),
+      demo: () => import("./cmd-demo.ts").then((m) => m.demoCommand(ctx)),
+      watchdog: () => import("./cmd-watchdog.ts").then((m) => m.watchdogCommand(ctx)),
+      switchover: () => import("./cmd-actions.ts").then((m) => m.switchoverCommand(ctx)),
+      failover: () => import("./cmd-actions.ts").then((m) => m.failoverCommand(ctx)),
+      rejoin: () => import("./cmd-actions.ts").then((m) => m.rejoinCommand(ctx)),
+      pause: () => import("./cmd-actions.ts").then((m) => m.pauseCommand(ctx)),
+      resume: () => import("./cmd-actions.ts").then((m) => m.resumeCommand(ctx)),
+      config: () => import("./cmd-config.ts").then((m) => m.configCommand(ctx)),
+      member: () => import("./cmd-member.ts").then((m) => m.memberCommand(ctx)),
+      pgpool: () => import("./cmd-pgpool.ts").then((m) => m.pgpoolCommand(ctx)),
+      dsn: () => import("./cmd-client.ts").then((m) => m.dsnCommand(ctx)),
+      passwd: () => import("./cmd-client.ts").then((m) => m.passwdCommand(ctx)),
+      install: () => import("./cmd-install.ts").then((m) => m.installCommand(ctx)),
+      uninstall: () => import("./cmd-install.ts").then((m) => m.uninstallCommand(ctx)),
+      backup: () => import("./cmd-backup.ts").then((m) => m.backupCommand(ctx)),
+      reload: () => import("./cmd-restart.ts").then((m) => m.reloadCommand(ctx)),
+      restart: () => import("./cmd-restart.ts").then((m) => m.restartCommand(ctx)),
+      consensus: () => import("./cmd-consensus.ts").then((m) => m.consensusCommand(ctx)),
+      version: () => import("./cmd-version.ts").then((m) => m.versionCommand(ctx)),
     },
   });

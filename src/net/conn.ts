@@ -60,7 +60,8 @@ export class Conn {
   private readonly timers: ReturnType<typeof setTimeout>[] = [];
   private keepalive: ReturnType<typeof setInterval> | undefined;
   private lastHeard = 0;
-  private lastPing = 0;
+  /** When we last sent a sealed frame: any frame keeps the peer's deadline fresh, a ping only fills silence. */
+  private lastSent = 0;
   private closeReason: string | undefined;
   private errorDetail = "";
 
@@ -231,7 +232,7 @@ export class Conn {
     this.decoder.maxBytes = this.cfg.maxFrameBytes;
     this.state = "open";
     this.stopTimers();
-    this.lastHeard = this.lastPing = performance.now();
+    this.lastHeard = this.lastSent = performance.now();
     const tick = Math.max(5, Math.min(this.cfg.pingMs, this.cfg.deadMs / 4));
     this.keepalive = setInterval(() => this.guard(() => this.onTick(tick)), tick);
     this.keepalive.unref();
@@ -277,8 +278,7 @@ export class Conn {
     if (now - this.lastHeard > this.cfg.deadMs) {
       return this.reject("dead-peer", `silent for ${Math.round(now - this.lastHeard)} ms`);
     }
-    if (now - this.lastPing >= this.cfg.pingMs - tick / 2) { // tolerance: interval timers jitter
-      this.lastPing = now;
+    if (now - this.lastSent >= this.cfg.pingMs - tick / 2) { // tolerance: interval timers jitter
       this.sendSealed({ t: "ping" });
     }
   }
@@ -302,7 +302,9 @@ export class Conn {
 
   /** Throws (without consuming a sequence number) if the message can't be framed: too large or not JSON. */
   private sendSealed(envelope: unknown): boolean {
-    return this.write(this.channel!.sealWith(envelope, (s) => encodeFrame(s, this.cfg.maxFrameBytes)));
+    const ok = this.write(this.channel!.sealWith(envelope, (s) => encodeFrame(s, this.cfg.maxFrameBytes)));
+    this.lastSent = performance.now();
+    return ok;
   }
 
   /** Writes a frame (or a plaintext handshake object); disconnects a peer that lets our buffer grow. */

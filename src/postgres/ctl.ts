@@ -1,11 +1,12 @@
 // Server lifecycle through initdb and pg_ctl, always as os_user. Settings live in pgherd.conf,
 // so no -o options are passed. Failures become a PgCtlError whose `kind` lets the caller choose a
 // reaction (adopt, back off, report) rather than retrying blindly.
+import { readFileSync } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
-import { inspectDataDir, readPostmasterPid } from "./datadir.ts";
+import { inspectDataDir, pidAlive, readPostmasterPid } from "./datadir.ts";
 import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
 import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, type Owner } from "./fsutil.ts";
 import { stoppedProcesses } from "./liveness-obs.ts";
@@ -93,17 +94,49 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
   const offset = await prepareOwnedFile(o.logFile, 0o600, owner);
   const began = Date.now();
   const t = o.timeoutSec ?? 60;
-  const res = await runTool({
+  const tool = runTool({
     bin: pgTool(n.bins, "pg_ctl"),
     args: ["start", "-D", n.dataDir, "-w", "-t", String(t), "-s", "-l", o.logFile],
     user: n.osUser, timeoutMs: (t + 15) * 1000, log: n.log,
   });
+  // pg_ctl -w looks at postmaster.pid every 100 ms; the server says "ready" there the moment it
+  // accepts connections: return then (a crashed primary restarts up to 100 ms sooner). pg_ctl
+  // finishes on its own a moment later.
+  const watch = { on: true };
+  const first = await Promise.race([tool, readyInPidFile(n.dataDir, began, watch)]);
+  watch.on = false;
+  if (first === "ready") {
+    tool.catch(() => undefined);
+    return;
+  }
+  const res = first;
   if (res.code === 0 && !res.timedOut) return;
   const early = await readFrom(o.logFile, offset, owner);
   const err = startError(n, res, `${early}\n${await collectorTail(o.collectorDir, began, owner)}`.trim(), t);
   n.log.warn(err.message);
   throw err;
 }
+
+/** Resolves "ready" once postmaster.pid names a live server started after `sinceMs` that is ready (or a ready hot standby), as pg_ctl -w checks; never resolves otherwise. */
+async function readyInPidFile(dataDir: string, sinceMs: number, watch: { on: boolean }): Promise<"ready"> {
+  const file = join(dataDir, "postmaster.pid");
+  for (;;) {
+    await Bun.sleep(READY_POLL_MS);
+    if (!watch.on) return new Promise<never>(() => undefined);
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    const l = text.split("\n");
+    const status = l[7]?.trim();
+    // pg_ctl allows 2 s of clock skew between its start and the postmaster's.
+    if ((status === "ready" || status === "standby") && Number(l[2]) >= Math.floor(sinceMs / 1000) - 2 && pidAlive(Number(l[0]))) return "ready";
+  }
+}
+
+const READY_POLL_MS = 5;
 
 /** Classify a failed pg_ctl start from its stderr and the server log it wrote (LC_ALL=C: English). */
 function startError(n: PgNode, res: ToolResult, serverLog: string, t: number): PgCtlError {

@@ -22,6 +22,8 @@ export interface DbOptions {
   ssl?: false | "require" | "prefer";
   /** Session settings sent at connection start (GUCs with user context). */
   settings?: Readonly<Record<string, string>>;
+  /** A connection of this client closed (the server ended it, or the client was dropped). */
+  onClose?: () => void;
   log: Logger;
 }
 
@@ -59,6 +61,7 @@ export function openDb(o: DbOptions): Db {
       debug: false,
       connection: { application_name: o.applicationName ?? "pgherd", ...(o.settings ?? {}) },
       onnotice: (n) => o.log.debug(`${target}: notice: ${n.message}`),
+      ...(o.onClose ? { onclose: o.onClose } : {}),
     });
   const drop = async () => {
     const c = client;
@@ -94,10 +97,10 @@ export function openDb(o: DbOptions): Db {
 }
 
 /** Socket connection to the local server as the superuser (peer auth through the pgherd ident map). */
-export function openLocalDb(o: { socketDir: string; port: number; superuser: string; log: Logger; queryTimeoutMs?: number }): Db {
+export function openLocalDb(o: { socketDir: string; port: number; superuser: string; log: Logger; queryTimeoutMs?: number; onClose?: () => void }): Db {
   // The agent's own writes (roles, grants) are idempotent and re-applied: they must never wait for
   // a synchronous standby (a new primary has none yet, and it would stall the monitoring loop).
-  return openDb({ host: o.socketDir, port: o.port, user: o.superuser, log: o.log, queryTimeoutMs: o.queryTimeoutMs, applicationName: "pgherd", settings: { synchronous_commit: "local" } });
+  return openDb({ host: o.socketDir, port: o.port, user: o.superuser, log: o.log, queryTimeoutMs: o.queryTimeoutMs, applicationName: "pgherd", settings: { synchronous_commit: "local" }, onClose: o.onClose });
 }
 
 /** Errors that mean the connection, not the statement, failed (no SQLSTATE, or class 08/57P). */

@@ -23,6 +23,10 @@ import { lsnDiff } from "../../src/postgres/lsn.ts";
 import { freePort, PG_OS_USER, pgScratch, pgSkipReason, type Scratch } from "../helpers/pg.ts";
 import { requireReal } from "../helpers/require.ts";
 import { waitFor } from "../helpers/proc.ts";
+import { PostmasterWatch } from "../../src/agent/pg/postmaster-watch.ts";
+import { readSettings } from "../../src/agent/pg/restart-node.ts";
+import type { PgHost } from "../../src/agent/pg/host.ts";
+import { realClock } from "../../src/fence/clock.ts";
 
 const SU = "postgres";
 const REPL = "pgherd_repl";
@@ -296,10 +300,18 @@ describe("PostgreSQL controller on real servers", () => {
     expect((await writeManagedConfig(cfg)).changed).toEqual(["pgherd.conf"]);
     await reload(primary);
     await waitFor(async () => (await pendingRestart(pdb)).includes("max_wal_senders"), { timeoutMs: 10_000, what: "pending_restart" });
+    // The monitoring round's one query (restart-node.ts) says the same, with the ordered setting's next value.
+    const host = { localDb: () => pdb, node: primary } as unknown as PgHost;
+    const before = await readSettings(host, false);
+    expect(before.pending).toContain("max_wal_senders");
+    expect(before.ordered.find((v) => v.name === "max_wal_senders")).toEqual({ name: "max_wal_senders", running: 5, next: 7, control: null });
     await restart(primary, { logFile: logFile(primary), timeoutSec: 30 });
     const [r] = await pdb.query("t", (sql) => sql`SELECT current_setting('max_wal_senders') AS v`);
     expect(r?.v).toBe("7");
     expect(await pendingRestart(pdb)).toEqual([]);
+    const after = await readSettings(host, false);
+    expect(after.pending).toEqual([]);
+    expect(after.ordered.find((v) => v.name === "max_wal_senders")).toMatchObject({ running: 7, next: 7 });
   }, 60_000);
 
   test("stop is idempotent; a stale postmaster.pid is not mistaken for a running server", async () => {
@@ -316,6 +328,28 @@ describe("PostgreSQL controller on real servers", () => {
     expect(await readPostmasterPid(other.dataDir)).toMatchObject({ pid: Number(dead), alive: false });
     expect((await inspectDataDir(other.dataDir, other)).running).toBe(false);
   }, 60_000);
+
+  test("an idle monitoring connection closes the moment its postmaster is SIGKILLed: the watch reports it within ms", async () => {
+    const pidFile = join(standby.dataDir, "postmaster.pid");
+    const gone: Array<{ pid: number; at: number }> = [];
+    const watch = new PostmasterWatch({ clock: realClock, everyMs: 60_000, pidFile, gone: (pid) => gone.push({ pid, at: performance.now() }) });
+    const db = openLocalDb({ socketDir: s.socketDir, port: ports.s, superuser: SU, log, onClose: () => watch.closed() });
+    dbs.push(db);
+    await db.query("open", (sql) => sql`SELECT 1`); // the connection stays open, idle
+    watch.start();
+    const pm = (await readPostmasterPid(standby.dataDir))?.pid;
+    expect(pm).toBeGreaterThan(0);
+    const killedAt = performance.now();
+    process.kill(pm!, "SIGKILL");
+    try {
+      await waitFor(() => gone.length > 0, { timeoutMs: 2000, intervalMs: 2, what: "the dead postmaster to be reported" });
+    } finally {
+      watch.stop();
+    }
+    expect(gone[0]!.pid).toBe(pm!);
+    console.log(`postmaster exit reported ${(gone[0]!.at - killedAt).toFixed(1)} ms after SIGKILL (safety poll 60 s)`);
+    expect(gone[0]!.at - killedAt).toBeLessThan(250);
+  }, 30_000);
 
   test("ownership and mode of a data dir are repaired when root", async () => {
     Bun.spawnSync(["chown", "-R", "root:root", other.dataDir]);

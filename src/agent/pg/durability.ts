@@ -3,10 +3,10 @@
 import { planDurability, syncStandbyNames } from "../../core/durability.ts";
 import { samePosition } from "../../core/position.ts";
 import { majority } from "../../core/quorum.ts";
-import { ensureRoles, pendingRestart, probe, reload, type Probe } from "../../postgres/index.ts";
+import { ensureRoles, probe, reload, type Probe } from "../../postgres/index.ts";
 import type { OrderedValue } from "../../core/restart-plan.ts";
 import { slotFor } from "./context.ts";
-import { readOrdered } from "./restart-node.ts";
+import { readSettings } from "./restart-node.ts";
 import type { PgHost } from "./host.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { SlotKeeper } from "./slots.ts";
@@ -85,9 +85,10 @@ export class Maintenance {
       }
     }
     // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby.
-    const pending = await pendingRestart(h.localDb()).catch(() => [] as string[]);
+    const settings = await readSettings(h, !primary).catch(() => ({ pending: [] as string[], ordered: [] }));
+    const pending = settings.pending;
     this.pending = pending;
-    this.ordered = await readOrdered(h, !primary).catch(() => []);
+    this.ordered = settings.ordered;
     if (pending.length > 0) {
       // Standbys wait for `pgherd restart` (one at a time, in the order PostgreSQL needs: restart-plan.ts).
       if (adopted) {

@@ -42,6 +42,8 @@ export class PgHost {
   handedOver = false;
   /** When a standby stopped streaming while a primary was ready (null: it streams). */
   notStreamingSince: number | null = null;
+  /** The monitoring client's connection closed (the postmaster watch listens: loop.ts). */
+  onLocalClose: (() => void) | null = null;
   /** Set once the loop is built (the fencer needs a stop that uses this host). */
   fencer!: Fencer;
 
@@ -56,7 +58,7 @@ export class PgHost {
   }
 
   localDb(): Db {
-    this.db ??= openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: 3000 });
+    this.db ??= openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: 3000, onClose: () => this.onLocalClose?.() });
     return this.db;
   }
 

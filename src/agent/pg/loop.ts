@@ -27,8 +27,8 @@ import { SlotKeeper } from "./slots.ts";
 
 /** A switchover's stop waits at most this long for the round ahead of it. */
 const HANDOVER_WAIT_MS = 30_000;
-/** How often the postmaster's pid is checked between rounds (a crash is handled within this). */
-const POSTMASTER_CHECK_MS = 50;
+/** The postmaster watch's safety poll: a crash is noticed by the monitoring connection closing, at once. */
+const POSTMASTER_CHECK_MS = 1000;
 
 export class PostgresLoop implements LoopControl {
   private readonly h: PgHost;
@@ -102,6 +102,7 @@ export class PostgresLoop implements LoopControl {
         this.kick();
       },
     });
+    this.h.onLocalClose = () => this.postmaster.closed();
   }
 
   /** Retained WAL per slot (bytes), for /metrics. */

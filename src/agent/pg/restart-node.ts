@@ -1,6 +1,7 @@
 // This node's part of `pgherd restart` and `pgherd reload`: a fast restart of its own PostgreSQL
 // (run inside the loop's serial executor, so no monitoring round sees the planned stop and takes
 // it for a crash), a reload of its managed files, and the values core/restart-plan.ts orders.
+import { z } from "zod";
 import { ORDERED_SETTINGS, type OrderedValue } from "../../core/restart-plan.ts";
 import { inspectDataDir, pendingRestart, probe, reload } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
@@ -20,24 +21,27 @@ const CONTROL_KEYS: Record<(typeof ORDERED_SETTINGS)[number], string> = {
 };
 
 /**
- * The ordered settings: running (pg_settings), next (the last line of the configuration files
- * that sets it, as pg_file_settings reads them now; the default when no line does), and on a
- * standby with a decrease pending, the primary's value from its pg_control.
+ * One query a round: the settings pending a restart (pg_settings.pending_restart), and the ordered
+ * settings: running (pg_settings), next (the last line of the configuration files that sets it, as
+ * pg_file_settings reads them now; the default when no line does), and on a standby with a
+ * decrease pending, the primary's value from its pg_control.
  */
-export async function readOrdered(h: PgHost, standby: boolean): Promise<OrderedValue[]> {
-  const rows = await h.localDb().query("ordered settings", (sql) => sql`
-    SELECT s.name, s.setting AS running, COALESCE(f.setting, CASE WHEN s.pending_restart THEN s.boot_val ELSE s.setting END) AS next
+export async function readSettings(h: PgHost, standby: boolean): Promise<{ pending: string[]; ordered: OrderedValue[] }> {
+  const rows = await h.localDb().query("pending and ordered settings", (sql) => sql`
+    SELECT s.name, s.pending_restart AS pending, s.setting AS running, COALESCE(f.setting, CASE WHEN s.pending_restart THEN s.boot_val ELSE s.setting END) AS next
     FROM pg_settings s
     LEFT JOIN LATERAL (SELECT setting FROM pg_file_settings x WHERE x.name = s.name ORDER BY x.seqno DESC LIMIT 1) f ON true
-    WHERE s.name IN ${sql([...ORDERED_SETTINGS])} ORDER BY s.name`);
+    WHERE s.pending_restart OR s.name IN ${sql([...ORDERED_SETTINGS])} ORDER BY s.name`);
+  const pending = rows.filter((r) => r.pending === true).map((r) => z.string().parse(r.name));
   const values = rows.map((r) => ({ name: String(r.name), running: Number(r.running), next: Number(r.next) }))
     .filter((v): v is { name: (typeof ORDERED_SETTINGS)[number]; running: number; next: number } =>
       (ORDERED_SETTINGS as readonly string[]).includes(v.name) && Number.isInteger(v.running) && Number.isInteger(v.next));
   const control = standby && values.some((v) => v.next < v.running) ? (await inspectDataDir(h.node.dataDir, h.node)).control?.raw ?? null : null;
-  return values.map((v) => {
+  const ordered = values.map((v) => {
     const c = control ? Number(control[CONTROL_KEYS[v.name]]) : Number.NaN;
     return { ...v, control: Number.isInteger(c) ? c : null };
   });
+  return { pending, ordered };
 }
 
 /**
