@@ -113,6 +113,7 @@ export class Failsafe {
       leading: v.leading !== null || v.taking, uncertainUntil: this.uncertainUntil, promiseMs: this.o.promiseMs,
     });
     // The promise holds before the answer leaves.
+    if (d.ok && this.o.clock() >= this.promisedUntil) this.o.log.info(`failsafe: confirming leader ${this.o.nameOf(from)} (term ${req.term}); this node takes no leader key while it does`);
     if (d.ok) this.promisedUntil = Math.max(this.promisedUntil, d.promisedUntil);
     this.o.send(from, { t: "failsafe-resp", id: req.id, term: req.term, ok: d.ok, promiseMs: d.ok ? this.o.promiseMs : 0, reason: d.ok ? "" : d.reason });
   }
