@@ -35,7 +35,7 @@ test("confirm: refused when the confirmer follows another node, or the asker in 
   expect(decideConfirm({ ...ask, term: 6 })).toEqual({ ok: false, reason: "this node sees term 7, not 6" });
 });
 
-test("a node that promised takes no key before its promise ends", () => {
+test("a node that promised takes no key and publishes no final position before its promise ends", () => {
   expect(mayTake(14_999, 15_000)).toBe(false);
   expect(mayTake(15_000, 15_000)).toBe(true);
 });

@@ -52,12 +52,12 @@ test("both voters confirm: each has promised before answering, and the leader's 
   w.tick(w.nodes.L!);
   w.at(3210); // delivered 10 ms later
   w.deliver();
-  expect(w.nodes.a!.mayTake()).toContain("promised (failsafe)");
+  expect(w.nodes.a!.promised()).toContain("promised (failsafe)");
   expect(w.nodes.L!.deadline(7)).toBe(3200 + 5000 - 700);
   expect(w.extended.at(-1)).toBe(7500);
   expect(w.nodes.L!.deadline(8)).toBeNull();
   w.at(3210 + 5000);
-  expect(w.nodes.a!.mayTake()).toBeNull();
+  expect(w.nodes.a!.promised()).toBeNull();
 });
 
 test("a voter that does not answer leaves no failsafe deadline; the fence names it", () => {
@@ -80,14 +80,14 @@ test("a voter with failsafe off, or following another leader, refuses; the leade
   expect(w.log.lines.join("\n")).toContain("failsafe: a does not confirm: this node follows b");
   expect(w.log.lines.join("\n")).toContain("failsafe: b does not confirm: failsafe is off on this node");
   // Neither promised anything (b may take the key at once; a as soon as its start-up promise ends).
-  expect(w.nodes.b!.mayTake()).toBeNull();
+  expect(w.nodes.b!.promised()).toBeNull();
 });
 
 test("an agent with failsafe on takes no key during its first ttl_s (a promise given before a restart)", () => {
   const w = world();
-  expect(w.nodes.a!.mayTake()).toContain("promised");
+  expect(w.nodes.a!.promised()).toContain("promised");
   w.at(1000 + 5000);
-  expect(w.nodes.a!.mayTake()).toBeNull();
+  expect(w.nodes.a!.promised()).toBeNull();
 });
 
 test("a take whose answer was lost: the node confirms nothing for the given time", () => {

@@ -265,7 +265,8 @@ export class EtcdConsensus implements Consensus {
     if (this.leaderId !== null) this.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
     this.vacantSince ??= this.clock();
     if (this.requested && this.clock() > this.requested.until) this.requested = null;
-    if (!this.detaching && (this.detachedFor ?? -1) < this.term + 1) this.detach(this.term + 1);
+    // A failsafe promise holds the final position back too: it is this node's vote for the next term.
+    if (!this.detaching && (this.detachedFor ?? -1) < this.term + 1 && !this.failsafe?.promised()) this.detach(this.term + 1);
   }
 
   /** After an agent restart the key may still be bound to this node's previous lease: keep it (like ledTerm in builtin). */
@@ -329,7 +330,7 @@ export class EtcdConsensus implements Consensus {
       return;
     }
     if (!this.leaseId || this.leaseValid === null || this.leaseValid <= now) return;
-    const promised = this.failsafe?.mayTake();
+    const promised = this.failsafe?.promised();
     if (promised) return void (this.electionNote = promised);
     const compare: Compare[] = [
       { key: this.o.keys.leader, target: "CREATE", createRevision: 0 },

@@ -54,7 +54,11 @@ export function decideConfirm(i: ConfirmInput): Confirmation {
   return { ok: true, promisedUntil: i.now + i.promiseMs };
 }
 
-/** A node that promised (or restarted within a promise's length) must not take the key before `promisedUntil`. */
+/**
+ * A node that promised (or restarted within a promise's length) must not, before `promisedUntil`,
+ * take the key, nor stop streaming and publish a final position (its "vote": another node could
+ * count it; this keeps even a voter the leader did not know of from gathering a majority).
+ */
 export function mayTake(now: number, promisedUntil: number): boolean {
   return now >= promisedUntil;
 }

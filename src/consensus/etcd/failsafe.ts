@@ -65,11 +65,11 @@ export class Failsafe {
     clearInterval(this.timer);
   }
 
-  /** Whether this node may take the leader key now; else why not. */
-  mayTake(): string | null {
+  /** null when this node may take the leader key, stop streaming and publish a final position now; else why not. */
+  promised(): string | null {
     return mayTake(this.o.clock(), this.promisedUntil)
       ? null
-      : `promised (failsafe) not to take the leader key for ${Math.ceil(this.promisedUntil - this.o.clock())} ms more`;
+      : `promised (failsafe) not to take the leader key nor publish a final position for ${Math.ceil(this.promisedUntil - this.o.clock())} ms more`;
   }
 
   /** A take whose transaction failed without an answer: it may have succeeded; promise nothing for `ms`. */
