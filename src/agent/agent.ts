@@ -25,6 +25,7 @@ import type { Consensus } from "./election-driver.ts";
 import { createConsensus } from "../consensus/create.ts";
 import { startingBackend } from "../consensus/migrate-state.ts";
 import type { InForce } from "../core/consensus-migrate.ts";
+import { EtcdConsensus } from "../consensus/etcd/backend.ts";
 import { type ClusterSummary, summarizeView } from "../consensus/clusters.ts";
 import { FlagsStore, type Durability } from "./flags.ts";
 import { DynamicConfig, type DynamicView } from "./dynamic-config.ts";
@@ -104,6 +105,7 @@ export class Agent implements ClusterContext {
         void this.stop().then(() => process.exit(1));
       },
     } });
+    if (this.consensus instanceof EtcdConsensus) this.consensus.attachFailsafe(cfg.consensus.failsafe, (to, m) => this.mesh.send(to, m), (id) => this.nameOf(id));
     ({ mesh: this.mesh, beacon: this.beacon } = createTransport(cfg, this.nodeId, this.peers, log, {
       onMessage: (peer, msg) => this.safe(() => this.onMessage(peer, msg)),
       onPeerUp: (id, localHost) => {
@@ -298,6 +300,10 @@ export class Agent implements ClusterContext {
       case "config-ack": return this.dynamic.onAck(peer, msg);
       case "handover-ready":
         if (msg.id !== undefined) this.host.handovers.answer(msg.id, true);
+        return;
+      case "failsafe-req":
+      case "failsafe-resp":
+        if (this.consensus instanceof EtcdConsensus) this.consensus.failsafeMessage(peer, msg);
         return;
       default:
         this.consensus.receive(peer, ElectionMsgSchema.parse(msg));

@@ -40,8 +40,11 @@ export const consensusSection = z
     poll_ms: z.int().min(50, "must be at least 50").max(10_000, "must be at most 10000").default(250),
     /** Deadline of one request to etcd. */
     request_timeout_ms: z.int().min(100, "must be at least 100").max(30_000, "must be at most 30000").default(1000),
+    /** While the leader cannot renew its etcd lease, keep the primary as long as every other voter confirms over the mesh (docs/etcd.md). */
+    failsafe: z.boolean("must be true or false").default(false),
   })
   .superRefine((c, ctx) => {
+    if (c.failsafe && c.backend !== "etcd") ctx.addIssue({ code: "custom", path: ["failsafe"], message: 'needs backend = "etcd" (the built-in election has no external store to lose)' });
     if (c.backend === "etcd" && c.endpoints.length === 0) ctx.addIssue({ code: "custom", path: ["endpoints"], message: 'needs at least one etcd URL with backend = "etcd"' });
     if (!!c.tls_cert !== !!c.tls_key) ctx.addIssue({ code: "custom", path: ["tls_key"], message: "consensus.tls_cert and consensus.tls_key go together" });
     if (!!c.username !== !!c.password_file) ctx.addIssue({ code: "custom", path: ["password_file"], message: "consensus.username and consensus.password_file go together" });

@@ -2,7 +2,8 @@
 // three etcd member hosts (the etcd leader and a follower) are cut off the network. The primary's
 // agent can no longer renew its lease: it must fence by its local deadline (before etcd could ever let another node take the key),
 // nobody acknowledges a write while etcd is without quorum, and once the members are back writes
-// resume with no acknowledged write lost. No failsafe mode exists: this is the only behaviour.
+// resume with no acknowledged write lost. This is the behaviour without failsafe (the default);
+// failsafe.e2e.test.ts runs the same loss with `[consensus] failsafe = true`.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
 import { useBackend } from "../helpers/backend.ts";

@@ -11,7 +11,9 @@ import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import type { Compare, EtcdClient, Op } from "./client.ts";
 import { type ClusterKeys, decideCandidacy, decodeSnapshot, type MemberReport, nextGuard, nextMembership, type Snapshot } from "./elect-core.ts";
-import { leaseDeadline } from "./lease-core.ts";
+import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
+import { effectiveDeadline } from "./failsafe-core.ts";
+import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
 import { type ClusterSummary, summarizeEtcd } from "../clusters.ts";
 
 export interface EtcdConsensusOptions {
@@ -59,18 +61,42 @@ export class EtcdConsensus implements Consensus {
   private publishedAt = -Infinity;
   private electionNote = "";
   private lastError = "";
+  /** [consensus] failsafe (failsafe.ts); null until the agent attaches the mesh. */
+  private failsafe: Failsafe | null = null;
 
   constructor(private readonly o: EtcdConsensusOptions) {
     this.clock = o.clock ?? (() => performance.now());
   }
 
   start(): void {
+    this.failsafe?.start();
     this.schedule(0);
+  }
+
+  /** Failsafe mode needs the mesh: the agent attaches it (enabled or not: a node with it off still answers, refusing). */
+  attachFailsafe(enabled: boolean, send: (to: string, msg: FailsafeMsg) => void, nameOf: (id: string) => string): void {
+    this.failsafe = new Failsafe({
+      enabled, self: this.o.self.id, promiseMs: this.o.ttlS * 1000, pollMs: this.o.pollMs, maxDrift: this.o.maxDrift, fenceMs: this.o.fenceMs,
+      usableMs: usableLeaseMs(this.o.ttlS, this.o.maxDrift, this.o.fenceMs), send, nameOf, log: this.o.log, clock: this.clock,
+      view: () => ({
+        leading: this.leading, etcdUntil: this.leaseValid, voters: this.snap?.membership?.value.voters ?? [], taking: this.candidate,
+        leader: this.snap?.leader ? { id: this.snap.leader.id, term: this.snap.leader.term } : null,
+      }),
+      extended: (until) => {
+        if (this.leading && until > this.leading.until) this.extend(this.leading.term, until);
+      },
+    });
+  }
+
+  /** A failsafe request or answer from a peer (validated at receipt). */
+  failsafeMessage(from: string, msg: FailsafeMsg): void {
+    this.failsafe?.receive(from, msg);
   }
 
   /** The lease is left to run out (never revoked): a primary left running keeps its key until its watchdog deadline has passed. */
   stop(): void {
     this.stopped = true;
+    this.failsafe?.stop();
     clearTimeout(this.pollTimer);
     clearTimeout(this.deadlineTimer);
   }
@@ -213,7 +239,12 @@ export class EtcdConsensus implements Consensus {
       if (this.leading) await this.lose("the etcd lease expired");
       return;
     }
-    if (this.leading) this.extend(this.leading.term, this.leaseValid);
+    if (this.leading) this.extend(this.leading.term, this.deadline(this.leading.term));
+  }
+
+  /** The later of the etcd lease's deadline and the failsafe confirmations' (failsafe-core.ts). */
+  private deadline(term: number): number {
+    return effectiveDeadline(this.leaseValid, this.failsafe?.deadline(term) ?? null) ?? -Infinity;
   }
 
   private async observeLeader(s: Snapshot): Promise<void> {
@@ -234,7 +265,8 @@ export class EtcdConsensus implements Consensus {
     if (this.leaderId !== null) this.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
     this.vacantSince ??= this.clock();
     if (this.requested && this.clock() > this.requested.until) this.requested = null;
-    if (!this.detaching && (this.detachedFor ?? -1) < this.term + 1) this.detach(this.term + 1);
+    // A failsafe promise holds the final position back too: it is this node's vote for the next term.
+    if (!this.detaching && (this.detachedFor ?? -1) < this.term + 1 && !this.failsafe?.promised()) this.detach(this.term + 1);
   }
 
   /** After an agent restart the key may still be bound to this node's previous lease: keep it (like ledTerm in builtin). */
@@ -298,6 +330,8 @@ export class EtcdConsensus implements Consensus {
       return;
     }
     if (!this.leaseId || this.leaseValid === null || this.leaseValid <= now) return;
+    const promised = this.failsafe?.promised();
+    if (promised) return void (this.electionNote = promised);
     const compare: Compare[] = [
       { key: this.o.keys.leader, target: "CREATE", createRevision: 0 },
       { key: this.o.keys.membership, target: "MOD", modRevision: s.membership!.mod },
@@ -310,7 +344,11 @@ export class EtcdConsensus implements Consensus {
         { put: { key: this.o.keys.leader, value: this.o.self.id, lease: this.leaseId } },
         { put: { key: this.o.keys.lastLeader, value: this.o.self.id } },
         { del: { key: this.o.keys.transfer } },
-      ]);
+      ]).catch((e: Error) => {
+        // etcd may have applied it without answering: confirm no other leader until that shows (a lease's length).
+        this.failsafe?.takeUncertain(this.o.ttlS * 1000);
+        throw e;
+      });
       if (!r.succeeded) return void (this.electionNote = "another node took the key, or a report changed: reading again");
       this.electionNote = "";
       this.term = r.revision;
@@ -345,7 +383,10 @@ export class EtcdConsensus implements Consensus {
     clearTimeout(this.deadlineTimer);
     if (!this.leading || this.stopped) return;
     const left = this.leading.until - this.clock();
-    if (left <= 0) return void this.lose("the etcd lease could not be renewed in time");
+    if (left <= 0) {
+      const missing = this.failsafe?.missing() ?? [];
+      return void this.lose(`the etcd lease could not be renewed in time${missing.length > 0 ? `; failsafe: no confirmation from ${missing.join(", ")}` : ""}`);
+    }
     this.deadlineTimer = setTimeout(() => this.armDeadline(), Math.ceil(left));
   }
 
