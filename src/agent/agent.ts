@@ -33,6 +33,8 @@ import { composeLocalView, composeStatus, durabilityLine } from "./node-view.ts"
 import type { NodeStatus } from "../core/node-status.ts";
 import { hbaAddresses, selfHost } from "./self-address.ts";
 import { Integrations } from "../integrations/index.ts";
+import type { ClusterStateStore } from "./cluster-state.ts";
+import { createClusterState } from "./cluster-state-create.ts";
 
 /** onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone: stop writes (awaited before the step's messages leave). */
 export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<void> }
@@ -51,6 +53,8 @@ export class Agent implements ClusterContext {
   private loop: LoopControl | null = null;
   private readonly flags: FlagsStore;
   private readonly dynamic: DynamicConfig;
+  /** Where the flags, the cluster-wide configuration and the history are shared (etcd), or the mesh. */
+  private readonly state: ClusterStateStore;
   private readonly secretStore: SecretsStore;
   private readonly reports = new Map<string, F.PeerReport>();
   private ownReport: PgReport | null = null;
@@ -77,6 +81,12 @@ export class Agent implements ClusterContext {
     this.secretStore = new SecretsStore(cfg.state_dir);
     this.historyLog = new History(cfg.state_dir);
     this.flags = new FlagsStore(cfg.state_dir);
+    this.state = createClusterState(cfg, log);
+    const leaderTerm = () => this.consensus.lease()?.term ?? null;
+    if (this.state.kind === "shared") {
+      this.flags.share(this.state.slots.flags, leaderTerm, log);
+      this.historyLog.share(this.state.slots.history, leaderTerm, (m) => log.warn(m));
+    }
     this.dynamic = new DynamicConfig({
       cfg, nodeId: this.nodeId, log: log.withTag("config"), send: (to, msg) => this.mesh.send(to, msg), connected: () => this.mesh.connected(),
       leadership: () => ({ term: this.consensus.status().term, leading: this.consensus.lease() !== null, voters: this.consensus.status().membership?.voters ?? [] }),
@@ -85,7 +95,7 @@ export class Agent implements ClusterContext {
         this.broadcastState(this.ownReport);
         this.loop?.kick();
       },
-      now, sleep: (ms) => Bun.sleep(ms),
+      now, sleep: (ms) => Bun.sleep(ms), ...(this.state.kind === "shared" ? { shared: this.state.slots.config } : {}),
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
     this.consensus = createConsensus({ cfg, nodeId: this.nodeId, store: this.store, log, nameOf: (id) => this.nameOf(id), hooks: {
@@ -150,9 +160,12 @@ export class Agent implements ClusterContext {
       }
       this.membership.step();
       this.dynamic.step();
+      this.flags.sync();
+      this.historyLog.sync();
       void this.actions.runDue().catch((err: Error) => this.log.error(`scheduled switchover: ${err.message}`));
     }), HOUSEKEEPING_MS);
     this.consensus.start();
+    if (this.state.kind === "shared") this.state.start();
   }
 
   /** A witness runs no PostgreSQL; it still tells its peers it is alive. */
@@ -164,6 +177,7 @@ export class Agent implements ClusterContext {
     if (this.stopped) return;
     this.stopped = true;
     this.consensus.stop();
+    if (this.state.kind === "shared") this.state.stop();
     clearInterval(this.housekeeping);
     clearInterval(this.witnessTimer);
     this.views.cancelAll(() => null);
@@ -213,7 +227,13 @@ export class Agent implements ClusterContext {
   }
 
   action(req: ActionRequest): Promise<ActionResult> {
-    return this.actions.run(req);
+    return this.actions.run(req).then((r) => this.flagsStored(r));
+  }
+
+  /** With a shared store a flag change is stored by compare-and-swap after the action decided: a refusal turns its answer into one. */
+  private async flagsStored(r: ActionResult): Promise<ActionResult> {
+    const refused = await this.flags.flush();
+    return refused && r.ok ? { ok: false, ...refused } : r;
   }
 
   // ------------------------------------------------------------------ facts
@@ -275,7 +295,7 @@ export class Agent implements ClusterContext {
         return;
       case "view": return this.views.answer(msg.id, msg.view);
       case "action":
-        void this.actions.runAsLeader(msg.req).then((result) =>
+        void this.actions.runAsLeader(msg.req).then((r) => this.flagsStored(r)).then((result) =>
           this.mesh.send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } }));
         return;
       case "action-resp": return this.host.forwarded.answer(msg.id, msg.result);
