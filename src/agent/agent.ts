@@ -230,9 +230,14 @@ export class Agent implements ClusterContext {
     return this.actions.run(req).then((r) => this.flagsStored(r));
   }
 
-  /** With a shared store a flag change is stored by compare-and-swap after the action decided: a refusal turns its answer into one. */
+  /**
+   * With a shared store a flag change is stored by compare-and-swap after the action decided: a
+   * refusal turns its answer into one; and this node reads the store before it answers, so what it
+   * shows next includes the change (also one the leader made for it).
+   */
   private async flagsStored(r: ActionResult): Promise<ActionResult> {
     const refused = await this.flags.flush();
+    if (this.state.kind === "shared") await this.state.refresh();
     return refused && r.ok ? { ok: false, ...refused } : r;
   }
 

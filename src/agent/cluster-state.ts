@@ -47,7 +47,7 @@ export interface SharedSlots {
 
 export type ClusterStateStore =
   | { kind: "local" }
-  | { kind: "shared"; slots: SharedSlots; start(): void; stop(): void };
+  | { kind: "shared"; slots: SharedSlots; start(): void; stop(): void; /** Read every item now (not waiting for the next poll). */ refresh(): Promise<void> };
 
 export const LOCAL_STATE: ClusterStateStore = { kind: "local" };
 

@@ -114,6 +114,10 @@ export class EtcdClusterState {
     this.timer = setTimeout(() => void this.poll().finally(() => this.schedule(this.o.pollMs)), ms);
   }
 
+  refresh(): Promise<void> {
+    return this.poll();
+  }
+
   /** One transaction reads every item's key (one revision); each slot takes its value. */
   async poll(): Promise<void> {
     const at = this.all.map((s) => s.writes);
