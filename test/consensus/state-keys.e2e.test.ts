@@ -18,7 +18,7 @@ import { etcdSkipReason } from "../helpers/etcd.ts";
 import type { Host } from "../helpers/lab.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { requireReal } from "../helpers/require.ts";
-import { pgherd, startFailoverCluster, waitReplicating } from "../helpers/writer.ts";
+import { API_TOKEN, pgherd, startFailoverCluster, waitReplicating } from "../helpers/writer.ts";
 
 requireReal("cluster state in etcd", clusterSkipReason() ?? etcdSkipReason());
 describe("cluster state in etcd [etcd]", () => {
@@ -115,6 +115,11 @@ describe("cluster state in etcd [etcd]", () => {
     console.log(`config edit on a stale version: exit ${r.code}: ${text.trim()}`);
     expect(r.code).not.toBe(0);
     expect(text).toContain(`the change was based on version ${before.version}, the cluster is at version ${before.version + 1}`);
+    // The same through the API: PATCH /config naming the replaced version answers 409.
+    const patch = "const r = await fetch('http://127.0.0.1:7402/config', { method: 'PATCH', headers: { authorization: 'Bearer ' + process.env.T, 'content-type': 'application/json' }, body: process.env.B }); console.log(r.status, await r.text());";
+    const api = await n.host.exec([process.execPath, "-e", patch], { env: { T: API_TOKEN, B: JSON.stringify({ base: before.version, set: { "postgres.parameters.work_mem": "8MB" } }) }, timeoutMs: 30_000 });
+    console.log(`PATCH /config with base ${before.version}: ${api.stdout.trim()}`);
+    expect(api.stdout.trim()).toStartWith("409 ");
     const after = await config();
     expect(after.version).toBe(before.version + 1);
     expect(after.settings.postgres.parameters.work_mem).toBe("24MB");
