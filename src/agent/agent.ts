@@ -364,7 +364,9 @@ export class Agent implements ClusterContext {
   leadership() {
     const s = this.consensus.status();
     const leading = this.consensus.lease() !== null;
-    return { term: s.term, leading, acquiringLease: s.role === "leader" && !leading, leaderId: s.leader, member: s.membership?.voters.includes(this.nodeId) ?? false };
+    // etcd: until the first read this agent may still hold its previous run's key: leave PostgreSQL alone (as builtin's resumed term does).
+    const unsettled = (this.consensus as Consensus & { settled?(): boolean }).settled?.() === false;
+    return { term: s.term, leading, acquiringLease: (s.role === "leader" && !leading) || unsettled, leaderId: s.leader, member: s.membership?.voters.includes(this.nodeId) ?? false };
   }
 
   leaderPg() { return F.leaderPg(this.facts()); }
