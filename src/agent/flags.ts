@@ -48,6 +48,10 @@ interface Shared {
   leaderTerm(): number | null;
   log: FlagsLog;
   chain: Promise<void>;
+  /** Writes queued and not answered yet. */
+  writing: number;
+  /** The last etcd error of a write (logged once while it repeats). */
+  lastError: string;
   /** Why the last write was refused since the last flush (null: none). */
   refused: { status: 409 | 503; message: string } | null;
 }
@@ -73,7 +77,7 @@ export class FlagsStore {
 
   /** From now on the cluster's copy is the store's: adopt what it holds, write changes to it. */
   share(slot: StateSlot<SharedFlags>, leaderTerm: () => number | null, log: FlagsLog): void {
-    this.shared = { slot, leaderTerm, log, chain: Promise.resolve(), refused: null };
+    this.shared = { slot, leaderTerm, log, chain: Promise.resolve(), refused: null, writing: 0, lastError: "" };
     slot.onChange((v) => this.fromLeader(v.value, log));
   }
 
@@ -95,7 +99,7 @@ export class FlagsStore {
   /** The leader's change: written durably here and, with a shared store, by compare-and-swap there (flush() tells how that went). Returns the keys that changed. */
   set(next: Partial<Flags>): (keyof Flags)[] {
     const changed = this.setLocal(next);
-    if (changed.length > 0 && this.shared) this.queueWrite(this.shared);
+    if (changed.length > 0 && this.shared) this.queueWrite(this.shared, true);
     return changed;
   }
 
@@ -118,30 +122,37 @@ export class FlagsStore {
     return r;
   }
 
-  /** Leader housekeeping: a store without the key (a cluster new to it) gets this node's flags. */
+  /** Leader housekeeping: a store without the key (a cluster new to it) gets this node's flags, so every node follows one copy. */
   sync(): void {
     const sh = this.shared;
-    if (!sh || sh.leaderTerm() === null || sh.slot.current() !== null || sh.slot.revision() !== 0) return;
-    if (!this.cur.paused && this.cur.scheduled === null) return;
-    this.queueWrite(sh);
+    if (!sh || sh.leaderTerm() === null || sh.slot.current() !== null || sh.slot.revision() !== 0 || sh.writing) return;
+    this.queueWrite(sh, false);
   }
 
-  private queueWrite(sh: Shared): void {
-    sh.chain = sh.chain.then(() => this.write(sh)).catch((e: Error) => {
-      sh.refused = { status: 503, message: `cluster flags not stored: etcd: ${e.message}` };
-      sh.log.warn(sh.refused.message);
+  /** `operator`: an action's change, whose refusal its answer reports (flush); else housekeeping's, retried by the next call. */
+  private queueWrite(sh: Shared, operator: boolean): void {
+    sh.writing++;
+    sh.chain = sh.chain.then(() => this.write(sh, operator)).catch((e: Error) => {
+      const r = { status: 503 as const, message: `cluster flags not stored: etcd: ${e.message}` };
+      if (operator) sh.refused = r;
+      if (operator || sh.lastError !== r.message) sh.log.warn(r.message);
+      sh.lastError = r.message;
+    }).finally(() => {
+      sh.writing--;
     });
   }
 
-  private async write(sh: Shared): Promise<void> {
+  private async write(sh: Shared, operator: boolean): Promise<void> {
     const term = sh.leaderTerm();
     const value: SharedFlags = { paused: this.cur.paused, scheduled: this.cur.scheduled };
     const stored = sh.slot.current();
     if (stored && JSON.stringify(stored.value) === JSON.stringify(value)) return;
     const r = term === null ? { ok: false as const, why: "not-leader" as const } : await sh.slot.write(value, sh.slot.revision(), term);
+    sh.lastError = "";
     if (r.ok) return;
-    sh.refused = casRefusal("cluster flags", r);
-    sh.log.warn(sh.refused.message);
+    const refused = casRefusal("cluster flags", r);
+    if (operator) sh.refused = refused;
+    sh.log.warn(refused.message);
     // The store keeps the cluster's copy: go back to it.
     const now = await sh.slot.read();
     if (now) this.fromLeader(now.value, sh.log);
