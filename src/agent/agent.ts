@@ -36,6 +36,8 @@ import { composeLocalView, composeStatus, durabilityLine } from "./node-view.ts"
 import type { NodeStatus } from "../core/node-status.ts";
 import { hbaAddresses, selfHost } from "./self-address.ts";
 import { Integrations } from "../integrations/index.ts";
+import type { ClusterStateStore } from "./cluster-state.ts";
+import { createClusterState } from "./cluster-state-create.ts";
 
 /** onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone: stop writes (awaited before the step's messages leave). */
 export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<void> }
@@ -54,6 +56,8 @@ export class Agent implements ClusterContext {
   private loop: LoopControl | null = null;
   private readonly flags: FlagsStore;
   private readonly dynamic: DynamicConfig;
+  /** Where the flags, the cluster-wide configuration and the history are shared (etcd), or the mesh. */
+  private readonly state: ClusterStateStore;
   private readonly secretStore: SecretsStore;
   private readonly reports = new Map<string, F.PeerReport>();
   private ownReport: PgReport | null = null;
@@ -82,6 +86,12 @@ export class Agent implements ClusterContext {
     this.secretStore = new SecretsStore(cfg.state_dir);
     this.historyLog = new History(cfg.state_dir);
     this.flags = new FlagsStore(cfg.state_dir);
+    this.state = createClusterState(cfg, log);
+    const leaderTerm = () => this.consensus.lease()?.term ?? null;
+    if (this.state.kind === "shared") {
+      this.flags.share(this.state.slots.flags, leaderTerm, log);
+      this.historyLog.share(this.state.slots.history, leaderTerm, (m) => log.warn(m));
+    }
     this.dynamic = new DynamicConfig({
       cfg, nodeId: this.nodeId, log: log.withTag("config"), send: (to, msg) => this.mesh.send(to, msg), connected: () => this.mesh.connected(),
       leadership: () => ({ term: this.consensus.status().term, leading: this.consensus.lease() !== null, voters: this.consensus.status().membership?.voters ?? [] }),
@@ -90,7 +100,7 @@ export class Agent implements ClusterContext {
         this.broadcastState(this.ownReport);
         this.loop?.kick();
       },
-      now, sleep: (ms) => Bun.sleep(ms),
+      now, sleep: (ms) => Bun.sleep(ms), ...(this.state.kind === "shared" ? { shared: this.state.slots.config } : {}),
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
     this.backend = startingBackend(cfg);
@@ -157,9 +167,12 @@ export class Agent implements ClusterContext {
       }
       this.membership.step();
       this.dynamic.step();
+      this.flags.sync();
+      this.historyLog.sync();
       void this.actions.runDue().catch((err: Error) => this.log.error(`scheduled switchover: ${err.message}`));
     }), HOUSEKEEPING_MS);
     this.consensus.start();
+    if (this.state.kind === "shared") this.state.start();
   }
 
   /** A witness runs no PostgreSQL; it still tells its peers it is alive. */
@@ -171,6 +184,7 @@ export class Agent implements ClusterContext {
     if (this.stopped) return;
     this.stopped = true;
     this.consensus.stop();
+    if (this.state.kind === "shared") this.state.stop();
     clearInterval(this.housekeeping);
     clearInterval(this.witnessTimer);
     this.views.cancelAll(() => null);
@@ -220,7 +234,18 @@ export class Agent implements ClusterContext {
   }
 
   action(req: ActionRequest): Promise<ActionResult> {
-    return this.actions.run(req);
+    return this.actions.run(req).then((r) => this.flagsStored(r));
+  }
+
+  /**
+   * With a shared store a flag change is stored by compare-and-swap after the action decided: a
+   * refusal turns its answer into one; and this node reads the store before it answers, so what it
+   * shows next includes the change (also one the leader made for it).
+   */
+  private async flagsStored(r: ActionResult): Promise<ActionResult> {
+    const refused = await this.flags.flush();
+    if (this.state.kind === "shared") await this.state.refresh();
+    return refused && r.ok ? { ok: false, ...refused } : r;
   }
 
   // ------------------------------------------------------------------ facts
@@ -282,7 +307,7 @@ export class Agent implements ClusterContext {
         return;
       case "view": return this.views.answer(msg.id, msg.view);
       case "action":
-        void this.actions.runAsLeader(msg.req).then((result) =>
+        void this.actions.runAsLeader(msg.req).then((r) => this.flagsStored(r)).then((result) =>
           this.mesh.send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } }));
         return;
       case "action-resp": return this.host.forwarded.answer(msg.id, msg.result);
@@ -350,7 +375,9 @@ export class Agent implements ClusterContext {
   leadership() {
     const s = this.consensus.status();
     const leading = this.consensus.lease() !== null;
-    return { term: s.term, leading, acquiringLease: s.role === "leader" && !leading, leaderId: s.leader, member: s.membership?.voters.includes(this.nodeId) ?? false };
+    // etcd: until the first read this agent may still hold its previous run's key: leave PostgreSQL alone (as builtin's resumed term does).
+    const unsettled = (this.consensus as Consensus & { settled?(): boolean }).settled?.() === false;
+    return { term: s.term, leading, acquiringLease: (s.role === "leader" && !leading) || unsettled, leaderId: s.leader, member: s.membership?.voters.includes(this.nodeId) ?? false };
   }
 
   leaderPg() { return F.leaderPg(this.facts()); }

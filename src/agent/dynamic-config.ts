@@ -4,6 +4,10 @@
 // waits for a majority of voters to store it. Every node says its version every second;
 // a node that hears of a later version asks that peer for it, so a node that was down, cloned or
 // rewound catches up, and a new leader that missed a version gets it before it makes the next.
+// With a shared store (etcd, `shared` below) the `config` key is the cluster's document: the
+// leader writes each version there by compare-and-swap on the key's revision (a refused write
+// answers 409), every node adopts the later version it reads there, and no version travels over
+// the mesh.
 import { join } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { ARCHIVE_KEYS } from "../config/schema-backup.ts";
@@ -17,6 +21,7 @@ import { readJsonSync, writeJsonDurableSync } from "../store/durable.ts";
 import type { ActionResult } from "../api/actions-contract.ts";
 import type { HistoryEntry } from "./history.ts";
 import type { AgentMsg } from "./messages.ts";
+import { casRefusal, type StateSlot } from "./cluster-state.ts";
 
 const REQUEST_EVERY_MS = 1000;
 const SAY_EVERY_MS = 1000;
@@ -39,6 +44,8 @@ export interface DynamicConfigDeps {
   applied(keys: string[]): void;
   now(): number;
   sleep(ms: number): Promise<void>;
+  /** The shared store's `config` key (etcd); absent: versions travel over the mesh. */
+  shared?: StateSlot<DynamicDoc>;
 }
 
 /** What GET /config shows of the cluster-wide configuration. */
@@ -83,6 +90,15 @@ export class DynamicConfig {
     }
     this.doc = doc;
     this.inForce(doc);
+    d.shared?.onChange((v) => this.fromStore(v.value));
+  }
+
+  /** A version read from the shared store: kept when later than ours. */
+  private fromStore(doc: DynamicDoc): void {
+    if (!D.isNewer(doc, this.doc)) return;
+    const from = this.doc?.version ?? 0;
+    this.store(doc);
+    this.d.log.warn(`cluster-wide configuration is now version ${doc.version} (was ${from}; made by ${doc.by} at ${doc.at}; read from etcd)`);
   }
 
   get(): DynamicDoc | null {
@@ -140,7 +156,7 @@ export class DynamicConfig {
 
   /** A peer said its version: ask it for a later one than ours (at most once a second). */
   observe(peer: string, v: { version: number; term: number } | undefined): void {
-    if (!v) return;
+    if (!v || this.d.shared) return;
     this.peerVersions.set(peer, v);
     if (!D.isNewer(v, this.doc)) return;
     const t = this.d.now();
@@ -155,6 +171,7 @@ export class DynamicConfig {
 
   /** A document from a peer: checked with the schema (a bad one is logged once and dropped), kept when later than ours. */
   onDocument(peer: string, raw: unknown): void {
+    if (this.d.shared) return; // the store holds the cluster's document
     const r = dynamicDoc.safeParse(raw, { error: configErrorMap });
     if (!r.success) {
       // Once per peer and problem: the peer is asked again every second while it reports a later version.
@@ -179,7 +196,8 @@ export class DynamicConfig {
 
   /** Housekeeping: say our version every second; a leader of a cluster without a document seeds version 1 from its own pgherd.toml. */
   step(): void {
-    if (this.doc && this.d.now() - this.lastSaid >= SAY_EVERY_MS) {
+    const shared = this.d.shared;
+    if (!shared && this.doc && this.d.now() - this.lastSaid >= SAY_EVERY_MS) {
       this.lastSaid = this.d.now();
       for (const id of this.d.connected()) this.d.send(id, { t: "config-version", version: this.doc.version, term: this.doc.term });
     }
@@ -189,18 +207,49 @@ export class DynamicConfig {
       return;
     }
     this.leadingSince ??= this.d.now();
+    if (shared) return this.syncShared(shared, l.term);
     if (this.doc || this.d.now() - this.leadingSince < SEED_AFTER_MS) return;
     this.seed(l.term);
+  }
+
+  private seedDoc(term: number): DynamicDoc {
+    const settings = D.seedSettings(this.local(), this.d.legacyDurability());
+    return { version: 1, term, at: new Date().toISOString(), by: this.d.cfg.node_name, settings };
+  }
+
+  private recordSeed(term: number): void {
+    this.d.record({ term, kind: "config", node: this.d.cfg.node_name, reason: "cluster configuration version 1 created from the leader's pgherd.toml ([postgres.parameters], [[access]], durability, failover)", oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
   }
 
   /** Version 1 from this leader's pgherd.toml, unless a peer has a document (then we fetch it instead). */
   private seed(term: number): void {
     if (this.doc || [...this.peerVersions.values()].some((v) => v.version > 0)) return;
-    const settings = D.seedSettings(this.local(), this.d.legacyDurability());
-    const doc: DynamicDoc = { version: 1, term, at: new Date().toISOString(), by: this.d.cfg.node_name, settings };
-    this.store(doc);
+    this.store(this.seedDoc(term));
     this.broadcast();
-    this.d.record({ term, kind: "config", node: this.d.cfg.node_name, reason: "cluster configuration version 1 created from the leader's pgherd.toml ([postgres.parameters], [[access]], durability, failover)", oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+    this.recordSeed(term);
+  }
+
+  /**
+   * Leader, shared store: a store without a document (or with an earlier one than ours, e.g. a
+   * cluster moved from the built-in backend) gets ours; a cluster without any gets version 1 once
+   * this node has led SEED_AFTER_MS. Compare-and-swap on the revision read; a refusal waits for the next read.
+   */
+  private syncShared(slot: StateSlot<DynamicDoc>, term: number): void {
+    const stored = slot.current();
+    if (this.changing || stored === undefined || (stored && !D.isNewer(this.doc, stored.value))) return;
+    if (!this.doc && this.d.now() - (this.leadingSince ?? 0) < SEED_AFTER_MS) return;
+    const doc = this.doc ?? this.seedDoc(term);
+    const seeded = this.doc === null;
+    this.changing = true;
+    void slot.write(doc, slot.revision(), term).then((r) => {
+      if (!r.ok) return void this.d.log.warn(casRefusal(`cluster configuration version ${doc.version}`, r).message);
+      this.d.log.info(`cluster configuration version ${doc.version} stored in etcd`);
+      if (!seeded) return;
+      this.store(doc);
+      this.recordSeed(term);
+    }, (e: Error) => this.d.log.warn(`cluster configuration not stored in etcd: ${e.message}`)).finally(() => {
+      this.changing = false;
+    });
   }
 
   private broadcast(): void {
@@ -212,6 +261,7 @@ export class DynamicConfig {
   async change(change: D.DynamicChange): Promise<ActionResult> {
     const l = this.d.leadership();
     if (!l.leading) return { status: 503, ok: false, message: `${this.d.cfg.node_name} is not a leader with a valid lease` };
+    if (this.d.shared) return this.changeShared(this.d.shared, change, l.term);
     const connected = this.d.connected();
     const ahead = [...this.peerVersions.entries()].find(([p, v]) => connected.includes(p) && D.isNewer(v, this.doc));
     if (ahead) return { status: 409, ok: false, message: `the leader is fetching version ${ahead[1].version} from ${this.d.nameOf(ahead[0])}: try again in a second` };
@@ -236,6 +286,33 @@ export class DynamicConfig {
       const keys = r.changed.join(", ");
       if (stored() < need) return { status: 202, ok: true, message: `version ${r.doc.version} (${keys}) stored by the leader; only ${stored()} of ${voters.length} voters confirmed it within 5 s (the others get it when they reconnect)`, detail };
       return { status: 200, ok: true, message: `cluster configuration version ${r.doc.version}: ${keys} (stored by ${stored()} of ${voters.length} voters; every node applies it within a monitoring round)`, detail };
+    } finally {
+      this.changing = false;
+    }
+  }
+
+  /** The leader's side of PATCH /config with a shared store: decided on the document read now, stored by compare-and-swap on its revision. */
+  private async changeShared(slot: StateSlot<DynamicDoc>, change: D.DynamicChange, term: number): Promise<ActionResult> {
+    if (this.changing) return { status: 409, ok: false, message: "another configuration change is in progress: try again" };
+    this.changing = true;
+    try {
+      const stored = await slot.read();
+      const rev = slot.revision();
+      if (stored) this.fromStore(stored.value);
+      // A document only this node has (not in the store yet), or none: the change goes on top of it / of version 1.
+      const seeded = !this.doc;
+      const cur = this.doc ?? this.seedDoc(term);
+      const base = cur.version;
+      const r = D.decideChange(cur, change, { term, at: new Date().toISOString(), by: this.d.cfg.node_name });
+      if (!r.ok) return { status: r.status, ok: false, message: r.error };
+      if (r.changed.length === 0 && !seeded) return { status: 200, ok: true, message: `nothing to change (version ${base})`, detail: { version: base } };
+      const w = await slot.write(r.doc, rev, term);
+      if (!w.ok) return { ok: false, ...casRefusal(`cluster configuration version ${r.doc.version}`, w) };
+      if (seeded) this.recordSeed(term);
+      this.store(r.doc);
+      this.d.record({ term, kind: "config", node: this.d.cfg.node_name, reason: D.historyReason(r.doc, base, r.changed), oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+      const keys = r.changed.join(", ");
+      return { status: 200, ok: true, message: `cluster configuration version ${r.doc.version}: ${keys} (stored in etcd at revision ${w.mod}; every node applies it within a poll and a monitoring round)`, detail: { version: r.doc.version, changed: r.changed } };
     } finally {
       this.changing = false;
     }

@@ -1,10 +1,14 @@
 // Cluster-wide flags the leader decides and every node keeps on disk (flags.json): maintenance
 // mode and a scheduled switchover. (The durability mode moved into the cluster-wide configuration,
-// src/agent/dynamic-config.ts; a flags.json written before keeps it and seeds that document.) The leader sends them with its state
-// messages; a follower adopts what the current leader says, so a new leader already has them.
+// src/agent/dynamic-config.ts; a flags.json written before keeps it and seeds that document.)
+// Built-in backend: the leader sends them with its state messages; a follower adopts what the
+// current leader says, so a new leader already has them. Shared store (etcd): the `flags` key is
+// the cluster's copy, written by the leader by compare-and-swap; every node adopts what it reads
+// there and ignores the flags in state messages.
 import { join } from "node:path";
 import { z } from "zod";
 import { readJsonSync, writeJsonDurableSync } from "../store/durable.ts";
+import { casRefusal, type StateSlot } from "./cluster-state.ts";
 
 export const DurabilitySchema = z.enum(["quorum", "strict", "async"]);
 export type Durability = z.infer<typeof DurabilitySchema>;
@@ -32,6 +36,26 @@ export interface Flags {
   scheduled: ScheduledSwitchover | null;
 }
 
+/** The flags as the shared store keeps them (the `flags` key). */
+export const SharedFlagsSchema = z.strictObject({ paused: z.boolean(), scheduled: ScheduledSwitchoverSchema.nullable() });
+export type SharedFlags = z.infer<typeof SharedFlagsSchema>;
+
+type FlagsLog = { info(m: string): void; warn(m: string): void };
+
+interface Shared {
+  slot: StateSlot<SharedFlags>;
+  /** The leader term this node holds with a lease, or null. */
+  leaderTerm(): number | null;
+  log: FlagsLog;
+  chain: Promise<void>;
+  /** Writes queued and not answered yet. */
+  writing: number;
+  /** The last etcd error of a write (logged once while it repeats). */
+  lastError: string;
+  /** Why the last write was refused since the last flush (null: none). */
+  refused: { status: 409 | 503; message: string } | null;
+}
+
 export class FlagsStore {
   readonly file: string;
   private cur: Flags;
@@ -49,23 +73,88 @@ export class FlagsStore {
     return this.cur;
   }
 
-  /** A follower keeps what the current leader says for the cluster (so a next leader has it already). */
-  adopt(from: { paused?: boolean; scheduled?: ScheduledSwitchover | null }, log: { info(m: string): void; warn(m: string): void }): void {
+  private shared: Shared | null = null;
+
+  /** From now on the cluster's copy is the store's: adopt what it holds, write changes to it. */
+  share(slot: StateSlot<SharedFlags>, leaderTerm: () => number | null, log: FlagsLog): void {
+    this.shared = { slot, leaderTerm, log, chain: Promise.resolve(), refused: null, writing: 0, lastError: "" };
+    slot.onChange((v) => this.fromLeader(v.value, log));
+  }
+
+  /** A follower keeps what the current leader says for the cluster (so a next leader has it already); with a shared store, the store says it. */
+  adopt(from: { paused?: boolean; scheduled?: ScheduledSwitchover | null }, log: FlagsLog): void {
+    if (this.shared) return;
+    this.fromLeader(from, log);
+  }
+
+  private fromLeader(from: { paused?: boolean; scheduled?: ScheduledSwitchover | null }, log: FlagsLog): void {
     const next: Partial<Flags> = {};
     if (from.paused !== undefined) next.paused = from.paused;
     if (from.scheduled !== undefined) next.scheduled = from.scheduled;
-    const changed = this.set(next);
+    const changed = this.setLocal(next);
     if (changed.includes("paused")) log.warn(from.paused ? "the leader paused the cluster: no automatic actions" : "the leader resumed the cluster");
     if (changed.includes("scheduled")) log.info(from.scheduled ? `switchover scheduled for ${from.scheduled.at}` : "no switchover scheduled");
   }
 
-  /** Writes durably when something changed; returns the keys that changed. */
+  /** The leader's change: written durably here and, with a shared store, by compare-and-swap there (flush() tells how that went). Returns the keys that changed. */
   set(next: Partial<Flags>): (keyof Flags)[] {
+    const changed = this.setLocal(next);
+    if (changed.length > 0 && this.shared) this.queueWrite(this.shared, true);
+    return changed;
+  }
+
+  private setLocal(next: Partial<Flags>): (keyof Flags)[] {
     const merged = { ...this.cur, ...next };
     const changed = (Object.keys(next) as (keyof Flags)[]).filter((k) => JSON.stringify(this.cur[k]) !== JSON.stringify(merged[k]));
     if (changed.length === 0) return [];
     writeJsonDurableSync(this.file, { ...merged, ...(this.legacyDurability ? { durability: this.legacyDurability } : {}) }, 0o600);
     this.cur = merged;
     return changed;
+  }
+
+  /** Waits for the writes to the shared store queued so far; the reason one was refused, or null. */
+  async flush(): Promise<{ status: 409 | 503; message: string } | null> {
+    const sh = this.shared;
+    if (!sh) return null;
+    await sh.chain;
+    const r = sh.refused;
+    sh.refused = null;
+    return r;
+  }
+
+  /** Leader housekeeping: a store without the key (a cluster new to it) gets this node's flags, so every node follows one copy. */
+  sync(): void {
+    const sh = this.shared;
+    if (!sh || sh.leaderTerm() === null || sh.slot.current() !== null || sh.slot.revision() !== 0 || sh.writing) return;
+    this.queueWrite(sh, false);
+  }
+
+  /** `operator`: an action's change, whose refusal its answer reports (flush); else housekeeping's, retried by the next call. */
+  private queueWrite(sh: Shared, operator: boolean): void {
+    sh.writing++;
+    sh.chain = sh.chain.then(() => this.write(sh, operator)).catch((e: Error) => {
+      const r = { status: 503 as const, message: `cluster flags not stored: etcd: ${e.message}` };
+      if (operator) sh.refused = r;
+      if (operator || sh.lastError !== r.message) sh.log.warn(r.message);
+      sh.lastError = r.message;
+    }).finally(() => {
+      sh.writing--;
+    });
+  }
+
+  private async write(sh: Shared, operator: boolean): Promise<void> {
+    const term = sh.leaderTerm();
+    const value: SharedFlags = { paused: this.cur.paused, scheduled: this.cur.scheduled };
+    const stored = sh.slot.current();
+    if (stored && JSON.stringify(stored.value) === JSON.stringify(value)) return;
+    const r = term === null ? { ok: false as const, why: "not-leader" as const } : await sh.slot.write(value, sh.slot.revision(), term);
+    sh.lastError = "";
+    if (r.ok) return;
+    const refused = casRefusal("cluster flags", r);
+    if (operator) sh.refused = refused;
+    sh.log.warn(refused.message);
+    // The store keeps the cluster's copy: go back to it.
+    const now = await sh.slot.read();
+    if (now) this.fromLeader(now.value, sh.log);
   }
 }

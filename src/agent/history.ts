@@ -1,10 +1,13 @@
 // Role changes (promotions, switchovers, failovers, fences, rejoins) and the hook runs they
 // caused, kept on every node: entries travel over the mesh and merge by id, so any agent can
-// show the whole history.
+// show the whole history. With a shared store (etcd) the `history` key holds the cluster's latest
+// HISTORY_IN_STORE entries: the leader merges what it knows into it by compare-and-swap, every
+// node merges what it reads there.
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
 import { readJsonSync, writeJsonDurableSync } from "../store/durable.ts";
+import type { StateSlot } from "./cluster-state.ts";
 
 export const HistoryEntrySchema = z.object({
   id: z.string().max(64),
@@ -21,6 +24,19 @@ export const HistoryEntrySchema = z.object({
 export type HistoryEntry = z.infer<typeof HistoryEntrySchema>;
 
 const MAX = 1000;
+/** Entries the shared store keeps (the key is read by every agent every poll: kept small). */
+export const HISTORY_IN_STORE = 100;
+export const StoredHistorySchema = z.array(HistoryEntrySchema).max(HISTORY_IN_STORE);
+
+const byTime = (a: HistoryEntry, b: HistoryEntry) => a.at.localeCompare(b.at) || a.id.localeCompare(b.id);
+
+/** The store's next history: its entries and ours merged by id, the latest `max`; null when the store has them already. Pure. */
+export function historyForStore(local: readonly HistoryEntry[], stored: readonly HistoryEntry[] | null, max = HISTORY_IN_STORE): HistoryEntry[] | null {
+  const have = new Set((stored ?? []).map((e) => e.id));
+  const merged = [...(stored ?? []), ...local.filter((e) => !have.has(e.id))].sort(byTime).slice(-max);
+  const same = merged.length === (stored?.length ?? 0) && merged.every((e) => have.has(e.id));
+  return same ? null : merged;
+}
 
 export class History {
   private readonly file: string;
@@ -42,13 +58,37 @@ export class History {
     const known = new Set(this.entries.map((e) => e.id));
     const fresh = incoming.filter((e) => !known.has(e.id));
     if (fresh.length === 0) return false;
-    this.entries = [...this.entries, ...fresh].sort((a, b) => a.at.localeCompare(b.at)).slice(-MAX);
+    this.entries = [...this.entries, ...fresh].sort(byTime).slice(-MAX);
     writeJsonDurableSync(this.file, this.entries, 0o600);
     return true;
   }
 
   list(): HistoryEntry[] {
     return [...this.entries];
+  }
+
+  private shared: { slot: StateSlot<HistoryEntry[]>; leaderTerm(): number | null; warn(m: string): void; writing: boolean } | null = null;
+
+  /** From now on the store holds the cluster's history: merge what it holds. */
+  share(slot: StateSlot<HistoryEntry[]>, leaderTerm: () => number | null, warn: (m: string) => void): void {
+    this.shared = { slot, leaderTerm, warn, writing: false };
+    slot.onChange((v) => this.merge(v.value));
+  }
+
+  /** Leader housekeeping: entries the store lacks are merged into it (compare-and-swap; a refusal is retried at the next call). */
+  sync(): void {
+    const sh = this.shared;
+    const term = sh?.leaderTerm() ?? null;
+    if (!sh || term === null || sh.writing || sh.slot.current() === undefined) return;
+    const next = historyForStore(this.entries, sh.slot.current()?.value ?? null);
+    if (!next) return;
+    sh.writing = true;
+    void sh.slot.write(next, sh.slot.revision(), term).then(
+      (r) => (r.ok ? undefined : sh.slot.read().then(() => undefined)),
+      (e: Error) => sh.warn(`history not stored in etcd: ${e.message}`),
+    ).catch((e: Error) => sh.warn(`history: etcd: ${e.message}`)).finally(() => {
+      sh.writing = false;
+    });
   }
 }
 

@@ -63,6 +63,7 @@ export class EtcdConsensus implements Consensus {
   private lastError = "";
   /** [consensus] failsafe (failsafe.ts); null until the agent attaches the mesh. */
   private failsafe: Failsafe | null = null;
+  private observed = false;
 
   constructor(private readonly o: EtcdConsensusOptions) {
     this.clock = o.clock ?? (() => performance.now());
@@ -114,6 +115,11 @@ export class EtcdConsensus implements Consensus {
 
   lease(): { term: number; until: number } | null {
     return this.leading;
+  }
+
+  /** Whether etcd was read since the agent started: before, whether a key of its previous run makes it the leader is unknown. */
+  settled(): boolean {
+    return this.observed;
   }
 
   note(): string {
@@ -216,6 +222,7 @@ export class EtcdConsensus implements Consensus {
     this.adoptMembership(snap);
     this.snap = snap;
     await this.observeLeader(snap);
+    this.observed = true;
     await this.publish();
     if (!snap.leader && !this.leading) await this.maybeTake(snap);
   }
