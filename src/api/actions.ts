@@ -24,6 +24,7 @@ export const ACTION_ROUTES: Readonly<Record<string, Partial<Record<ActionMethod,
   "/members/remove": { POST: "member-remove" },
   "/node/restart": { POST: "node-restart" },
   "/node/reload": { POST: "node-reload" },
+  "/backup": { POST: "backup" },
 };
 
 /** The action `method path` asks for, if any. */
