@@ -11,7 +11,7 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { runningConfig } from "../ops/reload.ts";
 import type { PrimaryFacts } from "./backup-contract.ts";
-import { takeBackup, type BackupInfo, type BackupType } from "./backups.ts";
+import { stanzaInfo, takeBackup, type BackupInfo, type BackupType } from "./backups.ts";
 import { chooseBackupSite } from "./choose.ts";
 import { backrestPaths } from "./pgbackrest.ts";
 import { backrestTlsFiles } from "./tls-server.ts";
@@ -55,10 +55,20 @@ export async function leadBackup(h: ActionHost, req: BackupRequest, log: Logger)
     where = `primary ${h.nodeName} (${site.reason})`;
     r = await runBackupHere(h, { kind: "backup", type, run: { primary: null, leader: h.nodeName } }, log);
   }
-  const b = r.detail as BackupInfo | undefined;
+  // An answer over the mesh carries status and message only: the backup is the newest in the repository.
+  const b = (r.detail as BackupInfo | undefined) ?? (r.ok ? await newestBackup(cfg, log) : undefined);
+  if (r.ok && b) r = { ...r, detail: b };
   const term = h.electionState().term;
   h.record({ term, kind: "backup", node: h.nodeName, reason: r.ok ? `${type} backup ${b?.label ?? ""} taken on ${where}` : `${type} backup failed on ${where}: ${r.message}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: b?.lsnStop || null });
   return r;
+}
+
+async function newestBackup(cfg: Config, log: Logger): Promise<BackupInfo | undefined> {
+  const info = await stanzaInfo(backrestPaths(cfg), { osUser: cfg.postgres.os_user, log, timeoutMs: 60_000, quiet: true }).catch((e: Error) => {
+    log.warn(`pgbackrest info after the backup: ${e.message}`);
+    return null;
+  });
+  return info?.backups.at(-1);
 }
 
 /** On the member the leader chose (or the primary itself): take the backup. */
@@ -105,6 +115,7 @@ export function scheduledBackupRoute(): ((type: BackupType) => Promise<BackupInf
   return async (type) => {
     const r = await leadBackup(s.h, { kind: "backup", type }, s.log);
     if (!r.ok) throw new Error(r.message);
+    if (!r.detail) throw new Error(`${r.message}; but pgbackrest info does not list it`);
     return r.detail as BackupInfo;
   };
 }

@@ -81,7 +81,7 @@ export class ArchiveKeeper {
     this.log.info(`scheduled ${type} backup starting`);
     const route = scheduledBackupRoute();
     this.running = (route ? route(type) : takeBackup(p, this.run(24 * hour), type))
-      .then((b) => this.log.info(`scheduled ${type} backup ${b.label} done (${b.repoBytes} bytes in the repository)`))
+      .then((b) => this.log.info(`scheduled ${type} backup ${b.label} done (${b.repoBytes} bytes in the repository${b.node ? `, taken on ${b.fromStandby ? "standby" : "primary"} ${b.node}` : ""})`))
       .catch((e: Error) => {
         this.retryAt = this.now() + RETRY_MS;
         this.log.error(`scheduled ${type} backup failed: ${e.message}`);
