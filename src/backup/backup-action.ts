@@ -55,12 +55,29 @@ export async function leadBackup(h: ActionHost, req: BackupRequest, log: Logger)
     where = `primary ${h.nodeName} (${site.reason})`;
     r = await runBackupHere(h, { kind: "backup", type, run: { primary: null, leader: h.nodeName } }, log);
   }
-  // An answer over the mesh carries status and message only: the backup is the newest in the repository.
-  const b = (r.detail as BackupInfo | undefined) ?? (r.ok ? await newestBackup(cfg, log) : undefined);
+  // An answer over the mesh carries status and message only: the backup is read back from the message.
+  const b = (r.detail as BackupInfo | undefined) ?? (r.ok ? (fromMessage(r.message) ?? await newestBackup(cfg, log)) : undefined);
   if (r.ok && b) r = { ...r, detail: b };
   const term = h.electionState().term;
   h.record({ term, kind: "backup", node: h.nodeName, reason: r.ok ? `${type} backup ${b?.label ?? ""} taken on ${where}` : `${type} backup failed on ${where}: ${r.message}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: b?.lsnStop || null });
   return r;
+}
+
+/** The answer of a member that took a backup, and reading it back on the leader (fromMessage). */
+export function doneMessage(b: BackupInfo): string {
+  const how = b.fromStandby ? `from standby ${b.node} (the primary ran only pg_backup_start/stop)` : `on primary ${b.node}`;
+  return `backup ${b.label} (${b.type}) done ${how}: wal ${b.walStart}..${b.walStop}, lsn ${b.lsnStart}..${b.lsnStop}, ${b.repoBytes} bytes in the repository`;
+}
+
+const DONE = /^backup (\S+) \((full|diff|incr)\) done (from standby|on primary) (\S+)[^:]*: wal (\S*)\.\.(\S*), lsn (\S*)\.\.(\S*), (\d+) bytes in the repository$/;
+
+export function fromMessage(m: string): BackupInfo | undefined {
+  const x = DONE.exec(m);
+  if (!x) return undefined;
+  return {
+    label: x[1]!, type: x[2] as BackupType, node: x[4]!, fromStandby: x[3] === "from standby", start: 0, stop: 0,
+    walStart: x[5]!, walStop: x[6]!, lsnStart: x[7]!, lsnStop: x[8]!, sizeBytes: 0, repoBytes: Number(x[9]),
+  };
 }
 
 async function newestBackup(cfg: Config, log: Logger): Promise<BackupInfo | undefined> {
@@ -92,8 +109,7 @@ export async function runBackupHere(h: ActionHost, req: BackupRequest, log: Logg
   busy = true;
   try {
     const b = await takeBackup(p, { osUser: cfg.postgres.os_user, log, timeoutMs: BACKUP_TIMEOUT_MS }, type, 120_000, primary);
-    const how = facts ? `from standby ${h.nodeName} (the primary ran only pg_backup_start/stop)` : `on primary ${h.nodeName}`;
-    return { status: 200, ok: true, message: `backup ${b.label} (${b.type}) done ${how}: wal ${b.walStart}..${b.walStop}, ${b.repoBytes} bytes in the repository`, detail: b };
+    return { status: 200, ok: true, message: doneMessage({ ...b, node: h.nodeName, fromStandby: facts !== null }), detail: b };
   } catch (e) {
     return fail(500, `${h.nodeName}: ${(e as Error).message}`);
   } finally {

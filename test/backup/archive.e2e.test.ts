@@ -32,8 +32,11 @@ const serverLog = (n: ClusterNode) => {
   return [n.pgLogFile, ...files].map(read).join("");
 };
 
+/** Three full backups are taken here: none expires (with the default 2 the archive from segment 1 would). */
+const KEEP = { backup: { retention_full: 5 } };
+
 describeCluster("backup: archiving that follows the primary", {
-  start: () => startBackupCluster("backup-archive", "bkarch", { postgres: { parameters: { log_replication_commands: true } } as never }),
+  start: () => startBackupCluster("backup-archive", "bkarch", { extra: KEEP, postgres: { parameters: { log_replication_commands: true } } as never }),
 }, (fx) => {
   /** Pushes the current segment, then waits until the archive has no gap (the last reason names the missing segments). */
   const expectContinuous = async (label: string) => {
@@ -135,7 +138,7 @@ describeCluster("backup: archiving that follows the primary", {
     expect(b.code).toBe(0);
     const before = serverLog(h.primary).length;
     const mark = logMark(h.primary);
-    const n4 = await fx.c.addNode({ extra: backupExtra(fx.repo) });
+    const n4 = await fx.c.addNode({ extra: backupExtra(fx.repo, KEEP) });
     await n4.start();
     const healthy = await waitReplicating(fx.c, 120_000);
     expect(healthy.primary).toBe(h.primary);

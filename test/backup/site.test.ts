@@ -4,6 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import { backupArgs, parseInfo } from "../../src/backup/backups.ts";
 import { chooseBackupSite } from "../../src/backup/choose.ts";
+import { doneMessage, fromMessage } from "../../src/backup/backup-action.ts";
 import { backrestSans, backrestTlsFiles, CLIENT_CN, serverArgs } from "../../src/backup/tls-server.ts";
 import { backrestPaths } from "../../src/backup/pgbackrest.ts";
 import type { Candidate } from "../../src/core/switchover.ts";
@@ -95,5 +96,16 @@ describe("pgbackrest arguments", () => {
     });
     const info = parseInfo(JSON.stringify([{ status: { code: 0, message: "ok" }, archive: [], backup: [b("old"), b("s", { "pgherd-node": "n2", "pgherd-from-standby": "y" }), b("p", { "pgherd-node": "n1", "pgherd-from-standby": "n" })] }]));
     expect(info.backups.map((x) => [x.label, x.node, x.fromStandby])).toEqual([["old", undefined, undefined], ["s", "n2", true], ["p", "n1", false]]);
+  });
+});
+
+describe("a member's backup answer over the mesh (status and message only)", () => {
+  test("the leader reads the backup back from the message", () => {
+    const b = { label: "20261202-010738F", type: "full" as const, start: 0, stop: 0, walStart: "000000030000000000000012", walStop: "000000030000000000000013", lsnStart: "0/12000028", lsnStop: "0/13000100", sizeBytes: 0, repoBytes: 3071716 };
+    for (const fromStandby of [true, false]) {
+      const m = doneMessage({ ...b, node: "h4", fromStandby });
+      expect(fromMessage(m)).toEqual({ ...b, node: "h4", fromStandby });
+    }
+    expect(fromMessage("backup failed")).toBeUndefined();
   });
 });
