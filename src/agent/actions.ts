@@ -8,6 +8,7 @@ import type { Logger } from "../log.ts";
 import type { HistoryEntry } from "./history.ts";
 import type { ScheduledSwitchover } from "./flags.ts";
 import { isNodeOp, runNodeOp } from "./restart-actions.ts";
+import { BACKUP_TIMEOUT_MS, leadBackup, runBackupHere } from "../backup/backup-action.ts";
 import type { DynamicChange } from "../config/dynamic.ts";
 
 export interface ActionHost {
@@ -71,10 +72,11 @@ export class ActionRunner {
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
       case "node-restart": case "node-reload": return runNodeOp(this.h, req);
       default: {
+        if (req.kind === "backup" && req.run) return no(400, "backup: run is set by the leader only");
         const e = this.h.electionState();
         if (e.leader === this.h.nodeId) return this.runAsLeader(req);
         if (!e.leader) return no(503, "no leader at the moment: try again, or use `pgherd failover --to NODE`");
-        return this.h.forwardToLeader(req, 60_000);
+        return this.h.forwardToLeader(req, req.kind === "backup" ? BACKUP_TIMEOUT_MS : 60_000);
       }
     }
   }
@@ -82,6 +84,7 @@ export class ActionRunner {
   /** Requests forwarded by other agents (and our own when we lead). */
   async runAsLeader(req: ActionRequest): Promise<ActionResult> {
     if (isNodeOp(req)) return runNodeOp(this.h, req); // a member's own restart/reload, carried here over the mesh
+    if (req.kind === "backup" && req.run) return runBackupHere(this.h, req, this.log); // the leader chose this member
     const e = this.h.electionState();
     if (!e.leading) return no(503, `${this.h.nodeName} is not a leader with a valid lease`);
     switch (req.kind) {
@@ -100,6 +103,7 @@ export class ActionRunner {
       case "member-remove":
         return this.members ? this.members.run(req) : no(501, `${req.kind} is not available on this agent`);
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
+      case "backup": return leadBackup(this.h, req, this.log);
       case "config": {
         const set = { ...req.set, ...(req.durability ? { durability: req.durability } : {}) };
         return this.h.changeConfig({ base: req.base, ...(req.replace ? { replace: req.replace } : { set }) });

@@ -18,6 +18,7 @@ import { ElectionMsgSchema } from "../core/messages.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { SecretsStore, type ClusterSecrets } from "../store/cluster-secrets.ts";
 import { ActionRunner } from "./actions.ts";
+import { routeScheduledBackups } from "../backup/backup-action.ts";
 import { AgentActionHost } from "./action-host.ts";
 import { History, primaryEntry, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
@@ -143,6 +144,7 @@ export class Agent implements ClusterContext {
       peers: () => this.peers.list(), nameOf: (id) => this.nameOf(id), record: (e) => this.record(e), sleep: (ms) => Bun.sleep(ms),
     });
     this.actions = new ActionRunner(this.host, log.withTag("action"), members);
+    routeScheduledBackups(this.host, log.withTag("backup"));
     this.integrations = new Integrations(cfg, log, this, () => this.loop?.kick());
   }
 

@@ -13,7 +13,7 @@ export const HistoryEntrySchema = z.object({
   id: z.string().max(64),
   at: z.string().max(40),
   term: z.number().int().min(0),
-  kind: z.enum(["bootstrap", "adopt", "promote", "switchover", "failover", "fence", "rejoin", "pause", "resume", "restart", "config", "schedule", "hook"]),
+  kind: z.enum(["bootstrap", "adopt", "promote", "switchover", "failover", "fence", "rejoin", "pause", "resume", "restart", "config", "schedule", "hook", "backup"]),
   node: z.string().max(64),
   reason: z.string().max(500),
   oldPrimary: z.string().max(64).nullable(),

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { accessRules } from "../config/schema-access.ts";
 import { dynamicSettings } from "../config/schema-dynamic.ts";
+import { backupAction } from "../backup/backup-contract.ts";
 
 /** A member as an operator names it: its node_name or its node id. */
 const memberRef = z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/, "must be a node name or node id");
@@ -30,6 +31,8 @@ export const ActionRequestSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("node-reload"), node: memberRef.optional() }),
   /** `pgherd consensus migrate --to etcd|builtin`: refused in this version (src/consensus/migrate-action.ts). */
   z.strictObject({ kind: z.literal("consensus-migrate"), to: z.enum(["etcd", "builtin"], 'must be "etcd" or "builtin"') }),
+  /** `pgherd backup`: the leader picks where it runs (src/backup/choose.ts) and hands it to that member. */
+  backupAction,
 ]);
 export type ActionRequest = z.infer<typeof ActionRequestSchema>;
 

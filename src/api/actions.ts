@@ -26,6 +26,7 @@ export const ACTION_ROUTES: Readonly<Record<string, Partial<Record<ActionMethod,
   "/node/restart": { POST: "node-restart" },
   "/node/reload": { POST: "node-reload" },
   "/consensus/migrate": { POST: "consensus-migrate" },
+  "/backup": { POST: "backup" },
 };
 
 /** The action `method path` asks for, if any. */

@@ -77,6 +77,7 @@ export function startApi(opts: ApiOptions): ApiServer {
     if (path === "/" && m === "GET" && (req.headers.get("accept") ?? "").includes("text/html")) return dashboard();
     if (HEALTH_PATHS.has(path) && (m === "GET" || STATUS_ONLY.has(m))) return health(path, url, m, source);
     const kind = actionRoute(m, path);
+    if (kind === "backup") server.timeout(req, 0); // a backup takes as long as it takes
     if (kind) return runAction({ req, kind, token, source, log, rejects, remote });
     if ((m !== "GET" && m !== "HEAD") || (Object.hasOwn(ACTION_ROUTES, path) && path !== "/config")) {
       const allow = allowed(path);

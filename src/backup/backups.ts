@@ -25,6 +25,9 @@ export interface BackupInfo {
   lsnStop: string;
   sizeBytes: number;
   repoBytes: number;
+  /** The node that took it and whether from a standby (pgherd's annotation; absent on older backups). */
+  node?: string;
+  fromStandby?: boolean;
 }
 
 export interface StanzaInfo {
@@ -46,6 +49,7 @@ const InfoJson = z.array(z.object({
     lsn: z.object({ start: z.string(), stop: z.string() }).optional(),
     info: z.object({ size: z.number(), repository: z.object({ size: z.number() }) }),
     error: z.boolean().optional(),
+    annotation: z.record(z.string(), z.string()).optional(),
   })).default([]),
 }));
 
@@ -68,16 +72,57 @@ export function parseInfo(json: string): StanzaInfo {
       label: b.label, type: b.type, start: b.timestamp.start, stop: b.timestamp.stop,
       walStart: b.archive.start ?? "", walStop: b.archive.stop ?? "", lsnStart: b.lsn?.start ?? "", lsnStop: b.lsn?.stop ?? "",
       sizeBytes: b.info.size, repoBytes: b.info.repository.size,
+      ...(b.annotation?.[NODE_KEY] ? { node: b.annotation[NODE_KEY], fromStandby: b.annotation[STANDBY_KEY] === "y" } : {}),
     })),
   };
 }
 
+/** pgBackRest annotation keys (shown by `pgbackrest info`, read back by `pgherd backup ls`). */
+const NODE_KEY = "pgherd-node";
+const STANDBY_KEY = "pgherd-from-standby";
+
+/** The primary as a standby's backup reaches it: its host (the one the standby streams from) and pgBackRest TLS server, and its server's settings. */
+export interface PrimaryRemote {
+  host: string;
+  tlsPort: number;
+  path: string;
+  port: number;
+  socketPath: string;
+  user: string;
+}
+
+/** Where a backup runs: this node's name, and the primary when this node is a standby (backup-standby). */
+export interface BackupSiteArgs {
+  node: string;
+  primary?: { remote: PrimaryRemote; caFile: string; certFile: string; keyFile: string };
+}
+
 /**
- * Take a backup of the primary this node runs, then wait (up to `walWaitMs`) until the WAL it needs
- * to be consistent is archived. Returns the new backup.
+ * `pgbackrest backup` arguments beyond the type. From a standby: pg1 is this standby (the stanza),
+ * pg2 the primary through its pgBackRest TLS server; pgBackRest copies the files from pg1 and runs
+ * only pg_backup_start/stop (and a few queries) on pg2.
  */
-export async function takeBackup(p: BackrestPaths, r: BackrestRun, type: BackupType, walWaitMs = 120_000): Promise<BackupInfo> {
-  await backrest(p, r, "backup", [`--type=${type}`, "--no-archive-check"]);
+export function backupArgs(type: BackupType, site?: BackupSiteArgs): string[] {
+  const args = [`--type=${type}`, "--no-archive-check"];
+  if (!site) return args;
+  args.push(`--annotation=${NODE_KEY}=${site.node}`, `--annotation=${STANDBY_KEY}=${site.primary ? "y" : "n"}`);
+  const pr = site.primary;
+  if (!pr) return args;
+  const m = pr.remote;
+  return [
+    ...args, "--backup-standby",
+    `--pg2-host=${m.host}`, "--pg2-host-type=tls", `--pg2-host-port=${m.tlsPort}`,
+    `--pg2-host-ca-file=${pr.caFile}`, `--pg2-host-cert-file=${pr.certFile}`, `--pg2-host-key-file=${pr.keyFile}`,
+    `--pg2-path=${m.path}`, `--pg2-port=${m.port}`, `--pg2-socket-path=${m.socketPath}`, `--pg2-user=${m.user}`,
+  ];
+}
+
+/**
+ * Take a backup (of the primary this node runs, or from this standby: `site.primary`), then wait
+ * (up to `walWaitMs`) until the WAL it needs to be consistent is archived. Returns the new backup.
+ */
+export async function takeBackup(p: BackrestPaths, r: BackrestRun, type: BackupType, walWaitMs = 120_000, site?: BackupSiteArgs): Promise<BackupInfo> {
+  await backrest(p, r, "backup", backupArgs(type, site));
   const end = Date.now() + walWaitMs;
   for (;;) {
     const info = await stanzaInfo(p, r);

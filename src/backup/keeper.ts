@@ -1,11 +1,15 @@
 // What the primary does for the archive every round: create the stanza once per cluster (system
-// identifier), and take the scheduled backups ([backup] full_every_hours / incr_every_hours) in the
-// background, so a long backup never holds the monitoring loop.
+// identifier), and start the scheduled backups ([backup] full_every_hours / incr_every_hours) in the
+// background, so a long backup never holds the monitoring loop; they run where `pgherd backup` does
+// (a healthy standby, backup-action.ts). Every node keeps its pgBackRest TLS server running.
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { stanzaInfo, takeBackup } from "./backups.ts";
 import { dueBackup, lastBackups } from "./schedule.ts";
 import { backrest, backrestPaths, type BackrestPaths } from "./pgbackrest.ts";
+import type { ClusterCa } from "../store/cluster-secrets.ts";
+import { scheduledBackupRoute } from "./backup-action.ts";
+import { BackrestServer } from "./tls-server.ts";
 
 const RETRY_MS = 60_000;
 const INFO_EVERY_MS = 60_000;
@@ -18,9 +22,17 @@ export class ArchiveKeeper {
   private infoAt = 0;
   private last = { lastFullMs: 0, lastAnyMs: 0 };
   private wasPrimary = false;
+  private readonly server: BackrestServer | null;
 
-  constructor(private readonly cfg: Config, private readonly log: Logger, private readonly now: () => number = Date.now) {
+  constructor(private readonly cfg: Config, private readonly log: Logger, private readonly ca: () => ClusterCa | undefined = () => undefined,
+    private readonly now: () => number = Date.now) {
     this.p = cfg.backup.tool === "pgbackrest" ? backrestPaths(cfg) : null;
+    this.server = this.p ? new BackrestServer(cfg, this.p, log) : null;
+  }
+
+  /** The agent stops: so does the pgBackRest TLS server. */
+  close(): Promise<void> {
+    return this.server?.stop() ?? Promise.resolve();
   }
 
   private run(timeoutMs: number) {
@@ -30,6 +42,7 @@ export class ArchiveKeeper {
   /** On the primary, once its server answers: stanza, then the schedule. */
   async maintain(primary: boolean, systemId: string): Promise<void> {
     const p = this.p;
+    await this.server?.maintain(this.ca()).catch((e: Error) => this.log.error(`pgBackRest TLS server: ${e.message}`));
     // A node that becomes primary again reads the repository anew (another primary backed up meanwhile).
     if (!primary) this.wasPrimary = false;
     else if (!this.wasPrimary) {
@@ -66,8 +79,9 @@ export class ArchiveKeeper {
     const type = due();
     if (!type) return;
     this.log.info(`scheduled ${type} backup starting`);
-    this.running = takeBackup(p, this.run(24 * hour), type)
-      .then((b) => this.log.info(`scheduled ${type} backup ${b.label} done (${b.repoBytes} bytes in the repository)`))
+    const route = scheduledBackupRoute();
+    this.running = (route ? route(type) : takeBackup(p, this.run(24 * hour), type))
+      .then((b) => this.log.info(`scheduled ${type} backup ${b.label} done (${b.repoBytes} bytes in the repository${b.node ? `, taken on ${b.fromStandby ? "standby" : "primary"} ${b.node}` : ""})`))
       .catch((e: Error) => {
         this.retryAt = this.now() + RETRY_MS;
         this.log.error(`scheduled ${type} backup failed: ${e.message}`);

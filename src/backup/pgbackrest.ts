@@ -65,6 +65,11 @@ export function renderBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "b
     "log-level-file=info",
     "start-fast=y",
     "",
+    // One line per file a backup copies, with the host's path it read it from (a backup from a
+    // standby reads the replicated files from the standby, the few others from the primary).
+    "[global:backup]",
+    "log-level-file=detail",
+    "",
     `[${p.stanza}]`,
     iniValue("pg1-path", pg.data_dir),
     iniValue("pg1-port", pg.port),

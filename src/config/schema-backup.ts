@@ -27,6 +27,12 @@ export const backupSection = z
     full_every_hours: every(),
     /** ... and an incremental one when the newest backup is this old (0 = none). */
     incr_every_hours: every(),
+    /** `pgherd backup` and the schedule run on a healthy standby (pgBackRest backup-standby); false: always on the primary. */
+    from_standby: z.boolean().default(true),
+    /** Port of the pgBackRest TLS server every agent runs (`pgbackrest server`; a standby's backup reaches the primary through it). */
+    tls_port: intIn(1, 65535).default(8432),
+    /** Address it listens on ("" = every IPv4 address, 0.0.0.0); only clients with a certificate of the cluster CA get in. */
+    tls_address: z.string().regex(/^([0-9A-Za-z.:-]{1,253})?$/, "must be an IP address or host name (or \"\" for every IPv4 address)").default(""),
   });
 
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;

@@ -3,7 +3,8 @@
 // every WAL segment along the new primary's timeline history; a standby stopped until the primary
 // recycled the WAL it needs catches up from the archive without a clone; a fourth node is cloned
 // from the repository and the primary serves it no base backup (its walsenders log every
-// replication command: BASE_BACKUP would show).
+// replication command: BASE_BACKUP would show); `pgherd backup` runs on a healthy standby (pgBackRest
+// backup-standby through the primary's pgBackRest TLS server), on the primary once no standby runs.
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,17 +12,18 @@ import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { faultRound, logMark, logSince, waitReplicating } from "../helpers/writer.ts";
 import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
-import { archiveGaps, backrest, backupExtra, pgherdCli, startBackupCluster } from "./helpers.ts";
+import { archiveGaps, backrest, backupExtra, pgherdCli, STANZA, startBackupCluster } from "./helpers.ts";
 
 /** The node's server log: pg_ctl's -l file, then the log collector's files ([log] postgres_dir, default "<data_dir>.log"). */
+const readOr = (f: string) => {
+  try {
+    return readFileSync(f, "utf8");
+  } catch {
+    return "";
+  }
+};
 const serverLog = (n: ClusterNode) => {
-  const read = (f: string) => {
-    try {
-      return readFileSync(f, "utf8");
-    } catch {
-      return "";
-    }
-  };
+  const read = readOr;
   const dir = `${n.dataDir}.log`;
   let files: string[] = [];
   try {
@@ -30,8 +32,11 @@ const serverLog = (n: ClusterNode) => {
   return [n.pgLogFile, ...files].map(read).join("");
 };
 
+/** Three full backups are taken here: none expires (with the default 2 the archive from segment 1 would). */
+const KEEP = { backup: { retention_full: 5 } };
+
 describeCluster("backup: archiving that follows the primary", {
-  start: () => startBackupCluster("backup-archive", "bkarch", { postgres: { parameters: { log_replication_commands: true } } as never }),
+  start: () => startBackupCluster("backup-archive", "bkarch", { extra: KEEP, postgres: { parameters: { log_replication_commands: true } } as never }),
 }, (fx) => {
   /** Pushes the current segment, then waits until the archive has no gap (the last reason names the missing segments). */
   const expectContinuous = async (label: string) => {
@@ -60,9 +65,6 @@ describeCluster("backup: archiving that follows the primary", {
     const b = await pgherdCli(h.primary, ["backup", "--type", "incr"]);
     console.log(`pgherd backup on ${h.primary.name}: exit ${b.code}: ${(b.stdout + b.stderr).trim()}`);
     expect(b.code).toBe(0);
-    const s = await pgherdCli(h.standbys[0]!, ["backup"]);
-    expect(s.code).toBe(1);
-    expect(s.stderr).toContain("this node is a standby");
     const ls = await pgherdCli(h.standbys[0]!, ["backup", "ls", "--json"]);
     expect(JSON.parse(ls.stdout).backups.map((x: { type: string }) => x.type)).toEqual(["full"]);
     await expectContinuous("after bootstrap");
@@ -136,7 +138,7 @@ describeCluster("backup: archiving that follows the primary", {
     expect(b.code).toBe(0);
     const before = serverLog(h.primary).length;
     const mark = logMark(h.primary);
-    const n4 = await fx.c.addNode({ extra: backupExtra(fx.repo) });
+    const n4 = await fx.c.addNode({ extra: backupExtra(fx.repo, KEEP) });
     await n4.start();
     const healthy = await waitReplicating(fx.c, 120_000);
     expect(healthy.primary).toBe(h.primary);
@@ -146,6 +148,55 @@ describeCluster("backup: archiving that follows the primary", {
     expect(n4.lines(/cloning from the primary/)).toEqual([]);
     expect(logSince(h.primary, mark, /error/)).toEqual([]);
   }), 240_000);
+
+  test("pgherd backup runs on a healthy standby, the primary only runs pg_backup_start/stop; with the standbys stopped it runs on the primary", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    const backupLog = (n: ClusterNode) => readOr(`${n.dataDir}.pgbackrest/log/${STANZA}-backup.log`);
+    const logAt = new Map(fx.c.nodes.map((n) => [n, backupLog(n).length] as const));
+    const newLog = (n: ClusterNode) => backupLog(n).slice(logAt.get(n));
+    const pgAt = serverLog(h.primary).length;
+    const mark = logMark(h.primary);
+    const t0 = performance.now();
+    // Asked on a standby: its agent hands it to the leader, which picks the standby that runs it.
+    const r = await pgherdCli(h.standbys[0]!, ["backup", "--type", "full"]);
+    console.log(`pgherd backup --type full: exit ${r.code} after ${Math.round(performance.now() - t0)} ms: ${(r.stdout + r.stderr).trim()}`);
+    expect(r.code).toBe(0);
+    const listed = async () => JSON.parse((await pgherdCli(h.primary, ["backup", "ls", "--json"], 60_000)).stdout).backups as { label: string; type: string; node?: string; fromStandby?: boolean }[];
+    const b = (await listed()).at(-1)!;
+    expect(b.type).toBe("full");
+    expect(b.fromStandby).toBe(true);
+    const site = fx.c.nodes.find((n) => n.name === b.node)!;
+    expect(h.standbys).toContain(site);
+    expect(r.stdout).toContain(`from standby ${site.name}`);
+    // pgBackRest's own record of the backup: taken with backup-standby.
+    expect(readFileSync(join(fx.repo, "backup", STANZA, b.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=true$/m);
+    // The pgbackrest backup process ran on the standby's host (its log), on no other node.
+    expect(newLog(site)).toMatch(/backup command begin .*--backup-standby/);
+    for (const n of fx.c.nodes) if (n !== site) expect(newLog(n)).not.toMatch(/backup command begin/);
+    // Which data directory each copied file was read from (pgBackRest logs one line per file).
+    const files = newLog(site).split("\n").filter((l) => /backup file /.test(l));
+    const fromPrimary = files.filter((l) => l.includes(`${h.primary.dataDir}/`));
+    const fromStandby = files.filter((l) => l.includes(`${site.dataDir}/`));
+    console.log(`${files.length} files copied: ${fromStandby.length} from standby ${site.name}, ${fromPrimary.length} from primary ${h.primary.name}: ${fromPrimary.map((l) => /backup file \S+?\/pgdata\/(\S+)/.exec(l)?.[1]).join(", ")}`);
+    expect(fromStandby.length).toBeGreaterThan(100);
+    expect(fromPrimary.filter((l) => /\/pgdata\/base\//.test(l))).toEqual([]);
+    // The primary served no base backup; its agent recorded where the backup ran.
+    expect(serverLog(h.primary).slice(pgAt).split("\n").filter((l) => /BASE_BACKUP/.test(l))).toEqual([]);
+    expect(logSince(h.primary, mark, new RegExp(`history: backup: full backup ${b.label} taken on standby ${site.name}`)).length).toBe(1);
+
+    // The standbys' servers stop, their agents keep running (the voters stay a majority) but start
+    // nothing while the cluster is paused.
+    expect((await pgherdCli(h.primary, ["pause"], 30_000)).code).toBe(0);
+    for (const s of h.standbys) expect((await s.pgCtl("stop", "-m", "fast", "-w")).code).toBe(0);
+    const r2 = await pgherdCli(h.primary, ["backup", "--type", "incr"]);
+    console.log(`standbys stopped: pgherd backup: exit ${r2.code}: ${(r2.stdout + r2.stderr).trim()}`);
+    expect(r2.code).toBe(0);
+    const b2 = (await listed()).at(-1)!;
+    expect(b2).toMatchObject({ type: "incr", node: h.primary.name, fromStandby: false });
+    expect(r2.stdout).toContain(`on primary ${h.primary.name}`);
+    expect((await pgherdCli(h.primary, ["resume"], 30_000)).code).toBe(0);
+    await waitReplicating(fx.c, 120_000);
+  }), 300_000);
 
   test("a cluster bootstrapped from the backup with a target time has exactly the rows committed before it", () => fx.c.diagnose(async () => {
     const h = await waitReplicating(fx.c, 60_000);

@@ -1,7 +1,8 @@
 // Scheduled backups ([backup] full_every_hours / incr_every_hours): three namespace hosts archiving
 // to one pgBackRest repository with a short schedule (a full backup a day, an incremental one when
-// the newest backup is 10 s old; the floor is 0.001 h = 3.6 s). The primary takes a full backup at once and the
-// incremental ones at their time; the standbys take none; after a switchover the new primary
+// the newest backup is 10 s old; the floor is 0.001 h = 3.6 s). The primary's agent starts a full backup at once and
+// the incremental ones at their time (each runs where the leader chooses, a healthy standby when
+// there is one); the standbys' agents start none; after a switchover the new primary
 // continues the schedule from the repository (no full backup again, no two backups closer than
 // the interval); `pgherd backup ls` on a standby lists them.
 import { expect, test } from "bun:test";
@@ -15,7 +16,7 @@ const INCR_S = 10;
 
 interface Listed { label: string; type: string; start: number; stop: number }
 
-describeCluster("backup: scheduled backups on the primary", {
+describeCluster("backup: scheduled backups, started by the primary's agent", {
   start: () => startBackupCluster("backup-schedule", "bksched", { extra: { backup: { full_every_hours: 24, incr_every_hours: INCR_S / 3600 } } }),
 }, (fx) => {
   const ls = async (n: ClusterNode): Promise<Listed[]> => {

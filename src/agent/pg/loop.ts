@@ -125,6 +125,7 @@ export class PostgresLoop implements LoopControl {
     this.rounds.stop();
     this.fencer.stop();
     this.exec.close();
+    await this.slots.close();
     await this.h.close();
   }
 

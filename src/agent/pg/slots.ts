@@ -17,7 +17,7 @@ export class SlotKeeper {
   private readonly permanent: PermanentSlots;
 
   constructor(private readonly h: PgHost) {
-    this.archive = new ArchiveKeeper(h.cfg, h.log);
+    this.archive = new ArchiveKeeper(h.cfg, h.log, () => h.ctx.secrets()?.ca);
     this.permanent = new PermanentSlots({
       cfg: h.cfg, socketDir: h.socketDir, node: h.node, log: h.log,
       localDb: () => h.localDb(),
@@ -34,6 +34,11 @@ export class SlotKeeper {
         }
       },
     });
+  }
+
+  /** The agent stops (the archive keeper's pgBackRest TLS server). */
+  close(): Promise<void> {
+    return this.archive.close();
   }
 
   /** Permanent slots this primary reports (src/slots/permanent.ts). */

@@ -1,0 +1,137 @@
+// `pgherd backup` through the agents: the leader (which runs the primary) picks where the backup
+// runs (choose.ts: a healthy standby, else the primary), hands it to that member over the mesh, and
+// records where it ran in the history. The member runs pgBackRest: from a standby with
+// backup-standby, reaching the primary's pgBackRest TLS server (tls-server.ts) for
+// pg_backup_start/stop; on the primary as a plain backup. One backup at a time per node.
+import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import type { ActionHost } from "../agent/actions.ts";
+import { parseHostPort } from "../config/hostport.ts";
+import { socketDirOf } from "../config/pg-values.ts";
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+import { runningConfig } from "../ops/reload.ts";
+import type { PrimaryFacts } from "./backup-contract.ts";
+import { stanzaInfo, takeBackup, type BackupInfo, type BackupType } from "./backups.ts";
+import { chooseBackupSite } from "./choose.ts";
+import { backrestPaths } from "./pgbackrest.ts";
+import { backrestTlsFiles } from "./tls-server.ts";
+
+export type BackupRequest = Extract<ActionRequest, { kind: "backup" }>;
+
+/** A backup may take hours: the leader waits that long for the member's answer. */
+export const BACKUP_TIMEOUT_MS = 24 * 3600_000;
+
+let busy = false;
+
+/** What a standby's backup needs to know about this primary (its pgBackRest TLS server and server settings). */
+export function primaryFacts(cfg: Config): PrimaryFacts {
+  const pg = cfg.postgres;
+  return { tlsPort: cfg.backup.tls_port, path: pg.data_dir, port: pg.port, socketPath: socketDirOf(pg), user: pg.superuser };
+}
+
+const fail = (status: number, message: string): ActionResult => ({ status, ok: false, message });
+
+/** On the leader: choose the member, let it take the backup, record where it ran. */
+export async function leadBackup(h: ActionHost, req: BackupRequest, log: Logger): Promise<ActionResult> {
+  const cfg = runningConfig();
+  if (!cfg || cfg.backup.tool !== "pgbackrest") return fail(400, `${h.nodeName}: [backup] tool is not "pgbackrest"`);
+  const me = h.myReport();
+  if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} leads but its PostgreSQL is not a running primary: try again`);
+  const type = req.type ?? "incr";
+  const site = chooseBackupSite({ primary: me, primaryId: h.nodeId, candidates: h.candidates(), maxLagBytes: h.maxLagBytes, fromStandby: cfg.backup.from_standby });
+  let r: ActionResult;
+  let where: string;
+  if (site.on === "standby") {
+    log.info(`${type} backup: on standby ${site.name} (replay lag ${site.lagBytes} bytes)`);
+    where = `standby ${site.name}`;
+    r = await h.askNode(site.id, { kind: "backup", type, run: { primary: primaryFacts(cfg), leader: h.nodeName } }, BACKUP_TIMEOUT_MS);
+    if (!r.ok && r.status !== 409) {
+      log.warn(`${type} backup on standby ${site.name} failed (${r.message}): taking it on the primary`);
+      where = `primary ${h.nodeName} (standby ${site.name} failed: ${r.message})`;
+      r = await runBackupHere(h, { kind: "backup", type, run: { primary: null, leader: h.nodeName } }, log);
+    }
+  } else {
+    log.info(`${type} backup: on the primary, ${site.reason}`);
+    where = `primary ${h.nodeName} (${site.reason})`;
+    r = await runBackupHere(h, { kind: "backup", type, run: { primary: null, leader: h.nodeName } }, log);
+  }
+  // An answer over the mesh carries status and message only: the backup is read back from the message.
+  const b = (r.detail as BackupInfo | undefined) ?? (r.ok ? (fromMessage(r.message) ?? await newestBackup(cfg, log)) : undefined);
+  if (r.ok && b) r = { ...r, detail: b };
+  const term = h.electionState().term;
+  h.record({ term, kind: "backup", node: h.nodeName, reason: r.ok ? `${type} backup ${b?.label ?? ""} taken on ${where}` : `${type} backup failed on ${where}: ${r.message}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: b?.lsnStop || null });
+  return r;
+}
+
+/** The answer of a member that took a backup, and reading it back on the leader (fromMessage). */
+export function doneMessage(b: BackupInfo): string {
+  const how = b.fromStandby ? `from standby ${b.node} (the primary ran only pg_backup_start/stop)` : `on primary ${b.node}`;
+  return `backup ${b.label} (${b.type}) done ${how}: wal ${b.walStart}..${b.walStop}, lsn ${b.lsnStart}..${b.lsnStop}, ${b.repoBytes} bytes in the repository`;
+}
+
+const DONE = /^backup (\S+) \((full|diff|incr)\) done (from standby|on primary) (\S+)[^:]*: wal (\S*)\.\.(\S*), lsn (\S*)\.\.(\S*), (\d+) bytes in the repository$/;
+
+export function fromMessage(m: string): BackupInfo | undefined {
+  const x = DONE.exec(m);
+  if (!x) return undefined;
+  return {
+    label: x[1]!, type: x[2] as BackupType, node: x[4]!, fromStandby: x[3] === "from standby", start: 0, stop: 0,
+    walStart: x[5]!, walStop: x[6]!, lsnStart: x[7]!, lsnStop: x[8]!, sizeBytes: 0, repoBytes: Number(x[9]),
+  };
+}
+
+async function newestBackup(cfg: Config, log: Logger): Promise<BackupInfo | undefined> {
+  const info = await stanzaInfo(backrestPaths(cfg), { osUser: cfg.postgres.os_user, log, timeoutMs: 60_000, quiet: true }).catch((e: Error) => {
+    log.warn(`pgbackrest info after the backup: ${e.message}`);
+    return null;
+  });
+  return info?.backups.at(-1);
+}
+
+/** On the member the leader chose (or the primary itself): take the backup. */
+export async function runBackupHere(h: ActionHost, req: BackupRequest, log: Logger): Promise<ActionResult> {
+  const cfg = runningConfig();
+  if (!cfg || cfg.backup.tool !== "pgbackrest") return fail(400, `${h.nodeName}: [backup] tool is not "pgbackrest"`);
+  const facts = req.run?.primary ?? null;
+  const me = h.myReport();
+  const type: BackupType = req.type ?? "incr";
+  const p = backrestPaths(cfg);
+  let primary: Parameters<typeof takeBackup>[4];
+  if (facts) {
+    const up = me?.upstream ? parseHostPort(me.upstream) : null;
+    if (!me?.up || me.inRecovery !== true || !me.streaming || !up || typeof up === "string") return fail(503, `${h.nodeName} is not a streaming standby now`);
+    primary = { node: h.nodeName, primary: { remote: { ...facts, host: up.host }, ...backrestTlsFiles(p) } };
+  } else {
+    if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} is not a running primary now`);
+    primary = { node: h.nodeName };
+  }
+  if (busy) return fail(409, `${h.nodeName} is already taking a backup`);
+  busy = true;
+  try {
+    const b = await takeBackup(p, { osUser: cfg.postgres.os_user, log, timeoutMs: BACKUP_TIMEOUT_MS }, type, 120_000, primary);
+    return { status: 200, ok: true, message: doneMessage({ ...b, node: h.nodeName, fromStandby: facts !== null }), detail: b };
+  } catch (e) {
+    return fail(500, `${h.nodeName}: ${(e as Error).message}`);
+  } finally {
+    busy = false;
+  }
+}
+
+/** The agent's action host, so the primary's scheduled backups (keeper.ts) follow the same choice. */
+let scheduled: { h: ActionHost; log: Logger } | null = null;
+
+export function routeScheduledBackups(h: ActionHost, log: Logger): void {
+  scheduled = { h, log };
+}
+
+/** A scheduled backup where the leader would run `pgherd backup` (null: no agent host in this process). */
+export function scheduledBackupRoute(): ((type: BackupType) => Promise<BackupInfo>) | null {
+  const s = scheduled;
+  if (!s) return null;
+  return async (type) => {
+    const r = await leadBackup(s.h, { kind: "backup", type }, s.log);
+    if (!r.ok) throw new Error(r.message);
+    if (!r.detail) throw new Error(`${r.message}; but pgbackrest info does not list it`);
+    return r.detail as BackupInfo;
+  };
+}

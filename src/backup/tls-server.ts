@@ -1,0 +1,146 @@
+// pgBackRest's own TLS server (`pgbackrest server`), run by every node's agent as the PostgreSQL OS
+// user: a standby that takes a backup (backup-standby) reaches the primary's pgBackRest through it
+// for pg_backup_start/stop. It presents, and accepts only, certificates signed by the cluster CA
+// (the one replication TLS uses, from the cluster secrets) with the common name CLIENT_CN, and only
+// for this cluster's stanza (tls-server-auth). Files in <data_dir>.pgbackrest/tls (0700, keys 0600,
+// written through SafeDir); paths, never keys, go in argv. Restarted when it exits (backoff) or
+// when its certificate is renewed (it reads it only at start); stopped with the agent.
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+import { ensureDir, SafeDir, type Owner } from "../postgres/fsutil.ts";
+import { isRoot, lookupOsUser } from "../postgres/users.ts";
+import type { ClusterCa } from "../store/cluster-secrets.ts";
+import { defaultHosts } from "../tls/node-tls.ts";
+import { renewal, sanList, type San } from "../tls/plan.ts";
+import { certFacts, issueNodeCert } from "../tls/x509.ts";
+import type { BackrestPaths } from "./pgbackrest.ts";
+
+/** The common name of every node's pgBackRest certificate (client and server): the only one tls-server-auth admits. */
+export const CLIENT_CN = "pgherd-pgbackrest";
+
+export interface BackrestTlsFiles {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+export function backrestTlsFiles(p: BackrestPaths): BackrestTlsFiles {
+  const dir = join(p.dir, "tls");
+  return { caFile: join(dir, "ca.crt"), certFile: join(dir, "pgbackrest.crt"), keyFile: join(dir, "pgbackrest.key") };
+}
+
+/**
+ * pgBackRest (2.45) matches the host it dials only against DNS names of the certificate, so each
+ * IP address is also listed as a DNS name (its text), beside the IP entry.
+ */
+export function backrestSans(hosts: readonly string[]): San[] {
+  const s = sanList(hosts);
+  const extra = s.flatMap((x) => ("ip" in x && !s.some((y) => "dns" in y && y.dns === x.ip) ? [{ dns: x.ip }] : []));
+  return [...s, ...extra];
+}
+
+/** The server's arguments (the stanza's own config holds lock, log and repository settings). */
+export function serverArgs(cfg: Pick<Config, "backup">, p: BackrestPaths, f: BackrestTlsFiles): string[] {
+  return [
+    "server", `--config=${p.conf}`,
+    `--tls-server-address=${cfg.backup.tls_address || "0.0.0.0"}`, `--tls-server-port=${cfg.backup.tls_port}`,
+    `--tls-server-cert-file=${f.certFile}`, `--tls-server-key-file=${f.keyFile}`, `--tls-server-ca-file=${f.caFile}`,
+    `--tls-server-auth=${CLIENT_CN}=${p.stanza}`,
+  ];
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+export class BackrestServer {
+  private child: ChildProcess | null = null;
+  private stopped = false;
+  private backoffMs = 1000;
+  private nextStart = 0;
+  private startedAt = 0;
+  private readonly files: BackrestTlsFiles;
+  private readonly onExit = () => this.child?.kill("SIGTERM");
+
+  constructor(private readonly cfg: Config, private readonly p: BackrestPaths, private readonly log: Logger,
+    private readonly hosts: () => string[] = () => defaultHosts(cfg), private readonly now: () => number = Date.now) {
+    this.files = backrestTlsFiles(p);
+    process.once("exit", this.onExit);
+  }
+
+  /** Every round: certificate current (issued by the cluster CA), server running. */
+  async maintain(ca: ClusterCa | undefined): Promise<void> {
+    if (this.stopped || !ca) return;
+    const renewed = await this.ensureCert(ca);
+    if (renewed && this.child) {
+      this.log.info("pgBackRest TLS server: restarting with its new certificate");
+      this.child.kill("SIGTERM");
+      return; // the exit handler clears it; the next round starts it again
+    }
+    if (!this.child && this.now() >= this.nextStart) await this.start();
+  }
+
+  private async ensureCert(ca: ClusterCa): Promise<boolean> {
+    const u = await lookupOsUser(this.cfg.postgres.os_user);
+    const owner: Owner = { uid: u.uid, gid: u.gid };
+    const dir = join(this.p.dir, "tls");
+    await ensureDir(this.p.dir, 0o700, owner);
+    await ensureDir(dir, 0o700, owner);
+    const d = await SafeDir.open(dir, { osUser: owner });
+    try {
+      let changed = await d.writeAtomic("ca.crt", ca.cert, { mode: 0o600, owner });
+      const cert = await d.readText("pgbackrest.crt");
+      const key = await d.readText("pgbackrest.key");
+      const want = backrestSans(this.hosts());
+      const decision = renewal(this.now(), cert ? certFacts(cert, key, ca.cert) : null, want);
+      if (decision.renew) {
+        const issued = issueNodeCert(ca, CLIENT_CN, want, this.now());
+        await d.writeAtomic("pgbackrest.key", issued.key, { mode: 0o600, owner });
+        await d.writeAtomic("pgbackrest.crt", issued.cert, { mode: 0o600, owner });
+        this.log.info(`pgBackRest TLS: new certificate (${decision.reason}), signed by the cluster CA`);
+        changed = true;
+      }
+      return changed;
+    } finally {
+      await d.close();
+    }
+  }
+
+  private async start(): Promise<void> {
+    const u = await lookupOsUser(this.cfg.postgres.os_user);
+    const args = serverArgs(this.cfg, this.p, this.files);
+    const child = spawn(this.p.bin, args, {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { PATH: "/usr/local/bin:/usr/bin:/bin", LC_ALL: "C" },
+      ...(isRoot() ? { uid: u.uid, gid: u.gid } : {}),
+    });
+    this.child = child;
+    this.startedAt = this.now();
+    let tail = "";
+    child.stderr?.on("data", (b: Buffer) => {
+      tail = (tail + b.toString()).slice(-600);
+    });
+    child.on("error", (e) => this.log.error(`pgBackRest TLS server: ${e.message}`));
+    child.on("exit", (code, signal) => {
+      if (this.child === child) this.child = null;
+      if (this.stopped) return;
+      if (this.now() - this.startedAt > 60_000) this.backoffMs = 1000;
+      this.nextStart = this.now() + this.backoffMs;
+      this.log.warn(`pgBackRest TLS server exited (${signal ?? `code ${code}`})${tail.trim() ? `: ${tail.trim()}` : ""}; starting it again in ${this.backoffMs / 1000} s`);
+      this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
+    });
+    this.log.info(`pgBackRest TLS server (pid ${child.pid}) on ${this.cfg.backup.tls_address || "0.0.0.0"}:${this.cfg.backup.tls_port}, clients: ${CLIENT_CN} certificates of the cluster CA, stanza ${this.p.stanza}`);
+  }
+
+  /** Stop it (the agent stops). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    process.off("exit", this.onExit);
+    const c = this.child;
+    if (!c || c.exitCode !== null) return;
+    const gone = new Promise<void>((res) => c.once("exit", () => res()));
+    c.kill("SIGTERM");
+    await Promise.race([gone, new Promise((res) => setTimeout(res, 5000))]);
+    if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  }
+}
