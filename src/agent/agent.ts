@@ -11,10 +11,9 @@ import { formatHostPort } from "../config/hostport.ts";
 import { createTransport } from "./transport.ts";
 import { ElectionStore } from "../store/election-state.ts";
 import { loadOrCreateNodeId } from "../store/node-id.ts";
-import type { AgentMsg, PgReport } from "./messages.ts";
+import type { PgReport } from "./messages.ts";
 import { PeerTable } from "./peers.ts";
 import { slotFor, type ClusterContext, type LoopControl } from "./pg/context.ts";
-import { ElectionMsgSchema } from "../core/messages.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { SecretsStore, type ClusterSecrets } from "../store/cluster-secrets.ts";
 import { ActionRunner } from "./actions.ts";
@@ -26,7 +25,6 @@ import type { Consensus } from "./election-driver.ts";
 import { createConsensus } from "../consensus/create.ts";
 import { startingBackend } from "../consensus/migrate-state.ts";
 import type { InForce } from "../core/consensus-migrate.ts";
-import { EtcdConsensus } from "../consensus/etcd/backend.ts";
 import { type ClusterSummary, summarizeView } from "../consensus/clusters.ts";
 import { FlagsStore, type Durability } from "./flags.ts";
 import { DynamicConfig, type DynamicView } from "./dynamic-config.ts";
@@ -39,11 +37,12 @@ import { hbaAddresses, selfHost } from "./self-address.ts";
 import { Integrations } from "../integrations/index.ts";
 import type { ClusterStateStore } from "./cluster-state.ts";
 import { createClusterState } from "./cluster-state-create.ts";
+import { MessageRouter } from "./message-router.ts";
+import { Housekeeping } from "./housekeeping.ts";
 
 /** onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone: stop writes (awaited before the step's messages leave). */
 export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<void> }
 
-const HOUSEKEEPING_MS = 250;
 const now = () => performance.now();
 
 export class Agent implements ClusterContext {
@@ -72,10 +71,10 @@ export class Agent implements ClusterContext {
   private readonly peers: PeerTable;
   private readonly views = new PendingRequests<ClusterView | null>();
   private readonly host: AgentActionHost;
-  private expectingHandoverFrom: string | null = null;
+  private readonly router: MessageRouter;
   /** The address peers reach this host at, learnt from an authenticated mesh connection. */
   private localHost = "";
-  private housekeeping: ReturnType<typeof setInterval> | undefined;
+  private readonly housekeeping: Housekeeping;
   private witnessTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
   /** The consensus backend in force (src/consensus/migrate-state.ts), shown in /node. */
@@ -116,9 +115,9 @@ export class Agent implements ClusterContext {
         void this.stop().then(() => process.exit(1));
       },
     } });
-    if (this.consensus instanceof EtcdConsensus) this.consensus.attachFailsafe(cfg.consensus.failsafe, (to, m) => this.mesh.send(to, m), (id) => this.nameOf(id));
+    this.consensus.attachFailsafe?.(cfg.consensus.failsafe, (to, m) => this.mesh.send(to, m), (id) => this.nameOf(id));
     ({ mesh: this.mesh, beacon: this.beacon } = createTransport(cfg, this.nodeId, this.peers, log, {
-      onMessage: (peer, msg) => this.safe(() => this.onMessage(peer, msg)),
+      onMessage: (peer, msg) => this.safe(() => this.router.route(peer, msg)),
       onPeerUp: (id, localHost) => {
         if (!this.localHost && localHost) this.localHost = localHost;
         const h = this.historyLog.list();
@@ -144,6 +143,16 @@ export class Agent implements ClusterContext {
       peers: () => this.peers.list(), nameOf: (id) => this.nameOf(id), record: (e) => this.record(e), sleep: (ms) => Bun.sleep(ms),
     });
     this.actions = new ActionRunner(this.host, log.withTag("action"), members);
+    this.router = new MessageRouter({
+      log, consensus: this.consensus, secrets: this.secretStore, peers: this.peers, mesh: () => this.mesh, host: () => this.host, flags: this.flags,
+      dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
+      runAsLeader: (req) => this.actions.runAsLeader(req).then((r) => this.flagsStored(r)), stopped: () => this.stopped, safe: (f) => this.safe(f), now,
+    });
+    this.housekeeping = new Housekeeping({
+      log, maxAgeMs: cfg.discovery.max_age_ms, peers: this.peers, mesh: this.mesh, safe: (f) => this.safe(f), now,
+      steps: [() => this.membership.step(), () => this.dynamic.step(), () => this.flags.sync(), () => this.historyLog.sync()],
+      runDue: () => this.actions.runDue(),
+    });
     routeScheduledBackups(this.host, log.withTag("backup"));
     this.integrations = new Integrations(cfg, log, this, () => this.loop?.kick());
   }
@@ -157,22 +166,7 @@ export class Agent implements ClusterContext {
     await this.mesh.start();
     await this.beacon.start();
     this.log.info(`mesh listening on ${formatHostPort(this.mesh.address())}, beacon on UDP ${this.cfg.discovery.port}`);
-    let expected = now() + HOUSEKEEPING_MS;
-    this.housekeeping = setInterval(() => this.safe(() => {
-      // A stalled event loop delays heartbeats and lease renewals: say so, it explains step-downs.
-      const late = now() - expected;
-      if (late > 250) this.log.warn(`event loop stalled for ${Math.round(late)} ms`);
-      expected = now() + HOUSEKEEPING_MS;
-      for (const gone of this.peers.expire()) {
-        this.log.info(`peer ${gone.name} (${gone.id}) not heard for ${this.cfg.discovery.max_age_ms} ms`);
-        this.mesh.forget(gone.mesh);
-      }
-      this.membership.step();
-      this.dynamic.step();
-      this.flags.sync();
-      this.historyLog.sync();
-      void this.actions.runDue().catch((err: Error) => this.log.error(`scheduled switchover: ${err.message}`));
-    }), HOUSEKEEPING_MS);
+    this.housekeeping.start();
     this.consensus.start();
     if (this.state.kind === "shared") this.state.start();
   }
@@ -187,7 +181,7 @@ export class Agent implements ClusterContext {
     this.stopped = true;
     this.consensus.stop();
     if (this.state.kind === "shared") this.state.stop();
-    clearInterval(this.housekeeping);
+    this.housekeeping.stop();
     clearInterval(this.witnessTimer);
     this.views.cancelAll(() => null);
     this.host.forwarded.cancelAll(() => ({ status: 503, ok: false, message: "the agent is stopping" }));
@@ -293,65 +287,6 @@ export class Agent implements ClusterContext {
 
   // ------------------------------------------------------------------ messages
 
-  private onMessage(peer: string, msg: AgentMsg): void {
-    if (this.stopped) return; // a stopping agent takes no part (a leader's shutdown handover asks)
-    switch (msg.t) {
-      case "state": return this.onState(peer, msg);
-      case "secrets": {
-        if (this.consensus.status().leader !== peer) return; // only the current leader speaks for the cluster's identity
-        if (this.secretStore.set({ systemId: msg.systemId, replPassword: msg.replPassword, monitorPassword: msg.monitorPassword, ca: msg.ca })) {
-          this.log.info(`received the cluster's credentials from the leader ${this.peers.name(peer)} (system identifier ${msg.systemId ?? "not yet created"})`);
-        }
-        return;
-      }
-      case "view-req":
-        this.mesh.send(peer, { t: "view", id: msg.id, view: this.localView() });
-        return;
-      case "view": return this.views.answer(msg.id, msg.view);
-      case "action":
-        void this.actions.runAsLeader(msg.req).then((r) => this.flagsStored(r)).then((result) =>
-          this.mesh.send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } }));
-        return;
-      case "action-resp": return this.host.forwarded.answer(msg.id, msg.result);
-      case "history":
-        this.historyLog.merge(msg.entries);
-        return;
-      case "campaign-now":
-        this.log.warn(`asked to stand for election by ${this.peers.name(peer)}: ${msg.reason}${msg.force ? " (accepting data loss)" : ""}`);
-        this.host.campaignNow(msg.force === true);
-        return;
-      case "handover": return this.onHandover(peer, msg);
-      case "config-req": return this.dynamic.onRequest(peer);
-      case "config-version": return this.dynamic.observe(peer, msg);
-      case "config-doc": return this.dynamic.onDocument(peer, msg.doc);
-      case "config-ack": return this.dynamic.onAck(peer, msg);
-      case "handover-ready":
-        if (msg.id !== undefined) this.host.handovers.answer(msg.id, true);
-        return;
-      case "failsafe-req":
-      case "failsafe-resp":
-        if (this.consensus instanceof EtcdConsensus) this.consensus.failsafeMessage(peer, msg);
-        return;
-      default:
-        this.consensus.receive(peer, ElectionMsgSchema.parse(msg));
-    }
-  }
-
-  private onState(peer: string, msg: Extract<AgentMsg, { t: "state" }>): void {
-    this.reports.set(peer, { report: msg.pg, role: msg.role, at: now(), nofailover: msg.nofailover ?? false });
-    if (this.consensus.status().leader === peer) this.flags.adopt(msg, this.log);
-  }
-
-  private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {
-    this.expectingHandoverFrom = msg.from;
-    this.loop?.requestPromotion(); // an operator's switchover: promote even while paused
-    // Vote with the old primary's final position, or the other voters refuse us as behind them.
-    void (this.loop ? this.loop.catchUp(msg.final ?? null, 3000) : Promise.resolve(null)).then((pos) => this.safe(() => {
-      if (pos) this.consensus.setPosition(pos);
-      this.mesh.send(peer, { t: "handover-ready", pos, ...(msg.id !== undefined ? { id: msg.id } : {}) });
-    }));
-  }
-
   private broadcastState(pg: PgReport | null): void {
     const f = this.flags.get();
     const leading = this.consensus.lease() !== null;
@@ -378,7 +313,7 @@ export class Agent implements ClusterContext {
     const s = this.consensus.status();
     const leading = this.consensus.lease() !== null;
     // etcd: until the first read this agent may still hold its previous run's key: leave PostgreSQL alone (as builtin's resumed term does).
-    const unsettled = (this.consensus as Consensus & { settled?(): boolean }).settled?.() === false;
+    const unsettled = this.consensus.settled?.() === false;
     return { term: s.term, leading, acquiringLease: (s.role === "leader" && !leading) || unsettled, leaderId: s.leader, member: s.membership?.voters.includes(this.nodeId) ?? false };
   }
 
@@ -457,8 +392,8 @@ export class Agent implements ClusterContext {
 
   /** Called by the PostgreSQL loop when this node became the primary. */
   becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void {
-    const from = how === "promote" ? this.expectingHandoverFrom : null;
-    this.expectingHandoverFrom = null;
+    const handedOver = this.router.takeHandoverFrom();
+    const from = how === "promote" ? handedOver : null;
     this.record(primaryEntry({
       how, term: this.consensus.status().term, node: this.cfg.node_name, timeline, lsn,
       previous: this.historyLog.list().filter((h) => h.newPrimary).at(-1)?.newPrimary ?? null,

@@ -4,9 +4,6 @@
 import type { Config } from "../config/schema.ts";
 import { dynamicDoc } from "../config/schema-dynamic.ts";
 import { etcdClientOptions } from "../consensus/create.ts";
-import { EtcdClient } from "../consensus/etcd/client.ts";
-import { clusterKeys } from "../consensus/etcd/elect-core.ts";
-import { EtcdClusterState } from "../consensus/etcd/state.ts";
 import type { Logger } from "../log.ts";
 import { type ClusterStateStore, LOCAL_STATE } from "./cluster-state.ts";
 import { SharedFlagsSchema } from "./flags.ts";
@@ -15,6 +12,10 @@ import { StoredHistorySchema } from "./history.ts";
 export function createClusterState(cfg: Config, log: Logger): ClusterStateStore {
   if (cfg.consensus.backend !== "etcd") return LOCAL_STATE;
   const c = cfg.consensus;
+  // Loaded only with etcd: a built-in node never evaluates src/consensus/etcd/*.
+  const { EtcdClient } = require("../consensus/etcd/client.ts") as typeof import("../consensus/etcd/client.ts");
+  const { clusterKeys } = require("../consensus/etcd/elect-core.ts") as typeof import("../consensus/etcd/elect-core.ts");
+  const { EtcdClusterState } = require("../consensus/etcd/state.ts") as typeof import("../consensus/etcd/state.ts");
   return new EtcdClusterState(
     { client: new EtcdClient(etcdClientOptions(cfg)), keys: clusterKeys(c.prefix, cfg.cluster), pollMs: c.poll_ms, log: log.withTag("etcd") },
     { flags: SharedFlagsSchema, config: dynamicDoc, history: StoredHistorySchema },

@@ -7,6 +7,7 @@ import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
 import type { ClusterSummary } from "../consensus/clusters.ts";
+import type { FailsafeMsg } from "../consensus/etcd/failsafe.ts";
 
 /** What the agent needs from a consensus backend: the built-in election (below) or etcd (src/consensus/etcd). */
 export interface Consensus {
@@ -29,6 +30,13 @@ export interface Consensus {
   clusters?(): Promise<ClusterSummary[]>;
   /** An election message from a peer (built-in backend; others ignore it). */
   receive(from: string, msg: ElectionMsg): void;
+  // Capabilities of one backend (etcd); absent on the built-in one, so the agent never names a backend's class.
+  /** Whether the store was read since the start; false: a key of this node's previous run may still make it the leader. */
+  settled?(): boolean;
+  /** [consensus] failsafe needs the mesh: the agent attaches it (enabled or not: a node with it off still answers, refusing). */
+  attachFailsafe?(enabled: boolean, send: (to: string, msg: FailsafeMsg) => void, nameOf: (id: string) => string): void;
+  /** A failsafe request or answer from a peer (validated at receipt). */
+  failsafeMessage?(from: string, msg: FailsafeMsg): void;
 }
 
 export interface DriverHooks {

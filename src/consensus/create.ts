@@ -8,9 +8,7 @@ import { Election } from "../core/election.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
 import { type Consensus, type DriverHooks, ElectionDriver } from "../agent/election-driver.ts";
-import { EtcdClient, type EtcdClientOptions } from "./etcd/client.ts";
-import { EtcdConsensus } from "./etcd/backend.ts";
-import { clusterKeys } from "./etcd/elect-core.ts";
+import type { EtcdClientOptions } from "./etcd/client.ts";
 import { startingBackend } from "./migrate-state.ts";
 
 export interface ConsensusDeps {
@@ -27,6 +25,10 @@ export function createConsensus(d: ConsensusDeps): Consensus {
   const canLead = cfg.role === "database" && !cfg.tags.nofailover && cfg.priority > 0;
   if (startingBackend(cfg).backend === "etcd") {
     const c = cfg.consensus;
+    // Loaded only when etcd is in force: a built-in node never evaluates src/consensus/etcd/*.
+    const { EtcdClient } = require("./etcd/client.ts") as typeof import("./etcd/client.ts");
+    const { EtcdConsensus } = require("./etcd/backend.ts") as typeof import("./etcd/backend.ts");
+    const { clusterKeys } = require("./etcd/elect-core.ts") as typeof import("./etcd/elect-core.ts");
     return new EtcdConsensus({
       client: new EtcdClient(etcdClientOptions(cfg)),
       keys: clusterKeys(c.prefix, cfg.cluster),

@@ -1,0 +1,115 @@
+// What the agent does with each message a peer sends over the mesh (validated at receipt,
+// src/agent/messages.ts): route it to the module that owns the concern. It owns the name of the
+// old primary that handed over to this node (read once when this node became the primary).
+import { ElectionMsgSchema } from "../core/messages.ts";
+import type * as F from "../core/cluster-facts.ts";
+import type { ClusterView } from "../core/cluster-view.ts";
+import type { Logger } from "../log.ts";
+import type { Mesh } from "../net/mesh.ts";
+import type { SecretsStore } from "../store/cluster-secrets.ts";
+import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import type { AgentActionHost } from "./action-host.ts";
+import type { DynamicConfig } from "./dynamic-config.ts";
+import type { Consensus } from "./election-driver.ts";
+import type { FlagsStore } from "./flags.ts";
+import type { History } from "./history.ts";
+import type { AgentMsg } from "./messages.ts";
+import type { PeerTable } from "./peers.ts";
+import type { LoopControl } from "./pg/context.ts";
+import type { PendingRequests } from "./requests.ts";
+
+export interface RouterDeps {
+  log: Logger;
+  consensus: Consensus;
+  secrets: SecretsStore;
+  peers: PeerTable;
+  mesh: () => Mesh;
+  host: () => AgentActionHost;
+  flags: FlagsStore;
+  dynamic: DynamicConfig;
+  history: History;
+  views: PendingRequests<ClusterView | null>;
+  /** Peers' last state messages (read by the agent's facts). */
+  reports: Map<string, F.PeerReport>;
+  loop: () => LoopControl | null;
+  localView: () => ClusterView;
+  /** An action forwarded to this node as the leader, its flag changes stored. */
+  runAsLeader: (req: ActionRequest) => Promise<ActionResult>;
+  stopped: () => boolean;
+  safe: (f: () => void) => void;
+  now: () => number;
+}
+
+export class MessageRouter {
+  private expectingHandoverFrom: string | null = null;
+
+  constructor(private readonly d: RouterDeps) {}
+
+  /** The old primary that handed over to this node, once (then forgotten). */
+  takeHandoverFrom(): string | null {
+    const from = this.expectingHandoverFrom;
+    this.expectingHandoverFrom = null;
+    return from;
+  }
+
+  route(peer: string, msg: AgentMsg): void {
+    const d = this.d;
+    if (d.stopped()) return; // a stopping agent takes no part (a leader's shutdown handover asks)
+    switch (msg.t) {
+      case "state": return this.onState(peer, msg);
+      case "secrets": {
+        if (d.consensus.status().leader !== peer) return; // only the current leader speaks for the cluster's identity
+        if (d.secrets.set({ systemId: msg.systemId, replPassword: msg.replPassword, monitorPassword: msg.monitorPassword, ca: msg.ca })) {
+          d.log.info(`received the cluster's credentials from the leader ${d.peers.name(peer)} (system identifier ${msg.systemId ?? "not yet created"})`);
+        }
+        return;
+      }
+      case "view-req":
+        d.mesh().send(peer, { t: "view", id: msg.id, view: d.localView() });
+        return;
+      case "view": return d.views.answer(msg.id, msg.view);
+      case "action":
+        void d.runAsLeader(msg.req).then((result) =>
+          d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } }));
+        return;
+      case "action-resp": return d.host().forwarded.answer(msg.id, msg.result);
+      case "history":
+        d.history.merge(msg.entries);
+        return;
+      case "campaign-now":
+        d.log.warn(`asked to stand for election by ${d.peers.name(peer)}: ${msg.reason}${msg.force ? " (accepting data loss)" : ""}`);
+        d.host().campaignNow(msg.force === true);
+        return;
+      case "handover": return this.onHandover(peer, msg);
+      case "config-req": return d.dynamic.onRequest(peer);
+      case "config-version": return d.dynamic.observe(peer, msg);
+      case "config-doc": return d.dynamic.onDocument(peer, msg.doc);
+      case "config-ack": return d.dynamic.onAck(peer, msg);
+      case "handover-ready":
+        if (msg.id !== undefined) d.host().handovers.answer(msg.id, true);
+        return;
+      case "failsafe-req":
+      case "failsafe-resp":
+        d.consensus.failsafeMessage?.(peer, msg);
+        return;
+      default:
+        d.consensus.receive(peer, ElectionMsgSchema.parse(msg));
+    }
+  }
+
+  private onState(peer: string, msg: Extract<AgentMsg, { t: "state" }>): void {
+    this.d.reports.set(peer, { report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false });
+    if (this.d.consensus.status().leader === peer) this.d.flags.adopt(msg, this.d.log);
+  }
+
+  private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {
+    this.expectingHandoverFrom = msg.from;
+    const loop = this.d.loop();
+    loop?.requestPromotion(); // an operator's switchover: promote even while paused
+    // Vote with the old primary's final position, or the other voters refuse us as behind them.
+    void (loop ? loop.catchUp(msg.final ?? null, 3000) : Promise.resolve(null)).then((pos) => this.d.safe(() => {
+      if (pos) this.d.consensus.setPosition(pos);
+      this.d.mesh().send(peer, { t: "handover-ready", pos, ...(msg.id !== undefined ? { id: msg.id } : {}) });
+    }));
+  }
+}
