@@ -2,10 +2,10 @@
 // the cluster's prefix per poll; the leader key taken, the guard and the membership changed, only
 // by transactions (compare-and-swap). Decisions are pure (elect-core.ts, lease-core.ts); this
 // file does the I/O in order: renew → read → (fence | detach | publish | take the key).
-// It owns the lease, the snapshot, its poll timer and its lease-deadline timer.
+// It owns the lease, the snapshot and its poll timer; leadership.ts owns the lease-deadline timer.
 import type { Membership } from "../../core/messages.ts";
 import { planMembershipChange, type ProposeOp, type Role, type Status } from "../../core/election.ts";
-import { comparePosition, type Position, ZERO_POSITION } from "../../core/position.ts";
+import { type Position, ZERO_POSITION } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
@@ -15,6 +15,8 @@ import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
 import { type ClusterSummary, summarizeEtcd } from "../clusters.ts";
+import { Leadership } from "./leadership.ts";
+import { MemberReporter } from "./member-report.ts";
 
 export interface EtcdConsensusOptions {
   client: EtcdClient;
@@ -32,24 +34,19 @@ export interface EtcdConsensusOptions {
   clock?: () => number;
 }
 
-/** A report is re-published at most this often when only the position moved. */
-const PUBLISH_EVERY_MS = 1000;
-
 export class EtcdConsensus implements Consensus {
-  readonly counters: DriverCounters = { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 };
+  readonly counters: DriverCounters;
   private readonly clock: () => number;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
-  private deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   private leaseId: string | null = null;
   /** Local deadline of this agent's etcd lease, from the last renewal that succeeded. */
   private leaseValid: number | null = null;
-  private leading: { term: number; until: number } | null = null;
+  private readonly lead: Leadership;
   private candidate = false;
   private snap: Snapshot | null = null;
   private term = 0;
-  private leaderId: string | null = null;
   private lastLeaderContact: number | null = null;
   private vacantSince: number | null = null;
   private position: Position = ZERO_POSITION;
@@ -57,8 +54,7 @@ export class EtcdConsensus implements Consensus {
   private detaching = false;
   private requested: { force: boolean; until: number } | null = null;
   private resignedUntil = -Infinity;
-  private published = "";
-  private publishedAt = -Infinity;
+  private readonly reporter: MemberReporter;
   private electionNote = "";
   private lastError = "";
   /** [consensus] failsafe (failsafe.ts); null until the agent attaches the mesh. */
@@ -67,6 +63,13 @@ export class EtcdConsensus implements Consensus {
 
   constructor(private readonly o: EtcdConsensusOptions) {
     this.clock = o.clock ?? (() => performance.now());
+    this.lead = new Leadership({ hooks: o.hooks, log: o.log, clock: this.clock, missing: () => this.failsafe?.missing() ?? [] });
+    this.counters = this.lead.counters;
+    this.reporter = new MemberReporter({ client: o.client, keys: o.keys, self: o.self.id, clock: this.clock });
+  }
+
+  private get leading(): { term: number; until: number } | null {
+    return this.lead.current();
   }
 
   start(): void {
@@ -84,7 +87,7 @@ export class EtcdConsensus implements Consensus {
         leader: this.snap?.leader ? { id: this.snap.leader.id, term: this.snap.leader.term } : null,
       }),
       extended: (until) => {
-        if (this.leading && until > this.leading.until) this.extend(this.leading.term, until);
+        if (this.leading && until > this.leading.until) this.lead.extend(this.leading.term, until);
       },
     });
   }
@@ -99,14 +102,14 @@ export class EtcdConsensus implements Consensus {
     this.stopped = true;
     this.failsafe?.stop();
     clearTimeout(this.pollTimer);
-    clearTimeout(this.deadlineTimer);
+    this.lead.stop();
   }
 
   status(): Status {
     const s = this.snap;
     const role: Role = this.leading ? "leader" : this.candidate ? "candidate" : "follower";
     return {
-      id: this.o.self.id, role, term: this.term, votedFor: null, leader: this.leaderId,
+      id: this.o.self.id, role, term: this.term, votedFor: null, leader: this.lead.leader(),
       membership: s?.membership?.value ?? null, membershipCommitted: !!s?.membership,
       leaseUntil: this.leading?.until ?? null, lastLeaderContact: this.lastLeaderContact, position: this.position,
       guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: s?.guard?.value.seq ?? 0, pendingVote: null,
@@ -156,7 +159,7 @@ export class EtcdConsensus implements Consensus {
       const was = this.leading;
       if (!was) return;
       this.resignedUntil = this.clock() + this.o.deferMs;
-      await this.lose(`resigned: ${reason}`); // fenced before the key is released
+      await this.lead.lose(`resigned: ${reason}`); // fenced before the key is released
       const ops: Op[] = [{ del: { key: this.o.keys.leader } }];
       if (transferTo) ops.push({ put: { key: this.o.keys.transfer, value: JSON.stringify({ to: transferTo, term: was.term }) } });
       const r = await this.o.client.txn([{ key: this.o.keys.leader, target: "CREATE", createRevision: was.term }], ops);
@@ -235,18 +238,18 @@ export class EtcdConsensus implements Consensus {
     else {
       const g = await this.o.client.leaseGrant(this.o.ttlS);
       this.leaseId = g.id;
-      this.published = "";
+      this.reporter.reset();
       ttl = g.ttlS;
     }
     this.leaseValid = leaseDeadline(sentAt, ttl, this.o.maxDrift, this.o.fenceMs);
     if (this.leaseValid === null) {
       this.o.log.warn(`etcd lease ${this.leaseId} expired; a new one is granted at the next poll`);
       this.leaseId = null;
-      this.published = "";
-      if (this.leading) await this.lose("the etcd lease expired");
+      this.reporter.reset();
+      if (this.leading) await this.lead.lose("the etcd lease expired");
       return;
     }
-    if (this.leading) this.extend(this.leading.term, this.deadline(this.leading.term));
+    if (this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
   }
 
   /** The later of the etcd lease's deadline and the failsafe confirmations' (failsafe-core.ts). */
@@ -259,17 +262,17 @@ export class EtcdConsensus implements Consensus {
     this.term = Math.max(this.term, s.lastTerm);
     if (l && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading) await this.adoptOwnKey(l.lease);
     const mine = l !== null && l.id === this.o.self.id && l.lease === this.leaseId;
-    if (this.leading && !mine) await this.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
+    if (this.leading && !mine) await this.lead.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
     if (l) {
-      if (l.id !== this.leaderId) this.leaderChanged(l.id, `leader ${l.id} (term ${l.term})`);
+      if (l.id !== this.lead.leader()) this.lead.leaderChanged(l.id, `leader ${l.id} (term ${l.term})`);
       this.term = Math.max(this.term, l.term);
       this.lastLeaderContact = this.clock();
       this.vacantSince = null;
-      if (this.requested && this.leaderId !== this.o.self.id) this.requested = null;
-      if (mine && !this.leading && this.leaseValid !== null) this.win(l.term, this.leaseValid);
+      if (this.requested && this.lead.leader() !== this.o.self.id) this.requested = null;
+      if (mine && !this.leading && this.leaseValid !== null) this.lead.win(l.term, this.leaseValid);
       return;
     }
-    if (this.leaderId !== null) this.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
+    if (this.lead.leader() !== null) this.lead.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
     this.vacantSince ??= this.clock();
     if (this.requested && this.clock() > this.requested.until) this.requested = null;
     // A failsafe promise holds the final position back too: it is this node's vote for the next term.
@@ -285,7 +288,7 @@ export class EtcdConsensus implements Consensus {
     const old = this.leaseId;
     this.leaseId = lease;
     this.leaseValid = until;
-    this.published = "";
+    this.reporter.reset();
     if (old) await this.o.client.leaseRevoke(old);
     this.o.log.info(`resuming the leader key of a previous run of this agent (lease ${lease})`);
   }
@@ -312,16 +315,7 @@ export class EtcdConsensus implements Consensus {
       name: this.o.self.name, role: this.o.self.role, canLead: this.o.self.canLead, priority: this.o.self.priority,
       position: this.position, detachedFor: this.detachedFor,
     };
-    const text = JSON.stringify(report);
-    if (text === this.published) return;
-    const prev = this.snap?.members.get(this.o.self.id)?.report;
-    const urgent = !prev || prev.detachedFor !== report.detachedFor || comparePosition(prev.position, report.position) > 0;
-    if (!urgent && this.clock() - this.publishedAt < PUBLISH_EVERY_MS && this.published !== "") return;
-    const r = await this.o.client.txn([], [{ put: { key: this.o.keys.member(this.o.self.id), value: text, lease: this.leaseId } }, { range: { key: this.o.keys.member(this.o.self.id) } }]);
-    this.published = text;
-    this.publishedAt = this.clock();
-    const kv = r.ranges[0]?.[0];
-    if (this.snap && kv) this.snap.members.set(this.o.self.id, { report, mod: kv.modRevision });
+    await this.reporter.publish(this.leaseId, report, this.snap);
   }
 
   private async maybeTake(s: Snapshot): Promise<void> {
@@ -360,59 +354,13 @@ export class EtcdConsensus implements Consensus {
       this.electionNote = "";
       this.term = r.revision;
       this.requested = null;
-      this.leaderChanged(this.o.self.id, `took the leader key (term ${r.revision}) with final positions of ${d.counted.length} voters`);
+      this.lead.leaderChanged(this.o.self.id, `took the leader key (term ${r.revision}) with final positions of ${d.counted.length} voters`);
       this.lastLeaderContact = this.clock();
       this.vacantSince = null;
-      this.win(r.revision, this.leaseValid);
+      this.lead.win(r.revision, this.leaseValid);
     } finally {
       this.candidate = false;
     }
-  }
-
-  // ------------------------------------------------------------------ leadership
-
-  private win(term: number, until: number): void {
-    this.counters.leadershipsWon++;
-    this.o.log.info(`leading term ${term} with a valid lease (etcd)`);
-    this.extend(term, until);
-    queueMicrotask(() => this.o.hooks.leadershipChanged());
-  }
-
-  /** Arms (or extends) the fencing lease; a timer fences at the deadline unless a renewal moves it. */
-  private extend(term: number, until: number): void {
-    this.leading = { term, until };
-    this.o.hooks.leaseHeld(term, until);
-    this.armDeadline();
-  }
-
-  /** A timer may fire a little before the monotonic clock reaches its time: then it is armed again for the rest. */
-  private armDeadline(): void {
-    clearTimeout(this.deadlineTimer);
-    if (!this.leading || this.stopped) return;
-    const left = this.leading.until - this.clock();
-    if (left <= 0) {
-      const missing = this.failsafe?.missing() ?? [];
-      return void this.lose(`the etcd lease could not be renewed in time${missing.length > 0 ? `; failsafe: no confirmation from ${missing.join(", ")}` : ""}`);
-    }
-    this.deadlineTimer = setTimeout(() => this.armDeadline(), Math.ceil(left));
-  }
-
-  private async lose(reason: string): Promise<void> {
-    const was = this.leading;
-    if (!was) return;
-    this.leading = null;
-    clearTimeout(this.deadlineTimer);
-    this.counters.leasesLost++;
-    this.o.log.warn(`fenced: no longer leading term ${was.term} (${reason}); writes must stop`);
-    await this.o.hooks.leaseLost(reason).catch((e: Error) => this.o.log.error(`fence: ${e.message}`));
-    queueMicrotask(() => this.o.hooks.leadershipChanged());
-  }
-
-  private leaderChanged(id: string | null, line: string): void {
-    this.leaderId = id;
-    this.counters.leaderChanges++;
-    this.o.log.info(line);
-    queueMicrotask(() => this.o.hooks.leadershipChanged());
   }
 
   private holdsKey(): Compare {
