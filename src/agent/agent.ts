@@ -1,6 +1,8 @@
 // The agent: wires discovery, the mesh, the consensus backend, the cluster-wide flags and the
 // operator actions together, and answers the PostgreSQL loop's and the API's questions from what
-// it heard (pure facts in core/cluster-facts.ts). Decisions live in core/; this file routes.
+// it heard (pure facts in core/cluster-facts.ts). Decisions live in core/; this file wires: peers'
+// messages go through message-router.ts, the periodic steps through housekeeping.ts, the shared
+// cluster state through cluster-state-wiring.ts.
 import { comparePosition, type Position } from "../core/position.ts";
 import * as F from "../core/cluster-facts.ts";
 import type { Config } from "../config/schema.ts";
@@ -35,8 +37,7 @@ import { composeLocalView, composeStatus, durabilityLine } from "./node-view.ts"
 import type { NodeStatus } from "../core/node-status.ts";
 import { hbaAddresses, selfHost } from "./self-address.ts";
 import { Integrations } from "../integrations/index.ts";
-import type { ClusterStateStore } from "./cluster-state.ts";
-import { createClusterState } from "./cluster-state-create.ts";
+import { ClusterStateWiring } from "./cluster-state-wiring.ts";
 import { MessageRouter } from "./message-router.ts";
 import { Housekeeping } from "./housekeeping.ts";
 
@@ -57,7 +58,7 @@ export class Agent implements ClusterContext {
   private readonly flags: FlagsStore;
   private readonly dynamic: DynamicConfig;
   /** Where the flags, the cluster-wide configuration and the history are shared (etcd), or the mesh. */
-  private readonly state: ClusterStateStore;
+  private readonly state: ClusterStateWiring;
   private readonly secretStore: SecretsStore;
   private readonly reports = new Map<string, F.PeerReport>();
   private ownReport: PgReport | null = null;
@@ -86,12 +87,7 @@ export class Agent implements ClusterContext {
     this.secretStore = new SecretsStore(cfg.state_dir);
     this.historyLog = new History(cfg.state_dir);
     this.flags = new FlagsStore(cfg.state_dir);
-    this.state = createClusterState(cfg, log);
-    const leaderTerm = () => this.consensus.lease()?.term ?? null;
-    if (this.state.kind === "shared") {
-      this.flags.share(this.state.slots.flags, leaderTerm, log);
-      this.historyLog.share(this.state.slots.history, leaderTerm, (m) => log.warn(m));
-    }
+    this.state = new ClusterStateWiring(cfg, log, this.flags, this.historyLog, () => this.consensus.lease()?.term ?? null);
     this.dynamic = new DynamicConfig({
       cfg, nodeId: this.nodeId, log: log.withTag("config"), send: (to, msg) => this.mesh.send(to, msg), connected: () => this.mesh.connected(),
       leadership: () => ({ term: this.consensus.status().term, leading: this.consensus.lease() !== null, voters: this.consensus.status().membership?.voters ?? [] }),
@@ -100,7 +96,7 @@ export class Agent implements ClusterContext {
         this.broadcastState(this.ownReport);
         this.loop?.kick();
       },
-      now, sleep: (ms) => Bun.sleep(ms), ...(this.state.kind === "shared" ? { shared: this.state.slots.config } : {}),
+      now, sleep: (ms) => Bun.sleep(ms), ...this.state.configSlot(),
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
     this.backend = startingBackend(cfg);
@@ -146,7 +142,7 @@ export class Agent implements ClusterContext {
     this.router = new MessageRouter({
       log, consensus: this.consensus, secrets: this.secretStore, peers: this.peers, mesh: () => this.mesh, host: () => this.host, flags: this.flags,
       dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
-      runAsLeader: (req) => this.actions.runAsLeader(req).then((r) => this.flagsStored(r)), stopped: () => this.stopped, safe: (f) => this.safe(f), now,
+      runAsLeader: (req) => this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)), stopped: () => this.stopped, safe: (f) => this.safe(f), now,
     });
     this.housekeeping = new Housekeeping({
       log, maxAgeMs: cfg.discovery.max_age_ms, peers: this.peers, mesh: this.mesh, safe: (f) => this.safe(f), now,
@@ -168,7 +164,7 @@ export class Agent implements ClusterContext {
     this.log.info(`mesh listening on ${formatHostPort(this.mesh.address())}, beacon on UDP ${this.cfg.discovery.port}`);
     this.housekeeping.start();
     this.consensus.start();
-    if (this.state.kind === "shared") this.state.start();
+    this.state.start();
   }
 
   /** A witness runs no PostgreSQL; it still tells its peers it is alive. */
@@ -180,7 +176,7 @@ export class Agent implements ClusterContext {
     if (this.stopped) return;
     this.stopped = true;
     this.consensus.stop();
-    if (this.state.kind === "shared") this.state.stop();
+    this.state.stop();
     this.housekeeping.stop();
     clearInterval(this.witnessTimer);
     this.views.cancelAll(() => null);
@@ -230,18 +226,7 @@ export class Agent implements ClusterContext {
   }
 
   action(req: ActionRequest): Promise<ActionResult> {
-    return this.actions.run(req).then((r) => this.flagsStored(r));
-  }
-
-  /**
-   * With a shared store a flag change is stored by compare-and-swap after the action decided: a
-   * refusal turns its answer into one; and this node reads the store before it answers, so what it
-   * shows next includes the change (also one the leader made for it).
-   */
-  private async flagsStored(r: ActionResult): Promise<ActionResult> {
-    const refused = await this.flags.flush();
-    if (this.state.kind === "shared") await this.state.refresh();
-    return refused && r.ok ? { ok: false, ...refused } : r;
+    return this.actions.run(req).then((r) => this.state.flagsStored(r));
   }
 
   // ------------------------------------------------------------------ facts
