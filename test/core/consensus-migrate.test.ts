@@ -4,6 +4,7 @@ import {
   type MigrateTimers, onHeard, onSwitch, startPlan, usableLease,
 } from "../../src/core/consensus-migrate.ts";
 import { majority } from "../../src/core/quorum.ts";
+import { rng } from "./sim.ts";
 
 const T: MigrateTimers = { timeoutMs: 1000, ttlMs: 2000, maxDrift: 0.02, fenceMs: 100 };
 const V3 = ["a", "b", "c"];
@@ -120,17 +121,6 @@ interface SimNode {
   contact: number;
   leader: { term: number; start: number; ack: number | null } | null;
   plan: LeaderState | null;
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const stats = { toEtcd: 0, toBuiltin: 0, aborted: 0, adopted: 0 };
