@@ -27,7 +27,8 @@ export class ArchiveKeeper {
   constructor(private readonly cfg: Config, private readonly log: Logger, private readonly ca: () => ClusterCa | undefined = () => undefined,
     private readonly now: () => number = Date.now) {
     this.p = cfg.backup.tool === "pgbackrest" ? backrestPaths(cfg) : null;
-    this.server = this.p ? new BackrestServer(cfg, this.p, log) : null;
+    // Only for backups from a standby: the server runs SQL as the superuser for any cluster-CA client.
+    this.server = this.p && cfg.backup.from_standby ? new BackrestServer(cfg, this.p, log) : null;
   }
 
   /** The agent stops: so does the pgBackRest TLS server. */

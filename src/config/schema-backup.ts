@@ -27,8 +27,13 @@ export const backupSection = z
     full_every_hours: every(),
     /** ... and an incremental one when the newest backup is this old (0 = none). */
     incr_every_hours: every(),
-    /** `pgherd backup` and the schedule run on a healthy standby (pgBackRest backup-standby); false: always on the primary. */
-    from_standby: z.boolean().default(true),
+    /**
+     * `pgherd backup` and the schedule run on a healthy standby (pgBackRest backup-standby), and every agent
+     * runs pgBackRest's TLS server for it; false (default): always on the primary, no TLS server. Opt-in
+     * because that server runs SQL as the superuser for any client with a certificate of the cluster CA,
+     * whose key every holder of the cluster secret can obtain (docs/security.md).
+     */
+    from_standby: z.boolean().default(false),
     /** Port of the pgBackRest TLS server every agent runs (`pgbackrest server`; a standby's backup reaches the primary through it). */
     tls_port: intIn(1, 65535).default(8432),
     /** Address it listens on ("" = every IPv4 address, 0.0.0.0); only clients with a certificate of the cluster CA get in. */

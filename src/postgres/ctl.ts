@@ -1,7 +1,7 @@
 // Server lifecycle through initdb and pg_ctl, always as os_user. Settings live in pgherd.conf,
 // so no -o options are passed. Failures become a PgCtlError whose `kind` lets the caller choose a
 // reaction (adopt, back off, report) rather than retrying blindly.
-import { readFileSync } from "node:fs";
+import { closeSync, constants as C, fstatSync, openSync, readSync } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
@@ -123,12 +123,8 @@ async function readyInPidFile(dataDir: string, sinceMs: number, watch: { on: boo
   for (;;) {
     await Bun.sleep(READY_POLL_MS);
     if (!watch.on) return new Promise<never>(() => undefined);
-    let text: string;
-    try {
-      text = readFileSync(file, "utf8");
-    } catch {
-      continue;
-    }
+    const text = readSmallRegularFile(file);
+    if (text === null) continue;
     const l = text.split("\n");
     const status = l[7]?.trim();
     // pg_ctl allows 2 s of clock skew between its start and the postmaster's.
@@ -137,6 +133,25 @@ async function readyInPidFile(dataDir: string, sinceMs: number, watch: { on: boo
 }
 
 const READY_POLL_MS = 5;
+
+/** A regular file's first 4 KiB, opened without following a link or blocking on a FIFO (the data directory is the OS user's); null otherwise. */
+function readSmallRegularFile(path: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  try {
+    if (!fstatSync(fd).isFile()) return null;
+    const buf = Buffer.alloc(4096);
+    return buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString("latin1");
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Classify a failed pg_ctl start from its stderr and the server log it wrote (LC_ALL=C: English). */
 function startError(n: PgNode, res: ToolResult, serverLog: string, t: number): PgCtlError {

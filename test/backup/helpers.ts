@@ -22,7 +22,7 @@ export function backupExtra(repo: string, more: Record<string, unknown> = {}): R
   const { backup, ...rest } = more as { backup?: Record<string, unknown> };
   // [shutdown] handover off: restartWithConfig restarts agents in place, the primary's included (the
   // handover on stop has its own test, agent-handover.e2e).
-  return { api: { token: API_TOKEN }, election: { auto_join: true }, shutdown: { handover: false }, backup: { tool: "pgbackrest", repo_path: repo, ...backup }, ...rest };
+  return { api: { token: API_TOKEN }, election: { auto_join: true }, shutdown: { handover: false }, backup: { tool: "pgbackrest", repo_path: repo, from_standby: true, ...backup }, ...rest };
 }
 
 /**
