@@ -236,7 +236,8 @@ export class DynamicConfig {
    */
   private syncShared(slot: StateSlot<DynamicDoc>, term: number): void {
     const stored = slot.current();
-    if (this.changing || stored === undefined || (stored && !D.isNewer(this.doc, stored.value))) return;
+    // A key that exists but does not validate here (e.g. written by a newer version) is never replaced automatically.
+    if (this.changing || stored === undefined || (stored === null && slot.revision() !== 0) || (stored && !D.isNewer(this.doc, stored.value))) return;
     if (!this.doc && this.d.now() - (this.leadingSince ?? 0) < SEED_AFTER_MS) return;
     const doc = this.doc ?? this.seedDoc(term);
     const seeded = this.doc === null;

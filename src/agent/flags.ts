@@ -153,8 +153,10 @@ export class FlagsStore {
     const refused = casRefusal("cluster flags", r);
     if (operator) sh.refused = refused;
     sh.log.warn(refused.message);
-    // The store keeps the cluster's copy: go back to it.
-    const now = await sh.slot.read();
+    // The store keeps the cluster's copy: go back to it (the last one read, then a fresh read).
+    const known = sh.slot.current();
+    if (known) this.fromLeader(known.value, sh.log);
+    const now = await sh.slot.read().catch(() => null);
     if (now) this.fromLeader(now.value, sh.log);
   }
 }

@@ -69,6 +69,11 @@ export class MessageRouter {
         return;
       case "view": return d.views.answer(msg.id, msg.view);
       case "action":
+        if (msg.req.kind === "backup" && msg.req.run && d.consensus.status().leader !== peer) { // only the leader hands a backup to a member
+          d.log.warn(`refused a backup handed over by ${d.peers.name(peer)}, which is not the leader`);
+          d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: 403, ok: false, message: "backup: only the leader hands a backup to a member" } });
+          return;
+        }
         void d.runAsLeader(msg.req).then((result) =>
           d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } }));
         return;

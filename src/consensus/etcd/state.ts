@@ -19,7 +19,7 @@ export interface EtcdStateOptions {
 class EtcdSlot<T> implements StateSlot<T> {
   private cur: Stored<T> | null | undefined = undefined;
   private readonly listeners: ((v: Stored<T>) => void)[] = [];
-  /** Bumped by every write: a poll that started before it must not put back the older value. */
+  /** Bumped when a write starts and when it ends: a read that started before or during one must not put back the older value. */
   writes = 0;
   private invalidSeen = -1;
   /** The key's revision as last read, valid or not (0: absent). */
@@ -67,13 +67,17 @@ class EtcdSlot<T> implements StateSlot<T> {
 
   async write(value: T, base: number, term: number): Promise<CasOutcome> {
     this.writes++;
-    const t = casTxn(this.o.keys.leader, term, this.key, base, value);
-    const out = casOutcome(await this.o.client.txn(t.compare, t.success, t.failure), term);
-    if (out.ok) {
-      this.cur = { value, mod: out.mod };
-      this.rev = out.mod;
+    try {
+      const t = casTxn(this.o.keys.leader, term, this.key, base, value);
+      const out = casOutcome(await this.o.client.txn(t.compare, t.success, t.failure), term);
+      if (out.ok) {
+        this.cur = { value, mod: out.mod };
+        this.rev = out.mod;
+      }
+      return out;
+    } finally {
+      this.writes++;
     }
-    return out;
   }
 
   onChange(cb: (v: Stored<T>) => void): void {
