@@ -26,6 +26,9 @@ describeCluster("backup: scheduled backups, started by the primary's agent", {
   };
   /** The nodes whose agent logged that it took this backup. */
   const takenBy = (label: string) => fx.c.nodes.filter((n) => n.lines(new RegExp(`scheduled \\w+ backup ${label} done`)).length > 0).map((n) => n.name);
+  /** A backup is in the repository (and `backup ls`) a moment before the agent that started it logs it done: wait for those lines. */
+  const waitLogged = (bs: Listed[]) => waitFor(async () => bs.every((b) => takenBy(b.label).length > 0),
+    { timeoutMs: 30_000, intervalMs: 200, what: `the agents' "done" lines for ${bs.map((b) => b.label).join(", ")}` });
   const waitBackups = async (on: ClusterNode, count: number, timeoutMs: number) => {
     let got: Listed[] = [];
     await waitFor(async () => (got = await ls(on)).length >= count, { timeoutMs, intervalMs: 1000, what: `${count} backups in pgherd backup ls on ${on.name}` });
@@ -46,6 +49,7 @@ describeCluster("backup: scheduled backups, started by the primary's agent", {
     expectSpaced(bs);
     // At its time: started within a few monitoring rounds of becoming due.
     expect(bs[1]!.start - bs[0]!.stop).toBeLessThanOrEqual(INCR_S + 15);
+    await waitLogged(bs);
     for (const b of bs) expect(takenBy(b.label)).toEqual([h.primary.name]);
     for (const s of h.standbys) expect(s.lines(/scheduled \w+ backup starting/)).toEqual([]);
   }), 180_000);
@@ -68,6 +72,7 @@ describeCluster("backup: scheduled backups, started by the primary's agent", {
     expect(bs.length).toBeGreaterThan(before);
     expect(bs.filter((b) => b.type === "full").length).toBe(1);
     expectSpaced(bs);
+    await waitLogged(bs);
     for (const b of bs) expect(takenBy(b.label).length).toBe(1);
     expect(bs.at(-1)!.type).toBe("incr");
   }), 180_000);
