@@ -17,7 +17,10 @@ import { pendingRestart, probe, type ProbeUp } from "../../src/postgres/probe.ts
 import { promote } from "../../src/postgres/promote.ts";
 import { ensureRoles, scramVerifier } from "../../src/postgres/roles.ts";
 import { ensureSlot, listSlots } from "../../src/postgres/slots.ts";
-import { openDb, openLocalDb, sqlState, type Db } from "../../src/postgres/sql.ts";
+import { DbTimeoutError, openDb, openLocalDb, sqlState, type Db } from "../../src/postgres/sql.ts";
+import { Maintenance } from "../../src/agent/pg/durability.ts";
+import type { SlotKeeper } from "../../src/agent/pg/slots.ts";
+import type { PrimaryStarter } from "../../src/agent/pg/primary.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { lsnDiff } from "../../src/postgres/lsn.ts";
 import { freePort, PG_OS_USER, pgScratch, pgSkipReason, type Scratch } from "../helpers/pg.ts";
@@ -313,6 +316,32 @@ describe("PostgreSQL controller on real servers", () => {
     expect(after.pending).toEqual([]);
     expect(after.ordered.find((v) => v.name === "max_wal_senders")).toMatchObject({ running: 7, next: 7 });
   }, 60_000);
+
+  test("the round's upkeep on a frozen server ends at its first deadline instead of waiting one per query", async () => {
+    const db = openLocalDb({ socketDir: s.socketDir, port: ports.p, superuser: SU, log, queryTimeoutMs: 300 });
+    dbs.push(db);
+    const up = await probe(db);
+    expect(up.up).toBe(true);
+    const timeouts: string[] = [];
+    const counted: Db = { target: db.target, close: () => db.close(), query: (what, fn, ms) => db.query(what, fn, ms).catch((e) => { if (e instanceof DbTimeoutError) timeouts.push(what); throw e; }) };
+    const warn = memoryLogger();
+    let slotsKept = false;
+    const host = { localDb: () => counted, node: primary, log: warn, writeConfig: async () => [], ctx: { secrets: () => undefined } } as unknown as PgHost;
+    const upkeep = new Maintenance(host, { maintain: async () => { slotsKept = true; } } as unknown as SlotKeeper, {} as PrimaryStarter);
+    const pm = (await readPostmasterPid(primary.dataDir))!.pid;
+    const frozen = [pm, ...Bun.spawnSync(["pgrep", "-P", String(pm)]).stdout.toString().split("\n").filter(Boolean).map(Number)];
+    for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    try {
+      await upkeep.maintain(false, up);
+    } finally {
+      for (const pid of frozen) process.kill(pid, "SIGCONT");
+    }
+    // Before: each remaining step waited out its own deadline (settings, then the slots' queries).
+    expect(timeouts).toEqual(["pending and ordered settings"]);
+    expect(slotsKept).toBe(false);
+    expect(warn.lines.some((l) => l.includes("round upkeep cut short"))).toBe(true);
+    await waitFor(async () => (await probe(pdb)).up, { timeoutMs: 10_000, what: "the server to answer again" });
+  }, 30_000);
 
   test("stop is idempotent; a stale postmaster.pid is not mistaken for a running server", async () => {
     expect(await stop(primary, "fast")).toBe(true);

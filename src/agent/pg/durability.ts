@@ -4,6 +4,7 @@ import { planDurability, syncStandbyNames } from "../../core/durability.ts";
 import { samePosition } from "../../core/position.ts";
 import { majority } from "../../core/quorum.ts";
 import { ensureRoles, probe, reload, type Probe } from "../../postgres/index.ts";
+import { DbTimeoutError } from "../../postgres/sql.ts";
 import type { OrderedValue } from "../../core/restart-plan.ts";
 import { slotFor } from "./context.ts";
 import { readSettings } from "./restart-node.ts";
@@ -53,7 +54,21 @@ export class Maintenance {
     return syncStandbyNames(n - majority(n), ctx.standbyMembers().map(slotFor));
   }
 
+  /**
+   * The round's upkeep. A query that finds no answer within its deadline ends it at once: a server
+   * that stopped answering (frozen, hung) must not hold the round for one deadline per remaining
+   * query, because the next round is the one that observes it and lets the leader resign.
+   */
   async maintain(primary: boolean, p: Probe): Promise<void> {
+    try {
+      await this.upkeep(primary, p);
+    } catch (e) {
+      if (!(e instanceof DbTimeoutError)) throw e;
+      this.h.log.warn(`round upkeep cut short: ${e.message}; the next round observes the server first`);
+    }
+  }
+
+  private async upkeep(primary: boolean, p: Probe): Promise<void> {
     const h = this.h;
     const plan = primary && p.up && p.currentLsn ? this.plan(p) : null;
     const changed = await h.writeConfig(!primary, h.upstream ?? undefined);
@@ -63,7 +78,7 @@ export class Maintenance {
     }
     if (plan && changed.length === 0) {
       // What is in force must be what the plan says (a missed reload would silently run async).
-      const live = await h.localDb().query("synchronous_standby_names", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`).catch(() => null);
+      const live = await h.localDb().query("synchronous_standby_names", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`).catch(unlessTimeout(null));
       if (live && live[0]?.v !== h.syncNames) {
         h.log.warn(`synchronous_standby_names in force is '${live[0]?.v}', planned '${h.syncNames}': reloading`);
         await reload(h.node);
@@ -85,7 +100,7 @@ export class Maintenance {
       }
     }
     // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby.
-    const settings = await readSettings(h, !primary).catch(() => ({ pending: [] as string[], ordered: [] }));
+    const settings = await readSettings(h, !primary).catch(unlessTimeout({ pending: [] as string[], ordered: [] as OrderedValue[] }));
     const pending = settings.pending;
     this.pending = pending;
     this.ordered = settings.ordered;
@@ -155,4 +170,12 @@ export class Maintenance {
       if (plan.guard.block) log.warn("too few synchronous standbys: automatic failover suspended until one is back");
     }
   }
+}
+
+/** A catch handler that answers `fallback` for any failure but a deadline, which it passes on. */
+export function unlessTimeout<T>(fallback: T): (e: unknown) => T {
+  return (e) => {
+    if (e instanceof DbTimeoutError) throw e;
+    return fallback;
+  };
 }

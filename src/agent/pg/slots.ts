@@ -3,6 +3,7 @@
 import { ArchiveKeeper } from "../../backup/keeper.ts";
 import { PermanentSlots, type PermanentReport } from "../../slots/permanent.ts";
 import { dropSlot, ensureSlot, listSlots } from "../../postgres/index.ts";
+import { DbTimeoutError } from "../../postgres/sql.ts";
 import { slotFor } from "./context.ts";
 import type { PgHost } from "./host.ts";
 
@@ -58,6 +59,7 @@ export class SlotKeeper {
   private lastFailure = "";
 
   private failed(what: string, e: Error): void {
+    if (e instanceof DbTimeoutError) throw e; // the round's upkeep ends (durability.ts)
     const line = `${what}: ${e.message}`;
     if (line !== this.lastFailure) this.h.log.error(line);
     this.lastFailure = line;
