@@ -59,12 +59,17 @@ export class Maintenance {
    * that stopped answering (frozen, hung) must not hold the round for one deadline per remaining
    * query, because the next round is the one that observes it and lets the leader resign.
    */
-  async maintain(primary: boolean, p: Probe): Promise<void> {
+  async maintain(primary: boolean, p: Probe, deadlineMs?: number): Promise<void> {
+    const h = this.h;
+    const before = h.queryDeadlineMs;
+    if (deadlineMs !== undefined) h.queryDeadlineMs = deadlineMs;
     try {
       await this.upkeep(primary, p);
     } catch (e) {
       if (!(e instanceof DbTimeoutError)) throw e;
-      this.h.log.warn(`round upkeep cut short: ${e.message}; the next round observes the server first`);
+      h.log.warn(`round upkeep cut short: ${e.message}; the next round observes the server first`);
+    } finally {
+      h.queryDeadlineMs = before;
     }
   }
 

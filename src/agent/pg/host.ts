@@ -19,6 +19,9 @@ import { accessRowsInForce } from "../../ops/access.ts";
 import { runningConfig } from "../../ops/reload.ts";
 import { pgParametersInForce } from "../dynamic-config.ts";
 
+/** Default deadline of a query on the local server. */
+export const LOCAL_QUERY_MS = 3000;
+
 export class PgHost {
   readonly node: PgNode;
   readonly socketDir: string;
@@ -57,9 +60,17 @@ export class PgHost {
     this.tls = new NodeTls({ cfg, secrets: ctx, log });
   }
 
+  /** The local client's deadline for a query that names none; the leader's round upkeep lowers it (durability.ts). */
+  queryDeadlineMs = LOCAL_QUERY_MS;
+  private dbView: Db | null = null;
+
   localDb(): Db {
-    this.db ??= openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: 3000, onClose: () => this.onLocalClose?.() });
-    return this.db;
+    if (!this.dbView) {
+      const db = openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: LOCAL_QUERY_MS, onClose: () => this.onLocalClose?.() });
+      this.db = db;
+      this.dbView = { target: db.target, close: () => db.close(), query: (what, fn, ms) => db.query(what, fn, ms ?? this.queryDeadlineMs) };
+    }
+    return this.dbView;
   }
 
   async close(): Promise<void> {

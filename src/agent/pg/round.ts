@@ -12,7 +12,7 @@ import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../pos
 import { slotFor } from "./context.ts";
 import type { Maintenance } from "./durability.ts";
 import type { PgHost } from "./host.ts";
-import { LivenessWatch } from "./liveness.ts";
+import { FRESH_DEADLINE_MS, LivenessWatch } from "./liveness.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { Rebuilder } from "./rebuild.ts";
 import type { SlotKeeper } from "./slots.ts";
@@ -125,7 +125,7 @@ export class MonitorRound {
     }
     if (decision.kind === "none" || decision.kind === "wait" || decision.kind === "refuse") {
       h.note = decision.kind === "none" ? "" : decision.reason;
-      if (decision.kind === "none" && data === "present") await x.maintenance.maintain(decision.role === "primary", p);
+      if (decision.kind === "none" && data === "present") await x.maintenance.maintain(decision.role === "primary", p, watch ? FRESH_DEADLINE_MS : undefined);
       return;
     }
     const crashedPrimary = upBefore && !p.up && lead.leading;
