@@ -7,6 +7,7 @@
 import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { destroySync, LAB_PREFIX, listLabNamespaces } from "../test/helpers/lab.ts";
+import { pidAlive } from "../src/postgres/datadir.ts";
 
 const USAGE = "usage: bun scripts/lab-clean.ts [--all] [--dry-run] [--match SUBSTRING]";
 
@@ -31,7 +32,7 @@ function main(): number {
 
   const stale = listLabNamespaces()
     .filter(({ ns }) => values.match === undefined || ns.includes(values.match))
-    .filter(({ ownerPid }) => values.all || ownerPid === undefined || !alive(ownerPid));
+    .filter(({ ownerPid }) => values.all || ownerPid === undefined || !pidAlive(ownerPid));
   // Labs never put links in the root namespace; any pgh* link there is debris from elsewhere.
   const links = values.match === undefined ? rootLinks().filter((l) => l.startsWith(LAB_PREFIX)) : [];
   for (const { ns, ownerPid } of stale) console.log(`${values["dry-run"] ? "would remove" : "removing"} namespace ${ns} (owner pid ${ownerPid ?? "unknown"})`);
@@ -52,14 +53,6 @@ function main(): number {
   return 0;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 function rootLinks(): string[] {
   const out = execFileSync("ip", ["-o", "link"], { stdio: "pipe" }).toString();

@@ -18,6 +18,7 @@ import { lookupOsUser } from "../../src/postgres/users.ts";
 import type { Host } from "./lab.ts";
 import { PG_OS_USER } from "./pg.ts";
 import { assertRunsAs, lookupUser, onExitCleanup, Proc, run, waitFor, type RunResult } from "./proc.ts";
+import { pidAlive } from "../../src/postgres/datadir.ts";
 
 export interface AgentSpec {
   name: string;
@@ -115,7 +116,7 @@ export function artifactsDir(test: string): string {
   mkdirSync(base, { recursive: true });
   for (const entry of readdirSync(base)) {
     const path = join(base, entry);
-    if (/^\d+$/.test(entry) && Number(entry) !== process.pid && !alive(Number(entry)) && Date.now() - statSync(path).mtimeMs > KEEP_RUNS_MS) {
+    if (/^\d+$/.test(entry) && Number(entry) !== process.pid && !pidAlive(Number(entry)) && Date.now() - statSync(path).mtimeMs > KEEP_RUNS_MS) {
       rmSync(path, { recursive: true, force: true });
     }
   }
@@ -241,7 +242,7 @@ async function killLeftovers(a: RunningAgent): Promise<void> {
     { pid: pidFrom(join(a.stateDir, "watchdog.pid"), a.stateDir), signal: "SIGTERM" as const },
   ].filter((p): p is { pid: number; signal: "SIGQUIT" | "SIGTERM" } => p.pid !== null);
   for (const p of pids) try { process.kill(p.pid, p.signal); } catch { /* gone */ }
-  await waitFor(() => pids.every((p) => !alive(p.pid)), { timeoutMs: STOP_MS, intervalMs: 20, what: `${a.name}'s PostgreSQL and watchdog to exit` })
+  await waitFor(() => pids.every((p) => !pidAlive(p.pid)), { timeoutMs: STOP_MS, intervalMs: 20, what: `${a.name}'s PostgreSQL and watchdog to exit` })
     .catch(() => { for (const p of pids) try { process.kill(p.pid, "SIGKILL"); } catch { /* gone */ } });
 }
 
@@ -257,14 +258,6 @@ function pidFrom(file: string, mustMention: string): number | null {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Deep merge of TOML tables: `over` wins, tables are merged key by key. */
 function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
