@@ -1,6 +1,5 @@
 // Moving a running cluster between the built-in election and etcd: the pure plan. No I/O; time is
-// passed in. The shell (not built yet: `pgherd consensus migrate` refuses) would carry out the
-// actions in the order given; docs/design.md ("Backend migration") argues why the plan never lets
+// passed in. The shell (src/agent/migrate-driver.ts) carries out the actions in the order given; docs/design.md ("Backend migration") argues why the plan never lets
 // two nodes lead, and test/core/consensus-migrate.test.ts checks it on random schedules.
 //
 // Rules the plan keeps:
@@ -128,6 +127,15 @@ export function migratingLease(s: Pick<LeaderState, "to" | "phase">, builtinUnti
   if (s.to === "etcd") return s.phase === "open" ? builtinUntil : usableLease(builtinUntil, etcdUntil);
   if (s.phase === "open") return etcdUntil;
   return builtinUntil ?? etcdUntil;
+}
+
+/**
+ * To builtin: the term the leader resumes in, above its own stored built-in term and its etcd term
+ * (a create revision, which grows with every write to etcd, so it is above any term the voters
+ * stored before the cluster moved to etcd). A voter whose stored term is not below refuses it.
+ */
+export function resumeTerm(storedTerm: number, etcdTerm: number): number {
+  return Math.max(storedTerm, etcdTerm) + 1;
 }
 
 export function startPlan(to: Backend, epoch: number, term = 0): { state: LeaderState; actions: LeaderAction[] } {
