@@ -234,7 +234,7 @@ export class MigrateDriver {
       if (!o) return "the etcd leader key of this cluster exists: another agent holds it (is this cluster name used twice?)";
       r.etcd = { leaseId: o.leaseId, term: o.term };
       r.etcdUntil = leaseDeadline(o.sentAt, o.ttlS, this.timers.maxDrift, this.timers.fenceMs);
-      this.d.consensus.setCap(r.etcdUntil ?? -Infinity);
+      this.d.consensus.setCap(r.etcdUntil ?? this.clock());
       return true;
     } catch (e) {
       return `etcd: ${(e as Error).message}`;
@@ -251,7 +251,7 @@ export class MigrateDriver {
       const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
       const ttl = await this.etcd().client.leaseKeepAlive(r.etcd.leaseId);
       r.etcdUntil = leaseDeadline(sentAt, ttl, this.timers.maxDrift, this.timers.fenceMs);
-      this.d.consensus.setCap(r.etcdUntil ?? -Infinity);
+      this.d.consensus.setCap(r.etcdUntil ?? this.clock());
     } catch (e) {
       this.d.log.warn(`etcd lease renewal during the migration: ${(e as Error).message}`);
     }

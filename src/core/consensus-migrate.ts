@@ -1,6 +1,7 @@
 // Moving a running cluster between the built-in election and etcd: the pure plan. No I/O; time is
-// passed in. The shell (src/agent/migrate-driver.ts) carries out the actions in the order given; docs/design.md ("Backend migration") argues why the plan never lets
-// two nodes lead, and test/core/consensus-migrate.test.ts checks it on random schedules.
+// passed in. The shell (src/agent/migrate-driver.ts) carries out the actions in the order given;
+// docs/etcd.md ("Migration") and docs/design.md (S21) say why the plan never lets two nodes lead,
+// and test/core/consensus-migrate.test.ts checks it on random schedules.
 //
 // Rules the plan keeps:
 //  - every voter is in exactly one backend at a time, recorded durably with an epoch

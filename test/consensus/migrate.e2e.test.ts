@@ -1,0 +1,153 @@
+// A live migration of a running three-node PostgreSQL cluster from the built-in election to etcd
+// and back (`pgherd consensus migrate`), under a writer on every node: real etcd from Debian's
+// etcd-server, one member on each of three namespace hosts; the nodes' config files say
+// `backend = "builtin"` with the etcd endpoints named. Asserted: the same primary keeps
+// acknowledging writes (no outage beyond a switchover's bound), no write acknowledged by two
+// nodes, none lost, no postmaster restarted anywhere, every node's /node shows the backend in force,
+// and etcd holds the leader key (the primary's id) only while the cluster runs on it. Then a voter
+// cut off the network through a migration misses the switch and adopts the epoch once healed.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { ensureBuilt } from "../../scripts/build.ts";
+import { useBackend } from "../helpers/backend.ts";
+import { type ClusterNode, clusterSkipReason, PgCluster } from "../helpers/cluster.ts";
+import { etcdSkipReason } from "../helpers/etcd.ts";
+import type { Host } from "../helpers/lab.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { requireReal } from "../helpers/require.ts";
+import { API_TOKEN, type Bounds, logMark, logSince, pgherd, readyCluster, waitReplicating, Writer } from "../helpers/writer.ts";
+
+requireReal("live consensus migration", clusterSkipReason() ?? etcdSkipReason());
+
+interface InForce { backend: string; epoch: number }
+
+async function inForce(n: ClusterNode): Promise<InForce & { leading: boolean; id: string }> {
+  const r = await pgherd(n, ["status", "--json"], 10_000);
+  if (r.code !== 0) throw new Error(`status on ${n.name}: ${r.text.slice(0, 300)}`);
+  const s = JSON.parse(r.stdout) as { node: { id: string }; election: { leading: boolean; backend?: InForce } };
+  return { ...(s.election.backend ?? { backend: "?", epoch: -1 }), leading: s.election.leading, id: s.node.id };
+}
+
+/** The value of this cluster's leader key in etcd, read from an etcd host (null: no key). */
+async function leaderKey(h: Host, cluster: string): Promise<string | null> {
+  const body = JSON.stringify({ key: Buffer.from(`/pgherd/${cluster}/leader`).toString("base64") });
+  const probe = `const r = await fetch("http://${h.ip}:2379/v3/kv/range", { method: "POST", body: ${JSON.stringify(body)}, signal: AbortSignal.timeout(2000) }); process.stdout.write(await r.text());`;
+  const r = await h.exec([process.execPath, "-e", probe], { timeoutMs: 5_000 });
+  if (r.code !== 0) throw new Error(`etcd range on ${h.name}: ${r.stderr.slice(0, 300)}`);
+  const kv = (JSON.parse(r.stdout) as { kvs?: { value: string }[] }).kvs?.[0];
+  return kv ? Buffer.from(kv.value, "base64").toString() : null;
+}
+
+describe("live consensus migration builtin → etcd → builtin under a writer", () => {
+  let c: PgCluster | undefined;
+  let bounds: Bounds;
+  let etcdHosts: Host[] = [];
+
+  beforeAll(async () => {
+    useBackend("etcd"); // starts the etcd members and names them in every config …
+    ensureBuilt();
+    const created = await PgCluster.create({ test: "consensus-migrate", tag: "cmig", nodes: 3, defaults: { extra: { api: { token: API_TOKEN } } } });
+    for (const n of created.nodes) {
+      // … which then says backend = "builtin": the cluster starts on the built-in election.
+      const text = readFileSync(n.configPath, "utf8");
+      if (!/backend = "etcd"/.test(text)) throw new Error(`${n.configPath}: no etcd backend line to change`);
+      writeFileSync(n.configPath, text.replace('backend = "etcd"', 'backend = "builtin"'));
+    }
+    ({ c, bounds } = await readyCluster("consensus-migrate", created));
+    etcdHosts = c.lab.hosts.filter((h) => !c!.nodes.some((n) => n.host === h));
+  }, 150_000);
+
+  afterAll(async () => {
+    await c?.destroy();
+    if (c) console.log(`logs: ${c.artifacts}`);
+    useBackend(null);
+  }, 120_000);
+
+  async function migrate(via: ClusterNode, to: string, epoch: number): Promise<number> {
+    const t0 = performance.now();
+    const r = await pgherd(via, ["consensus", "migrate", "--to", to, "--yes"], 60_000);
+    const ms = performance.now() - t0;
+    console.log(`migrate --to ${to} via ${via.name}: exit ${r.code} in ${ms.toFixed(0)} ms: ${r.text}`);
+    expect(r.code).toBe(0);
+    await waitFor(async () => (await Promise.all(c!.nodes.map(inForce))).every((s) => s.backend === to && s.epoch === epoch),
+      { timeoutMs: 20_000, intervalMs: 200, what: `every node's /node to show ${to} (epoch ${epoch})` });
+    return ms;
+  }
+
+  test("the same primary keeps writing through both migrations; none lost, never two writable, no postmaster restarted", () => c!.diagnose(async () => {
+    const h = await waitReplicating(c!, 60_000);
+    const p = h.primary;
+    const pids = new Map(c!.nodes.map((n) => [n.name, n.postmasterPid()]));
+    const pid = (await inForce(p)).id;
+    expect(await leaderKey(etcdHosts[0]!, c!.name)).toBeNull();
+    const w = new Writer(c!.nodes);
+    w.start();
+    try {
+      const warm = w.mark("warm");
+      await waitFor(() => w.acked(p.name).filter((a) => a.start >= warm).length >= 5, { timeoutMs: 15_000, what: `5 writes on ${p.name}` });
+      const at = w.mark("to-etcd");
+      await migrate(h.standbys[0]!, "etcd", 1); // asked on a standby: forwarded to the leader
+      expect(await leaderKey(etcdHosts[1]!, c!.name)).toBe(pid);
+      expect((await inForce(p)).leading).toBe(true);
+      const mid = w.mark("on-etcd");
+      await waitFor(() => w.acked(p.name).filter((a) => a.start >= mid).length >= 10, { timeoutMs: 15_000, what: `10 writes on ${p.name} on etcd` });
+      await migrate(p, "builtin", 2);
+      await waitFor(async () => (await leaderKey(etcdHosts[2]!, c!.name)) === null, { timeoutMs: 10_000, intervalMs: 200, what: "the etcd leader key to be released" });
+      expect((await inForce(p)).leading).toBe(true);
+      const back = w.mark("back");
+      await waitFor(() => w.acked(p.name).filter((a) => a.start >= back).length >= 10, { timeoutMs: 15_000, what: `10 writes on ${p.name} back on builtin` });
+      await w.stop();
+      const a = w.analyse({ from: at, oldPrimary: p.name, newPrimary: p.name });
+      const lost = await w.lost(p);
+      console.log(`builtin → etcd → builtin: longest gap between acknowledged writes ${a.outageMs.toFixed(0)} ms (switchover bound ${bounds.switchoverMs} ms), ` +
+        `${a.acked} of ${a.attempts} writes acknowledged, writable since the start: ${w.writableSince(at).join(",")}, ${lost.length} lost`);
+      expect(w.writableSince(at)).toEqual([p.name]);
+      expect(a.outageMs).toBeLessThanOrEqual(bounds.switchoverMs);
+      expect(lost).toEqual([]);
+      expect(new Map(c!.nodes.map((n) => [n.name, n.postmasterPid()]))).toEqual(pids);
+    } finally {
+      await w.stop();
+    }
+  }), 180_000);
+
+  test("a voter cut off during a migration misses the switch and adopts the epoch it hears once healed; the primary keeps writing", () => c!.diagnose(async () => {
+    const h = await waitReplicating(c!, 60_000);
+    const p = h.primary;
+    const off = h.standbys[1]!;
+    const mark = logMark(off);
+    const w = new Writer([p]);
+    w.start();
+    try {
+      const at = w.mark("cut");
+      // Cut, then ask at once: the leader still counts the voter connected (mesh.dead_ms) and starts;
+      // the switch it sends is lost with the connection, and the other voter's acknowledgement commits.
+      await off.host.cut();
+      try {
+        const r = await pgherd(p, ["consensus", "migrate", "--to", "etcd", "--yes"], 60_000);
+        console.log(`migrate --to etcd with ${off.name} cut off: exit ${r.code}: ${r.text}`);
+        expect(r.code).toBe(0);
+        const on = c!.nodes.filter((n) => n !== off);
+        await waitFor(async () => (await Promise.all(on.map(inForce))).every((s) => s.backend === "etcd" && s.epoch === 3),
+          { timeoutMs: 20_000, intervalMs: 200, what: "the connected nodes to show etcd (epoch 3)" });
+        // Past mesh.dead_ms: the leader dropped the connection, and the switch with it.
+        await waitFor(async () => (await p.status()).peers.find((x) => x.name === off.name)?.connected === false,
+          { timeoutMs: 15_000, intervalMs: 200, what: `${p.name} to drop its connection to ${off.name}` });
+      } finally {
+        await off.host.heal();
+      }
+      await waitFor(async () => {
+        const s = await inForce(off);
+        return s.backend === "etcd" && s.epoch === 3;
+      }, { timeoutMs: 30_000, intervalMs: 200, what: `${off.name} to adopt etcd (epoch 3)` });
+      expect(logSince(off, mark, /consensus backend now etcd \(epoch 3\), heard from/).length).toBe(1);
+      await waitReplicating(c!, 60_000);
+      await w.stop();
+      const lost = await w.lost(p);
+      console.log(`${off.name} cut through the migration: adopted etcd after healing; ${w.acked(p.name).length} writes acknowledged by ${p.name}, ${lost.length} lost`);
+      expect(w.writableSince(at)).toEqual([p.name]);
+      expect(lost).toEqual([]);
+    } finally {
+      await w.stop();
+    }
+  }), 180_000);
+});
