@@ -130,7 +130,7 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
         await waitFor(async () => (await Promise.all(on.map(inForce))).every((s) => s.backend === "etcd" && s.epoch === 3),
           { timeoutMs: 20_000, intervalMs: 200, what: "the connected nodes to show etcd (epoch 3)" });
         // Past mesh.dead_ms: the leader dropped the connection, and the switch with it.
-        await waitFor(async () => (await p.status()).peers.find((x) => x.name === off.name)?.connected === false,
+        await waitFor(async () => (await p.status()).peers.find((x) => x.name === off.name)?.connected !== true,
           { timeoutMs: 15_000, intervalMs: 200, what: `${p.name} to drop its connection to ${off.name}` });
       } finally {
         await off.host.heal();
