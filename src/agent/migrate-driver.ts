@@ -53,6 +53,7 @@ export class MigrateDriver {
   private run: Running | null = null;
   private chain: Promise<void> = Promise.resolve();
   private lastEpochSent = -Infinity;
+  private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   private readonly clock: () => number;
   private readonly timers: M.MigrateTimers;
@@ -71,6 +72,7 @@ export class MigrateDriver {
 
   stop(): void {
     clearInterval(this.run?.timer);
+    clearTimeout(this.takeover);
   }
 
   /** `POST /consensus/migrate` on the leader: runs the plan; answers once it committed or aborted. */
@@ -192,12 +194,16 @@ export class MigrateDriver {
         case "send-switch":
           for (const to of a.to) this.d.send(to, { t: "migrate-switch", to: r.state.to, epoch: r.state.epoch, leader: this.d.self, ...(r.state.to === "builtin" ? { term: r.state.term } : {}) });
           break;
-        case "persist-and-swap":
+        case "persist-and-swap": {
+          const until = M.migratingLease(r.state, this.d.consensus.lease()?.until ?? null, r.etcdUntil) ?? this.clock();
           this.persist(a.inForce);
           this.d.consensus.setCap(null);
-          // The etcd backend resumes the key bound to this node's id on the migration's lease.
+          // The etcd backend resumes the key bound to this node's id on the migration's lease; the
+          // built-in election no longer fences, so fence here if that has not happened by the deadline.
           this.d.consensus.replace(a.inForce.backend, -Infinity);
+          this.watchTakeover(until);
           break;
+        }
         case "release-etcd": {
           const e = r.etcd!;
           const { migrateEtcd } = await this.etcdModule();
@@ -215,6 +221,13 @@ export class MigrateDriver {
           break;
       }
     }
+  }
+
+  private watchTakeover(until: number): void {
+    clearTimeout(this.takeover);
+    this.takeover = setTimeout(() => {
+      if (this.d.consensus.lease() === null) void this.d.fence("the etcd backend did not resume the leader key before the migration's lease ran out");
+    }, Math.max(0, until - this.clock()));
   }
 
   private async etcdModule() {
