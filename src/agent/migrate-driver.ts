@@ -84,7 +84,7 @@ export class MigrateDriver {
     const voters = st.membership?.voters ?? [];
     const r = M.checkStart(to, {
       self: this.d.self, inForce: this.inForceNow, leading: lease !== null && lease.until > this.clock(), voters,
-      connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0,
+      connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, configured: this.d.cfg.consensus.backend,
     });
     if ("refuse" in r) return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${r.refuse}` });
     const term = to === "builtin" ? M.resumeTerm(this.d.store.get().term, lease!.term) : 0;

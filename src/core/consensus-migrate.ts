@@ -68,12 +68,20 @@ export interface StartFacts {
   connected: readonly string[];
   /** [consensus] names etcd endpoints on this node. */
   etcdConfigured: boolean;
+  /**
+   * The config file's [consensus] backend. With etcd the cluster-wide flags, configuration and
+   * history live in etcd keys only an etcd key holder writes, so such a cluster is not moved to builtin.
+   */
+  configured?: Backend;
 }
 
 /** Whether a migration to `to` may start on this node, and its epoch. */
 export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { refuse: string } {
   if (f.inForce.backend === to) return { refuse: `the cluster already runs on ${to}` };
   if (!f.leading) return { refuse: "only the leader with a valid lease runs a migration" };
+  if (to === "builtin" && f.configured === "etcd") {
+    return { refuse: 'the config files say backend = "etcd": the cluster-wide flags, configuration and history live in etcd and only an etcd leader writes them; a cluster set up on etcd stays on it' };
+  }
   if (!f.etcdConfigured) return { refuse: "[consensus] endpoints are empty on the leader: the etcd cluster to use must be configured on every node" };
   const missing = f.voters.filter((v) => v !== f.self && !f.connected.includes(v));
   if (missing.length > 0) return { refuse: `every voter must be connected: ${missing.join(", ")} is not` };

@@ -45,6 +45,10 @@ describe("backend in force and holds", () => {
     expect("refuse" in checkStart("etcd", { ...f, leading: false })).toBe(true);
     expect(checkStart("etcd", { ...f, connected: ["b"] })).toEqual({ refuse: "every voter must be connected: c is not" });
     expect("refuse" in checkStart("etcd", { ...f, etcdConfigured: false })).toBe(true);
+    const onEtcd = { ...f, inForce: { backend: "etcd", epoch: 1 } as InForce };
+    expect(checkStart("builtin", onEtcd)).toEqual({ epoch: 2 });
+    expect("refuse" in checkStart("builtin", { ...onEtcd, configured: "etcd" })).toBe(true);
+    expect(checkStart("builtin", { ...onEtcd, configured: "builtin" })).toEqual({ epoch: 2 });
   });
 });
 
