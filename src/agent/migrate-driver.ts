@@ -93,7 +93,7 @@ export class MigrateDriver {
     return new Promise<ActionResult>((answer) => {
       const timeout = setTimeout(() => answer({ status: 504, ok: false, message: `the migration to ${to} is still running after ${ANSWER_MS / 1000} s: see the agent's log and /node` }), ANSWER_MS);
       this.run = { state: plan.state, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.clock(), answer: (res) => (clearTimeout(timeout), answer(res)) };
-      this.serial(() => this.carry(plan.actions));
+      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message })));
       this.run.timer = setInterval(() => this.serial(() => this.tick()), TICK_MS);
     });
   }
@@ -160,7 +160,14 @@ export class MigrateDriver {
     if (!r) return;
     const next = M.leaderStep(r.state, obs, this.d.self, r.voters);
     r.state = next.state;
-    await this.carry(next.actions);
+    try {
+      await this.carry(next.actions);
+    } catch (e) {
+      // An action could not be carried out (a record not stored): stop writes and give back what
+      // this migration took, as the plan's own abort does; the members follow the epoch they stored.
+      r.state = { ...r.state, phase: "aborted", reason: `${(e as Error).message}` };
+      await this.carry([{ do: "fence", revoke: r.state.to === "etcd" }]);
+    }
     if (r.state.phase === "done" || r.state.phase === "aborted") this.finish(r);
   }
 

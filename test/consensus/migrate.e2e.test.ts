@@ -5,7 +5,8 @@
 // acknowledging writes (no outage beyond a switchover's bound), no write acknowledged by two
 // nodes, none lost, no postmaster restarted anywhere, every node's /node shows the backend in force,
 // and etcd holds the leader key (the primary's id) only while the cluster runs on it. Then a voter
-// cut off the network through a migration misses the switch and adopts the epoch once healed.
+// cut off the network through a migration misses the switch and adopts the epoch once healed; with
+// etcd unreachable a migration to it aborts and nothing changes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { ensureBuilt } from "../../scripts/build.ts";
@@ -109,6 +110,37 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
       await w.stop();
     }
   }), 180_000);
+
+  test("etcd unreachable: migrate --to etcd aborts before anyone switches; nothing changes and the primary keeps writing", () => c!.diagnose(async () => {
+    const h = await waitReplicating(c!, 60_000);
+    const p = h.primary;
+    const pm = p.postmasterPid();
+    const w = new Writer([p]);
+    w.start();
+    try {
+      const at = w.mark("etcd-cut");
+      await Promise.all(etcdHosts.map((x) => x.cut()));
+      try {
+        const r = await pgherd(p, ["consensus", "migrate", "--to", "etcd", "--yes"], 60_000);
+        console.log(`migrate --to etcd with etcd cut off: exit ${r.code}: ${r.text}`);
+        expect(r.code).toBe(1);
+        expect(r.text).toContain("aborted");
+      } finally {
+        await Promise.all(etcdHosts.map((x) => x.heal()));
+      }
+      expect((await Promise.all(c!.nodes.map(inForce))).map((s) => `${s.backend}/${s.epoch}`)).toEqual(["builtin/2", "builtin/2", "builtin/2"]);
+      const after = w.mark("after");
+      await waitFor(() => w.acked(p.name).filter((x) => x.start >= after).length >= 5, { timeoutMs: 15_000, what: `5 writes on ${p.name}` });
+      await w.stop();
+      const a = w.analyse({ from: at, oldPrimary: p.name, newPrimary: p.name });
+      console.log(`aborted migration: longest gap between acknowledged writes ${a.outageMs.toFixed(0)} ms`);
+      expect(w.writableSince(at)).toEqual([p.name]);
+      expect(a.outageMs).toBeLessThanOrEqual(1000);
+      expect(p.postmasterPid()).toBe(pm);
+    } finally {
+      await w.stop();
+    }
+  }), 120_000);
 
   test("a voter cut off during a migration misses the switch and adopts the epoch it hears once healed; the primary keeps writing", () => c!.diagnose(async () => {
     const h = await waitReplicating(c!, 60_000);
