@@ -87,6 +87,7 @@ export class MigrateDriver {
       connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, configured: this.d.cfg.consensus.backend,
     });
     if ("refuse" in r) return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${r.refuse}` });
+    clearTimeout(this.takeover); // a previous migration's watch: this node leads now, so it is over
     const term = to === "builtin" ? M.resumeTerm(this.d.store.get().term, lease!.term) : 0;
     const plan = M.startPlan(to, r.epoch, term);
     this.d.log.info(`consensus migration to ${to} (epoch ${r.epoch}) started with voters ${voters.map(this.d.nameOf).join(", ")}`);
@@ -208,7 +209,7 @@ export class MigrateDriver {
           // The etcd backend resumes the key bound to this node's id on the migration's lease; the
           // built-in election no longer fences, so fence here if that has not happened by the deadline.
           this.d.consensus.replace(a.inForce.backend, -Infinity);
-          this.watchTakeover(until);
+          this.takeover = setTimeout(() => this.watchTakeover(until), 0);
           break;
         }
         case "release-etcd": {
@@ -230,11 +231,12 @@ export class MigrateDriver {
     }
   }
 
+  /** Until the etcd backend leads (then it fences on its own deadline), or the deadline passed: then fence. */
   private watchTakeover(until: number): void {
     clearTimeout(this.takeover);
-    this.takeover = setTimeout(() => {
-      if (this.d.consensus.lease() === null) void this.d.fence("the etcd backend did not resume the leader key before the migration's lease ran out");
-    }, Math.max(0, until - this.clock()));
+    if (this.d.consensus.lease() !== null) return;
+    if (this.clock() >= until) return void this.d.fence("the etcd backend did not resume the leader key before the migration's lease ran out");
+    this.takeover = setTimeout(() => this.watchTakeover(until), Math.min(TICK_MS / 2, Math.max(0, until - this.clock())));
   }
 
   private async etcdModule() {
