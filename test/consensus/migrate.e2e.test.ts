@@ -5,8 +5,8 @@
 // acknowledging writes (no outage beyond a switchover's bound), no write acknowledged by two
 // nodes, none lost, no postmaster restarted anywhere, every node's /node shows the backend in force,
 // and etcd holds the leader key (the primary's id) only while the cluster runs on it. Then a voter
-// cut off the network through a migration misses the switch and adopts the epoch once healed; with
-// etcd unreachable a migration to it aborts and nothing changes.
+// cut off the network through a migration (to etcd, then back to builtin) misses the switch and
+// adopts the epoch once healed; with etcd unreachable a migration to it aborts and nothing changes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { ensureBuilt } from "../../scripts/build.ts";
@@ -142,7 +142,8 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
     }
   }), 120_000);
 
-  test("a voter cut off during a migration misses the switch and adopts the epoch it hears once healed; the primary keeps writing", () => c!.diagnose(async () => {
+  /** A standby cut off just as a migration to `to` starts: it misses the switch and adopts the epoch once healed. */
+  const cutThrough = (to: string, epoch: number) => () => c!.diagnose(async () => {
     const h = await waitReplicating(c!, 60_000);
     const p = h.primary;
     const off = h.standbys[1]!;
@@ -155,12 +156,12 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
       // the switch it sends is lost with the connection, and the other voter's acknowledgement commits.
       await off.host.cut();
       try {
-        const r = await pgherd(p, ["consensus", "migrate", "--to", "etcd", "--yes"], 60_000);
-        console.log(`migrate --to etcd with ${off.name} cut off: exit ${r.code}: ${r.text}`);
+        const r = await pgherd(p, ["consensus", "migrate", "--to", to, "--yes"], 60_000);
+        console.log(`migrate --to ${to} with ${off.name} cut off: exit ${r.code}: ${r.text}`);
         expect(r.code).toBe(0);
         const on = c!.nodes.filter((n) => n !== off);
-        await waitFor(async () => (await Promise.all(on.map(inForce))).every((s) => s.backend === "etcd" && s.epoch === 3),
-          { timeoutMs: 20_000, intervalMs: 200, what: "the connected nodes to show etcd (epoch 3)" });
+        await waitFor(async () => (await Promise.all(on.map(inForce))).every((s) => s.backend === to && s.epoch === epoch),
+          { timeoutMs: 20_000, intervalMs: 200, what: `the connected nodes to show ${to} (epoch ${epoch})` });
         // Past mesh.dead_ms: the leader dropped the connection, and the switch with it.
         await waitFor(async () => (await p.status()).peers.find((x) => x.name === off.name)?.connected !== true,
           { timeoutMs: 15_000, intervalMs: 200, what: `${p.name} to drop its connection to ${off.name}` });
@@ -169,17 +170,20 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
       }
       await waitFor(async () => {
         const s = await inForce(off);
-        return s.backend === "etcd" && s.epoch === 3;
-      }, { timeoutMs: 30_000, intervalMs: 200, what: `${off.name} to adopt etcd (epoch 3)` });
-      expect(logSince(off, mark, /consensus backend now etcd \(epoch 3\), heard from/).length).toBe(1);
+        return s.backend === to && s.epoch === epoch;
+      }, { timeoutMs: 30_000, intervalMs: 200, what: `${off.name} to adopt ${to} (epoch ${epoch})` });
+      expect(logSince(off, mark, new RegExp(`consensus backend now ${to} \\(epoch ${epoch}\\), heard from`)).length).toBe(1);
       await waitReplicating(c!, 60_000);
       await w.stop();
       const lost = await w.lost(p);
-      console.log(`${off.name} cut through the migration: adopted etcd after healing; ${w.acked(p.name).length} writes acknowledged by ${p.name}, ${lost.length} lost`);
+      console.log(`${off.name} cut through the migration to ${to}: adopted it after healing; ${w.acked(p.name).length} writes acknowledged by ${p.name}, ${lost.length} lost`);
       expect(w.writableSince(at)).toEqual([p.name]);
       expect(lost).toEqual([]);
     } finally {
       await w.stop();
     }
-  }), 180_000);
+  });
+
+  test("a voter cut off during a migration to etcd misses the switch and adopts the epoch it hears once healed; the primary keeps writing", cutThrough("etcd", 3), 180_000);
+  test("the same back to builtin", cutThrough("builtin", 4), 180_000);
 });
