@@ -236,11 +236,7 @@ export class Agent implements ClusterContext {
   }
 
   action(req: ActionRequest): Promise<ActionResult> {
-    if (req.kind === "consensus-migrate") {
-      const leader = this.consensus.status().leader;
-      if (leader === this.nodeId) return this.migration.start(req.to);
-      return leader ? this.host.forwardToLeader(req, 60_000) : Promise.resolve({ status: 503, ok: false, message: "no leader at the moment: try again" });
-    }
+    if (req.kind === "consensus-migrate") return this.migration.request(req, (r) => this.host.forwardToLeader(r, 60_000));
     return this.actions.run(req).then((r) => this.state.flagsStored(r));
   }
 

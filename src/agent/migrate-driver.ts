@@ -8,7 +8,7 @@ import type { Config } from "../config/schema.ts";
 import * as M from "../core/consensus-migrate.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
-import type { ActionResult } from "../api/actions-contract.ts";
+import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import { BackendStore, startingBackend } from "../consensus/migrate-state.ts";
 import type { MigrateMsg, MigrateSwitch } from "../consensus/migrate-msgs.ts";
 import type { SwitchableConsensus } from "./migrate-consensus.ts";
@@ -75,7 +75,14 @@ export class MigrateDriver {
     clearTimeout(this.takeover);
   }
 
-  /** `POST /consensus/migrate` on the leader: runs the plan; answers once it committed or aborted. */
+  /** `POST /consensus/migrate` on any node: the leader runs it, a member forwards it there. */
+  request(req: Extract<ActionRequest, { kind: "consensus-migrate" }>, forward: (r: ActionRequest) => Promise<ActionResult>): Promise<ActionResult> {
+    const leader = this.d.consensus.status().leader;
+    if (leader === this.d.self) return this.start(req.to);
+    return leader ? forward(req) : Promise.resolve({ status: 503, ok: false, message: "no leader at the moment: try again" });
+  }
+
+  /** On the leader: runs the plan; answers once it committed or aborted. */
   start(to: M.Backend): Promise<ActionResult> {
     if (this.run) return Promise.resolve({ status: 409, ok: false, message: `a migration to ${this.run.state.to} is running` });
     const c = this.d.consensus;
