@@ -80,6 +80,7 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
     const p = h.primary;
     const pids = new Map(c!.nodes.map((n) => [n.name, n.postmasterPid()]));
     const pid = (await inForce(p)).id;
+    const marks = new Map(c!.nodes.map((n) => [n.name, logMark(n)]));
     expect(await leaderKey(etcdHosts[0]!, c!.name)).toBeNull();
     const w = new Writer(c!.nodes);
     w.start();
@@ -106,6 +107,9 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
       expect(a.outageMs).toBeLessThanOrEqual(bounds.switchoverMs);
       expect(lost).toEqual([]);
       expect(new Map(c!.nodes.map((n) => [n.name, n.postmasterPid()]))).toEqual(pids);
+      // No other agent led at any point (either backend's "leading term …" line), and nobody fenced.
+      expect(c!.nodes.filter((n) => n !== p).flatMap((n) => logSince(n, marks.get(n.name)!, /leading term \d+ with a valid lease/))).toEqual([]);
+      expect(c!.nodes.flatMap((n) => logSince(n, marks.get(n.name)!, /fenc(ed|ing PostgreSQL)/))).toEqual([]);
     } finally {
       await w.stop();
     }
