@@ -176,7 +176,10 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
         const s = await inForce(off);
         return s.backend === to && s.epoch === epoch;
       }, { timeoutMs: 30_000, intervalMs: 200, what: `${off.name} to adopt ${to} (epoch ${epoch})` });
-      expect(logSince(off, mark, new RegExp(`consensus backend now ${to} \\(epoch ${epoch}\\), heard from`)).length).toBe(1);
+      // Usually from the epoch a peer repeats; sometimes TCP still delivers the switch sent before the cut once healed.
+      const how = logSince(off, mark, new RegExp(`consensus backend now ${to} \\(epoch ${epoch}\\), (heard from|switched by)`));
+      console.log(`${off.name}: ${how.join(" | ")}`);
+      expect(how).toHaveLength(1);
       await waitReplicating(c!, 60_000);
       await w.stop();
       const lost = await w.lost(p);
