@@ -5,8 +5,8 @@
 // acknowledging writes (no outage beyond a switchover's bound), no write acknowledged by two
 // nodes, none lost, no postmaster restarted anywhere, every node's /node shows the backend in force,
 // and etcd holds the leader key (the primary's id) only while the cluster runs on it. Then a voter
-// cut off the network through a migration (to etcd, then back to builtin) misses the switch and
-// adopts the epoch once healed; with etcd unreachable a migration to it aborts and nothing changes.
+// cut off the network through a migration (to etcd, then back to builtin) adopts the new backend
+// once healed; with etcd unreachable a migration to it aborts and nothing changes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { ensureBuilt } from "../../scripts/build.ts";
@@ -146,7 +146,7 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
     }
   }), 120_000);
 
-  /** A standby cut off just as a migration to `to` starts: it misses the switch and adopts the epoch once healed. */
+  /** A standby cut off just as a migration to `to` starts: the others commit without it; once healed it adopts the epoch. */
   const cutThrough = (to: string, epoch: number) => () => c!.diagnose(async () => {
     const h = await waitReplicating(c!, 60_000);
     const p = h.primary;
@@ -191,6 +191,6 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
     }
   });
 
-  test("a voter cut off during a migration to etcd misses the switch and adopts the epoch it hears once healed; the primary keeps writing", cutThrough("etcd", 3), 180_000);
+  test("a voter cut off during a migration to etcd catches up once healed (from the epoch its peers repeat); the primary keeps writing", cutThrough("etcd", 3), 180_000);
   test("the same back to builtin", cutThrough("builtin", 4), 180_000);
 });
