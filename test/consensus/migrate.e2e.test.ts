@@ -90,7 +90,7 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
       const at = w.mark("to-etcd");
       await migrate(h.standbys[0]!, "etcd", 1); // asked on a standby: forwarded to the leader
       expect(await leaderKey(etcdHosts[1]!, c!.name)).toBe(pid);
-      expect((await inForce(p)).leading).toBe(true);
+      await waitFor(async () => (await inForce(p)).leading, { timeoutMs: 5_000, intervalMs: 100, what: `${p.name} to lead on etcd` });
       const mid = w.mark("on-etcd");
       await waitFor(() => w.acked(p.name).filter((a) => a.start >= mid).length >= 10, { timeoutMs: 15_000, what: `10 writes on ${p.name} on etcd` });
       await migrate(p, "builtin", 2);
