@@ -23,10 +23,11 @@ import { routeScheduledBackups } from "../backup/backup-action.ts";
 import { AgentActionHost } from "./action-host.ts";
 import { History, primaryEntry, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
-import type { Consensus } from "./election-driver.ts";
+import type { Consensus, DriverHooks } from "./election-driver.ts";
 import { createConsensus } from "../consensus/create.ts";
 import { startingBackend } from "../consensus/migrate-state.ts";
-import type { InForce } from "../core/consensus-migrate.ts";
+import { SwitchableConsensus } from "./migrate-consensus.ts";
+import { MigrateDriver } from "./migrate-driver.ts";
 import { type ClusterSummary, summarizeView } from "../consensus/clusters.ts";
 import { FlagsStore, type Durability } from "./flags.ts";
 import { DynamicConfig, type DynamicView } from "./dynamic-config.ts";
@@ -78,8 +79,8 @@ export class Agent implements ClusterContext {
   private readonly housekeeping: Housekeeping;
   private witnessTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
-  /** The consensus backend in force (src/consensus/migrate-state.ts), shown in /node. */
-  private readonly backend: InForce;
+  /** Carries out a consensus backend migration and owns the backend in force (shown in /node). */
+  private readonly migration: MigrateDriver;
 
   constructor(private readonly cfg: Config, private readonly log: Logger, hooks: LeadershipHooks = {}) {
     this.nodeId = loadOrCreateNodeId(cfg.state_dir);
@@ -99,8 +100,7 @@ export class Agent implements ClusterContext {
       now, sleep: (ms) => Bun.sleep(ms), ...this.state.configSlot(),
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
-    this.backend = startingBackend(cfg);
-    this.consensus = createConsensus({ cfg, nodeId: this.nodeId, store: this.store, log, nameOf: (id) => this.nameOf(id), hooks: {
+    const driverHooks: DriverHooks = {
       send: (to, msg) => this.mesh.send(to, msg),
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
       leaseLost: async (reason) => hooks.onFence?.(reason),
@@ -110,7 +110,15 @@ export class Agent implements ClusterContext {
         this.log.error(`${message}; stopping the agent`);
         void this.stop().then(() => process.exit(1));
       },
-    } });
+    };
+    // The backend in force behind one object, so a migration can replace it (src/agent/migrate-*.ts).
+    const switchable = new SwitchableConsensus((backend, h) => createConsensus({ cfg, nodeId: this.nodeId, store: this.store, log, nameOf: (id) => this.nameOf(id), hooks: h }, backend),
+      startingBackend(cfg).backend, driverHooks);
+    this.consensus = switchable;
+    this.migration = new MigrateDriver({
+      cfg, self: this.nodeId, log: log.withTag("migrate"), consensus: switchable, store: this.store, send: (to, m) => this.mesh.send(to, m),
+      connected: () => this.mesh.connected(), fence: async (reason) => hooks.onFence?.(reason), nameOf: (id) => this.nameOf(id),
+    });
     this.consensus.attachFailsafe?.(cfg.consensus.failsafe, (to, m) => this.mesh.send(to, m), (id) => this.nameOf(id));
     ({ mesh: this.mesh, beacon: this.beacon } = createTransport(cfg, this.nodeId, this.peers, log, {
       onMessage: (peer, msg) => this.safe(() => this.router.route(peer, msg)),
@@ -142,11 +150,12 @@ export class Agent implements ClusterContext {
     this.router = new MessageRouter({
       log, consensus: this.consensus, secrets: this.secretStore, peers: this.peers, mesh: () => this.mesh, host: () => this.host, flags: this.flags,
       dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
-      runAsLeader: (req) => this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)), stopped: () => this.stopped, safe: (f) => this.safe(f), now,
+      runAsLeader: (req) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)),
+      stopped: () => this.stopped, safe: (f) => this.safe(f), now, migrate: (peer, m) => this.migration.receive(peer, m),
     });
     this.housekeeping = new Housekeeping({
       log, maxAgeMs: cfg.discovery.max_age_ms, peers: this.peers, mesh: this.mesh, safe: (f) => this.safe(f), now,
-      steps: [() => this.membership.step(), () => this.dynamic.step(), () => this.flags.sync(), () => this.historyLog.sync()],
+      steps: [() => this.membership.step(), () => this.dynamic.step(), () => this.flags.sync(), () => this.historyLog.sync(), () => this.migration.step()],
       runDue: () => this.actions.runDue(),
     });
     routeScheduledBackups(this.host, log.withTag("backup"));
@@ -176,6 +185,7 @@ export class Agent implements ClusterContext {
     if (this.stopped) return;
     this.stopped = true;
     this.consensus.stop();
+    this.migration.stop();
     this.state.stop();
     this.housekeeping.stop();
     clearInterval(this.witnessTimer);
@@ -226,6 +236,7 @@ export class Agent implements ClusterContext {
   }
 
   action(req: ActionRequest): Promise<ActionResult> {
+    if (req.kind === "consensus-migrate") return this.migration.request(req, (r) => this.host.forwardToLeader(r, 60_000));
     return this.actions.run(req).then((r) => this.state.flagsStored(r));
   }
 
@@ -246,7 +257,7 @@ export class Agent implements ClusterContext {
       electionNote: this.consensus.note(), bootstrapNote: this.membership.bootstrapNote(), selfHost: this.selfHost(),
       meshAddr: this.advertisedMesh(), flags: this.flags.get(), durabilityLine: this.durabilityLine(),
       counters: { ...this.counters, ...this.consensus.counters }, peers: this.peers.list(),
-      rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() }, uptimeMs: Date.now() - this.startedAt, backend: this.backend,
+      rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() }, uptimeMs: Date.now() - this.startedAt, backend: this.migration.inForce(),
     };
   }
 

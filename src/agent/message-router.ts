@@ -14,6 +14,7 @@ import type { Consensus } from "./election-driver.ts";
 import type { FlagsStore } from "./flags.ts";
 import type { History } from "./history.ts";
 import type { AgentMsg } from "./messages.ts";
+import type { MigrateMsg } from "../consensus/migrate-msgs.ts";
 import type { PeerTable } from "./peers.ts";
 import type { LoopControl } from "./pg/context.ts";
 import type { PendingRequests } from "./requests.ts";
@@ -38,6 +39,8 @@ export interface RouterDeps {
   stopped: () => boolean;
   safe: (f: () => void) => void;
   now: () => number;
+  /** A backend migration's message (src/agent/migrate-driver.ts). */
+  migrate: (peer: string, msg: MigrateMsg) => void;
 }
 
 export class MessageRouter {
@@ -97,6 +100,10 @@ export class MessageRouter {
       case "failsafe-resp":
         d.consensus.failsafeMessage?.(peer, msg);
         return;
+      case "migrate-switch":
+      case "migrate-ack":
+      case "migrate-epoch":
+        return d.migrate(peer, msg);
       default:
         d.consensus.receive(peer, ElectionMsgSchema.parse(msg));
     }

@@ -9,6 +9,7 @@ import { ScheduledSwitchoverSchema } from "./flags.ts";
 import { PgReportSchema } from "../core/report.ts";
 import { ClusterCaSchema } from "../store/cluster-secrets.ts";
 import { FailsafeReqSchema, FailsafeRespSchema } from "../consensus/etcd/failsafe-core.ts";
+import { MigrateAckSchema, MigrateEpochSchema, MigrateSwitchSchema } from "../consensus/migrate-msgs.ts";
 export type { PgReport } from "../core/report.ts";
 
 const DynVersion = z.object({ version: z.number().int().min(1), term: z.number().int().min(0) });
@@ -58,7 +59,7 @@ const ConfigDoc = z.object({ t: z.literal("config-doc"), doc: z.unknown() });
 const ConfigAck = z.object({ t: z.literal("config-ack"), ...DynVersion.shape });
 
 /** Discriminated on `t`: a frame is checked against its own type only (z.union tried every type in turn, ~50× the CPU). */
-export const AgentMsgSchema = z.discriminatedUnion("t", [ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady, ConfigReq, ConfigVersion, ConfigDoc, ConfigAck, FailsafeReqSchema, FailsafeRespSchema]);
+export const AgentMsgSchema = z.discriminatedUnion("t", [ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady, ConfigReq, ConfigVersion, ConfigDoc, ConfigAck, FailsafeReqSchema, FailsafeRespSchema, MigrateSwitchSchema, MigrateAckSchema, MigrateEpochSchema]);
 export type AgentMsg = z.infer<typeof AgentMsgSchema>;
 export type StateMessage = z.infer<typeof StateMsg>;
 export type SecretsMessage = z.infer<typeof SecretsMsg>;

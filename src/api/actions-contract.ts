@@ -29,7 +29,7 @@ export const ActionRequestSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("node-restart"), node: memberRef.optional() }),
   /** `pgherd reload`: one member's agent re-reads its pgherd.toml and reloads its PostgreSQL. */
   z.strictObject({ kind: z.literal("node-reload"), node: memberRef.optional() }),
-  /** `pgherd consensus migrate --to etcd|builtin`: refused in this version (src/consensus/migrate-action.ts). */
+  /** `pgherd consensus migrate --to etcd|builtin`: run by the leader (src/agent/migrate-driver.ts). */
   z.strictObject({ kind: z.literal("consensus-migrate"), to: z.enum(["etcd", "builtin"], 'must be "etcd" or "builtin"') }),
   /** `pgherd backup`: the leader picks where it runs (src/backup/choose.ts) and hands it to that member. */
   backupAction,

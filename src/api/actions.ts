@@ -7,7 +7,6 @@ import type { RejectLog } from "../net/rejects.ts";
 import { ActionRequestSchema, type ActionRequest } from "./actions-contract.ts";
 import { describeIssues, error, HttpError, json, readJson } from "./http.ts";
 import type { ApiSource } from "./source.ts";
-import { migrateRefusal } from "../consensus/migrate-action.ts";
 
 type Kind = ActionRequest["kind"];
 
@@ -82,15 +81,9 @@ export async function runAction(opts: {
     return error(400, `invalid ${opts.kind} request: ${msg}`);
   }
   const request = ActionRequestSchema.parse({ ...parsed.data, kind: opts.kind });
-  if (request.kind === "consensus-migrate") return refuse(migrateRefusal(request.to), opts.log);
   if (!opts.source.action) return error(501, `${opts.kind} is not available in this build of the agent`);
   opts.log.info(`action ${opts.kind} requested from ${opts.remote}: ${JSON.stringify(parsed.data)}`);
   const r = await opts.source.action(request);
   opts.log.info(`action ${opts.kind}: ${r.status} ${r.message}`);
   return json({ ok: r.ok, message: r.message, ...(r.detail === undefined ? {} : { detail: r.detail }) }, r.status);
-}
-
-function refuse(r: { status: number; message: string }, log: Logger): Response {
-  log.warn(`action refused: ${r.message}`);
-  return json({ ok: false, message: r.message }, r.status);
 }

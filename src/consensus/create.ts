@@ -1,6 +1,7 @@
-// The consensus backend in force: [consensus] backend from the config file, unless a migration
-// recorded another in <state_dir>/consensus.json (src/consensus/migrate-state.ts). The built-in
-// election (the default, its wiring unchanged) or etcd; the agent sees only the Consensus interface.
+// One consensus backend: the built-in election (the default) or etcd; the agent sees only the
+// Consensus interface. At start the one in force: [consensus] backend from the config file, unless
+// a migration recorded another in <state_dir>/consensus.json (src/consensus/migrate-state.ts);
+// a migration (src/agent/migrate-driver.ts) builds the other one while the agent runs.
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import type { Config } from "../config/schema.ts";
 import { privacyProblem } from "../config/load.ts";
@@ -10,6 +11,7 @@ import type { ElectionStore } from "../store/election-state.ts";
 import { type Consensus, type DriverHooks, ElectionDriver } from "../agent/election-driver.ts";
 import type { EtcdClientOptions } from "./etcd/client.ts";
 import { startingBackend } from "./migrate-state.ts";
+import type { Backend } from "../core/consensus-migrate.ts";
 
 export interface ConsensusDeps {
   cfg: Config;
@@ -20,10 +22,11 @@ export interface ConsensusDeps {
   nameOf: (id: string) => string;
 }
 
-export function createConsensus(d: ConsensusDeps): Consensus {
+/** The backend `backend` (default: the one in force at start); a migration builds the other one at runtime. */
+export function createConsensus(d: ConsensusDeps, backend: Backend = startingBackend(d.cfg).backend): Consensus {
   const { cfg, nodeId } = d;
   const canLead = cfg.role === "database" && !cfg.tags.nofailover && cfg.priority > 0;
-  if (startingBackend(cfg).backend === "etcd") {
+  if (backend === "etcd") {
     const c = cfg.consensus;
     // Loaded only when etcd is in force: a built-in node never evaluates src/consensus/etcd/*.
     const { EtcdClient } = require("./etcd/client.ts") as typeof import("./etcd/client.ts");

@@ -1,8 +1,8 @@
 // The etcd transactions of a migration's plan (src/core/consensus-migrate.ts), each one atomic:
 // open (to etcd: the built-in leader takes the leader key), close (to builtin: the key holder makes
-// etcd refuse every later candidate), release, and the removal of a stale own key. They are not
-// called by the agent in this version (`pgherd consensus migrate` is refused);
-// test/consensus/migrate-etcd.e2e.test.ts runs them against a real etcd and the real etcd backend.
+// etcd refuse every later candidate), release, and the removal of a stale own key. The agent's
+// migration (src/agent/migrate-driver.ts) calls them; test/consensus/migrate-etcd.e2e.test.ts runs
+// them against a real etcd and the real etcd backend.
 import type { Guard, Membership } from "../core/messages.ts";
 import type { InForce } from "../core/consensus-migrate.ts";
 import type { EtcdClient, Op } from "./etcd/client.ts";

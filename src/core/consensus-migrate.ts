@@ -1,7 +1,7 @@
 // Moving a running cluster between the built-in election and etcd: the pure plan. No I/O; time is
-// passed in. The shell (not built yet: `pgherd consensus migrate` refuses) would carry out the
-// actions in the order given; docs/design.md ("Backend migration") argues why the plan never lets
-// two nodes lead, and test/core/consensus-migrate.test.ts checks it on random schedules.
+// passed in. The shell (src/agent/migrate-driver.ts) carries out the actions in the order given;
+// docs/etcd.md ("Migration") and docs/design.md (S21) say why the plan never lets two nodes lead,
+// and test/core/consensus-migrate.test.ts checks it on random schedules.
 //
 // Rules the plan keeps:
 //  - every voter is in exactly one backend at a time, recorded durably with an epoch
@@ -68,12 +68,20 @@ export interface StartFacts {
   connected: readonly string[];
   /** [consensus] names etcd endpoints on this node. */
   etcdConfigured: boolean;
+  /**
+   * The config file's [consensus] backend. With etcd the cluster-wide flags, configuration and
+   * history live in etcd keys only an etcd key holder writes, so such a cluster is not moved to builtin.
+   */
+  configured?: Backend;
 }
 
 /** Whether a migration to `to` may start on this node, and its epoch. */
 export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { refuse: string } {
   if (f.inForce.backend === to) return { refuse: `the cluster already runs on ${to}` };
   if (!f.leading) return { refuse: "only the leader with a valid lease runs a migration" };
+  if (to === "builtin" && f.configured === "etcd") {
+    return { refuse: 'the config files say backend = "etcd": the cluster-wide flags, configuration and history live in etcd and only an etcd leader writes them; a cluster set up on etcd stays on it' };
+  }
   if (!f.etcdConfigured) return { refuse: "[consensus] endpoints are empty on the leader: the etcd cluster to use must be configured on every node" };
   const missing = f.voters.filter((v) => v !== f.self && !f.connected.includes(v));
   if (missing.length > 0) return { refuse: `every voter must be connected: ${missing.join(", ")} is not` };
@@ -128,6 +136,15 @@ export function migratingLease(s: Pick<LeaderState, "to" | "phase">, builtinUnti
   if (s.to === "etcd") return s.phase === "open" ? builtinUntil : usableLease(builtinUntil, etcdUntil);
   if (s.phase === "open") return etcdUntil;
   return builtinUntil ?? etcdUntil;
+}
+
+/**
+ * To builtin: the term the leader resumes in, above its own stored built-in term and its etcd term
+ * (a create revision, which grows with every write to etcd, so it is above any term the voters
+ * stored before the cluster moved to etcd). A voter whose stored term is not below refuses it.
+ */
+export function resumeTerm(storedTerm: number, etcdTerm: number): number {
+  return Math.max(storedTerm, etcdTerm) + 1;
 }
 
 export function startPlan(to: Backend, epoch: number, term = 0): { state: LeaderState; actions: LeaderAction[] } {

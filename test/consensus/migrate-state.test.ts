@@ -1,5 +1,6 @@
 // <state_dir>/consensus.json (the backend a migration put a node on) and `pgherd consensus migrate`
-// end to end through a real API server on loopback: the request is refused and nothing changes.
+// end to end through a real API server on loopback: usage checked by the CLI, the body by the API,
+// then the request reaches the agent and its answer decides the exit code.
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,7 +27,13 @@ const config = (dir: string, consensus = "") =>
 const requests: ActionRequest[] = [];
 const api = startApi({
   host: "127.0.0.1", port: 0, log: memoryLogger(), config: config(tmp()),
-  source: { ...fakeSource(), action: async (req: ActionRequest) => (requests.push(req), { status: 200, ok: true, message: "done" }) },
+  source: {
+    ...fakeSource(),
+    action: async (req: ActionRequest) => {
+      requests.push(req);
+      return req.kind === "consensus-migrate" && req.to === "builtin" ? { status: 409, ok: false, message: "consensus migrate --to builtin: the cluster already runs on builtin" } : { status: 200, ok: true, message: "the cluster moved to etcd (epoch 1)" };
+    },
+  },
 });
 afterAll(() => {
   void api.stop();
@@ -63,22 +70,22 @@ async function pgherd(argv: string[]) {
   return { code, out, err };
 }
 
-test("pgherd consensus migrate: usage checked first, then refused by the API with what to do instead; the agent is not asked", async () => {
+test("pgherd consensus migrate: usage checked first, bad or anonymous requests refused by the API, then the agent answers", async () => {
   expect(await pgherd(["consensus", "migrate", "--to", "zk", "--yes"])).toMatchObject({ code: 2 });
   const noYes = await pgherd(["consensus", "migrate", "--to", "etcd"]);
   expect(noYes.code).toBe(2);
   expect(noYes.err).toContain("run again with --yes");
+  expect(requests).toEqual([]);
   const r = await pgherd(["consensus", "migrate", "--to", "etcd", "--yes"]);
-  expect(r.code).toBe(1);
-  expect(r.out).toContain("consensus migrate --to etcd is refused");
-  expect(r.out).toContain('set [consensus] backend = "etcd"');
+  expect(r).toMatchObject({ code: 0, out: "the cluster moved to etcd (epoch 1)\n" });
   const j = await pgherd(["consensus", "migrate", "--to", "builtin", "--yes", "--json"]);
-  expect(JSON.parse(j.out)).toMatchObject({ status: 501, ok: false });
+  expect(j.code).toBe(1);
+  expect(JSON.parse(j.out)).toMatchObject({ status: 409, ok: false });
   const bad = await fetch(`${api.url}/consensus/migrate`, { method: "POST", body: '{"to":"zk"}', headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" } });
   expect(bad.status).toBe(400);
   const anon = await fetch(`${api.url}/consensus/migrate`, { method: "POST", body: '{"to":"etcd"}', headers: { "content-type": "application/json" } });
   expect(anon.status).toBe(401);
-  expect(requests).toEqual([]);
+  expect(requests).toEqual([{ kind: "consensus-migrate", to: "etcd" }, { kind: "consensus-migrate", to: "builtin" }]);
 });
 
 test("/node and pgherd status show the backend in force", () => {

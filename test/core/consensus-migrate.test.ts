@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   backendInForce, checkStart, type InForce, leaderStep, type LeaderAction, type LeaderObs, type LeaderState, leaveHoldMs, mayElect, migratingLease,
-  type MigrateTimers, onHeard, onSwitch, startPlan, usableLease,
+  type MigrateTimers, onHeard, onSwitch, resumeTerm, startPlan, usableLease,
 } from "../../src/core/consensus-migrate.ts";
 import { majority } from "../../src/core/quorum.ts";
 import { rng } from "./sim.ts";
@@ -45,6 +45,10 @@ describe("backend in force and holds", () => {
     expect("refuse" in checkStart("etcd", { ...f, leading: false })).toBe(true);
     expect(checkStart("etcd", { ...f, connected: ["b"] })).toEqual({ refuse: "every voter must be connected: c is not" });
     expect("refuse" in checkStart("etcd", { ...f, etcdConfigured: false })).toBe(true);
+    const onEtcd = { ...f, inForce: { backend: "etcd", epoch: 1 } as InForce };
+    expect(checkStart("builtin", onEtcd)).toEqual({ epoch: 2 });
+    expect("refuse" in checkStart("builtin", { ...onEtcd, configured: "etcd" })).toBe(true);
+    expect(checkStart("builtin", { ...onEtcd, configured: "builtin" })).toEqual({ epoch: 2 });
   });
 });
 
@@ -350,4 +354,9 @@ describe("random schedules: never two acting leaders", () => {
     for (let seed = 1; seed <= 150 && !found; seed++) found = simulate(seed, 3, (from) => (from === "etcd" ? 0 : leaveHoldMs(from, T)));
     expect(found).toContain("act at once");
   });
+});
+
+test("to builtin: the resumed term is above the leader's stored term and its etcd term", () => {
+  expect(resumeTerm(3, 57)).toBe(58);
+  expect(resumeTerm(90, 57)).toBe(91);
 });

@@ -1,0 +1,359 @@
+// A live migration between the built-in election and etcd: carries out the pure plan
+// (src/core/consensus-migrate.ts) in the order it gives. It owns the backend record
+// (<state_dir>/consensus.json through BackendStore), the leader's plan, its tick timer and the etcd
+// lease taken for a migration to etcd. Decisions are the core's; this file does the I/O: etcd
+// transactions (src/consensus/migrate-etcd.ts), durable records, mesh messages, the backend swap
+// (src/agent/migrate-consensus.ts), and the fence when the plan aborts.
+import type { Config } from "../config/schema.ts";
+import * as M from "../core/consensus-migrate.ts";
+import type { Logger } from "../log.ts";
+import type { ElectionStore } from "../store/election-state.ts";
+import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import { BackendStore, startingBackend } from "../consensus/migrate-state.ts";
+import type { MigrateMsg, MigrateSwitch } from "../consensus/migrate-msgs.ts";
+import type { SwitchableConsensus } from "./migrate-consensus.ts";
+import type { EtcdClient } from "../consensus/etcd/client.ts";
+import type { ClusterKeys } from "../consensus/etcd/elect-core.ts";
+import { etcdClientOptions } from "../consensus/create.ts";
+
+export interface MigrateDeps {
+  cfg: Config;
+  self: string;
+  log: Logger;
+  consensus: SwitchableConsensus;
+  store: ElectionStore;
+  send: (to: string, msg: MigrateMsg) => void;
+  connected: () => string[];
+  /** Stop writes now (the agent's fence), resolved once PostgreSQL is stopped. */
+  fence: (reason: string) => Promise<void>;
+  nameOf: (id: string) => string;
+  clock?: () => number;
+}
+
+const TICK_MS = 100;
+const EPOCH_EVERY_MS = 2000;
+/** A migration that neither committed nor aborted by then is reported as still running. */
+const ANSWER_MS = 30_000;
+
+interface Running {
+  state: M.LeaderState;
+  voters: string[];
+  /** To etcd: the lease taken for the key, and its local deadline; to builtin: the key's etcd term and lease. */
+  etcd: { leaseId: string; term: number } | null;
+  etcdUntil: number | null;
+  timer: ReturnType<typeof setInterval> | undefined;
+  /** When the migration last sent a renewal of its etcd lease (to etcd, before the commit). */
+  renewedAt: number;
+  answer: (r: ActionResult) => void;
+}
+
+export class MigrateDriver {
+  private readonly backends: BackendStore;
+  private inForceNow: M.InForce;
+  private run: Running | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private lastEpochSent = -Infinity;
+  private takeover: ReturnType<typeof setTimeout> | undefined;
+  private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
+  private readonly clock: () => number;
+  private readonly timers: M.MigrateTimers;
+
+  constructor(private readonly d: MigrateDeps) {
+    this.clock = d.clock ?? (() => performance.now());
+    this.backends = new BackendStore(d.cfg.state_dir);
+    this.inForceNow = startingBackend(d.cfg);
+    const e = d.cfg.election;
+    this.timers = { timeoutMs: e.timeout_ms, ttlMs: d.cfg.consensus.ttl_s * 1000, maxDrift: e.max_drift, fenceMs: e.fence_ms };
+  }
+
+  inForce(): M.InForce {
+    return { ...this.inForceNow };
+  }
+
+  stop(): void {
+    clearInterval(this.run?.timer);
+    clearTimeout(this.takeover);
+  }
+
+  /** `POST /consensus/migrate` on any node: the leader runs it, a member forwards it there. */
+  request(req: Extract<ActionRequest, { kind: "consensus-migrate" }>, forward: (r: ActionRequest) => Promise<ActionResult>): Promise<ActionResult> {
+    const leader = this.d.consensus.status().leader;
+    if (leader === this.d.self) return this.start(req.to);
+    return leader ? forward(req) : Promise.resolve({ status: 503, ok: false, message: "no leader at the moment: try again" });
+  }
+
+  /** On the leader: runs the plan; answers once it committed or aborted. */
+  start(to: M.Backend): Promise<ActionResult> {
+    if (this.run) return Promise.resolve({ status: 409, ok: false, message: `a migration to ${this.run.state.to} is running` });
+    const c = this.d.consensus;
+    const st = c.status();
+    const lease = c.lease();
+    const voters = st.membership?.voters ?? [];
+    const r = M.checkStart(to, {
+      self: this.d.self, inForce: this.inForceNow, leading: lease !== null && lease.until > this.clock(), voters,
+      connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, configured: this.d.cfg.consensus.backend,
+    });
+    if ("refuse" in r) return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${r.refuse}` });
+    clearTimeout(this.takeover); // a previous migration's watch: this node leads now, so it is over
+    const term = to === "builtin" ? M.resumeTerm(this.d.store.get().term, lease!.term) : 0;
+    const plan = M.startPlan(to, r.epoch, term);
+    this.d.log.info(`consensus migration to ${to} (epoch ${r.epoch}) started with voters ${voters.map(this.d.nameOf).join(", ")}`);
+    return new Promise<ActionResult>((answer) => {
+      const timeout = setTimeout(() => answer({ status: 504, ok: false, message: `the migration to ${to} is still running after ${ANSWER_MS / 1000} s: see the agent's log and /node` }), ANSWER_MS);
+      this.run = { state: plan.state, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.clock(), answer: (res) => (clearTimeout(timeout), answer(res)) };
+      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message })));
+      this.run.timer = setInterval(() => this.serial(() => this.tick()), TICK_MS);
+    });
+  }
+
+  /** A migration message from a peer (validated at receipt). */
+  receive(peer: string, msg: MigrateMsg): void {
+    if (msg.t === "migrate-ack") {
+      if (!msg.ok) this.d.log.warn(`${this.d.nameOf(peer)} refused the switch of epoch ${msg.epoch}: ${msg.reason}`);
+      else if (this.run) this.serial(() => this.observe({ type: "ack", from: peer, epoch: msg.epoch }));
+      return;
+    }
+    if (msg.t === "migrate-switch") return void (msg.leader === peer && this.serial(() => this.onSwitch(peer, msg)));
+    this.serial(() => this.onHeard(peer, { backend: msg.backend, epoch: msg.epoch }));
+  }
+
+  /** Housekeeping: a migrated node tells its peers its epoch every few seconds (not while it migrates or holds). */
+  step(): void {
+    const now = this.clock();
+    if (this.inForceNow.epoch < 1 || this.run || now < this.d.consensus.holding() || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
+    this.broadcastEpoch();
+  }
+
+  private broadcastEpoch(): void {
+    this.lastEpochSent = this.clock();
+    for (const id of this.d.connected()) this.d.send(id, { t: "migrate-epoch", backend: this.inForceNow.backend, epoch: this.inForceNow.epoch });
+  }
+
+  private serial(fn: () => Promise<void>): void {
+    this.chain = this.chain.then(fn).catch((e: Error) => this.d.log.error(`consensus migration: ${e.stack ?? e.message}`));
+  }
+
+  private etcd(): { client: EtcdClient; keys: ClusterKeys } {
+    if (this.etcdConn) return this.etcdConn;
+    // Loaded only when a migration involves etcd: a built-in node never evaluates src/consensus/etcd/* otherwise.
+    const { EtcdClient } = require("../consensus/etcd/client.ts") as typeof import("../consensus/etcd/client.ts");
+    const { clusterKeys } = require("../consensus/etcd/elect-core.ts") as typeof import("../consensus/etcd/elect-core.ts");
+    this.etcdConn = { client: new EtcdClient(etcdClientOptions(this.d.cfg)), keys: clusterKeys(this.d.cfg.consensus.prefix, this.d.cfg.cluster) };
+    return this.etcdConn;
+  }
+
+  /** Durable first: never act on a backend this node could forget at its next start. */
+  private persist(f: M.InForce, election?: { term: number; votedFor: string; ledTerm: number | null }): void {
+    if (election) {
+      const st = this.d.consensus.status();
+      const cur = this.d.store.get();
+      this.d.store.saveElection({ ...cur, ...election, membership: st.membership ?? cur.membership, guard: st.guard ?? cur.guard });
+    }
+    this.backends.save(f);
+    this.inForceNow = f;
+  }
+
+  // ------------------------------------------------------------------ the leader
+
+  private async tick(): Promise<void> {
+    const r = this.run;
+    if (!r) return;
+    await this.renewEtcd();
+    const builtinUntil = r.state.to === "etcd" || r.state.phase !== "open" ? (this.d.consensus.lease()?.until ?? null) : null;
+    await this.observe({ type: "tick", now: this.clock(), builtinUntil, etcdUntil: r.etcdUntil });
+  }
+
+  private async observe(obs: M.LeaderObs): Promise<void> {
+    const r = this.run;
+    if (!r) return;
+    const next = M.leaderStep(r.state, obs, this.d.self, r.voters);
+    r.state = next.state;
+    try {
+      await this.carry(next.actions);
+    } catch (e) {
+      // An action could not be carried out (a record not stored): stop writes and give back what
+      // this migration took, as the plan's own abort does; the members follow the epoch they stored.
+      r.state = { ...r.state, phase: "aborted", reason: `${(e as Error).message}` };
+      await this.carry([{ do: "fence", revoke: r.state.to === "etcd" }]);
+    }
+    if (r.state.phase === "done" || r.state.phase === "aborted") this.finish(r);
+  }
+
+  private finish(r: Running): void {
+    clearInterval(r.timer);
+    this.run = null;
+    this.d.consensus.setCap(null);
+    const { to, epoch, phase, reason } = r.state;
+    if (phase === "done") {
+      this.d.log.info(`consensus migration to ${to} (epoch ${epoch}) committed; this node runs on ${this.inForceNow.backend}`);
+      this.broadcastEpoch();
+      r.answer({ status: 200, ok: true, message: `the cluster moved to ${to} (epoch ${epoch}); every voter stores it (those that missed the switch adopt it when they hear the epoch)` });
+    } else {
+      this.d.log.warn(`consensus migration to ${to} (epoch ${epoch}) aborted: ${reason}`);
+      // Stopped before anyone was told to switch (to builtin, etcd not closed): run the backend in force again.
+      if (this.d.consensus.innerStopped()) this.d.consensus.replace(this.inForceNow.backend, -Infinity);
+      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})` });
+    }
+  }
+
+  private async carry(actions: M.LeaderAction[]): Promise<void> {
+    for (const a of actions) {
+      const r = this.run;
+      if (!r) return;
+      switch (a.do) {
+        case "open": {
+          const ok = r.state.to === "etcd" ? await this.openEtcd(r) : await this.openBuiltin(r);
+          await this.observe(ok === true ? { type: "opened", ok: true } : { type: "opened", ok: false, detail: ok });
+          return; // observe carried out what follows
+        }
+        case "send-switch":
+          for (const to of a.to) this.d.send(to, { t: "migrate-switch", to: r.state.to, epoch: r.state.epoch, leader: this.d.self, ...(r.state.to === "builtin" ? { term: r.state.term } : {}) });
+          break;
+        case "persist-and-swap": {
+          const until = M.migratingLease(r.state, this.d.consensus.lease()?.until ?? null, r.etcdUntil) ?? this.clock();
+          this.persist(a.inForce);
+          this.d.consensus.setCap(null);
+          // The etcd backend resumes the key bound to this node's id on the migration's lease; the
+          // built-in election no longer fences, so fence here if that has not happened by the deadline.
+          this.d.consensus.replace(a.inForce.backend, -Infinity);
+          this.takeover = setTimeout(() => this.watchTakeover(until), 0);
+          break;
+        }
+        case "release-etcd": {
+          const e = r.etcd!;
+          const { migrateEtcd } = await this.etcdModule();
+          await migrateEtcd.releaseEtcd(this.etcd().client, this.etcd().keys, { term: e.term, leaseId: e.leaseId })
+            .catch((err: Error) => this.d.log.warn(`could not release the etcd leader key (its lease runs out by itself): ${err.message}`));
+          break;
+        }
+        case "fence":
+          await this.d.fence(`consensus migration to ${r.state.to} aborted: ${r.state.reason}`);
+          if (a.revoke && r.etcd) {
+            const { migrateEtcd } = await this.etcdModule();
+            await migrateEtcd.releaseEtcd(this.etcd().client, this.etcd().keys, r.etcd).catch((err: Error) => this.d.log.warn(`etcd release: ${err.message}`));
+          }
+          await this.d.consensus.resign(`consensus migration aborted: ${r.state.reason}`);
+          break;
+      }
+    }
+  }
+
+  /** Until the etcd backend leads (then it fences on its own deadline), or the deadline passed: then fence. */
+  private watchTakeover(until: number): void {
+    clearTimeout(this.takeover);
+    if (this.d.consensus.lease() !== null) return;
+    if (this.clock() >= until) return void this.d.fence("the etcd backend did not resume the leader key before the migration's lease ran out");
+    this.takeover = setTimeout(() => this.watchTakeover(until), Math.min(TICK_MS / 2, Math.max(0, until - this.clock())));
+  }
+
+  private async etcdModule() {
+    return { migrateEtcd: await import("../consensus/migrate-etcd.ts") };
+  }
+
+  /** To etcd: take the leader key on a new lease while the built-in lease holds; true, or why not. */
+  private async openEtcd(r: Running): Promise<true | string> {
+    const st = this.d.consensus.status();
+    if (!st.membership) return "no membership";
+    const { migrateEtcd } = await this.etcdModule();
+    const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
+    try {
+      const o = await migrateEtcd.openEtcd(this.etcd().client, this.etcd().keys, {
+        self: this.d.self, ttlS: this.d.cfg.consensus.ttl_s, membership: st.membership, guard: st.guard, epoch: r.state.epoch, now: this.clock,
+      });
+      if (!o) return "the etcd leader key of this cluster exists: another agent holds it (is this cluster name used twice?)";
+      r.etcd = { leaseId: o.leaseId, term: o.term };
+      r.etcdUntil = leaseDeadline(o.sentAt, o.ttlS, this.timers.maxDrift, this.timers.fenceMs);
+      this.d.consensus.setCap(r.etcdUntil ?? this.clock());
+      return true;
+    } catch (e) {
+      return `etcd: ${(e as Error).message}`;
+    }
+  }
+
+  /** To etcd, until the commit: the migration renews the key's lease itself (once per poll). */
+  private async renewEtcd(): Promise<void> {
+    const r = this.run;
+    const sentAt = this.clock();
+    if (!r || r.state.to !== "etcd" || !r.etcd || sentAt - r.renewedAt < this.d.cfg.consensus.poll_ms) return;
+    r.renewedAt = sentAt;
+    try {
+      const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
+      const ttl = await this.etcd().client.leaseKeepAlive(r.etcd.leaseId);
+      r.etcdUntil = leaseDeadline(sentAt, ttl, this.timers.maxDrift, this.timers.fenceMs);
+      this.d.consensus.setCap(r.etcdUntil ?? this.clock());
+    } catch (e) {
+      this.d.log.warn(`etcd lease renewal during the migration: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * To builtin, by the etcd key holder: stop renewing (the deadline freezes), close etcd to
+   * candidates, store {builtin, epoch} and "term, voted for self, led term", resume as built-in leader.
+   */
+  private async openBuiltin(r: Running): Promise<true | string> {
+    const lease = this.d.consensus.lease();
+    if (!lease) return "this node no longer holds the etcd leader key";
+    const { client, keys } = this.etcd();
+    const { migrateEtcd } = await this.etcdModule();
+    let kv;
+    try {
+      kv = (await client.range(keys.leader)).kvs[0];
+    } catch (e) {
+      return `etcd: ${(e as Error).message}`;
+    }
+    if (!kv || kv.value !== this.d.self || kv.createRevision !== lease.term) return "the etcd leader key is not this node's";
+    this.d.consensus.stopInner();
+    r.etcd = { leaseId: kv.lease, term: lease.term };
+    r.etcdUntil = lease.until;
+    try {
+      if (!(await migrateEtcd.closeEtcd(client, keys, { term: lease.term, epoch: r.state.epoch, builtinTerm: r.state.term, leader: this.d.self }))) {
+        return "the etcd leader key changed before etcd could be closed";
+      }
+    } catch (e) {
+      return `etcd: ${(e as Error).message}`;
+    }
+    this.persist({ backend: "builtin", epoch: r.state.epoch }, { term: r.state.term, votedFor: this.d.self, ledTerm: r.state.term });
+    this.d.consensus.replace("builtin", -Infinity);
+    return true;
+  }
+
+  // ------------------------------------------------------------------ a member
+
+  private local(): M.MemberLocal {
+    return { inForce: this.inForceNow, term: this.d.store.get().term };
+  }
+
+  private async onSwitch(peer: string, m: MigrateSwitch): Promise<void> {
+    if (this.run) return; // this node runs a migration itself: the other one waits for its epoch
+    const dec = M.onSwitch(this.local(), m, this.clock(), this.timers);
+    if (!dec.accept) return void this.d.send(peer, { t: "migrate-ack", epoch: m.epoch, ok: false, reason: dec.reason });
+    if (!dec.again) {
+      if (this.d.consensus.lease()) await this.d.fence(`switching to ${m.to} on ${this.d.nameOf(peer)}'s request`);
+      this.persist(dec.inForce, dec.election ? { ...dec.election, ledTerm: null } : undefined);
+      this.d.consensus.replace(dec.inForce.backend, dec.holdUntil);
+      this.d.log.info(`consensus backend now ${m.to} (epoch ${m.epoch}), switched by ${this.d.nameOf(peer)}; out of elections for ${Math.round(dec.holdUntil - this.clock())} ms`);
+    }
+    this.d.send(peer, { t: "migrate-ack", epoch: m.epoch, ok: true, reason: "" });
+  }
+
+  private async onHeard(peer: string, heard: M.InForce): Promise<void> {
+    if (this.run) return;
+    const a = M.onHeard(this.local(), heard, this.clock(), this.timers);
+    if (!a) return;
+    if (heard.backend === this.inForceNow.backend) return this.persist(a.inForce);
+    if (a.fenceFirst && this.d.consensus.lease()) await this.d.fence(`the cluster moved to ${heard.backend} (epoch ${heard.epoch}) meanwhile`);
+    this.d.consensus.stopInner();
+    if (a.dropOwnEtcdKey) {
+      const { migrateEtcd } = await this.etcdModule();
+      try {
+        if (await migrateEtcd.dropOwnKey(this.etcd().client, this.etcd().keys, this.d.self)) this.d.log.warn("deleted an etcd leader key of this node left from a migration it did not finish");
+      } catch (e) {
+        // The backend stays stopped: the next epoch message tries again.
+        return this.d.log.warn(`cannot check etcd for a leader key of this node: ${(e as Error).message}; staying out until it answers`);
+      }
+    }
+    this.persist(a.inForce);
+    this.d.consensus.replace(a.inForce.backend, a.holdUntil);
+    this.d.log.info(`consensus backend now ${heard.backend} (epoch ${heard.epoch}), heard from ${this.d.nameOf(peer)}; out of elections for ${Math.round(a.holdUntil - this.clock())} ms`);
+  }
+}

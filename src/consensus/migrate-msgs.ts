@@ -1,0 +1,21 @@
+// The mesh messages of a backend migration (src/core/consensus-migrate.ts), validated at receipt
+// as part of src/agent/messages.ts: the leader's switch, a member's acknowledgement, and every
+// migrated node's epoch (so a member that missed the switch adopts it later).
+import { z } from "zod";
+import { NodeIdSchema } from "../core/messages.ts";
+
+const backend = z.enum(["builtin", "etcd"]);
+const epoch = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+/** Leader → voter: store `to` at `epoch` and run on it; to builtin with "term, voted for leader". */
+export const MigrateSwitchSchema = z.object({
+  t: z.literal("migrate-switch"), to: backend, epoch, leader: NodeIdSchema,
+  term: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+});
+/** Voter → leader: `epoch` is stored (ok), or why not. */
+export const MigrateAckSchema = z.object({ t: z.literal("migrate-ack"), epoch, ok: z.boolean(), reason: z.string().max(300) });
+/** Every node whose record is a migration's (epoch ≥ 1), every few seconds: the backend in force. */
+export const MigrateEpochSchema = z.object({ t: z.literal("migrate-epoch"), backend, epoch });
+
+export type MigrateSwitch = z.infer<typeof MigrateSwitchSchema>;
+export type MigrateMsg = MigrateSwitch | z.infer<typeof MigrateAckSchema> | z.infer<typeof MigrateEpochSchema>;

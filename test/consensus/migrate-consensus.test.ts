@@ -1,0 +1,78 @@
+// The agent's switchable Consensus (src/agent/migrate-consensus.ts) around the real built-in
+// election: during a migration's hold this node neither answers nor sends a prevote or vote, and
+// afterwards it answers again; a replaced backend's lease callbacks are dropped; the fencing deadline
+// is capped while the leader migrates to etcd.
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { DriverHooks } from "../../src/agent/election-driver.ts";
+import { SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { createConsensus } from "../../src/consensus/create.ts";
+import type { ElectionMsg } from "../../src/core/messages.ts";
+import { ZERO_POSITION } from "../../src/core/position.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { ElectionStore } from "../../src/store/election-state.ts";
+import { waitFor } from "../helpers/proc.ts";
+
+const [A, B, C] = ["aaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbb2", "ccccccccccccccc3"];
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function node(voters: string[]) {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-switch-"));
+  dirs.push(dir);
+  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[election]\ntimeout_ms = 300\nlease_ms = 150\nheartbeat_ms = 50\njitter_ms = 50\nfence_ms = 50\n`, "pgherd.toml");
+  const store = new ElectionStore(dir);
+  store.saveElection({ term: 5, votedFor: null, membership: { term: 1, index: 1, voters } });
+  const sent: { to: string; msg: ElectionMsg }[] = [];
+  const held: number[] = [];
+  const hooks: DriverHooks = {
+    send: (to, msg) => void sent.push({ to, msg }), leaseHeld: (_t, until) => void held.push(until),
+    leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m) => { throw new Error(m); },
+  };
+  const clock = { now: 0 };
+  const sw = new SwitchableConsensus((b, h) => createConsensus({ cfg, nodeId: A, store, hooks: h, log: memoryLogger(), nameOf: (x) => x }, b), "builtin", hooks, () => clock.now);
+  return { sw, sent, held, clock };
+}
+
+test("during the hold no prevote or vote is answered; after it the built-in rules answer again", async () => {
+  const { sw, sent, clock } = node([A, B, C]);
+  sw.start();
+  sw.replace("builtin", 1000);
+  const vote: ElectionMsg = { t: "vote", term: 6, cfg: { term: 1, index: 1 }, pos: ZERO_POSITION };
+  sw.receive(B, vote);
+  sw.receive(B, { ...vote, t: "prevote" });
+  await Bun.sleep(50);
+  expect(sent.filter((s) => s.to === B)).toEqual([]);
+  expect(sw.holding()).toBe(1000);
+  clock.now = 1000;
+  expect(sw.holding()).toBe(-Infinity);
+  sw.receive(B, vote);
+  await waitFor(() => sent.some((s) => s.to === B && s.msg.t === "vote-resp"), { timeoutMs: 2000, what: "an answer to the vote" });
+  sw.stop();
+});
+
+test("a lone voter leads; its fencing deadline is capped while migrating; a replaced backend's callbacks are dropped", async () => {
+  const { sw, held, sent } = node([A]);
+  sw.start();
+  await waitFor(() => sw.lease() !== null && held.length > 0, { timeoutMs: 3000, what: "the lone voter to lead" });
+  const cap = performance.now() + 20;
+  sw.setCap(cap);
+  const n = held.length;
+  await waitFor(() => held.length > n + 2, { timeoutMs: 2000, what: "renewals" });
+  expect(held.slice(n + 1).every((u) => u <= cap)).toBe(true);
+  sw.setCap(null);
+  sw.stopInner();
+  expect(sw.innerStopped()).toBe(true);
+  const frozen = held.length;
+  const sends = sent.length;
+  await Bun.sleep(300);
+  expect(held.length).toBe(frozen);
+  expect(sent.length).toBe(sends);
+  sw.replace("builtin", -Infinity); // resumes the led term from its store: a lease again
+  await waitFor(() => held.length > frozen, { timeoutMs: 3000, what: "the replaced backend to lead" });
+  expect(sw.counters.leadershipsWon).toBeGreaterThanOrEqual(2);
+  sw.stop();
+});
