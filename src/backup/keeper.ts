@@ -12,6 +12,8 @@ import { scheduledBackupRoute } from "./backup-action.ts";
 import { BackrestServer } from "./tls-server.ts";
 
 const RETRY_MS = 60_000;
+/** stanza-create is cheap and archiving waits for it (a repository host that starts later, a shared mount). */
+const STANZA_RETRY_MS = 10_000;
 const INFO_EVERY_MS = 60_000;
 
 export class ArchiveKeeper {
@@ -54,10 +56,10 @@ export class ArchiveKeeper {
       try {
         await backrest(p, this.run(120_000), "stanza-create");
         this.stanzaFor = systemId;
-        this.log.info(`pgBackRest stanza ${p.stanza} ready in ${this.cfg.backup.repo_path} (archiving from every node)`);
+        this.log.info(`pgBackRest stanza ${p.stanza} ready in ${this.cfg.backup.repo_host ? `${this.cfg.backup.repo_host}:` : ""}${this.cfg.backup.repo_path} (archiving from every node)`);
       } catch (e) {
-        this.retryAt = this.now() + RETRY_MS;
-        this.log.error(`pgBackRest stanza-create failed (WAL is kept until it works; retry in ${RETRY_MS / 1000} s): ${(e as Error).message}`);
+        this.retryAt = this.now() + STANZA_RETRY_MS;
+        this.log.error(`pgBackRest stanza-create failed (WAL is kept until it works; retry in ${STANZA_RETRY_MS / 1000} s): ${(e as Error).message}`);
         return;
       }
     }
