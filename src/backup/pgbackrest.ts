@@ -91,6 +91,9 @@ function repoLines(b: Config["backup"], p: BackrestPaths): string[] {
     iniValue("repo1-host", b.repo_host), "repo1-host-type=tls", iniValue("repo1-host-port", b.repo_host_port),
     iniValue("repo1-host-ca-file", f.caFile), iniValue("repo1-host-cert-file", f.certFile),
     iniValue("repo1-host-key-file", f.keyFile), iniValue("repo1-path", b.repo_path),
+    // pgBackRest retries a refused connection for 2 x io-timeout (default 60 s: 2 minutes): with
+    // the repository host down, a standby's restore_command and a clone give up in ~20 s instead.
+    "io-timeout=10",
   ];
 }
 

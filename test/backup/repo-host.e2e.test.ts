@@ -15,7 +15,7 @@ import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
 import type { Host } from "../helpers/lab.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { type Proc, waitFor } from "../helpers/proc.ts";
-import { faultRound, readyCluster, waitReplicating } from "../helpers/writer.ts";
+import { faultRound, waitReplicating, Writer } from "../helpers/writer.ts";
 import { archiveGaps, backupExtra, pgherdCli, STANZA } from "./helpers.ts";
 
 interface Fx { c: PgCluster; repoHost: Host; repo: string; conf: string; server: Proc; extra: Record<string, unknown> }
@@ -50,17 +50,24 @@ async function start(): Promise<Fx> {
     }
     const extra = backupExtra(repo, { backup: { repo_host: repoHost.ip, retention_full: 5 } });
     for (let i = 0; i < 3; i++) await c.addNode({ extra, postgres: { parameters: { log_replication_commands: true } } as never });
-    await readyCluster("backup-repohost", c);
-    // The operator's step: on a node (as the agent's user, which reads the cluster CA), sign the
-    // repository host's certificate and print its pgbackrest.conf.
-    const n1 = c.nodes[0]!;
-    const cert = await n1.host.exec([BINARY, "backup", "repo-cert", "--host", repoHost.ip, "--out", certs, "--nodes", c.nodes.map((n) => n.host.ip).join(","), "--config", n1.configPath], { user: PG_OS_USER, timeoutMs: 30_000 });
-    if (cert.code !== 0) throw new Error(`pgherd backup repo-cert: ${cert.stderr}${cert.stdout}`);
+    await Promise.all(c.nodes.map((n) => n.start()));
+    // The operator's step, as soon as the cluster CA exists: on a node (as the agent's user, which
+    // reads the cluster CA), sign the repository host's certificate and print its pgbackrest.conf.
+    let cert = { code: -1, stdout: "", stderr: "" };
+    await waitFor(async () => {
+      for (const n of c.nodes) {
+        cert = await n.host.exec([BINARY, "backup", "repo-cert", "--host", repoHost.ip, "--out", certs, "--nodes", c.nodes.map((x) => x.host.ip).join(","), "--config", n.configPath], { user: PG_OS_USER, timeoutMs: 30_000 });
+        if (cert.code === 0) return true;
+      }
+      return false;
+    }, { timeoutMs: 60_000, intervalMs: 250, what: "pgherd backup repo-cert (the cluster CA)" });
     console.log(`repo-cert: ${cert.stderr.trim()}`);
     const conf = join(c.scratch, "repo-host.conf");
     writeFileSync(conf, cert.stdout.replace(/^log-path=.*$/m, `log-path=${log}\nlock-path=${join(log, "lock")}`), { mode: 0o600 });
     chownSync(conf, u.uid, u.gid);
     const server = repoHost.spawn(["pgbackrest", "server", `--config=${conf}`], { user: PG_OS_USER, logFile: join(c.artifacts, "repo-host-server.log") });
+    const h = await c.diagnose(() => c.waitHealthy(120_000));
+    await new Writer([]).prepare(h.primary);
     return { c, repoHost, repo, conf, server, extra };
   } catch (e) {
     await c.destroy().catch(() => {});
