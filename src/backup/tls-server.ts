@@ -15,21 +15,12 @@ import type { ClusterCa } from "../store/cluster-secrets.ts";
 import { defaultHosts } from "../tls/node-tls.ts";
 import { renewal, sanList, type San } from "../tls/plan.ts";
 import { certFacts, issueNodeCert } from "../tls/x509.ts";
-import type { BackrestPaths } from "./pgbackrest.ts";
+import { backrestTlsFiles, type BackrestPaths, type BackrestTlsFiles } from "./pgbackrest.ts";
 
 /** The common name of every node's pgBackRest certificate (client and server): the only one tls-server-auth admits. */
 export const CLIENT_CN = "pgherd-pgbackrest";
 
-export interface BackrestTlsFiles {
-  caFile: string;
-  certFile: string;
-  keyFile: string;
-}
-
-export function backrestTlsFiles(p: BackrestPaths): BackrestTlsFiles {
-  const dir = join(p.dir, "tls");
-  return { caFile: join(dir, "ca.crt"), certFile: join(dir, "pgbackrest.crt"), keyFile: join(dir, "pgbackrest.key") };
-}
+export { backrestTlsFiles, type BackrestTlsFiles } from "./pgbackrest.ts";
 
 /**
  * pgBackRest (2.45) matches the host it dials only against DNS names of the certificate, so each

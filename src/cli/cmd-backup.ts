@@ -5,6 +5,8 @@
 import { defineCommand } from "citty";
 import { stanzaInfo, type BackupType } from "../backup/backups.ts";
 import { backrestPaths } from "../backup/pgbackrest.ts";
+import { nodeHosts, renderRepoHostConf, repoHostBackupRefusal, writeRepoHostCert } from "../backup/repo-host.ts";
+import { SecretsStore } from "../store/cluster-secrets.ts";
 import { loadConfig } from "../config/load.ts";
 import { createLogger } from "../log.ts";
 import { apiArgs, apiBase, apiToken, sendAction, tokenArg } from "./api-client.ts";
@@ -14,11 +16,15 @@ const TYPES = ["full", "diff", "incr"] as const;
 
 export const backupCommand = (ctx: CliContext) =>
   defineCommand({
-    meta: { name: "backup", description: "Take a pgBackRest backup, on a healthy standby if there is one (backup ls: list the backups)" },
+    meta: { name: "backup", description: "Take a pgBackRest backup, on a healthy standby if there is one (backup ls: list the backups; backup repo-cert: the repository host's certificate and pgbackrest.conf)" },
     args: {
       ...apiArgs,
       ...tokenArg,
-      action: { type: "positional", required: false, description: "ls: list the backups instead" },
+      action: { type: "positional", required: false, description: "ls: list the backups; repo-cert: sign the repository host's certificate (--host, --out)" },
+      host: { type: "string", description: "repo-cert: the repository host's address or DNS name (default: [backup] repo_host)" },
+      out: { type: "string", valueHint: "dir", description: "repo-cert: directory to write ca.crt, pgbackrest.crt, pgbackrest.key (0600) into" },
+      nodes: { type: "string", description: "repo-cert: the nodes' addresses, comma-separated (default: mesh.advertise and discovery.peers)" },
+      "remote-dir": { type: "string", valueHint: "dir", description: "repo-cert: where those files will be on the repository host (default: --out)" },
       type: { type: "string", default: "incr", description: "full | diff | incr (incr without a full backup makes a full one)" },
       json: { type: "boolean", description: "backup ls: JSON output" },
       config: { type: "string", valueHint: "path", description: "pgherd config file" },
@@ -39,7 +45,21 @@ export const backupCommand = (ctx: CliContext) =>
         }
         return;
       }
-      if (args.action) throw new CliExit(EXIT_USAGE, `pgherd backup: unknown action ${JSON.stringify(args.action)} (only "ls")`);
+      if (args.action === "repo-cert") {
+        const host = args.host || cfg.backup.repo_host;
+        if (!host || !args.out) throw new CliExit(EXIT_USAGE, "pgherd backup repo-cert: needs --out DIR and --host (or [backup] repo_host)");
+        const ca = new SecretsStore(cfg.state_dir).get()?.ca;
+        if (!ca) throw new CliExit(EXIT_FAILURE, `pgherd backup repo-cert: no cluster CA in ${cfg.state_dir}/cluster.json (run it as root on a node of a cluster with postgres.replication_tls)`);
+        const uid = process.getuid?.() ?? 0;
+        const gid = process.getgid?.() ?? 0;
+        const files = await writeRepoHostCert(ca, host, args.out, { uid, gid }, Date.now());
+        const remote = args["remote-dir"] || args.out;
+        const at = (f: string) => `${remote.replace(/\/+$/, "")}/${f.split("/").pop()}`;
+        process.stderr.write(`wrote ${files.caFile}, ${files.certFile}, ${files.keyFile} (0600): copy them to ${host}:${remote}/, owned by the user that runs pgbackrest there\n`);
+        return ctx.out(renderRepoHostConf(cfg, p.stanza, nodeHosts(cfg, (args.nodes ?? "").split(",").map((s) => s.trim()).filter(Boolean)), { caFile: at(files.caFile), certFile: at(files.certFile), keyFile: at(files.keyFile) }));
+      }
+      if (args.action) throw new CliExit(EXIT_USAGE, `pgherd backup: unknown action ${JSON.stringify(args.action)} (ls, repo-cert)`);
+      if (cfg.backup.repo_host) throw new CliExit(EXIT_USAGE, `pgherd backup: ${repoHostBackupRefusal(cfg.backup.repo_host)}`);
       const type = args.type as BackupType;
       if (!TYPES.includes(type)) throw new CliExit(EXIT_USAGE, `pgherd backup: --type must be one of ${TYPES.join(", ")}`);
       const r = await sendAction(apiBase(args, ctx), "POST", "/backup", { type }, apiToken(args, ctx), 25 * 3600_000);
