@@ -36,7 +36,7 @@ const fail = (status: number, message: string): ActionResult => ({ status, ok: f
 export async function leadBackup(h: ActionHost, req: BackupRequest, log: Logger): Promise<ActionResult> {
   const cfg = runningConfig();
   if (!cfg || cfg.backup.tool !== "pgbackrest") return fail(400, `${h.nodeName}: [backup] tool is not "pgbackrest"`);
-  if (cfg.backup.repo_host) return fail(400, repoHostBackupRefusal(cfg.backup.repo_host));
+  if (cfg.backup.repo_host) return fail(400, repoHostBackupRefusal(cfg.backup.repo_host, backrestPaths(cfg).stanza, cfg.backup.from_standby));
   const me = h.myReport();
   if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} leads but its PostgreSQL is not a running primary: try again`);
   const type = req.type ?? "incr";

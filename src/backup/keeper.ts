@@ -30,8 +30,9 @@ export class ArchiveKeeper {
   constructor(private readonly cfg: Config, private readonly log: Logger, private readonly ca: () => ClusterCa | undefined = () => undefined,
     private readonly now: () => number = Date.now) {
     this.p = cfg.backup.tool === "pgbackrest" ? backrestPaths(cfg) : null;
-    // Only for backups from a standby: the server runs SQL as the superuser for any cluster-CA client.
-    this.server = this.p && cfg.backup.from_standby ? new BackrestServer(cfg, this.p, log) : null;
+    // Only for backups from a standby, or taken by a repository host: the server runs SQL as the
+    // superuser for any cluster-CA client.
+    this.server = this.p && (cfg.backup.from_standby || cfg.backup.repo_host) ? new BackrestServer(cfg, this.p, log) : null;
   }
 
   /** The agent stops: so does the pgBackRest TLS server. */
@@ -58,7 +59,7 @@ export class ArchiveKeeper {
       // In the background: an unreachable repository host makes it wait (io-timeout), never the round.
       this.stanzaRun ??= backrest(p, this.run(120_000), "stanza-create").then(() => {
         this.stanzaFor = systemId;
-        this.log.info(`pgBackRest stanza ${p.stanza} ready in ${this.cfg.backup.repo_host ? `${this.cfg.backup.repo_host}:` : ""}${this.cfg.backup.repo_path} (archiving from every node)`);
+        this.log.info(`pgBackRest stanza ${p.stanza} ready in ${this.cfg.backup.repo_host ? `${this.cfg.backup.repo_host}:` : ""}${this.cfg.backup.repo_path} (archiving from every node${this.cfg.backup.repo_host ? "; standbys push only what the primary did not" : ""})`);
       }, (e: Error) => {
         this.retryAt = this.now() + STANZA_RETRY_MS;
         this.log.error(`pgBackRest stanza-create failed (WAL is kept until it works; retry in ${STANZA_RETRY_MS / 1000} s): ${e.message}`);

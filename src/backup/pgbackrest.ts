@@ -121,10 +121,17 @@ function shellWord(s: string): string {
  * it. pgBackRest accepts a segment that is already in the archive with the same checksum (a
  * warning, exit 0): the copies the other nodes push are harmless, and a different segment under
  * the same name is refused (an error: that is a split history).
+ *
+ * With a repository host (`walPusher`: the pgherd binary), a standby's copy goes through `pgherd
+ * backup wal-push` (wal-push.ts), which waits for the primary's copy instead of pushing alongside
+ * it: that host's archive lock refuses concurrent pushes.
  */
-export function archiveSettings(p: BackrestPaths): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
+export function archiveSettings(p: BackrestPaths, walPusher?: string): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
   const base = `${shellWord(p.bin)} ${shellWord(`--config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)}`;
-  return { archiveMode: "always", archiveCommand: `${base} archive-push "%p"`, restoreCommand: `${base} archive-get %f "%p"` };
+  const push = walPusher
+    ? `${shellWord(walPusher)} backup wal-push ${shellWord(`--pgbackrest=${p.bin}`)} ${shellWord(`--pgbackrest-config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)} "%p"`
+    : `${base} archive-push "%p"`;
+  return { archiveMode: "always", archiveCommand: push, restoreCommand: `${base} archive-get %f "%p"` };
 }
 
 /** Create <data_dir>.pgbackrest (and the repository if missing) and write the config; true when it changed. */

@@ -17,7 +17,8 @@ export async function walSettings(cfg: Config, socketDir: string, standby: boole
   const logical = cfg.slots.permanent.some((s) => s.type === "logical");
   const out: WalParams = { walLevel: cfg.postgres.wal_level, hotStandbyFeedback: standby && logical, slotSync: standby && slotSyncOn(cfg, major) };
   if (cfg.backup.tool !== "pgbackrest") return out;
-  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir)) };
+  // With a repository host, standbys archive through this binary (wal-push.ts); it is the compiled pgherd.
+  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir), cfg.backup.repo_host ? process.execPath : undefined) };
 }
 
 /** This node's pgbackrest.conf, written if this process has not yet (before the first restore, too). */

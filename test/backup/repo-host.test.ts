@@ -5,7 +5,7 @@ import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { backrestPaths, renderBackrestConf } from "../../src/backup/pgbackrest.ts";
+import { archiveSettings, backrestPaths, renderBackrestConf } from "../../src/backup/pgbackrest.ts";
 import { nodeHosts, renderRepoHostConf, writeRepoHostCert } from "../../src/backup/repo-host.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { createCa } from "../../src/tls/x509.ts";
@@ -51,8 +51,8 @@ describe("repo-cert", () => {
   const cfg = parseConfig(BASE + `[postgres]\ndata_dir = "/srv/pg"\n[mesh]\nadvertise = "10.0.0.1:7401"\n[discovery]\npeers = ["10.0.0.2:7400", "10.0.0.1:7400"]\n${REPO}`, "x");
 
   test("the repository host's config: TLS server for the stanza, every node as pgN through its own pgBackRest TLS server", () => {
-    expect(nodeHosts(cfg)).toEqual(["10.0.0.1", "10.0.0.2"]);
-    expect(nodeHosts(cfg, ["n1", "n2:5"])).toEqual(["n1", "n2"]);
+    expect(nodeHosts(cfg)).toEqual([{ host: "10.0.0.1" }, { host: "10.0.0.2" }]);
+    expect(nodeHosts(cfg, ["n1", "n2:5", "n1"])).toEqual([{ host: "n1" }, { host: "n2" }]);
     const f = { caFile: "/etc/pgb/ca.crt", certFile: "/etc/pgb/pgbackrest.crt", keyFile: "/etc/pgb/pgbackrest.key" };
     const text = renderRepoHostConf(cfg, "main", nodeHosts(cfg), f);
     expect(text).toContain("repo1-path=/var/lib/pgbackrest\nrepo1-retention-full=2\n");
@@ -61,7 +61,34 @@ describe("repo-cert", () => {
     expect(text).toContain("[main]\npg1-host=10.0.0.1\npg1-host-type=tls\npg1-host-port=8432\npg1-host-ca-file=/etc/pgb/ca.crt\n");
     expect(text).toContain("pg2-host=10.0.0.2\n");
     expect(text).toContain("pg2-path=/srv/pg\npg2-port=5432\npg2-socket-path=/srv/pg.sock\npg2-user=postgres\n");
-    expect(() => renderRepoHostConf(cfg, "main", ["a=b"], f)).toThrow(/contains a space, = or a control character/);
+    expect(text).not.toContain("backup-standby");
+    expect(text).toContain("start backups here: pgbackrest --stanza=main backup --type=full\n");
+    expect(() => renderRepoHostConf(cfg, "main", [{ host: "a b" }], f)).toThrow(/contains a space, = or a control character/);
+  });
+
+  test("a node laid out differently is listed with its own data directory (and the socket directory beside it); from_standby: backup-standby", () => {
+    const nodes = nodeHosts(cfg, ["10.0.0.1=/srv/a/pgdata/", "10.0.0.2:7400=/srv/b/pgdata", "10.0.0.3"]);
+    expect(nodes).toEqual([{ host: "10.0.0.1", dataDir: "/srv/a/pgdata" }, { host: "10.0.0.2", dataDir: "/srv/b/pgdata" }, { host: "10.0.0.3" }]);
+    const f = { caFile: "/c", certFile: "/k", keyFile: "/x" };
+    const withStandby = { ...cfg, backup: { ...cfg.backup, from_standby: true } };
+    const text = renderRepoHostConf(withStandby, "main", nodes, f);
+    expect(text).toContain("pg1-path=/srv/a/pgdata\npg1-port=5432\npg1-socket-path=/srv/a/pgdata.sock\n");
+    expect(text).toContain("pg2-path=/srv/b/pgdata\npg2-port=5432\npg2-socket-path=/srv/b/pgdata.sock\n");
+    expect(text).toContain("pg3-path=/srv/pg\npg3-port=5432\npg3-socket-path=/srv/pg.sock\n");
+    expect(text).toContain("archive-mode-check=n\nbackup-standby=y\n");
+    expect(text).toContain("start backups here: pgbackrest --stanza=main backup --type=full || pgbackrest --stanza=main backup --type=full --no-backup-standby\n");
+    expect(() => nodeHosts(cfg, ["10.0.0.1=relative"])).toThrow(/absolute path/);
+    expect(() => nodeHosts(cfg, ["10.0.0.1=/a b"])).toThrow(/absolute path/);
+    expect(() => nodeHosts(cfg, ["bad host=/x"])).toThrow(/not a valid host name/);
+  });
+
+  test("with a repository host a node archives through pgherd backup wal-push; restore_command stays pgbackrest", () => {
+    const p = backrestPaths(cfg, "/usr/bin/pgbackrest");
+    const s = archiveSettings(p, "/usr/local/bin/pgherd");
+    expect(s.archiveMode).toBe("always");
+    expect(s.archiveCommand).toBe(`'/usr/local/bin/pgherd' backup wal-push '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
+    expect(s.restoreCommand).toBe(`'/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-get %f "%p"`);
+    expect(archiveSettings(p).archiveCommand).toBe(`'/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-push "%p"`);
   });
 
   test("a certificate of the cluster CA for the repository host, CN pgherd-pgbackrest, key 0600", async () => {
