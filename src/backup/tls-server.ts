@@ -44,6 +44,37 @@ export function serverArgs(cfg: Pick<Config, "backup">, p: BackrestPaths, f: Bac
 
 const MAX_BACKOFF_MS = 30_000;
 
+/**
+ * This node's pgBackRest certificate (CN CLIENT_CN, signed by the cluster CA, naming `hosts`) and the
+ * CA in <data_dir>.pgbackrest/tls, renewed when due; true when a file changed. The server presents
+ * it, and with repo_host every pgbackrest run of the node shows it to the repository host.
+ */
+export async function ensureBackrestCert(cfg: Pick<Config, "postgres">, p: Pick<BackrestPaths, "dir">, ca: ClusterCa, hosts: readonly string[], log: Logger | undefined, now: number): Promise<boolean> {
+  const u = await lookupOsUser(cfg.postgres.os_user);
+  const owner: Owner = { uid: u.uid, gid: u.gid };
+  const dir = join(p.dir, "tls");
+  await ensureDir(p.dir, 0o700, owner);
+  await ensureDir(dir, 0o700, owner);
+  const d = await SafeDir.open(dir, { osUser: owner });
+  try {
+    let changed = await d.writeAtomic("ca.crt", ca.cert, { mode: 0o600, owner });
+    const cert = await d.readText("pgbackrest.crt");
+    const key = await d.readText("pgbackrest.key");
+    const want = backrestSans(hosts);
+    const decision = renewal(now, cert ? certFacts(cert, key, ca.cert) : null, want);
+    if (decision.renew) {
+      const issued = issueNodeCert(ca, CLIENT_CN, want, now);
+      await d.writeAtomic("pgbackrest.key", issued.key, { mode: 0o600, owner });
+      await d.writeAtomic("pgbackrest.crt", issued.cert, { mode: 0o600, owner });
+      log?.info(`pgBackRest TLS: new certificate (${decision.reason}), signed by the cluster CA`);
+      changed = true;
+    }
+    return changed;
+  } finally {
+    await d.close();
+  }
+}
+
 export class BackrestServer {
   private child: ChildProcess | null = null;
   private stopped = false;
@@ -71,30 +102,8 @@ export class BackrestServer {
     if (!this.child && this.now() >= this.nextStart) await this.start();
   }
 
-  private async ensureCert(ca: ClusterCa): Promise<boolean> {
-    const u = await lookupOsUser(this.cfg.postgres.os_user);
-    const owner: Owner = { uid: u.uid, gid: u.gid };
-    const dir = join(this.p.dir, "tls");
-    await ensureDir(this.p.dir, 0o700, owner);
-    await ensureDir(dir, 0o700, owner);
-    const d = await SafeDir.open(dir, { osUser: owner });
-    try {
-      let changed = await d.writeAtomic("ca.crt", ca.cert, { mode: 0o600, owner });
-      const cert = await d.readText("pgbackrest.crt");
-      const key = await d.readText("pgbackrest.key");
-      const want = backrestSans(this.hosts());
-      const decision = renewal(this.now(), cert ? certFacts(cert, key, ca.cert) : null, want);
-      if (decision.renew) {
-        const issued = issueNodeCert(ca, CLIENT_CN, want, this.now());
-        await d.writeAtomic("pgbackrest.key", issued.key, { mode: 0o600, owner });
-        await d.writeAtomic("pgbackrest.crt", issued.cert, { mode: 0o600, owner });
-        this.log.info(`pgBackRest TLS: new certificate (${decision.reason}), signed by the cluster CA`);
-        changed = true;
-      }
-      return changed;
-    } finally {
-      await d.close();
-    }
+  private ensureCert(ca: ClusterCa): Promise<boolean> {
+    return ensureBackrestCert(this.cfg, this.p, ca, this.hosts(), this.log, this.now());
   }
 
   private async start(): Promise<void> {

@@ -8,12 +8,12 @@
 // waits instead of pushing: it returns once the segment is in the repository (the primary pushed
 // it), and pushes it itself only when it was promoted meanwhile (standby.signal is gone) or the
 // segment is still missing after `waitMs` (the primary died before archiving it, or cannot reach
-// the repository host). So the archive stays continuous across a crash and a switchover, and the
+// the repository host) or the server shuts down (a waiting archiver would hold the shutdown). So the archive stays continuous across a crash and a switchover, and the
 // repository host sees one push per segment in normal operation.
 //
 // PostgreSQL runs it as the OS user, in the data directory, with %p (pg_wal/<name>).
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
 
 export interface WalPushArgs {
@@ -32,6 +32,8 @@ export interface WalPushArgs {
 export interface WalPushIo {
   /** True while this node is a standby (the data directory has standby.signal). */
   standby(): boolean;
+  /** True once the server shuts down (postmaster.pid says "stopping"): a waiting archiver would hold the shutdown. */
+  stopping(): boolean;
   /** `pgbackrest repo-ls <path> --filter=<re>`: the names, or null when it failed. */
   list(path: string, filter: string): string[] | null;
   /** `pgbackrest archive-push <path>` with PostgreSQL's stdout/stderr: its exit code. */
@@ -68,8 +70,8 @@ export function walPush(a: WalPushArgs, io: WalPushIo): number {
   const mayArrive = WAL.test(name) || HISTORY.test(name);
   while (mayArrive && io.standby()) {
     if (inRepository(io, a.stanza, name)) return 0;
-    if (io.now() >= end) {
-      io.say(`pgherd wal-push: ${name} is not in the repository ${Math.round(a.waitMs / 1000)} s after this standby completed it: pushing this standby's copy`);
+    if (io.now() >= end || io.stopping()) {
+      io.say(`pgherd wal-push: ${name} is not in the repository ${io.now() >= end ? `${Math.round(a.waitMs / 1000)} s after this standby completed it` : "and this standby shuts down"}: pushing this standby's copy`);
       break;
     }
     io.sleep(a.pollMs ?? 1000);
@@ -82,6 +84,13 @@ export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza">): WalP
   const base = [`--config=${a.conf}`, `--stanza=${a.stanza}`];
   return {
     standby: () => existsSync("standby.signal"),
+    stopping: () => {
+      try {
+        return readFileSync("postmaster.pid", "utf8").split("\n")[7]?.trim() === "stopping";
+      } catch {
+        return false;
+      }
+    },
     list: (path, filter) => {
       const r = spawnSync(a.bin, ["repo-ls", ...base, "--log-level-file=off", "--log-level-console=off", "--log-level-stderr=off", `--filter=${filter}`, path], { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] });
       return r.status === 0 ? r.stdout.split("\n").filter(Boolean) : null;

@@ -1,39 +1,28 @@
 // A repository host ([backup] repo_host): a fourth namespace host with no agent runs `pgbackrest
 // server` with the certificate and pgbackrest.conf `pgherd backup repo-cert` made on a node, and
-// holds the repository. The three nodes archive to it over pgBackRest's TLS transport (every write
-// goes through the repository host's server; the files are read here only to check them), also
-// across a switchover; `pgherd backup ls` reads it through that host; `pgherd backup` refuses
-// (pgBackRest runs backups only on the repository host).
+// holds the repository. The nodes archive to it over pgBackRest's TLS transport (every write goes
+// through that server; the files are read here only to check them): the primary pushes, standbys
+// wait for its copy (pgherd backup wal-push). A full backup started on the repository host takes
+// the files from a standby; a fourth node is cloned from it and the primary serves it no base
+// backup; across a switchover with a writer every segment is archived, no archive_command fails on
+// any node, no node's pgBackRest log has an error, and `pgbackrest check` on the repository host
+// passes.
 import { expect, test } from "bun:test";
-import { chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY } from "../../scripts/build.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
-import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
+import { PgCluster } from "../helpers/cluster.ts";
 import type { Host } from "../helpers/lab.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { type Proc, waitFor } from "../helpers/proc.ts";
-import { faultRound, waitReplicating, Writer } from "../helpers/writer.ts";
-import { archiveGaps, backupExtra, pgherdCli, STANZA } from "./helpers.ts";
+import { faultRound, logMark, logSince, waitReplicating, Writer } from "../helpers/writer.ts";
+import { archiveGaps, backrestLogs, backupExtra, pgherdCli, serverLog, STANZA } from "./helpers.ts";
 
 interface Fx { c: PgCluster; repoHost: Host; repo: string; conf: string; server: Proc; extra: Record<string, unknown> }
 
-const readOr = (f: string) => {
-  try {
-    return readFileSync(f, "utf8");
-  } catch {
-    return "";
-  }
-};
-const serverLog = (n: ClusterNode) => {
-  const dir = `${n.dataDir}.log`;
-  let files: string[] = [];
-  try {
-    files = readdirSync(dir).sort().map((f) => join(dir, f));
-  } catch { /* no collector yet */ }
-  return [n.pgLogFile, ...files].map(readOr).join("");
-};
+const PG = { parameters: { log_replication_commands: true } } as never;
 
 async function start(): Promise<Fx> {
   const c = await PgCluster.create({ test: "backup-repohost", tag: "bkrh" });
@@ -48,14 +37,16 @@ async function start(): Promise<Fx> {
       chownSync(d, u.uid, u.gid);
     }
     const extra = backupExtra(repo, { backup: { repo_host: repoHost.ip, retention_full: 5 } });
-    for (let i = 0; i < 3; i++) await c.addNode({ extra, postgres: { parameters: { log_replication_commands: true } } as never });
+    for (let i = 0; i < 3; i++) await c.addNode({ extra, postgres: PG });
     await Promise.all(c.nodes.map((n) => n.start()));
     // The operator's step, as soon as the cluster CA exists: on a node (as the agent's user, which
     // reads the cluster CA), sign the repository host's certificate and print its pgbackrest.conf.
+    // The nodes share one filesystem here, so each has its own data directory: host=data_dir.
+    const nodes = c.nodes.map((x) => `${x.host.ip}=${x.dataDir}`).join(",");
     let cert = { code: -1, stdout: "", stderr: "" };
     await waitFor(async () => {
       for (const n of c.nodes) {
-        cert = await n.host.exec([BINARY, "backup", "repo-cert", "--host", repoHost.ip, "--out", certs, "--nodes", c.nodes.map((x) => x.host.ip).join(","), "--config", n.configPath], { user: PG_OS_USER, timeoutMs: 30_000 });
+        cert = await n.host.exec([BINARY, "backup", "repo-cert", "--host", repoHost.ip, "--out", certs, "--nodes", nodes, "--config", n.configPath], { user: PG_OS_USER, timeoutMs: 30_000 });
         if (cert.code === 0) return true;
       }
       return false;
@@ -85,23 +76,11 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     fx.repoHost.exec(["pgbackrest", `--config=${fx.conf}`, `--stanza=${STANZA}`, ...args], { user: PG_OS_USER, timeoutMs });
   const info = async () => JSON.parse((await onRepoHost(["info", "--output=json"], 30_000)).stdout || "[]")[0] as
     { status: { message: string }; archive: { max: string | null }[]; backup: { label: string; type: string }[] } | undefined;
-  /** Nodes whose archive_command failed since `since` (an ISO time), with the segment it failed on. */
-  const archiveFailuresSince = async (since: string) => {
-    const out: string[] = [];
-    for (const n of fx.c.nodes) {
-      const [r] = await n.query(`select last_failed_wal as f from pg_stat_archiver where last_failed_time >= '${since}'::timestamptz`);
-      if (r) out.push(`${n.name}: ${String(r.f)}`);
-    }
-    return out;
-  };
   const expectContinuous = async (label: string) => {
     const h = await waitReplicating(fx.c, 60_000);
     await h.primary.query("select pg_switch_wal()");
     let last = { missing: ["(not checked)"], checked: 0, timelines: [] as number[] };
-    let tries = 0;
     await waitFor(async () => {
-      // PostgreSQL's archiver retries a failed segment when woken (a new segment) or after a minute.
-      if (++tries % 10 === 0) await h.primary.query("select pg_switch_wal()");
       last = await archiveGaps(h.primary, fx.repo, 1);
       return last.missing.length === 0;
     }, { timeoutMs: 60_000, intervalMs: 500, what: `${label}: every segment on the repository host` }).catch(() => undefined);
@@ -109,25 +88,71 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     expect(last.missing).toEqual([]);
     return h;
   };
+  /** Where archiving is checked from: after bootstrap (the primary's pushes before the stanza existed failed, as they must). */
+  let since = "";
+  const pgLogAt = new Map<string, number>();
+  const brLogAt = new Map<string, number>();
 
-  test("the nodes archive to the repository host; pgherd backup ls reads it; pgherd backup says backups run there", () => fx.c.diagnose(async () => {
+  test("the nodes archive to the repository host; a full backup there comes from a standby; pgherd backup names the command", () => fx.c.diagnose(async () => {
     const t0 = performance.now();
     await waitFor(async () => !!(await info())?.archive.at(-1)?.max, { timeoutMs: 60_000, intervalMs: 500, what: "the stanza and archived WAL on the repository host (stanza-create by the primary through its TLS server)" });
     console.log(`stanza ok on the repository host ${Math.round(performance.now() - t0)} ms after its server started`);
-    await expectContinuous("after bootstrap");
+    const h = await expectContinuous("after bootstrap");
+    // Standbys archive through wal-push; it waits for the primary's copy, so it is done with these too.
+    for (const n of fx.c.nodes) {
+      const [r] = await n.query("select current_setting('archive_command') as c");
+      expect(String(r!.c)).toContain("backup wal-push");
+    }
+    await waitFor(async () => {
+      for (const s of h.standbys) {
+        const [r] = await s.query("select count(*)::int as n from pg_ls_dir('pg_wal/archive_status') f where f like '%.ready'");
+        if (Number(r!.n) > 0) return false;
+      }
+      return true;
+    }, { timeoutMs: 60_000, intervalMs: 500, what: "the standbys' archivers caught up (no .ready left)" });
+    const [t] = await h.primary.query("select now()::text as t");
+    since = String(t!.t);
+    for (const n of fx.c.nodes) {
+      pgLogAt.set(n.name, serverLog(n).length);
+      brLogAt.set(n.name, backrestLogs(n).length);
+    }
     const refused = await pgherdCli(fx.c.nodes[1]!, ["backup", "--type", "full"], 30_000);
     expect(refused.code).not.toBe(0);
-    expect(refused.stdout + refused.stderr).toContain("runs a backup only on the repository host");
+    expect(refused.stdout + refused.stderr).toContain(`pgbackrest --stanza=${STANZA} backup --type=full || pgbackrest --stanza=${STANZA} backup --type=full --no-backup-standby`);
+    // The command that message names, on the repository host: pgBackRest finds the primary and a standby among pg1..pg3.
+    const t1 = performance.now();
+    const b = await onRepoHost(["backup", "--type=full"], 300_000);
+    console.log(`backup on the repository host: exit ${b.code} in ${Math.round(performance.now() - t1)} ms ${(b.stdout + b.stderr).trim()}`);
+    expect(b.code).toBe(0);
+    const i = await info();
+    const full = i?.backup.at(-1);
+    expect(full?.type).toBe("full");
+    expect(readFileSync(join(fx.repo, "backup", STANZA, full!.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=true$/m);
     // `pgherd backup ls` on a node reads the repository through the repository host.
     const ls = await pgherdCli(fx.c.nodes[2]!, ["backup", "ls", "--json"], 60_000);
     expect(ls.code).toBe(0);
-    expect(JSON.parse(ls.stdout).archiveMax).toBeTruthy();
+    expect((JSON.parse(ls.stdout) as { backups: { label: string }[] }).backups.map((x) => x.label)).toContain(full!.label);
   }), 240_000);
 
-  test("switchover with a writer: no missing segment, no archive error but lock contention", () => fx.c.diagnose(async () => {
-    const [t] = await fx.c.nodes[0]!.query("select now()::text as t");
-    const since = String(t!.t);
-    const logAt = new Map(fx.c.nodes.map((n) => [n, serverLog(n).length] as const));
+  test("a fourth node is cloned from the repository host's backup, not the primary, and streams", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    // The bootstrap clones did ask the primary of that time for base backups: the proof below can fail.
+    expect(fx.c.nodes.some((n) => /BASE_BACKUP/.test(serverLog(n)))).toBe(true);
+    const before = serverLog(h.primary).length;
+    const mark = logMark(h.primary);
+    const n4 = await fx.c.addNode({ extra: fx.extra, postgres: PG });
+    pgLogAt.set(n4.name, 0);
+    brLogAt.set(n4.name, 0);
+    await n4.start();
+    const healthy = await waitReplicating(fx.c, 120_000);
+    expect(healthy.primary).toBe(h.primary);
+    expect(serverLog(h.primary).slice(before).split("\n").filter((l) => /BASE_BACKUP/.test(l))).toEqual([]);
+    expect(n4.lines(/restored from the backup repository/).length).toBe(1);
+    expect(n4.lines(/cloning from the primary/)).toEqual([]);
+    expect(logSince(h.primary, mark, /error/)).toEqual([]);
+  }), 240_000);
+
+  test("switchover with a writer: every segment archived, no archive error on any node, pgbackrest check passes", () => fx.c.diagnose(async () => {
     const r = await faultRound(fx.c, {
       label: "switchover", expect: "other", waitMs: 30_000,
       inject: async (p) => {
@@ -143,13 +168,21 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     });
     expect(r.lost).toEqual([]);
     const h = await expectContinuous("after the switchover");
-    const failed = await archiveFailuresSince(since);
-    console.log(`archive_command failures on the three nodes across the switchover: ${failed.length ? failed.join(", ") : "none"}`);
-    for (const n of fx.c.nodes) console.log(`${n.name}: ${serverLog(n).split("\n").filter((l) => /ERROR: \[|archive command failed|repo1:|Error\]/.test(l)).slice(-6).join("\n")}`);
-    // Several nodes push each segment (archive_mode = always); the repository host's archive lock
-    // refuses a concurrent push (LockAcquireError) and PostgreSQL retries it: any other error fails.
-    const other = fx.c.nodes.flatMap((n) => serverLog(n).slice(logAt.get(n)).split("\n").filter((l) => /repo1: \[/.test(l) && !/LockAcquireError/.test(l)));
-    expect(other).toEqual([]);
+    const check = await onRepoHost(["check"], 120_000);
+    console.log(`pgbackrest check on the repository host: exit ${check.code} ${(check.stdout + check.stderr).trim()}`);
+    expect(check.code).toBe(0);
+    expect((await info())?.status.message).toBe("ok");
+    // Since bootstrap: no archive_command failed anywhere (pg_stat_archiver, the server logs) and no
+    // node's pgBackRest logged an error (a LockAcquireError would be one).
+    const failed: string[] = [];
+    for (const n of fx.c.nodes) {
+      const [a] = await n.query(`select last_failed_wal as f, last_failed_time::text as t from pg_stat_archiver where last_failed_time >= '${since}'::timestamptz`);
+      if (a) failed.push(`${n.name}: ${String(a.f)} at ${String(a.t)}`);
+      failed.push(...serverLog(n).slice(pgLogAt.get(n.name) ?? 0).split("\n").filter((l) => /archive command failed|archive_command failed|LockAcquireError/.test(l)).map((l) => `${n.name}: ${l}`));
+      failed.push(...backrestLogs(n).slice(brLogAt.get(n.name) ?? 0).split("\n").filter((l) => /ERROR: \[/.test(l)).map((l) => `${n.name}: ${l}`));
+      const [s] = await n.query("select archived_count as a from pg_stat_archiver");
+      console.log(`${n.name} (${n === h.primary ? "primary" : "standby"}): archived ${String(s!.a)}; wal-push waited for the primary: ${(serverLog(n).match(/pushing this standby's copy/g) ?? []).length} pushed its own copy`);
+    }
+    expect(failed).toEqual([]);
   }), 240_000);
-
 });

@@ -7,11 +7,12 @@ import { inRepository, walPush, type WalPushIo } from "../../src/backup/wal-push
 
 const SEG = "000000010000000000000007";
 
-function world(o: { standby?: () => boolean; repo?: (t: number) => string[]; ids?: string[] } = {}) {
+function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t: number) => string[]; ids?: string[] } = {}) {
   let t = 0;
   const calls: string[] = [];
   const io: WalPushIo = {
     standby: o.standby ?? (() => true),
+    stopping: o.stopping ?? (() => false),
     list: (path, filter) => {
       calls.push(`ls ${path} ${filter}`);
       if (path === "archive/main") return (o.ids ?? ["15-1"]).filter((x) => new RegExp(filter).test(x));
@@ -64,6 +65,14 @@ describe("wal-push", () => {
     expect(walPush(args, w.io)).toBe(0);
     expect(w.time()).toBe(30_000);
     expect(w.calls.some((c) => /^say .*not in the repository 30 s after/.test(c))).toBe(true);
+    expect(w.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
+  });
+
+  test("a standby that shuts down pushes at once instead of holding the shutdown", () => {
+    const w = world({ stopping: () => true });
+    expect(walPush(args, w.io)).toBe(0);
+    expect(w.time()).toBe(0);
+    expect(w.calls.some((c) => /^say .*this standby shuts down/.test(c))).toBe(true);
     expect(w.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
   });
 
