@@ -22,6 +22,7 @@ export const backupCommand = (ctx: CliContext) =>
       ...apiArgs,
       ...tokenArg,
       action: { type: "positional", required: false, description: "ls: list the backups; repo-cert: sign the repository host's certificate (--host, --out)" },
+      segment: { type: "positional", required: false, description: "wal-push: the WAL file's path (PostgreSQL's %p)" },
       host: { type: "string", description: "repo-cert: the repository host's address or DNS name (default: [backup] repo_host)" },
       out: { type: "string", valueHint: "dir", description: "repo-cert: directory to write ca.crt, pgbackrest.crt, pgbackrest.key (0600) into" },
       nodes: { type: "string", description: "repo-cert: the nodes' addresses, comma-separated, each optionally =DATA_DIR when it differs from this node's (default: mesh.advertise and discovery.peers)" },
@@ -81,8 +82,8 @@ export const backupCommand = (ctx: CliContext) =>
     },
   });
 
-function walPushCommand(args: { _: string[]; pgbackrest?: string; "pgbackrest-config"?: string; stanza?: string; wait?: string }): void {
-  const path = args._[1];
+function walPushCommand(args: { segment?: string; pgbackrest?: string; "pgbackrest-config"?: string; stanza?: string; wait?: string }): void {
+  const path = args.segment;
   const wait = Number(args.wait);
   if (!path || !args.pgbackrest || !args["pgbackrest-config"] || !args.stanza || !Number.isFinite(wait) || wait < 0) {
     throw new CliExit(EXIT_USAGE, "pgherd backup wal-push: needs --pgbackrest, --pgbackrest-config, --stanza, a --wait of 0 or more seconds and the segment's path (%p)");
