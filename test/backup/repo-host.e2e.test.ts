@@ -6,14 +6,14 @@
 // the files from a standby; a fourth node is cloned from it and the primary serves it no base
 // backup; across a switchover with a writer every segment is archived, no archive_command fails on
 // any node, no node's pgBackRest log has an error, and `pgbackrest check` on the repository host
-// passes.
+// passes; the same across a crash of the primary's host.
 import { expect, test } from "bun:test";
 import { chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY } from "../../scripts/build.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
-import { PgCluster } from "../helpers/cluster.ts";
+import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
 import type { Host } from "../helpers/lab.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { type Proc, waitFor } from "../helpers/proc.ts";
@@ -92,6 +92,27 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
   let since = "";
   const pgLogAt = new Map<string, number>();
   const brLogAt = new Map<string, number>();
+  const markArchiving = (rows: Record<string, unknown>[]) => {
+    since = String(rows[0]!.t);
+    for (const n of fx.c.nodes) {
+      pgLogAt.set(n.name, serverLog(n).length);
+      brLogAt.set(n.name, backrestLogs(n).length);
+    }
+  };
+  /** Since the mark: archive_command failures (pg_stat_archiver, the server logs) and errors in the nodes' pgBackRest logs (a LockAcquireError would be one). */
+  const archiveErrors = async (primary: ClusterNode) => {
+    const failed: string[] = [];
+    for (const n of fx.c.nodes) {
+      const [a] = await n.query(`select last_failed_wal as f, last_failed_time::text as t from pg_stat_archiver where last_failed_time >= '${since}'::timestamptz`);
+      if (a) failed.push(`${n.name}: ${String(a.f)} at ${String(a.t)}`);
+      failed.push(...serverLog(n).slice(pgLogAt.get(n.name) ?? 0).split("\n").filter((l) => /archive command failed|archive_command failed|LockAcquireError/.test(l)).map((l) => `${n.name}: ${l}`));
+      failed.push(...backrestLogs(n).slice(brLogAt.get(n.name) ?? 0).split("\n").filter((l) => /ERROR: \[/.test(l)).map((l) => `${n.name}: ${l}`));
+      const [s] = await n.query("select archived_count as a from pg_stat_archiver");
+      const own = serverLog(n).slice(pgLogAt.get(n.name) ?? 0).match(/pushing this standby's copy/g) ?? [];
+      console.log(`${n.name} (${n === primary ? "primary" : "standby"}): archived ${String(s!.a)} since start; pushed its own copy as a standby (wal-push): ${own.length}`);
+    }
+    return failed;
+  };
 
   test("the nodes archive to the repository host; a full backup there comes from a standby; pgherd backup names the command", () => fx.c.diagnose(async () => {
     const t0 = performance.now();
@@ -110,12 +131,7 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
       }
       return true;
     }, { timeoutMs: 60_000, intervalMs: 500, what: "the standbys' archivers caught up (no .ready left)" });
-    const [t] = await h.primary.query("select now()::text as t");
-    since = String(t!.t);
-    for (const n of fx.c.nodes) {
-      pgLogAt.set(n.name, serverLog(n).length);
-      brLogAt.set(n.name, backrestLogs(n).length);
-    }
+    markArchiving(await h.primary.query("select now()::text as t"));
     const refused = await pgherdCli(fx.c.nodes[1]!, ["backup", "--type", "full"], 30_000);
     expect(refused.code).not.toBe(0);
     expect(refused.stdout + refused.stderr).toContain(`pgbackrest --stanza=${STANZA} backup --type=full || pgbackrest --stanza=${STANZA} backup --type=full --no-backup-standby`);
@@ -172,17 +188,19 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     console.log(`pgbackrest check on the repository host: exit ${check.code} ${(check.stdout + check.stderr).trim()}`);
     expect(check.code).toBe(0);
     expect((await info())?.status.message).toBe("ok");
-    // Since bootstrap: no archive_command failed anywhere (pg_stat_archiver, the server logs) and no
-    // node's pgBackRest logged an error (a LockAcquireError would be one).
-    const failed: string[] = [];
-    for (const n of fx.c.nodes) {
-      const [a] = await n.query(`select last_failed_wal as f, last_failed_time::text as t from pg_stat_archiver where last_failed_time >= '${since}'::timestamptz`);
-      if (a) failed.push(`${n.name}: ${String(a.f)} at ${String(a.t)}`);
-      failed.push(...serverLog(n).slice(pgLogAt.get(n.name) ?? 0).split("\n").filter((l) => /archive command failed|archive_command failed|LockAcquireError/.test(l)).map((l) => `${n.name}: ${l}`));
-      failed.push(...backrestLogs(n).slice(brLogAt.get(n.name) ?? 0).split("\n").filter((l) => /ERROR: \[/.test(l)).map((l) => `${n.name}: ${l}`));
-      const [s] = await n.query("select archived_count as a from pg_stat_archiver");
-      console.log(`${n.name} (${n === h.primary ? "primary" : "standby"}): archived ${String(s!.a)}; wal-push waited for the primary: ${(serverLog(n).match(/pushing this standby's copy/g) ?? []).length} pushed its own copy`);
-    }
-    expect(failed).toEqual([]);
+    expect(await archiveErrors(h.primary)).toEqual([]);
+  }), 240_000);
+
+  test("host crash of the primary with a writer: every segment archived, no archive error on any node", () => fx.c.diagnose(async () => {
+    markArchiving(await fx.c.nodes[0]!.query("select now()::text as t"));
+    const r = await faultRound(fx.c, {
+      label: "host crash", expect: "other",
+      inject: (p) => p.host.killAll("SIGKILL"),
+      restore: (old) => old.start(),
+    });
+    expect(r.analysis.splitBrain).toEqual([]);
+    expect(r.lost).toEqual([]);
+    const h = await expectContinuous("after the host crash");
+    expect(await archiveErrors(h.primary)).toEqual([]);
   }), 240_000);
 });
