@@ -16,6 +16,7 @@ import { defaultHosts } from "../tls/node-tls.ts";
 import { renewal, sanList, type San } from "../tls/plan.ts";
 import { certFacts, issueNodeCert } from "../tls/x509.ts";
 import { backrestTlsFiles, type BackrestPaths, type BackrestTlsFiles } from "./pgbackrest.ts";
+import { clearServerPid, recordServerPid, stopLeftoverServer } from "./server-pid.ts";
 
 /** The common name of every node's pgBackRest certificate (client and server): the only one tls-server-auth admits. */
 export const CLIENT_CN = "pgherd-pgbackrest";
@@ -81,6 +82,7 @@ export class BackrestServer {
   private backoffMs = 1000;
   private nextStart = 0;
   private startedAt = 0;
+  private leftoverChecked = false;
   private readonly files: BackrestTlsFiles;
   private readonly onExit = () => this.child?.kill("SIGTERM");
 
@@ -108,6 +110,12 @@ export class BackrestServer {
 
   private async start(): Promise<void> {
     const u = await lookupOsUser(this.cfg.postgres.os_user);
+    const owner: Owner = { uid: u.uid, gid: u.gid };
+    // Once per agent: a server an earlier, killed agent left running would hold the port.
+    if (!this.leftoverChecked) {
+      this.leftoverChecked = true;
+      await stopLeftoverServer(this.p.dir, owner, this.p.conf, this.log).catch((e: Error) => this.log.warn(`pgBackRest TLS server: checking for a leftover one: ${e.message}`));
+    }
     const args = serverArgs(this.cfg, this.p, this.files);
     const child = spawn(this.p.bin, args, {
       stdio: ["ignore", "ignore", "pipe"],
@@ -116,6 +124,7 @@ export class BackrestServer {
     });
     this.child = child;
     this.startedAt = this.now();
+    if (child.pid) await recordServerPid(this.p.dir, owner, child.pid).catch((e: Error) => this.log.warn(`pgBackRest TLS server: pid file: ${e.message}`));
     let tail = "";
     child.stderr?.on("data", (b: Buffer) => {
       tail = (tail + b.toString()).slice(-600);
@@ -142,5 +151,7 @@ export class BackrestServer {
     c.kill("SIGTERM");
     await Promise.race([gone, new Promise((res) => setTimeout(res, 5000))]);
     if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    const u = await lookupOsUser(this.cfg.postgres.os_user);
+    await clearServerPid(this.p.dir, { uid: u.uid, gid: u.gid }).catch(() => {});
   }
 }
