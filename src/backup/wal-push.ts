@@ -68,14 +68,17 @@ export function walPush(a: WalPushArgs, io: WalPushIo): number {
   const end = io.now() + a.waitMs;
   // Only WAL segments and history files can arrive from the primary; anything else is this node's own.
   const mayArrive = WAL.test(name) || HISTORY.test(name);
+  let waited = false;
   while (mayArrive && io.standby()) {
     if (inRepository(io, a.stanza, name)) return 0;
+    waited = true;
     if (io.now() >= end || io.stopping()) {
       io.say(`pgherd wal-push: ${name} is not in the repository ${io.now() >= end ? `${Math.round(a.waitMs / 1000)} s after this standby completed it` : "and this standby shuts down"}: pushing this standby's copy`);
       break;
     }
     io.sleep(a.pollMs ?? 1000);
   }
+  if (waited && !io.standby()) io.say(`pgherd wal-push: ${name} is not in the repository and this node was promoted while it waited: pushing its copy`);
   return io.push(a.path);
 }
 

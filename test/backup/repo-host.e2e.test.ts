@@ -6,7 +6,8 @@
 // the files from a standby; a fourth node is cloned from it and the primary serves it no base
 // backup; across a switchover with a writer every segment is archived, no archive_command fails on
 // any node, no node's pgBackRest log has an error, and `pgbackrest check` on the repository host
-// passes; the same across a crash of the primary's host.
+// passes; the same across a crash of the primary's host whose archiver was stopped, so the
+// promoted standby's wal-push pushes the segment the old primary never archived.
 import { expect, test } from "bun:test";
 import { chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -191,16 +192,40 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     expect(await archiveErrors(h.primary)).toEqual([]);
   }), 240_000);
 
-  test("host crash of the primary with a writer: every segment archived, no archive error on any node", () => fx.c.diagnose(async () => {
+  test("host crash of a primary that had not archived its last segments: the promoted standby pushes them, no archive error", () => fx.c.diagnose(async () => {
     markArchiving(await fx.c.nodes[0]!.query("select now()::text as t"));
+    let unarchived = "";
     const r = await faultRound(fx.c, {
       label: "host crash", expect: "other",
-      inject: (p) => p.host.killAll("SIGKILL"),
+      inject: async (p) => {
+        // The primary's archiver stops (SIGSTOP) while the writer runs: segments it completes reach
+        // the standbys, whose wal-push waits for the primary's copy, which never comes.
+        const [a] = await p.query("select pid from pg_stat_activity where backend_type = 'archiver'");
+        const stop = await p.host.exec(["kill", "-STOP", String(a!.pid)]);
+        if (stop.code !== 0) throw new Error(`kill -STOP archiver: ${stop.stderr}`);
+        const [w] = await p.query("select pg_walfile_name(pg_current_wal_lsn()) as f");
+        unarchived = String(w!.f);
+        await p.query("select pg_switch_wal()");
+        // A position in the next segment (the writer keeps writing): a standby past it has the whole segment.
+        const h = await waitReplicating(fx.c, 10_000);
+        const [n] = await p.query("select pg_current_wal_lsn()::text as l, pg_walfile_name(pg_current_wal_lsn()) as f");
+        if (String(n!.f) <= unarchived) throw new Error(`pg_switch_wal did not leave ${unarchived}`);
+        for (const s of h.standbys) {
+          await waitFor(async () => {
+            const [x] = await s.query(`select pg_last_wal_receive_lsn() >= '${String(n!.l)}'::pg_lsn as ok`);
+            return x!.ok === true;
+          }, { timeoutMs: 10_000, intervalMs: 50, what: `${s.name} to receive segment ${unarchived} whole` });
+        }
+        const [st] = await p.query("select coalesce(last_archived_wal, '') as f from pg_stat_archiver");
+        console.log(`crash: ${p.name} archived up to ${String(st!.f)}; ${unarchived} is complete on every standby, not archived`);
+        await p.host.killAll("SIGKILL");
+      },
       restore: (old) => old.start(),
     });
     expect(r.analysis.splitBrain).toEqual([]);
     expect(r.lost).toEqual([]);
     const h = await expectContinuous("after the host crash");
+    expect(serverLog(r.neu).includes(`${unarchived} is not in the repository and this node was promoted while it waited`)).toBe(true);
     expect(await archiveErrors(h.primary)).toEqual([]);
   }), 240_000);
 });

@@ -57,6 +57,7 @@ describe("wal-push", () => {
       void ms;
     };
     expect(walPush(args, w.io)).toBe(0);
+    expect(w.calls.some((c) => /^say .*promoted while it waited/.test(c))).toBe(true);
     expect(w.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
   });
 
