@@ -145,10 +145,16 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     const full = i?.backup.at(-1);
     expect(full?.type).toBe("full");
     expect(readFileSync(join(fx.repo, "backup", STANZA, full!.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=true$/m);
+    // The command's second half (no standby up): the same config, from the primary.
+    const incr = await onRepoHost(["backup", "--type=incr", "--no-backup-standby"], 300_000);
+    expect(incr.code).toBe(0);
+    const last = (await info())?.backup.at(-1);
+    expect(last?.type).toBe("incr");
+    expect(readFileSync(join(fx.repo, "backup", STANZA, last!.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=false$/m);
     // `pgherd backup ls` on a node reads the repository through the repository host.
     const ls = await pgherdCli(fx.c.nodes[2]!, ["backup", "ls", "--json"], 60_000);
     expect(ls.code).toBe(0);
-    expect((JSON.parse(ls.stdout) as { backups: { label: string }[] }).backups.map((x) => x.label)).toContain(full!.label);
+    expect((JSON.parse(ls.stdout) as { backups: { label: string }[] }).backups.map((x) => x.label)).toEqual(expect.arrayContaining([full!.label, last!.label]));
   }), 240_000);
 
   test("a fourth node is cloned from the repository host's backup, not the primary, and streams", () => fx.c.diagnose(async () => {
