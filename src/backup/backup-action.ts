@@ -14,6 +14,7 @@ import type { PrimaryFacts } from "./backup-contract.ts";
 import { stanzaInfo, takeBackup, type BackupInfo, type BackupType } from "./backups.ts";
 import { chooseBackupSite } from "./choose.ts";
 import { backrestPaths } from "./pgbackrest.ts";
+import { repoHostBackupRefusal } from "./repo-host.ts";
 import { backrestTlsFiles } from "./tls-server.ts";
 
 export type BackupRequest = Extract<ActionRequest, { kind: "backup" }>;
@@ -35,6 +36,7 @@ const fail = (status: number, message: string): ActionResult => ({ status, ok: f
 export async function leadBackup(h: ActionHost, req: BackupRequest, log: Logger): Promise<ActionResult> {
   const cfg = runningConfig();
   if (!cfg || cfg.backup.tool !== "pgbackrest") return fail(400, `${h.nodeName}: [backup] tool is not "pgbackrest"`);
+  if (cfg.backup.repo_host) return fail(400, repoHostBackupRefusal(cfg.backup.repo_host, backrestPaths(cfg).stanza, cfg.backup.from_standby));
   const me = h.myReport();
   if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} leads but its PostgreSQL is not a running primary: try again`);
   const type = req.type ?? "incr";

@@ -12,6 +12,8 @@ import { scheduledBackupRoute } from "./backup-action.ts";
 import { BackrestServer } from "./tls-server.ts";
 
 const RETRY_MS = 60_000;
+/** stanza-create is cheap and archiving waits for it (a repository host that starts later, a shared mount). */
+const STANZA_RETRY_MS = 10_000;
 const INFO_EVERY_MS = 60_000;
 
 export class ArchiveKeeper {
@@ -22,13 +24,15 @@ export class ArchiveKeeper {
   private infoAt = 0;
   private last = { lastFullMs: 0, lastAnyMs: 0 };
   private wasPrimary = false;
+  private stanzaRun: Promise<void> | null = null;
   private readonly server: BackrestServer | null;
 
   constructor(private readonly cfg: Config, private readonly log: Logger, private readonly ca: () => ClusterCa | undefined = () => undefined,
     private readonly now: () => number = Date.now) {
     this.p = cfg.backup.tool === "pgbackrest" ? backrestPaths(cfg) : null;
-    // Only for backups from a standby: the server runs SQL as the superuser for any cluster-CA client.
-    this.server = this.p && cfg.backup.from_standby ? new BackrestServer(cfg, this.p, log) : null;
+    // Only for backups from a standby, or taken by a repository host: the server runs SQL as the
+    // superuser for any cluster-CA client.
+    this.server = this.p && (cfg.backup.from_standby || cfg.backup.repo_host) ? new BackrestServer(cfg, this.p, log) : null;
   }
 
   /** The agent stops: so does the pgBackRest TLS server. */
@@ -52,15 +56,17 @@ export class ArchiveKeeper {
     }
     if (!p || !primary || this.now() < this.retryAt) return;
     if (this.stanzaFor !== systemId) {
-      try {
-        await backrest(p, this.run(120_000), "stanza-create");
+      // In the background: an unreachable repository host makes it wait (io-timeout), never the round.
+      this.stanzaRun ??= backrest(p, this.run(120_000), "stanza-create").then(() => {
         this.stanzaFor = systemId;
-        this.log.info(`pgBackRest stanza ${p.stanza} ready in ${this.cfg.backup.repo_path} (archiving from every node)`);
-      } catch (e) {
-        this.retryAt = this.now() + RETRY_MS;
-        this.log.error(`pgBackRest stanza-create failed (WAL is kept until it works; retry in ${RETRY_MS / 1000} s): ${(e as Error).message}`);
-        return;
-      }
+        this.log.info(`pgBackRest stanza ${p.stanza} ready in ${this.cfg.backup.repo_host ? `${this.cfg.backup.repo_host}:` : ""}${this.cfg.backup.repo_path} (archiving from every node${this.cfg.backup.repo_host ? "; standbys push only what the primary did not" : ""})`);
+      }, (e: Error) => {
+        this.retryAt = this.now() + STANZA_RETRY_MS;
+        this.log.error(`pgBackRest stanza-create failed (WAL is kept until it works; retry in ${STANZA_RETRY_MS / 1000} s): ${e.message}`);
+      }).finally(() => {
+        this.stanzaRun = null;
+      });
+      return;
     }
     await this.schedule(p);
   }

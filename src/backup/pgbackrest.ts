@@ -56,7 +56,7 @@ export function renderBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "b
   return [
     "# Managed by pgherd: do not edit. Rewritten by the agent from [backup] in pgherd.toml.",
     "[global]",
-    iniValue("repo1-path", cfg.backup.repo_path),
+    ...repoLines(cfg.backup, p),
     iniValue("repo1-retention-full", cfg.backup.retention_full),
     iniValue("lock-path", join(p.dir, "lock")),
     iniValue("log-path", join(p.dir, "log")),
@@ -79,6 +79,36 @@ export function renderBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "b
   ].join("\n");
 }
 
+/**
+ * The repository: a path every node reaches, or (repo_host) the path on the repository host, reached
+ * through its pgBackRest TLS server with this node's pgBackRest certificate (tls-server.ts), which
+ * the repository host admits as a client and whose CA (the cluster CA) verifies the repository host.
+ */
+function repoLines(b: Config["backup"], p: BackrestPaths): string[] {
+  if (!b.repo_host) return [iniValue("repo1-path", b.repo_path)];
+  const f = backrestTlsFiles(p);
+  return [
+    iniValue("repo1-host", b.repo_host), "repo1-host-type=tls", iniValue("repo1-host-port", b.repo_host_port),
+    iniValue("repo1-host-ca-file", f.caFile), iniValue("repo1-host-cert-file", f.certFile),
+    iniValue("repo1-host-key-file", f.keyFile), iniValue("repo1-path", b.repo_path),
+    // pgBackRest retries a refused connection for 2 x io-timeout (default 60 s: 2 minutes): with
+    // the repository host down, a standby's restore_command and a clone give up in ~20 s instead.
+    "io-timeout=10",
+  ];
+}
+
+export interface BackrestTlsFiles {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** This node's pgBackRest TLS files (<data_dir>.pgbackrest/tls; tls-server.ts writes them). */
+export function backrestTlsFiles(p: Pick<BackrestPaths, "dir">): BackrestTlsFiles {
+  const dir = join(p.dir, "tls");
+  return { caFile: join(dir, "ca.crt"), certFile: join(dir, "pgbackrest.crt"), keyFile: join(dir, "pgbackrest.key") };
+}
+
 /** A word for the shell PostgreSQL runs archive_command/restore_command with ('…', and % doubled for PostgreSQL). */
 function shellWord(s: string): string {
   if (CONTROL.test(s)) throw new BackrestError(`path ${JSON.stringify(s)} contains a control character`, null);
@@ -91,10 +121,17 @@ function shellWord(s: string): string {
  * it. pgBackRest accepts a segment that is already in the archive with the same checksum (a
  * warning, exit 0): the copies the other nodes push are harmless, and a different segment under
  * the same name is refused (an error: that is a split history).
+ *
+ * With a repository host (`walPusher`: the pgherd binary), a standby's copy goes through `pgherd
+ * backup wal-push` (wal-push.ts), which waits for the primary's copy instead of pushing alongside
+ * it: that host's archive lock refuses concurrent pushes.
  */
-export function archiveSettings(p: BackrestPaths): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
+export function archiveSettings(p: BackrestPaths, walPusher?: string): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
   const base = `${shellWord(p.bin)} ${shellWord(`--config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)}`;
-  return { archiveMode: "always", archiveCommand: `${base} archive-push "%p"`, restoreCommand: `${base} archive-get %f "%p"` };
+  const push = walPusher
+    ? `${shellWord(walPusher)} backup wal-push ${shellWord(`--pgbackrest=${p.bin}`)} ${shellWord(`--pgbackrest-config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)} "%p"`
+    : `${base} archive-push "%p"`;
+  return { archiveMode: "always", archiveCommand: push, restoreCommand: `${base} archive-get %f "%p"` };
 }
 
 /** Create <data_dir>.pgbackrest (and the repository if missing) and write the config; true when it changed. */
@@ -103,7 +140,7 @@ export async function writeBackrestConf(cfg: Pick<Config, "cluster" | "postgres"
   const owner = { uid: u.uid, gid: u.gid };
   await ensureDir(p.dir, 0o700, owner);
   for (const sub of ["lock", "log", "spool"]) await ensureDir(join(p.dir, sub), 0o700, owner);
-  await ensureDir(cfg.backup.repo_path, 0o750, owner);
+  if (!cfg.backup.repo_host) await ensureDir(cfg.backup.repo_path, 0o750, owner);
   return writeFileAtomic(p.conf, renderBackrestConf(cfg, socketDir, p), { mode: 0o600, owner });
 }
 

@@ -15,21 +15,13 @@ import type { ClusterCa } from "../store/cluster-secrets.ts";
 import { defaultHosts } from "../tls/node-tls.ts";
 import { renewal, sanList, type San } from "../tls/plan.ts";
 import { certFacts, issueNodeCert } from "../tls/x509.ts";
-import type { BackrestPaths } from "./pgbackrest.ts";
+import { backrestTlsFiles, type BackrestPaths, type BackrestTlsFiles } from "./pgbackrest.ts";
+import { clearServerPid, recordServerPid, stopLeftoverServer } from "./server-pid.ts";
 
 /** The common name of every node's pgBackRest certificate (client and server): the only one tls-server-auth admits. */
 export const CLIENT_CN = "pgherd-pgbackrest";
 
-export interface BackrestTlsFiles {
-  caFile: string;
-  certFile: string;
-  keyFile: string;
-}
-
-export function backrestTlsFiles(p: BackrestPaths): BackrestTlsFiles {
-  const dir = join(p.dir, "tls");
-  return { caFile: join(dir, "ca.crt"), certFile: join(dir, "pgbackrest.crt"), keyFile: join(dir, "pgbackrest.key") };
-}
+export { backrestTlsFiles, type BackrestTlsFiles } from "./pgbackrest.ts";
 
 /**
  * pgBackRest (2.45) matches the host it dials only against DNS names of the certificate, so each
@@ -53,12 +45,44 @@ export function serverArgs(cfg: Pick<Config, "backup">, p: BackrestPaths, f: Bac
 
 const MAX_BACKOFF_MS = 30_000;
 
+/**
+ * This node's pgBackRest certificate (CN CLIENT_CN, signed by the cluster CA, naming `hosts`) and the
+ * CA in <data_dir>.pgbackrest/tls, renewed when due; true when a file changed. The server presents
+ * it, and with repo_host every pgbackrest run of the node shows it to the repository host.
+ */
+export async function ensureBackrestCert(cfg: Pick<Config, "postgres">, p: Pick<BackrestPaths, "dir">, ca: ClusterCa, hosts: readonly string[], log: Logger | undefined, now: number): Promise<boolean> {
+  const u = await lookupOsUser(cfg.postgres.os_user);
+  const owner: Owner = { uid: u.uid, gid: u.gid };
+  const dir = join(p.dir, "tls");
+  await ensureDir(p.dir, 0o700, owner);
+  await ensureDir(dir, 0o700, owner);
+  const d = await SafeDir.open(dir, { osUser: owner });
+  try {
+    let changed = await d.writeAtomic("ca.crt", ca.cert, { mode: 0o600, owner });
+    const cert = await d.readText("pgbackrest.crt");
+    const key = await d.readText("pgbackrest.key");
+    const want = backrestSans(hosts);
+    const decision = renewal(now, cert ? certFacts(cert, key, ca.cert) : null, want);
+    if (decision.renew) {
+      const issued = issueNodeCert(ca, CLIENT_CN, want, now);
+      await d.writeAtomic("pgbackrest.key", issued.key, { mode: 0o600, owner });
+      await d.writeAtomic("pgbackrest.crt", issued.cert, { mode: 0o600, owner });
+      log?.info(`pgBackRest TLS: new certificate (${decision.reason}), signed by the cluster CA`);
+      changed = true;
+    }
+    return changed;
+  } finally {
+    await d.close();
+  }
+}
+
 export class BackrestServer {
   private child: ChildProcess | null = null;
   private stopped = false;
   private backoffMs = 1000;
   private nextStart = 0;
   private startedAt = 0;
+  private leftoverChecked = false;
   private readonly files: BackrestTlsFiles;
   private readonly onExit = () => this.child?.kill("SIGTERM");
 
@@ -80,34 +104,18 @@ export class BackrestServer {
     if (!this.child && this.now() >= this.nextStart) await this.start();
   }
 
-  private async ensureCert(ca: ClusterCa): Promise<boolean> {
-    const u = await lookupOsUser(this.cfg.postgres.os_user);
-    const owner: Owner = { uid: u.uid, gid: u.gid };
-    const dir = join(this.p.dir, "tls");
-    await ensureDir(this.p.dir, 0o700, owner);
-    await ensureDir(dir, 0o700, owner);
-    const d = await SafeDir.open(dir, { osUser: owner });
-    try {
-      let changed = await d.writeAtomic("ca.crt", ca.cert, { mode: 0o600, owner });
-      const cert = await d.readText("pgbackrest.crt");
-      const key = await d.readText("pgbackrest.key");
-      const want = backrestSans(this.hosts());
-      const decision = renewal(this.now(), cert ? certFacts(cert, key, ca.cert) : null, want);
-      if (decision.renew) {
-        const issued = issueNodeCert(ca, CLIENT_CN, want, this.now());
-        await d.writeAtomic("pgbackrest.key", issued.key, { mode: 0o600, owner });
-        await d.writeAtomic("pgbackrest.crt", issued.cert, { mode: 0o600, owner });
-        this.log.info(`pgBackRest TLS: new certificate (${decision.reason}), signed by the cluster CA`);
-        changed = true;
-      }
-      return changed;
-    } finally {
-      await d.close();
-    }
+  private ensureCert(ca: ClusterCa): Promise<boolean> {
+    return ensureBackrestCert(this.cfg, this.p, ca, this.hosts(), this.log, this.now());
   }
 
   private async start(): Promise<void> {
     const u = await lookupOsUser(this.cfg.postgres.os_user);
+    const owner: Owner = { uid: u.uid, gid: u.gid };
+    // Once per agent: a server an earlier, killed agent left running would hold the port.
+    if (!this.leftoverChecked) {
+      this.leftoverChecked = true;
+      await stopLeftoverServer(this.p.dir, owner, this.p.conf, this.log).catch((e: Error) => this.log.warn(`pgBackRest TLS server: checking for a leftover one: ${e.message}`));
+    }
     const args = serverArgs(this.cfg, this.p, this.files);
     const child = spawn(this.p.bin, args, {
       stdio: ["ignore", "ignore", "pipe"],
@@ -116,6 +124,7 @@ export class BackrestServer {
     });
     this.child = child;
     this.startedAt = this.now();
+    if (child.pid) await recordServerPid(this.p.dir, owner, child.pid).catch((e: Error) => this.log.warn(`pgBackRest TLS server: pid file: ${e.message}`));
     let tail = "";
     child.stderr?.on("data", (b: Buffer) => {
       tail = (tail + b.toString()).slice(-600);
@@ -142,5 +151,7 @@ export class BackrestServer {
     c.kill("SIGTERM");
     await Promise.race([gone, new Promise((res) => setTimeout(res, 5000))]);
     if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    const u = await lookupOsUser(this.cfg.postgres.os_user);
+    await clearServerPid(this.p.dir, { uid: u.uid, gid: u.gid }).catch(() => {});
   }
 }

@@ -5,7 +5,12 @@
 import type { Config } from "../config/schema.ts";
 import type { PgherdConfParams } from "../postgres/pgconf.ts";
 import { FAILOVER_SLOTS_MAJOR } from "../slots/permanent.ts";
-import { archiveSettings, backrestPaths, type BackrestPaths, writeBackrestConf } from "./pgbackrest.ts";
+import { existsSync } from "node:fs";
+import type { Logger } from "../log.ts";
+import { SecretsStore } from "../store/cluster-secrets.ts";
+import { defaultHosts } from "../tls/node-tls.ts";
+import { archiveSettings, backrestPaths, backrestTlsFiles, type BackrestPaths, writeBackrestConf } from "./pgbackrest.ts";
+import { ensureBackrestCert } from "./tls-server.ts";
 
 /** pgbackrest.conf is rendered from the config loaded at start: written once per process. */
 let written: string | null = null;
@@ -17,15 +22,26 @@ export async function walSettings(cfg: Config, socketDir: string, standby: boole
   const logical = cfg.slots.permanent.some((s) => s.type === "logical");
   const out: WalParams = { walLevel: cfg.postgres.wal_level, hotStandbyFeedback: standby && logical, slotSync: standby && slotSyncOn(cfg, major) };
   if (cfg.backup.tool !== "pgbackrest") return out;
-  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir)) };
+  // With a repository host, standbys archive through this binary (wal-push.ts); it is the compiled pgherd.
+  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir), cfg.backup.repo_host ? process.execPath : undefined) };
 }
 
-/** This node's pgbackrest.conf, written if this process has not yet (before the first restore, too). */
-export async function ensureBackrestConf(cfg: Config, socketDir: string): Promise<BackrestPaths> {
+/**
+ * This node's pgbackrest.conf, written if this process has not yet (before the first restore, too).
+ * With repo_host also its pgBackRest certificate when it has none yet: a new node's first restore
+ * (a clone, a bootstrap from a backup) reaches the repository host with it before the agent's
+ * pgBackRest TLS server (which renews it) ever ran.
+ */
+export async function ensureBackrestConf(cfg: Config, socketDir: string, log?: Logger): Promise<BackrestPaths> {
   const p = backrestPaths(cfg);
   if (written !== p.conf) {
     await writeBackrestConf(cfg, socketDir, p);
     written = p.conf;
+  }
+  if (cfg.backup.repo_host && !existsSync(backrestTlsFiles(p).certFile)) {
+    const ca = new SecretsStore(cfg.state_dir).get()?.ca;
+    if (ca) await ensureBackrestCert(cfg, p, ca, defaultHosts(cfg), log, Date.now());
+    else log?.warn(`[backup] repo_host: no cluster CA in ${cfg.state_dir} yet, so no pgBackRest certificate to reach the repository host with`);
   }
   return p;
 }

@@ -5,6 +5,9 @@
 import { defineCommand } from "citty";
 import { stanzaInfo, type BackupType } from "../backup/backups.ts";
 import { backrestPaths } from "../backup/pgbackrest.ts";
+import { nodeHosts, renderRepoHostConf, repoHostBackupRefusal, type RepoNode, writeRepoHostCert } from "../backup/repo-host.ts";
+import { processIo, walPush } from "../backup/wal-push.ts";
+import { SecretsStore } from "../store/cluster-secrets.ts";
 import { loadConfig } from "../config/load.ts";
 import { createLogger } from "../log.ts";
 import { apiArgs, apiBase, apiToken, sendAction, tokenArg } from "./api-client.ts";
@@ -14,16 +17,27 @@ const TYPES = ["full", "diff", "incr"] as const;
 
 export const backupCommand = (ctx: CliContext) =>
   defineCommand({
-    meta: { name: "backup", description: "Take a pgBackRest backup, on a healthy standby if there is one (backup ls: list the backups)" },
+    meta: { name: "backup", description: "Take a pgBackRest backup, on a healthy standby if there is one (backup ls: list the backups; backup repo-cert: the repository host's certificate and pgbackrest.conf)" },
     args: {
       ...apiArgs,
       ...tokenArg,
-      action: { type: "positional", required: false, description: "ls: list the backups instead" },
+      action: { type: "positional", required: false, description: "ls: list the backups; repo-cert: sign the repository host's certificate (--host, --out)" },
+      segment: { type: "positional", required: false, description: "wal-push: the WAL file's path (PostgreSQL's %p)" },
+      host: { type: "string", description: "repo-cert: the repository host's address or DNS name (default: [backup] repo_host)" },
+      out: { type: "string", valueHint: "dir", description: "repo-cert: directory to write ca.crt, pgbackrest.crt, pgbackrest.key (0600) into" },
+      nodes: { type: "string", description: "repo-cert: the nodes' addresses, comma-separated, each optionally =DATA_DIR when it differs from this node's (default: mesh.advertise and discovery.peers)" },
+      "remote-dir": { type: "string", valueHint: "dir", description: "repo-cert: where those files will be on the repository host (default: --out)" },
       type: { type: "string", default: "incr", description: "full | diff | incr (incr without a full backup makes a full one)" },
       json: { type: "boolean", description: "backup ls: JSON output" },
       config: { type: "string", valueHint: "path", description: "pgherd config file" },
+      pgbackrest: { type: "string", valueHint: "path", description: "wal-push (PostgreSQL's archive_command with repo_host): the pgbackrest binary" },
+      "pgbackrest-config": { type: "string", valueHint: "path", description: "wal-push: this node's pgbackrest.conf" },
+      stanza: { type: "string", description: "wal-push: the stanza" },
+      wait: { type: "string", default: "30", description: "wal-push: seconds a standby waits for the primary's copy of a segment before it pushes its own" },
     },
     run: async ({ args }) => {
+      // PostgreSQL's archive_command with a repository host: everything it needs is in argv.
+      if (args.action === "wal-push") return walPushCommand(args);
       const cfg = loadConfig(configPathFrom(args.config, ctx));
       if (cfg.backup.tool !== "pgbackrest") throw new CliExit(EXIT_USAGE, `pgherd backup: [backup] tool is "${cfg.backup.tool}" in the config, not "pgbackrest"`);
       const log = createLogger(cfg.log.level === "debug" ? "debug" : "warn");
@@ -39,7 +53,27 @@ export const backupCommand = (ctx: CliContext) =>
         }
         return;
       }
-      if (args.action) throw new CliExit(EXIT_USAGE, `pgherd backup: unknown action ${JSON.stringify(args.action)} (only "ls")`);
+      if (args.action === "repo-cert") {
+        const host = args.host || cfg.backup.repo_host;
+        if (!host || !args.out) throw new CliExit(EXIT_USAGE, "pgherd backup repo-cert: needs --out DIR and --host (or [backup] repo_host)");
+        const ca = new SecretsStore(cfg.state_dir).get()?.ca;
+        if (!ca) throw new CliExit(EXIT_FAILURE, `pgherd backup repo-cert: no cluster CA in ${cfg.state_dir}/cluster.json (run it as root on a node of a cluster with postgres.replication_tls)`);
+        const uid = process.getuid?.() ?? 0;
+        const gid = process.getgid?.() ?? 0;
+        let nodes: RepoNode[];
+        try {
+          nodes = nodeHosts(cfg, (args.nodes ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+        } catch (e) {
+          throw new CliExit(EXIT_USAGE, `pgherd backup repo-cert: ${(e as Error).message}`);
+        }
+        const files = await writeRepoHostCert(ca, host, args.out, { uid, gid }, Date.now());
+        const remote = args["remote-dir"] || args.out;
+        const at = (f: string) => `${remote.replace(/\/+$/, "")}/${f.split("/").pop()}`;
+        process.stderr.write(`wrote ${files.caFile}, ${files.certFile}, ${files.keyFile} (0600): copy them to ${host}:${remote}/, owned by the user that runs pgbackrest there\n`);
+        return ctx.out(renderRepoHostConf(cfg, p.stanza, nodes, { caFile: at(files.caFile), certFile: at(files.certFile), keyFile: at(files.keyFile) }));
+      }
+      if (args.action) throw new CliExit(EXIT_USAGE, `pgherd backup: unknown action ${JSON.stringify(args.action)} (ls, repo-cert, wal-push)`);
+      if (cfg.backup.repo_host) throw new CliExit(EXIT_USAGE, `pgherd backup: ${repoHostBackupRefusal(cfg.backup.repo_host, p.stanza, cfg.backup.from_standby)}`);
       const type = args.type as BackupType;
       if (!TYPES.includes(type)) throw new CliExit(EXIT_USAGE, `pgherd backup: --type must be one of ${TYPES.join(", ")}`);
       const r = await sendAction(apiBase(args, ctx), "POST", "/backup", { type }, apiToken(args, ctx), 25 * 3600_000);
@@ -47,3 +81,14 @@ export const backupCommand = (ctx: CliContext) =>
       if (!r.ok) throw new CliExit(EXIT_FAILURE, "");
     },
   });
+
+function walPushCommand(args: { segment?: string; pgbackrest?: string; "pgbackrest-config"?: string; stanza?: string; wait?: string }): void {
+  const path = args.segment;
+  const wait = Number(args.wait);
+  if (!path || !args.pgbackrest || !args["pgbackrest-config"] || !args.stanza || !Number.isFinite(wait) || wait < 0) {
+    throw new CliExit(EXIT_USAGE, "pgherd backup wal-push: needs --pgbackrest, --pgbackrest-config, --stanza, a --wait of 0 or more seconds and the segment's path (%p)");
+  }
+  const a = { bin: args.pgbackrest, conf: args["pgbackrest-config"], stanza: args.stanza, path, waitMs: wait * 1000 };
+  const code = walPush(a, processIo(a));
+  if (code !== 0) throw new CliExit(code, "");
+}

@@ -15,8 +15,12 @@ export const backupSection = z
   .strictObject({
     /** "none": archiving is the operator's business. "pgbackrest": pgherd configures archiving on every node. */
     tool: z.enum(["none", "pgbackrest"], 'must be "none" or "pgbackrest"').default("none"),
-    /** The pgBackRest repository: one directory every node reaches (shared storage, e.g. NFS). */
+    /** The pgBackRest repository: one directory every node reaches (shared storage, e.g. NFS); with repo_host, the directory on that host. */
     repo_path: absPath().default("/var/lib/pgbackrest"),
+    /** A repository host running `pgbackrest server` (TLS, a certificate from `pgherd backup repo-cert`); "" = repo_path is shared storage. */
+    repo_host: z.string().regex(/^([0-9A-Za-z.:-]{1,253})?$/, "must be an IP address or host name (or \"\" for none)").default(""),
+    /** Port of the repository host's pgBackRest TLS server. */
+    repo_host_port: intIn(1, 65535).default(8432),
     /** pgBackRest stanza; "" = the cluster name. */
     stanza: z.string().regex(/^([a-z0-9][a-z0-9_-]{0,62})?$/, "must be 1-63 characters of a-z, 0-9, _ and - (or \"\" for the cluster name)").default(""),
     /** How a new or rebuilt standby gets its data: "backup" (pgbackrest restore, pg_basebackup when that fails) or "primary" (pg_basebackup). */
@@ -80,7 +84,7 @@ type Ctx = { addIssue(i: { code: "custom"; path: (string | number)[]; message: s
 
 /** Rules across sections: logical slots need wal_level logical; pgherd's archiving excludes the operator's. */
 export function crossCheckBackup(c: {
-  backup: BackupConfig; slots: { permanent: readonly PermanentSlot[] }; postgres: { wal_level: string; parameters: Readonly<Record<string, unknown>> };
+  backup: BackupConfig; slots: { permanent: readonly PermanentSlot[] }; postgres: { wal_level: string; replication_tls: boolean; parameters: Readonly<Record<string, unknown>> };
   bootstrap: { from_existing: boolean; from_backup: boolean; target_time: string; target_lsn: string };
 }, ctx: Ctx): void {
   const b = c.bootstrap;
@@ -88,6 +92,7 @@ export function crossCheckBackup(c: {
   if (b.from_backup && b.from_existing) ctx.addIssue({ code: "custom", path: ["bootstrap", "from_backup"], message: "and bootstrap.from_existing exclude each other" });
   if (b.target_time && b.target_lsn) ctx.addIssue({ code: "custom", path: ["bootstrap", "target_lsn"], message: "and bootstrap.target_time exclude each other: give one target" });
   if ((b.target_time || b.target_lsn) && !b.from_backup) ctx.addIssue({ code: "custom", path: ["bootstrap", b.target_time ? "target_time" : "target_lsn"], message: "is only for bootstrap.from_backup = true" });
+  checkRepoHost(c, ctx);
   const i = c.slots.permanent.findIndex((s) => s.type === "logical");
   if (i >= 0 && c.postgres.wal_level !== "logical") {
     ctx.addIssue({ code: "custom", path: ["slots", "permanent", i, "type"], message: `logical slot ${c.slots.permanent[i]!.name} needs postgres.wal_level = "logical"` });
@@ -109,3 +114,19 @@ export const bootstrapFromBackup = {
   /** ... or at this LSN ("0/3000060"). */
   target_lsn: z.string().regex(/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/, 'must be an LSN like "0/3000060" (or "")').or(z.literal("")).default(""),
 };
+
+/**
+ * repo_host: pgBackRest runs a backup only on the repository host ("backup command must be run on
+ * the repository host"), so backups are started there and pgherd schedules none; the nodes reach
+ * it with their pgBackRest certificate, which exists only with the cluster CA (replication TLS).
+ */
+function checkRepoHost(c: { backup: BackupConfig; postgres: { replication_tls: boolean } }, ctx: Ctx): void {
+  const b = c.backup;
+  if (!b.repo_host) return;
+  const at = (key: string, message: string) => ctx.addIssue({ code: "custom", path: ["backup", key], message });
+  if (b.tool !== "pgbackrest") at("repo_host", 'needs backup.tool = "pgbackrest"');
+  if (!c.postgres.replication_tls) at("repo_host", "needs postgres.replication_tls = true (the nodes reach the repository host with certificates of the cluster CA)");
+  for (const k of ["full_every_hours", "incr_every_hours"] as const) {
+    if (b[k] !== 0) at(k, "must be 0 with backup.repo_host: pgBackRest runs backups only on the repository host; schedule them there (see docs/backup.md)");
+  }
+}

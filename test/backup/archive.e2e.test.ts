@@ -6,30 +6,20 @@
 // replication command: BASE_BACKUP would show); `pgherd backup` runs on a healthy standby (pgBackRest
 // backup-standby through the primary's pgBackRest TLS server), on the primary once no standby runs.
 import { expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { faultRound, logMark, logSince, waitReplicating } from "../helpers/writer.ts";
 import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
-import { archiveGaps, backrest, backupExtra, pgherdCli, STANZA, startBackupCluster } from "./helpers.ts";
+import { archiveGaps, backrest, backupExtra, pgherdCli, serverLog, STANZA, startBackupCluster } from "./helpers.ts";
 
-/** The node's server log: pg_ctl's -l file, then the log collector's files ([log] postgres_dir, default "<data_dir>.log"). */
 const readOr = (f: string) => {
   try {
     return readFileSync(f, "utf8");
   } catch {
     return "";
   }
-};
-const serverLog = (n: ClusterNode) => {
-  const read = readOr;
-  const dir = `${n.dataDir}.log`;
-  let files: string[] = [];
-  try {
-    files = readdirSync(dir).sort().map((f) => join(dir, f));
-  } catch { /* no collector yet */ }
-  return [n.pgLogFile, ...files].map(read).join("");
 };
 
 /** Three full backups are taken here: none expires (with the default 2 the archive from segment 1 would). */

@@ -61,6 +61,34 @@ export function backrest(n: ClusterNode, command: string, args: string[] = [], t
   return n.host.exec(["pgbackrest", command, `--config=${n.dataDir}.pgbackrest/pgbackrest.conf`, `--stanza=${STANZA}`, ...args], { user: PG_OS_USER, timeoutMs });
 }
 
+const readOr = (f: string) => {
+  try {
+    return readFileSync(f, "utf8");
+  } catch {
+    return "";
+  }
+};
+
+/** The node's server log: pg_ctl's -l file, then the log collector's files ([log] postgres_dir, default "<data_dir>.log"). */
+export function serverLog(n: ClusterNode): string {
+  const dir = `${n.dataDir}.log`;
+  let files: string[] = [];
+  try {
+    files = readdirSync(dir).sort().map((f) => join(dir, f));
+  } catch { /* no collector yet */ }
+  return [n.pgLogFile, ...files].map(readOr).join("");
+}
+
+/** The node's pgBackRest log files (<data_dir>.pgbackrest/log), concatenated. */
+export function backrestLogs(n: ClusterNode): string {
+  const dir = `${n.dataDir}.pgbackrest/log`;
+  let files: string[] = [];
+  try {
+    files = readdirSync(dir).sort().map((f) => join(dir, f));
+  } catch { /* none yet */ }
+  return files.map(readOr).join("");
+}
+
 /** `pgherd <args>` on a node's host. */
 export function pgherdCli(n: ClusterNode, args: string[], timeoutMs = 300_000): Promise<RunResult> {
   return n.host.exec([BINARY, ...args, "--config", n.configPath], { timeoutMs });

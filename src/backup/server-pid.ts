@@ -1,0 +1,71 @@
+// The pid file of the agent's `pgbackrest server` (<data_dir>.pgbackrest/tls-server.pid): written
+// when it starts, removed when it stops. An agent killed with SIGKILL leaves its server running,
+// holding the port with the old certificate; the next agent stops that leftover before it starts
+// its own, and only when /proc shows that pid is still a `pgbackrest server` with this node's
+// config, run by the PostgreSQL OS user (a recycled pid is left alone).
+import { readFileSync, statSync } from "node:fs";
+import { basename } from "node:path";
+import type { Logger } from "../log.ts";
+import { SafeDir, type Owner } from "../postgres/fsutil.ts";
+
+const FILE = "tls-server.pid";
+
+export async function recordServerPid(dir: string, owner: Owner, pid: number): Promise<void> {
+  const d = await SafeDir.open(dir, { osUser: owner });
+  try {
+    await d.writeAtomic(FILE, `${pid}\n`, { mode: 0o600, owner });
+  } finally {
+    await d.close();
+  }
+}
+
+export async function clearServerPid(dir: string, owner: Owner): Promise<void> {
+  const d = await SafeDir.open(dir, { osUser: owner });
+  try {
+    await d.remove(FILE);
+  } finally {
+    await d.close();
+  }
+}
+
+/** Whether `pid` runs pgbackrest's server with config `conf` as `uid` (false when it is gone or anything else). */
+export function isOurServer(pid: number, uid: number, conf: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return statSync(`/proc/${pid}`).uid === uid && basename(argv[0] ?? "") === "pgbackrest" && argv.includes("server") && argv.includes(`--config=${conf}`);
+  } catch {
+    return false;
+  }
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Stop the server a previous agent recorded, if it still runs (SIGTERM, SIGKILL after 5 s); true when one was stopped. */
+export async function stopLeftoverServer(dir: string, owner: Owner, conf: string, log: Logger): Promise<boolean> {
+  const d = await SafeDir.open(dir, { osUser: owner });
+  let text: string | null;
+  try {
+    text = await d.readText(FILE);
+  } finally {
+    await d.close();
+  }
+  const pid = Number(text?.trim());
+  if (!text) return false;
+  let stopped = false;
+  if (Number.isInteger(pid) && pid > 1 && isOurServer(pid, owner.uid, conf)) {
+    log.warn(`pgBackRest TLS server ${pid} of an earlier agent still runs (that agent was killed): stopping it`);
+    process.kill(pid, "SIGTERM");
+    for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    if (alive(pid) && isOurServer(pid, owner.uid, conf)) process.kill(pid, "SIGKILL");
+    stopped = true;
+  }
+  await clearServerPid(dir, owner);
+  return stopped;
+}

@@ -1,0 +1,106 @@
+// The archive_command with a repository host ([backup] repo_host): `pgherd backup wal-push`.
+//
+// pgBackRest's server on the repository host takes the stanza's archive lock for every
+// archive-push it serves, and a second push that arrives meanwhile fails (LockAcquireError: a
+// failed archive_command). The lock is right (two writers of one segment file would race), so
+// only one node may push at a time: the primary. Every node still runs archive_mode = always, so
+// a standby keeps each segment it received until it is archived (.ready), and its archive_command
+// waits instead of pushing: it returns once the segment is in the repository (the primary pushed
+// it), and pushes it itself only when it was promoted meanwhile (standby.signal is gone) or the
+// segment is still missing after `waitMs` (the primary died before archiving it, or cannot reach
+// the repository host) or the server shuts down (a waiting archiver would hold the shutdown). So the archive stays continuous across a crash and a switchover, and the
+// repository host sees one push per segment in normal operation.
+//
+// PostgreSQL runs it as the OS user, in the data directory, with %p (pg_wal/<name>).
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { basename } from "node:path";
+
+export interface WalPushArgs {
+  /** pgbackrest binary, this node's pgbackrest.conf, the stanza. */
+  bin: string;
+  conf: string;
+  stanza: string;
+  /** %p: the segment's path relative to the data directory. */
+  path: string;
+  /** How long a standby waits for the primary's copy before it pushes the segment itself. */
+  waitMs: number;
+  /** Between two looks at the repository. */
+  pollMs?: number;
+}
+
+export interface WalPushIo {
+  /** True while this node is a standby (the data directory has standby.signal). */
+  standby(): boolean;
+  /** True once the server shuts down (postmaster.pid says "stopping"): a waiting archiver would hold the shutdown. */
+  stopping(): boolean;
+  /** `pgbackrest repo-ls <path> --filter=<re>`: the names, or null when it failed. */
+  list(path: string, filter: string): string[] | null;
+  /** `pgbackrest archive-push <path>` with PostgreSQL's stdout/stderr: its exit code. */
+  push(path: string): number;
+  sleep(ms: number): void;
+  now(): number;
+  say(line: string): void;
+}
+
+const WAL = /^[0-9A-F]{24}$/;
+const HISTORY = /^[0-9A-F]{8}\.history$/;
+
+/** The archive id pgBackRest files current segments under (e.g. 15-1): the newest one. */
+function archiveId(io: WalPushIo, stanza: string): string | null {
+  const ids = io.list(`archive/${stanza}`, "^[0-9]+-[0-9]+$");
+  if (!ids?.length) return null;
+  return ids.map((s) => s.trim()).filter(Boolean).sort((a, b) => Number(a.split("-")[1]) - Number(b.split("-")[1])).at(-1) ?? null;
+}
+
+/** Whether the repository has `name` (a segment, under any checksum, or a timeline history file). */
+export function inRepository(io: WalPushIo, stanza: string, name: string): boolean {
+  const id = archiveId(io, stanza);
+  if (!id) return false;
+  if (WAL.test(name)) return !!io.list(`archive/${stanza}/${id}/${name.slice(0, 16)}`, `^${name}-`)?.length;
+  if (HISTORY.test(name)) return !!io.list(`archive/${stanza}/${id}`, `^${name.replace(".", "\\.")}$`)?.length;
+  return false;
+}
+
+/** The exit code for PostgreSQL: 0 once the segment is archived (by the primary or by this node). */
+export function walPush(a: WalPushArgs, io: WalPushIo): number {
+  const name = basename(a.path);
+  const end = io.now() + a.waitMs;
+  // Only WAL segments and history files can arrive from the primary; anything else is this node's own.
+  const mayArrive = WAL.test(name) || HISTORY.test(name);
+  let waited = false;
+  while (mayArrive && io.standby()) {
+    if (inRepository(io, a.stanza, name)) return 0;
+    waited = true;
+    if (io.now() >= end || io.stopping()) {
+      io.say(`pgherd wal-push: ${name} is not in the repository ${io.now() >= end ? `${Math.round(a.waitMs / 1000)} s after this standby completed it` : "and this standby shuts down"}: pushing this standby's copy`);
+      break;
+    }
+    io.sleep(a.pollMs ?? 1000);
+  }
+  if (waited && !io.standby()) io.say(`pgherd wal-push: ${name} is not in the repository and this node was promoted while it waited: pushing its copy`);
+  return io.push(a.path);
+}
+
+/** The real thing: pgbackrest as the current user (PostgreSQL's), quiet checks, the push's output to PostgreSQL's log. */
+export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza">): WalPushIo {
+  const base = [`--config=${a.conf}`, `--stanza=${a.stanza}`];
+  return {
+    standby: () => existsSync("standby.signal"),
+    stopping: () => {
+      try {
+        return readFileSync("postmaster.pid", "utf8").split("\n")[7]?.trim() === "stopping";
+      } catch {
+        return false;
+      }
+    },
+    list: (path, filter) => {
+      const r = spawnSync(a.bin, ["repo-ls", ...base, "--log-level-file=off", "--log-level-console=off", "--log-level-stderr=off", `--filter=${filter}`, path], { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] });
+      return r.status === 0 ? r.stdout.split("\n").filter(Boolean) : null;
+    },
+    push: (path) => spawnSync(a.bin, ["archive-push", ...base, path], { stdio: ["ignore", "inherit", "inherit"], timeout: 3600_000 }).status ?? 1,
+    sleep: (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms),
+    now: () => performance.now(),
+    say: (line) => process.stderr.write(`${line}\n`),
+  };
+}

@@ -1,0 +1,114 @@
+// [backup] repo_host: validated at load, the nodes' pgbackrest.conf reaching it over TLS, and what
+// `pgherd backup repo-cert` writes and prints for the repository host.
+import { describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { archiveSettings, backrestPaths, renderBackrestConf } from "../../src/backup/pgbackrest.ts";
+import { nodeHosts, renderRepoHostConf, writeRepoHostCert } from "../../src/backup/repo-host.ts";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { createCa } from "../../src/tls/x509.ts";
+
+const BASE = `cluster = "main"\nsecret = "${"s".repeat(40)}"\n`;
+const REPO = `[backup]\ntool = "pgbackrest"\nrepo_path = "/var/lib/pgbackrest"\nrepo_host = "10.0.0.9"\n`;
+
+function errors(text: string): string {
+  try {
+    parseConfig(BASE + text, "pgherd.toml");
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as ConfigError).lines.join("\n");
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("repo_host config", () => {
+  test("needs tool pgbackrest and replication TLS; no schedule (backups run on the repository host)", () => {
+    expect(errors(`[backup]\nrepo_host = "10.0.0.9"\n`)).toContain('pgherd.toml: backup.repo_host needs backup.tool = "pgbackrest"');
+    expect(errors(`[postgres]\nreplication_tls = false\n${REPO}`)).toContain("pgherd.toml: backup.repo_host needs postgres.replication_tls = true");
+    expect(errors(`${REPO}incr_every_hours = 6\n`)).toContain("pgherd.toml: backup.incr_every_hours must be 0 with backup.repo_host");
+    expect(errors(`${REPO}full_every_hours = 6\n`)).toContain("pgherd.toml: backup.full_every_hours must be 0 with backup.repo_host");
+    expect(errors(`[backup]\ntool = "pgbackrest"\nrepo_host = "a b"\n`)).toContain("pgherd.toml: backup.repo_host must be an IP address or host name");
+    expect(errors(`${REPO}repo_host_port = 0\n`)).toContain("pgherd.toml: backup.repo_host_port must be at least 1");
+    const ok = parseConfig(BASE + REPO, "x");
+    expect(ok.backup).toMatchObject({ repo_host: "10.0.0.9", repo_host_port: 8432 });
+  });
+
+  test("a node's pgbackrest.conf reaches the repository over TLS with its pgBackRest certificate", () => {
+    const cfg = parseConfig(BASE + `[postgres]\ndata_dir = "/srv/pg"\n${REPO}repo_host_port = 9000\n`, "x");
+    const text = renderBackrestConf(cfg, "/srv/sock", backrestPaths(cfg, "/usr/bin/pgbackrest"));
+    expect(text).toContain([
+      "repo1-host=10.0.0.9", "repo1-host-type=tls", "repo1-host-port=9000", "repo1-host-ca-file=/srv/pg.pgbackrest/tls/ca.crt",
+      "repo1-host-cert-file=/srv/pg.pgbackrest/tls/pgbackrest.crt", "repo1-host-key-file=/srv/pg.pgbackrest/tls/pgbackrest.key",
+      "repo1-path=/var/lib/pgbackrest",
+    ].join("\n"));
+    expect(text).toContain("[main]\npg1-path=/srv/pg\n");
+  });
+});
+
+describe("repo-cert", () => {
+  const cfg = parseConfig(BASE + `[postgres]\ndata_dir = "/srv/pg"\n[mesh]\nadvertise = "10.0.0.1:7401"\n[discovery]\npeers = ["10.0.0.2:7400", "10.0.0.1:7400"]\n${REPO}`, "x");
+
+  test("the repository host's config: TLS server for the stanza, every node as pgN through its own pgBackRest TLS server", () => {
+    expect(nodeHosts(cfg)).toEqual([{ host: "10.0.0.1" }, { host: "10.0.0.2" }]);
+    expect(nodeHosts(cfg, ["n1", "n2:5", "n1"])).toEqual([{ host: "n1" }, { host: "n2" }]);
+    const f = { caFile: "/etc/pgb/ca.crt", certFile: "/etc/pgb/pgbackrest.crt", keyFile: "/etc/pgb/pgbackrest.key" };
+    const text = renderRepoHostConf(cfg, "main", nodeHosts(cfg), f);
+    expect(text).toContain("repo1-path=/var/lib/pgbackrest\nrepo1-retention-full=2\n");
+    expect(text).toContain("archive-mode-check=n\n");
+    expect(text).toContain("tls-server-port=8432\ntls-server-ca-file=/etc/pgb/ca.crt\ntls-server-cert-file=/etc/pgb/pgbackrest.crt\ntls-server-key-file=/etc/pgb/pgbackrest.key\ntls-server-auth=pgherd-pgbackrest=main\n");
+    expect(text).toContain("[main]\npg1-host=10.0.0.1\npg1-host-type=tls\npg1-host-port=8432\npg1-host-ca-file=/etc/pgb/ca.crt\n");
+    expect(text).toContain("pg2-host=10.0.0.2\n");
+    expect(text).toContain("pg2-path=/srv/pg\npg2-port=5432\npg2-socket-path=/srv/pg.sock\npg2-user=postgres\n");
+    expect(text).not.toContain("backup-standby");
+    expect(text).toContain("start backups here: pgbackrest --stanza=main backup --type=full\n");
+    expect(() => renderRepoHostConf(cfg, "main", [{ host: "a b" }], f)).toThrow(/contains a space, = or a control character/);
+  });
+
+  test("a node laid out differently is listed with its own data directory (and the socket directory beside it); from_standby: backup-standby", () => {
+    const nodes = nodeHosts(cfg, ["10.0.0.1=/srv/a/pgdata/", "10.0.0.2:7400=/srv/b/pgdata", "10.0.0.3"]);
+    expect(nodes).toEqual([{ host: "10.0.0.1", dataDir: "/srv/a/pgdata" }, { host: "10.0.0.2", dataDir: "/srv/b/pgdata" }, { host: "10.0.0.3" }]);
+    const f = { caFile: "/c", certFile: "/k", keyFile: "/x" };
+    const withStandby = { ...cfg, backup: { ...cfg.backup, from_standby: true } };
+    const text = renderRepoHostConf(withStandby, "main", nodes, f);
+    expect(text).toContain("pg1-path=/srv/a/pgdata\npg1-port=5432\npg1-socket-path=/srv/a/pgdata.sock\n");
+    expect(text).toContain("pg2-path=/srv/b/pgdata\npg2-port=5432\npg2-socket-path=/srv/b/pgdata.sock\n");
+    expect(text).toContain("pg3-path=/srv/pg\npg3-port=5432\npg3-socket-path=/srv/pg.sock\n");
+    expect(text).toContain("archive-mode-check=n\nbackup-standby=y\n");
+    expect(text).toContain("start backups here: pgbackrest --stanza=main backup --type=full || pgbackrest --stanza=main backup --type=full --no-backup-standby\n");
+    expect(() => nodeHosts(cfg, ["10.0.0.1=relative"])).toThrow(/absolute path/);
+    expect(() => nodeHosts(cfg, ["10.0.0.1=/a b"])).toThrow(/absolute path/);
+    expect(() => nodeHosts(cfg, ["bad host=/x"])).toThrow(/not a valid host name/);
+  });
+
+  test("with a repository host a node archives through pgherd backup wal-push; restore_command stays pgbackrest", () => {
+    const p = backrestPaths(cfg, "/usr/bin/pgbackrest");
+    const s = archiveSettings(p, "/usr/local/bin/pgherd");
+    expect(s.archiveMode).toBe("always");
+    expect(s.archiveCommand).toBe(`'/usr/local/bin/pgherd' backup wal-push '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
+    expect(s.restoreCommand).toBe(`'/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-get %f "%p"`);
+    expect(archiveSettings(p).archiveCommand).toBe(`'/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-push "%p"`);
+  });
+
+  test("a certificate of the cluster CA for the repository host, CN pgherd-pgbackrest, key 0600", async () => {
+    const ca = createCa("main", Date.now());
+    const dir = mkdtempSync(join(tmpdir(), "pgherd-repocert-"));
+    try {
+      const out = join(dir, "out");
+      const me = { uid: process.getuid!(), gid: process.getgid!() };
+      const f = await writeRepoHostCert(ca, "10.0.0.9", out, me, Date.now());
+      for (const p of [f.caFile, f.certFile, f.keyFile]) expect(statSync(p).mode & 0o777).toBe(0o600);
+      expect(statSync(out).mode & 0o777).toBe(0o700);
+      const c = new X509Certificate(readFileSync(f.certFile, "utf8"));
+      expect(c.subject).toBe("CN=pgherd-pgbackrest");
+      expect(c.subjectAltName).toContain("IP Address:10.0.0.9");
+      expect(c.subjectAltName).toContain("DNS:10.0.0.9");
+      expect(c.verify(new X509Certificate(ca.cert).publicKey)).toBe(true);
+      expect(readFileSync(f.caFile, "utf8")).toBe(ca.cert);
+      await expect(writeRepoHostCert(ca, "not a host", out, me, Date.now())).rejects.toThrow(/not an IP address or DNS name/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

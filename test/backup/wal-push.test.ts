@@ -1,0 +1,95 @@
+// `pgherd backup wal-push` (the archive_command with a repository host): a standby waits for the
+// primary's copy of a segment and pushes its own only once promoted or after the wait; a primary
+// pushes at once. The repository and the clock are scripted here; the e2e test
+// (repo-host.e2e.test.ts) runs it under PostgreSQL against a real repository host.
+import { describe, expect, test } from "bun:test";
+import { inRepository, walPush, type WalPushIo } from "../../src/backup/wal-push.ts";
+
+const SEG = "000000010000000000000007";
+
+function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t: number) => string[]; ids?: string[] } = {}) {
+  let t = 0;
+  const calls: string[] = [];
+  const io: WalPushIo = {
+    standby: o.standby ?? (() => true),
+    stopping: o.stopping ?? (() => false),
+    list: (path, filter) => {
+      calls.push(`ls ${path} ${filter}`);
+      if (path === "archive/main") return (o.ids ?? ["15-1"]).filter((x) => new RegExp(filter).test(x));
+      return (o.repo?.(t) ?? []).filter((f) => path.endsWith(f.slice(0, 16)) || !/^[0-9A-F]{24}/.test(f)).filter((f) => new RegExp(filter).test(f));
+    },
+    push: (path) => {
+      calls.push(`push ${path}`);
+      return 0;
+    },
+    sleep: (ms) => {
+      t += ms;
+    },
+    now: () => t,
+    say: (l) => calls.push(`say ${l}`),
+  };
+  return { io, calls, time: () => t };
+}
+
+const args = { bin: "pgbackrest", conf: "/c", stanza: "main", path: `pg_wal/${SEG}`, waitMs: 30_000, pollMs: 1000 };
+
+describe("wal-push", () => {
+  test("a primary pushes at once, without looking at the repository", () => {
+    const w = world({ standby: () => false });
+    expect(walPush(args, w.io)).toBe(0);
+    expect(w.calls).toEqual([`push pg_wal/${SEG}`]);
+  });
+
+  test("a standby returns once the primary's copy is in the repository, without pushing", () => {
+    const w = world({ repo: (t) => (t >= 3000 ? [`${SEG}-0123456789abcdef0123456789abcdef01234567.gz`] : []) });
+    expect(walPush(args, w.io)).toBe(0);
+    expect(w.calls.filter((c) => c.startsWith("push"))).toEqual([]);
+    expect(w.time()).toBe(3000);
+    // The segment's own directory (log/seg high part) under the newest archive id.
+    expect(w.calls).toContain(`ls archive/main/15-1/0000000100000000 ^${SEG}-`);
+  });
+
+  test("a standby promoted while it waits pushes its copy (the old primary died before archiving it)", () => {
+    let promoted = false;
+    const w = world({ standby: () => !promoted });
+    w.io.sleep = (ms) => {
+      promoted = true;
+      void ms;
+    };
+    expect(walPush(args, w.io)).toBe(0);
+    expect(w.calls.some((c) => /^say .*promoted while it waited/.test(c))).toBe(true);
+    expect(w.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
+  });
+
+  test("a standby pushes after the wait when the segment never arrives, and says so", () => {
+    const w = world();
+    expect(walPush(args, w.io)).toBe(0);
+    expect(w.time()).toBe(30_000);
+    expect(w.calls.some((c) => /^say .*not in the repository 30 s after/.test(c))).toBe(true);
+    expect(w.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
+  });
+
+  test("a standby that shuts down pushes at once instead of holding the shutdown", () => {
+    const w = world({ stopping: () => true });
+    expect(walPush(args, w.io)).toBe(0);
+    expect(w.time()).toBe(0);
+    expect(w.calls.some((c) => /^say .*this standby shuts down/.test(c))).toBe(true);
+    expect(w.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
+  });
+
+  test("history files are looked up beside the segment directories; other files (a backup label) are pushed at once", () => {
+    const w = world({ repo: () => ["00000002.history"] });
+    expect(inRepository(w.io, "main", "00000002.history")).toBe(true);
+    expect(inRepository(w.io, "main", "00000003.history")).toBe(false);
+    const label = world();
+    expect(walPush({ ...args, path: `pg_wal/${SEG}.00000028.backup` }, label.io)).toBe(0);
+    expect(label.calls).toEqual([`push pg_wal/${SEG}.00000028.backup`]);
+  });
+
+  test("the newest archive id (after a stanza upgrade) is the one looked in; none yet: not there", () => {
+    const w = world({ ids: ["15-1", "16-2"], repo: () => [`${SEG}-x`] });
+    expect(inRepository(w.io, "main", SEG)).toBe(true);
+    expect(w.calls).toContain(`ls archive/main/16-2/0000000100000000 ^${SEG}-`);
+    expect(inRepository(world({ ids: [] }).io, "main", SEG)).toBe(false);
+  });
+});
