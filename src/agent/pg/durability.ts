@@ -10,10 +10,19 @@ import { readSettings } from "./restart-node.ts";
 import type { PgHost } from "./host.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { SlotKeeper } from "./slots.ts";
-import { maxLagBytesInForce } from "../dynamic-config.ts";
+import { maxLagBytesInForce, pgParametersInForce } from "../dynamic-config.ts";
+import { accessRowsInForce } from "../../ops/access.ts";
+import { runningConfig } from "../../ops/reload.ts";
 
 /** quorum: writes wait this long for synchronous standbys before the primary degrades. */
 export const DEGRADE_AFTER_MS = 3000;
+/**
+ * A standby whose inputs to maintenance did not change (see standbyCurrent) runs it once every
+ * this many rounds: the files it manages are then re-checked for outside edits within two
+ * seconds (at the default postgres.loop_ms) instead of every round. Any change of an input, and
+ * every round of a primary, maintains at once.
+ */
+const STANDBY_MAINTAIN_EVERY = 4;
 
 export class Maintenance {
   private degraded = false;
@@ -28,6 +37,10 @@ export class Maintenance {
   private rolesEnsuredFor: string | null = null;
   /** What a commit acknowledgement promises on this primary now. */
   guarantee = "";
+  /** A standby's maintenance inputs at its last maintenance, and the rounds skipped since. */
+  private standbyInputs = "";
+  private standbySecrets: unknown = undefined;
+  private standbySkipped = 0;
 
   constructor(private readonly h: PgHost, private readonly slots: SlotKeeper, private readonly primary: PrimaryStarter) {}
 
@@ -54,6 +67,24 @@ export class Maintenance {
   }
 
   async maintain(primary: boolean, p: Probe): Promise<void> {
+    if (primary) {
+      this.standbyInputs = "";
+      return this.maintainNow(true, p);
+    }
+    const inputs = this.standbyKey(p);
+    const secrets = this.h.ctx.secrets();
+    if (inputs === this.standbyInputs && secrets === this.standbySecrets && this.standbySkipped < STANDBY_MAINTAIN_EVERY - 1) {
+      this.standbySkipped++;
+      return;
+    }
+    await this.maintainNow(false, p);
+    // Only a maintenance that went through counts: a failed one is tried again next round.
+    this.standbyInputs = inputs;
+    this.standbySecrets = secrets;
+    this.standbySkipped = 0;
+  }
+
+  private async maintainNow(primary: boolean, p: Probe): Promise<void> {
     const h = this.h;
     const plan = primary && p.up && p.currentLsn ? this.plan(p) : null;
     const changed = await h.writeConfig(!primary, h.upstream ?? undefined);
@@ -103,6 +134,20 @@ export class Maintenance {
       this.pendingWarned = pending.join();
     }
     await this.slots.maintain(primary);
+  }
+
+  /**
+   * What a standby's maintenance works from, besides the credentials: the server's state, the
+   * upstream, the peers' addresses (pg_hba), the access rules and [postgres.parameters] in force,
+   * the leader's permanent slots. Unchanged (and the credentials the same object), a standby
+   * maintains every STANDBY_MAINTAIN_EVERY rounds only.
+   */
+  private standbyKey(p: Probe): string {
+    const h = this.h;
+    return JSON.stringify([
+      p.up, p.up && p.inRecovery, h.upstream, h.ctx.peerAddresses(), accessRowsInForce(),
+      pgParametersInForce(runningConfig()?.postgres.parameters ?? h.cfg.postgres.parameters), h.ctx.leaderPg()?.report.permanent ?? null,
+    ]);
   }
 
   /** Decide synchronous_standby_names and the guard for this round (applied by writeConfig / publishGuard). */
