@@ -37,6 +37,10 @@ export class Maintenance {
   private rolesEnsuredFor: string | null = null;
   /** What a commit acknowledgement promises on this primary now. */
   guarantee = "";
+  /** A primary's inputs to its managed files when it last wrote them, and the rounds skipped since. */
+  private primaryFiles = "";
+  private primarySecrets: unknown = undefined;
+  private primarySkipped = 0;
   /** A standby's maintenance inputs at its last maintenance, and the rounds skipped since. */
   private standbyInputs = "";
   private standbySecrets: unknown = undefined;
@@ -87,7 +91,17 @@ export class Maintenance {
   private async maintainNow(primary: boolean, p: Probe): Promise<void> {
     const h = this.h;
     const plan = primary && p.up && p.currentLsn ? this.plan(p) : null;
-    const changed = await h.writeConfig(!primary, h.upstream ?? undefined);
+    // A primary writes its files when what they are made from changed (synchronous_standby_names
+    // of this round's plan included) and otherwise every STANDBY_MAINTAIN_EVERY rounds; the check
+    // below that the planned synchronous_standby_names is in force still runs every round.
+    const filesKey = primary ? `${h.syncNames}\n${this.standbyKey(p)}` : "";
+    const secrets = h.ctx.secrets();
+    const filesDue = !primary || filesKey !== this.primaryFiles || secrets !== this.primarySecrets || this.primarySkipped >= STANDBY_MAINTAIN_EVERY - 1;
+    let changed: string[] = [];
+    if (filesDue) {
+      changed = await h.writeConfig(!primary, h.upstream ?? undefined);
+      if (primary) [this.primaryFiles, this.primarySecrets, this.primarySkipped] = [filesKey, secrets, 0];
+    } else this.primarySkipped++;
     if (changed.length > 0) {
       h.log.info(`managed files changed (${changed.join(", ")}): reloading`);
       await reload(h.node);
@@ -97,6 +111,7 @@ export class Maintenance {
       const live = await h.localDb().query("synchronous_standby_names", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`).catch(() => null);
       if (live && live[0]?.v !== h.syncNames) {
         h.log.warn(`synchronous_standby_names in force is '${live[0]?.v}', planned '${h.syncNames}': reloading`);
+        if (!filesDue) await h.writeConfig(!primary, h.upstream ?? undefined); // a file edited from outside since the last write
         await reload(h.node);
       }
     }
@@ -115,11 +130,14 @@ export class Maintenance {
         this.rolesEnsuredFor = p.systemIdentifier;
       }
     }
-    // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby.
-    const settings = await readSettings(h, !primary).catch(() => ({ pending: [] as string[], ordered: [] }));
-    const pending = settings.pending;
-    this.pending = pending;
-    this.ordered = settings.ordered;
+    // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby:
+    // read when the files were due (they change only with them, a reload or a restart), else the last reading stands.
+    if (filesDue || changed.length > 0 || adopted) {
+      const settings = await readSettings(h, !primary).catch(() => ({ pending: [] as string[], ordered: [] }));
+      this.pending = settings.pending;
+      this.ordered = settings.ordered;
+    }
+    const pending = this.pending;
     if (pending.length > 0) {
       // Standbys wait for `pgherd restart` (one at a time, in the order PostgreSQL needs: restart-plan.ts).
       if (adopted) {
