@@ -5,7 +5,12 @@ import type { Logger } from "../log.ts";
 import type { Mesh } from "../net/mesh.ts";
 import type { PeerTable } from "./peers.ts";
 
-const HOUSEKEEPING_MS = 250;
+/**
+ * Nothing here needs a finer step: peers expire after discovery.max_age_ms, voter changes and the
+ * configuration's spread are not latency-bound, a scheduled switchover starts within one step of
+ * its time. Every tick wakes the process (an idle agent's CPU is mostly its wakeups).
+ */
+const HOUSEKEEPING_MS = 500;
 
 export interface HousekeepingDeps {
   log: Logger;

@@ -1,7 +1,6 @@
 // What the agent does with each message a peer sends over the mesh (validated at receipt,
 // src/agent/messages.ts): route it to the module that owns the concern. It owns the name of the
 // old primary that handed over to this node (read once when this node became the primary).
-import { ElectionMsgSchema } from "../core/messages.ts";
 import type * as F from "../core/cluster-facts.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import type { Logger } from "../log.ts";
@@ -105,7 +104,7 @@ export class MessageRouter {
       case "migrate-epoch":
         return d.migrate(peer, msg);
       default:
-        d.consensus.receive(peer, ElectionMsgSchema.parse(msg));
+        d.consensus.receive(peer, msg); // validated on receipt (AgentMsgSchema holds ElectionMsgSchema)
     }
   }
 

@@ -13,12 +13,45 @@ import {
 export const HANDSHAKE_MAX_FRAME = 4096;
 
 // Mesh-internal envelope inside every sealed frame; only "app" reaches the application.
-const envelopeSchema = z.discriminatedUnion("t", [
-  z.strictObject({ t: z.literal("app"), m: z.unknown() }),
-  z.strictObject({ t: z.literal("ping") }),
-  z.strictObject({ t: z.literal("pong") }),
-  z.strictObject({ t: z.literal("retire") }),
-]);
+type Envelope = { t: "app"; m: unknown } | { t: "ping" | "pong" | "retire" };
+
+/** The envelope, or null: {t:"app", m} or {t:"ping"|"pong"|"retire"} and no other key (checked by hand: every frame). */
+function envelope(v: unknown): Envelope | null {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return null;
+  const o = v as Record<string, unknown>;
+  const t = o.t;
+  for (const k in o) if (k !== "t" && (k !== "m" || t !== "app")) return null;
+  if (t === "app") return { t, m: o.m };
+  return t === "ping" || t === "pong" || t === "retire" ? { t } : null;
+}
+
+/**
+ * One unref'd interval timer per period, shared by every open connection's keepalive: a node with
+ * n peers wakes once per period for all of them instead of n times. A connection's first tick
+ * comes within one period of its start (onTick measures time itself). Returns the unsubscribe.
+ */
+const tickers = new Map<number, { timer: ReturnType<typeof setInterval>; subs: Set<() => void> }>();
+function onEvery(ms: number, fn: () => void): () => void {
+  let t = tickers.get(ms);
+  if (!t) {
+    const subs = new Set<() => void>();
+    const timer = setInterval(() => {
+      for (const f of [...subs]) f();
+    }, ms);
+    timer.unref();
+    t = { timer, subs };
+    tickers.set(ms, t);
+  }
+  const entry = t;
+  entry.subs.add(fn);
+  return () => {
+    entry.subs.delete(fn);
+    if (entry.subs.size === 0 && tickers.get(ms) === entry) {
+      clearInterval(entry.timer);
+      tickers.delete(ms);
+    }
+  };
+}
 
 /** Paths and codes only: messages may carry passwords, and zod messages can quote input. */
 function issues(e: z.ZodError): string {
@@ -58,7 +91,8 @@ export class Conn {
   private channel: Channel | undefined;
   private readonly decoder = new FrameDecoder(HANDSHAKE_MAX_FRAME);
   private readonly timers: ReturnType<typeof setTimeout>[] = [];
-  private keepalive: ReturnType<typeof setInterval> | undefined;
+  /** Ends this connection's keepalive ticks. */
+  private keepalive: (() => void) | undefined;
   private lastHeard = 0;
   /** When we last sent a sealed frame: any frame keeps the peer's deadline fresh, a ping only fills silence. */
   private lastSent = 0;
@@ -234,8 +268,7 @@ export class Conn {
     this.stopTimers();
     this.lastHeard = this.lastSent = performance.now();
     const tick = Math.max(5, Math.min(this.cfg.pingMs, this.cfg.deadMs / 4));
-    this.keepalive = setInterval(() => this.guard(() => this.onTick(tick)), tick);
-    this.keepalive.unref();
+    this.keepalive = onEvery(tick, () => this.guard(() => this.onTick(tick)));
     this.host.authenticated(this);
   }
 
@@ -248,9 +281,9 @@ export class Conn {
       throw e;
     }
     this.lastHeard = performance.now();
-    const env = envelopeSchema.safeParse(plain);
-    if (!env.success) return this.host.reject("schema", this.remote, "unknown mesh envelope (dropped)");
-    switch (env.data.t) {
+    const env = envelope(plain);
+    if (!env) return this.host.reject("schema", this.remote, "unknown mesh envelope (dropped)");
+    switch (env.t) {
       case "ping":
         this.sendSealed({ t: "pong" });
         return;
@@ -263,7 +296,7 @@ export class Conn {
       case "app": {
         // The sender holds the secret and the frame is intact, so a mismatch is version skew, not an
         // attack: drop that one message instead of cutting the link (a rolling upgrade would flap).
-        const msg = this.cfg.messageSchema.safeParse(env.data.m);
+        const msg = this.cfg.messageSchema.safeParse(env.m);
         if (!msg.success) {
           return this.host.reject("schema", this.remote, `message from ${this.peer!.nodeId} dropped: ${issues(msg.error)}`);
         }
@@ -331,7 +364,7 @@ export class Conn {
 
   private stopTimers(): void {
     for (const t of this.timers.splice(0)) clearTimeout(t);
-    if (this.keepalive) clearInterval(this.keepalive);
+    this.keepalive?.();
     this.keepalive = undefined;
   }
 

@@ -11,10 +11,19 @@ import { readSettings } from "./restart-node.ts";
 import type { PgHost } from "./host.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { SlotKeeper } from "./slots.ts";
-import { maxLagBytesInForce } from "../dynamic-config.ts";
+import { maxLagBytesInForce, pgParametersInForce } from "../dynamic-config.ts";
+import { accessRowsInForce } from "../../ops/access.ts";
+import { runningConfig } from "../../ops/reload.ts";
 
 /** quorum: writes wait this long for synchronous standbys before the primary degrades. */
 export const DEGRADE_AFTER_MS = 3000;
+/**
+ * A standby whose inputs to maintenance did not change (see standbyCurrent) runs it once every
+ * this many rounds: the files it manages are then re-checked for outside edits within two
+ * seconds (at the default postgres.loop_ms) instead of every round. Any change of an input, and
+ * every round of a primary, maintains at once.
+ */
+const STANDBY_MAINTAIN_EVERY = 4;
 
 export class Maintenance {
   private degraded = false;
@@ -29,6 +38,14 @@ export class Maintenance {
   private rolesEnsuredFor: string | null = null;
   /** What a commit acknowledgement promises on this primary now. */
   guarantee = "";
+  /** A primary's inputs to its managed files when it last wrote them, and the rounds skipped since. */
+  private primaryFiles = "";
+  private primarySecrets: unknown = undefined;
+  private primarySkipped = 0;
+  /** A standby's maintenance inputs at its last maintenance, and the rounds skipped since. */
+  private standbyInputs = "";
+  private standbySecrets: unknown = undefined;
+  private standbySkipped = 0;
 
   constructor(private readonly h: PgHost, private readonly slots: SlotKeeper, private readonly primary: PrimaryStarter) {}
 
@@ -57,7 +74,8 @@ export class Maintenance {
   /**
    * The round's upkeep. A query that finds no answer within its deadline ends it at once: a server
    * that stopped answering (frozen, hung) must not hold the round for one deadline per remaining
-   * query, because the next round is the one that observes it and lets the leader resign.
+   * query, because the next round is the one that observes it and lets the leader resign. The
+   * leader watching its server passes the heartbeat's deadline (1.5 s) for every query of it.
    */
   async maintain(primary: boolean, p: Probe, deadlineMs?: number): Promise<void> {
     const h = this.h;
@@ -74,9 +92,37 @@ export class Maintenance {
   }
 
   private async upkeep(primary: boolean, p: Probe): Promise<void> {
+    if (primary) {
+      this.standbyInputs = "";
+      return this.maintainNow(true, p);
+    }
+    const inputs = this.standbyKey(p);
+    const secrets = this.h.ctx.secrets();
+    if (inputs === this.standbyInputs && secrets === this.standbySecrets && this.standbySkipped < STANDBY_MAINTAIN_EVERY - 1) {
+      this.standbySkipped++;
+      return;
+    }
+    await this.maintainNow(false, p);
+    // Only a maintenance that went through counts: a failed one is tried again next round.
+    this.standbyInputs = inputs;
+    this.standbySecrets = secrets;
+    this.standbySkipped = 0;
+  }
+
+  private async maintainNow(primary: boolean, p: Probe): Promise<void> {
     const h = this.h;
     const plan = primary && p.up && p.currentLsn ? this.plan(p) : null;
-    const changed = await h.writeConfig(!primary, h.upstream ?? undefined);
+    // A primary writes its files when what they are made from changed (synchronous_standby_names
+    // of this round's plan included) and otherwise every STANDBY_MAINTAIN_EVERY rounds; the check
+    // below that the planned synchronous_standby_names is in force still runs every round.
+    const filesKey = primary ? `${h.syncNames}\n${this.standbyKey(p)}` : "";
+    const secrets = h.ctx.secrets();
+    const filesDue = !primary || filesKey !== this.primaryFiles || secrets !== this.primarySecrets || this.primarySkipped >= STANDBY_MAINTAIN_EVERY - 1;
+    let changed: string[] = [];
+    if (filesDue) {
+      changed = await h.writeConfig(!primary, h.upstream ?? undefined);
+      if (primary) [this.primaryFiles, this.primarySecrets, this.primarySkipped] = [filesKey, secrets, 0];
+    } else this.primarySkipped++;
     if (changed.length > 0) {
       h.log.info(`managed files changed (${changed.join(", ")}): reloading`);
       await reload(h.node);
@@ -86,6 +132,7 @@ export class Maintenance {
       const live = await h.localDb().query("synchronous_standby_names", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`).catch(unlessTimeout(null));
       if (live && live[0]?.v !== h.syncNames) {
         h.log.warn(`synchronous_standby_names in force is '${live[0]?.v}', planned '${h.syncNames}': reloading`);
+        if (!filesDue) await h.writeConfig(!primary, h.upstream ?? undefined); // a file edited from outside since the last write
         await reload(h.node);
       }
     }
@@ -104,11 +151,14 @@ export class Maintenance {
         this.rolesEnsuredFor = p.systemIdentifier;
       }
     }
-    // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby.
-    const settings = await readSettings(h, !primary).catch(unlessTimeout({ pending: [] as string[], ordered: [] as OrderedValue[] }));
-    const pending = settings.pending;
-    this.pending = pending;
-    this.ordered = settings.ordered;
+    // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby:
+    // read when the files were due (they change only with them, a reload or a restart), else the last reading stands.
+    if (filesDue || changed.length > 0 || adopted) {
+      const settings = await readSettings(h, !primary).catch(unlessTimeout({ pending: [] as string[], ordered: [] as OrderedValue[] }));
+      this.pending = settings.pending;
+      this.ordered = settings.ordered;
+    }
+    const pending = this.pending;
     if (pending.length > 0) {
       // Standbys wait for `pgherd restart` (one at a time, in the order PostgreSQL needs: restart-plan.ts).
       if (adopted) {
@@ -123,6 +173,20 @@ export class Maintenance {
       this.pendingWarned = pending.join();
     }
     await this.slots.maintain(primary);
+  }
+
+  /**
+   * What a standby's maintenance works from, besides the credentials: the server's state, the
+   * upstream, the peers' addresses (pg_hba), the access rules and [postgres.parameters] in force,
+   * the leader's permanent slots. Unchanged (and the credentials the same object), a standby
+   * maintains every STANDBY_MAINTAIN_EVERY rounds only.
+   */
+  private standbyKey(p: Probe): string {
+    const h = this.h;
+    return JSON.stringify([
+      p.up, p.up && p.inRecovery, h.upstream, h.ctx.peerAddresses(), accessRowsInForce(),
+      pgParametersInForce(runningConfig()?.postgres.parameters ?? h.cfg.postgres.parameters), h.ctx.leaderPg()?.report.permanent ?? null,
+    ]);
   }
 
   /** Decide synchronous_standby_names and the guard for this round (applied by writeConfig / publishGuard). */
