@@ -6,9 +6,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { runDemo } from "../src/demo/run.ts";
-import { createLogger } from "../src/log.ts";
 import { ensureBuilt } from "../scripts/build.ts";
+import { idleDemo } from "./idle-demo.ts";
 import { cpuSeconds, distinctResident, median, memSplit, pgherdProcesses, type MemSplit, type PgherdProc } from "./proc-sample.ts";
 
 const { values } = parseArgs({
@@ -21,29 +20,9 @@ if (!Number.isFinite(seconds) || seconds < 5 || seconds > 3600) throw new Error(
 const baseline = JSON.parse(readFileSync(join(import.meta.dir, "baseline.json"), "utf8")).footprint as Record<string, number>;
 
 const bin = values.bin ?? ensureBuilt().path;
-const stop = new AbortController();
-let scratch = "";
-let ready: () => void;
-const isReady = new Promise<void>((r) => (ready = r));
-let transcript = "";
-const demo = runDemo({
-  pgherd: { argv: [bin], display: bin },
-  options: { keep: false, timeoutSec: 180 },
-  stop: stop.signal,
-  log: createLogger("error", "bench"),
-  out: (t) => {
-    transcript += t;
-    scratch ||= /under (\/tmp\/pgherd-demo-\S+)/.exec(transcript)?.[1] ?? "";
-    if (t.startsWith("\nready:")) ready();
-  },
-});
-const outcome = await Promise.race([isReady.then(() => "ready"), demo.then(() => "ended")]);
-if (outcome !== "ready") {
-  process.stderr.write(transcript);
-  throw new Error("the demo cluster did not become ready");
-}
+const demo = await idleDemo(bin);
+const scratch = demo.scratch;
 try {
-  await Bun.sleep(5000); // let start-up work (clones, first rounds) settle
   const procs = pgherdProcesses(scratch);
   if (procs.filter((p) => p.kind === "agent").length !== 3 || procs.filter((p) => p.kind === "watchdog").length !== 3) {
     throw new Error(`expected 3 agents and 3 watchdogs under ${scratch}, found ${JSON.stringify(procs)}`);
@@ -99,6 +78,5 @@ try {
   console.log(`| USS per host MB (sum) | | ${fmt(hostSum("uss"), 1)} | |`);
   console.log(`| CPU per host % | ${b("hostCpuPct")} | ${fmt(hostSum("pct"), 2)} | ≤ 1.5 |`);
 } finally {
-  stop.abort("bench done");
-  await demo;
+  await demo.stop();
 }

@@ -7,9 +7,8 @@
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { runDemo } from "../src/demo/run.ts";
-import { createLogger } from "../src/log.ts";
 import { ensureBuilt } from "../scripts/build.ts";
+import { idleDemo } from "./idle-demo.ts";
 import { pgherdProcesses } from "./proc-sample.ts";
 
 const { values } = parseArgs({
@@ -46,28 +45,10 @@ function threads(pid: number): Map<string, Thread> {
   return out;
 }
 
-const stop = new AbortController();
-let scratch = "";
-let transcript = "";
-let ready: () => void;
-const isReady = new Promise<void>((r) => (ready = r));
-const demo = runDemo({
-  pgherd: { argv: [bin], display: bin },
-  options: { keep: false, timeoutSec: 180 },
-  stop: stop.signal,
-  log: createLogger("error", "bench"),
-  out: (t) => {
-    transcript += t;
-    scratch ||= /under (\/tmp\/pgherd-demo-\S+)/.exec(transcript)?.[1] ?? "";
-    if (t.startsWith("\nready:")) ready();
-  },
-});
-if ((await Promise.race([isReady.then(() => "ready"), demo.then(() => "ended")])) !== "ready") {
-  process.stderr.write(transcript);
-  throw new Error("the demo cluster did not become ready");
-}
+const demo = await idleDemo(bin);
+const scratch = demo.scratch;
+const transcript = demo.transcript();
 try {
-  await Bun.sleep(5000); // start-up work settles
   console.log(/cluster demo: .*/.exec(transcript)?.[0] ?? "");
   const procs = pgherdProcesses(scratch);
   const before = procs.map((p) => threads(p.pid));
@@ -95,6 +76,5 @@ try {
     }
   }
 } finally {
-  stop.abort("bench done");
-  await demo;
+  await demo.stop();
 }

@@ -11,7 +11,7 @@ import { PgCluster, type ClusterNode, type Healthy } from "../helpers/cluster.ts
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import type { RunResult } from "../helpers/proc.ts";
-import { API_TOKEN, type Bounds, readyCluster } from "../helpers/writer.ts";
+import { API_TOKEN, type Bounds, readyCluster, waitReplicating } from "../helpers/writer.ts";
 
 export const STANZA = "e2e";
 
@@ -170,4 +170,18 @@ export async function segmentGaps(primary: ClusterNode, segs: Seg[], fromSegno: 
     if (!have.has(`${t}:${s}`)) missing.push(`${t.toString(16).toUpperCase().padStart(8, "0")}/${s.toString(16).toUpperCase()}`);
   }
   return { missing, checked, timelines: begins.map((b) => b.tli) };
+}
+
+/**
+ * `pgherd switchover` from `p` to a streaming standby. Right after a WAL switch the target's last
+ * report may still show it a segment behind: that refusal is retried (5 s at most).
+ */
+export async function switchoverToStandby(c: PgCluster, p: ClusterNode): Promise<void> {
+  const target = (await waitReplicating(c, 10_000)).standbys[0]!;
+  let cli = await pgherdCli(p, ["switchover", "--to", target.name], 100_000);
+  for (let i = 0; i < 20 && cli.code !== 0 && /lags .* behind/.test(cli.stderr + cli.stdout); i++) {
+    await Bun.sleep(250);
+    cli = await pgherdCli(p, ["switchover", "--to", target.name], 100_000);
+  }
+  if (cli.code !== 0) throw new Error(`switchover: ${cli.stderr}${cli.stdout}`);
 }

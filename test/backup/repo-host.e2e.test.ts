@@ -19,7 +19,7 @@ import type { Host } from "../helpers/lab.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { type Proc, waitFor } from "../helpers/proc.ts";
 import { faultRound, logMark, logSince, waitReplicating, Writer } from "../helpers/writer.ts";
-import { archiveGaps, backrestLogs, backupExtra, pgherdCli, serverLog, STANZA } from "./helpers.ts";
+import { archiveGaps, backrestLogs, backupExtra, pgherdCli, serverLog, STANZA, switchoverToStandby } from "./helpers.ts";
 
 interface Fx { c: PgCluster; repoHost: Host; repo: string; conf: string; server: Proc; extra: Record<string, unknown> }
 
@@ -178,16 +178,7 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
   test("switchover with a writer: every segment archived, no archive error on any node, pgbackrest check passes", () => fx.c.diagnose(async () => {
     const r = await faultRound(fx.c, {
       label: "switchover", expect: "other", waitMs: 30_000,
-      inject: async (p) => {
-        const h = await waitReplicating(fx.c, 10_000);
-        const target = h.standbys[0]!;
-        let cli = await pgherdCli(p, ["switchover", "--to", target.name], 100_000);
-        for (let i = 0; i < 20 && cli.code !== 0 && /lags .* behind/.test(cli.stderr + cli.stdout); i++) {
-          await Bun.sleep(250);
-          cli = await pgherdCli(p, ["switchover", "--to", target.name], 100_000);
-        }
-        if (cli.code !== 0) throw new Error(`switchover: ${cli.stderr}${cli.stdout}`);
-      },
+      inject: async (p) => switchoverToStandby(fx.c, p),
     });
     expect(r.lost).toEqual([]);
     const h = await expectContinuous("after the switchover");
