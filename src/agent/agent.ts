@@ -378,6 +378,10 @@ export class Agent implements ClusterContext {
     this.consensus.setGuard(block, floor);
   }
 
+  voterChangePending(): boolean {
+    return this.membership.changePending();
+  }
+
   record(e: Omit<HistoryEntry, "id" | "at">): void {
     const entry = this.historyLog.add(e);
     this.integrations.recorded(entry);

@@ -38,8 +38,19 @@ export class MembershipKeeper {
   /** Voters an operator asked to remove while this node leads (kept so auto_join does not re-add them). */
   private readonly removals: string[] = [];
   private warnedBadIds = new Set<string>();
+  /** The voter change waiting for its failover guard to be stored ("add:<id>"), null: none. */
+  private waiting: string | null = null;
 
   constructor(private readonly d: MembershipDeps) {}
+
+  /**
+   * A voter change waits for its failover guard: the primary's re-sync must not lift that guard
+   * meanwhile (durability.ts), or the two would take turns setting and lifting it and the change
+   * would never be proposed.
+   */
+  changePending(): boolean {
+    return this.waiting !== null;
+  }
 
   /** While there is no membership: why not yet ("formed" once it is). */
   bootstrapNote(): string {
@@ -63,15 +74,20 @@ export class MembershipKeeper {
     if (!st.membership) return this.tryBootstrap();
     if (st.role !== "leader") {
       this.removals.length = 0; // a request to the old leader; the operator asks the new one
+      this.waiting = null;
       return;
     }
-    if (!st.membershipCommitted || !this.d.consensus.lease()) return;
+    if (!st.membershipCommitted || !this.d.consensus.lease()) {
+      this.waiting = null;
+      return;
+    }
     const peers = this.d.peers.list();
     this.warnBadIds(peers.map((p) => p.id));
     const change = nextVoterChange({
       voters: st.membership.voters, approved: st.membership.approved ?? [], autoJoin: this.d.cfg.election.auto_join,
       peers, removals: this.removals,
     });
+    this.waiting = change ? `${change.op}:${change.node}` : null;
     if (!change) return;
     // A voter change changes k (synchronous standbys needed): suspend automatic failover (a guard
     // stored by a majority) before it; the primary's next re-sync lifts it with a floor.
@@ -84,6 +100,7 @@ export class MembershipKeeper {
       }
       return;
     }
+    this.waiting = null; // proposed: the re-sync after it lifts the guard with the new voter set
     const p = peers.find((x) => x.id === change.node);
     this.d.log.info(change.op === "add"
       ? `adding ${this.d.nameOf(change.node)} (${change.node}, ${p?.role ?? "database"}) as a voter${this.d.cfg.election.auto_join ? " (auto_join)" : " (approved)"}`

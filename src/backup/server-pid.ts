@@ -7,6 +7,7 @@ import { readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import type { Logger } from "../log.ts";
 import { SafeDir, type Owner } from "../postgres/fsutil.ts";
+import { pidAlive } from "../postgres/datadir.ts";
 
 const FILE = "tls-server.pid";
 
@@ -38,14 +39,6 @@ export function isOurServer(pid: number, uid: number, conf: string): boolean {
   }
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Stop the server a previous agent recorded, if it still runs (SIGTERM, SIGKILL after 5 s); true when one was stopped. */
 export async function stopLeftoverServer(dir: string, owner: Owner, conf: string, log: Logger): Promise<boolean> {
@@ -62,8 +55,8 @@ export async function stopLeftoverServer(dir: string, owner: Owner, conf: string
   if (Number.isInteger(pid) && pid > 1 && isOurServer(pid, owner.uid, conf)) {
     log.warn(`pgBackRest TLS server ${pid} of an earlier agent still runs (that agent was killed): stopping it`);
     process.kill(pid, "SIGTERM");
-    for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-    if (alive(pid) && isOurServer(pid, owner.uid, conf)) process.kill(pid, "SIGKILL");
+    for (let i = 0; i < 50 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    if (pidAlive(pid) && isOurServer(pid, owner.uid, conf)) process.kill(pid, "SIGKILL");
     stopped = true;
   }
   await clearServerPid(dir, owner);

@@ -3,11 +3,12 @@
 // same user (real processes here: bash whose argv[0] is "pgbackrest", as the server's would be).
 import { afterEach, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isOurServer, recordServerPid, stopLeftoverServer } from "../../src/backup/server-pid.ts";
 import { createLogger } from "../../src/log.ts";
+import { waitFor } from "../helpers/proc.ts";
 
 const me = { uid: process.getuid!(), gid: process.getgid!() };
 const log = createLogger("error");
@@ -19,10 +20,13 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function fakeServer(args: string[]): Promise<ChildProcess> {
+/** Returns once /proc shows the child's own command line (the spawn event can come before its exec). */
+async function fakeServer(args: string[]): Promise<ChildProcess> {
   const k = spawn("/bin/bash", ["-c", "sleep 30; :", ...args], { argv0: "pgbackrest", stdio: "ignore" });
   kids.push(k);
-  return new Promise((res) => k.once("spawn", () => res(k)));
+  await new Promise((res) => k.once("spawn", res));
+  await waitFor(() => readFileSync(`/proc/${k.pid}/cmdline`, "utf8").startsWith("pgbackrest\0"), { timeoutMs: 5000, intervalMs: 5, what: "the fake server's exec" });
+  return k;
 }
 
 const exited = (k: ChildProcess) => new Promise<void>((res) => (k.exitCode !== null || k.signalCode !== null ? res() : k.once("exit", () => res())));

@@ -38,6 +38,8 @@ export interface ClusterContext {
   /** The leader's current guard and the highest guard seq a majority stored. */
   guardState(): { guard: { seq: number; block: boolean; floor: Position | null } | null; committed: number };
   setGuard(block: boolean, floor: Position | null): void;
+  /** A voter change waits for its failover guard (src/agent/membership.ts): that guard is not lifted meanwhile. */
+  voterChangePending(): boolean;
   becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void;
   /** [hooks] pre_promote (src/hooks/hooks.ts); absent: promote without asking. */
   readonly integrations?: { promoteCheck(term: number): PromoteCheck; checkPromote(term: number): Promise<void> };

@@ -215,6 +215,12 @@ export class Maintenance {
   private async publishGuard(plan: ReturnType<typeof planDurability>): Promise<void> {
     const { ctx, clock, log } = this.h;
     const cur = ctx.guardState().guard;
+    if (cur?.block && ctx.voterChangePending()) {
+      // The guard of a voter change: kept until the change is proposed (membership.ts), then the
+      // re-sync lifts it with the new voter set.
+      this.degraded = true;
+      return;
+    }
     if (plan.guard === "keep" && !(cur?.block && !plan.degraded)) {
       this.degraded = plan.degraded;
       return;
