@@ -5,6 +5,7 @@
 // transactions (src/consensus/migrate-etcd.ts), durable records, mesh messages, the backend swap
 // (src/agent/migrate-consensus.ts), and the fence when the plan aborts.
 import type { Config } from "../config/schema.ts";
+import type { Membership } from "../core/messages.ts";
 import * as M from "../core/consensus-migrate.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
@@ -27,6 +28,8 @@ export interface MigrateDeps {
   /** Stop writes now (the agent's fence), resolved once PostgreSQL is stopped. */
   fence: (reason: string) => Promise<void>;
   nameOf: (id: string) => string;
+  /** An operator's switchover or failover runs on this node now. */
+  switchingOver?: () => boolean;
   clock?: () => number;
 }
 
@@ -44,6 +47,12 @@ interface Running {
   timer: ReturnType<typeof setInterval> | undefined;
   /** When the migration last sent a renewal of its etcd lease (to etcd, before the commit). */
   renewedAt: number;
+  /** The leader's term in the backend it leaves, carried in every switch. */
+  leaderTerm: number;
+  /** The membership at the start: written into etcd at the commit. */
+  membership: Membership | null;
+  /** SwitchableConsensus.resigns at the start: once it changes, the lease no longer counts. */
+  resigns: number;
   answer: (r: ActionResult) => void;
 }
 
@@ -53,6 +62,7 @@ export class MigrateDriver {
   private run: Running | null = null;
   private chain: Promise<void> = Promise.resolve();
   private lastEpochSent = -Infinity;
+  private lastRefusal = "";
   private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   private readonly clock: () => number;
@@ -64,6 +74,14 @@ export class MigrateDriver {
     this.inForceNow = startingBackend(d.cfg);
     const e = d.cfg.election;
     this.timers = { timeoutMs: e.timeout_ms, ttlMs: d.cfg.consensus.ttl_s * 1000, maxDrift: e.max_drift, fenceMs: e.fence_ms };
+    // A hold taken just before a restart is not in memory any more: a migrated node holds at every start.
+    const hold = M.startHoldMs(this.inForceNow, this.timers);
+    if (hold > 0) d.consensus.holdAtLeast(this.clock() + hold);
+  }
+
+  /** Whether this node runs a migration now (operator actions that move leadership refuse meanwhile). */
+  running(): boolean {
+    return this.run !== null;
   }
 
   inForce(): M.InForce {
@@ -92,6 +110,7 @@ export class MigrateDriver {
     const r = M.checkStart(to, {
       self: this.d.self, inForce: this.inForceNow, leading: lease !== null && lease.until > this.clock(), voters,
       connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, configured: this.d.cfg.consensus.backend,
+      switchingOver: this.d.switchingOver?.() ?? false,
     });
     if ("refuse" in r) return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${r.refuse}` });
     clearTimeout(this.takeover); // a previous migration's watch: this node leads now, so it is over
@@ -100,8 +119,12 @@ export class MigrateDriver {
     this.d.log.info(`consensus migration to ${to} (epoch ${r.epoch}) started with voters ${voters.map(this.d.nameOf).join(", ")}`);
     return new Promise<ActionResult>((answer) => {
       const timeout = setTimeout(() => answer({ status: 504, ok: false, message: `the migration to ${to} is still running after ${ANSWER_MS / 1000} s: see the agent's log and /node` }), ANSWER_MS);
-      this.run = { state: plan.state, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.clock(), answer: (res) => (clearTimeout(timeout), answer(res)) };
-      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message })));
+      this.run = {
+        state: plan.state, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.clock(), leaderTerm: lease!.term,
+        membership: st.membership, resigns: c.resigns, answer: (res) => (clearTimeout(timeout), answer(res)),
+      };
+      c.migrating = true;
+      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message, ...this.leases() })));
       this.run.timer = setInterval(() => this.serial(() => this.tick()), TICK_MS);
     });
   }
@@ -109,8 +132,10 @@ export class MigrateDriver {
   /** A migration message from a peer (validated at receipt). */
   receive(peer: string, msg: MigrateMsg): void {
     if (msg.t === "migrate-ack") {
-      if (!msg.ok) this.d.log.warn(`${this.d.nameOf(peer)} refused the switch of epoch ${msg.epoch}: ${msg.reason}`);
-      else if (this.run) this.serial(() => this.observe({ type: "ack", from: peer, epoch: msg.epoch }));
+      const refusal = `${this.d.nameOf(peer)} refused the switch of epoch ${msg.epoch}: ${msg.reason}`;
+      if (!msg.ok && refusal !== this.lastRefusal) this.d.log.warn(refusal); // once, not per resend
+      if (!msg.ok) this.lastRefusal = refusal;
+      else if (this.run) this.serial(() => this.observe({ type: "ack", from: peer, epoch: msg.epoch, ...this.leases() }));
       return;
     }
     if (msg.t === "migrate-switch") return void (msg.leader === peer && this.serial(() => this.onSwitch(peer, msg)));
@@ -155,12 +180,20 @@ export class MigrateDriver {
 
   // ------------------------------------------------------------------ the leader
 
-  private async tick(): Promise<void> {
+  /** The leases now, as the plan checks them; none once this node resigned during the migration. */
+  private leases(): M.Leases {
     const r = this.run;
-    if (!r) return;
+    const now = this.clock();
+    if (!r) return { now, builtinUntil: null, etcdUntil: null };
+    const resigned = this.d.consensus.resigns !== r.resigns;
+    const builtinUntil = !resigned && (r.state.to === "etcd" || r.state.phase !== "open") ? (this.d.consensus.lease()?.until ?? null) : null;
+    return { now, builtinUntil, etcdUntil: resigned ? null : r.etcdUntil };
+  }
+
+  private async tick(): Promise<void> {
+    if (!this.run) return;
     await this.renewEtcd();
-    const builtinUntil = r.state.to === "etcd" || r.state.phase !== "open" ? (this.d.consensus.lease()?.until ?? null) : null;
-    await this.observe({ type: "tick", now: this.clock(), builtinUntil, etcdUntil: r.etcdUntil });
+    await this.observe({ type: "tick", ...this.leases() });
   }
 
   private async observe(obs: M.LeaderObs): Promise<void> {
@@ -174,7 +207,7 @@ export class MigrateDriver {
       // An action could not be carried out (a record not stored): stop writes and give back what
       // this migration took, as the plan's own abort does; the members follow the epoch they stored.
       r.state = { ...r.state, phase: "aborted", reason: `${(e as Error).message}` };
-      await this.carry([{ do: "fence", revoke: r.state.to === "etcd" }]);
+      await this.carry([{ do: "fence", revoke: r.state.to === "etcd" }]).catch((e2: Error) => this.d.log.error(`consensus migration: ${e2.message}`));
     }
     if (r.state.phase === "done" || r.state.phase === "aborted") this.finish(r);
   }
@@ -182,17 +215,18 @@ export class MigrateDriver {
   private finish(r: Running): void {
     clearInterval(r.timer);
     this.run = null;
+    this.d.consensus.migrating = false;
     this.d.consensus.setCap(null);
     const { to, epoch, phase, reason } = r.state;
     if (phase === "done") {
       this.d.log.info(`consensus migration to ${to} (epoch ${epoch}) committed; this node runs on ${this.inForceNow.backend}`);
       this.broadcastEpoch();
-      r.answer({ status: 200, ok: true, message: `the cluster moved to ${to} (epoch ${epoch}); every voter stores it (those that missed the switch adopt it when they hear the epoch)` });
+      r.answer({ status: 200, ok: true, message: `${M.outcome(r.state)}; every voter stores it (those that missed the switch adopt it when they hear the epoch)` });
     } else {
       this.d.log.warn(`consensus migration to ${to} (epoch ${epoch}) aborted: ${reason}`);
       // Stopped before anyone was told to switch (to builtin, etcd not closed): run the backend in force again.
       if (this.d.consensus.innerStopped()) this.d.consensus.replace(this.inForceNow.backend, -Infinity);
-      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})` });
+      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; ${M.outcome(r.state)}; this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})` });
     }
   }
 
@@ -203,11 +237,21 @@ export class MigrateDriver {
       switch (a.do) {
         case "open": {
           const ok = r.state.to === "etcd" ? await this.openEtcd(r) : await this.openBuiltin(r);
-          await this.observe(ok === true ? { type: "opened", ok: true } : { type: "opened", ok: false, detail: ok });
+          const stopped = this.d.consensus.innerStopped();
+          await this.observe(ok === true ? { type: "opened", ok: true, ...this.leases() } : { type: "opened", ok: false, detail: ok, stopped, ...this.leases() });
           return; // observe carried out what follows
         }
         case "send-switch":
-          for (const to of a.to) this.d.send(to, { t: "migrate-switch", to: r.state.to, epoch: r.state.epoch, leader: this.d.self, ...(r.state.to === "builtin" ? { term: r.state.term } : {}) });
+          for (const to of a.to) {
+            this.d.send(to, { t: "migrate-switch", to: r.state.to, epoch: r.state.epoch, leader: this.d.self, leaderTerm: r.leaderTerm, ...(r.state.to === "builtin" ? { term: r.state.term } : {}) });
+          }
+          break;
+        case "commit-etcd":
+          await this.observe(await this.commitEtcd(r));
+          return; // observe carried out what follows
+        case "roll-back":
+          this.persist(a.inForce);
+          this.broadcastEpoch();
           break;
         case "persist-and-swap": {
           const until = M.migratingLease(r.state, this.d.consensus.lease()?.until ?? null, r.etcdUntil) ?? this.clock();
@@ -238,6 +282,24 @@ export class MigrateDriver {
     }
   }
 
+  /** To etcd, at the commit: the real membership into etcd; if unanswered, whether etcd still shows the pending record. */
+  private async commitEtcd(r: Running): Promise<M.LeaderObs> {
+    const { migrateEtcd } = await this.etcdModule();
+    const { client, keys } = this.etcd();
+    try {
+      if (await migrateEtcd.commitEtcd(client, keys, { term: r.etcd!.term, membership: r.membership! })) return { type: "committed", ok: true, pending: false };
+    } catch (e) {
+      this.d.log.warn(`etcd: the commit write: ${(e as Error).message}`);
+    }
+    try {
+      const pending = await migrateEtcd.stillPending(client, keys, { epoch: r.state.epoch, leader: this.d.self });
+      // Not pending: the key of this node (checked by the write's transaction) may hold it, or it applied.
+      return { type: "committed", ok: false, pending, detail: pending ? "etcd refused the commit write (this node's key is gone)" : "the commit write's outcome is unknown" };
+    } catch (e) {
+      return { type: "committed", ok: false, pending: false, detail: `etcd: ${(e as Error).message}` };
+    }
+  }
+
   /** Until the etcd backend leads (then it fences on its own deadline), or the deadline passed: then fence. */
   private watchTakeover(until: number): void {
     clearTimeout(this.takeover);
@@ -253,7 +315,7 @@ export class MigrateDriver {
   /** To etcd: take the leader key on a new lease while the built-in lease holds; true, or why not. */
   private async openEtcd(r: Running): Promise<true | string> {
     const st = this.d.consensus.status();
-    if (!st.membership) return "no membership";
+    if (!st.membership || !r.membership) return "no membership";
     const { migrateEtcd } = await this.etcdModule();
     const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
     try {
@@ -320,7 +382,8 @@ export class MigrateDriver {
   // ------------------------------------------------------------------ a member
 
   private local(): M.MemberLocal {
-    return { inForce: this.inForceNow, term: this.d.store.get().term };
+    const st = this.d.consensus.status();
+    return { inForce: this.inForceNow, term: this.d.store.get().term, follows: { leader: st.leader, term: st.term }, voters: st.membership?.voters ?? [] };
   }
 
   private async onSwitch(peer: string, m: MigrateSwitch): Promise<void> {
@@ -338,7 +401,7 @@ export class MigrateDriver {
 
   private async onHeard(peer: string, heard: M.InForce): Promise<void> {
     if (this.run) return;
-    const a = M.onHeard(this.local(), heard, this.clock(), this.timers);
+    const a = M.onHeard(this.local(), heard, this.clock(), this.timers, peer);
     if (!a) return;
     if (heard.backend === this.inForceNow.backend) return this.persist(a.inForce);
     if (a.fenceFirst && this.d.consensus.lease()) await this.d.fence(`the cluster moved to ${heard.backend} (epoch ${heard.epoch}) meanwhile`);

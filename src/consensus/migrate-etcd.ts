@@ -35,7 +35,8 @@ export async function openEtcd(
   const ops: Op[] = [
     { put: { key: keys.leader, value: o.self, lease: lease.id } },
     { put: { key: keys.lastLeader, value: o.self } },
-    { put: { key: keys.membership, value: JSON.stringify(o.membership) } },
+    // Pending until the commit (commitEtcd): no candidate accepts it, so nobody but this node leads in etcd before.
+    { put: { key: keys.membership, value: pendingRecord(o.epoch, o.self) } },
     o.guard ? { put: { key: keys.guard, value: JSON.stringify(o.guard) } } : { del: { key: keys.guard } },
     { del: { key: keys.transfer } },
     { put: { key: backendKey(keys), value: JSON.stringify({ backend: "etcd", epoch: o.epoch } satisfies InForce) } },
@@ -46,6 +47,23 @@ export async function openEtcd(
     return null;
   }
   return { leaseId: lease.id, term: r.revision, sentAt, ttlS: lease.ttlS };
+}
+
+/** The membership key's value between the open and the commit of a migration to etcd. */
+export function pendingRecord(epoch: number, leader: string): string {
+  return JSON.stringify({ pending: { epoch, leader } });
+}
+
+/** To etcd, at the commit: the real membership into etcd, in a transaction on this holder's key. */
+export async function commitEtcd(client: EtcdClient, keys: ClusterKeys, o: { term: number; membership: Membership }): Promise<boolean> {
+  const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [{ put: { key: keys.membership, value: JSON.stringify(o.membership) } }]);
+  return r.succeeded;
+}
+
+/** After a commit write without an answer: whether the membership key still holds this migration's pending record. */
+export async function stillPending(client: EtcdClient, keys: ClusterKeys, o: { epoch: number; leader: string }): Promise<boolean> {
+  const kv = (await client.range(keys.membership)).kvs[0];
+  return kv?.value === pendingRecord(o.epoch, o.leader);
 }
 
 /**

@@ -11,6 +11,7 @@ const epoch = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 export const MigrateSwitchSchema = z.object({
   t: z.literal("migrate-switch"), to: backend, epoch, leader: NodeIdSchema,
   term: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  leaderTerm: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
 });
 /** Voter → leader: `epoch` is stored (ok), or why not. */
 export const MigrateAckSchema = z.object({ t: z.literal("migrate-ack"), epoch, ok: z.boolean(), reason: z.string().max(300) });
