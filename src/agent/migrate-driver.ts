@@ -5,7 +5,7 @@
 // transactions (src/consensus/migrate-etcd.ts), durable records, mesh messages, the backend swap
 // (src/agent/migrate-consensus.ts), and the fence when the plan aborts.
 import type { Config } from "../config/schema.ts";
-import type { Membership } from "../core/messages.ts";
+import type { Guard, Membership } from "../core/messages.ts";
 import * as M from "../core/consensus-migrate.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
@@ -51,6 +51,8 @@ interface Running {
   leaderTerm: number;
   /** The membership at the start: written into etcd at the commit. */
   membership: Membership | null;
+  /** To builtin: the guard and membership stamped in the resumed term (carried in every switch). */
+  resumed?: { guard: Guard; membership: Membership };
   /** SwitchableConsensus.resigns at the start: once it changes, the lease no longer counts. */
   resigns: number;
   answer: (r: ActionResult) => void;
@@ -63,6 +65,7 @@ export class MigrateDriver {
   private chain: Promise<void> = Promise.resolve();
   private lastEpochSent = -Infinity;
   private lastRefusal = "";
+  private lastClosedCheck = -Infinity;
   private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   private readonly clock: () => number;
@@ -145,8 +148,26 @@ export class MigrateDriver {
   /** Housekeeping: a migrated node tells its peers its epoch every few seconds (not while it migrates or holds). */
   step(): void {
     const now = this.clock();
+    if (this.inForceNow.backend === "etcd" && !this.run && this.d.consensus.status().membership === null && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
+      this.lastClosedCheck = now;
+      this.serial(() => this.checkClosed());
+    }
     if (this.inForceNow.epoch < 1 || this.run || now < this.d.consensus.holding() || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
     this.broadcastEpoch();
+  }
+
+  /**
+   * On etcd with no membership there: a leader that closed etcd for a migration to builtin may have
+   * died before anyone heard of it (etcd's record of the close names the epoch: adopt it), or one
+   * migrating to etcd died before the commit (roll it back once its key is gone, then adopt that).
+   */
+  private async checkClosed(): Promise<void> {
+    const { migrateEtcd } = await this.etcdModule();
+    const { client, keys } = this.etcd();
+    const rolled = await migrateEtcd.rollBackPending(client, keys).catch(() => false);
+    if (rolled) this.d.log.warn("etcd was left pending by a migration whose leader is gone: rolled back to builtin");
+    const rec = await migrateEtcd.readRecord(client, keys).catch(() => null);
+    if (rec?.backend === "builtin" && rec.epoch > this.inForceNow.epoch) await this.onHeard(rec.leader ?? this.d.self, { backend: "builtin", epoch: rec.epoch });
   }
 
   private broadcastEpoch(): void {
@@ -168,11 +189,12 @@ export class MigrateDriver {
   }
 
   /** Durable first: never act on a backend this node could forget at its next start. */
-  private persist(f: M.InForce, election?: { term: number; votedFor: string; ledTerm: number | null }): void {
+  private persist(f: M.InForce, election?: { term: number; votedFor: string; ledTerm: number | null; resumed?: { guard: Guard; membership: Membership } }): void {
     if (election) {
       const st = this.d.consensus.status();
       const cur = this.d.store.get();
-      this.d.store.saveElection({ ...cur, ...election, membership: st.membership ?? cur.membership, guard: st.guard ?? cur.guard });
+      const { resumed, ...e } = election;
+      this.d.store.saveElection({ ...cur, ...e, membership: resumed?.membership ?? st.membership ?? cur.membership, guard: resumed?.guard ?? st.guard ?? cur.guard });
     }
     this.backends.save(f);
     this.inForceNow = f;
@@ -243,7 +265,8 @@ export class MigrateDriver {
         }
         case "send-switch":
           for (const to of a.to) {
-            this.d.send(to, { t: "migrate-switch", to: r.state.to, epoch: r.state.epoch, leader: this.d.self, leaderTerm: r.leaderTerm, ...(r.state.to === "builtin" ? { term: r.state.term } : {}) });
+            const back = r.state.to === "builtin" ? { term: r.state.term, ...(r.resumed ? { resumed: r.resumed } : {}) } : {};
+            this.d.send(to, { t: "migrate-switch", to: r.state.to, epoch: r.state.epoch, leader: this.d.self, leaderTerm: r.leaderTerm, ...back });
           }
           break;
         case "commit-etcd":
@@ -364,17 +387,23 @@ export class MigrateDriver {
       return `etcd: ${(e as Error).message}`;
     }
     if (!kv || kv.value !== this.d.self || kv.createRevision !== lease.term) return "the etcd leader key is not this node's";
+    const st = this.d.consensus.status();
+    if (!st.membership) return "no membership";
+    r.resumed = M.resumedRecords(st.guard, st.membership, r.state.term);
     this.d.consensus.stopInner();
     r.etcd = { leaseId: kv.lease, term: lease.term };
     r.etcdUntil = lease.until;
+    const close = { term: lease.term, epoch: r.state.epoch, builtinTerm: r.state.term, leader: this.d.self, resumed: r.resumed };
     try {
-      if (!(await migrateEtcd.closeEtcd(client, keys, { term: lease.term, epoch: r.state.epoch, builtinTerm: r.state.term, leader: this.d.self }))) {
-        return "the etcd leader key changed before etcd could be closed";
-      }
+      if (!(await migrateEtcd.closeEtcd(client, keys, close))) return "the etcd leader key changed before etcd could be closed";
     } catch (e) {
-      return `etcd: ${(e as Error).message}`;
+      // No answer: the close may have applied. Read it back; closed → carry on (etcd refuses every
+      // candidate from now on, so builtin must take over); not closed or unreadable → abort on etcd.
+      const rec = await migrateEtcd.readRecord(client, keys).catch(() => null);
+      if (!(rec?.backend === "builtin" && rec.epoch === close.epoch && rec.term === close.builtinTerm && rec.leader === this.d.self)) return `etcd: ${(e as Error).message}`;
+      this.d.log.warn(`etcd: the close got no answer (${(e as Error).message}) but applied: carrying on to builtin`);
     }
-    this.persist({ backend: "builtin", epoch: r.state.epoch }, { term: r.state.term, votedFor: this.d.self, ledTerm: r.state.term });
+    this.persist({ backend: "builtin", epoch: r.state.epoch }, { term: r.state.term, votedFor: this.d.self, ledTerm: r.state.term, resumed: r.resumed });
     this.d.consensus.replace("builtin", -Infinity);
     return true;
   }
@@ -383,7 +412,8 @@ export class MigrateDriver {
 
   private local(): M.MemberLocal {
     const st = this.d.consensus.status();
-    return { inForce: this.inForceNow, term: this.d.store.get().term, follows: { leader: st.leader, term: st.term }, voters: st.membership?.voters ?? [] };
+    const stored = this.d.store.get();
+    return { inForce: this.inForceNow, term: stored.term, follows: { leader: st.leader, term: st.term }, voters: st.membership?.voters ?? stored.membership?.voters ?? [] };
   }
 
   private async onSwitch(peer: string, m: MigrateSwitch): Promise<void> {
@@ -406,6 +436,20 @@ export class MigrateDriver {
     if (heard.backend === this.inForceNow.backend) return this.persist(a.inForce);
     if (a.fenceFirst && this.d.consensus.lease()) await this.d.fence(`the cluster moved to ${heard.backend} (epoch ${heard.epoch}) meanwhile`);
     this.d.consensus.stopInner();
+    // Leaving etcd: take the resumed leader's guard and membership from etcd's record of the close
+    // (an older built-in one of this node's would win over the etcd-era ones); none: a roll-back.
+    let election: Parameters<MigrateDriver["persist"]>[1];
+    if (heard.backend === "builtin") {
+      const { migrateEtcd } = await this.etcdModule();
+      try {
+        const rec = await migrateEtcd.readRecord(this.etcd().client, this.etcd().keys);
+        if (rec?.backend === "builtin" && rec.epoch === heard.epoch && rec.term && rec.leader && rec.resumed && rec.term > this.d.store.get().term) {
+          election = { term: rec.term, votedFor: rec.leader, ledTerm: null, resumed: rec.resumed };
+        }
+      } catch (e) {
+        return this.d.log.warn(`cannot read etcd's record of the migration: ${(e as Error).message}; staying out until it answers`);
+      }
+    }
     if (a.dropOwnEtcdKey) {
       const { migrateEtcd } = await this.etcdModule();
       try {
@@ -415,7 +459,7 @@ export class MigrateDriver {
         return this.d.log.warn(`cannot check etcd for a leader key of this node: ${(e as Error).message}; staying out until it answers`);
       }
     }
-    this.persist(a.inForce);
+    this.persist(a.inForce, election);
     this.d.consensus.replace(a.inForce.backend, a.holdUntil);
     this.d.log.info(`consensus backend now ${heard.backend} (epoch ${heard.epoch}), heard from ${this.d.nameOf(peer)}; out of elections for ${Math.round(a.holdUntil - this.clock())} ms`);
   }

@@ -18,6 +18,8 @@
 //    supported has run out (leaveHoldMs); following the migrating leader is allowed meanwhile;
 //  - a member that missed the switch adopts a higher epoch it hears of, with the same hold.
 import { majority } from "./quorum.ts";
+import type { Guard, Membership } from "./messages.ts";
+import { restamp } from "./election-membership.ts";
 
 export type Backend = "builtin" | "etcd";
 
@@ -86,15 +88,6 @@ export interface StartFacts {
   switchingOver?: boolean;
 }
 
-/**
- * Why a migration back to builtin is refused. The way back (close etcd, resume a built-in term) has
- * open defects: the durability guard and membership written under etcd terms can lose to stale
- * pre-etcd ones on a node that adopts builtin by gossip, and a failed close can leave etcd closed
- * with no node on builtin. Until those are fixed no node starts it.
- */
-export const TO_BUILTIN_REFUSED = "moving a running cluster from etcd back to the built-in election is not supported: " +
-  "stop every agent, set [consensus] backend = \"builtin\" and remove <state_dir>/consensus.json on every node while all are stopped (docs/etcd.md, Migration)";
-
 /** Whether a migration to `to` may start on this node, and its epoch. */
 export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { refuse: string } {
   if (f.inForce.backend === to) return { refuse: `the cluster already runs on ${to}` };
@@ -103,7 +96,6 @@ export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { re
   if (to === "builtin" && f.configured === "etcd") {
     return { refuse: 'the config files say backend = "etcd": the cluster-wide flags, configuration and history live in etcd and only an etcd leader writes them; a cluster set up on etcd stays on it' };
   }
-  if (to === "builtin") return { refuse: TO_BUILTIN_REFUSED };
   if (!f.etcdConfigured) return { refuse: "[consensus] endpoints are empty on the leader: the etcd cluster to use must be configured on every node" };
   const missing = f.voters.filter((v) => v !== f.self && !f.connected.includes(v));
   if (missing.length > 0) return { refuse: `every voter must be connected: ${missing.join(", ")} is not` };
@@ -201,6 +193,20 @@ export function resumeTerm(storedTerm: number, etcdTerm: number): number {
   return Math.max(storedTerm, etcdTerm) + 1;
 }
 
+/**
+ * To builtin: the durability guard and membership the leader resumes with, stamped in the resumed
+ * term T (as a built-in leader does when elected). Under etcd they were stamped with the key's create
+ * revision, which can be below the built-in terms stored before the cluster moved to etcd; a voter
+ * still holding such an older record would otherwise win the comparison (term first) in a later
+ * built-in election and drop a block the etcd leader set. Members store them with the switch.
+ */
+export function resumedRecords(guard: Guard | null, membership: Membership, term: number): { guard: Guard; membership: Membership } {
+  return {
+    guard: { term, seq: (guard?.seq ?? 0) + 1, block: guard?.block ?? false, holder: guard?.holder ?? null, floor: guard?.floor ?? null },
+    membership: restamp(membership, term),
+  };
+}
+
 export function startPlan(to: Backend, epoch: number, term = 0): { state: LeaderState; actions: LeaderAction[] } {
   return { state: { to, epoch, phase: "open", acked: [], term, reason: "" }, actions: [{ do: "open" }] };
 }
@@ -282,6 +288,8 @@ export interface SwitchMsg {
   leader: string;
   /** To builtin: the leader's resumed term (the member stores "term, voted for leader"). */
   term?: number;
+  /** To builtin: the resumed guard and membership (resumedRecords), stored with "term, voted for leader". */
+  resumed?: { guard: Guard; membership: Membership };
   /** The sender's term in the backend being left (built-in term, or the etcd key's create revision). */
   leaderTerm: number;
 }
@@ -302,7 +310,7 @@ export type MemberDecision =
       accept: true;
       /** Persist first (both files when `election` is set), then stop the old backend, then start the new one. */
       inForce: InForce;
-      election: { term: number; votedFor: string } | null;
+      election: { term: number; votedFor: string; resumed?: { guard: Guard; membership: Membership } } | null;
       /** No vote, campaign or published final position before this (own monotonic clock). */
       holdUntil: number;
       /** Already there: only acknowledge again. */
@@ -324,7 +332,7 @@ export function onSwitch(local: MemberLocal, m: SwitchMsg, now: number, t: Migra
   }
   return {
     accept: true, inForce: { backend: m.to, epoch: m.epoch }, again: false,
-    election: m.to === "builtin" ? { term: m.term!, votedFor: m.leader } : null,
+    election: m.to === "builtin" ? { term: m.term!, votedFor: m.leader, ...(m.resumed ? { resumed: m.resumed } : {}) } : null,
     holdUntil: now + leaveHoldMs(local.inForce.backend, t),
   };
 }

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
 import { EtcdClient } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
-import { backendKey, closeEtcd, commitEtcd, dropOwnKey, openEtcd, releaseEtcd, stillPending } from "../../src/consensus/migrate-etcd.ts";
+import { backendKey, closeEtcd, commitEtcd, dropOwnKey, openEtcd, readRecord, releaseEtcd, rollBackPending, stillPending } from "../../src/consensus/migrate-etcd.ts";
 import type { Membership } from "../../src/core/messages.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
@@ -125,10 +125,15 @@ describe("migration steps on a real etcd", () => {
     b.start();
     c.start();
     // The migration aborted before the commit: the key given back, the membership still pending.
+    expect(await rollBackPending(client, keys)).toBe(false); // its key is still there
     await releaseEtcd(client, keys, { term: opened.term, leaseId: opened.leaseId });
     await Bun.sleep(TTL_S * 1000 * 2);
     expect([b.held, c.held, b.leads(), c.leads()]).toEqual([0, 0, false, false]);
     expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(false); // the key is gone: no commit
+    // Its leader gone, the pending migration is rolled back by whichever node gets there first, once.
+    expect(await rollBackPending(client, keys)).toBe(true);
+    expect(await readRecord(client, keys)).toEqual({ backend: "builtin", epoch: 2 });
+    expect(await rollBackPending(client, keys)).toBe(false);
     await client.txn([], [{ put: { key: keys.membership, value: JSON.stringify(MEMBERSHIP) } }]);
     await waitFor(() => b.leads() || c.leads(), { timeoutMs: 10_000, what: "b or c to take the key" });
   }, 30_000);

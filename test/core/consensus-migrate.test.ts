@@ -1,10 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import {
-  backendInForce, checkStart, outcome, startHoldMs, TO_BUILTIN_REFUSED, type InForce, leaderStep, type LeaderAction, type LeaderObs, type LeaderState, leaveHoldMs, mayElect, migratingLease,
+  backendInForce, checkStart, outcome, resumedRecords, startHoldMs, type InForce, leaderStep, type LeaderAction, type LeaderObs, type LeaderState, leaveHoldMs, mayElect, migratingLease,
   type MigrateTimers, onHeard, onSwitch, resumeTerm, startPlan, usableLease,
 } from "../../src/core/consensus-migrate.ts";
 import { majority } from "../../src/core/quorum.ts";
 import { rng } from "./sim.ts";
+import { Election } from "../../src/core/election.ts";
+import { isNewer } from "../../src/core/election-membership.ts";
+import type { Guard, Membership } from "../../src/core/messages.ts";
 
 const T: MigrateTimers = { timeoutMs: 1000, ttlMs: 2000, maxDrift: 0.02, fenceMs: 100 };
 const V3 = ["a", "b", "c"];
@@ -47,7 +50,8 @@ describe("backend in force and holds", () => {
     expect("refuse" in checkStart("etcd", { ...f, etcdConfigured: false })).toBe(true);
     const onEtcd = { ...f, inForce: { backend: "etcd", epoch: 1 } as InForce };
     expect("refuse" in checkStart("builtin", { ...onEtcd, configured: "etcd" })).toBe(true);
-    expect(checkStart("builtin", { ...onEtcd, configured: "builtin" })).toEqual({ refuse: TO_BUILTIN_REFUSED });
+    expect(checkStart("builtin", onEtcd)).toEqual({ epoch: 2 });
+    expect(checkStart("builtin", { ...onEtcd, configured: "builtin" })).toEqual({ epoch: 2 });
     expect(checkStart("etcd", { ...f, switchingOver: true })).toEqual({ refuse: "a switchover or failover is running: try again once it is over" });
   });
 
@@ -55,6 +59,40 @@ describe("backend in force and holds", () => {
     expect(startHoldMs({ backend: "builtin", epoch: 0 }, T)).toBe(0);
     expect(startHoldMs({ backend: "builtin", epoch: 2 }, T)).toBe(leaveHoldMs("etcd", T));
     expect(startHoldMs({ backend: "etcd", epoch: 1 }, T)).toBe(leaveHoldMs("etcd", T));
+  });
+});
+
+describe("S1: the way back to builtin keeps the etcd-era guard and membership", () => {
+  const ET = { heartbeatMs: 200, leaseMs: 1500, timeoutMs: 2500, jitterMs: 500, fenceMs: 500, maxDrift: 0.02, detachBeforeVote: false };
+  // Builtin at term 7 moved to a fresh etcd: the key's create revision (the etcd term) is 2, and the
+  // etcd leader l set a block (primary degraded). The way back resumes at T = 8.
+  const etcdGuard = { term: 2, seq: 5, block: true, holder: "l", floor: null };
+  const etcdMembership = { term: 2, index: 4, voters: ["l", "v", "w"] };
+  const staleGuard = { term: 7, seq: 4, block: false, holder: null, floor: null };
+  const prevote = { t: "prevote" as const, term: 9, cfg: { term: 7, index: 3 }, pos: { timeline: 1, lsn: "0/10" }, guard: staleGuard };
+  const voter = (guard: Guard, membership: Membership) =>
+    new Election({ id: "w", canLead: true, ...ET, random: rng(1) }, { term: 8, votedFor: "l", membership, guard }, 0);
+
+  test("stored as they were under etcd, a voter's pre-etcd guard (term 7) wins and drops the block (the defect)", () => {
+    const w = voter(etcdGuard, etcdMembership);
+    w.step({ type: "recv", now: 10_000, from: "v", msg: prevote });
+    expect(w.status(10_000).guard).toMatchObject({ block: false });
+  });
+
+  test("stamped in the resumed term, the block stays; the membership also beats a pre-etcd one", () => {
+    const r = resumedRecords(etcdGuard, etcdMembership, 8);
+    expect(r.guard).toEqual({ term: 8, seq: 6, block: true, holder: "l", floor: null });
+    const w = voter(r.guard, r.membership);
+    w.step({ type: "recv", now: 10_000, from: "v", msg: prevote });
+    expect(w.status(10_000).guard).toMatchObject({ term: 8, block: true, holder: "l" });
+    expect(isNewer(r.membership, { term: 7, index: 3, voters: ["l", "v"] })).toBe(true);
+    expect(isNewer(etcdMembership, { term: 7, index: 3, voters: ["l", "v"] })).toBe(false);
+  });
+
+  test("members store them with the switch", () => {
+    const r = resumedRecords(etcdGuard, etcdMembership, 8);
+    const local = { inForce: { backend: "etcd", epoch: 1 } as InForce, term: 7, follows: { leader: "l", term: 2 }, voters: ["l", "v", "w"] };
+    expect(onSwitch(local, { to: "builtin", epoch: 2, leader: "l", term: 8, leaderTerm: 2, resumed: r }, 0, T)).toMatchObject({ accept: true, election: { term: 8, votedFor: "l", resumed: r } });
   });
 });
 
