@@ -16,6 +16,7 @@ import type { SwitchableConsensus } from "./migrate-consensus.ts";
 import type { EtcdClient } from "../consensus/etcd/client.ts";
 import type { ClusterKeys } from "../consensus/etcd/elect-core.ts";
 import { etcdClientOptions } from "../consensus/create.ts";
+import * as L from "./migrate-leader-etcd.ts";
 
 export interface MigrateDeps {
   cfg: Config;
@@ -33,12 +34,15 @@ export interface MigrateDeps {
   clock?: () => number;
 }
 
+/** "term, voted for" stored with a switch to builtin (with the guard and membership stamped in it, when known). */
+export type PersistElection = { term: number; votedFor: string; ledTerm: number | null; resumed?: { guard: Guard; membership: Membership } };
+
 const TICK_MS = 100;
 const EPOCH_EVERY_MS = 2000;
 /** A migration that neither committed nor aborted by then is reported as still running. */
 const ANSWER_MS = 30_000;
 
-interface Running {
+export interface Running {
   state: M.LeaderState;
   voters: string[];
   /** To etcd: the lease taken for the key, and its local deadline; to builtin: the key's etcd term and lease. */
@@ -70,6 +74,7 @@ export class MigrateDriver {
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   private readonly clock: () => number;
   private readonly timers: M.MigrateTimers;
+  private readonly ctx: L.LeaderEtcdCtx;
 
   constructor(private readonly d: MigrateDeps) {
     this.clock = d.clock ?? (() => performance.now());
@@ -78,6 +83,7 @@ export class MigrateDriver {
     const e = d.cfg.election;
     this.timers = { timeoutMs: e.timeout_ms, ttlMs: d.cfg.consensus.ttl_s * 1000, maxDrift: e.max_drift, fenceMs: e.fence_ms };
     // A hold taken just before a restart is not in memory any more: a migrated node holds at every start.
+    this.ctx = { d, etcd: () => this.etcd(), timers: this.timers, clock: this.clock, persist: (f, e) => this.persist(f, e) };
     const hold = M.startHoldMs(this.inForceNow, this.timers);
     if (hold > 0) d.consensus.holdAtLeast(this.clock() + hold);
   }
@@ -189,7 +195,7 @@ export class MigrateDriver {
   }
 
   /** Durable first: never act on a backend this node could forget at its next start. */
-  private persist(f: M.InForce, election?: { term: number; votedFor: string; ledTerm: number | null; resumed?: { guard: Guard; membership: Membership } }): void {
+  private persist(f: M.InForce, election?: PersistElection): void {
     if (election) {
       const st = this.d.consensus.status();
       const cur = this.d.store.get();
@@ -214,7 +220,7 @@ export class MigrateDriver {
 
   private async tick(): Promise<void> {
     if (!this.run) return;
-    await this.renewEtcd();
+    await L.renewEtcd(this.ctx, this.run);
     await this.observe({ type: "tick", ...this.leases() });
   }
 
@@ -258,7 +264,7 @@ export class MigrateDriver {
       if (!r) return;
       switch (a.do) {
         case "open": {
-          const ok = r.state.to === "etcd" ? await this.openEtcd(r) : await this.openBuiltin(r);
+          const ok = r.state.to === "etcd" ? await L.openEtcd(this.ctx, r) : await L.openBuiltin(this.ctx, r);
           const stopped = this.d.consensus.innerStopped();
           await this.observe(ok === true ? { type: "opened", ok: true, ...this.leases() } : { type: "opened", ok: false, detail: ok, stopped, ...this.leases() });
           return; // observe carried out what follows
@@ -270,7 +276,7 @@ export class MigrateDriver {
           }
           break;
         case "commit-etcd":
-          await this.observe(await this.commitEtcd(r));
+          await this.observe(await L.commitEtcd(this.ctx, r));
           return; // observe carried out what follows
         case "roll-back":
           this.persist(a.inForce);
@@ -305,24 +311,6 @@ export class MigrateDriver {
     }
   }
 
-  /** To etcd, at the commit: the real membership into etcd; if unanswered, whether etcd still shows the pending record. */
-  private async commitEtcd(r: Running): Promise<M.LeaderObs> {
-    const { migrateEtcd } = await this.etcdModule();
-    const { client, keys } = this.etcd();
-    try {
-      if (await migrateEtcd.commitEtcd(client, keys, { term: r.etcd!.term, membership: r.membership! })) return { type: "committed", ok: true, pending: false };
-    } catch (e) {
-      this.d.log.warn(`etcd: the commit write: ${(e as Error).message}`);
-    }
-    try {
-      const pending = await migrateEtcd.stillPending(client, keys, { epoch: r.state.epoch, leader: this.d.self });
-      // Not pending: the key of this node (checked by the write's transaction) may hold it, or it applied.
-      return { type: "committed", ok: false, pending, detail: pending ? "etcd refused the commit write (this node's key is gone)" : "the commit write's outcome is unknown" };
-    } catch (e) {
-      return { type: "committed", ok: false, pending: false, detail: `etcd: ${(e as Error).message}` };
-    }
-  }
-
   /** Until the etcd backend leads (then it fences on its own deadline), or the deadline passed: then fence. */
   private watchTakeover(until: number): void {
     clearTimeout(this.takeover);
@@ -333,79 +321,6 @@ export class MigrateDriver {
 
   private async etcdModule() {
     return { migrateEtcd: await import("../consensus/migrate-etcd.ts") };
-  }
-
-  /** To etcd: take the leader key on a new lease while the built-in lease holds; true, or why not. */
-  private async openEtcd(r: Running): Promise<true | string> {
-    const st = this.d.consensus.status();
-    if (!st.membership || !r.membership) return "no membership";
-    const { migrateEtcd } = await this.etcdModule();
-    const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
-    try {
-      const o = await migrateEtcd.openEtcd(this.etcd().client, this.etcd().keys, {
-        self: this.d.self, ttlS: this.d.cfg.consensus.ttl_s, membership: st.membership, guard: st.guard, epoch: r.state.epoch, now: this.clock,
-      });
-      if (!o) return "the etcd leader key of this cluster exists: another agent holds it (is this cluster name used twice?)";
-      r.etcd = { leaseId: o.leaseId, term: o.term };
-      r.etcdUntil = leaseDeadline(o.sentAt, o.ttlS, this.timers.maxDrift, this.timers.fenceMs);
-      this.d.consensus.setCap(r.etcdUntil ?? this.clock());
-      return true;
-    } catch (e) {
-      return `etcd: ${(e as Error).message}`;
-    }
-  }
-
-  /** To etcd, until the commit: the migration renews the key's lease itself (once per poll). */
-  private async renewEtcd(): Promise<void> {
-    const r = this.run;
-    const sentAt = this.clock();
-    if (!r || r.state.to !== "etcd" || !r.etcd || sentAt - r.renewedAt < this.d.cfg.consensus.poll_ms) return;
-    r.renewedAt = sentAt;
-    try {
-      const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
-      const ttl = await this.etcd().client.leaseKeepAlive(r.etcd.leaseId);
-      r.etcdUntil = leaseDeadline(sentAt, ttl, this.timers.maxDrift, this.timers.fenceMs);
-      this.d.consensus.setCap(r.etcdUntil ?? this.clock());
-    } catch (e) {
-      this.d.log.warn(`etcd lease renewal during the migration: ${(e as Error).message}`);
-    }
-  }
-
-  /**
-   * To builtin, by the etcd key holder: stop renewing (the deadline freezes), close etcd to
-   * candidates, store {builtin, epoch} and "term, voted for self, led term", resume as built-in leader.
-   */
-  private async openBuiltin(r: Running): Promise<true | string> {
-    const lease = this.d.consensus.lease();
-    if (!lease) return "this node no longer holds the etcd leader key";
-    const { client, keys } = this.etcd();
-    const { migrateEtcd } = await this.etcdModule();
-    let kv;
-    try {
-      kv = (await client.range(keys.leader)).kvs[0];
-    } catch (e) {
-      return `etcd: ${(e as Error).message}`;
-    }
-    if (!kv || kv.value !== this.d.self || kv.createRevision !== lease.term) return "the etcd leader key is not this node's";
-    const st = this.d.consensus.status();
-    if (!st.membership) return "no membership";
-    r.resumed = M.resumedRecords(st.guard, st.membership, r.state.term);
-    this.d.consensus.stopInner();
-    r.etcd = { leaseId: kv.lease, term: lease.term };
-    r.etcdUntil = lease.until;
-    const close = { term: lease.term, epoch: r.state.epoch, builtinTerm: r.state.term, leader: this.d.self, resumed: r.resumed };
-    try {
-      if (!(await migrateEtcd.closeEtcd(client, keys, close))) return "the etcd leader key changed before etcd could be closed";
-    } catch (e) {
-      // No answer: the close may have applied. Read it back; closed → carry on (etcd refuses every
-      // candidate from now on, so builtin must take over); not closed or unreadable → abort on etcd.
-      const rec = await migrateEtcd.readRecord(client, keys).catch(() => null);
-      if (!(rec?.backend === "builtin" && rec.epoch === close.epoch && rec.term === close.builtinTerm && rec.leader === this.d.self)) return `etcd: ${(e as Error).message}`;
-      this.d.log.warn(`etcd: the close got no answer (${(e as Error).message}) but applied: carrying on to builtin`);
-    }
-    this.persist({ backend: "builtin", epoch: r.state.epoch }, { term: r.state.term, votedFor: this.d.self, ledTerm: r.state.term, resumed: r.resumed });
-    this.d.consensus.replace("builtin", -Infinity);
-    return true;
   }
 
   // ------------------------------------------------------------------ a member

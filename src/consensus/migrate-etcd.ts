@@ -83,10 +83,11 @@ export async function commitEtcd(client: EtcdClient, keys: ClusterKeys, o: { ter
   return r.succeeded;
 }
 
-/** After a commit write without an answer: whether the membership key still holds this migration's pending record. */
-export async function stillPending(client: EtcdClient, keys: ClusterKeys, o: { epoch: number; leader: string }): Promise<boolean> {
+/** After a commit write without an answer: the membership key still holds this migration's pending record, the membership written, or something else. */
+export async function commitState(client: EtcdClient, keys: ClusterKeys, o: { epoch: number; leader: string; membership: Membership }): Promise<"pending" | "committed" | "other"> {
   const kv = (await client.range(keys.membership)).kvs[0];
-  return kv?.value === pendingRecord(o.epoch, o.leader);
+  if (kv?.value === pendingRecord(o.epoch, o.leader)) return "pending";
+  return kv?.value === JSON.stringify(o.membership) ? "committed" : "other";
 }
 
 /**
