@@ -40,10 +40,17 @@ export async function openEtcd(x: LeaderEtcdCtx, r: Running): Promise<true | str
   const migrateEtcd = await import("../consensus/migrate-etcd.ts");
   const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
   try {
-    const o = await migrateEtcd.openEtcd(x.etcd().client, x.etcd().keys, {
-      self: x.d.self, ttlS: x.d.cfg.consensus.ttl_s, membership: st.membership, guard: st.guard, epoch: r.state.epoch, now: x.clock,
+    const open = () => migrateEtcd.openEtcd(x.etcd().client, x.etcd().keys, {
+      self: x.d.self, ttlS: x.d.cfg.consensus.ttl_s, membership: st.membership!, guard: st.guard, epoch: r.state.epoch, now: x.clock,
     });
-    if (!o) return "the etcd leader key of this cluster exists: another agent holds it (is this cluster name used twice?)";
+    let o = await open();
+    // A key with this node's id is left from an earlier migration whose release failed (this node
+    // leads on builtin now, so it is stale): drop it and try once more.
+    if (!o && (await migrateEtcd.dropOwnKey(x.etcd().client, x.etcd().keys, x.d.self))) {
+      x.d.log.warn("deleted a stale etcd leader key of this node left from an earlier migration");
+      o = await open();
+    }
+    if (!o) return "the etcd leader key of this cluster exists and is another agent's (is this cluster name used twice?)";
     r.etcd = { leaseId: o.leaseId, term: o.term };
     r.etcdUntil = leaseDeadline(o.sentAt, o.ttlS, x.timers.maxDrift, x.timers.fenceMs);
     x.d.consensus.setCap(r.etcdUntil ?? x.clock());
