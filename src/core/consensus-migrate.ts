@@ -119,6 +119,8 @@ export interface LeaderState {
   rolledBack?: boolean;
   /** To etcd: the commit write's outcome is not known. */
   unknown?: boolean;
+  /** The phase an abort happened in (to builtin after the open, etcd is closed: the cluster goes on on builtin). */
+  abortedIn?: Phase;
 }
 
 export type LeaderObs =
@@ -170,6 +172,9 @@ export function outcome(s: LeaderState): string {
   if (s.phase === "done") return `the cluster moved to ${s.to} (epoch ${s.epoch})`;
   if (s.to === "etcd" && s.rolledBack) return `aborted after some voters may have stored etcd: they return to builtin (epoch ${s.epoch + 1}) when they hear it; the cluster runs on builtin`;
   if (s.to === "etcd" && s.unknown) return `the outcome is unknown (etcd did not answer the commit): the voters that stored etcd (a majority) keep it; once etcd answers, the cluster runs on etcd if the commit applied, else it has no leader until an operator acts (docs/etcd.md, Migration)`;
+  if (s.to === "builtin" && s.abortedIn === "switch") {
+    return `etcd was closed and this node stored builtin (epoch ${s.epoch}), but a built-in majority did not acknowledge in time: the voters that stored the switch stay on builtin and the others adopt it when they hear the epoch; a built-in leader is elected once their holds end`;
+  }
   return "nothing changed";
 }
 
@@ -224,7 +229,7 @@ export function leaderStep(s: LeaderState, obs: LeaderObs, self: string, voters:
     if (s.to === "etcd" && s.phase === "switch") {
       return { state: { ...s, phase: "aborted", reason, rolledBack: true }, actions: [{ do: "fence", revoke }, { do: "roll-back", inForce: { backend: "builtin", epoch: s.epoch + 1 } }] };
     }
-    return { state: { ...s, phase: "aborted", reason }, actions: [{ do: "fence", revoke }] };
+    return { state: { ...s, phase: "aborted", reason, abortedIn: s.phase }, actions: [{ do: "fence", revoke }] };
   };
   const expired = (o: Leases, phase: Phase) => {
     const until = migratingLease({ to: s.to, phase }, o.builtinUntil, o.etcdUntil);

@@ -187,7 +187,10 @@ describe("the leader's plan", () => {
     s = leaderStep(s, { type: "opened", ok: true, ...L }, "a", V3).state;
     expect(leaderStep(s, { type: "tick", now: 10, builtinUntil: null, etcdUntil: 900 }, "a", V3).actions).toEqual([{ do: "send-switch", to: ["b", "c"] }]);
     expect(leaderStep(s, { type: "tick", now: 20, builtinUntil: 800, etcdUntil: 900 }, "a", V3).actions).toEqual([{ do: "release-etcd" }]);
-    expect(leaderStep(s, { type: "tick", now: 900, builtinUntil: null, etcdUntil: 900 }, "a", V3).actions).toEqual([{ do: "fence", revoke: false }]);
+    const late = leaderStep(s, { type: "tick", now: 900, builtinUntil: null, etcdUntil: 900 }, "a", V3);
+    expect(late.actions).toEqual([{ do: "fence", revoke: false }]);
+    expect(outcome(late.state)).toContain("etcd was closed and this node stored builtin (epoch 2)");
+    expect(outcome(leaderStep(startPlan("builtin", 2, 9).state, { type: "opened", ok: false, stopped: false, ...L }, "a", V3).state)).toBe("nothing changed");
   });
 });
 
