@@ -61,7 +61,8 @@ export interface MemberActionRunner {
 }
 
 export class ActionRunner {
-  private switching = false;
+  /** A switchover runs (read by a consensus migration, which refuses to start meanwhile). */
+  switching = false;
 
   constructor(private readonly h: ActionHost, private readonly log: Logger, private readonly members?: MemberActionRunner) {}
 

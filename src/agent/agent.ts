@@ -118,6 +118,7 @@ export class Agent implements ClusterContext {
     this.migration = new MigrateDriver({
       cfg, self: this.nodeId, log: log.withTag("migrate"), consensus: switchable, store: this.store, send: (to, m) => this.mesh.send(to, m),
       connected: () => this.mesh.connected(), fence: async (reason) => hooks.onFence?.(reason), nameOf: (id) => this.nameOf(id),
+      switchingOver: () => this.actions.switching,
     });
     this.consensus.attachFailsafe?.(cfg.consensus.failsafe, (to, m) => this.mesh.send(to, m), (id) => this.nameOf(id));
     ({ mesh: this.mesh, beacon: this.beacon } = createTransport(cfg, this.nodeId, this.peers, log, {
@@ -150,7 +151,7 @@ export class Agent implements ClusterContext {
     this.router = new MessageRouter({
       log, consensus: this.consensus, secrets: this.secretStore, peers: this.peers, mesh: () => this.mesh, host: () => this.host, flags: this.flags,
       dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
-      runAsLeader: (req) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)),
+      runAsLeader: (req) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.migrationRefuses(req) ?? this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)),
       stopped: () => this.stopped, safe: (f) => this.safe(f), now, migrate: (peer, m) => this.migration.receive(peer, m),
     });
     this.housekeeping = new Housekeeping({
@@ -237,7 +238,13 @@ export class Agent implements ClusterContext {
 
   action(req: ActionRequest): Promise<ActionResult> {
     if (req.kind === "consensus-migrate") return this.migration.request(req, (r) => this.host.forwardToLeader(r, 60_000));
-    return this.actions.run(req).then((r) => this.state.flagsStored(r));
+    return this.migrationRefuses(req) ?? this.actions.run(req).then((r) => this.state.flagsStored(r));
+  }
+
+  /** Switchover and failover move leadership: refused while this node runs a consensus migration. */
+  private migrationRefuses(req: ActionRequest): Promise<ActionResult> | null {
+    if ((req.kind !== "switchover" && req.kind !== "failover") || !this.migration.running()) return null;
+    return Promise.resolve({ status: 409, ok: false, message: `${req.kind}: a consensus migration is running on this node: try again once it is over` });
   }
 
   // ------------------------------------------------------------------ facts

@@ -44,6 +44,14 @@ export class SwitchableConsensus implements Consensus {
     return this.clock() < this.holdUntil ? this.holdUntil : -Infinity;
   }
 
+  /** Stays out of elections until at least `until` (own clock): the hold at start of a migrated node. */
+  holdAtLeast(until: number): void {
+    this.holdUntil = Math.max(this.holdUntil, until);
+  }
+
+  /** How many times this node resigned (a migration that sees it change no longer counts on its lease). */
+  resigns = 0;
+
   /** The fencing deadline's upper bound while the leader migrates to etcd (null: none). */
   setCap(until: number | null): void {
     this.cap = until;
@@ -90,6 +98,7 @@ export class SwitchableConsensus implements Consensus {
       leaseLost: (reason) => (live() ? this.hooks.leaseLost(reason) : Promise.resolve()),
       leadershipChanged: () => this.hooks.leadershipChanged(),
       detach: (term): Promise<DetachResult> => {
+        if (!live()) return Promise.resolve({ ok: false, position: null, error: "the consensus backend that asked was replaced" });
         if (inHold()) return Promise.resolve({ ok: false, position: null, error: "out of elections until the consensus migration's hold ends" });
         return this.hooks.detach ? this.hooks.detach(term) : Promise.resolve({ ok: true, position: null });
       },
@@ -120,9 +129,17 @@ export class SwitchableConsensus implements Consensus {
     return this.clock() < this.holdUntil ? Promise.resolve() : this.inner.campaign(force);
   }
 
-  resign(reason: string, transferTo?: string): Promise<void> { return this.inner.resign(reason, transferTo); }
+  resign(reason: string, transferTo?: string): Promise<void> {
+    this.resigns++;
+    return this.inner.resign(reason, transferTo);
+  }
   setGuard(block: boolean, floor: Position | null): Promise<void> { return this.inner.setGuard(block, floor); }
-  propose(op: ProposeOp, node: string): Promise<void> { return this.inner.propose(op, node); }
+  /** Set by the migration while it runs: no membership change then (the commit counts the voters at its start). */
+  migrating = false;
+
+  propose(op: ProposeOp, node: string): Promise<void> {
+    return this.migrating ? Promise.resolve() : this.inner.propose(op, node);
+  }
   bootstrap(m: Membership): Promise<void> { return this.inner.bootstrap(m); }
 
   get clusters(): (() => Promise<ClusterSummary[]>) | undefined {

@@ -5,6 +5,7 @@
 // transactions (src/consensus/migrate-etcd.ts), durable records, mesh messages, the backend swap
 // (src/agent/migrate-consensus.ts), and the fence when the plan aborts.
 import type { Config } from "../config/schema.ts";
+import type { Guard, Membership } from "../core/messages.ts";
 import * as M from "../core/consensus-migrate.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
@@ -15,6 +16,7 @@ import type { SwitchableConsensus } from "./migrate-consensus.ts";
 import type { EtcdClient } from "../consensus/etcd/client.ts";
 import type { ClusterKeys } from "../consensus/etcd/elect-core.ts";
 import { etcdClientOptions } from "../consensus/create.ts";
+import * as L from "./migrate-leader-etcd.ts";
 
 export interface MigrateDeps {
   cfg: Config;
@@ -27,15 +29,20 @@ export interface MigrateDeps {
   /** Stop writes now (the agent's fence), resolved once PostgreSQL is stopped. */
   fence: (reason: string) => Promise<void>;
   nameOf: (id: string) => string;
+  /** An operator's switchover or failover runs on this node now. */
+  switchingOver?: () => boolean;
   clock?: () => number;
 }
+
+/** "term, voted for" stored with a switch to builtin (with the guard and membership stamped in it, when known). */
+export type PersistElection = { term: number; votedFor: string; ledTerm: number | null; resumed?: { guard: Guard; membership: Membership } };
 
 const TICK_MS = 100;
 const EPOCH_EVERY_MS = 2000;
 /** A migration that neither committed nor aborted by then is reported as still running. */
 const ANSWER_MS = 30_000;
 
-interface Running {
+export interface Running {
   state: M.LeaderState;
   voters: string[];
   /** To etcd: the lease taken for the key, and its local deadline; to builtin: the key's etcd term and lease. */
@@ -44,6 +51,14 @@ interface Running {
   timer: ReturnType<typeof setInterval> | undefined;
   /** When the migration last sent a renewal of its etcd lease (to etcd, before the commit). */
   renewedAt: number;
+  /** The leader's term in the backend it leaves, carried in every switch. */
+  leaderTerm: number;
+  /** The membership at the start: written into etcd at the commit. */
+  membership: Membership | null;
+  /** To builtin: the guard and membership stamped in the resumed term (carried in every switch). */
+  resumed?: { guard: Guard; membership: Membership };
+  /** SwitchableConsensus.resigns at the start: once it changes, the lease no longer counts. */
+  resigns: number;
   answer: (r: ActionResult) => void;
 }
 
@@ -53,10 +68,13 @@ export class MigrateDriver {
   private run: Running | null = null;
   private chain: Promise<void> = Promise.resolve();
   private lastEpochSent = -Infinity;
+  private lastRefusal = "";
+  private lastClosedCheck = -Infinity;
   private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   private readonly clock: () => number;
   private readonly timers: M.MigrateTimers;
+  private readonly ctx: L.LeaderEtcdCtx;
 
   constructor(private readonly d: MigrateDeps) {
     this.clock = d.clock ?? (() => performance.now());
@@ -64,6 +82,15 @@ export class MigrateDriver {
     this.inForceNow = startingBackend(d.cfg);
     const e = d.cfg.election;
     this.timers = { timeoutMs: e.timeout_ms, ttlMs: d.cfg.consensus.ttl_s * 1000, maxDrift: e.max_drift, fenceMs: e.fence_ms };
+    // A hold taken just before a restart is not in memory any more: a migrated node holds at every start.
+    this.ctx = { d, etcd: () => this.etcd(), timers: this.timers, clock: this.clock, persist: (f, e) => this.persist(f, e) };
+    const hold = M.startHoldMs(this.inForceNow, this.timers);
+    if (hold > 0) d.consensus.holdAtLeast(this.clock() + hold);
+  }
+
+  /** Whether this node runs a migration now (operator actions that move leadership refuse meanwhile). */
+  running(): boolean {
+    return this.run !== null;
   }
 
   inForce(): M.InForce {
@@ -92,6 +119,7 @@ export class MigrateDriver {
     const r = M.checkStart(to, {
       self: this.d.self, inForce: this.inForceNow, leading: lease !== null && lease.until > this.clock(), voters,
       connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, configured: this.d.cfg.consensus.backend,
+      switchingOver: this.d.switchingOver?.() ?? false,
     });
     if ("refuse" in r) return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${r.refuse}` });
     clearTimeout(this.takeover); // a previous migration's watch: this node leads now, so it is over
@@ -100,8 +128,12 @@ export class MigrateDriver {
     this.d.log.info(`consensus migration to ${to} (epoch ${r.epoch}) started with voters ${voters.map(this.d.nameOf).join(", ")}`);
     return new Promise<ActionResult>((answer) => {
       const timeout = setTimeout(() => answer({ status: 504, ok: false, message: `the migration to ${to} is still running after ${ANSWER_MS / 1000} s: see the agent's log and /node` }), ANSWER_MS);
-      this.run = { state: plan.state, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.clock(), answer: (res) => (clearTimeout(timeout), answer(res)) };
-      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message })));
+      this.run = {
+        state: plan.state, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.clock(), leaderTerm: lease!.term,
+        membership: st.membership, resigns: c.resigns, answer: (res) => (clearTimeout(timeout), answer(res)),
+      };
+      c.migrating = true;
+      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message, ...this.leases() })));
       this.run.timer = setInterval(() => this.serial(() => this.tick()), TICK_MS);
     });
   }
@@ -109,8 +141,10 @@ export class MigrateDriver {
   /** A migration message from a peer (validated at receipt). */
   receive(peer: string, msg: MigrateMsg): void {
     if (msg.t === "migrate-ack") {
-      if (!msg.ok) this.d.log.warn(`${this.d.nameOf(peer)} refused the switch of epoch ${msg.epoch}: ${msg.reason}`);
-      else if (this.run) this.serial(() => this.observe({ type: "ack", from: peer, epoch: msg.epoch }));
+      const refusal = `${this.d.nameOf(peer)} refused the switch of epoch ${msg.epoch}: ${msg.reason}`;
+      if (!msg.ok && refusal !== this.lastRefusal) this.d.log.warn(refusal); // once, not per resend
+      if (!msg.ok) this.lastRefusal = refusal;
+      else if (this.run) this.serial(() => this.observe({ type: "ack", from: peer, epoch: msg.epoch, ...this.leases() }));
       return;
     }
     if (msg.t === "migrate-switch") return void (msg.leader === peer && this.serial(() => this.onSwitch(peer, msg)));
@@ -120,8 +154,26 @@ export class MigrateDriver {
   /** Housekeeping: a migrated node tells its peers its epoch every few seconds (not while it migrates or holds). */
   step(): void {
     const now = this.clock();
+    if (this.inForceNow.backend === "etcd" && !this.run && this.d.consensus.status().membership === null && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
+      this.lastClosedCheck = now;
+      this.serial(() => this.checkClosed());
+    }
     if (this.inForceNow.epoch < 1 || this.run || now < this.d.consensus.holding() || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
     this.broadcastEpoch();
+  }
+
+  /**
+   * On etcd with no membership there: a leader that closed etcd for a migration to builtin may have
+   * died before anyone heard of it (etcd's record of the close names the epoch: adopt it), or one
+   * migrating to etcd died before the commit (roll it back once its key is gone, then adopt that).
+   */
+  private async checkClosed(): Promise<void> {
+    const { migrateEtcd } = await this.etcdModule();
+    const { client, keys } = this.etcd();
+    const rolled = await migrateEtcd.rollBackPending(client, keys).catch(() => false);
+    if (rolled) this.d.log.warn("etcd was left pending by a migration whose leader is gone: rolled back to builtin");
+    const rec = await migrateEtcd.readRecord(client, keys).catch(() => null);
+    if (rec?.backend === "builtin" && rec.epoch > this.inForceNow.epoch) await this.onHeard(rec.leader ?? this.d.self, { backend: "builtin", epoch: rec.epoch });
   }
 
   private broadcastEpoch(): void {
@@ -143,11 +195,12 @@ export class MigrateDriver {
   }
 
   /** Durable first: never act on a backend this node could forget at its next start. */
-  private persist(f: M.InForce, election?: { term: number; votedFor: string; ledTerm: number | null }): void {
+  private persist(f: M.InForce, election?: PersistElection): void {
     if (election) {
       const st = this.d.consensus.status();
       const cur = this.d.store.get();
-      this.d.store.saveElection({ ...cur, ...election, membership: st.membership ?? cur.membership, guard: st.guard ?? cur.guard });
+      const { resumed, ...e } = election;
+      this.d.store.saveElection({ ...cur, ...e, membership: resumed?.membership ?? st.membership ?? cur.membership, guard: resumed?.guard ?? st.guard ?? cur.guard });
     }
     this.backends.save(f);
     this.inForceNow = f;
@@ -155,12 +208,20 @@ export class MigrateDriver {
 
   // ------------------------------------------------------------------ the leader
 
-  private async tick(): Promise<void> {
+  /** The leases now, as the plan checks them; none once this node resigned during the migration. */
+  private leases(): M.Leases {
     const r = this.run;
-    if (!r) return;
-    await this.renewEtcd();
-    const builtinUntil = r.state.to === "etcd" || r.state.phase !== "open" ? (this.d.consensus.lease()?.until ?? null) : null;
-    await this.observe({ type: "tick", now: this.clock(), builtinUntil, etcdUntil: r.etcdUntil });
+    const now = this.clock();
+    if (!r) return { now, builtinUntil: null, etcdUntil: null };
+    const resigned = this.d.consensus.resigns !== r.resigns;
+    const builtinUntil = !resigned && (r.state.to === "etcd" || r.state.phase !== "open") ? (this.d.consensus.lease()?.until ?? null) : null;
+    return { now, builtinUntil, etcdUntil: resigned ? null : r.etcdUntil };
+  }
+
+  private async tick(): Promise<void> {
+    if (!this.run) return;
+    await L.renewEtcd(this.ctx, this.run);
+    await this.observe({ type: "tick", ...this.leases() });
   }
 
   private async observe(obs: M.LeaderObs): Promise<void> {
@@ -174,7 +235,7 @@ export class MigrateDriver {
       // An action could not be carried out (a record not stored): stop writes and give back what
       // this migration took, as the plan's own abort does; the members follow the epoch they stored.
       r.state = { ...r.state, phase: "aborted", reason: `${(e as Error).message}` };
-      await this.carry([{ do: "fence", revoke: r.state.to === "etcd" }]);
+      await this.carry([{ do: "fence", revoke: r.state.to === "etcd" }]).catch((e2: Error) => this.d.log.error(`consensus migration: ${e2.message}`));
     }
     if (r.state.phase === "done" || r.state.phase === "aborted") this.finish(r);
   }
@@ -182,17 +243,18 @@ export class MigrateDriver {
   private finish(r: Running): void {
     clearInterval(r.timer);
     this.run = null;
+    this.d.consensus.migrating = false;
     this.d.consensus.setCap(null);
     const { to, epoch, phase, reason } = r.state;
     if (phase === "done") {
       this.d.log.info(`consensus migration to ${to} (epoch ${epoch}) committed; this node runs on ${this.inForceNow.backend}`);
       this.broadcastEpoch();
-      r.answer({ status: 200, ok: true, message: `the cluster moved to ${to} (epoch ${epoch}); every voter stores it (those that missed the switch adopt it when they hear the epoch)` });
+      r.answer({ status: 200, ok: true, message: `${M.outcome(r.state)}; every voter stores it (those that missed the switch adopt it when they hear the epoch)` });
     } else {
       this.d.log.warn(`consensus migration to ${to} (epoch ${epoch}) aborted: ${reason}`);
       // Stopped before anyone was told to switch (to builtin, etcd not closed): run the backend in force again.
       if (this.d.consensus.innerStopped()) this.d.consensus.replace(this.inForceNow.backend, -Infinity);
-      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})` });
+      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; ${M.outcome(r.state)}; this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})` });
     }
   }
 
@@ -202,12 +264,23 @@ export class MigrateDriver {
       if (!r) return;
       switch (a.do) {
         case "open": {
-          const ok = r.state.to === "etcd" ? await this.openEtcd(r) : await this.openBuiltin(r);
-          await this.observe(ok === true ? { type: "opened", ok: true } : { type: "opened", ok: false, detail: ok });
+          const ok = r.state.to === "etcd" ? await L.openEtcd(this.ctx, r) : await L.openBuiltin(this.ctx, r);
+          const stopped = this.d.consensus.innerStopped();
+          await this.observe(ok === true ? { type: "opened", ok: true, ...this.leases() } : { type: "opened", ok: false, detail: ok, stopped, ...this.leases() });
           return; // observe carried out what follows
         }
         case "send-switch":
-          for (const to of a.to) this.d.send(to, { t: "migrate-switch", to: r.state.to, epoch: r.state.epoch, leader: this.d.self, ...(r.state.to === "builtin" ? { term: r.state.term } : {}) });
+          for (const to of a.to) {
+            const back = r.state.to === "builtin" ? { term: r.state.term, ...(r.resumed ? { resumed: r.resumed } : {}) } : {};
+            this.d.send(to, { t: "migrate-switch", to: r.state.to, epoch: r.state.epoch, leader: this.d.self, leaderTerm: r.leaderTerm, ...back });
+          }
+          break;
+        case "commit-etcd":
+          await this.observe(await L.commitEtcd(this.ctx, r));
+          return; // observe carried out what follows
+        case "roll-back":
+          this.persist(a.inForce);
+          this.broadcastEpoch();
           break;
         case "persist-and-swap": {
           const until = M.migratingLease(r.state, this.d.consensus.lease()?.until ?? null, r.etcdUntil) ?? this.clock();
@@ -250,77 +323,12 @@ export class MigrateDriver {
     return { migrateEtcd: await import("../consensus/migrate-etcd.ts") };
   }
 
-  /** To etcd: take the leader key on a new lease while the built-in lease holds; true, or why not. */
-  private async openEtcd(r: Running): Promise<true | string> {
-    const st = this.d.consensus.status();
-    if (!st.membership) return "no membership";
-    const { migrateEtcd } = await this.etcdModule();
-    const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
-    try {
-      const o = await migrateEtcd.openEtcd(this.etcd().client, this.etcd().keys, {
-        self: this.d.self, ttlS: this.d.cfg.consensus.ttl_s, membership: st.membership, guard: st.guard, epoch: r.state.epoch, now: this.clock,
-      });
-      if (!o) return "the etcd leader key of this cluster exists: another agent holds it (is this cluster name used twice?)";
-      r.etcd = { leaseId: o.leaseId, term: o.term };
-      r.etcdUntil = leaseDeadline(o.sentAt, o.ttlS, this.timers.maxDrift, this.timers.fenceMs);
-      this.d.consensus.setCap(r.etcdUntil ?? this.clock());
-      return true;
-    } catch (e) {
-      return `etcd: ${(e as Error).message}`;
-    }
-  }
-
-  /** To etcd, until the commit: the migration renews the key's lease itself (once per poll). */
-  private async renewEtcd(): Promise<void> {
-    const r = this.run;
-    const sentAt = this.clock();
-    if (!r || r.state.to !== "etcd" || !r.etcd || sentAt - r.renewedAt < this.d.cfg.consensus.poll_ms) return;
-    r.renewedAt = sentAt;
-    try {
-      const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
-      const ttl = await this.etcd().client.leaseKeepAlive(r.etcd.leaseId);
-      r.etcdUntil = leaseDeadline(sentAt, ttl, this.timers.maxDrift, this.timers.fenceMs);
-      this.d.consensus.setCap(r.etcdUntil ?? this.clock());
-    } catch (e) {
-      this.d.log.warn(`etcd lease renewal during the migration: ${(e as Error).message}`);
-    }
-  }
-
-  /**
-   * To builtin, by the etcd key holder: stop renewing (the deadline freezes), close etcd to
-   * candidates, store {builtin, epoch} and "term, voted for self, led term", resume as built-in leader.
-   */
-  private async openBuiltin(r: Running): Promise<true | string> {
-    const lease = this.d.consensus.lease();
-    if (!lease) return "this node no longer holds the etcd leader key";
-    const { client, keys } = this.etcd();
-    const { migrateEtcd } = await this.etcdModule();
-    let kv;
-    try {
-      kv = (await client.range(keys.leader)).kvs[0];
-    } catch (e) {
-      return `etcd: ${(e as Error).message}`;
-    }
-    if (!kv || kv.value !== this.d.self || kv.createRevision !== lease.term) return "the etcd leader key is not this node's";
-    this.d.consensus.stopInner();
-    r.etcd = { leaseId: kv.lease, term: lease.term };
-    r.etcdUntil = lease.until;
-    try {
-      if (!(await migrateEtcd.closeEtcd(client, keys, { term: lease.term, epoch: r.state.epoch, builtinTerm: r.state.term, leader: this.d.self }))) {
-        return "the etcd leader key changed before etcd could be closed";
-      }
-    } catch (e) {
-      return `etcd: ${(e as Error).message}`;
-    }
-    this.persist({ backend: "builtin", epoch: r.state.epoch }, { term: r.state.term, votedFor: this.d.self, ledTerm: r.state.term });
-    this.d.consensus.replace("builtin", -Infinity);
-    return true;
-  }
-
   // ------------------------------------------------------------------ a member
 
   private local(): M.MemberLocal {
-    return { inForce: this.inForceNow, term: this.d.store.get().term };
+    const st = this.d.consensus.status();
+    const stored = this.d.store.get();
+    return { inForce: this.inForceNow, term: stored.term, follows: { leader: st.leader, term: st.term }, voters: st.membership?.voters ?? stored.membership?.voters ?? [] };
   }
 
   private async onSwitch(peer: string, m: MigrateSwitch): Promise<void> {
@@ -338,11 +346,25 @@ export class MigrateDriver {
 
   private async onHeard(peer: string, heard: M.InForce): Promise<void> {
     if (this.run) return;
-    const a = M.onHeard(this.local(), heard, this.clock(), this.timers);
+    const a = M.onHeard(this.local(), heard, this.clock(), this.timers, peer);
     if (!a) return;
     if (heard.backend === this.inForceNow.backend) return this.persist(a.inForce);
     if (a.fenceFirst && this.d.consensus.lease()) await this.d.fence(`the cluster moved to ${heard.backend} (epoch ${heard.epoch}) meanwhile`);
     this.d.consensus.stopInner();
+    // Leaving etcd: take the resumed leader's guard and membership from etcd's record of the close
+    // (an older built-in one of this node's would win over the etcd-era ones); none: a roll-back.
+    let election: Parameters<MigrateDriver["persist"]>[1];
+    if (heard.backend === "builtin") {
+      const { migrateEtcd } = await this.etcdModule();
+      try {
+        const rec = await migrateEtcd.readRecord(this.etcd().client, this.etcd().keys);
+        if (rec?.backend === "builtin" && rec.epoch === heard.epoch && rec.term && rec.leader && rec.resumed && rec.term > this.d.store.get().term) {
+          election = { term: rec.term, votedFor: rec.leader, ledTerm: null, resumed: rec.resumed };
+        }
+      } catch (e) {
+        return this.d.log.warn(`cannot read etcd's record of the migration: ${(e as Error).message}; staying out until it answers`);
+      }
+    }
     if (a.dropOwnEtcdKey) {
       const { migrateEtcd } = await this.etcdModule();
       try {
@@ -352,7 +374,7 @@ export class MigrateDriver {
         return this.d.log.warn(`cannot check etcd for a leader key of this node: ${(e as Error).message}; staying out until it answers`);
       }
     }
-    this.persist(a.inForce);
+    this.persist(a.inForce, election);
     this.d.consensus.replace(a.inForce.backend, a.holdUntil);
     this.d.log.info(`consensus backend now ${heard.backend} (epoch ${heard.epoch}), heard from ${this.d.nameOf(peer)}; out of elections for ${Math.round(a.holdUntil - this.clock())} ms`);
   }

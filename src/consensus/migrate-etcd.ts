@@ -3,13 +3,36 @@
 // etcd refuse every later candidate), release, and the removal of a stale own key. The agent's
 // migration (src/agent/migrate-driver.ts) calls them; test/consensus/migrate-etcd.e2e.test.ts runs
 // them against a real etcd and the real etcd backend.
-import type { Guard, Membership } from "../core/messages.ts";
+import { z } from "zod";
+import { GuardSchema, type Guard, type Membership, MembershipSchema, NodeIdSchema } from "../core/messages.ts";
 import type { InForce } from "../core/consensus-migrate.ts";
 import type { EtcdClient, Op } from "./etcd/client.ts";
 import type { ClusterKeys } from "./etcd/elect-core.ts";
 
 /** `<prefix>/<cluster>/backend`: the cluster's record of the migration (the etcd backend ignores it). */
 export const backendKey = (keys: ClusterKeys) => `${keys.root}backend`;
+
+/** The record: {etcd, epoch} at an open; at a close {builtin, epoch, term, leader, resumed guard and membership}. */
+const RecordSchema = z.object({
+  backend: z.enum(["builtin", "etcd"]),
+  epoch: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  term: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  leader: NodeIdSchema.optional(),
+  resumed: z.object({ guard: GuardSchema, membership: MembershipSchema }).optional(),
+});
+export type BackendRecord = z.infer<typeof RecordSchema>;
+
+/** The cluster's migration record in etcd (null: none, or one that does not parse). */
+export async function readRecord(client: EtcdClient, keys: ClusterKeys): Promise<BackendRecord | null> {
+  const kv = (await client.range(backendKey(keys))).kvs[0];
+  if (!kv) return null;
+  try {
+    const r = RecordSchema.safeParse(JSON.parse(kv.value));
+    return r.success ? r.data : null;
+  } catch {
+    return null;
+  }
+}
 
 export interface Opened {
   leaseId: string;
@@ -35,7 +58,8 @@ export async function openEtcd(
   const ops: Op[] = [
     { put: { key: keys.leader, value: o.self, lease: lease.id } },
     { put: { key: keys.lastLeader, value: o.self } },
-    { put: { key: keys.membership, value: JSON.stringify(o.membership) } },
+    // Pending until the commit (commitEtcd): no candidate accepts it, so nobody but this node leads in etcd before.
+    { put: { key: keys.membership, value: pendingRecord(o.epoch, o.self) } },
     o.guard ? { put: { key: keys.guard, value: JSON.stringify(o.guard) } } : { del: { key: keys.guard } },
     { del: { key: keys.transfer } },
     { put: { key: backendKey(keys), value: JSON.stringify({ backend: "etcd", epoch: o.epoch } satisfies InForce) } },
@@ -48,13 +72,53 @@ export async function openEtcd(
   return { leaseId: lease.id, term: r.revision, sentAt, ttlS: lease.ttlS };
 }
 
+/** The membership key's value between the open and the commit of a migration to etcd. */
+export function pendingRecord(epoch: number, leader: string): string {
+  return JSON.stringify({ pending: { epoch, leader } });
+}
+
+/** To etcd, at the commit: the real membership into etcd, in a transaction on this holder's key. */
+export async function commitEtcd(client: EtcdClient, keys: ClusterKeys, o: { term: number; membership: Membership }): Promise<boolean> {
+  const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [{ put: { key: keys.membership, value: JSON.stringify(o.membership) } }]);
+  return r.succeeded;
+}
+
+/** After a commit write without an answer: the membership key still holds this migration's pending record, the membership written, or something else. */
+export async function commitState(client: EtcdClient, keys: ClusterKeys, o: { epoch: number; leader: string; membership: Membership }): Promise<"pending" | "committed" | "other"> {
+  const kv = (await client.range(keys.membership)).kvs[0];
+  if (kv?.value === pendingRecord(o.epoch, o.leader)) return "pending";
+  return kv?.value === JSON.stringify(o.membership) ? "committed" : "other";
+}
+
+/**
+ * A migration to etcd whose leader died before the commit leaves the leader key gone and the
+ * membership pending: nobody can be elected in etcd. Any node may roll it back (one transaction
+ * wins): the record becomes {builtin, epoch + 1}, which every node adopts. True: this call wrote it.
+ */
+export async function rollBackPending(client: EtcdClient, keys: ClusterKeys): Promise<boolean> {
+  const rec = await readRecord(client, keys);
+  const kv = (await client.range(keys.membership)).kvs[0];
+  if (!rec || rec.backend !== "etcd" || !kv) return false;
+  const pending = z.object({ pending: z.object({ epoch: z.literal(rec.epoch), leader: NodeIdSchema }) }).safeParse(JSON.parse(kv.value));
+  if (!pending.success) return false;
+  const r = await client.txn([
+    { key: keys.leader, target: "CREATE", createRevision: 0 },
+    { key: keys.membership, target: "VALUE", value: kv.value },
+    { key: backendKey(keys), target: "VALUE", value: JSON.stringify(rec) },
+  ], [{ put: { key: backendKey(keys), value: JSON.stringify({ backend: "builtin", epoch: rec.epoch + 1 } satisfies BackendRecord) } }]);
+  return r.succeeded;
+}
+
 /**
  * To builtin, run by the key holder after it stopped renewing: the membership key becomes a record
  * no candidate accepts (it does not parse as a membership, and a bootstrap only creates an absent
  * key), in a transaction that requires this holder's key. False: the key is not this node's any more.
  */
-export async function closeEtcd(client: EtcdClient, keys: ClusterKeys, o: { term: number; epoch: number; builtinTerm: number; leader: string }): Promise<boolean> {
-  const record = JSON.stringify({ backend: "builtin", epoch: o.epoch, term: o.builtinTerm, leader: o.leader });
+export async function closeEtcd(
+  client: EtcdClient, keys: ClusterKeys,
+  o: { term: number; epoch: number; builtinTerm: number; leader: string; resumed?: { guard: Guard; membership: Membership } },
+): Promise<boolean> {
+  const record = JSON.stringify({ backend: "builtin", epoch: o.epoch, term: o.builtinTerm, leader: o.leader, ...(o.resumed ? { resumed: o.resumed } : {}) } satisfies BackendRecord);
   const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [
     { put: { key: keys.membership, value: JSON.stringify({ migrated: record }) } },
     { put: { key: backendKey(keys), value: record } },

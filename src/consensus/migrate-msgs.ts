@@ -2,7 +2,7 @@
 // as part of src/agent/messages.ts: the leader's switch, a member's acknowledgement, and every
 // migrated node's epoch (so a member that missed the switch adopts it later).
 import { z } from "zod";
-import { NodeIdSchema } from "../core/messages.ts";
+import { GuardSchema, MembershipSchema, NodeIdSchema } from "../core/messages.ts";
 
 const backend = z.enum(["builtin", "etcd"]);
 const epoch = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
@@ -11,6 +11,9 @@ const epoch = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 export const MigrateSwitchSchema = z.object({
   t: z.literal("migrate-switch"), to: backend, epoch, leader: NodeIdSchema,
   term: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  leaderTerm: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /** To builtin: the guard and membership stamped in the resumed term. */
+  resumed: z.object({ guard: GuardSchema, membership: MembershipSchema }).optional(),
 });
 /** Voter → leader: `epoch` is stored (ok), or why not. */
 export const MigrateAckSchema = z.object({ t: z.literal("migrate-ack"), epoch, ok: z.boolean(), reason: z.string().max(300) });

@@ -18,6 +18,8 @@
 //    supported has run out (leaveHoldMs); following the migrating leader is allowed meanwhile;
 //  - a member that missed the switch adopts a higher epoch it hears of, with the same hold.
 import { majority } from "./quorum.ts";
+import type { Guard, Membership } from "./messages.ts";
+import { restamp } from "./election-membership.ts";
 
 export type Backend = "builtin" | "etcd";
 
@@ -34,6 +36,15 @@ export interface MigrateTimers {
   ttlMs: number;
   maxDrift: number;
   fenceMs: number;
+}
+
+/**
+ * How long a node whose record is a migration's (epoch ≥ 1) stays out of elections after it starts:
+ * the hold of leaving either backend (the in-memory hold of a switch just before a restart is gone,
+ * and the node cannot know which backend it left nor when). Epoch 0: none beyond the backend's own.
+ */
+export function startHoldMs(inForce: InForce, t: MigrateTimers): number {
+  return inForce.epoch >= 1 ? Math.max(leaveHoldMs("builtin", t), leaveHoldMs("etcd", t)) : 0;
 }
 
 /** A migration's record (epoch ≥ 1) wins over the config file's `backend`; without one the file decides. */
@@ -73,12 +84,15 @@ export interface StartFacts {
    * history live in etcd keys only an etcd key holder writes, so such a cluster is not moved to builtin.
    */
   configured?: Backend;
+  /** An operator's switchover or failover runs on this node now. */
+  switchingOver?: boolean;
 }
 
 /** Whether a migration to `to` may start on this node, and its epoch. */
 export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { refuse: string } {
   if (f.inForce.backend === to) return { refuse: `the cluster already runs on ${to}` };
   if (!f.leading) return { refuse: "only the leader with a valid lease runs a migration" };
+  if (f.switchingOver) return { refuse: "a switchover or failover is running: try again once it is over" };
   if (to === "builtin" && f.configured === "etcd") {
     return { refuse: 'the config files say backend = "etcd": the cluster-wide flags, configuration and history live in etcd and only an etcd leader writes them; a cluster set up on etcd stays on it' };
   }
@@ -90,7 +104,7 @@ export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { re
 
 // ------------------------------------------------------------------ the leader's plan
 
-export type Phase = "open" | "switch" | "done" | "aborted";
+export type Phase = "open" | "switch" | "committing" | "done" | "aborted";
 
 export interface LeaderState {
   to: Backend;
@@ -101,14 +115,29 @@ export interface LeaderState {
   /** To builtin: the term the leader resumes in (above every voter's stored term). */
   term: number;
   reason: string;
+  /** To etcd, aborted in the switch phase: this node stored builtin at epoch + 1 and tells its peers. */
+  rolledBack?: boolean;
+  /** To etcd: the commit write's outcome is not known. */
+  unknown?: boolean;
+  /** The phase an abort happened in (to builtin after the open, etcd is closed: the cluster goes on on builtin). */
+  abortedIn?: Phase;
 }
 
 export type LeaderObs =
   /** "open" carried out: the etcd key taken (to etcd) / etcd closed and the built-in term resumed (to builtin). */
-  | { type: "opened"; ok: boolean; detail?: string }
-  | { type: "ack"; from: string; epoch: number }
+  | ({ type: "opened"; ok: boolean; detail?: string; /** To builtin: the etcd backend was stopped before the failure. */ stopped?: boolean } & Leases)
+  | ({ type: "ack"; from: string; epoch: number } & Leases)
+  /** To etcd, the commit write (the real membership into etcd): done, or failed and etcd still shows the pending record (`pending`), or unknown. */
+  | { type: "committed"; ok: boolean; pending: boolean; detail?: string }
   /** The leases now: the built-in lease's deadline and the etcd lease's (null: none). */
   | { type: "tick"; now: number; builtinUntil: number | null; etcdUntil: number | null };
+
+/** The leases when an observation arrives; with `now` the plan checks the migrating lease on every step, not on ticks only. */
+export interface Leases {
+  now: number;
+  builtinUntil: number | null;
+  etcdUntil: number | null;
+}
 
 export type LeaderAction =
   /**
@@ -122,10 +151,32 @@ export type LeaderAction =
   | { do: "send-switch"; to: string[] }
   /** Durably store the new backend on this node, then run on it (etcd: adopt the key already held). */
   | { do: "persist-and-swap"; inForce: InForce }
+  /**
+   * To etcd, at the commit: write the membership into etcd (transaction on this node's key). Until
+   * then the membership key holds a pending record no candidate accepts, so no etcd election can
+   * succeed before the commit, whoever stored etcd.
+   */
+  | { do: "commit-etcd" }
+  /**
+   * To etcd, aborted after switches went out: store {builtin, epoch + 1} on this node and tell every
+   * peer, so members that stored etcd (which cannot elect: etcd still holds the pending record) come back.
+   */
+  | { do: "roll-back"; inForce: InForce }
   /** To builtin, after the built-in lease is held: delete the etcd leader key and revoke the lease. */
   | { do: "release-etcd" }
   /** Stop writes now; `revoke`: delete the etcd key taken for the migration (to etcd, before commit). */
   | { do: "fence"; revoke: boolean };
+
+/** The plan's outcome once it ended, in words the operator is told. */
+export function outcome(s: LeaderState): string {
+  if (s.phase === "done") return `the cluster moved to ${s.to} (epoch ${s.epoch})`;
+  if (s.to === "etcd" && s.rolledBack) return `aborted after some voters may have stored etcd: they return to builtin (epoch ${s.epoch + 1}) when they hear it; the cluster runs on builtin`;
+  if (s.to === "etcd" && s.unknown) return `the outcome is unknown (etcd did not answer the commit): the voters that stored etcd (a majority) keep it; once etcd answers, the cluster runs on etcd if the commit applied, else it has no leader until an operator acts (docs/etcd.md, Migration)`;
+  if (s.to === "builtin" && s.abortedIn === "switch") {
+    return `etcd was closed and this node stored builtin (epoch ${s.epoch}), but a built-in majority did not acknowledge in time: the voters that stored the switch stay on builtin and the others adopt it when they hear the epoch; a built-in leader is elected once their holds end`;
+  }
+  return "nothing changed";
+}
 
 /**
  * Until when the migrating leader may act: to etcd, on its built-in lease until the key is taken,
@@ -147,6 +198,20 @@ export function resumeTerm(storedTerm: number, etcdTerm: number): number {
   return Math.max(storedTerm, etcdTerm) + 1;
 }
 
+/**
+ * To builtin: the durability guard and membership the leader resumes with, stamped in the resumed
+ * term T (as a built-in leader does when elected). Under etcd they were stamped with the key's create
+ * revision, which can be below the built-in terms stored before the cluster moved to etcd; a voter
+ * still holding such an older record would otherwise win the comparison (term first) in a later
+ * built-in election and drop a block the etcd leader set. Members store them with the switch.
+ */
+export function resumedRecords(guard: Guard | null, membership: Membership, term: number): { guard: Guard; membership: Membership } {
+  return {
+    guard: { term, seq: (guard?.seq ?? 0) + 1, block: guard?.block ?? false, holder: guard?.holder ?? null, floor: guard?.floor ?? null },
+    membership: restamp(membership, term),
+  };
+}
+
 export function startPlan(to: Backend, epoch: number, term = 0): { state: LeaderState; actions: LeaderAction[] } {
   return { state: { to, epoch, phase: "open", acked: [], term, reason: "" }, actions: [{ do: "open" }] };
 }
@@ -159,23 +224,48 @@ export function startPlan(to: Backend, epoch: number, term = 0): { state: Leader
 export function leaderStep(s: LeaderState, obs: LeaderObs, self: string, voters: readonly string[]): { state: LeaderState; actions: LeaderAction[] } {
   if (s.phase === "done" || s.phase === "aborted") return { state: s, actions: [] };
   const others = voters.filter((v) => v !== self);
-  const abort = (reason: string, revoke: boolean) => ({ state: { ...s, phase: "aborted" as const, reason }, actions: [{ do: "fence" as const, revoke }] });
+  const abort = (reason: string, revoke: boolean): { state: LeaderState; actions: LeaderAction[] } => {
+    // To etcd after switches went out: members may have stored etcd; bring them back by a higher epoch.
+    if (s.to === "etcd" && s.phase === "switch") {
+      return { state: { ...s, phase: "aborted", reason, rolledBack: true }, actions: [{ do: "fence", revoke }, { do: "roll-back", inForce: { backend: "builtin", epoch: s.epoch + 1 } }] };
+    }
+    return { state: { ...s, phase: "aborted", reason, abortedIn: s.phase }, actions: [{ do: "fence", revoke }] };
+  };
+  const expired = (o: Leases, phase: Phase) => {
+    const until = migratingLease({ to: s.to, phase }, o.builtinUntil, o.etcdUntil);
+    return until === null || until <= o.now;
+  };
   switch (obs.type) {
     case "opened":
       if (s.phase !== "open") return { state: s, actions: [] };
-      if (!obs.ok) return { state: { ...s, phase: "aborted", reason: obs.detail ?? "could not open the target backend" }, actions: s.to === "builtin" ? [{ do: "fence", revoke: false }] : [] };
+      if (!obs.ok) {
+        // To builtin, fence only once this node stopped its etcd backend (it may act until its frozen deadline only).
+        const fence = s.to === "builtin" && obs.stopped === true;
+        return { state: { ...s, phase: "aborted", reason: obs.detail ?? "could not open the target backend" }, actions: fence ? [{ do: "fence", revoke: false }] : [] };
+      }
+      // The lease may have ended while the open ran (a resign, a transfer): nobody is told to switch then.
+      if (expired(obs, s.to === "etcd" ? "switch" : "open")) return abort("the lease ran out while the target backend was opened", s.to === "etcd");
       return { state: { ...s, phase: "switch" }, actions: [{ do: "send-switch", to: others }] };
     case "ack": {
       if (s.phase !== "switch" || obs.epoch !== s.epoch || !others.includes(obs.from) || s.acked.includes(obs.from)) return { state: s, actions: [] };
+      if (s.to === "etcd" && expired(obs, "switch")) return abort("the lease ran out before a majority stored etcd", true);
       const acked = [...s.acked, obs.from].sort();
       const next = { ...s, acked };
       if (s.to === "etcd" && acked.length + 1 >= majority(voters.length)) {
-        return { state: { ...next, phase: "done" }, actions: [{ do: "persist-and-swap", inForce: { backend: "etcd", epoch: s.epoch } }] };
+        return { state: { ...next, phase: "committing" }, actions: [{ do: "commit-etcd" }] };
       }
       return { state: next, actions: [] };
     }
+    case "committed":
+      if (s.phase !== "committing") return { state: s, actions: [] };
+      if (obs.ok) return { state: { ...s, phase: "done" }, actions: [{ do: "persist-and-swap", inForce: { backend: "etcd", epoch: s.epoch } }] };
+      // A majority stored etcd: no built-in election can succeed. Etcd still pending: come back by a
+      // higher epoch. Unknown: keep the key's lease running out by itself; the majority decides.
+      if (obs.pending) return { state: { ...s, phase: "aborted", reason: obs.detail ?? "the commit was not written", rolledBack: true }, actions: [{ do: "fence", revoke: true }, { do: "roll-back", inForce: { backend: "builtin", epoch: s.epoch + 1 } }] };
+      return { state: { ...s, phase: "aborted", reason: obs.detail ?? "the commit's outcome is unknown", unknown: true }, actions: [{ do: "fence", revoke: false }] };
     case "tick": {
       const { now, builtinUntil, etcdUntil } = obs;
+      if (s.phase === "committing") return { state: s, actions: [] }; // the commit write's answer decides
       if (s.to === "etcd") {
         // Before the commit the built-in lease is what makes the etcd key legitimate: both must hold.
         const until = migratingLease(s, builtinUntil, etcdUntil);
@@ -203,12 +293,20 @@ export interface SwitchMsg {
   leader: string;
   /** To builtin: the leader's resumed term (the member stores "term, voted for leader"). */
   term?: number;
+  /** To builtin: the resumed guard and membership (resumedRecords), stored with "term, voted for leader". */
+  resumed?: { guard: Guard; membership: Membership };
+  /** The sender's term in the backend being left (built-in term, or the etcd key's create revision). */
+  leaderTerm: number;
 }
 
 export interface MemberLocal {
   inForce: InForce;
   /** Its stored built-in term. */
   term: number;
+  /** The leader this member follows in the backend in force, and at which term (null: none). */
+  follows: { leader: string | null; term: number };
+  /** The voters of the membership this member holds. */
+  voters: readonly string[];
 }
 
 export type MemberDecision =
@@ -217,7 +315,7 @@ export type MemberDecision =
       accept: true;
       /** Persist first (both files when `election` is set), then stop the old backend, then start the new one. */
       inForce: InForce;
-      election: { term: number; votedFor: string } | null;
+      election: { term: number; votedFor: string; resumed?: { guard: Guard; membership: Membership } } | null;
       /** No vote, campaign or published final position before this (own monotonic clock). */
       holdUntil: number;
       /** Already there: only acknowledge again. */
@@ -228,19 +326,25 @@ export type MemberDecision =
 export function onSwitch(local: MemberLocal, m: SwitchMsg, now: number, t: MigrateTimers): MemberDecision {
   if (m.epoch === local.inForce.epoch && m.to === local.inForce.backend) return { accept: true, inForce: local.inForce, election: null, holdUntil: now, again: true };
   if (m.epoch <= local.inForce.epoch) return { accept: false, reason: `epoch ${m.epoch} is not above this node's ${local.inForce.epoch}`, term: local.term };
+  // Only from the leader this member follows, at the term it follows it in: a deposed leader's late
+  // switch (its migration aborted, another leads now) is refused.
+  if (!local.voters.includes(m.leader)) return { accept: false, reason: `${m.leader} is not a voter`, term: local.term };
+  if (local.follows.leader !== m.leader || local.follows.term !== m.leaderTerm) {
+    return { accept: false, reason: `this node follows ${local.follows.leader ?? "no leader"} at term ${local.follows.term}, not ${m.leader} at term ${m.leaderTerm}`, term: local.term };
+  }
   if (m.to === "builtin" && (m.term === undefined || m.term <= local.term)) {
     return { accept: false, reason: `term ${m.term ?? "?"} is not above this node's built-in term ${local.term}`, term: local.term };
   }
   return {
     accept: true, inForce: { backend: m.to, epoch: m.epoch }, again: false,
-    election: m.to === "builtin" ? { term: m.term!, votedFor: m.leader } : null,
+    election: m.to === "builtin" ? { term: m.term!, votedFor: m.leader, ...(m.resumed ? { resumed: m.resumed } : {}) } : null,
     holdUntil: now + leaveHoldMs(local.inForce.backend, t),
   };
 }
 
-/** A member that hears of a higher epoch (it was down or missed the switch) adopts it, with the same hold. */
-export function onHeard(local: MemberLocal, heard: InForce, now: number, t: MigrateTimers): Adoption | null {
-  if (heard.epoch <= local.inForce.epoch) return null;
+/** A member that hears of a higher epoch (it was down or missed the switch) adopts it, with the same hold; only from a voter. */
+export function onHeard(local: Pick<MemberLocal, "inForce" | "voters">, heard: InForce, now: number, t: MigrateTimers, from: string): Adoption | null {
+  if (heard.epoch <= local.inForce.epoch || !local.voters.includes(from)) return null;
   if (heard.backend === local.inForce.backend) return { inForce: heard, holdUntil: now, fenceFirst: false, dropOwnEtcdKey: false };
   return { inForce: heard, holdUntil: now + leaveHoldMs(local.inForce.backend, t), fenceFirst: true, dropOwnEtcdKey: heard.backend === "etcd" };
 }

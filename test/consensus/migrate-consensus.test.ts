@@ -76,3 +76,45 @@ test("a lone voter leads; its fencing deadline is capped while migrating; a repl
   expect(sw.counters.leadershipsWon).toBeGreaterThanOrEqual(2);
   sw.stop();
 });
+
+test("S2: a hold set at start (holdAtLeast) keeps prevotes unanswered; S3: resigns are counted", async () => {
+  const { sw, sent, clock } = node([A, B, C]);
+  sw.holdAtLeast(500);
+  sw.start();
+  sw.receive(B, { t: "prevote", term: 6, cfg: { term: 1, index: 1 }, pos: ZERO_POSITION });
+  await Bun.sleep(50);
+  expect(sent.filter((s) => s.to === B)).toEqual([]);
+  expect(sw.holding()).toBe(500);
+  sw.holdAtLeast(100); // never shortens it
+  expect(sw.holding()).toBe(500);
+  clock.now = 500;
+  expect(sw.holding()).toBe(-Infinity);
+  const n = sw.resigns;
+  await sw.resign("test");
+  expect(sw.resigns).toBe(n + 1);
+  sw.stop();
+});
+
+test("a replaced backend's in-flight detach does not stop streaming; C4: no membership proposal reaches the backend while migrating", async () => {
+  let detaches = 0;
+  let proposals = 0;
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-switch-"));
+  dirs.push(dir);
+  const captured: DriverHooks[] = [];
+  const hooks: DriverHooks = {
+    send: () => {}, leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m) => { throw new Error(m); },
+    detach: async () => (detaches++, { ok: true, position: null }),
+  };
+  const fake = (_b: string, h: DriverHooks) => (captured.push(h), { stop() {}, start() {}, propose: async () => void proposals++, counters: { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 } } as never);
+  const sw = new SwitchableConsensus(fake, "builtin", hooks, () => 0);
+  expect((await captured[0]!.detach!(3)).ok).toBe(true);
+  sw.replace("builtin", -Infinity);
+  expect(await captured[0]!.detach!(3)).toMatchObject({ ok: false });
+  expect(detaches).toBe(1);
+  sw.migrating = true;
+  await sw.propose("add", C);
+  expect(proposals).toBe(0);
+  sw.migrating = false;
+  await sw.propose("add", C);
+  expect(proposals).toBe(1);
+});

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
 import { EtcdClient } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
-import { backendKey, closeEtcd, dropOwnKey, openEtcd, releaseEtcd } from "../../src/consensus/migrate-etcd.ts";
+import { backendKey, closeEtcd, commitEtcd, commitState, dropOwnKey, openEtcd, readRecord, releaseEtcd, rollBackPending } from "../../src/consensus/migrate-etcd.ts";
 import type { Membership } from "../../src/core/messages.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
@@ -87,6 +87,10 @@ describe("migration steps on a real etcd", () => {
     const [a, b, c] = trio("m1");
     const opened = (await open("m1"))!;
     expect(opened.term).toBeGreaterThan(0);
+    const k1 = clusterKeys("/pgherd", "m1");
+    expect(await commitState(client, k1, { epoch: 1, leader: A, membership: MEMBERSHIP })).toBe("pending");
+    expect(await commitEtcd(client, k1, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    expect(await commitState(client, k1, { epoch: 1, leader: A, membership: MEMBERSHIP })).toBe("committed");
     const t0 = performance.now();
     a.start();
     await waitFor(() => a.leads(), { timeoutMs: 5_000, what: "a to resume the key it took" });
@@ -114,15 +118,23 @@ describe("migration steps on a real etcd", () => {
     expect(await closeEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, epoch: 3, builtinTerm: 7, leader: A })).toBe(false);
   }, 40_000);
 
-  test("without the close, the same release lets another node take the key (the check can fail)", async () => {
-    const [a, b, c] = trio("m2");
+  test("before the commit nobody else takes a released key (pending membership); with the membership written the same release lets another node take it (the check can fail)", async () => {
+    const [, b, c] = trio("m2");
+    const keys = clusterKeys("/pgherd", "m2");
     const opened = (await open("m2"))!;
-    a.start();
     b.start();
     c.start();
-    await waitFor(() => a.leads() && b.c.status().leader === A, { timeoutMs: 5_000, what: "a to lead m2" });
-    a.stop();
-    await releaseEtcd(client, clusterKeys("/pgherd", "m2"), { term: opened.term, leaseId: opened.leaseId });
+    // The migration aborted before the commit: the key given back, the membership still pending.
+    expect(await rollBackPending(client, keys)).toBe(false); // its key is still there
+    await releaseEtcd(client, keys, { term: opened.term, leaseId: opened.leaseId });
+    await Bun.sleep(TTL_S * 1000 * 2);
+    expect([b.held, c.held, b.leads(), c.leads()]).toEqual([0, 0, false, false]);
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(false); // the key is gone: no commit
+    // Its leader gone, the pending migration is rolled back by whichever node gets there first, once.
+    expect(await rollBackPending(client, keys)).toBe(true);
+    expect(await readRecord(client, keys)).toEqual({ backend: "builtin", epoch: 2 });
+    expect(await rollBackPending(client, keys)).toBe(false);
+    await client.txn([], [{ put: { key: keys.membership, value: JSON.stringify(MEMBERSHIP) } }]);
     await waitFor(() => b.leads() || c.leads(), { timeoutMs: 10_000, what: "b or c to take the key" });
   }, 30_000);
 

@@ -129,6 +129,7 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
         console.log(`migrate --to etcd with etcd cut off: exit ${r.code}: ${r.text}`);
         expect(r.code).toBe(1);
         expect(r.text).toContain("aborted");
+        expect(r.text).toContain("nothing changed");
       } finally {
         await Promise.all(etcdHosts.map((x) => x.heal()));
       }

@@ -1,0 +1,113 @@
+// The etcd side of the migrating leader's plan (src/core/consensus-migrate.ts), carried out for
+// src/agent/migrate-driver.ts: open (to etcd: take the key; to builtin: close etcd and resume a
+// built-in term), the renewal of the key's lease until the commit, and the commit write. Each
+// returns what the plan observes next; the driver owns the state they update (`Running`).
+import * as M from "../core/consensus-migrate.ts";
+import type { EtcdClient } from "../consensus/etcd/client.ts";
+import type { ClusterKeys } from "../consensus/etcd/elect-core.ts";
+import type { MigrateDeps, PersistElection, Running } from "./migrate-driver.ts";
+
+export interface LeaderEtcdCtx {
+  d: MigrateDeps;
+  etcd(): { client: EtcdClient; keys: ClusterKeys };
+  timers: M.MigrateTimers;
+  clock: () => number;
+  persist(f: M.InForce, election?: PersistElection): void;
+}
+
+/** To etcd, at the commit: the real membership into etcd; if unanswered, whether etcd still shows the pending record. */
+export async function commitEtcd(x: LeaderEtcdCtx, r: Running): Promise<M.LeaderObs> {
+  const migrateEtcd = await import("../consensus/migrate-etcd.ts");
+  const { client, keys } = x.etcd();
+  try {
+    if (await migrateEtcd.commitEtcd(client, keys, { term: r.etcd!.term, membership: r.membership! })) return { type: "committed", ok: true, pending: false };
+  } catch (e) {
+    x.d.log.warn(`etcd: the commit write: ${(e as Error).message}`);
+  }
+  try {
+    const state = await migrateEtcd.commitState(client, keys, { epoch: r.state.epoch, leader: x.d.self, membership: r.membership! });
+    if (state === "committed") return { type: "committed", ok: true, pending: false }; // the write applied, its answer was lost
+    return { type: "committed", ok: false, pending: state === "pending", detail: state === "pending" ? "etcd refused the commit write (this node's key is gone)" : "the membership key holds neither the pending record nor the membership" };
+  } catch (e) {
+    return { type: "committed", ok: false, pending: false, detail: `etcd: ${(e as Error).message}` };
+  }
+}
+
+/** To etcd: take the leader key on a new lease while the built-in lease holds; true, or why not. */
+export async function openEtcd(x: LeaderEtcdCtx, r: Running): Promise<true | string> {
+  const st = x.d.consensus.status();
+  if (!st.membership || !r.membership) return "no membership";
+  const migrateEtcd = await import("../consensus/migrate-etcd.ts");
+  const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
+  try {
+    const open = () => migrateEtcd.openEtcd(x.etcd().client, x.etcd().keys, {
+      self: x.d.self, ttlS: x.d.cfg.consensus.ttl_s, membership: st.membership!, guard: st.guard, epoch: r.state.epoch, now: x.clock,
+    });
+    let o = await open();
+    // A key with this node's id is left from an earlier migration whose release failed (this node
+    // leads on builtin now, so it is stale): drop it and try once more.
+    if (!o && (await migrateEtcd.dropOwnKey(x.etcd().client, x.etcd().keys, x.d.self))) {
+      x.d.log.warn("deleted a stale etcd leader key of this node left from an earlier migration");
+      o = await open();
+    }
+    if (!o) return "the etcd leader key of this cluster exists and is another agent's (is this cluster name used twice?)";
+    r.etcd = { leaseId: o.leaseId, term: o.term };
+    r.etcdUntil = leaseDeadline(o.sentAt, o.ttlS, x.timers.maxDrift, x.timers.fenceMs);
+    x.d.consensus.setCap(r.etcdUntil ?? x.clock());
+    return true;
+  } catch (e) {
+    return `etcd: ${(e as Error).message}`;
+  }
+}
+
+/** To etcd, until the commit: the migration renews the key's lease itself (once per poll). */
+export async function renewEtcd(x: LeaderEtcdCtx, r: Running | null): Promise<void> {
+  const sentAt = x.clock();
+  if (!r || r.state.to !== "etcd" || !r.etcd || sentAt - r.renewedAt < x.d.cfg.consensus.poll_ms) return;
+  r.renewedAt = sentAt;
+  try {
+    const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
+    const ttl = await x.etcd().client.leaseKeepAlive(r.etcd.leaseId);
+    r.etcdUntil = leaseDeadline(sentAt, ttl, x.timers.maxDrift, x.timers.fenceMs);
+    x.d.consensus.setCap(r.etcdUntil ?? x.clock());
+  } catch (e) {
+    x.d.log.warn(`etcd lease renewal during the migration: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * To builtin, by the etcd key holder: stop renewing (the deadline freezes), close etcd to
+ * candidates, store {builtin, epoch} and "term, voted for self, led term", resume as built-in leader.
+ */
+export async function openBuiltin(x: LeaderEtcdCtx, r: Running): Promise<true | string> {
+  const lease = x.d.consensus.lease();
+  if (!lease) return "this node no longer holds the etcd leader key";
+  const { client, keys } = x.etcd();
+  const migrateEtcd = await import("../consensus/migrate-etcd.ts");
+  let kv;
+  try {
+    kv = (await client.range(keys.leader)).kvs[0];
+  } catch (e) {
+    return `etcd: ${(e as Error).message}`;
+  }
+  if (!kv || kv.value !== x.d.self || kv.createRevision !== lease.term) return "the etcd leader key is not this node's";
+  const st = x.d.consensus.status();
+  if (!st.membership) return "no membership";
+  r.resumed = M.resumedRecords(st.guard, st.membership, r.state.term);
+  x.d.consensus.stopInner();
+  r.etcd = { leaseId: kv.lease, term: lease.term };
+  r.etcdUntil = lease.until;
+  const close = { term: lease.term, epoch: r.state.epoch, builtinTerm: r.state.term, leader: x.d.self, resumed: r.resumed };
+  try {
+    if (!(await migrateEtcd.closeEtcd(client, keys, close))) return "the etcd leader key changed before etcd could be closed";
+  } catch (e) {
+    // No answer: the close may have applied. Read it back; closed → carry on (etcd refuses every
+    // candidate from now on, so builtin must take over); not closed or unreadable → abort on etcd.
+    const rec = await migrateEtcd.readRecord(client, keys).catch(() => null);
+    if (!(rec?.backend === "builtin" && rec.epoch === close.epoch && rec.term === close.builtinTerm && rec.leader === x.d.self)) return `etcd: ${(e as Error).message}`;
+    x.d.log.warn(`etcd: the close got no answer (${(e as Error).message}) but applied: carrying on to builtin`);
+  }
+  x.persist({ backend: "builtin", epoch: r.state.epoch }, { term: r.state.term, votedFor: x.d.self, ledTerm: r.state.term, resumed: r.resumed });
+  x.d.consensus.replace("builtin", -Infinity);
+  return true;
+}
