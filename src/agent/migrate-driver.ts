@@ -119,7 +119,7 @@ export class MigrateDriver {
     const r = M.checkStart(to, {
       self: this.d.self, inForce: this.inForceNow, leading: lease !== null && lease.until > this.clock(), voters,
       connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, configured: this.d.cfg.consensus.backend,
-      switchingOver: this.d.switchingOver?.() ?? false,
+      switchingOver: this.d.switchingOver?.() ?? false, allowed: this.d.cfg.consensus.allow_migration,
     });
     if ("refuse" in r) return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${r.refuse}` });
     clearTimeout(this.takeover); // a previous migration's watch: this node leads now, so it is over

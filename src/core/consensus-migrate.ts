@@ -86,11 +86,14 @@ export interface StartFacts {
   configured?: Backend;
   /** An operator's switchover or failover runs on this node now. */
   switchingOver?: boolean;
+  /** [consensus] allow_migration on the leader. */
+  allowed: boolean;
 }
 
 /** Whether a migration to `to` may start on this node, and its epoch. */
 export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { refuse: string } {
   if (f.inForce.backend === to) return { refuse: `the cluster already runs on ${to}` };
+  if (!f.allowed) return { refuse: 'off on the leader ([consensus] allow_migration = false, the default): two defects under rare faults are known, see docs/etcd.md "Migration: known defects"' };
   if (!f.leading) return { refuse: "only the leader with a valid lease runs a migration" };
   if (f.switchingOver) return { refuse: "a switchover or failover is running: try again once it is over" };
   if (to === "builtin" && f.configured === "etcd") {
@@ -191,8 +194,8 @@ export function migratingLease(s: Pick<LeaderState, "to" | "phase">, builtinUnti
 
 /**
  * To builtin: the term the leader resumes in, above its own stored built-in term and its etcd term
- * (a create revision, which grows with every write to etcd, so it is above any term the voters
- * stored before the cluster moved to etcd). A voter whose stored term is not below refuses it.
+ * (a create revision). That is not above every voter's stored term in every case: a voter's can
+ * be higher (docs/etcd.md "Migration: known defects"). A voter whose stored term is not below refuses it.
  */
 export function resumeTerm(storedTerm: number, etcdTerm: number): number {
   return Math.max(storedTerm, etcdTerm) + 1;

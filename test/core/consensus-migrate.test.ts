@@ -42,8 +42,11 @@ describe("backend in force and holds", () => {
   });
 
   test("start: only the leader, every voter connected, etcd configured, another backend", () => {
-    const f = { self: "a", inForce: { backend: "builtin", epoch: 0 } as InForce, leading: true, voters: V3, connected: ["b", "c"], etcdConfigured: true };
+    const f = { self: "a", inForce: { backend: "builtin", epoch: 0 } as InForce, leading: true, voters: V3, connected: ["b", "c"], etcdConfigured: true, allowed: true };
     expect(checkStart("etcd", f)).toEqual({ epoch: 1 });
+    // Off by default ([consensus] allow_migration): refused in both directions, naming the setting.
+    expect((checkStart("etcd", { ...f, allowed: false }) as { refuse: string }).refuse).toContain("allow_migration");
+    expect("refuse" in checkStart("builtin", { ...f, inForce: { backend: "etcd", epoch: 1 }, allowed: false })).toBe(true);
     expect(checkStart("builtin", f)).toEqual({ refuse: "the cluster already runs on builtin" });
     expect("refuse" in checkStart("etcd", { ...f, leading: false })).toBe(true);
     expect(checkStart("etcd", { ...f, connected: ["b"] })).toEqual({ refuse: "every voter must be connected: c is not" });
