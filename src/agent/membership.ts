@@ -100,7 +100,8 @@ export class MembershipKeeper {
       }
       return;
     }
-    this.waiting = null; // proposed: the re-sync after it lifts the guard with the new voter set
+    // Still pending until the membership shows the change (the next steps then find none): the
+    // re-sync lifts the guard only with the new voter set in force.
     const p = peers.find((x) => x.id === change.node);
     this.d.log.info(change.op === "add"
       ? `adding ${this.d.nameOf(change.node)} (${change.node}, ${p?.role ?? "database"}) as a voter${this.d.cfg.election.auto_join ? " (auto_join)" : " (approved)"}`

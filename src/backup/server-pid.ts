@@ -54,11 +54,20 @@ export async function stopLeftoverServer(dir: string, owner: Owner, conf: string
   let stopped = false;
   if (Number.isInteger(pid) && pid > 1 && isOurServer(pid, owner.uid, conf)) {
     log.warn(`pgBackRest TLS server ${pid} of an earlier agent still runs (that agent was killed): stopping it`);
-    process.kill(pid, "SIGTERM");
+    signal(pid, "SIGTERM");
     for (let i = 0; i < 50 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-    if (pidAlive(pid) && isOurServer(pid, owner.uid, conf)) process.kill(pid, "SIGKILL");
+    if (pidAlive(pid) && isOurServer(pid, owner.uid, conf)) signal(pid, "SIGKILL");
     stopped = true;
   }
   await clearServerPid(dir, owner);
   return stopped;
+}
+
+/** A signal to a process that may have exited since it was checked (ESRCH: gone, nothing to do). */
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
+  }
 }

@@ -57,7 +57,9 @@ function archiveId(io: WalPushIo, stanza: string): string | null {
 export function inRepository(io: WalPushIo, stanza: string, name: string): boolean {
   const id = archiveId(io, stanza);
   if (!id) return false;
-  if (WAL.test(name)) return !!io.list(`archive/${stanza}/${id}/${name.slice(0, 16)}`, `^${name}-`)?.length;
+  // The finished file only: pgBackRest writes <name>-<sha1>[.ext].pgbackrest.tmp first and renames it
+  // when complete, and a push cut short leaves that temporary file behind.
+  if (WAL.test(name)) return !!io.list(`archive/${stanza}/${id}/${name.slice(0, 16)}`, `^${name}-[0-9a-f]{40}(\\.(gz|bz2|lz4|zst))?$`)?.length;
   if (HISTORY.test(name)) return !!io.list(`archive/${stanza}/${id}`, `^${name.replace(".", "\\.")}$`)?.length;
   return false;
 }
@@ -70,10 +72,16 @@ export function walPush(a: WalPushArgs, io: WalPushIo): number {
   const mayArrive = WAL.test(name) || HISTORY.test(name);
   let waited = false;
   while (mayArrive && io.standby()) {
+    // A shutdown waits for the archiver: no look at the repository then (it may be unreachable);
+    // pushing a segment the repository already has with the same checksum succeeds.
+    if (io.stopping()) {
+      io.say(`pgherd wal-push: this standby shuts down: pushing its copy of ${name}`);
+      break;
+    }
     if (inRepository(io, a.stanza, name)) return 0;
     waited = true;
-    if (io.now() >= end || io.stopping()) {
-      io.say(`pgherd wal-push: ${name} is not in the repository ${io.now() >= end ? `${Math.round(a.waitMs / 1000)} s after this standby completed it` : "and this standby shuts down"}: pushing this standby's copy`);
+    if (io.now() >= end) {
+      io.say(`pgherd wal-push: ${name} is not in the repository ${Math.round(a.waitMs / 1000)} s after this standby completed it: pushing this standby's copy`);
       break;
     }
     io.sleep(a.pollMs ?? 1000);
@@ -95,7 +103,7 @@ export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza">): WalP
       }
     },
     list: (path, filter) => {
-      const r = spawnSync(a.bin, ["repo-ls", ...base, "--log-level-file=off", "--log-level-console=off", "--log-level-stderr=off", `--filter=${filter}`, path], { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] });
+      const r = spawnSync(a.bin, ["repo-ls", ...base, "--log-level-file=off", "--log-level-console=off", "--log-level-stderr=off", `--filter=${filter}`, path], { encoding: "utf8", timeout: 10_000, stdio: ["ignore", "pipe", "pipe"] });
       return r.status === 0 ? r.stdout.split("\n").filter(Boolean) : null;
     },
     push: (path) => spawnSync(a.bin, ["archive-push", ...base, path], { stdio: ["ignore", "inherit", "inherit"], timeout: 3600_000 }).status ?? 1,

@@ -6,6 +6,9 @@ import { describe, expect, test } from "bun:test";
 import { inRepository, walPush, type WalPushIo } from "../../src/backup/wal-push.ts";
 
 const SEG = "000000010000000000000007";
+/** pgBackRest's filter for a finished copy of SEG (any checksum, compressed or not). */
+const DONE = `^${SEG}-[0-9a-f]{40}(\\.(gz|bz2|lz4|zst))?$`;
+const SHA = "0123456789abcdef0123456789abcdef01234567";
 
 function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t: number) => string[]; ids?: string[] } = {}) {
   let t = 0;
@@ -46,7 +49,7 @@ describe("wal-push", () => {
     expect(w.calls.filter((c) => c.startsWith("push"))).toEqual([]);
     expect(w.time()).toBe(3000);
     // The segment's own directory (log/seg high part) under the newest archive id.
-    expect(w.calls).toContain(`ls archive/main/15-1/0000000100000000 ^${SEG}-`);
+    expect(w.calls).toContain(`ls archive/main/15-1/0000000100000000 ${DONE}`);
   });
 
   test("a standby promoted while it waits pushes its copy (the old primary died before archiving it)", () => {
@@ -77,6 +80,11 @@ describe("wal-push", () => {
     expect(w.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
   });
 
+  test("a push cut short (pgBackRest's temporary file left behind) is not an archived segment", () => {
+    for (const f of [`${SEG}-${SHA}.gz.pgbackrest.tmp`, `${SEG}-${SHA}.pgbackrest.tmp`]) expect(inRepository(world({ repo: () => [f] }).io, "main", SEG)).toBe(false);
+    for (const f of [`${SEG}-${SHA}`, `${SEG}-${SHA}.gz`, `${SEG}-${SHA}.zst`]) expect(inRepository(world({ repo: () => [f] }).io, "main", SEG)).toBe(true);
+  });
+
   test("history files are looked up beside the segment directories; other files (a backup label) are pushed at once", () => {
     const w = world({ repo: () => ["00000002.history"] });
     expect(inRepository(w.io, "main", "00000002.history")).toBe(true);
@@ -87,9 +95,9 @@ describe("wal-push", () => {
   });
 
   test("the newest archive id (after a stanza upgrade) is the one looked in; none yet: not there", () => {
-    const w = world({ ids: ["15-1", "16-2"], repo: () => [`${SEG}-x`] });
+    const w = world({ ids: ["15-1", "16-2"], repo: () => [`${SEG}-${SHA}`] });
     expect(inRepository(w.io, "main", SEG)).toBe(true);
-    expect(w.calls).toContain(`ls archive/main/16-2/0000000100000000 ^${SEG}-`);
+    expect(w.calls).toContain(`ls archive/main/16-2/0000000100000000 ${DONE}`);
     expect(inRepository(world({ ids: [] }).io, "main", SEG)).toBe(false);
   });
 });
