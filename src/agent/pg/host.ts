@@ -35,6 +35,12 @@ export class PgHost {
   syncNames = "";
   /** Highest timeline this standby was seen streaming on (reset when its data is replaced). */
   knownTli = 0;
+  /**
+   * The position last observed while the server answered (null once its data was replaced). A
+   * server that stops (a fence, a crash) keeps at least that much WAL on disk, while pg_control read
+   * during or after the stop can say less (the last checkpoint): the voting position never falls below it.
+   */
+  upPosition: Position | null = null;
   /** Progress note of a long action (clone). */
   note = "";
   /** Last round: a (possibly hung) primary runs here; the server answered; it is a standby. */

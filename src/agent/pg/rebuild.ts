@@ -111,6 +111,7 @@ export class Rebuilder {
     const h = this.h;
     h.notStreamingSince = null;
     h.knownTli = 0;
+    h.upPosition = null;
     await h.writeConfig(true, from);
     this.progress({ kind: "starting" });
     await h.startServer();

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { truthfulGuarantee } from "../../core/durability.ts";
 import { dataWasPrimary, decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
 import { broken, successorOf } from "../../core/liveness.ts";
-import { ZERO_POSITION, type Position } from "../../core/position.ts";
+import { comparePosition, ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
@@ -89,7 +89,11 @@ export class MonitorRound {
     if (p.up && p.inRecovery) h.knownTli = Math.max(h.knownTli, p.timeline);
     else if (p.up) h.knownTli = p.timeline;
     // Without pg_control (broken primary, above) the last position stands: never report it going back.
-    const position = brokenPrimary && this.last ? this.last.position : h.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
+    let position = brokenPrimary && this.last ? this.last.position : h.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
+    // A server that stopped (fenced, crashed) still holds the WAL it had while it answered; pg_control
+    // read during the stop says only its last checkpoint. Never vote with less (host.ts upPosition).
+    if (p.up) h.upPosition = position;
+    else if (h.upPosition && comparePosition(h.upPosition, position) > 0) position = h.upPosition;
     // A running primary that does not answer (connection slots full, hung) is still one to fence.
     h.wasPrimary = info.running && wasPrimary;
     h.lastReportUp = p.up;
