@@ -410,6 +410,7 @@ export class MigrateDriver {
     }
     this.persist(a.inForce, election);
     this.d.consensus.replace(a.inForce.backend, a.holdUntil);
+    this.broadcastEpoch(); // at once: the leader's next migration needs this node's report at the new epoch
     this.d.log.info(`consensus backend now ${heard.backend} (epoch ${heard.epoch}), heard from ${this.d.nameOf(peer)}; out of elections for ${Math.round(a.holdUntil - this.clock())} ms`);
   }
 }
