@@ -128,7 +128,10 @@ export class MigrateDriver {
       switchingOver: this.d.switchingOver?.() ?? false, allowed: this.d.cfg.consensus.allow_migration,
       knownEpoch: this.knownEpoch, voterTerms: this.voterTerms(),
     });
-    if ("refuse" in r) return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${r.refuse}` });
+    if ("refuse" in r) {
+      const named = voters.reduce((m, id) => m.replaceAll(id, this.d.nameOf(id)), r.refuse); // voters by name, as the log names them
+      return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${named}` });
+    }
     clearTimeout(this.takeover); // a previous migration's watch: this node leads now, so it is over
     const term = to === "builtin" ? M.resumeTerm(this.d.store.get().term, lease!.term, Object.values(this.voterTerms())) : 0;
     const plan = M.startPlan(to, r.epoch, term);
