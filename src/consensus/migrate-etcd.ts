@@ -1,6 +1,9 @@
 // The etcd transactions of a migration's plan (src/core/consensus-migrate.ts), each one atomic:
 // open (to etcd: the built-in leader takes the leader key), close (to builtin: the key holder makes
-// etcd refuse every later candidate), release, and the removal of a stale own key. The agent's
+// etcd refuse every later candidate), roll-back, release, and the removal of a stale own key. Every
+// decision of a backend (open, close, roll-back) is written to the record `<prefix>/<cluster>/backend`
+// in the same transaction, on the condition that the record is the one it replaces, so no two
+// decisions share an epoch (docs/design.md S21). The agent's
 // migration (src/agent/migrate-driver.ts) calls them; test/consensus/migrate-etcd.e2e.test.ts runs
 // them against a real etcd and the real etcd backend.
 import { z } from "zod";
@@ -25,13 +28,30 @@ export type BackendRecord = z.infer<typeof RecordSchema>;
 /** The cluster's migration record in etcd (null: none, or one that does not parse). */
 export async function readRecord(client: EtcdClient, keys: ClusterKeys): Promise<BackendRecord | null> {
   const kv = (await client.range(backendKey(keys))).kvs[0];
-  if (!kv) return null;
+  return kv ? parseRecord(kv.value) : null;
+}
+
+function parseRecord(value: string): BackendRecord | null {
   try {
-    const r = RecordSchema.safeParse(JSON.parse(kv.value));
+    const r = RecordSchema.safeParse(JSON.parse(value));
     return r.success ? r.data : null;
   } catch {
     return null;
   }
+}
+
+/**
+ * To etcd, aborted after switches went out, by the migrating leader (its key already given back):
+ * the record {etcd, epoch} becomes {builtin, epoch + 1} in one transaction, only while it is still
+ * that record and the membership still this migration's pending one. True: this call wrote it; only
+ * then may the leader store the roll-back and tell its peers.
+ */
+export async function rollBack(client: EtcdClient, keys: ClusterKeys, o: { from: InForce; to: InForce; leader: string }): Promise<boolean> {
+  const r = await client.txn([
+    { key: backendKey(keys), target: "VALUE", value: JSON.stringify({ backend: o.from.backend, epoch: o.from.epoch } satisfies InForce) },
+    { key: keys.membership, target: "VALUE", value: pendingRecord(o.from.epoch, o.leader) },
+  ], [{ put: { key: backendKey(keys), value: JSON.stringify({ backend: o.to.backend, epoch: o.to.epoch } satisfies InForce) } }]);
+  return r.succeeded;
 }
 
 export interface Opened {
@@ -45,14 +65,19 @@ export interface Opened {
 
 /**
  * To etcd, run by the built-in leader while its lease is valid: a new etcd lease, then one
- * transaction that takes the leader key only if absent, with the membership and guard beside it and
- * the record {etcd, epoch}. null when the key exists (someone holds it: the migration does not start).
- * The etcd backend of this node then resumes the key (it resumes a key bound to its own id).
+ * transaction that takes the leader key only if absent and etcd's record is unchanged since it was
+ * read with an epoch below this one, with the membership and guard beside it and the record
+ * {etcd, epoch}. null when the key exists or the record changed meanwhile (the migration does not
+ * start); `{ higher }` when the record holds this epoch or a higher one (nothing changed: the leader
+ * learns it). The etcd backend of this node then resumes the key (it resumes a key bound to its own id).
  */
 export async function openEtcd(
   client: EtcdClient, keys: ClusterKeys,
   o: { self: string; ttlS: number; membership: Membership; guard: Guard | null; epoch: number; now: () => number },
-): Promise<Opened | null> {
+): Promise<Opened | { higher: number } | null> {
+  const kv = (await client.range(backendKey(keys))).kvs[0];
+  const rec = kv ? parseRecord(kv.value) : null;
+  if (rec && rec.epoch >= o.epoch) return { higher: rec.epoch };
   const sentAt = o.now();
   const lease = await client.leaseGrant(o.ttlS);
   const ops: Op[] = [
@@ -64,7 +89,8 @@ export async function openEtcd(
     { del: { key: keys.transfer } },
     { put: { key: backendKey(keys), value: JSON.stringify({ backend: "etcd", epoch: o.epoch } satisfies InForce) } },
   ];
-  const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: 0 }], ops);
+  const unchanged = kv ? { key: backendKey(keys), target: "MOD" as const, modRevision: kv.modRevision } : { key: backendKey(keys), target: "CREATE" as const, createRevision: 0 };
+  const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: 0 }, unchanged], ops);
   if (!r.succeeded) {
     await client.leaseRevoke(lease.id);
     return null;
@@ -112,14 +138,18 @@ export async function rollBackPending(client: EtcdClient, keys: ClusterKeys): Pr
 /**
  * To builtin, run by the key holder after it stopped renewing: the membership key becomes a record
  * no candidate accepts (it does not parse as a membership, and a bootstrap only creates an absent
- * key), in a transaction that requires this holder's key. False: the key is not this node's any more.
+ * key), in a transaction that requires this holder's key and etcd's record to be `from` (the
+ * decision in force). False: the key is not this node's any more, or the record is another.
  */
 export async function closeEtcd(
   client: EtcdClient, keys: ClusterKeys,
-  o: { term: number; epoch: number; builtinTerm: number; leader: string; resumed?: { guard: Guard; membership: Membership } },
+  o: { term: number; from: InForce; epoch: number; builtinTerm: number; leader: string; resumed?: { guard: Guard; membership: Membership } },
 ): Promise<boolean> {
   const record = JSON.stringify({ backend: "builtin", epoch: o.epoch, term: o.builtinTerm, leader: o.leader, ...(o.resumed ? { resumed: o.resumed } : {}) } satisfies BackendRecord);
-  const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [
+  const r = await client.txn([
+    { key: keys.leader, target: "CREATE", createRevision: o.term },
+    { key: backendKey(keys), target: "VALUE", value: JSON.stringify({ backend: o.from.backend, epoch: o.from.epoch } satisfies InForce) },
+  ], [
     { put: { key: keys.membership, value: JSON.stringify({ migrated: record }) } },
     { put: { key: backendKey(keys), value: record } },
   ]);

@@ -15,10 +15,21 @@ export const MigrateSwitchSchema = z.object({
   /** To builtin: the guard and membership stamped in the resumed term. */
   resumed: z.object({ guard: GuardSchema, membership: MembershipSchema }).optional(),
 });
-/** Voter → leader: `epoch` is stored (ok), or why not. */
-export const MigrateAckSchema = z.object({ t: z.literal("migrate-ack"), epoch, ok: z.boolean(), reason: z.string().max(300) });
-/** Every node whose record is a migration's (epoch ≥ 1), every few seconds: the backend in force. */
-export const MigrateEpochSchema = z.object({ t: z.literal("migrate-epoch"), backend, epoch });
+const term = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/**
+ * Voter → leader: `epoch` is stored (ok), or why not; both carry the voter's backend, epoch and
+ * stored built-in term now (`own`): a refusal's let the leader's next attempt start above them, an
+ * acceptance's is the report the way back to builtin needs.
+ */
+export const MigrateAckSchema = z.object({
+  t: z.literal("migrate-ack"), epoch, ok: z.boolean(), reason: z.string().max(300),
+  own: z.object({ backend, epoch: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER), term }).optional(),
+});
+/**
+ * Every node whose record is a migration's (epoch ≥ 1), every few seconds, holds included: the
+ * backend in force and the node's stored built-in term (the way back to builtin resumes above it).
+ */
+export const MigrateEpochSchema = z.object({ t: z.literal("migrate-epoch"), backend, epoch, term: term.optional() });
 
 export type MigrateSwitch = z.infer<typeof MigrateSwitchSchema>;
 export type MigrateMsg = MigrateSwitch | z.infer<typeof MigrateAckSchema> | z.infer<typeof MigrateEpochSchema>;

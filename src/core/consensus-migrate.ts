@@ -16,7 +16,13 @@
 //  - a voter that leaves a backend takes no part in electing anyone in the new one (no vote, no
 //    campaign, no final position published) until every lease its old participation could have
 //    supported has run out (leaveHoldMs); following the migrating leader is allowed meanwhile;
-//  - a member that missed the switch adopts a higher epoch it hears of, with the same hold.
+//  - a member that missed the switch adopts a higher epoch it hears of, with the same hold;
+//  - every decision of a backend at an epoch ≥ 1 (an open to etcd, a close of etcd, a roll-back) is
+//    first written to etcd's record `<prefix>/<cluster>/backend` by a transaction that requires the
+//    record's epoch to be below it (open) or the record to be the one replaced (roll-back, close), so
+//    no two decisions share an epoch and a later decision always has the higher epoch (design.md S21);
+//  - the way back to builtin resumes a term above every voter's stored built-in term, as reported at
+//    the epoch in force, so no voter refuses it and no older guard wins a later comparison.
 import { majority } from "./quorum.ts";
 import type { Guard, Membership } from "./messages.ts";
 import { restamp } from "./election-membership.ts";
@@ -88,12 +94,23 @@ export interface StartFacts {
   switchingOver?: boolean;
   /** [consensus] allow_migration on the leader. */
   allowed: boolean;
+  /**
+   * The highest epoch this leader heard of: its peers' epoch messages and refusals, and etcd's record
+   * read by an open that refused (0: none). The new epoch is above it, so an open is not refused for
+   * an epoch some node already knows; etcd's record is what makes the epoch unique (the open's condition).
+   */
+  knownEpoch?: number;
+  /**
+   * To builtin: each voter's stored built-in term, as it reported it while on the epoch in force
+   * (a node's built-in term does not change while it runs on etcd). Every other voter must have one.
+   */
+  voterTerms?: Readonly<Record<string, number>>;
 }
 
 /** Whether a migration to `to` may start on this node, and its epoch. */
 export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { refuse: string } {
   if (f.inForce.backend === to) return { refuse: `the cluster already runs on ${to}` };
-  if (!f.allowed) return { refuse: 'off on the leader ([consensus] allow_migration = false, the default): two defects under rare faults are known, see docs/etcd.md "Migration: known defects"' };
+  if (!f.allowed) return { refuse: "off on the leader ([consensus] allow_migration = false in its config file)" };
   if (!f.leading) return { refuse: "only the leader with a valid lease runs a migration" };
   if (f.switchingOver) return { refuse: "a switchover or failover is running: try again once it is over" };
   if (to === "builtin" && f.configured === "etcd") {
@@ -102,7 +119,11 @@ export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { re
   if (!f.etcdConfigured) return { refuse: "[consensus] endpoints are empty on the leader: the etcd cluster to use must be configured on every node" };
   const missing = f.voters.filter((v) => v !== f.self && !f.connected.includes(v));
   if (missing.length > 0) return { refuse: `every voter must be connected: ${missing.join(", ")} is not` };
-  return { epoch: f.inForce.epoch + 1 };
+  if (to === "builtin") {
+    const silent = f.voters.filter((v) => v !== f.self && f.voterTerms?.[v] === undefined);
+    if (silent.length > 0) return { refuse: `no report of the built-in term of ${silent.join(", ")} at epoch ${f.inForce.epoch} yet (sent every 2 s): try again in a few seconds` };
+  }
+  return { epoch: Math.max(f.inForce.epoch, f.knownEpoch ?? 0) + 1 };
 }
 
 // ------------------------------------------------------------------ the leader's plan
@@ -144,13 +165,16 @@ export interface Leases {
 
 export type LeaderAction =
   /**
+   * Both ways, etcd's record of the cluster's backend is part of the open's transaction: to etcd it
+   * must be absent or hold an epoch below `recordBelow` (else the open refuses, nothing changed, and
+   * the leader learns the record's epoch); to builtin it must still be the record of the epoch in force.
    * To etcd: take the leader key on a new etcd lease (transaction: absent), storing the membership,
    * the guard and the record {etcd, epoch}; keep renewing it. To builtin (this node holds the key):
    * stop renewing (the deadline freezes), replace the membership key by the record {builtin, epoch,
    * term} (transaction: this node's key), persist {builtin, epoch} and "term, voted for self, led
    * term" on this node, and resume as built-in leader of `term` (no lease until a majority acks).
    */
-  | { do: "open" }
+  | { do: "open"; recordBelow: number }
   | { do: "send-switch"; to: string[] }
   /** Durably store the new backend on this node, then run on it (etcd: adopt the key already held). */
   | { do: "persist-and-swap"; inForce: InForce }
@@ -161,10 +185,14 @@ export type LeaderAction =
    */
   | { do: "commit-etcd" }
   /**
-   * To etcd, aborted after switches went out: store {builtin, epoch + 1} on this node and tell every
-   * peer, so members that stored etcd (which cannot elect: etcd still holds the pending record) come back.
+   * To etcd, aborted after switches went out: replace etcd's record `ifRecord` ({etcd, epoch}, with the
+   * membership still pending) by `inForce` ({builtin, epoch + 1}) in one transaction; only if that
+   * applied, store it on this node and tell every peer, so members that stored etcd (which cannot
+   * elect: etcd still holds the pending record) come back. Not applied (etcd unreachable, or the record
+   * changed): nothing is stored; the members on etcd roll it back through the same transaction once
+   * the key's lease ran out. A roll-back is a decision like any other: its epoch is taken in etcd first.
    */
-  | { do: "roll-back"; inForce: InForce }
+  | { do: "roll-back"; inForce: InForce; ifRecord: InForce }
   /** To builtin, after the built-in lease is held: delete the etcd leader key and revoke the lease. */
   | { do: "release-etcd" }
   /** Stop writes now; `revoke`: delete the etcd key taken for the migration (to etcd, before commit). */
@@ -193,12 +221,13 @@ export function migratingLease(s: Pick<LeaderState, "to" | "phase">, builtinUnti
 }
 
 /**
- * To builtin: the term the leader resumes in, above its own stored built-in term and its etcd term
- * (a create revision). That is not above every voter's stored term in every case: a voter's can
- * be higher (docs/etcd.md "Migration: known defects"). A voter whose stored term is not below refuses it.
+ * To builtin: the term the leader resumes in, above its own stored built-in term, its etcd term (a
+ * create revision) and every voter's stored built-in term as reported at the epoch in force
+ * (checkStart requires one from each). No voter then refuses it, and the restamped guard and
+ * membership are newer than any built-in record a voter holds.
  */
-export function resumeTerm(storedTerm: number, etcdTerm: number): number {
-  return Math.max(storedTerm, etcdTerm) + 1;
+export function resumeTerm(storedTerm: number, etcdTerm: number, voterTerms: readonly number[]): number {
+  return Math.max(storedTerm, etcdTerm, ...voterTerms) + 1;
 }
 
 /**
@@ -216,7 +245,7 @@ export function resumedRecords(guard: Guard | null, membership: Membership, term
 }
 
 export function startPlan(to: Backend, epoch: number, term = 0): { state: LeaderState; actions: LeaderAction[] } {
-  return { state: { to, epoch, phase: "open", acked: [], term, reason: "" }, actions: [{ do: "open" }] };
+  return { state: { to, epoch, phase: "open", acked: [], term, reason: "" }, actions: [{ do: "open", recordBelow: epoch }] };
 }
 
 /**
@@ -230,7 +259,7 @@ export function leaderStep(s: LeaderState, obs: LeaderObs, self: string, voters:
   const abort = (reason: string, revoke: boolean): { state: LeaderState; actions: LeaderAction[] } => {
     // To etcd after switches went out: members may have stored etcd; bring them back by a higher epoch.
     if (s.to === "etcd" && s.phase === "switch") {
-      return { state: { ...s, phase: "aborted", reason, rolledBack: true }, actions: [{ do: "fence", revoke }, { do: "roll-back", inForce: { backend: "builtin", epoch: s.epoch + 1 } }] };
+      return { state: { ...s, phase: "aborted", reason, rolledBack: true }, actions: [{ do: "fence", revoke }, rollBack(s.epoch)] };
     }
     return { state: { ...s, phase: "aborted", reason, abortedIn: s.phase }, actions: [{ do: "fence", revoke }] };
   };
@@ -264,7 +293,7 @@ export function leaderStep(s: LeaderState, obs: LeaderObs, self: string, voters:
       if (obs.ok) return { state: { ...s, phase: "done" }, actions: [{ do: "persist-and-swap", inForce: { backend: "etcd", epoch: s.epoch } }] };
       // A majority stored etcd: no built-in election can succeed. Etcd still pending: come back by a
       // higher epoch. Unknown: keep the key's lease running out by itself; the majority decides.
-      if (obs.pending) return { state: { ...s, phase: "aborted", reason: obs.detail ?? "the commit was not written", rolledBack: true }, actions: [{ do: "fence", revoke: true }, { do: "roll-back", inForce: { backend: "builtin", epoch: s.epoch + 1 } }] };
+      if (obs.pending) return { state: { ...s, phase: "aborted", reason: obs.detail ?? "the commit was not written", rolledBack: true }, actions: [{ do: "fence", revoke: true }, rollBack(s.epoch)] };
       return { state: { ...s, phase: "aborted", reason: obs.detail ?? "the commit's outcome is unknown", unknown: true }, actions: [{ do: "fence", revoke: false }] };
     case "tick": {
       const { now, builtinUntil, etcdUntil } = obs;
@@ -286,6 +315,11 @@ export function leaderStep(s: LeaderState, obs: LeaderObs, self: string, voters:
       return { state: s, actions: resend.length > 0 ? [{ do: "send-switch", to: resend }] : [] };
     }
   }
+}
+
+/** The roll-back of a migration to etcd at `epoch`: etcd's record {etcd, epoch} becomes {builtin, epoch + 1}. */
+function rollBack(epoch: number): LeaderAction {
+  return { do: "roll-back", inForce: { backend: "builtin", epoch: epoch + 1 }, ifRecord: { backend: "etcd", epoch } };
 }
 
 // ------------------------------------------------------------------ a member
@@ -313,7 +347,8 @@ export interface MemberLocal {
 }
 
 export type MemberDecision =
-  | { accept: false; reason: string; term: number }
+  /** Refused: the member's built-in term and epoch go back with the refusal, so the leader learns them. */
+  | { accept: false; reason: string; term: number; epoch: number }
   | {
       accept: true;
       /** Persist first (both files when `election` is set), then stop the old backend, then start the new one. */
@@ -328,15 +363,15 @@ export type MemberDecision =
 /** A member told to switch by the migrating leader. */
 export function onSwitch(local: MemberLocal, m: SwitchMsg, now: number, t: MigrateTimers): MemberDecision {
   if (m.epoch === local.inForce.epoch && m.to === local.inForce.backend) return { accept: true, inForce: local.inForce, election: null, holdUntil: now, again: true };
-  if (m.epoch <= local.inForce.epoch) return { accept: false, reason: `epoch ${m.epoch} is not above this node's ${local.inForce.epoch}`, term: local.term };
+  if (m.epoch <= local.inForce.epoch) return { accept: false, reason: `epoch ${m.epoch} is not above this node's ${local.inForce.epoch}`, term: local.term, epoch: local.inForce.epoch };
   // Only from the leader this member follows, at the term it follows it in: a deposed leader's late
   // switch (its migration aborted, another leads now) is refused.
-  if (!local.voters.includes(m.leader)) return { accept: false, reason: `${m.leader} is not a voter`, term: local.term };
+  if (!local.voters.includes(m.leader)) return { accept: false, reason: `${m.leader} is not a voter`, term: local.term, epoch: local.inForce.epoch };
   if (local.follows.leader !== m.leader || local.follows.term !== m.leaderTerm) {
-    return { accept: false, reason: `this node follows ${local.follows.leader ?? "no leader"} at term ${local.follows.term}, not ${m.leader} at term ${m.leaderTerm}`, term: local.term };
+    return { accept: false, reason: `this node follows ${local.follows.leader ?? "no leader"} at term ${local.follows.term}, not ${m.leader} at term ${m.leaderTerm}`, term: local.term, epoch: local.inForce.epoch };
   }
   if (m.to === "builtin" && (m.term === undefined || m.term <= local.term)) {
-    return { accept: false, reason: `term ${m.term ?? "?"} is not above this node's built-in term ${local.term}`, term: local.term };
+    return { accept: false, reason: `term ${m.term ?? "?"} is not above this node's built-in term ${local.term}`, term: local.term, epoch: local.inForce.epoch };
   }
   return {
     accept: true, inForce: { backend: m.to, epoch: m.epoch }, again: false,

@@ -56,7 +56,7 @@ describe("defaults", () => {
       pgpool: { pcp_host: "", pcp_port: 9898, pcp_user: "pgpool", pcp_password_file: "", bin_dir: "", interval_ms: 1000 },
       vip: { address: "", interface: "" },
       access: [],
-      consensus: { backend: "builtin", endpoints: [], prefix: "/pgherd", tls_ca: "", tls_cert: "", tls_key: "", username: "", password_file: "", ttl_s: 5, poll_ms: 250, request_timeout_ms: 1000, failsafe: false, allow_migration: false },
+      consensus: { backend: "builtin", endpoints: [], prefix: "/pgherd", tls_ca: "", tls_cert: "", tls_key: "", username: "", password_file: "", ttl_s: 5, poll_ms: 250, request_timeout_ms: 1000, failsafe: false, allow_migration: true },
       backup: { tool: "none", repo_path: "/var/lib/pgbackrest", repo_host: "", repo_host_port: 8432, stanza: "", clone_from: "backup", retention_full: 2, full_every_hours: 0, incr_every_hours: 0, from_standby: false, tls_port: 8432, tls_address: "" },
     });
   });

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
 import { EtcdClient } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
-import { backendKey, closeEtcd, commitEtcd, commitState, dropOwnKey, openEtcd, readRecord, releaseEtcd, rollBackPending } from "../../src/consensus/migrate-etcd.ts";
+import { backendKey, closeEtcd, commitEtcd, commitState, dropOwnKey, type Opened, openEtcd, readRecord, releaseEtcd, rollBack, rollBackPending } from "../../src/consensus/migrate-etcd.ts";
 import type { Membership } from "../../src/core/messages.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
@@ -68,8 +68,8 @@ describe("migration steps on a real etcd", () => {
     all.push(...m);
     return m as [Member, Member, Member];
   };
-  const open = (cluster: string, self = A) =>
-    openEtcd(client, clusterKeys("/pgherd", cluster), { self, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch: 1, now: () => performance.now() });
+  const open = (cluster: string, self = A, epoch = 1) =>
+    openEtcd(client, clusterKeys("/pgherd", cluster), { self, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch, now: () => performance.now() }) as Promise<Opened | null>;
 
   beforeAll(async () => {
     tmp = mkdtempSync("/tmp/pgherd-migrate-etcd-");
@@ -106,7 +106,9 @@ describe("migration steps on a real etcd", () => {
 
     // To builtin: a stops renewing, closes etcd, releases its key.
     a.stop();
-    expect(await closeEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, epoch: 2, builtinTerm: 6, leader: A })).toBe(true);
+    // The close requires etcd's record to be the decision in force ({etcd, 1}).
+    expect(await closeEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, from: { backend: "etcd", epoch: 3 }, epoch: 4, builtinTerm: 6, leader: A })).toBe(false);
+    expect(await closeEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A })).toBe(true);
     await releaseEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, leaseId: opened.leaseId });
     const record = (await client.range(backendKey(clusterKeys("/pgherd", "m1")))).kvs[0]!.value;
     expect(JSON.parse(record)).toEqual({ backend: "builtin", epoch: 2, term: 6, leader: A });
@@ -115,7 +117,7 @@ describe("migration steps on a real etcd", () => {
     expect([b.held, c.held]).toEqual([0, 0]);
     expect(b.c.status().leader).toBeNull();
     expect(b.c.status().membership).toBeNull();
-    expect(await closeEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, epoch: 3, builtinTerm: 7, leader: A })).toBe(false);
+    expect(await closeEtcd(client, clusterKeys("/pgherd", "m1"), { term: opened.term, from: { backend: "builtin", epoch: 2 }, epoch: 3, builtinTerm: 7, leader: A })).toBe(false);
   }, 40_000);
 
   test("before the commit nobody else takes a released key (pending membership); with the membership written the same release lets another node take it (the check can fail)", async () => {
@@ -138,10 +140,30 @@ describe("migration steps on a real etcd", () => {
     await waitFor(() => b.leads() || c.leads(), { timeoutMs: 10_000, what: "b or c to take the key" });
   }, 30_000);
 
+  test("an epoch is used once: the leader's roll-back is written to etcd's record first, and an open at or below the record's epoch changes nothing", async () => {
+    const keys = clusterKeys("/pgherd", "m4");
+    const opened = (await open("m4", A, 5))!;
+    // Aborted after switches went out: the key given back, then the record rolled back to {builtin, 6}.
+    await releaseEtcd(client, keys, { term: opened.term, leaseId: opened.leaseId });
+    expect(await rollBack(client, keys, { from: { backend: "etcd", epoch: 5 }, to: { backend: "builtin", epoch: 6 }, leader: B })).toBe(false); // not B's migration
+    expect(await rollBack(client, keys, { from: { backend: "etcd", epoch: 5 }, to: { backend: "builtin", epoch: 6 }, leader: A })).toBe(true);
+    expect(await rollBack(client, keys, { from: { backend: "etcd", epoch: 5 }, to: { backend: "builtin", epoch: 6 }, leader: A })).toBe(false); // once
+    expect(await rollBackPending(client, keys)).toBe(false);
+    expect(await readRecord(client, keys)).toEqual({ backend: "builtin", epoch: 6 });
+    // A second migration by a leader that had not heard of epoch 6: refused, nothing written, the epoch learnt.
+    const before = (await client.range(keys.leader)).kvs.length;
+    expect(await openEtcd(client, keys, { self: B, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch: 6, now: () => performance.now() })).toEqual({ higher: 6 });
+    expect([(await client.range(keys.leader)).kvs.length, before]).toEqual([0, 0]);
+    expect(await readRecord(client, keys)).toEqual({ backend: "builtin", epoch: 6 });
+    const next = (await open("m4", B, 7))!;
+    expect(await readRecord(client, keys)).toEqual({ backend: "etcd", epoch: 7 });
+    await releaseEtcd(client, keys, { term: next.term, leaseId: next.leaseId });
+  }, 20_000);
+
   test("open refuses while a key exists; a stale own key is dropped, another node's is not", async () => {
     const keys = clusterKeys("/pgherd", "m3");
     const opened = (await open("m3", A))!;
-    expect(await open("m3", B)).toBeNull();
+    expect(await open("m3", B, 2)).toBeNull();
     expect(await dropOwnKey(client, keys, B)).toBe(false);
     expect((await client.range(keys.leader)).kvs[0]?.value).toBe(A);
     expect(await dropOwnKey(client, keys, A)).toBe(true);

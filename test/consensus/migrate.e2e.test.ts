@@ -52,8 +52,8 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
       // … which then says backend = "builtin": the cluster starts on the built-in election.
       const text = readFileSync(n.configPath, "utf8");
       if (!/backend = "etcd"/.test(text)) throw new Error(`${n.configPath}: no etcd backend line to change`);
-      // The command is off by default ([consensus] allow_migration): this cluster turns it on.
-      writeFileSync(n.configPath, text.replace('backend = "etcd"', 'backend = "builtin"\nallow_migration = true'));
+      // [consensus] allow_migration is left to its default (true).
+      writeFileSync(n.configPath, text.replace('backend = "etcd"', 'backend = "builtin"'));
     }
     ({ c, bounds } = await readyCluster("consensus-migrate", created));
     etcdHosts = c.lab.hosts.filter((h) => !c!.nodes.some((n) => n.host === h));
