@@ -368,7 +368,7 @@ export async function waitReplicating(c: PgCluster, timeoutMs: number, table = "
     const b = blockingGuards(c.nodes);
     if (b.length) throw new Error(`automatic failover still suspended by a block guard stored on ${b.join(", ")} although every standby streams`);
     return h;
-  }, { timeoutMs, intervalMs: 250, what: "1 primary + streaming standbys that replay what it writes, and automatic failover armed" });
+  }, { timeoutMs, intervalMs: 100, what: "1 primary + streaming standbys that replay what it writes, and automatic failover armed" });
 }
 
 /** Runs one fault against the current primary with the writer on every node; see RoundOptions. */
