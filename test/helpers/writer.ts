@@ -315,6 +315,8 @@ export interface RoundOptions {
   waitMs?: number;
   /** Deadline for the cluster to be healthy again after restore (default 120 s). */
   healMs?: number;
+  /** The round's writer (default: WriterOptions' defaults, one attempt per lane every 50 ms). */
+  writer?: WriterOptions;
 }
 
 export interface RoundResult {
@@ -375,7 +377,7 @@ export async function waitReplicating(c: PgCluster, timeoutMs: number, table = "
 export async function faultRound(c: PgCluster, o: RoundOptions): Promise<RoundResult> {
   const before = await waitReplicating(c, 60_000);
   const old = before.primary;
-  const w = new Writer(c.nodes);
+  const w = new Writer(c.nodes, o.writer);
   w.start();
   try {
     // Steady state first: the writer must have seen the old primary acknowledge.
