@@ -1,6 +1,6 @@
 // Scheduled backups ([backup] full_every_hours / incr_every_hours): three namespace hosts archiving
 // to one pgBackRest repository with a short schedule (a full backup a day, an incremental one when
-// the newest backup is 10 s old; the floor is 0.001 h = 3.6 s). The primary's agent starts a full backup at once and
+// the newest backup is 5 s old; the floor is 0.001 h = 3.6 s). The primary's agent starts a full backup at once and
 // the incremental ones at their time (each runs where the leader chooses, a healthy standby when
 // there is one); the standbys' agents start none; after a switchover the new primary
 // continues the schedule from the repository (no full backup again, no two backups closer than
@@ -12,7 +12,7 @@ import { waitFor } from "../helpers/proc.ts";
 import { waitReplicating } from "../helpers/writer.ts";
 import { pgherdCli, startBackupCluster } from "./helpers.ts";
 
-const INCR_S = 10;
+const INCR_S = 5;
 
 interface Listed { label: string; type: string; start: number; stop: number }
 

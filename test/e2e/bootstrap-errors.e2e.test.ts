@@ -3,6 +3,8 @@
 //   - a joiner whose data dir holds another cluster refuses it and leaves every byte alone;
 //   - postgres.bin_dir pointing nowhere: the agent exits non-zero naming the key and the path;
 //   - the PostgreSQL port already taken: "port N is already in use", retried with backoff.
+// The cases run at the same time (test.concurrent): each has its own hosts, cluster name and
+// secret, so none sees another's members, and most of each is waiting.
 import { expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -44,7 +46,7 @@ describeCluster("bootstrap errors with real agents", {
 }, (fx) => {
   let n1: ClusterNode;
 
-  test("a joiner whose data dir holds another cluster refuses it and touches nothing, nor the primary", () => fx.c.diagnose(async () => {
+  test.concurrent("a joiner whose data dir holds another cluster refuses it and touches nothing, nor the primary", () => fx.c.diagnose(async () => {
     // A one-node cluster to join (bootstrap_expect = 1).
     n1 = await fx.c.addNode({ bootstrapExpect: 1, extra: { election: { auto_join: true } } });
     await n1.start();
@@ -85,7 +87,7 @@ describeCluster("bootstrap errors with real agents", {
     expect(n1.postmasterPid()).toBe(primaryPid);
   }), 150_000);
 
-  test("postgres.bin_dir that does not exist: the agent exits non-zero naming the key and the path", () => fx.c.diagnose(async () => {
+  test.concurrent("postgres.bin_dir that does not exist: the agent exits non-zero naming the key and the path", () => fx.c.diagnose(async () => {
     const n = await fx.c.addNode({ cluster: "nobin", secret: randomSecret(), postgres: { bin_dir: "/nonexistent" } });
     const r = await n.host.exec([agentBinary(), "agent", "--config", n.configPath], { timeoutMs: 30_000, user: "postgres" });
     expect(r.code).not.toBe(0);
@@ -95,7 +97,7 @@ describeCluster("bootstrap errors with real agents", {
     expect(readdirSync(n.dataDir)).toEqual([]);
   }), 60_000);
 
-  test("the PostgreSQL port already taken: the agent says so and retries with backoff, data kept", () => fx.c.diagnose(async () => {
+  test.concurrent("the PostgreSQL port already taken: the agent says so and retries with backoff, data kept", () => fx.c.diagnose(async () => {
     const n = await fx.c.addNode({ bootstrapExpect: 1, cluster: "porttaken", secret: randomSecret() });
     // Dual-stack "::" holds IPv4 and IPv6: PostgreSQL starts if it can bind either of them.
     squatter = n.host.spawn([process.execPath, "-e", SQUAT]);

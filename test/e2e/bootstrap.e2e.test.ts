@@ -2,7 +2,8 @@
 // host: three empty hosts become 1 primary + 2 streaming standbys; every host's `cluster ls`
 // agrees; pg_hba admits replication from peers only; restarting one agent changes nothing for
 // clients; restarting everything re-clones nothing and loses no row; a fourth host (auto_join) joins by
-// itself; a standalone server is adopted. The steps share one cluster and run in order.
+// itself; a standalone server is adopted. The steps share one cluster and run in order; the two
+// adoptions, each on a cluster of its own, run at the same time.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chownSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -261,6 +262,7 @@ describe("automatic bootstrap with real PostgreSQL", () => {
     });
   };
 
-  test("adoption of a RUNNING standalone server: it becomes the primary, its table reaches every standby", adoption(true), 150_000);
-  test("adoption of a stopped standalone server: it becomes the primary, its table reaches every standby", adoption(false), 150_000);
+  // Each adoption has its own lab and cluster: the two run at the same time (test.concurrent).
+  test.concurrent("adoption of a RUNNING standalone server: it becomes the primary, its table reaches every standby", adoption(true), 150_000);
+  test.concurrent("adoption of a stopped standalone server: it becomes the primary, its table reaches every standby", adoption(false), 150_000);
 });

@@ -27,6 +27,12 @@ import { describeAnalysis, faultRound, logMark, logSince, secs, signal, startFai
 const ROUNDS = 10;
 /** The crash lands up to this long after the writer's steady state began: anywhere in a commit's life. */
 const MAX_DELAY_MS = 1500;
+/**
+ * Each lane writes every 25 ms (the default is 50): twice the commits in flight when the crash
+ * lands, and the counted steady stretches of a round (5 writes before, 10 on the new primary, 5
+ * after healing) take half as long.
+ */
+const WRITER = { intervalMs: 25 };
 
 describeCluster("quorum commit: host crash of the primary, frozen primary agent", {
   start: () => startFailoverCluster("durability-frozen", "dfrozen"),
@@ -56,7 +62,7 @@ describeCluster("quorum commit: host crash of the primary, frozen primary agent"
       // Synchronous again after the previous round (a crash while degraded rightly leaves no failover).
       await waitSynchronous((await fx.c.waitHealthy(120_000)).primary);
       const r = await faultRound(fx.c, {
-        label: `round ${i}`, expect: "other",
+        label: `round ${i}`, expect: "other", writer: WRITER,
         inject: async (p) => {
           await Bun.sleep(delay); // a random moment, not a wait for a condition
           await p.host.killAll("SIGKILL");
@@ -78,7 +84,7 @@ describeCluster("quorum commit: host crash of the primary, frozen primary agent"
     await synchronous();
     let mark = 0;
     const r = await faultRound(fx.c, {
-      label: "agent SIGSTOP", expect: "other",
+      label: "agent SIGSTOP", expect: "other", writer: WRITER,
       inject: async (p) => {
         mark = logMark(p);
         signal(p.agent!.pid, "SIGSTOP");
@@ -96,7 +102,7 @@ describeCluster("quorum commit: host crash of the primary, frozen primary agent"
     const whileFrozen: { rec?: unknown; ssn?: string } = {};
     await synchronous();
     const r = await faultRound(fx.c, {
-      label: "agent+watchdog SIGSTOP", expect: "other",
+      label: "agent+watchdog SIGSTOP", expect: "other", writer: WRITER,
       inject: async (p) => {
         const wd = watchdogPid(p);
         if (wd === null) throw new Error(`${p.name}: no fencing watchdog running`);
@@ -139,7 +145,7 @@ describeCluster("quorum commit: host crash of the primary, frozen primary agent"
     const stopped: number[] = [];
     let mark = 0;
     const r = await faultRound(fx.c, {
-      label: "standbys' PostgreSQL SIGSTOP", expect: "same",
+      label: "standbys' PostgreSQL SIGSTOP", expect: "same", writer: WRITER,
       inject: async (p) => {
         mark = logMark(p);
         for (const s of fx.c.nodes.filter((n) => n !== p)) {

@@ -19,8 +19,11 @@ import { blockPostgres, startWitnessCluster } from "../helpers/witness.ts";
 import { describeAnalysis, faultRound, pgherd, secs, Writer } from "../helpers/writer.ts";
 
 const NO_HOLDER = /no candidate is known to hold every acknowledged write/;
-/** Writes the primary acknowledges while the standby is away (what the forced failover loses). */
-const WRITES_WHILE_AWAY = 100;
+/**
+ * Writes the primary acknowledges while the standby is away (what the forced failover loses): a
+ * count, not a duration; the writer acknowledges about 20 a second.
+ */
+const WRITES_WHILE_AWAY = 25;
 
 /** Longest gap between consecutive acknowledgements ending in [from, to]. */
 function longestGap(w: Writer, from: number, to = Infinity): number {

@@ -16,6 +16,9 @@ import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, signal, startFailoverCluster, watchdogLog, watchdogPid, type RoundResult } from "../helpers/writer.ts";
 
+/** Each lane writes every 25 ms (default 50): a round's counted steady stretches take half as long. */
+const WRITER = { intervalMs: 25 };
+
 describeCluster("automatic failover: crashes, partition and re-clone", {
   start: () => startFailoverCluster("failover-crash", "fcrash"),
   ready: ({ bounds }) => console.log(`bounds from the config: failover ${bounds.failoverMs} ms, fence ${bounds.fenceMs} ms, restart ${bounds.restartMs} ms`),
@@ -51,7 +54,7 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
   test("host crash: every process of the primary's namespace SIGKILLed; its agent restarted rejoins", () => fx.c.diagnose(async () => {
     let mark = 0;
     const r = await faultRound(fx.c, {
-      label: "host crash", expect: "other",
+      label: "host crash", expect: "other", writer: WRITER,
       inject: (p) => {
         mark = logMark(p);
         return p.host.killAll("SIGKILL");
@@ -65,7 +68,7 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
   test("postmaster SIGKILL: restarted in place (or failed over), outage within the restart bound; a restart does not suspend failover", () => fx.c.diagnose(async () => {
     let mark = 0;
     const r = await faultRound(fx.c, {
-      label: "postmaster crash", expect: "any",
+      label: "postmaster crash", expect: "any", writer: WRITER,
       inject: async (p) => {
         mark = logMark(p);
         const pid = p.postmasterPid();
@@ -98,7 +101,7 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     };
     try {
       const r = await faultRound(fx.c, {
-        label: "postmaster crash, standbys held off", expect: "same",
+        label: "postmaster crash, standbys held off", expect: "same", writer: WRITER,
         inject: async (p) => {
           mark = logMark(p);
           const from = fx.c.nodes.filter((n) => n !== p).map((n) => n.host.ip).join(", ");
@@ -131,7 +134,7 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     let mark = 0;
     let wdMark = 0;
     const r = await faultRound(fx.c, {
-      label: "agent SIGKILL", expect: "other",
+      label: "agent SIGKILL", expect: "other", writer: WRITER,
       inject: async (p) => {
         watchdog = watchdogPid(p);
         if (watchdog === null) throw new Error(`${p.name}: no fencing watchdog running`);
@@ -155,7 +158,7 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     let mark = 0;
     let wdMark = 0;
     const r = await faultRound(fx.c, {
-      label: "agent SIGSTOP", expect: "other",
+      label: "agent SIGSTOP", expect: "other", writer: WRITER,
       inject: async (p) => {
         mark = logMark(p);
         wdMark = watchdogLog(p).length;
@@ -182,7 +185,7 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
   test("network cut of the primary: it stops acknowledging before the new primary accepts any; after heal it rejoins by pg_rewind", () => fx.c.diagnose(async () => {
     let mark = 0;
     const r = await faultRound(fx.c, {
-      label: "network cut", expect: "other",
+      label: "network cut", expect: "other", writer: WRITER,
       inject: async (p) => {
         mark = logMark(p);
         await p.host.cut();
@@ -208,7 +211,7 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
   test("rejoin by re-clone: the crashed old primary's pg_wal is gone, pg_rewind fails, a fresh clone is swapped in", () => fx.c.diagnose(async () => {
     let mark = 0;
     const r = await faultRound(fx.c, {
-      label: "host crash, WAL removed", expect: "other",
+      label: "host crash, WAL removed", expect: "other", writer: WRITER,
       inject: async (p) => {
         mark = logMark(p);
         await p.host.killAll("SIGKILL");

@@ -221,6 +221,12 @@ describeCluster("switchover and manual failover", {
   test("scheduled switchover: stored through the leader, shown on every node, survives a restart of the leader's agent, runs at its time; a cancelled one never runs (defect 3)", () => fx.c.diagnose(async () => {
     const h = await waitReplicating(fx.c, 60_000);
     const target = h.standbys[0]!;
+    // The leader's agent restarts in place below: without a handover on stop ([shutdown] handover
+    // = false, applied by SIGHUP), the restarted agent leads again and must still run the schedule.
+    appendFileSync(h.primary.configPath, "\n[shutdown]\nhandover = false\n");
+    const hup = h.primary.mark();
+    h.primary.agent!.kill("SIGHUP");
+    await waitFor(() => h.primary.lines(/SIGHUP: applied shutdown\.handover/, hup).length > 0, { timeoutMs: 10_000, what: `${h.primary.name} to reload [shutdown]` });
     // Cancelled: scheduled, shown, dropped; its time passes without a role change.
     const soon = new Date(Date.now() + 4000).toISOString();
     mustOk(await pgherd(target, ["switchover", "--to", target.name, "--at", soon]), "pgherd switchover --at (to cancel)");
@@ -230,21 +236,17 @@ describeCluster("switchover and manual failover", {
       return true;
     }, { timeoutMs: 10_000, what: "the schedule in cluster ls on another standby" });
     mustOk(await pgherd(h.primary, ["switchover", "--cancel"]), "pgherd switchover --cancel");
-    await waitFor(() => Date.now() > Date.parse(soon) + 3000, { timeoutMs: 10_000, what: "the cancelled time to pass" });
-    expect((await waitReplicating(fx.c, 10_000)).primary).toBe(h.primary);
-    // Kept: scheduled 8 s ahead, then the leader's agent restarts (PostgreSQL keeps running; the
-    // restarted agent leads again within about a second).
-    const at = Date.now() + 8_000;
+    // Kept: scheduled at once, due 5 s after the cancelled time has been watched for 3 s (the two
+    // waits overlap); then the leader's agent restarts (PostgreSQL keeps running; the restarted
+    // agent leads again within about a second), before the kept one is due.
+    const at = Date.parse(soon) + 8_000;
     const reply = mustOk(await pgherd(h.standbys[1]!, ["switchover", "--to", target.name, "--at", new Date(at).toISOString()]), "pgherd switchover --at");
     console.log(`scheduled: ${reply.text}`);
-    // In place: without a handover on stop ([shutdown] handover = false, applied by SIGHUP), the
-    // restarted agent leads again and must still run the schedule.
-    appendFileSync(h.primary.configPath, "\n[shutdown]\nhandover = false\n");
-    const hup = h.primary.mark();
-    h.primary.agent!.kill("SIGHUP");
-    await waitFor(() => h.primary.lines(/SIGHUP: applied shutdown\.handover/, hup).length > 0, { timeoutMs: 10_000, what: `${h.primary.name} to reload [shutdown]` });
+    await waitFor(() => Date.now() > Date.parse(soon) + 3000, { timeoutMs: 10_000, what: "the cancelled time to pass" });
+    expect((await waitReplicating(fx.c, 10_000)).primary).toBe(h.primary);
     await h.primary.stopAgent();
     await h.primary.start();
+    expect(Date.now()).toBeLessThan(at); // the schedule must outlive the restart, so the restart comes first
     await poll(async () => {
       const [row] = await target.query("select pg_is_in_recovery() as r");
       if (row?.r !== false) throw new Error(`${target.name} still a standby`);

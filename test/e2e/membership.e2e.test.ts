@@ -34,8 +34,11 @@ async function rowOf(via: ClusterNode, who: ClusterNode) {
   return { view: v.view, row: v.view.members.find((m) => m.name === who.name) };
 }
 
-/** The old code added a connected peer within one housekeeping round plus a guard round trip (< 1 s). */
-const UNAPPROVED_WATCH_MS = 5_000;
+/**
+ * The old code added a connected peer within one housekeeping round plus a guard round trip
+ * (< 1 s); the watch starts once the leader hears the peer, and lasts three times that.
+ */
+const UNAPPROVED_WATCH_MS = 3_000;
 
 describeCluster("voters by approval: join, approve, remove a dead voter", {
   start: () => startFailoverCluster("membership", "member"),

@@ -493,7 +493,7 @@ export class PgCluster {
       if (tls) throw new Error(tls);
       return h;
     }, {
-      timeoutMs, intervalMs: 250, abortIf: o.abortIf,
+      timeoutMs, intervalMs: 100, abortIf: o.abortIf,
       what: `1 primary + ${nodes.length - 1} streaming standbys among ${nodes.map((n) => n.name).join(", ")}`,
     });
   }

@@ -32,8 +32,9 @@ export function describeCluster<T extends { c: PgCluster }>(name: string, o: Clu
       }, o.startMs ?? 150_000);
       afterAll(async () => {
         await o.beforeDestroy?.(fx);
+        const t0 = performance.now();
         await fx.c?.destroy();
-        if (fx.c) console.log(`logs: ${fx.c.artifacts}`);
+        if (fx.c) console.log(`cluster destroyed in ${((performance.now() - t0) / 1000).toFixed(1)} s; logs: ${fx.c.artifacts}`);
         useBackend(null);
       }, o.stopMs ?? 120_000);
       body(fx);

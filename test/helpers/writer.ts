@@ -315,6 +315,8 @@ export interface RoundOptions {
   waitMs?: number;
   /** Deadline for the cluster to be healthy again after restore (default 120 s). */
   healMs?: number;
+  /** The round's writer (default: WriterOptions' defaults, one attempt per lane every 50 ms). */
+  writer?: WriterOptions;
 }
 
 export interface RoundResult {
@@ -368,14 +370,14 @@ export async function waitReplicating(c: PgCluster, timeoutMs: number, table = "
     const b = blockingGuards(c.nodes);
     if (b.length) throw new Error(`automatic failover still suspended by a block guard stored on ${b.join(", ")} although every standby streams`);
     return h;
-  }, { timeoutMs, intervalMs: 250, what: "1 primary + streaming standbys that replay what it writes, and automatic failover armed" });
+  }, { timeoutMs, intervalMs: 100, what: "1 primary + streaming standbys that replay what it writes, and automatic failover armed" });
 }
 
 /** Runs one fault against the current primary with the writer on every node; see RoundOptions. */
 export async function faultRound(c: PgCluster, o: RoundOptions): Promise<RoundResult> {
   const before = await waitReplicating(c, 60_000);
   const old = before.primary;
-  const w = new Writer(c.nodes);
+  const w = new Writer(c.nodes, o.writer);
   w.start();
   try {
     // Steady state first: the writer must have seen the old primary acknowledge.
