@@ -2,23 +2,15 @@
 // real PostgreSQL and a writer on every node: the leader's agent hands leadership to a caught-up
 // standby before it exits (one planned switchover, nothing lost, no fence, its own server left
 // running as the new primary's standby), and a rolling restart of all three agents, each down
-// longer than every timer an absent agent crosses, costs at most that one handover. A restarted
-// agent on a healthy standby changes no role.
+// 30 s, costs at most that one handover. A restarted agent on a healthy standby changes no role.
 import { expect, test } from "bun:test";
-import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
+import type { ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
-import { API_TOKEN, describeAnalysis, readyCluster, secs, waitReplicating, watchdogLog, Writer } from "../helpers/writer.ts";
+import { describeAnalysis, secs, startFailoverCluster, waitReplicating, watchdogLog, Writer } from "../helpers/writer.ts";
 
-/**
- * The issue asks for each agent down 30 s in the rolling restart: longer than the default
- * discovery.max_age_ms (30 s, when the other agents forget a silent peer) and the fencing
- * watchdog's exit without an agent (10 s, fixed). The same crossings with discovery.max_age_ms
- * set to 6 s (the config check accepts it: more than discovery.interval_ms) take 13 s per agent;
- * the test asserts both crossings happened in every downtime.
- */
-const MAX_AGE_MS = 6_000;
-const DOWN_MS = 13_000;
+/** How long each agent stays down in the rolling restart (the issue's acceptance). */
+const DOWN_MS = 30_000;
 
 type Marks = { node: ClusterNode; agent: ReturnType<ClusterNode["mark"]>; watchdog: number }[];
 
@@ -37,10 +29,8 @@ function eventsSince(marks: Marks): { roleChanges: string[]; fences: string[] } 
 }
 
 describeCluster("agent stop hands leadership over", {
-  start: async () => readyCluster("agent-handover", await PgCluster.create({
-    test: "agent-handover", tag: "hand", nodes: 3, defaults: { extra: { api: { token: API_TOKEN }, discovery: { max_age_ms: MAX_AGE_MS } } },
-  })),
-  ready: ({ bounds, cfg }) => console.log(`bounds from the config: switchover ${bounds.switchoverMs} ms; discovery.max_age_ms ${cfg.discovery.max_age_ms}`),
+  start: () => startFailoverCluster("agent-handover", "hand"),
+  ready: ({ bounds }) => console.log(`bounds from the config: switchover ${bounds.switchoverMs} ms`),
 }, (fx) => {
   test("SIGTERM to the leader's agent: one planned handover, outage within a switchover, 0 lost, no fence", () => fx.c.diagnose(async () => {
     const h = await waitReplicating(fx.c, 60_000);
@@ -102,17 +92,9 @@ describeCluster("agent stop hands leadership over", {
       await waitFor(() => w.acked(h.primary.name).filter((a) => a.start >= t0).length >= 5, { timeoutMs: 15_000, what: `5 writes on ${h.primary.name}` });
       for (const n of order) {
         const t = performance.now();
-        const others = fx.c.nodes.filter((o) => o !== n).map((o) => ({ o, mark: o.mark() }));
-        const wd = watchdogLog(n).length;
         await n.stopAgent();
         // The downtime under test (an upgrade's binary swap), not a wait for a condition.
         await Bun.sleep(DOWN_MS);
-        // It crossed what the issue's 30 s crossed: the others forgot the silent peer, its watchdog left.
-        const forgot = others.filter(({ o, mark }) => o.lines(new RegExp(`peer ${n.name} \\(\\w+\\) not heard for ${MAX_AGE_MS} ms`), mark).length > 0).map(({ o }) => o.name);
-        const exited = watchdogLog(n).slice(wd).filter((l) => /no armed lease and no agent: exiting/.test(l));
-        console.log(`${n.name} down ${secs(DOWN_MS)}: forgotten by ${forgot.join(", ") || "nobody"}; watchdog: ${exited[0]?.slice(0, 120) ?? "still running"}`);
-        expect(forgot.length).toBeGreaterThan(0);
-        expect(exited.length).toBe(1);
         await n.start();
         const after = await waitReplicating(fx.c, 90_000);
         console.log(`${n.name}: agent down ${secs(DOWN_MS)}, cluster replicating again ${secs(performance.now() - t - DOWN_MS)} after its start; primary ${after.primary.name}`);
