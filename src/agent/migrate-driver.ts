@@ -39,6 +39,8 @@ export type PersistElection = { term: number; votedFor: string; ledTerm: number 
 
 const TICK_MS = 100;
 const EPOCH_EVERY_MS = 2000;
+/** How often a close with an unknown outcome is read back (settleClose). */
+const CLOSING_EVERY_MS = 500;
 /** A migration that neither committed nor aborted by then is reported as still running. */
 const ANSWER_MS = 30_000;
 
@@ -59,6 +61,11 @@ export interface Running {
   membership: Membership | null;
   /** To builtin: the guard and membership stamped in the resumed term (carried in every switch). */
   resumed?: { guard: Guard; membership: Membership };
+  /**
+   * To builtin: the close was sent and etcd did not say it failed (applied, or unknown): if the plan
+   * aborts, this node stays stopped and fenced until etcd's keys settle it (MigrateDriver.settleClose).
+   */
+  closeSent?: boolean;
   /** SwitchableConsensus.resigns at the start: once it changes, the lease no longer counts. */
   resigns: number;
   answer: (r: ActionResult) => void;
@@ -72,6 +79,8 @@ export class MigrateDriver {
   private lastEpochSent = -Infinity;
   private lastRefusal = "";
   private lastClosedCheck = -Infinity;
+  /** A close of etcd whose outcome is unknown (or applied without builtin stored here): its epoch and the key's term. */
+  private closing: { epoch: number; etcd: { leaseId: string; term: number } } | null = null;
   private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   /** The highest epoch heard of (peers' epoch messages and refusals, etcd's record): a new one starts above it. */
@@ -143,7 +152,8 @@ export class MigrateDriver {
         membership: st.membership, resigns: c.resigns, answer: (res) => (clearTimeout(timeout), answer(res)),
       };
       c.migrating = true;
-      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message, ...this.leases() })));
+      // A failure after the etcd backend stopped (to builtin) fences: the plan may not act past it.
+      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message, stopped: c.innerStopped(), ...this.leases() })));
       this.run.timer = setInterval(() => this.serial(() => this.tick()), TICK_MS);
     });
   }
@@ -181,9 +191,10 @@ export class MigrateDriver {
    */
   step(): void {
     const now = this.clock();
-    if (this.inForceNow.backend === "etcd" && !this.run && this.d.consensus.status().membership === null && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
+    const check = this.closing ? CLOSING_EVERY_MS : EPOCH_EVERY_MS;
+    if (this.inForceNow.backend === "etcd" && !this.run && (this.closing || this.d.consensus.status().membership === null) && now - this.lastClosedCheck >= check) {
       this.lastClosedCheck = now;
-      this.serial(() => this.checkClosed());
+      this.serial(() => (this.closing ? this.settleClose(this.closing) : this.checkClosed()));
     }
     if (this.inForceNow.epoch < 1 || this.run || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
     this.broadcastEpoch();
@@ -201,6 +212,36 @@ export class MigrateDriver {
     if (rolled) this.d.log.warn("etcd was left pending by a migration whose leader is gone: rolled back to builtin");
     const rec = await migrateEtcd.readRecord(client, keys).catch(() => null);
     if (rec?.backend === "builtin" && rec.epoch > this.inForceNow.epoch) await this.onHeard(rec.leader ?? this.d.self, { backend: "builtin", epoch: rec.epoch });
+  }
+
+  /**
+   * After a close with an unknown outcome (or applied, with builtin not stored here): the etcd
+   * backend stays stopped and writes stay fenced until etcd's keys decide. Read the leader key first,
+   * then the record: the record names this close → adopt builtin like a member (checkClosed); the key
+   * is no longer this node's key of that term → the close can never apply (its transaction requires
+   * that key) → run etcd again; else give the key back (so that the next read decides) and retry.
+   */
+  private async settleClose(c: NonNullable<MigrateDriver["closing"]>): Promise<void> {
+    if (this.inForceNow.epoch >= c.epoch) return void (this.closing = null); // adopted from a peer meanwhile
+    const { migrateEtcd } = await this.etcdModule();
+    const { client, keys } = this.etcd();
+    try {
+      const kv = (await client.range(keys.leader)).kvs[0];
+      const rec = await migrateEtcd.readRecord(client, keys);
+      if (rec?.backend === "builtin" && rec.epoch >= c.epoch) {
+        await this.onHeard(rec.leader ?? this.d.self, { backend: "builtin", epoch: rec.epoch });
+        if (this.inForceNow.epoch >= c.epoch) this.closing = null;
+        return;
+      }
+      if (!kv || kv.value !== this.d.self || kv.createRevision !== c.etcd.term) {
+        this.closing = null;
+        this.d.log.warn(`etcd was not closed (epoch ${c.epoch}) and can no longer be: running on etcd again`);
+        return this.d.consensus.replace("etcd", -Infinity);
+      }
+      await migrateEtcd.releaseEtcd(client, keys, c.etcd);
+    } catch (e) {
+      this.d.log.warn(`etcd: the outcome of the close (epoch ${c.epoch}) is still unknown: ${(e as Error).message}; staying out and fenced until etcd answers`);
+    }
   }
 
   private broadcastEpoch(): void {
@@ -280,9 +321,14 @@ export class MigrateDriver {
       r.answer({ status: 200, ok: true, message: `${M.outcome(r.state)}; every voter stores it (those that missed the switch adopt it when they hear the epoch)` });
     } else {
       this.d.log.warn(`consensus migration to ${to} (epoch ${epoch}) aborted: ${reason}`);
-      // Stopped before anyone was told to switch (to builtin, etcd not closed): run the backend in force again.
-      if (this.d.consensus.innerStopped()) this.d.consensus.replace(this.inForceNow.backend, -Infinity);
-      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; ${M.outcome(r.state)}; this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})` });
+      // Stopped before anyone was told to switch (to builtin, etcd not closed): run the backend in force
+      // again. A close that applied or may have: never back on etcd before etcd's keys settle it.
+      if (r.state.to === "builtin" && r.closeSent && this.inForceNow.epoch < epoch && r.etcd) {
+        this.closing = { epoch, etcd: r.etcd };
+        this.d.log.warn(`etcd may be closed (epoch ${epoch}): this node stays out and fenced until etcd says whether the close applied`);
+      } else if (this.d.consensus.innerStopped()) this.d.consensus.replace(this.inForceNow.backend, -Infinity);
+      const where = this.closing ? `etcd may be closed: this node stays fenced and out until etcd answers whether the close applied (then it runs on builtin at epoch ${epoch}, or on etcd again)` : `this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})`;
+      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; ${this.closing ? "" : `${M.outcome(r.state)}; `}${where}` });
     }
   }
 

@@ -246,6 +246,28 @@ describe("random schedules: never two acting leaders", () => {
     console.log(`roll-back schedules: ${JSON.stringify(Object.fromEntries(Object.entries(stats).map(([k, v]) => [k, v - before[k as keyof typeof stats]])))}`);
   });
 
+  test("a close that applies without its leader storing builtin (answer lost, builtin not stored, a crash), the former holder's reads of etcd failing", () => {
+    const before = { ...stats };
+    const problems: string[] = [];
+    for (let seed = 1; seed <= 300; seed++) {
+      for (const n of [3, 5]) {
+        const p = simulate(seed, n, { closeLost: 0.5, readFail: seed % 3 === 0 ? 0.5 : 1 });
+        if (p) problems.push(p);
+      }
+    }
+    expect(problems).toEqual([]);
+    expect(stats.closeLost - before.closeLost).toBeGreaterThan(100);
+  });
+
+  test("the check can fail: when the former holder runs etcd again after such a close and its backend resumes its key there (before F1's fix), two act", () => {
+    // Seed 1 (3 voters): b's close of etcd applies without b storing builtin; b resumes its key on
+    // the closed etcd while the others adopt builtin from etcd's record; b's own reads fail: a,
+    // elected on builtin after its hold, and b on etcd act at once (t = 12.3 s).
+    let found: string | null = null;
+    for (let seed = 1; seed <= 20 && !found; seed++) found = simulate(seed, 3, { closeLost: 0.5, readFail: 1, legacy: { f1: true } });
+    expect(found).toContain("act at once");
+  });
+
   test("the check can fail: with a new epoch of the leader's own + 1 and etcd's record ignored, an epoch is used twice and two act", () => {
     // Seed 195 is the first of these schedules (3 voters) that meets the defect: a roll-back to
     // builtin stored at e+1 on one node, a second migration committing etcd at e+1 - 1 on a leader
