@@ -81,6 +81,8 @@ export class MigrateDriver {
   private lastClosedCheck = -Infinity;
   /** A close of etcd whose outcome is unknown (or applied without builtin stored here): its epoch and the key's term. */
   private closing: { epoch: number; etcd: { leaseId: string; term: number } } | null = null;
+  /** No consensus.json at start and etcd configured: etcd's record not read yet (joinFromRecord). */
+  private joining = false;
   private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   /** The highest epoch heard of (peers' epoch messages and refusals, etcd's record): a new one starts above it. */
@@ -101,6 +103,9 @@ export class MigrateDriver {
     this.ctx = { d, etcd: () => this.etcd(), timers: this.timers, clock: this.clock, persist: (f, e) => this.persist(f, e) };
     const hold = M.startHoldMs(this.inForceNow, this.timers);
     if (hold > 0) d.consensus.holdAtLeast(this.clock() + hold);
+    // Never stored a migration's record (a node added, or a new state_dir): etcd's record says
+    // whether the cluster moved meanwhile; nobody else can tell it (it has no voters to hear from).
+    this.joining = this.backends.get() === null && d.cfg.consensus.endpoints.length > 0 && d.cfg.consensus.backend === "builtin";
   }
 
   /** Whether this node runs a migration now (operator actions that move leadership refuse meanwhile). */
@@ -191,6 +196,10 @@ export class MigrateDriver {
    */
   step(): void {
     const now = this.clock();
+    if (this.joining && !this.run && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
+      this.lastClosedCheck = now;
+      this.serial(() => this.joinFromRecord());
+    }
     const check = this.closing ? CLOSING_EVERY_MS : EPOCH_EVERY_MS;
     if (this.inForceNow.backend === "etcd" && !this.run && (this.closing || this.d.consensus.status().membership === null) && now - this.lastClosedCheck >= check) {
       this.lastClosedCheck = now;
@@ -242,6 +251,22 @@ export class MigrateDriver {
     } catch (e) {
       this.d.log.warn(`etcd: the outcome of the close (epoch ${c.epoch}) is still unknown: ${(e as Error).message}; staying out and fenced until etcd answers`);
     }
+  }
+
+  /** A node that never stored a migration's record adopts etcd's record once it reads it (retried every 2 s until etcd answers). */
+  private async joinFromRecord(): Promise<void> {
+    if (!this.joining || this.backends.get() !== null) return void (this.joining = false);
+    const { migrateEtcd } = await this.etcdModule();
+    let rec: Awaited<ReturnType<typeof migrateEtcd.readRecord>>;
+    try {
+      rec = await migrateEtcd.readRecord(this.etcd().client, this.etcd().keys);
+    } catch (e) {
+      return this.d.log.warn(`etcd: cannot read the record of this cluster's backend (a node with no ${this.backends.file} checks whether the cluster moved to etcd): ${(e as Error).message}; trying again`);
+    }
+    const heard = rec ? { backend: rec.backend, epoch: rec.epoch } : null;
+    const a = heard ? M.onRecord(this.inForceNow, heard, this.clock(), this.timers) : null;
+    if (heard && a) await this.adopt(a, heard, "etcd's record (this node had stored none)");
+    this.joining = false;
   }
 
   private broadcastEpoch(): void {
@@ -430,7 +455,11 @@ export class MigrateDriver {
   private async onHeard(peer: string, heard: M.InForce): Promise<void> {
     if (this.run) return;
     const a = M.onHeard(this.local(), heard, this.clock(), this.timers, peer);
-    if (!a) return;
+    if (a) await this.adopt(a, heard, this.d.nameOf(peer));
+  }
+
+  /** Adopts a higher epoch heard from `source` (a voter, or etcd's record): fence, stop, store, run, tell the peers. */
+  private async adopt(a: M.Adoption, heard: M.InForce, source: string): Promise<void> {
     if (heard.backend === this.inForceNow.backend) return this.persist(a.inForce);
     if (a.fenceFirst && this.d.consensus.lease()) await this.d.fence(`the cluster moved to ${heard.backend} (epoch ${heard.epoch}) meanwhile`);
     this.d.consensus.stopInner();
@@ -460,6 +489,6 @@ export class MigrateDriver {
     this.persist(a.inForce, election);
     this.d.consensus.replace(a.inForce.backend, a.holdUntil);
     this.broadcastEpoch(); // at once: the leader's next migration needs this node's report at the new epoch
-    this.d.log.info(`consensus backend now ${heard.backend} (epoch ${heard.epoch}), heard from ${this.d.nameOf(peer)}; out of elections for ${Math.round(a.holdUntil - this.clock())} ms`);
+    this.d.log.info(`consensus backend now ${heard.backend} (epoch ${heard.epoch}), heard from ${source}; out of elections for ${Math.round(a.holdUntil - this.clock())} ms`);
   }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   backendInForce, checkStart, outcome, resumedRecords, startHoldMs, type InForce, leaderStep, leaveHoldMs, mayElect,
-  onHeard, onSwitch, resumeTerm, startPlan, usableLease,
+  onHeard, onRecord, onSwitch, resumeTerm, startPlan, usableLease,
 } from "../../src/core/consensus-migrate.ts";
 import { rng } from "./sim.ts";
 import { simulate, stats, T } from "./consensus-migrate-sim.ts";
@@ -131,6 +131,23 @@ describe("members", () => {
     expect(onHeard(local, { backend: "builtin", epoch: 0 }, 0, T, "b")).toBeNull();
     expect(onHeard(local, { backend: "etcd", epoch: 1 }, 50, T, "x")).toBeNull();
     expect(onHeard(local, { backend: "etcd", epoch: 1 }, 50, T, "b")).toEqual({ inForce: { backend: "etcd", epoch: 1 }, holdUntil: 1050, fenceFirst: true, dropOwnEtcdKey: true });
+  });
+
+  test("a node added (or a new state_dir) while the cluster runs on etcd: no voters to hear from, it joins from etcd's record", () => {
+    // No consensus.json, no membership: every voter's epoch message is ignored (the third review's F2) ...
+    const added = { inForce: backendInForce("builtin", null), voters: [] as string[] };
+    for (const from of ["a", "b", "c"]) expect(onHeard(added, { backend: "etcd", epoch: 3 }, 0, T, from)).toBeNull();
+    // ... but etcd's record is adopted like a voter's epoch, with the hold of leaving builtin.
+    expect(onRecord(added.inForce, { backend: "etcd", epoch: 3 }, 50, T)).toEqual({ inForce: { backend: "etcd", epoch: 3 }, holdUntil: 1050, fenceFirst: true, dropOwnEtcdKey: true });
+    // A cluster back on builtin: only the epoch is stored; a record at or below its own changes nothing.
+    expect(onRecord(added.inForce, { backend: "builtin", epoch: 4 }, 50, T)).toEqual({ inForce: { backend: "builtin", epoch: 4 }, holdUntil: 50, fenceFirst: false, dropOwnEtcdKey: false });
+    expect(onRecord({ backend: "etcd", epoch: 3 }, { backend: "etcd", epoch: 3 }, 50, T)).toBeNull();
+    // Once on etcd at epoch 3 it reports its built-in term there, so the way back is no longer refused for it.
+    const back = checkStart("builtin", {
+      self: "a", inForce: { backend: "etcd", epoch: 3 }, leading: true, voters: ["a", "b", "c", "d"], connected: ["b", "c", "d"],
+      etcdConfigured: true, configured: "builtin", allowed: true, knownEpoch: 3, voterTerms: { b: 7, c: 7, d: 0 },
+    });
+    expect(back).toEqual({ epoch: 4 });
   });
 });
 
