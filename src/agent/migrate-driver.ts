@@ -80,9 +80,10 @@ export class MigrateDriver {
   private lastRefusal = "";
   private lastClosedCheck = -Infinity;
   /** A close of etcd whose outcome is unknown (or applied without builtin stored here): its epoch and the key's term. */
-  private closing: { epoch: number; etcd: { leaseId: string; term: number } } | null = null;
+  private closing: L.Closing | null = null;
   /** No consensus.json at start and etcd configured: etcd's record not read yet (joinFromRecord). */
   private joining = false;
+  private lastJoinError = "";
   private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   /** The highest epoch heard of (peers' epoch messages and refusals, etcd's record): a new one starts above it. */
@@ -223,34 +224,18 @@ export class MigrateDriver {
     if (rec?.backend === "builtin" && rec.epoch > this.inForceNow.epoch) await this.onHeard(rec.leader ?? this.d.self, { backend: "builtin", epoch: rec.epoch });
   }
 
-  /**
-   * After a close with an unknown outcome (or applied, with builtin not stored here): the etcd
-   * backend stays stopped and writes stay fenced until etcd's keys decide. Read the leader key first,
-   * then the record: the record names this close → adopt builtin like a member (checkClosed); the key
-   * is no longer this node's key of that term → the close can never apply (its transaction requires
-   * that key) → run etcd again; else give the key back (so that the next read decides) and retry.
-   */
-  private async settleClose(c: NonNullable<MigrateDriver["closing"]>): Promise<void> {
+  /** A close with an unknown outcome: out and fenced until etcd's keys settle it (migrate-leader-etcd.ts settleClose). */
+  private async settleClose(c: L.Closing): Promise<void> {
     if (this.inForceNow.epoch >= c.epoch) return void (this.closing = null); // adopted from a peer meanwhile
-    const { migrateEtcd } = await this.etcdModule();
-    const { client, keys } = this.etcd();
-    try {
-      const kv = (await client.range(keys.leader)).kvs[0];
-      const rec = await migrateEtcd.readRecord(client, keys);
-      if (rec?.backend === "builtin" && rec.epoch >= c.epoch) {
-        await this.onHeard(rec.leader ?? this.d.self, { backend: "builtin", epoch: rec.epoch });
-        if (this.inForceNow.epoch >= c.epoch) this.closing = null;
-        return;
-      }
-      if (!kv || kv.value !== this.d.self || kv.createRevision !== c.etcd.term) {
-        this.closing = null;
-        this.d.log.warn(`etcd was not closed (epoch ${c.epoch}) and can no longer be: running on etcd again`);
-        return this.d.consensus.replace("etcd", -Infinity);
-      }
-      await migrateEtcd.releaseEtcd(client, keys, c.etcd);
-    } catch (e) {
-      this.d.log.warn(`etcd: the outcome of the close (epoch ${c.epoch}) is still unknown: ${(e as Error).message}; staying out and fenced until etcd answers`);
+    const out = await L.settleClose(this.ctx, c);
+    if (out === "unknown") return;
+    if (out === "open") {
+      this.closing = null;
+      this.d.log.warn(`etcd was not closed (epoch ${c.epoch}) and can no longer be: running on etcd again`);
+      return this.d.consensus.replace("etcd", -Infinity);
     }
+    await this.onHeard(out.leader ?? this.d.self, { backend: out.backend, epoch: out.epoch });
+    if (this.inForceNow.epoch >= c.epoch) this.closing = null;
   }
 
   /** A node that never stored a migration's record adopts etcd's record once it reads it (retried every 2 s until etcd answers). */
@@ -261,7 +246,10 @@ export class MigrateDriver {
     try {
       rec = await migrateEtcd.readRecord(this.etcd().client, this.etcd().keys);
     } catch (e) {
-      return this.d.log.warn(`etcd: cannot read the record of this cluster's backend (a node with no ${this.backends.file} checks whether the cluster moved to etcd): ${(e as Error).message}; trying again`);
+      const msg = `etcd: cannot read the record of this cluster's backend (a node with no ${this.backends.file} checks whether the cluster moved to etcd): ${(e as Error).message}; trying every 2 s`;
+      if (msg !== this.lastJoinError) this.d.log.warn(msg); // once, not every 2 s
+      this.lastJoinError = msg;
+      return;
     }
     const heard = rec ? { backend: rec.backend, epoch: rec.epoch } : null;
     const a = heard ? M.onRecord(this.inForceNow, heard, this.clock(), this.timers) : null;

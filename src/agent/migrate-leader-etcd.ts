@@ -143,3 +143,31 @@ export async function openBuiltin(x: LeaderEtcdCtx, r: Running): Promise<true | 
   x.d.consensus.replace("builtin", -Infinity);
   return true;
 }
+
+/** A close sent whose outcome is not known (or applied, with builtin not stored): its epoch, and the key's term and lease. */
+export interface Closing {
+  epoch: number;
+  etcd: { leaseId: string; term: number };
+}
+
+/**
+ * After such a close the etcd backend stays stopped and writes stay fenced until etcd's keys decide.
+ * Reads the leader key first, then the record: the record names this close or a later decision →
+ * that decision (adopt it like a member); the key is no longer this node's key of that term → "open"
+ * (the close can never apply: its transaction requires that key); else the key is given back so the
+ * next read decides, "unknown" (also when etcd does not answer).
+ */
+export async function settleClose(x: LeaderEtcdCtx, c: Closing): Promise<{ backend: M.Backend; epoch: number; leader?: string | undefined } | "open" | "unknown"> {
+  const migrateEtcd = await import("../consensus/migrate-etcd.ts");
+  const { client, keys } = x.etcd();
+  try {
+    const kv = (await client.range(keys.leader)).kvs[0];
+    const rec = await migrateEtcd.readRecord(client, keys);
+    if (rec?.backend === "builtin" && rec.epoch >= c.epoch) return rec;
+    if (!kv || kv.value !== x.d.self || kv.createRevision !== c.etcd.term) return "open";
+    await migrateEtcd.releaseEtcd(client, keys, c.etcd);
+  } catch (e) {
+    x.d.log.warn(`etcd: the outcome of the close (epoch ${c.epoch}) is still unknown: ${(e as Error).message}; staying out and fenced until etcd answers`);
+  }
+  return "unknown";
+}
