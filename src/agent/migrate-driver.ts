@@ -39,6 +39,8 @@ export type PersistElection = { term: number; votedFor: string; ledTerm: number 
 
 const TICK_MS = 100;
 const EPOCH_EVERY_MS = 2000;
+/** How often a close with an unknown outcome is read back (settleClose). */
+const CLOSING_EVERY_MS = 500;
 /** A migration that neither committed nor aborted by then is reported as still running. */
 const ANSWER_MS = 30_000;
 
@@ -59,6 +61,11 @@ export interface Running {
   membership: Membership | null;
   /** To builtin: the guard and membership stamped in the resumed term (carried in every switch). */
   resumed?: { guard: Guard; membership: Membership };
+  /**
+   * To builtin: the close was sent and etcd did not say it failed (applied, or unknown): if the plan
+   * aborts, this node stays stopped and fenced until etcd's keys settle it (MigrateDriver.settleClose).
+   */
+  closeSent?: boolean;
   /** SwitchableConsensus.resigns at the start: once it changes, the lease no longer counts. */
   resigns: number;
   answer: (r: ActionResult) => void;
@@ -72,6 +79,11 @@ export class MigrateDriver {
   private lastEpochSent = -Infinity;
   private lastRefusal = "";
   private lastClosedCheck = -Infinity;
+  /** A close of etcd whose outcome is unknown (or applied without builtin stored here): its epoch and the key's term. */
+  private closing: L.Closing | null = null;
+  /** No consensus.json at start and etcd configured: etcd's record not read yet (joinFromRecord). */
+  private joining = false;
+  private lastJoinError = "";
   private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   /** The highest epoch heard of (peers' epoch messages and refusals, etcd's record): a new one starts above it. */
@@ -92,6 +104,9 @@ export class MigrateDriver {
     this.ctx = { d, etcd: () => this.etcd(), timers: this.timers, clock: this.clock, persist: (f, e) => this.persist(f, e) };
     const hold = M.startHoldMs(this.inForceNow, this.timers);
     if (hold > 0) d.consensus.holdAtLeast(this.clock() + hold);
+    // Never stored a migration's record (a node added, or a new state_dir): etcd's record says
+    // whether the cluster moved meanwhile; nobody else can tell it (it has no voters to hear from).
+    this.joining = this.backends.get() === null && d.cfg.consensus.endpoints.length > 0 && d.cfg.consensus.backend === "builtin";
   }
 
   /** Whether this node runs a migration now (operator actions that move leadership refuse meanwhile). */
@@ -143,7 +158,8 @@ export class MigrateDriver {
         membership: st.membership, resigns: c.resigns, answer: (res) => (clearTimeout(timeout), answer(res)),
       };
       c.migrating = true;
-      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message, ...this.leases() })));
+      // A failure after the etcd backend stopped (to builtin) fences: the plan may not act past it.
+      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message, stopped: c.innerStopped(), ...this.leases() })));
       this.run.timer = setInterval(() => this.serial(() => this.tick()), TICK_MS);
     });
   }
@@ -181,9 +197,14 @@ export class MigrateDriver {
    */
   step(): void {
     const now = this.clock();
-    if (this.inForceNow.backend === "etcd" && !this.run && this.d.consensus.status().membership === null && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
+    if (this.joining && !this.run && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
       this.lastClosedCheck = now;
-      this.serial(() => this.checkClosed());
+      this.serial(() => this.joinFromRecord());
+    }
+    const check = this.closing ? CLOSING_EVERY_MS : EPOCH_EVERY_MS;
+    if (this.inForceNow.backend === "etcd" && !this.run && (this.closing || this.d.consensus.status().membership === null) && now - this.lastClosedCheck >= check) {
+      this.lastClosedCheck = now;
+      this.serial(() => (this.closing ? this.settleClose(this.closing) : this.checkClosed()));
     }
     if (this.inForceNow.epoch < 1 || this.run || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
     this.broadcastEpoch();
@@ -201,6 +222,39 @@ export class MigrateDriver {
     if (rolled) this.d.log.warn("etcd was left pending by a migration whose leader is gone: rolled back to builtin");
     const rec = await migrateEtcd.readRecord(client, keys).catch(() => null);
     if (rec?.backend === "builtin" && rec.epoch > this.inForceNow.epoch) await this.onHeard(rec.leader ?? this.d.self, { backend: "builtin", epoch: rec.epoch });
+  }
+
+  /** A close with an unknown outcome: out and fenced until etcd's keys settle it (migrate-leader-etcd.ts settleClose). */
+  private async settleClose(c: L.Closing): Promise<void> {
+    if (this.inForceNow.epoch >= c.epoch) return void (this.closing = null); // adopted from a peer meanwhile
+    const out = await L.settleClose(this.ctx, c);
+    if (out === "unknown") return;
+    if (out === "open") {
+      this.closing = null;
+      this.d.log.warn(`etcd was not closed (epoch ${c.epoch}) and can no longer be: running on etcd again`);
+      return this.d.consensus.replace("etcd", -Infinity);
+    }
+    await this.onHeard(out.leader ?? this.d.self, { backend: out.backend, epoch: out.epoch });
+    if (this.inForceNow.epoch >= c.epoch) this.closing = null;
+  }
+
+  /** A node that never stored a migration's record adopts etcd's record once it reads it (retried every 2 s until etcd answers). */
+  private async joinFromRecord(): Promise<void> {
+    if (!this.joining || this.backends.get() !== null) return void (this.joining = false);
+    const { migrateEtcd } = await this.etcdModule();
+    let rec: Awaited<ReturnType<typeof migrateEtcd.readRecord>>;
+    try {
+      rec = await migrateEtcd.readRecord(this.etcd().client, this.etcd().keys);
+    } catch (e) {
+      const msg = `etcd: cannot read the record of this cluster's backend (a node with no ${this.backends.file} checks whether the cluster moved to etcd): ${(e as Error).message}; trying every 2 s`;
+      if (msg !== this.lastJoinError) this.d.log.warn(msg); // once, not every 2 s
+      this.lastJoinError = msg;
+      return;
+    }
+    const heard = rec ? { backend: rec.backend, epoch: rec.epoch } : null;
+    const a = heard ? M.onRecord(this.inForceNow, heard, this.clock(), this.timers) : null;
+    if (heard && a) await this.adopt(a, heard, "etcd's record (this node had stored none)");
+    this.joining = false;
   }
 
   private broadcastEpoch(): void {
@@ -280,9 +334,14 @@ export class MigrateDriver {
       r.answer({ status: 200, ok: true, message: `${M.outcome(r.state)}; every voter stores it (those that missed the switch adopt it when they hear the epoch)` });
     } else {
       this.d.log.warn(`consensus migration to ${to} (epoch ${epoch}) aborted: ${reason}`);
-      // Stopped before anyone was told to switch (to builtin, etcd not closed): run the backend in force again.
-      if (this.d.consensus.innerStopped()) this.d.consensus.replace(this.inForceNow.backend, -Infinity);
-      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; ${M.outcome(r.state)}; this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})` });
+      // Stopped before anyone was told to switch (to builtin, etcd not closed): run the backend in force
+      // again. A close that applied or may have: never back on etcd before etcd's keys settle it.
+      if (r.state.to === "builtin" && r.closeSent && this.inForceNow.epoch < epoch && r.etcd) {
+        this.closing = { epoch, etcd: r.etcd };
+        this.d.log.warn(`etcd may be closed (epoch ${epoch}): this node stays out and fenced until etcd says whether the close applied`);
+      } else if (this.d.consensus.innerStopped()) this.d.consensus.replace(this.inForceNow.backend, -Infinity);
+      const where = this.closing ? `etcd may be closed: this node stays fenced and out until etcd answers whether the close applied (then it runs on builtin at epoch ${epoch}, or on etcd again)` : `this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})`;
+      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; ${this.closing ? "" : `${M.outcome(r.state)}; `}${where}` });
     }
   }
 
@@ -384,7 +443,11 @@ export class MigrateDriver {
   private async onHeard(peer: string, heard: M.InForce): Promise<void> {
     if (this.run) return;
     const a = M.onHeard(this.local(), heard, this.clock(), this.timers, peer);
-    if (!a) return;
+    if (a) await this.adopt(a, heard, this.d.nameOf(peer));
+  }
+
+  /** Adopts a higher epoch heard from `source` (a voter, or etcd's record): fence, stop, store, run, tell the peers. */
+  private async adopt(a: M.Adoption, heard: M.InForce, source: string): Promise<void> {
     if (heard.backend === this.inForceNow.backend) return this.persist(a.inForce);
     if (a.fenceFirst && this.d.consensus.lease()) await this.d.fence(`the cluster moved to ${heard.backend} (epoch ${heard.epoch}) meanwhile`);
     this.d.consensus.stopInner();
@@ -414,6 +477,6 @@ export class MigrateDriver {
     this.persist(a.inForce, election);
     this.d.consensus.replace(a.inForce.backend, a.holdUntil);
     this.broadcastEpoch(); // at once: the leader's next migration needs this node's report at the new epoch
-    this.d.log.info(`consensus backend now ${heard.backend} (epoch ${heard.epoch}), heard from ${this.d.nameOf(peer)}; out of elections for ${Math.round(a.holdUntil - this.clock())} ms`);
+    this.d.log.info(`consensus backend now ${heard.backend} (epoch ${heard.epoch}), heard from ${source}; out of elections for ${Math.round(a.holdUntil - this.clock())} ms`);
   }
 }

@@ -121,16 +121,53 @@ export async function openBuiltin(x: LeaderEtcdCtx, r: Running): Promise<true | 
   r.etcd = { leaseId: kv.lease, term: lease.term };
   r.etcdUntil = lease.until;
   const close = { term: lease.term, from: r.from, epoch: r.state.epoch, builtinTerm: r.state.term, leader: x.d.self, resumed: r.resumed };
+  r.closeSent = true; // from here an abort leaves this node stopped until etcd settles the close (driver settleClose)
   try {
-    if (!(await migrateEtcd.closeEtcd(client, keys, close))) return `the etcd leader key changed, or etcd's record of the backend is not {etcd, epoch ${r.from.epoch}}, before etcd could be closed`;
+    if (!(await migrateEtcd.closeEtcd(client, keys, close))) {
+      r.closeSent = false; // answered: not applied, and it never will
+      return `the etcd leader key changed, or etcd's record of the backend is not {etcd, epoch ${r.from.epoch}}, before etcd could be closed`;
+    }
   } catch (e) {
     // No answer: the close may have applied. Read it back; closed → carry on (etcd refuses every
-    // candidate from now on, so builtin must take over); not closed or unreadable → abort on etcd.
+    // candidate from now on, so builtin must take over); else abort, fenced and out until etcd settles it
+    // (a proposal without an answer may still apply later: "not closed" is not final while the key lives).
     const rec = await migrateEtcd.readRecord(client, keys).catch(() => null);
     if (!(rec?.backend === "builtin" && rec.epoch === close.epoch && rec.term === close.builtinTerm && rec.leader === x.d.self)) return `etcd: ${(e as Error).message}`;
     x.d.log.warn(`etcd: the close got no answer (${(e as Error).message}) but applied: carrying on to builtin`);
   }
-  x.persist({ backend: "builtin", epoch: r.state.epoch }, { term: r.state.term, votedFor: x.d.self, ledTerm: r.state.term, resumed: r.resumed });
+  try {
+    x.persist({ backend: "builtin", epoch: r.state.epoch }, { term: r.state.term, votedFor: x.d.self, ledTerm: r.state.term, resumed: r.resumed });
+  } catch (e) {
+    return `etcd is closed, but builtin could not be stored on this node: ${(e as Error).message}`;
+  }
   x.d.consensus.replace("builtin", -Infinity);
   return true;
+}
+
+/** A close sent whose outcome is not known (or applied, with builtin not stored): its epoch, and the key's term and lease. */
+export interface Closing {
+  epoch: number;
+  etcd: { leaseId: string; term: number };
+}
+
+/**
+ * After such a close the etcd backend stays stopped and writes stay fenced until etcd's keys decide.
+ * Reads the leader key first, then the record: the record names this close or a later decision →
+ * that decision (adopt it like a member); the key is no longer this node's key of that term → "open"
+ * (the close can never apply: its transaction requires that key); else the key is given back so the
+ * next read decides, "unknown" (also when etcd does not answer).
+ */
+export async function settleClose(x: LeaderEtcdCtx, c: Closing): Promise<{ backend: M.Backend; epoch: number; leader?: string | undefined } | "open" | "unknown"> {
+  const migrateEtcd = await import("../consensus/migrate-etcd.ts");
+  const { client, keys } = x.etcd();
+  try {
+    const kv = (await client.range(keys.leader)).kvs[0];
+    const rec = await migrateEtcd.readRecord(client, keys);
+    if (rec?.backend === "builtin" && rec.epoch >= c.epoch) return rec;
+    if (!kv || kv.value !== x.d.self || kv.createRevision !== c.etcd.term) return "open";
+    await migrateEtcd.releaseEtcd(client, keys, c.etcd);
+  } catch (e) {
+    x.d.log.warn(`etcd: the outcome of the close (epoch ${c.epoch}) is still unknown: ${(e as Error).message}; staying out and fenced until etcd answers`);
+  }
+  return "unknown";
 }

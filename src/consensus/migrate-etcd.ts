@@ -25,6 +25,29 @@ const RecordSchema = z.object({
 });
 export type BackendRecord = z.infer<typeof RecordSchema>;
 
+/**
+ * Whether etcd's keys (a range of the cluster's prefix) show etcd closed by a return to builtin: the
+ * membership key holds the close record, or etcd's record names builtin (a close, or a roll-back of a
+ * migration to etcd). Then nobody may lead on etcd: the etcd backend never takes, resumes or extends
+ * the leader key (src/consensus/etcd/backend.ts). Why, and what it bounds: docs/design.md S21.
+ */
+export function closedBy(keys: ClusterKeys, kvs: readonly { key: string; value: string }[]): string | null {
+  for (const kv of kvs) {
+    if (kv.key === keys.membership && jsonHas(kv.value, "migrated")) return "the membership key holds the record of a return to builtin";
+    if (kv.key === backendKey(keys) && parseRecord(kv.value)?.backend === "builtin") return `etcd's record of the backend names builtin (epoch ${parseRecord(kv.value)!.epoch})`;
+  }
+  return null;
+}
+
+function jsonHas(value: string, field: string): boolean {
+  try {
+    const v: unknown = JSON.parse(value);
+    return typeof v === "object" && v !== null && field in v;
+  } catch {
+    return false;
+  }
+}
+
 /** The cluster's migration record in etcd (null: none, or one that does not parse). */
 export async function readRecord(client: EtcdClient, keys: ClusterKeys): Promise<BackendRecord | null> {
   const kv = (await client.range(backendKey(keys))).kvs[0];

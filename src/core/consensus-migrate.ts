@@ -382,9 +382,20 @@ export function onSwitch(local: MemberLocal, m: SwitchMsg, now: number, t: Migra
 
 /** A member that hears of a higher epoch (it was down or missed the switch) adopts it, with the same hold; only from a voter. */
 export function onHeard(local: Pick<MemberLocal, "inForce" | "voters">, heard: InForce, now: number, t: MigrateTimers, from: string): Adoption | null {
-  if (heard.epoch <= local.inForce.epoch || !local.voters.includes(from)) return null;
-  if (heard.backend === local.inForce.backend) return { inForce: heard, holdUntil: now, fenceFirst: false, dropOwnEtcdKey: false };
-  return { inForce: heard, holdUntil: now + leaveHoldMs(local.inForce.backend, t), fenceFirst: true, dropOwnEtcdKey: heard.backend === "etcd" };
+  if (!local.voters.includes(from)) return null;
+  return onRecord(local.inForce, heard, now, t);
+}
+
+/**
+ * etcd's record of the cluster's backend read by a node: a decision above the node's epoch is
+ * adopted like one heard from a voter (the record is where every decision is written first). A node
+ * that never stored a migration's record (added, or a new state_dir, while the cluster ran on etcd)
+ * has no voters to hear from: this is how it joins.
+ */
+export function onRecord(inForce: InForce, heard: InForce, now: number, t: MigrateTimers): Adoption | null {
+  if (heard.epoch <= inForce.epoch) return null;
+  if (heard.backend === inForce.backend) return { inForce: heard, holdUntil: now, fenceFirst: false, dropOwnEtcdKey: false };
+  return { inForce: heard, holdUntil: now + leaveHoldMs(inForce.backend, t), fenceFirst: true, dropOwnEtcdKey: heard.backend === "etcd" };
 }
 
 export interface Adoption {

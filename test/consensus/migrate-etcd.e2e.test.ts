@@ -2,7 +2,8 @@
 // loopback and the real etcd backend (no PostgreSQL), checking what the plan
 // (src/core/consensus-migrate.ts) relies on: the key a built-in leader takes is resumed by its own
 // etcd backend while the others follow without detaching; after the close no etcd candidate ever
-// takes the key (and without it one does); a stale own key is dropped, nobody else's.
+// takes the key (and without it one does), and its former holder stops leading at once and never
+// resumes its key there; a stale own key is dropped, nobody else's.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -10,6 +11,7 @@ import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
 import { EtcdClient } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
 import { backendKey, closeEtcd, commitEtcd, commitState, dropOwnKey, type Opened, openEtcd, readRecord, releaseEtcd, rollBack, rollBackPending } from "../../src/consensus/migrate-etcd.ts";
+import { leaveHoldMs } from "../../src/core/consensus-migrate.ts";
 import type { Membership } from "../../src/core/messages.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
@@ -136,7 +138,9 @@ describe("migration steps on a real etcd", () => {
     expect(await rollBackPending(client, keys)).toBe(true);
     expect(await readRecord(client, keys)).toEqual({ backend: "builtin", epoch: 2 });
     expect(await rollBackPending(client, keys)).toBe(false);
-    await client.txn([], [{ put: { key: keys.membership, value: JSON.stringify(MEMBERSHIP) } }]);
+    // The control: with the membership written and etcd's record naming etcd (a record naming builtin
+    // closes etcd: nobody leads there), one of them takes the key.
+    await client.txn([], [{ put: { key: keys.membership, value: JSON.stringify(MEMBERSHIP) } }, { put: { key: backendKey(keys), value: JSON.stringify({ backend: "etcd", epoch: 3 }) } }]);
     await waitFor(() => b.leads() || c.leads(), { timeoutMs: 10_000, what: "b or c to take the key" });
   }, 30_000);
 
@@ -158,6 +162,32 @@ describe("migration steps on a real etcd", () => {
     const next = (await open("m4", B, 7))!;
     expect(await readRecord(client, keys)).toEqual({ backend: "etcd", epoch: 7 });
     await releaseEtcd(client, keys, { term: next.term, leaseId: next.leaseId });
+  }, 20_000);
+
+  test("a closed etcd: its leader stops leading at once, and a new etcd backend of that node (an abort after an unanswered close, a restart) never resumes its key", async () => {
+    const keys = clusterKeys("/pgherd", "m5");
+    const opened = (await open("m5"))!;
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    const [a1] = trio("m5");
+    a1.start();
+    await waitFor(() => a1.leads(), { timeoutMs: 5_000, what: "a to resume the key it took" });
+    // The close applies while a's backend still runs (as if its stop and the close crossed): the
+    // members that read it adopt builtin and hold this long from now.
+    expect(await closeEtcd(client, keys, { term: opened.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A })).toBe(true);
+    const closedAt = performance.now();
+    const holdMs = leaveHoldMs("etcd", { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 });
+    await waitFor(() => !a1.leads(), { timeoutMs: holdMs, what: "a to stop leading on the closed etcd before the members' hold ends" });
+    console.log(`a stopped leading ${Math.round(performance.now() - closedAt)} ms after the close (the members hold ${holdMs} ms)`);
+    // Its key is still there, bound to a's live lease: a new backend of a's reads etcd and stays out.
+    a1.stop();
+    const a2 = new Member(A, "m5", etcd.endpoints(), tmp);
+    all.push(a2);
+    a2.start();
+    await waitFor(() => a2.c.settled(), { timeoutMs: 5_000, what: "a's new etcd backend to read etcd" });
+    expect((await client.range(keys.leader)).kvs[0]?.value).toBe(A);
+    await Bun.sleep(500); // a few polls more
+    expect([a2.held, a2.leads(), a2.c.status().membership]).toEqual([0, false, null]);
+    a2.stop();
   }, 20_000);
 
   test("open refuses while a key exists; a stale own key is dropped, another node's is not", async () => {

@@ -7,7 +7,12 @@
 // a key lasts ttl after its last renewal. etcd's record `<prefix>/<cluster>/backend` is one value
 // changed only by the conditions the plan's actions name (the open, the roll-back), as the shell's
 // transactions do; a node on etcd that finds a pending migration whose key is gone rolls it back
-// through the record (the shell's check every 2 s). Migrations start on the acting leader through
+// through the record, and one that finds a close there adopts it (the shell's check every 2 s). A
+// close may apply without the leader storing builtin (its answer and read-back lost, builtin not
+// stored, a crash in between): the leader's plan aborts with a fence, the key stays frozen (a stopped
+// backend does not resign), and the leader stays out until it reads etcd (the driver's settleClose;
+// option closeLost, readFail for the former holder's failing reads). A plan that ended is cleared, as
+// the shell's finish() does. Migrations start on the acting leader through
 // checkStart, with the epochs and built-in terms it heard from its peers' epoch messages (each
 // direction of such a message can be lost on its own) and refusals; messages are lost to
 // partitions, nodes crash and restart with what they persisted, and a node restarted while the
@@ -48,9 +53,11 @@ interface SimNode {
   known: number;
   /** Its peers' last epoch messages (backend, epoch, built-in term), in memory. */
   reports: Record<string, Report>;
+  /** The epoch of a close whose outcome it does not know yet (0: none), in memory: out and fenced. */
+  closing: number;
 }
 
-export const stats = { toEtcd: 0, toBuiltin: 0, aborted: 0, adopted: 0, rolledBack: 0, resigned: 0, openRefused: 0, pendingRolledBack: 0, highVoterTerm: 0 };
+export const stats = { closeLost: 0, toEtcd: 0, toBuiltin: 0, aborted: 0, adopted: 0, rolledBack: 0, resigned: 0, openRefused: 0, pendingRolledBack: 0, highVoterTerm: 0 };
 
 export interface SimOptions {
   /** The hold after leaving a backend (the real one: leaveHoldMs). */
@@ -67,22 +74,29 @@ export interface SimOptions {
   /**
    * The rules before this fix, to show the checks fail without it. `epoch`: a new epoch is the
    * leader's own + 1, the open and the roll-back ignore etcd's record, refusals do not say the
-   * member's epoch. `term`: the resumed term ignores the voters' built-in terms.
+   * member's epoch. `term`: the resumed term ignores the voters' built-in terms. `f1`: after a close
+   * whose outcome it did not learn, the former holder runs etcd again at once (finish(), or a restart)
+   * and its etcd backend resumes and renews its key on the closed etcd.
    */
-  legacy?: { epoch?: boolean; term?: boolean };
+  legacy?: { epoch?: boolean; term?: boolean; f1?: boolean };
+  /** How often a close applies (or may) without its leader storing builtin (see above); 0: never. */
+  closeLost?: number;
+  /** How often a read of etcd by the former holder of a closed etcd's key fails (its keepalives pass). */
+  readFail?: number;
 }
 
 export function simulate(seed: number, n: number, o: SimOptions = {}): string | null {
   const hold = o.hold ?? ((from) => leaveHoldMs(from, T));
   const startHold = o.startHold ?? ((f) => startHoldMs(f, T));
-  const { crashy = false, rollbacky = false } = o;
+  const { crashy = false, rollbacky = false, closeLost = 0, readFail = 0 } = o;
+  const legacyF1 = o.legacy?.f1 === true;
   const legacy = o.legacy?.epoch === true;
   const legacyTerm = o.legacy?.term === true;
   const r = rng(seed);
   const ids = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
   const nodes = new Map<string, SimNode>(ids.map((id) => [id, {
     id, alive: true, cutUntil: 0, cutAt: -1, inForce: { backend: "builtin", epoch: 0 }, hold: 0, term: 0, votedFor: null, contact: 0,
-    leader: null, plan: null, follows: { leader: null, term: 0 }, planTerm: 0, known: 0, reports: {},
+    leader: null, plan: null, follows: { leader: null, term: 0 }, planTerm: 0, known: 0, reports: {}, closing: 0,
   }]));
   const node = (id: string) => nodes.get(id)!;
   let key: { holder: string; renewed: number; frozen: boolean; term: number } | null = null;
@@ -98,6 +112,7 @@ export function simulate(seed: number, n: number, o: SimOptions = {}): string | 
   const etcdUntil = (x: SimNode) => (key && key.holder === x.id ? key.renewed + T.ttlMs - T.fenceMs : null);
   const holdOf = (from: "builtin" | "etcd", now: number) => now + hold(from);
   const leases = (x: SimNode, now: number) => ({ now, builtinUntil: builtinUntil(x), etcdUntil: etcdUntil(x) });
+  const holds = (x: SimNode) => key?.holder === x.id;
   const sameRecord = (a: InForce | null, b: InForce) => a !== null && a.backend === b.backend && a.epoch === b.epoch;
 
   function leaveLeadership(x: SimNode): void {
@@ -110,6 +125,8 @@ export function simulate(seed: number, n: number, o: SimOptions = {}): string | 
     const s = leaderStep(x.plan!, obs, x.id, ids);
     x.plan = s.state;
     carry(x, s.actions, now);
+    // The shell's finish(): a plan that ended (also one aborted without a fence: a refused open) is over.
+    if (x.plan && (x.plan.phase === "done" || x.plan.phase === "aborted")) x.plan = null;
   }
 
   function carry(x: SimNode, actions: LeaderAction[], now: number): void {
@@ -135,6 +152,23 @@ export function simulate(seed: number, n: number, o: SimOptions = {}): string | 
           }
           if (below !== undefined && !sameRecord(record, x.inForce)) {
             step(x, { type: "opened", ok: false, stopped: false, ...leases(x, now) }, now);
+            return;
+          }
+          if (closeLost > 0 && r() < closeLost) {
+            // The close: applied (or not, half the time) with its answer and read-back lost, or builtin
+            // not stored, or a crash in between. The key stays frozen (the backend was stopped first).
+            stats.closeLost++;
+            const applied = r() < 0.5;
+            const epoch = x.plan!.epoch;
+            key!.frozen = true;
+            if (applied) {
+              etcdOpen = false;
+              record = { backend: "builtin", epoch, term: x.plan!.term, leader: x.id };
+            }
+            if (r() < 0.3) return crash(x); // restarts on etcd (see the faults)
+            step(x, { type: "opened", ok: false, stopped: true, ...leases(x, now) }, now);
+            if (legacyF1) key!.frozen = false; // finish() ran etcd again: its backend resumed the key
+            else x.closing = epoch;
             return;
           }
           const term = x.plan!.term;
@@ -184,7 +218,9 @@ export function simulate(seed: number, n: number, o: SimOptions = {}): string | 
           stats.aborted++;
           x.plan = null;
           if (a.revoke && key?.holder === x.id) key = null;
-          if (x.inForce.backend === "etcd" && key?.holder === x.id) key = null;
+          // The fence resigns: a running etcd backend gives its key back, a stopped one (its key
+          // frozen, a close sent) does not: that key stays until its lease runs out.
+          if (x.inForce.backend === "etcd" && key?.holder === x.id && !key.frozen) key = null;
           break;
       }
     }
@@ -204,6 +240,7 @@ export function simulate(seed: number, n: number, o: SimOptions = {}): string | 
     x.plan = null;
     x.known = 0;
     x.reports = {};
+    x.closing = 0;
   }
 
   /** `to` hears `from`'s epoch message: learns its epoch and built-in term; adopts a higher epoch. */
@@ -236,6 +273,8 @@ export function simulate(seed: number, n: number, o: SimOptions = {}): string | 
         // The in-memory hold is gone with the process: only what the start applies holds it now.
         x.hold = now + startHold(x.inForce);
         x.follows = { leader: null, term: x.term };
+        // Before the fix, a restarted etcd backend resumed a key bound to its id, also on a closed etcd.
+        if (legacyF1 && x.inForce.backend === "etcd" && key?.holder === x.id) key.frozen = false;
         // A node replaced while the cluster runs on etcd (new state directory, added again): built-in term 0.
         if (x.inForce.backend === "etcd" && etcdOpen && r() < 0.3) {
           x.term = 0;
@@ -259,6 +298,18 @@ export function simulate(seed: number, n: number, o: SimOptions = {}): string | 
         record = { backend: "builtin", epoch: record.epoch + 1 };
         hear(x, { ...x, id: x.id, inForce: record, plan: null }, now);
       }
+    }
+    // a node on etcd finds etcd's record of a close (checkClosed every 2 s; a holder out after an
+    // unknown close reads every 500 ms: settleClose); the former holder's reads may fail. (Before the
+    // epoch fix etcd held no record: `legacy.epoch` schedules have none to adopt.)
+    for (const x of nodes.values()) {
+      if (legacy || !x.alive || x.plan || x.inForce.backend !== "etcd" || now % (x.closing ? 500 : 2000) !== 0) continue;
+      if ((holds(x) || x.closing) && readFail > 0 && r() < readFail) continue;
+      if (record?.backend === "builtin" && record.epoch > x.inForce.epoch) {
+        hear(x, { ...x, inForce: { backend: "builtin", epoch: record.epoch }, plan: null, id: record.leader ?? x.id }, now);
+        x.closing = 0;
+      } else if (x.closing && !holds(x)) x.closing = 0; // the close can never apply: etcd again
+      else if (x.closing) key = null; // it gives its key back, so the next read decides
     }
     // deliveries
     for (let i = inbox.length - 1; i >= 0; i--) {
@@ -337,8 +388,8 @@ export function simulate(seed: number, n: number, o: SimOptions = {}): string | 
     }
     // etcd elections
     const e = node(ids[Math.floor(r() * n)]!);
-    if (!key && etcdOpen && e.alive && e.inForce.backend === "etcd" && mayElect(e.hold, now)) {
-      const ready = ids.map(node).filter((y) => y.alive && y.inForce.backend === "etcd" && mayElect(y.hold, now));
+    if (!key && etcdOpen && e.alive && e.inForce.backend === "etcd" && !e.closing && mayElect(e.hold, now)) {
+      const ready = ids.map(node).filter((y) => y.alive && y.inForce.backend === "etcd" && !y.closing && mayElect(y.hold, now));
       if (ready.length >= q) key = { holder: e.id, renewed: now, frozen: false, term: ++keyTerms };
     }
     // migrations

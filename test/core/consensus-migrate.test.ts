@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   backendInForce, checkStart, outcome, resumedRecords, startHoldMs, type InForce, leaderStep, leaveHoldMs, mayElect,
-  onHeard, onSwitch, resumeTerm, startPlan, usableLease,
+  onHeard, onRecord, onSwitch, resumeTerm, startPlan, usableLease,
 } from "../../src/core/consensus-migrate.ts";
 import { rng } from "./sim.ts";
 import { simulate, stats, T } from "./consensus-migrate-sim.ts";
@@ -132,6 +132,23 @@ describe("members", () => {
     expect(onHeard(local, { backend: "etcd", epoch: 1 }, 50, T, "x")).toBeNull();
     expect(onHeard(local, { backend: "etcd", epoch: 1 }, 50, T, "b")).toEqual({ inForce: { backend: "etcd", epoch: 1 }, holdUntil: 1050, fenceFirst: true, dropOwnEtcdKey: true });
   });
+
+  test("a node added (or a new state_dir) while the cluster runs on etcd: no voters to hear from, it joins from etcd's record", () => {
+    // No consensus.json, no membership: every voter's epoch message is ignored (the third review's F2) ...
+    const added = { inForce: backendInForce("builtin", null), voters: [] as string[] };
+    for (const from of ["a", "b", "c"]) expect(onHeard(added, { backend: "etcd", epoch: 3 }, 0, T, from)).toBeNull();
+    // ... but etcd's record is adopted like a voter's epoch, with the hold of leaving builtin.
+    expect(onRecord(added.inForce, { backend: "etcd", epoch: 3 }, 50, T)).toEqual({ inForce: { backend: "etcd", epoch: 3 }, holdUntil: 1050, fenceFirst: true, dropOwnEtcdKey: true });
+    // A cluster back on builtin: only the epoch is stored; a record at or below its own changes nothing.
+    expect(onRecord(added.inForce, { backend: "builtin", epoch: 4 }, 50, T)).toEqual({ inForce: { backend: "builtin", epoch: 4 }, holdUntil: 50, fenceFirst: false, dropOwnEtcdKey: false });
+    expect(onRecord({ backend: "etcd", epoch: 3 }, { backend: "etcd", epoch: 3 }, 50, T)).toBeNull();
+    // Once on etcd at epoch 3 it reports its built-in term there, so the way back is no longer refused for it.
+    const back = checkStart("builtin", {
+      self: "a", inForce: { backend: "etcd", epoch: 3 }, leading: true, voters: ["a", "b", "c", "d"], connected: ["b", "c", "d"],
+      etcdConfigured: true, configured: "builtin", allowed: true, knownEpoch: 3, voterTerms: { b: 7, c: 7, d: 0 },
+    });
+    expect(back).toEqual({ epoch: 4 });
+  });
 });
 
 describe("the leader's plan", () => {
@@ -244,6 +261,28 @@ describe("random schedules: never two acting leaders", () => {
     expect(stats.openRefused - before.openRefused).toBeGreaterThan(20);
     expect(stats.highVoterTerm - before.highVoterTerm).toBeGreaterThan(20);
     console.log(`roll-back schedules: ${JSON.stringify(Object.fromEntries(Object.entries(stats).map(([k, v]) => [k, v - before[k as keyof typeof stats]])))}`);
+  });
+
+  test("a close that applies without its leader storing builtin (answer lost, builtin not stored, a crash), the former holder's reads of etcd failing", () => {
+    const before = { ...stats };
+    const problems: string[] = [];
+    for (let seed = 1; seed <= 300; seed++) {
+      for (const n of [3, 5]) {
+        const p = simulate(seed, n, { closeLost: 0.5, readFail: seed % 3 === 0 ? 0.5 : 1 });
+        if (p) problems.push(p);
+      }
+    }
+    expect(problems).toEqual([]);
+    expect(stats.closeLost - before.closeLost).toBeGreaterThan(100);
+  });
+
+  test("the check can fail: when the former holder runs etcd again after such a close and its backend resumes its key there (before F1's fix), two act", () => {
+    // Seed 1 (3 voters): b's close of etcd applies without b storing builtin; b resumes its key on
+    // the closed etcd while the others adopt builtin from etcd's record; b's own reads fail: a,
+    // elected on builtin after its hold, and b on etcd act at once (t = 12.3 s).
+    let found: string | null = null;
+    for (let seed = 1; seed <= 20 && !found; seed++) found = simulate(seed, 3, { closeLost: 0.5, readFail: 1, legacy: { f1: true } });
+    expect(found).toContain("act at once");
   });
 
   test("the check can fail: with a new epoch of the leader's own + 1 and etcd's record ignored, an epoch is used twice and two act", () => {

@@ -17,6 +17,7 @@ import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
 import { type ClusterSummary, summarizeEtcd } from "../clusters.ts";
 import { Leadership } from "./leadership.ts";
 import { MemberReporter } from "./member-report.ts";
+import { closedBy } from "../migrate-etcd.ts";
 
 export interface EtcdConsensusOptions {
   client: EtcdClient;
@@ -60,6 +61,8 @@ export class EtcdConsensus implements Consensus {
   /** [consensus] failsafe (failsafe.ts); null until the agent attaches the mesh. */
   private failsafe: Failsafe | null = null;
   private observed = false;
+  /** Why etcd is closed by a return to builtin (migrate-etcd.ts closedBy), from the last read; null: open. */
+  private closed: string | null = null;
 
   constructor(private readonly o: EtcdConsensusOptions) {
     this.clock = o.clock ?? (() => performance.now());
@@ -87,7 +90,7 @@ export class EtcdConsensus implements Consensus {
         leader: this.snap?.leader ? { id: this.snap.leader.id, term: this.snap.leader.term } : null,
       }),
       extended: (until) => {
-        if (this.leading && until > this.leading.until) this.lead.extend(this.leading.term, until);
+        if (this.leading && !this.closed && until > this.leading.until) this.lead.extend(this.leading.term, until);
       },
     });
   }
@@ -221,16 +224,19 @@ export class EtcdConsensus implements Consensus {
     const r = await this.o.client.range(this.o.keys.root, { prefix: true });
     this.lastError = "";
     const snap = decodeSnapshot(this.o.keys, r.revision, r.kvs);
-    if (snap.invalid.length > 0) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
+    if (snap.invalid.length > 0 && !this.closed) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
     this.adoptMembership(snap);
     this.snap = snap;
+    // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
+    // former holder acts at most until a renewal sent before the close, which the members' hold covers).
+    if (!(await this.observeClosed(r.kvs)) && this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
     await this.observeLeader(snap);
     this.observed = true;
     await this.publish();
-    if (!snap.leader && !this.leading) await this.maybeTake(snap);
+    if (!snap.leader && !this.leading && !this.closed) await this.maybeTake(snap);
   }
 
-  /** Renew (or grant) this agent's lease; a leader's deadline moves only with a renewal etcd answered. */
+  /** Renew (or grant) this agent's lease; a leader's deadline moves only with a renewal etcd answered, and a read after it (tick). */
   private async renew(): Promise<void> {
     const sentAt = this.clock();
     let ttl: number;
@@ -247,9 +253,16 @@ export class EtcdConsensus implements Consensus {
       this.leaseId = null;
       this.reporter.reset();
       if (this.leading) await this.lead.lose("the etcd lease expired");
-      return;
     }
-    if (this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
+  }
+
+  /** etcd closed by a return to builtin (true): a leader loses its leadership at once, and nobody leads on it again. */
+  private async observeClosed(kvs: readonly { key: string; value: string }[]): Promise<boolean> {
+    const closed = closedBy(this.o.keys, kvs);
+    if (closed && closed !== this.closed) this.o.log.warn(`etcd is closed: ${closed}; this node does not lead on it (the migration's record decides the backend)`);
+    this.closed = closed;
+    if (closed && this.leading) await this.lead.lose(`etcd is closed: ${closed}`);
+    return closed !== null;
   }
 
   /** The later of the etcd lease's deadline and the failsafe confirmations' (failsafe-core.ts). */
@@ -260,7 +273,7 @@ export class EtcdConsensus implements Consensus {
   private async observeLeader(s: Snapshot): Promise<void> {
     const l = s.leader;
     this.term = Math.max(this.term, s.lastTerm);
-    if (l && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading) await this.adoptOwnKey(l.lease);
+    if (l && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading && !this.closed) await this.adoptOwnKey(l.lease);
     const mine = l !== null && l.id === this.o.self.id && l.lease === this.leaseId;
     if (this.leading && !mine) await this.lead.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
     if (l) {
@@ -269,7 +282,7 @@ export class EtcdConsensus implements Consensus {
       this.lastLeaderContact = this.clock();
       this.vacantSince = null;
       if (this.requested && this.lead.leader() !== this.o.self.id) this.requested = null;
-      if (mine && !this.leading && this.leaseValid !== null) this.lead.win(l.term, this.leaseValid);
+      if (mine && !this.leading && this.leaseValid !== null && !this.closed) this.lead.win(l.term, this.leaseValid);
       return;
     }
     if (this.lead.leader() !== null) this.lead.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
@@ -374,6 +387,7 @@ export class EtcdConsensus implements Consensus {
     const snap = decodeSnapshot(this.o.keys, all.revision, all.kvs);
     this.adoptMembership(snap);
     this.snap = snap;
+    await this.observeClosed(all.kvs);
     return r.succeeded;
   }
 
