@@ -1,9 +1,13 @@
 // Footprint benchmark (a script, not a test): an idle 3-node loopback cluster (`pgherd demo`'s
 // setup, dist/pgherd, default timers), then RSS and CPU of every pgherd process (agent, fencing
 // watchdog) sampled over --seconds (default 60), per process and per host, beside the baseline in
-// bench/baseline.json and the issue's targets.
-//   bun bench/footprint.ts [--seconds N]     (PostgreSQL installed; as root it runs it as "postgres")
-import { readFileSync } from "node:fs";
+// bench/baseline.json and the issue's targets. With --base PATH a second cluster of that binary
+// runs at the same time (single runs vary by about ±10 % in CPU with the machine's load) and a
+// side-by-side summary follows. Both binaries are then run from fresh copies in one directory: a
+// binary's file-backed RSS depends on how its file entered the page cache (a fresh copy of the
+// same binary showed 1.2–1.3 MB more per process than one long in the cache).
+//   bun bench/footprint.ts [--seconds N] [--bin PATH] [--base PATH]   (PostgreSQL installed; as root it runs it as "postgres")
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBuilt } from "../scripts/build.ts";
@@ -12,71 +16,116 @@ import { cpuSeconds, distinctResident, median, memSplit, pgherdProcesses, type M
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { seconds: { type: "string", default: "60" }, bin: { type: "string" } },
+  options: { seconds: { type: "string", default: "60" }, bin: { type: "string" }, base: { type: "string" } },
   strict: true,
 });
 const seconds = Number(values.seconds);
 if (!Number.isFinite(seconds) || seconds < 5 || seconds > 3600) throw new Error(`--seconds must be 5..3600, got ${values.seconds}`);
 const baseline = JSON.parse(readFileSync(join(import.meta.dir, "baseline.json"), "utf8")).footprint as Record<string, number>;
+const MB = 1048576;
 
-const bin = values.bin ?? ensureBuilt().path;
-const demo = await idleDemo(bin);
-const scratch = demo.scratch;
-try {
-  const procs = pgherdProcesses(scratch);
-  if (procs.filter((p) => p.kind === "agent").length !== 3 || procs.filter((p) => p.kind === "watchdog").length !== 3) {
-    throw new Error(`expected 3 agents and 3 watchdogs under ${scratch}, found ${JSON.stringify(procs)}`);
-  }
-  const cpu0 = new Map(procs.map((p) => [p.pid, cpuSeconds(p.pid)!]));
-  const mem = new Map<number, MemSplit[]>(procs.map((p) => [p.pid, []]));
-  const hostNames = [...new Set(procs.map((p) => p.node))];
-  const once = new Map<string, number[]>(hostNames.map((n) => [n, []]));
-  const t0 = performance.now();
-  while (performance.now() - t0 < seconds * 1000) {
-    for (const p of procs) {
-      const m = memSplit(p.pid);
-      if (m) mem.get(p.pid)!.push(m);
+type Row = PgherdProc & { rss: number; pss: number; uss: number; anon: number; file: number; pct: number };
+type Run = { bin: string; rows: Row[]; hostOnce: Map<string, number>; wall: number; primary: string };
+
+/** Starts the idle cluster of `bin`, samples its processes for `seconds`, stops it. */
+async function measure(bin: string): Promise<Run> {
+  const demo = await idleDemo(bin);
+  try {
+    const procs = pgherdProcesses(demo.scratch);
+    if (procs.filter((p) => p.kind === "agent").length !== 3 || procs.filter((p) => p.kind === "watchdog").length !== 3) {
+      throw new Error(`expected 3 agents and 3 watchdogs under ${demo.scratch}, found ${JSON.stringify(procs)}`);
     }
-    for (const n of hostNames) {
-      const b = distinctResident(procs.filter((p) => p.node === n).map((p) => p.pid));
-      if (b !== null) once.get(n)!.push(b);
+    const cpu0 = new Map(procs.map((p) => [p.pid, cpuSeconds(p.pid)!]));
+    const mem = new Map<number, MemSplit[]>(procs.map((p) => [p.pid, []]));
+    const hostNames = [...new Set(procs.map((p) => p.node))];
+    const once = new Map<string, number[]>(hostNames.map((n) => [n, []]));
+    const t0 = performance.now();
+    while (performance.now() - t0 < seconds * 1000) {
+      for (const p of procs) {
+        const m = memSplit(p.pid);
+        if (m) mem.get(p.pid)!.push(m);
+      }
+      for (const n of hostNames) {
+        const b = distinctResident(procs.filter((p) => p.node === n).map((p) => p.pid));
+        if (b !== null) once.get(n)!.push(b);
+      }
+      await Bun.sleep(1000);
     }
-    await Bun.sleep(1000);
+    const wall = (performance.now() - t0) / 1000;
+    const rows = procs.map((p) => {
+      const ms = mem.get(p.pid)!;
+      const m = (k: keyof MemSplit) => median(ms.map((x) => x[k])) / MB;
+      const pct = ((cpuSeconds(p.pid)! - cpu0.get(p.pid)!) / wall) * 100;
+      return { ...p, rss: m("rss"), pss: m("pss"), uss: m("uss"), anon: m("anon"), file: m("file"), pct };
+    });
+    const primary = /cluster demo: .*primary (\w+)/.exec(demo.transcript())?.[1] ?? "";
+    return { bin, rows, hostOnce: new Map(hostNames.map((n) => [n, median(once.get(n)!) / MB])), wall, primary };
+  } finally {
+    await demo.stop();
   }
-  const wall = (performance.now() - t0) / 1000;
-  const MB = 1048576;
-  const row = (p: PgherdProc) => {
-    const ms = mem.get(p.pid)!;
-    const m = (k: keyof MemSplit) => median(ms.map((x) => x[k])) / MB;
-    const pct = ((cpuSeconds(p.pid)! - cpu0.get(p.pid)!) / wall) * 100;
-    return { ...p, rss: m("rss"), pss: m("pss"), uss: m("uss"), anon: m("anon"), file: m("file"), pct };
-  };
-  const rows = procs.map(row);
-  console.log(`\nfootprint of an idle 3-node loopback cluster over ${wall.toFixed(0)} s (${bin}${process.env.BUN_OPTIONS ? `, BUN_OPTIONS=${process.env.BUN_OPTIONS}` : ""})`);
+}
+
+const hosts = (r: Run) => [...r.hostOnce.keys()].map((n) => r.rows.filter((x) => x.node === n));
+const hostSum = (r: Run, k: "rss" | "pss" | "uss" | "anon" | "pct") => hosts(r).map((h) => h.reduce((a, x) => a + x[k], 0));
+const fmt = (xs: number[], d: number) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
+
+function report(r: Run): void {
+  console.log(`\nfootprint of an idle 3-node loopback cluster over ${r.wall.toFixed(0)} s (${r.bin}${process.env.BUN_OPTIONS ? `, BUN_OPTIONS=${process.env.BUN_OPTIONS}` : ""})`);
   console.log("median MB over the run (RSS = anonymous + file-backed); CPU % of one core");
   console.log("  node  process  pid       RSS    PSS    USS   anon   file   CPU %");
   const f1 = (x: number) => x.toFixed(1).padStart(6);
-  for (const r of rows) {
-    console.log(`  ${r.node} ${r.kind.padEnd(8)} ${String(r.pid).padEnd(7)} ${f1(r.rss)} ${f1(r.pss)} ${f1(r.uss)} ${f1(r.anon)} ${f1(r.file)} ${r.pct.toFixed(2).padStart(6)}`);
+  for (const x of r.rows) {
+    console.log(`  ${x.node} ${x.kind.padEnd(8)} ${String(x.pid).padEnd(7)} ${f1(x.rss)} ${f1(x.pss)} ${f1(x.uss)} ${f1(x.anon)} ${f1(x.file)} ${x.pct.toFixed(2).padStart(6)}`);
   }
-  const per = (k: string) => rows.filter((r) => r.kind === k);
-  const hosts = hostNames.map((n) => rows.filter((r) => r.node === n));
-  const hostSum = (k: "rss" | "pss" | "uss" | "pct") => hosts.map((h) => h.reduce((a, r) => a + r[k], 0));
-  const hostOnce = hostNames.map((n) => median(once.get(n)!) / MB);
-  const fmt = (xs: number[], d: number) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
+  const per = (k: string) => r.rows.filter((x) => x.kind === k);
   const b = (k: string) => (baseline[k] === undefined ? "" : String(baseline[k]));
   console.log(`\n| figure | baseline | now: median (min–max) over 3 hosts | target |`);
   console.log(`|---|---|---|---|`);
   for (const k of ["agent", "watchdog"] as const) {
-    console.log(`| ${k} RSS MB | ${b(`${k}RssMb`)} | ${fmt(per(k).map((r) => r.rss), 1)} | |`);
-    console.log(`| ${k} PSS MB (binary shared by 6 processes here) | | ${fmt(per(k).map((r) => r.pss), 1)} | |`);
-    console.log(`| ${k} USS MB | | ${fmt(per(k).map((r) => r.uss), 1)} | |`);
-    console.log(`| ${k} CPU % | ${b(`${k}CpuPct`)} | ${fmt(per(k).map((r) => r.pct), 2)} | |`);
+    console.log(`| ${k} RSS MB | ${b(`${k}RssMb`)} | ${fmt(per(k).map((x) => x.rss), 1)} | |`);
+    console.log(`| ${k} PSS MB (binary shared by 6 processes here) | | ${fmt(per(k).map((x) => x.pss), 1)} | |`);
+    console.log(`| ${k} USS MB | | ${fmt(per(k).map((x) => x.uss), 1)} | |`);
+    console.log(`| ${k} CPU % | ${b(`${k}CpuPct`)} | ${fmt(per(k).map((x) => x.pct), 2)} | |`);
   }
-  console.log(`| RSS per host MB (sum; the target's figure) | ${b("hostRssMb")} | ${fmt(hostSum("rss"), 1)} | ≤ 60 |`);
-  console.log(`| resident per host MB, shared pages once (= PSS sum on a real host) | | ${fmt(hostOnce, 1)} | |`);
-  console.log(`| USS per host MB (sum) | | ${fmt(hostSum("uss"), 1)} | |`);
-  console.log(`| CPU per host % | ${b("hostCpuPct")} | ${fmt(hostSum("pct"), 2)} | ≤ 1.5 |`);
-} finally {
-  await demo.stop();
+  console.log(`| RSS per host MB (sum; the target's figure) | ${b("hostRssMb")} | ${fmt(hostSum(r, "rss"), 1)} | ≤ 60 |`);
+  console.log(`| resident per host MB, shared pages once (= PSS sum on a real host) | | ${fmt([...r.hostOnce.values()], 1)} | |`);
+  console.log(`| USS per host MB (sum) | | ${fmt(hostSum(r, "uss"), 1)} | |`);
+  console.log(`| CPU per host % | ${b("hostCpuPct")} | ${fmt(hostSum(r, "pct"), 2)} | ≤ 1.5 |`);
+}
+
+/** The two runs side by side: per host (median, min–max) and the agents apart by role. */
+function compare(base: Run, now: Run): void {
+  const agents = (r: Run, primary: boolean) => r.rows.filter((x) => x.kind === "agent" && (x.node === r.primary) === primary).map((x) => x.pct.toFixed(2)).join(" / ");
+  const line = (label: string, f: (r: Run) => string) => console.log(`| ${label} | ${f(base)} | ${f(now)} |`);
+  console.log(`\nside by side, both clusters at the same time\n| figure | base ${base.bin} | now ${now.bin} |\n|---|---|---|`);
+  line("standby agents CPU %", (r) => agents(r, false));
+  line("primary's agent CPU %", (r) => `${agents(r, true)} (${r.primary})`);
+  line("watchdogs CPU %", (r) => r.rows.filter((x) => x.kind === "watchdog").map((x) => x.pct.toFixed(2)).join(" / "));
+  line("CPU per host %", (r) => fmt(hostSum(r, "pct"), 2));
+  line("RSS per host MB", (r) => fmt(hostSum(r, "rss"), 1));
+  line("resident per host MB, shared pages once", (r) => fmt([...r.hostOnce.values()], 1));
+  line("anonymous per host MB", (r) => fmt(hostSum(r, "anon"), 1));
+  line("USS per host MB", (r) => fmt(hostSum(r, "uss"), 1));
+}
+
+const bin = values.bin ?? ensureBuilt().path;
+if (values.base === undefined) {
+  report(await measure(bin));
+} else {
+  const dir = mkdtempSync("/tmp/pgherd-footprint-");
+  try {
+    chmodSync(dir, 0o755); // the agents run as "postgres" when started as root
+    const copy = (from: string, name: string) => {
+      const to = join(dir, name);
+      copyFileSync(from, to);
+      chmodSync(to, 0o755);
+      return to;
+    };
+    const [base, now] = await Promise.all([measure(copy(values.base, "pgherd-base")), measure(copy(bin, "pgherd-now"))]);
+    report(base);
+    report(now);
+    compare(base, now);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
