@@ -3,7 +3,8 @@
 // (src/core/consensus-migrate.ts) relies on: the key a built-in leader takes is resumed by its own
 // etcd backend while the others follow without detaching; after the close no etcd candidate ever
 // takes the key (and without it one does), and its former holder stops leading at once and never
-// resumes its key there; a stale own key is dropped, nobody else's.
+// resumes its key there, nor past the members' hold when the close applies while the read that showed
+// etcd open is answered; a stale own key is dropped, nobody else's.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -30,11 +31,11 @@ class Member {
   running = false;
   readonly c: EtcdConsensus;
 
-  constructor(readonly id: string, cluster: string, endpoints: string[], dir: string) {
+  constructor(readonly id: string, cluster: string, endpoints: string[], dir: string, client = new EtcdClient({ endpoints, requestTimeoutMs: 300 })) {
     const store = new ElectionStore(mkdtempSync(join(dir, `${id}-`)));
     store.saveElection({ term: 5, votedFor: A, membership: MEMBERSHIP });
     this.c = new EtcdConsensus({
-      client: new EtcdClient({ endpoints, requestTimeoutMs: 300 }), keys: clusterKeys("/pgherd", cluster),
+      client, keys: clusterKeys("/pgherd", cluster),
       self: { id, name: id.slice(0, 1), role: "database", canLead: true, priority: 100 },
       ttlS: TTL_S, pollMs: 100, maxDrift: 0.02, fenceMs: 200, deferMs: 500, store, log: memoryLogger(),
       hooks: {
@@ -188,6 +189,40 @@ describe("migration steps on a real etcd", () => {
     await Bun.sleep(500); // a few polls more
     expect([a2.held, a2.leads(), a2.c.status().membership]).toEqual([0, false, null]);
     a2.stop();
+  }, 20_000);
+
+  test("a restarted former holder whose read showed etcd open while the close applied resumes its key only until the members' hold ends", async () => {
+    const keys = clusterKeys("/pgherd", "m6");
+    const opened = (await open("m6"))!;
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    // a's new backend: its first prefix read (etcd open) is answered 900 ms late, and the close (sent
+    // before the restart, still in flight) applies meanwhile; from then on reads fail while keepalives
+    // pass, so a learns of the close only from its lease running out.
+    let closedAt = 0, reads = 0;
+    class LateRead extends EtcdClient {
+      override async range(key: string, opts: { prefix?: boolean } = {}) {
+        if (opts.prefix && reads++ === 0) {
+          const r = await super.range(key, opts);
+          expect(await closeEtcd(client, keys, { term: opened.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A })).toBe(true);
+          closedAt = performance.now();
+          await Bun.sleep(900);
+          return r;
+        }
+        if (closedAt > 0) throw new Error("simulated: read timed out");
+        return super.range(key, opts);
+      }
+    }
+    const a = new Member(A, "m6", etcd.endpoints(), tmp, new LateRead({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 }));
+    all.push(a);
+    a.start();
+    let until = 0;
+    await waitFor(() => (until = a.c.lease()?.until ?? 0) > 0, { timeoutMs: 5_000, what: "a to resume its key" });
+    // The members that read the close adopt builtin no earlier than closedAt and hold this long.
+    const holdMs = leaveHoldMs("etcd", { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 });
+    console.log(`a resumed its key ${Math.round(performance.now() - closedAt)} ms after the close, until ${Math.round(until - closedAt)} ms (the members hold ${holdMs} ms)`);
+    expect(until).toBeLessThan(closedAt + holdMs);
+    await waitFor(() => !a.leads(), { timeoutMs: Math.max(1, closedAt + holdMs - performance.now()), what: "a to stop leading before the members' hold ends" });
+    a.stop();
   }, 20_000);
 
   test("open refuses while a key exists; a stale own key is dropped, another node's is not", async () => {

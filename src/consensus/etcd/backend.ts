@@ -221,6 +221,7 @@ export class EtcdConsensus implements Consensus {
 
   private async tick(): Promise<void> {
     await this.renew();
+    const readSentAt = this.clock();
     const r = await this.o.client.range(this.o.keys.root, { prefix: true });
     this.lastError = "";
     const snap = decodeSnapshot(this.o.keys, r.revision, r.kvs);
@@ -230,7 +231,7 @@ export class EtcdConsensus implements Consensus {
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
     if (!(await this.observeClosed(r.kvs)) && this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
-    await this.observeLeader(snap);
+    await this.observeLeader(snap, readSentAt);
     this.observed = true;
     await this.publish();
     if (!snap.leader && !this.leading && !this.closed) await this.maybeTake(snap);
@@ -270,10 +271,11 @@ export class EtcdConsensus implements Consensus {
     return effectiveDeadline(this.leaseValid, this.failsafe?.deadline(term) ?? null) ?? -Infinity;
   }
 
-  private async observeLeader(s: Snapshot): Promise<void> {
+  /** `readSentAt`: when the read that gave `s` was sent (a resumed key's deadline counts from it). */
+  private async observeLeader(s: Snapshot, readSentAt: number): Promise<void> {
     const l = s.leader;
     this.term = Math.max(this.term, s.lastTerm);
-    if (l && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading && !this.closed) await this.adoptOwnKey(l.lease);
+    if (l && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading && !this.closed) await this.adoptOwnKey(l.lease, readSentAt);
     const mine = l !== null && l.id === this.o.self.id && l.lease === this.leaseId;
     if (this.leading && !mine) await this.lead.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
     if (l) {
@@ -292,11 +294,16 @@ export class EtcdConsensus implements Consensus {
     if (!this.detaching && (this.detachedFor ?? -1) < this.term + 1 && !this.failsafe?.promised()) this.detach(this.term + 1);
   }
 
-  /** After an agent restart the key may still be bound to this node's previous lease: keep it (like ledTerm in builtin). */
-  private async adoptOwnKey(lease: string): Promise<void> {
-    const sentAt = this.clock();
+  /**
+   * After an agent restart the key may still be bound to this node's previous lease: keep it (like
+   * ledTerm in builtin). The deadline counts from the send time of the read that showed etcd open
+   * (`readSentAt`), not from this keepalive: a close applied after that read and before the
+   * keepalive must not move it (docs/design.md S21). The keepalive, sent later, renews the lease
+   * for at least as long, so counting from the earlier time is safe for the lease too.
+   */
+  private async adoptOwnKey(lease: string, readSentAt: number): Promise<void> {
     const ttl = await this.o.client.leaseKeepAlive(lease);
-    const until = leaseDeadline(sentAt, ttl, this.o.maxDrift, this.o.fenceMs);
+    const until = leaseDeadline(readSentAt, ttl, this.o.maxDrift, this.o.fenceMs);
     if (until === null) return;
     const old = this.leaseId;
     this.leaseId = lease;
