@@ -220,9 +220,13 @@ export class EtcdConsensus implements Consensus {
   }
 
   private async tick(): Promise<void> {
-    await this.renew();
-    const readSentAt = this.clock();
-    const r = await this.o.client.range(this.o.keys.root, { prefix: true });
+    // The renewal and the read go out together, the renewal first: the deadline counts from a send
+    // time taken before the read was sent, and a round costs one request deadline (lease-core.ts).
+    const sentAt = this.clock();
+    const [renewed, read] = await Promise.allSettled([this.renew(sentAt), this.o.client.range(this.o.keys.root, { prefix: true })]);
+    if (renewed.status === "rejected") throw renewed.reason;
+    if (read.status === "rejected") throw read.reason;
+    const r = read.value;
     this.lastError = "";
     const snap = decodeSnapshot(this.o.keys, r.revision, r.kvs);
     if (snap.invalid.length > 0 && !this.closed) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
@@ -231,15 +235,14 @@ export class EtcdConsensus implements Consensus {
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
     if (!(await this.observeClosed(r.kvs)) && this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
-    await this.observeLeader(snap, readSentAt);
+    await this.observeLeader(snap, sentAt);
     this.observed = true;
     await this.publish();
     if (!snap.leader && !this.leading && !this.closed) await this.maybeTake(snap);
   }
 
-  /** Renew (or grant) this agent's lease; a leader's deadline moves only with a renewal etcd answered, and a read after it (tick). */
-  private async renew(): Promise<void> {
-    const sentAt = this.clock();
+  /** Renew (or grant) this agent's lease; a leader's deadline moves only with a renewal etcd answered, and a read sent with it (tick). */
+  private async renew(sentAt: number): Promise<void> {
     let ttl: number;
     if (this.leaseId) ttl = await this.o.client.leaseKeepAlive(this.leaseId);
     else {
