@@ -12,6 +12,11 @@ import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
 import { EtcdClient } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
 import { backendKey, closeEtcd, commitEtcd, commitState, dropOwnKey, type Opened, openEtcd, readRecord, releaseEtcd, rollBack, rollBackPending } from "../../src/consensus/migrate-etcd.ts";
+import { MigrateDriver, type MigrateDeps } from "../../src/agent/migrate-driver.ts";
+import { type LeaderEtcdCtx, settleOpen } from "../../src/agent/migrate-leader-etcd.ts";
+import { SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { createConsensus } from "../../src/consensus/create.ts";
 import { leaveHoldMs } from "../../src/core/consensus-migrate.ts";
 import type { Membership } from "../../src/core/messages.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -58,6 +63,20 @@ class Member {
     this.c.stop();
   }
   leads(): boolean { return this.running && this.c.lease() !== null; }
+}
+
+/** A built-in node's migration driver (no consensus.json), its store holding a membership or none, on cluster `cluster` in etcd. */
+function joiner(id: string, cluster: string, endpoints: string[], dir: string, membership: Membership | null) {
+  const stateDir = mkdtempSync(join(dir, `${id}-join-`));
+  const cfg = parseConfig(`cluster = "${cluster}"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${stateDir}"\n[election]\ntimeout_ms = 300\nlease_ms = 150\nheartbeat_ms = 50\njitter_ms = 50\nfence_ms = 50\n[consensus]\nendpoints = ${JSON.stringify(endpoints)}\nttl_s = 2\npoll_ms = 100\nrequest_timeout_ms = 300\n`, "pgherd.toml");
+  const store = new ElectionStore(stateDir);
+  if (membership) store.saveElection({ term: 5, votedFor: null, membership });
+  const log = memoryLogger();
+  const hooks = { send: () => {}, leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m: string) => { throw new Error(m); } };
+  const sw = new SwitchableConsensus((b, h) => createConsensus({ cfg, nodeId: id, store, hooks: h, log, nameOf: (x) => x }, b), "builtin", hooks);
+  const now = { t: 0 };
+  const driver = new MigrateDriver({ cfg, self: id, log, consensus: sw, store, send: () => {}, connected: () => [], fence: async () => {}, nameOf: (x) => x, clock: () => now.t });
+  return { driver, sw, log, now, stop: () => (driver.stop(), sw.stop()) };
 }
 
 requireReal("etcd migration steps", etcdSkipReason());
@@ -223,6 +242,61 @@ describe("migration steps on a real etcd", () => {
     expect(until).toBeLessThan(closedAt + holdMs);
     await waitFor(() => !a.leads(), { timeoutMs: Math.max(1, closedAt + holdMs - performance.now()), what: "a to stop leading before the members' hold ends" });
     a.stop();
+  }, 20_000);
+
+  test("the join check (MigrateDriver): a voter with a membership never reads etcd's record; a new node adopts {etcd, e} only once etcd's membership is committed", async () => {
+    const keys = clusterKeys("/pgherd", "j1");
+    // A migration to etcd whose open applied (its answer lost, say): {etcd, 1}, membership pending.
+    const opened = (await open("j1"))!;
+    const voter = joiner(B, "j1", etcd.endpoints(), tmp, MEMBERSHIP);
+    const added = joiner(C, "j1", etcd.endpoints(), tmp, null);
+    try {
+      voter.driver.step();
+      added.driver.step();
+      await waitFor(() => added.log.lines.some((l) => l.includes("membership not committed")), { timeoutMs: 5_000, what: "the new node to read the pending record" });
+      expect([voter.driver.inForce(), added.driver.inForce()]).toEqual([{ backend: "builtin", epoch: 0 }, { backend: "builtin", epoch: 0 }]);
+      // Committed: the new node adopts it at its next read (every 2 s); the voter never reads etcd's record.
+      expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+      for (const n of [voter, added]) (n.now.t += 2_000), n.driver.step();
+      await waitFor(() => added.driver.inForce().backend === "etcd", { timeoutMs: 5_000, what: "the new node to adopt etcd's committed record" });
+      expect(added.driver.inForce()).toEqual({ backend: "etcd", epoch: 1 });
+      expect(voter.driver.inForce()).toEqual({ backend: "builtin", epoch: 0 });
+      expect(voter.log.lines.filter((l) => l.includes("etcd's record"))).toEqual([]);
+    } finally {
+      voter.stop();
+      added.stop();
+      await releaseEtcd(client, keys, { term: opened.term, leaseId: opened.leaseId });
+    }
+  }, 20_000);
+
+  test("settleOpen: an applied open is rolled back through the record (key first); an open still in flight is voided and can never apply", async () => {
+    const ctx = (cluster: string): LeaderEtcdCtx => ({
+      d: { self: A, log: memoryLogger() } as unknown as MigrateDeps, etcd: () => ({ client, keys: clusterKeys("/pgherd", cluster) }),
+      timers: { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 }, clock: () => performance.now(), persist: () => {},
+    });
+    // Applied: {etcd, 1} pending with a's key → key deleted, record {builtin, 2}; once settled, it stays.
+    const s1 = clusterKeys("/pgherd", "s1");
+    await open("s1");
+    expect(await settleOpen(ctx("s1"), 1)).toEqual({ backend: "builtin", epoch: 2 });
+    expect([(await client.range(s1.leader)).kvs.length, await readRecord(client, s1)]).toEqual([0, { backend: "builtin", epoch: 2 }]);
+    expect(await settleOpen(ctx("s1"), 1)).toEqual({ backend: "builtin", epoch: 2 });
+    // In flight: the open read the (absent) record, its transaction is held until the settle ran.
+    const s2 = clusterKeys("/pgherd", "s2");
+    let release = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    class Held extends EtcdClient {
+      override async txn(...args: Parameters<EtcdClient["txn"]>) {
+        await gate;
+        return super.txn(...args);
+      }
+    }
+    let sent = false;
+    const late = openEtcd(new Held({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 }), s2, { self: A, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch: 1, now: () => performance.now(), sending: () => (sent = true) });
+    await waitFor(() => sent, { timeoutMs: 5_000, what: "the open's transaction to be sent" });
+    expect(await settleOpen(ctx("s2"), 1)).toEqual({ backend: "builtin", epoch: 1 });
+    release();
+    expect(await late).toBeNull(); // the record changed: refused, its lease revoked
+    expect([(await client.range(s2.leader)).kvs.length, await readRecord(client, s2)]).toEqual([0, { backend: "builtin", epoch: 1 }]);
   }, 20_000);
 
   test("open refuses while a key exists; a stale own key is dropped, another node's is not", async () => {
