@@ -13,7 +13,7 @@ import { EtcdClient } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
 import { backendKey, closeEtcd, commitEtcd, commitState, dropOwnKey, type Opened, openEtcd, readRecord, releaseEtcd, rollBack, rollBackPending } from "../../src/consensus/migrate-etcd.ts";
 import { MigrateDriver, type MigrateDeps } from "../../src/agent/migrate-driver.ts";
-import { type LeaderEtcdCtx, settleOpen } from "../../src/agent/migrate-leader-etcd.ts";
+import { type LeaderEtcdCtx, settleClose, settleOpen } from "../../src/agent/migrate-leader-etcd.ts";
 import { SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { createConsensus } from "../../src/consensus/create.ts";
@@ -32,6 +32,7 @@ const MEMBERSHIP: Membership = { term: 5, index: 3, voters: [A, B, C] };
 /** One agent's etcd backend with counting hooks; its store already holds the built-in membership. */
 class Member {
   held = 0;
+  lost = 0;
   detached = 0;
   running = false;
   readonly c: EtcdConsensus;
@@ -44,7 +45,7 @@ class Member {
       self: { id, name: id.slice(0, 1), role: "database", canLead: true, priority: 100 },
       ttlS: TTL_S, pollMs: 100, maxDrift: 0.02, fenceMs: 200, deferMs: 500, store, log: memoryLogger(),
       hooks: {
-        send: () => {}, leadershipChanged: () => {}, leaseLost: async () => {},
+        send: () => {}, leadershipChanged: () => {}, leaseLost: async () => void this.lost++,
         leaseHeld: () => void this.held++,
         detach: async () => (this.detached++, { ok: true, position: null }),
         fatal: (m) => { throw new Error(m); },
@@ -92,6 +93,12 @@ describe("migration steps on a real etcd", () => {
   };
   const open = (cluster: string, self = A, epoch = 1) =>
     openEtcd(client, clusterKeys("/pgherd", cluster), { self, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch, now: () => performance.now() }) as Promise<Opened | null>;
+
+  /** The migrating leader's etcd side (migrate-leader-etcd.ts) as node A on `cluster`. */
+  const leaderCtx = (cluster: string): LeaderEtcdCtx => ({
+    d: { self: A, log: memoryLogger() } as unknown as MigrateDeps, etcd: () => ({ client, keys: clusterKeys("/pgherd", cluster) }),
+    timers: { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 }, clock: () => performance.now(), persist: () => {},
+  });
 
   beforeAll(async () => {
     tmp = mkdtempSync("/tmp/pgherd-migrate-etcd-");
@@ -244,6 +251,38 @@ describe("migration steps on a real etcd", () => {
     a.stop();
   }, 20_000);
 
+  test("a leader whose every etcd request is answered 600 ms late keeps its lease: a poll's renewal and read go out together", async () => {
+    // request_timeout_ms 700 with ttl 2, fence 200, poll 100: the config check's smallest margin
+    // (usable 1722 ms >= two rounds of 800 ms). Renewal then read one after the other would extend
+    // 2 x 600 + 100 + 600 ms after the last renewal was sent: past the usable lease.
+    class Slow extends EtcdClient {
+      delay = 0;
+      keepalives = 0;
+      override async range(key: string, opts: { prefix?: boolean } = {}) {
+        await Bun.sleep(this.delay);
+        return super.range(key, opts);
+      }
+      override async leaseKeepAlive(id: string) {
+        await Bun.sleep(this.delay);
+        this.keepalives++;
+        return super.leaseKeepAlive(id);
+      }
+    }
+    const keys = clusterKeys("/pgherd", "m7");
+    const opened = (await open("m7"))!;
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    const slow = new Slow({ endpoints: etcd.endpoints(), requestTimeoutMs: 700 });
+    const a = new Member(A, "m7", etcd.endpoints(), tmp, slow);
+    all.push(a);
+    a.start();
+    await waitFor(() => a.leads(), { timeoutMs: 5_000, what: "a to resume its key" });
+    slow.delay = 600;
+    const before = slow.keepalives;
+    await waitFor(() => slow.keepalives >= before + 4 || a.lost > 0, { timeoutMs: 10_000, what: "four slow renewals" });
+    expect([a.lost, a.leads()]).toEqual([0, true]);
+    a.stop();
+  }, 20_000);
+
   test("the join check (MigrateDriver): a voter with a membership never reads etcd's record; a new node adopts {etcd, e} only once etcd's membership is committed", async () => {
     const keys = clusterKeys("/pgherd", "j1");
     // A migration to etcd whose open applied (its answer lost, say): {etcd, 1}, membership pending.
@@ -269,11 +308,28 @@ describe("migration steps on a real etcd", () => {
     }
   }, 20_000);
 
+  test("settleClose: the record of the close decides; else the key is given back and then it is open for good", async () => {
+    const ctx = leaderCtx("c1");
+    const keys = clusterKeys("/pgherd", "c1");
+    const opened = (await open("c1"))!;
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    const closing = { epoch: 2, etcd: { leaseId: opened.leaseId, term: opened.term } };
+    // Not applied (yet), key still a's: given back (so the close can never apply), then "open".
+    expect(await settleClose(ctx, closing)).toBe("unknown");
+    expect((await client.range(keys.leader)).kvs).toEqual([]);
+    expect(await settleClose(ctx, closing)).toBe("open");
+    expect(await closeEtcd(client, keys, { term: opened.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A })).toBe(false);
+    // Applied: the record names the close.
+    const k2 = clusterKeys("/pgherd", "c2");
+    const o2 = (await open("c2"))!;
+    expect(await commitEtcd(client, k2, { term: o2.term, membership: MEMBERSHIP })).toBe(true);
+    expect(await closeEtcd(client, k2, { term: o2.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A })).toBe(true);
+    expect(await settleClose(leaderCtx("c2"), { epoch: 2, etcd: { leaseId: o2.leaseId, term: o2.term } })).toMatchObject({ backend: "builtin", epoch: 2, leader: A });
+    await releaseEtcd(client, k2, { term: o2.term, leaseId: o2.leaseId });
+  }, 20_000);
+
   test("settleOpen: an applied open is rolled back through the record (key first); an open still in flight is voided and can never apply", async () => {
-    const ctx = (cluster: string): LeaderEtcdCtx => ({
-      d: { self: A, log: memoryLogger() } as unknown as MigrateDeps, etcd: () => ({ client, keys: clusterKeys("/pgherd", cluster) }),
-      timers: { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 }, clock: () => performance.now(), persist: () => {},
-    });
+    const ctx = leaderCtx;
     // Applied: {etcd, 1} pending with a's key → key deleted, record {builtin, 2}; once settled, it stays.
     const s1 = clusterKeys("/pgherd", "s1");
     await open("s1");
