@@ -66,6 +66,8 @@ export interface Running {
    * aborts, this node stays stopped and fenced until etcd's keys settle it (MigrateDriver.settleClose).
    */
   closeSent?: boolean;
+  /** To etcd: the open transaction was sent and not answered (it may have applied). */
+  openSent?: boolean;
   /** SwitchableConsensus.resigns at the start: once it changes, the lease no longer counts. */
   resigns: number;
   answer: (r: ActionResult) => void;
@@ -81,6 +83,9 @@ export class MigrateDriver {
   private lastClosedCheck = -Infinity;
   /** A close of etcd whose outcome is unknown (or applied without builtin stored here): its epoch and the key's term. */
   private closing: L.Closing | null = null;
+  /** A migration to etcd (its epoch) that aborted with its open applied or possibly applied, etcd's record not yet settled (settleOpening). */
+  private opening: number | null = null;
+  private lastOpenCheck = -Infinity;
   /** No consensus.json at start and etcd configured: etcd's record not read yet (joinFromRecord). */
   private joining = false;
   private lastJoinError = "";
@@ -104,9 +109,11 @@ export class MigrateDriver {
     this.ctx = { d, etcd: () => this.etcd(), timers: this.timers, clock: this.clock, persist: (f, e) => this.persist(f, e) };
     const hold = M.startHoldMs(this.inForceNow, this.timers);
     if (hold > 0) d.consensus.holdAtLeast(this.clock() + hold);
-    // Never stored a migration's record (a node added, or a new state_dir): etcd's record says
-    // whether the cluster moved meanwhile; nobody else can tell it (it has no voters to hear from).
-    this.joining = this.backends.get() === null && d.cfg.consensus.endpoints.length > 0 && d.cfg.consensus.backend === "builtin";
+    // Never stored a migration's record nor a membership (a node added, or a new state_dir): etcd's
+    // record says whether the cluster moved meanwhile; nobody else can tell it (it has no voters to hear from).
+    this.joining = M.joinsFromRecord({
+      stored: this.backends.get(), etcdConfigured: d.cfg.consensus.endpoints.length > 0, configured: d.cfg.consensus.backend, hasMembership: d.store.get().membership !== null,
+    });
   }
 
   /** Whether this node runs a migration now (operator actions that move leadership refuse meanwhile). */
@@ -201,6 +208,11 @@ export class MigrateDriver {
       this.lastClosedCheck = now;
       this.serial(() => this.joinFromRecord());
     }
+    if (this.opening !== null && !this.run && now - this.lastOpenCheck >= EPOCH_EVERY_MS) {
+      this.lastOpenCheck = now;
+      const epoch = this.opening;
+      this.serial(() => this.settleOpening(epoch));
+    }
     const check = this.closing ? CLOSING_EVERY_MS : EPOCH_EVERY_MS;
     if (this.inForceNow.backend === "etcd" && !this.run && (this.closing || this.d.consensus.status().membership === null) && now - this.lastClosedCheck >= check) {
       this.lastClosedCheck = now;
@@ -238,23 +250,44 @@ export class MigrateDriver {
     if (this.inForceNow.epoch >= c.epoch) this.closing = null;
   }
 
-  /** A node that never stored a migration's record adopts etcd's record once it reads it (retried every 2 s until etcd answers). */
+  /**
+   * A node that never stored a migration's record nor a membership adopts etcd's record once it reads
+   * it with the membership committed (retried every 2 s until etcd answers and a pending one settles).
+   */
   private async joinFromRecord(): Promise<void> {
-    if (!this.joining || this.backends.get() !== null) return void (this.joining = false);
+    if (!this.joining || this.backends.get() !== null || this.d.store.get().membership !== null) return void (this.joining = false);
     const { migrateEtcd } = await this.etcdModule();
-    let rec: Awaited<ReturnType<typeof migrateEtcd.readRecord>>;
+    let a: ReturnType<typeof M.onJoinRecord>, rec: M.InForce | null;
     try {
-      rec = await migrateEtcd.readRecord(this.etcd().client, this.etcd().keys);
+      const k = await migrateEtcd.readMigrationKeys(this.etcd().client, this.etcd().keys, this.d.self);
+      rec = k.seen.record;
+      a = M.onJoinRecord(this.inForceNow, rec, k.committed, this.clock(), this.timers);
     } catch (e) {
-      const msg = `etcd: cannot read the record of this cluster's backend (a node with no ${this.backends.file} checks whether the cluster moved to etcd): ${(e as Error).message}; trying every 2 s`;
-      if (msg !== this.lastJoinError) this.d.log.warn(msg); // once, not every 2 s
-      this.lastJoinError = msg;
-      return;
+      return this.joinNote(`etcd: cannot read the record of this cluster's backend (a node with no ${this.backends.file} checks whether the cluster moved to etcd): ${(e as Error).message}; trying every 2 s`);
     }
-    const heard = rec ? { backend: rec.backend, epoch: rec.epoch } : null;
-    const a = heard ? M.onRecord(this.inForceNow, heard, this.clock(), this.timers) : null;
-    if (heard && a) await this.adopt(a, heard, "etcd's record (this node had stored none)");
+    if (a === "wait") return this.joinNote(`etcd's record names etcd (epoch ${rec!.epoch}) with its membership not committed (a migration not carried out): not joining it; reading again every 2 s`);
+    if (rec && a) await this.adopt(a, rec, "etcd's record (this node had stored none)");
     this.joining = false;
+  }
+
+  /** Logged once, not every 2 s. */
+  private joinNote(msg: string): void {
+    if (msg !== this.lastJoinError) this.d.log.warn(msg);
+    this.lastJoinError = msg;
+  }
+
+  /** etcd's record of a migration to etcd this node aborted after its open applied or may have: settled, then stored like the roll-back step. */
+  private async settleOpening(epoch: number): Promise<void> {
+    if (this.run || this.opening !== epoch) return;
+    const out = await L.settleOpen(this.ctx, epoch);
+    if (out === "unknown" || this.opening !== epoch) return;
+    this.opening = null;
+    this.knownEpoch = Math.max(this.knownEpoch, out.epoch);
+    this.d.log.info(`etcd's record after the aborted migration to etcd (epoch ${epoch}) is settled: ${out.backend} at epoch ${out.epoch}`);
+    if (out.backend === "builtin" && this.inForceNow.backend === "builtin" && out.epoch > this.inForceNow.epoch) {
+      this.persist(out);
+      this.broadcastEpoch();
+    }
   }
 
   private broadcastEpoch(): void {
@@ -336,6 +369,8 @@ export class MigrateDriver {
       this.d.log.warn(`consensus migration to ${to} (epoch ${epoch}) aborted: ${reason}`);
       // Stopped before anyone was told to switch (to builtin, etcd not closed): run the backend in force
       // again. A close that applied or may have: never back on etcd before etcd's keys settle it.
+      // To etcd with the open applied or possibly applied and no roll-back stored: etcd's record is settled (settleOpening).
+      if (r.state.to === "etcd" && (r.openSent || r.etcd) && this.inForceNow.epoch < epoch) this.opening = epoch;
       if (r.state.to === "builtin" && r.closeSent && this.inForceNow.epoch < epoch && r.etcd) {
         this.closing = { epoch, etcd: r.etcd };
         this.d.log.warn(`etcd may be closed (epoch ${epoch}): this node stays out and fenced until etcd says whether the close applied`);

@@ -43,9 +43,11 @@ export async function openEtcd(x: LeaderEtcdCtx, r: Running, learn: (epoch: numb
   const migrateEtcd = await import("../consensus/migrate-etcd.ts");
   const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
   try {
+    // openSent: the open transaction went out and got no answer (it may have applied): the driver settles it.
     const open = () => migrateEtcd.openEtcd(x.etcd().client, x.etcd().keys, {
       self: x.d.self, ttlS: x.d.cfg.consensus.ttl_s, membership: st.membership!, guard: st.guard, epoch: r.state.epoch, now: x.clock,
-    });
+      sending: () => (r.openSent = true),
+    }).then((o) => ((r.openSent = false), o));
     let o = await open();
     // A key with this node's id is left from an earlier migration whose release failed (this node
     // leads on builtin now, so it is stale): drop it and try once more.
@@ -170,4 +172,27 @@ export async function settleClose(x: LeaderEtcdCtx, c: Closing): Promise<{ backe
     x.d.log.warn(`etcd: the outcome of the close (epoch ${c.epoch}) is still unknown: ${(e as Error).message}; staying out and fenced until etcd answers`);
   }
   return "unknown";
+}
+
+/**
+ * A migration to etcd at `epoch` that aborted with its open applied or possibly applied: etcd's
+ * record is settled (core settleOpen) so it ends as a decision carried out. Returns the decision in
+ * etcd's record once settled (the driver stores a roll-back or void of its own like the roll-back
+ * step), or "unknown": read again later.
+ */
+export async function settleOpen(x: LeaderEtcdCtx, epoch: number): Promise<M.InForce | "unknown"> {
+  const migrateEtcd = await import("../consensus/migrate-etcd.ts");
+  const { client, keys } = x.etcd();
+  try {
+    const { seen, recordMod } = await migrateEtcd.readMigrationKeys(client, keys, x.d.self);
+    const s = M.settleOpen(epoch, x.d.self, seen);
+    if (s.do === "done") return s.inForce;
+    if (s.do === "void") return (await migrateEtcd.voidOpen(client, keys, { epoch, recordMod })) ? s.inForce : "unknown";
+    // Applied, not committed: the key first (no commit can apply after), then the record.
+    if (s.release) await migrateEtcd.dropOwnKey(client, keys, x.d.self);
+    return (await migrateEtcd.rollBack(client, keys, { from: s.ifRecord, to: s.inForce, leader: x.d.self })) ? s.inForce : "unknown";
+  } catch (e) {
+    x.d.log.warn(`etcd: settling the record of the aborted migration to etcd (epoch ${epoch}): ${(e as Error).message}; trying again`);
+    return "unknown";
+  }
 }

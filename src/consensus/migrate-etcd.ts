@@ -8,8 +8,8 @@
 // them against a real etcd and the real etcd backend.
 import { z } from "zod";
 import { GuardSchema, type Guard, type Membership, MembershipSchema, NodeIdSchema } from "../core/messages.ts";
-import type { InForce } from "../core/consensus-migrate.ts";
-import type { EtcdClient, Op } from "./etcd/client.ts";
+import type { InForce, OpenSeen } from "../core/consensus-migrate.ts";
+import type { Compare, EtcdClient, Op } from "./etcd/client.ts";
 import type { ClusterKeys } from "./etcd/elect-core.ts";
 
 /** `<prefix>/<cluster>/backend`: the cluster's record of the migration (the etcd backend ignores it). */
@@ -96,7 +96,7 @@ export interface Opened {
  */
 export async function openEtcd(
   client: EtcdClient, keys: ClusterKeys,
-  o: { self: string; ttlS: number; membership: Membership; guard: Guard | null; epoch: number; now: () => number },
+  o: { self: string; ttlS: number; membership: Membership; guard: Guard | null; epoch: number; now: () => number; /** Called as the transaction is sent: from here it may apply without an answer. */ sending?: () => void },
 ): Promise<Opened | { higher: number } | null> {
   const kv = (await client.range(backendKey(keys))).kvs[0];
   const rec = kv ? parseRecord(kv.value) : null;
@@ -113,6 +113,7 @@ export async function openEtcd(
     { put: { key: backendKey(keys), value: JSON.stringify({ backend: "etcd", epoch: o.epoch } satisfies InForce) } },
   ];
   const unchanged = kv ? { key: backendKey(keys), target: "MOD" as const, modRevision: kv.modRevision } : { key: backendKey(keys), target: "CREATE" as const, createRevision: 0 };
+  o.sending?.();
   const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: 0 }, unchanged], ops);
   if (!r.succeeded) {
     await client.leaseRevoke(lease.id);
@@ -192,4 +193,40 @@ export async function dropOwnKey(client: EtcdClient, keys: ClusterKeys, self: st
   if (!kv || kv.value !== self) return false;
   const t = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: kv.createRevision }], [{ del: { key: keys.leader } }]);
   return t.succeeded;
+}
+
+/**
+ * etcd's record, membership key and leader key in one read (a consistent view): what a joining node
+ * (committed: the membership key holds a membership) and a leader settling an open (OpenSeen) decide on.
+ */
+export async function readMigrationKeys(client: EtcdClient, keys: ClusterKeys, self: string): Promise<{ seen: OpenSeen; committed: boolean; recordMod: number }> {
+  const { kvs } = await client.range(keys.root, { prefix: true });
+  const kv = (key: string) => kvs.find((k) => k.key === key);
+  const rec = kv(backendKey(keys));
+  const record = rec ? parseRecord(rec.value) : null;
+  const m = kv(keys.membership)?.value;
+  const parsed = (schema: z.ZodType) => {
+    try {
+      return m === undefined ? null : schema.safeParse(JSON.parse(m)).data ?? null;
+    } catch {
+      return null;
+    }
+  };
+  const pending = parsed(z.object({ pending: z.object({ epoch: z.number().int(), leader: NodeIdSchema }) })) as { pending: OpenSeen["pending"] } | null;
+  return {
+    seen: { record: record && { backend: record.backend, epoch: record.epoch }, pending: pending?.pending ?? null, ownKey: kv(keys.leader)?.value === self },
+    committed: parsed(MembershipSchema) !== null,
+    recordMod: rec?.modRevision ?? 0,
+  };
+}
+
+/**
+ * An open at `epoch` that has not applied (its answer lost): the record, unchanged since it was read
+ * (mod revision `recordMod`, 0: absent), becomes {builtin, epoch}. The open's transaction requires
+ * the record unchanged, so it can never apply after this. True: written.
+ */
+export async function voidOpen(client: EtcdClient, keys: ClusterKeys, o: { epoch: number; recordMod: number }): Promise<boolean> {
+  const unchanged: Compare = o.recordMod ? { key: backendKey(keys), target: "MOD", modRevision: o.recordMod } : { key: backendKey(keys), target: "CREATE", createRevision: 0 };
+  const r = await client.txn([unchanged], [{ put: { key: backendKey(keys), value: JSON.stringify({ backend: "builtin", epoch: o.epoch } satisfies BackendRecord) } }]);
+  return r.succeeded;
 }

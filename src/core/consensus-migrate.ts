@@ -398,6 +398,64 @@ export function onRecord(inForce: InForce, heard: InForce, now: number, t: Migra
   return { inForce: heard, holdUntil: now + leaveHoldMs(inForce.backend, t), fenceFirst: true, dropOwnEtcdKey: heard.backend === "etcd" };
 }
 
+/**
+ * Whether a node reads etcd's record at start to learn that the cluster moved (a node joining a
+ * migrated cluster): only a node that has stored neither a migration's record nor a built-in
+ * membership (a new node or a new state_dir), with etcd configured and builtin in its config. A
+ * voter of a running built-in cluster always holds a membership: it learns of a migration from its
+ * peers, never from a record in etcd it cannot tell apart from a stale one.
+ */
+export function joinsFromRecord(f: { stored: InForce | null; etcdConfigured: boolean; configured: Backend; hasMembership: boolean }): boolean {
+  return f.stored === null && !f.hasMembership && f.etcdConfigured && f.configured === "builtin";
+}
+
+/**
+ * A joining node read etcd's record (null: none) and whether etcd's membership key holds a
+ * committed membership: {etcd, e} is adopted only once committed (a pending one is a migration not
+ * carried out yet, or one whose open lost its answer: "wait" and read again); {builtin, e} as onRecord.
+ * null: nothing to adopt, the join is over.
+ */
+export function onJoinRecord(inForce: InForce, rec: InForce | null, etcdCommitted: boolean, now: number, t: MigrateTimers): Adoption | "wait" | null {
+  if (!rec) return null;
+  if (rec.backend === "etcd" && rec.epoch > inForce.epoch && !etcdCommitted) return "wait";
+  return onRecord(inForce, rec, now, t);
+}
+
+/** What etcd's keys show to a leader whose migration to etcd ended without settling etcd's record. */
+export interface OpenSeen {
+  record: InForce | null;
+  /** The membership key's pending record (epoch and migrating leader), if it holds one. */
+  pending: { epoch: number; leader: string } | null;
+  /** The leader key is bound to this node's id. */
+  ownKey: boolean;
+}
+
+export type OpenSettle =
+  /** The open applied and was not committed: give back the key (first: no commit can apply after), then roll back through the record. */
+  | { do: "roll-back"; release: boolean; inForce: InForce; ifRecord: InForce }
+  /** The open has not applied: the record is rewritten as {builtin, epoch} (changing it voids the open, whose transaction requires it unchanged). */
+  | { do: "void"; inForce: InForce }
+  /** etcd's record holds this epoch's or a later decision carried out: nothing to write. */
+  | { do: "done"; inForce: InForce };
+
+/**
+ * A migration to etcd at `epoch` that ended aborted with its open applied or possibly applied (an
+ * open whose answer was lost, an abort before switches went out, a roll-back not written): settle
+ * etcd's record so it ends as a decision carried out, never as a pending {etcd, epoch} for good.
+ */
+export function settleOpen(epoch: number, self: string, seen: OpenSeen): OpenSettle {
+  const rec = seen.record;
+  if (rec && rec.epoch > epoch) return { do: "done", inForce: rec };
+  if (rec && rec.epoch === epoch) {
+    if (rec.backend === "etcd" && seen.pending?.epoch === epoch && seen.pending.leader === self) {
+      const rb = rollBack(epoch) as Extract<LeaderAction, { do: "roll-back" }>;
+      return { do: "roll-back", release: seen.ownKey, inForce: rb.inForce, ifRecord: rb.ifRecord };
+    }
+    return { do: "done", inForce: rec };
+  }
+  return { do: "void", inForce: { backend: "builtin", epoch } };
+}
+
 export interface Adoption {
   inForce: InForce;
   holdUntil: number;

@@ -3,7 +3,8 @@
 // (src/core/consensus-migrate.ts) relies on: the key a built-in leader takes is resumed by its own
 // etcd backend while the others follow without detaching; after the close no etcd candidate ever
 // takes the key (and without it one does), and its former holder stops leading at once and never
-// resumes its key there; a stale own key is dropped, nobody else's.
+// resumes its key there, nor past the members' hold when the close applies while the read that showed
+// etcd open is answered; a stale own key is dropped, nobody else's.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -11,6 +12,11 @@ import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
 import { EtcdClient } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
 import { backendKey, closeEtcd, commitEtcd, commitState, dropOwnKey, type Opened, openEtcd, readRecord, releaseEtcd, rollBack, rollBackPending } from "../../src/consensus/migrate-etcd.ts";
+import { MigrateDriver, type MigrateDeps } from "../../src/agent/migrate-driver.ts";
+import { type LeaderEtcdCtx, settleClose, settleOpen } from "../../src/agent/migrate-leader-etcd.ts";
+import { SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { createConsensus } from "../../src/consensus/create.ts";
 import { leaveHoldMs } from "../../src/core/consensus-migrate.ts";
 import type { Membership } from "../../src/core/messages.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -26,19 +32,20 @@ const MEMBERSHIP: Membership = { term: 5, index: 3, voters: [A, B, C] };
 /** One agent's etcd backend with counting hooks; its store already holds the built-in membership. */
 class Member {
   held = 0;
+  lost = 0;
   detached = 0;
   running = false;
   readonly c: EtcdConsensus;
 
-  constructor(readonly id: string, cluster: string, endpoints: string[], dir: string) {
+  constructor(readonly id: string, cluster: string, endpoints: string[], dir: string, client = new EtcdClient({ endpoints, requestTimeoutMs: 300 })) {
     const store = new ElectionStore(mkdtempSync(join(dir, `${id}-`)));
     store.saveElection({ term: 5, votedFor: A, membership: MEMBERSHIP });
     this.c = new EtcdConsensus({
-      client: new EtcdClient({ endpoints, requestTimeoutMs: 300 }), keys: clusterKeys("/pgherd", cluster),
+      client, keys: clusterKeys("/pgherd", cluster),
       self: { id, name: id.slice(0, 1), role: "database", canLead: true, priority: 100 },
       ttlS: TTL_S, pollMs: 100, maxDrift: 0.02, fenceMs: 200, deferMs: 500, store, log: memoryLogger(),
       hooks: {
-        send: () => {}, leadershipChanged: () => {}, leaseLost: async () => {},
+        send: () => {}, leadershipChanged: () => {}, leaseLost: async () => void this.lost++,
         leaseHeld: () => void this.held++,
         detach: async () => (this.detached++, { ok: true, position: null }),
         fatal: (m) => { throw new Error(m); },
@@ -59,6 +66,20 @@ class Member {
   leads(): boolean { return this.running && this.c.lease() !== null; }
 }
 
+/** A built-in node's migration driver (no consensus.json), its store holding a membership or none, on cluster `cluster` in etcd. */
+function joiner(id: string, cluster: string, endpoints: string[], dir: string, membership: Membership | null) {
+  const stateDir = mkdtempSync(join(dir, `${id}-join-`));
+  const cfg = parseConfig(`cluster = "${cluster}"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${stateDir}"\n[election]\ntimeout_ms = 300\nlease_ms = 150\nheartbeat_ms = 50\njitter_ms = 50\nfence_ms = 50\n[consensus]\nendpoints = ${JSON.stringify(endpoints)}\nttl_s = 2\npoll_ms = 100\nrequest_timeout_ms = 300\n`, "pgherd.toml");
+  const store = new ElectionStore(stateDir);
+  if (membership) store.saveElection({ term: 5, votedFor: null, membership });
+  const log = memoryLogger();
+  const hooks = { send: () => {}, leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m: string) => { throw new Error(m); } };
+  const sw = new SwitchableConsensus((b, h) => createConsensus({ cfg, nodeId: id, store, hooks: h, log, nameOf: (x) => x }, b), "builtin", hooks);
+  const now = { t: 0 };
+  const driver = new MigrateDriver({ cfg, self: id, log, consensus: sw, store, send: () => {}, connected: () => [], fence: async () => {}, nameOf: (x) => x, clock: () => now.t });
+  return { driver, sw, log, now, stop: () => (driver.stop(), sw.stop()) };
+}
+
 requireReal("etcd migration steps", etcdSkipReason());
 describe("migration steps on a real etcd", () => {
   let etcd: EtcdCluster;
@@ -72,6 +93,12 @@ describe("migration steps on a real etcd", () => {
   };
   const open = (cluster: string, self = A, epoch = 1) =>
     openEtcd(client, clusterKeys("/pgherd", cluster), { self, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch, now: () => performance.now() }) as Promise<Opened | null>;
+
+  /** The migrating leader's etcd side (migrate-leader-etcd.ts) as node A on `cluster`. */
+  const leaderCtx = (cluster: string): LeaderEtcdCtx => ({
+    d: { self: A, log: memoryLogger() } as unknown as MigrateDeps, etcd: () => ({ client, keys: clusterKeys("/pgherd", cluster) }),
+    timers: { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 }, clock: () => performance.now(), persist: () => {},
+  });
 
   beforeAll(async () => {
     tmp = mkdtempSync("/tmp/pgherd-migrate-etcd-");
@@ -188,6 +215,144 @@ describe("migration steps on a real etcd", () => {
     await Bun.sleep(500); // a few polls more
     expect([a2.held, a2.leads(), a2.c.status().membership]).toEqual([0, false, null]);
     a2.stop();
+  }, 20_000);
+
+  test("a restarted former holder whose read showed etcd open while the close applied resumes its key only until the members' hold ends", async () => {
+    const keys = clusterKeys("/pgherd", "m6");
+    const opened = (await open("m6"))!;
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    // a's new backend: its first prefix read (etcd open) is answered 900 ms late, and the close (sent
+    // before the restart, still in flight) applies meanwhile; from then on reads fail while keepalives
+    // pass, so a learns of the close only from its lease running out.
+    let closedAt = 0, reads = 0;
+    class LateRead extends EtcdClient {
+      override async range(key: string, opts: { prefix?: boolean } = {}) {
+        if (opts.prefix && reads++ === 0) {
+          const r = await super.range(key, opts);
+          expect(await closeEtcd(client, keys, { term: opened.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A })).toBe(true);
+          closedAt = performance.now();
+          await Bun.sleep(900);
+          return r;
+        }
+        if (closedAt > 0) throw new Error("simulated: read timed out");
+        return super.range(key, opts);
+      }
+    }
+    const a = new Member(A, "m6", etcd.endpoints(), tmp, new LateRead({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 }));
+    all.push(a);
+    a.start();
+    let until = 0;
+    await waitFor(() => (until = a.c.lease()?.until ?? 0) > 0, { timeoutMs: 5_000, what: "a to resume its key" });
+    // The members that read the close adopt builtin no earlier than closedAt and hold this long.
+    const holdMs = leaveHoldMs("etcd", { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 });
+    console.log(`a resumed its key ${Math.round(performance.now() - closedAt)} ms after the close, until ${Math.round(until - closedAt)} ms (the members hold ${holdMs} ms)`);
+    expect(until).toBeLessThan(closedAt + holdMs);
+    await waitFor(() => !a.leads(), { timeoutMs: Math.max(1, closedAt + holdMs - performance.now()), what: "a to stop leading before the members' hold ends" });
+    a.stop();
+  }, 20_000);
+
+  test("a leader whose every etcd request is answered 600 ms late keeps its lease: a poll's renewal and read go out together", async () => {
+    // request_timeout_ms 700 with ttl 2, fence 200, poll 100: the config check's smallest margin
+    // (usable 1722 ms >= two rounds of 800 ms). Renewal then read one after the other would extend
+    // 2 x 600 + 100 + 600 ms after the last renewal was sent: past the usable lease.
+    class Slow extends EtcdClient {
+      delay = 0;
+      keepalives = 0;
+      override async range(key: string, opts: { prefix?: boolean } = {}) {
+        await Bun.sleep(this.delay);
+        return super.range(key, opts);
+      }
+      override async leaseKeepAlive(id: string) {
+        await Bun.sleep(this.delay);
+        this.keepalives++;
+        return super.leaseKeepAlive(id);
+      }
+    }
+    const keys = clusterKeys("/pgherd", "m7");
+    const opened = (await open("m7"))!;
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    const slow = new Slow({ endpoints: etcd.endpoints(), requestTimeoutMs: 700 });
+    const a = new Member(A, "m7", etcd.endpoints(), tmp, slow);
+    all.push(a);
+    a.start();
+    await waitFor(() => a.leads(), { timeoutMs: 5_000, what: "a to resume its key" });
+    slow.delay = 600;
+    const before = slow.keepalives;
+    await waitFor(() => slow.keepalives >= before + 4 || a.lost > 0, { timeoutMs: 10_000, what: "four slow renewals" });
+    expect([a.lost, a.leads()]).toEqual([0, true]);
+    a.stop();
+  }, 20_000);
+
+  test("the join check (MigrateDriver): a voter with a membership never reads etcd's record; a new node adopts {etcd, e} only once etcd's membership is committed", async () => {
+    const keys = clusterKeys("/pgherd", "j1");
+    // A migration to etcd whose open applied (its answer lost, say): {etcd, 1}, membership pending.
+    const opened = (await open("j1"))!;
+    const voter = joiner(B, "j1", etcd.endpoints(), tmp, MEMBERSHIP);
+    const added = joiner(C, "j1", etcd.endpoints(), tmp, null);
+    try {
+      voter.driver.step();
+      added.driver.step();
+      await waitFor(() => added.log.lines.some((l) => l.includes("membership not committed")), { timeoutMs: 5_000, what: "the new node to read the pending record" });
+      expect([voter.driver.inForce(), added.driver.inForce()]).toEqual([{ backend: "builtin", epoch: 0 }, { backend: "builtin", epoch: 0 }]);
+      // Committed: the new node adopts it at its next read (every 2 s); the voter never reads etcd's record.
+      expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+      for (const n of [voter, added]) (n.now.t += 2_000), n.driver.step();
+      await waitFor(() => added.driver.inForce().backend === "etcd", { timeoutMs: 5_000, what: "the new node to adopt etcd's committed record" });
+      expect(added.driver.inForce()).toEqual({ backend: "etcd", epoch: 1 });
+      expect(voter.driver.inForce()).toEqual({ backend: "builtin", epoch: 0 });
+      expect(voter.log.lines.filter((l) => l.includes("etcd's record"))).toEqual([]);
+    } finally {
+      voter.stop();
+      added.stop();
+      await releaseEtcd(client, keys, { term: opened.term, leaseId: opened.leaseId });
+    }
+  }, 20_000);
+
+  test("settleClose: the record of the close decides; else the key is given back and then it is open for good", async () => {
+    const ctx = leaderCtx("c1");
+    const keys = clusterKeys("/pgherd", "c1");
+    const opened = (await open("c1"))!;
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    const closing = { epoch: 2, etcd: { leaseId: opened.leaseId, term: opened.term } };
+    // Not applied (yet), key still a's: given back (so the close can never apply), then "open".
+    expect(await settleClose(ctx, closing)).toBe("unknown");
+    expect((await client.range(keys.leader)).kvs).toEqual([]);
+    expect(await settleClose(ctx, closing)).toBe("open");
+    expect(await closeEtcd(client, keys, { term: opened.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A })).toBe(false);
+    // Applied: the record names the close.
+    const k2 = clusterKeys("/pgherd", "c2");
+    const o2 = (await open("c2"))!;
+    expect(await commitEtcd(client, k2, { term: o2.term, membership: MEMBERSHIP })).toBe(true);
+    expect(await closeEtcd(client, k2, { term: o2.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A })).toBe(true);
+    expect(await settleClose(leaderCtx("c2"), { epoch: 2, etcd: { leaseId: o2.leaseId, term: o2.term } })).toMatchObject({ backend: "builtin", epoch: 2, leader: A });
+    await releaseEtcd(client, k2, { term: o2.term, leaseId: o2.leaseId });
+  }, 20_000);
+
+  test("settleOpen: an applied open is rolled back through the record (key first); an open still in flight is voided and can never apply", async () => {
+    const ctx = leaderCtx;
+    // Applied: {etcd, 1} pending with a's key → key deleted, record {builtin, 2}; once settled, it stays.
+    const s1 = clusterKeys("/pgherd", "s1");
+    await open("s1");
+    expect(await settleOpen(ctx("s1"), 1)).toEqual({ backend: "builtin", epoch: 2 });
+    expect([(await client.range(s1.leader)).kvs.length, await readRecord(client, s1)]).toEqual([0, { backend: "builtin", epoch: 2 }]);
+    expect(await settleOpen(ctx("s1"), 1)).toEqual({ backend: "builtin", epoch: 2 });
+    // In flight: the open read the (absent) record, its transaction is held until the settle ran.
+    const s2 = clusterKeys("/pgherd", "s2");
+    let release = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    class Held extends EtcdClient {
+      override async txn(...args: Parameters<EtcdClient["txn"]>) {
+        await gate;
+        return super.txn(...args);
+      }
+    }
+    let sent = false;
+    const late = openEtcd(new Held({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 }), s2, { self: A, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch: 1, now: () => performance.now(), sending: () => (sent = true) });
+    await waitFor(() => sent, { timeoutMs: 5_000, what: "the open's transaction to be sent" });
+    expect(await settleOpen(ctx("s2"), 1)).toEqual({ backend: "builtin", epoch: 1 });
+    release();
+    expect(await late).toBeNull(); // the record changed: refused, its lease revoked
+    expect([(await client.range(s2.leader)).kvs.length, await readRecord(client, s2)]).toEqual([0, { backend: "builtin", epoch: 1 }]);
   }, 20_000);
 
   test("open refuses while a key exists; a stale own key is dropped, another node's is not", async () => {

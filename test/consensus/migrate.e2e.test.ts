@@ -134,6 +134,9 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
       } finally {
         await Promise.all(etcdHosts.map((x) => x.heal()));
       }
+      // etcd elects a leader again after the cut; until then the next test's migration may read "leader changed".
+      await waitFor(async () => (await Promise.all(etcdHosts.map((x) => leaderKey(x, c!.name).then(() => true, () => false)))).every(Boolean),
+        { timeoutMs: 30_000, intervalMs: 200, what: "every etcd member to answer again after the cut" });
       expect((await Promise.all(c!.nodes.map(inForce))).map((s) => `${s.backend}/${s.epoch}`)).toEqual(["builtin/2", "builtin/2", "builtin/2"]);
       const after = w.mark("after");
       await waitFor(() => w.acked(p.name).filter((x) => x.start >= after).length >= 5, { timeoutMs: 15_000, what: `5 writes on ${p.name}` });

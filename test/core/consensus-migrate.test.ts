@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   backendInForce, checkStart, outcome, resumedRecords, startHoldMs, type InForce, leaderStep, leaveHoldMs, mayElect,
-  onHeard, onRecord, onSwitch, resumeTerm, startPlan, usableLease,
+  joinsFromRecord, onHeard, onJoinRecord, onRecord, onSwitch, resumeTerm, settleOpen, startPlan, usableLease,
 } from "../../src/core/consensus-migrate.ts";
 import { rng } from "./sim.ts";
 import { simulate, stats, T } from "./consensus-migrate-sim.ts";
@@ -148,6 +148,47 @@ describe("members", () => {
       etcdConfigured: true, configured: "builtin", allowed: true, knownEpoch: 3, voterTerms: { b: 7, c: 7, d: 0 },
     });
     expect(back).toEqual({ epoch: 4 });
+  });
+});
+
+describe("joining from etcd's record, and settling an aborted open (the fourth review's A2)", () => {
+  const cfg = { stored: null, etcdConfigured: true, configured: "builtin" as const };
+
+  test("only a node with neither a migration's record nor a membership reads etcd's record at start", () => {
+    expect(joinsFromRecord({ ...cfg, hasMembership: false })).toBe(true); // a new node, a new state_dir
+    // A voter of a running built-in cluster (never migrated, endpoints set): a stale record in etcd is never read.
+    expect(joinsFromRecord({ ...cfg, hasMembership: true })).toBe(false);
+    expect(joinsFromRecord({ ...cfg, hasMembership: false, stored: { backend: "builtin", epoch: 0 } })).toBe(false);
+    expect(joinsFromRecord({ ...cfg, hasMembership: false, etcdConfigured: false })).toBe(false);
+    expect(joinsFromRecord({ ...cfg, hasMembership: false, configured: "etcd" })).toBe(false);
+  });
+
+  test("a joining node adopts {etcd, e} only once etcd's membership is committed; a pending one is waited out", () => {
+    const added = backendInForce("builtin", null);
+    expect(onJoinRecord(added, null, false, 50, T)).toBeNull();
+    expect(onJoinRecord(added, { backend: "etcd", epoch: 1 }, false, 50, T)).toBe("wait"); // an open whose answer was lost
+    expect(onJoinRecord(added, { backend: "etcd", epoch: 1 }, true, 50, T)).toEqual({ inForce: { backend: "etcd", epoch: 1 }, holdUntil: 1050, fenceFirst: true, dropOwnEtcdKey: true });
+    expect(onJoinRecord(added, { backend: "builtin", epoch: 2 }, false, 50, T)).toEqual({ inForce: { backend: "builtin", epoch: 2 }, holdUntil: 50, fenceFirst: false, dropOwnEtcdKey: false });
+  });
+
+  test("a first migration to etcd whose open applied without an answer no longer leaves {etcd, 1} pending for good", () => {
+    // The plan aborts with nothing to do (no switch went out) ...
+    const p = startPlan("etcd", 1);
+    const s = leaderStep(p.state, { type: "opened", ok: false, detail: "etcd: timeout", now: 0, builtinUntil: 1000, etcdUntil: null }, "a", V3);
+    expect([s.state.phase, s.actions]).toEqual(["aborted", []]);
+    // ... and the driver settles etcd's record: applied → key given back, then rolled back like the roll-back step.
+    const applied = { record: { backend: "etcd", epoch: 1 } as InForce, pending: { epoch: 1, leader: "a" }, ownKey: true };
+    expect(settleOpen(1, "a", applied)).toEqual({ do: "roll-back", release: true, inForce: { backend: "builtin", epoch: 2 }, ifRecord: { backend: "etcd", epoch: 1 } });
+    expect(settleOpen(1, "a", { ...applied, ownKey: false })).toMatchObject({ do: "roll-back", release: false });
+    // Not applied (yet): the record is rewritten as {builtin, 1}, so the open can never apply.
+    expect(settleOpen(1, "a", { record: null, pending: null, ownKey: false })).toEqual({ do: "void", inForce: { backend: "builtin", epoch: 1 } });
+    expect(settleOpen(3, "a", { record: { backend: "builtin", epoch: 2 }, pending: null, ownKey: false })).toEqual({ do: "void", inForce: { backend: "builtin", epoch: 3 } });
+    // Settled already: by a member's roll-back, a void, a committed migration, or a later decision.
+    for (const record of [{ backend: "builtin", epoch: 2 }, { backend: "builtin", epoch: 1 }, { backend: "etcd", epoch: 1 }] as InForce[]) {
+      expect(settleOpen(1, "a", { record, pending: null, ownKey: false })).toEqual({ do: "done", inForce: record });
+    }
+    // Another leader's pending record at that epoch is not this node's to roll back.
+    expect(settleOpen(1, "a", { ...applied, pending: { epoch: 1, leader: "b" } })).toEqual({ do: "done", inForce: { backend: "etcd", epoch: 1 } });
   });
 });
 

@@ -220,8 +220,13 @@ export class EtcdConsensus implements Consensus {
   }
 
   private async tick(): Promise<void> {
-    await this.renew();
-    const r = await this.o.client.range(this.o.keys.root, { prefix: true });
+    // The renewal and the read go out together, the renewal first: the deadline counts from a send
+    // time taken before the read was sent, and a round costs one request deadline (lease-core.ts).
+    const sentAt = this.clock();
+    const [renewed, read] = await Promise.allSettled([this.renew(sentAt), this.o.client.range(this.o.keys.root, { prefix: true })]);
+    if (renewed.status === "rejected") throw renewed.reason;
+    if (read.status === "rejected") throw read.reason;
+    const r = read.value;
     this.lastError = "";
     const snap = decodeSnapshot(this.o.keys, r.revision, r.kvs);
     if (snap.invalid.length > 0 && !this.closed) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
@@ -230,15 +235,14 @@ export class EtcdConsensus implements Consensus {
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
     if (!(await this.observeClosed(r.kvs)) && this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
-    await this.observeLeader(snap);
+    await this.observeLeader(snap, sentAt);
     this.observed = true;
     await this.publish();
     if (!snap.leader && !this.leading && !this.closed) await this.maybeTake(snap);
   }
 
-  /** Renew (or grant) this agent's lease; a leader's deadline moves only with a renewal etcd answered, and a read after it (tick). */
-  private async renew(): Promise<void> {
-    const sentAt = this.clock();
+  /** Renew (or grant) this agent's lease; a leader's deadline moves only with a renewal etcd answered, and a read sent with it (tick). */
+  private async renew(sentAt: number): Promise<void> {
     let ttl: number;
     if (this.leaseId) ttl = await this.o.client.leaseKeepAlive(this.leaseId);
     else {
@@ -270,10 +274,11 @@ export class EtcdConsensus implements Consensus {
     return effectiveDeadline(this.leaseValid, this.failsafe?.deadline(term) ?? null) ?? -Infinity;
   }
 
-  private async observeLeader(s: Snapshot): Promise<void> {
+  /** `readSentAt`: when the read that gave `s` was sent (a resumed key's deadline counts from it). */
+  private async observeLeader(s: Snapshot, readSentAt: number): Promise<void> {
     const l = s.leader;
     this.term = Math.max(this.term, s.lastTerm);
-    if (l && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading && !this.closed) await this.adoptOwnKey(l.lease);
+    if (l && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading && !this.closed) await this.adoptOwnKey(l.lease, readSentAt);
     const mine = l !== null && l.id === this.o.self.id && l.lease === this.leaseId;
     if (this.leading && !mine) await this.lead.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
     if (l) {
@@ -292,11 +297,16 @@ export class EtcdConsensus implements Consensus {
     if (!this.detaching && (this.detachedFor ?? -1) < this.term + 1 && !this.failsafe?.promised()) this.detach(this.term + 1);
   }
 
-  /** After an agent restart the key may still be bound to this node's previous lease: keep it (like ledTerm in builtin). */
-  private async adoptOwnKey(lease: string): Promise<void> {
-    const sentAt = this.clock();
+  /**
+   * After an agent restart the key may still be bound to this node's previous lease: keep it (like
+   * ledTerm in builtin). The deadline counts from the send time of the read that showed etcd open
+   * (`readSentAt`), not from this keepalive: a close applied after that read and before the
+   * keepalive must not move it (docs/design.md S21). The keepalive, sent later, renews the lease
+   * for at least as long, so counting from the earlier time is safe for the lease too.
+   */
+  private async adoptOwnKey(lease: string, readSentAt: number): Promise<void> {
     const ttl = await this.o.client.leaseKeepAlive(lease);
-    const until = leaseDeadline(sentAt, ttl, this.o.maxDrift, this.o.fenceMs);
+    const until = leaseDeadline(readSentAt, ttl, this.o.maxDrift, this.o.fenceMs);
     if (until === null) return;
     const old = this.leaseId;
     this.leaseId = lease;

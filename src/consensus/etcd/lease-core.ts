@@ -40,7 +40,7 @@ export function leaseDeadline(sentAt: number, ttlS: number, maxDrift: number, fe
 
 export interface EtcdLeaseMargins {
   usableMs: number;
-  /** The longest gap between two renewals that both succeed: one interval plus one request deadline. */
+  /** The longest gap between two renewals that both succeed: one interval plus one request deadline (a poll sends its renewal and read together). */
   renewRoundMs: number;
   /** Smallest whole ttl_s that leaves two renewal rounds of usable lease. */
   minTtlS: number;
