@@ -44,6 +44,8 @@ export class EtcdConsensus implements Consensus {
   private leaseId: string | null = null;
   /** Local deadline of this agent's etcd lease, from the last renewal that succeeded. */
   private leaseValid: number | null = null;
+  /** `leaseValid` as of the last tick whose read (sent with the renewal) showed etcd open: the deadline a leader acts on, and the failsafe's. */
+  private verified: number | null = null;
   private readonly lead: Leadership;
   private candidate = false;
   private snap: Snapshot | null = null;
@@ -86,7 +88,7 @@ export class EtcdConsensus implements Consensus {
       enabled, self: this.o.self.id, promiseMs: this.o.ttlS * 1000, pollMs: this.o.pollMs, maxDrift: this.o.maxDrift, fenceMs: this.o.fenceMs,
       usableMs: usableLeaseMs(this.o.ttlS, this.o.maxDrift, this.o.fenceMs), send, nameOf, log: this.o.log, clock: this.clock,
       view: () => ({
-        leading: this.leading, etcdUntil: this.leaseValid, voters: this.snap?.membership?.value.voters ?? [], taking: this.candidate,
+        leading: this.leading, etcdUntil: this.verified, voters: this.snap?.membership?.value.voters ?? [], taking: this.candidate,
         leader: this.snap?.leader ? { id: this.snap.leader.id, term: this.snap.leader.term } : null,
       }),
       extended: (until) => {
@@ -234,7 +236,9 @@ export class EtcdConsensus implements Consensus {
     this.snap = snap;
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
-    if (!(await this.observeClosed(r.kvs)) && this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
+    // The failsafe asks from this verified deadline, not from a renewal alone (renewals may answer while reads fail).
+    this.verified = (await this.observeClosed(r.kvs)) ? null : this.leaseValid;
+    if (this.verified !== null && this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
     await this.observeLeader(snap, sentAt);
     this.observed = true;
     await this.publish();
@@ -271,7 +275,7 @@ export class EtcdConsensus implements Consensus {
 
   /** The later of the etcd lease's deadline and the failsafe confirmations' (failsafe-core.ts). */
   private deadline(term: number): number {
-    return effectiveDeadline(this.leaseValid, this.failsafe?.deadline(term) ?? null) ?? -Infinity;
+    return effectiveDeadline(this.verified, this.failsafe?.deadline(term) ?? null) ?? -Infinity;
   }
 
   /** `readSentAt`: when the read that gave `s` was sent (a resumed key's deadline counts from it). */
