@@ -95,10 +95,13 @@ describe("migration steps on a real etcd", () => {
     openEtcd(client, clusterKeys("/pgherd", cluster), { self, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch, now: () => performance.now() }) as Promise<Opened | null>;
 
   /** The migrating leader's etcd side (migrate-leader-etcd.ts) as node A on `cluster`. */
-  const leaderCtx = (cluster: string): LeaderEtcdCtx => ({
-    d: { self: A, log: memoryLogger() } as unknown as MigrateDeps, etcd: () => ({ client, keys: clusterKeys("/pgherd", cluster) }),
-    timers: { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 }, clock: () => performance.now(), persist: () => {},
-  });
+  const leaderCtx = (cluster: string): LeaderEtcdCtx => {
+    const log = memoryLogger();
+    return {
+      d: { self: A, log } as unknown as MigrateDeps, etcd: () => ({ client, keys: clusterKeys("/pgherd", cluster) }),
+      timers: { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 }, clock: () => performance.now(), persist: () => {}, note: (m) => log.warn(m),
+    };
+  };
 
   beforeAll(async () => {
     tmp = mkdtempSync("/tmp/pgherd-migrate-etcd-");
