@@ -138,6 +138,44 @@ describe("etcd backend on a real three-member etcd", () => {
     console.log(`guard: b took the key only when forced, ${Math.round(performance.now() - t0)} ms after c stopped`);
   }, 20_000);
 
+  test("two clusters in one etcd: each elects its own leader under its own prefix and never touches the other's keys", async () => {
+    const D = "ddddddddddddddd4";
+    const d = new TestNode(D, "d", "c2", etcd.endpoints(), "0/1", tmp);
+    other.push(d);
+    d.c.start();
+    await d.c.bootstrap({ term: 0, index: 1, voters: [D] });
+    await waitFor(() => d.leads(), { timeoutMs: 10_000, what: "d to lead c2" });
+    const all = await new EtcdClient({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 }).range("/", { prefix: true });
+    const byCluster = new Map<string, string[]>();
+    for (const kv of all.kvs) byCluster.set(clusterOfKey("/pgherd", kv.key) ?? "?", [...(byCluster.get(clusterOfKey("/pgherd", kv.key) ?? "?") ?? []), kv.key]);
+    expect([...byCluster.keys()].sort()).toEqual(["c1", "c2"]);
+    expect(byCluster.get("c2")!.some((k) => k.includes(A) || k.includes(B) || k.includes(C))).toBe(false);
+    expect(byCluster.get("c1")!.some((k) => k.includes(D))).toBe(false);
+    expect(nodes[1]!.c.status().leader).toBe(B);
+    expect(d.c.status().membership?.voters).toEqual([D]);
+    // `/clusters` (cluster ls --all) from either cluster lists both, each with its own leader.
+    for (const n of [d, nodes[1]!]) {
+      expect((await n.c.clusters()).map((x) => [x.cluster, x.leader])).toEqual([["c1", "b"], ["c2", "d"]]);
+    }
+    // The same through the real API route and the compiled CLI.
+    ensureBuilt();
+    const api = startApi({ host: "127.0.0.1", port: 0, log: memoryLogger(), source: {
+      status: () => { throw new Error("not used by /clusters"); }, clusterView: () => Promise.reject(new Error("not used by /clusters")),
+      clusters: () => d.c.clusters(),
+    } });
+    try {
+      // Asynchronous: the API answers from this process's event loop.
+      const p = Bun.spawn([BINARY, "cluster", "ls", "--all", "--api", api.url], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      console.log(out.trimEnd() + err);
+      expect(code).toBe(0);
+      expect(out).toMatch(/^c1 +etcd +b +\d+ +3 /m);
+      expect(out).toMatch(/^c2 +etcd +d +\d+ +1 /m);
+    } finally {
+      await api.stop();
+    }
+  }, 20_000);
+
   test("a restarted agent takes its key back and leads only on a read after that keepalive; a delete applied before it is seen", async () => {
     const E = "eeeeeeeeeeeeeee5";
     const keys = clusterKeys("/pgherd", "resume");
@@ -179,44 +217,6 @@ describe("etcd backend on a real three-member etcd", () => {
     expect(third.events.filter((e) => e.kind === "held").map((e) => e.term)).not.toContain(term);
     third.stop();
   }, 30_000);
-
-  test("two clusters in one etcd: each elects its own leader under its own prefix and never touches the other's keys", async () => {
-    const D = "ddddddddddddddd4";
-    const d = new TestNode(D, "d", "c2", etcd.endpoints(), "0/1", tmp);
-    other.push(d);
-    d.c.start();
-    await d.c.bootstrap({ term: 0, index: 1, voters: [D] });
-    await waitFor(() => d.leads(), { timeoutMs: 10_000, what: "d to lead c2" });
-    const all = await new EtcdClient({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 }).range("/", { prefix: true });
-    const byCluster = new Map<string, string[]>();
-    for (const kv of all.kvs) byCluster.set(clusterOfKey("/pgherd", kv.key) ?? "?", [...(byCluster.get(clusterOfKey("/pgherd", kv.key) ?? "?") ?? []), kv.key]);
-    expect([...byCluster.keys()].sort()).toEqual(["c1", "c2"]);
-    expect(byCluster.get("c2")!.some((k) => k.includes(A) || k.includes(B) || k.includes(C))).toBe(false);
-    expect(byCluster.get("c1")!.some((k) => k.includes(D))).toBe(false);
-    expect(nodes[1]!.c.status().leader).toBe(B);
-    expect(d.c.status().membership?.voters).toEqual([D]);
-    // `/clusters` (cluster ls --all) from either cluster lists both, each with its own leader.
-    for (const n of [d, nodes[1]!]) {
-      expect((await n.c.clusters()).map((x) => [x.cluster, x.leader])).toEqual([["c1", "b"], ["c2", "d"]]);
-    }
-    // The same through the real API route and the compiled CLI.
-    ensureBuilt();
-    const api = startApi({ host: "127.0.0.1", port: 0, log: memoryLogger(), source: {
-      status: () => { throw new Error("not used by /clusters"); }, clusterView: () => Promise.reject(new Error("not used by /clusters")),
-      clusters: () => d.c.clusters(),
-    } });
-    try {
-      // Asynchronous: the API answers from this process's event loop.
-      const p = Bun.spawn([BINARY, "cluster", "ls", "--all", "--api", api.url], { stdout: "pipe", stderr: "pipe" });
-      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-      console.log(out.trimEnd() + err);
-      expect(code).toBe(0);
-      expect(out).toMatch(/^c1 +etcd +b +\d+ +3 /m);
-      expect(out).toMatch(/^c2 +etcd +d +\d+ +1 /m);
-    } finally {
-      await api.stop();
-    }
-  }, 20_000);
 
   // Which member survives matters: a follower forwards a renewal to the leader and fails at once; a
   // leader answers renewals by itself until its check-quorum notices the loss (checked once per
