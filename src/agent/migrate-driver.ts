@@ -88,7 +88,10 @@ export class MigrateDriver {
   private lastOpenCheck = -Infinity;
   /** No consensus.json at start and etcd configured: etcd's record not read yet (joinFromRecord). */
   private joining = false;
-  private lastJoinError = "";
+  /** The last warning of a periodic check (logged once until it changes). */
+  private lastNote = "";
+  /** The periodic checks queued or running: one of a kind at a time (a blackholed etcd must not grow the chain). */
+  private readonly checking = new Set<"join" | "open" | "closed">();
   private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   /** The highest epoch heard of (peers' epoch messages and refusals, etcd's record): a new one starts above it. */
@@ -106,7 +109,7 @@ export class MigrateDriver {
     const e = d.cfg.election;
     this.timers = { timeoutMs: e.timeout_ms, ttlMs: d.cfg.consensus.ttl_s * 1000, maxDrift: e.max_drift, fenceMs: e.fence_ms };
     // A hold taken just before a restart is not in memory any more: a migrated node holds at every start.
-    this.ctx = { d, etcd: () => this.etcd(), timers: this.timers, clock: this.clock, persist: (f, e) => this.persist(f, e) };
+    this.ctx = { d, etcd: () => this.etcd(), timers: this.timers, clock: this.clock, persist: (f, e) => this.persist(f, e), note: (m) => this.note(m) };
     const hold = M.startHoldMs(this.inForceNow, this.timers);
     if (hold > 0) d.consensus.holdAtLeast(this.clock() + hold);
     // Never stored a migration's record nor a membership (a node added, or a new state_dir): etcd's
@@ -204,19 +207,19 @@ export class MigrateDriver {
    */
   step(): void {
     const now = this.clock();
-    if (this.joining && !this.run && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
+    if (this.joining && !this.run && !this.checking.has("join") && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
       this.lastClosedCheck = now;
-      this.serial(() => this.joinFromRecord());
+      this.check("join", () => this.joinFromRecord());
     }
-    if (this.opening !== null && !this.run && now - this.lastOpenCheck >= EPOCH_EVERY_MS) {
+    if (this.opening !== null && !this.run && !this.checking.has("open") && now - this.lastOpenCheck >= EPOCH_EVERY_MS) {
       this.lastOpenCheck = now;
       const epoch = this.opening;
-      this.serial(() => this.settleOpening(epoch));
+      this.check("open", () => this.settleOpening(epoch));
     }
-    const check = this.closing ? CLOSING_EVERY_MS : EPOCH_EVERY_MS;
-    if (this.inForceNow.backend === "etcd" && !this.run && (this.closing || this.d.consensus.status().membership === null) && now - this.lastClosedCheck >= check) {
+    const every = this.closing ? CLOSING_EVERY_MS : EPOCH_EVERY_MS;
+    if (this.inForceNow.backend === "etcd" && !this.run && !this.checking.has("closed") && (this.closing || this.d.consensus.status().membership === null) && now - this.lastClosedCheck >= every) {
       this.lastClosedCheck = now;
-      this.serial(() => (this.closing ? this.settleClose(this.closing) : this.checkClosed()));
+      this.check("closed", () => (this.closing ? this.settleClose(this.closing) : this.checkClosed()));
     }
     if (this.inForceNow.epoch < 1 || this.run || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
     this.broadcastEpoch();
@@ -241,6 +244,7 @@ export class MigrateDriver {
     if (this.inForceNow.epoch >= c.epoch) return void (this.closing = null); // adopted from a peer meanwhile
     const out = await L.settleClose(this.ctx, c);
     if (out === "unknown") return;
+    this.lastNote = "";
     if (out === "open") {
       this.closing = null;
       this.d.log.warn(`etcd was not closed (epoch ${c.epoch}) and can no longer be: running on etcd again`);
@@ -263,17 +267,24 @@ export class MigrateDriver {
       rec = k.seen.record;
       a = M.onJoinRecord(this.inForceNow, rec, k.committed, this.clock(), this.timers);
     } catch (e) {
-      return this.joinNote(`etcd: cannot read the record of this cluster's backend (a node with no ${this.backends.file} checks whether the cluster moved to etcd): ${(e as Error).message}; trying every 2 s`);
+      return this.note(`etcd: cannot read the record of this cluster's backend (a node with no ${this.backends.file} checks whether the cluster moved to etcd): ${(e as Error).message}; trying every 2 s`);
     }
-    if (a === "wait") return this.joinNote(`etcd's record names etcd (epoch ${rec!.epoch}) with its membership not committed (a migration not carried out): not joining it; reading again every 2 s`);
+    if (a === "wait") return this.note(`etcd's record names etcd (epoch ${rec!.epoch}) with its membership not committed (a migration not carried out): not joining it; reading again every 2 s`);
     if (rec && a) await this.adopt(a, rec, "etcd's record (this node had stored none)");
     this.joining = false;
+    this.lastNote = "";
   }
 
-  /** Logged once, not every 2 s. */
-  private joinNote(msg: string): void {
-    if (msg !== this.lastJoinError) this.d.log.warn(msg);
-    this.lastJoinError = msg;
+  /** A periodic check's warning: logged once, not every 2 s, until it changes. */
+  private note(msg: string): void {
+    if (msg !== this.lastNote) this.d.log.warn(msg);
+    this.lastNote = msg;
+  }
+
+  /** A periodic check, queued only when none of its kind is queued or running (each may take k × request_timeout_ms). */
+  private check(kind: "join" | "open" | "closed", fn: () => Promise<void>): void {
+    this.checking.add(kind);
+    this.serial(() => fn().finally(() => this.checking.delete(kind)));
   }
 
   /** etcd's record of a migration to etcd this node aborted after its open applied or may have: settled, then stored like the roll-back step. */
@@ -282,6 +293,7 @@ export class MigrateDriver {
     const out = await L.settleOpen(this.ctx, epoch);
     if (out === "unknown" || this.opening !== epoch) return;
     this.opening = null;
+    this.lastNote = "";
     this.knownEpoch = Math.max(this.knownEpoch, out.epoch);
     this.d.log.info(`etcd's record after the aborted migration to etcd (epoch ${epoch}) is settled: ${out.backend} at epoch ${out.epoch}`);
     if (out.backend === "builtin" && this.inForceNow.backend === "builtin" && out.epoch > this.inForceNow.epoch) {

@@ -13,6 +13,8 @@ export interface LeaderEtcdCtx {
   timers: M.MigrateTimers;
   clock: () => number;
   persist(f: M.InForce, election?: PersistElection): void;
+  /** A warning repeated by a periodic check: logged once until it changes. */
+  note(msg: string): void;
 }
 
 /** To etcd, at the commit: the real membership into etcd; if unanswered, whether etcd still shows the pending record. */
@@ -169,7 +171,7 @@ export async function settleClose(x: LeaderEtcdCtx, c: Closing): Promise<{ backe
     if (!kv || kv.value !== x.d.self || kv.createRevision !== c.etcd.term) return "open";
     await migrateEtcd.releaseEtcd(client, keys, c.etcd);
   } catch (e) {
-    x.d.log.warn(`etcd: the outcome of the close (epoch ${c.epoch}) is still unknown: ${(e as Error).message}; staying out and fenced until etcd answers`);
+    x.note(`etcd: the outcome of the close (epoch ${c.epoch}) is still unknown: ${(e as Error).message}; staying out and fenced until etcd answers`);
   }
   return "unknown";
 }
@@ -192,7 +194,7 @@ export async function settleOpen(x: LeaderEtcdCtx, epoch: number): Promise<M.InF
     if (s.release) await migrateEtcd.dropOwnKey(client, keys, x.d.self);
     return (await migrateEtcd.rollBack(client, keys, { from: s.ifRecord, to: s.inForce, leader: x.d.self })) ? s.inForce : "unknown";
   } catch (e) {
-    x.d.log.warn(`etcd: settling the record of the aborted migration to etcd (epoch ${epoch}): ${(e as Error).message}; trying again`);
+    x.note(`etcd: settling the record of the aborted migration to etcd (epoch ${epoch}): ${(e as Error).message}; trying again`);
     return "unknown";
   }
 }

@@ -29,12 +29,14 @@ class TestNode {
   readonly events: Event[] = [];
   readonly log = memoryLogger();
   readonly c: EtcdConsensus;
+  readonly client: EtcdClient;
   private readonly dir: string;
 
   constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string, dirRoot: string) {
     this.dir = mkdtempSync(join(dirRoot, `${name}-`));
+    this.client = new EtcdClient({ endpoints, requestTimeoutMs: 300 });
     this.c = new EtcdConsensus({
-      client: new EtcdClient({ endpoints, requestTimeoutMs: 300 }),
+      client: this.client,
       keys: clusterKeys("/pgherd", cluster),
       self: { id, name, role: "database", canLead: true, priority: 100 },
       ttlS: TTL_S, pollMs: POLL_MS, maxDrift: MAX_DRIFT, fenceMs: FENCE_MS, deferMs: 1000,
@@ -173,6 +175,48 @@ describe("etcd backend on a real three-member etcd", () => {
       await api.stop();
     }
   }, 20_000);
+
+  test("a restarted agent takes its key back and leads only on a read after that keepalive; a delete applied before it is seen", async () => {
+    const E = "eeeeeeeeeeeeeee5";
+    const keys = clusterKeys("/pgherd", "resume");
+    const admin = new EtcdClient({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 });
+    const run = () => {
+      const n = new TestNode(E, "e", "resume", etcd.endpoints(), "0/100", tmp);
+      other.push(n);
+      n.c.start();
+      return n;
+    };
+    const first = run();
+    await first.c.bootstrap({ term: 0, index: 1, voters: [E] });
+    await waitFor(() => first.leads(), { timeoutMs: 10_000, what: "e to lead" });
+    const term = first.c.lease()!.term;
+    // The agent restarts while its key lives: the next run resumes it at the same term, one poll later.
+    first.stop();
+    const second = run();
+    await waitFor(() => second.leads(), { timeoutMs: 5_000, what: "the restarted e to resume its key" });
+    expect(second.lastHeld()!.term).toBe(term);
+    expect(second.log.lines.join("\n")).toContain("resuming the leader key of a previous run");
+    // Again, but a delete of the key (a resign of the previous run still in flight) applies after
+    // the read that showed it and before the keepalive that takes its lease back.
+    second.stop();
+    const third = new TestNode(E, "e", "resume", etcd.endpoints(), "0/100", tmp);
+    other.push(third);
+    const keepAlive = third.client.leaseKeepAlive.bind(third.client);
+    let deleted = false;
+    third.client.leaseKeepAlive = async (id: string) => {
+      const kv = (await admin.range(keys.leader)).kvs[0];
+      if (!deleted && kv?.lease === id) {
+        deleted = (await admin.txn([{ key: keys.leader, target: "CREATE", createRevision: term }], [{ del: { key: keys.leader } }])).succeeded;
+      }
+      return keepAlive(id);
+    };
+    third.c.start();
+    await waitFor(() => third.leads(), { timeoutMs: 10_000, what: "the restarted e to take the key anew" });
+    expect(deleted).toBe(true);
+    // It never led on the deleted key's term: its first lease is of the key it took afterwards.
+    expect(third.events.filter((e) => e.kind === "held").map((e) => e.term)).not.toContain(term);
+    third.stop();
+  }, 30_000);
 
   // Which member survives matters: a follower forwards a renewal to the leader and fails at once; a
   // leader answers renewals by itself until its check-quorum notices the loss (checked once per

@@ -76,12 +76,14 @@ class FsNode {
   readonly events: Event[] = [];
   readonly log = memoryLogger();
   readonly c: EtcdConsensus;
+  readonly client: EtcdClient;
   stopped = false;
 
-  constructor(readonly id: string, readonly name: string, endpoints: string[], lsn: string, dir: string, mesh: Map<string, FsNode>) {
+  constructor(readonly id: string, readonly name: string, endpoints: string[], lsn: string, dir: string, mesh: Map<string, FsNode>, cluster = "fs") {
+    this.client = new EtcdClient({ endpoints, requestTimeoutMs: 300 });
     this.c = new EtcdConsensus({
-      client: new EtcdClient({ endpoints, requestTimeoutMs: 300 }),
-      keys: clusterKeys("/pgherd", "fs"),
+      client: this.client,
+      keys: clusterKeys("/pgherd", cluster),
       self: { id, name, role: "database", canLead: true, priority: 100 },
       ttlS: TTL_S, pollMs: POLL_MS, maxDrift: MAX_DRIFT, fenceMs: FENCE_MS, deferMs: 500,
       store: new ElectionStore(mkdtempSync(join(dir, `${name}-`))), log: this.log,
@@ -116,6 +118,7 @@ describe("failsafe with etcd healthy and the leader alone cut off from it", () =
   const relays: Relay[] = [];
   let tmp: string;
   const mesh = new Map<string, FsNode>();
+  const mesh2 = new Map<string, FsNode>();
   const [A, B, C] = ["aaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbb2", "ccccccccccccccc3"];
 
   beforeAll(async () => {
@@ -128,6 +131,7 @@ describe("failsafe with etcd healthy and the leader alone cut off from it", () =
   afterAll(async () => {
     for (const n of mesh.values()) n.stop();
     for (const r of relays) r.close();
+    for (const n of mesh2.values()) n.stop();
     await etcd?.destroy();
     rmSync(tmp, { recursive: true, force: true });
   }, 30_000);
@@ -166,5 +170,31 @@ describe("failsafe with etcd healthy and the leader alone cut off from it", () =
     relay.heal();
     await waitFor(() => a.c.status().leader === next.id, { timeoutMs: 10_000, what: "the old leader to see the new one" });
     expect(a.events.filter((e) => e.kind === "held" && e.at > lost.at)).toEqual([]);
+  }, 60_000);
+
+  test("renewals answered but reads failing: the leader's verified deadline runs low, so it asks its peers and leads on their confirmations", async () => {
+    // A never-migrated etcd cluster: a renewal alone no longer moves the leader's deadline (its read must show etcd open too),
+    // so the failsafe must ask from that verified deadline, not from the last answered renewal.
+    const eps = etcd.endpoints();
+    const all = [new FsNode(A, "a2", eps, "0/300", tmp, mesh2, "fs2"), new FsNode(B, "b2", eps, "0/200", tmp, mesh2, "fs2"), new FsNode(C, "c2", eps, "0/200", tmp, mesh2, "fs2")];
+    for (const n of all) n.c.start();
+    await Promise.all(all.map((n) => n.c.bootstrap({ term: 0, index: 1, voters: [A, B, C] })));
+    await waitFor(() => all.some((n) => n.leads() && all.every((m) => m.c.status().leader === n.id)), { timeoutMs: 15_000, what: "a leader every node sees" });
+    const a = all.find((n) => n.leads())!;
+    await Bun.sleep(3 * POLL_MS);
+    const etcdUntil = a.events.filter((e) => e.kind === "held").at(-1)!.until!;
+    // The leader's reads fail; its keepalives (the same client, the same etcd) still answer.
+    const range = a.client.range.bind(a.client);
+    a.client.range = () => Promise.reject(new Error("test: reads fail"));
+    try {
+      await waitFor(() => performance.now() > etcdUntil + FENCE_MS + 2 * POLL_MS, { timeoutMs: 10_000, what: "the verified etcd deadline to pass" });
+      const lines = a.log.lines.join("\n");
+      expect(lines).toMatch(/failsafe: the etcd lease is not being renewed; asking/);
+      expect(a.events.filter((e) => e.kind === "lost")).toEqual([]);
+      expect(a.leads()).toBe(true);
+      expect(a.events.filter((e) => e.kind === "held").at(-1)!.until!).toBeGreaterThan(etcdUntil);
+    } finally {
+      a.client.range = range;
+    }
   }, 60_000);
 });

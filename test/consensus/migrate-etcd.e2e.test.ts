@@ -95,10 +95,13 @@ describe("migration steps on a real etcd", () => {
     openEtcd(client, clusterKeys("/pgherd", cluster), { self, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch, now: () => performance.now() }) as Promise<Opened | null>;
 
   /** The migrating leader's etcd side (migrate-leader-etcd.ts) as node A on `cluster`. */
-  const leaderCtx = (cluster: string): LeaderEtcdCtx => ({
-    d: { self: A, log: memoryLogger() } as unknown as MigrateDeps, etcd: () => ({ client, keys: clusterKeys("/pgherd", cluster) }),
-    timers: { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 }, clock: () => performance.now(), persist: () => {},
-  });
+  const leaderCtx = (cluster: string): LeaderEtcdCtx => {
+    const log = memoryLogger();
+    return {
+      d: { self: A, log } as unknown as MigrateDeps, etcd: () => ({ client, keys: clusterKeys("/pgherd", cluster) }),
+      timers: { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 }, clock: () => performance.now(), persist: () => {}, note: (m) => log.warn(m),
+    };
+  };
 
   beforeAll(async () => {
     tmp = mkdtempSync("/tmp/pgherd-migrate-etcd-");
@@ -217,13 +220,13 @@ describe("migration steps on a real etcd", () => {
     a2.stop();
   }, 20_000);
 
-  test("a restarted former holder whose read showed etcd open while the close applied resumes its key only until the members' hold ends", async () => {
+  test("a restarted former holder whose read showed etcd open while the close applied takes back only the lease and never leads on it", async () => {
     const keys = clusterKeys("/pgherd", "m6");
     const opened = (await open("m6"))!;
     expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
     // a's new backend: its first prefix read (etcd open) is answered 900 ms late, and the close (sent
-    // before the restart, still in flight) applies meanwhile; from then on reads fail while keepalives
-    // pass, so a learns of the close only from its lease running out.
+    // before the restart, still in flight) applies meanwhile; the next reads fail while keepalives
+    // pass, then etcd answers again.
     let closedAt = 0, reads = 0;
     class LateRead extends EtcdClient {
       override async range(key: string, opts: { prefix?: boolean } = {}) {
@@ -234,20 +237,19 @@ describe("migration steps on a real etcd", () => {
           await Bun.sleep(900);
           return r;
         }
-        if (closedAt > 0) throw new Error("simulated: read timed out");
+        if (opts.prefix && reads <= 4) throw new Error("simulated: read timed out");
         return super.range(key, opts);
       }
     }
     const a = new Member(A, "m6", etcd.endpoints(), tmp, new LateRead({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 }));
     all.push(a);
     a.start();
-    let until = 0;
-    await waitFor(() => (until = a.c.lease()?.until ?? 0) > 0, { timeoutMs: 5_000, what: "a to resume its key" });
-    // The members that read the close adopt builtin no earlier than closedAt and hold this long.
-    const holdMs = leaveHoldMs("etcd", { timeoutMs: 1000, ttlMs: TTL_S * 1000, maxDrift: 0.02, fenceMs: 200 });
-    console.log(`a resumed its key ${Math.round(performance.now() - closedAt)} ms after the close, until ${Math.round(until - closedAt)} ms (the members hold ${holdMs} ms)`);
-    expect(until).toBeLessThan(closedAt + holdMs);
-    await waitFor(() => !a.leads(), { timeoutMs: Math.max(1, closedAt + holdMs - performance.now()), what: "a to stop leading before the members' hold ends" });
+    // The key is won only on a read sent after the keepalive that took its lease back: that read shows the close.
+    await waitFor(() => a.c.settled(), { timeoutMs: 10_000, what: "a to read etcd after taking its lease back" });
+    console.log(`a read etcd again ${Math.round(performance.now() - closedAt)} ms after the close, after ${reads} prefix reads; held ${a.held} times`);
+    expect(reads).toBeGreaterThan(4);
+    expect(a.held).toBe(0);
+    expect(a.c.lease()).toBeNull();
     a.stop();
   }, 20_000);
 

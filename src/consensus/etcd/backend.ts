@@ -44,6 +44,8 @@ export class EtcdConsensus implements Consensus {
   private leaseId: string | null = null;
   /** Local deadline of this agent's etcd lease, from the last renewal that succeeded. */
   private leaseValid: number | null = null;
+  /** `leaseValid` as of the last tick whose read (sent with the renewal) showed etcd open: the deadline a leader acts on, and the failsafe's. */
+  private verified: number | null = null;
   private readonly lead: Leadership;
   private candidate = false;
   private snap: Snapshot | null = null;
@@ -86,7 +88,7 @@ export class EtcdConsensus implements Consensus {
       enabled, self: this.o.self.id, promiseMs: this.o.ttlS * 1000, pollMs: this.o.pollMs, maxDrift: this.o.maxDrift, fenceMs: this.o.fenceMs,
       usableMs: usableLeaseMs(this.o.ttlS, this.o.maxDrift, this.o.fenceMs), send, nameOf, log: this.o.log, clock: this.clock,
       view: () => ({
-        leading: this.leading, etcdUntil: this.leaseValid, voters: this.snap?.membership?.value.voters ?? [], taking: this.candidate,
+        leading: this.leading, etcdUntil: this.verified, voters: this.snap?.membership?.value.voters ?? [], taking: this.candidate,
         leader: this.snap?.leader ? { id: this.snap.leader.id, term: this.snap.leader.term } : null,
       }),
       extended: (until) => {
@@ -123,7 +125,7 @@ export class EtcdConsensus implements Consensus {
     return this.leading;
   }
 
-  /** Whether etcd was read since the agent started: before, whether a key of its previous run makes it the leader is unknown. */
+  /** Whether etcd was read since the agent started (and a key of its previous run, if taken back, read again): before, whether that key makes it the leader is unknown. */
   settled(): boolean {
     return this.observed;
   }
@@ -234,9 +236,11 @@ export class EtcdConsensus implements Consensus {
     this.snap = snap;
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
-    if (!(await this.observeClosed(r.kvs)) && this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
-    await this.observeLeader(snap, sentAt);
-    this.observed = true;
+    // The failsafe asks from this verified deadline, not from a renewal alone (renewals may answer while reads fail).
+    this.verified = (await this.observeClosed(r.kvs)) ? null : this.leaseValid;
+    if (this.verified !== null && this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
+    // A key of a previous run taken back on this read: still unknown whether it leads (the next read decides).
+    if (!(await this.observeLeader(snap, sentAt))) this.observed = true;
     await this.publish();
     if (!snap.leader && !this.leading && !this.closed) await this.maybeTake(snap);
   }
@@ -271,14 +275,15 @@ export class EtcdConsensus implements Consensus {
 
   /** The later of the etcd lease's deadline and the failsafe confirmations' (failsafe-core.ts). */
   private deadline(term: number): number {
-    return effectiveDeadline(this.leaseValid, this.failsafe?.deadline(term) ?? null) ?? -Infinity;
+    return effectiveDeadline(this.verified, this.failsafe?.deadline(term) ?? null) ?? -Infinity;
   }
 
-  /** `readSentAt`: when the read that gave `s` was sent (a resumed key's deadline counts from it). */
-  private async observeLeader(s: Snapshot, readSentAt: number): Promise<void> {
+  /** `readSentAt`: when the read that gave `s` was sent (a resumed key's deadline counts from it). True: a key of a previous run was taken back. */
+  private async observeLeader(s: Snapshot, readSentAt: number): Promise<boolean> {
     const l = s.leader;
     this.term = Math.max(this.term, s.lastTerm);
-    if (l && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading && !this.closed) await this.adoptOwnKey(l.lease, readSentAt);
+    // A key taken back is not won on this read, sent before its keepalive: the next tick's read decides.
+    const adopted = l !== null && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading && !this.closed && (await this.adoptOwnKey(l.lease, readSentAt));
     const mine = l !== null && l.id === this.o.self.id && l.lease === this.leaseId;
     if (this.leading && !mine) await this.lead.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
     if (l) {
@@ -287,33 +292,36 @@ export class EtcdConsensus implements Consensus {
       this.lastLeaderContact = this.clock();
       this.vacantSince = null;
       if (this.requested && this.lead.leader() !== this.o.self.id) this.requested = null;
-      if (mine && !this.leading && this.leaseValid !== null && !this.closed) this.lead.win(l.term, this.leaseValid);
-      return;
+      if (mine && !adopted && !this.leading && this.leaseValid !== null && !this.closed) this.lead.win(l.term, this.leaseValid);
+      return adopted;
     }
     if (this.lead.leader() !== null) this.lead.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
     this.vacantSince ??= this.clock();
     if (this.requested && this.clock() > this.requested.until) this.requested = null;
     // A failsafe promise holds the final position back too: it is this node's vote for the next term.
     if (!this.detaching && (this.detachedFor ?? -1) < this.term + 1 && !this.failsafe?.promised()) this.detach(this.term + 1);
+    return false;
   }
 
   /**
-   * After an agent restart the key may still be bound to this node's previous lease: keep it (like
-   * ledTerm in builtin). The deadline counts from the send time of the read that showed etcd open
-   * (`readSentAt`), not from this keepalive: a close applied after that read and before the
-   * keepalive must not move it (docs/design.md S21). The keepalive, sent later, renews the lease
-   * for at least as long, so counting from the earlier time is safe for the lease too.
+   * After an agent restart the key may still be bound to this node's previous lease: take the lease
+   * back (like ledTerm in builtin), but do not win on it yet (true: taken back). The read that showed
+   * the key was sent before this keepalive, so a delete applied in between (a resign or transfer of
+   * the previous run still in flight) would go unseen; the next tick renews and reads after it, and
+   * wins only if that read still shows the key (one poll later). The lease's deadline counts from
+   * `readSentAt`: the keepalive, sent later, renews the lease for at least as long.
    */
-  private async adoptOwnKey(lease: string, readSentAt: number): Promise<void> {
+  private async adoptOwnKey(lease: string, readSentAt: number): Promise<boolean> {
     const ttl = await this.o.client.leaseKeepAlive(lease);
     const until = leaseDeadline(readSentAt, ttl, this.o.maxDrift, this.o.fenceMs);
-    if (until === null) return;
+    if (until === null) return false;
     const old = this.leaseId;
     this.leaseId = lease;
     this.leaseValid = until;
     this.reporter.reset();
     if (old) await this.o.client.leaseRevoke(old);
-    this.o.log.info(`resuming the leader key of a previous run of this agent (lease ${lease})`);
+    this.o.log.info(`resuming the leader key of a previous run of this agent (lease ${lease}); leading once the next read still shows it`);
+    return true;
   }
 
   private detach(term: number): void {

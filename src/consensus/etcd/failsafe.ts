@@ -13,7 +13,7 @@ export type FailsafeMsg = FailsafeReq | FailsafeResp;
 /** What the failsafe shell reads from the backend (its view, never a copy). */
 export interface FailsafeView {
   leading: { term: number; until: number } | null;
-  /** The deadline the last etcd renewal gives (null: none). */
+  /** The deadline of the last etcd renewal whose read, sent with it, showed etcd open (null: none): a renewal alone does not count. */
   etcdUntil: number | null;
   voters: readonly string[];
   /** The leader key this node last read from etcd. */

@@ -1,0 +1,86 @@
+// The migration driver's periodic etcd checks (src/agent/migrate-driver.ts step(): a new node's
+// join read, the settling of an aborted open) against an etcd endpoint that accepts and never
+// answers (a real HTTP listener on loopback: each request runs into request_timeout_ms). Time for
+// the driver is a variable; step() runs every 2 s of it while a check is still in flight: no second
+// check of a kind is queued behind it, and a warning that repeats is logged once.
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { DriverHooks } from "../../src/agent/election-driver.ts";
+import { SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
+import { MigrateDriver } from "../../src/agent/migrate-driver.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { createConsensus } from "../../src/consensus/create.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { ElectionStore } from "../../src/store/election-state.ts";
+
+const A = "aaaaaaaaaaaaaaa1";
+const dirs: string[] = [];
+let requests = 0;
+const blackhole = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: () => (requests++, new Promise<Response>(() => {})) });
+afterAll(() => {
+  void blackhole.stop(true);
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function driver(membership: boolean) {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-migrate-checks-"));
+  dirs.push(dir);
+  const cfg = parseConfig(
+    `cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[consensus]\nendpoints = ["http://127.0.0.1:${blackhole.port}"]\nrequest_timeout_ms = 300\n`, "pgherd.toml");
+  const store = new ElectionStore(dir);
+  if (membership) store.saveElection({ term: 5, votedFor: null, membership: { term: 1, index: 1, voters: [A] } });
+  const log = memoryLogger();
+  const hooks: DriverHooks = { send: () => {}, leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m) => { throw new Error(m); } };
+  const clock = { now: 0 };
+  const consensus = new SwitchableConsensus((b, h) => createConsensus({ cfg, nodeId: A, store, hooks: h, log, nameOf: (x) => x }, b), "builtin", hooks, () => clock.now);
+  const d = new MigrateDriver({
+    cfg, self: A, log, consensus, store, send: () => {}, connected: () => [], fence: async () => {}, nameOf: (x) => x, clock: () => clock.now,
+  });
+  const internals = d as unknown as { chain: Promise<void>; opening: number | null };
+  /** Until every queued check has run (each one's requests time out). */
+  const drained = async () => {
+    for (let c = internals.chain; ; c = internals.chain) {
+      await c;
+      if (c === internals.chain) return;
+    }
+  };
+  const steps = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      clock.now += 2000;
+      d.step();
+    }
+  };
+  return { d, log, internals, drained, steps };
+}
+
+test("a join read in flight: 2 s steps queue no second one; its warning is logged once", async () => {
+  const n = driver(false);
+  const before = requests;
+  n.steps(6); // 12 s of driver time while the first read hangs
+  await n.drained();
+  expect(requests - before).toBe(1);
+  n.steps(1);
+  await n.drained();
+  n.steps(1);
+  await n.drained();
+  expect(requests - before).toBe(3);
+  expect(n.log.lines.filter((l) => l.includes("cannot read the record of this cluster's backend")).length).toBe(1);
+});
+
+test("settling an aborted open: one in flight at a time, and its repeated warning logged once", async () => {
+  const n = driver(true); // a voter: no join read
+  n.internals.opening = 3; // a migration to etcd at epoch 3 aborted with its open possibly applied
+  const before = requests;
+  n.steps(6);
+  await n.drained();
+  expect(requests - before).toBe(1);
+  for (let i = 0; i < 3; i++) {
+    n.steps(1);
+    await n.drained();
+  }
+  expect(requests - before).toBe(4);
+  expect(n.internals.opening).toBe(3);
+  expect(n.log.lines.filter((l) => l.includes("settling the record of the aborted migration to etcd (epoch 3)")).length).toBe(1);
+});
