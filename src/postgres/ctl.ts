@@ -10,7 +10,7 @@ import { inspectDataDir, pidAlive, readPostmasterPid } from "./datadir.ts";
 import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
 import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, type Owner } from "./fsutil.ts";
 import { stoppedProcesses } from "./liveness-obs.ts";
-import { killServer, leftoverProcesses } from "./orphans.ts";
+import { killServer, leftoverProcesses, readPidFile } from "./orphans.ts";
 import { lookupOsUser } from "./users.ts";
 
 /** An immediate stop waits this long for the postmaster to react to SIGQUIT before SIGKILL. */
@@ -134,6 +134,25 @@ async function readyInPidFile(dataDir: string, sinceMs: number, watch: { on: boo
 
 const READY_POLL_MS = 5;
 
+/**
+ * After the stop signal: true once postmaster.pid is gone (the postmaster removes it last, after
+ * every child exited and the shutdown checkpoint was written), false if its postmaster died
+ * leaving the file or `ms` passed. pg_ctl -w's wait_for_postmaster_stop, looking every STOP_POLL_MS.
+ */
+async function stoppedInPidFile(dataDir: string, ms: number): Promise<boolean> {
+  const file = join(dataDir, "postmaster.pid");
+  const until = performance.now() + ms;
+  for (;;) {
+    const pid = readPidFile(file);
+    if (pid === null && !(await exists(file))) return true;
+    if (pid !== null && !pidAlive(pid)) return !(await exists(file));
+    if (performance.now() > until) return false;
+    await Bun.sleep(STOP_POLL_MS);
+  }
+}
+
+const STOP_POLL_MS = 5;
+
 /** A regular file's first 4 KiB, opened without following a link or blocking on a FIFO (the data directory is the OS user's); null otherwise. */
 function readSmallRegularFile(path: string): string | null {
   let fd: number;
@@ -185,11 +204,13 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
     if (frozen) return kill(n, `${frozen}: it cannot react to SIGQUIT`);
   }
   const t = mode === "immediate" ? Math.min(timeoutSec, IMMEDIATE_GRACE_S) : timeoutSec;
+  // pg_ctl only signals (-W); stoppedInPidFile waits as pg_ctl -w would, but looks every
+  // STOP_POLL_MS instead of every 100 ms: a switchover's write outage includes this wait.
   const res = await runTool({
-    bin: pgTool(n.bins, "pg_ctl"), args: ["stop", "-D", n.dataDir, "-m", mode, "-w", "-t", String(t), "-s"],
-    user: n.osUser, timeoutMs: (t + 15) * 1000, log: n.log,
+    bin: pgTool(n.bins, "pg_ctl"), args: ["stop", "-D", n.dataDir, "-m", mode, "-W", "-s"],
+    user: n.osUser, timeoutMs: 15_000, log: n.log,
   });
-  if (res.code === 0 && !res.timedOut) return true;
+  if (res.code === 0 && !res.timedOut && (await stoppedInPidFile(n.dataDir, t * 1000))) return true;
   if (!(await status(n)).running) return false;
   if (mode === "immediate") return kill(n, `no reaction to SIGQUIT within ${t} s`);
   throw new PgCtlError("stop-failed", `pg_ctl stop -m ${mode} of ${n.dataDir} failed: ${stderrTail(res.stderr) || `exit ${res.code}`}`);
