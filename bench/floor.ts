@@ -7,7 +7,8 @@
 // throwaway PostgreSQL; by default the real idle 3-node cluster (`pgherd demo`'s, as
 // bench:footprint) runs at the same time, and both are sampled over --seconds with the same
 // readings: RSS, PSS, USS, anonymous and file-backed memory (medians) and CPU % of one core.
-//   bun bench/floor.ts [--seconds N] [--bin PATH] [--no-real]   (PostgreSQL installed)
+//   bun bench/floor.ts [--seconds N] [--heartbeat-ms N] [--bin PATH] [--no-real]   (PostgreSQL installed)
+// --heartbeat-ms changes the skeleton leader's heartbeat only (the real cluster keeps its default).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { appendFileSync, chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
@@ -26,11 +27,14 @@ import { cpuSeconds, distinctResident, median, memSplit, pgherdProcesses, type M
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { seconds: { type: "string", default: "60" }, bin: { type: "string" }, "no-real": { type: "boolean", default: false } },
+  options: { seconds: { type: "string", default: "60" }, "heartbeat-ms": { type: "string", default: "150" }, bin: { type: "string" }, "no-real": { type: "boolean", default: false } },
   strict: true,
 });
 const seconds = Number(values.seconds);
 if (!Number.isFinite(seconds) || seconds < 5 || seconds > 3600) throw new Error(`--seconds must be 5..3600, got ${values.seconds}`);
+// The leader's heartbeat interval; 150 = [election] heartbeat_ms's default, the real cluster's.
+const heartbeatMs = Number(values["heartbeat-ms"]);
+if (!Number.isInteger(heartbeatMs) || heartbeatMs < 10 || heartbeatMs > 10_000) throw new Error(`--heartbeat-ms must be 10..10000, got ${values["heartbeat-ms"]}`);
 const MB = 1048576;
 const TARGET = { rssMb: 60, cpuPct: 1.5 };
 /** The allocator option the real agent re-executes itself with (src/main.ts) and its watchdog inherits. */
@@ -158,7 +162,7 @@ const f2 = (x: number) => x.toFixed(2);
 const spread = (xs: number[], f: (x: number) => string) => (xs.length === 1 ? f(xs[0]!) : `${f(median(xs))} (${xs.map(f).join(" / ")})`);
 
 function report(r: Awaited<ReturnType<typeof sample>>, groups: HostGroup[], stats: Map<number, Record<string, number> | null>): void {
-  console.log(`\nfloor of the runtime over ${r.wall.toFixed(0)} s (Bun ${Bun.version}, --compile-jit-policy=${JIT_POLICY}, MIMALLOC_PURGE_HOLES_MIN_INTERVAL=1000)`);
+  console.log(`\nfloor of the runtime over ${r.wall.toFixed(0)} s (Bun ${Bun.version}, --compile-jit-policy=${JIT_POLICY}, MIMALLOC_PURGE_HOLES_MIN_INTERVAL=1000, skeleton heartbeat ${heartbeatMs} ms)`);
   console.log("median MB over the run (RSS = anonymous + file-backed); CPU % of one core; * = the leader's (primary's) host");
   console.log("  process         host    pid       RSS    PSS    USS   anon   file   CPU %");
   for (const x of r.rows) {
@@ -215,7 +219,7 @@ try {
   const watchdogs = hosts.map((h, i) => spawnSkeleton(bin, ["watchdog-like", ownedDir(join(ownedDir(join(dir, h), as, 0o755), "state"), as)], as, { what: "watchdog-like", host: h, lead: i === 0 }));
   const agents = hosts.map((h, i) => {
     const cfg: AgentLikeConfig = {
-      id: h, port: ports[i]!, peers: peers.filter((p) => p.id !== h), leader: i === 0, beaconPort, secret,
+      id: h, port: ports[i]!, peers: peers.filter((p) => p.id !== h), leader: i === 0, heartbeatMs, beaconPort, secret,
       leaseDir: i === 0 ? join(dir, h, "state") : null, pg: { socketDir: pg!.socketDir, port: pg!.port, user: "postgres" },
     };
     const file = join(dir, h, "agent.json");
@@ -244,7 +248,7 @@ try {
   for (const s of skeletons) stats.set(s.proc.pid, await stopSkeleton(s));
   report(result, groups, stats);
 } finally {
-  await Promise.all(skeletons.map((s) => (s.child.exitCode === null ? stopSkeleton(s) : null)));
+  await Promise.all(skeletons.map((s) => (s.child.exitCode === null && s.child.signalCode === null ? stopSkeleton(s) : null)));
   await demo?.stop();
   if (pg) await pgStop(pg.node, "fast", 60).catch((e: Error) => console.error(`stopping the throwaway PostgreSQL: ${e.message}`));
   rmSync(dir, { recursive: true, force: true });

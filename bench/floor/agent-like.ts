@@ -1,7 +1,7 @@
 // Skeleton of an idle agent's unavoidable runtime work, at the real cluster's idle rates, with no
 // pgherd logic: a TCP mesh (node:net) to two peers carrying length-prefixed JSON frames sealed with
 // AES-256-GCM (node:crypto, one key and sequence per direction); the leader sends a ~300-byte
-// heartbeat to each follower every 150 ms and each follower answers; every node sends a ~1.5 kB
+// heartbeat to each follower every 150 ms (heartbeatMs) and each follower answers; every node sends a ~1.5 kB
 // state frame to each peer every 500 ms; an HMAC-signed UDP beacon to 127.255.255.255 every 1 s;
 // an HTTP server listening (Bun.serve, as src/api/server.ts); a `postgres` client running two
 // trivial queries every 500 ms over the server's unix socket. The leader also writes its lease
@@ -21,6 +21,8 @@ export type AgentLikeConfig = {
   port: number;
   peers: { id: string; port: number }[];
   leader: boolean;
+  /** The leader's heartbeat interval ([election] heartbeat_ms, default 150). */
+  heartbeatMs: number;
   beaconPort: number;
   /** Cluster secret (hex): frame keys and beacon HMACs. */
   secret: string;
@@ -29,10 +31,9 @@ export type AgentLikeConfig = {
   pg: { socketDir: string; port: number; user: string };
 };
 
-export const HEARTBEAT_MS = 150;
-export const STATE_MS = 500;
-export const BEACON_MS = 1000;
-export const SQL_MS = 500;
+const STATE_MS = 500;
+const BEACON_MS = 1000;
+const SQL_MS = 500;
 
 const count = { framesOut: 0, framesIn: 0, heartbeatsIn: 0, answersIn: 0, statesIn: 0, beaconsIn: 0, queryRounds: 0, leaseWrites: 0 };
 
@@ -171,7 +172,7 @@ export async function agentLike(configPath: string): Promise<void> {
     setInterval(() => {
       round++;
       for (const l of links.values()) l.send({ t: "hb", from: cfg.id, term, round, leaseMs: 1000, commitLsn: "0/4000000", sync: ["n2", "n3"], at: performance.now(), pad });
-    }, HEARTBEAT_MS);
+    }, cfg.heartbeatMs);
   }
   let reports = 0;
   setInterval(() => {
