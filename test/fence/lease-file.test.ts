@@ -1,12 +1,14 @@
 // The agent's side of the lease file: a restarted agent announces itself without disarming a
 // lease its predecessor armed (the primary may still run; only this agent may extend or disarm it).
+// The checked record: a torn read never passes, an older watchdog still reads it, and the agent
+// writes in place only beside a watchdog that says it verifies the check. The host clock.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hostMonotonicMs } from "../../src/fence/clock.ts";
-import { LEASE_FILE, LeaseFile, parseLease, WATCHDOG_PID_FILE } from "../../src/fence/lease-file.ts";
+import { fastHostMonotonicMs, hostMonotonicMs } from "../../src/fence/clock.ts";
+import { CHECKED_LEASE, decodeLease, encodeLease, LEASE_FILE, LeaseFile, parseLease, readLeaseFile, WATCHDOG_FEATURES_FILE, WATCHDOG_PID_FILE, type Lease } from "../../src/fence/lease-file.ts";
 import { createLogger } from "../../src/log.ts";
 
 let dir: string;
@@ -52,4 +54,127 @@ test("parseLease: unknown keys are dropped (a newer agent's file), a bad value i
   expect(() => parseLease({ ...ok, term: 1.5 })).toThrow("term");
   expect(() => parseLease({ ...ok, kernel: { ...ok.kernel, timeoutS: 0 } })).toThrow("kernel.timeoutS");
   expect(() => parseLease([ok])).toThrow("lease");
+});
+
+const lease = (deadline: number | null, more: Partial<Lease> = {}): Lease => ({ deadline, term: 7, dataDir: "/var/lib/postgresql/15/main", writtenAt: 5_000_000, agentPid: 4242, ...more });
+/** What a watchdog before the checked record does with the file's text (watchdog.ts at the time). */
+const oldReader = (bytes: Buffer) => parseLease(JSON.parse(bytes.toString("utf8")));
+
+test("a checked record decodes to its lease and still parses for an older watchdog (the check key is dropped)", () => {
+  const l = lease(123_456, { kernel: { device: "/dev/watchdog", timeoutS: 1, fenceMs: 400 } });
+  const rec = encodeLease(l);
+  expect(rec.length % 256).toBe(0);
+  expect(decodeLease(rec)).toEqual(l);
+  expect(oldReader(rec)).toEqual(l);
+  expect(encodeLease(lease(null), rec.length).length).toBe(rec.length); // fits: same size, written in place
+  expect(decodeLease(Buffer.from(JSON.stringify(l)))).toEqual(l); // an older agent's plain JSON
+  expect(decodeLease(encodeLease(lease(1, { dataDir: "/d/é".padEnd(400, "x") })))).toEqual(lease(1, { dataDir: "/d/é".padEnd(400, "x") }));
+});
+
+test("a torn read (two records mixed at any byte) never passes its check, though unchecked it would read as a later deadline", () => {
+  // An extension from …1999 to …2000: mixed digits read as …2999, a deadline nobody wrote.
+  const a = encodeLease(lease(901_999, { writtenAt: 901_000 }));
+  const b = encodeLease(lease(902_000, { writtenAt: 901_150 }), a.length);
+  let later = 0;
+  for (const [first, second] of [[a, b], [b, a]] as const) {
+    for (let k = 0; k <= a.length; k++) {
+      const mix = Buffer.concat([first.subarray(0, k), second.subarray(k)]);
+      const got = decodeLease(mix);
+      if (got !== "torn") expect([lease(901_999, { writtenAt: 901_000 }), lease(902_000, { writtenAt: 901_150 })]).toContainEqual(got);
+      try {
+        if (oldReader(mix).deadline! > 902_000) later++;
+      } catch {
+        // not even JSON
+      }
+    }
+  }
+  expect(later).toBeGreaterThan(0); // what the check is for
+  // A damaged check digit, or a record cut short, is refused as well.
+  const bad = Buffer.from(a);
+  bad[12] = bad[12] === 0x30 ? 0x31 : 0x30;
+  expect(decodeLease(bad)).toBe("torn");
+  expect(decodeLease(a.subarray(0, 100))).toBe("torn");
+});
+
+test("the fast host clock reads what /proc/uptime shows (CLOCK_BOOTTIME in whole centiseconds), and an armed deadline is never later than the lease end", () => {
+  for (let i = 0; i < 2000; i++) {
+    const before = fastHostMonotonicMs();
+    const uptime = hostMonotonicMs();
+    const after = fastHostMonotonicMs();
+    expect(before).toBeLessThanOrEqual(uptime);
+    expect(uptime).toBeLessThanOrEqual(after);
+    expect(uptime % 10).toBe(0);
+  }
+  const d = stateDir("clock");
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog();
+  for (let i = 0; i < 50; i++) {
+    const p0 = performance.now();
+    const until = p0 + 1000 + i * 60; // each an extension of ≥ 50 ms: written
+    lf.arm(3, until);
+    const h1 = fastHostMonotonicMs() + 10; // the host clock, rounded up to its resolution, just after
+    const deadline = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+    // The lease ends at performance.now() = until, i.e. no earlier than host time h1 + (until - p0) - (p1 - p0)… and
+    // the deadline may only be earlier than the lease end: never past h1 + (until - p0).
+    expect(deadline).toBeLessThanOrEqual(h1 + (until - p0));
+    expect(deadline).toBeGreaterThan(h1 + (until - p0) - 30); // and not much earlier (10 ms resolution, the calls between)
+  }
+});
+
+/** A features file as the watchdog process `pid` writes it; `start` overrides its start time (a pid reused by another process). */
+function features(d: string, pid: number, start?: string): void {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const real = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]!;
+  writeFileSync(join(d, WATCHDOG_FEATURES_FILE), `${pid} ${start ?? real} ${CHECKED_LEASE}\n`);
+}
+const inode = (d: string) => statSync(join(d, LEASE_FILE)).ino;
+
+test("beside an older watchdog (no features file) every write renames a new file; beside one that checks, writes go in place", () => {
+  const d = stateDir("pairing");
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog(); // the fake watchdog wrote no features file: an older one
+  lf.arm(4, performance.now() + 1000);
+  const first = inode(d);
+  lf.arm(4, performance.now() + 1200);
+  expect(inode(d)).not.toBe(first); // renamed: never torn for a reader that cannot tell
+  expect(oldReader(readFileSync(join(d, LEASE_FILE))).term).toBe(4);
+
+  features(d, fakeWatchdog.pid!); // the watchdog was replaced by one that checks (upgrade)
+  lf.ensureWatchdog();
+  lf.arm(4, performance.now() + 1400); // the first write after the switch renames a fixed-size record in place…
+  const kept = inode(d);
+  const size = statSync(join(d, LEASE_FILE)).size;
+  for (let i = 1; i <= 5; i++) {
+    lf.arm(4, performance.now() + 1400 + i * 100); // …and the next ones overwrite it
+    expect(inode(d)).toBe(kept);
+    expect(statSync(join(d, LEASE_FILE)).size).toBe(size);
+  }
+  const deadline = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+  expect(deadline).toBeGreaterThan(hostMonotonicMs() + 1500);
+  lf.arm(4, performance.now() + 200); // a shorter deadline is written at once, in place too
+  expect(readLeaseFile(join(d, LEASE_FILE))!.deadline!).toBeLessThan(deadline);
+  expect(inode(d)).toBe(kept);
+
+  features(d, fakeWatchdog.pid!, "1"); // the same pid, another process (an older watchdog that reused it)
+  lf.ensureWatchdog();
+  lf.arm(4, performance.now() + 2000);
+  expect(inode(d)).not.toBe(kept);
+});
+
+test("in place, the agent notices its file was removed or replaced and renames a new one into place", () => {
+  const d = stateDir("replaced");
+  features(d, fakeWatchdog.pid!);
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog();
+  lf.arm(2, performance.now() + 1000);
+  lf.arm(2, performance.now() + 1100);
+  rmSync(join(d, LEASE_FILE));
+  lf.ensureWatchdog(); // its once-a-second look
+  lf.arm(2, performance.now() + 1200);
+  expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
+  writeFileSync(join(d, "other"), JSON.stringify(lease(1)));
+  renameSync(join(d, "other"), join(d, LEASE_FILE));
+  lf.ensureWatchdog();
+  lf.arm(2, performance.now() + 1300);
+  expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
 });

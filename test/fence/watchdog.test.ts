@@ -5,10 +5,12 @@
 // in the data directory (what the watchdog checks before it signals a pid from postmaster.pid).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
+import { decodeLease, encodeLease, LeaseFile, watchdogChecksLease } from "../../src/fence/lease-file.ts";
+import { createLogger } from "../../src/log.ts";
 import { waitFor } from "../helpers/proc.ts";
 
 let dir: string;
@@ -27,6 +29,7 @@ function victim(bin = join(dir, "bin", "postgres"), cwd = join(dir, "data")): Ch
   return p;
 }
 
+/** The lease file as an agent before the checked record wrote it: plain JSON, by rename (writeFileSync here: the watchdog reads it the same). */
 function arm(deadline: number | null, kernel: { device: string } | null = null): void {
   const k = kernel && { ...kernel, timeoutS: 1, fenceMs: 500 };
   writeFileSync(join(dir, "state", "lease"), JSON.stringify({ deadline, term: 7, dataDir: join(dir, "data"), writtenAt: hostMonotonicMs(), agentPid: process.pid, kernel: k }));
@@ -126,6 +129,67 @@ test("a postmaster.pid naming another process (finding 5 of issue 10): that proc
   arm(null);
   sleeper.kill("SIGKILL");
   here.kill("SIGKILL");
+});
+
+test("it says in watchdog.features that it verifies checks; an agent beside it writes in place, extends, shortens, and is fenced at its lease end", async () => {
+  const state = join(dir, "state");
+  expect(watchdogChecksLease(state, wd.pid!)).toBe(true);
+  const p = victim();
+  const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
+  lf.ensureWatchdog(); // finds this watchdog running: starts none
+  lf.arm(9, performance.now() + 60_000);
+  const ino = statSync(join(state, "lease")).ino;
+  for (let i = 0; i < 6; i++) {
+    lf.arm(9, performance.now() + 60_000 + (i + 1) * 100);
+    await Bun.sleep(50);
+  }
+  expect(alive(p)).toBe(true);
+  // A shorter deadline written in place (no rename: the directory watch sees a modification) is seen at once.
+  const t0 = performance.now();
+  lf.arm(9, t0 + 150);
+  expect(statSync(join(state, "lease")).ino).toBe(ino);
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
+  const late = performance.now() - (t0 + 150);
+  console.log(`in place: fenced ${Math.round(late)} ms after the lease end`);
+  expect(late).toBeGreaterThanOrEqual(0);
+  expect(late).toBeLessThan(300); // an idle wake would come up to 1 s late
+  lf.disarm(9);
+  expect(statSync(join(state, "lease")).ino).toBe(ino);
+});
+
+test("a torn record whose mixed digits form a later deadline is refused: the last verified lease is fenced on time", async () => {
+  const p = victim();
+  const state = join(dir, "state");
+  // A deadline ending in 999 and its extension by 1 ms: the first's digits after the second's thousands read 1 s later.
+  let d = hostMonotonicMs() + 400;
+  d += (999 - (d % 1000) + 1000) % 1000;
+  const l = (deadline: number) => ({ deadline, term: 7, dataDir: join(dir, "data"), writtenAt: d - 500, agentPid: process.pid });
+  const a = encodeLease(l(d));
+  const b = encodeLease(l(d + 1), a.length);
+  let torn: Buffer | null = null;
+  for (let k = 0; k < a.length && !torn; k++) {
+    const mix = Buffer.concat([b.subarray(0, k), a.subarray(k)]);
+    try {
+      if (JSON.parse(mix.toString()).deadline === d + 1000 && decodeLease(mix) === "torn") torn = mix;
+    } catch {
+      // not JSON at this split
+    }
+  }
+  expect(torn).not.toBeNull();
+  // The checked record first, read on the watchdog's inotify wake (its read calls: /proc/PID/io) and kept as verified.
+  const reads = () => Number(/syscr: (\d+)/.exec(readFileSync(`/proc/${wd.pid}/io`, "utf8"))![1]);
+  const before = reads();
+  writeFileSync(join(state, "lease"), a);
+  await waitFor(() => reads() >= before + 2, { timeoutMs: 1000, intervalMs: 2, what: "the watchdog to read the lease" });
+  writeFileSync(join(state, "lease"), torn!);
+  await waitFor(() => out.includes("failed its check"), { timeoutMs: 3000, intervalMs: 5, what: "the refusal" });
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
+  const late = hostMonotonicMs() - d;
+  console.log(`torn record refused: fenced ${late} ms after the verified deadline (the torn one was 1000 ms later)`);
+  expect(late).toBeGreaterThanOrEqual(0);
+  expect(late).toBeLessThan(500);
+  arm(null); // an older agent's plain record is read again at once
+  await waitFor(() => { try { return JSON.parse(readFileSync(join(state, "lease"), "utf8")).deadline === null; } catch { return false; } }, { timeoutMs: 1000, what: "the disarm" });
 });
 
 test("exits when its state dir is removed", async () => {
