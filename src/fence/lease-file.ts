@@ -5,13 +5,17 @@
 //
 // The file is one JSON object padded with spaces to a fixed size, whose first key is a check of
 // the rest (64-bit wyhash). Beside a watchdog that verifies it (it says so in watchdog.features) the
-// agent overwrites the record in place (pwrite at offset 0 of a kept-open fd: 2-3 µs of CPU instead
-// of ~160 µs for write-to-tmp + rename); a read that races that write may see a mix of the two
-// records, whose digits could form a later deadline than either: the check rejects it and the
-// reader reads again. Beside an older watchdog (no features file, or one of another process) it
-// writes every record to lease.tmp and renames it, as before: that watchdog ignores the check key.
+// agent writes an *extension* (same term, a deadline no earlier than the last) in place, through
+// a shared mapping of the file: a copy into the page cache, 3 µs of CPU with the check of the file,
+// instead of ~160 µs for write-to-tmp + rename, and no inotify event, so the watchdog is not woken:
+// it reads the extension when it wakes at the deadline it knows, which is no later than the file's.
+// Everything else (a shorter deadline, a disarm, a new term, the first record) is renamed into
+// place as before, and wakes the watchdog at once. A read that races an in-place write may see a
+// mix of the two records, whose digits could form a later deadline than either: the check rejects
+// it and the reader reads again. Beside an older watchdog (no features file, or one naming another
+// process) every record is renamed into place, as before: that watchdog ignores the check key.
 import { spawn } from "node:child_process";
-import { closeSync, fstatSync, openSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { fastHostMonotonicMs, hostMonotonicMs } from "./clock.ts";
@@ -111,13 +115,16 @@ export function decodeLease(bytes: Buffer): Lease | "torn" {
 
 export class LeaseFile {
   private readonly file: string;
-  /** The file opened for in-place writes (only while the watchdog verifies checks), and its record size. */
-  private fd: number | null = null;
+  /** The file mapped for in-place writes (only while the watchdog verifies checks), its inode, and the record size. */
+  private map: Uint8Array | null = null;
+  private mapIno = 0;
   private size = 0;
   /** The running watchdog verifies the check (it said so in its features file): write in place. */
   private inPlace = false;
   private last: number | null | undefined;
   private lastTerm = -1;
+  /** The term of the record last written (arm(), disarm() or the announcement). */
+  private lastWrittenTerm = -1;
   private nextSpawn = 0;
   /** The term this agent armed the lease for; null until arm(), and again after revoke() or disarm(). */
   private armedTerm: number | null = null;
@@ -167,42 +174,53 @@ export class LeaseFile {
   private write(l: Lease): void {
     // Not fsynced: the watchdog reads it through the page cache; after a host crash there is nothing to fence.
     const rec = encodeLease(l, this.size);
-    if (this.inPlace && this.fd !== null && rec.length === this.size) {
-      try {
-        if (writeSync(this.fd, rec, 0, rec.length, 0) !== rec.length) throw new Error(`short write to ${this.file}`);
-      } catch (e) {
-        this.closeFd(); // the next write replaces the file; a reader keeps the last record that checks until then
-        throw e;
-      }
+    const extension = l.deadline !== null && this.last != null && l.deadline >= this.last && l.term === this.lastWrittenTerm;
+    if (this.inPlace && extension && this.map !== null && rec.length === this.size && this.mapped()) {
+      this.map.set(rec, 0);
     } else {
-      this.closeFd();
+      this.map = null; // unmapped when collected; nothing writes through it any more
       const tmp = `${this.file}.tmp`;
       writeFileSync(tmp, rec, { mode: 0o600 });
       renameSync(tmp, this.file);
       this.size = rec.length;
-      if (this.inPlace) this.fd = openSync(this.file, "r+");
+      if (this.inPlace) this.mapFile();
     }
     this.last = l.deadline;
+    this.lastWrittenTerm = l.term;
   }
 
-  private closeFd(): void {
-    if (this.fd === null) return;
+  private mapFile(): void {
     try {
-      closeSync(this.fd);
+      const map = Bun.mmap(this.file, { shared: true });
+      const st = statSync(this.file);
+      if (map.length !== this.size || st.size !== this.size) return;
+      this.map = map;
+      this.mapIno = st.ino;
     } catch {
-      // closed is closed
+      // the next write renames again
     }
-    this.fd = null;
   }
 
   /**
-   * Writes in place only beside a watchdog that verifies checks (asked once per ensureWatchdog(),
-   * every second), and only into the file that is still the lease file (removed or replaced: the
-   * next write renames a new one into place).
+   * The mapping is still the lease file, whole. Checked before every in-place write: a file
+   * removed or replaced would swallow the extension, and one cut short would fault the write
+   * (SIGBUS). The next write then renames a new file into place.
    */
+  private mapped(): boolean {
+    try {
+      const st = statSync(this.file);
+      if (st.ino === this.mapIno && st.size === this.size) return true;
+    } catch {
+      // gone
+    }
+    this.map = null;
+    return false;
+  }
+
+  /** Writes in place only beside a watchdog that verifies checks, asked once per ensureWatchdog() (every second). */
   private chooseWrite(watchdog: number | null): void {
     this.inPlace = watchdog !== null && watchdogChecksLease(this.stateDir, watchdog);
-    if (!this.inPlace || (this.fd !== null && !sameFile(this.fd, this.file))) this.closeFd();
+    if (!this.inPlace) this.map = null;
   }
 
   /** Start the watchdog unless one already watches this state dir (it outlives agent restarts). */
@@ -253,16 +271,6 @@ export function readCheckedLease(file: string): Lease | null | "torn" {
     if (r !== "torn") return r;
   }
   return "torn";
-}
-
-function sameFile(fd: number, file: string): boolean {
-  try {
-    const a = fstatSync(fd);
-    const b = statSync(file);
-    return a.ino === b.ino && a.dev === b.dev;
-  } catch {
-    return false;
-  }
 }
 
 export function watchdogAlive(stateDir: string): boolean {

@@ -129,7 +129,7 @@ function features(d: string, pid: number, start?: string): void {
 }
 const inode = (d: string) => statSync(join(d, LEASE_FILE)).ino;
 
-test("beside an older watchdog (no features file) every write renames a new file; beside one that checks, writes go in place", () => {
+test("beside an older watchdog (no features file) every write renames a new file; beside one that checks, extensions go in place, all else by rename", () => {
   const d = stateDir("pairing");
   const lf = new LeaseFile(d, "/data", log);
   lf.ensureWatchdog(); // the fake watchdog wrote no features file: an older one
@@ -151,17 +151,27 @@ test("beside an older watchdog (no features file) every write renames a new file
   }
   const deadline = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
   expect(deadline).toBeGreaterThan(hostMonotonicMs() + 1500);
-  lf.arm(4, performance.now() + 200); // a shorter deadline is written at once, in place too
+  lf.arm(4, performance.now() + 200); // a shorter deadline: renamed, so that the watchdog's directory watch wakes it
   expect(readLeaseFile(join(d, LEASE_FILE))!.deadline!).toBeLessThan(deadline);
-  expect(inode(d)).toBe(kept);
+  expect(inode(d)).not.toBe(kept);
+  let ino = inode(d);
+  lf.arm(5, performance.now() + 2000); // a new term: renamed
+  expect(inode(d)).not.toBe(ino);
+  ino = inode(d);
+  lf.arm(5, performance.now() + 2100); // its extension: in place
+  expect(inode(d)).toBe(ino);
+  lf.disarm(5); // renamed
+  expect(inode(d)).not.toBe(ino);
+  expect(readLeaseFile(join(d, LEASE_FILE))!.deadline).toBeNull();
+  lf.arm(6, performance.now() + 1000);
 
   features(d, fakeWatchdog.pid!, "1"); // the same pid, another process (an older watchdog that reused it)
   lf.ensureWatchdog();
   lf.arm(4, performance.now() + 2000);
-  expect(inode(d)).not.toBe(kept);
+  expect(inode(d)).not.toBe(ino);
 });
 
-test("in place, the agent notices its file was removed or replaced and renames a new one into place", () => {
+test("in place, the agent notices its file was removed, replaced or cut short and renames a new one into place", () => {
   const d = stateDir("replaced");
   features(d, fakeWatchdog.pid!);
   const lf = new LeaseFile(d, "/data", log);
@@ -169,12 +179,13 @@ test("in place, the agent notices its file was removed or replaced and renames a
   lf.arm(2, performance.now() + 1000);
   lf.arm(2, performance.now() + 1100);
   rmSync(join(d, LEASE_FILE));
-  lf.ensureWatchdog(); // its once-a-second look
-  lf.arm(2, performance.now() + 1200);
+  lf.arm(2, performance.now() + 1200); // checked before each in-place write
   expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
   writeFileSync(join(d, "other"), JSON.stringify(lease(1)));
   renameSync(join(d, "other"), join(d, LEASE_FILE));
-  lf.ensureWatchdog();
   lf.arm(2, performance.now() + 1300);
+  expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
+  writeFileSync(join(d, LEASE_FILE), ""); // cut short in place (the same inode): written through the mapping, this would fault
+  lf.arm(2, performance.now() + 1400);
   expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
 });

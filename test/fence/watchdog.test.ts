@@ -3,6 +3,9 @@
 // dir disappears; with a kernel watchdog configured that cannot be used it warns and fences at
 // the lease end as before. The "postmaster" is `sleep` copied to a file named postgres, running
 // in the data directory (what the watchdog checks before it signals a pid from postmaster.pid).
+// arm() writes as an agent before the checked record did (plain JSON): the downgrade pairing; the
+// agent of this version writes through LeaseFile, in place beside this watchdog, by rename beside
+// an older binary's (PGHERD_OLD_BINARY=path: that test runs only with it).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, mkdirSync } from "node:fs";
@@ -131,30 +134,61 @@ test("a postmaster.pid naming another process (finding 5 of issue 10): that proc
   here.kill("SIGKILL");
 });
 
-test("it says in watchdog.features that it verifies checks; an agent beside it writes in place, extends, shortens, and is fenced at its lease end", async () => {
+const readCalls = () => Number(/syscr: (\d+)/.exec(readFileSync(`/proc/${wd.pid}/io`, "utf8"))![1]);
+
+test("it says in watchdog.features that it verifies checks; an agent beside it extends in place without waking it, is kept alive by the extensions and fenced at the last one's end", async () => {
   const state = join(dir, "state");
   expect(watchdogChecksLease(state, wd.pid!)).toBe(true);
   const p = victim();
   const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
   lf.ensureWatchdog(); // finds this watchdog running: starts none
-  lf.arm(9, performance.now() + 60_000);
+  let until = performance.now() + 60_000;
+  lf.arm(9, until);
   const ino = statSync(join(state, "lease")).ino;
-  for (let i = 0; i < 6; i++) {
-    lf.arm(9, performance.now() + 60_000 + (i + 1) * 100);
-    await Bun.sleep(50);
+  let seen = -1; // its read calls, unchanged over 30 ms: it has read the rename and sleeps
+  await waitFor(() => seen === (seen = readCalls()), { timeoutMs: 2000, intervalMs: 30, what: "the watchdog to settle" });
+  const quiet = readCalls();
+  for (let i = 0; i < 8; i++) {
+    lf.arm(9, (until += 100)); // extensions: in place, no inotify event
+    Bun.sleepSync(20);
   }
-  expect(alive(p)).toBe(true);
-  // A shorter deadline written in place (no rename: the directory watch sees a modification) is seen at once.
-  const t0 = performance.now();
-  lf.arm(9, t0 + 150);
   expect(statSync(join(state, "lease")).ino).toBe(ino);
+  expect(readCalls() - quiet).toBeLessThanOrEqual(4); // at most one idle round (lease and /proc/uptime), not one per write
+  // Short leases extended in place: it wakes at the deadline it knows, reads the extension, sleeps again.
+  const t1 = performance.now();
+  lf.arm(9, (until = t1 + 250)); // shorter: renamed, seen at once
+  const ino2 = statSync(join(state, "lease")).ino;
+  while (performance.now() < t1 + 1200) {
+    lf.arm(9, (until = performance.now() + 250));
+    await Bun.sleep(60);
+  }
+  expect(statSync(join(state, "lease")).ino).toBe(ino2);
+  expect(alive(p)).toBe(true);
+  // The agent stops extending (frozen): fenced at the end of the last extension.
   await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
-  const late = performance.now() - (t0 + 150);
-  console.log(`in place: fenced ${Math.round(late)} ms after the lease end`);
+  const late = performance.now() - until;
+  console.log(`extended in place: fenced ${Math.round(late)} ms after the lease end`);
+  expect(late).toBeGreaterThanOrEqual(0);
+  expect(late).toBeLessThan(300);
+  lf.disarm(9);
+  expect(statSync(join(state, "lease")).ino).not.toBe(ino2);
+});
+
+test("a deadline shortened by this version's agent is renamed into place and seen at once", async () => {
+  const state = join(dir, "state");
+  const p = victim();
+  const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
+  lf.ensureWatchdog();
+  lf.arm(10, performance.now() + 60_000);
+  lf.arm(10, performance.now() + 60_100);
+  await Bun.sleep(100); // the watchdog now sleeps up to its idle wake (1 s)
+  const end = performance.now() + 150;
+  lf.arm(10, end);
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
+  const late = performance.now() - end;
   expect(late).toBeGreaterThanOrEqual(0);
   expect(late).toBeLessThan(300); // an idle wake would come up to 1 s late
-  lf.disarm(9);
-  expect(statSync(join(state, "lease")).ino).toBe(ino);
+  lf.disarm(10);
 });
 
 test("a torn record whose mixed digits form a later deadline is refused: the last verified lease is fenced on time", async () => {
@@ -177,10 +211,9 @@ test("a torn record whose mixed digits form a later deadline is refused: the las
   }
   expect(torn).not.toBeNull();
   // The checked record first, read on the watchdog's inotify wake (its read calls: /proc/PID/io) and kept as verified.
-  const reads = () => Number(/syscr: (\d+)/.exec(readFileSync(`/proc/${wd.pid}/io`, "utf8"))![1]);
-  const before = reads();
+  const before = readCalls();
   writeFileSync(join(state, "lease"), a);
-  await waitFor(() => reads() >= before + 2, { timeoutMs: 1000, intervalMs: 2, what: "the watchdog to read the lease" });
+  await waitFor(() => readCalls() >= before + 2, { timeoutMs: 1000, intervalMs: 2, what: "the watchdog to read the lease" });
   writeFileSync(join(state, "lease"), torn!);
   await waitFor(() => out.includes("failed its check"), { timeoutMs: 3000, intervalMs: 5, what: "the refusal" });
   await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
@@ -190,6 +223,40 @@ test("a torn record whose mixed digits form a later deadline is refused: the las
   expect(late).toBeLessThan(500);
   arm(null); // an older agent's plain record is read again at once
   await waitFor(() => { try { return JSON.parse(readFileSync(join(state, "lease"), "utf8")).deadline === null; } catch { return false; } }, { timeoutMs: 1000, what: "the disarm" });
+});
+
+// Upgrade: a watchdog of an older binary (before the checked record) outlives its agent; the new agent beside it.
+const OLD = process.env.PGHERD_OLD_BINARY;
+test.skipIf(!OLD)("beside an older binary's watchdog (PGHERD_OLD_BINARY) the agent renames every record, which that watchdog reads and fences on", async () => {
+  const state = join(dir, "state-old");
+  mkdirSync(state);
+  let oldOut = "";
+  const old = spawn(OLD!, ["watchdog", "--state-dir", state], { stdio: ["ignore", "pipe", "pipe"] });
+  old.stderr!.on("data", (d) => (oldOut += d));
+  try {
+    await waitFor(() => oldOut.includes("watching"), { timeoutMs: 15_000, what: "the old watchdog to start" });
+    expect(watchdogChecksLease(state, old.pid!)).toBe(false);
+    const p = victim();
+    const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
+    lf.ensureWatchdog();
+    let until = 0;
+    for (let i = 0; i < 8; i++) {
+      const ino = statSync(join(state, "lease")).ino;
+      until = performance.now() + 300;
+      lf.arm(11, until);
+      expect(statSync(join(state, "lease")).ino).not.toBe(ino); // renamed every time: that watchdog cannot tell a torn record
+      await Bun.sleep(100);
+    }
+    expect(alive(p)).toBe(true);
+    await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
+    const late = performance.now() - until;
+    console.log(`older watchdog: fenced ${Math.round(late)} ms after the lease end`);
+    expect(late).toBeGreaterThanOrEqual(0);
+    expect(late).toBeLessThan(300);
+    lf.disarm(11);
+  } finally {
+    old.kill("SIGKILL");
+  }
 });
 
 test("exits when its state dir is removed", async () => {
