@@ -168,7 +168,7 @@ test("it says in watchdog.features that it verifies checks; an agent beside it e
   await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
   const late = performance.now() - until;
   console.log(`extended in place: fenced ${Math.round(late)} ms after the lease end`);
-  expect(late).toBeGreaterThanOrEqual(0);
+  expect(late).toBeGreaterThanOrEqual(-10); // the deadline is on the host clock, truncated to 10 ms: at most that early, never late
   expect(late).toBeLessThan(300);
   lf.disarm(9);
   expect(statSync(join(state, "lease")).ino).not.toBe(ino2);
@@ -186,7 +186,7 @@ test("a deadline shortened by this version's agent is renamed into place and see
   lf.arm(10, end);
   await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
   const late = performance.now() - end;
-  expect(late).toBeGreaterThanOrEqual(0);
+  expect(late).toBeGreaterThanOrEqual(-10); // the host clock's resolution, as above
   expect(late).toBeLessThan(300); // an idle wake would come up to 1 s late
   lf.disarm(10);
 });
@@ -251,7 +251,7 @@ test.skipIf(!OLD)("beside an older binary's watchdog (PGHERD_OLD_BINARY) the age
     await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
     const late = performance.now() - until;
     console.log(`older watchdog: fenced ${Math.round(late)} ms after the lease end`);
-    expect(late).toBeGreaterThanOrEqual(0);
+    expect(late).toBeGreaterThanOrEqual(-10); // the host clock's resolution, as above
     expect(late).toBeLessThan(300);
     lf.disarm(11);
   } finally {
