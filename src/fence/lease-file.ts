@@ -129,6 +129,8 @@ export class LeaseFile {
   /** The term this agent armed the lease for; null until arm(), and again after revoke() or disarm(). */
   private armedTerm: number | null = null;
   private armedUntil = 0;
+  /** The lease end (performance.now()) of the deadline last written by arm(). */
+  private writtenUntil = 0;
 
   constructor(
     private readonly stateDir: string,
@@ -146,9 +148,14 @@ export class LeaseFile {
     const deadline = host + Math.floor(untilLocal - performance.now());
     this.armedTerm = term;
     this.armedUntil = untilLocal;
-    // Extensions of less than 50 ms are not worth a write; a shorter deadline always is.
-    if (this.last != null && this.lastTerm === term && deadline >= this.last && deadline - this.last < 50) return;
+    // Extensions of less than 50 ms are not worth a write; a lease that ends earlier than the one
+    // written always is. Not a deadline that only reads earlier: the host clock has 10 ms steps, so
+    // the same lease end (each follower's answer to one heartbeat) maps to deadlines up to 10 ms
+    // apart; every one of them is at or before the lease end, so the one written stands.
+    const shrunk = untilLocal < this.writtenUntil;
+    if (this.last != null && this.lastTerm === term && !shrunk && deadline - this.last < 50) return;
     this.lastTerm = term;
+    this.writtenUntil = untilLocal;
     this.write({ deadline, term, dataDir: this.dataDir, writtenAt: host, agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
   }
 

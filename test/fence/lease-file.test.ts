@@ -191,3 +191,28 @@ test("in place, the agent notices its file was removed, replaced or cut short an
   lf.arm(2, performance.now() + 1400);
   expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
 });
+
+test("the same lease end armed again is not written again, though its deadline reads up to 10 ms earlier on the host clock; a lease that ends earlier is", async () => {
+  const d = stateDir("jitter");
+  features(d, fakeWatchdog.pid!);
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog();
+  const until = performance.now() + 5000;
+  lf.arm(3, until);
+  const written = readFileSync(join(d, LEASE_FILE));
+  const ino = inode(d);
+  const start = fastHostMonotonicMs();
+  while (fastHostMonotonicMs() < start + 40) {
+    lf.arm(3, until); // each follower's answer to one heartbeat: the same lease end, across host clock steps
+    lf.arm(3, until + 10);
+    await Bun.sleep(1);
+  }
+  expect(readFileSync(join(d, LEASE_FILE)).equals(written)).toBe(true);
+  expect(inode(d)).toBe(ino);
+  const before = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+  lf.arm(3, until - 50); // ends 50 ms earlier (more than a clock step): written, renamed (the watchdog must see it at once)
+  const after = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+  expect(after).toBeLessThan(before);
+  expect(inode(d)).not.toBe(ino);
+  expect(after).toBeLessThanOrEqual(fastHostMonotonicMs() + 10 + (until - 50 - performance.now()));
+});
