@@ -211,10 +211,17 @@ test("a torn record whose mixed digits form a later deadline is refused: the las
   }
   expect(torn).not.toBeNull();
   // The checked record first, read on the watchdog's inotify wake (its read calls: /proc/PID/io) and kept as verified.
+  // Both renamed into place (a file written in place by writeFileSync may be read empty in between).
+  const put = (rec: Buffer) => {
+    writeFileSync(join(state, "lease.tmp"), rec);
+    renameSync(join(state, "lease.tmp"), join(state, "lease"));
+  };
   const before = readCalls();
-  writeFileSync(join(state, "lease"), a);
+  put(a);
   await waitFor(() => readCalls() >= before + 2, { timeoutMs: 1000, intervalMs: 2, what: "the watchdog to read the lease" });
-  writeFileSync(join(state, "lease"), torn!);
+  let seen = -1; // its read calls, unchanged over 30 ms: it has read the rename and sleeps
+  await waitFor(() => seen === (seen = readCalls()), { timeoutMs: 2000, intervalMs: 30, what: "the watchdog to settle" });
+  put(torn!);
   await waitFor(() => out.includes("failed its check"), { timeoutMs: 3000, intervalMs: 5, what: "the refusal" });
   await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
   const late = hostMonotonicMs() - d;
