@@ -12,41 +12,40 @@ export function hostMonotonicMs(): number {
   return Number(m[1]) * 1000 + Number(m[2]) * 10;
 }
 
-const CLOCK_BOOTTIME = 7; // linux/time.h
-type Boottime = () => number;
-let boottime: Boottime | null | undefined; // undefined: not tried yet; null: unavailable
+/** Largest rate error assumed between performance.now() and CLOCK_BOOTTIME: twice NTP's largest slew (500 ppm). */
+const RATE_ERROR = 0.001;
 
 /**
- * The same value as hostMonotonicMs() (the kernel's /proc/uptime is CLOCK_BOOTTIME truncated to
- * centiseconds: this truncates the same way, so the agent writes the deadlines it wrote before),
- * read with clock_gettime through bun:ffi: about 0.1 µs instead of a 6.5 µs file read. For the
- * agent, which reads it for every lease write; loaded on first use, so the watchdog, which reads
- * the clock about once a second and stays small, never loads bun:ffi. Without glibc (no
- * libc.so.6) it reads /proc/uptime.
+ * performance.now() mapped to the host clock through an offset sampled from /proc/uptime at most
+ * every `refreshMs`, for the agent, which maps a lease end for every write: no file read per write.
+ * Every error makes a mapped time EARLIER than the true one, never later (a deadline from it fences
+ * sooner, never later): a sample reads /proc/uptime (truncated to 10 ms: earlier) before it reads
+ * performance.now() (time passing in between: earlier); a host suspend moves CLOCK_BOOTTIME and not
+ * performance.now() (CLOCK_MONOTONIC), so an offset sampled before it is too small (earlier); and
+ * should the two clocks' rates differ (performance.now() on an unslewed clock), RATE_ERROR times the
+ * sample's age is taken off.
  */
-export function fastHostMonotonicMs(): number {
-  if (boottime === undefined) boottime = loadBoottime();
-  return boottime ? boottime() : hostMonotonicMs();
-}
+export class HostClock {
+  private offset = 0;
+  private sampledAt = Number.NEGATIVE_INFINITY;
 
-function loadBoottime(): Boottime | null {
-  try {
-    const ffi = require("bun:ffi") as typeof import("bun:ffi");
-    const libc = ffi.dlopen("libc.so.6", { clock_gettime: { args: [ffi.FFIType.i32, ffi.FFIType.ptr], returns: ffi.FFIType.i32 } });
-    const ts = new BigInt64Array(2); // struct timespec { tv_sec; tv_nsec } on 64-bit Linux
-    const at = ffi.ptr(ts);
-    const read = () => {
-      if (libc.symbols.clock_gettime(CLOCK_BOOTTIME, at) !== 0) throw new Error("clock_gettime(CLOCK_BOOTTIME) failed");
-      return Number(ts[0]) * 1000 + Math.floor(Number(ts[1]) / 10_000_000) * 10;
-    };
-    // Trust it only if it agrees with /proc/uptime (a 32-bit timespec or another clock id would not).
-    const before = read();
-    const uptime = hostMonotonicMs();
-    const after = read();
-    if (!(before <= uptime && uptime <= after)) return null;
-    return read;
-  } catch {
-    return null;
+  constructor(
+    private readonly refreshMs = 1000,
+    private readonly host: () => number = hostMonotonicMs,
+    private readonly local: () => number = () => performance.now(),
+  ) {}
+
+  /** `localMs` (a performance.now() time) on the host clock, in whole ms: at or before the true value. */
+  toHost(localMs: number): number {
+    let now = this.local();
+    if (now - this.sampledAt >= this.refreshMs) {
+      const h = this.host();
+      now = this.local();
+      this.offset = h - now;
+      this.sampledAt = now;
+    }
+    const age = Math.max(0, now - this.sampledAt) + Math.max(0, localMs - now);
+    return Math.floor(localMs + this.offset - Math.ceil(age * RATE_ERROR));
   }
 }
 

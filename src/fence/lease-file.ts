@@ -18,7 +18,7 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
-import { fastHostMonotonicMs, hostMonotonicMs } from "./clock.ts";
+import { HostClock, hostMonotonicMs } from "./clock.ts";
 
 export const LEASE_FILE = "lease";
 export const WATCHDOG_PID_FILE = "watchdog.pid";
@@ -123,6 +123,7 @@ export class LeaseFile {
   private inPlace = false;
   private last: number | null | undefined;
   private lastTerm = -1;
+  private readonly hostClock = new HostClock();
   /** The term of the record last written (arm(), disarm() or the announcement). */
   private lastWrittenTerm = -1;
   private nextSpawn = 0;
@@ -143,20 +144,19 @@ export class LeaseFile {
 
   /** Arm (or extend) with a deadline on this process's performance.now() clock. */
   arm(term: number, untilLocal: number): void {
-    // Read the host clock before performance.now(): time passing between the two reads makes the deadline earlier, never later.
-    const host = fastHostMonotonicMs();
-    const deadline = host + Math.floor(untilLocal - performance.now());
+    // The lease end on the host clock: at or before the true one (clock.ts, HostClock).
+    const deadline = this.hostClock.toHost(untilLocal);
     this.armedTerm = term;
     this.armedUntil = untilLocal;
     // Extensions of less than 50 ms are not worth a write; a lease that ends earlier than the one
-    // written always is. Not a deadline that only reads earlier: the host clock has 10 ms steps, so
-    // the same lease end (each follower's answer to one heartbeat) maps to deadlines up to 10 ms
-    // apart; every one of them is at or before the lease end, so the one written stands.
+    // written always is. Not a deadline that only reads earlier: each new sample of the host clock's
+    // offset (10 ms steps) maps the same lease end (each follower's answer to one heartbeat) to a
+    // deadline up to 10 ms apart; every one is at or before the lease end, so the one written stands.
     const shrunk = untilLocal < this.writtenUntil;
     if (this.last != null && this.lastTerm === term && !shrunk && deadline - this.last < 50) return;
     this.lastTerm = term;
     this.writtenUntil = untilLocal;
-    this.write({ deadline, term, dataDir: this.dataDir, writtenAt: host, agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
+    this.write({ deadline, term, dataDir: this.dataDir, writtenAt: this.hostClock.toHost(performance.now()), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
   }
 
   /**
