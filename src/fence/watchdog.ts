@@ -6,12 +6,12 @@
 // acknowledged. It needs nothing from the agent's event loop. With [watchdog] configured it
 // also keeps the kernel watchdog alive while the lease is valid (kernel-watchdog.ts): if this
 // process freezes as well, the kernel resets the host within the same fence budget.
-import { existsSync, readFileSync, watch, type FSWatcher } from "node:fs";
+import { existsSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { hostMonotonicMs } from "./clock.ts";
 import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, readPidFile } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
-import { LEASE_FILE, parseLease, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
+import { LEASE_FILE, readCheckedLease, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
 const POLL_MS = 20;
 /** Longest sleep without a lease change: checks for a gone agent or state dir, and a host suspend. */
@@ -32,6 +32,8 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
   const watcher = watchLease(stateDir, wake, log);
   log.info(`fencing watchdog watching ${join(stateDir, LEASE_FILE)} ${watcher.ok ? "for changes (inotify)" : `every ${POLL_MS} ms`}`);
   let fencedFor: number | null = null;
+  /** The last lease read whose check passed (or an older agent's plain one): kept while reads fail their check. */
+  let verified: Lease | null = null;
   let idleSince: number | null = null;
   const kernel = new KernelWatchdog();
   let kernelKey = ""; // the lease term and device last tried: a failure is retried for the next one only
@@ -56,7 +58,14 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
       log.info(`${stateDir} is gone: exiting`);
       return false;
     }
-    const lease = readLease(stateDir, log);
+    // A record that fails its check (a read racing the agent's in-place write, whose mixed digits
+    // could form a later deadline) is never used: the last verified lease stays in force, whose
+    // deadline is no later than the file's, and the file is read again after POLL_MS.
+    const read = readLease(stateDir, log);
+    const torn = read === "torn";
+    if (torn) say("warn", `${join(stateDir, LEASE_FILE)} failed its check ${TORN_READS_SAID}: keeping the last verified lease (deadline ${verified?.deadline ?? "none"}) and reading it again every ${POLL_MS} ms`);
+    else verified = read;
+    const lease = verified;
     const now = hostMonotonicMs();
     // Nothing armed (or already fenced) and the agent gone: exit; the next agent starts a new watchdog.
     const idle = !lease || lease.deadline === null || fencedFor === lease.deadline;
@@ -110,7 +119,7 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
     let next = armed && now <= lease.deadline! ? Math.max(1, lease.deadline! - now + 1) : IDLE_WAKE_MS;
     // The kernel device needs a keepalive well within its timeout (at least 1 s).
     if (kernel.active) next = Math.min(next, kernel.timeoutS * 250, 250);
-    return Math.min(next, watcher.ok ? IDLE_WAKE_MS : POLL_MS);
+    return Math.min(next, watcher.ok && !torn ? IDLE_WAKE_MS : POLL_MS);
   };
 
   for (;;) {
@@ -203,19 +212,14 @@ async function fence(lease: Lease, now: number, log: WatchdogLog): Promise<boole
   return gone;
 }
 
+const TORN_READS_SAID = "on every read in a row";
 let unreadable = "";
-/** The lease, or null when there is none; a file that exists but does not parse is said once. */
-function readLease(stateDir: string, log: WatchdogLog): Lease | null {
+/** The lease, null when there is none, "torn" when its check failed on every read; a file that exists but does not parse is said once. */
+function readLease(stateDir: string, log: WatchdogLog): Lease | null | "torn" {
   const file = join(stateDir, LEASE_FILE);
-  let text: string;
   try {
-    text = readFileSync(file, "utf8");
-  } catch {
-    return null;
-  }
-  try {
-    const lease = parseLease(JSON.parse(text));
-    unreadable = "";
+    const lease = readCheckedLease(file);
+    if (lease !== "torn") unreadable = "";
     return lease;
   } catch (e) {
     const why = `${file} is unreadable (${(e as Error).message.split("\n")[0]}): nothing to fence until the agent rewrites it`;

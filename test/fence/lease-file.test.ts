@@ -1,12 +1,14 @@
 // The agent's side of the lease file: a restarted agent announces itself without disarming a
 // lease its predecessor armed (the primary may still run; only this agent may extend or disarm it).
+// The checked record: a torn read never passes, an older watchdog still reads it, and the agent
+// writes in place only beside a watchdog that says it verifies the check. The host clock.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hostMonotonicMs } from "../../src/fence/clock.ts";
-import { LEASE_FILE, LeaseFile, parseLease, WATCHDOG_PID_FILE } from "../../src/fence/lease-file.ts";
+import { HostClock, hostMonotonicMs } from "../../src/fence/clock.ts";
+import { CHECKED_LEASE, decodeLease, encodeLease, LEASE_FILE, LeaseFile, parseLease, readLeaseFile, WATCHDOG_FEATURES_FILE, WATCHDOG_PID_FILE, type Lease } from "../../src/fence/lease-file.ts";
 import { createLogger } from "../../src/log.ts";
 
 let dir: string;
@@ -52,4 +54,196 @@ test("parseLease: unknown keys are dropped (a newer agent's file), a bad value i
   expect(() => parseLease({ ...ok, term: 1.5 })).toThrow("term");
   expect(() => parseLease({ ...ok, kernel: { ...ok.kernel, timeoutS: 0 } })).toThrow("kernel.timeoutS");
   expect(() => parseLease([ok])).toThrow("lease");
+});
+
+const lease = (deadline: number | null, more: Partial<Lease> = {}): Lease => ({ deadline, term: 7, dataDir: "/var/lib/postgresql/15/main", writtenAt: 5_000_000, agentPid: 4242, ...more });
+/** What a watchdog before the checked record does with the file's text (watchdog.ts at the time). */
+const oldReader = (bytes: Buffer) => parseLease(JSON.parse(bytes.toString("utf8")));
+
+test("a checked record decodes to its lease and still parses for an older watchdog (the check key is dropped)", () => {
+  const l = lease(123_456, { kernel: { device: "/dev/watchdog", timeoutS: 1, fenceMs: 400 } });
+  const rec = encodeLease(l);
+  expect(rec.length % 256).toBe(0);
+  expect(decodeLease(rec)).toEqual(l);
+  expect(oldReader(rec)).toEqual(l);
+  expect(encodeLease(lease(null), rec.length).length).toBe(rec.length); // fits: same size, written in place
+  expect(decodeLease(Buffer.from(JSON.stringify(l)))).toEqual(l); // an older agent's plain JSON
+  expect(decodeLease(encodeLease(lease(1, { dataDir: "/d/é".padEnd(400, "x") })))).toEqual(lease(1, { dataDir: "/d/é".padEnd(400, "x") }));
+});
+
+test("a torn read (two records mixed at any byte) never passes its check, though unchecked it would read as a later deadline", () => {
+  // An extension from …1999 to …2000: mixed digits read as …2999, a deadline nobody wrote.
+  const a = encodeLease(lease(901_999, { writtenAt: 901_000 }));
+  const b = encodeLease(lease(902_000, { writtenAt: 901_150 }), a.length);
+  let later = 0;
+  for (const [first, second] of [[a, b], [b, a]] as const) {
+    for (let k = 0; k <= a.length; k++) {
+      const mix = Buffer.concat([first.subarray(0, k), second.subarray(k)]);
+      const got = decodeLease(mix);
+      if (got !== "torn") expect([lease(901_999, { writtenAt: 901_000 }), lease(902_000, { writtenAt: 901_150 })]).toContainEqual(got);
+      try {
+        if (oldReader(mix).deadline! > 902_000) later++;
+      } catch {
+        // not even JSON
+      }
+    }
+  }
+  expect(later).toBeGreaterThan(0); // what the check is for
+  // A damaged check digit, or a record cut short, is refused as well.
+  const bad = Buffer.from(a);
+  bad[12] = bad[12] === 0x30 ? 0x31 : 0x30;
+  expect(decodeLease(bad)).toBe("torn");
+  expect(decodeLease(a.subarray(0, 100))).toBe("torn");
+});
+
+test("HostClock: a stale, truncated or rate-skewed offset only ever maps a time EARLIER than the true host time", () => {
+  // A simulated host: performance.now() (local) and CLOCK_BOOTTIME (host) with a rate ratio, suspends, and 10 ms truncation.
+  for (const [ratio, exact] of [[1, false], [1 + 5e-4, false], [1 - 5e-4, false], [1, true], [1 - 5e-4, true]] as const) {
+    let local = 1000.123;
+    let boot = 777_777.777;
+    const advance = (ms: number) => {
+      local += ms;
+      boot += ms * ratio;
+    };
+    // exact: a host clock without truncation whose read takes 2 ms (the order of the two reads must absorb that)
+    const readHost = () => {
+      if (!exact) return Math.floor(boot / 10) * 10;
+      advance(2);
+      return boot; // taken at the end of the read: the worst case for a sample
+    };
+    const clock = new HostClock(1000, readHost, () => {
+      const v = local;
+      advance(0.05); // every read takes time
+      return v;
+    });
+    let worst = -Infinity;
+    for (let i = 0; i < 5000; i++) {
+      advance(Math.random() * 37);
+      if (i % 997 === 0) boot += 5000; // a suspend: CLOCK_BOOTTIME moves, performance.now() does not
+      const ahead = Math.random() * 1500; // a lease end up to 1.5 s ahead
+      const mapped = clock.toHost(local + ahead);
+      const truth = boot + ahead * ratio; // the host time when performance.now() reaches local + ahead
+      expect(mapped).toBeLessThanOrEqual(truth);
+      worst = Math.max(worst, mapped - truth);
+    }
+    expect(worst).toBeGreaterThan(-15); // and not by much, outside a suspend's second (10 ms steps, 1 ms per s of rate)
+  }
+});
+
+test("HostClock on this host: within /proc/uptime's resolution of it, never ahead; an armed deadline is never later than the lease end", () => {
+  const clock = new HostClock();
+  for (let i = 0; i < 500; i++) {
+    const before = hostMonotonicMs();
+    const mapped = clock.toHost(performance.now());
+    const after = hostMonotonicMs() + 10; // /proc/uptime truncates: the true time is below this
+    expect(mapped).toBeLessThanOrEqual(after);
+    expect(mapped).toBeGreaterThanOrEqual(before - 12);
+  }
+  const d = stateDir("clock");
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog();
+  for (let i = 0; i < 50; i++) {
+    const p0 = performance.now();
+    const until = p0 + 1000 + i * 60; // each an extension of ≥ 50 ms: written
+    lf.arm(3, until);
+    const h1 = hostMonotonicMs() + 10; // the host clock, rounded up to its resolution, just after
+    const deadline = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+    // The lease ends at performance.now() = until: on the host clock at most h1 + (until - p0).
+    expect(deadline).toBeLessThanOrEqual(h1 + (until - p0));
+    expect(deadline).toBeGreaterThanOrEqual(h1 + (until - p0) - 40); // the clock's steps and the calls between
+  }
+});
+
+/** A features file as the watchdog process `pid` writes it; `start` overrides its start time (a pid reused by another process). */
+function features(d: string, pid: number, start?: string): void {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const real = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]!;
+  writeFileSync(join(d, WATCHDOG_FEATURES_FILE), `${pid} ${start ?? real} ${CHECKED_LEASE}\n`);
+}
+const inode = (d: string) => statSync(join(d, LEASE_FILE)).ino;
+
+test("beside an older watchdog (no features file) every write renames a new file; beside one that checks, extensions go in place, all else by rename", () => {
+  const d = stateDir("pairing");
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog(); // the fake watchdog wrote no features file: an older one
+  lf.arm(4, performance.now() + 1000);
+  const first = inode(d);
+  lf.arm(4, performance.now() + 1200);
+  expect(inode(d)).not.toBe(first); // renamed: never torn for a reader that cannot tell
+  expect(oldReader(readFileSync(join(d, LEASE_FILE))).term).toBe(4);
+
+  features(d, fakeWatchdog.pid!); // the watchdog was replaced by one that checks (upgrade)
+  lf.ensureWatchdog();
+  lf.arm(4, performance.now() + 1400); // the first write after the switch renames a fixed-size record in place…
+  const kept = inode(d);
+  const size = statSync(join(d, LEASE_FILE)).size;
+  for (let i = 1; i <= 5; i++) {
+    lf.arm(4, performance.now() + 1400 + i * 100); // …and the next ones overwrite it
+    expect(inode(d)).toBe(kept);
+    expect(statSync(join(d, LEASE_FILE)).size).toBe(size);
+  }
+  const deadline = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+  expect(deadline).toBeGreaterThan(hostMonotonicMs() + 1500);
+  lf.arm(4, performance.now() + 200); // a shorter deadline: renamed, so that the watchdog's directory watch wakes it
+  expect(readLeaseFile(join(d, LEASE_FILE))!.deadline!).toBeLessThan(deadline);
+  expect(inode(d)).not.toBe(kept);
+  let ino = inode(d);
+  lf.arm(5, performance.now() + 2000); // a new term: renamed
+  expect(inode(d)).not.toBe(ino);
+  ino = inode(d);
+  lf.arm(5, performance.now() + 2100); // its extension: in place
+  expect(inode(d)).toBe(ino);
+  lf.disarm(5); // renamed
+  expect(inode(d)).not.toBe(ino);
+  expect(readLeaseFile(join(d, LEASE_FILE))!.deadline).toBeNull();
+  lf.arm(6, performance.now() + 1000);
+
+  features(d, fakeWatchdog.pid!, "1"); // the same pid, another process (an older watchdog that reused it)
+  lf.ensureWatchdog();
+  lf.arm(4, performance.now() + 2000);
+  expect(inode(d)).not.toBe(ino);
+});
+
+test("in place, the agent notices its file was removed, replaced or cut short and renames a new one into place", () => {
+  const d = stateDir("replaced");
+  features(d, fakeWatchdog.pid!);
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog();
+  lf.arm(2, performance.now() + 1000);
+  lf.arm(2, performance.now() + 1100);
+  rmSync(join(d, LEASE_FILE));
+  lf.arm(2, performance.now() + 1200); // checked before each in-place write
+  expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
+  writeFileSync(join(d, "other"), JSON.stringify(lease(1)));
+  renameSync(join(d, "other"), join(d, LEASE_FILE));
+  lf.arm(2, performance.now() + 1300);
+  expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
+  writeFileSync(join(d, LEASE_FILE), ""); // cut short in place (the same inode): written through the mapping, this would fault
+  lf.arm(2, performance.now() + 1400);
+  expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
+});
+
+test("the same lease end armed again is not written again, though its deadline reads up to 10 ms earlier on the host clock; a lease that ends earlier is", async () => {
+  const d = stateDir("jitter");
+  features(d, fakeWatchdog.pid!);
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog();
+  const until = performance.now() + 5000;
+  lf.arm(3, until);
+  const written = readFileSync(join(d, LEASE_FILE));
+  const ino = inode(d);
+  const start = hostMonotonicMs();
+  while (hostMonotonicMs() < start + 40) {
+    lf.arm(3, until); // each follower's answer to one heartbeat: the same lease end, across host clock steps
+    lf.arm(3, until + 10);
+    await Bun.sleep(1);
+  }
+  expect(readFileSync(join(d, LEASE_FILE)).equals(written)).toBe(true);
+  expect(inode(d)).toBe(ino);
+  const before = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+  lf.arm(3, until - 50); // ends 50 ms earlier (more than a clock step): written, renamed (the watchdog must see it at once)
+  const after = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+  expect(after).toBeLessThan(before);
+  expect(inode(d)).not.toBe(ino);
+  expect(after).toBeLessThanOrEqual(hostMonotonicMs() + 10 + (until - 50 - performance.now()));
 });

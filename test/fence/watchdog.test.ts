@@ -3,12 +3,17 @@
 // dir disappears; with a kernel watchdog configured that cannot be used it warns and fences at
 // the lease end as before. The "postmaster" is `sleep` copied to a file named postgres, running
 // in the data directory (what the watchdog checks before it signals a pid from postmaster.pid).
+// arm() writes as an agent before the checked record did (plain JSON): the downgrade pairing; the
+// agent of this version writes through LeaseFile, in place beside this watchdog, by rename beside
+// an older binary's (PGHERD_OLD_BINARY=path: that test runs only with it).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
+import { decodeLease, encodeLease, LeaseFile, watchdogChecksLease } from "../../src/fence/lease-file.ts";
+import { createLogger } from "../../src/log.ts";
 import { waitFor } from "../helpers/proc.ts";
 
 let dir: string;
@@ -27,6 +32,7 @@ function victim(bin = join(dir, "bin", "postgres"), cwd = join(dir, "data")): Ch
   return p;
 }
 
+/** The lease file as an agent before the checked record wrote it: plain JSON, by rename (writeFileSync here: the watchdog reads it the same). */
 function arm(deadline: number | null, kernel: { device: string } | null = null): void {
   const k = kernel && { ...kernel, timeoutS: 1, fenceMs: 500 };
   writeFileSync(join(dir, "state", "lease"), JSON.stringify({ deadline, term: 7, dataDir: join(dir, "data"), writtenAt: hostMonotonicMs(), agentPid: process.pid, kernel: k }));
@@ -126,6 +132,138 @@ test("a postmaster.pid naming another process (finding 5 of issue 10): that proc
   arm(null);
   sleeper.kill("SIGKILL");
   here.kill("SIGKILL");
+});
+
+const readCalls = () => Number(/syscr: (\d+)/.exec(readFileSync(`/proc/${wd.pid}/io`, "utf8"))![1]);
+
+test("it says in watchdog.features that it verifies checks; an agent beside it extends in place without waking it, is kept alive by the extensions and fenced at the last one's end", async () => {
+  const state = join(dir, "state");
+  expect(watchdogChecksLease(state, wd.pid!)).toBe(true);
+  const p = victim();
+  const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
+  lf.ensureWatchdog(); // finds this watchdog running: starts none
+  let until = performance.now() + 60_000;
+  lf.arm(9, until);
+  const ino = statSync(join(state, "lease")).ino;
+  let seen = -1; // its read calls, unchanged over 30 ms: it has read the rename and sleeps
+  await waitFor(() => seen === (seen = readCalls()), { timeoutMs: 2000, intervalMs: 30, what: "the watchdog to settle" });
+  const quiet = readCalls();
+  for (let i = 0; i < 8; i++) {
+    lf.arm(9, (until += 100)); // extensions: in place, no inotify event
+    Bun.sleepSync(20);
+  }
+  expect(statSync(join(state, "lease")).ino).toBe(ino);
+  expect(readCalls() - quiet).toBeLessThanOrEqual(4); // at most one idle round (lease and /proc/uptime), not one per write
+  // Short leases extended in place: it wakes at the deadline it knows, reads the extension, sleeps again.
+  const t1 = performance.now();
+  lf.arm(9, (until = t1 + 250)); // shorter: renamed, seen at once
+  const ino2 = statSync(join(state, "lease")).ino;
+  while (performance.now() < t1 + 1200) {
+    lf.arm(9, (until = performance.now() + 250));
+    await Bun.sleep(60);
+  }
+  expect(statSync(join(state, "lease")).ino).toBe(ino2);
+  expect(alive(p)).toBe(true);
+  // The agent stops extending (frozen): fenced at the end of the last extension.
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
+  const late = performance.now() - until;
+  console.log(`extended in place: fenced ${Math.round(late)} ms after the lease end`);
+  expect(late).toBeGreaterThanOrEqual(-10); // the deadline is on the host clock, truncated to 10 ms: at most that early, never late
+  expect(late).toBeLessThan(300);
+  lf.disarm(9);
+  expect(statSync(join(state, "lease")).ino).not.toBe(ino2);
+});
+
+test("a deadline shortened by this version's agent is renamed into place and seen at once", async () => {
+  const state = join(dir, "state");
+  const p = victim();
+  const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
+  lf.ensureWatchdog();
+  lf.arm(10, performance.now() + 60_000);
+  lf.arm(10, performance.now() + 60_100);
+  await Bun.sleep(100); // the watchdog now sleeps up to its idle wake (1 s)
+  const end = performance.now() + 150;
+  lf.arm(10, end);
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
+  const late = performance.now() - end;
+  expect(late).toBeGreaterThanOrEqual(-10); // the host clock's resolution, as above
+  expect(late).toBeLessThan(300); // an idle wake would come up to 1 s late
+  lf.disarm(10);
+});
+
+test("a torn record whose mixed digits form a later deadline is refused: the last verified lease is fenced on time", async () => {
+  const p = victim();
+  const state = join(dir, "state");
+  // A deadline ending in 999 and its extension by 1 ms: the first's digits after the second's thousands read 1 s later.
+  let d = hostMonotonicMs() + 400;
+  d += (999 - (d % 1000) + 1000) % 1000;
+  const l = (deadline: number) => ({ deadline, term: 7, dataDir: join(dir, "data"), writtenAt: d - 500, agentPid: process.pid });
+  const a = encodeLease(l(d));
+  const b = encodeLease(l(d + 1), a.length);
+  let torn: Buffer | null = null;
+  for (let k = 0; k < a.length && !torn; k++) {
+    const mix = Buffer.concat([b.subarray(0, k), a.subarray(k)]);
+    try {
+      if (JSON.parse(mix.toString()).deadline === d + 1000 && decodeLease(mix) === "torn") torn = mix;
+    } catch {
+      // not JSON at this split
+    }
+  }
+  expect(torn).not.toBeNull();
+  // The checked record first, read on the watchdog's inotify wake (its read calls: /proc/PID/io) and kept as verified.
+  // Both renamed into place (a file written in place by writeFileSync may be read empty in between).
+  const put = (rec: Buffer) => {
+    writeFileSync(join(state, "lease.tmp"), rec);
+    renameSync(join(state, "lease.tmp"), join(state, "lease"));
+  };
+  const before = readCalls();
+  put(a);
+  await waitFor(() => readCalls() >= before + 2, { timeoutMs: 1000, intervalMs: 2, what: "the watchdog to read the lease" });
+  let seen = -1; // its read calls, unchanged over 30 ms: it has read the rename and sleeps
+  await waitFor(() => seen === (seen = readCalls()), { timeoutMs: 2000, intervalMs: 30, what: "the watchdog to settle" });
+  put(torn!);
+  await waitFor(() => out.includes("failed its check"), { timeoutMs: 3000, intervalMs: 5, what: "the refusal" });
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
+  const late = hostMonotonicMs() - d;
+  console.log(`torn record refused: fenced ${late} ms after the verified deadline (the torn one was 1000 ms later)`);
+  expect(late).toBeGreaterThanOrEqual(0);
+  expect(late).toBeLessThan(500);
+  arm(null); // an older agent's plain record is read again at once
+  await waitFor(() => { try { return JSON.parse(readFileSync(join(state, "lease"), "utf8")).deadline === null; } catch { return false; } }, { timeoutMs: 1000, what: "the disarm" });
+});
+
+// Upgrade: a watchdog of an older binary (before the checked record) outlives its agent; the new agent beside it.
+const OLD = process.env.PGHERD_OLD_BINARY;
+test.skipIf(!OLD)("beside an older binary's watchdog (PGHERD_OLD_BINARY) the agent renames every record, which that watchdog reads and fences on", async () => {
+  const state = join(dir, "state-old");
+  mkdirSync(state);
+  let oldOut = "";
+  const old = spawn(OLD!, ["watchdog", "--state-dir", state], { stdio: ["ignore", "pipe", "pipe"] });
+  old.stderr!.on("data", (d) => (oldOut += d));
+  try {
+    await waitFor(() => oldOut.includes("watching"), { timeoutMs: 15_000, what: "the old watchdog to start" });
+    expect(watchdogChecksLease(state, old.pid!)).toBe(false);
+    const p = victim();
+    const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
+    lf.ensureWatchdog();
+    let until = 0;
+    for (let i = 0; i < 8; i++) {
+      const ino = statSync(join(state, "lease")).ino;
+      until = performance.now() + 300;
+      lf.arm(11, until);
+      expect(statSync(join(state, "lease")).ino).not.toBe(ino); // renamed every time: that watchdog cannot tell a torn record
+      await Bun.sleep(100);
+    }
+    expect(alive(p)).toBe(true);
+    await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
+    const late = performance.now() - until;
+    console.log(`older watchdog: fenced ${Math.round(late)} ms after the lease end`);
+    expect(late).toBeGreaterThanOrEqual(-10); // the host clock's resolution, as above
+    expect(late).toBeLessThan(300);
+    lf.disarm(11);
+  } finally {
+    old.kill("SIGKILL");
+  }
 });
 
 test("exits when its state dir is removed", async () => {
