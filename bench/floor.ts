@@ -23,7 +23,7 @@ import { runToolOk } from "../src/postgres/exec.ts";
 import { isRoot, lookupOsUser, type OsUser } from "../src/postgres/users.ts";
 import type { AgentLikeConfig } from "./floor/agent-like.ts";
 import { idleDemo, type IdleDemo } from "./idle-demo.ts";
-import { cpuSeconds, distinctResident, median, memSplit, pgherdProcesses, type MemSplit } from "./proc-sample.ts";
+import { median, pgherdProcesses, sampleRun, type Sampled } from "./proc-sample.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -42,7 +42,7 @@ const ALLOCATOR_ENV = { MIMALLOC_PURGE_HOLES_MIN_INTERVAL: "1000" };
 const log = createLogger("error", "floor");
 
 type Proc = { pid: number; what: string; host: string; lead: boolean };
-type Row = Proc & MemSplit & { pct: number };
+type Row = Proc & Sampled;
 /** A host's processes whose pages count once together (agent + watchdog, or a variant). */
 type HostGroup = { label: string; host: string; lead: boolean; pids: number[] };
 
@@ -124,30 +124,9 @@ async function stopSkeleton(s: Skeleton): Promise<Record<string, number> | null>
 
 /** Every process and host group sampled once a second for `seconds`: medians of memory, CPU % over the run. */
 async function sample(procs: Proc[], groups: HostGroup[]): Promise<{ rows: Row[]; once: Map<HostGroup, number>; wall: number }> {
-  const cpu0 = new Map(procs.map((p) => [p.pid, cpuSeconds(p.pid)!]));
-  const mem = new Map<number, MemSplit[]>(procs.map((p) => [p.pid, []]));
-  const once = new Map<HostGroup, number[]>(groups.map((g) => [g, []]));
-  const t0 = performance.now();
-  while (performance.now() - t0 < seconds * 1000) {
-    for (const p of procs) {
-      const m = memSplit(p.pid);
-      if (m) mem.get(p.pid)!.push(m);
-    }
-    for (const g of groups) {
-      const b = distinctResident(g.pids);
-      if (b !== null) once.get(g)!.push(b);
-    }
-    await Bun.sleep(1000);
-  }
-  const wall = (performance.now() - t0) / 1000;
-  const rows = procs.map((p) => {
-    const ms = mem.get(p.pid)!;
-    if (ms.length === 0) throw new Error(`${p.what} of ${p.host} (pid ${p.pid}) exited during the run`);
-    const m = (k: keyof MemSplit) => median(ms.map((x) => x[k])) / MB;
-    const pct = ((cpuSeconds(p.pid)! - cpu0.get(p.pid)!) / wall) * 100;
-    return { ...p, rss: m("rss"), pss: m("pss"), uss: m("uss"), anon: m("anon"), file: m("file"), pct };
-  });
-  return { rows, once: new Map([...once].map(([g, xs]) => [g, median(xs) / MB])), wall };
+  const byPid = new Map(procs.map((p) => [p.pid, p]));
+  const r = await sampleRun(procs.map((p) => p.pid), new Map(groups.map((g) => [g, g.pids])), seconds, (pid) => `${byPid.get(pid)!.what} of ${byPid.get(pid)!.host}`);
+  return { rows: procs.map((p) => ({ ...p, ...r.per.get(p.pid)! })), once: r.once, wall: r.wall };
 }
 
 function realProcs(demo: IdleDemo): Proc[] {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBuilt } from "../scripts/build.ts";
 import { idleDemo } from "./idle-demo.ts";
-import { cpuSeconds, distinctResident, median, memSplit, pgherdProcesses, type MemSplit, type PgherdProc } from "./proc-sample.ts";
+import { median, pgherdProcesses, sampleRun, type PgherdProc, type Sampled } from "./proc-sample.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -22,9 +22,8 @@ const { values } = parseArgs({
 const seconds = Number(values.seconds);
 if (!Number.isFinite(seconds) || seconds < 5 || seconds > 3600) throw new Error(`--seconds must be 5..3600, got ${values.seconds}`);
 const baseline = JSON.parse(readFileSync(join(import.meta.dir, "baseline.json"), "utf8")).footprint as Record<string, number>;
-const MB = 1048576;
 
-type Row = PgherdProc & { rss: number; pss: number; uss: number; anon: number; file: number; pct: number };
+type Row = PgherdProc & Sampled;
 type Run = { bin: string; rows: Row[]; hostOnce: Map<string, number>; wall: number; primary: string };
 
 /** Starts the idle cluster of `bin`, samples its processes for `seconds`, stops it. */
@@ -35,31 +34,13 @@ async function measure(bin: string): Promise<Run> {
     if (procs.filter((p) => p.kind === "agent").length !== 3 || procs.filter((p) => p.kind === "watchdog").length !== 3) {
       throw new Error(`expected 3 agents and 3 watchdogs under ${demo.scratch}, found ${JSON.stringify(procs)}`);
     }
-    const cpu0 = new Map(procs.map((p) => [p.pid, cpuSeconds(p.pid)!]));
-    const mem = new Map<number, MemSplit[]>(procs.map((p) => [p.pid, []]));
     const hostNames = [...new Set(procs.map((p) => p.node))];
-    const once = new Map<string, number[]>(hostNames.map((n) => [n, []]));
-    const t0 = performance.now();
-    while (performance.now() - t0 < seconds * 1000) {
-      for (const p of procs) {
-        const m = memSplit(p.pid);
-        if (m) mem.get(p.pid)!.push(m);
-      }
-      for (const n of hostNames) {
-        const b = distinctResident(procs.filter((p) => p.node === n).map((p) => p.pid));
-        if (b !== null) once.get(n)!.push(b);
-      }
-      await Bun.sleep(1000);
-    }
-    const wall = (performance.now() - t0) / 1000;
-    const rows = procs.map((p) => {
-      const ms = mem.get(p.pid)!;
-      const m = (k: keyof MemSplit) => median(ms.map((x) => x[k])) / MB;
-      const pct = ((cpuSeconds(p.pid)! - cpu0.get(p.pid)!) / wall) * 100;
-      return { ...p, rss: m("rss"), pss: m("pss"), uss: m("uss"), anon: m("anon"), file: m("file"), pct };
-    });
+    const groups = new Map(hostNames.map((n) => [n, procs.filter((p) => p.node === n).map((p) => p.pid)]));
+    const r = await sampleRun(procs.map((p) => p.pid), groups, seconds, (pid) => `process ${pid} under ${demo.scratch}`);
+    const rows = procs.map((p) => ({ ...p, ...r.per.get(p.pid)! }));
+    const wall = r.wall;
     const primary = /cluster demo: .*primary (\w+)/.exec(demo.transcript())?.[1] ?? "";
-    return { bin, rows, hostOnce: new Map(hostNames.map((n) => [n, median(once.get(n)!) / MB])), wall, primary };
+    return { bin, rows, hostOnce: r.once, wall, primary };
   } finally {
     await demo.stop();
   }

@@ -112,3 +112,39 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
+
+/** Medians over a run, in MB, and CPU % of one core over its wall time. */
+export type Sampled = { rss: number; pss: number; uss: number; anon: number; file: number; pct: number };
+
+/**
+ * Samples `pids` once a second for `seconds`: per process the median of each memory figure and
+ * its CPU % over the run, per group the median of its resident pages counted once (MB). A process
+ * that left no sample (it exited) throws, naming it through `name`.
+ */
+export async function sampleRun<G>(pids: number[], groups: Map<G, number[]>, seconds: number, name: (pid: number) => string): Promise<{ per: Map<number, Sampled>; once: Map<G, number>; wall: number }> {
+  const MB = 1048576;
+  const cpu0 = new Map(pids.map((pid) => [pid, cpuSeconds(pid)!]));
+  const mem = new Map<number, MemSplit[]>(pids.map((pid) => [pid, []]));
+  const once = new Map<G, number[]>([...groups.keys()].map((g) => [g, []]));
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000) {
+    for (const pid of pids) {
+      const m = memSplit(pid);
+      if (m) mem.get(pid)!.push(m);
+    }
+    for (const [g, members] of groups) {
+      const b = distinctResident(members);
+      if (b !== null) once.get(g)!.push(b);
+    }
+    await Bun.sleep(1000);
+  }
+  const wall = (performance.now() - t0) / 1000;
+  const per = new Map<number, Sampled>();
+  for (const pid of pids) {
+    const ms = mem.get(pid)!;
+    if (ms.length === 0) throw new Error(`${name(pid)} (pid ${pid}) exited during the run`);
+    const m = (k: keyof MemSplit) => median(ms.map((x) => x[k])) / MB;
+    per.set(pid, { rss: m("rss"), pss: m("pss"), uss: m("uss"), anon: m("anon"), file: m("file"), pct: ((cpuSeconds(pid)! - cpu0.get(pid)!) / wall) * 100 });
+  }
+  return { per, once: new Map([...once].map(([g, xs]) => [g, median(xs) / MB])), wall };
+}
