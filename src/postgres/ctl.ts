@@ -10,6 +10,7 @@ import { inspectDataDir, pidAlive, readPostmasterPid } from "./datadir.ts";
 import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
 import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, type Owner } from "./fsutil.ts";
 import { stoppedProcesses } from "./liveness-obs.ts";
+import { errno } from "./safedir-walk.ts";
 import { killServer, leftoverProcesses, readPidFile } from "./orphans.ts";
 import { lookupOsUser } from "./users.ts";
 
@@ -141,11 +142,13 @@ const READY_POLL_MS = 5;
  */
 async function stoppedInPidFile(dataDir: string, ms: number): Promise<boolean> {
   const file = join(dataDir, "postmaster.pid");
+  // Gone means ENOENT only, as pg_ctl reads it: a file that cannot be read for another reason is not gone.
+  const gone = () => lstat(file).then(() => false, (e) => errno(e) === "ENOENT");
   const until = performance.now() + ms;
   for (;;) {
     const pid = readPidFile(file);
-    if (pid === null && !(await exists(file))) return true;
-    if (pid !== null && !pidAlive(pid)) return !(await exists(file));
+    if (pid === null && (await gone())) return true;
+    if (pid !== null && !pidAlive(pid)) return gone();
     if (performance.now() > until) return false;
     await Bun.sleep(STOP_POLL_MS);
   }
@@ -193,7 +196,7 @@ function startError(n: PgNode, res: ToolResult, serverLog: string, t: number): P
 export type StopMode = "smart" | "fast" | "immediate";
 
 /**
- * pg_ctl stop -w. Returns false when no server was running (idempotent). An immediate stop (a
+ * pg_ctl stop, waiting as -w would (stoppedInPidFile). Returns false when no server was running (idempotent). An immediate stop (a
  * fence) does not wait for a server that cannot react: stopped processes (SIGSTOP) are killed at
  * once, and a postmaster still there IMMEDIATE_GRACE_S after SIGQUIT is killed with its children.
  */
@@ -210,10 +213,12 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
     bin: pgTool(n.bins, "pg_ctl"), args: ["stop", "-D", n.dataDir, "-m", mode, "-W", "-s"],
     user: n.osUser, timeoutMs: 15_000, log: n.log,
   });
-  if (res.code === 0 && !res.timedOut && (await stoppedInPidFile(n.dataDir, t * 1000))) return true;
+  const signalled = res.code === 0 && !res.timedOut;
+  if (signalled && (await stoppedInPidFile(n.dataDir, t * 1000))) return true;
   if (!(await status(n)).running) return false;
   if (mode === "immediate") return kill(n, `no reaction to SIGQUIT within ${t} s`);
-  throw new PgCtlError("stop-failed", `pg_ctl stop -m ${mode} of ${n.dataDir} failed: ${stderrTail(res.stderr) || `exit ${res.code}`}`);
+  const why = signalled ? `the server did not shut down within ${t} s` : stderrTail(res.stderr) || `exit ${res.code}`;
+  throw new PgCtlError("stop-failed", `pg_ctl stop -m ${mode} of ${n.dataDir} failed: ${why}`);
 }
 
 /** SIGKILL the server and wait (2 s at most) until none of its processes is left. */
