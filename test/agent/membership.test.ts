@@ -101,7 +101,7 @@ describe("membership keeper and member actions", () => {
     expect(s.degraded()).toBeGreaterThan(0);
     expect(s.log.lines.some((l) => l.includes("about to add voter n4: suspending automatic failover"))).toBe(true);
     expect(s.history.map((h) => h.reason)).toContain(`member n4 (${D}) approved as a voter`);
-  });
+  }, 20_000);
 
   test("approving a node not connected keeps the approval; remove withdraws it; the leader cannot remove itself", async () => {
     const s = setup();

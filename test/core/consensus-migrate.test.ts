@@ -285,7 +285,7 @@ describe("random schedules: never two acting leaders", () => {
     expect(stats.rolledBack).toBeGreaterThan(5);
     expect(stats.resigned).toBeGreaterThan(5);
     console.log(`migrations: ${JSON.stringify(stats)}`);
-  });
+  }, 60_000);
 
   test("roll-backs followed quickly by a second migration, epoch messages lost one way, voters with built-in terms above the leader's", () => {
     const before = { ...stats };
@@ -302,7 +302,7 @@ describe("random schedules: never two acting leaders", () => {
     expect(stats.openRefused - before.openRefused).toBeGreaterThan(20);
     expect(stats.highVoterTerm - before.highVoterTerm).toBeGreaterThan(20);
     console.log(`roll-back schedules: ${JSON.stringify(Object.fromEntries(Object.entries(stats).map(([k, v]) => [k, v - before[k as keyof typeof stats]])))}`);
-  });
+  }, 60_000);
 
   test("a close that applies without its leader storing builtin (answer lost, builtin not stored, a crash), the former holder's reads of etcd failing", () => {
     const before = { ...stats };
@@ -315,7 +315,7 @@ describe("random schedules: never two acting leaders", () => {
     }
     expect(problems).toEqual([]);
     expect(stats.closeLost - before.closeLost).toBeGreaterThan(100);
-  });
+  }, 60_000);
 
   test("the check can fail: when the former holder runs etcd again after such a close and its backend resumes its key there (before F1's fix), two act", () => {
     // Seed 1 (3 voters): b's close of etcd applies without b storing builtin; b resumes its key on
@@ -324,7 +324,7 @@ describe("random schedules: never two acting leaders", () => {
     let found: string | null = null;
     for (let seed = 1; seed <= 20 && !found; seed++) found = simulate(seed, 3, { closeLost: 0.5, readFail: 1, legacy: { f1: true } });
     expect(found).toContain("act at once");
-  });
+  }, 60_000);
 
   test("the check can fail: with a new epoch of the leader's own + 1 and etcd's record ignored, an epoch is used twice and two act", () => {
     // Seed 195 is the first of these schedules (3 voters) that meets the defect: a roll-back to
@@ -333,25 +333,25 @@ describe("random schedules: never two acting leaders", () => {
     let found: string | null = null;
     for (let seed = 1; seed <= 200 && !found; seed++) found = simulate(seed, 3, { rollbacky: true, legacy: { epoch: true } });
     expect(found).toContain("act at once");
-  });
+  }, 60_000);
 
   test("the check can fail: with a resumed term above the leader's own and etcd's only, a voter's built-in term is not below it", () => {
     let found: string | null = null;
     for (let seed = 1; seed <= 100 && !found; seed++) found = simulate(seed, seed % 2 ? 3 : 5, { rollbacky: true, legacy: { term: true } });
     expect(found).toContain("not above a voter's stored built-in term");
-  });
+  }, 60_000);
 
   test("the check can fail: without the hold after leaving etcd it finds two leaders", () => {
     let found: string | null = null;
     for (let seed = 1; seed <= 150 && !found; seed++) found = simulate(seed, 3, { hold: (from) => (from === "etcd" ? 0 : leaveHoldMs(from, T)) });
     expect(found).toContain("act at once");
-  });
+  }, 60_000);
 
   test("the check can fail: without the hold at start (S2) restarts find two leaders", () => {
     let found: string | null = null;
     for (let seed = 1; seed <= 1000 && !found; seed++) found = simulate(seed, seed % 2 ? 3 : 5, { startHold: () => 0, crashy: true });
     expect(found).toContain("act at once");
-  });
+  }, 60_000);
 });
 
 test("to builtin: the resumed term is above the leader's stored term, its etcd term and every voter's", () => {

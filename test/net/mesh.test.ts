@@ -114,7 +114,7 @@ describe("mesh", () => {
       await b.mesh.stop();
     }
     expect(duplicates).toBeGreaterThan(0); // the race really happened (it does in every round here)
-  });
+  }, 20_000);
 
   test("a peer with the wrong secret is rejected on both sides and the reason is logged", async () => {
     const a = await node("a");
