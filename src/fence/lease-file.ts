@@ -15,7 +15,7 @@
 // it and the reader reads again. Beside an older watchdog (no features file, or one naming another
 // process) every record is renamed into place, as before: that watchdog ignores the check key.
 import { spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
 import { HostClock, hostMonotonicMs } from "./clock.ts";
@@ -154,9 +154,11 @@ export class LeaseFile {
     // deadline up to 10 ms apart; every one is at or before the lease end, so the one written stands.
     const shrunk = untilLocal < this.writtenUntil;
     if (this.last != null && this.lastTerm === term && !shrunk && deadline - this.last < 50) return;
+    this.write({ deadline, term, dataDir: this.dataDir, writtenAt: this.hostClock.toHost(performance.now()), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
+    // Only once written: a write that failed (ENOSPC, EIO…) is tried again by the next arm(), or a
+    // shorter lease end would read as written while the file keeps the longer deadline.
     this.lastTerm = term;
     this.writtenUntil = untilLocal;
-    this.write({ deadline, term, dataDir: this.dataDir, writtenAt: this.hostClock.toHost(performance.now()), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
   }
 
   /**
@@ -198,11 +200,13 @@ export class LeaseFile {
 
   private mapFile(): void {
     try {
+      // The same inode and size before and after the mapping: a file replaced in between is not taken for the one mapped.
+      const before = statSync(this.file);
       const map = Bun.mmap(this.file, { shared: true });
-      const st = statSync(this.file);
-      if (map.length !== this.size || st.size !== this.size) return;
+      const after = statSync(this.file);
+      if (map.length !== this.size || before.size !== this.size || after.size !== this.size || after.ino !== before.ino) return;
       this.map = map;
-      this.mapIno = st.ino;
+      this.mapIno = after.ino;
     } catch {
       // the next write renames again
     }
@@ -233,11 +237,17 @@ export class LeaseFile {
   /** Start the watchdog unless one already watches this state dir (it outlives agent restarts). */
   ensureWatchdog(): void {
     // Announce this agent first, so a new watchdog knows whom it serves; a lease the previous agent
-    // armed stays armed (its primary may still run): this agent extends or disarms it later.
+    // armed stays armed (its primary may still run): this agent extends or disarms it later. A torn
+    // record (the previous agent died mid-copy) has an unknown deadline: it is announced as a lease
+    // that has already expired, so the watchdog fences at once, never as a disarm.
     if (this.last === undefined) {
-      const prev = readLeaseFile(this.file);
-      if (prev?.deadline != null) this.write({ ...prev, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
-      else this.write({ deadline: null, term: -1, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
+      const prev = readCheckedLease(this.file);
+      const me = { writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) };
+      if (prev === "torn") {
+        this.log.warn(`${this.file} failed its check on every read (its writer died mid-write?): announced as expired now, so the watchdog fences any server left running`);
+        this.write({ deadline: me.writtenAt, term: -1, dataDir: this.dataDir, ...me });
+      } else if (prev?.deadline != null) this.write({ ...prev, ...me });
+      else this.write({ deadline: null, term: -1, dataDir: this.dataDir, ...me });
     }
     const watchdog = livingWatchdog(this.stateDir);
     this.chooseWrite(watchdog);
@@ -265,12 +275,23 @@ export function readLeaseFile(file: string): Lease | null {
   return r === "torn" ? null : r;
 }
 
-/** The lease in `file`, read again while its check fails (up to TORN_READS times): "torn" if it never passed; null = none or no lease. */
-export function readCheckedLease(file: string): Lease | null | "torn" {
+/**
+ * The lease in `file`, read again while its check fails (up to TORN_READS times): "torn" if it never
+ * passed; null = none or no lease. `at.ino` gets the inode the last read came from (fstat of its fd).
+ */
+export function readCheckedLease(file: string, at?: { ino: number }): Lease | null | "torn" {
   for (let i = 0; i < TORN_READS; i++) {
     let bytes: Buffer;
     try {
-      bytes = readFileSync(file);
+      if (at) {
+        const fd = openSync(file, "r");
+        try {
+          at.ino = fstatSync(fd).ino;
+          bytes = readFileSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+      } else bytes = readFileSync(file);
     } catch {
       return null;
     }

@@ -18,6 +18,8 @@ const POLL_MS = 20;
 const IDLE_WAKE_MS = 1000;
 const IDLE_EXIT_MS = 10_000;
 const HARD_KILL_AFTER_MS = 100;
+/** A torn read that would fence (a passed deadline, or a replaced file) is read again every 1 ms for this long first. */
+const TORN_RETRY_MS = 5;
 
 /** What the watchdog logs through: the agent's Logger fits, and so does the lean one of watchdog-main.ts. */
 export type WatchdogLog = { info(msg: string): void; warn(msg: string): void; error(msg: string): void };
@@ -34,6 +36,8 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
   let fencedFor: number | null = null;
   /** The last lease read whose check passed (or an older agent's plain one): kept while reads fail their check. */
   let verified: Lease | null = null;
+  /** The inode `verified` was read from: only that file's later records are extensions of it. */
+  let verifiedIno = 0;
   let idleSince: number | null = null;
   const kernel = new KernelWatchdog();
   let kernelKey = ""; // the lease term and device last tried: a failure is retried for the next one only
@@ -59,14 +63,30 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
       return false;
     }
     // A record that fails its check (a read racing the agent's in-place write, whose mixed digits
-    // could form a later deadline) is never used: the last verified lease stays in force, whose
-    // deadline is no later than the file's, and the file is read again after POLL_MS.
-    const read = readLease(stateDir, log);
+    // could form a later deadline) is never used. In the file the lease was verified from, the
+    // last verified lease stays in force (in place the agent writes only extensions: its deadline
+    // is no later than the file's) and the file is read again after POLL_MS. In a file that
+    // replaced it, the deadline is unknown and may be earlier: the lease counts as expired now.
+    // Before a torn read fences, the file is read again every 1 ms for TORN_RETRY_MS: an agent
+    // preempted mid-copy of an extension finishes it; one frozen mid-copy is fenced that much later.
+    const at = { ino: 0 };
+    let read = readLease(stateDir, log, at);
+    let now = hostMonotonicMs();
+    const wouldFence = () => verified !== null && (at.ino !== verifiedIno || (verified.deadline !== null && fencedFor !== verified.deadline && now > verified.deadline));
+    for (const end = performance.now() + TORN_RETRY_MS; read === "torn" && wouldFence() && performance.now() < end; now = hostMonotonicMs()) {
+      await Bun.sleep(1);
+      read = readLease(stateDir, log, at);
+    }
     const torn = read === "torn";
-    if (torn) say("warn", `${join(stateDir, LEASE_FILE)} failed its check ${TORN_READS_SAID}: keeping the last verified lease (deadline ${verified?.deadline ?? "none"}) and reading it again every ${POLL_MS} ms`);
-    else verified = read;
+    if (read !== "torn") {
+      verified = read;
+      verifiedIno = at.ino;
+    } else if (verified !== null && at.ino !== verifiedIno) {
+      say("warn", `${join(stateDir, LEASE_FILE)} was replaced and failed its check ${TORN_READS_SAID}: its deadline is unknown, the lease of term ${verified.term} counts as expired now`);
+      verified = { ...verified, deadline: verified.deadline === null ? now : Math.min(verified.deadline, now) };
+      verifiedIno = at.ino;
+    } else say("warn", `${join(stateDir, LEASE_FILE)} failed its check ${TORN_READS_SAID}: keeping the last verified lease (deadline ${verified?.deadline ?? "none"}) and reading it again every ${POLL_MS} ms`);
     const lease = verified;
-    const now = hostMonotonicMs();
     // Nothing armed (or already fenced) and the agent gone: exit; the next agent starts a new watchdog.
     const idle = !lease || lease.deadline === null || fencedFor === lease.deadline;
     if (idle && (!lease || !alive(lease.agentPid))) {
@@ -215,10 +235,10 @@ async function fence(lease: Lease, now: number, log: WatchdogLog): Promise<boole
 const TORN_READS_SAID = "on every read in a row";
 let unreadable = "";
 /** The lease, null when there is none, "torn" when its check failed on every read; a file that exists but does not parse is said once. */
-function readLease(stateDir: string, log: WatchdogLog): Lease | null | "torn" {
+function readLease(stateDir: string, log: WatchdogLog, at: { ino: number }): Lease | null | "torn" {
   const file = join(stateDir, LEASE_FILE);
   try {
-    const lease = readCheckedLease(file);
+    const lease = readCheckedLease(file, at);
     if (lease !== "torn") unreadable = "";
     return lease;
   } catch (e) {

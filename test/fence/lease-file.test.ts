@@ -4,7 +4,7 @@
 // writes in place only beside a watchdog that says it verifies the check. The host clock.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostClock, hostMonotonicMs } from "../../src/fence/clock.ts";
@@ -196,12 +196,7 @@ test("beside an older watchdog (no features file) every write renames a new file
   lf.disarm(5); // renamed
   expect(inode(d)).not.toBe(ino);
   expect(readLeaseFile(join(d, LEASE_FILE))!.deadline).toBeNull();
-  lf.arm(6, performance.now() + 1000);
-
-  features(d, fakeWatchdog.pid!, "1"); // the same pid, another process (an older watchdog that reused it)
-  lf.ensureWatchdog();
-  lf.arm(4, performance.now() + 2000);
-  expect(inode(d)).not.toBe(ino);
+  // A reused pid (the same pid, another start time): the test after the next.
 });
 
 test("in place, the agent notices its file was removed, replaced or cut short and renames a new one into place", () => {
@@ -246,4 +241,44 @@ test("the same lease end armed again is not written again, though its deadline r
   expect(after).toBeLessThan(before);
   expect(inode(d)).not.toBe(ino);
   expect(after).toBeLessThanOrEqual(hostMonotonicMs() + 10 + (until - 50 - performance.now()));
+});
+
+// Review "rlease" (F1, F2, F4 of its test file, brought here): the first two failed before their fixes.
+test("a shorter lease whose write failed is written by the next arm (the file must not keep the longer deadline)", () => {
+  const d = stateDir("f1");
+  features(d, fakeWatchdog.pid!);
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog();
+  const t = performance.now();
+  lf.arm(3, t + 3000);
+  const long = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+  mkdirSync(join(d, "lease.tmp")); // the next rename fails (as ENOSPC, EIO, EMFILE would): writeFileSync EISDIR
+  expect(() => lf.arm(3, t + 1000)).toThrow(); // the lease shrank (e.g. capped by a consensus migration)
+  rmdirSync(join(d, "lease.tmp"));
+  lf.arm(3, t + 1020); // the next heartbeat: the lease still ends ~2 s before the file's deadline
+  expect(readLeaseFile(join(d, LEASE_FILE))!.deadline!).toBeLessThan(long - 1500); // before the fix: the file kept `long`
+});
+
+test("a features file naming the watchdog's pid with another start time (a reused pid) keeps extensions renamed", () => {
+  const d = stateDir("reused");
+  features(d, fakeWatchdog.pid!, "1");
+  const lf = new LeaseFile(d, "/data", log);
+  lf.ensureWatchdog();
+  lf.arm(4, performance.now() + 1000);
+  const first = inode(d);
+  lf.arm(4, performance.now() + 1200); // same term, later: an extension, which must still be renamed
+  expect(inode(d)).not.toBe(first);
+});
+
+test("an agent that restarts over a record torn by its predecessor (killed mid-copy) announces it expired, never disarmed", () => {
+  const d = stateDir("torn-restart");
+  const D = hostMonotonicMs() + 60_000;
+  const a = encodeLease(lease(D));
+  const b = encodeLease(lease(D + 100), a.length);
+  writeFileSync(join(d, LEASE_FILE), Buffer.concat([b.subarray(0, 40), a.subarray(40)])); // the copy of b stopped after 40 bytes
+  new LeaseFile(d, "/data", log).ensureWatchdog();
+  const after = decodeLease(readFileSync(join(d, LEASE_FILE)));
+  expect(after).not.toBe("torn"); // renamed in, whole
+  expect((after as Lease).deadline).not.toBeNull(); // before the fix: {deadline: null, term: -1}, and the watchdog stopped guarding
+  expect((after as Lease).deadline!).toBeLessThanOrEqual(hostMonotonicMs()); // its deadline is unknown: expired now, fenced at once
 });

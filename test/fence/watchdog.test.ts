@@ -221,7 +221,7 @@ test("a torn record whose mixed digits form a later deadline is refused: the las
   await waitFor(() => readCalls() >= before + 2, { timeoutMs: 1000, intervalMs: 2, what: "the watchdog to read the lease" });
   let seen = -1; // its read calls, unchanged over 30 ms: it has read the rename and sleeps
   await waitFor(() => seen === (seen = readCalls()), { timeoutMs: 2000, intervalMs: 30, what: "the watchdog to settle" });
-  put(torn!);
+  writeFileSync(join(state, "lease"), torn!, { flag: "r+" }); // in place, as the agent extends: the inode it verified
   await waitFor(() => out.includes("failed its check"), { timeoutMs: 3000, intervalMs: 5, what: "the refusal" });
   await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" });
   const late = hostMonotonicMs() - d;
@@ -229,6 +229,63 @@ test("a torn record whose mixed digits form a later deadline is refused: the las
   expect(late).toBeGreaterThanOrEqual(0);
   expect(late).toBeLessThan(500);
   arm(null); // an older agent's plain record is read again at once
+  await waitFor(() => { try { return JSON.parse(readFileSync(join(state, "lease"), "utf8")).deadline === null; } catch { return false; } }, { timeoutMs: 1000, what: "the disarm" });
+});
+
+/** A checked record of `deadline` (term 7, this test's data dir) and one torn between it and its 1 ms extension. */
+function records(deadline: number): { whole: Buffer; torn: Buffer } {
+  const l = (d: number) => ({ deadline: d, term: 7, dataDir: join(dir, "data"), writtenAt: deadline - 500, agentPid: process.pid });
+  const whole = encodeLease(l(deadline));
+  const next = encodeLease(l(deadline + 1), whole.length);
+  for (let k = whole.length - 1; k > 0; k--) {
+    const torn = Buffer.concat([next.subarray(0, k), whole.subarray(k)]);
+    if (decodeLease(torn) === "torn") return { whole, torn };
+  }
+  throw new Error("no torn split");
+}
+const putRenamed = (rec: Buffer) => {
+  writeFileSync(join(dir, "state", "lease.tmp"), rec);
+  renameSync(join(dir, "state", "lease.tmp"), join(dir, "state", "lease"));
+};
+const settled = async () => {
+  let seen = -1; // its read calls, unchanged over 30 ms: it has read the file and sleeps
+  await waitFor(() => seen === (seen = readCalls()), { timeoutMs: 2000, intervalMs: 30, what: "the watchdog to settle" });
+};
+
+test("a torn record in a file that replaced the verified one (review finding 3): its deadline is unknown, fenced at once, not at the verified deadline", async () => {
+  const p = victim();
+  const { whole, torn } = records(hostMonotonicMs() + 60_000);
+  putRenamed(whole); // verified: 60 s
+  await settled();
+  const t0 = performance.now();
+  putRenamed(torn); // a new file (a shorter or new-term record, then its extension torn), never read whole
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 5, what: "the fenced process to die" }); // main: at the verified deadline, 60 s later
+  console.log(`torn record in a replaced file: fenced ${Math.round(performance.now() - t0)} ms after the rename`);
+  expect(out).toContain("was replaced and failed its check");
+  arm(null);
+});
+
+test("a torn read at the passed deadline (review finding 4) is read again for a few ms before fencing: an extension completed meanwhile keeps the server", async () => {
+  const p = victim();
+  const state = join(dir, "state");
+  const deadline = hostMonotonicMs() + 300;
+  const { whole, torn } = records(deadline);
+  putRenamed(whole);
+  await settled();
+  writeFileSync(join(state, "lease"), torn, { flag: "r+" }); // the agent preempted mid-copy of an extension, in place
+  await waitFor(() => out.includes("keeping the last verified lease"), { timeoutMs: 3000, intervalMs: 5, what: "the refusal" });
+  // The watchdog now reads every 20 ms. Once the deadline has passed, its next read finds the record
+  // torn; the agent finishes the copy right after that read (within ~0.1 ms).
+  while (hostMonotonicMs() <= deadline) Bun.sleepSync(1);
+  const before = readCalls();
+  const spinEnd = performance.now() + 1000;
+  while (readCalls() === before && performance.now() < spinEnd) {} // spin: its first read after the deadline (it reads every 20 ms)
+  expect(readCalls()).toBeGreaterThan(before);
+  const later = encodeLease({ deadline: hostMonotonicMs() + 60_000, term: 7, dataDir: join(dir, "data"), writtenAt: deadline, agentPid: process.pid }, whole.length);
+  writeFileSync(join(state, "lease"), later, { flag: "r+" });
+  await Bun.sleep(200); // main: fenced on the three torn reads, within ~0.1 ms of the first
+  expect(alive(p)).toBe(true);
+  arm(null);
   await waitFor(() => { try { return JSON.parse(readFileSync(join(state, "lease"), "utf8")).deadline === null; } catch { return false; } }, { timeoutMs: 1000, what: "the disarm" });
 });
 
