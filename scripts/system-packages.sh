@@ -33,6 +33,7 @@ missing_packages() {
   have pgpool || echo "pgpool2 pgpool-II in front of a cluster"; have arping || echo "iputils-arping the virtual IP's gratuitous ARP"; [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import nagiosplugin, requests, click, attr' 2>/dev/null || printf '%s\n' "python3-nagiosplugin check_patroni's Nagios plugin library" "python3-requests check_patroni's HTTP client" "python3-click check_patroni's CLI" "python3-attr check_patroni's attrs"
   have tcpdump || echo "tcpdump the virtual IP test's capture of the gratuitous ARP"
   have etcd || echo "etcd-server the etcd consensus backend tests (a three-member etcd)"
+  have etcdctl || echo "etcd-client etcdctl: the etcd state test reads and writes the keys as an operator would"
   have pgbackrest || echo "pgbackrest continuous archiving, backups and clones from the backup repository"
   # PostgreSQL server, whatever major version the distribution ships (the product discovers it),
   # and the postgres OS user its package creates.
