@@ -98,7 +98,15 @@ describeCluster("backup: archiving that follows the primary", {
       await h.primary.query("insert into failover_w (id, node) select 1000000 + g + " + rounds * 1000 + ", 'filler' from generate_series(1, 200) g");
       await h.primary.query("select pg_switch_wal()");
       await h.primary.query("checkpoint");
-      return (await h.primary.query(`select 1 from pg_ls_waldir() where name = '${need}'`)).length === 0;
+      const gone = (await h.primary.query(`select 1 from pg_ls_waldir() where name = '${need}'`)).length === 0;
+      if (!gone && rounds % 20 === 3) {
+        console.log("DBG slots", JSON.stringify(await h.primary.query("select slot_name, restart_lsn::text, active, wal_status from pg_replication_slots")));
+        console.log("DBG archiver", JSON.stringify(await h.primary.query("select archived_count, last_archived_wal, failed_count, last_failed_wal from pg_stat_archiver")));
+        console.log("DBG ready", JSON.stringify(await h.primary.query("select name from pg_ls_archive_statusdir() where name like '%.ready'")));
+        console.log("DBG redo", JSON.stringify(await h.primary.query("select redo_lsn::text, pg_walfile_name(redo_lsn) from pg_control_checkpoint()")));
+        console.log("DBG keep", JSON.stringify(await h.primary.query("select name, setting from pg_settings where name in ('wal_keep_size','max_slot_wal_keep_size','min_wal_size','archive_mode','archive_command')")));
+      }
+      return gone;
     }, { timeoutMs: 60_000, intervalMs: 200, what: `the primary to recycle ${need}` });
     console.log(`primary recycled ${need} (the standby's replay position ${String(pos!.lsn)}) after ${rounds} segment switches`);
     await s.start();
