@@ -5,10 +5,10 @@
 // in the data directory (what the watchdog checks before it signals a pid from postmaster.pid).
 // arm() writes as an agent before the checked record did (plain JSON): the downgrade pairing; the
 // agent of this version writes through LeaseFile, in place beside this watchdog, by rename beside
-// an older binary's (PGHERD_OLD_BINARY=path: that test runs only with it).
+// an older binary's (built from the git history, or PGHERD_OLD_BINARY=path).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, mkdirSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
@@ -290,12 +290,27 @@ test("a torn read at the passed deadline (review finding 4) is read again for a 
 });
 
 // Upgrade: a watchdog of an older binary (before the checked record) outlives its agent; the new agent beside it.
-const OLD = process.env.PGHERD_OLD_BINARY;
-test.skipIf(!OLD)("beside an older binary's watchdog (PGHERD_OLD_BINARY) the agent renames every record, which that watchdog reads and fences on", async () => {
+/** The last release before the checked lease record. */
+const OLD_REV = "f703e81";
+
+/** PGHERD_OLD_BINARY, or OLD_REV's binary built from this repository's history into a fresh directory. */
+function olderBinary(): string {
+  if (process.env.PGHERD_OLD_BINARY) return process.env.PGHERD_OLD_BINARY;
+  const root = join(import.meta.dir, "..", "..");
+  const tree = mkdtempSync(join(dir, "old-tree-")); // removed with dir
+  const unpack = spawnSync("bash", ["-c", 'set -o pipefail; git -C "$1" archive "$2" | tar -x -C "$3"', "unpack", root, OLD_REV, tree], { encoding: "utf8" });
+  if (unpack.status !== 0) throw new Error(`cannot unpack ${OLD_REV} from the git history of ${root} (a clone with its history is needed): ${unpack.stderr}`);
+  symlinkSync(join(root, "node_modules"), join(tree, "node_modules"));
+  const build = spawnSync(process.execPath, [join(tree, "scripts", "build.ts")], { cwd: tree, encoding: "utf8" });
+  if (build.status !== 0) throw new Error(`building ${OLD_REV} failed: ${build.stdout}${build.stderr}`);
+  return join(tree, "dist", "pgherd");
+}
+
+test("beside an older binary's watchdog the agent renames every record, which that watchdog reads and fences on", async () => {
   const state = join(dir, "state-old");
   mkdirSync(state);
   let oldOut = "";
-  const old = spawn(OLD!, ["watchdog", "--state-dir", state], { stdio: ["ignore", "pipe", "pipe"] });
+  const old = spawn(olderBinary(), ["watchdog", "--state-dir", state], { stdio: ["ignore", "pipe", "pipe"] });
   old.stderr!.on("data", (d) => (oldOut += d));
   try {
     await waitFor(() => oldOut.includes("watching"), { timeoutMs: 15_000, what: "the old watchdog to start" });
@@ -321,7 +336,7 @@ test.skipIf(!OLD)("beside an older binary's watchdog (PGHERD_OLD_BINARY) the age
   } finally {
     old.kill("SIGKILL");
   }
-});
+}, 60_000);
 
 test("exits when its state dir is removed", async () => {
   rmSync(join(dir, "state"), { recursive: true, force: true });
