@@ -90,10 +90,12 @@ describeCluster("backup: archiving that follows the primary", {
     expect(stop.code).toBe(0);
     const [seg] = await h.primary.query(`select pg_walfile_name('${String(pos!.lsn)}') as f`);
     const need = String(seg!.f);
-    // Its slot goes, once the primary writes past that segment: the agent makes a new one at the
-    // current position, which would hold the segment again if it were made while still in it.
+    // Its slot goes once a checkpoint's redo point is past that segment: the agent makes a new slot
+    // at once, and a physical slot starts at the last checkpoint's redo point, so one made while
+    // that point was still in the segment would hold it for good.
     await h.primary.query("insert into failover_w (id, node) select 900000 + g, 'filler' from generate_series(1, 10) g");
     await h.primary.query("select pg_switch_wal()");
+    await h.primary.query("checkpoint");
     await h.primary.query(`select pg_drop_replication_slot('pgherd_${s.nodeId()}')`);
     let rounds = 0;
     await waitFor(async () => {
