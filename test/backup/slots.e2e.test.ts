@@ -17,6 +17,7 @@ import { waitFor, type Proc } from "../helpers/proc.ts";
 import { API_TOKEN, faultRound, waitReplicating, Writer } from "../helpers/writer.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { pgherdCli, restartWithConfig, segmentGaps, segmentsInDir } from "./helpers.ts";
+import { addHbaRule } from "../helpers/hba.ts";
 
 const SLOTS = [
   { name: "cdc", type: "logical", plugin: "test_decoding", database: "postgres" },
@@ -46,10 +47,7 @@ async function start(): Promise<Fx> {
     writeFileSync(passfile, `*:*:*:pgherd_repl:${c.nodes[0]!.secrets().replPassword}\n`, { mode: 0o600 });
     chownSync(passfile, u.uid, u.gid);
     // The operator's own rule for the consumer host, below pgherd's block (kept on every rewrite).
-    for (const n of c.nodes) {
-      writeFileSync(join(n.dataDir, "pg_hba.conf"), readFileSync(join(n.dataDir, "pg_hba.conf"), "utf8") + `host replication pgherd_repl ${recvHost.ip}/32 scram-sha-256\n`);
-      await n.query("select pg_reload_conf()");
-    }
+    for (const n of c.nodes) await addHbaRule(n, `host replication pgherd_repl ${recvHost.ip}/32 scram-sha-256`);
     return { c, recvHost, dir, walDir, passfile };
   } catch (e) {
     await c.destroy().catch(() => {});

@@ -14,6 +14,7 @@ import type { Host } from "../helpers/lab.ts";
 import { lookupUser, type Proc } from "../helpers/proc.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { API_TOKEN, boundsOf, pgherd, waitReplicating, Writer, type Bounds } from "../helpers/writer.ts";
+import { addHbaRule } from "../helpers/hba.ts";
 
 const PCP_USER = "pgherd";
 const PCP_PASSWORD = `pcp-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
@@ -63,10 +64,7 @@ async function start(): Promise<Fx> {
     await h.primary.query("create role app login superuser");
     await h.primary.query("create table pool_w (id bigserial primary key, at timestamptz not null)");
     // The client's rule, below pgherd's managed block (kept by pgherd, copied by clones and rewinds).
-    for (const n of c.nodes) {
-      appendFileSync(join(n.dataDir, "pg_hba.conf"), `host all app ${pool.ip}/32 trust\n`);
-      await n.query("select pg_reload_conf()");
-    }
+    for (const n of c.nodes) await addHbaRule(n, `host all app ${pool.ip}/32 trust`);
     const section = await pgherd(c.nodes[0]!, ["pgpool", "config"]);
     if (section.code !== 0) throw new Error(`pgherd pgpool config: ${section.text}`);
     expect(section.stdout).toContain("failover_on_backend_error = off");

@@ -16,6 +16,7 @@ import { describeCluster } from "../helpers/describe-cluster.ts";
 import type { Host } from "../helpers/lab.ts";
 import type { Proc } from "../helpers/proc.ts";
 import { API_TOKEN, boundsOf, pgherd, signal, waitReplicating, watchdogPid, Writer, type Bounds } from "../helpers/writer.ts";
+import { addHbaRule } from "../helpers/hba.ts";
 
 interface Attempt { start: number; end: number; ok: boolean; addr?: string | null }
 interface Fx { c: PgCluster; client: Host; vip: string; bounds: Bounds; writer: Proc | null; arp: Proc | null }
@@ -40,10 +41,7 @@ async function start(): Promise<Fx> {
     await new Writer([]).prepare(h.primary);
     await h.primary.query("create role app login superuser");
     await h.primary.query("create table pool_w (id bigserial primary key, at timestamptz not null)");
-    for (const n of c.nodes) {
-      appendFileSync(join(n.dataDir, "pg_hba.conf"), `host all app ${client.ip}/32 trust\n`);
-      await n.query("select pg_reload_conf()");
-    }
+    for (const n of c.nodes) await addHbaRule(n, `host all app ${client.ip}/32 trust`);
     // Every ARP packet about the address on the client's segment, with link-level source and epoch time.
     const arp = client.spawn(["tcpdump", "-i", "eth0", "-n", "-l", "-e", "-tt", "arp", "and", "host", vip], { logFile: join(c.artifacts, "vip-arp.txt") });
     return { c, client, vip, bounds: boundsOf(loadConfig(c.nodes[0]!.configPath)), writer: null, arp };
