@@ -8,7 +8,7 @@ import { appendFileSync } from "node:fs";
 import { poll, type ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitFor } from "../helpers/proc.ts";
-import { describeAnalysis, faultRound, logMark, logSince, pgherd, secs, startFailoverCluster, waitReplicating, type RoundResult } from "../helpers/writer.ts";
+import { describeAnalysis, faultRound, logMark, logSince, pgherd, secs, startFailoverCluster, waitReplicating, Writer, type RoundResult } from "../helpers/writer.ts";
 import { cloneNameFor, slotFor } from "../../src/agent/pg/context.ts";
 
 type Cli = Awaited<ReturnType<typeof pgherd>>;
@@ -68,6 +68,52 @@ describeCluster("switchover and manual failover", {
     expect(moves.some((l) => l.includes(`${there.old.name} -> ${there.neu.name}`))).toBe(true);
     expect(moves.some((l) => l.includes(`${there.neu.name} -> ${there.old.name}`))).toBe(true);
   }), 240_000);
+
+  test("switchover while no standby can reach the target's PostgreSQL: the new primary acknowledges no write before a synchronous standby streams", () => fx.c.diagnose(async () => {
+    // Replication connections to the target are dropped on its host (the agents' mesh is not), so
+    // after its promotion no standby can stream from it. Its synchronous_standby_names must be in
+    // force from its first commit: a write acknowledged meanwhile would exist on one node only.
+    const h = await waitReplicating(fx.c, 60_000);
+    const target = h.standbys[h.standbys.length - 1]!;
+    const table = "pgherd_test_promo_block";
+    let blocked = false;
+    const unblock = async () => {
+      if (blocked) await target.host.exec(["nft", "delete", "table", "inet", table]);
+      blocked = false;
+    };
+    const w = new Writer([target], { intervalMs: 5 });
+    try {
+      const from = fx.c.nodes.filter((n) => n !== target).map((n) => n.host.ip).join(", ");
+      const rules = `table inet ${table} {\n chain input {\n  type filter hook input priority -10;\n  ip saddr { ${from} } tcp dport ${fx.cfg.postgres.port} drop\n }\n}\n`;
+      const nft = await target.host.exec(["nft", "-f", "-"], { input: rules });
+      if (nft.code !== 0) throw new Error(`nft on ${target.name}: ${nft.stderr}`);
+      blocked = true;
+      const mark = logMark(target);
+      w.start();
+      const cli = pgherd(h.primary, ["switchover", "--to", target.name]);
+      // Promoted: the writer's lane stops getting "read-only" answers (it then waits or is acknowledged).
+      await waitFor(async () => (await target.query("select pg_is_in_recovery() as r"))[0]?.r === false, { timeoutMs: 30_000, intervalMs: 10, what: `${target.name} to leave recovery` });
+      const promotedAt = performance.now();
+      // A fixed window on purpose (it shows an absence), shorter than the 3 s grace after a promotion.
+      await Bun.sleep(1500);
+      const early = w.acked(target.name).filter((a) => a.end <= performance.now());
+      const degraded = logSince(target, mark, /too few synchronous standbys|degrading:|degraded:/);
+      await unblock();
+      mustOk(await cli, `pgherd switchover --to ${target.name}`);
+      const first = await w.waitAck(target.name, promotedAt, 30_000);
+      console.log(`promotion with no standby reachable: ${early.length} writes acknowledged in the first 1.5 s ` +
+        `(${w.attempts.filter((a) => a.node === target.name && a.start >= promotedAt).length} attempts); first acknowledged ${secs(first.end - promotedAt)} after the promotion was seen, once the standbys could connect`);
+      expect(early.map((a) => `#${a.id} acknowledged ${Math.round(a.end - promotedAt)} ms after the promotion was seen`)).toEqual([]);
+      expect(degraded).toEqual([]);
+      const after = await waitReplicating(fx.c, 60_000);
+      expect(after.primary).toBe(target);
+      await w.stop();
+      expect(await w.lost(after.primary)).toEqual([]);
+    } finally {
+      await unblock();
+      await w.stop();
+    }
+  }), 180_000);
 
   test("switchover refused: to a lagging standby, to an unknown node, to a member whose agent is down", () => fx.c.diagnose(async () => {
     const h = await waitReplicating(fx.c, 60_000);

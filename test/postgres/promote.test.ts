@@ -1,12 +1,13 @@
 // promote() on a real hot standby whose backend stalls 6 s (SIGSTOP) as the promotion is asked for:
 // the promotion is still reported as done, not failed (a shorter deadline on the call would send
-// it to pg_ctl promote, which fails on a server that promoted meanwhile).
+// it to pg_ctl promote, which fails on a server that promoted meanwhile). And the synchronous
+// names put in force before a promotion: the new primary's first commit waits for a standby.
 import { afterAll, expect, test } from "bun:test";
 import { memoryLogger } from "../../src/log.ts";
 import { initdb, start, stop, type PgNode } from "../../src/postgres/ctl.ts";
 import { writeManagedConfig } from "../../src/postgres/managed-config.ts";
-import { promote } from "../../src/postgres/promote.ts";
-import { openLocalDb, type Db } from "../../src/postgres/sql.ts";
+import { promote, syncNamesBeforePromotion } from "../../src/postgres/promote.ts";
+import { openDb, openLocalDb, type Db } from "../../src/postgres/sql.ts";
 import { freePort, PG_OS_USER, pgScratch, type Scratch } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
 
@@ -14,27 +15,39 @@ const log = memoryLogger();
 let s: Scratch;
 let n: PgNode;
 const dbs: Db[] = [];
+const nodes: PgNode[] = [];
 afterAll(async () => {
   for (const d of dbs) await d.close();
-  if (n) await stop(n, "immediate").catch(() => {});
+  for (const x of nodes) await stop(x, "immediate").catch(() => {});
   await s?.cleanup();
 });
 
-test("a promotion whose backend stalls 6 s is reported promoted", async () => {
-  s = await pgScratch("promote");
-  n = s.node("sb", log.withTag("sb"));
+/** A hot standby (no upstream) in `s` with synchronous_standby_names = `names` in its files. */
+async function standby(name: string, names?: string): Promise<{ node: PgNode; db: Db; side: Db; port: number; rewrite: (names: string) => Promise<unknown> }> {
+  s ??= await pgScratch("promote");
+  const node = s.node(name, log.withTag(name));
   const port = await freePort();
-  await initdb(n, { superuser: "postgres", noSync: true });
-  await writeManagedConfig({
-    dataDir: n.dataDir, osUser: PG_OS_USER, standby: true, log,
-    conf: { listenAddresses: ["127.0.0.1"], port, maxWalSenders: 10, maxReplicationSlots: 10, hotStandby: true, walLogHints: true, unixSocketDir: s.socketDir, parameters: { fsync: false, shared_buffers: "16MB" } },
+  await initdb(node, { superuser: "postgres", noSync: true });
+  const conf = { listenAddresses: ["127.0.0.1"], port, maxWalSenders: 10, maxReplicationSlots: 10, hotStandby: true as const, walLogHints: true as const, unixSocketDir: s.socketDir, parameters: { fsync: false, shared_buffers: "16MB" } };
+  const write = (names?: string) => writeManagedConfig({
+    dataDir: node.dataDir, osUser: PG_OS_USER, standby: true, log,
+    conf: { ...conf, synchronousStandbyNames: names },
     hba: { superuser: "postgres", replUser: "r", monitorUser: "m", peers: [] },
   });
-  await start(n, { logFile: `${n.dataDir}.log`, timeoutSec: 30 });
+  await write(names);
+  nodes.push(node);
+  await start(node, { logFile: `${node.dataDir}.log`, timeoutSec: 30 });
   const db = openLocalDb({ socketDir: s.socketDir, port, superuser: "postgres", log });
   const side = openLocalDb({ socketDir: s.socketDir, port, superuser: "postgres", log });
   dbs.push(db, side);
-  await waitFor(async () => (await side.query("r", (sql) => sql`SELECT pg_is_in_recovery() AS r`))[0]?.r === true, { timeoutMs: 10_000, what: "hot standby" });
+  await waitFor(async () => (await side.query("r", (sql) => sql`SELECT pg_is_in_recovery() AS r`))[0]?.r === true, { timeoutMs: 10_000, what: `${name}: hot standby` });
+  return { node, db, side, port, rewrite: write };
+}
+
+test("a promotion whose backend stalls 6 s is reported promoted", async () => {
+  const sb = await standby("sb");
+  n = sb.node;
+  const { db, side } = sb;
   const pid = Number((await db.query("pid", (sql) => sql`SELECT pg_backend_pid() AS pid`))[0]!.pid);
   let stalled = false;
   const stalling: Db = {
@@ -48,4 +61,45 @@ test("a promotion whose backend stalls 6 s is reported promoted", async () => {
   const rec = (await side.query("r", (sql) => sql`SELECT pg_is_in_recovery() AS rec`))[0]!.rec;
   expect(rec).toBe(false);
   expect(r).toBe("promoted");
+}, 60_000);
+
+const NAMES = 'ANY 1 ("pgherd_nobody")';
+
+/** Creates a table on a fresh connection: the commit's outcome within `ms` ("waiting" while it waits for a standby). */
+async function commitWithin(sb: { side: Db; port: number }, table: string, ms: number): Promise<{ outcome: string; waitEvent: string | null }> {
+  // A client as an application's (the agent's own local connections commit with synchronous_commit = local).
+  const w = openDb({ host: s.socketDir, port: sb.port, user: "postgres", log });
+  dbs.push(w);
+  const done = w.query("commit", (sql) => sql`CREATE TABLE ${sql(table)} (id int)`, 60_000).then(() => "committed", (e: Error) => `failed: ${e.message}`);
+  const outcome = await Promise.race([done, Bun.sleep(ms).then(() => "waiting")]);
+  const ev = await sb.side.query("wait", (sql) => sql`SELECT wait_event FROM pg_stat_activity WHERE query LIKE 'CREATE TABLE%' AND state = 'active'`);
+  const waitEvent = (ev[0]?.wait_event as string | undefined) ?? null;
+  if (outcome === "waiting") {
+    await sb.side.query("cancel", (sql) => sql`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'CREATE TABLE%' AND state = 'active'`);
+    await done;
+  }
+  return { outcome, waitEvent };
+}
+
+test("names put in force before the promotion: the new primary's first commit waits for a synchronous standby", async () => {
+  const sb = await standby("sync1"); // files without names, as a standby of an older pgherd had them
+  await sb.rewrite(NAMES);
+  const did = await syncNamesBeforePromotion(sb.db, NAMES);
+  expect(did).toContain("taken by the checkpointer");
+  expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
+  const r = await commitWithin(sb, "t_first", 1000);
+  expect(r).toEqual({ outcome: "waiting", waitEvent: "SyncRep" });
+}, 60_000);
+
+test("names already in force on the standby: nothing to reload, and the first commit waits as well", async () => {
+  const sb = await standby("sync2", NAMES);
+  expect(await syncNamesBeforePromotion(sb.db, NAMES)).toContain("already in force");
+  expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
+  expect(await commitWithin(sb, "t_first", 1000)).toEqual({ outcome: "waiting", waitEvent: "SyncRep" });
+}, 60_000);
+
+test("why: names reloaded only after pg_promote leave a window in which a commit is acknowledged without any standby", async () => {
+  const sb = await standby("late");
+  expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
+  expect((await commitWithin(sb, "t_window", 1000)).outcome).toBe("committed");
 }, 60_000);

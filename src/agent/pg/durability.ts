@@ -96,7 +96,10 @@ export class Maintenance {
       this.standbyInputs = "";
       return this.maintainNow(true, p);
     }
-    const inputs = this.standbyKey(p);
+    // The names it would be promoted with, in its files already (PgHost.writeConfig): a standby
+    // ignores them, and a promotion finds them in force (primary.ts).
+    this.h.syncNames = this.initialSyncNames();
+    const inputs = `${this.h.syncNames}\n${this.standbyKey(p)}`;
     const secrets = this.h.ctx.secrets();
     if (inputs === this.standbyInputs && secrets === this.standbySecrets && this.standbySkipped < STANDBY_MAINTAIN_EVERY - 1) {
       this.standbySkipped++;

@@ -31,7 +31,7 @@ export class PgHost {
   private db: Db | null = null;
   /** host:port primary_conninfo points to, as last written. */
   upstream: string | null = null;
-  /** synchronous_standby_names this primary runs with (durability plan). */
+  /** synchronous_standby_names of the managed files: a primary's durability plan; on a standby, the names it would be promoted with. */
   syncNames = "";
   /** Highest timeline this standby was seen streaming on (reset when its data is replaced). */
   knownTli = 0;
@@ -108,7 +108,11 @@ export class PgHost {
     return stop(this.node, mode, timeoutSec);
   }
 
-  /** Rewrite the managed files (config, hba, passfile); the names of those that changed. */
+  /**
+   * Rewrite the managed files (config, hba, passfile); the names of those that changed. A standby
+   * carries this.syncNames too (the names it would run with as a primary, durability.ts): a
+   * standby ignores them, and a promotion finds them in force from its first commit.
+   */
   async writeConfig(standby: boolean, upstream?: string): Promise<string[]> {
     const s = this.ctx.secrets();
     const pg = this.cfg.postgres;
@@ -129,7 +133,7 @@ export class PgHost {
       conf: {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
-        clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: standby ? "" : this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
+        clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
         serverLog: serverLogParameters(this.cfg),
         ...(await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version)),
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pgParametersInForce(params) } : pgParametersInForce(params),

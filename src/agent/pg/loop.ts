@@ -24,6 +24,7 @@ import { PostmasterWatch } from "./postmaster-watch.ts";
 import { RoundScheduler } from "./scheduler.ts";
 import { type NodeOpResult, reloadHere, restartHere } from "./restart-node.ts";
 import { SlotKeeper } from "./slots.ts";
+import { checkPermit, grantPermit, type PromotionPermit } from "../../core/promotion-permit.ts";
 
 /** A switchover's stop waits at most this long for the round ahead of it. */
 const HANDOVER_WAIT_MS = 30_000;
@@ -42,7 +43,8 @@ export class PostgresLoop implements LoopControl {
   private readonly postmaster: PostmasterWatch;
   /** Between stopForHandover() and release(): rounds change nothing. */
   private held = false;
-  private promotionUntil = 0;
+  /** `pgherd failover --to` / a switchover to this node (core/promotion-permit.ts). */
+  private promotion: PromotionPermit | null = null;
   private rejoinRequest: { clone: boolean } | null = null;
   private rejoinProgress: RejoinProgress | null = null;
   private readonly detachHold = new DetachHold();
@@ -82,7 +84,7 @@ export class PostgresLoop implements LoopControl {
           this.rejoinRequest = { clone: true };
         }
       },
-      promotionRequested: () => this.clock.now() < this.promotionUntil,
+      promotionRequested: () => this.promotionPermitted(),
       followingHeld: (term) => this.detachHold.holds(term, this.clock.now()),
     });
     this.rounds = new RoundScheduler(this.exec, clock, cfg.postgres.loop_ms, async () => {
@@ -134,9 +136,19 @@ export class PostgresLoop implements LoopControl {
     this.rounds.kick();
   }
 
-  /** `pgherd failover --to` this node: promote even while the cluster is paused (for a minute). */
+  /**
+   * `pgherd failover --to` this node, or a switchover to it: promote even while the cluster is
+   * paused, for the leadership the request leads to: the first term this node leads within a
+   * minute, not a later one (a pause set after that must hold again).
+   */
   requestPromotion(): void {
-    this.promotionUntil = this.clock.now() + 60_000;
+    this.promotion = grantPermit(this.clock.now());
+  }
+
+  private promotionPermitted(): boolean {
+    const r = checkPermit(this.promotion, this.clock.now(), this.h.ctx.leadership());
+    this.promotion = r.permit;
+    return r.allowed;
   }
 
   markDegraded(): void {

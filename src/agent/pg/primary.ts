@@ -2,7 +2,7 @@
 // promote. Each runs inside the fencer's asPrimary(): never without a lease this agent holds.
 import { join } from "node:path";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
-import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftovers, PgCtlError, probe, promote, reload } from "../../postgres/index.ts";
+import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftovers, PgCtlError, probe, promote, reload, syncNamesBeforePromotion } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 import { bootstrapFromBackup } from "../../backup/bootstrap.ts";
 
@@ -66,6 +66,10 @@ export class PrimaryStarter {
     return h.fencer.asPrimary("promote", async () => {
       h.syncNames = this.sync.initialSyncNames();
       this.sync.startGrace();
+      // In force before the promotion: from its first commit the new primary acknowledges nothing
+      // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
+      await h.writeConfig(true, h.upstream ?? undefined);
+      h.log.info(`before the promotion: ${await syncNamesBeforePromotion(h.localDb(), h.syncNames)}`);
       const r = await promote(h.localDb(), h.node);
       h.upstream = null;
       await h.writeConfig(false);
