@@ -121,5 +121,7 @@ for (const n of c.nodes) {
   console.log(`  ${n.name} event-loop lag p99 (60 s windows): worst ${top.toFixed(1)} ms, median ${xs.length ? xs[Math.floor(xs.length / 2)]!.toFixed(1) : "n/a"} ms; RSS ${((last.get(n.name)?.get("pgherd_process_resident_memory_bytes") ?? 0) / 1048576).toFixed(1)} MB`);
 }
 console.log(`logs: ${c.artifacts}`);
+// The verdict before the teardown: stopping the agents hands leadership over (role-change lines).
+const passed = roleChanges() === 0 && fences() === 0;
 await c.destroy().catch((e: Error) => console.error(e.message));
-process.exit(roleChanges() === 0 && fences() === 0 ? 0 : 1);
+process.exit(passed ? 0 : 1);
