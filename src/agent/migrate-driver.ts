@@ -1,9 +1,12 @@
 // A live migration between the built-in election and etcd: carries out the pure plan
-// (src/core/consensus-migrate.ts) in the order it gives. It owns the backend record
-// (<state_dir>/consensus.json through BackendStore), the leader's plan, its tick timer and the etcd
-// lease taken for a migration to etcd. Decisions are the core's; this file does the I/O: etcd
-// transactions (src/consensus/migrate-etcd.ts), durable records, mesh messages, the backend swap
-// (src/agent/migrate-consensus.ts), and the fence when the plan aborts.
+// (src/core/consensus-migrate.ts) in the order it gives. This file is the agent's entry point and
+// owns the backend record (<state_dir>/consensus.json through BackendStore), the epochs heard from
+// peers, the epoch messages and their timing, the chain that runs every step in turn, the etcd
+// connection of a migration, and a member's side: a switch from the migrating leader, an epoch
+// heard from a voter or from etcd's record, adopted (fence, stop, store, run). Decisions are the
+// core's; the leader's run (its plan, tick timer and takeover watch) is src/agent/migrate-leader.ts,
+// its etcd steps src/agent/migrate-leader-etcd.ts, the periodic etcd checks that settle what a
+// migration left open src/agent/migrate-checks.ts, the backend swap src/agent/migrate-consensus.ts.
 import type { Config } from "../config/schema.ts";
 import type { Guard, Membership } from "../core/messages.ts";
 import * as M from "../core/consensus-migrate.ts";
@@ -16,7 +19,9 @@ import type { SwitchableConsensus } from "./migrate-consensus.ts";
 import type { EtcdClient } from "../consensus/etcd/client.ts";
 import type { ClusterKeys } from "../consensus/etcd/elect-core.ts";
 import { etcdClientOptions } from "../consensus/create.ts";
-import * as L from "./migrate-leader-etcd.ts";
+import type * as L from "./migrate-leader-etcd.ts";
+import { MigrateLeader } from "./migrate-leader.ts";
+import { MigrateChecks } from "./migrate-checks.ts";
 
 export interface MigrateDeps {
   cfg: Config;
@@ -37,62 +42,36 @@ export interface MigrateDeps {
 /** "term, voted for" stored with a switch to builtin (with the guard and membership stamped in it, when known). */
 export type PersistElection = { term: number; votedFor: string; ledTerm: number | null; resumed?: { guard: Guard; membership: Membership } };
 
-const TICK_MS = 100;
-const EPOCH_EVERY_MS = 2000;
-/** How often a close with an unknown outcome is read back (settleClose). */
-const CLOSING_EVERY_MS = 500;
-/** A migration that neither committed nor aborted by then is reported as still running. */
-const ANSWER_MS = 30_000;
-
-export interface Running {
-  state: M.LeaderState;
-  /** The backend in force when it started (to builtin: etcd's record the close replaces). */
-  from: M.InForce;
-  voters: string[];
-  /** To etcd: the lease taken for the key, and its local deadline; to builtin: the key's etcd term and lease. */
-  etcd: { leaseId: string; term: number } | null;
-  etcdUntil: number | null;
-  timer: ReturnType<typeof setInterval> | undefined;
-  /** When the migration last sent a renewal of its etcd lease (to etcd, before the commit). */
-  renewedAt: number;
-  /** The leader's term in the backend it leaves, carried in every switch. */
-  leaderTerm: number;
-  /** The membership at the start: written into etcd at the commit. */
-  membership: Membership | null;
-  /** To builtin: the guard and membership stamped in the resumed term (carried in every switch). */
-  resumed?: { guard: Guard; membership: Membership };
-  /**
-   * To builtin: the close was sent and etcd did not say it failed (applied, or unknown): if the plan
-   * aborts, this node stays stopped and fenced until etcd's keys settle it (MigrateDriver.settleClose).
-   */
-  closeSent?: boolean;
-  /** To etcd: the open transaction was sent and not answered (it may have applied). */
-  openSent?: boolean;
-  /** SwitchableConsensus.resigns at the start: once it changes, the lease no longer counts. */
-  resigns: number;
-  answer: (r: ActionResult) => void;
+/**
+ * What the driver lends the leader's run and the periodic checks (and, as a LeaderEtcdCtx, the
+ * leader's etcd steps): the record it owns, the epochs heard, its chain, etcd, a member's adoption.
+ */
+export interface MigrateHost extends L.LeaderEtcdCtx {
+  /** The backend in force now (replaced by persist, never changed in place). */
+  inForceNow(): M.InForce;
+  /** The backend record stored in consensus.json, null if none. */
+  storedRecord(): M.InForce | null;
+  recordFile: string;
+  knownEpoch(): number;
+  learnEpoch(epoch: number): void;
+  voterTerms(): Record<string, number>;
+  broadcastEpoch(): void;
+  serial(fn: () => Promise<void>): void;
+  etcdModule(): Promise<{ migrateEtcd: typeof import("../consensus/migrate-etcd.ts") }>;
+  running(): boolean;
+  onHeard(peer: string, heard: M.InForce): Promise<void>;
+  adopt(a: M.Adoption, heard: M.InForce, source: string): Promise<void>;
 }
+
+/** How often a migrated node tells its peers its epoch. */
+const EPOCH_EVERY_MS = 2000;
 
 export class MigrateDriver {
   private readonly backends: BackendStore;
   private inForceNow: M.InForce;
-  private run: Running | null = null;
   private chain: Promise<void> = Promise.resolve();
   private lastEpochSent = -Infinity;
   private lastRefusal = "";
-  private lastClosedCheck = -Infinity;
-  /** A close of etcd whose outcome is unknown (or applied without builtin stored here): its epoch and the key's term. */
-  private closing: L.Closing | null = null;
-  /** A migration to etcd (its epoch) that aborted with its open applied or possibly applied, etcd's record not yet settled (settleOpening). */
-  private opening: number | null = null;
-  private lastOpenCheck = -Infinity;
-  /** No consensus.json at start and etcd configured: etcd's record not read yet (joinFromRecord). */
-  private joining = false;
-  /** The last warning of a periodic check (logged once until it changes). */
-  private lastNote = "";
-  /** The periodic checks queued or running: one of a kind at a time (a blackholed etcd must not grow the chain). */
-  private readonly checking = new Set<"join" | "open" | "closed">();
-  private takeover: ReturnType<typeof setTimeout> | undefined;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   /** The highest epoch heard of (peers' epoch messages and refusals, etcd's record): a new one starts above it. */
   private knownEpoch = 0;
@@ -100,7 +79,8 @@ export class MigrateDriver {
   private readonly reports = new Map<string, { backend: M.Backend; epoch: number; term: number }>();
   private readonly clock: () => number;
   private readonly timers: M.MigrateTimers;
-  private readonly ctx: L.LeaderEtcdCtx;
+  private readonly checks: MigrateChecks;
+  private readonly leader: MigrateLeader;
 
   constructor(private readonly d: MigrateDeps) {
     this.clock = d.clock ?? (() => performance.now());
@@ -108,20 +88,27 @@ export class MigrateDriver {
     this.inForceNow = startingBackend(d.cfg);
     const e = d.cfg.election;
     this.timers = { timeoutMs: e.timeout_ms, ttlMs: d.cfg.consensus.ttl_s * 1000, maxDrift: e.max_drift, fenceMs: e.fence_ms };
+    const host: MigrateHost = {
+      d, etcd: () => this.etcd(), timers: this.timers, clock: this.clock, persist: (f, el) => this.persist(f, el), note: (m) => this.checks.note(m),
+      inForceNow: () => this.inForceNow, storedRecord: () => this.backends.get(), recordFile: this.backends.file,
+      knownEpoch: () => this.knownEpoch, learnEpoch: (ep) => void (this.knownEpoch = Math.max(this.knownEpoch, ep)), voterTerms: () => this.voterTerms(),
+      broadcastEpoch: () => this.broadcastEpoch(), serial: (fn) => this.serial(fn), etcdModule: () => this.etcdModule(),
+      running: () => this.leader.running(), onHeard: (p, h) => this.onHeard(p, h), adopt: (a, h, s) => this.adopt(a, h, s),
+    };
     // A hold taken just before a restart is not in memory any more: a migrated node holds at every start.
-    this.ctx = { d, etcd: () => this.etcd(), timers: this.timers, clock: this.clock, persist: (f, e) => this.persist(f, e), note: (m) => this.note(m) };
     const hold = M.startHoldMs(this.inForceNow, this.timers);
     if (hold > 0) d.consensus.holdAtLeast(this.clock() + hold);
     // Never stored a migration's record nor a membership (a node added, or a new state_dir): etcd's
     // record says whether the cluster moved meanwhile; nobody else can tell it (it has no voters to hear from).
-    this.joining = M.joinsFromRecord({
+    this.checks = new MigrateChecks(host, M.joinsFromRecord({
       stored: this.backends.get(), etcdConfigured: d.cfg.consensus.endpoints.length > 0, configured: d.cfg.consensus.backend, hasMembership: d.store.get().membership !== null,
-    });
+    }));
+    this.leader = new MigrateLeader(host, this.checks);
   }
 
   /** Whether this node runs a migration now (operator actions that move leadership refuse meanwhile). */
   running(): boolean {
-    return this.run !== null;
+    return this.leader.running();
   }
 
   inForce(): M.InForce {
@@ -129,8 +116,7 @@ export class MigrateDriver {
   }
 
   stop(): void {
-    clearInterval(this.run?.timer);
-    clearTimeout(this.takeover);
+    this.leader.stop();
   }
 
   /** `POST /consensus/migrate` on any node: the leader runs it, a member forwards it there. */
@@ -140,38 +126,9 @@ export class MigrateDriver {
     return leader ? forward(req) : Promise.resolve({ status: 503, ok: false, message: "no leader at the moment: try again" });
   }
 
-  /** On the leader: runs the plan; answers once it committed or aborted. */
+  /** On the leader: runs the plan (src/agent/migrate-leader.ts); answers once it committed or aborted. */
   start(to: M.Backend): Promise<ActionResult> {
-    if (this.run) return Promise.resolve({ status: 409, ok: false, message: `a migration to ${this.run.state.to} is running` });
-    const c = this.d.consensus;
-    const st = c.status();
-    const lease = c.lease();
-    const voters = st.membership?.voters ?? [];
-    const r = M.checkStart(to, {
-      self: this.d.self, inForce: this.inForceNow, leading: lease !== null && lease.until > this.clock(), voters,
-      connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, configured: this.d.cfg.consensus.backend,
-      switchingOver: this.d.switchingOver?.() ?? false, allowed: this.d.cfg.consensus.allow_migration,
-      knownEpoch: this.knownEpoch, voterTerms: this.voterTerms(),
-    });
-    if ("refuse" in r) {
-      const named = voters.reduce((m, id) => m.replaceAll(id, this.d.nameOf(id)), r.refuse); // voters by name, as the log names them
-      return Promise.resolve({ status: 409, ok: false, message: `consensus migrate --to ${to}: ${named}` });
-    }
-    clearTimeout(this.takeover); // a previous migration's watch: this node leads now, so it is over
-    const term = to === "builtin" ? M.resumeTerm(this.d.store.get().term, lease!.term, Object.values(this.voterTerms())) : 0;
-    const plan = M.startPlan(to, r.epoch, term);
-    this.d.log.info(`consensus migration to ${to} (epoch ${r.epoch}) started with voters ${voters.map(this.d.nameOf).join(", ")}`);
-    return new Promise<ActionResult>((answer) => {
-      const timeout = setTimeout(() => answer({ status: 504, ok: false, message: `the migration to ${to} is still running after ${ANSWER_MS / 1000} s: see the agent's log and /node` }), ANSWER_MS);
-      this.run = {
-        state: plan.state, from: { ...this.inForceNow }, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.clock(), leaderTerm: lease!.term,
-        membership: st.membership, resigns: c.resigns, answer: (res) => (clearTimeout(timeout), answer(res)),
-      };
-      c.migrating = true;
-      // A failure after the etcd backend stopped (to builtin) fences: the plan may not act past it.
-      this.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message, stopped: c.innerStopped(), ...this.leases() })));
-      this.run.timer = setInterval(() => this.serial(() => this.tick()), TICK_MS);
-    });
+    return this.leader.start(to);
   }
 
   /** Peers' built-in terms reported on the backend and epoch in force here (a term does not change while on etcd). */
@@ -194,7 +151,7 @@ export class MigrateDriver {
       const refusal = `${this.d.nameOf(peer)} refused the switch of epoch ${msg.epoch}: ${msg.reason}`;
       if (!msg.ok && refusal !== this.lastRefusal) this.d.log.warn(refusal); // once, not per resend
       if (!msg.ok) this.lastRefusal = refusal;
-      else if (this.run) this.serial(() => this.observe({ type: "ack", from: peer, epoch: msg.epoch, ...this.leases() }));
+      else this.leader.acked(peer, msg.epoch);
       return;
     }
     if (msg.t === "migrate-switch") return void (msg.leader === peer && this.serial(() => this.onSwitch(peer, msg)));
@@ -202,104 +159,15 @@ export class MigrateDriver {
   }
 
   /**
-   * Housekeeping: a migrated node tells its peers its epoch and built-in term every few seconds (not
-   * while it migrates; during a hold too, so a leader hears every epoch a voter stored).
+   * Housekeeping: the periodic etcd checks that are due (src/agent/migrate-checks.ts), and a migrated
+   * node tells its peers its epoch and built-in term every few seconds (not while it migrates; during
+   * a hold too, so a leader hears every epoch a voter stored).
    */
   step(): void {
     const now = this.clock();
-    if (this.joining && !this.run && !this.checking.has("join") && now - this.lastClosedCheck >= EPOCH_EVERY_MS) {
-      this.lastClosedCheck = now;
-      this.check("join", () => this.joinFromRecord());
-    }
-    if (this.opening !== null && !this.run && !this.checking.has("open") && now - this.lastOpenCheck >= EPOCH_EVERY_MS) {
-      this.lastOpenCheck = now;
-      const epoch = this.opening;
-      this.check("open", () => this.settleOpening(epoch));
-    }
-    const every = this.closing ? CLOSING_EVERY_MS : EPOCH_EVERY_MS;
-    if (this.inForceNow.backend === "etcd" && !this.run && !this.checking.has("closed") && (this.closing || this.d.consensus.status().membership === null) && now - this.lastClosedCheck >= every) {
-      this.lastClosedCheck = now;
-      this.check("closed", () => (this.closing ? this.settleClose(this.closing) : this.checkClosed()));
-    }
-    if (this.inForceNow.epoch < 1 || this.run || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
+    this.checks.step(now);
+    if (this.inForceNow.epoch < 1 || this.leader.running() || now - this.lastEpochSent < EPOCH_EVERY_MS) return;
     this.broadcastEpoch();
-  }
-
-  /**
-   * On etcd with no membership there: a leader that closed etcd for a migration to builtin may have
-   * died before anyone heard of it (etcd's record of the close names the epoch: adopt it), or one
-   * migrating to etcd died before the commit (roll it back once its key is gone, then adopt that).
-   */
-  private async checkClosed(): Promise<void> {
-    const { migrateEtcd } = await this.etcdModule();
-    const { client, keys } = this.etcd();
-    const rolled = await migrateEtcd.rollBackPending(client, keys).catch(() => false);
-    if (rolled) this.d.log.warn("etcd was left pending by a migration whose leader is gone: rolled back to builtin");
-    const rec = await migrateEtcd.readRecord(client, keys).catch(() => null);
-    if (rec?.backend === "builtin" && rec.epoch > this.inForceNow.epoch) await this.onHeard(rec.leader ?? this.d.self, { backend: "builtin", epoch: rec.epoch });
-  }
-
-  /** A close with an unknown outcome: out and fenced until etcd's keys settle it (migrate-leader-etcd.ts settleClose). */
-  private async settleClose(c: L.Closing): Promise<void> {
-    if (this.inForceNow.epoch >= c.epoch) return void (this.closing = null); // adopted from a peer meanwhile
-    const out = await L.settleClose(this.ctx, c);
-    if (out === "unknown") return;
-    this.lastNote = "";
-    if (out === "open") {
-      this.closing = null;
-      this.d.log.warn(`etcd was not closed (epoch ${c.epoch}) and can no longer be: running on etcd again`);
-      return this.d.consensus.replace("etcd", -Infinity);
-    }
-    await this.onHeard(out.leader ?? this.d.self, { backend: out.backend, epoch: out.epoch });
-    if (this.inForceNow.epoch >= c.epoch) this.closing = null;
-  }
-
-  /**
-   * A node that never stored a migration's record nor a membership adopts etcd's record once it reads
-   * it with the membership committed (retried every 2 s until etcd answers and a pending one settles).
-   */
-  private async joinFromRecord(): Promise<void> {
-    if (!this.joining || this.backends.get() !== null || this.d.store.get().membership !== null) return void (this.joining = false);
-    const { migrateEtcd } = await this.etcdModule();
-    let a: ReturnType<typeof M.onJoinRecord>, rec: M.InForce | null;
-    try {
-      const k = await migrateEtcd.readMigrationKeys(this.etcd().client, this.etcd().keys, this.d.self);
-      rec = k.seen.record;
-      a = M.onJoinRecord(this.inForceNow, rec, k.committed, this.clock(), this.timers);
-    } catch (e) {
-      return this.note(`etcd: cannot read the record of this cluster's backend (a node with no ${this.backends.file} checks whether the cluster moved to etcd): ${(e as Error).message}; trying every 2 s`);
-    }
-    if (a === "wait") return this.note(`etcd's record names etcd (epoch ${rec!.epoch}) with its membership not committed (a migration not carried out): not joining it; reading again every 2 s`);
-    if (rec && a) await this.adopt(a, rec, "etcd's record (this node had stored none)");
-    this.joining = false;
-    this.lastNote = "";
-  }
-
-  /** A periodic check's warning: logged once, not every 2 s, until it changes. */
-  private note(msg: string): void {
-    if (msg !== this.lastNote) this.d.log.warn(msg);
-    this.lastNote = msg;
-  }
-
-  /** A periodic check, queued only when none of its kind is queued or running (each may take k × request_timeout_ms). */
-  private check(kind: "join" | "open" | "closed", fn: () => Promise<void>): void {
-    this.checking.add(kind);
-    this.serial(() => fn().finally(() => this.checking.delete(kind)));
-  }
-
-  /** etcd's record of a migration to etcd this node aborted after its open applied or may have: settled, then stored like the roll-back step. */
-  private async settleOpening(epoch: number): Promise<void> {
-    if (this.run || this.opening !== epoch) return;
-    const out = await L.settleOpen(this.ctx, epoch);
-    if (out === "unknown" || this.opening !== epoch) return;
-    this.opening = null;
-    this.lastNote = "";
-    this.knownEpoch = Math.max(this.knownEpoch, out.epoch);
-    this.d.log.info(`etcd's record after the aborted migration to etcd (epoch ${epoch}) is settled: ${out.backend} at epoch ${out.epoch}`);
-    if (out.backend === "builtin" && this.inForceNow.backend === "builtin" && out.epoch > this.inForceNow.epoch) {
-      this.persist(out);
-      this.broadcastEpoch();
-    }
   }
 
   private broadcastEpoch(): void {
@@ -321,6 +189,10 @@ export class MigrateDriver {
     return this.etcdConn;
   }
 
+  private async etcdModule() {
+    return { migrateEtcd: await import("../consensus/migrate-etcd.ts") };
+  }
+
   /** Durable first: never act on a backend this node could forget at its next start. */
   private persist(f: M.InForce, election?: PersistElection): void {
     if (election) {
@@ -333,134 +205,6 @@ export class MigrateDriver {
     this.inForceNow = f;
   }
 
-  // ------------------------------------------------------------------ the leader
-
-  /** The leases now, as the plan checks them; none once this node resigned during the migration. */
-  private leases(): M.Leases {
-    const r = this.run;
-    const now = this.clock();
-    if (!r) return { now, builtinUntil: null, etcdUntil: null };
-    const resigned = this.d.consensus.resigns !== r.resigns;
-    const builtinUntil = !resigned && (r.state.to === "etcd" || r.state.phase !== "open") ? (this.d.consensus.lease()?.until ?? null) : null;
-    return { now, builtinUntil, etcdUntil: resigned ? null : r.etcdUntil };
-  }
-
-  private async tick(): Promise<void> {
-    if (!this.run) return;
-    await L.renewEtcd(this.ctx, this.run);
-    await this.observe({ type: "tick", ...this.leases() });
-  }
-
-  private async observe(obs: M.LeaderObs): Promise<void> {
-    const r = this.run;
-    if (!r) return;
-    const next = M.leaderStep(r.state, obs, this.d.self, r.voters);
-    r.state = next.state;
-    try {
-      await this.carry(next.actions);
-    } catch (e) {
-      // An action could not be carried out (a record not stored): stop writes and give back what
-      // this migration took, as the plan's own abort does; the members follow the epoch they stored.
-      r.state = { ...r.state, phase: "aborted", reason: `${(e as Error).message}` };
-      await this.carry([{ do: "fence", revoke: r.state.to === "etcd" }]).catch((e2: Error) => this.d.log.error(`consensus migration: ${e2.message}`));
-    }
-    if (r.state.phase === "done" || r.state.phase === "aborted") this.finish(r);
-  }
-
-  private finish(r: Running): void {
-    clearInterval(r.timer);
-    this.run = null;
-    this.d.consensus.migrating = false;
-    this.d.consensus.setCap(null);
-    const { to, epoch, phase, reason } = r.state;
-    if (phase === "done") {
-      this.d.log.info(`consensus migration to ${to} (epoch ${epoch}) committed; this node runs on ${this.inForceNow.backend}`);
-      this.broadcastEpoch();
-      r.answer({ status: 200, ok: true, message: `${M.outcome(r.state)}; every voter stores it (those that missed the switch adopt it when they hear the epoch)` });
-    } else {
-      this.d.log.warn(`consensus migration to ${to} (epoch ${epoch}) aborted: ${reason}`);
-      // Stopped before anyone was told to switch (to builtin, etcd not closed): run the backend in force
-      // again. A close that applied or may have: never back on etcd before etcd's keys settle it.
-      // To etcd with the open applied or possibly applied and no roll-back stored: etcd's record is settled (settleOpening).
-      if (r.state.to === "etcd" && (r.openSent || r.etcd) && this.inForceNow.epoch < epoch) this.opening = epoch;
-      if (r.state.to === "builtin" && r.closeSent && this.inForceNow.epoch < epoch && r.etcd) {
-        this.closing = { epoch, etcd: r.etcd };
-        this.d.log.warn(`etcd may be closed (epoch ${epoch}): this node stays out and fenced until etcd says whether the close applied`);
-      } else if (this.d.consensus.innerStopped()) this.d.consensus.replace(this.inForceNow.backend, -Infinity);
-      const where = this.closing ? `etcd may be closed: this node stays fenced and out until etcd answers whether the close applied (then it runs on builtin at epoch ${epoch}, or on etcd again)` : `this node runs on ${this.inForceNow.backend} (epoch ${this.inForceNow.epoch})`;
-      r.answer({ status: 503, ok: false, message: `consensus migrate --to ${to} aborted: ${reason}; ${this.closing ? "" : `${M.outcome(r.state)}; `}${where}` });
-    }
-  }
-
-  private async carry(actions: M.LeaderAction[]): Promise<void> {
-    for (const a of actions) {
-      const r = this.run;
-      if (!r) return;
-      switch (a.do) {
-        case "open": {
-          const learn = (e: number) => (this.knownEpoch = Math.max(this.knownEpoch, e));
-          const ok = r.state.to === "etcd" ? await L.openEtcd(this.ctx, r, learn) : await L.openBuiltin(this.ctx, r);
-          const stopped = this.d.consensus.innerStopped();
-          await this.observe(ok === true ? { type: "opened", ok: true, ...this.leases() } : { type: "opened", ok: false, detail: ok, stopped, ...this.leases() });
-          return; // observe carried out what follows
-        }
-        case "send-switch":
-          for (const to of a.to) {
-            const back = r.state.to === "builtin" ? { term: r.state.term, ...(r.resumed ? { resumed: r.resumed } : {}) } : {};
-            this.d.send(to, { t: "migrate-switch", to: r.state.to, epoch: r.state.epoch, leader: this.d.self, leaderTerm: r.leaderTerm, ...back });
-          }
-          break;
-        case "commit-etcd":
-          await this.observe(await L.commitEtcd(this.ctx, r));
-          return; // observe carried out what follows
-        case "roll-back":
-          // A decision like any other: taken in etcd's record first, so its epoch is used once.
-          if (await L.rollBack(this.ctx, a.inForce, a.ifRecord)) {
-            this.persist(a.inForce);
-            this.broadcastEpoch();
-          } else r.state = { ...r.state, reason: `${r.state.reason}; the roll-back could not be written to etcd's record, so this node did not store it (the members that stored etcd roll it back there once the key's lease ran out)` };
-          break;
-        case "persist-and-swap": {
-          const until = M.migratingLease(r.state, this.d.consensus.lease()?.until ?? null, r.etcdUntil) ?? this.clock();
-          this.persist(a.inForce);
-          this.d.consensus.setCap(null);
-          // The etcd backend resumes the key bound to this node's id on the migration's lease; the
-          // built-in election no longer fences, so fence here if that has not happened by the deadline.
-          this.d.consensus.replace(a.inForce.backend, -Infinity);
-          this.takeover = setTimeout(() => this.watchTakeover(until), 0);
-          break;
-        }
-        case "release-etcd": {
-          const e = r.etcd!;
-          const { migrateEtcd } = await this.etcdModule();
-          await migrateEtcd.releaseEtcd(this.etcd().client, this.etcd().keys, { term: e.term, leaseId: e.leaseId })
-            .catch((err: Error) => this.d.log.warn(`could not release the etcd leader key (its lease runs out by itself): ${err.message}`));
-          break;
-        }
-        case "fence":
-          await this.d.fence(`consensus migration to ${r.state.to} aborted: ${r.state.reason}`);
-          if (a.revoke && r.etcd) {
-            const { migrateEtcd } = await this.etcdModule();
-            await migrateEtcd.releaseEtcd(this.etcd().client, this.etcd().keys, r.etcd).catch((err: Error) => this.d.log.warn(`etcd release: ${err.message}`));
-          }
-          await this.d.consensus.resign(`consensus migration aborted: ${r.state.reason}`);
-          break;
-      }
-    }
-  }
-
-  /** Until the etcd backend leads (then it fences on its own deadline), or the deadline passed: then fence. */
-  private watchTakeover(until: number): void {
-    clearTimeout(this.takeover);
-    if (this.d.consensus.lease() !== null) return;
-    if (this.clock() >= until) return void this.d.fence("the etcd backend did not resume the leader key before the migration's lease ran out");
-    this.takeover = setTimeout(() => this.watchTakeover(until), Math.min(TICK_MS / 2, Math.max(0, until - this.clock())));
-  }
-
-  private async etcdModule() {
-    return { migrateEtcd: await import("../consensus/migrate-etcd.ts") };
-  }
-
   // ------------------------------------------------------------------ a member
 
   private local(): M.MemberLocal {
@@ -470,7 +214,7 @@ export class MigrateDriver {
   }
 
   private async onSwitch(peer: string, m: MigrateSwitch): Promise<void> {
-    if (this.run) return; // this node runs a migration itself: the other one waits for its epoch
+    if (this.leader.running()) return; // this node runs a migration itself: the other one waits for its epoch
     const dec = M.onSwitch(this.local(), m, this.clock(), this.timers);
     if (!dec.accept) return void this.d.send(peer, { t: "migrate-ack", epoch: m.epoch, ok: false, reason: dec.reason, own: this.own() });
     if (!dec.again) {
@@ -488,7 +232,7 @@ export class MigrateDriver {
   }
 
   private async onHeard(peer: string, heard: M.InForce): Promise<void> {
-    if (this.run) return;
+    if (this.leader.running()) return;
     const a = M.onHeard(this.local(), heard, this.clock(), this.timers, peer);
     if (a) await this.adopt(a, heard, this.d.nameOf(peer));
   }

@@ -1,11 +1,14 @@
 // The etcd side of the migrating leader's plan (src/core/consensus-migrate.ts), carried out for
-// src/agent/migrate-driver.ts: open (to etcd: take the key; to builtin: close etcd and resume a
-// built-in term), the renewal of the key's lease until the commit, and the commit write. Each
-// returns what the plan observes next; the driver owns the state they update (`Running`).
+// src/agent/migrate-leader.ts: open (to etcd: take the key; to builtin: close etcd and resume a
+// built-in term), the renewal of the key's lease until the commit, the commit write, the roll-back,
+// and the reads that settle what an abort left in etcd (settleClose, settleOpen: for
+// src/agent/migrate-checks.ts). Each returns what the plan observes next; migrate-leader.ts owns
+// the state they update (`Running`).
 import * as M from "../core/consensus-migrate.ts";
 import type { EtcdClient } from "../consensus/etcd/client.ts";
 import type { ClusterKeys } from "../consensus/etcd/elect-core.ts";
-import type { MigrateDeps, PersistElection, Running } from "./migrate-driver.ts";
+import type { MigrateDeps, PersistElection } from "./migrate-driver.ts";
+import type { Running } from "./migrate-leader.ts";
 
 export interface LeaderEtcdCtx {
   d: MigrateDeps;
@@ -45,7 +48,7 @@ export async function openEtcd(x: LeaderEtcdCtx, r: Running, learn: (epoch: numb
   const migrateEtcd = await import("../consensus/migrate-etcd.ts");
   const { leaseDeadline } = await import("../consensus/etcd/lease-core.ts");
   try {
-    // openSent: the open transaction went out and got no answer (it may have applied): the driver settles it.
+    // openSent: the open transaction went out and got no answer (it may have applied): an abort has it settled (migrate-checks.ts settleOpening).
     const open = () => migrateEtcd.openEtcd(x.etcd().client, x.etcd().keys, {
       self: x.d.self, ttlS: x.d.cfg.consensus.ttl_s, membership: st.membership!, guard: st.guard, epoch: r.state.epoch, now: x.clock,
       sending: () => (r.openSent = true),
@@ -89,7 +92,7 @@ export async function renewEtcd(x: LeaderEtcdCtx, r: Running | null): Promise<vo
 /**
  * To etcd, aborted after switches went out: etcd's record becomes the roll-back first; only then is it
  * stored here and told to the peers (true). Not written: nothing is stored; the members on etcd roll
- * it back through the same record once the key's lease ran out (src/agent/migrate-driver.ts checkClosed).
+ * it back through the same record once the key's lease ran out (src/agent/migrate-checks.ts checkClosed).
  */
 export async function rollBack(x: LeaderEtcdCtx, to: M.InForce, from: M.InForce): Promise<boolean> {
   const migrateEtcd = await import("../consensus/migrate-etcd.ts");
@@ -125,7 +128,7 @@ export async function openBuiltin(x: LeaderEtcdCtx, r: Running): Promise<true | 
   r.etcd = { leaseId: kv.lease, term: lease.term };
   r.etcdUntil = lease.until;
   const close = { term: lease.term, from: r.from, epoch: r.state.epoch, builtinTerm: r.state.term, leader: x.d.self, resumed: r.resumed };
-  r.closeSent = true; // from here an abort leaves this node stopped until etcd settles the close (driver settleClose)
+  r.closeSent = true; // from here an abort leaves this node stopped until etcd settles the close (migrate-checks.ts settleClose)
   try {
     if (!(await migrateEtcd.closeEtcd(client, keys, close))) {
       r.closeSent = false; // answered: not applied, and it never will
@@ -179,7 +182,7 @@ export async function settleClose(x: LeaderEtcdCtx, c: Closing): Promise<{ backe
 /**
  * A migration to etcd at `epoch` that aborted with its open applied or possibly applied: etcd's
  * record is settled (core settleOpen) so it ends as a decision carried out. Returns the decision in
- * etcd's record once settled (the driver stores a roll-back or void of its own like the roll-back
+ * etcd's record once settled (migrate-checks.ts stores a roll-back or void of its own like the roll-back
  * step), or "unknown": read again later.
  */
 export async function settleOpen(x: LeaderEtcdCtx, epoch: number): Promise<M.InForce | "unknown"> {

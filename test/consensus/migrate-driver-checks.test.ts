@@ -1,8 +1,9 @@
-// The migration driver's periodic etcd checks (src/agent/migrate-driver.ts step(): a new node's
-// join read, the settling of an aborted open) against an etcd endpoint that accepts and never
-// answers (a real HTTP listener on loopback: each request runs into request_timeout_ms). Time for
-// the driver is a variable; step() runs every 2 s of it while a check is still in flight: no second
-// check of a kind is queued behind it, and a warning that repeats is logged once.
+// The migration driver's periodic etcd checks (src/agent/migrate-checks.ts, run by
+// src/agent/migrate-driver.ts step(): a new node's join read, the settling of an aborted open)
+// against an etcd endpoint that accepts and never answers (a real HTTP listener on loopback: each
+// request runs into request_timeout_ms). Time for the driver is a variable; step() runs every 2 s
+// of it while a check is still in flight: no second check of a kind is queued behind it, and a
+// warning that repeats is logged once.
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -38,7 +39,7 @@ function driver(membership: boolean) {
   const d = new MigrateDriver({
     cfg, self: A, log, consensus, store, send: () => {}, connected: () => [], fence: async () => {}, nameOf: (x) => x, clock: () => clock.now,
   });
-  const internals = d as unknown as { chain: Promise<void>; opening: number | null };
+  const internals = d as unknown as { chain: Promise<void>; checks: { opening: number | null } };
   /** Until every queued check has run (each one's requests time out). */
   const drained = async () => {
     for (let c = internals.chain; ; c = internals.chain) {
@@ -71,7 +72,7 @@ test("a join read in flight: 2 s steps queue no second one; its warning is logge
 
 test("settling an aborted open: one in flight at a time, and its repeated warning logged once", async () => {
   const n = driver(true); // a voter: no join read
-  n.internals.opening = 3; // a migration to etcd at epoch 3 aborted with its open possibly applied
+  n.internals.checks.opening = 3; // a migration to etcd at epoch 3 aborted with its open possibly applied
   const before = requests;
   n.steps(6);
   await n.drained();
@@ -81,6 +82,6 @@ test("settling an aborted open: one in flight at a time, and its repeated warnin
     await n.drained();
   }
   expect(requests - before).toBe(4);
-  expect(n.internals.opening).toBe(3);
+  expect(n.internals.checks.opening).toBe(3);
   expect(n.log.lines.filter((l) => l.includes("settling the record of the aborted migration to etcd (epoch 3)")).length).toBe(1);
 });
