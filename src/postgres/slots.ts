@@ -32,7 +32,7 @@ function check(name: string): string {
 }
 
 /** Create the physical slot reserving WAL now (so a clone started later finds its WAL); true if created. */
-export async function ensureSlot(db: Db, name: string): Promise<boolean> {
+export async function ensureSlot(db: Db, name: string, timeoutMs?: number): Promise<boolean> {
   check(name);
   return db.query(`ensure slot ${name}`, async (sql) => {
     const found = await sql`SELECT slot_type FROM pg_replication_slots WHERE slot_name = ${name}`;
@@ -47,7 +47,7 @@ export async function ensureSlot(db: Db, name: string): Promise<boolean> {
       if (sqlState(e) === "42710") return false; // created concurrently
       throw e;
     }
-  });
+  }, timeoutMs);
 }
 
 /** Drop a slot; with `force`, terminate the walsender holding it first. True if it existed. */

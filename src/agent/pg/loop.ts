@@ -19,7 +19,7 @@ import { PgHost } from "./host.ts";
 import { PrimaryStarter } from "./primary.ts";
 import { Rebuilder } from "./rebuild.ts";
 import { rejoinStep, type RejoinEvent } from "./rejoin.ts";
-import { MonitorRound } from "./round.ts";
+import { MonitorRound, PREPARE_SLOTS_MS } from "./round.ts";
 import { PostmasterWatch } from "./postmaster-watch.ts";
 import { RoundScheduler } from "./scheduler.ts";
 import { type NodeOpResult, reloadHere, restartHere } from "./restart-node.ts";
@@ -201,7 +201,7 @@ export class PostgresLoop implements LoopControl {
   async catchUp(final: Position | null, timeoutMs: number): Promise<Position | null> {
     const end = this.clock.now() + timeoutMs;
     try {
-      return await this.exec.run("catch-up", async () => {
+      const pos = await this.exec.run("catch-up", async () => {
         for (;;) {
           const pos = this.h.standbyPosition(await probe(this.h.localDb()));
           if (pos && (!final || lsnCompare(pos.lsn, final.lsn) >= 0)) return pos;
@@ -209,6 +209,11 @@ export class PostgresLoop implements LoopControl {
           await this.clock.sleep(20);
         }
       }, { maxWaitMs: timeoutMs });
+      // This standby is about to be promoted: the other members' slots next, before any round
+      // (the one that promotes included), while the old leader resigns and the election runs; the
+      // answer does not wait for them (slots.ts prepareForPromotion).
+      this.exec.run("slots before promotion", () => this.slots.prepareForPromotion(PREPARE_SLOTS_MS)).catch(() => undefined);
+      return pos;
     } catch (e) {
       if (e instanceof QueueTimeout) return null;
       throw e;

@@ -19,6 +19,8 @@ import type { SlotKeeper } from "./slots.ts";
 
 /** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
 const STUCK_MS = 15_000;
+/** Member slots made before a promotion (slots.ts prepareForPromotion) may delay it at most this long. */
+export const PREPARE_SLOTS_MS = 300;
 
 export interface RoundParts {
   maintenance: Maintenance;
@@ -202,7 +204,12 @@ export class MonitorRound {
     switch (d.kind) {
       case "initdb": return x.primary.initCluster();
       case "start-primary": return x.primary.startPrimary(d.adopt, crashedPrimary);
-      case "promote": return x.primary.promote();
+      case "promote": {
+        // The members' slots first (a few ms; a switchover's target made them already): they
+        // re-point here now and must not be refused while the promotion runs (slots.ts).
+        await x.slots.prepareForPromotion(PREPARE_SLOTS_MS);
+        return x.primary.promote();
+      }
       case "check-promote": return h.ctx.integrations?.checkPromote(h.ctx.leadership().term);
       case "fence": return h.fencer.fence(d.reason);
       case "clone": return x.rebuild.cloneFrom(d.from);

@@ -7,12 +7,24 @@ import { DbTimeoutError } from "../../postgres/sql.ts";
 import { slotFor } from "./context.ts";
 import type { PgHost } from "./host.ts";
 
+/** Member slots made for a promotion are kept at least this long on a standby (a switchover's old primary resigns at most 8 s after the target caught up: actions.ts). */
+const PREPARED_KEEP_MS = 60_000;
+
 export class SlotKeeper {
   /** Slots this primary holds for its members (reported). */
   slots: string[] = [];
   /** Retained WAL per slot (bytes), for /metrics. */
   slotBytes: Record<string, number> = {};
   private readonly droppedFor = new Set<string>();
+  /**
+   * This server may hold member slots while it runs as a standby: it ran as the primary (a
+   * switchover's old primary keeps its slots through the clean stop and follows with them), or
+   * it made them for a promotion that did not follow (prepareForPromotion), or a predecessor
+   * agent did either (true at start).
+   */
+  private mayHoldMemberSlots = true;
+  /** When prepareForPromotion last made slots (clock ms), -Infinity: not in this run. */
+  private preparedAt = -Infinity;
 
   private readonly archive: ArchiveKeeper;
   private readonly permanent: PermanentSlots;
@@ -50,10 +62,66 @@ export class SlotKeeper {
   /** Every round on a server that answers: the primary's member slots, then archive and permanent slots. */
   async maintain(primary = true): Promise<void> {
     if (primary) await this.memberSlots();
+    else if (this.mayHoldMemberSlots) await this.dropStandbyMemberSlots();
     // Archive and permanent slots never fail the round: their trouble is logged (once per message).
     const systemId = this.h.ctx.secrets()?.systemId;
     if (systemId) await this.archive.maintain(primary, systemId).catch((e: Error) => this.failed("archive", e));
     await this.permanent.maintain(primary).catch((e: Error) => this.failed("permanent slots", e));
+  }
+
+  /**
+   * Right before this standby is promoted (a switchover's target once it holds the final WAL, and
+   * every promotion): the slot of every other member, which the new primary would otherwise create
+   * only in its first round after the promotion. The members re-point here as soon as they follow
+   * this leader, mostly while the promotion is under way: without their slot each attempt is
+   * refused ("replication slot does not exist") and retried every wal_retrieve_retry_interval, and
+   * the new primary's first synchronous commit waits for that. With it they stream from this
+   * server already (cascading) and follow it onto the new timeline. A physical slot may be made on
+   * a standby; it starts at the last restartpoint's redo point. Best effort: a failure is logged
+   * and the promotion goes on (the first round after it creates what is missing, as before).
+   */
+  async prepareForPromotion(timeoutMs: number): Promise<void> {
+    const h = this.h;
+    const made: string[] = [];
+    const end = h.clock.now() + timeoutMs;
+    try {
+      for (const id of h.ctx.standbyMembers()) {
+        const left = end - h.clock.now();
+        if (left <= 0) throw new Error(`not done within ${timeoutMs} ms`);
+        if (await ensureSlot(h.localDb(), slotFor(id), left)) made.push(slotFor(id));
+      }
+    } catch (e) {
+      h.log.warn(`replication slots before the promotion: ${(e as Error).message} (created after it instead)`);
+    }
+    if (made.length === 0) return;
+    this.mayHoldMemberSlots = true;
+    this.preparedAt = h.clock.now();
+    h.log.info(`created replication slot(s) ${made.join(", ")} before the promotion`);
+  }
+
+  /**
+   * Member slots on a standby hold WAL here for good (restartpoints keep what a slot needs): those
+   * of a former primary that follows another one (a switchover's old primary), or made for a
+   * promotion that did not follow (the switchover was aborted, another node leads). Dropped once
+   * another node's primary runs, and not within PREPARED_KEEP_MS of making them: a switchover's
+   * old primary reports its stopped server as a running primary until it resigns (its rounds are
+   * held). Only inactive ones: pgherd streams only from the primary, so an active one is a
+   * consumer this node must not cut off (looked at again next time).
+   */
+  private async dropStandbyMemberSlots(): Promise<void> {
+    const h = this.h;
+    const l = h.ctx.leaderPg();
+    if (!l || !l.report.up || l.report.inRecovery !== false || h.clock.now() - this.preparedAt < PREPARED_KEEP_MS) return;
+    let inUse = false;
+    for (const slot of await listSlots(h.localDb())) {
+      if (!slot.name.startsWith("pgherd_")) continue;
+      if (slot.active) inUse = true;
+      else {
+        h.log.warn(`dropping replication slot ${slot.name} on this standby (holds ${slot.retainedBytes ?? 0} bytes of WAL): the primary runs at ${l.addr}`);
+        await dropSlot(h.localDb(), slot.name);
+      }
+    }
+    this.mayHoldMemberSlots = inUse;
   }
 
   private lastFailure = "";
@@ -73,6 +141,7 @@ export class SlotKeeper {
    */
   private async memberSlots(): Promise<void> {
     const h = this.h;
+    this.mayHoldMemberSlots = true;
     const existing = await listSlots(h.localDb());
     const have = new Set(existing.map((x) => x.name));
     const members = h.ctx.standbyMembers();
