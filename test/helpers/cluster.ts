@@ -11,6 +11,7 @@
 // The hosts share one filesystem, so the test process reaches every server through its unix
 // socket as root (peer auth through the pg_ident map the agent writes, which always admits root).
 // destroy() stops agents and servers, deletes the lab, copies the server logs and removes scratch.
+import { spawn } from "node:child_process";
 import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -523,19 +524,30 @@ export class PgCluster {
     if (this.destroyed) return;
     this.destroyed = true;
     const errors: string[] = [];
-    await this.stopAgents().catch((e: Error) => errors.push(e.message));
-    for (const n of this.nodes) {
-      if (n.postmasterPid() !== null) {
-        const r = await n.pgCtl("stop", "-m", "immediate", "-w", "-t", "30").catch((e: Error) => ({ code: -1, stderr: e.message }));
-        // The fencing watchdog of a leader whose agent just stopped may stop the server meanwhile: gone is what counts.
-        if (r.code !== 0 && n.postmasterPid() !== null) errors.push(`pg_ctl stop on ${n.name}: ${r.stderr.trim()}`);
-      }
-    }
+    // The primary's agent last: a leader told to stop while its handover target's agent is stopping
+    // waits for that target's answer (1 s) before it gives up the handover; once the others are gone
+    // it sees no target at once. Still every agent by SIGTERM, so one that hangs fails the file.
+    const primary = await this.runningPrimary();
+    await this.stopAgents(this.nodes.filter((n) => n !== primary)).catch((e: Error) => errors.push(e.message));
+    if (primary) await this.stopAgents([primary]).catch((e: Error) => errors.push(e.message));
+    await Promise.all(this.nodes.map(async (n) => {
+      if (n.postmasterPid() === null) return;
+      const r = await n.pgCtl("stop", "-m", "immediate", "-w", "-t", "30").catch((e: Error) => ({ code: -1, stderr: e.message }));
+      // The fencing watchdog of a leader whose agent just stopped may stop the server meanwhile: gone is what counts.
+      if (r.code !== 0 && n.postmasterPid() !== null) errors.push(`pg_ctl stop on ${n.name}: ${r.stderr.trim()}`);
+    }));
     await this.lab.destroy().catch((e: Error) => errors.push(e.message));
     this.copyServerLogs();
-    rmSync(this.scratch, { recursive: true, force: true });
+    removeInBackground(this.scratch);
     this.unregister();
     if (errors.length) throw new Error(`cluster cleanup: ${errors.join("; ")}`);
+  }
+
+  /** The node whose server answers as a primary now (one quick look at each running agent's server), else null. */
+  private async runningPrimary(): Promise<ClusterNode | null> {
+    const running = this.nodes.filter((n) => n.agent && !n.agent.exited && n.postmasterPid() !== null);
+    const states = await Promise.all(running.map((n) => pgState(n).catch(() => null)));
+    return states.find((s) => s?.inRecovery === false)?.node ?? null;
   }
 
   /** Every *.log beside the data dirs (server logs) into the artifacts, as <node>-<file>. */
@@ -559,6 +571,19 @@ export class PgCluster {
 }
 
 // ---- small helpers ----
+
+/**
+ * `rm -rf dir` by a shell that is no child of ours (it outlives this process): the data dirs of a
+ * destroyed cluster take ~0.8 s to delete, which the next file need not wait for. Nothing runs
+ * there any more (agents, servers and the lab's namespaces are gone) and nothing reuses the name
+ * (mkdtemp).
+ */
+function removeInBackground(dir: string): void {
+  if (!dir.startsWith("/tmp/pgherd-e2e-")) throw new Error(`removeInBackground: not a scratch dir: ${dir}`);
+  const launcher = spawn("sh", ["-c", 'rm -rf -- "$1" </dev/null >/dev/null 2>&1 &', "pgherd-scratch-rm", dir], { detached: true, stdio: "ignore" });
+  launcher.on("error", () => rmSync(dir, { recursive: true, force: true }));
+  launcher.unref();
+}
 
 export function randomSecret(): string {
   return Buffer.from(crypto.getRandomValues(new Uint8Array(36))).toString("base64url");

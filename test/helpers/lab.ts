@@ -150,13 +150,14 @@ class NetLab implements Lab {
   private async doDestroy(): Promise<void> {
     const errors: string[] = [];
     const namespaces = this.namespaces();
-    for (const ns of namespaces) {
-      await killNamespace(ns, "SIGKILL").catch((e: Error) => errors.push(e.message));
-    }
-    for (const ns of namespaces) {
+    await Promise.all(namespaces.map((ns) => killNamespace(ns, "SIGKILL").catch((e: Error) => errors.push(e.message))));
+    const del = async (ns: string) => {
       const r = await run(["ip", "netns", "del", ns]);
       if (r.code !== 0 && !/No such file/.test(r.stderr)) errors.push(`ip netns del ${ns}: ${r.stderr.trim()}`);
-    }
+    };
+    // The hosts' namespaces together, the switch's last (the reaper watches it).
+    await Promise.all(namespaces.filter((ns) => ns !== this.switchNs).map(del));
+    await del(this.switchNs);
     claimedOctets.delete(this.octet);
     this.unregister();
     if (errors.length) throw new Error(`lab ${this.name} cleanup incomplete: ${errors.join("; ")}`);
