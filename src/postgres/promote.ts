@@ -23,27 +23,61 @@ export async function promote(db: Db, node: PgNode, timeoutSec = 60): Promise<Pr
   return "promoted";
 }
 
-/**
- * Before a promotion: makes `names` (synchronous_standby_names, already in the files) the value in
- * force, so that no commit of the new primary is acknowledged before a synchronous standby has it.
- * A reload is confirmed when this session sees the value (the postmaster has read the files and
- * signalled every process). Whether any names are defined at all is published by the checkpointer
- * when it takes the reload, and it may be busy in a restartpoint: when the value in force was empty
- * (names going from none to some), a CHECKPOINT (a restartpoint on a standby) follows, which the
- * checkpointer starts only after taking the pending reload. A standby normally runs with the names
- * already (PgHost.writeConfig), so this costs nothing then. Returns what was done, for the log.
- */
-export async function syncNamesBeforePromotion(db: Db, names: string, timeoutMs = 5000): Promise<string> {
-  const inForce = async () => String((await db.query("synchronous_standby_names", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`))[0]?.v);
-  const before = await inForce();
-  if (before === names) return `synchronous_standby_names '${names}' already in force`;
+/** What the session sees now. */
+async function namesInForce(db: Db): Promise<string> {
+  return String((await db.query("synchronous_standby_names", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`))[0]?.v);
+}
+
+/** Reloads unless this session sees `names` already, then waits until it does. */
+async function reloadUntilSeen(db: Db, names: string, timeoutMs: number): Promise<string> {
+  const before = await namesInForce(db);
+  if (before === names) return before;
   await db.query("pg_reload_conf", (sql) => sql`SELECT pg_reload_conf()`);
   const end = performance.now() + timeoutMs;
-  for (let now = await inForce(); now !== names; now = await inForce()) {
+  for (let now = await namesInForce(db); now !== names; now = await namesInForce(db)) {
     if (performance.now() > end) throw new Error(`synchronous_standby_names is still '${now}' ${timeoutMs} ms after a reload (the files say '${names}')`);
     await Bun.sleep(2);
   }
-  if (before !== "" || names === "") return `synchronous_standby_names '${before}' -> '${names}' (reloaded)`;
-  await db.query("checkpoint after the reload", (sql) => sql`CHECKPOINT`, 120_000);
-  return `synchronous_standby_names '' -> '${names}' (reloaded, taken by the checkpointer)`;
+  return before;
+}
+
+/**
+ * Whether a commit waits for a synchronous standby is decided by a flag in shared memory that only
+ * the checkpointer sets, when it takes a reload (or at its start); a session seeing the names says
+ * nothing about it, and a checkpointer busy in a restartpoint or checkpoint (its fsync phase, or a
+ * write phase behind schedule) takes no reload until that ends. This barrier returns once the
+ * checkpointer has taken `names` (already in the files): the session sees them, the checkpointer
+ * gets a SIGHUP of its own (the postmaster may signal it after the backends), and a CHECKPOINT
+ * requested after that has completed, which the checkpointer starts only after taking the reload.
+ * On a standby the CHECKPOINT is a restartpoint (skipped cheaply when one was done since the last
+ * checkpoint record replayed). Returns what was done, for the log.
+ */
+export async function syncNamesBarrier(db: Db, names: string, checkpointMs = 600_000, reloadMs = 5000): Promise<string> {
+  const before = await reloadUntilSeen(db, names, reloadMs);
+  const rows = await db.query("checkpointer", (sql) => sql`SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'`);
+  const pid = Number(rows[0]?.pid);
+  if (Number.isInteger(pid) && pid > 0) {
+    try {
+      process.kill(pid, "SIGHUP");
+    } catch {
+      // Not ours to signal (another OS user): the postmaster's signal of the reload is pending there too.
+    }
+  }
+  await db.query("checkpoint after the reload", (sql) => sql`CHECKPOINT`, checkpointMs);
+  return `synchronous_standby_names ${before === names ? "" : `'${before}' -> `}'${names}' taken by the checkpointer`;
+}
+
+/**
+ * Before a promotion: `names` (synchronous_standby_names, already in the files) in force for the
+ * checkpointer, so that no commit of the new primary is acknowledged before a synchronous standby
+ * has it. `taken`: the agent saw the checkpointer take non-empty names since it last wrote empty
+ * ones (a barrier off the promotion's path, durability.ts); then a look in the session suffices.
+ */
+export async function syncNamesBeforePromotion(db: Db, names: string, taken: boolean): Promise<{ did: string; taken: boolean }> {
+  if (names === "") {
+    const before = await reloadUntilSeen(db, names, 5000);
+    return { did: `synchronous_standby_names '${before}' -> '' (none)`, taken: false };
+  }
+  if (taken && (await namesInForce(db)) === names) return { did: `synchronous_standby_names '${names}' in force, taken by the checkpointer earlier`, taken: true };
+  return { did: await syncNamesBarrier(db, names), taken: true };
 }

@@ -144,6 +144,7 @@ describeCluster("quorum commit: host crash of the primary, frozen primary agent"
     await synchronous();
     const stopped: number[] = [];
     let mark = 0;
+    const held = { mark: 0, lifted: [] as string[] };
     const r = await faultRound(fx.c, {
       label: "standbys' PostgreSQL SIGSTOP", expect: "same", writer: WRITER,
       inject: async (p) => {
@@ -157,12 +158,27 @@ describeCluster("quorum commit: host crash of the primary, frozen primary agent"
           }
         }
       },
-      restore: async () => {
-        for (const pid of stopped.splice(0)) signal(pid, "SIGCONT");
+      restore: async (old) => {
+        // The primary's checkpointer held while the standbys come back: it alone makes commits wait
+        // for them again (it takes the reload of the names), so the block must stay until it has.
+        const ck = Number((await old.query("select pid from pg_stat_activity where backend_type = 'checkpointer'"))[0]?.pid);
+        signal(ck, "SIGSTOP");
+        stopped.push(ck);
+        held.mark = logMark(old);
+        for (const pid of stopped.splice(0, stopped.length - 1)) signal(pid, "SIGCONT");
+        await waitFor(async () => (await old.query("select count(*)::int as n from pg_stat_replication where state = 'streaming'"))[0]?.n === 2, { timeoutMs: 30_000, what: `both standbys streaming from ${old.name} again` });
+        // A fixed window on purpose (it shows an absence): several rounds with the standbys streaming.
+        await Bun.sleep(1500);
+        held.lifted = logSince(old, held.mark, /synchronous again/);
+        signal(ck, "SIGCONT");
+        stopped.pop();
       },
     }).finally(() => {
       for (const pid of stopped) try { signal(pid, "SIGCONT"); } catch { /* gone */ }
     });
+    console.log(`resync with the primary's checkpointer held: ${held.lifted.length ? `lifted anyway: ${held.lifted[0]}` : "the block stayed"}; after it ran: ${logSince(r.old, held.mark, /synchronous again/)[0] ?? "(not lifted)"}`);
+    expect(held.lifted).toEqual([]);
+    expect(logSince(r.old, held.mark, /synchronous again/).length).toBeGreaterThan(0);
     console.log(describeAnalysis(`${r.label} (${r.old.name})`, r.analysis, r.lost) + `; healthy again ${secs(r.healMs)} after SIGCONT`);
     const degraded = logSince(r.old, mark, /degraded: writes continue/);
     console.log(`primary ${r.old.name}: ${degraded[0] ?? "(never degraded)"}`);

@@ -84,16 +84,16 @@ async function commitWithin(sb: { side: Db; port: number }, table: string, ms: n
 test("names put in force before the promotion: the new primary's first commit waits for a synchronous standby", async () => {
   const sb = await standby("sync1"); // files without names, as a standby of an older pgherd had them
   await sb.rewrite(NAMES);
-  const did = await syncNamesBeforePromotion(sb.db, NAMES);
-  expect(did).toContain("taken by the checkpointer");
+  const did = await syncNamesBeforePromotion(sb.db, NAMES, false);
+  expect(did).toEqual({ did: `synchronous_standby_names '' -> '${NAMES}' taken by the checkpointer`, taken: true });
   expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
   const r = await commitWithin(sb, "t_first", 1000);
   expect(r).toEqual({ outcome: "waiting", waitEvent: "SyncRep" });
 }, 60_000);
 
-test("names already in force on the standby: nothing to reload, and the first commit waits as well", async () => {
+test("names taken by the checkpointer earlier (the standby's own barrier): a look suffices, and the first commit waits as well", async () => {
   const sb = await standby("sync2", NAMES);
-  expect(await syncNamesBeforePromotion(sb.db, NAMES)).toContain("already in force");
+  expect((await syncNamesBeforePromotion(sb.db, NAMES, true)).did).toContain("taken by the checkpointer earlier");
   expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
   expect(await commitWithin(sb, "t_first", 1000)).toEqual({ outcome: "waiting", waitEvent: "SyncRep" });
 }, 60_000);

@@ -3,7 +3,7 @@
 import { planDurability, syncStandbyNames } from "../../core/durability.ts";
 import { samePosition } from "../../core/position.ts";
 import { majority } from "../../core/quorum.ts";
-import { ensureRoles, probe, reload, type Probe } from "../../postgres/index.ts";
+import { ensureRoles, probe, reload, syncNamesBarrier, type Probe } from "../../postgres/index.ts";
 import { DbTimeoutError } from "../../postgres/sql.ts";
 import type { OrderedValue } from "../../core/restart-plan.ts";
 import { slotFor } from "./context.ts";
@@ -36,6 +36,8 @@ export class Maintenance {
   /** The settings PostgreSQL orders between primary and standbys, as the last round read them. */
   ordered: OrderedValue[] = [];
   private rolesEnsuredFor: string | null = null;
+  /** The running barrier of takeNames(), or null. */
+  private barrier: Promise<void> | null = null;
   /** What a commit acknowledgement promises on this primary now. */
   guarantee = "";
   /** A primary's inputs to its managed files when it last wrote them, and the rounds skipped since. */
@@ -103,6 +105,7 @@ export class Maintenance {
     const secrets = this.h.ctx.secrets();
     if (inputs === this.standbyInputs && secrets === this.standbySecrets && this.standbySkipped < STANDBY_MAINTAIN_EVERY - 1) {
       this.standbySkipped++;
+      if (p.up) this.takeNames();
       return;
     }
     await this.maintainNow(false, p);
@@ -110,6 +113,7 @@ export class Maintenance {
     this.standbyInputs = inputs;
     this.standbySecrets = secrets;
     this.standbySkipped = 0;
+    if (p.up) this.takeNames();
   }
 
   private async maintainNow(primary: boolean, p: Probe): Promise<void> {
@@ -129,6 +133,9 @@ export class Maintenance {
     if (changed.length > 0) {
       h.log.info(`managed files changed (${changed.join(", ")}): reloading`);
       await reload(h.node);
+      // A primary's names from none to some without a block to lift (async -> quorum, k from 0 to
+      // 1): the barrier confirms them too; commits until it ends are acknowledged as before the change.
+      if (primary && p.up) this.takeNames();
     }
     if (plan && changed.length === 0) {
       // What is in force must be what the plan says (a missed reload would silently run async).
@@ -215,6 +222,27 @@ export class Maintenance {
     return plan;
   }
 
+  /**
+   * The checkpointer takes the names in the files (syncNamesBarrier), off the round: a CHECKPOINT
+   * behind a long restartpoint must not hold the round up, so it runs on a connection of its own.
+   */
+  private takeNames(): void {
+    const h = this.h;
+    if (h.syncNames === "" || h.syncNamesTaken || this.barrier) return;
+    const [names, emptied, db] = [h.syncNames, h.syncNamesEmptied, h.sideDb()];
+    this.barrier = syncNamesBarrier(db, names).then((did) => {
+      if (h.syncNames === names && h.syncNamesEmptied === emptied) {
+        h.syncNamesTaken = true;
+        h.log.info(did);
+      }
+    }, (e: Error) => {
+      h.log.warn(`synchronous_standby_names not confirmed taken by the checkpointer: ${e.message} (tried again next round)`);
+    }).finally(() => {
+      this.barrier = null;
+      void db.close().catch(() => undefined);
+    });
+  }
+
   private async publishGuard(plan: ReturnType<typeof planDurability>): Promise<void> {
     const { ctx, clock, log } = this.h;
     const cur = ctx.guardState().guard;
@@ -226,6 +254,12 @@ export class Maintenance {
     }
     if (plan.guard === "keep" && !(cur?.block && !plan.degraded)) {
       this.degraded = plan.degraded;
+      return;
+    }
+    if ((plan.guard === "resync" || plan.guard === "keep") && !this.h.syncNamesTaken) {
+      // Not before the checkpointer has taken the names: until then commits are still acknowledged
+      // without a standby, above any floor read now. The block stays meanwhile.
+      this.takeNames();
       return;
     }
     if (plan.guard === "resync" || plan.guard === "keep") {

@@ -33,6 +33,14 @@ export class PgHost {
   upstream: string | null = null;
   /** synchronous_standby_names of the managed files: a primary's durability plan; on a standby, the names it would be promoted with. */
   syncNames = "";
+  /**
+   * The checkpointer took non-empty names (it alone sets the flag a commit checks before waiting
+   * for a standby) since the files last said none: set by a barrier (postgres/promote.ts), cleared
+   * whenever empty names are written. Unknown (false) when the agent starts.
+   */
+  syncNamesTaken = false;
+  /** Counts writes of empty names: a barrier that began before one does not count. */
+  syncNamesEmptied = 0;
   /** Highest timeline this standby was seen streaming on (reset when its data is replaced). */
   knownTli = 0;
   /**
@@ -79,6 +87,11 @@ export class PgHost {
     return this.dbView;
   }
 
+  /** A connection of its own for a task that may take long (a CHECKPOINT), so the rounds' is not held; the caller closes it. */
+  sideDb(): Db {
+    return openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: LOCAL_QUERY_MS });
+  }
+
   async close(): Promise<void> {
     await this.db?.close().catch(() => undefined);
   }
@@ -114,6 +127,10 @@ export class PgHost {
    * standby ignores them, and a promotion finds them in force from its first commit.
    */
   async writeConfig(standby: boolean, upstream?: string): Promise<string[]> {
+    if (this.syncNames === "") {
+      this.syncNamesTaken = false;
+      this.syncNamesEmptied++;
+    }
     const s = this.ctx.secrets();
     const pg = this.cfg.postgres;
     const params = runningConfig()?.postgres.parameters ?? pg.parameters; // [postgres.parameters] change on reload

@@ -142,7 +142,7 @@ export class PostgresLoop implements LoopControl {
    * minute, not a later one (a pause set after that must hold again).
    */
   requestPromotion(): void {
-    this.promotion = grantPermit(this.clock.now());
+    this.promotion = grantPermit(this.clock.now(), this.h.ctx.leadership().term, this.promotion);
   }
 
   private promotionPermitted(): boolean {

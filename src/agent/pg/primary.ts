@@ -69,7 +69,9 @@ export class PrimaryStarter {
       // In force before the promotion: from its first commit the new primary acknowledges nothing
       // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
       await h.writeConfig(true, h.upstream ?? undefined);
-      h.log.info(`before the promotion: ${await syncNamesBeforePromotion(h.localDb(), h.syncNames)}`);
+      const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken);
+      h.syncNamesTaken = names.taken;
+      h.log.info(`before the promotion: ${names.did}`);
       const r = await promote(h.localDb(), h.node);
       h.upstream = null;
       await h.writeConfig(false);

@@ -5,6 +5,9 @@
 // to connect or times out moves on to the next endpoint.
 import { z } from "zod";
 
+/** A read answered "leader changed" is asked this many times in all (50, 100 ms apart). */
+const RANGE_ATTEMPTS = 3;
+
 const int64 = z.union([z.string().regex(/^-?\d{1,20}$/), z.number().int()]).transform((v) => String(v));
 const revision = int64.transform((v) => Number(v)).pipe(z.number().int().min(0).max(Number.MAX_SAFE_INTEGER));
 const Header = z.object({ revision: revision.optional() }).loose();
@@ -118,8 +121,17 @@ export class EtcdClient {
 
   async range(key: string, opts: { prefix?: boolean } = {}): Promise<{ revision: number; kvs: KeyValue[] }> {
     const body = { key: enc(key), ...(opts.prefix ? { range_end: prefixEnd(key) } : {}) };
-    const r = RangeWire.parse(await this.call("/v3/kv/range", body));
-    return { revision: r.header?.revision ?? 0, kvs: (r.kvs ?? []).map(kv) };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = RangeWire.parse(await this.call("/v3/kv/range", body));
+        return { revision: r.header?.revision ?? 0, kvs: (r.kvs ?? []).map(kv) };
+      } catch (e) {
+        // A linearizable read etcd cut short because its leader changed (etcd 3.4 without pre-vote
+        // elects again after a partition heals): nothing was read or changed, so it is asked again.
+        if (attempt >= RANGE_ATTEMPTS || !(e instanceof EtcdError) || !/leader changed/.test(e.message)) throw e;
+        await Bun.sleep(50 * attempt);
+      }
+    }
   }
 
   async txn(compare: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
