@@ -10,18 +10,21 @@ export interface PromotionPermit { until: number; grantedTerm: number; term: num
 
 export const PERMIT_MS = 60_000;
 
-export interface Leadership { leading: boolean; term: number; leaderId: string | null }
+/** This node's view: `leading` once it holds the lease; `leaderId` may be its own `self` before that. */
+export interface Leadership { leading: boolean; term: number; leaderId: string | null; self: string }
 
-export function grantPermit(now: number, term: number, current: PromotionPermit | null = null): PromotionPermit {
-  if (current && current.term !== null && now < current.until) return current; // in use: a late duplicate request changes nothing
-  return { until: now + PERMIT_MS, grantedTerm: term, term: null };
+export function grantPermit(now: number, l: Leadership, current: PromotionPermit | null = null): PromotionPermit {
+  // In use in the term this node leads: a late duplicate of the request changes nothing. Any other
+  // request (this node no longer leads that term) is a new one.
+  if (current && current.term !== null && now < current.until && l.leading && current.term === l.term) return current;
+  return { until: now + PERMIT_MS, grantedTerm: l.term, term: null };
 }
 
 /** Whether the permit allows a promotion now, and the permit to keep (bound to the term led). */
 export function checkPermit(p: PromotionPermit | null, now: number, l: Leadership): { allowed: boolean; permit: PromotionPermit | null } {
   if (!p || now >= p.until) return { allowed: false, permit: null };
   if (!l.leading) {
-    if (l.leaderId !== null && l.term > p.grantedTerm) return { allowed: false, permit: null }; // another node won after the request
+    if (l.leaderId !== null && l.leaderId !== l.self && l.term > p.grantedTerm) return { allowed: false, permit: null }; // another node won after the request
     return { allowed: p.term === null, permit: p };
   }
   const bound = p.term ?? l.term;

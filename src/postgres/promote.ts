@@ -56,16 +56,28 @@ export async function syncNamesBarrier(db: Db, names: string, checkpointMs = 600
   const before = await reloadUntilSeen(db, names, reloadMs);
   const rows = await db.query("checkpointer", (sql) => sql`SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'`);
   const pid = Number(rows[0]?.pid);
-  if (Number.isInteger(pid) && pid > 0) {
-    try {
-      process.kill(pid, "SIGHUP");
-    } catch {
-      // Not ours to signal (another OS user): the postmaster's signal of the reload is pending there too.
-    }
+  // PostgreSQL may signal the checkpointer after the backends: without a SIGHUP of our own the
+  // CHECKPOINT could reach it first, so a barrier that cannot send one confirms nothing.
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error("no checkpointer in pg_stat_activity: the names cannot be confirmed taken");
+  try {
+    process.kill(pid, "SIGHUP");
+  } catch (e) {
+    throw new Error(`cannot signal the checkpointer (pid ${pid}): ${(e as Error).message}`);
   }
-  await db.query("checkpoint after the reload", (sql) => sql`CHECKPOINT`, checkpointMs);
+  try {
+    await db.query("checkpoint after the reload", (sql) => sql`CHECKPOINT`, checkpointMs);
+  } catch (e) {
+    if (e instanceof DbTimeoutError) throw new BarrierTimeout(`the checkpointer did not take synchronous_standby_names '${names}' within ${checkpointMs} ms (CHECKPOINT still running)`);
+    throw e;
+  }
   return `synchronous_standby_names ${before === names ? "" : `'${before}' -> `}'${names}' taken by the checkpointer`;
 }
+
+/** The barrier's CHECKPOINT did not end in time (a checkpointer busy in a long restartpoint). */
+export class BarrierTimeout extends Error {}
+
+/** How long a promotion waits for the barrier (a leader whose checkpointer is busier resigns: round.ts). */
+export const PROMOTION_BARRIER_MS = 10_000;
 
 /**
  * Before a promotion: `names` (synchronous_standby_names, already in the files) in force for the
@@ -78,6 +90,10 @@ export async function syncNamesBeforePromotion(db: Db, names: string, taken: boo
     const before = await reloadUntilSeen(db, names, 5000);
     return { did: `synchronous_standby_names '${before}' -> '' (none)`, taken: false };
   }
-  if (taken && (await namesInForce(db)) === names) return { did: `synchronous_standby_names '${names}' in force, taken by the checkpointer earlier`, taken: true };
-  return { did: await syncNamesBarrier(db, names), taken: true };
+  if (taken) {
+    // The flag only says whether any names are defined: other non-empty names need a reload, not a barrier.
+    const before = await reloadUntilSeen(db, names, 5000);
+    return { did: `synchronous_standby_names ${before === names ? "" : `'${before}' -> `}'${names}' in force (names taken by the checkpointer earlier)`, taken: true };
+  }
+  return { did: await syncNamesBarrier(db, names, PROMOTION_BARRIER_MS), taken: true };
 }

@@ -167,7 +167,9 @@ describeCluster("quorum commit: host crash of the primary, frozen primary agent"
         held.mark = logMark(old);
         for (const pid of stopped.splice(0, stopped.length - 1)) signal(pid, "SIGCONT");
         await waitFor(async () => (await old.query("select count(*)::int as n from pg_stat_replication where state = 'streaming'"))[0]?.n === 2, { timeoutMs: 30_000, what: `both standbys streaming from ${old.name} again` });
-        // A fixed window on purpose (it shows an absence): several rounds with the standbys streaming.
+        // The primary saw them and held the block for the barrier (a positive sign the gate ran)...
+        await waitFor(() => logSince(old, held.mark, /automatic failover stays suspended until the checkpointer has taken the names/).length > 0, { timeoutMs: 15_000, what: `${old.name} to hold its block for the checkpointer` });
+        // ...and a fixed window on purpose (it shows an absence): several more rounds with the standbys streaming.
         await Bun.sleep(1500);
         held.lifted = logSince(old, held.mark, /synchronous again/);
         signal(ck, "SIGCONT");

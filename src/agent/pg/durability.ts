@@ -38,6 +38,8 @@ export class Maintenance {
   private rolesEnsuredFor: string | null = null;
   /** The running barrier of takeNames(), or null. */
   private barrier: Promise<void> | null = null;
+  /** publishGuard keeps a block up until the barrier confirms the names (logged once per hold). */
+  private heldForBarrier = false;
   /** What a commit acknowledgement promises on this primary now. */
   guarantee = "";
   /** A primary's inputs to its managed files when it last wrote them, and the rounds skipped since. */
@@ -259,9 +261,12 @@ export class Maintenance {
     if ((plan.guard === "resync" || plan.guard === "keep") && !this.h.syncNamesTaken) {
       // Not before the checkpointer has taken the names: until then commits are still acknowledged
       // without a standby, above any floor read now. The block stays meanwhile.
+      if (!this.heldForBarrier) log.info("synchronous standbys back: automatic failover stays suspended until the checkpointer has taken the names");
+      this.heldForBarrier = true;
       this.takeNames();
       return;
     }
+    this.heldForBarrier = false;
     if (plan.guard === "resync" || plan.guard === "keep") {
       // "keep" with a block still up (inherited, or this agent restarted while degraded): lift it
       // the same way. Synchronous again (reloaded above): every commit acknowledged without a

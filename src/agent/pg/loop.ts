@@ -142,11 +142,11 @@ export class PostgresLoop implements LoopControl {
    * minute, not a later one (a pause set after that must hold again).
    */
   requestPromotion(): void {
-    this.promotion = grantPermit(this.clock.now(), this.h.ctx.leadership().term, this.promotion);
+    this.promotion = grantPermit(this.clock.now(), { ...this.h.ctx.leadership(), self: this.h.ctx.nodeId }, this.promotion);
   }
 
   private promotionPermitted(): boolean {
-    const r = checkPermit(this.promotion, this.clock.now(), this.h.ctx.leadership());
+    const r = checkPermit(this.promotion, this.clock.now(), { ...this.h.ctx.leadership(), self: this.h.ctx.nodeId });
     this.promotion = r.permit;
     return r.allowed;
   }

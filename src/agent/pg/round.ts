@@ -16,6 +16,7 @@ import { FRESH_DEADLINE_MS, LivenessWatch } from "./liveness.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { Rebuilder } from "./rebuild.ts";
 import type { SlotKeeper } from "./slots.ts";
+import { BarrierTimeout } from "../../postgres/promote.ts";
 
 /** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
 const STUCK_MS = 15_000;
@@ -154,6 +155,9 @@ export class MonitorRound {
       if (decision.kind === "start-primary" && lead.leading) {
         // The primary does not come back in place: let a standby take over instead of waiting for the lease.
         ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
+      } else if (decision.kind === "promote" && e instanceof BarrierTimeout && lead.leading) {
+        // Its checkpointer is busy for longer than a promotion should wait: another standby may be ready now.
+        ctx.resign(`not promoted: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
       }
       h.log.error(`${decision.kind} failed (attempt ${this.failures}, next try in ${backoff} ms): ${this.lastError}`);
     }
