@@ -95,9 +95,13 @@ export function standbyMembers(s: FactsSnapshot): string[] {
   return s.voters.filter((v) => v !== s.self.id && peer(s, v)?.role !== "witness" && s.reports.get(v)?.report?.data !== "foreign");
 }
 
-/** Standby members reporting now (they could re-point to a new primary). */
+/**
+ * Standby members reporting now over a live mesh connection (they could re-point to a new
+ * primary). A fresh report alone is not enough: a crashed host's last report stays fresh for
+ * freshMs, and a new primary would hold its writes that long for a standby that is gone.
+ */
 export function reachableStandbys(s: FactsSnapshot): number {
-  return standbyMembers(s).filter((id) => downForMs(s, id) === 0).length;
+  return standbyMembers(s).filter((id) => downForMs(s, id) === 0 && peer(s, id)?.connected === true).length;
 }
 
 /** The leader's PostgreSQL, when the leader is another node whose fresh report and address we have. */

@@ -49,6 +49,13 @@ describe("cluster facts", () => {
     expect(F.standbyMembers(foreign)).toEqual(["c"]);
     expect(F.reachableStandbys(s)).toBe(1);
   });
+  test("reachable standbys: a fresh report over a live mesh connection; a crashed host's fresh last report does not count", () => {
+    const s = snap({ voters: ["a", "b", "c"] });
+    expect(F.reachableStandbys(s)).toBe(1); // b: fresh and connected; c: stale
+    const gone = snap({ voters: ["a", "b", "c"], peers: s.peers.map((p) => (p.id === "b" ? { ...p, connected: false } : p)) });
+    expect(F.downForMs(gone, "b")).toBe(0);
+    expect(F.reachableStandbys(gone)).toBe(0);
+  });
   test("the leader's PostgreSQL: the authenticated address only (IPv6 bracketed), its port", () => {
     expect(F.leaderPg(snap())?.addr).toBe("10.0.0.2:5433");
     const s = snap({ leader: "c", reports: new Map([["c", { report: rep({ inRecovery: false }), role: "database", at: 99_000, nofailover: false }]]) });
