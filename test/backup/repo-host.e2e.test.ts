@@ -195,6 +195,14 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     const r = await faultRound(fx.c, {
       label: "host crash", expect: "other",
       inject: async (p) => {
+        // Idle standby archivers first. After the switchover before, a standby that followed the new
+        // primary across the timeline switch on its stream archives the old timeline's last segment,
+        // and wal-push waits for the primary's copy of it (up to its 30 s), which never comes (the new
+        // primary archives it as .partial); meanwhile its archiver waits on nothing newer.
+        for (const s of fx.c.nodes.filter((n) => n !== p)) {
+          await waitFor(async () => (await s.query("select count(*)::int as n from pg_ls_archive_statusdir() where name like '%.ready'"))[0]!.n === 0,
+            { timeoutMs: 90_000, intervalMs: 200, what: `${s.name}'s archiver to have nothing pending` });
+        }
         // The primary's archiver stops (SIGSTOP) while the writer runs: segments it completes reach
         // the standbys, whose wal-push waits for the primary's copy, which never comes.
         const [a] = await p.query("select pid from pg_stat_activity where backend_type = 'archiver'");
