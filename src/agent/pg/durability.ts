@@ -107,14 +107,13 @@ export class Maintenance {
     const secrets = this.h.ctx.secrets();
     if (inputs === this.standbyInputs && secrets === this.standbySecrets && this.standbySkipped < STANDBY_MAINTAIN_EVERY - 1) {
       this.standbySkipped++;
-      if (p.up) this.takeNames();
-      return;
+    } else {
+      await this.maintainNow(false, p);
+      // Only a maintenance that went through counts: a failed one is tried again next round.
+      this.standbyInputs = inputs;
+      this.standbySecrets = secrets;
+      this.standbySkipped = 0;
     }
-    await this.maintainNow(false, p);
-    // Only a maintenance that went through counts: a failed one is tried again next round.
-    this.standbyInputs = inputs;
-    this.standbySecrets = secrets;
-    this.standbySkipped = 0;
     if (p.up) this.takeNames();
   }
 
