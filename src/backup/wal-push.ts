@@ -11,6 +11,14 @@
 // the repository host) or the server shuts down (a waiting archiver would hold the shutdown). So the archive stays continuous across a crash and a switchover, and the
 // repository host sees one push per segment in normal operation.
 //
+// The last segment of a timeline that ended with a promotion never arrives under its own name: the
+// promoted node archives it as <name>.partial (PostgreSQL renames it at the end of recovery), while
+// a standby that followed the promotion on its stream completed that segment at the switch point
+// and holds it as .ready. Once the repository has <name>.partial, the WAL of that timeline up to the
+// switch is archived, and the standby's copy has nothing the cluster's history still needs (any WAL
+// past the switch point was never part of it), so wal-push returns without pushing: the same content
+// a PostgreSQL setup without archive_mode = always leaves in the repository, and still one pusher.
+//
 // PostgreSQL runs it as the OS user, in the data directory, with %p (pg_wal/<name>).
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -53,15 +61,23 @@ function archiveId(io: WalPushIo, stanza: string): string | null {
   return ids.map((s) => s.trim()).filter(Boolean).sort((a, b) => Number(a.split("-")[1]) - Number(b.split("-")[1])).at(-1) ?? null;
 }
 
-/** Whether the repository has `name` (a segment, under any checksum, or a timeline history file). */
-export function inRepository(io: WalPushIo, stanza: string, name: string): boolean {
+/**
+ * How the repository has `name`: "whole" (a segment under any checksum, or a timeline history file),
+ * "partial" (only <name>.partial: the segment ended a timeline, archived by the node promoted there),
+ * or null.
+ */
+export function archived(io: WalPushIo, stanza: string, name: string): "whole" | "partial" | null {
   const id = archiveId(io, stanza);
-  if (!id) return false;
-  // The finished file only: pgBackRest writes <name>-<sha1>[.ext].pgbackrest.tmp first and renames it
-  // when complete, and a push cut short leaves that temporary file behind.
-  if (WAL.test(name)) return !!io.list(`archive/${stanza}/${id}/${name.slice(0, 16)}`, `^${name}-[0-9a-f]{40}(\\.(gz|bz2|lz4|zst))?$`)?.length;
-  if (HISTORY.test(name)) return !!io.list(`archive/${stanza}/${id}`, `^${name.replace(".", "\\.")}$`)?.length;
-  return false;
+  if (!id) return null;
+  if (WAL.test(name)) {
+    // The finished file only: pgBackRest writes <name>[.partial]-<sha1>[.ext].pgbackrest.tmp first and
+    // renames it when complete, and a push cut short leaves that temporary file behind.
+    const files = io.list(`archive/${stanza}/${id}/${name.slice(0, 16)}`, `^${name}(\\.partial)?-[0-9a-f]{40}(\\.(gz|bz2|lz4|zst))?$`) ?? [];
+    if (files.some((f) => f.startsWith(`${name}-`))) return "whole";
+    return files.length ? "partial" : null;
+  }
+  if (HISTORY.test(name)) return io.list(`archive/${stanza}/${id}`, `^${name.replace(".", "\\.")}$`)?.length ? "whole" : null;
+  return null;
 }
 
 /** The exit code for PostgreSQL: 0 once the segment is archived (by the primary or by this node). */
@@ -78,7 +94,12 @@ export function walPush(a: WalPushArgs, io: WalPushIo): number {
       io.say(`pgherd wal-push: this standby shuts down: pushing its copy of ${name}`);
       break;
     }
-    if (inRepository(io, a.stanza, name)) return 0;
+    const there = archived(io, a.stanza, name);
+    if (there === "whole") return 0;
+    if (there === "partial") {
+      io.say(`pgherd wal-push: ${name} ended its timeline and is in the repository as ${name}.partial (archived by the node promoted there): done without a push`);
+      return 0;
+    }
     waited = true;
     if (io.now() >= end) {
       io.say(`pgherd wal-push: ${name} is not in the repository ${Math.round(a.waitMs / 1000)} s after this standby completed it: pushing this standby's copy`);

@@ -115,6 +115,17 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     return failed;
   };
 
+  /**
+   * Until no .ready is left on these nodes. Bounded below wal-push's 30 s wait on purpose: a standby
+   * waiting out that wait for a segment that never arrives under its name is the defect looked for.
+   */
+  const idleArchivers = async (nodes: ClusterNode[]) => {
+    for (const s of nodes) {
+      await waitFor(async () => (await s.query("select count(*)::int as n from pg_ls_archive_statusdir() where name like '%.ready'"))[0]!.n === 0,
+        { timeoutMs: 20_000, intervalMs: 200, what: `${s.name}'s archiver to have nothing pending (wal-push not waiting out its 30 s)` });
+    }
+  };
+
   test("the nodes archive to the repository host; a full backup there comes from a standby; pgherd backup names the command", () => fx.c.diagnose(async () => {
     const t0 = performance.now();
     await waitFor(async () => !!(await info())?.archive.at(-1)?.max, { timeoutMs: 60_000, intervalMs: 500, what: "the stanza and archived WAL on the repository host (stanza-create by the primary through its TLS server)" });
@@ -187,6 +198,14 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     expect(check.code).toBe(0);
     expect((await info())?.status.message).toBe("ok");
     expect(await archiveErrors(h.primary)).toEqual([]);
+    // A standby that followed the promotion on its stream holds the old timeline's last segment as
+    // .ready; wal-push returns once the new primary's .partial copy is in the repository, so no
+    // standby's archiver stays busy for wal-push's 30 s wait.
+    await idleArchivers(h.standbys);
+    const waitedOut = fx.c.nodes.flatMap((n) => serverLog(n).slice(pgLogAt.get(n.name) ?? 0).split("\n").filter((l) => /not in the repository 30 s after/.test(l)).map((l) => `${n.name}: ${l}`));
+    expect(waitedOut).toEqual([]);
+    const partial = fx.c.nodes.flatMap((n) => serverLog(n).slice(pgLogAt.get(n.name) ?? 0).split("\n").filter((l) => /in the repository as .*\.partial/.test(l)).map((l) => `${n.name}: ${l.trim()}`));
+    console.log(`after the switchover, standbys that returned on the .partial copy: ${partial.join("; ") || "none"}`);
   }), 240_000);
 
   test("host crash of a primary that had not archived its last segments: the promoted standby pushes them, no archive error", () => fx.c.diagnose(async () => {
@@ -195,14 +214,8 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     const r = await faultRound(fx.c, {
       label: "host crash", expect: "other",
       inject: async (p) => {
-        // Idle standby archivers first. After the switchover before, a standby that followed the new
-        // primary across the timeline switch on its stream archives the old timeline's last segment,
-        // and wal-push waits for the primary's copy of it (up to its 30 s), which never comes (the new
-        // primary archives it as .partial); meanwhile its archiver waits on nothing newer.
-        for (const s of fx.c.nodes.filter((n) => n !== p)) {
-          await waitFor(async () => (await s.query("select count(*)::int as n from pg_ls_archive_statusdir() where name like '%.ready'"))[0]!.n === 0,
-            { timeoutMs: 90_000, intervalMs: 200, what: `${s.name}'s archiver to have nothing pending` });
-        }
+        // Idle standby archivers first, so that the segment below is the one each waits on.
+        await idleArchivers(fx.c.nodes.filter((n) => n !== p));
         // The primary's archiver stops (SIGSTOP) while the writer runs: segments it completes reach
         // the standbys, whose wal-push waits for the primary's copy, which never comes.
         const [a] = await p.query("select pid from pg_stat_activity where backend_type = 'archiver'");

@@ -3,11 +3,11 @@
 // pushes at once. The repository and the clock are scripted here; the e2e test
 // (repo-host.e2e.test.ts) runs it under PostgreSQL against a real repository host.
 import { describe, expect, test } from "bun:test";
-import { inRepository, walPush, type WalPushIo } from "../../src/backup/wal-push.ts";
+import { archived, walPush, type WalPushIo } from "../../src/backup/wal-push.ts";
 
 const SEG = "000000010000000000000007";
-/** pgBackRest's filter for a finished copy of SEG (any checksum, compressed or not). */
-const DONE = `^${SEG}-[0-9a-f]{40}(\\.(gz|bz2|lz4|zst))?$`;
+/** pgBackRest's filter for a finished copy of SEG or SEG.partial (any checksum, compressed or not). */
+const DONE = `^${SEG}(\\.partial)?-[0-9a-f]{40}(\\.(gz|bz2|lz4|zst))?$`;
 const SHA = "0123456789abcdef0123456789abcdef01234567";
 
 function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t: number) => string[]; ids?: string[] } = {}) {
@@ -81,14 +81,14 @@ describe("wal-push", () => {
   });
 
   test("a push cut short (pgBackRest's temporary file left behind) is not an archived segment", () => {
-    for (const f of [`${SEG}-${SHA}.gz.pgbackrest.tmp`, `${SEG}-${SHA}.pgbackrest.tmp`]) expect(inRepository(world({ repo: () => [f] }).io, "main", SEG)).toBe(false);
-    for (const f of [`${SEG}-${SHA}`, `${SEG}-${SHA}.gz`, `${SEG}-${SHA}.zst`]) expect(inRepository(world({ repo: () => [f] }).io, "main", SEG)).toBe(true);
+    for (const f of [`${SEG}-${SHA}.gz.pgbackrest.tmp`, `${SEG}-${SHA}.pgbackrest.tmp`]) expect(archived(world({ repo: () => [f] }).io, "main", SEG)).toBe(null);
+    for (const f of [`${SEG}-${SHA}`, `${SEG}-${SHA}.gz`, `${SEG}-${SHA}.zst`]) expect(archived(world({ repo: () => [f] }).io, "main", SEG)).toBe("whole");
   });
 
   test("history files are looked up beside the segment directories; other files (a backup label) are pushed at once", () => {
     const w = world({ repo: () => ["00000002.history"] });
-    expect(inRepository(w.io, "main", "00000002.history")).toBe(true);
-    expect(inRepository(w.io, "main", "00000003.history")).toBe(false);
+    expect(archived(w.io, "main", "00000002.history")).toBe("whole");
+    expect(archived(w.io, "main", "00000003.history")).toBe(null);
     const label = world();
     expect(walPush({ ...args, path: `pg_wal/${SEG}.00000028.backup` }, label.io)).toBe(0);
     expect(label.calls).toEqual([`push pg_wal/${SEG}.00000028.backup`]);
@@ -96,8 +96,23 @@ describe("wal-push", () => {
 
   test("the newest archive id (after a stanza upgrade) is the one looked in; none yet: not there", () => {
     const w = world({ ids: ["15-1", "16-2"], repo: () => [`${SEG}-${SHA}`] });
-    expect(inRepository(w.io, "main", SEG)).toBe(true);
+    expect(archived(w.io, "main", SEG)).toBe("whole");
     expect(w.calls).toContain(`ls archive/main/16-2/0000000100000000 ${DONE}`);
-    expect(inRepository(world({ ids: [] }).io, "main", SEG)).toBe(false);
+    expect(archived(world({ ids: [] }).io, "main", SEG)).toBe(null);
+  });
+  test("the last segment of an ended timeline: once the repository has it as .partial, a standby returns without pushing", () => {
+    const w = world({ repo: (t) => (t >= 2000 ? [`${SEG}.partial-${SHA}.gz`] : []) });
+    expect(walPush(args, w.io)).toBe(0);
+    expect(w.time()).toBe(2000);
+    expect(w.calls.filter((c) => c.startsWith("push"))).toEqual([]);
+    expect(w.calls.some((c) => /^say .*ended its timeline and is in the repository as .*\.partial/.test(c))).toBe(true);
+  });
+
+  test("a whole copy beside a .partial one counts as whole; a cut-short .partial push does not count", () => {
+    expect(archived(world({ repo: () => [`${SEG}.partial-${SHA}`, `${SEG}-${SHA}`] }).io, "main", SEG)).toBe("whole");
+    expect(archived(world({ repo: () => [`${SEG}.partial-${SHA}.gz`] }).io, "main", SEG)).toBe("partial");
+    expect(archived(world({ repo: () => [`${SEG}.partial-${SHA}.gz.pgbackrest.tmp`] }).io, "main", SEG)).toBe(null);
+    // Another segment's .partial is not this one's.
+    expect(archived(world({ repo: () => [`000000010000000000000006.partial-${SHA}`] }).io, "main", SEG)).toBe(null);
   });
 });
