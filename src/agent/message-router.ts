@@ -1,7 +1,7 @@
 // What the agent does with each message a peer sends over the mesh (validated at receipt,
 // src/agent/messages.ts): route it to the module that owns the concern. It owns the name of the
 // old primary that handed over to this node (read once when this node became the primary).
-import type * as F from "../core/cluster-facts.ts";
+import * as F from "../core/cluster-facts.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import type { Logger } from "../log.ts";
 import type { Mesh } from "../net/mesh.ts";
@@ -109,8 +109,11 @@ export class MessageRouter {
   }
 
   private onState(peer: string, msg: Extract<AgentMsg, { t: "state" }>): void {
+    const before = this.d.reports.get(peer)?.report;
     this.d.reports.set(peer, { report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false });
-    if (this.d.consensus.status().leader === peer) this.d.flags.adopt(msg, this.d.log);
+    if (this.d.consensus.status().leader !== peer) return;
+    this.d.flags.adopt(msg, this.d.log);
+    if (F.leaderPrimaryBack(before, msg.pg)) this.d.loop()?.primaryBack();
   }
 
   private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {

@@ -151,3 +151,15 @@ export function candidates(s: FactsSnapshot): Candidate[] {
     report: reachable(s, id) ? freshReport(s, id) : null,
   }));
 }
+
+/**
+ * The leader's PostgreSQL answers again as a primary after its own report said it did not answer (a
+ * crashed postmaster restarted in place, a restart): a standby whose stream broke should try to
+ * stream now, not after its next wal_retrieve_retry_interval. Only an edge between two reports of
+ * the same leader, from down to a writable primary: a promotion (the report before said standby) is
+ * followed by re-pointing, and a first report (a connection just made) says nothing about a stream
+ * that broke.
+ */
+export function leaderPrimaryBack(prev: PgReport | null | undefined, next: PgReport | null): boolean {
+  return !!prev && !prev.up && !!next && next.up && next.inRecovery === false;
+}

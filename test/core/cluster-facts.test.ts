@@ -85,4 +85,19 @@ describe("cluster facts", () => {
       ["n1", true, false, false, true], ["n2", true, false, false, true], ["n3", true, false, true, false], ["n4", false, false, false, false], ["wit", false, true, false, false],
     ]);
   });
+  test("the leader's primary is back: only an edge from a report of its server down to one of it writable", () => {
+    const down = rep({ up: false, running: false, inRecovery: null });
+    const primary = rep({ inRecovery: false });
+    expect(F.leaderPrimaryBack(down, primary)).toBe(true);
+    expect(F.leaderPrimaryBack(rep({ up: false, running: true, inRecovery: null }), primary)).toBe(true); // running, in crash recovery before
+    expect(F.leaderPrimaryBack(rep({ inRecovery: true }), primary)).toBe(false); // a promotion: its standbys re-point
+    expect(F.leaderPrimaryBack(down, rep({ inRecovery: true }))).toBe(false); // back as a standby: nothing to stream from
+    expect(F.leaderPrimaryBack(primary, primary)).toBe(false); // nothing changed
+    expect(F.leaderPrimaryBack(down, down)).toBe(false);
+    expect(F.leaderPrimaryBack(primary, down)).toBe(false); // it went down: nothing to stream from
+    expect(F.leaderPrimaryBack(down, null)).toBe(false);
+    // A first report (a connection just made), or none before: no stream is known to have broken.
+    expect(F.leaderPrimaryBack(undefined, primary)).toBe(false);
+    expect(F.leaderPrimaryBack(null, primary)).toBe(false);
+  });
 });

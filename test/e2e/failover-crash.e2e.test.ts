@@ -65,12 +65,14 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     expectRewound(r, mark);
   }), 240_000);
 
-  test("postmaster SIGKILL: restarted in place (or failed over), outage within the restart bound; a restart does not suspend failover", () => fx.c.diagnose(async () => {
+  test("postmaster SIGKILL: restarted in place (or failed over), outage within the restart bound; a restart does not suspend failover; its standbys retry their stream at once", () => fx.c.diagnose(async () => {
     let mark = 0;
+    const standbyMarks = new Map<ClusterNode, number>();
     const r = await faultRound(fx.c, {
       label: "postmaster crash", expect: "any", writer: WRITER,
       inject: async (p) => {
         mark = logMark(p);
+        for (const s of fx.c.nodes) standbyMarks.set(s, logMark(s));
         const pid = p.postmasterPid();
         if (pid === null) throw new Error(`${p.name}: no postmaster`);
         signal(pid, "SIGKILL");
@@ -84,6 +86,9 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
       // Its standbys reconnect within the grace: writes wait for them meanwhile (no commit without
       // a synchronous standby), so a second fault then could still fail over.
       expect(logSince(r.old, mark, /too few synchronous standbys|degrading:|degraded:/)).toEqual([]);
+      // Each standby retried its broken stream when the primary's report said it runs again, not
+      // after its next wal_retrieve_retry_interval (core/cluster-facts.ts leaderPrimaryBack).
+      for (const s of fx.c.nodes.filter((n) => n !== r.old)) expect(logSince(s, standbyMarks.get(s) ?? 0, /leader's primary runs again/).length).toBeGreaterThanOrEqual(1);
     }
   }), 240_000);
 

@@ -550,11 +550,21 @@ export class PgCluster {
     return states.find((s) => s?.inRecovery === false)?.node ?? null;
   }
 
-  /** Every *.log beside the data dirs (server logs) into the artifacts, as <node>-<file>. */
+  /**
+   * Every *.log beside the data dirs into the artifacts, as <node>-<file>: the server's output before
+   * its log collector, and the collector's directory (<data_dir>.log/, the server logs) file by file
+   * as <node>-<dir>-<file>.
+   */
   private copyServerLogs(): void {
     for (const n of this.nodes) {
       try {
-        for (const f of readdirSync(n.dir).filter((x) => x.endsWith(".log"))) copyFileSync(join(n.dir, f), join(this.artifacts, `${n.name}-${f}`));
+        for (const e of readdirSync(n.dir, { withFileTypes: true }).filter((x) => x.name.endsWith(".log"))) {
+          const from = join(n.dir, e.name);
+          if (e.isFile()) copyFileSync(from, join(this.artifacts, `${n.name}-${e.name}`));
+          else if (e.isDirectory()) {
+            for (const f of readdirSync(from, { withFileTypes: true }).filter((x) => x.isFile())) copyFileSync(join(from, f.name), join(this.artifacts, `${n.name}-${e.name}-${f.name}`));
+          }
+        }
       } catch { /* best effort */ }
     }
   }

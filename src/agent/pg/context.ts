@@ -61,6 +61,8 @@ export interface LoopControl {
   /** The primary's next re-sync must publish a floor (a block guard was set outside the plan). */
   markDegraded(): void;
   requestPromotion(): void;
+  /** The leader's primary came back (core/cluster-facts.ts leaderPrimaryBack): a standby retries its stream now. */
+  primaryBack(): void;
   /** Switchover: stop this primary cleanly; rounds change nothing until release(). */
   stopForHandover(): Promise<Position | null>;
   release(): void;

@@ -28,6 +28,8 @@ import { checkPermit, grantPermit, type PromotionPermit } from "../../core/promo
 
 /** A switchover's stop waits at most this long for the round ahead of it. */
 const HANDOVER_WAIT_MS = 30_000;
+/** The leader's primary came back: a standby's reload waits at most this long for the task ahead of it (a later one is of no use). */
+const STREAM_AGAIN_WAIT_MS = 1000;
 /** The postmaster watch's safety poll: a crash is noticed by the monitoring connection closing, at once. */
 const POSTMASTER_CHECK_MS = 1000;
 
@@ -86,6 +88,7 @@ export class PostgresLoop implements LoopControl {
       },
       promotionRequested: () => this.promotionPermitted(),
       followingHeld: (term) => this.detachHold.holds(term, this.clock.now()),
+      again: () => this.kick(),
     });
     this.rounds = new RoundScheduler(this.exec, clock, cfg.postgres.loop_ms, async () => {
       if (this.held) return;
@@ -143,6 +146,20 @@ export class PostgresLoop implements LoopControl {
    */
   requestPromotion(): void {
     this.promotion = grantPermit(this.clock.now(), { ...this.h.ctx.leadership(), self: this.h.ctx.nodeId }, this.promotion);
+  }
+
+  /**
+   * The leader's primary came back (a crashed postmaster restarted in place): a standby whose stream
+   * broke waits wal_retrieve_retry_interval between attempts, and the startup process, woken by a
+   * SIGHUP from that wait, tries to stream at once. A reload sends it (harmless to a streaming standby).
+   */
+  primaryBack(): void {
+    if (!this.h.lastInRecovery) return;
+    this.exec.run("stream again", async () => {
+      if (!this.h.lastInRecovery) return;
+      this.h.log.info("the leader's primary runs again: reloading, so that a broken stream is retried now");
+      await reload(this.h.node);
+    }, { maxWaitMs: STREAM_AGAIN_WAIT_MS }).catch(() => undefined);
   }
 
   private promotionPermitted(): boolean {

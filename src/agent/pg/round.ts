@@ -35,6 +35,8 @@ export interface RoundParts {
   promotionRequested(): boolean;
   /** Replication was stopped for a vote in a newer term: follow nobody older meanwhile. */
   followingHeld(term: number): boolean;
+  /** Another round right after this one. */
+  again(): void;
 }
 
 export class MonitorRound {
@@ -146,6 +148,9 @@ export class MonitorRound {
       await this.act(decision, crashedPrimary);
       this.failures = 0;
       this.lastError = null;
+      // The primary runs again (a crash restarted in place): its report says so now, not a period
+      // later, and the standbys whose stream broke retry on it (core/cluster-facts.ts leaderPrimaryBack).
+      if (decision.kind === "start-primary") x.again();
     } catch (e) {
       this.failures++;
       const backoff = Math.min(30_000, 1000 * 2 ** Math.min(this.failures - 1, 5));
