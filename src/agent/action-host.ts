@@ -96,7 +96,7 @@ export class AgentActionHost implements ActionHost {
       const st = this.d.consensus.status();
       if (st.role !== "leader") return false;
       if (st.guardCommitted >= seq) return true;
-      await Bun.sleep(10);
+      await Bun.sleep(2); // a switchover's outage waits on this: one heartbeat's round trip
     }
     return false;
   }

@@ -181,12 +181,12 @@ export class ActionRunner {
       // Fast shutdown: walsenders send every WAL record, the shutdown checkpoint included, and
       // wait for the standbys' flush before the server exits, so the target has it all.
       const final = await pg.stopForHandover();
-      const ready = await this.h.handover(target.id, final, 5000);
+      // Writes are stopped: lift any failover block (a primary that ran degraded) with a floor at
+      // the final position, stored by a majority, so the voters accept the target; meanwhile the
+      // target confirms it holds that position (a voter refuses a target behind the floor anyway).
+      const [ready, floored] = await Promise.all([this.h.handover(target.id, final, 5000), this.h.publishFloor(final, 3000)]);
       if (!ready) this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s: handing over anyway`);
-      // Writes are stopped and the target holds all of them: lift any failover block (a primary
-      // that ran degraded) with a floor at the final position, stored by a majority, so the
-      // voters accept the target.
-      if (!(await this.h.publishFloor(final, 3000))) this.log.warn("the final position did not reach a majority within 3 s: handing over anyway");
+      if (!floored) this.log.warn("the final position did not reach a majority within 3 s: handing over anyway");
       this.h.resign(`switchover to ${target.name}`, target.id);
     } catch (e) {
       return no(500, `switchover aborted before the handover: ${(e as Error).message}`);

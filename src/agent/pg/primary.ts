@@ -68,10 +68,12 @@ export class PrimaryStarter {
       this.sync.startGrace();
       // In force before the promotion: from its first commit the new primary acknowledges nothing
       // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
+      const t0 = h.clock.now();
       await h.writeConfig(true, h.upstream ?? undefined);
+      const t1 = h.clock.now();
       const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken);
       h.syncNamesTaken = names.taken;
-      h.log.info(`before the promotion: ${names.did}`);
+      h.log.info(`before the promotion: ${names.did} (files ${Math.round(t1 - t0)} ms, names ${Math.round(h.clock.now() - t1)} ms)`);
       const r = await promote(h.localDb(), h.node);
       h.upstream = null;
       await h.writeConfig(false);

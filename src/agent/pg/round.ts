@@ -64,7 +64,9 @@ export class MonitorRound {
     // The leader watches whether its server can work (a fresh connection and a heartbeat commit
     // beside the probe, every step under a deadline): the decision below never waits without bound.
     const watch = info.running && lead.leading && !info.empty;
-    const p: Probe = await this.live.observe(watch, watch, (ms) => info.running ? probe(h.localDb(), ms) : Promise.resolve({ up: false, ms: 0, error: "not running" }));
+    // No heartbeat commit on a server last seen in recovery (a leader about to promote its standby):
+    // it can only fail there ("read-only transaction"), and the promotion's round waits for it.
+    const p: Probe = await this.live.observe(watch, watch && !h.lastInRecovery, (ms) => info.running ? probe(h.localDb(), ms) : Promise.resolve({ up: false, ms: 0, error: "not running" }));
     // The leader's running server judged broken is its primary, to resign and fence now: no
     // pg_controldata (a process that a dead disk can hold for its whole 15 s deadline) first.
     const brokenPrimary = watch && !p.up && this.live.verdict !== null && broken(this.live.verdict);
