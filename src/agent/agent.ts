@@ -141,6 +141,7 @@ export class Agent implements ClusterContext {
     this.membership = new MembershipKeeper({
       cfg, log, nodeId: this.nodeId, store: this.store, consensus: this.consensus, peers: this.peers,
       durability: () => this.dynamic.durability(), markDegraded: () => this.loop?.markDegraded(),
+      primaryWritable: () => this.ownReport?.up === true && this.ownReport.inRecovery === false,
       announce: () => this.beacon.sendNow(), nameOf: (id) => this.nameOf(id),
     });
     const members = new MemberActions({

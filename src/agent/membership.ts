@@ -27,6 +27,8 @@ export interface MembershipDeps {
   consensus: MembershipConsensus;
   peers: PeerTable;
   durability(): "quorum" | "strict" | "async";
+  /** This node's PostgreSQL answers as a writable primary (its last monitoring round). */
+  primaryWritable(): boolean;
   /** The primary's next re-sync must publish a floor (a block guard was set outside its plan). */
   markDegraded(): void;
   announce(): void;
@@ -77,7 +79,12 @@ export class MembershipKeeper {
       this.waiting = null;
       return;
     }
-    if (!st.membershipCommitted || !this.d.consensus.lease()) {
+    // Not before this node's own primary runs: a failover block names this node as the only one
+    // holding every acknowledged write, and before the promotion that may not be so. A voter that
+    // was the old primary can hold WAL past this node's (written, never acknowledged): if this node
+    // then lost its leadership unpromoted, that voter would refuse it as behind and it would refuse
+    // the voter for the block, forever (the simulator found the two-voter case).
+    if (!st.membershipCommitted || !this.d.consensus.lease() || !this.d.primaryWritable()) {
       this.waiting = null;
       return;
     }

@@ -80,6 +80,8 @@ export class Election implements Consensus {
   private detachedTerm = -1;
   /** A vote this node would grant, held until `detached` for its term (or the deadline: refused). */
   private pendingVote: { term: number; from: string; msg: VoteMsg; until: number } | null = null;
+  /** The highest term for whose pre-vote this node gave a candidate a head start (onPreVote). */
+  private yieldedFor = -1;
   /** Follower: the current leader's clock as seen here (send-time estimates, election-contact.ts). */
   private hbClock: HbClock | null = null;
 
@@ -436,8 +438,23 @@ export class Election implements Consensus {
     else if (m.term <= this.term) reason = "stale-term";
     else reason = this.upToDate(m.cfg, m.pos, m.force === true, from);
     // Pre-votes change nothing here: no term bump, no vote recorded.
-    if (reason) this.send(from, { t: "prevote-resp", term: this.term, granted: false, reason, membership: newerMembership(this.membership, m.cfg) });
-    else this.send(from, { t: "prevote-resp", term: m.term, granted: true });
+    if (reason) return this.send(from, { t: "prevote-resp", term: this.term, granted: false, reason, membership: newerMembership(this.membership, m.cfg) });
+    this.send(from, { t: "prevote-resp", term: m.term, granted: true });
+    // Liveness only: a candidate found fit gets a head start. Two followers whose timeouts fell
+    // within one pre-vote round trip of each other would otherwise both stand, vote for themselves
+    // and split the vote, and each then waits a whole election timeout to try again. A follower
+    // granting waits a timeout before standing itself; a pre-candidate gives up its own round only
+    // for a candidate ahead of it (position, then the lower id), so that of two exactly one stands.
+    // Once per term: a candidate that cannot win (another voter refuses it) must not hold this node
+    // back round after round (the simulator found that starvation).
+    if (this.yieldedFor >= m.term) return;
+    if (this.role === "precandidate" && !aheadOf(m.pos, from, this.position, this.o.id)) return;
+    this.yieldedFor = m.term;
+    if (this.role === "precandidate") {
+      this.role = "follower";
+      this.granted.clear();
+    }
+    if (this.role === "follower") this.electionDeadline = Math.max(this.electionDeadline, this.randomDeadline(now));
   }
 
   private onVote(now: number, from: string, m: VoteMsg): void {
@@ -609,3 +626,8 @@ export class Election implements Consensus {
   }
 }
 
+/** Whether candidate `id` at `pos` goes before `selfId` at `self`: the further position, then the lower id. */
+function aheadOf(pos: Position, id: string, self: Position, selfId: string): boolean {
+  const c = comparePosition(pos, self);
+  return c > 0 || (c === 0 && id < selfId);
+}

@@ -40,9 +40,10 @@ function setup(o: { autoJoin?: boolean } = {}) {
   stops.push(() => driver.stop());
   const peers = new PeerTable(60_000);
   let degraded = 0;
+  let writable = true;
   const keeper = new MembershipKeeper({
     cfg, log, nodeId: A, store, consensus: driver, peers, durability: () => "quorum",
-    markDegraded: () => degraded++, announce: () => {}, nameOf,
+    markDegraded: () => degraded++, announce: () => {}, nameOf, primaryWritable: () => writable,
   });
   const history: Omit<HistoryEntry, "id" | "at">[] = [];
   const actions = new MemberActions({
@@ -59,7 +60,7 @@ function setup(o: { autoJoin?: boolean } = {}) {
       await Bun.sleep(10);
     }
   };
-  return { dir, store, driver, keeper, actions, peers, log, history, connect, stepFor, degraded: () => degraded };
+  return { dir, store, driver, keeper, actions, peers, log, history, connect, stepFor, degraded: () => degraded, setWritable: (w: boolean) => { writable = w; } };
 }
 
 describe("membership keeper and member actions", () => {
@@ -83,6 +84,20 @@ describe("membership keeper and member actions", () => {
     s.connect(D, "n4");
     await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added" });
     expect(s.degraded()).toBeGreaterThan(0);
+    expect(s.store.get().guard?.block).toBe(true);
+  });
+
+  test("a leader whose own primary is not writable yet (not promoted) neither blocks failover nor changes voters", async () => {
+    const s = setup({ autoJoin: true });
+    s.setWritable(false);
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    s.connect(D, "n4");
+    await s.stepFor(300);
+    expect(s.store.get().membership!.voters).toEqual([A]);
+    expect(s.store.get().guard?.block ?? false).toBe(false);
+    expect(s.degraded()).toBe(0);
+    s.setWritable(true);
+    await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added once the primary runs" });
     expect(s.store.get().guard?.block).toBe(true);
   });
 

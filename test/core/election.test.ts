@@ -25,8 +25,8 @@ class Cluster {
   log: string[] = [];
   /** Detaches the shell was asked for: reported `detached` (unchanged position) 30 ms later. */
   detaches: Array<{ id: string; term: number; at: number }> = [];
-  constructor(ids: string[], opts: { witnesses?: string[]; detachBeforeVote?: boolean } = {}) {
-    const r = rng(7);
+  constructor(ids: string[], opts: { witnesses?: string[]; detachBeforeVote?: boolean; random?: () => number } = {}) {
+    const r = opts.random ?? rng(7);
     for (const id of ids) {
       this.disks.set(id, { term: 0, votedFor: null, membership: { term: 0, index: 1, voters: ids } });
       const canLead = !opts.witnesses?.includes(id);
@@ -106,6 +106,28 @@ describe("election core scenarios", () => {
     console.log(`new leader with a lease ${newLeaderAt} ms after the flapping started`);
     expect(newLeaderAt).not.toBeNull();
     expect(newLeaderAt!).toBeLessThanOrEqual(T.timeoutMs + T.jitterMs + 300);
+  });
+
+  test("two followers whose election timeouts fall together: one yields at the pre-vote, one election, no split vote", () => {
+    // The same jitter on every node: both followers time out in the same tick and stand at once.
+    // Fails on the old code: both granted each other's pre-vote, both stood for the same term and
+    // voted for themselves, and with the third node cut off neither won until a timeout later.
+    const c = new Cluster(["a", "b", "c"], { random: () => 0.5 });
+    c.run(4000);
+    const old = c.leaders()[0]!;
+    const term0 = c.nodes.get(old)!.status(c.now).term;
+    c.cut.add(old);
+    const t0 = c.now;
+    let wonAt: number | null = null;
+    for (let i = 0; i < 1000 && wonAt === null; i++) {
+      c.run(10);
+      if ([...c.nodes.keys()].some((id) => id !== old && c.nodes.get(id)!.status(c.now).term > term0 && c.leading(id))) wonAt = c.now - t0;
+    }
+    const rounds = c.log.filter((l) => / campaign: election for term/.test(l) && Number(l.split(" ")[0]) > t0);
+    console.log(`new leader ${wonAt} ms after the cut; elections: ${rounds.join(" | ")}`);
+    expect(wonAt).not.toBeNull();
+    expect(rounds.length).toBe(1);
+    expect(wonAt!).toBeLessThanOrEqual(T.timeoutMs + T.jitterMs + 200);
   });
 
   test("a leader whose agent restarts (new clock origin) resumes its term: followers acknowledge its heartbeats again", () => {

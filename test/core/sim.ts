@@ -90,6 +90,9 @@ interface Node {
   fed: Position | null;                                         // the position last fed to the core
   feedAt: number;                                               // next monitoring round (real ms)
   detaching: number;                                            // detaches in flight: they hold the monitoring round
+  /** The furthest data received from each node streamed from directly: what this standby reported
+   *  to that walsender. A cascaded copy counts for no primary's synchronous commit (PostgreSQL). */
+  recv: Map<string, Position>;
   degraded: boolean;                                            // leader emulation: writes acked without k standbys
 }
 
@@ -182,7 +185,7 @@ export function runSim(p: SimParams): SimResult {
   for (const [i, id] of ids.entries()) {
     const n: Node = {
       id, canLead: !(i < p.witnesses), disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
-      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, detaching: 0,
+      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, detaching: 0, recv: new Map(),
     };
     nodes.set(id, n);
   }
@@ -383,6 +386,9 @@ export function runSim(p: SimParams): SimResult {
     if (u?.el && !blocked.has(`${u.id}>${n.id}`) && !blocked.has(`${n.id}>${u.id}`) && !(faultsOn && r() < loss)) {
       n.lastHb = { from: u.id, at: t };
       if (comparePosition(u.data, n.data) > 0) n.data = u.data;
+      // what n now holds of u's WAL (n on another timeline, ahead: nothing of u's history)
+      const had = n.recv.get(u.id);
+      if (n.data.timeline === u.data.timeline && (!had || comparePosition(u.data, had) > 0)) n.recv.set(u.id, u.data);
     }
     if (t >= n.pausedUntil && t >= n.feedAt && n.detaching === 0 && n.fed !== n.data) {
       n.feedAt = t + 100 + r() * 400;
@@ -437,10 +443,10 @@ export function runSim(p: SimParams): SimResult {
       const L = nodes.get(w.node)!;
       const open = L.el && L.lease && L.lease.term === w.term;
       if (!open) { pending.splice(i, 1); continue; }
-      // a standby acknowledges what it received from L: L's timeline, at or past the write
-      const has = (d: Position) => d.timeline === w.pos.timeline && lsnOf(d) >= lsnOf(w.pos);
+      // a standby acknowledges what it received from L itself: L's timeline, at or past the write
+      const has = (d: Position | undefined) => !!d && d.timeline === w.pos.timeline && lsnOf(d) >= lsnOf(w.pos);
       const { voters, k, blocked } = viewOf(L);
-      const holders = voters.filter((v) => v !== L.id && nodes.get(v)?.canLead && has(nodes.get(v)!.data)).length;
+      const holders = voters.filter((v) => v !== L.id && nodes.get(v)?.canLead && has(nodes.get(v)!.recv.get(L.id))).length;
       const how = holders >= k ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
       if (!how) continue;
       // ... and no write is acknowledged that a leader of a later term, already elected, lacks
@@ -486,7 +492,8 @@ export function runSim(p: SimParams): SimResult {
       }
     } else if (x < 0.75) {
       const L = currentLeader();
-      if (L) {
+      // as the agent does (membership.ts): voter changes only once the leader's own primary runs
+      if (L && L.data.timeline === 1 + L.el!.status(localOf(L, t)).term) {
         const st = L.el!.status(localOf(L, t));
         const voters = st.membership?.voters ?? [];
         const add = ids.filter((i) => !voters.includes(i));
