@@ -85,7 +85,8 @@ export type HaAction =
   | { kind: "fence"; reason: string }
   | { kind: "clone"; from: string }
   | { kind: "rewind"; from: string }
-  | { kind: "start-standby"; upstream: string }
+  /** upstream null: the leader's own stopped standby, started to be promoted. */
+  | { kind: "start-standby"; upstream: string | null }
   | { kind: "repoint"; upstream: string }
   | { kind: "resign"; reason: string; to?: string };
 
@@ -129,9 +130,13 @@ function asLeader(x: HaInput): HaAction {
   if (!l.running) {
     // A server that stopped on a full disk would only stop again: a standby with its own disk takes over.
     if (l.diskFull && x.clusterSystemId !== null) return { kind: "resign", reason: `PostgreSQL stopped and its disk is full (${l.diskFull})`, ...handOver };
-    // A stopped standby's data started as the primary is a promotion too: pre_promote first.
-    const check = l.wasPrimary ? "allowed" : (x.prePromote ?? "allowed");
-    return check === "allowed" ? { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting } : promoteStep(check);
+    // A stopped standby's data is not started as the primary: without standby.signal PostgreSQL
+    // only finishes crash recovery and writes on the old primary's timeline, whose WAL past this
+    // point (the old primary's, never acknowledged) then shares timeline and LSNs with different
+    // data: positions compare as equal histories and pg_rewind finds "no rewind required". It starts
+    // as a standby with no upstream and the next round promotes it (pre_promote first): a new timeline.
+    if (!l.wasPrimary && x.clusterSystemId !== null) return { kind: "start-standby", upstream: null };
+    return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
   }
   // Alive but unable to work (stuck, disk full, cannot write): a standby holding every acknowledged
   // write takes over; losing the lease fences this server (killed if it does not react).

@@ -22,9 +22,18 @@ describe("leader", () => {
     expect(decideHa(lead({ clusterSystemId: null, othersHaveData: true }, empty)).kind).toBe("resign");
   });
   test("starts, promotes, or leaves a healthy primary alone", () => {
-    expect(decideHa(lead({}, { running: false, up: false }))).toEqual({ kind: "start-primary", adopt: false });
+    expect(decideHa(lead({}, { running: false, up: false, wasPrimary: true }))).toEqual({ kind: "start-primary", adopt: false });
     expect(decideHa(lead({}, { inRecovery: true }))).toEqual({ kind: "promote" });
     expect(decideHa(lead({}, { inRecovery: false }))).toEqual({ kind: "none", role: "primary" });
+  });
+  test("a stopped standby's data is started as a standby without an upstream, then promoted: never as a primary on the old timeline", () => {
+    // Without standby.signal PostgreSQL would finish crash recovery on the old primary's timeline:
+    // same timeline, same LSNs as the old primary's unacknowledged WAL, different data.
+    expect(decideHa(lead({}, { running: false, up: false, inRecovery: null, wasPrimary: false }))).toEqual({ kind: "start-standby", upstream: null });
+    expect(decideHa(lead({ prePromote: "unchecked" }, { running: false, up: false, inRecovery: null, wasPrimary: false }))).toEqual({ kind: "start-standby", upstream: null });
+    // running in recovery under the leader: the promotion (pre_promote first) opens a new timeline
+    expect(decideHa(lead({ prePromote: "unchecked" }, { running: true, up: true, inRecovery: true, upstream: null }))).toEqual({ kind: "check-promote" });
+    expect(decideHa(lead({}, { running: true, up: true, inRecovery: true, upstream: null }))).toEqual({ kind: "promote" });
   });
   test("adopts a standalone server only with bootstrap.from_existing", () => {
     expect(decideHa(lead({ clusterSystemId: null }, { running: false })).kind).toBe("refuse");
@@ -44,7 +53,7 @@ describe("leader", () => {
   });
   test("a stopped primary on a full disk is not restarted in place: the leader resigns", () => {
     expect(decideHa(lead({ successor: "S2" }, { running: false, up: false, diskFull: "data file system /pg: 0 B free" }))).toMatchObject({ kind: "resign", to: "S2" });
-    expect(decideHa(lead({}, { running: false, up: false, diskFull: null })).kind).toBe("start-primary");
+    expect(decideHa(lead({}, { running: false, up: false, diskFull: null, wasPrimary: true })).kind).toBe("start-primary");
   });
   test("a leader still acquiring its lease leaves the server alone", () => {
     expect(decideHa(follow({ acquiringLease: true, leader: null }, { inRecovery: false })).kind).toBe("wait");

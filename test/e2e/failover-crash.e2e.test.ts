@@ -238,4 +238,40 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     expect(kept).toHaveLength(1);
     expect(existsSync(join(kept[0]!, "PG_VERSION"))).toBe(true);
   }), 240_000);
+  test("every server stopped and the old primary's host left down: the standby elected starts as a standby and promotes onto a new timeline; the old primary rejoins by a real pg_rewind", () => fx.c.diagnose(async () => {
+    // Started as a primary straight from a standby's stopped data, PostgreSQL would only finish
+    // crash recovery and write on the old primary's timeline: the old primary's WAL past that
+    // point (here its shutdown checkpoint, which no standby got) would share timeline and LSNs with
+    // different data, and pg_rewind would find "no rewind required".
+    const c = fx.c;
+    const before = await c.waitHealthy(120_000);
+    const old = before.primary;
+    const timelineOf = async (n: ClusterNode) => Number.parseInt(String((await n.query("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS tl"))[0]!.tl), 16);
+    const tl = await timelineOf(old);
+    await old.query("CREATE TABLE IF NOT EXISTS cold_start (id int PRIMARY KEY, at text)");
+    await old.query("INSERT INTO cold_start VALUES (1, 'before') ON CONFLICT DO NOTHING");
+    const marks = new Map(c.nodes.map((n) => [n, logMark(n)] as const));
+    // Standbys' agents first (the leader then has nobody to hand over to), then their servers, so
+    // the old primary's last WAL (its shutdown checkpoint) reaches none of them.
+    await c.stopAgents(before.standbys);
+    await c.stopAgents([old]);
+    for (const n of [...before.standbys, old]) await n.pgCtl("stop", "-m", "fast", "-w");
+    for (const n of c.nodes) expect(n.postmasterPid()).toBeNull();
+    await Promise.all(before.standbys.map((n) => n.start()));
+    const two = await c.waitHealthy(120_000, { nodes: before.standbys });
+    const neu = two.primary;
+    const started = logSince(neu, marks.get(neu)!, /decision: start as a standby without an upstream|promotion: /);
+    console.log(`cold start without ${old.name}: ${neu.name} leads; timeline ${tl} -> ${await timelineOf(neu)}:\n  ${started.map((l) => l.slice(0, 200)).join("\n  ")}`);
+    expect(await timelineOf(neu)).toBe(tl + 1);
+    expect(started.some((l) => /decision: start as a standby without an upstream/.test(l))).toBe(true);
+    await neu.query("INSERT INTO cold_start VALUES (2, 'after')");
+    await old.start();
+    const all = await c.waitHealthy(180_000);
+    expect(all.primary).toBe(neu);
+    const p = rejoinPath(old, marks.get(old)!);
+    console.log(`cold start: rejoin of ${old.name}:\n  ${p.lines.join("\n  ")}`);
+    expect(p.decisions).toEqual(["rewind"]);
+    expect(p.rewinds).toEqual(["rewound"]);
+    await waitFor(async () => (await old.query("SELECT count(*)::int AS n FROM cold_start").catch(() => [{ n: 0 }]))[0]!.n === 2, { timeoutMs: 30_000, what: `${old.name} replays the new primary's row` });
+  }), 300_000);
 });

@@ -115,10 +115,10 @@ describe("pre_promote", () => {
     expect(d).toEqual({ kind: "resign", reason: "pre_promote exit 1 in 3 ms: vetoed this node's promotion, another standby must take over" });
     expect(decideHa({ ...base, paused: true, prePromote: "unchecked" }).kind).toBe("wait");
     expect(decideHa({ ...base, paused: true, promotionRequested: true, prePromote: "unchecked" }).kind).toBe("check-promote");
-    // A stopped standby started as the primary is asked too; a former primary restarted in place is not.
+    // A stopped standby starts as a standby first and is then asked like any promotion (above); a
+    // former primary restarted in place is not asked.
     const stopped = { ...base.local, running: false, up: false, inRecovery: null };
-    expect(decideHa({ ...base, local: stopped, prePromote: "unchecked" }).kind).toBe("check-promote");
-    expect(decideHa({ ...base, local: stopped, prePromote: "allowed" }).kind).toBe("start-primary");
+    expect(decideHa({ ...base, local: stopped, prePromote: "unchecked" })).toEqual({ kind: "start-standby", upstream: null });
     expect(decideHa({ ...base, local: { ...stopped, wasPrimary: true }, prePromote: "unchecked" }).kind).toBe("start-primary");
   });
 

@@ -141,7 +141,7 @@ export class MonitorRound {
     }
     const crashedPrimary = upBefore && !p.up && lead.leading;
     if (clock.now() < this.retryAt) return;
-    if (decision.kind === "repoint" || decision.kind === "start-standby") {
+    if (decision.kind === "repoint" || (decision.kind === "start-standby" && decision.upstream !== null)) {
       if (ctx.leadership().leaderId !== (leaderPg?.id ?? null)) return; // the leader moved meanwhile
       if (x.followingHeld(ctx.leadership().term)) return;
     }
@@ -152,7 +152,8 @@ export class MonitorRound {
       this.lastError = null;
       // The primary runs again (a crash restarted in place): its report says so now, not a period
       // later, and the standbys whose stream broke retry on it (core/cluster-facts.ts leaderPrimaryBack).
-      if (decision.kind === "start-primary") x.again();
+      // A leader's stopped standby started without an upstream: the promotion follows at once.
+      if (decision.kind === "start-primary" || (decision.kind === "start-standby" && decision.upstream === null)) x.again();
     } catch (e) {
       this.failures++;
       const backoff = Math.min(30_000, 1000 * 2 ** Math.min(this.failures - 1, 5));
@@ -226,7 +227,11 @@ export class MonitorRound {
       case "clone": return x.rebuild.cloneFrom(d.from);
       case "rewind": return x.rebuild.rewindFrom(d.from, h.notStreamingSince !== null && h.clock.now() - h.notStreamingSince > STUCK_MS);
       case "start-standby": {
-        await h.writeConfig(true, d.upstream);
+        if (d.upstream === null) {
+          h.log.info("starting this leader's stopped standby as a standby without an upstream, to promote it (a new timeline)");
+          h.upstream = null;
+        }
+        await h.writeConfig(true, d.upstream ?? undefined);
         await h.startServer();
         if (h.handedOver) {
           h.handedOver = false;
@@ -267,7 +272,7 @@ function describe(d: HaAction): string {
     case "wait": return `waiting: ${d.reason}`;
     case "refuse": return `refusing: ${d.reason}`;
     case "clone": return `decision: clone from ${d.from}`;
-    case "start-standby": return `decision: start as a standby of ${d.upstream}`;
+    case "start-standby": return d.upstream === null ? "decision: start as a standby without an upstream, then promote" : `decision: start as a standby of ${d.upstream}`;
     case "repoint": return `decision: follow ${d.upstream}`;
     case "start-primary": return `decision: start as primary${d.adopt ? " (adopting existing data)" : ""}`;
     case "fence": return `decision: fence (${d.reason})`;
