@@ -94,8 +94,8 @@ export function decideHa(x: HaInput): HaAction {
   const d = decideUnpaused(x);
   if (!x.paused || d.kind === "none" || d.kind === "wait" || d.kind === "refuse" || d.kind === "fence") return d;
   if (x.rejoinRequested && (d.kind === "rewind" || d.kind === "clone")) return d; // a human asked for it
-  if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary" || d.kind === "check-promote")) return d;
-  return { kind: "wait", reason: `paused: would ${d.kind}${"from" in d ? ` from ${d.from}` : "upstream" in d ? ` ${d.upstream}` : ""}` };
+  if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary" || d.kind === "check-promote" || (d.kind === "start-standby" && d.upstream === null))) return d;
+  return { kind: "wait", reason: `paused: would ${d.kind}${"from" in d ? ` from ${d.from}` : "upstream" in d && d.upstream ? ` ${d.upstream}` : ""}` };
 }
 
 function decideUnpaused(x: HaInput): HaAction {

@@ -34,6 +34,9 @@ describe("leader", () => {
     // running in recovery under the leader: the promotion (pre_promote first) opens a new timeline
     expect(decideHa(lead({ prePromote: "unchecked" }, { running: true, up: true, inRecovery: true, upstream: null }))).toEqual({ kind: "check-promote" });
     expect(decideHa(lead({}, { running: true, up: true, inRecovery: true, upstream: null }))).toEqual({ kind: "promote" });
+    // paused: only a human's `failover --to` this node starts it (then promotes it)
+    expect(decideHa(lead({ paused: true }, { running: false, up: false, inRecovery: null, wasPrimary: false })).kind).toBe("wait");
+    expect(decideHa(lead({ paused: true, promotionRequested: true }, { running: false, up: false, inRecovery: null, wasPrimary: false }))).toEqual({ kind: "start-standby", upstream: null });
   });
   test("adopts a standalone server only with bootstrap.from_existing", () => {
     expect(decideHa(lead({ clusterSystemId: null }, { running: false })).kind).toBe("refuse");
