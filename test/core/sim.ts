@@ -492,9 +492,9 @@ export function runSim(p: SimParams): SimResult {
       }
     } else if (x < 0.75) {
       const L = currentLeader();
+      const st = L?.el!.status(localOf(L, t));
       // as the agent does (membership.ts): voter changes only once the leader's own primary runs
-      if (L && L.data.timeline === 1 + L.el!.status(localOf(L, t)).term) {
-        const st = L.el!.status(localOf(L, t));
+      if (L && st && L.data.timeline === 1 + st.term) {
         const voters = st.membership?.voters ?? [];
         const add = ids.filter((i) => !voters.includes(i));
         const removable = voters.filter((v) => v !== L.id);

@@ -142,7 +142,7 @@ export class PgHost {
       if (s) await this.writePassfile(host, port);
       conninfo = buildConninfo({ host, port, user: pg.repl_user, passfile: this.passfile, applicationName: slotFor(this.ctx.nodeId), extra: { ...(await this.tls.client()), ...conninfoExtra(this.cfg, this.node.bins.version) } });
       this.upstream = upstream;
-    } else if (!standby) this.upstream = null;
+    } else this.upstream = null; // a primary, or a standby with no upstream (detached, or started to be promoted)
     await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
     await ensureDir(serverLogDir(this.cfg), 0o700, { uid: u.uid, gid: u.gid }); // day-2: the log collector's directory
     const res = await writeManagedConfig({

@@ -247,7 +247,6 @@ export class PostgresLoop implements LoopControl {
     const r = await detachFor(term, {
       standbyUp: () => h.lastReportUp && h.lastInRecovery,
       stopStreaming: async () => {
-        h.upstream = null;
         await h.writeConfig(true, undefined);
         await reload(h.node);
       },

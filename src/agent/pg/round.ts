@@ -227,10 +227,7 @@ export class MonitorRound {
       case "clone": return x.rebuild.cloneFrom(d.from);
       case "rewind": return x.rebuild.rewindFrom(d.from, h.notStreamingSince !== null && h.clock.now() - h.notStreamingSince > STUCK_MS);
       case "start-standby": {
-        if (d.upstream === null) {
-          h.log.info("starting this leader's stopped standby as a standby without an upstream, to promote it (a new timeline)");
-          h.upstream = null;
-        }
+        if (d.upstream === null) h.log.info("starting this leader's stopped standby as a standby without an upstream, to promote it (a new timeline)");
         await h.writeConfig(true, d.upstream ?? undefined);
         await h.startServer();
         if (h.handedOver) {
