@@ -20,6 +20,14 @@ import { flappingLeader, standbyHeal } from "./failover-probes.ts";
 
 type Fault = { name: string; round: (c: PgCluster) => RoundOptions };
 let faultWall = 0; // Date.now() at the last injection, for the promotion steps
+let faultDirtyMb = 0; // the host's dirty + writeback page cache at the last injection
+
+/** Dirty + Writeback of /proc/meminfo, MB: data the kernel still has to write, which a fault's fsyncs wait behind. */
+function dirtyMb(): number {
+  const m = readFileSync("/proc/meminfo", "utf8");
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(m)?.[1] ?? 0);
+  return (kb("Dirty") + kb("Writeback")) / 1024;
+}
 
 const FAULTS: Fault[] = [
   {
@@ -147,13 +155,13 @@ async function main(): Promise<number> {
         await attempt(`round ${i} ${f.name}`, async () => {
           const marks = new Map(c.nodes.map((n) => [n.name, n.mark()] as const));
           const opts = f.round(c);
-          const r = await faultRound(c, { ...opts, inject: (p) => ((faultWall = Date.now()), opts.inject(p)) });
+          const r = await faultRound(c, { ...opts, inject: (p) => ((faultDirtyMb = dirtyMb()), (faultWall = Date.now()), opts.inject(p)) });
           results.get(f.name)!.push(r.analysis.outageMs / 1000);
           const path = r.neu !== r.old && f.name !== "switchover" ? promotionSteps(r, marks.get(r.neu.name)!) : null;
           path?.forEach((ms, k) => steps[k]!.push(ms));
           lostTotal += r.lost.length;
           console.log(`round ${i} ${f.name}: ${r.old.name} -> ${r.neu.name}, outage ${(r.analysis.outageMs / 1000).toFixed(2)} s, ` +
-            `${r.analysis.splitBrain.length} split-brain writes, ${r.lost.length} lost` + (path ? `; steps ${path.map((ms) => `${ms}`).join(" / ")} ms` : ""));
+            `${r.analysis.splitBrain.length} split-brain writes, ${r.lost.length} lost, ${faultDirtyMb.toFixed(0)} MB dirty at the fault` + (path ? `; steps ${path.map((ms) => `${ms}`).join(" / ")} ms` : ""));
         });
       }
       if (o.only.has(PROBES[0]!)) {

@@ -6,7 +6,7 @@ import type { Position } from "../core/position.ts";
 import type { Config } from "../config/schema.ts";
 import type { Mesh } from "../net/mesh.ts";
 import type { ActionHost } from "./actions.ts";
-import type { Consensus } from "./election-driver.ts";
+import { publishGuard, type Consensus } from "./election-driver.ts";
 import type { FlagsStore, ScheduledSwitchover } from "./flags.ts";
 import type { DynamicConfig } from "./dynamic-config.ts";
 import type { DynamicChange } from "../config/dynamic.ts";
@@ -88,17 +88,8 @@ export class AgentActionHost implements ActionHost {
     return this.handovers.ask((id) => this.d.mesh.send(to, { t: "handover", from: this.d.nodeId, id, ...(final ? { final } : {}) }), timeoutMs, () => false);
   }
 
-  async publishFloor(pos: Position | null, timeoutMs: number): Promise<boolean> {
-    await this.d.consensus.setGuard(false, pos);
-    const seq = this.d.consensus.status().guard?.seq ?? 0;
-    const end = performance.now() + timeoutMs;
-    while (performance.now() < end) {
-      const st = this.d.consensus.status();
-      if (st.role !== "leader") return false;
-      if (st.guardCommitted >= seq) return true;
-      await Bun.sleep(2); // a switchover's outage waits on this: one heartbeat's round trip
-    }
-    return false;
+  publishFloor(pos: Position | null, timeoutMs: number): Promise<boolean> {
+    return publishGuard(this.d.consensus, () => this.d.consensus.setGuard(false, pos), timeoutMs);
   }
 
   sendCampaign(to: string, reason: string, force = false): boolean {

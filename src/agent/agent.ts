@@ -23,7 +23,7 @@ import { routeScheduledBackups } from "../backup/backup-action.ts";
 import { AgentActionHost } from "./action-host.ts";
 import { History, primaryEntry, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
-import type { Consensus, DriverHooks } from "./election-driver.ts";
+import { publishGuard, type Consensus, type DriverHooks } from "./election-driver.ts";
 import { createConsensus } from "../consensus/create.ts";
 import { startingBackend } from "../consensus/migrate-state.ts";
 import { SwitchableConsensus } from "./migrate-consensus.ts";
@@ -384,6 +384,12 @@ export class Agent implements ClusterContext {
 
   setGuard(block: boolean, floor: Position | null): void {
     this.consensus.setGuard(block, floor);
+  }
+
+  reserveTimeline(n: number, timeoutMs: number): Promise<boolean> {
+    const c = this.consensus;
+    const g = c.status().guard;
+    return publishGuard(c, () => c.setGuard(g?.block ?? false, g?.floor ?? null, n), timeoutMs, (s) => (s.timeline ?? 0) >= n);
   }
 
   voterChangePending(): boolean {

@@ -23,6 +23,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { basename } from "node:path";
+import { isPlaceholder } from "../core/timelines.ts";
 
 export interface WalPushArgs {
   /** pgbackrest binary, this node's pgbackrest.conf, the stanza. */
@@ -46,6 +47,8 @@ export interface WalPushIo {
   list(path: string, filter: string): string[] | null;
   /** `pgbackrest archive-push <path>` with PostgreSQL's stdout/stderr: its exit code. */
   push(path: string): number;
+  /** The file at `path` is one of pgherd's placeholder history files (core/timelines.ts). */
+  placeholder(path: string): boolean;
   sleep(ms: number): void;
   now(): number;
   say(line: string): void;
@@ -83,6 +86,12 @@ export function archived(io: WalPushIo, stanza: string, name: string): "whole" |
 /** The exit code for PostgreSQL: 0 once the segment is archived (by the primary or by this node). */
 export function walPush(a: WalPushArgs, io: WalPushIo): number {
   const name = basename(a.path);
+  // A placeholder for a timeline number another leader's promotion took (core/timelines.ts): when
+  // that promotion's real history file reached the repository, it is the one to keep.
+  if (HISTORY.test(name) && io.placeholder(a.path) && archived(io, a.stanza, name) === "whole") {
+    io.say(`pgherd wal-push: ${name} is a placeholder and the repository has that timeline's history file: done without a push`);
+    return 0;
+  }
   const end = io.now() + a.waitMs;
   // Only WAL segments and history files can arrive from the primary; anything else is this node's own.
   const mayArrive = WAL.test(name) || HISTORY.test(name);
@@ -128,6 +137,13 @@ export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza">): WalP
       return r.status === 0 ? r.stdout.split("\n").filter(Boolean) : null;
     },
     push: (path) => spawnSync(a.bin, ["archive-push", ...base, path], { stdio: ["ignore", "inherit", "inherit"], timeout: 3600_000 }).status ?? 1,
+    placeholder: (path) => {
+      try {
+        return isPlaceholder(readFileSync(path, "utf8").slice(0, 200));
+      } catch {
+        return false;
+      }
+    },
     sleep: (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms),
     now: () => performance.now(),
     say: (line) => process.stderr.write(`${line}\n`),

@@ -75,7 +75,7 @@ export type Event =
    */
   | { type: "campaign"; now: number; force?: boolean }
   /** Leader only: the new durability guard (seq assigned here). */
-  | { type: "guard"; now: number; block: boolean; floor: Position | null }
+  | { type: "guard"; now: number; block: boolean; floor: Position | null; /** A timeline number reserved for a promotion (core/timelines.ts): the guard keeps the highest. */ timeline?: number }
   /**
    * The shell carried out Ready.detach{term}: streaming from the old primary stopped (ok) or could
    * not be stopped (!ok, error says why). position: the final flushed/received position after

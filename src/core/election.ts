@@ -30,6 +30,7 @@
 //    until storage confirms; it then decides again with that position.
 
 import { comparePosition, type Position, ZERO_POSITION } from "./position.ts";
+import { maxTimeline, withTimeline } from "./timelines.ts";
 import { hasMajority, majority } from "./quorum.ts";
 import type { ElectionMsg, Guard, Membership, MembershipVersion } from "./messages.ts";
 import { arrivedLate, guardCommitted, heardLeaderRecently, leaseUntil, type HbClock } from "./election-contact.ts";
@@ -71,6 +72,8 @@ export class Election implements Consensus {
   /** The voters before the latest, not yet committed, membership change. */
   private prevVoters: readonly string[] | null = null;
   private guard: Guard | null = null;
+  /** The highest timeline reservation the votes of this node's candidacies carried (core/timelines.ts). */
+  private votersTimeline: number | undefined = undefined;
   private readonly peerGuardSeq = new Map<string, number>();
   /** This candidacy was forced by a human (--accept-data-loss): voters skip the guard. */
   private forceRound = false;
@@ -148,7 +151,7 @@ export class Election implements Consensus {
         break;
       case "guard":
         if (this.role === "leader") {
-          this.guard = { term: this.term, seq: (this.guard?.seq ?? 0) + 1, block: ev.block, holder: ev.block ? this.o.id : null, floor: ev.floor };
+          this.guard = withTimeline<Guard>({ term: this.term, seq: (this.guard?.seq ?? 0) + 1, block: ev.block, holder: ev.block ? this.o.id : null, floor: ev.floor }, maxTimeline(this.guard?.timeline, ev.timeline));
           this.persist();
           this.sendHeartbeats(now);
         }
@@ -354,10 +357,11 @@ export class Election implements Consensus {
     this.ledTerm = this.term;
     this.peerGuardSeq.clear();
     // Elected past the guard's checks; a forced (accept-data-loss) election starts a clean slate.
-    this.guard = {
+    // The timeline reservation is kept even then: it says which numbers other histories may hold.
+    this.guard = withTimeline<Guard>({
       term: this.term, seq: (this.guard?.seq ?? 0) + 1, block: this.forceRound ? false : (this.guard?.block ?? false),
       holder: this.forceRound ? null : (this.guard?.holder ?? null), floor: this.forceRound ? null : (this.guard?.floor ?? null),
-    };
+    }, maxTimeline(this.guard?.timeline, this.votersTimeline));
     this.forceRound = false;
     this.persist();
     this.notice("became-leader", `won term ${this.term} with ${[...this.granted].sort().join(",")}`);
@@ -400,6 +404,8 @@ export class Election implements Consensus {
         this.learnMembership(msg.membership);
         if (msg.term > this.term) return this.becomeFollowerOf(now, msg.term);
         if (this.role === "candidate" && msg.term === this.term && msg.granted) {
+          // A majority stored every reservation made before a promotion: the votes carry the highest.
+          this.votersTimeline = maxTimeline(this.votersTimeline, msg.timeline);
           this.granted.add(from);
           this.maybeWinVote(now);
         }
@@ -425,8 +431,11 @@ export class Election implements Consensus {
   private learnGuard(g: Guard | undefined): void {
     if (!g || this.role === "leader") return;
     const mine = this.guard;
-    if (mine && ((g.term ?? 0) < (mine.term ?? 0) || ((g.term ?? 0) === (mine.term ?? 0) && g.seq <= mine.seq))) return;
-    this.guard = g;
+    if (mine && ((g.term ?? 0) < (mine.term ?? 0) || ((g.term ?? 0) === (mine.term ?? 0) && g.seq <= mine.seq))) {
+      // An older guard replaces nothing, but a timeline reservation only ever grows.
+      if ((g.timeline ?? 0) <= (mine.timeline ?? 0)) return;
+      this.guard = withTimeline(mine, g.timeline);
+    } else this.guard = withTimeline(g, maxTimeline(g.timeline, mine?.timeline));
     this.persist();
   }
 
@@ -499,7 +508,7 @@ export class Election implements Consensus {
     }
     this.electionDeadline = this.randomDeadline(now);
     this.notice("vote-granted", `term ${this.term} to ${from}`);
-    this.send(from, { t: "vote-resp", term: this.term, granted: true });
+    this.send(from, { t: "vote-resp", term: this.term, granted: true, ...(this.guard?.timeline !== undefined ? { timeline: this.guard.timeline } : {}) });
   }
 
   private refuseVote(to: string, m: VoteMsg, reason: string): void {

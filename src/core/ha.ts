@@ -2,6 +2,7 @@
 // agent observed. One decision per monitoring round; the shell executes it,
 // observes again and asks again. No I/O, no clock.
 import { broken, type Verdict } from "./liveness.ts";
+import { mayRestartInPlace } from "./timelines.ts";
 
 /** The local server as observed this round. */
 export interface LocalPg {
@@ -69,6 +70,8 @@ export interface HaInput {
   successor?: string | null;
   /** [hooks] pre_promote's verdict in this term (absent: no hook; promote). */
   prePromote?: PromoteCheck;
+  /** The highest timeline number a leader reserved for a promotion (core/timelines.ts); absent: none yet. */
+  reservedTimeline?: number;
 }
 
 /** pre_promote: not run yet in this term, passed, or vetoed (why). */
@@ -136,6 +139,9 @@ function asLeader(x: HaInput): HaAction {
     // data: positions compare as equal histories and pg_rewind finds "no rewind required". It starts
     // as a standby with no upstream and the next round promotes it (pre_promote first): a new timeline.
     if (!l.wasPrimary && x.clusterSystemId !== null) return { kind: "start-standby", upstream: null };
+    // A former primary whose timeline a later reservation went past is promoted the same way: its
+    // WAL on the old timeline must not compare as part of another leader's history.
+    if (x.clusterSystemId !== null && !mayRestartInPlace(l.timeline, x.reservedTimeline)) return { kind: "start-standby", upstream: null };
     return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
   }
   // Alive but unable to work (stuck, disk full, cannot write): a standby holding every acknowledged

@@ -53,6 +53,11 @@ export const GuardSchema = z.object({
   /** With block: the primary that ran degraded; it alone holds every acknowledged write. */
   holder: nodeId.nullable().optional(),
   floor: PositionSchema.nullable(),
+  /**
+   * The highest timeline number a leader reserved for a promotion (core/timelines.ts): stored by a
+   * majority before that promotion, so every later leader learns it from its voters.
+   */
+  timeline: z.number().int().min(1).max(0xffffffff).optional(),
 });
 export type Guard = z.infer<typeof GuardSchema>;
 export type MembershipVersion = z.infer<typeof MembershipVersionSchema>;
@@ -61,7 +66,7 @@ export const ElectionMsgSchema = z.discriminatedUnion("t", [
   z.object({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
   z.object({ t: z.literal("prevote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
   z.object({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
-  z.object({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
+  z.object({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional(), timeline: z.number().int().min(1).max(0xffffffff).optional() }),
   z.object({ t: z.literal("hb"), term, seq: ms, left: ms.min(0).optional(), membership: MembershipSchema, pos: PositionSchema, guard: GuardSchema.optional() }),
   z.object({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema, guardSeq: z.number().int().min(0).optional() }),
   z.object({ t: z.literal("resign"), term, transferTo: nodeId.optional() }),

@@ -10,7 +10,7 @@ const SEG = "000000010000000000000007";
 const DONE = `^${SEG}(\\.partial)?-[0-9a-f]{40}(\\.(gz|bz2|lz4|zst))?$`;
 const SHA = "0123456789abcdef0123456789abcdef01234567";
 
-function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t: number) => string[]; ids?: string[] } = {}) {
+function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t: number) => string[]; ids?: string[]; placeholder?: (path: string) => boolean } = {}) {
   let t = 0;
   const calls: string[] = [];
   const io: WalPushIo = {
@@ -30,6 +30,7 @@ function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t
     },
     now: () => t,
     say: (l) => calls.push(`say ${l}`),
+    placeholder: (path) => o.placeholder?.(path) ?? false,
   };
   return { io, calls, time: () => t };
 }
@@ -114,5 +115,20 @@ describe("wal-push", () => {
     expect(archived(world({ repo: () => [`${SEG}.partial-${SHA}.gz.pgbackrest.tmp`] }).io, "main", SEG)).toBe(null);
     // Another segment's .partial is not this one's.
     expect(archived(world({ repo: () => [`000000010000000000000006.partial-${SHA}`] }).io, "main", SEG)).toBe(null);
+  });
+
+  test("a placeholder history file (core/timelines.ts) is pushed unless the repository holds that timeline's history file already", () => {
+    const h = { ...args, path: "pg_wal/00000003.history" };
+    const mine = world({ standby: () => false, placeholder: () => true });
+    expect(walPush(h, mine.io)).toBe(0);
+    expect(mine.calls.filter((c) => c.startsWith("push"))).toEqual(["push pg_wal/00000003.history"]);
+    const taken = world({ standby: () => false, placeholder: () => true, repo: () => ["00000003.history"] });
+    expect(walPush(h, taken.io)).toBe(0);
+    expect(taken.calls.filter((c) => c.startsWith("push"))).toEqual([]);
+    expect(taken.calls.at(-1)).toMatch(/placeholder and the repository has/);
+    // a real history file goes as before: pushed by the primary
+    const real = world({ standby: () => false, repo: () => ["00000003.history"] });
+    expect(walPush(h, real.io)).toBe(0);
+    expect(real.calls).toEqual(["push pg_wal/00000003.history"]);
   });
 });

@@ -5,7 +5,7 @@
 // per core (sim-worker.ts), which gives the same results as one thread in a fraction of the time.
 import { expect, test } from "bun:test";
 import { availableParallelism } from "node:os";
-import { paramsFor, runSim, SimViolation, type SimResult } from "./sim.ts";
+import { paramsFor, runSim, SimViolation, type SimParams, type SimResult } from "./sim.ts";
 import type { SimJob, SimReply } from "./sim-worker.ts";
 
 const only = process.env.SIM_SEED ? [Number(process.env.SIM_SEED)] : null;
@@ -39,7 +39,8 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
       `smallest gap between two leases ${minGap.toFixed(1)} ms (after fencing budget); ` +
       `leader after faults stop: median ${settle[Math.floor(settle.length / 2)]!.toFixed(0)} ms, max ${settle[settle.length - 1]!.toFixed(0)} ms; ` +
       `${sum((r) => r.ackedWrites)} writes acknowledged; ${sum((r) => r.detaches)} detaches before a vote ` +
-      `(${sum((r) => r.detachesFailed)} failed, ${sum((r) => r.detachesHung)} past the bound), ${sum((r) => r.votesRefusedForDetach)} votes refused while one was pending or after it failed`,
+      `(${sum((r) => r.detachesFailed)} failed, ${sum((r) => r.detachesHung)} past the bound), ${sum((r) => r.votesRefusedForDetach)} votes refused while one was pending or after it failed; ` +
+      `${sum((r) => r.promotions)} promotions, ${sum((r) => r.promotionsAboveReservation)} of them past a timeline number another leader reserved`,
   );
   expect(minGap).toBeGreaterThanOrEqual(0);
   if (only) return;
@@ -50,18 +51,31 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
   expect(sum((r) => r.detachesFailed)).toBeGreaterThan(0);
   expect(sum((r) => r.detachesHung)).toBeGreaterThan(0);
   expect(sum((r) => r.votesRefusedForDetach)).toBeGreaterThan(0);
+  // promotions that had to go past another leader's reserved timeline number (core/timelines.ts)
+  if (!only) expect(sum((r) => r.promotionsAboveReservation)).toBeGreaterThan(0);
+}, 600_000);
+
+/** The first violation runSim reports with `mutation` over seeds 1..2,000, as its first line; null if none. */
+function firstViolation(mutation: NonNullable<SimParams["mutation"]>): string | null {
+  for (let seed = 1; seed <= 2000; seed++) {
+    try {
+      runSim({ ...paramsFor(seed), mutation });
+    } catch (e) {
+      if (!(e instanceof SimViolation)) throw e;
+      return e.message.split("\n")[0]!;
+    }
+  }
+  return null;
+}
+
+test("mutation check: promotions without a timeline reservation give two histories one timeline number within 2,000 seeds", () => {
+  const caught = firstViolation("no-timeline-reservation");
+  expect(caught).toMatch(/a number another history/);
+  console.log(`mutation no-timeline-reservation caught: ${caught}`);
 }, 600_000);
 
 test("mutation check: a vote sent before replication stopped loses acknowledged writes within 2,000 seeds", () => {
-  let caught: SimViolation | null = null;
-  for (let seed = 1; seed <= 2000 && !caught; seed++) {
-    try {
-      runSim({ ...paramsFor(seed), mutation: "vote-before-detach" });
-    } catch (e) {
-      if (!(e instanceof SimViolation)) throw e;
-      caught = e;
-    }
-  }
-  expect(caught?.message.split("\n")[0]).toMatch(/acknowledged/);
-  console.log(`mutation vote-before-detach caught: ${caught?.message.split("\n")[0]}`);
+  const caught = firstViolation("vote-before-detach");
+  expect(caught).toMatch(/acknowledged/);
+  console.log(`mutation vote-before-detach caught: ${caught}`);
 }, 600_000);

@@ -469,3 +469,50 @@ test("a delayed heartbeat with an older guard does not undo a block the follower
   expect(r.send[0]!.msg).toMatchObject({ t: "hb-resp", ok: true });
   expect(r.send[0]!.msg).not.toHaveProperty("guardSeq");
 });
+
+test("a timeline reserved by a leader cut off after a majority stored it reaches the next leader through the votes (core/timelines.ts)", () => {
+  // w votes and never campaigns, so the next leader is the node that never heard the reservation.
+  const c = new Cluster(["a", "b", "w"], { witnesses: ["w"] });
+  c.run(5000);
+  const [l] = c.leaders();
+  expect(l === "a" || l === "b").toBe(true);
+  const other = l === "a" ? "b" : "a";
+  c.cut.add(other);
+  c.apply(l!, c.nodes.get(l!)!.step({ type: "guard", now: c.clock(l!), block: false, floor: null, timeline: 4 }));
+  c.run(500);
+  const st = c.nodes.get(l!)!.status(c.clock(l!));
+  expect(st.guard?.timeline).toBe(4);
+  expect(st.guardCommitted).toBeGreaterThanOrEqual(st.guard!.seq); // stored by l and w: a majority
+  expect(c.nodes.get(other)!.status(c.clock(other)).guard?.timeline).toBeUndefined();
+  // The leader is cut off (it promoted, say), the other node comes back and wins with w's vote.
+  c.cut.delete(other);
+  c.cut.add(l!);
+  c.run(8000);
+  expect(c.leaders().filter((x) => x !== l)).toEqual([other]);
+  expect(c.nodes.get(other)!.status(c.clock(other)).guard?.timeline).toBe(4);
+  // A later reservation below it changes nothing; a higher one replaces it.
+  const o = c.nodes.get(other)!;
+  c.apply(other, o.step({ type: "guard", now: c.clock(other), block: false, floor: null, timeline: 3 }));
+  expect(o.status(c.clock(other)).guard?.timeline).toBe(4);
+  c.apply(other, o.step({ type: "guard", now: c.clock(other), block: false, floor: null, timeline: 6 }));
+  expect(o.status(c.clock(other)).guard?.timeline).toBe(6);
+});
+
+test("a follower keeps the highest timeline reservation, also from an older guard, and a forced election keeps it", () => {
+  const members = { term: 2, index: 3, voters: ["a", "b", "c"] };
+  const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 2, votedFor: "a", membership: members, guard: { term: 2, seq: 5, block: false, holder: null, floor: null, timeline: 7 } }, 0);
+  const hb = (now: number, term: number, guard: object) => e.step({ type: "recv", now, from: "a", msg: { t: "hb", term, seq: now, membership: members, pos: { timeline: 3, lsn: "0/1" }, guard: { term, seq: 6, block: false, holder: null, floor: null, ...guard } } });
+  hb(100, 3, { timeline: 5 }); // a newer guard with a lower reservation: the guard is taken, the reservation kept
+  expect(e.status(100).guard).toMatchObject({ term: 3, seq: 6, timeline: 7 });
+  hb(200, 3, {}); // none at all (a leader of an older version)
+  expect(e.status(200).guard?.timeline).toBe(7);
+  // Forced (--accept-data-loss): block and floor are dropped, the reservation is not.
+  const pre = e.step({ type: "campaign", now: 5000, force: true }).send.filter((s) => s.msg.t === "prevote");
+  expect(pre.length).toBe(2);
+  const term = (pre[0]!.msg as { term: number }).term;
+  const votes = e.step({ type: "recv", now: 5001, from: "c", msg: { t: "prevote-resp", term, granted: true } }).send.filter((s) => s.msg.t === "vote");
+  expect(votes.length).toBe(2);
+  e.step({ type: "recv", now: 5002, from: "c", msg: { t: "vote-resp", term, granted: true } });
+  expect(e.status(5002).role).toBe("leader");
+  expect(e.status(5002).guard).toMatchObject({ term, block: false, floor: null, timeline: 7 });
+});

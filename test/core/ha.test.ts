@@ -26,6 +26,17 @@ describe("leader", () => {
     expect(decideHa(lead({}, { inRecovery: true }))).toEqual({ kind: "promote" });
     expect(decideHa(lead({}, { inRecovery: false }))).toEqual({ kind: "none", role: "primary" });
   });
+  test("a stopped former primary restarts in place only when no reservation went past its timeline; otherwise it is promoted", () => {
+    const stopped = { running: false, up: false, inRecovery: null, wasPrimary: true, timeline: 3 } as const;
+    expect(decideHa(lead({}, stopped))).toEqual({ kind: "start-primary", adopt: false }); // no reservation known (older clusters)
+    expect(decideHa(lead({ reservedTimeline: 3 }, stopped))).toEqual({ kind: "start-primary", adopt: false }); // its own promotion's
+    // Another leader reserved 4 (and may have promoted to it, cut off before anyone followed):
+    // writing on timeline 3 again would compare as part of that history, or ahead of it.
+    expect(decideHa(lead({ reservedTimeline: 4 }, stopped))).toEqual({ kind: "start-standby", upstream: null });
+    expect(decideHa(lead({ reservedTimeline: 4 }, { ...stopped, timeline: null }))).toEqual({ kind: "start-standby", upstream: null });
+    // the first primary of a cluster being adopted has no reservation to go past
+    expect(decideHa(lead({ clusterSystemId: null, fromExisting: true, reservedTimeline: 4 }, { ...stopped, systemId: "9" }))).toEqual({ kind: "start-primary", adopt: true });
+  });
   test("a stopped standby's data is started as a standby without an upstream, then promoted: never as a primary on the old timeline", () => {
     // Without standby.signal PostgreSQL would finish crash recovery on the old primary's timeline:
     // same timeline, same LSNs as the old primary's unacknowledged WAL, different data.

@@ -37,8 +37,12 @@ export interface SimParams {
   detachFailRate: number; // share of detaches that fail (replication may go on)
   detachHangRate: number; // share that report only after the core's detachTimeoutMs
   detachTimeoutMs: number;
-  /** Deliberate defect, to show the invariants catch it: "vote-before-detach" reports `detached` at once. */
-  mutation?: "vote-before-detach";
+  /**
+   * Deliberate defects, to show the invariants catch them: "vote-before-detach" reports `detached` at
+   * once; "no-timeline-reservation" promotes without reserving its timeline number first, so
+   * PostgreSQL's rule (the highest number the node knows + 1) may give two histories one number.
+   */
+  mutation?: "vote-before-detach" | "no-timeline-reservation";
 }
 
 export const DEFAULT_PARAMS: Omit<SimParams, "seed"> = {
@@ -73,6 +77,11 @@ export function rng(seed: number): () => number {
   };
 }
 
+/** One timeline of a history: its number (what positions compare), identity, start and the term that made it. */
+interface Seg { uid: number; tl: number; from: bigint; term: number }
+/** A write: where it went, on which timeline instance. */
+interface Write { pos: Position; uid: number }
+
 interface Node {
   id: string;
   canLead: boolean;
@@ -84,6 +93,10 @@ interface Node {
   lease: { term: number; start: number; end: number } | null;   // open lease interval (real ms)
   acksSeen: Map<string, number>; ackTerm: number;               // independent lease bookkeeping
   data: Position;                                               // the node's data position: survives crashes, like PGDATA
+  /** The history `data` lies on: each promotion's timeline with a unique uid (numbers may repeat). */
+  line: Seg[];
+  /** A promotion waiting for its timeline reservation to be stored by a majority (the shell's promote). */
+  reserving: { term: number; next: number; seq: number } | null;
   lastHb: { from: string; at: number } | null;                  // last WAL received, from whom
   upstream: string | null;                                      // PostgreSQL streams from it (primary_conninfo): survives crashes
   inc: number;                                                  // agent process incarnation
@@ -92,7 +105,7 @@ interface Node {
   detaching: number;                                            // detaches in flight: they hold the monitoring round
   /** The furthest data received from each node streamed from directly: what this standby reported
    *  to that walsender. A cascaded copy counts for no primary's synchronous commit (PostgreSQL). */
-  recv: Map<string, Position>;
+  recv: Map<string, Write>;
   degraded: boolean;                                            // leader emulation: writes acked without k standbys
 }
 
@@ -110,6 +123,8 @@ export interface SimResult {
   settleMs: number; steps: number; membershipChanges: number; violationsChecked: number;
   ackedWrites: number; leadersChecked: number;
   detaches: number; detachesFailed: number; detachesHung: number; votesRefusedForDetach: number;
+  /** Promotions, and those that went past a timeline number reserved by another leader (placeholders). */
+  promotions: number; promotionsAboveReservation: number;
 }
 
 export function runSim(p: SimParams): SimResult {
@@ -185,7 +200,7 @@ export function runSim(p: SimParams): SimResult {
   for (const [i, id] of ids.entries()) {
     const n: Node = {
       id, canLead: !(i < p.witnesses), disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
-      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, detaching: 0, recv: new Map(),
+      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, line: [{ uid: 0, tl: 1, from: 0n, term: 0 }], reserving: null, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, detaching: 0, recv: new Map(),
     };
     nodes.set(id, n);
   }
@@ -242,11 +257,12 @@ export function runSim(p: SimParams): SimResult {
       if (no.kind === "became-leader") {
         const term = n.el!.status(local).term;
         // durability: the new leader holds every acknowledged write
-        if (ackedMax && comparePosition(n.data, ackedMax.pos) < 0) {
-          fail(`${n.id} won term ${term} at ${n.data.timeline}/${n.data.lsn} but a write at ${ackedMax.pos.timeline}/${ackedMax.pos.lsn} was acknowledged by ${ackedMax.by} (${ackedMax.how})`);
+        const lost = acked_.find((a) => !holds(n.line, n.data, a.w));
+        if (lost) {
+          fail(`${n.id} won term ${term} at ${n.data.timeline}/${n.data.lsn} but a write at ${lost.w.pos.timeline}/${lost.w.pos.lsn} (uid ${lost.w.uid}) was acknowledged by ${lost.by} (${lost.how})`);
         }
         leadersChecked++;
-        electedWith.set(term, { id: n.id, data: n.data });
+        electedWith.set(term, { id: n.id, data: n.data, line: n.line });
         const other = leaderOfTerm.get(term);
         if (other && other !== n.id) fail(`two leaders in term ${term}: ${other} and ${n.id}`);
         leaderOfTerm.set(term, n.id);
@@ -339,11 +355,7 @@ export function runSim(p: SimParams): SimResult {
       if (ev.gen !== n.wakeGen) return;
       schedule(n, n.el.step({ type: "tick", now }));
       // a fresh leader with its lease starts a new timeline (promotion); writes follow (replicate())
-      const st = n.el.status(localOf(n, t));
-      if (st.role === "leader" && st.leaseUntil !== null && st.leaseUntil > localOf(n, t) && n.data.timeline < 1 + st.term) {
-        n.data = { timeline: 1 + st.term, lsn: n.data.lsn };
-        feedPosition(n);
-      }
+      promoteIfLeading(n);
       if (n.el && quorumMode) leaderDurability(n);
     } else if (ev.k === "detached") {
       if (ev.inc !== n.inc) return; // the process that asked died: nobody reports, PostgreSQL unchanged
@@ -352,6 +364,50 @@ export function runSim(p: SimParams): SimResult {
       const error = ev.ok ? undefined : "sim: reload failed, still streaming";
       schedule(n, n.el.step({ type: "detached", now, term: ev.term, ok: ev.ok, position: ev.ok ? n.data : null, ...(error ? { error } : {}) }));
     }
+  }
+
+  /**
+   * The shell's promotion (src/agent/pg/primary.ts): PostgreSQL numbers the new timeline the highest
+   * it knows + 1 (here: the numbers on the node's own history); the shell first reserves the number
+   * above the cluster's reservation (core/timelines.ts) and promotes once a majority stored it.
+   */
+  function promoteIfLeading(n: Node) {
+    const st = n.el!.status(localOf(n, t));
+    const last = n.line[n.line.length - 1]!;
+    if (st.role !== "leader" || st.leaseUntil === null || st.leaseUntil <= localOf(n, t) || last.term >= st.term) return;
+    const known = Math.max(...n.line.map((x) => x.tl));
+    let next = known + 1;
+    if (p.mutation !== "no-timeline-reservation") {
+      if (n.reserving?.term !== st.term) {
+        const g = st.guard;
+        const want = Math.max(known, g?.timeline ?? 0) + 1;
+        schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: g?.block ?? false, floor: g?.floor ?? null, timeline: want }));
+        const after = n.el!.status(localOf(n, t));
+        n.reserving = { term: st.term, next: want, seq: after.guard?.seq ?? 0 };
+        return;
+      }
+      if (st.guardCommitted < n.reserving.seq) return;
+      next = n.reserving.next;
+    }
+    n.reserving = null;
+    // Invariant: every timeline number belongs to one history (positions compare numbers).
+    const owner = timelineOwner.get(next);
+    if (owner !== undefined) fail(`${n.id} promoted to timeline ${next} in term ${st.term}, a number another history (uid ${owner}) has`);
+    timelineOwner.set(next, uids + 1);
+    promotions++;
+    if (next > known + 1) promotionsAboveReservation++;
+    n.data = { timeline: next, lsn: n.data.lsn };
+    n.line = [...n.line, { uid: ++uids, tl: next, from: lsnOf(n.data), term: st.term }];
+    log(`${n.id} promotes to timeline ${next} (uid ${uids}) at ${n.data.lsn} in term ${st.term}`);
+    feedPosition(n);
+  }
+
+  /** Whether the history `line` ending at `at` holds `w`: w's timeline instance is on it, up to w's LSN. */
+  function holds(line: Seg[], at: Position, w: Write): boolean {
+    const i = line.findIndex((x) => x.uid === w.uid);
+    if (i < 0) return false;
+    const end = i === line.length - 1 ? lsnOf(at) : line[i + 1]!.from;
+    return end >= lsnOf(w.pos);
   }
 
   /** The shell's part of Ready.detach: stop streaming (after a delay, or never), then report. */
@@ -378,17 +434,22 @@ export function runSim(p: SimParams): SimResult {
   function replicate(n: Node) {
     push(t + 20 + r() * 40, { k: "repl", id: n.id });
     if (!n.el) return; // host down
-    if (n.lease && n.data.timeline === 1 + n.lease.term && r() < writeRate) {
+    if (n.lease && n.line[n.line.length - 1]!.term === n.lease.term && r() < writeRate) {
       n.data = { timeline: n.data.timeline, lsn: bigIntToLsn(lsnToBigInt(n.data.lsn) + BigInt(1 + Math.floor(r() * 5000))) };
-      pending.push({ node: n.id, term: n.lease.term, pos: n.data });
+      pending.push({ node: n.id, term: n.lease.term, w: { pos: n.data, uid: n.line[n.line.length - 1]!.uid } });
     }
     const u = n.upstream ? nodes.get(n.upstream) : undefined;
     if (u?.el && !blocked.has(`${u.id}>${n.id}`) && !blocked.has(`${n.id}>${u.id}`) && !(faultsOn && r() < loss)) {
       n.lastHb = { from: u.id, at: t };
-      if (comparePosition(u.data, n.data) > 0) n.data = u.data;
-      // what n now holds of u's WAL (n on another timeline, ahead: nothing of u's history)
+      // as the agent follows (rewound or cloned when it diverged): the upstream's history, when ahead
+      if (comparePosition(u.data, n.data) > 0) {
+        n.data = u.data;
+        n.line = u.line;
+      }
+      // what n now holds of u's WAL (n on another history, ahead: nothing of u's)
       const had = n.recv.get(u.id);
-      if (n.data.timeline === u.data.timeline && (!had || comparePosition(u.data, had) > 0)) n.recv.set(u.id, u.data);
+      const uid = u.line[u.line.length - 1]!.uid;
+      if (n.line[n.line.length - 1]!.uid === uid && (!had || had.uid !== uid || comparePosition(u.data, had.pos) > 0)) n.recv.set(u.id, { pos: u.data, uid });
     }
     if (t >= n.pausedUntil && t >= n.feedAt && n.detaching === 0 && n.fed !== n.data) {
       n.feedAt = t + 100 + r() * 400;
@@ -444,16 +505,16 @@ export function runSim(p: SimParams): SimResult {
       const open = L.el && L.lease && L.lease.term === w.term;
       if (!open) { pending.splice(i, 1); continue; }
       // a standby acknowledges what it received from L itself: L's timeline, at or past the write
-      const has = (d: Position | undefined) => !!d && d.timeline === w.pos.timeline && lsnOf(d) >= lsnOf(w.pos);
+      const has = (d: Write | undefined) => !!d && d.uid === w.w.uid && lsnOf(d.pos) >= lsnOf(w.w.pos);
       const { voters, k, blocked } = viewOf(L);
       const holders = voters.filter((v) => v !== L.id && nodes.get(v)?.canLead && has(nodes.get(v)!.recv.get(L.id))).length;
       const how = holders >= k ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
       if (!how) continue;
       // ... and no write is acknowledged that a leader of a later term, already elected, lacks
       for (const [term, e] of electedWith) {
-        if (term > w.term && comparePosition(e.data, w.pos) < 0) fail(`${L.id} acknowledged a write at ${w.pos.timeline}/${w.pos.lsn} (term ${w.term}, ${how}) that ${e.id}, elected in term ${term} at ${e.data.timeline}/${e.data.lsn}, lacks`);
+        if (term > w.term && !holds(e.line, e.data, w.w)) fail(`${L.id} acknowledged a write at ${w.w.pos.timeline}/${w.w.pos.lsn} (uid ${w.w.uid}, term ${w.term}, ${how}) that ${e.id}, elected in term ${term} at ${e.data.timeline}/${e.data.lsn}, lacks`);
       }
-      if (!ackedMax || comparePosition(w.pos, ackedMax.pos) > 0) ackedMax = { pos: w.pos, by: L.id, how };
+      acked_.push({ w: w.w, by: L.id, how });
       acked++;
       pending.splice(i, 1);
     }
@@ -494,7 +555,7 @@ export function runSim(p: SimParams): SimResult {
       const L = currentLeader();
       const st = L?.el!.status(localOf(L, t));
       // as the agent does (membership.ts): voter changes only once the leader's own primary runs
-      if (L && st && L.data.timeline === 1 + st.term) {
+      if (L && st && L.line[L.line.length - 1]!.term === st.term) {
         const voters = st.membership?.voters ?? [];
         const add = ids.filter((i) => !voters.includes(i));
         const removable = voters.filter((v) => v !== L.id);
@@ -558,9 +619,12 @@ export function runSim(p: SimParams): SimResult {
     }
   }
   const pendingRestarts: Array<{ at: number; id: string }> = [];
-  const pending: Array<{ node: string; term: number; pos: Position }> = [];
-  let ackedMax: { pos: Position; by: string; how: string } | null = null;
-  const electedWith = new Map<number, { id: string; data: Position }>();
+  const pending: Array<{ node: string; term: number; w: Write }> = [];
+  /** Acknowledged writes, the newest per history line end is enough but all are kept: a few thousand. */
+  const acked_: Array<{ w: Write; by: string; how: string }> = [];
+  let uids = 0, promotions = 0, promotionsAboveReservation = 0;
+  const timelineOwner = new Map<number, number>([[1, 0]]); // timeline number -> uid of the history that made it
+  const electedWith = new Map<number, { id: string; data: Position; line: Seg[] }>();
   let acked = 0, leadersChecked = 0;
   let detaches = 0, detachesFailed = 0, detachesHung = 0, refusedForDetach = 0;
   const quorumMode = r() < 0.7;
@@ -607,6 +671,6 @@ export function runSim(p: SimParams): SimResult {
   return {
     seed: p.seed, leadersElected: leaderOfTerm.size, maxTerm, minGapMs: minGap, settleMs: settledAt - p.faultMs,
     steps, membershipChanges, violationsChecked: checks, ackedWrites: acked, leadersChecked,
-    detaches, detachesFailed, detachesHung, votesRefusedForDetach: refusedForDetach,
+    detaches, detachesFailed, detachesHung, votesRefusedForDetach: refusedForDetach, promotions, promotionsAboveReservation,
   };
 }

@@ -9,7 +9,7 @@
 // probe from the old primary's own side of the cut), and rejoin by re-clone when pg_rewind cannot
 // work.
 import { expect, test } from "bun:test";
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
@@ -38,6 +38,31 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     // Asynchronous replication may lose the last acknowledged writes of a dead primary (reported
     // above); quorum commit promises the elected node holds every acknowledged one.
     if (!o.lossAllowed || fx.cfg.durability !== "async") expect(r.lost).toEqual([]);
+  };
+
+  const timelineOf = async (n: ClusterNode) => Number.parseInt(String((await n.query("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS tl"))[0]!.tl), 16);
+
+  /**
+   * Every agent and server of the healthy cluster stopped, the primary's last: its shutdown
+   * checkpoint reaches no standby, so it is ahead of both. Before that, `first` runs on the primary
+   * and every standby stored a guard that lets it be elected (a fresh cluster's primary degrades
+   * at once, and its block would rightly keep both standbys from winning).
+   */
+  const stopEverything = async (first?: (primary: ClusterNode) => Promise<void>) => {
+    const c = fx.c;
+    const before = await c.waitHealthy(120_000);
+    const old = before.primary;
+    if (fx.cfg.durability !== "async") await waitSynchronous(old);
+    await waitFor(() => before.standbys.every((n) => storedGuard(n)?.block !== true), { timeoutMs: 30_000, what: "the standbys to store a guard without a block" });
+    const tl = await timelineOf(old);
+    await first?.(old);
+    const marks = new Map(c.nodes.map((n) => [n, logMark(n)] as const));
+    // Standbys' agents first (the leader then has nobody to hand over to), then their servers.
+    await c.stopAgents(before.standbys);
+    await c.stopAgents([old]);
+    for (const n of [...before.standbys, old]) await n.pgCtl("stop", "-m", "fast", "-w");
+    for (const n of c.nodes) expect(n.postmasterPid()).toBeNull();
+    return { before, old, tl, marks };
   };
 
   /**
@@ -245,23 +270,10 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     // point (here its shutdown checkpoint, which no standby got) would share timeline and LSNs with
     // different data, and pg_rewind would find "no rewind required".
     const c = fx.c;
-    const before = await c.waitHealthy(120_000);
-    const old = before.primary;
-    // Not degraded: every standby stored a guard that lets it be elected (a fresh cluster's primary
-    // degrades at once, and its block would rightly keep both standbys from winning).
-    if (fx.cfg.durability !== "async") await waitSynchronous(old);
-    await waitFor(() => before.standbys.every((n) => storedGuard(n)?.block !== true), { timeoutMs: 30_000, what: "the standbys to store a guard without a block" });
-    const timelineOf = async (n: ClusterNode) => Number.parseInt(String((await n.query("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS tl"))[0]!.tl), 16);
-    const tl = await timelineOf(old);
-    await old.query("CREATE TABLE IF NOT EXISTS cold_start (id int PRIMARY KEY, at text)");
-    await old.query("INSERT INTO cold_start VALUES (1, 'before') ON CONFLICT DO NOTHING");
-    const marks = new Map(c.nodes.map((n) => [n, logMark(n)] as const));
-    // Standbys' agents first (the leader then has nobody to hand over to), then their servers, so
-    // the old primary's last WAL (its shutdown checkpoint) reaches none of them.
-    await c.stopAgents(before.standbys);
-    await c.stopAgents([old]);
-    for (const n of [...before.standbys, old]) await n.pgCtl("stop", "-m", "fast", "-w");
-    for (const n of c.nodes) expect(n.postmasterPid()).toBeNull();
+    const { before, old, tl, marks } = await stopEverything(async (old) => {
+      await old.query("CREATE TABLE IF NOT EXISTS cold_start (id int PRIMARY KEY, at text)");
+      await old.query("INSERT INTO cold_start VALUES (1, 'before') ON CONFLICT DO NOTHING");
+    });
     await Promise.all(before.standbys.map((n) => n.start()));
     const two = await c.waitHealthy(120_000, { nodes: before.standbys });
     const neu = two.primary;
@@ -282,5 +294,44 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     expect(p.rewinds).not.toContain("no rewind needed");
     expect(logSince(old, marks.get(old)!, /pg_rewind: rewound|servers diverged at WAL location/).length).toBeGreaterThan(0);
     await waitFor(async () => (await old.query("SELECT count(*)::int AS n FROM cold_start").catch(() => [{ n: 0 }]))[0]!.n === 2, { timeoutMs: 30_000, what: `${old.name} replays the new primary's row` });
+  }), 300_000);
+
+  test("a former primary elected after another leader reserved a higher timeline is promoted above that number (placeholder history files), never restarted on its old timeline", () => fx.c.diagnose(async () => {
+    // As after a leader that reserved timeline tl + 1 at a majority, promoted, and was cut off
+    // before anyone streamed from it: writing on tl again, or promoting to tl + 1, would give its
+    // history a number that compares as part of the other one. The reservation is put into every
+    // node's stored guard while all agents are down; the old primary, ahead of both standbys (its
+    // shutdown checkpoint reached neither), is elected with one of them.
+    const c = fx.c;
+    const { before, old, tl, marks } = await stopEverything();
+    for (const n of c.nodes) {
+      const file = join(n.stateDir, "election.json");
+      const st = JSON.parse(readFileSync(file, "utf8"));
+      expect(st.guard?.timeline ?? 0).toBeLessThanOrEqual(tl); // every promotion so far reserved its own number
+      writeFileSync(file, `${JSON.stringify({ ...st, guard: { ...(st.guard ?? { seq: 0, block: false, floor: null }), timeline: tl + 1 } }, null, 2)}\n`);
+    }
+    const [other] = before.standbys;
+    await Promise.all([old, other!].map((n) => n.start()));
+    const two = await c.waitHealthy(120_000, { nodes: [old, other!] });
+    expect(two.primary).toBe(old);
+    const lines = logSince(old, marks.get(old)!, /decision: (start as a standby without an upstream|start as primary|promote)|placeholder history|promotion: /);
+    const now = await timelineOf(old);
+    console.log(`reserved timeline ${tl + 1}: ${old.name} (was on ${tl}) -> ${now}:\n  ${lines.map((l) => l.slice(0, 220)).join("\n  ")}`);
+    expect(lines.some((l) => /decision: start as a standby without an upstream/.test(l))).toBe(true);
+    expect(lines.some((l) => /decision: start as primary/.test(l))).toBe(false);
+    expect(lines.some((l) => new RegExp(`timeline number\\(s\\) ${tl + 1} were reserved`).test(l))).toBe(true);
+    expect(now).toBe(tl + 2);
+    // The placeholder stays (a standby following from timeline tl asks for tl + 1's history file
+    // too); the new timeline's real history file names tl as its parent.
+    const wal = join(old.dataDir, "pg_wal");
+    const hist = (n: number) => join(wal, `${n.toString(16).toUpperCase().padStart(8, "0")}.history`);
+    expect(readFileSync(hist(tl + 1), "utf8")).toStartWith("# pgherd: ");
+    expect(readFileSync(hist(tl + 2), "utf8").trim().split("\n").pop()!.split("\t")[0]).toBe(String(tl));
+    await before.standbys[1]!.start();
+    const all = await c.waitHealthy(180_000);
+    expect(all.primary).toBe(old);
+    expect(storedGuard(other!)?.timeline).toBe(tl + 2);
+    // Both standbys follow across the placeholder on their stream: no rewind, no fresh clone.
+    for (const n of before.standbys) expect(rejoinPath(n, marks.get(n)!).decisions.filter((d) => !d.startsWith("start as a standby of "))).toEqual([]);
   }), 300_000);
 });

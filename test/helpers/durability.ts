@@ -75,6 +75,7 @@ const storedSchema = z.object({
   guard: z.object({
     seq: z.number(), block: z.boolean(), holder: z.string().nullable(),
     floor: z.object({ timeline: z.number(), lsn: z.string() }).nullable(),
+    timeline: z.number().optional(),
   }).nullable(),
 });
 export type StoredGuard = NonNullable<z.infer<typeof storedSchema>["guard"]>;

@@ -8,6 +8,10 @@ import { initdb, start, stop, type PgNode } from "../../src/postgres/ctl.ts";
 import { writeManagedConfig } from "../../src/postgres/managed-config.ts";
 import { promote, syncNamesBeforePromotion } from "../../src/postgres/promote.ts";
 import { openDb, openLocalDb, type Db } from "../../src/postgres/sql.ts";
+import { planTimeline } from "../../src/core/timelines.ts";
+import { historyFileName, historyNumbers, placePlaceholders, removeDanglingPlaceholders } from "../../src/postgres/timeline-files.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { freePort, PG_OS_USER, pgScratch, type Scratch } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
 
@@ -102,4 +106,39 @@ test("why: names reloaded only after pg_promote leave a window in which a commit
   const sb = await standby("late");
   expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
   expect((await commitWithin(sb, "t_window", 1000)).outcome).toBe("committed");
+}, 60_000);
+
+test("placeholder history files for reserved numbers make PostgreSQL promote above them; its history names the real parent", async () => {
+  const sb = await standby("tl");
+  const tli = async () => Number((await sb.side.query("tli", (sql) => sql`SELECT timeline_id FROM pg_control_checkpoint()`))[0]!.timeline_id);
+  const have = await historyNumbers(sb.node.dataDir, PG_OS_USER);
+  expect([...have]).toEqual([]); // a fresh standby on timeline 1
+  // Another leader reserved 3 (its promotion may have taken 2 or 3 elsewhere).
+  const plan = planTimeline(await tli(), (n) => have.has(n), 3);
+  expect(plan).toEqual({ fill: [2, 3], next: 4 });
+  await placePlaceholders(sb.node.dataDir, PG_OS_USER, plan.fill, 9);
+  expect([...(await historyNumbers(sb.node.dataDir, PG_OS_USER))].sort()).toEqual([2, 3]);
+  expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
+  const walTli = Number.parseInt(String((await sb.side.query("w", (sql) => sql`SELECT pg_walfile_name(pg_current_wal_lsn()) AS f`))[0]!.f).slice(0, 8), 16);
+  expect(walTli).toBe(4);
+  // The new history goes straight from timeline 1 to 4: the placeholders were only walked past.
+  const hist = readFileSync(join(sb.node.dataDir, "pg_wal", historyFileName(4)), "utf8").split("\n").filter((l) => /^\d/.test(l));
+  expect(hist.length).toBe(1);
+  expect(hist[0]!.split("\t")[0]).toBe("1");
+  // The placeholders stay below the real history (a standby following across them asks for each);
+  // none dangles above it, so none is removed.
+  expect(await removeDanglingPlaceholders(sb.node.dataDir, PG_OS_USER, tli)).toEqual([]);
+  expect([...(await historyNumbers(sb.node.dataDir, PG_OS_USER))].sort()).toEqual([2, 3, 4]);
+}, 60_000);
+
+test("a placeholder above every real history file (an agent that died before pg_promote) holds a standby's start; removing it, as the agent does before a start, frees it", async () => {
+  const sb = await standby("stale");
+  await stop(sb.node, "fast");
+  await placePlaceholders(sb.node.dataDir, PG_OS_USER, [2], 9);
+  const held = await start(sb.node, { logFile: `${sb.node.dataDir}.log`, timeoutSec: 3 }).then(() => "started", () => "not ready");
+  expect(held).toBe("not ready"); // recovering towards timeline 2, whose WAL does not exist
+  await stop(sb.node, "immediate");
+  expect(await removeDanglingPlaceholders(sb.node.dataDir, PG_OS_USER, async () => 1)).toEqual([2]);
+  await start(sb.node, { logFile: `${sb.node.dataDir}.log`, timeoutSec: 30 });
+  await waitFor(async () => (await sb.side.query("r", (sql) => sql`SELECT pg_is_in_recovery() AS r`).catch(() => []))[0]?.r === true, { timeoutMs: 10_000, what: "stale: hot standby" });
 }, 60_000);

@@ -36,8 +36,10 @@ export interface ClusterContext {
   votersCount(): number;
   durabilityMode(): "quorum" | "strict" | "async";
   /** The leader's current guard and the highest guard seq a majority stored. */
-  guardState(): { guard: { seq: number; block: boolean; floor: Position | null } | null; committed: number };
+  guardState(): { guard: { seq: number; block: boolean; floor: Position | null; timeline?: number } | null; committed: number };
   setGuard(block: boolean, floor: Position | null): void;
+  /** Leader: reserve timeline `n` for a promotion (core/timelines.ts); true once a majority stored it. */
+  reserveTimeline(n: number, timeoutMs: number): Promise<boolean>;
   /** A voter change waits for its failover guard (src/agent/membership.ts): that guard is not lifted meanwhile. */
   voterChangePending(): boolean;
   becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void;

@@ -1,12 +1,13 @@
 // The local PostgreSQL as every part of the loop uses it: its files, a client, the managed
 // configuration, start/stop, and the facts the last monitoring round observed.
+import { removeDanglingPlaceholders } from "../../postgres/timeline-files.ts";
 import { join } from "node:path";
 import { parseHostPort } from "../../config/hostport.ts";
 import type { Config } from "../../config/schema.ts";
 import type { Position } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import { ensureDir } from "../../postgres/fsutil.ts";
-import { buildConninfo, openLocalDb, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
+import { buildConninfo, inspectDataDir, openLocalDb, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
 import { NodeTls } from "../../tls/node-tls.ts";
 import { conninfoExtra, walSettings } from "../../backup/wal-settings.ts";
@@ -112,7 +113,16 @@ export class PgHost {
     this.ctx.record({ term: this.ctx.leadership().term, kind, node: this.cfg.node_name, reason, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
   }
 
-  startServer(timeoutSec = this.cfg.postgres.start_timeout_s): Promise<void> {
+  async startServer(timeoutSec = this.cfg.postgres.start_timeout_s): Promise<void> {
+    // A promotion's placeholder history files (core/timelines.ts) left by an agent that died while
+    // it ran: a standby would take the newest of them for its recovery target and wait forever for
+    // WAL on that timeline (test/postgres/promote.test.ts).
+    const controlTimeline = async () => (await inspectDataDir(this.node.dataDir, this.node)).control?.timeline ?? 1;
+    const stale = await removeDanglingPlaceholders(this.node.dataDir, this.cfg.postgres.os_user, controlTimeline).catch((e: Error) => {
+      this.log.warn(`looking for placeholder history files in pg_wal: ${e.message}`);
+      return [];
+    });
+    if (stale.length > 0) this.log.warn(`removed placeholder history files for timeline(s) ${stale.join(", ")} left by an interrupted promotion`);
     return start(this.node, { logFile: this.serverLog(), collectorDir: serverLogDir(this.cfg), timeoutSec });
   }
 

@@ -5,6 +5,11 @@ import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
 import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftovers, PgCtlError, probe, promote, reload, syncNamesBeforePromotion } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 import { bootstrapFromBackup } from "../../backup/bootstrap.ts";
+import { planTimeline, type TimelinePlan } from "../../core/timelines.ts";
+import { historyNumbers, placePlaceholders } from "../../postgres/timeline-files.ts";
+
+/** How long a promotion waits for a majority to store its timeline reservation. */
+const RESERVE_MS = 3000;
 
 /** A crashed primary gets this long to come back in place before the leader steps down. */
 const RESTART_BUDGET_S = 10;
@@ -69,12 +74,17 @@ export class PrimaryStarter {
       // In force before the promotion: from its first commit the new primary acknowledges nothing
       // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
       const t0 = h.clock.now();
+      // The timeline this promotion gets, reserved at a majority first (core/timelines.ts): while
+      // that round trip runs, the files and the synchronous names are put in force.
+      const tl = await this.planTimeline();
+      const reserved = h.ctx.reserveTimeline(tl.next, RESERVE_MS);
       await h.writeConfig(true, h.upstream ?? undefined);
       const t1 = h.clock.now();
       const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken);
       h.syncNamesTaken = names.taken;
-      h.log.info(`before the promotion: ${names.did} (files ${Math.round(t1 - t0)} ms, names ${Math.round(h.clock.now() - t1)} ms)`);
-      const r = await promote(h.localDb(), h.node);
+      if (!(await reserved)) throw new Error(`timeline ${tl.next} was not stored by a majority within ${RESERVE_MS} ms: not promoting`);
+      h.log.info(`before the promotion: ${names.did}; timeline ${tl.next} reserved (files ${Math.round(t1 - t0)} ms, names and reservation ${Math.round(h.clock.now() - t1)} ms)`);
+      const r = await this.promoteAbove(tl);
       h.upstream = null;
       await h.writeConfig(false);
       await reload(h.node); // synchronous_standby_names of the new primary: it must be in force
@@ -82,8 +92,36 @@ export class PrimaryStarter {
       // pg_control keeps the old timeline until a checkpoint: pg_rewind of the old primary reads it.
       await h.localDb().query("checkpoint after promotion", (sql) => sql`CHECKPOINT`, 60_000).catch((e) => h.log.warn(`checkpoint after promotion: ${(e as Error).message}`));
       const after = await probe(h.localDb());
+      if (r === "promoted" && after.up && after.timeline !== tl.next) {
+        // Above: a history file in the archive that pg_wal did not have; keep the reservation with it.
+        if (after.timeline > tl.next) void h.ctx.reserveTimeline(after.timeline, RESERVE_MS);
+        else h.log.error(`the promotion got timeline ${after.timeline}, below the reserved ${tl.next}: another history may have the same number`);
+      }
       h.ctx.becamePrimary("promote", after.up ? after.timeline : null, after.up ? after.currentLsn : null);
     });
+  }
+
+  /** This standby's timeline plan: PostgreSQL's walk over pg_wal's history files and the cluster's reservation. */
+  private async planTimeline(): Promise<TimelinePlan> {
+    const h = this.h;
+    const p = await probe(h.localDb());
+    const target = Math.max(p.up ? p.timeline : 1, h.knownTli);
+    const have = await historyNumbers(h.node.dataDir, h.cfg.postgres.os_user);
+    return planTimeline(target, (n) => have.has(n), h.ctx.guardState().guard?.timeline);
+  }
+
+  /**
+   * pg_promote, with placeholder history files first for the numbers reserved by others. They stay:
+   * a standby that follows across them asks this server for the history file of every number in
+   * between (TIMELINE_HISTORY), and a missing one breaks its stream.
+   */
+  private async promoteAbove(tl: TimelinePlan): Promise<string> {
+    const h = this.h;
+    if (tl.fill.length > 0) {
+      h.log.warn(`timeline number(s) ${tl.fill.join(", ")} were reserved by another leader's promotion: placeholder history files keep this promotion above them (timeline ${tl.next})`);
+      await placePlaceholders(h.node.dataDir, h.cfg.postgres.os_user, tl.fill, h.ctx.leadership().term, h.cfg.backup.tool !== "none");
+    }
+    return promote(h.localDb(), h.node);
   }
 
   /** A crashed primary: clear what the dead postmaster left and start it again within a short budget. */

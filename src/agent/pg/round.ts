@@ -60,10 +60,10 @@ export class MonitorRound {
     // pg_control is read (a pg_controldata process) only when the server does not answer: a running
     // server reports the same facts through the probe, every round.
     let info = await inspectDataDir(h.node.dataDir, { ...h.node, control: false });
-    const lead = ctx.leadership();
+    const watched = ctx.leadership();
     // The leader watches whether its server can work (a fresh connection and a heartbeat commit
     // beside the probe, every step under a deadline): the decision below never waits without bound.
-    const watch = info.running && lead.leading && !info.empty;
+    const watch = info.running && watched.leading && !info.empty;
     // No heartbeat commit on a server last seen in recovery (a leader about to promote its standby):
     // it can only fail there ("read-only transaction"), and the promotion's round waits for it.
     const p: Probe = await this.live.observe(watch, watch && !h.lastInRecovery, (ms) => info.running ? probe(h.localDb(), ms) : Promise.resolve({ up: false, ms: 0, error: "not running" }));
@@ -83,6 +83,10 @@ export class MonitorRound {
     if (!(p.up && p.inRecovery) || streaming || !primaryReady) h.notStreamingSince = null;
     else h.notStreamingSince ??= clock.now();
     const standbySignal = existsSync(join(h.node.dataDir, "standby.signal"));
+    // Read again after the observations above (a probe, pg_controldata): leadership may have moved
+    // meanwhile (a frozen agent that wakes finds another leader at once), and a leader's decision
+    // taken on an old view would treat a former primary as its own.
+    const lead = ctx.leadership();
     const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false : info.control ? dataWasPrimary(info.control.state, standbySignal) : false;
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
@@ -124,6 +128,7 @@ export class MonitorRound {
       promotionRequested: x.promotionRequested(),
       successor: lead.leading ? successorOf(ctx.candidates(), ctx.nodeId) : null,
       prePromote: ctx.integrations?.promoteCheck(lead.term), // [hooks] pre_promote's verdict (src/hooks)
+      reservedTimeline: ctx.guardState().guard?.timeline,
     });
     this.report({ running: info.running, p, data, systemId, position, haveSecrets: secrets !== undefined, d: decision, rejoin: rejoin.progress });
 
@@ -227,8 +232,15 @@ export class MonitorRound {
       case "clone": return x.rebuild.cloneFrom(d.from);
       case "rewind": return x.rebuild.rewindFrom(d.from, h.notStreamingSince !== null && h.clock.now() - h.notStreamingSince > STUCK_MS);
       case "start-standby": {
-        if (d.upstream === null) h.log.info("starting this leader's stopped standby as a standby without an upstream, to promote it (a new timeline)");
-        await h.writeConfig(true, d.upstream ?? undefined);
+        if (d.upstream === null) {
+          // The first step of a promotion: only under this agent's lease, as the promotion itself.
+          return h.fencer.asPrimary("start to promote", async () => {
+            h.log.info("starting this leader's stopped server as a standby without an upstream, to promote it (a new timeline)");
+            await h.writeConfig(true);
+            await h.startServer();
+          });
+        }
+        await h.writeConfig(true, d.upstream);
         await h.startServer();
         if (h.handedOver) {
           h.handedOver = false;

@@ -172,10 +172,10 @@ export class EtcdConsensus implements Consensus {
     });
   }
 
-  setGuard(block: boolean, floor: Position | null): Promise<void> {
+  setGuard(block: boolean, floor: Position | null, timeline?: number): Promise<void> {
     return this.serial(async () => {
       if (!this.leading || !this.snap) return;
-      const g = nextGuard(this.snap.guard?.value ?? null, this.leading.term, this.o.self.id, block, floor);
+      const g = nextGuard(this.snap.guard?.value ?? null, this.leading.term, this.o.self.id, block, floor, timeline);
       const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guard?.mod ?? 0 }], this.o.keys.guard, JSON.stringify(g));
       if (!ok) this.o.log.warn("durability guard not stored: it changed meanwhile or this node lost the leader key");
     });

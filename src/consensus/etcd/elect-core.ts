@@ -7,6 +7,7 @@
 // of those reports (nor the membership, nor the guard) changed since it read them.
 import { z } from "zod";
 import { comparePosition, type Position } from "../../core/position.ts";
+import { maxTimeline, withTimeline } from "../../core/timelines.ts";
 import { GuardSchema, MembershipSchema, NodeIdSchema, PositionSchema, type Guard, type Membership } from "../../core/messages.ts";
 import { majority } from "../../core/quorum.ts";
 
@@ -182,7 +183,7 @@ export function nextMembership(current: Membership, term: number, voters: string
   return { term, index: current.index + 1, voters, ...(approved.length > 0 ? { approved } : {}) };
 }
 
-/** The guard the leader publishes: seq one past the stored one. */
-export function nextGuard(current: Guard | null, term: number, self: string, block: boolean, floor: Position | null): Guard {
-  return { term, seq: (current?.seq ?? 0) + 1, block, holder: block ? self : null, floor };
+/** The guard the leader publishes: seq one past the stored one; the timeline reservation only grows. */
+export function nextGuard(current: Guard | null, term: number, self: string, block: boolean, floor: Position | null, timeline?: number): Guard {
+  return withTimeline<Guard>({ term, seq: (current?.seq ?? 0) + 1, block, holder: block ? self : null, floor }, maxTimeline(current?.timeline, timeline));
 }

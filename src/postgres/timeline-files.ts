@@ -1,0 +1,75 @@
+// The history files in pg_wal that a promotion's timeline number depends on (core/timelines.ts):
+// which numbers have one, and the placeholders pgherd puts there for numbers another node's
+// promotion took. A placeholder below a real history file stays: a standby following across the
+// numbers asks its upstream for each one's history file. One above every real history file (an
+// agent that died between placing it and pg_promote) is removed before the server starts: a
+// standby would otherwise recover towards it and wait for its WAL forever.
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { isPlaceholder, placeholderText } from "../core/timelines.ts";
+import { SafeDir, type Owner } from "./fsutil.ts";
+import { lookupOsUser } from "./users.ts";
+
+const HISTORY = /^([0-9A-F]{8})\.history$/;
+
+export const historyFileName = (n: number): string => `${n.toString(16).toUpperCase().padStart(8, "0")}.history`;
+
+async function inWal<T>(dataDir: string, osUser: string, fn: (d: SafeDir, owner: Owner, names: string[]) => Promise<T>): Promise<T> {
+  const u = await lookupOsUser(osUser);
+  const owner: Owner = { uid: u.uid, gid: u.gid };
+  // The agent runs as the OS user, which may follow a pg_wal link (initdb --waldir): only that user
+  // can write the data directory. As root, SafeDir refuses a link anywhere on the path.
+  const d = await SafeDir.open(join(dataDir, "pg_wal"), { osUser: owner });
+  try {
+    return await fn(d, owner, readdirSync(join(dataDir, "pg_wal")).filter((n) => HISTORY.test(n)));
+  } finally {
+    await d.close();
+  }
+}
+
+/** Timeline numbers with a history file in pg_wal (placeholders included). */
+export function historyNumbers(dataDir: string, osUser: string): Promise<Set<number>> {
+  return inWal(dataDir, osUser, async (_d, _o, names) => new Set(names.map((n) => parseInt(HISTORY.exec(n)![1]!, 16))));
+}
+
+/**
+ * Placeholder history files for `numbers` (each durable before this returns). `archive`: pgherd
+ * runs the archive_command ([backup] tool): each is marked ready, as PostgreSQL marks its own, so
+ * that a restore's walk over the archive passes the number too (`pgherd backup wal-push` keeps a
+ * real history file the repository already has).
+ */
+export function placePlaceholders(dataDir: string, osUser: string, numbers: number[], term: number, archive = false): Promise<void> {
+  return inWal(dataDir, osUser, async (d, owner) => {
+    for (const n of numbers) await d.writeAtomic(historyFileName(n), placeholderText(n, term), { mode: 0o600, owner });
+    if (!archive) return;
+    const status = await SafeDir.open(join(dataDir, "pg_wal", "archive_status"), { osUser: owner });
+    try {
+      for (const n of numbers) await status.writeAtomic(`${historyFileName(n)}.ready`, "", { mode: 0o600, owner });
+    } finally {
+      await status.close();
+    }
+  });
+}
+
+/**
+ * Removes the placeholder history files above every real one and above `timeline()` (the server's
+ * own, from pg_control; read only when there is a placeholder): those a walk would end on. The numbers removed; real files are never touched.
+ */
+export function removeDanglingPlaceholders(dataDir: string, osUser: string, timeline: () => Promise<number>): Promise<number[]> {
+  return inWal(dataDir, osUser, async (d, _o, names) => {
+    const placeholders: number[] = [];
+    let real = 0;
+    for (const name of names) {
+      const text = (await d.read(name, 0, 200))?.text;
+      if (text === undefined) continue;
+      const n = parseInt(HISTORY.exec(name)![1]!, 16);
+      if (isPlaceholder(text)) placeholders.push(n);
+      else real = Math.max(real, n);
+    }
+    if (placeholders.length === 0) return [];
+    real = Math.max(real, await timeline()); // pg_controldata: only when there is a placeholder
+    const removed = placeholders.filter((n) => n > real).sort((a, b) => a - b);
+    for (const n of removed) await d.remove(historyFileName(n));
+    return removed;
+  });
+}
