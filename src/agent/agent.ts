@@ -388,8 +388,7 @@ export class Agent implements ClusterContext {
 
   reserveTimeline(n: number, timeoutMs: number): Promise<boolean> {
     const c = this.consensus;
-    const g = c.status().guard;
-    return publishGuard(c, () => c.setGuard(g?.block ?? false, g?.floor ?? null, n), timeoutMs, (s) => (s.timeline ?? 0) >= n);
+    return publishGuard(c, () => c.reserveTimeline(n), timeoutMs, (st) => st.timelineCommitted >= n);
   }
 
   voterChangePending(): boolean {

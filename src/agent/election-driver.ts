@@ -2,7 +2,7 @@
 // carries out each Ready in the order the core demands: persist (fsync) → fence when the lease
 // was lost (awaited) → send → re-arm the wake-up timer. It owns the core, its store and its timer.
 import { Election, type Event, type ProposeOp, type Ready, type Status } from "../core/election.ts";
-import type { ElectionMsg, Guard, Membership } from "../core/messages.ts";
+import type { ElectionMsg, Membership } from "../core/messages.ts";
 import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
@@ -23,8 +23,9 @@ export interface Consensus {
   setPosition(p: Position): Promise<void>;
   campaign(force: boolean): Promise<void>;
   resign(reason: string, transferTo?: string): Promise<void>;
-  /** Leader: a new durability guard; `timeline`: a timeline number reserved for a promotion (the guard keeps the highest). */
-  setGuard(block: boolean, floor: Position | null, timeline?: number): Promise<void>;
+  setGuard(block: boolean, floor: Position | null): Promise<void>;
+  /** Leader: reserve timeline number `n` for a promotion (core/timelines.ts): the guard keeps the highest, block and floor as they are. */
+  reserveTimeline(n: number): Promise<void>;
   propose(op: ProposeOp, node: string): Promise<void>;
   bootstrap(m: Membership): Promise<void>;
   /** Every cluster the store holds (etcd); absent: this cluster only (built-in). */
@@ -128,8 +129,12 @@ export class ElectionDriver implements Consensus {
     return this.feed((now) => ({ type: "resign", now, reason, transferTo }));
   }
 
-  setGuard(block: boolean, floor: Position | null, timeline?: number): Promise<void> {
-    return this.feed((now) => ({ type: "guard", now, block, floor, ...(timeline !== undefined ? { timeline } : {}) }));
+  setGuard(block: boolean, floor: Position | null): Promise<void> {
+    return this.feed((now) => ({ type: "guard", now, block, floor }));
+  }
+
+  reserveTimeline(n: number): Promise<void> {
+    return this.feed((now) => ({ type: "reserve-timeline", now, timeline: n }));
   }
 
   propose(op: ProposeOp, node: string): Promise<void> {
@@ -257,14 +262,15 @@ export class ElectionDriver implements Consensus {
  * it). False when this node stops leading or `timeoutMs` passes first. A switchover's outage and a
  * promotion wait on this: one heartbeat's round trip, polled every 2 ms.
  */
-export async function publishGuard(c: Pick<Consensus, "status">, set: () => Promise<void>, timeoutMs: number, stored: (g: Guard) => boolean = () => true): Promise<boolean> {
+export async function publishGuard(c: Pick<Consensus, "status">, set: () => Promise<void>, timeoutMs: number, stored?: (st: Status) => boolean): Promise<boolean> {
   await set();
   const seq = c.status().guard?.seq ?? 0;
+  const done = stored ?? ((st: Status) => st.guardCommitted >= seq);
   const end = performance.now() + timeoutMs;
   while (performance.now() < end) {
     const st = c.status();
     if (st.role !== "leader") return false;
-    if (st.guardCommitted >= seq && st.guard && stored(st.guard)) return true;
+    if (done(st)) return true;
     await Bun.sleep(2);
   }
   return false;

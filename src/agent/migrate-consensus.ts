@@ -133,7 +133,8 @@ export class SwitchableConsensus implements Consensus {
     this.resigns++;
     return this.inner.resign(reason, transferTo);
   }
-  setGuard(block: boolean, floor: Position | null, timeline?: number): Promise<void> { return this.inner.setGuard(block, floor, timeline); }
+  setGuard(block: boolean, floor: Position | null): Promise<void> { return this.inner.setGuard(block, floor); }
+  reserveTimeline(n: number): Promise<void> { return this.inner.reserveTimeline(n); }
   /** Set by the migration while it runs: no membership change then (the commit counts the voters at its start). */
   migrating = false;
 

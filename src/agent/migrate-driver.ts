@@ -7,6 +7,7 @@
 // core's; the leader's run (its plan, tick timer and takeover watch) is src/agent/migrate-leader.ts,
 // its etcd steps src/agent/migrate-leader-etcd.ts, the periodic etcd checks that settle what a
 // migration left open src/agent/migrate-checks.ts, the backend swap src/agent/migrate-consensus.ts.
+import { maxTimeline, withTimeline } from "../core/timelines.ts";
 import type { Config } from "../config/schema.ts";
 import type { Guard, Membership } from "../core/messages.ts";
 import * as M from "../core/consensus-migrate.ts";
@@ -199,7 +200,10 @@ export class MigrateDriver {
       const st = this.d.consensus.status();
       const cur = this.d.store.get();
       const { resumed, ...e } = election;
-      this.d.store.saveElection({ ...cur, ...e, membership: resumed?.membership ?? st.membership ?? cur.membership, guard: resumed?.guard ?? st.guard ?? cur.guard });
+      const guard = resumed?.guard ?? st.guard ?? cur.guard;
+      // A timeline reservation only grows (core/timelines.ts): the stored one may be the higher.
+      const timeline = maxTimeline(guard?.timeline, cur.guard?.timeline);
+      this.d.store.saveElection({ ...cur, ...e, membership: resumed?.membership ?? st.membership ?? cur.membership, guard: guard ? withTimeline(guard, timeline) : null });
     }
     this.backends.save(f);
     this.inForceNow = f;

@@ -23,6 +23,7 @@
 //    no two decisions share an epoch and a later decision always has the higher epoch (design.md S21);
 //  - the way back to builtin resumes a term above every voter's stored built-in term, as reported at
 //    the epoch in force, so no voter refuses it and no older guard wins a later comparison.
+import { withTimeline } from "./timelines.ts";
 import { majority } from "./quorum.ts";
 import type { Guard, Membership } from "./messages.ts";
 import { restamp } from "./election-membership.ts";
@@ -239,7 +240,8 @@ export function resumeTerm(storedTerm: number, etcdTerm: number, voterTerms: rea
  */
 export function resumedRecords(guard: Guard | null, membership: Membership, term: number): { guard: Guard; membership: Membership } {
   return {
-    guard: { term, seq: (guard?.seq ?? 0) + 1, block: guard?.block ?? false, holder: guard?.holder ?? null, floor: guard?.floor ?? null },
+    // The timeline reservation goes along (core/timelines.ts): it only ever grows.
+    guard: withTimeline<Guard>({ term, seq: (guard?.seq ?? 0) + 1, block: guard?.block ?? false, holder: guard?.holder ?? null, floor: guard?.floor ?? null }, guard?.timeline),
     membership: restamp(membership, term),
   };
 }

@@ -75,7 +75,9 @@ export type Event =
    */
   | { type: "campaign"; now: number; force?: boolean }
   /** Leader only: the new durability guard (seq assigned here). */
-  | { type: "guard"; now: number; block: boolean; floor: Position | null; /** A timeline number reserved for a promotion (core/timelines.ts): the guard keeps the highest. */ timeline?: number }
+  | { type: "guard"; now: number; block: boolean; floor: Position | null }
+  /** Leader only: reserve a timeline number for a promotion (core/timelines.ts); the guard keeps the highest, block and floor as they are. */
+  | { type: "reserve-timeline"; now: number; timeline: number }
   /**
    * The shell carried out Ready.detach{term}: streaming from the old primary stopped (ok) or could
    * not be stopped (!ok, error says why). position: the final flushed/received position after
@@ -127,6 +129,8 @@ export interface Status {
   prevVoters: readonly string[] | null;
   /** Leader: highest guard seq a majority has stored (0 before any). */
   guardCommitted: number;
+  /** Leader: the highest timeline reservation a majority says it stored (0 before any; a voter of an older version never says). */
+  timelineCommitted: number;
   /** A vote held until the shell reports `detached` (or until `until`, local ms). */
   pendingVote: { term: number; candidate: string; until: number } | null;
 }

@@ -31,7 +31,7 @@
 
 import { comparePosition, type Position, ZERO_POSITION } from "./position.ts";
 import { maxTimeline, withTimeline } from "./timelines.ts";
-import { hasMajority, majority } from "./quorum.ts";
+import { hasMajority, majority, quorumMin } from "./quorum.ts";
 import type { ElectionMsg, Guard, Membership, MembershipVersion } from "./messages.ts";
 import { arrivedLate, guardCommitted, heardLeaderRecently, leaseUntil, type HbClock } from "./election-contact.ts";
 import { compareVersion, isNewer, newerMembership, planMembershipChange, proposed, restamp, storedByMajority, versionOf, type ProposeOp } from "./election-membership.ts";
@@ -75,6 +75,8 @@ export class Election implements Consensus {
   /** The highest timeline reservation the votes of this node's candidacies carried (core/timelines.ts). */
   private votersTimeline: number | undefined = undefined;
   private readonly peerGuardSeq = new Map<string, number>();
+  /** Leader: the timeline reservation each follower said it stored with this term's guard. */
+  private readonly peerGuardTimeline = new Map<string, number>();
   /** This candidacy was forced by a human (--accept-data-loss): voters skip the guard. */
   private forceRound = false;
   /** After resigning, give the others their full election timeout (with jitter) to take over before standing again. */
@@ -124,6 +126,7 @@ export class Election implements Consensus {
       guard: this.guard,
       prevVoters: this.role === "leader" ? this.prevVoters : null,
       guardCommitted: this.role === "leader" ? this.guardCommitted() : 0,
+      timelineCommitted: this.role === "leader" ? Math.max(0, quorumMin(this.voters(), { get: (v) => (v === this.o.id ? (this.guard?.timeline ?? 0) : this.peerGuardTimeline.get(v)) })) : 0,
       pendingVote: this.pendingVote ? { term: this.pendingVote.term, candidate: this.pendingVote.from, until: this.pendingVote.until } : null,
     };
   }
@@ -151,7 +154,15 @@ export class Election implements Consensus {
         break;
       case "guard":
         if (this.role === "leader") {
-          this.guard = withTimeline<Guard>({ term: this.term, seq: (this.guard?.seq ?? 0) + 1, block: ev.block, holder: ev.block ? this.o.id : null, floor: ev.floor }, maxTimeline(this.guard?.timeline, ev.timeline));
+          this.guard = withTimeline<Guard>({ term: this.term, seq: (this.guard?.seq ?? 0) + 1, block: ev.block, holder: ev.block ? this.o.id : null, floor: ev.floor }, this.guard?.timeline);
+          this.persist();
+          this.sendHeartbeats(now);
+        }
+        break;
+      case "reserve-timeline":
+        if (this.role === "leader") {
+          const g = this.guard ?? { seq: 0, block: false, holder: null, floor: null };
+          this.guard = withTimeline<Guard>({ ...g, term: this.term, seq: g.seq + 1 }, maxTimeline(g.timeline, ev.timeline));
           this.persist();
           this.sendHeartbeats(now);
         }
@@ -356,6 +367,7 @@ export class Election implements Consensus {
     this.committed = this.voters().length === 1;
     this.ledTerm = this.term;
     this.peerGuardSeq.clear();
+    this.peerGuardTimeline.clear();
     // Elected past the guard's checks; a forced (accept-data-loss) election starts a clean slate.
     // The timeline reservation is kept even then: it says which numbers other histories may hold.
     this.guard = withTimeline<Guard>({
@@ -571,7 +583,9 @@ export class Election implements Consensus {
     // node already acknowledged (the leader counts that acknowledgement before it degrades).
     this.learnGuard(m.guard);
     // Acknowledge only this leader's guards: a seq of another term's guard says nothing about its own.
-    const guardSeq = this.guard && (this.guard.term ?? 0) === m.term ? { guardSeq: this.guard.seq } : {};
+    // ... and the timeline reservation stored with it: a follower of an older version acknowledges
+    // the seq having dropped the field, so a reservation counts only where it is echoed.
+    const guardSeq = this.guard && (this.guard.term ?? 0) === m.term ? { guardSeq: this.guard.seq, ...(this.guard.timeline !== undefined ? { guardTimeline: this.guard.timeline } : {}) } : {};
     this.send(from, { t: "hb-resp", term: this.term, seq: m.seq, ok: true, cfg: versionOf(this.membership), ...guardSeq });
   }
 
@@ -585,6 +599,7 @@ export class Election implements Consensus {
     if (m.seq > now) return; // not a time we sent; ignore
     this.acks.set(from, Math.max(this.acks.get(from) ?? -Infinity, m.seq));
     if (m.guardSeq !== undefined) this.peerGuardSeq.set(from, Math.max(this.peerGuardSeq.get(from) ?? 0, m.guardSeq));
+    if (m.guardTimeline !== undefined) this.peerGuardTimeline.set(from, Math.max(this.peerGuardTimeline.get(from) ?? 0, m.guardTimeline));
     this.peerVersions.set(from, m.cfg);
     if (!this.committed && storedByMajority(this.o.id, this.voters(), versionOf(this.membership), this.peerVersions)) this.commitMembership();
   }

@@ -88,8 +88,12 @@ export type HaAction =
   | { kind: "fence"; reason: string }
   | { kind: "clone"; from: string }
   | { kind: "rewind"; from: string }
-  /** upstream null: the leader's own stopped standby, started to be promoted. */
-  | { kind: "start-standby"; upstream: string | null }
+  /**
+   * upstream null: the leader's own stopped server, started to be promoted. ownTimeline: a former
+   * primary's, recovering on its own timeline only (PostgreSQL's walk to the newest timeline would
+   * find another leader's history, forked before this server's WAL ends, and refuse to start).
+   */
+  | { kind: "start-standby"; upstream: string | null; ownTimeline?: true }
   | { kind: "repoint"; upstream: string }
   | { kind: "resign"; reason: string; to?: string };
 
@@ -141,7 +145,7 @@ function asLeader(x: HaInput): HaAction {
     if (!l.wasPrimary && x.clusterSystemId !== null) return { kind: "start-standby", upstream: null };
     // A former primary whose timeline a later reservation went past is promoted the same way: its
     // WAL on the old timeline must not compare as part of another leader's history.
-    if (x.clusterSystemId !== null && !mayRestartInPlace(l.timeline, x.reservedTimeline)) return { kind: "start-standby", upstream: null };
+    if (x.clusterSystemId !== null && !mayRestartInPlace(l.timeline, x.reservedTimeline)) return { kind: "start-standby", upstream: null, ownTimeline: true };
     return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
   }
   // Alive but unable to work (stuck, disk full, cannot write): a standby holding every acknowledged

@@ -1,5 +1,5 @@
-// Timeline numbers that are unique across the cluster's histories (docs/design.md, "Timeline
-// reservations"). PostgreSQL gives a promotion the timeline after the newest it can find: it walks
+// Timeline numbers that are unique across the cluster's histories (docs/design.md, section 3:
+// "Timeline numbers are unique across histories", invariant S24). PostgreSQL gives a promotion the timeline after the newest it can find: it walks
 // the history files from its recovery target upward (pg_wal, and the archive through
 // restore_command) and takes the first number without one. A node that never saw another node's
 // promotion would pick that node's number again, and positions would then compare two histories
@@ -56,7 +56,7 @@ export function isPlaceholder(text: string): boolean {
 
 /** The placeholder for `n`: comments only, so PostgreSQL never takes it for a real history. */
 export function placeholderText(n: number, term: number): string {
-  return `${PLACEHOLDER_MARK}\n# timeline ${n}, reserved before term ${term}; not a history of this node: pgherd removes it after the promotion\n`;
+  return `${PLACEHOLDER_MARK}\n# timeline ${n}, reserved before term ${term}: not a history of this node; it keeps the number taken for PostgreSQL's walk\n`;
 }
 
 /** `g` with the reservation `tl` (no key at all without one: guards stored before it existed have none). */

@@ -4,7 +4,7 @@
 // numbers asks its upstream for each one's history file. One above every real history file (an
 // agent that died between placing it and pg_promote) is removed before the server starts: a
 // standby would otherwise recover towards it and wait for its WAL forever.
-import { readdirSync } from "node:fs";
+import { readdirSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { isPlaceholder, placeholderText } from "../core/timelines.ts";
 import { SafeDir, type Owner } from "./fsutil.ts";
@@ -17,11 +17,13 @@ export const historyFileName = (n: number): string => `${n.toString(16).toUpperC
 async function inWal<T>(dataDir: string, osUser: string, fn: (d: SafeDir, owner: Owner, names: string[]) => Promise<T>): Promise<T> {
   const u = await lookupOsUser(osUser);
   const owner: Owner = { uid: u.uid, gid: u.gid };
-  // The agent runs as the OS user, which may follow a pg_wal link (initdb --waldir): only that user
-  // can write the data directory. As root, SafeDir refuses a link anywhere on the path.
-  const d = await SafeDir.open(join(dataDir, "pg_wal"), { osUser: owner });
+  // pg_wal may be a link to another file system (initdb --waldir). The link is in the data
+  // directory, which only the OS user can write, so it is followed; the directory it names is then
+  // opened as any other (as root: no link on that path, files the OS user could read).
+  const wal = realpathSync(join(dataDir, "pg_wal"));
+  const d = await SafeDir.open(wal, { osUser: owner });
   try {
-    return await fn(d, owner, readdirSync(join(dataDir, "pg_wal")).filter((n) => HISTORY.test(n)));
+    return await fn(d, owner, readdirSync(wal).filter((n) => HISTORY.test(n)));
   } finally {
     await d.close();
   }
@@ -32,17 +34,21 @@ export function historyNumbers(dataDir: string, osUser: string): Promise<Set<num
   return inWal(dataDir, osUser, async (_d, _o, names) => new Set(names.map((n) => parseInt(HISTORY.exec(n)![1]!, 16))));
 }
 
-/**
- * Placeholder history files for `numbers` (each durable before this returns). `archive`: pgherd
- * runs the archive_command ([backup] tool): each is marked ready, as PostgreSQL marks its own, so
- * that a restore's walk over the archive passes the number too (`pgherd backup wal-push` keeps a
- * real history file the repository already has).
- */
-export function placePlaceholders(dataDir: string, osUser: string, numbers: number[], term: number, archive = false): Promise<void> {
+/** Placeholder history files for `numbers` (each durable before this returns). */
+export function placePlaceholders(dataDir: string, osUser: string, numbers: number[], term: number): Promise<void> {
   return inWal(dataDir, osUser, async (d, owner) => {
     for (const n of numbers) await d.writeAtomic(historyFileName(n), placeholderText(n, term), { mode: 0o600, owner });
-    if (!archive) return;
-    const status = await SafeDir.open(join(dataDir, "pg_wal", "archive_status"), { osUser: owner });
+  });
+}
+
+/**
+ * After the promotion (never before: one above every real history file must not reach the
+ * archive), when pgherd runs the archive_command: each placeholder is marked ready, as PostgreSQL
+ * marks its own history files, so that a restore's walk over the archive passes the number too.
+ */
+export function markPlaceholdersReady(dataDir: string, osUser: string, numbers: number[]): Promise<void> {
+  return inWal(dataDir, osUser, async (d, owner) => {
+    const status = await SafeDir.open(join(d.path, "archive_status"), { osUser: owner });
     try {
       for (const n of numbers) await status.writeAtomic(`${historyFileName(n)}.ready`, "", { mode: 0o600, owner });
     } finally {
@@ -53,7 +59,7 @@ export function placePlaceholders(dataDir: string, osUser: string, numbers: numb
 
 /**
  * Removes the placeholder history files above every real one and above `timeline()` (the server's
- * own, from pg_control; read only when there is a placeholder): those a walk would end on. The numbers removed; real files are never touched.
+ * own, from pg_control; read only when a placeholder is above every real one): those a walk would end on. The numbers removed; real files are never touched.
  */
 export function removeDanglingPlaceholders(dataDir: string, osUser: string, timeline: () => Promise<number>): Promise<number[]> {
   return inWal(dataDir, osUser, async (d, _o, names) => {
@@ -66,8 +72,8 @@ export function removeDanglingPlaceholders(dataDir: string, osUser: string, time
       if (isPlaceholder(text)) placeholders.push(n);
       else real = Math.max(real, n);
     }
-    if (placeholders.length === 0) return [];
-    real = Math.max(real, await timeline()); // pg_controldata: only when there is a placeholder
+    if (!placeholders.some((n) => n > real)) return []; // the usual case: no pg_controldata
+    real = Math.max(real, await timeline());
     const removed = placeholders.filter((n) => n > real).sort((a, b) => a - b);
     for (const n of removed) await d.remove(historyFileName(n));
     return removed;

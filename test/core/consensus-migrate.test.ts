@@ -98,6 +98,11 @@ describe("S1: the way back to builtin keeps the etcd-era guard and membership", 
     expect(isNewer(etcdMembership, { term: 7, index: 3, voters: ["l", "v"] })).toBe(false);
   });
 
+  test("the timeline reservation goes along to builtin (core/timelines.ts)", () => {
+    expect(resumedRecords({ ...etcdGuard, timeline: 9 }, etcdMembership, 8).guard).toEqual({ term: 8, seq: 6, block: true, holder: "l", floor: null, timeline: 9 });
+    expect(resumedRecords(etcdGuard, etcdMembership, 8).guard).not.toHaveProperty("timeline");
+  });
+
   test("members store them with the switch", () => {
     const r = resumedRecords(etcdGuard, etcdMembership, 8);
     const local = { inForce: { backend: "etcd", epoch: 1 } as InForce, term: 7, follows: { leader: "l", term: 2 }, voters: ["l", "v", "w"] };

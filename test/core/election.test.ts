@@ -478,11 +478,12 @@ test("a timeline reserved by a leader cut off after a majority stored it reaches
   expect(l === "a" || l === "b").toBe(true);
   const other = l === "a" ? "b" : "a";
   c.cut.add(other);
-  c.apply(l!, c.nodes.get(l!)!.step({ type: "guard", now: c.clock(l!), block: false, floor: null, timeline: 4 }));
+  c.apply(l!, c.nodes.get(l!)!.step({ type: "reserve-timeline", now: c.clock(l!), timeline: 4 }));
   c.run(500);
   const st = c.nodes.get(l!)!.status(c.clock(l!));
   expect(st.guard?.timeline).toBe(4);
   expect(st.guardCommitted).toBeGreaterThanOrEqual(st.guard!.seq); // stored by l and w: a majority
+  expect(st.timelineCommitted).toBe(4); // and w echoed the reservation with its acknowledgement
   expect(c.nodes.get(other)!.status(c.clock(other)).guard?.timeline).toBeUndefined();
   // The leader is cut off (it promoted, say), the other node comes back and wins with w's vote.
   c.cut.delete(other);
@@ -492,9 +493,9 @@ test("a timeline reserved by a leader cut off after a majority stored it reaches
   expect(c.nodes.get(other)!.status(c.clock(other)).guard?.timeline).toBe(4);
   // A later reservation below it changes nothing; a higher one replaces it.
   const o = c.nodes.get(other)!;
-  c.apply(other, o.step({ type: "guard", now: c.clock(other), block: false, floor: null, timeline: 3 }));
+  c.apply(other, o.step({ type: "reserve-timeline", now: c.clock(other), timeline: 3 }));
   expect(o.status(c.clock(other)).guard?.timeline).toBe(4);
-  c.apply(other, o.step({ type: "guard", now: c.clock(other), block: false, floor: null, timeline: 6 }));
+  c.apply(other, o.step({ type: "reserve-timeline", now: c.clock(other), timeline: 6 }));
   expect(o.status(c.clock(other)).guard?.timeline).toBe(6);
 });
 
@@ -515,4 +516,22 @@ test("a follower keeps the highest timeline reservation, also from an older guar
   e.step({ type: "recv", now: 5002, from: "c", msg: { t: "vote-resp", term, granted: true } });
   expect(e.status(5002).role).toBe("leader");
   expect(e.status(5002).guard).toMatchObject({ term, block: false, floor: null, timeline: 7 });
+});
+
+test("a reservation counts as stored only where a follower echoes it: one of an older version acknowledges the guard's seq having dropped the field", () => {
+  const c = new Cluster(["a", "b", "c"]);
+  c.run(5000);
+  const [l] = c.leaders();
+  const others = ["a", "b", "c"].filter((x) => x !== l);
+  for (const o of others) c.cut.add(o);
+  const e = c.nodes.get(l!)!;
+  c.apply(l!, e.step({ type: "reserve-timeline", now: c.clock(l!), timeline: 5 }));
+  const st = e.status(c.clock(l!));
+  const term = st.term;
+  const resp = (guardTimeline?: number) => e.step({ type: "recv", now: c.clock(l!), from: others[0]!, msg: { t: "hb-resp", term, seq: c.clock(l!) - 1, ok: true, cfg: { term: st.membership!.term, index: st.membership!.index }, guardSeq: st.guard!.seq, ...(guardTimeline ? { guardTimeline } : {}) } });
+  resp();
+  expect(e.status(c.clock(l!)).guardCommitted).toBe(st.guard!.seq);
+  expect(e.status(c.clock(l!)).timelineCommitted).toBe(0);
+  resp(5);
+  expect(e.status(c.clock(l!)).timelineCommitted).toBe(5);
 });

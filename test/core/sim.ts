@@ -96,7 +96,7 @@ interface Node {
   /** The history `data` lies on: each promotion's timeline with a unique uid (numbers may repeat). */
   line: Seg[];
   /** A promotion waiting for its timeline reservation to be stored by a majority (the shell's promote). */
-  reserving: { term: number; next: number; seq: number } | null;
+  reserving: { term: number; next: number } | null;
   lastHb: { from: string; at: number } | null;                  // last WAL received, from whom
   upstream: string | null;                                      // PostgreSQL streams from it (primary_conninfo): survives crashes
   inc: number;                                                  // agent process incarnation
@@ -379,14 +379,12 @@ export function runSim(p: SimParams): SimResult {
     let next = known + 1;
     if (p.mutation !== "no-timeline-reservation") {
       if (n.reserving?.term !== st.term) {
-        const g = st.guard;
-        const want = Math.max(known, g?.timeline ?? 0) + 1;
-        schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: g?.block ?? false, floor: g?.floor ?? null, timeline: want }));
-        const after = n.el!.status(localOf(n, t));
-        n.reserving = { term: st.term, next: want, seq: after.guard?.seq ?? 0 };
+        const want = Math.max(known, st.guard?.timeline ?? 0) + 1;
+        schedule(n, n.el!.step({ type: "reserve-timeline", now: localOf(n, t), timeline: want }));
+        n.reserving = { term: st.term, next: want };
         return;
       }
-      if (st.guardCommitted < n.reserving.seq) return;
+      if (st.timelineCommitted < n.reserving.next) return;
       next = n.reserving.next;
     }
     n.reserving = null;

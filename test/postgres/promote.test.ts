@@ -9,8 +9,8 @@ import { writeManagedConfig } from "../../src/postgres/managed-config.ts";
 import { promote, syncNamesBeforePromotion } from "../../src/postgres/promote.ts";
 import { openDb, openLocalDb, type Db } from "../../src/postgres/sql.ts";
 import { planTimeline } from "../../src/core/timelines.ts";
-import { historyFileName, historyNumbers, placePlaceholders, removeDanglingPlaceholders } from "../../src/postgres/timeline-files.ts";
-import { readFileSync } from "node:fs";
+import { historyFileName, historyNumbers, markPlaceholdersReady, placePlaceholders, removeDanglingPlaceholders } from "../../src/postgres/timeline-files.ts";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, PG_OS_USER, pgScratch, type Scratch } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -129,6 +129,9 @@ test("placeholder history files for reserved numbers make PostgreSQL promote abo
   // none dangles above it, so none is removed.
   expect(await removeDanglingPlaceholders(sb.node.dataDir, PG_OS_USER, tli)).toEqual([]);
   expect([...(await historyNumbers(sb.node.dataDir, PG_OS_USER))].sort()).toEqual([2, 3, 4]);
+  // With pgherd archiving ([backup] tool), marked ready once promoted, as PostgreSQL marks its own.
+  await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER, plan.fill);
+  for (const n of plan.fill) expect(existsSync(join(sb.node.dataDir, "pg_wal", "archive_status", `${historyFileName(n)}.ready`))).toBe(true);
 }, 60_000);
 
 test("a placeholder above every real history file (an agent that died before pg_promote) holds a standby's start; removing it, as the agent does before a start, frees it", async () => {

@@ -45,6 +45,11 @@ describe("renderPgherdConf", () => {
     expect(own).toContain("wal_receiver_timeout = '5s'\n");
   });
 
+  test("a former primary started to be promoted recovers on its own timeline; otherwise PostgreSQL's default (latest) stays", () => {
+    expect(renderPgherdConf({ ...baseConf, recoveryTargetTimeline: "current" })).toContain("recovery_target_timeline = 'current'\n");
+    expect(renderPgherdConf(baseConf)).not.toContain("recovery_target_timeline");
+  });
+
   test("a primary clears conninfo and slot (they may have been copied by pg_rewind)", () => {
     const text = renderPgherdConf(baseConf);
     expect(text).toContain("primary_conninfo = ''\n");

@@ -1,6 +1,5 @@
 // The local PostgreSQL as every part of the loop uses it: its files, a client, the managed
 // configuration, start/stop, and the facts the last monitoring round observed.
-import { removeDanglingPlaceholders } from "../../postgres/timeline-files.ts";
 import { join } from "node:path";
 import { parseHostPort } from "../../config/hostport.ts";
 import type { Config } from "../../config/schema.ts";
@@ -8,6 +7,7 @@ import type { Position } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import { ensureDir } from "../../postgres/fsutil.ts";
 import { buildConninfo, inspectDataDir, openLocalDb, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
+import { removeDanglingPlaceholders } from "../../postgres/timeline-files.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
 import { NodeTls } from "../../tls/node-tls.ts";
 import { conninfoExtra, walSettings } from "../../backup/wal-settings.ts";
@@ -136,7 +136,7 @@ export class PgHost {
    * carries this.syncNames too (the names it would run with as a primary, durability.ts): a
    * standby ignores them, and a promotion finds them in force from its first commit.
    */
-  async writeConfig(standby: boolean, upstream?: string): Promise<string[]> {
+  async writeConfig(standby: boolean, upstream?: string, o: { ownTimeline?: boolean } = {}): Promise<string[]> {
     if (this.syncNames === "") {
       this.syncNamesTaken = false;
       this.syncNamesEmptied++;
@@ -161,6 +161,7 @@ export class PgHost {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
+        ...(standby && o.ownTimeline ? { recoveryTargetTimeline: "current" as const } : {}),
         serverLog: serverLogParameters(this.cfg),
         ...(await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version)),
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pgParametersInForce(params) } : pgParametersInForce(params),

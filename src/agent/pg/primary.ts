@@ -6,7 +6,7 @@ import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftovers, 
 import type { PgHost } from "./host.ts";
 import { bootstrapFromBackup } from "../../backup/bootstrap.ts";
 import { planTimeline, type TimelinePlan } from "../../core/timelines.ts";
-import { historyNumbers, placePlaceholders } from "../../postgres/timeline-files.ts";
+import { historyNumbers, markPlaceholdersReady, placePlaceholders } from "../../postgres/timeline-files.ts";
 
 /** How long a promotion waits for a majority to store its timeline reservation. */
 const RESERVE_MS = 3000;
@@ -92,10 +92,14 @@ export class PrimaryStarter {
       // pg_control keeps the old timeline until a checkpoint: pg_rewind of the old primary reads it.
       await h.localDb().query("checkpoint after promotion", (sql) => sql`CHECKPOINT`, 60_000).catch((e) => h.log.warn(`checkpoint after promotion: ${(e as Error).message}`));
       const after = await probe(h.localDb());
-      if (r === "promoted" && after.up && after.timeline !== tl.next) {
-        // Above: a history file in the archive that pg_wal did not have; keep the reservation with it.
-        if (after.timeline > tl.next) void h.ctx.reserveTimeline(after.timeline, RESERVE_MS);
-        else h.log.error(`the promotion got timeline ${after.timeline}, below the reserved ${tl.next}: another history may have the same number`);
+      if (r === "promoted" && after.up && after.timeline > tl.next) {
+        // A history file in the archive that pg_wal did not have: the reservation goes with it.
+        if (!(await h.ctx.reserveTimeline(after.timeline, RESERVE_MS))) h.log.error(`the promotion got timeline ${after.timeline}, above the reserved ${tl.next}, and no majority stored it within ${RESERVE_MS} ms`);
+      } else if (r === "promoted" && after.up && after.timeline < tl.next) {
+        h.log.error(`the promotion got timeline ${after.timeline}, below the reserved ${tl.next}: another history may have the same number`);
+      }
+      if (r === "promoted" && tl.fill.length > 0 && h.cfg.backup.tool !== "none") {
+        await markPlaceholdersReady(h.node.dataDir, h.cfg.postgres.os_user, tl.fill).catch((e: Error) => h.log.warn(`marking the placeholder history files for the archive: ${e.message}`));
       }
       h.ctx.becamePrimary("promote", after.up ? after.timeline : null, after.up ? after.currentLsn : null);
     });
@@ -118,8 +122,8 @@ export class PrimaryStarter {
   private async promoteAbove(tl: TimelinePlan): Promise<string> {
     const h = this.h;
     if (tl.fill.length > 0) {
-      h.log.warn(`timeline number(s) ${tl.fill.join(", ")} were reserved by another leader's promotion: placeholder history files keep this promotion above them (timeline ${tl.next})`);
-      await placePlaceholders(h.node.dataDir, h.cfg.postgres.os_user, tl.fill, h.ctx.leadership().term, h.cfg.backup.tool !== "none");
+      h.log.warn(`timeline number(s) ${tl.fill.join(", ")} were reserved earlier (another leader's promotion may hold them): placeholder history files keep this promotion above them (timeline ${tl.next})`);
+      await placePlaceholders(h.node.dataDir, h.cfg.postgres.os_user, tl.fill, h.ctx.leadership().term);
     }
     return promote(h.localDb(), h.node);
   }

@@ -21,6 +21,9 @@ import { BarrierTimeout } from "../../postgres/promote.ts";
 /** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
 const STUCK_MS = 15_000;
 /** Member slots made before a promotion (slots.ts prepareForPromotion) may delay it at most this long. */
+/** Failed attempts to promote (or to start the server to be promoted) before the leader hands over. */
+const PROMOTE_ATTEMPTS = 3;
+
 export const PREPARE_SLOTS_MS = 300;
 
 export interface RoundParts {
@@ -171,6 +174,10 @@ export class MonitorRound {
       } else if (decision.kind === "promote" && e instanceof BarrierTimeout && lead.leading) {
         // Its checkpointer is busy for longer than a promotion should wait: another standby may be ready now.
         ctx.resign(`not promoted: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
+      } else if ((decision.kind === "promote" || (decision.kind === "start-standby" && decision.upstream === null)) && lead.leading && this.failures >= PROMOTE_ATTEMPTS) {
+        // This leader cannot make its server the primary (a reservation that no majority stores, a
+        // file it cannot write, a server that does not start): another node may.
+        ctx.resign(`not promoted after ${this.failures} attempts: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
       }
       h.log.error(`${decision.kind} failed (attempt ${this.failures}, next try in ${backoff} ms): ${this.lastError}`);
     }
@@ -235,8 +242,8 @@ export class MonitorRound {
         if (d.upstream === null) {
           // The first step of a promotion: only under this agent's lease, as the promotion itself.
           return h.fencer.asPrimary("start to promote", async () => {
-            h.log.info("starting this leader's stopped server as a standby without an upstream, to promote it (a new timeline)");
-            await h.writeConfig(true);
+            h.log.info(`starting this leader's stopped ${d.ownTimeline ? "former primary" : "standby"} as a standby without an upstream, to promote it (a new timeline)`);
+            await h.writeConfig(true, undefined, { ownTimeline: d.ownTimeline === true });
             await h.startServer();
           });
         }

@@ -10,7 +10,7 @@ import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import type { Compare, EtcdClient, Op } from "./client.ts";
-import { type ClusterKeys, decideCandidacy, decodeSnapshot, type MemberReport, nextGuard, nextMembership, type Snapshot } from "./elect-core.ts";
+import { type ClusterKeys, decideCandidacy, decodeSnapshot, type MemberReport, nextGuard, nextMembership, reservedGuard, type Snapshot } from "./elect-core.ts";
 import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
@@ -117,7 +117,7 @@ export class EtcdConsensus implements Consensus {
       id: this.o.self.id, role, term: this.term, votedFor: null, leader: this.lead.leader(),
       membership: s?.membership?.value ?? null, membershipCommitted: !!s?.membership,
       leaseUntil: this.leading?.until ?? null, lastLeaderContact: this.lastLeaderContact, position: this.position,
-      guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: s?.guard?.value.seq ?? 0, pendingVote: null,
+      guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: s?.guard?.value.seq ?? 0, timelineCommitted: s?.guard?.value.timeline ?? 0, pendingVote: null,
     };
   }
 
@@ -172,10 +172,19 @@ export class EtcdConsensus implements Consensus {
     });
   }
 
-  setGuard(block: boolean, floor: Position | null, timeline?: number): Promise<void> {
+  reserveTimeline(n: number): Promise<void> {
     return this.serial(async () => {
       if (!this.leading || !this.snap) return;
-      const g = nextGuard(this.snap.guard?.value ?? null, this.leading.term, this.o.self.id, block, floor, timeline);
+      const g = reservedGuard(this.snap.guard?.value ?? null, this.leading.term, n);
+      const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guard?.mod ?? 0 }], this.o.keys.guard, JSON.stringify(g));
+      if (!ok) this.o.log.warn("timeline reservation not stored: the guard changed meanwhile or this node lost the leader key");
+    });
+  }
+
+  setGuard(block: boolean, floor: Position | null): Promise<void> {
+    return this.serial(async () => {
+      if (!this.leading || !this.snap) return;
+      const g = nextGuard(this.snap.guard?.value ?? null, this.leading.term, this.o.self.id, block, floor);
       const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guard?.mod ?? 0 }], this.o.keys.guard, JSON.stringify(g));
       if (!ok) this.o.log.warn("durability guard not stored: it changed meanwhile or this node lost the leader key");
     });

@@ -183,7 +183,13 @@ export function nextMembership(current: Membership, term: number, voters: string
   return { term, index: current.index + 1, voters, ...(approved.length > 0 ? { approved } : {}) };
 }
 
-/** The guard the leader publishes: seq one past the stored one; the timeline reservation only grows. */
-export function nextGuard(current: Guard | null, term: number, self: string, block: boolean, floor: Position | null, timeline?: number): Guard {
-  return withTimeline<Guard>({ term, seq: (current?.seq ?? 0) + 1, block, holder: block ? self : null, floor }, maxTimeline(current?.timeline, timeline));
+/** The guard the leader publishes: seq one past the stored one; the timeline reservation is kept. */
+export function nextGuard(current: Guard | null, term: number, self: string, block: boolean, floor: Position | null): Guard {
+  return withTimeline<Guard>({ term, seq: (current?.seq ?? 0) + 1, block, holder: block ? self : null, floor }, current?.timeline);
+}
+
+/** The stored guard with timeline `n` reserved (core/timelines.ts): block, holder and floor as they are. */
+export function reservedGuard(current: Guard | null, term: number, n: number): Guard {
+  const g = current ?? { seq: 0, block: false, holder: null, floor: null };
+  return withTimeline<Guard>({ ...g, term, seq: g.seq + 1 }, maxTimeline(g.timeline, n));
 }
