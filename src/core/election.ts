@@ -42,6 +42,9 @@ export { DETACH_TIMEOUT_MS, type Consensus, type ElectionOptions, type Event, ty
 
 type VoteMsg = Extract<ElectionMsg, { t: "vote" }>;
 
+/** peerGuardTimeline for a follower that acknowledges guards without echoing their reservation (an older version). */
+const LEGACY = -1;
+
 export class Election implements Consensus {
   private readonly o: ElectionOptions;
   private term: number;
@@ -126,7 +129,7 @@ export class Election implements Consensus {
       guard: this.guard,
       prevVoters: this.role === "leader" ? this.prevVoters : null,
       guardCommitted: this.role === "leader" ? this.guardCommitted() : 0,
-      timelineCommitted: this.role === "leader" ? Math.max(0, quorumMin(this.voters(), { get: (v) => (v === this.o.id ? (this.guard?.timeline ?? 0) : this.peerGuardTimeline.get(v)) })) : 0,
+      timelineCommitted: this.role === "leader" ? this.timelineCommitted() : 0,
       pendingVote: this.pendingVote ? { term: this.pendingVote.term, candidate: this.pendingVote.from, until: this.pendingVote.until } : null,
     };
   }
@@ -278,6 +281,25 @@ export class Election implements Consensus {
     if (!force && this.guard?.block && candidate !== this.guard.holder) return "no candidate is known to hold every acknowledged write (the primary ran without enough synchronous standbys)";
     if (!force && this.guard?.floor && comparePosition(pos, this.guard.floor) < 0) return "behind the last primary position the cluster must keep";
     return null;
+  }
+
+  /**
+   * Leader: the highest timeline reservation a majority stored. A follower echoes the one it stored
+   * with each acknowledgement; one of an older version acknowledges the guard's seq without the
+   * field, and counts as storing it: failover keeps working through a rolling upgrade, and the
+   * reservation's guarantee holds once every voter runs this version (docs/design.md, S24).
+   */
+  private timelineCommitted(): number {
+    const own = this.guard?.timeline ?? 0;
+    const seq = this.guard?.seq ?? 0;
+    return Math.max(0, quorumMin(this.voters(), {
+      get: (v) => {
+        if (v === this.o.id) return own;
+        const echoed = this.peerGuardTimeline.get(v);
+        if (echoed !== LEGACY) return echoed;
+        return (this.peerGuardSeq.get(v) ?? 0) >= seq ? own : 0;
+      },
+    }));
   }
 
   /** Leader: the highest guard seq stored by a majority of voters (itself included). */
@@ -600,6 +622,7 @@ export class Election implements Consensus {
     this.acks.set(from, Math.max(this.acks.get(from) ?? -Infinity, m.seq));
     if (m.guardSeq !== undefined) this.peerGuardSeq.set(from, Math.max(this.peerGuardSeq.get(from) ?? 0, m.guardSeq));
     if (m.guardTimeline !== undefined) this.peerGuardTimeline.set(from, Math.max(this.peerGuardTimeline.get(from) ?? 0, m.guardTimeline));
+    else if (m.guardSeq !== undefined && this.guard?.timeline !== undefined) this.peerGuardTimeline.set(from, LEGACY); // an older version: no echo
     this.peerVersions.set(from, m.cfg);
     if (!this.committed && storedByMajority(this.o.id, this.voters(), versionOf(this.membership), this.peerVersions)) this.commitMembership();
   }

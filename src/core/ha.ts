@@ -18,6 +18,7 @@ export interface LocalPg {
   upstream: string | null;
   /** The data was last a primary's (running: not in recovery; stopped: pg_control not "in recovery"). */
   wasPrimary: boolean;
+  /** Running: the probe's. Stopped: pg_control's, or for a former primary the newest real history file's if higher. */
   timeline: number | null;
   /** A standby that has not streamed for a while although the primary is ready (diverged history). */
   stuck: boolean;
@@ -90,10 +91,10 @@ export type HaAction =
   | { kind: "rewind"; from: string }
   /**
    * upstream null: the leader's own stopped server, started to be promoted. ownTimeline: a former
-   * primary's, recovering on its own timeline only (PostgreSQL's walk to the newest timeline would
+   * primary's timeline, the only one it recovers on (PostgreSQL's walk to the newest timeline could
    * find another leader's history, forked before this server's WAL ends, and refuse to start).
    */
-  | { kind: "start-standby"; upstream: string | null; ownTimeline?: true }
+  | { kind: "start-standby"; upstream: string | null; ownTimeline?: number }
   | { kind: "repoint"; upstream: string }
   | { kind: "resign"; reason: string; to?: string };
 
@@ -145,7 +146,7 @@ function asLeader(x: HaInput): HaAction {
     if (!l.wasPrimary && x.clusterSystemId !== null) return { kind: "start-standby", upstream: null };
     // A former primary whose timeline a later reservation went past is promoted the same way: its
     // WAL on the old timeline must not compare as part of another leader's history.
-    if (x.clusterSystemId !== null && !mayRestartInPlace(l.timeline, x.reservedTimeline)) return { kind: "start-standby", upstream: null, ownTimeline: true };
+    if (x.clusterSystemId !== null && !mayRestartInPlace(l.timeline, x.reservedTimeline)) return { kind: "start-standby", upstream: null, ...(l.timeline !== null ? { ownTimeline: l.timeline } : {}) };
     return { kind: "start-primary", adopt: x.clusterSystemId === null && x.fromExisting };
   }
   // Alive but unable to work (stuck, disk full, cannot write): a standby holding every acknowledged

@@ -28,7 +28,7 @@ export interface PgherdConfParams {
   /** Continuous archiving pgherd manages ([backup] tool): archive_mode, archive_command, restore_command. */
   archive?: { archiveMode: "on" | "always"; archiveCommand: string; restoreCommand: string };
   /** A former primary started as a standby to be promoted (core/ha.ts ownTimeline): recover on its own timeline only. */
-  recoveryTargetTimeline?: "current";
+  recoveryTargetTimeline?: number;
   /** Standby with copies of permanent logical slots: the primary keeps the catalog rows they need. */
   hotStandbyFeedback?: boolean;
   /** PostgreSQL ≥ 17 standby with permanent logical slots: sync_replication_slots (the conninfo then names a dbname). */
@@ -107,7 +107,7 @@ export function renderPgherdConf(p: PgherdConfParams): string {
   // Always written: an empty value clears a conninfo copied in by pg_rewind/pg_basebackup.
   managed.push(["primary_conninfo", p.primaryConninfo ?? ""]);
   managed.push(["primary_slot_name", p.primarySlotName ?? ""]);
-  if (p.recoveryTargetTimeline) managed.push(["recovery_target_timeline", p.recoveryTargetTimeline]);
+  if (p.recoveryTargetTimeline) managed.push(["recovery_target_timeline", String(p.recoveryTargetTimeline)]);
   // WAL that outlives failover (src/backup): written only when pgherd manages archiving / slot copies.
   const walKeys = p.archive ? ["archive_mode", "archive_command", "restore_command"] : [];
   if (p.archive) managed.push(["archive_mode", p.archive.archiveMode], ["archive_command", p.archive.archiveCommand], ["restore_command", p.archive.restoreCommand]);

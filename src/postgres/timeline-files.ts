@@ -4,11 +4,11 @@
 // numbers asks its upstream for each one's history file. One above every real history file (an
 // agent that died between placing it and pg_promote) is removed before the server starts: a
 // standby would otherwise recover towards it and wait for its WAL forever.
-import { readdirSync, realpathSync } from "node:fs";
+import { readdirSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { isPlaceholder, placeholderText } from "../core/timelines.ts";
 import { SafeDir, type Owner } from "./fsutil.ts";
-import { lookupOsUser } from "./users.ts";
+import { isRoot, lookupOsUser } from "./users.ts";
 
 const HISTORY = /^([0-9A-F]{8})\.history$/;
 
@@ -21,6 +21,10 @@ async function inWal<T>(dataDir: string, osUser: string, fn: (d: SafeDir, owner:
   // directory, which only the OS user can write, so it is followed; the directory it names is then
   // opened as any other (as root: no link on that path, files the OS user could read).
   const wal = realpathSync(join(dataDir, "pg_wal"));
+  const st = statSync(wal);
+  if (isRoot() && (st.uid !== owner.uid || (st.mode & 0o022) !== 0)) {
+    throw new Error(`${wal} (pg_wal of ${dataDir}) is owned by uid ${st.uid} with mode ${(st.mode & 0o777).toString(8)}: refusing to write in it as root (it must be the OS user's, writable by nobody else)`);
+  }
   const d = await SafeDir.open(wal, { osUser: owner });
   try {
     return await fn(d, owner, readdirSync(wal).filter((n) => HISTORY.test(n)));
@@ -77,5 +81,23 @@ export function removeDanglingPlaceholders(dataDir: string, osUser: string, time
     const removed = placeholders.filter((n) => n > real).sort((a, b) => a - b);
     for (const n of removed) await d.remove(historyFileName(n));
     return removed;
+  });
+}
+
+/**
+ * The highest timeline with a real history file in pg_wal (0: none, timeline 1). A stopped former
+ * primary's own timeline: its promotion wrote that file at once, while pg_control names the new
+ * timeline only from the first checkpoint after it.
+ */
+export function highestRealHistory(dataDir: string, osUser: string): Promise<number> {
+  return inWal(dataDir, osUser, async (d, _o, names) => {
+    let top = 0;
+    for (const name of names) {
+      const n = parseInt(HISTORY.exec(name)![1]!, 16);
+      if (n <= top) continue;
+      const text = (await d.read(name, 0, 200))?.text;
+      if (text !== undefined && !isPlaceholder(text)) top = n;
+    }
+    return top;
   });
 }

@@ -518,7 +518,7 @@ test("a follower keeps the highest timeline reservation, also from an older guar
   expect(e.status(5002).guard).toMatchObject({ term, block: false, floor: null, timeline: 7 });
 });
 
-test("a reservation counts as stored only where a follower echoes it: one of an older version acknowledges the guard's seq having dropped the field", () => {
+test("a reservation counts as stored where a follower echoes it, or where one of an older version (no echo at all) acknowledges its guard", () => {
   const c = new Cluster(["a", "b", "c"]);
   c.run(5000);
   const [l] = c.leaders();
@@ -529,9 +529,23 @@ test("a reservation counts as stored only where a follower echoes it: one of an 
   const st = e.status(c.clock(l!));
   const term = st.term;
   const resp = (guardTimeline?: number) => e.step({ type: "recv", now: c.clock(l!), from: others[0]!, msg: { t: "hb-resp", term, seq: c.clock(l!) - 1, ok: true, cfg: { term: st.membership!.term, index: st.membership!.index }, guardSeq: st.guard!.seq, ...(guardTimeline ? { guardTimeline } : {}) } });
-  resp();
+  resp(4); // a follower that stored an older reservation only
   expect(e.status(c.clock(l!)).guardCommitted).toBe(st.guard!.seq);
-  expect(e.status(c.clock(l!)).timelineCommitted).toBe(0);
+  expect(e.status(c.clock(l!)).timelineCommitted).toBe(4);
   resp(5);
   expect(e.status(c.clock(l!)).timelineCommitted).toBe(5);
+  // a leader whose follower is of an older version: it acknowledges the seq and echoes nothing
+  const c2 = new Cluster(["a", "b", "c"]);
+  c2.run(5000);
+  const [l2] = c2.leaders();
+  const o2 = ["a", "b", "c"].filter((x) => x !== l2);
+  for (const o of o2) c2.cut.add(o);
+  const e2 = c2.nodes.get(l2!)!;
+  c2.apply(l2!, e2.step({ type: "reserve-timeline", now: c2.clock(l2!), timeline: 5 }));
+  const st2 = e2.status(c2.clock(l2!));
+  expect(st2.timelineCommitted).toBe(0);
+  e2.step({ type: "recv", now: c2.clock(l2!), from: o2[0]!, msg: { t: "hb-resp", term: st2.term, seq: c2.clock(l2!) - 1, ok: true, cfg: { term: st2.membership!.term, index: st2.membership!.index }, guardSeq: st2.guard!.seq - 1 } });
+  expect(e2.status(c2.clock(l2!)).timelineCommitted).toBe(0); // an older guard acknowledged
+  e2.step({ type: "recv", now: c2.clock(l2!), from: o2[0]!, msg: { t: "hb-resp", term: st2.term, seq: c2.clock(l2!) - 1, ok: true, cfg: { term: st2.membership!.term, index: st2.membership!.index }, guardSeq: st2.guard!.seq } });
+  expect(e2.status(c2.clock(l2!)).timelineCommitted).toBe(5);
 });

@@ -32,8 +32,8 @@ describe("leader", () => {
     expect(decideHa(lead({ reservedTimeline: 3 }, stopped))).toEqual({ kind: "start-primary", adopt: false }); // its own promotion's
     // Another leader reserved 4 (and may have promoted to it, cut off before anyone followed):
     // writing on timeline 3 again would compare as part of that history, or ahead of it.
-    expect(decideHa(lead({ reservedTimeline: 4 }, stopped))).toEqual({ kind: "start-standby", upstream: null, ownTimeline: true });
-    expect(decideHa(lead({ reservedTimeline: 4 }, { ...stopped, timeline: null }))).toEqual({ kind: "start-standby", upstream: null, ownTimeline: true });
+    expect(decideHa(lead({ reservedTimeline: 4 }, stopped))).toEqual({ kind: "start-standby", upstream: null, ownTimeline: 3 });
+    expect(decideHa(lead({ reservedTimeline: 4 }, { ...stopped, timeline: null }))).toEqual({ kind: "start-standby", upstream: null });
     // the first primary of a cluster being adopted has no reservation to go past
     expect(decideHa(lead({ clusterSystemId: null, fromExisting: true, reservedTimeline: 4 }, { ...stopped, systemId: "9" }))).toEqual({ kind: "start-primary", adopt: true });
   });

@@ -9,7 +9,7 @@ import { writeManagedConfig } from "../../src/postgres/managed-config.ts";
 import { promote, syncNamesBeforePromotion } from "../../src/postgres/promote.ts";
 import { openDb, openLocalDb, type Db } from "../../src/postgres/sql.ts";
 import { planTimeline } from "../../src/core/timelines.ts";
-import { historyFileName, historyNumbers, markPlaceholdersReady, placePlaceholders, removeDanglingPlaceholders } from "../../src/postgres/timeline-files.ts";
+import { highestRealHistory, historyFileName, historyNumbers, markPlaceholdersReady, placePlaceholders, removeDanglingPlaceholders } from "../../src/postgres/timeline-files.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, PG_OS_USER, pgScratch, type Scratch } from "../helpers/pg.ts";
@@ -129,6 +129,7 @@ test("placeholder history files for reserved numbers make PostgreSQL promote abo
   // none dangles above it, so none is removed.
   expect(await removeDanglingPlaceholders(sb.node.dataDir, PG_OS_USER, tli)).toEqual([]);
   expect([...(await historyNumbers(sb.node.dataDir, PG_OS_USER))].sort()).toEqual([2, 3, 4]);
+  expect(await highestRealHistory(sb.node.dataDir, PG_OS_USER)).toBe(4); // placeholders are not a history
   // With pgherd archiving ([backup] tool), marked ready once promoted, as PostgreSQL marks its own.
   await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER, plan.fill);
   for (const n of plan.fill) expect(existsSync(join(sb.node.dataDir, "pg_wal", "archive_status", `${historyFileName(n)}.ready`))).toBe(true);

@@ -46,7 +46,7 @@ describe("renderPgherdConf", () => {
   });
 
   test("a former primary started to be promoted recovers on its own timeline; otherwise PostgreSQL's default (latest) stays", () => {
-    expect(renderPgherdConf({ ...baseConf, recoveryTargetTimeline: "current" })).toContain("recovery_target_timeline = 'current'\n");
+    expect(renderPgherdConf({ ...baseConf, recoveryTargetTimeline: 7 })).toContain("recovery_target_timeline = '7'\n");
     expect(renderPgherdConf(baseConf)).not.toContain("recovery_target_timeline");
   });
 

@@ -136,7 +136,7 @@ export class PgHost {
    * carries this.syncNames too (the names it would run with as a primary, durability.ts): a
    * standby ignores them, and a promotion finds them in force from its first commit.
    */
-  async writeConfig(standby: boolean, upstream?: string, o: { ownTimeline?: boolean } = {}): Promise<string[]> {
+  async writeConfig(standby: boolean, upstream?: string, o: { ownTimeline?: number } = {}): Promise<string[]> {
     if (this.syncNames === "") {
       this.syncNamesTaken = false;
       this.syncNamesEmptied++;
@@ -161,7 +161,7 @@ export class PgHost {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
-        ...(standby && o.ownTimeline ? { recoveryTargetTimeline: "current" as const } : {}),
+        ...(standby && o.ownTimeline ? { recoveryTargetTimeline: o.ownTimeline } : {}),
         serverLog: serverLogParameters(this.cfg),
         ...(await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version)),
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pgParametersInForce(params) } : pgParametersInForce(params),

@@ -12,6 +12,7 @@ import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../pos
 import { slotFor } from "./context.ts";
 import type { Maintenance } from "./durability.ts";
 import type { PgHost } from "./host.ts";
+import { highestRealHistory } from "../../postgres/timeline-files.ts";
 import { FRESH_DEADLINE_MS, LivenessWatch } from "./liveness.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { Rebuilder } from "./rebuild.ts";
@@ -20,10 +21,9 @@ import { BarrierTimeout } from "../../postgres/promote.ts";
 
 /** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
 const STUCK_MS = 15_000;
-/** Member slots made before a promotion (slots.ts prepareForPromotion) may delay it at most this long. */
-/** Failed attempts to promote (or to start the server to be promoted) before the leader hands over. */
+/** Failed attempts to promote (or to start the server to be promoted) in one term before the leader hands over. */
 const PROMOTE_ATTEMPTS = 3;
-
+/** Member slots made before a promotion (slots.ts prepareForPromotion) may delay it at most this long. */
 export const PREPARE_SLOTS_MS = 300;
 
 export interface RoundParts {
@@ -45,6 +45,8 @@ export interface RoundParts {
 export class MonitorRound {
   private lastError: string | null = null;
   private failures = 0;
+  /** Failed steps of this leader's promotion (start to promote, promote) in `term`. */
+  private promoteFailures = { term: -1, n: 0 };
   private retryAt = 0;
   private lastDecision = "";
   private lastUp = false;
@@ -93,7 +95,7 @@ export class MonitorRound {
     const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false : info.control ? dataWasPrimary(info.control.state, standbySignal) : false;
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
-      wasPrimary, timeline: p.up ? p.timeline : (info.control?.timeline ?? null),
+      wasPrimary, timeline: p.up ? p.timeline : await stoppedTimeline(h, info.control?.timeline ?? null, wasPrimary),
       stuck: h.notStreamingSince !== null && clock.now() - h.notStreamingSince > STUCK_MS,
       health: this.live.verdict, diskFull: this.live.diskFull(),
     };
@@ -167,17 +169,20 @@ export class MonitorRound {
       const backoff = Math.min(30_000, 1000 * 2 ** Math.min(this.failures - 1, 5));
       this.retryAt = clock.now() + backoff;
       this.lastError = (e as Error).message;
-      x.failed(decision.kind, this.lastError, this.failures);
+      const promoting = decision.kind === "promote" || (decision.kind === "start-standby" && decision.upstream === null);
+      // A start to promote is a step of the promotion: its failures never ask for a fresh clone (loop.ts).
+      x.failed(promoting ? "promote" : decision.kind, this.lastError, this.failures);
+      if (promoting) this.promoteFailures = { term: lead.term, n: this.promoteFailures.term === lead.term ? this.promoteFailures.n + 1 : 1 };
       if (decision.kind === "start-primary" && lead.leading) {
         // The primary does not come back in place: let a standby take over instead of waiting for the lease.
         ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
       } else if (decision.kind === "promote" && e instanceof BarrierTimeout && lead.leading) {
         // Its checkpointer is busy for longer than a promotion should wait: another standby may be ready now.
         ctx.resign(`not promoted: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
-      } else if ((decision.kind === "promote" || (decision.kind === "start-standby" && decision.upstream === null)) && lead.leading && this.failures >= PROMOTE_ATTEMPTS) {
+      } else if (promoting && lead.leading && this.promoteFailures.n >= PROMOTE_ATTEMPTS) {
         // This leader cannot make its server the primary (a reservation that no majority stores, a
         // file it cannot write, a server that does not start): another node may.
-        ctx.resign(`not promoted after ${this.failures} attempts: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
+        ctx.resign(`not promoted after ${this.promoteFailures.n} attempts in term ${lead.term}: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
       }
       h.log.error(`${decision.kind} failed (attempt ${this.failures}, next try in ${backoff} ms): ${this.lastError}`);
     }
@@ -243,7 +248,7 @@ export class MonitorRound {
           // The first step of a promotion: only under this agent's lease, as the promotion itself.
           return h.fencer.asPrimary("start to promote", async () => {
             h.log.info(`starting this leader's stopped ${d.ownTimeline ? "former primary" : "standby"} as a standby without an upstream, to promote it (a new timeline)`);
-            await h.writeConfig(true, undefined, { ownTimeline: d.ownTimeline === true });
+            await h.writeConfig(true, undefined, d.ownTimeline ? { ownTimeline: d.ownTimeline } : {});
             await h.startServer();
           });
         }
@@ -280,6 +285,16 @@ function maxLsn(a: string | null, b: string | null): string | null {
   if (!a) return b;
   if (!b) return a;
   return lsnCompare(a, b) >= 0 ? a : b;
+}
+
+/**
+ * A stopped server's timeline: pg_control's checkpoint names a promotion's timeline only from the
+ * first checkpoint after it, so a former primary's is the newest real history file's when higher.
+ */
+async function stoppedTimeline(h: PgHost, control: number | null, wasPrimary: boolean): Promise<number | null> {
+  if (!wasPrimary || control === null) return control;
+  const wal = await highestRealHistory(h.node.dataDir, h.cfg.postgres.os_user).catch(() => 0);
+  return Math.max(control, wal);
 }
 
 function describe(d: HaAction): string {
