@@ -33,14 +33,45 @@ function sh(cmd: string, args: string[]): boolean {
   return r.status === 0;
 }
 
+/** Failed tests with the first lines of their error, printed again beside the summary (a CI log may show only its end). */
+const failures: string[] = [];
+
+/**
+ * Reads bun test's stderr line by line: what it printed since the previous result is the failing
+ * test's error (code frame, message, log tails, stack); its first lines from `error:` are kept.
+ */
+function failureDigest(): (line: string) => void {
+  let since: string[] = [];
+  return (line) => {
+    const result = /^\((pass|fail|skip|todo)\) (.*)$/.exec(line);
+    if (!result) {
+      if (since.length < 400) since.push(line);
+      return;
+    }
+    if (result[1] === "fail") {
+      const from = since.findIndex((l) => l.startsWith("error:"));
+      const all = (from < 0 ? since : since.slice(from)).filter((l) => l.trim() !== "" && !/^\s+at /.test(l));
+      // The message, then the warnings and errors of the log tails a cluster test appends to it.
+      const lines = [...all.slice(0, 4), ...all.slice(4).filter((l) => /\b(error|warn)\b/.test(l)).slice(-6)];
+      failures.push([`(fail) ${result[2]}`, ...lines.map((l) => `    ${l.slice(0, 240)}`)].join("\n"));
+    }
+    since = [];
+  };
+}
+
 /** bun test, its stderr (where its results and summary go) passed through and kept to read the summary. */
 function bunTest(args: string[]): Promise<{ ok: boolean; skipped: number }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["inherit", "inherit", "pipe"] });
     let tail = "";
+    let partial = "";
+    const digest = failureDigest();
     child.stderr.on("data", (d: Buffer) => {
       process.stderr.write(d);
       tail = (tail + d.toString()).slice(-4096);
+      const lines = (partial + d.toString()).split("\n");
+      partial = lines.pop() ?? "";
+      for (const l of lines) digest(l);
     });
     child.on("error", (e) => { console.error(`bun test: ${e.message}`); resolve({ ok: false, skipped: 0 }); });
     child.on("close", (code) => {
@@ -78,6 +109,7 @@ await step(`bun ${testArgs.join(" ")}`, async () => {
   return r.ok && (subset || r.skipped === 0);
 });
 
+if (failures.length > 0) console.log(`\n== failed tests, first lines of each error (the whole error is above)\n${failures.join("\n")}`);
 console.log("\n== summary");
 for (const s of steps) console.log(`${s.ok ? "ok  " : "FAIL"}  ${s.name}  (${s.seconds.toFixed(1)} s)`);
 process.exit(steps.every((s) => s.ok) ? 0 : 1);

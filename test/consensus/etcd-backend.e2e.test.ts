@@ -15,7 +15,7 @@ import { startApi } from "../../src/api/server.ts";
 import { BINARY, ensureBuilt } from "../../scripts/build.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
 import { ETCD_ELECTION_TIMEOUT_MS, ETCD_HEARTBEAT_MS, EtcdCluster, etcdSkipReason } from "../helpers/etcd.ts";
-import { waitFor } from "../helpers/proc.ts";
+import { waitFor as waitForCondition } from "../helpers/proc.ts";
 import { requireReal } from "../helpers/require.ts";
 
 const TTL_S = 2;
@@ -51,6 +51,7 @@ class TestNode {
       },
     });
     void this.c.setPosition({ timeline: 1, lsn });
+    made.push(this);
   }
 
   stopped = false;
@@ -61,6 +62,19 @@ class TestNode {
   }
   lastHeld(): Event | undefined { return this.events.filter((e) => e.kind === "held").at(-1); }
   firstHeldAfter(t: number): Event | undefined { return this.events.find((e) => e.kind === "held" && e.at > t); }
+}
+
+/** Every node made here, for the log tails a timed-out wait appends. */
+const made: TestNode[] = [];
+
+/** waitFor, whose timeout names the nodes' last log lines (a CI log shows nothing else of them). */
+async function waitFor<T>(cond: () => T | Promise<T>, o: { timeoutMs: number; what: string }): Promise<T> {
+  try {
+    return await waitForCondition(cond, o);
+  } catch (e) {
+    const tails = made.map((n) => `--- ${n.name}${n.stopped ? " (stopped)" : ""}: ${n.log.lines.slice(-6).map((l) => l.slice(0, 200)).join(" | ")}`);
+    throw new Error(`${(e as Error).message}\n${tails.join("\n")}`);
+  }
 }
 
 requireReal("etcd backend", etcdSkipReason());
@@ -245,6 +259,26 @@ describe("etcd backend on a real three-member etcd", () => {
       expect(d_leads(other)).toBe(true);
     }, 60_000);
   }
+
+  test("a bootstrap while etcd has no quorum is kept and stored once etcd answers again", async () => {
+    const F = "fffffffffffffff6";
+    const f = new TestNode(F, "f", "late", etcd.endpoints(), "0/1", tmp);
+    other.push(f);
+    const cut = [0, 1];
+    for (const i of cut) await etcd.stop(i);
+    try {
+      f.c.start();
+      await f.c.bootstrap({ term: 0, index: 1, voters: [F] });
+      expect(f.c.status().membership).toBeNull();
+      expect(f.c.note()).toMatch(/^etcd: /);
+    } finally {
+      for (const i of cut) etcd.restart(i);
+    }
+    await etcd.waitHealthy(30_000);
+    await waitFor(() => f.leads(), { timeoutMs: 20_000, what: "f to lead cluster late once etcd is back" });
+    expect(f.c.status().membership?.voters).toEqual([F]);
+    expect(f.log.lines.join("\n")).toContain("membership stored in etcd: voters fffffffffffffff6");
+  }, 60_000);
 });
 
 function d_leads(xs: TestNode[]): boolean {

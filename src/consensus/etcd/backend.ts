@@ -63,6 +63,8 @@ export class EtcdConsensus implements Consensus {
   /** [consensus] failsafe (failsafe.ts); null until the agent attaches the mesh. */
   private failsafe: Failsafe | null = null;
   private observed = false;
+  /** A bootstrap's membership not yet stored (an etcd error): stored at the next poll unless etcd shows one. */
+  private firstMembership: Membership | null = null;
   /** Why etcd is closed by a return to builtin (migrate-etcd.ts closedBy), from the last read; null: open. */
   private closed: string | null = null;
 
@@ -203,11 +205,18 @@ export class EtcdConsensus implements Consensus {
     });
   }
 
+  /** Stores the first membership unless etcd has one; kept and tried again at each poll until a read shows one (an etcd error loses nothing). */
   bootstrap(m: Membership): Promise<void> {
-    return this.serial(async () => {
-      const ok = await this.cas([{ key: this.o.keys.membership, target: "CREATE", createRevision: 0 }], this.o.keys.membership, JSON.stringify(m));
-      this.o.log.info(ok ? `membership stored in etcd: voters ${m.voters.join(",")}` : "membership already in etcd: adopting it");
-    });
+    this.firstMembership = m;
+    return this.serial(() => this.storeFirstMembership());
+  }
+
+  private async storeFirstMembership(): Promise<void> {
+    const m = this.firstMembership;
+    if (!m) return;
+    const ok = await this.cas([{ key: this.o.keys.membership, target: "CREATE", createRevision: 0 }], this.o.keys.membership, JSON.stringify(m));
+    this.firstMembership = null;
+    this.o.log.info(ok ? `membership stored in etcd: voters ${m.voters.join(",")}` : "membership already in etcd: adopting it");
   }
 
   // ------------------------------------------------------------------ the loop
@@ -243,6 +252,8 @@ export class EtcdConsensus implements Consensus {
     if (snap.invalid.length > 0 && !this.closed) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
     this.adoptMembership(snap);
     this.snap = snap;
+    if (snap.membership) this.firstMembership = null;
+    else if (this.firstMembership) await this.storeFirstMembership();
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
     // The failsafe asks from this verified deadline, not from a renewal alone (renewals may answer while reads fail).
