@@ -67,9 +67,16 @@ export interface LivenessObs {
   /** When the round's observations started and ended (monotonic ms). */
   startedAt: number;
   now: number;
-  /** Processes of this server in state T (stopped or traced) at the start and at the end; "" when none. */
-  stoppedAtStart: string;
+  /**
+   * Since when the shell's samples (at the round's start, every few hundred ms while its attempts
+   * run, and at its end) saw processes of this server in state T (stopped or traced) without a
+   * break up to the end; null when none at the end.
+   */
+  stoppedSince: number | null;
+  /** Those processes at the end ("" when none), for the verdict's reason. */
   stoppedAtEnd: string;
+  /** When the last of this round's attempts that got an answer (a result or a server error) got it; null: none did. */
+  answeredAt: number | null;
   /** The monitoring probe on the agent's persistent connection. */
   probe: Attempt;
   /** SELECT 1 on a fresh connection (a wedged backend vs a wedged server). */
@@ -119,16 +126,35 @@ export function diskWarning(disks: readonly DiskUse[], t: LivenessThresholds = L
 }
 
 const answered = (a: Attempt | null) => a !== null && a.kind !== "timeout";
+
+/**
+ * Since when this server's processes have been stopped, as of this round: carried over from the
+ * previous round when they were stopped at its end and still at this one's start, else as sampled.
+ */
+export function frozenSinceOf(prev: Pick<Liveness, "frozenSince"> | null, o: Pick<LivenessObs, "startedAt" | "stoppedSince">): number | null {
+  if (o.stoppedSince === null) return null;
+  return o.stoppedSince <= o.startedAt && prev !== null && prev.frozenSince !== null ? prev.frozenSince : o.stoppedSince;
+}
+
+/**
+ * Stopped for frozenMs with no answer since they were seen stopped: the server cannot answer
+ * anything (an answer that came before the stop says nothing about it; a sighting is sampled
+ * before the attempts it covers are sent, so an answer at the same instant came before it). The shell ends a round at
+ * once when this holds, without waiting out its attempts' deadlines.
+ */
+export function frozenLongEnough(frozenSince: number | null, lastAnswerAt: number, now: number, t: LivenessThresholds = LIVENESS_DEFAULTS): boolean {
+  return frozenSince !== null && lastAnswerAt <= frozenSince && now - frozenSince >= t.frozenMs;
+}
 /** SQLSTATE classes that mean the server cannot write: 53 insufficient resources, 58 system error. */
 const writeBroken = (a: Attempt | null) => a?.kind === "error" && (a.sqlstate === null || /^(53|58|XX)/.test(a.sqlstate));
 
 export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThresholds = LIVENESS_DEFAULTS): Liveness {
   const now = o.now;
   const any = answered(o.probe) || answered(o.fresh) || answered(o.write);
-  const lastAnswerAt = any ? now : prev.lastAnswerAt;
+  const lastAnswerAt = any ? Math.max(prev.lastAnswerAt, o.answeredAt ?? now) : prev.lastAnswerAt;
   const walMoved = o.walWrittenAt !== null && prev.walWrittenAt !== null && o.walWrittenAt !== prev.walWrittenAt;
   const lastWalAt = walMoved ? now : prev.lastWalAt;
-  const frozenSince = o.stoppedAtEnd ? (prev.frozenSince ?? (o.stoppedAtStart ? o.startedAt : now)) : null;
+  const frozenSince = frozenSinceOf(prev, o);
   const writeErrorSince = writeBroken(o.write) ? (prev.writeErrorSince ?? o.startedAt) : null;
   const disk = diskWarning(o.disks, t);
   const fullSince = disk?.full ? (prev.fullSince ?? now) : null;
@@ -145,7 +171,7 @@ export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThreshol
     return now;
   };
 
-  if (frozenSince !== null && !any && now - frozenSince >= t.frozenMs) {
+  if (frozenSince !== null && frozenLongEnough(frozenSince, lastAnswerAt, now, t)) {
     return next("stuck", `PostgreSQL processes are stopped (${o.stoppedAtEnd}) and answer nothing for ${secs(now - frozenSince)}`);
   }
   if (!any && quietMs >= t.stuckMs) {

@@ -1,6 +1,6 @@
 // The liveness verdict of the primary's work, one case per rule (src/core/liveness.ts).
 import { describe, expect, test } from "bun:test";
-import { type Attempt, broken, diskWarning, initialLiveness, LIVENESS_DEFAULTS as T, type Liveness, type LivenessObs, stepLiveness, successorOf } from "../../src/core/liveness.ts";
+import { type Attempt, broken, diskWarning, frozenLongEnough, initialLiveness, LIVENESS_DEFAULTS as T, type Liveness, type LivenessObs, stepLiveness, successorOf } from "../../src/core/liveness.ts";
 import type { PgReport } from "../../src/core/report.ts";
 import type { Candidate } from "../../src/core/switchover.ts";
 
@@ -18,9 +18,11 @@ function run(rounds: Array<Partial<LivenessObs>>, start: Liveness = initialLiven
   for (const r of rounds) {
     const dur = r.now !== undefined ? r.now - t : 20;
     const o: LivenessObs = {
-      startedAt: t, now: t + dur, stoppedAtStart: "", stoppedAtEnd: "",
+      startedAt: t, now: t + dur, stoppedSince: null, stoppedAtEnd: "", answeredAt: null,
       probe: ok(), fresh: ok(), write: ok(), walWrittenAt: wal++, disks: [disk(200 * MB)], ...r,
     };
+    // Unless the round says otherwise, what answered did so at its end.
+    if (r.answeredAt === undefined && [o.probe, o.fresh, o.write].some((a) => a !== null && a.kind !== "timeout")) o.answeredAt = o.now;
     l = stepLiveness(l, o);
     t = o.now + 500;
   }
@@ -60,15 +62,41 @@ describe("liveness", () => {
   });
 
   test("stuck: processes stopped (SIGSTOP) through a whole round with nothing answering, after frozenMs", () => {
-    const stopped = { stoppedAtStart: "postmaster 41 T", stoppedAtEnd: "postmaster 41 T", probe: timeout(), fresh: timeout(), write: timeout(), walWrittenAt: 5 };
+    const stopped = { stoppedSince: 0, stoppedAtEnd: "postmaster 41 T", probe: timeout(), fresh: timeout(), write: timeout(), walWrittenAt: 5 };
     const l = run([{ ...stopped, now: T.frozenMs + 200 }]);
     expect(l.verdict.state).toBe("stuck");
     expect(l.verdict.reason).toContain("stopped");
     expect(l.verdict.since).toBe(0);
     // stopped only at the end of a short round: not yet
-    expect(run([{ ...stopped, stoppedAtStart: "", now: 300 }]).verdict.state).not.toBe("stuck");
+    expect(run([{ ...stopped, stoppedSince: 300, now: 300 }]).verdict.state).not.toBe("stuck");
     // a stopped process while the server still answers (one backend under a debugger): busy at most
-    expect(run([{ stoppedAtStart: "backend 77 t", stoppedAtEnd: "backend 77 t", now: 2000 }]).verdict.state).toBe("busy");
+    expect(run([{ stoppedSince: 0, stoppedAtEnd: "backend 77 t", now: 2000 }]).verdict.state).toBe("busy");
+  });
+
+  test("stuck: a freeze that begins during a round counts from when it was seen; an answer before it is no progress after it", () => {
+    // The probe answered at 5 ms, the freeze was sampled at 200 ms while the fresh connection hung.
+    const mid = { probe: ok(5), answeredAt: 5, fresh: timeout(), write: null, stoppedSince: 200, stoppedAtEnd: "postmaster 41 and 10 of 10 children stopped (state T)", walWrittenAt: 5 };
+    expect(run([{ ...mid, now: 200 + T.frozenMs - 100 }]).verdict.state).toBe("busy");
+    const l = run([{ ...mid, now: 200 + T.frozenMs }]);
+    expect(l.verdict.state).toBe("stuck");
+    expect(l.verdict.since).toBe(200);
+    // Something answered after the stop was seen (a backend that was not stopped): progress.
+    expect(run([{ ...mid, answeredAt: 900, now: 1500 }]).verdict.state).toBe("busy");
+  });
+
+  test("stuck: a freeze seen at one round's end and the next one's start counts from the first sighting", () => {
+    const end = { probe: ok(5), answeredAt: 10, fresh: ok(), write: ok(), stoppedSince: 300, stoppedAtEnd: "postmaster 41 T", walWrittenAt: 5, now: 400 };
+    // The next round starts at 900 (500 ms later), stopped from its start.
+    const next = { probe: timeout(500), fresh: timeout(500), write: null, stoppedAtEnd: "postmaster 41 T", walWrittenAt: 5, now: 900 + T.frozenMs - 300 };
+    const l = run([{ ...end, answeredAt: 10 }, { ...next, stoppedSince: 900 }]);
+    expect(l.verdict.state).toBe("stuck");
+    expect(l.verdict.since).toBe(300);
+    // Not stopped at the next round's start (resumed, then stopped again at 1000): counted anew.
+    expect(run([{ ...end, answeredAt: 10 }, { ...next, stoppedSince: 1000 }]).verdict.state).toBe("busy");
+    expect(frozenLongEnough(300, 10, 300 + T.frozenMs)).toBe(true);
+    expect(frozenLongEnough(300, 301, 300 + T.frozenMs)).toBe(false);
+    expect(frozenLongEnough(300, 10, 300 + T.frozenMs - 1)).toBe(false);
+    expect(frozenLongEnough(null, 10, 5000)).toBe(false);
   });
 
   test("cannot-write: the heartbeat commit fails with a resource error for cannotWriteMs", () => {

@@ -2,9 +2,9 @@
 // beside the round's own probe, every one under a deadline, and keeps the verdict. It watches
 // only while this node leads with a running server (the leader is the one that acts on it); disk
 // space is measured on every node for the report.
-import { broken, diskWarning, initialLiveness, type DiskUse, type Liveness, type LivenessObs, stepLiveness, type Verdict } from "../../core/liveness.ts";
+import { type Attempt, broken, diskWarning, frozenLongEnough, frozenSinceOf, initialLiveness, type DiskUse, type Liveness, type LivenessObs, stepLiveness, type Verdict } from "../../core/liveness.ts";
 import type { PgReport } from "../../core/report.ts";
-import { diskUse, freshCheck, stoppedProcesses, walWrittenAt } from "../../postgres/liveness-obs.ts";
+import { diskUse, type FreshCheck, freshCheck, stoppedProcesses, walWrittenAt } from "../../postgres/liveness-obs.ts";
 import type { Probe } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 
@@ -12,6 +12,8 @@ import type { PgHost } from "./host.ts";
 export const FRESH_DEADLINE_MS = 1500;
 /** Deadline of the round's probe on the persistent connection while this node leads. */
 export const LEADER_PROBE_MS = 2000;
+/** How often the processes' state is sampled while a watched round's attempts are pending. */
+const SAMPLE_MS = 100;
 
 export class LivenessWatch {
   private state: Liveness | null = null;
@@ -32,18 +34,58 @@ export class LivenessWatch {
       this.state = null;
       return probeFn();
     }
-    const startedAt = h.clock.now();
-    const stoppedAtStart = stoppedProcesses(dir);
-    const [p, fc] = await Promise.all([
-      probeFn(LEADER_PROBE_MS),
-      freshCheck({ socketDir: h.socketDir, port: h.cfg.postgres.port, superuser: h.cfg.postgres.superuser, log: h.log }, write, FRESH_DEADLINE_MS),
+    const now = () => h.clock.now();
+    const startedAt = now();
+    const prev = this.state ?? initialLiveness(startedAt);
+    let stopped = "";
+    let stoppedSince: number | null = null;
+    const sample = (): number => {
+      const t = now();
+      stopped = stoppedProcesses(dir);
+      stoppedSince = stopped ? (stoppedSince ?? t) : null;
+      return t;
+    };
+    sample();
+    // Filled in as the attempts settle (a round ended by a freeze reads what settled by then).
+    const got: { answeredAt: number | null; probe: Probe | null; fresh: FreshCheck | null } = { answeredAt: null, probe: null, fresh: null };
+    const attempts = Promise.all([
+      probeFn(LEADER_PROBE_MS).then((p) => {
+        if (p.up) got.answeredAt = now();
+        got.probe = p;
+      }),
+      freshCheck({ socketDir: h.socketDir, port: h.cfg.postgres.port, superuser: h.cfg.postgres.superuser, log: h.log }, write, FRESH_DEADLINE_MS).then((fc) => {
+        if (fc.fresh.kind !== "timeout" || (fc.write !== null && fc.write.kind !== "timeout")) got.answeredAt = now();
+        got.fresh = fc;
+      }),
     ]);
+    // A freeze that begins while the attempts run is seen when it begins, and the round ends once
+    // it has lasted frozenMs with nothing answered since (core/liveness.ts frozenLongEnough): the
+    // attempts' own deadlines (the probe's 2 s, the fresh connection's twice 1.5 s) do not add to it.
+    let end = 0;
+    let frozen = false;
+    for (;;) {
+      if (await settledWithin(attempts, SAMPLE_MS)) {
+        end = sample();
+        break;
+      }
+      end = sample();
+      if (frozenLongEnough(frozenSinceOf(prev, { startedAt, stoppedSince }), Math.max(prev.lastAnswerAt, got.answeredAt ?? -Infinity), end)) {
+        frozen = true;
+        attempts.catch(() => undefined); // each ends by its own deadline; nobody waits for it
+        break;
+      }
+    }
+    if (!frozen) await attempts; // an error thrown by an attempt surfaces as before
+    const none = `no answer within ${Math.round(end - startedAt)} ms while the server's processes are stopped`;
+    const pending: Attempt = { kind: "timeout", ms: Math.round(end - startedAt), error: none };
+    const p: Probe = got.probe ?? { up: false, ms: pending.ms, error: none };
+    const fc: FreshCheck = got.fresh ?? { fresh: pending, write: write ? pending : null };
     const o: LivenessObs = {
-      startedAt, now: h.clock.now(), stoppedAtStart, stoppedAtEnd: stoppedProcesses(dir),
+      startedAt, now: end, stoppedSince, stoppedAtEnd: stopped, answeredAt: got.answeredAt,
       probe: p.up ? { kind: "ok", ms: p.ms } : { kind: "timeout", ms: p.ms, error: p.error },
       fresh: fc.fresh, write: fc.write, walWrittenAt: walWrittenAt(dir), disks: this.disks,
     };
-    this.state = stepLiveness(this.state ?? initialLiveness(startedAt), o);
+    this.state = stepLiveness(prev, o);
     this.logChange(this.state.verdict);
     return p;
   }
@@ -94,4 +136,16 @@ export class LivenessWatch {
     else if (v.state === "busy") this.h.log.warn(`PostgreSQL is busy: ${v.reason}`);
     else this.h.log.info(`PostgreSQL works again${v.reason ? ` (${v.reason})` : ""}`);
   }
+}
+
+/** Whether `p` settles within `ms` (its outcome is read elsewhere); no timer is left behind either way. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    p.then(done, done);
+  });
 }
