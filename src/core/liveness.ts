@@ -7,7 +7,8 @@
 // - busy:         slow but progressing: a probe or the heartbeat took longer than busyMs, or one of
 //                 them ran out of time while something else still answered or WAL was still written.
 // - stuck:        no progress at all: its processes are stopped (state T) for frozenMs with nothing
-//                 answering, or neither connection answered and no WAL was written for stuckMs.
+//                 answering (every one of them: counted from the first sighting; some: through a
+//                 whole round), or neither connection answered and no WAL was written for stuckMs.
 // - cannot-write: it answers, but the heartbeat commit fails with an error (disk full, I/O error,
 //                 out of memory) for cannotWriteMs, or commits time out and no WAL was written for
 //                 stuckMs.
@@ -68,11 +69,13 @@ export interface LivenessObs {
   startedAt: number;
   now: number;
   /**
-   * Since when the shell's samples (at the round's start, every few hundred ms while its attempts
-   * run, and at its end) saw processes of this server in state T (stopped or traced) without a
-   * break up to the end; null when none at the end.
+   * Since when the shell's samples (at the round's start, which is `startedAt`, every 100 ms while
+   * its attempts run, and at its end) saw processes of this server in state T (stopped or traced)
+   * without a break up to the end; null when none at the end.
    */
   stoppedSince: number | null;
+  /** The same for the postmaster and every child of it stopped (nothing of the server can answer). */
+  allStoppedSince: number | null;
   /** Those processes at the end ("" when none), for the verdict's reason. */
   stoppedAtEnd: string;
   /** When the last of this round's attempts that got an answer (a result or a server error) got it; null: none did. */
@@ -102,13 +105,14 @@ export interface Liveness {
   lastWalAt: number;
   walWrittenAt: number | null;
   frozenSince: number | null;
+  allFrozenSince: number | null;
   writeErrorSince: number | null;
   fullSince: number | null;
   verdict: Verdict;
 }
 
 export function initialLiveness(now: number): Liveness {
-  return { lastAnswerAt: now, lastWalAt: now, walWrittenAt: null, frozenSince: null, writeErrorSince: null, fullSince: null, verdict: { state: "ok", reason: "", since: now } };
+  return { lastAnswerAt: now, lastWalAt: now, walWrittenAt: null, frozenSince: null, allFrozenSince: null, writeErrorSince: null, fullSince: null, verdict: { state: "ok", reason: "", since: now } };
 }
 
 /** The disk that is fullest relative to its thresholds: full, low (warning) or null. */
@@ -129,22 +133,24 @@ const answered = (a: Attempt | null) => a !== null && a.kind !== "timeout";
 
 /**
  * Since when this server's processes have been stopped, as of this round: carried over from the
- * previous round when they were stopped at its end and still at this one's start, else as sampled.
+ * previous round (`prevSince`) when they were stopped at its end and still at this one's start
+ * (the first sample, taken at `startedAt`), else as sampled (`sighted`).
  */
-export function frozenSinceOf(prev: Pick<Liveness, "frozenSince"> | null, o: Pick<LivenessObs, "startedAt" | "stoppedSince">): number | null {
-  if (o.stoppedSince === null) return null;
-  return o.stoppedSince <= o.startedAt && prev !== null && prev.frozenSince !== null ? prev.frozenSince : o.stoppedSince;
+export function frozenSinceOf(prevSince: number | null, startedAt: number, sighted: number | null): number | null {
+  if (sighted === null) return null;
+  return sighted <= startedAt && prevSince !== null ? prevSince : sighted;
 }
 
 /**
- * Stopped for frozenMs with no answer since they were seen stopped: the server cannot answer
- * anything (an answer that came before the stop says nothing about it; a sighting is sampled
- * before the attempts it covers are sent, so an answer at the same instant came before it). The shell ends a round at
- * once when this holds, without waiting out its attempts' deadlines.
+ * The postmaster and every child stopped for frozenMs with no answer since they were seen so:
+ * nothing of the server can answer (an answer that came before says nothing about it; a sighting is
+ * sampled before the attempts it covers are sent, so an answer at the same instant came before
+ * it). The shell ends a round at once when this holds, without waiting out its attempts' deadlines.
  */
-export function frozenLongEnough(frozenSince: number | null, lastAnswerAt: number, now: number, t: LivenessThresholds = LIVENESS_DEFAULTS): boolean {
-  return frozenSince !== null && lastAnswerAt <= frozenSince && now - frozenSince >= t.frozenMs;
+export function frozenLongEnough(allFrozenSince: number | null, lastAnswerAt: number, now: number, t: LivenessThresholds = LIVENESS_DEFAULTS): boolean {
+  return allFrozenSince !== null && lastAnswerAt <= allFrozenSince && now - allFrozenSince >= t.frozenMs;
 }
+
 /** SQLSTATE classes that mean the server cannot write: 53 insufficient resources, 58 system error. */
 const writeBroken = (a: Attempt | null) => a?.kind === "error" && (a.sqlstate === null || /^(53|58|XX)/.test(a.sqlstate));
 
@@ -154,25 +160,30 @@ export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThreshol
   const lastAnswerAt = any ? Math.max(prev.lastAnswerAt, o.answeredAt ?? now) : prev.lastAnswerAt;
   const walMoved = o.walWrittenAt !== null && prev.walWrittenAt !== null && o.walWrittenAt !== prev.walWrittenAt;
   const lastWalAt = walMoved ? now : prev.lastWalAt;
-  const frozenSince = frozenSinceOf(prev, o);
+  const frozenSince = frozenSinceOf(prev.frozenSince, o.startedAt, o.stoppedSince);
+  const allFrozenSince = frozenSinceOf(prev.allFrozenSince, o.startedAt, o.allStoppedSince);
   const writeErrorSince = writeBroken(o.write) ? (prev.writeErrorSince ?? o.startedAt) : null;
   const disk = diskWarning(o.disks, t);
   const fullSince = disk?.full ? (prev.fullSince ?? now) : null;
   const quietMs = now - Math.max(lastAnswerAt, lastWalAt);
+  // Every process stopped: counted from the first sighting. Some of them (a backend under a
+  // debugger, the postmaster alone): only when nothing at all answered in this round.
+  const stoppedFor = frozenLongEnough(allFrozenSince, lastAnswerAt, now, t) ? allFrozenSince
+    : frozenSince !== null && !any && now - frozenSince >= t.frozenMs ? frozenSince : null;
 
   const next = (state: LivenessState, reason: string): Liveness => ({
-    lastAnswerAt, lastWalAt, walWrittenAt: o.walWrittenAt ?? prev.walWrittenAt, frozenSince, writeErrorSince, fullSince,
+    lastAnswerAt, lastWalAt, walWrittenAt: o.walWrittenAt ?? prev.walWrittenAt, frozenSince, allFrozenSince, writeErrorSince, fullSince,
     verdict: { state, reason, since: prev.verdict.state === state ? prev.verdict.since : sinceOf(state) },
   });
   const sinceOf = (state: LivenessState): number => {
-    if (state === "stuck") return frozenSince ?? Math.max(lastAnswerAt, lastWalAt);
+    if (state === "stuck") return stoppedFor ?? frozenSince ?? Math.max(lastAnswerAt, lastWalAt);
     if (state === "cannot-write") return writeErrorSince ?? Math.max(lastAnswerAt, lastWalAt);
     if (state === "disk-full") return fullSince ?? now;
     return now;
   };
 
-  if (frozenSince !== null && frozenLongEnough(frozenSince, lastAnswerAt, now, t)) {
-    return next("stuck", `PostgreSQL processes are stopped (${o.stoppedAtEnd}) and answer nothing for ${secs(now - frozenSince)}`);
+  if (stoppedFor !== null) {
+    return next("stuck", `PostgreSQL processes are stopped (${o.stoppedAtEnd}) and answer nothing for ${secs(now - stoppedFor)}`);
   }
   if (!any && quietMs >= t.stuckMs) {
     return next("stuck", `no answer on the agent's connection nor on a fresh one, and no WAL written, for ${secs(quietMs)}`);

@@ -17,14 +17,22 @@ export function postmasterOf(dataDir: string): number | null {
 
 /** The server's processes in state T or t (stopped, traced): "" when none, else e.g. "postmaster 41 and 6 of 7 children stopped (T)". */
 export function stoppedProcesses(dataDir: string): string {
+  return stoppedState(dataDir).text;
+}
+
+/** stoppedProcesses, and whether that is the postmaster and every child of it (nothing of the server can answer). */
+export function stoppedState(dataDir: string): { text: string; all: boolean } {
   const pm = postmasterOf(dataDir);
-  if (pm === null) return "";
+  if (pm === null) return { text: "", all: false };
   const stopped = (pid: number) => /^[Tt]$/.test(procState(pid));
   const kids = listedChildren(pm) ?? childrenOf(pm);
   const n = kids.filter(stopped).length;
   const main = stopped(pm);
-  if (!main && n === 0) return "";
-  return `${main ? `postmaster ${pm}` : `postmaster ${pm} running`}${n > 0 ? ` and ${n} of ${kids.length} children` : ""} stopped (state T)`;
+  if (!main && n === 0) return { text: "", all: false };
+  return {
+    text: `${main ? `postmaster ${pm}` : `postmaster ${pm} running`}${n > 0 ? ` and ${n} of ${kids.length} children` : ""} stopped (state T)`,
+    all: main && n === kids.length,
+  };
 }
 
 /**
@@ -108,14 +116,17 @@ export interface FreshCheck {
 
 /**
  * A fresh connection: SELECT 1, then (write) the heartbeat commit, each under `deadlineMs`. The
- * client is dropped at the end without waiting for the server.
+ * client is dropped at the end without waiting for the server. `step` hears each outcome as it
+ * comes (a caller that stops waiting still knows what answered).
  */
-export async function freshCheck(o: { socketDir: string; port: number; superuser: string; log: Logger }, write: boolean, deadlineMs: number): Promise<FreshCheck> {
+export async function freshCheck(o: { socketDir: string; port: number; superuser: string; log: Logger }, write: boolean, deadlineMs: number, step: (s: Partial<FreshCheck>) => void = () => {}): Promise<FreshCheck> {
   const db = openLocalDb({ ...o, queryTimeoutMs: deadlineMs });
   try {
     const fresh = await attempt(() => db.query("fresh connection", (sql) => sql`SELECT 1`, deadlineMs));
+    step({ fresh });
     if (fresh.kind !== "ok" || !write) return { fresh, write: null };
     const w = await attempt(() => db.query("heartbeat commit", (sql) => sql.begin("read write", (tx) => tx`SELECT txid_current()`), deadlineMs));
+    step({ write: w });
     return { fresh, write: w };
   } finally {
     void db.close().catch(() => undefined);

@@ -63,9 +63,9 @@ export function openDb(o: DbOptions): Db {
       onnotice: (n) => o.log.debug(`${target}: notice: ${n.message}`),
       ...(o.onClose ? { onclose: o.onClose } : {}),
     });
-  const drop = async () => {
-    const c = client;
-    client = null;
+  /** Ends `c` (default: the current connection); a newer connection made meanwhile stays. */
+  const drop = async (c: Sql | null = client) => {
+    if (client === c) client = null;
     if (c) await c.end({ timeout: 0 }).catch(() => {});
   };
   return {
@@ -73,8 +73,9 @@ export function openDb(o: DbOptions): Db {
     async query<T>(what: string, fn: (sql: Sql) => Promise<T>, timeoutMs?: number): Promise<T> {
       if (closed) throw new Error(`${target}: connection closed`);
       client ??= make();
+      const c = client;
       const ms = timeoutMs ?? o.queryTimeoutMs ?? 5000;
-      const work = fn(client);
+      const work = fn(c);
       work.catch(() => {}); // the loser of the race must not become an unhandled rejection (Bun exits on those)
       let timer: ReturnType<typeof setTimeout> | undefined;
       const deadline = new Promise<never>((_, reject) => {
@@ -83,7 +84,9 @@ export function openDb(o: DbOptions): Db {
       try {
         return await Promise.race([work, deadline]);
       } catch (e) {
-        if (e instanceof DbTimeoutError || isConnectionError(e)) await drop();
+        // The connection this query used: a query that outlived its caller (a round ended by a
+        // freeze) must not end a connection made after it.
+        if (e instanceof DbTimeoutError || isConnectionError(e)) await drop(c);
         throw e;
       } finally {
         clearTimeout(timer);

@@ -18,7 +18,7 @@ function run(rounds: Array<Partial<LivenessObs>>, start: Liveness = initialLiven
   for (const r of rounds) {
     const dur = r.now !== undefined ? r.now - t : 20;
     const o: LivenessObs = {
-      startedAt: t, now: t + dur, stoppedSince: null, stoppedAtEnd: "", answeredAt: null,
+      startedAt: t, now: t + dur, stoppedSince: null, allStoppedSince: null, stoppedAtEnd: "", answeredAt: null,
       probe: ok(), fresh: ok(), write: ok(), walWrittenAt: wal++, disks: [disk(200 * MB)], ...r,
     };
     // Unless the round says otherwise, what answered did so at its end.
@@ -73,27 +73,36 @@ describe("liveness", () => {
     expect(run([{ stoppedSince: 0, stoppedAtEnd: "backend 77 t", now: 2000 }]).verdict.state).toBe("busy");
   });
 
-  test("stuck: a freeze that begins during a round counts from when it was seen; an answer before it is no progress after it", () => {
-    // The probe answered at 5 ms, the freeze was sampled at 200 ms while the fresh connection hung.
-    const mid = { probe: ok(5), answeredAt: 5, fresh: timeout(), write: null, stoppedSince: 200, stoppedAtEnd: "postmaster 41 and 10 of 10 children stopped (state T)", walWrittenAt: 5 };
+  test("stuck: a freeze of the whole server that begins during a round counts from its first sighting; an answer before it is no progress after it", () => {
+    // The probe answered at 5 ms, the postmaster and every child were sighted stopped at 200 ms while the fresh connection hung.
+    const mid = { probe: ok(5), answeredAt: 5, fresh: timeout(), write: null, stoppedSince: 200, allStoppedSince: 200, stoppedAtEnd: "postmaster 41 and 10 of 10 children stopped (state T)", walWrittenAt: 5 };
     expect(run([{ ...mid, now: 200 + T.frozenMs - 100 }]).verdict.state).toBe("busy");
     const l = run([{ ...mid, now: 200 + T.frozenMs }]);
     expect(l.verdict.state).toBe("stuck");
     expect(l.verdict.since).toBe(200);
-    // Something answered after the stop was seen (a backend that was not stopped): progress.
+    // Something answered after the sighting: progress.
     expect(run([{ ...mid, answeredAt: 900, now: 1500 }]).verdict.state).toBe("busy");
   });
 
+  test("not stuck: some processes stopped (a backend under a debugger, the postmaster alone) while an answer came earlier in the round and the commit hangs", () => {
+    const some = { probe: ok(5), answeredAt: 5, fresh: ok(), write: timeout(), stoppedSince: 100, allStoppedSince: null, walWrittenAt: 5 };
+    expect(run([{ ...some, stoppedAtEnd: "postmaster 41 running and 1 of 12 children stopped (state T)", now: 1600 }]).verdict.state).toBe("busy");
+    expect(run([{ ...some, stoppedAtEnd: "postmaster 41 stopped (state T)", fresh: timeout(), write: null, now: 1600 }]).verdict.state).toBe("busy");
+    // ... but through a whole round with nothing answering, it is stuck.
+    expect(run([{ ...some, probe: timeout(), answeredAt: null, fresh: timeout(), write: null, stoppedSince: 0, stoppedAtEnd: "postmaster 41 stopped (state T)", now: 1600 }]).verdict.state).toBe("stuck");
+  });
+
   test("stuck: a freeze seen at one round's end and the next one's start counts from the first sighting", () => {
-    const end = { probe: ok(5), answeredAt: 10, fresh: ok(), write: ok(), stoppedSince: 300, stoppedAtEnd: "postmaster 41 T", walWrittenAt: 5, now: 400 };
-    // The next round starts at 900 (500 ms later), stopped from its start.
-    const next = { probe: timeout(500), fresh: timeout(500), write: null, stoppedAtEnd: "postmaster 41 T", walWrittenAt: 5, now: 900 + T.frozenMs - 300 };
-    const l = run([{ ...end, answeredAt: 10 }, { ...next, stoppedSince: 900 }]);
+    const end = { probe: ok(5), answeredAt: 10.5, fresh: ok(), write: ok(), stoppedSince: 300.25, allStoppedSince: 300.25, stoppedAtEnd: "postmaster 41 and 3 of 3 children stopped (state T)", walWrittenAt: 5, now: 400.75 };
+    // The next round starts at 900.75 (500 ms later), its first sighting taken at its start.
+    const next = { probe: timeout(500), fresh: timeout(500), write: null, stoppedAtEnd: end.stoppedAtEnd, walWrittenAt: 5, now: 300.25 + T.frozenMs };
+    const l = run([end, { ...next, stoppedSince: 900.75, allStoppedSince: 900.75 }]);
     expect(l.verdict.state).toBe("stuck");
-    expect(l.verdict.since).toBe(300);
+    expect(l.verdict.since).toBe(300.25);
     // Not stopped at the next round's start (resumed, then stopped again at 1000): counted anew.
-    expect(run([{ ...end, answeredAt: 10 }, { ...next, stoppedSince: 1000 }]).verdict.state).toBe("busy");
+    expect(run([end, { ...next, stoppedSince: 1000, allStoppedSince: 1000 }]).verdict.state).toBe("busy");
     expect(frozenLongEnough(300, 10, 300 + T.frozenMs)).toBe(true);
+    expect(frozenLongEnough(300, 300, 300 + T.frozenMs)).toBe(true);
     expect(frozenLongEnough(300, 301, 300 + T.frozenMs)).toBe(false);
     expect(frozenLongEnough(300, 10, 300 + T.frozenMs - 1)).toBe(false);
     expect(frozenLongEnough(null, 10, 5000)).toBe(false);

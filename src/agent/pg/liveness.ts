@@ -4,7 +4,7 @@
 // space is measured on every node for the report.
 import { type Attempt, broken, diskWarning, frozenLongEnough, frozenSinceOf, initialLiveness, type DiskUse, type Liveness, type LivenessObs, stepLiveness, type Verdict } from "../../core/liveness.ts";
 import type { PgReport } from "../../core/report.ts";
-import { diskUse, type FreshCheck, freshCheck, stoppedProcesses, walWrittenAt } from "../../postgres/liveness-obs.ts";
+import { diskUse, type FreshCheck, freshCheck, stoppedState, walWrittenAt } from "../../postgres/liveness-obs.ts";
 import type { Probe } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 
@@ -15,6 +15,15 @@ export const LEADER_PROBE_MS = 2000;
 /** How often the processes' state is sampled while a watched round's attempts are pending. */
 const SAMPLE_MS = 100;
 
+/** What a round reads besides its probe (the real ones by default; a test passes its own). */
+export interface LivenessSources {
+  stopped: typeof stoppedState;
+  fresh: typeof freshCheck;
+  disks: typeof diskUse;
+  wal: typeof walWrittenAt;
+}
+const REAL: LivenessSources = { stopped: stoppedState, fresh: freshCheck, disks: diskUse, wal: walWrittenAt };
+
 export class LivenessWatch {
   private state: Liveness | null = null;
   private disks: DiskUse[] = [];
@@ -23,67 +32,62 @@ export class LivenessWatch {
   /** The verdict's since as wall time, computed once per verdict. */
   private sinceWall: { mono: number; iso: string } | null = null;
 
-  constructor(private readonly h: PgHost) {}
+  constructor(private readonly h: Pick<PgHost, "node" | "clock" | "socketDir" | "cfg" | "log">, private readonly src: LivenessSources = REAL) {}
 
   /** Run the round's probe; while `watch`, beside a fresh connection (and the heartbeat commit when `write`). */
   async observe(watch: boolean, write: boolean, probeFn: (timeoutMs?: number) => Promise<Probe>): Promise<Probe> {
     const h = this.h;
     const dir = h.node.dataDir;
-    this.disks = diskUse(dir);
+    this.disks = this.src.disks(dir);
     if (!watch) {
       this.state = null;
       return probeFn();
     }
     const now = () => h.clock.now();
-    const startedAt = now();
+    const seen = new Sightings(() => this.src.stopped(dir), now);
+    const startedAt = seen.sample(); // the sighting at the start is at startedAt (frozenSinceOf carries the last round's over)
     const prev = this.state ?? initialLiveness(startedAt);
-    let stopped = "";
-    let stoppedSince: number | null = null;
-    const sample = (): number => {
-      const t = now();
-      stopped = stoppedProcesses(dir);
-      stoppedSince = stopped ? (stoppedSince ?? t) : null;
-      return t;
+    // Filled in as each attempt ends: a round ended by a freeze reads what answered by then.
+    const got: { answeredAt: number | null; probe: Probe | null; fresh: Attempt | null; write: Attempt | null } = { answeredAt: null, probe: null, fresh: null, write: null };
+    const heard = (a: Attempt | undefined) => {
+      if (a && a.kind !== "timeout") got.answeredAt = now();
     };
-    sample();
-    // Filled in as the attempts settle (a round ended by a freeze reads what settled by then).
-    const got: { answeredAt: number | null; probe: Probe | null; fresh: FreshCheck | null } = { answeredAt: null, probe: null, fresh: null };
     const attempts = Promise.all([
       probeFn(LEADER_PROBE_MS).then((p) => {
         if (p.up) got.answeredAt = now();
         got.probe = p;
       }),
-      freshCheck({ socketDir: h.socketDir, port: h.cfg.postgres.port, superuser: h.cfg.postgres.superuser, log: h.log }, write, FRESH_DEADLINE_MS).then((fc) => {
-        if (fc.fresh.kind !== "timeout" || (fc.write !== null && fc.write.kind !== "timeout")) got.answeredAt = now();
-        got.fresh = fc;
+      this.src.fresh({ socketDir: h.socketDir, port: h.cfg.postgres.port, superuser: h.cfg.postgres.superuser, log: h.log }, write, FRESH_DEADLINE_MS, (step) => {
+        heard(step.fresh ?? step.write ?? undefined);
+        if (step.fresh) got.fresh = step.fresh;
+        if (step.write) got.write = step.write;
       }),
     ]);
-    // A freeze that begins while the attempts run is seen when it begins, and the round ends once
-    // it has lasted frozenMs with nothing answered since (core/liveness.ts frozenLongEnough): the
-    // attempts' own deadlines (the probe's 2 s, the fresh connection's twice 1.5 s) do not add to it.
-    let end = 0;
-    let frozen = false;
+    // A freeze of the whole server that begins while the attempts run is seen when it begins, and
+    // the round ends once it has lasted frozenMs with nothing answered since (frozenLongEnough):
+    // the attempts' own deadlines (the probe's 2 s, the fresh connection's twice 1.5 s) do not add to it.
+    let end: number;
     for (;;) {
-      if (await settledWithin(attempts, SAMPLE_MS)) {
-        end = sample();
+      const settled = await settledWithin(attempts, SAMPLE_MS);
+      end = seen.sample();
+      if (settled) {
+        await attempts; // an error thrown by an attempt surfaces as before
         break;
       }
-      end = sample();
-      if (frozenLongEnough(frozenSinceOf(prev, { startedAt, stoppedSince }), Math.max(prev.lastAnswerAt, got.answeredAt ?? -Infinity), end)) {
-        frozen = true;
+      if (frozenLongEnough(frozenSinceOf(prev.allFrozenSince, startedAt, seen.allSince), Math.max(prev.lastAnswerAt, got.answeredAt ?? -Infinity), end)) {
         attempts.catch(() => undefined); // each ends by its own deadline; nobody waits for it
         break;
       }
     }
-    if (!frozen) await attempts; // an error thrown by an attempt surfaces as before
-    const none = `no answer within ${Math.round(end - startedAt)} ms while the server's processes are stopped`;
-    const pending: Attempt = { kind: "timeout", ms: Math.round(end - startedAt), error: none };
-    const p: Probe = got.probe ?? { up: false, ms: pending.ms, error: none };
-    const fc: FreshCheck = got.fresh ?? { fresh: pending, write: write ? pending : null };
+    const ms = Math.round(end - startedAt);
+    const pending = { kind: "timeout" as const, ms, error: `no answer within ${ms} ms while the server's processes are stopped` };
+    const p: Probe = got.probe ?? { up: false, ms, error: pending.error };
+    // The heartbeat commit is tried only after SELECT 1 answered.
+    const w = !write ? null : got.write ?? (got.fresh?.kind === "ok" ? pending : null);
     const o: LivenessObs = {
-      startedAt, now: end, stoppedSince, stoppedAtEnd: stopped, answeredAt: got.answeredAt,
+      startedAt, now: end, stoppedSince: seen.since, allStoppedSince: seen.allSince, stoppedAtEnd: seen.text, answeredAt: got.answeredAt,
       probe: p.up ? { kind: "ok", ms: p.ms } : { kind: "timeout", ms: p.ms, error: p.error },
-      fresh: fc.fresh, write: fc.write, walWrittenAt: walWrittenAt(dir), disks: this.disks,
+      fresh: got.fresh ?? pending, write: w, walWrittenAt: this.src.wal(dir), disks: this.disks,
     };
     this.state = stepLiveness(prev, o);
     this.logChange(this.state.verdict);
@@ -148,4 +152,23 @@ function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
     };
     p.then(done, done);
   });
+}
+
+/** The server's processes seen stopped, sample by sample: since when without a break, any of them and all of them. */
+class Sightings {
+  text = "";
+  since: number | null = null;
+  allSince: number | null = null;
+
+  constructor(private readonly read: () => { text: string; all: boolean }, private readonly now: () => number) {}
+
+  /** Samples now; returns the time of the sample. */
+  sample(): number {
+    const t = this.now();
+    const s = this.read();
+    this.text = s.text;
+    this.since = s.text ? (this.since ?? t) : null;
+    this.allSince = s.all ? (this.allSince ?? t) : null;
+    return t;
+  }
 }
