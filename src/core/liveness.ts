@@ -7,8 +7,9 @@
 // - busy:         slow but progressing: a probe or the heartbeat took longer than busyMs, or one of
 //                 them ran out of time while something else still answered or WAL was still written.
 // - stuck:        no progress at all: its processes are stopped (state T) for frozenMs with nothing
-//                 answering (every one of them: counted from the first sighting; some: through a
-//                 whole round), or neither connection answered and no WAL was written for stuckMs.
+//                 answering (the whole server: counted from the first sighting; some of them: with
+//                 nothing answering in the round and no WAL written), or neither connection
+//                 answered and no WAL was written for stuckMs.
 // - cannot-write: it answers, but the heartbeat commit fails with an error (disk full, I/O error,
 //                 out of memory) for cannotWriteMs, or commits time out and no WAL was written for
 //                 stuckMs.
@@ -74,7 +75,11 @@ export interface LivenessObs {
    * without a break up to the end; null when none at the end.
    */
   stoppedSince: number | null;
-  /** The same for the postmaster and every child of it stopped (nothing of the server can answer). */
+  /**
+   * The same for the whole server (the postmaster and every child stopped or exited: nothing of it
+   * can answer), within this round only: the gap between rounds is not sampled, so this is never
+   * carried over (the shell samples on past its attempts while the whole server is stopped).
+   */
   allStoppedSince: number | null;
   /** Those processes at the end ("" when none), for the verdict's reason. */
   stoppedAtEnd: string;
@@ -105,14 +110,13 @@ export interface Liveness {
   lastWalAt: number;
   walWrittenAt: number | null;
   frozenSince: number | null;
-  allFrozenSince: number | null;
   writeErrorSince: number | null;
   fullSince: number | null;
   verdict: Verdict;
 }
 
 export function initialLiveness(now: number): Liveness {
-  return { lastAnswerAt: now, lastWalAt: now, walWrittenAt: null, frozenSince: null, allFrozenSince: null, writeErrorSince: null, fullSince: null, verdict: { state: "ok", reason: "", since: now } };
+  return { lastAnswerAt: now, lastWalAt: now, walWrittenAt: null, frozenSince: null, writeErrorSince: null, fullSince: null, verdict: { state: "ok", reason: "", since: now } };
 }
 
 /** The disk that is fullest relative to its thresholds: full, low (warning) or null. */
@@ -132,8 +136,8 @@ export function diskWarning(disks: readonly DiskUse[], t: LivenessThresholds = L
 const answered = (a: Attempt | null) => a !== null && a.kind !== "timeout";
 
 /**
- * Since when this server's processes have been stopped, as of this round: carried over from the
- * previous round (`prevSince`) when they were stopped at its end and still at this one's start
+ * Since when some of this server's processes have been stopped, as of this round: carried over from
+ * the previous round (`prevSince`) when they were stopped at its end and still at this one's start
  * (the first sample, taken at `startedAt`), else as sampled (`sighted`).
  */
 export function frozenSinceOf(prevSince: number | null, startedAt: number, sighted: number | null): number | null {
@@ -142,13 +146,14 @@ export function frozenSinceOf(prevSince: number | null, startedAt: number, sight
 }
 
 /**
- * The postmaster and every child stopped for frozenMs with no answer since they were seen so:
- * nothing of the server can answer (an answer that came before says nothing about it; a sighting is
- * sampled before the attempts it covers are sent, so an answer at the same instant came before
- * it). The shell ends a round at once when this holds, without waiting out its attempts' deadlines.
+ * The whole server seen stopped at every sample since `allStoppedSince`, and for frozenMs since
+ * that sighting or since the last answer, the later: nothing of it can answer. An answer read after
+ * the sighting was sent before the stop (no process of the server ran since), so it only moves the
+ * count's start. The shell ends a round at once when this holds, without waiting out its attempts'
+ * deadlines.
  */
-export function frozenLongEnough(allFrozenSince: number | null, lastAnswerAt: number, now: number, t: LivenessThresholds = LIVENESS_DEFAULTS): boolean {
-  return allFrozenSince !== null && lastAnswerAt <= allFrozenSince && now - allFrozenSince >= t.frozenMs;
+export function frozenLongEnough(allStoppedSince: number | null, lastAnswerAt: number, now: number, t: LivenessThresholds = LIVENESS_DEFAULTS): boolean {
+  return allStoppedSince !== null && now - Math.max(allStoppedSince, lastAnswerAt) >= t.frozenMs;
 }
 
 /** SQLSTATE classes that mean the server cannot write: 53 insufficient resources, 58 system error. */
@@ -161,18 +166,19 @@ export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThreshol
   const walMoved = o.walWrittenAt !== null && prev.walWrittenAt !== null && o.walWrittenAt !== prev.walWrittenAt;
   const lastWalAt = walMoved ? now : prev.lastWalAt;
   const frozenSince = frozenSinceOf(prev.frozenSince, o.startedAt, o.stoppedSince);
-  const allFrozenSince = frozenSinceOf(prev.allFrozenSince, o.startedAt, o.allStoppedSince);
   const writeErrorSince = writeBroken(o.write) ? (prev.writeErrorSince ?? o.startedAt) : null;
   const disk = diskWarning(o.disks, t);
   const fullSince = disk?.full ? (prev.fullSince ?? now) : null;
   const quietMs = now - Math.max(lastAnswerAt, lastWalAt);
-  // Every process stopped: counted from the first sighting. Some of them (a backend under a
-  // debugger, the postmaster alone): only when nothing at all answered in this round.
-  const stoppedFor = frozenLongEnough(allFrozenSince, lastAnswerAt, now, t) ? allFrozenSince
-    : frozenSince !== null && !any && now - frozenSince >= t.frozenMs ? frozenSince : null;
+  // The whole server stopped: counted from the first sighting (or a later answer). Some of its
+  // processes (a backend under a debugger, the postmaster alone): only when nothing at all answered
+  // in this round and no WAL was written for frozenMs.
+  const all = o.allStoppedSince;
+  const stoppedFor = all !== null && frozenLongEnough(all, lastAnswerAt, now, t) ? Math.max(all, lastAnswerAt)
+    : frozenSince !== null && !any && now - frozenSince >= t.frozenMs && now - lastWalAt >= t.frozenMs ? frozenSince : null;
 
   const next = (state: LivenessState, reason: string): Liveness => ({
-    lastAnswerAt, lastWalAt, walWrittenAt: o.walWrittenAt ?? prev.walWrittenAt, frozenSince, allFrozenSince, writeErrorSince, fullSince,
+    lastAnswerAt, lastWalAt, walWrittenAt: o.walWrittenAt ?? prev.walWrittenAt, frozenSince, writeErrorSince, fullSince,
     verdict: { state, reason, since: prev.verdict.state === state ? prev.verdict.since : sinceOf(state) },
   });
   const sinceOf = (state: LivenessState): number => {

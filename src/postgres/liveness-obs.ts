@@ -20,18 +20,26 @@ export function stoppedProcesses(dataDir: string): string {
   return stoppedState(dataDir).text;
 }
 
-/** stoppedProcesses, and whether that is the postmaster and every child of it (nothing of the server can answer). */
+/** stoppedProcesses, and whether that is the whole server (stoppedStateOf). */
 export function stoppedState(dataDir: string): { text: string; all: boolean } {
-  const pm = postmasterOf(dataDir);
+  return stoppedStateOf(postmasterOf(dataDir));
+}
+
+/**
+ * The processes of postmaster `pm` in state T or t, from /proc alone (no file of the data
+ * directory: a caller samples this often). `all`: the postmaster stopped and every child of it
+ * stopped or exited (a zombie: a stopped postmaster cannot reap it, nor fork a new one), so
+ * nothing of the server can answer.
+ */
+export function stoppedStateOf(pm: number | null): { text: string; all: boolean } {
   if (pm === null) return { text: "", all: false };
-  const stopped = (pid: number) => /^[Tt]$/.test(procState(pid));
-  const kids = listedChildren(pm) ?? childrenOf(pm);
-  const n = kids.filter(stopped).length;
-  const main = stopped(pm);
+  const states = (listedChildren(pm) ?? childrenOf(pm)).map(procState);
+  const n = states.filter((st) => /^[Tt]$/.test(st)).length;
+  const main = /^[Tt]$/.test(procState(pm));
   if (!main && n === 0) return { text: "", all: false };
   return {
-    text: `${main ? `postmaster ${pm}` : `postmaster ${pm} running`}${n > 0 ? ` and ${n} of ${kids.length} children` : ""} stopped (state T)`,
-    all: main && n === kids.length,
+    text: `${main ? `postmaster ${pm}` : `postmaster ${pm} running`}${n > 0 ? ` and ${n} of ${states.length} children` : ""} stopped (state T)`,
+    all: main && states.every((st) => /^[TtZX]?$/.test(st)),
   };
 }
 

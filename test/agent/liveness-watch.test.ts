@@ -21,6 +21,7 @@ function harness(stopped: (n: number) => { text: string; all: boolean }, fresh: 
   const clock = { t: 1000.37 };
   let samples = 0;
   const src: LivenessSources = {
+    postmaster: () => 41,
     stopped: () => stopped(samples++),
     fresh,
     disks: () => [],
@@ -75,19 +76,28 @@ describe("liveness watch", () => {
     expect(watch.verdict?.state).toBe("busy");
   });
 
-  test("a freeze sighted at one round's end and at the next one's start counts from the first sighting, whose attempts fail at once", async () => {
+  test("attempts refused at once do not end the round while the whole server is seen stopped: the verdict comes in that round", async () => {
     const down = { up: false, ms: 1, error: "connection refused" } as Probe;
-    let round = 1;
-    const { watch, clock } = harness((n) => (round === 1 && n === 0 ? NONE : ALL), (_o, _w, _ms, step = () => {}) => {
-      const fc = round === 1 ? { fresh: ok, write: ok } : { fresh: { kind: "timeout", ms: 1, error: "connection refused" } as Attempt, write: null };
-      step({ fresh: fc.fresh });
-      return Promise.resolve(fc);
+    const refused: Attempt = { kind: "timeout", ms: 1, error: "connection refused" };
+    const { watch, clock, samples } = harness((n) => {
+      if (n > 0) clock.t += 150;
+      return ALL;
+    }, (_o, _w, _ms, step = () => {}) => {
+      step({ fresh: refused });
+      return Promise.resolve({ fresh: refused, write: null });
     });
-    await watch.observe(true, true, () => Promise.resolve(up)); // answered, then sighted stopped at its end
-    expect(watch.verdict?.state).not.toBe("stuck");
-    round = 2;
-    clock.t += 1200.25; // the next round, more than frozenMs later: its attempts fail at once
     await watch.observe(true, true, () => Promise.resolve(down));
     expect(watch.verdict?.state).toBe("stuck");
+    expect(samples()).toBeGreaterThan(6); // sampled on past the attempts, 150 ms apart, until frozenMs
+  });
+
+  test("the round ends as soon as the whole server runs again", async () => {
+    const { watch, clock, samples } = harness((n) => {
+      if (n > 0) clock.t += 150;
+      return n < 3 ? ALL : NONE; // stopped for 300 ms (SIGSTOP, SIGCONT)
+    }, () => Promise.resolve({ fresh: ok, write: ok }));
+    await watch.observe(true, true, () => Promise.resolve(up));
+    expect(watch.verdict?.state).toBe("ok");
+    expect(samples()).toBe(4);
   });
 });

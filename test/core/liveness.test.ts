@@ -92,18 +92,37 @@ describe("liveness", () => {
     expect(run([{ ...some, probe: timeout(), answeredAt: null, fresh: timeout(), write: null, stoppedSince: 0, stoppedAtEnd: "postmaster 41 stopped (state T)", now: 1600 }]).verdict.state).toBe("stuck");
   });
 
-  test("stuck: a freeze seen at one round's end and the next one's start counts from the first sighting", () => {
-    const end = { probe: ok(5), answeredAt: 10.5, fresh: ok(), write: ok(), stoppedSince: 300.25, allStoppedSince: 300.25, stoppedAtEnd: "postmaster 41 and 3 of 3 children stopped (state T)", walWrittenAt: 5, now: 400.75 };
-    // The next round starts at 900.75 (500 ms later), its first sighting taken at its start.
-    const next = { probe: timeout(500), fresh: timeout(500), write: null, stoppedAtEnd: end.stoppedAtEnd, walWrittenAt: 5, now: 300.25 + T.frozenMs };
-    const l = run([end, { ...next, stoppedSince: 900.75, allStoppedSince: 900.75 }]);
+  test("stuck: an answer read just after the whole server was sighted stopped only moves the count's start", () => {
+    const mid = { probe: ok(5), answeredAt: 250, fresh: timeout(), write: null, stoppedSince: 200, allStoppedSince: 200, stoppedAtEnd: "postmaster 41 and 3 of 3 children stopped (state T)", walWrittenAt: 5 };
+    expect(run([{ ...mid, now: 250 + T.frozenMs - 50 }]).verdict.state).toBe("busy");
+    const l = run([{ ...mid, now: 250 + T.frozenMs }]);
+    expect(l.verdict.state).toBe("stuck");
+    expect(l.verdict.since).toBe(250);
+  });
+
+  test("some processes stopped: the count carries over rounds, and WAL written since is progress", () => {
+    const first = { probe: ok(5), fresh: ok(), write: ok(), stoppedSince: 300.25, stoppedAtEnd: "postmaster 41 running and 1 of 3 children stopped (state T)", walWrittenAt: 5, now: 400.75 };
+    // The next round starts at 900.75, stopped from its first sample, nothing answering.
+    const next = { probe: timeout(500), fresh: timeout(500), write: null, stoppedSince: 900.75, stoppedAtEnd: first.stoppedAtEnd, now: 1400.75 };
+    const l = run([first, { ...next, walWrittenAt: 5 }]);
     expect(l.verdict.state).toBe("stuck");
     expect(l.verdict.since).toBe(300.25);
+    // Clients' WAL moved meanwhile: a backend stopped, the server working.
+    expect(run([first, { ...next, walWrittenAt: 6 }]).verdict.state).toBe("busy");
     // Not stopped at the next round's start (resumed, then stopped again at 1000): counted anew.
-    expect(run([end, { ...next, stoppedSince: 1000, allStoppedSince: 1000 }]).verdict.state).toBe("busy");
+    expect(run([first, { ...next, stoppedSince: 1000, walWrittenAt: 5 }]).verdict.state).toBe("busy");
+  });
+
+  test("the whole-server count never carries over the unsampled gap between rounds", () => {
+    const first = { probe: ok(5), fresh: ok(), write: ok(), stoppedSince: 300.25, allStoppedSince: 300.25, stoppedAtEnd: "postmaster 41 and 3 of 3 children stopped (state T)", walWrittenAt: 5, now: 400.75 };
+    // Sighted at the next round's start again (it may have run in between): 600 ms of this round
+    // count, not 1.1 s since the first round's sighting (WAL moved: the other rule stays out of it).
+    const next = { probe: timeout(600), fresh: timeout(600), write: null, stoppedSince: 900.75, allStoppedSince: 900.75, stoppedAtEnd: first.stoppedAtEnd, walWrittenAt: 6, now: 1500.75 };
+    expect(run([first, next]).verdict.state).toBe("busy");
+    expect(run([first, { ...next, now: 900.75 + T.frozenMs }]).verdict.state).toBe("stuck");
     expect(frozenLongEnough(300, 10, 300 + T.frozenMs)).toBe(true);
-    expect(frozenLongEnough(300, 300, 300 + T.frozenMs)).toBe(true);
     expect(frozenLongEnough(300, 301, 300 + T.frozenMs)).toBe(false);
+    expect(frozenLongEnough(300, 301, 301 + T.frozenMs)).toBe(true);
     expect(frozenLongEnough(300, 10, 300 + T.frozenMs - 1)).toBe(false);
     expect(frozenLongEnough(null, 10, 5000)).toBe(false);
   });

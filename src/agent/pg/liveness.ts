@@ -2,9 +2,9 @@
 // beside the round's own probe, every one under a deadline, and keeps the verdict. It watches
 // only while this node leads with a running server (the leader is the one that acts on it); disk
 // space is measured on every node for the report.
-import { type Attempt, broken, diskWarning, frozenLongEnough, frozenSinceOf, initialLiveness, type DiskUse, type Liveness, type LivenessObs, stepLiveness, type Verdict } from "../../core/liveness.ts";
+import { type Attempt, broken, diskWarning, frozenLongEnough, initialLiveness, type DiskUse, type Liveness, type LivenessObs, stepLiveness, type Verdict } from "../../core/liveness.ts";
 import type { PgReport } from "../../core/report.ts";
-import { diskUse, type FreshCheck, freshCheck, stoppedState, walWrittenAt } from "../../postgres/liveness-obs.ts";
+import { diskUse, freshCheck, postmasterOf, stoppedStateOf, walWrittenAt } from "../../postgres/liveness-obs.ts";
 import type { Probe } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 
@@ -17,12 +17,14 @@ const SAMPLE_MS = 100;
 
 /** What a round reads besides its probe (the real ones by default; a test passes its own). */
 export interface LivenessSources {
-  stopped: typeof stoppedState;
+  /** Read once a round; the samples then read /proc alone (no file of the data directory, whose disk may hang). */
+  postmaster: typeof postmasterOf;
+  stopped: typeof stoppedStateOf;
   fresh: typeof freshCheck;
   disks: typeof diskUse;
   wal: typeof walWrittenAt;
 }
-const REAL: LivenessSources = { stopped: stoppedState, fresh: freshCheck, disks: diskUse, wal: walWrittenAt };
+const REAL: LivenessSources = { postmaster: postmasterOf, stopped: stoppedStateOf, fresh: freshCheck, disks: diskUse, wal: walWrittenAt };
 
 export class LivenessWatch {
   private state: Liveness | null = null;
@@ -44,12 +46,13 @@ export class LivenessWatch {
       return probeFn();
     }
     const now = () => h.clock.now();
-    const seen = new Sightings(() => this.src.stopped(dir), now);
-    const startedAt = seen.sample(); // the sighting at the start is at startedAt (frozenSinceOf carries the last round's over)
+    const pm = this.src.postmaster(dir);
+    const seen = new Sightings(() => this.src.stopped(pm), now);
+    const startedAt = seen.sample(); // the round's first sighting is at startedAt (frozenSinceOf carries the last round's over)
     const prev = this.state ?? initialLiveness(startedAt);
     // Filled in as each attempt ends: a round ended by a freeze reads what answered by then.
     const got: { answeredAt: number | null; probe: Probe | null; fresh: Attempt | null; write: Attempt | null } = { answeredAt: null, probe: null, fresh: null, write: null };
-    const heard = (a: Attempt | undefined) => {
+    const heard = (a: Attempt | null | undefined) => {
       if (a && a.kind !== "timeout") got.answeredAt = now();
     };
     const attempts = Promise.all([
@@ -58,27 +61,32 @@ export class LivenessWatch {
         got.probe = p;
       }),
       this.src.fresh({ socketDir: h.socketDir, port: h.cfg.postgres.port, superuser: h.cfg.postgres.superuser, log: h.log }, write, FRESH_DEADLINE_MS, (step) => {
-        heard(step.fresh ?? step.write ?? undefined);
+        heard(step.fresh ?? step.write);
         if (step.fresh) got.fresh = step.fresh;
         if (step.write) got.write = step.write;
+      }).then((fc) => {
+        if (got.fresh === null) heard(fc.fresh ?? fc.write);
+        got.fresh = fc.fresh;
+        got.write = fc.write;
       }),
     ]);
-    // A freeze of the whole server that begins while the attempts run is seen when it begins, and
-    // the round ends once it has lasted frozenMs with nothing answered since (frozenLongEnough):
-    // the attempts' own deadlines (the probe's 2 s, the fresh connection's twice 1.5 s) do not add to it.
+    // The whole server frozen while the attempts run is seen when it begins, and the round ends once
+    // that has lasted frozenMs with nothing answered since (frozenLongEnough): the attempts' own
+    // deadlines (the probe's 2 s, the fresh connection's twice 1.5 s) do not add to it. Attempts that
+    // ended at once (refused) do not end the round while the whole server is still seen stopped:
+    // the samples go on until it runs again or the verdict is reached, within this round (the gap
+    // between rounds is not sampled, so nothing of the whole-server count carries over it).
     let end: number;
+    let settled = false;
     for (;;) {
-      const settled = await settledWithin(attempts, SAMPLE_MS);
+      if (!settled) settled = await settledWithin(attempts, SAMPLE_MS);
+      else await Bun.sleep(SAMPLE_MS);
       end = seen.sample();
-      if (settled) {
-        await attempts; // an error thrown by an attempt surfaces as before
-        break;
-      }
-      if (frozenLongEnough(frozenSinceOf(prev.allFrozenSince, startedAt, seen.allSince), Math.max(prev.lastAnswerAt, got.answeredAt ?? -Infinity), end)) {
-        attempts.catch(() => undefined); // each ends by its own deadline; nobody waits for it
-        break;
-      }
+      if (frozenLongEnough(seen.allSince, Math.max(prev.lastAnswerAt, got.answeredAt ?? -Infinity), end)) break;
+      if (settled && seen.allSince === null) break;
     }
+    if (settled) await attempts; // an error thrown by an attempt surfaces as before
+    else attempts.catch(() => undefined); // each ends by its own deadline; nobody waits for it
     const ms = Math.round(end - startedAt);
     const pending = { kind: "timeout" as const, ms, error: `no answer within ${ms} ms while the server's processes are stopped` };
     const p: Probe = got.probe ?? { up: false, ms, error: pending.error };
