@@ -127,6 +127,7 @@ export class Agent implements ClusterContext {
         if (!this.localHost && localHost) this.localHost = localHost;
         const h = this.historyLog.list();
         if (h.length > 0) this.mesh.send(id, { t: "history", entries: h });
+        this.migration.peerUp(id);
       },
       beaconExtra: () => ({ vote: this.store.get().bootstrapVote, member: this.store.get().membership !== null }),
     }));

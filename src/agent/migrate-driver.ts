@@ -171,6 +171,16 @@ export class MigrateDriver {
     this.broadcastEpoch();
   }
 
+  /**
+   * A peer (re)connected: it hears this node's epoch and built-in term now, not at the next
+   * broadcast (a report sent while its old connection was dying is lost with it, and the leader's
+   * next migration to builtin waits for every voter's report).
+   */
+  peerUp(id: string): void {
+    if (this.inForceNow.epoch < 1 || this.leader.running()) return;
+    this.d.send(id, { t: "migrate-epoch", ...this.own() });
+  }
+
   private broadcastEpoch(): void {
     this.lastEpochSent = this.clock();
     const msg = { t: "migrate-epoch" as const, ...this.own() };

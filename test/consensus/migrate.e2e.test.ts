@@ -156,6 +156,11 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
     const h = await waitReplicating(c!, 60_000);
     const p = h.primary;
     const off = h.standbys[1]!;
+    // Connected to the leader before the cut: a voter reports its epoch and built-in term on each
+    // (re)connection, and a migration to builtin needs every voter's report at the epoch in force
+    // (the previous case's healed voter may still be reconnecting here).
+    await waitFor(async () => (await p.status()).peers.find((x) => x.name === off.name)?.connected === true,
+      { timeoutMs: 15_000, intervalMs: 200, what: `${p.name} to be connected to ${off.name}` });
     const mark = logMark(off);
     const w = new Writer([p]);
     w.start();
