@@ -33,6 +33,20 @@ async function inWal<T>(dataDir: string, osUser: string, fn: (d: SafeDir, owner:
   }
 }
 
+/** The placeholders among pg_wal's history files, and the highest real one's number (0: none). */
+async function classify(d: SafeDir, names: string[]): Promise<{ placeholders: number[]; real: number }> {
+  const placeholders: number[] = [];
+  let real = 0;
+  for (const name of names) {
+    const text = (await d.read(name, 0, 200))?.text;
+    if (text === undefined) continue;
+    const n = parseInt(HISTORY.exec(name)![1]!, 16);
+    if (isPlaceholder(text)) placeholders.push(n);
+    else real = Math.max(real, n);
+  }
+  return { placeholders, real };
+}
+
 /** Timeline numbers with a history file in pg_wal (placeholders included). */
 export function historyNumbers(dataDir: string, osUser: string): Promise<Set<number>> {
   return inWal(dataDir, osUser, async (_d, _o, names) => new Set(names.map((n) => parseInt(HISTORY.exec(n)![1]!, 16))));
@@ -46,18 +60,28 @@ export function placePlaceholders(dataDir: string, osUser: string, numbers: numb
 }
 
 /**
- * After the promotion (never before: one above every real history file must not reach the
- * archive), when pgherd runs the archive_command: each placeholder is marked ready, as PostgreSQL
- * marks its own history files, so that a restore's walk over the archive passes the number too.
+ * When pgherd runs the archive_command: every placeholder below the highest real history file is
+ * marked ready, as PostgreSQL marks its own history files, so that a restore's walk over the
+ * archive passes its number too (PostgreSQL's findNewestTimeLine stops at the first number the
+ * archive lacks, and would recover the old timeline only). Every one, not only this promotion's:
+ * a retried promotion finds its placeholders in pg_wal already, an agent may die between
+ * pg_promote and this call, and a copy received by streaming is marked done by the walreceiver
+ * without anyone having archived it. Marking one the archive holds costs a check (wal-push).
+ * Never one above every real history file (an interrupted promotion's: it must not reach the
+ * archive). The numbers marked.
  */
-export function markPlaceholdersReady(dataDir: string, osUser: string, numbers: number[]): Promise<void> {
-  return inWal(dataDir, osUser, async (d, owner) => {
+export function markPlaceholdersReady(dataDir: string, osUser: string): Promise<number[]> {
+  return inWal(dataDir, osUser, async (d, owner, names) => {
+    const { placeholders, real } = await classify(d, names);
+    const marked = placeholders.filter((n) => n < real).sort((a, b) => a - b);
+    if (marked.length === 0) return [];
     const status = await SafeDir.open(join(d.path, "archive_status"), { osUser: owner });
     try {
-      for (const n of numbers) await status.writeAtomic(`${historyFileName(n)}.ready`, "", { mode: 0o600, owner });
+      for (const n of marked) await status.writeAtomic(`${historyFileName(n)}.ready`, "", { mode: 0o600, owner });
     } finally {
       await status.close();
     }
+    return marked;
   });
 }
 
@@ -67,17 +91,9 @@ export function markPlaceholdersReady(dataDir: string, osUser: string, numbers: 
  */
 export function removeDanglingPlaceholders(dataDir: string, osUser: string, timeline: () => Promise<number>): Promise<number[]> {
   return inWal(dataDir, osUser, async (d, _o, names) => {
-    const placeholders: number[] = [];
-    let real = 0;
-    for (const name of names) {
-      const text = (await d.read(name, 0, 200))?.text;
-      if (text === undefined) continue;
-      const n = parseInt(HISTORY.exec(name)![1]!, 16);
-      if (isPlaceholder(text)) placeholders.push(n);
-      else real = Math.max(real, n);
-    }
-    if (!placeholders.some((n) => n > real)) return []; // the usual case: no pg_controldata
-    real = Math.max(real, await timeline());
+    const { placeholders, real: top } = await classify(d, names);
+    if (!placeholders.some((n) => n > top)) return []; // the usual case: no pg_controldata
+    const real = Math.max(top, await timeline());
     const removed = placeholders.filter((n) => n > real).sort((a, b) => a - b);
     for (const n of removed) await d.remove(historyFileName(n));
     return removed;
@@ -90,14 +106,5 @@ export function removeDanglingPlaceholders(dataDir: string, osUser: string, time
  * timeline only from the first checkpoint after it.
  */
 export function highestRealHistory(dataDir: string, osUser: string): Promise<number> {
-  return inWal(dataDir, osUser, async (d, _o, names) => {
-    let top = 0;
-    for (const name of names) {
-      const n = parseInt(HISTORY.exec(name)![1]!, 16);
-      if (n <= top) continue;
-      const text = (await d.read(name, 0, 200))?.text;
-      if (text !== undefined && !isPlaceholder(text)) top = n;
-    }
-    return top;
-  });
+  return inWal(dataDir, osUser, async (d, _o, names) => (await classify(d, names)).real);
 }

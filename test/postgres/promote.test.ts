@@ -10,7 +10,8 @@ import { promote, syncNamesBeforePromotion } from "../../src/postgres/promote.ts
 import { openDb, openLocalDb, type Db } from "../../src/postgres/sql.ts";
 import { planTimeline } from "../../src/core/timelines.ts";
 import { highestRealHistory, historyFileName, historyNumbers, markPlaceholdersReady, placePlaceholders, removeDanglingPlaceholders } from "../../src/postgres/timeline-files.ts";
-import { existsSync, readFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { lookupOsUser } from "../../src/postgres/users.ts";
 import { join } from "node:path";
 import { freePort, PG_OS_USER, pgScratch, type Scratch } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -27,12 +28,12 @@ afterAll(async () => {
 });
 
 /** A hot standby (no upstream) in `s` with synchronous_standby_names = `names` in its files. */
-async function standby(name: string, names?: string): Promise<{ node: PgNode; db: Db; side: Db; port: number; rewrite: (names: string) => Promise<unknown> }> {
+async function standby(name: string, names?: string, extra: Record<string, string> = {}): Promise<{ node: PgNode; db: Db; side: Db; port: number; rewrite: (names: string) => Promise<unknown> }> {
   s ??= await pgScratch("promote");
   const node = s.node(name, log.withTag(name));
   const port = await freePort();
   await initdb(node, { superuser: "postgres", noSync: true });
-  const conf = { listenAddresses: ["127.0.0.1"], port, maxWalSenders: 10, maxReplicationSlots: 10, hotStandby: true as const, walLogHints: true as const, unixSocketDir: s.socketDir, parameters: { fsync: false, shared_buffers: "16MB" } };
+  const conf = { listenAddresses: ["127.0.0.1"], port, maxWalSenders: 10, maxReplicationSlots: 10, hotStandby: true as const, walLogHints: true as const, unixSocketDir: s.socketDir, parameters: { fsync: false, shared_buffers: "16MB", ...extra } };
   const write = (names?: string) => writeManagedConfig({
     dataDir: node.dataDir, osUser: PG_OS_USER, standby: true, log,
     conf: { ...conf, synchronousStandbyNames: names },
@@ -131,8 +132,36 @@ test("placeholder history files for reserved numbers make PostgreSQL promote abo
   expect([...(await historyNumbers(sb.node.dataDir, PG_OS_USER))].sort()).toEqual([2, 3, 4]);
   expect(await highestRealHistory(sb.node.dataDir, PG_OS_USER)).toBe(4); // placeholders are not a history
   // With pgherd archiving ([backup] tool), marked ready once promoted, as PostgreSQL marks its own.
-  await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER, plan.fill);
+  expect(await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER)).toEqual(plan.fill);
   for (const n of plan.fill) expect(existsSync(join(sb.node.dataDir, "pg_wal", "archive_status", `${historyFileName(n)}.ready`))).toBe(true);
+}, 60_000);
+
+test("placeholders reach the archive after a retried promotion and as streamed copies marked done; a restore's walk over the archive then reaches the promoted timeline", async () => {
+  s ??= await pgScratch("promote");
+  const archive = join(s.root, "archive");
+  mkdirSync(archive);
+  chownSync(archive, (await lookupOsUser(PG_OS_USER)).uid, (await lookupOsUser(PG_OS_USER)).gid);
+  const sb = await standby("arch", undefined, { archive_mode: "on", archive_command: `test ! -f ${archive}/%f && cp %p ${archive}/%f` });
+  const status = (n: number) => join(sb.node.dataDir, "pg_wal", "archive_status", `${historyFileName(n)}`);
+  // A first attempt placed 2 and 3 and failed before pg_promote; the retry's plan finds them in
+  // pg_wal and fills nothing. Number 4 came from an upstream by streaming: the walreceiver marks
+  // such a copy done without anyone archiving it.
+  await placePlaceholders(sb.node.dataDir, PG_OS_USER, [2, 3, 4], 9);
+  writeFileSync(`${status(4)}.done`, "");
+  const have = await historyNumbers(sb.node.dataDir, PG_OS_USER);
+  const plan = planTimeline(1, (n) => have.has(n), 4);
+  expect(plan).toEqual({ fill: [], next: 5 });
+  // Before the promotion none is marked: one above every real history file must stay out of the archive.
+  expect(await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER)).toEqual([]);
+  expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
+  expect(await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER)).toEqual([2, 3, 4]);
+  // The archiver finds files marked from outside at its next directory scan: a segment switch wakes it.
+  await sb.side.query("switch", (sql) => sql`SELECT pg_switch_wal()`);
+  await waitFor(() => [2, 3, 4, 5].every((n) => existsSync(join(archive, historyFileName(n)))), { timeoutMs: 30_000, what: "history files 2-5 in the archive" });
+  // PostgreSQL's findNewestTimeLine over the archive: from timeline 1 up to the first number missing.
+  let newest = 1;
+  while (existsSync(join(archive, historyFileName(newest + 1)))) newest++;
+  expect(newest).toBe(5);
 }, 60_000);
 
 test("a placeholder above every real history file (an agent that died before pg_promote) holds a standby's start; removing it, as the agent does before a start, frees it", async () => {

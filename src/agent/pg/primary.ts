@@ -63,7 +63,20 @@ export class PrimaryStarter {
         const p = await probe(h.localDb());
         h.ctx.becamePrimary(adopt ? "adopt" : "bootstrap", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
       } else if (crashed) h.record("restart", "PostgreSQL crashed under the leader and was restarted in place");
+      // An agent that died between pg_promote and the marking, restarted as the leader.
+      await this.archivePlaceholders();
     });
+  }
+
+  /** With pgherd's archive_command ([backup] tool): the placeholder history files go to the archive (timeline-files.ts). */
+  private async archivePlaceholders(): Promise<void> {
+    const h = this.h;
+    if (h.cfg.backup.tool === "none") return;
+    const marked = await markPlaceholdersReady(h.node.dataDir, h.cfg.postgres.os_user).catch((e: Error) => {
+      h.log.warn(`marking the placeholder history files for the archive: ${e.message}`);
+      return [];
+    });
+    if (marked.length > 0) h.log.info(`placeholder history file(s) of timeline(s) ${marked.join(", ")} marked for the archive`);
   }
 
   promote(): Promise<void> {
@@ -98,9 +111,7 @@ export class PrimaryStarter {
       } else if (r === "promoted" && after.up && after.timeline < tl.next) {
         h.log.error(`the promotion got timeline ${after.timeline}, below the reserved ${tl.next}: another history may have the same number`);
       }
-      if (r === "promoted" && tl.fill.length > 0 && h.cfg.backup.tool !== "none") {
-        await markPlaceholdersReady(h.node.dataDir, h.cfg.postgres.os_user, tl.fill).catch((e: Error) => h.log.warn(`marking the placeholder history files for the archive: ${e.message}`));
-      }
+      if (r === "promoted") await this.archivePlaceholders();
       h.ctx.becamePrimary("promote", after.up ? after.timeline : null, after.up ? after.currentLsn : null);
     });
   }
