@@ -111,8 +111,8 @@ export class PrimaryStarter {
       } else if (r === "promoted" && after.up && after.timeline < tl.next) {
         h.log.error(`the promotion got timeline ${after.timeline}, below the reserved ${tl.next}: another history may have the same number`);
       }
-      if (r === "promoted") await this.archivePlaceholders();
       h.ctx.becamePrimary("promote", after.up ? after.timeline : null, after.up ? after.currentLsn : null);
+      if (r === "promoted") await this.archivePlaceholders();
     });
   }
 
