@@ -60,28 +60,34 @@ export function placePlaceholders(dataDir: string, osUser: string, numbers: numb
 }
 
 /**
- * When pgherd runs the archive_command: every placeholder below the highest real history file is
- * marked ready, as PostgreSQL marks its own history files, so that a restore's walk over the
- * archive passes its number too (PostgreSQL's findNewestTimeLine stops at the first number the
- * archive lacks, and would recover the old timeline only). Every one, not only this promotion's:
- * a retried promotion finds its placeholders in pg_wal already, an agent may die between
- * pg_promote and this call, and a copy received by streaming is marked done by the walreceiver
- * without anyone having archived it. Marking one the archive holds costs a check (wal-push).
- * Never one above every real history file (an interrupted promotion's: it must not reach the
- * archive). The numbers marked.
+ * When pgherd runs the archive_command: each placeholder below the highest real history file that
+ * has no archive status yet is marked ready, as PostgreSQL marks its own history files, so that a
+ * restore's walk over the archive passes its number too (PostgreSQL's findNewestTimeLine stops at
+ * the first number the archive lacks, and would recover the old timeline only). Not only this
+ * promotion's: a retried promotion finds its placeholders in pg_wal already, and an agent may die
+ * between pg_promote and the marking. One with a status is left alone: PostgreSQL marked it
+ * (a copy received by streaming, under archive_mode = always) or it was archived already, and
+ * pgBackRest's archive-push replaces a history file the repository holds. Never one above every
+ * real history file (an interrupted promotion's: it must not reach the archive). The numbers marked.
  */
 export function markPlaceholdersReady(dataDir: string, osUser: string): Promise<number[]> {
   return inWal(dataDir, osUser, async (d, owner, names) => {
     const { placeholders, real } = await classify(d, names);
-    const marked = placeholders.filter((n) => n < real).sort((a, b) => a - b);
-    if (marked.length === 0) return [];
+    const below = placeholders.filter((n) => n < real).sort((a, b) => a - b);
+    if (below.length === 0) return [];
     const status = await SafeDir.open(join(d.path, "archive_status"), { osUser: owner });
     try {
-      for (const n of marked) await status.writeAtomic(`${historyFileName(n)}.ready`, "", { mode: 0o600, owner });
+      const marked: number[] = [];
+      for (const n of below) {
+        const name = historyFileName(n);
+        if ((await status.has(`${name}.ready`)) || (await status.has(`${name}.done`))) continue;
+        await status.writeAtomic(`${name}.ready`, "", { mode: 0o600, owner });
+        marked.push(n);
+      }
+      return marked;
     } finally {
       await status.close();
     }
-    return marked;
   });
 }
 

@@ -6,9 +6,13 @@
 // replication command: BASE_BACKUP would show); `pgherd backup` runs on a healthy standby (pgBackRest
 // backup-standby through the primary's pgBackRest TLS server), on the primary once no standby runs.
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { chownSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { placeholderText } from "../../src/core/timelines.ts";
+import { historyFileName } from "../../src/postgres/timeline-files.ts";
+import { lookupOsUser } from "../../src/postgres/users.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
+import { PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { faultRound, logMark, logSince, waitReplicating } from "../helpers/writer.ts";
 import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
@@ -77,6 +81,38 @@ describeCluster("backup: archiving that follows the primary", {
     });
     expect(r.analysis.splitBrain).toEqual([]);
     await expectContinuous("after the host crash");
+  }), 240_000);
+
+  test("a promotion past a placeholder history file no one marked (a retried promotion's): the placeholder reaches the repository and a walk over the archive reaches the new timeline", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    const target = h.standbys[0]!;
+    const mark = logMark(target);
+    const [row] = await h.primary.query("select timeline_id as tli from pg_control_checkpoint()");
+    const tli = Number(row!.tli);
+    // As a first attempt that failed after placing it leaves it: in pg_wal, no archive status.
+    const name = historyFileName(tli + 1);
+    const file = join(target.dataDir, "pg_wal", name);
+    writeFileSync(file, placeholderText(tli + 1, 0), { mode: 0o600 });
+    const u = await lookupOsUser(PG_OS_USER);
+    chownSync(file, u.uid, u.gid);
+    await switchoverToStandby(fx.c, h.primary, target);
+    const after = await waitReplicating(fx.c, 60_000);
+    expect(after.primary.name).toBe(target.name);
+    const [now] = await after.primary.query("select timeline_id as tli from pg_control_checkpoint()");
+    expect(Number(now!.tli)).toBe(tli + 2); // PostgreSQL's walk went past the placeholder
+    // The repository's history files (pgBackRest keeps them in the archive id's directory).
+    const base = join(fx.repo, "archive", STANZA);
+    const histories = () => new Set(readdirSync(base).filter((d) => /^\d+-\d+$/.test(d)).flatMap((db) => readdirSync(join(base, db))).map((f) => /^([0-9A-F]{8})\.history/.exec(f)?.[1]).filter((x): x is string => !!x).map((x) => parseInt(x, 16)));
+    await waitFor(async () => {
+      await after.primary.query("select pg_switch_wal()"); // wakes the archiver: it scans archive_status again
+      return histories().has(tli + 1) && histories().has(tli + 2);
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: `history files ${tli + 1} (the placeholder) and ${tli + 2} in the repository` });
+    // PostgreSQL's findNewestTimeLine over the archive: up to the first number missing.
+    let newest = 1;
+    while (histories().has(newest + 1)) newest++;
+    expect(newest).toBe(tli + 2);
+    expect(logSince(target, mark, /placeholder history file\(s\) of timeline\(s\) \d+ marked for the archive/).length).toBe(1);
+    await expectContinuous("after a promotion past a placeholder");
   }), 240_000);
 
   test("a standby stopped until the primary recycled its WAL catches up from the archive, without a clone", () => fx.c.diagnose(async () => {

@@ -176,8 +176,8 @@ export async function segmentGaps(primary: ClusterNode, segs: Seg[], fromSegno: 
  * `pgherd switchover` from `p` to a streaming standby. Right after a WAL switch the target's last
  * report may still show it a segment behind: that refusal is retried (5 s at most).
  */
-export async function switchoverToStandby(c: PgCluster, p: ClusterNode): Promise<void> {
-  const target = (await waitReplicating(c, 10_000)).standbys[0]!;
+export async function switchoverToStandby(c: PgCluster, p: ClusterNode, to?: ClusterNode): Promise<void> {
+  const target = to ?? (await waitReplicating(c, 10_000)).standbys[0]!;
   let cli = await pgherdCli(p, ["switchover", "--to", target.name], 100_000);
   for (let i = 0; i < 20 && cli.code !== 0 && /lags .* behind/.test(cli.stderr + cli.stdout); i++) {
     await Bun.sleep(250);

@@ -10,7 +10,7 @@ import { promote, syncNamesBeforePromotion } from "../../src/postgres/promote.ts
 import { openDb, openLocalDb, type Db } from "../../src/postgres/sql.ts";
 import { planTimeline } from "../../src/core/timelines.ts";
 import { highestRealHistory, historyFileName, historyNumbers, markPlaceholdersReady, placePlaceholders, removeDanglingPlaceholders } from "../../src/postgres/timeline-files.ts";
-import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { join } from "node:path";
 import { freePort, PG_OS_USER, pgScratch, type Scratch } from "../helpers/pg.ts";
@@ -136,28 +136,33 @@ test("placeholder history files for reserved numbers make PostgreSQL promote abo
   for (const n of plan.fill) expect(existsSync(join(sb.node.dataDir, "pg_wal", "archive_status", `${historyFileName(n)}.ready`))).toBe(true);
 }, 60_000);
 
-test("placeholders reach the archive after a retried promotion and as streamed copies marked done; a restore's walk over the archive then reaches the promoted timeline", async () => {
+test("placeholders no one marked reach the archive after a retried promotion; one with an archive status is left alone; a walk over the archive then reaches the promoted timeline", async () => {
   s ??= await pgScratch("promote");
   const archive = join(s.root, "archive");
   mkdirSync(archive);
-  chownSync(archive, (await lookupOsUser(PG_OS_USER)).uid, (await lookupOsUser(PG_OS_USER)).gid);
-  const sb = await standby("arch", undefined, { archive_mode: "on", archive_command: `test ! -f ${archive}/%f && cp %p ${archive}/%f` });
-  const status = (n: number) => join(sb.node.dataDir, "pg_wal", "archive_status", `${historyFileName(n)}`);
-  // A first attempt placed 2 and 3 and failed before pg_promote; the retry's plan finds them in
-  // pg_wal and fills nothing. Number 4 came from an upstream by streaming: the walreceiver marks
-  // such a copy done without anyone archiving it.
+  const u = await lookupOsUser(PG_OS_USER);
+  chownSync(archive, u.uid, u.gid);
+  const sb = await standby("arch", undefined, { archive_mode: "always", archive_command: `test ! -f ${archive}/%f && cp %p ${archive}/%f` });
+  const status = (n: number) => join(sb.node.dataDir, "pg_wal", "archive_status", historyFileName(n));
+  // A first attempt placed 2, 3 and 4 and failed before pg_promote; the retry's plan finds them in
+  // pg_wal and fills nothing. 4 was archived already (its status says done; under archive_mode =
+  // always PostgreSQL marks a copy received by streaming itself): it is not pushed again.
   await placePlaceholders(sb.node.dataDir, PG_OS_USER, [2, 3, 4], 9);
+  copyFileSync(join(sb.node.dataDir, "pg_wal", historyFileName(4)), join(archive, historyFileName(4)));
   writeFileSync(`${status(4)}.done`, "");
   const have = await historyNumbers(sb.node.dataDir, PG_OS_USER);
   const plan = planTimeline(1, (n) => have.has(n), 4);
   expect(plan).toEqual({ fill: [], next: 5 });
   // Before the promotion none is marked: one above every real history file must stay out of the archive.
   expect(await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER)).toEqual([]);
+  expect(existsSync(`${status(2)}.ready`)).toBe(false);
   expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
-  expect(await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER)).toEqual([2, 3, 4]);
+  expect(await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER)).toEqual([2, 3]);
+  expect(existsSync(`${status(4)}.ready`)).toBe(false);
   // The archiver finds files marked from outside at its next directory scan: a segment switch wakes it.
   await sb.side.query("switch", (sql) => sql`SELECT pg_switch_wal()`);
-  await waitFor(() => [2, 3, 4, 5].every((n) => existsSync(join(archive, historyFileName(n)))), { timeoutMs: 30_000, what: "history files 2-5 in the archive" });
+  await waitFor(() => [2, 3, 5].every((n) => existsSync(`${status(n)}.done`)), { timeoutMs: 30_000, what: "history files 2, 3 and 5 archived" });
+  expect(await markPlaceholdersReady(sb.node.dataDir, PG_OS_USER)).toEqual([]); // archived: nothing left to mark
   // PostgreSQL's findNewestTimeLine over the archive: from timeline 1 up to the first number missing.
   let newest = 1;
   while (existsSync(join(archive, historyFileName(newest + 1)))) newest++;

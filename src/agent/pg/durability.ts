@@ -36,6 +36,8 @@ export class Maintenance {
   /** The settings PostgreSQL orders between primary and standbys, as the last round read them. */
   ordered: OrderedValue[] = [];
   private rolesEnsuredFor: string | null = null;
+  /** The primary's timeline whose placeholder history files this agent marked for the archive. */
+  private placeholdersFor: number | null = null;
   /** The running barrier of takeNames(), or null. */
   private barrier: Promise<void> | null = null;
   /** publishGuard keeps a block up until the barrier confirms the names (logged once per hold). */
@@ -160,6 +162,12 @@ export class Maintenance {
       } else if (this.rolesEnsuredFor !== p.systemIdentifier) {
         await ensureRoles(h.localDb(), { replUser: h.cfg.postgres.repl_user, replPassword: s.replPassword, monitorUser: h.cfg.postgres.monitor_user, monitorPassword: s.monitorPassword }, h.log);
         this.rolesEnsuredFor = p.systemIdentifier;
+      }
+      // Once per timeline of this agent's primary: after a promotion (a retried one included), and
+      // after an agent restart beside its running server (one that died before the marking).
+      if (this.placeholdersFor !== p.timeline) {
+        await this.primary.archivePlaceholders();
+        this.placeholdersFor = p.timeline;
       }
     }
     // Settings that need a restart (listen_addresses, port, wal_level, …) of an adopted server or a standby:

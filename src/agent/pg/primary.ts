@@ -63,13 +63,14 @@ export class PrimaryStarter {
         const p = await probe(h.localDb());
         h.ctx.becamePrimary(adopt ? "adopt" : "bootstrap", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
       } else if (crashed) h.record("restart", "PostgreSQL crashed under the leader and was restarted in place");
-      // An agent that died between pg_promote and the marking, restarted as the leader.
-      await this.archivePlaceholders();
     });
   }
 
-  /** With pgherd's archive_command ([backup] tool): the placeholder history files go to the archive (timeline-files.ts). */
-  private async archivePlaceholders(): Promise<void> {
+  /**
+   * With pgherd's archive_command ([backup] tool): the placeholder history files no one marked go
+   * to the archive (timeline-files.ts). The primary's upkeep calls it once per timeline.
+   */
+  async archivePlaceholders(): Promise<void> {
     const h = this.h;
     if (h.cfg.backup.tool === "none") return;
     const marked = await markPlaceholdersReady(h.node.dataDir, h.cfg.postgres.os_user).catch((e: Error) => {
@@ -112,7 +113,6 @@ export class PrimaryStarter {
         h.log.error(`the promotion got timeline ${after.timeline}, below the reserved ${tl.next}: another history may have the same number`);
       }
       h.ctx.becamePrimary("promote", after.up ? after.timeline : null, after.up ? after.currentLsn : null);
-      if (r === "promoted") await this.archivePlaceholders();
     });
   }
 
