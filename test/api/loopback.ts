@@ -2,7 +2,7 @@
 // with its own mesh/API/PostgreSQL port, so the test process, HAProxy and Chromium reach every API
 // directly. Servers are reached through their unix socket (<data_dir>.sock) as root.
 import { randomBytes } from "node:crypto";
-import dgram from "node:dgram";
+import { freeUdpPort } from "../../src/demo/ports.ts";
 import postgres from "postgres";
 import { ensureBuilt } from "../../scripts/build.ts";
 import { artifactsDir, startAgent, stopAgents, type RunningAgent } from "../helpers/agents.ts";
@@ -28,14 +28,6 @@ export interface LoopCluster {
   dir: string;
   node(name: string): LoopNode;
   destroy(): Promise<void>;
-}
-
-export async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket("udp4");
-  await new Promise<void>((r) => s.bind(0, HOST, () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 export async function startLoopCluster(o: { test: string; size: number; token?: string; extra?: string }): Promise<LoopCluster> {

@@ -143,6 +143,14 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
       await w.stop();
       const a = w.analyse({ from: at, oldPrimary: p.name, newPrimary: p.name });
       console.log(`aborted migration: longest gap between acknowledged writes ${a.outageMs.toFixed(0)} ms`);
+      // Where a long gap fell (ms after the cut, by the test's clock) and what the attempts in it got.
+      const acks = w.acked(p.name).filter((x) => x.end >= at);
+      const gapEnd = acks.findIndex((x, i) => i > 0 && x.end - acks[i - 1]!.end === a.outageMs);
+      if (a.outageMs > 500 && gapEnd > 0) {
+        const [g0, g1] = [acks[gapEnd - 1]!.end, acks[gapEnd]!.end];
+        const inGap = w.attempts.filter((x) => x.start >= g0 && x.start < g1).map((x) => `${(x.start - at).toFixed(0)}+${(x.end - x.start).toFixed(0)} ms: ${x.ok ? "ok" : x.error}`);
+        console.log(`  the gap: from ${(g0 - at).toFixed(0)} to ${(g1 - at).toFixed(0)} ms after the cut; attempts in it: ${inGap.join("; ")}`);
+      }
       expect(w.writableSince(at)).toEqual([p.name]);
       expect(a.outageMs).toBeLessThanOrEqual(1000);
       expect(p.postmasterPid()).toBe(pm);

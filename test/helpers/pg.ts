@@ -2,8 +2,8 @@
 // loopback ports, and cleanup that stops every server and removes the dir, also when the test
 // process dies (synchronous exit hook: SIGQUIT to the postmaster = immediate shutdown).
 import { chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
+import { freeTcpPorts } from "../../src/demo/ports.ts";
 import type { Logger } from "../../src/log.ts";
 import { findBinDir, type PgBins } from "../../src/postgres/binaries.ts";
 import { stop, type PgNode } from "../../src/postgres/ctl.ts";
@@ -65,16 +65,15 @@ export async function pgScratch(tag: string): Promise<Scratch> {
 }
 
 /** A port nobody listens on right now (bind to 0, read it, close). */
+/**
+ * A TCP port free on 127.0.0.1 now, below the kernel's ephemeral range (src/demo/ports.ts). One
+ * from that range, released and bound seconds later, can meanwhile become the source port of any
+ * outgoing connection (an agent's mesh dial, a replication connection): the server's start then
+ * fails with "port already in use" for as long as that connection lives (CI44's api-cluster test).
+ */
 export async function freePort(exclude: number[] = []): Promise<number> {
   for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const s = createServer();
-      s.once("error", reject);
-      s.listen(0, "127.0.0.1", () => {
-        const a = s.address();
-        s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-      });
-    });
+    const [port] = await freeTcpPorts(1);
     if (port && !exclude.includes(port)) return port;
   }
 }

@@ -1,5 +1,4 @@
 // Shared by the net tests: condition waits with deadlines and a hand-driven mesh client.
-import dgram from "node:dgram";
 import net from "node:net";
 import { FrameDecoder, encodeFrame } from "../../src/net/framing.ts";
 import { Channel, deriveKeys, makeHello, proofFor, verifyProof, type Hello } from "../../src/net/secure.ts";
@@ -76,10 +75,5 @@ export class RawPeer {
 }
 
 /** A UDP port on 127.0.0.1 nobody is bound to right now (bind to 0, read it, close). */
-export async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket("udp4");
-  await new Promise<void>((r) => s.bind(0, "127.0.0.1", () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+/** Below the kernel's ephemeral range, as test/helpers/pg.ts freePort (src/demo/ports.ts). */
+export { freeUdpPort } from "../../src/demo/ports.ts";

@@ -7,7 +7,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BINARY } from "../../scripts/build.ts";
-import { freeUdpPort, http, startLoopCluster, until, type LoopCluster, type LoopNode } from "../api/loopback.ts";
+import { freeUdpPort } from "../../src/demo/ports.ts";
+import { http, startLoopCluster, until, type LoopCluster, type LoopNode } from "../api/loopback.ts";
 import { freePort, pgSkipReason } from "../helpers/pg.ts";
 import { Proc } from "../helpers/proc.ts";
 import { requireReal } from "../helpers/require.ts";
