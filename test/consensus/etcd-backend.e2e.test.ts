@@ -98,9 +98,20 @@ describe("etcd backend on a real three-member etcd", () => {
   }, 30_000);
 
   test("bootstrap: one membership; the node at the highest position takes the key; every node sees it", async () => {
-    nodes.push(new TestNode(A, "a", "c1", etcd.endpoints(), "0/300", tmp), new TestNode(B, "b", "c1", etcd.endpoints(), "0/200", tmp), new TestNode(C, "c", "c1", etcd.endpoints(), "0/100", tmp));
-    for (const n of nodes) n.c.start();
-    await Promise.all(nodes.map((n) => n.c.bootstrap({ term: 0, index: 1, voters: [A, B, C] })));
+    // a first, until its final position is in etcd: a candidate stands on the final positions of a
+    // majority, so b and c started together with a could take the key before a's report is written
+    // (CI45: b did, on b's and c's). With a's report there, only a may stand.
+    const a = new TestNode(A, "a", "c1", etcd.endpoints(), "0/300", tmp);
+    nodes.push(a);
+    a.c.start();
+    await a.c.bootstrap({ term: 0, index: 1, voters: [A, B, C] });
+    await waitFor(async () => {
+      const kv = (await a.client.range(`/pgherd/c1/members/${A}`).catch(() => ({ kvs: [] }))).kvs[0];
+      return kv !== undefined && (JSON.parse(kv.value) as { detachedFor: number | null }).detachedFor !== null;
+    }, { timeoutMs: 10_000, what: "a's final position in etcd" });
+    nodes.push(new TestNode(B, "b", "c1", etcd.endpoints(), "0/200", tmp), new TestNode(C, "c", "c1", etcd.endpoints(), "0/100", tmp));
+    for (const n of nodes.slice(1)) n.c.start();
+    await Promise.all(nodes.slice(1).map((n) => n.c.bootstrap({ term: 0, index: 1, voters: [A, B, C] })));
     await waitFor(() => leader().length === 1 && nodes.every((n) => n.c.status().leader === A), { timeoutMs: 10_000, what: "a to lead and everyone to see it" });
     expect(leader().map((n) => n.name)).toEqual(["a"]);
     expect(nodes.map((n) => n.c.status().membership?.voters)).toEqual([[A, B, C], [A, B, C], [A, B, C]]);

@@ -123,7 +123,13 @@ describeCluster("virtual IP tied to the lease", {
     const f = await round("failover", (p) => p.host.cut(), (old) => old.host.heal());
     expect(f.outage).toBeLessThanOrEqual(fx.bounds.failoverMs + 500);
     const s = await round("switchover", async (p, standbys) => {
-      const r = await pgherd(p, ["switchover", "--to", standbys[0]!.name]);
+      // The standby the failover rewound streams again a moment before the leader's view says so (its
+      // state report): the leader refuses until then ("is not streaming", "lags … behind").
+      let r = await pgherd(p, ["switchover", "--to", standbys[0]!.name]);
+      for (let i = 0; i < 20 && r.code !== 0 && /is not streaming|lags .* behind/.test(r.text); i++) {
+        await Bun.sleep(250);
+        r = await pgherd(p, ["switchover", "--to", standbys[0]!.name]);
+      }
       if (r.code !== 0) throw new Error(`pgherd switchover: ${r.text}`);
     });
     expect(s.outage).toBeLessThanOrEqual(fx.bounds.switchoverMs + 500);
