@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { createLogger } from "../src/log.ts";
 import { parseDemoOptions, type DemoOptions, DEFAULT_TIMEOUT_SEC } from "../src/demo/options.ts";
 import { runDemo } from "../src/demo/run.ts";
-import { shortPath } from "../src/demo/self.ts";
+import { shortPath } from "../src/self.ts";
 import { abortOnSignals } from "../src/demo/signals.ts";
 import { BINARY, ensureBuilt, isUpToDate } from "./build.ts";
 

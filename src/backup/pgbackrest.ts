@@ -116,21 +116,22 @@ function shellWord(s: string): string {
 }
 
 /**
- * archive_mode = always: every node, primary or standby, pushes each WAL segment it completes, so
+ * archive_mode = always: every node, primary or standby, archives each WAL segment it completes, so
  * the archive has every segment a standby received even when the primary died before archiving
- * it. pgBackRest accepts a segment that is already in the archive with the same checksum (a
- * warning, exit 0): the copies the other nodes push are harmless, and a different segment under
- * the same name is refused (an error: that is a split history).
- *
- * With a repository host (`walPusher`: the pgherd binary), a standby's copy goes through `pgherd
- * backup wal-push` (wal-push.ts), which waits for the primary's copy instead of pushing alongside
- * it: that host's archive lock refuses concurrent pushes.
+ * it. The archive_command is `pgherd backup wal-push` (wal-push.ts, `pgherd`: the argv that runs
+ * this executable), which runs `pgbackrest archive-push`:
+ * - without a repository host (--direct) every node pushes at once. pgBackRest accepts a segment
+ *   that is already in the archive with the same checksum (a warning, exit 0): the copies the other
+ *   nodes push are harmless, and a different segment under the same name is refused (an error:
+ *   that is a split history);
+ * - with one, a standby waits for the primary's copy instead of pushing alongside it: that host's
+ *   archive lock refuses concurrent pushes;
+ * - in both, a node's copy of WAL past the end of its timeline is not pushed once the repository
+ *   has that segment (a rewound former primary's copy of the segment the switch fell in).
  */
-export function archiveSettings(p: BackrestPaths, walPusher?: string): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
+export function archiveSettings(p: BackrestPaths, pgherd: string[], repoHost: boolean): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
   const base = `${shellWord(p.bin)} ${shellWord(`--config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)}`;
-  const push = walPusher
-    ? `${shellWord(walPusher)} backup wal-push ${shellWord(`--pgbackrest=${p.bin}`)} ${shellWord(`--pgbackrest-config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)} "%p"`
-    : `${base} archive-push "%p"`;
+  const push = `${pgherd.map(shellWord).join(" ")} backup wal-push ${repoHost ? "" : "--direct "}${shellWord(`--pgbackrest=${p.bin}`)} ${shellWord(`--pgbackrest-config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)} "%p"`;
   return { archiveMode: "always", archiveCommand: push, restoreCommand: `${base} archive-get %f "%p"` };
 }
 

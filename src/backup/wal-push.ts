@@ -1,5 +1,6 @@
-// The archive_command with a repository host ([backup] repo_host): `pgherd backup wal-push`.
+// The archive_command with [backup] tool = "pgbackrest": `pgherd backup wal-push`.
 //
+// With a repository host ([backup] repo_host):
 // pgBackRest's server on the repository host takes the stanza's archive lock for every
 // archive-push it serves, and a second push that arrives meanwhile fails (LockAcquireError: a
 // failed archive_command). The lock is right (two writers of one segment file would race), so
@@ -19,11 +20,23 @@
 // past the switch point was never part of it), so wal-push returns without pushing: the same content
 // a PostgreSQL setup without archive_mode = always leaves in the repository, and still one pusher.
 //
+// Without a repository host every node pushes each segment itself (--direct): pgBackRest accepts a
+// copy of a segment it holds with the same checksum, so the copies of the other nodes are harmless.
+//
+// In both modes, a copy that runs past the end of its timeline in this node's history is not pushed
+// once the repository holds that segment or its .partial (core/wal-history.ts): a former primary
+// rewound after a crash keeps its own copy of the segment the switch fell in marked ready, with WAL
+// the cluster's history does not have, and pgBackRest refuses it ("different checksum"); PostgreSQL
+// would retry it forever and archive nothing after it. The repository's copy holds that timeline's
+// WAL up to the switch, the same as this node's. A different copy of a segment that is wholly in the
+// history is still refused: that is two histories, and the archiver says so.
+//
 // PostgreSQL runs it as the OS user, in the data directory, with %p (pg_wal/<name>).
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { basename } from "node:path";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { isPlaceholder } from "../core/timelines.ts";
+import { historyEnds, pastTimelineEnd } from "../core/wal-history.ts";
 
 export interface WalPushArgs {
   /** pgbackrest binary, this node's pgbackrest.conf, the stanza. */
@@ -34,6 +47,8 @@ export interface WalPushArgs {
   path: string;
   /** How long a standby waits for the primary's copy before it pushes the segment itself. */
   waitMs: number;
+  /** No repository host: this node pushes at once, primary or standby (no wait for the primary's copy). */
+  direct?: boolean;
   /** Between two looks at the repository. */
   pollMs?: number;
 }
@@ -49,6 +64,8 @@ export interface WalPushIo {
   push(path: string): number;
   /** The file at `path` is one of pgherd's placeholder history files (core/timelines.ts). */
   placeholder(path: string): boolean;
+  /** The WAL segment at `path` runs past the end of its timeline in this node's history (core/wal-history.ts). */
+  pastTimelineEnd(path: string): boolean;
   sleep(ms: number): void;
   now(): number;
   say(line: string): void;
@@ -92,9 +109,16 @@ export function walPush(a: WalPushArgs, io: WalPushIo): number {
     io.say(`pgherd wal-push: ${name} is a placeholder and the repository has that timeline's history file: done without a push`);
     return 0;
   }
+  if (WAL.test(name) && io.pastTimelineEnd(a.path)) {
+    const there = archived(io, a.stanza, name);
+    if (there) {
+      io.say(`pgherd wal-push: ${name} runs past the end of its timeline in this node's history and the repository has ${there === "whole" ? "that segment" : `${name}.partial`}: done without pushing this node's copy (its WAL past the switch is no part of the cluster's history)`);
+      return 0;
+    }
+  }
   const end = io.now() + a.waitMs;
   // Only WAL segments and history files can arrive from the primary; anything else is this node's own.
-  const mayArrive = WAL.test(name) || HISTORY.test(name);
+  const mayArrive = !a.direct && (WAL.test(name) || HISTORY.test(name));
   let waited = false;
   while (mayArrive && io.standby()) {
     // A shutdown waits for the archiver: no look at the repository then (it may be unreachable);
@@ -142,6 +166,24 @@ export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza">): WalP
         return isPlaceholder(readFileSync(path, "utf8").slice(0, 200));
       } catch {
         return false;
+      }
+    },
+    pastTimelineEnd: (path) => {
+      try {
+        // This node's timeline: its newest real history file in pg_wal (none: timeline 1).
+        const wal = dirname(path);
+        let timeline = 1;
+        let ends: Map<number, bigint> | null = new Map();
+        for (const f of readdirSync(wal).filter((x) => HISTORY.test(x)).sort().reverse()) {
+          const text = readFileSync(join(wal, f), "utf8");
+          if (isPlaceholder(text)) continue;
+          timeline = parseInt(f.slice(0, 8), 16);
+          ends = historyEnds(text);
+          break;
+        }
+        return ends !== null && pastTimelineEnd(basename(path), statSync(path).size, timeline, ends);
+      } catch {
+        return false; // unreadable: pushed as any segment (pgBackRest refuses a different copy)
       }
     },
     sleep: (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms),

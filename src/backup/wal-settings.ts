@@ -11,6 +11,7 @@ import { SecretsStore } from "../store/cluster-secrets.ts";
 import { defaultHosts } from "../tls/node-tls.ts";
 import { archiveSettings, backrestPaths, backrestTlsFiles, type BackrestPaths, writeBackrestConf } from "./pgbackrest.ts";
 import { ensureBackrestCert } from "./tls-server.ts";
+import { selfCommand } from "../self.ts";
 
 /** pgbackrest.conf is rendered from the config loaded at start: written once per process. */
 let written: string | null = null;
@@ -22,8 +23,8 @@ export async function walSettings(cfg: Config, socketDir: string, standby: boole
   const logical = cfg.slots.permanent.some((s) => s.type === "logical");
   const out: WalParams = { walLevel: cfg.postgres.wal_level, hotStandbyFeedback: standby && logical, slotSync: standby && slotSyncOn(cfg, major) };
   if (cfg.backup.tool !== "pgbackrest") return out;
-  // With a repository host, standbys archive through this binary (wal-push.ts); it is the compiled pgherd.
-  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir), cfg.backup.repo_host ? process.execPath : undefined) };
+  // Every node archives through this executable (wal-push.ts).
+  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir), selfCommand().argv, !!cfg.backup.repo_host) };
 }
 
 /**

@@ -30,13 +30,14 @@ export const backupCommand = (ctx: CliContext) =>
       type: { type: "string", default: "incr", description: "full | diff | incr (incr without a full backup makes a full one)" },
       json: { type: "boolean", description: "backup ls: JSON output" },
       config: { type: "string", valueHint: "path", description: "pgherd config file" },
-      pgbackrest: { type: "string", valueHint: "path", description: "wal-push (PostgreSQL's archive_command with repo_host): the pgbackrest binary" },
+      pgbackrest: { type: "string", valueHint: "path", description: "wal-push (PostgreSQL's archive_command): the pgbackrest binary" },
       "pgbackrest-config": { type: "string", valueHint: "path", description: "wal-push: this node's pgbackrest.conf" },
       stanza: { type: "string", description: "wal-push: the stanza" },
       wait: { type: "string", default: "30", description: "wal-push: seconds a standby waits for the primary's copy of a segment before it pushes its own" },
+      direct: { type: "boolean", description: "wal-push: no repository host; this node pushes at once, primary or standby" },
     },
     run: async ({ args }) => {
-      // PostgreSQL's archive_command with a repository host: everything it needs is in argv.
+      // PostgreSQL's archive_command: everything it needs is in argv.
       if (args.action === "wal-push") return walPushCommand(args);
       const cfg = loadConfig(configPathFrom(args.config, ctx));
       if (cfg.backup.tool !== "pgbackrest") throw new CliExit(EXIT_USAGE, `pgherd backup: [backup] tool is "${cfg.backup.tool}" in the config, not "pgbackrest"`);
@@ -82,13 +83,13 @@ export const backupCommand = (ctx: CliContext) =>
     },
   });
 
-function walPushCommand(args: { segment?: string; pgbackrest?: string; "pgbackrest-config"?: string; stanza?: string; wait?: string }): void {
+function walPushCommand(args: { segment?: string; pgbackrest?: string; "pgbackrest-config"?: string; stanza?: string; wait?: string; direct?: boolean }): void {
   const path = args.segment;
   const wait = Number(args.wait);
   if (!path || !args.pgbackrest || !args["pgbackrest-config"] || !args.stanza || !Number.isFinite(wait) || wait < 0) {
     throw new CliExit(EXIT_USAGE, "pgherd backup wal-push: needs --pgbackrest, --pgbackrest-config, --stanza, a --wait of 0 or more seconds and the segment's path (%p)");
   }
-  const a = { bin: args.pgbackrest, conf: args["pgbackrest-config"], stanza: args.stanza, path, waitMs: wait * 1000 };
+  const a = { bin: args.pgbackrest, conf: args["pgbackrest-config"], stanza: args.stanza, path, waitMs: wait * 1000, direct: args.direct === true };
   const code = walPush(a, processIo(a));
   if (code !== 0) throw new CliExit(code, "");
 }

@@ -3,7 +3,7 @@ import { defineCommand } from "citty";
 import { createLogger } from "../log.ts";
 import { DEFAULT_TIMEOUT_SEC, parseDemoOptions } from "../demo/options.ts";
 import { runDemo } from "../demo/run.ts";
-import { selfCommand } from "../demo/self.ts";
+import { selfCommand } from "../self.ts";
 import { abortOnSignals } from "../demo/signals.ts";
 import { type CliContext, CliExit, EXIT_USAGE } from "./context.ts";
 

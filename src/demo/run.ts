@@ -15,7 +15,7 @@ import type { DemoOptions } from "./options.ts";
 import { freeTcpPorts, freeUdpPort } from "./ports.ts";
 import { printLogTails, printReady, summary } from "./print.ts";
 import { fetchCluster, isReady, type ClusterAnswer } from "./readiness.ts";
-import type { PgherdCommand } from "./self.ts";
+import type { PgherdCommand } from "../self.ts";
 import { sleepUnlessAborted } from "./signals.ts";
 import { teardown } from "./teardown.ts";
 

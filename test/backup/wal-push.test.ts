@@ -10,7 +10,7 @@ const SEG = "000000010000000000000007";
 const DONE = `^${SEG}(\\.partial)?-[0-9a-f]{40}(\\.(gz|bz2|lz4|zst))?$`;
 const SHA = "0123456789abcdef0123456789abcdef01234567";
 
-function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t: number) => string[]; ids?: string[]; placeholder?: (path: string) => boolean } = {}) {
+function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t: number) => string[]; ids?: string[]; placeholder?: (path: string) => boolean; past?: boolean } = {}) {
   let t = 0;
   const calls: string[] = [];
   const io: WalPushIo = {
@@ -31,6 +31,7 @@ function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t
     now: () => t,
     say: (l) => calls.push(`say ${l}`),
     placeholder: (path) => o.placeholder?.(path) ?? false,
+    pastTimelineEnd: () => o.past ?? false,
   };
   return { io, calls, time: () => t };
 }
@@ -130,5 +131,29 @@ describe("wal-push", () => {
     const real = world({ standby: () => false, repo: () => ["00000003.history"] });
     expect(walPush(h, real.io)).toBe(0);
     expect(real.calls).toEqual(["push pg_wal/00000003.history"]);
+  });
+
+  test("without a repository host (direct) a standby pushes at once, without looking at the repository", () => {
+    const w = world({ repo: () => [`${SEG}-${SHA}`] });
+    expect(walPush({ ...args, direct: true }, w.io)).toBe(0);
+    expect(w.calls).toEqual([`push pg_wal/${SEG}`]);
+  });
+
+  test("a copy past the end of its timeline in this node's history (a rewound former primary's) is not pushed once the repository has the segment or its .partial; pushed when it has neither", () => {
+    for (const direct of [true, false]) {
+      for (const [repo, says] of [[[`${SEG}-${SHA}.gz`], "that segment"], [[`${SEG}.partial-${SHA}.gz`], `${SEG}.partial`]] as const) {
+        const w = world({ standby: () => false, past: true, repo: () => [...repo] });
+        expect(walPush({ ...args, direct }, w.io)).toBe(0);
+        expect(w.calls.filter((c) => c.startsWith("push"))).toEqual([]);
+        expect(w.calls.at(-1)).toContain(`runs past the end of its timeline in this node's history and the repository has ${says}: done without pushing`);
+      }
+      const none = world({ standby: () => false, past: true });
+      expect(walPush({ ...args, direct }, none.io)).toBe(0);
+      expect(none.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
+    }
+    // a copy within the history is pushed even when the repository has the segment: a different one is refused, loudly
+    const within = world({ standby: () => false, repo: () => [`${SEG}-${SHA}`] });
+    expect(walPush({ ...args, direct: true }, within.io)).toBe(0);
+    expect(within.calls).toEqual([`push pg_wal/${SEG}`]);
   });
 });

@@ -1,6 +1,7 @@
-// How `pgherd demo` starts agents: the running executable itself. A compiled binary's entry
-// point is virtual (/$bunfs/…), so it re-execs process.execPath; under `bun src/main.ts` it
-// needs bun plus the entry file.
+// The argv that runs this executable again: how `pgherd demo` starts agents, and the
+// archive_command pgherd writes (backup/wal-settings.ts). A compiled binary's entry point is
+// virtual (/$bunfs/…), so it re-execs process.execPath; under `bun src/main.ts` it needs bun plus
+// the entry file.
 import { relative } from "node:path";
 
 export interface PgherdCommand {
