@@ -64,7 +64,7 @@ export interface WalPushIo {
   push(path: string): number;
   /** The file at `path` is one of pgherd's placeholder history files (core/timelines.ts). */
   placeholder(path: string): boolean;
-  /** The WAL segment at `path` runs past the end of its timeline in this node's history (core/wal-history.ts). */
+  /** The WAL segment (or .partial copy of one) at `path` runs past the end of its timeline in this node's history (core/wal-history.ts). */
   pastTimelineEnd(path: string): boolean;
   sleep(ms: number): void;
   now(): number;
@@ -73,6 +73,7 @@ export interface WalPushIo {
 
 const WAL = /^[0-9A-F]{24}$/;
 const HISTORY = /^[0-9A-F]{8}\.history$/;
+const PARTIAL = /^([0-9A-F]{24})\.partial$/;
 
 /** The archive id pgBackRest files current segments under (e.g. 15-1): the newest one. */
 function archiveId(io: WalPushIo, stanza: string): string | null {
@@ -109,10 +110,14 @@ export function walPush(a: WalPushArgs, io: WalPushIo): number {
     io.say(`pgherd wal-push: ${name} is a placeholder and the repository has that timeline's history file: done without a push`);
     return 0;
   }
-  if (WAL.test(name) && io.pastTimelineEnd(a.path)) {
-    const there = archived(io, a.stanza, name);
+  // A segment, or the .partial copy a promotion leaves of the segment its switch fell in: a second
+  // promotion from the same timeline inside the same segment (one cut off, then another) leaves a
+  // second, different .partial, which pgBackRest refuses as well.
+  const segment = WAL.test(name) ? name : PARTIAL.exec(name)?.[1];
+  if (segment && io.pastTimelineEnd(a.path)) {
+    const there = archived(io, a.stanza, segment);
     if (there) {
-      io.say(`pgherd wal-push: ${name} runs past the end of its timeline in this node's history and the repository has ${there === "whole" ? "that segment" : `${name}.partial`}: done without pushing this node's copy (its WAL past the switch is no part of the cluster's history)`);
+      io.say(`pgherd wal-push: ${name} runs past the end of its timeline in this node's history and the repository has ${there === "whole" ? "that segment" : `${segment}.partial`}: done without pushing this node's copy (the history goes on in the next timeline's copy of this segment)`);
       return 0;
     }
   }
@@ -181,7 +186,7 @@ export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza">): WalP
           ends = historyEnds(text);
           break;
         }
-        return ends !== null && pastTimelineEnd(basename(path), statSync(path).size, timeline, ends);
+        return ends !== null && pastTimelineEnd(basename(path).replace(/\.partial$/, ""), statSync(path).size, timeline, ends);
       } catch {
         return false; // unreadable: pushed as any segment (pgBackRest refuses a different copy)
       }

@@ -38,11 +38,14 @@ export function segmentSpan(name: string, segBytes: number): { timeline: number;
  * timeline ended (the node is on `timeline`, whose history file gave `ends`) at or before the
  * segment's end, or that timeline is not in the history at all (a branch this node was rewound
  * from). A segment wholly before its timeline's switch point, or of the node's own timeline, is
- * history: false.
+ * history: false; so is any segment when the history lists nothing (a cut-short file).
  */
 export function pastTimelineEnd(name: string, segBytes: number, timeline: number, ends: Map<number, bigint>): boolean {
   const seg = segmentSpan(name, segBytes);
   if (!seg || seg.timeline >= timeline) return false;
+  // The history file of a timeline above 1 lists its parent at least: one that lists nothing was cut
+  // short (a copy interrupted), and says nothing about what this node's history holds.
+  if (ends.size === 0) return false;
   const end = ends.get(seg.timeline);
   return end === undefined || seg.end > end;
 }

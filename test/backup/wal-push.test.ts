@@ -3,7 +3,11 @@
 // pushes at once. The repository and the clock are scripted here; the e2e test
 // (repo-host.e2e.test.ts) runs it under PostgreSQL against a real repository host.
 import { describe, expect, test } from "bun:test";
-import { archived, walPush, type WalPushIo } from "../../src/backup/wal-push.ts";
+import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { archived, processIo, walPush, type WalPushIo } from "../../src/backup/wal-push.ts";
+import { placeholderText } from "../../src/core/timelines.ts";
 
 const SEG = "000000010000000000000007";
 /** pgBackRest's filter for a finished copy of SEG or SEG.partial (any checksum, compressed or not). */
@@ -155,5 +159,49 @@ describe("wal-push", () => {
     const within = world({ standby: () => false, repo: () => [`${SEG}-${SHA}`] });
     expect(walPush({ ...args, direct: true }, within.io)).toBe(0);
     expect(within.calls).toEqual([`push pg_wal/${SEG}`]);
+  });
+
+  test("a promotion's .partial copy past the end of its timeline (a second promotion inside the same segment) is not pushed once the repository has that segment's .partial or the segment", () => {
+    const partial = { ...args, path: `pg_wal/${SEG}.partial`, direct: true };
+    for (const repo of [[`${SEG}.partial-${SHA}.gz`], [`${SEG}-${SHA}`]]) {
+      const w = world({ standby: () => false, past: true, repo: () => repo });
+      expect(walPush(partial, w.io)).toBe(0);
+      expect(w.calls.filter((c) => c.startsWith("push"))).toEqual([]);
+      expect(w.calls.at(-1)).toContain(`${SEG}.partial runs past the end of its timeline in this node's history`);
+    }
+    const none = world({ standby: () => false, past: true });
+    expect(walPush(partial, none.io)).toBe(0);
+    expect(none.calls).toContain(`push pg_wal/${SEG}.partial`);
+  });
+});
+
+describe("processIo: this node's history, read from pg_wal", () => {
+  test("the newest real history file decides (placeholders skipped); none, or one cut short, says nothing is past an end", () => {
+    const root = mkdtempSync(join(tmpdir(), "pgherd-walio-"));
+    try {
+      const wal = join(root, "pg_wal");
+      mkdirSync(wal);
+      const seg = (name: string) => {
+        const f = join(wal, name);
+        writeFileSync(f, "");
+        truncateSync(f, 16 * 1024 * 1024); // sparse: the segment size is the file's
+        return f;
+      };
+      const past = (f: string) => processIo({ bin: "pgbackrest", conf: "/c", stanza: "main" }).pastTimelineEnd(f);
+      const s4 = seg("000000010000000000000004");
+      const s5 = seg("000000010000000000000005");
+      const p5 = seg("000000010000000000000005.partial");
+      const own = seg("000000020000000000000005");
+      expect([past(s4), past(s5), past(p5)]).toEqual([false, false, false]); // no history file: timeline 1
+      writeFileSync(join(wal, "00000002.history"), "1\t0/5000100\tno recovery target specified\n");
+      expect([past(s4), past(s5), past(p5), past(own)]).toEqual([false, true, true, false]);
+      writeFileSync(join(wal, "00000003.history"), placeholderText(3, 9)); // a placeholder above: not this node's history
+      expect([past(s4), past(s5), past(own)]).toEqual([false, true, false]);
+      writeFileSync(join(wal, "00000004.history"), ""); // a real one cut short
+      expect([past(s4), past(s5), past(own)]).toEqual([false, false, false]);
+      expect(past(join(wal, "000000010000000000000006"))).toBe(false); // unreadable: pushed as any segment
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

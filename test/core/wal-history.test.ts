@@ -40,4 +40,6 @@ test("past the end of its timeline: the segment the switch fell in and every lat
   expect(pastTimelineEnd("000000020000000000000006", MB16, 4, branch)).toBe(true);
   // on timeline 1 (no history file) nothing is past an end
   expect(pastTimelineEnd("000000010000000000000009", MB16, 1, new Map())).toBe(false);
+  // a history file of timeline 3 that lists nothing was cut short: it says nothing, so nothing is past an end
+  expect(pastTimelineEnd("000000010000000000000009", MB16, 3, new Map())).toBe(false);
 });
