@@ -52,6 +52,12 @@ async function up(n: PgNode, port: number, standby: boolean): Promise<Db> {
   return db;
 }
 
+/** The name of timeline 1's segment holding `lsn` (PostgreSQL's XLogFileName). */
+const timeline1Segment = (lsn: bigint): string => {
+  const hex = (n: bigint) => n.toString(16).toUpperCase().padStart(8, "0");
+  return `00000001${hex(lsn >> 32n)}${hex((lsn & 0xffffffffn) / BigInt(SEG_BYTES))}`;
+};
+
 const q = async (db: Db, text: string): Promise<Record<string, unknown>[]> => [...(await db.query("q", (sql) => sql.unsafe(text)))] as Record<string, unknown>[];
 
 beforeAll(async () => {
@@ -77,11 +83,11 @@ beforeAll(async () => {
   await q(db, "select pg_switch_wal()");
   await stop(a, "fast");
   const x = historyEnds(readFileSync(join(b.dataDir, "pg_wal", "00000002.history"), "utf8"))!.get(1)!;
-  S = `00000001${(x >> 32n).toString(16).toUpperCase().padStart(8, "0")}${((x & 0xffffffffn) / BigInt(SEG_BYTES)).toString(16).toUpperCase().padStart(8, "0")}`;
+  S = timeline1Segment(x);
   const span = segmentSpan(S, SEG_BYTES)!;
   expect(x > span.start && x < span.end).toBe(true); // the switch point lies inside S, not on its boundary
   const prev = span.start - BigInt(SEG_BYTES);
-  before = `00000001${(prev >> 32n).toString(16).toUpperCase().padStart(8, "0")}${((prev & 0xffffffffn) / BigInt(SEG_BYTES)).toString(16).toUpperCase().padStart(8, "0")}`;
+  before = timeline1Segment(prev);
   // The repository: the stanza made against b (running), archiving off (the test pushes by hand).
   const u = await lookupOsUser(PG_OS_USER);
   const repo = join(s.root, "repo");
