@@ -66,7 +66,7 @@ export const permanentSlot = z
     }
   });
 
-export const permanentSlots = z.array(permanentSlot).superRefine((xs, ctx) => {
+export const permanentSlots = z.array(permanentSlot).max(64, "may list at most 64 slots (each one is reported to every peer every round)").superRefine((xs, ctx) => {
   const seen = new Set<string>();
   xs.forEach((s, i) => {
     if (seen.has(s.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: `${s.name} is listed twice` });

@@ -31,7 +31,7 @@ export function planShutdown(f: ShutdownFacts): ShutdownPlan {
   if (!f.leading) return { kind: "stop", reason: "this node does not lead: nothing to hand over" };
   // A paused cluster takes no role change the operator did not ask for by name (`pgherd switchover`).
   if (f.paused) return { kind: "stop", reason: "the cluster is paused (maintenance mode): no automatic role change" };
-  const v = checkSwitchover({ primary: f.own, candidates: f.candidates, paused: false, force: false, maxLagBytes: f.maxLagBytes });
+  const v = checkSwitchover({ primary: f.own, candidates: f.candidates, paused: false, force: false, maxLagBytes: f.maxLagBytes, slotCopies: "prefer" });
   return v.ok ? { kind: "handover", to: v.target } : { kind: "stop", reason: v.reason };
 }
 

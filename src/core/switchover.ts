@@ -13,7 +13,22 @@ export interface Candidate {
 
 export type Verdict = { ok: true; target: Candidate } | { ok: false; reason: string };
 
-/** Switchover from a healthy primary: the target must stream and be within maxLagBytes. */
+/**
+ * The primary's permanent slots ([[slots.permanent]], src/slots) a standby holds no copy of yet.
+ * A new primary without a copy creates the slot at its own position: a logical consumer then
+ * misses every change between its last confirmed position and that one, a physical consumer may
+ * find the WAL it asks for gone.
+ */
+export function missingSlotCopies(primary: PgReport, standby: PgReport | null): string[] {
+  const have = new Set(standby?.permanentCopies ?? []);
+  return (primary.permanent ?? []).map((s) => s.name).filter((n) => !have.has(n)).sort();
+}
+
+/**
+ * Switchover from a healthy primary: the target must stream, be within maxLagBytes and hold a copy
+ * of every permanent slot. `slotCopies: "prefer"` (a stopping leader's handover, which otherwise
+ * leaves a failover that creates the slots anew all the same) only prefers a standby with copies.
+ */
 export function checkSwitchover(opts: {
   primary: PgReport | null;
   candidates: readonly Candidate[];
@@ -21,10 +36,16 @@ export function checkSwitchover(opts: {
   paused: boolean;
   force: boolean;
   maxLagBytes: number;
+  slotCopies?: "require" | "prefer";
 }): Verdict {
   if (opts.paused && !opts.force) return { ok: false, reason: "the cluster is paused (pgherd resume first, or --force)" };
   if (!opts.primary || !opts.primary.up || opts.primary.inRecovery !== false) return { ok: false, reason: "there is no running primary to switch over from (use failover)" };
-  const lagOf = (c: Candidate) => (c.report?.replayLsn ? Number(lsnToBigInt(opts.primary!.position.lsn) - lsnToBigInt(c.report.replayLsn)) : Infinity);
+  const primary = opts.primary;
+  const lagOf = (c: Candidate) => (c.report?.replayLsn ? Number(lsnToBigInt(primary.position.lsn) - lsnToBigInt(c.report.replayLsn)) : Infinity);
+  const missing = (c: Candidate) => missingSlotCopies(primary, c.report);
+  const noCopies = (c: Candidate, m: string[]) =>
+    `${c.name} holds no copy of permanent slot(s) ${m.join(", ")} yet: as the new primary it would create them at its own position and their consumers would miss changes (wait until the copies are there, or --force)`;
+  const require = (opts.slotCopies ?? "require") === "require" && !opts.force;
   const pool = opts.candidates.filter((c) => !c.witness);
   if (opts.to) {
     const t = pool.find((c) => c.id === opts.to || c.name === opts.to);
@@ -36,10 +57,15 @@ export function checkSwitchover(opts: {
     if (t.nofailover) return { ok: false, reason: `${t.name} is tagged nofailover` };
     const lag = lagOf(t);
     if (lag > opts.maxLagBytes) return { ok: false, reason: `${t.name} lags ${lag} bytes behind the primary (limit ${opts.maxLagBytes}; --force to override)` };
+    const m = missing(t);
+    if (require && m.length) return { ok: false, reason: noCopies(t, m) };
     return { ok: true, target: t };
   }
   const ready = pool.filter((c) => c.voter && !c.nofailover && c.report?.up && c.report.streaming && lagOf(c) <= opts.maxLagBytes);
   if (ready.length === 0) return { ok: false, reason: "no streaming standby within the lag limit to switch over to" };
-  ready.sort((a, b) => lagOf(a) - lagOf(b) || a.name.localeCompare(b.name));
-  return { ok: true, target: ready[0]! };
+  ready.sort((a, b) => missing(a).length - missing(b).length || lagOf(a) - lagOf(b) || a.name.localeCompare(b.name));
+  const best = ready[0]!;
+  const m = missing(best);
+  if (require && m.length) return { ok: false, reason: noCopies(best, m) };
+  return { ok: true, target: best };
 }

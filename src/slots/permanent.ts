@@ -48,6 +48,8 @@ export interface SlotHost {
 export class PermanentSlots {
   /** What this primary reports (empty on a standby). */
   report: PermanentReport[] = [];
+  /** What this standby reports: the configured slots it holds, loaded in its server (empty on a primary). */
+  held: string[] = [];
   private readonly said = new Map<string, string>();
   private readonly record: SlotRecord;
 
@@ -58,14 +60,22 @@ export class PermanentSlots {
   async maintain(primary: boolean): Promise<void> {
     const want = this.h.cfg.slots.permanent;
     const managed = await this.record.load();
-    if (want.length === 0 && managed.size === 0) return;
+    if (want.length === 0 && managed.size === 0) {
+      this.report = [];
+      this.held = [];
+      return;
+    }
     const { major, slots } = await listAnySlots(this.h.localDb());
     const plan = planPermanentSlots({ want, have: slots, managed, primary, serverSync: !primary && major >= FAILOVER_SLOTS_MAJOR });
     await this.dropRemoved(plan);
     const have = new Map(slots.map((s) => [s.name, s]));
-    if (primary) await this.onPrimary(major, want, have, plan);
-    else {
+    if (primary) {
+      this.held = [];
+      await this.onPrimary(major, want, have, plan);
+    } else {
       this.report = [];
+      // Listed in pg_replication_slots (not temporary): a logical copy counts once a restart loaded it, a synchronized one (≥ 17) once persistent.
+      this.held = want.filter((w) => have.get(w.name)?.type === w.type).map((w) => w.name).sort();
       for (const name of plan.adopt) await this.record.add(name);
       // PostgreSQL ≥ 17 synchronizes logical (failover) slots itself, never physical ones: those are copied here on every version.
       await this.copies(major < FAILOVER_SLOTS_MAJOR ? want : want.filter((w) => w.type === "physical"), have);

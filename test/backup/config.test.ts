@@ -28,6 +28,8 @@ describe("config", () => {
     expect(errors(`[[slots.permanent]]\nname = "pgherd_x"\ntype = "physical"\n`).join("\n")).toContain("must not start with pgherd_");
     expect(errors(`[[slots.permanent]]\nname = "a"\ntype = "physical"\n[[slots.permanent]]\nname = "a"\ntype = "physical"\n`).join("\n")).toContain("a is listed twice");
     expect(errors(`[[slots.permanent]]\nname = "a"\ntype = "physical"\nplugin = "x"\n`).join("\n")).toContain("is only for a logical slot");
+    const many = Array.from({ length: 65 }, (_, i) => `[[slots.permanent]]\nname = "s${i}"\ntype = "physical"\n`).join("");
+    expect(errors(many).join("\n")).toContain("pgherd.toml: slots.permanent may list at most 64 slots");
     const ok = parseConfig(BASE + `[postgres]\nwal_level = "logical"\n[[slots.permanent]]\nname = "cdc"\ntype = "logical"\nplugin = "pgoutput"\ndatabase = "app"\n`, "x");
     expect(ok.slots.permanent).toEqual([{ name: "cdc", type: "logical", plugin: "pgoutput", database: "app" }]);
   });

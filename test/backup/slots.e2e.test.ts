@@ -6,7 +6,7 @@
 // decoded (duplicates are allowed and counted), and pg_receivewal's directory must hold every WAL
 // segment along the final timeline history.
 import { expect, test } from "bun:test";
-import { chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterNode } from "../helpers/cluster.ts";
 import { PgCluster } from "../helpers/cluster.ts";
@@ -96,15 +96,28 @@ describeCluster("permanent slots: pg_recvlogical and pg_receivewal across failov
       await stopConsumers();
       await startConsumers(crash.neu);
 
+      // To the rewound former primary: a target without its copy of "cdc" yet (it needs the WAL the
+      // slot holds and a restart) is refused, and taken once it has one.
+      let refused = 0;
+      let logFrom = 0;
       const sw = await faultRound(fx.c, {
         label: "switchover", expect: "other", waitMs: 30_000,
         inject: async (p) => {
-          const t = (await waitReplicating(fx.c, 10_000)).standbys[0]!;
-          const r = await pgherdCli(p, ["switchover", "--to", t.name], 100_000);
-          if (r.code !== 0) throw new Error(`switchover: ${r.stderr}${r.stdout}`);
+          const t = crash.old;
+          await waitFor(async () => {
+            logFrom = statSync(t.logFile).size;
+            const r = await pgherdCli(p, ["switchover", "--to", t.name], 100_000);
+            if (r.code === 0) return true;
+            if (!`${r.stderr}${r.stdout}`.includes("holds no copy of permanent slot(s) cdc")) throw new Error(`switchover: ${r.stderr}${r.stdout}`);
+            refused++;
+            return false;
+          }, { timeoutMs: 120_000, intervalMs: 500, what: `a switchover to ${t.name} once it holds a copy of every permanent slot` });
         },
       });
-      console.log(`switchover: ${sw.old.name} -> ${sw.neu.name}`);
+      console.log(`switchover: ${sw.old.name} -> ${sw.neu.name}, refused ${refused} time(s) before for a missing slot copy`);
+      expect(sw.neu.name).toBe(crash.old.name);
+      // The target had its copies: it made no permanent slot anew at its own position.
+      expect(readFileSync(sw.neu.logFile).subarray(logFrom).toString("utf8")).not.toContain("created permanent");
       await stopConsumers();
       const last = sw.neu;
       await startConsumers(last);

@@ -27,3 +27,23 @@ test("refuses while paused or without a running primary", () => {
   expect(checkSwitchover({ ...base, paused: true, candidates: [c("b")] })).toMatchObject({ ok: false, reason: expect.stringContaining("paused") });
   expect(checkSwitchover({ ...base, primary: null, candidates: [c("b")] })).toMatchObject({ ok: false });
 });
+
+test("refuses a target without a copy of every permanent slot, unless forced; a choice prefers one with copies", () => {
+  const slots = { permanent: [{ name: "cdc", type: "logical" as const, lsn: "0/3000000" }, { name: "recv", type: "physical" as const, lsn: "0/3000000" }] };
+  const withSlots = rep({ ...slots, inRecovery: false, streaming: false });
+  const full = { permanentCopies: ["cdc", "recv"] };
+  const s = { ...base, primary: withSlots };
+  expect(checkSwitchover({ ...s, to: "b", candidates: [c("b", { permanentCopies: ["recv"] })] })).toMatchObject({ ok: false, reason: expect.stringContaining("no copy of permanent slot(s) cdc yet") });
+  expect(checkSwitchover({ ...s, to: "b", candidates: [c("b")] })).toMatchObject({ ok: false, reason: expect.stringContaining("cdc, recv") });
+  expect(checkSwitchover({ ...s, to: "b", candidates: [c("b", full)] }).ok).toBe(true);
+  expect(checkSwitchover({ ...s, to: "b", force: true, candidates: [c("b")] }).ok).toBe(true);
+  // Without a name: the standby with the copies, though another lags less; none with them: refused.
+  const v = checkSwitchover({ ...s, candidates: [c("a"), c("b", { ...full, replayLsn: "0/2F00000" })] });
+  expect(v.ok && v.target.name).toBe("b");
+  expect(checkSwitchover({ ...s, candidates: [c("a"), c("b")] })).toMatchObject({ ok: false, reason: expect.stringContaining("no copy") });
+  // A stopping leader's handover only prefers: a failover instead would create the slots anew as well.
+  const h = checkSwitchover({ ...s, slotCopies: "prefer", candidates: [c("a")] });
+  expect(h.ok && h.target.name).toBe("a");
+  // Without permanent slots nothing changes.
+  expect(checkSwitchover({ ...base, to: "b", candidates: [c("b")] }).ok).toBe(true);
+});

@@ -201,6 +201,7 @@ export class MonitorRound {
       slots: this.x.slots.slots,
       slotBytes: this.x.slots.slotBytes,
       ...(h.wasPrimary && this.x.slots.permanentReport.length ? { permanent: this.x.slots.permanentReport } : {}),
+      ...(!h.wasPrimary && up && this.x.slots.permanentCopies.length ? { permanentCopies: this.x.slots.permanentCopies } : {}),
       ...(h.wasPrimary && guarantee ? { guarantee: guarantee.slice(0, 300) } : {}),
       action: d.kind === "none" ? d.role : d.kind,
       note: [this.live.note(), d.kind === "wait" || d.kind === "refuse" ? d.reason : h.note].filter(Boolean).join("; ").slice(0, 500),
