@@ -157,19 +157,28 @@ export class ActionRunner {
     return { term: this.h.electionState().term, kind, node: this.h.nodeName, reason, oldPrimary: null, newPrimary: null, timeline: null, lsn: null };
   }
 
-  private async switchover(to: string | undefined, force: boolean): Promise<ActionResult> {
+  /**
+   * A stopping leader's handover (agent/handover.ts, core/handover.ts): the operator's switchover
+   * to the chosen target, which holding a copy of every permanent slot is preferred for, not required.
+   */
+  handover(to: string): Promise<ActionResult> {
+    if (!this.h.electionState().leading) return Promise.resolve(no(503, `${this.h.nodeName} is not a leader with a valid lease`));
+    return this.switchover(to, false, "prefer");
+  }
+
+  private async switchover(to: string | undefined, force: boolean, slotCopies: "require" | "prefer" = "require"): Promise<ActionResult> {
     if (this.switching) return no(409, "a switchover is already in progress");
     this.switching = true;
     try {
-      return await this.switchoverNow(to, force);
+      return await this.switchoverNow(to, force, slotCopies);
     } finally {
       this.switching = false;
     }
   }
 
-  private async switchoverNow(to: string | undefined, force: boolean): Promise<ActionResult> {
+  private async switchoverNow(to: string | undefined, force: boolean, slotCopies: "require" | "prefer"): Promise<ActionResult> {
     const primary = this.h.myReport();
-    const v = checkSwitchover({ primary, candidates: this.h.candidates(), to, paused: this.h.paused(), force, maxLagBytes: this.h.maxLagBytes });
+    const v = checkSwitchover({ primary, candidates: this.h.candidates(), to, paused: this.h.paused(), force, maxLagBytes: this.h.maxLagBytes, slotCopies });
     if (!v.ok) return no(412, `switchover refused: ${v.reason}`);
     const pg = this.h.pg;
     if (!pg) return no(500, "this leader runs no PostgreSQL");

@@ -243,6 +243,11 @@ export class Agent implements ClusterContext {
     return this.migrationRefuses(req) ?? this.actions.run(req).then((r) => this.state.flagsStored(r));
   }
 
+  /** A stopping leader hands over to `to` (handover.ts): a switchover that prefers a target with every slot copy, not requires one. */
+  handOver(to: string): Promise<ActionResult> {
+    return this.migrationRefuses({ kind: "switchover", to }) ?? this.actions.handover(to).then((r) => this.state.flagsStored(r));
+  }
+
   /** Switchover and failover move leadership: refused while this node runs a consensus migration. */
   private migrationRefuses(req: ActionRequest): Promise<ActionResult> | null {
     if ((req.kind !== "switchover" && req.kind !== "failover") || !this.migration.running()) return null;

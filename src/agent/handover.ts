@@ -38,7 +38,7 @@ export async function handOverBeforeStop(sig: string, o: { cfg: Config; agent: A
   log.warn(`${sig}: handing leadership over to ${to.name} before stopping (at most ${Math.round(bound / 1000)} s)`);
   // The operator's switchover, unchanged: clean stop, final WAL confirmed, floor, resign to the target.
   let result: ActionResult | null = null;
-  void agent.action({ kind: "switchover", to: to.id }).then((r) => (result = r), (e: Error) => (result = { status: 500, ok: false, message: e.message }));
+  void agent.handOver(to.id).then((r) => (result = r), (e: Error) => (result = { status: 500, ok: false, message: e.message }));
   const leaseFile = join(cfg.state_dir, LEASE_FILE);
   let waiting = "";
   while (performance.now() - t0 < bound) {

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { lsnToBigInt } from "./position.ts";
 import type { PgReport } from "./report.ts";
 import { OrderedValueSchema } from "./restart-plan.ts";
+import { missingSlotCopies } from "./switchover.ts";
 
 export interface MemberInput {
   id: string;
@@ -47,6 +48,8 @@ export const MemberRowSchema = z.object({
   pendingRestart: z.array(z.string().max(63)).max(256).optional(),
   /** The settings PostgreSQL orders between primary and standbys, for `pgherd restart` (core/restart-plan.ts). */
   ordered: z.array(OrderedValueSchema).max(8).optional(),
+  /** A standby: the primary's permanent slots it holds no copy of yet (a switchover to it is refused: core/switchover.ts); absent when none. */
+  missingSlotCopies: z.array(z.string().max(63)).max(64).optional(),
 });
 export type MemberRow = z.infer<typeof MemberRowSchema>;
 
@@ -123,6 +126,7 @@ export function composeView(opts: ViewInput): ClusterView {
     }
     const membership = membershipOf(m, opts.approved ?? [], haveVoters);
     const note = r?.note ?? "";
+    const missing = role === "standby" && primaryReport ? missingSlotCopies(primaryReport, r) : [];
     return {
       id: m.id, name: m.name, host: m.host, port: r?.port ?? null, role,
       state: stateOf(m),
@@ -135,6 +139,7 @@ export function composeView(opts: ViewInput): ClusterView {
       note: (pendingNote(m.name, membership) ?? note).slice(0, 500), error: r?.error ?? null,
       ...(r?.pendingRestart?.length ? { pendingRestart: r.pendingRestart } : {}),
       ...(r?.ordered?.length ? { ordered: r.ordered } : {}),
+      ...(missing.length ? { missingSlotCopies: missing } : {}),
     };
   });
   const leaderRow = opts.members.find((m) => m.id === opts.leader);

@@ -48,8 +48,12 @@ export const PgReportSchema = z.object({
   /** WAL each slot holds back on this primary (bytes). */
   slotBytes: z.record(text(63), z.number()).optional(),
   /** Permanent slots on this primary (src/slots): where each resumes; logical ones on PostgreSQL < 17 carry their state file (base64) for standbys to copy. */
-  permanent: z.array(z.object({ name: text(63), type: z.enum(["physical", "logical"]), lsn: lsn.nullable(), restartLsn: lsn.nullable().optional(), state: z.string().max(4096).regex(/^[A-Za-z0-9+/=]*$/).optional() })).max(64).optional(),
-  /** On a standby: the permanent slots it holds a copy of, loaded in its server (a switchover target must hold every one: core/switchover.ts). */
+  permanent: z.array(z.object({
+    name: text(63), type: z.enum(["physical", "logical"]), lsn: lsn.nullable(), restartLsn: lsn.nullable().optional(), state: z.string().max(4096).regex(/^[A-Za-z0-9+/=]*$/).optional(),
+    /** No standby can get a copy: the slot was invalidated (lost), or on PostgreSQL ≥ 17 it is a logical slot made without failover. */
+    uncopyable: z.enum(["lost", "not-failover"]).optional(),
+  })).max(64).optional(),
+  /** On a standby with [[slots.permanent]]: those its server lists (a switchover target must hold every one the primary has: core/switchover.ts). */
   permanentCopies: z.array(text(63)).max(64).optional(),
   action: text(64),
   /** On a primary: what a commit acknowledgement currently promises. */

@@ -33,6 +33,8 @@ export interface RestartMember {
   state: string;
   pending: readonly string[];
   ordered: readonly OrderedValue[];
+  /** A standby: the primary's permanent slots it holds no copy of yet (a switchover to it is refused). */
+  missingSlotCopies?: readonly string[];
 }
 
 export interface RestartInput {
@@ -138,7 +140,10 @@ export function planRestart(x: RestartInput): RestartStep {
       const fits = (t: RestartMember) =>
         !below(primary.ordered, (n) => valueOf(t, n, running), next) &&
         standbys.every((u) => u === t || !below(u.ordered, (n) => valueOf(t, n, running), running));
-      const to = standbys.filter(fits).sort((a, b) => Number(x.done.includes(b.name)) - Number(x.done.includes(a.name)) || a.name.localeCompare(b.name))[0];
+      const missing = (t: RestartMember) => t.missingSlotCopies?.length ?? 0;
+      const to = standbys.filter(fits).sort((a, b) => missing(a) - missing(b) || Number(x.done.includes(b.name)) - Number(x.done.includes(a.name)) || a.name.localeCompare(b.name))[0];
+      // Rule: the switchover's target holds a copy of every permanent slot (core/switchover.ts refuses it otherwise): wait for one.
+      if (to && missing(to)) return { kind: "wait", reason: `no standby holds a copy of every permanent slot yet (${to.name} lacks ${to.missingSlotCopies!.join(", ")}): waiting before the switchover` };
       if (to) return { kind: "switchover", from: primary.name, to: to.name, why: "the primary last, by switchover: it comes back as a standby with its new settings" };
       if (standbys.length > 0 && !inPlaceWhy) {
         const low = below(primary.ordered, (n) => valueOf(standbys[0]!, n, running), next);

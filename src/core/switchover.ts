@@ -17,11 +17,12 @@ export type Verdict = { ok: true; target: Candidate } | { ok: false; reason: str
  * The primary's permanent slots ([[slots.permanent]], src/slots) a standby holds no copy of yet.
  * A new primary without a copy creates the slot at its own position: a logical consumer then
  * misses every change between its last confirmed position and that one, a physical consumer may
- * find the WAL it asks for gone.
+ * find the WAL it asks for gone. Slots no standby can copy (invalidated, or not failover slots on
+ * PostgreSQL ≥ 17: the primary says which) are not asked for: waiting would not bring a copy.
  */
 export function missingSlotCopies(primary: PgReport, standby: PgReport | null): string[] {
   const have = new Set(standby?.permanentCopies ?? []);
-  return (primary.permanent ?? []).map((s) => s.name).filter((n) => !have.has(n)).sort();
+  return (primary.permanent ?? []).filter((s) => !s.uncopyable && !have.has(s.name)).map((s) => s.name).sort();
 }
 
 /**
@@ -44,7 +45,10 @@ export function checkSwitchover(opts: {
   const lagOf = (c: Candidate) => (c.report?.replayLsn ? Number(lsnToBigInt(primary.position.lsn) - lsnToBigInt(c.report.replayLsn)) : Infinity);
   const missing = (c: Candidate) => missingSlotCopies(primary, c.report);
   const noCopies = (c: Candidate, m: string[]) =>
-    `${c.name} holds no copy of permanent slot(s) ${m.join(", ")} yet: as the new primary it would create them at its own position and their consumers would miss changes (wait until the copies are there, or --force)`;
+    (c.report?.permanentCopies === undefined
+      ? `${c.name} reports no copies of permanent slots (no [[slots.permanent]] in its pgherd.toml, or an older pgherd) and the primary has ${m.join(", ")}`
+      : `${c.name} holds no copy of permanent slot(s) ${m.join(", ")} yet (its agent's log says what the copy waits for)`) +
+    `: as the new primary it would create them at its own position and their consumers would miss changes (--force to switch over all the same)`;
   const require = (opts.slotCopies ?? "require") === "require" && !opts.force;
   const pool = opts.candidates.filter((c) => !c.witness);
   if (opts.to) {

@@ -45,6 +45,8 @@ export interface ProbeUp {
   systemIdentifier: string;
   /** server_version_num, e.g. 150014. */
   serverVersion: number;
+  /** The server's replication slots, temporary ones left out. */
+  slots: { name: string; type: "physical" | "logical" }[];
 }
 
 export interface ProbeDown { up: false; ms: number; error: string }
@@ -60,6 +62,8 @@ const StatusRow = z.object({
   replay_lsn: lsn,
   checkpoint_tli: z.number().int(),
   min_recovery_tli: z.number().int().nullable(),
+  /** "type:name,…" (the client leaves arrays as text: fetch_types is off). */
+  slots: z.string().regex(/^(physical|logical):[a-z0-9_]{1,63}(,(physical|logical):[a-z0-9_]{1,63})*$/).nullable(),
 });
 const ReceiverRow = z.object({
   status: z.string().nullable(),
@@ -94,7 +98,8 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
           (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
           pg_last_wal_receive_lsn()::text AS receive_lsn, pg_last_wal_replay_lsn()::text AS replay_lsn,
           (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
-          (SELECT min_recovery_end_timeline FROM pg_control_recovery()) AS min_recovery_tli
+          (SELECT min_recovery_end_timeline FROM pg_control_recovery()) AS min_recovery_tli,
+          (SELECT string_agg(slot_type || ':' || slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE NOT temporary) AS slots
         FROM (SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END AS cur OFFSET 0) s`,
       sql`SELECT status, sender_host, sender_port, slot_name, received_tli,
           written_lsn::text AS written_lsn, flushed_lsn::text AS flushed_lsn
@@ -128,6 +133,10 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
         };
       }),
       systemIdentifier: s.system_identifier, serverVersion: s.version_num,
+      slots: (s.slots?.split(",") ?? []).map((x) => {
+        const [type, name] = x.split(":") as ["physical" | "logical", string];
+        return { name, type };
+      }),
     };
   } catch (e) {
     return { up: false, ms: ms(), error: e instanceof z.ZodError ? `unexpected probe row: ${e.message}` : (e as Error).message };

@@ -115,11 +115,14 @@ export interface AnySlot {
   walStatus: string | null;
   /** Bytes of WAL left before the slot is invalidated by max_slot_wal_keep_size (null: unbounded). */
   safeWalSize: number | null;
+  /** PostgreSQL ≥ 17: a failover slot (the standbys' slot synchronization copies it); null before 17. */
+  failover: boolean | null;
 }
 
 const AnyRow = z.object({
   slot_name: z.string(), slot_type: z.enum(["physical", "logical"]), plugin: z.string().nullable(), database: z.string().nullable(),
   active: z.boolean(), lsn: z.string().nullable(), restart_lsn: z.string().nullable(), wal_status: z.string().nullable(), safe: z.string().nullable(),
+  failover: z.boolean().nullable(),
 });
 
 /** Every slot of the server, and the server's major version (server_version_num / 10000). */
@@ -128,13 +131,14 @@ export async function listAnySlots(db: Db): Promise<{ major: number; slots: AnyS
     const v = await sql`SELECT current_setting('server_version_num')::int / 10000 AS major`;
     const rows = await sql`
       SELECT slot_name, slot_type, plugin, database, active, wal_status, safe_wal_size::text AS safe, restart_lsn::text AS restart_lsn,
-        (CASE WHEN slot_type = 'logical' THEN confirmed_flush_lsn ELSE restart_lsn END)::text AS lsn
-      FROM pg_replication_slots WHERE NOT temporary ORDER BY slot_name`;
+        (CASE WHEN slot_type = 'logical' THEN confirmed_flush_lsn ELSE restart_lsn END)::text AS lsn,
+        (to_jsonb(s) ->> 'failover')::boolean AS failover
+      FROM pg_replication_slots s WHERE NOT temporary ORDER BY slot_name`;
     return {
       major: z.number().int().parse(v[0]?.major),
       slots: rows.map((r) => {
         const x = AnyRow.parse(r);
-        return { name: x.slot_name, type: x.slot_type, plugin: x.plugin, database: x.database, active: x.active, lsn: x.lsn, restartLsn: x.restart_lsn, walStatus: x.wal_status, safeWalSize: x.safe === null ? null : Number(x.safe) };
+        return { name: x.slot_name, type: x.slot_type, plugin: x.plugin, database: x.database, active: x.active, lsn: x.lsn, restartLsn: x.restart_lsn, walStatus: x.wal_status, safeWalSize: x.safe === null ? null : Number(x.safe), failover: x.failover };
       }),
     };
   });

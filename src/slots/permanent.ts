@@ -48,8 +48,6 @@ export interface SlotHost {
 export class PermanentSlots {
   /** What this primary reports (empty on a standby). */
   report: PermanentReport[] = [];
-  /** What this standby reports: the configured slots it holds, loaded in its server (empty on a primary). */
-  held: string[] = [];
   private readonly said = new Map<string, string>();
   private readonly record: SlotRecord;
 
@@ -60,22 +58,14 @@ export class PermanentSlots {
   async maintain(primary: boolean): Promise<void> {
     const want = this.h.cfg.slots.permanent;
     const managed = await this.record.load();
-    if (want.length === 0 && managed.size === 0) {
-      this.report = [];
-      this.held = [];
-      return;
-    }
+    if (want.length === 0 && managed.size === 0) return;
     const { major, slots } = await listAnySlots(this.h.localDb());
     const plan = planPermanentSlots({ want, have: slots, managed, primary, serverSync: !primary && major >= FAILOVER_SLOTS_MAJOR });
     await this.dropRemoved(plan);
     const have = new Map(slots.map((s) => [s.name, s]));
-    if (primary) {
-      this.held = [];
-      await this.onPrimary(major, want, have, plan);
-    } else {
+    if (primary) await this.onPrimary(major, want, have, plan);
+    else {
       this.report = [];
-      // Listed in pg_replication_slots (not temporary): a logical copy counts once a restart loaded it, a synchronized one (≥ 17) once persistent.
-      this.held = want.filter((w) => have.get(w.name)?.type === w.type).map((w) => w.name).sort();
       for (const name of plan.adopt) await this.record.add(name);
       // PostgreSQL ≥ 17 synchronizes logical (failover) slots itself, never physical ones: those are copied here on every version.
       await this.copies(major < FAILOVER_SLOTS_MAJOR ? want : want.filter((w) => w.type === "physical"), have);
@@ -127,11 +117,14 @@ export class PermanentSlots {
       if (s.walStatus === "lost") this.once(w.name, "error", `permanent slot ${w.name} was invalidated (its WAL exceeded max_slot_wal_keep_size): its consumer must start over`);
       else if (s.walStatus === "unreserved") this.once(w.name, "warn", `permanent slot ${w.name} holds more WAL than max_slot_wal_keep_size allows: it is invalidated at the next checkpoint unless its consumer catches up`);
       else if (s.safeWalSize !== null && s.safeWalSize < 64 * 1024 * 1024) this.once(w.name, "warn", `permanent slot ${w.name}: ${s.safeWalSize} bytes of WAL left before max_slot_wal_keep_size invalidates it`);
-      else this.said.delete(w.name);
+      else if (s.type === "logical" && s.failover === false) {
+        this.once(w.name, "error", `permanent slot ${w.name} is not a failover slot (made by hand without failover?): the standbys' slot synchronization does not copy it, so a failover or switchover loses it (drop it to let pgherd create it with failover = true)`);
+      } else this.said.delete(w.name);
+      const uncopyable = s.walStatus === "lost" ? "lost" : s.type === "logical" && s.failover === false ? "not-failover" : null;
       const state = w.type === "logical" && major < FAILOVER_SLOTS_MAJOR ? await readSlotState(h.localDb(), w.name) : null;
       // A logical copy starts from the state file, which may be older than the slot in memory: its restart_lsn counts.
       const restartLsn = state ? stateRestartLsn(Buffer.from(state, "base64")) : s.restartLsn;
-      report.push({ name: w.name, type: w.type, lsn: s.lsn, restartLsn, ...(state ? { state } : {}) });
+      report.push({ name: w.name, type: w.type, lsn: s.lsn, restartLsn, ...(state ? { state } : {}), ...(uncopyable ? { uncopyable } : {}) });
     }
     this.report = report;
   }
@@ -161,7 +154,7 @@ export class PermanentSlots {
     if (!primary) return;
     const toCopy: PermanentReport[] = [];
     for (const p of primary) {
-      if (!want.some((w) => w.name === p.name && w.type === p.type) || p.lsn === null) continue;
+      if (!want.some((w) => w.name === p.name && w.type === p.type) || p.lsn === null || p.uncopyable) continue;
       const local = have.get(p.name);
       if (!local) {
         if (p.type === "physical") {

@@ -43,6 +43,16 @@ export interface SlotPlan {
 
 export const OWN_SLOT_PREFIX = "pgherd_";
 
+/**
+ * The copies a standby holds: the configured permanent slots its server lists with the configured
+ * type (a logical copy once a restart loaded it; on PostgreSQL ≥ 17 a synchronized one once it is
+ * persistent).
+ */
+export function heldCopies(want: readonly PermanentSlot[], slots: readonly { name: string; type: string }[]): string[] {
+  const have = new Map(slots.map((s) => [s.name, s.type]));
+  return want.filter((w) => have.get(w.name) === w.type).map((w) => w.name).sort();
+}
+
 export function planPermanentSlots(i: SlotPlanInput): SlotPlan {
   const have = new Map(i.have.map((s) => [s.name, s]));
   const wanted = new Map(i.want.map((w) => [w.name, w]));

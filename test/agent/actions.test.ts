@@ -86,6 +86,18 @@ describe("switchover", () => {
     expect(h.resigned).toEqual(["switchover to n2"]);
   });
 
+  test("a named target without a copy of every permanent slot is refused; a stopping leader's handover takes it", async () => {
+    const h = new FakeHost();
+    const myReport = h.myReport.bind(h);
+    h.myReport = () => ({ ...myReport(), ...(h.promoted ? {} : { permanent: [{ name: "cdc", type: "logical" as const, lsn: "0/3000000" }] }) });
+    const r = runner(h);
+    const refused = await r.run({ kind: "switchover", to: "n2" });
+    expect(refused).toMatchObject({ status: 412, message: expect.stringContaining("permanent slot") });
+    expect(h.stops).toBe(0);
+    expect((await r.handover("S")).status).toBe(200);
+    expect(h.resigned).toEqual(["switchover to n2"]);
+  });
+
   test("a leader without a valid lease refuses", async () => {
     const h = new FakeHost();
     h.leading = false;

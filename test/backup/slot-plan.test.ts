@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PermanentSlot } from "../../src/config/schema-backup.ts";
-import { planPermanentSlots, type NodeSlot, type SlotPlanInput } from "../../src/slots/plan.ts";
+import { heldCopies, planPermanentSlots, type NodeSlot, type SlotPlanInput } from "../../src/slots/plan.ts";
 import { SlotRecord } from "../../src/slots/record.ts";
 
 const cdc: PermanentSlot = { name: "cdc", type: "logical", plugin: "pgoutput", database: "app" };
@@ -14,6 +14,14 @@ const slot = (name: string, o: Partial<NodeSlot> = {}): NodeSlot => ({ name, typ
 const logical = (name: string, o: Partial<NodeSlot> = {}) => slot(name, { type: "logical", plugin: "pgoutput", database: "app", ...o });
 
 const plan = (o: Partial<SlotPlanInput>) => planPermanentSlots({ want: [], have: [], managed: new Set(), primary: true, serverSync: false, ...o });
+
+describe("heldCopies", () => {
+  test("a standby holds a copy of a configured slot its server lists with the configured type", () => {
+    expect(heldCopies([recv, cdc], [{ name: "recv", type: "physical" }, { name: "cdc", type: "logical" }, { name: "other", type: "physical" }])).toEqual(["cdc", "recv"]);
+    expect(heldCopies([recv, cdc], [{ name: "cdc", type: "physical" }])).toEqual([]);
+    expect(heldCopies([], [{ name: "recv", type: "physical" }])).toEqual([]);
+  });
+});
 
 describe("planPermanentSlots", () => {
   test("primary: creates what is configured and missing; a configured name taken by another kind of slot is a conflict, not touched", () => {

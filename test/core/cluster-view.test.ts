@@ -4,6 +4,8 @@
 import { describe, expect, test } from "bun:test";
 import { ClusterViewSchema, composeView, type ViewInput } from "../../src/core/cluster-view.ts";
 import type { PgReport } from "../../src/core/report.ts";
+import { renderTable } from "../../src/cli/cmd-cluster.ts";
+import { restartMember } from "../../src/cli/cmd-restart.ts";
 
 const base: ViewInput = { cluster: "c", term: 4, leader: "a", members: [{ id: "a", name: "n1", role: "database", host: "10.0.0.1", voter: true, reachable: true, report: null }], slotOf: (id) => `pgherd_${id}` };
 const scheduled = { at: "2026-12-01T17:00:00.000Z", to: "n2", requestedAt: "2026-12-01T16:00:00.000Z" };
@@ -52,5 +54,22 @@ describe("member state", () => {
     expect(stateOf(pg({ health: health("stuck"), running: false, up: false, action: "wait" }))).toBe("stopped");
     expect(stateOf(pg({ health: health("disk-full"), running: false, up: false, action: "wait" }))).toBe("disk-full");
     expect(ClusterViewSchema.safeParse(composeView({ ...base, members: [{ ...base.members[0]!, report: pg({ health: health("stuck") }) }] })).success).toBe(true);
+  });
+
+  test("a standby lists the primary's permanent slots it holds no copy of", () => {
+    const primary = pg({ permanent: [{ name: "cdc", type: "logical", lsn: "0/3000148" }, { name: "recv", type: "physical", lsn: "0/3000148" }] });
+    const standby = (over: Partial<PgReport>) => pg({ inRecovery: true, replayLsn: "0/3000148", streaming: true, ...over });
+    const members = [
+      { ...base.members[0]!, report: primary },
+      { ...base.members[0]!, id: "b", name: "n2", report: standby({ permanentCopies: ["recv"] }) },
+      { ...base.members[0]!, id: "c", name: "n3", report: standby({ permanentCopies: ["cdc", "recv"] }) },
+    ];
+    const v = composeView({ ...base, members });
+    expect(v.members.map((m) => m.missingSlotCopies)).toEqual([undefined, ["cdc"], undefined]);
+    expect(ClusterViewSchema.parse(v)).toEqual(v);
+    // `cluster ls` says it; `pgherd restart` plans with it.
+    expect(renderTable(v, "leader")).toMatch(/n2 .*no copy of slot\(s\) cdc/);
+    expect(renderTable(v, "leader")).not.toMatch(/n3 .*no copy/);
+    expect(restartMember(v.members[1]!).missingSlotCopies).toEqual(["cdc"]);
   });
 });

@@ -60,6 +60,12 @@ describe("rules", () => {
     const ms = restarted(restarted(cluster(100, 200), "s2"), "s3");
     expect(planRestart(input({ members: ms, done: ["s2", "s3"] }))).toMatchObject({ kind: "switchover", from: "p1", to: "s2" });
   });
+  test("the switchover's target holds a copy of every permanent slot: preferred, else waited for", () => {
+    const ms = restarted(restarted(cluster(100, 200), "s2"), "s3");
+    const lacks = (names: string[], slots: string[]) => ms.map((m) => (names.includes(m.name) ? { ...m, missingSlotCopies: slots } : m));
+    expect(planRestart(input({ members: lacks(["s2"], ["cdc"]), done: ["s2", "s3"] }))).toMatchObject({ kind: "switchover", from: "p1", to: "s3" });
+    expect(planRestart(input({ members: lacks(["s2", "s3"], ["cdc"]), done: ["s2", "s3"] }))).toMatchObject({ kind: "wait", reason: expect.stringContaining("s2 lacks cdc") });
+  });
   test("--in-place restarts the primary where it is", () => {
     const ms = restarted(restarted(cluster(100, 200), "s2"), "s3");
     expect(planRestart(input({ members: ms, done: ["s2", "s3"], inPlace: true }))).toMatchObject({ kind: "restart", node: "p1", primary: true });

@@ -40,10 +40,15 @@ test("refuses a target without a copy of every permanent slot, unless forced; a 
   // Without a name: the standby with the copies, though another lags less; none with them: refused.
   const v = checkSwitchover({ ...s, candidates: [c("a"), c("b", { ...full, replayLsn: "0/2F00000" })] });
   expect(v.ok && v.target.name).toBe("b");
-  expect(checkSwitchover({ ...s, candidates: [c("a"), c("b")] })).toMatchObject({ ok: false, reason: expect.stringContaining("no copy") });
+  expect(checkSwitchover({ ...s, candidates: [c("a", { permanentCopies: [] }), c("b", { permanentCopies: ["recv"] })] })).toMatchObject({ ok: false, reason: expect.stringContaining("b holds no copy of permanent slot(s) cdc yet") });
+  // A standby that reports nothing about copies (no [[slots.permanent]] there, or an older pgherd) is told apart.
+  expect(checkSwitchover({ ...s, to: "b", candidates: [c("b")] })).toMatchObject({ ok: false, reason: expect.stringContaining("reports no copies of permanent slots") });
   // A stopping leader's handover only prefers: a failover instead would create the slots anew as well.
   const h = checkSwitchover({ ...s, slotCopies: "prefer", candidates: [c("a")] });
   expect(h.ok && h.target.name).toBe("a");
+  // A slot no standby can copy (invalidated; not a failover slot on ≥ 17) is not waited for.
+  const lost = rep({ inRecovery: false, streaming: false, permanent: [{ ...slots.permanent[0]!, uncopyable: "lost" }, { ...slots.permanent[1]!, uncopyable: "not-failover" }] });
+  expect(checkSwitchover({ ...base, primary: lost, to: "b", candidates: [c("b", { permanentCopies: [] })] }).ok).toBe(true);
   // Without permanent slots nothing changes.
   expect(checkSwitchover({ ...base, to: "b", candidates: [c("b")] }).ok).toBe(true);
 });

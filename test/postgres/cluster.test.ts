@@ -134,6 +134,14 @@ describe("PostgreSQL controller on real servers", () => {
     expect(p.systemIdentifier).toBe(info.control!.systemIdentifier);
     expect(Math.floor(p.serverVersion / 10000)).toBe(primary.bins.version);
     expect(p.currentLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    // The server's slots (a standby's copies of the permanent ones are read from here).
+    await pdb.query("t", (sql) => sql`SELECT pg_create_physical_replication_slot('probe_x')`);
+    try {
+      expect((await up(pdb)).slots).toContainEqual({ name: "probe_x", type: "physical" });
+    } finally {
+      await pdb.query("t", (sql) => sql`SELECT pg_drop_replication_slot('probe_x')`);
+    }
+    expect((await up(pdb)).slots.map((x) => x.name)).not.toContain("probe_x");
     const [q] = await pdb.query("t", (sql) => sql`SELECT current_setting('pgherd.quoting') AS v`);
     expect(q?.v).toBe("it's a \\ test"); // conf-file quoting survives the server's parser
     const closed = await probe(local(ports.o)); // nothing listens there

@@ -17,6 +17,7 @@ import { FRESH_DEADLINE_MS, LivenessWatch } from "./liveness.ts";
 import type { PrimaryStarter } from "./primary.ts";
 import type { Rebuilder } from "./rebuild.ts";
 import type { SlotKeeper } from "./slots.ts";
+import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
 
 /** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
@@ -201,7 +202,7 @@ export class MonitorRound {
       slots: this.x.slots.slots,
       slotBytes: this.x.slots.slotBytes,
       ...(h.wasPrimary && this.x.slots.permanentReport.length ? { permanent: this.x.slots.permanentReport } : {}),
-      ...(!h.wasPrimary && up && this.x.slots.permanentCopies.length ? { permanentCopies: this.x.slots.permanentCopies } : {}),
+      ...(up?.inRecovery && h.cfg.slots.permanent.length ? { permanentCopies: heldCopies(h.cfg.slots.permanent, up.slots) } : {}),
       ...(h.wasPrimary && guarantee ? { guarantee: guarantee.slice(0, 300) } : {}),
       action: d.kind === "none" ? d.role : d.kind,
       note: [this.live.note(), d.kind === "wait" || d.kind === "refuse" ? d.reason : h.note].filter(Boolean).join("; ").slice(0, 500),

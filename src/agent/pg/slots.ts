@@ -59,11 +59,6 @@ export class SlotKeeper {
     return this.permanent.report;
   }
 
-  /** Permanent slots this standby holds copies of (src/slots/permanent.ts). */
-  get permanentCopies(): string[] {
-    return this.permanent.held;
-  }
-
   /** Every round on a server that answers: the primary's member slots, then archive and permanent slots. */
   async maintain(primary = true): Promise<void> {
     if (primary) await this.memberSlots();
