@@ -6,21 +6,25 @@
 // side-by-side summary follows. Both binaries are then run from fresh copies in one directory: a
 // binary's file-backed RSS depends on how its file entered the page cache (a fresh copy of the
 // same binary showed 1.2–1.3 MB more per process than one long in the cache).
-//   bun bench/footprint.ts [--seconds N] [--bin PATH] [--base PATH]   (PostgreSQL installed; as root it runs it as "postgres")
+// --set section.key=value (repeatable) sets a key in every node's pgherd.toml, in both clusters
+// (e.g. --set election.heartbeat_ms=300 to see what a timer costs).
+//   bun bench/footprint.ts [--seconds N] [--bin PATH] [--base PATH] [--set K=V]…   (PostgreSQL installed; as root it runs it as "postgres")
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBuilt } from "../scripts/build.ts";
+import { parseDemoSettings } from "../src/demo/config.ts";
 import { idleDemo } from "./idle-demo.ts";
 import { median, pgherdProcesses, sampleRun, type PgherdProc, type Sampled } from "./proc-sample.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { seconds: { type: "string", default: "60" }, bin: { type: "string" }, base: { type: "string" } },
+  options: { seconds: { type: "string", default: "60" }, bin: { type: "string" }, base: { type: "string" }, set: { type: "string", multiple: true, default: [] } },
   strict: true,
 });
 const seconds = Number(values.seconds);
 if (!Number.isFinite(seconds) || seconds < 5 || seconds > 3600) throw new Error(`--seconds must be 5..3600, got ${values.seconds}`);
+const settings = parseDemoSettings(values.set);
 const baseline = JSON.parse(readFileSync(join(import.meta.dir, "baseline.json"), "utf8")).footprint as Record<string, number>;
 
 type Row = PgherdProc & Sampled;
@@ -28,7 +32,7 @@ type Run = { bin: string; rows: Row[]; hostOnce: Map<string, number>; wall: numb
 
 /** Starts the idle cluster of `bin`, samples its processes for `seconds`, stops it. */
 async function measure(bin: string): Promise<Run> {
-  const demo = await idleDemo(bin);
+  const demo = await idleDemo(bin, settings);
   try {
     const procs = pgherdProcesses(demo.scratch);
     if (procs.filter((p) => p.kind === "agent").length !== 3 || procs.filter((p) => p.kind === "watchdog").length !== 3) {
@@ -51,7 +55,7 @@ const hostSum = (r: Run, k: "rss" | "pss" | "uss" | "anon" | "pct") => hosts(r).
 const fmt = (xs: number[], d: number) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
 
 function report(r: Run): void {
-  console.log(`\nfootprint of an idle 3-node loopback cluster over ${r.wall.toFixed(0)} s (${r.bin}${process.env.BUN_OPTIONS ? `, BUN_OPTIONS=${process.env.BUN_OPTIONS}` : ""})`);
+  console.log(`\nfootprint of an idle 3-node loopback cluster over ${r.wall.toFixed(0)} s (${r.bin}${process.env.BUN_OPTIONS ? `, BUN_OPTIONS=${process.env.BUN_OPTIONS}` : ""}${values.set.length ? `, set ${values.set.join(" ")}` : ""})`);
   console.log("median MB over the run (RSS = anonymous + file-backed); CPU % of one core");
   console.log("  node  process  pid       RSS    PSS    USS   anon   file   CPU %");
   const f1 = (x: number) => x.toFixed(1).padStart(6);

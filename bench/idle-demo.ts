@@ -1,5 +1,6 @@
 // The idle cluster the footprint benches sample: `pgherd demo`'s 3-node loopback cluster started from
 // `bin`, returned once it is ready and its start-up work (clones, first rounds) had 5 s to settle.
+import type { DemoSettings } from "../src/demo/config.ts";
 import { runDemo } from "../src/demo/run.ts";
 import { createLogger } from "../src/log.ts";
 
@@ -11,7 +12,7 @@ export interface IdleDemo {
   stop(): Promise<void>;
 }
 
-export async function idleDemo(bin: string): Promise<IdleDemo> {
+export async function idleDemo(bin: string, settings?: DemoSettings): Promise<IdleDemo> {
   const abort = new AbortController();
   let scratch = "";
   let transcript = "";
@@ -22,6 +23,7 @@ export async function idleDemo(bin: string): Promise<IdleDemo> {
     options: { keep: false, timeoutSec: 180 },
     stop: abort.signal,
     log: createLogger("error", "bench"),
+    settings,
     out: (t) => {
       transcript += t;
       scratch ||= /under (\/tmp\/pgherd-demo-\S+)/.exec(transcript)?.[1] ?? "";

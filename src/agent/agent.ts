@@ -86,7 +86,7 @@ export class Agent implements ClusterContext {
     this.nodeId = loadOrCreateNodeId(cfg.state_dir);
     this.store = new ElectionStore(cfg.state_dir);
     this.secretStore = new SecretsStore(cfg.state_dir);
-    this.historyLog = new History(cfg.state_dir);
+    this.historyLog = new History(cfg.state_dir, (m) => log.warn(m));
     this.flags = new FlagsStore(cfg.state_dir);
     this.state = new ClusterStateWiring(cfg, log, this.flags, this.historyLog, () => this.consensus.lease()?.term ?? null);
     this.dynamic = new DynamicConfig({
@@ -195,7 +195,7 @@ export class Agent implements ClusterContext {
     this.views.cancelAll(() => null);
     this.host.forwarded.cancelAll(() => ({ status: 503, ok: false, message: "the agent is stopping" }));
     this.host.handovers.cancelAll(() => false);
-    await Promise.allSettled([this.beacon.stop(), this.mesh.stop()]);
+    await Promise.allSettled([this.beacon.stop(), this.mesh.stop(), this.historyLog.flushed()]);
   }
 
   attachLoop(loop: LoopControl): void {

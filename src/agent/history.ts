@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
-import { readJsonSync, writeJsonDurableSync } from "../store/durable.ts";
+import { readJsonSync, writeJsonDurable } from "../store/durable.ts";
 import type { StateSlot } from "./cluster-state.ts";
 
 export const HistoryEntrySchema = z.object({
@@ -41,8 +41,11 @@ export function historyForStore(local: readonly HistoryEntry[], stored: readonly
 export class History {
   private readonly file: string;
   private entries: HistoryEntry[];
+  /** The write under way (one at a time); `dirty`: entries came in since it started. */
+  private writing: Promise<void> | null = null;
+  private dirty = false;
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, private readonly warn: (m: string) => void = () => {}) {
     this.file = join(stateDir, "history.json");
     this.entries = readJsonSync(this.file, z.array(HistoryEntrySchema)) ?? [];
   }
@@ -59,8 +62,30 @@ export class History {
     const fresh = incoming.filter((e) => !known.has(e.id));
     if (fresh.length === 0) return false;
     this.entries = [...this.entries, ...fresh].sort(byTime).slice(-MAX);
-    writeJsonDurableSync(this.file, this.entries, 0o600);
+    this.persist();
     return true;
+  }
+
+  /**
+   * Written off the event loop: an fsync waits for the file system's journal, which right after
+   * heavy writes (a backup, a checkpoint) took a second in CI, and a synchronous one there held
+   * a leader's heartbeats until its lease ran out. One write at a time; entries that come in
+   * meanwhile go into the next. A crash may lose the newest entries, never the file.
+   */
+  private persist(): void {
+    this.dirty = true;
+    if (this.writing) return;
+    this.writing = (async () => {
+      while (this.dirty) {
+        this.dirty = false;
+        await writeJsonDurable(this.file, this.entries, 0o600).catch((e: Error) => this.warn(`history not written to ${this.file}: ${e.message}`));
+      }
+    })().finally(() => (this.writing = null));
+  }
+
+  /** Resolves once every entry merged so far is on disk (the agent's stop). */
+  async flushed(): Promise<void> {
+    while (this.writing) await this.writing;
   }
 
   list(): HistoryEntry[] {

@@ -35,7 +35,23 @@ export function demoNodes(scratch: string, ports: readonly number[]): DemoNode[]
   });
 }
 
-export function renderDemoConfig(n: DemoNode, o: { secret: string; token: string; beaconPort: number; osUser: string }): string {
+/** Section → key → value, e.g. { election: { heartbeat_ms: 300 } }. */
+export type DemoSettings = Record<string, Record<string, string | number | boolean>>;
+
+/** `section.key=value` (a number or true/false as such, else a string) into DemoSettings; throws naming a bad one. */
+export function parseDemoSettings(items: readonly string[]): DemoSettings {
+  const out: DemoSettings = {};
+  for (const item of items) {
+    const m = /^([a-z_]+)\.([a-z_]+)=(.*)$/.exec(item);
+    if (!m) throw new Error(`--set ${JSON.stringify(item)}: expected section.key=value`);
+    const [, section, key, raw] = m as unknown as [string, string, string, string];
+    const value = /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw === "true" || raw === "false" ? raw === "true" : raw;
+    (out[section] ??= {})[key] = value;
+  }
+  return out;
+}
+
+export function renderDemoConfig(n: DemoNode, o: { secret: string; token: string; beaconPort: number; osUser: string; settings?: DemoSettings }): string {
   const q = JSON.stringify;
   const text = `# pgherd demo node ${n.name}: written by \`pgherd demo\`; every key is in pgherd.toml.example.
 cluster = ${q(DEMO_CLUSTER)}
@@ -61,7 +77,14 @@ port = ${n.pgPort}
 listen_addresses = "127.0.0.1"
 socket_dir = ${q(n.socketDir)}
 os_user = ${q(o.osUser)}
-`;
+${extraToml(o.settings ?? {})}`;
   parseConfig(text, `${n.name}/pgherd.toml`); // a bad value (e.g. an odd user name) fails here, named
   return text;
+}
+
+/** [postgres] is the file's last table: its keys go on under it, other sections follow as tables. */
+function extraToml(settings: DemoSettings): string {
+  const lines = (kv: Record<string, string | number | boolean>) => Object.entries(kv).map(([k, v]) => `${k} = ${JSON.stringify(v)}\n`).join("");
+  const { postgres, ...rest } = settings;
+  return (postgres ? lines(postgres) : "") + Object.entries(rest).map(([section, kv]) => `\n[${section}]\n${lines(kv)}`).join("");
 }

@@ -10,7 +10,7 @@ import type { Logger } from "../log.ts";
 import { findBinDir, type PgBins } from "../postgres/binaries.ts";
 import { isRoot, lookupOsUser } from "../postgres/users.ts";
 import { AgentProc, commandFor, type RunAs } from "./agents.ts";
-import { DEMO_SIZE, demoNodes, renderDemoConfig, type DemoNode } from "./config.ts";
+import { DEMO_SIZE, demoNodes, renderDemoConfig, type DemoNode, type DemoSettings } from "./config.ts";
 import type { DemoOptions } from "./options.ts";
 import { freeTcpPorts, freeUdpPort } from "./ports.ts";
 import { printLogTails, printReady, summary } from "./print.ts";
@@ -27,6 +27,8 @@ export interface RunDemoInput {
   out(text: string): void;
   /** For PostgreSQL tool runs during teardown; their failures are reported through `out` too. */
   log: Logger;
+  /** Benches only: keys every node's pgherd.toml sets besides the demo's (e.g. election.heartbeat_ms). */
+  settings?: DemoSettings;
 }
 
 const POLL_MS = 250;
@@ -82,7 +84,7 @@ export async function runDemo(i: RunDemoInput): Promise<number> {
     for (const n of nodes) {
       mkdirSync(n.dir);
       chmodSync(n.dir, 0o755); // others may read the logs; the agent's state and data dirs are its own
-      writeFileSync(n.configPath, renderDemoConfig(n, { secret, token, beaconPort, osUser }), { mode: 0o600 });
+      writeFileSync(n.configPath, renderDemoConfig(n, { secret, token, beaconPort, osUser, settings: i.settings }), { mode: 0o600 });
       // The agent's own: it creates its state, data and socket dirs here, and refuses a config file another user owns.
       if (runAs) for (const p of [n.configPath, n.dir]) chownSync(p, runAs.uid, runAs.gid);
     }

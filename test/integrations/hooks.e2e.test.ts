@@ -165,7 +165,9 @@ describeCluster("hooks", {
       const asked = calls().filter((c) => c.line >= since && c.action === "pre_promote");
       expect(asked.some((c) => c.node === x.name)).toBe(true);
       expect(calls().some((c) => c.line >= since && c.node === x.name && c.neu === "primary" && c.action === "on_role_change")).toBe(false);
-      expect(history(x).some((e) => e.kind === "hook" && e.node === x.name && /^hook pre_promote \(replica -> primary\) exit 1/.test(e.reason))).toBe(true);
+      // history.json is written off the agent's event loop: waited for, not read at once.
+      await poll(async () => history(x).some((e) => e.kind === "hook" && e.node === x.name && /^hook pre_promote \(replica -> primary\) exit 1/.test(e.reason)) || undefined,
+        { timeoutMs: 5_000, intervalMs: 100, what: `${x.name}'s history to record the veto` });
       expect(x.lines(/resign.*pre_promote exit 1/).length).toBeGreaterThan(0);
       await h.primary.host.heal();
       const after = await waitReplicating(fx.c, 120_000);

@@ -1,0 +1,50 @@
+// The role-change history on disk: written off the event loop (an fsync after heavy writes took a
+// second in CI and held a leader's heartbeats until its lease ran out), every entry there in the end,
+// a failed write said and survived.
+import { afterEach, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { History, type HistoryEntry } from "../../src/agent/history.ts";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const stateDir = () => {
+  const d = mkdtempSync(join(tmpdir(), "pgherd-history-"));
+  dirs.push(d);
+  return d;
+};
+const entry = (i: number): Omit<HistoryEntry, "id" | "at"> => ({ term: i, kind: "hook", node: "n1", reason: `run ${i}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+const onDisk = (dir: string) => JSON.parse(readFileSync(join(dir, "history.json"), "utf8")) as HistoryEntry[];
+
+test("an entry is written after add() returns, not within it; every entry of a burst is on disk once flushed", async () => {
+  const dir = stateDir();
+  const h = new History(dir);
+  h.add(entry(0));
+  expect(existsSync(join(dir, "history.json"))).toBe(false);
+  await h.flushed();
+  expect(onDisk(dir).map((e) => e.reason)).toEqual(["run 0"]);
+  for (let i = 1; i <= 20; i++) h.add(entry(i));
+  expect(onDisk(dir)).toHaveLength(1);
+  await h.flushed();
+  expect(onDisk(dir)).toHaveLength(21);
+  expect(new History(dir).list().map((e) => e.reason)).toEqual(h.list().map((e) => e.reason));
+});
+
+test("a write that fails is reported and the agent goes on; the next one writes everything", async () => {
+  const dir = stateDir();
+  const warned: string[] = [];
+  const h = new History(dir, (m) => warned.push(m));
+  rmSync(dir, { recursive: true });
+  h.add(entry(1));
+  await h.flushed();
+  expect(warned).toEqual([expect.stringContaining(`history not written to ${join(dir, "history.json")}`)]);
+  expect(h.list()).toHaveLength(1);
+  // The directory back: the next write brings the first entry with it.
+  mkdirSync(dir);
+  h.add(entry(2));
+  await h.flushed();
+  expect(onDisk(dir).map((e) => e.reason)).toEqual(["run 1", "run 2"]);
+});
