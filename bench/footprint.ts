@@ -6,8 +6,8 @@
 // side-by-side summary follows. Both binaries are then run from fresh copies in one directory: a
 // binary's file-backed RSS depends on how its file entered the page cache (a fresh copy of the
 // same binary showed 1.2–1.3 MB more per process than one long in the cache).
-// --set section.key=value (repeatable) sets a key in every node's pgherd.toml, in both clusters
-// (e.g. --set election.heartbeat_ms=300 to see what a timer costs).
+// --set section.key=value (repeatable) sets a key in every node's pgherd.toml of the --bin cluster
+// only, so `--base dist/pgherd --set election.heartbeat_ms=300` shows what a timer costs.
 //   bun bench/footprint.ts [--seconds N] [--bin PATH] [--base PATH] [--set K=V]…   (PostgreSQL installed; as root it runs it as "postgres")
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -28,11 +28,11 @@ const settings = parseDemoSettings(values.set);
 const baseline = JSON.parse(readFileSync(join(import.meta.dir, "baseline.json"), "utf8")).footprint as Record<string, number>;
 
 type Row = PgherdProc & Sampled;
-type Run = { bin: string; rows: Row[]; hostOnce: Map<string, number>; wall: number; primary: string };
+type Run = { bin: string; rows: Row[]; hostOnce: Map<string, number>; wall: number; primary: string; set: string };
 
 /** Starts the idle cluster of `bin`, samples its processes for `seconds`, stops it. */
-async function measure(bin: string): Promise<Run> {
-  const demo = await idleDemo(bin, settings);
+async function measure(bin: string, set: typeof settings): Promise<Run> {
+  const demo = await idleDemo(bin, set);
   try {
     const procs = pgherdProcesses(demo.scratch);
     if (procs.filter((p) => p.kind === "agent").length !== 3 || procs.filter((p) => p.kind === "watchdog").length !== 3) {
@@ -44,7 +44,7 @@ async function measure(bin: string): Promise<Run> {
     const rows = procs.map((p) => ({ ...p, ...r.per.get(p.pid)! }));
     const wall = r.wall;
     const primary = /cluster demo: .*primary (\w+)/.exec(demo.transcript())?.[1] ?? "";
-    return { bin, rows, hostOnce: r.once, wall, primary };
+    return { bin, rows, hostOnce: r.once, wall, primary, set: Object.keys(set).length ? values.set.join(" ") : "" };
   } finally {
     await demo.stop();
   }
@@ -55,7 +55,7 @@ const hostSum = (r: Run, k: "rss" | "pss" | "uss" | "anon" | "pct") => hosts(r).
 const fmt = (xs: number[], d: number) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
 
 function report(r: Run): void {
-  console.log(`\nfootprint of an idle 3-node loopback cluster over ${r.wall.toFixed(0)} s (${r.bin}${process.env.BUN_OPTIONS ? `, BUN_OPTIONS=${process.env.BUN_OPTIONS}` : ""}${values.set.length ? `, set ${values.set.join(" ")}` : ""})`);
+  console.log(`\nfootprint of an idle 3-node loopback cluster over ${r.wall.toFixed(0)} s (${r.bin}${process.env.BUN_OPTIONS ? `, BUN_OPTIONS=${process.env.BUN_OPTIONS}` : ""}${r.set ? `, set ${r.set}` : ""})`);
   console.log("median MB over the run (RSS = anonymous + file-backed); CPU % of one core");
   console.log("  node  process  pid       RSS    PSS    USS   anon   file   CPU %");
   const f1 = (x: number) => x.toFixed(1).padStart(6);
@@ -82,7 +82,7 @@ function report(r: Run): void {
 function compare(base: Run, now: Run): void {
   const agents = (r: Run, primary: boolean) => r.rows.filter((x) => x.kind === "agent" && (x.node === r.primary) === primary).map((x) => x.pct.toFixed(2)).join(" / ");
   const line = (label: string, f: (r: Run) => string) => console.log(`| ${label} | ${f(base)} | ${f(now)} |`);
-  console.log(`\nside by side, both clusters at the same time\n| figure | base ${base.bin} | now ${now.bin} |\n|---|---|---|`);
+  console.log(`\nside by side, both clusters at the same time\n| figure | base ${base.bin} | now ${now.bin}${now.set ? ` (${now.set})` : ""} |\n|---|---|---|`);
   line("standby agents CPU %", (r) => agents(r, false));
   line("primary's agent CPU %", (r) => `${agents(r, true)} (${r.primary})`);
   line("watchdogs CPU %", (r) => r.rows.filter((x) => x.kind === "watchdog").map((x) => x.pct.toFixed(2)).join(" / "));
@@ -95,7 +95,7 @@ function compare(base: Run, now: Run): void {
 
 const bin = values.bin ?? ensureBuilt().path;
 if (values.base === undefined) {
-  report(await measure(bin));
+  report(await measure(bin, settings));
 } else {
   const dir = mkdtempSync("/tmp/pgherd-footprint-");
   try {
@@ -106,7 +106,7 @@ if (values.base === undefined) {
       chmodSync(to, 0o755);
       return to;
     };
-    const [base, now] = await Promise.all([measure(copy(values.base, "pgherd-base")), measure(copy(bin, "pgherd-now"))]);
+    const [base, now] = await Promise.all([measure(copy(values.base, "pgherd-base"), {}), measure(copy(bin, "pgherd-now"), settings)]);
     report(base);
     report(now);
     compare(base, now);
