@@ -41,11 +41,16 @@ export function historyForStore(local: readonly HistoryEntry[], stored: readonly
 export class History {
   private readonly file: string;
   private entries: HistoryEntry[];
-  /** The write under way (one at a time); `dirty`: entries came in since it started. */
+  /** The write under way (one at a time); `dirty`: entries came in since it started; `unsaved`: the last write failed. */
   private writing: Promise<void> | null = null;
   private dirty = false;
+  private unsaved = false;
 
-  constructor(stateDir: string, private readonly warn: (m: string) => void = () => {}) {
+  constructor(
+    stateDir: string,
+    private readonly warn: (m: string) => void = () => {},
+    private readonly write: (file: string, value: unknown, mode: number) => Promise<void> = writeJsonDurable,
+  ) {
     this.file = join(stateDir, "history.json");
     this.entries = readJsonSync(this.file, z.array(HistoryEntrySchema)) ?? [];
   }
@@ -74,17 +79,30 @@ export class History {
    */
   private persist(): void {
     this.dirty = true;
-    if (this.writing) return;
-    this.writing = (async () => {
-      while (this.dirty) {
-        this.dirty = false;
-        await writeJsonDurable(this.file, this.entries, 0o600).catch((e: Error) => this.warn(`history not written to ${this.file}: ${e.message}`));
-      }
-    })().finally(() => (this.writing = null));
+    if (!this.writing) this.writing = this.writeAll();
   }
 
-  /** Resolves once every entry merged so far is on disk (the agent's stop). */
+  /** Writes until nothing new came in. `writing` is cleared in the same turn as the last check of `dirty`: a merge cannot fall between them. */
+  private async writeAll(): Promise<void> {
+    try {
+      while (this.dirty) {
+        this.dirty = false;
+        try {
+          await this.write(this.file, this.entries, 0o600);
+          this.unsaved = false;
+        } catch (e) {
+          this.unsaved = true;
+          this.warn(`history not written to ${this.file}: ${(e as Error).message}`);
+        }
+      }
+    } finally {
+      this.writing = null;
+    }
+  }
+
+  /** Resolves once every entry merged so far is on disk, a failed last write tried once more (the agent's stop). */
   async flushed(): Promise<void> {
+    if (this.unsaved && !this.writing) this.persist();
     while (this.writing) await this.writing;
   }
 

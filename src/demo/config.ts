@@ -82,7 +82,11 @@ ${extraToml(o.settings ?? {})}`;
   return text;
 }
 
-/** [postgres] is the file's last table: its keys go on under it, other sections follow as tables. */
+/**
+ * [postgres] is the file's last table: its keys go on under it, other sections follow as tables.
+ * A section the demo writes already ([discovery], [mesh], [api]) would be a second table: the
+ * config loader refuses it, naming it. Benches only.
+ */
 function extraToml(settings: DemoSettings): string {
   const lines = (kv: Record<string, string | number | boolean>) => Object.entries(kv).map(([k, v]) => `${k} = ${JSON.stringify(v)}\n`).join("");
   const { postgres, ...rest } = settings;

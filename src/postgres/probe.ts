@@ -62,8 +62,8 @@ const StatusRow = z.object({
   replay_lsn: lsn,
   checkpoint_tli: z.number().int(),
   min_recovery_tli: z.number().int().nullable(),
-  /** "type:name,…" (the client leaves arrays as text: fetch_types is off). */
-  slots: z.string().regex(/^(physical|logical):[a-z0-9_]{1,63}(,(physical|logical):[a-z0-9_]{1,63})*$/).nullable(),
+  /** "type:name,…" (the client leaves arrays as text: fetch_types is off); read leniently below. */
+  slots: z.string().nullable(),
 });
 const ReceiverRow = z.object({
   status: z.string().nullable(),
@@ -133,10 +133,7 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
         };
       }),
       systemIdentifier: s.system_identifier, serverVersion: s.version_num,
-      slots: (s.slots?.split(",") ?? []).map((x) => {
-        const [type, name] = x.split(":") as ["physical" | "logical", string];
-        return { name, type };
-      }),
+      slots: slotList(s.slots),
     };
   } catch (e) {
     return { up: false, ms: ms(), error: e instanceof z.ZodError ? `unexpected probe row: ${e.message}` : (e as Error).message };
@@ -147,4 +144,17 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
 export async function pendingRestart(db: Db): Promise<string[]> {
   const rows = await db.query("pending_restart", (sql) => sql`SELECT name FROM pg_settings WHERE pending_restart ORDER BY name`);
   return rows.map((r) => z.object({ name: z.string() }).parse(r).name);
+}
+
+/**
+ * The probe's "type:name,…" list. An item of another form (a slot type of a later version) is left
+ * out rather than failing the whole probe: these names are only compared with configured ones.
+ */
+export function slotList(text: string | null): ProbeUp["slots"] {
+  const out: ProbeUp["slots"] = [];
+  for (const item of text?.split(",") ?? []) {
+    const m = /^(physical|logical):([a-z0-9_]+)$/.exec(item);
+    if (m) out.push({ name: m[2]!, type: m[1] as "physical" | "logical" });
+  }
+  return out;
 }

@@ -49,3 +49,22 @@ test("a write that fails is reported and the agent goes on; the next one writes 
   // (entries made within one millisecond keep no order among themselves: by time, then id)
   expect(onDisk(dir).map((e) => e.reason).sort()).toEqual(["run 1", "run 2"]);
 });
+
+test("an entry that comes in as a write ends is written too (it once fell between the last check and the writer's reset)", async () => {
+  // The second entry arrives 0, 1, 2 … microtask turns after the first write finishes: one of them is
+  // the turn between the writer's last look for new entries and its reset.
+  for (let turns = 0; turns < 12; turns++) {
+    const writes: number[] = [];
+    let finish: () => void = () => {};
+    const h = new History(stateDir(), () => {}, async (_file, value) => {
+      writes.push((value as HistoryEntry[]).length);
+      if (writes.length === 1) await new Promise<void>((r) => (finish = r));
+    });
+    h.add(entry(1));
+    finish();
+    for (let i = 0; i < turns; i++) await null;
+    h.add(entry(2));
+    await h.flushed();
+    expect({ turns, last: writes.at(-1) }).toEqual({ turns, last: 2 });
+  }
+});

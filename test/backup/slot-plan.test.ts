@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { PermanentSlot } from "../../src/config/schema-backup.ts";
 import { heldCopies, planPermanentSlots, type NodeSlot, type SlotPlanInput } from "../../src/slots/plan.ts";
 import { SlotRecord } from "../../src/slots/record.ts";
+import { slotList } from "../../src/postgres/probe.ts";
 
 const cdc: PermanentSlot = { name: "cdc", type: "logical", plugin: "pgoutput", database: "app" };
 const recv: PermanentSlot = { name: "recv", type: "physical" };
@@ -20,6 +21,11 @@ describe("heldCopies", () => {
     expect(heldCopies([recv, cdc], [{ name: "recv", type: "physical" }, { name: "cdc", type: "logical" }, { name: "other", type: "physical" }])).toEqual(["cdc", "recv"]);
     expect(heldCopies([recv, cdc], [{ name: "cdc", type: "physical" }])).toEqual([]);
     expect(heldCopies([], [{ name: "recv", type: "physical" }])).toEqual([]);
+  });
+  test("the probe's slot list: an item of another form is left out, not a failed probe", () => {
+    expect(slotList("logical:cdc,physical:pgherd_ab12")).toEqual([{ name: "cdc", type: "logical" }, { name: "pgherd_ab12", type: "physical" }]);
+    expect(slotList("other:x,logical:,physical:recv")).toEqual([{ name: "recv", type: "physical" }]);
+    expect(slotList(null)).toEqual([]);
   });
 });
 
