@@ -114,13 +114,13 @@ export class PermanentSlots {
     for (const w of want) {
       const s = have.get(w.name);
       if (!s || plan.conflict.includes(w)) continue;
+      const uncopyable = s.walStatus === "lost" ? "lost" : s.type === "logical" && s.failover === false ? "not-failover" : null;
       if (s.walStatus === "lost") this.once(w.name, "error", `permanent slot ${w.name} was invalidated (its WAL exceeded max_slot_wal_keep_size): its consumer must start over`);
       else if (s.walStatus === "unreserved") this.once(w.name, "warn", `permanent slot ${w.name} holds more WAL than max_slot_wal_keep_size allows: it is invalidated at the next checkpoint unless its consumer catches up`);
       else if (s.safeWalSize !== null && s.safeWalSize < 64 * 1024 * 1024) this.once(w.name, "warn", `permanent slot ${w.name}: ${s.safeWalSize} bytes of WAL left before max_slot_wal_keep_size invalidates it`);
-      else if (s.type === "logical" && s.failover === false) {
+      else if (uncopyable === "not-failover") {
         this.once(w.name, "error", `permanent slot ${w.name} is not a failover slot (made by hand without failover?): the standbys' slot synchronization does not copy it, so a failover or switchover loses it (drop it to let pgherd create it with failover = true)`);
       } else this.said.delete(w.name);
-      const uncopyable = s.walStatus === "lost" ? "lost" : s.type === "logical" && s.failover === false ? "not-failover" : null;
       const state = w.type === "logical" && major < FAILOVER_SLOTS_MAJOR ? await readSlotState(h.localDb(), w.name) : null;
       // A logical copy starts from the state file, which may be older than the slot in memory: its restart_lsn counts.
       const restartLsn = state ? stateRestartLsn(Buffer.from(state, "base64")) : s.restartLsn;
