@@ -5,9 +5,9 @@
 import { lstatSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Attempt, DiskUse } from "../core/liveness.ts";
-import type { Logger } from "../log.ts";
 import { childrenOf, isServerOf, readPidFile } from "./orphans.ts";
-import { DbTimeoutError, openLocalDb, sqlState } from "./sql.ts";
+import { LocalSession } from "./local-session.ts";
+import { DbTimeoutError, sqlState } from "./sql.ts";
 
 /** The postmaster's pid when it is a server of `dataDir` (checked in /proc), else null. */
 export function postmasterOf(dataDir: string): number | null {
@@ -123,20 +123,33 @@ export interface FreshCheck {
 }
 
 /**
- * A fresh connection: SELECT 1, then (write) the heartbeat commit, each under `deadlineMs`. The
- * client is dropped at the end without waiting for the server. `step` hears each outcome as it
- * comes (a caller that stops waiting still knows what answered).
+ * A fresh connection: SELECT 1, then (write) the heartbeat commit, each under `deadlineMs`, on a
+ * one-shot session of its own (local-session.ts), ended at the end without waiting for the server.
+ * `step` hears each outcome as it comes (a caller that stops waiting still knows what answered).
  */
-export async function freshCheck(o: { socketDir: string; port: number; superuser: string; log: Logger }, write: boolean, deadlineMs: number, step: (s: Partial<FreshCheck>) => void = () => {}): Promise<FreshCheck> {
-  const db = openLocalDb({ ...o, queryTimeoutMs: deadlineMs });
+export async function freshCheck(o: { socketDir: string; port: number; superuser: string }, write: boolean, deadlineMs: number, step: (s: Partial<FreshCheck>) => void = () => {}): Promise<FreshCheck> {
+  const target = `${o.superuser}@${o.socketDir}:${o.port}`;
+  // The agent's own writes never wait for a synchronous standby (sql.ts openLocalDb).
+  const opening = LocalSession.open({ socketDir: o.socketDir, port: o.port, user: o.superuser, settings: { application_name: "pgherd", synchronous_commit: "local" } });
   try {
-    const fresh = await attempt(() => db.query("fresh connection", (sql) => sql`SELECT 1`, deadlineMs));
+    const fresh = await attempt(() => within(`fresh connection on ${target}`, opening.then((s) => s.query("SELECT 1")), deadlineMs));
     step({ fresh });
     if (fresh.kind !== "ok" || !write) return { fresh, write: null };
-    const w = await attempt(() => db.query("heartbeat commit", (sql) => sql.begin("read write", (tx) => tx`SELECT txid_current()`), deadlineMs));
+    const w = await attempt(() => within(`heartbeat commit on ${target}`, opening.then((s) => s.query("BEGIN READ WRITE; SELECT txid_current(); COMMIT")), deadlineMs));
     step({ write: w });
     return { fresh, write: w };
   } finally {
-    void db.close().catch(() => undefined);
+    // An opening that outlived its deadline is ended when it completes.
+    opening.then((s) => s.close(), () => undefined);
   }
+}
+
+/** `work`, or a DbTimeoutError after `ms` (the loser never becomes an unhandled rejection). */
+function within(what: string, work: Promise<void>, ms: number): Promise<void> {
+  work.catch(() => undefined);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DbTimeoutError(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }

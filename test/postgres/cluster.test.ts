@@ -30,6 +30,8 @@ import { PostmasterWatch } from "../../src/agent/pg/postmaster-watch.ts";
 import { readSettings } from "../../src/agent/pg/restart-node.ts";
 import type { PgHost } from "../../src/agent/pg/host.ts";
 import { realClock } from "../../src/fence/clock.ts";
+import { freshCheck } from "../../src/postgres/liveness-obs.ts";
+import { LocalSession } from "../../src/postgres/local-session.ts";
 
 const SU = "postgres";
 const REPL = "pgherd_repl";
@@ -148,6 +150,34 @@ describe("PostgreSQL controller on real servers", () => {
     expect(closed.up).toBe(false);
   });
 
+  test("the fresh-connection check runs on a one-shot session of its own: SELECT 1, the heartbeat commit, the server's errors", async () => {
+    const o = { socketDir: s.socketDir, port: ports.p, superuser: SU };
+    const xid = async () => Number((await pdb.query("t", (sql) => sql`SELECT txid_current()::text AS x`))[0]!.x);
+    const before = await xid();
+    const steps: string[] = [];
+    const fc = await freshCheck(o, true, 5000, (st) => steps.push(Object.keys(st).join()));
+    expect(fc).toMatchObject({ fresh: { kind: "ok" }, write: { kind: "ok" } });
+    expect(steps).toEqual(["fresh", "write"]);
+    expect(await xid()).toBeGreaterThan(before + 1); // the heartbeat commit took a transaction id of its own
+    // The startup settings are in force: the agent's commit never waits for a synchronous standby.
+    const session = await LocalSession.open({ socketDir: s.socketDir, port: ports.p, user: SU, settings: { application_name: "pgherd", synchronous_commit: "local" } });
+    try {
+      await session.query("DO $$ BEGIN IF current_setting('synchronous_commit') <> 'local' OR current_setting('application_name') <> 'pgherd' THEN RAISE EXCEPTION 'startup settings not applied'; END IF; END $$");
+      // A server error carries its SQLSTATE (an answer, not a timeout); the session goes on after it.
+      await expect(session.query("SELECT 1/0")).rejects.toMatchObject({ name: "ServerError", code: "22012", message: "division by zero" });
+      await session.query("SELECT 1");
+    } finally {
+      session.close();
+    }
+    await expect(session.query("SELECT 1")).rejects.toMatchObject({ name: "SessionError" });
+    // A FATAL error at the startup is the server's answer too.
+    await expect(LocalSession.open({ socketDir: s.socketDir, port: ports.p, user: SU, database: "no_such_db" })).rejects.toMatchObject({ name: "ServerError", code: "3D000" });
+    // Nothing listening: no answer, no SQLSTATE (a refused connection is never a server error).
+    const none = await freshCheck({ ...o, port: ports.o }, true, 5000);
+    expect(none.fresh.kind).toBe("timeout");
+    expect(none.write).toBeNull();
+  });
+
   test("SCRAM verifiers computed here match the server's algorithm", async () => {
     // Let the server hash a password itself, then recompute with its salt and iteration count.
     await pdb.query("t", (sql) => sql.unsafe("CREATE ROLE scram_probe PASSWORD 'correct horse: battery'"));
@@ -250,6 +280,12 @@ describe("PostgreSQL controller on real servers", () => {
       const r = (await up(sdb)).replayLsn;
       return r !== null && lsnDiff(r, target) >= 0n;
     }, { timeoutMs: 15_000, what: "standby replay to catch up" });
+
+    // The heartbeat commit on a server in recovery fails with the server's own error: an answer
+    // (SQLSTATE 0A000, not a resource class), never taken for a server that cannot write.
+    const fc = await freshCheck({ socketDir: s.socketDir, port: ports.s, superuser: SU }, true, 5000);
+    expect(fc.fresh.kind).toBe("ok");
+    expect(fc.write).toMatchObject({ kind: "error", sqlstate: "0A000" });
   }, 90_000);
 
   test("a failed clone removes its partial target and reports pg_basebackup's reason", async () => {
@@ -339,8 +375,11 @@ describe("PostgreSQL controller on real servers", () => {
     const pm = (await readPostmasterPid(primary.dataDir))!.pid;
     const frozen = [pm, ...Bun.spawnSync(["pgrep", "-P", String(pm)]).stdout.toString().split("\n").filter(Boolean).map(Number)];
     for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    let frozenCheck: Awaited<ReturnType<typeof freshCheck>> | null = null;
     try {
       await upkeep.maintain(false, up);
+      // The fresh connection to a frozen server: the kernel accepts it, nobody answers; our deadline ends it.
+      frozenCheck = await freshCheck({ socketDir: s.socketDir, port: ports.p, superuser: SU }, true, 300);
     } finally {
       for (const pid of frozen) process.kill(pid, "SIGCONT");
     }
@@ -348,6 +387,8 @@ describe("PostgreSQL controller on real servers", () => {
     expect(timeouts).toEqual(["pending and ordered settings"]);
     expect(slotsKept).toBe(false);
     expect(warn.lines.some((l) => l.includes("round upkeep cut short"))).toBe(true);
+    expect(frozenCheck).toMatchObject({ fresh: { kind: "timeout" }, write: null });
+    expect((frozenCheck!.fresh as { error: string }).error).toContain("no answer within 300 ms");
     await waitFor(async () => (await probe(pdb)).up, { timeoutMs: 10_000, what: "the server to answer again" });
   }, 30_000);
 

@@ -60,7 +60,7 @@ export class LivenessWatch {
         if (p.up) got.answeredAt = now();
         got.probe = p;
       }),
-      this.src.fresh({ socketDir: h.socketDir, port: h.cfg.postgres.port, superuser: h.cfg.postgres.superuser, log: h.log }, write, FRESH_DEADLINE_MS, (step) => {
+      this.src.fresh({ socketDir: h.socketDir, port: h.cfg.postgres.port, superuser: h.cfg.postgres.superuser }, write, FRESH_DEADLINE_MS, (step) => {
         heard(step.fresh ?? step.write);
         if (step.fresh) got.fresh = step.fresh;
         if (step.write) got.write = step.write;
