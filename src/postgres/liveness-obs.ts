@@ -130,7 +130,8 @@ export interface FreshCheck {
 export async function freshCheck(o: { socketDir: string; port: number; superuser: string }, write: boolean, deadlineMs: number, step: (s: Partial<FreshCheck>) => void = () => {}): Promise<FreshCheck> {
   const target = `${o.superuser}@${o.socketDir}:${o.port}`;
   // The agent's own writes never wait for a synchronous standby (sql.ts openLocalDb).
-  const opening = LocalSession.open({ socketDir: o.socketDir, port: o.port, user: o.superuser, settings: { application_name: "pgherd", synchronous_commit: "local" } });
+  const end = new AbortController();
+  const opening = LocalSession.open({ socketDir: o.socketDir, port: o.port, user: o.superuser, settings: { application_name: "pgherd", synchronous_commit: "local" } }, end.signal);
   try {
     const fresh = await attempt(() => within(`fresh connection on ${target}`, opening.then((s) => s.query("SELECT 1")), deadlineMs));
     step({ fresh });
@@ -139,8 +140,9 @@ export async function freshCheck(o: { socketDir: string; port: number; superuser
     step({ write: w });
     return { fresh, write: w };
   } finally {
-    // An opening that outlived its deadline is ended when it completes.
-    opening.then((s) => s.close(), () => undefined);
+    // Ends the session, open or still opening (a startup that outlived its deadline may never complete).
+    end.abort();
+    opening.catch(() => undefined);
   }
 }
 

@@ -50,11 +50,16 @@ export class LocalSession {
   /**
    * Connects and authenticates; resolves once the server is ready for a query. A server error
    * during the startup (too many connections, starting up, no such role) rejects as ServerError.
+   * `signal` ends the session whenever it aborts, before it is ready too (a startup the server never
+   * answers must not keep its socket).
    */
-  static async open(o: LocalSessionOptions): Promise<LocalSession> {
+  static async open(o: LocalSessionOptions, signal?: AbortSignal): Promise<LocalSession> {
+    const startup = startupMessage(o); // before connecting: a bad parameter leaves no socket behind
+    if (signal?.aborted) throw new SessionError("session closed");
     const s = new LocalSession();
     const ready = s.expect();
     ready.catch(() => undefined); // awaited below; a failure while connecting must not go unhandled
+    signal?.addEventListener("abort", () => s.close(), { once: true });
     try {
       s.socket = await Bun.connect({
         unix: `${o.socketDir}/.s.PGSQL.${o.port}`,
@@ -68,8 +73,8 @@ export class LocalSession {
       s.closed = true;
       throw new SessionError(`cannot connect to ${o.socketDir}/.s.PGSQL.${o.port}: ${(e as Error).message}`);
     }
-    if (s.closed) s.socket.end(); // failed while connecting
-    else s.socket.write(startupMessage(o));
+    if (s.closed) s.socket.end(); // failed or closed while connecting
+    else if (s.socket.write(startup) !== startup.length) s.fail(new SessionError("cannot send the startup message")); // Bun's write is unbuffered
     await ready;
     return s;
   }
@@ -83,20 +88,19 @@ export class LocalSession {
     m[0] = 0x51; // 'Q'
     m.writeInt32BE(4 + body.length, 1);
     body.copy(m, 5);
-    this.socket!.write(m);
+    if (this.socket!.write(m) !== m.length) this.fail(new SessionError("cannot send the query")); // unbuffered: a short write never completes
     return done;
   }
 
   /** Ends the session (Terminate, then close) without waiting for the server; any pending call rejects. */
   close(): void {
     if (this.closed) return;
-    this.closed = true;
     try {
       this.socket?.write(Buffer.from([0x58, 0, 0, 0, 4])); // 'X' Terminate
-      this.socket?.end();
     } catch {
       // already gone
     }
+    // fail() ends the socket; Bun runs the close handler inside end(), so the reason is set first.
     this.fail(new SessionError("session closed"));
   }
 
@@ -120,6 +124,7 @@ export class LocalSession {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.closed) return; // what arrives after the end is nobody's answer
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     while (this.buf.length >= 5) {
       const len = this.buf.readInt32BE(1);
@@ -143,7 +148,8 @@ export class LocalSession {
       case 0x45: { // 'E' ErrorResponse: a FATAL one during the startup ends the session, the server closes it
         const e = parseError(body);
         if (this.pending) this.pending.error ??= e;
-        else this.fail(e);
+        // FATAL or PANIC ends the session: the answer counts now, not when (if) the close arrives.
+        if (!this.pending || (e instanceof ServerError && (e.severity === "FATAL" || e.severity === "PANIC"))) this.fail(e);
         return;
       }
       case 0x5a: { // 'Z' ReadyForQuery

@@ -47,6 +47,8 @@ export interface ProbeUp {
   serverVersion: number;
   /** The server's replication slots, temporary ones left out. */
   slots: { name: string; type: "physical" | "logical" }[];
+  /** synchronous_standby_names in force (the round's upkeep checks it against the durability plan). */
+  syncNames: string;
 }
 
 export interface ProbeDown { up: false; ms: number; error: string }
@@ -64,6 +66,7 @@ const StatusRow = z.object({
   min_recovery_tli: z.number().int().nullable(),
   /** "type:name,…" (the client leaves arrays as text: fetch_types is off); read leniently below. */
   slots: z.string().nullable(),
+  sync_names: z.string(),
 });
 const ReceiverRow = z.object({
   status: z.string().nullable(),
@@ -99,7 +102,8 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
           pg_last_wal_receive_lsn()::text AS receive_lsn, pg_last_wal_replay_lsn()::text AS replay_lsn,
           (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
           (SELECT min_recovery_end_timeline FROM pg_control_recovery()) AS min_recovery_tli,
-          (SELECT string_agg(slot_type || ':' || slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE NOT temporary) AS slots
+          (SELECT string_agg(slot_type || ':' || slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE NOT temporary) AS slots,
+          current_setting('synchronous_standby_names') AS sync_names
         FROM (SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END AS cur OFFSET 0) s`,
       sql`SELECT status, sender_host, sender_port, slot_name, received_tli,
           written_lsn::text AS written_lsn, flushed_lsn::text AS flushed_lsn
@@ -134,6 +138,7 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
       }),
       systemIdentifier: s.system_identifier, serverVersion: s.version_num,
       slots: slotList(s.slots),
+      syncNames: s.sync_names,
     };
   } catch (e) {
     return { up: false, ms: ms(), error: e instanceof z.ZodError ? `unexpected probe row: ${e.message}` : (e as Error).message };

@@ -136,6 +136,17 @@ describe("PostgreSQL controller on real servers", () => {
     expect(p.systemIdentifier).toBe(info.control!.systemIdentifier);
     expect(Math.floor(p.serverVersion / 10000)).toBe(primary.bins.version);
     expect(p.currentLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    // synchronous_standby_names in force, which the round's upkeep compares with its plan.
+    expect(p.syncNames).toBe("");
+    await pdb.query("t", (sql) => sql`ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (x)'`);
+    await pdb.query("t", (sql) => sql`SELECT pg_reload_conf()`);
+    try {
+      await waitFor(async () => (await up(pdb)).syncNames === "ANY 1 (x)", { timeoutMs: 10_000, what: "the reloaded synchronous_standby_names in the probe" });
+    } finally {
+      await pdb.query("t", (sql) => sql`ALTER SYSTEM RESET synchronous_standby_names`);
+      await pdb.query("t", (sql) => sql`SELECT pg_reload_conf()`);
+    }
+    await waitFor(async () => (await up(pdb)).syncNames === "", { timeoutMs: 10_000, what: "synchronous_standby_names reset" });
     // The server's slots (a standby's copies of the permanent ones are read from here).
     await pdb.query("t", (sql) => sql`SELECT pg_create_physical_replication_slot('probe_x')`);
     try {

@@ -2,9 +2,10 @@
 // arrives on the socket is never trusted, and a wrong answer ends the session with an error that
 // names it, never the process. The real server's answers are checked in cluster.test.ts.
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freshCheck } from "../../src/postgres/liveness-obs.ts";
 import { LocalSession } from "../../src/postgres/local-session.ts";
 
 const PORT = 5999;
@@ -96,3 +97,18 @@ function fakeServerReset(): void {
   server = null;
   rmSync(dir, { recursive: true, force: true });
 }
+
+test("a startup the server never answers is ended at the deadline, not left open", async () => {
+  fakeServer(() => null);
+  const fds = () => readdirSync("/proc/self/fd").length;
+  const before = fds();
+  for (let i = 0; i < 5; i++) expect((await freshCheck({ socketDir: dir, port: PORT, superuser: "postgres" }, true, 20)).fresh.kind).toBe("timeout");
+  await Bun.sleep(20);
+  expect(fds()).toBe(before);
+});
+
+test("a FATAL error is the server's answer at once, before it closes", async () => {
+  fakeServer(() => msg("E", Buffer.from("SFATAL\0VFATAL\0C53300\0Msorry, too many clients already\0\0"))); // and no close
+  const fc = await freshCheck({ socketDir: dir, port: PORT, superuser: "postgres" }, true, 500);
+  expect(fc.fresh).toMatchObject({ kind: "error", sqlstate: "53300" });
+});

@@ -140,11 +140,11 @@ export class Maintenance {
       // 1): the barrier confirms them too; commits until it ends are acknowledged as before the change.
       if (primary && p.up) this.takeNames();
     }
-    if (plan && changed.length === 0) {
-      // What is in force must be what the plan says (a missed reload would silently run async).
-      const live = await h.localDb().query("synchronous_standby_names", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`).catch(unlessTimeout(null));
-      if (live && live[0]?.v !== h.syncNames) {
-        h.log.warn(`synchronous_standby_names in force is '${live[0]?.v}', planned '${h.syncNames}': reloading`);
+    if (plan && p.up && changed.length === 0) {
+      // What is in force must be what the plan says (a missed reload would silently run async):
+      // the round's probe read it (no reload since, or changed would say so).
+      if (p.syncNames !== h.syncNames) {
+        h.log.warn(`synchronous_standby_names in force is '${p.syncNames}', planned '${h.syncNames}': reloading`);
         if (!filesDue) await h.writeConfig(!primary, h.upstream ?? undefined); // a file edited from outside since the last write
         await reload(h.node);
       }
