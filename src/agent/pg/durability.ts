@@ -191,7 +191,7 @@ export class Maintenance {
       if (this.pendingWarned !== pending.join()) h.log.warn(`settings pending a restart: ${pending.join(", ")} (pgherd restart --pending applies them, standbys one at a time)`);
       this.pendingWarned = pending.join();
     }
-    await this.slots.maintain(primary);
+    await this.slots.maintain(primary, p.slots);
   }
 
   /**

@@ -4,11 +4,14 @@ import { ArchiveKeeper } from "../../backup/keeper.ts";
 import { PermanentSlots, type PermanentReport } from "../../slots/permanent.ts";
 import { dropSlot, ensureSlot, listSlots } from "../../postgres/index.ts";
 import { DbTimeoutError } from "../../postgres/sql.ts";
+import { memberListDue, memberSlotNames } from "../../slots/members.ts";
 import { slotFor } from "./context.ts";
 import type { PgHost } from "./host.ts";
 
 /** Member slots made for a promotion are kept at least this long on a standby (a switchover's old primary resigns at most 8 s after the target caught up: actions.ts). */
 const PREPARED_KEEP_MS = 60_000;
+/** A primary whose member slots match its members lists them once every this many rounds (src/slots/members.ts). */
+const MEMBER_LIST_EVERY = 4;
 
 export class SlotKeeper {
   /** Slots this primary holds for its members (reported). */
@@ -25,6 +28,9 @@ export class SlotKeeper {
   private mayHoldMemberSlots = true;
   /** When prepareForPromotion last made slots (clock ms), -Infinity: not in this run. */
   private preparedAt = -Infinity;
+  /** The members (their slot names) when the member slots were last listed, and the rounds skipped since. */
+  private listedFor: string[] | null = null;
+  private skipped = 0;
 
   private readonly archive: ArchiveKeeper;
   private readonly permanent: PermanentSlots;
@@ -59,9 +65,12 @@ export class SlotKeeper {
     return this.permanent.report;
   }
 
-  /** Every round on a server that answers: the primary's member slots, then archive and permanent slots. */
-  async maintain(primary = true): Promise<void> {
-    if (primary) await this.memberSlots();
+  /**
+   * Every round on a server that answers: the primary's member slots, then archive and permanent
+   * slots. `present`: the slots the round's probe found (all of them, any type).
+   */
+  async maintain(primary = true, present?: readonly { name: string; type: string }[]): Promise<void> {
+    if (primary) await this.memberSlotsIfDue(present);
     else if (this.mayHoldMemberSlots) await this.dropStandbyMemberSlots();
     // Archive and permanent slots never fail the round: their trouble is logged (once per message).
     const systemId = this.h.ctx.secrets()?.systemId;
@@ -139,6 +148,18 @@ export class SlotKeeper {
    * the disk (the member re-clones when it returns). Slots of pgherd members that left the cluster
    * go at once; slots not named pgherd_* are the operator's and untouched.
    */
+  /** The member slots, listed when memberListDue (src/slots/members.ts) says so. */
+  private async memberSlotsIfDue(present?: readonly { name: string; type: string }[]): Promise<void> {
+    const wanted = this.h.ctx.standbyMembers().map(slotFor);
+    if (!memberListDue({ wanted, found: present ? memberSlotNames(present) : null, listedFor: this.listedFor, reported: this.slots, skipped: this.skipped, every: MEMBER_LIST_EVERY })) {
+      this.skipped++;
+      return;
+    }
+    await this.memberSlots();
+    this.listedFor = wanted;
+    this.skipped = 0;
+  }
+
   private async memberSlots(): Promise<void> {
     const h = this.h;
     this.mayHoldMemberSlots = true;
