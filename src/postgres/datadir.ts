@@ -42,7 +42,7 @@ export interface DataDirInfo {
   exists: boolean;
   /** Missing or no entries (lost+found is ignored: a data dir on its own mount). */
   empty: boolean;
-  /** Major version from PG_VERSION, null if absent. */
+  /** Major version from PG_VERSION, null if absent or not read (control: false). */
   pgVersion: number | null;
   control: ControlData | null;
   /** Why control is null although PG_VERSION exists. */
@@ -73,12 +73,13 @@ export async function inspectDataDir(path: string, o: InspectOptions): Promise<D
   };
   if (entries === null) return base;
   base.empty = entries.filter((n) => n !== "lost+found").length === 0;
-  const pv = await readFileSafe(join(path, "PG_VERSION")).catch(() => null);
+  // PG_VERSION only says whether pg_controldata can run: not read each round (control: false).
+  const pv = o.control === false ? null : await readFileSafe(join(path, "PG_VERSION")).catch(() => null);
   if (pv !== null) {
     const v = Number.parseFloat(pv.trim());
     base.pgVersion = Number.isFinite(v) ? v : null;
   }
-  if (pv !== null && o.control !== false) {
+  if (pv !== null) {
     const res = await runTool({
       bin: pgTool(o.bins, "pg_controldata"), args: ["-D", path], user: o.osUser, timeoutMs: 15_000, log: o.log, quiet: true,
     }).catch((e: Error) => e);
