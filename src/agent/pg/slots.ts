@@ -71,7 +71,10 @@ export class SlotKeeper {
    */
   async maintain(primary = true, present?: readonly { name: string; type: string }[]): Promise<void> {
     if (primary) await this.memberSlotsIfDue(present);
-    else if (this.mayHoldMemberSlots) await this.dropStandbyMemberSlots();
+    else {
+      this.listedFor = null; // a primary again lists in its first round (mayHoldMemberSlots, slotBytes)
+      if (this.mayHoldMemberSlots) await this.dropStandbyMemberSlots();
+    }
     // Archive and permanent slots never fail the round: their trouble is logged (once per message).
     const systemId = this.h.ctx.secrets()?.systemId;
     if (systemId) await this.archive.maintain(primary, systemId).catch((e: Error) => this.failed("archive", e));
@@ -91,6 +94,7 @@ export class SlotKeeper {
    */
   async prepareForPromotion(timeoutMs: number): Promise<void> {
     const h = this.h;
+    this.listedFor = null; // the promoted server's first round lists its member slots
     const made: string[] = [];
     const end = h.clock.now() + timeoutMs;
     try {
@@ -150,6 +154,7 @@ export class SlotKeeper {
    */
   /** The member slots, listed when memberListDue (src/slots/members.ts) says so. */
   private async memberSlotsIfDue(present?: readonly { name: string; type: string }[]): Promise<void> {
+    this.mayHoldMemberSlots = true; // a primary may hold them whether or not this round lists
     const wanted = this.h.ctx.standbyMembers().map(slotFor);
     if (!memberListDue({ wanted, found: present ? memberSlotNames(present) : null, listedFor: this.listedFor, reported: this.slots, skipped: this.skipped, every: MEMBER_LIST_EVERY })) {
       this.skipped++;
