@@ -146,12 +146,6 @@ export class SlotKeeper {
     this.lastFailure = line;
   }
 
-  /**
-   * A member that is down keeps its slot (so it can catch up without a clone) for
-   * slots.retain_minutes; then the slot is dropped with a warning, so the WAL it holds cannot fill
-   * the disk (the member re-clones when it returns). Slots of pgherd members that left the cluster
-   * go at once; slots not named pgherd_* are the operator's and untouched.
-   */
   /** The member slots, listed when memberListDue (src/slots/members.ts) says so. */
   private async memberSlotsIfDue(present?: readonly { name: string; type: string }[]): Promise<void> {
     this.mayHoldMemberSlots = true; // a primary may hold them whether or not this round lists
@@ -165,9 +159,14 @@ export class SlotKeeper {
     this.skipped = 0;
   }
 
+  /**
+   * A member that is down keeps its slot (so it can catch up without a clone) for
+   * slots.retain_minutes; then the slot is dropped with a warning, so the WAL it holds cannot fill
+   * the disk (the member re-clones when it returns). Slots of pgherd members that left the cluster
+   * go at once; slots not named pgherd_* are the operator's and untouched.
+   */
   private async memberSlots(): Promise<void> {
     const h = this.h;
-    this.mayHoldMemberSlots = true;
     const existing = await listSlots(h.localDb());
     const have = new Set(existing.map((x) => x.name));
     const members = h.ctx.standbyMembers();
