@@ -18,8 +18,8 @@ const POLL_MS = 20;
 const IDLE_WAKE_MS = 1000;
 const IDLE_EXIT_MS = 10_000;
 const HARD_KILL_AFTER_MS = 100;
-/** A torn read that would fence (a passed deadline, or a replaced file) is read again every 1 ms for this long first. */
-const TORN_RETRY_MS = 5;
+/** A torn read that would fence (a passed deadline, or a replaced file) is read again every 1 ms for at least this long first. */
+export const TORN_RETRY_MS = 5;
 
 /** What the watchdog logs through: the agent's Logger fits, and so does the lean one of watchdog-main.ts. */
 export type WatchdogLog = { info(msg: string): void; warn(msg: string): void; error(msg: string): void };
@@ -67,24 +67,24 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
     // last verified lease stays in force (in place the agent writes only extensions: its deadline
     // is no later than the file's) and the file is read again after POLL_MS. In a file that
     // replaced it, the deadline is unknown and may be earlier: the lease counts as expired now.
-    // Before a torn read fences, the file is read again every 1 ms for TORN_RETRY_MS: an agent
-    // preempted mid-copy of an extension finishes it; one frozen mid-copy is fenced that much later.
-    const at = { ino: 0 };
-    let read = readLease(stateDir, log, at);
-    let now = hostMonotonicMs();
-    const wouldFence = () => verified !== null && (at.ino !== verifiedIno || (verified.deadline !== null && fencedFor !== verified.deadline && now > verified.deadline));
-    for (const end = performance.now() + TORN_RETRY_MS; read === "torn" && wouldFence() && performance.now() < end; now = hostMonotonicMs()) {
-      await Bun.sleep(1);
-      read = readLease(stateDir, log, at);
-    }
+    // Before a torn read fences, the file is read again every 1 ms until a read begun TORN_RETRY_MS
+    // after the first (rereadTorn): an agent preempted mid-copy of an extension finishes it; one
+    // frozen mid-copy is fenced that much later.
+    const look = () => {
+      const at = { ino: 0 };
+      const read = readLease(stateDir, log, at);
+      return { read, ino: at.ino, now: hostMonotonicMs() };
+    };
+    const wouldFence = (r: { ino: number; now: number }) => verified !== null && (r.ino !== verifiedIno || (verified.deadline !== null && fencedFor !== verified.deadline && r.now > verified.deadline));
+    const { read, ino, now } = await rereadTorn(look, (r) => r.read === "torn" && wouldFence(r));
     const torn = read === "torn";
     if (read !== "torn") {
       verified = read;
-      verifiedIno = at.ino;
-    } else if (verified !== null && at.ino !== verifiedIno) {
+      verifiedIno = ino;
+    } else if (verified !== null && ino !== verifiedIno) {
       say("warn", `${join(stateDir, LEASE_FILE)} was replaced and failed its check ${TORN_READS_SAID}: its deadline is unknown, the lease of term ${verified.term} counts as expired now`);
       verified = { ...verified, deadline: verified.deadline === null ? now : Math.min(verified.deadline, now) };
-      verifiedIno = at.ino;
+      verifiedIno = ino;
     } else say("warn", `${join(stateDir, LEASE_FILE)} failed its check ${TORN_READS_SAID}: keeping the last verified lease (deadline ${verified?.deadline ?? "none"}) and reading it again every ${POLL_MS} ms`);
     const lease = verified;
     // Nothing armed (or already fenced) and the agent gone: exit; the next agent starts a new watchdog.
@@ -230,6 +230,24 @@ async function fence(lease: Lease, now: number, log: WatchdogLog): Promise<boole
   }
   log.warn(`PostgreSQL fenced: postmaster ${pid} ${gone ? "gone" : "still exiting"} after ${Math.round(performance.now() - t0)} ms`);
   return gone;
+}
+
+/**
+ * `read`, and again every 1 ms while `fences` says its result is a torn read that would fence: the
+ * first result that would not, or a torn one from a read begun TORN_RETRY_MS or more after the
+ * first. Counted from when a read began, not from when it was judged: however long this process is
+ * paused anywhere in the loop, one more read follows the pause before a torn read fences.
+ */
+export async function rereadTorn<R>(read: () => R, fences: (r: R) => boolean, clock = { now: () => performance.now(), sleep: (ms: number) => Bun.sleep(ms) }): Promise<R> {
+  let began = clock.now();
+  const end = began + TORN_RETRY_MS;
+  let r = read();
+  while (fences(r) && began < end) {
+    await clock.sleep(1);
+    began = clock.now();
+    r = read();
+  }
+  return r;
 }
 
 const TORN_READS_SAID = "on every read in a row";

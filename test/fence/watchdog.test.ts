@@ -6,13 +6,14 @@
 // arm() writes as an agent before the checked record did (plain JSON): the downgrade pairing; the
 // agent of this version writes through LeaseFile, in place beside this watchdog, by rename beside
 // an older binary's (built from the git history, or PGHERD_OLD_BINARY=path).
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
-import { decodeLease, encodeLease, LeaseFile, watchdogChecksLease } from "../../src/fence/lease-file.ts";
+import { decodeLease, encodeLease, LeaseFile, readCheckedLease, watchdogChecksLease } from "../../src/fence/lease-file.ts";
+import { rereadTorn, TORN_RETRY_MS } from "../../src/fence/watchdog.ts";
 import { createLogger } from "../../src/log.ts";
 import { waitFor } from "../helpers/proc.ts";
 
@@ -265,28 +266,62 @@ test("a torn record in a file that replaced the verified one (review finding 3):
   arm(null);
 });
 
-test("a torn read at the passed deadline (review finding 4) is read again for a few ms before fencing: an extension completed meanwhile keeps the server", async () => {
-  const p = victim();
-  const state = join(dir, "state");
-  const deadline = hostMonotonicMs() + 300;
-  const { whole, torn } = records(deadline);
-  putRenamed(whole);
-  await settled();
-  writeFileSync(join(state, "lease"), torn, { flag: "r+" }); // the agent preempted mid-copy of an extension, in place
-  await waitFor(() => out.includes("keeping the last verified lease"), { timeoutMs: 3000, intervalMs: 5, what: "the refusal" });
-  // The watchdog now reads every 20 ms. Once the deadline has passed, its next read finds the record
-  // torn; the agent finishes the copy right after that read (within ~0.1 ms).
-  while (hostMonotonicMs() <= deadline) Bun.sleepSync(1);
-  const before = readCalls();
-  const spinEnd = performance.now() + 1000;
-  while (readCalls() === before && performance.now() < spinEnd) {} // spin: its first read after the deadline (it reads every 20 ms)
-  expect(readCalls()).toBeGreaterThan(before);
-  const later = encodeLease({ deadline: hostMonotonicMs() + 60_000, term: 7, dataDir: join(dir, "data"), writtenAt: deadline, agentPid: process.pid }, whole.length);
-  writeFileSync(join(state, "lease"), later, { flag: "r+" });
-  await Bun.sleep(200); // main: fenced on the three torn reads, within ~0.1 ms of the first
-  expect(alive(p)).toBe(true);
-  arm(null);
-  await waitFor(() => { try { return JSON.parse(readFileSync(join(state, "lease"), "utf8")).deadline === null; } catch { return false; } }, { timeoutMs: 1000, what: "the disarm" });
+// Review finding 4: a torn read at the passed deadline is read again before it fences. rereadTorn
+// reads a real file here; its clock is the test's, so the extension lands at a chosen point of the
+// loop, whatever else the machine runs (a second process writing within the loop's few ms raced).
+describe("a torn read that would fence is read again (rereadTorn)", () => {
+  const file = () => join(dir, "torn-reread");
+  const deadline = 1_000_000;
+  let whole: Buffer, torn: Buffer;
+  beforeAll(() => void ({ whole, torn } = records(deadline))); // dir exists from the file's beforeAll
+  const later = () => encodeLease({ deadline: deadline + 60_000, term: 7, dataDir: join(dir, "data"), writtenAt: deadline, agentPid: process.pid }, whole.length);
+  /** A clock that moves only when told: sleep(ms) moves it ms, after `during(sleeps)`; reads are counted with the time they began. */
+  const run = async (during: (sleeps: number, clock: { t: number }) => void = () => {}, pauseAfterFirstRead = 0) => {
+    const clock = { t: 0 };
+    const began: number[] = [];
+    let sleeps = 0;
+    const read = () => {
+      began.push(clock.t);
+      const r = readCheckedLease(file());
+      if (began.length === 1) clock.t += pauseAfterFirstRead; // this process paused between the read and its verdict
+      return r;
+    };
+    const r = await rereadTorn(read, (r) => r === "torn", { now: () => clock.t, sleep: async (ms) => { during(++sleeps, clock); clock.t += ms; } });
+    return { r, began };
+  };
+
+  test("torn on every read: it fences on a read begun TORN_RETRY_MS after the first, not before", async () => {
+    writeFileSync(file(), torn);
+    const { r, began } = await run();
+    expect(r).toBe("torn");
+    expect(began.at(-1)!).toBe(TORN_RETRY_MS);
+    expect(began.slice(0, -1).every((t) => t < TORN_RETRY_MS)).toBe(true);
+  });
+
+  test("an extension completed during the retries is the answer: the server is kept", async () => {
+    writeFileSync(file(), torn);
+    const { r, began } = await run((sleeps) => sleeps === 3 && writeFileSync(file(), later(), { flag: "r+" }));
+    expect(r).not.toBe("torn");
+    expect((r as { deadline: number }).deadline).toBe(deadline + 60_000);
+    expect(began).toEqual([0, 1, 2, 3]);
+  });
+
+  test("paused longer than the retries right after the first torn read: one more read follows, and an extension completed meanwhile is seen", async () => {
+    writeFileSync(file(), torn);
+    const { r, began } = await run((sleeps) => sleeps === 1 && writeFileSync(file(), later(), { flag: "r+" }), 50);
+    expect((r as { deadline: number }).deadline).toBe(deadline + 60_000);
+    expect(began).toEqual([0, 51]);
+  });
+
+  test("a whole record, or a torn one that would not fence, is read once", async () => {
+    writeFileSync(file(), whole);
+    expect((await run()).began).toEqual([0]);
+    writeFileSync(file(), torn);
+    const clock = { t: 0 };
+    let reads = 0;
+    expect(await rereadTorn(() => (reads++, readCheckedLease(file())), () => false, { now: () => clock.t, sleep: async () => {} })).toBe("torn");
+    expect(reads).toBe(1);
+  });
 });
 
 // Upgrade: a watchdog of an older binary (before the checked record) outlives its agent; the new agent beside it.
