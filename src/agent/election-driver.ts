@@ -182,8 +182,11 @@ export class ElectionDriver implements Consensus {
         const it = this.queue.shift()!;
         try {
           if (this.stopped) continue;
-          const pending = this.apply(this.election.step(it.make(this.clock())));
+          const r = this.election.step(it.make(this.clock()));
+          const pending = this.apply(r);
           if (pending) await pending;
+          // After a persist (an fsync, seconds on a busy disk) the core hears when the messages left.
+          if (r.persist && !this.stopped) await this.apply(this.election.step({ type: "sent", now: this.clock() }));
         } catch (e) {
           this.log.error(`internal error in the election step: ${(e as Error).stack ?? e}`);
         } finally {

@@ -83,7 +83,14 @@ export type Event =
    * not be stopped (!ok, error says why). position: the final flushed/received position after
    * streaming stopped; null when unchanged or unknown (e.g. PostgreSQL was not a streaming standby).
    */
-  | { type: "detached"; now: number; term: number; ok: boolean; position: Position | null; error?: string };
+  | { type: "detached"; now: number; term: number; ok: boolean; position: Position | null; error?: string }
+  /**
+   * The shell carried out the previous step's Ready, which had a persist: its messages left at
+   * `now`. An election deadline set in that step counts from here, not from the step: the persist
+   * (an fsync on the event loop) may take seconds on a disk busy with writeback, and a candidacy
+   * whose round ran out meanwhile would give up as its vote requests leave.
+   */
+  | { type: "sent"; now: number };
 
 export interface Notice {
   kind:

@@ -56,6 +56,8 @@ export class Election implements Consensus {
   /** Last time a live leader was heard; boot time counts (we may have acked one just before a crash). */
   private lastLeaderContact: number | null;
   private electionDeadline: number;
+  /** The `now` of the last step if it moved electionDeadline (moved again by a "sent" event), else null. */
+  private deadlineSetAt: number | null = null;
   private position: Position = ZERO_POSITION;
 
   // candidate / precandidate
@@ -137,6 +139,7 @@ export class Election implements Consensus {
   step(ev: Event): Ready {
     this.out = { persist: null, leading: null, send: [], detach: null, notices: [], wakeAt: Infinity };
     const now = ev.now;
+    const deadlineBefore = this.electionDeadline;
     // A process that was frozen must find out its lease ran out before it does anything else.
     this.checkLease(now);
     this.checkPendingVote(now);
@@ -171,7 +174,12 @@ export class Election implements Consensus {
         }
         break;
       case "detached": this.onDetached(now, ev); break;
+      case "sent":
+        // The round (or the wait for a leader) set in the persisting step starts as its messages leave.
+        if (this.deadlineSetAt !== null && this.role !== "leader" && this.electionDeadline === deadlineBefore) this.electionDeadline += now - this.deadlineSetAt;
+        break;
     }
+    this.deadlineSetAt = ev.type !== "sent" && this.electionDeadline !== deadlineBefore ? now : null;
     this.checkLease(now);
     if (this.role === "leader") {
       const until = this.leaseUntil(now);

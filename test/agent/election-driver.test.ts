@@ -34,7 +34,7 @@ class Harness {
   detach: Map<string, (term: number) => Promise<{ ok: boolean; position: null; error?: string }>> = new Map();
   stores = new Map<string, ElectionStore>();
 
-  constructor(readonly ids: string[]) {
+  constructor(readonly ids: string[], canLead: (id: string) => boolean = () => true) {
     for (const id of ids) {
       const dir = mkdtempSync(join(tmpdir(), "pgherd-driver-"));
       dirs.push(dir);
@@ -61,7 +61,7 @@ class Harness {
           return (this.detach.get(id) ?? (async () => ({ ok: true, position: null })))(term);
         },
       };
-      const el = new Election({ id, canLead: true, ...T, random: rng(id.charCodeAt(0)), detachBeforeVote: true }, store.get(), this.now);
+      const el = new Election({ id, canLead: canLead(id), ...T, random: rng(id.charCodeAt(0)), detachBeforeVote: true }, store.get(), this.now);
       const d = new ElectionDriver(el, store, hooks, memoryLogger(), (x) => x, () => this.now, (fn, ms) => {
         const timer = { at: this.now + ms, fn, live: true };
         this.timers.push(timer);
@@ -175,6 +175,26 @@ describe("election driver", () => {
     const seq = d.status().guard?.seq ?? 0;
     await d.setGuard(false, { timeline: 1, lsn: "0/10" });
     expect(d.status().guard?.seq).toBe(seq + 1);
+  });
+
+  test("a candidacy whose persist held the loop past its round still wins that round: its deadline counts from the send (CI64)", async () => {
+    const h = new Harness([A, B, C], (id) => id === A); // only A stands: B and C vote
+    const store = h.stores.get(A)!;
+    const save = store.saveElection.bind(store);
+    const held: number[] = [];
+    store.saveElection = (p) => {
+      save(p);
+      // The fsync of A's own vote takes 4 s (a disk busy with writeback): longer than any round (2.5–3 s).
+      if (p.votedFor === A && held.length === 0) held.push(p.term), (h.now += 4000);
+    };
+    h.start();
+    for (let i = 0; i < 200 && !h.leaderWithLease(); i++) await h.run(50);
+    expect(held).toEqual([1]);
+    expect(h.leaderWithLease()).toBe(A);
+    expect(h.drivers.get(A)!.status().term).toBe(1); // won the round it stood in: no second one
+    const t = h.trace.get(A)!;
+    const voteSent = t.find((x) => x.kind === "send-vote")!;
+    expect(voteSent.at).toBeGreaterThanOrEqual(1000 + 2500 + 4000); // the requests left after the held persist
   });
 
   test("a vote that cannot be persisted is never sent: fatal, and the driver stops", async () => {

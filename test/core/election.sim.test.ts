@@ -40,7 +40,8 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
       `leader after faults stop: median ${settle[Math.floor(settle.length / 2)]!.toFixed(0)} ms, max ${settle[settle.length - 1]!.toFixed(0)} ms; ` +
       `${sum((r) => r.ackedWrites)} writes acknowledged; ${sum((r) => r.detaches)} detaches before a vote ` +
       `(${sum((r) => r.detachesFailed)} failed, ${sum((r) => r.detachesHung)} past the bound), ${sum((r) => r.votesRefusedForDetach)} votes refused while one was pending or after it failed; ` +
-      `${sum((r) => r.promotions)} promotions, ${sum((r) => r.promotionsAboveReservation)} of them past a timeline number another leader reserved`,
+      `${sum((r) => r.promotions)} promotions, ${sum((r) => r.promotionsAboveReservation)} of them past a timeline number another leader reserved; ` +
+      `${sum((r) => r.slowPersists)} persists held their process up to 3 s (${sum((r) => r.slowCandidacies)} candidacies)`,
   );
   expect(minGap).toBeGreaterThanOrEqual(0);
   if (only) return;
@@ -51,6 +52,8 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
   expect(sum((r) => r.detachesFailed)).toBeGreaterThan(0);
   expect(sum((r) => r.detachesHung)).toBeGreaterThan(0);
   expect(sum((r) => r.votesRefusedForDetach)).toBeGreaterThan(0);
+  // persists that held a candidate's process, its round counted from the send
+  expect(sum((r) => r.slowCandidacies)).toBeGreaterThan(0);
   // promotions that had to go past another leader's reserved timeline number (core/timelines.ts)
   if (!only) expect(sum((r) => r.promotionsAboveReservation)).toBeGreaterThan(0);
 }, 600_000);

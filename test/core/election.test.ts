@@ -213,6 +213,28 @@ describe("election core scenarios", () => {
     expect(r2.send[0]!.msg).toMatchObject({ t: "vote-resp", granted: false });
   });
 
+  test("a deadline set in a step that persisted counts from the shell's `sent` (an fsync may hold the loop for seconds); nothing else moves it", () => {
+    const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: { term: 0, index: 1, voters: ["a", "b", "c"] } }, 0);
+    const r = e.step({ type: "recv", now: 5000, from: "a", msg: { t: "vote", term: 4, cfg: { term: 0, index: 1 }, pos: { timeline: 1, lsn: "0/0" } } });
+    expect(r.persist).not.toBeNull();
+    expect(r.wakeAt).toBeGreaterThanOrEqual(5000 + T.timeoutMs);
+    // The vote's fsync took 3 s: the wait for the leader it elected starts as the grant leaves.
+    expect(e.step({ type: "sent", now: 8000 }).wakeAt).toBe(r.wakeAt + 3000);
+    // A step that did not move the deadline: a later `sent` leaves it.
+    const tick = e.step({ type: "tick", now: 8100 });
+    expect(e.step({ type: "sent", now: 9000 }).wakeAt).toBe(tick.wakeAt);
+    // The candidate's round: the pre-vote won, the term and vote persisted, the requests sent 4 s later.
+    const c = new Election({ id: "c", canLead: true, ...T, random: rng(2) }, { term: 3, votedFor: null, membership: { term: 0, index: 1, voters: ["a", "b", "c"] } }, 0);
+    const pre = c.step({ type: "tick", now: 10_000 });
+    expect(pre.send[0]!.msg.t).toBe("prevote");
+    const won = c.step({ type: "recv", now: 10_010, from: "a", msg: { t: "prevote-resp", term: 4, granted: true } });
+    expect(won.persist).toMatchObject({ term: 4, votedFor: "c" });
+    const sent = c.step({ type: "sent", now: 14_010 });
+    expect(sent.wakeAt).toBe(won.wakeAt + 4000);
+    expect(c.step({ type: "tick", now: won.wakeAt }).notices.map((n) => n.kind)).not.toContain("prevote-failed"); // still standing
+    expect(c.status(won.wakeAt).role).toBe("candidate");
+  });
+
   test("a restarted voter refuses votes for timeout_ms (it may have acked a live leader just before)", () => {
     const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: { term: 0, index: 1, voters: ["a", "b", "c"] } }, 100);
     const vote = (now: number) => e.step({ type: "recv", now, from: "a", msg: { t: "vote", term: 4, cfg: { term: 0, index: 1 }, pos: { timeline: 1, lsn: "0/0" } } });

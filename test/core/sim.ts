@@ -1,7 +1,7 @@
 // Deterministic simulator for the election core: a seeded schedule of message
 // loss, delay, reordering, duplication, (asymmetric) partitions, crashes with
-// restarts from persisted state, frozen processes, clock-rate drift and
-// membership changes. Invariants are checked after every step; a violation
+// restarts from persisted state, frozen processes, persists that hold the
+// process for seconds (an fsync on a busy disk), clock-rate drift and membership changes. Invariants are checked after every step; a violation
 // throws SimViolation carrying the seed and the trace tail.
 //
 // Replication is modelled apart from the election, as PostgreSQL runs it: a standby
@@ -113,6 +113,7 @@ type QEvent =
   | { k: "msg"; to: string; from: string; msg: ElectionMsg; inc?: number }  // inc: held by a frozen process
   | { k: "wake"; id: string; gen: number }
   | { k: "detached"; id: string; inc: number; term: number; ok: boolean }
+  | { k: "sent"; id: string; inc: number }                                     // the shell's report after a persist
   | { k: "repl"; id: string }
   | { k: "fault" };
 
@@ -125,6 +126,8 @@ export interface SimResult {
   detaches: number; detachesFailed: number; detachesHung: number; votesRefusedForDetach: number;
   /** Promotions, and those that went past a timeline number reserved by another leader (placeholders). */
   promotions: number; promotionsAboveReservation: number;
+  /** Persists that held their process (SLOW_PERSIST), and candidacies among them: the shell's `sent` moved their round. */
+  slowPersists: number; slowCandidacies: number;
 }
 
 export function runSim(p: SimParams): SimResult {
@@ -208,6 +211,8 @@ export function runSim(p: SimParams): SimResult {
   // ---- network faults
   const blocked = new Set<string>(); // "a>b"
   let loss = 0, dup = 0, longDelay = 0;
+  /** Share of persists that hold the process for up to 3 s while faults run. */
+  const SLOW_PERSIST = 0.1;
   let faultsOn = true;
 
   // ---- invariants state
@@ -244,7 +249,15 @@ export function runSim(p: SimParams): SimResult {
     const local = localOf(n, t);
     steps++;
     // persist first (the shell's contract), then check, then send
+    let hold = 0; // how long the persist holds the process: its messages leave after it, then the shell reports `sent`
     if (ready.persist) {
+      if (faultsOn && r() < SLOW_PERSIST) {
+        hold = r() * 3000;
+        n.pausedUntil = Math.max(n.pausedUntil, t + hold);
+        log(`FAULT slow persist ${n.id}: ${hold.toFixed(0)} ms`);
+        slowPersists++;
+        if (ready.persist.votedFor === n.id && ready.send.some((x) => x.msg.t === "vote")) slowCandidacies++;
+      }
       const prev = n.disk;
       if (ready.persist.term < prev.term) fail(`${n.id} persisted a lower term ${ready.persist.term} < ${prev.term}`);
       if (ready.persist.term === prev.term && prev.votedFor && ready.persist.votedFor !== prev.votedFor)
@@ -310,9 +323,10 @@ export function runSim(p: SimParams): SimResult {
         votes.set(key, s.to);
         if (n.disk.votedFor !== s.to || n.disk.term !== s.msg.term) fail(`${n.id} granted a vote in term ${s.msg.term} to ${s.to} before persisting it`);
       }
-      sendMsg(n.id, s.to, s.msg);
+      sendMsg(n.id, s.to, s.msg, hold);
     }
     if (ready.detach) startDetach(n, ready.detach.term);
+    if (ready.persist) push(t + hold, { k: "sent", id: n.id, inc: n.inc });
     for (const no of ready.notices) if (no.kind === "vote-refused" && /replication|stopping/.test(no.detail)) refusedForDetach++;
     n.wakeGen++;
     if (Number.isFinite(ready.wakeAt)) push(Math.max(t, realOf(n, ready.wakeAt)) + 0.001, { k: "wake", id: n.id, gen: n.wakeGen });
@@ -324,7 +338,7 @@ export function runSim(p: SimParams): SimResult {
     schedule(n, n.el!.step({ type: "position", now: localOf(n, t), position: n.data }));
   }
 
-  function sendMsg(from: string, to: string, msg: ElectionMsg) {
+  function sendMsg(from: string, to: string, msg: ElectionMsg, after = 0) {
     if (!nodes.has(to)) return;
     const copies = faultsOn && r() < dup ? 2 : 1;
     for (let c = 0; c < copies; c++) {
@@ -333,7 +347,7 @@ export function runSim(p: SimParams): SimResult {
       let delay = 0.2 + r() * 3;
       if (faultsOn && r() < 0.2) delay += r() * 40;
       if (faultsOn && r() < longDelay) delay += r() * 4000;
-      push(t + delay, { k: "msg", to, from, msg });
+      push(t + after + delay, { k: "msg", to, from, msg });
     }
   }
 
@@ -357,6 +371,8 @@ export function runSim(p: SimParams): SimResult {
       // a fresh leader with its lease starts a new timeline (promotion); writes follow (replicate())
       promoteIfLeading(n);
       if (n.el && quorumMode) leaderDurability(n);
+    } else if (ev.k === "sent") {
+      if (ev.inc === n.inc) schedule(n, n.el.step({ type: "sent", now }));
     } else if (ev.k === "detached") {
       if (ev.inc !== n.inc) return; // the process that asked died: nobody reports, PostgreSQL unchanged
       n.detaching--;
@@ -624,7 +640,7 @@ export function runSim(p: SimParams): SimResult {
   const timelineOwner = new Map<number, number>([[1, 0]]); // timeline number -> uid of the history that made it
   const electedWith = new Map<number, { id: string; data: Position; line: Seg[] }>();
   let acked = 0, leadersChecked = 0;
-  let detaches = 0, detachesFailed = 0, detachesHung = 0, refusedForDetach = 0;
+  let detaches = 0, detachesFailed = 0, detachesHung = 0, refusedForDetach = 0, slowPersists = 0, slowCandidacies = 0;
   const quorumMode = r() < 0.7;
   // how often the leader's data moves on; idle clusters are where only the timers protect the lease
   const writeRate = r() < 0.2 ? 0 : r() * 0.5;
@@ -669,6 +685,6 @@ export function runSim(p: SimParams): SimResult {
   return {
     seed: p.seed, leadersElected: leaderOfTerm.size, maxTerm, minGapMs: minGap, settleMs: settledAt - p.faultMs,
     steps, membershipChanges, violationsChecked: checks, ackedWrites: acked, leadersChecked,
-    detaches, detachesFailed, detachesHung, votesRefusedForDetach: refusedForDetach, promotions, promotionsAboveReservation,
+    detaches, detachesFailed, detachesHung, votesRefusedForDetach: refusedForDetach, promotions, promotionsAboveReservation, slowPersists, slowCandidacies,
   };
 }
