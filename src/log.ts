@@ -5,7 +5,7 @@
 // Two formats: "text" (the default, one readable line) and "json" (one JSON object per line
 // with level, time, message and fields, for log shippers). The format is process-wide: it is
 // kept in $PGHERD_LOG_FORMAT so the fencing watchdog the agent spawns writes the same format.
-import { createConsola, type ConsolaInstance, type LogObject, LogLevels } from "consola";
+import { createConsola, type ConsolaInstance, type LogObject, LogLevels } from "consola/core";
 import { formatWithOptions } from "node:util";
 
 export type Logger = Pick<ConsolaInstance, "debug" | "info" | "warn" | "error" | "success"> & {

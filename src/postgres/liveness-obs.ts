@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { Attempt, DiskUse } from "../core/liveness.ts";
 import { childrenOf, isServerOf, readPidFile } from "./orphans.ts";
 import { LocalSession } from "./local-session.ts";
-import { DbTimeoutError, sqlState } from "./sql.ts";
+import { DbTimeoutError, sqlState, withDeadline } from "./sql.ts";
 
 /** The postmaster's pid when it is a server of `dataDir` (checked in /proc), else null. */
 export function postmasterOf(dataDir: string): number | null {
@@ -133,10 +133,10 @@ export async function freshCheck(o: { socketDir: string; port: number; superuser
   const end = new AbortController();
   const opening = LocalSession.open({ socketDir: o.socketDir, port: o.port, user: o.superuser, settings: { application_name: "pgherd", synchronous_commit: "local" } }, end.signal);
   try {
-    const fresh = await attempt(() => within(`fresh connection on ${target}`, opening.then((s) => s.query("SELECT 1")), deadlineMs));
+    const fresh = await attempt(() => withDeadline(opening.then((s) => s.query("SELECT 1")), deadlineMs, `fresh connection on ${target}: no answer within ${deadlineMs} ms`));
     step({ fresh });
     if (fresh.kind !== "ok" || !write) return { fresh, write: null };
-    const w = await attempt(() => within(`heartbeat commit on ${target}`, opening.then((s) => s.query("BEGIN READ WRITE; SELECT txid_current(); COMMIT")), deadlineMs));
+    const w = await attempt(() => withDeadline(opening.then((s) => s.query("BEGIN READ WRITE; SELECT txid_current(); COMMIT")), deadlineMs, `heartbeat commit on ${target}: no answer within ${deadlineMs} ms`));
     step({ write: w });
     return { fresh, write: w };
   } finally {
@@ -144,14 +144,4 @@ export async function freshCheck(o: { socketDir: string; port: number; superuser
     end.abort();
     opening.catch(() => undefined);
   }
-}
-
-/** `work`, or a DbTimeoutError after `ms` (the loser never becomes an unhandled rejection). */
-function within(what: string, work: Promise<void>, ms: number): Promise<void> {
-  work.catch(() => undefined);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DbTimeoutError(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }

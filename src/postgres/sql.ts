@@ -31,6 +31,20 @@ export class DbTimeoutError extends Error {
   override readonly name = "DbTimeoutError";
 }
 
+/** `work`, or a DbTimeoutError(`message`) after `ms`; the loser never becomes an unhandled rejection (Bun exits on those). */
+export async function withDeadline<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  work.catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DbTimeoutError(message)), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface Db {
   /** "user@host:port", for log lines. */
   readonly target: string;
@@ -75,21 +89,13 @@ export function openDb(o: DbOptions): Db {
       client ??= make();
       const c = client;
       const ms = timeoutMs ?? o.queryTimeoutMs ?? 5000;
-      const work = fn(c);
-      work.catch(() => {}); // the loser of the race must not become an unhandled rejection (Bun exits on those)
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new DbTimeoutError(`${what} on ${target}: no answer within ${ms} ms`)), ms);
-      });
       try {
-        return await Promise.race([work, deadline]);
+        return await withDeadline(fn(c), ms, `${what} on ${target}: no answer within ${ms} ms`);
       } catch (e) {
         // The connection this query used: a query that outlived its caller (a round ended by a
         // freeze) must not end a connection made after it.
         if (e instanceof DbTimeoutError || isConnectionError(e)) await drop(c);
         throw e;
-      } finally {
-        clearTimeout(timer);
       }
     },
     async close() {
