@@ -19,7 +19,7 @@ export function parseConfig(text: string, fileLabel: string): Config {
     const reason = (e.message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
     throw new ConfigError([`${fileLabel}: TOML syntax error at line ${e.line} column ${e.column}: ${reason}`]);
   }
-  const r = configSchema.safeParse(raw, { error: configErrorMap });
+  const r = configSchema().safeParse(raw, { error: configErrorMap });
   if (!r.success) throw new ConfigError(issueLines(fileLabel, r.error.issues));
   return deepFreeze(r.data);
 }

@@ -11,7 +11,7 @@ const intIn = (min: number, max: number) =>
 const every = () => z.number("must be a number of hours").min(0, "must be 0 or more").max(24 * 366, `must be at most ${24 * 366}`)
   .refine((h) => h === 0 || h >= 0.001, "must be 0 (no schedule) or at least 0.001 (3.6 s)").default(0);
 
-export const backupSection = z
+export const backupSection = () => z
   .strictObject({
     /** "none": archiving is the operator's business. "pgbackrest": pgherd configures archiving on every node. */
     tool: z.enum(["none", "pgbackrest"], 'must be "none" or "pgbackrest"').default("none"),
@@ -46,7 +46,7 @@ export const backupSection = z
 
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 
-export const permanentSlot = z
+export const permanentSlot = () => z
   .strictObject({
     name: z.string().regex(SLOT_NAME, "must be 1-63 characters of a-z, 0-9 and _")
       .refine((s) => !s.startsWith("pgherd_"), "must not start with pgherd_ (pgherd's own slots for its standbys)"),
@@ -66,7 +66,7 @@ export const permanentSlot = z
     }
   });
 
-export const permanentSlots = z.array(permanentSlot).max(64, "may list at most 64 slots (each one is reported to every peer every round)").superRefine((xs, ctx) => {
+export const permanentSlots = () => z.array(permanentSlot()).max(64, "may list at most 64 slots (each one is reported to every peer every round)").superRefine((xs, ctx) => {
   const seen = new Set<string>();
   xs.forEach((s, i) => {
     if (seen.has(s.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: `${s.name} is listed twice` });
@@ -74,8 +74,8 @@ export const permanentSlots = z.array(permanentSlot).max(64, "may list at most 6
   });
 }).default(() => []);
 
-export type BackupConfig = z.output<typeof backupSection>;
-export type PermanentSlot = z.output<typeof permanentSlot>;
+export type BackupConfig = z.output<ReturnType<typeof backupSection>>;
+export type PermanentSlot = z.output<ReturnType<typeof permanentSlot>>;
 
 /** Settings pgherd writes when [backup] tool is set: [postgres.parameters] may not set them then. */
 export const ARCHIVE_KEYS = ["archive_mode", "archive_command", "restore_command"] as const;
@@ -106,14 +106,14 @@ export function crossCheckBackup(c: {
 const TIME = /^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?( ?([+-]\d\d(:?\d\d)?|Z|UTC))?$/;
 
 /** [bootstrap] keys for a cluster created from a backup (spread into the bootstrap section). */
-export const bootstrapFromBackup = {
+export const bootstrapFromBackup = () => ({
   /** The first node restores the latest backup of [backup] instead of initdb; the others clone from it. */
   from_backup: z.boolean().default(false),
   /** Point-in-time recovery: stop at this time ("2026-01-31 12:00:00+00"); "" = the end of the archive. */
   target_time: z.string().regex(TIME, 'must be a timestamp like "2026-01-31 12:00:00+00" (or "")').or(z.literal("")).default(""),
   /** ... or at this LSN ("0/3000060"). */
   target_lsn: z.string().regex(/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/, 'must be an LSN like "0/3000060" (or "")').or(z.literal("")).default(""),
-};
+});
 
 /**
  * repo_host: pgBackRest runs a backup only on the repository host ("backup command must be run on

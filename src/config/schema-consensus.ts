@@ -5,10 +5,10 @@ import { z } from "zod";
 import { etcdLeaseMargins } from "../consensus/etcd/lease-core.ts";
 import { absPath } from "./pg-values.ts";
 
-const absPathOrEmpty = z.union([z.literal(""), absPath('an absolute path or ""')]);
+const absPathOrEmpty = () => z.union([z.literal(""), absPath('an absolute path or ""')]);
 
 /** An etcd client URL: http(s)://host:port with nothing after the port. */
-const endpoint = z.string().superRefine((v, ctx) => {
+const endpoint = () => z.string().superRefine((v, ctx) => {
   let u: URL;
   try {
     u = new URL(v);
@@ -21,19 +21,19 @@ const endpoint = z.string().superRefine((v, ctx) => {
   }
 });
 
-export const consensusSection = z
+export const consensusSection = () => z
   .strictObject({
     backend: z.enum(["builtin", "etcd"], 'must be "builtin" or "etcd"').default("builtin"),
     /** etcd client URLs; the agent uses the first that answers and moves on when one fails. */
-    endpoints: z.array(endpoint).max(16).default(() => []),
+    endpoints: z.array(endpoint()).max(16).default(() => []),
     /** Every key of this cluster lives under <prefix>/<cluster>/. */
     prefix: z.string().regex(/^\/[A-Za-z0-9_\-/]{0,100}[A-Za-z0-9_-]$/, 'must be an absolute key prefix like "/pgherd"').default("/pgherd"),
-    tls_ca: absPathOrEmpty.default(""),
-    tls_cert: absPathOrEmpty.default(""),
-    tls_key: absPathOrEmpty.default(""),
+    tls_ca: absPathOrEmpty().default(""),
+    tls_cert: absPathOrEmpty().default(""),
+    tls_key: absPathOrEmpty().default(""),
     username: z.string().regex(/^[\x21-\x7e]{0,128}$/, "must be printable ASCII without spaces").default(""),
     /** A file holding the etcd password (only its owner may read it); never the password inline. */
-    password_file: absPathOrEmpty.default(""),
+    password_file: absPathOrEmpty().default(""),
     /** TTL of this agent's etcd lease (seconds): the leader key vanishes this long after the leader stops renewing. */
     ttl_s: z.int().min(2, "must be at least 2").max(60, "must be at most 60").default(5),
     /** How often the lease is renewed and the leader key, the members and the guard are read. */
@@ -54,7 +54,7 @@ export const consensusSection = z
     if (tls && c.endpoints.some((e) => e.startsWith("http://"))) ctx.addIssue({ code: "custom", path: ["endpoints"], message: "must all be https:// when consensus.tls_ca or tls_cert is set" });
   }, { when: (p) => p.issues.length === 0 });
 
-export type ConsensusConfig = z.output<typeof consensusSection>;
+export type ConsensusConfig = z.output<ReturnType<typeof consensusSection>>;
 
 /**
  * Cross-section rule (run from the config's top-level check): with etcd, the lease this node may

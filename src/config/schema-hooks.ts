@@ -4,17 +4,17 @@ import { z } from "zod";
 import { absPath } from "./pg-values.ts";
 
 /** "" (no hook) or the absolute path of an executable (run without a shell). */
-const hookPath = z.union([z.literal(""), absPath('an absolute path to an executable, or ""')]);
+const hookPath = () => z.union([z.literal(""), absPath('an absolute path to an executable, or ""')]);
 
-export const hooksSection = z.strictObject({
+export const hooksSection = () => z.strictObject({
   /** PostgreSQL's role changed here: primary, replica or demoted (Patroni's on_role_change). */
-  on_role_change: hookPath.default(""),
+  on_role_change: hookPath().default(""),
   /** PostgreSQL started here (Patroni's on_start). */
-  on_start: hookPath.default(""),
+  on_start: hookPath().default(""),
   /** PostgreSQL stopped here (Patroni's on_stop). */
-  on_stop: hookPath.default(""),
+  on_stop: hookPath().default(""),
   /** Before this node's standby is promoted; a non-zero exit (or the timeout) vetoes it. */
-  pre_promote: hookPath.default(""),
+  pre_promote: hookPath().default(""),
   /** Each run is killed (its whole process group) after this long. */
   timeout_ms: z.int().min(100, "must be at least 100").max(600_000, "must be at most 600000").default(10_000),
 });
@@ -23,7 +23,7 @@ export const hooksSection = z.strictObject({
  * A Sentry DSN: https://<public key>@<host>[:port]/[path/]<project id>. "" sends nothing.
  * Plain http is accepted only for a loopback receiver (a relay on the same host).
  */
-export const sentryDsn = z.string().superRefine((v, ctx) => {
+export const sentryDsn = () => z.string().superRefine((v, ctx) => {
   if (v === "") return;
   const p = parseDsn(v);
   if (typeof p === "string") ctx.addIssue({ code: "custom", message: `is not a valid Sentry DSN: ${p}` });
@@ -59,8 +59,8 @@ function isLoopback(host: string): boolean {
   return host === "localhost" || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-export const sentrySection = z.strictObject({
-  dsn: sentryDsn.default(""),
+export const sentrySection = () => z.strictObject({
+  dsn: sentryDsn().default(""),
   /** Sentry's `environment` tag. */
   environment: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 characters of A-Z, a-z, 0-9, _, . and -").default("production"),
 });

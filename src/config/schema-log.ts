@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { absPath, noControl } from "./pg-values.ts";
 
-export const logSection = z.strictObject({
+export const logSection = () => z.strictObject({
   level: z.enum(["debug", "info", "warn", "error"], 'must be one of "debug", "info", "warn", "error"').default("info"),
   format: z.enum(["text", "json"], 'must be "text" or "json"').default("text"),
   /** PostgreSQL's logging_collector directory; "" = "<data_dir>.log". */

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { isHost } from "./hostport.ts";
 import { absPath } from "./pg-values.ts";
 
-export const pgpoolSection = z
+export const pgpoolSection = () => z
   .strictObject({
     /** pgpool's PCP host; "" = no pgpool integration. */
     pcp_host: z.string().refine((h) => h === "" || isHost(h), 'must be a host name or IP address, or ""').default(""),

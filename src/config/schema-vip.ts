@@ -8,7 +8,7 @@ const cidr4 = (v: string) => {
   return rest.length === 0 && !!ip && isIPv4(ip) && /^\d{1,2}$/.test(prefix ?? "") && Number(prefix) >= 1 && Number(prefix) <= 32;
 };
 
-export const vipSection = z
+export const vipSection = () => z
   .strictObject({
     /** "10.0.0.50/24": added by the lease holder, removed when the lease lapses. "" = no virtual IP. */
     address: z.string().refine((v) => v === "" || cidr4(v), 'must be an IPv4 address with its prefix length ("10.0.0.50/24"), or ""').default(""),

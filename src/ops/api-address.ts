@@ -31,7 +31,7 @@ export function apiFromToml(text: string, label: string): ApiLookup {
     return { kind: "invalid", message: `${label}: TOML syntax error: ${((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "")}` };
   }
   const table = (raw as Record<string, unknown>).api ?? {};
-  const r = apiSection.safeParse(table, { error: configErrorMap });
+  const r = apiSection().safeParse(table, { error: configErrorMap });
   if (!r.success) return { kind: "invalid", message: issueLines(label, r.error.issues.map((i) => ({ ...i, path: ["api", ...i.path] }))).join("\n") };
   return { kind: "ok", api: { url: apiUrl(r.data.listen, r.data.tls_cert !== ""), token: r.data.token } };
 }

@@ -37,7 +37,7 @@ async function freeTcpPort(): Promise<number> {
 /** One agent's transport (node id nid(label)): beacon on `port` announcing to `peers`, mesh on a free loopback port. */
 async function agent(label: string, port: number, peers: string[]) {
   const id = nid(label);
-  const cfg = configSchema.parse({
+  const cfg = configSchema().parse({
     cluster: "replay", secret: SECRET, node_name: label, state_dir: "/nonexistent",
     discovery: { port, broadcast: [], peers, interval_ms: 100, max_age_ms: 30_000 },
     mesh: { listen: `127.0.0.1:${await freeTcpPort()}` },
