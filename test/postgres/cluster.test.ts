@@ -19,6 +19,8 @@ import { ensureRoles, scramVerifier } from "../../src/postgres/roles.ts";
 import { ensureSlot, listSlots } from "../../src/postgres/slots.ts";
 import { DbTimeoutError, openDb, openLocalDb, sqlState, type Db } from "../../src/postgres/sql.ts";
 import { Maintenance } from "../../src/agent/pg/durability.ts";
+import { slotFor } from "../../src/agent/pg/context.ts";
+import { syncStandbyNames } from "../../src/core/durability.ts";
 import type { SlotKeeper } from "../../src/agent/pg/slots.ts";
 import type { PrimaryStarter } from "../../src/agent/pg/primary.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
@@ -402,6 +404,46 @@ describe("PostgreSQL controller on real servers", () => {
     expect((frozenCheck!.fresh as { error: string }).error).toContain("no answer within 300 ms");
     await waitFor(async () => (await probe(pdb)).up, { timeoutMs: 10_000, what: "the server to answer again" });
   }, 30_000);
+
+  test("names planned but not in force (a missed reload): the upkeep reloads, and a barrier confirmed before counts no more until a new one has run", async () => {
+    const names = syncStandbyNames(1, ["a", "b"].map(slotFor));
+    const withNames = managed(primary, ports.p, [], { conf: { ...managed(primary, ports.p, []).conf, synchronousStandbyNames: names } });
+    await writeManagedConfig(withNames); // in the files, not reloaded: the server still runs with ''
+    const db = local(ports.p);
+    const p0 = await up(db);
+    expect(p0.syncNames).toBe("");
+    const warn = memoryLogger();
+    const guards: unknown[] = [];
+    const host = {
+      localDb: () => db, sideDb: () => openLocalDb({ socketDir: s.socketDir, port: ports.p, superuser: SU, log }),
+      node: primary, log: warn, clock: realClock, queryDeadlineMs: 5000, upstream: null,
+      writeConfig: async () => [], // the files already say `names`
+      cfg: { postgres: { parameters: {} }, failover: { max_lag_bytes: 1048576 } },
+      syncNames: names, syncNamesTaken: true, syncNamesEmptied: 0, // a barrier confirmed names earlier
+      ctx: {
+        secrets: () => ({ systemId: p0.systemIdentifier }), peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum",
+        votersCount: () => 3, standbyMembers: () => ["a", "b"], guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false,
+        reachableStandbys: () => 0, setGuard: (block: boolean, floor: unknown) => guards.push({ block, floor }),
+      },
+    } as unknown as PgHost;
+    const upkeep = new Maintenance(host, { maintain: async () => undefined } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined } as unknown as PrimaryStarter);
+    upkeep.rolesEnsured(p0.systemIdentifier);
+    try {
+      await upkeep.maintain(true, p0);
+      expect(warn.lines.some((l) => l.includes(`synchronous_standby_names in force is '', planned '${names}': reloading`))).toBe(true);
+      // The checkpointer ran with '' (commits did not wait): the earlier confirmation no longer holds.
+      expect(host.syncNamesTaken).toBe(false);
+      expect(guards).toEqual([{ block: true, floor: null }]); // no standby streams: the plan degrades
+      // A new barrier runs at once on a connection of its own and confirms the names with the checkpointer.
+      await waitFor(() => host.syncNamesTaken, { timeoutMs: 20_000, what: "the barrier to confirm the names again" });
+      expect(warn.lines.some((l) => l.includes(`'${names}' taken by the checkpointer`))).toBe(true);
+      expect((await up(db)).syncNames).toBe(names);
+    } finally {
+      await writeManagedConfig(managed(primary, ports.p, [])); // back to no synchronous standby for the tests below
+      await reload(primary);
+      await waitFor(async () => (await up(db)).syncNames === "", { timeoutMs: 10_000, what: "synchronous_standby_names '' again" });
+    }
+  }, 40_000);
 
   test("stop is idempotent; a stale postmaster.pid is not mistaken for a running server", async () => {
     expect(await stop(primary, "fast")).toBe(true);
