@@ -133,10 +133,10 @@ export async function freshCheck(o: { socketDir: string; port: number; superuser
   const end = new AbortController();
   const opening = LocalSession.open({ socketDir: o.socketDir, port: o.port, user: o.superuser, settings: { application_name: "pgherd", synchronous_commit: "local" } }, end.signal);
   try {
-    const fresh = await attempt(() => withDeadline(opening.then((s) => s.query("SELECT 1")), deadlineMs, `fresh connection on ${target}: no answer within ${deadlineMs} ms`));
+    const fresh = await attempt(() => withDeadline(opening.then((s) => s.query("SELECT 1")), deadlineMs, `fresh connection on ${target}`));
     step({ fresh });
     if (fresh.kind !== "ok" || !write) return { fresh, write: null };
-    const w = await attempt(() => withDeadline(opening.then((s) => s.query("BEGIN READ WRITE; SELECT txid_current(); COMMIT")), deadlineMs, `heartbeat commit on ${target}: no answer within ${deadlineMs} ms`));
+    const w = await attempt(() => withDeadline(opening.then((s) => s.query("BEGIN READ WRITE; SELECT txid_current(); COMMIT")), deadlineMs, `heartbeat commit on ${target}`));
     step({ write: w });
     return { fresh, write: w };
   } finally {

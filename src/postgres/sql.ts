@@ -31,12 +31,12 @@ export class DbTimeoutError extends Error {
   override readonly name = "DbTimeoutError";
 }
 
-/** `work`, or a DbTimeoutError(`message`) after `ms`; the loser never becomes an unhandled rejection (Bun exits on those). */
-export async function withDeadline<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+/** `work`, or a DbTimeoutError ("`what`: no answer within `ms` ms") after `ms`; the loser never becomes an unhandled rejection (Bun exits on those). */
+export async function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   work.catch(() => {});
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DbTimeoutError(message)), ms);
+    timer = setTimeout(() => reject(new DbTimeoutError(`${what}: no answer within ${ms} ms`)), ms);
   });
   try {
     return await Promise.race([work, deadline]);
@@ -90,7 +90,7 @@ export function openDb(o: DbOptions): Db {
       const c = client;
       const ms = timeoutMs ?? o.queryTimeoutMs ?? 5000;
       try {
-        return await withDeadline(fn(c), ms, `${what} on ${target}: no answer within ${ms} ms`);
+        return await withDeadline(fn(c), ms, `${what} on ${target}`);
       } catch (e) {
         // The connection this query used: a query that outlived its caller (a round ended by a
         // freeze) must not end a connection made after it.

@@ -30,7 +30,7 @@ import { requireReal } from "../helpers/require.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { PostmasterWatch } from "../../src/agent/pg/postmaster-watch.ts";
 import { readSettings } from "../../src/agent/pg/restart-node.ts";
-import type { PgHost } from "../../src/agent/pg/host.ts";
+import { PgHost } from "../../src/agent/pg/host.ts";
 import { realClock } from "../../src/fence/clock.ts";
 import { freshCheck } from "../../src/postgres/liveness-obs.ts";
 import { LocalSession } from "../../src/postgres/local-session.ts";
@@ -420,6 +420,7 @@ describe("PostgreSQL controller on real servers", () => {
       writeConfig: async () => [], // the files already say `names`
       cfg: { postgres: { parameters: {} }, failover: { max_lag_bytes: 1048576 } },
       syncNames: names, syncNamesTaken: true, syncNamesEmptied: 0, // a barrier confirmed names earlier
+      namesMayBeEmpty: PgHost.prototype.namesMayBeEmpty,
       ctx: {
         secrets: () => ({ systemId: p0.systemIdentifier }), peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum",
         votersCount: () => 3, standbyMembers: () => ["a", "b"], guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false,

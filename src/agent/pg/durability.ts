@@ -146,13 +146,9 @@ export class Maintenance {
       if (p.syncNames !== h.syncNames) {
         h.log.warn(`synchronous_standby_names in force is '${p.syncNames}', planned '${h.syncNames}': reloading`);
         if (!filesDue) await h.writeConfig(!primary, h.upstream ?? undefined); // a file edited from outside since the last write
-        if (p.syncNames === "") {
-          // The checkpointer may have taken the empty names: commits went without waiting, and a
-          // barrier confirmed before (or running now) no longer says otherwise. A block is lifted
-          // only after a new one (publishGuard), which starts now (with one running: when a block waits).
-          h.syncNamesTaken = false;
-          h.syncNamesEmptied++;
-        }
+        // Empty names in force: commits went without waiting, and a block is lifted only after a new
+        // barrier (publishGuard), which starts now (with one running: when a block waits).
+        if (p.syncNames === "") h.namesMayBeEmpty();
         await reload(h.node);
         this.takeNames();
       }

@@ -42,6 +42,12 @@ export class PgHost {
   syncNamesTaken = false;
   /** Counts writes of empty names: a barrier that began before one does not count. */
   syncNamesEmptied = 0;
+
+  /** The checkpointer may run with empty names (written, or found in force): no barrier before this counts. */
+  namesMayBeEmpty(): void {
+    this.syncNamesTaken = false;
+    this.syncNamesEmptied++;
+  }
   /** Highest timeline this standby was seen streaming on (reset when its data is replaced). */
   knownTli = 0;
   /**
@@ -137,10 +143,7 @@ export class PgHost {
    * standby ignores them, and a promotion finds them in force from its first commit.
    */
   async writeConfig(standby: boolean, upstream?: string, o: { ownTimeline?: number } = {}): Promise<string[]> {
-    if (this.syncNames === "") {
-      this.syncNamesTaken = false;
-      this.syncNamesEmptied++;
-    }
+    if (this.syncNames === "") this.namesMayBeEmpty();
     const s = this.ctx.secrets();
     const pg = this.cfg.postgres;
     const params = runningConfig()?.postgres.parameters ?? pg.parameters; // [postgres.parameters] change on reload
