@@ -21,7 +21,8 @@ import { DbTimeoutError, openDb, openLocalDb, sqlState, type Db } from "../../sr
 import { Maintenance } from "../../src/agent/pg/durability.ts";
 import { slotFor } from "../../src/agent/pg/context.ts";
 import { syncStandbyNames } from "../../src/core/durability.ts";
-import type { SlotKeeper } from "../../src/agent/pg/slots.ts";
+import { SlotKeeper } from "../../src/agent/pg/slots.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import type { PrimaryStarter } from "../../src/agent/pg/primary.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { lsnDiff } from "../../src/postgres/lsn.ts";
@@ -443,6 +444,44 @@ describe("PostgreSQL controller on real servers", () => {
       await writeManagedConfig(managed(primary, ports.p, [])); // back to no synchronous standby for the tests below
       await reload(primary);
       await waitFor(async () => (await up(db)).syncNames === "", { timeoutMs: 10_000, what: "synchronous_standby_names '' again" });
+    }
+  }, 40_000);
+
+  test("a member's slot that PostgreSQL invalidated (max_slot_wal_keep_size) is dropped and made again, reserving WAL", async () => {
+    const bounded = managed(primary, ports.p, []);
+    await writeManagedConfig({ ...bounded, conf: { ...bounded.conf, parameters: { ...bounded.conf.parameters, max_slot_wal_keep_size: "1MB" } } });
+    await reload(primary);
+    const db = local(ports.p);
+    const name = slotFor("behind");
+    try {
+      await waitFor(async () => (await db.query("t", (sql) => sql`SHOW max_slot_wal_keep_size`))[0]?.max_slot_wal_keep_size === "1MB", { timeoutMs: 10_000, what: "max_slot_wal_keep_size in force" });
+      await ensureSlot(db, name);
+      // A member that stopped consuming while the primary wrote on: three segments later a checkpoint invalidates its slot.
+      await db.query("t", (sql) => sql`CREATE TABLE IF NOT EXISTS wal_filler (x int)`);
+      for (let i = 0; i < 3; i++) await db.query("t", (sql) => sql`INSERT INTO wal_filler SELECT 1; SELECT pg_switch_wal()`.simple());
+      await db.query("t", (sql) => sql`CHECKPOINT`);
+      expect((await listSlots(db)).find((x) => x.name === name)?.walStatus).toBe("lost");
+      const warn = memoryLogger();
+      const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\n[postgres]\ndata_dir = "${primary.dataDir}"\n`, "pgherd.toml");
+      const host = {
+        cfg, log: warn, node: primary, socketDir: s.socketDir, clock: realClock, localDb: () => db,
+        ctx: { secrets: () => null, leaderPg: () => null, standbyMembers: () => ["behind"], downForMs: () => 0 },
+      } as unknown as PgHost;
+      const keeper = new SlotKeeper(host);
+      await keeper.maintain(true);
+      expect(warn.lines.some((l) => l.includes(`replication slot ${name} was invalidated by PostgreSQL`))).toBe(true);
+      const made = (await listSlots(db)).find((x) => x.name === name);
+      expect(made).toMatchObject({ active: false, walStatus: "reserved" });
+      expect(keeper.slots).toContain(name);
+      // A slot that reserves WAL is left as it is.
+      await keeper.maintain(true);
+      expect(warn.lines.filter((l) => l.includes("was invalidated by PostgreSQL"))).toHaveLength(1);
+      expect((await listSlots(db)).find((x) => x.name === name)?.restartLsn).toBe(made!.restartLsn);
+      await keeper.close();
+    } finally {
+      await db.query("t", (sql) => sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${name}`);
+      await writeManagedConfig(bounded);
+      await reload(primary);
     }
   }, 40_000);
 

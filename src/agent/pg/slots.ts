@@ -163,7 +163,8 @@ export class SlotKeeper {
    * A member that is down keeps its slot (so it can catch up without a clone) for
    * slots.retain_minutes; then the slot is dropped with a warning, so the WAL it holds cannot fill
    * the disk (the member re-clones when it returns). Slots of pgherd members that left the cluster
-   * go at once; slots not named pgherd_* are the operator's and untouched.
+   * go at once; a member's slot that PostgreSQL invalidated is made again; slots not named
+   * pgherd_* are the operator's and untouched.
    */
   private async memberSlots(): Promise<void> {
     const h = this.h;
@@ -182,6 +183,15 @@ export class SlotKeeper {
         await dropSlot(h.localDb(), slot.name, true);
         have.delete(slot.name);
         if (id !== undefined) this.droppedFor.add(id);
+      } else if (slot.walStatus === "lost" && !slot.active) {
+        // Invalidated (it held more WAL than max_slot_wal_keep_size allows, or on PostgreSQL ≥ 18
+        // was idle too long): it reserves no WAL any more, and PostgreSQL 18 refuses it to a
+        // standby ("can no longer access replication slot"), a clone through it included. A new
+        // one reserves WAL from now on: the standby catches up from the archive, or, when the WAL
+        // it needs is gone, cannot stream and is rebuilt (round.ts: stuck; rebuild.ts).
+        h.log.warn(`replication slot ${slot.name} was invalidated by PostgreSQL (wal_status lost: it held more WAL than max_slot_wal_keep_size allows, or was idle too long): dropped and made again`);
+        await dropSlot(h.localDb(), slot.name);
+        have.delete(slot.name);
       }
     }
     for (const [name, id] of wanted) {
