@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import { parseHostPort } from "../../config/hostport.ts";
 import type { Config } from "../../config/schema.ts";
+import { type CatchUp, NOT_STUCK } from "../../core/catch-up.ts";
 import type { Position } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import { ensureDir } from "../../postgres/fsutil.ts";
@@ -64,8 +65,8 @@ export class PgHost {
   lastInRecovery = false;
   /** Stopped cleanly for a switchover: its WAL is all on the new primary, no rewind needed. */
   handedOver = false;
-  /** When a standby stopped streaming while a primary was ready (null: it streams). */
-  notStreamingSince: number | null = null;
+  /** Since when a standby has neither streamed nor replayed while a primary was ready (core/catch-up.ts). */
+  catchUp: CatchUp = NOT_STUCK;
   /** The monitoring client's connection closed (the postmaster watch listens: loop.ts). */
   onLocalClose: (() => void) | null = null;
   /** Set once the loop is built (the fencer needs a stop that uses this host). */

@@ -4,6 +4,7 @@
 // primary serves no base backup; the standby replays the archive, then streams); pg_basebackup
 // from the primary when that fails (no backup yet).
 import { restoreLatest } from "../../backup/backups.ts";
+import { NOT_STUCK } from "../../core/catch-up.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
 import { basebackup, cloneDirFor, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
@@ -109,7 +110,7 @@ export class Rebuilder {
 
   private async startAsStandby(from: string): Promise<void> {
     const h = this.h;
-    h.notStreamingSince = null;
+    h.catchUp = NOT_STUCK;
     h.knownTli = 0;
     h.upPosition = null;
     await h.writeConfig(true, from);

@@ -3,6 +3,7 @@
 // never spins. Runs inside the loop's serial executor.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { isStuck, stepCatchUp } from "../../core/catch-up.ts";
 import { truthfulGuarantee } from "../../core/durability.ts";
 import { dataWasPrimary, decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
 import { broken, successorOf } from "../../core/liveness.ts";
@@ -20,8 +21,6 @@ import type { SlotKeeper } from "./slots.ts";
 import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
 
-/** A standby that has not streamed for this long while the primary is ready is assumed diverged. */
-const STUCK_MS = 15_000;
 /** Failed attempts to promote (or to start the server to be promoted) in one term before the leader hands over. */
 const PROMOTE_ATTEMPTS = 3;
 /** Member slots made before a promotion (slots.ts prepareForPromotion) may delay it at most this long. */
@@ -85,9 +84,8 @@ export class MonitorRound {
     const streaming = p.up && p.walReceiver?.status === "streaming";
     const leaderPg = ctx.leaderPg();
     const primaryReady = !!leaderPg && leaderPg.report.up && leaderPg.report.inRecovery === false;
-    // Not streaming only counts against a standby while there is a primary to stream from.
-    if (!(p.up && p.inRecovery) || streaming || !primaryReady) h.notStreamingSince = null;
-    else h.notStreamingSince ??= clock.now();
+    // Not streaming counts against a standby only while there is a primary to stream from and its replay stands still.
+    h.catchUp = stepCatchUp(h.catchUp, { standby: p.up && p.inRecovery, streaming, primaryReady, replayLsn: p.up ? p.replayLsn : null }, clock.now());
     const standbySignal = existsSync(join(h.node.dataDir, "standby.signal"));
     // Read again after the observations above (a probe, pg_controldata): leadership may have moved
     // meanwhile (a frozen agent that wakes finds another leader at once), and a leader's decision
@@ -97,7 +95,7 @@ export class MonitorRound {
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
       wasPrimary, timeline: p.up ? p.timeline : await stoppedTimeline(h, info.control?.timeline ?? null, wasPrimary),
-      stuck: h.notStreamingSince !== null && clock.now() - h.notStreamingSince > STUCK_MS,
+      stuck: isStuck(h.catchUp, clock.now()),
       health: this.live.verdict, diskFull: this.live.diskFull(),
     };
 
@@ -244,7 +242,7 @@ export class MonitorRound {
       case "check-promote": return h.ctx.integrations?.checkPromote(h.ctx.leadership().term);
       case "fence": return h.fencer.fence(d.reason);
       case "clone": return x.rebuild.cloneFrom(d.from);
-      case "rewind": return x.rebuild.rewindFrom(d.from, h.notStreamingSince !== null && h.clock.now() - h.notStreamingSince > STUCK_MS);
+      case "rewind": return x.rebuild.rewindFrom(d.from, isStuck(h.catchUp, h.clock.now()));
       case "start-standby": {
         if (d.upstream === null) {
           // The first step of a promotion: only under this agent's lease, as the promotion itself.
