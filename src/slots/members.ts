@@ -1,4 +1,5 @@
-// When a primary lists its members' replication slots (src/agent/pg/slots.ts). Pure.
+// When a primary lists its members' replication slots, and which it drops and makes then
+// (src/agent/pg/slots.ts). Pure.
 //
 // The listing (pg_replication_slots with activity and retained WAL) makes missing slots and drops
 // those of members that left or stayed down past slots.retain_minutes. The round's probe already
@@ -31,4 +32,65 @@ export function memberListDue(x: MemberListInput): boolean {
 /** pgherd's physical member slots among a server's slots (by the name prefix every member slot has). */
 export function memberSlotNames(slots: readonly { name: string; type: string }[]): string[] {
   return slots.filter((s) => s.type === "physical" && s.name.startsWith("pgherd_")).map((s) => s.name);
+}
+
+export interface MemberSlot {
+  name: string;
+  active: boolean;
+  /** pg_replication_slots.wal_status (null: unknown). */
+  walStatus: string | null;
+}
+
+export interface MemberSlotInput {
+  /** The server's physical slots named pgherd_* (the operator's others are never touched). */
+  slots: readonly MemberSlot[];
+  /** The standby members' slot names and their ids. */
+  wanted: ReadonlyMap<string, string>;
+  /** How long a member has been down (ms; 0 while it is up). */
+  downForMs(id: string): number;
+  retainMs: number;
+  /** Members whose slot was dropped for being down too long and that have not been back since. */
+  droppedFor: ReadonlySet<string>;
+}
+
+export type MemberSlotDrop =
+  /** Its member left the cluster, or has been down longer than retainMs (the WAL it holds could fill the disk). */
+  | { name: string; why: "left" }
+  | { name: string; why: "down"; id: string; downMs: number }
+  /** PostgreSQL invalidated it (wal_status lost): it reserves no WAL any more; made again below. */
+  | { name: string; why: "lost" };
+
+export interface MemberSlotPlan {
+  drop: MemberSlotDrop[];
+  /** Member slots to make: missing, or dropped as lost. */
+  create: string[];
+  /** Members whose drop-for-down mark ends: back, so their slot is made again. */
+  forgive: string[];
+}
+
+/**
+ * A down member keeps its slot for retainMs (so it catches up without a clone); then the slot is
+ * dropped, even from a consumer still connected to it, and made again only once the member is back.
+ * A member's slot that PostgreSQL invalidated is dropped and made again when no standby uses it. Pure.
+ */
+export function planMemberSlots(i: MemberSlotInput): MemberSlotPlan {
+  const plan: MemberSlotPlan = { drop: [], create: [], forgive: [] };
+  const kept = new Set<string>();
+  for (const slot of i.slots) {
+    const id = i.wanted.get(slot.name);
+    if (id === undefined) plan.drop.push({ name: slot.name, why: "left" });
+    else if (!slot.active && i.downForMs(id) > i.retainMs) plan.drop.push({ name: slot.name, why: "down", id, downMs: i.downForMs(id) });
+    else if (!slot.active && slot.walStatus === "lost") plan.drop.push({ name: slot.name, why: "lost" });
+    else kept.add(slot.name);
+  }
+  const downNow = new Set(plan.drop.flatMap((d) => (d.why === "down" ? [d.id] : [])));
+  for (const [name, id] of i.wanted) {
+    if (kept.has(name) || downNow.has(id)) continue;
+    if (i.droppedFor.has(id)) {
+      if (i.downForMs(id) > 0) continue; // still away: its slot waits for its return
+      plan.forgive.push(id);
+    }
+    plan.create.push(name);
+  }
+  return plan;
 }

@@ -1,7 +1,8 @@
 // When a primary lists its members' slots (src/slots/members.ts): at once whenever the probe's
-// slot names, the last listing or the report disagree with the members, else every `every` rounds.
+// slot names, the last listing or the report disagree with the members, else every `every` rounds;
+// and which member slots it drops and makes then (planMemberSlots, one test per rule).
 import { describe, expect, test } from "bun:test";
-import { memberListDue, memberSlotNames, type MemberListInput } from "../../src/slots/members.ts";
+import { memberListDue, memberSlotNames, planMemberSlots, type MemberListInput, type MemberSlotInput } from "../../src/slots/members.ts";
 
 const agreed: MemberListInput = { wanted: ["pgherd_b", "pgherd_c"], found: ["pgherd_c", "pgherd_b"], listedFor: ["pgherd_b", "pgherd_c"], reported: ["pgherd_b", "pgherd_c"], skipped: 0, every: 4 };
 
@@ -29,4 +30,45 @@ describe("memberListDue", () => {
 
 test("memberSlotNames: pgherd's physical slots only", () => {
   expect(memberSlotNames([{ name: "pgherd_b", type: "physical" }, { name: "pgherd_x", type: "logical" }, { name: "backup", type: "physical" }])).toEqual(["pgherd_b"]);
+});
+
+describe("planMemberSlots", () => {
+  const MIN = 60_000;
+  const base = (over: Partial<MemberSlotInput> = {}): MemberSlotInput => ({
+    slots: [{ name: "pgherd_b", active: true, walStatus: "reserved" }, { name: "pgherd_c", active: false, walStatus: "reserved" }],
+    wanted: new Map([["pgherd_b", "b"], ["pgherd_c", "c"]]),
+    downForMs: () => 0, retainMs: 30 * MIN, droppedFor: new Set(), ...over,
+  });
+
+  test("every member has a usable slot: nothing to do", () => {
+    expect(planMemberSlots(base())).toEqual({ drop: [], create: [], forgive: [] });
+  });
+  test("a member without a slot gets one", () => {
+    expect(planMemberSlots(base({ slots: [{ name: "pgherd_b", active: true, walStatus: "reserved" }] })).create).toEqual(["pgherd_c"]);
+  });
+  test("the slot of a member that left is dropped, even in use", () => {
+    const p = planMemberSlots(base({ wanted: new Map([["pgherd_c", "c"]]) }));
+    expect(p.drop).toEqual([{ name: "pgherd_b", why: "left" }]);
+    expect(p.create).toEqual([]);
+  });
+  test("a member down past retainMs loses its idle slot and gets none while it stays away", () => {
+    const down = (id: string) => (id === "c" ? 31 * MIN : 0);
+    expect(planMemberSlots(base({ downForMs: down })).drop).toEqual([{ name: "pgherd_c", why: "down", id: "c", downMs: 31 * MIN }]);
+    expect(planMemberSlots(base({ downForMs: down })).create).toEqual([]);
+    expect(planMemberSlots(base({ downForMs: (id) => (id === "c" ? 29 * MIN : 0) })).drop).toEqual([]);
+    const later = base({ slots: [{ name: "pgherd_b", active: true, walStatus: "reserved" }], downForMs: down, droppedFor: new Set(["c"]) });
+    expect(planMemberSlots(later)).toEqual({ drop: [], create: [], forgive: [] });
+  });
+  test("a member back after its slot was dropped for being down gets a new one", () => {
+    const back = base({ slots: [{ name: "pgherd_b", active: true, walStatus: "reserved" }], droppedFor: new Set(["c"]) });
+    expect(planMemberSlots(back)).toEqual({ drop: [], create: ["pgherd_c"], forgive: ["c"] });
+  });
+  test("a slot PostgreSQL invalidated (wal_status lost) is dropped and made again", () => {
+    const p = planMemberSlots(base({ slots: [{ name: "pgherd_b", active: true, walStatus: "reserved" }, { name: "pgherd_c", active: false, walStatus: "lost" }] }));
+    expect(p.drop).toEqual([{ name: "pgherd_c", why: "lost" }]);
+    expect(p.create).toEqual(["pgherd_c"]);
+  });
+  test("an invalidated slot a standby is connected to is left until it disconnects", () => {
+    expect(planMemberSlots(base({ slots: [{ name: "pgherd_b", active: true, walStatus: "lost" }, { name: "pgherd_c", active: false, walStatus: "unreserved" }] }))).toEqual({ drop: [], create: [], forgive: [] });
+  });
 });

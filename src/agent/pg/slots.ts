@@ -4,7 +4,8 @@ import { ArchiveKeeper } from "../../backup/keeper.ts";
 import { PermanentSlots, type PermanentReport } from "../../slots/permanent.ts";
 import { dropSlot, ensureSlot, listSlots } from "../../postgres/index.ts";
 import { DbTimeoutError } from "../../postgres/sql.ts";
-import { memberListDue, memberSlotNames } from "../../slots/members.ts";
+import { memberListDue, memberSlotNames, planMemberSlots } from "../../slots/members.ts";
+import { OWN_SLOT_PREFIX } from "../../slots/plan.ts";
 import { slotFor } from "./context.ts";
 import type { PgHost } from "./host.ts";
 
@@ -160,45 +161,39 @@ export class SlotKeeper {
   }
 
   /**
-   * A member that is down keeps its slot (so it can catch up without a clone) for
-   * slots.retain_minutes; then the slot is dropped with a warning, so the WAL it holds cannot fill
-   * the disk (the member re-clones when it returns). Slots of pgherd members that left the cluster
-   * go at once; a member's slot that PostgreSQL invalidated is made again; slots not named
-   * pgherd_* are the operator's and untouched.
+   * The member slots as src/slots/members.ts planMemberSlots says: dropped (a member that left or
+   * stayed down past slots.retain_minutes, a slot PostgreSQL invalidated) and made.
    */
   private async memberSlots(): Promise<void> {
     const h = this.h;
     const existing = await listSlots(h.localDb());
     const have = new Set(existing.map((x) => x.name));
-    const members = h.ctx.standbyMembers();
-    const wanted = new Map(members.map((id) => [slotFor(id), id] as const));
-    const retainMs = h.cfg.slots.retain_minutes * 60_000;
-    for (const slot of existing) {
-      if (!slot.name.startsWith("pgherd_")) continue;
-      const id = wanted.get(slot.name);
-      const downMs = id === undefined ? Infinity : h.ctx.downForMs(id);
-      if (id === undefined || (!slot.active && downMs > retainMs)) {
-        const why = id === undefined ? "its member left the cluster" : `its member has been down for ${Math.round(downMs / 60_000)} min (slots.retain_minutes = ${h.cfg.slots.retain_minutes})`;
-        h.log.warn(`dropping replication slot ${slot.name} (holds ${slot.retainedBytes ?? 0} bytes of WAL): ${why}`);
-        await dropSlot(h.localDb(), slot.name, true);
-        have.delete(slot.name);
-        if (id !== undefined) this.droppedFor.add(id);
-      } else if (slot.walStatus === "lost" && !slot.active) {
-        // Invalidated (it held more WAL than max_slot_wal_keep_size allows, or on PostgreSQL ≥ 18
-        // was idle too long): it reserves no WAL any more, and PostgreSQL 18 refuses it to a
-        // standby ("can no longer access replication slot"), a clone through it included. A new
-        // one reserves WAL from now on: the standby catches up from the archive, or, when the WAL
-        // it needs is gone, cannot stream and is rebuilt (round.ts: stuck; rebuild.ts).
-        h.log.warn(`replication slot ${slot.name} was invalidated by PostgreSQL (wal_status lost: it held more WAL than max_slot_wal_keep_size allows, or was idle too long): dropped and made again`);
-        await dropSlot(h.localDb(), slot.name);
-        have.delete(slot.name);
+    const plan = planMemberSlots({
+      slots: existing.filter((x) => x.name.startsWith(OWN_SLOT_PREFIX)),
+      wanted: new Map(h.ctx.standbyMembers().map((id) => [slotFor(id), id] as const)),
+      downForMs: (id) => h.ctx.downForMs(id),
+      retainMs: h.cfg.slots.retain_minutes * 60_000,
+      droppedFor: this.droppedFor,
+    });
+    for (const d of plan.drop) {
+      const held = `holds ${existing.find((x) => x.name === d.name)?.retainedBytes ?? 0} bytes of WAL`;
+      if (d.why === "lost") {
+        // PostgreSQL 18 refuses an invalidated slot to a standby ("can no longer access replication
+        // slot"), a clone through it included; a new one reserves WAL from now on: the standby
+        // catches up from the archive, or, when the WAL it needs is gone, cannot stream and is
+        // rebuilt (core/catch-up.ts; rebuild.ts).
+        h.log.warn(`replication slot ${d.name} was invalidated by PostgreSQL (wal_status lost: it held more WAL than max_slot_wal_keep_size allows, or was idle too long): dropped and made again`);
+        await dropSlot(h.localDb(), d.name);
+      } else {
+        const why = d.why === "left" ? "its member left the cluster" : `its member has been down for ${Math.round(d.downMs / 60_000)} min (slots.retain_minutes = ${h.cfg.slots.retain_minutes})`;
+        h.log.warn(`dropping replication slot ${d.name} (${held}): ${why}`);
+        await dropSlot(h.localDb(), d.name, true);
+        if (d.why === "down") this.droppedFor.add(d.id);
       }
+      have.delete(d.name);
     }
-    for (const [name, id] of wanted) {
-      if (have.has(name)) continue;
-      // A member whose slot was dropped for being down too long gets a new one once it is back.
-      if (this.droppedFor.has(id) && h.ctx.downForMs(id) > 0) continue;
-      this.droppedFor.delete(id);
+    for (const id of plan.forgive) this.droppedFor.delete(id);
+    for (const name of plan.create) {
       await ensureSlot(h.localDb(), name);
       h.log.info(`created replication slot ${name}`);
       have.add(name);
