@@ -170,6 +170,7 @@ export const bootstrapSection = () => z.strictObject({
 
 export const rejoinSection = () => z.strictObject({
   auto: z.boolean().default(true),
+  keep_old: intIn(0, 100).default(1),
 });
 
 export const failoverSection = () => z.strictObject({

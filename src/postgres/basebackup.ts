@@ -1,6 +1,6 @@
 // Clone a primary with pg_basebackup into a NEW directory (the caller swaps it in with
 // swapDataDir). A failed or timed-out clone removes only the directory it created; the old data
-// directory is never touched here.
+// directory is moved aside by the swap, and removeOldCopies removes those beyond the newest few.
 import { readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Logger } from "../log.ts";
@@ -86,6 +86,20 @@ export function cloneDirFor(dataDir: string): string {
   return join(dirname(dataDir), `${basename(dataDir)}.pgherd-clone`);
 }
 
+/** `<name>.pgherd-old-<stamp>`: the stamp is the time of the swap, in a form that sorts by time. */
+const asideName = (name: string, now: Date) => `${name}.pgherd-old-${now.toISOString().replace(/[:.]/g, "-")}`;
+
+/**
+ * The data directories moved aside for `dataDirName` (entries of its parent directory) beyond the
+ * newest `keep`, oldest last. Names that only look alike (another stamp form, another directory's)
+ * are never among them. Pure.
+ */
+export function oldCopiesBeyond(entries: readonly string[], dataDirName: string, keep: number): string[] {
+  const prefix = `${dataDirName}.pgherd-old-`;
+  const stamp = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$/;
+  return entries.filter((e) => e.startsWith(prefix) && stamp.test(e.slice(prefix.length))).sort().reverse().slice(keep);
+}
+
 /**
  * Move `dataDir` aside (if it exists) to `<dataDir>.pgherd-old-<stamp>` and `fresh` into its
  * place. Returns the old data's new path (the caller decides when to delete it), or null.
@@ -94,7 +108,7 @@ export async function swapDataDir(fresh: string, dataDir: string, now = new Date
   if (dirname(fresh) !== dirname(dataDir)) throw new Error(`${fresh} and ${dataDir} must be in the same directory`);
   // Renames relative to the parent opened without following links (it may be os_user's directory).
   return inParent(dataDir, async (parent, name) => {
-    const aside = `${name}.pgherd-old-${now.toISOString().replace(/[:.]/g, "-")}`;
+    const aside = asideName(name, now);
     let moved: string | null = null;
     try {
       await parent.rename(name, aside);
@@ -106,4 +120,20 @@ export async function swapDataDir(fresh: string, dataDir: string, now = new Date
     await parent.sync();
     return moved;
   });
+}
+
+/**
+ * Remove the data directories moved aside for `dataDir` beyond the newest `keep` (oldCopiesBeyond),
+ * one after the other, never following a link (removeTree). Returns the paths removed.
+ */
+export async function removeOldCopies(dataDir: string, keep: number, log: Logger): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of oldCopiesBeyond(await readdir(dirname(dataDir)), basename(dataDir), keep)) {
+    const path = join(dirname(dataDir), name);
+    const t0 = performance.now();
+    await removeTree(path);
+    log.info(`removed previous data directory ${path} in ${Math.round(performance.now() - t0)} ms (rejoin.keep_old = ${keep})`);
+    removed.push(path);
+  }
+  return removed;
 }

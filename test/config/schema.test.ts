@@ -44,7 +44,7 @@ describe("defaults", () => {
         loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, wal_level: "replica", parameters: {}, replication_tls: true,
       },
       bootstrap: { from_existing: false, from_backup: false, target_time: "", target_lsn: "" },
-      rejoin: { auto: true },
+      rejoin: { auto: true, keep_old: 1 },
       failover: { max_lag_bytes: 1048576 },
       slots: { retain_minutes: 30, max_slot_wal_keep_size: "", permanent: [] },
       tags: { nofailover: false, noloadbalance: false },

@@ -9,9 +9,11 @@
 // probe from the old primary's own side of the cut), and rejoin by re-clone when pg_rewind cannot
 // work.
 import { expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { ClusterNode } from "../helpers/cluster.ts";
+import { PG_OS_USER } from "../helpers/pg.ts";
+import { lookupOsUser } from "../../src/postgres/users.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { storedGuard, waitSynchronous } from "../helpers/durability.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -241,6 +243,10 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
 
   test("rejoin by re-clone: the crashed old primary's pg_wal is gone, pg_rewind fails, a fresh clone is swapped in", () => fx.c.diagnose(async () => {
     let mark = 0;
+    const primaryNow = await fx.c.waitHealthy(60_000);
+    const older = `${primaryNow.primary.dataDir}.pgherd-old-2020-01-01T00-00-00-000Z`;
+    const link = `${primaryNow.primary.dataDir}.pgherd-old-2019-01-01T00-00-00-000Z`;
+    const outside = `${primaryNow.primary.dataDir}-outside`;
     const r = await faultRound(fx.c, {
       label: "host crash, WAL removed", expect: "other", writer: WRITER,
       inject: async (p) => {
@@ -250,6 +256,14 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
       restore: async (old) => {
         const wal = join(old.dataDir, "pg_wal");
         for (const f of readdirSync(wal)) rmSync(join(wal, f), { recursive: true, force: true });
+        // An earlier rebuild's copy, and a link named like one (its target must survive).
+        const pg = await lookupOsUser(PG_OS_USER);
+        mkdirSync(join(older, "base"), { recursive: true });
+        writeFileSync(join(older, "base", "1"), "old");
+        for (const p of [older, join(older, "base"), join(older, "base", "1")]) chownSync(p, pg.uid, pg.gid);
+        mkdirSync(outside, { recursive: true });
+        writeFileSync(join(outside, "keep"), "not pgherd's");
+        symlinkSync(outside, link);
         await old.start();
       },
     });
@@ -263,6 +277,16 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     const kept = logSince(r.old, mark, /previous data directory kept at /).map((l) => l.replace(/^.*kept at /, "").trim());
     expect(kept).toHaveLength(1);
     expect(existsSync(join(kept[0]!, "PG_VERSION"))).toBe(true);
+    // rejoin.keep_old = 1: the copies older than that one go once the clone's server runs; a link goes, not what it points to.
+    await waitFor(() => !existsSync(older) && !lstatExists(link), { timeoutMs: 30_000, what: "the older copies removed" });
+    expect(readFileSync(join(outside, "keep"), "utf8")).toBe("not pgherd's");
+    expect(existsSync(join(kept[0]!, "PG_VERSION"))).toBe(true);
+    // Earlier rebuilds of this node in the file's other tests left copies too: all of those go, the newest stays.
+    const removed = logSince(r.old, mark, /removed previous data directory /).map((l) => l.replace(/^.*removed previous data directory (\S+) .*$/, "$1"));
+    expect(removed).toContain(older);
+    expect(removed).toContain(link);
+    expect(removed).not.toContain(kept[0]);
+    expect(readdirSync(dirname(older)).filter((e) => e.includes(".pgherd-old-"))).toEqual([basename(kept[0]!)]);
   }), 240_000);
   test("every server stopped and the old primary's host left down: the standby elected starts as a standby and promotes onto a new timeline; the old primary's pg_rewind finds the fork", () => fx.c.diagnose(async () => {
     // Started as a primary straight from a standby's stopped data, PostgreSQL would only finish
@@ -335,3 +359,13 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     for (const n of before.standbys) expect(rejoinPath(n, marks.get(n)!).decisions.filter((d) => !d.startsWith("start as a standby of "))).toEqual([]);
   }), 300_000);
 });
+
+/** The path exists as itself (a link counts, whatever it points to). */
+function lstatExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,11 +1,11 @@
 // File plumbing under the managed config: atomic writes with owner/mode, standby.signal,
 // data-dir swap after a clone, passfiles, and refusal to treat a random dir as a data dir.
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
-import { cloneDirFor, swapDataDir } from "../../src/postgres/basebackup.ts";
+import { cloneDirFor, oldCopiesBeyond, removeOldCopies, swapDataDir } from "../../src/postgres/basebackup.ts";
 import { writeFileAtomic } from "../../src/postgres/fsutil.ts";
 import { setStandbySignal, writeManagedConfig } from "../../src/postgres/managed-config.ts";
 import { writePassfile } from "../../src/postgres/passwords.ts";
@@ -64,6 +64,37 @@ describe("data dir files", () => {
     await mkdir(fresh);
     rmSync(data, { recursive: true });
     expect(await swapDataDir(fresh, data)).toBeNull(); // nothing to move aside
+  });
+
+  test("oldCopiesBeyond: the copies moved aside for this data directory beyond the newest `keep`, by their time", () => {
+    const at = (t: string) => `data.pgherd-old-${t}`;
+    const entries = ["data", "data.pgherd-clone", at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z"), at("2026-03-01T00-00-00-000Z"),
+      "data.pgherd-old-mine", "data2.pgherd-old-2020-01-01T00-00-00-000Z", `x${at("2020-01-01T00-00-00-000Z")}`];
+    expect(oldCopiesBeyond(entries, "data", 1)).toEqual([at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z")]);
+    expect(oldCopiesBeyond(entries, "data", 0)).toEqual([at("2026-03-01T00-00-00-000Z"), at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z")]);
+    expect(oldCopiesBeyond(entries, "data", 3)).toEqual([]);
+  });
+
+  test("removeOldCopies removes whole trees beyond the newest `keep`, a link named like a copy but not what it points to", async () => {
+    const data = join(dir, "data");
+    await mkdir(data);
+    const copies: string[] = [];
+    for (const t of ["2026-01-01T00-00-00-000Z", "2026-02-01T00-00-00-000Z", "2026-03-01T00-00-00-000Z"]) {
+      const c = `${data}.pgherd-old-${t}`;
+      await mkdir(join(c, "base", "1"), { recursive: true });
+      await writeFile(join(c, "base", "1", "123"), "x");
+      copies.push(c);
+    }
+    const outside = join(dir, "outside");
+    await mkdir(outside);
+    await writeFile(join(outside, "keep"), "not ours");
+    symlinkSync(outside, `${data}.pgherd-old-2025-01-01T00-00-00-000Z`);
+    const log = memoryLogger();
+    expect(await removeOldCopies(data, 1, log)).toEqual([copies[1]!, copies[0]!, `${data}.pgherd-old-2025-01-01T00-00-00-000Z`]);
+    expect(readdirSync(dir).sort()).toEqual(["data", "data.pgherd-old-2026-03-01T00-00-00-000Z", "outside"]);
+    expect(readFileSync(join(outside, "keep"), "utf8")).toBe("not ours");
+    expect(log.lines.filter((l) => l.includes("removed previous data directory"))).toHaveLength(3);
+    expect(await removeOldCopies(data, 1, log)).toEqual([]);
   });
 
   test("writeManagedConfig refuses a directory without PG_VERSION and strips managed keys from auto.conf", async () => {

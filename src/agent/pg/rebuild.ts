@@ -6,7 +6,7 @@
 import { restoreLatest } from "../../backup/backups.ts";
 import { NOT_STUCK } from "../../core/catch-up.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
-import { basebackup, cloneDirFor, rewind, swapDataDir } from "../../postgres/index.ts";
+import { basebackup, cloneDirFor, removeOldCopies, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
@@ -70,9 +70,23 @@ export class Rebuilder {
     const h = this.h;
     h.note = "";
     const old = await swapDataDir(target, h.node.dataDir);
-    if (old) h.log.warn(`previous data directory kept at ${old}`);
+    const keep = h.cfg.rejoin.keep_old;
+    if (old) h.log.warn(keep > 0 ? `previous data directory kept at ${old}` : `previous data directory moved aside to ${old}: removed once the new server runs (rejoin.keep_old = 0)`);
     h.log.info(`data directory created by ${how}`);
     await this.startAsStandby(from);
+    this.pruneOldCopies(keep);
+  }
+
+  /** Copies removed in the background (a large one takes a while; the rounds go on), one pass at a time. */
+  private pruning: Promise<unknown> | null = null;
+
+  /** The data directories earlier swaps moved aside, beyond the newest `keep` (rejoin.keep_old), removed. */
+  private pruneOldCopies(keep: number): void {
+    if (this.pruning) return; // the running pass may miss the newest: the next rebuild's removes it
+    const h = this.h;
+    this.pruning = removeOldCopies(h.node.dataDir, keep, h.log)
+      .catch((e: Error) => h.log.error(`removing previous data directories: ${e.message} (they stay; removed after the next rebuild)`))
+      .finally(() => (this.pruning = null));
   }
 
   /** Former primary (or stuck standby) → standby of `from`: pg_rewind, else a fresh clone. */
