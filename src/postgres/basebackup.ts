@@ -7,6 +7,7 @@ import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
 import { runTool, stderrTail } from "./exec.ts";
 import { ensureDir, inParent, removeTree } from "./fsutil.ts";
+import { asideName, oldCopiesBeyond } from "./old-copies.ts";
 import { buildConninfo } from "./pgconf.ts";
 import { lookupOsUser } from "./users.ts";
 
@@ -86,20 +87,6 @@ export function cloneDirFor(dataDir: string): string {
   return join(dirname(dataDir), `${basename(dataDir)}.pgherd-clone`);
 }
 
-/** `<name>.pgherd-old-<stamp>`: the stamp is the time of the swap, in a form that sorts by time. */
-const asideName = (name: string, now: Date) => `${name}.pgherd-old-${now.toISOString().replace(/[:.]/g, "-")}`;
-
-/**
- * The data directories moved aside for `dataDirName` (entries of its parent directory) beyond the
- * newest `keep`, oldest last. Names that only look alike (another stamp form, another directory's)
- * are never among them. Pure.
- */
-export function oldCopiesBeyond(entries: readonly string[], dataDirName: string, keep: number): string[] {
-  const prefix = `${dataDirName}.pgherd-old-`;
-  const stamp = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$/;
-  return entries.filter((e) => e.startsWith(prefix) && stamp.test(e.slice(prefix.length))).sort().reverse().slice(keep);
-}
-
 /**
  * Move `dataDir` aside (if it exists) to `<dataDir>.pgherd-old-<stamp>` and `fresh` into its
  * place. Returns the old data's new path (the caller decides when to delete it), or null.
@@ -123,12 +110,14 @@ export async function swapDataDir(fresh: string, dataDir: string, now = new Date
 }
 
 /**
- * Remove the data directories moved aside for `dataDir` beyond the newest `keep` (oldCopiesBeyond),
- * one after the other, never following a link (removeTree). Returns the paths removed.
+ * Remove the data directories moved aside for `dataDir` beyond the newest `keep` (old-copies.ts;
+ * `newest`: the path this swap moved aside, kept first), one after the other, never following a
+ * link (removeTree). Returns the paths removed.
  */
-export async function removeOldCopies(dataDir: string, keep: number, log: Logger): Promise<string[]> {
+export async function removeOldCopies(dataDir: string, keep: number, log: Logger, newest: string | null = null): Promise<string[]> {
   const removed: string[] = [];
-  for (const name of oldCopiesBeyond(await readdir(dirname(dataDir)), basename(dataDir), keep)) {
+  const entries = (await readdir(dirname(dataDir), { withFileTypes: true })).map((e) => ({ name: e.name, dir: e.isDirectory() }));
+  for (const name of oldCopiesBeyond(entries, basename(dataDir), keep, newest === null ? null : basename(newest))) {
     const path = join(dirname(dataDir), name);
     const t0 = performance.now();
     await removeTree(path);

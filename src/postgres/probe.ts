@@ -49,6 +49,8 @@ export interface ProbeUp {
   slots: { name: string; type: "physical" | "logical" }[];
   /** synchronous_standby_names in force (the round's upkeep checks it against the durability plan). */
   syncNames: string;
+  /** A standby's startup process: what it waits for ("IPC:RecoveryPause"), null when it runs or on a primary. */
+  startupWait: string | null;
 }
 
 export interface ProbeDown { up: false; ms: number; error: string }
@@ -67,6 +69,7 @@ const StatusRow = z.object({
   /** "type:name,…" (the client leaves arrays as text: fetch_types is off); read leniently below. */
   slots: z.string().nullable(),
   sync_names: z.string(),
+  startup_wait: z.string().nullable(),
 });
 const ReceiverRow = z.object({
   status: z.string().nullable(),
@@ -103,7 +106,8 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
           (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
           (SELECT min_recovery_end_timeline FROM pg_control_recovery()) AS min_recovery_tli,
           (SELECT string_agg(slot_type || ':' || slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE NOT temporary) AS slots,
-          current_setting('synchronous_standby_names') AS sync_names
+          current_setting('synchronous_standby_names') AS sync_names,
+          CASE WHEN s.cur IS NULL THEN (SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE backend_type = 'startup') END AS startup_wait
         FROM (SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END AS cur OFFSET 0) s`,
       sql`SELECT status, sender_host, sender_port, slot_name, received_tli,
           written_lsn::text AS written_lsn, flushed_lsn::text AS flushed_lsn
@@ -139,6 +143,7 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
       systemIdentifier: s.system_identifier, serverVersion: s.version_num,
       slots: slotList(s.slots),
       syncNames: s.sync_names,
+      startupWait: s.startup_wait,
     };
   } catch (e) {
     return { up: false, ms: ms(), error: e instanceof z.ZodError ? `unexpected probe row: ${e.message}` : (e as Error).message };

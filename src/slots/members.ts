@@ -1,12 +1,14 @@
 // When a primary lists its members' replication slots, and which it drops and makes then
 // (src/agent/pg/slots.ts). Pure.
 //
-// The listing (pg_replication_slots with activity and retained WAL) makes missing slots and drops
-// those of members that left or stayed down past slots.retain_minutes. The round's probe already
+// The listing (pg_replication_slots with activity and retained WAL) makes missing slots, drops
+// those of members that left or stayed down past slots.retain_minutes, and makes again those
+// PostgreSQL invalidated (planMemberSlots). The round's probe already
 // names every slot, so the listing is needed at once only when those names disagree with the
 // members' (a slot to make or to drop), the members changed since the last listing, or the report
 // does not say what the members need; otherwise once every `every` rounds, for what only the
-// listing tells (a member down too long, the retained bytes for /metrics), which changes over minutes.
+// listing tells (a member down too long, an invalidated slot, the retained bytes for /metrics).
+import { OWN_SLOT_PREFIX } from "./plan.ts";
 
 export interface MemberListInput {
   /** The members' slot names now. */
@@ -31,7 +33,7 @@ export function memberListDue(x: MemberListInput): boolean {
 
 /** pgherd's physical member slots among a server's slots (by the name prefix every member slot has). */
 export function memberSlotNames(slots: readonly { name: string; type: string }[]): string[] {
-  return slots.filter((s) => s.type === "physical" && s.name.startsWith("pgherd_")).map((s) => s.name);
+  return slots.filter((s) => s.type === "physical" && s.name.startsWith(OWN_SLOT_PREFIX)).map((s) => s.name);
 }
 
 export interface MemberSlot {
@@ -57,7 +59,10 @@ export type MemberSlotDrop =
   /** Its member left the cluster, or has been down longer than retainMs (the WAL it holds could fill the disk). */
   | { name: string; why: "left" }
   | { name: string; why: "down"; id: string; downMs: number }
-  /** PostgreSQL invalidated it (wal_status lost): it reserves no WAL any more; made again below. */
+  /**
+   * PostgreSQL invalidated it (wal_status lost): it reserves no WAL any more; made again below. A
+   * standby connected to it (PostgreSQL before 18 lets one) is cut off and reconnects to the new one.
+   */
   | { name: string; why: "lost" };
 
 export interface MemberSlotPlan {
@@ -69,9 +74,9 @@ export interface MemberSlotPlan {
 }
 
 /**
- * A down member keeps its slot for retainMs (so it catches up without a clone); then the slot is
- * dropped, even from a consumer still connected to it, and made again only once the member is back.
- * A member's slot that PostgreSQL invalidated is dropped and made again when no standby uses it. Pure.
+ * A down member keeps its slot for retainMs (so it catches up without a clone); then the idle slot
+ * is dropped and made again only once the member is back. A member's slot that PostgreSQL
+ * invalidated is dropped, in use or not, and made again. Pure.
  */
 export function planMemberSlots(i: MemberSlotInput): MemberSlotPlan {
   const plan: MemberSlotPlan = { drop: [], create: [], forgive: [] };
@@ -80,7 +85,7 @@ export function planMemberSlots(i: MemberSlotInput): MemberSlotPlan {
     const id = i.wanted.get(slot.name);
     if (id === undefined) plan.drop.push({ name: slot.name, why: "left" });
     else if (!slot.active && i.downForMs(id) > i.retainMs) plan.drop.push({ name: slot.name, why: "down", id, downMs: i.downForMs(id) });
-    else if (!slot.active && slot.walStatus === "lost") plan.drop.push({ name: slot.name, why: "lost" });
+    else if (slot.walStatus === "lost") plan.drop.push({ name: slot.name, why: "lost" });
     else kept.add(slot.name);
   }
   const downNow = new Set(plan.drop.flatMap((d) => (d.why === "down" ? [d.id] : [])));

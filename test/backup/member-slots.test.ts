@@ -68,7 +68,16 @@ describe("planMemberSlots", () => {
     expect(p.drop).toEqual([{ name: "pgherd_c", why: "lost" }]);
     expect(p.create).toEqual(["pgherd_c"]);
   });
-  test("an invalidated slot a standby is connected to is left until it disconnects", () => {
-    expect(planMemberSlots(base({ slots: [{ name: "pgherd_b", active: true, walStatus: "lost" }, { name: "pgherd_c", active: false, walStatus: "unreserved" }] }))).toEqual({ drop: [], create: [], forgive: [] });
+  test("an invalidated slot a standby is connected to is dropped and made again too (before 18 PostgreSQL lets a standby use one)", () => {
+    const p = planMemberSlots(base({ slots: [{ name: "pgherd_b", active: true, walStatus: "lost" }, { name: "pgherd_c", active: false, walStatus: "unreserved" }] }));
+    expect(p).toEqual({ drop: [{ name: "pgherd_b", why: "lost" }], create: ["pgherd_b"], forgive: [] });
+  });
+  test("an invalidated slot of a member down past retainMs goes as a down member's: not made again while it stays away", () => {
+    const p = planMemberSlots(base({ slots: [{ name: "pgherd_b", active: true, walStatus: "reserved" }, { name: "pgherd_c", active: false, walStatus: "lost" }], downForMs: (id) => (id === "c" ? 31 * MIN : 0) }));
+    expect(p).toEqual({ drop: [{ name: "pgherd_c", why: "down", id: "c", downMs: 31 * MIN }], create: [], forgive: [] });
+  });
+  test("an invalidated slot of a member whose slot went for being down, still away: dropped, not made again", () => {
+    const p = planMemberSlots(base({ slots: [{ name: "pgherd_b", active: true, walStatus: "reserved" }, { name: "pgherd_c", active: false, walStatus: "lost" }], downForMs: (id) => (id === "c" ? 5 * MIN : 0), droppedFor: new Set(["c"]) }));
+    expect(p).toEqual({ drop: [{ name: "pgherd_c", why: "lost" }], create: [], forgive: [] });
   });
 });

@@ -1,8 +1,9 @@
 // core/catch-up.ts: one test per rule of when a standby counts as stuck.
 import { describe, expect, test } from "bun:test";
-import { type CatchUp, type CatchUpObs, isStuck, NOT_STUCK, STUCK_MS, stepCatchUp } from "../../src/core/catch-up.ts";
+import { type CatchUp, type CatchUpObs, isStuck, NOT_STUCK, replayHeld, STUCK_MS, stepCatchUp } from "../../src/core/catch-up.ts";
 
-const waiting: CatchUpObs = { standby: true, streaming: false, primaryReady: true, replayLsn: "0/3000000" };
+// A standby short of WAL: its startup process sleeps between attempts to get it.
+const waiting: CatchUpObs = { standby: true, streaming: false, primaryReady: true, replayLsn: "0/3000000", startupWait: "Timeout:RecoveryRetrieveRetryInterval" };
 
 /** Feed `obs` at times `at` (ms), starting from no history. */
 function run(steps: [number, CatchUpObs][]): CatchUp {
@@ -43,6 +44,23 @@ describe("a standby is stuck", () => {
     const c = run([[0, waiting], [10_000, { ...waiting, standby: false, replayLsn: null }]]);
     expect(c).toEqual(NOT_STUCK);
     expect(isStuck(c, 1e9)).toBe(false);
+  });
+
+  test("not while its replay waits on purpose or for its queries (paused, apply delay, a recovery conflict)", () => {
+    for (const held of ["IPC:RecoveryPause", "Timeout:RecoveryApplyDelay", "IPC:RecoveryConflictSnapshot", "IPC:RecoveryConflictTablespace", "BufferPin:BufferPin", "Lock:relation"]) {
+      expect(replayHeld(held)).toBe(true);
+      const c = run([[0, waiting], [10_000, { ...waiting, startupWait: held }], [20_000, waiting]]);
+      expect(c.since).toBe(10_000);
+      expect(isStuck(c, 20_000)).toBe(false);
+    }
+  });
+
+  test("waiting for WAL is no progress: the retry interval, the stream, restore_command", () => {
+    for (const wait of ["Timeout:RecoveryRetrieveRetryInterval", "Activity:RecoveryWalStream", "IPC:RestoreCommand", "IO:WALRead", null]) {
+      expect(replayHeld(wait)).toBe(false);
+      const c = run([[0, waiting], [10_000, { ...waiting, startupWait: wait }], [STUCK_MS + 1, waiting]]);
+      expect(isStuck(c, STUCK_MS + 1)).toBe(true);
+    }
   });
 
   test("an unknown replay position is no progress", () => {

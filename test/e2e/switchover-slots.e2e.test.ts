@@ -75,9 +75,9 @@ describeCluster("switchover: the target holds the members' slots before its prom
     const sMark = logMark(s);
     await s.stopAgent();
     expect((await s.pgCtl("stop", "-m", "fast", "-w")).code).toBe(0);
-    // The operator's bound (ALTER SYSTEM: not a key pgherd manages here): three segments, which the
+    // The operator's bound (ALTER SYSTEM: not a key pgherd manages here): ten segments, which the
     // other standby, streaming, never lags by.
-    await p.query("alter system set max_slot_wal_keep_size = '48MB'");
+    await p.query("alter system set max_slot_wal_keep_size = '160MB'");
     await p.query("select pg_reload_conf()");
     try {
       let rounds = 0;

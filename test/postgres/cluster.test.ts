@@ -21,6 +21,7 @@ import { DbTimeoutError, openDb, openLocalDb, sqlState, type Db } from "../../sr
 import { Maintenance } from "../../src/agent/pg/durability.ts";
 import { slotFor } from "../../src/agent/pg/context.ts";
 import { syncStandbyNames } from "../../src/core/durability.ts";
+import { replayHeld } from "../../src/core/catch-up.ts";
 import { SlotKeeper } from "../../src/agent/pg/slots.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { PrimaryStarter } from "../../src/agent/pg/primary.ts";
@@ -294,6 +295,23 @@ describe("PostgreSQL controller on real servers", () => {
       const r = (await up(sdb)).replayLsn;
       return r !== null && lsnDiff(r, target) >= 0n;
     }, { timeoutMs: 15_000, what: "standby replay to catch up" });
+
+    // What the standby's startup process waits for (core/catch-up.ts replayHeld): WAL, then a pause
+    // with WAL to replay, which holds its replay on purpose; a primary has no startup process.
+    expect((await up(pdb)).startupWait).toBeNull();
+    expect(replayHeld((await up(sdb)).startupWait)).toBe(false);
+    await sdb.query("t", (sql) => sql`SELECT pg_wal_replay_pause()`);
+    try {
+      await pdb.query("t", (sql) => sql`INSERT INTO t VALUES ('while paused')`);
+      const paused = await waitFor(async () => {
+        const w = (await up(sdb)).startupWait;
+        return w === "IPC:RecoveryPause" && w;
+      }, { timeoutMs: 10_000, what: "the startup process to wait in RecoveryPause" });
+      expect(replayHeld(paused)).toBe(true);
+    } finally {
+      await sdb.query("t", (sql) => sql`SELECT pg_wal_replay_resume()`);
+    }
+    await waitFor(async () => (await sdb.query("t", (sql) => sql`SELECT 1 FROM t WHERE v = 'while paused'`)).length === 1, { timeoutMs: 10_000, what: "replay to resume" });
 
     // The heartbeat commit on a server in recovery fails with the server's own error: an answer
     // (SQLSTATE 0A000, not a resource class), never taken for a server that cannot write.

@@ -5,7 +5,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "nod
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
-import { cloneDirFor, oldCopiesBeyond, removeOldCopies, swapDataDir } from "../../src/postgres/basebackup.ts";
+import { cloneDirFor, removeOldCopies, swapDataDir } from "../../src/postgres/basebackup.ts";
+import { oldCopiesBeyond } from "../../src/postgres/old-copies.ts";
 import { writeFileAtomic } from "../../src/postgres/fsutil.ts";
 import { setStandbySignal, writeManagedConfig } from "../../src/postgres/managed-config.ts";
 import { writePassfile } from "../../src/postgres/passwords.ts";
@@ -68,11 +69,17 @@ describe("data dir files", () => {
 
   test("oldCopiesBeyond: the copies moved aside for this data directory beyond the newest `keep`, by their time", () => {
     const at = (t: string) => `data.pgherd-old-${t}`;
-    const entries = ["data", "data.pgherd-clone", at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z"), at("2026-03-01T00-00-00-000Z"),
-      "data.pgherd-old-mine", "data2.pgherd-old-2020-01-01T00-00-00-000Z", `x${at("2020-01-01T00-00-00-000Z")}`];
-    expect(oldCopiesBeyond(entries, "data", 1)).toEqual([at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z")]);
-    expect(oldCopiesBeyond(entries, "data", 0)).toEqual([at("2026-03-01T00-00-00-000Z"), at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z")]);
-    expect(oldCopiesBeyond(entries, "data", 3)).toEqual([]);
+    const dirs = (...names: string[]) => names.map((name) => ({ name, dir: true }));
+    const entries = dirs("data", "data.pgherd-clone", at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z"), at("2026-03-01T00-00-00-000Z"),
+      "data.pgherd-old-mine", "data2.pgherd-old-2020-01-01T00-00-00-000Z", `x${at("2020-01-01T00-00-00-000Z")}`);
+    expect(oldCopiesBeyond(entries, "data", 1, null)).toEqual([at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z")]);
+    expect(oldCopiesBeyond(entries, "data", 0, null)).toEqual([at("2026-03-01T00-00-00-000Z"), at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z")]);
+    expect(oldCopiesBeyond(entries, "data", 3, null)).toEqual([]);
+    // The copy this swap made is kept first, even when the clock stepped back before it.
+    expect(oldCopiesBeyond(entries, "data", 1, at("2025-12-31T23-59-59-999Z"))).toEqual([at("2026-03-01T00-00-00-000Z"), at("2026-01-02T03-04-05-678Z")]);
+    // A link or a file named like a copy is no copy: it does not count toward `keep`, and it goes.
+    const withLink = [...entries.filter((e) => e.name !== at("2026-03-01T00-00-00-000Z")), { name: at("2026-03-01T00-00-00-000Z"), dir: false }];
+    expect(oldCopiesBeyond(withLink, "data", 1, null)).toEqual([at("2025-12-31T23-59-59-999Z"), at("2026-03-01T00-00-00-000Z")]);
   });
 
   test("removeOldCopies removes whole trees beyond the newest `keep`, a link named like a copy but not what it points to", async () => {

@@ -74,19 +74,30 @@ export class Rebuilder {
     if (old) h.log.warn(keep > 0 ? `previous data directory kept at ${old}` : `previous data directory moved aside to ${old}: removed once the new server runs (rejoin.keep_old = 0)`);
     h.log.info(`data directory created by ${how}`);
     await this.startAsStandby(from);
-    this.pruneOldCopies(keep);
+    this.pruneOldCopies(keep, old);
   }
 
-  /** Copies removed in the background (a large one takes a while; the rounds go on), one pass at a time. */
-  private pruning: Promise<unknown> | null = null;
+  /** Copies are removed in the background (a large one takes a while; the rounds go on), one pass at a time. */
+  private pruning = false;
+  /** A rebuild finished while a pass ran: one more pass after it, with these. */
+  private pruneAgain: { keep: number; newest: string | null } | null = null;
 
-  /** The data directories earlier swaps moved aside, beyond the newest `keep` (rejoin.keep_old), removed. */
-  private pruneOldCopies(keep: number): void {
-    if (this.pruning) return; // the running pass may miss the newest: the next rebuild's removes it
+  /** The data directories swaps moved aside beyond the newest `keep` (rejoin.keep_old), removed; `newest`: this swap's, kept first. */
+  private pruneOldCopies(keep: number, newest: string | null): void {
+    if (this.pruning) {
+      this.pruneAgain = { keep, newest };
+      return;
+    }
     const h = this.h;
-    this.pruning = removeOldCopies(h.node.dataDir, keep, h.log)
-      .catch((e: Error) => h.log.error(`removing previous data directories: ${e.message} (they stay; removed after the next rebuild)`))
-      .finally(() => (this.pruning = null));
+    this.pruning = true;
+    void removeOldCopies(h.node.dataDir, keep, h.log, newest)
+      .catch((e: Error) => h.log.error(`removing previous data directories: ${e.message} (they stay until the next rebuild)`))
+      .finally(() => {
+        this.pruning = false;
+        const again = this.pruneAgain;
+        this.pruneAgain = null;
+        if (again) this.pruneOldCopies(again.keep, again.newest);
+      });
   }
 
   /** Former primary (or stuck standby) → standby of `from`: pg_rewind, else a fresh clone. */

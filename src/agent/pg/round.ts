@@ -85,7 +85,7 @@ export class MonitorRound {
     const leaderPg = ctx.leaderPg();
     const primaryReady = !!leaderPg && leaderPg.report.up && leaderPg.report.inRecovery === false;
     // Not streaming counts against a standby only while there is a primary to stream from and its replay stands still.
-    h.catchUp = stepCatchUp(h.catchUp, { standby: p.up && p.inRecovery, streaming, primaryReady, replayLsn: p.up ? p.replayLsn : null }, clock.now());
+    h.catchUp = stepCatchUp(h.catchUp, { standby: p.up && p.inRecovery, streaming, primaryReady, replayLsn: p.up ? p.replayLsn : null, startupWait: p.up ? p.startupWait : null }, clock.now());
     const standbySignal = existsSync(join(h.node.dataDir, "standby.signal"));
     // Read again after the observations above (a probe, pg_controldata): leadership may have moved
     // meanwhile (a frozen agent that wakes finds another leader at once), and a leader's decision

@@ -182,8 +182,8 @@ export class SlotKeeper {
         // slot"), a clone through it included; a new one reserves WAL from now on: the standby
         // catches up from the archive, or, when the WAL it needs is gone, cannot stream and is
         // rebuilt (core/catch-up.ts; rebuild.ts).
-        h.log.warn(`replication slot ${d.name} was invalidated by PostgreSQL (wal_status lost: it held more WAL than max_slot_wal_keep_size allows, or was idle too long): dropped and made again`);
-        await dropSlot(h.localDb(), d.name);
+        h.log.warn(`replication slot ${d.name} was invalidated by PostgreSQL (wal_status lost: it held more WAL than max_slot_wal_keep_size allows, or was idle too long; ${held}): dropped and made again`);
+        await dropSlot(h.localDb(), d.name, true);
       } else {
         const why = d.why === "left" ? "its member left the cluster" : `its member has been down for ${Math.round(d.downMs / 60_000)} min (slots.retain_minutes = ${h.cfg.slots.retain_minutes})`;
         h.log.warn(`dropping replication slot ${d.name} (${held}): ${why}`);
