@@ -277,7 +277,7 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     const kept = logSince(r.old, mark, /previous data directory kept at /).map((l) => l.replace(/^.*kept at /, "").trim());
     expect(kept).toHaveLength(1);
     expect(existsSync(join(kept[0]!, "PG_VERSION"))).toBe(true);
-    // rejoin.keep_old = 1: the copies older than that one go once the clone's server runs; a link goes, not what it points to.
+    // rejoin.keep_old = 1: the copies there were go before the clone is made (room for it); a link goes, not what it points to.
     await waitFor(() => !existsSync(older) && !lstatExists(link), { timeoutMs: 30_000, what: "the older copies removed" });
     expect(readFileSync(join(outside, "keep"), "utf8")).toBe("not pgherd's");
     expect(existsSync(join(kept[0]!, "PG_VERSION"))).toBe(true);
@@ -286,6 +286,8 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     expect(removed).toContain(older);
     expect(removed).toContain(link);
     expect(removed).not.toContain(kept[0]);
+    const order = logSince(r.old, mark, /removed previous data directory |cloning from the primary at /).map((l) => (/cloning from/.test(l) ? "clone" : "removed"));
+    expect(order.indexOf("clone")).toBeGreaterThan(order.lastIndexOf("removed"));
     expect(readdirSync(dirname(older)).filter((e) => e.includes(".pgherd-old-"))).toEqual([basename(kept[0]!)]);
   }), 240_000);
   test("every server stopped and the old primary's host left down: the standby elected starts as a standby and promotes onto a new timeline; the old primary's pg_rewind finds the fork", () => fx.c.diagnose(async () => {

@@ -28,6 +28,9 @@ export class Rebuilder {
     this.progress({ kind: "rebuild", how: "clone" });
     const [host, port] = splitAddr(from);
     const target = cloneDirFor(h.node.dataDir);
+    // The swap moves one more copy aside: room for the clone before it is made (at the peak the
+    // data directory, the clone and keep_old - 1 copies).
+    await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), null);
     if (await this.restoreFromBackup(target)) return this.swapAndStart(target, from, "restore of the latest backup");
     h.log.info(`cloning from the primary at ${from} into ${target}`);
     let last = -1;
@@ -74,30 +77,21 @@ export class Rebuilder {
     if (old) h.log.warn(keep > 0 ? `previous data directory kept at ${old}` : `previous data directory moved aside to ${old}: removed once the new server runs (rejoin.keep_old = 0)`);
     h.log.info(`data directory created by ${how}`);
     await this.startAsStandby(from);
-    this.pruneOldCopies(keep, old);
+    // In the background: a large copy takes a while to remove, and the rounds go on meanwhile.
+    void this.pruneOldCopies(keep, old);
   }
 
-  /** Copies are removed in the background (a large one takes a while; the rounds go on), one pass at a time. */
-  private pruning = false;
-  /** A rebuild finished while a pass ran: one more pass after it, with these. */
-  private pruneAgain: { keep: number; newest: string | null } | null = null;
+  /** The removal passes, one after the other (two walks of one tree would trip over each other). */
+  private passes: Promise<void> = Promise.resolve();
 
-  /** The data directories swaps moved aside beyond the newest `keep` (rejoin.keep_old), removed; `newest`: this swap's, kept first. */
-  private pruneOldCopies(keep: number, newest: string | null): void {
-    if (this.pruning) {
-      this.pruneAgain = { keep, newest };
-      return;
-    }
+  /** The data directories swaps moved aside beyond the newest `keep` removed; `newest`: this swap's, kept first. Never fails. */
+  private pruneOldCopies(keep: number, newest: string | null): Promise<void> {
     const h = this.h;
-    this.pruning = true;
-    void removeOldCopies(h.node.dataDir, keep, h.log, newest)
-      .catch((e: Error) => h.log.error(`removing previous data directories: ${e.message} (they stay until the next rebuild)`))
-      .finally(() => {
-        this.pruning = false;
-        const again = this.pruneAgain;
-        this.pruneAgain = null;
-        if (again) this.pruneOldCopies(again.keep, again.newest);
-      });
+    this.passes = this.passes.then(() => removeOldCopies(h.node.dataDir, keep, h.log, newest)).then(
+      () => undefined,
+      (e: Error) => h.log.error(`removing previous data directories: ${e.message} (they stay until the next rebuild)`),
+    );
+    return this.passes;
   }
 
   /** Former primary (or stuck standby) → standby of `from`: pg_rewind, else a fresh clone. */
