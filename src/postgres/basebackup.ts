@@ -116,7 +116,8 @@ export async function swapDataDir(fresh: string, dataDir: string, now = new Date
  */
 export async function removeOldCopies(dataDir: string, keep: number, log: Logger, newest: string | null = null): Promise<string[]> {
   const removed: string[] = [];
-  const entries = (await readdir(dirname(dataDir), { withFileTypes: true })).map((e) => ({ name: e.name, dir: e.isDirectory() }));
+  const listed = await readdir(dirname(dataDir), { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? [] : Promise.reject(e)));
+  const entries = listed.map((e) => ({ name: e.name, dir: e.isDirectory() }));
   for (const name of oldCopiesBeyond(entries, basename(dataDir), keep, newest === null ? null : basename(newest))) {
     const path = join(dirname(dataDir), name);
     const t0 = performance.now();

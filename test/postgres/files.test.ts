@@ -102,6 +102,7 @@ describe("data dir files", () => {
     expect(readFileSync(join(outside, "keep"), "utf8")).toBe("not ours");
     expect(log.lines.filter((l) => l.includes("removed previous data directory"))).toHaveLength(3);
     expect(await removeOldCopies(data, 1, log)).toEqual([]);
+    expect(await removeOldCopies(join(dir, "no", "such", "data"), 0, log)).toEqual([]); // a first clone's parent may not exist yet
   });
 
   test("writeManagedConfig refuses a directory without PG_VERSION and strips managed keys from auto.conf", async () => {
