@@ -1,13 +1,13 @@
 // Clone a primary with pg_basebackup into a NEW directory (the caller swaps it in with
 // swapDataDir). A failed or timed-out clone removes only the directory it created; the old data
 // directory is moved aside by the swap, and removeOldCopies removes those beyond the newest few.
-import { readdir } from "node:fs/promises";
+import { lstat, readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
 import { runTool, stderrTail } from "./exec.ts";
 import { ensureDir, inParent, removeTree } from "./fsutil.ts";
-import { asideName, oldCopiesBeyond } from "./old-copies.ts";
+import { asideName, type AsideEntry, oldCopiesBeyond, removingName } from "./old-copies.ts";
 import { buildConninfo } from "./pgconf.ts";
 import { lookupOsUser } from "./users.ts";
 
@@ -111,19 +111,40 @@ export async function swapDataDir(fresh: string, dataDir: string, now = new Date
 
 /**
  * Remove the data directories moved aside for `dataDir` beyond the newest `keep` (old-copies.ts;
- * `newest`: the path this swap moved aside, kept first), one after the other, never following a
+ * `newest`: the path this swap moved aside, kept first; `sparePrimaries`: a former primary's copy
+ * stays), one after the other: each renamed to its removing name, then removed without following a
  * link (removeTree). Returns the paths removed.
  */
-export async function removeOldCopies(dataDir: string, keep: number, log: Logger, newest: string | null = null): Promise<string[]> {
+export async function removeOldCopies(dataDir: string, keep: number, log: Logger, o: { newest?: string | null; sparePrimaries?: boolean } = {}): Promise<string[]> {
+  const parent = dirname(dataDir);
+  const base = basename(dataDir);
+  const listed = await readdir(parent).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? [] : Promise.reject(e)));
+  const entries: AsideEntry[] = [];
+  for (const name of listed.filter((n) => n.startsWith(`${base}.pgherd-`))) {
+    // lstat, not the directory entry's type: some file systems do not record it, and a link is no copy.
+    const st = await lstat(join(parent, name)).catch(() => null);
+    if (!st) continue;
+    const primary = st.isDirectory() && !(await lstat(join(parent, name, "standby.signal")).then(() => true, () => false));
+    entries.push({ name, dir: st.isDirectory(), primary });
+  }
   const removed: string[] = [];
-  const listed = await readdir(dirname(dataDir), { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? [] : Promise.reject(e)));
-  const entries = listed.map((e) => ({ name: e.name, dir: e.isDirectory() }));
-  for (const name of oldCopiesBeyond(entries, basename(dataDir), keep, newest === null ? null : basename(newest))) {
-    const path = join(dirname(dataDir), name);
+  for (const name of oldCopiesBeyond(entries, base, keep, o.newest ? basename(o.newest) : null, { sparePrimaries: o.sparePrimaries })) {
     const t0 = performance.now();
-    await removeTree(path);
-    log.info(`removed previous data directory ${path} in ${Math.round(performance.now() - t0)} ms (rejoin.keep_old = ${keep})`);
-    removed.push(path);
+    let gone = name;
+    if (name !== removingName(name)) {
+      gone = removingName(name);
+      await inParent(join(parent, name), (d, n) => d.rename(n, gone));
+    }
+    await removeTree(join(parent, gone));
+    log.info(`removed previous data directory ${join(parent, name)} in ${Math.round(performance.now() - t0)} ms`);
+    removed.push(join(parent, name));
   }
   return removed;
+}
+
+/** An unfinished clone an earlier attempt left at `target` (the agent stopped during it): removed, or no clone could start. */
+export async function removeUnfinishedClone(target: string, log: Logger): Promise<void> {
+  if (!(await lstat(target).then(() => true, () => false))) return;
+  log.warn(`removing ${target}: an unfinished clone of an earlier attempt`);
+  await removeTree(target);
 }

@@ -256,11 +256,12 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
       restore: async (old) => {
         const wal = join(old.dataDir, "pg_wal");
         for (const f of readdirSync(wal)) rmSync(join(wal, f), { recursive: true, force: true });
-        // An earlier rebuild's copy, and a link named like one (its target must survive).
+        // An earlier rebuild's copy of a standby's data, and a link named like one (its target must survive).
         const pg = await lookupOsUser(PG_OS_USER);
         mkdirSync(join(older, "base"), { recursive: true });
         writeFileSync(join(older, "base", "1"), "old");
-        for (const p of [older, join(older, "base"), join(older, "base", "1")]) chownSync(p, pg.uid, pg.gid);
+        writeFileSync(join(older, "standby.signal"), "");
+        for (const p of [older, join(older, "base"), join(older, "base", "1"), join(older, "standby.signal")]) chownSync(p, pg.uid, pg.gid);
         mkdirSync(outside, { recursive: true });
         writeFileSync(join(outside, "keep"), "not pgherd's");
         symlinkSync(outside, link);
@@ -277,7 +278,8 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     const kept = logSince(r.old, mark, /previous data directory kept at /).map((l) => l.replace(/^.*kept at /, "").trim());
     expect(kept).toHaveLength(1);
     expect(existsSync(join(kept[0]!, "PG_VERSION"))).toBe(true);
-    // rejoin.keep_old = 1: the copies there were go before the clone is made (room for it); a link goes, not what it points to.
+    // rejoin.keep_old = 1: a standby's copy goes before the clone is made (room for it), a former
+    // primary's (an earlier test's rebuild) once the clone's server runs; a link goes, not what it points to.
     await waitFor(() => !existsSync(older) && !lstatExists(link), { timeoutMs: 30_000, what: "the older copies removed" });
     expect(readFileSync(join(outside, "keep"), "utf8")).toBe("not pgherd's");
     expect(existsSync(join(kept[0]!, "PG_VERSION"))).toBe(true);
@@ -286,8 +288,9 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
     expect(removed).toContain(older);
     expect(removed).toContain(link);
     expect(removed).not.toContain(kept[0]);
-    const order = logSince(r.old, mark, /removed previous data directory |cloning from the primary at /).map((l) => (/cloning from/.test(l) ? "clone" : "removed"));
-    expect(order.indexOf("clone")).toBeGreaterThan(order.lastIndexOf("removed"));
+    const order = logSince(r.old, mark, /removed previous data directory |cloning from the primary at /).map((l) => (/cloning from/.test(l) ? "clone" : l.replace(/^.*removed previous data directory (\S+) .*$/, "$1")));
+    expect(order.indexOf(older)).toBeGreaterThanOrEqual(0);
+    expect(order.indexOf("clone")).toBeGreaterThan(order.indexOf(older));
     expect(readdirSync(dirname(older)).filter((e) => e.includes(".pgherd-old-"))).toEqual([basename(kept[0]!)]);
   }), 240_000);
   test("every server stopped and the old primary's host left down: the standby elected starts as a standby and promotes onto a new timeline; the old primary's pg_rewind finds the fork", () => fx.c.diagnose(async () => {

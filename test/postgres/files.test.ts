@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "nod
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
-import { cloneDirFor, removeOldCopies, swapDataDir } from "../../src/postgres/basebackup.ts";
+import { cloneDirFor, removeOldCopies, removeUnfinishedClone, swapDataDir } from "../../src/postgres/basebackup.ts";
 import { oldCopiesBeyond } from "../../src/postgres/old-copies.ts";
 import { writeFileAtomic } from "../../src/postgres/fsutil.ts";
 import { setStandbySignal, writeManagedConfig } from "../../src/postgres/managed-config.ts";
@@ -80,6 +80,11 @@ describe("data dir files", () => {
     // A link or a file named like a copy is no copy: it does not count toward `keep`, and it goes.
     const withLink = [...entries.filter((e) => e.name !== at("2026-03-01T00-00-00-000Z")), { name: at("2026-03-01T00-00-00-000Z"), dir: false }];
     expect(oldCopiesBeyond(withLink, "data", 1, null)).toEqual([at("2025-12-31T23-59-59-999Z"), at("2026-03-01T00-00-00-000Z")]);
+    // sparePrimaries: a former primary's copy stays (before a clone); a copy left half removed always goes.
+    const mixed = [{ name: at("2026-01-02T03-04-05-678Z"), dir: true, primary: true }, { name: at("2025-12-31T23-59-59-999Z"), dir: true, primary: false },
+      { name: "data.pgherd-removing-2024-01-01T00-00-00-000Z", dir: true }];
+    expect(oldCopiesBeyond(mixed, "data", 0, null, { sparePrimaries: true })).toEqual([at("2025-12-31T23-59-59-999Z"), "data.pgherd-removing-2024-01-01T00-00-00-000Z"]);
+    expect(oldCopiesBeyond(mixed, "data", 0, null)).toEqual([at("2026-01-02T03-04-05-678Z"), at("2025-12-31T23-59-59-999Z"), "data.pgherd-removing-2024-01-01T00-00-00-000Z"]);
   });
 
   test("removeOldCopies removes whole trees beyond the newest `keep`, a link named like a copy but not what it points to", async () => {
@@ -103,6 +108,26 @@ describe("data dir files", () => {
     expect(log.lines.filter((l) => l.includes("removed previous data directory"))).toHaveLength(3);
     expect(await removeOldCopies(data, 1, log)).toEqual([]);
     expect(await removeOldCopies(join(dir, "no", "such", "data"), 0, log)).toEqual([]); // a first clone's parent may not exist yet
+  });
+
+  test("removeOldCopies before a clone spares a former primary's copy (no standby.signal) and finishes one left half removed; an unfinished clone goes", async () => {
+    const data = join(dir, "data");
+    const primaryCopy = `${data}.pgherd-old-2026-01-01T00-00-00-000Z`;
+    const standbyCopy = `${data}.pgherd-old-2026-02-01T00-00-00-000Z`;
+    const half = `${data}.pgherd-removing-2025-01-01T00-00-00-000Z`;
+    for (const d of [data, primaryCopy, standbyCopy, join(half, "base")]) await mkdir(d, { recursive: true });
+    await writeFile(join(standbyCopy, "standby.signal"), "");
+    await writeFile(join(half, "base", "1"), "x");
+    const log = memoryLogger();
+    expect(await removeOldCopies(data, 0, log, { sparePrimaries: true })).toEqual([standbyCopy, half]);
+    expect(readdirSync(dir).sort()).toEqual(["data", "data.pgherd-old-2026-01-01T00-00-00-000Z"]);
+    const clone = cloneDirFor(data);
+    await mkdir(join(clone, "base"), { recursive: true });
+    await writeFile(join(clone, "base", "2"), "y");
+    await removeUnfinishedClone(clone, log);
+    expect(readdirSync(dir).sort()).toEqual(["data", "data.pgherd-old-2026-01-01T00-00-00-000Z"]);
+    expect(log.lines.some((l) => l.includes("an unfinished clone of an earlier attempt"))).toBe(true);
+    await removeUnfinishedClone(clone, log); // none: nothing to do
   });
 
   test("writeManagedConfig refuses a directory without PG_VERSION and strips managed keys from auto.conf", async () => {

@@ -6,7 +6,7 @@
 import { restoreLatest } from "../../backup/backups.ts";
 import { NOT_STUCK } from "../../core/catch-up.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
-import { basebackup, cloneDirFor, removeOldCopies, rewind, swapDataDir } from "../../postgres/index.ts";
+import { basebackup, cloneDirFor, removeOldCopies, removeUnfinishedClone, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
@@ -28,9 +28,13 @@ export class Rebuilder {
     this.progress({ kind: "rebuild", how: "clone" });
     const [host, port] = splitAddr(from);
     const target = cloneDirFor(h.node.dataDir);
-    // The swap moves one more copy aside: room for the clone before it is made (at the peak the
-    // data directory, the clone and keep_old - 1 copies).
-    await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), null);
+    // Room for the clone before it is made: the swap moves one more copy aside, so at most
+    // keep_old - 1 stay (a former primary's too, until the new server runs), and an unfinished
+    // clone of an earlier attempt would refuse this one.
+    h.note = "removing previous data directories and unfinished clones";
+    this.noted();
+    await removeUnfinishedClone(target, h.log);
+    await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), { sparePrimaries: true });
     if (await this.restoreFromBackup(target)) return this.swapAndStart(target, from, "restore of the latest backup");
     h.log.info(`cloning from the primary at ${from} into ${target}`);
     let last = -1;
@@ -78,18 +82,18 @@ export class Rebuilder {
     h.log.info(`data directory created by ${how}`);
     await this.startAsStandby(from);
     // In the background: a large copy takes a while to remove, and the rounds go on meanwhile.
-    void this.pruneOldCopies(keep, old);
+    void this.pruneOldCopies(keep, { newest: old });
   }
 
   /** The removal passes, one after the other (two walks of one tree would trip over each other). */
   private passes: Promise<void> = Promise.resolve();
 
-  /** The data directories swaps moved aside beyond the newest `keep` removed; `newest`: this swap's, kept first. Never fails. */
-  private pruneOldCopies(keep: number, newest: string | null): Promise<void> {
+  /** The data directories swaps moved aside beyond the newest `keep` removed (basebackup.ts removeOldCopies). Never fails. */
+  private pruneOldCopies(keep: number, o: { newest?: string | null; sparePrimaries?: boolean }): Promise<void> {
     const h = this.h;
-    this.passes = this.passes.then(() => removeOldCopies(h.node.dataDir, keep, h.log, newest)).then(
+    this.passes = this.passes.then(() => removeOldCopies(h.node.dataDir, keep, h.log, o)).then(
       () => undefined,
-      (e: Error) => h.log.error(`removing previous data directories: ${e.message} (they stay until the next rebuild)`),
+      (e: Error) => h.log.error(`removing previous data directories (rejoin.keep_old = ${h.cfg.rejoin.keep_old}): ${e.message} (left for the next pass)`),
     );
     return this.passes;
   }
