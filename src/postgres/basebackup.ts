@@ -6,7 +6,7 @@ import { basename, dirname, join } from "node:path";
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
 import { runTool, stderrTail } from "./exec.ts";
-import { ensureDir, inParent, removeTree } from "./fsutil.ts";
+import { ensureDir, exists, inParent, removeTree } from "./fsutil.ts";
 import { asideName, type AsideEntry, oldCopiesBeyond, removingName } from "./old-copies.ts";
 import { buildConninfo } from "./pgconf.ts";
 import { lookupOsUser } from "./users.ts";
@@ -124,17 +124,15 @@ export async function removeOldCopies(dataDir: string, keep: number, log: Logger
     // lstat, not the directory entry's type: some file systems do not record it, and a link is no copy.
     const st = await lstat(join(parent, name)).catch(() => null);
     if (!st) continue;
-    const primary = st.isDirectory() && !(await lstat(join(parent, name, "standby.signal")).then(() => true, () => false));
+    const primary = o.sparePrimaries && st.isDirectory() ? !(await exists(join(parent, name, "standby.signal"))) : undefined;
     entries.push({ name, dir: st.isDirectory(), primary });
   }
   const removed: string[] = [];
   for (const name of oldCopiesBeyond(entries, base, keep, o.newest ? basename(o.newest) : null, { sparePrimaries: o.sparePrimaries })) {
     const t0 = performance.now();
-    let gone = name;
-    if (name !== removingName(name)) {
-      gone = removingName(name);
-      await inParent(join(parent, name), (d, n) => d.rename(n, gone));
-    }
+    // A copy is renamed first; one left half removed already has its removing name.
+    const gone = removingName(name);
+    if (gone !== name) await inParent(join(parent, name), (d, n) => d.rename(n, gone));
     await removeTree(join(parent, gone));
     log.info(`removed previous data directory ${join(parent, name)} in ${Math.round(performance.now() - t0)} ms`);
     removed.push(join(parent, name));
@@ -144,7 +142,7 @@ export async function removeOldCopies(dataDir: string, keep: number, log: Logger
 
 /** An unfinished clone an earlier attempt left at `target` (the agent stopped during it): removed, or no clone could start. */
 export async function removeUnfinishedClone(target: string, log: Logger): Promise<void> {
-  if (!(await lstat(target).then(() => true, () => false))) return;
+  if (!(await exists(target))) return;
   log.warn(`removing ${target}: an unfinished clone of an earlier attempt`);
   await removeTree(target);
 }

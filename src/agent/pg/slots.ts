@@ -177,19 +177,15 @@ export class SlotKeeper {
     });
     for (const d of plan.drop) {
       const held = `holds ${existing.find((x) => x.name === d.name)?.retainedBytes ?? 0} bytes of WAL`;
-      if (d.why === "lost") {
-        // PostgreSQL 18 refuses an invalidated slot to a standby ("can no longer access replication
-        // slot"), a clone through it included; a new one reserves WAL from now on: the standby
-        // catches up from the archive, or, when the WAL it needs is gone, cannot stream and is
-        // rebuilt (core/catch-up.ts; rebuild.ts).
-        h.log.warn(`replication slot ${d.name} was invalidated by PostgreSQL (wal_status lost: it held more WAL than max_slot_wal_keep_size allows, or was idle too long; ${held}): dropped and made again`);
-        await dropSlot(h.localDb(), d.name, true);
-      } else {
-        const why = d.why === "left" ? "its member left the cluster" : `its member has been down for ${Math.round(d.downMs / 60_000)} min (slots.retain_minutes = ${h.cfg.slots.retain_minutes})`;
-        h.log.warn(`dropping replication slot ${d.name} (${held}): ${why}`);
-        await dropSlot(h.localDb(), d.name, true);
-        if (d.why === "down") this.droppedFor.add(d.id);
-      }
+      // An invalidated slot: PostgreSQL 18 refuses it to a standby ("can no longer access replication
+      // slot"), a clone through it included; a new one reserves WAL from now on: the standby catches
+      // up from the archive, or, when the WAL it needs is gone, cannot stream and is rebuilt
+      // (core/catch-up.ts; rebuild.ts).
+      h.log.warn(d.why === "lost"
+        ? `replication slot ${d.name} was invalidated by PostgreSQL (wal_status lost: it held more WAL than max_slot_wal_keep_size allows, or was idle too long; ${held}): dropped and made again`
+        : `dropping replication slot ${d.name} (${held}): ${d.why === "left" ? "its member left the cluster" : `its member has been down for ${Math.round(d.downMs / 60_000)} min (slots.retain_minutes = ${h.cfg.slots.retain_minutes})`}`);
+      await dropSlot(h.localDb(), d.name, true);
+      if (d.why === "down") this.droppedFor.add(d.id);
       have.delete(d.name);
     }
     for (const id of plan.forgive) this.droppedFor.delete(id);
