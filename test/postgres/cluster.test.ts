@@ -21,7 +21,7 @@ import { DbTimeoutError, openDb, openLocalDb, sqlState, type Db } from "../../sr
 import { Maintenance } from "../../src/agent/pg/durability.ts";
 import { slotFor } from "../../src/agent/pg/context.ts";
 import { syncStandbyNames } from "../../src/core/durability.ts";
-import { replayHeld } from "../../src/core/catch-up.ts";
+import { replayHeld, restoring } from "../../src/core/catch-up.ts";
 import { SlotKeeper } from "../../src/agent/pg/slots.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { PrimaryStarter } from "../../src/agent/pg/primary.ts";
@@ -313,12 +313,37 @@ describe("PostgreSQL controller on real servers", () => {
     }
     await waitFor(async () => (await sdb.query("t", (sql) => sql`SELECT 1 FROM t WHERE v = 'while paused'`)).length === 1, { timeoutMs: 10_000, what: "replay to resume" });
 
+    // A restore_command call in progress (core/catch-up.ts restoring: it holds the stuck clock, for
+    // up to RESTORE_MS): the standby cut from its stream fetches from an "archive" whose calls take 8 s
+    // and fail (restore_command is reloadable from PostgreSQL 14, the wait event exists from 14).
+    const major = Math.floor((await up(sdb)).serverVersion / 10000);
+    if (major >= 14) {
+      await sdb.query("t", (sql) => sql`ALTER SYSTEM SET restore_command = 'sleep 8; exit 1'`);
+      await sdb.query("t", (sql) => sql`ALTER SYSTEM SET primary_conninfo = ''`);
+      await sdb.query("t", (sql) => sql`SELECT pg_reload_conf()`);
+      try {
+        await pdb.query("t", (sql) => sql`INSERT INTO t VALUES ('while restoring')`);
+        const w = await waitFor(async () => {
+          const p = await up(sdb);
+          return p.startupWait === "IPC:RestoreCommand" && p.walReceiver === null && p;
+        }, { timeoutMs: 20_000, what: "the startup process to wait in RestoreCommand" });
+        expect(restoring(w.startupWait)).toBe(true);
+        expect(replayHeld(w.startupWait)).toBe(false);
+      } finally {
+        await sdb.query("t", (sql) => sql`ALTER SYSTEM RESET restore_command`);
+        await sdb.query("t", (sql) => sql`ALTER SYSTEM RESET primary_conninfo`);
+        await sdb.query("t", (sql) => sql`SELECT pg_reload_conf()`);
+      }
+      // The running call ends when it ends (PostgreSQL waits for it), then the stream resumes.
+      await waitFor(async () => (await sdb.query("t", (sql) => sql`SELECT 1 FROM t WHERE v = 'while restoring'`)).length === 1, { timeoutMs: 60_000, what: "streaming to resume after the restore" });
+    }
+
     // The heartbeat commit on a server in recovery fails with the server's own error: an answer
     // (SQLSTATE 0A000, not a resource class), never taken for a server that cannot write.
     const fc = await freshCheck({ socketDir: s.socketDir, port: ports.s, superuser: SU }, true, 5000);
     expect(fc.fresh.kind).toBe("ok");
     expect(fc.write).toMatchObject({ kind: "error", sqlstate: "0A000" });
-  }, 90_000);
+  }, 150_000);
 
   test("a failed clone removes its partial target and reports pg_basebackup's reason", async () => {
     const target = join(s.root, "failed-clone");
