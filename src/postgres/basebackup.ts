@@ -36,11 +36,17 @@ export interface BasebackupOptions {
   /** Skip the final fsync of the copy (tests only: a crash could leave a corrupt standby). */
   noSync?: boolean;
   onProgress?: (p: BasebackupProgress) => void;
+  /**
+   * Asked once, with pg_basebackup's estimate of the source's size (its first progress line, about
+   * a second into the copy): a reason to stop (no room), or null to go on. A stopped copy fails with
+   * that reason (BasebackupError.noRoom) and its target is removed.
+   */
+  room?: (estimateBytes: number) => string | null;
 }
 
 export class BasebackupError extends Error {
   override readonly name = "BasebackupError";
-  constructor(message: string, readonly stderr: string, readonly timedOut: boolean) {
+  constructor(message: string, readonly stderr: string, readonly timedOut: boolean, readonly noRoom = false) {
     super(message);
   }
 }
@@ -66,16 +72,29 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
     ...(o.slot ? [`--slot=${o.slot}`] : []), ...(o.slot && o.createSlot ? ["-C"] : []),
     ...(o.maxRateKbPerSec ? [`--max-rate=${o.maxRateKbPerSec}k`] : []), ...(o.noSync ? ["--no-sync"] : []),
   ];
+  const stop = new AbortController();
+  let refused: string | null = null;
+  let asked = false;
   const res = await runTool({
-    bin: pgTool(o.bins, "pg_basebackup"), args, env, user: o.osUser, timeoutMs: o.timeoutMs, log: o.log,
+    bin: pgTool(o.bins, "pg_basebackup"), args, env, user: o.osUser, timeoutMs: o.timeoutMs, log: o.log, signal: stop.signal,
     onStderrLine: (l) => {
       const p = parseProgress(l);
-      if (p && o.onProgress) o.onProgress(p);
+      if (!p) return;
+      if (o.room && !asked && p.totalKb > 0) {
+        asked = true;
+        refused = o.room(p.totalKb * 1024);
+        if (refused) return stop.abort();
+      }
+      o.onProgress?.(p);
     },
   }).catch(async (e: Error) => {
     await removeTree(o.target);
     throw e;
   });
+  if (refused) {
+    await removeTree(o.target);
+    throw new BasebackupError(refused, res.stderr, false, true);
+  }
   if (res.code === 0 && !res.timedOut) return { ms: res.ms };
   await removeTree(o.target);
   const why = res.timedOut ? `timed out after ${o.timeoutMs} ms` : stderrTail(res.stderr.split("\n").filter((l) => !parseProgress(l)).join("\n")) || `exit ${res.code}`;

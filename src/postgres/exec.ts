@@ -27,6 +27,8 @@ export interface ToolSpec {
   onStderrLine?: (line: string) => void;
   /** Log success at debug instead of info (for frequent, harmless commands). */
   quiet?: boolean;
+  /** Aborted: the tool's process group is stopped as at the timeout (SIGTERM, SIGKILL after a grace). */
+  signal?: AbortSignal;
 }
 
 export interface ToolResult {
@@ -113,15 +115,23 @@ export async function runTool(spec: ToolSpec): Promise<ToolResult> {
   }
 
   let timedOut = false;
+  let stopped = false;
   const killGroup = (sig: NodeJS.Signals) => {
     try { if (child.pid) process.kill(-child.pid, sig); } catch { /* already gone */ }
   };
   let hardKill: ReturnType<typeof setTimeout> | undefined;
-  const timer = setTimeout(() => {
-    timedOut = true;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
     killGroup("SIGTERM");
     hardKill = setTimeout(() => killGroup("SIGKILL"), KILL_GRACE_MS);
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stop();
   }, spec.timeoutMs);
+  spec.signal?.addEventListener("abort", stop, { once: true });
+  if (spec.signal?.aborted) stop();
 
   const closed = new Promise((r) => child.once("close", r));
   const exit = await new Promise<{ code: number | null; signal: string | null } | Error>((resolve) => {
@@ -129,12 +139,13 @@ export async function runTool(spec: ToolSpec): Promise<ToolResult> {
     child.once("exit", (code, signal) => resolve({ code, signal }));
   });
   clearTimeout(timer);
+  spec.signal?.removeEventListener("abort", stop);
   // A grandchild (e.g. a daemon) may keep our pipes open: give the streams a moment, then stop reading.
   let grace: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([closed, new Promise((r) => { grace = setTimeout(r, 200); })]);
   clearTimeout(grace);
   if (hardKill) clearTimeout(hardKill);
-  if (timedOut) killGroup("SIGKILL"); // helpers that outlived the leader (e.g. pg_basebackup's WAL streamer)
+  if (stopped) killGroup("SIGKILL"); // helpers that outlived the leader (e.g. pg_basebackup's WAL streamer)
   child.stdout?.destroy();
   child.stderr?.destroy();
   if (partial && spec.onStderrLine) safeCall(spec.onStderrLine, partial);

@@ -83,13 +83,16 @@ export function walWrittenAt(dataDir: string): number | null {
   return newest;
 }
 
+/** The size of the file system `path` is on, and what an unprivileged user may still write there (statfs). */
+export function fsRoom(path: string): { sizeBytes: number; availBytes: number } {
+  const s = statfsSync(path);
+  return { sizeBytes: s.blocks * s.bsize, availBytes: s.bavail * s.bsize };
+}
+
 /** Space on the data directory's file system, and on pg_wal's when it is another one. */
 export function diskUse(dataDir: string): DiskUse[] {
   const out: DiskUse[] = [];
-  const one = (what: DiskUse["what"], path: string) => {
-    const s = statfsSync(path);
-    out.push({ what, path, sizeBytes: s.blocks * s.bsize, availBytes: s.bavail * s.bsize });
-  };
+  const one = (what: DiskUse["what"], path: string) => out.push({ what, path, ...fsRoom(path) });
   try {
     one("data", dataDir);
     const wal = join(dataDir, "pg_wal");

@@ -201,6 +201,10 @@ describeCluster("backup: archiving that follows the primary", {
     expect(served).toEqual([]);
     expect(n4.lines(/restored from the backup repository/).length).toBe(1);
     expect(n4.lines(/cloning from the primary/)).toEqual([]);
+    // The restore's room was checked against the backup's database size (core/clone-room.ts) before it began.
+    const room = n4.lines(/room for a clone of the latest backup \(\S+\) \(\d+\.\d [kMG]B\): \d+\.\d [kMG]B needed, \d+\.\d [kMG]B free/);
+    console.log(room.join("\n"));
+    expect(room.length).toBe(1);
     expect(logSince(h.primary, mark, /error/)).toEqual([]);
   }), 240_000);
 

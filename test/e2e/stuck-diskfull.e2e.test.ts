@@ -13,7 +13,7 @@ import { type ClusterNode, PgCluster } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { waitGuarantee } from "../helpers/durability.ts";
 import { mustRun, onExitCleanup, run, waitFor } from "../helpers/proc.ts";
-import { API_TOKEN, boundsOf, describeAnalysis, faultRound, logMark, logSince, rejoinPath, secs, Writer } from "../helpers/writer.ts";
+import { API_TOKEN, boundsOf, describeAnalysis, faultRound, logMark, logSince, pgherd, rejoinPath, secs, Writer } from "../helpers/writer.ts";
 import { healthCode, TARGET_MS } from "./stuck-helpers.ts";
 
 const SIZE = "256m";
@@ -35,13 +35,19 @@ async function smallDisk(n: ClusterNode, outside: string): Promise<string[]> {
   return [n.stateDir, n.dir];
 }
 
-/** Write zeros into `file` until the file system has no byte left; the bytes written. */
-function fill(file: string): number {
+const freeBytes = (dir: string) => {
+  const s = statfsSync(dir);
+  return s.bavail * s.bsize;
+};
+
+/** Write zeros into `file` until the file system has no more than `leave` bytes left; the bytes written. */
+function fill(file: string, leave = 0): number {
   const fd = openSync(file, "w");
   const buf = Buffer.alloc(1024 * 1024);
   let n = 0;
   try {
-    for (let chunk = buf; chunk.length > 0;) {
+    for (let chunk = buf; chunk.length > 0 && (leave === 0 || freeBytes(file) > leave);) {
+      if (leave > 0) chunk = chunk.subarray(0, Math.min(chunk.length, freeBytes(file) - leave));
       try {
         n += writeSync(fd, chunk);
       } catch (e) {
@@ -142,4 +148,33 @@ describeCluster("stuck primary: disk full", {
     expect(path.decisions[0]).toMatch(/^(rewind|clone)/);
     expect(at).toBeGreaterThan(0);
   }), 400_000);
+
+  test("a standby with no room for a clone: rejoin --force-clone fails naming the room and fills nothing, the retries refuse without a base backup, and once space is freed it is cloned and streams", () => fx.c.diagnose(async () => {
+    const h = await fx.c.waitHealthy(90_000);
+    // A standby without a former primary's copy beside it (kept until a clone's server runs): the room freed below is all the clone's.
+    const s = h.standbys.find((n) => !readdirSync(n.dir).some((f) => f.includes(".pgherd-old-"))) ?? h.standbys[0]!;
+    const filler = join(s.dir, "filler");
+    const leave = 48 * 2 ** 20;
+    fill(filler, leave);
+    const mark = logMark(s);
+    try {
+      const r = await pgherd(s, ["rejoin", "--force-clone"]);
+      console.log(`pgherd rejoin --force-clone on ${s.name} with ${(freeBytes(s.dir) / 2 ** 20).toFixed(1)} MB free:\n  ${r.text.split("\n").join("\n  ")}`);
+      expect(r.code).not.toBe(0);
+      expect(r.text).toMatch(/rejoin failed: no room for a clone of the primary at \S+ \(\d+\.\d MB\): it needs \d+\.\d MB free on the file system of \S+ .*which has (4[0-9]|50)\.\d MB of 256\.0 MB/);
+      // Nothing of the stopped copy stays (its first WAL segment and MB included), and the next attempts
+      // refuse from the need already known instead of starting another base backup on the primary.
+      expect(freeBytes(s.dir)).toBeGreaterThan(leave - 2 ** 20);
+      await waitFor(() => logSince(s, mark, /the room here is still short/).length > 0, { timeoutMs: 30_000, intervalMs: 250, what: `${s.name} to refuse again from the known need` });
+      expect(logSince(s, mark, /pg_basebackup (killed|exited)/)).toHaveLength(1);
+    } finally {
+      rmSync(filler, { force: true });
+    }
+    await waitFor(async () => {
+      const [row] = await s.query("select status from pg_stat_wal_receiver").catch(() => []);
+      return row?.status === "streaming";
+    }, { timeoutMs: 120_000, intervalMs: 500, what: `${s.name} cloned and streaming once space was freed` });
+    expect(logSince(s, mark, /clone complete in/)).toHaveLength(1);
+    await fx.c.waitHealthy(60_000);
+  }), 240_000);
 });

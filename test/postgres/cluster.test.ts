@@ -34,7 +34,9 @@ import { PostmasterWatch } from "../../src/agent/pg/postmaster-watch.ts";
 import { readSettings } from "../../src/agent/pg/restart-node.ts";
 import { PgHost } from "../../src/agent/pg/host.ts";
 import { realClock } from "../../src/fence/clock.ts";
-import { freshCheck } from "../../src/postgres/liveness-obs.ts";
+import { freshCheck, fsRoom } from "../../src/postgres/liveness-obs.ts";
+import { roomRefusal } from "../../src/core/clone-room.ts";
+import { mustRun } from "../helpers/proc.ts";
 import { LocalSession } from "../../src/postgres/local-session.ts";
 
 const SU = "postgres";
@@ -248,11 +250,17 @@ describe("PostgreSQL controller on real servers", () => {
     const passfile = join(s.root, "pgpass");
     await writePassfile(passfile, [{ host: "127.0.0.1", port: ports.p, database: "*", user: REPL, password: replPassword }], pg);
     const progress: number[] = [];
+    const estimates: number[] = [];
     await basebackup({
       bins: standby.bins, osUser: PG_OS_USER, log: standby.log, host: "127.0.0.1", port: ports.p, user: REPL, passfile,
       target: standby.dataDir, slot: "standby1", timeoutMs: 60_000, noSync: true, onProgress: (p) => progress.push(p.percent),
+      room: (estimate) => (estimates.push(estimate), null),
     });
     expect(progress.at(-1)).toBe(100);
+    // Asked once, with pg_basebackup's estimate: at least the primary's databases.
+    const sized = await pdb.query("t", (sql) => sql`SELECT sum(pg_database_size(oid))::float8 AS size FROM pg_database`);
+    expect(estimates).toHaveLength(1);
+    expect(estimates[0]!).toBeGreaterThanOrEqual(Number(sized[0]?.size));
     expect((await stat(standby.dataDir)).uid).toBe(pg.uid);
     expect(log.lines.join("\n")).not.toContain(replPassword);
 
@@ -360,6 +368,43 @@ describe("PostgreSQL controller on real servers", () => {
     }).catch((x) => x);
     expect(notEmpty.message).toContain("is not empty");
     expect((await inspectDataDir(standby.dataDir, standby)).running).toBe(true); // untouched
+  }, 60_000);
+
+  test("a clone with no room on its file system stops at pg_basebackup's estimate, in its first second, and leaves nothing behind", async () => {
+    // A 64 MB file system for a primary of ~30 MB: the copy and its first WAL segment would fit, not
+    // with the WAL slack and the free share that must remain (core/clone-room.ts).
+    const small = join(s.root, "small-fs");
+    await mustRun(["mkdir", "-p", small]);
+    await mustRun(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "pgherd-ctl-small", small]);
+    try {
+      const before = fsRoom(small);
+      const progress: number[] = [];
+      let written = -1;
+      // At 2 MB/s (a copy over a slow link) the copy would take ~15 s: the check comes after about a
+      // second of it, beside the 16 MB WAL segment the WAL stream (-X stream) creates at once.
+      const e = await basebackup({
+        bins: standby.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: ports.p, user: REPL, passfile: join(s.root, "pgpass"),
+        target: join(small, "clone"), timeoutMs: 60_000, noSync: true, maxRateKbPerSec: 2048, onProgress: (p) => progress.push(p.percent),
+        room: (estimate) => {
+          const now = fsRoom(small);
+          written = before.availBytes - now.availBytes;
+          return roomRefusal(estimate, before, small, "the primary")?.text ?? null;
+        },
+      }).catch((x) => x);
+      expect(e).toBeInstanceOf(BasebackupError);
+      console.log(e.message);
+      expect(e.noRoom).toBe(true);
+      expect(e.message).toMatch(/^no room for a clone of the primary \(\d+\.\d MB\): it needs \d+\.\d MB free on the file system of .*small-fs .*, which has 64\.0 MB of 64\.0 MB; the clone is not made/);
+      expect(progress).toEqual([]);
+      console.log(`written when the estimate arrived: ${(written / 2 ** 20).toFixed(1)} MB`);
+      expect(written).toBeGreaterThanOrEqual(0);
+      expect(written).toBeLessThan(22 * 2 ** 20);
+      await expect(stat(join(small, "clone"))).rejects.toMatchObject({ code: "ENOENT" });
+      expect(fsRoom(small).availBytes).toBe(before.availBytes);
+      expect(log.lines.some((l) => l.includes("pg_basebackup killed by SIGTERM"))).toBe(true);
+    } finally {
+      await mustRun(["umount", small]);
+    }
   }, 60_000);
 
   test("promoting the standby moves it to timeline 2", async () => {

@@ -74,6 +74,33 @@ describe("runTool", () => {
     }
   });
 
+  test("an abort stops the whole process group as the timeout does, and is no timeout", async () => {
+    const dir = mkdtempSync("/tmp/pgherd-exec-");
+    try {
+      const pidFile = join(dir, "pid");
+      const log = memoryLogger();
+      const stop = new AbortController();
+      const t0 = performance.now();
+      const r = await runTool({
+        bin: "/bin/sh", args: ["-c", `sleep 30 & echo $! > ${pidFile}; echo started >&2; wait`], timeoutMs: 60_000, log, signal: stop.signal,
+        onStderrLine: (l) => { if (l === "started") stop.abort(); },
+      });
+      expect(r.timedOut).toBe(false);
+      expect(r.code).toBeNull();
+      expect(r.signal).toBe("SIGTERM");
+      expect(performance.now() - t0).toBeLessThan(5000);
+      const grandchild = Number(readFileSync(pidFile, "utf8"));
+      await waitFor(() => !pidAlive(grandchild), { timeoutMs: 5000, what: "the background sleep to be killed" });
+      // Aborted before it starts: stopped at once.
+      const early = new AbortController();
+      early.abort();
+      const e = await runTool({ bin: "/bin/sleep", args: ["5"], timeoutMs: 60_000, log, signal: early.signal });
+      expect(e.signal).toBe("SIGTERM");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("non-zero exit → ToolError with tool, code and stderr; missing binary → spawn failure", async () => {
     const log = memoryLogger();
     const e = await runToolOk({ bin: "/bin/sh", args: ["-c", "echo boom >&2; exit 4"], timeoutMs: 5000, log }).catch((x) => x);

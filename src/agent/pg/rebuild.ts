@@ -3,8 +3,12 @@
 // tool = "pgbackrest" and clone_from = "backup", a clone is a restore of the latest backup (the
 // primary serves no base backup; the standby replays the archive, then streams); pg_basebackup
 // from the primary when that fails (no backup yet).
-import { restoreLatest } from "../../backup/backups.ts";
+import { dirname } from "node:path";
+import { restoreLatest, stanzaInfo } from "../../backup/backups.ts";
 import { NOT_STUCK } from "../../core/catch-up.ts";
+import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal, stillShort } from "../../core/clone-room.ts";
+import { bytes } from "../../core/liveness.ts";
+import { fsRoom } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
 import { basebackup, cloneDirFor, removeOldCopies, removeUnfinishedClone, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
@@ -35,17 +39,23 @@ export class Rebuilder {
     this.noted();
     await removeUnfinishedClone(target, h.log);
     await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), { sparePrimaries: true });
-    if (await this.restoreFromBackup(target)) return this.swapAndStart(target, from, "restore of the latest backup");
+    // The room before any of the clone is written (pg_basebackup's estimate comes a second into the copy).
+    const room = fsRoom(dirname(target));
+    const last = this.lastRoom;
+    if (last && stillShort(last, room, h.clock.now())) {
+      throw new Error(`${last.text} (from the estimate of ${Math.round((h.clock.now() - last.at) / 1000)} s ago: the room here is still short; the source is asked again once it suffices, or ${ROOM_RECHECK_MS / 60_000} minutes after that estimate)`);
+    }
+    if (await this.restoreFromBackup(target, room)) return this.swapAndStart(target, from, "restore of the latest backup");
     h.log.info(`cloning from the primary at ${from} into ${target}`);
-    let last = -1;
+    let shown = -1;
     const passfile = await h.writePassfile(host, port);
     const { ms } = await basebackup({
       bins: h.node.bins, osUser: h.node.osUser, log: h.log, host, port, user: h.cfg.postgres.repl_user,
       passfile, target, slot: slotFor(h.ctx.nodeId), applicationName: cloneNameFor(h.ctx.nodeId), tls: await h.tls.client(),
-      timeoutMs: 6 * 3600_000,
+      timeoutMs: 6 * 3600_000, room: (estimate) => this.roomFor(target, room, estimate, `the primary at ${from}`),
       onProgress: (pr) => {
-        if (pr.percent >= last + 10 || pr.percent === 100) {
-          last = pr.percent;
+        if (pr.percent >= shown + 10 || pr.percent === 100) {
+          shown = pr.percent;
           h.note = `cloning ${pr.percent}% (${pr.doneKb}/${pr.totalKb} kB)`;
           h.log.info(h.note);
           this.noted();
@@ -56,18 +66,37 @@ export class Rebuilder {
     await this.swapAndStart(target, from, `pg_basebackup from ${from}`);
   }
 
+  /** The last clone refused for want of room (core/clone-room.ts): the next attempt refuses again without asking the source while it holds. */
+  private lastRoom: LastRefusal | null = null;
+
+  /** Why a clone of `estimateBytes` from `what` may not start beside the data directory, with `room` there before it (remembered, logged), or null. */
+  private roomFor(target: string, room: FsRoom, estimateBytes: number, what: string): string | null {
+    const r = roomRefusal(estimateBytes, room, dirname(target), what);
+    this.lastRoom = r ? { ...r, at: this.h.clock.now() } : null;
+    if (r) this.h.log.error(r.text);
+    else this.h.log.info(`room for a clone of ${what} (${bytes(estimateBytes)}): ${bytes(cloneNeeds(estimateBytes, room))} needed, ${bytes(room.availBytes)} free on the file system of ${dirname(target)}`);
+    return r?.text ?? null;
+  }
+
   /** [backup] clone_from = "backup": the latest backup restored into `target`; false (logged) when there is none or it failed. */
-  private async restoreFromBackup(target: string): Promise<boolean> {
+  private async restoreFromBackup(target: string, room: FsRoom): Promise<boolean> {
     const h = this.h;
     if (h.cfg.backup.tool !== "pgbackrest" || h.cfg.backup.clone_from !== "backup") return false;
     h.note = "cloning from the backup repository (pgbackrest restore)";
     this.noted();
     h.log.info(`${h.note} into ${target}`);
+    const run = { osUser: h.node.osUser, log: h.log, timeoutMs: 6 * 3600_000 };
     try {
-      const { ms } = await restoreLatest(await ensureBackrestConf(h.cfg, h.socketDir), { osUser: h.node.osUser, log: h.log, timeoutMs: 6 * 3600_000 }, target);
+      const paths = await ensureBackrestConf(h.cfg, h.socketDir);
+      // The restore is as large as the backup's database: it fits here, or neither it nor a base backup starts.
+      const latest = (await stanzaInfo(paths, run)).backups.at(-1);
+      const refused = latest ? this.roomFor(target, room, latest.sizeBytes, `the latest backup (${latest.label})`) : null;
+      if (refused) throw new NoRoom(refused);
+      const { ms } = await restoreLatest(paths, run, target);
       h.log.info(`restored from the backup repository in ${ms} ms: replays the archive, then streams`);
       return true;
     } catch (e) {
+      if (e instanceof NoRoom) throw e;
       h.log.warn(`restore from the backup repository failed (${(e as Error).message}): cloning from the primary with pg_basebackup instead`);
       return false;
     }
@@ -140,4 +169,9 @@ export class Rebuilder {
     this.progress({ kind: "starting" });
     await h.startServer();
   }
+}
+
+/** A clone refused before it started: the file system of the data directory has no room for it. */
+class NoRoom extends Error {
+  override readonly name = "NoRoom";
 }
