@@ -25,7 +25,7 @@ export function rejoinPoll(before: number, pg: NodePg | null | undefined): Rejoi
   const passed = r.passed ?? [];
   switch (r.state) {
     case "streaming": return { line: "rejoined: streaming from the primary", done: "streaming", passed };
-    case "failed": return { line: `rejoin failed: ${r.error ?? pg.error ?? "unknown error"} (the agent retries; follow it with pgherd status)`, done: "failed", passed };
+    case "failed": return { line: `rejoin failed: ${r.error ?? pg.error ?? "unknown error"} ${r.dropped ? "(not retried: run pgherd rejoin again once it can succeed)" : "(the agent retries; follow it with pgherd status)"}`, done: "failed", passed };
     case "requested": return { line: `requested${pg.action === "wait" ? detail : ""}`, done: null, passed };
     default: return { line: `${r.state}${detail}`, done: null, passed };
   }

@@ -171,6 +171,8 @@ export const bootstrapSection = () => z.strictObject({
 export const rejoinSection = () => z.strictObject({
   auto: z.boolean().default(true),
   keep_old: intIn(0, 100).default(1),
+  /** pg_basebackup --max-rate in kB/s (0: none); its range is 32 kB/s to 1 GB/s. */
+  clone_max_rate_kb: intIn(0, 1048576).refine((v) => v === 0 || v >= 32, "must be 0 (no limit) or at least 32 (pg_basebackup's least rate, kB/s)").default(0),
 });
 
 export const failoverSection = () => z.strictObject({

@@ -3,22 +3,30 @@
 //
 // Not streaming from a ready primary is not enough: a standby that restores WAL from the archive
 // (restore_command) streams only once it has caught up, which after a long absence takes minutes,
-// and a clone would throw that work away. So the clock runs only while the standby neither streams
-// nor replays: every change of its replay position starts it again, and so does a replay that
-// waits on purpose or for its queries (replayHeld). A restore_command call in progress (the startup
-// process in IPC:RestoreCommand, PostgreSQL 14 and later) holds the clock too, for up to RESTORE_MS
-// in one sighting: one segment fetched from a slow repository is no reason for a clone, a call that
-// hangs for minutes is.
+// and a clone would throw that work away. So what counts is the time it spends neither streaming
+// nor replaying: every change of its replay position starts the count again, and so does a replay
+// that waits on purpose or for its queries (replayHeld). Time inside a restore_command call (the
+// startup process in IPC:RestoreCommand, PostgreSQL 15 and later) does not count, up to RESTORE_MS
+// of one call: a segment fetched slowly from a remote repository is no reason for a clone, a call
+// that hangs for minutes is. The time between calls does count: a standby whose archive keeps
+// failing (each call, then a stream attempt, then wal_retrieve_retry_interval) is stuck once those
+// gaps add up to STUCK_MS.
 
-/** A standby that has neither streamed nor replayed for this long while the primary is ready is stuck. */
+/** A standby that has neither streamed nor replayed for this long (restore_command calls left out) while the primary is ready is stuck. */
 export const STUCK_MS = 15_000;
 
-/** One restore_command call may hold the clock this long (seen in every observation since its start). */
+/** Time inside one restore_command call (seen at every observation since its start) left out of the count up to this long. */
 export const RESTORE_MS = 5 * 60_000;
 
 export interface CatchUp {
-  /** Since when (clock ms) the standby has neither streamed nor replayed; null: it does not count. */
-  since: number | null;
+  /**
+   * Time (ms, as of the last observation) the standby has spent neither streaming nor replaying,
+   * restore_command calls within their bound left out; null: it does not count (not a running
+   * standby, streaming, or no primary to stream from).
+   */
+  idleMs: number | null;
+  /** The clock (ms) at the last observation; null: none yet. */
+  at: number | null;
   /** The replay position at the last observation (null: unknown or not a standby). */
   replay: string | null;
   /** Since when the startup process has been seen running restore_command at every observation; null: not now. */
@@ -51,17 +59,21 @@ export function replayHeld(wait: string | null): boolean {
 /** The startup process runs restore_command: fetching a segment (or a history file) from the archive. */
 export const restoring = (wait: string | null): boolean => wait === "IPC:RestoreCommand";
 
-export const NOT_STUCK: CatchUp = { since: null, replay: null, restoringSince: null };
+export const NOT_STUCK: CatchUp = { idleMs: null, at: null, replay: null, restoringSince: null };
 
 export function stepCatchUp(prev: CatchUp, o: CatchUpObs, now: number): CatchUp {
   if (!o.standby) return NOT_STUCK;
   const restoringSince = restoring(o.startupWait) ? (prev.restoringSince ?? now) : null;
-  if (o.streaming || !o.primaryReady) return { since: null, replay: o.replayLsn, restoringSince };
+  const next = { at: now, replay: o.replayLsn, restoringSince };
+  if (o.streaming || !o.primaryReady) return { ...next, idleMs: null };
+  const replayed = (o.replayLsn !== null && o.replayLsn !== prev.replay) || replayHeld(o.startupWait);
+  if (replayed || prev.idleMs === null || prev.at === null) return { ...next, idleMs: 0 };
+  // The time since the last observation counts unless this one finds a call within its bound.
   const fetching = restoringSince !== null && now - restoringSince <= RESTORE_MS;
-  const replayed = (o.replayLsn !== null && o.replayLsn !== prev.replay) || replayHeld(o.startupWait) || fetching;
-  return { since: replayed || prev.since === null ? now : prev.since, replay: o.replayLsn, restoringSince };
+  return { ...next, idleMs: prev.idleMs + (fetching ? 0 : Math.max(0, now - prev.at)) };
 }
 
-export function isStuck(c: CatchUp, now: number): boolean {
-  return c.since !== null && now - c.since > STUCK_MS;
+/** Stuck as of the last observation: neither streamed nor replayed for longer than STUCK_MS, restore_command calls within their bound left out. */
+export function isStuck(c: CatchUp): boolean {
+  return c.idleMs !== null && c.idleMs > STUCK_MS;
 }

@@ -4,9 +4,10 @@
 // A clone that does not fit fails with ENOSPC only after it has filled the file system, which may
 // also hold this agent's state (its fsync'd votes), the server's logs and other services' files,
 // and a failed clone is retried: without this check every attempt fills the disk again. The source's
-// size is pg_basebackup's own estimate (its first progress line, about a second into the copy, when
-// its WAL stream has made its first 16 MB segment) or, for a restore, the backup's database size in
-// the repository's info, read before the restore starts.
+// size is first this node's own data directory (a standby's or former primary's copy of the same
+// database, measured before anything is written), then pg_basebackup's own estimate (its first
+// progress line, about a second into the copy, when its WAL stream has made its first 16 MB
+// segment) or, for a restore, the backup's database size in the repository's info.
 
 import { bytes, LIVENESS_DEFAULTS, type LivenessThresholds } from "./liveness.ts";
 
@@ -16,7 +17,7 @@ export interface FsRoom {
   availBytes: number;
 }
 
-/** WAL written on the primary while the copy runs also arrives in the clone (pg_basebackup -X stream). */
+/** WAL written on the primary while the copy runs also arrives in the clone (pg_basebackup -X stream): an allowance, not a bound (a busy primary can write more during a long copy). */
 export const WAL_SLACK_SHARE = 0.05;
 export const WAL_SLACK_MIN_BYTES = 64 * 1024 * 1024;
 

@@ -14,6 +14,8 @@ export const RejoinProgressSchema = z.object({
   error: text(500).nullable(),
   /** The steps this request went through so far, in order (a poll may come after a quick one ended). */
   passed: z.array(z.enum(["rewinding", "cloning", "starting"])).max(8).optional(),
+  /** Failed, and the request dropped: the agent does not retry it (a clone with no room). */
+  dropped: z.boolean().optional(),
 });
 export type RejoinProgress = z.infer<typeof RejoinProgressSchema>;
 

@@ -42,6 +42,12 @@ export interface BasebackupOptions {
    * that reason (BasebackupError.noRoom) and its target is removed.
    */
   room?: (estimateBytes: number) => string | null;
+  /**
+   * Stopped when the copy shows no progress for this long (pg_basebackup -P lines whose kB moved;
+   * the start, with the source's checkpoint and size estimate, counts too), until it has copied
+   * 100 %: the WAL it waits for and the final fsync are bounded by timeoutMs alone.
+   */
+  stallMs?: number;
 }
 
 export class BasebackupError extends Error {
@@ -75,11 +81,21 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
   const stop = new AbortController();
   let refused: string | null = null;
   let asked = false;
+  let stalled = false;
+  let lastKb = -1;
+  let stall: ReturnType<typeof setTimeout> | undefined;
+  const watch = (go: boolean) => {
+    clearTimeout(stall);
+    if (go && o.stallMs) stall = setTimeout(() => { stalled = true; stop.abort(); }, o.stallMs);
+  };
+  watch(true);
   const res = await runTool({
     bin: pgTool(o.bins, "pg_basebackup"), args, env, user: o.osUser, timeoutMs: o.timeoutMs, log: o.log, signal: stop.signal,
     onStderrLine: (l) => {
       const p = parseProgress(l);
       if (!p) return;
+      if (p.doneKb !== lastKb) watch(p.percent < 100);
+      lastKb = p.doneKb;
       if (o.room && !asked && p.totalKb > 0) {
         asked = true;
         refused = o.room(p.totalKb * 1024);
@@ -90,10 +106,11 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
   }).catch(async (e: Error) => {
     await removeTree(o.target);
     throw e;
-  });
-  if (refused) {
+  }).finally(() => watch(false));
+  if (refused || stalled) {
     await removeTree(o.target);
-    throw new BasebackupError(refused, res.stderr, false, true);
+    if (refused) throw new BasebackupError(refused, res.stderr, false, true);
+    throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} made no progress for ${Math.round((o.stallMs ?? 0) / 1000)} s: stopped (the source or the network stalls)`, res.stderr, true);
   }
   if (res.code === 0 && !res.timedOut) return { ms: res.ms };
   await removeTree(o.target);

@@ -332,3 +332,25 @@ export async function removeTree(path: string): Promise<void> {
   };
   await inParent(path, rmAt).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
 }
+
+/**
+ * Bytes of the regular files under `path` (fd-relative walk, never through a link), the top-level
+ * entries named in `skip` left out; null when `path` is absent. Files that vanish meanwhile count 0.
+ */
+export async function treeBytes(path: string, skip: ReadonlySet<string> = new Set()): Promise<number | null> {
+  let total = 0;
+  const sizeAt = (top: boolean) => async (d: SafeDir, name: string): Promise<void> => {
+    if (top && skip.has(name)) return;
+    const st = await lstat(d.at(name)).catch((e) => (errno(e) === "ENOENT" ? null : Promise.reject(e)));
+    if (!st) return;
+    if (st.isDirectory()) await d.eachIn(name, sizeAt(false)).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
+    else if (st.isFile()) total += st.size;
+  };
+  const found = await inParent(path, async (d, name) => {
+    const st = await lstat(d.at(name)).catch((e) => (errno(e) === "ENOENT" ? null : Promise.reject(e)));
+    if (!st?.isDirectory()) return false;
+    await d.eachIn(name, sizeAt(true));
+    return true;
+  }).catch((e) => (errno(e) === "ENOENT" ? false : Promise.reject(e)));
+  return found ? total : null;
+}

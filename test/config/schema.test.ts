@@ -44,7 +44,7 @@ describe("defaults", () => {
         loop_ms: 500, start_timeout_s: 120, max_wal_senders: 10, max_replication_slots: 10, wal_level: "replica", parameters: {}, replication_tls: true,
       },
       bootstrap: { from_existing: false, from_backup: false, target_time: "", target_lsn: "" },
-      rejoin: { auto: true, keep_old: 1 },
+      rejoin: { auto: true, keep_old: 1, clone_max_rate_kb: 0 },
       failover: { max_lag_bytes: 1048576 },
       slots: { retain_minutes: 30, max_slot_wal_keep_size: "", permanent: [] },
       tags: { nofailover: false, noloadbalance: false },
@@ -186,6 +186,12 @@ describe("bad input names the key", () => {
       'pgherd.toml: discovery.peers.1 is invalid: "db3:70000": port must be 1..65535',
       'pgherd.toml: mesh.listen is invalid: "0.0.0.0" needs a port (host:port)',
     ]);
+  });
+
+  test("a clone's rate limit is 0 (none) or within pg_basebackup's range", () => {
+    expect(errorLines(`${BASE}[rejoin]\nclone_max_rate_kb = 16\n`)).toEqual(["pgherd.toml: rejoin.clone_max_rate_kb must be 0 (no limit) or at least 32 (pg_basebackup's least rate, kB/s)"]);
+    expect(errorLines(`${BASE}[rejoin]\nclone_max_rate_kb = 2000000\n`)).toEqual(["pgherd.toml: rejoin.clone_max_rate_kb must be at most 1048576"]);
+    expect(parseConfig(`${BASE}[rejoin]\nclone_max_rate_kb = 51200\n`, "pgherd.toml").rejoin.clone_max_rate_kb).toBe(51200);
   });
 
   test("secrets never appear in error messages", () => {

@@ -63,7 +63,7 @@ function fill(file: string, leave = 0): number {
 
 describeCluster("stuck primary: disk full", {
   start: async () => {
-    const c = await PgCluster.create({ test: "stuck-diskfull", tag: "sfull", nodes: 3, defaults: { extra: { api: { token: API_TOKEN } } } });
+    const c = await PgCluster.create({ test: "stuck-diskfull", tag: "sfull", nodes: 3, defaults: { extra: { api: { token: API_TOKEN }, rejoin: { clone_max_rate_kb: 102400 } } } });
     const mounts: string[] = [];
     const unmount = () => { for (const m of mounts.splice(0)) Bun.spawnSync(["umount", "-l", m]); };
     const unregister = onExitCleanup(unmount);
@@ -149,7 +149,7 @@ describeCluster("stuck primary: disk full", {
     expect(at).toBeGreaterThan(0);
   }), 400_000);
 
-  test("a standby with no room for a clone: rejoin --force-clone fails naming the room and fills nothing, the retries refuse without a base backup, and once space is freed it is cloned and streams", () => fx.c.diagnose(async () => {
+  test("a standby with no room for a clone: rejoin --force-clone fails naming the room before writing anything, and the standby streams again; asked again while short it refuses at once; once space is freed it is cloned", () => fx.c.diagnose(async () => {
     const h = await fx.c.waitHealthy(90_000);
     // A standby without a former primary's copy beside it (kept until a clone's server runs): the room freed below is all the clone's.
     const s = h.standbys.find((n) => !readdirSync(n.dir).some((f) => f.includes(".pgherd-old-"))) ?? h.standbys[0]!;
@@ -157,24 +157,56 @@ describeCluster("stuck primary: disk full", {
     const leave = 48 * 2 ** 20;
     fill(filler, leave);
     const mark = logMark(s);
+    const streaming = async () => {
+      const [row] = await s.query("select status from pg_stat_wal_receiver").catch(() => []);
+      return row?.status === "streaming";
+    };
     try {
-      const r = await pgherd(s, ["rejoin", "--force-clone"]);
-      console.log(`pgherd rejoin --force-clone on ${s.name} with ${(freeBytes(s.dir) / 2 ** 20).toFixed(1)} MB free:\n  ${r.text.split("\n").join("\n  ")}`);
+      // The least free space while the refused clone is tried: sized by this node's own copy of the
+      // database, it is refused before anything is written.
+      let least = freeBytes(s.dir);
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          least = Math.min(least, freeBytes(s.dir));
+          await Bun.sleep(10);
+        }
+      })();
+      const r = await pgherd(s, ["rejoin", "--force-clone"]).finally(async () => {
+        sampling = false;
+        await sampler;
+      });
+      console.log(`pgherd rejoin --force-clone on ${s.name} with ${(leave / 2 ** 20).toFixed(1)} MB free (at least ${(least / 2 ** 20).toFixed(1)} MB free meanwhile):\n  ${r.text.split("\n").join("\n  ")}`);
       expect(r.code).not.toBe(0);
-      expect(r.text).toMatch(/rejoin failed: no room for a clone of the primary at \S+ \(\d+\.\d MB\): it needs \d+\.\d MB free on the file system of \S+ .*which has (4[0-9]|50)\.\d MB of 256\.0 MB/);
-      // Nothing of the stopped copy stays (its first WAL segment and MB included), and the next attempts
-      // refuse from the need already known instead of starting another base backup on the primary.
-      expect(freeBytes(s.dir)).toBeGreaterThan(leave - 2 ** 20);
-      await waitFor(() => logSince(s, mark, /the room here is still short/).length > 0, { timeoutMs: 30_000, intervalMs: 250, what: `${s.name} to refuse again from the known need` });
-      expect(logSince(s, mark, /pg_basebackup (killed|exited)/)).toHaveLength(1);
+      expect(r.text).toMatch(/rejoin failed: no room for a clone of the primary at \S+, as large as this node's own data directory \(\d+\.\d MB\): it needs \d+\.\d MB free on the file system of \S+ .*which has (4[0-9]|50)\.\d MB of 256\.0 MB.*\(not retried: run pgherd rejoin again once it can succeed\)$/);
+      expect(logSince(s, mark, /pg_basebackup (killed|exited)/)).toEqual([]);
+      // Nothing of a clone was written (the server's log and its shutdown checkpoint may take a little).
+      expect(least).toBeGreaterThan(leave - 4 * 2 ** 20);
+      expect(readdirSync(s.dir).filter((f) => f.includes(".pgherd-clone"))).toEqual([]);
+      // Not kept down: the request is dropped and the standby runs and streams from its own data again.
+      await waitFor(streaming, { timeoutMs: 60_000, intervalMs: 250, what: `${s.name} streaming again after the refused clone` });
+      // Asked again while the room is short: refused at once from the need already known, the server
+      // left running, no second base backup on the primary.
+      const again = await pgherd(s, ["rejoin", "--force-clone"]);
+      console.log(`again: ${again.text.split("\n").at(-1)}`);
+      expect(again.code).not.toBe(0);
+      expect(again.text).toContain("the room here is still short");
+      expect(logSince(s, mark, /pg_basebackup (killed|exited)/)).toEqual([]);
+      expect(logSince(s, mark, /pg_ctl stop exited/)).toHaveLength(1);
+      expect(await streaming()).toBe(true);
     } finally {
       rmSync(filler, { force: true });
     }
-    await waitFor(async () => {
-      const [row] = await s.query("select status from pg_stat_wal_receiver").catch(() => []);
-      return row?.status === "streaming";
-    }, { timeoutMs: 120_000, intervalMs: 500, what: `${s.name} cloned and streaming once space was freed` });
+    // Space freed: the next request asks the primary again, clones at the rate this suite sets
+    // (rejoin.clone_max_rate_kb, pg_basebackup --max-rate), and the standby streams.
+    const ok = await pgherd(s, ["rejoin", "--force-clone"]);
+    console.log(`after freeing: ${ok.text.split("\n").at(-1)}`);
+    expect(ok.text.split("\n").at(-1)).toBe("rejoined: streaming from the primary");
     expect(logSince(s, mark, /clone complete in/)).toHaveLength(1);
+    expect(logSince(s, mark, /cloning from the primary at \S+ into \S+ at most 102400 kB\/s \(rejoin\.clone_max_rate_kb\)/)).toHaveLength(1);
+    // Both estimates were checked: this node's own data directory's, then pg_basebackup's.
+    expect(logSince(s, mark, /room for a clone of the primary at \S+, as large as this node's own data directory \(\d+\.\d MB\): \d+\.\d MB needed/)).toHaveLength(1);
+    expect(logSince(s, mark, /room for a clone of the primary at \S+ \(\d+\.\d MB\): \d+\.\d MB needed/)).toHaveLength(1);
     await fx.c.waitHealthy(60_000);
   }), 240_000);
 });

@@ -323,9 +323,9 @@ describe("PostgreSQL controller on real servers", () => {
 
     // A restore_command call in progress (core/catch-up.ts restoring: it holds the stuck clock, for
     // up to RESTORE_MS): the standby cut from its stream fetches from an "archive" whose calls take 8 s
-    // and fail (restore_command is reloadable from PostgreSQL 14, the wait event exists from 14).
+    // and fail (restore_command is reloadable from PostgreSQL 14, the wait event exists from 15).
     const major = Math.floor((await up(sdb)).serverVersion / 10000);
-    if (major >= 14) {
+    if (major >= 15) {
       await sdb.query("t", (sql) => sql`ALTER SYSTEM SET restore_command = 'sleep 8; exit 1'`);
       await sdb.query("t", (sql) => sql`ALTER SYSTEM SET primary_conninfo = ''`);
       await sdb.query("t", (sql) => sql`SELECT pg_reload_conf()`);
@@ -400,10 +400,44 @@ describe("PostgreSQL controller on real servers", () => {
       expect(written).toBeGreaterThanOrEqual(0);
       expect(written).toBeLessThan(22 * 2 ** 20);
       await expect(stat(join(small, "clone"))).rejects.toMatchObject({ code: "ENOENT" });
-      expect(fsRoom(small).availBytes).toBe(before.availBytes);
+      // Everything the stopped copy wrote is gone once its processes are (the WAL streamer is killed with it).
+      await waitFor(() => fsRoom(small).availBytes === before.availBytes, { timeoutMs: 5000, what: "the stopped copy's space back" });
       expect(log.lines.some((l) => l.includes("pg_basebackup killed by SIGTERM"))).toBe(true);
     } finally {
       await mustRun(["umount", small]);
+    }
+  }, 60_000);
+
+  test("a clone that makes no progress (the source's walsender stopped) is stopped after stallMs and leaves nothing behind", async () => {
+    const target = join(s.root, "stalled-clone");
+    const stopped: number[] = [];
+    let stoppedAt = 0;
+    try {
+      const e = await basebackup({
+        bins: standby.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: ports.p, user: REPL, passfile: join(s.root, "pgpass"),
+        target, timeoutMs: 120_000, noSync: true, maxRateKbPerSec: 1024, stallMs: 2000,
+        onProgress: () => {
+          if (stoppedAt) return;
+          stoppedAt = performance.now();
+          // The walsender that sends the files (its command is BASE_BACKUP), frozen as a hung source would be.
+          void pdb.query("t", (sql) => sql`SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender' AND query LIKE 'BASE_BACKUP%'`).then((rows) => {
+            for (const r of rows) {
+              process.kill(Number(r.pid), "SIGSTOP");
+              stopped.push(Number(r.pid));
+            }
+          });
+        },
+      }).catch((x) => x);
+      const ms = performance.now() - stoppedAt;
+      console.log(`${e.message} (${Math.round(ms)} ms after the walsender was stopped)`);
+      expect(stopped.length).toBe(1);
+      expect(e).toBeInstanceOf(BasebackupError);
+      expect(e.message).toMatch(/^pg_basebackup from 127\.0\.0\.1:\d+ made no progress for 2 s: stopped/);
+      expect(ms).toBeGreaterThanOrEqual(2000);
+      expect(ms).toBeLessThan(10_000);
+      await expect(stat(target)).rejects.toMatchObject({ code: "ENOENT" });
+    } finally {
+      for (const pid of stopped) process.kill(pid, "SIGCONT");
     }
   }, 60_000);
 

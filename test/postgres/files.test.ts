@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
 import { cloneDirFor, removeOldCopies, removeUnfinishedClone, swapDataDir } from "../../src/postgres/basebackup.ts";
 import { oldCopiesBeyond } from "../../src/postgres/old-copies.ts";
-import { writeFileAtomic } from "../../src/postgres/fsutil.ts";
+import { treeBytes, writeFileAtomic } from "../../src/postgres/fsutil.ts";
 import { setStandbySignal, writeManagedConfig } from "../../src/postgres/managed-config.ts";
 import { writePassfile } from "../../src/postgres/passwords.ts";
 import { INCLUDE_LINE } from "../../src/postgres/pgconf.ts";
@@ -150,5 +150,24 @@ describe("data dir files", () => {
     const before = await readFile(join(dir, "pg_hba.conf"), "utf8");
     await expect(writeManagedConfig({ ...cfg, hba: { ...cfg.hba, peers: ["10.0.0.0/8"] } })).rejects.toThrow(/not an IPv4/);
     expect(await readFile(join(dir, "pg_hba.conf"), "utf8")).toBe(before);
+  });
+});
+
+describe("treeBytes (a clone's size from this node's own data directory)", () => {
+  test("sums the regular files below, leaves out the named top-level entries, never goes through a link; absent is null", async () => {
+    const data = join(dir, "pgdata");
+    await mkdir(join(data, "base", "1"), { recursive: true });
+    await mkdir(join(data, "pg_wal"), { recursive: true });
+    await writeFile(join(data, "PG_VERSION"), "16\n");
+    await writeFile(join(data, "base", "1", "1259"), Buffer.alloc(8192));
+    await writeFile(join(data, "pg_wal", "000000010000000000000001"), Buffer.alloc(16384));
+    // A link to a large file and one to a directory elsewhere: neither is followed nor counted.
+    await writeFile(join(dir, "elsewhere"), Buffer.alloc(100_000));
+    symlinkSync(join(dir, "elsewhere"), join(data, "base", "link"));
+    symlinkSync(dir, join(data, "pg_tblspc_link"));
+    expect(await treeBytes(data, new Set(["pg_wal"]))).toBe(3 + 8192);
+    expect(await treeBytes(data)).toBe(3 + 8192 + 16384);
+    expect(await treeBytes(join(dir, "absent"))).toBeNull();
+    expect(await treeBytes(join(dir, "elsewhere"))).toBeNull();
   });
 });

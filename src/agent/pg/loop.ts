@@ -17,7 +17,7 @@ import { Maintenance } from "./durability.ts";
 import { QueueTimeout, SerialExecutor } from "./executor.ts";
 import { PgHost } from "./host.ts";
 import { PrimaryStarter } from "./primary.ts";
-import { Rebuilder } from "./rebuild.ts";
+import { NoRoomError, Rebuilder } from "./rebuild.ts";
 import { rejoinStep, type RejoinEvent } from "./rejoin.ts";
 import { MonitorRound, PREPARE_SLOTS_MS } from "./round.ts";
 import { PostmasterWatch } from "./postmaster-watch.ts";
@@ -79,8 +79,15 @@ export class PostgresLoop implements LoopControl {
       maintenance: this.maintenance, slots: this.slots, primary, rebuild,
       rejoin: () => ({ request: this.rejoinRequest, progress: this.rejoinProgress }),
       observed: (standby, streaming) => this.progress({ kind: "observed", standby, streaming }),
-      failed: (kind, error, failures) => {
-        if (kind === "clone" || kind === "rewind" || kind === "start-standby") this.progress({ kind: "failed", error });
+      failed: (kind, error, failures, cause) => {
+        // The data directory is as it was: an asked-for clone that cannot fit is dropped, and the
+        // rounds start the server again instead of keeping a standby down until space is freed.
+        const dropped = cause instanceof NoRoomError && this.rejoinRequest !== null;
+        if (kind === "clone" || kind === "rewind" || kind === "start-standby") this.progress({ kind: "failed", error, dropped });
+        if (dropped) {
+          log.warn(`rejoin request dropped: ${error}`);
+          this.rejoinRequest = null;
+        }
         if (kind === "start-standby" && failures >= 3) {
           log.warn(`start as a standby failed ${failures} times: rebuilding it from a fresh clone`);
           this.rejoinRequest = { clone: true };

@@ -8,12 +8,23 @@ import { restoreLatest, stanzaInfo } from "../../backup/backups.ts";
 import { NOT_STUCK } from "../../core/catch-up.ts";
 import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal, stillShort } from "../../core/clone-room.ts";
 import { bytes } from "../../core/liveness.ts";
+import { treeBytes } from "../../postgres/fsutil.ts";
 import { fsRoom } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
-import { basebackup, cloneDirFor, removeOldCopies, removeUnfinishedClone, rewind, swapDataDir } from "../../postgres/index.ts";
+import { basebackup, BasebackupError, cloneDirFor, removeOldCopies, removeUnfinishedClone, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
+
+/** What a base backup leaves out of a data directory (pg_basebackup's exclusions, at the top level). */
+const NOT_COPIED: ReadonlySet<string> = new Set(["pg_wal", "pg_replslot", "pg_stat_tmp", "pg_dynshmem", "pg_notify", "pg_serial", "pg_snapshots", "pg_subtrans"]);
+
+/**
+ * A copy of a large database at a limited rate takes days (4 TB at 50 MB/s: 23 h): the clone is
+ * stopped when it makes no progress for CLONE_STALL_MS, and only a week bounds it as a whole.
+ */
+const CLONE_TIMEOUT_MS = 7 * 24 * 3600_000;
+const CLONE_STALL_MS = 30 * 60_000;
 
 export class Rebuilder {
   /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
@@ -21,11 +32,21 @@ export class Rebuilder {
 
   /** Stop, clone from `from`, swap the clone in, start as its standby. */
   async cloneFrom(from: string): Promise<void> {
+    this.refuseWhileShort(); // before the server stops: a known refusal keeps it running
     await this.h.stopServer("fast", 60);
     await this.clone(from);
   }
 
   private async clone(from: string): Promise<void> {
+    try {
+      await this.cloneOnce(from);
+    } catch (e) {
+      this.h.note = ""; // the error is reported, not a step in progress
+      throw e instanceof BasebackupError && e.noRoom ? new NoRoomError(e.message) : e;
+    }
+  }
+
+  private async cloneOnce(from: string): Promise<void> {
     const h = this.h;
     const s = h.ctx.secrets();
     if (!s) throw new Error("no replication credentials");
@@ -39,20 +60,23 @@ export class Rebuilder {
     this.noted();
     await removeUnfinishedClone(target, h.log);
     await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), { sparePrimaries: true });
-    // The room before any of the clone is written (pg_basebackup's estimate comes a second into the copy).
-    const room = fsRoom(dirname(target));
-    const last = this.lastRoom;
-    if (last && stillShort(last, room, h.clock.now())) {
-      throw new Error(`${last.text} (from the estimate of ${Math.round((h.clock.now() - last.at) / 1000)} s ago: the room here is still short; the source is asked again once it suffices, or ${ROOM_RECHECK_MS / 60_000} minutes after that estimate)`);
+    // The room before any of the clone is written (pg_basebackup's estimate comes a second into the
+    // copy, which can fill a nearly full disk in that second): this node's own copy of the same
+    // database, when it has one, sizes it before anything is written.
+    const room = this.refuseWhileShort();
+    const own = await treeBytes(h.node.dataDir, NOT_COPIED);
+    if (own !== null && this.roomFor(target, room, own, `the primary at ${from}, as large as this node's own data directory`)) {
+      throw new NoRoomError(this.lastRoom!.text);
     }
     if (await this.restoreFromBackup(target, room)) return this.swapAndStart(target, from, "restore of the latest backup");
-    h.log.info(`cloning from the primary at ${from} into ${target}`);
+    const rate = h.cfg.rejoin.clone_max_rate_kb;
+    h.log.info(`cloning from the primary at ${from} into ${target}${rate ? ` at most ${rate} kB/s (rejoin.clone_max_rate_kb)` : ""}`);
     let shown = -1;
     const passfile = await h.writePassfile(host, port);
     const { ms } = await basebackup({
       bins: h.node.bins, osUser: h.node.osUser, log: h.log, host, port, user: h.cfg.postgres.repl_user,
       passfile, target, slot: slotFor(h.ctx.nodeId), applicationName: cloneNameFor(h.ctx.nodeId), tls: await h.tls.client(),
-      timeoutMs: 6 * 3600_000, room: (estimate) => this.roomFor(target, room, estimate, `the primary at ${from}`),
+      timeoutMs: CLONE_TIMEOUT_MS, stallMs: CLONE_STALL_MS, ...(rate ? { maxRateKbPerSec: rate } : {}), room: (estimate) => this.roomFor(target, room, estimate, `the primary at ${from}`),
       onProgress: (pr) => {
         if (pr.percent >= shown + 10 || pr.percent === 100) {
           shown = pr.percent;
@@ -68,6 +92,17 @@ export class Rebuilder {
 
   /** The last clone refused for want of room (core/clone-room.ts): the next attempt refuses again without asking the source while it holds. */
   private lastRoom: LastRefusal | null = null;
+
+  /** The room beside the data directory now; throws NoRoomError while the last refusal still holds. */
+  private refuseWhileShort(): FsRoom {
+    const h = this.h;
+    const room = fsRoom(dirname(cloneDirFor(h.node.dataDir)));
+    const last = this.lastRoom;
+    if (last && stillShort(last, room, h.clock.now())) {
+      throw new NoRoomError(`${last.text} (from the estimate of ${Math.round((h.clock.now() - last.at) / 1000)} s ago: the room here is still short; the source is asked again once it suffices, or ${ROOM_RECHECK_MS / 60_000} minutes after that estimate)`);
+    }
+    return room;
+  }
 
   /** Why a clone of `estimateBytes` from `what` may not start beside the data directory, with `room` there before it (remembered, logged), or null. */
   private roomFor(target: string, room: FsRoom, estimateBytes: number, what: string): string | null {
@@ -85,18 +120,18 @@ export class Rebuilder {
     h.note = "cloning from the backup repository (pgbackrest restore)";
     this.noted();
     h.log.info(`${h.note} into ${target}`);
-    const run = { osUser: h.node.osUser, log: h.log, timeoutMs: 6 * 3600_000 };
+    const run = { osUser: h.node.osUser, log: h.log, timeoutMs: CLONE_TIMEOUT_MS };
     try {
       const paths = await ensureBackrestConf(h.cfg, h.socketDir);
       // The restore is as large as the backup's database: it fits here, or neither it nor a base backup starts.
       const latest = (await stanzaInfo(paths, run)).backups.at(-1);
       const refused = latest ? this.roomFor(target, room, latest.sizeBytes, `the latest backup (${latest.label})`) : null;
-      if (refused) throw new NoRoom(refused);
+      if (refused) throw new NoRoomError(refused);
       const { ms } = await restoreLatest(paths, run, target);
       h.log.info(`restored from the backup repository in ${ms} ms: replays the archive, then streams`);
       return true;
     } catch (e) {
-      if (e instanceof NoRoom) throw e;
+      if (e instanceof NoRoomError) throw e;
       h.log.warn(`restore from the backup repository failed (${(e as Error).message}): cloning from the primary with pg_basebackup instead`);
       return false;
     }
@@ -171,7 +206,7 @@ export class Rebuilder {
   }
 }
 
-/** A clone refused before it started: the file system of the data directory has no room for it. */
-class NoRoom extends Error {
-  override readonly name = "NoRoom";
+/** A clone refused for want of room on the data directory's file system (core/clone-room.ts); the data directory is as it was. */
+export class NoRoomError extends Error {
+  override readonly name = "NoRoomError";
 }

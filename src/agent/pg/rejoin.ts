@@ -7,7 +7,7 @@ export type RejoinEvent =
   | { kind: "request"; clone: boolean }
   | { kind: "rebuild"; how: "rewind" | "clone" }
   | { kind: "starting" }
-  | { kind: "failed"; error: string }
+  | { kind: "failed"; error: string; dropped?: boolean }
   /** A monitoring round's view of the server. */
   | { kind: "observed"; standby: boolean; streaming: boolean };
 
@@ -18,7 +18,7 @@ export function rejoinStep(p: RejoinProgress | null, e: RejoinEvent): RejoinProg
   switch (e.kind) {
     case "rebuild": return pass(e.how === "rewind" ? "rewinding" : "cloning");
     case "starting": return pass("starting");
-    case "failed": return { ...p, state: "failed", error: e.error.slice(0, 500) };
+    case "failed": return { ...p, state: "failed", error: e.error.slice(0, 500), ...(e.dropped ? { dropped: true } : {}) };
     case "observed":
       // Done only once the rebuilt server runs as a standby that streams.
       return p.state === "starting" && e.standby && e.streaming ? { ...p, state: "streaming", error: null } : p;

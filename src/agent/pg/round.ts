@@ -34,7 +34,8 @@ export interface RoundParts {
   /** The rejoin being carried out (null: none), and its progress for the report. */
   rejoin(): { request: { clone: boolean } | null; progress: RejoinProgress | null };
   observed(standby: boolean, streaming: boolean): void;
-  failed(kind: HaAction["kind"], error: string, failures: number): void;
+  /** `cause`: what the action threw. */
+  failed(kind: HaAction["kind"], error: string, failures: number, cause: unknown): void;
   promotionRequested(): boolean;
   /** Replication was stopped for a vote in a newer term: follow nobody older meanwhile. */
   followingHeld(term: number): boolean;
@@ -95,7 +96,7 @@ export class MonitorRound {
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
       wasPrimary, timeline: p.up ? p.timeline : await stoppedTimeline(h, info.control?.timeline ?? null, wasPrimary),
-      stuck: isStuck(h.catchUp, clock.now()),
+      stuck: isStuck(h.catchUp),
       health: this.live.verdict, diskFull: this.live.diskFull(),
     };
 
@@ -170,7 +171,7 @@ export class MonitorRound {
       this.lastError = (e as Error).message;
       const promoting = decision.kind === "promote" || (decision.kind === "start-standby" && decision.upstream === null);
       // A start to promote is a step of the promotion: its failures never ask for a fresh clone (loop.ts).
-      x.failed(promoting ? "promote" : decision.kind, this.lastError, this.failures);
+      x.failed(promoting ? "promote" : decision.kind, this.lastError, this.failures, e);
       if (promoting) this.promoteFailures = { term: lead.term, n: this.promoteFailures.term === lead.term ? this.promoteFailures.n + 1 : 1 };
       if (decision.kind === "start-primary" && lead.leading) {
         // The primary does not come back in place: let a standby take over instead of waiting for the lease.
@@ -242,7 +243,7 @@ export class MonitorRound {
       case "check-promote": return h.ctx.integrations?.checkPromote(h.ctx.leadership().term);
       case "fence": return h.fencer.fence(d.reason);
       case "clone": return x.rebuild.cloneFrom(d.from);
-      case "rewind": return x.rebuild.rewindFrom(d.from, isStuck(h.catchUp, h.clock.now()));
+      case "rewind": return x.rebuild.rewindFrom(d.from, isStuck(h.catchUp));
       case "start-standby": {
         if (d.upstream === null) {
           // The first step of a promotion: only under this agent's lease, as the promotion itself.
