@@ -43,9 +43,10 @@ export interface BasebackupOptions {
    */
   room?: (estimateBytes: number) => string | null;
   /**
-   * Stopped when the copy shows no progress for this long (pg_basebackup -P lines whose kB moved;
-   * the start, with the source's checkpoint and size estimate, counts too), until it has copied
-   * 100 %: the WAL it waits for and the final fsync are bounded by timeoutMs alone.
+   * Stopped when the copy shows no progress for this long (a phase line of -v, or a -P line whose kB
+   * moved; the start, with the source's checkpoint and size estimate, counts too), until the copy is
+   * done (its "write-ahead log end point" line): the WAL it then waits for and the final fsync are
+   * bounded by timeoutMs alone.
    */
   stallMs?: number;
 }
@@ -74,7 +75,8 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
   const conninfo = buildConninfo({ host: o.host, port: o.port, user: o.user, applicationName: o.applicationName ?? "pgherd_clone", connectTimeoutSec: 10, extra: o.tls });
   const env: Record<string, string> = o.passfile ? { PGPASSFILE: o.passfile } : {};
   const args = [
-    "-d", conninfo, "-D", o.target, "-X", "stream", "-c", "fast", "-P", "-w", "--no-password",
+    // -v: its phases (the end of the copy, "write-ahead log end point", ends the stall watch).
+    "-d", conninfo, "-D", o.target, "-X", "stream", "-c", "fast", "-P", "-v", "-w", "--no-password",
     ...(o.slot ? [`--slot=${o.slot}`] : []), ...(o.slot && o.createSlot ? ["-C"] : []),
     ...(o.maxRateKbPerSec ? [`--max-rate=${o.maxRateKbPerSec}k`] : []), ...(o.noSync ? ["--no-sync"] : []),
   ];
@@ -82,6 +84,7 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
   let refused: string | null = null;
   let asked = false;
   let stalled = false;
+  let copied = false;
   let lastKb = -1;
   let stall: ReturnType<typeof setTimeout> | undefined;
   const watch = (go: boolean) => {
@@ -93,8 +96,10 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
     bin: pgTool(o.bins, "pg_basebackup"), args, env, user: o.osUser, timeoutMs: o.timeoutMs, log: o.log, signal: stop.signal,
     onStderrLine: (l) => {
       const p = parseProgress(l);
+      if (/write-ahead log end point/.test(l)) copied = true;
+      // Signs of progress: a phase line, or a progress line whose kB moved; none once the copy is done.
+      if (!p || p.doneKb !== lastKb) watch(!copied);
       if (!p) return;
-      if (p.doneKb !== lastKb) watch(p.percent < 100);
       lastKb = p.doneKb;
       if (o.room && !asked && p.totalKb > 0) {
         asked = true;
@@ -116,6 +121,21 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
   await removeTree(o.target);
   const why = res.timedOut ? `timed out after ${o.timeoutMs} ms` : stderrTail(res.stderr.split("\n").filter((l) => !parseProgress(l)).join("\n")) || `exit ${res.code}`;
   throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} failed: ${why}`, res.stderr, res.timedOut);
+}
+
+/** What a base backup leaves out of a data directory at its top level (pg_basebackup's exclusions). */
+const TOP_NOT_COPIED: ReadonlySet<string> = new Set(["pg_wal", "pg_replslot", "pg_stat_tmp", "pg_dynshmem", "pg_notify", "pg_serial", "pg_snapshots", "pg_subtrans", "postmaster.pid", "postmaster.opts"]);
+
+/**
+ * Whether a base backup leaves `name` out (for treeBytes: how much of this node's own data directory a
+ * clone of the same database copies): the top-level directories above, temporary files, the relcache
+ * init file, and an unlogged relation's forks but its init fork (a file `<relfilenode>_init` beside).
+ */
+export function notCopied(name: string, siblings: ReadonlySet<string>, depth: number): boolean {
+  if (depth === 0 && TOP_NOT_COPIED.has(name)) return true;
+  if (name.startsWith("pgsql_tmp") || name === "pg_internal.init") return true;
+  const rel = /^(\d+)(?:_(?:fsm|vm)|\.\d+)?$/.exec(name);
+  return rel !== null && siblings.has(`${rel[1]}_init`);
 }
 
 /** A sibling path for a new clone (same filesystem, so the swap is a rename). */

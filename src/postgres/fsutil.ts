@@ -175,7 +175,14 @@ export class SafeDir {
   }
 
   /** Call `fn` for every entry of subdirectory `name`, opened without following a link. */
-  async eachIn(name: string, fn: (sub: SafeDir, entry: string) => Promise<void>): Promise<void> {
+  eachIn(name: string, fn: (sub: SafeDir, entry: string) => Promise<void>): Promise<void> {
+    return this.within(name, async (sub, entries) => {
+      for (const n of entries) await fn(sub, n);
+    });
+  }
+
+  /** Call `fn` once with subdirectory `name`, opened without following a link, and its entries. */
+  async within(name: string, fn: (sub: SafeDir, entries: string[]) => Promise<void>): Promise<void> {
     let fd: number;
     try {
       fd = openSync(this.at(name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
@@ -184,7 +191,7 @@ export class SafeDir {
     }
     const sub = new SafeDir(this.show(name), fd, this.osUser);
     try {
-      for (const n of await readdir(isRoot() ? `/proc/self/fd/${fd}` : sub.path)) await fn(sub, n);
+      await fn(sub, await readdir(isRoot() ? `/proc/self/fd/${fd}` : sub.path));
     } finally {
       await sub.close();
     }
@@ -334,23 +341,26 @@ export async function removeTree(path: string): Promise<void> {
 }
 
 /**
- * Bytes of the regular files under `path` (fd-relative walk, never through a link), the top-level
- * entries named in `skip` left out; null when `path` is absent. Files that vanish meanwhile count 0.
+ * Bytes of the regular files under `path` (fd-relative walk, never through a link; a `path` that is
+ * a link counts as absent), the entries `leaveOut` names left out (it sees each entry's name, the
+ * names beside it and its depth, 0 at the top); null when `path` is absent. Files that vanish
+ * meanwhile count 0.
  */
-export async function treeBytes(path: string, skip: ReadonlySet<string> = new Set()): Promise<number | null> {
+export async function treeBytes(path: string, leaveOut: (name: string, siblings: ReadonlySet<string>, depth: number) => boolean = () => false): Promise<number | null> {
   let total = 0;
-  const sizeAt = (top: boolean) => async (d: SafeDir, name: string): Promise<void> => {
-    if (top && skip.has(name)) return;
+  const walk = (d: SafeDir, name: string, depth: number): Promise<void> => d.within(name, async (sub, names) => {
+    const siblings = new Set(names);
+    for (const n of names) {
+      if (leaveOut(n, siblings, depth)) continue;
+      const st = await lstat(sub.at(n)).catch((e) => (errno(e) === "ENOENT" ? null : Promise.reject(e)));
+      if (st?.isDirectory()) await walk(sub, n, depth + 1).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
+      else if (st?.isFile()) total += st.size;
+    }
+  });
+  return inParent(path, async (d, name) => {
     const st = await lstat(d.at(name)).catch((e) => (errno(e) === "ENOENT" ? null : Promise.reject(e)));
-    if (!st) return;
-    if (st.isDirectory()) await d.eachIn(name, sizeAt(false)).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
-    else if (st.isFile()) total += st.size;
-  };
-  const found = await inParent(path, async (d, name) => {
-    const st = await lstat(d.at(name)).catch((e) => (errno(e) === "ENOENT" ? null : Promise.reject(e)));
-    if (!st?.isDirectory()) return false;
-    await d.eachIn(name, sizeAt(true));
-    return true;
-  }).catch((e) => (errno(e) === "ENOENT" ? false : Promise.reject(e)));
-  return found ? total : null;
+    if (!st?.isDirectory()) return null;
+    await walk(d, name, 0);
+    return total;
+  }).catch((e) => (errno(e) === "ENOENT" ? null : Promise.reject(e)));
 }

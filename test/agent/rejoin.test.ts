@@ -98,7 +98,9 @@ test("a failed rejoin ends the wait with its error", () => {
 test("a failed rejoin whose request was dropped (a clone with no room) says it is not retried", () => {
   const failed = run([{ kind: "request", clone: true }, { kind: "rebuild", how: "clone" }, { kind: "failed", error: "no room for a clone of the primary", dropped: true }]);
   expect(failed).toMatchObject({ state: "failed", dropped: true });
-  // A later request starts clean.
+  // A later step or failure of an automatic rebuild does not carry the flag; a later request starts clean.
+  expect(run([{ kind: "rebuild", how: "rewind" }], failed)).not.toHaveProperty("dropped");
+  expect(run([{ kind: "failed", error: "pg_rewind failed" }], failed)).not.toHaveProperty("dropped");
   expect(run([{ kind: "request", clone: true }], failed)).toEqual({ seq: 2, state: "requested", error: null });
   expect(rejoinPoll(0, node({ rejoin: failed! })).line).toBe("rejoin failed: no room for a clone of the primary (not retried: run pgherd rejoin again once it can succeed)");
 });

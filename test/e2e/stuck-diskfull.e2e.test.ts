@@ -178,12 +178,12 @@ describeCluster("stuck primary: disk full", {
       });
       console.log(`pgherd rejoin --force-clone on ${s.name} with ${(leave / 2 ** 20).toFixed(1)} MB free (at least ${(least / 2 ** 20).toFixed(1)} MB free meanwhile):\n  ${r.text.split("\n").join("\n  ")}`);
       expect(r.code).not.toBe(0);
-      expect(r.text).toMatch(/rejoin failed: no room for a clone of the primary at \S+, as large as this node's own data directory \(\d+\.\d MB\): it needs \d+\.\d MB free on the file system of \S+ .*which has (4[0-9]|50)\.\d MB of 256\.0 MB.*\(not retried: run pgherd rejoin again once it can succeed\)$/);
+      expect(r.text).toMatch(/rejoin failed: no room for a clone of the primary, as large as this node's own data directory \(\d+\.\d MB\): it needs \d+\.\d MB free on the file system of \S+ .*which has (4[0-9]|50)\.\d MB of 256\.0 MB.*\(not retried: run pgherd rejoin again once it can succeed\)$/);
       expect(logSince(s, mark, /pg_basebackup (killed|exited)/)).toEqual([]);
       // Nothing of a clone was written (the server's log and its shutdown checkpoint may take a little).
       expect(least).toBeGreaterThan(leave - 4 * 2 ** 20);
       expect(readdirSync(s.dir).filter((f) => f.includes(".pgherd-clone"))).toEqual([]);
-      // Not kept down: the request is dropped and the standby runs and streams from its own data again.
+      // Not kept down: the request is dropped and the standby streams on from its own data.
       await waitFor(streaming, { timeoutMs: 60_000, intervalMs: 250, what: `${s.name} streaming again after the refused clone` });
       // Asked again while the room is short: refused at once from the need already known, the server
       // left running, no second base backup on the primary.
@@ -192,7 +192,8 @@ describeCluster("stuck primary: disk full", {
       expect(again.code).not.toBe(0);
       expect(again.text).toContain("the room here is still short");
       expect(logSince(s, mark, /pg_basebackup (killed|exited)/)).toEqual([]);
-      expect(logSince(s, mark, /pg_ctl stop exited/)).toHaveLength(1);
+      // Neither refusal stopped the server: the room is checked before it stops.
+      expect(logSince(s, mark, /pg_ctl stop exited/)).toEqual([]);
       expect(await streaming()).toBe(true);
     } finally {
       rmSync(filler, { force: true });
@@ -205,7 +206,7 @@ describeCluster("stuck primary: disk full", {
     expect(logSince(s, mark, /clone complete in/)).toHaveLength(1);
     expect(logSince(s, mark, /cloning from the primary at \S+ into \S+ at most 102400 kB\/s \(rejoin\.clone_max_rate_kb\)/)).toHaveLength(1);
     // Both estimates were checked: this node's own data directory's, then pg_basebackup's.
-    expect(logSince(s, mark, /room for a clone of the primary at \S+, as large as this node's own data directory \(\d+\.\d MB\): \d+\.\d MB needed/)).toHaveLength(1);
+    expect(logSince(s, mark, /room for a clone of the primary, as large as this node's own data directory \(\d+\.\d MB\): \d+\.\d MB needed/)).toHaveLength(1);
     expect(logSince(s, mark, /room for a clone of the primary at \S+ \(\d+\.\d MB\): \d+\.\d MB needed/)).toHaveLength(1);
     await fx.c.waitHealthy(60_000);
   }), 240_000);

@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "nod
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
-import { cloneDirFor, removeOldCopies, removeUnfinishedClone, swapDataDir } from "../../src/postgres/basebackup.ts";
+import { cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, swapDataDir } from "../../src/postgres/basebackup.ts";
 import { oldCopiesBeyond } from "../../src/postgres/old-copies.ts";
 import { treeBytes, writeFileAtomic } from "../../src/postgres/fsutil.ts";
 import { setStandbySignal, writeManagedConfig } from "../../src/postgres/managed-config.ts";
@@ -153,8 +153,8 @@ describe("data dir files", () => {
   });
 });
 
-describe("treeBytes (a clone's size from this node's own data directory)", () => {
-  test("sums the regular files below, leaves out the named top-level entries, never goes through a link; absent is null", async () => {
+describe("treeBytes and notCopied (a clone's size from this node's own data directory)", () => {
+  test("sums the regular files below, leaves out what the filter names, never goes through a link; absent is null", async () => {
     const data = join(dir, "pgdata");
     await mkdir(join(data, "base", "1"), { recursive: true });
     await mkdir(join(data, "pg_wal"), { recursive: true });
@@ -165,9 +165,30 @@ describe("treeBytes (a clone's size from this node's own data directory)", () =>
     await writeFile(join(dir, "elsewhere"), Buffer.alloc(100_000));
     symlinkSync(join(dir, "elsewhere"), join(data, "base", "link"));
     symlinkSync(dir, join(data, "pg_tblspc_link"));
-    expect(await treeBytes(data, new Set(["pg_wal"]))).toBe(3 + 8192);
+    expect(await treeBytes(data, (name, _s, depth) => depth === 0 && name === "pg_wal")).toBe(3 + 8192);
     expect(await treeBytes(data)).toBe(3 + 8192 + 16384);
     expect(await treeBytes(join(dir, "absent"))).toBeNull();
     expect(await treeBytes(join(dir, "elsewhere"))).toBeNull();
+    symlinkSync(data, join(dir, "data-link"));
+    expect(await treeBytes(join(dir, "data-link"))).toBeNull();
+  });
+
+  test("what a base backup leaves out: pg_wal and the runtime directories at the top, temporary files, an unlogged relation's forks but its init fork", async () => {
+    const data = join(dir, "pgdata");
+    const db = join(data, "base", "5");
+    await mkdir(join(db, "pgsql_tmp"), { recursive: true });
+    await mkdir(join(data, "pg_wal"), { recursive: true });
+    await mkdir(join(data, "pg_replslot", "pgherd_x"), { recursive: true });
+    const file = (path: string, bytes: number) => writeFile(path, Buffer.alloc(bytes));
+    await file(join(data, "pg_wal", "000000010000000000000001"), 16384);
+    await file(join(data, "pg_replslot", "pgherd_x", "state"), 200);
+    await file(join(data, "postmaster.pid"), 100);
+    await file(join(db, "pgsql_tmp", "pgsql_tmp123.0"), 50_000);
+    await file(join(db, "pg_internal.init"), 1000);
+    // 16384: logged, all its forks copied; 16390: unlogged (an init fork beside), only that fork copied.
+    for (const f of ["16384", "16384.1", "16384_fsm", "16384_vm"]) await file(join(db, f), 8192);
+    for (const f of ["16390", "16390.1", "16390_fsm", "16390_vm"]) await file(join(db, f), 8192);
+    await file(join(db, "16390_init"), 10);
+    expect(await treeBytes(data, notCopied)).toBe(4 * 8192 + 10);
   });
 });

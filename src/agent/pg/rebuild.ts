@@ -11,13 +11,10 @@ import { bytes } from "../../core/liveness.ts";
 import { treeBytes } from "../../postgres/fsutil.ts";
 import { fsRoom } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
-import { basebackup, BasebackupError, cloneDirFor, removeOldCopies, removeUnfinishedClone, rewind, swapDataDir } from "../../postgres/index.ts";
+import { basebackup, BasebackupError, cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
-
-/** What a base backup leaves out of a data directory (pg_basebackup's exclusions, at the top level). */
-const NOT_COPIED: ReadonlySet<string> = new Set(["pg_wal", "pg_replslot", "pg_stat_tmp", "pg_dynshmem", "pg_notify", "pg_serial", "pg_snapshots", "pg_subtrans"]);
 
 /**
  * A copy of a large database at a limited rate takes days (4 TB at 50 MB/s: 23 h): the clone is
@@ -31,43 +28,60 @@ export class Rebuilder {
   constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
 
   /** Stop, clone from `from`, swap the clone in, start as its standby. */
-  async cloneFrom(from: string): Promise<void> {
-    this.refuseWhileShort(); // before the server stops: a known refusal keeps it running
-    await this.h.stopServer("fast", 60);
-    await this.clone(from);
+  cloneFrom(from: string): Promise<void> {
+    return this.noting(async () => {
+      // Room first, while the server still runs: a clone that cannot fit leaves it running.
+      const room = await this.prepare();
+      await this.h.stopServer("fast", 60);
+      await this.cloneOnce(from, room);
+    });
   }
 
-  private async clone(from: string): Promise<void> {
+  /** Clone with the server already stopped (after pg_rewind). */
+  private clone(from: string): Promise<void> {
+    return this.noting(async () => this.cloneOnce(from, await this.prepare()));
+  }
+
+  /** `fn`, with the progress note cleared when it fails (the error is reported, not a step in progress). */
+  private async noting(fn: () => Promise<void>): Promise<void> {
     try {
-      await this.cloneOnce(from);
+      await fn();
     } catch (e) {
-      this.h.note = ""; // the error is reported, not a step in progress
+      this.h.note = "";
       throw e instanceof BasebackupError && e.noRoom ? new NoRoomError(e.message) : e;
     }
   }
 
-  private async cloneOnce(from: string): Promise<void> {
+  /**
+   * Room for the clone before anything of it is written: an unfinished clone of an earlier attempt
+   * removed (it would refuse this one), the copies beyond keep_old - 1 too (the swap moves one more
+   * aside; a former primary's stays until the new server runs), then the room checked against a
+   * refusal that still holds and against this node's own copy of the database (pg_basebackup's
+   * estimate comes a second into the copy, which can fill a nearly full disk in that second).
+   * Throws NoRoomError; returns the room.
+   */
+  private async prepare(): Promise<FsRoom> {
+    const h = this.h;
+    const target = cloneDirFor(h.node.dataDir);
+    h.note = "removing previous data directories and unfinished clones";
+    this.noted();
+    await removeUnfinishedClone(target, h.log);
+    await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), { sparePrimaries: true });
+    const room = this.refuseWhileShort();
+    const own = await treeBytes(h.node.dataDir, notCopied);
+    if (own !== null && this.roomFor(target, room, own, `the primary, as large as this node's own data directory`)) {
+      throw new NoRoomError(`${this.lastRoom!.text} (a primary much smaller than this copy is cloned once it is moved away)`);
+    }
+    return room;
+  }
+
+  private async cloneOnce(from: string, room: FsRoom): Promise<void> {
     const h = this.h;
     const s = h.ctx.secrets();
     if (!s) throw new Error("no replication credentials");
     this.progress({ kind: "rebuild", how: "clone" });
     const [host, port] = splitAddr(from);
     const target = cloneDirFor(h.node.dataDir);
-    // Room for the clone before it is made: the swap moves one more copy aside, so at most
-    // keep_old - 1 stay (a former primary's too, until the new server runs), and an unfinished
-    // clone of an earlier attempt would refuse this one.
-    h.note = "removing previous data directories and unfinished clones";
-    this.noted();
-    await removeUnfinishedClone(target, h.log);
-    await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), { sparePrimaries: true });
-    // The room before any of the clone is written (pg_basebackup's estimate comes a second into the
-    // copy, which can fill a nearly full disk in that second): this node's own copy of the same
-    // database, when it has one, sizes it before anything is written.
-    const room = this.refuseWhileShort();
-    const own = await treeBytes(h.node.dataDir, NOT_COPIED);
-    if (own !== null && this.roomFor(target, room, own, `the primary at ${from}, as large as this node's own data directory`)) {
-      throw new NoRoomError(this.lastRoom!.text);
-    }
     if (await this.restoreFromBackup(target, room)) return this.swapAndStart(target, from, "restore of the latest backup");
     const rate = h.cfg.rejoin.clone_max_rate_kb;
     h.log.info(`cloning from the primary at ${from} into ${target}${rate ? ` at most ${rate} kB/s (rejoin.clone_max_rate_kb)` : ""}`);
@@ -167,6 +181,8 @@ export class Rebuilder {
     const h = this.h;
     const s = h.ctx.secrets();
     if (!s) throw new Error("no replication credentials");
+    // A stuck standby that found no room for a clone lately would only be stopped and rewound to be refused again.
+    if (stuck) this.refuseWhileShort();
     this.progress({ kind: "rebuild", how: "rewind" });
     await h.stopServer("fast", 60);
     const [host, port] = splitAddr(from);

@@ -14,11 +14,12 @@ export type RejoinEvent =
 export function rejoinStep(p: RejoinProgress | null, e: RejoinEvent): RejoinProgress | null {
   if (e.kind === "request") return { seq: (p?.seq ?? 0) + 1, state: "requested", error: null };
   if (!p || p.state === "streaming") return p;
-  const pass = (state: "rewinding" | "cloning" | "starting"): RejoinProgress => ({ ...p, state, error: null, passed: [...(p.passed ?? []), state].slice(-8) });
+  const { dropped: _, ...rest } = p;
+  const pass = (state: "rewinding" | "cloning" | "starting"): RejoinProgress => ({ ...rest, state, error: null, passed: [...(p.passed ?? []), state].slice(-8) });
   switch (e.kind) {
     case "rebuild": return pass(e.how === "rewind" ? "rewinding" : "cloning");
     case "starting": return pass("starting");
-    case "failed": return { ...p, state: "failed", error: e.error.slice(0, 500), ...(e.dropped ? { dropped: true } : {}) };
+    case "failed": return { ...rest, state: "failed", error: e.error.slice(0, 500), ...(e.dropped ? { dropped: true } : {}) };
     case "observed":
       // Done only once the rebuilt server runs as a standby that streams.
       return p.state === "starting" && e.standby && e.streaming ? { ...p, state: "streaming", error: null } : p;
