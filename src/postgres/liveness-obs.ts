@@ -3,7 +3,7 @@
 // disk space (statfs), and a fresh connection that answers SELECT 1 and commits the agent's
 // heartbeat (txid_current() in a read-write transaction, synchronous_commit = local) under a deadline.
 import { lstatSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Attempt, DiskUse } from "../core/liveness.ts";
 import { childrenOf, isServerOf, readPidFile } from "./orphans.ts";
 import { LocalSession } from "./local-session.ts";
@@ -87,6 +87,17 @@ export function walWrittenAt(dataDir: string): number | null {
 export function fsRoom(path: string): { sizeBytes: number; availBytes: number } {
   const s = statfsSync(path);
   return { sizeBytes: s.blocks * s.bsize, availBytes: s.bavail * s.bsize };
+}
+
+/** fsRoom of the file system `path` is or will be on: that of its nearest existing ancestor (itself when it exists). */
+export function fsRoomFor(path: string): { sizeBytes: number; availBytes: number } {
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      return fsRoom(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || p === dirname(p)) throw e;
+    }
+  }
 }
 
 /** Space on the data directory's file system, and on pg_wal's when it is another one. */

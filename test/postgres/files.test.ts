@@ -8,6 +8,7 @@ import { memoryLogger } from "../../src/log.ts";
 import { cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, swapDataDir } from "../../src/postgres/basebackup.ts";
 import { oldCopiesBeyond } from "../../src/postgres/old-copies.ts";
 import { treeBytes, writeFileAtomic } from "../../src/postgres/fsutil.ts";
+import { fsRoom, fsRoomFor } from "../../src/postgres/liveness-obs.ts";
 import { setStandbySignal, writeManagedConfig } from "../../src/postgres/managed-config.ts";
 import { writePassfile } from "../../src/postgres/passwords.ts";
 import { INCLUDE_LINE } from "../../src/postgres/pgconf.ts";
@@ -190,5 +191,11 @@ describe("treeBytes and notCopied (a clone's size from this node's own data dire
     for (const f of ["16390", "16390.1", "16390_fsm", "16390_vm"]) await file(join(db, f), 8192);
     await file(join(db, "16390_init"), 10);
     expect(await treeBytes(data, notCopied)).toBe(4 * 8192 + 10);
+  });
+
+  test("the room a clone will have is measured where its directory will be: the nearest existing ancestor", async () => {
+    const deep = join(dir, "not", "yet", "made");
+    expect(fsRoomFor(deep).sizeBytes).toBe(fsRoom(dir).sizeBytes);
+    expect(fsRoomFor(dir).sizeBytes).toBe(fsRoom(dir).sizeBytes);
   });
 });

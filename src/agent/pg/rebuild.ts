@@ -9,7 +9,7 @@ import { NOT_STUCK } from "../../core/catch-up.ts";
 import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal, stillShort } from "../../core/clone-room.ts";
 import { bytes } from "../../core/liveness.ts";
 import { treeBytes } from "../../postgres/fsutil.ts";
-import { fsRoom } from "../../postgres/liveness-obs.ts";
+import { fsRoomFor } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
 import { basebackup, BasebackupError, cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, rewind, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
@@ -110,7 +110,7 @@ export class Rebuilder {
   /** The room beside the data directory now; throws NoRoomError while the last refusal still holds. */
   private refuseWhileShort(): FsRoom {
     const h = this.h;
-    const room = fsRoom(dirname(cloneDirFor(h.node.dataDir)));
+    const room = fsRoomFor(dirname(cloneDirFor(h.node.dataDir))); // a first clone may make the parent too
     const last = this.lastRoom;
     if (last && stillShort(last, room, h.clock.now())) {
       throw new NoRoomError(`${last.text} (from the estimate of ${Math.round((h.clock.now() - last.at) / 1000)} s ago: the room here is still short; the source is asked again once it suffices, or ${ROOM_RECHECK_MS / 60_000} minutes after that estimate)`);
