@@ -9,13 +9,9 @@
 // progress line, about a second into the copy, when its WAL stream has made its first 16 MB
 // segment) or, for a restore, the backup's database size in the repository's info.
 
-import { bytes, LIVENESS_DEFAULTS, type LivenessThresholds } from "./liveness.ts";
+import { bytes, type FsRoom, LIVENESS_DEFAULTS, type LivenessThresholds } from "./liveness.ts";
 
-export interface FsRoom {
-  /** The file system's size and what an unprivileged user may still write, in bytes (statfs). */
-  sizeBytes: number;
-  availBytes: number;
-}
+export type { FsRoom };
 
 /** WAL written on the primary while the copy runs also arrives in the clone (pg_basebackup -X stream): an allowance, not a bound (a busy primary can write more during a long copy). */
 export const WAL_SLACK_SHARE = 0.05;

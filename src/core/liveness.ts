@@ -57,12 +57,16 @@ export type Attempt =
   | { kind: "error"; ms: number; error: string; sqlstate: string | null }
   | { kind: "timeout"; ms: number; error: string };
 
-export interface DiskUse {
+/** A file system's size and what an unprivileged user may still write there, in bytes (statfs). */
+export interface FsRoom {
+  sizeBytes: number;
+  availBytes: number;
+}
+
+export interface DiskUse extends FsRoom {
   /** "data" (the data directory's file system) or "pg_wal" (when it is another one). */
   what: "data" | "pg_wal";
   path: string;
-  sizeBytes: number;
-  availBytes: number;
 }
 
 export interface LivenessObs {

@@ -112,13 +112,10 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
     await removeTree(o.target);
     throw e;
   }).finally(() => watch(false));
-  if (refused || stalled) {
-    await removeTree(o.target);
-    if (refused) throw new BasebackupError(refused, res.stderr, false, true);
-    throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} made no progress for ${Math.round((o.stallMs ?? 0) / 1000)} s: stopped (the source or the network stalls)`, res.stderr, true);
-  }
-  if (res.code === 0 && !res.timedOut) return { ms: res.ms };
+  if (!refused && !stalled && res.code === 0 && !res.timedOut) return { ms: res.ms };
   await removeTree(o.target);
+  if (refused) throw new BasebackupError(refused, res.stderr, false, true);
+  if (stalled) throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} made no progress for ${Math.round((o.stallMs ?? 0) / 1000)} s: stopped (the source or the network stalls)`, res.stderr, true);
   const why = res.timedOut ? `timed out after ${o.timeoutMs} ms` : stderrTail(res.stderr.split("\n").filter((l) => !parseProgress(l)).join("\n")) || `exit ${res.code}`;
   throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} failed: ${why}`, res.stderr, res.timedOut);
 }

@@ -4,7 +4,7 @@
 // heartbeat (txid_current() in a read-write transaction, synchronous_commit = local) under a deadline.
 import { lstatSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Attempt, DiskUse } from "../core/liveness.ts";
+import type { Attempt, DiskUse, FsRoom } from "../core/liveness.ts";
 import { childrenOf, isServerOf, readPidFile } from "./orphans.ts";
 import { LocalSession } from "./local-session.ts";
 import { DbTimeoutError, sqlState, withDeadline } from "./sql.ts";
@@ -84,13 +84,13 @@ export function walWrittenAt(dataDir: string): number | null {
 }
 
 /** The size of the file system `path` is on, and what an unprivileged user may still write there (statfs). */
-export function fsRoom(path: string): { sizeBytes: number; availBytes: number } {
+export function fsRoom(path: string): FsRoom {
   const s = statfsSync(path);
   return { sizeBytes: s.blocks * s.bsize, availBytes: s.bavail * s.bsize };
 }
 
 /** fsRoom of the file system `path` is or will be on: that of its nearest existing ancestor (itself when it exists). */
-export function fsRoomFor(path: string): { sizeBytes: number; availBytes: number } {
+export function fsRoomFor(path: string): FsRoom {
   for (let p = path; ; p = dirname(p)) {
     try {
       return fsRoom(p);
