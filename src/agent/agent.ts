@@ -17,7 +17,8 @@ import type { PgReport } from "./messages.ts";
 import { PeerTable } from "./peers.ts";
 import { slotFor, type ClusterContext, type LoopControl } from "./pg/context.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
-import { SecretsStore, type ClusterSecrets } from "../store/cluster-secrets.ts";
+import type { ClusterSecrets } from "../store/cluster-secrets.ts";
+import { SecretsSharing } from "./secrets-sharing.ts";
 import { ActionRunner } from "./actions.ts";
 import { routeScheduledBackups } from "../backup/backup-action.ts";
 import { AgentActionHost } from "./action-host.ts";
@@ -36,7 +37,7 @@ import { MemberActions } from "./approvals.ts";
 import { PendingRequests } from "./requests.ts";
 import { composeLocalView, composeStatus, durabilityLine } from "./node-view.ts";
 import type { NodeStatus } from "../core/node-status.ts";
-import { hbaAddresses, selfHost } from "./self-address.ts";
+import { SelfAddress } from "./self-address.ts";
 import { Integrations } from "../integrations/index.ts";
 import { ClusterStateWiring } from "./cluster-state-wiring.ts";
 import { MessageRouter } from "./message-router.ts";
@@ -60,10 +61,9 @@ export class Agent implements ClusterContext {
   private readonly dynamic: DynamicConfig;
   /** Where the flags, the cluster-wide configuration and the history are shared (etcd), or the mesh. */
   private readonly state: ClusterStateWiring;
-  private readonly secretStore: SecretsStore;
+  private readonly secretsShared: SecretsSharing;
   private readonly reports = new Map<string, F.PeerReport>();
   private ownReport: PgReport | null = null;
-  private lastSecretsSent = 0;
   private readonly store: ElectionStore;
   readonly consensus: Consensus;
   readonly integrations: Integrations;
@@ -74,8 +74,8 @@ export class Agent implements ClusterContext {
   private readonly views = new PendingRequests<ClusterView | null>();
   private readonly host: AgentActionHost;
   private readonly router: MessageRouter;
-  /** The address peers reach this host at, learnt from an authenticated mesh connection. */
-  private localHost = "";
+  /** The address peers reach this host at (mesh.advertise, mesh.listen or learnt from an authenticated connection). */
+  private readonly self: SelfAddress;
   private readonly housekeeping: Housekeeping;
   private witnessTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
@@ -85,7 +85,7 @@ export class Agent implements ClusterContext {
   constructor(private readonly cfg: Config, private readonly log: Logger, hooks: LeadershipHooks = {}) {
     this.nodeId = loadOrCreateNodeId(cfg.state_dir);
     this.store = new ElectionStore(cfg.state_dir);
-    this.secretStore = new SecretsStore(cfg.state_dir);
+    this.secretsShared = new SecretsSharing(cfg.state_dir, () => this.mesh, () => this.consensus.lease() !== null, now);
     this.historyLog = new History(cfg.state_dir, (m) => log.warn(m));
     this.flags = new FlagsStore(cfg.state_dir);
     this.state = new ClusterStateWiring(cfg, log, this.flags, this.historyLog, () => this.consensus.lease()?.term ?? null);
@@ -100,6 +100,7 @@ export class Agent implements ClusterContext {
       now, sleep: (ms) => Bun.sleep(ms), ...this.state.configSlot(),
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
+    this.self = new SelfAddress(cfg.mesh.advertise, () => this.mesh.address());
     const driverHooks: DriverHooks = {
       send: (to, msg) => this.mesh.send(to, msg),
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
@@ -124,7 +125,7 @@ export class Agent implements ClusterContext {
     ({ mesh: this.mesh, beacon: this.beacon } = createTransport(cfg, this.nodeId, this.peers, log, {
       onMessage: (peer, msg) => this.safe(() => this.router.route(peer, msg)),
       onPeerUp: (id, localHost) => {
-        if (!this.localHost && localHost) this.localHost = localHost;
+        this.self.learn(localHost);
         const h = this.historyLog.list();
         if (h.length > 0) this.mesh.send(id, { t: "history", entries: h });
         this.migration.peerUp(id);
@@ -151,7 +152,7 @@ export class Agent implements ClusterContext {
     });
     this.actions = new ActionRunner(this.host, log.withTag("action"), members);
     this.router = new MessageRouter({
-      log, consensus: this.consensus, secrets: this.secretStore, peers: this.peers, mesh: () => this.mesh, host: () => this.host, flags: this.flags,
+      log, consensus: this.consensus, secrets: this.secretsShared.store, peers: this.peers, mesh: () => this.mesh, host: () => this.host, flags: this.flags,
       dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
       runAsLeader: (req) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.migrationRefuses(req) ?? this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)),
       stopped: () => this.stopped, safe: (f) => this.safe(f), now, migrate: (peer, m) => this.migration.receive(peer, m),
@@ -268,21 +269,11 @@ export class Agent implements ClusterContext {
   private statusInput() {
     return {
       cfg: this.cfg, nodeId: this.nodeId, facts: this.facts(), election: this.consensus.status(), lease: this.consensus.lease(),
-      electionNote: this.consensus.note(), bootstrapNote: this.membership.bootstrapNote(), selfHost: this.selfHost(),
-      meshAddr: this.advertisedMesh(), flags: this.flags.get(), durabilityLine: this.durabilityLine(),
+      electionNote: this.consensus.note(), bootstrapNote: this.membership.bootstrapNote(), selfHost: this.self.host(),
+      meshAddr: this.self.mesh(), flags: this.flags.get(), durabilityLine: this.durabilityLine(),
       counters: { ...this.counters, ...this.consensus.counters }, peers: this.peers.list(),
       rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() }, uptimeMs: Date.now() - this.startedAt, backend: this.migration.inForce(),
     };
-  }
-
-  private selfHost(): string {
-    return selfHost({ advertise: this.cfg.mesh.advertise, listen: this.mesh.address().host, learnt: this.localHost });
-  }
-
-  private advertisedMesh(): string {
-    if (this.cfg.mesh.advertise) return this.cfg.mesh.advertise;
-    const host = this.selfHost();
-    return host ? F.joinHostPort(host, this.mesh.address().port) : formatHostPort(this.mesh.address());
   }
 
   /** What the cluster currently guarantees, as the primary computed it. */
@@ -337,7 +328,7 @@ export class Agent implements ClusterContext {
 
   /** IP addresses of authenticated peers (pg_hba), this node's own included when known. */
   peerAddresses(): string[] {
-    return hbaAddresses(this.peers.list().map((p) => p.address), this.selfHost());
+    return this.self.hba(this.peers.list().map((p) => p.address));
   }
 
   loopDone(ms: number): void {
@@ -346,11 +337,11 @@ export class Agent implements ClusterContext {
   }
 
   secrets(): ClusterSecrets | undefined {
-    return this.secretStore.get();
+    return this.secretsShared.get();
   }
 
   saveSecrets(s: ClusterSecrets): void {
-    if (this.secretStore.set(s)) this.shareSecrets(true);
+    this.secretsShared.save(s);
   }
 
   publish(report: PgReport, position: Position): void {
@@ -358,15 +349,7 @@ export class Agent implements ClusterContext {
     this.integrations.observe(report);
     if (comparePosition(position, this.consensus.status().position) !== 0) this.consensus.setPosition(position);
     this.broadcastState(report);
-    this.shareSecrets(false);
-  }
-
-  private shareSecrets(force: boolean): void {
-    const s = this.secretStore.get();
-    if (!s || !this.consensus.lease()) return;
-    if (!force && now() - this.lastSecretsSent < 5000) return;
-    this.lastSecretsSent = now();
-    for (const id of this.mesh.connected()) this.mesh.send(id, { t: "secrets", ...s });
+    this.secretsShared.share(false);
   }
 
   resign(reason: string, transferTo?: string): void {
