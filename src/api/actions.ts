@@ -62,9 +62,12 @@ export function authorize(req: Request, token: string, rejects: RejectLog, remot
 
 export async function runAction(opts: {
   req: Request; kind: Kind; token: string; source: ApiSource; log: Logger; rejects: RejectLog; remote: string;
+  /** Called once the token is accepted (a backup lifts the connection's idle timeout then, not for anyone). */
+  authorized?: () => void;
 }): Promise<Response> {
   const denied = authorize(opts.req, opts.token, opts.rejects, opts.remote);
   if (denied) return denied;
+  opts.authorized?.();
   let body: unknown;
   try {
     body = await readJson(opts.req);

@@ -14,7 +14,7 @@ export class EventHub {
 
   constructor(private readonly snapshot: () => Promise<unknown>, private readonly log: Logger, private readonly intervalMs = 1000, private readonly maxClients = 16) {}
 
-  /** The SSE response; the caller must lift the idle timeout for this request (server.timeout(req, 0)). */
+  /** The SSE response (or a 503 when too many are open); the caller lifts the idle timeout of an open stream (server.timeout(req, 0)). */
   open(): Response {
     if (this.clients.size >= this.maxClients) return error(503, `too many event streams open (${this.maxClients}); close a dashboard tab`);
     let self: ReadableStreamDefaultController<Uint8Array> | undefined;

@@ -4,11 +4,15 @@
 export type Lag = { kind: "bytes"; bytes: number } | { kind: "seconds"; seconds: number };
 
 const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 };
+/** Longer than any limit written by hand ("1048576", "0.5min", " 16 MB "). */
+const MAX_LAG_CHARS = 32;
 const TIME_UNITS: Record<string, number> = { ms: 0.001, s: 1, min: 60, h: 3600, d: 86400 };
 
 /** The parsed limit, or an error message naming the problem. */
 export function parseLag(raw: string): Lag | string {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(raw);
+  // Checked for length before any pattern: the value comes unauthenticated off the network and the
+  // match runs on the event loop that keeps the lease (two adjacent \s* runs once took seconds).
+  const m = raw.length <= MAX_LAG_CHARS ? /^(\d+(?:\.\d+)?) *([a-zA-Z]*)$/.exec(raw.trim()) : null;
   if (!m) return `lag=${JSON.stringify(raw.slice(0, 40))} is not a number with an optional unit (e.g. 1048576, 16MB, 10s)`;
   const n = Number(m[1]);
   const unit = (m[2] ?? "").toLowerCase();

@@ -77,8 +77,8 @@ export function startApi(opts: ApiOptions): ApiServer {
     if (path === "/" && m === "GET" && (req.headers.get("accept") ?? "").includes("text/html")) return dashboard();
     if (HEALTH_PATHS.has(path) && (m === "GET" || STATUS_ONLY.has(m))) return health(path, url, m, source);
     const kind = actionRoute(m, path);
-    if (kind === "backup") server.timeout(req, 0); // a backup takes as long as it takes
-    if (kind) return runAction({ req, kind, token, source, log, rejects, remote });
+    // A backup takes as long as it takes: the idle timeout is lifted once the request is authorized.
+    if (kind) return runAction({ req, kind, token, source, log, rejects, remote, authorized: kind === "backup" ? () => server.timeout(req, 0) : undefined });
     if ((m !== "GET" && m !== "HEAD") || (Object.hasOwn(ACTION_ROUTES, path) && path !== "/config")) {
       const allow = allowed(path);
       if (allow.length === 0) return notFound(m, path);
@@ -97,9 +97,11 @@ export function startApi(opts: ApiOptions): ApiServer {
       case "/clusters": return source.clusters ? json(await source.clusters()) : error(501, "this agent cannot list clusters");
       case "/config": return opts.config ? json({ ...redactConfig(opts.currentConfig?.() ?? opts.config), ...(source.dynamicConfig ? { dynamic: source.dynamicConfig() } : {}) }) : error(501, "this agent was started without its configuration");
       case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
-      case "/events":
-        server.timeout(req, 0); // SSE: Bun's idle timeout would cut the stream after 10 s
-        return events.open();
+      case "/events": {
+        const stream = events.open();
+        if (stream.ok) server.timeout(req, 0); // SSE: Bun's idle timeout would cut the stream after 10 s (a refusal keeps it)
+        return stream;
+      }
     }
     return notFound(m, path);
   };

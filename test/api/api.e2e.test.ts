@@ -81,7 +81,18 @@ describe("HTTP API of one agent", () => {
     for (const a of ["/ui/app.js", "/ui/style.css"]) expect((await get(a)).status).toBe(200);
   });
 
-  test("/events streams a snapshot every second, past Bun's 10 s idle timeout", async () => {
+  test("/events streams a snapshot every second, past Bun's 10 s idle timeout; a refused backup request's connection does not", async () => {
+    // A backup lifts its connection's idle timeout, but only once its token is accepted: a refused
+    // one (kept alive) is closed by the idle timeout meanwhile, as any other idle connection.
+    const refused = new Promise<{ status: string; closed: boolean }>((resolve, reject) => {
+      let out = "";
+      const s = net.connect(n.apiPort, "127.0.0.1", () => s.write(`POST /backup HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`));
+      s.setEncoding("utf8");
+      s.on("data", (d: string) => { out += d; });
+      s.on("close", () => resolve({ status: out.split("\r\n")[0] ?? "", closed: true }));
+      s.on("error", reject);
+      setTimeout(() => { resolve({ status: out.split("\r\n")[0] ?? "", closed: false }); s.destroy(); }, 16_000);
+    });
     const ctl = new AbortController();
     const res = await fetch(`${n.api}/events`, { signal: ctl.signal });
     expect(res.headers.get("content-type")).toStartWith("text/event-stream");
@@ -105,6 +116,7 @@ describe("HTTP API of one agent", () => {
     expect(snap.node.node.name).toBe("n1");
     expect(snap.cluster.view.members).toHaveLength(1);
     expect(Array.isArray(snap.history)).toBe(true);
+    expect(await refused).toEqual({ status: "HTTP/1.1 401 Unauthorized", closed: true });
   }, 30_000);
 
   test("a bad lag value is a 400 naming it", async () => {
@@ -201,7 +213,7 @@ describe("HTTP API of one agent", () => {
     const m = await get("/metrics");
     expect(m.headers.get("content-type")).toStartWith("text/plain; version=0.0.4");
     const f = parseProm(m.body);
-    expect(sample(f, "pgherd_api_rejects_total", { reason: "no-token" })).toBe(12);
+    expect(sample(f, "pgherd_api_rejects_total", { reason: "no-token" })).toBe(13); // 12 in the token test, 1 the refused backup beside /events
     expect(sample(f, "pgherd_api_rejects_total", { reason: "bad-token" })).toBe(6);
     expect(sample(f, "pgherd_api_rejects_total", { reason: "bad-path" })).toBe(4);
     expect(sample(f, "pgherd_api_rejects_total", { reason: "oversized" })).toBe(2);

@@ -173,6 +173,15 @@ describe("lag values", () => {
     expect(parseLag("10m")).toMatch(/unit "m" is unknown/);
     expect(parseHealthQuery(new URLSearchParams("lag=x"))).toMatch(/lag=/);
     expect(parseHealthQuery(new URLSearchParams("mode=read"))).toMatch(/mode=/);
+    expect(parseLag(" 16 MB ")).toEqual({ kind: "bytes", bytes: 16 * 2 ** 20 }); // "+16+MB+" in a URL
+  });
+  test("a long value is refused at once: the match runs on the event loop that keeps the lease", () => {
+    // Two adjacent whitespace runs in the pattern once made 64,000 spaces (a "+" each in the query) take ~2 s.
+    for (const raw of [`1${" ".repeat(64_000)}!`, `1${" ".repeat(64_000)}s`, "9".repeat(100_000)]) {
+      const t0 = performance.now();
+      expect(parseLag(raw)).toMatch(/not a number/);
+      expect(performance.now() - t0).toBeLessThan(250);
+    }
   });
 });
 
