@@ -2,7 +2,7 @@
 // on its command line. Checked here, at load, against what src/postgres/pgconf.ts and hba.ts
 // accept when they render: a bad value must stop the agent with exit 2, not fail every round.
 import { z } from "zod";
-import { MANAGED_KEYS } from "../postgres/pgconf.ts";
+import { MANAGED_KEYS, RECOVERY_END_KEYS } from "../postgres/pgconf.ts";
 import { isHost } from "./hostport.ts";
 
 // eslint-disable-next-line no-control-regex
@@ -51,6 +51,8 @@ export const parameters = z.record(z.string(), paramValue).superRefine((params, 
         ? "is an include directive, not a setting"
         : (MANAGED_KEYS as readonly string[]).includes(lower)
           ? "is managed by pgherd: set it through pgherd's own keys"
+          : (RECOVERY_END_KEYS as readonly string[]).includes(lower)
+            ? "would end a standby's recovery (and may promote it): pgherd decides promotion"
           : seen.has(lower)
             ? `is the same setting as ${JSON.stringify(seen.get(lower))} (names are case-insensitive)`
             : "";

@@ -46,6 +46,15 @@ export const MANAGED_KEYS = [
   "wal_log_hints", "primary_conninfo", "primary_slot_name", "wal_retrieve_retry_interval",
   "unix_socket_directories", "cluster_name", "synchronous_standby_names", "synchronous_commit",
   "ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file",
+  // Written only when needed (a former primary's own timeline, slot synchronization), yet never the operator's:
+  // a recovery_target_timeline of theirs would follow a timeline pgherd did not choose.
+  "recovery_target_timeline", "sync_replication_slots",
+] as const;
+
+/** Settings no one sets on a managed server: a recovery target ends a standby's recovery (and may promote it), a trigger file promotes it; pgherd decides promotion. */
+export const RECOVERY_END_KEYS = [
+  "recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid",
+  "recovery_target_action", "recovery_target_inclusive", "promote_trigger_file",
 ] as const;
 
 /**
@@ -120,6 +129,7 @@ export function renderPgherdConf(p: PgherdConfParams): string {
     const lk = k.toLowerCase();
     if (!NAME.test(lk)) throw new ConfError(`parameter name ${JSON.stringify(k)} is not a valid PostgreSQL setting name`);
     if ((MANAGED_KEYS as readonly string[]).includes(lk) || walKeys.includes(lk)) throw new ConfError(`parameter ${k} is managed by pgherd and cannot be set directly`);
+    if ((RECOVERY_END_KEYS as readonly string[]).includes(lk)) throw new ConfError(`parameter ${k} would end a standby's recovery: pgherd decides promotion`);
   }
   const own = new Set(user.map(([k]) => k.toLowerCase()));
   const defaults = Object.entries(DEFAULT_PARAMETERS).filter(([k]) => !own.has(k));

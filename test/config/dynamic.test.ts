@@ -36,6 +36,10 @@ describe("decideChange", () => {
   test("a value the schema refuses is a 400 naming the key; nothing is made", () => {
     const managed = D.decideChange(doc(1), { base: 1, set: { "postgres.parameters.port": "5433" } }, meta);
     expect(managed).toMatchObject({ ok: false, status: 400, error: expect.stringContaining('postgres.parameters "port" is managed by pgherd') });
+    const slotSync = D.decideChange(doc(1), { base: 1, set: { "postgres.parameters.sync_replication_slots": "on" } }, meta);
+    expect(slotSync).toMatchObject({ ok: false, status: 400, error: expect.stringContaining('"sync_replication_slots" is managed by pgherd') });
+    const target = D.decideChange(doc(1), { base: 1, set: { "postgres.parameters.recovery_target_time": "2026-01-01" } }, meta);
+    expect(target).toMatchObject({ ok: false, status: 400, error: expect.stringContaining('"recovery_target_time" would end a standby\'s recovery') });
     const bad = D.decideChange(doc(1), { set: { durability: "sometimes" } }, meta);
     expect(bad).toMatchObject({ ok: false, status: 400, error: expect.stringContaining("durability must be") });
     const unknown = D.decideChange(doc(1), { set: { "postgres.port": 1 } }, meta);

@@ -73,6 +73,14 @@ describe("a value the renderer or PostgreSQL would refuse is refused at load", (
       'pgherd.toml: postgres.parameters "Port" is managed by pgherd: set it through pgherd\'s own keys',
       'pgherd.toml: postgres.parameters "WORK_MEM" is the same setting as "work_mem" (names are case-insensitive)',
     ]);
+    // Found by review: these were accepted, and won over pgherd's own lines (or broke every standby's render).
+    expect(errors(`${BASE}[postgres.parameters]\nrecovery_target_timeline = "1"\nsync_replication_slots = true\nrecovery_target_lsn = "0/5000000"\nRecovery_Target_Action = "promote"\npromote_trigger_file = "/tmp/x"\n`)).toEqual([
+      'pgherd.toml: postgres.parameters "recovery_target_timeline" is managed by pgherd: set it through pgherd\'s own keys',
+      'pgherd.toml: postgres.parameters "sync_replication_slots" is managed by pgherd: set it through pgherd\'s own keys',
+      'pgherd.toml: postgres.parameters "recovery_target_lsn" would end a standby\'s recovery (and may promote it): pgherd decides promotion',
+      'pgherd.toml: postgres.parameters "Recovery_Target_Action" would end a standby\'s recovery (and may promote it): pgherd decides promotion',
+      'pgherd.toml: postgres.parameters "promote_trigger_file" would end a standby\'s recovery (and may promote it): pgherd decides promotion',
+    ]);
   });
 
   test("the renderer refused those names only when it ran", () => {
@@ -80,6 +88,8 @@ describe("a value the renderer or PostgreSQL would refuse is refused at load", (
       renderPgherdConf({ listenAddresses: ["*"], port: 5432, unixSocketDir: "/run/pg", maxWalSenders: 1, maxReplicationSlots: 1, hotStandby: true, walLogHints: true, parameters });
     expect(conf({ "work mem": "64MB" })).toThrow("is not a valid PostgreSQL setting name");
     expect(conf({ Port: 6000 })).toThrow("is managed by pgherd");
+    expect(conf({ recovery_target_timeline: "1" })).toThrow("is managed by pgherd");
+    expect(conf({ recovery_target_xid: "1234" })).toThrow("would end a standby's recovery");
   });
 
   test("parameter values: control characters, infinity and nan", () => {
