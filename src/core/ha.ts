@@ -61,8 +61,8 @@ export interface HaInput {
   fromExisting: boolean;
   /** rejoin.auto: a former primary rewinds by itself; otherwise it waits for `pgherd rejoin`. */
   rejoinAuto: boolean;
-  /** `pgherd rejoin` asked for it (clone: skip pg_rewind). */
-  rejoinRequested: null | { clone: boolean };
+  /** A rebuild asked for: by `pgherd rejoin` (clone: skip pg_rewind), or by the loop itself (auto: a standby that failed to start three times). */
+  rejoinRequested: null | RejoinRequest;
   /** Maintenance mode: monitor and report, change nothing (fencing stays: it is what keeps one primary). */
   paused: boolean;
   /** A human asked this node to take over (`pgherd failover --to`): promote even while paused. */
@@ -98,10 +98,12 @@ export type HaAction =
   | { kind: "repoint"; upstream: string }
   | { kind: "resign"; reason: string; to?: string };
 
+export type RejoinRequest = { clone: boolean; auto?: boolean };
+
 export function decideHa(x: HaInput): HaAction {
   const d = decideUnpaused(x);
   if (!x.paused || d.kind === "none" || d.kind === "wait" || d.kind === "refuse" || d.kind === "fence") return d;
-  if (x.rejoinRequested && (d.kind === "rewind" || d.kind === "clone")) return d; // a human asked for it
+  if (x.rejoinRequested && !x.rejoinRequested.auto && (d.kind === "rewind" || d.kind === "clone")) return d; // a human asked for it
   if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary" || d.kind === "check-promote" || (d.kind === "start-standby" && d.upstream === null))) return d;
   return { kind: "wait", reason: `paused: would ${d.kind}${"from" in d ? ` from ${d.from}` : "upstream" in d && d.upstream ? ` ${d.upstream}` : ""}` };
 }
@@ -216,8 +218,9 @@ export function controlSaysPrimary(state: string): boolean {
  * holds standby.signal (pgherd writes it before every standby start, pg_rewind leaves "in archive
  * recovery") and a pg_control state only a standby reaches. Anything else (no standby.signal, or a
  * primary's state whatever the signal file says: a start as a standby that never happened) is
- * rewound before it follows anyone.
+ * rewound before it follows anyone. With pg_control unreadable (null: pg_controldata failed or
+ * timed out on a stalled disk) the signal file alone says it: no standby.signal is a primary's data.
  */
-export function dataWasPrimary(controlState: string, standbySignal: boolean): boolean {
-  return !standbySignal || controlSaysPrimary(controlState);
+export function dataWasPrimary(controlState: string | null, standbySignal: boolean): boolean {
+  return !standbySignal || (controlState !== null && controlSaysPrimary(controlState));
 }

@@ -2,12 +2,25 @@
 // streaming, or failed) and the CLI's wait on it, which must not take a report from before the
 // request for the rejoin's success (defect 4).
 import { expect, test } from "bun:test";
-import { type RejoinEvent, rejoinStep } from "../../src/agent/pg/rejoin.ts";
+import { type RejoinEvent, rejoinDropReason, rejoinStep } from "../../src/agent/pg/rejoin.ts";
 import type { RejoinProgress } from "../../src/core/report.ts";
 import { type NodePg, rejoinLines, rejoinPoll, rejoinSeq } from "../../src/cli/_rejoin-wait.ts";
 
 const run = (events: RejoinEvent[], from: RejoinProgress | null = null) => events.reduce(rejoinStep, from);
 const streamingNow: RejoinEvent = { kind: "observed", standby: true, streaming: true };
+
+test("a request made while following is dropped once this node leads or takes the lease (its data is the cluster's then)", () => {
+  // Found by review: a request left waiting while this node won an election fired after it lost the
+  // lease, rewinding its unreplicated transactions away past rejoin.auto = false and a pause.
+  const follower = { leading: false, acquiringLease: false };
+  expect(rejoinDropReason(null, { leading: true, acquiringLease: false })).toBeNull();
+  expect(rejoinDropReason({ clone: false }, follower)).toBeNull();
+  expect(rejoinDropReason({ clone: true, auto: true }, follower)).toBeNull();
+  expect(rejoinDropReason({ clone: false }, { leading: true, acquiringLease: false })).toMatch(/became the leader/);
+  expect(rejoinDropReason({ clone: true }, { leading: false, acquiringLease: true })).toMatch(/became the leader/);
+  // The CLI then sees a dropped request, not one the agent retries.
+  expect(run([{ kind: "request", clone: false }, { kind: "failed", error: "not carried out: this node became the leader", dropped: true }])).toMatchObject({ state: "failed", dropped: true });
+});
 
 test("a request starts a new rejoin with the next sequence number", () => {
   expect(run([{ kind: "request", clone: false }])).toEqual({ seq: 1, state: "requested", error: null });

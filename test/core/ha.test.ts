@@ -113,6 +113,9 @@ describe("follower", () => {
     expect(decideHa(lead({ paused: true }, { inRecovery: true })).kind).toBe("wait");
     expect(decideHa(follow({ paused: true }, { inRecovery: false })).kind).toBe("fence");
     expect(decideHa(follow({ paused: true, rejoinRequested: { clone: true } })).kind).toBe("clone");
+    // The loop's own request (a standby that failed to start three times) is no human's: it waits for the pause to end.
+    expect(decideHa(follow({ paused: true, rejoinRequested: { clone: true, auto: true } }))).toEqual({ kind: "wait", reason: "paused: would clone from 10.0.0.1:5432" });
+    expect(decideHa(follow({ rejoinRequested: { clone: true, auto: true } })).kind).toBe("clone");
     expect(decideHa(lead({ paused: true, promotionRequested: true }, { inRecovery: true })).kind).toBe("promote");
   });
   test("a witness runs no PostgreSQL", () => {
@@ -128,6 +131,9 @@ describe("follower", () => {
     // with it, only a standby's states are a standby's (a primary's state: a standby start that never happened)
     for (const st of ["in production", "shut down", "in crash recovery", "shutting down"]) expect(dataWasPrimary(st, true)).toBe(true);
     for (const st of ["in archive recovery", "shut down in recovery"]) expect(dataWasPrimary(st, true)).toBe(false);
+    // pg_control unreadable (pg_controldata failed or timed out): the signal file decides; no signal is a primary's data.
+    expect(dataWasPrimary(null, false)).toBe(true);
+    expect(dataWasPrimary(null, true)).toBe(false);
     // and such a node is rewound before it streams
     for (const st of ["in production", "shut down", "in crash recovery"]) {
       const former = { running: false, up: false, inRecovery: null, wasPrimary: dataWasPrimary(st, false), timeline: 1 } as const;

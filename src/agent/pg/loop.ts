@@ -18,7 +18,8 @@ import { QueueTimeout, SerialExecutor } from "./executor.ts";
 import { PgHost } from "./host.ts";
 import { PrimaryStarter } from "./primary.ts";
 import { NoRoomError, Rebuilder } from "./rebuild.ts";
-import { rejoinStep, type RejoinEvent } from "./rejoin.ts";
+import { rejoinDropReason, rejoinStep, type RejoinEvent } from "./rejoin.ts";
+import type { RejoinRequest } from "../../core/ha.ts";
 import { MonitorRound, PREPARE_SLOTS_MS } from "./round.ts";
 import { PostmasterWatch } from "./postmaster-watch.ts";
 import { RoundScheduler } from "./scheduler.ts";
@@ -47,7 +48,7 @@ export class PostgresLoop implements LoopControl {
   private held = false;
   /** `pgherd failover --to` / a switchover to this node (core/promotion-permit.ts). */
   private promotion: PromotionPermit | null = null;
-  private rejoinRequest: { clone: boolean } | null = null;
+  private rejoinRequest: RejoinRequest | null = null;
   private rejoinProgress: RejoinProgress | null = null;
   private readonly detachHold = new DetachHold();
 
@@ -77,7 +78,15 @@ export class PostgresLoop implements LoopControl {
     const rebuild = new Rebuilder(this.h, (e) => this.progress(e), () => this.round.refresh(this.rejoinProgress));
     this.round = new MonitorRound(this.h, {
       maintenance: this.maintenance, slots: this.slots, primary, rebuild,
-      rejoin: () => ({ request: this.rejoinRequest, progress: this.rejoinProgress }),
+      rejoin: (lead) => {
+        const drop = rejoinDropReason(this.rejoinRequest, lead);
+        if (drop) {
+          log.warn(`rejoin request dropped: ${drop}`);
+          this.rejoinRequest = null;
+          this.progress({ kind: "failed", error: `not carried out: ${drop}`, dropped: true });
+        }
+        return { request: this.rejoinRequest, progress: this.rejoinProgress };
+      },
       observed: (standby, streaming) => this.progress({ kind: "observed", standby, streaming }),
       failed: (kind, error, failures, cause) => {
         // The data directory is as it was: an asked-for clone that cannot fit is dropped, and the
@@ -90,7 +99,7 @@ export class PostgresLoop implements LoopControl {
         }
         if (kind === "start-standby" && failures >= 3) {
           log.warn(`start as a standby failed ${failures} times: rebuilding it from a fresh clone`);
-          this.rejoinRequest = { clone: true };
+          this.rejoinRequest = { clone: true, auto: true }; // not past a pause: no one asked for it
         }
       },
       promotionRequested: () => this.promotionPermitted(),

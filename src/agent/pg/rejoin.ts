@@ -1,6 +1,7 @@
 // Progress of `pgherd rejoin`, carried in this node's report so the CLI waits for the rebuild
 // itself (requested → rewinding/cloning → starting → streaming, or failed), never for a report
 // taken before the request. Pure: the loop feeds it what it does and sees.
+import type { RejoinRequest } from "../../core/ha.ts";
 import type { RejoinProgress } from "../../core/report.ts";
 
 export type RejoinEvent =
@@ -10,6 +11,18 @@ export type RejoinEvent =
   | { kind: "failed"; error: string; dropped?: boolean }
   /** A monitoring round's view of the server. */
   | { kind: "observed"; standby: boolean; streaming: boolean };
+
+/**
+ * Why a rebuild request no longer holds, or null. A request is made for a node that follows: once
+ * this node leads (or is taking the lease) its data is the cluster's newest, and a request left over
+ * would rewind or replace it after a later loss of the lease, past rejoin.auto = false and a pause
+ * that are there to keep such a former primary's data.
+ */
+export function rejoinDropReason(req: RejoinRequest | null, lead: { leading: boolean; acquiringLease: boolean }): string | null {
+  if (!req) return null;
+  if (lead.leading || lead.acquiringLease) return "this node became the leader: its data is the cluster's now";
+  return null;
+}
 
 export function rejoinStep(p: RejoinProgress | null, e: RejoinEvent): RejoinProgress | null {
   if (e.kind === "request") return { seq: (p?.seq ?? 0) + 1, state: "requested", error: null };

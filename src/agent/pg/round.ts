@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { isStuck, stepCatchUp } from "../../core/catch-up.ts";
 import { truthfulGuarantee } from "../../core/durability.ts";
-import { dataWasPrimary, decideHa, type HaAction, type LocalPg } from "../../core/ha.ts";
+import { dataWasPrimary, decideHa, type HaAction, type LocalPg, type RejoinRequest } from "../../core/ha.ts";
 import { broken, successorOf } from "../../core/liveness.ts";
 import { comparePosition, ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
@@ -32,7 +32,7 @@ export interface RoundParts {
   primary: PrimaryStarter;
   rebuild: Rebuilder;
   /** The rejoin being carried out (null: none), and its progress for the report. */
-  rejoin(): { request: { clone: boolean } | null; progress: RejoinProgress | null };
+  rejoin(lead: { leading: boolean; acquiringLease: boolean }): { request: RejoinRequest | null; progress: RejoinProgress | null };
   observed(standby: boolean, streaming: boolean): void;
   /** `cause`: what the action threw. */
   failed(kind: HaAction["kind"], error: string, failures: number, cause: unknown): void;
@@ -92,7 +92,7 @@ export class MonitorRound {
     // meanwhile (a frozen agent that wakes finds another leader at once), and a leader's decision
     // taken on an old view would treat a former primary as its own.
     const lead = ctx.leadership();
-    const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false : info.control ? dataWasPrimary(info.control.state, standbySignal) : false;
+    const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false : !info.empty && dataWasPrimary(info.control?.state ?? null, standbySignal);
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
       wasPrimary, timeline: p.up ? p.timeline : await stoppedTimeline(h, info.control?.timeline ?? null, wasPrimary),
@@ -118,7 +118,7 @@ export class MonitorRound {
     this.lastUp = p.up;
     h.fencer.settle(lead.term, { leading: lead.leading, acquiringLease: lead.acquiringLease, primaryRunning: h.wasPrimary });
     x.observed(p.up && p.inRecovery, streaming);
-    const rejoin = x.rejoin();
+    const rejoin = x.rejoin(lead);
     const decision = decideHa({
       witness: false, leading: lead.leading, acquiringLease: lead.acquiringLease,
       leader: leaderPg && !lead.leading
