@@ -26,6 +26,11 @@ export interface LocalPg {
   health?: Pick<Verdict, "state" | "reason"> | null;
   /** The data directory's or pg_wal's file system is full now (its description), else null. */
   diskFull?: string | null;
+  /**
+   * A pg_rewind of this data directory began to write and did not finish (store/rewind-marker.ts):
+   * blocks of two histories, pg_control as before. It is replaced by a fresh clone, never started or rewound.
+   */
+  rewindUnfinished?: boolean;
 }
 
 /** The leader's PostgreSQL, from its last report over the mesh. */
@@ -100,6 +105,8 @@ export type HaAction =
 
 export type RejoinRequest = { clone: boolean; auto?: boolean };
 
+const UNFINISHED = "a pg_rewind of this data directory began to write and did not finish (it holds blocks of two histories)";
+
 export function decideHa(x: HaInput): HaAction {
   const d = decideUnpaused(x);
   if (!x.paused || d.kind === "none" || d.kind === "wait" || d.kind === "refuse" || d.kind === "fence") return d;
@@ -137,6 +144,7 @@ function asLeader(x: HaInput): HaAction {
     return { kind: "refuse", reason: "the data directory holds a cluster that pgherd did not create; set bootstrap.from_existing = true to adopt it" };
   }
   const handOver = x.successor ? { to: x.successor } : {};
+  if (!l.running && l.rewindUnfinished) return { kind: "resign", reason: `${UNFINISHED}: another node must lead`, ...handOver };
   if (!l.running) {
     // A server that stopped on a full disk would only stop again: a standby with its own disk takes over.
     if (l.diskFull && x.clusterSystemId !== null) return { kind: "resign", reason: `PostgreSQL stopped and its disk is full (${l.diskFull})`, ...handOver };
@@ -184,6 +192,12 @@ function asFollower(x: HaInput): HaAction {
   }
   if (x.clusterSystemId !== null && l.systemId !== null && l.systemId !== x.clusterSystemId) {
     return { kind: "refuse", reason: `the data directory holds system identifier ${l.systemId}, the cluster's is ${x.clusterSystemId}` };
+  }
+  if (l.rewindUnfinished) {
+    // Not rewound again either: pg_rewind would read the old pg_control and trust the mixed blocks.
+    if (!x.leader.primaryReady) return { kind: "wait", reason: `${UNFINISHED}: waiting for the leader's primary to clone from` };
+    if (!x.rejoinAuto && !x.rejoinRequested) return { kind: "wait", reason: `${UNFINISHED}: rejoin.auto is off, run \`pgherd rejoin --force-clone\`` };
+    return { kind: "clone", from: x.leader.addr };
   }
   if (x.rejoinRequested) {
     if (!x.leader.primaryReady) return { kind: "wait", reason: "rejoin requested: waiting for the leader's primary" };

@@ -8,9 +8,21 @@ import { buildConninfo } from "./pgconf.ts";
 
 export class RewindError extends Error {
   override readonly name = "RewindError";
-  constructor(message: string, readonly stderr: string) {
+  /**
+   * Whether pg_rewind may have written into the target: it prints "need to copy" (--progress,
+   * LC_ALL=C) right before it starts changing files, its point of no return. Without that line it
+   * stopped during its checks and reads, and the data directory is as it was.
+   */
+  readonly targetTouched: boolean;
+  constructor(message: string, readonly stderr: string, output = stderr) {
     super(message);
+    this.targetTouched = rewindTouchedTarget(output);
   }
+}
+
+/** pg_rewind's output (LC_ALL=C, --progress) says it reached the writes into the target. */
+export function rewindTouchedTarget(output: string): boolean {
+  return /need to copy \d+ MB/.test(output);
 }
 
 export interface RewindOptions {
@@ -38,6 +50,6 @@ export async function rewind(o: RewindOptions): Promise<"rewound" | "not-needed"
     user: o.osUser, timeoutMs: o.timeoutMs, log: o.log,
   });
   const out = `${res.stdout}\n${res.stderr}`;
-  if (res.code !== 0 || res.timedOut) throw new RewindError(`pg_rewind of ${o.dataDir} from ${o.host}:${o.port} failed: ${stderrTail(res.stderr) || `exit ${res.code}`}`, res.stderr);
+  if (res.code !== 0 || res.timedOut) throw new RewindError(`pg_rewind of ${o.dataDir} from ${o.host}:${o.port} failed: ${stderrTail(res.stderr) || `exit ${res.code}`}`, res.stderr, out);
   return /no rewind required/i.test(out) ? "not-needed" : "rewound";
 }

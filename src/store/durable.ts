@@ -97,6 +97,17 @@ export async function writeFileDurable(
   }
 }
 
+/** Removes `path` (gone already is fine) and fsyncs its directory: after a crash it is gone or still there, as before the call. */
+export function removeFileDurableSync(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw e;
+  }
+  fsyncDirSync(dirname(path));
+}
+
 export function writeJsonDurableSync(path: string, value: unknown, mode = 0o600): void {
   writeFileDurableSync(path, `${JSON.stringify(value, null, 2)}\n`, mode);
 }

@@ -103,6 +103,24 @@ describe("follower", () => {
     expect(decideHa(follow({ rejoinRequested: { clone: true } }))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
     expect(decideHa(follow({ rejoinRequested: { clone: false } }))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
   });
+  test("a data directory a pg_rewind began to write and did not finish is cloned afresh: never started, never rewound again", () => {
+    // Found by review: a stuck standby's half-rewound directory (standby.signal, "shut down in recovery") was started,
+    // a former primary's rewound again.
+    const halfStandby = { running: false, up: false, inRecovery: null, wasPrimary: false, rewindUnfinished: true } as const;
+    const halfPrimary = { ...halfStandby, wasPrimary: true } as const;
+    for (const local of [halfStandby, halfPrimary]) {
+      expect(decideHa(follow({}, local))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
+      expect(decideHa(follow({ rejoinRequested: { clone: false } }, local))).toEqual({ kind: "clone", from: "10.0.0.1:5432" }); // a rewind asked for: a clone
+      expect(decideHa(follow({ rejoinAuto: false }, local))).toMatchObject({ kind: "wait", reason: expect.stringContaining("pgherd rejoin --force-clone") });
+      expect(decideHa(follow({ rejoinAuto: false, rejoinRequested: { clone: true } }, local)).kind).toBe("clone");
+      expect(decideHa(follow({ leader: { ...base.leader!, primaryReady: false } }, local))).toMatchObject({ kind: "wait", reason: expect.stringContaining("did not finish") });
+      expect(decideHa(follow({ paused: true }, local)).kind).toBe("wait"); // automatic: not while paused
+      // As leader it is not started: another node must lead.
+      expect(decideHa(lead({}, local))).toMatchObject({ kind: "resign", reason: expect.stringContaining("did not finish") });
+    }
+    // Started by hand since: rebuilt all the same (PostgreSQL's documentation: likely not recoverable).
+    expect(decideHa(follow({}, { rewindUnfinished: true }))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
+  });
   test("never touches another cluster's data", () => {
     expect(decideHa(follow({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");
     expect(decideHa(lead({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");

@@ -16,7 +16,7 @@ import { runTool } from "../../src/postgres/exec.ts";
 import { writeManagedConfig, type ManagedConfig } from "../../src/postgres/managed-config.ts";
 import { generatePassword, writePassfile } from "../../src/postgres/passwords.ts";
 import { buildConninfo } from "../../src/postgres/pgconf.ts";
-import { rewind } from "../../src/postgres/rewind.ts";
+import { rewind, RewindError } from "../../src/postgres/rewind.ts";
 import { ensureRoles } from "../../src/postgres/roles.ts";
 import { ensureSlot } from "../../src/postgres/slots.ts";
 import { openLocalDb, type Db } from "../../src/postgres/sql.ts";
@@ -150,6 +150,10 @@ describe("replication TLS on real PostgreSQL", () => {
     await stop(standby, "fast", 30);
     expect(await rewind({ bins: standby.bins, osUser: PG_OS_USER, log, dataDir: standby.dataDir, host: "127.0.0.1", port: ports.p, user: REPL, passfile, tls: await tls.client(), timeoutMs: 60_000 }))
       .toBe("not-needed");
+    // A pg_rewind that fails during its checks (here: nothing listens at the source) never wrote into the target.
+    const failed = await rewind({ bins: standby.bins, osUser: PG_OS_USER, log, dataDir: standby.dataDir, host: "127.0.0.1", port: ports.s, user: REPL, passfile, tls: await tls.client(), timeoutMs: 60_000 }).catch((e) => e);
+    expect(failed).toBeInstanceOf(RewindError);
+    expect(failed.targetTouched).toBe(false);
   }, 90_000);
 
   test("renewal before expiry is a reload: the server presents the new certificate, same postmaster", async () => {

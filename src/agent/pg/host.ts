@@ -1,5 +1,6 @@
 // The local PostgreSQL as every part of the loop uses it: its files, a client, the managed
 // configuration, start/stop, and the facts the last monitoring round observed.
+import { RewindMarker } from "../../store/rewind-marker.ts";
 import { join } from "node:path";
 import { parseHostPort } from "../../config/hostport.ts";
 import type { Config } from "../../config/schema.ts";
@@ -30,6 +31,8 @@ export class PgHost {
   readonly passfile: string;
   /** Replication TLS files (CA, this node's certificate) and the client's libpq keywords. */
   readonly tls: NodeTls;
+  /** A pg_rewind that started and did not finish (store/rewind-marker.ts): the data directory is rebuilt, never started. */
+  readonly rewindMarker: RewindMarker;
   private db: Db | null = null;
   /** host:port primary_conninfo points to, as last written. */
   upstream: string | null = null;
@@ -80,6 +83,7 @@ export class PgHost {
     // Not inside the data directory either: base backups copy it (the password would travel with every clone).
     this.passfile = passfileFor(cfg.postgres.data_dir);
     this.tls = new NodeTls({ cfg, secrets: ctx, log });
+    this.rewindMarker = new RewindMarker(cfg.state_dir, cfg.postgres.data_dir);
   }
 
   /** The local client's deadline for a query that names none; the leader's round upkeep lowers it (durability.ts). */

@@ -11,7 +11,7 @@ import { bytes } from "../../core/liveness.ts";
 import { treeBytes } from "../../postgres/fsutil.ts";
 import { fsRoomFor } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
-import { basebackup, BasebackupError, cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, rewind, swapDataDir } from "../../postgres/index.ts";
+import { basebackup, BasebackupError, cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
@@ -155,6 +155,7 @@ export class Rebuilder {
     const h = this.h;
     h.note = "";
     const old = await swapDataDir(target, h.node.dataDir);
+    h.rewindMarker.clear(); // a fresh directory: an unfinished rewind of the one moved aside no longer matters
     const keep = h.cfg.rejoin.keep_old;
     if (old) h.log.warn(keep > 0 ? `previous data directory kept at ${old}` : `previous data directory moved aside to ${old}: removed once the new server runs (rejoin.keep_old = 0)`);
     h.log.info(`data directory created by ${how}`);
@@ -189,11 +190,13 @@ export class Rebuilder {
     h.log.info(`rejoining as a standby of ${from}: pg_rewind`);
     let r: "rewound" | "not-needed";
     try {
-      r = await rewind({
-        bins: h.node.bins, osUser: h.node.osUser, log: h.log, dataDir: h.node.dataDir, host, port,
-        user: h.cfg.postgres.repl_user, passfile: await h.writePassfile(host, port), tls: await h.tls.client(), timeoutMs: 3600_000,
-      });
+      const o = { host, port, passfile: await h.writePassfile(host, port), tls: await h.tls.client() };
+      h.rewindMarker.set(from); // fsync'd before pg_rewind may write: a rewind cut short is never started (store/rewind-marker.ts)
+      r = await rewind({ bins: h.node.bins, osUser: h.node.osUser, log: h.log, dataDir: h.node.dataDir, user: h.cfg.postgres.repl_user, timeoutMs: 3600_000, ...o });
+      h.rewindMarker.clear();
     } catch (e) {
+      if (e instanceof RewindError && !e.targetTouched) h.rewindMarker.clear(); // it stopped before its first write
+      else if (h.rewindMarker.get()) h.log.error(`pg_rewind stopped after it began to change ${h.node.dataDir}: that directory is only ever replaced by a fresh clone now`);
       h.log.warn(`${(e as Error).message}; taking a fresh clone instead`);
       await this.clone(from);
       h.record("rejoin", `pg_rewind impossible (${(e as Error).message.slice(0, 200)}): rebuilt from a fresh clone of ${from}`);

@@ -97,6 +97,7 @@ export class MonitorRound {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
       wasPrimary, timeline: p.up ? p.timeline : await stoppedTimeline(h, info.control?.timeline ?? null, wasPrimary),
       stuck: isStuck(h.catchUp),
+      rewindUnfinished: !info.empty && h.rewindMarker.get() !== null,
       health: this.live.verdict, diskFull: this.live.diskFull(),
     };
 
