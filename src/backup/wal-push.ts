@@ -134,7 +134,11 @@ export function walPush(a: WalPushArgs, io: WalPushIo): number {
     }
     const there = archived(io, a.stanza, name);
     if (there === "whole") return 0;
-    if (there === "partial") {
+    // The .partial of a promotion counts only where this node's history ends the timeline inside
+    // this segment (its history file may arrive while it waits): a node whose history goes on
+    // through the whole segment (a promotion there was cut off, another came later) has WAL the
+    // .partial lacks, and the archive needs its copy.
+    if (there === "partial" && io.pastTimelineEnd(a.path)) {
       io.say(`pgherd wal-push: ${name} ended its timeline and is in the repository as ${name}.partial (archived by the node promoted there): done without a push`);
       return 0;
     }

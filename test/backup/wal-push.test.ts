@@ -107,11 +107,20 @@ describe("wal-push", () => {
     expect(archived(world({ ids: [] }).io, "main", SEG)).toBe(null);
   });
   test("the last segment of an ended timeline: once the repository has it as .partial, a standby returns without pushing", () => {
-    const w = world({ repo: (t) => (t >= 2000 ? [`${SEG}.partial-${SHA}.gz`] : []) });
+    const w = world({ repo: (t) => (t >= 2000 ? [`${SEG}.partial-${SHA}.gz`] : []), past: true });
     expect(walPush(args, w.io)).toBe(0);
     expect(w.time()).toBe(2000);
     expect(w.calls.filter((c) => c.startsWith("push"))).toEqual([]);
     expect(w.calls.some((c) => /^say .*ended its timeline and is in the repository as .*\.partial/.test(c))).toBe(true);
+  });
+
+  test("a .partial does not stand for a segment this standby's history holds whole: it waits, then pushes its copy", () => {
+    // Found by review: a promotion inside the segment was cut off (its node archived the .partial),
+    // this node received the whole segment on that timeline and its history goes on through it.
+    const w = world({ repo: () => [`${SEG}.partial-${SHA}.gz`], past: false });
+    expect(walPush(args, w.io)).toBe(0);
+    expect(w.time()).toBe(30_000);
+    expect(w.calls).toContain(`push pg_wal/${SEG}`);
   });
 
   test("a whole copy beside a .partial one counts as whole; a cut-short .partial push does not count", () => {
