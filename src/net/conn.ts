@@ -71,8 +71,9 @@ export interface ConnHost {
   message(c: Conn, msg: unknown): void;
   reject(reason: string, remote: string, detail: string): void;
   closed(c: Conn, reason: string): void;
-  /** An incoming hello carries our own node id and this nonce: one of our dials reached ourselves. */
-  selfHello(nonce: string): void;
+  /** This dialled connection reached our own listener: the acceptor's proof verified and its hello
+   *  carries our node id (a hello alone proves nothing: it travels in plaintext). */
+  self(c: Conn): void;
 }
 
 /** How long an accepted connection may stay silent before its hello: a third of the handshake deadline. */
@@ -87,7 +88,7 @@ export class Conn {
   retiring = false; // we chose another connection to this peer and stopped sending here
   remoteRetired = false; // the peer said the same
   private state: State;
-  own: Hello | undefined; // the hello we sent
+  private own: Hello | undefined; // the hello we sent
   private channel: Channel | undefined;
   private readonly decoder = new FrameDecoder(HANDSHAKE_MAX_FRAME);
   private readonly timers: ReturnType<typeof setTimeout>[] = [];
@@ -238,8 +239,9 @@ export class Conn {
     const parsed = helloSchema.safeParse(frame);
     if (!parsed.success) return this.reject("schema", `bad hello: ${issues(parsed.error)}`);
     const remote = parsed.data;
+    // A hello carrying our own node id goes on like any other: whether it is really us shows only
+    // once the proofs verify (onProof), since anyone who saw one of our hellos can copy its fields.
     const problem = helloProblem(this.cfg, remote, this.role === "acceptor");
-    if (problem === "self") this.host.selfHello(remote.nonce);
     if (problem) return this.reject(problem, `hello from ${JSON.stringify(remote.nodeId)} of cluster ${JSON.stringify(remote.cluster)}`);
     if (this.expectedId !== undefined && remote.nodeId !== this.expectedId) {
       return this.reject("wrong-peer", `expected ${this.expectedId}, found ${JSON.stringify(remote.nodeId)}`);
@@ -262,6 +264,7 @@ export class Conn {
       return this.reject("bad-proof", `proof from ${JSON.stringify(this.peer!.nodeId)} does not match our secret`);
     }
     if (this.role === "dialer") this.write({ t: "proof", mac: proofFor(this.cfg.secret, "dialer", d, a) });
+    if (this.peer!.nodeId === this.cfg.nodeId) return this.onSelf();
     this.channel = new Channel(deriveKeys(this.cfg.secret, d.nonce, a.nonce), this.role);
     this.decoder.maxBytes = this.cfg.maxFrameBytes;
     this.state = "open";
@@ -270,6 +273,19 @@ export class Conn {
     const tick = Math.max(5, Math.min(this.cfg.pingMs, this.cfg.deadMs / 4));
     this.keepalive = onEvery(tick, () => this.guard(() => this.onTick(tick)));
     this.host.authenticated(this);
+  }
+
+  /**
+   * Both ends hold the secret and carry our node id: this node dialled its own listener (a peer list
+   * naming every node), or someone relays our own bytes back to us. The dialer tells the mesh and
+   * closes once its proof has left, so the acceptor's end verifies it and closes quietly instead of
+   * reporting a failed handshake.
+   */
+  private onSelf(): void {
+    if (this.role === "acceptor") return this.close("self");
+    this.host.reject("self", this.remote, "the address answered with our own node id and a valid proof");
+    this.host.self(this);
+    this.close("self", true);
   }
 
   private onSealed(frame: unknown): void {

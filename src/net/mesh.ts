@@ -21,6 +21,8 @@ export interface MeshOptions {
   handshakeMs: number; // whole handshake deadline, TCP connect included
   maxBufferedBytes: number; // a peer whose unsent bytes exceed this is disconnected
   backoffMinMs: number; backoffMaxMs: number;
+  /** How long an address that proved to be our own listener waits before it is dialled again (default 60 s). */
+  selfRecheckMs?: number;
   messageSchema: z.ZodType; // validates every decrypted application message
   log: Logger;
   onMessage(peerId: string, msg: unknown): void;
@@ -39,6 +41,8 @@ const MAX_PENDING = 64;
 const MAX_PENDING_PER_SOURCE = 8;
 /** Outbound handshakes in progress at once; a separate budget, inbound floods never touch it. */
 const MAX_DIALING = 32;
+/** Default of MeshOptions.selfRecheckMs: a loopback handshake a minute for a peer list naming this node. */
+const SELF_RECHECK_MS = 60_000;
 
 interface Target {
   addr: string;
@@ -46,7 +50,9 @@ interface Target {
   expectedId?: string;
   peerId?: string; // learned from the first successful handshake when no id was expected
   attempt: number;
-  self?: boolean; // the address turned out to be our own listener: never dialled again
+  /** The last handshake proved the address is our own listener: the next dial waits selfRecheckMs. */
+  selfSeen?: boolean;
+  selfLogged?: boolean; // the first such finding is logged at info, later ones at debug
   timer?: ReturnType<typeof setTimeout>;
   conn?: Conn;
 }
@@ -89,7 +95,7 @@ export class Mesh {
         this.settle(c);
         this.onClosed(c, reason);
       },
-      selfHello: (nonce) => this.onSelfHello(nonce),
+      self: (c) => this.onSelf(c),
     };
   }
 
@@ -120,7 +126,14 @@ export class Mesh {
     if (this.stopping) return;
     const known = this.targets.get(addr);
     if (known) {
-      if (expectedId !== undefined) known.expectedId = expectedId;
+      if (expectedId === undefined || expectedId === known.expectedId) return;
+      known.expectedId = expectedId;
+      // A new expectation is a new question: a target parked as ourselves is asked again now.
+      if (!known.conn && (known.selfSeen || !known.timer)) {
+        clearTimeout(known.timer);
+        known.selfSeen = false;
+        this.attempt(known);
+      }
       return;
     }
     let hp: HostPort;
@@ -130,7 +143,7 @@ export class Mesh {
       this.log.warn(`mesh: not dialling: ${(e as Error).message}`);
       return;
     }
-    const t: Target = { addr, hp, expectedId, attempt: 0, self: expectedId === this.o.nodeId };
+    const t: Target = { addr, hp, expectedId, attempt: 0 };
     this.targets.set(addr, t);
     this.attempt(t);
   }
@@ -227,7 +240,8 @@ export class Mesh {
 
   private attempt(t: Target): void {
     t.timer = undefined;
-    if (this.stopping || this.targets.get(t.addr) !== t || t.conn || t.self) return;
+    if (this.stopping || this.targets.get(t.addr) !== t || t.conn || t.expectedId === this.o.nodeId) return;
+    t.selfSeen = false; // until this dial proves it again
     const id = t.expectedId ?? t.peerId;
     if (id !== undefined && this.active.has(id)) return; // redialled from onClosed when that peer goes down
     if (this.dialing.size >= MAX_DIALING) return this.schedule(t);
@@ -240,8 +254,8 @@ export class Mesh {
   }
 
   private schedule(t: Target): void {
-    if (this.stopping || t.timer || t.conn || t.self || this.targets.get(t.addr) !== t) return;
-    const delay = backoffDelay(t.attempt++, this.o.backoffMinMs, this.o.backoffMaxMs);
+    if (this.stopping || t.timer || t.conn || t.expectedId === this.o.nodeId || this.targets.get(t.addr) !== t) return;
+    const delay = t.selfSeen ? (this.o.selfRecheckMs ?? SELF_RECHECK_MS) : backoffDelay(t.attempt++, this.o.backoffMinMs, this.o.backoffMaxMs);
     t.timer = setTimeout(() => this.attempt(t), delay);
     t.timer.unref();
   }
@@ -274,15 +288,20 @@ export class Mesh {
     loser.retire();
   }
 
-  /** Static peer lists usually include the local node: stop dialling an address that is us. */
-  private onSelfHello(nonce: string): void {
-    for (const c of this.conns) {
-      const t = this.targetOf.get(c);
-      if (c.role !== "dialer" || c.own?.nonce !== nonce || !t) continue;
-      t.self = true;
-      this.log.info(`mesh: ${t.addr} is this node itself; not dialling it`);
-      c.close("self");
-    }
+  /**
+   * A dial reached our own listener, proved by the acceptor's proof (conn.ts): static peer lists
+   * usually include the local node. The address is asked again after selfRecheckMs, never given up
+   * for good: it may change hands, and whoever relays our own bytes back to us can make a real
+   * peer's address look like ours. A target expecting another node never gets here (its dial
+   * fails as wrong-peer first, then backs off as usual); the check below keeps it that way.
+   */
+  private onSelf(c: Conn): void {
+    const t = this.targetOf.get(c);
+    if (!t || (t.expectedId !== undefined && t.expectedId !== this.o.nodeId)) return;
+    t.selfSeen = true;
+    const every = Math.round((this.o.selfRecheckMs ?? SELF_RECHECK_MS) / 1000);
+    this.log[t.selfLogged ? "debug" : "info"](`mesh: ${t.addr} is this node itself; dialling it again every ${every} s`);
+    t.selfLogged = true;
   }
 
   private onClosed(c: Conn, reason: string): void {

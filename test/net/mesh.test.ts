@@ -262,7 +262,7 @@ describe("mesh", () => {
     expect(b.mesh.rejects()).toEqual({});
   });
 
-  test("dialling our own address (a static peer list naming every node) is detected once and abandoned", async () => {
+  test("dialling our own address (a static peer list naming every node) is detected once and not redialled within the self pause (60 s)", async () => {
     const [a, b] = [await node("a"), await node("b")];
     a.mesh.dial(a.addr());
     a.mesh.dial(b.addr());
