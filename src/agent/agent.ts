@@ -34,7 +34,7 @@ import { FlagsStore, type Durability } from "./flags.ts";
 import { DynamicConfig, type DynamicView } from "./dynamic-config.ts";
 import { MembershipKeeper } from "./membership.ts";
 import { MemberActions } from "./approvals.ts";
-import { PendingRequests } from "./requests.ts";
+import { LeaderView } from "./leader-view.ts";
 import { composeLocalView, composeStatus, durabilityLine } from "./node-view.ts";
 import type { NodeStatus } from "../core/node-status.ts";
 import { SelfAddress } from "./self-address.ts";
@@ -71,7 +71,7 @@ export class Agent implements ClusterContext {
   private readonly mesh: Mesh;
   private readonly beacon: Beacon;
   private readonly peers: PeerTable;
-  private readonly views = new PendingRequests<ClusterView | null>();
+  private readonly views = new LeaderView((to, msg) => this.mesh.send(to, msg), now);
   private readonly host: AgentActionHost;
   private readonly router: MessageRouter;
   /** The address peers reach this host at (mesh.advertise, mesh.listen or learnt from an authenticated connection). */
@@ -193,7 +193,7 @@ export class Agent implements ClusterContext {
     this.state.stop();
     this.housekeeping.stop();
     clearInterval(this.witnessTimer);
-    this.views.cancelAll(() => null);
+    this.views.cancelAll();
     this.host.forwarded.cancelAll(() => ({ status: 503, ok: false, message: "the agent is stopping" }));
     this.host.handovers.cancelAll(() => false);
     await Promise.allSettled([this.beacon.stop(), this.mesh.stop(), this.historyLog.flushed()]);
@@ -212,17 +212,17 @@ export class Agent implements ClusterContext {
     return composeLocalView(this.statusInput());
   }
 
-  /** The leader's view when it answers within the deadline, else ours (marked). */
+  /** The leader's view when it answers within the deadline (one request shared, reused for 500 ms: leader-view.ts), else ours (marked). */
   async clusterView(timeoutMs = 2000): Promise<{ source: "leader" | "local"; view: ClusterView }> {
     const leader = this.consensus.status().leader;
     if (!leader || leader === this.nodeId) return { source: leader === this.nodeId ? "leader" : "local", view: this.localView() };
-    const v = await this.views.ask((id) => this.mesh.send(leader, { t: "view-req", id }), timeoutMs, () => null);
+    const v = await this.views.get(leader, timeoutMs);
     return v ? { source: "leader", view: v } : { source: "local", view: this.localView() };
   }
 
-  /** Whether `id`'s agent answers a request now (a stopping agent does not): src/agent/handover.ts. */
+  /** Whether `id`'s agent answers a request now (a stopping agent does not): src/agent/handover.ts. Never cached. */
   async answers(id: string, timeoutMs: number): Promise<boolean> {
-    return (await this.views.ask((rid) => this.mesh.send(id, { t: "view-req", id: rid }), timeoutMs, () => null)) !== null;
+    return (await this.views.ask(id, timeoutMs)) !== null;
   }
 
   /** `/clusters`: every cluster the consensus store shows (etcd), else this one. */

@@ -16,7 +16,6 @@ import type { AgentMsg } from "./messages.ts";
 import type { MigrateMsg } from "../consensus/migrate-msgs.ts";
 import type { PeerTable } from "./peers.ts";
 import type { LoopControl } from "./pg/context.ts";
-import type { PendingRequests } from "./requests.ts";
 
 export interface RouterDeps {
   log: Logger;
@@ -28,7 +27,8 @@ export interface RouterDeps {
   flags: FlagsStore;
   dynamic: DynamicConfig;
   history: History;
-  views: PendingRequests<ClusterView | null>;
+  /** The view requests this node has in flight (leader-view.ts). */
+  views: { answer(id: number, view: ClusterView): void };
   /** Peers' last state messages (read by the agent's facts). */
   reports: Map<string, F.PeerReport>;
   loop: () => LoopControl | null;
