@@ -58,7 +58,14 @@ export function startApi(opts: ApiOptions): ApiServer {
 
   const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
     const ip = server.requestIP(req);
-    const remote = (ip && front?.clientOf(ip.port)) ?? ip?.address ?? "unknown";
+    const client = ip && front?.clientOf(ip.port);
+    const remote = client ?? ip?.address ?? "unknown";
+    // Bun listens on a loopback port that only the front should use: a local process that found it
+    // would go around the front's caps.
+    if (front && !client) {
+      rejects.add("bypassed-front", remote, `${req.method} not through the API's address`);
+      return error(403, "connect to the API's address, not to its internal port");
+    }
     const wrongHost = hostProblem(req.headers.get("host"), names);
     if (wrongHost) {
       rejects.add("bad-host", remote, wrongHost);

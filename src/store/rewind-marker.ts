@@ -8,6 +8,7 @@
 // again (core/ha.ts).
 import { join } from "node:path";
 import { z } from "zod";
+import { ensurePrivateDir } from "./dir.ts";
 import { readJsonSync, removeFileDurableSync, StoreError, writeJsonDurableSync } from "./durable.ts";
 
 export const REWIND_MARKER_FILE = "rewind-unfinished.json";
@@ -18,12 +19,13 @@ export type RewindMarkerInfo = z.infer<typeof Marker>;
 export class RewindMarker {
   private readonly path: string;
 
-  constructor(stateDir: string, private readonly dataDir: string) {
+  constructor(private readonly stateDir: string, private readonly dataDir: string) {
     this.path = join(stateDir, REWIND_MARKER_FILE);
   }
 
   /** Before pg_rewind may write: durable when this returns. */
   set(from: string, now = new Date()): void {
+    ensurePrivateDir(this.stateDir);
     writeJsonDurableSync(this.path, { dataDir: this.dataDir, from, at: now.toISOString() } satisfies RewindMarkerInfo);
   }
 

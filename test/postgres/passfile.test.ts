@@ -44,7 +44,7 @@ afterAll(() => {
 
 /** The agent's PgHost for `data`, with the cluster context parts these paths use. */
 function agentHost(data: string): PgHost {
-  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n1"\n[postgres]\ndata_dir = "${data}"\nos_user = "${PG_OS_USER}"\n`, "test");
+  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n1"\nstate_dir = "${data}.state"\n[postgres]\ndata_dir = "${data}"\nos_user = "${PG_OS_USER}"\n`, "test");
   const ctx = {
     nodeId: "n1",
     secrets: () => ({ systemId: null, replPassword: PASSWORD, monitorPassword: "mon-password-0123456789" }),
