@@ -2,7 +2,10 @@
 // accepts at most `max` connections at once and `perSource` from one address, relays each to the
 // server on a loopback port (with backpressure both ways), and remembers which client each piped connection carries, so the
 // server can still tell who is asking. Beyond the caps a connection is closed as soon as it is
-// accepted, so a flood of slow clients holds a bounded number of file descriptors.
+// accepted, so a flood of slow clients holds a bounded number of file descriptors. When all `max`
+// are held, a newcomer from a source holding fewer than the busiest one takes the place of that
+// source's oldest connection: a few addresses cannot lock everyone else (a load balancer's health
+// checks) out. A source is an IPv4 address or an IPv6 /64 (one host may hold a whole /64).
 import type { Socket } from "bun";
 import net from "node:net";
 import { formatHostPort, unmappedHost } from "./addr.ts";
@@ -14,13 +17,15 @@ export interface CappedFrontOptions {
   host: string; port: number; // where clients connect (port 0: any)
   target: { host: string; port: number }; // the real server, on loopback
   max: number; perSource: number;
-  onRefused?(reason: "too-many-connections" | "too-many-from-source", remote: string): void;
+  /** A connection refused when accepted, or (evicted-for-fairness) closed to make room for another source's. */
+  onRefused?(reason: "too-many-connections" | "too-many-from-source" | "evicted-for-fairness", remote: string): void;
 }
 
 export class CappedFront {
   private readonly server: net.Server;
   private readonly clients = new Map<number, string>(); // our local port towards the target → client "ip"
-  private readonly perSource = new Map<string, number>();
+  /** Open client connections by source, oldest first. */
+  private readonly bySource = new Map<string, Set<net.Socket>>();
   private readonly open = new Set<net.Socket>();
 
   /** Binds synchronously (Bun does); throws when the address cannot be bound. */
@@ -45,17 +50,42 @@ export class CappedFront {
     return new Promise((r) => this.server.close(() => r()));
   }
 
+  /** Whether there is room for one more connection from a source holding `fromSource`, made by closing the busiest source's oldest. */
+  private room(fromSource: number): boolean {
+    if (this.open.size < this.o.max) return true;
+    let busiest: [string, Set<net.Socket>] | undefined;
+    for (const e of this.bySource) if (!busiest || e[1].size > busiest[1].size) busiest = e;
+    // Only a source with at least two more than the newcomer's would then have gives one up (no churn between equals).
+    if (!busiest || busiest[1].size <= fromSource + 1) return false;
+    const oldest = busiest[1].values().next().value!;
+    this.o.onRefused?.("evicted-for-fairness", formatHostPort(unmappedHost(oldest.remoteAddress ?? "?"), oldest.remotePort ?? 0));
+    this.forget(oldest, busiest[0]);
+    oldest.destroy();
+    return true;
+  }
+
+  /** Drops `client` from the counts (at once on eviction, again harmlessly when it closes). */
+  private forget(client: net.Socket, key: string): void {
+    if (!this.open.delete(client)) return;
+    const set = this.bySource.get(key);
+    set?.delete(client);
+    if (set?.size === 0) this.bySource.delete(key);
+  }
+
   private accept(client: net.Socket): void {
     client.on("error", () => {});
     const source = unmappedHost(client.remoteAddress ?? "?");
+    const key = keyOf(source);
     const remote = formatHostPort(source, client.remotePort ?? 0);
-    const fromSource = this.perSource.get(source) ?? 0;
-    if (this.open.size >= this.o.max || fromSource >= this.o.perSource) {
-      this.o.onRefused?.(this.open.size >= this.o.max ? "too-many-connections" : "too-many-from-source", remote);
+    const fromSource = this.bySource.get(key)?.size ?? 0;
+    if (fromSource >= this.o.perSource || !this.room(fromSource)) {
+      this.o.onRefused?.(fromSource >= this.o.perSource ? "too-many-from-source" : "too-many-connections", remote);
       return void client.destroy();
     }
     this.open.add(client);
-    this.perSource.set(source, fromSource + 1);
+    const mine = this.bySource.get(key) ?? new Set<net.Socket>();
+    mine.add(client);
+    this.bySource.set(key, mine);
     client.pause(); // until the server side is connected
     const queue: Buffer[] = []; // client bytes the server has not taken yet
     let up: Socket | undefined;
@@ -103,10 +133,7 @@ export class CappedFront {
     });
     client.on("close", () => {
       up?.end();
-      this.open.delete(client);
-      const n = (this.perSource.get(source) ?? 1) - 1;
-      if (n <= 0) this.perSource.delete(source);
-      else this.perSource.set(source, n);
+      this.forget(client, key);
       if (localPort !== undefined && this.clients.get(localPort) === source) this.clients.delete(localPort);
     });
     // Bun's own socket, not node:net: a node:net socket whose write fails (the server already
@@ -132,4 +159,15 @@ export class CappedFront {
       },
     });
   }
+}
+
+/** The source a connection counts against: an IPv4 address, or an IPv6 address's /64. */
+export function keyOf(host: string): string {
+  const ip = host.replace(/%.*$/, ""); // zone id
+  if (!net.isIPv6(ip)) return ip;
+  const [head = "", tail] = ip.split("::");
+  const groups = (part: string) => (part ? part.split(":").flatMap((g) => (g.includes(".") ? ["0", "0"] : [g])) : []);
+  const h = groups(head);
+  const all = tail === undefined ? h : [...h, ...Array(Math.max(0, 8 - h.length - groups(tail).length)).fill("0"), ...groups(tail)];
+  return `${all.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`;
 }

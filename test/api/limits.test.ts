@@ -94,3 +94,21 @@ test("2,000 slow connections at nofile 1024: the agent holds a bounded number an
   expect(most - before).toBeLessThanOrEqual(3 * MAX_API_CONNECTIONS + 32);
   expect(served).toBeGreaterThan(10);
 }, 30_000);
+
+/** Loopback TCP ports this process listens on (/proc/net/tcp rows in state LISTEN whose inode is one of our descriptors). */
+function ownListeningPorts(): number[] {
+  const inodes = new Set(fs.readdirSync("/proc/self/fd").map((fd) => { try { return /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`))?.[1]; } catch { return undefined; } }).filter(Boolean));
+  return fs.readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1).map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[3] === "0A" && f[1]?.startsWith("0100007F:") && inodes.has(f[9]))
+    .map((f) => parseInt(f[1]!.split(":")[1]!, 16));
+}
+
+test("the server behind the front answers no one who goes around it (found by review: a local user could, past the caps)", async () => {
+  const front = Number(new URL(api.url).port);
+  const inner = ownListeningPorts().filter((p) => p !== front);
+  expect(inner.length).toBe(1);
+  const res = await fetch(`http://127.0.0.1:${inner[0]}/node`, { signal: AbortSignal.timeout(5000) });
+  expect(res.status).toBe(403);
+  expect(await res.text()).toContain("connect to the API's address");
+  expect((await get("/node")).status).toBe(200);
+});
