@@ -1,7 +1,7 @@
 // Clone a primary with pg_basebackup into a NEW directory (the caller swaps it in with
 // swapDataDir). A failed or timed-out clone removes only the directory it created; the old data
 // directory is moved aside by the swap, and removeOldCopies removes those beyond the newest few.
-import { lstat, readdir } from "node:fs/promises";
+import { lstat, readdir, readFile, realpath, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Logger } from "../log.ts";
 import { pgTool, type PgBins } from "./binaries.ts";
@@ -144,6 +144,35 @@ export function cloneDirFor(dataDir: string): string {
  * Move `dataDir` aside (if it exists) to `<dataDir>.pgherd-old-<stamp>` and `fresh` into its
  * place. Returns the old data's new path (the caller decides when to delete it), or null.
  */
+/**
+ * Why a clone cannot be swapped in for `dataDir` by rename, or null: a symbolic link would be
+ * replaced by the clone (the directory it points to left behind, never pruned), and a mount point
+ * cannot be renamed (the clone, made beside it, would lie on the parent's file system anyway).
+ */
+export async function swapProblem(dataDir: string, mountinfo = "/proc/self/mountinfo"): Promise<string | null> {
+  let st;
+  try {
+    st = await lstat(dataDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw e;
+  }
+  if (st.isSymbolicLink()) {
+    return `postgres.data_dir ${dataDir} is a symbolic link: a clone is made beside it and renamed into its place, which would replace the link and leave the directory it points to behind; set data_dir to that directory itself`;
+  }
+  const mounted = st.dev !== (await stat(dirname(dataDir))).dev || (await mountPoints(mountinfo)).has(await realpath(dataDir));
+  if (mounted) {
+    return `postgres.data_dir ${dataDir} is a mount point: a clone is made beside it, on the parent's file system, and a mount point cannot be renamed; set data_dir to a directory inside the mount (as initdb advises)`;
+  }
+  return null;
+}
+
+/** Mount points from mountinfo (field 5, octal escapes undone); empty when unreadable. */
+async function mountPoints(path: string): Promise<Set<string>> {
+  const text = await readFile(path, "utf8").catch(() => "");
+  return new Set(text.split("\n").map((l) => l.split(" ")[4]).filter((m): m is string => !!m).map((m) => m.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
+}
+
 export async function swapDataDir(fresh: string, dataDir: string, now = new Date()): Promise<string | null> {
   if (dirname(fresh) !== dirname(dataDir)) throw new Error(`${fresh} and ${dataDir} must be in the same directory`);
   // Renames relative to the parent opened without following links (it may be os_user's directory).

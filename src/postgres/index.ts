@@ -6,7 +6,7 @@ export { renderPgherdConf, buildConninfo, withIncludeLine, confValue, ConfError,
 export { renderHbaBlock, renderIdentBlock, mergeManagedBlock, HbaError, type HbaParams } from "./hba.ts";
 export { writeManagedConfig, setStandbySignal, type ManagedConfig } from "./managed-config.ts";
 export { initdb, start, stop, restart, reload, status, PgCtlError, type PgNode, type StopMode, type PgCtlErrorKind } from "./ctl.ts";
-export { basebackup, notCopied, swapDataDir, removeOldCopies, removeUnfinishedClone, cloneDirFor, parseProgress, BasebackupError, type BasebackupOptions, type BasebackupProgress } from "./basebackup.ts";
+export { basebackup, notCopied, swapDataDir, swapProblem, removeOldCopies, removeUnfinishedClone, cloneDirFor, parseProgress, BasebackupError, type BasebackupOptions, type BasebackupProgress } from "./basebackup.ts";
 export { openDb, openLocalDb, DbTimeoutError, sqlState, type Db, type DbOptions } from "./sql.ts";
 export { probe, pendingRestart, type Probe, type ProbeUp, type ReplicationInfo, type WalReceiverInfo } from "./probe.ts";
 export { ensureRoles, scramVerifier, type RoleSpec } from "./roles.ts";

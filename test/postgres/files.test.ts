@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "nod
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
-import { cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, swapDataDir } from "../../src/postgres/basebackup.ts";
+import { cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, swapDataDir, swapProblem } from "../../src/postgres/basebackup.ts";
 import { oldCopiesBeyond } from "../../src/postgres/old-copies.ts";
 import { treeBytes, writeFileAtomic } from "../../src/postgres/fsutil.ts";
 import { fsRoom, fsRoomFor } from "../../src/postgres/liveness-obs.ts";
@@ -151,6 +151,25 @@ describe("data dir files", () => {
     const before = await readFile(join(dir, "pg_hba.conf"), "utf8");
     await expect(writeManagedConfig({ ...cfg, hba: { ...cfg.hba, peers: ["10.0.0.0/8"] } })).rejects.toThrow(/not an IPv4/);
     expect(await readFile(join(dir, "pg_hba.conf"), "utf8")).toBe(before);
+  });
+});
+
+describe("a data directory a clone can be swapped in for (found by review)", () => {
+  test("a plain directory, or none yet, is fine; a symbolic link and a mount point are refused, naming the key", async () => {
+    const data = join(dir, "my data");
+    const noMounts = join(dir, "mountinfo-none");
+    await writeFile(noMounts, "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n");
+    expect(await swapProblem(data, noMounts)).toBeNull(); // not there yet: a first clone
+    await mkdir(data);
+    expect(await swapProblem(data, noMounts)).toBeNull();
+    // The swap renames: a link would be replaced and its directory left behind, never pruned.
+    const link = join(dir, "linked");
+    symlinkSync(data, link);
+    expect(await swapProblem(link, noMounts)).toMatch(/^postgres\.data_dir .*linked is a symbolic link: .*set data_dir to that directory itself$/);
+    // A mount point (here on the same device, as a bind mount: mountinfo says it; octal escapes as the kernel writes them).
+    const mounted = join(dir, "mountinfo-data");
+    await writeFile(mounted, `22 1 8:1 / / rw - ext4 /dev/sda1 rw\n97 22 8:17 / ${data.replace(" ", "\\040")} rw,noatime shared:50 - xfs /dev/sdb1 rw\n`);
+    expect(await swapProblem(data, mounted)).toMatch(/is a mount point: .*cannot be renamed; set data_dir to a directory inside the mount/);
   });
 });
 

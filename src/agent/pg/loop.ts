@@ -10,14 +10,14 @@ import { type Clock, realClock } from "../../fence/clock.ts";
 import { Fencer } from "../../fence/fencer.ts";
 import type { LeaseFile } from "../../fence/lease-file.ts";
 import type { Logger } from "../../log.ts";
-import { inspectDataDir, lsnCompare, probe, reload, type PgBins } from "../../postgres/index.ts";
+import { inspectDataDir, lsnCompare, probe, reload, swapProblem, type PgBins } from "../../postgres/index.ts";
 import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
 import { DetachHold, detachFor } from "./detach.ts";
 import { Maintenance } from "./durability.ts";
 import { QueueTimeout, SerialExecutor } from "./executor.ts";
 import { PgHost } from "./host.ts";
 import { PrimaryStarter } from "./primary.ts";
-import { NoRoomError, Rebuilder } from "./rebuild.ts";
+import { CloneRefusedError, Rebuilder } from "./rebuild.ts";
 import { rejoinDropReason, rejoinStep, type RejoinEvent } from "./rejoin.ts";
 import type { RejoinRequest } from "../../core/ha.ts";
 import { MonitorRound, PREPARE_SLOTS_MS } from "./round.ts";
@@ -89,9 +89,10 @@ export class PostgresLoop implements LoopControl {
       },
       observed: (standby, streaming) => this.progress({ kind: "observed", standby, streaming }),
       failed: (kind, error, failures, cause) => {
-        // The data directory is as it was: an asked-for clone that cannot fit is dropped, and the
-        // rounds start the server again instead of keeping a standby down until space is freed.
-        const dropped = cause instanceof NoRoomError && this.rejoinRequest !== null;
+        // The data directory is as it was: an asked-for clone that cannot be made (no room, a data
+        // directory that cannot be swapped) is dropped, and the rounds start the server again
+        // instead of keeping a standby down until the operator acts.
+        const dropped = cause instanceof CloneRefusedError && this.rejoinRequest !== null;
         if (kind === "clone" || kind === "rewind" || kind === "start-standby") this.progress({ kind: "failed", error, dropped });
         if (dropped) {
           log.warn(`rejoin request dropped: ${error}`);
@@ -136,6 +137,8 @@ export class PostgresLoop implements LoopControl {
   }
 
   start(): void {
+    // Told at start, not first when a rebuild is due.
+    void swapProblem(this.h.node.dataDir).then((p) => p && this.h.log.warn(`${p}: pgherd cannot rebuild this node from a clone until then`), () => {});
     this.fencer.start();
     this.rounds.start();
     this.postmaster.start();

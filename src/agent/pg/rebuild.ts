@@ -11,7 +11,7 @@ import { bytes } from "../../core/liveness.ts";
 import { treeBytes } from "../../postgres/fsutil.ts";
 import { fsRoomFor } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
-import { basebackup, BasebackupError, cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
+import { basebackup, BasebackupError, cloneDirFor, swapProblem, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
@@ -62,6 +62,8 @@ export class Rebuilder {
    */
   private async prepare(): Promise<FsRoom> {
     const h = this.h;
+    const swap = await swapProblem(h.node.dataDir);
+    if (swap) throw new CloneRefusedError(`no clone: ${swap}`);
     const target = cloneDirFor(h.node.dataDir);
     h.note = "removing previous data directories and unfinished clones";
     this.noted();
@@ -225,7 +227,12 @@ export class Rebuilder {
   }
 }
 
-/** A clone refused for want of room on the data directory's file system (core/clone-room.ts); the data directory is as it was. */
-export class NoRoomError extends Error {
+/** A clone refused before anything was stopped or written: retrying as it is cannot help; the data directory is as it was. */
+export class CloneRefusedError extends Error {
+  override readonly name: string = "CloneRefusedError";
+}
+
+/** A clone refused for want of room on the data directory's file system (core/clone-room.ts). */
+export class NoRoomError extends CloneRefusedError {
   override readonly name = "NoRoomError";
 }
