@@ -238,3 +238,18 @@ export function controlSaysPrimary(state: string): boolean {
 export function dataWasPrimary(controlState: string | null, standbySignal: boolean): boolean {
   return !standbySignal || (controlState !== null && controlSaysPrimary(controlState));
 }
+
+/** Whether the backoff after a failed action may hold `d` back: never a fence (a primary without the lease stops now). */
+export function waitsForBackoff(d: HaAction): boolean {
+  return d.kind !== "fence";
+}
+
+/**
+ * Whether a failed `d` may have left a server that becomes a primary: a start as the primary whose
+ * pg_ctl timed out while crash recovery goes on, a promotion whose pg_promote went through before a
+ * later step failed. The fence that follows (a resign, a lost lease) must then stop the server,
+ * whatever the round observed before it acted.
+ */
+export function failureMayLeavePrimary(d: HaAction): boolean {
+  return d.kind === "start-primary" || d.kind === "promote" || (d.kind === "start-standby" && d.upstream === null);
+}

@@ -1,6 +1,6 @@
 // The HA decision table, one case per rule.
 import { describe, expect, test } from "bun:test";
-import { controlSaysPrimary, dataWasPrimary, decideHa, type HaInput } from "../../src/core/ha.ts";
+import { controlSaysPrimary, dataWasPrimary, decideHa, failureMayLeavePrimary, type HaInput, waitsForBackoff } from "../../src/core/ha.ts";
 
 const base: HaInput = {
   witness: false, leading: false, acquiringLease: false,
@@ -135,6 +135,14 @@ describe("follower", () => {
     expect(decideHa(follow({ paused: true, rejoinRequested: { clone: true, auto: true } }))).toEqual({ kind: "wait", reason: "paused: would clone from 10.0.0.1:5432" });
     expect(decideHa(follow({ rejoinRequested: { clone: true, auto: true } })).kind).toBe("clone");
     expect(decideHa(lead({ paused: true, promotionRequested: true }, { inRecovery: true })).kind).toBe("promote");
+  });
+  test("after a failed action: a fence never waits for the backoff; a failed start or promotion counts as a primary the fence must stop", () => {
+    // Found by review: the backoff held the round's own fence back 1–4 s, and a resign after a start
+    // whose pg_ctl timed out fenced nothing (the round had seen no primary) while crash recovery went on.
+    expect(waitsForBackoff({ kind: "fence", reason: "r" })).toBe(false);
+    for (const d of [{ kind: "promote" }, { kind: "clone", from: "a" }, { kind: "start-standby", upstream: "a" }] as const) expect(waitsForBackoff(d)).toBe(true);
+    for (const d of [{ kind: "start-primary", adopt: false }, { kind: "promote" }, { kind: "start-standby", upstream: null }] as const) expect(failureMayLeavePrimary(d)).toBe(true);
+    for (const d of [{ kind: "check-promote" }, { kind: "start-standby", upstream: "a" }, { kind: "clone", from: "a" }, { kind: "rewind", from: "a" }, { kind: "fence", reason: "r" }] as const) expect(failureMayLeavePrimary(d)).toBe(false);
   });
   test("a witness runs no PostgreSQL", () => {
     expect(decideHa(follow({ witness: true }))).toEqual({ kind: "none", role: "witness" });

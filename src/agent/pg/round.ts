@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { isStuck, stepCatchUp } from "../../core/catch-up.ts";
 import { truthfulGuarantee } from "../../core/durability.ts";
-import { dataWasPrimary, decideHa, type HaAction, type LocalPg, type RejoinRequest } from "../../core/ha.ts";
+import { dataWasPrimary, decideHa, failureMayLeavePrimary, type HaAction, type LocalPg, type RejoinRequest, waitsForBackoff } from "../../core/ha.ts";
 import { broken, successorOf } from "../../core/liveness.ts";
 import { comparePosition, ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
@@ -151,7 +151,7 @@ export class MonitorRound {
       return;
     }
     const crashedPrimary = upBefore && !p.up && lead.leading;
-    if (clock.now() < this.retryAt) return;
+    if (clock.now() < this.retryAt && waitsForBackoff(decision)) return;
     if (decision.kind === "repoint" || (decision.kind === "start-standby" && decision.upstream !== null)) {
       if (ctx.leadership().leaderId !== (leaderPg?.id ?? null)) return; // the leader moved meanwhile
       if (x.followingHeld(ctx.leadership().term)) return;
@@ -171,6 +171,7 @@ export class MonitorRound {
       this.retryAt = clock.now() + backoff;
       this.lastError = (e as Error).message;
       const promoting = decision.kind === "promote" || (decision.kind === "start-standby" && decision.upstream === null);
+      if (failureMayLeavePrimary(decision)) h.wasPrimary = true; // the fencer stops it (core/ha.ts)
       // A start to promote is a step of the promotion: its failures never ask for a fresh clone (loop.ts).
       x.failed(promoting ? "promote" : decision.kind, this.lastError, this.failures, e);
       if (promoting) this.promoteFailures = { term: lead.term, n: this.promoteFailures.term === lead.term ? this.promoteFailures.n + 1 : 1 };
