@@ -58,7 +58,7 @@ export function startApi(opts: ApiOptions): ApiServer {
 
   const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
     const ip = server.requestIP(req);
-    const client = ip && front?.clientOf(ip.port);
+    const client = ip && front?.clientOf(ip.address, ip.port);
     const remote = client ?? ip?.address ?? "unknown";
     // Bun listens on a loopback port that only the front should use: a local process that found it
     // would go around the front's caps.

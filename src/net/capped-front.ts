@@ -3,9 +3,10 @@
 // server on a loopback port (with backpressure both ways), and remembers which client each piped connection carries, so the
 // server can still tell who is asking. Beyond the caps a connection is closed as soon as it is
 // accepted, so a flood of slow clients holds a bounded number of file descriptors. When all `max`
-// are held, a newcomer from a source holding fewer than the busiest one takes the place of that
-// source's oldest connection: a few addresses cannot lock everyone else (a load balancer's health
-// checks) out. A source is an IPv4 address or an IPv6 /64 (one host may hold a whole /64).
+// are held, a newcomer from an address holding at least two fewer than the busiest one takes the
+// place of that address's oldest connection: a few addresses cannot lock everyone else (a load
+// balancer's health checks) out. A client may half-close after its request (HTTP/1.0 checkers):
+// its answer still comes.
 import type { Socket } from "bun";
 import net from "node:net";
 import { formatHostPort, unmappedHost } from "./addr.ts";
@@ -24,13 +25,13 @@ export interface CappedFrontOptions {
 export class CappedFront {
   private readonly server: net.Server;
   private readonly clients = new Map<number, string>(); // our local port towards the target → client "ip"
-  /** Open client connections by source, oldest first. */
+  /** Open client connections by source address, oldest first. */
   private readonly bySource = new Map<string, Set<net.Socket>>();
   private readonly open = new Set<net.Socket>();
 
   /** Binds synchronously (Bun does); throws when the address cannot be bound. */
   constructor(private readonly o: CappedFrontOptions) {
-    this.server = net.createServer((s) => this.accept(s));
+    this.server = net.createServer({ allowHalfOpen: true }, (s) => this.accept(s));
     this.server.on("error", () => {}); // a failed bind is reported by the check below
     this.server.listen(o.port, o.host);
     if (!this.server.address()) throw new Error(`cannot listen on ${formatHostPort(o.host, o.port)} (address in use or not local)`);
@@ -40,9 +41,9 @@ export class CappedFront {
     return (this.server.address() as net.AddressInfo).port;
   }
 
-  /** The client address behind a connection the target sees coming from loopback port `port`. */
-  clientOf(port: number): string | undefined {
-    return this.clients.get(port);
+  /** The client address behind a connection the target sees coming from `address`:`port`: only the front's own (127.0.0.1) counts. */
+  clientOf(address: string, port: number): string | undefined {
+    return unmappedHost(address) === this.o.target.host ? this.clients.get(port) : undefined;
   }
 
   stop(): Promise<void> {
@@ -75,7 +76,7 @@ export class CappedFront {
   private accept(client: net.Socket): void {
     client.on("error", () => {});
     const source = unmappedHost(client.remoteAddress ?? "?");
-    const key = keyOf(source);
+    const key = source;
     const remote = formatHostPort(source, client.remotePort ?? 0);
     const fromSource = this.bySource.get(key)?.size ?? 0;
     if (fromSource >= this.o.perSource || !this.room(fromSource)) {
@@ -161,13 +162,3 @@ export class CappedFront {
   }
 }
 
-/** The source a connection counts against: an IPv4 address, or an IPv6 address's /64. */
-export function keyOf(host: string): string {
-  const ip = host.replace(/%.*$/, ""); // zone id
-  if (!net.isIPv6(ip)) return ip;
-  const [head = "", tail] = ip.split("::");
-  const groups = (part: string) => (part ? part.split(":").flatMap((g) => (g.includes(".") ? ["0", "0"] : [g])) : []);
-  const h = groups(head);
-  const all = tail === undefined ? h : [...h, ...Array(Math.max(0, 8 - h.length - groups(tail).length)).fill("0"), ...groups(tail)];
-  return `${all.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`;
-}
