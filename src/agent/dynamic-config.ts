@@ -9,8 +9,10 @@
 // answers 409), every node adopts the later version it reads there, and no version travels over
 // the mesh.
 import { join } from "node:path";
+import { z } from "zod";
 import type { Config } from "../config/schema.ts";
 import { ARCHIVE_KEYS } from "../config/schema-backup.ts";
+import { leftOutWhenStored } from "../config/pg-values.ts";
 import { dynamicDoc, type DynamicDoc, type DynamicSettings } from "../config/schema-dynamic.ts";
 import { configErrorMap, issueLines } from "../config/errors.ts";
 import * as D from "../config/dynamic.ts";
@@ -85,6 +87,7 @@ export class DynamicConfig {
     let doc: DynamicDoc | null = null;
     try {
       doc = readJsonSync(this.file, dynamicDoc) ?? null;
+      if (doc) this.warnLeftOut(readJsonSync(this.file, z.unknown()), `${this.file} (version ${doc.version})`);
     } catch (e) {
       d.log.error(`${this.file}: ${(e as Error).message}: ignoring it, the leader's version replaces it`);
     }
@@ -99,6 +102,12 @@ export class DynamicConfig {
     const from = this.doc?.version ?? 0;
     this.store(doc);
     this.d.log.warn(`cluster-wide configuration is now version ${doc.version} (was ${from}; made by ${doc.by} at ${doc.at}; read from etcd)`);
+  }
+
+  /** A document holds settings this version refuses: they are left out (pg-values.ts LEFT_OUT_WHEN_STORED); say so. */
+  private warnLeftOut(raw: unknown, what: string): void {
+    const keys = leftOutWhenStored(raw);
+    if (keys.length) this.d.log.warn(`cluster-wide configuration ${what}: postgres.parameters ${keys.join(", ")} left out (pgherd sets them itself or they would end a standby's recovery); \`pgherd config set postgres.parameters.NAME=\` removes each for good`);
   }
 
   get(): DynamicDoc | null {
@@ -182,6 +191,7 @@ export class DynamicConfig {
     }
     const doc = r.data;
     if (D.isNewer(doc, this.doc)) {
+      this.warnLeftOut(raw, `version ${doc.version} from ${this.d.nameOf(peer)}`);
       const from = this.doc?.version ?? 0;
       this.store(doc);
       this.d.log.warn(`cluster-wide configuration is now version ${doc.version} (was ${from}; made by ${doc.by} at ${doc.at})`);

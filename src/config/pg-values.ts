@@ -62,6 +62,26 @@ export const parameters = z.record(z.string(), paramValue).superRefine((params, 
   }
 });
 
+/**
+ * Settings [postgres.parameters] refuses that earlier versions accepted. A cluster-wide document one
+ * of those stored or sent may hold them: there they are left out (the document still loads and
+ * applies), never refused, so an upgrade does not drop the cluster's document for the first
+ * leader's pgherd.toml. A change (`config set`/`edit`, PATCH /config) and pgherd.toml refuse them.
+ */
+export const LEFT_OUT_WHEN_STORED: ReadonlySet<string> = new Set(["recovery_target_timeline", "sync_replication_slots", ...RECOVERY_END_KEYS]);
+
+/** [postgres.parameters] of a stored or received cluster-wide document: as `parameters`, with LEFT_OUT_WHEN_STORED left out. */
+export const storedParameters = z
+  .record(z.string(), z.unknown())
+  .transform((p) => Object.fromEntries(Object.entries(p).filter(([k]) => !LEFT_OUT_WHEN_STORED.has(k.toLowerCase()))))
+  .pipe(parameters);
+
+/** The keys of a stored document's parameters that storedParameters leaves out (for the warning). */
+export function leftOutWhenStored(raw: unknown): string[] {
+  const p = (raw as { settings?: { postgres?: { parameters?: unknown } } } | null)?.settings?.postgres?.parameters;
+  return p && typeof p === "object" ? Object.keys(p).filter((k) => LEFT_OUT_WHEN_STORED.has(k.toLowerCase())) : [];
+}
+
 /** Linux sun_path holds 108 bytes with the final NUL; PostgreSQL refuses a longer socket path at start. */
 const MAX_SOCKET_PATH = 107;
 

@@ -4,7 +4,7 @@
 // the mesh. Keys mirror pgherd.toml's (postgres.parameters, access, durability, failover).
 import { z } from "zod";
 import { accessRules } from "./schema-access.ts";
-import { parameters } from "./pg-values.ts";
+import { parameters, storedParameters } from "./pg-values.ts";
 
 export const durabilityMode = z.enum(["quorum", "strict", "async"], 'must be "quorum", "strict" or "async"');
 
@@ -16,6 +16,9 @@ export const dynamicSettings = z.strictObject({
 });
 export type DynamicSettings = z.output<typeof dynamicSettings>;
 
+/** As a document stores them: settings refused since it was written are left out (pg-values.ts LEFT_OUT_WHEN_STORED). */
+const storedSettings = dynamicSettings.extend({ postgres: z.strictObject({ parameters: storedParameters }) });
+
 /** One version of the document as every node stores it. Versions only grow; (version, term) orders them. */
 export const dynamicDoc = z.strictObject({
   version: z.int().min(1, "must be at least 1").max(Number.MAX_SAFE_INTEGER, "is too large"),
@@ -24,7 +27,7 @@ export const dynamicDoc = z.strictObject({
   /** ISO time and the node that made it, for `config show` and the history. */
   at: z.string().max(40),
   by: z.string().max(64),
-  settings: dynamicSettings,
+  settings: storedSettings,
 });
 export type DynamicDoc = z.output<typeof dynamicDoc>;
 
