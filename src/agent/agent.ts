@@ -3,7 +3,7 @@
 // it heard (pure facts in core/cluster-facts.ts). Decisions live in core/; this file wires: peers'
 // messages go through message-router.ts, the periodic steps through housekeeping.ts, the shared
 // cluster state through cluster-state-wiring.ts.
-import { comparePosition, type Position } from "../core/position.ts";
+import { mustReportPosition, type Position } from "../core/position.ts";
 import * as F from "../core/cluster-facts.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
@@ -347,7 +347,7 @@ export class Agent implements ClusterContext {
   publish(report: PgReport, position: Position): void {
     this.ownReport = report;
     this.integrations.observe(report);
-    if (comparePosition(position, this.consensus.status().position) !== 0) this.consensus.setPosition(position);
+    if (mustReportPosition(this.consensus.status(), position)) this.consensus.setPosition(position);
     this.broadcastState(report);
     this.secretsShared.share(false);
   }

@@ -24,9 +24,11 @@ export interface ElectionOptions {
   /** Uniform in [0, 1). Injected so runs are reproducible. */
   random: () => number;
   /**
-   * true on a database node: before granting a vote in a term it has not yet detached for, stop
-   * streaming from the old primary (Ready.detach) and vote only with the final position reported
-   * by the `detached` event. false on a witness (it holds no data) and where it does not matter.
+   * true on a database node: no vote, pre-vote or candidacy before the first `position` event of
+   * this process (until then its position is unknown, not ZERO); before granting a vote in a term
+   * it has not yet detached for, stop streaming from the old primary (Ready.detach) and vote only
+   * with the final position reported by the `detached` event. false on a witness (it holds no
+   * data) and where it does not matter.
    */
   detachBeforeVote: boolean;
   /** How long a pending detach may take before the held vote is refused. Default DETACH_TIMEOUT_MS. */
@@ -131,6 +133,8 @@ export interface Status {
   leaseUntil: number | null;
   lastLeaderContact: number | null;
   position: Position;
+  /** Whether `position` is this node's (reported by this process's shell; always on a witness): the agent reports it at least once. */
+  positionKnown: boolean;
   guard: Guard | null;
   /** Leader during a membership change: the previous voters, whose majority still counts for the lease. */
   prevVoters: readonly string[] | null;

@@ -24,6 +24,9 @@
 //    behind its own;
 //  - membership changes one voter at a time, only once the leader's current
 //    membership is committed (Raft's single-server change rule);
+//  - a database node (detachBeforeVote) neither grants a vote or pre-vote nor stands before
+//    this process's shell reported its data position once (a `position` event): until then the
+//    core's position is ZERO, not the node's, and any candidate would look up to date;
 //  - a database node (detachBeforeVote) answers a vote it would grant only after
 //    the shell stopped streaming from the old primary and reported its final
 //    position (Ready.detach → `detached`), the way etcd/raft holds responses
@@ -42,6 +45,9 @@ export { DETACH_TIMEOUT_MS, type Consensus, type ElectionOptions, type Event, ty
 
 type VoteMsg = Extract<ElectionMsg, { t: "vote" }>;
 
+/** Why a database node whose shell has not reported its position yet neither votes nor stands. */
+const POSITION_UNKNOWN = "own position not known yet (no monitoring round since the agent started)";
+
 /** peerGuardTimeline for a follower that acknowledges guards without echoing their reservation (an older version). */
 const LEGACY = -1;
 
@@ -59,6 +65,8 @@ export class Election implements Consensus {
   /** The `now` of the last step if it moved electionDeadline (moved again by a "sent" event), else null. */
   private deadlineSetAt: number | null = null;
   private position: Position = ZERO_POSITION;
+  /** A `position` event arrived in this process (always true on a witness: it holds no data). */
+  private positionKnown: boolean;
 
   // candidate / precandidate
   private granted = new Set<string>();
@@ -99,6 +107,7 @@ export class Election implements Consensus {
 
   constructor(o: ElectionOptions, saved: Persistent, now: number) {
     this.o = o;
+    this.positionKnown = !o.detachBeforeVote;
     this.term = saved.term;
     this.votedFor = saved.votedFor;
     this.membership = saved.membership;
@@ -128,6 +137,7 @@ export class Election implements Consensus {
       leaseUntil: this.role === "leader" ? this.leaseUntil(now) : null,
       lastLeaderContact: this.lastLeaderContact,
       position: this.position,
+      positionKnown: this.positionKnown,
       guard: this.guard,
       prevVoters: this.role === "leader" ? this.prevVoters : null,
       guardCommitted: this.role === "leader" ? this.guardCommitted() : 0,
@@ -146,12 +156,16 @@ export class Election implements Consensus {
     switch (ev.type) {
       case "tick": this.onTick(now); break;
       case "recv": this.onMessage(now, ev.from, ev.msg); break;
-      case "position": this.position = ev.position; break;
+      case "position":
+        this.position = ev.position;
+        this.positionKnown = true;
+        break;
       case "propose": this.onPropose(now, ev.op, ev.node); break;
       case "bootstrap": this.onBootstrap(ev.membership); break;
       case "resign": this.onResign(now, ev.reason, ev.transferTo); break;
       case "campaign":
         if (this.pendingVote) this.notice("campaign-refused", `not standing: ${this.pendingReason()}`);
+        else if (!this.positionKnown) this.notice("campaign-refused", `not standing: ${POSITION_UNKNOWN}`);
         else if (this.role !== "leader" && this.o.canLead && this.membership && this.isVoter(this.o.id)) {
           this.forceRound = ev.force === true;
           this.noCampaignUntil = -Infinity;
@@ -284,6 +298,7 @@ export class Election implements Consensus {
   }
 
   private upToDate(cfg: MembershipVersion, pos: Position, force = false, candidate?: string): string | null {
+    if (!this.positionKnown) return POSITION_UNKNOWN;
     if (compareVersion(cfg, versionOf(this.membership)) < 0) return "membership-behind";
     if (comparePosition(pos, this.position) < 0) return "position-behind";
     if (!force && this.guard?.block && candidate !== this.guard.holder) return "no candidate is known to hold every acknowledged write (the primary ran without enough synchronous standbys)";
@@ -355,6 +370,11 @@ export class Election implements Consensus {
     }
     // Standing now would vote for ourselves in the term whose vote we hold: a split vote.
     if (this.pendingVote) return; // woken again at its deadline
+    // Standing with ZERO for a position: our own vote would go to a candidate (us) maybe behind our data.
+    if (!this.positionKnown) {
+      this.electionDeadline = this.randomDeadline(now);
+      return;
+    }
     this.startPreVote(now);
   }
 

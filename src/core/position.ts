@@ -23,3 +23,12 @@ export function samePosition(a: Position | null, b: Position | null): boolean {
   if (a === null || b === null) return a === b;
   return a.timeline === b.timeline && a.lsn === b.lsn;
 }
+
+/**
+ * Whether the agent feeds `position` to its consensus backend: always the first time (until then a
+ * database node neither votes nor stands, even when its data ends at ZERO: a brand-new cluster's
+ * empty data directory), then whenever it moved.
+ */
+export function mustReportPosition(held: { position: Position; positionKnown: boolean }, position: Position): boolean {
+  return !held.positionKnown || comparePosition(position, held.position) !== 0;
+}

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Election } from "../../src/core/election.ts";
 import type { ElectionMsg } from "../../src/core/messages.ts";
+import { ZERO_POSITION } from "../../src/core/position.ts";
 import { ElectionDriver, type DriverHooks } from "../../src/agent/election-driver.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -71,8 +72,12 @@ class Harness {
     }
   }
 
+  /** Each agent's first monitoring round reports its position (a database node votes only after it). */
   start(): void {
-    for (const d of this.drivers.values()) d.start();
+    for (const d of this.drivers.values()) {
+      d.start();
+      void d.setPosition(ZERO_POSITION);
+    }
   }
 
   /** Advance the clock in 10 ms steps, firing due timers and delivering messages (plus microtasks). */

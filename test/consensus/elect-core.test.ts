@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, nextGuard, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
+import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, nextGuard, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
 
 const A = "aaaaaaaaaaaaaaaa";
 const B = "bbbbbbbbbbbbbbbb";
@@ -97,5 +97,20 @@ describe("candidacy: the key is taken only by a node at the highest final positi
   test("after resigning, a node stands again only after the pause or when asked", () => {
     expect(decideCandidacy(input(base(), { resignedUntil: 20_000 })).kind).toBe("wait");
     expect(decideCandidacy(input(base(), { resignedUntil: 20_000, requested: { force: false } })).kind).toBe("take");
+  });
+});
+
+describe("final position: when a member stops streaming and publishes it (the vacancy of the leader key of term 5)", () => {
+  const due = (o: Partial<Parameters<typeof finalPositionDue>[0]> = {}) =>
+    finalPositionDue({ vacatedTerm: 5, detaching: false, detachedFor: null, promised: false, positionKnown: true, ...o });
+
+  test("a database node publishes none before its own position is known in this process (a ZERO report would count among a majority's)", () => {
+    expect(due()).toBe(6);
+    expect(due({ positionKnown: false })).toBeNull();
+    // the rest as before: not twice, not while one runs, not under a failsafe promise
+    expect(due({ detachedFor: 6 })).toBeNull();
+    expect(due({ detachedFor: 5 })).toBe(6);
+    expect(due({ detaching: true })).toBeNull();
+    expect(due({ promised: true })).toBeNull();
   });
 });

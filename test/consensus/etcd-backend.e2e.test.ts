@@ -32,7 +32,11 @@ class TestNode {
   readonly client: EtcdClient;
   private readonly dir: string;
 
-  constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string, dirRoot: string) {
+  /** Detaches the backend asked for (the shell's stop of streaming). */
+  detaches = 0;
+
+  /** `lsn` null: the agent's first monitoring round has not reported a position yet. */
+  constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string | null, dirRoot: string) {
     this.dir = mkdtempSync(join(dirRoot, `${name}-`));
     this.client = new EtcdClient({ endpoints, requestTimeoutMs: 300 });
     this.c = new EtcdConsensus({
@@ -46,11 +50,14 @@ class TestNode {
         leaseHeld: (term, until) => void this.events.push({ kind: "held", at: performance.now(), until, term }),
         leaseLost: async () => void this.events.push({ kind: "lost", at: performance.now() }),
         leadershipChanged: () => {},
-        detach: async () => ({ ok: true, position: null }),
+        detach: async () => {
+          this.detaches++;
+          return { ok: true, position: null };
+        },
         fatal: (m) => { throw new Error(m); },
       },
     });
-    void this.c.setPosition({ timeline: 1, lsn });
+    if (lsn !== null) void this.c.setPosition({ timeline: 1, lsn });
     made.push(this);
   }
 
@@ -270,6 +277,24 @@ describe("etcd backend on a real three-member etcd", () => {
       expect(d_leads(other)).toBe(true);
     }, 60_000);
   }
+
+  test("a database node publishes no final position, and so never takes the key, before its agent reported its own position", async () => {
+    // Failed before: the detach ran at the first poll and the report counted with ZERO (a lone voter took the key at once).
+    const G = "aaaaaaaaaaaaaaa7";
+    const g = new TestNode(G, "g", "nopos", etcd.endpoints(), null, tmp);
+    other.push(g);
+    g.c.start();
+    await g.c.bootstrap({ term: 0, index: 1, voters: [G] });
+    await waitFor(async () => g.c.status().membership !== null, { timeoutMs: 10_000, what: "g's membership in etcd" });
+    await Bun.sleep(10 * POLL_MS);
+    expect(g.detaches).toBe(0);
+    expect(g.leads()).toBe(false);
+    const kv = (await g.client.range(`/pgherd/nopos/members/${G}`)).kvs[0];
+    expect(kv === undefined || (JSON.parse(kv.value) as { detachedFor: number | null }).detachedFor === null).toBe(true);
+    await g.c.setPosition({ timeline: 1, lsn: "0/0" }); // the first round: a brand-new cluster's empty data directory
+    await waitFor(() => g.leads(), { timeoutMs: 10_000, what: "g to lead once its position is known" });
+    expect(g.detaches).toBe(1);
+  }, 30_000);
 
   test("a bootstrap while etcd does not answer is kept and stored once etcd answers again", async () => {
     const F = "fffffffffffffff6";

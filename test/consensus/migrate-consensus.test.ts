@@ -57,6 +57,7 @@ test("during the hold no prevote or vote is answered; after it the built-in rule
 test("a lone voter leads; its fencing deadline is capped while migrating; a replaced backend's callbacks are dropped", async () => {
   const { sw, held, sent } = node([A]);
   sw.start();
+  void sw.setPosition(ZERO_POSITION); // the agent's first monitoring round
   await waitFor(() => sw.lease() !== null && held.length > 0, { timeoutMs: 3000, what: "the lone voter to lead" });
   const cap = performance.now() + 20;
   sw.setCap(cap);

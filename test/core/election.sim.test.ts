@@ -40,6 +40,7 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
       `leader after faults stop: median ${settle[Math.floor(settle.length / 2)]!.toFixed(0)} ms, max ${settle[settle.length - 1]!.toFixed(0)} ms; ` +
       `${sum((r) => r.ackedWrites)} writes acknowledged; ${sum((r) => r.detaches)} detaches before a vote ` +
       `(${sum((r) => r.detachesFailed)} failed, ${sum((r) => r.detachesHung)} past the bound), ${sum((r) => r.votesRefusedForDetach)} votes refused while one was pending or after it failed; ` +
+      `${sum((r) => r.votesRefusedPositionUnknown)} votes and pre-votes refused before the voter's first monitoring round; ` +
       `${sum((r) => r.promotions)} promotions, ${sum((r) => r.promotionsAboveReservation)} of them past a timeline number another leader reserved; ` +
       `${sum((r) => r.slowPersists)} persists held their process up to 3 s (${sum((r) => r.slowCandidacies)} candidacies)`,
   );
@@ -52,6 +53,8 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
   expect(sum((r) => r.detachesFailed)).toBeGreaterThan(0);
   expect(sum((r) => r.detachesHung)).toBeGreaterThan(0);
   expect(sum((r) => r.votesRefusedForDetach)).toBeGreaterThan(0);
+  // requests that arrived before a new agent's first monitoring round reported its position
+  expect(sum((r) => r.votesRefusedPositionUnknown)).toBeGreaterThan(0);
   // persists that held a candidate's process, its round counted from the send
   expect(sum((r) => r.slowCandidacies)).toBeGreaterThan(0);
   // promotions that had to go past another leader's reserved timeline number (core/timelines.ts)
@@ -81,4 +84,10 @@ test("mutation check: a vote sent before replication stopped loses acknowledged 
   const caught = firstViolation("vote-before-detach");
   expect(caught).toMatch(/acknowledged/);
   console.log(`mutation vote-before-detach caught: ${caught}`);
+}, 600_000);
+
+test("mutation check: a new agent voting with ZERO before its first monitoring round loses acknowledged writes within 2,000 seeds", () => {
+  const caught = firstViolation("zero-position-at-boot");
+  expect(caught).toMatch(/acknowledged/);
+  console.log(`mutation zero-position-at-boot caught: ${caught}`);
 }, 600_000);

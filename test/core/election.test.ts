@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { DETACH_TIMEOUT_MS, Election, type Persistent, type Ready } from "../../src/core/election.ts";
 import type { ElectionMsg } from "../../src/core/messages.ts";
+import { mustReportPosition, ZERO_POSITION } from "../../src/core/position.ts";
 import { rng } from "./sim.ts";
 
 /** Joiners need real node ids: the leader refuses to add anything else. */
@@ -30,7 +31,9 @@ class Cluster {
     for (const id of ids) {
       this.disks.set(id, { term: 0, votedFor: null, membership: { term: 0, index: 1, voters: ids } });
       const canLead = !opts.witnesses?.includes(id);
-      this.nodes.set(id, new Election({ id, canLead, ...T, detachBeforeVote: canLead && opts.detachBeforeVote === true, random: r }, this.disks.get(id)!, 0));
+      const e = new Election({ id, canLead, ...T, detachBeforeVote: canLead && opts.detachBeforeVote === true, random: r }, this.disks.get(id)!, 0);
+      if (opts.detachBeforeVote) e.step({ type: "position", now: 0, position: { timeline: 1, lsn: "0/0" } }); // the shell's first round
+      this.nodes.set(id, e);
     }
   }
   apply(id: string, ready: Ready) {
@@ -439,6 +442,7 @@ describe("detach before vote (a database node stops streaming from the old prima
     expect(votes(again)).toMatchObject([{ to: "a", granted: true }]);
     // a restarted process (detach state is not persisted) knows from votedFor that it was done
     const e2 = new Election({ id: "b", canLead: true, ...T, detachBeforeVote: true, random: rng(1) }, granted.persist!, 6000);
+    e2.step({ type: "position", now: 6001, position: at("0/3000000") }); // its shell's first round
     const after = vote(e2, 6000 + T.timeoutMs, "a", 4);
     expect(after.detach).toBeNull();
     expect(votes(after)).toMatchObject([{ to: "a", granted: true }]);
@@ -471,6 +475,70 @@ describe("detach before vote (a database node stops streaming from the old prima
     c.run(6000);
     expect(c.leaders().filter((l) => l !== first).length).toBe(1);
     expect(held()).toBeGreaterThan(before);
+  });
+});
+
+describe("a database node's position before its shell's first monitoring round (unknown, not ZERO)", () => {
+  const members = { term: 0, index: 1, voters: ["a", "b", "c"] };
+  const cfg = { term: 0, index: 1 };
+  // b's agent restarted at 0: its data ends at 0/5000000, the first round (probe, pg_controldata) is still running.
+  const restarted = (o: { detachBeforeVote?: boolean; canLead?: boolean } = {}) =>
+    new Election({ id: "b", canLead: o.canLead ?? true, ...T, detachBeforeVote: o.detachBeforeVote ?? true, random: rng(1) }, { term: 3, votedFor: null, membership: members }, 0);
+  const after = T.timeoutMs + T.jitterMs + 1; // the boot quiet period is over
+  const ask = (e: Election, now: number, t: "vote" | "prevote", term: number, lsn: string) =>
+    e.step({ type: "recv", now, from: "c", msg: { t, term, cfg, pos: { timeline: 1, lsn } } });
+  const answer = (r: Ready) => r.send.find((x) => x.msg.t === "vote-resp" || x.msg.t === "prevote-resp")!.msg;
+
+  test("no vote or pre-vote before the first position event, whatever the candidate's position; decided on the position once reported", () => {
+    // Fails without the rule (the review's reproduction): the vote went to c at 0/3000000 with ZERO as b's position.
+    const e = restarted();
+    const pre = ask(e, after, "prevote", 4, "0/3000000");
+    expect(answer(pre)).toMatchObject({ granted: false, reason: expect.stringContaining("own position not known yet") });
+    const vote = ask(e, after + 1, "vote", 4, "0/3000000");
+    expect(answer(vote)).toMatchObject({ granted: false, reason: expect.stringContaining("own position not known yet") });
+    expect(vote.detach).toBeNull(); // refused before any detach: nothing to hold
+    expect(e.status(after + 1).votedFor).toBeNull();
+    expect(e.status(after + 1).positionKnown).toBe(false);
+    // the first round reports: the candidate behind it is refused, one at its position is held for the detach
+    e.step({ type: "position", now: after + 2, position: { timeline: 1, lsn: "0/5000000" } });
+    expect(e.status(after + 2).positionKnown).toBe(true);
+    expect(answer(ask(e, after + 3, "vote", 4, "0/3000000"))).toMatchObject({ granted: false, reason: "position-behind" });
+    expect(ask(e, after + 4, "vote", 4, "0/5000000").detach).toEqual({ term: 4 });
+    // a brand-new cluster: a first report of ZERO (empty data directory) counts as known
+    const fresh = restarted();
+    fresh.step({ type: "position", now: 1, position: ZERO_POSITION });
+    expect(ask(fresh, after, "vote", 4, "0/0").detach).toEqual({ term: 4 });
+    // a witness holds no data: it votes without any position
+    expect(answer(ask(restarted({ canLead: false, detachBeforeVote: false }), after, "vote", 4, "0/3000000"))).toMatchObject({ granted: true });
+  });
+
+  test("no candidacy before the first position event (its own vote would carry ZERO); it stands once reported", () => {
+    const e = restarted();
+    const standing = (r: Ready) => r.send.some((x) => x.msg.t === "prevote");
+    const tick = e.step({ type: "tick", now: 10 * T.timeoutMs });
+    expect(standing(tick)).toBe(false);
+    expect(e.status(10 * T.timeoutMs).role).toBe("follower");
+    expect(tick.wakeAt).toBeGreaterThan(10 * T.timeoutMs); // woken again later, not spinning
+    const manual = e.step({ type: "campaign", now: 10 * T.timeoutMs + 1 });
+    expect(manual.notices).toMatchObject([{ kind: "campaign-refused", detail: expect.stringContaining("own position not known yet") }]);
+    expect(standing(manual)).toBe(false);
+    e.step({ type: "position", now: 10 * T.timeoutMs + 2, position: { timeline: 1, lsn: "0/5000000" } });
+    expect(standing(e.step({ type: "tick", now: 20 * T.timeoutMs }))).toBe(true);
+  });
+
+  test("the agent feeds its first report even when it equals ZERO (a brand-new cluster's empty data), later ones only when they move", () => {
+    const zero = { position: ZERO_POSITION, positionKnown: false };
+    expect(mustReportPosition(zero, ZERO_POSITION)).toBe(true);
+    expect(mustReportPosition({ ...zero, positionKnown: true }, ZERO_POSITION)).toBe(false);
+    expect(mustReportPosition({ ...zero, positionKnown: true }, { timeline: 1, lsn: "0/1" })).toBe(true);
+    // three database nodes that report ZERO elect a leader; without any report none does
+    const silent = new Cluster(["a", "b", "c"]);
+    for (const id of [...silent.nodes.keys()]) silent.nodes.set(id, new Election({ id, canLead: true, ...T, detachBeforeVote: true, random: rng(id.charCodeAt(0)) }, silent.disks.get(id)!, 0));
+    silent.run(15_000);
+    expect(silent.leaders()).toEqual([]);
+    for (const [id, n] of silent.nodes) if (mustReportPosition(n.status(silent.now), ZERO_POSITION)) silent.apply(id, n.step({ type: "position", now: silent.now, position: ZERO_POSITION }));
+    silent.run(5000);
+    expect(silent.leaders().length).toBe(1);
   });
 });
 

@@ -12,7 +12,7 @@
 // is open, also while its agent is frozen (the unfenced worst case).
 import { Election, type Persistent, type Ready } from "../../src/core/election.ts";
 import type { ElectionMsg, Membership } from "../../src/core/messages.ts";
-import { bigIntToLsn, lsnToBigInt, type Position, comparePosition } from "../../src/core/position.ts";
+import { bigIntToLsn, lsnToBigInt, type Position, comparePosition, ZERO_POSITION } from "../../src/core/position.ts";
 import { quorumMin } from "../../src/core/quorum.ts";
 
 /** A position's LSN as a number, parsed once per position (positions are never changed in place). */
@@ -37,18 +37,22 @@ export interface SimParams {
   detachFailRate: number; // share of detaches that fail (replication may go on)
   detachHangRate: number; // share that report only after the core's detachTimeoutMs
   detachTimeoutMs: number;
+  /** A new agent's first monitoring round reports its position after uniform [0, firstRoundMaxMs] (probe deadline, pg_controldata). */
+  firstRoundMaxMs: number;
   /**
    * Deliberate defects, to show the invariants catch them: "vote-before-detach" reports `detached` at
    * once; "no-timeline-reservation" promotes without reserving its timeline number first, so
-   * PostgreSQL's rule (the highest number the node knows + 1) may give two histories one number.
+   * PostgreSQL's rule (the highest number the node knows + 1) may give two histories one number;
+   * "zero-position-at-boot" feeds the core ZERO as a new agent's position before its first round
+   * (what the core assumed before it waited for the first report).
    */
-  mutation?: "vote-before-detach" | "no-timeline-reservation";
+  mutation?: "vote-before-detach" | "no-timeline-reservation" | "zero-position-at-boot";
 }
 
 export const DEFAULT_PARAMS: Omit<SimParams, "seed"> = {
   initial: 3, spares: 2, witnesses: 0, faultMs: 40_000, settleMs: 20_000,
   heartbeatMs: 150, leaseMs: 1000, timeoutMs: 1500, jitterMs: 300, maxDrift: 0.02, fenceMs: 400,
-  detachMaxMs: 150, detachFailRate: 0.05, detachHangRate: 0.03, detachTimeoutMs: 3000,
+  detachMaxMs: 150, detachFailRate: 0.05, detachHangRate: 0.03, detachTimeoutMs: 3000, firstRoundMaxMs: 3500,
 };
 
 export class SimViolation extends Error {}
@@ -100,7 +104,9 @@ interface Node {
   lastHb: { from: string; at: number } | null;                  // last WAL received, from whom
   upstream: string | null;                                      // PostgreSQL streams from it (primary_conninfo): survives crashes
   inc: number;                                                  // agent process incarnation
-  fed: Position | null;                                         // the position last fed to the core
+  fed: Position | null;                                         // the position last fed to the core (null: none yet by this agent)
+  /** PostgreSQL is not running: a crashed host's, until its new agent's first monitoring round starts it. */
+  pgDown: boolean;
   feedAt: number;                                               // next monitoring round (real ms)
   detaching: number;                                            // detaches in flight: they hold the monitoring round
   /** The furthest data received from each node streamed from directly: what this standby reported
@@ -124,6 +130,8 @@ export interface SimResult {
   settleMs: number; steps: number; membershipChanges: number; violationsChecked: number;
   ackedWrites: number; leadersChecked: number;
   detaches: number; detachesFailed: number; detachesHung: number; votesRefusedForDetach: number;
+  /** Votes and pre-votes refused because the voter's agent had not reported its position yet. */
+  votesRefusedPositionUnknown: number;
   /** Promotions, and those that went past a timeline number reserved by another leader (placeholders). */
   promotions: number; promotionsAboveReservation: number;
   /** Persists that held their process (SLOW_PERSIST), and candidacies among them: the shell's `sent` moved their round. */
@@ -198,12 +206,15 @@ export function runSim(p: SimParams): SimResult {
       structuredClone(n.disk), localOf(n, t));
     n.acksSeen = new Map(); n.ackTerm = -1; n.inc++; n.detaching = 0;
     n.pausedUntil = -1; // a new process, not the frozen one
-    feedPosition(n);
+    // its first monitoring round reports the position (replicate()), and starts a crashed host's PostgreSQL
+    n.fed = null;
+    n.feedAt = t + r() * p.firstRoundMaxMs;
+    if (p.mutation === "zero-position-at-boot") schedule(n, n.el.step({ type: "position", now: localOf(n, t), position: ZERO_POSITION }));
   };
   for (const [i, id] of ids.entries()) {
     const n: Node = {
       id, canLead: !(i < p.witnesses), disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
-      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, line: [{ uid: 0, tl: 1, from: 0n, term: 0 }], reserving: null, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, detaching: 0, recv: new Map(),
+      el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, line: [{ uid: 0, tl: 1, from: 0n, term: 0 }], reserving: null, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, pgDown: false, detaching: 0, recv: new Map(),
     };
     nodes.set(id, n);
   }
@@ -269,8 +280,10 @@ export function runSim(p: SimParams): SimResult {
       log(`${n.id} ${no.kind}: ${no.detail}`);
       if (no.kind === "became-leader") {
         const term = n.el!.status(local).term;
-        // durability: the new leader holds every acknowledged write
-        const lost = acked_.find((a) => !holds(n.line, n.data, a.w));
+        // durability: the new leader holds every write acknowledged up to its term. One of a later term
+        // was acknowledged under a lease that this leader can never get (a majority moved past its
+        // term first): a candidate frozen while its last vote was on its way wins an old term late.
+        const lost = acked_.find((a) => a.term <= term && !holds(n.line, n.data, a.w));
         if (lost) {
           fail(`${n.id} won term ${term} at ${n.data.timeline}/${n.data.lsn} but a write at ${lost.w.pos.timeline}/${lost.w.pos.lsn} (uid ${lost.w.uid}) was acknowledged by ${lost.by} (${lost.how})`);
         }
@@ -316,6 +329,7 @@ export function runSim(p: SimParams): SimResult {
       if (!expired) for (const iv of closed) if (iv.node === n.id && iv.end > t) iv.end = t;
     }
     for (const s of ready.send) {
+      if ((s.msg.t === "vote-resp" || s.msg.t === "prevote-resp") && !s.msg.granted && s.msg.reason?.startsWith("own position not known")) refusedPositionUnknown++;
       if (s.msg.t === "vote-resp" && s.msg.granted) {
         const key = `${s.msg.term}/${n.id}`;
         const prev = votes.get(key);
@@ -335,6 +349,7 @@ export function runSim(p: SimParams): SimResult {
   /** The shell's monitoring round tells the core where its data ends. */
   function feedPosition(n: Node) {
     n.fed = n.data;
+    n.pgDown = false;
     schedule(n, n.el!.step({ type: "position", now: localOf(n, t), position: n.data }));
   }
 
@@ -378,7 +393,8 @@ export function runSim(p: SimParams): SimResult {
       n.detaching--;
       if (ev.ok) n.upstream = null;
       const error = ev.ok ? undefined : "sim: reload failed, still streaming";
-      schedule(n, n.el.step({ type: "detached", now, term: ev.term, ok: ev.ok, position: ev.ok ? n.data : null, ...(error ? { error } : {}) }));
+      // the shell reads the server afresh: one not running has nothing to stop, and says no position
+      schedule(n, n.el.step({ type: "detached", now, term: ev.term, ok: ev.ok, position: ev.ok && !n.pgDown ? n.data : null, ...(error ? { error } : {}) }));
     }
   }
 
@@ -448,12 +464,12 @@ export function runSim(p: SimParams): SimResult {
   function replicate(n: Node) {
     push(t + 20 + r() * 40, { k: "repl", id: n.id });
     if (!n.el) return; // host down
-    if (n.lease && n.line[n.line.length - 1]!.term === n.lease.term && r() < writeRate) {
+    if (n.lease && !n.pgDown && n.line[n.line.length - 1]!.term === n.lease.term && r() < writeRate) {
       n.data = { timeline: n.data.timeline, lsn: bigIntToLsn(lsnToBigInt(n.data.lsn) + BigInt(1 + Math.floor(r() * 5000))) };
       pending.push({ node: n.id, term: n.lease.term, w: { pos: n.data, uid: n.line[n.line.length - 1]!.uid } });
     }
     const u = n.upstream ? nodes.get(n.upstream) : undefined;
-    if (u?.el && !blocked.has(`${u.id}>${n.id}`) && !blocked.has(`${n.id}>${u.id}`) && !(faultsOn && r() < loss)) {
+    if (u?.el && !n.pgDown && !u.pgDown && !blocked.has(`${u.id}>${n.id}`) && !blocked.has(`${n.id}>${u.id}`) && !(faultsOn && r() < loss)) {
       n.lastHb = { from: u.id, at: t };
       // as the agent follows (rewound or cloned when it diverged): the upstream's history, when ahead
       if (comparePosition(u.data, n.data) > 0) {
@@ -528,7 +544,7 @@ export function runSim(p: SimParams): SimResult {
       for (const [term, e] of electedWith) {
         if (term > w.term && !holds(e.line, e.data, w.w)) fail(`${L.id} acknowledged a write at ${w.w.pos.timeline}/${w.w.pos.lsn} (uid ${w.w.uid}, term ${w.term}, ${how}) that ${e.id}, elected in term ${term} at ${e.data.timeline}/${e.data.lsn}, lacks`);
       }
-      acked_.push({ w: w.w, by: L.id, how });
+      acked_.push({ w: w.w, term: w.term, by: L.id, how });
       acked++;
       pending.splice(i, 1);
     }
@@ -556,6 +572,7 @@ export function runSim(p: SimParams): SimResult {
         log(`FAULT crash ${n.id}`);
         closeLease(n, Infinity, true);
         n.el = null; n.wakeGen++;
+        n.pgDown = true; // the host went down: its PostgreSQL starts again with the new agent's first round
         push(t + 200 + r() * 6000, { k: "fault" });
         pendingRestarts.push({ at: t + 100 + r() * 8000, id: n.id });
       }
@@ -635,12 +652,12 @@ export function runSim(p: SimParams): SimResult {
   const pendingRestarts: Array<{ at: number; id: string }> = [];
   const pending: Array<{ node: string; term: number; w: Write }> = [];
   /** Acknowledged writes, the newest per history line end is enough but all are kept: a few thousand. */
-  const acked_: Array<{ w: Write; by: string; how: string }> = [];
+  const acked_: Array<{ w: Write; term: number; by: string; how: string }> = [];
   let uids = 0, promotions = 0, promotionsAboveReservation = 0;
   const timelineOwner = new Map<number, number>([[1, 0]]); // timeline number -> uid of the history that made it
   const electedWith = new Map<number, { id: string; data: Position; line: Seg[] }>();
   let acked = 0, leadersChecked = 0;
-  let detaches = 0, detachesFailed = 0, detachesHung = 0, refusedForDetach = 0, slowPersists = 0, slowCandidacies = 0;
+  let detaches = 0, detachesFailed = 0, detachesHung = 0, refusedForDetach = 0, refusedPositionUnknown = 0, slowPersists = 0, slowCandidacies = 0;
   const quorumMode = r() < 0.7;
   // how often the leader's data moves on; idle clusters are where only the timers protect the lease
   const writeRate = r() < 0.2 ? 0 : r() * 0.5;
@@ -685,6 +702,6 @@ export function runSim(p: SimParams): SimResult {
   return {
     seed: p.seed, leadersElected: leaderOfTerm.size, maxTerm, minGapMs: minGap, settleMs: settledAt - p.faultMs,
     steps, membershipChanges, violationsChecked: checks, ackedWrites: acked, leadersChecked,
-    detaches, detachesFailed, detachesHung, votesRefusedForDetach: refusedForDetach, promotions, promotionsAboveReservation, slowPersists, slowCandidacies,
+    detaches, detachesFailed, detachesHung, votesRefusedForDetach: refusedForDetach, votesRefusedPositionUnknown: refusedPositionUnknown, promotions, promotionsAboveReservation, slowPersists, slowCandidacies,
   };
 }

@@ -10,7 +10,7 @@ import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import type { Compare, EtcdClient, Op } from "./client.ts";
-import { type ClusterKeys, decideCandidacy, decodeSnapshot, type MemberReport, nextGuard, nextMembership, reservedGuard, type Snapshot } from "./elect-core.ts";
+import { type ClusterKeys, decideCandidacy, decodeSnapshot, finalPositionDue, type MemberReport, nextGuard, nextMembership, reservedGuard, type Snapshot } from "./elect-core.ts";
 import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
@@ -53,6 +53,8 @@ export class EtcdConsensus implements Consensus {
   private lastLeaderContact: number | null = null;
   private vacantSince: number | null = null;
   private position: Position = ZERO_POSITION;
+  /** setPosition was called in this process (always true on a witness: it holds no data). */
+  private positionKnown: boolean;
   private detachedFor: number | null = null;
   private detaching = false;
   private requested: { force: boolean; until: number } | null = null;
@@ -70,6 +72,7 @@ export class EtcdConsensus implements Consensus {
 
   constructor(private readonly o: EtcdConsensusOptions) {
     this.clock = o.clock ?? (() => performance.now());
+    this.positionKnown = o.self.role !== "database";
     this.lead = new Leadership({ hooks: o.hooks, log: o.log, clock: this.clock, missing: () => this.failsafe?.missing() ?? [] });
     this.counters = this.lead.counters;
     this.reporter = new MemberReporter({ client: o.client, keys: o.keys, self: o.self.id, clock: this.clock });
@@ -118,7 +121,7 @@ export class EtcdConsensus implements Consensus {
     return {
       id: this.o.self.id, role, term: this.term, votedFor: null, leader: this.lead.leader(),
       membership: s?.membership?.value ?? null, membershipCommitted: !!s?.membership,
-      leaseUntil: this.leading?.until ?? null, lastLeaderContact: this.lastLeaderContact, position: this.position,
+      leaseUntil: this.leading?.until ?? null, lastLeaderContact: this.lastLeaderContact, position: this.position, positionKnown: this.positionKnown,
       guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: s?.guard?.value.seq ?? 0, timelineCommitted: s?.guard?.value.timeline ?? 0, pendingVote: null,
     };
   }
@@ -153,6 +156,7 @@ export class EtcdConsensus implements Consensus {
 
   setPosition(p: Position): Promise<void> {
     this.position = p;
+    this.positionKnown = true;
     return Promise.resolve();
   }
 
@@ -318,8 +322,10 @@ export class EtcdConsensus implements Consensus {
     if (this.lead.leader() !== null) this.lead.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
     this.vacantSince ??= this.clock();
     if (this.requested && this.clock() > this.requested.until) this.requested = null;
-    // A failsafe promise holds the final position back too: it is this node's vote for the next term.
-    if (!this.detaching && (this.detachedFor ?? -1) < this.term + 1 && !this.failsafe?.promised()) this.detach(this.term + 1);
+    // A failsafe promise holds the final position back too: it is this node's vote for the next term;
+    // and so does a position this process has not reported yet (elect-core.ts finalPositionDue).
+    const due = finalPositionDue({ vacatedTerm: this.term, detaching: this.detaching, detachedFor: this.detachedFor, promised: !!this.failsafe?.promised(), positionKnown: this.positionKnown });
+    if (due !== null) this.detach(due);
     return false;
   }
 

@@ -178,6 +178,20 @@ export function decideCandidacy(i: CandidacyInput): Candidacy {
   return { kind: "take", counted: fresh };
 }
 
+/**
+ * The leader key of `vacatedTerm` is gone: the term whose final position this node should stop
+ * streaming for and publish now, or null. Not while a detach runs, nor once done for that term,
+ * nor under a failsafe promise (the final position is this node's vote for the next term), nor on
+ * a database node whose own PostgreSQL position this process has not reported yet: a detach of a
+ * server the agent has not looked at may report no position, and the report would count, with
+ * ZERO, among a majority's final positions, behind a candidate that lacks this node's WAL.
+ */
+export function finalPositionDue(i: { vacatedTerm: number; detaching: boolean; detachedFor: number | null; promised: boolean; positionKnown: boolean }): number | null {
+  const term = i.vacatedTerm + 1;
+  if (i.detaching || (i.detachedFor ?? -1) >= term || i.promised || !i.positionKnown) return null;
+  return term;
+}
+
 /** The membership after `op` by the leader, as a compare-and-swap value (term = the leader's term). */
 export function nextMembership(current: Membership, term: number, voters: string[], approved: string[]): Membership {
   return { term, index: current.index + 1, voters, ...(approved.length > 0 ? { approved } : {}) };
