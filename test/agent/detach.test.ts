@@ -1,11 +1,12 @@
 // Detach before a vote: the confirmation rule (conninfo empty, no walreceiver, position still),
-// its bound below the agent's 3 s hold, and "nothing to detach" when the server is no standby.
+// its bound below the agent's 3 s hold, and "nothing to detach" only when the server, looked at
+// afresh, verifiably does not run or answers as a primary.
 import { expect, test } from "bun:test";
 import { confirmDetached, DETACH_BOUND_MS, DETACH_HOLD_MS, DetachHold, detachFor, type DetachRead, type DetachTarget } from "../../src/agent/pg/detach.ts";
 import { SerialExecutor } from "../../src/agent/pg/executor.ts";
 import { deferred, FakeClock } from "./_clock.ts";
 
-const standby = (o: Partial<DetachRead>): DetachRead => ({ up: true, inRecovery: true, conninfo: "", walReceiver: false, timeline: 3, lsn: "0/5000000", ...o });
+const standby = (o: Partial<DetachRead>): DetachRead => ({ running: true, up: true, inRecovery: true, conninfo: "", walReceiver: false, timeline: 3, lsn: "0/5000000", ...o });
 
 /** A server double that answers the scripted reads in order, then repeats the last one. */
 function server(reads: DetachRead[]) {
@@ -75,10 +76,19 @@ test("a position still moving is not detached", async () => {
   expect((await p).kind).toBe("unconfirmed");
 });
 
-test("a server that is not up, or not a standby, has nothing to detach", async () => {
-  expect((await run([standby({ up: false })])).result).toEqual({ kind: "down" });
-  expect((await run([standby({ inRecovery: false })])).result).toEqual({ kind: "down" });
-  expect((await run([standby({ walReceiver: true }), standby({ up: false })])).result).toEqual({ kind: "down" });
+test("a server that stopped, or answers as a primary, has nothing to detach", async () => {
+  expect((await run([standby({ running: false, up: false })])).result).toEqual({ kind: "nothing" });
+  expect((await run([standby({ inRecovery: false })])).result).toEqual({ kind: "nothing" });
+  expect((await run([standby({ walReceiver: true }), standby({ running: false, up: false })])).result).toEqual({ kind: "nothing" });
+});
+
+test("a server that runs but does not answer (starting up, hung) may be streaming: never confirmed, never 'nothing'", async () => {
+  // Failed before: a probe that did not answer counted as "not up": nothing to detach, the vote granted.
+  const silent = standby({ up: false, inRecovery: false, conninfo: null, lsn: null });
+  expect((await run([silent])).result).toEqual({ kind: "unconfirmed", last: silent });
+  // two quiet reads are needed from a server that answered: a silent one in between does not count
+  const { result } = await run([standby({}), silent, standby({}), standby({})]);
+  expect(result).toEqual({ kind: "confirmed", last: standby({}) });
 });
 
 test("after a detach the round follows no leader of an older term until the term moves on or the hold ends", () => {
@@ -97,11 +107,11 @@ test("after a detach the round follows no leader of an older term until the term
 // ---------------------------------------------------------------- detach through the executor
 
 /** A standby double: `reads` scripted as above; records whether streaming was stopped. */
-function target(o: { standby?: boolean; reads?: DetachRead[]; stopFails?: boolean } = {}) {
+function target(o: { running?: boolean; reads?: DetachRead[]; stopFails?: boolean } = {}) {
   const s = server(o.reads ?? [standby({})]);
   const calls: string[] = [];
   const t: DetachTarget = {
-    standbyUp: () => o.standby ?? true,
+    running: async () => o.running ?? true,
     stopStreaming: async () => {
       calls.push("stop streaming");
       if (o.stopFails) throw new Error("pg_ctl reload failed");
@@ -135,12 +145,37 @@ test("detach: confirmed gives ok with the final position, and holds following th
   expect(hold.holds(4, at)).toBe(true);
 });
 
-test("detach: not a standby (or not up) is ok with no position, and touches nothing", async () => {
-  const { t, calls } = target({ standby: false });
+test("detach: a server verifiably not running is ok with no position, and touches nothing", async () => {
+  const { t, calls } = target({ running: false });
   const { result, hold } = await detachNow(t);
   expect(result).toEqual({ ok: true, position: null });
   expect(calls).toEqual([]);
   expect(hold.holds(4, 0)).toBe(false);
+});
+
+test("detach: a server that answers as a primary streams from nobody: ok with no position, nothing stopped", async () => {
+  const { t, calls } = target({ reads: [standby({ inRecovery: false })] });
+  expect((await detachNow(t)).result).toEqual({ ok: true, position: null });
+  expect(calls).toEqual([]);
+});
+
+test("detach: a running standby is stopped and confirmed whatever the last monitoring round saw (no round yet, a probe timeout)", async () => {
+  // Failed before: the target said only what the last round saw (standbyUp(): no answering standby
+  // yet), and the detach reported ok without stopping, so this standby voted while still streaming.
+  const { t, calls } = target({ reads: [standby({ conninfo: "host=10.0.0.1", walReceiver: true }), standby({ lsn: "0/5000100" }), standby({ lsn: "0/5000100" })] });
+  const { result, hold, at } = await detachNow(t);
+  expect(calls).toEqual(["stop streaming"]);
+  expect(result).toEqual({ ok: true, position: { timeline: 3, lsn: "0/5000100" } });
+  expect(hold.holds(4, at)).toBe(true);
+});
+
+test("detach: a running server that does not answer is told to stop streaming and, unconfirmed, refuses the vote (ok=false)", async () => {
+  const silent = standby({ up: false, inRecovery: false, conninfo: null, lsn: null });
+  const { t, calls } = target({ reads: [silent] });
+  const { result, at } = await detachNow(t);
+  expect(calls).toEqual(["stop streaming"]); // the target writes it only where the files say standby mode (detach-target.ts)
+  expect(result).toMatchObject({ ok: false, error: expect.stringContaining("could not confirm") });
+  expect(at).toBeLessThanOrEqual(DETACH_BOUND_MS);
 });
 
 test("detach: not confirmed within the bound is ok=false (never 'voting anyway'), and releases the hold", async () => {

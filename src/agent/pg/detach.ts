@@ -1,7 +1,11 @@
 // Detach before a vote: a standby about to grant a vote for a newer term stops streaming from the
 // old primary first, so that primary can no longer count its acknowledgements, and votes with its
 // final position. This file holds the confirmation rule, with the server behind a small read
-// function so the rule is tested without one.
+// function so the rule is tested without one (detach-target.ts reads a real one). The server is
+// looked at afresh, never through the last monitoring round's view: that round may not have seen
+// the server answer (a probe timeout, the agent's first round still running) or may just have
+// started it streaming. Only a server verifiably not running, or one that answers as a primary,
+// has nothing to stop.
 import type { Position } from "../../core/position.ts";
 import type { Clock } from "../../fence/clock.ts";
 import type { DetachResult } from "./context.ts";
@@ -13,6 +17,9 @@ const POLL_MS = 20;
 
 /** What the rule reads from the server, once per poll. */
 export interface DetachRead {
+  /** A postmaster runs for this data directory (false only when verifiably not: no live postmaster.pid process serving it). */
+  running: boolean;
+  /** It answered the probe. */
   up: boolean;
   inRecovery: boolean;
   /** primary_conninfo in force (null when it could not be read). */
@@ -24,21 +31,23 @@ export interface DetachRead {
 }
 
 export type Confirmation =
-  | { kind: "down" }
+  /** Nothing streams: the server stopped, or it answers as a primary. */
+  | { kind: "nothing" }
   | { kind: "confirmed"; last: DetachRead }
   | { kind: "unconfirmed"; last: DetachRead | null };
 
 /**
  * Detached means: the reload is in force (primary_conninfo empty), no walreceiver, and the received
- * position did not move between two reads. Polls until that holds or `deadline` (clock ms) passes.
- * A server that is not up (or not a standby) has nothing to detach.
+ * position did not move between two reads of a server that answered. Polls until that holds or
+ * `deadline` (clock ms) passes. A server that stopped, or answers as a primary, has nothing to
+ * detach; one that runs but does not answer (starting up, hung) may be streaming: never confirmed.
  */
 export async function confirmDetached(read: () => Promise<DetachRead>, clock: Clock, deadline: number): Promise<Confirmation> {
   let prev: DetachRead | null = null;
   for (;;) {
     const r = await read();
-    if (!r.up || !r.inRecovery) return { kind: "down" };
-    if (prev && r.conninfo === "" && !r.walReceiver && r.lsn === prev.lsn) return { kind: "confirmed", last: r };
+    if (!r.running || (r.up && !r.inRecovery)) return { kind: "nothing" };
+    if (prev?.up && r.up && r.conninfo === "" && !r.walReceiver && r.lsn === prev.lsn) return { kind: "confirmed", last: r };
     prev = r;
     if (clock.now() + POLL_MS > deadline) return { kind: "unconfirmed", last: r };
     await clock.sleep(POLL_MS);
@@ -73,12 +82,15 @@ export class DetachHold {
   }
 }
 
-/** The server side of a detach (the loop's PostgreSQL; a double in tests). */
+/** The server side of a detach (the loop's PostgreSQL, detach-target.ts; a double in tests). */
 export interface DetachTarget {
-  /** The last monitoring round saw a standby that answers. */
-  standbyUp(): boolean;
-  /** Empty primary_conninfo, reloaded. */
-  stopStreaming(): Promise<void>;
+  /** Whether a postmaster runs for this data directory now (postmaster.pid and a live process serving it), looked at afresh. */
+  running(): Promise<boolean>;
+  /**
+   * Empty primary_conninfo, reloaded, on a standby: one that answers in recovery, or, when it does
+   * not answer, one in standby mode by its files (standby.signal). `last`: the read just before.
+   */
+  stopStreaming(last: DetachRead): Promise<void>;
   read(): Promise<DetachRead>;
   /** The position to vote with, from the last read. */
   position(last: DetachRead): Position | null;
@@ -87,17 +99,20 @@ export interface DetachTarget {
 /**
  * Detach for a vote in `term`, one task of the serial executor (so no round re-points to the old
  * primary after it), all within DETACH_BOUND_MS, queue wait included. ok=true with no position
- * when there is nothing to detach; ok=false when it could not be confirmed in time.
+ * when nothing streams (the server verifiably not running, or answering as a primary); ok=false
+ * when a running server's stop could not be confirmed in time (also one that never answered).
  */
 export async function detachFor(term: number, t: DetachTarget, exec: SerialExecutor, hold: DetachHold, clock: Clock): Promise<DetachResult> {
   const deadline = clock.now() + DETACH_BOUND_MS;
   try {
     return await exec.run("detach", async (): Promise<DetachResult> => {
-      if (!t.standbyUp()) return { ok: true, position: null };
+      if (!(await t.running())) return { ok: true, position: null };
       hold.hold(term, clock.now());
-      await t.stopStreaming();
+      const first = await t.read();
+      if (!first.running || (first.up && !first.inRecovery)) return { ok: true, position: null };
+      await t.stopStreaming(first);
       const c = await confirmDetached(() => t.read(), clock, deadline);
-      if (c.kind === "down") return { ok: true, position: null };
+      if (c.kind === "nothing") return { ok: true, position: null };
       const position = c.last?.lsn ? t.position(c.last) : null;
       if (c.kind === "confirmed") return { ok: true, position };
       hold.release(); // no vote follows: the rounds may follow the leader again

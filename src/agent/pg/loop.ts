@@ -13,6 +13,7 @@ import type { Logger } from "../../log.ts";
 import { inspectDataDir, lsnCompare, probe, reload, swapProblem, type PgBins } from "../../postgres/index.ts";
 import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
 import { DetachHold, detachFor } from "./detach.ts";
+import { detachTarget } from "./detach-target.ts";
 import { Maintenance } from "./durability.ts";
 import { QueueTimeout, SerialExecutor } from "./executor.ts";
 import { PgHost } from "./host.ts";
@@ -263,20 +264,7 @@ export class PostgresLoop implements LoopControl {
    */
   async detach(term: number): Promise<DetachResult> {
     const h = this.h;
-    const r = await detachFor(term, {
-      standbyUp: () => h.lastReportUp && h.lastInRecovery,
-      stopStreaming: async () => {
-        await h.writeConfig(true, undefined);
-        await reload(h.node);
-      },
-      read: async () => {
-        const p = await probe(h.localDb());
-        if (!p.up) return { up: false, inRecovery: false, conninfo: null, walReceiver: false, timeline: 0, lsn: null };
-        const ci = await h.localDb().query("primary_conninfo", (sql) => sql`SELECT current_setting('primary_conninfo') AS v`).catch(() => null);
-        return { up: true, inRecovery: p.inRecovery, conninfo: (ci?.[0]?.v as string | undefined) ?? null, walReceiver: !!p.walReceiver, timeline: p.timeline, lsn: p.receiveLsn ?? p.replayLsn };
-      },
-      position: (last) => h.standbyPosition({ up: true, inRecovery: true, timeline: last.timeline, receiveLsn: last.lsn }),
-    }, this.exec, this.detachHold, this.clock);
+    const r = await detachFor(term, detachTarget(h), this.exec, this.detachHold, this.clock);
     if (r.ok && r.position) h.log.info(`stopped streaming to vote in term ${term} (final position ${r.position.lsn})`);
     return r;
   }

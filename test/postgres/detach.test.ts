@@ -1,0 +1,126 @@
+// The detach before a vote on real PostgreSQL, through the loop's own entry (PostgresLoop.detach)
+// on an agent whose monitoring round has not run yet (a restarted agent, a round that timed out):
+// the server is looked at afresh, a streaming standby is stopped and confirmed, and only a server
+// that does not run is skipped. A primary and a standby streaming from it, on loopback.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { PostgresLoop } from "../../src/agent/pg/loop.ts";
+import { PgHost } from "../../src/agent/pg/host.ts";
+import { slotFor, type ClusterContext } from "../../src/agent/pg/context.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { LeaseFile } from "../../src/fence/lease-file.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { basebackup } from "../../src/postgres/basebackup.ts";
+import { initdb, start, stop, type PgNode } from "../../src/postgres/ctl.ts";
+import { writeManagedConfig } from "../../src/postgres/managed-config.ts";
+import { generatePassword, writePassfile } from "../../src/postgres/passwords.ts";
+import { probe, type ProbeUp } from "../../src/postgres/probe.ts";
+import { ensureRoles } from "../../src/postgres/roles.ts";
+import { ensureSlot } from "../../src/postgres/slots.ts";
+import { openLocalDb, type Db } from "../../src/postgres/sql.ts";
+import { lookupOsUser } from "../../src/postgres/users.ts";
+import { freePort, PG_OS_USER, pgScratch, pgSkipReason, type Scratch } from "../helpers/pg.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { requireReal } from "../helpers/require.ts";
+
+const NODE_ID = "5a5a5a5a5a5a5a5a";
+const log = memoryLogger();
+const replPassword = generatePassword();
+const monitorPassword = generatePassword();
+
+let s: Scratch;
+let primary: PgNode;
+let ports: { p: number; s: number };
+let pdb: Db;
+let sdb: Db;
+let loop: PostgresLoop;
+let host: PgHost;
+
+const up = async (db: Db): Promise<ProbeUp> => {
+  const p = await probe(db);
+  if (!p.up) throw new Error(`probe failed: ${p.error}`);
+  return p;
+};
+
+requireReal("detach on real PostgreSQL", pgSkipReason);
+
+describe("detach before a vote, on real PostgreSQL, before the agent's first monitoring round", () => {
+  beforeAll(async () => {
+    s = await pgScratch("detach");
+    primary = s.node("primary", log.withTag("primary"));
+    s.node("standby", log.withTag("standby")); // stopped with the scratch
+    const p = await freePort();
+    ports = { p, s: await freePort([p]) };
+    const standbyDir = join(s.root, "standby");
+    const cfg = parseConfig(
+      `cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n2"\nstate_dir = "${join(s.root, "state")}"\n` +
+        `[postgres]\ndata_dir = "${standbyDir}"\nos_user = "${PG_OS_USER}"\nport = ${ports.s}\nsocket_dir = "${s.socketDir}"\nlisten_addresses = "127.0.0.1"\nreplication_tls = false\n` +
+        `[postgres.parameters]\nfsync = false\nshared_buffers = "16MB"\n`,
+      "test",
+    );
+    const pg = cfg.postgres;
+    // The primary: its own managed files (loopback replication allowed), roles and this node's slot.
+    await initdb(primary, { superuser: pg.superuser, noSync: true });
+    await writeManagedConfig({
+      dataDir: primary.dataDir, osUser: PG_OS_USER, standby: false, log,
+      conf: { listenAddresses: ["127.0.0.1"], port: ports.p, maxWalSenders: 5, maxReplicationSlots: 5, hotStandby: true, walLogHints: true, unixSocketDir: s.socketDir, parameters: { fsync: false, shared_buffers: "16MB" } },
+      hba: { superuser: pg.superuser, replUser: pg.repl_user, monitorUser: pg.monitor_user, peers: ["127.0.0.1"] },
+    });
+    await start(primary, { logFile: `${primary.dataDir}.log`, timeoutSec: 30 });
+    pdb = openLocalDb({ socketDir: s.socketDir, port: ports.p, superuser: pg.superuser, log });
+    await ensureRoles(pdb, { replUser: pg.repl_user, replPassword, monitorUser: pg.monitor_user, monitorPassword }, log);
+    await ensureSlot(pdb, slotFor(NODE_ID));
+    const passfile = join(s.root, "clone.pgpass");
+    await writePassfile(passfile, [{ host: "127.0.0.1", port: ports.p, database: "*", user: pg.repl_user, password: replPassword }], await lookupOsUser(PG_OS_USER));
+    await basebackup({ bins: primary.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: ports.p, user: pg.repl_user, passfile, target: standbyDir, slot: slotFor(NODE_ID), timeoutMs: 60_000, noSync: true });
+
+    // The standby, set up as the agent's PgHost does it, then a loop over the same data directory
+    // whose rounds never ran: it has not seen the server at all.
+    const ctx = {
+      nodeId: NODE_ID,
+      secrets: () => ({ systemId: null, replPassword, monitorPassword }),
+      peerAddresses: () => ["127.0.0.1"],
+      leadership: () => ({ term: 4, leading: false, acquiringLease: false, leaderId: null, member: true }),
+      record: () => {},
+    } as unknown as ClusterContext;
+    host = new PgHost(cfg, primary.bins, ctx, log.withTag("standby"));
+    await host.writeConfig(true, `127.0.0.1:${ports.p}`);
+    await start(host.node, { logFile: join(s.root, "standby-start.log"), timeoutSec: 30 });
+    sdb = openLocalDb({ socketDir: s.socketDir, port: ports.s, superuser: pg.superuser, log });
+    await waitFor(async () => (await up(sdb)).walReceiver?.status === "streaming", { timeoutMs: 20_000, what: "the standby to stream" });
+    loop = new PostgresLoop(cfg, primary.bins, ctx, log.withTag("pg"), new LeaseFile(join(s.root, "state"), standbyDir, log));
+  }, 120_000);
+
+  afterAll(async () => {
+    if (process.env.PG_TEST_DUMP) console.log(log.lines.join("\n"));
+    await loop?.stop();
+    for (const db of [pdb, sdb]) await db?.close();
+    await s?.cleanup();
+  });
+
+  test("a streaming standby the loop never looked at is stopped and confirmed; it votes with its final position", async () => {
+    // Failed before: the detach trusted the last round's view (no answering standby: no round yet)
+    // and reported ok with no position while the walreceiver went on acknowledging the primary's commits.
+    await pdb.query("t", (sql) => sql`CREATE TABLE t (v int)`);
+    await pdb.query("t", (sql) => sql`INSERT INTO t VALUES (1)`);
+    const r = await loop.detach(5);
+    expect(r.ok).toBe(true);
+    const after = await up(sdb);
+    expect(after.walReceiver).toBeNull();
+    expect((await sdb.query("t", (sql) => sql`SELECT current_setting('primary_conninfo') AS v`))[0]?.v).toBe("");
+    expect(r.position).toEqual({ timeline: 1, lsn: after.receiveLsn ?? after.replayLsn! });
+    // The primary's commits no longer reach it: nothing streams to the slot, the received position stands.
+    await pdb.query("t", (sql) => sql`INSERT INTO t VALUES (2)`);
+    await Bun.sleep(500);
+    expect((await up(pdb)).replication.filter((x) => x.applicationName === slotFor(NODE_ID))).toEqual([]);
+    const still = await up(sdb);
+    expect(still.receiveLsn ?? still.replayLsn).toBe(r.position!.lsn);
+  }, 60_000);
+
+  test("a server that does not run has nothing to stop: ok, no position, at once", async () => {
+    await stop(host.node, "fast", 30);
+    const t0 = performance.now();
+    expect(await loop.detach(6)).toEqual({ ok: true, position: null });
+    expect(performance.now() - t0).toBeLessThan(500);
+  }, 60_000);
+});
