@@ -57,7 +57,12 @@ export const DEFAULT_PARAMS: Omit<SimParams, "seed"> = {
 
 export class SimViolation extends Error {}
 
-/** Vary the cluster shape with the seed so one run covers 3 and 5 voters, witnesses and spares. */
+/**
+ * Vary the cluster shape with the seed so one run covers 3 and 5 voters, witnesses and spares; and
+ * the first monitoring round of a new agent: slow (up to firstRoundMaxMs) in half the schedules,
+ * at once in the other half. A slow first round also keeps a restarted voter out of elections, so
+ * the restart quiet periods (S5) are put to the test only where it is quick.
+ */
 export function paramsFor(seed: number): SimParams {
   const shape = seed % 4;
   return {
@@ -66,6 +71,7 @@ export function paramsFor(seed: number): SimParams {
     initial: shape === 3 ? 5 : 3,
     spares: shape === 3 ? 1 : 2,
     witnesses: shape === 1 ? 1 : 0,
+    firstRoundMaxMs: Math.floor(seed / 4) % 2 === 0 ? DEFAULT_PARAMS.firstRoundMaxMs : 0,
   };
 }
 
