@@ -91,6 +91,7 @@ describe("etcd over TLS with a password file and RBAC", () => {
       hooks: { send: () => {}, leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m) => { throw new Error(m); } },
     });
     node.start();
+    await node.setPosition({ timeline: 1, lsn: "0/0" }); // the agent's first round: a database node takes part only once it reported
     await node.bootstrap({ term: 0, index: 1, voters: [A] });
     await waitFor(() => node!.lease() !== null, { timeoutMs: 10_000, what: "a to lead c1" });
     expect((await node.clusters()).map((c) => [c.cluster, c.leader])).toEqual([["c1", "a"]]); // c2 is not readable by u1
