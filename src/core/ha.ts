@@ -248,8 +248,11 @@ export function waitsForBackoff(d: HaAction): boolean {
  * Whether a failed `d` may have left a server that becomes a primary: a start as the primary whose
  * pg_ctl timed out while crash recovery goes on, a promotion whose pg_promote went through before a
  * later step failed. The fence that follows (a resign, a lost lease) must then stop the server,
- * whatever the round observed before it acted.
+ * whatever the round observed before it acted. A promotion that failed before pg_promote was sent
+ * (`beforePromote`: the timeline reservation, the files, the synchronous names' barrier) left the
+ * standby it was: a fence that stopped it would take a healthy standby down for nothing.
  */
-export function failureMayLeavePrimary(d: HaAction): boolean {
-  return d.kind === "start-primary" || d.kind === "promote" || (d.kind === "start-standby" && d.upstream === null);
+export function failureMayLeavePrimary(d: HaAction, beforePromote = false): boolean {
+  if (d.kind === "promote") return !beforePromote;
+  return d.kind === "start-primary" || (d.kind === "start-standby" && d.upstream === null);
 }

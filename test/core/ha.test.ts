@@ -144,6 +144,13 @@ describe("follower", () => {
     for (const d of [{ kind: "start-primary", adopt: false }, { kind: "promote" }, { kind: "start-standby", upstream: null }] as const) expect(failureMayLeavePrimary(d)).toBe(true);
     for (const d of [{ kind: "check-promote" }, { kind: "start-standby", upstream: "a" }, { kind: "clone", from: "a" }, { kind: "rewind", from: "a" }, { kind: "fence", reason: "r" }] as const) expect(failureMayLeavePrimary(d)).toBe(false);
   });
+  test("a promotion that failed before pg_promote was sent left a standby: the fence after it stops nothing", () => {
+    // Noticed at review: after three failed attempts (a reservation no majority stored, a barrier
+    // timeout) the resign's fence stopped a healthy standby, as if it could have become a primary.
+    expect(failureMayLeavePrimary({ kind: "promote" }, true)).toBe(false);
+    expect(failureMayLeavePrimary({ kind: "promote" }, false)).toBe(true);
+    expect(failureMayLeavePrimary({ kind: "start-primary", adopt: false }, true)).toBe(true);
+  });
   test("a witness runs no PostgreSQL", () => {
     expect(decideHa(follow({ witness: true }))).toEqual({ kind: "none", role: "witness" });
   });

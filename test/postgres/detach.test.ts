@@ -1,11 +1,14 @@
 // The detach before a vote on real PostgreSQL, through the loop's own entry (PostgresLoop.detach)
 // on an agent whose monitoring round has not run yet (a restarted agent, a round that timed out):
 // the server is looked at afresh, a streaming standby is stopped and confirmed, and only a server
-// that does not run is skipped. A primary and a standby streaming from it, on loopback.
+// that does not run is skipped. And a promotion that fails before pg_promote says so (NotPromoted),
+// the server still the standby it was. A primary and a standby streaming from it, on loopback.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { PostgresLoop } from "../../src/agent/pg/loop.ts";
 import { PgHost } from "../../src/agent/pg/host.ts";
+import { NotPromoted, PrimaryStarter, type SyncPlanner } from "../../src/agent/pg/primary.ts";
+import type { Fencer } from "../../src/fence/fencer.ts";
 import { slotFor, type ClusterContext } from "../../src/agent/pg/context.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { LeaseFile } from "../../src/fence/lease-file.ts";
@@ -82,6 +85,8 @@ describe("detach before a vote, on real PostgreSQL, before the agent's first mon
       peerAddresses: () => ["127.0.0.1"],
       leadership: () => ({ term: 4, leading: false, acquiringLease: false, leaderId: null, member: true }),
       record: () => {},
+      guardState: () => ({ guard: null, committed: 0 }),
+      reserveTimeline: async () => false, // no majority stores it
     } as unknown as ClusterContext;
     host = new PgHost(cfg, primary.bins, ctx, log.withTag("standby"));
     await host.writeConfig(true, `127.0.0.1:${ports.p}`);
@@ -115,6 +120,18 @@ describe("detach before a vote, on real PostgreSQL, before the agent's first mon
     expect((await up(pdb)).replication.filter((x) => x.applicationName === slotFor(NODE_ID))).toEqual([]);
     const still = await up(sdb);
     expect(still.receiveLsn ?? still.replayLsn).toBe(r.position!.lsn);
+  }, 60_000);
+
+  test("a promotion that fails before pg_promote (its timeline reserved by no majority) leaves the standby it was, and says so", async () => {
+    // The round counts a failed promotion as a primary the fence must stop unless it failed as
+    // NotPromoted (core/ha.ts failureMayLeavePrimary): the resign after the attempts stopped a healthy standby.
+    const starter = new PrimaryStarter(host);
+    starter.sync = { initialSyncNames: () => "", startGrace: () => {} } as unknown as SyncPlanner;
+    host.fencer = { asPrimary: <T>(_what: string, fn: () => Promise<T>) => fn() } as unknown as Fencer;
+    const e = await starter.promote().then(() => null, (x: Error) => x);
+    expect(e).toBeInstanceOf(NotPromoted);
+    expect(e?.message).toContain("was not stored by a majority");
+    expect((await up(sdb)).inRecovery).toBe(true);
   }, 60_000);
 
   test("a server that does not run has nothing to stop: ok, no position, at once", async () => {

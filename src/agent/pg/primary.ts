@@ -83,22 +83,11 @@ export class PrimaryStarter {
   promote(): Promise<void> {
     const h = this.h;
     return h.fencer.asPrimary("promote", async () => {
-      h.syncNames = this.sync.initialSyncNames();
-      this.sync.startGrace();
-      // In force before the promotion: from its first commit the new primary acknowledges nothing
-      // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
-      const t0 = h.clock.now();
-      // The timeline this promotion gets, reserved at a majority first (core/timelines.ts): while
-      // that round trip runs, the files and the synchronous names are put in force.
-      const tl = await this.planTimeline();
-      const reserved = h.ctx.reserveTimeline(tl.next, RESERVE_MS);
-      await h.writeConfig(true, h.upstream ?? undefined);
-      const t1 = h.clock.now();
-      const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken);
-      h.syncNamesTaken = names.taken;
-      if (!(await reserved)) throw new Error(`timeline ${tl.next} was not stored by a majority within ${RESERVE_MS} ms: not promoting`);
-      h.log.info(`before the promotion: ${names.did}; timeline ${tl.next} reserved (files ${Math.round(t1 - t0)} ms, names and reservation ${Math.round(h.clock.now() - t1)} ms)`);
-      const r = await this.promoteAbove(tl);
+      // Until pg_promote is sent the server stays the standby it was: a failure there says so (round.ts).
+      const tl = await this.prepareToPromote().catch((e: Error) => {
+        throw new NotPromoted(e);
+      });
+      const r = await promote(h.localDb(), h.node);
       h.upstream = null;
       await h.writeConfig(false);
       await reload(h.node); // synchronous_standby_names of the new primary: it must be in force
@@ -126,17 +115,33 @@ export class PrimaryStarter {
   }
 
   /**
-   * pg_promote, with placeholder history files first for the numbers reserved by others. They stay:
-   * a standby that follows across them asks this server for the history file of every number in
+   * Everything before pg_promote: the timeline reserved at a majority, the files, the synchronous
+   * names in force, and placeholder history files for the numbers reserved by others. They stay: a
+   * standby that follows across them asks this server for the history file of every number in
    * between (TIMELINE_HISTORY), and a missing one breaks its stream.
    */
-  private async promoteAbove(tl: TimelinePlan): Promise<string> {
+  private async prepareToPromote(): Promise<TimelinePlan> {
     const h = this.h;
+    h.syncNames = this.sync.initialSyncNames();
+    this.sync.startGrace();
+    // In force before the promotion: from its first commit the new primary acknowledges nothing
+    // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
+    const t0 = h.clock.now();
+    // The timeline this promotion gets, reserved at a majority first (core/timelines.ts): while
+    // that round trip runs, the files and the synchronous names are put in force.
+    const tl = await this.planTimeline();
+    const reserved = h.ctx.reserveTimeline(tl.next, RESERVE_MS);
+    await h.writeConfig(true, h.upstream ?? undefined);
+    const t1 = h.clock.now();
+    const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken);
+    h.syncNamesTaken = names.taken;
+    if (!(await reserved)) throw new Error(`timeline ${tl.next} was not stored by a majority within ${RESERVE_MS} ms: not promoting`);
+    h.log.info(`before the promotion: ${names.did}; timeline ${tl.next} reserved (files ${Math.round(t1 - t0)} ms, names and reservation ${Math.round(h.clock.now() - t1)} ms)`);
     if (tl.fill.length > 0) {
       h.log.warn(`timeline number(s) ${tl.fill.join(", ")} were reserved earlier (another leader's promotion may hold them): placeholder history files keep this promotion above them (timeline ${tl.next})`);
       await placePlaceholders(h.node.dataDir, h.cfg.postgres.os_user, tl.fill, h.ctx.leadership().term);
     }
-    return promote(h.localDb(), h.node);
+    return tl;
   }
 
   /** A crashed primary: clear what the dead postmaster left and start it again within a short budget. */
@@ -172,5 +177,13 @@ export class PrimaryStarter {
     h.ctx.saveSecrets({ ...s, systemId: p.systemIdentifier });
     this.sync.rolesEnsured(p.systemIdentifier);
     h.log.info(`cluster identity: system identifier ${p.systemIdentifier}; roles ${h.cfg.postgres.repl_user}, ${h.cfg.postgres.monitor_user} ready`);
+  }
+}
+
+/** A promotion that failed before pg_promote was sent: the server is still the standby it was. */
+export class NotPromoted extends Error {
+  override readonly name = "NotPromoted";
+  constructor(readonly why: Error) {
+    super(why.message);
   }
 }

@@ -20,6 +20,7 @@ import type { Rebuilder } from "./rebuild.ts";
 import type { SlotKeeper } from "./slots.ts";
 import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
+import { NotPromoted } from "./primary.ts";
 
 /** Failed attempts to promote (or to start the server to be promoted) in one term before the leader hands over. */
 const PROMOTE_ATTEMPTS = 3;
@@ -171,14 +172,14 @@ export class MonitorRound {
       this.retryAt = clock.now() + backoff;
       this.lastError = (e as Error).message;
       const promoting = decision.kind === "promote" || (decision.kind === "start-standby" && decision.upstream === null);
-      if (failureMayLeavePrimary(decision)) h.wasPrimary = true; // the fencer stops it (core/ha.ts)
+      if (failureMayLeavePrimary(decision, e instanceof NotPromoted)) h.wasPrimary = true; // the fencer stops it (core/ha.ts)
       // A start to promote is a step of the promotion: its failures never ask for a fresh clone (loop.ts).
       x.failed(promoting ? "promote" : decision.kind, this.lastError, this.failures, e);
       if (promoting) this.promoteFailures = { term: lead.term, n: this.promoteFailures.term === lead.term ? this.promoteFailures.n + 1 : 1 };
       if (decision.kind === "start-primary" && lead.leading) {
         // The primary does not come back in place: let a standby take over instead of waiting for the lease.
         ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
-      } else if (decision.kind === "promote" && e instanceof BarrierTimeout && lead.leading) {
+      } else if (decision.kind === "promote" && e instanceof NotPromoted && e.why instanceof BarrierTimeout && lead.leading) {
         // Its checkpointer is busy for longer than a promotion should wait: another standby may be ready now.
         ctx.resign(`not promoted: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
       } else if (promoting && lead.leading && this.promoteFailures.n >= PROMOTE_ATTEMPTS) {
