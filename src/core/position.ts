@@ -32,3 +32,8 @@ export function samePosition(a: Position | null, b: Position | null): boolean {
 export function mustReportPosition(held: { position: Position; positionKnown: boolean }, position: Position): boolean {
   return !held.positionKnown || comparePosition(position, held.position) !== 0;
 }
+
+/** The further of `a` and `b` (b null: a). */
+export function furtherPosition(a: Position, b: Position | null): Position {
+  return b !== null && comparePosition(b, a) > 0 ? b : a;
+}

@@ -27,6 +27,8 @@ export interface ToolSpec {
   onStderrLine?: (line: string) => void;
   /** Log success at debug instead of info (for frequent, harmless commands). */
   quiet?: boolean;
+  /** Exit codes besides 0 that are a normal outcome (pg_waldump exits 1 at the end of the WAL): logged as a success. */
+  normalExit?: ReadonlyArray<number>;
   /** Aborted: the tool's process group is stopped as at the timeout (SIGTERM, SIGKILL after a grace). */
   signal?: AbortSignal;
 }
@@ -159,7 +161,7 @@ export async function runTool(spec: ToolSpec): Promise<ToolResult> {
   const tail = stderrTail(res.stderr);
   const how = timedOut ? `timed out after ${spec.timeoutMs} ms (killed)` : exit.code !== null ? `exited ${exit.code}` : `killed by ${exit.signal}`;
   const msg = `${label(spec)} ${how} in ${ms} ms${tail ? `; stderr: ${tail}` : ""}`;
-  if (exit.code !== 0 || timedOut) spec.log.warn(msg);
+  if ((exit.code !== 0 && !(exit.code !== null && spec.normalExit?.includes(exit.code))) || timedOut) spec.log.warn(msg);
   else if (spec.quiet) spec.log.debug(msg);
   else spec.log.info(msg);
   return res;

@@ -107,6 +107,12 @@ export class SafeDir {
    * monitoring round reads about twenty small files every postgres.loop_ms (docs/design.md, Footprint).
    */
   async read(name: string, offset = 0, max = Infinity): Promise<{ text: string; st: Stat } | null> {
+    const r = await this.bytes(name, offset, max);
+    return r && { text: r.bytes.toString("utf8"), st: r.st };
+  }
+
+  /** Like read(), the bytes as they are (a binary header). */
+  async bytes(name: string, offset = 0, max = Infinity): Promise<{ bytes: Buffer; st: Stat } | null> {
     let fd: number;
     try {
       fd = openSync(this.at(name), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
@@ -118,7 +124,7 @@ export class SafeDir {
       const len = Math.max(0, Math.min(st.size - offset, max));
       const buf = Buffer.alloc(len);
       const bytesRead = len > 0 ? readSync(fd, buf, 0, len, offset) : 0;
-      return { text: buf.subarray(0, bytesRead).toString("utf8"), st };
+      return { bytes: buf.subarray(0, bytesRead), st };
     } finally {
       closeSync(fd);
     }

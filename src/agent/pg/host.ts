@@ -55,11 +55,13 @@ export class PgHost {
   /** Highest timeline this standby was seen streaming on (reset when its data is replaced). */
   knownTli = 0;
   /**
-   * The position last observed while the server answered (null once its data was replaced). A
+   * The furthest position this data directory was seen to hold (null once its data was replaced):
+   * what the server answered while it ran, the end of its WAL while it was stopped (wal-end.ts). A
    * server that stops (a fence, a crash) keeps at least that much WAL on disk, while pg_control read
-   * during or after the stop can say less (the last checkpoint): the voting position never falls below it.
+   * during or after the stop can say less (the last checkpoint), and a standby that starts again
+   * reports its replay position until it streams: the voting position never falls below it.
    */
-  upPosition: Position | null = null;
+  heldPosition: Position | null = null;
   /** Progress note of a long action (clone). */
   note = "";
   /** Last round: a (possibly hung) primary runs here; the server answered; it is a standby. */

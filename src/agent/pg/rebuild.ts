@@ -220,7 +220,7 @@ export class Rebuilder {
     const h = this.h;
     h.catchUp = NOT_STUCK;
     h.knownTli = 0;
-    h.upPosition = null;
+    h.heldPosition = null;
     await h.writeConfig(true, from);
     this.progress({ kind: "starting" });
     await h.startServer();

@@ -7,7 +7,7 @@ import { isStuck, stepCatchUp } from "../../core/catch-up.ts";
 import { truthfulGuarantee } from "../../core/durability.ts";
 import { dataWasPrimary, decideHa, failureMayLeavePrimary, type HaAction, type LocalPg, type RejoinRequest, waitsForBackoff } from "../../core/ha.ts";
 import { broken, successorOf } from "../../core/liveness.ts";
-import { comparePosition, ZERO_POSITION, type Position } from "../../core/position.ts";
+import { furtherPosition, ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
@@ -21,6 +21,7 @@ import type { SlotKeeper } from "./slots.ts";
 import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
 import { NotPromoted } from "./primary.ts";
+import { StoppedWal } from "./wal-end.ts";
 
 /** Failed attempts to promote (or to start the server to be promoted) in one term before the leader hands over. */
 const PROMOTE_ATTEMPTS = 3;
@@ -55,9 +56,11 @@ export class MonitorRound {
   /** The report this round published, for refresh() while a long action runs. */
   private last: { report: PgReport; position: Position } | null = null;
   private readonly live: LivenessWatch;
+  private readonly wal: StoppedWal;
 
   constructor(private readonly h: PgHost, private readonly x: RoundParts) {
     this.live = new LivenessWatch(h);
+    this.wal = new StoppedWal(h, () => x.again());
   }
 
   async run(): Promise<void> {
@@ -108,10 +111,18 @@ export class MonitorRound {
     else if (p.up) h.knownTli = p.timeline;
     // Without pg_control (broken primary, above) the last position stands: never report it going back.
     let position = brokenPrimary && this.last ? this.last.position : h.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
-    // A server that stopped (fenced, crashed) still holds the WAL it had while it answered; pg_control
-    // read during the stop says only its last checkpoint. Never vote with less (host.ts upPosition).
-    if (p.up) h.upPosition = position;
-    else if (h.upPosition && comparePosition(h.upPosition, position) > 0) position = h.upPosition;
+    // A stopped server's pg_wal holds all the WAL it flushed (a standby acknowledges a synchronous
+    // commit then, before replaying it), pg_control only its last checkpoint or restartpoint: the end
+    // of the WAL on its timeline counts (wal-end.ts). The first round waits for it, so that the first
+    // position this node publishes, and votes with, includes it; later rounds publish it when known.
+    if (!info.running && data === "present" && info.control && local.timeline !== null) {
+      position = furtherPosition(position, await this.wal.end(info.control, info.pgVersion, local.timeline, this.last === null));
+    }
+    // A server that stopped (fenced, crashed) still holds the WAL it had while it answered, and one
+    // that starts again still holds what it had while stopped (a standby reports its replay position
+    // until it streams again): never vote with less until the data is replaced (host.ts heldPosition).
+    position = furtherPosition(position, h.heldPosition);
+    h.heldPosition = position;
     // A running primary that does not answer (connection slots full, hung) is still one to fence.
     h.wasPrimary = info.running && wasPrimary;
     h.lastReportUp = p.up;

@@ -1,0 +1,245 @@
+// The position a node votes with when its PostgreSQL is stopped, on real servers: what its pg_wal
+// holds, not pg_control's checkpoint. A standby acknowledges a synchronous commit once the WAL is
+// flushed to its pg_wal, before replaying it: here a standby whose replay is paused receives and
+// flushes WAL from the primary, both lose power (immediate stops), and the monitoring round of an
+// agent that starts then (nothing observed before) publishes the received position at once, in its
+// first round. Started again, it reports its replay position until it streams: the round keeps the
+// position it found. Promoted and stopped before the checkpoint that names its timeline in
+// pg_control, its position is the end of its WAL on the new timeline (the newest real history file,
+// a placeholder above it left aside), not the old timeline's WAL it received further.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { appendFileSync, chownSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ClusterContext } from "../../src/agent/pg/context.ts";
+import { PgHost } from "../../src/agent/pg/host.ts";
+import { MonitorRound, type RoundParts } from "../../src/agent/pg/round.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import type { Position } from "../../src/core/position.ts";
+import type { Fencer } from "../../src/fence/fencer.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { basebackup } from "../../src/postgres/basebackup.ts";
+import { initdb, start, stop, type PgNode } from "../../src/postgres/ctl.ts";
+import { inspectDataDir } from "../../src/postgres/datadir.ts";
+import { lsnCompare, lsnToBigInt } from "../../src/postgres/lsn.ts";
+import { writeManagedConfig, type ManagedConfig } from "../../src/postgres/managed-config.ts";
+import { generatePassword, writePassfile } from "../../src/postgres/passwords.ts";
+import { buildConninfo } from "../../src/postgres/pgconf.ts";
+import { probe, type ProbeUp } from "../../src/postgres/probe.ts";
+import { promote } from "../../src/postgres/promote.ts";
+import { ensureRoles } from "../../src/postgres/roles.ts";
+import { ensureSlot } from "../../src/postgres/slots.ts";
+import { openLocalDb, type Db } from "../../src/postgres/sql.ts";
+import { placePlaceholders } from "../../src/postgres/timeline-files.ts";
+import { lookupOsUser } from "../../src/postgres/users.ts";
+import { freePort, PG_OS_USER, pgBins, pgScratch, pgSkipReason, type Scratch } from "../helpers/pg.ts";
+import { waitFor } from "../helpers/proc.ts";
+import { requireReal } from "../helpers/require.ts";
+
+requireReal("stopped-position tests", pgSkipReason);
+
+const SU = "postgres";
+const REPL = "pgherd_repl";
+const log = memoryLogger();
+const replPassword = generatePassword();
+let s: Scratch;
+let primary: PgNode;
+let standby: PgNode;
+let ports: { p: number; s: number };
+const dbs: Db[] = [];
+
+const local = (port: number) => {
+  const db = openLocalDb({ socketDir: s.socketDir, port, superuser: SU, log });
+  dbs.push(db);
+  return db;
+};
+const up = async (db: Db): Promise<ProbeUp> => {
+  const p = await probe(db);
+  if (!p.up) throw new Error(`probe failed: ${p.error}`);
+  return p;
+};
+const one = async (db: Db, query: string): Promise<string> => String(Object.values((await db.query("q", (sql) => sql.unsafe(query)))[0] ?? {})[0]);
+const managed = (n: PgNode, port: number, extra: Partial<ManagedConfig["conf"]> = {}, standbyOf = false): ManagedConfig => ({
+  dataDir: n.dataDir, osUser: PG_OS_USER, standby: standbyOf, log,
+  conf: {
+    listenAddresses: ["127.0.0.1"], port, maxWalSenders: 5, maxReplicationSlots: 5, hotStandby: true, walLogHints: true, unixSocketDir: s.socketDir,
+    // No autovacuum (WAL of its own at any moment); checkpoint_timeout 1 h spreads the checkpoint after a promotion (its TimeLineID lags).
+    parameters: { fsync: false, shared_buffers: "16MB", autovacuum: false, checkpoint_timeout: "1h" },
+    ...extra,
+  },
+  hba: { superuser: SU, replUser: REPL, monitorUser: "pgherd_mon", peers: ["127.0.0.1"] },
+});
+
+/** The agent's monitoring round for `n`, as an agent that has just started runs it (nothing observed before, no leader): the positions it publishes. */
+function agentRound(n: PgNode, port: number): { round: MonitorRound; published: Position[]; host: PgHost } {
+  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "b"\nstate_dir = "${n.dataDir}.state"\n[postgres]\ndata_dir = "${n.dataDir}"\nos_user = "${PG_OS_USER}"\nport = ${port}\nsocket_dir = "${s.socketDir}"\n`, "test");
+  const published: Position[] = [];
+  const ctx = {
+    nodeId: "b", secrets: () => undefined, leaderPg: () => null, candidates: () => [], nobodyHasData: () => false, othersHaveData: () => true,
+    paused: () => false, guardState: () => ({ guard: null, committed: 0 }), record: () => {},
+    leadership: () => ({ term: 3, leading: false, acquiringLease: false, leaderId: null, member: true }),
+    publish: (_r: unknown, p: Position) => published.push(p),
+  } as unknown as ClusterContext;
+  const host = new PgHost(cfg, pgBins!, ctx, log.withTag("agent"));
+  host.fencer = { settle: () => {} } as unknown as Fencer;
+  const parts = {
+    maintenance: { guarantee: "", pending: [], ordered: [] }, slots: { slots: [], slotBytes: {}, permanentReport: [] }, primary: {}, rebuild: {},
+    rejoin: () => ({ request: null, progress: null }), observed: () => {}, failed: () => {}, promotionRequested: () => false, followingHeld: () => false, again: () => {},
+  } as unknown as RoundParts;
+  return { round: new MonitorRound(host, parts), published, host };
+}
+
+let replayAtPause = "";
+let received = "";
+
+beforeAll(async () => {
+  s = await pgScratch("walend");
+  primary = s.node("primary", log.withTag("primary"));
+  standby = s.node("standby", log.withTag("standby"));
+  const p = await freePort();
+  ports = { p, s: await freePort([p]) };
+});
+
+afterAll(async () => {
+  if (process.env.PG_TEST_DUMP) console.log(log.lines.join("\n"));
+  for (const db of dbs) await db.close();
+  await s?.cleanup();
+});
+
+test("a stopped standby's first position is the WAL it received and flushed, not pg_control's", async () => {
+  await initdb(primary, { superuser: SU, noSync: true });
+  await writeManagedConfig(managed(primary, ports.p));
+  await start(primary, { logFile: `${primary.dataDir}.log`, timeoutSec: 30 });
+  const pdb = local(ports.p);
+  await ensureRoles(pdb, { replUser: REPL, replPassword, monitorUser: "pgherd_mon", monitorPassword: generatePassword() }, log);
+  await ensureSlot(pdb, "sb");
+  const passfile = join(s.root, "pgpass");
+  await writePassfile(passfile, [{ host: "127.0.0.1", port: ports.p, database: "*", user: REPL, password: replPassword }], await lookupOsUser(PG_OS_USER));
+  await basebackup({ bins: standby.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: ports.p, user: REPL, passfile, target: standby.dataDir, slot: "sb", timeoutMs: 60_000, noSync: true });
+  const conninfo = buildConninfo({ host: "127.0.0.1", port: ports.p, user: REPL, passfile, applicationName: "sb" });
+  await writeManagedConfig(managed(standby, ports.s, { primaryConninfo: conninfo, primarySlotName: "sb" }, true));
+  await start(standby, { logFile: `${standby.dataDir}.log`, timeoutSec: 30 });
+  const sdb = local(ports.s);
+  await waitFor(async () => (await up(sdb)).walReceiver?.status === "streaming", { timeoutMs: 20_000, what: "the standby to stream" });
+
+  // A restartpoint, then data replayed after it (dirty buffers: the checkpoint after the promotion below has work to spread out).
+  await pdb.query("t", (sql) => sql`CHECKPOINT`);
+  const caughtUp = async () => {
+    const target = await one(pdb, "SELECT pg_current_wal_lsn()");
+    await waitFor(async () => lsnCompare((await up(sdb)).replayLsn ?? "0/0", target) >= 0, { timeoutMs: 20_000, what: "the standby's replay to catch up" });
+  };
+  await caughtUp();
+  await sdb.query("t", (sql) => sql`CHECKPOINT`);
+  await pdb.query("t", (sql) => sql`CREATE TABLE bulk AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 5000) g`);
+  await caughtUp();
+
+  // Replay paused: what the primary writes now is received and flushed (what a synchronous commit waits for), not replayed.
+  replayAtPause = (await up(sdb)).replayLsn!;
+  await sdb.query("t", (sql) => sql`SELECT pg_wal_replay_pause()`);
+  await waitFor(async () => (await one(sdb, "SELECT pg_get_wal_replay_pause_state()")) === "paused", { timeoutMs: 10_000, what: "replay paused" });
+  await pdb.query("t", (sql) => sql`CREATE TABLE acked AS SELECT g, repeat('y', 200) AS pad FROM generate_series(1, 80000) g`);
+  await pdb.query("t", (sql) => sql`INSERT INTO acked VALUES (0, 'the last commit')`);
+  const written = await one(pdb, "SELECT pg_current_wal_lsn()");
+  const flushed = await waitFor(async () => {
+    const f = (await up(sdb)).walReceiver?.flushedLsn;
+    return f && lsnCompare(f, written) >= 0 && f;
+  }, { timeoutMs: 20_000, what: "the standby to flush the primary's WAL" });
+  // Both hosts lose power: the primary first (nothing more reaches the standby), then the standby.
+  await stop(primary, "immediate");
+  received = await one(sdb, "SELECT pg_last_wal_receive_lsn()");
+  const replayed = (await up(sdb)).replayLsn!;
+  await stop(standby, "immediate");
+  console.log(`standby: replayed ${replayed}, flushed ${flushed} (pg_stat_wal_receiver), received ${received} at the stop`);
+  expect(lsnCompare(received, flushed)).toBeGreaterThanOrEqual(0);
+  expect(lsnCompare(replayed, received)).toBeLessThan(0);
+
+  const c = (await inspectDataDir(standby.dataDir, standby)).control!;
+  console.log(`standby's pg_control: checkpoint ${c.checkpointLsn}, minimum recovery ending location ${c.minRecoveryEndLsn}, timeline ${c.timeline}`);
+  expect(lsnCompare(c.checkpointLsn, received)).toBeLessThan(0);
+  expect(lsnCompare(c.minRecoveryEndLsn, received)).toBeLessThan(0);
+  // More than one segment past the replay: the scan starts at the newest one whose first page is current.
+  expect(lsnToBigInt(received) >> 24n).toBeGreaterThan(lsnToBigInt(replayed) >> 24n);
+
+  // Preallocated segments ahead of the end (zero-filled, not written yet), one listed first: told no
+  // segment to start with, pg_waldump takes the segment size from the first file it lists.
+  const wal = join(standby.dataDir, "pg_wal");
+  const pg = await lookupOsUser(PG_OS_USER);
+  const firstListedIsZero = () => {
+    const first = readdirSync(wal).find((n) => /^[0-9A-F]{24}$/.test(n));
+    return first !== undefined && readFileSync(join(wal, first)).subarray(0, 40).every((b) => b === 0);
+  };
+  for (let segno = (lsnToBigInt(received) >> 24n) + 2n; segno < 200n && !firstListedIsZero(); segno++) {
+    const name = join(wal, `0000000100000000${segno.toString(16).toUpperCase().padStart(8, "0")}`);
+    writeFileSync(name, "");
+    truncateSync(name, 16 << 20);
+    chownSync(name, pg.uid, pg.gid);
+  }
+  expect(firstListedIsZero()).toBe(true);
+
+  const agent = agentRound(standby, ports.s);
+  await agent.round.run();
+  expect(agent.published).toEqual([{ timeline: 1, lsn: received }]);
+  const scan = log.lines.find((l) => l.includes("its WAL on timeline 1 ends at"));
+  console.log(`scan: ${scan?.replace(/^.*stopped PostgreSQL: /, "")}`);
+  await agent.host.close();
+}, 120_000);
+
+test("where pg_waldump's records end is where the next one starts, across pages and segments (the standby's WAL)", async () => {
+  const { parseWaldump, recordEnd } = await import("../../src/postgres/wal-end.ts");
+  // Every record since the pause (not through runTool, which keeps only the last 4 MB of output),
+  // with the first and last segment named (a zero-filled one is listed first, above).
+  const segment = (lsn: string) => `0000000100000000${(lsnToBigInt(lsn) >> 24n).toString(16).toUpperCase().padStart(8, "0")}`;
+  const r = Bun.spawnSync([join(pgBins!.dir, "pg_waldump"), "-p", join(standby.dataDir, "pg_wal"), "-s", replayAtPause, segment(replayAtPause), segment(received)], { env: { LC_ALL: "C" } });
+  const records = r.stdout.toString().split("\n").map((l) => parseWaldump(l, "").last).filter((x) => x !== null);
+  expect(records.length).toBeGreaterThan(50_000);
+  let pages = 0;
+  let segments = 0;
+  for (let i = 0; i + 1 < records.length; i++) {
+    const a = records[i]!;
+    const end = lsnToBigInt(recordEnd(a.lsn, a.length, 8192, 16 << 20));
+    const next = end % 8192n === 0n ? end + (end % (16n << 20n) === 0n ? 40n : 24n) : end;
+    if (next !== lsnToBigInt(records[i + 1]!.lsn)) throw new Error(`record at ${a.lsn} (${a.length} bytes) ends at ${end.toString(16)}, the next starts at ${records[i + 1]!.lsn}`);
+    if (lsnToBigInt(a.lsn) / 8192n !== (end - 1n) / 8192n) pages++;
+    if (lsnToBigInt(a.lsn) >> 24n !== (end - 1n) >> 24n) segments++;
+  }
+  const last = records.at(-1)!;
+  expect(recordEnd(last.lsn, last.length, 8192, 16 << 20)).toBe(received);
+  console.log(`${records.length} records checked, ${pages} across a page boundary, ${segments} across a segment boundary`);
+  expect(segments).toBeGreaterThan(0);
+}, 60_000);
+
+test("started again, a standby reports its replay position until it streams: the round keeps what it found stopped", async () => {
+  const agent = agentRound(standby, ports.s);
+  await agent.round.run(); // the agent starts with the server stopped
+  expect(agent.published).toEqual([{ timeline: 1, lsn: received }]);
+  // Its primary is gone: it replays only to where its replay stood (a recovery target, which the
+  // managed files refuse: written beside them), and does not stream.
+  appendFileSync(join(standby.dataDir, "postgresql.auto.conf"), `recovery_target_lsn = '${replayAtPause}'\nrecovery_target_action = 'pause'\n`);
+  await start(standby, { logFile: `${standby.dataDir}.log`, timeoutSec: 30 });
+  const sdb = local(ports.s);
+  await waitFor(async () => (await one(sdb, "SELECT pg_get_wal_replay_pause_state()")) === "paused", { timeoutMs: 20_000, what: "replay paused at the target" });
+  const p = await up(sdb);
+  console.log(`standby running: received ${p.receiveLsn}, replayed ${p.replayLsn}`);
+  expect(lsnCompare(p.receiveLsn ?? p.replayLsn!, received)).toBeLessThan(0);
+  await agent.round.run();
+  expect(agent.published.at(-1)).toEqual({ timeline: 1, lsn: received });
+  await agent.host.close();
+}, 60_000);
+
+test("a former primary stopped before the checkpoint that names its timeline: the end of its WAL on that timeline, not the old timeline's it received further", async () => {
+  const sdb = local(ports.s);
+  expect(await promote(sdb, standby, 30)).toBe("promoted");
+  await sdb.query("t", (sql) => sql`CREATE TABLE after_promotion AS SELECT 1 AS x`);
+  const end2 = await one(sdb, "SELECT pg_current_wal_lsn()");
+  // The checkpoint that records timeline 2 in pg_control is still running (spread over checkpoint_timeout).
+  expect(await one(sdb, "SELECT timeline_id FROM pg_control_checkpoint()")).toBe("1");
+  await placePlaceholders(standby.dataDir, PG_OS_USER, [3], 9); // a number reserved for another leader's promotion
+  await stop(standby, "immediate");
+  const c = (await inspectDataDir(standby.dataDir, standby)).control!;
+  expect(c.timeline).toBe(1);
+  // Less than the WAL received on timeline 1 past the promotion's switch point: counting that would claim it for timeline 2.
+  expect(lsnCompare(end2, received)).toBeLessThan(0);
+  const agent = agentRound(standby, ports.s);
+  await agent.round.run();
+  expect(agent.published).toEqual([{ timeline: 2, lsn: end2 }]);
+  await agent.host.close();
+}, 60_000);

@@ -1,0 +1,125 @@
+// pg_waldump's output as the end-of-WAL scan reads it (postgres/wal-end.ts): the last valid record
+// named by the error that ends a read (PostgreSQL 13/14 say "fatal:", 15 on "error:", 16 words
+// the length error differently), where a record ends, which segments belong where their name says.
+// Garbage and empty output say nothing. Real runs: test/postgres/stopped-position.test.ts.
+import { describe, expect, test } from "bun:test";
+import { endianness } from "node:os";
+import { endAfter, parseWaldump, recordEnd, scanStart, segmentHeader, segmentName, segmentsOf, segmentStart, switchPoint } from "../../src/postgres/wal-end.ts";
+
+// PostgreSQL 15's output over the end of a segment's WAL (a real run).
+const RECORDS = [
+  "rmgr: Heap        len (rec/tot):     61/    61, tx:        725, lsn: 0/049762E0, prev 0/049762A0, desc: INSERT off 20 flags 0x00, blkref #0: rel 1663/5/16384 blk 6015",
+  "rmgr: Transaction len (rec/tot):     34/    34, tx:        725, lsn: 0/04976320, prev 0/049762E0, desc: COMMIT 2026-12-04 18:38:05.994027 UTC",
+  "",
+].join("\n");
+const END_15 = "pg_waldump: error: error in WAL record at 0/4976320: invalid record length at 0/4976348: wanted 24, got 0\n";
+const END_13 = "pg_waldump: fatal: error in WAL record at 0/4976320: invalid record length at 0/4976348: wanted 24, got 0\n";
+const END_16 = "pg_waldump: error: error in WAL record at 0/4976320: invalid record length at 0/4976348: expected at least 24, got 0\n";
+const STATS = "WAL statistics between 0/4000000 and 0/4976348:\nType  N  (%)\n----\nXLOG  0 (  0.00)\nTotal 60186  9769150 [99.97%]\n";
+const BLOCK = 8192;
+const SEG = 16 << 20;
+
+describe("pg_waldump's output", () => {
+  test("the end found: the error names the last valid record, whose line gives its length; it ends where the invalid one starts", () => {
+    for (const stderr of [END_15, END_13, END_16]) {
+      expect(parseWaldump(STATS, stderr)).toEqual({ last: null, lastGood: "0/4976320", none: false });
+    }
+    const one = parseWaldump(RECORDS.split("\n")[1]!, "");
+    expect(one).toEqual({ last: { lsn: "0/04976320", length: 34 }, lastGood: null, none: false });
+    // The record's line pads the LSN ("0/04976320"), the error does not ("0/4976320").
+    expect(endAfter("0/4976320", one, BLOCK, SEG)).toBe("0/4976348");
+    expect(endAfter("0/49762E0", one, BLOCK, SEG)).toBeNull(); // not the record asked for
+    expect(endAfter("0/4976320", parseWaldump("", ""), BLOCK, SEG)).toBeNull();
+    expect(endAfter(null, parseWaldump(RECORDS, ""), BLOCK, SEG)).toBe("0/4976348");
+    // Every record printed, the last one counts; the read ended by a missing next segment names none.
+    expect(parseWaldump(RECORDS, 'pg_waldump: error: could not find file "000000010000000000000005": No such file or directory\n'))
+      .toEqual({ last: { lsn: "0/04976320", length: 34 }, lastGood: null, none: false });
+  });
+
+  test("no valid record after the start (a segment holding only a record's tail, or recycled)", () => {
+    expect(parseWaldump("", "pg_waldump: error: could not find a valid record after 0/5000000\n")).toEqual({ last: null, lastGood: null, none: true });
+  });
+
+  test("garbage and empty output say nothing", () => {
+    const nothing = { last: null, lastGood: null, none: false };
+    expect(parseWaldump("", "")).toEqual(nothing);
+    expect(parseWaldump("\n\n", "\n")).toEqual(nothing);
+    expect(parseWaldump("rmgr: Heap len (rec/tot): x/ y, lsn: 0/1\nlsn: 0/04976320\n\u0000\u00ff garbage", "pg_waldump: error: error in WAL record at zz: nope\nSegmentation fault\n")).toEqual(nothing);
+    expect(parseWaldump("rmgr: Heap        len (rec/tot):     61/    61, tx:        725, lsn: 0/0497G2E0, prev 0/049762A0, desc:", "")).toEqual(nothing);
+    // A localized message (LC_ALL not C) is not mistaken for anything.
+    expect(parseWaldump("", "pg_waldump: Fehler: Fehler in WAL-Eintrag bei 0/4976320: ungültige Datensatzlänge bei 0/4976348\n")).toEqual(nothing);
+  });
+});
+
+describe("where a record ends", () => {
+  test("within a page: rounded up to 8 bytes; a record that fills its page ends at the boundary", () => {
+    expect(recordEnd("0/4976320", 34, BLOCK, SEG)).toBe("0/4976348");
+    expect(recordEnd("0/4001FE0", 32, BLOCK, SEG)).toBe("0/4002000");
+  });
+
+  test("across pages: each page it reaches starts with a 24-byte header, a segment's first with a 40-byte one", () => {
+    expect(recordEnd("0/4001FF0", 100, BLOCK, SEG)).toBe("0/4002070"); // 16 + 24 (header) + 84 → 0x206C, rounded
+    expect(recordEnd("0/4FFFFF0", 100, BLOCK, SEG)).toBe("0/5000080"); // into the next segment: 40-byte header
+    expect(recordEnd("0/4000028", 20000, BLOCK, SEG)).toBe("0/4004E78"); // over two page boundaries
+    expect(recordEnd("1/FFFFFFF0", 100, BLOCK, SEG)).toBe("2/80"); // over the 4 GB boundary of the LSN's halves
+  });
+});
+
+describe("segments", () => {
+  test("a name's first LSN, for 16 MB and 64 MB segments", () => {
+    expect(segmentStart("000000010000000000000004", SEG)).toBe(0x4000000n);
+    expect(segmentStart("0000000200000001000000FF", SEG)).toBe(0x1ff000000n);
+    expect(segmentStart("000000010000000000000003", 64 << 20)).toBe(0xc000000n);
+  });
+
+  test("the segment holding an LSN", () => {
+    expect(segmentName(2, 0x4539c88n, SEG)).toBe("000000020000000000000004");
+    expect(segmentName(1, 0x1ff000000n, SEG)).toBe("0000000100000001000000FF");
+    expect(segmentName(10, 0xc000001n, 64 << 20)).toBe("0000000A0000000000000003");
+  });
+
+  test("the segments of one timeline, newest first: other timelines, history files and .partial copies left out", () => {
+    const names = ["000000010000000000000007", "000000020000000000000005", "000000010000000000000005.partial", "00000002.history", "000000020000000000000006", "000000030000000000000009", "archive_status", "000000020000000000000004"];
+    expect(segmentsOf(names, 2)).toEqual(["000000020000000000000006", "000000020000000000000005", "000000020000000000000004"]);
+    expect(segmentsOf(names, 1)).toEqual(["000000010000000000000007"]);
+    expect(segmentsOf(names, 4)).toEqual([]);
+  });
+
+  test("a read starts in a segment whose first page is where its name says, of this cluster, and written on the timeline read", () => {
+    // PostgreSQL 15's first 40 bytes of a current segment (0/4000000) and of one recycled ahead of it (named 0/5000000, was 0/3000000).
+    const current = Buffer.from("10d10600" + "01000000" + "0000000400000000" + "00000000" + "00000000" + "41468e918c08136b" + "00000001" + "00200000", "hex");
+    const recycled = Buffer.from("10d10700" + "01000000" + "0000000300000000" + "d7000000" + "00000000" + "41468e918c08136b" + "00000001" + "00200000", "hex");
+    if (endianness() !== "LE") return; // the bytes above are a little-endian machine's
+    const c = { systemId: (0x6b13088c918e4641n).toString(), segmentSize: SEG, blockSize: BLOCK };
+    expect(segmentHeader(current)).toEqual({ timeline: 1, pageAddr: 0x4000000n, systemId: c.systemId, segmentSize: SEG, blockSize: BLOCK });
+    expect(scanStart(segmentHeader(current), 0x4000000n, 1, null, c)).toBe(0x4000000n);
+    expect(scanStart(segmentHeader(current), 0x5000000n, 1, null, c)).toBeNull();
+    expect(scanStart(segmentHeader(recycled), 0x5000000n, 1, null, c)).toBeNull();
+    expect(scanStart(segmentHeader(current), 0x4000000n, 1, null, { ...c, systemId: "1" })).toBeNull(); // another cluster's
+    expect(scanStart(segmentHeader(current), 0x4000000n, 1, null, { ...c, segmentSize: 64 << 20 })).toBeNull();
+    expect(segmentHeader(current.subarray(0, 24))).toBeNull(); // short file
+    expect(segmentHeader(Buffer.alloc(40))).toBeNull(); // zero-filled (preallocated)
+  });
+
+  test("timeline 1's segment recycled at a promotion under timeline 2's name at its own number is not read for timeline 2; the copy holding the switch point is, from the switch point", () => {
+    // The same bytes named 000000020000000000000004: its address matches, its pages are timeline 1's.
+    const page = Buffer.from("10d10600" + "01000000" + "0000000400000000" + "00000000" + "00000000" + "41468e918c08136b" + "00000001" + "00200000", "hex");
+    if (endianness() !== "LE") return;
+    const c = { systemId: (0x6b13088c918e4641n).toString(), segmentSize: SEG, blockSize: BLOCK };
+    expect(scanStart(segmentHeader(page), 0x4000000n, 2, 0x3539c88n, c)).toBeNull();
+    expect(scanStart(segmentHeader(page), 0x4000000n, 2, null, c)).toBeNull();
+    // The promotion's copy of the segment holding the switch point (0/4539C88): read from there.
+    expect(scanStart(segmentHeader(page), 0x4000000n, 2, 0x4539c88n, c)).toBe(0x4539c88n);
+    // A segment written on timeline 2.
+    const two = Buffer.from(page);
+    two.writeUInt32LE(2, 4);
+    expect(scanStart(segmentHeader(two), 0x4000000n, 2, 0x3539c88n, c)).toBe(0x4000000n);
+  });
+
+  test("a timeline's switch point is its history file's last entry", () => {
+    expect(switchPoint("1\t0/3539C88\tno recovery target specified\n")).toBe("0/3539C88");
+    expect(switchPoint("1\t0/3000000\tno recovery target specified\n\n2\t1/A0\tbefore 2000-01-01 00:00:00+00\n")).toBe("1/A0");
+    expect(switchPoint("# pgherd placeholder for timeline 3 (term 9)\n")).toBeNull();
+    expect(switchPoint("")).toBeNull();
+  });
+});
