@@ -107,6 +107,35 @@ export function removeDanglingPlaceholders(dataDir: string, osUser: string, time
 }
 
 /**
+ * The timelines above `base` whose real history file in pg_wal descends from `base`, highest first:
+ * those a stopped server may hold WAL of beyond what its pg_control names (a standby that followed a
+ * promotion names the old timeline until its first restartpoint on the new one; a former primary,
+ * until the first checkpoint after its promotion). Placeholders are not histories.
+ */
+export function timelinesAbove(dataDir: string, osUser: string, base: number): Promise<number[]> {
+  return inWal(dataDir, osUser, async (d, _o, names) => {
+    const found: number[] = [];
+    for (const name of names) {
+      const n = parseInt(HISTORY.exec(name)![1]!, 16);
+      if (n <= base) continue;
+      const text = (await d.read(name, 0, 64 << 10))?.text;
+      if (text !== undefined && !isPlaceholder(text) && ancestorsIn(text).has(base)) found.push(n);
+    }
+    return found.sort((a, b) => b - a);
+  });
+}
+
+/** The parent timelines a history file lists ("parent<TAB>switch point<TAB>reason" per line). */
+function ancestorsIn(history: string): Set<number> {
+  const out = new Set<number>();
+  for (const line of history.split("\n")) {
+    const m = /^\s*(\d+)\s+[0-9A-F]{1,8}\/[0-9A-F]{1,8}(\s|$)/.exec(line);
+    if (m) out.add(Number(m[1]));
+  }
+  return out;
+}
+
+/**
  * The highest timeline with a real history file in pg_wal (0: none, timeline 1). A stopped former
  * primary's own timeline: its promotion wrote that file at once, while pg_control names the new
  * timeline only from the first checkpoint after it.

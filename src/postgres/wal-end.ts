@@ -20,8 +20,13 @@ import { lookupOsUser } from "./users.ts";
 
 const SEGMENT = /^[0-9A-F]{24}$/;
 const LSN = "[0-9A-F]{1,8}/[0-9A-F]{1,8}";
-/** A record as pg_waldump prints it (the same from PostgreSQL 10 to 17): its total length and start. */
-const RECORD = new RegExp(`^rmgr: .* len \\(rec/tot\\):\\s*\\d+/\\s*(\\d+), tx:\\s*\\d+, lsn: (${LSN}), prev `);
+/**
+ * A record as pg_waldump prints it (the same from PostgreSQL 10 to 17): its resource manager, total
+ * length, start and description. A logical message's prefix is printed as it was written, newlines
+ * included, so a line of a record's description may look like a record: only the first line of a run
+ * is trusted (parseWaldump `first`), and a record found otherwise is read again by itself (findWalEnd).
+ */
+const RECORD = new RegExp(`^rmgr: (\\S+)\\s+len \\(rec/tot\\):\\s*\\d+/\\s*(\\d+), tx:\\s*\\d+, lsn: (${LSN}), prev ${LSN}, desc: (\\S*)`);
 /** pg_waldump's last line when a record does not read: the start of the last valid one before it. */
 const LAST_GOOD = new RegExp(`error in WAL record at (${LSN}): `);
 const NO_RECORD = new RegExp(`could not find a valid record after (${LSN})`);
@@ -34,9 +39,14 @@ const LONG_HEADER = 40n;
 /** xlp_info's flag of a segment's first page. */
 const XLP_LONG_HEADER = 0x0002;
 
+/** A record printed: its start (as printed: "0/04976320"), xl_tot_len, and whether it is a WAL switch. */
+export interface PrintedRecord { lsn: string; length: number; switch: boolean }
+
 export interface WaldumpOutput {
-  /** The last record printed: its start (as printed: "0/04976320") and xl_tot_len. */
-  last: { lsn: string; length: number } | null;
+  /** The first line of the output when it is a record (a run of one record: that record). */
+  first: PrintedRecord | null;
+  /** The last line that reads as a record (a run over many: a candidate, to be read again by itself). */
+  last: PrintedRecord | null;
   /** The start of the last valid record, from the error that ended the read. */
   lastGood: string | null;
   /** No valid record after the start. */
@@ -45,13 +55,14 @@ export interface WaldumpOutput {
 
 /** What one pg_waldump run (LC_ALL=C) says; garbage and empty output say nothing. */
 export function parseWaldump(stdout: string, stderr: string): WaldumpOutput {
-  let last: WaldumpOutput["last"] = null;
+  const record = (line: string): PrintedRecord | null => {
+    const m = RECORD.exec(line);
+    return m && isFinite(Number(m[2])) ? { lsn: m[3]!, length: Number(m[2]), switch: m[1] === "XLOG" && m[4] === "SWITCH" } : null;
+  };
   const lines = stdout.split("\n");
-  for (let i = lines.length - 1; i >= 0 && !last; i--) {
-    const m = RECORD.exec(lines[i]!);
-    if (m && isFinite(Number(m[1]))) last = { lsn: m[2]!, length: Number(m[1]) };
-  }
-  return { last, lastGood: LAST_GOOD.exec(stderr)?.[1] ?? null, none: NO_RECORD.test(stderr) };
+  let last: PrintedRecord | null = null;
+  for (let i = lines.length - 1; i >= 0 && !last; i--) last = record(lines[i]!);
+  return { first: record(lines[0]!), last, lastGood: LAST_GOOD.exec(stderr)?.[1] ?? null, none: NO_RECORD.test(stderr) };
 }
 
 /**
@@ -59,10 +70,12 @@ export function parseWaldump(stdout: string, stderr: string): WaldumpOutput {
  * spans, rounded up as PostgreSQL places the next record (xlogreader's EndRecPtr, the same as a
  * primary's flush position after it).
  */
-export function recordEnd(lsn: string, length: number, blockSize: number, segmentSize: number): string {
+export function recordEnd(lsn: string, length: number, blockSize: number, segmentSize: number, walSwitch = false): string {
   const block = BigInt(blockSize);
   const segment = BigInt(segmentSize);
   let pos = lsnToBigInt(lsn);
+  // A WAL switch ends its segment: the rest of it is skipped (xlogreader's EndRecPtr, the flush position after it).
+  if (walSwitch) return bigIntToLsn((pos / segment + 1n) * segment);
   let rest = BigInt(length);
   for (;;) {
     const room = block - (pos % block);
@@ -78,13 +91,29 @@ export function recordEnd(lsn: string, length: number, blockSize: number, segmen
 }
 
 /**
- * The end of the WAL from the record pg_waldump printed last: the one at `at` (the last valid record
- * its error named) when given, printed as "0/04976320" where the error said "0/4976320"; null when
- * it printed none, or another.
+ * The end of the WAL from a run of one record (`-n 1`) that must start at `at` (the last valid record
+ * a read's error named, or the last record a read printed), printed as "0/04976320" where the error
+ * said "0/4976320": its first line; null when it printed none, or another.
  */
-export function endAfter(at: string | null, out: WaldumpOutput, blockSize: number, segmentSize: number): string | null {
-  if (!out.last || (at !== null && lsnToBigInt(out.last.lsn) !== lsnToBigInt(at))) return null;
-  return recordEnd(out.last.lsn, out.last.length, blockSize, segmentSize);
+export function endAfter(at: string, out: WaldumpOutput, blockSize: number, segmentSize: number): string | null {
+  const r = out.first;
+  if (!r || lsnToBigInt(r.lsn) !== lsnToBigInt(at)) return null;
+  return recordEnd(r.lsn, r.length, blockSize, segmentSize, r.switch);
+}
+
+/**
+ * The last segment of `timeline` from `first` on with no gap before it: pg_waldump waits for a
+ * missing segment (10 tries, 500 ms apart) before it gives up, and a gap (WAL that ends at a segment
+ * boundary, a segment recycled ahead of it) holds no valid record past it anyway.
+ */
+export function contiguousEnd(names: readonly string[], first: string, timeline: number, segmentSize: number): string {
+  const have = new Set(names);
+  let end = first;
+  for (let at = segmentStart(first, segmentSize) + BigInt(segmentSize); ; at += BigInt(segmentSize)) {
+    const next = segmentName(timeline, at, segmentSize);
+    if (!have.has(next)) return end;
+    end = next;
+  }
 }
 
 /** The first LSN of segment file `name` (its timeline left aside). */
@@ -149,7 +178,7 @@ export function switchPoint(history: string): string | null {
 export type WalEnd = { lsn: string; from: string; runs: number } | { lsn: null; why: string; runs: number };
 
 /** pg_waldump runs at most: the newest current segment and, when it has no record of its own, the two before it. */
-const MAX_RUNS = 4;
+const MAX_RUNS = 5;
 
 /**
  * The end of the valid WAL on `timeline` in the pg_wal of a server that is not running (the files
@@ -176,7 +205,7 @@ export async function findWalEnd(node: PgNode, control: ControlData, timeline: n
       if (left <= 0) return null;
       const first = segmentName(timeline, lsnToBigInt(from), segmentSize);
       const r = await runTool({
-        bin: pgTool(node.bins, "pg_waldump"), args: ["-p", wal, "-s", from, ...args, first, names[0]! > first ? names[0]! : first],
+        bin: pgTool(node.bins, "pg_waldump"), args: ["-p", wal, "-s", from, ...args, first, contiguousEnd(names, first, timeline, segmentSize)],
         user: node.osUser, timeoutMs: left, log: node.log, quiet: true, normalExit: [1],
       });
       return r.timedOut ? null : parseWaldump(r.stdout, r.stderr);
@@ -195,13 +224,19 @@ export async function findWalEnd(node: PgNode, control: ControlData, timeline: n
       const read = await waldump(from, ["-z"]);
       if (!read) return late();
       if (read.none && !read.lastGood) continue; // only the tail of a record that began in an older segment (or nothing past the switch)
-      const at = read.lastGood;
-      // That record's length says where it ends. Without it (the read ended with the newest
-      // segment, not on an invalid record) the last record of the segments read says.
-      const one = at ? await waldump(at, ["-n", "1"]) : await waldump(from, []);
+      // That record's length says where it ends. Without it (the read ended with the last segment,
+      // not on an invalid record) the last record of the segments read says, read again by itself.
+      let at = read.lastGood;
+      if (at === null) {
+        const all = await waldump(from, []);
+        if (!all) return late();
+        at = all.last?.lsn ?? null;
+        if (at === null) return { lsn: null, why: `pg_waldump printed no record after ${from}`, runs };
+      }
+      const one = await waldump(at, ["-n", "1"]);
       if (!one) return late();
       const end = endAfter(at, one, blockSize, segmentSize);
-      if (end === null) return { lsn: null, why: `pg_waldump printed no record ${at ? `at ${at}` : `after ${from}`}`, runs };
+      if (end === null) return { lsn: null, why: `pg_waldump printed no record at ${at}`, runs };
       return { lsn: end, from: name, runs };
     }
     return { lsn: null, why: `no segment of timeline ${timeline} with a valid record in ${wal}`, runs };
@@ -211,10 +246,32 @@ export async function findWalEnd(node: PgNode, control: ControlData, timeline: n
 }
 
 /**
- * What changes when the WAL of `timeline` in pg_wal changes (a write, a new or recycled segment):
+ * The end of the valid WAL on the first of `timelines` (highest first) that has one, within
+ * `deadlineMs`: a standby that followed a promotion holds the new timeline's WAL while its pg_control
+ * names the old one until its first restartpoint there.
+ */
+export async function findWalEndOn(node: PgNode, control: ControlData, timelines: readonly number[], deadlineMs: number): Promise<TimelineWalEnd> {
+  const until = performance.now() + deadlineMs;
+  let runs = 0;
+  const why: string[] = [];
+  for (const timeline of timelines) {
+    const left = Math.round(until - performance.now());
+    if (left <= 0) break;
+    const r = await findWalEnd(node, control, timeline, left);
+    runs += r.runs;
+    if (r.lsn !== null) return { ...r, timeline, runs };
+    why.push(`timeline ${timeline}: ${r.why}`);
+  }
+  return { timeline: null, lsn: null, why: why.join("; ") || `no time left within ${deadlineMs} ms`, runs };
+}
+
+export type TimelineWalEnd = { timeline: number; lsn: string; from: string; runs: number } | { timeline: null; lsn: null; why: string; runs: number };
+
+/**
+ * What changes when the WAL in pg_wal changes (a write, a new or recycled segment, any timeline):
  * the newest segment written (name, size, mtime), the highest name and the count. Null: no pg_wal.
  */
-export async function walStamp(dataDir: string, owner: Owner, timeline: number): Promise<string | null> {
+export async function walStamp(dataDir: string, owner: Owner): Promise<string | null> {
   let wal: string;
   try {
     wal = realpathSync(join(dataDir, "pg_wal"));
@@ -223,7 +280,7 @@ export async function walStamp(dataDir: string, owner: Owner, timeline: number):
   }
   const d = await SafeDir.open(wal, { osUser: owner });
   try {
-    const names = segmentsOf(readdirSync(wal), timeline);
+    const names = readdirSync(wal).filter((n) => SEGMENT.test(n)).sort().reverse();
     let newest = { name: "", size: 0, mtimeMs: -1 };
     for (const name of names) {
       const st = lstatSync(d.at(name), { throwIfNoEntry: false });

@@ -6,7 +6,9 @@
 // first round. Started again, it reports its replay position until it streams: the round keeps the
 // position it found. Promoted and stopped before the checkpoint that names its timeline in
 // pg_control, its position is the end of its WAL on the new timeline (the newest real history file,
-// a placeholder above it left aside), not the old timeline's WAL it received further.
+// a placeholder above it left aside), not the old timeline's WAL it received further. A standby that
+// followed that promotion, stopped before its first restartpoint on the new timeline, votes with the
+// new timeline's end, not on the old timeline; nothing is scanned while a pg_rewind is unfinished.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { appendFileSync, chownSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -243,3 +245,66 @@ test("a former primary stopped before the checkpoint that names its timeline: th
   expect(agent.published).toEqual([{ timeline: 2, lsn: end2 }]);
   await agent.host.close();
 }, 60_000);
+
+test("a standby that followed a promotion, stopped before its first restartpoint on the new timeline: the end of the new timeline's WAL, though pg_control names the old one (found by review)", async () => {
+  // Before: the scan read pg_control's timeline (1) only, and this standby, holding acknowledged
+  // WAL of timeline 2, voted with the old primary's position on timeline 1: equal to it.
+  const [a, b, c] = [s.node("tl-a", log.withTag("tl-a")), s.node("tl-b", log.withTag("tl-b")), s.node("tl-c", log.withTag("tl-c"))];
+  const pa = await freePort([ports.p, ports.s]);
+  const pb = await freePort([ports.p, ports.s, pa]);
+  const pc = await freePort([ports.p, ports.s, pa, pb]);
+  await initdb(a, { superuser: SU, noSync: true });
+  await writeManagedConfig(managed(a, pa));
+  await start(a, { logFile: `${a.dataDir}.log`, timeoutSec: 30 });
+  const adb = local(pa);
+  await ensureRoles(adb, { replUser: REPL, replPassword, monitorUser: "pgherd_mon", monitorPassword: generatePassword() }, log);
+  const passfile = join(s.root, "tl.pgpass");
+  await writePassfile(passfile, [{ host: "127.0.0.1", port: "*", database: "*", user: REPL, password: replPassword }], await lookupOsUser(PG_OS_USER));
+  const follow = async (n: PgNode, port: number, upstream: number, slot: string) => {
+    const conninfo = buildConninfo({ host: "127.0.0.1", port: upstream, user: REPL, passfile, applicationName: slot });
+    await writeManagedConfig(managed(n, port, { primaryConninfo: conninfo, primarySlotName: slot }, true));
+  };
+  for (const [n, port, slot] of [[b, pb, "tl_b"], [c, pc, "tl_c"]] as const) {
+    await ensureSlot(adb, slot);
+    await basebackup({ bins: n.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: pa, user: REPL, passfile, target: n.dataDir, slot, timeoutMs: 60_000, noSync: true });
+    await follow(n, port, pa, slot);
+    await start(n, { logFile: `${n.dataDir}.log`, timeoutSec: 30 });
+  }
+  const [bdb, cdb] = [local(pb), local(pc)];
+  await adb.query("t", (sql) => sql`CREATE TABLE before_switch AS SELECT g FROM generate_series(1, 2000) g`);
+  const endA = await one(adb, "SELECT pg_current_wal_lsn()");
+  await waitFor(async () => lsnCompare((await up(bdb)).receiveLsn ?? "0/0", endA) >= 0 && lsnCompare((await up(cdb)).receiveLsn ?? "0/0", endA) >= 0, { timeoutMs: 20_000, what: "both standbys to receive the old primary's WAL" });
+  await stop(a, "immediate");
+  expect(await promote(bdb, b, 30)).toBe("promoted");
+  await ensureSlot(bdb, "tl_c");
+  await follow(c, pc, pb, "tl_c");
+  await stop(c, "fast");
+  await start(c, { logFile: `${c.dataDir}.log`, timeoutSec: 30 });
+  await waitFor(async () => { const x = await up(cdb); return x.walReceiver?.status === "streaming" && x.timeline === 2; }, { timeoutMs: 30_000, what: "C to stream timeline 2" });
+  await bdb.query("t", (sql) => sql`CREATE TABLE acknowledged AS SELECT g, repeat('y', 200) AS pad FROM generate_series(1, 20000) g`);
+  const written = await one(bdb, "SELECT pg_current_wal_lsn()");
+  await waitFor(async () => lsnCompare((await up(cdb)).receiveLsn ?? "0/0", written) >= 0, { timeoutMs: 20_000, what: "C to flush timeline 2's WAL" });
+  await stop(b, "immediate");
+  await stop(c, "immediate");
+  const control = (await inspectDataDir(c.dataDir, c)).control!;
+  expect(control.timeline).toBe(1); // no restartpoint on timeline 2 yet
+  const agentC = agentRound(c, pc);
+  await agentC.round.run();
+  expect(agentC.published).toHaveLength(1);
+  expect(agentC.published[0]!.timeline).toBe(2);
+  expect(lsnCompare(agentC.published[0]!.lsn, written)).toBeGreaterThanOrEqual(0);
+  // A pg_rewind that stopped after it began to write may have copied a new primary's history and
+  // WAL into pg_wal: while its marker is there, no scan (found by review), pg_control's position.
+  agentC.host.rewindMarker.set("127.0.0.1:1");
+  await agentC.host.close();
+  const rewinding = agentRound(c, pc);
+  await rewinding.round.run();
+  expect(rewinding.published).toEqual([{ timeline: 1, lsn: control.minRecoveryEndLsn !== "0/0" && lsnCompare(control.minRecoveryEndLsn, control.checkpointLsn) > 0 ? control.minRecoveryEndLsn : control.checkpointLsn }]);
+  rewinding.host.rewindMarker.clear();
+  await rewinding.host.close();
+  // The old primary, on timeline 1, is behind it.
+  const agentA = agentRound(a, pa);
+  await agentA.round.run();
+  expect(agentA.published[0]!.timeline).toBe(1);
+  await agentA.host.close();
+}, 120_000);

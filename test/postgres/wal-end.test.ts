@@ -4,7 +4,7 @@
 // Garbage and empty output say nothing. Real runs: test/postgres/stopped-position.test.ts.
 import { describe, expect, test } from "bun:test";
 import { endianness } from "node:os";
-import { endAfter, parseWaldump, recordEnd, scanStart, segmentHeader, segmentName, segmentsOf, segmentStart, switchPoint } from "../../src/postgres/wal-end.ts";
+import { contiguousEnd, endAfter, parseWaldump, recordEnd, scanStart, segmentHeader, segmentName, segmentsOf, segmentStart, switchPoint } from "../../src/postgres/wal-end.ts";
 
 // PostgreSQL 15's output over the end of a segment's WAL (a real run).
 const RECORDS = [
@@ -22,32 +22,49 @@ const SEG = 16 << 20;
 describe("pg_waldump's output", () => {
   test("the end found: the error names the last valid record, whose line gives its length; it ends where the invalid one starts", () => {
     for (const stderr of [END_15, END_13, END_16]) {
-      expect(parseWaldump(STATS, stderr)).toEqual({ last: null, lastGood: "0/4976320", none: false });
+      expect(parseWaldump(STATS, stderr)).toEqual({ first: null, last: null, lastGood: "0/4976320", none: false });
     }
     const one = parseWaldump(RECORDS.split("\n")[1]!, "");
-    expect(one).toEqual({ last: { lsn: "0/04976320", length: 34 }, lastGood: null, none: false });
+    const commit = { lsn: "0/04976320", length: 34, switch: false };
+    expect(one).toEqual({ first: commit, last: commit, lastGood: null, none: false });
     // The record's line pads the LSN ("0/04976320"), the error does not ("0/4976320").
     expect(endAfter("0/4976320", one, BLOCK, SEG)).toBe("0/4976348");
     expect(endAfter("0/49762E0", one, BLOCK, SEG)).toBeNull(); // not the record asked for
     expect(endAfter("0/4976320", parseWaldump("", ""), BLOCK, SEG)).toBeNull();
-    expect(endAfter(null, parseWaldump(RECORDS, ""), BLOCK, SEG)).toBe("0/4976348");
-    // Every record printed, the last one counts; the read ended by a missing next segment names none.
+    // A run over many records: the last one is the candidate (read again by itself), the first one is not the one asked for.
+    expect(endAfter("0/4976320", parseWaldump(RECORDS, ""), BLOCK, SEG)).toBeNull();
     expect(parseWaldump(RECORDS, 'pg_waldump: error: could not find file "000000010000000000000005": No such file or directory\n'))
-      .toEqual({ last: { lsn: "0/04976320", length: 34 }, lastGood: null, none: false });
+      .toEqual({ first: { lsn: "0/049762E0", length: 61, switch: false }, last: commit, lastGood: null, none: false });
   });
 
   test("no valid record after the start (a segment holding only a record's tail, or recycled)", () => {
-    expect(parseWaldump("", "pg_waldump: error: could not find a valid record after 0/5000000\n")).toEqual({ last: null, lastGood: null, none: true });
+    expect(parseWaldump("", "pg_waldump: error: could not find a valid record after 0/5000000\n")).toEqual({ first: null, last: null, lastGood: null, none: true });
   });
 
   test("garbage and empty output say nothing", () => {
-    const nothing = { last: null, lastGood: null, none: false };
+    const nothing = { first: null, last: null, lastGood: null, none: false };
     expect(parseWaldump("", "")).toEqual(nothing);
     expect(parseWaldump("\n\n", "\n")).toEqual(nothing);
     expect(parseWaldump("rmgr: Heap len (rec/tot): x/ y, lsn: 0/1\nlsn: 0/04976320\n\u0000\u00ff garbage", "pg_waldump: error: error in WAL record at zz: nope\nSegmentation fault\n")).toEqual(nothing);
     expect(parseWaldump("rmgr: Heap        len (rec/tot):     61/    61, tx:        725, lsn: 0/0497G2E0, prev 0/049762A0, desc:", "")).toEqual(nothing);
     // A localized message (LC_ALL not C) is not mistaken for anything.
     expect(parseWaldump("", "pg_waldump: Fehler: Fehler in WAL-Eintrag bei 0/4976320: ungültige Datensatzlänge bei 0/4976348\n")).toEqual(nothing);
+  });
+
+  test("a logical message's prefix that prints a line like a record is never taken for the record asked for (found by review)", () => {
+    // pg_logical_emit_message('x' || E'\\n' || 'rmgr: ...', ...): the prefix is printed as written.
+    const fake = "rmgr: XLOG        len (rec/tot):      1/ 99999, tx:          0, lsn: 0/04976320, prev 0/049762E0, desc: NOOP";
+    const out = parseWaldump(`${RECORDS.split("\n")[1]}\n${fake}\n`, "");
+    expect(out.first).toEqual({ lsn: "0/04976320", length: 34, switch: false });
+    expect(endAfter("0/4976320", out, BLOCK, SEG)).toBe("0/4976348");
+  });
+
+  test("a WAL switch ends its segment (found by review: start + length was 24 bytes past it)", () => {
+    const line = "rmgr: XLOG        len (rec/tot):     24/    24, tx:          0, lsn: 0/0300A0B8, prev 0/0300A080, desc: SWITCH ";
+    const out = parseWaldump(line, "");
+    expect(out.first).toEqual({ lsn: "0/0300A0B8", length: 24, switch: true });
+    expect(endAfter("0/300A0B8", out, BLOCK, SEG)).toBe("0/4000000");
+    expect(recordEnd("0/300A0B8", 24, BLOCK, SEG)).toBe("0/300A0D0");
   });
 });
 
@@ -114,6 +131,14 @@ describe("segments", () => {
     const two = Buffer.from(page);
     two.writeUInt32LE(2, 4);
     expect(scanStart(segmentHeader(two), 0x4000000n, 2, 0x3539c88n, c)).toBe(0x4000000n);
+  });
+
+  test("a read ends at the last segment with no gap before it: pg_waldump waits 5 s for a missing one (found by review)", () => {
+    const names = ["000000010000000000000004", "000000010000000000000005", "000000010000000000000007", "000000020000000000000006"];
+    expect(contiguousEnd(names, "000000010000000000000004", 1, SEG)).toBe("000000010000000000000005");
+    expect(contiguousEnd(names, "000000010000000000000007", 1, SEG)).toBe("000000010000000000000007");
+    // 64 MB segments: 0x40 of them per 4 GB, the name's middle part counts them.
+    expect(contiguousEnd(["00000001000000000000003F", "000000010000000100000000"], "00000001000000000000003F", 1, 64 << 20)).toBe("000000010000000100000000");
   });
 
   test("a timeline's switch point is its history file's last entry", () => {

@@ -22,6 +22,7 @@ import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
 import { NotPromoted } from "./primary.ts";
 import { StoppedWal } from "./wal-end.ts";
+import { timelinesAbove } from "../../postgres/timeline-files.ts";
 
 /** Failed attempts to promote (or to start the server to be promoted) in one term before the leader hands over. */
 const PROMOTE_ATTEMPTS = 3;
@@ -112,11 +113,14 @@ export class MonitorRound {
     // Without pg_control (broken primary, above) the last position stands: never report it going back.
     let position = brokenPrimary && this.last ? this.last.position : h.withKnownTli(positionOf(info, p), p.up && p.inRecovery);
     // A stopped server's pg_wal holds all the WAL it flushed (a standby acknowledges a synchronous
-    // commit then, before replaying it), pg_control only its last checkpoint or restartpoint: the end
-    // of the WAL on its timeline counts (wal-end.ts). The first round waits for it, so that the first
-    // position this node publishes, and votes with, includes it; later rounds publish it when known.
-    if (!info.running && data === "present" && info.control && local.timeline !== null) {
-      position = furtherPosition(position, await this.wal.end(info.control, info.pgVersion, local.timeline, this.last === null));
+    // commit then, before replaying it), pg_control only its last checkpoint or restartpoint, on the
+    // timeline of that checkpoint: the end of the WAL on the newest timeline it holds counts
+    // (wal-end.ts). The first round waits for it, so that the first position this node publishes,
+    // and votes with, includes it; later rounds publish it when known. Not while a pg_rewind is
+    // unfinished: its pg_wal may hold the new primary's WAL copied before it stopped.
+    if (!info.running && data === "present" && info.control && !local.rewindUnfinished) {
+      const timelines = [...(await timelinesAbove(h.node.dataDir, h.cfg.postgres.os_user, info.control.timeline).catch(() => [])), info.control.timeline];
+      position = furtherPosition(position, await this.wal.end(info.control, info.pgVersion, timelines, this.last === null));
     }
     // A server that stopped (fenced, crashed) still holds the WAL it had while it answered, and one
     // that starts again still holds what it had while stopped (a standby reports its replay position
@@ -293,6 +297,9 @@ function positionOf(info: Awaited<ReturnType<typeof inspectDataDir>>, p: Probe):
   }
   const c = info.control;
   if (!c) return ZERO_POSITION;
+  // A standby's minimum recovery point is on a timeline of its own (a later one once it replayed past a switch).
+  const minTli = Number(c.raw["Min recovery ending loc's timeline"]);
+  if (minTli > c.timeline && c.minRecoveryEndLsn !== "0/0") return { timeline: minTli, lsn: c.minRecoveryEndLsn };
   return { timeline: c.timeline, lsn: maxLsn(c.checkpointLsn, c.minRecoveryEndLsn) ?? "0/0" };
 }
 

@@ -5,7 +5,7 @@
 import type { Position } from "../../core/position.ts";
 import type { ControlData } from "../../postgres/datadir.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
-import { findWalEnd, walStamp } from "../../postgres/wal-end.ts";
+import { findWalEndOn, walStamp } from "../../postgres/wal-end.ts";
 import type { PgHost } from "./host.ts";
 
 /** A scan's deadline. It reads about one segment (16 MB: ~25 ms here), two pg_waldump runs. */
@@ -18,25 +18,26 @@ export class StoppedWal {
   private scan: { key: string; waited: boolean; done: Promise<void> } | null = null;
 
   /** `found`: a scan that no round waited for is done (publish it now). */
-  constructor(private readonly h: Pick<PgHost, "node" | "clock" | "log">, private readonly found: () => void, private readonly find = findWalEnd) {}
+  constructor(private readonly h: Pick<PgHost, "node" | "clock" | "log">, private readonly found: () => void, private readonly find = findWalEndOn) {}
 
   /**
-   * The end of the WAL on `timeline` in the pg_wal of a server that is not running, as its files are
-   * now; null while unknown, when there is none, or when the scan failed (the caller keeps pg_control's).
-   * `wait`: wait for the scan (at most its deadline) instead of leaving it to run on.
+   * The end of the WAL on the first of `timelines` (highest first) that has some, in the pg_wal of a
+   * server that is not running, as its files are now; null while unknown, when there is none, or when
+   * the scan failed (the caller keeps pg_control's). `wait`: wait for the scan (at most its deadline)
+   * instead of leaving it to run on.
    */
-  async end(control: ControlData, pgVersion: number | null, timeline: number, wait: boolean): Promise<Position | null> {
+  async end(control: ControlData, pgVersion: number | null, timelines: readonly number[], wait: boolean): Promise<Position | null> {
     const { node } = this.h;
     // Another major version's WAL (a data directory the configured binaries do not run) is not read.
     if (pgVersion !== null && Math.floor(pgVersion) !== node.bins.version) return null;
-    const stamp = await lookupOsUser(node.osUser).then((u) => walStamp(node.dataDir, { uid: u.uid, gid: u.gid }, timeline)).catch(() => null);
+    const stamp = await lookupOsUser(node.osUser).then((u) => walStamp(node.dataDir, { uid: u.uid, gid: u.gid })).catch(() => null);
     if (stamp === null) return null;
-    const key = `${timeline} ${control.checkpointLsn} ${stamp}`;
+    const key = `${timelines.join(",")} ${control.checkpointLsn} ${stamp}`;
     for (let i = 0; i < 2; i++) {
       const k = this.known;
       if (k?.key === key && (k.end !== null || this.h.clock.now() < k.at + RETRY_MS)) return k.end;
       // One scan at a time: one for files as they were runs to its end first (its deadline bounds it).
-      this.scan ??= this.start(key, control, timeline);
+      this.scan ??= this.start(key, control, timelines);
       if (!wait) return null;
       this.scan.waited = true;
       await this.scan.done;
@@ -44,23 +45,23 @@ export class StoppedWal {
     return this.known?.key === key ? this.known.end : null;
   }
 
-  private start(key: string, control: ControlData, timeline: number): NonNullable<StoppedWal["scan"]> {
+  private start(key: string, control: ControlData, timelines: readonly number[]): NonNullable<StoppedWal["scan"]> {
     const { node, clock, log } = this.h;
     const t0 = clock.now();
     const scan = { key, waited: false, done: Promise.resolve() };
-    scan.done = this.find(node, control, timeline, WAL_END_DEADLINE_MS).then(
-      (r) => {
+    scan.done = this.find(node, control, timelines, WAL_END_DEADLINE_MS).then(
+      (r): Position | null => {
         const ms = Math.round(clock.now() - t0);
-        if (r.lsn !== null) log.info(`stopped PostgreSQL: its WAL on timeline ${timeline} ends at ${r.lsn} (pg_control's checkpoint: ${control.checkpointLsn}; read from ${r.from} in ${ms} ms, ${r.runs} pg_waldump runs)`);
-        else log.warn(`stopped PostgreSQL: the end of its WAL on timeline ${timeline} is not known (${r.why}; ${ms} ms): its position is pg_control's`);
-        return r.lsn;
+        if (r.lsn !== null) log.info(`stopped PostgreSQL: its WAL on timeline ${r.timeline} ends at ${r.lsn} (pg_control's checkpoint: ${control.checkpointLsn} on timeline ${control.timeline}; read from ${r.from} in ${ms} ms, ${r.runs} pg_waldump runs)`);
+        else log.warn(`stopped PostgreSQL: the end of its WAL on timeline ${timelines.join(" or ")} is not known (${r.why}; ${ms} ms): its position is pg_control's`);
+        return r.lsn === null ? null : { timeline: r.timeline, lsn: r.lsn };
       },
       (e: Error) => {
         log.warn(`stopped PostgreSQL: reading the end of its WAL failed (${e.message}): its position is pg_control's`);
         return null;
       },
-    ).then((lsn) => {
-      this.known = { key, end: lsn === null ? null : { timeline, lsn }, at: clock.now() };
+    ).then((end) => {
+      this.known = { key, end, at: clock.now() };
       this.scan = null;
       if (!scan.waited) this.found();
     });
