@@ -2,6 +2,7 @@
 // its bound below the agent's 3 s hold, and "nothing to detach" only when the server, looked at
 // afresh, verifiably does not run or answers as a primary.
 import { expect, test } from "bun:test";
+import type { Position } from "../../src/core/position.ts";
 import { confirmDetached, DETACH_BOUND_MS, DETACH_HOLD_MS, DetachHold, detachFor, type DetachRead, type DetachTarget } from "../../src/agent/pg/detach.ts";
 import { SerialExecutor } from "../../src/agent/pg/executor.ts";
 import { deferred, FakeClock } from "./_clock.ts";
@@ -77,9 +78,9 @@ test("a position still moving is not detached", async () => {
 });
 
 test("a server that stopped, or answers as a primary, has nothing to detach", async () => {
-  expect((await run([standby({ running: false, up: false })])).result).toEqual({ kind: "nothing" });
-  expect((await run([standby({ inRecovery: false })])).result).toEqual({ kind: "nothing" });
-  expect((await run([standby({ walReceiver: true }), standby({ running: false, up: false })])).result).toEqual({ kind: "nothing" });
+  expect((await run([standby({ running: false, up: false })])).result).toEqual({ kind: "nothing", stopped: true });
+  expect((await run([standby({ inRecovery: false })])).result).toEqual({ kind: "nothing", stopped: false });
+  expect((await run([standby({ walReceiver: true }), standby({ running: false, up: false })])).result).toEqual({ kind: "nothing", stopped: true });
 });
 
 test("a server that runs but does not answer (starting up, hung) may be streaming: never confirmed, never 'nothing'", async () => {
@@ -107,10 +108,14 @@ test("after a detach the round follows no leader of an older term until the term
 // ---------------------------------------------------------------- detach through the executor
 
 /** A standby double: `reads` scripted as above; records whether streaming was stopped. */
-function target(o: { running?: boolean; reads?: DetachRead[]; stopFails?: boolean } = {}) {
+function target(o: { running?: boolean; reads?: DetachRead[]; stopFails?: boolean; atRest?: Position | null } = {}) {
   const s = server(o.reads ?? [standby({})]);
   const calls: string[] = [];
   const t: DetachTarget = {
+    restingPosition: async () => {
+      calls.push("position at rest");
+      return o.atRest === undefined ? { timeline: 3, lsn: "0/6000000" } : o.atRest;
+    },
     running: async () => o.running ?? true,
     stopStreaming: async () => {
       calls.push("stop streaming");
@@ -145,12 +150,20 @@ test("detach: confirmed gives ok with the final position, and holds following th
   expect(hold.holds(4, at)).toBe(true);
 });
 
-test("detach: a server verifiably not running is ok with no position, and touches nothing", async () => {
+test("detach: a server verifiably not running votes with what its data holds at rest (the end of its WAL), and touches nothing", async () => {
+  // Found by review: it was ok with no position, so a fenced primary's agent voted (and published,
+  // on etcd) with its last round's position, up to a round behind the commits it acknowledged.
   const { t, calls } = target({ running: false });
   const { result, hold } = await detachNow(t);
-  expect(result).toEqual({ ok: true, position: null });
-  expect(calls).toEqual([]);
+  expect(result).toEqual({ ok: true, position: { timeline: 3, lsn: "0/6000000" } });
+  expect(calls).toEqual(["position at rest"]);
   expect(hold.holds(4, 0)).toBe(false);
+  // Not known in time: no vote (ok=false), never a vote with the stale position.
+  const late = target({ running: false, atRest: null });
+  expect((await detachNow(late.t)).result).toMatchObject({ ok: false, position: null, error: expect.stringContaining("not known") });
+  // A server that stops while it is detached: the same.
+  const stopping = target({ reads: [standby({ walReceiver: true }), standby({ running: false, up: false })] });
+  expect((await detachNow(stopping.t)).result).toEqual({ ok: true, position: { timeline: 3, lsn: "0/6000000" } });
 });
 
 test("detach: a server that answers as a primary streams from nobody: ok with no position, nothing stopped", async () => {

@@ -31,9 +31,10 @@ export async function postmasterRuns(dataDir: string): Promise<boolean> {
   return pm.alive && pm.servesThisDir !== false;
 }
 
-/** The loop's PostgreSQL as a DetachTarget. */
-export function detachTarget(h: PgHost): DetachTarget {
+/** The loop's PostgreSQL as a DetachTarget; `restingPosition` from the monitoring round, which owns the WAL scans. */
+export function detachTarget(h: PgHost, restingPosition: DetachTarget["restingPosition"]): DetachTarget {
   return {
+    restingPosition,
     running: () => postmasterRuns(h.node.dataDir),
     stopStreaming: async (last) => {
       // A server that does not answer is a standby (maybe streaming already) when its files say

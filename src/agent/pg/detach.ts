@@ -32,7 +32,7 @@ export interface DetachRead {
 
 export type Confirmation =
   /** Nothing streams: the server stopped, or it answers as a primary. */
-  | { kind: "nothing" }
+  | { kind: "nothing"; stopped: boolean }
   | { kind: "confirmed"; last: DetachRead }
   | { kind: "unconfirmed"; last: DetachRead | null };
 
@@ -46,7 +46,7 @@ export async function confirmDetached(read: () => Promise<DetachRead>, clock: Cl
   let prev: DetachRead | null = null;
   for (;;) {
     const r = await read();
-    if (!r.running || (r.up && !r.inRecovery)) return { kind: "nothing" };
+    if (!r.running || (r.up && !r.inRecovery)) return { kind: "nothing", stopped: !r.running };
     if (prev?.up && r.up && r.conninfo === "" && !r.walReceiver && r.lsn === prev.lsn) return { kind: "confirmed", last: r };
     prev = r;
     if (clock.now() + POLL_MS > deadline) return { kind: "unconfirmed", last: r };
@@ -94,25 +94,40 @@ export interface DetachTarget {
   read(): Promise<DetachRead>;
   /** The position to vote with, from the last read. */
   position(last: DetachRead): Position | null;
+  /**
+   * The position of the data directory of a server that does not run (pg_control, the end of the WAL
+   * in its pg_wal, never below what it was seen to hold), known by clock time `deadline`; null if not.
+   */
+  restingPosition(deadline: number): Promise<Position | null>;
 }
 
 /**
  * Detach for a vote in `term`, one task of the serial executor (so no round re-points to the old
- * primary after it), all within DETACH_BOUND_MS, queue wait included. ok=true with no position
- * when nothing streams (the server verifiably not running, or answering as a primary); ok=false
- * when a running server's stop could not be confirmed in time (also one that never answered).
+ * primary after it), all within DETACH_BOUND_MS, queue wait included. A server verifiably not
+ * running votes with what its data directory holds at rest (found by review: a fenced primary's
+ * agent published its last round's position, up to a round behind the commits it acknowledged),
+ * ok=false when that is not known in time; one answering as a primary streams from nobody: ok with
+ * no position; ok=false when a running server's stop could not be confirmed in time (also one that
+ * never answered).
  */
 export async function detachFor(term: number, t: DetachTarget, exec: SerialExecutor, hold: DetachHold, clock: Clock): Promise<DetachResult> {
   const deadline = clock.now() + DETACH_BOUND_MS;
+  const atRest = async (): Promise<DetachResult> => {
+    const position = await t.restingPosition(deadline);
+    if (position) return { ok: true, position };
+    hold.release(); // no vote follows
+    return { ok: false, position: null, error: `the position of the stopped server's data (the end of its WAL) is not known within ${DETACH_BOUND_MS} ms` };
+  };
   try {
     return await exec.run("detach", async (): Promise<DetachResult> => {
-      if (!(await t.running())) return { ok: true, position: null };
+      if (!(await t.running())) return await atRest();
       hold.hold(term, clock.now());
       const first = await t.read();
-      if (!first.running || (first.up && !first.inRecovery)) return { ok: true, position: null };
+      if (!first.running) return await atRest();
+      if (first.up && !first.inRecovery) return { ok: true, position: null };
       await t.stopStreaming(first);
       const c = await confirmDetached(() => t.read(), clock, deadline);
-      if (c.kind === "nothing") return { ok: true, position: null };
+      if (c.kind === "nothing") return c.stopped ? await atRest() : { ok: true, position: null };
       const position = c.last?.lsn ? t.position(c.last) : null;
       if (c.kind === "confirmed") return { ok: true, position };
       hold.release(); // no vote follows: the rounds may follow the leader again

@@ -264,7 +264,7 @@ export class PostgresLoop implements LoopControl {
    */
   async detach(term: number): Promise<DetachResult> {
     const h = this.h;
-    const r = await detachFor(term, detachTarget(h), this.exec, this.detachHold, this.clock);
+    const r = await detachFor(term, detachTarget(h, (deadline) => this.round.restingPosition(deadline)), this.exec, this.detachHold, this.clock);
     if (r.ok && r.position) h.log.info(`stopped streaming to vote in term ${term} (final position ${r.position.lsn})`);
     return r;
   }

@@ -22,6 +22,7 @@ import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
 import { NotPromoted } from "./primary.ts";
 import { StoppedWal } from "./wal-end.ts";
+import type { ControlData } from "../../postgres/datadir.ts";
 import { timelinesAbove } from "../../postgres/timeline-files.ts";
 
 /** Failed attempts to promote (or to start the server to be promoted) in one term before the leader hands over. */
@@ -62,6 +63,32 @@ export class MonitorRound {
   constructor(private readonly h: PgHost, private readonly x: RoundParts) {
     this.live = new LivenessWatch(h);
     this.wal = new StoppedWal(h, () => x.again());
+  }
+
+  /** The end of the WAL in a stopped server's pg_wal on the newest timeline it holds (wal-end.ts); null when not known. */
+  private async walEnd(control: ControlData, pgVersion: number | null, wait: boolean): Promise<Position | null> {
+    const h = this.h;
+    const timelines = [...(await timelinesAbove(h.node.dataDir, h.cfg.postgres.os_user, control.timeline).catch(() => [])), control.timeline];
+    return this.wal.end(control, pgVersion, timelines, wait);
+  }
+
+  /**
+   * The position of this data directory while its server does not run, as a round computes it:
+   * pg_control's, the end of the WAL in its pg_wal (waited for until clock time `deadline`), never
+   * below what it was seen to hold. Null when the server runs, or the WAL's end is not known by then.
+   */
+  async restingPosition(deadline: number): Promise<Position | null> {
+    const h = this.h;
+    const info = await inspectDataDir(h.node.dataDir, h.node);
+    if (info.running) return null;
+    let position = info.control ? controlPosition(info.control) : ZERO_POSITION;
+    if (info.control && !info.empty && h.rewindMarker.get() === null) {
+      const left = deadline - h.clock.now();
+      const end = left <= 0 ? undefined : await Promise.race([this.walEnd(info.control, info.pgVersion, true), h.clock.sleep(left).then(() => undefined)]);
+      if (end === undefined) return null;
+      position = furtherPosition(position, end);
+    }
+    return furtherPosition(position, h.heldPosition);
   }
 
   async run(): Promise<void> {
@@ -119,8 +146,7 @@ export class MonitorRound {
     // and votes with, includes it; later rounds publish it when known. Not while a pg_rewind is
     // unfinished: its pg_wal may hold the new primary's WAL copied before it stopped.
     if (!info.running && data === "present" && info.control && !local.rewindUnfinished) {
-      const timelines = [...(await timelinesAbove(h.node.dataDir, h.cfg.postgres.os_user, info.control.timeline).catch(() => [])), info.control.timeline];
-      position = furtherPosition(position, await this.wal.end(info.control, info.pgVersion, timelines, this.last === null));
+      position = furtherPosition(position, await this.walEnd(info.control, info.pgVersion, this.last === null));
     }
     // A server that stopped (fenced, crashed) still holds the WAL it had while it answered, and one
     // that starts again still holds what it had while stopped (a standby reports its replay position
@@ -295,8 +321,11 @@ function positionOf(info: Awaited<ReturnType<typeof inspectDataDir>>, p: Probe):
     const lsn = p.currentLsn ?? maxLsn(p.receiveLsn, p.replayLsn);
     return lsn ? { timeline: p.timeline, lsn } : ZERO_POSITION;
   }
-  const c = info.control;
-  if (!c) return ZERO_POSITION;
+  return info.control ? controlPosition(info.control) : ZERO_POSITION;
+}
+
+/** What pg_control says a stopped server holds: its last checkpoint, or a standby's minimum recovery point. */
+function controlPosition(c: ControlData): Position {
   // A standby's minimum recovery point is on a timeline of its own (a later one once it replayed past a switch).
   const minTli = Number(c.raw["Min recovery ending loc's timeline"]);
   if (minTli > c.timeline && c.minRecoveryEndLsn !== "0/0") return { timeline: minTli, lsn: c.minRecoveryEndLsn };
