@@ -118,7 +118,7 @@ export function timelinesAbove(dataDir: string, osUser: string, base: number): P
     for (const name of names) {
       const n = parseInt(HISTORY.exec(name)![1]!, 16);
       if (n <= base) continue;
-      const text = (await d.read(name, 0, 64 << 10))?.text;
+      const text = (await d.read(name, 0, 4 << 20))?.text; // whole: the newest parents are on the last lines
       if (text !== undefined && !isPlaceholder(text) && ancestorsIn(text).has(base)) found.push(n);
     }
     return found.sort((a, b) => b - a);

@@ -30,6 +30,8 @@ const RECORD = new RegExp(`^rmgr: (\\S+)\\s+len \\(rec/tot\\):\\s*\\d+/\\s*(\\d+
 /** pg_waldump's last line when a record does not read: the start of the last valid one before it. */
 const LAST_GOOD = new RegExp(`error in WAL record at (${LSN}): `);
 const NO_RECORD = new RegExp(`could not find a valid record after (${LSN})`);
+/** The statistics' heading (PostgreSQL 15 and later): where the read started and where its last valid record ends. */
+const STATS_RANGE = new RegExp(`^WAL statistics between (${LSN}) and (${LSN}):`, "m");
 /** A history file's entry: parent timeline, switch point, reason. */
 const HISTORY_ENTRY = new RegExp(`^\\s*\\d+\\s+(${LSN})(\\s|$)`);
 /** MAXALIGN (8 on every 64-bit platform) and the page headers' sizes (XLogPageHeaderData, the long one at a segment's start). */
@@ -51,6 +53,8 @@ export interface WaldumpOutput {
   lastGood: string | null;
   /** No valid record after the start. */
   none: boolean;
+  /** A statistics run (-z, PostgreSQL 15 and later): the end of the last valid record read, from its heading. */
+  statsEnd: string | null;
 }
 
 /** What one pg_waldump run (LC_ALL=C) says; garbage and empty output say nothing. */
@@ -62,7 +66,7 @@ export function parseWaldump(stdout: string, stderr: string): WaldumpOutput {
   const lines = stdout.split("\n");
   let last: PrintedRecord | null = null;
   for (let i = lines.length - 1; i >= 0 && !last; i--) last = record(lines[i]!);
-  return { first: record(lines[0]!), last, lastGood: LAST_GOOD.exec(stderr)?.[1] ?? null, none: NO_RECORD.test(stderr) };
+  return { first: record(lines[0]!), last, lastGood: LAST_GOOD.exec(stderr)?.[1] ?? null, none: NO_RECORD.test(stderr), statsEnd: STATS_RANGE.exec(stdout)?.[2] ?? null };
 }
 
 /**
@@ -74,8 +78,6 @@ export function recordEnd(lsn: string, length: number, blockSize: number, segmen
   const block = BigInt(blockSize);
   const segment = BigInt(segmentSize);
   let pos = lsnToBigInt(lsn);
-  // A WAL switch ends its segment: the rest of it is skipped (xlogreader's EndRecPtr, the flush position after it).
-  if (walSwitch) return bigIntToLsn((pos / segment + 1n) * segment);
   let rest = BigInt(length);
   for (;;) {
     const room = block - (pos % block);
@@ -87,6 +89,9 @@ export function recordEnd(lsn: string, length: number, blockSize: number, segmen
     pos += room;
     pos += pos % segment === 0n ? LONG_HEADER : SHORT_HEADER;
   }
+  // A WAL switch ends its segment: the rest of it is skipped (xlogreader's EndRecPtr, the flush
+  // position after it), from where the record ends (it may cross into the next segment).
+  if (walSwitch) return bigIntToLsn(((pos + segment - 1n) / segment) * segment);
   return bigIntToLsn(((pos + ALIGN - 1n) / ALIGN) * ALIGN);
 }
 
@@ -175,10 +180,13 @@ export function switchPoint(history: string): string | null {
   return at;
 }
 
-export type WalEnd = { lsn: string; from: string; runs: number } | { lsn: null; why: string; runs: number };
+/** `absent`: the timeline has no valid record here (a lower one may); else the scan failed or gave no sure answer. */
+export type WalEnd = { lsn: string; from: string; runs: number } | { lsn: null; why: string; runs: number; absent: boolean };
 
 /** pg_waldump runs at most: the newest current segment and, when it has no record of its own, the two before it. */
 const MAX_RUNS = 5;
+/** A history file is read whole up to this size (one line per timeline switch). */
+export const HISTORY_MAX = 4 << 20;
 
 /**
  * The end of the valid WAL on `timeline` in the pg_wal of a server that is not running (the files
@@ -190,7 +198,7 @@ export async function findWalEnd(node: PgNode, control: ControlData, timeline: n
   let runs = 0;
   const segmentSize = Number(control.raw["Bytes per WAL segment"]);
   const blockSize = Number(control.raw["WAL block size"]);
-  if (!(segmentSize > 0 && blockSize > 0)) return { lsn: null, why: "pg_control gives no WAL segment or block size", runs };
+  if (!(segmentSize > 0 && blockSize > 0)) return { lsn: null, why: "pg_control gives no WAL segment or block size", runs, absent: false };
   const wal = realpathSync(join(node.dataDir, "pg_wal"));
   const u = await lookupOsUser(node.osUser);
   const d = await SafeDir.open(wal, { osUser: { uid: u.uid, gid: u.gid } });
@@ -210,12 +218,13 @@ export async function findWalEnd(node: PgNode, control: ControlData, timeline: n
       });
       return r.timedOut ? null : parseWaldump(r.stdout, r.stderr);
     };
-    const late = (): WalEnd => ({ lsn: null, why: `pg_waldump gave no answer within ${deadlineMs} ms`, runs });
-    const history = timeline > 1 ? (await d.read(historyFileName(timeline), 0, 64 << 10))?.text : undefined;
+    const late = (): WalEnd => ({ lsn: null, why: `pg_waldump gave no answer within ${deadlineMs} ms`, runs, absent: false });
+    const unsure = (why: string): WalEnd => ({ lsn: null, why, runs, absent: false });
+    const history = timeline > 1 ? (await d.read(historyFileName(timeline), 0, HISTORY_MAX))?.text : undefined;
     const switched = history === undefined ? null : switchPoint(history);
     const switchAt = switched === null ? null : lsnToBigInt(switched);
     for (const name of names) {
-      if (runs >= MAX_RUNS) break;
+      if (runs >= MAX_RUNS) return unsure(`no valid record found within ${MAX_RUNS} pg_waldump runs`);
       const header = await d.bytes(name, 0, Number(LONG_HEADER));
       const start = scanStart(header && segmentHeader(header.bytes), segmentStart(name, segmentSize), timeline, switchAt, { systemId: control.systemIdentifier, segmentSize, blockSize });
       if (start === null) continue;
@@ -224,22 +233,36 @@ export async function findWalEnd(node: PgNode, control: ControlData, timeline: n
       const read = await waldump(from, ["-z"]);
       if (!read) return late();
       if (read.none && !read.lastGood) continue; // only the tail of a record that began in an older segment (or nothing past the switch)
-      // That record's length says where it ends. Without it (the read ended with the last segment,
-      // not on an invalid record) the last record of the segments read says, read again by itself.
-      let at = read.lastGood;
-      if (at === null) {
-        const all = await waldump(from, []);
-        if (!all) return late();
-        at = all.last?.lsn ?? null;
-        if (at === null) return { lsn: null, why: `pg_waldump printed no record after ${from}`, runs };
+      // The read ended on an invalid record: the last valid one's length says where it ends.
+      const at = read.lastGood;
+      if (at !== null) {
+        const one = await waldump(at, ["-n", "1"]);
+        if (!one) return late();
+        const end = endAfter(at, one, blockSize, segmentSize);
+        return end === null ? unsure(`pg_waldump printed no record at ${at}`) : { lsn: end, from: name, runs };
       }
-      const one = await waldump(at, ["-n", "1"]);
+      // The read ended with the last segment (its last record runs into one that is not there):
+      // PostgreSQL 15 and later head the statistics with the end of the last valid record.
+      if (read.statsEnd !== null && lsnToBigInt(read.statsEnd) > start) return { lsn: read.statsEnd, from: name, runs };
+      // Earlier versions: the last record of a full read, read again by itself, and no valid record
+      // after its end. A logical message's prefix is printed as written and may print a line that
+      // names an earlier record; then a record follows the end found, and the scan fails.
+      const all = await waldump(from, []);
+      if (!all) return late();
+      const candidate = all.last?.lsn ?? null;
+      if (candidate === null) return unsure(`pg_waldump printed no record after ${from}`);
+      const one = await waldump(candidate, ["-n", "1"]);
       if (!one) return late();
-      const end = endAfter(at, one, blockSize, segmentSize);
-      if (end === null) return { lsn: null, why: `pg_waldump printed no record at ${at}`, runs };
+      const end = endAfter(candidate, one, blockSize, segmentSize);
+      if (end === null) return unsure(`pg_waldump printed no record at ${candidate}`);
+      if (names.includes(segmentName(timeline, lsnToBigInt(end), segmentSize))) {
+        const after = await waldump(end, ["-n", "1"]);
+        if (!after) return late();
+        if (after.first) return unsure(`a valid record follows ${end}, the end of the last record read (${after.first.lsn})`);
+      }
       return { lsn: end, from: name, runs };
     }
-    return { lsn: null, why: `no segment of timeline ${timeline} with a valid record in ${wal}`, runs };
+    return { lsn: null, why: `no segment of timeline ${timeline} with a valid record in ${wal}`, runs, absent: true };
   } finally {
     await d.close();
   }
@@ -250,17 +273,20 @@ export async function findWalEnd(node: PgNode, control: ControlData, timeline: n
  * `deadlineMs`: a standby that followed a promotion holds the new timeline's WAL while its pg_control
  * names the old one until its first restartpoint there.
  */
-export async function findWalEndOn(node: PgNode, control: ControlData, timelines: readonly number[], deadlineMs: number): Promise<TimelineWalEnd> {
+export async function findWalEndOn(node: PgNode, control: ControlData, timelines: readonly number[], deadlineMs: number, one = findWalEnd): Promise<TimelineWalEnd> {
   const until = performance.now() + deadlineMs;
   let runs = 0;
   const why: string[] = [];
   for (const timeline of timelines) {
     const left = Math.round(until - performance.now());
     if (left <= 0) break;
-    const r = await findWalEnd(node, control, timeline, left);
+    const r = await one(node, control, timeline, left);
     runs += r.runs;
     if (r.lsn !== null) return { ...r, timeline, runs };
     why.push(`timeline ${timeline}: ${r.why}`);
+    // Only a timeline with no WAL here passes to the one below: a scan that failed or was not sure
+    // on a higher timeline must not end as the lower timeline's (lower) position.
+    if (!r.absent) break;
   }
   return { timeline: null, lsn: null, why: why.join("; ") || `no time left within ${deadlineMs} ms`, runs };
 }

@@ -4,7 +4,7 @@
 // Garbage and empty output say nothing. Real runs: test/postgres/stopped-position.test.ts.
 import { describe, expect, test } from "bun:test";
 import { endianness } from "node:os";
-import { contiguousEnd, endAfter, parseWaldump, recordEnd, scanStart, segmentHeader, segmentName, segmentsOf, segmentStart, switchPoint } from "../../src/postgres/wal-end.ts";
+import { contiguousEnd, endAfter, findWalEndOn, parseWaldump, recordEnd, scanStart, segmentHeader, segmentName, segmentsOf, segmentStart, switchPoint } from "../../src/postgres/wal-end.ts";
 
 // PostgreSQL 15's output over the end of a segment's WAL (a real run).
 const RECORDS = [
@@ -22,11 +22,11 @@ const SEG = 16 << 20;
 describe("pg_waldump's output", () => {
   test("the end found: the error names the last valid record, whose line gives its length; it ends where the invalid one starts", () => {
     for (const stderr of [END_15, END_13, END_16]) {
-      expect(parseWaldump(STATS, stderr)).toEqual({ first: null, last: null, lastGood: "0/4976320", none: false });
+      expect(parseWaldump(STATS, stderr)).toEqual({ first: null, last: null, lastGood: "0/4976320", none: false, statsEnd: "0/4976348" });
     }
     const one = parseWaldump(RECORDS.split("\n")[1]!, "");
     const commit = { lsn: "0/04976320", length: 34, switch: false };
-    expect(one).toEqual({ first: commit, last: commit, lastGood: null, none: false });
+    expect(one).toEqual({ first: commit, last: commit, lastGood: null, none: false, statsEnd: null });
     // The record's line pads the LSN ("0/04976320"), the error does not ("0/4976320").
     expect(endAfter("0/4976320", one, BLOCK, SEG)).toBe("0/4976348");
     expect(endAfter("0/49762E0", one, BLOCK, SEG)).toBeNull(); // not the record asked for
@@ -34,15 +34,15 @@ describe("pg_waldump's output", () => {
     // A run over many records: the last one is the candidate (read again by itself), the first one is not the one asked for.
     expect(endAfter("0/4976320", parseWaldump(RECORDS, ""), BLOCK, SEG)).toBeNull();
     expect(parseWaldump(RECORDS, 'pg_waldump: error: could not find file "000000010000000000000005": No such file or directory\n'))
-      .toEqual({ first: { lsn: "0/049762E0", length: 61, switch: false }, last: commit, lastGood: null, none: false });
+      .toEqual({ first: { lsn: "0/049762E0", length: 61, switch: false }, last: commit, lastGood: null, none: false, statsEnd: null });
   });
 
   test("no valid record after the start (a segment holding only a record's tail, or recycled)", () => {
-    expect(parseWaldump("", "pg_waldump: error: could not find a valid record after 0/5000000\n")).toEqual({ first: null, last: null, lastGood: null, none: true });
+    expect(parseWaldump("", "pg_waldump: error: could not find a valid record after 0/5000000\n")).toEqual({ first: null, last: null, lastGood: null, none: true, statsEnd: null });
   });
 
   test("garbage and empty output say nothing", () => {
-    const nothing = { first: null, last: null, lastGood: null, none: false };
+    const nothing = { first: null, last: null, lastGood: null, none: false, statsEnd: null };
     expect(parseWaldump("", "")).toEqual(nothing);
     expect(parseWaldump("\n\n", "\n")).toEqual(nothing);
     expect(parseWaldump("rmgr: Heap len (rec/tot): x/ y, lsn: 0/1\nlsn: 0/04976320\n\u0000\u00ff garbage", "pg_waldump: error: error in WAL record at zz: nope\nSegmentation fault\n")).toEqual(nothing);
@@ -65,6 +65,15 @@ describe("pg_waldump's output", () => {
     expect(out.first).toEqual({ lsn: "0/0300A0B8", length: 24, switch: true });
     expect(endAfter("0/300A0B8", out, BLOCK, SEG)).toBe("0/4000000");
     expect(recordEnd("0/300A0B8", 24, BLOCK, SEG)).toBe("0/300A0D0");
+    // One that starts in its segment's last bytes ends in the next one, and so at the end of that one (found by review).
+    expect(recordEnd("0/3FFFFF8", 24, BLOCK, SEG, true)).toBe("0/5000000");
+  });
+
+  test("a statistics run ended by the last segment, not an error (PostgreSQL 15 and later): its heading gives the end; none before 15", () => {
+    expect(parseWaldump("WAL statistics between 0/4000028 and 0/4000F90:\nType N\n", "").statsEnd).toBe("0/4000F90");
+    expect(parseWaldump("Type N (%)\nXLOG 3\n", "").statsEnd).toBeNull();
+    // A record's text cannot print it: a statistics run prints no records.
+    expect(parseWaldump(`${RECORDS}WAL statistics between 0/1 and 0/2 garbage`, "").statsEnd).toBeNull();
   });
 });
 
@@ -146,5 +155,27 @@ describe("segments", () => {
     expect(switchPoint("1\t0/3000000\tno recovery target specified\n\n2\t1/A0\tbefore 2000-01-01 00:00:00+00\n")).toBe("1/A0");
     expect(switchPoint("# pgherd placeholder for timeline 3 (term 9)\n")).toBeNull();
     expect(switchPoint("")).toBeNull();
+  });
+});
+
+describe("timelines", () => {
+  test("the highest timeline with WAL gives the position; a lower one is read only when a higher one has none, never after a failed or unsure read (found by review)", async () => {
+    const node = {} as Parameters<typeof findWalEndOn>[0];
+    const control = {} as Parameters<typeof findWalEndOn>[1];
+    const answers: Record<number, Awaited<ReturnType<typeof findWalEndOn>> | { lsn: null; why: string; runs: number; absent: boolean }> = {};
+    const read: number[] = [];
+    const one = async (_n: unknown, _c: unknown, t: number) => {
+      read.push(t);
+      return answers[t] as never;
+    };
+    answers[3] = { lsn: null, why: "no segment", runs: 0, absent: true };
+    answers[2] = { lsn: "0/5000100", from: "000000020000000000000005", runs: 2 } as never;
+    answers[1] = { lsn: "0/6000000", from: "000000010000000000000006", runs: 2 } as never;
+    expect(await findWalEndOn(node, control, [3, 2, 1], 10_000, one)).toMatchObject({ timeline: 2, lsn: "0/5000100" });
+    expect(read).toEqual([3, 2]);
+    read.length = 0;
+    answers[2] = { lsn: null, why: "pg_waldump printed no record at 0/5000028", runs: 3, absent: false };
+    expect(await findWalEndOn(node, control, [3, 2, 1], 10_000, one)).toMatchObject({ timeline: null, lsn: null, why: expect.stringContaining("timeline 2: pg_waldump printed no record") });
+    expect(read).toEqual([3, 2]);
   });
 });

@@ -68,8 +68,15 @@ export class MonitorRound {
   /** The end of the WAL in a stopped server's pg_wal on the newest timeline it holds (wal-end.ts); null when not known. */
   private async walEnd(control: ControlData, pgVersion: number | null, wait: boolean): Promise<Position | null> {
     const h = this.h;
-    const timelines = [...(await timelinesAbove(h.node.dataDir, h.cfg.postgres.os_user, control.timeline).catch(() => [])), control.timeline];
-    return this.wal.end(control, pgVersion, timelines, wait);
+    let above: number[];
+    try {
+      above = await timelinesAbove(h.node.dataDir, h.cfg.postgres.os_user, control.timeline);
+    } catch (e) {
+      // Not knowing which timelines it holds, a scan of pg_control's alone could say less than it holds.
+      h.log.warn(`stopped PostgreSQL: reading the history files in pg_wal failed (${(e as Error).message}): its position is pg_control's`);
+      return null;
+    }
+    return this.wal.end(control, pgVersion, [...above, control.timeline], wait);
   }
 
   /**
