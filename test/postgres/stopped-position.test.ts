@@ -10,7 +10,7 @@
 // followed that promotion, stopped before its first restartpoint on the new timeline, votes with the
 // new timeline's end, not on the old timeline; nothing is scanned while a pg_rewind is unfinished.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { appendFileSync, chownSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, chownSync, copyFileSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterContext } from "../../src/agent/pg/context.ts";
 import { PgHost } from "../../src/agent/pg/host.ts";
@@ -207,6 +207,26 @@ test("where pg_waldump's records end is where the next one starts, across pages 
   expect(recordEnd(last.lsn, last.length, 8192, 16 << 20)).toBe(received);
   console.log(`${records.length} records checked, ${pages} across a page boundary, ${segments} across a segment boundary`);
   expect(segments).toBeGreaterThan(0);
+
+  // The WAL cut where a record crosses into a segment that is not there (a crash before it was
+  // written): the read ends with the last segment, not on an invalid record, and the end is that
+  // record's start (PostgreSQL 15 and later: from the statistics' heading, one pg_waldump run).
+  const { findWalEnd } = await import("../../src/postgres/wal-end.ts");
+  const crossing = records.find((a) => lsnToBigInt(a.lsn) >> 24n !== (lsnToBigInt(recordEnd(a.lsn, a.length, 8192, 16 << 20)) - 1n) >> 24n)!;
+  const cut = join(s.root, "cut");
+  mkdirSync(join(cut, "pg_wal"), { recursive: true });
+  const owner = await lookupOsUser(PG_OS_USER);
+  for (const dir of [cut, join(cut, "pg_wal")]) chownSync(dir, owner.uid, owner.gid);
+  for (const name of readdirSync(join(standby.dataDir, "pg_wal"))) {
+    if (!/^00000001[0-9A-F]{16}$/.test(name) || name > segment(crossing.lsn)) continue;
+    copyFileSync(join(standby.dataDir, "pg_wal", name), join(cut, "pg_wal", name));
+    chownSync(join(cut, "pg_wal", name), owner.uid, owner.gid);
+  }
+  const control = (await inspectDataDir(standby.dataDir, standby)).control!;
+  const found = await findWalEnd({ ...standby, dataDir: cut }, control, 1, 10_000);
+  expect(found.lsn).not.toBeNull();
+  expect(lsnToBigInt(found.lsn!)).toBe(lsnToBigInt(crossing.lsn));
+  if (pgBins!.version >= 15) expect(found.runs).toBe(1);
 }, 60_000);
 
 test("started again, a standby reports its replay position until it streams: the round keeps what it found stopped", async () => {
