@@ -258,7 +258,7 @@ export class DynamicConfig {
       if (!seeded) return;
       this.store(doc);
       this.recordSeed(term);
-    }, (e: Error) => this.d.log.warn(`cluster configuration not stored in etcd: ${e.message}`)).finally(() => {
+    }, (e: Error) => this.d.log.warn(`cluster configuration write to etcd failed: ${e.message}`)).finally(() => {
       this.changing = false;
     });
   }

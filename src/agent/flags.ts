@@ -133,7 +133,7 @@ export class FlagsStore {
   private queueWrite(sh: Shared, operator: boolean): void {
     sh.writing++;
     sh.chain = sh.chain.then(() => this.write(sh, operator)).catch((e: Error) => {
-      const r = { status: 503 as const, message: `cluster flags not stored: etcd: ${e.message}` };
+      const r = { status: 503 as const, message: `cluster flags write failed: etcd: ${e.message}` };
       if (operator) sh.refused = r;
       if (operator || sh.lastError !== r.message) sh.log.warn(r.message);
       sh.lastError = r.message;

@@ -128,7 +128,7 @@ export class History {
     sh.writing = true;
     void sh.slot.write(next, sh.slot.revision(), term).then(
       (r) => (r.ok ? undefined : sh.slot.read().then(() => undefined)),
-      (e: Error) => sh.warn(`history not stored in etcd: ${e.message}`),
+      (e: Error) => sh.warn(`history write to etcd failed: ${e.message}`),
     ).catch((e: Error) => sh.warn(`history: etcd: ${e.message}`)).finally(() => {
       sh.writing = false;
     });

@@ -96,10 +96,14 @@ export async function renewEtcd(x: LeaderEtcdCtx, r: Running | null): Promise<vo
  */
 export async function rollBack(x: LeaderEtcdCtx, to: M.InForce, from: M.InForce): Promise<boolean> {
   const migrateEtcd = await import("../consensus/migrate-etcd.ts");
+  const { OutcomeUnknown } = await import("../consensus/etcd/client.ts");
   try {
     if (await migrateEtcd.rollBack(x.etcd().client, x.etcd().keys, { from, to, leader: x.d.self })) return true;
     x.d.log.warn(`etcd's record is no longer {etcd, epoch ${from.epoch}} with this migration pending: the roll-back is not this node's to write`);
   } catch (e) {
+    // Sent without an answer: etcd's record says whether it applied (that decision is then in force, whoever wrote it).
+    const rec = e instanceof OutcomeUnknown ? await migrateEtcd.readRecord(x.etcd().client, x.etcd().keys).catch(() => null) : null;
+    if (rec?.backend === to.backend && rec.epoch === to.epoch) return true;
     x.d.log.warn(`etcd: the roll-back to builtin (epoch ${to.epoch}): ${(e as Error).message}; the members that stored etcd roll it back once the key's lease ran out`);
   }
   return false;

@@ -114,9 +114,11 @@ export async function openEtcd(
   ];
   const unchanged = kv ? { key: backendKey(keys), target: "MOD" as const, modRevision: kv.modRevision } : { key: backendKey(keys), target: "CREATE" as const, createRevision: 0 };
   o.sending?.();
+  // Sent without an answer, this throws OutcomeUnknown: the caller's openSent stays set and an abort settles it (settleOpen).
   const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: 0 }, unchanged], ops);
   if (!r.succeeded) {
-    await client.leaseRevoke(lease.id);
+    // Refused (an answer): the lease holds nothing; if the revoke fails it runs out by itself.
+    await client.leaseRevoke(lease.id).catch(() => {});
     return null;
   }
   return { leaseId: lease.id, term: r.revision, sentAt, ttlS: lease.ttlS };
@@ -163,7 +165,9 @@ export async function rollBackPending(client: EtcdClient, keys: ClusterKeys): Pr
  * To builtin, run by the key holder after it stopped renewing: the membership key becomes a record
  * no candidate accepts (it does not parse as a membership, and a bootstrap only creates an absent
  * key), in a transaction that requires this holder's key and etcd's record to be `from` (the
- * decision in force). False: the key is not this node's any more, or the record is another.
+ * decision in force). False: the key is not this node's any more, or the record is another (etcd
+ * answered so). Sent without an answer: OutcomeUnknown (never sent again: a second copy would be
+ * refused by the first one's effect and read as "not applied").
  */
 export async function closeEtcd(
   client: EtcdClient, keys: ClusterKeys,
@@ -180,10 +184,11 @@ export async function closeEtcd(
   return r.succeeded;
 }
 
-/** Deletes this holder's leader key (transaction on its term) and revokes its lease. */
+/** Deletes this holder's leader key (transaction on its term) and revokes its lease (also when the delete failed: the revoke deletes the key too). */
 export async function releaseEtcd(client: EtcdClient, keys: ClusterKeys, o: { term: number; leaseId: string }): Promise<void> {
-  await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [{ del: { key: keys.leader } }]);
+  const deleted = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [{ del: { key: keys.leader } }]).then(() => null, (e: Error) => e);
   await client.leaseRevoke(o.leaseId);
+  if (deleted) throw deleted;
 }
 
 /** A leader key bound to `self`, left from a migration this node did not finish: deleted (true) if there. */

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { EtcdClient, prefixEnd } from "../../src/consensus/etcd/client.ts";
+import { EtcdClient, OutcomeUnknown, prefixEnd } from "../../src/consensus/etcd/client.ts";
 
 const dec = (b64: string) => Buffer.from(b64, "base64").toString("latin1");
 
@@ -38,5 +38,65 @@ test("a read etcd answers with \"leader changed\" is asked again; another error 
     expect(calls).toBe(1);
   } finally {
     server.stop(true);
+  }
+});
+
+/** Stand-ins for two etcd members: `a` takes every request and never answers in time, `b` answers at once. */
+function hangingThenAnswering(answer: (path: string) => unknown) {
+  const hits = { a: [] as string[], b: [] as string[] };
+  const a = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: async (req) => (hits.a.push(new URL(req.url).pathname), await Bun.sleep(1000), Response.json({})) });
+  const b = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => {
+    const path = new URL(req.url).pathname;
+    hits.b.push(path);
+    return new Response(JSON.stringify(answer(path)) + "\n");
+  } });
+  const c = new EtcdClient({ endpoints: [`http://127.0.0.1:${a.port}`, `http://127.0.0.1:${b.port}`], requestTimeoutMs: 150 });
+  return { c, hits, stop: () => (a.stop(true), b.stop(true)) };
+}
+
+test("a write (txn with a put or delete, lease grant, lease revoke) sent without an answer is never sent again: OutcomeUnknown; the next request starts at the next endpoint", async () => {
+  for (const send of [
+    (c: EtcdClient) => c.txn([{ key: "/k", target: "VALUE", value: "v" }], [{ put: { key: "/k", value: "w" } }]),
+    (c: EtcdClient) => c.txn([], [{ del: { key: "/k" } }, { range: { key: "/k" } }]),
+    (c: EtcdClient) => c.leaseGrant(5),
+    (c: EtcdClient) => c.leaseRevoke("1"),
+  ]) {
+    const f = hangingThenAnswering(() => ({ header: { revision: "9" }, succeeded: false, ID: "1", kvs: [] }));
+    try {
+      const e = await send(f.c).then(() => null, (x: Error) => x);
+      expect(e).toBeInstanceOf(OutcomeUnknown);
+      expect(e!.message).toMatch(/may have applied/);
+      expect([f.hits.a.length, f.hits.b]).toEqual([1, []]); // never re-sent to b, whose answer ("not applied") would be taken as the outcome
+      await f.c.range("/k");
+      expect([f.hits.a.length, f.hits.b]).toEqual([1, ["/v3/kv/range"]]);
+    } finally {
+      f.stop();
+    }
+  }
+});
+
+test("a read (range, a transaction of reads only, a lease keepalive) sent without an answer is asked of the next endpoint", async () => {
+  const f = hangingThenAnswering((path) => (path === "/v3/lease/keepalive" ? { result: { ID: "1", TTL: "5" } } : { header: { revision: "7" }, succeeded: true, kvs: [] }));
+  try {
+    expect((await f.c.range("/k")).revision).toBe(7);
+    (f.c as unknown as { current: number }).current = 0;
+    expect((await f.c.txn([], [{ range: { key: "/k" } }])).revision).toBe(7);
+    (f.c as unknown as { current: number }).current = 0;
+    expect(await f.c.leaseKeepAlive("1")).toBe(5);
+    expect([f.hits.a.length, f.hits.b]).toEqual([3, ["/v3/kv/range", "/v3/kv/txn", "/v3/lease/keepalive"]]);
+  } finally {
+    f.stop();
+  }
+});
+
+test("a write that could not connect (nothing sent) goes to the next endpoint", async () => {
+  let hits = 0;
+  const b = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => (hits++, Response.json({ header: { revision: "3" }, succeeded: true })) });
+  try {
+    const c = new EtcdClient({ endpoints: ["http://127.0.0.1:9", `http://127.0.0.1:${b.port}`], requestTimeoutMs: 500 });
+    expect(await c.txn([], [{ put: { key: "/k", value: "v" } }])).toMatchObject({ succeeded: true, revision: 3 });
+    expect(hits).toBe(1);
+  } finally {
+    b.stop(true);
   }
 });

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
-import { EtcdClient } from "../../src/consensus/etcd/client.ts";
+import { EtcdClient, OutcomeUnknown } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
 import { backendKey, closeEtcd, commitEtcd, commitState, dropOwnKey, type Opened, openEtcd, readRecord, releaseEtcd, rollBack, rollBackPending } from "../../src/consensus/migrate-etcd.ts";
 import { MigrateDriver, type MigrateDeps } from "../../src/agent/migrate-driver.ts";
@@ -355,6 +355,44 @@ describe("migration steps on a real etcd", () => {
     release();
     expect(await late).toBeNull(); // the record changed: refused, its lease revoked
     expect([(await client.range(s2.leader)).kvs.length, await readRecord(client, s2)]).toEqual([0, { backend: "builtin", epoch: 1 }]);
+  }, 20_000);
+
+  test("a close or an open whose answer is lost is not sent to the next member: OutcomeUnknown, and etcd shows it applied", async () => {
+    // A proxy in front of member 1 forwards every request and answers reads, but holds back the
+    // answer of every transaction past the client's deadline (the member applied it): the client
+    // must not send it again to member 2, whose refusal (the first copy's effect fails the compare)
+    // would read as "not applied" (closeEtcd false; openEtcd null with its key's lease revoked).
+    const member1 = etcd.endpoints()[0]!;
+    const proxy = Bun.serve({
+      port: 0, hostname: "127.0.0.1",
+      fetch: async (req) => {
+        const path = new URL(req.url).pathname;
+        const res = await fetch(member1 + path, { method: "POST", body: await req.text(), headers: { "content-type": "application/json" } });
+        const text = await res.text();
+        if (path === "/v3/kv/txn") await Bun.sleep(800);
+        return new Response(text, { status: res.status });
+      },
+    });
+    try {
+      const lossy = () => new EtcdClient({ endpoints: [`http://127.0.0.1:${proxy.port}`, ...etcd.endpoints().slice(1)], requestTimeoutMs: 400 });
+      // The open: applied (key, record {etcd, 1}, membership pending), never answered.
+      const k1 = clusterKeys("/pgherd", "lost1");
+      const opening = openEtcd(lossy(), k1, { self: A, ttlS: TTL_S, membership: MEMBERSHIP, guard: null, epoch: 1, now: () => performance.now() });
+      expect(await opening.then(() => null, (e: Error) => e)).toBeInstanceOf(OutcomeUnknown);
+      await Bun.sleep(500); // the held-back answer is dropped
+      expect([(await client.range(k1.leader)).kvs[0]?.value, await readRecord(client, k1)]).toEqual([A, { backend: "etcd", epoch: 1 }]);
+      // The close: applied (record {builtin, 2}), never answered.
+      const k2 = clusterKeys("/pgherd", "lost2");
+      const o2 = (await open("lost2"))!;
+      expect(await commitEtcd(client, k2, { term: o2.term, membership: MEMBERSHIP })).toBe(true);
+      const closing = closeEtcd(lossy(), k2, { term: o2.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A });
+      expect(await closing.then(() => null, (e: Error) => e)).toBeInstanceOf(OutcomeUnknown);
+      await Bun.sleep(500);
+      expect(await readRecord(client, k2)).toMatchObject({ backend: "builtin", epoch: 2, leader: A });
+      await releaseEtcd(client, k2, { term: o2.term, leaseId: o2.leaseId });
+    } finally {
+      proxy.stop(true);
+    }
   }, 20_000);
 
   test("open refuses while a key exists; a stale own key is dropped, another node's is not", async () => {

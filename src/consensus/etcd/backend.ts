@@ -424,14 +424,18 @@ export class EtcdConsensus implements Consensus {
     return { key: this.o.keys.leader, target: "CREATE", createRevision: this.leading?.term ?? -1 };
   }
 
-  /** Compare-and-swap one key; reads the prefix again either way so status() reflects it. */
+  /**
+   * Compare-and-swap one key; reads the prefix again either way so status() reflects it, also after a
+   * transaction sent without an answer (OutcomeUnknown, passed on after the read: what etcd holds decides).
+   */
   private async cas(compare: Compare[], key: string, value: string): Promise<boolean> {
-    const r = await this.o.client.txn(compare, [{ put: { key, value } }]);
+    const r = await this.o.client.txn(compare, [{ put: { key, value } }]).catch((e: Error) => e);
     const all = await this.o.client.range(this.o.keys.root, { prefix: true });
     const snap = decodeSnapshot(this.o.keys, all.revision, all.kvs);
     this.adoptMembership(snap);
     this.snap = snap;
     await this.observeClosed(all.kvs);
+    if (r instanceof Error) throw r;
     return r.succeeded;
   }
 

@@ -1,8 +1,11 @@
 // A small etcd v3 client over etcd's gRPC JSON gateway (POST /v3/kv/range, /v3/kv/txn,
 // /v3/lease/grant|keepalive|revoke, /v3/auth/authenticate) with fetch: no dependency, no gRPC
 // stack. Keys and values travel base64-encoded, 64-bit integers as decimal strings; every answer
-// is parsed with zod before use. Every request runs under its own deadline; a request that fails
-// to connect or times out moves on to the next endpoint.
+// is parsed with zod before use. Every request runs under its own deadline. A request that could
+// not be delivered (no connection) moves on to the next endpoint; one that was sent and got no
+// answer does too when it is safe to repeat (a read, a lease renewal), while a write (a transaction
+// that puts or deletes, a lease grant or revoke) is never sent twice: it fails with OutcomeUnknown,
+// and the caller decides from what a read shows.
 import { z } from "zod";
 
 /** A read answered "leader changed" is asked this many times in all (50, 100 ms apart). */
@@ -57,11 +60,29 @@ export interface TxnResult {
 }
 
 export class EtcdError extends Error {
-  override readonly name = "EtcdError";
+  override readonly name: string = "EtcdError";
   constructor(message: string, readonly code?: number) {
     super(message);
   }
 }
+
+/**
+ * A write was sent and its answer never came (a timeout, a dropped connection): etcd may have
+ * applied it, or may still. It is not sent again; the caller reads what is there and decides from
+ * that, never taking it as "not applied" (nor as applied) by itself.
+ */
+export class OutcomeUnknown extends EtcdError {
+  override readonly name: string = "OutcomeUnknown";
+  constructor(message: string) {
+    super(`${message} (sent without an answer: it may have applied)`);
+  }
+}
+
+/** A request that never reached etcd (no connection; authentication failed to connect): nothing was applied. */
+class NotSent extends Error {}
+
+/** Connection errors by which nothing of the request was sent. */
+const NOT_CONNECTED = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
 
 export interface EtcdClientOptions {
   endpoints: readonly string[];
@@ -136,27 +157,29 @@ export class EtcdClient {
 
   async txn(compare: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
     const body = { compare: compare.map(compareWire), success: success.map(opWire), failure: failure.map(opWire) };
-    const r = TxnWire.parse(await this.call("/v3/kv/txn", body));
+    // A transaction of reads only is a read: it may be asked again.
+    const write = [...success, ...failure].some((op) => !("range" in op));
+    const r = TxnWire.parse(await this.call("/v3/kv/txn", body, { write }));
     const ranges = (r.responses ?? []).flatMap((x) => (x.response_range ? [(x.response_range.kvs ?? []).map(kv)] : []));
     return { succeeded: r.succeeded === true, revision: r.header?.revision ?? 0, ranges };
   }
 
   async leaseGrant(ttlS: number): Promise<{ id: string; ttlS: number }> {
-    const r = GrantWire.parse(await this.call("/v3/lease/grant", { TTL: ttlS }));
+    const r = GrantWire.parse(await this.call("/v3/lease/grant", { TTL: ttlS }, { write: true }));
     if (r.error) throw new EtcdError(`lease grant: ${r.error}`);
     return { id: r.ID, ttlS: Number(r.TTL ?? 0) };
   }
 
   /** One renewal; the TTL etcd granted from now on (0: the lease does not exist any more). */
   async leaseKeepAlive(id: string): Promise<number> {
-    const r = KeepAliveWire.parse(await this.call("/v3/lease/keepalive", { ID: id }, true));
+    const r = KeepAliveWire.parse(await this.call("/v3/lease/keepalive", { ID: id }, { stream: true }));
     if (r.error !== undefined) throw new EtcdError(`lease keepalive: ${JSON.stringify(r.error).slice(0, 200)}`);
     return Number(r.result?.TTL ?? 0);
   }
 
   async leaseRevoke(id: string): Promise<void> {
     try {
-      await this.call("/v3/lease/revoke", { ID: id });
+      await this.call("/v3/lease/revoke", { ID: id }, { write: true });
     } catch (e) {
       if (!(e instanceof EtcdError && /lease not found/.test(e.message))) throw e;
     }
@@ -164,25 +187,35 @@ export class EtcdClient {
 
   // ------------------------------------------------------------------ transport
 
-  private async call(path: string, body: unknown, stream = false): Promise<unknown> {
+  /** `write`: never sent twice (OutcomeUnknown once sent without an answer); `stream`: a keepalive's streamed answer. */
+  private async call(path: string, body: unknown, o: { write?: boolean; stream?: boolean } = {}): Promise<unknown> {
     let lastError: Error = new EtcdError("no endpoint tried");
-    for (let i = 0; i < this.o.endpoints.length; i++) {
-      const idx = (this.current + i) % this.o.endpoints.length;
+    const n = this.o.endpoints.length;
+    const start = this.current;
+    for (let i = 0; i < n; i++) {
+      const idx = (start + i) % n;
+      const at = `${this.o.endpoints[idx]}${path}`;
       try {
-        const out = await this.callOnce(this.o.endpoints[idx]!, path, body, stream);
+        const out = await this.callOnce(this.o.endpoints[idx]!, path, body, o.stream ?? false);
         this.current = idx;
         return out;
       } catch (e) {
         // An answer from etcd (an error it reported) is final; a transport failure tries the next endpoint.
         if (e instanceof EtcdError) throw e;
-        lastError = new EtcdError(`${this.o.endpoints[idx]}${path}: ${(e as Error).message}`);
+        this.current = (idx + 1) % n; // the next request starts at the next endpoint
+        if (o.write && !(e instanceof NotSent)) throw new OutcomeUnknown(`${at}: ${(e as Error).message}`);
+        lastError = new EtcdError(`${at}: ${(e as Error).message}`);
       }
     }
     throw lastError;
   }
 
   private async callOnce(base: string, path: string, body: unknown, stream: boolean, retried = false): Promise<unknown> {
-    if (this.o.auth && !this.token) this.token = await this.authenticate(base);
+    if (this.o.auth && !this.token) {
+      this.token = await this.authenticate(base).catch((e: Error) => {
+        throw e instanceof EtcdError ? e : new NotSent(`authenticate: ${e.message}`);
+      });
+    }
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new Error(`no answer within ${this.o.requestTimeoutMs} ms`)), this.o.requestTimeoutMs);
     try {
@@ -193,7 +226,9 @@ export class EtcdClient {
         signal: ac.signal,
         redirect: "error",
         ...(this.o.tls ? { tls: this.o.tls } : {}),
-      } as RequestInit);
+      } as RequestInit).catch((e: Error & { code?: string }) => {
+        throw !ac.signal.aborted && NOT_CONNECTED.has(e.code ?? "") ? new NotSent(e.message) : e;
+      });
       const text = stream ? await firstLine(res, ac) : await boundedText(res);
       let json: unknown;
       try {

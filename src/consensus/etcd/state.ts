@@ -69,7 +69,12 @@ class EtcdSlot<T> implements StateSlot<T> {
     this.writes++;
     try {
       const t = casTxn(this.o.keys.leader, term, this.key, base, value);
-      const out = casOutcome(await this.o.client.txn(t.compare, t.success, t.failure), term);
+      const r = await this.o.client.txn(t.compare, t.success, t.failure).catch(async (e: Error) => {
+        // Sent without an answer (OutcomeUnknown) or failed: the key read again shows what etcd holds; the error is passed on.
+        await this.read().catch(() => null);
+        throw e;
+      });
+      const out = casOutcome(r, term);
       if (out.ok) {
         this.cur = { value, mod: out.mod };
         this.rev = out.mod;
