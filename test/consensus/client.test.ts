@@ -100,3 +100,63 @@ test("a write that could not connect (nothing sent) goes to the next endpoint", 
     b.stop(true);
   }
 });
+
+/** A stand-in for a member that answers every request at once with `answer`, and one that answers like etcd. */
+function refusingThenAnswering(answer: () => Response) {
+  const hits = { a: 0, b: 0 };
+  const a = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => (hits.a++, answer()) });
+  const b = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => {
+    hits.b++;
+    const path = new URL(req.url).pathname;
+    return new Response(JSON.stringify(path === "/v3/lease/keepalive" ? { result: { ID: "1", TTL: "5" } } : { header: { revision: "7" }, succeeded: true, kvs: [], ID: "1", TTL: "5" }) + "\n");
+  } });
+  const c = new EtcdClient({ endpoints: [`http://127.0.0.1:${a.port}`, `http://127.0.0.1:${b.port}`], requestTimeoutMs: 500 });
+  return { c, hits, stop: () => (a.stop(true), b.stop(true)) };
+}
+const grpcError = (status: number, message: string, code = 14) => () => Response.json({ error: message, code, message }, { status });
+
+test("a member that refuses before raft (learner, no leader, too many requests) pins nobody: every request, writes too, goes to the next endpoint, and the next request starts there", async () => {
+  for (const answer of [grpcError(503, "etcdserver: rpc not supported for learner"), grpcError(503, "etcdserver: no leader"), grpcError(429, "etcdserver: too many requests", 8)]) {
+    const f = refusingThenAnswering(answer);
+    try {
+      expect((await f.c.range("/k")).revision).toBe(7);
+      (f.c as unknown as { current: number }).current = 0;
+      expect((await f.c.txn([], [{ put: { key: "/k", value: "v" } }])).succeeded).toBe(true);
+      (f.c as unknown as { current: number }).current = 0;
+      expect((await f.c.leaseGrant(5)).id).toBe("1");
+      expect(f.hits).toEqual({ a: 3, b: 3 });
+      await f.c.range("/k");
+      expect(f.hits).toEqual({ a: 3, b: 4 }); // current moved on with the success
+    } finally {
+      f.stop();
+    }
+  }
+});
+
+test("a proxy's 502 page, a 503 \"request timed out\" or a non-JSON body: a read or keepalive goes to the next endpoint; a write fails as OutcomeUnknown, not re-sent, and the next request starts at the next endpoint", async () => {
+  for (const answer of [() => new Response("<html>502 Bad Gateway</html>", { status: 502 }), grpcError(503, "etcdserver: request timed out"), () => new Response("garbage")]) {
+    const f = refusingThenAnswering(answer);
+    try {
+      expect((await f.c.range("/k")).revision).toBe(7);
+      (f.c as unknown as { current: number }).current = 0;
+      expect(await f.c.leaseKeepAlive("1")).toBe(5);
+      (f.c as unknown as { current: number }).current = 0;
+      expect(await f.c.txn([], [{ put: { key: "/k", value: "v" } }]).then(() => null, (e: Error) => e)).toBeInstanceOf(OutcomeUnknown);
+      expect(f.hits).toEqual({ a: 3, b: 2 });
+      await f.c.txn([], [{ put: { key: "/k", value: "v" } }]);
+      expect(f.hits).toEqual({ a: 3, b: 3 });
+    } finally {
+      f.stop();
+    }
+  }
+});
+
+test("a keepalive whose streamed answer is etcd's \"no leader\" goes to the next endpoint", async () => {
+  const f = refusingThenAnswering(() => new Response(JSON.stringify({ error: { grpc_code: 14, http_code: 503, message: "etcdserver: no leader", http_status: "Service Unavailable" } }) + "\n"));
+  try {
+    expect(await f.c.leaseKeepAlive("1")).toBe(5);
+    expect(f.hits).toEqual({ a: 1, b: 1 });
+  } finally {
+    f.stop();
+  }
+});

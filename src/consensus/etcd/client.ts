@@ -1,12 +1,15 @@
 // A small etcd v3 client over etcd's gRPC JSON gateway (POST /v3/kv/range, /v3/kv/txn,
 // /v3/lease/grant|keepalive|revoke, /v3/auth/authenticate) with fetch: no dependency, no gRPC
 // stack. Keys and values travel base64-encoded, 64-bit integers as decimal strings; every answer
-// is parsed with zod before use. Every request runs under its own deadline. A request that could
-// not be delivered (no connection) moves on to the next endpoint; one that was sent and got no
-// answer does too when it is safe to repeat (a read, a lease renewal), while a write (a transaction
-// that puts or deletes, a lease grant or revoke) is never sent twice: it fails with OutcomeUnknown,
-// and the caller decides from what a read shows.
+// is parsed with zod before use. Every request runs under its own deadline. A request that was not
+// delivered (no connection) or that a member refused before raft (a learner, no leader, too many
+// requests: transport-core.ts) moves on to the next endpoint; one that was sent and got no answer
+// saying whether it applied (a timeout, a 5xx, a page that is not etcd's JSON) does too when it is
+// safe to repeat (a read, a lease renewal), while a write (a transaction that puts or deletes, a
+// lease grant or revoke) is never sent twice: it fails with OutcomeUnknown, and the caller decides
+// from what a read shows. Either way the next request starts at the next endpoint.
 import { z } from "zod";
+import { type AttemptFailure, classifyAnswer, tryNext } from "./transport-core.ts";
 
 /** A read answered "leader changed" is asked this many times in all (50, 100 ms apart). */
 const RANGE_ATTEMPTS = 3;
@@ -32,6 +35,8 @@ const GrantWire = z.object({ ID: int64, TTL: int64.optional(), error: z.string()
 const KeepAliveWire = z.object({ result: z.object({ ID: int64.optional(), TTL: int64.optional() }).loose().optional(), error: z.unknown().optional() }).loose();
 const AuthWire = z.object({ token: z.string().min(1).max(4096) }).loose();
 const ErrorWire = z.object({ error: z.string().optional(), message: z.string().optional(), code: z.number().optional() }).loose();
+/** A streamed answer's error (keepalive): {error: {grpc_code, http_code, message}}. */
+const StreamErrorWire = z.object({ error: z.object({ message: z.string().optional(), http_code: z.number().optional(), grpc_code: z.number().optional() }).loose() }).loose();
 
 export interface KeyValue {
   key: string;
@@ -78,8 +83,12 @@ export class OutcomeUnknown extends EtcdError {
   }
 }
 
-/** A request that never reached etcd (no connection; authentication failed to connect): nothing was applied. */
-class NotSent extends Error {}
+/** One attempt at one endpoint failed: what that means for the request (transport-core.ts). */
+class AttemptError extends Error {
+  constructor(message: string, readonly failure: AttemptFailure, readonly code?: number) {
+    super(message);
+  }
+}
 
 /** Connection errors by which nothing of the request was sent. */
 const NOT_CONNECTED = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
@@ -200,11 +209,13 @@ export class EtcdClient {
         this.current = idx;
         return out;
       } catch (e) {
-        // An answer from etcd (an error it reported) is final; a transport failure tries the next endpoint.
+        // etcd's own decision is final; else the next endpoint, unless a write may have applied here.
         if (e instanceof EtcdError) throw e;
+        const f = e instanceof AttemptError ? e.failure : "unknown"; // a transport failure after sending
+        if (f === "final") throw new EtcdError(`${path}: ${(e as Error).message}`, (e as AttemptError).code);
         this.current = (idx + 1) % n; // the next request starts at the next endpoint
-        if (o.write && !(e instanceof NotSent)) throw new OutcomeUnknown(`${at}: ${(e as Error).message}`);
-        lastError = new EtcdError(`${at}: ${(e as Error).message}`);
+        if (!tryNext(f, o.write ?? false)) throw new OutcomeUnknown(`${at}: ${(e as Error).message}`);
+        lastError = new EtcdError(`${at}: ${(e as Error).message}`, e instanceof AttemptError ? e.code : undefined);
       }
     }
     throw lastError;
@@ -213,7 +224,7 @@ export class EtcdClient {
   private async callOnce(base: string, path: string, body: unknown, stream: boolean, retried = false): Promise<unknown> {
     if (this.o.auth && !this.token) {
       this.token = await this.authenticate(base).catch((e: Error) => {
-        throw e instanceof EtcdError ? e : new NotSent(`authenticate: ${e.message}`);
+        throw e instanceof EtcdError ? e : new AttemptError(`authenticate: ${e.message}`, "not-applied");
       });
     }
     const ac = new AbortController();
@@ -227,23 +238,27 @@ export class EtcdClient {
         redirect: "error",
         ...(this.o.tls ? { tls: this.o.tls } : {}),
       } as RequestInit).catch((e: Error & { code?: string }) => {
-        throw !ac.signal.aborted && NOT_CONNECTED.has(e.code ?? "") ? new NotSent(e.message) : e;
+        throw !ac.signal.aborted && NOT_CONNECTED.has(e.code ?? "") ? new AttemptError(e.message, "not-applied") : e;
       });
       const text = stream ? await firstLine(res, ac) : await boundedText(res);
       let json: unknown;
       try {
         json = JSON.parse(text);
       } catch {
-        throw new EtcdError(`${path}: HTTP ${res.status}, not JSON: ${text.slice(0, 120)}`);
+        // A proxy's page, or a member cut off mid-answer: not etcd's answer.
+        throw new AttemptError(`HTTP ${res.status}, not JSON: ${text.slice(0, 120)}`, "unknown");
       }
       const err = ErrorWire.safeParse(json);
-      const message = err.success ? (err.data.message ?? err.data.error) : undefined;
-      if (!res.ok || (message && !stream)) {
+      const streamErr = stream ? StreamErrorWire.safeParse(json) : null;
+      const message = streamErr?.success ? streamErr.data.error.message : err.success ? (err.data.message ?? err.data.error) : undefined;
+      if (!res.ok || (stream ? streamErr!.success : message !== undefined && message !== "")) {
         if (this.o.auth && !retried && /auth token|token/i.test(message ?? "")) {
           this.token = null; // expired simple token: authenticate again once
           return this.callOnce(base, path, body, stream, true);
         }
-        throw new EtcdError(`${path}: ${message ?? `HTTP ${res.status}`}`, err.success ? err.data.code : undefined);
+        const status = (streamErr?.success ? streamErr.data.error.http_code : undefined) ?? res.status;
+        const code = streamErr?.success ? streamErr.data.error.grpc_code : err.success ? err.data.code : undefined;
+        throw new AttemptError(message || `HTTP ${status}`, classifyAnswer(status, message), code);
       }
       return json;
     } finally {
@@ -258,7 +273,11 @@ export class EtcdClient {
       signal: AbortSignal.timeout(this.o.requestTimeoutMs), redirect: "error", ...(this.o.tls ? { tls: this.o.tls } : {}),
     } as RequestInit);
     const text = await boundedText(res);
-    if (!res.ok) throw new EtcdError(`authenticate as ${a.username}: HTTP ${res.status}: ${text.slice(0, 200)}`);
+    if (!res.ok) {
+      const why = `authenticate as ${a.username}: HTTP ${res.status}: ${text.slice(0, 200)}`;
+      // A refusal of this member (a learner, no leader, a proxy's 5xx): the request was not sent, the next endpoint is tried.
+      throw classifyAnswer(res.status, text) === "final" ? new EtcdError(why) : new Error(why);
+    }
     return AuthWire.parse(JSON.parse(text)).token;
   }
 }
