@@ -160,3 +160,21 @@ test("a keepalive whose streamed answer is etcd's \"no leader\" goes to the next
     f.stop();
   }
 });
+
+test("an answer without a Content-Length (chunked) is read as a stream and refused once past 8 MiB, not read whole first", async () => {
+  const chunk = new Uint8Array(1 << 20).fill(0x20);
+  let sent = 0;
+  const server = Bun.serve({
+    port: 0, hostname: "127.0.0.1",
+    fetch: () => new Response(new ReadableStream({ pull: async (c) => { sent++; c.enqueue(chunk); await Bun.sleep(1); } }), { headers: { "content-type": "application/json" } }),
+  });
+  try {
+    const c = new EtcdClient({ endpoints: [`http://127.0.0.1:${server.port}`], requestTimeoutMs: 5000 });
+    const t0 = performance.now();
+    await expect(c.range("/k")).rejects.toThrow(/more than 8388608 bytes refused/);
+    expect(performance.now() - t0).toBeLessThan(3000); // before: read on (endlessly) until the request's deadline
+    expect(sent).toBeLessThan(64);
+  } finally {
+    server.stop(true);
+  }
+});

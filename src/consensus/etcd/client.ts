@@ -282,12 +282,29 @@ export class EtcdClient {
   }
 }
 
+/** The answer's body, read as a stream and refused once past MAX_BODY (a chunked answer has no Content-Length to check first). */
 async function boundedText(res: Response): Promise<string> {
   const len = Number(res.headers.get("content-length") ?? 0);
-  if (len > MAX_BODY) throw new EtcdError(`answer of ${len} bytes refused (at most ${MAX_BODY})`);
-  const text = await res.text();
-  if (text.length > MAX_BODY) throw new EtcdError(`answer of ${text.length} bytes refused (at most ${MAX_BODY})`);
-  return text;
+  if (len > MAX_BODY) throw new AttemptError(`answer of ${len} bytes refused (at most ${MAX_BODY})`, "unknown");
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_BODY) {
+        void reader.cancel().catch(() => {});
+        throw new AttemptError(`answer of more than ${MAX_BODY} bytes refused`, "unknown");
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
 }
 
 /** A streaming answer (keepalive): the first newline-terminated JSON object, then the stream is closed. */
