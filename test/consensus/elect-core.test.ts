@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, nextGuard, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
+import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, nextGuard, ownKeyAction, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
 
 const A = "aaaaaaaaaaaaaaaa";
 const B = "bbbbbbbbbbbbbbbb";
@@ -112,5 +112,15 @@ describe("final position: when a member stops streaming and publishes it (the va
     expect(due({ detachedFor: 5 })).toBe(6);
     expect(due({ detaching: true })).toBeNull();
     expect(due({ promised: true })).toBeNull();
+  });
+});
+
+describe("own key: the leader key holds this node's id on its lease while it does not lead", () => {
+  test("a key it resigned from (its delete did not get through) is not won again before the resign pause is over; after it, or for another term, it is", () => {
+    const resigned = { term: 7, until: 10_000 };
+    expect(ownKeyAction({ keyTerm: 7, resigned, now: 9_999 })).toBe("release");
+    expect(ownKeyAction({ keyTerm: 7, resigned, now: 10_000 })).toBe("win");
+    expect(ownKeyAction({ keyTerm: 8, resigned, now: 9_999 })).toBe("win");
+    expect(ownKeyAction({ keyTerm: 7, resigned: null, now: 0 })).toBe("win");
   });
 });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
-import { EtcdClient } from "../../src/consensus/etcd/client.ts";
+import { EtcdClient, EtcdError } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys, clusterOfKey } from "../../src/consensus/etcd/elect-core.ts";
 import { usableLeaseMs } from "../../src/consensus/etcd/lease-core.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -36,9 +36,9 @@ class TestNode {
   detaches = 0;
 
   /** `lsn` null: the agent's first monitoring round has not reported a position yet. */
-  constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string | null, dirRoot: string) {
+  constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string | null, dirRoot: string, client?: EtcdClient) {
     this.dir = mkdtempSync(join(dirRoot, `${name}-`));
-    this.client = new EtcdClient({ endpoints, requestTimeoutMs: 300 });
+    this.client = client ?? new EtcdClient({ endpoints, requestTimeoutMs: 300 });
     this.c = new EtcdConsensus({
       client: this.client,
       keys: clusterKeys("/pgherd", cluster),
@@ -317,6 +317,44 @@ describe("etcd backend on a real three-member etcd", () => {
     expect(f.c.status().membership?.voters).toEqual([F]);
     expect(f.log.lines.join("\n")).toContain("membership stored in etcd: voters fffffffffffffff6");
   }, 60_000);
+
+  test("a resign whose key deletion fails: the node stays out on the key it still holds until the resign pause is over, and sends the delete again", async () => {
+    /** etcd refuses the leader key's deletion while `fail` is set (a resign's delete that fails). */
+    class FailingDeletes extends EtcdClient {
+      fail = false;
+      deletes = 0;
+      override async txn(...args: Parameters<EtcdClient["txn"]>) {
+        if (args[1].some((op) => "del" in op && op.del.key.endsWith("/leader"))) {
+          this.deletes++;
+          if (this.fail) throw new EtcdError("/v3/kv/txn: injected: the delete failed");
+        }
+        return super.txn(...args);
+      }
+    }
+    const E = "eeeeeeeeeeeeeee5";
+    const client = new FailingDeletes({ endpoints: etcd.endpoints(), requestTimeoutMs: 300 });
+    const e = new TestNode(E, "e", "c5", etcd.endpoints(), "0/1", tmp, client);
+    other.push(e);
+    e.c.start();
+    await e.c.bootstrap({ term: 0, index: 1, voters: [E] });
+    await waitFor(() => e.leads(), { timeoutMs: 10_000, what: "e to lead" });
+    const term = e.c.lease()!.term;
+    const keys = clusterKeys("/pgherd", "c5");
+    client.fail = true;
+    const t0 = performance.now();
+    await e.c.resign("PostgreSQL cannot start");
+    await Bun.sleep(700); // 7 polls, within the resign pause (deferMs 1000): before the fix it led again at the next one
+    expect([e.leads(), e.events.filter((x) => x.kind === "held" && x.at > t0).length]).toEqual([false, 0]);
+    expect((await client.range(keys.leader)).kvs[0]?.createRevision).toBe(term); // still its key
+    expect(client.deletes).toBeGreaterThan(2); // the delete is sent again at every poll
+    client.fail = false;
+    await waitFor(async () => (await client.range(keys.leader)).kvs[0]?.createRevision !== term, { timeoutMs: 5_000, what: "the key of the resigned term to be deleted" });
+    // The only voter stands again once the pause is over, on a new key.
+    await waitFor(() => e.leads(), { timeoutMs: 10_000, what: "e to lead again" });
+    expect(e.c.lease()!.term).toBeGreaterThan(term);
+    e.stop();
+    await client.txn([], [{ del: { key: keys.root, prefix: true } }]); // `/clusters` elsewhere lists c1 and c2 only
+  }, 30_000);
 });
 
 function d_leads(xs: TestNode[]): boolean {

@@ -10,7 +10,7 @@ import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import type { Compare, EtcdClient, Op } from "./client.ts";
-import { type ClusterKeys, decideCandidacy, decodeSnapshot, finalPositionDue, type MemberReport, nextGuard, nextMembership, reservedGuard, type Snapshot } from "./elect-core.ts";
+import { type ClusterKeys, decideCandidacy, decodeSnapshot, finalPositionDue, type MemberReport, nextGuard, nextMembership, ownKeyAction, reservedGuard, type Snapshot } from "./elect-core.ts";
 import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
@@ -59,6 +59,8 @@ export class EtcdConsensus implements Consensus {
   private detaching = false;
   private requested: { force: boolean; until: number } | null = null;
   private resignedUntil = -Infinity;
+  /** The leader key of the last resign: its term, the pause, and the release (delete, transfer) sent again while the key is still ours in the pause (elect-core.ts ownKeyAction). */
+  private resigned: { term: number; until: number; ops: Op[] } | null = null;
   private readonly reporter: MemberReporter;
   private electionNote = "";
   private lastError = "";
@@ -173,9 +175,15 @@ export class EtcdConsensus implements Consensus {
       await this.lead.lose(`resigned: ${reason}`); // fenced before the key is released
       const ops: Op[] = [{ del: { key: this.o.keys.leader } }];
       if (transferTo) ops.push({ put: { key: this.o.keys.transfer, value: JSON.stringify({ to: transferTo, term: was.term }) } });
-      const r = await this.o.client.txn([{ key: this.o.keys.leader, target: "CREATE", createRevision: was.term }], ops);
-      this.o.log.info(`released the leader key of term ${was.term}${transferTo ? ` for ${transferTo}` : ""}${r.succeeded ? "" : " (it was gone already)"}`);
+      // If the delete fails the key stays bound to this node's lease: the next reads must not win it back (observeLeader).
+      this.resigned = { term: was.term, until: this.resignedUntil, ops };
+      await this.release(this.resigned, transferTo);
     });
+  }
+
+  private async release(r: { term: number; ops: Op[] }, transferTo?: string): Promise<void> {
+    const t = await this.o.client.txn([{ key: this.o.keys.leader, target: "CREATE", createRevision: r.term }], r.ops);
+    this.o.log.info(`released the leader key of term ${r.term}${transferTo ? ` for ${transferTo}` : ""}${t.succeeded ? "" : " (it was gone already)"}`);
   }
 
   reserveTimeline(n: number): Promise<void> {
@@ -316,7 +324,13 @@ export class EtcdConsensus implements Consensus {
       this.lastLeaderContact = this.clock();
       this.vacantSince = null;
       if (this.requested && this.lead.leader() !== this.o.self.id) this.requested = null;
-      if (mine && !adopted && !this.leading && this.leaseValid !== null && !this.closed) this.lead.win(l.term, this.leaseValid);
+      if (mine && !adopted && !this.leading && this.leaseValid !== null && !this.closed) {
+        if (ownKeyAction({ keyTerm: l.term, resigned: this.resigned, now: this.clock() }) === "win") this.lead.win(l.term, this.leaseValid);
+        else {
+          this.electionNote = `resigned from term ${l.term}, whose key is still this node's: deleting it again`;
+          await this.release(this.resigned!).catch((e: Error) => this.failed(e));
+        }
+      }
       return adopted;
     }
     if (this.lead.leader() !== null) this.lead.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);

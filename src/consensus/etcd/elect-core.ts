@@ -179,6 +179,19 @@ export function decideCandidacy(i: CandidacyInput): Candidacy {
 }
 
 /**
+ * The leader key holds this node's id on its own lease while it does not lead (a key taken back
+ * after a restart, a take whose answer was lost): "win" it. Unless this node resigned from that very
+ * key and its delete did not get through: then "release" (send the delete again) and stay out until
+ * the resign pause is over; a resign because PostgreSQL could not start or promote must not loop
+ * back into leading at the next read. After the pause it leads on it again (the key never left, no
+ * one else could lead meanwhile) rather than leave the cluster without a leader while etcd refuses
+ * the delete.
+ */
+export function ownKeyAction(i: { keyTerm: number; resigned: { term: number; until: number } | null; now: number }): "win" | "release" {
+  return i.resigned !== null && i.resigned.term === i.keyTerm && i.now < i.resigned.until ? "release" : "win";
+}
+
+/**
  * The leader key of `vacatedTerm` is gone: the term whose final position this node should stop
  * streaming for and publish now, or null. Not while a detach runs, nor once done for that term,
  * nor under a failsafe promise (the final position is this node's vote for the next term), nor on
