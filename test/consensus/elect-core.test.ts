@@ -37,6 +37,12 @@ describe("keys", () => {
     expect(s.invalid.sort()).toEqual([K.guard, K.leader, K.member("zz")].sort());
   });
 
+  test("a guard that does not validate is ignored, but its mod revision as read is kept: a take and the leader's guard write compare against it (0: absent)", () => {
+    const s = decodeSnapshot(K, 9, [kv(K.guard, "garbage", { modRevision: 17 })]);
+    expect([s.guard, s.guardMod, s.invalid]).toEqual([null, 17, [K.guard]]);
+    expect(decodeSnapshot(K, 9, []).guardMod).toBe(0);
+  });
+
   test("the last-leader key's mod revision is the latest term", () => {
     expect(decodeSnapshot(K, 1, [kv(K.lastLeader, A, { modRevision: 42 })]).lastTerm).toBe(42);
   });

@@ -190,7 +190,7 @@ export class EtcdConsensus implements Consensus {
     return this.serial(async () => {
       if (!this.leading || !this.snap) return;
       const g = reservedGuard(this.snap.guard?.value ?? null, this.leading.term, n);
-      const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guard?.mod ?? 0 }], this.o.keys.guard, JSON.stringify(g));
+      const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guardMod }], this.o.keys.guard, JSON.stringify(g));
       if (!ok) this.o.log.warn("timeline reservation not stored: the guard changed meanwhile or this node lost the leader key");
     });
   }
@@ -199,7 +199,7 @@ export class EtcdConsensus implements Consensus {
     return this.serial(async () => {
       if (!this.leading || !this.snap) return;
       const g = nextGuard(this.snap.guard?.value ?? null, this.leading.term, this.o.self.id, block, floor);
-      const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guard?.mod ?? 0 }], this.o.keys.guard, JSON.stringify(g));
+      const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guardMod }], this.o.keys.guard, JSON.stringify(g));
       if (!ok) this.o.log.warn("durability guard not stored: it changed meanwhile or this node lost the leader key");
     });
   }
@@ -407,7 +407,7 @@ export class EtcdConsensus implements Consensus {
     const compare: Compare[] = [
       { key: this.o.keys.leader, target: "CREATE", createRevision: 0 },
       { key: this.o.keys.membership, target: "MOD", modRevision: s.membership!.mod },
-      { key: this.o.keys.guard, target: "MOD", modRevision: s.guard?.mod ?? 0 },
+      { key: this.o.keys.guard, target: "MOD", modRevision: s.guardMod },
       ...d.counted.map((id): Compare => ({ key: this.o.keys.member(id), target: "MOD", modRevision: s.members.get(id)!.mod })),
     ];
     this.candidate = true;

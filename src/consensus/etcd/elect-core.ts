@@ -58,6 +58,12 @@ export interface Snapshot {
   leader: { id: string; term: number; lease: string } | null;
   membership: { value: Membership; mod: number } | null;
   guard: { value: Guard; mod: number } | null;
+  /**
+   * The guard key's mod revision as read, valid or not (0: absent): what a take and the leader's
+   * guard writes compare against, so a value that does not validate is ignored and then replaced,
+   * never a compare that can no longer succeed.
+   */
+  guardMod: number;
   transfer: Transfer | null;
   /** The term of the latest leader ever (0: none yet), also once its key is gone. */
   lastTerm: number;
@@ -79,7 +85,7 @@ function parseJson<T>(schema: z.ZodType<T>, text: string): T | null {
 
 /** Decodes a range of the cluster's prefix; a value that does not validate is listed, never used. */
 export function decodeSnapshot(keys: ClusterKeys, revision: number, kvs: readonly RawKv[]): Snapshot {
-  const s: Snapshot = { revision, leader: null, membership: null, guard: null, transfer: null, lastTerm: 0, members: new Map(), invalid: [] };
+  const s: Snapshot = { revision, leader: null, membership: null, guard: null, guardMod: 0, transfer: null, lastTerm: 0, members: new Map(), invalid: [] };
   for (const kv of kvs) {
     let ok = true;
     if (kv.key === keys.leader) {
@@ -91,6 +97,7 @@ export function decodeSnapshot(keys: ClusterKeys, revision: number, kvs: readonl
       if (m) s.membership = { value: m, mod: kv.modRevision };
     } else if (kv.key === keys.guard) {
       const g = parseJson(GuardSchema, kv.value);
+      s.guardMod = kv.modRevision;
       ok = g !== null;
       if (g) s.guard = { value: g, mod: kv.modRevision };
     } else if (kv.key === keys.transfer) {
