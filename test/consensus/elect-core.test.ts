@@ -85,6 +85,10 @@ describe("candidacy: the key is taken only by a node at the highest final positi
     expect(decideCandidacy(input([...base(), kv(K.guard, nextGuard(null, 5, A, true, null))])).kind).toBe("take");
     const floor = kv(K.guard, nextGuard(null, 5, B, false, { timeline: 1, lsn: "0/400" }));
     expect(decideCandidacy(input([...base(), floor]))).toMatchObject({ kind: "wait", reason: "behind the durability floor 1/0/400" });
+    // A guard that does not validate may have been a block: only a forced take.
+    const garbage = kv(K.guard, "garbage", { modRevision: 17 });
+    expect(decideCandidacy(input([...base(), garbage]))).toMatchObject({ kind: "wait", reason: expect.stringContaining("does not validate") });
+    expect(decideCandidacy(input([...base(), garbage], { requested: { force: true } })).kind).toBe("take");
   });
 
   test("a transfer to another node, or an equal candidate placed first, is waited for deferMs; then anyone may stand", () => {

@@ -356,7 +356,7 @@ describe("etcd backend on a real three-member etcd", () => {
     await client.txn([], [{ del: { key: keys.root, prefix: true } }]); // `/clusters` elsewhere lists c1 and c2 only
   }, 30_000);
 
-  test("a guard value in etcd that does not validate is ignored: a leader is elected and its guard write replaces it", async () => {
+  test("a guard value in etcd that does not validate may have been a block: no automatic take, a forced one leads and its guard write replaces it", async () => {
     const F = "fffffffffffffff6";
     const keys = clusterKeys("/pgherd", "c6");
     const raw = new EtcdClient({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 });
@@ -365,8 +365,11 @@ describe("etcd backend on a real three-member etcd", () => {
     other.push(f);
     f.c.start();
     await f.c.bootstrap({ term: 0, index: 1, voters: [F] });
-    // Before the fix the take compared the guard's mod revision with 0 and could never succeed.
-    await waitFor(() => f.leads(), { timeoutMs: 10_000, what: "f to lead although the guard key holds garbage" });
+    await waitFor(() => f.c.note().includes("does not validate"), { timeoutMs: 10_000, what: "f to wait on the guard that does not validate" });
+    expect(f.leads()).toBe(false);
+    // Before the fix the take compared the guard's mod revision with 0 and could never succeed, forced or not.
+    await f.c.campaign(true);
+    await waitFor(() => f.leads(), { timeoutMs: 10_000, what: "f to lead when forced although the guard key holds garbage" });
     await f.c.setGuard(true, null);
     expect(f.c.status().guard).toMatchObject({ block: true, holder: F });
     expect(JSON.parse((await raw.range(keys.guard)).kvs[0]!.value)).toMatchObject({ block: true, holder: F });

@@ -60,8 +60,8 @@ export interface Snapshot {
   guard: { value: Guard; mod: number } | null;
   /**
    * The guard key's mod revision as read, valid or not (0: absent): what a take and the leader's
-   * guard writes compare against, so a value that does not validate is ignored and then replaced,
-   * never a compare that can no longer succeed.
+   * guard writes compare against, so a value that does not validate can be replaced, never a
+   * compare that can no longer succeed. Such a value may have been a block: no automatic take on it.
    */
   guardMod: number;
   transfer: Transfer | null;
@@ -160,6 +160,9 @@ export function decideCandidacy(i: CandidacyInput): Candidacy {
   const g = s.guard?.value ?? null;
   const force = i.requested?.force === true;
   if (g?.block && g.holder !== i.self && !force) return wait("automatic failover is blocked by the durability guard (the last primary ran without enough synchronous standbys)");
+  // A guard that does not validate may have been a block: automatic failover waits for an operator
+  // (forced), whose leader's first guard write then replaces it (it compares the revision as read).
+  if (!g && s.guardMod !== 0 && !force) return wait("the durability guard in etcd does not validate: automatic failover waits for an operator (pgherd failover --accept-data-loss)");
   if (g?.floor && !force && comparePosition(own.report.position, g.floor) < 0) return wait(`behind the durability floor ${g.floor.timeline}/${g.floor.lsn}`);
   const fresh = m.voters.filter((v) => {
     const r = s.members.get(v)?.report;
