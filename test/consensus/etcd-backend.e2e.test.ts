@@ -322,11 +322,18 @@ describe("etcd backend on a real three-member etcd", () => {
     /** etcd refuses the leader key's deletion while `fail` is set (a resign's delete that fails). */
     class FailingDeletes extends EtcdClient {
       fail = false;
+      /** The next failure comes this late (an answer lost: it fails at the request timeout). */
+      slowOnce = 0;
       deletes = 0;
       override async txn(...args: Parameters<EtcdClient["txn"]>) {
         if (args[1].some((op) => "del" in op && op.del.key.endsWith("/leader"))) {
           this.deletes++;
-          if (this.fail) throw new EtcdError("/v3/kv/txn: injected: the delete failed");
+          if (this.fail) {
+            const late = this.slowOnce;
+            this.slowOnce = 0;
+            if (late > 0) await Bun.sleep(late);
+            throw new EtcdError("/v3/kv/txn: injected: the delete failed");
+          }
         }
         return super.txn(...args);
       }
@@ -341,9 +348,12 @@ describe("etcd backend on a real three-member etcd", () => {
     const term = e.c.lease()!.term;
     const keys = clusterKeys("/pgherd", "c5");
     client.fail = true;
+    // The resign's delete fails 900 ms late (found by review: the pause counted from the resign had
+    // 100 ms left when it failed, and the node led the same term again at the next poll).
+    client.slowOnce = 900;
     const t0 = performance.now();
     await e.c.resign("PostgreSQL cannot start");
-    await Bun.sleep(700); // 7 polls, within the resign pause (deferMs 1000): before the fix it led again at the next one
+    await Bun.sleep(700); // 7 polls, within the resign pause (deferMs 1000) counted again from the failure: before the fix it led again at the next one
     expect([e.leads(), e.events.filter((x) => x.kind === "held" && x.at > t0).length]).toEqual([false, 0]);
     expect((await client.range(keys.leader)).kvs[0]?.createRevision).toBe(term); // still its key
     expect(client.deletes).toBeGreaterThan(2); // the delete is sent again at every poll
@@ -370,6 +380,10 @@ describe("etcd backend on a real three-member etcd", () => {
     // Before the fix the take compared the guard's mod revision with 0 and could never succeed, forced or not.
     await f.c.campaign(true);
     await waitFor(() => f.leads(), { timeoutMs: 10_000, what: "f to lead when forced although the guard key holds garbage" });
+    // The leader writes a valid guard over it by itself (found by review: in the steady state no guard
+    // write came, and automatic failover stayed held), with a floor at its position.
+    await waitFor(async () => (await raw.range(keys.guard)).kvs[0]!.value !== "not a guard", { timeoutMs: 5_000, what: "the leader to replace the guard" });
+    expect(JSON.parse((await raw.range(keys.guard)).kvs[0]!.value)).toMatchObject({ block: false, floor: { timeline: 1, lsn: "0/1" } });
     await f.c.setGuard(true, null);
     expect(f.c.status().guard).toMatchObject({ block: true, holder: F });
     expect(JSON.parse((await raw.range(keys.guard)).kvs[0]!.value)).toMatchObject({ block: true, holder: F });

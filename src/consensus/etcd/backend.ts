@@ -175,9 +175,19 @@ export class EtcdConsensus implements Consensus {
       await this.lead.lose(`resigned: ${reason}`); // fenced before the key is released
       const ops: Op[] = [{ del: { key: this.o.keys.leader } }];
       if (transferTo) ops.push({ put: { key: this.o.keys.transfer, value: JSON.stringify({ to: transferTo, term: was.term }) } });
-      // If the delete fails the key stays bound to this node's lease: the next reads must not win it back (observeLeader).
+      // If the delete fails the key stays bound to this node's lease: the next reads must not win it
+      // back (observeLeader). The pause counts from the end of the fence, and again from a failed
+      // delete (its answer may take request_timeout_ms): a slow fence and a lost answer together
+      // outlasted a pause counted from the resign, and the node led the same term again at once.
+      this.resignedUntil = this.clock() + this.o.deferMs;
       this.resigned = { term: was.term, until: this.resignedUntil, ops };
-      await this.release(this.resigned, transferTo);
+      try {
+        await this.release(this.resigned, transferTo);
+      } catch (e) {
+        this.resignedUntil = this.clock() + this.o.deferMs;
+        this.resigned = { ...this.resigned, until: this.resignedUntil };
+        throw e;
+      }
     });
   }
 
@@ -324,9 +334,17 @@ export class EtcdConsensus implements Consensus {
       this.lastLeaderContact = this.clock();
       this.vacantSince = null;
       if (this.requested && this.lead.leader() !== this.o.self.id) this.requested = null;
+      // A guard that does not validate holds every automatic take (elect-core.ts): the leader writes
+      // a valid one over it, with a floor at its own position (as after a resync), at once.
+      if (mine && this.leading && s.guard === null && s.guardMod !== 0) {
+        this.o.log.warn(`the durability guard in etcd does not validate: writing a new one (no block, floor at ${this.position.timeline}/${this.position.lsn})`);
+        void this.setGuard(false, this.position);
+      }
       if (mine && !adopted && !this.leading && this.leaseValid !== null && !this.closed) {
-        if (ownKeyAction({ keyTerm: l.term, resigned: this.resigned, now: this.clock() }) === "win") this.lead.win(l.term, this.leaseValid);
-        else {
+        if (ownKeyAction({ keyTerm: l.term, resigned: this.resigned, now: this.clock() }) === "win") {
+          this.requested = null; // carried out: a later loss of the key gets the resign pause again
+          this.lead.win(l.term, this.leaseValid);
+        } else {
           this.electionNote = `resigned from term ${l.term}, whose key is still this node's: deleting it again`;
           await this.release(this.resigned!).catch((e: Error) => this.failed(e));
         }

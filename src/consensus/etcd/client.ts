@@ -285,7 +285,10 @@ export class EtcdClient {
 /** The answer's body, read as a stream and refused once past MAX_BODY (a chunked answer has no Content-Length to check first). */
 async function boundedText(res: Response): Promise<string> {
   const len = Number(res.headers.get("content-length") ?? 0);
-  if (len > MAX_BODY) throw new AttemptError(`answer of ${len} bytes refused (at most ${MAX_BODY})`, "unknown");
+  if (len > MAX_BODY) {
+    await res.body?.cancel().catch(() => {}); // not read on in the background
+    throw new AttemptError(`answer of ${len} bytes refused (at most ${MAX_BODY})`, "unknown");
+  }
   if (!res.body) return "";
   const reader = res.body.getReader();
   const chunks: Uint8Array[] = [];
