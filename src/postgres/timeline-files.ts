@@ -7,6 +7,7 @@
 import { readdirSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { isPlaceholder, placeholderText } from "../core/timelines.ts";
+import { historyEnds } from "../core/wal-history.ts";
 import { SafeDir, type Owner } from "./fsutil.ts";
 import { isRoot, lookupOsUser } from "./users.ts";
 
@@ -119,20 +120,10 @@ export function timelinesAbove(dataDir: string, osUser: string, base: number): P
       const n = parseInt(HISTORY.exec(name)![1]!, 16);
       if (n <= base) continue;
       const text = (await d.read(name, 0, 4 << 20))?.text; // whole: the newest parents are on the last lines
-      if (text !== undefined && !isPlaceholder(text) && ancestorsIn(text).has(base)) found.push(n);
+      if (text !== undefined && !isPlaceholder(text) && historyEnds(text)?.has(base) === true) found.push(n);
     }
     return found.sort((a, b) => b - a);
   });
-}
-
-/** The parent timelines a history file lists ("parent<TAB>switch point<TAB>reason" per line). */
-function ancestorsIn(history: string): Set<number> {
-  const out = new Set<number>();
-  for (const line of history.split("\n")) {
-    const m = /^\s*(\d+)\s+[0-9A-F]{1,8}\/[0-9A-F]{1,8}(\s|$)/.exec(line);
-    if (m) out.add(Number(m[1]));
-  }
-  return out;
 }
 
 /**

@@ -16,6 +16,7 @@ import { runTool } from "./exec.ts";
 import { SafeDir, type Owner } from "./fsutil.ts";
 import { bigIntToLsn, lsnToBigInt } from "./lsn.ts";
 import { historyFileName } from "./timeline-files.ts";
+import { historyEnds } from "../core/wal-history.ts";
 import { lookupOsUser } from "./users.ts";
 
 const SEGMENT = /^[0-9A-F]{24}$/;
@@ -32,8 +33,6 @@ const LAST_GOOD = new RegExp(`error in WAL record at (${LSN}): `);
 const NO_RECORD = new RegExp(`could not find a valid record after (${LSN})`);
 /** The statistics' heading (PostgreSQL 15 and later): where the read started and where its last valid record ends. */
 const STATS_RANGE = new RegExp(`^WAL statistics between (${LSN}) and (${LSN}):`, "m");
-/** A history file's entry: parent timeline, switch point, reason. */
-const HISTORY_ENTRY = new RegExp(`^\\s*\\d+\\s+(${LSN})(\\s|$)`);
 /** MAXALIGN (8 on every 64-bit platform) and the page headers' sizes (XLogPageHeaderData, the long one at a segment's start). */
 const ALIGN = 8n;
 const SHORT_HEADER = 24n;
@@ -170,14 +169,10 @@ export function scanStart(h: SegmentHeader | null, start: bigint, timeline: numb
   return switchAt !== null && switchAt >= start && switchAt < start + BigInt(c.segmentSize) ? switchAt : null;
 }
 
-/** The LSN at which `timeline` branched off its parent: the last entry of its history file ("parent\tX/Y\treason" lines). */
+/** The LSN at which `timeline` branched off its parent: the last entry of its history file (core/wal-history.ts). */
 export function switchPoint(history: string): string | null {
-  let at: string | null = null;
-  for (const line of history.split("\n")) {
-    const m = HISTORY_ENTRY.exec(line);
-    if (m) at = m[1]!;
-  }
-  return at;
+  const ends = [...(historyEnds(history)?.values() ?? [])];
+  return ends.length > 0 ? bigIntToLsn(ends.at(-1)!) : null;
 }
 
 /** `absent`: the timeline has no valid record here (a lower one may); else the scan failed or gave no sure answer. */
