@@ -42,6 +42,7 @@ import { Integrations } from "../integrations/index.ts";
 import { ClusterStateWiring } from "./cluster-state-wiring.ts";
 import { MessageRouter } from "./message-router.ts";
 import { Housekeeping } from "./housekeeping.ts";
+import { SyncCap } from "./sync-cap.ts";
 
 /** onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone: stop writes (awaited before the step's messages leave). */
 export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<void> }
@@ -79,6 +80,8 @@ export class Agent implements ClusterContext {
   private readonly housekeeping: Housekeeping;
   private witnessTimer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
+  /** A node that cannot lead: its promotability announced, its voting position capped (sync-cap.ts). */
+  private readonly syncCap: SyncCap;
   /** Carries out a consensus backend migration and owns the backend in force (shown in /node). */
   private readonly migration: MigrateDriver;
 
@@ -101,12 +104,13 @@ export class Agent implements ClusterContext {
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
     this.self = new SelfAddress(cfg.mesh.advertise, () => this.mesh.address());
+    this.syncCap = new SyncCap(cfg, this.nodeId, () => this.consensus, log);
     const driverHooks: DriverHooks = {
       send: (to, msg) => this.mesh.send(to, msg),
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
       leaseLost: async (reason) => hooks.onFence?.(reason),
-      leadershipChanged: () => this.loop?.kick(),
-      detach: (term) => this.loop ? this.loop.detach(term) : Promise.resolve({ ok: true, position: null }),
+      leadershipChanged: () => { this.syncCap.refeed(); this.loop?.kick(); }, // refeed: a cap holds for one leader only
+      detach: (term) => (this.loop ? this.loop.detach(term) : Promise.resolve({ ok: true, position: null })).then((r) => this.syncCap.detached(r)),
       fatal: (message) => {
         this.log.error(`${message}; stopping the agent`);
         void this.stop().then(() => process.exit(1));
@@ -156,6 +160,7 @@ export class Agent implements ClusterContext {
       dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
       runAsLeader: (req) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.migrationRefuses(req) ?? this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)),
       stopped: () => this.stopped, safe: (f) => this.safe(f), now, migrate: (peer, m) => this.migration.receive(peer, m),
+      exclusionHeard: (from, e) => this.syncCap.heard(from, e),
     });
     this.housekeeping = new Housekeeping({
       log, maxAgeMs: cfg.discovery.max_age_ms, peers: this.peers, mesh: this.mesh, safe: (f) => this.safe(f), now,
@@ -292,11 +297,12 @@ export class Agent implements ClusterContext {
     const f = this.flags.get();
     const leading = this.consensus.lease() !== null;
     const msg = {
-      t: "state" as const, role: this.cfg.role, pg, nofailover: this.cfg.tags.nofailover,
+      t: "state" as const, role: this.cfg.role, pg, nofailover: this.cfg.tags.nofailover, ...this.syncCap.announce(),
       // durability: for followers of an earlier version during an upgrade (this version reads it from the configuration).
       ...(leading ? { paused: f.paused, durability: this.dynamic.durability(), scheduled: f.scheduled } : {}),
     };
-    for (const id of this.mesh.connected()) this.mesh.send(id, msg);
+    const exclusion = leading ? this.loop?.exclusion(this.consensus.status().term) : null;
+    for (const id of this.mesh.connected()) this.mesh.send(id, exclusion ? { ...msg, exclusion } : msg);
   }
 
   /** Never let one bad event take the agent down. */
@@ -322,6 +328,8 @@ export class Agent implements ClusterContext {
   reachableStandbys(): number { return F.reachableStandbys(this.facts()); }
   downForMs(id: string): number { return F.downForMs(this.facts(), id); }
   standbyMembers(): string[] { return F.standbyMembers(this.facts()); }
+  syncMembers(): string[] { return F.syncMembers(this.facts()); }
+  announcedEpoch(id: string): number | undefined { return this.reports.get(id)?.epoch; }
   candidates() { return F.candidates(this.facts()); }
   nobodyHasData(): boolean { return F.nobodyHasData(this.facts()); }
   othersHaveData(): boolean { return F.othersHaveData(this.facts()); }
@@ -347,7 +355,8 @@ export class Agent implements ClusterContext {
   publish(report: PgReport, position: Position): void {
     this.ownReport = report;
     this.integrations.observe(report);
-    if (mustReportPosition(this.consensus.status(), position)) this.consensus.setPosition(position);
+    const voting = this.syncCap.position(position);
+    if (mustReportPosition(this.consensus.status(), voting)) this.consensus.setPosition(voting);
     this.broadcastState(report);
     this.secretsShared.share(false);
   }

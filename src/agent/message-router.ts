@@ -15,6 +15,7 @@ import type { History } from "./history.ts";
 import type { AgentMsg } from "./messages.ts";
 import type { MigrateMsg } from "../consensus/migrate-msgs.ts";
 import type { PeerTable } from "./peers.ts";
+import type { Exclusion } from "../core/sync-exclusion.ts";
 import type { LoopControl } from "./pg/context.ts";
 
 export interface RouterDeps {
@@ -38,6 +39,8 @@ export interface RouterDeps {
   stopped: () => boolean;
   safe: (f: () => void) => void;
   now: () => number;
+  /** The leader's record of standbys left out of the synchronous names (absent: none): src/agent/sync-cap.ts. */
+  exclusionHeard: (leader: string, exclusion: Exclusion | null) => void;
   /** A backend migration's message (src/agent/migrate-driver.ts). */
   migrate: (peer: string, msg: MigrateMsg) => void;
 }
@@ -110,8 +113,12 @@ export class MessageRouter {
 
   private onState(peer: string, msg: Extract<AgentMsg, { t: "state" }>): void {
     const before = this.d.reports.get(peer)?.report;
-    this.d.reports.set(peer, { report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false });
+    this.d.reports.set(peer, {
+      report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false,
+      ...(msg.promotable !== undefined ? { promotable: msg.promotable } : {}), ...(msg.epoch !== undefined ? { epoch: msg.epoch } : {}),
+    });
     if (this.d.consensus.status().leader !== peer) return;
+    this.d.exclusionHeard(peer, msg.exclusion ?? null);
     this.d.flags.adopt(msg, this.d.log);
     if (F.leaderPrimaryBack(before, msg.pg)) this.d.loop()?.primaryBack();
   }

@@ -7,6 +7,7 @@ import { HistoryEntrySchema } from "./history.ts";
 import { ScheduledSwitchoverSchema } from "./flags.ts";
 
 import { PgReportSchema } from "../core/report.ts";
+import { ExclusionSchema } from "../core/sync-exclusion.ts";
 import { ClusterCaSchema } from "../store/cluster-secrets.ts";
 import { FailsafeReqSchema, FailsafeRespSchema } from "../consensus/etcd/failsafe-core.ts";
 import { MigrateAckSchema, MigrateEpochSchema, MigrateSwitchSchema } from "../consensus/migrate-msgs.ts";
@@ -19,6 +20,12 @@ const StateMsg = z.object({
   paused: z.boolean().optional(),
   durability: z.enum(["quorum", "strict", "async"]).optional(),
   nofailover: z.boolean().optional(),
+  /** Whether this node may ever be promoted (database, not nofailover, priority > 0); absent from older versions. */
+  promotable: z.boolean().optional(),
+  /** This announcement's epoch: a new one at every agent start (promotability changes only with a restart). */
+  epoch: z.number().int().min(0).optional(),
+  /** Set by the leader only: standbys left out of synchronous_standby_names, confirmed at a position (core/sync-exclusion.ts). */
+  exclusion: ExclusionSchema.optional(),
   /** Set by the leader only: the switchover scheduled with `--at` (null: none). */
   scheduled: ScheduledSwitchoverSchema.nullable().optional(),
 });

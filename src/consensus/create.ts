@@ -6,6 +6,7 @@ import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs
 import type { Config } from "../config/schema.ts";
 import { privacyProblem } from "../config/load.ts";
 import { Election } from "../core/election.ts";
+import { canLead as nodeCanLead } from "../core/sync-exclusion.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
 import { type Consensus, type DriverHooks, ElectionDriver } from "../agent/election-driver.ts";
@@ -25,7 +26,7 @@ export interface ConsensusDeps {
 /** The backend `backend` (default: the one in force at start); a migration builds the other one at runtime. */
 export function createConsensus(d: ConsensusDeps, backend: Backend = startingBackend(d.cfg).backend): Consensus {
   const { cfg, nodeId } = d;
-  const canLead = cfg.role === "database" && !cfg.tags.nofailover && cfg.priority > 0;
+  const canLead = nodeCanLead({ role: cfg.role, nofailover: cfg.tags.nofailover, priority: cfg.priority });
   if (backend === "etcd") {
     const c = cfg.consensus;
     // Loaded only when etcd is in force: a built-in node never evaluates src/consensus/etcd/*.

@@ -3,6 +3,7 @@
 // agent passes a snapshot (reports, peers, membership, the time) and gets answers.
 import type { PgReport } from "./report.ts";
 import type { Candidate } from "./switchover.ts";
+import { syncCandidates } from "./sync-exclusion.ts";
 
 /** The last state message of a peer, stamped with the local monotonic time it arrived. */
 export interface PeerReport {
@@ -10,6 +11,9 @@ export interface PeerReport {
   role: "database" | "witness";
   at: number;
   nofailover: boolean;
+  /** Absent from older versions (core/sync-exclusion.ts knownPromotable). */
+  promotable?: boolean;
+  epoch?: number;
 }
 
 /** What the beacon and the mesh told us about a peer. */
@@ -93,6 +97,11 @@ export function peerHost(s: FactsSnapshot, id: string): string | null {
 export function standbyMembers(s: FactsSnapshot): string[] {
   // No slot for a witness, nor for a member whose data we would refuse (it would hold WAL forever).
   return s.voters.filter((v) => v !== s.self.id && peer(s, v)?.role !== "witness" && s.reports.get(v)?.report?.data !== "foreign");
+}
+
+/** The standby members that may be synchronous standbys: known promotable (core/sync-exclusion.ts). */
+export function syncMembers(s: FactsSnapshot): string[] {
+  return syncCandidates(standbyMembers(s), (id) => s.reports.get(id));
 }
 
 /**

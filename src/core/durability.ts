@@ -13,7 +13,10 @@ export interface DurabilityInput {
   mode: DurabilityMode;
   /** Election voters, witnesses included. */
   voters: number;
-  /** application_name of every database standby member. */
+  /**
+   * application_name of every standby member that may be synchronous: known promotable
+   * (core/sync-exclusion.ts). A standby that can never lead is never one.
+   */
   standbyNames: readonly string[];
   /** Those streaming from this primary now. */
   streaming: readonly string[];
@@ -44,6 +47,14 @@ export function syncStandbyNames(k: number, names: readonly string[]): string {
   return k <= 0 || names.length === 0 ? "" : `ANY ${k} (${[...names].sort().map((n) => `"${n}"`).join(", ")})`;
 }
 
+/** No standby may be synchronous now: a name no standby has, so that commits wait (never "", which is asynchronous). */
+export const NO_STANDBY = "pgherd_none";
+
+/** The names a primary that needs k synchronous standbys runs with: never "" for k > 0. */
+export function syncNamesFor(k: number, names: readonly string[]): string {
+  return k <= 0 ? "" : syncStandbyNames(k, names.length > 0 ? names : [NO_STANDBY]);
+}
+
 export function planDurability(x: DurabilityInput): DurabilityPlan {
   if (x.mode === "async") {
     const lsn = lsnToBigInt(x.position.lsn) - BigInt(x.maxLagBytes);
@@ -54,7 +65,9 @@ export function planDurability(x: DurabilityInput): DurabilityPlan {
   if (k === 0) {
     return { syncNames: "", guard: { block: false, floor: null }, degraded: false, guarantee: "zero-loss: every election needs this primary's own vote" };
   }
-  const names = syncStandbyNames(k, x.standbyNames);
+  // Never "" here: without a standby that may be synchronous, commits must still wait (a placeholder
+  // name) until the guard says otherwise; "" would acknowledge them asynchronously, failover allowed.
+  const names = syncNamesFor(k, x.standbyNames);
   const streaming = x.streaming.filter((n) => x.standbyNames.includes(n)).length;
   if (streaming >= k) {
     return {
@@ -65,7 +78,7 @@ export function planDurability(x: DurabilityInput): DurabilityPlan {
     };
   }
   if (x.mode === "strict") {
-    return { syncNames: names || syncStandbyNames(k, ["pgherd_none"]), guard: "keep", degraded: false, guarantee: `degraded: writes blocked until ${k} standby${k > 1 ? "s" : ""} stream (${streaming} now)` };
+    return { syncNames: names, guard: "keep", degraded: false, guarantee: `degraded: writes blocked until ${k} standby${k > 1 ? "s" : ""} stream (${streaming} now)` };
   }
   // quorum with too few standbys: for a grace period writes wait; then stop automatic failover
   // (a majority must know) and let commits go without a synchronous standby.

@@ -11,7 +11,7 @@ export { openDb, openLocalDb, DbTimeoutError, sqlState, type Db, type DbOptions 
 export { probe, pendingRestart, type Probe, type ProbeUp, type ReplicationInfo, type WalReceiverInfo } from "./probe.ts";
 export { ensureRoles, scramVerifier, type RoleSpec } from "./roles.ts";
 export { ensureSlot, dropSlot, listSlots, slotNameFor, type SlotInfo } from "./slots.ts";
-export { promote, syncNamesBarrier, syncNamesBeforePromotion, type PromoteResult } from "./promote.ts";
+export { promote, syncCandidatesInForce, syncNamesBarrier, syncNamesBeforePromotion, type PromoteResult } from "./promote.ts";
 export { generatePassword, writePassfile, renderPassfile, type PassfileEntry } from "./passwords.ts";
 export { lsnToBigInt, bigIntToLsn, lsnDiff, lsnCompare, isLsn } from "./lsn.ts";
 export { lookupOsUser, isRoot, type OsUser } from "./users.ts";

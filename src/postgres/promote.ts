@@ -97,3 +97,15 @@ export async function syncNamesBeforePromotion(db: Db, names: string, taken: boo
   }
   return { did: await syncNamesBarrier(db, names, PROMOTION_BARRIER_MS), taken: true };
 }
+
+/**
+ * The walsenders that count as synchronous candidates now (pg_stat_replication.sync_priority > 0,
+ * read from shared memory: each walsender sets its own when it takes a reload), with the names
+ * this session sees. A walsender takes a reload on its own schedule: until its priority is 0 the
+ * primary may still release commits on its standby's acknowledgement, whatever the files say.
+ */
+export async function syncCandidatesInForce(db: Db): Promise<{ names: string; counting: string[] }> {
+  const names = await namesInForce(db);
+  const rows = await db.query("sync candidates", (sql) => sql`SELECT coalesce(application_name, '') AS name FROM pg_stat_replication WHERE sync_priority > 0`);
+  return { names, counting: rows.map((r) => String(r.name)) };
+}

@@ -30,7 +30,8 @@ export interface LoopCluster {
   destroy(): Promise<void>;
 }
 
-export async function startLoopCluster(o: { test: string; size: number; token?: string; extra?: string }): Promise<LoopCluster> {
+/** extra: TOML for every node; nodeExtra: TOML for one node (e.g. its [tags]), appended after extra. */
+export async function startLoopCluster(o: { test: string; size: number; token?: string; extra?: string; nodeExtra?: (name: string) => string }): Promise<LoopCluster> {
   ensureBuilt();
   const dir = artifactsDir(o.test);
   const secret = randomBytes(36).toString("base64url");
@@ -65,6 +66,7 @@ export async function startLoopCluster(o: { test: string; size: number; token?: 
         `[api]`, `listen = "${HOST}:${apiPort}"`, `token = "${token}"`,
         `[postgres]`, `port = ${pgPort}`, `listen_addresses = "${HOST}"`,
         o.extra ?? "",
+        o.nodeExtra?.(name) ?? "",
       ].join("\n");
       starts.push(startAgent(null, { name, secret, cluster: o.test, bootstrapExpect: o.size, dir, extra }).then((agent) => {
         nodes.push({ name, agent, api: `http://${HOST}:${apiPort}`, pgPort, apiPort, query: (t, ms) => query(agent.dataDir, pgPort, t, ms) });

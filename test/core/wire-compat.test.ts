@@ -35,3 +35,11 @@ test("a cluster view with a member field this build does not know is accepted wi
   expect(newer).toEqual(base.data);
   expect(ClusterViewSchema.safeParse({ ...view, members: [{ ...view.members[0], role: "boss" }] }).success).toBe(false);
 });
+
+test("a state message without the promotability fields (an older agent) is accepted; with them, a bad exclusion is refused", () => {
+  const state = { t: "state", role: "database", pg: null, nofailover: true };
+  expect(AgentMsgSchema.safeParse(state).success).toBe(true);
+  const newer = { ...state, promotable: false, epoch: 12345, exclusion: { term: 3, at: { timeline: 1, lsn: "0/3000148" }, excluded: [{ id: "aaaaaaaaaaaaaaa1", epoch: 12345 }] } };
+  expect(AgentMsgSchema.safeParse(newer).success).toBe(true);
+  expect(AgentMsgSchema.safeParse({ ...newer, exclusion: { ...newer.exclusion, excluded: [{ id: "not-an-id", epoch: 1 }] } }).success).toBe(false);
+});

@@ -4,6 +4,7 @@ import type { Position } from "../../core/position.ts";
 import type { PgReport } from "../../core/report.ts";
 import type { Candidate } from "../../core/switchover.ts";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
+import type { Exclusion } from "../../core/sync-exclusion.ts";
 
 /** What the loop needs from the agent: cluster facts in, reports and requests out. */
 export interface ClusterContext {
@@ -13,6 +14,10 @@ export interface ClusterContext {
   leaderPg(): { id: string; addr: string; report: PgReport } | null;
   /** Database voters other than this node (slots on the primary). */
   standbyMembers(): string[];
+  /** The standby members that may be synchronous standbys: known promotable (core/sync-exclusion.ts). */
+  syncMembers(): string[];
+  /** The epoch of a peer's latest announcement (absent from older versions). */
+  announcedEpoch(id: string): number | undefined;
   /** Database standby members reporting now (they could re-point to a new primary). */
   reachableStandbys(): number;
   /** How long a member has not been heard from (0 when it reports now). */
@@ -72,6 +77,8 @@ export interface LoopControl {
   /** `pgherd restart` / `pgherd reload` on this node (src/agent/pg/restart-node.ts). */
   restartServer(): Promise<{ ok: boolean; message: string }>;
   reloadServer(configNote: string): Promise<{ ok: boolean; message: string }>;
+  /** Leader: the record of standbys left out of synchronous_standby_names, for its state message (null: none). */
+  exclusion(term: number): Exclusion | null;
   /** Stop streaming before a vote in `term`; ok=false when it could not be confirmed within the bound. */
   detach(term: number): Promise<DetachResult>;
   start(): void;

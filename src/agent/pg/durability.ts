@@ -1,6 +1,6 @@
 // Every round on a healthy server: managed files current, synchronous_standby_names as the
 // durability plan says, the guard published, settings needing a restart applied, slots kept.
-import { planDurability, syncStandbyNames } from "../../core/durability.ts";
+import { planDurability, syncNamesFor } from "../../core/durability.ts";
 import { samePosition } from "../../core/position.ts";
 import { majority } from "../../core/quorum.ts";
 import { ensureRoles, probe, reload, syncNamesBarrier, type Probe } from "../../postgres/index.ts";
@@ -14,6 +14,7 @@ import type { SlotKeeper } from "./slots.ts";
 import { maxLagBytesInForce, pgParametersInForce } from "../dynamic-config.ts";
 import { accessRowsInForce } from "../../ops/access.ts";
 import { runningConfig } from "../../ops/reload.ts";
+import { ExclusionKeeper } from "./sync-exclusion.ts";
 
 /** quorum: writes wait this long for synchronous standbys before the primary degrades. */
 export const DEGRADE_AFTER_MS = 3000;
@@ -53,7 +54,12 @@ export class Maintenance {
   private standbySecrets: unknown = undefined;
   private standbySkipped = 0;
 
-  constructor(private readonly h: PgHost, private readonly slots: SlotKeeper, private readonly primary: PrimaryStarter) {}
+  /** A primary's confirmation that standbys which cannot lead no longer acknowledge commits (the leader publishes it). */
+  readonly exclusion: ExclusionKeeper;
+
+  constructor(private readonly h: PgHost, private readonly slots: SlotKeeper, private readonly primary: PrimaryStarter) {
+    this.exclusion = new ExclusionKeeper(h);
+  }
 
   markDegraded(): void {
     this.degraded = true;
@@ -74,7 +80,7 @@ export class Maintenance {
     const ctx = this.h.ctx;
     if (ctx.durabilityMode() === "async") return "";
     const n = ctx.votersCount();
-    return syncStandbyNames(n - majority(n), ctx.standbyMembers().map(slotFor));
+    return syncNamesFor(n - majority(n), ctx.syncMembers().map(slotFor));
   }
 
   /**
@@ -100,8 +106,10 @@ export class Maintenance {
   private async upkeep(primary: boolean, p: Probe): Promise<void> {
     if (primary) {
       this.standbyInputs = "";
-      return this.maintainNow(true, p);
+      await this.maintainNow(true, p);
+      return this.exclusion.step(p);
     }
+    this.exclusion.reset();
     // The names it would be promoted with, in its files already (PgHost.writeConfig): a standby
     // ignores them, and a promotion finds them in force (primary.ts).
     this.h.syncNames = this.initialSyncNames();
@@ -218,7 +226,7 @@ export class Maintenance {
     const g = ctx.guardState();
     const plan = planDurability({
       mode: ctx.durabilityMode(), voters: ctx.votersCount(),
-      standbyNames: ctx.standbyMembers().map(slotFor),
+      standbyNames: ctx.syncMembers().map(slotFor),
       streaming: p.replication.filter((r) => r.state === "streaming").map((r) => r.applicationName),
       degraded: this.degraded, blockCommitted: !!g.guard?.block && g.committed >= g.guard.seq,
       position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: maxLagBytesInForce(this.h.cfg.failover.max_lag_bytes),
@@ -227,7 +235,8 @@ export class Maintenance {
       degradeAfterMs: clock.now() < this.graceUntil && ctx.reachableStandbys() > 0 ? DEGRADE_AFTER_MS : 0,
     });
     const k = ctx.votersCount() - majority(ctx.votersCount());
-    const streamingNow = p.replication.filter((r) => r.state === "streaming").length;
+    const candidates = new Set(ctx.syncMembers().map(slotFor));
+    const streamingNow = p.replication.filter((r) => r.state === "streaming" && candidates.has(r.applicationName)).length;
     this.shortSince = streamingNow >= k ? null : (this.shortSince ?? clock.now());
     if (plan.syncNames !== this.h.syncNames) this.h.log.warn(`synchronous_standby_names = '${plan.syncNames}': ${plan.guarantee}`);
     this.h.syncNames = plan.syncNames;

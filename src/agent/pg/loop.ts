@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import type { Config } from "../../config/schema.ts";
 import type { Position } from "../../core/position.ts";
+import type { Exclusion } from "../../core/sync-exclusion.ts";
 import type { RejoinProgress } from "../../core/report.ts";
 import { type Clock, realClock } from "../../fence/clock.ts";
 import { Fencer } from "../../fence/fencer.ts";
@@ -262,6 +263,10 @@ export class PostgresLoop implements LoopControl {
    * it can no longer count this standby's acknowledgements, and vote with the final position.
    * Bounded by DETACH_BOUND_MS in all (queue wait included); ok=false when not confirmed by then.
    */
+  exclusion(term: number): Exclusion | null {
+    return this.maintenance.exclusion.record(term);
+  }
+
   async detach(term: number): Promise<DetachResult> {
     const h = this.h;
     const r = await detachFor(term, detachTarget(h, (deadline) => this.round.restingPosition(deadline)), this.exec, this.detachHold, this.clock);

@@ -1,0 +1,72 @@
+// A node that can never lead votes with a capped position (core/sync-exclusion.ts): this carries
+// the data. It announces its promotability with an epoch of this process, keeps the current
+// leader's latest exclusion record, and turns every position it hands to the consensus backend
+// (each round's, a detach's final one) into min(position, cap). The rules are in the core.
+import type { Config } from "../config/schema.ts";
+import { canLead, capFor, keepRecord, votingPosition, type Exclusion, type HeldRecord } from "../core/sync-exclusion.ts";
+import { comparePosition, type Position } from "../core/position.ts";
+import type { Logger } from "../log.ts";
+import type { Consensus, DetachResult } from "./election-driver.ts";
+
+export class SyncCap {
+  /**
+   * This process's announcement: promotability changes only with an agent restart (tags and
+   * priority are not reloaded live), and every start draws a new epoch, so a record the leader
+   * computed for an earlier run of this node never caps this one.
+   */
+  readonly epoch = Math.floor(Math.random() * 2 ** 48);
+  private record: HeldRecord | null = null;
+  private real: Position | null = null;
+  private lastCap: Position | null = null;
+
+  private readonly canLead: boolean;
+
+  constructor(cfg: Pick<Config, "role" | "tags" | "priority">, private readonly self: string, private readonly consensus: () => Consensus, private readonly log: Logger) {
+    this.canLead = canLead({ role: cfg.role, nofailover: cfg.tags.nofailover, priority: cfg.priority });
+  }
+
+  announce(): { promotable: boolean; epoch: number } {
+    return { promotable: this.canLead, epoch: this.epoch };
+  }
+
+  /** The cap that applies now (null: vote with the full position). */
+  cap(): Position | null {
+    const leader = this.consensus().status().leader;
+    this.record = keepRecord(this.record, leader);
+    const cap = capFor({ canLead: this.canLead, self: this.self, epoch: this.epoch, record: this.record, leader });
+    if ((cap === null) !== (this.lastCap === null) || (cap && this.lastCap && comparePosition(cap, this.lastCap) !== 0)) {
+      this.log.info(cap ? `not a synchronous standby since ${cap.timeline}/${cap.lsn}: votes compare positions up to there only` : "votes compare the full position (no confirmed exclusion from the synchronous standbys)");
+      this.lastCap = cap;
+    }
+    return cap;
+  }
+
+  /** The position to hand to the consensus backend for this node's real `position`. */
+  position(position: Position): Position {
+    this.real = position;
+    return votingPosition(position, this.cap());
+  }
+
+  /** A detach's final position, capped the same way (null stays null: unchanged). */
+  detached(r: DetachResult): DetachResult {
+    if (!r.position) return r;
+    this.real = r.position;
+    return { ...r, position: votingPosition(r.position, this.cap()) };
+  }
+
+  /** The current leader's state message: its record (null: none). Re-feeds the position when the cap changed. */
+  heard(from: string, exclusion: Exclusion | null): void {
+    if (this.canLead) return;
+    this.record = { from, exclusion };
+    this.refeed();
+  }
+
+  /** The leader or term changed (a cap is for one leader's term only): hand the backend the position again. */
+  refeed(): void {
+    if (this.canLead || !this.real) return;
+    const st = this.consensus().status();
+    if (!st.positionKnown) return;
+    const p = votingPosition(this.real, this.cap());
+    if (comparePosition(p, st.position) !== 0) void this.consensus().setPosition(p);
+  }
+}

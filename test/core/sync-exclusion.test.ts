@@ -1,0 +1,92 @@
+// Standbys that can never lead are never synchronous standbys, and vote with a capped position
+// once the primary confirmed they no longer acknowledge commits (docs/design.md, "Durability").
+import { expect, test } from "bun:test";
+import { canLead, capFor, exclusionRecord, keepRecord, knownPromotable, namedIn, syncCandidates, votingPosition, type Exclusion } from "../../src/core/sync-exclusion.ts";
+import { planDurability, syncNamesFor } from "../../src/core/durability.ts";
+import { syncMembers, type FactsSnapshot } from "../../src/core/cluster-facts.ts";
+
+const A = "aaaaaaaaaaaaaaaa", B = "bbbbbbbbbbbbbbbb", C = "cccccccccccccccc";
+const pos = (lsn: string, timeline = 1) => ({ timeline, lsn });
+
+test("a node can lead only as a database node without nofailover and with priority > 0", () => {
+  expect(canLead({ role: "database", nofailover: false, priority: 100 })).toBe(true);
+  expect(canLead({ role: "database", nofailover: true, priority: 100 })).toBe(false);
+  expect(canLead({ role: "database", nofailover: false, priority: 0 })).toBe(false);
+  expect(canLead({ role: "witness", nofailover: false, priority: 100 })).toBe(false);
+});
+
+test("only standbys known promotable may be synchronous: unknown left out, an older peer judged by nofailover", () => {
+  expect(knownPromotable(undefined)).toBe(false); // no state message yet
+  expect(knownPromotable({ role: "database", nofailover: false, promotable: false, epoch: 1 })).toBe(false); // priority 0
+  expect(knownPromotable({ role: "database", nofailover: false, promotable: true, epoch: 1 })).toBe(true);
+  expect(knownPromotable({ role: "database", nofailover: false })).toBe(true); // older version: compares fully
+  expect(knownPromotable({ role: "database", nofailover: true })).toBe(false);
+  expect(knownPromotable({ role: "witness", nofailover: false, promotable: true })).toBe(false);
+  const said = new Map([[B, { role: "database" as const, nofailover: true, promotable: false, epoch: 7 }], [C, { role: "database" as const, nofailover: false, promotable: true, epoch: 9 }]]);
+  expect(syncCandidates([B, C, A], (id) => said.get(id))).toEqual([C]);
+});
+
+test("the primary's facts: sync members are the standby members known promotable", () => {
+  const s: FactsSnapshot = {
+    self: { id: A, name: "a", role: "database", nofailover: false, report: null }, now: 0, startedAt: 0, freshMs: 5000,
+    voters: [A, B, C], leader: A, peers: [],
+    reports: new Map([[B, { report: null, role: "database", at: 0, nofailover: true, promotable: false, epoch: 3 }], [C, { report: null, role: "database", at: 0, nofailover: false, promotable: true, epoch: 4 }]]),
+  };
+  expect(syncMembers(s)).toEqual([C]);
+});
+
+test("without a standby that may be synchronous, commits still wait (a placeholder name, never '' while failover is allowed)", () => {
+  expect(syncNamesFor(1, [])).toBe('ANY 1 ("pgherd_none")');
+  expect(syncNamesFor(0, [])).toBe("");
+  const base = { mode: "quorum" as const, voters: 3, standbyNames: [] as string[], streaming: ["pgherd_b"], degraded: false, blockCommitted: false, position: pos("0/5000000"), maxLagBytes: 0 };
+  // grace period: writes wait, the guard does not block
+  const grace = planDurability({ ...base, shortForMs: 100, degradeAfterMs: 3000 });
+  expect(grace.guard).toBe("keep");
+  expect(grace.syncNames).toBe('ANY 1 ("pgherd_none")');
+  // telling the voters first: still waiting
+  const telling = planDurability(base);
+  expect(telling.guard).toEqual({ block: true, floor: null });
+  expect(telling.syncNames).toBe('ANY 1 ("pgherd_none")');
+  // a standby that cannot lead streams: it does not count toward k
+  expect(planDurability({ ...base, standbyNames: ["pgherd_c"], streaming: ["pgherd_b"], shortForMs: 100, degradeAfterMs: 3000 }).syncNames).toBe('ANY 1 ("pgherd_c")');
+  expect(planDurability({ ...base, mode: "strict" }).syncNames).toBe('ANY 1 ("pgherd_none")');
+});
+
+test("the leader's record names every standby left out of the names in force, with the epoch it saw; none without confirmed names", () => {
+  const names = 'ANY 1 ("pgherd_c")';
+  expect(namedIn(names, "pgherd_c")).toBe(true);
+  expect(namedIn(names, "pgherd_b")).toBe(false);
+  const members = [{ id: B, slot: "pgherd_b", epoch: 7 }, { id: C, slot: "pgherd_c", epoch: 9 }, { id: A, slot: "pgherd_a" }];
+  expect(exclusionRecord({ term: 4, at: pos("0/6000000"), names, members })).toEqual({ term: 4, at: pos("0/6000000"), excluded: [{ id: B, epoch: 7 }] });
+  expect(exclusionRecord({ term: 4, at: null, names, members })).toBeNull();
+  expect(exclusionRecord({ term: 4, at: pos("0/6000000"), names: "", members })).toBeNull();
+  expect(exclusionRecord({ term: 4, at: pos("0/6000000"), names: 'ANY 1 ("pgherd_b", "pgherd_c")', members })).toBeNull();
+});
+
+const rec: Exclusion = { term: 4, at: pos("0/6000000"), excluded: [{ id: B, epoch: 7 }] };
+
+test("a node that cannot lead caps with its leader's record for its own current epoch only", () => {
+  const x = { canLead: false, self: B, epoch: 7, record: { from: A, exclusion: rec }, leader: A };
+  expect(capFor(x)).toEqual(pos("0/6000000"));
+  expect(capFor({ ...x, canLead: true })).toBeNull(); // a node that can lead never caps
+  expect(capFor({ ...x, epoch: 8 })).toBeNull(); // computed for another announcement (an earlier run of this node)
+  expect(capFor({ ...x, self: C })).toBeNull();
+  expect(capFor({ ...x, record: { from: A, exclusion: null } })).toBeNull(); // the leader's latest message carries none
+  expect(capFor({ ...x, record: null })).toBeNull();
+});
+
+test("the cap outlives its leader during the election, and dies once another leader is heard", () => {
+  const held = { from: A, exclusion: rec };
+  expect(capFor({ canLead: false, self: B, epoch: 7, record: held, leader: null })).toEqual(pos("0/6000000")); // voting for the next term
+  expect(capFor({ canLead: false, self: B, epoch: 7, record: held, leader: C })).toBeNull();
+  expect(keepRecord(held, C)).toBeNull(); // ... and stays gone when C is gone too
+  expect(keepRecord(held, null)).toBe(held);
+  expect(keepRecord(held, A)).toBe(held);
+});
+
+test("the voting position is min(position, cap)", () => {
+  expect(votingPosition(pos("0/7000000"), pos("0/6000000"))).toEqual(pos("0/6000000"));
+  expect(votingPosition(pos("0/5000000"), pos("0/6000000"))).toEqual(pos("0/5000000"));
+  expect(votingPosition(pos("0/7000000"), null)).toEqual(pos("0/7000000"));
+  expect(votingPosition(pos("0/1000000", 2), pos("0/6000000", 1))).toEqual(pos("0/6000000", 1)); // a later timeline is further
+});
