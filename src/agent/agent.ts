@@ -329,6 +329,7 @@ export class Agent implements ClusterContext {
   downForMs(id: string): number { return F.downForMs(this.facts(), id); }
   standbyMembers(): string[] { return F.standbyMembers(this.facts()); }
   syncMembers(): string[] { return F.syncMembers(this.facts()); }
+  unheardStandbys(): string[] { return F.unheardStandbys(this.facts()); }
   announcedEpoch(id: string): number | undefined { return this.reports.get(id)?.epoch; }
   candidates() { return F.candidates(this.facts()); }
   nobodyHasData(): boolean { return F.nobodyHasData(this.facts()); }

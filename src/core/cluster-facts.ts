@@ -104,6 +104,11 @@ export function syncMembers(s: FactsSnapshot): string[] {
   return syncCandidates(standbyMembers(s), (id) => s.reports.get(id));
 }
 
+/** Standby members without a state message since this agent started (their promotability unknown). */
+export function unheardStandbys(s: FactsSnapshot): string[] {
+  return standbyMembers(s).filter((id) => !s.reports.has(id));
+}
+
 /**
  * Standby members reporting now over a live mesh connection (they could re-point to a new
  * primary). A fresh report alone is not enough: a crashed host's last report stays fresh for

@@ -33,7 +33,22 @@ export interface DurabilityInput {
    *  after a failover or switchover take about a second: degrading at once would suspend automatic
    *  failover for nothing. */
   degradeAfterMs?: number;
+  /**
+   * Standby members this agent has not heard a state message from since it started. Until it
+   * has, it does not know which of them may be synchronous (core/sync-exclusion.ts): an agent
+   * restarted beside its running primary names none of them at first, and must not take that
+   * for "too few standbys".
+   */
+  unheardStandbys?: number;
+  /** How long this agent has been running its primary (since its first round as one). */
+  primaryForMs?: number;
 }
+
+/**
+ * quorum: how long, at most, a primary waits to hear every standby member before it may degrade
+ * (a member that never reports, down since this agent started, must not block writes for ever).
+ */
+export const HEAR_STANDBYS_MS = 10_000;
 
 export interface DurabilityPlan {
   syncNames: string;
@@ -82,7 +97,7 @@ export function planDurability(x: DurabilityInput): DurabilityPlan {
   }
   // quorum with too few standbys: for a grace period writes wait; then stop automatic failover
   // (a majority must know) and let commits go without a synchronous standby.
-  if (!x.degraded && (x.shortForMs ?? Infinity) < (x.degradeAfterMs ?? 0)) {
+  if (!x.degraded && ((x.shortForMs ?? Infinity) < (x.degradeAfterMs ?? 0) || stillHearing(x))) {
     return { syncNames: names, guard: "keep", degraded: false, guarantee: `waiting for ${k} synchronous standby${k > 1 ? "s" : ""} (${streaming} streaming): writes wait, then the cluster degrades` };
   }
   if (!x.blockCommitted) {
@@ -92,6 +107,11 @@ export function planDurability(x: DurabilityInput): DurabilityPlan {
     syncNames: "", guard: "keep", degraded: true,
     guarantee: `degraded: writes continue without a synchronous standby (${streaming}/${k} streaming); no automatic failover until one is back`,
   };
+}
+
+/** Some standby member not heard yet, within HEAR_STANDBYS_MS of this agent's first round as primary. */
+function stillHearing(x: DurabilityInput): boolean {
+  return (x.unheardStandbys ?? 0) > 0 && (x.primaryForMs ?? Infinity) < HEAR_STANDBYS_MS;
 }
 
 /**

@@ -49,6 +49,11 @@ describe("cluster facts", () => {
     expect(F.standbyMembers(foreign)).toEqual(["c"]);
     expect(F.reachableStandbys(s)).toBe(1);
   });
+
+  test("unheard standbys: members without a state message since this agent started", () => {
+    expect(F.unheardStandbys(snap({ voters: ["a", "b", "c", "d", "w"] }))).toEqual(["d"]);
+    expect(F.unheardStandbys(snap({ reports: new Map() }))).toEqual(["b", "c"]);
+  });
   test("reachable standbys: a fresh report over a live mesh connection; a crashed host's fresh last report does not count", () => {
     const s = snap({ voters: ["a", "b", "c"] });
     expect(F.reachableStandbys(s)).toBe(1); // b: fresh and connected; c: stale

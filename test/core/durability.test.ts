@@ -1,6 +1,6 @@
 // The durability plan: k standbys so that every commit meets every election majority.
 import { expect, test } from "bun:test";
-import { planDurability, syncStandbyNames, type DurabilityInput } from "../../src/core/durability.ts";
+import { HEAR_STANDBYS_MS, planDurability, syncStandbyNames, type DurabilityInput } from "../../src/core/durability.ts";
 
 const base: DurabilityInput = {
   mode: "quorum", voters: 3, standbyNames: ["pgherd_b", "pgherd_c"], streaming: ["pgherd_b", "pgherd_c"],
@@ -45,4 +45,19 @@ test("strict blocks writes instead of degrading; async publishes a floor max_lag
   expect(a.syncNames).toBe("");
   expect(a.guard).toEqual({ block: false, floor: { timeline: 1, lsn: "0/4F00000" } });
   expect(a.guarantee).toContain("1048576 bytes at risk");
+});
+
+test("an agent restarted beside its running primary does not degrade before it has heard every standby member (bounded)", () => {
+  // Nothing heard yet: no standby known to be promotable, so none named and none counted streaming.
+  const restarted = { ...base, standbyNames: [], streaming: ["pgherd_b", "pgherd_c"], shortForMs: 60_000, degradeAfterMs: 0 };
+  const waiting = planDurability({ ...restarted, unheardStandbys: 2, primaryForMs: 500 });
+  expect(waiting.guard).toBe("keep"); // no block stored, so no floor left when it is lifted
+  expect(waiting.syncNames).toBe('ANY 1 ("pgherd_none")'); // writes wait meanwhile
+  expect(waiting.degraded).toBe(false);
+  // every member heard: the usual rules
+  expect(planDurability({ ...restarted, unheardStandbys: 0, primaryForMs: 500 }).guard).toEqual({ block: true, floor: null });
+  // a member down since the agent started: it degrades after HEAR_STANDBYS_MS
+  expect(planDurability({ ...restarted, unheardStandbys: 1, primaryForMs: HEAR_STANDBYS_MS }).guard).toEqual({ block: true, floor: null });
+  // an agent already degraded stays so
+  expect(planDurability({ ...restarted, degraded: true, blockCommitted: true, unheardStandbys: 1, primaryForMs: 500 }).degraded).toBe(true);
 });

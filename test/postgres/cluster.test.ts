@@ -506,7 +506,7 @@ describe("PostgreSQL controller on real servers", () => {
     const counted: Db = { target: db.target, close: () => db.close(), query: (what, fn, ms) => db.query(what, fn, ms).catch((e) => { if (e instanceof DbTimeoutError) timeouts.push(what); throw e; }) };
     const warn = memoryLogger();
     let slotsKept = false;
-    const host = { localDb: () => counted, node: primary, log: warn, writeConfig: async () => [], cfg: { postgres: { parameters: {} } }, syncNamesTaken: true, ctx: { secrets: () => undefined, peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum", votersCount: () => 3, standbyMembers: () => ["a", "b"], syncMembers: () => ["a", "b"], announcedEpoch: () => undefined } } as unknown as PgHost;
+    const host = { localDb: () => counted, node: primary, log: warn, writeConfig: async () => [], cfg: { postgres: { parameters: {} } }, syncNamesTaken: true, ctx: { secrets: () => undefined, peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum", votersCount: () => 3, standbyMembers: () => ["a", "b"], syncMembers: () => ["a", "b"], unheardStandbys: () => [], announcedEpoch: () => undefined } } as unknown as PgHost;
     const upkeep = new Maintenance(host, { maintain: async () => { slotsKept = true; } } as unknown as SlotKeeper, {} as PrimaryStarter);
     const pm = (await readPostmasterPid(primary.dataDir))!.pid;
     const frozen = [pm, ...Bun.spawnSync(["pgrep", "-P", String(pm)]).stdout.toString().split("\n").filter(Boolean).map(Number)];
@@ -546,7 +546,7 @@ describe("PostgreSQL controller on real servers", () => {
       namesMayBeEmpty: PgHost.prototype.namesMayBeEmpty,
       ctx: {
         secrets: () => ({ systemId: p0.systemIdentifier }), peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum",
-        votersCount: () => 3, standbyMembers: () => ["a", "b"], syncMembers: () => ["a", "b"], announcedEpoch: () => undefined, guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false,
+        votersCount: () => 3, standbyMembers: () => ["a", "b"], syncMembers: () => ["a", "b"], unheardStandbys: () => [], announcedEpoch: () => undefined, guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false,
         reachableStandbys: () => 0, setGuard: (block: boolean, floor: unknown) => guards.push({ block, floor }),
       },
     } as unknown as PgHost;

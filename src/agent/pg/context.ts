@@ -16,6 +16,8 @@ export interface ClusterContext {
   standbyMembers(): string[];
   /** The standby members that may be synchronous standbys: known promotable (core/sync-exclusion.ts). */
   syncMembers(): string[];
+  /** Standby members not heard from since this agent started (core/cluster-facts.ts). */
+  unheardStandbys(): string[];
   /** The epoch of a peer's latest announcement (absent from older versions). */
   announcedEpoch(id: string): number | undefined;
   /** Database standby members reporting now (they could re-point to a new primary). */

@@ -30,6 +30,8 @@ export class Maintenance {
   private degraded = false;
   private shortSince: number | null = null;
   private graceUntil = 0;
+  /** When this agent's first round as primary (of this run as one) began: null while not primary. */
+  private primarySince: number | null = null;
   private lastGuardAt = 0;
   private pendingWarned = "";
   /** pg_settings.pending_restart of the last round (reported to status and peers). */
@@ -105,11 +107,13 @@ export class Maintenance {
 
   private async upkeep(primary: boolean, p: Probe): Promise<void> {
     if (primary) {
+      this.primarySince ??= this.h.clock.now();
       this.standbyInputs = "";
       await this.maintainNow(true, p);
       return this.exclusion.step(p);
     }
     this.exclusion.reset();
+    this.primarySince = null;
     // The names it would be promoted with, in its files already (PgHost.writeConfig): a standby
     // ignores them, and a promotion finds them in force (primary.ts).
     this.h.syncNames = this.initialSyncNames();
@@ -233,6 +237,9 @@ export class Maintenance {
       shortForMs: this.shortSince === null ? 0 : clock.now() - this.shortSince,
       // Only right after a promotion or a restart: its standbys are (re)connecting. A fresh bootstrap degrades at once.
       degradeAfterMs: clock.now() < this.graceUntil && ctx.reachableStandbys() > 0 ? DEGRADE_AFTER_MS : 0,
+      // An agent restarted beside its running primary has heard no standby yet: it names none, which
+      // is not "too few standbys" (it would suspend failover and leave a floor for nothing).
+      unheardStandbys: ctx.unheardStandbys().length, primaryForMs: clock.now() - (this.primarySince ?? clock.now()),
     });
     const k = ctx.votersCount() - majority(ctx.votersCount());
     const candidates = new Set(ctx.syncMembers().map(slotFor));
