@@ -569,6 +569,42 @@ describe("PostgreSQL controller on real servers", () => {
     }
   }, 40_000);
 
+  test("names already in force when the agent starts (its first plan equals them): a barrier still confirms them taken", async () => {
+    const names = syncStandbyNames(1, ["a", "b"].map(slotFor));
+    const withNames = managed(primary, ports.p, [], { conf: { ...managed(primary, ports.p, []).conf, synchronousStandbyNames: names } });
+    await writeManagedConfig(withNames);
+    await reload(primary);
+    const db = local(ports.p);
+    await waitFor(async () => (await up(db)).syncNames === names, { timeoutMs: 10_000, what: "the names in force" });
+    const p0 = await up(db);
+    const warn = memoryLogger();
+    const host = {
+      localDb: () => db, sideDb: () => openLocalDb({ socketDir: s.socketDir, port: ports.p, superuser: SU, log }),
+      node: primary, log: warn, clock: realClock, queryDeadlineMs: 5000, upstream: null,
+      writeConfig: async () => [], // the files already say `names`
+      cfg: { postgres: { parameters: {} }, failover: { max_lag_bytes: 1048576 } },
+      syncNames: names, syncNamesTaken: false, syncNamesEmptied: 0, // a fresh agent: unknown
+      namesMayBeEmpty: PgHost.prototype.namesMayBeEmpty,
+      ctx: {
+        secrets: () => ({ systemId: p0.systemIdentifier }), peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "strict",
+        votersCount: () => 3, standbyMembers: () => ["a", "b"], syncMembers: () => ["a", "b"], unheardStandbys: () => [], announcedEpoch: () => undefined,
+        guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false, reachableStandbys: () => 0, setGuard: () => undefined,
+      },
+    } as unknown as PgHost;
+    const upkeep = new Maintenance(host, { maintain: async () => undefined } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined } as unknown as PrimaryStarter);
+    upkeep.rolesEnsured(p0.systemIdentifier);
+    try {
+      await upkeep.maintain(true, p0); // strict, nobody streams: the plan keeps the guard and the names in force
+      expect(warn.lines.some((l) => l.includes("reloading"))).toBe(false);
+      // Before: no reload and no guard change, so no barrier ever ran and no exclusion could be confirmed.
+      await waitFor(() => host.syncNamesTaken, { timeoutMs: 20_000, what: "the barrier to confirm the names in force" });
+    } finally {
+      await writeManagedConfig(managed(primary, ports.p, []));
+      await reload(primary);
+      await waitFor(async () => (await up(db)).syncNames === "", { timeoutMs: 10_000, what: "synchronous_standby_names '' again" });
+    }
+  }, 40_000);
+
   test("a member's slot that PostgreSQL invalidated (max_slot_wal_keep_size) is dropped and made again, reserving WAL", async () => {
     const bounded = managed(primary, ports.p, []);
     await writeManagedConfig({ ...bounded, conf: { ...bounded.conf, parameters: { ...bounded.conf.parameters, max_slot_wal_keep_size: "1MB" } } });

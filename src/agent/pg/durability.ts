@@ -110,6 +110,9 @@ export class Maintenance {
       this.primarySince ??= this.h.clock.now();
       this.standbyInputs = "";
       await this.maintainNow(true, p);
+      // Names already in force (an agent restarted beside its primary whose first plan equals them):
+      // no reload and no guard change runs a barrier, yet the exclusion needs the names confirmed taken.
+      if (p.up && !p.inRecovery) this.takeNames();
       return this.exclusion.step(p);
     }
     this.exclusion.reset();
