@@ -19,6 +19,7 @@ import { ensureRoles, scramVerifier } from "../../src/postgres/roles.ts";
 import { ensureSlot, listSlots } from "../../src/postgres/slots.ts";
 import { DbTimeoutError, openDb, openLocalDb, sqlState, type Db } from "../../src/postgres/sql.ts";
 import { Maintenance } from "../../src/agent/pg/durability.ts";
+import { ExclusionKeeper } from "../../src/agent/pg/sync-exclusion.ts";
 import { slotFor } from "../../src/agent/pg/context.ts";
 import { syncStandbyNames } from "../../src/core/durability.ts";
 import { replayHeld, restoring } from "../../src/core/catch-up.ts";
@@ -82,6 +83,12 @@ const up = async (db: Db): Promise<ProbeUp> => {
   return p;
 };
 const logFile = (n: PgNode) => `${n.dataDir}.log`;
+/** Back to no synchronous standby on the primary, for the tests that follow. */
+const noNamesAgain = async (db: Db) => {
+  await writeManagedConfig(managed(primary, ports.p, []));
+  await reload(primary);
+  await waitFor(async () => (await up(db)).syncNames === "", { timeoutMs: 10_000, what: "synchronous_standby_names '' again" });
+};
 
 requireReal("PostgreSQL controller tests", pgSkipReason);
 
@@ -543,7 +550,7 @@ describe("PostgreSQL controller on real servers", () => {
       writeConfig: async () => [], // the files already say `names`
       cfg: { postgres: { parameters: {} }, failover: { max_lag_bytes: 1048576 } },
       syncNames: names, syncNamesTaken: true, syncNamesEmptied: 0, // a barrier confirmed names earlier
-      namesMayBeEmpty: PgHost.prototype.namesMayBeEmpty,
+      namesMayBeEmpty: PgHost.prototype.namesMayBeEmpty, reload: () => reload(primary),
       ctx: {
         secrets: () => ({ systemId: p0.systemIdentifier }), peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum",
         votersCount: () => 3, standbyMembers: () => ["a", "b"], syncMembers: () => ["a", "b"], unheardStandbys: () => [], announcedEpoch: () => undefined, guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false,
@@ -599,9 +606,36 @@ describe("PostgreSQL controller on real servers", () => {
       // Before: no reload and no guard change, so no barrier ever ran and no exclusion could be confirmed.
       await waitFor(() => host.syncNamesTaken, { timeoutMs: 20_000, what: "the barrier to confirm the names in force" });
     } finally {
-      await writeManagedConfig(managed(primary, ports.p, []));
-      await reload(primary);
-      await waitFor(async () => (await up(db)).syncNames === "", { timeoutMs: 10_000, what: "synchronous_standby_names '' again" });
+      await noNamesAgain(db);
+    }
+  }, 40_000);
+
+  test("the exclusion is confirmed for one generation of the names: A -> B -> A between two checks, a reload, a promotion or start: no old record", async () => {
+    const names = syncStandbyNames(1, ["a", "b"].map(slotFor));
+    await writeManagedConfig(managed(primary, ports.p, [], { conf: { ...managed(primary, ports.p, []).conf, synchronousStandbyNames: names } }));
+    await reload(primary);
+    const db = local(ports.p);
+    await waitFor(async () => (await up(db)).syncNames === names, { timeoutMs: 10_000, what: "the names in force" });
+    const host = Object.setPrototypeOf({
+      localDb: () => db, node: primary, log, queryDeadlineMs: 5000, syncNamesGen: 0, syncNamesTaken: true,
+      ctx: { standbyMembers: () => ["a", "b", "c"], announcedEpoch: (id: string) => (id === "c" ? 5 : undefined) },
+    }, PgHost.prototype) as PgHost;
+    host.syncNames = names;
+    const keeper = new ExclusionKeeper(host);
+    try {
+      await keeper.step(await up(db));
+      const first = keeper.record(7);
+      expect(first).toMatchObject({ term: 7, excluded: [{ id: "c", epoch: 5 }] });
+      // Another plan and back before the next check (a round cut short by a deadline skips step()):
+      host.syncNames = syncStandbyNames(1, ["a", "b", "c"].map(slotFor));
+      host.syncNames = names;
+      expect(keeper.record(7)).toBeNull(); // before: the same string, so the old X was published again
+      await keeper.step(await up(db));
+      expect(keeper.record(7)).not.toBeNull(); // confirmed again, from a fresh position
+      host.namesMayHaveChanged(); // a promotion or a start as primary (primary.ts), a reload (PgHost.reload)
+      expect(keeper.record(7)).toBeNull();
+    } finally {
+      await noNamesAgain(db);
     }
   }, 40_000);
 

@@ -2,7 +2,7 @@
 // at this moment, read afresh for every detach, never from the last monitoring round's view.
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { probe, readPostmasterPid, reload } from "../../postgres/index.ts";
+import { probe, readPostmasterPid } from "../../postgres/index.ts";
 import type { DetachRead, DetachTarget } from "./detach.ts";
 import type { PgHost } from "./host.ts";
 
@@ -43,7 +43,7 @@ export function detachTarget(h: PgHost, restingPosition: DetachTarget["restingPo
       const standby = last.up ? last.inRecovery : statSafe(join(h.node.dataDir, "standby.signal"));
       if (!standby) return;
       await h.writeConfig(true, undefined);
-      await reload(h.node);
+      await h.reload();
     },
     read: async () => {
       if (!(await postmasterRuns(h.node.dataDir))) return NOT_RUNNING;

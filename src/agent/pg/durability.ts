@@ -3,7 +3,7 @@
 import { planDurability, syncNamesFor } from "../../core/durability.ts";
 import { samePosition } from "../../core/position.ts";
 import { majority } from "../../core/quorum.ts";
-import { ensureRoles, probe, reload, syncNamesBarrier, type Probe } from "../../postgres/index.ts";
+import { ensureRoles, probe, syncNamesBarrier, type Probe } from "../../postgres/index.ts";
 import { DbTimeoutError } from "../../postgres/sql.ts";
 import type { OrderedValue } from "../../core/restart-plan.ts";
 import { slotFor } from "./context.ts";
@@ -150,7 +150,7 @@ export class Maintenance {
     } else this.primarySkipped++;
     if (changed.length > 0) {
       h.log.info(`managed files changed (${changed.join(", ")}): reloading`);
-      await reload(h.node);
+      await h.reload();
       // A primary's names from none to some without a block to lift (async -> quorum, k from 0 to
       // 1): the barrier confirms them too; commits until it ends are acknowledged as before the change.
       if (primary && p.up) this.takeNames();
@@ -164,7 +164,7 @@ export class Maintenance {
         // Empty names in force: commits went without waiting, and a block is lifted only after a new
         // barrier (publishGuard), which starts now (with one running: when a block waits).
         if (p.syncNames === "") h.namesMayBeEmpty();
-        await reload(h.node);
+        await h.reload();
         this.takeNames();
       }
     }

@@ -8,7 +8,7 @@ import { type CatchUp, NOT_STUCK } from "../../core/catch-up.ts";
 import type { Position } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import { ensureDir } from "../../postgres/fsutil.ts";
-import { buildConninfo, inspectDataDir, openLocalDb, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
+import { buildConninfo, inspectDataDir, openLocalDb, reload, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
 import { removeDanglingPlaceholders } from "../../postgres/timeline-files.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
 import { NodeTls } from "../../tls/node-tls.ts";
@@ -36,8 +36,32 @@ export class PgHost {
   private db: Db | null = null;
   /** host:port primary_conninfo points to, as last written. */
   upstream: string | null = null;
+  private names = "";
+  /**
+   * Bumped whenever the names in force may have changed: syncNames takes another value, every
+   * reload, every promotion or start as primary. A confirmation of the names in force (the
+   * exclusion of standbys that cannot lead, sync-exclusion.ts) holds for one generation only: the
+   * same string after A -> B -> A between two checks is not the same confirmation.
+   */
+  syncNamesGen = 0;
   /** synchronous_standby_names of the managed files: a primary's durability plan; on a standby, the names it would be promoted with. */
-  syncNames = "";
+  get syncNames(): string {
+    return this.names;
+  }
+  set syncNames(v: string) {
+    if (v !== this.names) this.syncNamesGen++;
+    this.names = v;
+  }
+  /** The names in force may have changed (a reload, a promotion, a start as primary): confirmations made before count no more. */
+  namesMayHaveChanged(): void {
+    this.syncNamesGen++;
+  }
+  /** Reload the server's configuration (pg_ctl reload); the names in force may change with it. */
+  async reload(): Promise<void> {
+    this.namesMayHaveChanged();
+    await reload(this.node);
+    this.namesMayHaveChanged(); // a check that ran during the reload does not count either
+  }
   /**
    * The checkpointer took non-empty names (it alone sets the flag a commit checks before waiting
    * for a standby) since the files last said none: set by a barrier (postgres/promote.ts), cleared

@@ -11,7 +11,7 @@ import { type Clock, realClock } from "../../fence/clock.ts";
 import { Fencer } from "../../fence/fencer.ts";
 import type { LeaseFile } from "../../fence/lease-file.ts";
 import type { Logger } from "../../log.ts";
-import { inspectDataDir, lsnCompare, probe, reload, swapProblem, type PgBins } from "../../postgres/index.ts";
+import { inspectDataDir, lsnCompare, probe, swapProblem, type PgBins } from "../../postgres/index.ts";
 import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
 import { DetachHold, detachFor } from "./detach.ts";
 import { detachTarget } from "./detach-target.ts";
@@ -179,7 +179,7 @@ export class PostgresLoop implements LoopControl {
     this.exec.run("stream again", async () => {
       if (!this.h.lastInRecovery) return;
       this.h.log.info("the leader's primary runs again: reloading, so that a broken stream is retried now");
-      await reload(this.h.node);
+      await this.h.reload();
     }, { maxWaitMs: STREAM_AGAIN_WAIT_MS }).catch(() => undefined);
   }
 

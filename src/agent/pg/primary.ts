@@ -2,7 +2,7 @@
 // promote. Each runs inside the fencer's asPrimary(): never without a lease this agent holds.
 import { join } from "node:path";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
-import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftovers, PgCtlError, probe, promote, reload, syncNamesBeforePromotion } from "../../postgres/index.ts";
+import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftovers, PgCtlError, probe, promote, syncNamesBeforePromotion } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 import { bootstrapFromBackup } from "../../backup/bootstrap.ts";
 import { planTimeline, type TimelinePlan } from "../../core/timelines.ts";
@@ -49,6 +49,7 @@ export class PrimaryStarter {
       if (adopt) h.log.info(`adopting the existing server in ${h.node.dataDir} as the first primary (bootstrap.from_existing)`);
       const needIdentity = !h.ctx.secrets()?.systemId;
       h.syncNames = needIdentity ? "" : this.sync.initialSyncNames();
+      h.namesMayHaveChanged(); // a new start: nothing confirmed for the server before it counts
       await h.writeConfig(false);
       if (crashed) await this.restartInPlace();
       else await h.startServer();
@@ -90,7 +91,7 @@ export class PrimaryStarter {
       const r = await promote(h.localDb(), h.node);
       h.upstream = null;
       await h.writeConfig(false);
-      await reload(h.node); // synchronous_standby_names of the new primary: it must be in force
+      await h.reload(); // synchronous_standby_names of the new primary: it must be in force
       h.log.info(`promotion: ${r}`);
       // pg_control keeps the old timeline until a checkpoint: pg_rewind of the old primary reads it.
       await h.localDb().query("checkpoint after promotion", (sql) => sql`CHECKPOINT`, 60_000).catch((e) => h.log.warn(`checkpoint after promotion: ${(e as Error).message}`));
@@ -123,6 +124,7 @@ export class PrimaryStarter {
   private async prepareToPromote(): Promise<TimelinePlan> {
     const h = this.h;
     h.syncNames = this.sync.initialSyncNames();
+    h.namesMayHaveChanged(); // a promotion: nothing confirmed before it counts
     this.sync.startGrace();
     // In force before the promotion: from its first commit the new primary acknowledges nothing
     // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).

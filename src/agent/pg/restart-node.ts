@@ -3,7 +3,7 @@
 // it for a crash), a reload of its managed files, and the values core/restart-plan.ts orders.
 import { z } from "zod";
 import { ORDERED_SETTINGS, type OrderedValue } from "../../core/restart-plan.ts";
-import { inspectDataDir, pendingRestart, probe, reload } from "../../postgres/index.ts";
+import { inspectDataDir, pendingRestart, probe } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 
 export interface NodeOpResult {
@@ -93,7 +93,7 @@ export async function reloadHere(h: PgHost, configNote: string): Promise<NodeOpR
   const loadTime = async () => String((await h.localDb().query("pg_conf_load_time", (sql) => sql`SELECT pg_conf_load_time()::text AS t`))[0]?.t);
   const before = await loadTime();
   const changed = await h.writeConfig(standby, standby ? (h.upstream ?? undefined) : undefined);
-  await reload(h.node);
+  await h.reload();
   // The postmaster reads the files on SIGHUP asynchronously: wait until it has (2 s at most).
   for (let i = 0; i < 40 && (await loadTime()) === before; i++) await h.clock.sleep(50);
   const pending = await pendingRestart(h.localDb()).catch(() => [] as string[]);

@@ -9,7 +9,7 @@ import { dataWasPrimary, decideHa, failureMayLeavePrimary, type HaAction, type L
 import { broken, successorOf } from "../../core/liveness.ts";
 import { furtherPosition, ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
-import { inspectDataDir, lsnCompare, probe, reload, type Probe } from "../../postgres/index.ts";
+import { inspectDataDir, lsnCompare, probe, type Probe } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
 import type { Maintenance } from "./durability.ts";
 import type { PgHost } from "./host.ts";
@@ -315,7 +315,7 @@ export class MonitorRound {
       case "repoint": {
         h.log.info(`following the new primary at ${d.upstream}`);
         await h.writeConfig(true, d.upstream);
-        await reload(h.node);
+        await h.reload();
         return;
       }
       case "resign": return h.ctx.resign(d.reason, d.to);

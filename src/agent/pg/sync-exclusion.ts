@@ -9,7 +9,8 @@ import { slotFor } from "./context.ts";
 import type { PgHost } from "./host.ts";
 
 export class ExclusionKeeper {
-  private confirmed: { names: string; at: Position } | null = null;
+  /** Confirmed for one generation of the names in force (PgHost.syncNamesGen), never by the string alone. */
+  private confirmed: { names: string; gen: number; at: Position } | null = null;
 
   constructor(private readonly h: PgHost) {}
 
@@ -21,10 +22,10 @@ export class ExclusionKeeper {
   /** Every round of a primary, after the upkeep (names planned, written, reloaded). */
   async step(p: Probe): Promise<void> {
     const h = this.h;
-    const names = h.syncNames;
+    const [names, gen] = [h.syncNames, h.syncNamesGen];
     const holds = p.up && !p.inRecovery && names !== "" && h.syncNamesTaken && p.syncNames === names;
     if (!holds) return this.reset();
-    if (this.confirmed?.names === names) return;
+    if (this.confirmed?.names === names && this.confirmed.gen === gen) return;
     this.confirmed = null;
     const now = await syncCandidatesInForce(h.localDb()).catch((e: Error) => {
       h.log.warn(`cannot read the synchronous candidates in force: ${e.message} (tried again next round)`);
@@ -34,15 +35,15 @@ export class ExclusionKeeper {
     if (now.names !== names || now.counting.some((n) => !namedIn(names, n))) return; // a walsender has not taken the reload yet
     // A probe that starts after the check: every commit a left-out standby acknowledged is at or below its position.
     const q = await probe(h.localDb(), h.queryDeadlineMs);
-    if (!q.up || q.inRecovery || !q.currentLsn || q.syncNames !== names || h.syncNames !== names || !h.syncNamesTaken) return;
-    this.confirmed = { names, at: { timeline: q.timeline, lsn: q.currentLsn } };
+    if (!q.up || q.inRecovery || !q.currentLsn || q.syncNames !== names || h.syncNames !== names || h.syncNamesGen !== gen || !h.syncNamesTaken) return;
+    this.confirmed = { names, gen, at: { timeline: q.timeline, lsn: q.currentLsn } };
     h.log.info(`synchronous_standby_names '${names}' confirmed in force from ${q.timeline}/${q.currentLsn}: standbys left out no longer acknowledge commits`);
   }
 
   /** The record the leader publishes in `term` (null: nothing confirmed, or nobody left out). */
   record(term: number): Exclusion | null {
     const c = this.confirmed;
-    if (!c || c.names !== this.h.syncNames) return null;
+    if (!c || c.names !== this.h.syncNames || c.gen !== this.h.syncNamesGen) return null;
     const members = this.h.ctx.standbyMembers().map((id) => ({ id, slot: slotFor(id), epoch: this.h.ctx.announcedEpoch(id) }));
     return exclusionRecord({ term, at: c.at, names: c.names, members });
   }
