@@ -3,7 +3,7 @@
 // leader's latest exclusion record, and turns every position it hands to the consensus backend
 // (each round's, a detach's final one) into min(position, cap). The rules are in the core.
 import type { Config } from "../config/schema.ts";
-import { canLead, capFor, keepRecord, votingPosition, type Exclusion, type HeldRecord } from "../core/sync-exclusion.ts";
+import { canLead, capFor, heardRecord, keepRecord, votingPosition, type Leadership, type Exclusion, type HeldRecord } from "../core/sync-exclusion.ts";
 import { comparePosition, type Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { Consensus, DetachResult } from "./election-driver.ts";
@@ -31,14 +31,19 @@ export class SyncCap {
 
   /** The cap that applies now (null: vote with the full position). */
   cap(): Position | null {
-    const leader = this.consensus().status().leader;
-    this.record = keepRecord(this.record, leader);
-    const cap = capFor({ canLead: this.canLead, self: this.self, epoch: this.epoch, record: this.record, leader });
+    const now = this.leadership();
+    this.record = keepRecord(this.record, now);
+    const cap = capFor({ canLead: this.canLead, self: this.self, epoch: this.epoch, record: this.record, now });
     if ((cap === null) !== (this.lastCap === null) || (cap && this.lastCap && comparePosition(cap, this.lastCap) !== 0)) {
       this.log.info(cap ? `not a synchronous standby since ${cap.timeline}/${cap.lsn}: votes compare positions up to there only` : "votes compare the full position (no confirmed exclusion from the synchronous standbys)");
       this.lastCap = cap;
     }
     return cap;
+  }
+
+  private leadership(): Leadership {
+    const st = this.consensus().status();
+    return { leader: st.leader, term: st.term };
   }
 
   /** The position to hand to the consensus backend for this node's real `position`. */
@@ -57,7 +62,7 @@ export class SyncCap {
   /** The current leader's state message: its record (null: none). Re-feeds the position when the cap changed. */
   heard(from: string, exclusion: Exclusion | null): void {
     if (this.canLead) return;
-    this.record = { from, exclusion };
+    this.record = heardRecord(this.record, from, exclusion, this.leadership());
     this.refeed();
   }
 

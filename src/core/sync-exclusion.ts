@@ -68,16 +68,33 @@ export function namedIn(names: string, slot: string): boolean {
   return names.includes(`"${slot}"`);
 }
 
-export interface HeldRecord { from: string; exclusion: Exclusion | null }
+/** A record as a standby holds it: from leader `from`, heard while that node led in `term`. */
+export interface HeldRecord { from: string; term: number; exclusion: Exclusion | null }
+
+/** What this node knows of leadership now: the leader it follows (null: none, an election) and its current term. */
+export interface Leadership { leader: string | null; term: number }
 
 /**
- * The record a standby keeps: the latest one its leader sent, until it hears another leader. An
- * election in progress (no leader) keeps it: the cap is what this node votes with for the next
- * term. Another leader's primary may name this node (its view of it may be stale): from then on
- * the old leader's record says nothing, even once that leader is gone too.
+ * The record to hold after a state message from `from`. Only the current leader's counts, and its
+ * exclusion only for this node's current term (a record computed in another term says nothing
+ * about the names in force now: held as none). A message from anyone else changes nothing.
  */
-export function keepRecord(record: HeldRecord | null, leader: string | null): HeldRecord | null {
-  return record && leader !== null && leader !== record.from ? null : record;
+export function heardRecord(held: HeldRecord | null, from: string, exclusion: Exclusion | null, now: Leadership): HeldRecord | null {
+  if (now.leader !== from) return keepRecord(held, now);
+  return { from, term: now.term, exclusion: exclusion && exclusion.term === now.term ? exclusion : null };
+}
+
+/**
+ * The record a standby keeps: the one from leader L of term T holds while L leads in T, and for the
+ * votes of every later term until a leader of a later term is heard. The election that follows the
+ * primary's death (no leader, the term moving past T, perhaps more than once) keeps it: the cap is
+ * what this node votes with for the next term. Any leader heard in another term (L again included:
+ * its primary may name this node in the new term), or another leader, ends it: from then on the
+ * old record says nothing, even once that leader is gone too.
+ */
+export function keepRecord(record: HeldRecord | null, now: Leadership): HeldRecord | null {
+  if (!record || now.leader === null) return record;
+  return now.leader === record.from && now.term === record.term ? record : null;
 }
 
 /**
@@ -85,8 +102,8 @@ export function keepRecord(record: HeldRecord | null, leader: string | null): He
  * Only a node that cannot lead caps; only with a record kept (keepRecord) naming this node with the
  * epoch of its own current announcement.
  */
-export function capFor(x: { canLead: boolean; self: string; epoch: number; record: HeldRecord | null; leader: string | null }): Position | null {
-  const kept = keepRecord(x.record, x.leader);
+export function capFor(x: { canLead: boolean; self: string; epoch: number; record: HeldRecord | null; now: Leadership }): Position | null {
+  const kept = keepRecord(x.record, x.now);
   if (x.canLead || !kept?.exclusion) return null;
   const r = kept.exclusion;
   return r.excluded.some((e) => e.id === x.self && e.epoch === x.epoch) ? r.at : null;

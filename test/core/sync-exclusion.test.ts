@@ -1,7 +1,7 @@
 // Standbys that can never lead are never synchronous standbys, and vote with a capped position
 // once the primary confirmed they no longer acknowledge commits (docs/design.md, "Durability").
 import { expect, test } from "bun:test";
-import { canLead, capFor, exclusionRecord, keepRecord, knownPromotable, namedIn, syncCandidates, votingPosition, type Exclusion } from "../../src/core/sync-exclusion.ts";
+import { canLead, capFor, exclusionRecord, heardRecord, keepRecord, knownPromotable, namedIn, syncCandidates, votingPosition, type Exclusion } from "../../src/core/sync-exclusion.ts";
 import { planDurability, syncNamesFor } from "../../src/core/durability.ts";
 import { syncMembers, type FactsSnapshot } from "../../src/core/cluster-facts.ts";
 
@@ -66,22 +66,38 @@ test("the leader's record names every standby left out of the names in force, wi
 const rec: Exclusion = { term: 4, at: pos("0/6000000"), excluded: [{ id: B, epoch: 7 }] };
 
 test("a node that cannot lead caps with its leader's record for its own current epoch only", () => {
-  const x = { canLead: false, self: B, epoch: 7, record: { from: A, exclusion: rec }, leader: A };
+  const x = { canLead: false, self: B, epoch: 7, record: { from: A, term: 4, exclusion: rec }, now: { leader: A, term: 4 } };
   expect(capFor(x)).toEqual(pos("0/6000000"));
   expect(capFor({ ...x, canLead: true })).toBeNull(); // a node that can lead never caps
   expect(capFor({ ...x, epoch: 8 })).toBeNull(); // computed for another announcement (an earlier run of this node)
   expect(capFor({ ...x, self: C })).toBeNull();
-  expect(capFor({ ...x, record: { from: A, exclusion: null } })).toBeNull(); // the leader's latest message carries none
+  expect(capFor({ ...x, record: { from: A, term: 4, exclusion: null } })).toBeNull(); // the leader's latest message carries none
   expect(capFor({ ...x, record: null })).toBeNull();
 });
 
-test("the cap outlives its leader during the election, and dies once another leader is heard", () => {
-  const held = { from: A, exclusion: rec };
-  expect(capFor({ canLead: false, self: B, epoch: 7, record: held, leader: null })).toEqual(pos("0/6000000")); // voting for the next term
-  expect(capFor({ canLead: false, self: B, epoch: 7, record: held, leader: C })).toBeNull();
-  expect(keepRecord(held, C)).toBeNull(); // ... and stays gone when C is gone too
-  expect(keepRecord(held, null)).toBe(held);
-  expect(keepRecord(held, A)).toBe(held);
+test("a record counts only from the current leader and for this node's current term", () => {
+  const held = { from: A, term: 4, exclusion: rec };
+  expect(heardRecord(null, A, rec, { leader: A, term: 4 })).toEqual(held);
+  // computed in another term than the one this node is in: held as none (full comparison)
+  expect(heardRecord(held, A, { ...rec, term: 3 }, { leader: A, term: 4 })).toEqual({ from: A, term: 4, exclusion: null });
+  expect(heardRecord(null, A, { ...rec, term: 5 }, { leader: A, term: 4 })?.exclusion).toBeNull();
+  // from a node that is not the leader: nothing changes
+  expect(heardRecord(held, C, { ...rec, excluded: [{ id: B, epoch: 7 }] }, { leader: A, term: 4 })).toBe(held);
+  expect(heardRecord(null, C, rec, { leader: null, term: 5 })).toBeNull();
+});
+
+test("the cap holds through the election after its leader's term, and dies once a leader of a later term is heard", () => {
+  const held = { from: A, term: 4, exclusion: rec };
+  const cap = (now: { leader: string | null; term: number }) => capFor({ canLead: false, self: B, epoch: 7, record: held, now });
+  expect(cap({ leader: null, term: 4 })).toEqual(pos("0/6000000"));
+  expect(cap({ leader: null, term: 5 })).toEqual(pos("0/6000000")); // voting for the next term
+  expect(cap({ leader: null, term: 7 })).toEqual(pos("0/6000000")); // elections that failed: still no leader of a later term
+  expect(cap({ leader: C, term: 5 })).toBeNull();
+  expect(cap({ leader: A, term: 5 })).toBeNull(); // the same leader in a later term: its primary may name this node now
+  expect(keepRecord(held, { leader: C, term: 5 })).toBeNull(); // ... and stays gone when C is gone too
+  expect(keepRecord(held, { leader: null, term: 6 })).toBe(held);
+  expect(keepRecord(held, { leader: A, term: 4 })).toBe(held);
+  expect(keepRecord(held, { leader: C, term: 4 })).toBeNull();
 });
 
 test("the voting position is min(position, cap)", () => {
