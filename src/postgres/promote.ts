@@ -103,9 +103,16 @@ export async function syncNamesBeforePromotion(db: Db, names: string, taken: boo
  * read from shared memory: each walsender sets its own when it takes a reload), with the names
  * this session sees. A walsender takes a reload on its own schedule: until its priority is 0 the
  * primary may still release commits on its standby's acknowledgement, whatever the files say.
+ * A member's walsender (a pgherd application name) that has not reported a flush position yet is
+ * counted too, as not confirmed: it is starting, and what it will count for is not known yet.
  */
 export async function syncCandidatesInForce(db: Db): Promise<{ names: string; counting: string[] }> {
   const names = await namesInForce(db);
-  const rows = await db.query("sync candidates", (sql) => sql`SELECT coalesce(application_name, '') AS name FROM pg_stat_replication WHERE sync_priority > 0`);
-  return { names, counting: rows.map((r) => String(r.name)) };
+  const rows = await db.query("sync candidates", (sql) => sql`SELECT coalesce(application_name, '') AS name, sync_priority, flush_lsn IS NULL AS no_flush FROM pg_stat_replication`);
+  return { names, counting: countingWalsenders(rows.map((r) => ({ name: String(r.name), syncPriority: Number(r.sync_priority), noFlush: r.no_flush === true }))) };
+}
+
+/** The application names of the walsenders that count, or may count, as synchronous (syncCandidatesInForce). */
+export function countingWalsenders(rows: ReadonlyArray<{ name: string; syncPriority: number; noFlush: boolean }>): string[] {
+  return rows.filter((r) => r.syncPriority > 0 || (r.noFlush && r.name.startsWith("pgherd_"))).map((r) => r.name);
 }
