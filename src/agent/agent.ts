@@ -278,6 +278,7 @@ export class Agent implements ClusterContext {
       meshAddr: this.self.mesh(), flags: this.flags.get(), durabilityLine: this.durabilityLine(),
       counters: { ...this.counters, ...this.consensus.counters }, peers: this.peers.list(),
       rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() }, uptimeMs: Date.now() - this.startedAt, backend: this.migration.inForce(),
+      votingCap: this.syncCap.cap(),
     };
   }
 

@@ -5,7 +5,7 @@ import * as F from "../core/cluster-facts.ts";
 import { composeView, type ClusterView, type MemberInput } from "../core/cluster-view.ts";
 import type { Status } from "../core/election.ts";
 import type { NodeStatus } from "../core/node-status.ts";
-import { lsnToBigInt } from "../core/position.ts";
+import { lsnToBigInt, type Position } from "../core/position.ts";
 import type { PeerInfo } from "./peers.ts";
 import type { Flags } from "./flags.ts";
 import { slotFor } from "./pg/context.ts";
@@ -27,6 +27,8 @@ export interface StatusInput {
   rejects: { beacon: Record<string, number>; mesh: Record<string, number> };
   uptimeMs: number;
   backend?: { backend: "builtin" | "etcd"; epoch: number };
+  /** The cap on the position this node votes with (agent/sync-cap.ts; null: none). */
+  votingCap?: Position | null;
 }
 
 export function composeStatus(i: StatusInput): NodeStatus {
@@ -43,7 +45,7 @@ export function composeStatus(i: StatusInput): NodeStatus {
       votedFor: s.votedFor, leading: i.lease !== null,
       leaseRemainingMs: i.lease ? Math.max(0, Math.round(i.lease.until - f.now)) : 0,
       voters: names(s.membership?.voters), membershipVersion: s.membership ? `${s.membership.term}.${s.membership.index}` : null,
-      position: s.position, ...(i.backend ? { backend: i.backend } : {}),
+      position: s.position, votingCap: i.votingCap ?? null, ...(i.backend ? { backend: i.backend } : {}),
     },
     bootstrap: s.membership ? null : i.bootstrapNote,
     postgres: own

@@ -53,7 +53,13 @@ export interface NodeStatus {
     voters: Array<{ id: string; name: string }>;
     /** "term.index" of the membership, null before bootstrap. */
     membershipVersion: string | null;
+    /**
+     * The position this node votes with, as its consensus backend holds it. For a node that cannot
+     * lead it is min(its own position, votingCap); its own is postgres.position.
+     */
     position: Position;
+    /** A node that cannot lead, left out of the synchronous names: the cap on the position it votes with (null: none, it votes with its own). */
+    votingCap: Position | null;
     /** The consensus backend in force on this node and the migration epoch that put it there (0: the config file's). */
     backend?: { backend: "builtin" | "etcd"; epoch: number };
   };

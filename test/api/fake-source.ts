@@ -20,7 +20,7 @@ export function nodeStatus(over: Partial<NodeStatus> = {}): NodeStatus {
     node: { id: "0000000000000002", name: "n2", role: "database", mesh: "127.0.0.1:7401" },
     election: {
       role: "follower", term: 3, leader: "0000000000000001", leaderName: "n1", votedFor: null, leading: false,
-      leaseRemainingMs: 0, voters: [], membershipVersion: "1.0", position: { timeline: 1, lsn: "0/3000148" },
+      leaseRemainingMs: 0, voters: [], membershipVersion: "1.0", position: { timeline: 1, lsn: "0/3000148" }, votingCap: null,
     },
     bootstrap: null,
     postgres: standbyPg(),
