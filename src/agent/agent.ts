@@ -5,6 +5,7 @@
 // cluster state through cluster-state-wiring.ts.
 import { mustReportPosition, type Position } from "../core/position.ts";
 import * as F from "../core/cluster-facts.ts";
+import { majority } from "../core/quorum.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { Beacon } from "../net/beacon.ts";
@@ -160,7 +161,7 @@ export class Agent implements ClusterContext {
       dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
       runAsLeader: (req) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.migrationRefuses(req) ?? this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)),
       stopped: () => this.stopped, safe: (f) => this.safe(f), now, migrate: (peer, m) => this.migration.receive(peer, m),
-      exclusionHeard: (from, e) => this.syncCap.heard(from, e),
+      exclusionHeard: (from, e, m) => this.syncCap.heard(from, e, m),
     });
     this.housekeeping = new Housekeeping({
       log, maxAgeMs: cfg.discovery.max_age_ms, peers: this.peers, mesh: this.mesh, safe: (f) => this.safe(f), now,
@@ -302,8 +303,9 @@ export class Agent implements ClusterContext {
       // durability: for followers of an earlier version during an upgrade (this version reads it from the configuration).
       ...(leading ? { paused: f.paused, durability: this.dynamic.durability(), scheduled: f.scheduled } : {}),
     };
-    const exclusion = leading ? this.loop?.exclusion(this.consensus.status().term) : null;
-    for (const id of this.mesh.connected()) this.mesh.send(id, exclusion ? { ...msg, exclusion } : msg);
+    const exclusion = (leading ? this.loop?.exclusion(this.consensus.status().term) : null) ?? null;
+    const seq = this.syncCap.stamp(exclusion);
+    for (const id of this.mesh.connected()) this.mesh.send(id, exclusion ? { ...msg, seq, exclusion } : { ...msg, seq });
   }
 
   /** Never let one bad event take the agent down. */
@@ -329,7 +331,13 @@ export class Agent implements ClusterContext {
   reachableStandbys(): number { return F.reachableStandbys(this.facts()); }
   downForMs(id: string): number { return F.downForMs(this.facts(), id); }
   standbyMembers(): string[] { return F.standbyMembers(this.facts()); }
-  syncMembers(): string[] { return F.syncMembers(this.facts()); }
+  syncMembers(): string[] { return this.syncSet().names; }
+  fillWanted(): string[] { return this.syncSet().wanted; }
+  fillPending(): string[] { return this.syncSet().pending; }
+  private syncSet() {
+    const n = this.votersCount();
+    return F.syncSet(this.facts(), { k: n - majority(n), run: { id: this.nodeId, epoch: this.syncCap.epoch }, lastNamed: (id) => this.syncCap.lastNamed(id) });
+  }
   unheardStandbys(): string[] { return F.unheardStandbys(this.facts()); }
   announcedEpoch(id: string): number | undefined { return this.reports.get(id)?.epoch; }
   candidates() { return F.candidates(this.facts()); }

@@ -40,7 +40,8 @@ export interface RouterDeps {
   safe: (f: () => void) => void;
   now: () => number;
   /** The leader's record of standbys left out of the synchronous names (absent: none): src/agent/sync-cap.ts. */
-  exclusionHeard: (leader: string, exclusion: Exclusion | null) => void;
+  /** The leader's state message: its record, and the message's run and number (the standby's echo). */
+  exclusionHeard: (leader: string, exclusion: Exclusion | null, msg: { epoch?: number; seq?: number }) => void;
   /** A backend migration's message (src/agent/migrate-driver.ts). */
   migrate: (peer: string, msg: MigrateMsg) => void;
 }
@@ -116,9 +117,10 @@ export class MessageRouter {
     this.d.reports.set(peer, {
       report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false,
       ...(msg.promotable !== undefined ? { promotable: msg.promotable } : {}), ...(msg.epoch !== undefined ? { epoch: msg.epoch } : {}),
+      ...(msg.heard !== undefined ? { heard: msg.heard } : {}),
     });
     if (this.d.consensus.status().leader !== peer) return;
-    this.d.exclusionHeard(peer, msg.exclusion ?? null);
+    this.d.exclusionHeard(peer, msg.exclusion ?? null, msg);
     this.d.flags.adopt(msg, this.d.log);
     if (F.leaderPrimaryBack(before, msg.pg)) this.d.loop()?.primaryBack();
   }

@@ -7,7 +7,7 @@ import { HistoryEntrySchema } from "./history.ts";
 import { ScheduledSwitchoverSchema } from "./flags.ts";
 
 import { PgReportSchema } from "../core/report.ts";
-import { ExclusionSchema } from "../core/sync-exclusion.ts";
+import { ExclusionSchema, HeardSchema } from "../core/sync-exclusion.ts";
 import { ClusterCaSchema } from "../store/cluster-secrets.ts";
 import { FailsafeReqSchema, FailsafeRespSchema } from "../consensus/etcd/failsafe-core.ts";
 import { MigrateAckSchema, MigrateEpochSchema, MigrateSwitchSchema } from "../consensus/migrate-msgs.ts";
@@ -24,6 +24,10 @@ const StateMsg = z.object({
   promotable: z.boolean().optional(),
   /** This announcement's epoch: a new one at every agent start (promotability changes only with a restart). */
   epoch: z.number().int().min(0).optional(),
+  /** This message's number in the sender's run (increasing); absent from older versions. */
+  seq: z.number().int().min(0).optional(),
+  /** The last leader state message this node processed: its echo (core/sync-exclusion.ts mayNameCannotLead). */
+  heard: HeardSchema.optional(),
   /** Set by the leader only: standbys left out of synchronous_standby_names, confirmed at a position (core/sync-exclusion.ts). */
   exclusion: ExclusionSchema.optional(),
   /** Set by the leader only: the switchover scheduled with `--at` (null: none). */

@@ -2,8 +2,10 @@
 // the data. It announces its promotability with an epoch of this process, keeps the current
 // leader's latest exclusion record, and turns every position it hands to the consensus backend
 // (each round's, a detach's final one) into min(position, cap). The rules are in the core.
+// It also numbers this node's state messages and echoes the last leader message it processed; as
+// leader, it remembers the last message whose record named each standby (the fill, syncSet).
 import type { Config } from "../config/schema.ts";
-import { canLead, capFor, heardRecord, keepRecord, votingPosition, type Leadership, type Exclusion, type HeldRecord } from "../core/sync-exclusion.ts";
+import { canLead, capFor, heardRecord, keepRecord, laterMessage, votingPosition, type Leadership, type Exclusion, type Heard, type HeldRecord } from "../core/sync-exclusion.ts";
 import { comparePosition, type Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { Consensus, DetachResult } from "./election-driver.ts";
@@ -18,6 +20,11 @@ export class SyncCap {
   private record: HeldRecord | null = null;
   private real: Position | null = null;
   private lastCap: Position | null = null;
+  /** The last leader state message processed (announced as `heard`). */
+  private echo: Heard | null = null;
+  /** This node's state messages, numbered; as leader, the last one whose record named each standby. */
+  private sent = 0;
+  private readonly named = new Map<string, number>();
 
   private readonly canLead: boolean;
 
@@ -25,8 +32,20 @@ export class SyncCap {
     this.canLead = canLead({ role: cfg.role, nofailover: cfg.tags.nofailover, priority: cfg.priority });
   }
 
-  announce(): { promotable: boolean; epoch: number } {
-    return { promotable: this.canLead, epoch: this.epoch };
+  announce(): { promotable: boolean; epoch: number; heard?: Heard } {
+    return { promotable: this.canLead, epoch: this.epoch, ...(this.echo ? { heard: this.echo } : {}) };
+  }
+
+  /** Number the state message about to be sent with `exclusion` (this node's record as leader, or null). */
+  stamp(exclusion: Exclusion | null): number {
+    const seq = ++this.sent;
+    for (const e of exclusion?.excluded ?? []) this.named.set(e.id, seq);
+    return seq;
+  }
+
+  /** As leader: the number of the last state message of this run whose record named `id` (undefined: none). */
+  lastNamed(id: string): number | undefined {
+    return this.named.get(id);
   }
 
   /** The cap that applies now (null: vote with the full position). */
@@ -60,9 +79,12 @@ export class SyncCap {
   }
 
   /** The current leader's state message: its record (null: none). Re-feeds the position when the cap changed. */
-  heard(from: string, exclusion: Exclusion | null): void {
-    if (this.canLead) return;
-    this.record = heardRecord(this.record, from, exclusion, this.leadership());
+  heard(from: string, exclusion: Exclusion | null, msg: { epoch?: number; seq?: number } = {}): void {
+    if (this.canLead || !laterMessage(this.echo, from, msg.epoch, msg.seq)) return;
+    const now = this.leadership();
+    this.record = heardRecord(this.record, from, exclusion, now);
+    // Echoed only once processed as the leader's: the leader may then name this node (syncSet).
+    if (now.leader === from && msg.epoch !== undefined && msg.seq !== undefined) this.echo = { leader: from, epoch: msg.epoch, seq: msg.seq };
     this.refeed();
   }
 

@@ -3,7 +3,7 @@
 // agent passes a snapshot (reports, peers, membership, the time) and gets answers.
 import type { PgReport } from "./report.ts";
 import type { Candidate } from "./switchover.ts";
-import { syncCandidates } from "./sync-exclusion.ts";
+import { syncCandidates, syncSet as syncSetOf, type Heard, type LeaderRun, type SyncSet } from "./sync-exclusion.ts";
 
 /** The last state message of a peer, stamped with the local monotonic time it arrived. */
 export interface PeerReport {
@@ -14,6 +14,8 @@ export interface PeerReport {
   /** Absent from older versions (core/sync-exclusion.ts knownPromotable). */
   promotable?: boolean;
   epoch?: number;
+  /** The last leader state message it processed (absent from older versions). */
+  heard?: Heard;
 }
 
 /** What the beacon and the mesh told us about a peer. */
@@ -102,6 +104,11 @@ export function standbyMembers(s: FactsSnapshot): string[] {
 /** The standby members that may be synchronous standbys: known promotable (core/sync-exclusion.ts). */
 export function syncMembers(s: FactsSnapshot): string[] {
   return syncCandidates(standbyMembers(s), (id) => s.reports.get(id));
+}
+
+/** The synchronous set of this node as leader `run` needing k standbys (core/sync-exclusion.ts syncSet). */
+export function syncSet(s: FactsSnapshot, x: { k: number; run: LeaderRun | null; lastNamed: (id: string) => number | undefined }): SyncSet {
+  return syncSetOf({ ...x, members: standbyMembers(s), announced: (id) => s.reports.get(id) });
 }
 
 /** Standby members without a state message since this agent started (their promotability unknown). */

@@ -19,6 +19,25 @@ export interface Announcement {
   promotable?: boolean;
   /** New versions: identifies this announcement; a new one whenever promotability may have changed (each agent start). */
   epoch?: number;
+  /** New versions: the last leader state message this node processed (its echo; see syncSet). */
+  heard?: Heard;
+}
+
+/**
+ * A node's echo of the last leader state message it processed: the leader, the epoch of that
+ * leader's run (its own announcement's epoch) and the message's number in that run. Every state
+ * message a node sends is numbered (`seq`, increasing for the whole run of its agent).
+ */
+export const HeardSchema = z.object({ leader: NodeIdSchema, epoch: z.number().int().min(0), seq: z.number().int().min(0) });
+export type Heard = z.infer<typeof HeardSchema>;
+
+/**
+ * Whether a state message (`seq` of the run `epoch` of `from`) comes after the last one processed
+ * from that leader: an older message of the same run arriving late (another connection) is
+ * ignored, or a record the leader has since withdrawn would cap this node again.
+ */
+export function laterMessage(last: Heard | null, from: string, epoch: number | undefined, seq: number | undefined): boolean {
+  return !last || epoch === undefined || seq === undefined || last.leader !== from || last.epoch !== epoch || seq > last.seq;
 }
 
 /** Whether this node may ever be promoted: the sender's own answer for `promotable`. */
@@ -41,6 +60,49 @@ export function syncCandidates(members: readonly string[], announced: (id: strin
   return members.filter((id) => knownPromotable(announced(id)));
 }
 
+/** This leader's run: its node id and the epoch of its announcement (a new one at every agent start). */
+export interface LeaderRun { id: string; epoch: number }
+
+/**
+ * Whether the leader `run` may name `a`, a standby that cannot lead, as a synchronous standby: only
+ * once it can no longer hold a cap. An older peer (no epoch) never caps: free. A new one may still
+ * hold a record of this leader naming it (its copy lingers until it processes a later message), so
+ * only when its echo says it processed a state message of this run newer than the last one whose
+ * record named it (`lastNamed`, undefined: none did). Processing a message without a record naming
+ * it ends its cap (heardRecord/capFor), and it ignores older ones (laterMessage).
+ */
+export function mayNameCannotLead(a: Announcement, run: LeaderRun | null, lastNamed: number | undefined): boolean {
+  if (a.epoch === undefined) return true;
+  const h = a.heard;
+  return !!h && !!run && h.leader === run.id && h.epoch === run.epoch && h.seq > (lastNamed ?? -1);
+}
+
+export interface SyncSet {
+  /** The standby members to name: the promotable ones, filled with standbys that cannot lead when fewer than k. */
+  names: string[];
+  /** Standbys that cannot lead which the fill wants: the leader's record leaves them out (else they never drop their cap). */
+  wanted: string[];
+  /** Of those, the ones not nameable yet (no fresh echo). */
+  pending: string[];
+}
+
+/**
+ * The synchronous set of the leader `run` needing `k` standbys. The standby members known
+ * promotable first; only when fewer than k of them are known, every database standby that cannot
+ * lead is wanted too (as before this rule: a primary + DR replica + witness, or two tagged
+ * replicas, would otherwise run `ANY k ("pgherd_none")` for good), and named once it cannot hold
+ * a cap (mayNameCannotLead). Unknown members (no state message) are never named.
+ */
+export function syncSet(x: {
+  k: number; members: readonly string[]; announced: (id: string) => Announcement | undefined; run: LeaderRun | null; lastNamed: (id: string) => number | undefined;
+}): SyncSet {
+  const names = syncCandidates(x.members, x.announced);
+  if (x.k <= 0 || names.length >= x.k) return { names, wanted: [], pending: [] };
+  const wanted = x.members.filter((id) => x.announced(id)?.role === "database" && !names.includes(id));
+  const ok = wanted.filter((id) => mayNameCannotLead(x.announced(id)!, x.run, x.lastNamed(id)));
+  return { names: [...names, ...ok], wanted, pending: wanted.filter((id) => !ok.includes(id)) };
+}
+
 /** The leader's statement: names without the `excluded` standbys confirmed in force at `at`, in term `term`. */
 export const ExclusionSchema = z.object({
   term: z.number().int().min(0),
@@ -53,13 +115,17 @@ export type Exclusion = z.infer<typeof ExclusionSchema>;
 /**
  * The leader's record once `names` (synchronous_standby_names in force, confirmed: no excluded
  * standby's walsender counts any more) held at `at`: every standby member not named in them whose
- * announcement carries an epoch. null without confirmed names.
+ * announcement carries an epoch, except those in `keepOut` (the fill wants them, syncSet: a record
+ * naming one would keep its cap, and it is never named while it may hold one). null without
+ * confirmed names.
  */
 export function exclusionRecord(x: {
-  term: number; at: Position | null; names: string; members: ReadonlyArray<{ id: string; slot: string; epoch?: number }>;
+  term: number; at: Position | null; names: string; members: ReadonlyArray<{ id: string; slot: string; epoch?: number }>; keepOut?: readonly string[];
 }): Exclusion | null {
   if (!x.at || x.names === "") return null;
-  const excluded = x.members.filter((m) => m.epoch !== undefined && !namedIn(x.names, m.slot)).map((m) => ({ id: m.id, epoch: m.epoch! }));
+  const excluded = x.members
+    .filter((m) => m.epoch !== undefined && !namedIn(x.names, m.slot) && !x.keepOut?.includes(m.id))
+    .map((m) => ({ id: m.id, epoch: m.epoch! }));
   return excluded.length === 0 ? null : { term: x.term, at: x.at, excluded };
 }
 

@@ -61,3 +61,17 @@ test("an agent restarted beside its running primary does not degrade before it h
   // an agent already degraded stays so
   expect(planDurability({ ...restarted, degraded: true, blockCommitted: true, unheardStandbys: 1, primaryForMs: 500 }).degraded).toBe(true);
 });
+
+test("standbys that cannot lead filling the synchronous set (core/sync-exclusion.ts syncSet): commits are synchronous, strict and quorum", () => {
+  const filled = { ...base, standbyNames: ["pgherd_b", "pgherd_c"], streaming: ["pgherd_b"] };
+  for (const mode of ["strict", "quorum"] as const) {
+    const p = planDurability({ ...filled, mode });
+    expect(p.syncNames).toBe('ANY 1 ("pgherd_b", "pgherd_c")');
+    expect(p.guarantee).toContain("zero-loss");
+    expect(p.guard).toBe("keep");
+  }
+  // a wanted one not nameable yet counts as not heard: quorum waits (bounded) instead of degrading
+  const pending = { ...base, standbyNames: [], streaming: ["pgherd_b"], unheardStandbys: 1, primaryForMs: 500 };
+  expect(planDurability(pending).guard).toBe("keep");
+  expect(planDurability(pending).syncNames).toBe('ANY 1 ("pgherd_none")');
+});

@@ -1,7 +1,7 @@
 // Standbys that can never lead are never synchronous standbys, and vote with a capped position
 // once the primary confirmed they no longer acknowledge commits (docs/design.md, "Durability").
 import { expect, test } from "bun:test";
-import { canLead, capFor, exclusionRecord, heardRecord, keepRecord, knownPromotable, namedIn, syncCandidates, votingPosition, type Exclusion } from "../../src/core/sync-exclusion.ts";
+import { canLead, capFor, exclusionRecord, heardRecord, keepRecord, knownPromotable, laterMessage, mayNameCannotLead, namedIn, syncCandidates, syncSet, votingPosition, type Announcement, type Exclusion } from "../../src/core/sync-exclusion.ts";
 import { planDurability, syncNamesFor } from "../../src/core/durability.ts";
 import { syncMembers, type FactsSnapshot } from "../../src/core/cluster-facts.ts";
 
@@ -105,4 +105,68 @@ test("the voting position is min(position, cap)", () => {
   expect(votingPosition(pos("0/5000000"), pos("0/6000000"))).toEqual(pos("0/5000000"));
   expect(votingPosition(pos("0/7000000"), null)).toEqual(pos("0/7000000"));
   expect(votingPosition(pos("0/1000000", 2), pos("0/6000000", 1))).toEqual(pos("0/6000000", 1)); // a later timeline is further
+});
+
+// The fill: fewer than k promotable standbys known (every standby nofailover or priority 0).
+const D = "dddddddddddddddd";
+const run = { id: A, epoch: 11 };
+const tagged = (heard?: { leader: string; epoch: number; seq: number }): Announcement => ({ role: "database", nofailover: true, promotable: false, epoch: 7, ...(heard ? { heard } : {}) });
+const promotable: Announcement = { role: "database", nofailover: false, promotable: true, epoch: 9 };
+
+test("the fill: standbys that cannot lead are named only when fewer than k promotable standbys are known", () => {
+  const said = new Map<string, Announcement>([[B, tagged({ leader: A, epoch: 11, seq: 3 })], [C, promotable]]);
+  const set = (k: number, m = said) => syncSet({ k, members: [B, C, D], announced: (id) => m.get(id), run, lastNamed: () => undefined });
+  // k = 1, one promotable standby known: no fill (the rule of 74fa051 stands)
+  expect(set(1)).toEqual({ names: [C], wanted: [], pending: [] });
+  // k = 2 with one promotable: B fills (its echo is fresh); D is unknown, never named
+  expect(set(2)).toEqual({ names: [C, B], wanted: [B], pending: [] });
+  // both standbys nofailover (primary + two tagged replicas, or + DR replica + witness): before, ANY 1 ("pgherd_none") for good
+  const both = new Map<string, Announcement>([[B, tagged({ leader: A, epoch: 11, seq: 3 })], [C, tagged()]]);
+  expect(set(1, both)).toEqual({ names: [B], wanted: [B, C], pending: [C] });
+  expect(set(0, both)).toEqual({ names: [], wanted: [], pending: [] });
+  // a witness is never a standby
+  const witness = new Map<string, Announcement>([[B, { role: "witness", nofailover: false, promotable: false, epoch: 2 }]]);
+  expect(set(1, witness).names).toEqual([]);
+});
+
+test("the fill never names a standby that cannot lead without a fresh echo of this leader run", () => {
+  expect(mayNameCannotLead(tagged(), run, undefined)).toBe(false); // never processed a message of ours
+  expect(mayNameCannotLead(tagged({ leader: C, epoch: 11, seq: 50 }), run, undefined)).toBe(false); // another leader's message last
+  expect(mayNameCannotLead(tagged({ leader: A, epoch: 10, seq: 50 }), run, undefined)).toBe(false); // an earlier run of this leader (its record may linger)
+  expect(mayNameCannotLead(tagged({ leader: A, epoch: 11, seq: 5 }), run, 5)).toBe(false); // the message it processed last named it
+  expect(mayNameCannotLead(tagged({ leader: A, epoch: 11, seq: 4 }), run, 5)).toBe(false);
+  expect(mayNameCannotLead(tagged({ leader: A, epoch: 11, seq: 6 }), run, 5)).toBe(true); // processed a later one, which did not name it
+  expect(mayNameCannotLead(tagged({ leader: A, epoch: 11, seq: 1 }), run, undefined)).toBe(true); // no message of this run named it
+  expect(mayNameCannotLead({ role: "database", nofailover: true }, run, 99)).toBe(true); // an older peer never caps
+  // not leading (no run): only older peers
+  const said = new Map<string, Announcement>([[B, tagged({ leader: A, epoch: 11, seq: 3 })], [C, { role: "database", nofailover: true }]]);
+  expect(syncSet({ k: 1, members: [B, C], announced: (id) => said.get(id), run: null, lastNamed: () => undefined }).names).toEqual([C]);
+});
+
+test("the record leaves out every standby the fill wants, so that it drops its cap and can be named", () => {
+  const members = [{ id: B, slot: "pgherd_b", epoch: 7 }, { id: C, slot: "pgherd_c", epoch: 8 }];
+  const names = 'ANY 1 ("pgherd_none")';
+  expect(exclusionRecord({ term: 4, at: pos("0/6000000"), names, members })?.excluded).toEqual([{ id: B, epoch: 7 }, { id: C, epoch: 8 }]);
+  expect(exclusionRecord({ term: 4, at: pos("0/6000000"), names, members, keepOut: [B] })?.excluded).toEqual([{ id: C, epoch: 8 }]);
+  expect(exclusionRecord({ term: 4, at: pos("0/6000000"), names, members, keepOut: [B, C] })).toBeNull();
+});
+
+test("a standby drops its cap on the leader's next message without it, and ignores an older message arriving late", () => {
+  const now = { leader: A, term: 4 };
+  const capOf = (r: ReturnType<typeof heardRecord>) => capFor({ canLead: false, self: B, epoch: 7, record: r, now });
+  let held = heardRecord(null, A, rec, now); // seq 5: the record names B
+  let echo = { leader: A, epoch: 11, seq: 5 };
+  expect(capOf(held)).toEqual(pos("0/6000000"));
+  expect(laterMessage(echo, A, 11, 6)).toBe(true);
+  held = heardRecord(held, A, null, now); // seq 6: the fill wants B, the record leaves it out
+  echo = { leader: A, epoch: 11, seq: 6 };
+  expect(capOf(held)).toBeNull();
+  expect(mayNameCannotLead(tagged(echo), run, 5)).toBe(true);
+  // seq 5 delivered again late (another connection): ignored, or B would cap again while named
+  expect(laterMessage(echo, A, 11, 5)).toBe(false);
+  expect(laterMessage(echo, A, 11, 6)).toBe(false);
+  expect(laterMessage(echo, A, 12, 1)).toBe(true); // the leader's next run
+  expect(laterMessage(echo, C, 3, 1)).toBe(true);
+  expect(laterMessage(echo, A, undefined, undefined)).toBe(true); // an older leader: no numbers
+  expect(laterMessage(null, A, 11, 1)).toBe(true);
 });

@@ -14,8 +14,15 @@ export interface ClusterContext {
   leaderPg(): { id: string; addr: string; report: PgReport } | null;
   /** Database voters other than this node (slots on the primary). */
   standbyMembers(): string[];
-  /** The standby members that may be synchronous standbys: known promotable (core/sync-exclusion.ts). */
+  /**
+   * The standby members to name as synchronous standbys (core/sync-exclusion.ts syncSet): the known
+   * promotable ones, filled with standbys that cannot lead, once they can hold no cap, when fewer than k.
+   */
   syncMembers(): string[];
+  /** Standbys that cannot lead which the fill wants: the record leaves them out. */
+  fillWanted(): string[];
+  /** Of those, the ones not nameable yet (no fresh echo of this leader's state messages). */
+  fillPending(): string[];
   /** Standby members not heard from since this agent started (core/cluster-facts.ts). */
   unheardStandbys(): string[];
   /** The epoch of a peer's latest announcement (absent from older versions). */

@@ -242,7 +242,8 @@ export class Maintenance {
       degradeAfterMs: clock.now() < this.graceUntil && ctx.reachableStandbys() > 0 ? DEGRADE_AFTER_MS : 0,
       // An agent restarted beside its running primary has heard no standby yet: it names none, which
       // is not "too few standbys" (it would suspend failover and leave a floor for nothing).
-      unheardStandbys: ctx.unheardStandbys().length, primaryForMs: clock.now() - (this.primarySince ?? clock.now()),
+      // Likewise a standby that cannot lead the fill wants, until it echoes this leader's messages.
+      unheardStandbys: ctx.unheardStandbys().length + ctx.fillPending().length, primaryForMs: clock.now() - (this.primarySince ?? clock.now()),
     });
     const k = ctx.votersCount() - majority(ctx.votersCount());
     const candidates = new Set(ctx.syncMembers().map(slotFor));

@@ -45,6 +45,7 @@ export class ExclusionKeeper {
     const c = this.confirmed;
     if (!c || c.names !== this.h.syncNames || c.gen !== this.h.syncNamesGen) return null;
     const members = this.h.ctx.standbyMembers().map((id) => ({ id, slot: slotFor(id), epoch: this.h.ctx.announcedEpoch(id) }));
-    return exclusionRecord({ term, at: c.at, names: c.names, members });
+    // Never a standby the fill wants (it is named once it can hold no cap: a record naming it would keep one).
+    return exclusionRecord({ term, at: c.at, names: c.names, members, keepOut: this.h.ctx.fillWanted() });
   }
 }

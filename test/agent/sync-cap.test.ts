@@ -1,0 +1,43 @@
+// The shell of the cap (src/agent/sync-cap.ts): numbering state messages, the leader's memory of
+// whom its records named, and a standby's echo of the last leader message it processed.
+import { expect, test } from "bun:test";
+import { SyncCap } from "../../src/agent/sync-cap.ts";
+import type { Consensus } from "../../src/agent/election-driver.ts";
+import { memoryLogger } from "../../src/log.ts";
+
+const A = "aaaaaaaaaaaaaaaa", B = "bbbbbbbbbbbbbbbb";
+const pos = (lsn: string) => ({ timeline: 1, lsn });
+
+function cap(nofailover: boolean, self: string, leader: string | null) {
+  const st = { leader, term: 4, positionKnown: true, position: pos("0/9000000") };
+  const consensus = { status: () => st, setPosition: async () => undefined } as unknown as Consensus;
+  return new SyncCap({ role: "database", tags: { nofailover } as never, priority: 100 }, self, () => consensus, memoryLogger());
+}
+
+test("the leader numbers its state messages and remembers the last one whose record named each standby", () => {
+  const l = cap(false, A, A);
+  expect(l.stamp(null)).toBe(1);
+  expect(l.stamp({ term: 4, at: pos("0/6000000"), excluded: [{ id: B, epoch: 7 }] })).toBe(2);
+  expect(l.stamp(null)).toBe(3);
+  expect(l.lastNamed(B)).toBe(2);
+  expect(l.lastNamed(A)).toBeUndefined();
+});
+
+test("a standby that cannot lead echoes the last leader message it processed, drops its cap with it, and ignores older ones", () => {
+  const b = cap(true, B, A);
+  expect(b.announce().heard).toBeUndefined();
+  const rec = { term: 4, at: pos("0/6000000"), excluded: [{ id: B, epoch: b.epoch }] };
+  b.heard(A, rec, { epoch: 11, seq: 5 });
+  expect(b.cap()).toEqual(pos("0/6000000"));
+  expect(b.announce().heard).toEqual({ leader: A, epoch: 11, seq: 5 });
+  b.heard(A, null, { epoch: 11, seq: 6 }); // the fill wants B: the record leaves it out
+  expect(b.cap()).toBeNull();
+  expect(b.announce().heard).toEqual({ leader: A, epoch: 11, seq: 6 });
+  b.heard(A, rec, { epoch: 11, seq: 5 }); // late copy of seq 5: ignored
+  expect(b.cap()).toBeNull();
+  expect(b.announce().heard).toEqual({ leader: A, epoch: 11, seq: 6 });
+  // a message from a node it does not follow: no echo
+  const c = cap(true, B, null);
+  c.heard(A, null, { epoch: 11, seq: 9 });
+  expect(c.announce().heard).toBeUndefined();
+});

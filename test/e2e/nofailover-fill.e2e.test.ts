@@ -1,0 +1,45 @@
+// Fewer than k promotable standbys (docs/design.md, "Standbys that cannot lead", the fill): three
+// database nodes, n2 and n3 both tagged nofailover, quorum commit, compiled agents on loopback.
+// The primary names the standbys that cannot lead once each echoed one of its state messages
+// without a record naming it, and commits are synchronous on them. Before the fill the names were
+// ANY 1 ("pgherd_none") for good: quorum degraded (asynchronous commits, no failover), strict
+// blocked every write.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { http, settled, startLoopCluster, until, type LoopCluster, type LoopNode } from "../api/loopback.ts";
+import { pgSkipReason } from "../helpers/pg.ts";
+import { requireReal } from "../helpers/require.ts";
+
+requireReal("nofailover-fill e2e", pgSkipReason);
+
+let c: LoopCluster;
+const one = async (n: LoopNode, sql: string) => (await n.query(sql))[0] ?? {};
+const idOf = async (n: LoopNode) => ((await http(`${n.api}/node`)).json() as { node: { id: string } }).node.id;
+const syncNames = async (p: LoopNode) => String((await one(p, "SELECT current_setting('synchronous_standby_names') AS v")).v);
+
+describe("every standby cannot lead: they fill the synchronous set", () => {
+  beforeAll(async () => {
+    c = await startLoopCluster({ test: "nofailover-fill", size: 3, nodeExtra: (name) => (name === "n1" ? "" : "[tags]\nnofailover = true") });
+  }, 180_000);
+
+  afterAll(async () => {
+    await c?.destroy();
+    if (c) console.log(`nofailover-fill e2e logs: ${c.dir}`);
+  }, 60_000);
+
+  test("the names name both standbys and a write commits synchronously", async () => {
+    const { primary } = await settled(c);
+    expect(primary.name).toBe("n1");
+    const slots = (await Promise.all(["n2", "n3"].map((n) => idOf(c.node(n))))).map((id) => `pgherd_${id}`).sort();
+    const want = `ANY 1 (${slots.map((s) => `"${s}"`).join(", ")})`;
+    await until(async () => (await syncNames(primary)) === want || undefined, `${primary.name} to run synchronous_standby_names = ${want}`, 30_000);
+    const states = await primary.query("SELECT application_name AS n, sync_state AS s FROM pg_stat_replication ORDER BY 1");
+    expect(states.map((r) => String(r.s))).toEqual(["quorum", "quorum"]);
+    await primary.query("CREATE TABLE fill (id int PRIMARY KEY)");
+    await primary.query("INSERT INTO fill VALUES (1)", 10_000);
+    // Synchronous: not degraded (degrading would have set the names to '').
+    expect(await syncNames(primary)).toBe(want);
+    const node = (await http(`${primary.api}/node`)).json() as Record<string, unknown>;
+    console.log(`guarantee: ${JSON.stringify(node).match(/zero-loss[^"]*/)?.[0] ?? "(none reported)"}`);
+    expect(JSON.stringify(node)).toContain("zero-loss");
+  }, 120_000);
+});
