@@ -14,6 +14,7 @@ import { formatHostPort } from "../config/hostport.ts";
 import { createTransport } from "./transport.ts";
 import { ElectionStore } from "../store/election-state.ts";
 import { loadOrCreateNodeId } from "../store/node-id.ts";
+import { nextRunEpoch } from "../store/run-epoch.ts";
 import type { PgReport } from "./messages.ts";
 import { PeerTable } from "./peers.ts";
 import { slotFor, type ClusterContext, type LoopControl } from "./pg/context.ts";
@@ -105,7 +106,7 @@ export class Agent implements ClusterContext {
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
     this.self = new SelfAddress(cfg.mesh.advertise, () => this.mesh.address());
-    this.syncCap = new SyncCap(cfg, this.nodeId, () => this.consensus, log);
+    this.syncCap = new SyncCap(cfg, this.nodeId, nextRunEpoch(cfg.state_dir), () => this.consensus, log);
     const driverHooks: DriverHooks = {
       send: (to, msg) => this.mesh.send(to, msg),
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
@@ -334,10 +335,7 @@ export class Agent implements ClusterContext {
   syncMembers(): string[] { return this.syncSet().names; }
   fillWanted(): string[] { return this.syncSet().wanted; }
   fillPending(): string[] { return this.syncSet().pending; }
-  private syncSet() {
-    const n = this.votersCount();
-    return F.syncSet(this.facts(), { k: n - majority(n), run: { id: this.nodeId, epoch: this.syncCap.epoch }, lastNamed: (id) => this.syncCap.lastNamed(id) });
-  }
+  private syncSet() { const n = this.votersCount(); return this.syncCap.syncSet(this.facts(), n - majority(n)); }
   unheardStandbys(): string[] { return F.unheardStandbys(this.facts()); }
   announcedEpoch(id: string): number | undefined { return this.reports.get(id)?.epoch; }
   candidates() { return F.candidates(this.facts()); }

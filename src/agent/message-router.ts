@@ -113,11 +113,13 @@ export class MessageRouter {
   }
 
   private onState(peer: string, msg: Extract<AgentMsg, { t: "state" }>): void {
-    const before = this.d.reports.get(peer)?.report;
+    const held = this.d.reports.get(peer);
+    if (!F.newerReport(held, peer, msg)) return; // a late frame of an earlier message (or of the peer's previous run)
+    const before = held?.report;
     this.d.reports.set(peer, {
       report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false,
       ...(msg.promotable !== undefined ? { promotable: msg.promotable } : {}), ...(msg.epoch !== undefined ? { epoch: msg.epoch } : {}),
-      ...(msg.heard !== undefined ? { heard: msg.heard } : {}),
+      ...(msg.seq !== undefined ? { seq: msg.seq } : {}), ...(msg.heard !== undefined ? { heard: msg.heard } : {}),
     });
     if (this.d.consensus.status().leader !== peer) return;
     this.d.exclusionHeard(peer, msg.exclusion ?? null, msg);

@@ -22,7 +22,7 @@ const StateMsg = z.object({
   nofailover: z.boolean().optional(),
   /** Whether this node may ever be promoted (database, not nofailover, priority > 0); absent from older versions. */
   promotable: z.boolean().optional(),
-  /** This announcement's epoch: a new one at every agent start (promotability changes only with a restart). */
+  /** This agent run's epoch, above every earlier run's of the node (store/run-epoch.ts; promotability changes only with a restart). */
   epoch: z.number().int().min(0).optional(),
   /** This message's number in the sender's run (increasing); absent from older versions. */
   seq: z.number().int().min(0).optional(),

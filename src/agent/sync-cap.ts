@@ -5,18 +5,13 @@
 // It also numbers this node's state messages and echoes the last leader message it processed; as
 // leader, it remembers the last message whose record named each standby (the fill, syncSet).
 import type { Config } from "../config/schema.ts";
-import { canLead, capFor, heardRecord, keepRecord, laterMessage, votingPosition, type Leadership, type Exclusion, type Heard, type HeldRecord } from "../core/sync-exclusion.ts";
+import { syncSet, type FactsSnapshot } from "../core/cluster-facts.ts";
+import { canLead, capFor, heardRecord, keepRecord, laterMessage, votingPosition, type Leadership, type Exclusion, type Heard, type HeldRecord, type SyncSet } from "../core/sync-exclusion.ts";
 import { comparePosition, type Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { Consensus, DetachResult } from "./election-driver.ts";
 
 export class SyncCap {
-  /**
-   * This process's announcement: promotability changes only with an agent restart (tags and
-   * priority are not reloaded live), and every start draws a new epoch, so a record the leader
-   * computed for an earlier run of this node never caps this one.
-   */
-  readonly epoch = Math.floor(Math.random() * 2 ** 48);
   private record: HeldRecord | null = null;
   private real: Position | null = null;
   private lastCap: Position | null = null;
@@ -28,7 +23,16 @@ export class SyncCap {
 
   private readonly canLead: boolean;
 
-  constructor(cfg: Pick<Config, "role" | "tags" | "priority">, private readonly self: string, private readonly consensus: () => Consensus, private readonly log: Logger) {
+  /**
+   * `epoch`: this run's, above every earlier run's of this node (store/run-epoch.ts). Promotability
+   * changes only with an agent restart (tags and priority are not reloaded live), so a record the
+   * leader computed for an earlier run of this node never caps this one, and a standby orders this
+   * node's messages as leader by (epoch, seq).
+   */
+  constructor(
+    cfg: Pick<Config, "role" | "tags" | "priority">, private readonly self: string, readonly epoch: number,
+    private readonly consensus: () => Consensus, private readonly log: Logger,
+  ) {
     this.canLead = canLead({ role: cfg.role, nofailover: cfg.tags.nofailover, priority: cfg.priority });
   }
 
@@ -43,9 +47,9 @@ export class SyncCap {
     return seq;
   }
 
-  /** As leader: the number of the last state message of this run whose record named `id` (undefined: none). */
-  lastNamed(id: string): number | undefined {
-    return this.named.get(id);
+  /** As leader: the synchronous set of this run, needing k standbys (core/cluster-facts.ts syncSet). */
+  syncSet(facts: FactsSnapshot, k: number): SyncSet {
+    return syncSet(facts, { k, run: { id: this.self, epoch: this.epoch }, lastNamed: (id) => this.named.get(id) });
   }
 
   /** The cap that applies now (null: vote with the full position). */

@@ -1,9 +1,10 @@
 // Facts about the cluster derived from what this agent heard: whose report is fresh, who is a
 // standby member, which PostgreSQL the leader runs, who could be a switchover target. Pure: the
 // agent passes a snapshot (reports, peers, membership, the time) and gets answers.
+import { HEAR_STANDBYS_MS } from "./durability.ts";
 import type { PgReport } from "./report.ts";
 import type { Candidate } from "./switchover.ts";
-import { syncCandidates, syncSet as syncSetOf, type Heard, type LeaderRun, type SyncSet } from "./sync-exclusion.ts";
+import { laterMessage, syncCandidates, syncSet as syncSetOf, type Heard, type LeaderRun, type SyncSet } from "./sync-exclusion.ts";
 
 /** The last state message of a peer, stamped with the local monotonic time it arrived. */
 export interface PeerReport {
@@ -14,8 +15,20 @@ export interface PeerReport {
   /** Absent from older versions (core/sync-exclusion.ts knownPromotable). */
   promotable?: boolean;
   epoch?: number;
+  /** The message's number in the run `epoch` (absent from older versions). */
+  seq?: number;
   /** The last leader state message it processed (absent from older versions). */
   heard?: Heard;
+}
+
+/**
+ * Whether a peer's state message replaces the report held: not when it is older (a frame of the
+ * peer's previous run, or of this run from another connection, delivered late: it would make the
+ * leader count the peer as it was then, promotable say, for a round). Ordered by (epoch, seq).
+ */
+export function newerReport(held: PeerReport | undefined, peer: string, msg: { epoch?: number; seq?: number }): boolean {
+  const last = held?.epoch !== undefined && held.seq !== undefined ? { leader: peer, epoch: held.epoch, seq: held.seq } : null;
+  return laterMessage(last, peer, msg.epoch, msg.seq);
 }
 
 /** What the beacon and the mesh told us about a peer. */
@@ -106,9 +119,14 @@ export function syncMembers(s: FactsSnapshot): string[] {
   return syncCandidates(standbyMembers(s), (id) => s.reports.get(id));
 }
 
-/** The synchronous set of this node as leader `run` needing k standbys (core/sync-exclusion.ts syncSet). */
+/**
+ * The synchronous set of this node as leader `run` needing k standbys (core/sync-exclusion.ts
+ * syncSet): no fill while a standby member is unheard within HEAR_STANDBYS_MS of this agent's
+ * start (it may be promotable).
+ */
 export function syncSet(s: FactsSnapshot, x: { k: number; run: LeaderRun | null; lastNamed: (id: string) => number | undefined }): SyncSet {
-  return syncSetOf({ ...x, members: standbyMembers(s), announced: (id) => s.reports.get(id) });
+  const hearing = s.now - s.startedAt < HEAR_STANDBYS_MS && unheardStandbys(s).length > 0;
+  return syncSetOf({ k: x.k, run: x.run, lastNamed: x.lastNamed, hearing, members: standbyMembers(s), announced: (id) => s.reports.get(id) });
 }
 
 /** Standby members without a state message since this agent started (their promotability unknown). */

@@ -17,7 +17,7 @@ export interface Announcement {
   nofailover: boolean;
   /** New versions: database && !nofailover && priority > 0. */
   promotable?: boolean;
-  /** New versions: identifies this announcement; a new one whenever promotability may have changed (each agent start). */
+  /** New versions: this agent run's epoch, higher at each start (store/run-epoch.ts); promotability changes only with a restart. */
   epoch?: number;
   /** New versions: the last leader state message this node processed (its echo; see syncSet). */
   heard?: Heard;
@@ -33,11 +33,14 @@ export type Heard = z.infer<typeof HeardSchema>;
 
 /**
  * Whether a state message (`seq` of the run `epoch` of `from`) comes after the last one processed
- * from that leader: an older message of the same run arriving late (another connection) is
- * ignored, or a record the leader has since withdrawn would cap this node again.
+ * from that leader: an older message arriving late (another connection, or the leader's previous
+ * run: a restarted leader resumes its term) is ignored, or a record the leader has since withdrawn
+ * would cap this node again. Run epochs are ordered across a node's runs (store/run-epoch.ts), so
+ * (epoch, seq) orders every message of one leader.
  */
 export function laterMessage(last: Heard | null, from: string, epoch: number | undefined, seq: number | undefined): boolean {
-  return !last || epoch === undefined || seq === undefined || last.leader !== from || last.epoch !== epoch || seq > last.seq;
+  if (!last || epoch === undefined || seq === undefined || last.leader !== from) return true;
+  return epoch > last.epoch || (epoch === last.epoch && seq > last.seq);
 }
 
 /** Whether this node may ever be promoted: the sender's own answer for `promotable`. */
@@ -95,11 +98,17 @@ export interface SyncSet {
  */
 export function syncSet(x: {
   k: number; members: readonly string[]; announced: (id: string) => Announcement | undefined; run: LeaderRun | null; lastNamed: (id: string) => number | undefined;
+  /**
+   * Some standby member not heard yet, shortly after this agent started (cluster-facts.ts): it may
+   * be promotable, so nobody is named by the fill yet. A standby that cannot lead named first would
+   * hold the newest commits, and when the primary died it would refuse the promotable one.
+   */
+  hearing?: boolean;
 }): SyncSet {
   const names = syncCandidates(x.members, x.announced);
   if (x.k <= 0 || names.length >= x.k) return { names, wanted: [], pending: [] };
   const wanted = x.members.filter((id) => x.announced(id)?.role === "database" && !names.includes(id));
-  const ok = wanted.filter((id) => mayNameCannotLead(x.announced(id)!, x.run, x.lastNamed(id)));
+  const ok = x.hearing ? [] : wanted.filter((id) => mayNameCannotLead(x.announced(id)!, x.run, x.lastNamed(id)));
   return { names: [...names, ...ok], wanted, pending: wanted.filter((id) => !ok.includes(id)) };
 }
 

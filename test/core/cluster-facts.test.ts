@@ -1,6 +1,7 @@
 // Cluster facts derived from what an agent heard: one test per rule.
 import { describe, expect, test } from "bun:test";
 import * as F from "../../src/core/cluster-facts.ts";
+import { HEAR_STANDBYS_MS } from "../../src/core/durability.ts";
 import type { PgReport } from "../../src/core/report.ts";
 
 const rep = (over: Partial<PgReport> = {}): PgReport => ({
@@ -53,6 +54,23 @@ describe("cluster facts", () => {
   test("unheard standbys: members without a state message since this agent started", () => {
     expect(F.unheardStandbys(snap({ voters: ["a", "b", "c", "d", "w"] }))).toEqual(["d"]);
     expect(F.unheardStandbys(snap({ reports: new Map() }))).toEqual(["b", "c"]);
+  });
+  test("a peer's state message older than the report held (a late frame, or of its previous run) is ignored", () => {
+    const held = { report: rep(), role: "database" as const, at: 1, nofailover: false, epoch: 12, seq: 4 };
+    expect(F.newerReport(held, "b", { epoch: 12, seq: 5 })).toBe(true);
+    expect(F.newerReport(held, "b", { epoch: 13, seq: 1 })).toBe(true); // its next run
+    expect(F.newerReport(held, "b", { epoch: 12, seq: 4 })).toBe(false);
+    expect(F.newerReport(held, "b", { epoch: 11, seq: 90 })).toBe(false); // its previous run, delivered late
+    expect(F.newerReport(held, "b", {})).toBe(true); // an older version numbers nothing
+    expect(F.newerReport(undefined, "b", { epoch: 1, seq: 1 })).toBe(true);
+  });
+  test("the fill waits for unheard standby members within HEAR_STANDBYS_MS of the agent's start", () => {
+    // b and c cannot lead, d is a member not heard yet: k = 1 is short of promotable standbys
+    const tagged = { report: rep(), role: "database" as const, at: 99_000, nofailover: true, promotable: false, epoch: 7, heard: { leader: "a", epoch: 11, seq: 3 } };
+    const s = (now: number) => snap({ now, voters: ["a", "b", "c", "d"], reports: new Map([["b", tagged], ["c", tagged]]) });
+    const set = (now: number) => F.syncSet(s(now), { k: 1, run: { id: "a", epoch: 11 }, lastNamed: () => undefined });
+    expect(set(HEAR_STANDBYS_MS - 1)).toEqual({ names: [], wanted: ["b", "c"], pending: ["b", "c"] });
+    expect(set(HEAR_STANDBYS_MS)).toEqual({ names: ["b", "c"], wanted: ["b", "c"], pending: [] });
   });
   test("reachable standbys: a fresh report over a live mesh connection; a crashed host's fresh last report does not count", () => {
     const s = snap({ voters: ["a", "b", "c"] });

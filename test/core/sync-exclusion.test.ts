@@ -129,6 +129,13 @@ test("the fill: standbys that cannot lead are named only when fewer than k promo
   expect(set(1, witness).names).toEqual([]);
 });
 
+test("the fill waits while a standby member is not heard yet (it may be promotable)", () => {
+  const said = new Map<string, Announcement>([[B, tagged({ leader: A, epoch: 11, seq: 3 })]]);
+  const set = (hearing: boolean) => syncSet({ k: 1, members: [B, C], announced: (id) => said.get(id), run, lastNamed: () => undefined, hearing });
+  expect(set(true)).toEqual({ names: [], wanted: [B], pending: [B] });
+  expect(set(false)).toEqual({ names: [B], wanted: [B], pending: [] });
+});
+
 test("the fill never names a standby that cannot lead without a fresh echo of this leader run", () => {
   expect(mayNameCannotLead(tagged(), run, undefined)).toBe(false); // never processed a message of ours
   expect(mayNameCannotLead(tagged({ leader: C, epoch: 11, seq: 50 }), run, undefined)).toBe(false); // another leader's message last
@@ -166,6 +173,7 @@ test("a standby drops its cap on the leader's next message without it, and ignor
   expect(laterMessage(echo, A, 11, 5)).toBe(false);
   expect(laterMessage(echo, A, 11, 6)).toBe(false);
   expect(laterMessage(echo, A, 12, 1)).toBe(true); // the leader's next run
+  expect(laterMessage({ leader: A, epoch: 12, seq: 1 }, A, 11, 9)).toBe(false); // a late frame of its run before (same term after a restart)
   expect(laterMessage(echo, C, 3, 1)).toBe(true);
   expect(laterMessage(echo, A, undefined, undefined)).toBe(true); // an older leader: no numbers
   expect(laterMessage(null, A, 11, 1)).toBe(true);
