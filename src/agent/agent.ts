@@ -106,7 +106,7 @@ export class Agent implements ClusterContext {
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
     this.self = new SelfAddress(cfg.mesh.advertise, () => this.mesh.address());
-    this.syncCap = new SyncCap(cfg, this.nodeId, nextRunEpoch(cfg.state_dir), () => this.consensus, log);
+    this.syncCap = new SyncCap(cfg, this.nodeId, nextRunEpoch(cfg.state_dir), () => this.consensus, log, now);
     const driverHooks: DriverHooks = {
       send: (to, msg) => this.mesh.send(to, msg),
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
@@ -297,6 +297,7 @@ export class Agent implements ClusterContext {
   // ------------------------------------------------------------------ messages
 
   private broadcastState(pg: PgReport | null): void {
+    if (this.syncCap.withholding()) return; // a new run that cannot lead: until its echo (sync-cap.ts)
     const f = this.flags.get();
     const leading = this.consensus.lease() !== null;
     const msg = {

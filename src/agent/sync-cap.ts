@@ -6,7 +6,7 @@
 // leader, it remembers the last message whose record named each standby (the fill, syncSet).
 import type { Config } from "../config/schema.ts";
 import { syncSet, type FactsSnapshot } from "../core/cluster-facts.ts";
-import { canLead, capFor, heardRecord, keepRecord, laterMessage, votingPosition, type Leadership, type Exclusion, type Heard, type HeldRecord, type SyncSet } from "../core/sync-exclusion.ts";
+import { canLead, capFor, heardRecord, keepRecord, laterMessage, votingPosition, withholdState, type Leadership, type Exclusion, type Heard, type HeldRecord, type SyncSet } from "../core/sync-exclusion.ts";
 import { comparePosition, type Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { Consensus, DetachResult } from "./election-driver.ts";
@@ -22,6 +22,8 @@ export class SyncCap {
   private readonly named = new Map<string, number>();
 
   private readonly canLead: boolean;
+  private readonly role: "database" | "witness";
+  private readonly startedAt: number;
 
   /**
    * `epoch`: this run's, above every earlier run's of this node (store/run-epoch.ts). Promotability
@@ -31,9 +33,16 @@ export class SyncCap {
    */
   constructor(
     cfg: Pick<Config, "role" | "tags" | "priority">, private readonly self: string, readonly epoch: number,
-    private readonly consensus: () => Consensus, private readonly log: Logger,
+    private readonly consensus: () => Consensus, private readonly log: Logger, private readonly now: () => number,
   ) {
     this.canLead = canLead({ role: cfg.role, nofailover: cfg.tags.nofailover, priority: cfg.priority });
+    this.role = cfg.role;
+    this.startedAt = now();
+  }
+
+  /** Whether this run keeps its state messages back for now (core/sync-exclusion.ts withholdState). */
+  withholding(): boolean {
+    return withholdState({ canLead: this.canLead, role: this.role, echoed: this.echo !== null, sinceStartMs: this.now() - this.startedAt });
   }
 
   announce(): { promotable: boolean; epoch: number; heard?: Heard } {
@@ -88,7 +97,10 @@ export class SyncCap {
     const now = this.leadership();
     this.record = heardRecord(this.record, from, exclusion, now);
     // Echoed only once processed as the leader's: the leader may then name this node (syncSet).
-    if (now.leader === from && msg.epoch !== undefined && msg.seq !== undefined) this.echo = { leader: from, epoch: msg.epoch, seq: msg.seq };
+    if (now.leader === from && msg.epoch !== undefined && msg.seq !== undefined) {
+      if (!this.echo) this.log.info("processed a first state message of the leader: this run's state messages go out (they carry its echo)");
+      this.echo = { leader: from, epoch: msg.epoch, seq: msg.seq };
+    }
     this.refeed();
   }
 

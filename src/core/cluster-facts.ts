@@ -122,11 +122,13 @@ export function syncMembers(s: FactsSnapshot): string[] {
 /**
  * The synchronous set of this node as leader `run` needing k standbys (core/sync-exclusion.ts
  * syncSet): no fill while a standby member is unheard within HEAR_STANDBYS_MS of this agent's
- * start (it may be promotable).
+ * start (it may be promotable); only reachable promotable standbys count toward k.
  */
 export function syncSet(s: FactsSnapshot, x: { k: number; run: LeaderRun | null; lastNamed: (id: string) => number | undefined }): SyncSet {
   const hearing = s.now - s.startedAt < HEAR_STANDBYS_MS && unheardStandbys(s).length > 0;
-  return syncSetOf({ k: x.k, run: x.run, lastNamed: x.lastNamed, hearing, members: standbyMembers(s), announced: (id) => s.reports.get(id) });
+  return syncSetOf({
+    k: x.k, run: x.run, lastNamed: x.lastNamed, hearing, members: standbyMembers(s), announced: (id) => s.reports.get(id), reachable: (id) => reachable(s, id),
+  });
 }
 
 /** Standby members without a state message since this agent started (their promotability unknown). */

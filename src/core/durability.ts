@@ -42,7 +42,16 @@ export interface DurabilityInput {
   unheardStandbys?: number;
   /** How long this agent has been running its primary (since its first round as one). */
   primaryForMs?: number;
+  /**
+   * How long the most recent standby the fill wants has been waiting for its echo (absent: none
+   * waits; core/sync-exclusion.ts syncSet). One that reports echoes within a state message or two:
+   * until then (at most FILL_ECHO_MS) quorum waits for it instead of degrading.
+   */
+  fillPendingForMs?: number;
 }
+
+/** quorum: how long, at most, writes wait for a standby the fill wants to echo before the primary may degrade. */
+export const FILL_ECHO_MS = 3_000;
 
 /**
  * quorum: how long, at most, a primary waits to hear every standby member before it may degrade
@@ -109,9 +118,12 @@ export function planDurability(x: DurabilityInput): DurabilityPlan {
   };
 }
 
-/** Some standby member not heard yet, within HEAR_STANDBYS_MS of this agent's first round as primary. */
+/**
+ * Some standby member not heard yet, within HEAR_STANDBYS_MS of this agent's first round as
+ * primary; or a standby the fill wants, waiting for its echo for less than FILL_ECHO_MS.
+ */
 function stillHearing(x: DurabilityInput): boolean {
-  return (x.unheardStandbys ?? 0) > 0 && (x.primaryForMs ?? Infinity) < HEAR_STANDBYS_MS;
+  return ((x.unheardStandbys ?? 0) > 0 && (x.primaryForMs ?? Infinity) < HEAR_STANDBYS_MS) || (x.fillPendingForMs ?? Infinity) < FILL_ECHO_MS;
 }
 
 /**

@@ -43,6 +43,22 @@ export function laterMessage(last: Heard | null, from: string, epoch: number | u
   return epoch > last.epoch || (epoch === last.epoch && seq > last.seq);
 }
 
+/** How long, at most, a new run of a standby that cannot lead keeps its state messages back (withholdState). */
+export const WITHHOLD_STATE_MS = 3_000;
+
+/**
+ * Whether a new run of a database node that cannot lead keeps its state messages back: until it
+ * processed a message of the leader it follows (its echo), at most WITHHOLD_STATE_MS after start.
+ * Its first message would replace its last run's report at the leader, one with no echo, and a
+ * leader that names it through the fill would drop it from the names until the echo came (writes
+ * waiting, or quorum degrading, for an agent restart). Its last run's report, kept meanwhile,
+ * still names it safely: the new run holds no record, and a record can name its new epoch only
+ * once the leader has heard that epoch.
+ */
+export function withholdState(x: { canLead: boolean; role: "database" | "witness"; echoed: boolean; sinceStartMs: number }): boolean {
+  return !x.canLead && x.role === "database" && !x.echoed && x.sinceStartMs < WITHHOLD_STATE_MS;
+}
+
 /** Whether this node may ever be promoted: the sender's own answer for `promotable`. */
 export function canLead(self: { role: "database" | "witness"; nofailover: boolean; priority: number }): boolean {
   return self.role === "database" && !self.nofailover && self.priority > 0;
@@ -91,7 +107,7 @@ export interface SyncSet {
 
 /**
  * The synchronous set of the leader `run` needing `k` standbys. The standby members known
- * promotable first; only when fewer than k of them are known, every database standby that cannot
+ * promotable first; only when fewer than k of them are known and reachable, every database standby that cannot
  * lead is wanted too (as before this rule: a primary + DR replica + witness, or two tagged
  * replicas, would otherwise run `ANY k ("pgherd_none")` for good), and named once it cannot hold
  * a cap (mayNameCannotLead). Unknown members (no state message) are never named.
@@ -104,9 +120,16 @@ export function syncSet(x: {
    * hold the newest commits, and when the primary died it would refuse the promotable one.
    */
   hearing?: boolean;
+  /**
+   * Whether a member reports now over a live connection (absent: all do). Only reachable promotable
+   * standbys count toward k: a dead one's last announcement stays known, and counting it would keep
+   * the standbys that cannot lead out while it cannot acknowledge anything (it stays named).
+   */
+  reachable?: (id: string) => boolean;
 }): SyncSet {
   const names = syncCandidates(x.members, x.announced);
-  if (x.k <= 0 || names.length >= x.k) return { names, wanted: [], pending: [] };
+  const live = x.reachable ? names.filter(x.reachable).length : names.length;
+  if (x.k <= 0 || live >= x.k) return { names, wanted: [], pending: [] };
   const wanted = x.members.filter((id) => x.announced(id)?.role === "database" && !names.includes(id));
   const ok = x.hearing ? [] : wanted.filter((id) => mayNameCannotLead(x.announced(id)!, x.run, x.lastNamed(id)));
   return { names: [...names, ...ok], wanted, pending: wanted.filter((id) => !ok.includes(id)) };

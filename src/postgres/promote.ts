@@ -108,11 +108,21 @@ export async function syncNamesBeforePromotion(db: Db, names: string, taken: boo
  */
 export async function syncCandidatesInForce(db: Db): Promise<{ names: string; counting: string[] }> {
   const names = await namesInForce(db);
-  const rows = await db.query("sync candidates", (sql) => sql`SELECT coalesce(application_name, '') AS name, sync_priority, flush_lsn IS NULL AS no_flush FROM pg_stat_replication`);
-  return { names, counting: countingWalsenders(rows.map((r) => ({ name: String(r.name), syncPriority: Number(r.sync_priority), noFlush: r.no_flush === true }))) };
+  const rows = await db.query("sync candidates", (sql) => sql`SELECT coalesce(application_name, '') AS name, sync_priority, flush_lsn IS NULL AS no_flush, state = 'backup' AS backup FROM pg_stat_replication`);
+  return {
+    names,
+    counting: countingWalsenders(rows.map((r) => ({ name: String(r.name), syncPriority: Number(r.sync_priority), noFlush: r.no_flush === true, backup: r.backup === true }))),
+  };
 }
 
-/** The application names of the walsenders that count, or may count, as synchronous (syncCandidatesInForce). */
-export function countingWalsenders(rows: ReadonlyArray<{ name: string; syncPriority: number; noFlush: boolean }>): string[] {
-  return rows.filter((r) => r.syncPriority > 0 || (r.noFlush && r.name.startsWith("pgherd_"))).map((r) => r.name);
+/**
+ * The application names of the walsenders that count, or may count, as synchronous
+ * (syncCandidatesInForce). A clone's walsenders (`pgherd_<id>_clone`, agent/pg/context.ts
+ * cloneNameFor: never in the names) and any base backup's never acknowledge a commit: the backup's
+ * flush position stays empty for the whole copy, and counting it would keep every exclusion
+ * unconfirmed while a clone runs.
+ */
+export function countingWalsenders(rows: ReadonlyArray<{ name: string; syncPriority: number; noFlush: boolean; backup?: boolean }>): string[] {
+  const starting = (r: { name: string; noFlush: boolean; backup?: boolean }) => r.noFlush && !r.backup && r.name.startsWith("pgherd_") && !r.name.endsWith("_clone");
+  return rows.filter((r) => r.syncPriority > 0 || starting(r)).map((r) => r.name);
 }

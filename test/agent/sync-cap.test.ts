@@ -12,7 +12,7 @@ const pos = (lsn: string) => ({ timeline: 1, lsn });
 function cap(nofailover: boolean, self: string, leader: string | null) {
   const st = { leader, term: 4, positionKnown: true, position: pos("0/9000000") };
   const consensus = { status: () => st, setPosition: async () => undefined } as unknown as Consensus;
-  return new SyncCap({ role: "database", tags: { nofailover } as never, priority: 100 }, self, 11, () => consensus, memoryLogger());
+  return new SyncCap({ role: "database", tags: { nofailover } as never, priority: 100 }, self, 11, () => consensus, memoryLogger(), () => 0);
 }
 
 test("the leader numbers its state messages and remembers the last one whose record named each standby", () => {
@@ -33,8 +33,11 @@ test("the leader numbers its state messages and remembers the last one whose rec
 test("a standby that cannot lead echoes the last leader message it processed, drops its cap with it, and ignores older ones", () => {
   const b = cap(true, B, A);
   expect(b.announce().heard).toBeUndefined();
+  expect(b.withholding()).toBe(true); // a new run keeps its state messages back until its echo
+  expect(cap(false, A, A).withholding()).toBe(false);
   const rec = { term: 4, at: pos("0/6000000"), excluded: [{ id: B, epoch: b.epoch }] };
   b.heard(A, rec, { epoch: 11, seq: 5 });
+  expect(b.withholding()).toBe(false);
   expect(b.cap()).toEqual(pos("0/6000000"));
   expect(b.announce().heard).toEqual({ leader: A, epoch: 11, seq: 5 });
   b.heard(A, null, { epoch: 11, seq: 6 }); // the fill wants B: the record leaves it out

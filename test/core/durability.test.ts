@@ -1,6 +1,6 @@
 // The durability plan: k standbys so that every commit meets every election majority.
 import { expect, test } from "bun:test";
-import { HEAR_STANDBYS_MS, planDurability, syncStandbyNames, type DurabilityInput } from "../../src/core/durability.ts";
+import { FILL_ECHO_MS, HEAR_STANDBYS_MS, planDurability, syncStandbyNames, type DurabilityInput } from "../../src/core/durability.ts";
 
 const base: DurabilityInput = {
   mode: "quorum", voters: 3, standbyNames: ["pgherd_b", "pgherd_c"], streaming: ["pgherd_b", "pgherd_c"],
@@ -74,4 +74,9 @@ test("standbys that cannot lead filling the synchronous set (core/sync-exclusion
   const pending = { ...base, standbyNames: [], streaming: ["pgherd_b"], unheardStandbys: 1, primaryForMs: 500 };
   expect(planDurability(pending).guard).toBe("keep");
   expect(planDurability(pending).syncNames).toBe('ANY 1 ("pgherd_none")');
+  // a primary long running when the fill starts wanting one (the promotable standby died): it waits for the echo, bounded
+  const later = { ...base, standbyNames: ["pgherd_a"], streaming: [], unheardStandbys: 1, primaryForMs: 600_000, shortForMs: 60_000, degradeAfterMs: 0 };
+  expect(planDurability({ ...later, fillPendingForMs: 200 }).guard).toBe("keep");
+  expect(planDurability({ ...later, fillPendingForMs: FILL_ECHO_MS }).guard).toEqual({ block: true, floor: null });
+  expect(planDurability(later).guard).toEqual({ block: true, floor: null });
 });

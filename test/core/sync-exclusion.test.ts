@@ -1,7 +1,7 @@
 // Standbys that can never lead are never synchronous standbys, and vote with a capped position
 // once the primary confirmed they no longer acknowledge commits (docs/design.md, "Durability").
 import { expect, test } from "bun:test";
-import { canLead, capFor, exclusionRecord, heardRecord, keepRecord, knownPromotable, laterMessage, mayNameCannotLead, namedIn, syncCandidates, syncSet, votingPosition, type Announcement, type Exclusion } from "../../src/core/sync-exclusion.ts";
+import { canLead, capFor, exclusionRecord, heardRecord, keepRecord, knownPromotable, laterMessage, mayNameCannotLead, namedIn, syncCandidates, syncSet, votingPosition, WITHHOLD_STATE_MS, withholdState, type Announcement, type Exclusion } from "../../src/core/sync-exclusion.ts";
 import { planDurability, syncNamesFor } from "../../src/core/durability.ts";
 import { syncMembers, type FactsSnapshot } from "../../src/core/cluster-facts.ts";
 
@@ -127,6 +127,22 @@ test("the fill: standbys that cannot lead are named only when fewer than k promo
   // a witness is never a standby
   const witness = new Map<string, Announcement>([[B, { role: "witness", nofailover: false, promotable: false, epoch: 2 }]]);
   expect(set(1, witness).names).toEqual([]);
+});
+
+test("only reachable promotable standbys count toward k: a dead one stays named, the fill adds those that cannot lead", () => {
+  const said = new Map<string, Announcement>([[B, tagged({ leader: A, epoch: 11, seq: 3 })], [C, promotable]]);
+  const set = (up: string[]) => syncSet({ k: 1, members: [B, C], announced: (id) => said.get(id), run, lastNamed: () => undefined, reachable: (id) => up.includes(id) });
+  expect(set([B, C])).toEqual({ names: [C], wanted: [], pending: [] });
+  expect(set([B])).toEqual({ names: [C, B], wanted: [B], pending: [] });
+});
+
+test("a new run of a standby that cannot lead keeps its state messages back until its echo, bounded", () => {
+  const x = { canLead: false, role: "database" as const, echoed: false, sinceStartMs: 100 };
+  expect(withholdState(x)).toBe(true);
+  expect(withholdState({ ...x, echoed: true })).toBe(false);
+  expect(withholdState({ ...x, sinceStartMs: WITHHOLD_STATE_MS })).toBe(false);
+  expect(withholdState({ ...x, canLead: true })).toBe(false);
+  expect(withholdState({ ...x, role: "witness" })).toBe(false);
 });
 
 test("the fill waits while a standby member is not heard yet (it may be promotable)", () => {

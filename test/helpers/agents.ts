@@ -155,14 +155,20 @@ export async function startAgent(host: Host | null, spec: AgentSpec): Promise<Ru
   const u = await lookupOsUser(PG_OS_USER);
   chownSync(configPath, u.uid, u.gid);
 
-  const cmd = [agentBinary(), "agent", "--config", configPath];
-  const proc = host ? host.spawn(cmd, { logFile, user: PG_OS_USER }) : new Proc(cmd, { logFile, user: PG_OS_USER });
+  return launch({ name: spec.name, host, configPath, stateDir, dataDir, logFile });
+}
+
+type AgentFiles = Pick<RunningAgent, "name" | "host" | "configPath" | "stateDir" | "dataDir" | "logFile">;
+
+async function launch(f: AgentFiles): Promise<RunningAgent> {
+  const cmd = [agentBinary(), "agent", "--config", f.configPath];
+  const proc = f.host ? f.host.spawn(cmd, { logFile: f.logFile, user: PG_OS_USER }) : new Proc(cmd, { logFile: f.logFile, user: PG_OS_USER });
   const agent: RunningAgent = {
-    name: spec.name, host, proc, configPath, stateDir, dataDir, logFile,
+    ...f, proc,
     status: async () => {
       // Say so when the agent is gone (crash, or someone killed it by name): not "connection refused".
-      if (proc.exited) throw new Error(`agent ${spec.name} has exited (${proc.signal ?? `code ${proc.exitCode}`}); log: ${logFile}\n  ${proc.lines.slice(-5).join("\n  ")}`);
-      return fetchStatus(host, configPath);
+      if (proc.exited) throw new Error(`agent ${f.name} has exited (${proc.signal ?? `code ${proc.exitCode}`}); log: ${f.logFile}\n  ${proc.lines.slice(-5).join("\n  ")}`);
+      return fetchStatus(f.host, f.configPath);
     },
     linesMatching: (re) => proc.lines.filter((l) => matches(re, l)),
     timeOf: (re) => {
@@ -173,12 +179,23 @@ export async function startAgent(host: Host | null, spec: AgentSpec): Promise<Ru
   started.add(agent);
   try {
     await proc.waitForLine(/ api listening on /, STARTUP_MS);
-    assertRunsAs(proc.pid, PG_OS_USER, `agent ${spec.name}`); // never root (issue 10)
+    assertRunsAs(proc.pid, PG_OS_USER, `agent ${f.name}`); // never root (issue 10)
   } catch (e) {
     await stopAgents([agent]);
-    throw new Error(`agent ${spec.name} did not start (log: ${logFile}): ${(e as Error).message}`);
+    throw new Error(`agent ${f.name} did not start (log: ${f.logFile}): ${(e as Error).message}`);
   }
   return agent;
+}
+
+/**
+ * Restarts an agent's process on its own configuration and state (SIGTERM, then a new process:
+ * PostgreSQL keeps running, as with the unit's KillMode=process). The new run logs to
+ * `<name>-<n>.log` beside the first. The returned agent replaces `a` (stopAgents on it cleans up).
+ */
+export async function restartAgent(a: RunningAgent, n = 2): Promise<RunningAgent> {
+  await a.proc.stop(STOP_MS);
+  started.delete(a);
+  return launch({ name: a.name, host: a.host, configPath: a.configPath, stateDir: a.stateDir, dataDir: a.dataDir, logFile: a.logFile.replace(/\.log$/, `-${n}.log`) });
 }
 
 /**

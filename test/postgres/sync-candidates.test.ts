@@ -10,10 +10,12 @@ test("a member's walsender without a flush position yet counts as unconfirmed; o
     { name: "pgherd_c", syncPriority: 1, noFlush: false },
     { name: "pgherd_d", syncPriority: 0, noFlush: false },
     { name: "psql", syncPriority: 0, noFlush: true }, // not a member
+    { name: "pgherd_e_clone", syncPriority: 0, noFlush: true, backup: true }, // a base backup never acknowledges commits
+    { name: "pgherd_e_clone", syncPriority: 0, noFlush: true }, // nor a clone's WAL stream (never named)
   ])).toEqual(["pgherd_b", "pgherd_c"]);
   const rows: Record<string, unknown[]> = {
     "synchronous_standby_names": [{ v: 'ANY 1 ("pgherd_c")' }],
-    "sync candidates": [{ name: "pgherd_b", sync_priority: 0, no_flush: true }, { name: "pgherd_c", sync_priority: 1, no_flush: false }],
+    "sync candidates": [{ name: "pgherd_b", sync_priority: 0, no_flush: true }, { name: "pgherd_c", sync_priority: 1, no_flush: false }, { name: "pgherd_e_clone", sync_priority: 0, no_flush: true, backup: true }],
   };
   const db = { query: async (what: string) => rows[what] ?? [] } as unknown as Db;
   expect(await syncCandidatesInForce(db)).toEqual({ names: 'ANY 1 ("pgherd_c")', counting: ["pgherd_b", "pgherd_c"] });

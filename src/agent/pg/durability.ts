@@ -32,6 +32,8 @@ export class Maintenance {
   private graceUntil = 0;
   /** When this agent's first round as primary (of this run as one) began: null while not primary. */
   private primarySince: number | null = null;
+  /** Since when each standby the fill wants has waited for its echo (core/durability.ts fillPendingForMs). */
+  private readonly pendingSince = new Map<string, number>();
   private lastGuardAt = 0;
   private pendingWarned = "";
   /** pg_settings.pending_restart of the last round (reported to status and peers). */
@@ -231,6 +233,9 @@ export class Maintenance {
   private plan(p: Extract<Probe, { up: true }>): ReturnType<typeof planDurability> {
     const { ctx, clock } = this.h;
     const g = ctx.guardState();
+    const pending = ctx.fillPending();
+    for (const id of this.pendingSince.keys()) if (!pending.includes(id)) this.pendingSince.delete(id);
+    for (const id of pending) if (!this.pendingSince.has(id)) this.pendingSince.set(id, clock.now());
     const plan = planDurability({
       mode: ctx.durabilityMode(), voters: ctx.votersCount(),
       standbyNames: ctx.syncMembers().map(slotFor),
@@ -243,7 +248,8 @@ export class Maintenance {
       // An agent restarted beside its running primary has heard no standby yet: it names none, which
       // is not "too few standbys" (it would suspend failover and leave a floor for nothing).
       // Likewise a standby that cannot lead the fill wants, until it echoes this leader's messages.
-      unheardStandbys: ctx.unheardStandbys().length + ctx.fillPending().length, primaryForMs: clock.now() - (this.primarySince ?? clock.now()),
+      unheardStandbys: ctx.unheardStandbys().length + pending.length, primaryForMs: clock.now() - (this.primarySince ?? clock.now()),
+      ...(pending.length > 0 ? { fillPendingForMs: clock.now() - Math.max(...pending.map((id) => this.pendingSince.get(id)!)) } : {}),
     });
     const k = ctx.votersCount() - majority(ctx.votersCount());
     const candidates = new Set(ctx.syncMembers().map(slotFor));
