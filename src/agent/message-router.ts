@@ -39,9 +39,13 @@ export interface RouterDeps {
   stopped: () => boolean;
   safe: (f: () => void) => void;
   now: () => number;
-  /** The leader's record of standbys left out of the synchronous names (absent: none): src/agent/sync-cap.ts. */
-  /** The leader's state message: its record, and the message's run and number (the standby's echo). */
-  exclusionHeard: (leader: string, exclusion: Exclusion | null, msg: { epoch?: number; seq?: number }) => void;
+  /** How long a peer's report stays fresh (core/cluster-facts.ts freshMs). */
+  freshMs: number;
+  /**
+   * The leader's state message: its record (null: none), the message's run and number (the
+   * standby's echo: src/agent/sync-cap.ts); `gap`: numbered below the last one, taken after a silence.
+   */
+  exclusionHeard: (leader: string, exclusion: Exclusion | null, msg: { epoch?: number; seq?: number }, gap: boolean) => void;
   /** A backend migration's message (src/agent/migrate-driver.ts). */
   migrate: (peer: string, msg: MigrateMsg) => void;
 }
@@ -114,7 +118,11 @@ export class MessageRouter {
 
   private onState(peer: string, msg: Extract<AgentMsg, { t: "state" }>): void {
     const held = this.d.reports.get(peer);
-    if (!F.newerReport(held, peer, msg)) return; // a late frame of an earlier message (or of the peer's previous run)
+    const order = F.reportOrder(held, peer, msg, this.d.now(), this.d.freshMs);
+    if (order === "older") return; // a late frame of an earlier message (or of the peer's previous run)
+    if (order === "gap") {
+      this.d.log.warn(`${this.d.peers.name(peer)}: its state message is numbered below the last one (run ${held?.epoch}, message ${held?.seq}), taken since nothing came from it for ${Math.round(this.d.now() - held!.at)} ms: its run epoch went back (<state_dir>/run-epoch.json removed while its clock was behind?)`);
+    }
     const before = held?.report;
     this.d.reports.set(peer, {
       report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false,
@@ -122,7 +130,7 @@ export class MessageRouter {
       ...(msg.seq !== undefined ? { seq: msg.seq } : {}), ...(msg.heard !== undefined ? { heard: msg.heard } : {}),
     });
     if (this.d.consensus.status().leader !== peer) return;
-    this.d.exclusionHeard(peer, msg.exclusion ?? null, msg);
+    this.d.exclusionHeard(peer, msg.exclusion ?? null, msg, order === "gap");
     this.d.flags.adopt(msg, this.d.log);
     if (F.leaderPrimaryBack(before, msg.pg)) this.d.loop()?.primaryBack();
   }

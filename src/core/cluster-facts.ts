@@ -22,13 +22,17 @@ export interface PeerReport {
 }
 
 /**
- * Whether a peer's state message replaces the report held: not when it is older (a frame of the
- * peer's previous run, or of this run from another connection, delivered late: it would make the
- * leader count the peer as it was then, promotable say, for a round). Ordered by (epoch, seq).
+ * Where a peer's state message stands against the report held, by (epoch, seq): "newer" replaces
+ * it; "older" is a late frame (of an earlier message, or of the peer's previous run) and is
+ * dropped whole: it would make the leader count the peer as it was then, promotable say, for a
+ * round. "gap": older, but nothing came from the peer for `freshMs`, so no frame of its current run
+ * is being held back: taken, with a warning (its run epoch went back: run-epoch.json removed while
+ * the clock was behind), or the peer would be ignored until this agent restarts.
  */
-export function newerReport(held: PeerReport | undefined, peer: string, msg: { epoch?: number; seq?: number }): boolean {
+export function reportOrder(held: PeerReport | undefined, peer: string, msg: { epoch?: number; seq?: number }, now: number, freshMs: number): "newer" | "older" | "gap" {
   const last = held?.epoch !== undefined && held.seq !== undefined ? { leader: peer, epoch: held.epoch, seq: held.seq } : null;
-  return laterMessage(last, peer, msg.epoch, msg.seq);
+  if (laterMessage(last, peer, msg.epoch, msg.seq)) return "newer";
+  return now - held!.at >= freshMs ? "gap" : "older";
 }
 
 /** What the beacon and the mesh told us about a peer. */
@@ -122,12 +126,13 @@ export function syncMembers(s: FactsSnapshot): string[] {
 /**
  * The synchronous set of this node as leader `run` needing k standbys (core/sync-exclusion.ts
  * syncSet): no fill while a standby member is unheard within HEAR_STANDBYS_MS of this agent's
- * start (it may be promotable); only reachable promotable standbys count toward k.
+ * start (it may be promotable); only promotable standbys reporting (a report younger than freshMs)
+ * count toward k.
  */
 export function syncSet(s: FactsSnapshot, x: { k: number; run: LeaderRun | null; lastNamed: (id: string) => number | undefined }): SyncSet {
   const hearing = s.now - s.startedAt < HEAR_STANDBYS_MS && unheardStandbys(s).length > 0;
   return syncSetOf({
-    k: x.k, run: x.run, lastNamed: x.lastNamed, hearing, members: standbyMembers(s), announced: (id) => s.reports.get(id), reachable: (id) => reachable(s, id),
+    k: x.k, run: x.run, lastNamed: x.lastNamed, hearing, members: standbyMembers(s), announced: (id) => s.reports.get(id), reporting: (id) => downForMs(s, id) === 0,
   });
 }
 

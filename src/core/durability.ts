@@ -43,9 +43,9 @@ export interface DurabilityInput {
   /** How long this agent has been running its primary (since its first round as one). */
   primaryForMs?: number;
   /**
-   * How long the most recent standby the fill wants has been waiting for its echo (absent: none
-   * waits; core/sync-exclusion.ts syncSet). One that reports echoes within a state message or two:
-   * until then (at most FILL_ECHO_MS) quorum waits for it instead of degrading.
+   * How long some standby the fill wants has been waiting for its echo, without a break (absent:
+   * none waits; core/sync-exclusion.ts syncSet). One that reports echoes within a state message or
+   * two: until then (at most FILL_ECHO_MS) quorum waits for it instead of degrading.
    */
   fillPendingForMs?: number;
 }

@@ -107,7 +107,7 @@ export interface SyncSet {
 
 /**
  * The synchronous set of the leader `run` needing `k` standbys. The standby members known
- * promotable first; only when fewer than k of them are known and reachable, every database standby that cannot
+ * promotable first; only when fewer than k of them are known and reporting, every database standby that cannot
  * lead is wanted too (as before this rule: a primary + DR replica + witness, or two tagged
  * replicas, would otherwise run `ANY k ("pgherd_none")` for good), and named once it cannot hold
  * a cap (mayNameCannotLead). Unknown members (no state message) are never named.
@@ -121,14 +121,16 @@ export function syncSet(x: {
    */
   hearing?: boolean;
   /**
-   * Whether a member reports now over a live connection (absent: all do). Only reachable promotable
-   * standbys count toward k: a dead one's last announcement stays known, and counting it would keep
-   * the standbys that cannot lead out while it cannot acknowledge anything (it stays named).
+   * Whether a member still reports (its last state message younger than freshMs; absent: all do).
+   * Only reporting promotable standbys count toward k: a dead one's last announcement stays known,
+   * and counting it would keep the standbys that cannot lead out while it cannot acknowledge
+   * anything (it stays named). Not the connection: a dropped link (an agent restart, a blip) must
+   * not take the cap off at once, only a silence of freshMs (at least 5 s).
    */
-  reachable?: (id: string) => boolean;
+  reporting?: (id: string) => boolean;
 }): SyncSet {
   const names = syncCandidates(x.members, x.announced);
-  const live = x.reachable ? names.filter(x.reachable).length : names.length;
+  const live = x.reporting ? names.filter(x.reporting).length : names.length;
   if (x.k <= 0 || live >= x.k) return { names, wanted: [], pending: [] };
   const wanted = x.members.filter((id) => x.announced(id)?.role === "database" && !names.includes(id));
   const ok = x.hearing ? [] : wanted.filter((id) => mayNameCannotLead(x.announced(id)!, x.run, x.lastNamed(id)));

@@ -129,9 +129,9 @@ test("the fill: standbys that cannot lead are named only when fewer than k promo
   expect(set(1, witness).names).toEqual([]);
 });
 
-test("only reachable promotable standbys count toward k: a dead one stays named, the fill adds those that cannot lead", () => {
+test("only reporting promotable standbys count toward k: a dead one stays named, the fill adds those that cannot lead", () => {
   const said = new Map<string, Announcement>([[B, tagged({ leader: A, epoch: 11, seq: 3 })], [C, promotable]]);
-  const set = (up: string[]) => syncSet({ k: 1, members: [B, C], announced: (id) => said.get(id), run, lastNamed: () => undefined, reachable: (id) => up.includes(id) });
+  const set = (up: string[]) => syncSet({ k: 1, members: [B, C], announced: (id) => said.get(id), run, lastNamed: () => undefined, reporting: (id) => up.includes(id) });
   expect(set([B, C])).toEqual({ names: [C], wanted: [], pending: [] });
   expect(set([B])).toEqual({ names: [C, B], wanted: [B], pending: [] });
 });

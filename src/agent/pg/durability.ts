@@ -32,8 +32,8 @@ export class Maintenance {
   private graceUntil = 0;
   /** When this agent's first round as primary (of this run as one) began: null while not primary. */
   private primarySince: number | null = null;
-  /** Since when each standby the fill wants has waited for its echo (core/durability.ts fillPendingForMs). */
-  private readonly pendingSince = new Map<string, number>();
+  /** Since when some standby the fill wants has waited for its echo, without a break (core/durability.ts fillPendingForMs). */
+  private pendingSince: number | null = null;
   private lastGuardAt = 0;
   private pendingWarned = "";
   /** pg_settings.pending_restart of the last round (reported to status and peers). */
@@ -234,8 +234,7 @@ export class Maintenance {
     const { ctx, clock } = this.h;
     const g = ctx.guardState();
     const pending = ctx.fillPending();
-    for (const id of this.pendingSince.keys()) if (!pending.includes(id)) this.pendingSince.delete(id);
-    for (const id of pending) if (!this.pendingSince.has(id)) this.pendingSince.set(id, clock.now());
+    this.pendingSince = pending.length === 0 ? null : (this.pendingSince ?? clock.now());
     const plan = planDurability({
       mode: ctx.durabilityMode(), voters: ctx.votersCount(),
       standbyNames: ctx.syncMembers().map(slotFor),
@@ -249,7 +248,7 @@ export class Maintenance {
       // is not "too few standbys" (it would suspend failover and leave a floor for nothing).
       // Likewise a standby that cannot lead the fill wants, until it echoes this leader's messages.
       unheardStandbys: ctx.unheardStandbys().length + pending.length, primaryForMs: clock.now() - (this.primarySince ?? clock.now()),
-      ...(pending.length > 0 ? { fillPendingForMs: clock.now() - Math.max(...pending.map((id) => this.pendingSince.get(id)!)) } : {}),
+      ...(this.pendingSince !== null ? { fillPendingForMs: clock.now() - this.pendingSince } : {}),
     });
     const k = ctx.votersCount() - majority(ctx.votersCount());
     const candidates = new Set(ctx.syncMembers().map(slotFor));
