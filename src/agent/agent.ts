@@ -162,7 +162,7 @@ export class Agent implements ClusterContext {
       dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
       runAsLeader: (req) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.migrationRefuses(req) ?? this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)),
       stopped: () => this.stopped, safe: (f) => this.safe(f), now, migrate: (peer, m) => this.migration.receive(peer, m),
-      freshMs: F.freshMs(cfg.postgres.loop_ms), exclusionHeard: (from, e, m, gap) => this.syncCap.heard(from, e, m, gap),
+      exclusionHeard: (from, e, m) => this.syncCap.heard(from, e, m),
     });
     this.housekeeping = new Housekeeping({
       log, maxAgeMs: cfg.discovery.max_age_ms, peers: this.peers, mesh: this.mesh, safe: (f) => this.safe(f), now,

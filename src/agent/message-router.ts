@@ -39,19 +39,16 @@ export interface RouterDeps {
   stopped: () => boolean;
   safe: (f: () => void) => void;
   now: () => number;
-  /** How long a peer's report stays fresh (core/cluster-facts.ts freshMs). */
-  freshMs: number;
-  /**
-   * The leader's state message: its record (null: none), the message's run and number (the
-   * standby's echo: src/agent/sync-cap.ts); `gap`: numbered below the last one, taken after a silence.
-   */
-  exclusionHeard: (leader: string, exclusion: Exclusion | null, msg: { epoch?: number; seq?: number }, gap: boolean) => void;
+  /** The leader's state message: its record (null: none), the message's run and number (the standby's echo: src/agent/sync-cap.ts). */
+  exclusionHeard: (leader: string, exclusion: Exclusion | null, msg: { epoch?: number; seq?: number }) => void;
   /** A backend migration's message (src/agent/migrate-driver.ts). */
   migrate: (peer: string, msg: MigrateMsg) => void;
 }
 
 export class MessageRouter {
   private expectingHandoverFrom: string | null = null;
+  /** Per peer, the earlier run whose dropped message was last warned about. */
+  private readonly warnedRun = new Map<string, number>();
 
   constructor(private readonly d: RouterDeps) {}
 
@@ -118,11 +115,7 @@ export class MessageRouter {
 
   private onState(peer: string, msg: Extract<AgentMsg, { t: "state" }>): void {
     const held = this.d.reports.get(peer);
-    const order = F.reportOrder(held, peer, msg, this.d.now(), this.d.freshMs);
-    if (order === "older") return; // a late frame of an earlier message (or of the peer's previous run)
-    if (order === "gap") {
-      this.d.log.warn(`${this.d.peers.name(peer)}: its state message is numbered below the last one (run ${held?.epoch}, message ${held?.seq}), taken since nothing came from it for ${Math.round(this.d.now() - held!.at)} ms: its run epoch went back (<state_dir>/run-epoch.json removed while its clock was behind?)`);
-    }
+    if (!F.newerReport(held, peer, msg)) return this.droppedEarlierRun(peer, held!, msg.epoch);
     const before = held?.report;
     this.d.reports.set(peer, {
       report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false,
@@ -130,9 +123,20 @@ export class MessageRouter {
       ...(msg.seq !== undefined ? { seq: msg.seq } : {}), ...(msg.heard !== undefined ? { heard: msg.heard } : {}),
     });
     if (this.d.consensus.status().leader !== peer) return;
-    this.d.exclusionHeard(peer, msg.exclusion ?? null, msg, order === "gap");
+    this.d.exclusionHeard(peer, msg.exclusion ?? null, msg);
     this.d.flags.adopt(msg, this.d.log);
     if (F.leaderPrimaryBack(before, msg.pg)) this.d.loop()?.primaryBack();
+  }
+
+  /**
+   * A late frame was dropped (core/cluster-facts.ts newerReport). One of the peer's earlier run is
+   * told once per run: a leftover of a restart, harmless; repeated with every message, the peer's
+   * run epoch went back and its state is ignored until this agent restarts.
+   */
+  private droppedEarlierRun(peer: string, held: F.PeerReport, epoch: number | undefined): void {
+    if (epoch === undefined || held.epoch === undefined || epoch >= held.epoch || this.warnedRun.get(peer) === epoch) return;
+    this.warnedRun.set(peer, epoch);
+    this.d.log.warn(`${this.d.peers.name(peer)}: a state message of its run ${epoch} dropped, older than its run ${held.epoch} (a restart's leftover frame; if its messages keep being dropped, its <state_dir>/run-epoch.json was removed while its clock was behind: restart this agent)`);
   }
 
   private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {

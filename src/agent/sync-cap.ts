@@ -91,13 +91,9 @@ export class SyncCap {
     return { ...r, position: votingPosition(r.position, this.cap()) };
   }
 
-  /**
-   * The current leader's state message: its record (null: none). Re-feeds the position when the cap
-   * changed. `gap`: numbered below the last one processed but taken by the router after a silence
-   * of the leader (core/cluster-facts.ts reportOrder): processed too.
-   */
-  heard(from: string, exclusion: Exclusion | null, msg: { epoch?: number; seq?: number } = {}, gap = false): void {
-    if (this.canLead || (!gap && !laterMessage(this.echo, from, msg.epoch, msg.seq))) return;
+  /** The current leader's state message: its record (null: none). Re-feeds the position when the cap changed. */
+  heard(from: string, exclusion: Exclusion | null, msg: { epoch?: number; seq?: number } = {}): void {
+    if (this.canLead || !laterMessage(this.echo, from, msg.epoch, msg.seq)) return;
     const now = this.leadership();
     this.record = heardRecord(this.record, from, exclusion, now);
     // Echoed only once processed as the leader's: the leader may then name this node (syncSet).

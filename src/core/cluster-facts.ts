@@ -22,17 +22,17 @@ export interface PeerReport {
 }
 
 /**
- * Where a peer's state message stands against the report held, by (epoch, seq): "newer" replaces
- * it; "older" is a late frame (of an earlier message, or of the peer's previous run) and is
- * dropped whole: it would make the leader count the peer as it was then, promotable say, for a
- * round. "gap": older, but nothing came from the peer for `freshMs`, so no frame of its current run
- * is being held back: taken, with a warning (its run epoch went back: run-epoch.json removed while
- * the clock was behind), or the peer would be ignored until this agent restarts.
+ * Whether a peer's state message replaces the report held, by (epoch, seq): not when it is older, a
+ * late frame (of an earlier message, or of the peer's previous run: a restarted peer's old
+ * connection drains after its new one is in use, mesh.ts). Such a frame is dropped whole: it would
+ * make the leader count the peer as it was then, promotable say, and a standby take a withdrawn
+ * record (laterMessage). Never taken after a silence either: a stale record could then cap a
+ * standby that is named. Epochs go back only if run-epoch.json is removed while the clock is behind
+ * the last start (store/run-epoch.ts); the router warns about a drop from an earlier run.
  */
-export function reportOrder(held: PeerReport | undefined, peer: string, msg: { epoch?: number; seq?: number }, now: number, freshMs: number): "newer" | "older" | "gap" {
+export function newerReport(held: PeerReport | undefined, peer: string, msg: { epoch?: number; seq?: number }): boolean {
   const last = held?.epoch !== undefined && held.seq !== undefined ? { leader: peer, epoch: held.epoch, seq: held.seq } : null;
-  if (laterMessage(last, peer, msg.epoch, msg.seq)) return "newer";
-  return now - held!.at >= freshMs ? "gap" : "older";
+  return laterMessage(last, peer, msg.epoch, msg.seq);
 }
 
 /** What the beacon and the mesh told us about a peer. */

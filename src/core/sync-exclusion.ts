@@ -101,7 +101,7 @@ export interface SyncSet {
   names: string[];
   /** Standbys that cannot lead which the fill wants: the leader's record leaves them out (else they never drop their cap). */
   wanted: string[];
-  /** Of those, the ones not nameable yet (no fresh echo). */
+  /** Of those, the ones not nameable yet (no fresh echo) that still report: the primary waits for their echo. */
   pending: string[];
 }
 
@@ -134,7 +134,8 @@ export function syncSet(x: {
   if (x.k <= 0 || live >= x.k) return { names, wanted: [], pending: [] };
   const wanted = x.members.filter((id) => x.announced(id)?.role === "database" && !names.includes(id));
   const ok = x.hearing ? [] : wanted.filter((id) => mayNameCannotLead(x.announced(id)!, x.run, x.lastNamed(id)));
-  return { names: [...names, ...ok], wanted, pending: wanted.filter((id) => !ok.includes(id)) };
+  // Pending: waited for (its echo). Not one that no longer reports: it cannot echo, and writes must not wait for it.
+  return { names: [...names, ...ok], wanted, pending: wanted.filter((id) => !ok.includes(id) && (x.reporting?.(id) ?? true)) };
 }
 
 /** The leader's statement: names without the `excluded` standbys confirmed in force at `at`, in term `term`. */

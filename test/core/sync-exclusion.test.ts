@@ -134,6 +134,10 @@ test("only reporting promotable standbys count toward k: a dead one stays named,
   const set = (up: string[]) => syncSet({ k: 1, members: [B, C], announced: (id) => said.get(id), run, lastNamed: () => undefined, reporting: (id) => up.includes(id) });
   expect(set([B, C])).toEqual({ names: [C], wanted: [], pending: [] });
   expect(set([B])).toEqual({ names: [C, B], wanted: [B], pending: [] });
+  // a wanted standby that no longer reports is not waited for (it cannot echo)
+  const both = new Map<string, Announcement>([[B, tagged()], [C, tagged()]]);
+  const bothSet = (up: string[]) => syncSet({ k: 1, members: [B, C], announced: (id) => both.get(id), run, lastNamed: () => undefined, reporting: (id) => up.includes(id) });
+  expect(bothSet([B])).toEqual({ names: [], wanted: [B, C], pending: [B] });
 });
 
 test("a new run of a standby that cannot lead keeps its state messages back until its echo, bounded", () => {
