@@ -2,21 +2,27 @@
 // the cluster's prefix per poll; the leader key taken, the guard and the membership changed, only
 // by transactions (compare-and-swap). Decisions are pure (elect-core.ts, lease-core.ts); this
 // file does the I/O in order: renew → read → (fence | detach | publish | take the key).
-// It owns the lease, the snapshot and its poll timer; leadership.ts owns the lease-deadline timer.
+// It owns the lease, the snapshot and its poll timer, the term and the position; leadership.ts owns
+// the lease-deadline timer, candidacy.ts the take (and the operator's request), resign.ts the
+// release and the resign pause, final-position.ts the detach, membership.ts the first membership.
 import type { Membership } from "../../core/messages.ts";
 import { planMembershipChange, type ProposeOp, type Role, type Status } from "../../core/election.ts";
 import { type Position, ZERO_POSITION } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
-import type { Compare, EtcdClient, Op } from "./client.ts";
-import { type ClusterKeys, decideCandidacy, decodeSnapshot, finalPositionDue, type MemberReport, nextGuard, nextMembership, ownKeyAction, reservedGuard, type Snapshot } from "./elect-core.ts";
+import type { Compare, EtcdClient } from "./client.ts";
+import { type ClusterKeys, decodeSnapshot, type MemberReport, nextGuard, nextMembership, reservedGuard, type Snapshot } from "./elect-core.ts";
 import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
 import { type ClusterSummary, summarizeEtcd } from "../clusters.ts";
 import { Leadership } from "./leadership.ts";
 import { MemberReporter } from "./member-report.ts";
+import { Resignation } from "./resign.ts";
+import { Candidate } from "./candidacy.ts";
+import { FinalPosition } from "./final-position.ts";
+import { MembershipKeeper } from "./membership.ts";
 import { closedBy } from "../migrate-etcd.ts";
 
 export interface EtcdConsensusOptions {
@@ -47,28 +53,21 @@ export class EtcdConsensus implements Consensus {
   /** `leaseValid` as of the last tick whose read (sent with the renewal) showed etcd open: the deadline a leader acts on, and the failsafe's. */
   private verified: number | null = null;
   private readonly lead: Leadership;
-  private candidate = false;
+  private readonly resignation: Resignation;
+  private readonly candidate: Candidate;
+  private readonly final: FinalPosition;
+  private readonly membership: MembershipKeeper;
   private snap: Snapshot | null = null;
   private term = 0;
   private lastLeaderContact: number | null = null;
-  private vacantSince: number | null = null;
   private position: Position = ZERO_POSITION;
   /** setPosition was called in this process (always true on a witness: it holds no data). */
   private positionKnown: boolean;
-  private detachedFor: number | null = null;
-  private detaching = false;
-  private requested: { force: boolean; until: number } | null = null;
-  private resignedUntil = -Infinity;
-  /** The leader key of the last resign: its term, the pause, and the release (delete, transfer) sent again while the key is still ours in the pause (elect-core.ts ownKeyAction). */
-  private resigned: { term: number; until: number; ops: Op[] } | null = null;
   private readonly reporter: MemberReporter;
-  private electionNote = "";
   private lastError = "";
   /** [consensus] failsafe (failsafe.ts); null until the agent attaches the mesh. */
   private failsafe: Failsafe | null = null;
   private observed = false;
-  /** A bootstrap's membership not yet stored (an etcd error): stored at the next poll unless etcd shows one. */
-  private firstMembership: Membership | null = null;
   /** Why etcd is closed by a return to builtin (migrate-etcd.ts closedBy), from the last read; null: open. */
   private closed: string | null = null;
 
@@ -78,6 +77,24 @@ export class EtcdConsensus implements Consensus {
     this.lead = new Leadership({ hooks: o.hooks, log: o.log, clock: this.clock, missing: () => this.failsafe?.missing() ?? [] });
     this.counters = this.lead.counters;
     this.reporter = new MemberReporter({ client: o.client, keys: o.keys, self: o.self.id, clock: this.clock });
+    this.resignation = new Resignation({ client: o.client, keys: o.keys, deferMs: o.deferMs, log: o.log, clock: this.clock });
+    this.candidate = new Candidate({
+      client: o.client, keys: o.keys, self: o.self, deferMs: o.deferMs, ttlS: o.ttlS, log: o.log, clock: this.clock, failsafe: () => this.failsafe,
+      won: (term, voters, until) => {
+        this.term = term;
+        this.lead.leaderChanged(o.self.id, `took the leader key (term ${term}) with final positions of ${voters} voters`);
+        this.lastLeaderContact = this.clock();
+        this.lead.win(term, until);
+      },
+    });
+    this.membership = new MembershipKeeper({ keys: o.keys, store: o.store, hooks: o.hooks, log: o.log, cas: (compare, key, value) => this.cas(compare, key, value) });
+    this.final = new FinalPosition({
+      hooks: o.hooks, log: o.log,
+      detached: (position) => {
+        if (position) this.position = position;
+        this.schedule(0); // publish the final position now
+      },
+    });
   }
 
   private get leading(): { term: number; until: number } | null {
@@ -95,7 +112,7 @@ export class EtcdConsensus implements Consensus {
       enabled, self: this.o.self.id, promiseMs: this.o.ttlS * 1000, pollMs: this.o.pollMs, maxDrift: this.o.maxDrift, fenceMs: this.o.fenceMs,
       usableMs: usableLeaseMs(this.o.ttlS, this.o.maxDrift, this.o.fenceMs), send, nameOf, log: this.o.log, clock: this.clock,
       view: () => ({
-        leading: this.leading, etcdUntil: this.verified, voters: this.snap?.membership?.value.voters ?? [], taking: this.candidate,
+        leading: this.leading, etcdUntil: this.verified, voters: this.snap?.membership?.value.voters ?? [], taking: this.candidate.taking(),
         leader: this.snap?.leader ? { id: this.snap.leader.id, term: this.snap.leader.term } : null,
       }),
       extended: (until) => {
@@ -119,7 +136,7 @@ export class EtcdConsensus implements Consensus {
 
   status(): Status {
     const s = this.snap;
-    const role: Role = this.leading ? "leader" : this.candidate ? "candidate" : "follower";
+    const role: Role = this.leading ? "leader" : this.candidate.taking() ? "candidate" : "follower";
     return {
       id: this.o.self.id, role, term: this.term, votedFor: null, leader: this.lead.leader(),
       membership: s?.membership?.value ?? null, membershipCommitted: !!s?.membership,
@@ -138,7 +155,7 @@ export class EtcdConsensus implements Consensus {
   }
 
   note(): string {
-    return this.lastError || this.electionNote;
+    return this.lastError || this.candidate.note();
   }
 
   /** Every cluster under the prefix (as far as this etcd user may read). */
@@ -163,7 +180,7 @@ export class EtcdConsensus implements Consensus {
   }
 
   campaign(force: boolean): Promise<void> {
-    this.requested = { force, until: this.clock() + 2 * this.o.deferMs };
+    this.candidate.request(force);
     return this.serial(() => this.tick());
   }
 
@@ -171,29 +188,10 @@ export class EtcdConsensus implements Consensus {
     return this.serial(async () => {
       const was = this.leading;
       if (!was) return;
-      this.resignedUntil = this.clock() + this.o.deferMs;
+      this.resignation.pause();
       await this.lead.lose(`resigned: ${reason}`); // fenced before the key is released
-      const ops: Op[] = [{ del: { key: this.o.keys.leader } }];
-      if (transferTo) ops.push({ put: { key: this.o.keys.transfer, value: JSON.stringify({ to: transferTo, term: was.term }) } });
-      // If the delete fails the key stays bound to this node's lease: the next reads must not win it
-      // back (observeLeader). The pause counts from the end of the fence, and again from a failed
-      // delete (its answer may take request_timeout_ms): a slow fence and a lost answer together
-      // outlasted a pause counted from the resign, and the node led the same term again at once.
-      this.resignedUntil = this.clock() + this.o.deferMs;
-      this.resigned = { term: was.term, until: this.resignedUntil, ops };
-      try {
-        await this.release(this.resigned, transferTo);
-      } catch (e) {
-        this.resignedUntil = this.clock() + this.o.deferMs;
-        this.resigned = { ...this.resigned, until: this.resignedUntil };
-        throw e;
-      }
+      await this.resignation.release(was.term, transferTo);
     });
-  }
-
-  private async release(r: { term: number; ops: Op[] }, transferTo?: string): Promise<void> {
-    const t = await this.o.client.txn([{ key: this.o.keys.leader, target: "CREATE", createRevision: r.term }], r.ops);
-    this.o.log.info(`released the leader key of term ${r.term}${transferTo ? ` for ${transferTo}` : ""}${t.succeeded ? "" : " (it was gone already)"}`);
   }
 
   reserveTimeline(n: number): Promise<void> {
@@ -229,16 +227,8 @@ export class EtcdConsensus implements Consensus {
 
   /** Stores the first membership unless etcd has one; kept and tried again at each poll until a read shows one (an etcd error loses nothing). */
   bootstrap(m: Membership): Promise<void> {
-    this.firstMembership = m;
-    return this.serial(() => this.storeFirstMembership());
-  }
-
-  private async storeFirstMembership(): Promise<void> {
-    const m = this.firstMembership;
-    if (!m) return;
-    const ok = await this.cas([{ key: this.o.keys.membership, target: "CREATE", createRevision: 0 }], this.o.keys.membership, JSON.stringify(m));
-    this.firstMembership = null;
-    this.o.log.info(ok ? `membership stored in etcd: voters ${m.voters.join(",")}` : "membership already in etcd: adopting it");
+    this.membership.bootstrap(m);
+    return this.serial(() => this.membership.storeFirst());
   }
 
   // ------------------------------------------------------------------ the loop
@@ -272,10 +262,9 @@ export class EtcdConsensus implements Consensus {
     this.lastError = "";
     const snap = decodeSnapshot(this.o.keys, r.revision, r.kvs);
     if (snap.invalid.length > 0 && !this.closed) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
-    this.adoptMembership(snap);
+    this.membership.adopt(snap);
     this.snap = snap;
-    if (snap.membership) this.firstMembership = null;
-    else if (this.firstMembership) await this.storeFirstMembership();
+    await this.membership.polled(snap);
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
     // The failsafe asks from this verified deadline, not from a renewal alone (renewals may answer while reads fail).
@@ -284,7 +273,7 @@ export class EtcdConsensus implements Consensus {
     // A key of a previous run taken back on this read: still unknown whether it leads (the next read decides).
     if (!(await this.observeLeader(snap, sentAt))) this.observed = true;
     await this.publish();
-    if (!snap.leader && !this.leading && !this.closed) await this.maybeTake(snap);
+    if (!snap.leader && !this.leading && !this.closed) await this.candidate.take(snap, this.term, this.resignation.pausedUntil(), this.leaseId, this.leaseValid);
   }
 
   /** Renew (or grant) this agent's lease; a leader's deadline moves only with a renewal etcd answered, and a read sent with it (tick). */
@@ -332,8 +321,7 @@ export class EtcdConsensus implements Consensus {
       if (l.id !== this.lead.leader()) this.lead.leaderChanged(l.id, `leader ${l.id} (term ${l.term})`);
       this.term = Math.max(this.term, l.term);
       this.lastLeaderContact = this.clock();
-      this.vacantSince = null;
-      if (this.requested && this.lead.leader() !== this.o.self.id) this.requested = null;
+      this.candidate.leaderSeen(this.lead.leader());
       // A guard that does not validate holds every automatic take (elect-core.ts): the leader writes
       // a valid one over it, with a floor at its own position (as after a resync), at once.
       if (mine && this.leading && s.guard === null && s.guardMod !== 0) {
@@ -341,23 +329,21 @@ export class EtcdConsensus implements Consensus {
         void this.setGuard(false, this.position);
       }
       if (mine && !adopted && !this.leading && this.leaseValid !== null && !this.closed) {
-        if (ownKeyAction({ keyTerm: l.term, resigned: this.resigned, now: this.clock() }) === "win") {
-          this.requested = null; // carried out: a later loss of the key gets the resign pause again
+        if (this.resignation.ownKey(l.term) === "win") {
+          this.candidate.carriedOut();
           this.lead.win(l.term, this.leaseValid);
         } else {
-          this.electionNote = `resigned from term ${l.term}, whose key is still this node's: deleting it again`;
-          await this.release(this.resigned!).catch((e: Error) => this.failed(e));
+          this.candidate.noted(`resigned from term ${l.term}, whose key is still this node's: deleting it again`);
+          await this.resignation.releaseAgain().catch((e: Error) => this.failed(e));
         }
       }
       return adopted;
     }
     if (this.lead.leader() !== null) this.lead.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
-    this.vacantSince ??= this.clock();
-    if (this.requested && this.clock() > this.requested.until) this.requested = null;
+    this.candidate.vacant();
     // A failsafe promise holds the final position back too: it is this node's vote for the next term;
     // and so does a position this process has not reported yet (elect-core.ts finalPositionDue).
-    const due = finalPositionDue({ vacatedTerm: this.term, detaching: this.detaching, detachedFor: this.detachedFor, promised: !!this.failsafe?.promised(), positionKnown: this.positionKnown });
-    if (due !== null) this.detach(due);
+    this.final.vacated(this.term, !!this.failsafe?.promised(), this.positionKnown);
     return false;
   }
 
@@ -382,74 +368,13 @@ export class EtcdConsensus implements Consensus {
     return true;
   }
 
-  private detach(term: number): void {
-    this.detaching = true;
-    const hook = this.o.hooks.detach ?? (() => Promise.resolve({ ok: true, position: null }));
-    void hook(term).then(
-      (r) => {
-        if (!r.ok) return this.o.log.warn(`could not stop streaming for term ${term}: ${r.error ?? "unconfirmed"}; retrying`);
-        if (r.position) this.position = r.position;
-        this.detachedFor = term;
-        this.schedule(0); // publish the final position now
-      },
-      (e: Error) => this.o.log.warn(`stop streaming for term ${term}: ${e.message}`),
-    ).finally(() => {
-      this.detaching = false;
-    });
-  }
-
   private async publish(): Promise<void> {
     if (!this.leaseId) return;
     const report: MemberReport = {
       name: this.o.self.name, role: this.o.self.role, canLead: this.o.self.canLead, priority: this.o.self.priority,
-      position: this.position, detachedFor: this.detachedFor,
+      position: this.position, detachedFor: this.final.term(),
     };
     await this.reporter.publish(this.leaseId, report, this.snap);
-  }
-
-  private async maybeTake(s: Snapshot): Promise<void> {
-    const now = this.clock();
-    const d = decideCandidacy({
-      self: this.o.self.id, canLead: this.o.self.canLead, priority: this.o.self.priority, snapshot: s,
-      vacatedTerm: this.term, vacantSince: this.vacantSince ?? now, now, requested: this.requested,
-      resignedUntil: this.resignedUntil, deferMs: this.o.deferMs,
-    });
-    if (d.kind === "wait") {
-      if (d.reason !== this.electionNote && s.membership) this.o.log.debug(`not standing: ${d.reason}`);
-      this.electionNote = d.reason;
-      return;
-    }
-    if (!this.leaseId || this.leaseValid === null || this.leaseValid <= now) return;
-    const promised = this.failsafe?.promised();
-    if (promised) return void (this.electionNote = promised);
-    const compare: Compare[] = [
-      { key: this.o.keys.leader, target: "CREATE", createRevision: 0 },
-      { key: this.o.keys.membership, target: "MOD", modRevision: s.membership!.mod },
-      { key: this.o.keys.guard, target: "MOD", modRevision: s.guardMod },
-      ...d.counted.map((id): Compare => ({ key: this.o.keys.member(id), target: "MOD", modRevision: s.members.get(id)!.mod })),
-    ];
-    this.candidate = true;
-    try {
-      const r = await this.o.client.txn(compare, [
-        { put: { key: this.o.keys.leader, value: this.o.self.id, lease: this.leaseId } },
-        { put: { key: this.o.keys.lastLeader, value: this.o.self.id } },
-        { del: { key: this.o.keys.transfer } },
-      ]).catch((e: Error) => {
-        // etcd may have applied it without answering: confirm no other leader until that shows (a lease's length).
-        this.failsafe?.takeUncertain(this.o.ttlS * 1000);
-        throw e;
-      });
-      if (!r.succeeded) return void (this.electionNote = "another node took the key, or a report changed: reading again");
-      this.electionNote = "";
-      this.term = r.revision;
-      this.requested = null;
-      this.lead.leaderChanged(this.o.self.id, `took the leader key (term ${r.revision}) with final positions of ${d.counted.length} voters`);
-      this.lastLeaderContact = this.clock();
-      this.vacantSince = null;
-      this.lead.win(r.revision, this.leaseValid);
-    } finally {
-      this.candidate = false;
-    }
   }
 
   private holdsKey(): Compare {
@@ -464,21 +389,10 @@ export class EtcdConsensus implements Consensus {
     const r = await this.o.client.txn(compare, [{ put: { key, value } }]).catch((e: Error) => e);
     const all = await this.o.client.range(this.o.keys.root, { prefix: true });
     const snap = decodeSnapshot(this.o.keys, all.revision, all.kvs);
-    this.adoptMembership(snap);
+    this.membership.adopt(snap);
     this.snap = snap;
     await this.observeClosed(all.kvs);
     if (r instanceof Error) throw r;
     return r.succeeded;
-  }
-
-  private adoptMembership(s: Snapshot): void {
-    const m = s.membership?.value ?? null;
-    if (!m || JSON.stringify(m) === JSON.stringify(this.o.store.get().membership)) return;
-    // Kept locally too: the beacon tells peers this node is a member, and bootstrap does not run again.
-    try {
-      this.o.store.saveElection({ ...this.o.store.get(), membership: m });
-    } catch (e) {
-      this.o.hooks.fatal(`cannot persist the membership to ${this.o.store.file}: ${(e as Error).message}`);
-    }
   }
 }

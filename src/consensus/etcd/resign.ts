@@ -1,0 +1,68 @@
+// The etcd backend's resign: the release of the leader key (a delete, with a transfer's target
+// when named) once the fence is over, and the pause that follows. It owns the resign pause (no
+// automatic take before it ends: elect-core.ts decideCandidacy) and the leader key of the last
+// resign, released again while a read still shows it as this node's in the pause (ownKeyAction).
+import type { Logger } from "../../log.ts";
+import type { EtcdClient, Op } from "./client.ts";
+import { type ClusterKeys, ownKeyAction } from "./elect-core.ts";
+
+export interface ResignationDeps {
+  client: EtcdClient;
+  keys: ClusterKeys;
+  /** The resign pause. */
+  deferMs: number;
+  log: Logger;
+  clock: () => number;
+}
+
+export class Resignation {
+  private until = -Infinity;
+  /** The leader key of the last resign: its term, the pause, and the release (delete, transfer). */
+  private resigned: { term: number; until: number; ops: Op[] } | null = null;
+
+  constructor(private readonly d: ResignationDeps) {}
+
+  /** No automatic take before this (decideCandidacy's resignedUntil). */
+  pausedUntil(): number {
+    return this.until;
+  }
+
+  /** A resign starts (before the fence): the pause counts from now, and again from the release. */
+  pause(): void {
+    this.until = this.d.clock() + this.d.deferMs;
+  }
+
+  /** Releases the leader key of `term` (this node fenced already); throws what the release threw. */
+  async release(term: number, transferTo?: string): Promise<void> {
+    const ops: Op[] = [{ del: { key: this.d.keys.leader } }];
+    if (transferTo) ops.push({ put: { key: this.d.keys.transfer, value: JSON.stringify({ to: transferTo, term }) } });
+    // If the delete fails the key stays bound to this node's lease: the next reads must not win it
+    // back (the backend's observeLeader). The pause counts from the end of the fence, and again from
+    // a failed delete (its answer may take request_timeout_ms): a slow fence and a lost answer together
+    // outlasted a pause counted from the resign, and the node led the same term again at once.
+    this.pause();
+    this.resigned = { term, until: this.until, ops };
+    try {
+      await this.send(this.resigned, transferTo);
+    } catch (e) {
+      this.pause();
+      this.resigned = { ...this.resigned, until: this.until };
+      throw e;
+    }
+  }
+
+  /** This node's own key of `keyTerm`, under its lease, read while not leading: won, or released again in the pause. */
+  ownKey(keyTerm: number): "win" | "release" {
+    return ownKeyAction({ keyTerm, resigned: this.resigned, now: this.d.clock() });
+  }
+
+  /** Sends the last resign's release again (ownKey answered "release"). */
+  releaseAgain(): Promise<void> {
+    return this.send(this.resigned!);
+  }
+
+  private async send(r: { term: number; ops: Op[] }, transferTo?: string): Promise<void> {
+    const t = await this.d.client.txn([{ key: this.d.keys.leader, target: "CREATE", createRevision: r.term }], r.ops);
+    this.d.log.info(`released the leader key of term ${r.term}${transferTo ? ` for ${transferTo}` : ""}${t.succeeded ? "" : " (it was gone already)"}`);
+  }
+}
