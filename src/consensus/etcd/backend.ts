@@ -4,7 +4,8 @@
 // file does the I/O in order: renew → read → (fence | detach | publish | take the key).
 // It owns the lease, the snapshot and its poll timer, the term and the position; leadership.ts owns
 // the lease-deadline timer, candidacy.ts the take (and the operator's request), resign.ts the
-// release and the resign pause, final-position.ts the detach, membership.ts the first membership.
+// release and the resign pause, final-position.ts the detach, membership.ts the first membership
+// and the stored copy of each read's membership.
 import type { Membership } from "../../core/messages.ts";
 import { planMembershipChange, type ProposeOp, type Role, type Status } from "../../core/election.ts";
 import { type Position, ZERO_POSITION } from "../../core/position.ts";

@@ -1,7 +1,8 @@
 // The etcd backend's candidacy: whether this node takes the vacant leader key (elect-core.ts
 // decideCandidacy), and the take itself, one transaction on the key's absence, the membership, the
 // guard and the counted voters' final positions. It owns the operator's request (campaign), when
-// the key was first seen vacant, the take in flight, and the election note (why it does not stand).
+// the key was first seen vacant, the take in flight, and the election note (why it does not stand;
+// the backend also notes a resign's re-release in it, through noted()).
 import type { Logger } from "../../log.ts";
 import type { Compare, EtcdClient } from "./client.ts";
 import { type ClusterKeys, decideCandidacy, type Snapshot } from "./elect-core.ts";

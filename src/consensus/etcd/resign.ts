@@ -1,5 +1,6 @@
-// The etcd backend's resign: the release of the leader key (a delete, with a transfer's target
-// when named) once the fence is over, and the pause that follows. It owns the resign pause (no
+// The etcd backend's resign: the pause (set before the fence and counted again from its end and
+// from a failed delete) and the release of the leader key (a delete, with a transfer's target when
+// named) once the fence is over. It owns the resign pause (no
 // automatic take before it ends: elect-core.ts decideCandidacy) and the leader key of the last
 // resign, released again while a read still shows it as this node's in the pause (ownKeyAction).
 import type { Logger } from "../../log.ts";
