@@ -17,6 +17,8 @@ export class SyncCap {
   private lastCap: Position | null = null;
   /** The last leader state message processed (announced as `heard`). */
   private echo: Heard | null = null;
+  /** A state message of the leader this node follows was processed in this run (an older leader's carries no numbers: no echo). */
+  private leaderHeard = false;
   /** This node's state messages, numbered; as leader, the last one whose record named each standby. */
   private sent = 0;
   private readonly named = new Map<string, number>();
@@ -42,7 +44,7 @@ export class SyncCap {
 
   /** Whether this run keeps its state messages back for now (core/sync-exclusion.ts withholdState). */
   withholding(): boolean {
-    return withholdState({ canLead: this.canLead, role: this.role, echoed: this.echo !== null, sinceStartMs: this.now() - this.startedAt });
+    return withholdState({ canLead: this.canLead, role: this.role, echoed: this.leaderHeard, sinceStartMs: this.now() - this.startedAt });
   }
 
   announce(): { promotable: boolean; epoch: number; heard?: Heard } {
@@ -97,10 +99,11 @@ export class SyncCap {
     const now = this.leadership();
     this.record = heardRecord(this.record, from, exclusion, now);
     // Echoed only once processed as the leader's: the leader may then name this node (syncSet).
-    if (now.leader === from && msg.epoch !== undefined && msg.seq !== undefined) {
-      if (!this.echo) this.log.info("processed a first state message of the leader: this run's state messages go out (they carry its echo)");
-      this.echo = { leader: from, epoch: msg.epoch, seq: msg.seq };
+    if (now.leader === from && !this.leaderHeard) {
+      this.leaderHeard = true;
+      this.log.info("processed a first state message of the leader: this run's state messages go out (they carry its echo)");
     }
+    if (now.leader === from && msg.epoch !== undefined && msg.seq !== undefined) this.echo = { leader: from, epoch: msg.epoch, seq: msg.seq };
     this.refeed();
   }
 

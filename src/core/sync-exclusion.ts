@@ -48,7 +48,8 @@ export const WITHHOLD_STATE_MS = 3_000;
 
 /**
  * Whether a new run of a database node that cannot lead keeps its state messages back: until it
- * processed a message of the leader it follows (its echo), at most WITHHOLD_STATE_MS after start.
+ * processed a message of the leader it follows (its echo; an older leader's carries none, and ends
+ * the wait too), at most WITHHOLD_STATE_MS after start.
  * Its first message would replace its last run's report at the leader, one with no echo, and a
  * leader that names it through the fill would drop it from the names until the echo came (writes
  * waiting, or quorum degrading, for an agent restart). Its last run's report, kept meanwhile,

@@ -55,4 +55,10 @@ test("a standby that cannot lead echoes the last leader message it processed, dr
   const c = cap(true, B, null);
   c.heard(A, null, { epoch: 11, seq: 9 });
   expect(c.announce().heard).toBeUndefined();
+  expect(c.withholding()).toBe(true);
+  // an older leader's message (no numbers): no echo, but nothing to wait for any more
+  const d = cap(true, B, A);
+  d.heard(A, null, {});
+  expect(d.announce().heard).toBeUndefined();
+  expect(d.withholding()).toBe(false);
 });
