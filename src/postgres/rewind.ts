@@ -14,10 +14,22 @@ export class RewindError extends Error {
    * stopped during its checks and reads, and the data directory is as it was.
    */
   readonly targetTouched: boolean;
+  /** It could not connect to the source server (libpq's connection failure; core/rewind-retry.ts). */
+  readonly couldNotConnect: boolean;
   constructor(message: string, readonly stderr: string, output = stderr) {
     super(message);
     this.targetTouched = rewindTouchedTarget(output);
+    this.couldNotConnect = rewindCouldNotConnect(stderr);
   }
+}
+
+/**
+ * pg_rewind's stderr (LC_ALL=C) says libpq could not connect to the source: `connection to server
+ * at "h", port p failed: …` (libpq of PostgreSQL 14 and later) or `could not connect to server`
+ * (earlier). A refusal once connected (wal_log_hints off, no common timeline) is not this.
+ */
+export function rewindCouldNotConnect(stderr: string): boolean {
+  return /pg_rewind: error: (connection to server .* failed|could not connect to server)/.test(stderr);
 }
 
 /** pg_rewind's output (LC_ALL=C, --progress) says it reached the writes into the target. */

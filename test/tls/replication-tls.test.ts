@@ -154,6 +154,7 @@ describe("replication TLS on real PostgreSQL", () => {
     const failed = await rewind({ bins: standby.bins, osUser: PG_OS_USER, log, dataDir: standby.dataDir, host: "127.0.0.1", port: ports.s, user: REPL, passfile, tls: await tls.client(), timeoutMs: 60_000 }).catch((e) => e);
     expect(failed).toBeInstanceOf(RewindError);
     expect(failed.targetTouched).toBe(false);
+    expect(failed.couldNotConnect).toBe(true); // tried again at the next rounds, not a fresh clone (core/rewind-retry.ts)
   }, 90_000);
 
   test("renewal before expiry is a reload: the server presents the new certificate, same postmaster", async () => {

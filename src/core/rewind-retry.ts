@@ -1,0 +1,21 @@
+// What a failed pg_rewind leads to (src/agent/pg/rebuild.ts carries it out). Pure.
+//
+// A pg_rewind that could not connect to the new primary and stopped before it wrote anything says
+// nothing about the histories: usually the new primary has not admitted this node yet (its pg_hba
+// names a peer once its agent heard it over the mesh and reloaded, a round after the node came
+// back) or the network blinked. A fresh clone for that would copy the whole database and move this
+// data directory aside, for nothing. So the rewind is tried again at the next rounds; only when it
+// keeps failing to connect for REWIND_CONNECT_RETRY_MS is a clone taken, as for any other failure
+// (a clone that cannot connect either fails and is retried as before).
+
+/** How long a pg_rewind that cannot connect is tried again before a fresh clone is taken instead. */
+export const REWIND_CONNECT_RETRY_MS = 30_000;
+
+/**
+ * After a failed pg_rewind: "retry" (next round) or "clone". `touched`: it reached its writes into
+ * the target (then only a clone may follow); `couldNotConnect`: it failed to connect to the source;
+ * `failingForMs`: how long its attempts have failed to connect without a break (0 at the first).
+ */
+export function afterRewindFailure(x: { touched: boolean; couldNotConnect: boolean; failingForMs: number }): "retry" | "clone" {
+  return !x.touched && x.couldNotConnect && x.failingForMs < REWIND_CONNECT_RETRY_MS ? "retry" : "clone";
+}

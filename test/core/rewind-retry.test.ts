@@ -1,0 +1,23 @@
+// A pg_rewind that could not connect and wrote nothing is tried again for a while; anything else
+// leads to a fresh clone (core/rewind-retry.ts; src/agent/pg/rebuild.ts carries it out).
+import { expect, test } from "bun:test";
+import { afterRewindFailure, REWIND_CONNECT_RETRY_MS } from "../../src/core/rewind-retry.ts";
+import { rewindCouldNotConnect } from "../../src/postgres/rewind.ts";
+
+test("could not connect, nothing written: tried again until REWIND_CONNECT_RETRY_MS, then a clone", () => {
+  const x = { touched: false, couldNotConnect: true, failingForMs: 0 };
+  expect(afterRewindFailure(x)).toBe("retry");
+  expect(afterRewindFailure({ ...x, failingForMs: REWIND_CONNECT_RETRY_MS - 1 })).toBe("retry");
+  expect(afterRewindFailure({ ...x, failingForMs: REWIND_CONNECT_RETRY_MS })).toBe("clone");
+  expect(afterRewindFailure({ ...x, touched: true })).toBe("clone"); // it began to write: only a clone
+  expect(afterRewindFailure({ ...x, couldNotConnect: false })).toBe("clone"); // a refusal once connected
+});
+
+test("pg_rewind's connection failures are told from its other errors", () => {
+  // the new primary had not reloaded its pg_hba.conf with this node yet (seen in CI on a real cluster)
+  expect(rewindCouldNotConnect('pg_rewind: error: connection to server at "10.200.107.3", port 5432 failed: FATAL:  no pg_hba.conf entry for host "10.200.107.1", user "pgherd_repl", database "postgres", SSL encryption')).toBe(true);
+  expect(rewindCouldNotConnect('pg_rewind: error: connection to server at "127.0.0.1", port 5999 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?')).toBe(true);
+  expect(rewindCouldNotConnect("pg_rewind: error: could not connect to server: Connection refused")).toBe(true); // libpq before 14
+  expect(rewindCouldNotConnect("pg_rewind: error: target server needs to use either data checksums or \"wal_log_hints = on\"")).toBe(false);
+  expect(rewindCouldNotConnect('pg_rewind: need to copy 67 MB\npg_rewind: error: could not fetch remote file "base/5/16384": server closed the connection unexpectedly')).toBe(false);
+});
