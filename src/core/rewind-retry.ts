@@ -11,6 +11,18 @@
 /** How long a pg_rewind that cannot connect is tried again before a fresh clone is taken instead. */
 export const REWIND_CONNECT_RETRY_MS = 30_000;
 
+/** Consecutive connection failures of pg_rewind: the first one's time and the last one's. */
+export interface ConnectEpisode { since: number; last: number }
+
+/**
+ * The episode after a connection failure at `now`: the one running goes on; a failure long after the
+ * last one (more than REWIND_CONNECT_RETRY_MS: the rewind was not tried meanwhile, e.g. the node led
+ * for a while) starts a new one, so it is not taken for a failure lasting since then.
+ */
+export function connectEpisode(prev: ConnectEpisode | null, now: number): ConnectEpisode {
+  return prev && now - prev.last <= REWIND_CONNECT_RETRY_MS ? { since: prev.since, last: now } : { since: now, last: now };
+}
+
 /**
  * After a failed pg_rewind: "retry" (next round) or "clone". `touched`: it reached its writes into
  * the target (then only a clone may follow); `couldNotConnect`: it failed to connect to the source;

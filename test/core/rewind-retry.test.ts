@@ -1,7 +1,7 @@
 // A pg_rewind that could not connect and wrote nothing is tried again for a while; anything else
 // leads to a fresh clone (core/rewind-retry.ts; src/agent/pg/rebuild.ts carries it out).
 import { expect, test } from "bun:test";
-import { afterRewindFailure, REWIND_CONNECT_RETRY_MS } from "../../src/core/rewind-retry.ts";
+import { afterRewindFailure, connectEpisode, REWIND_CONNECT_RETRY_MS } from "../../src/core/rewind-retry.ts";
 import { rewindCouldNotConnect } from "../../src/postgres/rewind.ts";
 
 test("could not connect, nothing written: tried again until REWIND_CONNECT_RETRY_MS, then a clone", () => {
@@ -11,6 +11,13 @@ test("could not connect, nothing written: tried again until REWIND_CONNECT_RETRY
   expect(afterRewindFailure({ ...x, failingForMs: REWIND_CONNECT_RETRY_MS })).toBe("clone");
   expect(afterRewindFailure({ ...x, touched: true })).toBe("clone"); // it began to write: only a clone
   expect(afterRewindFailure({ ...x, couldNotConnect: false })).toBe("clone"); // a refusal once connected
+});
+
+test("an episode of connection failures goes on while they follow each other; one much later starts a new one", () => {
+  const e = connectEpisode(null, 1000);
+  expect(e).toEqual({ since: 1000, last: 1000 });
+  expect(connectEpisode(e, 1500)).toEqual({ since: 1000, last: 1500 });
+  expect(connectEpisode({ since: 1000, last: 1500 }, 1500 + REWIND_CONNECT_RETRY_MS + 1)).toEqual({ since: 1500 + REWIND_CONNECT_RETRY_MS + 1, last: 1500 + REWIND_CONNECT_RETRY_MS + 1 });
 });
 
 test("pg_rewind's connection failures are told from its other errors", () => {

@@ -7,7 +7,7 @@ import { dirname } from "node:path";
 import { restoreLatest, stanzaInfo } from "../../backup/backups.ts";
 import { NOT_STUCK } from "../../core/catch-up.ts";
 import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal, stillShort } from "../../core/clone-room.ts";
-import { afterRewindFailure, REWIND_CONNECT_RETRY_MS } from "../../core/rewind-retry.ts";
+import { afterRewindFailure, connectEpisode, type ConnectEpisode, REWIND_CONNECT_RETRY_MS } from "../../core/rewind-retry.ts";
 import { bytes } from "../../core/liveness.ts";
 import { treeBytes } from "../../postgres/fsutil.ts";
 import { fsRoomFor } from "../../postgres/liveness-obs.ts";
@@ -25,8 +25,8 @@ const CLONE_TIMEOUT_MS = 7 * 24 * 3600_000;
 const CLONE_STALL_MS = 30 * 60_000;
 
 export class Rebuilder {
-  /** Since when pg_rewind has failed to connect to its source without a break (core/rewind-retry.ts), or null. */
-  private connectFailingSince: number | null = null;
+  /** pg_rewind's connection failures without a break (core/rewind-retry.ts), or null. */
+  private connectFailing: ConnectEpisode | null = null;
 
   /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
   constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
@@ -200,18 +200,19 @@ export class Rebuilder {
       h.rewindMarker.set(from); // fsync'd before pg_rewind may write: a rewind cut short is never started (store/rewind-marker.ts)
       r = await rewind({ bins: h.node.bins, osUser: h.node.osUser, log: h.log, dataDir: h.node.dataDir, user: h.cfg.postgres.repl_user, timeoutMs: 3600_000, ...o });
       h.rewindMarker.clear();
-      this.connectFailingSince = null;
+      this.connectFailing = null;
     } catch (e) {
       if (e instanceof RewindError && !e.targetTouched) h.rewindMarker.clear(); // it stopped before its first write
       else if (h.rewindMarker.get()) h.log.error(`pg_rewind stopped after it began to change ${h.node.dataDir}: that directory is only ever replaced by a fresh clone now`);
       const connect = e instanceof RewindError && e.couldNotConnect && !e.targetTouched;
-      this.connectFailingSince = connect ? (this.connectFailingSince ?? h.clock.now()) : null;
-      const next = afterRewindFailure({ touched: e instanceof RewindError ? e.targetTouched : true, couldNotConnect: connect, failingForMs: h.clock.now() - (this.connectFailingSince ?? h.clock.now()) });
+      this.connectFailing = connect ? connectEpisode(this.connectFailing, h.clock.now()) : null;
+      const failingForMs = this.connectFailing ? this.connectFailing.last - this.connectFailing.since : 0;
+      const next = afterRewindFailure({ touched: e instanceof RewindError ? e.targetTouched : true, couldNotConnect: connect, failingForMs });
       if (next === "retry") {
         h.log.warn(`${(e as Error).message}; tried again at the next round (a fresh clone only if it cannot connect for ${REWIND_CONNECT_RETRY_MS / 1000} s)`);
         return;
       }
-      this.connectFailingSince = null;
+      this.connectFailing = null;
       h.log.warn(`${(e as Error).message}; taking a fresh clone instead`);
       await this.clone(from);
       h.record("rejoin", `pg_rewind impossible (${(e as Error).message.slice(0, 200)}): rebuilt from a fresh clone of ${from}`);
