@@ -11,16 +11,16 @@
 /** How long a pg_rewind that cannot connect is tried again before a fresh clone is taken instead. */
 export const REWIND_CONNECT_RETRY_MS = 30_000;
 
-/** Consecutive connection failures of pg_rewind: the first one's time and the last one's. */
-export interface ConnectEpisode { since: number; last: number }
+/** Consecutive connection failures of pg_rewind from one source: the first one's time and the last one's. */
+export interface ConnectEpisode { from: string; since: number; last: number }
 
 /**
- * The episode after a connection failure at `now`: the one running goes on; a failure long after the
- * last one (more than REWIND_CONNECT_RETRY_MS: the rewind was not tried meanwhile, e.g. the node led
- * for a while) starts a new one, so it is not taken for a failure lasting since then.
+ * The episode after a connection failure from `from` at `now`: the one running goes on; a failure
+ * from another source, or long after the last one (more than REWIND_CONNECT_RETRY_MS: the rewind was
+ * not tried meanwhile, e.g. the node led for a while), starts a new one.
  */
-export function connectEpisode(prev: ConnectEpisode | null, now: number): ConnectEpisode {
-  return prev && now - prev.last <= REWIND_CONNECT_RETRY_MS ? { since: prev.since, last: now } : { since: now, last: now };
+export function connectEpisode(prev: ConnectEpisode | null, from: string, now: number): ConnectEpisode {
+  return prev && prev.from === from && now - prev.last <= REWIND_CONNECT_RETRY_MS ? { from, since: prev.since, last: now } : { from, since: now, last: now };
 }
 
 /**

@@ -26,10 +26,11 @@ export class RewindError extends Error {
 /**
  * pg_rewind's stderr (LC_ALL=C) says libpq could not connect to the source: `connection to server
  * at "h", port p failed: …` (libpq of PostgreSQL 14 and later) or `could not connect to server`
- * (earlier). A refusal once connected (wal_log_hints off, no common timeline) is not this.
+ * (earlier), after `pg_rewind: error:` (15 and later) or `pg_rewind: fatal:` (13, 14). A refusal
+ * once connected (wal_log_hints off, no common timeline) is not this.
  */
 export function rewindCouldNotConnect(stderr: string): boolean {
-  return /pg_rewind: error: (connection to server .* failed|could not connect to server)/.test(stderr);
+  return /pg_rewind: (?:error|fatal): (?:connection to server .* failed|could not connect to server)/.test(stderr);
 }
 
 /** pg_rewind's output (LC_ALL=C, --progress) says it reached the writes into the target. */

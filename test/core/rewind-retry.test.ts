@@ -14,10 +14,12 @@ test("could not connect, nothing written: tried again until REWIND_CONNECT_RETRY
 });
 
 test("an episode of connection failures goes on while they follow each other; one much later starts a new one", () => {
-  const e = connectEpisode(null, 1000);
-  expect(e).toEqual({ since: 1000, last: 1000 });
-  expect(connectEpisode(e, 1500)).toEqual({ since: 1000, last: 1500 });
-  expect(connectEpisode({ since: 1000, last: 1500 }, 1500 + REWIND_CONNECT_RETRY_MS + 1)).toEqual({ since: 1500 + REWIND_CONNECT_RETRY_MS + 1, last: 1500 + REWIND_CONNECT_RETRY_MS + 1 });
+  const e = connectEpisode(null, "p:5432", 1000);
+  expect(e).toEqual({ from: "p:5432", since: 1000, last: 1000 });
+  expect(connectEpisode(e, "p:5432", 1500)).toEqual({ from: "p:5432", since: 1000, last: 1500 });
+  const later = 1500 + REWIND_CONNECT_RETRY_MS + 1;
+  expect(connectEpisode({ from: "p:5432", since: 1000, last: 1500 }, "p:5432", later)).toEqual({ from: "p:5432", since: later, last: later });
+  expect(connectEpisode({ from: "p:5432", since: 1000, last: 1500 }, "q:5432", 1600)).toEqual({ from: "q:5432", since: 1600, last: 1600 }); // another primary
 });
 
 test("pg_rewind's connection failures are told from its other errors", () => {
@@ -25,6 +27,8 @@ test("pg_rewind's connection failures are told from its other errors", () => {
   expect(rewindCouldNotConnect('pg_rewind: error: connection to server at "10.200.107.3", port 5432 failed: FATAL:  no pg_hba.conf entry for host "10.200.107.1", user "pgherd_repl", database "postgres", SSL encryption')).toBe(true);
   expect(rewindCouldNotConnect('pg_rewind: error: connection to server at "127.0.0.1", port 5999 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?')).toBe(true);
   expect(rewindCouldNotConnect("pg_rewind: error: could not connect to server: Connection refused")).toBe(true); // libpq before 14
+  expect(rewindCouldNotConnect('pg_rewind: fatal: connection to server at "10.0.0.3", port 5432 failed: Connection refused')).toBe(true); // pg_rewind of 13 and 14
+  expect(rewindCouldNotConnect('pg_rewind: error: connection to server on socket "/run/postgresql/.s.PGSQL.5432" failed: No such file or directory')).toBe(true);
   expect(rewindCouldNotConnect("pg_rewind: error: target server needs to use either data checksums or \"wal_log_hints = on\"")).toBe(false);
   expect(rewindCouldNotConnect('pg_rewind: need to copy 67 MB\npg_rewind: error: could not fetch remote file "base/5/16384": server closed the connection unexpectedly')).toBe(false);
 });

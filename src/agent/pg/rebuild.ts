@@ -205,10 +205,11 @@ export class Rebuilder {
       if (e instanceof RewindError && !e.targetTouched) h.rewindMarker.clear(); // it stopped before its first write
       else if (h.rewindMarker.get()) h.log.error(`pg_rewind stopped after it began to change ${h.node.dataDir}: that directory is only ever replaced by a fresh clone now`);
       const connect = e instanceof RewindError && e.couldNotConnect && !e.targetTouched;
-      this.connectFailing = connect ? connectEpisode(this.connectFailing, h.clock.now()) : null;
+      this.connectFailing = connect ? connectEpisode(this.connectFailing, from, h.clock.now()) : null;
       const failingForMs = this.connectFailing ? this.connectFailing.last - this.connectFailing.since : 0;
       const next = afterRewindFailure({ touched: e instanceof RewindError ? e.targetTouched : true, couldNotConnect: connect, failingForMs });
       if (next === "retry") {
+        h.note = `pg_rewind could not connect to ${from}: tried again at the next round (a fresh clone after ${REWIND_CONNECT_RETRY_MS / 1000} s of this)`;
         h.log.warn(`${(e as Error).message}; tried again at the next round (a fresh clone only if it cannot connect for ${REWIND_CONNECT_RETRY_MS / 1000} s)`);
         return;
       }
