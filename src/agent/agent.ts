@@ -333,10 +333,7 @@ export class Agent implements ClusterContext {
   reachableStandbys(): number { return F.reachableStandbys(this.facts()); }
   downForMs(id: string): number { return F.downForMs(this.facts(), id); }
   standbyMembers(): string[] { return F.standbyMembers(this.facts()); }
-  syncMembers(): string[] { return this.syncSet().names; }
-  fillWanted(): string[] { return this.syncSet().wanted; }
-  fillPending(): string[] { return this.syncSet().pending; }
-  private syncSet() { const n = this.votersCount(); return this.syncCap.syncSet(this.facts(), n - majority(n)); }
+  syncSet() { const n = this.votersCount(); return this.syncCap.syncSet(this.facts(), n - majority(n)); }
   unheardStandbys(): string[] { return F.unheardStandbys(this.facts()); }
   announcedEpoch(id: string): number | undefined { return this.reports.get(id)?.epoch; }
   candidates() { return F.candidates(this.facts()); }

@@ -11,8 +11,17 @@
 /** How long a pg_rewind that cannot connect is tried again before a fresh clone is taken instead. */
 export const REWIND_CONNECT_RETRY_MS = 30_000;
 
-/** Consecutive connection failures of pg_rewind from one source: the first one's time and the last one's. */
-export interface ConnectEpisode { from: string; since: number; last: number }
+/**
+ * Between two attempts of an episode the rewind waits REWIND_RETRY_FIRST_MS, doubled after each
+ * failure up to REWIND_RETRY_MAX_MS: the usual cause (a reload a few ms away) is over by the first
+ * retry, and a primary that does not answer is not asked every round (each attempt stops the server
+ * again, writes the rewind marker and may wait out libpq's connect timeout).
+ */
+export const REWIND_RETRY_FIRST_MS = 500;
+export const REWIND_RETRY_MAX_MS = 4000;
+
+/** Consecutive connection failures of pg_rewind from one source: the first one's time, the last one's, how many. */
+export interface ConnectEpisode { from: string; since: number; last: number; failures: number }
 
 /**
  * The episode after a connection failure from `from` at `now`: the one running goes on; a failure
@@ -20,7 +29,19 @@ export interface ConnectEpisode { from: string; since: number; last: number }
  * not tried meanwhile, e.g. the node led for a while), starts a new one.
  */
 export function connectEpisode(prev: ConnectEpisode | null, from: string, now: number): ConnectEpisode {
-  return prev && prev.from === from && now - prev.last <= REWIND_CONNECT_RETRY_MS ? { from, since: prev.since, last: now } : { from, since: now, last: now };
+  return prev && prev.from === from && now - prev.last <= REWIND_CONNECT_RETRY_MS
+    ? { from, since: prev.since, last: now, failures: prev.failures + 1 }
+    : { from, since: now, last: now, failures: 1 };
+}
+
+/**
+ * Whether a rewind from `from` may be tried at `now` during `episode` (null: none running). A
+ * rewind from another source, or one long after the last failure, starts at once.
+ */
+export function rewindDue(episode: ConnectEpisode | null, from: string, now: number): boolean {
+  if (!episode || episode.from !== from || now - episode.last > REWIND_CONNECT_RETRY_MS) return true;
+  const wait = Math.min(REWIND_RETRY_FIRST_MS * 2 ** (episode.failures - 1), REWIND_RETRY_MAX_MS);
+  return now - episode.last >= wait;
 }
 
 /**

@@ -513,7 +513,7 @@ describe("PostgreSQL controller on real servers", () => {
     const counted: Db = { target: db.target, close: () => db.close(), query: (what, fn, ms) => db.query(what, fn, ms).catch((e) => { if (e instanceof DbTimeoutError) timeouts.push(what); throw e; }) };
     const warn = memoryLogger();
     let slotsKept = false;
-    const host = { localDb: () => counted, node: primary, log: warn, writeConfig: async () => [], cfg: { postgres: { parameters: {} } }, syncNamesTaken: true, ctx: { secrets: () => undefined, peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum", votersCount: () => 3, standbyMembers: () => ["a", "b"], syncMembers: () => ["a", "b"], unheardStandbys: () => [], fillWanted: () => [], fillPending: () => [], announcedEpoch: () => undefined } } as unknown as PgHost;
+    const host = { localDb: () => counted, node: primary, log: warn, writeConfig: async () => [], cfg: { postgres: { parameters: {} } }, syncNamesTaken: true, ctx: { secrets: () => undefined, peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum", votersCount: () => 3, standbyMembers: () => ["a", "b"], syncSet: () => ({ names: ["a", "b"], wanted: [], pending: [] }), unheardStandbys: () => [], announcedEpoch: () => undefined } } as unknown as PgHost;
     const upkeep = new Maintenance(host, { maintain: async () => { slotsKept = true; } } as unknown as SlotKeeper, {} as PrimaryStarter);
     const pm = (await readPostmasterPid(primary.dataDir))!.pid;
     const frozen = [pm, ...Bun.spawnSync(["pgrep", "-P", String(pm)]).stdout.toString().split("\n").filter(Boolean).map(Number)];
@@ -553,7 +553,7 @@ describe("PostgreSQL controller on real servers", () => {
       namesMayBeEmpty: PgHost.prototype.namesMayBeEmpty, reload: () => reload(primary),
       ctx: {
         secrets: () => ({ systemId: p0.systemIdentifier }), peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum",
-        votersCount: () => 3, standbyMembers: () => ["a", "b"], syncMembers: () => ["a", "b"], unheardStandbys: () => [], fillWanted: () => [], fillPending: () => [], announcedEpoch: () => undefined, guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false,
+        votersCount: () => 3, standbyMembers: () => ["a", "b"], syncSet: () => ({ names: ["a", "b"], wanted: [], pending: [] }), unheardStandbys: () => [], announcedEpoch: () => undefined, guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false,
         reachableStandbys: () => 0, setGuard: (block: boolean, floor: unknown) => guards.push({ block, floor }),
       },
     } as unknown as PgHost;
@@ -594,7 +594,7 @@ describe("PostgreSQL controller on real servers", () => {
       namesMayBeEmpty: PgHost.prototype.namesMayBeEmpty,
       ctx: {
         secrets: () => ({ systemId: p0.systemIdentifier }), peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "strict",
-        votersCount: () => 3, standbyMembers: () => ["a", "b"], syncMembers: () => ["a", "b"], unheardStandbys: () => [], fillWanted: () => [], fillPending: () => [], announcedEpoch: () => undefined,
+        votersCount: () => 3, standbyMembers: () => ["a", "b"], syncSet: () => ({ names: ["a", "b"], wanted: [], pending: [] }), unheardStandbys: () => [], announcedEpoch: () => undefined,
         guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false, reachableStandbys: () => 0, setGuard: () => undefined,
       },
     } as unknown as PgHost;
@@ -618,7 +618,7 @@ describe("PostgreSQL controller on real servers", () => {
     await waitFor(async () => (await up(db)).syncNames === names, { timeoutMs: 10_000, what: "the names in force" });
     const host = Object.setPrototypeOf({
       localDb: () => db, node: primary, log, queryDeadlineMs: 5000, syncNamesGen: 0, syncNamesTaken: true,
-      ctx: { standbyMembers: () => ["a", "b", "c"], fillWanted: () => [], announcedEpoch: (id: string) => (id === "c" ? 5 : undefined) },
+      ctx: { standbyMembers: () => ["a", "b", "c"], syncSet: () => ({ names: [], wanted: [], pending: [] }), announcedEpoch: (id: string) => (id === "c" ? 5 : undefined) },
     }, PgHost.prototype) as PgHost;
     host.syncNames = names;
     const keeper = new ExclusionKeeper(host);
@@ -657,7 +657,7 @@ describe("PostgreSQL controller on real servers", () => {
       const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\n[postgres]\ndata_dir = "${primary.dataDir}"\n`, "pgherd.toml");
       const host = {
         cfg, log: warn, node: primary, socketDir: s.socketDir, clock: realClock, localDb: () => db,
-        ctx: { secrets: () => null, leaderPg: () => null, standbyMembers: () => ["behind"], syncMembers: () => ["behind"], fillWanted: () => [], fillPending: () => [], announcedEpoch: () => undefined, downForMs: () => 0 },
+        ctx: { secrets: () => null, leaderPg: () => null, standbyMembers: () => ["behind"], syncSet: () => ({ names: ["behind"], wanted: [], pending: [] }), announcedEpoch: () => undefined, downForMs: () => 0 },
       } as unknown as PgHost;
       const keeper = new SlotKeeper(host);
       await keeper.maintain(true);

@@ -4,7 +4,7 @@ import type { Position } from "../../core/position.ts";
 import type { PgReport } from "../../core/report.ts";
 import type { Candidate } from "../../core/switchover.ts";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
-import type { Exclusion } from "../../core/sync-exclusion.ts";
+import type { Exclusion, SyncSet } from "../../core/sync-exclusion.ts";
 
 /** What the loop needs from the agent: cluster facts in, reports and requests out. */
 export interface ClusterContext {
@@ -15,14 +15,13 @@ export interface ClusterContext {
   /** Database voters other than this node (slots on the primary). */
   standbyMembers(): string[];
   /**
-   * The standby members to name as synchronous standbys (core/sync-exclusion.ts syncSet): the known
-   * promotable ones, filled with standbys that cannot lead, once they can hold no cap, when fewer than k.
+   * This round's synchronous set (core/cluster-facts.ts syncSet), computed once per call: `names`,
+   * the standby members to name (the known promotable ones, filled with standbys that cannot lead,
+   * once they can hold no cap, when fewer than k); `wanted`, the standbys that cannot lead the fill
+   * wants (the record leaves them out); `pending`, those not nameable yet (no fresh echo of this
+   * leader's state messages). Take it once and read its parts: two calls may differ (time passes).
    */
-  syncMembers(): string[];
-  /** Standbys that cannot lead which the fill wants: the record leaves them out. */
-  fillWanted(): string[];
-  /** Of those, the ones not nameable yet (no fresh echo of this leader's state messages). */
-  fillPending(): string[];
+  syncSet(): SyncSet;
   /** Standby members not heard from since this agent started (core/cluster-facts.ts). */
   unheardStandbys(): string[];
   /** The epoch of a peer's latest announcement (absent from older versions). */

@@ -84,7 +84,7 @@ export class Maintenance {
     const ctx = this.h.ctx;
     if (ctx.durabilityMode() === "async") return "";
     const n = ctx.votersCount();
-    return syncNamesFor(n - majority(n), ctx.syncMembers().map(slotFor));
+    return syncNamesFor(n - majority(n), ctx.syncSet().names.map(slotFor));
   }
 
   /**
@@ -233,11 +233,12 @@ export class Maintenance {
   private plan(p: Extract<Probe, { up: true }>): ReturnType<typeof planDurability> {
     const { ctx, clock } = this.h;
     const g = ctx.guardState();
-    const pending = ctx.fillPending();
+    const set = ctx.syncSet();
+    const pending = set.pending;
     this.pendingSince = pending.length === 0 ? null : (this.pendingSince ?? clock.now());
     const plan = planDurability({
       mode: ctx.durabilityMode(), voters: ctx.votersCount(),
-      standbyNames: ctx.syncMembers().map(slotFor),
+      standbyNames: set.names.map(slotFor),
       streaming: p.replication.filter((r) => r.state === "streaming").map((r) => r.applicationName),
       degraded: this.degraded, blockCommitted: !!g.guard?.block && g.committed >= g.guard.seq,
       position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: maxLagBytesInForce(this.h.cfg.failover.max_lag_bytes),
@@ -251,7 +252,7 @@ export class Maintenance {
       ...(this.pendingSince !== null ? { fillPendingForMs: clock.now() - this.pendingSince } : {}),
     });
     const k = ctx.votersCount() - majority(ctx.votersCount());
-    const candidates = new Set(ctx.syncMembers().map(slotFor));
+    const candidates = new Set(set.names.map(slotFor));
     const streamingNow = p.replication.filter((r) => r.state === "streaming" && candidates.has(r.applicationName)).length;
     this.shortSince = streamingNow >= k ? null : (this.shortSince ?? clock.now());
     if (plan.syncNames !== this.h.syncNames) this.h.log.warn(`synchronous_standby_names = '${plan.syncNames}': ${plan.guarantee}`);

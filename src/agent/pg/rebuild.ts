@@ -7,7 +7,7 @@ import { dirname } from "node:path";
 import { restoreLatest, stanzaInfo } from "../../backup/backups.ts";
 import { NOT_STUCK } from "../../core/catch-up.ts";
 import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal, stillShort } from "../../core/clone-room.ts";
-import { afterRewindFailure, connectEpisode, type ConnectEpisode, REWIND_CONNECT_RETRY_MS } from "../../core/rewind-retry.ts";
+import { afterRewindFailure, connectEpisode, type ConnectEpisode, REWIND_CONNECT_RETRY_MS, rewindDue } from "../../core/rewind-retry.ts";
 import { bytes } from "../../core/liveness.ts";
 import { treeBytes } from "../../postgres/fsutil.ts";
 import { fsRoomFor } from "../../postgres/liveness-obs.ts";
@@ -190,6 +190,8 @@ export class Rebuilder {
     if (!s) throw new Error("no replication credentials");
     // A stuck standby that found no room for a clone lately would only be stopped and rewound to be refused again.
     if (stuck) this.refuseWhileShort();
+    // It could not connect a moment ago: the next attempt waits its turn (core/rewind-retry.ts); h.note says why.
+    if (!rewindDue(this.connectFailing, from, h.clock.now())) return;
     this.progress({ kind: "rebuild", how: "rewind" });
     await h.stopServer("fast", 60);
     const [host, port] = splitAddr(from);
@@ -209,8 +211,8 @@ export class Rebuilder {
       const failingForMs = this.connectFailing ? this.connectFailing.last - this.connectFailing.since : 0;
       const next = afterRewindFailure({ touched: e instanceof RewindError ? e.targetTouched : true, couldNotConnect: connect, failingForMs });
       if (next === "retry") {
-        h.note = `pg_rewind could not connect to ${from}: tried again at the next round (a fresh clone after ${REWIND_CONNECT_RETRY_MS / 1000} s of this)`;
-        h.log.warn(`${(e as Error).message}; tried again at the next round (a fresh clone only if it cannot connect for ${REWIND_CONNECT_RETRY_MS / 1000} s)`);
+        h.note = `pg_rewind could not connect to ${from}: tried again shortly (a fresh clone after ${REWIND_CONNECT_RETRY_MS / 1000} s of this)`;
+        h.log.warn(`${(e as Error).message}; tried again shortly (a fresh clone only if it cannot connect for ${REWIND_CONNECT_RETRY_MS / 1000} s)`);
         return;
       }
       this.connectFailing = null;

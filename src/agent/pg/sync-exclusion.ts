@@ -37,7 +37,9 @@ export class ExclusionKeeper {
     const q = await probe(h.localDb(), h.queryDeadlineMs);
     if (!q.up || q.inRecovery || !q.currentLsn || q.syncNames !== names || h.syncNames !== names || h.syncNamesGen !== gen || !h.syncNamesTaken) return;
     this.confirmed = { names, gen, at: { timeline: q.timeline, lsn: q.currentLsn } };
-    h.log.info(`synchronous_standby_names '${names}' confirmed in force from ${q.timeline}/${q.currentLsn}: standbys left out no longer acknowledge commits`);
+    const out = h.ctx.standbyMembers().filter((id) => !namedIn(names, slotFor(id)));
+    h.log.info(`synchronous_standby_names '${names}' confirmed in force from ${q.timeline}/${q.currentLsn}` +
+      (out.length > 0 ? `: ${out.join(", ")} (left out) no longer acknowledge commits` : " (no standby left out)"));
   }
 
   /** The record the leader publishes in `term` (null: nothing confirmed, or nobody left out). */
@@ -46,6 +48,6 @@ export class ExclusionKeeper {
     if (!c || c.names !== this.h.syncNames || c.gen !== this.h.syncNamesGen) return null;
     const members = this.h.ctx.standbyMembers().map((id) => ({ id, slot: slotFor(id), epoch: this.h.ctx.announcedEpoch(id) }));
     // Never a standby the fill wants (it is named once it can hold no cap: a record naming it would keep one).
-    return exclusionRecord({ term, at: c.at, names: c.names, members, keepOut: this.h.ctx.fillWanted() });
+    return exclusionRecord({ term, at: c.at, names: c.names, members, keepOut: this.h.ctx.syncSet().wanted });
   }
 }
