@@ -10,7 +10,13 @@
 // and sometimes fails or hangs past the core's bound) or re-points it to the leader
 // its election core follows; a primary takes client writes while its lease interval
 // is open, also while its agent is frozen (the unfenced worst case).
+import type { Consensus } from "../../src/agent/election-driver.ts";
+import { SyncCap } from "../../src/agent/sync-cap.ts";
+import type { Logger } from "../../src/log.ts";
 import { Election, type Persistent, type Ready } from "../../src/core/election.ts";
+import { newerReport, syncSet as factsSyncSet, standbyMembers, type FactsSnapshot, type PeerReport } from "../../src/core/cluster-facts.ts";
+import { syncNamesFor } from "../../src/core/durability.ts";
+import { exclusionRecord, type Exclusion, type Heard, type SyncSet } from "../../src/core/sync-exclusion.ts";
 import type { ElectionMsg, Membership } from "../../src/core/messages.ts";
 import { bigIntToLsn, lsnToBigInt, type Position, comparePosition, ZERO_POSITION } from "../../src/core/position.ts";
 import { quorumMin } from "../../src/core/quorum.ts";
@@ -28,6 +34,8 @@ export interface SimParams {
   initial: number;       // voters at start
   spares: number;        // extra nodes that may be added
   witnesses: number;     // how many of the initial voters are witnesses
+  /** How many of the initial voters after the witnesses hold data but cannot lead (nofailover, priority 0). */
+  nofailover: number;
   faultMs: number;       // simulated time with faults
   settleMs: number;      // bound for a leader after faults stop
   heartbeatMs: number; leaseMs: number; timeoutMs: number; jitterMs: number;
@@ -44,13 +52,16 @@ export interface SimParams {
    * once; "no-timeline-reservation" promotes without reserving its timeline number first, so
    * PostgreSQL's rule (the highest number the node knows + 1) may give two histories one number;
    * "zero-position-at-boot" feeds the core ZERO as a new agent's position before its first round
-   * (what the core assumed before it waited for the first report).
+   * (what the core assumed before it waited for the first report); "name-without-echo": the fill
+   * names a standby that cannot lead as soon as it wants it, without waiting for its echo of a
+   * message whose record no longer names it (core/sync-exclusion.ts mayNameCannotLead), so the
+   * standby may still vote capped below commits it acknowledged.
    */
-  mutation?: "vote-before-detach" | "no-timeline-reservation" | "zero-position-at-boot";
+  mutation?: "vote-before-detach" | "no-timeline-reservation" | "zero-position-at-boot" | "name-without-echo" | "confirm-before-walsenders" | "cannot-lead-votes-zero";
 }
 
 export const DEFAULT_PARAMS: Omit<SimParams, "seed"> = {
-  initial: 3, spares: 2, witnesses: 0, faultMs: 40_000, settleMs: 20_000,
+  initial: 3, spares: 2, witnesses: 0, nofailover: 0, faultMs: 40_000, settleMs: 20_000,
   heartbeatMs: 150, leaseMs: 1000, timeoutMs: 1500, jitterMs: 300, maxDrift: 0.02, fenceMs: 400,
   detachMaxMs: 150, detachFailRate: 0.05, detachHangRate: 0.03, detachTimeoutMs: 3000, firstRoundMaxMs: 3500,
 };
@@ -58,7 +69,9 @@ export const DEFAULT_PARAMS: Omit<SimParams, "seed"> = {
 export class SimViolation extends Error {}
 
 /**
- * Vary the cluster shape with the seed so one run covers 3 and 5 voters, witnesses and spares; and
+ * Vary the cluster shape with the seed so one run covers 3 and 5 voters, witnesses and spares,
+ * standbys that cannot lead (none in half of the schedules; one, or two of five; in 3-voter
+ * clusters also two, or one beside a witness: every standby cannot lead, the fill names them); and
  * the first monitoring round of a new agent: slow (up to firstRoundMaxMs) in half the schedules,
  * at once in the other half. A slow first round also keeps a restarted voter out of elections, so
  * the restart quiet periods (S5) are put to the test only where it is quick.
@@ -71,6 +84,7 @@ export function paramsFor(seed: number): SimParams {
     initial: shape === 3 ? 5 : 3,
     spares: shape === 3 ? 1 : 2,
     witnesses: shape === 1 ? 1 : 0,
+    nofailover: [0, 0, shape === 3 ? 2 : 1, shape === 3 ? 1 : shape === 1 ? 1 : 2][Math.floor(seed / 8) % 4]!,
     firstRoundMaxMs: Math.floor(seed / 4) % 2 === 0 ? DEFAULT_PARAMS.firstRoundMaxMs : 0,
   };
 }
@@ -92,9 +106,26 @@ interface Seg { uid: number; tl: number; from: bigint; term: number }
 /** A write: where it went, on which timeline instance. */
 interface Write { pos: Position; uid: number }
 
+/** The agents' state message, as far as the rule for standbys that cannot lead reads it (src/agent/agent.ts broadcastState). */
+interface SimState { t: "sim-state"; role: "database" | "witness"; nofailover: boolean; promotable: boolean; epoch: number; seq: number; heard?: Heard; exclusion: Exclusion | null }
+
 interface Node {
   id: string;
   canLead: boolean;
+  witness: boolean;                                             // votes, holds no data
+  /** The agent's cap on its voting position and its state messages' numbers (the real src/agent/sync-cap.ts); null while crashed. */
+  cap: SyncCap | null;
+  lastLeadership: string;                                       // leader/term last seen: the agent refeeds its position on a change
+  reports: Map<string, PeerReport>;                             // peers' last state messages (this agent run's)
+  bootLocal: number;                                            // this agent's start (local ms)
+  roundAt: number;                                              // next agent round: state message out, a primary's names
+  /** PostgreSQL's synchronous_standby_names as planned (ids named), with its generation. */
+  names: { list: string[]; gen: number };
+  /** What each walsender of this primary counts as synchronous: the names when it took the reload. */
+  wsView: Map<string, string[]>;
+  /** The agent's confirmation that names of one generation are in force for every walsender, at this position. */
+  confirmed: { gen: number; at: Position } | null;
+  pgRun: number;                                                // PostgreSQL's run (its walsenders): a new one at each start and promotion
   disk: Persistent;
   el: Election | null;     // null while crashed
   offset: number; rate: number;
@@ -122,7 +153,8 @@ interface Node {
 }
 
 type QEvent =
-  | { k: "msg"; to: string; from: string; msg: ElectionMsg; inc?: number }  // inc: held by a frozen process
+  | { k: "msg"; to: string; from: string; msg: ElectionMsg | SimState; inc?: number }  // inc: held by a frozen process
+  | { k: "ws"; id: string; standby: string; pg: number }                   // a walsender of id's PostgreSQL (run pg) takes the reload
   | { k: "wake"; id: string; gen: number }
   | { k: "detached"; id: string; inc: number; term: number; ok: boolean }
   | { k: "sent"; id: string; inc: number }                                     // the shell's report after a persist
@@ -142,6 +174,8 @@ export interface SimResult {
   promotions: number; promotionsAboveReservation: number;
   /** Persists that held their process (SLOW_PERSIST), and candidacies among them: the shell's `sent` moved their round. */
   slowPersists: number; slowCandidacies: number;
+  /** Positions a standby that cannot lead fed capped below its own; primary rounds that named one through the fill; records sent. */
+  cappedFeeds: number; fillNamed: number; records: number;
 }
 
 export function runSim(p: SimParams): SimResult {
@@ -207,10 +241,21 @@ export function runSim(p: SimParams): SimResult {
     n.el = new Election(
       {
         id: n.id, canLead: n.canLead, heartbeatMs: p.heartbeatMs, leaseMs: p.leaseMs, timeoutMs: p.timeoutMs, jitterMs: p.jitterMs, fenceMs: p.fenceMs, maxDrift: p.maxDrift, random: r,
-        detachBeforeVote: n.canLead, detachTimeoutMs: p.detachTimeoutMs,
+        detachBeforeVote: !n.witness, detachTimeoutMs: p.detachTimeoutMs,
       },
       structuredClone(n.disk), localOf(n, t));
     n.acksSeen = new Map(); n.ackTerm = -1; n.inc++; n.detaching = 0;
+    // The agent's own state: the run's epoch is its incarnation (above every earlier run's, store/run-epoch.ts).
+    const el = n.el;
+    const consensus = {
+      status: () => el.status(localOf(n, t)),
+      setPosition: (position: Position) => { if (n.el === el) schedule(n, el.step({ type: "position", now: localOf(n, t), position })); return Promise.resolve(); },
+    } as unknown as Consensus;
+    const quiet = () => undefined;
+    const capLog = { debug: quiet, info: (m: string) => log(`${n.id} ${m}`), warn: (m: string) => log(`${n.id} ${m}`), error: quiet, success: quiet } as unknown as Logger;
+    n.cap = new SyncCap({ role: n.witness ? "witness" : "database", tags: { nofailover: !n.canLead && !n.witness }, priority: 1 } as unknown as ConstructorParameters<typeof SyncCap>[0], n.id, n.inc, () => consensus, capLog, () => localOf(n, t));
+    n.lastLeadership = "";
+    n.reports = new Map(); n.bootLocal = localOf(n, t); n.roundAt = t + r() * 500; n.confirmed = null;
     n.pausedUntil = -1; // a new process, not the frozen one
     // its first monitoring round reports the position (replicate()), and starts a crashed host's PostgreSQL
     n.fed = null;
@@ -219,7 +264,8 @@ export function runSim(p: SimParams): SimResult {
   };
   for (const [i, id] of ids.entries()) {
     const n: Node = {
-      id, canLead: !(i < p.witnesses), disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
+      id, canLead: i >= p.witnesses + p.nofailover || i >= p.initial, witness: i < p.witnesses, cap: null, lastLeadership: "", reports: new Map(), bootLocal: 0, roundAt: 0,
+      names: { list: [], gen: 0 }, wsView: new Map(), confirmed: null, pgRun: 0, disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
       el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, line: [{ uid: 0, tl: 1, from: 0n, term: 0 }], reserving: null, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, pgDown: false, detaching: 0, recv: new Map(),
     };
     nodes.set(id, n);
@@ -298,7 +344,7 @@ export function runSim(p: SimParams): SimResult {
         const other = leaderOfTerm.get(term);
         if (other && other !== n.id) fail(`two leaders in term ${term}: ${other} and ${n.id}`);
         leaderOfTerm.set(term, n.id);
-        if (!n.canLead) fail(`witness ${n.id} became leader`);
+        if (!n.canLead) fail(`${n.id}, which cannot lead, became leader`);
         n.upstream = null; // promotion ends streaming
       }
       if (no.kind === "membership-changed") membershipChanges++;
@@ -350,16 +396,103 @@ export function runSim(p: SimParams): SimResult {
     for (const no of ready.notices) if (no.kind === "vote-refused" && /replication|stopping/.test(no.detail)) refusedForDetach++;
     n.wakeGen++;
     if (Number.isFinite(ready.wakeAt)) push(Math.max(t, realOf(n, ready.wakeAt)) + 0.001, { k: "wake", id: n.id, gen: n.wakeGen });
+    // The agent feeds its position again when the leader or the term changes: a cap holds for one leader's term only.
+    if (n.el && n.cap) {
+      const st = n.el.status(local);
+      const key = `${st.leader}/${st.term}`;
+      if (key !== n.lastLeadership) { n.lastLeadership = key; n.cap.refeed(); }
+    }
   }
 
   /** The shell's monitoring round tells the core where its data ends. */
   function feedPosition(n: Node) {
     n.fed = n.data;
-    n.pgDown = false;
-    schedule(n, n.el!.step({ type: "position", now: localOf(n, t), position: n.data }));
+    if (n.pgDown) { n.pgDown = false; newPgRun(n); }
+    const position = zeroVote(n) ?? (n.cap ? n.cap.position(n.data) : n.data);
+    if (position !== n.data) cappedFeeds++;
+    schedule(n, n.el!.step({ type: "position", now: localOf(n, t), position }));
   }
 
-  function sendMsg(from: string, to: string, msg: ElectionMsg, after = 0) {
+  // ---- the agents' state messages and the rule for standbys that cannot lead (docs/design.md, S27)
+  /** The message router (src/agent/message-router.ts onState): newer messages only; the leader's record goes to the cap. */
+  function onState(n: Node, from: string, m: SimState) {
+    if (!newerReport(n.reports.get(from), from, m)) return;
+    n.reports.set(from, { report: null, role: m.role, at: localOf(n, t), nofailover: m.nofailover, promotable: m.promotable, epoch: m.epoch, seq: m.seq, ...(m.heard ? { heard: m.heard } : {}) });
+    if (n.el!.status(localOf(n, t)).leader !== from) return;
+    n.cap!.heard(from, m.exclusion, m);
+  }
+
+  function factsOf(n: Node): FactsSnapshot {
+    const st = n.el!.status(localOf(n, t));
+    return {
+      self: { id: n.id, name: n.id, role: n.witness ? "witness" : "database", nofailover: !n.canLead && !n.witness, report: null },
+      now: localOf(n, t), startedAt: n.bootLocal, freshMs: 5000, voters: st.membership?.voters ?? [], leader: st.leader, reports: n.reports,
+      peers: all().filter((m) => m !== n).map((m) => ({ id: m.id, name: m.id, role: m.witness ? "witness" as const : "database" as const, mesh: "", address: "", connected: true })),
+    };
+  }
+
+  /**
+   * A primary's part of its round (src/agent/pg/durability.ts plan, sync-exclusion.ts step): the
+   * names from the synchronous set, each walsender taking a change on its own schedule, and the
+   * exclusion confirmed once every walsender counts only the names, at the primary's position then.
+   * Returns the synchronous set (the record leaves out what the fill wants).
+   */
+  function primaryRound(n: Node): SyncSet {
+    const k = kOf(n);
+    const facts = factsOf(n);
+    // The mutation: an announcement without an epoch is free to name (an older version never caps).
+    const set = p.mutation === "name-without-echo"
+      ? factsSyncSet({ ...facts, reports: new Map([...n.reports].map(([id, a]) => [id, { ...a, epoch: undefined }])) }, { k, run: { id: n.id, epoch: n.inc }, lastNamed: () => undefined })
+      : n.cap!.syncSet(facts, k);
+    const list = [...set.names].sort();
+    if (list.some((id) => !nodes.get(id)!.canLead)) fillNamed++;
+    if (list.join() !== n.names.list.join()) {
+      n.names = { list, gen: n.names.gen + 1 };
+      log(`${n.id} names [${list.join(",")}] (generation ${n.names.gen})${set.pending.length > 0 ? `, waiting for the echo of ${set.pending.join(",")}` : ""}`);
+      for (const sb of n.wsView.keys()) push(t + (faultsOn ? r() * 300 : 0), { k: "ws", id: n.id, standby: sb, pg: n.pgRun });
+    }
+    if (n.confirmed?.gen !== n.names.gen) {
+      n.confirmed = null;
+      // No walsender counts itself unless the names do (pg_stat_replication.sync_priority; src/postgres/sync-candidates.ts).
+      if (k > 0 && (p.mutation === "confirm-before-walsenders" || [...n.wsView].every(([sb, v]) => !v.includes(sb) || list.includes(sb)))) {
+        n.confirmed = { gen: n.names.gen, at: n.data };
+        log(`${n.id} names of generation ${n.names.gen} confirmed in force from ${n.data.timeline}/${n.data.lsn}`);
+      }
+    }
+    return set;
+  }
+
+  /** The agent's round: a primary's names, then its state message to every peer (agent.ts broadcastState). */
+  function agentRound(n: Node) {
+    const st = n.el!.status(localOf(n, t));
+    const primary = quorumMode && !!n.lease && n.lease.term === st.term && !n.pgDown && n.line[n.line.length - 1]!.term === st.term;
+    if (!primary) n.confirmed = null;
+    const set = primary ? primaryRound(n) : null;
+    if (n.cap!.withholding()) return;
+    const k = kOf(n, st);
+    const exclusion = set && n.confirmed ? exclusionRecord({
+      term: st.term, at: n.confirmed.at, names: syncNamesFor(k, n.names.list),
+      members: standbyMembers(factsOf(n)).map((id) => ({ id, slot: id, epoch: n.reports.get(id)?.epoch })), keepOut: set.wanted,
+    }) : null;
+    if (exclusion) records++;
+    const seq = n.cap!.stamp(exclusion);
+    const msg: SimState = { t: "sim-state", role: n.witness ? "witness" : "database", nofailover: !n.canLead && !n.witness, seq, exclusion, ...n.cap!.announce() };
+    for (const m of all()) if (m !== n) sendMsg(n.id, m.id, msg);
+  }
+
+  /** The mutation "cannot-lead-votes-zero": a standby that cannot lead defends nothing when it votes. */
+  function zeroVote(n: Node): Position | null {
+    return p.mutation === "cannot-lead-votes-zero" && !n.canLead && !n.witness ? ZERO_POSITION : null;
+  }
+
+  /** PostgreSQL (re)started or promoted: new walsenders, names of a new generation (PgHost.syncNamesGen). */
+  function newPgRun(n: Node) {
+    n.pgRun++;
+    n.wsView = new Map();
+    n.names = { list: n.names.list, gen: n.names.gen + 1 };
+  }
+
+  function sendMsg(from: string, to: string, msg: ElectionMsg | SimState, after = 0) {
     if (!nodes.has(to)) return;
     const copies = faultsOn && r() < dup ? 2 : 1;
     for (let c = 0; c < copies; c++) {
@@ -378,14 +511,17 @@ export function runSim(p: SimParams): SimResult {
     if (ev.k === "msg" && ev.inc !== undefined && ev.inc !== n.inc) return;
     if (t < n.pausedUntil) { push(n.pausedUntil + r() * 0.01, ev.k === "msg" ? { ...ev, inc: n.inc } : ev); return; } // frozen: waits, order may shuffle a bit
     const now = localOf(n, t);
-    if (ev.k === "msg") {
-      if (ev.msg.t === "hb-resp" && ev.msg.ok && ev.msg.term === n.el.status(now).term && n.el.status(now).role === "leader") {
-        if (n.ackTerm !== ev.msg.term) { n.acksSeen = new Map(); n.ackTerm = ev.msg.term; }
-        if (ev.msg.seq <= now) n.acksSeen.set(ev.from, Math.max(n.acksSeen.get(ev.from) ?? -Infinity, ev.msg.seq));
+    if (ev.k === "msg" && ev.msg.t === "sim-state") {
+      onState(n, ev.from, ev.msg);
+    } else if (ev.k === "msg") {
+      const msg = ev.msg as ElectionMsg; // sim-state went above
+      if (msg.t === "hb-resp" && msg.ok && msg.term === n.el.status(now).term && n.el.status(now).role === "leader") {
+        if (n.ackTerm !== msg.term) { n.acksSeen = new Map(); n.ackTerm = msg.term; }
+        if (msg.seq <= now) n.acksSeen.set(ev.from, Math.max(n.acksSeen.get(ev.from) ?? -Infinity, msg.seq));
       }
-      schedule(n, n.el.step({ type: "recv", now, from: ev.from, msg: ev.msg }));
+      schedule(n, n.el.step({ type: "recv", now, from: ev.from, msg }));
       // the shell points a database standby at the leader its core follows (a witness holds no data)
-      if (ev.msg.t === "hb" && n.el && n.canLead && n.el.status(localOf(n, t)).leader === ev.from) n.upstream = ev.from;
+      if (msg.t === "hb" && n.el && !n.witness && n.el.status(localOf(n, t)).leader === ev.from) n.upstream = ev.from;
     } else if (ev.k === "wake") {
       if (ev.gen !== n.wakeGen) return;
       schedule(n, n.el.step({ type: "tick", now }));
@@ -400,7 +536,9 @@ export function runSim(p: SimParams): SimResult {
       if (ev.ok) n.upstream = null;
       const error = ev.ok ? undefined : "sim: reload failed, still streaming";
       // the shell reads the server afresh: one not running has nothing to stop, and says no position
-      schedule(n, n.el.step({ type: "detached", now, term: ev.term, ok: ev.ok, position: ev.ok && !n.pgDown ? n.data : null, ...(error ? { error } : {}) }));
+      const position = zeroVote(n) ?? n.cap!.detached({ ok: ev.ok, position: ev.ok && !n.pgDown ? n.data : null }).position;
+      if (position && position !== n.data) cappedFeeds++;
+      schedule(n, n.el.step({ type: "detached", now, term: ev.term, ok: ev.ok, position, ...(error ? { error } : {}) }));
     }
   }
 
@@ -435,6 +573,9 @@ export function runSim(p: SimParams): SimResult {
     n.data = { timeline: next, lsn: n.data.lsn };
     n.line = [...n.line, { uid: ++uids, tl: next, from: lsnOf(n.data), term: st.term }];
     log(`${n.id} promotes to timeline ${next} (uid ${uids}) at ${n.data.lsn} in term ${st.term}`);
+    // Promoted with the names its files held (written each round as a standby from the same set): new walsenders.
+    newPgRun(n);
+    if (quorumMode) primaryRound(n);
     feedPosition(n);
   }
 
@@ -477,6 +618,7 @@ export function runSim(p: SimParams): SimResult {
     const u = n.upstream ? nodes.get(n.upstream) : undefined;
     if (u?.el && !n.pgDown && !u.pgDown && !blocked.has(`${u.id}>${n.id}`) && !blocked.has(`${n.id}>${u.id}`) && !(faultsOn && r() < loss)) {
       n.lastHb = { from: u.id, at: t };
+      if (!u.wsView.has(n.id)) u.wsView.set(n.id, u.names.list); // a new walsender takes the names in force
       // as the agent follows (rewound or cloned when it diverged): the upstream's history, when ahead
       if (comparePosition(u.data, n.data) > 0) {
         n.data = u.data;
@@ -486,6 +628,10 @@ export function runSim(p: SimParams): SimResult {
       const had = n.recv.get(u.id);
       const uid = u.line[u.line.length - 1]!.uid;
       if (n.line[n.line.length - 1]!.uid === uid && (!had || had.uid !== uid || comparePosition(u.data, had.pos) > 0)) n.recv.set(u.id, { pos: u.data, uid });
+    }
+    if (t >= n.pausedUntil && t >= n.roundAt) {
+      n.roundAt = t + 400 + r() * 200;
+      agentRound(n);
     }
     if (t >= n.pausedUntil && t >= n.feedAt && n.detaching === 0 && n.fed !== n.data) {
       n.feedAt = t + 100 + r() * 400;
@@ -504,8 +650,9 @@ export function runSim(p: SimParams): SimResult {
   }
   function leaderDurability(n: Node) {
     const st = n.el!.status(localOf(n, t));
-    if (st.role !== "leader" || !n.lease || n.lease.term !== st.term) return;
-    const streaming = votersOf(n).filter((v) => v !== n.id && nodes.get(v)?.canLead && nodes.get(v)?.lastHb?.from === n.id && t - nodes.get(v)!.lastHb!.at < 600).length;
+    // as the agent's plan: only a primary running in this leader's term (a leader not promoted yet plans nothing)
+    if (st.role !== "leader" || !n.lease || n.lease.term !== st.term || n.pgDown || n.line[n.line.length - 1]!.term !== st.term) return;
+    const streaming = votersOf(n).filter((v) => v !== n.id && n.names.list.includes(v) && nodes.get(v)?.lastHb?.from === n.id && t - nodes.get(v)!.lastHb!.at < 600).length;
     const k = kOf(n);
     if (streaming >= k) {
       if (n.degraded) {
@@ -543,7 +690,8 @@ export function runSim(p: SimParams): SimResult {
       // a standby acknowledges what it received from L itself: L's timeline, at or past the write
       const has = (d: Write | undefined) => !!d && d.uid === w.w.uid && lsnOf(d.pos) >= lsnOf(w.w.pos);
       const { voters, k, blocked } = viewOf(L);
-      const holders = voters.filter((v) => v !== L.id && nodes.get(v)?.canLead && has(nodes.get(v)!.recv.get(L.id))).length;
+      // ... and only a standby its walsender counts: named in the synchronous_standby_names it took last
+      const holders = voters.filter((v) => v !== L.id && !!L.wsView.get(v)?.includes(v) && has(nodes.get(v)!.recv.get(L.id))).length;
       const how = holders >= k ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
       if (!how) continue;
       // ... and no write is acknowledged that a leader of a later term, already elected, lacks
@@ -574,14 +722,7 @@ export function runSim(p: SimParams): SimResult {
     } else if (x < 0.4) {
       blocked.clear(); log("FAULT heal");
     } else if (x < 0.5) {
-      if (n.el) {
-        log(`FAULT crash ${n.id}`);
-        closeLease(n, Infinity, true);
-        n.el = null; n.wakeGen++;
-        n.pgDown = true; // the host went down: its PostgreSQL starts again with the new agent's first round
-        push(t + 200 + r() * 6000, { k: "fault" });
-        pendingRestarts.push({ at: t + 100 + r() * 8000, id: n.id });
-      }
+      crashHost(n);
     } else if (x < 0.6) {
       if (n.el && n.pausedUntil <= t) {
         n.pausedUntil = t + 500 + r() * 9000;
@@ -637,13 +778,29 @@ export function runSim(p: SimParams): SimResult {
       // writes (nothing fences it), and one standby stops receiving them: the others must not elect
       // that standby once they acknowledged writes it lacks.
       const L = currentLeader();
-      const voters = L?.el!.status(localOf(L, t)).membership?.voters.filter((v) => v !== L.id && nodes.get(v)!.canLead) ?? [];
+      const voters = L?.el!.status(localOf(L, t)).membership?.voters.filter((v) => v !== L.id && !nodes.get(v)!.witness) ?? [];
       const behind = r() < 0.5 ? pick(voters) : undefined;
       if (L) {
         L.pausedUntil = t + 3000 + r() * 6000;
         if (behind) blocked.add(`${L.id}>${behind}`);
         log(`FAULT pause ${L.id} until ${L.pausedUntil.toFixed(0)} (its PostgreSQL goes on)${behind ? `, its WAL no longer reaches ${behind}` : ""}`);
         push(L.pausedUntil + 0.0005, { k: "wake", id: L.id, gen: L.wakeGen });
+      }
+    } else if (x < 0.98 && p.nofailover > 0 && quorumMode) {
+      // The nasty one for standbys that cannot lead: a promotable standby's agent freezes long enough
+      // for its reports to go stale (freshMs, 5 s) while its PostgreSQL goes on streaming, so the fill
+      // names the standbys that cannot lead beside it; then its WAL stops, the standbys that cannot
+      // lead acknowledge commits alone, and the primary's host crashes. The frozen standby lacks
+      // those commits: when it wakes it must not be elected.
+      const L = currentLeader();
+      const c = L ? pick(votersOf(L).filter((v) => v !== L.id && nodes.get(v)!.canLead)) : undefined;
+      const C = c ? nodes.get(c) : undefined;
+      if (L && C?.el && C.pausedUntil <= t) {
+        const cutAt = t + 5500 + r() * 2000, at = cutAt + 100 + r() * 700;
+        C.pausedUntil = at + r() * 1000;
+        push(C.pausedUntil + 0.0005, { k: "wake", id: C.id, gen: C.wakeGen });
+        pendingCrashes.push({ at, id: L.id, cut: C.id, cutAt });
+        log(`FAULT pause ${C.id} until ${C.pausedUntil.toFixed(0)} (its PostgreSQL goes on), its WAL cut at ${cutAt.toFixed(0)}, crash ${L.id} at ${at.toFixed(0)}`);
       }
     } else {
       // restart a healthy node (clean process restart)
@@ -656,6 +813,17 @@ export function runSim(p: SimParams): SimResult {
     }
   }
   const pendingRestarts: Array<{ at: number; id: string }> = [];
+  /** A primary's host to crash at `at`, after its WAL to `cut` stops at `cutAt` (the cut ends with the crash). */
+  const pendingCrashes: Array<{ at: number; id: string; cut: string; cutAt: number }> = [];
+  function crashHost(n: Node) {
+    if (!n.el) return;
+    log(`FAULT crash ${n.id}`);
+    closeLease(n, Infinity, true);
+    n.el = null; n.wakeGen++;
+    n.pgDown = true; // the host went down: its PostgreSQL starts again with the new agent's first round
+    push(t + 200 + r() * 6000, { k: "fault" });
+    pendingRestarts.push({ at: t + 100 + r() * 8000, id: n.id });
+  }
   const pending: Array<{ node: string; term: number; w: Write }> = [];
   /** Acknowledged writes, the newest per history line end is enough but all are kept: a few thousand. */
   const acked_: Array<{ w: Write; term: number; by: string; how: string }> = [];
@@ -663,6 +831,7 @@ export function runSim(p: SimParams): SimResult {
   const timelineOwner = new Map<number, number>([[1, 0]]); // timeline number -> uid of the history that made it
   const electedWith = new Map<number, { id: string; data: Position; line: Seg[] }>();
   let acked = 0, leadersChecked = 0;
+  let cappedFeeds = 0, fillNamed = 0, records = 0;
   let detaches = 0, detachesFailed = 0, detachesHung = 0, refusedForDetach = 0, refusedPositionUnknown = 0, slowPersists = 0, slowCandidacies = 0;
   const quorumMode = r() < 0.7;
   // how often the leader's data moves on; idle clusters are where only the timers protect the lease
@@ -687,6 +856,19 @@ export function runSim(p: SimParams): SimResult {
         if (!n.el) { log(`restart ${n.id} term=${n.disk.term} votedFor=${n.disk.votedFor}`); boot(n); }
       }
     }
+    for (let i = pendingCrashes.length - 1; i >= 0; i--) {
+      const pc = pendingCrashes[i]!;
+      if (pc.cutAt <= t && pc.cutAt >= 0 && faultsOn) {
+        blocked.add(`${pc.id}>${pc.cut}`); blocked.add(`${pc.cut}>${pc.id}`);
+        log(`FAULT cut ${pc.id}<>${pc.cut}`);
+        pc.cutAt = -1;
+      }
+      if (pc.at > t && faultsOn) continue;
+      pendingCrashes.splice(i, 1);
+      if (!faultsOn) continue;
+      blocked.delete(`${pc.id}>${pc.cut}`); blocked.delete(`${pc.cut}>${pc.id}`);
+      crashHost(nodes.get(pc.id)!);
+    }
     if (faultsOn && t >= p.faultMs) {
       faultsOn = false;
       blocked.clear(); loss = 0; dup = 0; longDelay = 0;
@@ -697,9 +879,11 @@ export function runSim(p: SimParams): SimResult {
       }
     }
     const ev = top.ev;
-    if (ev.k === "fault") { if (faultsOn) { injectFault(); push(t + 100 + r() * 3000, { k: "fault" }); } continue; }
+    // No other fault while the scenario for standbys that cannot lead plays out (it would mostly undo it).
+    if (ev.k === "fault") { if (faultsOn) { if (pendingCrashes.length === 0) injectFault(); push(t + 100 + r() * 3000, { k: "fault" }); } continue; }
     const n = nodes.get(ev.k === "msg" ? ev.to : ev.id)!;
     if (ev.k === "repl") replicate(n);
+    else if (ev.k === "ws") { if (ev.pg === n.pgRun) n.wsView.set(ev.standby, n.names.list); } // PostgreSQL's: it takes the names in force now
     else deliver(n, ev);
     if (quorumMode) ackWrites();
     if (!faultsOn && settledAt < 0 && all().some((m) => m.lease && m.lease.end > t)) { settledAt = t; break; }
@@ -709,5 +893,6 @@ export function runSim(p: SimParams): SimResult {
     seed: p.seed, leadersElected: leaderOfTerm.size, maxTerm, minGapMs: minGap, settleMs: settledAt - p.faultMs,
     steps, membershipChanges, violationsChecked: checks, ackedWrites: acked, leadersChecked,
     detaches, detachesFailed, detachesHung, votesRefusedForDetach: refusedForDetach, votesRefusedPositionUnknown: refusedPositionUnknown, promotions, promotionsAboveReservation, slowPersists, slowCandidacies,
+    cappedFeeds, fillNamed, records,
   };
 }
