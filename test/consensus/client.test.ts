@@ -76,7 +76,7 @@ test("a write (txn with a put or delete, lease grant, lease revoke) sent without
 });
 
 test("a read (range, a transaction of reads only, a lease keepalive) sent without an answer is asked of the next endpoint", async () => {
-  const f = hangingThenAnswering((path) => (path === "/v3/lease/keepalive" ? { result: { ID: "1", TTL: "5" } } : { header: { revision: "7" }, succeeded: true, kvs: [] }));
+  const f = hangingThenAnswering((path) => (path === "/v3/lease/keepalive" ? { result: { header: { revision: "7" }, ID: "1", TTL: "5" } } : { header: { revision: "7" }, succeeded: true, kvs: [] }));
   try {
     expect((await f.c.range("/k")).revision).toBe(7);
     (f.c as unknown as { current: number }).current = 0;
@@ -108,7 +108,7 @@ function refusingThenAnswering(answer: () => Response) {
   const b = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => {
     hits.b++;
     const path = new URL(req.url).pathname;
-    return new Response(JSON.stringify(path === "/v3/lease/keepalive" ? { result: { ID: "1", TTL: "5" } } : { header: { revision: "7" }, succeeded: true, kvs: [], ID: "1", TTL: "5" }) + "\n");
+    return new Response(JSON.stringify(path === "/v3/lease/keepalive" ? { result: { header: { revision: "7" }, ID: "1", TTL: "5" } } : { header: { revision: "7" }, succeeded: true, kvs: [], ID: "1", TTL: "5" }) + "\n");
   } });
   const c = new EtcdClient({ endpoints: [`http://127.0.0.1:${a.port}`, `http://127.0.0.1:${b.port}`], requestTimeoutMs: 500 });
   return { c, hits, stop: () => (a.stop(true), b.stop(true)) };
@@ -133,8 +133,12 @@ test("a member that refuses before raft (learner, no leader, too many requests) 
   }
 });
 
-test("a proxy's 502 page, a 503 \"request timed out\" or a non-JSON body: a read or keepalive goes to the next endpoint; a write fails as OutcomeUnknown, not re-sent, and the next request starts at the next endpoint", async () => {
-  for (const answer of [() => new Response("<html>502 Bad Gateway</html>", { status: 502 }), grpcError(503, "etcdserver: request timed out"), () => new Response("garbage")]) {
+test("a proxy's 502 page, a 503 \"request timed out\", a non-JSON body or a 200 whose JSON is not etcd's: a read or keepalive goes to the next endpoint; a write fails as OutcomeUnknown, not re-sent, and the next request starts at the next endpoint", async () => {
+  for (const answer of [
+    () => new Response("<html>502 Bad Gateway</html>", { status: 502 }), grpcError(503, "etcdserver: request timed out"), () => new Response("garbage"),
+    // another server's JSON (no header with the store's revision): once taken as an empty range or a refused transaction
+    () => Response.json({}), () => Response.json({ kvs: [], succeeded: true, result: { TTL: "5" } }),
+  ]) {
     const f = refusingThenAnswering(answer);
     try {
       expect((await f.c.range("/k")).revision).toBe(7);

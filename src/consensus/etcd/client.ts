@@ -4,7 +4,8 @@
 // is parsed with zod before use. Every request runs under its own deadline. A request that was not
 // delivered (no connection) or that a member refused before raft (a learner, no leader, too many
 // requests: transport-core.ts) moves on to the next endpoint; one that was sent and got no answer
-// saying whether it applied (a timeout, a 5xx, a page that is not etcd's JSON) does too when it is
+// saying whether it applied (a timeout, a 5xx, a page that is not etcd's JSON, JSON that is not an
+// etcd answer: no header with the store's revision, even with HTTP 200) does too when it is
 // safe to repeat (a read, a lease renewal), while a write (a transaction that puts or deletes, a
 // lease grant or revoke) is never sent twice: it fails with OutcomeUnknown, and the caller decides
 // from what a read shows. Either way the next request starts at the next endpoint.
@@ -16,7 +17,8 @@ const RANGE_ATTEMPTS = 3;
 
 const int64 = z.union([z.string().regex(/^-?\d{1,20}$/), z.number().int()]).transform((v) => String(v));
 const revision = int64.transform((v) => Number(v)).pipe(z.number().int().min(0).max(Number.MAX_SAFE_INTEGER));
-const Header = z.object({ revision: revision.optional() }).loose();
+/** Every answer of etcd's gateway carries the header with the store's revision: one without is not etcd's. */
+const Header = z.object({ revision }).loose();
 const KvWire = z.object({
   key: z.string(),
   value: z.string().optional(),
@@ -25,14 +27,17 @@ const KvWire = z.object({
   version: revision.optional(),
   lease: int64.optional(),
 }).loose();
-const RangeWire = z.object({ header: Header.optional(), kvs: z.array(KvWire).optional(), more: z.boolean().optional() }).loose();
+const RangeWire = z.object({ header: Header, kvs: z.array(KvWire).optional(), more: z.boolean().optional() }).loose();
+/** A range inside a transaction's answer: etcd gives it a header with the revision only. */
+const InnerRangeWire = z.object({ kvs: z.array(KvWire).optional() }).loose();
 const TxnWire = z.object({
-  header: Header.optional(),
+  header: Header,
   succeeded: z.boolean().optional(),
-  responses: z.array(z.object({ response_range: RangeWire.optional() }).loose()).optional(),
+  responses: z.array(z.object({ response_range: InnerRangeWire.optional() }).loose()).optional(),
 }).loose();
-const GrantWire = z.object({ ID: int64, TTL: int64.optional(), error: z.string().optional() }).loose();
-const KeepAliveWire = z.object({ result: z.object({ ID: int64.optional(), TTL: int64.optional() }).loose().optional(), error: z.unknown().optional() }).loose();
+const GrantWire = z.object({ header: Header, ID: int64, TTL: int64.optional(), error: z.string().optional() }).loose();
+const KeepAliveWire = z.object({ result: z.object({ header: Header, ID: int64.optional(), TTL: int64.optional() }).loose() }).loose();
+const RevokeWire = z.object({ header: Header }).loose();
 const AuthWire = z.object({ token: z.string().min(1).max(4096) }).loose();
 const ErrorWire = z.object({ error: z.string().optional(), message: z.string().optional(), code: z.number().optional() }).loose();
 /** A streamed answer's error (keepalive): {error: {grpc_code, http_code, message}}. */
@@ -153,8 +158,8 @@ export class EtcdClient {
     const body = { key: enc(key), ...(opts.prefix ? { range_end: prefixEnd(key) } : {}) };
     for (let attempt = 1; ; attempt++) {
       try {
-        const r = RangeWire.parse(await this.call("/v3/kv/range", body));
-        return { revision: r.header?.revision ?? 0, kvs: (r.kvs ?? []).map(kv) };
+        const r = await this.call("/v3/kv/range", body, RangeWire);
+        return { revision: r.header.revision, kvs: (r.kvs ?? []).map(kv) };
       } catch (e) {
         // A linearizable read etcd cut short because its leader changed (etcd 3.4 without pre-vote
         // elects again after a partition heals): nothing was read or changed, so it is asked again.
@@ -168,27 +173,26 @@ export class EtcdClient {
     const body = { compare: compare.map(compareWire), success: success.map(opWire), failure: failure.map(opWire) };
     // A transaction of reads only is a read: it may be asked again.
     const write = [...success, ...failure].some((op) => !("range" in op));
-    const r = TxnWire.parse(await this.call("/v3/kv/txn", body, { write }));
+    const r = await this.call("/v3/kv/txn", body, TxnWire, { write });
     const ranges = (r.responses ?? []).flatMap((x) => (x.response_range ? [(x.response_range.kvs ?? []).map(kv)] : []));
-    return { succeeded: r.succeeded === true, revision: r.header?.revision ?? 0, ranges };
+    return { succeeded: r.succeeded === true, revision: r.header.revision, ranges };
   }
 
   async leaseGrant(ttlS: number): Promise<{ id: string; ttlS: number }> {
-    const r = GrantWire.parse(await this.call("/v3/lease/grant", { TTL: ttlS }, { write: true }));
+    const r = await this.call("/v3/lease/grant", { TTL: ttlS }, GrantWire, { write: true });
     if (r.error) throw new EtcdError(`lease grant: ${r.error}`);
     return { id: r.ID, ttlS: Number(r.TTL ?? 0) };
   }
 
   /** One renewal; the TTL etcd granted from now on (0: the lease does not exist any more). */
   async leaseKeepAlive(id: string): Promise<number> {
-    const r = KeepAliveWire.parse(await this.call("/v3/lease/keepalive", { ID: id }, { stream: true }));
-    if (r.error !== undefined) throw new EtcdError(`lease keepalive: ${JSON.stringify(r.error).slice(0, 200)}`);
-    return Number(r.result?.TTL ?? 0);
+    const r = await this.call("/v3/lease/keepalive", { ID: id }, KeepAliveWire, { stream: true });
+    return Number(r.result.TTL ?? 0);
   }
 
   async leaseRevoke(id: string): Promise<void> {
     try {
-      await this.call("/v3/lease/revoke", { ID: id }, { write: true });
+      await this.call("/v3/lease/revoke", { ID: id }, RevokeWire, { write: true });
     } catch (e) {
       if (!(e instanceof EtcdError && /lease not found/.test(e.message))) throw e;
     }
@@ -196,8 +200,12 @@ export class EtcdClient {
 
   // ------------------------------------------------------------------ transport
 
-  /** `write`: never sent twice (OutcomeUnknown once sent without an answer); `stream`: a keepalive's streamed answer. */
-  private async call(path: string, body: unknown, o: { write?: boolean; stream?: boolean } = {}): Promise<unknown> {
+  /**
+   * `wire`: the answer etcd gives (an answer of another shape, with HTTP 200 too, is no answer: sent
+   * without knowing whether it applied); `write`: never sent twice (OutcomeUnknown once sent without
+   * an answer); `stream`: a keepalive's streamed answer.
+   */
+  private async call<T>(path: string, body: unknown, wire: z.ZodType<T>, o: { write?: boolean; stream?: boolean } = {}): Promise<T> {
     let lastError: Error = new EtcdError("no endpoint tried");
     const n = this.o.endpoints.length;
     const start = this.current;
@@ -205,7 +213,7 @@ export class EtcdClient {
       const idx = (start + i) % n;
       const at = `${this.o.endpoints[idx]}${path}`;
       try {
-        const out = await this.callOnce(this.o.endpoints[idx]!, path, body, o.stream ?? false);
+        const out = await this.callOnce(this.o.endpoints[idx]!, path, body, wire, o.stream ?? false);
         this.current = idx;
         return out;
       } catch (e) {
@@ -221,7 +229,7 @@ export class EtcdClient {
     throw lastError;
   }
 
-  private async callOnce(base: string, path: string, body: unknown, stream: boolean, retried = false): Promise<unknown> {
+  private async callOnce<T>(base: string, path: string, body: unknown, wire: z.ZodType<T>, stream: boolean, retried = false): Promise<T> {
     if (this.o.auth && !this.token) {
       this.token = await this.authenticate(base).catch((e: Error) => {
         throw e instanceof EtcdError ? e : new AttemptError(`authenticate: ${e.message}`, "not-applied");
@@ -254,13 +262,16 @@ export class EtcdClient {
       if (!res.ok || (stream ? streamErr!.success : message !== undefined && message !== "")) {
         if (this.o.auth && !retried && /auth token|token/i.test(message ?? "")) {
           this.token = null; // expired simple token: authenticate again once
-          return this.callOnce(base, path, body, stream, true);
+          return this.callOnce(base, path, body, wire, stream, true);
         }
         const status = (streamErr?.success ? streamErr.data.error.http_code : undefined) ?? res.status;
         const code = streamErr?.success ? streamErr.data.error.grpc_code : err.success ? err.data.code : undefined;
         throw new AttemptError(message || `HTTP ${status}`, classifyAnswer(status, message), code);
       }
-      return json;
+      const answer = wire.safeParse(json);
+      // A proxy's or another server's JSON: not etcd's answer, whatever its status.
+      if (!answer.success) throw new AttemptError(`HTTP ${res.status}, not an etcd answer: ${text.slice(0, 120)}`, "unknown");
+      return answer.data;
     } finally {
       clearTimeout(timer);
     }
