@@ -66,11 +66,13 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
   expect(sum((r) => r.fillNamed)).toBeGreaterThan(0);
 }, 600_000);
 
-/** The first violation runSim reports with `mutation` over seeds 1..`upTo`, as its first line; null if none. */
-function firstViolation(mutation: NonNullable<SimParams["mutation"]>, upTo = 2000): string | null {
+/** The first violation runSim reports with `mutation` over seeds 1..`upTo` (those whose schedule `only` takes), as its first line; null if none. */
+function firstViolation(mutation: NonNullable<SimParams["mutation"]>, upTo = 2000, only: (p: SimParams) => boolean = () => true): string | null {
   for (let seed = 1; seed <= upTo; seed++) {
+    const p = paramsFor(seed);
+    if (!only(p)) continue;
     try {
-      runSim({ ...paramsFor(seed), mutation });
+      runSim({ ...p, mutation });
     } catch (e) {
       if (!(e instanceof SimViolation)) throw e;
       return e.message.split("\n")[0]!;
@@ -99,7 +101,7 @@ test("mutation check: a new agent voting with ZERO before its first monitoring r
 }, 600_000);
 
 test("mutation check: a standby that cannot lead voting without defending its writes loses acknowledged writes within 2,000 seeds", () => {
-  const caught = firstViolation("cannot-lead-votes-zero");
+  const caught = firstViolation("cannot-lead-votes-zero", 2000, (p) => p.nofailover > 0); // the others have no such standby
   expect(caught).toMatch(/acknowledged/);
   console.log(`mutation cannot-lead-votes-zero caught: ${caught}`);
 }, 600_000);
