@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, nextGuard, ownKeyAction, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
+import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, guardRepair, nextGuard, ownKeyAction, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
 
 const A = "aaaaaaaaaaaaaaaa";
 const B = "bbbbbbbbbbbbbbbb";
@@ -89,6 +89,15 @@ describe("candidacy: the key is taken only by a node at the highest final positi
     const garbage = kv(K.guard, "garbage", { modRevision: 17 });
     expect(decideCandidacy(input([...base(), garbage]))).toMatchObject({ kind: "wait", reason: expect.stringContaining("does not validate") });
     expect(decideCandidacy(input([...base(), garbage], { requested: { force: true } })).kind).toBe("take");
+  });
+
+  test("the leader writes a valid guard over one that does not validate: no block, its own position as floor; nothing else is repaired", () => {
+    const at = { timeline: 3, lsn: "0/5000" };
+    const garbage = decodeSnapshot(K, 100, [kv(K.guard, "garbage", { modRevision: 17 })]);
+    expect(guardRepair(garbage, { leading: true, position: at })).toEqual({ block: false, floor: at });
+    expect(guardRepair(garbage, { leading: false, position: at })).toBeNull(); // only the leader writes it
+    expect(guardRepair(decodeSnapshot(K, 100, [kv(K.guard, nextGuard(null, 5, A, true, null))]), { leading: true, position: at })).toBeNull(); // a valid block stays
+    expect(guardRepair(decodeSnapshot(K, 100, []), { leading: true, position: at })).toBeNull(); // no guard yet: none needed
   });
 
   test("a transfer to another node, or an equal candidate placed first, is waited for deferMs; then anyone may stand", () => {

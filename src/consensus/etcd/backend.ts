@@ -13,7 +13,7 @@ import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import type { Compare, EtcdClient } from "./client.ts";
-import { type ClusterKeys, decodeSnapshot, type MemberReport, nextGuard, nextMembership, reservedGuard, type Snapshot } from "./elect-core.ts";
+import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, nextGuard, nextMembership, reservedGuard, type Snapshot } from "./elect-core.ts";
 import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
@@ -323,11 +323,10 @@ export class EtcdConsensus implements Consensus {
       this.term = Math.max(this.term, l.term);
       this.lastLeaderContact = this.clock();
       this.candidate.leaderSeen(this.lead.leader());
-      // A guard that does not validate holds every automatic take (elect-core.ts): the leader writes
-      // a valid one over it, with a floor at its own position (as after a resync), at once.
-      if (mine && this.leading && s.guard === null && s.guardMod !== 0) {
-        this.o.log.warn(`the durability guard in etcd does not validate: writing a new one (no block, floor at ${this.position.timeline}/${this.position.lsn})`);
-        void this.setGuard(false, this.position);
+      const repair = guardRepair(s, { leading: mine && this.leading !== null, position: this.position });
+      if (repair) {
+        this.o.log.warn(`the durability guard in etcd does not validate: writing a new one (no block, floor at ${repair.floor.timeline}/${repair.floor.lsn})`);
+        void this.setGuard(repair.block, repair.floor);
       }
       if (mine && !adopted && !this.leading && this.leaseValid !== null && !this.closed) {
         if (this.resignation.ownKey(l.term) === "win") {

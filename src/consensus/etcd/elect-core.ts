@@ -225,6 +225,16 @@ export function nextGuard(current: Guard | null, term: number, self: string, blo
   return withTimeline<Guard>({ term, seq: (current?.seq ?? 0) + 1, block, holder: block ? self : null, floor }, current?.timeline);
 }
 
+/**
+ * A guard in etcd that does not validate holds every automatic take (decideCandidacy): the leader
+ * holding its key writes a valid one over it at once, without a block and with its floor at the
+ * leader's own position, as after a resync (every acknowledged commit is at or below it). null:
+ * nothing to repair (a valid guard, none at all, or this node does not lead).
+ */
+export function guardRepair(s: Pick<Snapshot, "guard" | "guardMod">, x: { leading: boolean; position: Position }): { block: false; floor: Position } | null {
+  return x.leading && s.guard === null && s.guardMod !== 0 ? { block: false, floor: x.position } : null;
+}
+
 /** The stored guard with timeline `n` reserved (core/timelines.ts): block, holder and floor as they are. */
 export function reservedGuard(current: Guard | null, term: number, n: number): Guard {
   const g = current ?? { seq: 0, block: false, holder: null, floor: null };
