@@ -70,7 +70,7 @@ export class SimViolation extends Error {}
 
 /**
  * Vary the cluster shape with the seed so one run covers 3 and 5 voters, witnesses and spares,
- * standbys that cannot lead (none in half of the schedules; one, or two of five; in 3-voter
+ * standbys that cannot lead (none in three quarters of the schedules; one, or two of five; in 3-voter
  * clusters also two, or one beside a witness: every standby cannot lead, the fill names them); and
  * the first monitoring round of a new agent: slow (up to firstRoundMaxMs) in half the schedules,
  * at once in the other half. A slow first round also keeps a restarted voter out of elections, so
@@ -84,7 +84,7 @@ export function paramsFor(seed: number): SimParams {
     initial: shape === 3 ? 5 : 3,
     spares: shape === 3 ? 1 : 2,
     witnesses: shape === 1 ? 1 : 0,
-    nofailover: [0, 0, shape === 3 ? 2 : 1, shape === 3 ? 1 : shape === 1 ? 1 : 2][Math.floor(seed / 8) % 4]!,
+    nofailover: [0, 0, 0, 0, 0, 0, shape === 3 ? 2 : 1, shape === 3 ? 1 : shape === 1 ? 1 : 2][Math.floor(seed / 8) % 8]!,
     firstRoundMaxMs: Math.floor(seed / 4) % 2 === 0 ? DEFAULT_PARAMS.firstRoundMaxMs : 0,
   };
 }
@@ -106,6 +106,15 @@ interface Seg { uid: number; tl: number; from: bigint; term: number }
 /** A write: where it went, on which timeline instance. */
 interface Write { pos: Position; uid: number }
 
+/**
+ * synchronous_standby_names as PostgreSQL holds it: `ANY k (list)`, or "" (`async`: a degraded
+ * primary, or k = 0), under which no walsender is synchronous.
+ */
+interface Names { list: string[]; k: number; async: boolean }
+const namesKey = (x: Names) => (x.async ? "" : `${x.k}:${x.list.join()}`);
+/** Whether a walsender of standby `sb` that took `v` counts itself synchronous (its sync_priority > 0). */
+const countsItself = (v: Names | undefined, sb: string) => !!v && !v.async && v.list.includes(sb);
+
 /** The agents' state message, as far as the rule for standbys that cannot lead reads it (src/agent/agent.ts broadcastState). */
 interface SimState { t: "sim-state"; role: "database" | "witness"; nofailover: boolean; promotable: boolean; epoch: number; seq: number; heard?: Heard; exclusion: Exclusion | null }
 
@@ -119,10 +128,10 @@ interface Node {
   reports: Map<string, PeerReport>;                             // peers' last state messages (this agent run's)
   bootLocal: number;                                            // this agent's start (local ms)
   roundAt: number;                                              // next agent round: state message out, a primary's names
-  /** PostgreSQL's synchronous_standby_names as planned (ids named), with its generation. */
-  names: { list: string[]; gen: number };
-  /** What each walsender of this primary counts as synchronous: the names when it took the reload. */
-  wsView: Map<string, string[]>;
+  /** PostgreSQL's synchronous_standby_names as planned, with its generation (a new one at every change, start, promotion). */
+  names: Names & { gen: number };
+  /** The names each walsender of this primary took last (the reload it processed, or its start): what it counts by. */
+  wsView: Map<string, Names>;
   /** The agent's confirmation that names of one generation are in force for every walsender, at this position. */
   confirmed: { gen: number; at: Position } | null;
   pgRun: number;                                                // PostgreSQL's run (its walsenders): a new one at each start and promotion
@@ -265,7 +274,7 @@ export function runSim(p: SimParams): SimResult {
   for (const [i, id] of ids.entries()) {
     const n: Node = {
       id, canLead: i >= p.witnesses + p.nofailover || i >= p.initial, witness: i < p.witnesses, cap: null, lastLeadership: "", reports: new Map(), bootLocal: 0, roundAt: 0,
-      names: { list: [], gen: 0 }, wsView: new Map(), confirmed: null, pgRun: 0, disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
+      names: { list: [], k: 0, async: true, gen: 0 }, wsView: new Map(), confirmed: null, pgRun: 0, disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
       el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, line: [{ uid: 0, tl: 1, from: 0n, term: 0 }], reserving: null, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, pgDown: false, detaching: 0, recv: new Map(),
     };
     nodes.set(id, n);
@@ -446,15 +455,17 @@ export function runSim(p: SimParams): SimResult {
       : n.cap!.syncSet(facts, k);
     const list = [...set.names].sort();
     if (list.some((id) => !nodes.get(id)!.canLead)) fillNamed++;
-    if (list.join() !== n.names.list.join()) {
-      n.names = { list, gen: n.names.gen + 1 };
-      log(`${n.id} names [${list.join(",")}] (generation ${n.names.gen})${set.pending.length > 0 ? `, waiting for the echo of ${set.pending.join(",")}` : ""}`);
+    // A degraded primary runs with "" (durability.ts plan), as does one that needs no standby (k = 0).
+    const want: Names = { list, k, async: n.degraded || k === 0 };
+    if (namesKey(want) !== namesKey(n.names)) {
+      n.names = { ...want, gen: n.names.gen + 1 };
+      log(`${n.id} names '${namesKey(want)}' (generation ${n.names.gen})${set.pending.length > 0 ? `, waiting for the echo of ${set.pending.join(",")}` : ""}`);
       for (const sb of n.wsView.keys()) push(t + (faultsOn ? r() * 300 : 0), { k: "ws", id: n.id, standby: sb, pg: n.pgRun });
     }
     if (n.confirmed?.gen !== n.names.gen) {
       n.confirmed = null;
       // No walsender counts itself unless the names do (pg_stat_replication.sync_priority; src/postgres/sync-candidates.ts).
-      if (k > 0 && (p.mutation === "confirm-before-walsenders" || [...n.wsView].every(([sb, v]) => !v.includes(sb) || list.includes(sb)))) {
+      if (!n.names.async && (p.mutation === "confirm-before-walsenders" || [...n.wsView].every(([sb, v]) => !countsItself(v, sb) || list.includes(sb)))) {
         n.confirmed = { gen: n.names.gen, at: n.data };
         log(`${n.id} names of generation ${n.names.gen} confirmed in force from ${n.data.timeline}/${n.data.lsn}`);
       }
@@ -485,11 +496,15 @@ export function runSim(p: SimParams): SimResult {
     return p.mutation === "cannot-lead-votes-zero" && !n.canLead && !n.witness ? ZERO_POSITION : null;
   }
 
+  function namesOf(n: Node): Names {
+    return { list: n.names.list, k: n.names.k, async: n.names.async };
+  }
+
   /** PostgreSQL (re)started or promoted: new walsenders, names of a new generation (PgHost.syncNamesGen). */
   function newPgRun(n: Node) {
     n.pgRun++;
     n.wsView = new Map();
-    n.names = { list: n.names.list, gen: n.names.gen + 1 };
+    n.names = { ...n.names, gen: n.names.gen + 1 };
   }
 
   function sendMsg(from: string, to: string, msg: ElectionMsg | SimState, after = 0) {
@@ -618,7 +633,7 @@ export function runSim(p: SimParams): SimResult {
     const u = n.upstream ? nodes.get(n.upstream) : undefined;
     if (u?.el && !n.pgDown && !u.pgDown && !blocked.has(`${u.id}>${n.id}`) && !blocked.has(`${n.id}>${u.id}`) && !(faultsOn && r() < loss)) {
       n.lastHb = { from: u.id, at: t };
-      if (!u.wsView.has(n.id)) u.wsView.set(n.id, u.names.list); // a new walsender takes the names in force
+      if (!u.wsView.has(n.id)) u.wsView.set(n.id, namesOf(u)); // a new walsender takes the names in force
       // as the agent follows (rewound or cloned when it diverged): the upstream's history, when ahead
       if (comparePosition(u.data, n.data) > 0) {
         n.data = u.data;
@@ -672,12 +687,12 @@ export function runSim(p: SimParams): SimResult {
   /** Acknowledge pending writes: k standbys have them, or the primary runs degraded behind a committed block guard. */
   function ackWrites() {
     // Nothing steps an election here: each leader's status is read once per call.
-    const views = new Map<string, { voters: string[]; k: number; blocked: boolean }>();
+    const views = new Map<string, { k: number; blocked: boolean }>();
     const viewOf = (L: Node) => {
       let v = views.get(L.id);
       if (!v) {
         const st = L.el!.status(localOf(L, t));
-        v = { voters: st.membership?.voters ?? [], k: kOf(L, st), blocked: !!st.guard?.block && st.guard.holder === L.id && st.guardCommitted >= st.guard.seq };
+        v = { k: kOf(L, st), blocked: !!st.guard?.block && st.guard.holder === L.id && st.guardCommitted >= st.guard.seq };
         views.set(L.id, v);
       }
       return v;
@@ -689,10 +704,17 @@ export function runSim(p: SimParams): SimResult {
       if (!open) { pending.splice(i, 1); continue; }
       // a standby acknowledges what it received from L itself: L's timeline, at or past the write
       const has = (d: Write | undefined) => !!d && d.uid === w.w.uid && lsnOf(d.pos) >= lsnOf(w.w.pos);
-      const { voters, k, blocked } = viewOf(L);
-      // ... and only a standby its walsender counts: named in the synchronous_standby_names it took last
-      const holders = voters.filter((v) => v !== L.id && !!L.wsView.get(v)?.includes(v) && has(nodes.get(v)!.recv.get(L.id))).length;
-      const how = holders >= k ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
+      const { k, blocked } = viewOf(L);
+      // ... and only standbys whose walsender counts itself (named in the names it took last, a voter
+      // or not: one just removed may still be named), as many as some such walsender's names ask
+      // for (PostgreSQL releases a commit on any synchronous walsender's reply, by its own num_sync)
+      let holders = 0, need = Infinity;
+      for (const [v, view] of L.wsView) {
+        if (v === L.id || !countsItself(view, v)) continue;
+        need = Math.min(need, view.k);
+        if (has(nodes.get(v)!.recv.get(L.id))) holders++;
+      }
+      const how = k === 0 || holders >= need ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
       if (!how) continue;
       // ... and no write is acknowledged that a leader of a later term, already elected, lacks
       for (const [term, e] of electedWith) {
@@ -786,23 +808,8 @@ export function runSim(p: SimParams): SimResult {
         log(`FAULT pause ${L.id} until ${L.pausedUntil.toFixed(0)} (its PostgreSQL goes on)${behind ? `, its WAL no longer reaches ${behind}` : ""}`);
         push(L.pausedUntil + 0.0005, { k: "wake", id: L.id, gen: L.wakeGen });
       }
-    } else if (x < 0.98 && p.nofailover > 0 && quorumMode) {
-      // The nasty one for standbys that cannot lead: a promotable standby's agent freezes long enough
-      // for its reports to go stale (freshMs, 5 s) while its PostgreSQL goes on streaming, so the fill
-      // names the standbys that cannot lead beside it; then its WAL stops, the standbys that cannot
-      // lead acknowledge commits alone, and the primary's host crashes. The frozen standby lacks
-      // those commits: when it wakes it must not be elected.
-      const L = currentLeader();
-      const c = L ? pick(votersOf(L).filter((v) => v !== L.id && nodes.get(v)!.canLead)) : undefined;
-      const C = c ? nodes.get(c) : undefined;
-      if (L && C?.el && C.pausedUntil <= t) {
-        const cutAt = t + 5500 + r() * 2000, at = cutAt + 100 + r() * 700;
-        C.pausedUntil = at + r() * 1000;
-        push(C.pausedUntil + 0.0005, { k: "wake", id: C.id, gen: C.wakeGen });
-        pendingCrashes.push({ at, id: L.id, cut: C.id, cutAt });
-        log(`FAULT pause ${C.id} until ${C.pausedUntil.toFixed(0)} (its PostgreSQL goes on), its WAL cut at ${cutAt.toFixed(0)}, crash ${L.id} at ${at.toFixed(0)}`);
-      }
     } else {
+      if (x < 0.97 && p.nofailover > 0 && quorumMode && cannotLeadScenario()) return;
       // restart a healthy node (clean process restart)
       if (n.el) {
         log(`FAULT restart ${n.id}`);
@@ -812,9 +819,28 @@ export function runSim(p: SimParams): SimResult {
       }
     }
   }
+  /**
+   * The nasty one for standbys that cannot lead: a promotable standby's agent freezes long enough
+   * for its reports to go stale (freshMs, 5 s) while its PostgreSQL goes on streaming, so the fill
+   * names the standbys that cannot lead beside it; then its WAL stops, the standbys that cannot lead
+   * acknowledge commits alone, and the primary's host crashes. The frozen standby lacks those
+   * commits: when it wakes it must not be elected. False: it cannot be set up now.
+   */
+  function cannotLeadScenario(): boolean {
+    const L = currentLeader();
+    const c = L ? pick(votersOf(L).filter((v) => v !== L.id && nodes.get(v)!.canLead)) : undefined;
+    const C = c ? nodes.get(c) : undefined;
+    if (!L || !C?.el || C.pausedUntil > t) return false;
+    const cutAt = t + 5500 + r() * 2000, at = cutAt + 100 + r() * 700;
+    C.pausedUntil = at + r() * 1000;
+    push(C.pausedUntil + 0.0005, { k: "wake", id: C.id, gen: C.wakeGen });
+    pendingCrashes.push({ at, id: L.id, cut: C.id, cutAt, added: [] });
+    log(`FAULT pause ${C.id} until ${C.pausedUntil.toFixed(0)} (its PostgreSQL goes on), its WAL cut at ${cutAt.toFixed(0)}, crash ${L.id} at ${at.toFixed(0)}`);
+    return true;
+  }
   const pendingRestarts: Array<{ at: number; id: string }> = [];
   /** A primary's host to crash at `at`, after its WAL to `cut` stops at `cutAt` (the cut ends with the crash). */
-  const pendingCrashes: Array<{ at: number; id: string; cut: string; cutAt: number }> = [];
+  const pendingCrashes: Array<{ at: number; id: string; cut: string; cutAt: number; added: string[] }> = [];
   function crashHost(n: Node) {
     if (!n.el) return;
     log(`FAULT crash ${n.id}`);
@@ -859,14 +885,15 @@ export function runSim(p: SimParams): SimResult {
     for (let i = pendingCrashes.length - 1; i >= 0; i--) {
       const pc = pendingCrashes[i]!;
       if (pc.cutAt <= t && pc.cutAt >= 0 && faultsOn) {
-        blocked.add(`${pc.id}>${pc.cut}`); blocked.add(`${pc.cut}>${pc.id}`);
+        pc.added = [`${pc.id}>${pc.cut}`, `${pc.cut}>${pc.id}`].filter((b) => !blocked.has(b)); // the crash heals only what it cut
+        for (const b of pc.added) blocked.add(b);
         log(`FAULT cut ${pc.id}<>${pc.cut}`);
         pc.cutAt = -1;
       }
       if (pc.at > t && faultsOn) continue;
       pendingCrashes.splice(i, 1);
       if (!faultsOn) continue;
-      blocked.delete(`${pc.id}>${pc.cut}`); blocked.delete(`${pc.cut}>${pc.id}`);
+      for (const b of pc.added) blocked.delete(b);
       crashHost(nodes.get(pc.id)!);
     }
     if (faultsOn && t >= p.faultMs) {
@@ -883,7 +910,7 @@ export function runSim(p: SimParams): SimResult {
     if (ev.k === "fault") { if (faultsOn) { if (pendingCrashes.length === 0) injectFault(); push(t + 100 + r() * 3000, { k: "fault" }); } continue; }
     const n = nodes.get(ev.k === "msg" ? ev.to : ev.id)!;
     if (ev.k === "repl") replicate(n);
-    else if (ev.k === "ws") { if (ev.pg === n.pgRun) n.wsView.set(ev.standby, n.names.list); } // PostgreSQL's: it takes the names in force now
+    else if (ev.k === "ws") { if (ev.pg === n.pgRun) n.wsView.set(ev.standby, namesOf(n)); } // PostgreSQL's: it takes the names in force now
     else deliver(n, ev);
     if (quorumMode) ackWrites();
     if (!faultsOn && settledAt < 0 && all().some((m) => m.lease && m.lease.end > t)) { settledAt = t; break; }
