@@ -190,8 +190,12 @@ export class Rebuilder {
     if (!s) throw new Error("no replication credentials");
     // A stuck standby that found no room for a clone lately would only be stopped and rewound to be refused again.
     if (stuck) this.refuseWhileShort();
-    // It could not connect a moment ago: the next attempt waits its turn (core/rewind-retry.ts); h.note says why.
-    if (!rewindDue(this.connectFailing, from, h.clock.now())) return;
+    // It could not connect a moment ago: the next attempt waits its turn (core/rewind-retry.ts). The
+    // round clears the note before each action: it says again why nothing happens.
+    if (!rewindDue(this.connectFailing, from, h.clock.now())) {
+      h.note = connectNote(from);
+      return;
+    }
     this.progress({ kind: "rebuild", how: "rewind" });
     await h.stopServer("fast", 60);
     const [host, port] = splitAddr(from);
@@ -211,7 +215,7 @@ export class Rebuilder {
       const failingForMs = this.connectFailing ? this.connectFailing.last - this.connectFailing.since : 0;
       const next = afterRewindFailure({ touched: e instanceof RewindError ? e.targetTouched : true, couldNotConnect: connect, failingForMs });
       if (next === "retry") {
-        h.note = `pg_rewind could not connect to ${from}: tried again shortly (a fresh clone after ${REWIND_CONNECT_RETRY_MS / 1000} s of this)`;
+        h.note = connectNote(from);
         h.log.warn(`${(e as Error).message}; tried again shortly (a fresh clone only if it cannot connect for ${REWIND_CONNECT_RETRY_MS / 1000} s)`);
         return;
       }
@@ -252,4 +256,9 @@ export class CloneRefusedError extends Error {
 /** A clone refused for want of room on the data directory's file system (core/clone-room.ts). */
 export class NoRoomError extends CloneRefusedError {
   override readonly name = "NoRoomError";
+}
+
+/** The node's note while pg_rewind waits to try `from` again after it could not connect. */
+function connectNote(from: string): string {
+  return `pg_rewind could not connect to ${from}: tried again shortly (a fresh clone after ${REWIND_CONNECT_RETRY_MS / 1000} s of this)`;
 }
