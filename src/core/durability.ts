@@ -110,7 +110,10 @@ export function planDurability(x: DurabilityInput): DurabilityPlan {
     return { syncNames: names, guard: "keep", degraded: false, guarantee: `waiting for ${k} synchronous standby${k > 1 ? "s" : ""} (${streaming} streaming): writes wait, then the cluster degrades` };
   }
   if (!x.blockCommitted) {
-    return { syncNames: x.degraded ? "" : names, guard: { block: true, floor: null }, degraded: x.degraded, guarantee: "degrading: telling the voters before writes go on without a synchronous standby" };
+    // Synchronous until a majority stored the block, even when the agent already counts itself
+    // degraded (a voter change marks it so before its block is stored): "" now would acknowledge
+    // commits without a standby while any majority may still elect one that lacks them.
+    return { syncNames: names, guard: { block: true, floor: null }, degraded: x.degraded, guarantee: "degrading: telling the voters before writes go on without a synchronous standby" };
   }
   return {
     syncNames: "", guard: "keep", degraded: true,

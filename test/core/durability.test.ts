@@ -30,6 +30,14 @@ test("quorum with too few standbys: block automatic failover first, then write w
   expect(back.guard).toBe("resync");
 });
 
+test("never \"\" before a majority stored the block, even for an agent that already counts itself degraded (a voter change marks it so first)", () => {
+  const few = { ...base, streaming: [] };
+  const marked = planDurability({ ...few, degraded: true, blockCommitted: false });
+  expect(marked.syncNames).toBe('ANY 1 ("pgherd_b", "pgherd_c")'); // commits wait: a majority may still elect a standby without them
+  expect(marked.guard).toEqual({ block: true, floor: null });
+  expect(planDurability({ ...few, degraded: true, blockCommitted: true }).syncNames).toBe(""); // stored: writes go on
+});
+
 test("quorum waits a grace period before degrading (standbys re-pointing after a failover)", () => {
   const short = planDurability({ ...base, streaming: [], shortForMs: 1000, degradeAfterMs: 5000 });
   expect(short.syncNames).toBe('ANY 1 ("pgherd_b", "pgherd_c")');

@@ -105,3 +105,9 @@ test("mutation check: a standby that cannot lead voting without defending its wr
   expect(caught).toMatch(/acknowledged/);
   console.log(`mutation cannot-lead-votes-zero caught: ${caught}`);
 }, 600_000);
+
+test("mutation check: a primary counted degraded running with \"\" before its block is stored loses acknowledged writes within 2,000 seeds", () => {
+  const caught = firstViolation("async-before-block-stored");
+  expect(caught).toMatch(/acknowledged/);
+  console.log(`mutation async-before-block-stored caught: ${caught}`);
+}, 600_000);

@@ -55,9 +55,11 @@ export interface SimParams {
    * (what the core assumed before it waited for the first report); "name-without-echo": the fill
    * names a standby that cannot lead as soon as it wants it, without waiting for its echo of a
    * message whose record no longer names it (core/sync-exclusion.ts mayNameCannotLead), so the
-   * standby may still vote capped below commits it acknowledged.
+   * standby may still vote capped below commits it acknowledged; "async-before-block-stored": a
+   * primary the agent already counts degraded (a voter change marks it so first) runs with "" before
+   * a majority stored its block (core/durability.ts planDurability before 5 December).
    */
-  mutation?: "vote-before-detach" | "no-timeline-reservation" | "zero-position-at-boot" | "name-without-echo" | "confirm-before-walsenders" | "cannot-lead-votes-zero";
+  mutation?: "vote-before-detach" | "no-timeline-reservation" | "zero-position-at-boot" | "name-without-echo" | "confirm-before-walsenders" | "cannot-lead-votes-zero" | "async-before-block-stored";
 }
 
 export const DEFAULT_PARAMS: Omit<SimParams, "seed"> = {
@@ -130,6 +132,10 @@ interface Node {
   roundAt: number;                                              // next agent round: state message out, a primary's names
   /** PostgreSQL's synchronous_standby_names as planned, with its generation (a new one at every change, start, promotion). */
   names: Names & { gen: number };
+  /** The standbys the last primary round planned to name (what counts as streaming, also while the names in force are ""). */
+  planned: string[];
+  /** Degraded, enough planned standbys stream again: the names go back in force before the block lifts (the agent's barrier). */
+  resyncing: boolean;
   /** The names each walsender of this primary took last (the reload it processed, or its start): what it counts by. */
   wsView: Map<string, Names>;
   /** The agent's confirmation that names of one generation are in force for every walsender, at this position. */
@@ -274,7 +280,7 @@ export function runSim(p: SimParams): SimResult {
   for (const [i, id] of ids.entries()) {
     const n: Node = {
       id, canLead: i >= p.witnesses + p.nofailover || i >= p.initial, witness: i < p.witnesses, cap: null, lastLeadership: "", reports: new Map(), bootLocal: 0, roundAt: 0,
-      names: { list: [], k: 0, async: true, gen: 0 }, wsView: new Map(), confirmed: null, pgRun: 0, disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
+      names: { list: [], k: 0, async: true, gen: 0 }, planned: [], resyncing: false, wsView: new Map(), confirmed: null, pgRun: 0, disk: { term: 0, votedFor: null, membership: i < p.initial ? membership0 : null },
       el: null, offset: 0, rate: 1, pausedUntil: -1, wakeGen: 0, lease: null, acksSeen: new Map(), ackTerm: -1, data: { timeline: 1, lsn: "0/0" }, line: [{ uid: 0, tl: 1, from: 0n, term: 0 }], reserving: null, lastHb: null, degraded: false, upstream: null, inc: 0, fed: null, feedAt: 0, pgDown: false, detaching: 0, recv: new Map(),
     };
     nodes.set(id, n);
@@ -455,8 +461,12 @@ export function runSim(p: SimParams): SimResult {
       : n.cap!.syncSet(facts, k);
     const list = [...set.names].sort();
     if (list.some((id) => !nodes.get(id)!.canLead)) fillNamed++;
-    // A degraded primary runs with "" (durability.ts plan), as does one that needs no standby (k = 0).
-    const want: Names = { list, k, async: n.degraded || k === 0 };
+    // A degraded primary runs with "" once a majority stored its block (core/durability.ts
+    // planDurability), as does one that needs no standby (k = 0).
+    const st = n.el!.status(localOf(n, t));
+    const stored = !!st.guard?.block && st.guard.holder === n.id && st.guardCommitted >= st.guard.seq;
+    n.planned = list;
+    const want: Names = { list, k, async: (n.degraded && (stored || p.mutation === "async-before-block-stored") && !n.resyncing) || k === 0 };
     if (namesKey(want) !== namesKey(n.names)) {
       n.names = { ...want, gen: n.names.gen + 1 };
       log(`${n.id} names '${namesKey(want)}' (generation ${n.names.gen})${set.pending.length > 0 ? `, waiting for the echo of ${set.pending.join(",")}` : ""}`);
@@ -667,11 +677,16 @@ export function runSim(p: SimParams): SimResult {
     const st = n.el!.status(localOf(n, t));
     // as the agent's plan: only a primary running in this leader's term (a leader not promoted yet plans nothing)
     if (st.role !== "leader" || !n.lease || n.lease.term !== st.term || n.pgDown || n.line[n.line.length - 1]!.term !== st.term) return;
-    const streaming = votersOf(n).filter((v) => v !== n.id && n.names.list.includes(v) && nodes.get(v)?.lastHb?.from === n.id && t - nodes.get(v)!.lastHb!.at < 600).length;
+    const streaming = votersOf(n).filter((v) => v !== n.id && n.planned.includes(v) && nodes.get(v)?.lastHb?.from === n.id && t - nodes.get(v)!.lastHb!.at < 600).length;
     const k = kOf(n);
+    n.resyncing &&= streaming >= k;
     if (streaming >= k) {
       if (n.degraded) {
+        // The names in force first (the agent lifts the block only once its checkpointer took them):
+        // under "" commits go without waiting, and a lifted block would no longer cover them.
+        if (n.names.async) { n.resyncing = true; return; }
         n.degraded = false;
+        n.resyncing = false;
         log(`${n.id} re-enables synchronous standbys: guard floor ${n.data.timeline}/${n.data.lsn}`);
         schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: false, floor: n.data }));
       } else if (st.guard?.block) schedule(n, n.el!.step({ type: "guard", now: localOf(n, t), block: false, floor: null }));
@@ -714,7 +729,8 @@ export function runSim(p: SimParams): SimResult {
         need = Math.min(need, view.k);
         if (has(nodes.get(v)!.recv.get(L.id))) holders++;
       }
-      const how = k === 0 || holders >= need ? `${holders} standbys` : L.degraded && blocked ? "degraded" : null;
+      // Under "" (a degraded primary's names) no commit waits at all, whatever the agent's state.
+      const how = k === 0 || holders >= need ? `${holders} standbys` : L.names.async ? (blocked ? "degraded" : "names '' before the block was stored") : null;
       if (!how) continue;
       // ... and no write is acknowledged that a leader of a later term, already elected, lacks
       for (const [term, e] of electedWith) {
