@@ -113,7 +113,7 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
   const res = first;
   if (res.code === 0 && !res.timedOut) return;
   const early = await readFrom(o.logFile, offset, owner);
-  const err = startError(n, res, `${early}\n${await collectorTail(o.collectorDir, began, owner)}`.trim(), t);
+  const err = startError(n, res, `${early}\n${await collectorTailSettled(o.collectorDir, began, owner, early)}`.trim(), t);
   n.log.warn(err.message);
   throw err;
 }
@@ -263,6 +263,28 @@ export async function pgCtlPromote(n: PgNode, timeoutSec = 60): Promise<void> {
 
 /** What the server logged since `offset` (64 kB at most); never through a link, never a file os_user could not read. */
 /** The end of what the log collector wrote since `since` (its newest file in `dir`); "" when none. Links are not followed. */
+/** How long a failed start waits for the logging collector to write the server's last words. */
+const COLLECTOR_SETTLE_MS = 2000;
+
+/**
+ * The collector's tail once it holds the server's end: with `logging_collector` on, PostgreSQL
+ * redirects its output before it binds its ports, so the reason it stopped (a port in use, a bad
+ * setting) is in the collector's file, written by the syslogger a moment after pg_ctl saw the
+ * postmaster gone (a read at once found the file without it: CI107). Read again every 50 ms, at most
+ * COLLECTOR_SETTLE_MS, until it shows the FATAL or PANIC line or the shutdown; only when `early` (the
+ * -l file) says the output was redirected.
+ */
+async function collectorTailSettled(dir: string | undefined, since: number, owner: Owner, early: string): Promise<string> {
+  let tail = await collectorTail(dir, since, owner);
+  if (!/redirecting log output to logging collector/.test(early)) return tail;
+  const until = performance.now() + COLLECTOR_SETTLE_MS;
+  while (!/\b(FATAL|PANIC):|database system is shut down/.test(tail) && performance.now() < until) {
+    await Bun.sleep(50);
+    tail = await collectorTail(dir, since, owner);
+  }
+  return tail;
+}
+
 async function collectorTail(dir: string | undefined, since: number, owner: Owner): Promise<string> {
   if (!dir) return "";
   let newest: { name: string; mtime: number; size: number } | null = null;

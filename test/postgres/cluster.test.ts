@@ -3,7 +3,7 @@
 // standby → promotion; plus port-in-use, foreign system identifier and stale pid file.
 // One scratch dir, servers on free loopback ports, everything removed afterwards.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { chown, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
@@ -481,6 +481,30 @@ describe("PostgreSQL controller on real servers", () => {
       expect((await inspectDataDir(other.dataDir, other)).running).toBe(false);
     } finally {
       await new Promise((r) => blocker.close(r));
+    }
+  }, 60_000);
+
+  test("the same with the log collector on: the reason is read from the collector's file once the syslogger wrote it", async () => {
+    // PostgreSQL redirects its output before it binds: the -l file says only "redirecting log output".
+    const collector = `${other.dataDir}.collector`;
+    const u = await lookupOsUser(PG_OS_USER);
+    await mkdir(collector, { recursive: true, mode: 0o700 });
+    await chown(collector, u.uid, u.gid);
+    const blocker: Server = createServer();
+    await new Promise<void>((r, j) => blocker.once("error", j).listen(ports.o, "127.0.0.1", () => r()));
+    const cfg = managed(other, ports.o, ["127.0.0.1"]);
+    try {
+      await writeManagedConfig({ ...cfg, conf: { ...cfg.conf, parameters: { ...cfg.conf.parameters, logging_collector: true, log_directory: collector } } });
+      for (let i = 0; i < 3; i++) {
+        const e = await start(other, { logFile: logFile(other), collectorDir: collector, timeoutSec: 20 }).catch((x) => x);
+        expect(e).toBeInstanceOf(PgCtlError);
+        expect(e.message).toContain(`port ${ports.o} is already in use`);
+        expect(e.kind).toBe("port-in-use");
+      }
+      expect(await readFile(logFile(other), "utf8")).toContain("redirecting log output to logging collector");
+    } finally {
+      await new Promise((r) => blocker.close(r));
+      await writeManagedConfig(cfg);
     }
   }, 60_000);
 
