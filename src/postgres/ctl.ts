@@ -1,7 +1,7 @@
 // Server lifecycle through initdb and pg_ctl, always as os_user. Settings live in pgherd.conf,
 // so no -o options are passed. Failures become a PgCtlError whose `kind` lets the caller choose a
 // reaction (adopt, back off, report) rather than retrying blindly.
-import { closeSync, constants as C, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readSync } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
@@ -93,6 +93,7 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
   const owner = { uid: u.uid, gid: u.gid };
   // pg_ctl opens it as os_user; we only create it for os_user (never through a link) and note its size.
   const offset = await prepareOwnedFile(o.logFile, 0o600, owner);
+  const collectorBefore = collectorSizes(o.collectorDir);
   const began = Date.now();
   const t = o.timeoutSec ?? 60;
   const tool = runTool({
@@ -113,7 +114,9 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
   const res = first;
   if (res.code === 0 && !res.timedOut) return;
   const early = await readFrom(o.logFile, offset, owner);
-  const err = startError(n, res, `${early}\n${await collectorTailSettled(o.collectorDir, began, owner, early)}`.trim(), t);
+  // A start that timed out may still be running: nothing to wait for.
+  const collected = res.timedOut ? await collectorTail(o.collectorDir, collectorBefore, began, owner) : await collectorTailSettled(n, o.collectorDir, collectorBefore, began, owner, early);
+  const err = startError(n, res, `${early}\n${collected}`.trim(), t);
   n.log.warn(err.message);
   throw err;
 }
@@ -261,31 +264,44 @@ export async function pgCtlPromote(n: PgNode, timeoutSec = 60): Promise<void> {
   });
 }
 
-/** What the server logged since `offset` (64 kB at most); never through a link, never a file os_user could not read. */
-/** The end of what the log collector wrote since `since` (its newest file in `dir`); "" when none. Links are not followed. */
-/** How long a failed start waits for the logging collector to write the server's last words. */
+/** How long a failed start waits for the log collector to exit (it writes the server's last words, then exits). */
 const COLLECTOR_SETTLE_MS = 2000;
 
-/**
- * The collector's tail once it holds the server's end: with `logging_collector` on, PostgreSQL
- * redirects its output before it binds its ports, so the reason it stopped (a port in use, a bad
- * setting) is in the collector's file, written by the syslogger a moment after pg_ctl saw the
- * postmaster gone (a read at once found the file without it: CI107). Read again every 50 ms, at most
- * COLLECTOR_SETTLE_MS, until it shows the FATAL or PANIC line or the shutdown; only when `early` (the
- * -l file) says the output was redirected.
- */
-async function collectorTailSettled(dir: string | undefined, since: number, owner: Owner, early: string): Promise<string> {
-  let tail = await collectorTail(dir, since, owner);
-  if (!/redirecting log output to logging collector/.test(early)) return tail;
-  const until = performance.now() + COLLECTOR_SETTLE_MS;
-  while (!/\b(FATAL|PANIC):|database system is shut down/.test(tail) && performance.now() < until) {
-    await Bun.sleep(50);
-    tail = await collectorTail(dir, since, owner);
+/** Each file's size in the log collector's directory before a start: what the start wrote comes after. */
+function collectorSizes(dir: string | undefined): Map<string, number> {
+  const sizes = new Map<string, number>();
+  if (!dir) return sizes;
+  try {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (!e.isFile()) continue;
+      const st = lstatSync(join(dir, e.name));
+      if (st.isFile()) sizes.set(e.name, st.size);
+    }
+  } catch {
+    // none yet, or unreadable: read from the start
   }
-  return tail;
+  return sizes;
 }
 
-async function collectorTail(dir: string | undefined, since: number, owner: Owner): Promise<string> {
+/**
+ * What the log collector wrote for this start: with `logging_collector` on, PostgreSQL redirects its
+ * output before it binds its ports, so the reason a start failed (a port in use, a bad setting) is in
+ * the collector's file, written by the syslogger, which drains its pipe after the postmaster is gone
+ * and then exits (CI107: the file read at once lacked the reason). So when the -l file (`early`) says
+ * the output was redirected, wait until no process of the data directory is left, at most
+ * COLLECTOR_SETTLE_MS, then read only what the collector's newest file gained since the start (the
+ * file of the day holds every earlier run's lines too).
+ */
+async function collectorTailSettled(n: PgNode, dir: string | undefined, before: Map<string, number>, since: number, owner: Owner, early: string): Promise<string> {
+  if (/redirecting log output to logging collector/.test(early)) {
+    const until = performance.now() + COLLECTOR_SETTLE_MS;
+    while (leftoverProcesses(n.dataDir).length > 0 && performance.now() < until) await Bun.sleep(50);
+  }
+  return collectorTail(dir, before, since, owner);
+}
+
+/** The end (16 kB) of what the log collector's newest file in `dir` gained since `before`; "" when none. Links are not followed. */
+async function collectorTail(dir: string | undefined, before: Map<string, number>, since: number, owner: Owner): Promise<string> {
   if (!dir) return "";
   let newest: { name: string; mtime: number; size: number } | null = null;
   try {
@@ -297,9 +313,12 @@ async function collectorTail(dir: string | undefined, since: number, owner: Owne
   } catch {
     return "";
   }
-  return newest ? readFrom(join(dir, newest.name), Math.max(0, newest.size - 16 * 1024), owner) : "";
+  if (!newest) return "";
+  const from = before.get(newest.name) ?? 0;
+  return readFrom(join(dir, newest.name), Math.max(from > newest.size ? 0 : from, newest.size - 16 * 1024), owner);
 }
 
+/** What the server logged since `offset` (64 kB at most); never through a link, never a file os_user could not read. */
 async function readFrom(path: string, offset: number, owner: Owner): Promise<string> {
   return (await readFileSafe(path, owner, offset, 64 * 1024).catch((e: Error) => `(server log unreadable: ${e.message})`)) ?? "";
 }

@@ -490,16 +490,21 @@ describe("PostgreSQL controller on real servers", () => {
     const u = await lookupOsUser(PG_OS_USER);
     await mkdir(collector, { recursive: true, mode: 0o700 });
     await chown(collector, u.uid, u.gid);
+    // The file of the day holds earlier runs' lines: they must not be taken for this start's reason.
+    const day = join(collector, "pg.log");
+    await writeFile(day, 'LOG:  database system is shut down\nFATAL:  lock file "postmaster.pid" already exists\n', { mode: 0o600 });
+    await chown(day, u.uid, u.gid);
     const blocker: Server = createServer();
     await new Promise<void>((r, j) => blocker.once("error", j).listen(ports.o, "127.0.0.1", () => r()));
     const cfg = managed(other, ports.o, ["127.0.0.1"]);
     try {
-      await writeManagedConfig({ ...cfg, conf: { ...cfg.conf, parameters: { ...cfg.conf.parameters, logging_collector: true, log_directory: collector } } });
+      await writeManagedConfig({ ...cfg, conf: { ...cfg.conf, parameters: { ...cfg.conf.parameters, logging_collector: true, log_directory: collector, log_filename: "pg.log" } } });
       for (let i = 0; i < 3; i++) {
         const e = await start(other, { logFile: logFile(other), collectorDir: collector, timeoutSec: 20 }).catch((x) => x);
         expect(e).toBeInstanceOf(PgCtlError);
         expect(e.message).toContain(`port ${ports.o} is already in use`);
         expect(e.kind).toBe("port-in-use");
+        expect(e.detail).not.toContain("lock file"); // only what this start wrote
       }
       expect(await readFile(logFile(other), "utf8")).toContain("redirecting log output to logging collector");
     } finally {
@@ -581,13 +586,18 @@ describe("PostgreSQL controller on real servers", () => {
         reachableStandbys: () => 0, setGuard: (block: boolean, floor: unknown) => guards.push({ block, floor }),
       },
     } as unknown as PgHost;
+    // Every value syncNamesTaken takes, in order: the barrier started in the upkeep may end before it returns.
+    const taken: boolean[] = [];
+    let takenNow = true;
+    Object.defineProperty(host, "syncNamesTaken", { get: () => takenNow, set: (v: boolean) => { taken.push(v); takenNow = v; } });
     const upkeep = new Maintenance(host, { maintain: async () => undefined } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined } as unknown as PrimaryStarter);
     upkeep.rolesEnsured(p0.systemIdentifier);
     try {
       await upkeep.maintain(true, p0);
       expect(warn.lines.some((l) => l.includes(`synchronous_standby_names in force is '', planned '${names}': reloading`))).toBe(true);
       // The checkpointer ran with '' (commits did not wait): the earlier confirmation no longer holds.
-      expect(host.syncNamesTaken).toBe(false);
+      expect(taken[0]).toBe(false);
+      expect(host.syncNamesEmptied).toBe(1);
       expect(guards).toEqual([{ block: true, floor: null }]); // no standby streams: the plan degrades
       // A new barrier runs at once on a connection of its own and confirms the names with the checkpointer.
       await waitFor(() => host.syncNamesTaken, { timeoutMs: 20_000, what: "the barrier to confirm the names again" });
