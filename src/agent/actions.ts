@@ -185,6 +185,7 @@ export class ActionRunner {
     const target = v.target;
     if (!this.h.isConnected(target.id)) return no(503, `${target.name} is not connected`);
     const t0 = performance.now();
+    let term = 0;
     this.log.warn(`switchover to ${target.name}: stopping writes here, handing over leadership`);
     try {
       // Fast shutdown: walsenders send every WAL record, the shutdown checkpoint included, and
@@ -196,6 +197,7 @@ export class ActionRunner {
       const [ready, floored] = await Promise.all([this.h.handover(target.id, final, 5000), this.h.publishFloor(final, 3000)]);
       if (!ready) this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s: handing over anyway`);
       if (!floored) this.log.warn("the final position did not reach a majority within 3 s: handing over anyway");
+      term = this.h.electionState().term;
       this.h.resign(`switchover to ${target.name}`, target.id);
     } catch (e) {
       return no(500, `switchover aborted before the handover: ${(e as Error).message}`);
@@ -209,6 +211,12 @@ export class ActionRunner {
       if (r?.up && r.inRecovery === false) {
         const ms = Math.round(performance.now() - t0);
         return ok(`switchover to ${target.name} done in ${ms} ms`, 200, { target: target.name, ms });
+      }
+      // Another node won the election (the target could not stand or was refused): say so now.
+      const e = this.h.electionState();
+      if (e.leader && e.leader !== target.id && e.term > term) {
+        const ms = Math.round(performance.now() - t0);
+        return ok(`leadership handed over, but ${this.h.nameOf(e.leader)} won term ${e.term} instead of ${target.name} (after ${ms} ms)`, 202, { target: this.h.nameOf(e.leader), ms });
       }
       await this.h.sleep(50);
     }

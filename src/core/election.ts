@@ -100,6 +100,8 @@ export class Election implements Consensus {
   private pendingVote: { term: number; from: string; msg: VoteMsg; until: number } | null = null;
   /** The highest term for whose pre-vote this node gave a candidate a head start (onPreVote). */
   private yieldedFor = -1;
+  /** The term whose leader resigned naming this node its successor: its rounds for the next term say so. */
+  private handedTerm = -1;
   /** Follower: the current leader's clock as seen here (send-time estimates, election-contact.ts). */
   private hbClock: HbClock | null = null;
 
@@ -386,8 +388,30 @@ export class Election implements Consensus {
     this.refusals.clear();
     this.electionDeadline = this.randomDeadline(now);
     this.notice("campaign", `pre-vote for term ${this.roundTerm}`);
-    this.broadcast({ t: "prevote", term: this.roundTerm, cfg: versionOf(this.membership), pos: this.position, ...(this.forceRound ? { force: true } : {}), ...(this.guard ? { guard: this.guard } : {}) });
+    this.broadcast({ t: "prevote", term: this.roundTerm, cfg: versionOf(this.membership), pos: this.position, ...this.roundFlags() });
     this.maybeWinPreVote(now);
+  }
+
+  /** What a round's requests carry besides term, membership and position. */
+  private roundFlags(): { force?: true; guard?: Guard; transfer?: number } {
+    return {
+      ...(this.forceRound ? { force: true } : {}), ...(this.guard ? { guard: this.guard } : {}),
+      // Handed the next term by its resigned leader: a voter the resign has not reached yet grants anyway.
+      ...(this.handedTerm === this.roundTerm - 1 ? { transfer: this.handedTerm } : {}),
+    };
+  }
+
+  /**
+   * A candidate says the leader of `transfer` resigned, handing that term on to it. The resign went
+   * out over other connections and may arrive after the candidate's requests; the leader stopped
+   * writes and fenced before it sent the resign, and never leads that term again, so the leader
+   * contact of this term ends here as it would at the resign. An ex-leader's quiet period stands.
+   */
+  private takeTransfer(from: string, transfer: number | undefined): void {
+    if (transfer === undefined || transfer !== this.term || this.role === "leader" || this.lastLeaderContact === null) return;
+    this.leader = null;
+    this.lastLeaderContact = null;
+    this.notice("leader-changed", `${from} was handed term ${transfer + 1} by the leader of term ${transfer}, which resigned`);
   }
 
   private maybeWinPreVote(now: number): void {
@@ -399,7 +423,7 @@ export class Election implements Consensus {
     this.granted = new Set([this.o.id]);
     this.electionDeadline = this.randomDeadline(now);
     this.notice("campaign", `election for term ${this.term}`);
-    this.broadcast({ t: "vote", term: this.term, cfg: versionOf(this.membership), pos: this.position, ...(this.forceRound ? { force: true } : {}), ...(this.guard ? { guard: this.guard } : {}) });
+    this.broadcast({ t: "vote", term: this.term, cfg: versionOf(this.membership), pos: this.position, ...this.roundFlags() });
     this.maybeWinVote(now);
   }
 
@@ -482,6 +506,7 @@ export class Election implements Consensus {
           this.notice("leader-changed", `${from} resigned term ${msg.term}`);
           if (msg.transferTo === this.o.id) {
             this.noCampaignUntil = -Infinity; // handed to us: our own earlier resignation no longer holds us back
+            this.handedTerm = msg.term;
             this.onTick(now);
           }
         }
@@ -503,6 +528,7 @@ export class Election implements Consensus {
 
   private onPreVote(now: number, from: string, m: Extract<ElectionMsg, { t: "prevote" }>): void {
     this.learnGuard(m.guard);
+    this.takeTransfer(from, m.transfer);
     let reason: string | null = null;
     if (this.heardLeaderRecently(now)) reason = "leader-alive";
     else if (this.pendingVote) reason = this.pendingReason();
@@ -530,6 +556,7 @@ export class Election implements Consensus {
 
   private onVote(now: number, from: string, m: VoteMsg): void {
     this.learnGuard(m.guard);
+    this.takeTransfer(from, m.transfer);
     // Within timeoutMs of a live leader we do not even adopt the higher term:
     // that is what makes the leader's lease safe.
     if (this.heardLeaderRecently(now)) {

@@ -63,9 +63,9 @@ export type Guard = z.infer<typeof GuardSchema>;
 export type MembershipVersion = z.infer<typeof MembershipVersionSchema>;
 
 export const ElectionMsgSchema = z.discriminatedUnion("t", [
-  z.object({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
+  z.object({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional(), transfer: term.optional() }),
   z.object({ t: z.literal("prevote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
-  z.object({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional() }),
+  z.object({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional(), transfer: term.optional() }),
   z.object({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional(), timeline: z.number().int().min(1).max(0xffffffff).optional() }),
   z.object({ t: z.literal("hb"), term, seq: ms, left: ms.min(0).optional(), membership: MembershipSchema, pos: PositionSchema, guard: GuardSchema.optional() }),
   z.object({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema, guardSeq: z.number().int().min(0).optional(), guardTimeline: z.number().int().min(1).max(0xffffffff).optional() }),

@@ -30,7 +30,11 @@ class FakeHost implements ActionHost {
   resigned: string[] = [];
   promoted = false;
   pausedFlag = false;
-  electionState() { return { role: "leader", term: 3, leader: "L", leading: this.leading }; }
+  term = 3;
+  leaderId = "L";
+  /** Who wins the election after the resign: the target (it promotes), or another node. */
+  winner = "S";
+  electionState() { return { role: this.leaderId === "L" ? "leader" : "follower", term: this.term, leader: this.leaderId, leading: this.leading && this.leaderId === "L" }; }
   paused() { return this.pausedFlag; }
   setPaused(p: boolean) { this.pausedFlag = p; }
   candidates(): Candidate[] {
@@ -41,7 +45,7 @@ class FakeHost implements ActionHost {
   }
   myReport() { return report({ inRecovery: this.promoted, position: { timeline: 1, lsn: "0/3000000" } }); }
   reportOf(id: string) { return id === "S" ? report({ inRecovery: !this.promoted }) : this.myReport(); }
-  nameOf(id: string) { return id === "S" ? "n2" : "n1"; }
+  nameOf(id: string) { return id === "S" ? "n2" : id === "X" ? "n3" : "n1"; }
   async forwardToLeader() { return { status: 500, ok: false, message: "not used" }; }
   async handover() { return true; }
   async publishFloor() { return true; }
@@ -50,7 +54,9 @@ class FakeHost implements ActionHost {
   campaignNow() {}
   resign(reason: string) {
     this.resigned.push(reason);
-    this.promoted = true; // the target promotes once it leads
+    this.term++;
+    this.leaderId = this.winner;
+    this.promoted = this.winner === "S"; // the target promotes once it leads
   }
   record(e: Omit<HistoryEntry, "id" | "at">) { this.history.push(e); }
   pg = {
@@ -84,6 +90,17 @@ describe("switchover", () => {
     const second = await r.run({ kind: "switchover", to: "n2" });
     expect(second.status).toBe(200);
     expect(h.resigned).toEqual(["switchover to n2"]);
+  });
+
+  test("another node wins the election instead of the target: the answer says so at once, not after 30 s", async () => {
+    const h = new FakeHost();
+    h.winner = "X";
+    let slept = 0;
+    h.sleep = async () => void slept++;
+    const r = await runner(h).run({ kind: "switchover", to: "n2" });
+    expect(r).toMatchObject({ ok: true, status: 202, detail: { target: "n3" } });
+    expect(r.message).toContain("n3 won term 4 instead of n2");
+    expect(slept).toBe(0);
   });
 
   test("a named target without a copy of every permanent slot is refused; a stopping leader's handover takes it", async () => {

@@ -320,6 +320,60 @@ describe("election core scenarios", () => {
     expect(c.leaders()).toEqual([first!]);
   });
 
+  test("resign with transfer: the target's pre-vote and vote outrun the resign to a voter, which still grants", () => {
+    // CI109 (repo-host.e2e): four voters, one of them (h5) unable to grant; the resign reached the
+    // target first, its pre-vote reached the third voter before the resign did ("leader-alive"), the
+    // round failed with 2 of 3 and another node won a timeout later. The resign's own message order
+    // over separate connections is not the cluster's to choose: the target says it was handed the term.
+    const c = new Cluster(["a", "b", "c", "e"]);
+    c.run(5000);
+    const [l] = c.leaders();
+    const [target, other, lagging] = ["a", "b", "c", "e"].filter((x) => x !== l);
+    const term = c.nodes.get(l!)!.status(c.now).term;
+    c.cut.add(lagging!);
+    c.apply(l!, c.nodes.get(l!)!.step({ type: "resign", now: c.now, reason: "switchover", transferTo: target }));
+    // Hold the resign to `other` back until the target's rounds went out; deliver the rest.
+    const late = c.queue.filter((m) => m.to === other);
+    c.queue = c.queue.filter((m) => m.to !== other);
+    const toOther: typeof c.queue = [];
+    for (let i = 0; i < 100 && c.queue.length > 0; i++) {
+      const m = c.queue.shift()!;
+      if (c.cut.has(m.to) || c.cut.has(m.from)) continue;
+      if (m.to === other && (m.msg.t === "prevote" || m.msg.t === "vote")) {
+        toOther.push(m);
+        c.apply(other!, c.nodes.get(other!)!.step({ type: "recv", now: c.now, from: m.from, msg: m.msg }));
+        continue;
+      }
+      c.apply(m.to, c.nodes.get(m.to)!.step({ type: "recv", now: c.now, from: m.from, msg: m.msg }));
+    }
+    expect(toOther.map((m) => m.msg.t)).toEqual(["prevote", "vote"]);
+    expect(c.leaders()).toEqual([target!]);
+    expect(c.nodes.get(target!)!.status(c.now).term).toBe(term + 1);
+    c.queue.push(...late); // the resign arrives at last: it changes nothing
+    c.run(300);
+    expect(c.leaders()).toEqual([target!]);
+    expect(c.log.some((x) => / vote-refused: /.test(x))).toBe(false);
+  });
+
+  test("a transfer claim does not override a live leader of a later term, nor an ex-leader's quiet period", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(5000);
+    const [l] = c.leaders();
+    const voter = ["a", "b", "c"].find((x) => x !== l)!;
+    const term = c.nodes.get(l!)!.status(c.now).term;
+    const pos = c.nodes.get(voter)!.status(c.now).position;
+    const cfg = { term: 0, index: 1 };
+    // A claim for an earlier term than the live leader's: refused as leader-alive.
+    const r = c.nodes.get(voter)!.step({ type: "recv", now: c.now, from: "zzzzzzzzzzzzzzzz", msg: { t: "prevote", term: term + 1, cfg, pos, transfer: term - 1 } });
+    expect(r.send[0]?.msg).toMatchObject({ t: "prevote-resp", granted: false, reason: "leader-alive" });
+    // The leader cut off steps down at its lease's end, not fenced: its quiet period stands.
+    c.cut.add(l!);
+    c.run(T.leaseMs + 100);
+    expect(c.leading(l!)).toBe(false);
+    const q = c.nodes.get(l!)!.step({ type: "recv", now: c.now, from: voter, msg: { t: "prevote", term: term + 1, cfg, pos, transfer: term } });
+    expect(q.send[0]?.msg).toMatchObject({ t: "prevote-resp", granted: false, reason: "leader-alive" });
+  });
+
   test("resign with transfer hands leadership to the target quickly", () => {
     const c = new Cluster(["a", "b", "c"]);
     c.run(5000);
