@@ -216,7 +216,7 @@ export class ActionRunner {
       const e = this.h.electionState();
       if (e.leader && e.leader !== target.id && e.term > term) {
         const ms = Math.round(performance.now() - t0);
-        return ok(`leadership handed over, but ${this.h.nameOf(e.leader)} won term ${e.term} instead of ${target.name} (after ${ms} ms)`, 202, { target: this.h.nameOf(e.leader), ms });
+        return ok(`${this.h.nameOf(e.leader)} won term ${e.term}, not ${target.name} (after ${ms} ms)`, 202, { target: target.name, winner: this.h.nameOf(e.leader), ms });
       }
       await this.h.sleep(50);
     }

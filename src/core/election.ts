@@ -408,10 +408,10 @@ export class Election implements Consensus {
    * contact of this term ends here as it would at the resign. An ex-leader's quiet period stands.
    */
   private takeTransfer(from: string, transfer: number | undefined): void {
-    if (transfer === undefined || transfer !== this.term || this.role === "leader" || this.lastLeaderContact === null) return;
+    if (transfer === undefined || transfer !== this.term || this.role === "leader") return;
+    if (this.leader !== null) this.notice("leader-changed", `${from} was handed term ${transfer + 1} by ${this.leader}, which resigned term ${transfer}`);
     this.leader = null;
     this.lastLeaderContact = null;
-    this.notice("leader-changed", `${from} was handed term ${transfer + 1} by the leader of term ${transfer}, which resigned`);
   }
 
   private maybeWinPreVote(now: number): void {

@@ -98,8 +98,8 @@ describe("switchover", () => {
     let slept = 0;
     h.sleep = async () => void slept++;
     const r = await runner(h).run({ kind: "switchover", to: "n2" });
-    expect(r).toMatchObject({ ok: true, status: 202, detail: { target: "n3" } });
-    expect(r.message).toContain("n3 won term 4 instead of n2");
+    expect(r).toMatchObject({ ok: true, status: 202, detail: { target: "n2", winner: "n3" } });
+    expect(r.message).toContain("n3 won term 4, not n2");
     expect(slept).toBe(0);
   });
 

@@ -43,7 +43,8 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
       `${sum((r) => r.votesRefusedPositionUnknown)} votes and pre-votes refused before the voter's first monitoring round; ` +
       `${sum((r) => r.promotions)} promotions, ${sum((r) => r.promotionsAboveReservation)} of them past a timeline number another leader reserved; ` +
       `${sum((r) => r.slowPersists)} persists held their process up to 3 s (${sum((r) => r.slowCandidacies)} candidacies); ` +
-      `standbys that cannot lead: ${sum((r) => r.records)} exclusion records sent, ${sum((r) => r.cappedFeeds)} positions fed capped, ${sum((r) => r.fillNamed)} primary rounds naming one through the fill`,
+      `standbys that cannot lead: ${sum((r) => r.records)} exclusion records sent, ${sum((r) => r.cappedFeeds)} positions fed capped, ${sum((r) => r.fillNamed)} primary rounds naming one through the fill; ` +
+      `${sum((r) => r.transfersToTarget)} of ${sum((r) => r.transfers)} resigns with a target followed by the target's election`,
   );
   expect(minGap).toBeGreaterThanOrEqual(0);
   if (only) return;

@@ -191,6 +191,8 @@ export interface SimResult {
   slowPersists: number; slowCandidacies: number;
   /** Positions a standby that cannot lead fed capped below its own; primary rounds that named one through the fill; records sent. */
   cappedFeeds: number; fillNamed: number; records: number;
+  /** Resigns that named a target, and those after which the target was the next leader elected. */
+  transfers: number; transfersToTarget: number;
 }
 
 export function runSim(p: SimParams): SimResult {
@@ -355,6 +357,10 @@ export function runSim(p: SimParams): SimResult {
           fail(`${n.id} won term ${term} at ${n.data.timeline}/${n.data.lsn} but a write at ${lost.w.pos.timeline}/${lost.w.pos.lsn} (uid ${lost.w.uid}) was acknowledged by ${lost.by} (${lost.how})`);
         }
         leadersChecked++;
+        if (handedTo && term > handedTo.term) {
+          if (n.id === handedTo.to) transfersToTarget++;
+          handedTo = null;
+        }
         electedWith.set(term, { id: n.id, data: n.data, line: n.line });
         const other = leaderOfTerm.get(term);
         if (other && other !== n.id) fail(`two leaders in term ${term}: ${other} and ${n.id}`);
@@ -791,6 +797,10 @@ export function runSim(p: SimParams): SimResult {
         const voters = L.el!.status(localOf(L, t)).membership?.voters ?? [];
         const to = r() < 0.5 ? pick(voters.filter((v) => v !== L.id)) : undefined;
         log(`FAULT resign ${L.id}${to ? ` transfer to ${to}` : ""}`);
+        if (to) {
+          transfers++;
+          handedTo = { to, term: L.el!.status(localOf(L, t)).term };
+        }
         schedule(L, L.el!.step({ type: "resign", now: localOf(L, t), reason: "sim", transferTo: to }));
       }
     } else if (x < 0.84) {
@@ -874,6 +884,8 @@ export function runSim(p: SimParams): SimResult {
   const electedWith = new Map<number, { id: string; data: Position; line: Seg[] }>();
   let acked = 0, leadersChecked = 0;
   let cappedFeeds = 0, fillNamed = 0, records = 0;
+  let transfers = 0, transfersToTarget = 0;
+  let handedTo: { to: string; term: number } | null = null;
   let detaches = 0, detachesFailed = 0, detachesHung = 0, refusedForDetach = 0, refusedPositionUnknown = 0, slowPersists = 0, slowCandidacies = 0;
   const quorumMode = r() < 0.7;
   // how often the leader's data moves on; idle clusters are where only the timers protect the lease
@@ -936,6 +948,6 @@ export function runSim(p: SimParams): SimResult {
     seed: p.seed, leadersElected: leaderOfTerm.size, maxTerm, minGapMs: minGap, settleMs: settledAt - p.faultMs,
     steps, membershipChanges, violationsChecked: checks, ackedWrites: acked, leadersChecked,
     detaches, detachesFailed, detachesHung, votesRefusedForDetach: refusedForDetach, votesRefusedPositionUnknown: refusedPositionUnknown, promotions, promotionsAboveReservation, slowPersists, slowCandidacies,
-    cappedFeeds, fillNamed, records,
+    cappedFeeds, fillNamed, records, transfers, transfersToTarget,
   };
 }

@@ -644,6 +644,32 @@ describe("PostgreSQL controller on real servers", () => {
     }
   }, 40_000);
 
+  test("a primary that ran degraded, demoted and promoted again gets the grace period of a promotion (no leftover degraded flag)", async () => {
+    const db = local(ports.p);
+    const p0 = await up(db);
+    const guards: unknown[] = [];
+    const host = {
+      localDb: () => db, node: primary, log: memoryLogger(), clock: realClock, queryDeadlineMs: 5000, upstream: null,
+      writeConfig: async () => [], reload: async () => undefined, namesMayBeEmpty: () => undefined,
+      cfg: { postgres: { parameters: {} }, failover: { max_lag_bytes: 1048576 } },
+      syncNames: "", syncNamesTaken: true, syncNamesEmptied: 0, // no barrier in this test
+      ctx: {
+        secrets: () => ({ systemId: p0.systemIdentifier }), peerAddresses: () => [], leaderPg: () => null, durabilityMode: () => "quorum",
+        votersCount: () => 3, standbyMembers: () => ["a", "b"], syncSet: () => ({ names: ["a", "b"], wanted: [], pending: [] }), unheardStandbys: () => [], announcedEpoch: () => undefined,
+        guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false, reachableStandbys: () => 1,
+        setGuard: (block: boolean, floor: unknown) => guards.push({ block, floor }),
+      },
+    } as unknown as PgHost;
+    const upkeep = new Maintenance(host, { maintain: async () => undefined } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined } as unknown as PrimaryStarter);
+    upkeep.rolesEnsured(p0.systemIdentifier);
+    upkeep.markDegraded(); // it ran degraded as a primary (a voter change, or too few standbys)
+    await upkeep.maintain(false, { up: false, ms: 0, error: "stopped to follow the new primary" }); // a standby since
+    upkeep.startGrace(); // promoted again: its standbys are (re)connecting
+    await upkeep.maintain(true, p0); // nobody streams yet
+    expect(upkeep.guarantee).toContain("waiting for 1 synchronous standby");
+    expect(guards).toEqual([]); // before: no grace, a block at once and then writes without a standby
+  });
+
   test("the exclusion is confirmed for one generation of the names: A -> B -> A between two checks, a reload, a promotion or start: no old record", async () => {
     const names = syncStandbyNames(1, ["a", "b"].map(slotFor));
     await writeManagedConfig(managed(primary, ports.p, [], { conf: { ...managed(primary, ports.p, []).conf, synchronousStandbyNames: names } }));

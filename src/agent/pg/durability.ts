@@ -119,6 +119,10 @@ export class Maintenance {
     }
     this.exclusion.reset();
     this.primarySince = null;
+    // Degraded was this node's state as a primary: promoted again, it starts as a promotion does
+    // (the grace period while its standbys connect), not as the primary that ran without them.
+    this.degraded = false;
+    this.shortSince = null;
     // The names it would be promoted with, in its files already (PgHost.writeConfig): a standby
     // ignores them, and a promotion finds them in force (primary.ts).
     this.h.syncNames = this.initialSyncNames();
