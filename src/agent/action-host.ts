@@ -66,7 +66,7 @@ export class AgentActionHost implements ActionHost {
   nameOf(id: string): string { return F.nameOf(this.d.facts(), id); }
   isConnected(id: string): boolean { return this.d.mesh.connected().includes(id); }
   record(e: Omit<HistoryEntry, "id" | "at">): void { this.d.record(e); }
-  resign(reason: string, transferTo?: string): void { void this.d.consensus.resign(reason, transferTo); }
+  resign(reason: string, transferTo?: string): Promise<void> { return this.d.consensus.resign(reason, transferTo); }
   wallNow(): number { return Date.now(); }
   sleep(ms: number): Promise<void> { return Bun.sleep(ms); }
 

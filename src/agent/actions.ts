@@ -30,7 +30,8 @@ export interface ActionHost {
   isConnected(id: string): boolean;
   sendCampaign(to: string, reason: string, force?: boolean): boolean;
   campaignNow(force?: boolean): void;
-  resign(reason: string, transferTo?: string): void;
+  /** Resolves once the resignation's messages left (after the fence). */
+  resign(reason: string, transferTo?: string): Promise<void>;
   record(e: Omit<HistoryEntry, "id" | "at">): void;
   /** PostgreSQL loop controls (null on a witness). */
   pg: null | {
@@ -198,7 +199,7 @@ export class ActionRunner {
       if (!ready) this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s: handing over anyway`);
       if (!floored) this.log.warn("the final position did not reach a majority within 3 s: handing over anyway");
       term = this.h.electionState().term;
-      this.h.resign(`switchover to ${target.name}`, target.id);
+      void this.h.resign(`switchover to ${target.name}`, target.id);
     } catch (e) {
       return no(500, `switchover aborted before the handover: ${(e as Error).message}`);
     } finally {
@@ -227,6 +228,7 @@ export class ActionRunner {
     const e = this.h.electionState();
     const target = this.h.candidates().find((c) => c.id === to || c.name === to);
     if (!target || target.witness) return no(404, `no database member named ${to}`);
+    if (target.nofailover) return no(412, `${target.name} cannot be promoted (tagged nofailover or priority 0)`);
     if (e.leader) {
       const lr = e.leader === this.h.nodeId ? this.h.myReport() : this.h.reportOf(e.leader);
       if (lr?.up && lr.inRecovery === false) {
@@ -243,7 +245,9 @@ export class ActionRunner {
       // A leader without a primary (e.g. paused after the old primary died): it hands leadership to
       // the chosen node; voters would refuse a campaign while it heartbeats.
       if (e.leader !== this.h.nodeId) return this.h.forwardToLeader({ kind: "failover", to: target.id, force, acceptDataLoss }, 60_000);
-      this.h.resign(`manual failover to ${target.name}`, target.id);
+      // Awaited: the campaign request below goes on the same connection and must follow the resign,
+      // or the target stands before it was handed the term and its rounds claim no transfer.
+      await this.h.resign(`manual failover to ${target.name}`, target.id);
     }
     // --accept-data-loss lets voters ignore the durability guard (no node is known to hold every
     // acknowledged write); they still refuse a candidate behind their own data.

@@ -48,6 +48,7 @@ export interface PeerFacts {
 }
 
 export interface FactsSnapshot {
+  /** nofailover: this node can never be promoted (tagged nofailover, or priority 0). */
   self: { id: string; name: string; role: "database" | "witness"; nofailover: boolean; report: PgReport | null };
   now: number;
   /** When this agent started (monotonic ms): a member never heard from is down since then. */
@@ -186,12 +187,17 @@ export function knownIds(s: FactsSnapshot): string[] {
   return [...new Set([s.self.id, ...s.voters, ...s.peers.map((p) => p.id)])];
 }
 
+/** A peer that said it can never be promoted (nofailover, or priority 0: `promotable` false); unknown: false. */
+function cannotLead(r: PeerReport | undefined): boolean {
+  return !!r && (r.nofailover || r.promotable === false);
+}
+
 /** Switchover / failover candidates as the pure checks in core/switchover.ts take them (reports of connected members only). */
 export function candidates(s: FactsSnapshot): Candidate[] {
   const voters = new Set(s.voters);
   return knownIds(s).map((id) => ({
     id, name: nameOf(s, id), voter: voters.has(id), witness: roleOf(s, id) === "witness",
-    nofailover: id === s.self.id ? s.self.nofailover : (s.reports.get(id)?.nofailover ?? false),
+    nofailover: id === s.self.id ? s.self.nofailover : cannotLead(s.reports.get(id)),
     // A member whose agent is not connected cannot take part in a handover: its last report (fresh
     // for a few rounds) would otherwise still show it streaming, or lagging, as it was.
     report: reachable(s, id) ? freshReport(s, id) : null,

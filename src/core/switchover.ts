@@ -7,6 +7,7 @@ export interface Candidate {
   name: string;
   voter: boolean;
   witness: boolean;
+  /** Never promoted: tagged nofailover or priority 0 (its election never stands, even when handed the term). */
   nofailover: boolean;
   report: PgReport | null;
 }
@@ -56,9 +57,10 @@ export function checkSwitchover(opts: {
     if (!t) return { ok: false, reason: `no database member named ${opts.to}` };
     if (!t.voter) return { ok: false, reason: `${t.name} is not a voter yet` };
     if (!t.report || !t.report.up) return { ok: false, reason: `${t.name} is not reachable or its PostgreSQL is down` };
+    // Not even forced: it would never stand, and another node would win a timeout later.
+    if (t.nofailover) return { ok: false, reason: `${t.name} cannot be promoted (tagged nofailover or priority 0)` };
     if (opts.force) return { ok: true, target: t };
     if (!t.report.streaming) return { ok: false, reason: `${t.name} is not streaming from the primary` };
-    if (t.nofailover) return { ok: false, reason: `${t.name} is tagged nofailover` };
     const lag = lagOf(t);
     if (lag > opts.maxLagBytes) return { ok: false, reason: `${t.name} lags ${lag} bytes behind the primary (limit ${opts.maxLagBytes}; --force to override)` };
     const m = missing(t);

@@ -40,20 +40,32 @@ class FakeHost implements ActionHost {
   candidates(): Candidate[] {
     return [
       { id: "L", name: "n1", voter: true, witness: false, nofailover: false, report: this.myReport() },
-      { id: "S", name: "n2", voter: true, witness: false, nofailover: false, report: this.reportOf("S") },
+      { id: "S", name: "n2", voter: true, witness: false, nofailover: this.sNeverPromoted, report: this.reportOf("S") },
     ];
   }
-  myReport() { return report({ inRecovery: this.promoted, position: { timeline: 1, lsn: "0/3000000" } }); }
+  /** This leader's own PostgreSQL is down (a manual failover's case). */
+  primaryDown = false;
+  /** n2 is tagged nofailover or has priority 0. */
+  sNeverPromoted = false;
+  /** What the host was asked to do, in order (a resign's messages leave a moment after it is asked). */
+  events: string[] = [];
+  myReport() { return report({ up: !this.primaryDown, inRecovery: this.promoted, position: { timeline: 1, lsn: "0/3000000" } }); }
   reportOf(id: string) { return id === "S" ? report({ inRecovery: !this.promoted }) : this.myReport(); }
   nameOf(id: string) { return id === "S" ? "n2" : id === "X" ? "n3" : "n1"; }
   async forwardToLeader() { return { status: 500, ok: false, message: "not used" }; }
   async handover() { return true; }
   async publishFloor() { return true; }
   isConnected(id: string) { return this.connected.has(id); }
-  sendCampaign() { return true; }
+  sendCampaign(to: string) {
+    this.events.push(`campaign to ${to}`);
+    return true;
+  }
   campaignNow() {}
-  resign(reason: string) {
+  async resign(reason: string) {
     this.resigned.push(reason);
+    this.events.push("resign asked");
+    await Promise.resolve(); // the fence, then the messages leave
+    this.events.push("resign sent");
     this.term++;
     this.leaderId = this.winner;
     this.promoted = this.winner === "S"; // the target promotes once it leads
@@ -100,7 +112,27 @@ describe("switchover", () => {
     const r = await runner(h).run({ kind: "switchover", to: "n2" });
     expect(r).toMatchObject({ ok: true, status: 202, detail: { target: "n2", winner: "n3" } });
     expect(r.message).toContain("n3 won term 4, not n2");
-    expect(slept).toBe(0);
+    expect(slept).toBeLessThanOrEqual(2); // the resign takes effect a moment after it is asked; before, 30 s of polls
+  });
+
+  test("manual failover from a leader without a primary: the campaign request follows the resign's messages, never overtakes them", async () => {
+    // Found by review: the request went first on the same connection; the target stood before it was
+    // handed the term, ignored the resign, and its rounds claimed no transfer (refused as leader-alive).
+    const h = new FakeHost();
+    h.primaryDown = true;
+    const r = await runner(h).run({ kind: "failover", to: "n2" });
+    expect(r).toMatchObject({ ok: true });
+    expect(h.events).toEqual(["resign asked", "resign sent", "campaign to S"]);
+  });
+
+  test("a target that is never promoted (nofailover, priority 0) is refused at once, forced or not: it would never stand", async () => {
+    const h = new FakeHost();
+    h.sNeverPromoted = true;
+    for (const req of [{ kind: "switchover" as const, to: "n2", force: true }, { kind: "failover" as const, to: "n2", force: true }]) {
+      expect(await runner(h).run(req)).toMatchObject({ ok: false, status: 412, message: expect.stringContaining("cannot be promoted") });
+    }
+    expect(h.events).toEqual([]);
+    expect(h.stops).toBe(0);
   });
 
   test("a named target without a copy of every permanent slot is refused; a stopping leader's handover takes it", async () => {

@@ -118,6 +118,12 @@ describe("cluster facts", () => {
     expect(c.map((x) => [x.name, x.voter, x.witness, x.nofailover, x.report !== null])).toEqual([
       ["n1", true, false, false, true], ["n2", true, false, false, true], ["n3", true, false, true, false], ["n4", false, false, false, false], ["wit", false, true, false, false],
     ]);
+    // Priority 0 is announced as promotable: false (no tag): such a node is never a target either.
+    // Found by review: a leader resigning to it waited a whole election timeout for a random winner.
+    const zero = snap({ reports: new Map([["b", { report: rep(), role: "database", at: 99_000, nofailover: false, promotable: false }]]) });
+    expect(F.candidates(zero).find((x) => x.id === "b")?.nofailover).toBe(true);
+    const older = snap({ reports: new Map([["b", { report: rep(), role: "database", at: 99_000, nofailover: false }]]) });
+    expect(F.candidates(older).find((x) => x.id === "b")?.nofailover).toBe(false); // an older peer without the field
   });
   test("the leader's primary is back: only an edge from a report of its server down to one of it writable", () => {
     const down = rep({ up: false, running: false, inRecovery: null });

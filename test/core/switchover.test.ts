@@ -15,12 +15,13 @@ test("picks the least lagging streaming standby", () => {
   expect(v.ok && v.target.name).toBe("a");
 });
 
-test("refuses a lagging, absent, not-streaming or nofailover target, unless forced", () => {
+test("refuses a lagging, absent, not-streaming or nofailover target, unless forced; one that can never be promoted even forced", () => {
   expect(checkSwitchover({ ...base, to: "b", candidates: [c("b", { replayLsn: "0/1000000" })] })).toMatchObject({ ok: false, reason: expect.stringContaining("lags") });
   expect(checkSwitchover({ ...base, to: "x", candidates: [c("b")] })).toMatchObject({ ok: false, reason: expect.stringContaining("no database member") });
   expect(checkSwitchover({ ...base, to: "b", candidates: [c("b", { streaming: false })] })).toMatchObject({ ok: false });
   expect(checkSwitchover({ ...base, to: "b", candidates: [c("b", {}, { nofailover: true })] })).toMatchObject({ ok: false });
   expect(checkSwitchover({ ...base, to: "b", force: true, candidates: [c("b", { replayLsn: "0/1000000" })] }).ok).toBe(true);
+  expect(checkSwitchover({ ...base, to: "b", force: true, candidates: [c("b", {}, { nofailover: true })] })).toMatchObject({ ok: false, reason: expect.stringContaining("cannot be promoted") });
 });
 
 test("refuses while paused or without a running primary", () => {

@@ -644,7 +644,7 @@ describe("PostgreSQL controller on real servers", () => {
     }
   }, 40_000);
 
-  test("a primary that ran degraded, demoted and promoted again gets the grace period of a promotion (no leftover degraded flag)", async () => {
+  test("a primary that ran degraded, promoted again (fenced and rewound meanwhile) gets the grace period of a promotion (no leftover degraded flag)", async () => {
     const db = local(ports.p);
     const p0 = await up(db);
     const guards: unknown[] = [];
@@ -663,8 +663,8 @@ describe("PostgreSQL controller on real servers", () => {
     const upkeep = new Maintenance(host, { maintain: async () => undefined } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined } as unknown as PrimaryStarter);
     upkeep.rolesEnsured(p0.systemIdentifier);
     upkeep.markDegraded(); // it ran degraded as a primary (a voter change, or too few standbys)
-    await upkeep.maintain(false, { up: false, ms: 0, error: "stopped to follow the new primary" }); // a standby since
-    upkeep.startGrace(); // promoted again: its standbys are (re)connecting
+    // Fenced, rewound and elected again before any round as a standby: promoted (primary.ts prepareToPromote).
+    upkeep.promoting();
     await upkeep.maintain(true, p0); // nobody streams yet
     expect(upkeep.guarantee).toContain("waiting for 1 synchronous standby");
     expect(guards).toEqual([]); // before: no grace, a block at once and then writes without a standby

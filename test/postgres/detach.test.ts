@@ -129,7 +129,7 @@ describe("detach before a vote, on real PostgreSQL, before the agent's first mon
     // The round counts a failed promotion as a primary the fence must stop unless it failed as
     // NotPromoted (core/ha.ts failureMayLeavePrimary): the resign after the attempts stopped a healthy standby.
     const starter = new PrimaryStarter(host);
-    starter.sync = { initialSyncNames: () => "", startGrace: () => {} } as unknown as SyncPlanner;
+    starter.sync = { initialSyncNames: () => "", startGrace: () => {}, promoting: () => {} } as unknown as SyncPlanner;
     host.fencer = { asPrimary: <T>(_what: string, fn: () => Promise<T>) => fn() } as unknown as Fencer;
     const e = await starter.promote().then(() => null, (x: Error) => x);
     expect(e).toBeInstanceOf(NotPromoted);

@@ -69,6 +69,19 @@ export class Maintenance {
     this.degraded = true;
   }
 
+  /**
+   * A promotion: a new run as primary. What an earlier run of this node as primary left (it ran
+   * degraded, the fill waited for an echo, the hearing window of its first round) does not carry
+   * over: a node fenced and rewound, or a stopped former primary started to be promoted, may never
+   * run a round as a standby in between.
+   */
+  promoting(): void {
+    this.degraded = false;
+    this.primarySince = null;
+    this.pendingSince = null;
+    this.startGrace();
+  }
+
   /** Right after a promotion or a restart: its standbys are (re)connecting; writes wait for them a while. */
   startGrace(): void {
     this.graceUntil = this.h.clock.now() + DEGRADE_AFTER_MS + 2000;
@@ -119,10 +132,6 @@ export class Maintenance {
     }
     this.exclusion.reset();
     this.primarySince = null;
-    // Degraded was this node's state as a primary: promoted again, it starts as a promotion does
-    // (the grace period while its standbys connect), not as the primary that ran without them.
-    this.degraded = false;
-    this.shortSince = null;
     // The names it would be promoted with, in its files already (PgHost.writeConfig): a standby
     // ignores them, and a promotion finds them in force (primary.ts).
     this.h.syncNames = this.initialSyncNames();

@@ -17,6 +17,8 @@ const RESTART_BUDGET_S = 10;
 export interface SyncPlanner {
   initialSyncNames(): string;
   startGrace(): void;
+  /** A promotion: startGrace, and nothing an earlier run as primary left carries over. */
+  promoting(): void;
   rolesEnsured(systemId: string): void;
 }
 
@@ -125,7 +127,7 @@ export class PrimaryStarter {
     const h = this.h;
     h.syncNames = this.sync.initialSyncNames();
     h.namesMayHaveChanged(); // a promotion: nothing confirmed before it counts
-    this.sync.startGrace();
+    this.sync.promoting();
     // In force before the promotion: from its first commit the new primary acknowledges nothing
     // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
     const t0 = h.clock.now();
