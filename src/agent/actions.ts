@@ -125,6 +125,7 @@ export class ActionRunner {
     if (to) {
       const t = this.h.candidates().find((c) => !c.witness && (c.id === to || c.name === to));
       if (!t) return no(404, `no database member named ${to}`);
+      if (t.nofailover) return no(412, `${t.name} cannot be promoted (tagged nofailover or priority 0)`);
       target = t.id;
     }
     const s: ScheduledSwitchover = { at: new Date(when).toISOString(), to: target, requestedAt: new Date(this.h.wallNow()).toISOString(), force };

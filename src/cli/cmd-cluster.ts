@@ -86,7 +86,7 @@ export function renderTable(v: ClusterView, source: string): string {
 function noteOf(m: ClusterView["members"][number]): string {
   if (m.error) return `error: ${m.error}`;
   const copies = m.missingSlotCopies?.length ? `no copy of slot(s) ${m.missingSlotCopies.join(", ")}` : "";
-  return [m.pendingRestart?.length ? "RESTART PENDING" : "", copies, m.note].filter(Boolean).join("; ");
+  return [m.pendingRestart?.length ? "RESTART PENDING" : "", copies, m.promotable === false ? "never promoted" : "", m.note].filter(Boolean).join("; ");
 }
 
 function bytes(n: number): string {

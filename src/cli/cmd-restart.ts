@@ -19,7 +19,7 @@ async function leaderView(base: string): Promise<ClusterView> {
 export function restartMember(m: MemberRow): RestartMember {
   const role = m.role === "witness" ? "other" : m.role === "primary" ? "primary" : "standby";
   const healthy = role === "primary" ? m.state === "running" : role === "standby" ? m.state === "streaming" : true;
-  return { name: m.name, role, healthy, state: `${m.role}, ${m.state}`, pending: m.pendingRestart ?? [], ordered: m.ordered ?? [], missingSlotCopies: m.missingSlotCopies ?? [] };
+  return { name: m.name, role, healthy, state: `${m.role}, ${m.state}`, pending: m.pendingRestart ?? [], ordered: m.ordered ?? [], missingSlotCopies: m.missingSlotCopies ?? [], promotable: m.promotable !== false };
 }
 
 export const reloadCommand = (ctx: CliContext) =>

@@ -192,12 +192,17 @@ function cannotLead(r: PeerReport | undefined): boolean {
   return !!r && (r.nofailover || r.promotable === false);
 }
 
+/** Whether `id` can never be promoted: this node's tag or priority, a peer's own announcement. */
+export function neverPromoted(s: FactsSnapshot, id: string): boolean {
+  return id === s.self.id ? s.self.nofailover : cannotLead(s.reports.get(id));
+}
+
 /** Switchover / failover candidates as the pure checks in core/switchover.ts take them (reports of connected members only). */
 export function candidates(s: FactsSnapshot): Candidate[] {
   const voters = new Set(s.voters);
   return knownIds(s).map((id) => ({
     id, name: nameOf(s, id), voter: voters.has(id), witness: roleOf(s, id) === "witness",
-    nofailover: id === s.self.id ? s.self.nofailover : cannotLead(s.reports.get(id)),
+    nofailover: neverPromoted(s, id),
     // A member whose agent is not connected cannot take part in a handover: its last report (fresh
     // for a few rounds) would otherwise still show it streaming, or lagging, as it was.
     report: reachable(s, id) ? freshReport(s, id) : null,

@@ -17,6 +17,8 @@ export interface MemberInput {
   /** Its report is fresh (received within a few monitoring rounds) and it is connected. */
   reachable: boolean;
   report: PgReport | null;
+  /** A database member that can never be promoted (nofailover or priority 0). */
+  neverPromoted?: boolean;
 }
 
 /** stuck, disk-full, cannot-write: the server runs but cannot do its work (the member's health says why). */
@@ -50,6 +52,8 @@ export const MemberRowSchema = z.object({
   ordered: z.array(OrderedValueSchema).max(8).optional(),
   /** A standby: the primary's permanent slots it holds no copy of yet (a switchover to it is refused: core/switchover.ts); absent when none. */
   missingSlotCopies: z.array(z.string().max(63)).max(64).optional(),
+  /** false: a database member that is never promoted (tagged nofailover or priority 0): no switchover target; absent: it may be. */
+  promotable: z.literal(false).optional(),
 });
 export type MemberRow = z.infer<typeof MemberRowSchema>;
 
@@ -140,6 +144,7 @@ export function composeView(opts: ViewInput): ClusterView {
       ...(r?.pendingRestart?.length ? { pendingRestart: r.pendingRestart } : {}),
       ...(r?.ordered?.length ? { ordered: r.ordered } : {}),
       ...(missing.length ? { missingSlotCopies: missing } : {}),
+      ...(m.neverPromoted && m.role === "database" ? { promotable: false as const } : {}),
     };
   });
   const leaderRow = opts.members.find((m) => m.id === opts.leader);

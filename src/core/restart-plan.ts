@@ -35,6 +35,8 @@ export interface RestartMember {
   ordered: readonly OrderedValue[];
   /** A standby: the primary's permanent slots it holds no copy of yet (a switchover to it is refused). */
   missingSlotCopies?: readonly string[];
+  /** false: never promoted (nofailover or priority 0): never the switchover's target. */
+  promotable?: boolean;
 }
 
 export interface RestartInput {
@@ -141,13 +143,13 @@ export function planRestart(x: RestartInput): RestartStep {
         !below(primary.ordered, (n) => valueOf(t, n, running), next) &&
         standbys.every((u) => u === t || !below(u.ordered, (n) => valueOf(t, n, running), running));
       const missing = (t: RestartMember) => t.missingSlotCopies?.length ?? 0;
-      const to = standbys.filter(fits).sort((a, b) => missing(a) - missing(b) || Number(x.done.includes(b.name)) - Number(x.done.includes(a.name)) || a.name.localeCompare(b.name))[0];
+      const to = standbys.filter((t) => t.promotable !== false && fits(t)).sort((a, b) => missing(a) - missing(b) || Number(x.done.includes(b.name)) - Number(x.done.includes(a.name)) || a.name.localeCompare(b.name))[0];
       // Rule: the switchover's target holds a copy of every permanent slot (core/switchover.ts refuses it otherwise): wait for one.
       if (to && missing(to)) return { kind: "wait", reason: `no standby holds a copy of every permanent slot yet (${to.name} lacks ${to.missingSlotCopies!.join(", ")}): waiting before the switchover` };
       if (to) return { kind: "switchover", from: primary.name, to: to.name, why: "the primary last, by switchover: it comes back as a standby with its new settings" };
       if (standbys.length > 0 && !inPlaceWhy) {
         const low = below(primary.ordered, (n) => valueOf(standbys[0]!, n, running), next);
-        const what = low ? `${low.name} falls to ${low.value} on ${primary.name}: PostgreSQL needs the primary to run the lower value before any standby does, and a switchover would leave the standbys' ${low.floor} in force` : "no standby can take over with these settings";
+        const what = low ? `${low.name} falls to ${low.value} on ${primary.name}: PostgreSQL needs the primary to run the lower value before any standby does, and a switchover would leave the standbys' ${low.floor} in force` : standbys.every((t) => t.promotable === false) ? "no standby can be promoted (nofailover or priority 0)" : "no standby can take over with these settings";
         return { kind: "restart", node: primary.name, primary: true, why: `${what}: restarting the primary in place` };
       }
     }

@@ -128,11 +128,13 @@ describe("switchover", () => {
   test("a target that is never promoted (nofailover, priority 0) is refused at once, forced or not: it would never stand", async () => {
     const h = new FakeHost();
     h.sNeverPromoted = true;
-    for (const req of [{ kind: "switchover" as const, to: "n2", force: true }, { kind: "failover" as const, to: "n2", force: true }]) {
+    const later = new Date(h.wall + 3_600_000).toISOString();
+    for (const req of [{ kind: "switchover" as const, to: "n2", force: true }, { kind: "failover" as const, to: "n2", force: true }, { kind: "switchover" as const, to: "n2", at: later }]) {
       expect(await runner(h).run(req)).toMatchObject({ ok: false, status: 412, message: expect.stringContaining("cannot be promoted") });
     }
     expect(h.events).toEqual([]);
     expect(h.stops).toBe(0);
+    expect(h.sched).toBeNull();
   });
 
   test("a named target without a copy of every permanent slot is refused; a stopping leader's handover takes it", async () => {

@@ -72,4 +72,18 @@ describe("member state", () => {
     expect(renderTable(v, "leader")).not.toMatch(/n3 .*no copy/);
     expect(restartMember(v.members[1]!).missingSlotCopies).toEqual(["cdc"]);
   });
+
+  test("a database member that is never promoted says so (promotable: false): cluster ls, and pgherd restart's plan", () => {
+    const members = [
+      { ...base.members[0]!, report: pg({}) },
+      { ...base.members[0]!, id: "b", name: "n2", neverPromoted: true, report: pg({ inRecovery: true, streaming: true }) },
+      { ...base.members[0]!, id: "w", name: "wit", role: "witness" as const, neverPromoted: true, report: null },
+    ];
+    const v = composeView({ ...base, members });
+    expect(v.members.map((m) => m.promotable)).toEqual([undefined, false, undefined]);
+    expect(ClusterViewSchema.parse(v)).toEqual(v);
+    expect(renderTable(v, "leader")).toMatch(/n2 .*never promoted/);
+    expect(restartMember(v.members[1]!).promotable).toBe(false);
+    expect(restartMember(v.members[0]!).promotable).toBe(true);
+  });
 });

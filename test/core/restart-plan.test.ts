@@ -66,6 +66,13 @@ describe("rules", () => {
     expect(planRestart(input({ members: lacks(["s2"], ["cdc"]), done: ["s2", "s3"] }))).toMatchObject({ kind: "switchover", from: "p1", to: "s3" });
     expect(planRestart(input({ members: lacks(["s2", "s3"], ["cdc"]), done: ["s2", "s3"] }))).toMatchObject({ kind: "wait", reason: expect.stringContaining("s2 lacks cdc") });
   });
+  test("the switchover's target is never a standby that cannot be promoted (nofailover or priority 0); with none, in place", () => {
+    // Found by review: the plan picked s2 by name, the switchover refused it, and the restart stopped.
+    const ms = restarted(restarted(cluster(100, 200), "s2"), "s3");
+    const never = (names: string[]) => ms.map((m) => (names.includes(m.name) ? { ...m, promotable: false } : m));
+    expect(planRestart(input({ members: never(["s2"]), done: ["s2", "s3"] }))).toMatchObject({ kind: "switchover", from: "p1", to: "s3" });
+    expect(planRestart(input({ members: never(["s2", "s3"]), done: ["s2", "s3"] }))).toMatchObject({ kind: "restart", node: "p1", primary: true, why: expect.stringContaining("no standby can be promoted") });
+  });
   test("--in-place restarts the primary where it is", () => {
     const ms = restarted(restarted(cluster(100, 200), "s2"), "s3");
     expect(planRestart(input({ members: ms, done: ["s2", "s3"], inPlace: true }))).toMatchObject({ kind: "restart", node: "p1", primary: true });
