@@ -67,9 +67,15 @@ test(`election core holds its invariants over ${seeds.length} seeded fault sched
   expect(sum((r) => r.fillNamed)).toBeGreaterThan(0);
 }, 600_000);
 
-/** The first violation runSim reports with `mutation` over seeds 1..`upTo` (those whose schedule `only` takes), as its first line; null if none. */
-function firstViolation(mutation: NonNullable<SimParams["mutation"]>, upTo = 2000, only: (p: SimParams) => boolean = () => true): string | null {
-  for (let seed = 1; seed <= upTo; seed++) {
+/**
+ * The first violation runSim reports with `mutation` over seeds `from`..`upTo` (those whose schedule
+ * `only` takes), as its first line; null if none. `from` > 1 only for the rarely caught ones: the
+ * first seed measured with the model as it is (docs/design.md, "Mutation checks"), so that the suite
+ * does not replay the hundreds of seeds below it on every run; a changed model that no longer
+ * catches it there scans on to `upTo`.
+ */
+function firstViolation(mutation: NonNullable<SimParams["mutation"]>, upTo = 2000, only: (p: SimParams) => boolean = () => true, from = 1): string | null {
+  for (let seed = from; seed <= upTo; seed++) {
     const p = paramsFor(seed);
     if (!only(p)) continue;
     try {
@@ -96,7 +102,7 @@ test("mutation check: a vote sent before replication stopped loses acknowledged 
 
 test("mutation check: a new agent voting with ZERO before its first monitoring round loses acknowledged writes within 4,000 seeds", () => {
   // About 1 schedule in 2,000 reaches it: a voter restarted, asked for its vote before its first round, by a candidate behind an acknowledged write.
-  const caught = firstViolation("zero-position-at-boot", 4000);
+  const caught = firstViolation("zero-position-at-boot", 4000, undefined, 792);
   expect(caught).toMatch(/acknowledged/);
   console.log(`mutation zero-position-at-boot caught: ${caught}`);
 }, 600_000);
@@ -108,7 +114,7 @@ test("mutation check: a standby that cannot lead voting without defending its wr
 }, 600_000);
 
 test("mutation check: a primary counted degraded running with \"\" before its block is stored loses acknowledged writes within 2,000 seeds", () => {
-  const caught = firstViolation("async-before-block-stored");
+  const caught = firstViolation("async-before-block-stored", 2000, undefined, 467);
   expect(caught).toMatch(/acknowledged/);
   console.log(`mutation async-before-block-stored caught: ${caught}`);
 }, 600_000);
