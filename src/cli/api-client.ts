@@ -61,6 +61,12 @@ export interface ActionReply {
   detail?: unknown;
 }
 
+/** The node that won instead of a switchover's target (the agent's 202 answer), else null. */
+export function winnerOf(r: ActionReply): string | null {
+  const w = (r.detail as { winner?: unknown } | undefined)?.winner;
+  return typeof w === "string" ? w : null;
+}
+
 /** POST/PATCH/DELETE an action; returns the agent's answer whatever its status (the caller picks the exit code). */
 export async function sendAction(base: string, method: "POST" | "PATCH" | "DELETE", path: string, body: unknown, token: string, timeoutMs = 90_000): Promise<ActionReply> {
   let res: Response;

@@ -1,7 +1,7 @@
 // Operator actions through the local agent's API: switchover, failover, rejoin, pause, resume.
 // Exit codes: 0 done, 1 refused or failed (the agent's reason is printed), 2 usage.
 import { defineCommand } from "citty";
-import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, type ActionReply } from "./api-client.ts";
+import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, winnerOf, type ActionReply } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 import { type NodePg, rejoinLines, rejoinPoll, rejoinSeq } from "./_rejoin-wait.ts";
 
@@ -10,7 +10,8 @@ type NodeStatus = { postgres: NodePg | null };
 function finish(ctx: CliContext, r: ActionReply, json: boolean | undefined): void {
   if (json) ctx.out(`${JSON.stringify(r, null, 2)}\n`);
   else ctx.out(`${r.message}\n`);
-  if (!r.ok) throw new CliExit(EXIT_FAILURE, "");
+  // A switchover whose target did not win (another node leads now) is not what was asked for.
+  if (!r.ok || winnerOf(r) !== null) throw new CliExit(EXIT_FAILURE, "");
 }
 
 const common = { ...apiArgs, ...tokenArg, json: { type: "boolean", description: "Print the agent's JSON answer" } } as const;

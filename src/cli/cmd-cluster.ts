@@ -82,7 +82,7 @@ export function renderTable(v: ClusterView, source: string): string {
   return [title, ...(paused ? [paused] : []), ...(sched ? [sched] : []), ...(dur ? [dur] : []), ...(why ? [why] : []), line(head), ...rows.map(line), ...long, ...restart].join("\n") + "\n";
 }
 
-/** A member's NOTE cell: its error, else a pending restart and missing slot copies first, then its note. */
+/** A member's NOTE cell: its error, else a pending restart, missing slot copies and "never promoted" first, then its note. */
 function noteOf(m: ClusterView["members"][number]): string {
   if (m.error) return `error: ${m.error}`;
   const copies = m.missingSlotCopies?.length ? `no copy of slot(s) ${m.missingSlotCopies.join(", ")}` : "";

@@ -5,7 +5,7 @@
 import { defineCommand } from "citty";
 import type { ClusterView, MemberRow } from "../core/cluster-view.ts";
 import { chooseTargets, planRestart, syncNeeded, type RestartMember, type RestartStep } from "../core/restart-plan.ts";
-import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg } from "./api-client.ts";
+import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, winnerOf } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 
 const common = { ...apiArgs, ...tokenArg } as const;
@@ -107,7 +107,7 @@ export const restartCommand = (ctx: CliContext) =>
           if (!r.ok) throw new CliExit(EXIT_FAILURE, "");
           done.push(step.from);
           await backAsStandby(base, step.from, waitMs);
-          ctx.out(`${stamp()} ${step.from} streams from ${step.to} with its new settings\n`);
+          ctx.out(`${stamp()} ${step.from} streams from ${winnerOf(r) ?? step.to} with its new settings\n`);
         }
       }
     },

@@ -53,7 +53,7 @@ export const MemberRowSchema = z.object({
   /** A standby: the primary's permanent slots it holds no copy of yet (a switchover to it is refused: core/switchover.ts); absent when none. */
   missingSlotCopies: z.array(z.string().max(63)).max(64).optional(),
   /** false: a database member that is never promoted (tagged nofailover or priority 0): no switchover target; absent: it may be. */
-  promotable: z.literal(false).optional(),
+  promotable: z.boolean().optional(),
 });
 export type MemberRow = z.infer<typeof MemberRowSchema>;
 

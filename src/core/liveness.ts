@@ -232,7 +232,7 @@ export function bytes(n: number): string {
 }
 
 /**
- * The standby a leader that gives up its primary hands over to: a voter, not tagged nofailover,
+ * The standby a leader that gives up its primary hands over to: a voter that can be promoted (not nofailover, priority above 0),
  * connected, streaming, with the highest position (the one most likely to hold every acknowledged
  * write; the voters still refuse it if it is behind them, and the election then picks another).
  */

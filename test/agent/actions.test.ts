@@ -132,6 +132,8 @@ describe("switchover", () => {
     for (const req of [{ kind: "switchover" as const, to: "n2", force: true }, { kind: "failover" as const, to: "n2", force: true }, { kind: "switchover" as const, to: "n2", at: later }]) {
       expect(await runner(h).run(req)).toMatchObject({ ok: false, status: 412, message: expect.stringContaining("cannot be promoted") });
     }
+    h.primaryDown = true; // the leader without a primary: a manual failover would resign and ask n2 to stand
+    expect(await runner(h).run({ kind: "failover", to: "n2", force: true })).toMatchObject({ ok: false, status: 412, message: expect.stringContaining("cannot be promoted") });
     expect(h.events).toEqual([]);
     expect(h.stops).toBe(0);
     expect(h.sched).toBeNull();

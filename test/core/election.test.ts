@@ -336,17 +336,22 @@ describe("election core scenarios", () => {
     const late = c.queue.filter((m) => m.to === other);
     c.queue = c.queue.filter((m) => m.to !== other);
     const toOther: typeof c.queue = [];
+    const answers: ElectionMsg[] = []; // what `other` answered the target
     for (let i = 0; i < 100 && c.queue.length > 0; i++) {
       const m = c.queue.shift()!;
       if (c.cut.has(m.to) || c.cut.has(m.from)) continue;
       if (m.to === other && (m.msg.t === "prevote" || m.msg.t === "vote")) {
         toOther.push(m);
-        c.apply(other!, c.nodes.get(other!)!.step({ type: "recv", now: c.now, from: m.from, msg: m.msg }));
+        const r = c.nodes.get(other!)!.step({ type: "recv", now: c.now, from: m.from, msg: m.msg });
+        answers.push(...r.send.filter((x) => x.to === target).map((x) => x.msg));
+        c.apply(other!, r);
         continue;
       }
       c.apply(m.to, c.nodes.get(m.to)!.step({ type: "recv", now: c.now, from: m.from, msg: m.msg }));
     }
     expect(toOther.map((m) => m.msg.t)).toEqual(["prevote", "vote"]);
+    // Its answers: both granted (before the change, the pre-vote was refused as leader-alive).
+    expect(answers).toEqual([{ t: "prevote-resp", term: term + 1, granted: true }, expect.objectContaining({ t: "vote-resp", granted: true })]);
     expect(c.leaders()).toEqual([target!]);
     expect(c.nodes.get(target!)!.status(c.now).term).toBe(term + 1);
     c.queue.push(...late); // the resign arrives at last: it changes nothing

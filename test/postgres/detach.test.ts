@@ -129,12 +129,14 @@ describe("detach before a vote, on real PostgreSQL, before the agent's first mon
     // The round counts a failed promotion as a primary the fence must stop unless it failed as
     // NotPromoted (core/ha.ts failureMayLeavePrimary): the resign after the attempts stopped a healthy standby.
     const starter = new PrimaryStarter(host);
-    starter.sync = { initialSyncNames: () => "", startGrace: () => {}, promoting: () => {} } as unknown as SyncPlanner;
+    let promoting = 0;
+    starter.sync = { initialSyncNames: () => "", startGrace: () => {}, promoting: () => void promoting++ } as unknown as SyncPlanner;
     host.fencer = { asPrimary: <T>(_what: string, fn: () => Promise<T>) => fn() } as unknown as Fencer;
     const e = await starter.promote().then(() => null, (x: Error) => x);
     expect(e).toBeInstanceOf(NotPromoted);
     expect(e?.message).toContain("was not stored by a majority");
     expect((await up(sdb)).inRecovery).toBe(true);
+    expect(promoting).toBe(1); // a promotion starts a new run as primary (durability.ts promoting) before anything else
   }, 60_000);
 
   test("a server that does not run has nothing to stop: it votes with the end of the WAL its data directory holds, at once", async () => {

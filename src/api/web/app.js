@@ -128,7 +128,7 @@ function renderMembers(members, view) {
   for (const m of members) {
     const tr = el("tr", { class: health(m), "data-node": m.name, "data-role": m.role });
     const name = `${m.name}${m.leader ? " ★" : ""}${m.voter ? "" : " (non-voter)"}`;
-    const cells = [name, m.role, m.state, m.timeline ?? "", m.lsn ?? "", lagText(m), m.host ? `${m.host}:${m.port ?? "?"}` : "", [m.pendingRestart?.length ? `restart pending (${m.pendingRestart.join(", ")})` : "", m.note, m.error].filter(Boolean).join("; ")];
+    const cells = [name, m.role, m.state, m.timeline ?? "", m.lsn ?? "", lagText(m), m.host ? `${m.host}:${m.port ?? "?"}` : "", [m.pendingRestart?.length ? `restart pending (${m.pendingRestart.join(", ")})` : "", m.promotable === false ? "never promoted" : "", m.note, m.error].filter(Boolean).join("; ")];
     cells.forEach((c, i) => tr.append(el("td", i === 7 ? { class: "note" } : {}, String(c))));
     body.append(tr);
   }
@@ -151,7 +151,8 @@ function renderTimeline(history) {
 function renderActions(members, view, node) {
   const sel = $("switchover-to");
   const keep = sel.value;
-  const opts = members.filter((m) => m.role === "standby").map((m) => m.name);
+  // Never one that cannot be promoted (nofailover, priority 0): the leader refuses it.
+  const opts = members.filter((m) => m.role === "standby" && m.promotable !== false).map((m) => m.name);
   const have = [...sel.options].slice(1).map((o) => o.value);
   if (opts.join() !== have.join()) {
     sel.replaceChildren(el("option", { value: "" }, "most caught-up standby"), ...opts.map((n) => el("option", { value: n }, n)));
