@@ -1,7 +1,7 @@
 // Operator actions: switchover, manual failover, rejoin, pause/resume, member approve/remove. The
 // API hands them to the local agent; cluster-wide ones run on the leader (forwarded over the mesh).
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
-import { checkSwitchover, type Candidate } from "../core/switchover.ts";
+import { checkSwitchover, neverPromotedReason, type Candidate } from "../core/switchover.ts";
 import type { PgReport } from "../core/report.ts";
 import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
@@ -125,7 +125,8 @@ export class ActionRunner {
     if (to) {
       const t = this.h.candidates().find((c) => !c.witness && (c.id === to || c.name === to));
       if (!t) return no(404, `no database member named ${to}`);
-      if (t.nofailover) return no(412, `${t.name} cannot be promoted (tagged nofailover or priority 0)`);
+      const never = neverPromotedReason(t);
+      if (never) return no(412, never);
       target = t.id;
     }
     const s: ScheduledSwitchover = { at: new Date(when).toISOString(), to: target, requestedAt: new Date(this.h.wallNow()).toISOString(), force };
@@ -229,7 +230,8 @@ export class ActionRunner {
     const e = this.h.electionState();
     const target = this.h.candidates().find((c) => c.id === to || c.name === to);
     if (!target || target.witness) return no(404, `no database member named ${to}`);
-    if (target.nofailover) return no(412, `${target.name} cannot be promoted (tagged nofailover or priority 0)`);
+    const never = neverPromotedReason(target);
+    if (never) return no(412, never);
     if (e.leader) {
       const lr = e.leader === this.h.nodeId ? this.h.myReport() : this.h.reportOf(e.leader);
       if (lr?.up && lr.inRecovery === false) {

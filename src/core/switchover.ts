@@ -14,6 +14,12 @@ export interface Candidate {
 
 export type Verdict = { ok: true; target: Candidate } | { ok: false; reason: string };
 
+/** Why `c` is no target of a switchover or failover, not even forced (it would never stand, and
+ *  another node would win a timeout later); null when it can be promoted. */
+export function neverPromotedReason(c: Candidate): string | null {
+  return c.nofailover ? `${c.name} cannot be promoted (tagged nofailover or priority 0)` : null;
+}
+
 /**
  * The primary's permanent slots ([[slots.permanent]], src/slots) a standby holds no copy of yet.
  * A new primary without a copy creates the slot at its own position: a logical consumer then
@@ -57,8 +63,8 @@ export function checkSwitchover(opts: {
     if (!t) return { ok: false, reason: `no database member named ${opts.to}` };
     if (!t.voter) return { ok: false, reason: `${t.name} is not a voter yet` };
     if (!t.report || !t.report.up) return { ok: false, reason: `${t.name} is not reachable or its PostgreSQL is down` };
-    // Not even forced: it would never stand, and another node would win a timeout later.
-    if (t.nofailover) return { ok: false, reason: `${t.name} cannot be promoted (tagged nofailover or priority 0)` };
+    const never = neverPromotedReason(t);
+    if (never) return { ok: false, reason: never };
     if (opts.force) return { ok: true, target: t };
     if (!t.report.streaming) return { ok: false, reason: `${t.name} is not streaming from the primary` };
     const lag = lagOf(t);
