@@ -268,7 +268,7 @@ export class Agent implements ClusterContext {
   private facts(): F.FactsSnapshot {
     const st = this.consensus.status();
     return {
-      self: { id: this.nodeId, name: this.cfg.node_name, role: this.cfg.role, nofailover: !canLead({ role: this.cfg.role, nofailover: this.cfg.tags.nofailover, priority: this.cfg.priority }), report: this.ownReport },
+      self: { id: this.nodeId, name: this.cfg.node_name, role: this.cfg.role, neverPromoted: !canLead({ role: this.cfg.role, nofailover: this.cfg.tags.nofailover, priority: this.cfg.priority }), report: this.ownReport },
       now: now(), startedAt: this.startedMono, freshMs: F.freshMs(this.cfg.postgres.loop_ms),
       voters: st.membership?.voters ?? [], leader: st.leader, reports: this.reports, peers: this.peers.list(),
     };

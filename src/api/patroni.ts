@@ -18,6 +18,7 @@ export function patroniNode(s: NodeStatus): Record<string, unknown> {
     pgherd: { version: VERSION, term: s.election.term, leader: s.election.leaderName },
     cluster_unlocked: s.election.leader === null,
     ...(s.paused ? { pause: true } : {}),
+    ...patroniTags(s.tags),
   };
   if (!pg) return { state: "running", role: "witness", ...base };
   const state = pg.up ? "running" : pg.running ? "starting" : "stopped";
@@ -70,10 +71,18 @@ function patroniMember(m: MemberRow, api: { scheme: string; port: number }): Rec
     ...(m.host ? { api_url: `${api.scheme}://${host}:${api.port}/patroni`, host: m.host } : {}),
     ...(m.port !== null ? { port: m.port } : {}),
     ...(m.timeline !== null ? { timeline: m.timeline } : {}),
+    // Patroni's tag for a member that is never promoted; pgherd's priority 0 means the same.
+    ...(m.promotable === false ? { tags: { nofailover: true } } : {}),
   };
   // Patroni: a replica's lag in bytes, "unknown" when it cannot be computed (check_patroni counts it unhealthy).
   if (m.role === "standby") row.lag = m.lagBytes !== null && m.timeline !== null && m.state !== "unreachable" ? Math.max(0, m.lagBytes) : "unknown";
   return row;
+}
+
+/** `tags` as Patroni shows them: the configured ones, without those set to false (Patroni drops those of its own tags). */
+function patroniTags(tags: Readonly<Record<string, string | number | boolean>>): { tags?: Record<string, string | number | boolean> } {
+  const set = Object.entries(tags).filter(([, v]) => v !== false);
+  return set.length ? { tags: Object.fromEntries(set) } : {};
 }
 
 /** Patroni marks the standbys in synchronous_standby_names by their sync_state in pg_stat_replication. */

@@ -48,8 +48,8 @@ export interface PeerFacts {
 }
 
 export interface FactsSnapshot {
-  /** nofailover: this node can never be promoted (tagged nofailover, or priority 0). */
-  self: { id: string; name: string; role: "database" | "witness"; nofailover: boolean; report: PgReport | null };
+  /** neverPromoted: this node can never be promoted (tagged nofailover, or priority 0). */
+  self: { id: string; name: string; role: "database" | "witness"; neverPromoted: boolean; report: PgReport | null };
   now: number;
   /** When this agent started (monotonic ms): a member never heard from is down since then. */
   startedAt: number;
@@ -194,7 +194,7 @@ function cannotLead(r: PeerReport | undefined): boolean {
 
 /** Whether `id` can never be promoted: this node's tag or priority, a peer's own announcement. */
 export function neverPromoted(s: FactsSnapshot, id: string): boolean {
-  return id === s.self.id ? s.self.nofailover : cannotLead(s.reports.get(id));
+  return id === s.self.id ? s.self.neverPromoted : cannotLead(s.reports.get(id));
 }
 
 /** Switchover / failover candidates as the pure checks in core/switchover.ts take them (reports of connected members only). */
@@ -202,7 +202,7 @@ export function candidates(s: FactsSnapshot): Candidate[] {
   const voters = new Set(s.voters);
   return knownIds(s).map((id) => ({
     id, name: nameOf(s, id), voter: voters.has(id), witness: roleOf(s, id) === "witness",
-    nofailover: neverPromoted(s, id),
+    neverPromoted: neverPromoted(s, id),
     // A member whose agent is not connected cannot take part in a handover: its last report (fresh
     // for a few rounds) would otherwise still show it streaming, or lagging, as it was.
     report: reachable(s, id) ? freshReport(s, id) : null,

@@ -237,7 +237,7 @@ export function bytes(n: number): string {
  * write; the voters still refuse it if it is behind them, and the election then picks another).
  */
 export function successorOf(candidates: readonly Candidate[], self: string): string | null {
-  const ready = candidates.filter((c) => c.id !== self && c.voter && !c.witness && !c.nofailover && c.report?.up && c.report.inRecovery && c.report.streaming);
+  const ready = candidates.filter((c) => c.id !== self && c.voter && !c.witness && !c.neverPromoted && c.report?.up && c.report.inRecovery && c.report.streaming);
   ready.sort((a, b) => comparePosition(b.report!.position, a.report!.position) || a.name.localeCompare(b.name));
   return ready[0]?.id ?? null;
 }

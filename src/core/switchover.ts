@@ -8,7 +8,7 @@ export interface Candidate {
   voter: boolean;
   witness: boolean;
   /** Never promoted: tagged nofailover or priority 0 (its election never stands, even when handed the term). */
-  nofailover: boolean;
+  neverPromoted: boolean;
   report: PgReport | null;
 }
 
@@ -17,7 +17,7 @@ export type Verdict = { ok: true; target: Candidate } | { ok: false; reason: str
 /** Why `c` is no target of a switchover or failover, not even forced (it would never stand, and
  *  another node would win a timeout later); null when it can be promoted. */
 export function neverPromotedReason(c: Candidate): string | null {
-  return c.nofailover ? `${c.name} cannot be promoted (tagged nofailover or priority 0)` : null;
+  return c.neverPromoted ? `${c.name} cannot be promoted (tagged nofailover or priority 0)` : null;
 }
 
 /**
@@ -73,7 +73,7 @@ export function checkSwitchover(opts: {
     if (require && m.length) return { ok: false, reason: noCopies(t, m) };
     return { ok: true, target: t };
   }
-  const ready = pool.filter((c) => c.voter && !c.nofailover && c.report?.up && c.report.streaming && lagOf(c) <= opts.maxLagBytes);
+  const ready = pool.filter((c) => c.voter && !c.neverPromoted && c.report?.up && c.report.streaming && lagOf(c) <= opts.maxLagBytes);
   if (ready.length === 0) return { ok: false, reason: "no streaming standby within the lag limit to switch over to" };
   ready.sort((a, b) => missing(a).length - missing(b).length || lagOf(a) - lagOf(b) || a.name.localeCompare(b.name));
   const best = ready[0]!;

@@ -39,8 +39,8 @@ class FakeHost implements ActionHost {
   setPaused(p: boolean) { this.pausedFlag = p; }
   candidates(): Candidate[] {
     return [
-      { id: "L", name: "n1", voter: true, witness: false, nofailover: false, report: this.myReport() },
-      { id: "S", name: "n2", voter: true, witness: false, nofailover: this.sNeverPromoted, report: this.reportOf("S") },
+      { id: "L", name: "n1", voter: true, witness: false, neverPromoted: false, report: this.myReport() },
+      { id: "S", name: "n2", voter: true, witness: false, neverPromoted: this.sNeverPromoted, report: this.reportOf("S") },
     ];
   }
   /** This leader's own PostgreSQL is down (a manual failover's case). */

@@ -7,7 +7,7 @@ test("/node labels a capped voting position: election.votingCap beside election.
   const cfg = { cluster: "c", node_name: "n1", role: "database", tags: { nofailover: true } };
   const input = {
     cfg, nodeId: "0000000000000001",
-    facts: { self: { id: "0000000000000001", name: "n1", role: "database", nofailover: true, report: null }, now: 0, startedAt: 0, freshMs: 5000, voters: [], leader: null, peers: [], reports: new Map() },
+    facts: { self: { id: "0000000000000001", name: "n1", role: "database", neverPromoted: true, report: null }, now: 0, startedAt: 0, freshMs: 5000, voters: [], leader: null, peers: [], reports: new Map() },
     election: { role: "follower", term: 4, leader: null, votedFor: null, membership: null, position: { timeline: 1, lsn: "0/6000000" } },
     lease: null, electionNote: "", bootstrapNote: "", selfHost: "", meshAddr: "", flags: { paused: false }, durabilityLine: "",
     counters: {}, peers: [], rejects: { beacon: {}, mesh: {} }, uptimeMs: 0,

@@ -9,7 +9,7 @@ function host(connected: boolean, pg = true) {
   const local: string[] = [];
   const h = {
     nodeId: "A", nodeName: "n1",
-    candidates: () => [{ id: "A", name: "n1" }, { id: "B", name: "n2" }].map((c) => ({ ...c, voter: true, witness: false, nofailover: false, report: null })),
+    candidates: () => [{ id: "A", name: "n1" }, { id: "B", name: "n2" }].map((c) => ({ ...c, voter: true, witness: false, neverPromoted: false, report: null })),
     isConnected: () => connected,
     askNode: async (id: string, req: ActionRequest) => {
       asked.push({ id, req });

@@ -19,7 +19,7 @@ test("the leader numbers its state messages and remembers the last one whose rec
   const l = cap(false, A, A);
   // B cannot lead and is the only standby: the fill wants it, named once its echo is later than the last record naming it
   const facts = (seq: number): FactsSnapshot => ({
-    self: { id: A, name: "a", role: "database", nofailover: false, report: null }, now: 20_000, startedAt: 0, freshMs: 5000,
+    self: { id: A, name: "a", role: "database", neverPromoted: false, report: null }, now: 20_000, startedAt: 0, freshMs: 5000,
     voters: [A, B], leader: A, peers: [],
     reports: new Map([[B, { report: null, role: "database", at: 20_000, nofailover: true, promotable: false, epoch: 7, heard: { leader: A, epoch: 11, seq } }]]),
   });

@@ -16,7 +16,7 @@ const rep = (over: Partial<PgReport> = {}): PgReport => ({
   position: { timeline: 1, lsn: "0/3000000" }, receiveLsn: null, replayLsn: "0/3000000", upstream: "10.0.0.1:5432",
   streaming: true, replication: [], slots: [], action: "standby", note: "", error: null, haveSecrets: true, ...over,
 } as PgReport);
-const cand = (id: string, name: string, r: PgReport | null, over: Partial<Candidate> = {}): Candidate => ({ id, name, voter: true, witness: false, nofailover: false, report: r, ...over });
+const cand = (id: string, name: string, r: PgReport | null, over: Partial<Candidate> = {}): Candidate => ({ id, name, voter: true, witness: false, neverPromoted: false, report: r, ...over });
 
 describe("chooseBackupSite", () => {
   const primary = rep({ inRecovery: false, position: { timeline: 1, lsn: "0/5000000" }, upstream: null });

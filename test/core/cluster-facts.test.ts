@@ -12,7 +12,7 @@ const rep = (over: Partial<PgReport> = {}): PgReport => ({
 
 function snap(over: Partial<F.FactsSnapshot> = {}): F.FactsSnapshot {
   return {
-    self: { id: "a", name: "n1", role: "database", nofailover: false, report: rep({ inRecovery: false }) },
+    self: { id: "a", name: "n1", role: "database", neverPromoted: false, report: rep({ inRecovery: false }) },
     now: 100_000, startedAt: 0, freshMs: 5000, voters: ["a", "b", "c"], leader: "b",
     reports: new Map([
       ["b", { report: rep({ inRecovery: false, port: 5433 }), role: "database", at: 99_000, nofailover: false }],
@@ -115,15 +115,15 @@ describe("cluster facts", () => {
   });
   test("candidates carry names, witness and nofailover flags, fresh reports only", () => {
     const c = F.candidates(snap());
-    expect(c.map((x) => [x.name, x.voter, x.witness, x.nofailover, x.report !== null])).toEqual([
+    expect(c.map((x) => [x.name, x.voter, x.witness, x.neverPromoted, x.report !== null])).toEqual([
       ["n1", true, false, false, true], ["n2", true, false, false, true], ["n3", true, false, true, false], ["n4", false, false, false, false], ["wit", false, true, false, false],
     ]);
     // Priority 0 is announced as promotable: false (no tag): such a node is never a target either.
     // Found by review: a leader resigning to it waited a whole election timeout for a random winner.
     const zero = snap({ reports: new Map([["b", { report: rep(), role: "database", at: 99_000, nofailover: false, promotable: false }]]) });
-    expect(F.candidates(zero).find((x) => x.id === "b")?.nofailover).toBe(true);
+    expect(F.candidates(zero).find((x) => x.id === "b")?.neverPromoted).toBe(true);
     const older = snap({ reports: new Map([["b", { report: rep(), role: "database", at: 99_000, nofailover: false }]]) });
-    expect(F.candidates(older).find((x) => x.id === "b")?.nofailover).toBe(false); // an older peer without the field
+    expect(F.candidates(older).find((x) => x.id === "b")?.neverPromoted).toBe(false); // an older peer without the field
   });
   test("the leader's primary is back: only an edge from a report of its server down to one of it writable", () => {
     const down = rep({ up: false, running: false, inRecovery: null });

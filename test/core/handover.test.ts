@@ -8,7 +8,7 @@ const rep = (over: Partial<PgReport> = {}): PgReport => ({
   receiveLsn: "0/3000000", replayLsn: "0/3000000", upstream: null, streaming: true, replication: [], slots: [], action: "standby", note: "", error: null, haveSecrets: true, ...over,
 });
 const primary = rep({ inRecovery: false, streaming: false, action: "primary" });
-const cand = (name: string, report: PgReport | null = rep(), extra: Partial<Candidate> = {}): Candidate => ({ id: `id-${name}`, name, voter: true, witness: false, nofailover: false, report, ...extra });
+const cand = (name: string, report: PgReport | null = rep(), extra: Partial<Candidate> = {}): Candidate => ({ id: `id-${name}`, name, voter: true, witness: false, neverPromoted: false, report, ...extra });
 const facts = (over: Partial<ShutdownFacts> = {}): ShutdownFacts => ({
   enabled: true, database: true, leading: true, paused: false, own: primary,
   candidates: [cand("a", primary), cand("b", rep({ replayLsn: "0/2000000" })), cand("c")], maxLagBytes: 1 << 20, ...over,
@@ -41,7 +41,7 @@ test("a leader whose server is not a running primary has nothing to hand over", 
 test("no standby qualifies (not streaming, lagging, nofailover, unreachable): stop as is", () => {
   const candidates = [
     cand("a", primary), cand("b", rep({ streaming: false })), cand("c", rep({ replayLsn: "0/1000000" })),
-    cand("d", rep(), { nofailover: true }), cand("e", null), cand("w", rep(), { witness: true }),
+    cand("d", rep(), { neverPromoted: true }), cand("e", null), cand("w", rep(), { witness: true }),
   ];
   expect(planShutdown(facts({ candidates, maxLagBytes: 1 << 20 }))).toMatchObject({ kind: "stop", reason: expect.stringContaining("no streaming standby") });
 });

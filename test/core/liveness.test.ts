@@ -171,11 +171,11 @@ describe("liveness", () => {
 
 describe("successor", () => {
   const rep = (lsn: string, over: Partial<PgReport> = {}) => ({ up: true, inRecovery: true, streaming: true, position: { timeline: 3, lsn }, ...over }) as PgReport;
-  const c = (id: string, report: PgReport | null, over: Partial<Candidate> = {}): Candidate => ({ id, name: id.toLowerCase(), voter: true, witness: false, nofailover: false, report, ...over });
+  const c = (id: string, report: PgReport | null, over: Partial<Candidate> = {}): Candidate => ({ id, name: id.toLowerCase(), voter: true, witness: false, neverPromoted: false, report, ...over });
   test("the streaming voter standby with the highest position; never a witness, a nofailover, a non-voter or one not streaming", () => {
     const all = [c("P", rep("0/9000", { inRecovery: false })), c("A", rep("0/5000")), c("B", rep("0/7000")), c("W", null, { witness: true })];
     expect(successorOf(all, "P")).toBe("B");
-    expect(successorOf([...all.slice(0, 2), c("B", rep("0/7000"), { nofailover: true })], "P")).toBe("A");
+    expect(successorOf([...all.slice(0, 2), c("B", rep("0/7000"), { neverPromoted: true })], "P")).toBe("A");
     expect(successorOf([c("A", rep("0/5000")), c("B", rep("0/7000", { streaming: false }))], "P")).toBe("A");
     expect(successorOf([c("A", rep("0/5000"), { voter: false }), c("B", null)], "P")).toBeNull();
   });

@@ -446,7 +446,7 @@ export function runSim(p: SimParams): SimResult {
   function factsOf(n: Node): FactsSnapshot {
     const st = n.el!.status(localOf(n, t));
     return {
-      self: { id: n.id, name: n.id, role: n.witness ? "witness" : "database", nofailover: !n.canLead && !n.witness, report: null },
+      self: { id: n.id, name: n.id, role: n.witness ? "witness" : "database", neverPromoted: !n.canLead && !n.witness, report: null },
       now: localOf(n, t), startedAt: n.bootLocal, freshMs: 5000, voters: st.membership?.voters ?? [], leader: st.leader, reports: n.reports,
       peers: all().filter((m) => m !== n).map((m) => ({ id: m.id, name: m.id, role: m.witness ? "witness" as const : "database" as const, mesh: "", address: "", connected: true })),
     };

@@ -7,7 +7,7 @@ const rep = (over: Partial<PgReport>): PgReport => ({
   receiveLsn: "0/3000000", replayLsn: "0/3000000", upstream: null, streaming: true, replication: [], slots: [], action: "standby", note: "", error: null, haveSecrets: true, ...over,
 });
 const primary = rep({ inRecovery: false, streaming: false, position: { timeline: 1, lsn: "0/3000000" } });
-const c = (name: string, over: Partial<PgReport> = {}, extra: Partial<Candidate> = {}): Candidate => ({ id: `id-${name}`, name, voter: true, witness: false, nofailover: false, report: rep(over), ...extra });
+const c = (name: string, over: Partial<PgReport> = {}, extra: Partial<Candidate> = {}): Candidate => ({ id: `id-${name}`, name, voter: true, witness: false, neverPromoted: false, report: rep(over), ...extra });
 const base = { primary, paused: false, force: false, maxLagBytes: 1 << 20 };
 
 test("picks the least lagging streaming standby", () => {
@@ -19,9 +19,9 @@ test("refuses a lagging, absent, not-streaming or nofailover target, unless forc
   expect(checkSwitchover({ ...base, to: "b", candidates: [c("b", { replayLsn: "0/1000000" })] })).toMatchObject({ ok: false, reason: expect.stringContaining("lags") });
   expect(checkSwitchover({ ...base, to: "x", candidates: [c("b")] })).toMatchObject({ ok: false, reason: expect.stringContaining("no database member") });
   expect(checkSwitchover({ ...base, to: "b", candidates: [c("b", { streaming: false })] })).toMatchObject({ ok: false });
-  expect(checkSwitchover({ ...base, to: "b", candidates: [c("b", {}, { nofailover: true })] })).toMatchObject({ ok: false });
+  expect(checkSwitchover({ ...base, to: "b", candidates: [c("b", {}, { neverPromoted: true })] })).toMatchObject({ ok: false });
   expect(checkSwitchover({ ...base, to: "b", force: true, candidates: [c("b", { replayLsn: "0/1000000" })] }).ok).toBe(true);
-  expect(checkSwitchover({ ...base, to: "b", force: true, candidates: [c("b", {}, { nofailover: true })] })).toMatchObject({ ok: false, reason: expect.stringContaining("cannot be promoted") });
+  expect(checkSwitchover({ ...base, to: "b", force: true, candidates: [c("b", {}, { neverPromoted: true })] })).toMatchObject({ ok: false, reason: expect.stringContaining("cannot be promoted") });
 });
 
 test("refuses while paused or without a running primary", () => {

@@ -28,7 +28,7 @@ test("only standbys known promotable may be synchronous: unknown left out, an ol
 
 test("the primary's facts: sync members are the standby members known promotable", () => {
   const s: FactsSnapshot = {
-    self: { id: A, name: "a", role: "database", nofailover: false, report: null }, now: 0, startedAt: 0, freshMs: 5000,
+    self: { id: A, name: "a", role: "database", neverPromoted: false, report: null }, now: 0, startedAt: 0, freshMs: 5000,
     voters: [A, B, C], leader: A, peers: [],
     reports: new Map([[B, { report: null, role: "database", at: 0, nofailover: true, promotable: false, epoch: 3 }], [C, { report: null, role: "database", at: 0, nofailover: false, promotable: true, epoch: 4 }]]),
   };

@@ -1,6 +1,7 @@
 // Patroni's REST API shapes (src/api/patroni.ts), through the real API server on loopback:
 // GET /patroni, the Patroni fields of GET /cluster, the sync keys of a replica check.
 import { afterAll, expect, test } from "bun:test";
+import { patroniNode } from "../../src/api/patroni.ts";
 import { startApi } from "../../src/api/server.ts";
 import type { MemberRow } from "../../src/core/cluster-view.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -18,7 +19,7 @@ const view = clusterView({
     row({ name: "n1", host: "10.0.0.1", role: "primary", state: "running", leader: true, lagBytes: null, lagSeconds: null }),
     row({ name: "n2", host: "10.0.0.2", lagBytes: 4096 }),
     row({ name: "n3", host: "10.0.0.3", state: "unreachable", lagBytes: null }),
-    row({ name: "n4", host: "10.0.0.4", state: "running" }),
+    row({ name: "n4", host: "10.0.0.4", state: "running", promotable: false }),
     row({ name: "w1", host: "10.0.0.9", role: "witness", state: "running", port: null, timeline: null, lagBytes: null }),
   ],
 });
@@ -40,6 +41,7 @@ test("GET /patroni: Patroni's fields for this standby", async () => {
     patroni: { version: "4.0.0", scope: "test", name: "n2" }, pgherd: { term: 3, leader: "n1" },
   });
   expect(body.pending_restart).toBeUndefined();
+  expect(body.tags).toBeUndefined(); // nofailover and noloadbalance false: Patroni shows no such tag
 });
 
 test("GET /cluster: Patroni's members (leader, streaming, unknown), pause, scheduled switchover; pgherd's view beside", async () => {
@@ -52,7 +54,7 @@ test("GET /cluster: Patroni's members (leader, streaming, unknown), pause, sched
     { name: "n1", role: "leader", state: "running", api_url: `http://10.0.0.1:${port}/patroni`, host: "10.0.0.1", port: 5432, timeline: 2 },
     { name: "n2", role: "replica", state: "streaming", api_url: `http://10.0.0.2:${port}/patroni`, host: "10.0.0.2", port: 5432, timeline: 2, lag: 4096 },
     { name: "n3", role: "replica", state: "unknown", api_url: `http://10.0.0.3:${port}/patroni`, host: "10.0.0.3", port: 5432, timeline: 2, lag: "unknown" },
-    { name: "n4", role: "replica", state: "in archive recovery", api_url: `http://10.0.0.4:${port}/patroni`, host: "10.0.0.4", port: 5432, timeline: 2, lag: 0 },
+    { name: "n4", role: "replica", state: "in archive recovery", api_url: `http://10.0.0.4:${port}/patroni`, host: "10.0.0.4", port: 5432, timeline: 2, lag: 0, tags: { nofailover: true } },
   ]);
 });
 
@@ -61,4 +63,9 @@ test("a quorum standby's replica check carries quorum_standby (check_patroni nod
   expect(code).toBe(200);
   expect(body.quorum_standby).toBe(true);
   expect(body.sync_standby).toBeUndefined();
+});
+
+test("GET /patroni's tags: the ones set, as Patroni shows them", () => {
+  const tagged = nodeStatus({ tags: { nofailover: true, noloadbalance: false } });
+  expect(patroniNode(tagged).tags).toEqual({ nofailover: true });
 });
