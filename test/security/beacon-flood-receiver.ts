@@ -1,6 +1,6 @@
 // The receiving side of test/security/beacon-flood.test.ts, in a process of its own as an agent's
-// beacon is: the test runner's own heap (everything the suite has kept so far) makes its garbage
-// collections long, and a timer in the runner would measure those, not the beacon. Starts the
+// beacon is: a timer in the test runner measures everything earlier tests left in its loop and
+// heap, not only the beacon (test/security/beacon-flood.test.ts says what was seen). Starts the
 // receiver and a legitimate sender, times this process's event loop, runs the flooder (a process
 // of its own: blasting from here would stall the loop it measures) and prints one JSON line.
 //   bun test/security/beacon-flood-receiver.ts   (loopback only; ~3 s)

@@ -1,10 +1,12 @@
 // Issue 10 finding 5: a flood of bad-MAC beacons (326k in 10 s) stalled the agent's event loop for
 // 672 ms. The receiver runs in a process of its own, as an agent's beacon does
-// (beacon-flood-receiver.ts: in the test runner, whose heap holds what every earlier test kept, a
-// garbage collection the flood's allocations start took 193 ms in one CI run; a fresh process's
-// took under 15 ms): a child floods the beacon port from several 127.x addresses with datagrams
-// that claim our cluster and carry a wrong MAC (the most expensive kind to refuse) while the
-// receiver times its event loop and a legitimate sender keeps announcing. Bounded: 3 s, loopback only.
+// (beacon-flood-receiver.ts). In the test runner its loop also carried what every earlier test
+// left there (their heap, timers and sockets): one CI run measured 193 ms, which a fresh process
+// never came near (3-15 ms); what stalled the runner is not known (a heap of 10 million objects
+// kept in the runner gives ~200 ms by its garbage collection alone). A child floods the beacon
+// port from several 127.x addresses with datagrams that claim our cluster and carry a wrong MAC
+// (the most expensive kind to refuse) while the receiver times its event loop and a legitimate
+// sender keeps announcing. Bounded: 3 s, loopback only.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 
