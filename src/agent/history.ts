@@ -11,7 +11,8 @@ import type { StateSlot } from "./cluster-state.ts";
 
 export const HistoryEntrySchema = z.object({
   id: z.string().max(64),
-  at: z.string().max(40),
+  /** When (ISO 8601 in UTC, as toISOString writes it): the sort key of the capped history. */
+  at: z.iso.datetime().max(40),
   term: z.number().int().min(0),
   kind: z.enum(["bootstrap", "adopt", "promote", "switchover", "failover", "fence", "rejoin", "pause", "resume", "restart", "config", "schedule", "hook", "backup"]),
   node: z.string().max(64),

@@ -81,8 +81,12 @@ export class MessageRouter {
           d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: 403, ok: false, message: "backup: only the leader hands a backup to a member" } });
           return;
         }
-        void d.runAsLeader(msg.req).then((result) =>
-          d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } }));
+        // A failure on the leader (a state file it cannot write) is answered, not left to the asker's timeout.
+        void d.runAsLeader(msg.req).then(
+          (result) => result,
+          (e: Error) => ({ status: 500, ok: false, message: `${msg.req.kind} failed on the leader: ${e.message}` }),
+        ).then((result) => d.safe(() =>
+          d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } })));
         return;
       case "action-resp": return d.host().forwarded.answer(msg.id, msg.result);
       case "history":
@@ -147,6 +151,9 @@ export class MessageRouter {
     void (loop ? loop.catchUp(msg.final ?? null, 3000) : Promise.resolve(null)).then((pos) => this.d.safe(() => {
       if (pos) this.d.consensus.setPosition(pos);
       this.d.mesh().send(peer, { t: "handover-ready", pos, ...(msg.id !== undefined ? { id: msg.id } : {}) });
-    }));
+    }), (e: Error) => {
+      // Not ready: the old leader's wait for this answer runs out and it stays (its log says so).
+      this.d.log.warn(`switchover to this node: catching up with ${this.d.peers.name(peer)}'s final position failed: ${e.message}`);
+    });
   }
 }

@@ -11,12 +11,18 @@ export class PeerTable {
 
   constructor(private readonly maxAgeMs: number) {}
 
-  /** Records an authenticated announcement; true when the node is new. */
-  seen(p: Omit<PeerInfo, "connected" | "lastSeen">): boolean {
+  /**
+   * Records an authenticated announcement. `isNew`: the node was unknown; `left`: the mesh address
+   * it announced before this one, when it moved and no other peer announces that address (no
+   * longer worth dialling), else null.
+   */
+  seen(p: Omit<PeerInfo, "connected" | "lastSeen">): { isNew: boolean; left: string | null } {
     const old = this.peers.get(p.id);
     if (!old || old.mesh !== p.mesh) this.changedAt = performance.now();
     this.peers.set(p.id, { ...p, connected: old?.connected ?? false, lastSeen: performance.now() });
-    return !old;
+    const was = old?.mesh ?? "";
+    const moved = was !== "" && was !== p.mesh && ![...this.peers.values()].some((x) => x.id !== p.id && x.mesh === was);
+    return { isNew: !old, left: moved ? was : null };
   }
 
   connected(id: string, up: boolean, name?: string): void {

@@ -1,5 +1,7 @@
 // `pgherd agent`: wires the agent, its PostgreSQL loop, its API and the process signals together.
 import type { Config } from "../config/schema.ts";
+import { readFileSync } from "node:fs";
+import { readPrivateFile } from "../config/load.ts";
 import { parseHostPort } from "../config/hostport.ts";
 import { createLogControl } from "../log.ts";
 import { type ApiServer, startApi } from "../api/server.ts";
@@ -69,7 +71,8 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
   const serveApi = (c: Config): ApiServer => {
     const at = parseHostPort(c.api.listen);
     if (typeof at === "string") throw new Error(`api.listen: ${at}`);
-    const tls = c.api.tls_cert && c.api.tls_key ? { cert: c.api.tls_cert, key: c.api.tls_key } : undefined;
+    // The key as the other secrets are read: only its owner may read it, no link followed.
+    const tls = c.api.tls_cert && c.api.tls_key ? { cert: readFileSync(c.api.tls_cert, "utf8"), key: readPrivateFile(c.api.tls_key, "api.tls_key") } : undefined;
     return startApi({ host: at.host, port: at.port, source: agent, log: log.withTag("api"), config: c, currentConfig: () => reloader.current(), tls });
   };
   api = serveApi(reloader.current());

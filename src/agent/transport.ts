@@ -53,8 +53,13 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
     // proves the expected id), never an address to trust.
     const mesh_ = formatHostPort({ host: isWildcard(hp.host) ? from.address : hp.host, port: hp.port });
     const vote = Array.isArray(a.extra.vote) && a.extra.vote.every((v) => typeof v === "string") ? (a.extra.vote as string[]) : null;
-    const isNew = peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh: mesh_, address: authenticated.get(a.nodeId) ?? "", vote, member: a.extra.member === true });
+    const { isNew, left } = peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh: mesh_, address: authenticated.get(a.nodeId) ?? "", vote, member: a.extra.member === true });
     if (isNew) log.info(`discovered ${a.name} (${a.nodeId}, ${a.role}) at ${mesh_}`);
+    if (left) {
+      // It moved (a new address, another port): stop redialling where it was.
+      log.debug(`${a.name} (${a.nodeId}) announces mesh address ${mesh_}, was ${left}: no longer dialling ${left}`);
+      mesh.forget(left);
+    }
     mesh.dial(mesh_, a.nodeId);
   };
   const broadcast = cfg.discovery.broadcast.flatMap((b) => (b === "auto" ? defaultBroadcastAddresses() : [b]));

@@ -29,7 +29,7 @@ export interface ApiOptions {
   config?: Config;
   /** The configuration in force now (after SIGHUP reloads) for GET /config; else `config`. */
   currentConfig?: () => Config;
-  /** PEM files: serve HTTPS instead of HTTP. */
+  /** PEM text of the certificate and its key: serve HTTPS instead of HTTP. */
   tls?: { cert: string; key: string };
   /** Dashboard event interval (tests shorten it). */
   eventsIntervalMs?: number;
@@ -121,7 +121,7 @@ export function startApi(opts: ApiOptions): ApiServer {
     development: false,
     // Bun's own ceiling; actions refuse anything above MAX_BODY_BYTES with a clear 413 first.
     maxRequestBodySize: 16 * MAX_BODY_BYTES,
-    ...(opts.tls ? { tls: { cert: Bun.file(opts.tls.cert), key: Bun.file(opts.tls.key) } } : {}),
+    ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     fetch: async (req, srv) => {
       try {
         return await handle(req, srv);

@@ -10,6 +10,7 @@ import { stripKeys } from "../postgres/managed-config.ts";
 import { lookupOsUser } from "../postgres/users.ts";
 import { ensureDir, removeTree } from "../postgres/fsutil.ts";
 import { backrest, BackrestError, type BackrestPaths, type BackrestRun } from "./pgbackrest.ts";
+import { MAX_STDOUT } from "../postgres/exec.ts";
 
 export type BackupType = "full" | "diff" | "incr";
 
@@ -56,11 +57,20 @@ const InfoJson = z.array(z.object({
 /** `pgbackrest info --output=json` of the stanza. */
 export async function stanzaInfo(p: BackrestPaths, r: BackrestRun): Promise<StanzaInfo> {
   const res = await backrest(p, { ...r, quiet: true }, "info", ["--output=json"]);
+  if (res.stdoutCut) throw new Error(`pgbackrest info --output=json printed more than ${MAX_STDOUT} characters (the repository's backup list): not read`);
   return parseInfo(res.stdout);
 }
 
 export function parseInfo(json: string): StanzaInfo {
-  const all = InfoJson.parse(JSON.parse(json));
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch (e) {
+    throw new Error(`pgbackrest info --output=json printed no JSON (${(e as Error).message}): ${JSON.stringify(json.slice(0, 200))}`);
+  }
+  const r = InfoJson.safeParse(doc);
+  if (!r.success) throw new Error(`pgbackrest info --output=json: unexpected shape: ${r.error.issues.slice(0, 3).map((i) => `${i.path.join(".") || "(top)"} ${i.message}`).join("; ")}`);
+  const all = r.data;
   const s = all[0];
   if (!s) return { status: "no stanza", archiveMin: null, archiveMax: null, backups: [] };
   const cur = s.archive.at(-1);

@@ -47,3 +47,8 @@ export function parseHostPort(text: string, defaultPort?: number): HostPort | st
 export function formatHostPort({ host, port }: HostPort): string {
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/** A URL's hostname (URL.hostname: IPv6 in brackets) on this host's loopback: localhost, 127.x.x.x, [::1]. */
+export function isLoopbackUrlHost(host: string): boolean {
+  return host === "localhost" || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

@@ -1,6 +1,6 @@
 // pgherd.toml → validated, defaulted, deeply frozen Config. Every failure is a ConfigError
 // whose lines start with the file's base name, so an operator sees what to fix and where.
-import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { ConfigError, configErrorMap, issueLines } from "./errors.ts";
@@ -46,6 +46,18 @@ export function privacyProblem(st: { mode: number; uid: number; isFile(): boolea
     return `${path} is owned by uid ${st.uid}: whoever can write it controls this agent, so it must belong to root or to the agent's own user (uid ${euid})`;
   }
   return "";
+}
+
+/** Reads a secret file only its owner (this user or root) may read; never follows a link. `what` names it in errors. */
+export function readPrivateFile(path: string, what: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const problem = privacyProblem(fstatSync(fd), path, process.geteuid?.() ?? 0);
+    if (problem) throw new Error(`${what}: ${problem.replace("the cluster secret", "a secret")}`);
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

@@ -3,6 +3,7 @@
 // (docs/etcd.md). The etcd password is read from a file at start, never from argv or the env.
 import { z } from "zod";
 import { etcdLeaseMargins } from "../consensus/etcd/lease-core.ts";
+import { isLoopbackUrlHost } from "./hostport.ts";
 import { absPath } from "./pg-values.ts";
 
 const absPathOrEmpty = () => z.union([z.literal(""), absPath('an absolute path or ""')]);
@@ -52,6 +53,9 @@ export const consensusSection = () => z
     if (!!c.username !== !!c.password_file) ctx.addIssue({ code: "custom", path: ["password_file"], message: "consensus.username and consensus.password_file go together" });
     const tls = c.tls_ca || c.tls_cert;
     if (tls && c.endpoints.some((e) => e.startsWith("http://"))) ctx.addIssue({ code: "custom", path: ["endpoints"], message: "must all be https:// when consensus.tls_ca or tls_cert is set" });
+    // The password goes to etcd in an authenticate request, its token in every request after it.
+    const clear = c.endpoints.filter((e) => e.startsWith("http://") && !isLoopbackUrlHost(new URL(e).hostname));
+    if (c.username && clear.length) ctx.addIssue({ code: "custom", path: ["endpoints"], message: `${clear.join(", ")}: must be https:// with consensus.username (the password and etcd's token would cross the network in clear; plain http only to a loopback address)` });
   }, { when: (p) => p.issues.length === 0 });
 
 export type ConsensusConfig = z.output<ReturnType<typeof consensusSection>>;

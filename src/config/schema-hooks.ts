@@ -1,6 +1,7 @@
 // [hooks] and [sentry]: what pgherd tells the rest of an operator's stack (docs/hooks.md,
 // docs/api.md). Each section is its own strict zod object; schema.ts only references them.
 import { z } from "zod";
+import { isLoopbackUrlHost } from "./hostport.ts";
 import { absPath } from "./pg-values.ts";
 
 /** "" (no hook) or the absolute path of an executable (run without a shell). */
@@ -44,7 +45,7 @@ export function parseDsn(dsn: string): ParsedDsn | string {
     return "not a URL";
   }
   if (u.protocol !== "https:" && u.protocol !== "http:") return "the scheme must be https";
-  if (u.protocol === "http:" && !isLoopback(u.hostname)) return "plain http is only accepted for a loopback relay (127.0.0.1, [::1], localhost); use https";
+  if (u.protocol === "http:" && !isLoopbackUrlHost(u.hostname)) return "plain http is only accepted for a loopback relay (127.0.0.1, [::1], localhost); use https";
   if (!/^[0-9a-f]{16,64}$/i.test(u.username)) return "the public key (before @) must be 16-64 hex digits";
   if (u.password) return "must not carry a secret key (Sentry no longer uses one)";
   if (u.search || u.hash) return "must not have a query or fragment";
@@ -53,10 +54,6 @@ export function parseDsn(dsn: string): ParsedDsn | string {
   if (!projectId || !/^\d{1,20}$/.test(projectId)) return "the path must end with the numeric project id";
   const prefix = parts.length ? `/${parts.join("/")}` : "";
   return { envelopeUrl: `${u.protocol}//${u.host}${prefix}/api/${projectId}/envelope/`, publicKey: u.username, projectId };
-}
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 export const sentrySection = () => z.strictObject({

@@ -2,9 +2,9 @@
 // Consensus interface. At start the one in force: [consensus] backend from the config file, unless
 // a migration recorded another in <state_dir>/consensus.json (src/consensus/migrate-state.ts);
 // a migration (src/agent/migrate-driver.ts) builds the other one while the agent runs.
-import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { Config } from "../config/schema.ts";
-import { privacyProblem } from "../config/load.ts";
+import { readPrivateFile } from "../config/load.ts";
 import { Election } from "../core/election.ts";
 import { canLead as nodeCanLead } from "../core/sync-exclusion.ts";
 import type { Logger } from "../log.ts";
@@ -53,18 +53,6 @@ export function createConsensus(d: ConsensusDeps, backend: Backend = startingBac
     performance.now(),
   );
   return new ElectionDriver(election, d.store, d.hooks, d.log, d.nameOf);
-}
-
-/** Reads a secret file only its owner (this user or root) may read; never follows a link. */
-export function readPrivateFile(path: string, what: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    const problem = privacyProblem(fstatSync(fd), path, process.geteuid?.() ?? 0);
-    if (problem) throw new Error(`${what}: ${problem.replace("the cluster secret", "a secret")}`);
-    return readFileSync(fd, "utf8");
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** The etcd client's options from [consensus]: PEM files and the password file read now. */

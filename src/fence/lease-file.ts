@@ -269,9 +269,17 @@ export class LeaseFile {
   }
 }
 
-/** The lease in `file`: null when there is none, it does not parse, or its check failed TORN_READS times in a row. */
+/**
+ * The lease in `file`: null when there is none or its check failed TORN_READS times in a row.
+ * Throws, naming the file, when it holds no lease (damaged): the caller decides what that means.
+ */
 export function readLeaseFile(file: string): Lease | null {
-  const r = readCheckedLease(file);
+  let r: Lease | null | "torn";
+  try {
+    r = readCheckedLease(file);
+  } catch (e) {
+    throw new Error(`${file} holds no lease: ${(e as Error).message}`);
+  }
   return r === "torn" ? null : r;
 }
 

@@ -38,7 +38,10 @@ export interface ToolResult {
   code: number | null;
   signal: string | null;
   timedOut: boolean;
+  /** The tail of what it printed: at most MAX_STDOUT characters. */
   stdout: string;
+  /** It printed more than MAX_STDOUT characters: `stdout` holds the tail only (not a whole document). */
+  stdoutCut?: true;
   stderr: string;
   ms: number;
 }
@@ -59,7 +62,7 @@ export class ToolError extends Error {
   }
 }
 
-const MAX_STDOUT = 4 << 20;
+export const MAX_STDOUT = 4 << 20;
 const MAX_STDERR = 256 << 10;
 const KILL_GRACE_MS = 2000;
 
@@ -157,7 +160,7 @@ export async function runTool(spec: ToolSpec): Promise<ToolResult> {
     spec.log.warn(`${name}: could not start after ${ms} ms: ${exit.message}`);
     throw new ToolError(name, "spawn", null, "", ms, `${name}: could not start ${spec.bin}: ${exit.message}`);
   }
-  const res: ToolResult = { ...exit, timedOut, stdout: redact(out.text()), stderr: redact(err.text()), ms };
+  const res: ToolResult = { ...exit, timedOut, stdout: redact(out.text()), ...(out.cut() ? { stdoutCut: true as const } : {}), stderr: redact(err.text()), ms };
   const tail = stderrTail(res.stderr);
   const how = timedOut ? `timed out after ${spec.timeoutMs} ms (killed)` : exit.code !== null ? `exited ${exit.code}` : `killed by ${exit.signal}`;
   const msg = `${label(spec)} ${how} in ${ms} ms${tail ? `; stderr: ${tail}` : ""}`;
@@ -200,9 +203,11 @@ function collectSecrets(spec: ToolSpec): string[] {
 
 function capped(max: number) {
   let buf = "";
+  let dropped = false;
   return {
-    push(d: string) { buf += d; if (buf.length > 2 * max) buf = buf.slice(-max); },
+    push(d: string) { buf += d; if (buf.length > 2 * max) { buf = buf.slice(-max); dropped = true; } },
     text: () => (buf.length > max ? buf.slice(-max) : buf),
+    cut: () => dropped || buf.length > max,
   };
 }
 

@@ -5,7 +5,7 @@ import { afterEach, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { History, type HistoryEntry } from "../../src/agent/history.ts";
+import { History, HistoryEntrySchema, type HistoryEntry } from "../../src/agent/history.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -67,4 +67,10 @@ test("an entry that comes in as a write ends is written too (it once fell betwee
     await h.flushed();
     expect({ turns, last: writes.at(-1) }).toEqual({ turns, last: 2 });
   }
+});
+
+test("an entry's time is ISO 8601 in UTC, as toISOString writes it: the capped history's sort key takes nothing else", () => {
+  const e = { id: "x", term: 1, kind: "config", node: "n1", reason: "r", oldPrimary: null, newPrimary: null, timeline: null, lsn: null };
+  expect(HistoryEntrySchema.safeParse({ ...e, at: new Date().toISOString() }).success).toBe(true);
+  for (const at of ["zzzz", "9999", "2026-12-05 10:00:00", "2026-12-05T10:00:00+01:00"]) expect(HistoryEntrySchema.safeParse({ ...e, at }).success).toBe(false);
 });

@@ -44,3 +44,16 @@ test("a late state message of the leader (same run, or its earlier run) changes 
   expect(reports.get(L)).toMatchObject({ epoch: 13, seq: 1 });
   expect(heard.map((h) => `${h.epoch}/${h.seq}`)).toEqual(["12/4", "12/5", "13/1"]);
 });
+
+test("an action forwarded to this leader that fails here is answered with the error, not left to the asker's timeout", async () => {
+  const sent: Array<{ peer: string; msg: unknown }> = [];
+  const d = {
+    log: memoryLogger(), stopped: () => false, consensus: { status: () => ({ leader: L }) }, peers: { name: () => "n2" },
+    mesh: () => ({ send: (peer: string, msg: unknown) => sent.push({ peer, msg }) }),
+    safe: (f: () => void) => f(),
+    runAsLeader: async () => { throw new Error("ENOSPC: no space left on device, write 'flags.json.tmp'"); },
+  } as unknown as RouterDeps;
+  new MessageRouter(d).route("bbbbbbbbbbbbbbbb", { t: "action", id: 7, req: { kind: "pause" } } as unknown as AgentMsg);
+  for (let i = 0; i < 10 && sent.length === 0; i++) await Promise.resolve();
+  expect(sent).toEqual([{ peer: "bbbbbbbbbbbbbbbb", msg: { t: "action-resp", id: 7, result: { status: 500, ok: false, message: "pause failed on the leader: ENOSPC: no space left on device, write 'flags.json.tmp'" } } }]);
+});

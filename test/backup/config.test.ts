@@ -70,6 +70,11 @@ describe("rendering", () => {
     const info = parseInfo(JSON.stringify([{ name: "main", status: { code: 0, message: "ok" }, archive: [{ id: "15-1", min: "000000010000000000000001", max: "000000020000000000000005" }], backup: [{ label: "L", type: "full", timestamp: { start: 1, stop: 2 }, archive: { start: "000000010000000000000002", stop: "000000010000000000000002" }, lsn: { start: "0/2000028", stop: "0/2000100" }, info: { size: 10, repository: { size: 3, delta: 3 }, delta: 10 }, error: false }] }]));
     expect(info).toEqual({ status: "ok", archiveMin: "000000010000000000000001", archiveMax: "000000020000000000000005", backups: [{ label: "L", type: "full", start: 1, stop: 2, walStart: "000000010000000000000002", walStop: "000000010000000000000002", lsnStart: "0/2000028", lsnStop: "0/2000100", sizeBytes: 10, repoBytes: 3 }] });
   });
+
+  test("pgbackrest info output that is not JSON, or not its shape, is named as such", () => {
+    expect(() => parseInfo('"timestamp":{"start":1}}]}]')).toThrow("pgbackrest info --output=json printed no JSON");
+    expect(() => parseInfo(JSON.stringify([{ status: { code: 0 }, archive: [], backup: [] }]))).toThrow("pgbackrest info --output=json: unexpected shape: 0.status.message");
+  });
 });
 
 describe("permanent slot state file", () => {

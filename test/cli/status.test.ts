@@ -3,7 +3,7 @@
 // who cannot read the 0600 config reaches the API through --api / $PGHERD_API.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ApiServer, startApi } from "../../src/api/server.ts";
@@ -48,7 +48,7 @@ beforeAll(() => {
   writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
   openssl(["x509", "-req", "-in", join(dir, "srv.csr"), "-CA", ca, "-CAkey", join(dir, "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", join(dir, "ext.cnf"), "-out", join(dir, "srv.pem")]);
   plain = startApi({ host: "127.0.0.1", port: 0, source: fakeSource({ status: node }), log: memoryLogger(), config });
-  tls = startApi({ host: "127.0.0.1", port: 0, source: fakeSource({ status: node }), log: memoryLogger(), config, tls: { cert: join(dir, "srv.pem"), key: join(dir, "srv.key") } });
+  tls = startApi({ host: "127.0.0.1", port: 0, source: fakeSource({ status: node }), log: memoryLogger(), config, tls: { cert: readFileSync(join(dir, "srv.pem"), "utf8"), key: readFileSync(join(dir, "srv.key"), "utf8") } });
 }, 120_000);
 afterAll(async () => {
   await plain?.stop();

@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { ConfigError, loadConfig, parseConfig, privacyProblem } from "../../src/config/load.ts";
+import { ConfigError, loadConfig, parseConfig, privacyProblem, readPrivateFile } from "../../src/config/load.ts";
 import { redactConfig } from "../../src/config/redact.ts";
 
 const SECRET = "0123456789abcdefghijklmnopqrstuvwxyz";
@@ -279,6 +279,15 @@ describe("loadConfig for the agent (ownerOnly)", () => {
     expect(privacyProblem({ ...st, uid: 1001 }, "/etc/p.toml", 0)).toBe(
       "/etc/p.toml is owned by uid 1001: whoever can write it controls this agent, so it must belong to root or to the agent's own user (uid 0)",
     );
+  });
+
+  test("readPrivateFile (TLS keys, password files): a key others may read, or a link, is refused and named", () => {
+    const key = write("api.key", 0o644);
+    expect(() => readPrivateFile(key, "api.tls_key")).toThrow(`api.tls_key: ${key} has mode 0644`);
+    chmodSync(key, 0o600);
+    expect(readPrivateFile(key, "api.tls_key")).toBe(BASE);
+    symlinkSync(key, join(dir, "link.key"));
+    expect(() => readPrivateFile(join(dir, "link.key"), "api.tls_key")).toThrow(/ELOOP|symbolic link/);
   });
 
   test.skipIf(process.getuid?.() !== 0)("a root agent refuses a file another user owns (on disk)", () => {

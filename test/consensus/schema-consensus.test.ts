@@ -31,6 +31,15 @@ test("username goes with a password file; TLS files with https; cert with key", 
   expect(lines(`[consensus]\ntls_cert = "/etc/c.pem"\n`)[0]).toContain("go together");
 });
 
+test("a username (its password, then etcd's token, in every request) needs https, except to a loopback address", () => {
+  const auth = `username = "pgherd"\npassword_file = "/etc/pgherd/etcd-password"\n`;
+  expect(lines(`[consensus]\n${auth}endpoints = ["https://10.0.0.11:2379", "http://10.0.0.12:2379"]\n`)).toEqual([
+    "pgherd.toml: consensus.endpoints http://10.0.0.12:2379: must be https:// with consensus.username (the password and etcd's token would cross the network in clear; plain http only to a loopback address)",
+  ]);
+  expect(lines(`[consensus]\n${auth}endpoints = ["http://127.0.0.1:2379", "http://localhost:2379", "http://[::1]:2379", "https://10.0.0.11:2379"]\n`)).toEqual([]);
+  expect(lines(`[consensus]\nendpoints = ["http://10.0.0.12:2379"]\n`)).toEqual([]); // no password to protect
+});
+
 test("a TTL too short for two renewal rounds is refused, naming the smallest that fits", () => {
   const l = lines(`[consensus]\nbackend = "etcd"\nendpoints = ["http://127.0.0.1:2379"]\nttl_s = 2\n`);
   expect(l).toHaveLength(1);

@@ -218,6 +218,13 @@ test("in place, the agent notices its file was removed, replaced or cut short an
   expect(readLeaseFile(join(d, LEASE_FILE))?.term).toBe(2);
 });
 
+test("a lease file that holds no lease (empty after a crash, damaged): readLeaseFile says which file", () => {
+  const d = stateDir("damaged");
+  writeFileSync(join(d, LEASE_FILE), "");
+  expect(() => readLeaseFile(join(d, LEASE_FILE))).toThrow(`${join(d, LEASE_FILE)} holds no lease`);
+  expect(readLeaseFile(join(d, "absent"))).toBeNull();
+});
+
 test("the same lease end armed again is not written again, though its deadline reads up to 10 ms earlier on the host clock; a lease that ends earlier is", async () => {
   const d = stateDir("jitter");
   features(d, fakeWatchdog.pid!);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
 import { BinDirError, findBinDir } from "../../src/postgres/binaries.ts";
 import { pidAlive } from "../../src/postgres/datadir.ts";
-import { runTool, runToolOk, secret, ToolError } from "../../src/postgres/exec.ts";
+import { MAX_STDOUT, runTool, runToolOk, secret, ToolError } from "../../src/postgres/exec.ts";
 import { isRoot } from "../../src/postgres/users.ts";
 import { pgBins, pgSkipReason } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -53,6 +53,16 @@ describe("runTool", () => {
     expect(all).not.toContain("hunter2-env");
     expect(all).not.toContain("hunter2-arg");
     expect(all).not.toContain("hunter2-in");
+  });
+
+  test("output beyond the cap keeps its tail and says it was cut", async () => {
+    const log = memoryLogger();
+    const big = await runTool({ bin: "/bin/sh", args: ["-c", `head -c ${MAX_STDOUT + 10} /dev/zero | tr '\\0' x; echo END`], timeoutMs: 20_000, log });
+    expect(big.stdoutCut).toBe(true);
+    expect(big.stdout.length).toBe(MAX_STDOUT);
+    expect(big.stdout.endsWith("xEND\n")).toBe(true);
+    const small = await runTool({ bin: "/bin/sh", args: ["-c", "echo ok"], timeoutMs: 10_000, log });
+    expect(small.stdoutCut).toBeUndefined();
   });
 
   test("a timeout kills the whole process group and is reported", async () => {
