@@ -47,7 +47,7 @@ export async function handOverBeforeStop(sig: string, o: { cfg: Config; agent: A
     const l = agent.leadership();
     const v = handoverSettled({
       self: agent.nodeId, leader: l.leaderId, leaderReport: agent.leaderPg()?.report ?? null, own: self(),
-      leaseArmed: readLeaseFile(leaseFile)?.deadline != null,
+      leaseArmed: leaseArmed(leaseFile, log),
       target: to.id, targetReachable: agent.candidates().find((c) => c.id === to.id)?.report != null,
     });
     if (v.done) {
@@ -58,4 +58,14 @@ export async function handOverBeforeStop(sig: string, o: { cfg: Config; agent: A
     await Bun.sleep(POLL_MS);
   }
   log.warn(`${sig}: handover not confirmed after ${Math.round((performance.now() - t0) / 1000)} s (${waiting}); stopping anyway`);
+}
+
+/** Whether this node's lease file holds a lease with a deadline; one that holds no lease (damaged) counts as armed: the wait goes on within its bound. */
+function leaseArmed(file: string, log: Logger): boolean {
+  try {
+    return readLeaseFile(file)?.deadline != null;
+  } catch (e) {
+    log.warn(`handover: ${(e as Error).message}: taken as still armed`);
+    return true;
+  }
 }

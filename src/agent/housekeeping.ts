@@ -38,7 +38,7 @@ export class Housekeeping {
       expected = d.now() + HOUSEKEEPING_MS;
       for (const gone of d.peers.expire()) {
         d.log.info(`peer ${gone.name} (${gone.id}) not heard for ${d.maxAgeMs} ms`);
-        d.mesh.forget(gone.mesh);
+        if (!d.peers.list().some((p) => p.mesh === gone.mesh)) d.mesh.forget(gone.mesh); // another peer may be there now
       }
       for (const step of d.steps) step();
       void d.runDue().catch((err: Error) => d.log.error(`scheduled switchover: ${err.message}`));

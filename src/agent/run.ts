@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { readPrivateFile } from "../config/load.ts";
 import { parseHostPort } from "../config/hostport.ts";
 import { createLogControl } from "../log.ts";
-import { type ApiServer, startApi } from "../api/server.ts";
+import { type ApiServer, type ApiTls, startApi } from "../api/server.ts";
 import { findBinDir } from "../postgres/index.ts";
 import { Agent } from "./agent.ts";
 import { handOverBeforeStop } from "./handover.ts";
@@ -31,8 +31,9 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
     path: opts.configPath, log, setLevel, formatFromConfig: !opts.logFormatFixed,
     restartApi: async (c) => {
       if (!api) return;
+      const tls = apiTls(c); // read before the running API stops: a refused key keeps it serving
       await api.stop();
-      api = serveApi(c);
+      api = serveApi(c, tls);
     },
   });
   const onHup = () => void reloader.reload();
@@ -40,6 +41,26 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
   log.info(`pgherd agent starting with ${opts.configPath}`);
   const listen = parseHostPort(cfg.api.listen);
   if (typeof listen === "string") throw new AgentStartError(`${opts.configPath}: api.listen: ${listen}`);
+
+  // The API's certificate and key (the key as every secret is read: only its owner may read it, no
+  // link followed), read now to fail before joining anything; kept to serve again with the same [api].
+  let served: { api: Config["api"]; tls: ApiTls | undefined };
+  const apiTls = (c: Config): ApiTls | undefined => {
+    if (served && c.api === served.api) return served.tls;
+    if (!c.api.tls_cert || !c.api.tls_key) return undefined;
+    let cert: string;
+    try {
+      cert = readFileSync(c.api.tls_cert, "utf8");
+    } catch (e) {
+      throw new Error(`api.tls_cert: ${(e as Error).message}`);
+    }
+    return { cert, key: readPrivateFile(c.api.tls_key, "api.tls_key") };
+  };
+  try {
+    served = { api: cfg.api, tls: apiTls(cfg) };
+  } catch (e) {
+    throw new AgentStartError(`${opts.configPath}: ${(e as Error).message}`);
+  }
 
   // Fail before joining anything when this host cannot run PostgreSQL as configured.
   const bins = cfg.role === "database"
@@ -68,14 +89,14 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
   if (loop) loop.start();
   else agent.startWitnessReports();
   // The API is the one part a reload restarts ([api] listen, token, TLS change live).
-  const serveApi = (c: Config): ApiServer => {
+  const serveApi = (c: Config, tls: ApiTls | undefined): ApiServer => {
     const at = parseHostPort(c.api.listen);
     if (typeof at === "string") throw new Error(`api.listen: ${at}`);
-    // The key as the other secrets are read: only its owner may read it, no link followed.
-    const tls = c.api.tls_cert && c.api.tls_key ? { cert: readFileSync(c.api.tls_cert, "utf8"), key: readPrivateFile(c.api.tls_key, "api.tls_key") } : undefined;
-    return startApi({ host: at.host, port: at.port, source: agent, log: log.withTag("api"), config: c, currentConfig: () => reloader.current(), tls });
+    const server = startApi({ host: at.host, port: at.port, source: agent, log: log.withTag("api"), config: c, currentConfig: () => reloader.current(), tls });
+    served = { api: c.api, tls };
+    return server;
   };
-  api = serveApi(reloader.current());
+  api = serveApi(reloader.current(), apiTls(reloader.current()));
 
   await new Promise<void>((resolve) => {
     let stopping = false;

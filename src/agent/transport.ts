@@ -23,6 +23,19 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
   const authenticated = new Map<string, string>(); // peer id → remote IP of its last authenticated connection
   const listen = parseHostPort(cfg.mesh.listen);
   if (typeof listen === "string") throw new Error(`mesh.listen: ${listen}`);
+  /** Mesh addresses a peer announced before its current one: dropped from the dial list once it is connected. */
+  const movedFrom = new Map<string, Set<string>>();
+  const forgetMoved = (id: string) => {
+    const was = movedFrom.get(id);
+    if (!was) return;
+    movedFrom.delete(id);
+    const current = new Set(peers.list().map((p) => p.mesh)); // its own, and any other peer's now
+    for (const addr of was) {
+      if (current.has(addr)) continue;
+      log.debug(`${peers.name(id)} (${id}) moved: no longer dialling ${addr}`);
+      mesh.forget(addr);
+    }
+  };
   const mesh: Mesh = new Mesh({
     cluster: cfg.cluster, secret: cfg.secret, nodeId, nodeName: cfg.node_name,
     listenHost: listen.host, listenPort: listen.port, advertise: cfg.mesh.advertise || undefined,
@@ -32,6 +45,7 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
     onMessage: (peer, msg) => hooks.onMessage(peer, msg as AgentMsg),
     onPeerUp: (p) => {
       authenticated.set(p.id, p.remoteHost);
+      forgetMoved(p.id);
       peers.connected(p.id, true, p.name);
       const known = peers.list().find((x) => x.id === p.id);
       if (known && known.address !== p.remoteHost) peers.seen({ ...known, address: p.remoteHost });
@@ -56,11 +70,14 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
     const { isNew, left } = peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh: mesh_, address: authenticated.get(a.nodeId) ?? "", vote, member: a.extra.member === true });
     if (isNew) log.info(`discovered ${a.name} (${a.nodeId}, ${a.role}) at ${mesh_}`);
     if (left) {
-      // It moved (a new address, another port): stop redialling where it was.
-      log.debug(`${a.name} (${a.nodeId}) announces mesh address ${mesh_}, was ${left}: no longer dialling ${left}`);
-      mesh.forget(left);
+      // It moved (a new address, another port): where it was is no longer dialled once it is
+      // connected again (forgetting at once would restart the dial's backoff on every beacon of a
+      // peer whose beacons come from two addresses in turn).
+      const was = movedFrom.get(a.nodeId) ?? new Set<string>();
+      movedFrom.set(a.nodeId, was.add(left));
     }
     mesh.dial(mesh_, a.nodeId);
+    if (peers.list().find((p) => p.id === a.nodeId)?.connected) forgetMoved(a.nodeId);
   };
   const broadcast = cfg.discovery.broadcast.flatMap((b) => (b === "auto" ? defaultBroadcastAddresses() : [b]));
   const beacon = new Beacon({

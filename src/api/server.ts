@@ -20,6 +20,9 @@ import { asset, badPath, dashboard, rawPath } from "./static.ts";
 
 export type { ApiSource } from "./source.ts";
 
+/** The API's certificate and private key, PEM text. */
+export type ApiTls = { cert: string; key: string };
+
 export interface ApiOptions {
   host: string;
   port: number;
@@ -30,7 +33,7 @@ export interface ApiOptions {
   /** The configuration in force now (after SIGHUP reloads) for GET /config; else `config`. */
   currentConfig?: () => Config;
   /** PEM text of the certificate and its key: serve HTTPS instead of HTTP. */
-  tls?: { cert: string; key: string };
+  tls?: ApiTls;
   /** Dashboard event interval (tests shorten it). */
   eventsIntervalMs?: number;
 }

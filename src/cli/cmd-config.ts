@@ -7,7 +7,7 @@ import { basename, join, resolve } from "node:path";
 import { stdin } from "node:process";
 import { defineCommand } from "citty";
 import { parse, stringify, TomlError } from "smol-toml";
-import { ConfigError, loadConfig, privacyProblem } from "../config/load.ts";
+import { ConfigError, loadConfig, privacyProblem, secretFileProblem, secretFiles } from "../config/load.ts";
 import { checkSettings, conflictLine, type Conflict, decideChange, diffLines, parseAssignment } from "../config/dynamic.ts";
 import type { DynamicDoc, DynamicSettings } from "../config/schema-dynamic.ts";
 import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg } from "./api-client.ts";
@@ -179,6 +179,9 @@ export const configCommand = (ctx: CliContext) =>
             closeSync(fd);
           }
           if (problem) throw new CliExit(EXIT_USAGE, `${basename(path)}: ${problem}`);
+          // And the secret files it names, as the agent reads them (readPrivateFile).
+          const secrets = secretFiles(cfg).map(([key, p]) => secretFileProblem(p, key)).filter(Boolean);
+          if (secrets.length) throw new CliExit(EXIT_USAGE, secrets.map((m) => `${basename(path)}: ${m}`).join("\n"));
           ctx.out(`${path}: valid (cluster ${cfg.cluster}, node ${cfg.node_name}, ${cfg.role})\n`);
         },
       }),

@@ -48,9 +48,36 @@ export function privacyProblem(st: { mode: number; uid: number; isFile(): boolea
   return "";
 }
 
+/** The secret files a config names besides itself (TLS keys, the etcd password), by key: what readPrivateFile reads. */
+export function secretFiles(cfg: Config): [string, string][] {
+  const all: [string, string][] = [["api.tls_key", cfg.api.tls_key], ["consensus.tls_key", cfg.consensus.tls_key], ["consensus.password_file", cfg.consensus.password_file]];
+  return all.filter(([, path]) => path !== "");
+}
+
+/**
+ * What the agent would refuse in a secret file (`pgherd config check`): a link, a file it cannot
+ * open, one group or others may read; the owner is judged as the file's own (the checker may be
+ * another user than the agent). "" when fine.
+ */
+export function secretFileProblem(path: string, what: string): string {
+  let fd: number;
+  try {
+    fd = openSecret(path, what);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  try {
+    const st = fstatSync(fd);
+    const problem = privacyProblem(st, path, st.uid);
+    return problem ? `${what}: ${problem.replace("the cluster secret", "a secret")}` : "";
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Reads a secret file only its owner (this user or root) may read; never follows a link. `what` names it in errors. */
 export function readPrivateFile(path: string, what: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const fd = openSecret(path, what);
   try {
     const problem = privacyProblem(fstatSync(fd), path, process.geteuid?.() ?? 0);
     if (problem) throw new Error(`${what}: ${problem.replace("the cluster secret", "a secret")}`);
@@ -84,4 +111,14 @@ export function loadConfig(path: string, opts: { ownerOnly?: boolean } = {}): Co
     if (fd !== undefined) closeSync(fd);
   }
   return parseConfig(text, label);
+}
+
+/** Opens a secret file for reading without following a link; errors name the key. */
+function openSecret(path: string, what: string): number {
+  try {
+    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`${what}: ${code === "ELOOP" ? `${path} is a symbolic link (the agent opens it without following links)` : (e as Error).message}`);
+  }
 }

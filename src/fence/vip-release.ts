@@ -65,7 +65,12 @@ export async function releaseVip(stateDir: string, lease: Lease, log: Log): Prom
     return "failed";
   }
   // The agent renewed (or won again) since this deadline passed: the address is its again.
-  const now = readLeaseFile(join(stateDir, LEASE_FILE));
+  let now: Lease | null = null;
+  try {
+    now = readLeaseFile(join(stateDir, LEASE_FILE));
+  } catch (e) {
+    log.warn(`${(e as Error).message}: taken as not renewed`); // the address goes with the fenced server
+  }
   if (now?.deadline != null && now.deadline > hostMonotonicMs() && (now.term !== lease.term || now.deadline !== lease.deadline)) return "kept";
   const t0 = performance.now();
   const r = await ip(["addr", "del", spec.address, "dev", spec.interface]);

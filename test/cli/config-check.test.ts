@@ -1,6 +1,6 @@
 // `pgherd config check [FILE]`: the agent's own validation, without starting anything.
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "../../src/cli/run.ts";
@@ -45,4 +45,19 @@ test("a file others may read is refused like the agent refuses it; a missing fil
   expect(r.err).toContain("has mode 0644");
   const missing = await check([join(dir, "none.toml")]);
   expect(missing).toMatchObject({ code: 2, err: expect.stringContaining("none.toml: cannot read config file") });
+});
+
+test("the secret files it names are checked as the agent reads them: a key others may read, a link, a missing password file", async () => {
+  const key = file("api.key", "KEY", 0o640);
+  symlinkSync(file("real.key", "KEY"), join(dir, "link.key"));
+  const cert = file("api.pem", "CERT", 0o644);
+  const r = await check([file("secrets.toml", `${good}[api]\ntls_cert = "${cert}"\ntls_key = "${key}"\n[consensus]\ntls_ca = "${cert}"\ntls_cert = "${cert}"\ntls_key = "${join(dir, "link.key")}"\nendpoints = ["https://10.0.0.1:2379"]\nusername = "u"\npassword_file = "${join(dir, "none")}"\n`)]);
+  expect(r.code).toBe(2);
+  expect(r.err.split("\n").filter(Boolean)).toEqual([
+    `secrets.toml: api.tls_key: ${key} has mode 0640: it holds a secret, so group and others must have no access (chmod 600 ${key})`,
+    `secrets.toml: consensus.tls_key: ${join(dir, "link.key")} is a symbolic link (the agent opens it without following links)`,
+    `secrets.toml: consensus.password_file: ENOENT: no such file or directory, open '${join(dir, "none")}'`,
+  ]);
+  chmodSync(key, 0o600);
+  expect((await check([file("secrets-ok.toml", `${good}[api]\ntls_cert = "${cert}"\ntls_key = "${key}"\n`)])).code).toBe(0);
 });

@@ -46,3 +46,12 @@ test("the agent armed a newer lease since the deadline: the address stays", asyn
   writeFileSync(join(dir, "lease"), JSON.stringify({ ...lease(now + 5000, 5) }));
   expect(await releaseVip(dir, lease(now - 10, 4), log)).toBe("kept");
 });
+
+test("a lease file that holds no lease (damaged) counts as not renewed: the address is removed, not kept", async () => {
+  writeVipSpec(dir, { address: "10.9.9.9/24", interface: "pgh-none0" });
+  writeFileSync(join(dir, "lease"), "");
+  lines.length = 0;
+  expect(await releaseVip(dir, lease(hostMonotonicMs() - 10, 4), log)).not.toBe("kept");
+  expect(lines.join("\n")).toContain(`${join(dir, "lease")} holds no lease`);
+  expect(lines.join("\n")).toContain("taken as not renewed");
+});
