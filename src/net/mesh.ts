@@ -178,6 +178,11 @@ export class Mesh {
     return c ? unmappedHost(c.socketRemoteHost) : undefined;
   }
 
+  /** The addresses this mesh keeps dialling (dial() until forget()), sorted: for status and tests. */
+  dialling(): string[] {
+    return [...this.targets.keys()].sort();
+  }
+
   /** Open TCP connections of any state (handshaking, in use, retiring duplicates): for metrics and tests. */
   connectionCount(): number {
     return this.conns.size;

@@ -86,3 +86,16 @@ test("a valid beacon alone (a holder of the secret, no mesh connection) gives a 
   await waitFor(() => r.peer("x") !== undefined, 3000, "the announcement accepted");
   expect(r.peer("x")?.address).toBe(""); // the mesh never authenticated it: nothing for pg_hba or an upstream
 });
+
+test("a peer that comes back at another mesh address is no longer dialled at the old one once connected there", async () => {
+  const [ps, pr] = [await freeUdpPort(), await freeUdpPort()];
+  const s1 = await agent("s", ps, [`127.0.0.1:${pr}`]);
+  const r = await agent("r", pr, [`127.0.0.1:${ps}`]);
+  const old = `127.0.0.1:${s1.mesh.address().port}`;
+  await waitFor(() => r.peer("s")?.connected === true && r.mesh.dialling().join() === old, 3000, "r connected to s, dialling its address");
+  await s1.stop();
+  const s2 = await agent("s", ps, [`127.0.0.1:${pr}`]); // restarted on another port (a new address, after DHCP say)
+  const now = `127.0.0.1:${s2.mesh.address().port}`;
+  await waitFor(() => r.peer("s")?.mesh === now && r.peer("s")?.connected === true, 3000, "r connected to s at its new address");
+  await waitFor(() => r.mesh.dialling().join() === now, 3000, `r dials ${now} only`);
+});
