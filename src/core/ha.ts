@@ -234,8 +234,14 @@ export function controlSaysPrimary(state: string): boolean {
  * primary's state whatever the signal file says: a start as a standby that never happened) is
  * rewound before it follows anyone. With pg_control unreadable (null: pg_controldata failed or
  * timed out on a stalled disk) the signal file alone says it: no standby.signal is a primary's data.
+ * One exception: standby.signal with backup_label is a copy that has not started yet (a clone,
+ * a restore, a rewound directory: pgherd writes standby.signal into each before it is used), whose
+ * pg_control holds its source's state ("in production" for a clone): a standby's data. (A primary
+ * that crashed during an exclusive backup, PostgreSQL ≤ 14, also leaves backup_label; pgherd takes
+ * none, and standby.signal is written only where pgherd decided a standby start.)
  */
-export function dataWasPrimary(controlState: string | null, standbySignal: boolean): boolean {
+export function dataWasPrimary(controlState: string | null, standbySignal: boolean, backupLabel = false): boolean {
+  if (standbySignal && backupLabel) return false;
   return !standbySignal || (controlState !== null && controlSaysPrimary(controlState));
 }
 

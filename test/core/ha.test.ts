@@ -167,6 +167,10 @@ describe("follower", () => {
     // pg_control unreadable (pg_controldata failed or timed out): the signal file decides; no signal is a primary's data.
     expect(dataWasPrimary(null, false)).toBe(true);
     expect(dataWasPrimary(null, true)).toBe(false);
+    // a copy not started yet (a clone, a restore, a rewound directory): standby.signal with backup_label,
+    // its source's pg_control state; without standby.signal backup_label changes nothing
+    for (const st of ["in production", "shut down", "in crash recovery", "in archive recovery", null]) expect(dataWasPrimary(st, true, true)).toBe(false);
+    for (const st of ["in production", "shut down", "in archive recovery", null]) expect(dataWasPrimary(st, false, true)).toBe(true);
     // and such a node is rewound before it streams
     for (const st of ["in production", "shut down", "in crash recovery"]) {
       const former = { running: false, up: false, inRecovery: null, wasPrimary: dataWasPrimary(st, false), timeline: 1 } as const;

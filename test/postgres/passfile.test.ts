@@ -4,7 +4,7 @@
 // password in it would travel with every clone). The tools are replaced by a script that
 // records its environment; the agent's PgHost writes the real passfile.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PgHost } from "../../src/agent/pg/host.ts";
 import { Rebuilder } from "../../src/agent/pg/rebuild.ts";
@@ -17,6 +17,8 @@ import { PG_OS_USER } from "../helpers/pg.ts";
 import { requireReal } from "../helpers/require.ts";
 
 const PASSWORD = "repl-password-5c1e9d2a7b";
+/** The recording pg_basebackup leaves what a real one does in its -D directory, as far as these tests look: PG_VERSION, backup_label. */
+const CLONE_TARGET = 'while [ $# -gt 0 ]; do if [ "$1" = "-D" ]; then mkdir -p "$2" && echo 15 > "$2/PG_VERSION" && : > "$2/backup_label"; fi; shift; done\n';
 const log = memoryLogger();
 let top: string;
 let pg: OsUser;
@@ -33,7 +35,7 @@ beforeAll(async () => {
   mkdirSync(out, { mode: 0o700 });
   chownSync(out, pg.uid, pg.gid);
   for (const tool of ["pg_basebackup", "pg_rewind"]) {
-    writeFileSync(join(bin, tool), `#!/bin/sh\nenv > ${out}/${tool}.env\nexit 0\n`, { mode: 0o755 });
+    writeFileSync(join(bin, tool), `#!/bin/sh\nenv > ${out}/${tool}.env\n${tool === "pg_basebackup" ? CLONE_TARGET : ""}exit 0\n`, { mode: 0o755 });
   }
   bins = { dir: bin, version: 15, versionString: "15 (recording script)" };
 });
@@ -86,4 +88,34 @@ test("the agent's passfile lies outside the data directory: 0600, the OS user's,
   expect(readFileSync(host.passfile, "utf8")).toBe(`10.0.0.2:5432:*:${host.cfg.postgres.repl_user}:${PASSWORD}\n`);
   for (const n of readdirSync(data)) expect(readFileSync(join(data, n), "utf8")).not.toContain(PASSWORD);
   expect(readFileSync(join(data, "pgherd.conf"), "utf8")).toContain(`passfile=${data}.pgpass`);
+});
+
+test("after pg_rewind the standby's configuration is written before the rewind marker goes: a failure in between keeps the marker (found by review)", async () => {
+  const data = join(top, "rewound-data");
+  mkdirSync(data, { mode: 0o700 });
+  writeFileSync(join(data, "PG_VERSION"), "15\n");
+  chownSync(data, pg.uid, pg.gid);
+  const host = agentHost(data);
+  const rebuild = new Rebuilder(host, () => {}, () => {});
+  const writeConfig = host.writeConfig.bind(host);
+  host.writeConfig = () => Promise.reject(new Error("No space left on device"));
+  await expect(rebuild.rewindFrom("10.0.0.2:5432", false)).rejects.toThrow("No space left on device");
+  expect(host.rewindMarker.get()).not.toBeNull(); // no standby.signal yet: the directory stays a clone's only
+  expect(existsSync(join(data, "standby.signal"))).toBe(false);
+  host.writeConfig = writeConfig;
+  await rebuild.rewindFrom("10.0.0.2:5432", false).catch(() => {}); // the start fails afterwards (no pg_ctl here)
+  expect(existsSync(join(data, "standby.signal"))).toBe(true);
+  expect(host.rewindMarker.get()).toBeNull();
+});
+
+test("a clone is a standby's data from its first moment in place: standby.signal is in it before the swap (found by review)", async () => {
+  const data = join(top, "clone-data");
+  mkdirSync(data, { mode: 0o700 });
+  writeFileSync(join(data, "PG_VERSION"), "15\n");
+  chownSync(data, pg.uid, pg.gid);
+  const host = agentHost(data);
+  host.writeConfig = () => Promise.reject(new Error("killed before the first start")); // what follows the swap
+  await expect(new Rebuilder(host, () => {}, () => {}).cloneFrom("10.0.0.2:5432")).rejects.toThrow("killed before the first start");
+  expect(existsSync(join(data, "backup_label"))).toBe(true); // the clone is in place
+  expect(existsSync(join(data, "standby.signal"))).toBe(true);
 });

@@ -10,12 +10,13 @@
 // followed that promotion, stopped before its first restartpoint on the new timeline, votes with the
 // new timeline's end, not on the old timeline; nothing is scanned while a pg_rewind is unfinished.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { appendFileSync, chownSync, copyFileSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterContext } from "../../src/agent/pg/context.ts";
 import { PgHost } from "../../src/agent/pg/host.ts";
 import { MonitorRound, type RoundParts } from "../../src/agent/pg/round.ts";
 import { parseConfig } from "../../src/config/load.ts";
+import { dataWasPrimary } from "../../src/core/ha.ts";
 import type { Position } from "../../src/core/position.ts";
 import type { Fencer } from "../../src/fence/fencer.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -117,6 +118,13 @@ test("a stopped standby's first position is the WAL it received and flushed, not
   const passfile = join(s.root, "pgpass");
   await writePassfile(passfile, [{ host: "127.0.0.1", port: ports.p, database: "*", user: REPL, password: replPassword }], await lookupOsUser(PG_OS_USER));
   await basebackup({ bins: standby.bins, osUser: PG_OS_USER, log, host: "127.0.0.1", port: ports.p, user: REPL, passfile, target: standby.dataDir, slot: "sb", timeoutMs: 60_000, noSync: true });
+  // A clone before its first start holds its source's pg_control ("in production") and backup_label:
+  // with the standby.signal a rebuild writes into it before the swap, a standby's data, never a
+  // former primary's to rewind (core/ha.ts dataWasPrimary; found by review).
+  const cloned = (await inspectDataDir(standby.dataDir, standby)).control!;
+  expect(cloned.state).toBe("in production");
+  expect(existsSync(join(standby.dataDir, "backup_label"))).toBe(true);
+  expect(dataWasPrimary(cloned.state, true, true)).toBe(false);
   const conninfo = buildConninfo({ host: "127.0.0.1", port: ports.p, user: REPL, passfile, applicationName: "sb" });
   await writeManagedConfig(managed(standby, ports.s, { primaryConninfo: conninfo, primarySlotName: "sb" }, true));
   await start(standby, { logFile: `${standby.dataDir}.log`, timeoutSec: 30 });

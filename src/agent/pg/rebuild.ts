@@ -10,6 +10,8 @@ import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal
 import { afterRewindFailure, connectEpisode, type ConnectEpisode, REWIND_CONNECT_RETRY_MS, rewindDue } from "../../core/rewind-retry.ts";
 import { bytes } from "../../core/liveness.ts";
 import { treeBytes } from "../../postgres/fsutil.ts";
+import { setStandbySignal } from "../../postgres/managed-config.ts";
+import { lookupOsUser } from "../../postgres/users.ts";
 import { fsRoomFor } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
 import { basebackup, BasebackupError, cloneDirFor, swapProblem, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
@@ -160,6 +162,10 @@ export class Rebuilder {
   private async swapAndStart(target: string, from: string, how: string): Promise<void> {
     const h = this.h;
     h.note = "";
+    // A standby's data from its first moment in place: a crash before its first start leaves a copy
+    // (backup_label, its source's pg_control) that the next round must not take for a former primary.
+    const u = await lookupOsUser(h.node.osUser);
+    await setStandbySignal(target, true, { uid: u.uid, gid: u.gid });
     const old = await swapDataDir(target, h.node.dataDir);
     h.rewindMarker.clear(); // a fresh directory: an unfinished rewind of the one moved aside no longer matters
     const keep = h.cfg.rejoin.keep_old;
@@ -200,13 +206,13 @@ export class Rebuilder {
     await h.stopServer("fast", 60);
     const [host, port] = splitAddr(from);
     h.log.info(`rejoining as a standby of ${from}: pg_rewind`);
+    // Before pg_rewind runs and outside its failure handling: a failure here touched nothing (the
+    // round tries again), it is no reason for a clone.
+    const o = { host, port, passfile: await h.writePassfile(host, port), tls: await h.tls.client() };
+    h.rewindMarker.set(from); // fsync'd before pg_rewind may write: a rewind cut short is never started (store/rewind-marker.ts)
     let r: "rewound" | "not-needed";
     try {
-      const o = { host, port, passfile: await h.writePassfile(host, port), tls: await h.tls.client() };
-      h.rewindMarker.set(from); // fsync'd before pg_rewind may write: a rewind cut short is never started (store/rewind-marker.ts)
       r = await rewind({ bins: h.node.bins, osUser: h.node.osUser, log: h.log, dataDir: h.node.dataDir, user: h.cfg.postgres.repl_user, timeoutMs: 3600_000, ...o });
-      h.rewindMarker.clear();
-      this.connectFailing = null;
     } catch (e) {
       if (e instanceof RewindError && !e.targetTouched) h.rewindMarker.clear(); // it stopped before its first write
       else if (h.rewindMarker.get()) h.log.error(`pg_rewind stopped after it began to change ${h.node.dataDir}: that directory is only ever replaced by a fresh clone now`);
@@ -225,6 +231,12 @@ export class Rebuilder {
       h.record("rejoin", `pg_rewind impossible (${(e as Error).message.slice(0, 200)}): rebuilt from a fresh clone of ${from}`);
       return;
     }
+    // The standby's configuration (standby.signal) before the marker goes: a crash in between leaves
+    // a standby's data, not one taken for a former primary and rewound again (a failure here keeps
+    // the marker: a clone, as after any rewind not seen to its end).
+    await h.writeConfig(true, from);
+    h.rewindMarker.clear();
+    this.connectFailing = null;
     h.log.info(r === "rewound" ? "pg_rewind: rewound onto the new primary's timeline" : "pg_rewind: histories agree, no rewind needed");
     if (r === "not-needed" && stuck) {
       // Same history, yet it could not stream: the WAL it needs is gone from the primary.

@@ -131,7 +131,8 @@ export class MonitorRound {
     // meanwhile (a frozen agent that wakes finds another leader at once), and a leader's decision
     // taken on an old view would treat a former primary as its own.
     const lead = ctx.leadership();
-    const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false : !info.empty && dataWasPrimary(info.control?.state ?? null, standbySignal);
+    const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false
+      : !info.empty && dataWasPrimary(info.control?.state ?? null, standbySignal, standbySignal && existsSync(join(h.node.dataDir, "backup_label")));
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
       wasPrimary, timeline: p.up ? p.timeline : await stoppedTimeline(h, info.control?.timeline ?? null, wasPrimary),
