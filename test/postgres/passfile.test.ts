@@ -44,8 +44,13 @@ afterAll(() => {
   if (top) rmSync(top, { recursive: true, force: true });
 });
 
-/** The agent's PgHost for `data`, with the cluster context parts these paths use. */
-function agentHost(data: string): PgHost {
+/** The agent's PgHost for `data`, with the cluster context parts these paths use; `existing`: a data directory (PG_VERSION) made first. */
+function agentHost(data: string, o: { existing?: boolean } = {}): PgHost {
+  if (o.existing) {
+    mkdirSync(data, { mode: 0o700 });
+    writeFileSync(join(data, "PG_VERSION"), "15\n");
+    chownSync(data, pg.uid, pg.gid);
+  }
   const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n1"\nstate_dir = "${data}.state"\n[postgres]\ndata_dir = "${data}"\nos_user = "${PG_OS_USER}"\n`, "test");
   const ctx = {
     nodeId: "n1",
@@ -77,10 +82,7 @@ test("the agent's clone (pg_basebackup) and rewind (pg_rewind) get PGPASSFILE, n
 
 test("the agent's passfile lies outside the data directory: 0600, the OS user's, and no file in the data directory holds the password", async () => {
   const data = join(top, "node-data");
-  mkdirSync(data, { mode: 0o700 });
-  writeFileSync(join(data, "PG_VERSION"), "15\n");
-  chownSync(data, pg.uid, pg.gid);
-  const host = agentHost(data);
+  const host = agentHost(data, { existing: true });
   await host.writeConfig(true, "10.0.0.2:5432");
   expect(host.passfile).toBe(`${data}.pgpass`);
   const st = statSync(host.passfile);
@@ -92,10 +94,7 @@ test("the agent's passfile lies outside the data directory: 0600, the OS user's,
 
 test("after pg_rewind the standby's configuration is written before the rewind marker goes: a failure in between keeps the marker (found by review)", async () => {
   const data = join(top, "rewound-data");
-  mkdirSync(data, { mode: 0o700 });
-  writeFileSync(join(data, "PG_VERSION"), "15\n");
-  chownSync(data, pg.uid, pg.gid);
-  const host = agentHost(data);
+  const host = agentHost(data, { existing: true });
   const rebuild = new Rebuilder(host, () => {}, () => {});
   const writeConfig = host.writeConfig.bind(host);
   host.writeConfig = () => Promise.reject(new Error("No space left on device"));
@@ -110,10 +109,7 @@ test("after pg_rewind the standby's configuration is written before the rewind m
 
 test("a clone is a standby's data from its first moment in place: standby.signal is in it before the swap (found by review)", async () => {
   const data = join(top, "clone-data");
-  mkdirSync(data, { mode: 0o700 });
-  writeFileSync(join(data, "PG_VERSION"), "15\n");
-  chownSync(data, pg.uid, pg.gid);
-  const host = agentHost(data);
+  const host = agentHost(data, { existing: true });
   host.writeConfig = () => Promise.reject(new Error("killed before the first start")); // what follows the swap
   await expect(new Rebuilder(host, () => {}, () => {}).cloneFrom("10.0.0.2:5432")).rejects.toThrow("killed before the first start");
   expect(existsSync(join(data, "backup_label"))).toBe(true); // the clone is in place
