@@ -77,7 +77,7 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
       movedFrom.set(a.nodeId, was.add(left));
     }
     mesh.dial(mesh_, a.nodeId);
-    if (peers.list().find((p) => p.id === a.nodeId)?.connected) forgetMoved(a.nodeId);
+    if (movedFrom.has(a.nodeId) && peers.list().find((p) => p.id === a.nodeId)?.connected) forgetMoved(a.nodeId);
   };
   const broadcast = cfg.discovery.broadcast.flatMap((b) => (b === "auto" ? defaultBroadcastAddresses() : [b]));
   const beacon = new Beacon({

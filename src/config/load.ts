@@ -68,8 +68,7 @@ export function secretFileProblem(path: string, what: string): string {
   }
   try {
     const st = fstatSync(fd);
-    const problem = privacyProblem(st, path, st.uid);
-    return problem ? `${what}: ${problem.replace("the cluster secret", "a secret")}` : "";
+    return secretProblem(st, path, what, st.uid);
   } finally {
     closeSync(fd);
   }
@@ -79,8 +78,8 @@ export function secretFileProblem(path: string, what: string): string {
 export function readPrivateFile(path: string, what: string): string {
   const fd = openSecret(path, what);
   try {
-    const problem = privacyProblem(fstatSync(fd), path, process.geteuid?.() ?? 0);
-    if (problem) throw new Error(`${what}: ${problem.replace("the cluster secret", "a secret")}`);
+    const problem = secretProblem(fstatSync(fd), path, what, process.geteuid?.() ?? 0);
+    if (problem) throw new Error(problem);
     return readFileSync(fd, "utf8");
   } finally {
     closeSync(fd);
@@ -121,4 +120,10 @@ function openSecret(path: string, what: string): number {
     const code = (e as NodeJS.ErrnoException).code;
     throw new Error(`${what}: ${code === "ELOOP" ? `${path} is a symbolic link (the agent opens it without following links)` : (e as Error).message}`);
   }
+}
+
+/** privacyProblem for a secret file other than the config, named by its key; "" when fine. */
+function secretProblem(st: { mode: number; uid: number; isFile(): boolean }, path: string, what: string, euid: number): string {
+  const problem = privacyProblem(st, path, euid);
+  return problem ? `${what}: ${problem.replace("the cluster secret", "a secret")}` : "";
 }
