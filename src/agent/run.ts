@@ -76,7 +76,11 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
   const vip = createVip(cfg, log); // [vip]: follows the lease (src/integrations/vip.ts)
   await vip?.release("the agent starts (not leading yet)");
   const agent = new Agent(cfg, log, {
-    onLead: (term, until) => { loop?.fencer.arm(term, until); vip?.hold(); },
+    onLead: (term, until) => {
+      // A lease the watchdog does not guard is no lease: give the leadership to a node that can hold one.
+      if (loop && !loop.fencer.arm(term, until)) return void queueMicrotask(() => agent.resign("this node cannot write its lease file"));
+      vip?.hold();
+    },
     onFence: async (reason) => { await Promise.all([vip?.release(reason), loop?.fencer.fence(reason)]); },
   });
   if (bins) {

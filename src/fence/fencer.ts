@@ -47,6 +47,8 @@ export class Fencer {
   /** asPrimary() tasks running now. */
   private guarded = 0;
   private cancelWatchdog: (() => void) | null = null;
+  /** The last lease-file write failure logged (each new one is logged once). */
+  private armError = "";
   private readonly clock: Clock;
   /** Fences that stopped (or tried to stop) PostgreSQL, for /metrics. */
   fences = 0;
@@ -74,9 +76,23 @@ export class Fencer {
     this.cancelWatchdog = null;
   }
 
-  /** A valid lease until `until` (local monotonic ms) in `term`: arm or extend the lease file. */
-  arm(term: number, until: number): void {
-    this.o.lease.arm(term, until);
+  /**
+   * A valid lease until `until` (local monotonic ms) in `term`: arm or extend the lease file. False
+   * when the file could not be written (state_dir full or read-only): no watchdog guards this lease,
+   * so it is given up (fenced) at once; the caller resigns the leadership.
+   */
+  arm(term: number, until: number): boolean {
+    try {
+      this.o.lease.arm(term, until);
+      this.armError = "";
+      return true;
+    } catch (e) {
+      const why = (e as Error).message;
+      if (why !== this.armError) this.o.log.error(`cannot write the lease file (${why}): the fencing watchdog cannot guard a primary here; fencing and giving up the leadership`);
+      this.armError = why;
+      void this.fence(`the lease file could not be written: ${why}`);
+      return false;
+    }
   }
 
   /** This agent holds a lease it armed and has not lost. */

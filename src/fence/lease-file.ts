@@ -16,7 +16,7 @@
 // process) every record is renamed into place, as before: that watchdog ignores the check key.
 import { spawn } from "node:child_process";
 import { closeSync, fstatSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Logger } from "../log.ts";
 import { HostClock, hostMonotonicMs } from "./clock.ts";
 
@@ -146,19 +146,22 @@ export class LeaseFile {
   arm(term: number, untilLocal: number): void {
     // The lease end on the host clock: at or before the true one (clock.ts, HostClock).
     const deadline = this.hostClock.toHost(untilLocal);
-    this.armedTerm = term;
-    this.armedUntil = untilLocal;
     // Extensions of less than 50 ms are not worth a write; a lease that ends earlier than the one
     // written always is. Not a deadline that only reads earlier: each new sample of the host clock's
     // offset (10 ms steps) maps the same lease end (each follower's answer to one heartbeat) to a
     // deadline up to 10 ms apart; every one is at or before the lease end, so the one written stands.
     const shrunk = untilLocal < this.writtenUntil;
-    if (this.last != null && this.lastTerm === term && !shrunk && deadline - this.last < 50) return;
-    this.write({ deadline, term, dataDir: this.dataDir, writtenAt: this.hostClock.toHost(performance.now()), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
-    // Only once written: a write that failed (ENOSPC, EIO…) is tried again by the next arm(), or a
-    // shorter lease end would read as written while the file keeps the longer deadline.
-    this.lastTerm = term;
-    this.writtenUntil = untilLocal;
+    if (!(this.last != null && this.lastTerm === term && !shrunk && deadline - this.last < 50)) {
+      this.write({ deadline, term, dataDir: this.dataDir, writtenAt: this.hostClock.toHost(performance.now()), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
+      // Only once written: a write that failed (ENOSPC, EIO…) is tried again by the next arm(), or a
+      // shorter lease end would read as written while the file keeps the longer deadline.
+      this.lastTerm = term;
+      this.writtenUntil = untilLocal;
+    }
+    // Held only once the file says so: a write that threw leaves a lease the watchdog does not
+    // guard, never one this agent may run a primary under (Fencer.arm fences and the agent resigns).
+    this.armedTerm = term;
+    this.armedUntil = untilLocal;
   }
 
   /**
@@ -241,7 +244,15 @@ export class LeaseFile {
     // record (the previous agent died mid-copy) has an unknown deadline: it is announced as a lease
     // that has already expired, so the watchdog fences at once, never as a disarm.
     if (this.last === undefined) {
-      const prev = readCheckedLease(this.file);
+      // A file that holds no lease (zero bytes or garbage after a power loss: it is not fsynced) is
+      // announced as expired like a torn one: the watchdog must start whatever the file holds.
+      let prev: ReturnType<typeof readCheckedLease>;
+      try {
+        prev = readCheckedLease(this.file);
+      } catch (e) {
+        this.log.warn(`${this.file} holds no lease (${(e as Error).message}): announced as expired now, so the watchdog fences any server left running`);
+        prev = "torn";
+      }
       const me = { writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) };
       if (prev === "torn") {
         this.log.warn(`${this.file} failed its check on every read (its writer died mid-write?): announced as expired now, so the watchdog fences any server left running`);
@@ -313,17 +324,27 @@ export function watchdogAlive(stateDir: string): boolean {
   return livingWatchdog(stateDir) !== null;
 }
 
-/** The pid of the watchdog that watches `stateDir`, if it runs. */
+/**
+ * The pid of the watchdog that watches `stateDir`, if it runs: the pid file's process must be a
+ * `watchdog --state-dir <stateDir>`. A pid reused after a reboot by any other process, even one
+ * with "watchdog" in its name (pgpool-II's, another cluster's), would leave the host unguarded.
+ */
 function livingWatchdog(stateDir: string): number | null {
   try {
     const pid = Number(readFileSync(join(stateDir, WATCHDOG_PID_FILE), "utf8").trim());
     if (!Number.isInteger(pid) || pid <= 1) return null;
     process.kill(pid, 0);
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    return cmd.includes("watchdog") ? pid : null;
+    return watchesDir(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0"), stateDir) ? pid : null;
   } catch {
     return null;
   }
+}
+
+/** Whether a command line (argv) is a watchdog for `stateDir` (as ensureWatchdog starts it, or an operator with another spelling of the path). */
+export function watchesDir(argv: readonly string[], stateDir: string): boolean {
+  const at = argv.indexOf("--state-dir");
+  const dir = at >= 0 ? argv[at + 1] : argv.find((a) => a.startsWith("--state-dir="))?.slice("--state-dir=".length);
+  return argv.includes("watchdog") && dir !== undefined && resolve(dir) === resolve(stateDir);
 }
 
 /** The start time of process `pid` (clock ticks after boot, /proc/PID/stat field 22): with the pid, it names one process. */

@@ -54,6 +54,9 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+  // Their default action ends the process: a `killall -HUP pgherd` meant to reload the agent must
+  // not end the fencing (and reset the host through an armed kernel watchdog).
+  for (const sig of ["SIGHUP", "SIGUSR1", "SIGUSR2"] as const) process.on(sig, () => log.info(`${sig} ignored (the watchdog has nothing to reload)`));
 
   /** One look at the lease; the ms to sleep until the next (a change of the file wakes earlier), or false = exit. */
   const round = async (): Promise<number | false> => {

@@ -2,27 +2,25 @@
 // task, and no primary brought up without a lease this agent armed after the fence. A real lease
 // file in a temp dir; the stop of PostgreSQL is a function the test controls.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SerialExecutor } from "../../src/agent/pg/executor.ts";
 import { Fencer, NoLease } from "../../src/fence/fencer.ts";
-import { LEASE_FILE, LeaseFile, WATCHDOG_PID_FILE } from "../../src/fence/lease-file.ts";
+import { LEASE_FILE, LeaseFile } from "../../src/fence/lease-file.ts";
 import { createLogger } from "../../src/log.ts";
+import { fakeWatchdog, killFakeWatchdogs } from "../helpers/fake-watchdog.ts";
 import { deferred, FakeClock, settle } from "./_clock.ts";
 
 let dir: string;
-let fakeWatchdog: ChildProcess; // a live process named "watchdog": the lease file starts no real one
 const log = createLogger("error");
 let n = 0;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "pgherd-fencer-"));
-  fakeWatchdog = spawn("bash", ["-c", "exec -a watchdog sleep 600"], { stdio: "ignore" });
 });
 afterAll(() => {
-  fakeWatchdog.kill("SIGKILL");
+  killFakeWatchdogs();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -30,7 +28,7 @@ afterAll(() => {
 function setup(o: { stop?: () => Promise<void>; primary?: boolean; running?: boolean } = {}) {
   const d = join(dir, `s${n++}`);
   mkdirSync(d);
-  writeFileSync(join(d, WATCHDOG_PID_FILE), `${fakeWatchdog.pid}\n`);
+  fakeWatchdog(d);
   const lease = new LeaseFile(d, "/data", log);
   const clock = new FakeClock();
   const stops: number[] = [];
@@ -50,7 +48,7 @@ function setup(o: { stop?: () => Promise<void>; primary?: boolean; running?: boo
     record: (reason) => history.push(reason),
   });
   const file = () => JSON.parse(readFileSync(join(d, LEASE_FILE), "utf8"));
-  return { fencer, lease, clock, stops, history, state, file };
+  return { fencer, lease, clock, stops, history, state, file, dir: d };
 }
 
 test("concurrent fence calls share one stop and one history entry", async () => {
@@ -179,4 +177,21 @@ test("the watchdog check runs on its own timer until stop()", async () => {
   expect(s.file().agentPid).toBe(process.pid); // the first check announced this agent
   s.fencer.stop();
   expect(s.clock.pending).toBe(0);
+});
+
+// Review finding (fencing watchdog, 1): arm() counted the lease as held before its write, so a
+// state_dir that could not be written (full, read-only) left a primary the watchdog did not guard.
+test("a lease the file could not take is no lease: arm says so, the primary is fenced, none starts until a write succeeds", async () => {
+  const s = setup();
+  const blocker = join(s.dir, "lease.tmp");
+  mkdirSync(blocker); // the write fails as ENOSPC or EROFS would (root writes a read-only directory anyway)
+  expect(s.fencer.arm(5, performance.now() + 5000)).toBe(false);
+  expect(s.fencer.holds()).toBe(false);
+  await settle();
+  expect(s.stops.length).toBe(1); // the running primary was stopped
+  await expect(s.fencer.asPrimary("start as primary", async () => {})).rejects.toBeInstanceOf(NoLease);
+  rmdirSync(blocker);
+  expect(s.fencer.arm(5, performance.now() + 5000)).toBe(true);
+  expect(s.fencer.holds()).toBe(true);
+  expect(s.file()).toMatchObject({ term: 5 });
 });

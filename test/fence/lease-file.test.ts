@@ -3,33 +3,32 @@
 // The checked record: a torn read never passes, an older watchdog still reads it, and the agent
 // writes in place only beside a watchdog that says it verifies the check. The host clock.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostClock, hostMonotonicMs } from "../../src/fence/clock.ts";
-import { CHECKED_LEASE, decodeLease, encodeLease, LEASE_FILE, LeaseFile, parseLease, readLeaseFile, WATCHDOG_FEATURES_FILE, WATCHDOG_PID_FILE, type Lease } from "../../src/fence/lease-file.ts";
+import { CHECKED_LEASE, decodeLease, encodeLease, LEASE_FILE, LeaseFile, parseLease, readLeaseFile, WATCHDOG_FEATURES_FILE, WATCHDOG_PID_FILE, watchdogAlive, watchesDir, type Lease } from "../../src/fence/lease-file.ts";
 import { createLogger } from "../../src/log.ts";
+import { fakeWatchdog, killFakeWatchdogs } from "../helpers/fake-watchdog.ts";
 
 let dir: string;
-let fakeWatchdog: ChildProcess; // a live process named "watchdog": ensureWatchdog starts no real one
 const log = createLogger("error");
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "pgherd-lease-"));
-  fakeWatchdog = spawn("bash", ["-c", "exec -a watchdog sleep 600"], { stdio: "ignore" });
 });
 afterAll(() => {
-  fakeWatchdog.kill("SIGKILL");
+  killFakeWatchdogs();
   rmSync(dir, { recursive: true, force: true });
 });
 
 function stateDir(name: string): string {
   const d = join(dir, name);
   mkdirSync(d);
-  writeFileSync(join(d, WATCHDOG_PID_FILE), `${fakeWatchdog.pid}\n`);
+  fakeWatchdog(d);
   return d;
 }
+const watchdogPid = (d: string) => Number(readFileSync(join(d, WATCHDOG_PID_FILE), "utf8"));
 const read = (d: string) => JSON.parse(readFileSync(join(d, LEASE_FILE), "utf8"));
 
 test("a restarted agent keeps the armed lease of its predecessor and only takes it over", () => {
@@ -172,7 +171,7 @@ test("beside an older watchdog (no features file) every write renames a new file
   expect(inode(d)).not.toBe(first); // renamed: never torn for a reader that cannot tell
   expect(oldReader(readFileSync(join(d, LEASE_FILE))).term).toBe(4);
 
-  features(d, fakeWatchdog.pid!); // the watchdog was replaced by one that checks (upgrade)
+  features(d, watchdogPid(d)); // the watchdog was replaced by one that checks (upgrade)
   lf.ensureWatchdog();
   lf.arm(4, performance.now() + 1400); // the first write after the switch renames a fixed-size record in place…
   const kept = inode(d);
@@ -201,7 +200,7 @@ test("beside an older watchdog (no features file) every write renames a new file
 
 test("in place, the agent notices its file was removed, replaced or cut short and renames a new one into place", () => {
   const d = stateDir("replaced");
-  features(d, fakeWatchdog.pid!);
+  features(d, watchdogPid(d));
   const lf = new LeaseFile(d, "/data", log);
   lf.ensureWatchdog();
   lf.arm(2, performance.now() + 1000);
@@ -227,7 +226,7 @@ test("a lease file that holds no lease (empty after a crash, damaged): readLease
 
 test("the same lease end armed again is not written again, though its deadline reads up to 10 ms earlier on the host clock; a lease that ends earlier is", async () => {
   const d = stateDir("jitter");
-  features(d, fakeWatchdog.pid!);
+  features(d, watchdogPid(d));
   const lf = new LeaseFile(d, "/data", log);
   lf.ensureWatchdog();
   const until = performance.now() + 5000;
@@ -253,7 +252,7 @@ test("the same lease end armed again is not written again, though its deadline r
 // Review "rlease" (F1, F2, F4 of its test file, brought here): the first two failed before their fixes.
 test("a shorter lease whose write failed is written by the next arm (the file must not keep the longer deadline)", () => {
   const d = stateDir("f1");
-  features(d, fakeWatchdog.pid!);
+  features(d, watchdogPid(d));
   const lf = new LeaseFile(d, "/data", log);
   lf.ensureWatchdog();
   const t = performance.now();
@@ -268,7 +267,7 @@ test("a shorter lease whose write failed is written by the next arm (the file mu
 
 test("a features file naming the watchdog's pid with another start time (a reused pid) keeps extensions renamed", () => {
   const d = stateDir("reused");
-  features(d, fakeWatchdog.pid!, "1");
+  features(d, watchdogPid(d), "1");
   const lf = new LeaseFile(d, "/data", log);
   lf.ensureWatchdog();
   lf.arm(4, performance.now() + 1000);
@@ -288,4 +287,26 @@ test("an agent that restarts over a record torn by its predecessor (killed mid-c
   expect(after).not.toBe("torn"); // renamed in, whole
   expect((after as Lease).deadline).not.toBeNull(); // before the fix: {deadline: null, term: -1}, and the watchdog stopped guarding
   expect((after as Lease).deadline!).toBeLessThanOrEqual(hostMonotonicMs()); // its deadline is unknown: expired now, fenced at once
+});
+
+// Review findings (fencing watchdog, 2 and 3).
+test("a pid file naming a live process that is no watchdog of this state dir (a pid reused after a reboot) counts as no watchdog", () => {
+  const d = stateDir("reused-pid");
+  const other = stateDir("other-cluster");
+  expect(watchdogAlive(d)).toBe(true);
+  writeFileSync(join(d, WATCHDOG_PID_FILE), `${watchdogPid(other)}\n`); // another cluster's watchdog: "watchdog" in its command line
+  expect(watchdogAlive(d)).toBe(false); // before the fix: alive, and no watchdog was ever started for d
+  expect(watchesDir(["/usr/bin/pgherd", "watchdog", "--state-dir", "/var/lib/pgherd"], "/var/lib/pgherd/")).toBe(true);
+  expect(watchesDir(["/usr/bin/pgherd", "watchdog", "--state-dir=/var/lib/pgherd"], "/var/lib/pgherd")).toBe(true);
+  expect(watchesDir(["pgpool: watchdog"], "/var/lib/pgherd")).toBe(false);
+  expect(watchesDir(["pgherd", "watchdog", "--state-dir", "/srv/other"], "/var/lib/pgherd")).toBe(false);
+  expect(watchesDir(["pgherd", "agent", "--state-dir", "/var/lib/pgherd"], "/var/lib/pgherd")).toBe(false);
+});
+
+test("an agent that starts over a lease file holding no lease (empty after a power loss) announces it expired and goes on", () => {
+  const d = stateDir("empty-at-start");
+  writeFileSync(join(d, LEASE_FILE), "");
+  new LeaseFile(d, "/data", log).ensureWatchdog(); // before the fix: threw on every tick, so no watchdog was started
+  const after = decodeLease(readFileSync(join(d, LEASE_FILE)));
+  expect((after as Lease).deadline!).toBeLessThanOrEqual(hostMonotonicMs());
 });

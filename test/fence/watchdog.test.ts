@@ -384,6 +384,15 @@ test("beside an older binary's watchdog the agent renames every record, which th
   }
 }, 60_000);
 
+// Review finding (fencing watchdog, 7): their default action ended it (`killall -HUP pgherd` to reload the agent).
+test("SIGHUP, SIGUSR1 and SIGUSR2 do not end it", async () => {
+  for (const sig of ["SIGHUP", "SIGUSR1", "SIGUSR2"] as const) {
+    wd.kill(sig);
+    await waitFor(() => out.includes(`${sig} ignored`), { timeoutMs: 5_000, what: `the watchdog to log ${sig}` });
+  }
+  expect(alive(wd)).toBe(true);
+});
+
 test("exits when its state dir is removed", async () => {
   rmSync(join(dir, "state"), { recursive: true, force: true });
   await waitFor(() => wd.exitCode !== null, { timeoutMs: 3000, what: "the watchdog to exit" });

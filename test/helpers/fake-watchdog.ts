@@ -1,0 +1,30 @@
+// A live process that reads as the fencing watchdog of a state dir (lease-file.ts livingWatchdog:
+// the pid file's process runs `watchdog --state-dir <dir>`), so a LeaseFile starts no real one.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { WATCHDOG_PID_FILE } from "../../src/fence/lease-file.ts";
+
+const fakes: ChildProcess[] = [];
+
+/** Starts the fake for `stateDir` and writes its pid file; returns its pid once its command line reads as a watchdog's. */
+export function fakeWatchdog(stateDir: string): number {
+  const p = spawn("bash", ["-c", "sleep 600; :", "watchdog", "--state-dir", stateDir], { stdio: "ignore" });
+  fakes.push(p);
+  const pid = p.pid;
+  if (pid === undefined) throw new Error("fakeWatchdog: bash did not start");
+  // Until bash's exec completes, /proc/PID/cmdline is still this process's.
+  const end = performance.now() + 5000;
+  const ready = () => { try { return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`--state-dir\0${stateDir}`); } catch { return false; } };
+  while (!ready()) {
+    if (performance.now() > end) throw new Error(`fakeWatchdog: pid ${pid} never showed its command line`);
+    Bun.sleepSync(1);
+  }
+  writeFileSync(join(stateDir, WATCHDOG_PID_FILE), `${pid}\n`);
+  return pid;
+}
+
+/** Ends every fake this process started (afterAll). */
+export function killFakeWatchdogs(): void {
+  for (const p of fakes.splice(0)) p.kill("SIGKILL");
+}
