@@ -2,7 +2,7 @@
 // on its command line. Checked here, at load, against what src/postgres/pgconf.ts and hba.ts
 // accept when they render: a bad value must stop the agent with exit 2, not fail every round.
 import { z } from "zod";
-import { MANAGED_KEYS, RECOVERY_END_KEYS } from "../postgres/pgconf.ts";
+import { LOCATION_KEYS, MANAGED_KEYS, RECOVERY_END_KEYS } from "../postgres/pgconf.ts";
 import { isHost } from "./hostport.ts";
 
 // eslint-disable-next-line no-control-regex
@@ -53,6 +53,10 @@ export const parameters = z.record(z.string(), paramValue).superRefine((params, 
           ? "is managed by pgherd: set it through pgherd's own keys"
           : (RECOVERY_END_KEYS as readonly string[]).includes(lower)
             ? "would end a standby's recovery (and may promote it): pgherd decides promotion"
+          : (LOCATION_KEYS as readonly string[]).includes(lower)
+            ? "moves a file pgherd manages (the data directory, pg_hba.conf, pg_ident.conf) away from it"
+          : lower === "full_page_writes" && pgBoolOff(params[name])
+            ? "off would make pg_rewind refuse every rejoin (and risk torn pages after a crash): a former primary could only be cloned again"
           : seen.has(lower)
             ? `is the same setting as ${JSON.stringify(seen.get(lower))} (names are case-insensitive)`
             : "";
@@ -62,24 +66,38 @@ export const parameters = z.record(z.string(), paramValue).superRefine((params, 
   }
 });
 
+/** Whether PostgreSQL reads `v` as a boolean false (off, false, no, 0 and their unique prefixes, any case). */
+export function pgBoolOff(v: unknown): boolean {
+  if (v === false || v === 0) return true;
+  if (typeof v !== "string") return false;
+  const s = v.trim().toLowerCase();
+  return s === "0" || (s.length >= 2 && "off".startsWith(s)) || (s.length >= 1 && ("false".startsWith(s) || "no".startsWith(s)));
+}
+
 /**
  * Settings [postgres.parameters] refuses that earlier versions accepted. A cluster-wide document one
  * of those stored or sent may hold them: there they are left out (the document still loads and
  * applies), never refused, so an upgrade does not drop the cluster's document for the first
  * leader's pgherd.toml. A change (`config set`/`edit`, PATCH /config) and pgherd.toml refuse them.
  */
-export const LEFT_OUT_WHEN_STORED: ReadonlySet<string> = new Set(["recovery_target_timeline", "sync_replication_slots", ...RECOVERY_END_KEYS]);
+export const LEFT_OUT_WHEN_STORED: ReadonlySet<string> = new Set(["recovery_target_timeline", "sync_replication_slots", ...RECOVERY_END_KEYS, ...LOCATION_KEYS]);
+
+/** Whether a stored document's parameter `name` = `value` is left out (LEFT_OUT_WHEN_STORED, full_page_writes off). */
+function leftOut(name: string, value: unknown): boolean {
+  const lower = name.toLowerCase();
+  return LEFT_OUT_WHEN_STORED.has(lower) || (lower === "full_page_writes" && pgBoolOff(value));
+}
 
 /** [postgres.parameters] of a stored or received cluster-wide document: as `parameters`, with LEFT_OUT_WHEN_STORED left out. */
 export const storedParameters = z
   .record(z.string(), z.unknown())
-  .transform((p) => Object.fromEntries(Object.entries(p).filter(([k]) => !LEFT_OUT_WHEN_STORED.has(k.toLowerCase()))))
+  .transform((p) => Object.fromEntries(Object.entries(p).filter(([k, v]) => !leftOut(k, v))))
   .pipe(parameters);
 
 /** The keys of a stored document's parameters that storedParameters leaves out (for the warning). */
 export function leftOutWhenStored(raw: unknown): string[] {
   const p = (raw as { settings?: { postgres?: { parameters?: unknown } } } | null)?.settings?.postgres?.parameters;
-  return p && typeof p === "object" ? Object.keys(p).filter((k) => LEFT_OUT_WHEN_STORED.has(k.toLowerCase())) : [];
+  return p && typeof p === "object" ? Object.entries(p).filter(([k, v]) => leftOut(k, v)).map(([k]) => k) : [];
 }
 
 /** Linux sun_path holds 108 bytes with the final NUL; PostgreSQL refuses a longer socket path at start. */

@@ -78,7 +78,7 @@ export type BackupConfig = z.output<ReturnType<typeof backupSection>>;
 export type PermanentSlot = z.output<ReturnType<typeof permanentSlot>>;
 
 /** Settings pgherd writes when [backup] tool is set: [postgres.parameters] may not set them then. */
-export const ARCHIVE_KEYS = ["archive_mode", "archive_command", "restore_command"] as const;
+export const ARCHIVE_KEYS = ["archive_mode", "archive_command", "archive_library", "restore_command"] as const;
 
 type Ctx = { addIssue(i: { code: "custom"; path: (string | number)[]; message: string }): void };
 

@@ -122,8 +122,9 @@ export function planRestart(x: RestartInput): RestartStep {
       if ((primaryNow !== null && low.value >= primaryNow) || x.done.includes(primary.name)) waits.push(`${s.name} has not replayed the primary's ${low.name} = ${primaryNow} yet (its pg_control says ${low.floor})`);
       continue;
     }
-    const streamingOthers = standbys.filter((o) => o.name !== s.name).length;
-    if (streamingOthers < x.syncNeeded) {
+    // Only a promotable standby is ever synchronous (core/durability.ts): restarting another costs the plan nothing.
+    const streamingOthers = standbys.filter((o) => o.name !== s.name && o.promotable !== false).length;
+    if (s.promotable !== false && streamingOthers < x.syncNeeded) {
       const why = `restarting ${s.name} leaves ${streamingOthers} of the ${x.syncNeeded} synchronous standby${x.syncNeeded > 1 ? "s" : ""} the durability plan needs: writes wait (strict) or the cluster degrades (quorum) while it restarts`;
       if (!x.force) return { kind: "blocked", reason: `${why}; --force to restart it anyway` };
       return { kind: "restart", node: s.name, primary: false, why: `forced: ${why}` };

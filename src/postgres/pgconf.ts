@@ -58,6 +58,14 @@ export const RECOVERY_END_KEYS = [
 ] as const;
 
 /**
+ * Where the server finds its files: pgherd manages the data directory and the pg_hba.conf and
+ * pg_ident.conf in it. A data_directory in the included file moves the server to another directory
+ * at its next start; an hba_file or ident_file elsewhere drops pgherd's rules (replication,
+ * monitoring, [[access]]).
+ */
+export const LOCATION_KEYS = ["data_directory", "config_file", "hba_file", "ident_file"] as const;
+
+/**
  * Defaults an operator may override. A replication connection that silently stops carrying data
  * (one-way partition, a frozen standby, TCP retransmission backoff after a blip) keeps showing
  * "streaming" in pg_stat_replication for wal_sender_timeout (60 s by default): a quorum primary
@@ -130,6 +138,7 @@ export function renderPgherdConf(p: PgherdConfParams): string {
     if (!NAME.test(lk)) throw new ConfError(`parameter name ${JSON.stringify(k)} is not a valid PostgreSQL setting name`);
     if ((MANAGED_KEYS as readonly string[]).includes(lk) || walKeys.includes(lk)) throw new ConfError(`parameter ${k} is managed by pgherd and cannot be set directly`);
     if ((RECOVERY_END_KEYS as readonly string[]).includes(lk)) throw new ConfError(`parameter ${k} would end a standby's recovery: pgherd decides promotion`);
+    if ((LOCATION_KEYS as readonly string[]).includes(lk)) throw new ConfError(`parameter ${k} would move a file pgherd manages`);
   }
   const own = new Set(user.map(([k]) => k.toLowerCase()));
   const defaults = Object.entries(DEFAULT_PARAMETERS).filter(([k]) => !own.has(k));

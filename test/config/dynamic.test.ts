@@ -201,7 +201,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
   test("settings refused since a document was written are left out of it, with a warning: the document still loads and applies", () => {
     // Found by review: refusing the whole document on upgrade dropped the cluster's configuration for
     // the first leader's pgherd.toml (every cluster-wide change reverted).
-    const old = { ...doc(5), settings: { ...settings(), postgres: { parameters: { work_mem: "32MB", recovery_target_timeline: "latest", Sync_Replication_Slots: "on", recovery_target_action: "promote" } } } };
+    const old = { ...doc(5), settings: { ...settings(), postgres: { parameters: { work_mem: "32MB", recovery_target_timeline: "latest", Sync_Replication_Slots: "on", recovery_target_action: "promote", hba_file: "/etc/hba", full_page_writes: "off" } } } };
     const n = node("n5");
     writeFileSync(join(n.dir, "dynamic-config.json"), JSON.stringify(old));
     const log = memoryLogger();
@@ -209,7 +209,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     const d = new DynamicConfig({ cfg, nodeId: "x", log, send: () => true, connected: () => [], leadership: () => ({ term: 0, leading: false, voters: [] }), record: () => {}, nameOf: (i) => i, legacyDurability: () => undefined, applied: () => {}, now: () => 0, sleep: async () => {} });
     expect(d.get()).toMatchObject({ version: 5, settings: { postgres: { parameters: { work_mem: "32MB" } } } });
     expect(Object.keys(d.get()!.settings.postgres.parameters)).toEqual(["work_mem"]);
-    expect(log.lines.some((l) => l.includes("postgres.parameters recovery_target_timeline, Sync_Replication_Slots, recovery_target_action left out"))).toBe(true);
+    expect(log.lines.some((l) => l.includes("postgres.parameters recovery_target_timeline, Sync_Replication_Slots, recovery_target_action, hba_file, full_page_writes left out"))).toBe(true);
     // From a peer too; a setting refused all along (port) still refuses the document.
     const m = node("n6");
     m.dyn.onDocument("p1", { ...old, version: 6 });

@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { renderHbaBlock } from "../../src/postgres/hba.ts";
+import { pgBoolOff } from "../../src/config/pg-values.ts";
 import { confValue, renderPgherdConf } from "../../src/postgres/pgconf.ts";
 
 const BASE = `cluster = "main"\nsecret = "${"0123456789abcdefghijklmnopqrstuvwxyz"}"\n`;
@@ -81,6 +82,39 @@ describe("a value the renderer or PostgreSQL would refuse is refused at load", (
       'pgherd.toml: postgres.parameters "Recovery_Target_Action" would end a standby\'s recovery (and may promote it): pgherd decides promotion',
       'pgherd.toml: postgres.parameters "promote_trigger_file" would end a standby\'s recovery (and may promote it): pgherd decides promotion',
     ]);
+  });
+
+  test("settings that move pgherd's files, archive_library beside pgBackRest, full_page_writes off", () => {
+    // Found by review: accepted, they moved the server to another data directory or dropped pgherd's
+    // hba rules at the next start, stopped archiving (archive_library with archive_command is an
+    // error on PostgreSQL 15+), or made every rejoin a full clone (pg_rewind needs full_page_writes).
+    expect(errors(`${BASE}[postgres.parameters]
+data_directory = "/srv/other"
+HBA_File = "/etc/hba"
+ident_file = "/etc/ident"
+config_file = "/etc/pg.conf"
+full_page_writes = "of"
+`)).toEqual([
+      'pgherd.toml: postgres.parameters "data_directory" moves a file pgherd manages (the data directory, pg_hba.conf, pg_ident.conf) away from it',
+      'pgherd.toml: postgres.parameters "HBA_File" moves a file pgherd manages (the data directory, pg_hba.conf, pg_ident.conf) away from it',
+      'pgherd.toml: postgres.parameters "ident_file" moves a file pgherd manages (the data directory, pg_hba.conf, pg_ident.conf) away from it',
+      'pgherd.toml: postgres.parameters "config_file" moves a file pgherd manages (the data directory, pg_hba.conf, pg_ident.conf) away from it',
+      'pgherd.toml: postgres.parameters "full_page_writes" off would make pg_rewind refuse every rejoin (and risk torn pages after a crash): a former primary could only be cloned again',
+    ]);
+    for (const off of [false, 0, "off", "OFF", "false", "f", "no", "n", "0", " of "]) expect(pgBoolOff(off)).toBe(true);
+    for (const on of [true, 1, "on", "o", "true", "yes", "1", "", "maybe"]) expect(pgBoolOff(on)).toBe(false);
+    expect(errors(`${BASE}[postgres.parameters]
+full_page_writes = true
+`)).toEqual([]);
+    expect(errors(`${BASE}[backup]
+tool = "pgbackrest"
+[postgres.parameters]
+archive_library = "basic_archive"
+`)).toEqual([
+      'pgherd.toml: postgres.parameters sets archive_library, which backup.tool = "pgbackrest" manages: remove them',
+    ]);
+    expect(() => renderPgherdConf({ listenAddresses: ["*"], port: 5432, unixSocketDir: "/run/pg", maxWalSenders: 1, maxReplicationSlots: 1, hotStandby: true, walLogHints: true, parameters: { data_directory: "/x" } }))
+      .toThrow("would move a file pgherd manages");
   });
 
   test("the renderer refused those names only when it ran", () => {

@@ -69,8 +69,10 @@ export async function restartHere(h: PgHost, o: { startGrace(): void }): Promise
   // The primary: answering again (this also replaces the local client's connection the restart cut).
   const streams = await backWithin(h, primary, STREAM_WAIT_MS);
   h.record("restart", `${primary ? "primary restarted in place" : "standby restarted"} by the operator${pending.length ? ` to apply ${pending.join(", ")}` : ""} (down ${ms} ms)`);
-  const back = primary ? "" : streams ? ", streaming again" : `, NOT streaming within ${STREAM_WAIT_MS / 1000} s`;
-  return { ok: true, message: `${h.cfg.node_name}: PostgreSQL ${primary ? "primary" : "standby"} restarted in ${ms} ms${pending.length ? ` (applied ${pending.join(", ")})` : ""}${back}` };
+  const back = streams ? (primary ? "" : ", streaming again") : `, NOT ${primary ? "answering as a primary" : "streaming"} within ${STREAM_WAIT_MS / 1000} s`;
+  // Not back (a standby not streaming, a primary not answering): not done, and the rolling restart
+  // must not take the next node down.
+  return { ok: streams, message: `${h.cfg.node_name}: PostgreSQL ${primary ? "primary" : "standby"} restarted in ${ms} ms${pending.length ? ` (applied ${pending.join(", ")})` : ""}${back}` };
 }
 
 /** How long a restarted standby's answer waits for it to stream again. */
