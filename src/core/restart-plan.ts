@@ -12,6 +12,26 @@ import { majority } from "./quorum.ts";
 /** Settings a standby must run at least as high as its primary (PostgreSQL's hot-standby check). */
 export const ORDERED_SETTINGS = ["max_connections", "max_worker_processes", "max_wal_senders", "max_prepared_transactions", "max_locks_per_transaction"] as const;
 
+export type OrderedName = (typeof ORDERED_SETTINGS)[number];
+
+/**
+ * A standby about to start: the settings its configuration would run lower than its pg_control
+ * holds (the primary's values, WAL-logged and replayed, or its source's for a fresh clone or a
+ * rewind), raised to those. PostgreSQL refuses such a start ("insufficient parameter settings"):
+ * a lowered setting in the cluster-wide configuration, or a switchover, rewind or clone before
+ * the primary runs the lower value, would leave the node down. The configured value is in force
+ * again from the next rewrite (a pending restart). `next` and `control` by name; missing = unknown.
+ */
+export function startFloor(next: Partial<Record<OrderedName, number>>, control: Partial<Record<OrderedName, number>>): Partial<Record<OrderedName, number>> {
+  const floor: Partial<Record<OrderedName, number>> = {};
+  for (const name of ORDERED_SETTINGS) {
+    const n = next[name];
+    const c = control[name];
+    if (n !== undefined && c !== undefined && n < c) floor[name] = c;
+  }
+  return floor;
+}
+
 const count = z.number().int().min(0).max(2 ** 31);
 export const OrderedValueSchema = z.strictObject({
   name: z.enum(ORDERED_SETTINGS),

@@ -1,6 +1,6 @@
 // The rolling-restart plan, one case per rule.
 import { describe, expect, test } from "bun:test";
-import { chooseTargets, planRestart, syncNeeded, type OrderedValue, type RestartInput, type RestartMember } from "../../src/core/restart-plan.ts";
+import { chooseTargets, planRestart, startFloor, syncNeeded, type OrderedValue, type RestartInput, type RestartMember } from "../../src/core/restart-plan.ts";
 
 const mc = (running: number, next: number, control: number | null = null): OrderedValue[] => [{ name: "max_connections", running, next, control }];
 const node = (name: string, role: RestartMember["role"], over: Partial<RestartMember> = {}): RestartMember => ({
@@ -130,5 +130,15 @@ describe("mixed changes", () => {
     ];
     expect(planRestart(input({ members: ms })).kind).toBe("blocked");
     expect(planRestart(input({ members: ms, inPlace: true })).kind).toBe("blocked");
+  });
+});
+
+describe("a standby's start", () => {
+  test("a setting configured below pg_control is raised to it for the start; equal, higher or unknown ones are not", () => {
+    expect(startFloor(
+      { max_connections: 20, max_locks_per_transaction: 64, max_worker_processes: 16, max_wal_senders: 10 },
+      { max_connections: 40, max_locks_per_transaction: 64, max_worker_processes: 8, max_prepared_transactions: 5 },
+    )).toEqual({ max_connections: 40 });
+    expect(startFloor({}, { max_connections: 40 })).toEqual({});
   });
 });

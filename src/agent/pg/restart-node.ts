@@ -1,9 +1,11 @@
 // This node's part of `pgherd restart` and `pgherd reload`: a fast restart of its own PostgreSQL
 // (run inside the loop's serial executor, so no monitoring round sees the planned stop and takes
 // it for a crash), a reload of its managed files, and the values core/restart-plan.ts orders.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { z } from "zod";
-import { ORDERED_SETTINGS, type OrderedValue } from "../../core/restart-plan.ts";
-import { inspectDataDir, pendingRestart, probe } from "../../postgres/index.ts";
+import { ORDERED_SETTINGS, startFloor, type OrderedName, type OrderedValue } from "../../core/restart-plan.ts";
+import { inspectDataDir, pendingRestart, pgTool, probe, runTool, type PgNode } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 
 export interface NodeOpResult {
@@ -19,6 +21,31 @@ const CONTROL_KEYS: Record<(typeof ORDERED_SETTINGS)[number], string> = {
   max_prepared_transactions: "max_prepared_xacts setting",
   max_locks_per_transaction: "max_locks_per_xact setting",
 };
+
+/**
+ * core/restart-plan.ts startFloor for a data directory about to start as a standby (standby.signal):
+ * its pg_control (pg_controldata) against what its configuration files give (`postgres -C`, which
+ * reads them as the server will, postgresql.auto.conf included). {} when nothing is to be raised
+ * or a value cannot be read (the start then goes ahead as configured).
+ */
+export async function readStartFloor(node: PgNode): Promise<Partial<Record<OrderedName, number>>> {
+  if (!existsSync(join(node.dataDir, "standby.signal"))) return {};
+  const raw = (await inspectDataDir(node.dataDir, node)).control?.raw;
+  if (!raw) return {};
+  const control: Partial<Record<OrderedName, number>> = {};
+  for (const name of ORDERED_SETTINGS) {
+    const c = Number(raw[CONTROL_KEYS[name]]);
+    if (Number.isInteger(c)) control[name] = c;
+  }
+  const next: Partial<Record<OrderedName, number>> = {};
+  // Zero (max_prepared_transactions' default) is never too low: no process for it.
+  await Promise.all(ORDERED_SETTINGS.filter((n) => (control[n] ?? 0) > 0).map(async (name) => {
+    const r = await runTool({ bin: pgTool(node.bins, "postgres"), args: ["-C", name, "-D", node.dataDir], user: node.osUser, timeoutMs: 15_000, log: node.log, quiet: true }).catch(() => null);
+    const v = Number(r?.stdout.trim());
+    if (r?.code === 0 && Number.isInteger(v)) next[name] = v;
+  }));
+  return startFloor(next, control);
+}
 
 /**
  * One query a round: the settings pending a restart (pg_settings.pending_restart), and the ordered
