@@ -103,7 +103,7 @@ export class Agent implements ClusterContext {
         this.broadcastState(this.ownReport);
         this.loop?.kick();
       },
-      now, sleep: (ms) => Bun.sleep(ms), ...this.state.configSlot(),
+      now, sleep: (ms) => Bun.sleep(ms), ...this.state.configSlot(), refusedParameters: (p) => this.loop?.refusedParameters(p) ?? Promise.resolve(null),
     });
     this.peers = new PeerTable(cfg.discovery.max_age_ms);
     this.self = new SelfAddress(cfg.mesh.advertise, () => this.mesh.address());

@@ -48,6 +48,8 @@ export interface DynamicConfigDeps {
   sleep(ms: number): Promise<void>;
   /** The shared store's `config` key (etcd); absent: versions travel over the mesh. */
   shared?: StateSlot<DynamicDoc>;
+  /** Leader: what its PostgreSQL refuses in a change's parameters (its own words), or null (src/postgres/check-parameters.ts); absent: not checked. */
+  refusedParameters?(params: Readonly<Record<string, string | number | boolean>>): Promise<string | null>;
 }
 
 /** What GET /config shows of the cluster-wide configuration. */
@@ -284,6 +286,14 @@ export class DynamicConfig {
     if (r.changed.length === 0) return { status: 200, ok: true, message: `nothing to change (version ${base})`, detail: { version: base } };
     this.changing = true;
     try {
+      // Awaited only when there is something to check: otherwise the document is stored before anything else runs.
+      const check = this.refused(r);
+      if (check) {
+        const refused = await check;
+        if (refused) return { status: 400, ok: false, message: refused };
+        // Checked against the document it was decided on: one that arrived meanwhile goes first.
+        if ((this.doc?.version ?? 0) !== base) return { status: 409, ok: false, message: `the cluster moved to version ${this.doc?.version} meanwhile: show it again and redo the change` };
+      }
       this.acks.clear();
       this.store(r.doc);
       this.d.record({ term: l.term, kind: "config", node: this.d.cfg.node_name, reason: D.historyReason(r.doc, base, r.changed), oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
@@ -302,6 +312,17 @@ export class DynamicConfig {
     }
   }
 
+  /** A change of postgres.parameters that the leader's PostgreSQL would refuse: why, naming the parameter; else null. */
+  private refused(r: { doc: DynamicDoc; changed: string[] }): Promise<string | null> | null {
+    if (!this.d.refusedParameters || !r.changed.some((k) => k.startsWith("postgres.parameters."))) return null;
+    return this.d.refusedParameters(r.doc.settings.postgres.parameters).then(
+      (said) => said && `postgres.parameters: PostgreSQL refuses them (every node would log it at the reload and fail at its next start): ${said}`,
+      (e: Error) => {
+        this.d.log.warn(`checking postgres.parameters with PostgreSQL: ${e.message}; not checked`);
+        return null;
+      });
+  }
+
   /** The leader's side of PATCH /config with a shared store: decided on the document read now, stored by compare-and-swap on its revision. */
   private async changeShared(slot: StateSlot<DynamicDoc>, change: D.DynamicChange, term: number): Promise<ActionResult> {
     if (this.changing) return { status: 409, ok: false, message: "another configuration change is in progress: try again" };
@@ -317,7 +338,9 @@ export class DynamicConfig {
       const r = D.decideChange(cur, change, { term, at: new Date().toISOString(), by: this.d.cfg.node_name });
       if (!r.ok) return { status: r.status, ok: false, message: r.error };
       if (r.changed.length === 0 && !seeded) return { status: 200, ok: true, message: `nothing to change (version ${base})`, detail: { version: base } };
-      const w = await slot.write(r.doc, rev, term);
+      const refused = await this.refused(r);
+      if (refused) return { status: 400, ok: false, message: refused };
+      const w = await slot.write(r.doc, rev, term); // by revision: a document stored meanwhile refuses it
       if (!w.ok) return { ok: false, ...casRefusal(`cluster configuration version ${r.doc.version}`, w) };
       if (seeded) this.recordSeed(term);
       this.store(r.doc);

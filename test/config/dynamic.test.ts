@@ -8,7 +8,7 @@ import * as D from "../../src/config/dynamic.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { DynamicDoc, DynamicSettings } from "../../src/config/schema-dynamic.ts";
 import { parseEdited, settingsToml } from "../../src/cli/cmd-config.ts";
-import { DynamicConfig, maxLagBytesInForce, pgParametersInForce } from "../../src/agent/dynamic-config.ts";
+import { DynamicConfig, maxLagBytesInForce, pgParametersInForce, type DynamicConfigDeps } from "../../src/agent/dynamic-config.ts";
 import type { AgentMsg } from "../../src/agent/messages.ts";
 import { accessRowsInForce, setAccessRules, setClusterAccessRules } from "../../src/ops/access.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -121,7 +121,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     expect(accessRowsInForce()).toEqual([]);
   });
 
-  function node(name: string, toml = "", o: { leading?: boolean; voters?: string[] } = {}) {
+  function node(name: string, toml = "", o: { leading?: boolean; voters?: string[]; refusedParameters?: DynamicConfigDeps["refusedParameters"] } = {}) {
     const dir = mkdtempSync(join(tmpdir(), "pgherd-dyn-"));
     dirs.push(dir);
     const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "${name}"\nstate_dir = "${dir}"\n${toml}`, "pgherd.toml");
@@ -135,6 +135,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
       cfg, nodeId: name, log, send: (to, msg) => (sent.push([to, msg]), true), connected: () => ["p1", "p2"],
       leadership: () => ({ term: 4, leading: st.leading, voters: st.voters }), record: (e) => records.push(e.reason), nameOf: (id) => id,
       legacyDurability: () => undefined, applied: (k) => applied.push(k), now: () => t, sleep: async (ms) => { t += ms; },
+      ...(o.refusedParameters ? { refusedParameters: o.refusedParameters } : {}),
     });
     return { dyn, dir, sent, records, applied, log, st, tick: (ms: number) => { t += ms; } };
   }
@@ -196,6 +197,24 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     expect(await n.dyn.change({ set: { durability: "strict" } })).toMatchObject({ status: 409, message: expect.stringContaining("fetching version 9 from p2") });
     n.st.leading = false;
     expect(await n.dyn.change({ set: { durability: "strict" } })).toMatchObject({ status: 503 });
+  });
+
+  test("a parameter the leader's PostgreSQL refuses is refused with its words, nothing stored; other keys are not checked", async () => {
+    const asked: Record<string, unknown>[] = [];
+    const n = node("n1", "", {
+      leading: true, voters: ["n1"],
+      refusedParameters: async (p) => (asked.push({ ...p }), "work_mme" in p ? 'unrecognized configuration parameter "work_mme"' : null),
+    });
+    n.dyn.onDocument("p1", doc(1));
+    const r = await n.dyn.change({ base: 1, set: { "postgres.parameters.work_mme": "64MB" } });
+    expect(r).toMatchObject({ status: 400, ok: false, message: expect.stringContaining('PostgreSQL refuses them (every node would log it at the reload and fail at its next start): unrecognized configuration parameter "work_mme"') });
+    expect(n.dyn.get()?.version).toBe(1);
+    expect(n.sent.filter(([, m]) => m.t === "config-doc")).toEqual([]);
+    expect(await n.dyn.change({ base: 1, set: { "postgres.parameters.work_mem": "64MB" } })).toMatchObject({ status: 200, detail: { version: 2 } });
+    expect(asked.at(-1)).toMatchObject({ work_mem: "64MB" });
+    const before = asked.length;
+    expect(await n.dyn.change({ base: 2, set: { durability: "async" } })).toMatchObject({ status: 200 });
+    expect(asked.length).toBe(before); // nothing of PostgreSQL's changed: no check
   });
 
   test("settings refused since a document was written are left out of it, with a warning: the document still loads and applies", () => {

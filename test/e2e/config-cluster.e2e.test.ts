@@ -88,6 +88,16 @@ describeCluster("cluster-wide configuration", {
     // A stale base version is refused (compare-and-set); history names the version.
     const hist = (await pgherd(h.primary, ["cluster", "history", "--json"])).stdout;
     expect(hist).toContain(`cluster configuration version ${before + 1} (based on ${before}): postgres.parameters.work_mem`);
+    // A name or value the leader's PostgreSQL refuses is refused in its words, and nothing changes
+    // (accepted, every node logged it at the reload and failed at its next start).
+    for (const [set, said] of [["postgres.parameters.work_mme=64MB", "unrecognized configuration parameter"], ["postgres.parameters.max_connections=lots", "invalid value for parameter"]] as const) {
+      const bad = await pgherd(h.standbys[0]!, ["config", "set", set]);
+      console.log(`config set ${set}: exit ${bad.code}: ${bad.text}`);
+      expect(bad.code).not.toBe(0);
+      expect(bad.text).toContain("PostgreSQL refuses them");
+      expect(bad.text).toContain(said);
+    }
+    for (const n of c.nodes) expect(await version(n)).toBe(before + 1);
   }), 90_000);
 
   test("config edit: a valid edit applies after the diff; an invalid one names the key and changes nothing", () => fx.c.diagnose(async () => {

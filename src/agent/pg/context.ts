@@ -85,6 +85,8 @@ export interface LoopControl {
   /** `pgherd restart` / `pgherd reload` on this node (src/agent/pg/restart-node.ts). */
   restartServer(): Promise<{ ok: boolean; message: string }>;
   reloadServer(configNote: string): Promise<{ ok: boolean; message: string }>;
+  /** Leader, before a cluster-wide change: what PostgreSQL refuses in these parameters, or null. */
+  refusedParameters(params: Readonly<Record<string, string | number | boolean>>): Promise<string | null>;
   /** Leader: the record of standbys left out of synchronous_standby_names, for its state message (null: none). */
   exclusion(term: number): Exclusion | null;
   /** Stop streaming before a vote in `term`; ok=false when it could not be confirmed within the bound. */

@@ -12,6 +12,9 @@ import { Fencer } from "../../fence/fencer.ts";
 import type { LeaseFile } from "../../fence/lease-file.ts";
 import type { Logger } from "../../log.ts";
 import { inspectDataDir, lsnCompare, probe, swapProblem, type PgBins } from "../../postgres/index.ts";
+import { refusedParameters } from "../../postgres/check-parameters.ts";
+import type { ParamValue } from "../../postgres/pgconf.ts";
+import { lookupOsUser } from "../../postgres/users.ts";
 import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
 import { DetachHold, detachFor } from "./detach.ts";
 import { detachTarget } from "./detach-target.ts";
@@ -223,6 +226,11 @@ export class PostgresLoop implements LoopControl {
   /** `pgherd restart`: a fast restart of this node's PostgreSQL (restart-node.ts), between rounds. */
   restartServer(): Promise<NodeOpResult> {
     return this.exec.run("restart", () => restartHere(this.h, this.maintenance), { maxWaitMs: HANDOVER_WAIT_MS });
+  }
+
+  /** Leader, before a cluster-wide change: what this node's PostgreSQL refuses in `params` (src/postgres/check-parameters.ts), or null. */
+  async refusedParameters(params: Readonly<Record<string, ParamValue>>): Promise<string | null> {
+    return refusedParameters(this.h.node, params, await lookupOsUser(this.h.cfg.postgres.os_user));
   }
 
   /** `pgherd reload`: managed files from the running configuration, then pg_ctl reload. */
