@@ -296,7 +296,7 @@ export function readLeaseFile(file: string): Lease | null {
 
 /**
  * The lease in `file`, read again while its check fails (up to TORN_READS times): "torn" if it never
- * passed; null = none or no lease. `at.ino` gets the inode the last read came from (fstat of its fd).
+ * passed; null = no file or no lease; throws when the file cannot be read or holds no lease. `at.ino` gets the inode the last read came from (fstat of its fd).
  */
 export function readCheckedLease(file: string, at?: { ino: number }): Lease | null | "torn" {
   for (let i = 0; i < TORN_READS; i++) {
@@ -311,8 +311,10 @@ export function readCheckedLease(file: string, at?: { ino: number }): Lease | nu
           closeSync(fd);
         }
       } else bytes = readFileSync(file);
-    } catch {
-      return null;
+    } catch (e) {
+      // Absent: no lease. Any other failure (EACCES, EIO, ENFILE…) says nothing of the lease: the caller decides.
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw e;
     }
     const r = decodeLease(bytes); // throws on no lease: the caller says so
     if (r !== "torn") return r;

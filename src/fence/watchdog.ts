@@ -75,13 +75,15 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
     // frozen mid-copy is fenced that much later.
     const look = () => {
       const at = { ino: 0 };
-      const read = readLease(stateDir, log, at);
+      const read = readLease(stateDir, log, at, verified);
       return { read, ino: at.ino, now: hostMonotonicMs() };
     };
     const wouldFence = (r: { ino: number; now: number }) => verified !== null && (r.ino !== verifiedIno || (verified.deadline !== null && fencedFor !== verified.deadline && r.now > verified.deadline));
     const { read, ino, now } = await rereadTorn(look, (r) => r.read === "torn" && wouldFence(r));
-    const torn = read === "torn";
-    if (read !== "torn") {
+    const torn = read === "torn" || read === "unreadable"; // either way: the last verified lease, read again every POLL_MS
+    if (read === "unreadable") {
+      // Kept as it is (readLease said so): fenced at its deadline unless a readable file says otherwise.
+    } else if (read !== "torn") {
       verified = read;
       verifiedIno = ino;
     } else if (verified !== null && ino !== verifiedIno) {
@@ -256,17 +258,22 @@ export async function rereadTorn<R>(read: () => R, fences: (r: R) => boolean, cl
 const TORN_READS_SAID = "on every read in a row";
 let unreadable = "";
 /** The lease, null when there is none, "torn" when its check failed on every read; a file that exists but does not parse is said once. */
-function readLease(stateDir: string, log: WatchdogLog, at: { ino: number }): Lease | null | "torn" {
+/**
+ * The lease file now: its lease, "torn", or "unreadable" (removed, a read error, no lease in it):
+ * that says nothing of the lease, so the last verified one stays in force (fail safe).
+ */
+function readLease(stateDir: string, log: WatchdogLog, at: { ino: number }, kept: Lease | null): Lease | null | "torn" | "unreadable" {
   const file = join(stateDir, LEASE_FILE);
   try {
     const lease = readCheckedLease(file, at);
+    if (lease === null) throw new Error("no such file");
     if (lease !== "torn") unreadable = "";
     return lease;
   } catch (e) {
-    const why = `${file} is unreadable (${(e as Error).message.split("\n")[0]}): nothing to fence until the agent rewrites it`;
+    const why = `${file} is unreadable (${(e as Error).message.split("\n")[0]}): keeping the last verified lease${kept ? ` (term ${kept.term}, deadline ${kept.deadline ?? "none"})` : " (none)"} and reading it again every ${POLL_MS} ms`;
     if (why !== unreadable) log.error(why);
     unreadable = why;
-    return null;
+    return "unreadable";
   }
 }
 

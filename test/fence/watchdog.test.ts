@@ -71,6 +71,23 @@ test("fences at the lease end, not before", async () => {
   expect(late).toBeLessThan(500); // fence_ms budget
 });
 
+// Review finding (fencing watchdog, 4): a lease file it could not read (removed, a read error,
+// damaged) counted as no lease, so the armed one was never fenced.
+test("a lease file removed after its lease was verified: the verified lease is fenced at its deadline", async () => {
+  const p = victim();
+  const deadline = hostMonotonicMs() + 1500;
+  arm(deadline);
+  // The rename wakes it at once (inotify); the message below says which lease it kept.
+  await Bun.sleep(500);
+  rmSync(join(dir, "state", "lease"));
+  await waitFor(() => out.includes("is unreadable (no such file)"), { timeoutMs: 2000, what: "the watchdog to find the file gone" });
+  expect(out).toContain(`keeping the last verified lease (term 7, deadline ${deadline})`);
+  expect(alive(p)).toBe(true);
+  await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 10, what: "the fenced process to die" });
+  expect(hostMonotonicMs()).toBeGreaterThanOrEqual(deadline);
+  arm(null); // the next tests start disarmed
+});
+
 test("a deadline shortened by rename (as the agent writes it) is seen at once: it sleeps until the deadline or a change, no polling", async () => {
   const p = victim();
   arm(hostMonotonicMs() + 60_000); // the watchdog now sleeps up to its idle wake (1 s)
