@@ -67,6 +67,11 @@ export function pgParametersInForce(local: Readonly<Record<string, string | numb
   return D.parametersInForce(parametersNow.cluster, local, parametersNow.owned).parameters;
 }
 
+/** No cluster-wide settings in force: an agent has one DynamicConfig for its life; a test process that made others starts clean with this. */
+export function forgetParametersInForce(): void {
+  parametersNow = { cluster: null, owned: [] };
+}
+
 /** failover.max_lag_bytes in force (the async floor on the primary): the cluster's, else this node's. */
 export function maxLagBytesInForce(local: number): number {
   return parametersNow.cluster?.failover.max_lag_bytes ?? local;

@@ -16,7 +16,7 @@ import { PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { faultRound, logMark, logSince, waitReplicating } from "../helpers/writer.ts";
 import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
-import { archiveGaps, backrest, backupExtra, pgherdCli, serverLog, STANZA, startBackupCluster, switchoverToStandby } from "./helpers.ts";
+import { archiveGaps, backrest, backupExtra, pgherdCli, serverLog, stanzaFor, startBackupCluster, switchoverToStandby } from "./helpers.ts";
 
 const readOr = (f: string) => {
   try {
@@ -108,7 +108,7 @@ describeCluster("backup: archiving that follows the primary", {
     const [now] = await after.primary.query("select timeline_id as tli from pg_control_checkpoint()");
     expect(Number(now!.tli)).toBe(tli + 2); // PostgreSQL's walk went past the placeholder
     // The repository's history files (pgBackRest keeps them in the archive id's directory).
-    const base = join(fx.repo, "archive", STANZA);
+    const base = join(fx.repo, "archive", stanzaFor(fx.repo));
     const histories = () => new Set(readdirSync(base).filter((d) => /^\d+-\d+$/.test(d)).flatMap((db) => readdirSync(join(base, db))).map((f) => /^([0-9A-F]{8})\.history/.exec(f)?.[1]).filter((x): x is string => !!x).map((x) => parseInt(x, 16)));
     await waitFor(async () => {
       await after.primary.query("select pg_switch_wal()"); // wakes the archiver: it scans archive_status again
@@ -210,7 +210,7 @@ describeCluster("backup: archiving that follows the primary", {
 
   test("pgherd backup runs on a healthy standby, the primary only runs pg_backup_start/stop; with the standbys stopped it runs on the primary", () => fx.c.diagnose(async () => {
     const h = await waitReplicating(fx.c, 60_000);
-    const backupLog = (n: ClusterNode) => readOr(`${n.dataDir}.pgbackrest/log/${STANZA}-backup.log`);
+    const backupLog = (n: ClusterNode) => readOr(`${n.dataDir}.pgbackrest/log/${stanzaFor(fx.repo)}-backup.log`);
     const logAt = new Map(fx.c.nodes.map((n) => [n, backupLog(n).length] as const));
     const newLog = (n: ClusterNode) => backupLog(n).slice(logAt.get(n));
     const pgAt = serverLog(h.primary).length;
@@ -228,7 +228,7 @@ describeCluster("backup: archiving that follows the primary", {
     expect(h.standbys).toContain(site);
     expect(r.stdout).toContain(`from standby ${site.name}`);
     // pgBackRest's own record of the backup: taken with backup-standby.
-    expect(readFileSync(join(fx.repo, "backup", STANZA, b.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=true$/m);
+    expect(readFileSync(join(fx.repo, "backup", stanzaFor(fx.repo), b.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=true$/m);
     // The pgbackrest backup process ran on the standby's host (its log), on no other node.
     expect(newLog(site)).toMatch(/backup command begin .*--backup-standby/);
     for (const n of fx.c.nodes) if (n !== site) expect(newLog(n)).not.toMatch(/backup command begin/);

@@ -3,7 +3,7 @@
 // pgbackrest run as a node's OS user with the config its agent wrote, and the archive continuity
 // check (every WAL segment along the current timeline's history is in the repository).
 import { chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { parse, stringify } from "smol-toml";
 import { BINARY } from "../../scripts/build.ts";
 import type { Config } from "../../src/config/schema.ts";
@@ -13,7 +13,20 @@ import { PG_OS_USER } from "../helpers/pg.ts";
 import type { RunResult } from "../helpers/proc.ts";
 import { API_TOKEN, type Bounds, readyCluster, waitReplicating } from "../helpers/writer.ts";
 
-export const STANZA = "e2e";
+/**
+ * The stanza of the backup cluster whose repository is `repo` (its scratch directory's name: unique
+ * per test and run). pgBackRest's remote commands lock in /tmp/pgbackrest/<stanza>-*.lock, one
+ * directory every lab on this machine shares: two clusters with one stanza (npm test's concurrent
+ * lanes) would take each other's locks.
+ */
+export function stanzaFor(repo: string): string {
+  return basename(dirname(repo)).toLowerCase().replace(/[^a-z0-9_-]/g, "-").slice(0, 63);
+}
+
+/** The stanza in a node's pgherd.toml. */
+function stanzaOf(n: ClusterNode): string {
+  return String((parse(readFileSync(n.configPath, "utf8")) as { backup: { stanza: string } }).backup.stanza);
+}
 
 export interface BackupFixture { c: PgCluster; healthy: Healthy; cfg: Config; bounds: Bounds; repo: string }
 
@@ -22,7 +35,7 @@ export function backupExtra(repo: string, more: Record<string, unknown> = {}): R
   const { backup, ...rest } = more as { backup?: Record<string, unknown> };
   // [shutdown] handover off: restartWithConfig restarts agents in place, the primary's included (the
   // handover on stop has its own test, agent-handover.e2e).
-  return { api: { token: API_TOKEN }, election: { auto_join: true }, shutdown: { handover: false }, backup: { tool: "pgbackrest", repo_path: repo, from_standby: true, ...backup }, ...rest };
+  return { api: { token: API_TOKEN }, election: { auto_join: true }, shutdown: { handover: false }, backup: { tool: "pgbackrest", repo_path: repo, from_standby: true, stanza: stanzaFor(repo), ...backup }, ...rest };
 }
 
 /**
@@ -58,7 +71,7 @@ export async function startBackupCluster(test: string, tag: string, o: { extra?:
 
 /** `pgbackrest <command>` on a node's host as postgres, with the config its agent wrote. */
 export function backrest(n: ClusterNode, command: string, args: string[] = [], timeoutMs = 120_000): Promise<RunResult> {
-  return n.host.exec(["pgbackrest", command, `--config=${n.dataDir}.pgbackrest/pgbackrest.conf`, `--stanza=${STANZA}`, ...args], { user: PG_OS_USER, timeoutMs });
+  return n.host.exec(["pgbackrest", command, `--config=${n.dataDir}.pgbackrest/pgbackrest.conf`, `--stanza=${stanzaOf(n)}`, ...args], { user: PG_OS_USER, timeoutMs });
 }
 
 const readOr = (f: string) => {
@@ -111,7 +124,7 @@ function lsnToBytes(lsn: string): number {
 
 /** Every archived segment name in the repository (all timelines). */
 export function archivedSegments(repo: string): Seg[] {
-  const base = join(repo, "archive", STANZA);
+  const base = join(repo, "archive", stanzaFor(repo));
   const out: Seg[] = [];
   for (const db of readdirSync(base).filter((d) => /^\d+-\d+$/.test(d))) {
     for (const dir of readdirSync(join(base, db)).filter((d) => /^[0-9A-F]{16}$/.test(d))) {

@@ -19,7 +19,7 @@ import type { Host } from "../helpers/lab.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { type Proc, waitFor } from "../helpers/proc.ts";
 import { faultRound, logMark, logSince, waitReplicating, Writer } from "../helpers/writer.ts";
-import { archiveGaps, backrestLogs, backupExtra, pgherdCli, serverLog, STANZA, switchoverToStandby } from "./helpers.ts";
+import { archiveGaps, backrestLogs, backupExtra, pgherdCli, serverLog, stanzaFor, switchoverToStandby } from "./helpers.ts";
 
 interface Fx { c: PgCluster; repoHost: Host; repo: string; conf: string; server: Proc; extra: Record<string, unknown> }
 
@@ -74,7 +74,7 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
 }, (fx) => {
   /** `pgbackrest` on the repository host with the config repo-cert printed. */
   const onRepoHost = (args: string[], timeoutMs = 120_000) =>
-    fx.repoHost.exec(["pgbackrest", `--config=${fx.conf}`, `--stanza=${STANZA}`, ...args], { user: PG_OS_USER, timeoutMs });
+    fx.repoHost.exec(["pgbackrest", `--config=${fx.conf}`, `--stanza=${stanzaFor(fx.repo)}`, ...args], { user: PG_OS_USER, timeoutMs });
   const info = async () => JSON.parse((await onRepoHost(["info", "--output=json"], 30_000)).stdout || "[]")[0] as
     { status: { message: string }; archive: { max: string | null }[]; backup: { label: string; type: string }[] } | undefined;
   const expectContinuous = async (label: string) => {
@@ -146,7 +146,7 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     markArchiving(await h.primary.query("select now()::text as t"));
     const refused = await pgherdCli(fx.c.nodes[1]!, ["backup", "--type", "full"], 30_000);
     expect(refused.code).not.toBe(0);
-    expect(refused.stdout + refused.stderr).toContain(`pgbackrest --stanza=${STANZA} backup --type=full || pgbackrest --stanza=${STANZA} backup --type=full --no-backup-standby`);
+    expect(refused.stdout + refused.stderr).toContain(`pgbackrest --stanza=${stanzaFor(fx.repo)} backup --type=full || pgbackrest --stanza=${stanzaFor(fx.repo)} backup --type=full --no-backup-standby`);
     // The command that message names, on the repository host: pgBackRest finds the primary and a standby among pg1..pg3.
     const t1 = performance.now();
     const b = await onRepoHost(["backup", "--type=full"], 300_000);
@@ -155,13 +155,13 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
     const i = await info();
     const full = i?.backup.at(-1);
     expect(full?.type).toBe("full");
-    expect(readFileSync(join(fx.repo, "backup", STANZA, full!.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=true$/m);
+    expect(readFileSync(join(fx.repo, "backup", stanzaFor(fx.repo), full!.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=true$/m);
     // The command's second half (no standby up): the same config, from the primary.
     const incr = await onRepoHost(["backup", "--type=incr", "--no-backup-standby"], 300_000);
     expect(incr.code).toBe(0);
     const last = (await info())?.backup.at(-1);
     expect(last?.type).toBe("incr");
-    expect(readFileSync(join(fx.repo, "backup", STANZA, last!.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=false$/m);
+    expect(readFileSync(join(fx.repo, "backup", stanzaFor(fx.repo), last!.label, "backup.manifest"), "utf8")).toMatch(/^option-backup-standby=false$/m);
     // `pgherd backup ls` on a node reads the repository through the repository host.
     const ls = await pgherdCli(fx.c.nodes[2]!, ["backup", "ls", "--json"], 60_000);
     expect(ls.code).toBe(0);

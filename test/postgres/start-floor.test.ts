@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterContext } from "../../src/agent/pg/context.ts";
+import { forgetParametersInForce } from "../../src/agent/dynamic-config.ts";
 import { PgHost } from "../../src/agent/pg/host.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -29,6 +30,7 @@ let port: number;
 let db: Db;
 
 beforeAll(async () => {
+  forgetParametersInForce(); // a cluster-wide document another test file's DynamicConfig left in force (one bun test process)
   s = await pgScratch("floor");
   n = s.node("n", log.withTag("pg"));
   port = await freePort();
