@@ -34,6 +34,9 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
   const watcher = watchLease(stateDir, wake, log);
   log.info(`fencing watchdog watching ${join(stateDir, LEASE_FILE)} ${watcher.ok ? "for changes (inotify)" : `every ${POLL_MS} ms`}`);
   let fencedFor: number | null = null;
+  /** The fenced lease whose virtual IP could not be removed (tried again), and when last tried. */
+  let vipLeft: Lease | null = null;
+  let vipTried = 0;
   /** The last lease read whose check passed (or an older agent's plain one): kept while reads fail their check. */
   let verified: Lease | null = null;
   /** The inode `verified` was read from: only that file's later records are extensions of it. */
@@ -129,16 +132,28 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
     }
 
     const armed = lease !== null && lease.deadline !== null && fencedFor !== lease.deadline;
+    // [vip]: the virtual IP leaves this host at the same deadline (vip-release.ts, loaded only where the agent recorded one).
+    const releaseVip = (l: Lease) => existsSync(join(stateDir, "vip"))
+      ? import("./vip-release.ts").then((m) => m.releaseVip(stateDir, l, log)).catch((e: Error) => (log.error(`virtual IP release failed: ${e.message}`), "failed" as const))
+      : Promise.resolve("none" as const);
     if (armed && now > lease.deadline!) {
-      // [vip]: the virtual IP leaves this host at the same deadline (vip-release.ts, loaded only where the agent recorded one).
-      const vip = existsSync(join(stateDir, "vip")) ? import("./vip-release.ts").then((m) => m.releaseVip(stateDir, lease, log)).catch((e: Error) => log.error(`virtual IP release failed: ${e.message}`)) : null;
-      const [gone] = await Promise.all([fence(lease, now, log), vip]);
+      const fenced = fence(lease, now, log).then((gone) => {
+        // Only a server known to be down lets the kernel watchdog stand down (else it resets the
+        // host); at once, not after the address: a slow `ip` must not let the device fire.
+        if (gone && kernel.active) {
+          kernel.disarm();
+          log.info("kernel watchdog disarmed: PostgreSQL is fenced");
+        }
+      });
+      const [, vip] = await Promise.all([fenced, releaseVip(lease)]);
       fencedFor = lease.deadline;
-      // Only a server known to be down lets the kernel watchdog stand down; else it resets the host.
-      if (gone && kernel.active) {
-        kernel.disarm();
-        log.info("kernel watchdog disarmed: PostgreSQL is fenced");
-      }
+      vipLeft = vip === "failed" ? lease : null;
+      vipTried = now;
+    } else if (vipLeft !== null && lease !== null && fencedFor === lease.deadline && now - vipTried >= IDLE_WAKE_MS) {
+      // A removal that failed is tried again (once a second) while the fenced lease is the last one:
+      // the new leader adds the address, which must not stay here as well.
+      vipTried = now;
+      if ((await releaseVip(vipLeft)) !== "failed") vipLeft = null;
     }
     // /proc/uptime has a 10 ms resolution: wake 1 ms past the deadline, and again if it read early.
     let next = armed && now <= lease.deadline! ? Math.max(1, lease.deadline! - now + 1) : IDLE_WAKE_MS;

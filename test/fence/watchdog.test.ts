@@ -401,6 +401,23 @@ test("beside an older binary's watchdog the agent renames every record, which th
   }
 }, 60_000);
 
+// Review finding (fencing watchdog, 6): a virtual IP whose removal failed stayed on the fenced host
+// for good (the new leader adds it too). Here `ip` fails (no such interface): tried again each second.
+test("a virtual IP whose removal failed is tried again while the fenced lease is the last", async () => {
+  const p = victim();
+  writeFileSync(join(dir, "state", "vip"), JSON.stringify({ address: "10.9.9.9/24", interface: "pgh-none0" }), { mode: 0o600 });
+  try {
+    const failed = () => out.split("could not remove virtual IP 10.9.9.9/24").length - 1;
+    const before = failed();
+    arm(hostMonotonicMs() + 100);
+    await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 10, what: "the fenced process to die" });
+    await waitFor(() => failed() >= before + 3, { timeoutMs: 5000, what: "the removal tried again" });
+  } finally {
+    rmSync(join(dir, "state", "vip"), { force: true });
+  }
+  arm(null);
+});
+
 // Review finding (fencing watchdog, 7): their default action ended it (`killall -HUP pgherd` to reload the agent).
 test("SIGHUP, SIGUSR1 and SIGUSR2 do not end it", async () => {
   for (const sig of ["SIGHUP", "SIGUSR1", "SIGUSR2"] as const) {
