@@ -246,16 +246,21 @@ export class LeaseFile {
     if (this.last === undefined) {
       // A file that holds no lease (zero bytes or garbage after a power loss: it is not fsynced) is
       // announced as expired like a torn one: the watchdog must start whatever the file holds.
-      let prev: ReturnType<typeof readCheckedLease>;
-      try {
-        prev = readCheckedLease(this.file);
-      } catch (e) {
-        this.log.warn(`${this.file} holds no lease (${(e as Error).message}): announced as expired now, so the watchdog fences any server left running`);
-        prev = "torn";
-      }
       const me = { writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) };
-      if (prev === "torn") {
-        this.log.warn(`${this.file} failed its check on every read (its writer died mid-write?): announced as expired now, so the watchdog fences any server left running`);
+      let prev: Lease | null = null;
+      let why = ""; // why the previous record is announced as expired now
+      try {
+        const r = readCheckedLease(this.file);
+        if (r === "torn") why = "failed its check on every read (its writer died mid-write?)";
+        // Written later on the host clock than now: by an earlier boot (CLOCK_BOOTTIME starts again
+        // at zero), whose deadline may read as minutes or days ahead; nothing of it holds now.
+        else if (r?.deadline != null && r.writtenAt > me.writtenAt) why = `was written by an earlier boot (at ${r.writtenAt} ms of its clock; this boot's reads ${me.writtenAt})`;
+        else prev = r;
+      } catch (e) {
+        why = `holds no lease (${(e as Error).message})`;
+      }
+      if (why) {
+        this.log.warn(`${this.file} ${why}: announced as expired now, so the watchdog fences any server left running`);
         this.write({ deadline: me.writtenAt, term: -1, dataDir: this.dataDir, ...me });
       } else if (prev?.deadline != null) this.write({ ...prev, ...me });
       else this.write({ deadline: null, term: -1, dataDir: this.dataDir, ...me });

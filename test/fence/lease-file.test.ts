@@ -310,3 +310,16 @@ test("an agent that starts over a lease file holding no lease (empty after a pow
   const after = decodeLease(readFileSync(join(d, LEASE_FILE)));
   expect((after as Lease).deadline!).toBeLessThanOrEqual(hostMonotonicMs());
 });
+
+// Review finding (fencing watchdog, 5): the host clock (CLOCK_BOOTTIME) starts again at zero on each
+// boot, so a record of an earlier, longer boot read as armed for days, and a server the distribution
+// started at boot went unguarded until the agent's first round.
+test("an agent that starts over a record written by an earlier boot (later on the host clock than now) announces it expired", () => {
+  const d = stateDir("earlier-boot");
+  const then = hostMonotonicMs() + 30 * 86_400_000; // the earlier boot ran 30 days longer than this one has
+  writeFileSync(join(d, LEASE_FILE), JSON.stringify({ deadline: then + 1000, term: 9, dataDir: "/data", writtenAt: then, agentPid: 1 }));
+  new LeaseFile(d, "/data", log).ensureWatchdog();
+  const after = read(d);
+  expect(after.term).toBe(-1);
+  expect(after.deadline).toBeLessThanOrEqual(hostMonotonicMs()); // before the fix: then + 1000, days ahead
+});
