@@ -67,11 +67,6 @@ export function pgParametersInForce(local: Readonly<Record<string, string | numb
   return D.parametersInForce(parametersNow.cluster, local, parametersNow.owned).parameters;
 }
 
-/** No cluster-wide settings in force: an agent has one DynamicConfig for its life; a test process that made others starts clean with this. */
-export function forgetParametersInForce(): void {
-  parametersNow = { cluster: null, owned: [] };
-}
-
 /** failover.max_lag_bytes in force (the async floor on the primary): the cluster's, else this node's. */
 export function maxLagBytesInForce(local: number): number {
   return parametersNow.cluster?.failover.max_lag_bytes ?? local;
@@ -296,7 +291,9 @@ export class DynamicConfig {
       if (check) {
         const refused = await check;
         if (refused) return { status: 400, ok: false, message: refused };
-        // Checked against the document it was decided on: one that arrived meanwhile goes first.
+        // Checked against the document and the leadership it was decided on: either may have moved meanwhile.
+        const still = this.d.leadership();
+        if (!still.leading || still.term !== l.term) return { status: 503, ok: false, message: `${this.d.cfg.node_name} stopped leading term ${l.term} while PostgreSQL checked the change: nothing stored` };
         if ((this.doc?.version ?? 0) !== base) return { status: 409, ok: false, message: `the cluster moved to version ${this.doc?.version} meanwhile: show it again and redo the change` };
       }
       this.acks.clear();

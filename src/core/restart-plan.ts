@@ -15,12 +15,12 @@ export const ORDERED_SETTINGS = ["max_connections", "max_worker_processes", "max
 export type OrderedName = (typeof ORDERED_SETTINGS)[number];
 
 /**
- * A standby about to start: the settings its configuration would run lower than its pg_control
- * holds (the primary's values, WAL-logged and replayed, or its source's for a fresh clone or a
- * rewind), raised to those. PostgreSQL refuses such a start ("insufficient parameter settings"):
- * a lowered setting in the cluster-wide configuration, or a switchover, rewind or clone before
- * the primary runs the lower value, would leave the node down. The configured value is in force
- * again from the next rewrite (a pending restart). `next` and `control` by name; missing = unknown.
+ * A standby whose start PostgreSQL refused: the settings its configuration runs lower than its
+ * pg_control holds (the primary's values, WAL-logged and replayed, or its source's for a fresh
+ * clone or a rewind), raised to those for one more start. A setting lowered cluster-wide reaches
+ * every node's files at once, so any standby start before the primary runs it (a switchover's old
+ * primary, a rewind, a clone, a crash) is refused ("insufficient parameter settings"). The files
+ * keep the configured value, in force from a later start. `next` and `control` by name; missing = unknown.
  */
 export function startFloor(next: Partial<Record<OrderedName, number>>, control: Partial<Record<OrderedName, number>>): Partial<Record<OrderedName, number>> {
   const floor: Partial<Record<OrderedName, number>> = {};
@@ -142,9 +142,10 @@ export function planRestart(x: RestartInput): RestartStep {
       if ((primaryNow !== null && low.value >= primaryNow) || x.done.includes(primary.name)) waits.push(`${s.name} has not replayed the primary's ${low.name} = ${primaryNow} yet (its pg_control says ${low.floor})`);
       continue;
     }
-    // Only a promotable standby is ever synchronous (core/durability.ts): restarting another costs the plan nothing.
-    const streamingOthers = standbys.filter((o) => o.name !== s.name && o.promotable !== false).length;
-    if (s.promotable !== false && streamingOthers < x.syncNeeded) {
+    // Any other standby counts: one that cannot lead fills the synchronous set while fewer than k
+    // promotable ones stream (core/sync-exclusion.ts syncSet).
+    const streamingOthers = standbys.filter((o) => o.name !== s.name).length;
+    if (streamingOthers < x.syncNeeded) {
       const why = `restarting ${s.name} leaves ${streamingOthers} of the ${x.syncNeeded} synchronous standby${x.syncNeeded > 1 ? "s" : ""} the durability plan needs: writes wait (strict) or the cluster degrades (quorum) while it restarts`;
       if (!x.force) return { kind: "blocked", reason: `${why}; --force to restart it anyway` };
       return { kind: "restart", node: s.name, primary: false, why: `forced: ${why}` };

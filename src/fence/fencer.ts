@@ -77,9 +77,11 @@ export class Fencer {
   }
 
   /**
-   * A valid lease until `until` (local monotonic ms) in `term`: arm or extend the lease file. False
-   * when the file could not be written (state_dir full or read-only): no watchdog guards this lease,
-   * so it is given up (fenced) at once; the caller resigns the leadership.
+   * A valid lease until `until` (local monotonic ms) in `term`: arm or extend the lease file. A write
+   * that fails (state_dir full or read-only) while the file still holds this term's lease is tried
+   * again by the next heartbeat (the lease held is the one written: it ends where the watchdog
+   * fences). False when the file holds no lease of this term any more: nothing guards a primary
+   * here, so it is fenced at once, and the caller resigns the leadership.
    */
   arm(term: number, until: number): boolean {
     try {
@@ -88,7 +90,12 @@ export class Fencer {
       return true;
     } catch (e) {
       const why = (e as Error).message;
-      if (why !== this.armError) this.o.log.error(`cannot write the lease file (${why}): the fencing watchdog cannot guard a primary here; fencing and giving up the leadership`);
+      if (this.o.lease.holdsTerm(term)) {
+        if (why !== this.armError) this.o.log.warn(`cannot write the lease file (${why}): the lease written before stands and ends first; trying again at the next heartbeat`);
+        this.armError = why;
+        return true;
+      }
+      this.o.log.error(`cannot write the lease file (${why}): the fencing watchdog cannot guard a primary here; fencing and giving up the leadership`);
       this.armError = why;
       void this.fence(`the lease file could not be written: ${why}`);
       return false;

@@ -177,6 +177,11 @@ export class LeaseFile {
     return this.armedTerm !== null && performance.now() < this.armedUntil;
   }
 
+  /** holds(), for a lease of `term`. */
+  holdsTerm(term: number): boolean {
+    return this.armedTerm === term && this.holds();
+  }
+
   disarm(term: number): void {
     this.armedTerm = null;
     if (this.last === null || this.last === undefined) return;

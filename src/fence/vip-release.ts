@@ -92,7 +92,7 @@ export async function releaseVip(stateDir: string, lease: Lease, log: Log): Prom
 async function ip(args: string[]): Promise<string | null> {
   try {
     const bin = Bun.which("ip", { PATH });
-    if (!bin) return "ip not found (Debian: iproute2)";
+    if (!bin) return "no ip command on PATH (Debian: iproute2)"; // not "not found": that reads as an address already gone
     const p = Bun.spawn([bin, ...args], { env: { PATH, LANG: "C" }, stdin: "ignore", stdout: "ignore", stderr: "pipe", timeout: TIMEOUT_MS, killSignal: "SIGKILL" });
     const [code, err] = await Promise.all([p.exited, new Response(p.stderr).text()]);
     if (code === 0) return null;

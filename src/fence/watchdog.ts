@@ -37,6 +37,7 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
   /** The fenced lease whose virtual IP could not be removed (tried again), and when last tried. */
   let vipLeft: Lease | null = null;
   let vipTried = 0;
+  let vipBusy = false;
   /** The last lease read whose check passed (or an older agent's plain one): kept while reads fail their check. */
   let verified: Lease | null = null;
   /** The inode `verified` was read from: only that file's later records are extensions of it. */
@@ -149,11 +150,16 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
       fencedFor = lease.deadline;
       vipLeft = vip === "failed" ? lease : null;
       vipTried = now;
-    } else if (vipLeft !== null && lease !== null && fencedFor === lease.deadline && now - vipTried >= IDLE_WAKE_MS) {
+    } else if (vipLeft !== null && !vipBusy && lease !== null && fencedFor === lease.deadline && now - vipTried >= IDLE_WAKE_MS) {
       // A removal that failed is tried again (once a second) while the fenced lease is the last one:
-      // the new leader adds the address, which must not stay here as well.
+      // the new leader adds the address, which must not stay here as well. Not awaited (an `ip`
+      // may take its 3 s): the rounds go on reading the lease; the same failure is logged once.
       vipTried = now;
-      if ((await releaseVip(vipLeft)) !== "failed") vipLeft = null;
+      vipBusy = true;
+      const again = vipLeft;
+      void import("./vip-release.ts").then((m) => m.releaseVip(stateDir, again, { info: log.info, warn: (m) => say("warn", m), error: (m) => say("error", m) }))
+        .then((r) => { if (r !== "failed") vipLeft = null; }, () => {})
+        .finally(() => { vipBusy = false; });
     }
     // /proc/uptime has a 10 ms resolution: wake 1 ms past the deadline, and again if it read early.
     let next = armed && now <= lease.deadline! ? Math.max(1, lease.deadline! - now + 1) : IDLE_WAKE_MS;
@@ -281,6 +287,7 @@ function readLease(stateDir: string, log: WatchdogLog, at: { ino: number }, kept
   const file = join(stateDir, LEASE_FILE);
   try {
     const lease = readCheckedLease(file, at);
+    if (lease === null && kept === null) return null; // none yet (a watchdog started by hand before any agent)
     if (lease === null) throw new Error("no such file");
     if (lease !== "torn") unreadable = "";
     return lease;

@@ -81,6 +81,15 @@ export interface StartOptions {
    * version, a start error (a port in use) comes after the collector took over the output. */
   collectorDir?: string;
   timeoutSec?: number;
+  /** Whole-number settings for this start only (`pg_ctl -o "-c name=value"`): above every file. */
+  settings?: Readonly<Record<string, number>>;
+}
+
+/** pg_ctl's -o for `settings` (names checked, whole numbers only: pg_ctl hands -o to a shell). */
+function startSettings(settings: Readonly<Record<string, number>> | undefined): string[] {
+  const entries = Object.entries(settings ?? {});
+  for (const [k, v] of entries) if (!/^[a-z_]+$/.test(k) || !Number.isSafeInteger(v) || v < 0) throw new PgCtlError("start-failed", `start setting ${k} = ${v}: not a setting name and a whole number`);
+  return entries.length ? ["-o", entries.map(([k, v]) => `-c ${k}=${v}`).join(" ")] : [];
 }
 
 /** pg_ctl start -w. Throws PgCtlError: already-running (adopt it), port-in-use, start-timeout (may still come up), start-failed. */
@@ -98,7 +107,7 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
   const t = o.timeoutSec ?? 60;
   const tool = runTool({
     bin: pgTool(n.bins, "pg_ctl"),
-    args: ["start", "-D", n.dataDir, "-w", "-t", String(t), "-s", "-l", o.logFile],
+    args: ["start", "-D", n.dataDir, "-w", "-t", String(t), "-s", "-l", o.logFile, ...startSettings(o.settings)],
     user: n.osUser, timeoutMs: (t + 15) * 1000, log: n.log,
   });
   // pg_ctl -w looks at postmaster.pid every 100 ms; the server says "ready" there the moment it

@@ -194,4 +194,12 @@ test("a lease the file could not take is no lease: arm says so, the primary is f
   expect(s.fencer.arm(5, performance.now() + 5000)).toBe(true);
   expect(s.fencer.holds()).toBe(true);
   expect(s.file()).toMatchObject({ term: 5 });
+  // An extension whose write fails while the written lease still runs: tried again, nothing fenced
+  // (one failed write of a heartbeat must not stop a healthy primary); the lease held is the one written.
+  mkdirSync(blocker);
+  const written = s.file().deadline;
+  expect(s.fencer.arm(5, performance.now() + 9000)).toBe(true);
+  expect(s.stops.length).toBe(1);
+  expect(s.file().deadline).toBe(written);
+  rmdirSync(blocker);
 });

@@ -215,6 +215,15 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     const before = asked.length;
     expect(await n.dyn.change({ base: 2, set: { durability: "async" } })).toMatchObject({ status: 200 });
     expect(asked.length).toBe(before); // nothing of PostgreSQL's changed: no check
+    // Leadership lost while PostgreSQL checked: nothing stored.
+    let release = () => {};
+    const slow = node("n2", "", { leading: true, voters: ["n2"], refusedParameters: () => new Promise((r) => { release = () => r(null); }) });
+    slow.dyn.onDocument("p1", doc(1));
+    const pending = slow.dyn.change({ base: 1, set: { "postgres.parameters.work_mem": "8MB" } }); // runs up to the check
+    slow.st.leading = false;
+    release();
+    expect(await pending).toMatchObject({ status: 503, message: expect.stringContaining("stopped leading term 4") });
+    expect(slow.dyn.get()?.version).toBe(1);
   });
 
   test("settings refused since a document was written are left out of it, with a warning: the document still loads and applies", () => {

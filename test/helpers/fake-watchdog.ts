@@ -9,7 +9,8 @@ const fakes: ChildProcess[] = [];
 
 /** Starts the fake for `stateDir` and writes its pid file; returns its pid once its command line reads as a watchdog's. */
 export function fakeWatchdog(stateDir: string): number {
-  const p = spawn("bash", ["-c", "sleep 600; :", "watchdog", "--state-dir", stateDir], { stdio: "ignore" });
+  // A process group of its own: killFakeWatchdogs ends bash and its sleep together.
+  const p = spawn("bash", ["-c", "sleep 600; :", "watchdog", "--state-dir", stateDir], { stdio: "ignore", detached: true });
   fakes.push(p);
   const pid = p.pid;
   if (pid === undefined) throw new Error("fakeWatchdog: bash did not start");
@@ -26,5 +27,9 @@ export function fakeWatchdog(stateDir: string): number {
 
 /** Ends every fake this process started (afterAll). */
 export function killFakeWatchdogs(): void {
-  for (const p of fakes.splice(0)) p.kill("SIGKILL");
+  for (const p of fakes.splice(0)) {
+    try {
+      if (p.pid !== undefined) process.kill(-p.pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
 }

@@ -8,7 +8,7 @@ import { type CatchUp, NOT_STUCK } from "../../core/catch-up.ts";
 import type { Position } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import { ensureDir } from "../../postgres/fsutil.ts";
-import { buildConninfo, inspectDataDir, openLocalDb, reload, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
+import { buildConninfo, inspectDataDir, openLocalDb, PgCtlError, reload, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
 import { removeDanglingPlaceholders } from "../../postgres/timeline-files.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
 import { NodeTls } from "../../tls/node-tls.ts";
@@ -21,7 +21,6 @@ import { serverLogDir, serverLogParameters } from "../../ops/pg-log.ts";
 import { accessRowsInForce } from "../../ops/access.ts";
 import { runningConfig } from "../../ops/reload.ts";
 import { pgParametersInForce } from "../dynamic-config.ts";
-import type { OrderedName } from "../../core/restart-plan.ts";
 import { readStartFloor } from "./restart-node.ts";
 
 /** Default deadline of a query on the local server. */
@@ -39,10 +38,6 @@ export class PgHost {
   /** host:port primary_conninfo points to, as last written. */
   upstream: string | null = null;
   private names = "";
-  /** writeConfig's arguments last time: startServer writes the same files again with a start floor. */
-  private lastWrite: Parameters<PgHost["writeConfig"]> | null = null;
-  /** Ordered settings raised to pg_control for the start under way (restart-node.ts readStartFloor); {} otherwise. */
-  private startFloor: Partial<Record<OrderedName, number>> = {};
   /**
    * Bumped whenever the names in force may have changed: syncNames takes another value, every
    * reload, every promotion or start as primary. A confirmation of the names in force (the
@@ -157,25 +152,24 @@ export class PgHost {
   }
 
   async startServer(timeoutSec = this.cfg.postgres.start_timeout_s): Promise<void> {
-    // A standby whose configuration runs an ordered setting below its pg_control would refuse to
-    // start: started with the pg_control value, the configured one pending (restart-node.ts).
-    const floor = await readStartFloor(this.node).catch((e: Error) => {
-      this.log.warn(`reading the ordered settings before a standby start: ${e.message}`);
-      return {};
-    });
-    if (Object.keys(floor).length > 0) {
-      this.log.warn(`starting as a standby with ${Object.entries(floor).map(([k, v]) => `${k} = ${v}`).join(", ")} from its pg_control: the configured value is lower, and PostgreSQL refuses a standby below its primary's (the configured value stays pending until the primary runs it)`);
-      this.startFloor = floor;
-      try {
-        await this.writeConfig(...(this.lastWrite ?? [true, this.upstream ?? undefined]));
-      } finally {
-        this.startFloor = {};
-      }
+    try {
+      await this.startInPlace(timeoutSec);
+    } catch (e) {
+      if (!(e instanceof PgCtlError) || e.kind !== "start-failed") throw e;
+      // A standby whose configuration runs an ordered setting below its pg_control (a lowered
+      // setting before the primary runs it: a switchover's old primary, a rewind, a clone, a crash)
+      // is refused by PostgreSQL. Started once more with pg_control's values (restart-node.ts).
+      const floor = await readStartFloor(this.node).catch((err: Error) => {
+        this.log.warn(`reading the ordered settings after a failed start: ${err.message}`);
+        return {};
+      });
+      if (Object.keys(floor).length === 0) throw e;
+      this.log.warn(`starting as a standby with ${Object.entries(floor).map(([k, v]) => `${k} = ${v}`).join(", ")} from its pg_control for this start: the configured value is lower, which PostgreSQL refuses on a standby until its primary runs it (the configured value applies at a restart after that)`);
+      await this.startInPlace(timeoutSec, floor);
     }
-    await this.startInPlace(timeoutSec);
   }
 
-  private async startInPlace(timeoutSec: number): Promise<void> {
+  private async startInPlace(timeoutSec: number, settings?: Readonly<Record<string, number>>): Promise<void> {
     // A promotion's placeholder history files (core/timelines.ts) left by an agent that died while
     // it ran: a standby would take the newest of them for its recovery target and wait forever for
     // WAL on that timeline (test/postgres/promote.test.ts).
@@ -185,7 +179,7 @@ export class PgHost {
       return [];
     });
     if (stale.length > 0) this.log.warn(`removed placeholder history files for timeline(s) ${stale.join(", ")} left by an interrupted promotion`);
-    return start(this.node, { logFile: this.serverLog(), collectorDir: serverLogDir(this.cfg), timeoutSec });
+    return start(this.node, { logFile: this.serverLog(), collectorDir: serverLogDir(this.cfg), timeoutSec, ...(settings ? { settings } : {}) });
   }
 
   /** Stop the server; false when none was running. */
@@ -199,17 +193,10 @@ export class PgHost {
    * standby ignores them, and a promotion finds them in force from its first commit.
    */
   async writeConfig(standby: boolean, upstream?: string, o: { ownTimeline?: number } = {}): Promise<string[]> {
-    this.lastWrite = [standby, upstream, o];
     if (this.syncNames === "") this.namesMayBeEmpty();
     const s = this.ctx.secrets();
     const pg = this.cfg.postgres;
-    const configured = runningConfig()?.postgres.parameters ?? pg.parameters; // [postgres.parameters] change on reload
-    const floor = standby ? this.startFloor : {};
-    const { max_wal_senders: walSendersFloor, ...floorParams } = floor;
-    const params = Object.keys(floorParams).length === 0 ? configured : {
-      ...Object.fromEntries(Object.entries(configured).filter(([k]) => !(k.toLowerCase() in floorParams))),
-      ...floorParams,
-    };
+    const params = runningConfig()?.postgres.parameters ?? pg.parameters; // [postgres.parameters] change on reload
     let conninfo: string | undefined;
     const u = await lookupOsUser(pg.os_user);
     const tls = await this.tls.prepare(!standby);
@@ -225,7 +212,7 @@ export class PgHost {
       dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
       conf: {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
-        maxWalSenders: Math.max(pg.max_wal_senders, walSendersFloor ?? 0), maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
+        maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
         ...(standby && o.ownTimeline ? { recoveryTargetTimeline: o.ownTimeline } : {}),
         serverLog: serverLogParameters(this.cfg),

@@ -23,7 +23,7 @@ const CONTROL_KEYS: Record<(typeof ORDERED_SETTINGS)[number], string> = {
 };
 
 /**
- * core/restart-plan.ts startFloor for a data directory about to start as a standby (standby.signal):
+ * core/restart-plan.ts startFloor for a data directory whose start as a standby (standby.signal) failed:
  * its pg_control (pg_controldata) against what its configuration files give (`postgres -C`, which
  * reads them as the server will, postgresql.auto.conf included). {} when nothing is to be raised
  * or a value cannot be read (the start then goes ahead as configured).
