@@ -49,6 +49,7 @@ export class Fencer {
   private cancelWatchdog: (() => void) | null = null;
   /** The last lease-file write failure logged (each new one is logged once). */
   private armError = "";
+  private disarmError = "";
   private readonly clock: Clock;
   /** Fences that stopped (or tried to stop) PostgreSQL, for /metrics. */
   fences = 0;
@@ -110,7 +111,17 @@ export class Fencer {
   /** Disarm rule: not leading, not acquiring the lease, and no primary running here. */
   settle(term: number, s: { leading: boolean; acquiringLease: boolean; primaryRunning: boolean }): void {
     // The watchdog stays armed while a primary runs here without the lease: it is the second line.
-    if (!s.leading && !s.acquiringLease && !s.primaryRunning && this.guarded === 0 && !this.inFlight) this.o.lease.disarm(term);
+    if (!s.leading && !s.acquiringLease && !s.primaryRunning && this.guarded === 0 && !this.inFlight) {
+      try {
+        this.o.lease.disarm(term);
+        this.disarmError = "";
+      } catch (e) {
+        // The file keeps its (passed) deadline: nothing runs that it could fence. The next round tries again.
+        const why = (e as Error).message;
+        if (why !== this.disarmError) this.o.log.warn(`cannot write the lease file to disarm it (${why}): trying again next round`);
+        this.disarmError = why;
+      }
+    }
   }
 
   /** The lease is lost: stop writes now. Resolves once PostgreSQL is stopped (or the stop failed). */

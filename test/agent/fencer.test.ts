@@ -203,3 +203,16 @@ test("a lease the file could not take is no lease: arm says so, the primary is f
   expect(s.file().deadline).toBe(written);
   rmdirSync(blocker);
 });
+
+// Review finding (fencing watchdog, 8): a disarm whose write failed threw out of every monitoring round.
+test("a disarm whose write fails is logged and tried again by the next round, never thrown", () => {
+  const s = setup({ primary: false, running: false });
+  s.fencer.arm(6, performance.now() + 5000);
+  const blocker = join(s.dir, "lease.tmp");
+  mkdirSync(blocker);
+  expect(() => s.fencer.settle(6, { leading: false, acquiringLease: false, primaryRunning: false })).not.toThrow();
+  expect(s.file().deadline).not.toBeNull(); // still the armed record
+  rmdirSync(blocker);
+  s.fencer.settle(6, { leading: false, acquiringLease: false, primaryRunning: false });
+  expect(s.file().deadline).toBeNull();
+});
