@@ -31,6 +31,12 @@ export interface LocalPg {
    * blocks of two histories, pg_control as before. It is replaced by a fresh clone, never started or rewound.
    */
   rewindUnfinished?: boolean;
+  /**
+   * A running standby whose replay PostgreSQL paused (14+) because its primary now runs one of the
+   * ordered settings (core/restart-plan.ts) higher than this server: their names. Only a restart
+   * raises them; until then it receives WAL it does not apply, and it cannot be promoted.
+   */
+  replayPausedFor?: readonly string[];
 }
 
 /** The leader's PostgreSQL, from its last report over the mesh. */
@@ -101,6 +107,8 @@ export type HaAction =
    */
   | { kind: "start-standby"; upstream: string | null; ownTimeline?: number }
   | { kind: "repoint"; upstream: string }
+  /** A running standby's fast stop and start (replayPausedFor). */
+  | { kind: "restart-standby"; reason: string }
   | { kind: "resign"; reason: string; to?: string };
 
 export type RejoinRequest = { clone: boolean; auto?: boolean };
@@ -213,6 +221,7 @@ function asFollower(x: HaInput): HaAction {
   }
   if (!l.running) return { kind: "start-standby", upstream: x.leader.addr };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
+  if (l.replayPausedFor?.length) return { kind: "restart-standby", reason: `replay paused: the primary runs ${l.replayPausedFor.join(", ")} higher than this standby, which only a restart raises` };
   if (l.upstream !== x.leader.addr) return { kind: "repoint", upstream: x.leader.addr };
   return { kind: "none", role: "standby" };
 }

@@ -94,6 +94,11 @@ describe("follower", () => {
     expect(decideHa(follow({}, { upstream: "10.0.0.9:5432" }))).toEqual({ kind: "repoint", upstream: "10.0.0.1:5432" });
     expect(decideHa(follow())).toEqual({ kind: "none", role: "standby" });
   });
+  test("a standby whose replay paused for settings its primary raised is restarted (only a restart raises them); paused, it waits", () => {
+    expect(decideHa(follow({}, { replayPausedFor: ["max_connections"] }))).toEqual({ kind: "restart-standby", reason: "replay paused: the primary runs max_connections higher than this standby, which only a restart raises" });
+    expect(decideHa(follow({}, { replayPausedFor: [] }))).toEqual({ kind: "none", role: "standby" }); // paused by someone: left alone
+    expect(decideHa(follow({ paused: true }, { replayPausedFor: ["max_connections"] })).kind).toBe("wait");
+  });
   test("a former primary is rewound before it follows (pg_rewind decides whether anything diverged)", () => {
     const former = { running: false, up: false, inRecovery: null, wasPrimary: true, timeline: 1 } as const;
     expect(decideHa(follow({}, former))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });

@@ -48,6 +48,20 @@ export async function readStartFloor(node: PgNode): Promise<Partial<Record<Order
 }
 
 /**
+ * A standby whose replay PostgreSQL paused (14+: the startup process waits on RecoveryPause): the
+ * ordered settings its pg_control holds higher than the server runs (a primary that raised them,
+ * replayed). Empty when the pause is someone's pg_wal_replay_pause() or pg_control cannot be read.
+ */
+export async function pausedForSettings(h: PgHost): Promise<string[]> {
+  const raw = (await inspectDataDir(h.node.dataDir, h.node)).control?.raw;
+  if (!raw) return [];
+  const rows = await h.localDb().query("ordered settings", (sql) => sql`SELECT name, setting FROM pg_settings WHERE name IN ${sql([...ORDERED_SETTINGS])}`);
+  return rows.map((r) => ({ name: String(r.name) as OrderedName, running: Number(r.setting) }))
+    .filter((v) => (ORDERED_SETTINGS as readonly string[]).includes(v.name) && Number(raw[CONTROL_KEYS[v.name]]) > v.running)
+    .map((v) => v.name).sort();
+}
+
+/**
  * One query a round: the settings pending a restart (pg_settings.pending_restart), and the ordered
  * settings: running (pg_settings), next (the last line of the configuration files that sets it, as
  * pg_file_settings reads them now; the default when no line does), and on a standby with a

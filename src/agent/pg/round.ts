@@ -24,6 +24,10 @@ import { NotPromoted } from "./primary.ts";
 import { StoppedWal } from "./wal-end.ts";
 import type { ControlData } from "../../postgres/datadir.ts";
 import { timelinesAbove } from "../../postgres/timeline-files.ts";
+import { pausedForSettings } from "./restart-node.ts";
+
+/** How often a standby whose replay stays paused looks again at why (restart-node.ts pausedForSettings). */
+const PAUSE_CHECK_MS = 5000;
 
 /** Failed attempts to promote (or to start the server to be promoted) in one term before the leader hands over. */
 const PROMOTE_ATTEMPTS = 3;
@@ -59,6 +63,8 @@ export class MonitorRound {
   private last: { report: PgReport; position: Position } | null = null;
   private readonly live: LivenessWatch;
   private readonly wal: StoppedWal;
+  /** The last look at a paused replay's cause (pg_controldata): taken again every PAUSE_CHECK_MS while it stays paused. */
+  private pauseChecked: { at: number; names: string[] } | null = null;
 
   constructor(private readonly h: PgHost, private readonly x: RoundParts) {
     this.live = new LivenessWatch(h);
@@ -96,6 +102,18 @@ export class MonitorRound {
       position = furtherPosition(position, end);
     }
     return furtherPosition(position, h.heldPosition);
+  }
+
+  /** restart-node.ts pausedForSettings, at most every PAUSE_CHECK_MS (a pg_controldata process each time). */
+  private async pausedFor(): Promise<string[]> {
+    const now = this.h.clock.now();
+    if (this.pauseChecked && now - this.pauseChecked.at < PAUSE_CHECK_MS) return this.pauseChecked.names;
+    const names = await pausedForSettings(this.h).catch((e: Error) => {
+      this.h.log.warn(`replay is paused; reading why: ${e.message}`);
+      return [] as string[];
+    });
+    this.pauseChecked = { at: now, names };
+    return names;
   }
 
   async run(): Promise<void> {
@@ -139,6 +157,7 @@ export class MonitorRound {
       stuck: isStuck(h.catchUp),
       rewindUnfinished: !info.empty && h.rewindMarker.get() !== null,
       health: this.live.verdict, diskFull: this.live.diskFull(),
+      replayPausedFor: p.up && p.inRecovery && p.startupWait === "IPC:RecoveryPause" ? await this.pausedFor() : [],
     };
 
     // A standby's timeline: pg_stat_wal_receiver says it while streaming; once the primary is gone
@@ -319,6 +338,14 @@ export class MonitorRound {
         await h.reload();
         return;
       }
+      case "restart-standby": {
+        h.log.warn(`restarting PostgreSQL (standby): ${d.reason}`);
+        await h.stopServer("fast", 60);
+        await h.startServer();
+        this.pauseChecked = null;
+        h.record("restart", `standby restarted: ${d.reason}`);
+        return;
+      }
       case "resign": return h.ctx.resign(d.reason, d.to);
     }
   }
@@ -364,6 +391,7 @@ function describe(d: HaAction): string {
     case "clone": return `decision: clone from ${d.from}`;
     case "start-standby": return d.upstream === null ? "decision: start as a standby without an upstream, then promote" : `decision: start as a standby of ${d.upstream}`;
     case "repoint": return `decision: follow ${d.upstream}`;
+    case "restart-standby": return `decision: restart the standby (${d.reason})`;
     case "start-primary": return `decision: start as primary${d.adopt ? " (adopting existing data)" : ""}`;
     case "fence": return `decision: fence (${d.reason})`;
     case "resign": return `decision: resign (${d.reason})${d.to ? `, handing over to ${d.to}` : ""}`;
