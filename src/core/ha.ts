@@ -119,7 +119,7 @@ export function decideHa(x: HaInput): HaAction {
   const d = decideUnpaused(x);
   if (!x.paused || d.kind === "none" || d.kind === "wait" || d.kind === "refuse" || d.kind === "fence") return d;
   if (x.rejoinRequested && !x.rejoinRequested.auto && (d.kind === "rewind" || d.kind === "clone")) return d; // a human asked for it
-  if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary" || d.kind === "check-promote" || (d.kind === "start-standby" && d.upstream === null))) return d;
+  if (x.promotionRequested && (d.kind === "promote" || d.kind === "start-primary" || d.kind === "check-promote" || d.kind === "restart-standby" || (d.kind === "start-standby" && d.upstream === null))) return d;
   return { kind: "wait", reason: `paused: would ${d.kind}${"from" in d ? ` from ${d.from}` : "upstream" in d && d.upstream ? ` ${d.upstream}` : ""}` };
 }
 
@@ -171,8 +171,14 @@ function asLeader(x: HaInput): HaAction {
   // write takes over; losing the lease fences this server (killed if it does not react).
   if (l.health && broken(l.health)) return { kind: "resign", reason: `PostgreSQL ${l.health.state}: ${l.health.reason}`, ...handOver };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting or does not answer (watching whether it is stuck)" };
+  // A paused replay cannot be promoted (PostgreSQL refuses until the settings are raised): restart first.
+  if (l.inRecovery && l.replayPausedFor?.length) return restartPaused(l.replayPausedFor);
   if (l.inRecovery) return promoteStep(x.prePromote ?? "allowed");
   return { kind: "none", role: "primary" };
+}
+
+function restartPaused(names: readonly string[]): HaAction {
+  return { kind: "restart-standby", reason: `replay paused: the primary runs ${names.join(", ")} higher than this standby, which only a restart raises` };
 }
 
 /** A standby this leader would promote: pre_promote first, and its veto hands the leadership on. */
@@ -221,7 +227,7 @@ function asFollower(x: HaInput): HaAction {
   }
   if (!l.running) return { kind: "start-standby", upstream: x.leader.addr };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
-  if (l.replayPausedFor?.length) return { kind: "restart-standby", reason: `replay paused: the primary runs ${l.replayPausedFor.join(", ")} higher than this standby, which only a restart raises` };
+  if (l.replayPausedFor?.length) return restartPaused(l.replayPausedFor);
   if (l.upstream !== x.leader.addr) return { kind: "repoint", upstream: x.leader.addr };
   return { kind: "none", role: "standby" };
 }

@@ -78,11 +78,11 @@ export class Fencer {
   }
 
   /**
-   * A valid lease until `until` (local monotonic ms) in `term`: arm or extend the lease file. A write
-   * that fails (state_dir full or read-only) while the file still holds this term's lease is tried
-   * again by the next heartbeat (the lease held is the one written: it ends where the watchdog
-   * fences). False when the file holds no lease of this term any more: nothing guards a primary
-   * here, so it is fenced at once, and the caller resigns the leadership.
+   * A valid lease until `until` (local monotonic ms) in `term`: arm or extend the lease file. An
+   * extension whose write fails (state_dir full or read-only) while the file still holds this term's
+   * lease is tried again by the next heartbeat (the lease held is the one written, ending where the
+   * watchdog fences). Any other failure (a first write of the term, a shorter lease end the file must
+   * take, or the written lease over): false, the primary is fenced at once, and the caller resigns.
    */
   arm(term: number, until: number): boolean {
     try {
@@ -91,7 +91,7 @@ export class Fencer {
       return true;
     } catch (e) {
       const why = (e as Error).message;
-      if (this.o.lease.holdsTerm(term)) {
+      if (this.o.lease.holdsTerm(term) && this.o.lease.isExtension(term, until)) {
         if (why !== this.armError) this.o.log.warn(`cannot write the lease file (${why}): the lease written before stands and ends first; trying again at the next heartbeat`);
         this.armError = why;
         return true;
@@ -116,7 +116,8 @@ export class Fencer {
         this.o.lease.disarm(term);
         this.disarmError = "";
       } catch (e) {
-        // The file keeps its (passed) deadline: nothing runs that it could fence. The next round tries again.
+        // The file keeps its deadline: the watchdog fences whatever server runs here at it (a
+        // standby started meanwhile is stopped then and started again by a round). Tried again next round.
         const why = (e as Error).message;
         if (why !== this.disarmError) this.o.log.warn(`cannot write the lease file to disarm it (${why}): trying again next round`);
         this.disarmError = why;

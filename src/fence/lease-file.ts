@@ -158,8 +158,8 @@ export class LeaseFile {
       this.lastTerm = term;
       this.writtenUntil = untilLocal;
     }
-    // Held only once the file says so: a write that threw leaves a lease the watchdog does not
-    // guard, never one this agent may run a primary under (Fencer.arm fences and the agent resigns).
+    // Held only once the file says so: a write that threw leaves the lease written before (or none),
+    // never a longer one than the watchdog guards (Fencer.arm decides what a failure means).
     this.armedTerm = term;
     this.armedUntil = untilLocal;
   }
@@ -180,6 +180,11 @@ export class LeaseFile {
   /** holds(), for a lease of `term`. */
   holdsTerm(term: number): boolean {
     return this.armedTerm === term && this.holds();
+  }
+
+  /** Whether arm(term, untilLocal) would only extend the lease last written (same term, no earlier end). */
+  isExtension(term: number, untilLocal: number): boolean {
+    return this.lastTerm === term && untilLocal >= this.writtenUntil;
   }
 
   disarm(term: number): void {

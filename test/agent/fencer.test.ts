@@ -201,6 +201,10 @@ test("a lease the file could not take is no lease: arm says so, the primary is f
   expect(s.fencer.arm(5, performance.now() + 9000)).toBe(true);
   expect(s.stops.length).toBe(1);
   expect(s.file().deadline).toBe(written);
+  // A shorter lease end the file cannot take: the watchdog would guard the longer one, so fenced and given up.
+  expect(s.fencer.arm(5, performance.now() + 1000)).toBe(false);
+  await settle();
+  expect(s.fencer.holds()).toBe(false);
   rmdirSync(blocker);
 });
 

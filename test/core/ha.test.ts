@@ -98,6 +98,11 @@ describe("follower", () => {
     expect(decideHa(follow({}, { replayPausedFor: ["max_connections"] }))).toEqual({ kind: "restart-standby", reason: "replay paused: the primary runs max_connections higher than this standby, which only a restart raises" });
     expect(decideHa(follow({}, { replayPausedFor: [] }))).toEqual({ kind: "none", role: "standby" }); // paused by someone: left alone
     expect(decideHa(follow({ paused: true }, { replayPausedFor: ["max_connections"] })).kind).toBe("wait");
+    // The leader's own paused standby: restarted before the promotion (pg_promote would wait and fail).
+    const standbyHere = { inRecovery: true, replayPausedFor: ["max_wal_senders"] };
+    expect(decideHa(lead({}, standbyHere)).kind).toBe("restart-standby");
+    expect(decideHa(lead({ paused: true, promotionRequested: true }, standbyHere)).kind).toBe("restart-standby");
+    expect(decideHa(lead({}, { inRecovery: true, replayPausedFor: [] })).kind).toBe("promote");
   });
   test("a former primary is rewound before it follows (pg_rewind decides whether anything diverged)", () => {
     const former = { running: false, up: false, inRecovery: null, wasPrimary: true, timeline: 1 } as const;

@@ -23,6 +23,9 @@ import { runningConfig } from "../../ops/reload.ts";
 import { pgParametersInForce } from "../dynamic-config.ts";
 import { readStartFloor } from "./restart-node.ts";
 
+/** PostgreSQL's refusal of a standby whose ordered settings are below its pg_control (14+, and ≤ 13's wording). */
+const INSUFFICIENT = /insufficient parameter settings|is a lower setting than on the (primary|master) server/;
+
 /** Default deadline of a query on the local server. */
 export const LOCAL_QUERY_MS = 3000;
 
@@ -155,7 +158,7 @@ export class PgHost {
     try {
       await this.startInPlace(timeoutSec);
     } catch (e) {
-      if (!(e instanceof PgCtlError) || e.kind !== "start-failed") throw e;
+      if (!(e instanceof PgCtlError) || e.kind !== "start-failed" || !INSUFFICIENT.test(`${e.message}\n${e.detail}`)) throw e;
       // A standby whose configuration runs an ordered setting below its pg_control (a lowered
       // setting before the primary runs it: a switchover's old primary, a rewind, a clone, a crash)
       // is refused by PostgreSQL. Started once more with pg_control's values (restart-node.ts).

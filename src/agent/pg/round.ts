@@ -145,6 +145,7 @@ export class MonitorRound {
     // Not streaming counts against a standby only while there is a primary to stream from and its replay stands still.
     h.catchUp = stepCatchUp(h.catchUp, { standby: p.up && p.inRecovery, streaming, primaryReady, replayLsn: p.up ? p.replayLsn : null, startupWait: p.up ? p.startupWait : null }, clock.now());
     const standbySignal = existsSync(join(h.node.dataDir, "standby.signal"));
+    const replayPausedFor = p.up && p.inRecovery && p.startupWait === "IPC:RecoveryPause" ? await this.pausedFor() : [];
     // Read again after the observations above (a probe, pg_controldata): leadership may have moved
     // meanwhile (a frozen agent that wakes finds another leader at once), and a leader's decision
     // taken on an old view would treat a former primary as its own.
@@ -157,7 +158,7 @@ export class MonitorRound {
       stuck: isStuck(h.catchUp),
       rewindUnfinished: !info.empty && h.rewindMarker.get() !== null,
       health: this.live.verdict, diskFull: this.live.diskFull(),
-      replayPausedFor: p.up && p.inRecovery && p.startupWait === "IPC:RecoveryPause" ? await this.pausedFor() : [],
+      replayPausedFor,
     };
 
     // A standby's timeline: pg_stat_wal_receiver says it while streaming; once the primary is gone
