@@ -37,6 +37,8 @@ export interface LocalPg {
    * raises them; until then it receives WAL it does not apply, and it cannot be promoted.
    */
   replayPausedFor?: readonly string[];
+  /** How long the replay has been paused for those settings (ms). */
+  replayPausedMs?: number;
 }
 
 /** The leader's PostgreSQL, from its last report over the mesh. */
@@ -84,6 +86,12 @@ export interface HaInput {
   prePromote?: PromoteCheck;
   /** The highest timeline number a leader reserved for a promotion (core/timelines.ts); absent: none yet. */
   reservedTimeline?: number;
+  /**
+   * A follower whose replay is paused for settings waits this long (ms) before its restart: its
+   * place among the database members, so standbys paused together restart one after another and
+   * the synchronous ones are not all down at once.
+   */
+  restartStagger?: number;
 }
 
 /** pre_promote: not run yet in this term, passed, or vetoed (why). */
@@ -227,7 +235,11 @@ function asFollower(x: HaInput): HaAction {
   }
   if (!l.running) return { kind: "start-standby", upstream: x.leader.addr };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
-  if (l.replayPausedFor?.length) return restartPaused(l.replayPausedFor);
+  if (l.replayPausedFor?.length) {
+    const left = (x.restartStagger ?? 0) - (l.replayPausedMs ?? 0);
+    if (left > 0) return { kind: "wait", reason: `replay paused: the primary runs ${l.replayPausedFor.join(", ")} higher than this standby; restarting in turn, in ${Math.ceil(left / 1000)} s` };
+    return restartPaused(l.replayPausedFor);
+  }
   if (l.upstream !== x.leader.addr) return { kind: "repoint", upstream: x.leader.addr };
   return { kind: "none", role: "standby" };
 }

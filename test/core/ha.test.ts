@@ -103,6 +103,10 @@ describe("follower", () => {
     expect(decideHa(lead({}, standbyHere)).kind).toBe("restart-standby");
     expect(decideHa(lead({ paused: true, promotionRequested: true }, standbyHere)).kind).toBe("restart-standby");
     expect(decideHa(lead({}, { inRecovery: true, replayPausedFor: [] })).kind).toBe("promote");
+    // Followers paused together restart in turn: each after its stagger (a leader never waits).
+    expect(decideHa(follow({ restartStagger: 10_000 }, { replayPausedFor: ["max_connections"], replayPausedMs: 4_000 }))).toMatchObject({ kind: "wait", reason: expect.stringContaining("restarting in turn, in 6 s") });
+    expect(decideHa(follow({ restartStagger: 10_000 }, { replayPausedFor: ["max_connections"], replayPausedMs: 10_000 })).kind).toBe("restart-standby");
+    expect(decideHa(lead({ restartStagger: 10_000 }, { ...standbyHere, replayPausedMs: 0 })).kind).toBe("restart-standby");
   });
   test("a former primary is rewound before it follows (pg_rewind decides whether anything diverged)", () => {
     const former = { running: false, up: false, inRecovery: null, wasPrimary: true, timeline: 1 } as const;

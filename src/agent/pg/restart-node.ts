@@ -61,6 +61,40 @@ export async function pausedForSettings(h: PgHost): Promise<string[]> {
     .map((v) => v.name).sort();
 }
 
+/** How often a standby whose replay stays paused looks again at why (a pg_controldata process each time). */
+const PAUSE_CHECK_MS = 5000;
+/** Paused standbys restart one after another, this far apart (core/ha.ts restartStagger). */
+export const PAUSE_STAGGER_MS = 5000;
+
+/** The round's look at a paused replay: its cause (pausedForSettings, at most every PAUSE_CHECK_MS) and for how long. */
+export class ReplayPauseWatch {
+  private checked: { at: number; names: string[] } | null = null;
+  private since: number | null = null;
+
+  async look(h: PgHost, paused: boolean): Promise<{ names: string[]; ms: number }> {
+    const now = h.clock.now();
+    if (!paused) {
+      this.reset();
+      return { names: [], ms: 0 };
+    }
+    if (!this.checked || now - this.checked.at >= PAUSE_CHECK_MS) {
+      const names = await pausedForSettings(h).catch((e: Error) => {
+        h.log.warn(`replay is paused; reading why: ${e.message}`);
+        return [] as string[];
+      });
+      this.checked = { at: now, names };
+      this.since = names.length ? (this.since ?? now) : null;
+    }
+    return { names: this.checked.names, ms: this.since === null ? 0 : now - this.since };
+  }
+
+  /** After a restart: look afresh. */
+  reset(): void {
+    this.checked = null;
+    this.since = null;
+  }
+}
+
 /**
  * One query a round: the settings pending a restart (pg_settings.pending_restart), and the ordered
  * settings: running (pg_settings), next (the last line of the configuration files that sets it, as

@@ -24,10 +24,7 @@ import { NotPromoted } from "./primary.ts";
 import { StoppedWal } from "./wal-end.ts";
 import type { ControlData } from "../../postgres/datadir.ts";
 import { timelinesAbove } from "../../postgres/timeline-files.ts";
-import { pausedForSettings } from "./restart-node.ts";
-
-/** How often a standby whose replay stays paused looks again at why (restart-node.ts pausedForSettings). */
-const PAUSE_CHECK_MS = 5000;
+import { PAUSE_STAGGER_MS, ReplayPauseWatch } from "./restart-node.ts";
 
 /** Failed attempts to promote (or to start the server to be promoted) in one term before the leader hands over. */
 const PROMOTE_ATTEMPTS = 3;
@@ -63,8 +60,7 @@ export class MonitorRound {
   private last: { report: PgReport; position: Position } | null = null;
   private readonly live: LivenessWatch;
   private readonly wal: StoppedWal;
-  /** The last look at a paused replay's cause (pg_controldata): taken again every PAUSE_CHECK_MS while it stays paused. */
-  private pauseChecked: { at: number; names: string[] } | null = null;
+  private readonly pause = new ReplayPauseWatch();
 
   constructor(private readonly h: PgHost, private readonly x: RoundParts) {
     this.live = new LivenessWatch(h);
@@ -104,18 +100,6 @@ export class MonitorRound {
     return furtherPosition(position, h.heldPosition);
   }
 
-  /** restart-node.ts pausedForSettings, at most every PAUSE_CHECK_MS (a pg_controldata process each time). */
-  private async pausedFor(): Promise<string[]> {
-    const now = this.h.clock.now();
-    if (this.pauseChecked && now - this.pauseChecked.at < PAUSE_CHECK_MS) return this.pauseChecked.names;
-    const names = await pausedForSettings(this.h).catch((e: Error) => {
-      this.h.log.warn(`replay is paused; reading why: ${e.message}`);
-      return [] as string[];
-    });
-    this.pauseChecked = { at: now, names };
-    return names;
-  }
-
   async run(): Promise<void> {
     const { h, x } = this;
     const { ctx, clock } = h;
@@ -145,7 +129,7 @@ export class MonitorRound {
     // Not streaming counts against a standby only while there is a primary to stream from and its replay stands still.
     h.catchUp = stepCatchUp(h.catchUp, { standby: p.up && p.inRecovery, streaming, primaryReady, replayLsn: p.up ? p.replayLsn : null, startupWait: p.up ? p.startupWait : null }, clock.now());
     const standbySignal = existsSync(join(h.node.dataDir, "standby.signal"));
-    const replayPausedFor = p.up && p.inRecovery && p.startupWait === "IPC:RecoveryPause" ? await this.pausedFor() : [];
+    const paused = await this.pause.look(h, p.up && p.inRecovery && p.startupWait === "IPC:RecoveryPause");
     // Read again after the observations above (a probe, pg_controldata): leadership may have moved
     // meanwhile (a frozen agent that wakes finds another leader at once), and a leader's decision
     // taken on an old view would treat a former primary as its own.
@@ -158,7 +142,7 @@ export class MonitorRound {
       stuck: isStuck(h.catchUp),
       rewindUnfinished: !info.empty && h.rewindMarker.get() !== null,
       health: this.live.verdict, diskFull: this.live.diskFull(),
-      replayPausedFor,
+      replayPausedFor: paused.names, replayPausedMs: paused.ms,
     };
 
     // A standby's timeline: pg_stat_wal_receiver says it while streaming; once the primary is gone
@@ -205,6 +189,7 @@ export class MonitorRound {
       successor: lead.leading ? successorOf(ctx.candidates(), ctx.nodeId) : null,
       prePromote: ctx.integrations?.promoteCheck(lead.term), // [hooks] pre_promote's verdict (src/hooks)
       reservedTimeline: ctx.guardState().guard?.timeline,
+      restartStagger: paused.names.length ? [...ctx.standbyMembers(), ctx.nodeId].sort().indexOf(ctx.nodeId) * PAUSE_STAGGER_MS : 0,
     });
     this.report({ running: info.running, p, data, systemId, position, haveSecrets: secrets !== undefined, d: decision, rejoin: rejoin.progress });
 
@@ -343,7 +328,7 @@ export class MonitorRound {
         h.log.warn(`restarting PostgreSQL (standby): ${d.reason}`);
         await h.stopServer("fast", 60);
         await h.startServer();
-        this.pauseChecked = null;
+        this.pause.reset();
         h.record("restart", `standby restarted: ${d.reason}`);
         return;
       }
