@@ -22,6 +22,18 @@ const CONTROL_KEYS: Record<(typeof ORDERED_SETTINGS)[number], string> = {
   max_locks_per_transaction: "max_locks_per_xact setting",
 };
 
+/** The ordered settings a data directory's pg_control holds (a pg_controldata process); null when it cannot be read. */
+async function controlOrdered(node: PgNode): Promise<Partial<Record<OrderedName, number>> | null> {
+  const raw = (await inspectDataDir(node.dataDir, node)).control?.raw;
+  if (!raw) return null;
+  const out: Partial<Record<OrderedName, number>> = {};
+  for (const name of ORDERED_SETTINGS) {
+    const c = Number(raw[CONTROL_KEYS[name]]);
+    if (Number.isInteger(c)) out[name] = c;
+  }
+  return out;
+}
+
 /**
  * core/restart-plan.ts startFloor for a data directory whose start as a standby (standby.signal) failed:
  * its pg_control (pg_controldata) against what its configuration files give (`postgres -C`, which
@@ -30,13 +42,8 @@ const CONTROL_KEYS: Record<(typeof ORDERED_SETTINGS)[number], string> = {
  */
 export async function readStartFloor(node: PgNode): Promise<Partial<Record<OrderedName, number>>> {
   if (!existsSync(join(node.dataDir, "standby.signal"))) return {};
-  const raw = (await inspectDataDir(node.dataDir, node)).control?.raw;
-  if (!raw) return {};
-  const control: Partial<Record<OrderedName, number>> = {};
-  for (const name of ORDERED_SETTINGS) {
-    const c = Number(raw[CONTROL_KEYS[name]]);
-    if (Number.isInteger(c)) control[name] = c;
-  }
+  const control = await controlOrdered(node);
+  if (!control) return {};
   const next: Partial<Record<OrderedName, number>> = {};
   // Zero (max_prepared_transactions' default) is never too low: no process for it.
   await Promise.all(ORDERED_SETTINGS.filter((n) => (control[n] ?? 0) > 0).map(async (name) => {
@@ -53,11 +60,11 @@ export async function readStartFloor(node: PgNode): Promise<Partial<Record<Order
  * replayed). Empty when the pause is someone's pg_wal_replay_pause() or pg_control cannot be read.
  */
 export async function pausedForSettings(h: PgHost): Promise<string[]> {
-  const raw = (await inspectDataDir(h.node.dataDir, h.node)).control?.raw;
-  if (!raw) return [];
+  const control = await controlOrdered(h.node);
+  if (!control) return [];
   const rows = await h.localDb().query("ordered settings", (sql) => sql`SELECT name, setting FROM pg_settings WHERE name IN ${sql([...ORDERED_SETTINGS])}`);
   return rows.map((r) => ({ name: String(r.name) as OrderedName, running: Number(r.setting) }))
-    .filter((v) => (ORDERED_SETTINGS as readonly string[]).includes(v.name) && Number(raw[CONTROL_KEYS[v.name]]) > v.running)
+    .filter((v) => (control[v.name] ?? Number.NaN) > v.running)
     .map((v) => v.name).sort();
 }
 
@@ -111,11 +118,8 @@ export async function readSettings(h: PgHost, standby: boolean): Promise<{ pendi
   const values = rows.map((r) => ({ name: String(r.name), running: Number(r.running), next: Number(r.next) }))
     .filter((v): v is { name: (typeof ORDERED_SETTINGS)[number]; running: number; next: number } =>
       (ORDERED_SETTINGS as readonly string[]).includes(v.name) && Number.isInteger(v.running) && Number.isInteger(v.next));
-  const control = standby && values.some((v) => v.next < v.running) ? (await inspectDataDir(h.node.dataDir, h.node)).control?.raw ?? null : null;
-  const ordered = values.map((v) => {
-    const c = control ? Number(control[CONTROL_KEYS[v.name]]) : Number.NaN;
-    return { ...v, control: Number.isInteger(c) ? c : null };
-  });
+  const control = standby && values.some((v) => v.next < v.running) ? await controlOrdered(h.node) : null;
+  const ordered = values.map((v) => ({ ...v, control: control?.[v.name] ?? null }));
   return { pending, ordered };
 }
 
