@@ -3,7 +3,10 @@
 // new version (compare-and-set, src/config/dynamic.ts), stores it, sends it to every node and
 // waits for a majority of voters to store it. Every node says its version every second;
 // a node that hears of a later version asks that peer for it, so a node that was down, cloned or
-// rewound catches up, and a new leader that missed a version gets it before it makes the next.
+// rewound catches up. A version a majority of voters stored is never lost: a leader makes a
+// version only after it read, in its term, what a majority of voters holds (and took the latest),
+// and only on top of a version a majority holds, so it has at most one version no majority holds
+// yet, and a later leader's read meets every version a majority holds.
 // With a shared store (etcd, `shared` below) the `config` key is the cluster's document: the
 // leader writes each version there by compare-and-swap on the key's revision (a refused write
 // answers 409), every node adopts the later version it reads there, and no version travels over
@@ -24,6 +27,7 @@ import type { ActionResult } from "../api/actions-contract.ts";
 import type { HistoryEntry } from "./history.ts";
 import type { AgentMsg } from "./messages.ts";
 import { casRefusal, type StateSlot } from "./cluster-state.ts";
+import { VoterVersions } from "./voter-versions.ts";
 
 const REQUEST_EVERY_MS = 1000;
 const SAY_EVERY_MS = 1000;
@@ -75,9 +79,7 @@ export function maxLagBytesInForce(local: number): number {
 export class DynamicConfig {
   private readonly file: string;
   private doc: DynamicDoc | null;
-  private readonly peerVersions = new Map<string, { version: number; term: number }>();
-  private readonly lastAsked = new Map<string, number>();
-  private readonly acks = new Map<string, number>();
+  private readonly peers: VoterVersions;
   private rejected = "";
   private leadingSince: number | null = null;
   private lastSaid = -Infinity;
@@ -86,6 +88,7 @@ export class DynamicConfig {
 
   constructor(private readonly d: DynamicConfigDeps) {
     this.file = join(d.cfg.state_dir, "dynamic-config.json");
+    this.peers = new VoterVersions(d.nodeId, REQUEST_EVERY_MS);
     let doc: DynamicDoc | null = null;
     try {
       doc = readJsonSync(this.file, dynamicDoc) ?? null;
@@ -168,21 +171,24 @@ export class DynamicConfig {
   /** A peer said its version: ask it for a later one than ours (at most once a second). */
   observe(peer: string, v: { version: number; term: number } | undefined): void {
     if (!v || this.d.shared) return;
-    this.peerVersions.set(peer, v);
-    if (!D.isNewer(v, this.doc)) return;
-    const t = this.d.now();
-    if (t - (this.lastAsked.get(peer) ?? -Infinity) < REQUEST_EVERY_MS) return;
-    this.lastAsked.set(peer, t);
-    this.d.send(peer, { t: "config-req" });
+    this.peers.heard(peer, v);
+    if (D.isNewer(v, this.doc) && this.peers.fetchDue(peer, this.d.now())) this.d.send(peer, { t: "config-req" });
   }
 
-  onRequest(peer: string): void {
-    if (this.doc) this.d.send(peer, { t: "config-doc", doc: this.doc });
+  /** A peer asks for our document; with `read` (a leader's term) the answer is stamped with it, and says so when there is none. */
+  onRequest(peer: string, read?: number): void {
+    if (read !== undefined) this.d.send(peer, { t: "config-doc", doc: this.doc, read });
+    else if (this.doc) this.d.send(peer, { t: "config-doc", doc: this.doc });
   }
 
-  /** A document from a peer: checked with the schema (a bad one is logged once and dropped), kept when later than ours. */
-  onDocument(peer: string, raw: unknown): void {
+  /**
+   * A document from a peer: checked with the schema (a bad one is logged once and dropped), kept
+   * when later than ours. With `read`: the answer to this leader's read in that term (null: the
+   * peer holds none).
+   */
+  onDocument(peer: string, raw: unknown, read?: number): void {
     if (this.d.shared) return; // the store holds the cluster's document
+    if (read !== undefined && raw === null) return this.peers.answered(peer, read, null);
     const r = dynamicDoc.safeParse(raw, { error: configErrorMap });
     if (!r.success) {
       // Once per peer and problem: the peer is asked again every second while it reports a later version.
@@ -192,6 +198,7 @@ export class DynamicConfig {
       return;
     }
     const doc = r.data;
+    if (read !== undefined) this.peers.answered(peer, read, doc);
     if (D.isNewer(doc, this.doc)) {
       this.warnLeftOut(raw, `version ${doc.version} from ${this.d.nameOf(peer)}`);
       const from = this.doc?.version ?? 0;
@@ -202,8 +209,16 @@ export class DynamicConfig {
   }
 
   onAck(peer: string, v: { version: number; term: number }): void {
-    this.peerVersions.set(peer, v);
-    if (this.doc && v.version === this.doc.version && v.term === this.doc.term) this.acks.set(peer, v.version);
+    this.peers.heard(peer, v);
+  }
+
+  private votersOf(l: { voters: string[] }): string[] {
+    return l.voters.length ? l.voters : [this.d.nodeId];
+  }
+
+  /** Leader: ask each connected voter that has not answered in this term what it holds (at most once a second each). */
+  private askReads(l: { term: number; voters: string[] }): void {
+    for (const p of this.peers.readsDue(this.votersOf(l), l.term, new Set(this.d.connected()), this.d.now())) this.d.send(p, { t: "config-req", read: l.term });
   }
 
   /** Housekeeping: say our version every second; a leader of a cluster without a document seeds version 1 from its own pgherd.toml. */
@@ -220,8 +235,9 @@ export class DynamicConfig {
     }
     this.leadingSince ??= this.d.now();
     if (shared) return this.syncShared(shared, l.term);
+    this.askReads(l);
     if (this.doc || this.d.now() - this.leadingSince < SEED_AFTER_MS) return;
-    this.seed(l.term);
+    this.seed(l);
   }
 
   private seedDoc(term: number): DynamicDoc {
@@ -233,12 +249,16 @@ export class DynamicConfig {
     this.d.record({ term, kind: "config", node: this.d.cfg.node_name, reason: "cluster configuration version 1 created from the leader's pgherd.toml ([postgres.parameters], [[access]], durability, failover)", oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
   }
 
-  /** Version 1 from this leader's pgherd.toml, unless a peer has a document (then we fetch it instead). */
-  private seed(term: number): void {
-    if (this.doc || [...this.peerVersions.values()].some((v) => v.version > 0)) return;
-    this.store(this.seedDoc(term));
+  /**
+   * Version 1 from this leader's pgherd.toml: only once a majority of voters answered this term's
+   * read, and unless a peer has a document (then we fetch it instead).
+   */
+  private seed(l: { term: number; voters: string[] }): void {
+    const voters = this.votersOf(l);
+    if (this.doc || this.peers.readBy(voters, l.term).length < majority(voters.length) || this.peers.anyHeld()) return;
+    this.store(this.seedDoc(l.term));
     this.broadcast();
-    this.recordSeed(term);
+    this.recordSeed(l.term);
   }
 
   /**
@@ -270,22 +290,55 @@ export class DynamicConfig {
     for (const id of this.d.connected()) this.d.send(id, { t: "config-doc", doc: this.doc });
   }
 
-  /** The leader's side of PATCH /config: decide, store, send, wait for a majority to store it. */
+  /**
+   * The leader's side of PATCH /config: decide, store, send, wait for a majority to store it. Only
+   * after this term's read of a majority, and on top of a version a majority holds (the module's
+   * header says why).
+   */
   async change(change: D.DynamicChange): Promise<ActionResult> {
     const l = this.d.leadership();
-    if (!l.leading) return { status: 503, ok: false, message: `${this.d.cfg.node_name} is not a leader with a valid lease` };
+    const me = this.d.cfg.node_name;
+    if (!l.leading) return { status: 503, ok: false, message: `${me} is not a leader with a valid lease` };
     if (this.d.shared) return this.changeShared(this.d.shared, change, l.term);
-    const connected = this.d.connected();
-    const ahead = [...this.peerVersions.entries()].find(([p, v]) => connected.includes(p) && D.isNewer(v, this.doc));
-    if (ahead) return { status: 409, ok: false, message: `the leader is fetching version ${ahead[1].version} from ${this.d.nameOf(ahead[0])}: try again in a second` };
+    const fetching = (): ActionResult | null => {
+      const ahead = this.peers.ahead(this.doc, this.d.connected());
+      return ahead ? { status: 409, ok: false, message: `the leader is fetching version ${ahead[1].version} from ${this.d.nameOf(ahead[0])}: try again in a second` } : null;
+    };
+    const early = fetching();
+    if (early) return early;
     if (this.changing) return { status: 409, ok: false, message: "another configuration change is in progress: try again" };
-    this.seed(l.term); // a change right after the first election: version 1 first, the change on top
-    const base = this.doc?.version ?? 0;
-    const r = D.decideChange(this.doc, change, { term: l.term, at: new Date().toISOString(), by: this.d.cfg.node_name });
-    if (!r.ok) return { status: r.status, ok: false, message: r.error };
-    if (r.changed.length === 0) return { status: 200, ok: true, message: `nothing to change (version ${base})`, detail: { version: base } };
+    const voters = this.votersOf(l);
+    const need = majority(voters.length);
     this.changing = true;
     try {
+      if (this.peers.readBy(voters, l.term).length < need) {
+        this.askReads(l);
+        const read = await this.whileLeading(l.term, 2000, () => this.peers.readBy(voters, l.term).length >= need);
+        if (read === "lost") return { status: 503, ok: false, message: `${me} stopped leading term ${l.term}: nothing stored` };
+        if (read === "timeout") {
+          const names = (ps: string[]) => ps.map((p) => this.d.nameOf(p)).join(", ") || "none";
+          const by = this.peers.readBy(voters, l.term);
+          return { status: 409, ok: false, message: `${me} leads term ${l.term} but has not yet read which configuration version a majority of voters holds (answered: ${names(by)}; not yet: ${names(voters.filter((p) => !by.includes(p)))}; an agent of an earlier pgherd version does not answer): try again when they are back` };
+        }
+      }
+      this.seed(l); // a change right after the first election: version 1 first, the change on top once a majority holds it
+      // The current document (a later one may come in meanwhile) held by a majority.
+      const held = () => this.doc === null || this.peers.holding(this.doc, voters).length >= need;
+      if (!held()) {
+        this.broadcast();
+        const w = await this.whileLeading(l.term, 2000, held);
+        if (w === "lost") return { status: 503, ok: false, message: `${me} stopped leading term ${l.term}: nothing stored` };
+        if (w === "timeout" && this.doc) {
+          const names = this.peers.holding(this.doc, voters).map((p) => this.d.nameOf(p)).join(", ");
+          return { status: 409, ok: false, message: `version ${this.doc.version} is held by ${names} only: a new version is made only on one a majority of the ${voters.length} voters holds (so that no later leader can lose it); it is being sent to the others: try again when they are back` };
+        }
+      }
+      const late = fetching(); // a later version heard of while it waited
+      if (late) return late;
+      const base = this.doc?.version ?? 0;
+      const r = D.decideChange(this.doc, change, { term: l.term, at: new Date().toISOString(), by: me });
+      if (!r.ok) return { status: r.status, ok: false, message: r.error };
+      if (r.changed.length === 0) return { status: 200, ok: true, message: `nothing to change (version ${base})`, detail: { version: base } };
       // Awaited only when there is something to check: otherwise the document is stored before anything else runs.
       const check = this.refused(r);
       if (check) {
@@ -293,24 +346,34 @@ export class DynamicConfig {
         if (refused) return { status: 400, ok: false, message: refused };
         // Checked against the document and the leadership it was decided on: either may have moved meanwhile.
         const still = this.d.leadership();
-        if (!still.leading || still.term !== l.term) return { status: 503, ok: false, message: `${this.d.cfg.node_name} stopped leading term ${l.term} while PostgreSQL checked the change: nothing stored` };
+        if (!still.leading || still.term !== l.term) return { status: 503, ok: false, message: `${me} stopped leading term ${l.term} while PostgreSQL checked the change: nothing stored` };
         if ((this.doc?.version ?? 0) !== base) return { status: 409, ok: false, message: `the cluster moved to version ${this.doc?.version} meanwhile: show it again and redo the change` };
       }
-      this.acks.clear();
       this.store(r.doc);
-      this.d.record({ term: l.term, kind: "config", node: this.d.cfg.node_name, reason: D.historyReason(r.doc, base, r.changed), oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
+      this.d.record({ term: l.term, kind: "config", node: me, reason: D.historyReason(r.doc, base, r.changed), oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
       this.broadcast();
-      const voters = l.voters.length ? l.voters : [this.d.nodeId];
-      const need = majority(voters.length);
-      const stored = () => (voters.includes(this.d.nodeId) ? 1 : 0) + [...this.acks.keys()].filter((p) => voters.includes(p)).length;
-      const end = this.d.now() + 5000;
-      while (stored() < need && this.d.now() < end) await this.d.sleep(20);
+      const stored = await this.whileLeading(l.term, 5000, () => this.peers.holding(r.doc, voters).length >= need);
       const detail = { version: r.doc.version, changed: r.changed };
       const keys = r.changed.join(", ");
-      if (stored() < need) return { status: 202, ok: true, message: `version ${r.doc.version} (${keys}) stored by the leader; only ${stored()} of ${voters.length} voters confirmed it within 5 s (the others get it when they reconnect)`, detail };
-      return { status: 200, ok: true, message: `cluster configuration version ${r.doc.version}: ${keys} (stored by ${stored()} of ${voters.length} voters; every node applies it within a monitoring round)`, detail };
+      const count = `${this.peers.holding(r.doc, voters).length} of ${voters.length} voters`;
+      // Counted only while leading this term: an acknowledgement that came after another leader's read may not be in it.
+      if (stored === "lost") return { status: 503, ok: false, message: `${me} lost its lease (term ${l.term}) before a majority of voters stored version ${r.doc.version} (${keys}; stored by ${count}): it stays if a majority stores it, which \`pgherd config show\` tells` };
+      if (stored === "timeout") return { status: 202, ok: true, message: `version ${r.doc.version} (${keys}) stored by the leader; only ${count} confirmed it within 5 s (the others get it when they reconnect; no further change until a majority holds it)`, detail };
+      return { status: 200, ok: true, message: `cluster configuration version ${r.doc.version}: ${keys} (stored by ${count}; every node applies it within a monitoring round)`, detail };
     } finally {
       this.changing = false;
+    }
+  }
+
+  /** Until `done()` while this node leads `term` ("held"), it stops leading ("lost"), or `ms` passed ("timeout"). */
+  private async whileLeading(term: number, ms: number, done: () => boolean): Promise<"held" | "lost" | "timeout"> {
+    const end = this.d.now() + ms;
+    for (;;) {
+      const l = this.d.leadership();
+      if (!l.leading || l.term !== term) return "lost";
+      if (done()) return "held";
+      if (this.d.now() >= end) return "timeout";
+      await this.d.sleep(20);
     }
   }
 

@@ -97,9 +97,9 @@ export class MessageRouter {
         d.host().campaignNow(msg.force === true);
         return;
       case "handover": return this.onHandover(peer, msg);
-      case "config-req": return d.dynamic.onRequest(peer);
+      case "config-req": return d.dynamic.onRequest(peer, msg.read);
       case "config-version": return d.dynamic.observe(peer, msg);
-      case "config-doc": return d.dynamic.onDocument(peer, msg.doc);
+      case "config-doc": return d.dynamic.onDocument(peer, msg.doc, msg.read);
       case "config-ack": return d.dynamic.onAck(peer, msg);
       case "handover-ready":
         if (msg.id !== undefined) d.host().handovers.answer(msg.id, true);

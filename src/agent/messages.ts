@@ -63,10 +63,14 @@ const HandoverReady = z.object({ t: z.literal("handover-ready"), pos: PositionSc
 
 /** The cluster-wide configuration (src/agent/dynamic-config.ts): asked for, sent (the document is checked
  *  with its own schema on receipt, so a bad one is named in the log), stored. */
-const ConfigReq = z.object({ t: z.literal("config-req") });
+const ConfigReq = z.object({
+  t: z.literal("config-req"),
+  /** A leader's read, with its term: answer with what you hold now (a null doc: nothing), stamped with it. */
+  read: z.number().int().min(0).optional(),
+});
 /** Every node, every second: the version it stores (its own message: a node of an earlier version drops it, not its state messages). */
 const ConfigVersion = z.object({ t: z.literal("config-version"), ...DynVersion.shape });
-const ConfigDoc = z.object({ t: z.literal("config-doc"), doc: z.unknown() });
+const ConfigDoc = z.object({ t: z.literal("config-doc"), doc: z.unknown(), read: z.number().int().min(0).optional() });
 const ConfigAck = z.object({ t: z.literal("config-ack"), ...DynVersion.shape });
 
 const options = [ElectionMsgSchema, StateMsg, SecretsMsg, ViewReq, ViewResp, ActionMsg, ActionResp, HistoryMsg, CampaignMsg, HandoverMsg, HandoverReady, ConfigReq, ConfigVersion, ConfigDoc, ConfigAck, FailsafeReqSchema, FailsafeRespSchema, MigrateSwitchSchema, MigrateAckSchema, MigrateEpochSchema] as const;

@@ -183,7 +183,10 @@ describe("DynamicConfig (the node's store and protocol)", () => {
 
   test("the leader's change: compare-and-set, stored, recorded, sent, answered once a majority stored it", async () => {
     const n = node("n1", "", { leading: true, voters: ["n1", "p1", "p2"] });
-    n.dyn.onDocument("p1", doc(1));
+    n.dyn.onDocument("p1", doc(1)); // not an answer to this leader's read: it does not count as one
+    expect(await n.dyn.change({ base: 1, set: { "postgres.parameters.work_mem": "64MB" } })).toMatchObject({ status: 409, message: expect.stringContaining("n1 leads term 4 but has not yet read which configuration version a majority of voters holds (answered: n1; not yet: p1, p2") });
+    expect(n.sent).toContainEqual(["p1", { t: "config-req", read: 4 }]);
+    n.dyn.onDocument("p1", doc(1), 4); // p1's answer in term 4
     const pending = n.dyn.change({ base: 1, set: { "postgres.parameters.work_mem": "64MB" } });
     n.dyn.onAck("p1", { version: 2, term: 4 });
     const r = await pending;
@@ -193,10 +196,117 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     const lonely = await n.dyn.change({ base: 2, set: { durability: "async" } });
     expect(lonely).toMatchObject({ status: 202, ok: true });
     expect(lonely.message).toContain("only 1 of 3 voters confirmed it");
+    // Version 3 is on the leader alone: nothing is made on top of it until a majority holds it.
+    expect(await n.dyn.change({ base: 3, set: { durability: "strict" } })).toMatchObject({ status: 409, message: expect.stringContaining("version 3 is held by n1 only") });
+    expect(n.dyn.get()?.version).toBe(3);
     n.dyn.observe("p2", { version: 9, term: 4 });
     expect(await n.dyn.change({ set: { durability: "strict" } })).toMatchObject({ status: 409, message: expect.stringContaining("fetching version 9 from p2") });
     n.st.leading = false;
     expect(await n.dyn.change({ set: { durability: "strict" } })).toMatchObject({ status: 503 });
+  });
+
+  /** Three nodes A, B, C wired through an in-memory network (messages handled as message-router.ts does); `down` cuts a node off. */
+  function trio() {
+    let t = 0;
+    const ids = ["A", "B", "C"];
+    const queue: Array<[string, string, AgentMsg]> = [];
+    const down = new Set<string>();
+    const nodes = new Map<string, { dyn: DynamicConfig; lead: { term: number; leading: boolean } }>();
+    const deliver = () => {
+      for (let m = queue.shift(); m; m = queue.shift()) {
+        const [from, to, msg] = m;
+        if (down.has(from) || down.has(to)) continue;
+        const d = nodes.get(to)!.dyn;
+        if (msg.t === "config-req") d.onRequest(from, msg.read);
+        else if (msg.t === "config-version") d.observe(from, msg);
+        else if (msg.t === "config-doc") d.onDocument(from, msg.doc, msg.read);
+        else if (msg.t === "config-ack") d.onAck(from, msg);
+      }
+    };
+    for (const id of ids) {
+      const dir = mkdtempSync(join(tmpdir(), "pgherd-dyn-"));
+      dirs.push(dir);
+      const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "${id}"\nstate_dir = "${dir}"\n`, "pgherd.toml");
+      const lead = { term: 1, leading: false };
+      const dyn = new DynamicConfig({
+        cfg, nodeId: id, log: memoryLogger(), send: (to, msg) => (queue.push([id, to, msg]), true),
+        connected: () => (down.has(id) ? [] : ids.filter((p) => p !== id && !down.has(p))),
+        leadership: () => ({ term: lead.term, leading: lead.leading, voters: ids }), record: () => {}, nameOf: (x) => x,
+        legacyDurability: () => undefined, applied: () => {}, now: () => t, sleep: async (ms) => { t += ms; deliver(); },
+      });
+      nodes.set(id, { dyn, lead });
+    }
+    const tick = (ms: number) => {
+      t += ms;
+      for (const n of nodes.values()) n.dyn.step();
+      deliver();
+    };
+    const at = (id: string) => nodes.get(id)!;
+    const lead = (id: string, term: number) => {
+      for (const [k, n] of nodes) n.lead.term = term, n.lead.leading = k === id;
+    };
+    return { at, lead, tick, down, deliver };
+  }
+
+  test("a leader seeds version 1 only once a majority of voters answered its read with no document", () => {
+    const c = trio();
+    c.down.add("B").add("C");
+    c.lead("A", 1);
+    c.tick(0);
+    c.tick(2500);
+    expect(c.at("A").dyn.get()).toBeNull(); // no voter answered: a document one of them holds may exist
+    c.down.delete("B");
+    c.tick(1000); // asked again; B holds none
+    expect(c.at("A").dyn.get()).toBeNull();
+    c.tick(0); // the next housekeeping step
+    expect(c.at("A").dyn.get()?.version).toBe(1);
+    expect(c.at("B").dyn.get()?.version).toBe(1);
+  });
+
+  test("a version a majority stored survives its leader: the next leader reads a majority before it makes one (found by review: it made the same version number over it, in a higher term)", async () => {
+    const c = trio();
+    c.lead("A", 1);
+    c.tick(0);
+    c.tick(2500);
+    for (const id of ["A", "B", "C"]) expect(c.at(id).dyn.get()?.version).toBe(1);
+    c.down.add("C");
+    expect(await c.at("A").dyn.change({ base: 1, set: { "postgres.parameters.work_mem": "64MB" } })).toMatchObject({ status: 200, message: expect.stringContaining("stored by 2 of 3 voters") });
+    // A dies; C, which missed version 2, leads term 2 at once, before any version report reached it.
+    c.down.clear();
+    c.down.add("A");
+    c.lead("C", 2);
+    c.down.add("B");
+    expect(await c.at("C").dyn.change({ base: 1, set: { durability: "async" } })).toMatchObject({ status: 409, message: expect.stringContaining("C leads term 2 but has not yet read which configuration version a majority of voters holds (answered: C; not yet: A, B") });
+    expect(c.at("C").dyn.get()?.version).toBe(1);
+    c.down.delete("B");
+    // The change waits for its read: B's answer brings version 2, so a change based on 1 is refused, not made over it.
+    expect(await c.at("C").dyn.change({ base: 1, set: { durability: "async" } })).toMatchObject({ status: 409, message: expect.stringContaining("based on version 1, the cluster is at version 2") });
+    expect(c.at("C").dyn.get()?.settings.postgres.parameters).toEqual({ work_mem: "64MB" });
+    expect(await c.at("C").dyn.change({ base: 2, set: { durability: "async" } })).toMatchObject({ status: 200, detail: { version: 3 } });
+    c.down.clear();
+    c.tick(1000);
+    c.tick(1000);
+    for (const id of ["A", "B", "C"]) expect(c.at(id).dyn.get()).toMatchObject({ version: 3, term: 2, settings: { durability: "async", postgres: { parameters: { work_mem: "64MB" } } } });
+  });
+
+  test("a leader makes a version only on one a majority holds, and counts acknowledgements only while it leads", async () => {
+    const c = trio();
+    c.lead("A", 1);
+    c.tick(0);
+    c.tick(2500);
+    c.down.add("B").add("C");
+    expect(await c.at("A").dyn.change({ base: 1, set: { durability: "strict" } })).toMatchObject({ status: 202, ok: true });
+    expect(await c.at("A").dyn.change({ base: 2, set: { durability: "async" } })).toMatchObject({ status: 409, message: expect.stringContaining("version 2 is held by A only") });
+    // B back: it fetches version 2 from A's report, and the next change goes on top.
+    c.down.delete("B");
+    c.tick(1000);
+    expect(c.at("B").dyn.get()?.version).toBe(2);
+    expect(await c.at("A").dyn.change({ base: 2, set: { durability: "async" } })).toMatchObject({ status: 200, detail: { version: 3 } });
+    // Cut off again, A loses its lease while it waits for acknowledgements: no success is claimed.
+    c.down.add("B");
+    const pending = c.at("A").dyn.change({ base: 3, set: { durability: "quorum" } });
+    c.at("A").lead.leading = false;
+    expect(await pending).toMatchObject({ status: 503, ok: false, message: expect.stringContaining("A lost its lease (term 1) before a majority of voters stored version 4") });
   });
 
   test("a parameter the leader's PostgreSQL refuses is refused with its words, nothing stored; other keys are not checked", async () => {
