@@ -97,7 +97,12 @@ export class Agent implements ClusterContext {
     this.state = new ClusterStateWiring(cfg, log, this.flags, this.historyLog, () => this.consensus.lease()?.term ?? null);
     this.dynamic = new DynamicConfig({
       cfg, nodeId: this.nodeId, log: log.withTag("config"), send: (to, msg) => this.mesh.send(to, msg), connected: () => this.mesh.connected(),
-      leadership: () => ({ term: this.consensus.status().term, leading: this.consensus.lease() !== null, voters: this.consensus.status().membership?.voters ?? [] }),
+      leadership: () => {
+        // The lease checked against the clock: the driver's flag changes only when the core steps.
+        const st = this.consensus.status();
+        const l = this.consensus.lease();
+        return { term: st.term, leading: l !== null && l.term === st.term && l.until > now(), voters: st.membership?.voters ?? [] };
+      },
       record: (e) => this.record(e), nameOf: (id) => this.nameOf(id), legacyDurability: () => this.flags.legacyDurability,
       applied: () => {
         this.broadcastState(this.ownReport);
@@ -149,7 +154,7 @@ export class Agent implements ClusterContext {
     });
     this.membership = new MembershipKeeper({
       cfg, log, nodeId: this.nodeId, store: this.store, consensus: this.consensus, peers: this.peers,
-      durability: () => this.dynamic.durability(), markDegraded: () => this.loop?.markDegraded(),
+      durability: () => this.dynamic.durability(), markDegraded: () => this.loop?.markDegraded(), configMissing: (v) => this.dynamic.missingFrom(v),
       primaryWritable: () => this.ownReport?.up === true && this.ownReport.inRecovery === false,
       announce: () => this.beacon.sendNow(), nameOf: (id) => this.nameOf(id),
     });

@@ -3,10 +3,11 @@
 // new version (compare-and-set, src/config/dynamic.ts), stores it, sends it to every node and
 // waits for a majority of voters to store it. Every node says its version every second;
 // a node that hears of a later version asks that peer for it, so a node that was down, cloned or
-// rewound catches up. A version a majority of voters stored is never lost: a leader makes a
-// version only after it read, in its term, what a majority of voters holds (and took the latest),
-// and only on top of a version a majority holds, so it has at most one version no majority holds
-// yet, and a later leader's read meets every version a majority holds.
+// rewound catches up. A version the leader confirmed (a majority of voters stored it while the
+// leader held its lease) is never lost: a leader makes a version only after it read, in its term,
+// what a majority of voters holds (and took the latest), and only on top of a version a majority
+// holds, so it has at most one version no majority holds, and a later leader's read meets every
+// confirmed one. A version not confirmed (202, 503) may be replaced by a later leader's.
 // With a shared store (etcd, `shared` below) the `config` key is the cluster's document: the
 // leader writes each version there by compare-and-swap on the key's revision (a refused write
 // answers 409), every node adopts the later version it reads there, and no version travels over
@@ -357,12 +358,22 @@ export class DynamicConfig {
       const keys = r.changed.join(", ");
       const count = `${this.peers.holding(r.doc, voters).length} of ${voters.length} voters`;
       // Counted only while leading this term: an acknowledgement that came after another leader's read may not be in it.
-      if (stored === "lost") return { status: 503, ok: false, message: `${me} lost its lease (term ${l.term}) before a majority of voters stored version ${r.doc.version} (${keys}; stored by ${count}): it stays if a majority stores it, which \`pgherd config show\` tells` };
-      if (stored === "timeout") return { status: 202, ok: true, message: `version ${r.doc.version} (${keys}) stored by the leader; only ${count} confirmed it within 5 s (the others get it when they reconnect; no further change until a majority holds it)`, detail };
+      if (stored === "lost") return { status: 503, ok: false, message: `${me} lost its lease (term ${l.term}) before a majority of voters stored version ${r.doc.version} (${keys}; stored by ${count}): not confirmed: the next leader keeps it only if its read finds it; redo the change if \`pgherd config show\` then lacks it` };
+      if (stored === "timeout") return { status: 202, ok: true, message: `version ${r.doc.version} (${keys}) stored by the leader; only ${count} confirmed it within 5 s (not confirmed: until a majority holds it, a leader change may replace it; the others get it when they reconnect, and no further change is made until then)`, detail };
       return { status: 200, ok: true, message: `cluster configuration version ${r.doc.version}: ${keys} (stored by ${count}; every node applies it within a monitoring round)`, detail };
     } finally {
       this.changing = false;
     }
+  }
+
+  /**
+   * null when the document this node holds is held by a majority of `voters`, else what is missing:
+   * a voter change waits for it, so that a later leader's read of the new set meets it (S28).
+   */
+  missingFrom(voters: readonly string[]): string | null {
+    if (this.d.shared || !this.doc) return null;
+    const h = this.peers.holding(this.doc, voters);
+    return h.length >= majority(voters.length) ? null : `version ${this.doc.version} held by ${h.map((p) => this.d.nameOf(p)).join(", ") || "none"} of ${voters.length}`;
   }
 
   /** Until `done()` while this node leads `term` ("held"), it stops leading ("lost"), or `ms` passed ("timeout"). */

@@ -33,6 +33,8 @@ export interface MembershipDeps {
   markDegraded(): void;
   announce(): void;
   nameOf(id: string): string;
+  /** null when the cluster-wide configuration this node holds is held by a majority of `voters`; else what is missing (dynamic-config.ts). */
+  configMissing(voters: readonly string[]): string | null;
 }
 
 export class MembershipKeeper {
@@ -42,6 +44,8 @@ export class MembershipKeeper {
   private warnedBadIds = new Set<string>();
   /** The voter change waiting for its failover guard to be stored ("add:<id>"), null: none. */
   private waiting: string | null = null;
+  /** The voter change last logged as waiting for the configuration to spread. */
+  private configWait = "";
 
   constructor(private readonly d: MembershipDeps) {}
 
@@ -96,6 +100,17 @@ export class MembershipKeeper {
     });
     this.waiting = change ? `${change.op}:${change.node}` : null;
     if (!change) return;
+    // The new voter set's majorities must meet the configuration's holders (S28): a later leader
+    // reads a majority of the new set. The voter to add has fetched it within a second or two.
+    const next = change.op === "add" ? [...st.membership.voters, change.node] : st.membership.voters.filter((v) => v !== change.node);
+    const missing = this.d.configMissing(next);
+    if (missing) {
+      const key = `${change.op}:${change.node}`;
+      if (this.configWait !== key) this.d.log.info(`before the voter change (${change.op} ${this.d.nameOf(change.node)}): waiting until a majority of the new voter set holds the cluster-wide configuration (${missing})`);
+      this.configWait = key;
+      this.waiting = null;
+      return;
+    }
     // A voter change changes k (synchronous standbys needed): suspend automatic failover (a guard
     // stored by a majority) before it; the primary's next re-sync lifts it with a floor.
     const g = st.guard;

@@ -41,9 +41,11 @@ function setup(o: { autoJoin?: boolean } = {}) {
   const peers = new PeerTable(60_000);
   let degraded = 0;
   let writable = true;
+  const config = { asked: [] as string[][], missing: null as string | null };
   const keeper = new MembershipKeeper({
     cfg, log, nodeId: A, store, consensus: driver, peers, durability: () => "quorum",
     markDegraded: () => degraded++, announce: () => {}, nameOf, primaryWritable: () => writable,
+    configMissing: (v) => (config.asked.push([...v]), config.missing),
   });
   const history: Omit<HistoryEntry, "id" | "at">[] = [];
   const actions = new MemberActions({
@@ -60,7 +62,7 @@ function setup(o: { autoJoin?: boolean } = {}) {
       await Bun.sleep(10);
     }
   };
-  return { dir, store, driver, keeper, actions, peers, log, history, connect, stepFor, degraded: () => degraded, setWritable: (w: boolean) => { writable = w; } };
+  return { dir, store, driver, keeper, actions, peers, log, history, connect, stepFor, config, degraded: () => degraded, setWritable: (w: boolean) => { writable = w; } };
 }
 
 describe("membership keeper and member actions", () => {
@@ -85,6 +87,21 @@ describe("membership keeper and member actions", () => {
     await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added" });
     expect(s.degraded()).toBeGreaterThan(0);
     expect(s.store.get().guard?.block).toBe(true);
+  });
+
+  test("a voter change waits until a majority of the new voter set holds the cluster-wide configuration (S28), failover not suspended meanwhile", async () => {
+    const s = setup({ autoJoin: true });
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    s.config.missing = "version 3 held by n1 of 2";
+    s.connect(D, "n4");
+    await s.stepFor(300);
+    expect(s.store.get().membership!.voters).toEqual([A]);
+    expect(s.config.asked.at(-1)).toEqual([A, D]); // the new voter set
+    expect(s.store.get().guard?.block ?? false).toBe(false);
+    expect(s.degraded()).toBe(0);
+    expect(s.log.lines.filter((l) => l.includes("before the voter change (add n4): waiting until a majority of the new voter set holds the cluster-wide configuration (version 3 held by n1 of 2)"))).toHaveLength(1);
+    s.config.missing = null; // n4 fetched it
+    await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added once it holds the configuration" });
   });
 
   test("a leader whose own primary is not writable yet (not promoted) neither blocks failover nor changes voters", async () => {

@@ -212,6 +212,8 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     const queue: Array<[string, string, AgentMsg]> = [];
     const down = new Set<string>();
     const nodes = new Map<string, { dyn: DynamicConfig; lead: { term: number; leading: boolean } }>();
+    /** Runs in every sleep of a node's wait, before the network delivers. */
+    const hooks = { onSleep: () => {} };
     const deliver = () => {
       for (let m = queue.shift(); m; m = queue.shift()) {
         const [from, to, msg] = m;
@@ -232,7 +234,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
         cfg, nodeId: id, log: memoryLogger(), send: (to, msg) => (queue.push([id, to, msg]), true),
         connected: () => (down.has(id) ? [] : ids.filter((p) => p !== id && !down.has(p))),
         leadership: () => ({ term: lead.term, leading: lead.leading, voters: ids }), record: () => {}, nameOf: (x) => x,
-        legacyDurability: () => undefined, applied: () => {}, now: () => t, sleep: async (ms) => { t += ms; deliver(); },
+        legacyDurability: () => undefined, applied: () => {}, now: () => t, sleep: async (ms) => { t += ms; hooks.onSleep(); deliver(); },
       });
       nodes.set(id, { dyn, lead });
     }
@@ -245,7 +247,16 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     const lead = (id: string, term: number) => {
       for (const [k, n] of nodes) n.lead.term = term, n.lead.leading = k === id;
     };
-    return { at, lead, tick, down, deliver };
+    return { at, lead, tick, down, deliver, hooks };
+  }
+
+  /** trio() with A leading term 1, having read B and C and seeded version 1 (held by all three). */
+  function seededTrio() {
+    const c = trio();
+    c.lead("A", 1);
+    c.tick(0);
+    c.tick(2500);
+    return c;
   }
 
   test("a leader seeds version 1 only once a majority of voters answered its read with no document", () => {
@@ -264,10 +275,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
   });
 
   test("a version a majority stored survives its leader: the next leader reads a majority before it makes one (found by review: it made the same version number over it, in a higher term)", async () => {
-    const c = trio();
-    c.lead("A", 1);
-    c.tick(0);
-    c.tick(2500);
+    const c = seededTrio();
     for (const id of ["A", "B", "C"]) expect(c.at(id).dyn.get()?.version).toBe(1);
     c.down.add("C");
     expect(await c.at("A").dyn.change({ base: 1, set: { "postgres.parameters.work_mem": "64MB" } })).toMatchObject({ status: 200, message: expect.stringContaining("stored by 2 of 3 voters") });
@@ -290,10 +298,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
   });
 
   test("a leader makes a version only on one a majority holds, and counts acknowledgements only while it leads", async () => {
-    const c = trio();
-    c.lead("A", 1);
-    c.tick(0);
-    c.tick(2500);
+    const c = seededTrio();
     c.down.add("B").add("C");
     expect(await c.at("A").dyn.change({ base: 1, set: { durability: "strict" } })).toMatchObject({ status: 202, ok: true });
     expect(await c.at("A").dyn.change({ base: 2, set: { durability: "async" } })).toMatchObject({ status: 409, message: expect.stringContaining("version 2 is held by A only") });
@@ -307,6 +312,39 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     const pending = c.at("A").dyn.change({ base: 3, set: { durability: "quorum" } });
     c.at("A").lead.leading = false;
     expect(await pending).toMatchObject({ status: 503, ok: false, message: expect.stringContaining("A lost its lease (term 1) before a majority of voters stored version 4") });
+  });
+
+  test("a read counts only in the term it was asked in: a leader elected again later reads again", async () => {
+    const c = trio();
+    c.lead("A", 1);
+    c.tick(0);
+    c.tick(2500); // A read B and C in term 1 and seeded version 1
+    c.down.add("A");
+    c.lead("B", 2);
+    expect(await c.at("B").dyn.change({ base: 1, set: { durability: "strict" } })).toMatchObject({ status: 200, detail: { version: 2 } });
+    // A leads again in term 3, B gone: its term-1 answers say nothing of version 2, C's answer now does.
+    c.down.clear();
+    c.down.add("B");
+    c.lead("A", 3);
+    expect(await c.at("A").dyn.change({ base: 1, set: { durability: "async" } })).toMatchObject({ status: 409, message: expect.stringContaining("based on version 1, the cluster is at version 2") });
+    expect(c.at("C").dyn.get()).toMatchObject({ version: 2, term: 2, settings: { durability: "strict" } });
+  });
+
+  test("an acknowledgement that arrives after the leader lost its lease is not counted", async () => {
+    const c = seededTrio();
+    c.down.add("C");
+    // B's acknowledgement is delivered in the same wait step in which A's lease runs out.
+    c.hooks.onSleep = () => { c.at("A").lead.leading = false; };
+    expect(await c.at("A").dyn.change({ base: 1, set: { durability: "strict" } })).toMatchObject({ status: 503, ok: false });
+    expect(c.at("B").dyn.get()?.version).toBe(2); // B did store it: the answer claims nothing either way
+  });
+
+  test("a voter change waits until a majority of the new voter set holds the document", async () => {
+    const c = seededTrio();
+    c.down.add("C");
+    expect(await c.at("A").dyn.change({ base: 1, set: { durability: "strict" } })).toMatchObject({ status: 200 });
+    expect(c.at("A").dyn.missingFrom(["A", "B", "C"])).toBeNull();
+    expect(c.at("A").dyn.missingFrom(["A", "B", "C", "D"])).toBe("version 2 held by A, B of 4");
   });
 
   test("a parameter the leader's PostgreSQL refuses is refused with its words, nothing stored; other keys are not checked", async () => {
