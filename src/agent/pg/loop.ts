@@ -30,6 +30,7 @@ import { PostmasterWatch } from "./postmaster-watch.ts";
 import { RoundScheduler } from "./scheduler.ts";
 import { type NodeOpResult, reloadHere, restartHere } from "./restart-node.ts";
 import { SlotKeeper } from "./slots.ts";
+import { sameOnFreshCopy } from "../../postgres/start-failure.ts";
 import { checkPermit, grantPermit, type PromotionPermit } from "../../core/promotion-permit.ts";
 
 /** A switchover's stop waits at most this long for the round ahead of it. */
@@ -54,6 +55,8 @@ export class PostgresLoop implements LoopControl {
   /** `pgherd failover --to` / a switchover to this node (core/promotion-permit.ts). */
   private promotion: PromotionPermit | null = null;
   private rejoinRequest: RejoinRequest | null = null;
+  /** The last start failure logged as one a fresh clone would not change (logged once per reason). */
+  private notRebuilt = "";
   private rejoinProgress: RejoinProgress | null = null;
   private readonly detachHold = new DetachHold();
 
@@ -104,6 +107,13 @@ export class PostgresLoop implements LoopControl {
           this.rejoinRequest = null;
         }
         if (kind === "start-standby" && failures >= 3) {
+          // A setting, a library, memory, the port: a fresh clone fails the same way (a whole base backup each time).
+          const same = sameOnFreshCopy(cause);
+          if (same) {
+            if (this.notRebuilt !== same) log.warn(`start as a standby failed ${failures} times for a reason a fresh clone would not change (${same}): not rebuilding it; once that is fixed the next round starts it (\`pgherd rejoin --force-clone\` still rebuilds it)`);
+            this.notRebuilt = same;
+            return;
+          }
           log.warn(`start as a standby failed ${failures} times: rebuilding it from a fresh clone`);
           this.rejoinRequest = { clone: true, auto: true }; // not past a pause: no one asked for it
         }
