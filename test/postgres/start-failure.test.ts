@@ -1,15 +1,15 @@
-// A standby whose start failed three times is rebuilt from a fresh clone, unless PostgreSQL said
-// why in terms a clone does not change (src/postgres/start-failure.ts): a library not installed,
-// memory, a value it refuses. Before, such a standby was re-cloned (a base backup of the whole
-// database) at every third failed start. On a real server: each cause as PostgreSQL reports it,
-// and a damaged pg_control, which a clone does repair, told apart.
+// A standby whose start failed three times is rebuilt from a fresh clone once per cause: when the
+// clone's start fails the same way (a library not installed, memory, a value the cluster runs),
+// it is not rebuilt again (src/agent/pg/loop.ts). The cause is what ended the start, as PostgreSQL
+// said it (src/postgres/start-failure.ts): its FATAL or PANIC line, not the LOG lines before it.
+// On a real server, for each of those and for a damaged pg_control.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
 import { initdb, PgCtlError, start, stop, type PgNode } from "../../src/postgres/ctl.ts";
 import { writeManagedConfig } from "../../src/postgres/managed-config.ts";
-import { sameOnFreshCopy } from "../../src/postgres/start-failure.ts";
+import { failedStartCause } from "../../src/postgres/start-failure.ts";
 import { freePort, PG_OS_USER, pgScratch, pgSkipReason, type Scratch } from "../helpers/pg.ts";
 import { requireReal } from "../helpers/require.ts";
 
@@ -55,27 +55,29 @@ async function failedStart(line: string): Promise<unknown> {
   }
 }
 
-test("a library not installed, memory the host lacks, a value PostgreSQL refuses: a clone would fail the same way", async () => {
+test("the cause of a failed start is PostgreSQL's FATAL line: a library not installed, memory the host lacks, a value it refuses", async () => {
   const lib = await failedStart("shared_preload_libraries = 'pgherd_no_such_library'");
   expect(lib).toBeInstanceOf(PgCtlError);
-  expect(sameOnFreshCopy(lib)).toContain('could not access file "pgherd_no_such_library": No such file or directory');
+  expect(failedStartCause(lib)).toBe('FATAL: could not access file "pgherd_no_such_library": No such file or directory');
   const memory = await failedStart("shared_buffers = '1TB'");
   expect(memory).toBeInstanceOf(PgCtlError);
-  expect(sameOnFreshCopy(memory)).toMatch(/could not map anonymous shared memory|out of memory/);
+  expect(failedStartCause(memory)).toMatch(/^FATAL: (could not map anonymous shared memory|could not create shared memory segment|out of memory)/);
   const value = await failedStart("max_connections = 'lots'");
   expect(value).toBeInstanceOf(PgCtlError);
-  expect(sameOnFreshCopy(value)).toMatch(/invalid value for parameter "max_connections"|configuration file ".*" contains errors/);
+  // PostgreSQL logs the bad value (LOG) and then ends the start (FATAL): the cause is the FATAL line.
+  expect((value as PgCtlError).detail).toMatch(/LOG: +invalid value for parameter "max_connections": "lots"/);
+  expect(failedStartCause(value)).toMatch(/^FATAL: configuration file ".*postgresql\.auto\.conf" contains errors$/);
+  expect(failedStartCause(await failedStart("shared_preload_libraries = 'pgherd_no_such_library'"))).toBe(failedStartCause(lib)); // the same each time
   expect(await failedStart("")).toBeNull(); // the data directory itself starts
 }, 120_000);
 
-test("a damaged pg_control is about the data: a fresh clone may help, so the rebuild stays", async () => {
+test("a damaged pg_control: its own cause; an error without a server log: its message", async () => {
   const control = join(n.dataDir, "global", "pg_control");
   const bytes = readFileSync(control);
   bytes.fill(0x5a, 16, 64);
   writeFileSync(control, bytes);
   const e = await failedStart("");
   expect(e).toBeInstanceOf(PgCtlError);
-  expect(`${(e as PgCtlError).message}\n${(e as PgCtlError).detail}`).toMatch(/control file|checkpoint/i);
-  expect(sameOnFreshCopy(e)).toBeNull();
-  expect(sameOnFreshCopy(new Error("anything else"))).toBeNull();
+  expect(failedStartCause(e)).toMatch(/^(FATAL|PANIC): .*(control file|checkpoint)/i);
+  expect(failedStartCause(new Error("pg_ctl exit 1"))).toBe("pg_ctl exit 1");
 }, 60_000);

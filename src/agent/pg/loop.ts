@@ -30,7 +30,7 @@ import { PostmasterWatch } from "./postmaster-watch.ts";
 import { RoundScheduler } from "./scheduler.ts";
 import { type NodeOpResult, reloadHere, restartHere } from "./restart-node.ts";
 import { SlotKeeper } from "./slots.ts";
-import { sameOnFreshCopy } from "../../postgres/start-failure.ts";
+import { failedStartCause } from "../../postgres/start-failure.ts";
 import { checkPermit, grantPermit, type PromotionPermit } from "../../core/promotion-permit.ts";
 
 /** A switchover's stop waits at most this long for the round ahead of it. */
@@ -55,7 +55,8 @@ export class PostgresLoop implements LoopControl {
   /** `pgherd failover --to` / a switchover to this node (core/promotion-permit.ts). */
   private promotion: PromotionPermit | null = null;
   private rejoinRequest: RejoinRequest | null = null;
-  /** The last start failure logged as one a fresh clone would not change (logged once per reason). */
+  /** The cause of the failed starts the last automatic rebuild was for, and the one logged as not rebuilt again. */
+  private rebuiltFor = "";
   private notRebuilt = "";
   private rejoinProgress: RejoinProgress | null = null;
   private readonly detachHold = new DetachHold();
@@ -95,7 +96,10 @@ export class PostgresLoop implements LoopControl {
         }
         return { request: this.rejoinRequest, progress: this.rejoinProgress };
       },
-      observed: (standby, streaming) => this.progress({ kind: "observed", standby, streaming }),
+      observed: (standby, streaming) => {
+        if (standby && streaming) this.rebuiltFor = this.notRebuilt = ""; // it runs again: a later failure may be another
+        this.progress({ kind: "observed", standby, streaming });
+      },
       failed: (kind, error, failures, cause) => {
         // The data directory is as it was: an asked-for clone that cannot be made (no room, a data
         // directory that cannot be swapped) is dropped, and the rounds start the server again
@@ -107,14 +111,16 @@ export class PostgresLoop implements LoopControl {
           this.rejoinRequest = null;
         }
         if (kind === "start-standby" && failures >= 3) {
-          // A setting, a library, memory, the port: a fresh clone fails the same way (a whole base backup each time).
-          const same = sameOnFreshCopy(cause);
-          if (same) {
-            if (this.notRebuilt !== same) log.warn(`start as a standby failed ${failures} times for a reason a fresh clone would not change (${same}): not rebuilding it; once that is fixed the next round starts it (\`pgherd rejoin --force-clone\` still rebuilds it)`);
-            this.notRebuilt = same;
+          // Once per cause: a fresh clone that fails the same way (a library not installed, memory, a
+          // setting the cluster runs) is not followed by another base backup of the whole database.
+          const why = failedStartCause(cause);
+          if (why === this.rebuiltFor) {
+            if (this.notRebuilt !== why) log.warn(`start as a standby failed ${failures} times, as it did before the fresh clone it was rebuilt from (${why}): not rebuilding it again; the rounds start it once the cause is fixed (\`pgherd rejoin --force-clone\` still rebuilds it)`);
+            this.notRebuilt = why;
             return;
           }
-          log.warn(`start as a standby failed ${failures} times: rebuilding it from a fresh clone`);
+          log.warn(`start as a standby failed ${failures} times (${why}): rebuilding it from a fresh clone`);
+          this.rebuiltFor = why;
           this.rejoinRequest = { clone: true, auto: true }; // not past a pause: no one asked for it
         }
       },
@@ -251,6 +257,10 @@ export class PostgresLoop implements LoopControl {
   release(): void {
     this.held = false;
     this.kick();
+  }
+
+  handoverUnconfirmed(): void {
+    this.h.handedOver = false;
   }
 
   /** Switchover target: wait until this standby received the old primary's final WAL; its position then. */
