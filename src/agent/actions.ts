@@ -36,6 +36,8 @@ export interface ActionHost {
   /** PostgreSQL loop controls (null on a witness). */
   pg: null | {
     stopForHandover(): Promise<Position | null>;
+    /** The target did not confirm the final WAL, or the switchover stopped: this node's data is a primary's again (rewound before it follows). */
+    handoverUnconfirmed(): void;
     release(): void;
     requestRejoin(clone: boolean): void;
     restartServer(): Promise<{ ok: boolean; message: string }>;
@@ -198,11 +200,15 @@ export class ActionRunner {
       // the final position, stored by a majority, so the voters accept the target; meanwhile the
       // target confirms it holds that position (a voter refuses a target behind the floor anyway).
       const [ready, floored] = await Promise.all([this.h.handover(target.id, final, 5000), this.h.publishFloor(final, 3000)]);
-      if (!ready) this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s: handing over anyway`);
+      if (!ready) {
+        this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s: handing over anyway; this node goes through pg_rewind before it follows`);
+        pg.handoverUnconfirmed();
+      }
       if (!floored) this.log.warn("the final position did not reach a majority within 3 s: handing over anyway");
       term = this.h.electionState().term;
       void this.h.resign(`switchover to ${target.name}`, target.id);
     } catch (e) {
+      pg.handoverUnconfirmed();
       return no(500, `switchover aborted before the handover: ${(e as Error).message}`);
     } finally {
       pg.release();

@@ -53,7 +53,9 @@ class FakeHost implements ActionHost {
   reportOf(id: string) { return id === "S" ? report({ inRecovery: !this.promoted }) : this.myReport(); }
   nameOf(id: string) { return id === "S" ? "n2" : id === "X" ? "n3" : "n1"; }
   async forwardToLeader() { return { status: 500, ok: false, message: "not used" }; }
-  async handover() { return true; }
+  targetConfirms = true;
+  unconfirmed = 0;
+  async handover() { return this.targetConfirms; }
   async publishFloor() { return true; }
   isConnected(id: string) { return this.connected.has(id); }
   sendCampaign(to: string) {
@@ -76,6 +78,7 @@ class FakeHost implements ActionHost {
       this.stops++;
       return { timeline: 1, lsn: "0/3000000" };
     },
+    handoverUnconfirmed: () => void this.unconfirmed++,
     release: () => {},
     requestRejoin: () => {},
     restartServer: async () => ({ ok: true, message: "restarted" }),
@@ -101,6 +104,19 @@ describe("switchover", () => {
     h.connected.add("S");
     const second = await r.run({ kind: "switchover", to: "n2" });
     expect(second.status).toBe(200);
+    expect(h.resigned).toEqual(["switchover to n2"]);
+  });
+
+  test("a target that does not confirm the final WAL: handed over anyway, and the old primary's data counts as a primary's again (pg_rewind before it follows)", async () => {
+    // Found by review: the clean-handover flag made the old primary follow without pg_rewind although
+    // the target may have missed its last WAL.
+    const confirmed = new FakeHost();
+    expect((await runner(confirmed).run({ kind: "switchover", to: "n2" })).status).toBe(200);
+    expect(confirmed.unconfirmed).toBe(0);
+    const h = new FakeHost();
+    h.targetConfirms = false;
+    expect((await runner(h).run({ kind: "switchover", to: "n2" })).status).toBe(200);
+    expect(h.unconfirmed).toBe(1);
     expect(h.resigned).toEqual(["switchover to n2"]);
   });
 

@@ -80,6 +80,8 @@ export interface LoopControl {
   primaryBack(): void;
   /** Switchover: stop this primary cleanly; rounds change nothing until release(). */
   stopForHandover(): Promise<Position | null>;
+  /** The target did not confirm the final WAL, or the switchover stopped: the stopped server is a primary's data again (rewound before it follows). */
+  handoverUnconfirmed(): void;
   release(): void;
   requestRejoin(clone: boolean): void;
   /** `pgherd restart` / `pgherd reload` on this node (src/agent/pg/restart-node.ts). */

@@ -134,6 +134,8 @@ export class MonitorRound {
     // meanwhile (a frozen agent that wakes finds another leader at once), and a leader's decision
     // taken on an old view would treat a former primary as its own.
     const lead = ctx.leadership();
+    // A clean handover speaks for a server stopped by it, until that server runs again (in any role).
+    if (p.up) h.handedOver = false;
     const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false
       : !info.empty && dataWasPrimary(info.control?.state ?? null, standbySignal, standbySignal && existsSync(join(h.node.dataDir, "backup_label")));
     const local: LocalPg = {
