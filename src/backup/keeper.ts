@@ -6,7 +6,7 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { stanzaInfo, takeBackup } from "./backups.ts";
 import { dueBackup, lastBackups } from "./schedule.ts";
-import { backrest, backrestPaths, type BackrestPaths } from "./pgbackrest.ts";
+import { backrest, backrestBin, backrestPaths, type BackrestPaths } from "./pgbackrest.ts";
 import type { ClusterCa } from "../store/cluster-secrets.ts";
 import { scheduledBackupRoute } from "./backup-action.ts";
 import { BackrestServer } from "./tls-server.ts";
@@ -25,11 +25,12 @@ export class ArchiveKeeper {
   private last = { lastFullMs: 0, lastAnyMs: 0 };
   private wasPrimary = false;
   private stanzaRun: Promise<void> | null = null;
+  private scheduling: Promise<void> | null = null;
   private readonly server: BackrestServer | null;
 
   constructor(private readonly cfg: Config, private readonly log: Logger, private readonly ca: () => ClusterCa | undefined = () => undefined,
-    private readonly now: () => number = Date.now) {
-    this.p = cfg.backup.tool === "pgbackrest" ? backrestPaths(cfg) : null;
+    private readonly now: () => number = Date.now, bin = backrestBin()) {
+    this.p = cfg.backup.tool === "pgbackrest" ? backrestPaths(cfg, bin) : null;
     // Only for backups from a standby, or taken by a repository host: the server runs SQL as the
     // superuser for any cluster-CA client.
     this.server = this.p && (cfg.backup.from_standby || cfg.backup.repo_host) ? new BackrestServer(cfg, this.p, log) : null;
@@ -68,7 +69,11 @@ export class ArchiveKeeper {
       });
       return;
     }
-    await this.schedule(p);
+    // In the background too: `pgbackrest info` on a repository that hangs (a hard NFS mount) would
+    // hold the primary's round, which must notice its own server failing (S18).
+    this.scheduling ??= this.schedule(p).catch((e: Error) => this.log.error(`backup schedule: ${e.message}`)).finally(() => {
+      this.scheduling = null;
+    });
   }
 
   /**

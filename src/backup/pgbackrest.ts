@@ -120,19 +120,26 @@ function shellWord(s: string): string {
  * the archive has every segment a standby received even when the primary died before archiving
  * it. The archive_command is `pgherd backup wal-push` (wal-push.ts, `pgherd`: the argv that runs
  * this executable), which runs `pgbackrest archive-push`:
- * - without a repository host (--direct) every node pushes at once. pgBackRest accepts a segment
- *   that is already in the archive with the same checksum (a warning, exit 0): the copies the other
- *   nodes push are harmless, and a different segment under the same name is refused (an error:
- *   that is a split history);
+ * - without a repository host (--direct) every node pushes, one at a time (--lock: a file in the
+ *   shared repository each push holds with flock; two at once would write the same temporary file).
+ *   pgBackRest accepts a segment that is already in the archive with the same checksum (a warning,
+ *   exit 0): the copies the other nodes push are harmless, and a different segment under the same
+ *   name is refused (an error: that is a split history);
  * - with one, a standby waits for the primary's copy instead of pushing alongside it: that host's
  *   archive lock refuses concurrent pushes;
  * - in both, a node's copy of WAL past the end of its timeline is not pushed once the repository
  *   has that segment (a rewound former primary's copy of the segment the switch fell in).
  */
-export function archiveSettings(p: BackrestPaths, pgherd: string[], repoHost: boolean): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
+export function archiveSettings(p: BackrestPaths, pgherd: string[], repo: { host: true } | { host: false; path: string }): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
   const base = `${shellWord(p.bin)} ${shellWord(`--config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)}`;
-  const push = `${pgherd.map(shellWord).join(" ")} backup wal-push ${repoHost ? "" : "--direct "}${shellWord(`--pgbackrest=${p.bin}`)} ${shellWord(`--pgbackrest-config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)} "%p"`;
+  const shared = repo.host ? "" : `--direct ${shellWord(`--lock=${pushLock(repo.path, p.stanza)}`)} `;
+  const push = `${pgherd.map(shellWord).join(" ")} backup wal-push ${shared}${shellWord(`--pgbackrest=${p.bin}`)} ${shellWord(`--pgbackrest-config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)} "%p"`;
   return { archiveMode: "always", archiveCommand: push, restoreCommand: `${base} archive-get %f "%p"` };
+}
+
+/** The file in a shared repository every node's WAL push holds locked (wal-push.ts): one per stanza. */
+export function pushLock(repoPath: string, stanza: string): string {
+  return join(repoPath, `pgherd-archive-push-${stanza}.lock`);
 }
 
 /** Create <data_dir>.pgbackrest (and the repository if missing) and write the config; true when it changed. */

@@ -21,7 +21,13 @@
 // a PostgreSQL setup without archive_mode = always leaves in the repository, and still one pusher.
 //
 // Without a repository host every node pushes each segment itself (--direct): pgBackRest accepts a
-// copy of a segment it holds with the same checksum, so the copies of the other nodes are harmless.
+// copy of a segment it holds with the same checksum, so the copies of the other nodes are harmless
+// once written. Not while written: two pushes of one segment at once write the same temporary file
+// in the shared repository (pgBackRest opens it with O_TRUNC, not O_EXCL, and a local archive-push
+// takes no lock), and one that renames it into place while the other truncates and rewrites it
+// leaves a broken segment under a name the next push takes as there. So each push holds an exclusive
+// lock on a file in the repository (--lock, `flock`, which NFS carries between clients): the pushes
+// of one segment by the primary and its standbys go one after the other.
 //
 // In both modes, a copy that runs past the end of its timeline in this node's history is not pushed
 // once the repository holds that segment or its .partial (core/wal-history.ts): a former primary
@@ -51,6 +57,8 @@ export interface WalPushArgs {
   direct?: boolean;
   /** Between two looks at the repository. */
   pollMs?: number;
+  /** A file in the shared repository every node's push holds locked (flock) while it runs. */
+  lock?: string;
 }
 
 export interface WalPushIo {
@@ -72,6 +80,8 @@ export interface WalPushIo {
 }
 
 const WAL = /^[0-9A-F]{24}$/;
+/** util-linux's flock(1), on every Debian system. */
+const FLOCK = existsSync("/usr/bin/flock") ? "/usr/bin/flock" : "flock";
 const HISTORY = /^[0-9A-F]{8}\.history$/;
 const PARTIAL = /^([0-9A-F]{24})\.partial$/;
 
@@ -154,7 +164,7 @@ export function walPush(a: WalPushArgs, io: WalPushIo): number {
 }
 
 /** The real thing: pgbackrest as the current user (PostgreSQL's), quiet checks, the push's output to PostgreSQL's log. */
-export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza">): WalPushIo {
+export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza" | "lock">): WalPushIo {
   const base = [`--config=${a.conf}`, `--stanza=${a.stanza}`];
   return {
     standby: () => existsSync("standby.signal"),
@@ -169,7 +179,12 @@ export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza">): WalP
       const r = spawnSync(a.bin, ["repo-ls", ...base, "--log-level-file=off", "--log-level-console=off", "--log-level-stderr=off", `--filter=${filter}`, path], { encoding: "utf8", timeout: 10_000, stdio: ["ignore", "pipe", "pipe"] });
       return r.status === 0 ? r.stdout.split("\n").filter(Boolean) : null;
     },
-    push: (path) => spawnSync(a.bin, ["archive-push", ...base, path], { stdio: ["ignore", "inherit", "inherit"], timeout: 3600_000 }).status ?? 1,
+    push: (path) => {
+      const push = [a.bin, "archive-push", ...base, path];
+      // Waits up to 10 minutes for another node's push (a host that died holding it on NFS: until its lock lease ends).
+      const argv = a.lock ? [FLOCK, "-w", "600", a.lock, ...push] : push;
+      return spawnSync(argv[0]!, argv.slice(1), { stdio: ["ignore", "inherit", "inherit"], timeout: 3600_000 }).status ?? 1;
+    },
     placeholder: (path) => {
       try {
         return isPlaceholder(readFileSync(path, "utf8").slice(0, 200));

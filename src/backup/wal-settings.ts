@@ -24,7 +24,7 @@ export async function walSettings(cfg: Config, socketDir: string, standby: boole
   const out: WalParams = { walLevel: cfg.postgres.wal_level, hotStandbyFeedback: standby && logical, slotSync: standby && slotSyncOn(cfg, major) };
   if (cfg.backup.tool !== "pgbackrest") return out;
   // Every node archives through this executable (wal-push.ts).
-  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir), selfCommand().argv, !!cfg.backup.repo_host) };
+  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir), selfCommand().argv, cfg.backup.repo_host ? { host: true } : { host: false, path: cfg.backup.repo_path }) };
 }
 
 /**

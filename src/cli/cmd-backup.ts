@@ -35,6 +35,7 @@ export const backupCommand = (ctx: CliContext) =>
       stanza: { type: "string", description: "wal-push: the stanza" },
       wait: { type: "string", default: "30", description: "wal-push: seconds a standby waits for the primary's copy of a segment before it pushes its own" },
       direct: { type: "boolean", description: "wal-push: no repository host; this node pushes at once, primary or standby" },
+      lock: { type: "string", valueHint: "file", description: "wal-push: a file in the shared repository held locked (flock) while this node pushes" },
     },
     run: async ({ args }) => {
       // PostgreSQL's archive_command: everything it needs is in argv.
@@ -83,13 +84,13 @@ export const backupCommand = (ctx: CliContext) =>
     },
   });
 
-function walPushCommand(args: { segment?: string; pgbackrest?: string; "pgbackrest-config"?: string; stanza?: string; wait?: string; direct?: boolean }): void {
+function walPushCommand(args: { segment?: string; pgbackrest?: string; "pgbackrest-config"?: string; stanza?: string; wait?: string; direct?: boolean; lock?: string }): void {
   const path = args.segment;
   const wait = Number(args.wait);
   if (!path || !args.pgbackrest || !args["pgbackrest-config"] || !args.stanza || !Number.isFinite(wait) || wait < 0) {
     throw new CliExit(EXIT_USAGE, "pgherd backup wal-push: needs --pgbackrest, --pgbackrest-config, --stanza, a --wait of 0 or more seconds and the segment's path (%p)");
   }
-  const a = { bin: args.pgbackrest, conf: args["pgbackrest-config"], stanza: args.stanza, path, waitMs: wait * 1000, direct: args.direct === true };
+  const a = { bin: args.pgbackrest, conf: args["pgbackrest-config"], stanza: args.stanza, path, waitMs: wait * 1000, direct: args.direct === true, ...(args.lock ? { lock: args.lock } : {}) };
   const code = walPush(a, processIo(a));
   if (code !== 0) throw new CliExit(code, "");
 }

@@ -56,8 +56,8 @@ describe("rendering", () => {
   });
 
   test("archive and restore commands quote paths for the shell and escape % for PostgreSQL; pgherd.conf carries them", () => {
-    const a = archiveSettings(p, ["/opt/100%/pgherd"], false);
-    expect(a.archiveCommand).toBe(`'/opt/100%%/pgherd' backup wal-push --direct '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg it'\\''s%%.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
+    const a = archiveSettings(p, ["/opt/100%/pgherd"], { host: false, path: "/mnt/re po" });
+    expect(a.archiveCommand).toBe(`'/opt/100%%/pgherd' backup wal-push --direct '--lock=/mnt/re po/pgherd-archive-push-main.lock' '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg it'\\''s%%.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
     expect(a.restoreCommand).toEndWith(`'--stanza=main' archive-get %f "%p"`);
     const conf = renderPgherdConf({ listenAddresses: ["*"], port: 5432, maxWalSenders: 5, maxReplicationSlots: 5, hotStandby: true, walLogHints: true, unixSocketDir: "/s", walLevel: "logical", archive: a, hotStandbyFeedback: true });
     expect(conf).toContain("wal_level = 'logical'\n");

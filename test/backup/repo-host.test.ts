@@ -84,12 +84,12 @@ describe("repo-cert", () => {
 
   test("with a repository host a node archives through pgherd backup wal-push; restore_command stays pgbackrest", () => {
     const p = backrestPaths(cfg, "/usr/bin/pgbackrest");
-    const s = archiveSettings(p, ["/usr/local/bin/pgherd"], true);
+    const s = archiveSettings(p, ["/usr/local/bin/pgherd"], { host: true });
     expect(s.archiveMode).toBe("always");
     expect(s.archiveCommand).toBe(`'/usr/local/bin/pgherd' backup wal-push '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
     expect(s.restoreCommand).toBe(`'/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-get %f "%p"`);
-    // without one, every node pushes at once (--direct); under `bun src/main.ts` the argv is bun and the entry file
-    expect(archiveSettings(p, ["/usr/bin/bun", "/src/main.ts"], false).archiveCommand).toBe(`'/usr/bin/bun' '/src/main.ts' backup wal-push --direct '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
+    // without one, every node pushes (--direct), one at a time (--lock in the shared repository); under `bun src/main.ts` the argv is bun and the entry file
+    expect(archiveSettings(p, ["/usr/bin/bun", "/src/main.ts"], { host: false, path: "/srv/repo" }).archiveCommand).toBe(`'/usr/bin/bun' '/src/main.ts' backup wal-push --direct '--lock=/srv/repo/pgherd-archive-push-main.lock' '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
   });
 
   test("a certificate of the cluster CA for the repository host, CN pgherd-pgbackrest, key 0600", async () => {

@@ -3,7 +3,7 @@
 // pushes at once. The repository and the clock are scripted here; the e2e test
 // (repo-host.e2e.test.ts) runs it under PostgreSQL against a real repository host.
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { archived, processIo, walPush, type WalPushIo } from "../../src/backup/wal-push.ts";
@@ -213,4 +213,29 @@ describe("processIo: this node's history, read from pg_wal", () => {
       rmSync(root, { recursive: true, force: true });
     }
   });
+});
+
+describe("processIo: the push through the shared repository's lock", () => {
+  test("two pushes of one segment never run at once: each holds the lock file (flock) while pgBackRest runs", async () => {
+    // Found by review: without a repository host every node pushed each segment at the same moment,
+    // and two archive-push of one segment write the same temporary file in the repository.
+    const root = mkdtempSync(join(tmpdir(), "pgherd-walock-"));
+    try {
+      const lock = join(root, "pgherd-archive-push-main.lock");
+      const log = join(root, "runs");
+      // A stand-in for pgbackrest: notes when it starts and ends, and whether another run was inside.
+      const fake = join(root, "pgbackrest");
+      writeFileSync(fake, `#!/bin/sh\nif [ -e "${root}/inside" ]; then echo overlap >> "${log}"; fi\ntouch "${root}/inside"\nsleep 0.4\nrm -f "${root}/inside"\necho run >> "${log}"\n`, { mode: 0o755 });
+      const script = join(root, "push.ts");
+      writeFileSync(script, `import { processIo } from ${JSON.stringify(join(import.meta.dir, "../../src/backup/wal-push.ts"))};\nprocess.exit(processIo({ bin: ${JSON.stringify(fake)}, conf: "/c", stanza: "main", lock: process.argv[2] || undefined }).push("pg_wal/${SEG}"));\n`);
+      const run = (withLock: boolean) => Promise.all([0, 1, 2].map(() => Bun.spawn([process.execPath, script, withLock ? lock : ""], { stdout: "ignore", stderr: "inherit" }).exited));
+      expect(await run(true)).toEqual([0, 0, 0]);
+      expect(readFileSync(log, "utf8").trim().split("\n")).toEqual(["run", "run", "run"]);
+      rmSync(log);
+      await run(false); // the check can fail: without the lock the three overlap
+      expect(readFileSync(log, "utf8")).toContain("overlap");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
