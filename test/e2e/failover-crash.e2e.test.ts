@@ -110,13 +110,14 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
       },
     });
     const inPlace = r.neu === r.old;
-    // PostgreSQL's crash recovery first fsyncs every file of the data directory: 70-150 ms here as
-    // a rule, once 1.6 s (the shared virtual disk's latency at that moment). That is the disk's time,
+    // PostgreSQL's crash recovery first fsyncs every file of the data directory: 70-280 ms here as
+    // a rule, 1.3 s and 1.6 s in two CI runs (the shared virtual disk's latency). That is the disk's time,
     // not the cluster manager's: the bound covers the rest (noticing, the restart, crash recovery
     // of the WAL, the role taken up again).
     const diskSync = inPlace ? crashRecoverySyncMs(r.old, killedAt) : 0;
     if (diskSync === null) throw new Error(`${r.old.name}: no crash recovery in its server log after the kill`);
-    report(r, { lossAllowed: !inPlace, bound: inPlace ? fx.bounds.restartMs : fx.bounds.failoverMs });
+    // Both checks of the outage (report's first acknowledged write, and the longest gap below) leave that out.
+    report(r, { lossAllowed: !inPlace, bound: inPlace ? fx.bounds.restartMs + diskSync : fx.bounds.failoverMs });
     console.log(`postmaster crash: ${inPlace ? "restarted in place" : `failed over to ${r.neu.name}`}, outage ${secs(r.analysis.outageMs)} (target 2 s)${inPlace ? `, of which PostgreSQL's fsync of its data directory ${diskSync} ms` : ""}`);
     if (inPlace) {
       expect(r.analysis.outageMs - diskSync).toBeLessThanOrEqual(fx.bounds.restartMs);
