@@ -63,7 +63,7 @@ export class PgpoolKeeper {
   private readonly bin: string;
   private lastPromote: { id: number; at: number } | null = null;
 
-  constructor(private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null) {
+  constructor(private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null, private readonly timeoutMs = PCP_TIMEOUT_MS) {
     this.bin = cfg.bin_dir || (existsSync("/usr/sbin/pcp_node_info") ? "/usr/sbin" : "");
   }
 
@@ -110,10 +110,11 @@ export class PgpoolKeeper {
     const c = this.cfg;
     return new Promise((resolve, reject) => {
       execFile(file, ["-h", c.pcp_host, "-p", String(c.pcp_port), "-U", c.pcp_user, "-w", ...args], {
-        timeout: PCP_TIMEOUT_MS, killSignal: "SIGKILL",
+        timeout: this.timeoutMs, killSignal: "SIGKILL",
         env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", PCPPASSFILE: c.pcp_password_file, LANG: "C" },
       }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}${unreadable(c.pcp_password_file)}`));
+        if (err?.killed) reject(new Error(`${[tool, ...args].join(" ")}: no answer from ${c.pcp_host}:${c.pcp_port} within ${this.timeoutMs} ms (after a failover pgpool takes no PCP request until every PCP session open at the time has ended: see "TCP keepalive on the pgpool host" in docs/pgpool.md)`));
+        else if (err) reject(new Error(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}${unreadable(c.pcp_password_file)}`));
         else resolve(stdout);
       });
     });
@@ -158,6 +159,10 @@ export function renderPgpoolConfig(view: ClusterView, slotOf: (id: string) => st
     "follow_primary_command = ''",
     "search_primary_node_timeout = 10    # never wait for a primary forever (it blocks PCP requests meanwhile)",
     "connect_timeout = 1000",
+    "",
+    "# Not pgpool.conf: this host's TCP keepalive must end a PCP session whose client vanished, or pgpool",
+    "# takes no PCP request after a failover until it does (kernel default: hours). /etc/sysctl.d:",
+    "#   net.ipv4.tcp_keepalive_time = 10, net.ipv4.tcp_keepalive_intvl = 2, net.ipv4.tcp_keepalive_probes = 3",
   ];
   return lines.join("\n") + "\n";
 }

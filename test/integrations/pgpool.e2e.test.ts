@@ -69,6 +69,15 @@ async function start(): Promise<Fx> {
     if (section.code !== 0) throw new Error(`pgherd pgpool config: ${section.text}`);
     expect(section.stdout).toContain("failover_on_backend_error = off");
     writeFileSync(join(dir, "pgpool.conf"), pgpoolConf(dir, section.stdout));
+    // The keepalive the section asks of pgpool's host: after a failover pgpool restarts its PCP
+    // process and waits for every open PCP session first; one held by a host cut off mid-command
+    // ends only when TCP keepalive (pgpool turns it on for PCP connections) gives up on it.
+    const keepalive = [...section.stdout.matchAll(/net\.ipv4\.tcp_keepalive_\w+ = \d+/g)].map((m) => m[0].replace(" = ", "="));
+    expect(keepalive).toHaveLength(3);
+    for (const kv of keepalive) {
+      const r = await pool.exec(["sysctl", "-q", "-w", kv]);
+      if (r.code !== 0) throw new Error(`sysctl -w ${kv}: ${r.stderr}`);
+    }
     writeFileSync(join(dir, "pcp.conf"), `${PCP_USER}:${createHash("md5").update(PCP_PASSWORD).digest("hex")}\n`, { mode: 0o600 });
     const pgpool = pool.spawn(["pgpool", "-n", "-D", "-f", join(dir, "pgpool.conf"), "-F", join(dir, "pcp.conf")], { logFile: join(c.artifacts, "pgpool.log") });
     const cfg = loadConfig(c.nodes[0]!.configPath);
@@ -136,13 +145,23 @@ describeCluster("pgpool-II in front of the cluster", {
 
   test("failover (the primary cut off): writes through pgpool continue on the new primary; the rejoined old primary is attached back", () => fx.c.diagnose(async () => {
     let cut: ClusterNode | null = null;
+    let held: Proc | null = null;
+    let cutAt = 0;
     try {
       const r = await round("failover", async (p) => {
+        // The worst moment for the cut: the primary's host holds a PCP session open (as a leader
+        // cut off mid-command does). pgpool's restart of its PCP process after the failover waits
+        // for that session; the keepalive above ends it, and the new leader's commands go through.
+        held = p.host.spawn([process.execPath, "-e", `const s = require("node:net").connect(9898, ${JSON.stringify(fx.pool.ip)}, () => s.write(Buffer.from([77, 0, 0, 0, 4]))); s.once("data", () => console.log("pcp session open"))`], { logFile: join(fx.c.artifacts, "pcp-held.log") });
+        await held.waitForLine(/pcp session open/, 10_000);
         cut = p;
+        cutAt = Date.now();
         await p.host.cut();
         return null;
       }, fx.bounds.failoverMs);
       await waitPool(r.neu, r.others, 30_000);
+      console.log(`pgpool: ${r.others.map((s) => s.name).join(", ")} attached under the new primary ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut (a PCP session of the cut-off host was open)`);
+      (held as Proc | null)?.kill("SIGKILL");
       await r.old.host.heal();
       cut = null;
       await waitReplicating(fx.c, 120_000);
@@ -151,6 +170,7 @@ describeCluster("pgpool-II in front of the cluster", {
     } finally {
       // A failure above must not leave the next test a host cut off (CI64: it waited 90 s for it).
       await (cut as ClusterNode | null)?.host.heal().catch(() => {});
+      (held as Proc | null)?.kill("SIGKILL");
     }
   }), 300_000);
 

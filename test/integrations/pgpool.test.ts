@@ -2,7 +2,8 @@
 // its cluster view (pure; the real pgpool is in pgpool.e2e.test.ts).
 import { expect, test } from "bun:test";
 import type { MemberRow } from "../../src/core/cluster-view.ts";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseNodeInfo, PgpoolKeeper, planPgpool, renderPgpoolConfig, type PgpoolBackend } from "../../src/integrations/pgpool.ts";
@@ -123,5 +124,31 @@ test("a PCP failure names a password file the agent cannot read", async () => {
     expect(log.lines.filter((l) => l.startsWith("warn"))[1]).not.toContain("pcp_password_file");
   } finally {
     rmSync(bin, { recursive: true, force: true });
+  }
+});
+
+test.skipIf(!existsSync("/usr/sbin/pcp_node_info"))("a PCP port that takes the connection and never answers (pgpool restarting its PCP process): the warning says why and where to look", async () => {
+  // What a pgpool host whose PCP process waits for an open session does: the kernel completes the handshake, nobody answers.
+  const sockets: Socket[] = [];
+  const server = createServer((s) => void sockets.push(s));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as AddressInfo).port;
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
+  try {
+    writeFileSync(join(dir, "pcppass"), `*:${port}:pgherd:x\n`, { mode: 0o600 });
+    const cfg = parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[pgpool]\npcp_host = "127.0.0.1"\npcp_port = ${port}\npcp_user = "pgherd"\npcp_password_file = "${join(dir, "pcppass")}"\n`, "pgherd.toml").pgpool;
+    const log = memoryLogger();
+    const k = new PgpoolKeeper(cfg, log, () => view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running", leader: true })]), 300);
+    k.kick();
+    const end = performance.now() + 5000;
+    while (!log.lines.some((l) => l.startsWith("warn")) && performance.now() < end) await Bun.sleep(10);
+    const warn = log.lines.find((l) => l.startsWith("warn")) ?? "";
+    expect(sockets.length).toBe(1);
+    expect(warn).toContain(`pcp_node_info: no answer from 127.0.0.1:${port} within 300 ms`);
+    expect(warn).toContain("TCP keepalive on the pgpool host");
+  } finally {
+    for (const s of sockets) s.destroy();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
