@@ -172,7 +172,8 @@ export async function restoreLatest(p: BackrestPaths, r: BackrestRun, target: st
       await dir.close();
     }
   } catch (e) {
-    await removeTree(target);
+    // Stopped on purpose: the next clone's preparation removes it (a large tree takes a while).
+    if (!r.signal?.aborted) await removeTree(target);
     throw e;
   }
   return { ms: Math.round(performance.now() - t0) };

@@ -157,11 +157,13 @@ export interface BackrestRun {
   log: Logger;
   timeoutMs: number;
   quiet?: boolean;
+  /** Stops the command (SIGTERM to its process group, as at the agent's stop). */
+  signal?: AbortSignal;
 }
 
 /** `pgbackrest --config --stanza <command> <args>` as the OS user; throws BackrestError unless it exits 0. */
 export async function backrest(p: BackrestPaths, r: BackrestRun, command: string, args: string[] = []): Promise<ToolResult> {
-  const res = await runTool({ bin: p.bin, args: [command, `--config=${p.conf}`, `--stanza=${p.stanza}`, ...args], user: r.osUser, timeoutMs: r.timeoutMs, log: r.log, quiet: r.quiet });
+  const res = await runTool({ bin: p.bin, args: [command, `--config=${p.conf}`, `--stanza=${p.stanza}`, ...args], user: r.osUser, timeoutMs: r.timeoutMs, log: r.log, quiet: r.quiet, ...(r.signal ? { signal: r.signal } : {}) });
   if (res.code === 0 && !res.timedOut) return res;
   const why = res.timedOut ? `timed out after ${r.timeoutMs} ms` : `exited ${res.code}`;
   throw new BackrestError(`pgbackrest ${command} ${why}: ${stderrTail(res.stderr || res.stdout)}`, res.code);

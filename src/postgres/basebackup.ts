@@ -49,6 +49,12 @@ export interface BasebackupOptions {
    * bounded by timeoutMs alone.
    */
   stallMs?: number;
+  /**
+   * Stops the copy (a vote needs this node: src/agent/pg/rebuild.ts). The unfinished target is left
+   * for the next clone's preparation to remove (removeUnfinishedClone): removing a large tree here
+   * would hold the caller for as long.
+   */
+  signal?: AbortSignal;
 }
 
 export class BasebackupError extends Error {
@@ -81,6 +87,9 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
     ...(o.maxRateKbPerSec ? [`--max-rate=${o.maxRateKbPerSec}k`] : []), ...(o.noSync ? ["--no-sync"] : []),
   ];
   const stop = new AbortController();
+  const interrupt = () => stop.abort();
+  o.signal?.addEventListener("abort", interrupt, { once: true });
+  if (o.signal?.aborted) stop.abort();
   let refused: string | null = null;
   let asked = false;
   let stalled = false;
@@ -109,10 +118,14 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
       o.onProgress?.(p);
     },
   }).catch(async (e: Error) => {
-    await removeTree(o.target);
+    if (!o.signal?.aborted) await removeTree(o.target);
     throw e;
-  }).finally(() => watch(false));
+  }).finally(() => {
+    watch(false);
+    o.signal?.removeEventListener("abort", interrupt);
+  });
   if (!refused && !stalled && res.code === 0 && !res.timedOut) return { ms: res.ms };
+  if (o.signal?.aborted) throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} stopped: ${String(o.signal.reason ?? "interrupted")}`, res.stderr, false);
   await removeTree(o.target);
   if (refused) throw new BasebackupError(refused, res.stderr, false, true);
   if (stalled) throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} made no progress for ${Math.round((o.stallMs ?? 0) / 1000)} s: stopped (the source or the network stalls)`, res.stderr, true);

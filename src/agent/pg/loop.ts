@@ -60,6 +60,7 @@ export class PostgresLoop implements LoopControl {
   private notRebuilt = "";
   private rejoinProgress: RejoinProgress | null = null;
   private readonly detachHold = new DetachHold();
+  private readonly rebuild: Rebuilder;
 
   /**
    * `lease`: this node's lease file. The loop builds the node's Fencer over it (`fencer`: the agent
@@ -85,6 +86,7 @@ export class PostgresLoop implements LoopControl {
     this.maintenance = new Maintenance(this.h, this.slots, primary);
     primary.sync = this.maintenance;
     const rebuild = new Rebuilder(this.h, (e) => this.progress(e), () => this.round.refresh(this.rejoinProgress));
+    this.rebuild = rebuild;
     this.round = new MonitorRound(this.h, {
       maintenance: this.maintenance, slots: this.slots, primary, rebuild,
       rejoin: (lead) => {
@@ -297,6 +299,8 @@ export class PostgresLoop implements LoopControl {
 
   async detach(term: number): Promise<DetachResult> {
     const h = this.h;
+    // A clone or restore under way holds the executor for hours: it gives way (rebuild.ts).
+    this.rebuild.interruptCopy(`a vote in term ${term} needs this node`);
     const r = await detachFor(term, detachTarget(h, (deadline) => this.round.restingPosition(deadline)), this.exec, this.detachHold, this.clock);
     if (r.ok && r.position) h.log.info(`stopped streaming to vote in term ${term} (final position ${r.position.lsn})`);
     return r;

@@ -29,6 +29,8 @@ const CLONE_STALL_MS = 30 * 60_000;
 export class Rebuilder {
   /** pg_rewind's connection failures without a break (core/rewind-retry.ts), or null. */
   private connectFailing: ConnectEpisode | null = null;
+  /** Stops the copy of the clone under way (restore or pg_basebackup), or null when none runs. */
+  private copying: AbortController | null = null;
 
   /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
   constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
@@ -83,21 +85,51 @@ export class Rebuilder {
     return room;
   }
 
+  /**
+   * A vote needs this node (loop.ts detach): the copy under way stops, so the executor is free for
+   * the detach within its bound. A clone or restore can take hours, and while it held the executor
+   * this node refused every vote: in a three-node cluster no failover until it ended. Nothing of the
+   * copy is in use yet (the data directory is swapped only after it): the next clone starts afresh,
+   * from whichever primary leads then. False when no copy runs (the swap and start that follow a copy
+   * are not stopped: the detach waits for them).
+   */
+  interruptCopy(why: string): boolean {
+    if (!this.copying || this.copying.signal.aborted) return false;
+    this.h.log.warn(`stopping the clone under way: ${why} (the copy is taken again afterwards)`);
+    this.copying.abort(why);
+    return true;
+  }
+
   private async cloneOnce(from: string, room: FsRoom): Promise<void> {
     const h = this.h;
     const s = h.ctx.secrets();
     if (!s) throw new Error("no replication credentials");
     this.progress({ kind: "rebuild", how: "clone" });
-    const [host, port] = splitAddr(from);
     const target = cloneDirFor(h.node.dataDir);
-    if (await this.restoreFromBackup(target, room)) return this.swapAndStart(target, from, "restore of the latest backup");
+    const copy = new AbortController();
+    this.copying = copy;
+    let how: string;
+    try {
+      how = await this.copy(from, target, room, copy.signal);
+    } finally {
+      this.copying = null;
+    }
+    await this.swapAndStart(target, from, how);
+  }
+
+  /** The copy into `target`: a restore of the latest backup, else pg_basebackup from `from`. Returns how it was made. */
+  private async copy(from: string, target: string, room: FsRoom, signal: AbortSignal): Promise<string> {
+    const h = this.h;
+    if (await this.restoreFromBackup(target, room, signal)) return "restore of the latest backup";
+    if (signal.aborted) throw new CopyInterrupted(`clone not started: ${String(signal.reason)}`);
+    const [host, port] = splitAddr(from);
     const rate = h.cfg.rejoin.clone_max_rate_kb;
     h.log.info(`cloning from the primary at ${from} into ${target}${rate ? ` at most ${rate} kB/s (rejoin.clone_max_rate_kb)` : ""}`);
     let shown = -1;
     const passfile = await h.writePassfile(host, port);
     const { ms } = await basebackup({
       bins: h.node.bins, osUser: h.node.osUser, log: h.log, host, port, user: h.cfg.postgres.repl_user,
-      passfile, target, slot: slotFor(h.ctx.nodeId), applicationName: cloneNameFor(h.ctx.nodeId), tls: await h.tls.client(),
+      passfile, target, slot: slotFor(h.ctx.nodeId), applicationName: cloneNameFor(h.ctx.nodeId), tls: await h.tls.client(), signal,
       timeoutMs: CLONE_TIMEOUT_MS, stallMs: CLONE_STALL_MS, ...(rate ? { maxRateKbPerSec: rate } : {}), room: (estimate) => this.roomFor(target, room, estimate, `the primary at ${from}`),
       onProgress: (pr) => {
         if (pr.percent >= shown + 10 || pr.percent === 100) {
@@ -107,9 +139,9 @@ export class Rebuilder {
           this.noted();
         }
       },
-    });
+    }).catch((e: Error) => Promise.reject(signal.aborted ? new CopyInterrupted(e.message) : e));
     h.log.info(`clone complete in ${ms} ms`);
-    await this.swapAndStart(target, from, `pg_basebackup from ${from}`);
+    return `pg_basebackup from ${from}`;
   }
 
   /** The last clone refused for want of room (core/clone-room.ts): the next attempt refuses again without asking the source while it holds. */
@@ -136,13 +168,13 @@ export class Rebuilder {
   }
 
   /** [backup] clone_from = "backup": the latest backup restored into `target`; false (logged) when there is none or it failed. */
-  private async restoreFromBackup(target: string, room: FsRoom): Promise<boolean> {
+  private async restoreFromBackup(target: string, room: FsRoom, signal: AbortSignal): Promise<boolean> {
     const h = this.h;
     if (h.cfg.backup.tool !== "pgbackrest" || h.cfg.backup.clone_from !== "backup") return false;
     h.note = "cloning from the backup repository (pgbackrest restore)";
     this.noted();
     h.log.info(`${h.note} into ${target}`);
-    const run = { osUser: h.node.osUser, log: h.log, timeoutMs: CLONE_TIMEOUT_MS };
+    const run = { osUser: h.node.osUser, log: h.log, timeoutMs: CLONE_TIMEOUT_MS, signal };
     try {
       const paths = await ensureBackrestConf(h.cfg, h.socketDir);
       // The restore is as large as the backup's database: it fits here, or neither it nor a base backup starts.
@@ -154,6 +186,7 @@ export class Rebuilder {
       return true;
     } catch (e) {
       if (e instanceof NoRoomError) throw e;
+      if (signal.aborted) throw new CopyInterrupted(`restore from the backup repository stopped: ${String(signal.reason)}`);
       h.log.warn(`restore from the backup repository failed (${(e as Error).message}): cloning from the primary with pg_basebackup instead`);
       return false;
     }
@@ -268,6 +301,11 @@ export class CloneRefusedError extends Error {
 /** A clone refused for want of room on the data directory's file system (core/clone-room.ts). */
 export class NoRoomError extends CloneRefusedError {
   override readonly name = "NoRoomError";
+}
+
+/** A clone's copy stopped on purpose (Rebuilder.interruptCopy): the data directory is as it was. */
+export class CopyInterrupted extends Error {
+  override readonly name = "CopyInterrupted";
 }
 
 /** The node's note while pg_rewind waits to try `from` again after it could not connect. */

@@ -1,0 +1,60 @@
+// A standby whose clone is under way still votes (src/agent/pg/rebuild.ts interruptCopy). Three
+// namespace hosts, real PostgreSQL: standby A re-clones itself at 32 kB/s (rejoin.clone_max_rate_kb,
+// minutes for this database), the primary's host is cut off, and the other standby B becomes the
+// primary within the cluster's failover bound: A's vote is needed (2 of 3) and a vote's
+// detach cannot wait behind a copy that takes hours (a restore from the backup repository does not
+// even depend on the primary). A stops the copy, votes, and clones again from the new primary.
+import { expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { cloneNameFor } from "../../src/agent/pg/context.ts";
+import { PgCluster, poll, type ClusterNode } from "../helpers/cluster.ts";
+import { describeCluster } from "../helpers/describe-cluster.ts";
+import { API_TOKEN, logMark, logSince, pgherd, readyCluster, waitReplicating } from "../helpers/writer.ts";
+
+/** Every node starts with a rate that does not slow anything; A's is lowered before its clone. */
+const FAST = 1048576;
+const SLOW = 32;
+
+describeCluster("a standby being cloned votes", {
+  start: async () => readyCluster("clone-vote", await PgCluster.create({ test: "clone-vote", tag: "clvote", nodes: 3, defaults: { extra: { api: { token: API_TOKEN }, rejoin: { clone_max_rate_kb: FAST } } } })),
+}, (fx) => {
+  test("the primary's host is cut off while a standby clones slowly: it stops the copy, votes, and the other standby is promoted within the failover bound", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    const [a, b] = h.standbys as [ClusterNode, ClusterNode];
+    const p = h.primary;
+    // A's clones at 32 kB/s from now on (its agent reads rejoin.* at start).
+    await a.stopAgent();
+    const toml = readFileSync(a.configPath, "utf8");
+    expect(toml).toContain(`clone_max_rate_kb = ${FAST}`);
+    writeFileSync(a.configPath, toml.replace(`clone_max_rate_kb = ${FAST}`, `clone_max_rate_kb = ${SLOW}`));
+    await a.start();
+    await waitReplicating(fx.c, 60_000);
+
+    const mark = logMark(a);
+    const req = await pgherd(a, ["rejoin", "--force-clone", "--no-wait"]);
+    if (req.code !== 0) throw new Error(`pgherd rejoin --force-clone: ${req.text}`);
+    await poll(async () => logSince(a, mark, new RegExp(`cloning from the primary at \\S+ into \\S+ at most ${SLOW} kB/s`))[0], { timeoutMs: 60_000, intervalMs: 100, what: `${a.name} to clone at ${SLOW} kB/s` });
+    // The copy proper runs: the primary serves A's base backup.
+    const clone = cloneNameFor(a.nodeId());
+    await poll(async () => ((await p.query(`SELECT count(*)::int AS n FROM pg_stat_replication WHERE application_name = '${clone}' AND state = 'backup'`))[0]?.n === 1 ? true : undefined), { timeoutMs: 30_000, intervalMs: 100, what: `${p.name} to serve ${a.name}'s base backup` });
+
+    const cutAt = performance.now();
+    await p.host.cut();
+    try {
+      const promoted = await poll(async () => ((await b.query("SELECT NOT pg_is_in_recovery() AS w", 2_000).catch(() => []))[0]?.w === true ? performance.now() : undefined), { timeoutMs: 60_000, intervalMs: 20, what: `${b.name} to run as the primary` });
+      const ms = promoted - cutAt;
+      // Its first commit waits for a synchronous standby, and none streams (A clones, the old
+      // primary is cut off): writes go on once the primary degrades (docs/design.md), not sooner.
+      const writable = await poll(async () => (await b.query("CREATE TABLE IF NOT EXISTS clone_vote (at timestamptz); INSERT INTO clone_vote VALUES (now())", 2_000).then(() => performance.now(), () => undefined)), { timeoutMs: 30_000, intervalMs: 20, what: `a write on ${b.name}` });
+      console.log(`${b.name} promoted ${(ms / 1000).toFixed(2)} s after ${p.name}'s host was cut off, while ${a.name} cloned at ${SLOW} kB/s (bound ${fx.bounds.failoverMs} ms); writable after ${((writable - cutAt) / 1000).toFixed(2)} s (degraded: no synchronous standby streams)`);
+      console.log(`${a.name}: ${logSince(a, mark, /stopping the clone under way/).join(" | ")}`);
+      expect(logSince(a, mark, /stopping the clone under way: a vote in term \d+ needs this node/)).toHaveLength(1);
+      expect(logSince(a, mark, /clone complete in/)).toEqual([]);
+      expect(ms).toBeLessThanOrEqual(fx.bounds.failoverMs);
+      // The copy is taken again, from the new primary.
+      await poll(async () => logSince(a, mark, new RegExp(`cloning from the primary at ${b.ip.replace(/\./g, "\\.")}:\\d+ into`))[0], { timeoutMs: 30_000, intervalMs: 100, what: `${a.name} to clone from ${b.name}` });
+    } finally {
+      await p.host.heal();
+    }
+  }), 240_000);
+});
