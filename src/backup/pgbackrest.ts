@@ -5,6 +5,7 @@
 // Every node gets the same stanza and repository (repo_path: storage all nodes share) and its own
 // lock, log and spool directories (<data_dir>.pgbackrest/): two nodes never share a lock file even
 // when they share a filesystem.
+import { connect } from "node:net";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/schema.ts";
@@ -50,6 +51,17 @@ function iniValue(k: string, v: string | number): string {
   return `${k}=${s}`;
 }
 
+/** The file whose presence says the repository host does not answer (<data_dir>.pgbackrest/repo-down; repo-down.ts). */
+export function repoDownFlag(p: Pick<BackrestPaths, "dir">): string {
+  return join(p.dir, "repo-down");
+}
+
+/** How long the agent waits for the repository host's pgBackRest port to take a connection (a promotion, a stop). */
+export const REPO_PROBE_MS = 300;
+
+/** pgBackRest's io-timeout for archive-get (restore_command) from a repository host, in seconds. */
+export const ARCHIVE_GET_IO_TIMEOUT_S = 1;
+
 /** pgbackrest.conf: the repository and retention globally, this node's server under the stanza. */
 export function renderBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "backup">, socketDir: string, p: BackrestPaths): string {
   const pg = cfg.postgres;
@@ -70,6 +82,15 @@ export function renderBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "b
     "[global:backup]",
     "log-level-file=detail",
     "",
+    ...(cfg.backup.repo_host ? [
+      // restore_command: PostgreSQL's startup process waits for each call, a promotion too (a
+      // standby whose stream broke is in one when pg_promote comes, and the end of recovery asks the
+      // archive for history files). A repository host that does not answer costs 2 x io-timeout a
+      // call: 2 s here, not 20.
+      "[global:archive-get]",
+      `io-timeout=${ARCHIVE_GET_IO_TIMEOUT_S}`,
+      "",
+    ] : []),
     `[${p.stanza}]`,
     iniValue("pg1-path", pg.data_dir),
     iniValue("pg1-port", pg.port),
@@ -134,7 +155,10 @@ export function archiveSettings(p: BackrestPaths, pgherd: string[], repo: { host
   const base = `${shellWord(p.bin)} ${shellWord(`--config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)}`;
   const shared = repo.host ? "" : `--direct ${shellWord(`--lock=${pushLock(repo.path, p.stanza)}`)} `;
   const push = `${pgherd.map(shellWord).join(" ")} backup wal-push ${shared}${shellWord(`--pgbackrest=${p.bin}`)} ${shellWord(`--pgbackrest-config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)} "%p"`;
-  return { archiveMode: "always", archiveCommand: push, restoreCommand: `${base} archive-get %f "%p"` };
+  // With a repository host: no archive-get while the agent found that host silent (repo-down.ts):
+  // `test` fails, which PostgreSQL takes as "not in the archive", at once.
+  const guard = repo.host ? `test ! -e ${shellWord(repoDownFlag(p))} && ` : "";
+  return { archiveMode: "always", archiveCommand: push, restoreCommand: `${guard}${base} archive-get %f "%p"` };
 }
 
 /** The file in a shared repository every node's WAL push holds locked (wal-push.ts): one per stanza. */
@@ -167,4 +191,22 @@ export async function backrest(p: BackrestPaths, r: BackrestRun, command: string
   if (res.code === 0 && !res.timedOut) return res;
   const why = res.timedOut ? `timed out after ${r.timeoutMs} ms` : `exited ${res.code}`;
   throw new BackrestError(`pgbackrest ${command} ${why}: ${stderrTail(res.stderr || res.stdout)}`, res.code);
+}
+
+/**
+ * Whether the repository host takes a TCP connection on its pgBackRest port within `timeoutMs`
+ * (a refused or unanswered connection: false). Only the connection: nothing is sent.
+ */
+export function repoHostAnswers(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host, port });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.once("connect", () => done(true));
+    sock.once("error", () => done(false));
+  });
 }

@@ -66,6 +66,8 @@ export interface WalPushIo {
   standby(): boolean;
   /** True once the server shuts down (postmaster.pid says "stopping"): a waiting archiver would hold the shutdown. */
   stopping(): boolean;
+  /** The repository host takes no connection (looked at only while the server shuts down). */
+  repoDown(): boolean;
   /** `pgbackrest repo-ls <path> --filter=<re>`: the names, or null when it failed. */
   list(path: string, filter: string): string[] | null;
   /** `pgbackrest archive-push <path>` with PostgreSQL's stdout/stderr: its exit code. */
@@ -114,6 +116,14 @@ export function archived(io: WalPushIo, stanza: string, name: string): "whole" |
 /** The exit code for PostgreSQL: 0 once the segment is archived (by the primary or by this node). */
 export function walPush(a: WalPushArgs, io: WalPushIo): number {
   const name = basename(a.path);
+  // A shutdown waits for the archiver's last round, three tries per segment: against a repository
+  // host that does not answer each would take pgBackRest's 2 x io-timeout (20 s), and a switchover's
+  // stop of the old primary ran out of its 60 s. The segment stays ready: this node pushes it after
+  // its next start (or, as a standby then, finds the new primary's copy), and every standby has it.
+  if (!a.direct && io.stopping() && io.repoDown()) {
+    io.say(`pgherd wal-push: the server shuts down and the repository host does not answer: ${name} stays ready (pushed after the next start)`);
+    return 1;
+  }
   // A placeholder for a timeline number another leader's promotion took (core/timelines.ts): when
   // that promotion's real history file reached the repository, it is the one to keep.
   if (HISTORY.test(name) && io.placeholder(a.path) && archived(io, a.stanza, name) === "whole") {
@@ -164,7 +174,7 @@ export function walPush(a: WalPushArgs, io: WalPushIo): number {
 }
 
 /** The real thing: pgbackrest as the current user (PostgreSQL's), quiet checks, the push's output to PostgreSQL's log. */
-export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza" | "lock">): WalPushIo {
+export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza" | "lock">, repoDown = false): WalPushIo {
   const base = [`--config=${a.conf}`, `--stanza=${a.stanza}`];
   return {
     standby: () => existsSync("standby.signal"),
@@ -175,6 +185,7 @@ export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza" | "lock
         return false;
       }
     },
+    repoDown: () => repoDown,
     list: (path, filter) => {
       const r = spawnSync(a.bin, ["repo-ls", ...base, "--log-level-file=off", "--log-level-console=off", "--log-level-stderr=off", `--filter=${filter}`, path], { encoding: "utf8", timeout: 10_000, stdio: ["ignore", "pipe", "pipe"] });
       return r.status === 0 ? r.stdout.split("\n").filter(Boolean) : null;
@@ -215,3 +226,12 @@ export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza" | "lock
     say: (line) => process.stderr.write(`${line}\n`),
   };
 }
+
+/** The repository host and port this node's pgbackrest.conf names (repo1-host, repo1-host-port), or null (a repository path). */
+export function repoHostOf(confText: string): { host: string; port: number } | null {
+  const host = /^repo1-host=(.+)$/m.exec(confText)?.[1]?.trim();
+  if (!host) return null;
+  const port = Number(/^repo1-host-port=(\d+)$/m.exec(confText)?.[1] ?? 8432);
+  return { host, port };
+}
+

@@ -2,11 +2,13 @@
 // backup; the leader runs it on a healthy standby, else on the primary (src/backup/backup-action.ts).
 // `pgherd backup ls`: the backups in the repository, read with the config the agent wrote (where an
 // agent runs, as root or as postgres.os_user).
+import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { stanzaInfo, type BackupType } from "../backup/backups.ts";
 import { backrestPaths } from "../backup/pgbackrest.ts";
 import { nodeHosts, renderRepoHostConf, repoHostBackupRefusal, type RepoNode, writeRepoHostCert } from "../backup/repo-host.ts";
-import { processIo, walPush } from "../backup/wal-push.ts";
+import { processIo, repoHostOf, walPush } from "../backup/wal-push.ts";
+import { repoHostAnswers } from "../backup/pgbackrest.ts";
 import { SecretsStore } from "../store/cluster-secrets.ts";
 import { loadConfig } from "../config/load.ts";
 import { createLogger } from "../log.ts";
@@ -84,13 +86,27 @@ export const backupCommand = (ctx: CliContext) =>
     },
   });
 
-function walPushCommand(args: { segment?: string; pgbackrest?: string; "pgbackrest-config"?: string; stanza?: string; wait?: string; direct?: boolean; lock?: string }): void {
+async function walPushCommand(args: { segment?: string; pgbackrest?: string; "pgbackrest-config"?: string; stanza?: string; wait?: string; direct?: boolean; lock?: string }): Promise<void> {
   const path = args.segment;
   const wait = Number(args.wait);
   if (!path || !args.pgbackrest || !args["pgbackrest-config"] || !args.stanza || !Number.isFinite(wait) || wait < 0) {
     throw new CliExit(EXIT_USAGE, "pgherd backup wal-push: needs --pgbackrest, --pgbackrest-config, --stanza, a --wait of 0 or more seconds and the segment's path (%p)");
   }
   const a = { bin: args.pgbackrest, conf: args["pgbackrest-config"], stanza: args.stanza, path, waitMs: wait * 1000, direct: args.direct === true, ...(args.lock ? { lock: args.lock } : {}) };
-  const code = walPush(a, processIo(a));
+  const code = walPush(a, processIo(a, await repoDownWhileStopping(a)));
   if (code !== 0) throw new CliExit(code, "");
 }
+
+/** While the server shuts down, with a repository host: whether that host takes no connection within 500 ms (wal-push.ts). */
+async function repoDownWhileStopping(a: { conf: string; direct: boolean; bin: string; stanza: string }): Promise<boolean> {
+  if (a.direct || !processIo(a).stopping()) return false;
+  let text = "";
+  try {
+    text = readFileSync(a.conf, "utf8");
+  } catch {
+    return false; // pgbackrest says what is wrong with its config
+  }
+  const repo = repoHostOf(text);
+  return repo !== null && !(await repoHostAnswers(repo.host, repo.port, 500));
+}
+

@@ -5,14 +5,18 @@ import { closeSync, constants as C, openSync, readdirSync, readlinkSync, readFil
 import { basename, resolve } from "node:path";
 
 export function leftoverProcesses(dataDir: string): number[] {
+  return processesIn(dataDir, (cmd, pid) => (cmd.startsWith("postgres") || cmd.includes("/postgres")) && !deadOrZombie(pid));
+}
+
+/** Processes whose working directory is `dataDir` and whose command line (NUL-separated) `match` accepts. */
+export function processesIn(dataDir: string, match: (cmdline: string, pid: number) => boolean): number[] {
   const want = resolve(dataDir);
   const out: number[] = [];
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     try {
       if (readlinkSync(`/proc/${name}/cwd`) !== want) continue;
-      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8");
-      if ((cmd.startsWith("postgres") || cmd.includes("/postgres")) && !deadOrZombie(Number(name))) out.push(Number(name));
+      if (match(readFileSync(`/proc/${name}/cmdline`, "utf8"), Number(name))) out.push(Number(name));
     } catch {
       // gone, or not ours to read
     }
@@ -67,10 +71,15 @@ export function killServer(dataDir: string): number {
 }
 
 export function killLeftovers(dataDir: string): number {
+  return signalEach(leftoverProcesses(dataDir), "SIGKILL");
+}
+
+/** `sig` to each pid (one that is gone meanwhile is skipped); the number signalled. */
+export function signalEach(pids: number[], sig: NodeJS.Signals): number {
   let n = 0;
-  for (const pid of leftoverProcesses(dataDir)) {
+  for (const pid of pids) {
     try {
-      process.kill(pid, "SIGKILL");
+      process.kill(pid, sig);
       n++;
     } catch {
       // already gone

@@ -2,10 +2,11 @@
 // `pgherd backup repo-cert` writes and prints for the repository host.
 import { describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { archiveSettings, backrestPaths, renderBackrestConf } from "../../src/backup/pgbackrest.ts";
+import { createServer, type AddressInfo } from "node:net";
+import { archiveSettings, backrestPaths, renderBackrestConf, repoHostAnswers } from "../../src/backup/pgbackrest.ts";
 import { nodeHosts, renderRepoHostConf, writeRepoHostCert } from "../../src/backup/repo-host.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { createCa } from "../../src/tls/x509.ts";
@@ -44,6 +45,26 @@ describe("repo_host config", () => {
       "repo1-path=/var/lib/pgbackrest",
     ].join("\n"));
     expect(text).toContain("[main]\npg1-path=/srv/pg\n");
+    // restore_command gives up on a repository host that does not answer in 2 x 1 s, not 2 x 10 s.
+    expect(text).toContain("io-timeout=10\n");
+    expect(text).toContain("[global:archive-get]\nio-timeout=1\n");
+    const local = renderBackrestConf(parseConfig(BASE + `[backup]\ntool = "pgbackrest"\nrepo_path = "/r"\n`, "x"), "/srv/sock", backrestPaths(cfg, "/usr/bin/pgbackrest"));
+    expect(local).not.toContain("archive-get");
+  });
+
+  test("the promotion's look at the repository host: a listening port answers, a refused or silent one does not", async () => {
+    const server = createServer((c) => c.destroy());
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      expect(await repoHostAnswers("127.0.0.1", port, 1000)).toBe(true);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+    // Nothing listens there now: refused at once.
+    const t0 = performance.now();
+    expect(await repoHostAnswers("127.0.0.1", port, 1000)).toBe(false);
+    expect(performance.now() - t0).toBeLessThan(1000);
   });
 });
 
@@ -87,9 +108,28 @@ describe("repo-cert", () => {
     const s = archiveSettings(p, ["/usr/local/bin/pgherd"], { host: true });
     expect(s.archiveMode).toBe("always");
     expect(s.archiveCommand).toBe(`'/usr/local/bin/pgherd' backup wal-push '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
-    expect(s.restoreCommand).toBe(`'/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-get %f "%p"`);
+    expect(s.restoreCommand).toBe(`test ! -e '/srv/pg.pgbackrest/repo-down' && '/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-get %f "%p"`);
     // without one, every node pushes (--direct), one at a time (--lock in the shared repository); under `bun src/main.ts` the argv is bun and the entry file
     expect(archiveSettings(p, ["/usr/bin/bun", "/src/main.ts"], { host: false, path: "/srv/repo" }).archiveCommand).toBe(`'/usr/bin/bun' '/src/main.ts' backup wal-push --direct '--lock=/srv/repo/pgherd-archive-push-main.lock' '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
+  });
+
+  test("restore_command as PostgreSQL runs it (sh -c): archive-get while the agent's repo-down file is absent, a failure at once while it is there", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgherd-repodown-"));
+    try {
+      // echo stands in for pgbackrest: what runs, with which arguments.
+      const cmd = archiveSettings({ dir, conf: join(dir, "pgbackrest.conf"), stanza: "main", bin: "/bin/echo" }, ["/usr/local/bin/pgherd"], { host: true }).restoreCommand
+        .replace("%f", "000000010000000000000003").replace("%p", "pg_wal/RECOVERYXLOG");
+      const run = () => Bun.spawnSync(["/bin/sh", "-c", cmd]);
+      const up = run();
+      expect(up.exitCode).toBe(0);
+      expect(up.stdout.toString()).toBe(`--config=${dir}/pgbackrest.conf --stanza=main archive-get 000000010000000000000003 pg_wal/RECOVERYXLOG\n`);
+      writeFileSync(join(dir, "repo-down"), "x\n");
+      const down = run();
+      expect(down.exitCode).toBe(1); // "not in the archive" for PostgreSQL (not above 125: no abort)
+      expect(down.stdout.toString()).toBe("");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a certificate of the cluster CA for the repository host, CN pgherd-pgbackrest, key 0600", async () => {

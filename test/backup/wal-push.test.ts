@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { archived, processIo, walPush, type WalPushIo } from "../../src/backup/wal-push.ts";
+import { archived, processIo, repoHostOf, walPush, type WalPushIo } from "../../src/backup/wal-push.ts";
 import { placeholderText } from "../../src/core/timelines.ts";
 
 const SEG = "000000010000000000000007";
@@ -14,12 +14,13 @@ const SEG = "000000010000000000000007";
 const DONE = `^${SEG}(\\.partial)?-[0-9a-f]{40}(\\.(gz|bz2|lz4|zst))?$`;
 const SHA = "0123456789abcdef0123456789abcdef01234567";
 
-function world(o: { standby?: () => boolean; stopping?: () => boolean; repo?: (t: number) => string[]; ids?: string[]; placeholder?: (path: string) => boolean; past?: boolean } = {}) {
+function world(o: { standby?: () => boolean; stopping?: () => boolean; repoDown?: boolean; repo?: (t: number) => string[]; ids?: string[]; placeholder?: (path: string) => boolean; past?: boolean } = {}) {
   let t = 0;
   const calls: string[] = [];
   const io: WalPushIo = {
     standby: o.standby ?? (() => true),
     stopping: o.stopping ?? (() => false),
+    repoDown: () => o.repoDown ?? false,
     list: (path, filter) => {
       calls.push(`ls ${path} ${filter}`);
       if (path === "archive/main") return (o.ids ?? ["15-1"]).filter((x) => new RegExp(filter).test(x));
@@ -84,6 +85,24 @@ describe("wal-push", () => {
     expect(w.time()).toBe(0);
     expect(w.calls.some((c) => /^say .*this standby shuts down/.test(c))).toBe(true);
     expect(w.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
+  });
+
+  test("a server that shuts down while the repository host does not answer: no look, no push, the segment stays ready (a primary and a standby alike)", () => {
+    for (const standby of [false, true]) {
+      const w = world({ stopping: () => true, repoDown: true, standby: () => standby });
+      expect(walPush(args, w.io)).toBe(1);
+      expect(w.calls).toEqual([`say pgherd wal-push: the server shuts down and the repository host does not answer: ${SEG} stays ready (pushed after the next start)`]);
+    }
+    // Running (not shutting down): the repository host's state is not looked at; a push as ever.
+    const running = world({ repoDown: true, standby: () => false });
+    expect(walPush(args, running.io)).toBe(0);
+    expect(running.calls.at(-1)).toBe(`push pg_wal/${SEG}`);
+  });
+
+  test("the repository host from pgbackrest.conf", () => {
+    expect(repoHostOf("[global]\nrepo1-host=10.0.0.9\nrepo1-host-type=tls\nrepo1-host-port=9000\n")).toEqual({ host: "10.0.0.9", port: 9000 });
+    expect(repoHostOf("[global]\nrepo1-host=repo.example\n")).toEqual({ host: "repo.example", port: 8432 });
+    expect(repoHostOf("[global]\nrepo1-path=/var/lib/pgbackrest\n")).toBe(null);
   });
 
   test("a push cut short (pgBackRest's temporary file left behind) is not an archived segment", () => {

@@ -1,5 +1,7 @@
 // The local PostgreSQL as every part of the loop uses it: its files, a client, the managed
 // configuration, start/stop, and the facts the last monitoring round observed.
+import { endArchivePushes } from "../../backup/stuck-push.ts";
+import { RepoDownFlag } from "../../backup/repo-down.ts";
 import { RewindMarker } from "../../store/rewind-marker.ts";
 import { join } from "node:path";
 import { parseHostPort } from "../../config/hostport.ts";
@@ -37,6 +39,8 @@ export class PgHost {
   readonly tls: NodeTls;
   /** A pg_rewind that started and did not finish (store/rewind-marker.ts): the data directory is rebuilt, never started. */
   readonly rewindMarker: RewindMarker;
+  /** restore_command's view of the repository host (backup/repo-down.ts). */
+  readonly repoDown: RepoDownFlag;
   private db: Db | null = null;
   /** host:port primary_conninfo points to, as last written. */
   upstream: string | null = null;
@@ -114,6 +118,7 @@ export class PgHost {
     this.passfile = passfileFor(cfg.postgres.data_dir);
     this.tls = new NodeTls({ cfg, secrets: ctx, log });
     this.rewindMarker = new RewindMarker(cfg.state_dir, cfg.postgres.data_dir);
+    this.repoDown = new RepoDownFlag(cfg, log);
   }
 
   /** The local client's deadline for a query that names none; the leader's round upkeep lowers it (durability.ts). */
@@ -187,7 +192,15 @@ export class PgHost {
 
   /** Stop the server; false when none was running. */
   stopServer(mode: "fast" | "immediate", timeoutSec: number): Promise<boolean> {
-    return stop(this.node, mode, timeoutSec);
+    const stopping = stop(this.node, mode, timeoutSec);
+    if (mode === "fast") {
+      // Beside the stop: the archiver's push under way must not hold it (backup/stuck-push.ts).
+      void this.repoDown.check().then((down) => {
+        const n = down ? endArchivePushes(this.node.dataDir) : 0;
+        if (n > 0) this.log.warn(`stopping PostgreSQL: ended ${n} archive push process(es) under way, the repository host does not answer (the segments stay ready and are pushed after the next start)`);
+      }, (e: Error) => this.log.warn(`looking at the repository host while stopping: ${e.message}`));
+    }
+    return stopping;
   }
 
   /**
@@ -211,6 +224,7 @@ export class PgHost {
     } else this.upstream = null; // a primary, or a standby with no upstream (detached, or started to be promoted)
     await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
     await ensureDir(serverLogDir(this.cfg), 0o700, { uid: u.uid, gid: u.gid }); // day-2: the log collector's directory
+    const wal = await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version);
     const res = await writeManagedConfig({
       dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
       conf: {
@@ -219,7 +233,7 @@ export class PgHost {
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
         ...(standby && o.ownTimeline ? { recoveryTargetTimeline: o.ownTimeline } : {}),
         serverLog: serverLogParameters(this.cfg),
-        ...(await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version)),
+        ...wal,
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pgParametersInForce(params) } : pgParametersInForce(params),
         ssl: tls.ssl ?? undefined,
       },

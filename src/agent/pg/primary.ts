@@ -131,11 +131,15 @@ export class PrimaryStarter {
     // In force before the promotion: from its first commit the new primary acknowledges nothing
     // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
     const t0 = h.clock.now();
+    // A repository host that does not answer: the promotion's restore_command calls fail at once
+    // (backup/repo-down.ts), from before pg_promote.
+    const repoDown = h.repoDown.check().catch((e: Error) => h.log.warn(`looking at the repository host before the promotion: ${e.message}`));
     // The timeline this promotion gets, reserved at a majority first (core/timelines.ts): while
     // that round trip runs, the files and the synchronous names are put in force.
     const tl = await this.planTimeline();
     const reserved = h.ctx.reserveTimeline(tl.next, RESERVE_MS);
     await h.writeConfig(true, h.upstream ?? undefined);
+    await repoDown;
     const t1 = h.clock.now();
     const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken);
     h.syncNamesTaken = names.taken;

@@ -107,6 +107,7 @@ export class MonitorRound {
     // pg_control is read (a pg_controldata process) only when the server does not answer: a running
     // server reports the same facts through the probe, every round.
     let info = await inspectDataDir(h.node.dataDir, { ...h.node, control: false });
+    await h.repoDown.maintain().catch((e: Error) => h.log.warn(`the repository host's flag for restore_command: ${e.message}`));
     const watched = ctx.leadership();
     // The leader watches whether its server can work (a fresh connection and a heartbeat commit
     // beside the probe, every step under a deadline): the decision below never waits without bound.

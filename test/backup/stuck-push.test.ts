@@ -1,0 +1,40 @@
+// backup/stuck-push.ts: the archive pushes of one data directory, found by their working directory
+// and command line (real processes), ended with SIGTERM; others are left alone.
+import { expect, test } from "bun:test";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { archivePushProcesses, endArchivePushes } from "../../src/backup/stuck-push.ts";
+
+/** A process that waits 30 s and does not fork: its command line is exactly what it was given. */
+const HOLD = "setTimeout(() => {}, 30_000)";
+const exited = (p: ReturnType<typeof spawn>) => new Promise<string | null>((r) => p.once("exit", (_c, sig) => r(sig)));
+
+test("the pushes running in the data directory are ended; a push elsewhere and another command there are not", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-push-"));
+  const other = mkdtempSync(join(tmpdir(), "pgherd-push-"));
+  // The arguments after -e: what /proc/<pid>/cmdline shows for `pgherd backup wal-push …` and `pgbackrest … archive-push …`.
+  const walPush = spawn(process.execPath, ["-e", HOLD, "pgherd", "backup", "wal-push", "pg_wal/000000010000000000000003"], { cwd: dir });
+  const archivePush = spawn(process.execPath, ["-e", HOLD, "pgbackrest", "--stanza=main", "archive-push", "pg_wal/000000010000000000000003"], { cwd: dir });
+  const elsewhere = spawn(process.execPath, ["-e", HOLD, "pgherd", "backup", "wal-push", "x"], { cwd: other });
+  const unrelated = spawn(process.execPath, ["-e", HOLD, "postgres", "-D", dir], { cwd: dir });
+  try {
+    for (;;) { // until each runs (spawn returns before the exec)
+      const found = archivePushProcesses(dir);
+      if (found.includes(walPush.pid!) && found.includes(archivePush.pid!)) break;
+      await Bun.sleep(10);
+    }
+    expect(archivePushProcesses(dir).sort()).toEqual([walPush.pid!, archivePush.pid!].sort());
+    const gone = [exited(walPush), exited(archivePush)];
+    expect(endArchivePushes(dir)).toBe(2);
+    expect(await Promise.all(gone)).toEqual(["SIGTERM", "SIGTERM"]);
+    expect(elsewhere.exitCode).toBe(null);
+    expect(unrelated.exitCode).toBe(null);
+    expect(endArchivePushes(dir)).toBe(0);
+  } finally {
+    for (const p of [walPush, archivePush, elsewhere, unrelated]) p.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
+  }
+});
