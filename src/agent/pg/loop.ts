@@ -17,6 +17,7 @@ import type { ParamValue } from "../../postgres/pgconf.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
 import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
 import { DetachHold, detachFor } from "./detach.ts";
+import { afterFailedStart, afterStreaming, NO_START_FAILURES, type StartFailureMemory } from "../../core/start-failures.ts";
 import { detachTarget } from "./detach-target.ts";
 import { Maintenance } from "./durability.ts";
 import { QueueTimeout, SerialExecutor } from "./executor.ts";
@@ -55,9 +56,8 @@ export class PostgresLoop implements LoopControl {
   /** `pgherd failover --to` / a switchover to this node (core/promotion-permit.ts). */
   private promotion: PromotionPermit | null = null;
   private rejoinRequest: RejoinRequest | null = null;
-  /** The cause of the failed starts the last automatic rebuild was for, and the one logged as not rebuilt again. */
-  private rebuiltFor = "";
-  private notRebuilt = "";
+  /** The causes of failed starts rebuilt for and said not to be rebuilt again (core/start-failures.ts). */
+  private startFailures: StartFailureMemory = NO_START_FAILURES;
   private rejoinProgress: RejoinProgress | null = null;
   private readonly detachHold = new DetachHold();
   private readonly rebuild: Rebuilder;
@@ -99,7 +99,7 @@ export class PostgresLoop implements LoopControl {
         return { request: this.rejoinRequest, progress: this.rejoinProgress };
       },
       observed: (standby, streaming) => {
-        if (standby && streaming) this.rebuiltFor = this.notRebuilt = ""; // it runs again: a later failure may be another
+        if (standby && streaming) this.startFailures = afterStreaming(this.startFailures);
         this.progress({ kind: "observed", standby, streaming });
       },
       failed: (kind, error, failures, cause) => {
@@ -112,17 +112,14 @@ export class PostgresLoop implements LoopControl {
           log.warn(`rejoin request dropped: ${error}`);
           this.rejoinRequest = null;
         }
-        if (kind === "start-standby" && failures >= 3) {
-          // Once per cause: a fresh clone that fails the same way (a library not installed, memory, a
-          // setting the cluster runs) is not followed by another base backup of the whole database.
-          const why = failedStartCause(cause);
-          if (why === this.rebuiltFor) {
-            if (this.notRebuilt !== why) log.warn(`start as a standby failed ${failures} times, as it did before the fresh clone it was rebuilt from (${why}): not rebuilding it again; the rounds start it once the cause is fixed (\`pgherd rejoin --force-clone\` still rebuilds it)`);
-            this.notRebuilt = why;
-            return;
-          }
+        if (kind !== "start-standby") return;
+        // Rebuilt once per cause (core/start-failures.ts).
+        const why = failedStartCause(cause);
+        const step = afterFailedStart(this.startFailures, failures, why);
+        this.startFailures = step.memory;
+        if (step.action === "say-not-rebuilt") log.warn(`start as a standby failed ${failures} times, as it did before the fresh clone it was rebuilt from (${why}): not rebuilding it again; the rounds start it once the cause is fixed (\`pgherd rejoin --force-clone\` still rebuilds it)`);
+        if (step.action === "rebuild") {
           log.warn(`start as a standby failed ${failures} times (${why}): rebuilding it from a fresh clone`);
-          this.rebuiltFor = why;
           this.rejoinRequest = { clone: true, auto: true }; // not past a pause: no one asked for it
         }
       },

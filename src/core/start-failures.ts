@@ -1,0 +1,39 @@
+// A standby whose start as a standby keeps failing: after STARTS_BEFORE_REBUILD failed starts in a
+// row it is rebuilt from a fresh clone, once per cause (the last FATAL/PANIC line of its failed start,
+// src/postgres/start-failure.ts). A fresh clone that fails the same way (a library not installed,
+// memory, a setting the cluster runs) is not followed by another base backup of the whole database:
+// that is said once, and the rounds keep starting it until the cause is fixed (`pgherd rejoin
+// --force-clone` still rebuilds it). Once it streams again, a later failure may be another: the
+// memory is cleared. Pure: the shell (src/agent/pg/loop.ts) carries the action out.
+
+export const STARTS_BEFORE_REBUILD = 3;
+
+export interface StartFailureMemory {
+  /** The cause the last automatic rebuild was for ("" none). */
+  rebuiltFor: string;
+  /** The cause last said not to be rebuilt again ("" none). */
+  notRebuilt: string;
+}
+
+export const NO_START_FAILURES: StartFailureMemory = { rebuiltFor: "", notRebuilt: "" };
+
+export type StartFailureAction =
+  /** Nothing yet (fewer failed starts), or said already. */
+  | "none"
+  /** Rebuild from a fresh clone (an automatic rejoin request). */
+  | "rebuild"
+  /** Say once that the fresh clone failed the same way and is not taken again. */
+  | "say-not-rebuilt";
+
+/** After the `failures`-th failed start in a row, for `cause`. */
+export function afterFailedStart(m: StartFailureMemory, failures: number, cause: string): { memory: StartFailureMemory; action: StartFailureAction } {
+  if (failures < STARTS_BEFORE_REBUILD) return { memory: m, action: "none" };
+  if (cause !== m.rebuiltFor) return { memory: { rebuiltFor: cause, notRebuilt: m.notRebuilt }, action: "rebuild" };
+  if (m.notRebuilt === cause) return { memory: m, action: "none" };
+  return { memory: { ...m, notRebuilt: cause }, action: "say-not-rebuilt" };
+}
+
+/** The standby streams: a later failure may be another. */
+export function afterStreaming(_m: StartFailureMemory): StartFailureMemory {
+  return NO_START_FAILURES;
+}
