@@ -51,6 +51,18 @@ function iniValue(k: string, v: string | number): string {
   return `${k}=${s}`;
 }
 
+/**
+ * restore_command with a repository host: `get` unless the agent found that host silent (repo-down.ts),
+ * and stopped as soon as it does, polled every 100 ms beside it. A failure of any kind exits 1, which
+ * PostgreSQL takes as "not in the archive" (a signal, or a status above 125, would end its startup
+ * process): the flag there at the start, or arriving while the call waits on the host (pgBackRest's
+ * 2 x io-timeout, 20 s, for a refused connection, longer for a silent one).
+ */
+export function flagged(get: string, flag: string): string {
+  const f = shellWord(flag);
+  return `test ! -e ${f} || exit 1; ${get} & p=$!; while kill -0 $p 2>/dev/null; do if [ -e ${f} ]; then kill $p; fi; sleep 0.1; done; wait $p || exit 1`;
+}
+
 /** The file whose presence says the repository host does not answer (<data_dir>.pgbackrest/repo-down; repo-down.ts). */
 export function repoDownFlag(p: Pick<BackrestPaths, "dir">): string {
   return join(p.dir, "repo-down");
@@ -59,8 +71,6 @@ export function repoDownFlag(p: Pick<BackrestPaths, "dir">): string {
 /** How long the agent waits for the repository host's pgBackRest port to take a connection (a promotion, a stop). */
 export const REPO_PROBE_MS = 300;
 
-/** pgBackRest's io-timeout for archive-get (restore_command) from a repository host, in seconds. */
-export const ARCHIVE_GET_IO_TIMEOUT_S = 1;
 
 /** pgbackrest.conf: the repository and retention globally, this node's server under the stanza. */
 export function renderBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "backup">, socketDir: string, p: BackrestPaths): string {
@@ -82,15 +92,6 @@ export function renderBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "b
     "[global:backup]",
     "log-level-file=detail",
     "",
-    ...(cfg.backup.repo_host ? [
-      // restore_command: PostgreSQL's startup process waits for each call, a promotion too (a
-      // standby whose stream broke is in one when pg_promote comes, and the end of recovery asks the
-      // archive for history files). A repository host that does not answer costs 2 x io-timeout a
-      // call: 2 s here, not 20.
-      "[global:archive-get]",
-      `io-timeout=${ARCHIVE_GET_IO_TIMEOUT_S}`,
-      "",
-    ] : []),
     `[${p.stanza}]`,
     iniValue("pg1-path", pg.data_dir),
     iniValue("pg1-port", pg.port),
@@ -155,10 +156,8 @@ export function archiveSettings(p: BackrestPaths, pgherd: string[], repo: { host
   const base = `${shellWord(p.bin)} ${shellWord(`--config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)}`;
   const shared = repo.host ? "" : `--direct ${shellWord(`--lock=${pushLock(repo.path, p.stanza)}`)} `;
   const push = `${pgherd.map(shellWord).join(" ")} backup wal-push ${shared}${shellWord(`--pgbackrest=${p.bin}`)} ${shellWord(`--pgbackrest-config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)} "%p"`;
-  // With a repository host: no archive-get while the agent found that host silent (repo-down.ts):
-  // `test` fails, which PostgreSQL takes as "not in the archive", at once.
-  const guard = repo.host ? `test ! -e ${shellWord(repoDownFlag(p))} && ` : "";
-  return { archiveMode: "always", archiveCommand: push, restoreCommand: `${guard}${base} archive-get %f "%p"` };
+  const get = `${base} archive-get %f "%p"`;
+  return { archiveMode: "always", archiveCommand: push, restoreCommand: repo.host ? flagged(get, repoDownFlag(p)) : get };
 }
 
 /** The file in a shared repository every node's WAL push holds locked (wal-push.ts): one per stanza. */

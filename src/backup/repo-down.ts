@@ -3,14 +3,15 @@
 // running `pgbackrest archive-get` (pgbackrest.ts archiveSettings). PostgreSQL's startup process
 // waits for every restore_command it runs, a promotion too: a standby whose stream broke is in one
 // when pg_promote comes, and the end of recovery asks the archive for timeline history files.
-// Against a silent repository host each call takes seconds (pgBackRest's io-timeout, kept at 1 s
-// for archive-get); a failed call counts as "not in the archive", so PostgreSQL would go on without
+// Against a silent repository host each call takes 20 s and more (pgBackRest's io-timeout); a failed call counts as "not in the archive", so PostgreSQL would go on without
 // the archive's answer anyway, only later. The timeline number stays unique through the cluster's
 // reservation (core/timelines.ts).
 //
-// The agent looks at the host (a TCP connection to its pgBackRest port) before a promotion and while
-// the file exists (every round, until the host answers again): one owner, the agent, writes and
-// removes the file.
+// The agent looks at the host (a TCP connection to its pgBackRest port) before a promotion, at a
+// fast stop, beside the rounds of a standby that does not stream (every 2 s at most), and while the
+// file exists (beside every round, until the host answers again): one
+// owner, the agent, writes and removes the file, one write at a time. A call under way when the file
+// appears is stopped too (pgbackrest.ts flagged).
 import { existsSync } from "node:fs";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
@@ -19,10 +20,17 @@ import { lookupOsUser } from "../postgres/users.ts";
 import { backrestPaths, repoDownFlag, repoHostAnswers, REPO_PROBE_MS } from "./pgbackrest.ts";
 
 const FILE = "repo-down";
+/** A standby that does not stream looks at the repository host at most this often. */
+const LOOK_MS = 2000;
 
 export class RepoDownFlag {
-  /** What this process last wrote: null until it looked at the file once. */
-  private down: boolean | null = null;
+  /** One write of the file at a time, in call order. */
+  private writing: Promise<void> = Promise.resolve();
+  /** A look started by maintain() runs; when the last one began. */
+  private looking = false;
+  private lookedAt = 0;
+  /** What was last said in the log: true down, false answers, null nothing yet. */
+  private said: boolean | null = null;
 
   constructor(private readonly cfg: Config, private readonly log: Logger) {}
 
@@ -30,48 +38,61 @@ export class RepoDownFlag {
     return this.cfg.backup.tool === "pgbackrest" && this.cfg.backup.repo_host !== "";
   }
 
-  /**
-   * Look at the repository host now and set the file accordingly; true when it does not answer.
-   * Before a promotion (primary.ts): the promotion's restore_command calls then fail at once.
-   */
-  async check(): Promise<boolean> {
+  /** Whether the repository host takes no connection now (false without one). */
+  async silent(): Promise<boolean> {
     if (!this.applies) return false;
     const b = this.cfg.backup;
-    const down = !(await repoHostAnswers(b.repo_host, b.repo_host_port, REPO_PROBE_MS));
-    await this.set(down);
+    return !(await repoHostAnswers(b.repo_host, b.repo_host_port, REPO_PROBE_MS));
+  }
+
+  /**
+   * Look at the repository host now and set the file accordingly; true when it does not answer.
+   * Before a promotion (primary.ts): the promotion's restore_command calls then fail at once. A
+   * failure to write the file is logged, not thrown: the answer still counts.
+   */
+  async check(): Promise<boolean> {
+    const down = await this.silent();
+    if (this.applies) await this.set(down);
     return down;
   }
 
-  /** Every round: while the file is there, look again (it goes once the host answers). */
-  async maintain(): Promise<void> {
-    if (!this.applies) return;
-    if (this.down === null) this.down = flagExists(this.cfg);
-    if (this.down) await this.check();
+  /**
+   * Every round, beside it, one look at a time: while the file is there (it goes once the host
+   * answers), and, at most every LOOK_MS, while this node is a standby that does not stream (it runs
+   * restore_command then: after a timeline switch, to catch up, when its primary is gone).
+   */
+  maintain(usesArchive: boolean, now = Date.now()): void {
+    if (!this.applies || this.looking) return;
+    const flagged = existsSync(repoDownFlag(backrestPaths(this.cfg)));
+    if (!flagged && !(usesArchive && now - this.lookedAt >= LOOK_MS)) return;
+    this.looking = true;
+    this.lookedAt = now;
+    void this.check().finally(() => (this.looking = false));
   }
 
-  private async set(down: boolean): Promise<void> {
-    if (down === this.down) return;
+  private set(down: boolean): Promise<void> {
+    this.writing = this.writing.then(() => this.write(down)).catch((e: Error) => this.log.warn(`the repository host's flag for restore_command: ${e.message}`));
+    return this.writing;
+  }
+
+  /** The file as `down` says, compared with the file itself (never a cached belief). */
+  private async write(down: boolean): Promise<void> {
     const b = this.cfg.backup;
     const p = backrestPaths(this.cfg);
-    const u = await lookupOsUser(this.cfg.postgres.os_user);
-    const owner = { uid: u.uid, gid: u.gid };
-    const d = await SafeDir.open(p.dir, { osUser: owner });
-    try {
-      if (down) await d.writeAtomic(FILE, `${new Date().toISOString()} ${b.repo_host}:${b.repo_host_port} took no connection within ${REPO_PROBE_MS} ms\n`, { mode: 0o600, owner });
-      else await d.remove(FILE);
-    } finally {
-      await d.close();
+    const there = existsSync(repoDownFlag(p));
+    if (there !== down) {
+      const u = await lookupOsUser(this.cfg.postgres.os_user);
+      const owner = { uid: u.uid, gid: u.gid };
+      const d = await SafeDir.open(p.dir, { osUser: owner });
+      try {
+        if (down) await d.writeAtomic(FILE, `${new Date().toISOString()} ${b.repo_host}:${b.repo_host_port} took no connection within ${REPO_PROBE_MS} ms\n`, { mode: 0o600, owner });
+        else await d.remove(FILE);
+      } finally {
+        await d.close();
+      }
     }
-    if (down) this.log.warn(`the repository host ${b.repo_host}:${b.repo_host_port} does not answer: restore_command fails at once until it does (${repoDownFlag(p)})`);
-    else if (this.down) this.log.info(`the repository host ${b.repo_host}:${b.repo_host_port} answers again: restore_command runs archive-get again`);
-    this.down = down;
-  }
-}
-
-function flagExists(cfg: Config): boolean {
-  try {
-    return existsSync(repoDownFlag(backrestPaths(cfg)));
-  } catch {
-    return false;
+    if (down && this.said !== true) this.log.warn(`the repository host ${b.repo_host}:${b.repo_host_port} does not answer: restore_command fails at once until it does (${repoDownFlag(p)})`);
+    else if (!down && this.said === true) this.log.info(`the repository host ${b.repo_host}:${b.repo_host_port} answers again: restore_command runs archive-get again`);
+    this.said = down;
   }
 }

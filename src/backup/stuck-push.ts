@@ -9,6 +9,8 @@
 // a signal and is not started again during a shutdown. The segments stay ready and are pushed after
 // the next start; every standby has them too. wal-push itself gives up at once while the server
 // stops and the repository host does not answer (wal-push.ts), for stops not made by the agent.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { processesIn, signalEach } from "../postgres/orphans.ts";
 
 /** Processes of an archive push for `dataDir`: `pgherd backup wal-push` and the pgbackrest archive-push it runs. */
@@ -22,4 +24,13 @@ export function archivePushProcesses(dataDir: string): number[] {
 /** SIGTERM to each; the number signalled. */
 export function endArchivePushes(dataDir: string): number {
   return signalEach(archivePushProcesses(dataDir), "SIGTERM");
+}
+
+/** postmaster.pid says the server of `dataDir` shuts down (its status line, "stopping"). */
+export function serverStopping(dataDir: string): boolean {
+  try {
+    return readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[7]?.trim() === "stopping";
+  } catch {
+    return false;
+  }
 }

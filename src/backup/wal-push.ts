@@ -43,6 +43,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { isPlaceholder } from "../core/timelines.ts";
 import { historyEnds, pastTimelineEnd } from "../core/wal-history.ts";
+import { serverStopping } from "./stuck-push.ts";
 
 export interface WalPushArgs {
   /** pgbackrest binary, this node's pgbackrest.conf, the stanza. */
@@ -178,13 +179,7 @@ export function processIo(a: Pick<WalPushArgs, "bin" | "conf" | "stanza" | "lock
   const base = [`--config=${a.conf}`, `--stanza=${a.stanza}`];
   return {
     standby: () => existsSync("standby.signal"),
-    stopping: () => {
-      try {
-        return readFileSync("postmaster.pid", "utf8").split("\n")[7]?.trim() === "stopping";
-      } catch {
-        return false;
-      }
-    },
+    stopping: () => serverStopping("."),
     repoDown: () => repoDown,
     list: (path, filter) => {
       const r = spawnSync(a.bin, ["repo-ls", ...base, "--log-level-file=off", "--log-level-console=off", "--log-level-stderr=off", `--filter=${filter}`, path], { encoding: "utf8", timeout: 10_000, stdio: ["ignore", "pipe", "pipe"] });

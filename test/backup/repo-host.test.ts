@@ -45,11 +45,7 @@ describe("repo_host config", () => {
       "repo1-path=/var/lib/pgbackrest",
     ].join("\n"));
     expect(text).toContain("[main]\npg1-path=/srv/pg\n");
-    // restore_command gives up on a repository host that does not answer in 2 x 1 s, not 2 x 10 s.
     expect(text).toContain("io-timeout=10\n");
-    expect(text).toContain("[global:archive-get]\nio-timeout=1\n");
-    const local = renderBackrestConf(parseConfig(BASE + `[backup]\ntool = "pgbackrest"\nrepo_path = "/r"\n`, "x"), "/srv/sock", backrestPaths(cfg, "/usr/bin/pgbackrest"));
-    expect(local).not.toContain("archive-get");
   });
 
   test("the promotion's look at the repository host: a listening port answers, a refused or silent one does not", async () => {
@@ -108,25 +104,36 @@ describe("repo-cert", () => {
     const s = archiveSettings(p, ["/usr/local/bin/pgherd"], { host: true });
     expect(s.archiveMode).toBe("always");
     expect(s.archiveCommand).toBe(`'/usr/local/bin/pgherd' backup wal-push '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
-    expect(s.restoreCommand).toBe(`test ! -e '/srv/pg.pgbackrest/repo-down' && '/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-get %f "%p"`);
+    const get = `'/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-get %f "%p"`;
+    expect(s.restoreCommand).toBe(`test ! -e '/srv/pg.pgbackrest/repo-down' || exit 1; ${get} & p=$!; while kill -0 $p 2>/dev/null; do if [ -e '/srv/pg.pgbackrest/repo-down' ]; then kill $p; fi; sleep 0.1; done; wait $p || exit 1`);
+    expect(archiveSettings(p, ["/usr/local/bin/pgherd"], { host: false, path: "/srv/repo" }).restoreCommand).toBe(get);
     // without one, every node pushes (--direct), one at a time (--lock in the shared repository); under `bun src/main.ts` the argv is bun and the entry file
     expect(archiveSettings(p, ["/usr/bin/bun", "/src/main.ts"], { host: false, path: "/srv/repo" }).archiveCommand).toBe(`'/usr/bin/bun' '/src/main.ts' backup wal-push --direct '--lock=/srv/repo/pgherd-archive-push-main.lock' '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
   });
 
-  test("restore_command as PostgreSQL runs it (sh -c): archive-get while the agent's repo-down file is absent, a failure at once while it is there", () => {
+  test("restore_command as PostgreSQL runs it (sh -c): archive-get while the agent's repo-down file is absent, its status kept; a failure (1) at once while the file is there, and when it appears during a call", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pgherd-repodown-"));
     try {
-      // echo stands in for pgbackrest: what runs, with which arguments.
-      const cmd = archiveSettings({ dir, conf: join(dir, "pgbackrest.conf"), stanza: "main", bin: "/bin/echo" }, ["/usr/local/bin/pgherd"], { host: true }).restoreCommand
+      // A script stands in for pgbackrest: says what it was given, exits with $EXIT after $WAIT seconds.
+      const bin = join(dir, "pgbackrest");
+      writeFileSync(bin, `#!/bin/sh\necho "$@"\nsleep "\${WAIT:-0}"\nexit "\${EXIT:-0}"\n`, { mode: 0o755 });
+      const cmd = archiveSettings({ dir, conf: join(dir, "pgbackrest.conf"), stanza: "main", bin }, ["/usr/local/bin/pgherd"], { host: true }).restoreCommand
         .replace("%f", "000000010000000000000003").replace("%p", "pg_wal/RECOVERYXLOG");
-      const run = () => Bun.spawnSync(["/bin/sh", "-c", cmd]);
+      const run = (env: Record<string, string> = {}) => Bun.spawn(["/bin/sh", "-c", cmd], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env }, stdout: "pipe" });
       const up = run();
-      expect(up.exitCode).toBe(0);
-      expect(up.stdout.toString()).toBe(`--config=${dir}/pgbackrest.conf --stanza=main archive-get 000000010000000000000003 pg_wal/RECOVERYXLOG\n`);
+      expect(await up.exited).toBe(0);
+      expect(await new Response(up.stdout).text()).toBe(`--config=${dir}/pgbackrest.conf --stanza=main archive-get 000000010000000000000003 pg_wal/RECOVERYXLOG\n`);
+      expect(await run({ EXIT: "3" }).exited).toBe(1); // any failure: 1, "not in the archive" for PostgreSQL (above 125 would end its startup process)
+      // The file appears while the call waits on the host: stopped within a poll (100 ms), not after its 30 s.
+      const slow = run({ WAIT: "30" });
+      await Bun.sleep(300);
+      const t0 = performance.now();
       writeFileSync(join(dir, "repo-down"), "x\n");
+      expect(await slow.exited).toBe(1);
+      expect(performance.now() - t0).toBeLessThan(5000);
       const down = run();
-      expect(down.exitCode).toBe(1); // "not in the archive" for PostgreSQL (not above 125: no abort)
-      expect(down.stdout.toString()).toBe("");
+      expect(await down.exited).toBe(1);
+      expect(await new Response(down.stdout).text()).toBe("");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

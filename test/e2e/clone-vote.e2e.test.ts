@@ -53,6 +53,8 @@ describeCluster("a standby being cloned votes", {
       expect(ms).toBeLessThanOrEqual(fx.bounds.failoverMs);
       // The copy is taken again, from the new primary.
       await poll(async () => logSince(a, mark, new RegExp(`cloning from the primary at ${b.ip.replace(/\./g, "\\.")}:\\d+ into`))[0], { timeoutMs: 30_000, intervalMs: 100, what: `${a.name} to clone from ${b.name}` });
+      // The interrupted copy was removed first (in the background, waited for by that clone's preparation).
+      expect(logSince(a, mark, /removing \S+: an unfinished clone of an earlier attempt/)).toHaveLength(1);
     } finally {
       await p.host.heal();
     }

@@ -360,7 +360,8 @@ export function blockingGuards(nodes: readonly { name: string; stateDir: string 
 export async function waitReplicating(c: PgCluster, timeoutMs: number, table = "failover_w"): Promise<Healthy> {
   const end = performance.now() + timeoutMs;
   return poll(async () => {
-    const h = await c.waitHealthy(Math.max(1_000, end - performance.now()));
+    // At most 30 s a call: a cluster that never gets healthy is then reported with what it lacked, not as a call still running.
+    const h = await c.waitHealthy(Math.min(30_000, Math.max(1_000, end - performance.now())));
     const id = nextId++;
     await h.primary.query(`insert into ${table} (id, node) values (${id}, 'marker')`);
     for (const s of h.standbys) {

@@ -1,6 +1,6 @@
 // The local PostgreSQL as every part of the loop uses it: its files, a client, the managed
 // configuration, start/stop, and the facts the last monitoring round observed.
-import { endArchivePushes } from "../../backup/stuck-push.ts";
+import { endArchivePushes, serverStopping } from "../../backup/stuck-push.ts";
 import { RepoDownFlag } from "../../backup/repo-down.ts";
 import { RewindMarker } from "../../store/rewind-marker.ts";
 import { join } from "node:path";
@@ -193,14 +193,27 @@ export class PgHost {
   /** Stop the server; false when none was running. */
   stopServer(mode: "fast" | "immediate", timeoutSec: number): Promise<boolean> {
     const stopping = stop(this.node, mode, timeoutSec);
-    if (mode === "fast") {
-      // Beside the stop: the archiver's push under way must not hold it (backup/stuck-push.ts).
-      void this.repoDown.check().then((down) => {
-        const n = down ? endArchivePushes(this.node.dataDir) : 0;
-        if (n > 0) this.log.warn(`stopping PostgreSQL: ended ${n} archive push process(es) under way, the repository host does not answer (the segments stay ready and are pushed after the next start)`);
-      }, (e: Error) => this.log.warn(`looking at the repository host while stopping: ${e.message}`));
-    }
+    if (mode === "fast") void this.unblockArchiver(stopping);
     return stopping;
+  }
+
+  /**
+   * Beside a fast stop: with a repository host that takes no connection, the archiver's push under
+   * way must not hold the shutdown (backup/stuck-push.ts). Only once postmaster.pid says the server
+   * stops (not a server started again meanwhile), and the flag for restore_command is set after.
+   */
+  private async unblockArchiver(stopping: Promise<boolean>): Promise<void> {
+    let done = false;
+    void stopping.then(() => (done = true), () => (done = true));
+    try {
+      if (!(await this.repoDown.silent())) return;
+      while (!done && !serverStopping(this.node.dataDir)) await this.clock.sleep(20);
+      const n = done ? 0 : endArchivePushes(this.node.dataDir);
+      if (n > 0) this.log.warn(`stopping PostgreSQL: ended ${n} archive push process(es) under way, the repository host does not answer (the segments stay ready and are pushed after the next start)`);
+      await this.repoDown.check();
+    } catch (e) {
+      this.log.warn(`looking at the repository host while stopping: ${(e as Error).message}`);
+    }
   }
 
   /**

@@ -23,7 +23,7 @@ import { Maintenance } from "./durability.ts";
 import { QueueTimeout, SerialExecutor } from "./executor.ts";
 import { PgHost } from "./host.ts";
 import { PrimaryStarter } from "./primary.ts";
-import { CloneRefusedError, Rebuilder } from "./rebuild.ts";
+import { CloneRefusedError, CopyInterrupted, Rebuilder } from "./rebuild.ts";
 import { rejoinDropReason, rejoinStep, type RejoinEvent } from "./rejoin.ts";
 import type { RejoinRequest } from "../../core/ha.ts";
 import { MonitorRound, PREPARE_SLOTS_MS } from "./round.ts";
@@ -107,7 +107,8 @@ export class PostgresLoop implements LoopControl {
         // directory that cannot be swapped) is dropped, and the rounds start the server again
         // instead of keeping a standby down until the operator acts.
         const dropped = cause instanceof CloneRefusedError && this.rejoinRequest !== null;
-        if (kind === "clone" || kind === "rewind" || kind === "start-standby") this.progress({ kind: "failed", error, dropped });
+        // A clone that gave way to a vote is taken again: not a failure of the rejoin.
+        if ((kind === "clone" || kind === "rewind" || kind === "start-standby") && !(cause instanceof CopyInterrupted)) this.progress({ kind: "failed", error, dropped });
         if (dropped) {
           log.warn(`rejoin request dropped: ${error}`);
           this.rejoinRequest = null;

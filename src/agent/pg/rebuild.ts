@@ -31,6 +31,10 @@ export class Rebuilder {
   private connectFailing: ConnectEpisode | null = null;
   /** Stops the copy of the clone under way (restore or pg_basebackup), or null when none runs. */
   private copying: AbortController | null = null;
+  /** A clone task runs (its preparation, the stop, the copy, the swap and start). */
+  private inClone = false;
+  /** Why a vote asked this clone task to give way before its copy began (it then does not begin), or null. */
+  private interrupted: string | null = null;
 
   /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
   constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
@@ -52,11 +56,15 @@ export class Rebuilder {
 
   /** `fn`, with the progress note cleared when it fails (the error is reported, not a step in progress). */
   private async noting(fn: () => Promise<void>): Promise<void> {
+    this.interrupted = null; // a clone task begins: only a vote from now on stops its copy
+    this.inClone = true;
     try {
       await fn();
     } catch (e) {
       this.h.note = "";
       throw e instanceof BasebackupError && e.noRoom ? new NoRoomError(e.message) : e;
+    } finally {
+      this.inClone = false;
     }
   }
 
@@ -75,6 +83,7 @@ export class Rebuilder {
     const target = cloneDirFor(h.node.dataDir);
     h.note = "removing previous data directories and unfinished clones";
     this.noted();
+    await this.passes; // an interrupted clone's removal in the background ends first
     await removeUnfinishedClone(target, h.log);
     await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), { sparePrimaries: true });
     const room = this.refuseWhileShort();
@@ -94,7 +103,13 @@ export class Rebuilder {
    * are not stopped: the detach waits for them).
    */
   interruptCopy(why: string): boolean {
-    if (!this.copying || this.copying.signal.aborted) return false;
+    if (!this.inClone) return false;
+    // Before the copy (preparing, stopping the server): it does not begin.
+    if (!this.copying) {
+      this.interrupted ??= why;
+      return true;
+    }
+    if (this.copying.signal.aborted) return false;
     this.h.log.warn(`stopping the clone under way: ${why} (the copy is taken again afterwards)`);
     this.copying.abort(why);
     return true;
@@ -106,11 +121,20 @@ export class Rebuilder {
     if (!s) throw new Error("no replication credentials");
     this.progress({ kind: "rebuild", how: "clone" });
     const target = cloneDirFor(h.node.dataDir);
+    if (this.interrupted) {
+      h.log.warn(`not starting the clone's copy: ${this.interrupted} (taken afterwards)`);
+      throw new CopyInterrupted(`clone not started: ${this.interrupted}`);
+    }
     const copy = new AbortController();
     this.copying = copy;
     let how: string;
     try {
       how = await this.copy(from, target, room, copy.signal);
+    } catch (e) {
+      // The unfinished copy goes in the background (as large as the database: the executor is
+      // for the vote now); the next clone's preparation waits for that pass.
+      if (e instanceof CopyInterrupted) void this.removePass(() => removeUnfinishedClone(target, h.log), "removing the interrupted clone");
+      throw e;
     } finally {
       this.copying = null;
     }
@@ -215,10 +239,12 @@ export class Rebuilder {
   /** The data directories swaps moved aside beyond the newest `keep` removed (basebackup.ts removeOldCopies). Never fails. */
   private pruneOldCopies(keep: number, o: { newest?: string | null; sparePrimaries?: boolean }): Promise<void> {
     const h = this.h;
-    this.passes = this.passes.then(() => removeOldCopies(h.node.dataDir, keep, h.log, o)).then(
-      () => undefined,
-      (e: Error) => h.log.error(`removing previous data directories (rejoin.keep_old = ${h.cfg.rejoin.keep_old}): ${e.message} (left for the next pass)`),
-    );
+    return this.removePass(() => removeOldCopies(h.node.dataDir, keep, h.log, o), `removing previous data directories (rejoin.keep_old = ${h.cfg.rejoin.keep_old})`);
+  }
+
+  /** One removal pass after those queued before it. Never fails (logged; left for the next pass). */
+  private removePass(fn: () => Promise<unknown>, what: string): Promise<void> {
+    this.passes = this.passes.then(fn).then(() => undefined, (e: Error) => this.h.log.error(`${what}: ${e.message} (left for the next pass)`));
     return this.passes;
   }
 

@@ -107,7 +107,6 @@ export class MonitorRound {
     // pg_control is read (a pg_controldata process) only when the server does not answer: a running
     // server reports the same facts through the probe, every round.
     let info = await inspectDataDir(h.node.dataDir, { ...h.node, control: false });
-    await h.repoDown.maintain().catch((e: Error) => h.log.warn(`the repository host's flag for restore_command: ${e.message}`));
     const watched = ctx.leadership();
     // The leader watches whether its server can work (a fresh connection and a heartbeat commit
     // beside the probe, every step under a deadline): the decision below never waits without bound.
@@ -176,6 +175,8 @@ export class MonitorRound {
     this.lastUp = p.up;
     h.fencer.settle(lead.term, { leading: lead.leading, acquiringLease: lead.acquiringLease, primaryRunning: h.wasPrimary });
     x.observed(p.up && p.inRecovery, streaming);
+    // Beside the round (backup/repo-down.ts): a standby not streaming runs restore_command.
+    h.repoDown.maintain(p.up && p.inRecovery && !streaming);
     const rejoin = x.rejoin(lead);
     const decision = decideHa({
       witness: false, leading: lead.leading, acquiringLease: lead.acquiringLease,
