@@ -53,14 +53,20 @@ function iniValue(k: string, v: string | number): string {
 
 /**
  * restore_command with a repository host: `get` unless the agent found that host silent (repo-down.ts),
- * and stopped as soon as it does, polled every 100 ms beside it. A failure of any kind exits 1, which
- * PostgreSQL takes as "not in the archive" (a signal, or a status above 125, would end its startup
- * process): the flag there at the start, or arriving while the call waits on the host (pgBackRest's
- * 2 x io-timeout, 20 s, for a refused connection, longer for a silent one).
+ * and stopped as soon as it does: a watcher beside it looks for the file every 100 ms while the shell
+ * waits for `get` in the foreground (no delay added to a call that returns). A failure of any kind
+ * exits 1, which PostgreSQL takes as "not in the archive" (a signal, or a status above 125, would end
+ * its startup process): the flag there at the start, or arriving while the call waits on the host
+ * (pgBackRest's 2 x io-timeout, 20 s, for a refused connection, longer for a silent one). `get` runs
+ * in the background with SIGINT and SIGQUIT back to their defaults (a shell starts background
+ * commands with both ignored): PostgreSQL's immediate stop (SIGQUIT to the process group) ends it
+ * with the shell, as when it ran in the foreground.
  */
 export function flagged(get: string, flag: string): string {
   const f = shellWord(flag);
-  return `test ! -e ${f} || exit 1; ${get} & p=$!; while kill -0 $p 2>/dev/null; do if [ -e ${f} ]; then kill $p; fi; sleep 0.1; done; wait $p || exit 1`;
+  return `test ! -e ${f} || exit 1; env --default-signal=INT,QUIT ${get} & p=$!; ` +
+    `(while kill -0 $p 2>/dev/null; do if [ -e ${f} ]; then kill $p; fi; sleep 0.1; done) & w=$!; ` +
+    `wait $p; r=$?; kill $w 2>/dev/null; [ $r -eq 0 ] || exit 1`;
 }
 
 /** The file whose presence says the repository host does not answer (<data_dir>.pgbackrest/repo-down; repo-down.ts). */

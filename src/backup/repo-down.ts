@@ -29,6 +29,9 @@ export class RepoDownFlag {
   /** A look started by maintain() runs; when the last one began. */
   private looking = false;
   private lookedAt = 0;
+  /** Looks begun, and the latest begun whose answer was written. */
+  private started = 0;
+  private written = 0;
   /** What was last said in the log: true down, false answers, null nothing yet. */
   private said: boolean | null = null;
 
@@ -51,8 +54,13 @@ export class RepoDownFlag {
    * failure to write the file is logged, not thrown: the answer still counts.
    */
   async check(): Promise<boolean> {
+    const seq = ++this.started;
     const down = await this.silent();
-    if (this.applies) await this.set(down);
+    // A look that began before the last one written says less: it is not written over it.
+    if (this.applies && seq > this.written) {
+      this.written = seq;
+      await this.set(down);
+    }
     return down;
   }
 
@@ -61,7 +69,7 @@ export class RepoDownFlag {
    * answers), and, at most every LOOK_MS, while this node is a standby that does not stream (it runs
    * restore_command then: after a timeline switch, to catch up, when its primary is gone).
    */
-  maintain(usesArchive: boolean, now = Date.now()): void {
+  maintain(usesArchive: boolean, now: number): void {
     if (!this.applies || this.looking) return;
     const flagged = existsSync(repoDownFlag(backrestPaths(this.cfg)));
     if (!flagged && !(usesArchive && now - this.lookedAt >= LOOK_MS)) return;

@@ -105,7 +105,8 @@ describe("repo-cert", () => {
     expect(s.archiveMode).toBe("always");
     expect(s.archiveCommand).toBe(`'/usr/local/bin/pgherd' backup wal-push '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
     const get = `'/usr/bin/pgbackrest' '--config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' archive-get %f "%p"`;
-    expect(s.restoreCommand).toBe(`test ! -e '/srv/pg.pgbackrest/repo-down' || exit 1; ${get} & p=$!; while kill -0 $p 2>/dev/null; do if [ -e '/srv/pg.pgbackrest/repo-down' ]; then kill $p; fi; sleep 0.1; done; wait $p || exit 1`);
+    const f = "'/srv/pg.pgbackrest/repo-down'";
+    expect(s.restoreCommand).toBe(`test ! -e ${f} || exit 1; env --default-signal=INT,QUIT ${get} & p=$!; (while kill -0 $p 2>/dev/null; do if [ -e ${f} ]; then kill $p; fi; sleep 0.1; done) & w=$!; wait $p; r=$?; kill $w 2>/dev/null; [ $r -eq 0 ] || exit 1`);
     expect(archiveSettings(p, ["/usr/local/bin/pgherd"], { host: false, path: "/srv/repo" }).restoreCommand).toBe(get);
     // without one, every node pushes (--direct), one at a time (--lock in the shared repository); under `bun src/main.ts` the argv is bun and the entry file
     expect(archiveSettings(p, ["/usr/bin/bun", "/src/main.ts"], { host: false, path: "/srv/repo" }).archiveCommand).toBe(`'/usr/bin/bun' '/src/main.ts' backup wal-push --direct '--lock=/srv/repo/pgherd-archive-push-main.lock' '--pgbackrest=/usr/bin/pgbackrest' '--pgbackrest-config=/srv/pg.pgbackrest/pgbackrest.conf' '--stanza=main' "%p"`);
@@ -124,6 +125,16 @@ describe("repo-cert", () => {
       expect(await up.exited).toBe(0);
       expect(await new Response(up.stdout).text()).toBe(`--config=${dir}/pgbackrest.conf --stanza=main archive-get 000000010000000000000003 pg_wal/RECOVERYXLOG\n`);
       expect(await run({ EXIT: "3" }).exited).toBe(1); // any failure: 1, "not in the archive" for PostgreSQL (above 125 would end its startup process)
+      // No delay added to a call that returns: ten quick calls take nowhere near ten watcher polls.
+      const t = performance.now();
+      for (let i = 0; i < 10; i++) expect(await run().exited).toBe(0);
+      expect(performance.now() - t).toBeLessThan(900);
+      // PostgreSQL's immediate stop: SIGQUIT to the process group ends the fetch with the shell.
+      const quit = Bun.spawn(["setsid", "/bin/sh", "-c", cmd], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", WAIT: "30" }, stdout: "pipe" });
+      const fetch = await waitForPid(() => Bun.spawnSync(["pgrep", "-f", `^/bin/sh ${bin} .*archive-get`]).stdout.toString().trim());
+      process.kill(-quit.pid, "SIGQUIT");
+      await quit.exited;
+      await waitForGone(fetch);
       // The file appears while the call waits on the host: stopped within a poll (100 ms), not after its 30 s.
       const slow = run({ WAIT: "30" });
       await Bun.sleep(300);
@@ -137,7 +148,7 @@ describe("repo-cert", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 20_000);
 
   test("a certificate of the cluster CA for the repository host, CN pgherd-pgbackrest, key 0600", async () => {
     const ca = createCa("main", Date.now());
@@ -160,3 +171,26 @@ describe("repo-cert", () => {
     }
   });
 });
+
+/** The first pid `find` prints, once it prints one. */
+async function waitForPid(find: () => string): Promise<number> {
+  for (let i = 0; i < 500; i++) {
+    const pid = Number(find().split("\n")[0]);
+    if (pid > 0) return pid;
+    await Bun.sleep(10);
+  }
+  throw new Error("the fetch did not start");
+}
+
+/** Until `pid` no longer runs (5 s at most: then it outlived its group's SIGQUIT). */
+async function waitForGone(pid: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await Bun.sleep(10);
+  }
+  throw new Error(`pid ${pid} outlived its process group's SIGQUIT`);
+}

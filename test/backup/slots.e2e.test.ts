@@ -29,8 +29,14 @@ interface Fx { c: PgCluster; recvHost: Host; dir: string; walDir: string; passfi
 async function start(): Promise<Fx> {
   const c = await PgCluster.create({ test: "backup-slots", tag: "bkslot" });
   try {
+    // [[slots.permanent]] changes when an agent restarts, and the primary's agent restarts in place
+    // (no handover): its PostgreSQL runs on only while the lease it held does, so the lease here
+    // outlasts a restart (0.9 s seen from SIGTERM to the new agent's lease). With the default 1 s the
+    // watchdog fenced the primary 11 ms after the new agent's lease (CI124, CI136), its consumer went
+    // with it, and the slot it held was dropped as one no longer in use.
+    const election = { lease_ms: 3000, timeout_ms: 4000 };
     for (let i = 0; i < 3; i++) {
-      await c.addNode({ postgres: { wal_level: "logical" }, extra: { api: { token: API_TOKEN }, slots: { permanent: SLOTS }, shutdown: { handover: false } } });
+      await c.addNode({ postgres: { wal_level: "logical" }, extra: { api: { token: API_TOKEN }, election, slots: { permanent: SLOTS }, shutdown: { handover: false } } });
     }
     await Promise.all(c.nodes.map((n) => n.start()));
     const h = await c.diagnose(() => c.waitHealthy(90_000));

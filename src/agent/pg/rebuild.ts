@@ -16,6 +16,7 @@ import { fsRoomFor } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
 import { basebackup, BasebackupError, cloneDirFor, swapProblem, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
+import { DETACH_BOUND_MS } from "./detach.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
 
@@ -25,6 +26,8 @@ import { type PgHost, splitAddr } from "./host.ts";
  */
 const CLONE_TIMEOUT_MS = 7 * 24 * 3600_000;
 const CLONE_STALL_MS = 30 * 60_000;
+/** A vote this recent (its detach waits at most this long: detach.ts DETACH_BOUND_MS) stops a clone task that begins meanwhile. */
+const VOTE_HOLD_MS = DETACH_BOUND_MS;
 
 export class Rebuilder {
   /** pg_rewind's connection failures without a break (core/rewind-retry.ts), or null. */
@@ -35,6 +38,8 @@ export class Rebuilder {
   private inClone = false;
   /** Why a vote asked this clone task to give way before its copy began (it then does not begin), or null. */
   private interrupted: string | null = null;
+  /** The last vote that asked for the executor, and when. */
+  private vote: { at: number; why: string } | null = null;
 
   /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
   constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
@@ -44,6 +49,7 @@ export class Rebuilder {
     return this.noting(async () => {
       // Room first, while the server still runs: a clone that cannot fit leaves it running.
       const room = await this.prepare();
+      this.throwIfInterrupted(); // a vote came meanwhile: the server stays up, nothing is copied
       await this.h.stopServer("fast", 60);
       await this.cloneOnce(from, room);
     });
@@ -56,7 +62,9 @@ export class Rebuilder {
 
   /** `fn`, with the progress note cleared when it fails (the error is reported, not a step in progress). */
   private async noting(fn: () => Promise<void>): Promise<void> {
-    this.interrupted = null; // a clone task begins: only a vote from now on stops its copy
+    // A vote just before this task began (its detach is queued behind it) counts too.
+    const now = this.h.clock.now();
+    this.interrupted = this.vote && now - this.vote.at < VOTE_HOLD_MS ? this.vote.why : null;
     this.inClone = true;
     try {
       await fn();
@@ -83,7 +91,7 @@ export class Rebuilder {
     const target = cloneDirFor(h.node.dataDir);
     h.note = "removing previous data directories and unfinished clones";
     this.noted();
-    await this.passes; // an interrupted clone's removal in the background ends first
+    await this.passesDone(); // an interrupted clone's removal in the background ends first
     await removeUnfinishedClone(target, h.log);
     await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), { sparePrimaries: true });
     const room = this.refuseWhileShort();
@@ -99,10 +107,12 @@ export class Rebuilder {
    * the detach within its bound. A clone or restore can take hours, and while it held the executor
    * this node refused every vote: in a three-node cluster no failover until it ended. Nothing of the
    * copy is in use yet (the data directory is swapped only after it): the next clone starts afresh,
-   * from whichever primary leads then. False when no copy runs (the swap and start that follow a copy
-   * are not stopped: the detach waits for them).
+   * from whichever primary leads then. A clone task that has not begun its copy (or is about to
+   * begin: a vote up to VOTE_HOLD_MS before it) does not begin it. The swap and start that follow a
+   * copy are not stopped: the detach waits for them. True when a clone task was told.
    */
   interruptCopy(why: string): boolean {
+    this.vote = { at: this.h.clock.now(), why };
     if (!this.inClone) return false;
     // Before the copy (preparing, stopping the server): it does not begin.
     if (!this.copying) {
@@ -115,16 +125,30 @@ export class Rebuilder {
     return true;
   }
 
+  /** A vote asked this clone task to give way before its copy began: it ends here. */
+  private throwIfInterrupted(): void {
+    if (!this.interrupted) return;
+    this.h.log.warn(`not starting the clone's copy: ${this.interrupted} (taken afterwards)`);
+    throw new CopyInterrupted(`clone not started: ${this.interrupted}`);
+  }
+
+  /** The removal passes queued before, unless a vote asks for the executor meanwhile. */
+  private async passesDone(): Promise<void> {
+    let done = false;
+    void this.passes.then(() => (done = true));
+    while (!done) {
+      this.throwIfInterrupted();
+      await this.h.clock.sleep(50);
+    }
+  }
+
   private async cloneOnce(from: string, room: FsRoom): Promise<void> {
     const h = this.h;
     const s = h.ctx.secrets();
     if (!s) throw new Error("no replication credentials");
     this.progress({ kind: "rebuild", how: "clone" });
     const target = cloneDirFor(h.node.dataDir);
-    if (this.interrupted) {
-      h.log.warn(`not starting the clone's copy: ${this.interrupted} (taken afterwards)`);
-      throw new CopyInterrupted(`clone not started: ${this.interrupted}`);
-    }
+    this.throwIfInterrupted();
     const copy = new AbortController();
     this.copying = copy;
     let how: string;

@@ -16,7 +16,7 @@ import type { PgHost } from "./host.ts";
 import { highestRealHistory } from "../../postgres/timeline-files.ts";
 import { FRESH_DEADLINE_MS, LivenessWatch } from "./liveness.ts";
 import type { PrimaryStarter } from "./primary.ts";
-import type { Rebuilder } from "./rebuild.ts";
+import { CopyInterrupted, type Rebuilder } from "./rebuild.ts";
 import type { SlotKeeper } from "./slots.ts";
 import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
@@ -176,7 +176,7 @@ export class MonitorRound {
     h.fencer.settle(lead.term, { leading: lead.leading, acquiringLease: lead.acquiringLease, primaryRunning: h.wasPrimary });
     x.observed(p.up && p.inRecovery, streaming);
     // Beside the round (backup/repo-down.ts): a standby not streaming runs restore_command.
-    h.repoDown.maintain(p.up && p.inRecovery && !streaming);
+    h.repoDown.maintain(p.up && p.inRecovery && !streaming, clock.now());
     const rejoin = x.rejoin(lead);
     const decision = decideHa({
       witness: false, leading: lead.leading, acquiringLease: lead.acquiringLease,
@@ -225,6 +225,13 @@ export class MonitorRound {
       // A leader's stopped standby started without an upstream: the promotion follows at once.
       if (decision.kind === "start-primary" || (decision.kind === "start-standby" && decision.upstream === null)) x.again();
     } catch (e) {
+      if (e instanceof CopyInterrupted) {
+        // It gave way to a vote (rebuild.ts): not a failure; the next round takes the clone again.
+        h.log.warn(`${decision.kind} stopped for a vote: ${(e as Error).message}`);
+        x.failed(decision.kind, (e as Error).message, this.failures, e);
+        this.retryAt = clock.now() + 1000;
+        return;
+      }
       this.failures++;
       const backoff = Math.min(30_000, 1000 * 2 ** Math.min(this.failures - 1, 5));
       this.retryAt = clock.now() + backoff;
