@@ -9,9 +9,12 @@
 //
 // The agent looks at the host (a TCP connection to its pgBackRest port) before a promotion, at a
 // fast stop, beside the rounds of a standby that does not stream (every 2 s at most), and while the
-// file exists (beside every round, until the host answers again): one
-// owner, the agent, writes and removes the file, one write at a time. A call under way when the file
-// appears is stopped too (pgbackrest.ts flagged).
+// file exists (beside every round, until the host answers again). One look that gets no answer sets
+// the file before a promotion and at a fast stop (they cannot wait); beside the rounds it takes two
+// in a row, so one lost SYN or the repository server's own restart does not stop an archive-get that
+// pgBackRest's retries would ride out. One owner, the agent, writes and removes the file, one write
+// at a time, and removes it when it stops (without the agent nobody looks again). A call under way
+// when the file appears is stopped too (pgbackrest.ts flagged).
 import { existsSync } from "node:fs";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
@@ -34,6 +37,10 @@ export class RepoDownFlag {
   private written = 0;
   /** What was last said in the log: true down, false answers, null nothing yet. */
   private said: boolean | null = null;
+  /** Looks in a row that got no answer. */
+  private misses = 0;
+  /** The agent stops: the file is removed and never written again. */
+  private closed = false;
 
   constructor(private readonly cfg: Config, private readonly log: Logger) {}
 
@@ -53,11 +60,14 @@ export class RepoDownFlag {
    * Before a promotion (primary.ts): the promotion's restore_command calls then fail at once. A
    * failure to write the file is logged, not thrown: the answer still counts.
    */
-  async check(): Promise<boolean> {
+  async check(o: { confirm?: boolean } = {}): Promise<boolean> {
     const seq = ++this.started;
     const down = await this.silent();
+    this.misses = down ? this.misses + 1 : 0;
+    // With `confirm`, a first miss writes nothing (the file stays as it is).
+    const tentative = down && o.confirm === true && this.misses < 2;
     // A look that began before the last one written says less: it is not written over it.
-    if (this.applies && seq > this.written) {
+    if (this.applies && !this.closed && !tentative && seq > this.written) {
       this.written = seq;
       await this.set(down);
     }
@@ -75,19 +85,30 @@ export class RepoDownFlag {
     if (!flagged && !(usesArchive && now - this.lookedAt >= LOOK_MS)) return;
     this.looking = true;
     this.lookedAt = now;
-    void this.check().finally(() => (this.looking = false));
+    void this.check({ confirm: true }).finally(() => (this.looking = false));
   }
 
-  private set(down: boolean): Promise<void> {
-    this.writing = this.writing.then(() => this.write(down)).catch((e: Error) => this.log.warn(`the repository host's flag for restore_command: ${e.message}`));
+  /**
+   * The agent stops: remove the file after any write under way, and write it no more. Without the
+   * agent nobody looks at the host again, and restore_command would skip the archive for good.
+   */
+  close(): Promise<void> {
+    if (!this.applies || this.closed) return this.writing;
+    this.closed = true;
+    return this.set(false, true);
+  }
+
+  private set(down: boolean, closing = false): Promise<void> {
+    this.writing = this.writing.then(() => this.write(down, closing)).catch((e: Error) => this.log.warn(`the repository host's flag for restore_command: ${e.message}`));
     return this.writing;
   }
 
   /** The file as `down` says, compared with the file itself (never a cached belief). */
-  private async write(down: boolean): Promise<void> {
+  private async write(down: boolean, closing: boolean): Promise<void> {
     const b = this.cfg.backup;
     const p = backrestPaths(this.cfg);
     const there = existsSync(repoDownFlag(p));
+    if (closing && there) this.log.info(`stopping: removing ${repoDownFlag(p)} (restore_command runs archive-get again; nobody looks at the repository host until the agent runs)`);
     if (there !== down) {
       const u = await lookupOsUser(this.cfg.postgres.os_user);
       const owner = { uid: u.uid, gid: u.gid };
@@ -99,6 +120,7 @@ export class RepoDownFlag {
         await d.close();
       }
     }
+    if (closing) return;
     if (down && this.said !== true) this.log.warn(`the repository host ${b.repo_host}:${b.repo_host_port} does not answer: restore_command fails at once until it does (${repoDownFlag(p)})`);
     else if (!down && this.said === true) this.log.info(`the repository host ${b.repo_host}:${b.repo_host_port} answers again: restore_command runs archive-get again`);
     this.said = down;

@@ -10,7 +10,8 @@ export function leftoverProcesses(dataDir: string): number[] {
 
 /** Processes whose working directory is `dataDir` and whose command line (NUL-separated) `match` accepts. */
 export function processesIn(dataDir: string, match: (cmdline: string, pid: number) => boolean): number[] {
-  const want = resolve(dataDir);
+  // /proc/<pid>/cwd names the directory with every symlink resolved: compare with the real path.
+  const want = realPath(dataDir);
   const out: number[] = [];
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -22,6 +23,14 @@ export function processesIn(dataDir: string, match: (cmdline: string, pid: numbe
     }
   }
   return out;
+}
+
+function realPath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolve(p);
+  }
 }
 
 /** Dead or a zombie: a killed postmaster lingers as a zombie until init reaps it, and PostgreSQL's

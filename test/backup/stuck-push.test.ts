@@ -2,7 +2,7 @@
 // and command line (real processes), ended with SIGTERM; others are left alone.
 import { expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { archivePushProcesses, endArchivePushes } from "../../src/backup/stuck-push.ts";
@@ -36,5 +36,26 @@ test("the pushes running in the data directory are ended; a push elsewhere and a
     for (const p of [walPush, archivePush, elsewhere, unrelated]) p.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
     rmSync(other, { recursive: true, force: true });
+  }
+});
+
+test("a data_dir named through a symlink: its pushes are found all the same (/proc names the real directory)", async () => {
+  const base = mkdtempSync(join(tmpdir(), "pgherd-push-"));
+  const real = join(base, "real");
+  const link = join(base, "pgdata");
+  mkdirSync(real);
+  symlinkSync(real, link);
+  const walPush = spawn(process.execPath, ["-e", HOLD, "pgherd", "backup", "wal-push", "pg_wal/000000010000000000000003"], { cwd: link });
+  try {
+    for (;;) { // until it runs (spawn returns before the exec)
+      if (archivePushProcesses(link).includes(walPush.pid!)) break;
+      await Bun.sleep(10);
+    }
+    const gone = exited(walPush);
+    expect(endArchivePushes(link)).toBe(1);
+    expect(await gone).toBe("SIGTERM");
+  } finally {
+    walPush.kill("SIGKILL");
+    rmSync(base, { recursive: true, force: true });
   }
 });

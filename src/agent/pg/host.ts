@@ -141,6 +141,7 @@ export class PgHost {
 
   async close(): Promise<void> {
     await this.db?.close().catch(() => undefined);
+    await this.repoDown.close();
   }
 
   withKnownTli(pos: Position, standby: boolean): Position {
