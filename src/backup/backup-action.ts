@@ -23,6 +23,12 @@ export type BackupRequest = Extract<ActionRequest, { kind: "backup" }>;
 export const BACKUP_TIMEOUT_MS = 24 * 3600_000;
 
 let busy = false;
+/**
+ * The backup this leader has under way: one at a time for the whole cluster as far as the leader
+ * decides (a scheduled one and `pgherd backup` at once would otherwise run on two members, and two
+ * backups of one stanza on two hosts do not see each other's pgBackRest locks).
+ */
+let leading: { where: string; type: BackupType; since: Date } | null = null;
 
 /** What a standby's backup needs to know about this primary (its pgBackRest TLS server and server settings). */
 export function primaryFacts(cfg: Config): PrimaryFacts {
@@ -40,22 +46,31 @@ export async function leadBackup(h: ActionHost, req: BackupRequest, log: Logger)
   const me = h.myReport();
   if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} leads but its PostgreSQL is not a running primary: try again`);
   const type = req.type ?? "incr";
+  if (leading) return fail(409, `a ${leading.type} backup is already under way on ${leading.where} (since ${leading.since.toISOString()}): one backup at a time`);
   const site = chooseBackupSite({ primary: me, primaryId: h.nodeId, candidates: h.candidates(), maxLagBytes: h.maxLagBytes, fromStandby: cfg.backup.from_standby });
   let r: ActionResult;
-  let where: string;
-  if (site.on === "standby") {
-    log.info(`${type} backup: on standby ${site.name} (replay lag ${site.lagBytes} bytes)`);
-    where = `standby ${site.name}`;
-    r = await h.askNode(site.id, { kind: "backup", type, run: { primary: primaryFacts(cfg), leader: h.nodeName } }, BACKUP_TIMEOUT_MS);
-    if (!r.ok && r.status !== 409) {
-      log.warn(`${type} backup on standby ${site.name} failed (${r.message}): taking it on the primary`);
-      where = `primary ${h.nodeName} (standby ${site.name} failed: ${r.message})`;
+  let where = site.on === "standby" ? `standby ${site.name}` : `primary ${h.nodeName} (${site.reason})`;
+  const mine = { where: site.on === "standby" ? `standby ${site.name}` : `primary ${h.nodeName}`, type, since: new Date() };
+  leading = mine;
+  try {
+    if (site.on === "standby") {
+      log.info(`${type} backup: on standby ${site.name} (replay lag ${site.lagBytes} bytes)`);
+      r = await h.askNode(site.id, { kind: "backup", type, run: { primary: primaryFacts(cfg), leader: h.nodeName } }, BACKUP_TIMEOUT_MS);
+      // On the primary instead only when the standby's backup is known not to run: refused before
+      // it began, or failed (its pgbackrest exited). A 409 is a backup the standby already runs;
+      // without an answer (504) it may still run.
+      if (!r.ok && r.status !== 409 && r.status !== 504) {
+        log.warn(`${type} backup on standby ${site.name} failed (${r.message}): taking it on the primary`);
+        where = `primary ${h.nodeName} (standby ${site.name} failed: ${r.message})`;
+        mine.where = `primary ${h.nodeName}`;
+        r = await runBackupHere(h, { kind: "backup", type, run: { primary: null, leader: h.nodeName } }, log);
+      }
+    } else {
+      log.info(`${type} backup: on the primary, ${site.reason}`);
       r = await runBackupHere(h, { kind: "backup", type, run: { primary: null, leader: h.nodeName } }, log);
     }
-  } else {
-    log.info(`${type} backup: on the primary, ${site.reason}`);
-    where = `primary ${h.nodeName} (${site.reason})`;
-    r = await runBackupHere(h, { kind: "backup", type, run: { primary: null, leader: h.nodeName } }, log);
+  } finally {
+    leading = null;
   }
   // An answer over the mesh carries status and message only: the backup is read back from the message.
   const b = (r.detail as BackupInfo | undefined) ?? (r.ok ? (fromMessage(r.message) ?? await newestBackup(cfg, log)) : undefined);

@@ -217,7 +217,15 @@ describeCluster("backup: archiving that follows the primary", {
     const mark = logMark(h.primary);
     const t0 = performance.now();
     // Asked on a standby: its agent hands it to the leader, which picks the standby that runs it.
-    const r = await pgherdCli(h.standbys[0]!, ["backup", "--type", "full"]);
+    const running = pgherdCli(h.standbys[0]!, ["backup", "--type", "full"]);
+    // A second one asked while it runs is refused, not taken beside it on another member (below:
+    // no other node's pgBackRest began a backup).
+    await waitFor(() => fx.c.nodes.some((n) => /backup command begin/.test(newLog(n))), { timeoutMs: 60_000, intervalMs: 20, what: "the full backup to begin" });
+    const second = await pgherdCli(h.primary, ["backup", "--type", "incr"]);
+    console.log(`a second pgherd backup while it runs: exit ${second.code}: ${(second.stdout + second.stderr).trim()}`);
+    expect(second.code).not.toBe(0);
+    expect(second.stdout + second.stderr).toMatch(/a full backup is already under way on standby \S+ \(since [^)]+\): one backup at a time/);
+    const r = await running;
     console.log(`pgherd backup --type full: exit ${r.code} after ${Math.round(performance.now() - t0)} ms: ${(r.stdout + r.stderr).trim()}`);
     expect(r.code).toBe(0);
     const listed = async () => JSON.parse((await pgherdCli(h.primary, ["backup", "ls", "--json"], 60_000)).stdout).backups as { label: string; type: string; node?: string; fromStandby?: boolean }[];
