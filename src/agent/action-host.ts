@@ -2,6 +2,7 @@
 // the leader keeps, the PostgreSQL loop's controls, and requests to the leader or a target.
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import * as F from "../core/cluster-facts.ts";
+import type { ClusterView } from "../core/cluster-view.ts";
 import type { Position } from "../core/position.ts";
 import type { Config } from "../config/schema.ts";
 import type { Mesh } from "../net/mesh.ts";
@@ -24,6 +25,7 @@ export interface ActionHostDeps {
   mesh: Mesh;
   loop(): LoopControl | null;
   facts(): F.FactsSnapshot;
+  localView(): ClusterView;
   /** Flags changed on the leader: tell every node now (and the loop when it must act). */
   flagsChanged(kickLoop: boolean): void;
   record(e: Omit<HistoryEntry, "id" | "at">): void;
@@ -62,6 +64,7 @@ export class AgentActionHost implements ActionHost {
 
   candidates() { return F.candidates(this.d.facts()); }
   myReport(): PgReport | null { return this.d.facts().self.report; }
+  clusterView(): ClusterView { return this.d.localView(); }
   reportOf(id: string): PgReport | null { return F.freshReport(this.d.facts(), id); }
   nameOf(id: string): string { return F.nameOf(this.d.facts(), id); }
   isConnected(id: string): boolean { return this.d.mesh.connected().includes(id); }

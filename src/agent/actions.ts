@@ -7,9 +7,10 @@ import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { HistoryEntry } from "./history.ts";
 import type { ScheduledSwitchover } from "./flags.ts";
-import { isNodeOp, runNodeOp } from "./restart-actions.ts";
+import { isNodeOp, leadNodeRestart, NODE_OP_TIMEOUT_MS, runNodeOp } from "./restart-actions.ts";
 import { BACKUP_TIMEOUT_MS, leadBackup, runBackupHere } from "../backup/backup-action.ts";
 import type { DynamicChange } from "../config/dynamic.ts";
+import type { ClusterView } from "../core/cluster-view.ts";
 
 export interface ActionHost {
   readonly nodeId: string;
@@ -44,6 +45,8 @@ export interface ActionHost {
     reloadServer(configNote: string): Promise<{ ok: boolean; message: string }>;
   };
   maxLagBytes: number;
+  /** This agent's own view of the cluster (the leader's, on the leader). */
+  clusterView(): ClusterView;
   /** Leader: a change of the cluster-wide configuration (src/agent/dynamic-config.ts). */
   changeConfig(change: DynamicChange): Promise<ActionResult>;
   /** The switchover scheduled through the leader (kept by every node), and setting it (leader only). */
@@ -74,7 +77,15 @@ export class ActionRunner {
     switch (req.kind) {
       case "rejoin": return this.rejoin(req.forceClone ?? false);
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
-      case "node-restart": case "node-reload": return runNodeOp(this.h, req);
+      case "node-reload": return runNodeOp(this.h, req);
+      case "node-restart": {
+        if (req.granted) return no(400, "node-restart: granted is set by the leader only");
+        if (req.force) return runNodeOp(this.h, req);
+        const e = this.h.electionState();
+        if (e.leader === this.h.nodeId) return leadNodeRestart(this.h, req);
+        if (!e.leader) return no(503, "no leader at the moment to grant the restart: try again, or force it (never more than one node down is then not checked)");
+        return this.h.forwardToLeader({ ...req, node: req.node ?? this.h.nodeId }, NODE_OP_TIMEOUT_MS);
+      }
       default: {
         if (req.kind === "backup" && req.run) return no(400, "backup: run is set by the leader only");
         const e = this.h.electionState();
@@ -87,6 +98,9 @@ export class ActionRunner {
 
   /** Requests forwarded by other agents (and our own when we lead). */
   async runAsLeader(req: ActionRequest): Promise<ActionResult> {
+    // A restart asked of this node as the leader (not yet granted) is checked here first; a granted
+    // one, or one an agent of an earlier version forwarded, runs as asked.
+    if (req.kind === "node-restart" && !req.granted && !req.force && this.h.electionState().leader === this.h.nodeId) return leadNodeRestart(this.h, req);
     if (isNodeOp(req)) return runNodeOp(this.h, req); // a member's own restart/reload, carried here over the mesh
     if (req.kind === "backup" && req.run) return runBackupHere(this.h, req, this.log); // the leader chose this member
     const e = this.h.electionState();

@@ -146,7 +146,7 @@ export class Agent implements ClusterContext {
     }));
     this.host = new AgentActionHost({
       cfg, nodeId: this.nodeId, consensus: this.consensus, flags: this.flags, dynamic: this.dynamic, mesh: this.mesh, loop: () => this.loop,
-      facts: () => this.facts(), record: (e) => this.record(e),
+      facts: () => this.facts(), localView: () => this.localView(), record: (e) => this.record(e),
       flagsChanged: (kick) => {
         this.broadcastState(this.ownReport);
         if (kick) this.loop?.kick();

@@ -1,7 +1,10 @@
 // `pgherd restart` and `pgherd reload`, one member at a time: the API hands the request to the
-// local agent, which carries it over the mesh to the member named (or runs it here). The order of
-// a rolling restart is core/restart-plan.ts's, run by the CLI (src/cli/cmd-restart.ts).
+// local agent, which carries it over the mesh to the member named (or runs it here). A restart goes
+// through the leader first, which grants one at a time and only while every other database member
+// is healthy (core/restart-plan.ts restartRefusal); `force` skips the leader. The order of a
+// rolling restart is core/restart-plan.ts's, run by the CLI (src/cli/cmd-restart.ts).
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import { restartMember, restartRefusal } from "../core/restart-plan.ts";
 import { describePlan } from "../ops/reload-plan.ts";
 import { reloadConfigNow } from "../ops/reload.ts";
 import type { ActionHost } from "./actions.ts";
@@ -9,9 +12,35 @@ import type { ActionHost } from "./actions.ts";
 export type NodeOpRequest = Extract<ActionRequest, { kind: "node-restart" | "node-reload" }>;
 
 /** A restart waits for the serial executor (a round, at most a switchover's stop) and pg_ctl's own bounds. */
-const NODE_OP_TIMEOUT_MS = 180_000;
+export const NODE_OP_TIMEOUT_MS = 180_000;
 
 export const isNodeOp = (req: ActionRequest): req is NodeOpRequest => req.kind === "node-restart" || req.kind === "node-reload";
+
+/** How long the leader waits for its view to show the other members healthy (a report behind the member's own) before it refuses. */
+const HEALTHY_WAIT_MS = 5_000;
+
+/** The restart this leader granted and waits for (one at a time). */
+let granted: string | null = null;
+
+/** On the leader: grant one member's restart when the rule allows it, and hand it to that member. */
+export async function leadNodeRestart(h: ActionHost, req: Extract<NodeOpRequest, { kind: "node-restart" }>): Promise<ActionResult> {
+  const ref = req.node ?? h.nodeId;
+  const target = h.candidates().find((c) => c.id === ref || c.name === ref);
+  if (!target) return { status: 404, ok: false, message: `no member named ${ref}` };
+  let refusal: string | null = null;
+  for (const until = h.wallNow() + HEALTHY_WAIT_MS; ;) {
+    refusal = restartRefusal(h.clusterView().members.map(restartMember), target.name, granted);
+    if (refusal === null || granted !== null || h.wallNow() >= until) break;
+    await h.sleep(200);
+  }
+  if (refusal !== null) return { status: 409, ok: false, message: `${h.nodeName} (leader): restart of ${target.name} refused: ${refusal}` };
+  granted = target.name;
+  try {
+    return await runNodeOp(h, { kind: "node-restart", node: target.id, granted: true });
+  } finally {
+    granted = null;
+  }
+}
 
 export async function runNodeOp(h: ActionHost, req: NodeOpRequest): Promise<ActionResult> {
   const target = req.node ? h.candidates().find((c) => c.id === req.node || c.name === req.node) : null;

@@ -25,8 +25,12 @@ export const ActionRequestSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("member-approve"), node: memberRef }),
   /** `pgherd member remove NODE`: a voter (alive or dead) leaves the voter set; an approval is withdrawn. */
   z.strictObject({ kind: z.literal("member-remove"), node: memberRef }),
-  /** `pgherd restart`: a fast restart of one member's PostgreSQL (absent: this node's), over the mesh to it (src/agent/restart-actions.ts). */
-  z.strictObject({ kind: z.literal("node-restart"), node: memberRef.optional() }),
+  /**
+   * `pgherd restart`: a fast restart of one member's PostgreSQL (absent: this node's), through the
+   * leader (never more than one node down; `force` goes straight to the member), over the mesh to
+   * it (src/agent/restart-actions.ts). `granted` is set by the leader only.
+   */
+  z.strictObject({ kind: z.literal("node-restart"), node: memberRef.optional(), force: z.boolean().optional(), granted: z.literal(true).optional() }),
   /** `pgherd reload`: one member's agent re-reads its pgherd.toml and reloads its PostgreSQL. */
   z.strictObject({ kind: z.literal("node-reload"), node: memberRef.optional() }),
   /** `pgherd consensus migrate --to etcd|builtin`: run by the leader (src/agent/migrate-driver.ts). */

@@ -3,8 +3,8 @@
 // pure plan's (core/restart-plan.ts) from the leader's view, this command only carries it out:
 // one member's fast restart (POST /node/restart, run by that member's agent) or a switchover.
 import { defineCommand } from "citty";
-import type { ClusterView, MemberRow } from "../core/cluster-view.ts";
-import { chooseTargets, planRestart, syncNeeded, type RestartMember, type RestartStep } from "../core/restart-plan.ts";
+import type { ClusterView } from "../core/cluster-view.ts";
+import { chooseTargets, planRestart, restartMember, syncNeeded, type RestartStep } from "../core/restart-plan.ts";
 import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, winnerOf } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 
@@ -13,13 +13,6 @@ const common = { ...apiArgs, ...tokenArg } as const;
 async function leaderView(base: string): Promise<ClusterView> {
   const r = (await getJson(base, "/cluster")) as { source: string; view: ClusterView };
   return r.view;
-}
-
-/** A member as the plan sees it: witnesses are "other"; a database member not a running primary counts as a standby (healthy only while streaming). */
-export function restartMember(m: MemberRow): RestartMember {
-  const role = m.role === "witness" ? "other" : m.role === "primary" ? "primary" : "standby";
-  const healthy = role === "primary" ? m.state === "running" : role === "standby" ? m.state === "streaming" : true;
-  return { name: m.name, role, healthy, state: `${m.role}, ${m.state}`, pending: m.pendingRestart ?? [], ordered: m.ordered ?? [], missingSlotCopies: m.missingSlotCopies ?? [], promotable: m.promotable !== false };
 }
 
 export const reloadCommand = (ctx: CliContext) =>

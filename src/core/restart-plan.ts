@@ -7,6 +7,7 @@
 // standby through WAL (its pg_control). So an increase reaches the standbys first, a decrease the
 // primary first; the rules below check the values themselves, which covers both.
 import { z } from "zod";
+import type { MemberRow } from "./cluster-view.ts";
 import { majority } from "./quorum.ts";
 
 /** Settings a standby must run at least as high as its primary (PostgreSQL's hot-standby check). */
@@ -79,6 +80,26 @@ export type RestartStep =
   | { kind: "wait"; reason: string }
   | { kind: "blocked"; reason: string }
   | { kind: "done" };
+
+/** A member as the plan sees it: witnesses are "other"; a database member not a running primary counts as a standby (healthy only while streaming). */
+export function restartMember(m: MemberRow): RestartMember {
+  const role = m.role === "witness" ? "other" : m.role === "primary" ? "primary" : "standby";
+  const healthy = role === "primary" ? m.state === "running" : role === "standby" ? m.state === "streaming" : true;
+  return { name: m.name, role, healthy, state: `${m.role}, ${m.state}`, pending: m.pendingRestart ?? [], ordered: m.ordered ?? [], missingSlotCopies: m.missingSlotCopies ?? [], promotable: m.promotable !== false };
+}
+
+/**
+ * One member's restart asked of the leader (POST /node/restart): the rule "never more than one node
+ * down" holds for it too, so another restart under way or another database member not healthy
+ * refuses it; the member itself may be down (restarting it is how it comes back). null: allowed.
+ */
+export function restartRefusal(members: readonly RestartMember[], node: string, underWay: string | null): string | null {
+  if (underWay !== null) return `the restart of ${underWay} is under way: one node down at a time`;
+  if (!members.some((m) => m.name === node)) return `${node} is not in the leader's view of the cluster`;
+  const down = members.filter((m) => m.role !== "other" && m.name !== node && !m.healthy);
+  if (down.length === 0) return null;
+  return `${down.map((m) => `${m.name} is ${m.state}`).join(", ")}: restarting ${node} now would take a second node down (never more than one node down; force to restart it anyway)`;
+}
 
 /** k of the durability plan: synchronous standbys a commit needs with these voters (witnesses count). */
 export function syncNeeded(voters: number, async: boolean): number {

@@ -5,6 +5,8 @@ import { ActionRunner, type ActionHost } from "../../src/agent/actions.ts";
 import type { ScheduledSwitchover } from "../../src/agent/flags.ts";
 import type { HistoryEntry } from "../../src/agent/history.ts";
 import type { Candidate } from "../../src/core/switchover.ts";
+import type { ActionRequest, ActionResult } from "../../src/api/actions-contract.ts";
+import type { ClusterView, MemberRow } from "../../src/core/cluster-view.ts";
 import type { PgReport } from "../../src/core/report.ts";
 import { memoryLogger } from "../../src/log.ts";
 
@@ -52,7 +54,7 @@ class FakeHost implements ActionHost {
   myReport() { return report({ up: !this.primaryDown, inRecovery: this.promoted, position: { timeline: 1, lsn: "0/3000000" } }); }
   reportOf(id: string) { return id === "S" ? report({ inRecovery: !this.promoted }) : this.myReport(); }
   nameOf(id: string) { return id === "S" ? "n2" : id === "X" ? "n3" : "n1"; }
-  async forwardToLeader() { return { status: 500, ok: false, message: "not used" }; }
+  async forwardToLeader(_req: ActionRequest): Promise<ActionResult> { return { status: 500, ok: false, message: "not used" }; }
   targetConfirms = true;
   unconfirmed = 0;
   async handover() { return this.targetConfirms; }
@@ -84,12 +86,26 @@ class FakeHost implements ActionHost {
     restartServer: async () => ({ ok: true, message: "restarted" }),
     reloadServer: async (note: string) => ({ ok: true, message: note }),
   };
-  async askNode() { return { status: 501, ok: false, message: "not in this fake" }; }
+  /** What was handed to a member over the mesh, and the answer (settled by the test when `holdAsks`). */
+  asked: { id: string; req: ActionRequest }[] = [];
+  holdAsks: ((r: ActionResult) => void)[] | null = null;
+  async askNode(id: string, req: ActionRequest): Promise<ActionResult> {
+    this.asked.push({ id, req });
+    if (this.holdAsks) return new Promise((r) => this.holdAsks!.push(r));
+    return { status: 501, ok: false, message: "not in this fake" };
+  }
+  /** The members as this agent's view shows them (name, role, state). */
+  members: Pick<MemberRow, "name" | "role" | "state">[] = [{ name: "n1", role: "primary", state: "running" }, { name: "n2", role: "standby", state: "streaming" }];
+  onSleep: (() => void) | null = null;
+  clusterView() { return { members: this.members } as unknown as ClusterView; }
   changeConfig() { return Promise.resolve({ status: 200, ok: true, message: "" }); }
   scheduled() { return this.sched; }
   setScheduled(s: ScheduledSwitchover | null) { this.sched = s; }
   wallNow() { return this.wall; }
-  async sleep() {}
+  async sleep(ms: number) {
+    this.wall += ms;
+    this.onSleep?.();
+  }
 }
 
 const runner = (h: FakeHost) => new ActionRunner(h, memoryLogger());
@@ -229,5 +245,71 @@ describe("scheduled switchover", () => {
     expect(h.stops).toBe(0);
     expect(h.sched).toBeNull();
     expect(h.history.at(-1)?.reason).toContain("not done: switchover refused: the cluster is paused");
+  });
+});
+
+describe("node restart: through the leader, never more than one node down", () => {
+  test("another member not healthy: refused once the leader's view has had 5 s to show it back", async () => {
+    const h = new FakeHost();
+    h.members.push({ name: "n3", role: "standby", state: "stopped" });
+    const t0 = h.wall;
+    const r = await runner(h).run({ kind: "node-restart", node: "n2" });
+    expect(r.status).toBe(409);
+    expect(r.message).toContain("n3 is standby, stopped: restarting n2 now would take a second node down");
+    expect(h.wall - t0).toBeGreaterThanOrEqual(5_000);
+    expect(h.asked).toEqual([]);
+  });
+
+  test("the view catches up while the leader waits: granted, handed to the member marked granted", async () => {
+    const h = new FakeHost();
+    h.members.push({ name: "n3", role: "standby", state: "stopped" });
+    h.onSleep = () => (h.members[2]!.state = "streaming");
+    await runner(h).run({ kind: "node-restart", node: "n2" });
+    expect(h.asked).toEqual([{ id: "S", req: { kind: "node-restart", node: "S", granted: true } }]);
+  });
+
+  test("the member asked for may itself be down (restarting it is how it comes back)", async () => {
+    const h = new FakeHost();
+    h.members[1]!.state = "stopped";
+    await runner(h).run({ kind: "node-restart", node: "n2" });
+    expect(h.asked.map((a) => a.id)).toEqual(["S"]);
+  });
+
+  test("one at a time: a second restart while the first is under way is refused at once", async () => {
+    const h = new FakeHost();
+    h.holdAsks = [];
+    const r = runner(h);
+    const first = r.run({ kind: "node-restart", node: "n2" });
+    await Promise.resolve();
+    const second = await r.run({ kind: "node-restart", node: "n1" });
+    expect(second.status).toBe(409);
+    expect(second.message).toContain("the restart of n2 is under way");
+    h.holdAsks[0]!({ status: 200, ok: true, message: "n2 restarted" });
+    expect((await first).ok).toBe(true);
+    // Done: the next one is granted (this node's own, run here).
+    expect((await r.run({ kind: "node-restart", node: "n1" })).ok).toBe(true);
+  });
+
+  test("granted cannot come through the API; force goes to the member without the leader's check", async () => {
+    const h = new FakeHost();
+    h.members.push({ name: "n3", role: "standby", state: "stopped" });
+    const r = runner(h);
+    expect((await r.run({ kind: "node-restart", node: "n2", granted: true })).status).toBe(400);
+    await r.run({ kind: "node-restart", node: "n2", force: true });
+    expect(h.asked).toEqual([{ id: "S", req: { kind: "node-restart", node: "S", force: true } }]);
+  });
+
+  test("on a member that does not lead: forwarded to the leader, naming this node when no node was given", async () => {
+    const h = new FakeHost();
+    h.leaderId = "S";
+    const sent: ActionRequest[] = [];
+    h.forwardToLeader = async (req: ActionRequest) => {
+      sent.push(req);
+      return { status: 200, ok: true, message: "" };
+    };
+    await runner(h).run({ kind: "node-restart" });
+    expect(sent).toEqual([{ kind: "node-restart", node: "L" }]);
+    h.leaderId = null as unknown as string;
+    expect((await runner(h).run({ kind: "node-restart" })).status).toBe(503);
   });
 });

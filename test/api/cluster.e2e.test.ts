@@ -146,6 +146,12 @@ describe("health checks, metrics and HAProxy on a live cluster", () => {
       });
       expect((await http(`${s.api}/health`)).json()).toMatchObject({ ok: false, state: "stopped", reason: "PostgreSQL is not running" });
       expect(sample(await metrics(s), "pgherd_postgres_up")).toBe(0);
+      // Never more than one node down: a restart of the other standby, asked on it directly (not
+      // through `pgherd restart`'s plan), is refused by the leader while this one is stopped.
+      const other = standbys[1]!;
+      const refused = await http(`${other.api}/node/restart`, { method: "POST", body: "{}", headers: auth(), timeoutMs: 30_000 });
+      expect(refused.status).toBe(409);
+      expect((refused.json() as { message: string }).message).toMatch(new RegExp(`${s.name} is \\w+, stopped: restarting ${other.name} now would take a second node down`));
     } finally {
       expect((await http(`${primary.api}/resume`, { method: "POST", body: "{}", headers: auth() })).status).toBe(200);
     }

@@ -46,7 +46,7 @@ test("/metrics on the leader: pgherd_member_pending_restart per member", () => {
 });
 
 test("the restart command's plan input: a witness is other, a standby counts as up only while it streams", async () => {
-  const { restartMember } = await import("../../src/cli/cmd-restart.ts");
+  const { restartMember } = await import("../../src/core/restart-plan.ts");
   const [n1, n2] = view.members;
   expect(restartMember(n1!)).toMatchObject({ name: "n1", role: "primary", healthy: true, pending: [] });
   expect(restartMember(n2!)).toMatchObject({ name: "n2", role: "standby", healthy: true, pending: ["max_connections"], ordered });

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { ClusterViewSchema, composeView, type ViewInput } from "../../src/core/cluster-view.ts";
 import type { PgReport } from "../../src/core/report.ts";
 import { renderTable } from "../../src/cli/cmd-cluster.ts";
-import { restartMember } from "../../src/cli/cmd-restart.ts";
+import { restartMember } from "../../src/core/restart-plan.ts";
 
 const base: ViewInput = { cluster: "c", term: 4, leader: "a", members: [{ id: "a", name: "n1", role: "database", host: "10.0.0.1", voter: true, reachable: true, report: null }], slotOf: (id) => `pgherd_${id}` };
 const scheduled = { at: "2026-12-01T17:00:00.000Z", to: "n2", requestedAt: "2026-12-01T16:00:00.000Z" };
