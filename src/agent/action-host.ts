@@ -4,6 +4,7 @@ import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import * as F from "../core/cluster-facts.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import type { Position } from "../core/position.ts";
+import { lsnCompare } from "../postgres/lsn.ts";
 import type { Config } from "../config/schema.ts";
 import type { Mesh } from "../net/mesh.ts";
 import type { ActionHost } from "./actions.ts";
@@ -33,7 +34,8 @@ export interface ActionHostDeps {
 
 export class AgentActionHost implements ActionHost {
   readonly forwarded = new PendingRequests<ActionResult>();
-  readonly handovers = new PendingRequests<boolean>();
+  /** The switchover target's answer: the position it holds (null: none known). */
+  readonly handovers = new PendingRequests<Position | null>();
 
   constructor(private readonly d: ActionHostDeps) {}
 
@@ -81,14 +83,15 @@ export class AgentActionHost implements ActionHost {
 
   askNode(to: string, req: ActionRequest, timeoutMs: number, what = ""): Promise<ActionResult> {
     const name = this.nameOf(to);
-    return this.forwarded.ask((id) => this.d.mesh.send(to, { t: "action", id, req }), timeoutMs,
+    return this.forwarded.ask(to, (id) => this.d.mesh.send(to, { t: "action", id, req }), timeoutMs,
       () => ({ status: 504, ok: false, message: `${what}${name} did not answer within ${timeoutMs} ms` }),
       () => ({ status: 503, ok: false, message: `${what}${name} is not connected` }));
   }
 
-  /** Tell the target the final position and wait until it holds it (or the timeout). */
-  handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean> {
-    return this.handovers.ask((id) => this.d.mesh.send(to, { t: "handover", from: this.d.nodeId, id, ...(final ? { final } : {}) }), timeoutMs, () => false);
+  /** Tell the target the final position and wait until it says it holds it: false when it does not (behind it, or no answer in time). */
+  async handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean> {
+    const pos = await this.handovers.ask(to, (id) => this.d.mesh.send(to, { t: "handover", from: this.d.nodeId, id, ...(final ? { final } : {}) }), timeoutMs, () => null);
+    return pos !== null && (final === null || lsnCompare(pos.lsn, final.lsn) >= 0);
   }
 
   publishFloor(pos: Position | null, timeoutMs: number): Promise<boolean> {

@@ -1,6 +1,6 @@
 // Operator actions: switchover, manual failover, rejoin, pause/resume, member approve/remove. The
 // API hands them to the local agent; cluster-wide ones run on the leader (forwarded over the mesh).
-import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import { leaderOnlyPart, type ActionRequest, type ActionResult } from "../api/actions-contract.ts";
 import { checkSwitchover, neverPromotedReason, type Candidate } from "../core/switchover.ts";
 import type { PgReport } from "../core/report.ts";
 import type { Position } from "../core/position.ts";
@@ -74,12 +74,13 @@ export class ActionRunner {
 
   /** Entry point for the local API. */
   async run(req: ActionRequest): Promise<ActionResult> {
+    const leaderOnly = leaderOnlyPart(req);
+    if (leaderOnly) return no(400, `${req.kind}: ${leaderOnly} is set by the leader only`);
     switch (req.kind) {
       case "rejoin": return this.rejoin(req.forceClone ?? false);
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
       case "node-reload": return runNodeOp(this.h, req);
       case "node-restart": {
-        if (req.granted) return no(400, "node-restart: granted is set by the leader only");
         if (req.force) return runNodeOp(this.h, req);
         const e = this.h.electionState();
         if (e.leader === this.h.nodeId) return leadNodeRestart(this.h, req);
@@ -87,7 +88,6 @@ export class ActionRunner {
         return this.h.forwardToLeader({ ...req, node: req.node ?? this.h.nodeId }, NODE_OP_TIMEOUT_MS);
       }
       default: {
-        if (req.kind === "backup" && req.run) return no(400, "backup: run is set by the leader only");
         const e = this.h.electionState();
         if (e.leader === this.h.nodeId) return this.runAsLeader(req);
         if (!e.leader) return no(503, "no leader at the moment: try again, or use `pgherd failover --to NODE`");
@@ -210,6 +210,10 @@ export class ActionRunner {
       // Fast shutdown: walsenders send every WAL record, the shutdown checkpoint included, and
       // wait for the standbys' flush before the server exits, so the target has it all.
       const final = await pg.stopForHandover();
+      // Without the final position there is no floor to lift a failover block with (a primary that
+      // ran degraded may hold writes no standby has): the switchover stops, this node stays leader
+      // and starts its server again.
+      if (!final) throw new Error("the stopped server's final position (pg_control) could not be read: the failover guard stays as it is and this node keeps the primary");
       // Writes are stopped: lift any failover block (a primary that ran degraded) with a floor at
       // the final position, stored by a majority, so the voters accept the target; meanwhile the
       // target confirms it holds that position (a voter refuses a target behind the floor anyway).

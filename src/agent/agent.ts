@@ -208,7 +208,7 @@ export class Agent implements ClusterContext {
     clearInterval(this.witnessTimer);
     this.views.cancelAll();
     this.host.forwarded.cancelAll(() => ({ status: 503, ok: false, message: "the agent is stopping" }));
-    this.host.handovers.cancelAll(() => false);
+    this.host.handovers.cancelAll(() => null);
     await Promise.allSettled([this.beacon.stop(), this.mesh.stop(), this.historyLog.flushed()]);
   }
 

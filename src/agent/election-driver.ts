@@ -225,9 +225,11 @@ export class ElectionDriver implements Consensus {
         this.log.info(`leading term ${r.leading.term} with a valid lease`);
       }
       this.hooks.leaseHeld(r.leading.term, r.leading.until);
-    } else if (was) {
-      this.counters.leasesLost++;
-      this.log.warn(`fenced: no longer leading term ${was.term}; writes must stop`);
+    } else if (was || r.fence) {
+      // Also a leader without a lease (resumed after a restart, its primary still running) that
+      // steps down: its resign must not reach the voters before its writes stopped.
+      if (was) this.counters.leasesLost++;
+      this.log.warn(was ? `fenced: no longer leading term ${was.term}; writes must stop` : "fenced: stepped down before holding a lease in this run; writes must stop");
       return this.hooks.leaseLost("lost leadership")
         .catch((e: Error) => this.log.error(`fence: ${e.message}`))
         .then(() => this.sendAndArm(r));

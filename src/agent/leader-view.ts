@@ -43,12 +43,12 @@ export class LeaderView {
 
   /** Asks `to` now, never from the cache: its view, or null without an answer within timeoutMs. */
   ask(to: string, timeoutMs: number): Promise<Answer> {
-    return this.requests.ask((id) => this.send(to, { t: "view-req", id }), timeoutMs, () => null);
+    return this.requests.ask(to, (id) => this.send(to, { t: "view-req", id }), timeoutMs, () => null);
   }
 
-  /** A `view` message arrived (message-router.ts); unknown or late ids are ignored. */
-  answer(id: number, view: ClusterView): void {
-    this.requests.answer(id, view);
+  /** A `view` message arrived from `from` (message-router.ts); unknown or late ids, and answers from another peer, are ignored. */
+  answer(id: number, view: ClusterView, from: string): void {
+    this.requests.answer(id, view, from);
   }
 
   /** The agent stops: every waiter gets null. */

@@ -6,7 +6,7 @@ import type { ClusterView } from "../core/cluster-view.ts";
 import type { Logger } from "../log.ts";
 import type { Mesh } from "../net/mesh.ts";
 import type { SecretsStore } from "../store/cluster-secrets.ts";
-import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
+import { leaderOnlyPart, type ActionRequest, type ActionResult } from "../api/actions-contract.ts";
 import type { AgentActionHost } from "./action-host.ts";
 import type { DynamicConfig } from "./dynamic-config.ts";
 import type { Consensus } from "./election-driver.ts";
@@ -29,7 +29,7 @@ export interface RouterDeps {
   dynamic: DynamicConfig;
   history: History;
   /** The view requests this node has in flight (leader-view.ts). */
-  views: { answer(id: number, view: ClusterView): void };
+  views: { answer(id: number, view: ClusterView, from: string): void };
   /** Peers' last state messages (read by the agent's facts). */
   reports: Map<string, F.PeerReport>;
   loop: () => LoopControl | null;
@@ -74,11 +74,13 @@ export class MessageRouter {
       case "view-req":
         d.mesh().send(peer, { t: "view", id: msg.id, view: d.localView() });
         return;
-      case "view": return d.views.answer(msg.id, msg.view);
+      case "view": return d.views.answer(msg.id, msg.view, peer);
       case "action":
-        if (msg.req.kind === "backup" && msg.req.run && d.consensus.status().leader !== peer) { // only the leader hands a backup to a member
-          d.log.warn(`refused a backup handed over by ${d.peers.name(peer)}, which is not the leader`);
-          d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: 403, ok: false, message: "backup: only the leader hands a backup to a member" } });
+        // Only the leader hands a backup to a member, or grants a member's restart.
+        const leaderOnly = leaderOnlyPart(msg.req);
+        if (leaderOnly && d.consensus.status().leader !== peer) {
+          d.log.warn(`refused ${leaderOnly} from ${d.peers.name(peer)}, which is not the leader`);
+          d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: 403, ok: false, message: `${msg.req.kind}: ${leaderOnly} comes from the leader only` } });
           return;
         }
         // A failure on the leader (a state file it cannot write) is answered, not left to the asker's timeout.
@@ -88,7 +90,7 @@ export class MessageRouter {
         ).then((result) => d.safe(() =>
           d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } })));
         return;
-      case "action-resp": return d.host().forwarded.answer(msg.id, msg.result);
+      case "action-resp": return d.host().forwarded.answer(msg.id, msg.result, peer);
       case "history":
         d.history.merge(msg.entries);
         return;
@@ -102,7 +104,7 @@ export class MessageRouter {
       case "config-doc": return d.dynamic.onDocument(peer, msg.doc, msg.read);
       case "config-ack": return d.dynamic.onAck(peer, msg);
       case "handover-ready":
-        if (msg.id !== undefined) d.host().handovers.answer(msg.id, true);
+        if (msg.id !== undefined) d.host().handovers.answer(msg.id, msg.pos, peer);
         return;
       case "failsafe-req":
       case "failsafe-resp":

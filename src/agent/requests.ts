@@ -3,24 +3,28 @@
 
 export class PendingRequests<T> {
   private seq = 0;
-  private readonly waiting = new Map<number, { resolve: (v: T) => void; timer: ReturnType<typeof setTimeout> }>();
+  private readonly waiting = new Map<number, { resolve: (v: T) => void; timer: ReturnType<typeof setTimeout>; to: string }>();
 
   /**
-   * Sends request `id` with `send` and waits for `answer(id, …)` until `timeoutMs`; then resolves
-   * with `onTimeout()`. When `send` returns false (peer not connected) resolves with `onUnsent()`.
+   * Sends request `id` to peer `to` with `send` and waits for `answer(id, …, to)` until `timeoutMs`;
+   * then resolves with `onTimeout()`. When `send` returns false (peer not connected) resolves with `onUnsent()`.
    */
-  ask(send: (id: number) => boolean, timeoutMs: number, onTimeout: () => T, onUnsent: () => T = onTimeout): Promise<T> {
+  ask(to: string, send: (id: number) => boolean, timeoutMs: number, onTimeout: () => T, onUnsent: () => T = onTimeout): Promise<T> {
     const id = ++this.seq;
     const got = new Promise<T>((resolve) => {
       const timer = setTimeout(() => this.settle(id, onTimeout()), timeoutMs);
-      this.waiting.set(id, { resolve, timer });
+      this.waiting.set(id, { resolve, timer, to });
     });
     if (!send(id)) this.settle(id, onUnsent());
     return got;
   }
 
-  /** An answer arrived; unknown or late ids are ignored. */
-  answer(id: number, value: T): void {
+  /**
+   * An answer arrived from peer `from`; unknown or late ids are ignored, and so is an answer from
+   * any peer but the one asked (ids are sequential: another member could guess them).
+   */
+  answer(id: number, value: T, from: string): void {
+    if (this.waiting.get(id)?.to !== from) return;
     this.settle(id, value);
   }
 

@@ -40,6 +40,17 @@ export const ActionRequestSchema = z.discriminatedUnion("kind", [
 ]);
 export type ActionRequest = z.infer<typeof ActionRequestSchema>;
 
+/**
+ * What only the leader sets in a request it hands to a member (a backup's `run`, a restart's
+ * `granted`), named; null when the request carries none. Refused from the local API and from a
+ * peer that does not lead.
+ */
+export function leaderOnlyPart(req: ActionRequest): string | null {
+  if (req.kind === "backup" && req.run) return "a backup handed over by the leader (run)";
+  if (req.kind === "node-restart" && req.granted) return "a restart granted by the leader (granted)";
+  return null;
+}
+
 export interface ActionResult {
   status: number;
   ok: boolean;

@@ -131,7 +131,7 @@ function readiness(q: HealthQuery, f: HealthFacts): HealthResult {
 
 function tags(q: HealthQuery, f: HealthFacts): HealthResult {
   for (const [k, want] of q.tags) {
-    const have = f.tags[k];
+    const have = Object.hasOwn(f.tags, k) ? f.tags[k] : undefined;
     if (have === undefined) return no(`tag ${k} is not set on this node`);
     const s = typeof have === "string" ? have : String(have).toLowerCase();
     if (s !== want) return no(`tag ${k} is ${s}, not ${want}`);

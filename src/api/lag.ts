@@ -17,9 +17,8 @@ export function parseLag(raw: string): Lag | string {
   const n = Number(m[1]);
   const unit = (m[2] ?? "").toLowerCase();
   if (unit === "") return { kind: "bytes", bytes: Math.round(n) };
-  const b = BYTE_UNITS[unit];
-  if (b !== undefined) return { kind: "bytes", bytes: Math.round(n * b) };
-  const t = TIME_UNITS[unit];
-  if (t !== undefined) return { kind: "seconds", seconds: n * t };
+  // Own keys only: "constructor" or "__proto__" must not find an inherited member (a NaN limit passed every check).
+  if (Object.hasOwn(BYTE_UNITS, unit)) return { kind: "bytes", bytes: Math.round(n * BYTE_UNITS[unit]!) };
+  if (Object.hasOwn(TIME_UNITS, unit)) return { kind: "seconds", seconds: n * TIME_UNITS[unit]! };
   return `lag unit ${JSON.stringify(m[2]!.slice(0, 10))} is unknown: use B, kB, MB, GB, TB or ms, s, min, h, d`;
 }

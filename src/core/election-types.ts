@@ -117,6 +117,12 @@ export interface Ready {
    * persisting and before or alongside sending (nothing sent here depends on it).
    */
   detach: { term: number } | null;
+  /**
+   * This step ended this node's leadership (a lease lost, a higher term, a resign): stop writes
+   * before sending anything below, also when no lease was held (a leader resumed after a restart
+   * beside its running primary steps down before its first lease).
+   */
+  fence: boolean;
   notices: Notice[];
   /** Local time at which a tick is due. */
   wakeAt: number;

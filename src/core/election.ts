@@ -149,7 +149,7 @@ export class Election implements Consensus {
   }
 
   step(ev: Event): Ready {
-    this.out = { persist: null, leading: null, send: [], detach: null, notices: [], wakeAt: Infinity };
+    this.out = { persist: null, leading: null, send: [], detach: null, fence: false, notices: [], wakeAt: Infinity };
     const now = ev.now;
     const deadlineBefore = this.electionDeadline;
     // A process that was frozen must find out its lease ran out before it does anything else.
@@ -272,6 +272,7 @@ export class Election implements Consensus {
     if (wasLeader) {
       this.ledTerm = null;
       this.persist();
+      this.out.fence = true;
     }
     this.role = "follower";
     this.leader = null;

@@ -33,6 +33,8 @@ export interface FencerOptions {
   stopPostgres(): Promise<boolean>;
   /** A primary may run here (the last observation said so). */
   primaryMayRun(): boolean;
+  /** An asPrimary() task succeeded: a primary may run here from now on (until the next observation). */
+  primaryStarted(): void;
   /** Add one "fence" entry to the cluster history. */
   record(reason: string): void;
   log: Logger;
@@ -158,6 +160,8 @@ export class Fencer {
         throw new NoLease(`${what}: the lease was lost meanwhile; PostgreSQL stopped again`);
       }
     }
+    // Before the next observation says so: a fence right after this task must stop the server.
+    this.o.primaryStarted();
     return result;
   }
 

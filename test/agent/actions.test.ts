@@ -5,7 +5,7 @@ import { ActionRunner, type ActionHost } from "../../src/agent/actions.ts";
 import type { ScheduledSwitchover } from "../../src/agent/flags.ts";
 import type { HistoryEntry } from "../../src/agent/history.ts";
 import type { Candidate } from "../../src/core/switchover.ts";
-import type { ActionRequest, ActionResult } from "../../src/api/actions-contract.ts";
+import { leaderOnlyPart, type ActionRequest, type ActionResult } from "../../src/api/actions-contract.ts";
 import type { ClusterView, MemberRow } from "../../src/core/cluster-view.ts";
 import type { PgReport } from "../../src/core/report.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -58,7 +58,13 @@ class FakeHost implements ActionHost {
   targetConfirms = true;
   unconfirmed = 0;
   async handover() { return this.targetConfirms; }
-  async publishFloor() { return true; }
+  /** pg_control of the stopped server could not be read. */
+  finalUnknown = false;
+  floors: unknown[] = [];
+  async publishFloor(pos: unknown) {
+    this.floors.push(pos);
+    return true;
+  }
   isConnected(id: string) { return this.connected.has(id); }
   sendCampaign(to: string) {
     this.events.push(`campaign to ${to}`);
@@ -76,9 +82,9 @@ class FakeHost implements ActionHost {
   }
   record(e: Omit<HistoryEntry, "id" | "at">) { this.history.push(e); }
   pg = {
-    stopForHandover: async () => {
+    stopForHandover: async (): Promise<{ timeline: number; lsn: string } | null> => {
       this.stops++;
-      return { timeline: 1, lsn: "0/3000000" };
+      return this.finalUnknown ? null : { timeline: 1, lsn: "0/3000000" };
     },
     handoverUnconfirmed: () => void this.unconfirmed++,
     release: () => {},
@@ -134,6 +140,17 @@ describe("switchover", () => {
     expect((await runner(h).run({ kind: "switchover", to: "n2" })).status).toBe(200);
     expect(h.unconfirmed).toBe(1);
     expect(h.resigned).toEqual(["switchover to n2"]);
+  });
+
+  test("the stopped server's final position unknown: the switchover stops, the guard is not lifted (no floor published), no resign", async () => {
+    const h = new FakeHost();
+    h.finalUnknown = true;
+    const r = await runner(h).run({ kind: "switchover", to: "n2" });
+    expect(r.status).toBe(500);
+    expect(r.message).toContain("final position (pg_control) could not be read");
+    expect(h.floors).toEqual([]);
+    expect(h.resigned).toEqual([]);
+    expect(h.unconfirmed).toBe(1);
   });
 
   test("another node wins the election instead of the target: the answer says so at once, not after 30 s", async () => {
@@ -295,6 +312,10 @@ describe("node restart: through the leader, never more than one node down", () =
     h.members.push({ name: "n3", role: "standby", state: "stopped" });
     const r = runner(h);
     expect((await r.run({ kind: "node-restart", node: "n2", granted: true })).status).toBe(400);
+    expect((await r.run({ kind: "backup", run: { primary: null, leader: "n1" } })).status).toBe(400);
+    expect(leaderOnlyPart({ kind: "node-restart", node: "n2" })).toBeNull();
+    expect(leaderOnlyPart({ kind: "node-restart", granted: true })).toContain("granted");
+    expect(leaderOnlyPart({ kind: "backup", run: { primary: null, leader: "n1" } })).toContain("run");
     await r.run({ kind: "node-restart", node: "n2", force: true });
     expect(h.asked).toEqual([{ id: "S", req: { kind: "node-restart", node: "S", force: true } }]);
   });

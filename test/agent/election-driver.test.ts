@@ -35,12 +35,12 @@ class Harness {
   detach: Map<string, (term: number) => Promise<{ ok: boolean; position: null; error?: string }>> = new Map();
   stores = new Map<string, ElectionStore>();
 
-  constructor(readonly ids: string[], canLead: (id: string) => boolean = () => true) {
+  constructor(readonly ids: string[], canLead: (id: string) => boolean = () => true, saved: Record<string, { term: number; votedFor: string | null; ledTerm?: number }> = {}) {
     for (const id of ids) {
       const dir = mkdtempSync(join(tmpdir(), "pgherd-driver-"));
       dirs.push(dir);
       const store = new ElectionStore(dir);
-      store.saveElection({ term: 0, votedFor: null, membership: { term: 0, index: 1, voters: ids } });
+      store.saveElection({ term: 0, votedFor: null, ...saved[id], membership: { term: 0, index: 1, voters: ids } });
       this.stores.set(id, store);
       const t: Trace[] = [];
       this.trace.set(id, t);
@@ -144,6 +144,27 @@ describe("election driver", () => {
     expect(after.indexOf("fence-done")).toBeGreaterThan(-1);
     expect(after.indexOf("send-resign")).toBeGreaterThan(after.indexOf("fence-done"));
     expect(d.lease()).toBeNull();
+  });
+
+  test("a leader resumed after a restart that resigns before its first lease fences before the resign goes out (its primary may still run)", async () => {
+    const h = new Harness([A, B, C], () => true, { [A]: { term: 5, votedFor: A, ledTerm: 5 }, [B]: { term: 5, votedFor: A }, [C]: { term: 5, votedFor: A } });
+    let release!: () => void;
+    h.fence.set(A, () => new Promise<void>((r) => (release = r)));
+    h.start();
+    const d = h.drivers.get(A)!;
+    expect(d.status().role).toBe("leader");
+    expect(d.lease()).toBeNull();
+    const t = h.trace.get(A)!;
+    const resigned = d.resign("test", B);
+    await h.run(20);
+    const during = t.map((x) => x.kind);
+    expect(during).toContain("fence-start");
+    expect(during).not.toContain("send-resign");
+    release();
+    await resigned;
+    await h.run(10);
+    const after = t.map((x) => x.kind);
+    expect(after.indexOf("send-resign")).toBeGreaterThan(after.indexOf("fence-done"));
   });
 
   test("a vote leaves only after the PostgreSQL side stopped streaming; a failed detach refuses it", async () => {

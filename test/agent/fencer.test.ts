@@ -45,6 +45,10 @@ function setup(o: { stop?: () => Promise<void>; primary?: boolean; running?: boo
       return was;
     },
     primaryMayRun: () => state.primary,
+    primaryStarted: () => {
+      state.primary = true;
+      state.running = true;
+    },
     record: (reason) => history.push(reason),
   });
   const file = () => JSON.parse(readFileSync(join(d, LEASE_FILE), "utf8"));
@@ -219,4 +223,14 @@ test("a disarm whose write fails is logged and tried again by the next round, ne
   rmdirSync(blocker);
   s.fencer.settle(6, { leading: false, acquiringLease: false, primaryRunning: false });
   expect(s.file().deadline).toBeNull();
+});
+
+test("a fence right after a task that made a primary stops it, before any round observed it", async () => {
+  // The last round saw no primary (a standby being promoted); the promotion then succeeded.
+  const s = setup({ primary: false, running: true });
+  s.fencer.arm(3, performance.now() + 5000);
+  await s.fencer.asPrimary("promote", async () => undefined);
+  await s.fencer.fence("resigned: switchover");
+  expect(s.stops.length).toBe(1);
+  expect(s.history).toEqual([expect.stringContaining("resigned: switchover: primary stopped in")]);
 });

@@ -20,7 +20,7 @@ describe("LeaderView", () => {
     const { lv, sent } = setup();
     const all = Promise.all([lv.get("L", 2000), lv.get("L", 2000), lv.get("L", 2000)]);
     expect(sent).toHaveLength(1);
-    lv.answer(sent[0]!.id, view(1));
+    lv.answer(sent[0]!.id, view(1), sent[0]!.to);
     expect(await all).toEqual([view(1), view(1), view(1)]);
   });
 
@@ -28,7 +28,7 @@ describe("LeaderView", () => {
     const { lv, sent, advance } = setup();
     const first = lv.get("L", 2000);
     advance(300); // the answer takes a while: reuse counts from its arrival
-    lv.answer(sent[0]!.id, view(1));
+    lv.answer(sent[0]!.id, view(1), sent[0]!.to);
     await first;
     advance(LEADER_VIEW_REUSE_MS - 1);
     expect(await lv.get("L", 2000)).toEqual(view(1));
@@ -36,7 +36,7 @@ describe("LeaderView", () => {
     advance(1);
     const again = lv.get("L", 2000);
     expect(sent).toHaveLength(2);
-    lv.answer(sent[1]!.id, view(2));
+    lv.answer(sent[1]!.id, view(2), sent[1]!.to);
     expect(await again).toEqual(view(2));
   });
 
@@ -56,8 +56,8 @@ describe("LeaderView", () => {
     const old = lv.get("L1", 2000);
     const now = lv.get("L2", 2000);
     expect(sent.map((s) => s.to)).toEqual(["L1", "L2"]);
-    lv.answer(sent[1]!.id, view(2));
-    lv.answer(sent[0]!.id, view(1));
+    lv.answer(sent[1]!.id, view(2), sent[1]!.to);
+    lv.answer(sent[0]!.id, view(1), sent[0]!.to);
     expect([await old, await now]).toEqual([view(1), view(2)]);
     expect(await lv.get("L2", 2000)).toEqual(view(2));
     expect(sent).toHaveLength(2);
@@ -66,15 +66,23 @@ describe("LeaderView", () => {
   test("ask() (handover's 'does it answer now') always sends, whatever is cached or in flight", async () => {
     const { lv, sent } = setup();
     const g = lv.get("L", 2000);
-    lv.answer(sent[0]!.id, view(1));
+    lv.answer(sent[0]!.id, view(1), sent[0]!.to);
     await g;
     const a1 = lv.ask("L", 2000);
     const a2 = lv.ask("L", 2000);
     expect(sent).toHaveLength(3);
-    lv.answer(sent[1]!.id, view(3));
-    lv.answer(sent[2]!.id, view(4));
+    lv.answer(sent[1]!.id, view(3), sent[1]!.to);
+    lv.answer(sent[2]!.id, view(4), sent[2]!.to);
     expect([await a1, await a2]).toEqual([view(3), view(4)]);
     expect(await lv.get("L", 2000)).toEqual(view(1)); // and it leaves the cache alone
+  });
+
+  test("an answer from another peer than the one asked is ignored (ids are sequential: a member could guess them)", async () => {
+    const { lv, sent } = setup();
+    const g = lv.get("L", 2000);
+    lv.answer(sent[0]!.id, view(9), "M");
+    lv.answer(sent[0]!.id, view(1), "L");
+    expect(await g).toEqual(view(1));
   });
 
   test("cancelAll answers every waiter with null", async () => {

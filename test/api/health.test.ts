@@ -171,6 +171,9 @@ describe("lag values", () => {
     expect(parseLag("lots")).toMatch(/not a number/);
     expect(parseLag("-5")).toMatch(/not a number/);
     expect(parseLag("10m")).toMatch(/unit "m" is unknown/);
+    // An inherited member is no unit (a NaN limit once passed every lagging replica).
+    for (const u of ["constructor", "CONSTRUCTOR", "toString", "hasOwnProperty", "valueOf"]) expect(parseLag(`1${u}`)).toMatch(/is unknown/);
+    expect(checkHealth("/replica", q("?tag_constructor=x"), standby).reason).toBe("tag constructor is not set on this node");
     expect(parseHealthQuery(new URLSearchParams("lag=x"))).toMatch(/lag=/);
     expect(parseHealthQuery(new URLSearchParams("mode=read"))).toMatch(/mode=/);
     expect(parseLag(" 16 MB ")).toEqual({ kind: "bytes", bytes: 16 * 2 ** 20 }); // "+16+MB+" in a URL

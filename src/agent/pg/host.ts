@@ -96,8 +96,12 @@ export class PgHost {
   heldPosition: Position | null = null;
   /** Progress note of a long action (clone). */
   note = "";
-  /** Last round: a (possibly hung) primary runs here; the server answered; it is a standby. */
-  wasPrimary = false;
+  /**
+   * Last round: a (possibly hung) primary runs here (also after a task that made one, until the
+   * next round: Fencer.primaryStarted). Before the first round nothing is known: a primary an
+   * earlier run of the agent left may run, so a fence then stops whatever server runs.
+   */
+  wasPrimary = true;
   lastReportUp = false;
   lastInRecovery = false;
   /** Stopped cleanly for a switchover: its WAL is all on the new primary, no rewind needed. */

@@ -78,6 +78,7 @@ export class PostgresLoop implements LoopControl {
         return stopped;
       },
       primaryMayRun: () => this.h.wasPrimary,
+      primaryStarted: () => (this.h.wasPrimary = true),
       record: (reason) => this.h.record("fence", reason),
     });
     this.h.fencer = this.fencer;
@@ -235,6 +236,7 @@ export class PostgresLoop implements LoopControl {
       h.handedOver = true;
       h.wasPrimary = false;
       const c = (await inspectDataDir(h.node.dataDir, h.node)).control;
+      // Without it the guard cannot be lifted with a floor: the switchover stops here (actions.ts).
       return c ? { timeline: c.timeline, lsn: c.checkpointLsn } : null;
     }, { maxWaitMs: HANDOVER_WAIT_MS });
   }

@@ -173,7 +173,9 @@ export class MonitorRound {
     h.lastInRecovery = p.up && p.inRecovery;
     const upBefore = this.lastUp;
     this.lastUp = p.up;
-    h.fencer.settle(lead.term, { leading: lead.leading, acquiringLease: lead.acquiringLease, primaryRunning: h.wasPrimary });
+    // Leadership as it is now, not as read before the awaits above: a lease armed meanwhile stays armed.
+    const settleLead = ctx.leadership();
+    h.fencer.settle(settleLead.term, { leading: settleLead.leading, acquiringLease: settleLead.acquiringLease, primaryRunning: h.wasPrimary });
     x.observed(p.up && p.inRecovery, streaming);
     // Beside the round (backup/repo-down.ts): a standby not streaming runs restore_command.
     h.repoDown.maintain(p.up && p.inRecovery && !streaming, clock.now());

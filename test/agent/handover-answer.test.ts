@@ -1,0 +1,40 @@
+// The old primary's side of a switchover's handover (action-host.ts): the target's answer counts as
+// "holds the final WAL" only when the position it sends is at or past the final one, and only an
+// answer from the target itself counts.
+import { expect, test } from "bun:test";
+import { AgentActionHost, type ActionHostDeps } from "../../src/agent/action-host.ts";
+
+function host() {
+  const sent: { to: string; id: number }[] = [];
+  const deps = { mesh: { send: (to: string, msg: { id: number }) => (sent.push({ to, id: msg.id }), true) }, nodeId: "L" } as unknown as ActionHostDeps;
+  return { h: new AgentActionHost(deps), sent };
+}
+
+const FINAL = { timeline: 1, lsn: "0/3000100" };
+
+test("the target at or past the final position: confirmed", async () => {
+  const { h, sent } = host();
+  const at = h.handover("S", FINAL, 1000);
+  h.handovers.answer(sent[0]!.id, { timeline: 1, lsn: "0/3000100" }, "S");
+  expect(await at).toBe(true);
+  const past = h.handover("S", FINAL, 1000);
+  h.handovers.answer(sent[1]!.id, { timeline: 1, lsn: "0/4000000" }, "S");
+  expect(await past).toBe(true);
+});
+
+test("the target behind the final position, or without a position: not confirmed (the old primary is rewound before it follows)", async () => {
+  const { h, sent } = host();
+  const behind = h.handover("S", FINAL, 1000);
+  h.handovers.answer(sent[0]!.id, { timeline: 1, lsn: "0/30000F8" }, "S");
+  expect(await behind).toBe(false);
+  const none = h.handover("S", FINAL, 1000);
+  h.handovers.answer(sent[1]!.id, null, "S");
+  expect(await none).toBe(false);
+});
+
+test("an answer from another member than the target is ignored", async () => {
+  const { h, sent } = host();
+  const r = h.handover("S", FINAL, 50);
+  h.handovers.answer(sent[0]!.id, { timeline: 1, lsn: "0/4000000" }, "M");
+  expect(await r).toBe(false); // the deadline, not M's answer
+});
