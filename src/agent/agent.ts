@@ -378,7 +378,8 @@ export class Agent implements ClusterContext {
   }
 
   paused(): boolean { return this.flags.get().paused; }
-  durabilityMode(): Durability { return this.dynamic.durability(); }
+  durabilityMode(): Durability { return this.dynamic.durabilityInForce(); }
+  confirmDurability(timeoutMs: number): Promise<void> { return this.dynamic.confirmAsync(timeoutMs); }
 
   votersCount(): number {
     // During a membership change elections may still use the previous set: plan for the larger one

@@ -129,6 +129,28 @@ export class DynamicConfig {
     return this.doc?.settings.durability ?? this.d.legacyDurability() ?? this.d.cfg.durability;
   }
 
+  /**
+   * The durability the PostgreSQL side runs with. "async" (no synchronous standby) is trusted on a
+   * leader of the built-in backend only once its document is the newest a majority holds (a read in
+   * its term, voter-versions.ts newestFor): a leader elected while it missed a change to quorum or
+   * strict (cut off while it was made) would otherwise promote and acknowledge writes alone. Until
+   * then: quorum. A leader waits for that read before a promotion (confirmAsync).
+   */
+  durabilityInForce(): DynamicSettings["durability"] {
+    const m = this.durability();
+    const l = this.d.leadership();
+    if (m !== "async" || !l.leading || this.d.shared) return m;
+    return this.peers.newestFor(this.doc, this.votersOf(l), l.term) ? m : "quorum";
+  }
+
+  /** Leader, before a promotion: ask for this term's read now and wait up to `timeoutMs` for durabilityInForce to settle. */
+  async confirmAsync(timeoutMs: number): Promise<void> {
+    const l = this.d.leadership();
+    if (this.durability() !== "async" || !l.leading || this.d.shared) return;
+    this.askReads(l);
+    await this.whileLeading(l.term, timeoutMs, () => this.durabilityInForce() === "async");
+  }
+
   maxLagBytes(): number {
     return this.doc?.settings.failover.max_lag_bytes ?? this.d.cfg.failover.max_lag_bytes;
   }

@@ -42,6 +42,14 @@ export class VoterVersions {
     return due;
   }
 
+  /**
+   * Whether `doc` is the newest version a majority of `voters` could hold, as far as the leader of
+   * `term` can tell: a majority answered its read in that term and none of them holds a later one.
+   */
+  newestFor(doc: Version | null, voters: readonly string[], term: number): boolean {
+    return this.readBy(voters, term).length >= Math.floor(voters.length / 2) + 1 && !this.ahead(doc, voters);
+  }
+
   /** Voters (this node included) that answered the read in `term`. */
   readBy(voters: readonly string[], term: number): string[] {
     return voters.filter((p) => p === this.self || this.readIn.get(p) === term);

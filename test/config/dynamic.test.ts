@@ -297,6 +297,30 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     for (const id of ["A", "B", "C"]) expect(c.at(id).dyn.get()).toMatchObject({ version: 3, term: 2, settings: { durability: "async", postgres: { parameters: { work_mem: "64MB" } } } });
   });
 
+  test("async holds on a new leader only once its read says no later version exists (found by review: a leader that missed a change to quorum promoted with no synchronous standby)", async () => {
+    const c = seededTrio();
+    expect(await c.at("A").dyn.change({ base: 1, set: { durability: "async" } })).toMatchObject({ status: 200, detail: { version: 2 } });
+    expect(c.at("A").dyn.durabilityInForce()).toBe("async"); // its own read in term 1 is done
+    // C misses the change back to quorum (stored by A and B), then A dies and C leads term 2 at once.
+    c.down.add("C");
+    expect(await c.at("A").dyn.change({ base: 2, set: { durability: "quorum" } })).toMatchObject({ status: 200, detail: { version: 3 } });
+    c.down.clear();
+    c.down.add("A");
+    c.lead("C", 2);
+    expect(c.at("C").dyn.durability()).toBe("async"); // its document, version 2
+    expect(c.at("C").dyn.durabilityInForce()).toBe("quorum"); // not read in term 2 yet
+    await c.at("C").dyn.confirmAsync(1000); // B answers: it holds version 3
+    expect(c.at("C").dyn.durabilityInForce()).toBe("quorum");
+    c.tick(1000); // C fetches version 3
+    expect(c.at("C").dyn.get()?.version).toBe(3);
+    expect(c.at("C").dyn.durabilityInForce()).toBe("quorum");
+    // Back to async through C: in force once stored, since C's read of term 2 is done.
+    expect(await c.at("C").dyn.change({ base: 3, set: { durability: "async" } })).toMatchObject({ status: 200, detail: { version: 4 } });
+    expect(c.at("C").dyn.durabilityInForce()).toBe("async");
+    // A follower runs what its document says (its names matter only once it leads, and reads, itself).
+    expect(c.at("B").dyn.durabilityInForce()).toBe("async");
+  });
+
   test("a leader makes a version only on one a majority holds, and counts acknowledgements only while it leads", async () => {
     const c = seededTrio();
     c.down.add("B").add("C");

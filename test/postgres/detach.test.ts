@@ -89,6 +89,7 @@ describe("detach before a vote, on real PostgreSQL, before the agent's first mon
       record: () => {},
       guardState: () => ({ guard: null, committed: 0 }),
       reserveTimeline: async () => false, // no majority stores it
+      confirmDurability: async () => undefined,
     } as unknown as ClusterContext;
     host = new PgHost(cfg, primary.bins, ctx, log.withTag("standby"));
     await host.writeConfig(true, `127.0.0.1:${ports.p}`);

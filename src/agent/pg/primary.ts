@@ -10,6 +10,8 @@ import { historyNumbers, markPlaceholdersReady, placePlaceholders } from "../../
 
 /** How long a promotion waits for a majority to store its timeline reservation. */
 const RESERVE_MS = 3000;
+/** How long a promotion waits for this term's read of the voters' configuration versions (a round trip). */
+const CONFIRM_DURABILITY_MS = 1000;
 
 /** A crashed primary gets this long to come back in place before the leader steps down. */
 const RESTART_BUDGET_S = 10;
@@ -125,11 +127,9 @@ export class PrimaryStarter {
    */
   private async prepareToPromote(): Promise<TimelinePlan> {
     const h = this.h;
-    h.syncNames = this.sync.initialSyncNames();
-    h.namesMayHaveChanged(); // a promotion: nothing confirmed before it counts
-    this.sync.promoting();
-    // In force before the promotion: from its first commit the new primary acknowledges nothing
-    // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
+    // "async" only once this term's read of the voters says no later configuration holds
+    // (dynamic-config.ts durabilityInForce), asked beside the timeline's plan: else quorum names.
+    const durability = h.ctx.confirmDurability(CONFIRM_DURABILITY_MS);
     const t0 = h.clock.now();
     // A repository host that does not answer: the promotion's restore_command calls fail at once
     // (backup/repo-down.ts), from before pg_promote.
@@ -138,6 +138,12 @@ export class PrimaryStarter {
     // that round trip runs, the files and the synchronous names are put in force.
     const tl = await this.planTimeline();
     const reserved = h.ctx.reserveTimeline(tl.next, RESERVE_MS);
+    await durability;
+    // In force before the promotion: from its first commit the new primary acknowledges nothing
+    // that no synchronous standby has (set after pg_promote, commits until that reload would not wait).
+    h.syncNames = this.sync.initialSyncNames();
+    h.namesMayHaveChanged(); // a promotion: nothing confirmed before it counts
+    this.sync.promoting();
     await h.writeConfig(true, h.upstream ?? undefined);
     await repoDown;
     const t1 = h.clock.now();
