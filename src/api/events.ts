@@ -6,22 +6,39 @@ import { error } from "./http.ts";
 
 const MAX_QUEUED = 20;
 
+/** Streams one client address may hold open: one address cannot take every stream from the others. */
+const PER_ADDRESS = 4;
+
 export class EventHub {
-  private readonly clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  /** Open streams, oldest first, with the address of each. */
+  private readonly clients = new Map<ReadableStreamDefaultController<Uint8Array>, string>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private busy = false;
   private readonly enc = new TextEncoder();
 
   constructor(private readonly snapshot: () => Promise<unknown>, private readonly log: Logger, private readonly intervalMs = 1000, private readonly maxClients = 16) {}
 
-  /** The SSE response (or a 503 when too many are open); the caller lifts the idle timeout of an open stream (server.timeout(req, 0)). */
-  open(): Response {
-    if (this.clients.size >= this.maxClients) return error(503, `too many event streams open (${this.maxClients}); close a dashboard tab`);
+  /**
+   * The SSE response for a client at `addr`, or a 503: PER_ADDRESS streams from that address are
+   * open, or all are and no address holds more than one (else the oldest stream of the address
+   * holding the most is closed for it). The caller lifts the idle timeout of an open stream
+   * (server.timeout(req, 0)).
+   */
+  open(addr: string): Response {
+    const held = this.byAddress();
+    if ((held.get(addr) ?? 0) >= PER_ADDRESS) return error(503, `too many event streams open from ${addr} (${PER_ADDRESS}); close a dashboard tab`);
+    if (this.clients.size >= this.maxClients) {
+      const [busiest, n] = [...held].reduce((a, b) => (b[1] > a[1] ? b : a));
+      if (n <= 1) return error(503, `too many event streams open (${this.maxClients}); close a dashboard tab`);
+      const oldest = [...this.clients].find(([, a]) => a === busiest)![0];
+      this.log.warn(`event streams full (${this.maxClients}): closing the oldest of ${busiest}'s ${n} for one from ${addr}`);
+      this.drop(oldest, true);
+    }
     let self: ReadableStreamDefaultController<Uint8Array> | undefined;
     const stream = new ReadableStream<Uint8Array>({
       start: (c) => {
         self = c;
-        this.clients.add(c);
+        this.clients.set(c, addr);
         c.enqueue(this.enc.encode(`retry: 2000\n\n`));
         this.ensureTimer();
         void this.tick();
@@ -38,7 +55,13 @@ export class EventHub {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
-    for (const c of this.clients) this.drop(c, true);
+    for (const c of [...this.clients.keys()]) this.drop(c, true);
+  }
+
+  private byAddress(): Map<string, number> {
+    const n = new Map<string, number>();
+    for (const a of this.clients.values()) n.set(a, (n.get(a) ?? 0) + 1);
+    return n;
   }
 
   get size(): number {
@@ -55,7 +78,7 @@ export class EventHub {
     try {
       const data = JSON.stringify(await this.snapshot());
       const frame = this.enc.encode(`event: snapshot\ndata: ${data}\n\n`);
-      for (const c of this.clients) {
+      for (const c of [...this.clients.keys()]) {
         if ((c.desiredSize ?? 0) < -MAX_QUEUED) {
           this.log.warn("dropping a dashboard event stream that stopped reading");
           this.drop(c, true);

@@ -108,7 +108,7 @@ export function startApi(opts: ApiOptions): ApiServer {
       case "/config": return opts.config ? json({ ...redactConfig(opts.currentConfig?.() ?? opts.config), ...(source.dynamicConfig ? { dynamic: source.dynamicConfig() } : {}) }) : error(501, "this agent was started without its configuration");
       case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
       case "/events": {
-        const stream = events.open();
+        const stream = events.open(remote);
         if (stream.ok) server.timeout(req, 0); // SSE: Bun's idle timeout would cut the stream after 10 s (a refusal keeps it)
         return stream;
       }

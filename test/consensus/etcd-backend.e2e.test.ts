@@ -14,7 +14,7 @@ import { memoryLogger } from "../../src/log.ts";
 import { startApi } from "../../src/api/server.ts";
 import { BINARY, ensureBuilt } from "../../scripts/build.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
-import { ETCD_ELECTION_TIMEOUT_MS, ETCD_HEARTBEAT_MS, EtcdCluster, etcdSkipReason } from "../helpers/etcd.ts";
+import { countFetches, ETCD_ELECTION_TIMEOUT_MS, ETCD_HEARTBEAT_MS, EtcdCluster, etcdSkipReason } from "../helpers/etcd.ts";
 import { waitFor as waitForCondition } from "../helpers/proc.ts";
 import { requireReal } from "../helpers/require.ts";
 
@@ -189,6 +189,17 @@ describe("etcd backend on a real three-member etcd", () => {
     for (const n of [d, nodes[1]!]) {
       expect((await n.c.clusters()).map((x) => [x.cluster, x.leader])).toEqual([["c1", "b"], ["c2", "d"]]);
     }
+    // `/clusters` needs no token: a burst of them is one etcd read at a time, reused for a second
+    // (before: one read of the whole prefix per request, beside the leader key's renewals).
+    const prefixKey = Buffer.from("/pgherd/").toString("base64");
+    const reads = countFetches((url, body) => url.endsWith("/v3/kv/range") && body.includes(`"key":"${prefixKey}"`));
+    try {
+      const burst = await Promise.all(Array.from({ length: 50 }, () => nodes[0]!.c.clusters()));
+      expect(burst.every((b) => b.length === 2)).toBe(true);
+    } finally {
+      reads.stop();
+    }
+    expect(reads.count).toBe(1);
     // The same through the real API route and the compiled CLI.
     ensureBuilt();
     const api = startApi({ host: "127.0.0.1", port: 0, log: memoryLogger(), source: {

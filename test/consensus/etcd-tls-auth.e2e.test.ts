@@ -13,7 +13,7 @@ import { EtcdClient, type EtcdClientOptions } from "../../src/consensus/etcd/cli
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
-import { EtcdCluster, etcdSkipReason } from "../helpers/etcd.ts";
+import { countFetches, EtcdCluster, etcdSkipReason } from "../helpers/etcd.ts";
 import { mustRun, waitFor } from "../helpers/proc.ts";
 import { requireReal } from "../helpers/require.ts";
 
@@ -103,5 +103,16 @@ describe("etcd over TLS with a password file and RBAC", () => {
     await expect(c.txn([], [{ put: { key: "/pgherd/c2/leader", value: "x" } }])).rejects.toThrow(/permission denied/);
     await expect(new EtcdClient({ ...opts, tls: { ca: opts.tls!.ca } }).range("/pgherd/c1/")).rejects.toThrow();
     await expect(new EtcdClient({ ...opts, auth: { username: "u1", password: "wrong" } }).range("/pgherd/c1/")).rejects.toThrow(/authentication failed/);
+  });
+
+  test("calls of a client without a token at the same moment share one login (each costs etcd a bcrypt check)", async () => {
+    const c = new EtcdClient(opts);
+    const logins = countFetches((url) => url.endsWith("/v3/auth/authenticate"));
+    try {
+      await Promise.all(Array.from({ length: 20 }, () => c.range("/pgherd/c1/", { prefix: true })));
+    } finally {
+      logins.stop();
+    }
+    expect(logins.count).toBe(1);
   });
 });

@@ -168,3 +168,18 @@ export async function etcdLeaderIndex(members: ({ client: string; host: Host | n
   }, { timeoutMs: 10_000, intervalMs: 100, what: "the etcd members to agree on a leader" });
   return found;
 }
+
+/**
+ * Counts this process's HTTP requests to etcd that `match` accepts (URL and body), passing each
+ * on to the real fetch: how many reads or logins a burst of calls made. stop() puts fetch back.
+ */
+export function countFetches(match: (url: string, body: string) => boolean): { readonly count: number; stop(): void } {
+  const real = globalThis.fetch;
+  let count = 0;
+  const counting = (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
+    if (match(String(input instanceof Request ? input.url : input), typeof init?.body === "string" ? init.body : "")) count++;
+    return real(input, init);
+  };
+  globalThis.fetch = Object.assign(counting, { preconnect: real.preconnect }) as typeof fetch;
+  return { get count() { return count; }, stop: () => void (globalThis.fetch = real) };
+}

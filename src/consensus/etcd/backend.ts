@@ -42,9 +42,14 @@ export interface EtcdConsensusOptions {
   clock?: () => number;
 }
 
+/** How long one read of every cluster under the prefix answers `GET /clusters` (cluster ls --all). */
+const CLUSTERS_REUSE_MS = 1000;
+
 export class EtcdConsensus implements Consensus {
   readonly counters: DriverCounters;
   private readonly clock: () => number;
+  /** The last read of every cluster (clusters()), while in flight and for CLUSTERS_REUSE_MS after it began. */
+  private clustersRead: { at: number; answer: Promise<ClusterSummary[]> } | null = null;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
@@ -159,8 +164,25 @@ export class EtcdConsensus implements Consensus {
     return this.lastError || this.candidate.note();
   }
 
-  /** Every cluster under the prefix (as far as this etcd user may read). */
-  async clusters(): Promise<ClusterSummary[]> {
+  /**
+   * Every cluster under the prefix (as far as this etcd user may read). `GET /clusters` needs no
+   * token: one read at a time, its answer reused for CLUSTERS_REUSE_MS (a failed one is not kept),
+   * so a flood of requests does not become a flood of etcd reads beside the leader key's renewals.
+   */
+  clusters(): Promise<ClusterSummary[]> {
+    const now = this.clock();
+    const last = this.clustersRead;
+    if (last && now - last.at < CLUSTERS_REUSE_MS) return last.answer;
+    const answer = this.readClusters();
+    const read = { at: now, answer };
+    this.clustersRead = read;
+    answer.catch(() => {
+      if (this.clustersRead === read) this.clustersRead = null;
+    });
+    return answer;
+  }
+
+  private async readClusters(): Promise<ClusterSummary[]> {
     const prefix = this.o.keys.root.slice(0, this.o.keys.root.slice(0, -1).lastIndexOf("/"));
     // An etcd user granted only this cluster's prefix sees this cluster only.
     const r = await this.o.client.range(`${prefix}/`, { prefix: true }).catch((e: Error) => {

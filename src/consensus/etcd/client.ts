@@ -144,6 +144,8 @@ const MAX_BODY = 8 << 20;
 export class EtcdClient {
   private current = 0;
   private token: string | null = null;
+  /** The login under way: concurrent calls without a token share it (each login costs etcd a bcrypt check). */
+  private authenticating: Promise<string> | null = null;
 
   constructor(private readonly o: EtcdClientOptions) {
     if (o.endpoints.length === 0) throw new EtcdError("no etcd endpoints");
@@ -231,7 +233,10 @@ export class EtcdClient {
 
   private async callOnce<T>(base: string, path: string, body: unknown, wire: z.ZodType<T>, stream: boolean, retried = false): Promise<T> {
     if (this.o.auth && !this.token) {
-      this.token = await this.authenticate(base).catch((e: Error) => {
+      const login = this.authenticating ??= this.authenticate(base).finally(() => {
+        if (this.authenticating === login) this.authenticating = null;
+      });
+      this.token = await login.catch((e: Error) => {
         throw e instanceof EtcdError ? e : new AttemptError(`authenticate: ${e.message}`, "not-applied");
       });
     }
