@@ -135,6 +135,11 @@ export class Conn {
     return this.state === "closed";
   }
 
+  /** Accepted and silent so far: no valid hello yet (the first to give way when handshakes are full). */
+  get awaitingHello(): boolean {
+    return this.state === "await-hello";
+  }
+
   /** The socket's remote "ip:port" (for a dialled connection `remote` is the address we dialled). */
   get socketRemote(): string {
     return formatHostPort(this.socket.remoteAddress ?? "?", this.socket.remotePort ?? 0);

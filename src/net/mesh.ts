@@ -222,14 +222,25 @@ export class Mesh {
     this.sourceOf.set(c, source);
   }
 
-  /** Closes the oldest handshake of the source holding the most (ties: the one seen first). */
+  /**
+   * Closes the oldest handshake of the source holding the most (ties: the one seen first), among
+   * those that sent no valid hello yet if there are any: a peer whose hello passed is a real one
+   * more likely than a silent socket, and many addresses (an IPv6 /64) cost an attacker nothing.
+   */
   private evictPending(): void {
-    let busiest: Set<Conn> | undefined;
-    for (const set of this.pending.values()) if (!busiest || set.size > busiest.size) busiest = set;
-    const victim = busiest?.values().next().value;
+    const victim = this.oldestOfBusiest((c) => c.awaitingHello) ?? this.oldestOfBusiest(() => true);
     if (!victim) return;
     victim.evict(`${MAX_PENDING} handshakes in progress; evicted the oldest of the busiest source`);
     this.settle(victim); // now, not when its socket's close event comes: the newcomer takes the slot
+  }
+
+  private oldestOfBusiest(which: (c: Conn) => boolean): Conn | undefined {
+    let best: Conn[] = [];
+    for (const set of this.pending.values()) {
+      const xs = [...set].filter(which);
+      if (xs.length > best.length) best = xs;
+    }
+    return best[0];
   }
 
   /** Drops a connection from the handshake budgets once it is authenticated or closed; idempotent. */

@@ -6,7 +6,8 @@ import net from "node:net";
 import { z } from "zod";
 import { memoryLogger } from "../../src/log.ts";
 import { Mesh } from "../../src/net/mesh.ts";
-import { nid, waitFor } from "../net/helpers.ts";
+import { makeHello, proofFor, type Hello } from "../../src/net/secure.ts";
+import { nid, RawPeer, waitFor } from "../net/helpers.ts";
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
@@ -89,4 +90,25 @@ test("one source cannot hold more than a few handshakes; silent ones are cut bef
   b.dial(`127.0.0.1:${a.address().port}`, nid("a"));
   await waitFor(() => a.connected().includes(nid("b")), 1000, "b connects while one source floods");
   f.stop();
+}, 15_000);
+
+test("handshakes full: a silent socket gives way before a peer whose hello passed (it was the oldest from its address)", async () => {
+  const a = mesh("a");
+  await a.start();
+  const port = a.address().port;
+  // A peer that sent a valid hello and has not answered with its proof yet (a slow real peer).
+  const real = await RawPeer.connect(port);
+  const mine = makeHello({ cluster: "flood", nodeId: nid("b"), name: "b", addr: "127.0.0.1:9", dialer: true });
+  real.write(mine);
+  await waitFor(() => real.frames.length >= 2, 2000, "the acceptor's hello and proof");
+  // 64 silent sockets, one from each of 64 addresses: the 64th fills the budget, each later one evicts.
+  const f = flood(port, Array.from({ length: 70 }, (_, i) => `127.0.1.${i + 1}`), 1);
+  await waitFor(() => (a.rejects()["evicted"] ?? 0) >= 5, 3000, "evictions");
+  // Its proof now: the handshake completes (an evicted one would have been closed).
+  const theirs = real.frames[0] as Hello;
+  real.write({ t: "proof", mac: proofFor("flood-secret", "dialer", mine, theirs) });
+  await waitFor(() => a.connected().includes(nid("b")) || real.closed, 3000, "the slow peer's handshake to end");
+  expect(a.connected()).toContain(nid("b"));
+  f.stop();
+  real.destroy();
 }, 15_000);
