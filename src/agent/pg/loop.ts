@@ -301,7 +301,12 @@ export class PostgresLoop implements LoopControl {
     const h = this.h;
     // A clone or restore under way holds the executor for hours: it gives way (rebuild.ts).
     this.rebuild.interruptCopy(`a vote in term ${term} needs this node`);
-    const r = await detachFor(term, detachTarget(h, (deadline) => this.round.restingPosition(deadline)), this.exec, this.detachHold, this.clock);
+    let r: DetachResult;
+    try {
+      r = await detachFor(term, detachTarget(h, (deadline) => this.round.restingPosition(deadline)), this.exec, this.detachHold, this.clock);
+    } finally {
+      this.rebuild.voteDetached();
+    }
     if (r.ok && r.position) h.log.info(`stopped streaming to vote in term ${term} (final position ${r.position.lsn})`);
     return r;
   }

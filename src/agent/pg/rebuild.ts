@@ -16,7 +16,6 @@ import { fsRoomFor } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestConf } from "../../backup/wal-settings.ts";
 import { basebackup, BasebackupError, cloneDirFor, swapProblem, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
-import { DETACH_BOUND_MS } from "./detach.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
 
@@ -26,8 +25,6 @@ import { type PgHost, splitAddr } from "./host.ts";
  */
 const CLONE_TIMEOUT_MS = 7 * 24 * 3600_000;
 const CLONE_STALL_MS = 30 * 60_000;
-/** A vote this recent (its detach waits at most this long: detach.ts DETACH_BOUND_MS) stops a clone task that begins meanwhile. */
-const VOTE_HOLD_MS = DETACH_BOUND_MS;
 
 export class Rebuilder {
   /** pg_rewind's connection failures without a break (core/rewind-retry.ts), or null. */
@@ -38,8 +35,9 @@ export class Rebuilder {
   private inClone = false;
   /** Why a vote asked this clone task to give way before its copy began (it then does not begin), or null. */
   private interrupted: string | null = null;
-  /** The last vote that asked for the executor, and when. */
-  private vote: { at: number; why: string } | null = null;
+  /** Votes whose detach has not returned yet (loop.ts detach), and why the last one came. */
+  private votesPending = 0;
+  private voteWhy = "";
 
   /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
   constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
@@ -62,9 +60,9 @@ export class Rebuilder {
 
   /** `fn`, with the progress note cleared when it fails (the error is reported, not a step in progress). */
   private async noting(fn: () => Promise<void>): Promise<void> {
-    // A vote just before this task began (its detach is queued behind it) counts too.
-    const now = this.h.clock.now();
-    this.interrupted = this.vote && now - this.vote.at < VOTE_HOLD_MS ? this.vote.why : null;
+    // A vote whose detach has not run yet (queued behind this task) counts too; one whose detach
+    // already ran does not (the decision of this task was taken after it, on the leader it saw then).
+    this.interrupted = this.votesPending > 0 ? this.voteWhy : null;
     this.inClone = true;
     try {
       await fn();
@@ -108,11 +106,12 @@ export class Rebuilder {
    * this node refused every vote: in a three-node cluster no failover until it ended. Nothing of the
    * copy is in use yet (the data directory is swapped only after it): the next clone starts afresh,
    * from whichever primary leads then. A clone task that has not begun its copy (or is about to
-   * begin: a vote up to VOTE_HOLD_MS before it) does not begin it. The swap and start that follow a
+   * begin: a vote whose detach has not returned yet, voteDetached) does not begin it. The swap and start that follow a
    * copy are not stopped: the detach waits for them. True when a clone task was told.
    */
   interruptCopy(why: string): boolean {
-    this.vote = { at: this.h.clock.now(), why };
+    this.votesPending++;
+    this.voteWhy = why;
     if (!this.inClone) return false;
     // Before the copy (preparing, stopping the server): it does not begin.
     if (!this.copying) {
@@ -123,6 +122,11 @@ export class Rebuilder {
     this.h.log.warn(`stopping the clone under way: ${why} (the copy is taken again afterwards)`);
     this.copying.abort(why);
     return true;
+  }
+
+  /** The detach of a vote that called interruptCopy returned (whatever its outcome). */
+  voteDetached(): void {
+    this.votesPending = Math.max(0, this.votesPending - 1);
   }
 
   /** A vote asked this clone task to give way before its copy began: it ends here. */
