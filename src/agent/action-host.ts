@@ -88,6 +88,16 @@ export class AgentActionHost implements ActionHost {
       () => ({ status: 503, ok: false, message: `${what}${name} is not connected` }));
   }
 
+  /**
+   * `peer`'s connection closed: whatever it was asked is answered now, as not answered (an answer
+   * it sends meanwhile is lost, and a backup waited on would hold the next one for 24 h).
+   */
+  peerGone(peer: string): void {
+    const name = this.nameOf(peer);
+    this.forwarded.cancelTo(peer, () => ({ status: 504, ok: false, message: `${name} disconnected before it answered (what it was asked may still be running there)` }));
+    this.handovers.cancelTo(peer, () => null);
+  }
+
   /** Tell the target the final position and wait until it says it holds it: false when it does not (behind it, or no answer in time). */
   async handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean> {
     const pos = await this.handovers.ask(to, (id) => this.d.mesh.send(to, { t: "handover", from: this.d.nodeId, id, ...(final ? { final } : {}) }), timeoutMs, () => null);

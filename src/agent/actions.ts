@@ -7,7 +7,7 @@ import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { HistoryEntry } from "./history.ts";
 import type { ScheduledSwitchover } from "./flags.ts";
-import { isNodeOp, leadNodeRestart, NODE_OP_TIMEOUT_MS, runNodeOp } from "./restart-actions.ts";
+import { FORWARDED_RESTART_MS, isNodeOp, leadNodeRestart, restartUnderWay, runNodeOp } from "./restart-actions.ts";
 import { BACKUP_TIMEOUT_MS, leadBackup, runBackupHere } from "../backup/backup-action.ts";
 import type { DynamicChange } from "../config/dynamic.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
@@ -83,9 +83,9 @@ export class ActionRunner {
       case "node-restart": {
         if (req.force) return runNodeOp(this.h, req);
         const e = this.h.electionState();
-        if (e.leader === this.h.nodeId) return leadNodeRestart(this.h, req);
+        if (e.leader === this.h.nodeId) return this.leadRestart(req);
         if (!e.leader) return no(503, "no leader at the moment to grant the restart: try again, or force it (never more than one node down is then not checked)");
-        return this.h.forwardToLeader({ ...req, node: req.node ?? this.h.nodeId }, NODE_OP_TIMEOUT_MS);
+        return this.h.forwardToLeader({ ...req, node: req.node ?? this.h.nodeId }, FORWARDED_RESTART_MS);
       }
       default: {
         const e = this.h.electionState();
@@ -98,9 +98,13 @@ export class ActionRunner {
 
   /** Requests forwarded by other agents (and our own when we lead). */
   async runAsLeader(req: ActionRequest): Promise<ActionResult> {
-    // A restart asked of this node as the leader (not yet granted) is checked here first; a granted
-    // one, or one an agent of an earlier version forwarded, runs as asked.
-    if (req.kind === "node-restart" && !req.granted && !req.force && this.h.electionState().leader === this.h.nodeId) return leadNodeRestart(this.h, req);
+    // A restart forwarded to this node as the leader is checked here; one naming this node, handed
+    // over by the leader that granted it (or by an agent of an earlier version), runs as asked; one
+    // naming another node that reaches a node no longer leading is not carried further unchecked.
+    if (req.kind === "node-restart" && !req.force) {
+      if (this.h.electionState().leader === this.h.nodeId) return this.leadRestart(req);
+      if (req.node !== this.h.nodeId && req.node !== this.h.nodeName) return no(503, `${this.h.nodeName} no longer leads: the restart was not granted; try again`);
+    }
     if (isNodeOp(req)) return runNodeOp(this.h, req); // a member's own restart/reload, carried here over the mesh
     if (req.kind === "backup" && req.run) return runBackupHere(this.h, req, this.log); // the leader chose this member
     const e = this.h.electionState();
@@ -185,8 +189,16 @@ export class ActionRunner {
     return this.switchover(to, false, "prefer");
   }
 
+  /** A member's restart, on the leader: never during a switchover (its stopped primary still reads as running). */
+  private leadRestart(req: Extract<ActionRequest, { kind: "node-restart" }>): Promise<ActionResult> {
+    if (this.switching) return Promise.resolve(no(409, "a switchover is in progress: one node down at a time; try again once it is done"));
+    return leadNodeRestart(this.h, req);
+  }
+
   private async switchover(to: string | undefined, force: boolean, slotCopies: "require" | "prefer" = "require"): Promise<ActionResult> {
     if (this.switching) return no(409, "a switchover is already in progress");
+    const restarting = restartUnderWay();
+    if (restarting) return no(409, `the restart of ${restarting} is under way: one node down at a time; try again once it is done`);
     this.switching = true;
     try {
       return await this.switchoverNow(to, force, slotCopies);

@@ -142,6 +142,7 @@ export class Agent implements ClusterContext {
         if (h.length > 0) this.mesh.send(id, { t: "history", entries: h });
         this.migration.peerUp(id);
       },
+      onPeerDown: (id) => this.host?.peerGone(id),
       beaconExtra: () => ({ vote: this.store.get().bootstrapVote, member: this.store.get().membership !== null }),
     }));
     this.host = new AgentActionHost({

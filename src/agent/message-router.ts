@@ -76,7 +76,7 @@ export class MessageRouter {
         return;
       case "view": return d.views.answer(msg.id, msg.view, peer);
       case "action":
-        // Only the leader hands a backup to a member, or grants a member's restart.
+        // Only the leader hands a backup to a member.
         const leaderOnly = leaderOnlyPart(msg.req);
         if (leaderOnly && d.consensus.status().leader !== peer) {
           d.log.warn(`refused ${leaderOnly} from ${d.peers.name(peer)}, which is not the leader`);

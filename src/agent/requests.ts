@@ -28,6 +28,11 @@ export class PendingRequests<T> {
     this.settle(id, value);
   }
 
+  /** Resolves every waiter for an answer from `peer` with `value` (its connection closed: an answer sent meanwhile is lost). */
+  cancelTo(peer: string, value: () => T): void {
+    for (const [id, w] of [...this.waiting]) if (w.to === peer) this.settle(id, value());
+  }
+
   /** Resolves every waiter with `value` (the agent stops). */
   cancelAll(value: () => T): void {
     for (const id of [...this.waiting.keys()]) this.settle(id, value());

@@ -1,7 +1,9 @@
 // `pgherd restart` and `pgherd reload`, one member at a time: the API hands the request to the
 // local agent, which carries it over the mesh to the member named (or runs it here). A restart goes
 // through the leader first, which grants one at a time and only while every other database member
-// is healthy (core/restart-plan.ts restartRefusal); `force` skips the leader. The order of a
+// is healthy (core/restart-plan.ts restartRefusal) and no switchover runs (actions.ts); `force`
+// skips the leader. What the leader hands to the member is the request as an agent of an earlier
+// version sent it: a member that does not lead runs a restart of itself as asked. The order of a
 // rolling restart is core/restart-plan.ts's, run by the CLI (src/cli/cmd-restart.ts).
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import { restartMember, restartRefusal } from "../core/restart-plan.ts";
@@ -22,6 +24,12 @@ const HEALTHY_WAIT_MS = 5_000;
 /** The restart this leader granted and waits for (one at a time). */
 let granted: string | null = null;
 
+/** The member whose restart this leader granted and has not yet heard back from, or null. */
+export const restartUnderWay = (): string | null => granted;
+
+/** A forwarded restart: the leader's first hop, then the member's restart and the leader's wait for the others' health. */
+export const FORWARDED_RESTART_MS = NODE_OP_TIMEOUT_MS + HEALTHY_WAIT_MS + 15_000;
+
 /** On the leader: grant one member's restart when the rule allows it, and hand it to that member. */
 export async function leadNodeRestart(h: ActionHost, req: Extract<NodeOpRequest, { kind: "node-restart" }>): Promise<ActionResult> {
   const ref = req.node ?? h.nodeId;
@@ -36,7 +44,7 @@ export async function leadNodeRestart(h: ActionHost, req: Extract<NodeOpRequest,
   if (refusal !== null) return { status: 409, ok: false, message: `${h.nodeName} (leader): restart of ${target.name} refused: ${refusal}` };
   granted = target.name;
   try {
-    return await runNodeOp(h, { kind: "node-restart", node: target.id, granted: true });
+    return await runNodeOp(h, { kind: "node-restart", node: target.id });
   } finally {
     granted = null;
   }

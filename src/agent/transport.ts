@@ -15,6 +15,8 @@ export interface TransportHooks {
   onMessage(peer: string, msg: AgentMsg): void;
   /** A peer's connection was authenticated; `localHost` is the address it reached us at. */
   onPeerUp(id: string, localHost: string): void;
+  /** A peer's last connection closed. */
+  onPeerDown(id: string): void;
   /** Beacon extras: this node's bootstrap vote and whether it holds a membership. */
   beaconExtra(): Record<string, unknown>;
 }
@@ -55,6 +57,7 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
     onPeerDown: (id, reason) => {
       peers.connected(id, false);
       log.info(`peer ${peers.name(id)} (${id}) disconnected: ${reason}`);
+      hooks.onPeerDown(id);
     },
   });
   const onAnnouncement = (a: Announcement, from: { address: string }) => {

@@ -28,9 +28,9 @@ export const ActionRequestSchema = z.discriminatedUnion("kind", [
   /**
    * `pgherd restart`: a fast restart of one member's PostgreSQL (absent: this node's), through the
    * leader (never more than one node down; `force` goes straight to the member), over the mesh to
-   * it (src/agent/restart-actions.ts). `granted` is set by the leader only.
+   * it (src/agent/restart-actions.ts).
    */
-  z.strictObject({ kind: z.literal("node-restart"), node: memberRef.optional(), force: z.boolean().optional(), granted: z.literal(true).optional() }),
+  z.strictObject({ kind: z.literal("node-restart"), node: memberRef.optional(), force: z.boolean().optional() }),
   /** `pgherd reload`: one member's agent re-reads its pgherd.toml and reloads its PostgreSQL. */
   z.strictObject({ kind: z.literal("node-reload"), node: memberRef.optional() }),
   /** `pgherd consensus migrate --to etcd|builtin`: run by the leader (src/agent/migrate-driver.ts). */
@@ -41,13 +41,11 @@ export const ActionRequestSchema = z.discriminatedUnion("kind", [
 export type ActionRequest = z.infer<typeof ActionRequestSchema>;
 
 /**
- * What only the leader sets in a request it hands to a member (a backup's `run`, a restart's
- * `granted`), named; null when the request carries none. Refused from the local API and from a
- * peer that does not lead.
+ * What only the leader sets in a request it hands to a member (a backup's `run`), named; null when
+ * the request carries none. Refused from the local API and from a peer that does not lead.
  */
 export function leaderOnlyPart(req: ActionRequest): string | null {
   if (req.kind === "backup" && req.run) return "a backup handed over by the leader (run)";
-  if (req.kind === "node-restart" && req.granted) return "a restart granted by the leader (granted)";
   return null;
 }
 

@@ -83,6 +83,9 @@ export class RepoDownFlag {
     if (!this.applies || this.looking) return;
     const flagged = existsSync(repoDownFlag(backrestPaths(this.cfg)));
     if (!flagged && !(usesArchive && now - this.lookedAt >= LOOK_MS)) return;
+    // Two misses in a row means two looks LOOK_MS apart, not a miss from an earlier spell (the looks
+    // stop while the standby streams) and a lost SYN now.
+    if (now - this.lookedAt > 2 * LOOK_MS) this.misses = 0;
     this.looking = true;
     this.lookedAt = now;
     void this.check({ confirm: true }).finally(() => (this.looking = false));

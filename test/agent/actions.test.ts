@@ -277,12 +277,12 @@ describe("node restart: through the leader, never more than one node down", () =
     expect(h.asked).toEqual([]);
   });
 
-  test("the view catches up while the leader waits: granted, handed to the member marked granted", async () => {
+  test("the view catches up while the leader waits: granted, handed to the member as an earlier version would send it", async () => {
     const h = new FakeHost();
     h.members.push({ name: "n3", role: "standby", state: "stopped" });
     h.onSleep = () => (h.members[2]!.state = "streaming");
     await runner(h).run({ kind: "node-restart", node: "n2" });
-    expect(h.asked).toEqual([{ id: "S", req: { kind: "node-restart", node: "S", granted: true } }]);
+    expect(h.asked).toEqual([{ id: "S", req: { kind: "node-restart", node: "S" } }]);
   });
 
   test("the member asked for may itself be down (restarting it is how it comes back)", async () => {
@@ -307,17 +307,57 @@ describe("node restart: through the leader, never more than one node down", () =
     expect((await r.run({ kind: "node-restart", node: "n1" })).ok).toBe(true);
   });
 
-  test("granted cannot come through the API; force goes to the member without the leader's check", async () => {
+  test("force goes to the member without the leader's check; a backup's run cannot come through the API", async () => {
     const h = new FakeHost();
     h.members.push({ name: "n3", role: "standby", state: "stopped" });
     const r = runner(h);
-    expect((await r.run({ kind: "node-restart", node: "n2", granted: true })).status).toBe(400);
     expect((await r.run({ kind: "backup", run: { primary: null, leader: "n1" } })).status).toBe(400);
     expect(leaderOnlyPart({ kind: "node-restart", node: "n2" })).toBeNull();
-    expect(leaderOnlyPart({ kind: "node-restart", granted: true })).toContain("granted");
     expect(leaderOnlyPart({ kind: "backup", run: { primary: null, leader: "n1" } })).toContain("run");
     await r.run({ kind: "node-restart", node: "n2", force: true });
     expect(h.asked).toEqual([{ id: "S", req: { kind: "node-restart", node: "S", force: true } }]);
+  });
+
+  test("over the mesh: the leader checks a forwarded restart; a member runs its own; a node that no longer leads does not carry another's further", async () => {
+    const h = new FakeHost();
+    h.members.push({ name: "n3", role: "standby", state: "stopped" });
+    const r = runner(h);
+    // Forwarded to this leader: checked (n3 is down).
+    expect((await r.runAsLeader({ kind: "node-restart", node: "S" })).status).toBe(409);
+    // This node no longer leads: one naming another member is not carried further unchecked...
+    h.leaderId = "S";
+    expect((await r.runAsLeader({ kind: "node-restart", node: "S" })).status).toBe(503);
+    expect(h.asked).toEqual([]);
+    // ...one naming this node (handed over by the leader that granted it) runs here.
+    expect((await r.runAsLeader({ kind: "node-restart", node: "L" })).ok).toBe(true);
+  });
+
+  test("a restart and a switchover never overlap: each is refused while the other runs", async () => {
+    const h = new FakeHost();
+    h.holdAsks = [];
+    const r = runner(h);
+    const restart = r.run({ kind: "node-restart", node: "n2" });
+    await Promise.resolve();
+    const sw = await r.run({ kind: "switchover", to: "n2" });
+    expect(sw.status).toBe(409);
+    expect(sw.message).toContain("the restart of n2 is under way");
+    h.holdAsks[0]!({ status: 200, ok: true, message: "n2 restarted" });
+    await restart;
+    // A switchover holding the node: a restart asked meanwhile is refused.
+    let release!: () => void;
+    const held = new Promise<void>((res) => (release = res));
+    const stop = h.pg.stopForHandover;
+    h.pg.stopForHandover = async () => {
+      await held;
+      return stop();
+    };
+    const switching = r.run({ kind: "switchover", to: "n2" });
+    await Promise.resolve();
+    const during = await r.run({ kind: "node-restart", node: "n2" });
+    expect(during.status).toBe(409);
+    expect(during.message).toContain("a switchover is in progress");
+    release();
+    expect((await switching).status).toBe(200);
   });
 
   test("on a member that does not lead: forwarded to the leader, naming this node when no node was given", async () => {

@@ -6,7 +6,10 @@ import { AgentActionHost, type ActionHostDeps } from "../../src/agent/action-hos
 
 function host() {
   const sent: { to: string; id: number }[] = [];
-  const deps = { mesh: { send: (to: string, msg: { id: number }) => (sent.push({ to, id: msg.id }), true) }, nodeId: "L" } as unknown as ActionHostDeps;
+  const deps = {
+    mesh: { send: (to: string, msg: { id: number }) => (sent.push({ to, id: msg.id }), true) }, nodeId: "L",
+    facts: () => ({ self: { id: "L", name: "n1" }, peers: [{ id: "S", name: "n2" }] }),
+  } as unknown as ActionHostDeps;
   return { h: new AgentActionHost(deps), sent };
 }
 
@@ -37,4 +40,13 @@ test("an answer from another member than the target is ignored", async () => {
   const r = h.handover("S", FINAL, 50);
   h.handovers.answer(sent[0]!.id, { timeline: 1, lsn: "0/4000000" }, "M");
   expect(await r).toBe(false); // the deadline, not M's answer
+});
+
+test("the target's connection closes while it is asked: answered at once as not confirmed; a forwarded request as not answered (504)", async () => {
+  const { h } = host();
+  const handover = h.handover("S", FINAL, 60_000);
+  const action = h.askNode("S", { kind: "backup", type: "full" }, 24 * 3600_000);
+  h.peerGone("S");
+  expect(await handover).toBe(false);
+  expect(await action).toMatchObject({ status: 504, ok: false });
 });

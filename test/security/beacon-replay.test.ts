@@ -43,7 +43,7 @@ async function agent(label: string, port: number, peers: string[]) {
     mesh: { listen: `127.0.0.1:${await freeTcpPort()}` },
   });
   const table = new PeerTable(30_000);
-  const t = createTransport(cfg, id, table, memoryLogger(), { onMessage: () => {}, onPeerUp: () => {}, beaconExtra: () => ({}) });
+  const t = createTransport(cfg, id, table, memoryLogger(), { onMessage: () => {}, onPeerUp: () => {}, onPeerDown: () => {}, beaconExtra: () => ({}) });
   const stop = () => Promise.all([t.beacon.stop(), t.mesh.stop()]);
   cleanup.push(stop);
   await t.mesh.start();

@@ -48,8 +48,8 @@ const CLUSTERS_REUSE_MS = 1000;
 export class EtcdConsensus implements Consensus {
   readonly counters: DriverCounters;
   private readonly clock: () => number;
-  /** The last read of every cluster (clusters()), while in flight and for CLUSTERS_REUSE_MS after it began. */
-  private clustersRead: { at: number; answer: Promise<ClusterSummary[]> } | null = null;
+  /** The last read of every cluster (clusters()): while in flight, and for CLUSTERS_REUSE_MS after its answer. */
+  private clustersRead: { doneAt: number | null; answer: Promise<ClusterSummary[]> } | null = null;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
@@ -166,17 +166,20 @@ export class EtcdConsensus implements Consensus {
 
   /**
    * Every cluster under the prefix (as far as this etcd user may read). `GET /clusters` needs no
-   * token: one read at a time, its answer reused for CLUSTERS_REUSE_MS (a failed one is not kept),
+   * token: one read at a time, its answer reused for CLUSTERS_REUSE_MS after it came (a failed one is not kept),
    * so a flood of requests does not become a flood of etcd reads beside the leader key's renewals.
    */
   clusters(): Promise<ClusterSummary[]> {
     const now = this.clock();
     const last = this.clustersRead;
-    if (last && now - last.at < CLUSTERS_REUSE_MS) return last.answer;
+    // In flight (however long it takes), or answered less than CLUSTERS_REUSE_MS ago.
+    if (last && (last.doneAt === null || now - last.doneAt < CLUSTERS_REUSE_MS)) return last.answer;
     const answer = this.readClusters();
-    const read = { at: now, answer };
+    const read: { doneAt: number | null; answer: Promise<ClusterSummary[]> } = { doneAt: null, answer };
     this.clustersRead = read;
-    answer.catch(() => {
+    answer.then(() => {
+      read.doneAt = this.clock();
+    }, () => {
       if (this.clustersRead === read) this.clustersRead = null;
     });
     return answer;
