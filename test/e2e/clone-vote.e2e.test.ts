@@ -37,6 +37,10 @@ describeCluster("a standby being cloned votes", {
     // The copy proper runs: the primary serves A's base backup.
     const clone = cloneNameFor(a.nodeId());
     await poll(async () => ((await p.query(`SELECT count(*)::int AS n FROM pg_stat_replication WHERE application_name = '${clone}' AND state = 'backup'`))[0]?.n === 1 ? true : undefined), { timeoutMs: 30_000, intervalMs: 100, what: `${p.name} to serve ${a.name}'s base backup` });
+    // A commit B acknowledges (A's server is stopped for its clone): B is strictly ahead of A, so
+    // only B can win. With equal positions either may, and A did once (CI140: its timeout fired
+    // first and B granted); A's old data is as good then, but this test is about A's vote.
+    await p.query("CREATE TABLE IF NOT EXISTS clone_vote_ahead (x int); INSERT INTO clone_vote_ahead VALUES (1)");
 
     const cutAt = performance.now();
     await p.host.cut();
