@@ -27,8 +27,13 @@ describeCluster("a standby being cloned votes", {
     const toml = readFileSync(a.configPath, "utf8");
     expect(toml).toContain(`clone_max_rate_kb = ${FAST}`);
     writeFileSync(a.configPath, toml.replace(`clone_max_rate_kb = ${FAST}`, `clone_max_rate_kb = ${SLOW}`));
+    const restarted = logMark(a);
     await a.start();
     await waitReplicating(fx.c, 60_000);
+    // Replication never stopped (the agent alone restarted): wait until the new agent knows the
+    // leader, or the rejoin below is refused ("no leader to rejoin", CI142: asked 50 ms after it
+    // connected, before the leader's first heartbeat).
+    await poll(async () => logSince(a, restarted, /leader-changed: \S+ leads term \d+/)[0], { timeoutMs: 10_000, intervalMs: 20, what: `${a.name}'s new agent to hear the leader` });
 
     const mark = logMark(a);
     const req = await pgherd(a, ["rejoin", "--force-clone", "--no-wait"]);
