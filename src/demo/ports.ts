@@ -7,6 +7,13 @@ import { createServer } from "node:net";
 
 const LOWEST = 20_000;
 
+/**
+ * Every port this process has handed out, never handed out again: a caller that picks two ports one
+ * after the other (a test's two servers) must not get the same one twice, which two free-right-now
+ * looks can return when the first port is not yet bound.
+ */
+const given = new Set<number>();
+
 function ephemeralStart(): number {
   try {
     const first = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
@@ -42,8 +49,10 @@ export async function freeTcpPorts(n: number, host = "127.0.0.1"): Promise<numbe
     for (let tries = 0; held.length < n; tries++) {
       if (tries > 1000) throw new Error(`no ${n} free TCP ports on ${host}`);
       const got = await tcpTry(host, pick());
-      if (got) held.push(got);
+      if (got && !given.has(got.port)) held.push(got);
+      else await got?.close();
     }
+    for (const h of held) given.add(h.port);
     return held.map((h) => h.port);
   } finally {
     await Promise.all(held.map((h) => h.close()));
@@ -62,7 +71,10 @@ export async function freeUdpPort(): Promise<number> {
         s.close(() => resolve(p));
       });
     });
-    if (port) return port;
+    if (port && !given.has(port)) {
+      given.add(port);
+      return port;
+    }
   }
   throw new Error("no free UDP port");
 }

@@ -11,6 +11,7 @@ import { FrameDecoder, encodeFrame } from "../../src/net/framing.ts";
 import { makeHello, proofFor, type Hello } from "../../src/net/secure.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
 import { artifactsDir, nodeStatusSchema, startAgent, stopAgents, type NodeStatus, type RunningAgent } from "../helpers/agents.ts";
+import { freeUdpPort } from "../../src/demo/ports.ts";
 import { freePort as freeTcpPort, pgSkipReason } from "../helpers/pg.ts";
 import { requireReal } from "../helpers/require.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -147,14 +148,6 @@ async function listenOnce(onConn: (s: net.Socket, server: net.Server) => void): 
   return { server, port: (server.address() as net.AddressInfo).port };
 }
 
-async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket("udp4");
-  await new Promise<void>((r) => s.bind(0, HOST, () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 const STEP_MS = 20_000;
 
 /** GET /node from the agent's HTTP API, under a deadline. */
@@ -170,9 +163,8 @@ requireReal("bad-input e2e", pgSkipReason);
 describe("hostile input against a running agent", () => {
   beforeAll(async () => {
     ensureBuilt();
-    const mesh = await freeTcpPort();
-    const api = await freeTcpPort([mesh]);
-    ports = { udp: await freeUdpPort(), mesh, api, pg: await freeTcpPort([mesh, api]) };
+    const [mesh, api, pg] = [await freeTcpPort(), await freeTcpPort(), await freeTcpPort()];
+    ports = { udp: await freeUdpPort(), mesh, api, pg };
     const t = await listenOnce((s) => { trap.connections++; s.destroy(); });
     trap.server = t.server;
     trap.port = t.port;
