@@ -7,8 +7,8 @@ import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
 import type { HistoryEntry } from "./history.ts";
 import type { ScheduledSwitchover } from "./flags.ts";
-import { FORWARDED_RESTART_MS, isNodeOp, leadNodeRestart, restartUnderWay, runNodeOp } from "./restart-actions.ts";
-import { BACKUP_TIMEOUT_MS, leadBackup, runBackupHere } from "../backup/backup-action.ts";
+import { FORWARDED_RESTART_MS, isNodeOp, RestartGrants, runNodeOp } from "./restart-actions.ts";
+import { BACKUP_TIMEOUT_MS, BackupDesk } from "../backup/backup-action.ts";
 import type { DynamicChange } from "../config/dynamic.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 
@@ -70,7 +70,14 @@ export class ActionRunner {
   /** A switchover runs (read by a consensus migration, which refuses to start meanwhile). */
   switching = false;
 
-  constructor(private readonly h: ActionHost, private readonly log: Logger, private readonly members?: MemberActionRunner) {}
+  /** The backups this agent runs or, leading, hands out (one at a time). */
+  readonly backups: BackupDesk;
+  private readonly restarts: RestartGrants;
+
+  constructor(private readonly h: ActionHost, private readonly log: Logger, private readonly members?: MemberActionRunner) {
+    this.backups = new BackupDesk(h, log);
+    this.restarts = new RestartGrants(h);
+  }
 
   /** Entry point for the local API. */
   async run(req: ActionRequest): Promise<ActionResult> {
@@ -96,17 +103,20 @@ export class ActionRunner {
     }
   }
 
-  /** Requests forwarded by other agents (and our own when we lead). */
-  async runAsLeader(req: ActionRequest): Promise<ActionResult> {
-    // A restart forwarded to this node as the leader is checked here; one naming this node, handed
-    // over by the leader that granted it (or by an agent of an earlier version), runs as asked; one
-    // naming another node that reaches a node no longer leading is not carried further unchecked.
+  /** Requests forwarded by other agents (`from`: the peer that sent it), and our own when we lead. */
+  async runAsLeader(req: ActionRequest, from?: string): Promise<ActionResult> {
+    // A restart forwarded to this node as the leader is checked here. One that reaches a node no
+    // longer leading runs only if it names this node and comes from the node this one knows as the
+    // leader (the leader's grant); one that was meant for the leader's check is refused, also when
+    // it names this node (a restart of the old leader asked just before it stepped down).
     if (req.kind === "node-restart" && !req.force) {
-      if (this.h.electionState().leader === this.h.nodeId) return this.leadRestart(req);
-      if (req.node !== this.h.nodeId && req.node !== this.h.nodeName) return no(503, `${this.h.nodeName} no longer leads: the restart was not granted; try again`);
+      const leader = this.h.electionState().leader;
+      if (leader === this.h.nodeId) return this.leadRestart(req);
+      const granted = from !== undefined && from === leader && (req.node === this.h.nodeId || req.node === this.h.nodeName);
+      if (!granted) return no(503, `${this.h.nodeName} does not lead: the restart was not granted by the leader; try again`);
     }
     if (isNodeOp(req)) return runNodeOp(this.h, req); // a member's own restart/reload, carried here over the mesh
-    if (req.kind === "backup" && req.run) return runBackupHere(this.h, req, this.log); // the leader chose this member
+    if (req.kind === "backup" && req.run) return this.backups.runHere(req); // the leader chose this member
     const e = this.h.electionState();
     if (!e.leading) return no(503, `${this.h.nodeName} is not a leader with a valid lease`);
     switch (req.kind) {
@@ -125,7 +135,7 @@ export class ActionRunner {
       case "member-remove":
         return this.members ? this.members.run(req) : no(501, `${req.kind} is not available on this agent`);
       case "failover": return this.failover(req.to, req.force ?? false, req.acceptDataLoss ?? false);
-      case "backup": return leadBackup(this.h, req, this.log);
+      case "backup": return this.backups.lead(req);
       case "config": {
         const set = { ...req.set, ...(req.durability ? { durability: req.durability } : {}) };
         return this.h.changeConfig({ base: req.base, ...(req.replace ? { replace: req.replace } : { set }) });
@@ -192,12 +202,12 @@ export class ActionRunner {
   /** A member's restart, on the leader: never during a switchover (its stopped primary still reads as running). */
   private leadRestart(req: Extract<ActionRequest, { kind: "node-restart" }>): Promise<ActionResult> {
     if (this.switching) return Promise.resolve(no(409, "a switchover is in progress: one node down at a time; try again once it is done"));
-    return leadNodeRestart(this.h, req);
+    return this.restarts.lead(req);
   }
 
   private async switchover(to: string | undefined, force: boolean, slotCopies: "require" | "prefer" = "require"): Promise<ActionResult> {
     if (this.switching) return no(409, "a switchover is already in progress");
-    const restarting = restartUnderWay();
+    const restarting = this.restarts.underWay();
     if (restarting) return no(409, `the restart of ${restarting} is under way: one node down at a time; try again once it is done`);
     this.switching = true;
     try {

@@ -167,7 +167,7 @@ export class Agent implements ClusterContext {
     this.router = new MessageRouter({
       log, consensus: this.consensus, secrets: this.secretsShared.store, peers: this.peers, mesh: () => this.mesh, host: () => this.host, flags: this.flags,
       dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
-      runAsLeader: (req) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.migrationRefuses(req) ?? this.actions.runAsLeader(req).then((r) => this.state.flagsStored(r)),
+      runAsLeader: (req, from) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.migrationRefuses(req) ?? this.actions.runAsLeader(req, from).then((r) => this.state.flagsStored(r)),
       stopped: () => this.stopped, safe: (f) => this.safe(f), now, migrate: (peer, m) => this.migration.receive(peer, m),
       exclusionHeard: (from, e, m) => this.syncCap.heard(from, e, m),
     });
@@ -176,7 +176,7 @@ export class Agent implements ClusterContext {
       steps: [() => this.membership.step(), () => this.dynamic.step(), () => this.flags.sync(), () => this.historyLog.sync(), () => this.migration.step()],
       runDue: () => this.actions.runDue(),
     });
-    routeScheduledBackups(this.host, log.withTag("backup"));
+    routeScheduledBackups((type) => this.actions.backups.scheduled(type));
     this.integrations = new Integrations(cfg, log, this, () => this.loop?.kick());
   }
 

@@ -35,7 +35,7 @@ export interface RouterDeps {
   loop: () => LoopControl | null;
   localView: () => ClusterView;
   /** An action forwarded to this node as the leader, its flag changes stored. */
-  runAsLeader: (req: ActionRequest) => Promise<ActionResult>;
+  runAsLeader: (req: ActionRequest, from: string) => Promise<ActionResult>;
   stopped: () => boolean;
   safe: (f: () => void) => void;
   now: () => number;
@@ -84,7 +84,7 @@ export class MessageRouter {
           return;
         }
         // A failure on the leader (a state file it cannot write) is answered, not left to the asker's timeout.
-        void d.runAsLeader(msg.req).then(
+        void d.runAsLeader(msg.req, peer).then(
           (result) => result,
           (e: Error) => ({ status: 500, ok: false, message: `${msg.req.kind} failed on the leader: ${e.message}` }),
         ).then((result) => d.safe(() =>

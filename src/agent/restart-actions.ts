@@ -3,7 +3,8 @@
 // through the leader first, which grants one at a time and only while every other database member
 // is healthy (core/restart-plan.ts restartRefusal) and no switchover runs (actions.ts); `force`
 // skips the leader. What the leader hands to the member is the request as an agent of an earlier
-// version sent it: a member that does not lead runs a restart of itself as asked. The order of a
+// version sent it; a member that does not lead runs a restart of itself only when it comes from the
+// node it knows as the leader (actions.ts runAsLeader). The order of a
 // rolling restart is core/restart-plan.ts's, run by the CLI (src/cli/cmd-restart.ts).
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
 import { restartMember, restartRefusal } from "../core/restart-plan.ts";
@@ -21,32 +22,40 @@ export const isNodeOp = (req: ActionRequest): req is NodeOpRequest => req.kind =
 /** How long the leader waits for its view to show the other members healthy (a report behind the member's own) before it refuses. */
 const HEALTHY_WAIT_MS = 5_000;
 
-/** The restart this leader granted and waits for (one at a time). */
-let granted: string | null = null;
-
-/** The member whose restart this leader granted and has not yet heard back from, or null. */
-export const restartUnderWay = (): string | null => granted;
-
 /** A forwarded restart: the leader's first hop, then the member's restart and the leader's wait for the others' health. */
 export const FORWARDED_RESTART_MS = NODE_OP_TIMEOUT_MS + HEALTHY_WAIT_MS + 15_000;
 
-/** On the leader: grant one member's restart when the rule allows it, and hand it to that member. */
-export async function leadNodeRestart(h: ActionHost, req: Extract<NodeOpRequest, { kind: "node-restart" }>): Promise<ActionResult> {
-  const ref = req.node ?? h.nodeId;
-  const target = h.candidates().find((c) => c.id === ref || c.name === ref);
-  if (!target) return { status: 404, ok: false, message: `no member named ${ref}` };
-  let refusal: string | null = null;
-  for (const until = h.wallNow() + HEALTHY_WAIT_MS; ;) {
-    refusal = restartRefusal(h.clusterView().members.map(restartMember), target.name, granted);
-    if (refusal === null || granted !== null || h.wallNow() >= until) break;
-    await h.sleep(200);
+/** The leader's grants of members' restarts, one at a time. The agent's ActionRunner owns it. */
+export class RestartGrants {
+  /** The member whose restart this leader granted and has not yet heard back from. */
+  private granted: string | null = null;
+
+  constructor(private readonly h: ActionHost) {}
+
+  /** The member whose restart this leader granted and has not yet heard back from, or null. */
+  underWay(): string | null {
+    return this.granted;
   }
-  if (refusal !== null) return { status: 409, ok: false, message: `${h.nodeName} (leader): restart of ${target.name} refused: ${refusal}` };
-  granted = target.name;
-  try {
-    return await runNodeOp(h, { kind: "node-restart", node: target.id });
-  } finally {
-    granted = null;
+
+  /** On the leader: grant one member's restart when the rule allows it, and hand it to that member. */
+  async lead(req: Extract<NodeOpRequest, { kind: "node-restart" }>): Promise<ActionResult> {
+    const h = this.h;
+    const ref = req.node ?? h.nodeId;
+    const target = h.candidates().find((c) => c.id === ref || c.name === ref);
+    if (!target) return { status: 404, ok: false, message: `no member named ${ref}` };
+    let refusal: string | null = null;
+    for (const until = h.wallNow() + HEALTHY_WAIT_MS; ;) {
+      refusal = restartRefusal(h.clusterView().members.map(restartMember), target.name, this.granted);
+      if (refusal === null || this.granted !== null || h.wallNow() >= until) break;
+      await h.sleep(200);
+    }
+    if (refusal !== null) return { status: 409, ok: false, message: `${h.nodeName} (leader): restart of ${target.name} refused: ${refusal}` };
+    this.granted = target.name;
+    try {
+      return await runNodeOp(h, { kind: "node-restart", node: target.id });
+    } finally {
+      this.granted = null;
+    }
   }
 }
 

@@ -22,14 +22,6 @@ export type BackupRequest = Extract<ActionRequest, { kind: "backup" }>;
 /** A backup may take hours: the leader waits that long for the member's answer. */
 export const BACKUP_TIMEOUT_MS = 24 * 3600_000;
 
-let busy = false;
-/**
- * The backup this leader has under way: one at a time for the whole cluster as far as the leader
- * decides (a scheduled one and `pgherd backup` at once would otherwise run on two members, and two
- * backups of one stanza on two hosts do not see each other's pgBackRest locks).
- */
-let leading: { where: string; type: BackupType; since: Date } | null = null;
-
 /** What a standby's backup needs to know about this primary (its pgBackRest TLS server and server settings). */
 export function primaryFacts(cfg: Config): PrimaryFacts {
   const pg = cfg.postgres;
@@ -38,46 +30,98 @@ export function primaryFacts(cfg: Config): PrimaryFacts {
 
 const fail = (status: number, message: string): ActionResult => ({ status, ok: false, message });
 
-/** On the leader: choose the member, let it take the backup, record where it ran. */
-export async function leadBackup(h: ActionHost, req: BackupRequest, log: Logger): Promise<ActionResult> {
-  const cfg = runningConfig();
-  if (!cfg || cfg.backup.tool !== "pgbackrest") return fail(400, `${h.nodeName}: [backup] tool is not "pgbackrest"`);
-  if (cfg.backup.repo_host) return fail(400, repoHostBackupRefusal(cfg.backup.repo_host, backrestPaths(cfg).stanza, cfg.backup.from_standby));
-  const me = h.myReport();
-  if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} leads but its PostgreSQL is not a running primary: try again`);
-  const type = req.type ?? "incr";
-  if (leading) return fail(409, `a ${leading.type} backup is already under way on ${leading.where} (since ${leading.since.toISOString()}): one backup at a time`);
-  const site = chooseBackupSite({ primary: me, primaryId: h.nodeId, candidates: h.candidates(), maxLagBytes: h.maxLagBytes, fromStandby: cfg.backup.from_standby });
-  let r: ActionResult;
-  let where = site.on === "standby" ? `standby ${site.name}` : `primary ${h.nodeName} (${site.reason})`;
-  const mine = { where: site.on === "standby" ? `standby ${site.name}` : `primary ${h.nodeName}`, type, since: new Date() };
-  leading = mine;
-  try {
-    if (site.on === "standby") {
-      log.info(`${type} backup: on standby ${site.name} (replay lag ${site.lagBytes} bytes)`);
-      r = await h.askNode(site.id, { kind: "backup", type, run: { primary: primaryFacts(cfg), leader: h.nodeName } }, BACKUP_TIMEOUT_MS);
-      // On the primary instead only when the standby's backup is known not to run: refused before
-      // it began, or failed (its pgbackrest exited). A 409 is a backup the standby already runs;
-      // without an answer (504) it may still run.
-      if (!r.ok && r.status !== 409 && r.status !== 504) {
-        log.warn(`${type} backup on standby ${site.name} failed (${r.message}): taking it on the primary`);
-        where = `primary ${h.nodeName} (standby ${site.name} failed: ${r.message})`;
-        mine.where = `primary ${h.nodeName}`;
-        r = await runBackupHere(h, { kind: "backup", type, run: { primary: null, leader: h.nodeName } }, log);
+/**
+ * One agent's backups and what keeps them one at a time: the backup this node takes (`busy`) and,
+ * on the leader, the one it has under way anywhere (`leading`: a scheduled one and `pgherd backup`
+ * at once would otherwise run on two members, and two backups of one stanza on two hosts do not see
+ * each other's pgBackRest locks). The agent's ActionRunner owns it.
+ */
+export class BackupDesk {
+  private busy = false;
+  private leading: { where: string; type: BackupType; since: Date } | null = null;
+
+  constructor(private readonly h: ActionHost, private readonly log: Logger) {}
+
+  /** On the leader: choose the member, let it take the backup, record where it ran. */
+  async lead(req: BackupRequest): Promise<ActionResult> {
+    const { h, log } = this;
+    const cfg = runningConfig();
+    if (!cfg || cfg.backup.tool !== "pgbackrest") return fail(400, `${h.nodeName}: [backup] tool is not "pgbackrest"`);
+    if (cfg.backup.repo_host) return fail(400, repoHostBackupRefusal(cfg.backup.repo_host, backrestPaths(cfg).stanza, cfg.backup.from_standby));
+    const me = h.myReport();
+    if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} leads but its PostgreSQL is not a running primary: try again`);
+    const type = req.type ?? "incr";
+    if (this.leading) return fail(409, `a ${this.leading.type} backup is already under way on ${this.leading.where} (since ${this.leading.since.toISOString()}): one backup at a time`);
+    const site = chooseBackupSite({ primary: me, primaryId: h.nodeId, candidates: h.candidates(), maxLagBytes: h.maxLagBytes, fromStandby: cfg.backup.from_standby });
+    let r: ActionResult;
+    let where = site.on === "standby" ? `standby ${site.name}` : `primary ${h.nodeName} (${site.reason})`;
+    const mine = { where: site.on === "standby" ? `standby ${site.name}` : `primary ${h.nodeName}`, type, since: new Date() };
+    this.leading = mine;
+    try {
+      if (site.on === "standby") {
+        log.info(`${type} backup: on standby ${site.name} (replay lag ${site.lagBytes} bytes)`);
+        r = await h.askNode(site.id, { kind: "backup", type, run: { primary: primaryFacts(cfg), leader: h.nodeName } }, BACKUP_TIMEOUT_MS);
+        // On the primary instead only when the standby's backup is known not to run: refused before
+        // it began, or failed (its pgbackrest exited). A 409 is a backup the standby already runs;
+        // without an answer (504) it may still run.
+        if (!r.ok && r.status !== 409 && r.status !== 504) {
+          log.warn(`${type} backup on standby ${site.name} failed (${r.message}): taking it on the primary`);
+          where = `primary ${h.nodeName} (standby ${site.name} failed: ${r.message})`;
+          mine.where = `primary ${h.nodeName}`;
+          r = await this.runHere({ kind: "backup", type, run: { primary: null, leader: h.nodeName } });
+        }
+      } else {
+        log.info(`${type} backup: on the primary, ${site.reason}`);
+        r = await this.runHere({ kind: "backup", type, run: { primary: null, leader: h.nodeName } });
       }
-    } else {
-      log.info(`${type} backup: on the primary, ${site.reason}`);
-      r = await runBackupHere(h, { kind: "backup", type, run: { primary: null, leader: h.nodeName } }, log);
+    } finally {
+      this.leading = null;
     }
-  } finally {
-    leading = null;
+    // An answer over the mesh carries status and message only: the backup is read back from the message.
+    const b = (r.detail as BackupInfo | undefined) ?? (r.ok ? (fromMessage(r.message) ?? await newestBackup(cfg, log)) : undefined);
+    if (r.ok && b) r = { ...r, detail: b };
+    const term = h.electionState().term;
+    h.record({ term, kind: "backup", node: h.nodeName, reason: r.ok ? `${type} backup ${b?.label ?? ""} taken on ${where}` : `${type} backup failed on ${where}: ${r.message}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: b?.lsnStop || null });
+    return r;
   }
-  // An answer over the mesh carries status and message only: the backup is read back from the message.
-  const b = (r.detail as BackupInfo | undefined) ?? (r.ok ? (fromMessage(r.message) ?? await newestBackup(cfg, log)) : undefined);
-  if (r.ok && b) r = { ...r, detail: b };
-  const term = h.electionState().term;
-  h.record({ term, kind: "backup", node: h.nodeName, reason: r.ok ? `${type} backup ${b?.label ?? ""} taken on ${where}` : `${type} backup failed on ${where}: ${r.message}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: b?.lsnStop || null });
-  return r;
+
+  /** On the member the leader chose (or the primary itself): take the backup. */
+  async runHere(req: BackupRequest): Promise<ActionResult> {
+    const { h, log } = this;
+    const cfg = runningConfig();
+    if (!cfg || cfg.backup.tool !== "pgbackrest") return fail(400, `${h.nodeName}: [backup] tool is not "pgbackrest"`);
+    const facts = req.run?.primary ?? null;
+    const me = h.myReport();
+    const type: BackupType = req.type ?? "incr";
+    const p = backrestPaths(cfg);
+    let primary: Parameters<typeof takeBackup>[4];
+    if (facts) {
+      const up = me?.upstream ? parseHostPort(me.upstream) : null;
+      if (!me?.up || me.inRecovery !== true || !me.streaming || !up || typeof up === "string") return fail(503, `${h.nodeName} is not a streaming standby now`);
+      primary = { node: h.nodeName, primary: { remote: { ...facts, host: up.host }, ...backrestTlsFiles(p) } };
+    } else {
+      if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} is not a running primary now`);
+      primary = { node: h.nodeName };
+    }
+    if (this.busy) return fail(409, `${h.nodeName} is already taking a backup`);
+    this.busy = true;
+    try {
+      const b = await takeBackup(p, { osUser: cfg.postgres.os_user, log, timeoutMs: BACKUP_TIMEOUT_MS }, type, 120_000, primary);
+      return { status: 200, ok: true, message: doneMessage({ ...b, node: h.nodeName, fromStandby: facts !== null }), detail: b };
+    } catch (e) {
+      return fail(500, `${h.nodeName}: ${(e as Error).message}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** A scheduled backup (keeper.ts), chosen and run as `pgherd backup` is. */
+  async scheduled(type: BackupType): Promise<BackupInfo> {
+    const r = await this.lead({ kind: "backup", type });
+    if (!r.ok) throw new Error(r.message);
+    if (!r.detail) throw new Error(`${r.message}; but pgbackrest info does not list it`);
+    return r.detail as BackupInfo;
+  }
 }
 
 /** The answer of a member that took a backup, and reading it back on the leader (fromMessage). */
@@ -105,50 +149,12 @@ async function newestBackup(cfg: Config, log: Logger): Promise<BackupInfo | unde
   return info?.backups.at(-1);
 }
 
-/** On the member the leader chose (or the primary itself): take the backup. */
-export async function runBackupHere(h: ActionHost, req: BackupRequest, log: Logger): Promise<ActionResult> {
-  const cfg = runningConfig();
-  if (!cfg || cfg.backup.tool !== "pgbackrest") return fail(400, `${h.nodeName}: [backup] tool is not "pgbackrest"`);
-  const facts = req.run?.primary ?? null;
-  const me = h.myReport();
-  const type: BackupType = req.type ?? "incr";
-  const p = backrestPaths(cfg);
-  let primary: Parameters<typeof takeBackup>[4];
-  if (facts) {
-    const up = me?.upstream ? parseHostPort(me.upstream) : null;
-    if (!me?.up || me.inRecovery !== true || !me.streaming || !up || typeof up === "string") return fail(503, `${h.nodeName} is not a streaming standby now`);
-    primary = { node: h.nodeName, primary: { remote: { ...facts, host: up.host }, ...backrestTlsFiles(p) } };
-  } else {
-    if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} is not a running primary now`);
-    primary = { node: h.nodeName };
-  }
-  if (busy) return fail(409, `${h.nodeName} is already taking a backup`);
-  busy = true;
-  try {
-    const b = await takeBackup(p, { osUser: cfg.postgres.os_user, log, timeoutMs: BACKUP_TIMEOUT_MS }, type, 120_000, primary);
-    return { status: 200, ok: true, message: doneMessage({ ...b, node: h.nodeName, fromStandby: facts !== null }), detail: b };
-  } catch (e) {
-    return fail(500, `${h.nodeName}: ${(e as Error).message}`);
-  } finally {
-    busy = false;
-  }
-}
+/** Where the primary's scheduled backups (keeper.ts) go in this process: the agent's BackupDesk (null: no agent here). */
+let scheduled: ((type: BackupType) => Promise<BackupInfo>) | null = null;
 
-/** The agent's action host, so the primary's scheduled backups (keeper.ts) follow the same choice. */
-let scheduled: { h: ActionHost; log: Logger } | null = null;
-
-export function routeScheduledBackups(h: ActionHost, log: Logger): void {
-  scheduled = { h, log };
+export function routeScheduledBackups(route: (type: BackupType) => Promise<BackupInfo>): void {
+  scheduled = route;
 }
 
 /** A scheduled backup where the leader would run `pgherd backup` (null: no agent host in this process). */
-export function scheduledBackupRoute(): ((type: BackupType) => Promise<BackupInfo>) | null {
-  const s = scheduled;
-  if (!s) return null;
-  return async (type) => {
-    const r = await leadBackup(s.h, { kind: "backup", type }, s.log);
-    if (!r.ok) throw new Error(r.message);
-    if (!r.detail) throw new Error(`${r.message}; but pgbackrest info does not list it`);
-    return r.detail as BackupInfo;
-  };
-}
+export const scheduledBackupRoute = (): ((type: BackupType) => Promise<BackupInfo>) | null => scheduled;

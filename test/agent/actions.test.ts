@@ -89,9 +89,11 @@ class FakeHost implements ActionHost {
     handoverUnconfirmed: () => void this.unconfirmed++,
     release: () => {},
     requestRejoin: () => {},
-    restartServer: async () => ({ ok: true, message: "restarted" }),
+    restartServer: async () => (this.restarts++, { ok: true, message: "restarted" }),
     reloadServer: async (note: string) => ({ ok: true, message: note }),
   };
+  /** Restarts of this node's own server. */
+  restarts = 0;
   /** What was handed to a member over the mesh, and the answer (settled by the test when `holdAsks`). */
   asked: { id: string; req: ActionRequest }[] = [];
   holdAsks: ((r: ActionResult) => void)[] | null = null;
@@ -318,18 +320,39 @@ describe("node restart: through the leader, never more than one node down", () =
     expect(h.asked).toEqual([{ id: "S", req: { kind: "node-restart", node: "S", force: true } }]);
   });
 
-  test("over the mesh: the leader checks a forwarded restart; a member runs its own; a node that no longer leads does not carry another's further", async () => {
+  test("over the mesh: the leader checks a forwarded restart; a member runs its own when the leader grants it; a node that no longer leads runs nothing unchecked", async () => {
     const h = new FakeHost();
     h.members.push({ name: "n3", role: "standby", state: "stopped" });
     const r = runner(h);
-    // Forwarded to this leader: checked (n3 is down).
-    expect((await r.runAsLeader({ kind: "node-restart", node: "S" })).status).toBe(409);
-    // This node no longer leads: one naming another member is not carried further unchecked...
+    // Forwarded to this leader by a member: checked (n3 is down).
+    expect((await r.runAsLeader({ kind: "node-restart", node: "S" }, "S")).status).toBe(409);
+    // This node no longer leads (S does): one naming another member is not carried further unchecked...
     h.leaderId = "S";
-    expect((await r.runAsLeader({ kind: "node-restart", node: "S" })).status).toBe(503);
+    expect((await r.runAsLeader({ kind: "node-restart", node: "S" }, "X")).status).toBe(503);
     expect(h.asked).toEqual([]);
-    // ...one naming this node (handed over by the leader that granted it) runs here.
-    expect((await r.runAsLeader({ kind: "node-restart", node: "L" })).ok).toBe(true);
+    // ...nor one naming this node that a member forwarded for the leader's check before this node stepped down...
+    const stale = await r.runAsLeader({ kind: "node-restart", node: "L" }, "X");
+    expect(stale.status).toBe(503);
+    expect(stale.message).toContain("not granted by the leader");
+    expect(h.restarts).toBe(0);
+    // ...one naming this node, handed over by the leader that granted it, runs here.
+    expect((await r.runAsLeader({ kind: "node-restart", node: "L" }, "S")).ok).toBe(true);
+    expect(h.restarts).toBe(1);
+  });
+
+  test("each agent's runner owns its grants: a restart one leader holds does not refuse another runner's (two agents in one process, as in tests)", async () => {
+    const a = new FakeHost();
+    a.holdAsks = [];
+    const ra = runner(a);
+    const held = ra.run({ kind: "node-restart", node: "n2" });
+    await Promise.resolve();
+    expect(a.asked).toHaveLength(1);
+    const b = new FakeHost();
+    const other = await runner(b).run({ kind: "node-restart", node: "n2" });
+    expect(other.message).not.toContain("under way");
+    expect(b.asked).toHaveLength(1); // granted and handed to the member
+    a.holdAsks[0]!({ status: 200, ok: true, message: "n2 restarted" });
+    expect((await held).ok).toBe(true);
   });
 
   test("a restart and a switchover never overlap: each is refused while the other runs", async () => {
