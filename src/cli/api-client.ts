@@ -24,12 +24,29 @@ export const tokenArg = {
   },
 } as const;
 
-/** --token-file, else $PGHERD_TOKEN, else api.token of the local config file, else "". */
-export function apiToken(args: { "token-file"?: string; config?: string }, ctx: CliContext): string {
+/**
+ * --token-file, else $PGHERD_TOKEN, else api.token of the local config file, else "". The config's
+ * token goes only to the address its own [api] names: with --api or $PGHERD_API naming another
+ * agent (another cluster's, a host across the network) it is not sent; the token for that agent
+ * comes from --token-file or $PGHERD_TOKEN.
+ */
+export function apiToken(args: { "token-file"?: string; config?: string; api?: string }, ctx: CliContext): string {
   const file = args["token-file"];
   if (file) return readTokenFile(file);
   if (ctx.env.PGHERD_TOKEN) return ctx.env.PGHERD_TOKEN.trim();
-  return configApi(args, ctx)?.token ?? "";
+  const own = configApi(args, ctx);
+  if (!own?.token) return "";
+  const asked = args.api || ctx.env.PGHERD_API;
+  return !asked || sameOrigin(asked, own.url) ? own.token : "";
+}
+
+/** Whether two API base URLs name the same scheme, host and port. */
+function sameOrigin(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
 }
 
 /** The token in a file (surrounding whitespace and the final newline dropped); a file others may read is refused. */
@@ -86,7 +103,8 @@ export async function sendAction(base: string, method: "POST" | "PATCH" | "DELET
   } catch {
     // not JSON: keep the text as the message
   }
-  const message = typeof j.message === "string" ? j.message : typeof j.error === "string" ? j.error : text.slice(0, 500);
+  const said = typeof j.message === "string" ? j.message : typeof j.error === "string" ? j.error : text.slice(0, 500);
+  const message = res.status === 401 && !token ? `${said} (no token was sent: --token-file or $PGHERD_TOKEN; the config's api.token goes only to the address its [api] names)` : said;
   return { status: res.status, ok: res.ok, message, detail: j.detail };
 }
 

@@ -110,10 +110,27 @@ describe("other sources", () => {
     expect(source.requests).toEqual([{ kind: "pause" }]);
   });
 
-  test("api.token of the config file when neither is given", async () => {
-    const cfg = file("with-token.toml", `cluster = "test"\nsecret = "${SECRET}"\n[api]\ntoken = "${TOKEN}"\n`, 0o600);
-    expect((await pgherd(["pause", "--config", cfg, "--api", api.url])).code).toBe(0);
-    expect(source.requests).toEqual([{ kind: "pause" }]);
+  test("api.token of the config file when neither is given, sent to the address its [api] names (also when --api names the same)", async () => {
+    const cfg = file("with-token.toml", `cluster = "test"\nsecret = "${SECRET}"\n[api]\nlisten = "${new URL(api.url).host}"\ntoken = "${TOKEN}"\n`, 0o600);
+    expect((await pgherd(["pause", "--config", cfg])).code).toBe(0);
+    expect((await pgherd(["resume", "--config", cfg, "--api", api.url])).code).toBe(0);
+    expect(source.requests).toEqual([{ kind: "pause" }, { kind: "resume" }]);
+  });
+
+  test("the config's token is never sent to another address named by --api or $PGHERD_API (another cluster's agent, a host across the network)", async () => {
+    const cfg = file("own-token.toml", `cluster = "test"\nsecret = "${SECRET}"\n[api]\nlisten = "${new URL(api.url).host}"\ntoken = "${TOKEN}"\n`, 0o600);
+    const seen: (string | null)[] = [];
+    const other = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => (seen.push(req.headers.get("authorization")), Response.json({ message: "this action needs the API token" }, { status: 401 })) });
+    try {
+      const url = `http://127.0.0.1:${other.port}`;
+      const viaArg = await pgherd(["pause", "--config", cfg, "--api", url]);
+      const viaEnv = await pgherd(["pause", "--config", cfg], { PGHERD_API: url });
+      expect(seen).toEqual([null, null]);
+      expect(viaArg).toMatchObject({ code: 1, out: expect.stringContaining("no token was sent: --token-file or $PGHERD_TOKEN") });
+      expect(viaEnv.code).toBe(1);
+    } finally {
+      other.stop(true);
+    }
   });
 
   test("no token at all: the agent's 401 is printed, exit 1", async () => {
