@@ -40,6 +40,13 @@ const bodySchemas = Object.fromEntries(
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
+/** Whether the request carries the API token (never when none is configured). Compares digests: no early exit on the first wrong byte. */
+export function carriesToken(req: Request, token: string): boolean {
+  if (token === "") return false;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.get("authorization") ?? "");
+  return m !== null && timingSafeEqual(digest(m[1]!), digest(token));
+}
+
 /** null when authorised, else the response (401 without a token, 403 with a wrong one or none configured). */
 export function authorize(req: Request, token: string, rejects: RejectLog, remote: string): Response | null {
   if (token === "") {

@@ -4,11 +4,11 @@
 import type { Server } from "bun";
 import os from "node:os";
 import type { Config } from "../config/schema.ts";
-import { redactConfig } from "../config/redact.ts";
+import { redactConfig, scrubStrings } from "../config/redact.ts";
 import type { Logger } from "../log.ts";
 import { CappedFront } from "../net/capped-front.ts";
 import { RejectLog } from "../net/rejects.ts";
-import { ACTION_ROUTES, actionRoute, runAction } from "./actions.ts";
+import { ACTION_ROUTES, actionRoute, carriesToken, runAction } from "./actions.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
 import { EventHub } from "./events.ts";
 import { checkHealth, describe, HEALTH_PATHS, parseHealthQuery } from "./health.ts";
@@ -59,6 +59,17 @@ export function startApi(opts: ApiOptions): ApiServer {
 
   const names = [os.hostname(), ...(opts.config ? [opts.config.node_name] : [])];
 
+  /**
+   * GET /config: the secret and the token never; the cluster-wide document's values as they are
+   * only to a request with the API token (`pgherd config edit` writes them back), else with
+   * whatever looks like a credential replaced (`redacted: true`).
+   */
+  const configDoc = (req: Request) => {
+    const full = carriesToken(req, token);
+    const dynamic = source.dynamicConfig?.();
+    return { ...redactConfig(opts.currentConfig?.() ?? opts.config!), ...(dynamic ? { dynamic: full ? dynamic : scrubStrings(dynamic) } : {}), redacted: !full };
+  };
+
   const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
     const ip = server.requestIP(req);
     const client = ip && front?.clientOf(ip.address, ip.port);
@@ -105,7 +116,7 @@ export function startApi(opts: ApiOptions): ApiServer {
       case "/patroni": return json(patroniNode(source.status()));
       case "/history": return json(await history());
       case "/clusters": return source.clusters ? json(await source.clusters()) : error(501, "this agent cannot list clusters");
-      case "/config": return opts.config ? json({ ...redactConfig(opts.currentConfig?.() ?? opts.config), ...(source.dynamicConfig ? { dynamic: source.dynamicConfig() } : {}) }) : error(501, "this agent was started without its configuration");
+      case "/config": return opts.config ? json(configDoc(req)) : error(501, "this agent was started without its configuration");
       case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
       case "/events": {
         const stream = events.open(remote);

@@ -137,10 +137,10 @@ function configApi(args: { config?: string }, ctx: CliContext): ApiAddress | nul
 }
 
 /** GET a JSON document from the agent, with a deadline and an error that says which agent failed. */
-export async function getJson(base: string, path: string, timeoutMs = 5000): Promise<unknown> {
+export async function getJson(base: string, path: string, timeoutMs = 5000, token = ""): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs), ...tlsOf(base) });
+    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs), ...tlsOf(base), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
   } catch (e) {
     throw new CliExit(EXIT_FAILURE, `cannot reach the pgherd agent at ${base}: ${(e as Error).message}`);
   }

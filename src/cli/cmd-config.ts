@@ -15,10 +15,13 @@ import { type CliContext, CliExit, configPathFrom, DEFAULT_CONFIG_PATH, EXIT_FAI
 
 interface ConfigDoc extends Record<string, unknown> {
   dynamic?: { cluster: DynamicDoc | null; conflicts: Conflict[] };
+  /** The agent replaced what looks like a credential (the request did not carry the API token). */
+  redacted?: boolean;
 }
 
-async function fetchConfig(base: string): Promise<ConfigDoc> {
-  return (await getJson(base, "/config")) as ConfigDoc;
+/** GET /config, with the API token when there is one (the values as they are, not redacted). */
+async function fetchConfig(base: string, token: string): Promise<ConfigDoc> {
+  return (await getJson(base, "/config", 5000, token)) as ConfigDoc;
 }
 
 function current(c: ConfigDoc): DynamicDoc {
@@ -93,10 +96,10 @@ export const configCommand = (ctx: CliContext) =>
     meta: { name: "config", description: "Show and change the cluster-wide configuration (through the leader); check the local config file" },
     subCommands: {
       show: defineCommand({
-        meta: { name: "show", description: "The cluster-wide configuration (version, values, conflicts with pgherd.toml) and the local agent's configuration (GET /config: secret and token redacted)" },
-        args: { ...apiArgs, json: { type: "boolean", description: "Print JSON (default: TOML)" } },
+        meta: { name: "show", description: "The cluster-wide configuration (version, values, conflicts with pgherd.toml) and the local agent's configuration (GET /config: secret and token redacted; without the API token also what looks like a credential)" },
+        args: { ...apiArgs, ...tokenArg, json: { type: "boolean", description: "Print JSON (default: TOML)" } },
         run: async ({ args }) => {
-          const c = await fetchConfig(apiBase(args, ctx));
+          const c = await fetchConfig(apiBase(args, ctx), apiToken(args, ctx));
           ctx.out(args.json ? `${JSON.stringify(c, null, 2)}\n` : showText(c));
         },
       }),
@@ -112,7 +115,7 @@ export const configCommand = (ctx: CliContext) =>
             set[a.key] = a.value;
           }
           const base = apiBase(args, ctx);
-          const c = await fetchConfig(base);
+          const c = await fetchConfig(base, apiToken(args, ctx));
           const doc = c.dynamic?.cluster;
           if (doc) {
             // Checked here with the same schema the leader uses: a bad value costs no round trip.
@@ -127,7 +130,10 @@ export const configCommand = (ctx: CliContext) =>
         args: { ...apiArgs, ...tokenArg, yes: { type: "boolean", description: "Apply without asking" } },
         run: async ({ args }) => {
           const base = apiBase(args, ctx);
-          const doc = current(await fetchConfig(base));
+          const fetched = await fetchConfig(base, apiToken(args, ctx));
+          // Redacted values written back would replace the real ones.
+          if (fetched.redacted === true) throw new CliExit(EXIT_USAGE, "pgherd config edit: the agent sent the configuration with credentials redacted (no valid API token: --token-file or $PGHERD_TOKEN); nothing changed");
+          const doc = current(fetched);
           const dir = mkdtempSync(join(tmpdir(), "pgherd-config-"));
           let edited: string;
           try {

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { VERSION } from "../cli/version-info.ts";
 import type { Config } from "../config/schema.ts";
+import { scrubCredentials } from "../config/redact.ts";
 import { parseDsn, type ParsedDsn } from "../config/schema-hooks.ts";
 import type { Logger } from "../log.ts";
 
@@ -18,12 +19,6 @@ const MAX_PER_MINUTE = 30;
 const SEND_TIMEOUT_MS = 5000;
 const REDACTED = "[redacted]";
 
-/** key=value, key: value, URI passwords, bearer tokens: whatever looks like a credential. */
-const CREDENTIAL_PATTERNS: Array<[RegExp, string]> = [
-  [/\b([A-Za-z_]*(?:password|passwd|pwd|secret|token|api[_-]?key)[A-Za-z_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi, `$1$2${REDACTED}`],
-  [/\b(bearer)\s+[A-Za-z0-9._~+/=-]+/gi, `$1 ${REDACTED}`],
-  [/([a-z][a-z0-9+.-]*:\/\/[^/\s:@]+):[^@\s/]+@/gi, `$1:${REDACTED}@`],
-];
 
 export class Scrubber {
   private more: () => readonly string[] = () => [];
@@ -42,8 +37,7 @@ export class Scrubber {
   text(s: string): string {
     let out = s;
     for (const v of this.secrets()) out = out.split(v).join(REDACTED);
-    for (const [re, rep] of CREDENTIAL_PATTERNS) out = out.replace(re, rep);
-    return out;
+    return scrubCredentials(out, REDACTED);
   }
 
   /** Every string in a JSON value; keys that name a credential lose their value. */

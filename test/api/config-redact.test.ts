@@ -1,0 +1,49 @@
+// GET /config on a real server (loopback, port 0) with a fake source: the secret and the token are
+// never shown; the Sentry DSN's public key and what looks like a credential in a PostgreSQL
+// parameter (restore_command with PGPASSWORD=…, a conninfo with password=…) are shown only to a
+// request with the API token, which `pgherd config edit` needs to write the values back unchanged.
+import { afterAll, expect, test } from "bun:test";
+import { startApi } from "../../src/api/server.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { fakeSource } from "./fake-source.ts";
+
+const TOKEN = "config-redact-token-0123456789-abcdefghij";
+const SECRET = "s".repeat(40);
+const DSN_KEY = "0123456789abcdef0123456789abcdef";
+const PW = "hunter2secret";
+const config = parseConfig([
+  `cluster = "test"`, `secret = "${SECRET}"`,
+  `[api]`, `token = "${TOKEN}"`,
+  `[sentry]`, `dsn = "https://${DSN_KEY}@o1.ingest.example.io/42"`,
+  `[postgres.parameters]`, `restore_command = "PGPASSWORD=${PW} fetch-wal %f %p"`, `work_mem = "8MB"`,
+].join("\n"), "test.toml");
+const dynamic = { cluster: { version: 3, term: 2, at: "", by: "", settings: { postgres: { parameters: { archive_command: `copy-wal --to postgresql://walkeeper:${PW}@wal.example/archive %p`, work_mem: "16MB" } } } }, conflicts: [] };
+const source = { ...fakeSource(), dynamicConfig: () => dynamic } as unknown as ReturnType<typeof fakeSource>;
+const api = startApi({ host: "127.0.0.1", port: 0, source, log: memoryLogger(), config });
+afterAll(() => api.stop());
+
+const get = async (headers: Record<string, string> = {}) => {
+  const res = await fetch(`${api.url}/config`, { headers, signal: AbortSignal.timeout(5000) });
+  expect(res.status).toBe(200);
+  return { text: await res.clone().text(), doc: (await res.json()) as Record<string, any> };
+};
+
+test("without the token: no secret, no token, no DSN key, no password in a parameter; the rest as it is", async () => {
+  for (const headers of [{}, { authorization: "Bearer wrong-token-wrong-token-wrong-token" }]) {
+    const { text, doc } = await get(headers);
+    for (const hidden of [SECRET, TOKEN, DSN_KEY, PW]) expect(text).not.toContain(hidden);
+    expect(doc.redacted).toBe(true);
+    expect(doc.sentry.dsn).toBe("https://<redacted>@o1.ingest.example.io/42");
+    expect(doc.postgres.parameters).toEqual({ restore_command: "PGPASSWORD=<redacted> fetch-wal %f %p", work_mem: "8MB" });
+    expect(doc.dynamic.cluster.settings.postgres.parameters.work_mem).toBe("16MB");
+    expect(doc.dynamic.cluster.version).toBe(3);
+  }
+});
+
+test("with the token: the cluster-wide values as they are (written back by config edit); the secret and the token still hidden", async () => {
+  const { text, doc } = await get({ authorization: `Bearer ${TOKEN}` });
+  expect(doc.redacted).toBe(false);
+  expect(doc.dynamic).toEqual(dynamic);
+  for (const hidden of [SECRET, TOKEN]) expect(text).not.toContain(hidden);
+});
