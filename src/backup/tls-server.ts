@@ -4,9 +4,11 @@
 // (the one replication TLS uses, from the cluster secrets) with the common name CLIENT_CN, and only
 // for this cluster's stanza (tls-server-auth). Files in <data_dir>.pgbackrest/tls (0700, keys 0600,
 // written through SafeDir); paths, never keys, go in argv. Restarted when it exits (backoff) or
-// when its certificate is renewed (it reads it only at start); stopped with the agent.
+// when its certificate is renewed (it reads it only at start); stopped with the agent. Never with
+// the agent's ambient capabilities (caps.ts).
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
+import { withoutAmbientCaps } from "../caps.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { ensureDir, SafeDir, type Owner } from "../postgres/fsutil.ts";
@@ -116,8 +118,16 @@ export class BackrestServer {
       this.leftoverChecked = true;
       await stopLeftoverServer(this.p.dir, owner, this.p.conf, this.log).catch((e: Error) => this.log.warn(`pgBackRest TLS server: checking for a leftover one: ${e.message}`));
     }
-    const args = serverArgs(this.cfg, this.p, this.files);
-    const child = spawn(this.p.bin, args, {
+    let argv: [string, ...string[]];
+    try {
+      argv = withoutAmbientCaps([this.p.bin, ...serverArgs(this.cfg, this.p, this.files)]);
+    } catch (e) {
+      this.nextStart = this.now() + this.backoffMs;
+      this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
+      this.log.error(`pgBackRest TLS server: ${(e as Error).message}`);
+      return;
+    }
+    const child = spawn(argv[0], argv.slice(1), {
       stdio: ["ignore", "ignore", "pipe"],
       env: { PATH: "/usr/local/bin:/usr/bin:/bin", LC_ALL: "C" },
       ...(isRoot() ? { uid: u.uid, gid: u.gid } : {}),

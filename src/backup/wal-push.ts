@@ -37,7 +37,9 @@
 // WAL up to the switch, the same as this node's. A different copy of a segment that is wholly in the
 // history is still refused: that is two histories, and the archiver says so.
 //
-// PostgreSQL runs it as the OS user, in the data directory, with %p (pg_wal/<name>).
+// PostgreSQL runs it as the OS user, in the data directory, with %p (pg_wal/<name>). Its pgbackrest
+// and flock children are not run through caps.ts: the agent starts PostgreSQL without its ambient
+// capabilities, so archive_command has none to pass on (an extra /proc read per segment for nothing).
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";

@@ -280,7 +280,8 @@ export class LeaseFile {
     if (watchdog !== null) return;
     if (performance.now() < this.nextSpawn) return;
     this.nextSpawn = performance.now() + 2000;
-    // /proc/self/exe: the running binary even if its file was replaced or removed meanwhile.
+    // /proc/self/exe: the running binary even if its file was replaced or removed meanwhile. Not
+    // through caps.ts: the watchdog keeps the agent's ambient CAP_NET_ADMIN to remove the VIP at a fence.
     const viaBun = /(^|\/)bun(-\w+)?$/.test(process.execPath);
     const args = [...(viaBun ? [process.argv[1]!] : []), "watchdog", "--state-dir", this.stateDir];
     const out = openSync(join(this.stateDir, "watchdog.log"), "a", 0o600);

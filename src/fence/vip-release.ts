@@ -2,7 +2,8 @@
 // prefix, interface) to <state_dir>/vip before it first adds the address; the fencing watchdog
 // (watchdog.ts) removes that address at the lease deadline, together with the stop of PostgreSQL,
 // so a frozen or killed agent does not leave it on this host while the new leader adds it too.
-// Kept free of zod and child_process imports: the watchdog's memory is what it loads.
+// Kept free of zod and child_process imports: the watchdog's memory is what it loads. `ip` runs with
+// the watchdog's ambient CAP_NET_ADMIN on purpose (not through caps.ts): removing the address needs it.
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostMonotonicMs } from "./clock.ts";

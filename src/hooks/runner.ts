@@ -1,7 +1,9 @@
 // Runs one hook executable: no shell, a clean environment (PATH, HOME, LANG and the PGHERD_*
 // variables only: nothing of the agent's own environment leaks into it), its own process group,
-// killed whole (SIGKILL) at the timeout. Its output is logged line by line.
+// killed whole (SIGKILL) at the timeout. Its output is logged line by line. Never with the agent's
+// ambient capabilities (caps.ts).
 import { spawn } from "node:child_process";
+import { withoutAmbientCaps } from "../caps.ts";
 import type { Logger } from "../log.ts";
 
 export interface HookRun {
@@ -38,7 +40,8 @@ export function runHook(o: { path: string; args: string[]; env: Record<string, s
     };
     let child: ReturnType<typeof spawn>;
     try {
-      child = spawn(o.path, o.args, { env, detached: true, stdio: ["ignore", "pipe", "pipe"], cwd: "/" });
+      const [file, ...args] = withoutAmbientCaps([o.path, ...o.args]);
+      child = spawn(file, args, { env, detached: true, stdio: ["ignore", "pipe", "pipe"], cwd: "/" });
     } catch (e) {
       return resolve({ code: null, signal: null, timedOut: false, ms: 0, spawnError: (e as Error).message });
     }

@@ -5,6 +5,7 @@
 import { execFile } from "node:child_process";
 import { accessSync, constants, existsSync } from "node:fs";
 import { join } from "node:path";
+import { withoutAmbientCaps } from "../caps.ts";
 import type { Config } from "../config/schema.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import type { Logger } from "../log.ts";
@@ -104,12 +105,17 @@ export class PgpoolKeeper {
     this.lastProblem = msg;
   }
 
-  /** A PCP command; the password comes from the .pcppass file (PCPPASSFILE), never argv or the environment. */
+  /** A PCP command, without the agent's ambient capabilities (caps.ts); the password comes from the .pcppass file (PCPPASSFILE), never argv or the environment. */
   private pcp(tool: string, args: string[]): Promise<string> {
-    const file = this.bin ? join(this.bin, tool) : tool;
     const c = this.cfg;
     return new Promise((resolve, reject) => {
-      execFile(file, ["-h", c.pcp_host, "-p", String(c.pcp_port), "-U", c.pcp_user, "-w", ...args], {
+      let argv: [string, ...string[]];
+      try {
+        argv = withoutAmbientCaps([this.bin ? join(this.bin, tool) : tool, "-h", c.pcp_host, "-p", String(c.pcp_port), "-U", c.pcp_user, "-w", ...args]);
+      } catch (e) {
+        return reject(e);
+      }
+      execFile(argv[0], argv.slice(1), {
         timeout: this.timeoutMs, killSignal: "SIGKILL",
         env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", PCPPASSFILE: c.pcp_password_file, LANG: "C" },
       }, (err, stdout, stderr) => {

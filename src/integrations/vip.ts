@@ -1,7 +1,8 @@
 // [vip]: the lease holder adds the virtual IP address to its interface and announces it
 // (gratuitous ARP: `arping -U`); the address is removed the moment the lease is lost (before any
 // other node can win one: docs/design.md's lease arithmetic) and when the agent starts or stops.
-// Needs CAP_NET_ADMIN (ip addr) and CAP_NET_RAW (arping). One operation at a time, in order.
+// Needs CAP_NET_ADMIN (ip addr) and CAP_NET_RAW (arping): the only programs the agent starts with its
+// ambient capabilities (every other one goes through caps.ts). One operation at a time, in order.
 // Before the first add, the address is recorded for the fencing watchdog (<state_dir>/vip), which
 // removes it at the lease deadline when this agent is frozen or gone (src/fence/vip-release.ts).
 import { execFile } from "node:child_process";

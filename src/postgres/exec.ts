@@ -3,7 +3,9 @@
 // group (so a timeout kills helpers too), with a minimal, explicit environment (no inherited
 // PG* variables; LC_ALL=C so messages we parse are English), and one log line per run with
 // exit code, duration and stderr tail. Secrets (args, env, stdin) are masked in every log line.
+// Never with the agent's ambient capabilities (caps.ts): pg_ctl starts PostgreSQL from here.
 import { spawn } from "node:child_process";
+import { withoutAmbientCaps } from "../caps.ts";
 import type { Logger } from "../log.ts";
 import { isRoot, lookupOsUser } from "./users.ts";
 
@@ -94,8 +96,15 @@ export async function runTool(spec: ToolSpec): Promise<ToolResult> {
   const envShown = Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${isSecret(v) ? "***" : v}`).join(" ");
   spec.log.debug(`run: ${envShown ? envShown + " " : ""}${shown}${asUser ? ` (as ${asUser.name})` : ""}`);
 
+  let argv: [string, ...string[]];
+  try {
+    argv = withoutAmbientCaps([spec.bin, ...spec.args.map(plain)]);
+  } catch (e) {
+    spec.log.error(`${name}: ${(e as Error).message}`);
+    throw new ToolError(name, "spawn", null, "", 0, `${name}: ${(e as Error).message}`);
+  }
   const started = performance.now();
-  const child = spawn(spec.bin, spec.args.map(plain), {
+  const child = spawn(argv[0], argv.slice(1), {
     cwd: spec.cwd ?? "/",
     env,
     detached: true, // own process group: the timeout can kill the whole tree

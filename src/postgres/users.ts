@@ -3,6 +3,7 @@
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
+import { withoutAmbientCaps } from "../caps.ts";
 
 export interface OsUser {
   readonly name: string;
@@ -34,9 +35,11 @@ export async function lookupOsUser(name: string): Promise<OsUser> {
   return user;
 }
 
+/** Throws (no fallback to /etc/passwd) when it may not start without the agent's ambient capabilities (caps.ts). */
 function getent(name: string): Promise<string | null> {
+  const [file, ...args] = withoutAmbientCaps(["getent", "passwd", name]);
   return new Promise((resolve) => {
-    execFile("getent", ["passwd", name], { timeout: 5000 }, (err, stdout) => {
+    execFile(file, args, { timeout: 5000 }, (err, stdout) => {
       resolve(err ? null : (String(stdout).split("\n")[0] ?? null));
     });
   });

@@ -89,13 +89,15 @@ export interface RunOptions {
   timeoutMs?: number; env?: Record<string, string>; cwd?: string; input?: string;
   /** Run as this OS user (setpriv; we must be root). The working directory then defaults to "/". */
   user?: string;
+  /** With `user`: capabilities it keeps as ambient ones (asUser), e.g. ["net_admin"]. */
+  caps?: readonly string[];
 }
 
 /** Runs `cmd` to completion. `code` is 128+signal if it was killed. Throws only on timeout or spawn failure. */
 export function run(cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const as = asUser(opts.user, opts.env);
+    const as = asUser(opts.user, opts.env, opts.caps);
     const child = startChild([...as.prefix, ...cmd], as.env, opts.cwd ?? as.cwd);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
