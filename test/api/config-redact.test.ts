@@ -30,7 +30,7 @@ const get = async (headers: Record<string, string> = {}) => {
 };
 
 test("without the token: no secret, no token, no DSN key, no password in a parameter; the rest as it is", async () => {
-  for (const headers of [{}, { authorization: "Bearer wrong-token-wrong-token-wrong-token" }]) {
+  for (const headers of [{}, { authorization: "Bearer wrong-token-wrong-token-wrong-token" }] as Record<string, string>[]) {
     const { text, doc } = await get(headers);
     for (const hidden of [SECRET, TOKEN, DSN_KEY, PW]) expect(text).not.toContain(hidden);
     expect(doc.redacted).toBe(true);
