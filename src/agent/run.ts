@@ -81,7 +81,8 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
       if (loop && !loop.fencer.arm(term, until)) return void queueMicrotask(() => agent.resign("this node cannot write its lease file"));
       vip?.hold();
     },
-    onFence: async (reason) => { await Promise.all([vip?.release(reason), loop?.fencer.fence(reason)]); },
+    // The address gets the fence budget, not more: a slow `ip` must not hold this node's votes.
+    onFence: async (reason) => { await Promise.all([vip?.releaseWithin(reason, cfg.election.fence_ms), loop?.fencer.fence(reason)]); },
   });
   if (bins) {
     loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel));

@@ -18,7 +18,7 @@ export class VirtualIp {
   private chain: Promise<void> = Promise.resolve();
   private recorded = false;
 
-  constructor(private readonly cfg: Config["vip"], private readonly stateDir: string, private readonly log: Logger) {}
+  constructor(private readonly cfg: Config["vip"], private readonly stateDir: string, private readonly log: Logger, private readonly run: Runner = runNetTool) {}
 
   /** The lease is held (called on every renewal): add the address once and announce it. */
   hold(): void {
@@ -36,6 +36,22 @@ export class VirtualIp {
     return this.chain;
   }
 
+  /**
+   * release(), waited for at most `ms` (a fence: the election goes on after the fence budget, and
+   * the removal, behind an add under way or a slow `ip`, finishes on its own; the watchdog removes
+   * the address at the lease deadline too).
+   */
+  releaseWithin(reason: string, ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.log.warn(`vip: ${this.cfg.address} not removed within ${ms} ms (${reason}): the removal goes on`);
+        resolve();
+      }, ms);
+    });
+    return Promise.race([this.release(reason).finally(() => clearTimeout(timer)), late]);
+  }
+
   /** Written before the address is first added, so the watchdog knows every address this agent may hold. */
   private record(): void {
     if (this.recorded) return;
@@ -49,19 +65,20 @@ export class VirtualIp {
 
   private async add(): Promise<void> {
     const { address, interface: dev } = this.cfg;
-    const r = await run("ip", ["addr", "add", address, "dev", dev]);
+    const r = await this.run("ip", ["addr", "add", address, "dev", dev]);
     if (r.error && !/File exists/.test(r.error)) {
       this.log.error(`vip: could not add ${address} to ${dev}: ${r.error}${missingCap(r.error, "CAP_NET_ADMIN")}`);
       return;
     }
     this.log.info(`vip: ${address} added to ${dev} (this node holds the lease)`);
-    const a = await run("arping", ["-U", "-c", "1", "-I", dev, address.split("/")[0]!]);
+    if (!this.held) return; // released meanwhile: its removal is next, no announcement first
+    const a = await this.run("arping", ["-U", "-c", "1", "-I", dev, address.split("/")[0]!]);
     if (a.error) this.log.warn(`vip: gratuitous ARP for ${address} on ${dev} failed: ${a.error}${missingCap(a.error, "CAP_NET_RAW")}`);
   }
 
   private async remove(reason: string, wasHeld: boolean): Promise<void> {
     const { address, interface: dev } = this.cfg;
-    const r = await run("ip", ["addr", "del", address, "dev", dev]);
+    const r = await this.run("ip", ["addr", "del", address, "dev", dev]);
     if (!r.error) this.log.warn(`vip: ${address} removed from ${dev}: ${reason}`);
     else if (!/Cannot assign requested address|not found/i.test(r.error)) this.log.error(`vip: could not remove ${address} from ${dev}: ${r.error}${missingCap(r.error, "CAP_NET_ADMIN")}`);
     else if (wasHeld) this.log.info(`vip: ${address} was not on ${dev} any more (${reason})`);
@@ -75,7 +92,10 @@ export function missingCap(error: string, cap: "CAP_NET_ADMIN" | "CAP_NET_RAW"):
     : "";
 }
 
-function run(cmd: string, args: string[]): Promise<{ error: string | null }> {
+/** Runs `ip` or `arping`: the error's first line, or null. */
+export type Runner = (cmd: string, args: string[]) => Promise<{ error: string | null }>;
+
+function runNetTool(cmd: string, args: string[]): Promise<{ error: string | null }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: TIMEOUT_MS, killSignal: "SIGKILL", env: { PATH, LANG: "C" } }, (err, _out, stderr) => {
       resolve({ error: err ? (stderr || err.message).trim().split("\n")[0]!.slice(0, 300) : null });

@@ -1,7 +1,13 @@
-// [vip] at load: an IPv4 address with its prefix, and the interface it goes on.
-import { expect, test } from "bun:test";
+// [vip] at load: an IPv4 address with its prefix, and the interface it goes on; a fence bounds its wait
+// for the removal (a fake ip: the real one runs in vip.e2e).
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { missingCap } from "../../src/integrations/vip.ts";
+import { missingCap, type Runner, VirtualIp } from "../../src/integrations/vip.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { waitFor } from "../helpers/proc.ts";
 
 const cfg = (vip: string) => parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[vip]\n${vip}\n`, "pgherd.toml");
 
@@ -18,4 +24,44 @@ test("a refused ip or arping names the capability the agent lacks", () => {
   expect(missingCap("RTNETLINK answers: Operation not permitted", "CAP_NET_ADMIN")).toContain("the agent lacks CAP_NET_ADMIN");
   expect(missingCap("arping: socket: Operation not permitted", "CAP_NET_RAW")).toContain("the agent lacks CAP_NET_RAW");
   expect(missingCap("RTNETLINK answers: File exists", "CAP_NET_ADMIN")).toBe("");
+});
+
+describe("a fence does not wait on a slow ip", () => {
+  const spec = { address: "10.0.0.50/24", interface: "eth0" };
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-vip-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("releaseWithin returns after its bound while an add hangs; the add then skips its announcement and the removal follows", async () => {
+    const calls: string[] = [];
+    let finishAdd: () => void = () => {};
+    const run: Runner = (cmd, args) => {
+      calls.push(`${cmd} ${args[0] === "addr" ? args[1] : args[0]}`);
+      if (cmd === "ip" && args[1] === "add") return new Promise((r) => (finishAdd = () => r({ error: null })));
+      return Promise.resolve({ error: null });
+    };
+    const log = memoryLogger();
+    const vip = new VirtualIp(spec, dir, log, run);
+    vip.hold();
+    await Bun.sleep(0);
+    const t0 = performance.now();
+    await vip.releaseWithin("lease lost", 50);
+    expect(performance.now() - t0).toBeLessThan(1000); // bounded: the add still hangs
+    expect(calls).toEqual(["ip add"]);
+    expect(log.lines.join("\n")).toContain("not removed within 50 ms (lease lost): the removal goes on");
+    finishAdd();
+    await waitFor(() => calls.length === 2, { timeoutMs: 5000, what: "the removal after the add" });
+    expect(calls).toEqual(["ip add", "ip del"]); // no arping for an address being released
+  });
+
+  test("a quick removal: releaseWithin resolves once it is done, nothing said about a bound", async () => {
+    const calls: string[] = [];
+    const run: Runner = (cmd, args) => (calls.push(`${cmd} ${args[1]}`), Promise.resolve({ error: null }));
+    const log = memoryLogger();
+    const vip = new VirtualIp(spec, dir, log, run);
+    vip.hold();
+    await waitFor(() => calls.length === 2, { timeoutMs: 5000, what: "added and announced" });
+    await vip.releaseWithin("lease lost", 5000);
+    expect(calls).toEqual(["ip add", "arping -c", "ip del"]);
+    expect(log.lines.join("\n")).not.toContain("not removed within");
+  });
 });
