@@ -137,12 +137,22 @@ function unreadable(file: string): string {
   }
 }
 
+/** What a host name, an IP address (v4 or v6), a node name or a slot name is made of. */
+const PGPOOL_SAFE = /^[A-Za-z0-9._:-]{1,255}$/;
+
 /**
  * `pgherd pgpool config`: pgpool.conf's backend section for the cluster as the leader sees it, with
  * pgpool's own failover off (only PCP requests from pgherd change the backends). Pure.
  */
 export function renderPgpoolConfig(view: ClusterView, slotOf: (id: string) => string): string {
   const members = view.members.filter((m) => m.role !== "witness" && m.host && m.port !== null);
+  // Values go between quotes in pgpool.conf: a name or address with a quote or a line break (the
+  // view came over HTTP) would write settings of its own.
+  for (const m of members) {
+    for (const [what, v] of [["name", m.name], ["address", m.host], ["slot", slotOf(m.id)]] as const) {
+      if (!PGPOOL_SAFE.test(v ?? "")) throw new Error(`member ${JSON.stringify(m.name).slice(0, 80)}: its ${what} ${JSON.stringify(v).slice(0, 80)} cannot go into pgpool.conf (letters, digits, '.', ':', '_' and '-' only)`);
+    }
+  }
   const lines = [
     `# pgpool-II backends for pgherd cluster ${view.cluster} (pgherd pgpool config; docs/pgpool.md)`,
     "backend_clustering_mode = 'streaming_replication'",

@@ -152,3 +152,12 @@ test.skipIf(!existsSync("/usr/sbin/pcp_node_info"))("a PCP port that takes the c
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a member name or address that would write its own settings into pgpool.conf is refused, naming the member", () => {
+  const one = (name: string, host: string) => view("n1", [row({ id: "n1", name, host, role: "primary", state: "running", leader: true })]);
+  expect(renderPgpoolConfig(one("n1", "10.0.0.1"), (id) => `pgherd_${id}`)).toContain("backend_hostname0 = '10.0.0.1'");
+  expect(renderPgpoolConfig(one("db-1.example", "fd00::1"), (id) => `pgherd_${id}`)).toContain("backend_hostname0 = 'fd00::1'");
+  for (const [name, host] of [["n1\nwd_escalation_command = '/tmp/pwn'", "10.0.0.1"], ["n1", "10.0.0.1'\nif_up_cmd = '/tmp/x"]]) {
+    expect(() => renderPgpoolConfig(one(name!, host!), (id) => `pgherd_${id}`)).toThrow(/cannot go into pgpool\.conf/);
+  }
+});
