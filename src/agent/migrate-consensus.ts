@@ -9,7 +9,7 @@
 import type { Status } from "../core/election.ts";
 import type { ElectionMsg, Membership } from "../core/messages.ts";
 import type { Position } from "../core/position.ts";
-import type { Backend } from "../core/consensus-migrate.ts";
+import { type Backend, guardChangeAllowed, type LeaderState } from "../core/consensus-migrate.ts";
 import type { ProposeOp } from "../core/election.ts";
 import type { ClusterSummary } from "../consensus/clusters.ts";
 import type { FailsafeMsg } from "../consensus/etcd/failsafe.ts";
@@ -133,13 +133,20 @@ export class SwitchableConsensus implements Consensus {
     this.resigns++;
     return this.inner.resign(reason, transferTo);
   }
-  setGuard(block: boolean, floor: Position | null): Promise<void> { return this.inner.setGuard(block, floor); }
+  /** Refused (nothing stored, status() unchanged) where core guardChangeAllowed says so. */
+  setGuard(block: boolean, floor: Position | null): Promise<void> {
+    return guardChangeAllowed(this.migration(), block) ? this.inner.setGuard(block, floor) : Promise.resolve();
+  }
   reserveTimeline(n: number): Promise<void> { return this.inner.reserveTimeline(n); }
-  /** Set by the migration while it runs: no membership change then (the commit counts the voters at its start). */
-  migrating = false;
+  /**
+   * The migration this node leads, as its plan stands now (src/agent/migrate-leader.ts sets it), null:
+   * none. While one runs: no membership change (the commit counts the voters at its start), and the
+   * guard changes only as guardChangeAllowed says.
+   */
+  migration: () => Pick<LeaderState, "to" | "phase"> | null = () => null;
 
   propose(op: ProposeOp, node: string): Promise<void> {
-    return this.migrating ? Promise.resolve() : this.inner.propose(op, node);
+    return this.migration() ? Promise.resolve() : this.inner.propose(op, node);
   }
   bootstrap(m: Membership): Promise<void> { return this.inner.bootstrap(m); }
 

@@ -20,12 +20,17 @@ export interface LeaderEtcdCtx {
   note(msg: string): void;
 }
 
-/** To etcd, at the commit: the real membership into etcd; if unanswered, whether etcd still shows the pending record. */
+/**
+ * To etcd, at the commit: the real membership into etcd, with the built-in guard as it stands now
+ * (no guard change is made from here on: core guardChangeAllowed); if unanswered, whether etcd still
+ * shows the pending record.
+ */
 export async function commitEtcd(x: LeaderEtcdCtx, r: Running): Promise<M.LeaderObs> {
   const migrateEtcd = await import("../consensus/migrate-etcd.ts");
   const { client, keys } = x.etcd();
   try {
-    if (await migrateEtcd.commitEtcd(client, keys, { term: r.etcd!.term, membership: r.membership! })) return { type: "committed", ok: true, pending: false };
+    const guard = x.d.consensus.status().guard;
+    if (await migrateEtcd.commitEtcd(client, keys, { term: r.etcd!.term, membership: r.membership!, guard })) return { type: "committed", ok: true, pending: false };
   } catch (e) {
     x.d.log.warn(`etcd: the commit write: ${(e as Error).message}`);
   }

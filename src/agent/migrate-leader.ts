@@ -53,6 +53,7 @@ export class MigrateLeader {
 
   constructor(private readonly h: MigrateHost, private readonly checks: MigrateChecks) {
     this.d = h.d;
+    this.d.consensus.migration = () => this.run?.state ?? null;
   }
 
   /** Whether this node runs a migration now. */
@@ -92,7 +93,6 @@ export class MigrateLeader {
         state: plan.state, from: { ...this.h.inForceNow() }, voters, etcd: null, etcdUntil: null, timer: undefined, renewedAt: this.h.clock(), leaderTerm: lease!.term,
         membership: st.membership, resigns: c.resigns, answer: (res) => (clearTimeout(timeout), answer(res)),
       };
-      c.migrating = true;
       // A failure after the etcd backend stopped (to builtin) fences: the plan may not act past it.
       this.h.serial(() => this.carry(plan.actions).catch(async (e: Error) => this.observe({ type: "opened", ok: false, detail: e.message, stopped: c.innerStopped(), ...this.leases() })));
       this.run.timer = setInterval(() => this.h.serial(() => this.tick()), TICK_MS);
@@ -139,7 +139,6 @@ export class MigrateLeader {
   private finish(r: Running): void {
     clearInterval(r.timer);
     this.run = null;
-    this.d.consensus.migrating = false;
     this.d.consensus.setCap(null);
     const { to, epoch, phase, reason } = r.state;
     if (phase === "done") {

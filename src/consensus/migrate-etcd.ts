@@ -129,9 +129,15 @@ export function pendingRecord(epoch: number, leader: string): string {
   return JSON.stringify({ pending: { epoch, leader } });
 }
 
-/** To etcd, at the commit: the real membership into etcd, in a transaction on this holder's key. */
-export async function commitEtcd(client: EtcdClient, keys: ClusterKeys, o: { term: number; membership: Membership }): Promise<boolean> {
-  const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [{ put: { key: keys.membership, value: JSON.stringify(o.membership) } }]);
+/**
+ * To etcd, at the commit: the real membership into etcd and the built-in guard of now beside it (the
+ * one written at the open may be older), in a transaction on this holder's key.
+ */
+export async function commitEtcd(client: EtcdClient, keys: ClusterKeys, o: { term: number; membership: Membership; guard: Guard | null }): Promise<boolean> {
+  const r = await client.txn([{ key: keys.leader, target: "CREATE", createRevision: o.term }], [
+    { put: { key: keys.membership, value: JSON.stringify(o.membership) } },
+    o.guard ? { put: { key: keys.guard, value: JSON.stringify(o.guard) } } : { del: { key: keys.guard } },
+  ]);
   return r.succeeded;
 }
 

@@ -211,6 +211,19 @@ export function outcome(s: LeaderState): string {
 }
 
 /**
+ * Whether the leader's durability guard may change now (src/agent/migrate-consensus.ts setGuard;
+ * `m`: the migration this leader runs, null: none). To etcd, the guard etcd holds after the switch
+ * is the built-in one the commit writes beside the membership; a block stored in builtin only would
+ * let the primary acknowledge writes on its own that the etcd successor of a dead leader never
+ * hears of. So while it runs no new block is stored (the primary stays synchronous: writes wait),
+ * and from the commit write on no change at all (one made after it would stay in builtin).
+ */
+export function guardChangeAllowed(m: Pick<LeaderState, "to" | "phase"> | null, block: boolean): boolean {
+  if (m?.to !== "etcd") return true;
+  return !block && m.phase !== "committing" && m.phase !== "done";
+}
+
+/**
  * Until when the migrating leader may act: to etcd, on its built-in lease until the key is taken,
  * then on the earlier of both (the key is legitimate only while the built-in lease is); to builtin,
  * on its built-in lease once a majority acknowledged the resumed term, else on the frozen etcd one.

@@ -112,10 +112,34 @@ test("a replaced backend's in-flight detach does not stop streaming; C4: no memb
   sw.replace("builtin", -Infinity);
   expect(await captured[0]!.detach!(3)).toMatchObject({ ok: false });
   expect(detaches).toBe(1);
-  sw.migrating = true;
+  sw.migration = () => ({ to: "etcd", phase: "switch" });
   await sw.propose("add", C);
   expect(proposals).toBe(0);
-  sw.migrating = false;
+  sw.migration = () => null;
   await sw.propose("add", C);
   expect(proposals).toBe(1);
+});
+
+test("while the leader migrates to etcd no block is stored in builtin, and from the commit on no guard change at all", async () => {
+  const { sw } = node([A]);
+  sw.start();
+  void sw.setPosition(ZERO_POSITION);
+  await waitFor(() => sw.lease() !== null, { timeoutMs: 3000, what: "the lone voter to lead" });
+  const stored = () => { const st = sw.status(); return { block: st.guard?.block ?? false, floor: st.guard?.floor ?? null, committed: st.guardCommitted >= (st.guard?.seq ?? 0) }; };
+  const floor = { timeline: 1, lsn: "0/3000000" };
+  let migration: { to: "etcd" | "builtin"; phase: "switch" | "committing" } | null = { to: "etcd", phase: "switch" };
+  sw.migration = () => migration;
+  await sw.setGuard(true, null);
+  await Bun.sleep(50);
+  expect(stored()).toEqual({ block: false, floor: null, committed: true }); // refused: the durability round stays synchronous
+  await sw.setGuard(false, floor); // a floor: written at the commit with the rest of the built-in guard
+  await waitFor(() => stored().floor !== null && stored().committed, { timeoutMs: 2000, what: "the floor stored" });
+  migration = { to: "etcd", phase: "committing" };
+  await sw.setGuard(false, { timeline: 1, lsn: "0/4000000" });
+  await Bun.sleep(50);
+  expect(stored().floor).toEqual(floor);
+  migration = { to: "builtin", phase: "switch" }; // to builtin: the open reads etcd's guard, nothing to hold back here
+  await sw.setGuard(true, null);
+  await waitFor(() => stored().block && stored().committed, { timeoutMs: 2000, what: "the block stored" });
+  sw.stop();
 });

@@ -121,7 +121,7 @@ describe("migration steps on a real etcd", () => {
     expect(opened.term).toBeGreaterThan(0);
     const k1 = clusterKeys("/pgherd", "m1");
     expect(await commitState(client, k1, { epoch: 1, leader: A, membership: MEMBERSHIP })).toBe("pending");
-    expect(await commitEtcd(client, k1, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    expect(await commitEtcd(client, k1, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(true);
     expect(await commitState(client, k1, { epoch: 1, leader: A, membership: MEMBERSHIP })).toBe("committed");
     const t0 = performance.now();
     a.start();
@@ -163,7 +163,7 @@ describe("migration steps on a real etcd", () => {
     await releaseEtcd(client, keys, { term: opened.term, leaseId: opened.leaseId });
     await Bun.sleep(TTL_S * 1000 * 2);
     expect([b.held, c.held, b.leads(), c.leads()]).toEqual([0, 0, false, false]);
-    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(false); // the key is gone: no commit
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(false); // the key is gone: no commit
     // Its leader gone, the pending migration is rolled back by whichever node gets there first, once.
     expect(await rollBackPending(client, keys)).toBe(true);
     expect(await readRecord(client, keys)).toEqual({ backend: "builtin", epoch: 2 });
@@ -197,7 +197,7 @@ describe("migration steps on a real etcd", () => {
   test("a closed etcd: its leader stops leading at once, and a new etcd backend of that node (an abort after an unanswered close, a restart) never resumes its key", async () => {
     const keys = clusterKeys("/pgherd", "m5");
     const opened = (await open("m5"))!;
-    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(true);
     const [a1] = trio("m5");
     a1.start();
     await waitFor(() => a1.leads(), { timeoutMs: 5_000, what: "a to resume the key it took" });
@@ -223,7 +223,7 @@ describe("migration steps on a real etcd", () => {
   test("a restarted former holder whose read showed etcd open while the close applied takes back only the lease and never leads on it", async () => {
     const keys = clusterKeys("/pgherd", "m6");
     const opened = (await open("m6"))!;
-    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(true);
     // a's new backend: its first prefix read (etcd open) is answered 900 ms late, and the close (sent
     // before the restart, still in flight) applies meanwhile; the next reads fail while keepalives
     // pass, then etcd answers again.
@@ -272,7 +272,7 @@ describe("migration steps on a real etcd", () => {
     }
     const keys = clusterKeys("/pgherd", "m7");
     const opened = (await open("m7"))!;
-    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(true);
     const slow = new Slow({ endpoints: etcd.endpoints(), requestTimeoutMs: 700 });
     const a = new Member(A, "m7", etcd.endpoints(), tmp, slow);
     all.push(a);
@@ -297,7 +297,7 @@ describe("migration steps on a real etcd", () => {
       await waitFor(() => added.log.lines.some((l) => l.includes("membership not committed")), { timeoutMs: 5_000, what: "the new node to read the pending record" });
       expect([voter.driver.inForce(), added.driver.inForce()]).toEqual([{ backend: "builtin", epoch: 0 }, { backend: "builtin", epoch: 0 }]);
       // Committed: the new node adopts it at its next read (every 2 s); the voter never reads etcd's record.
-      expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+      expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(true);
       for (const n of [voter, added]) (n.now.t += 2_000), n.driver.step();
       await waitFor(() => added.driver.inForce().backend === "etcd", { timeoutMs: 5_000, what: "the new node to adopt etcd's committed record" });
       expect(added.driver.inForce()).toEqual({ backend: "etcd", epoch: 1 });
@@ -314,7 +314,7 @@ describe("migration steps on a real etcd", () => {
     const ctx = leaderCtx("c1");
     const keys = clusterKeys("/pgherd", "c1");
     const opened = (await open("c1"))!;
-    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP })).toBe(true);
+    expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(true);
     const closing = { epoch: 2, etcd: { leaseId: opened.leaseId, term: opened.term } };
     // Not applied (yet), key still a's: given back (so the close can never apply), then "open".
     expect(await settleClose(ctx, closing)).toBe("unknown");
@@ -324,7 +324,7 @@ describe("migration steps on a real etcd", () => {
     // Applied: the record names the close.
     const k2 = clusterKeys("/pgherd", "c2");
     const o2 = (await open("c2"))!;
-    expect(await commitEtcd(client, k2, { term: o2.term, membership: MEMBERSHIP })).toBe(true);
+    expect(await commitEtcd(client, k2, { term: o2.term, membership: MEMBERSHIP, guard: null })).toBe(true);
     expect(await closeEtcd(client, k2, { term: o2.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A })).toBe(true);
     expect(await settleClose(leaderCtx("c2"), { epoch: 2, etcd: { leaseId: o2.leaseId, term: o2.term } })).toMatchObject({ backend: "builtin", epoch: 2, leader: A });
     await releaseEtcd(client, k2, { term: o2.term, leaseId: o2.leaseId });
@@ -384,7 +384,7 @@ describe("migration steps on a real etcd", () => {
       // The close: applied (record {builtin, 2}), never answered.
       const k2 = clusterKeys("/pgherd", "lost2");
       const o2 = (await open("lost2"))!;
-      expect(await commitEtcd(client, k2, { term: o2.term, membership: MEMBERSHIP })).toBe(true);
+      expect(await commitEtcd(client, k2, { term: o2.term, membership: MEMBERSHIP, guard: null })).toBe(true);
       const closing = closeEtcd(lossy(), k2, { term: o2.term, from: { backend: "etcd", epoch: 1 }, epoch: 2, builtinTerm: 6, leader: A });
       expect(await closing.then(() => null, (e: Error) => e)).toBeInstanceOf(OutcomeUnknown);
       await Bun.sleep(500);

@@ -35,6 +35,8 @@ export class Maintenance {
   /** Since when some standby the fill wants has waited for its echo, without a break (core/durability.ts fillPendingForMs). */
   private pendingSince: number | null = null;
   private lastGuardAt = 0;
+  /** A block was asked for and not stored yet (asked again every round, warned once). */
+  private blockAsked = false;
   private pendingWarned = "";
   /** pg_settings.pending_restart of the last round (reported to status and peers). */
   pending: string[] = [];
@@ -298,6 +300,7 @@ export class Maintenance {
   private async publishGuard(plan: ReturnType<typeof planDurability>): Promise<void> {
     const { ctx, clock, log } = this.h;
     const cur = ctx.guardState().guard;
+    if (!(typeof plan.guard === "object" && plan.guard.block)) this.blockAsked = false;
     if (cur?.block && ctx.voterChangePending()) {
       // The guard of a voter change: kept until the change is proposed (membership.ts), then the
       // re-sync lifts it with the new voter set.
@@ -334,7 +337,10 @@ export class Maintenance {
     if (!same && !asyncStep) {
       ctx.setGuard(plan.guard.block, plan.guard.floor);
       this.lastGuardAt = clock.now();
-      if (plan.guard.block) log.warn("too few synchronous standbys: automatic failover suspended until one is back");
+      // A block may stay unstored a while (no majority reached, or refused during a migration to
+      // etcd: src/core/consensus-migrate.ts guardChangeAllowed): writes wait meanwhile, asked again each round.
+      if (plan.guard.block && !this.blockAsked) log.warn("too few synchronous standbys: asking the voters to suspend automatic failover until one is back; writes wait until a majority stored it");
+      this.blockAsked = plan.guard.block;
     }
   }
 }
