@@ -264,13 +264,15 @@ export class ElectionDriver implements Consensus {
 
 /**
  * Leader: the guard `set` publishes, then wait until a majority stored it (etcd: until etcd holds
- * it). False when this node stops leading or `timeoutMs` passes first. A switchover's outage and a
- * promotion wait on this: one heartbeat's round trip, polled every 2 ms.
+ * it): a guard with a seq above the one's before `set`, stored. With etcd, status() is what etcd holds,
+ * so a write refused (or failed) leaves the old guard there, stored: that is not this one. False
+ * when this node stops leading or `timeoutMs` passes first. A switchover's outage and a promotion
+ * wait on this: one heartbeat's round trip, polled every 2 ms.
  */
 export async function publishGuard(c: Pick<Consensus, "status">, set: () => Promise<void>, timeoutMs: number, stored?: (st: Status) => boolean): Promise<boolean> {
+  const before = c.status().guard?.seq ?? 0;
   await set();
-  const seq = c.status().guard?.seq ?? 0;
-  const done = stored ?? ((st: Status) => st.guardCommitted >= seq);
+  const done = stored ?? ((st: Status) => st.guardCommitted > before);
   const end = performance.now() + timeoutMs;
   while (performance.now() < end) {
     const st = c.status();

@@ -6,7 +6,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { DriverHooks } from "../../src/agent/election-driver.ts";
+import { publishGuard, type DriverHooks } from "../../src/agent/election-driver.ts";
 import { SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { createConsensus } from "../../src/consensus/create.ts";
@@ -141,5 +141,18 @@ test("while the leader migrates to etcd no block is stored in builtin, and from 
   migration = { to: "builtin", phase: "switch" }; // to builtin: the open reads etcd's guard, nothing to hold back here
   await sw.setGuard(true, null);
   await waitFor(() => stored().block && stored().committed, { timeoutMs: 2000, what: "the block stored" });
+  sw.stop();
+});
+
+test("publishGuard on builtin: true once a majority stored the new guard; false when it was refused", async () => {
+  const { sw } = node([A]);
+  sw.start();
+  void sw.setPosition(ZERO_POSITION);
+  await waitFor(() => sw.lease() !== null, { timeoutMs: 3000, what: "the lone voter to lead" });
+  const floor = { timeline: 1, lsn: "0/3000000" };
+  expect(await publishGuard(sw, () => sw.setGuard(false, floor), 2000)).toBe(true);
+  expect(sw.status().guard?.floor).toEqual(floor);
+  sw.migration = () => ({ to: "etcd", phase: "committing" });
+  expect(await publishGuard(sw, () => sw.setGuard(false, { timeline: 1, lsn: "0/4000000" }), 200)).toBe(false);
   sw.stop();
 });

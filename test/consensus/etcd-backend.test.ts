@@ -1,0 +1,55 @@
+// The etcd backend (src/consensus/etcd/backend.ts) on an in-memory etcd (test/helpers/fake-etcd.ts):
+// a node takes back the leader key of its previous run and leads; what it then reports as stored
+// follows what etcd holds.
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { publishGuard, type DriverHooks } from "../../src/agent/election-driver.ts";
+import { EtcdConsensus } from "../../src/consensus/etcd/backend.ts";
+import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
+import { memoryLogger } from "../../src/log.ts";
+import { ElectionStore } from "../../src/store/election-state.ts";
+import { FakeEtcd } from "../helpers/fake-etcd.ts";
+import { waitFor } from "../helpers/proc.ts";
+
+const SELF = "aaaaaaaaaaaaaaaa";
+const keys = clusterKeys("/pgherd", "c1");
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A lone voter whose leader key (of its previous run's lease) etcd still holds, with a blocking guard. */
+async function leading() {
+  const etcd = new FakeEtcd();
+  const { id } = await etcd.leaseGrant(5);
+  await etcd.txn([], [
+    { put: { key: keys.membership, value: JSON.stringify({ term: 5, index: 1, voters: [SELF] }) } },
+    { put: { key: keys.guard, value: JSON.stringify({ term: 5, seq: 3, block: true, holder: SELF, floor: null }) } },
+    { put: { key: keys.leader, value: SELF, lease: id } },
+  ]);
+  const events: string[] = [];
+  const hooks: DriverHooks = {
+    send() {}, leaseHeld: () => void events.push("held"), leaseLost: async () => void events.push("lost"), leadershipChanged() {}, fatal(m) { throw new Error(m); },
+  };
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-etcd-backend-"));
+  dirs.push(dir);
+  const c = new EtcdConsensus({
+    client: etcd.client(), keys, self: { id: SELF, name: "n1", role: "database", canLead: true, priority: 100 },
+    ttlS: 5, pollMs: 20, maxDrift: 0.02, fenceMs: 400, deferMs: 1000, store: new ElectionStore(dir), hooks, log: memoryLogger(),
+  });
+  c.start();
+  await waitFor(() => c.status().role === "leader", { timeoutMs: 3000, what: "the key taken back" });
+  return { etcd, c, events };
+}
+
+test("publishGuard: a guard write etcd refuses is not reported stored; one it applies is", async () => {
+  const { etcd, c } = await leading();
+  const floor = { timeline: 1, lsn: "0/3000000" };
+  etcd.refuse = (ops) => ops.some((o) => "put" in o && o.put.key === keys.guard);
+  expect(await publishGuard(c, () => c.setGuard(false, floor), 300)).toBe(false);
+  expect(c.status().guard?.block).toBe(true); // the block is still up in etcd
+  etcd.refuse = () => false;
+  expect(await publishGuard(c, () => c.setGuard(false, floor), 300)).toBe(true);
+  expect(JSON.parse(etcd.value(keys.guard)!)).toMatchObject({ block: false, floor });
+  c.stop();
+});
