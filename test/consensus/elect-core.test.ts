@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, guardRepair, nextGuard, ownKeyAction, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
+import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, guardRepair, nextGuard, ownKeyAction, ownsKey, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
 
 const A = "aaaaaaaaaaaaaaaa";
 const B = "bbbbbbbbbbbbbbbb";
@@ -142,4 +142,15 @@ describe("own key: the leader key holds this node's id on its lease while it doe
     expect(ownKeyAction({ keyTerm: 8, resigned, now: 9_999 })).toBe("win");
     expect(ownKeyAction({ keyTerm: 7, resigned: null, now: 0 })).toBe("win");
   });
+});
+
+test("ownsKey: this node's id on its lease (and of the term, when asked)", () => {
+  const key = { id: "a", term: 7, lease: "L1" };
+  expect(ownsKey(key, "a", "L1")).toBe(true);
+  expect(ownsKey(key, "a", "L1", 7)).toBe(true);
+  expect(ownsKey(key, "a", "L1", 6)).toBe(false);
+  expect(ownsKey(key, "a", "L2")).toBe(false);
+  expect(ownsKey(key, "b", "L1")).toBe(false);
+  expect(ownsKey(null, "a", "L1")).toBe(false);
+  expect(ownsKey(key, "a", null)).toBe(false);
 });

@@ -53,3 +53,20 @@ test("publishGuard: a guard write etcd refuses is not reported stored; one it ap
   expect(JSON.parse(etcd.value(keys.guard)!)).toMatchObject({ block: false, floor });
   c.stop();
 });
+
+test("a read that no longer shows this node's key fences without moving the deadline first", async () => {
+  const { etcd, c, events } = await leading();
+  const range = etcd.range.bind(etcd);
+  etcd.range = async (key, opts) => {
+    const r = await range(key, opts);
+    if (opts?.prefix && !r.kvs.some((kv) => kv.key === keys.leader)) events.push("read: key gone");
+    return r;
+  };
+  await waitFor(() => events.filter((e) => e === "held").length >= 3, { timeoutMs: 2000, what: "renewals" });
+  await etcd.txn([], [{ del: { key: keys.leader } }]); // deleted by hand: the lease itself stays renewable
+  await waitFor(() => events.includes("lost"), { timeoutMs: 2000, what: "the fence" });
+  const after = events.slice(events.indexOf("read: key gone"));
+  expect(after.slice(0, after.indexOf("lost"))).not.toContain("held");
+  expect(c.status().role).not.toBe("leader");
+  c.stop();
+});

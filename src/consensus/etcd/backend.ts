@@ -13,7 +13,7 @@ import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import type { Compare, EtcdClient } from "./client.ts";
-import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, nextGuard, nextMembership, reservedGuard, type Snapshot } from "./elect-core.ts";
+import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, nextGuard, nextMembership, ownsKey, reservedGuard, type Snapshot } from "./elect-core.ts";
 import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
@@ -295,7 +295,9 @@ export class EtcdConsensus implements Consensus {
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
     // The failsafe asks from this verified deadline, not from a renewal alone (renewals may answer while reads fail).
     this.verified = (await this.observeClosed(r.kvs)) ? null : this.leaseValid;
-    if (this.verified !== null && this.leading) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
+    // Only while this read shows the key still this node's on this lease: else observeLeader fences
+    // (a deadline moved first would be in the lease file, and armed in the watchdog, meanwhile).
+    if (this.verified !== null && this.leading && ownsKey(snap.leader, this.o.self.id, this.leaseId, this.leading.term)) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
     // A key of a previous run taken back on this read: still unknown whether it leads (the next read decides).
     if (!(await this.observeLeader(snap, sentAt))) this.observed = true;
     await this.publish();
@@ -341,7 +343,7 @@ export class EtcdConsensus implements Consensus {
     this.term = Math.max(this.term, s.lastTerm);
     // A key taken back is not won on this read, sent before its keepalive: the next tick's read decides.
     const adopted = l !== null && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading && !this.closed && (await this.adoptOwnKey(l.lease, readSentAt));
-    const mine = l !== null && l.id === this.o.self.id && l.lease === this.leaseId;
+    const mine = ownsKey(l, this.o.self.id, this.leaseId);
     if (this.leading && !mine) await this.lead.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
     if (l) {
       if (l.id !== this.lead.leader()) this.lead.leaderChanged(l.id, `leader ${l.id} (term ${l.term})`);

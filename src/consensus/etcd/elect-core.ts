@@ -220,6 +220,15 @@ export function nextMembership(current: Membership, term: number, voters: string
   return { term, index: current.index + 1, voters, ...(approved.length > 0 ? { approved } : {}) };
 }
 
+/**
+ * Whether a read shows the leader key as this node's, bound to its lease `leaseId` (and of `term`,
+ * when given): a leader's fencing deadline moves with a renewal only on such a read (backend.ts
+ * tick), and it stops leading on any other.
+ */
+export function ownsKey(leader: Snapshot["leader"], self: string, leaseId: string | null, term?: number): boolean {
+  return leader !== null && leader.id === self && leader.lease === leaseId && (term === undefined || leader.term === term);
+}
+
 /** The guard the leader publishes: seq one past the stored one; the timeline reservation is kept. */
 export function nextGuard(current: Guard | null, term: number, self: string, block: boolean, floor: Position | null): Guard {
   return withTimeline<Guard>({ term, seq: (current?.seq ?? 0) + 1, block, holder: block ? self : null, floor }, current?.timeline);
