@@ -346,17 +346,24 @@ export async function removeTree(path: string): Promise<void> {
   await inParent(path, rmAt).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
 }
 
+/** How many entries treeBytes looks at between two calls of its `stop` (a few milliseconds of lstat). */
+export const STOP_EVERY = 256;
+
 /**
  * Bytes of the regular files under `path` (fd-relative walk, never through a link; a `path` that is
  * a link counts as absent), the entries `leaveOut` names left out (it sees each entry's name, the
  * names beside it and its depth, 0 at the top); null when `path` is absent. Files that vanish
- * meanwhile count 0.
+ * meanwhile count 0. `stop` is called every STOP_EVERY entries and before the first: a walk of a large
+ * directory takes seconds, and what `stop` throws ends it (the caller's task gives way to another).
  */
-export async function treeBytes(path: string, leaveOut: (name: string, siblings: ReadonlySet<string>, depth: number) => boolean = () => false): Promise<number | null> {
+export async function treeBytes(path: string, leaveOut: (name: string, siblings: ReadonlySet<string>, depth: number) => boolean = () => false, stop: () => void = () => {}): Promise<number | null> {
   let total = 0;
+  let seen = 0;
+  stop();
   const walk = (d: SafeDir, name: string, depth: number): Promise<void> => d.within(name, async (sub, names) => {
     const siblings = new Set(names);
     for (const n of names) {
+      if (++seen % STOP_EVERY === 0) stop();
       if (leaveOut(n, siblings, depth)) continue;
       const st = await lstat(sub.at(n)).catch((e) => (errno(e) === "ENOENT" ? null : Promise.reject(e)));
       if (st?.isDirectory()) await walk(sub, n, depth + 1).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
 import { cloneDirFor, notCopied, removeOldCopies, removeUnfinishedClone, swapDataDir, swapProblem } from "../../src/postgres/basebackup.ts";
 import { oldCopiesBeyond } from "../../src/postgres/old-copies.ts";
-import { treeBytes, writeFileAtomic } from "../../src/postgres/fsutil.ts";
+import { STOP_EVERY, treeBytes, writeFileAtomic } from "../../src/postgres/fsutil.ts";
 import { fsRoom, fsRoomFor } from "../../src/postgres/liveness-obs.ts";
 import { setStandbySignal, writeManagedConfig } from "../../src/postgres/managed-config.ts";
 import { writePassfile } from "../../src/postgres/passwords.ts";
@@ -191,6 +191,19 @@ describe("treeBytes and notCopied (a clone's size from this node's own data dire
     expect(await treeBytes(join(dir, "elsewhere"))).toBeNull();
     symlinkSync(data, join(dir, "data-link"));
     expect(await treeBytes(join(dir, "data-link"))).toBeNull();
+  });
+
+  test("the walk asks `stop` before it begins and every STOP_EVERY entries: what it throws ends the walk", async () => {
+    const data = join(dir, "pgdata");
+    await mkdir(join(data, "base"), { recursive: true });
+    for (let i = 0; i < 2 * STOP_EVERY + 10; i++) await writeFile(join(data, "base", String(i)), "x");
+    let asked = 0;
+    expect(await treeBytes(data, undefined, () => void asked++)).toBe(2 * STOP_EVERY + 10);
+    expect(asked).toBe(3); // before the first entry, then at entries 256 and 512 of 523 (data's own "base" is the first)
+    const stop = () => {
+      if (++asked > 4) throw new Error("a vote needs the executor");
+    };
+    await expect(treeBytes(data, undefined, stop)).rejects.toThrow("a vote needs the executor");
   });
 
   test("what a base backup leaves out: pg_wal and the runtime directories at the top, temporary files, an unlogged relation's forks but its init fork", async () => {

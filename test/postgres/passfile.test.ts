@@ -6,13 +6,12 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PgHost } from "../../src/agent/pg/host.ts";
+import type { PgHost } from "../../src/agent/pg/host.ts";
 import { Rebuilder } from "../../src/agent/pg/rebuild.ts";
-import type { ClusterContext } from "../../src/agent/pg/context.ts";
-import { parseConfig } from "../../src/config/load.ts";
 import { memoryLogger } from "../../src/log.ts";
 import type { PgBins } from "../../src/postgres/binaries.ts";
 import { isRoot, lookupOsUser, type OsUser } from "../../src/postgres/users.ts";
+import { agentHost as sharedAgentHost } from "../helpers/agent-host.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { requireReal } from "../helpers/require.ts";
 
@@ -44,22 +43,9 @@ afterAll(() => {
   if (top) rmSync(top, { recursive: true, force: true });
 });
 
-/** The agent's PgHost for `data`, with the cluster context parts these paths use; `existing`: a data directory (PG_VERSION) made first. */
+/** The agent's PgHost for `data` (helpers/agent-host.ts); `existing`: a data directory (PG_VERSION) made first. */
 function agentHost(data: string, o: { existing?: boolean } = {}): PgHost {
-  if (o.existing) {
-    mkdirSync(data, { mode: 0o700 });
-    writeFileSync(join(data, "PG_VERSION"), "15\n");
-    chownSync(data, pg.uid, pg.gid);
-  }
-  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n1"\nstate_dir = "${data}.state"\n[postgres]\ndata_dir = "${data}"\nos_user = "${PG_OS_USER}"\n`, "test");
-  const ctx = {
-    nodeId: "n1",
-    secrets: () => ({ systemId: null, replPassword: PASSWORD, monitorPassword: "mon-password-0123456789" }),
-    peerAddresses: () => ["10.0.0.2"],
-    leadership: () => ({ term: 1, leading: false, acquiringLease: false, leaderId: null, member: true }),
-    record: () => {},
-  } as unknown as ClusterContext;
-  return new PgHost(cfg, bins, ctx, log);
+  return sharedAgentHost(data, { bins, log, pg, replPassword: PASSWORD, ...o });
 }
 
 const envOf = (tool: string) => readFileSync(join(top, "out", `${tool}.env`), "utf8");

@@ -9,7 +9,7 @@ import { NOT_STUCK } from "../../core/catch-up.ts";
 import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal, stillShort } from "../../core/clone-room.ts";
 import { afterRewindFailure, connectEpisode, type ConnectEpisode, REWIND_CONNECT_RETRY_MS, rewindDue } from "../../core/rewind-retry.ts";
 import { bytes } from "../../core/liveness.ts";
-import { treeBytes } from "../../postgres/fsutil.ts";
+import { exists, treeBytes } from "../../postgres/fsutil.ts";
 import { setStandbySignal } from "../../postgres/managed-config.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
 import { fsRoomFor } from "../../postgres/liveness-obs.ts";
@@ -80,7 +80,10 @@ export class Rebuilder {
    * aside; a former primary's stays until the new server runs), then the room checked against a
    * refusal that still holds and against this node's own copy of the database (pg_basebackup's
    * estimate comes a second into the copy, which can fill a nearly full disk in that second).
-   * Throws NoRoomError; returns the room.
+   * The removals run in the background (each as large as a database: seconds to minutes that a vote
+   * must not wait for) and the room is measured once they end: measured before, it would count
+   * what they are about to free as taken. A vote ends the wait, and the walk of the data directory
+   * (CopyInterrupted); the removals go on. Throws NoRoomError; returns the room.
    */
   private async prepare(): Promise<FsRoom> {
     const h = this.h;
@@ -89,11 +92,13 @@ export class Rebuilder {
     const target = cloneDirFor(h.node.dataDir);
     h.note = "removing previous data directories and unfinished clones";
     this.noted();
-    await this.passesDone(); // an interrupted clone's removal in the background ends first
-    await removeUnfinishedClone(target, h.log);
-    await this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), { sparePrimaries: true });
+    // After the passes queued before (an interrupted clone's removal).
+    void this.removePass(() => removeUnfinishedClone(target, h.log), `removing the unfinished clone ${target}`);
+    void this.pruneOldCopies(Math.max(0, h.cfg.rejoin.keep_old - 1), { sparePrimaries: true });
+    await this.passesDone();
+    if (await exists(target)) throw new Error(`the unfinished clone ${target} could not be removed (see the log): no clone`);
     const room = this.refuseWhileShort();
-    const own = await treeBytes(h.node.dataDir, notCopied);
+    const own = await treeBytes(h.node.dataDir, notCopied, () => this.throwIfInterrupted());
     if (own !== null && this.roomFor(target, room, own, `the primary, as large as this node's own data directory`)) {
       throw new NoRoomError(`${this.lastRoom!.text} (a primary much smaller than this copy is cloned once it is moved away)`);
     }
@@ -136,14 +141,13 @@ export class Rebuilder {
     throw new CopyInterrupted(`clone not started: ${this.interrupted}`);
   }
 
-  /** The removal passes queued before, unless a vote asks for the executor meanwhile. */
+  /** The removal passes queued before, unless a vote asks for the executor meanwhile (CopyInterrupted). */
   private async passesDone(): Promise<void> {
-    let done = false;
-    void this.passes.then(() => (done = true));
-    while (!done) {
+    while (this.passesLeft > 0) {
       this.throwIfInterrupted();
       await this.h.clock.sleep(50);
     }
+    this.throwIfInterrupted(); // a vote during the last wait
   }
 
   private async cloneOnce(from: string, room: FsRoom): Promise<void> {
@@ -159,8 +163,8 @@ export class Rebuilder {
     try {
       how = await this.copy(from, target, room, copy.signal);
     } catch (e) {
-      // The unfinished copy goes in the background (as large as the database: the executor is
-      // for the vote now); the next clone's preparation waits for that pass.
+      // The unfinished copy goes in the background, as every removal (as large as the database:
+      // the executor is for the vote now); the next clone's preparation waits for that pass.
       if (e instanceof CopyInterrupted) void this.removePass(() => removeUnfinishedClone(target, h.log), "removing the interrupted clone");
       throw e;
     } finally {
@@ -261,8 +265,9 @@ export class Rebuilder {
     void this.pruneOldCopies(keep, { newest: old });
   }
 
-  /** The removal passes, one after the other (two walks of one tree would trip over each other). */
+  /** The removal passes, one after the other (two walks of one tree would trip over each other), and how many have not ended. */
   private passes: Promise<void> = Promise.resolve();
+  private passesLeft = 0;
 
   /** The data directories swaps moved aside beyond the newest `keep` removed (basebackup.ts removeOldCopies). Never fails. */
   private pruneOldCopies(keep: number, o: { newest?: string | null; sparePrimaries?: boolean }): Promise<void> {
@@ -272,7 +277,8 @@ export class Rebuilder {
 
   /** One removal pass after those queued before it. Never fails (logged; left for the next pass). */
   private removePass(fn: () => Promise<unknown>, what: string): Promise<void> {
-    this.passes = this.passes.then(fn).then(() => undefined, (e: Error) => this.h.log.error(`${what}: ${e.message} (left for the next pass)`));
+    this.passesLeft++;
+    this.passes = this.passes.then(fn).then(() => undefined, (e: Error) => this.h.log.error(`${what}: ${e.message} (left for the next pass)`)).finally(() => this.passesLeft--);
     return this.passes;
   }
 
