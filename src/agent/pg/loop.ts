@@ -17,7 +17,7 @@ import type { ParamValue } from "../../postgres/pgconf.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
 import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
 import { DetachHold, detachFor } from "./detach.ts";
-import { afterFailedStart, afterStreaming, NO_START_FAILURES, type StartFailureMemory } from "../../core/start-failures.ts";
+import { afterFailedStart, afterRebuildStarting, afterStreaming, NO_START_FAILURES, type StartFailureMemory } from "../../core/start-failures.ts";
 import { detachTarget } from "./detach-target.ts";
 import { Maintenance } from "./durability.ts";
 import { QueueTimeout, SerialExecutor } from "./executor.ts";
@@ -56,7 +56,7 @@ export class PostgresLoop implements LoopControl {
   /** `pgherd failover --to` / a switchover to this node (core/promotion-permit.ts). */
   private promotion: PromotionPermit | null = null;
   private rejoinRequest: RejoinRequest | null = null;
-  /** The causes of failed starts rebuilt for and said not to be rebuilt again (core/start-failures.ts). */
+  /** The causes of failed starts rebuilt for, asked a rebuild for, and said not to be rebuilt again (core/start-failures.ts). */
   private startFailures: StartFailureMemory = NO_START_FAILURES;
   private rejoinProgress: RejoinProgress | null = null;
   private readonly detachHold = new DetachHold();
@@ -316,6 +316,9 @@ export class PostgresLoop implements LoopControl {
     this.rejoinProgress = rejoinStep(before, e);
     if (this.rejoinProgress !== before && e.kind !== "observed") this.round.refresh(this.rejoinProgress);
     // Rebuilt and starting as a standby: the request is carried out (a failed start is retried as a start).
-    if (e.kind === "starting") this.rejoinRequest = null;
+    if (e.kind !== "starting") return;
+    // The automatic request's fresh clone is in place (core/start-failures.ts): one refused made none.
+    if (this.rejoinRequest?.auto) this.startFailures = afterRebuildStarting(this.startFailures);
+    this.rejoinRequest = null;
   }
 }
