@@ -272,6 +272,16 @@ export function dataWasPrimary(controlState: string | null, standbySignal: boole
   return !standbySignal || (controlState !== null && controlSaysPrimary(controlState));
 }
 
+/**
+ * Whether `d` follows the leader it was decided on: a repoint to it, a start as its standby, a rewind
+ * or a clone from it (each ends streaming from it). The round carries such a decision out only while
+ * that node still leads and no detach for a vote holds following back (src/agent/pg/round.ts): the
+ * leader was read before the round's observations, and leadership may have moved meanwhile.
+ */
+export function followsLeader(d: HaAction): boolean {
+  return d.kind === "repoint" || d.kind === "rewind" || d.kind === "clone" || (d.kind === "start-standby" && d.upstream !== null);
+}
+
 /** Whether the backoff after a failed action may hold `d` back: never a fence (a primary without the lease stops now). */
 export function waitsForBackoff(d: HaAction): boolean {
   return d.kind !== "fence";

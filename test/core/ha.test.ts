@@ -1,6 +1,6 @@
 // The HA decision table, one case per rule.
 import { describe, expect, test } from "bun:test";
-import { controlSaysPrimary, dataWasPrimary, decideHa, failureMayLeavePrimary, type HaInput, waitsForBackoff } from "../../src/core/ha.ts";
+import { controlSaysPrimary, dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type HaInput, waitsForBackoff } from "../../src/core/ha.ts";
 
 const base: HaInput = {
   witness: false, leading: false, acquiringLease: false,
@@ -157,6 +157,11 @@ describe("follower", () => {
     for (const d of [{ kind: "promote" }, { kind: "clone", from: "a" }, { kind: "start-standby", upstream: "a" }] as const) expect(waitsForBackoff(d)).toBe(true);
     for (const d of [{ kind: "start-primary", adopt: false }, { kind: "promote" }, { kind: "start-standby", upstream: null }] as const) expect(failureMayLeavePrimary(d)).toBe(true);
     for (const d of [{ kind: "check-promote" }, { kind: "start-standby", upstream: "a" }, { kind: "clone", from: "a" }, { kind: "rewind", from: "a" }, { kind: "fence", reason: "r" }] as const) expect(failureMayLeavePrimary(d)).toBe(false);
+  });
+  test("a decision that follows the leader it was decided on (checked again before the round acts): a repoint, a start as its standby, a rewind or a clone from it", () => {
+    // Found by review: a rewind or clone decided on a leader that had moved by the time the round acted went ahead.
+    for (const d of [{ kind: "repoint", upstream: "a" }, { kind: "start-standby", upstream: "a" }, { kind: "rewind", from: "a" }, { kind: "clone", from: "a" }] as const) expect(followsLeader(d)).toBe(true);
+    for (const d of [{ kind: "start-standby", upstream: null }, { kind: "promote" }, { kind: "start-primary", adopt: false }, { kind: "fence", reason: "r" }, { kind: "restart-standby", reason: "r" }, { kind: "initdb" }] as const) expect(followsLeader(d)).toBe(false);
   });
   test("a promotion that failed before pg_promote was sent left a standby: the fence after it stops nothing", () => {
     // Noticed at review: after three failed attempts (a reservation no majority stored, a barrier

@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { isStuck, stepCatchUp } from "../../core/catch-up.ts";
 import { truthfulGuarantee } from "../../core/durability.ts";
-import { dataWasPrimary, decideHa, failureMayLeavePrimary, type HaAction, type LocalPg, type RejoinRequest, waitsForBackoff } from "../../core/ha.ts";
+import { dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type HaAction, type LocalPg, type RejoinRequest, waitsForBackoff } from "../../core/ha.ts";
 import { broken, successorOf } from "../../core/liveness.ts";
 import { furtherPosition, ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
@@ -213,7 +213,7 @@ export class MonitorRound {
     }
     const crashedPrimary = upBefore && !p.up && lead.leading;
     if (clock.now() < this.retryAt && waitsForBackoff(decision)) return;
-    if (decision.kind === "repoint" || (decision.kind === "start-standby" && decision.upstream !== null)) {
+    if (followsLeader(decision)) {
       if (ctx.leadership().leaderId !== (leaderPg?.id ?? null)) return; // the leader moved meanwhile
       if (x.followingHeld(ctx.leadership().term)) return;
     }
