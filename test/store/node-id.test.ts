@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StoreError } from "../../src/store/durable.ts";
@@ -45,4 +45,17 @@ test("a state dir path that is a file is a clear error", () => {
   writeFileSync(file, "");
   expect(() => loadOrCreateNodeId(file)).toThrow(StoreError);
   expect(() => loadOrCreateNodeId(file)).toThrow(file);
+});
+
+test("an existing state dir that group or others may write to is refused, naming it and the fix; a read-only one for them is kept", () => {
+  for (const m of [0o777, 0o770, 0o702, 0o1777]) {
+    const dir = join(root, `shared-${m.toString(8)}`);
+    mkdirSync(dir);
+    chmodSync(dir, m);
+    expect(() => loadOrCreateNodeId(dir)).toThrow(`${dir}: state directory has mode ${(m & 0o777).toString(8).padStart(4, "0")}: group and others must not write to it (chmod go-w ${dir})`);
+  }
+  const readable = join(root, "readable-755");
+  mkdirSync(readable);
+  chmodSync(readable, 0o755);
+  expect(loadOrCreateNodeId(readable)).toMatch(/^[0-9a-f]{16}$/);
 });
