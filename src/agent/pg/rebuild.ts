@@ -6,6 +6,7 @@
 import { dirname } from "node:path";
 import { restoreLatest, stanzaInfo } from "../../backup/backups.ts";
 import { NOT_STUCK } from "../../core/catch-up.ts";
+import { type CloneSource, cloneSource } from "../../core/clone-source.ts";
 import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal, stillShort } from "../../core/clone-room.ts";
 import { afterRewindFailure, connectEpisode, type ConnectEpisode, REWIND_CONNECT_RETRY_MS, rewindDue } from "../../core/rewind-retry.ts";
 import { bytes } from "../../core/liveness.ts";
@@ -18,6 +19,9 @@ import { basebackup, BasebackupError, cloneDirFor, swapProblem, notCopied, remov
 import type { RejoinEvent } from "./rejoin.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
+
+/** How a clone made by a restore of the latest backup is described (and told apart). */
+const RESTORED = "restore of the latest backup";
 
 /**
  * A copy of a large database at a limited rate takes days (4 TB at 50 MB/s: 23 h): the clone is
@@ -39,6 +43,9 @@ export class Rebuilder {
   private votesPending = 0;
   private voteWhy = "";
 
+  /** The data directory in place came from a restore of the latest backup (this run's last clone). */
+  private restoredLast = false;
+
   /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
   constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
 
@@ -53,9 +60,9 @@ export class Rebuilder {
     });
   }
 
-  /** Clone with the server already stopped (after pg_rewind). */
-  private clone(from: string): Promise<void> {
-    return this.noting(async () => this.cloneOnce(from, await this.prepare()));
+  /** Clone with the server already stopped (after pg_rewind); `stuck`: it could not stream with a matching history (core/clone-source.ts). */
+  private clone(from: string, stuck = false): Promise<void> {
+    return this.noting(async () => this.cloneOnce(from, await this.prepare(), stuck));
   }
 
   /** `fn`, with the progress note cleared when it fails (the error is reported, not a step in progress). */
@@ -150,7 +157,7 @@ export class Rebuilder {
     this.throwIfInterrupted(); // a vote during the last wait
   }
 
-  private async cloneOnce(from: string, room: FsRoom): Promise<void> {
+  private async cloneOnce(from: string, room: FsRoom, stuck = false): Promise<void> {
     const h = this.h;
     const s = h.ctx.secrets();
     if (!s) throw new Error("no replication credentials");
@@ -161,7 +168,10 @@ export class Rebuilder {
     this.copying = copy;
     let how: string;
     try {
-      how = await this.copy(from, target, room, copy.signal);
+      const restoreConfigured = h.cfg.backup.tool === "pgbackrest" && h.cfg.backup.clone_from === "backup";
+      const source = cloneSource({ restoreConfigured, stuck, lastCloneRestored: this.restoredLast });
+      if (restoreConfigured && source === "primary") h.log.warn("this standby was restored from the latest backup and could not stream: the archive misses WAL the backup needs; cloning from the primary this time (pg_basebackup)");
+      how = await this.copy(from, target, room, copy.signal, source);
     } catch (e) {
       // The unfinished copy goes in the background, as every removal (as large as the database:
       // the executor is for the vote now); the next clone's preparation waits for that pass.
@@ -170,13 +180,15 @@ export class Rebuilder {
     } finally {
       this.copying = null;
     }
+    this.restoredLast = false; // the data directory is being replaced
     await this.swapAndStart(target, from, how);
+    this.restoredLast = how === RESTORED;
   }
 
   /** The copy into `target`: a restore of the latest backup, else pg_basebackup from `from`. Returns how it was made. */
-  private async copy(from: string, target: string, room: FsRoom, signal: AbortSignal): Promise<string> {
+  private async copy(from: string, target: string, room: FsRoom, signal: AbortSignal, source: CloneSource): Promise<string> {
     const h = this.h;
-    if (await this.restoreFromBackup(target, room, signal)) return "restore of the latest backup";
+    if (source === "backup" && (await this.restoreFromBackup(target, room, signal))) return RESTORED;
     if (signal.aborted) throw new CopyInterrupted(`clone not started: ${String(signal.reason)}`);
     const [host, port] = splitAddr(from);
     const rate = h.cfg.rejoin.clone_max_rate_kb;
@@ -334,7 +346,7 @@ export class Rebuilder {
     if (r === "not-needed" && stuck) {
       // Same history, yet it could not stream: the WAL it needs is gone from the primary.
       h.log.warn("this standby could not stream although its history matches (the WAL it needs is gone): taking a fresh clone");
-      await this.clone(from);
+      await this.clone(from, true);
       h.record("rejoin", `standby could not catch up (WAL removed on the primary): rebuilt from a fresh clone of ${from}`);
       return;
     }
