@@ -272,7 +272,9 @@ export class ElectionDriver implements Consensus {
 export async function publishGuard(c: Pick<Consensus, "status">, set: () => Promise<void>, timeoutMs: number, stored?: (st: Status) => boolean): Promise<boolean> {
   const before = c.status().guard?.seq ?? 0;
   await set();
-  const done = stored ?? ((st: Status) => st.guardCommitted > before);
+  // This write's seq (builtin: a guard queued before it may have been applied first); etcd refused: still `before`.
+  const seq = Math.max(c.status().guard?.seq ?? 0, before + 1);
+  const done = stored ?? ((st: Status) => st.guardCommitted >= seq);
   const end = performance.now() + timeoutMs;
   while (performance.now() < end) {
     const st = c.status();

@@ -4,6 +4,7 @@
 // root needed for a 0600 config. HTTPS when the URL says so or [api] has TLS; --cacert (or
 // $PGHERD_CACERT) names the CA to trust, else the default CAs.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from "node:fs";
+import os from "node:os";
 import { type ApiAddress, readApiSection } from "../ops/api-address.ts";
 import { type CliContext, CliExit, configPathFrom, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 
@@ -37,17 +38,36 @@ export function apiToken(args: { "token-file"?: string; config?: string; api?: s
   const own = configApi(args, ctx);
   if (!own?.token) return "";
   const asked = args.api || ctx.env.PGHERD_API;
-  return !asked || sameOrigin(asked, own.url) ? own.token : "";
+  return !asked || sameAgent(asked, own.url) ? own.token : "";
 }
 
-/** Whether two API base URLs name the same scheme, host and port. */
-function sameOrigin(a: string, b: string): boolean {
+/**
+ * Whether `asked` names the agent the config's [api] URL names: same scheme and port, and the same
+ * host or, for an agent listening on this host (a wildcard or loopback listen address), any name
+ * of this host: loopback, `localhost`, its host name (or a domain name starting with it), one of
+ * its interfaces' addresses (a TLS certificate's name, docs/operations.md).
+ */
+function sameAgent(asked: string, own: string): boolean {
+  let a: URL;
+  let o: URL;
   try {
-    return new URL(a).origin === new URL(b).origin;
+    a = new URL(asked);
+    o = new URL(own);
   } catch {
     return false;
   }
+  if (a.protocol !== o.protocol || a.port !== o.port) return false;
+  if (a.hostname === o.hostname) return true;
+  const bare = (h: string) => h.replace(/^\[|\]$/g, "").toLowerCase();
+  const local = (h: string) => h === "localhost" || isLoopback(h);
+  if (!local(bare(o.hostname))) return false;
+  const hn = os.hostname().toLowerCase();
+  const addrs = new Set(Object.values(os.networkInterfaces()).flatMap((l) => (l ?? []).map((i) => i.address.toLowerCase())));
+  const h = bare(a.hostname).replace(/\.$/, "");
+  return local(h) || addrs.has(h) || h === hn || h.startsWith(`${hn}.`);
 }
+
+const isLoopback = (h: string) => h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
 
 /** The token in a file (surrounding whitespace and the final newline dropped); a file others may read is refused. */
 function readTokenFile(path: string): string {

@@ -38,8 +38,8 @@ export class VirtualIp {
 
   /**
    * release(), waited for at most `ms` (a fence: the election goes on after the fence budget, and
-   * the removal, behind an add under way or a slow `ip`, finishes on its own; the watchdog removes
-   * the address at the lease deadline too).
+   * the removal, behind an add under way or a slow `ip`, finishes on its own, logged either way; the
+   * watchdog removes the address only at a fence of its own, when this agent did not fence).
    */
   releaseWithin(reason: string, ms: number): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;

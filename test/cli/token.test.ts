@@ -114,7 +114,11 @@ describe("other sources", () => {
     const cfg = file("with-token.toml", `cluster = "test"\nsecret = "${SECRET}"\n[api]\nlisten = "${new URL(api.url).host}"\ntoken = "${TOKEN}"\n`, 0o600);
     expect((await pgherd(["pause", "--config", cfg])).code).toBe(0);
     expect((await pgherd(["resume", "--config", cfg, "--api", api.url])).code).toBe(0);
-    expect(source.requests).toEqual([{ kind: "pause" }, { kind: "resume" }]);
+    // The same agent by another name of this host (a TLS certificate's name: docs/operations.md).
+    const port = new URL(api.url).port;
+    expect((await pgherd(["pause", "--config", cfg, "--api", `http://localhost:${port}`])).code).toBe(0);
+    expect((await pgherd(["resume", "--config", cfg], { PGHERD_API: `http://localhost:${port}` })).code).toBe(0);
+    expect(source.requests).toEqual([{ kind: "pause" }, { kind: "resume" }, { kind: "pause" }, { kind: "resume" }]);
   });
 
   test("the config's token is never sent to another address named by --api or $PGHERD_API (another cluster's agent, a host across the network)", async () => {

@@ -180,9 +180,7 @@ export class Rebuilder {
     } finally {
       this.copying = null;
     }
-    this.restoredLast = false; // the data directory is being replaced
     await this.swapAndStart(target, from, how);
-    this.restoredLast = how === RESTORED;
   }
 
   /** The copy into `target`: a restore of the latest backup, else pg_basebackup from `from`. Returns how it was made. */
@@ -267,7 +265,9 @@ export class Rebuilder {
     // (backup_label, its source's pg_control) that the next round must not take for a former primary.
     const u = await lookupOsUser(h.node.osUser);
     await setStandbySignal(target, true, { uid: u.uid, gid: u.gid });
+    this.restoredLast = false; // the data directory is being replaced
     const old = await swapDataDir(target, h.node.dataDir);
+    this.restoredLast = how === RESTORED; // in place, whether or not its first start works
     h.rewindMarker.clear(); // a fresh directory: an unfinished rewind of the one moved aside no longer matters
     const keep = h.cfg.rejoin.keep_old;
     if (old) h.log.warn(keep > 0 ? `previous data directory kept at ${old}` : `previous data directory moved aside to ${old}: removed once the new server runs (rejoin.keep_old = 0)`);
