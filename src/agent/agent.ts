@@ -23,7 +23,6 @@ import type { ClusterView } from "../core/cluster-view.ts";
 import type { ClusterSecrets } from "../store/cluster-secrets.ts";
 import { SecretsSharing } from "./secrets-sharing.ts";
 import { ActionRunner } from "./actions.ts";
-import { routeScheduledBackups } from "../backup/backup-action.ts";
 import { AgentActionHost } from "./action-host.ts";
 import { History, primaryEntry, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
@@ -46,6 +45,7 @@ import { ClusterStateWiring } from "./cluster-state-wiring.ts";
 import { MessageRouter } from "./message-router.ts";
 import { Housekeeping } from "./housekeeping.ts";
 import { SyncCap } from "./sync-cap.ts";
+import type { BackupInfo, BackupType } from "../backup/backups.ts";
 
 /** onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone: stop writes (awaited before the step's messages leave). */
 export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<void> }
@@ -176,7 +176,6 @@ export class Agent implements ClusterContext {
       steps: [() => this.membership.step(), () => this.dynamic.step(), () => this.flags.sync(), () => this.historyLog.sync(), () => this.migration.step()],
       runDue: () => this.actions.runDue(),
     });
-    routeScheduledBackups((type) => this.actions.backups.scheduled(type));
     this.integrations = new Integrations(cfg, log, this, () => this.loop?.kick());
   }
 
@@ -357,6 +356,7 @@ export class Agent implements ClusterContext {
     this.counters.loops++;
   }
 
+  scheduledBackup(type: BackupType): Promise<BackupInfo> { return this.actions.backups.scheduled(type); }
   secrets(): ClusterSecrets | undefined {
     return this.secretsShared.get();
   }

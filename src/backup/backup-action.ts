@@ -148,13 +148,3 @@ async function newestBackup(cfg: Config, log: Logger): Promise<BackupInfo | unde
   });
   return info?.backups.at(-1);
 }
-
-/** Where the primary's scheduled backups (keeper.ts) go in this process: the agent's BackupDesk (null: no agent here). */
-let scheduled: ((type: BackupType) => Promise<BackupInfo>) | null = null;
-
-export function routeScheduledBackups(route: (type: BackupType) => Promise<BackupInfo>): void {
-  scheduled = route;
-}
-
-/** A scheduled backup where the leader would run `pgherd backup` (null: no agent host in this process). */
-export const scheduledBackupRoute = (): ((type: BackupType) => Promise<BackupInfo>) | null => scheduled;

@@ -4,11 +4,10 @@
 // (a healthy standby, backup-action.ts). Every node keeps its pgBackRest TLS server running.
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
-import { stanzaInfo, takeBackup } from "./backups.ts";
+import { type BackupInfo, type BackupType, stanzaInfo, takeBackup } from "./backups.ts";
 import { dueBackup, lastBackups } from "./schedule.ts";
 import { backrest, backrestBin, backrestPaths, type BackrestPaths } from "./pgbackrest.ts";
 import type { ClusterCa } from "../store/cluster-secrets.ts";
-import { scheduledBackupRoute } from "./backup-action.ts";
 import { BackrestServer } from "./tls-server.ts";
 
 const RETRY_MS = 60_000;
@@ -28,8 +27,9 @@ export class ArchiveKeeper {
   private scheduling: Promise<void> | null = null;
   private readonly server: BackrestServer | null;
 
+  /** `route`: where a scheduled backup runs (the agent's, as `pgherd backup`); null: on this primary. */
   constructor(private readonly cfg: Config, private readonly log: Logger, private readonly ca: () => ClusterCa | undefined = () => undefined,
-    private readonly now: () => number = Date.now, bin = backrestBin()) {
+    private readonly route: ((type: BackupType) => Promise<BackupInfo>) | null = null, private readonly now: () => number = Date.now, bin = backrestBin()) {
     this.p = cfg.backup.tool === "pgbackrest" ? backrestPaths(cfg, bin) : null;
     // Only for backups from a standby, or taken by a repository host: the server runs SQL as the
     // superuser for any cluster-CA client.
@@ -91,7 +91,7 @@ export class ArchiveKeeper {
     const type = due();
     if (!type) return;
     this.log.info(`scheduled ${type} backup starting`);
-    const route = scheduledBackupRoute();
+    const route = this.route;
     this.running = (route ? route(type) : takeBackup(p, this.run(24 * hour), type))
       .then((b) => this.log.info(`scheduled ${type} backup ${b.label} done (${b.repoBytes} bytes in the repository${b.node ? `, taken on ${b.fromStandby ? "standby" : "primary"} ${b.node}` : ""})`))
       .catch((e: Error) => {

@@ -23,7 +23,7 @@ test("a due backup's repository read runs beside the round: maintain() returns w
   {
     const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n"\nstate_dir = "${root}/state"\n` +
       `[postgres]\ndata_dir = "${root}/pgdata"\nos_user = "${PG_OS_USER}"\n[backup]\ntool = "pgbackrest"\nrepo_path = "${root}/repo"\nfull_every_hours = 1\n`, "test");
-    const keeper = new ArchiveKeeper(cfg, log, undefined, Date.now, fake);
+    const keeper = new ArchiveKeeper(cfg, log, undefined, null, Date.now, fake);
     await keeper.maintain(true, "7714652627403131537"); // starts stanza-create in the background
     await waitFor(() => log.lines.some((l) => l.includes("stanza c ready")), { timeoutMs: 10_000, what: "the stanza" });
     const t0 = performance.now();

@@ -5,6 +5,7 @@ import type { PgReport } from "../../core/report.ts";
 import type { Candidate } from "../../core/switchover.ts";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
 import type { Exclusion, SyncSet } from "../../core/sync-exclusion.ts";
+import type { BackupInfo, BackupType } from "../../backup/backups.ts";
 
 /** What the loop needs from the agent: cluster facts in, reports and requests out. */
 export interface ClusterContext {
@@ -37,6 +38,8 @@ export interface ClusterContext {
   /** Some other member has data or is creating it. */
   othersHaveData(): boolean;
   secrets(): ClusterSecrets | undefined;
+  /** A scheduled backup where `pgherd backup` runs (the leader's choice of member, one at a time); absent: on this primary. */
+  scheduledBackup?(type: BackupType): Promise<BackupInfo>;
   saveSecrets(s: ClusterSecrets): void;
   publish(report: PgReport, position: Position): void;
   /** Give up the lease; `transferTo`: the standby that should campaign at once. */

@@ -37,7 +37,7 @@ export class SlotKeeper {
   private readonly permanent: PermanentSlots;
 
   constructor(private readonly h: PgHost) {
-    this.archive = new ArchiveKeeper(h.cfg, h.log, () => h.ctx.secrets()?.ca);
+    this.archive = new ArchiveKeeper(h.cfg, h.log, () => h.ctx.secrets()?.ca, h.ctx.scheduledBackup ? (type) => h.ctx.scheduledBackup!(type) : null);
     this.permanent = new PermanentSlots({
       cfg: h.cfg, socketDir: h.socketDir, node: h.node, log: h.log,
       localDb: () => h.localDb(),
