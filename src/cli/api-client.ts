@@ -27,9 +27,9 @@ export const tokenArg = {
 
 /**
  * --token-file, else $PGHERD_TOKEN, else api.token of the local config file, else "". The config's
- * token goes only to the address its own [api] names: with --api or $PGHERD_API naming another
- * agent (another cluster's, a host across the network) it is not sent; the token for that agent
- * comes from --token-file or $PGHERD_TOKEN.
+ * token goes only to the agent its own [api] names (sameAgent): with --api or $PGHERD_API naming
+ * another agent (another cluster's, a host across the network) it is not sent; the token for that
+ * agent comes from --token-file or $PGHERD_TOKEN.
  */
 export function apiToken(args: { "token-file"?: string; config?: string; api?: string }, ctx: CliContext): string {
   const file = args["token-file"];

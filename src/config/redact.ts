@@ -7,7 +7,7 @@ import type { Config } from "./schema.ts";
 const HIDDEN = "<redacted>";
 
 /** key=value, key: value, URI passwords, bearer tokens: whatever looks like a credential (also Sentry's scrubber). */
-export const CREDENTIAL_PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
+const CREDENTIAL_PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
   [/\b([A-Za-z_]*(?:password|passwd|pwd|secret|token|api[_-]?key)[A-Za-z_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi, `$1$2${HIDDEN}`],
   [/\b(bearer)\s+[A-Za-z0-9._~+/=-]+/gi, `$1 ${HIDDEN}`],
   [/([a-z][a-z0-9+.-]*:\/\/[^/\s:@]+):[^@\s/]+@/gi, `$1:${HIDDEN}@`],
