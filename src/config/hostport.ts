@@ -1,6 +1,7 @@
 // "host", "host:port", "[v6]:port" parsing shared by the config schema and the network code,
 // so what the config accepts is exactly what the sockets will be given.
 import { isIP } from "node:net";
+import { z } from "zod";
 
 export type HostPort = { host: string; port: number };
 
@@ -11,6 +12,14 @@ const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:
 export function isHost(host: string): boolean {
   return isIP(host) !== 0 || HOSTNAME.test(host);
 }
+
+/** A node's name (node_name; the `name` of hello and beacon frames): host-name-like, as long as a Linux host name at most. */
+export const NODE_NAME_MAX = 64;
+export const nodeNameSchema = z
+  .string()
+  .min(1, "must not be empty")
+  .max(NODE_NAME_MAX, `must be at most ${NODE_NAME_MAX} characters`)
+  .refine((s) => s === "" || isHost(s), "must be a host-name-like string (letters, digits, '-', '.')");
 
 /**
  * Parses "host", "host:port", "[v6]" or "[v6]:port". Without a port, `defaultPort` is used;

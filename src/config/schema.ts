@@ -7,7 +7,7 @@ import { hostname } from "node:os";
 import { isIPv4 } from "node:net";
 import { z } from "zod";
 import type { DeepReadonly } from "./freeze.ts";
-import { isHost, parseHostPort } from "./hostport.ts";
+import { nodeNameSchema, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { postgresTlsKeys } from "./schema-tls.ts";
 import { logSection } from "./schema-log.ts";
@@ -206,10 +206,7 @@ export const configSchema = () => z.strictObject({
     .string()
     .min(32, "must be at least 32 characters (generate one with `pgherd init`)")
     .refine((s) => !s.includes(EXAMPLE_SECRET_MARKER), "is still the placeholder from pgherd.toml.example: generate one with `pgherd init`"),
-  node_name: z
-    .string()
-    .refine(isHost, "must be a host-name-like string (letters, digits, '-', '.')")
-    .default(() => hostname()),
+  node_name: nodeNameSchema.default(() => hostname()),
   role: z.enum(["database", "witness"], 'must be "database" or "witness"').default("database"),
   state_dir: absPath().default("/var/lib/pgherd"),
   bootstrap_expect: intIn(1, 1000).default(3),

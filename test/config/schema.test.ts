@@ -188,6 +188,13 @@ describe("bad input names the key", () => {
     ]);
   });
 
+  test("node_name is what hello and beacon frames carry: host-name-like, at most 64 characters", () => {
+    expect(errorLines(`${BASE}node_name = "${"a".repeat(32)}.${"b".repeat(32)}"\n`)).toEqual(["pgherd.toml: node_name must be at most 64 characters"]);
+    expect(errorLines(`${BASE}node_name = ""\n`)).toEqual(["pgherd.toml: node_name must not be empty"]);
+    expect(errorLines(`${BASE}node_name = "db 1"\n`)).toEqual(["pgherd.toml: node_name must be a host-name-like string (letters, digits, '-', '.')"]);
+    expect(parseConfig(`${BASE}node_name = "${"a".repeat(31)}.${"b".repeat(32)}"\n`, "pgherd.toml").node_name).toHaveLength(64);
+  });
+
   test("a clone's rate limit is 0 (none) or within pg_basebackup's range", () => {
     expect(errorLines(`${BASE}[rejoin]\nclone_max_rate_kb = 16\n`)).toEqual(["pgherd.toml: rejoin.clone_max_rate_kb must be 0 (no limit) or at least 32 (pg_basebackup's least rate, kB/s)"]);
     expect(errorLines(`${BASE}[rejoin]\nclone_max_rate_kb = 2000000\n`)).toEqual(["pgherd.toml: rejoin.clone_max_rate_kb must be at most 1048576"]);

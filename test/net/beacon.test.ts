@@ -163,21 +163,31 @@ describe("beacon", () => {
 
 describe("beacon codec and helpers", () => {
   test("decode checks cluster, then MAC", () => {
-    const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("n"), name: "", mesh: "h:1", role: "database", ts: 1, extra: { k: [1] } });
+    const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("n"), name: "n1", mesh: "h:1", role: "database", ts: 1, extra: { k: [1] } });
     const r = decodeAnnouncement(SECRET, CLUSTER, d);
     expect(r.ok && r.a).toMatchObject({ nodeId: nid("n"), ts: 1, extra: { k: [1] } });
     expect(decodeAnnouncement("other", CLUSTER, d)).toMatchObject({ ok: false, reason: "bad-mac" });
     expect(decodeAnnouncement(SECRET, "other", d)).toMatchObject({ ok: false, reason: "wrong-cluster" });
-    const long = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "n".repeat(65), name: "", mesh: "h:1", role: "database", ts: 1, extra: {} });
+    const long = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "n".repeat(65), name: "n1", mesh: "h:1", role: "database", ts: 1, extra: {} });
     expect(decodeAnnouncement(SECRET, CLUSTER, long)).toMatchObject({ ok: false, reason: "malformed" });
   });
 
   test("a node id outside NodeIdSchema is malformed even with a valid MAC (issue 10: any string up to 64 was taken)", () => {
     for (const bad of ["evil node", "n", "node-a", "ABCDEF0123456789", "0".repeat(15), "0".repeat(17), ""]) {
-      const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: bad, name: "", mesh: "h:1", role: "database", ts: 1, extra: {} });
+      const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: bad, name: "n1", mesh: "h:1", role: "database", ts: 1, extra: {} });
       expect(decodeAnnouncement(SECRET, CLUSTER, d)).toMatchObject({ ok: false, reason: "malformed", detail: expect.stringContaining("nodeId") });
     }
-    expect(decodeAnnouncement(SECRET, CLUSTER, encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "0123456789abcdef", name: "", mesh: "h:1", role: "database", ts: 1, extra: {} })).ok).toBe(true);
+    expect(decodeAnnouncement(SECRET, CLUSTER, encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "0123456789abcdef", name: "n1", mesh: "h:1", role: "database", ts: 1, extra: {} })).ok).toBe(true);
+  });
+
+  test("a name node_name could not hold is malformed even with a valid MAC (it is written into logs, hook environments, pgpool.conf)", () => {
+    for (const bad of ["", "evil name", "n1;rm -rf /", "<b>x</b>", "a\nb", "x".repeat(65)]) {
+      const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("n"), name: bad, mesh: "h:1", role: "database", ts: 1, extra: {} });
+      expect(decodeAnnouncement(SECRET, CLUSTER, d)).toMatchObject({ ok: false, reason: "malformed", detail: expect.stringContaining("name") });
+    }
+    for (const good of ["db-1", "db1.example.com", "10.0.0.1", `${"x".repeat(31)}.${"y".repeat(32)}`]) {
+      expect(decodeAnnouncement(SECRET, CLUSTER, encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("n"), name: good, mesh: "h:1", role: "database", ts: 1, extra: {} })).ok).toBe(true);
+    }
   });
 
   test("replay cache: duplicates inside the window, expiry, bounded size", () => {

@@ -168,9 +168,13 @@ describe("mesh", () => {
     await rejected("unauthenticated", (p) => p.write({ s: 0, d: "AAAA" }));
     // One node id schema (NodeIdSchema) at the edge: an id the state files could not hold never gets in.
     for (const bad of ["evil node", "a", "ABCDEF0123456789", "0".repeat(17)]) {
-      await rejected("schema", (p) => p.write({ t: "hello", v: 2, cluster: CLUSTER, nodeId: bad, name: "", nonce: "0".repeat(64), addr: "h:1", dialer: true }));
+      await rejected("schema", (p) => p.write({ t: "hello", v: 2, cluster: CLUSTER, nodeId: bad, name: "raw", nonce: "0".repeat(64), addr: "h:1", dialer: true }));
     }
-    await rejected("wrong-cluster", (p) => p.write({ t: "hello", v: 2, cluster: "other", nodeId: nid("z"), name: "", nonce: "0".repeat(64), addr: "h:1", dialer: true }));
+    // A name node_name could not hold (it is written into logs, hook environments, pgpool.conf): the same.
+    for (const bad of ["", "evil name", "x".repeat(65)]) {
+      await rejected("schema", (p) => p.write({ t: "hello", v: 2, cluster: CLUSTER, nodeId: nid("z"), name: bad, nonce: "0".repeat(64), addr: "h:1", dialer: true }));
+    }
+    await rejected("wrong-cluster", (p) => p.write({ t: "hello", v: 2, cluster: "other", nodeId: nid("z"), name: "raw", nonce: "0".repeat(64), addr: "h:1", dialer: true }));
     await rejected("handshake-timeout", () => {}); // connects and says nothing: cut after a third of the handshake deadline
     expect(a.got.some((g) => (g.msg as { kind: string }).kind === "sneaky")).toBe(false);
     await exchange(a, b, "after-garbage");

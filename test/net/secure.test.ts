@@ -20,7 +20,7 @@ describe("handshake", () => {
   test("hello has the documented shape and a fresh 32-byte nonce", () => {
     expect(helloSchema.parse(d)).toEqual(d);
     expect(d.nonce).toMatch(/^[0-9a-f]{64}$/);
-    expect(makeHello({ cluster: "c1", nodeId: nid("x"), name: "", addr: "h:1", dialer: true }).nonce).not.toBe(d.nonce);
+    expect(makeHello({ cluster: "c1", nodeId: nid("x"), name: "x", addr: "h:1", dialer: true }).nonce).not.toBe(d.nonce);
   });
 
   test("a hello whose node id is outside NodeIdSchema fails the schema (issue 10: any string up to 64 was taken)", () => {

@@ -10,6 +10,7 @@ import { comparePosition, type Position } from "../../core/position.ts";
 import { maxTimeline, withTimeline } from "../../core/timelines.ts";
 import { GuardSchema, MembershipSchema, NodeIdSchema, PositionSchema, type Guard, type Membership } from "../../core/messages.ts";
 import { majority } from "../../core/quorum.ts";
+import { nodeNameSchema } from "../../config/hostport.ts";
 
 /** Every key of one cluster, under `<prefix>/<cluster>/`. Nothing of this backend is written elsewhere. */
 export function clusterKeys(prefix: string, cluster: string) {
@@ -37,7 +38,7 @@ export function clusterOfKey(prefix: string, key: string): string | null {
 }
 
 export const MemberReportSchema = z.strictObject({
-  name: z.string().max(253),
+  name: nodeNameSchema,
   role: z.enum(["database", "witness"]),
   canLead: z.boolean(),
   priority: z.number().int().min(0).max(1000),
