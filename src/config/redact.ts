@@ -6,11 +6,15 @@ import type { Config } from "./schema.ts";
 
 const HIDDEN = "<redacted>";
 
-/** key=value, key: value, URI passwords, bearer tokens: whatever looks like a credential (also Sentry's scrubber). */
+/**
+ * key=value, key: value, URI passwords, bearer and basic credentials, curl's `-u user:password`:
+ * whatever looks like a credential (also Sentry's scrubber).
+ */
 const CREDENTIAL_PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
   [/\b([A-Za-z_]*(?:password|passwd|pwd|secret|token|api[_-]?key)[A-Za-z_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi, `$1$2${HIDDEN}`],
-  [/\b(bearer)\s+[A-Za-z0-9._~+/=-]+/gi, `$1 ${HIDDEN}`],
+  [/\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+/gi, `$1 ${HIDDEN}`],
   [/([a-z][a-z0-9+.-]*:\/\/[^/\s:@]+):[^@\s/]+@/gi, `$1:${HIDDEN}@`],
+  [/((?:^|\s)(?:-u\s*|--user(?:\s+|=)|--proxy-user(?:\s+|=))["']?[^\s:"']+):("[^"]*"|'[^']*'|[^\s"']+)/g, `$1:${HIDDEN}`],
 ];
 
 /** `s` with whatever looks like a credential replaced. */
@@ -22,10 +26,18 @@ export function scrubCredentials(s: string, hidden = HIDDEN): string {
 
 /** Every string in a JSON value, scrubbed (keys kept). */
 export function scrubStrings<T>(v: T): T {
-  if (typeof v === "string") return scrubCredentials(v) as T;
-  if (Array.isArray(v)) return v.map((x) => scrubStrings(x)) as T;
-  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, scrubStrings(x)])) as T;
-  return v;
+  return mapStrings(v, (s) => scrubCredentials(s));
+}
+
+/** Every string in a JSON value through `text`; the value of a key `hideKey` names becomes `hidden` whole. */
+export function mapStrings<T>(v: T, text: (s: string) => string, hideKey: (k: string) => boolean = () => false, hidden = HIDDEN): T {
+  const walk = (x: unknown): unknown => {
+    if (typeof x === "string") return text(x);
+    if (Array.isArray(x)) return x.map(walk);
+    if (x && typeof x === "object") return Object.fromEntries(Object.entries(x).map(([k, y]) => [k, hideKey(k) ? hidden : walk(y)]));
+    return x;
+  };
+  return walk(v) as T;
 }
 
 /** A DSN without its public key: where events go stays visible. */

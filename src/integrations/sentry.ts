@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { VERSION } from "../cli/version-info.ts";
 import type { Config } from "../config/schema.ts";
-import { scrubCredentials } from "../config/redact.ts";
+import { mapStrings, scrubCredentials } from "../config/redact.ts";
 import { parseDsn, type ParsedDsn } from "../config/schema-hooks.ts";
 import type { Logger } from "../log.ts";
 
@@ -42,12 +42,7 @@ export class Scrubber {
 
   /** Every string in a JSON value; keys that name a credential lose their value. */
   value(v: unknown): unknown {
-    if (typeof v === "string") return this.text(v);
-    if (Array.isArray(v)) return v.map((x) => this.value(x));
-    if (v && typeof v === "object") {
-      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, /pass|secret|token|auth|key$/i.test(k) && k !== "sentry_key" ? REDACTED : this.value(x)]));
-    }
-    return v;
+    return mapStrings(v, (s) => this.text(s), (k) => /pass|secret|token|auth|key$/i.test(k) && k !== "sentry_key", REDACTED);
   }
 }
 

@@ -1,0 +1,45 @@
+// The credential scrubber of GET /config (without the token), debug output and Sentry: each shape
+// it recognises, and what it leaves alone.
+import { expect, test } from "bun:test";
+import { mapStrings, scrubCredentials, scrubStrings } from "../../src/config/redact.ts";
+
+const PW = "S3cr3t-pw_99";
+
+test("each credential shape loses its value; what surrounds it stays", () => {
+  const cases: [string, string][] = [
+    [`PGPASSWORD=${PW} pg_basebackup -h db2`, "PGPASSWORD=<redacted> pg_basebackup -h db2"],
+    [`host=db2 user=repl password='${PW}' sslmode=require`, "host=db2 user=repl password=<redacted> sslmode=require"],
+    [`api_key: ${PW}`, "api_key: <redacted>"],
+    [`postgres://repl:${PW}@db2:5432/postgres`, "postgres://repl:<redacted>@db2:5432/postgres"],
+    [`Authorization: Bearer ${PW}`, "Authorization: Bearer <redacted>"],
+    [`Authorization: Basic ${btoa(`u:${PW}`)}`, "Authorization: Basic <redacted>"],
+    [`curl -u admin:${PW} https://vault/x`, "curl -u admin:<redacted> https://vault/x"],
+    [`curl -uadmin:${PW} https://vault/x`, "curl -uadmin:<redacted> https://vault/x"],
+    [`curl --user admin:${PW} https://vault/x`, "curl --user admin:<redacted> https://vault/x"],
+    [`curl --user=admin:${PW} https://vault/x`, "curl --user=admin:<redacted> https://vault/x"],
+    [`curl --user 'admin:${PW}' https://vault/x`, "curl --user 'admin:<redacted>' https://vault/x"],
+    [`curl --proxy-user admin:${PW} -x p:3128 https://x`, "curl --proxy-user admin:<redacted> -x p:3128 https://x"],
+  ];
+  for (const [input, want] of cases) {
+    expect(scrubCredentials(input)).toBe(want);
+    expect(scrubCredentials(input)).not.toContain(PW);
+  }
+});
+
+test("ordinary commands and settings are left as they are", () => {
+  for (const s of [
+    "pgbackrest --stanza=main archive-push %p",
+    "cp %p /mnt/archive/%f",
+    "test ! -f /a/%f && cp %p /a/%f",
+    "rsync -a --timeout=30 %p backup:/wal/%f",
+    "ssh -o ConnectTimeout=5 -p 2222 backup true",
+    "sort -u file",
+    "host=db2 port=5432 user=repl",
+  ]) expect(scrubCredentials(s)).toBe(s);
+});
+
+test("scrubStrings walks a JSON value, keys kept; mapStrings can hide a key's whole value", () => {
+  const v = { archive_command: `curl -u a:${PW} -T %p https://x/%f`, list: [`password=${PW}`, 3], n: null };
+  expect(scrubStrings(v)).toEqual({ archive_command: "curl -u a:<redacted> -T %p https://x/%f", list: ["password=<redacted>", 3], n: null });
+  expect(mapStrings<unknown>({ auth: { a: 1 }, other: "x" }, (s) => s.toUpperCase(), (k) => k === "auth", "[r]")).toEqual({ auth: "[r]", other: "X" });
+});
