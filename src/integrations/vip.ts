@@ -11,19 +11,28 @@ import { writeVipSpec } from "../fence/vip-release.ts";
 import type { Logger } from "../log.ts";
 
 const TIMEOUT_MS = 3000;
+/** A removal that failed (not "not there") is tried again after 1, 2, 4 … at most 30 s while no lease is held here. */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 30_000;
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export class VirtualIp {
   private held = false;
   private chain: Promise<void> = Promise.resolve();
   private recorded = false;
+  private retry: ReturnType<typeof setTimeout> | null = null;
+  private failedRemovals = 0;
 
-  constructor(private readonly cfg: Config["vip"], private readonly stateDir: string, private readonly log: Logger, private readonly run: Runner = runNetTool) {}
+  constructor(
+    private readonly cfg: Config["vip"], private readonly stateDir: string, private readonly log: Logger,
+    private readonly run: Runner = runNetTool, private readonly retryFirstMs = RETRY_FIRST_MS,
+  ) {}
 
   /** The lease is held (called on every renewal): add the address once and announce it. */
   hold(): void {
     if (this.held) return;
     this.held = true;
+    this.stopRetrying();
     this.record();
     this.chain = this.chain.then(() => this.add());
   }
@@ -38,8 +47,8 @@ export class VirtualIp {
 
   /**
    * release(), waited for at most `ms` (a fence: the election goes on after the fence budget, and
-   * the removal, behind an add under way or a slow `ip`, finishes on its own, logged either way; the
-   * watchdog removes the address only at a fence of its own, when this agent did not fence).
+   * the removal, behind an add under way or a slow `ip`, finishes on its own, logged either way, and
+   * one that fails is tried again: removalFailed).
    */
   releaseWithin(reason: string, ms: number): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -77,11 +86,37 @@ export class VirtualIp {
   }
 
   private async remove(reason: string, wasHeld: boolean): Promise<void> {
+    if (this.held) return; // held again meanwhile (a retry queued before the new lease): the address is ours
     const { address, interface: dev } = this.cfg;
     const r = await this.run("ip", ["addr", "del", address, "dev", dev]);
+    if (r.error && !/Cannot assign requested address|not found/i.test(r.error)) return this.removalFailed(reason, r.error);
+    this.stopRetrying();
     if (!r.error) this.log.warn(`vip: ${address} removed from ${dev}: ${reason}`);
-    else if (!/Cannot assign requested address|not found/i.test(r.error)) this.log.error(`vip: could not remove ${address} from ${dev}: ${r.error}${missingCap(r.error, "CAP_NET_ADMIN")}`);
     else if (wasHeld) this.log.info(`vip: ${address} was not on ${dev} any more (${reason})`);
+  }
+
+  /**
+   * The address may still be on this host while another node holds the lease: tried again (1, 2, 4
+   * … 30 s apart) until it is gone or a lease is held here again. The watchdog removes it only at a
+   * fence of its own, not after one this agent made.
+   */
+  private removalFailed(reason: string, error: string): void {
+    const { address, interface: dev } = this.cfg;
+    const delay = Math.min(RETRY_MAX_MS, this.retryFirstMs * 2 ** Math.min(this.failedRemovals, 16));
+    this.failedRemovals++;
+    this.log.error(`vip: could not remove ${address} from ${dev} (attempt ${this.failedRemovals}; again in ${delay} ms): ${error}${missingCap(error, "CAP_NET_ADMIN")}`);
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      if (!this.held) this.chain = this.chain.then(() => this.remove(reason, true));
+    }, delay);
+    this.retry.unref?.();
+  }
+
+  private stopRetrying(): void {
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
+    this.failedRemovals = 0;
   }
 }
 

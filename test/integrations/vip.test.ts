@@ -64,4 +64,39 @@ describe("a fence does not wait on a slow ip", () => {
     expect(calls).toEqual(["ip add", "arping -c", "ip del"]);
     expect(log.lines.join("\n")).not.toContain("not removed within");
   });
+
+  test("a removal that fails is tried again until the address is gone (the watchdog does not remove it after the agent's own fence)", async () => {
+    const calls: string[] = [];
+    let failures = 2;
+    const run: Runner = (cmd, args) => {
+      calls.push(`${cmd} ${args[1]}`);
+      if (args[1] === "del" && failures-- > 0) return Promise.resolve({ error: "RTNETLINK answers: Device or resource busy" });
+      return Promise.resolve({ error: null });
+    };
+    const log = memoryLogger();
+    const vip = new VirtualIp(spec, dir, log, run, 10);
+    vip.hold();
+    await waitFor(() => calls.length === 2, { timeoutMs: 5000, what: "added and announced" });
+    await vip.releaseWithin("lease lost", 5000);
+    await waitFor(() => log.lines.some((l) => l.includes("removed from eth0: lease lost")), { timeoutMs: 5000, what: "the removal retried until it succeeds" });
+    expect(calls).toEqual(["ip add", "arping -c", "ip del", "ip del", "ip del"]);
+    expect(log.lines.filter((l) => l.startsWith("error")).map((l) => /attempt (\d+); again in (\d+) ms/.exec(l)?.slice(1))).toEqual([["1", "10"], ["2", "20"]]);
+    await Bun.sleep(100);
+    expect(calls).toHaveLength(5); // gone: no more attempts
+  });
+
+  test("a lease held again stops the retries (the address is this node's again)", async () => {
+    const calls: string[] = [];
+    const run: Runner = (cmd, args) => {
+      calls.push(`${cmd} ${args[1]}`);
+      return Promise.resolve({ error: args[1] === "del" ? "RTNETLINK answers: Device or resource busy" : null });
+    };
+    const vip = new VirtualIp(spec, dir, memoryLogger(), run, 20);
+    await vip.release("agent starting");
+    expect(calls).toEqual(["ip del"]);
+    vip.hold();
+    await waitFor(() => calls.length === 3, { timeoutMs: 5000, what: "added and announced" });
+    await Bun.sleep(150);
+    expect(calls).toEqual(["ip del", "ip add", "arping -c"]);
+  });
 });
