@@ -5,7 +5,7 @@
 // It owns the lease, the snapshot and its poll timer, the term and the position; leadership.ts owns
 // the lease-deadline timer, candidacy.ts the take (and the operator's request), resign.ts the
 // release and the resign pause, final-position.ts the detach, membership.ts the first membership
-// and the stored copy of each read's membership.
+// and the stored copy of each read's membership, guard-writes.ts the guard's writes.
 import type { Membership } from "../../core/messages.ts";
 import { planMembershipChange, type ProposeOp, type Role, type Status } from "../../core/election.ts";
 import { type Position, ZERO_POSITION } from "../../core/position.ts";
@@ -13,17 +13,19 @@ import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import type { Compare, EtcdClient } from "./client.ts";
-import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, nextGuard, nextMembership, ownsKey, reservedGuard, type Snapshot } from "./elect-core.ts";
+import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, nextMembership, ownsKey, type Snapshot } from "./elect-core.ts";
 import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
 import { type ClusterSummary, summarizeEtcd } from "../clusters.ts";
+import { ReusedRead } from "./reused-read.ts";
 import { Leadership } from "./leadership.ts";
 import { MemberReporter } from "./member-report.ts";
 import { Resignation } from "./resign.ts";
 import { Candidate } from "./candidacy.ts";
 import { FinalPosition } from "./final-position.ts";
 import { MembershipKeeper } from "./membership.ts";
+import { GuardWrites } from "./guard-writes.ts";
 import { closedBy } from "../migrate-etcd.ts";
 
 export interface EtcdConsensusOptions {
@@ -48,8 +50,9 @@ const CLUSTERS_REUSE_MS = 1000;
 export class EtcdConsensus implements Consensus {
   readonly counters: DriverCounters;
   private readonly clock: () => number;
-  /** The last read of every cluster (clusters()): while in flight, and for CLUSTERS_REUSE_MS after its answer. */
-  private clustersRead: { doneAt: number | null; answer: Promise<ClusterSummary[]> } | null = null;
+  /** Every cluster under the prefix (clusters()): one read at a time, reused for CLUSTERS_REUSE_MS. */
+  private readonly clustersRead = new ReusedRead(() => this.readClusters(), CLUSTERS_REUSE_MS, () => this.clock());
+  private readonly guard: GuardWrites;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
@@ -92,6 +95,10 @@ export class EtcdConsensus implements Consensus {
         this.lastLeaderContact = this.clock();
         this.lead.win(term, until);
       },
+    });
+    this.guard = new GuardWrites({
+      keys: o.keys, self: o.self.id, log: o.log, leading: () => this.leading, snap: () => this.snap, holdsKey: () => this.holdsKey(),
+      cas: (compare, key, value) => this.cas(compare, key, value),
     });
     this.membership = new MembershipKeeper({ keys: o.keys, store: o.store, hooks: o.hooks, log: o.log, cas: (compare, key, value) => this.cas(compare, key, value) });
     this.final = new FinalPosition({
@@ -166,23 +173,10 @@ export class EtcdConsensus implements Consensus {
 
   /**
    * Every cluster under the prefix (as far as this etcd user may read). `GET /clusters` needs no
-   * token: one read at a time, its answer reused for CLUSTERS_REUSE_MS after it came (a failed one is not kept),
-   * so a flood of requests does not become a flood of etcd reads beside the leader key's renewals.
+   * token: one read at a time, its answer reused for CLUSTERS_REUSE_MS after it came (reused-read.ts).
    */
   clusters(): Promise<ClusterSummary[]> {
-    const now = this.clock();
-    const last = this.clustersRead;
-    // In flight (however long it takes), or answered less than CLUSTERS_REUSE_MS ago.
-    if (last && (last.doneAt === null || now - last.doneAt < CLUSTERS_REUSE_MS)) return last.answer;
-    const answer = this.readClusters();
-    const read: { doneAt: number | null; answer: Promise<ClusterSummary[]> } = { doneAt: null, answer };
-    this.clustersRead = read;
-    answer.then(() => {
-      read.doneAt = this.clock();
-    }, () => {
-      if (this.clustersRead === read) this.clustersRead = null;
-    });
-    return answer;
+    return this.clustersRead.get();
   }
 
   private async readClusters(): Promise<ClusterSummary[]> {
@@ -221,21 +215,11 @@ export class EtcdConsensus implements Consensus {
   }
 
   reserveTimeline(n: number): Promise<void> {
-    return this.serial(async () => {
-      if (!this.leading || !this.snap) return;
-      const g = reservedGuard(this.snap.guard?.value ?? null, this.leading.term, n);
-      const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guardMod }], this.o.keys.guard, JSON.stringify(g));
-      if (!ok) this.o.log.warn("timeline reservation not stored: the guard changed meanwhile or this node lost the leader key");
-    });
+    return this.serial(() => this.guard.reserve(n));
   }
 
   setGuard(block: boolean, floor: Position | null): Promise<void> {
-    return this.serial(async () => {
-      if (!this.leading || !this.snap) return;
-      const g = nextGuard(this.snap.guard?.value ?? null, this.leading.term, this.o.self.id, block, floor);
-      const ok = await this.cas([this.holdsKey(), { key: this.o.keys.guard, target: "MOD", modRevision: this.snap.guardMod }], this.o.keys.guard, JSON.stringify(g));
-      if (!ok) this.o.log.warn("durability guard not stored: it changed meanwhile or this node lost the leader key");
-    });
+    return this.serial(() => this.guard.set(block, floor));
   }
 
   propose(op: ProposeOp, node: string): Promise<void> {
