@@ -121,12 +121,23 @@ export class Mesh {
     return { host: this.o.listenHost, port: this.o.listenPort };
   }
 
-  /** Keep (re)connecting to `addr` until forget()/stop(); idempotent. */
+  /**
+   * Keep (re)connecting to `addr` until forget()/stop(); idempotent. Called again for a target that
+   * waits out its backoff (the peer's authenticated beacon: it is back, e.g. its agent restarted),
+   * it is tried now instead of up to backoffMaxMs later; a failed try backs off as before (at most
+   * one early try per call: per beacon).
+   */
   dial(addr: string, expectedId?: string): void {
     if (this.stopping) return;
     const known = this.targets.get(addr);
     if (known) {
-      if (expectedId === undefined || expectedId === known.expectedId) return;
+      if (expectedId === undefined || expectedId === known.expectedId) {
+        if (!known.conn && known.timer && !known.selfSeen && known.attempt > 0) {
+          clearTimeout(known.timer);
+          this.attempt(known);
+        }
+        return;
+      }
       known.expectedId = expectedId;
       // A new expectation is a new question: a target parked as ourselves is asked again now.
       if (!known.conn && (known.selfSeen || !known.timer)) {

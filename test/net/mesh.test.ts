@@ -146,6 +146,23 @@ describe("mesh", () => {
     await exchange(a, b, "still");
   });
 
+  test("a peer's target waiting out its backoff is dialled at once when dial() is called again (its beacon: the agent is back), not at the backoff's end", async () => {
+    const c = await node("c");
+    const addr = c.addr();
+    const port = c.mesh.address().port;
+    await c.mesh.stop(); // nothing listens there now: a's dials are refused and back off
+    const a = await node("a", { backoffMinMs: 8000, backoffMaxMs: 8000 }); // retries 4-8 s apart
+    a.mesh.dial(addr, nid("c"));
+    expect(a.mesh.connectionCount()).toBe(1); // the first attempt
+    await waitFor(() => a.mesh.connectionCount() === 0, 2000, "the refused attempt ended (a now waits out its backoff, 4-8 s)");
+    const c2 = await node("c", { listenPort: port });
+    const t0 = performance.now();
+    a.mesh.dial(addr, nid("c")); // what c's next beacon does
+    await waitFor(() => isUp(a, c2), 2000, "a reaches c at once");
+    expect(performance.now() - t0).toBeLessThan(2000); // the backoff alone would take 4 s at least
+    await exchange(a, c2, "back");
+  });
+
   test("malformed input from raw clients is rejected by reason; good peers are unaffected", async () => {
     const [a, b] = [await node("a"), await node("b")];
     a.mesh.dial(b.addr(), nid("b"));
