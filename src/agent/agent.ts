@@ -141,6 +141,8 @@ export class Agent implements ClusterContext {
         const h = this.historyLog.list();
         if (h.length > 0) this.mesh.send(id, { t: "history", entries: h });
         this.migration.peerUp(id);
+        // Now, not at the next round: a restarted peer acts on the leader's state (its primary) at once.
+        if (this.ownReport) this.broadcastState(this.ownReport);
       },
       onPeerDown: (id) => this.host?.peerGone(id),
       beaconExtra: () => ({ vote: this.store.get().bootstrapVote, member: this.store.get().membership !== null }),

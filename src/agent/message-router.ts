@@ -132,6 +132,7 @@ export class MessageRouter {
     this.d.exclusionHeard(peer, msg.exclusion ?? null, msg);
     this.d.flags.adopt(msg, this.d.log);
     if (F.leaderPrimaryBack(before, msg.pg)) this.d.loop()?.primaryBack();
+    else if (!before && msg.pg) this.d.loop()?.kick(); // the leader's server first known here (a restart, a new leader): decide now
   }
 
   /**

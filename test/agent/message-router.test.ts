@@ -57,3 +57,24 @@ test("an action forwarded to this leader that fails here is answered with the er
   for (let i = 0; i < 10 && sent.length === 0; i++) await Promise.resolve();
   expect(sent).toEqual([{ peer: "bbbbbbbbbbbbbbbb", msg: { t: "action-resp", id: 7, result: { status: 500, ok: false, message: "pause failed on the leader: ENOSPC: no space left on device, write 'flags.json.tmp'" } } }]);
 });
+
+test("the leader's server first known here (a restarted agent, a new peer) starts a round at once; later reports do not", () => {
+  let kicks = 0;
+  const reports = new Map<string, PeerReport>();
+  const d = {
+    log: memoryLogger(), reports, now: () => 1000, stopped: () => false,
+    loop: () => ({ kick: () => kicks++, primaryBack: () => undefined }),
+    consensus: { status: () => ({ leader: L }) }, flags: { adopt: () => undefined }, peers: { name: () => "n1" }, exclusionHeard: () => undefined,
+  } as unknown as RouterDeps;
+  const r = new MessageRouter(d);
+  const pg = { up: true, running: true, inRecovery: false, port: 5432 };
+  const withPg = (seq: number, p: unknown) => ({ ...(state(3, seq) as object), pg: p }) as unknown as AgentMsg;
+  r.route("bbbbbbbbbbbbbbbb", withPg(1, pg)); // not the leader
+  expect(kicks).toBe(0);
+  r.route(L, withPg(1, null)); // the leader, its server not known yet
+  expect(kicks).toBe(0);
+  r.route(L, withPg(2, pg));
+  expect(kicks).toBe(1);
+  r.route(L, withPg(3, pg));
+  expect(kicks).toBe(1);
+});
