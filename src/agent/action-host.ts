@@ -29,6 +29,8 @@ export interface ActionHostDeps {
   localView(): ClusterView;
   /** Flags changed on the leader: tell every node now (and the loop when it must act). */
   flagsChanged(kickLoop: boolean): void;
+  /** The backup this node takes began or ended: its state goes out now, with it or without it. */
+  backupChanged(): void;
   record(e: Omit<HistoryEntry, "id" | "at">): void;
 }
 
@@ -64,6 +66,7 @@ export class AgentActionHost implements ActionHost {
     this.d.flagsChanged(false);
   }
 
+  backupChanged(): void { this.d.backupChanged(); }
   candidates() { return F.candidates(this.d.facts()); }
   myReport(): PgReport | null { return this.d.facts().self.report; }
   clusterView(): ClusterView { return this.d.localView(); }

@@ -20,6 +20,8 @@ export interface ActionHost {
   setPaused(p: boolean): void;
   candidates(): Candidate[];
   myReport(): PgReport | null;
+  /** The backup this node takes began or ended (BackupDesk.running): its state goes out now. */
+  backupChanged(): void;
   reportOf(id: string): PgReport | null;
   nameOf(id: string): string;
   forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult>;

@@ -146,6 +146,7 @@ export class Agent implements ClusterContext {
       },
       onPeerDown: (id) => this.host?.peerGone(id),
       beaconExtra: () => ({ vote: this.store.get().bootstrapVote, member: this.store.get().membership !== null }),
+      announced: () => { if (!this.consensus.status().membership) this.membership.step(); }, // bootstrap: a vote heard counts now, not at the next housekeeping step
     }));
     this.host = new AgentActionHost({
       cfg, nodeId: this.nodeId, consensus: this.consensus, flags: this.flags, dynamic: this.dynamic, mesh: this.mesh, loop: () => this.loop,
@@ -153,6 +154,11 @@ export class Agent implements ClusterContext {
       flagsChanged: (kick) => {
         this.broadcastState(this.ownReport);
         if (kick) this.loop?.kick();
+      },
+      backupChanged: () => {
+        if (!this.ownReport) return;
+        this.ownReport = this.withBackup(this.ownReport);
+        this.broadcastState(this.ownReport);
       },
     });
     this.membership = new MembershipKeeper({
@@ -367,13 +373,21 @@ export class Agent implements ClusterContext {
     this.secretsShared.save(s);
   }
 
-  publish(report: PgReport, position: Position): void {
+  publish(pgReport: PgReport, position: Position): void {
+    const report = this.withBackup(pgReport);
     this.ownReport = report;
     this.integrations.observe(report);
     const voting = this.syncCap.position(position);
     if (mustReportPosition(this.consensus.status(), voting)) this.consensus.setPosition(voting);
     this.broadcastState(report);
     this.secretsShared.share(false);
+  }
+
+  /** The report with the backup this node takes now (BackupDesk.running), or without one. */
+  private withBackup(r: PgReport): PgReport {
+    const { backup: _, ...rest } = r;
+    const backup = this.actions.backups.running();
+    return backup ? { ...rest, backup } : rest;
   }
 
   resign(reason: string, transferTo?: string): void {

@@ -19,6 +19,8 @@ export interface TransportHooks {
   onPeerDown(id: string): void;
   /** Beacon extras: this node's bootstrap vote and whether it holds a membership. */
   beaconExtra(): Record<string, unknown>;
+  /** An authenticated announcement updated the peer table (a bootstrap vote may have come with it). */
+  announced?(): void;
 }
 
 export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, log: Logger, hooks: TransportHooks): { mesh: Mesh; beacon: Beacon } {
@@ -80,6 +82,7 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
       movedFrom.set(a.nodeId, was.add(left));
     }
     mesh.dial(mesh_, a.nodeId);
+    hooks.announced?.();
     if (movedFrom.has(a.nodeId) && peers.list().find((p) => p.id === a.nodeId)?.connected) forgetMoved(a.nodeId);
   };
   const broadcast = cfg.discovery.broadcast.flatMap((b) => (b === "auto" ? defaultBroadcastAddresses() : [b]));

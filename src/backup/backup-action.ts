@@ -12,7 +12,7 @@ import type { Logger } from "../log.ts";
 import { runningConfig } from "../ops/reload.ts";
 import type { PrimaryFacts } from "./backup-contract.ts";
 import { stanzaInfo, takeBackup, type BackupInfo, type BackupType } from "./backups.ts";
-import { chooseBackupSite } from "./choose.ts";
+import { backupUnderWay, chooseBackupSite } from "./choose.ts";
 import { backrestPaths } from "./pgbackrest.ts";
 import { repoHostBackupRefusal } from "./repo-host.ts";
 import { backrestTlsFiles } from "./tls-server.ts";
@@ -31,13 +31,14 @@ export function primaryFacts(cfg: Config): PrimaryFacts {
 const fail = (status: number, message: string): ActionResult => ({ status, ok: false, message });
 
 /**
- * One agent's backups and what keeps them one at a time: the backup this node takes (`busy`) and,
+ * One agent's backups and what keeps them one at a time: the backup this node takes (`taking`, also in its state reports) and,
  * on the leader, the one it has under way anywhere (`leading`: a scheduled one and `pgherd backup`
  * at once would otherwise run on two members, and two backups of one stanza on two hosts do not see
  * each other's pgBackRest locks). The agent's ActionRunner owns it.
  */
 export class BackupDesk {
-  private busy = false;
+  /** The backup this node's pgBackRest takes now (in this node's state reports: running()). */
+  private taking: { type: BackupType; since: string } | null = null;
   private leading: { where: string; type: BackupType; since: Date } | null = null;
 
   constructor(private readonly h: ActionHost, private readonly log: Logger) {}
@@ -52,6 +53,8 @@ export class BackupDesk {
     if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} leads but its PostgreSQL is not a running primary: try again`);
     const type = req.type ?? "incr";
     if (this.leading) return fail(409, `a ${this.leading.type} backup is already under way on ${this.leading.where} (since ${this.leading.since.toISOString()}): one backup at a time`);
+    const elsewhere = backupUnderWay({ name: h.nodeName, report: me }, h.candidates());
+    if (elsewhere) return fail(409, elsewhere);
     const site = chooseBackupSite({ primary: me, primaryId: h.nodeId, candidates: h.candidates(), maxLagBytes: h.maxLagBytes, fromStandby: cfg.backup.from_standby });
     let r: ActionResult;
     let where = site.on === "standby" ? `standby ${site.name}` : `primary ${h.nodeName} (${site.reason})`;
@@ -103,16 +106,23 @@ export class BackupDesk {
       if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} is not a running primary now`);
       primary = { node: h.nodeName };
     }
-    if (this.busy) return fail(409, `${h.nodeName} is already taking a backup`);
-    this.busy = true;
+    if (this.taking) return fail(409, `${h.nodeName} is already taking a backup`);
+    this.taking = { type, since: new Date().toISOString() };
+    h.backupChanged();
     try {
       const b = await takeBackup(p, { osUser: cfg.postgres.os_user, log, timeoutMs: BACKUP_TIMEOUT_MS }, type, 120_000, primary);
       return { status: 200, ok: true, message: doneMessage({ ...b, node: h.nodeName, fromStandby: facts !== null }), detail: b };
     } catch (e) {
       return fail(500, `${h.nodeName}: ${(e as Error).message}`);
     } finally {
-      this.busy = false;
+      this.taking = null;
+      h.backupChanged(); // before the answer goes out (one mesh connection keeps the order): the leader's next backup is not refused on this state
     }
+  }
+
+  /** The backup this node takes now, for its state reports (null: none). */
+  running(): { type: BackupType; since: string } | null {
+    return this.taking;
   }
 
   /** A scheduled backup (keeper.ts), chosen and run as `pgherd backup` is. */

@@ -49,3 +49,16 @@ export function chooseBackupSite(i: ChooseInput): BackupSite {
   if (best) return { on: "standby", id: best.c.id, name: best.c.name, lagBytes: best.lag };
   return { on: "primary", reason: why.length ? `no healthy standby (${why.join("; ")})` : "no standby" };
 }
+
+/**
+ * A backup under way on a member, as its own reports say (each member reports the backup its
+ * pgBackRest takes, so a leader elected during one still sees it), or null. The asking leader's own
+ * record of the one it handed out is checked before this (backup-action.ts).
+ */
+export function backupUnderWay(own: { name: string; report: PgReport | null }, candidates: readonly Candidate[]): string | null {
+  for (const m of [own, ...candidates]) {
+    const b = m.report?.backup;
+    if (b) return `a ${b.type} backup is already under way on ${m.name} (since ${b.since}, as its agent reports): one backup at a time`;
+  }
+  return null;
+}

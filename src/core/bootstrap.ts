@@ -1,8 +1,8 @@
 // Forming the first membership from discovered peers, and which voter change comes next. Pure.
 //
 // Each node, once it has seen `expect` nodes (itself included) for a settle
-// period and no node already belongs to a cluster, votes for the `expect`
-// lowest node ids it knows. The vote is persisted and never changes, and the
+// period (or a peer voted for the set it would choose) and no node already
+// belongs to a cluster, votes for the `expect` lowest node ids it knows. The vote is persisted and never changes, and the
 // membership forms only when every member of the set voted for exactly that
 // set. Two different sets could only both form if they share no node, which
 // needs at least 2 × expect nodes starting at the same moment with a broken
@@ -42,8 +42,11 @@ export function decideBootstrap(opts: {
     if (peers.some((p) => p.member)) return { kind: "wait", reason: "the cluster already exists: waiting for its leader to add this node" };
     const seen = [self, ...peers.map((p) => p.id)];
     if (seen.length < expect) return { kind: "wait", reason: `waiting for bootstrap_expect=${expect} nodes, seen ${seen.length}` };
-    if (opts.stableForMs < opts.settleMs) return { kind: "wait", reason: "letting discovery settle before voting" };
     const chosen = [...new Set(seen)].sort().slice(0, expect);
+    // A peer already voted for the very set this node would choose: joining it now can only help
+    // that set form (settling might show a node that changes the choice, and then no set forms).
+    const agreed = peers.some((p) => p.vote?.join(",") === chosen.join(","));
+    if (opts.stableForMs < opts.settleMs && !agreed) return { kind: "wait", reason: "letting discovery settle before voting" };
     const databases = chosen.filter((id) => id === self || peers.find((p) => p.id === id)?.role !== "witness");
     if (databases.length === 0) return { kind: "wait", reason: "no database node among the first voters" };
     return { kind: "vote", voters: chosen };

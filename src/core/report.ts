@@ -70,5 +70,7 @@ export const PgReportSchema = z.object({
   pendingRestart: z.array(text(63)).max(256).optional(),
   /** The settings a standby must run at least as high as its primary (core/restart-plan.ts): running, in the files, and a standby's pg_control copy of the primary's. */
   ordered: z.array(OrderedValueSchema).max(8).optional(),
+  /** A backup this node's pgBackRest is taking (src/backup/backup-action.ts): every later leader sees it, not only the one that asked. */
+  backup: z.object({ type: z.enum(["full", "diff", "incr"]), since: z.iso.datetime() }).optional(),
 });
 export type PgReport = z.infer<typeof PgReportSchema>;

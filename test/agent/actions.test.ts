@@ -52,6 +52,7 @@ class FakeHost implements ActionHost {
   /** What the host was asked to do, in order (a resign's messages leave a moment after it is asked). */
   events: string[] = [];
   myReport() { return report({ up: !this.primaryDown, inRecovery: this.promoted, position: { timeline: 1, lsn: "0/3000000" } }); }
+  backupChanged() {}
   reportOf(id: string) { return id === "S" ? report({ inRecovery: !this.promoted }) : this.myReport(); }
   nameOf(id: string) { return id === "S" ? "n2" : id === "X" ? "n3" : "n1"; }
   async forwardToLeader(_req: ActionRequest): Promise<ActionResult> { return { status: 500, ok: false, message: "not used" }; }

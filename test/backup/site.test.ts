@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import { backupArgs, parseInfo } from "../../src/backup/backups.ts";
-import { chooseBackupSite } from "../../src/backup/choose.ts";
+import { backupUnderWay, chooseBackupSite } from "../../src/backup/choose.ts";
 import { doneMessage, fromMessage } from "../../src/backup/backup-action.ts";
 import { backrestSans, backrestTlsFiles, CLIENT_CN, serverArgs } from "../../src/backup/tls-server.ts";
 import { backrestPaths } from "../../src/backup/pgbackrest.ts";
@@ -17,6 +17,15 @@ const rep = (over: Partial<PgReport> = {}): PgReport => ({
   streaming: true, replication: [], slots: [], action: "standby", note: "", error: null, haveSecrets: true, ...over,
 } as PgReport);
 const cand = (id: string, name: string, r: PgReport | null, over: Partial<Candidate> = {}): Candidate => ({ id, name, voter: true, witness: false, neverPromoted: false, report: r, ...over });
+
+test("a backup a member reports taking refuses another (a leader elected during it sees it too); none reported: none", () => {
+  const since = "2026-12-06T05:00:00.000Z";
+  const primary = rep({ inRecovery: false, upstream: null });
+  expect(backupUnderWay({ name: "n1", report: primary }, [cand("b", "n2", rep()), cand("c", "n3", null)])).toBeNull();
+  expect(backupUnderWay({ name: "n1", report: primary }, [cand("b", "n2", rep({ backup: { type: "full", since } })), cand("c", "n3", null)]))
+    .toBe(`a full backup is already under way on n2 (since ${since}, as its agent reports): one backup at a time`);
+  expect(backupUnderWay({ name: "n1", report: rep({ inRecovery: false, backup: { type: "incr", since } }) }, [])).toContain("incr backup is already under way on n1");
+});
 
 describe("chooseBackupSite", () => {
   const primary = rep({ inRecovery: false, position: { timeline: 1, lsn: "0/5000000" }, upstream: null });

@@ -10,6 +10,14 @@ test("waits until bootstrap_expect nodes are seen and discovery settled", () => 
   expect(decideBootstrap({ ...base, peers: [peer("a"), peer("c")] })).toEqual({ kind: "vote", voters: ["a", "b", "c"] });
 });
 
+test("before discovery settled, joins a peer's vote for the very set it would choose, and only that", () => {
+  const early = { ...base, stableForMs: 100 };
+  expect(decideBootstrap({ ...early, peers: [peer("a", ["a", "b", "c"]), peer("c")] })).toEqual({ kind: "vote", voters: ["a", "b", "c"] });
+  // Another set (this node sees a lower id the voter did not): it waits out the settle period as before.
+  expect(decideBootstrap({ ...early, peers: [peer("a", ["a", "c", "d"]), peer("c"), peer("d")] })).toMatchObject({ kind: "wait", reason: "letting discovery settle before voting" });
+  expect(decideBootstrap({ ...early, peers: [peer("0", null), peer("a", ["a", "b", "c"]), peer("c")] })).toMatchObject({ kind: "wait" });
+});
+
 test("votes for the lowest ids when more nodes than expected are seen", () => {
   expect(decideBootstrap({ ...base, peers: [peer("d"), peer("a"), peer("c")] })).toEqual({ kind: "vote", voters: ["a", "b", "c"] });
 });
