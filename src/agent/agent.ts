@@ -142,11 +142,11 @@ export class Agent implements ClusterContext {
         if (h.length > 0) this.mesh.send(id, { t: "history", entries: h });
         this.migration.peerUp(id);
         // Now, not at the next round: a restarted peer acts on the leader's state (its primary) at once.
-        if (this.ownReport) this.broadcastState(this.ownReport);
+        if (this.ownReport) this.broadcastState(this.ownReport, id);
       },
       onPeerDown: (id) => this.host?.peerGone(id),
       beaconExtra: () => ({ vote: this.store.get().bootstrapVote, member: this.store.get().membership !== null }),
-      announced: () => { if (!this.consensus.status().membership) this.membership.step(); }, // bootstrap: a vote heard counts now, not at the next housekeeping step
+      announced: () => this.membership.step(true), // bootstrap: a vote heard counts now, not at the next housekeeping step
     }));
     this.host = new AgentActionHost({
       cfg, nodeId: this.nodeId, consensus: this.consensus, flags: this.flags, dynamic: this.dynamic, mesh: this.mesh, loop: () => this.loop,
@@ -310,7 +310,8 @@ export class Agent implements ClusterContext {
 
   // ------------------------------------------------------------------ messages
 
-  private broadcastState(pg: PgReport | null): void {
+  /** This node's state to every connected peer, or to `only` (one that just connected). */
+  private broadcastState(pg: PgReport | null, only?: string): void {
     if (this.syncCap.withholding()) return; // a new run that cannot lead: until its echo (sync-cap.ts)
     const f = this.flags.get();
     const leading = this.consensus.lease() !== null;
@@ -321,7 +322,7 @@ export class Agent implements ClusterContext {
     };
     const exclusion = (leading ? this.loop?.exclusion(this.consensus.status().term) : null) ?? null;
     const seq = this.syncCap.stamp(exclusion);
-    for (const id of this.mesh.connected()) this.mesh.send(id, exclusion ? { ...msg, seq, exclusion } : { ...msg, seq });
+    for (const id of only ? [only] : this.mesh.connected()) this.mesh.send(id, exclusion ? { ...msg, seq, exclusion } : { ...msg, seq });
   }
 
   /** Never let one bad event take the agent down. */

@@ -74,10 +74,15 @@ export class MembershipKeeper {
     if (i >= 0) this.removals.splice(i, 1);
   }
 
-  /** One housekeeping step. */
-  step(): void {
+  /**
+   * One housekeeping step; `heard`: run at once for a peer's beacon (bootstrap only), where a
+   * membership already formed here is not handed to the backend or announced again (every node
+   * answering every beacon with one of its own would double the beacons each hop).
+   */
+  step(heard = false): void {
     const st = this.d.consensus.status();
-    if (!st.membership) return this.tryBootstrap();
+    if (!st.membership) return this.tryBootstrap(heard);
+    if (heard) return;
     if (st.role !== "leader") {
       this.removals.length = 0; // a request to the old leader; the operator asks the new one
       this.waiting = null;
@@ -140,7 +145,7 @@ export class MembershipKeeper {
     }
   }
 
-  private tryBootstrap(): void {
+  private tryBootstrap(heard: boolean): void {
     const { cfg, log, store, peers } = this.d;
     const st = store.get();
     const views: PeerView[] = peers.list().filter((p) => isNodeId(p.id)).map((p) => ({ id: p.id, role: p.role, vote: p.vote, member: p.member }));
@@ -160,9 +165,13 @@ export class MembershipKeeper {
       this.d.announce();
       return;
     }
-    log.info(`bootstrap: membership formed: ${names(d.voters)}`);
+    // Formed before (the backend has not shown it yet: an etcd not read yet, a save under way): the
+    // housekeeping step hands it to the backend again, quietly; a beacon's step does nothing.
+    const again = this.note === "formed";
+    if (again && heard) return;
+    if (!again) log.info(`bootstrap: membership formed: ${names(d.voters)}`);
     this.note = "formed";
     void this.d.consensus.bootstrap({ term: 0, index: 1, voters: d.voters });
-    this.d.announce();
+    if (!again) this.d.announce();
   }
 }

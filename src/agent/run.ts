@@ -112,7 +112,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
       const enabled = opts.handover ?? reloader.current().shutdown.handover;
       await handOverBeforeStop(sig, { cfg, agent, database: loop !== null, enabled, log }).catch((e: Error) => log.error(`${sig}: handover: ${e.message}`));
       log.info(`${sig}: stopping the agent (PostgreSQL is left running)`);
-      await Promise.allSettled([loop?.stop(), agent.stop(), api?.stop(), sentry?.flush(), vip?.release(`${sig}: the agent stops`)]);
+      await Promise.allSettled([loop?.stop(), agent.stop(), api?.stop(), sentry?.flush(), vip?.stop(`${sig}: the agent stops`)]);
       await agent.historyLog.flushed(); // what the stop itself recorded (a fence, a hook run)
       resolve();
     };

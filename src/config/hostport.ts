@@ -13,13 +13,20 @@ export function isHost(host: string): boolean {
   return isIP(host) !== 0 || HOSTNAME.test(host);
 }
 
-/** A node's name (node_name; the `name` of hello and beacon frames): host-name-like, as long as a Linux host name at most. */
+/** A node's name (node_name): host-name-like, as long as a Linux host name at most. */
 export const NODE_NAME_MAX = 64;
 export const nodeNameSchema = z
   .string()
   .min(1, "must not be empty")
   .max(NODE_NAME_MAX, `must be at most ${NODE_NAME_MAX} characters`)
-  .refine((s) => s === "" || isHost(s), "must be a host-name-like string (letters, digits, '-', '.')");
+  .refine((s) => s === "" || isHost(s), "must be a host-name-like string (letters, digits, '-', '.'; unset, it is this host's name)");
+
+/**
+ * A peer's name as hello and beacon frames and etcd member reports carry it: node_name's
+ * characters plus '_' (an older version took a host name with one as its default node_name), at
+ * most 64. Nothing that could break a log line, a hook's environment or pgpool.conf.
+ */
+export const wireNodeNameSchema = z.string().regex(/^[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,63}$/, "must be 1-64 characters of letters, digits, '_', '.', ':' and '-'");
 
 /**
  * Parses "host", "host:port", "[v6]" or "[v6]:port". Without a port, `defaultPort` is used;

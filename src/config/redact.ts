@@ -7,20 +7,24 @@ import type { Config } from "./schema.ts";
 const HIDDEN = "<redacted>";
 
 /**
- * key=value, key: value, URI passwords, bearer and basic credentials, curl's `-u user:password`:
- * whatever looks like a credential (also Sentry's scrubber).
+ * key=value, key: value, URI passwords, bearer tokens and `Authorization: Basic …`, curl's
+ * `-u`/`-U`/`--user`/`--proxy-user user:password` (also in a cluster of short flags, `-sSfu`):
+ * whatever looks like a credential (also Sentry's scrubber). Every repetition is bounded or
+ * anchored, so a long value costs linear time (Sentry events and GET /config run on the agent's
+ * event loop). A uid:gid after `-u` (`docker exec -u 999:999`) is hidden too: the safe side.
  */
-const CREDENTIAL_PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
-  [/\b([A-Za-z_]*(?:password|passwd|pwd|secret|token|api[_-]?key)[A-Za-z_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi, `$1$2${HIDDEN}`],
-  [/\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+/gi, `$1 ${HIDDEN}`],
-  [/([a-z][a-z0-9+.-]*:\/\/[^/\s:@]+):[^@\s/]+@/gi, `$1:${HIDDEN}@`],
-  [/((?:^|\s)(?:-u\s*|--user(?:\s+|=)|--proxy-user(?:\s+|=))["']?[^\s:"']+):("[^"]*"|'[^']*'|[^\s"']+)/g, `$1:${HIDDEN}`],
+const CREDENTIAL_PATTERNS: ReadonlyArray<readonly [RegExp, (hidden: string, ...groups: string[]) => string]> = [
+  [/\b([A-Za-z_]{0,64}(?:password|passwd|pwd|secret|token|api[_-]?key)[A-Za-z_]{0,64})(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi, (h, key, sep) => `${key}${sep}${h}`],
+  [/\b(bearer|authorization:\s*basic)\s+[A-Za-z0-9._~+/=-]+/gi, (h, what) => `${what} ${h}`],
+  [/(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,31}:\/\/[^/\s:@]{1,256}):[^@\s/]+@/gi, (h, userinfo) => `${userinfo}:${h}@`],
+  [/((?:^|\s)(?:-[A-Za-z]{0,8}[uU]\s*|--(?:proxy-)?user(?:\s+|=)))(?:'([^':]*):[^']*'|"([^":]*):[^"]*"|([A-Za-z0-9_][^\s:'"]*):[^\s'"]+)/g,
+    (h, flag, sq, dq, bare) => sq !== undefined ? `${flag}'${sq}:${h}'` : dq !== undefined ? `${flag}"${dq}:${h}"` : `${flag}${bare}:${h}`],
 ];
 
 /** `s` with whatever looks like a credential replaced. */
 export function scrubCredentials(s: string, hidden = HIDDEN): string {
   let out = s;
-  for (const [re, rep] of CREDENTIAL_PATTERNS) out = out.replace(re, rep.replaceAll(HIDDEN, hidden));
+  for (const [re, rep] of CREDENTIAL_PATTERNS) out = out.replace(re, (_m, ...g: unknown[]) => rep(hidden, ...(g.slice(0, -2) as string[])));
   return out;
 }
 

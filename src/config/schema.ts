@@ -200,13 +200,14 @@ export const watchdogSection = () => z.strictObject({
 
 export { logSection } from "./schema-log.ts";
 
-export const configSchema = () => z.strictObject({
+/** `hostName`: node_name's default, validated as a set one is (a host name with '_' is refused at load, naming node_name). */
+export const configSchema = (hostName: () => string = hostname) => z.strictObject({
   cluster: z.string().regex(/^[a-z0-9_-]{1,63}$/, "must be 1-63 characters of a-z, 0-9, _ and -"),
   secret: z
     .string()
     .min(32, "must be at least 32 characters (generate one with `pgherd init`)")
     .refine((s) => !s.includes(EXAMPLE_SECRET_MARKER), "is still the placeholder from pgherd.toml.example: generate one with `pgherd init`"),
-  node_name: nodeNameSchema.default(() => hostname()),
+  node_name: nodeNameSchema.prefault(() => hostName()),
   role: z.enum(["database", "witness"], 'must be "database" or "witness"').default("database"),
   state_dir: absPath().default("/var/lib/pgherd"),
   bootstrap_expect: intIn(1, 1000).default(3),

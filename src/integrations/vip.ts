@@ -11,9 +11,9 @@ import { writeVipSpec } from "../fence/vip-release.ts";
 import type { Logger } from "../log.ts";
 
 const TIMEOUT_MS = 3000;
-/** A removal that failed (not "not there") is tried again after 1, 2, 4 … at most 30 s while no lease is held here. */
+/** A removal that failed (not "not there") is tried again after 1, 2, 4, 5, 5 … s while no lease is held here. */
 const RETRY_FIRST_MS = 1000;
-const RETRY_MAX_MS = 30_000;
+const RETRY_MAX_MS = 5000;
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export class VirtualIp {
@@ -22,15 +22,23 @@ export class VirtualIp {
   private recorded = false;
   private retry: ReturnType<typeof setTimeout> | null = null;
   private failedRemovals = 0;
+  private stopping = false;
 
   constructor(
     private readonly cfg: Config["vip"], private readonly stateDir: string, private readonly log: Logger,
     private readonly run: Runner = runNetTool, private readonly retryFirstMs = RETRY_FIRST_MS,
   ) {}
 
+  /** The agent stops: the address is removed once more, not retried after. */
+  stop(reason: string): Promise<void> {
+    this.stopping = true;
+    this.stopRetrying();
+    return this.release(reason);
+  }
+
   /** The lease is held (called on every renewal): add the address once and announce it. */
   hold(): void {
-    if (this.held) return;
+    if (this.held || this.stopping) return;
     this.held = true;
     this.stopRetrying();
     this.record();
@@ -96,12 +104,16 @@ export class VirtualIp {
   }
 
   /**
-   * The address may still be on this host while another node holds the lease: tried again (1, 2, 4
-   * … 30 s apart) until it is gone or a lease is held here again. The watchdog removes it only at a
+   * The address may still be on this host while another node holds the lease: tried again (1, 2, 4,
+   * then 5 s apart) until it is gone or a lease is held here again. The watchdog removes it only at a
    * fence of its own, not after one this agent made.
    */
   private removalFailed(reason: string, error: string): void {
     const { address, interface: dev } = this.cfg;
+    if (this.held || this.stopping) {
+      this.log.error(`vip: could not remove ${address} from ${dev}: ${error}${missingCap(error, "CAP_NET_ADMIN")}${this.held ? " (this node holds the lease again)" : " (the agent stops)"}`);
+      return;
+    }
     const delay = Math.min(RETRY_MAX_MS, this.retryFirstMs * 2 ** Math.min(this.failedRemovals, 16));
     this.failedRemovals++;
     this.log.error(`vip: could not remove ${address} from ${dev} (attempt ${this.failedRemovals}; again in ${delay} ms): ${error}${missingCap(error, "CAP_NET_ADMIN")}`);

@@ -2,7 +2,7 @@
 // The MAC covers the exact body string, so no canonical JSON is needed.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
-import { nodeNameSchema } from "../config/hostport.ts";
+import { wireNodeNameSchema } from "../config/hostport.ts";
 import { NodeIdSchema } from "../core/messages.ts";
 
 export type BeaconRole = "database" | "witness";
@@ -17,7 +17,7 @@ const bodySchema = z.strictObject({
   v: z.literal(1),
   cluster: ident,
   nodeId: NodeIdSchema, // the one node id schema: an id the state files could not hold never gets in
-  name: nodeNameSchema, // what node_name allows: a name is written into logs, hooks' environment, pgpool.conf
+  name: wireNodeNameSchema, // a name is written into logs, hooks' environment, pgpool.conf
   mesh: z.string().min(1).max(300),
   role: z.enum(["database", "witness"]),
   ts: z.number().int().nonnegative(),

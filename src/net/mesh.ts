@@ -23,6 +23,8 @@ export interface MeshOptions {
   backoffMinMs: number; backoffMaxMs: number;
   /** How long an address that proved to be our own listener waits before it is dialled again (default 60 s). */
   selfRecheckMs?: number;
+  /** A target waiting out its backoff is tried early on dial() (the peer's beacon) once its last try began this long ago (default 1 s). */
+  earlyRetryMs?: number;
   messageSchema: z.ZodType; // validates every decrypted application message
   log: Logger;
   onMessage(peerId: string, msg: unknown): void;
@@ -41,6 +43,8 @@ const MAX_PENDING = 64;
 const MAX_PENDING_PER_SOURCE = 8;
 /** Outbound handshakes in progress at once; a separate budget, inbound floods never touch it. */
 const MAX_DIALING = 32;
+/** Default of MeshOptions.earlyRetryMs: however often beacons come (discovery.interval_ms may be 10 ms), a target is tried at most this often early. */
+const EARLY_RETRY_MS = 1000;
 /** Default of MeshOptions.selfRecheckMs: a loopback handshake a minute for a peer list naming this node. */
 const SELF_RECHECK_MS = 60_000;
 
@@ -55,6 +59,8 @@ interface Target {
   selfLogged?: boolean; // the first such finding is logged at info, later ones at debug
   timer?: ReturnType<typeof setTimeout>;
   conn?: Conn;
+  /** When the last try began (performance.now()). */
+  triedAt?: number;
 }
 
 export class Mesh {
@@ -124,15 +130,16 @@ export class Mesh {
   /**
    * Keep (re)connecting to `addr` until forget()/stop(); idempotent. Called again for a target that
    * waits out its backoff (the peer's authenticated beacon: it is back, e.g. its agent restarted),
-   * it is tried now instead of up to backoffMaxMs later; a failed try backs off as before (at most
-   * one early try per call: per beacon).
+   * it is tried now instead of up to backoffMaxMs later, at most once per earlyRetryMs; a failed
+   * try backs off as before.
    */
   dial(addr: string, expectedId?: string): void {
     if (this.stopping) return;
     const known = this.targets.get(addr);
     if (known) {
       if (expectedId === undefined || expectedId === known.expectedId) {
-        if (!known.conn && known.timer && !known.selfSeen && known.attempt > 0) {
+        const earlyOk = performance.now() - (known.triedAt ?? Number.NEGATIVE_INFINITY) >= (this.o.earlyRetryMs ?? EARLY_RETRY_MS);
+        if (!known.conn && known.timer && !known.selfSeen && known.attempt > 0 && earlyOk) {
           clearTimeout(known.timer);
           this.attempt(known);
         }
@@ -272,6 +279,7 @@ export class Mesh {
     const id = t.expectedId ?? t.peerId;
     if (id !== undefined && this.active.has(id)) return; // redialled from onClosed when that peer goes down
     if (this.dialing.size >= MAX_DIALING) return this.schedule(t);
+    t.triedAt = performance.now();
     const socket = net.connect({ host: t.hp.host, port: t.hp.port });
     const c = new Conn(socket, "dialer", this.settings, this.host, t.addr, t.expectedId);
     this.conns.add(c);

@@ -9,7 +9,7 @@
 // Afterwards each direction has its own HKDF-derived AES-256-GCM key and a strict sequence number.
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
-import { nodeNameSchema } from "../config/hostport.ts";
+import { wireNodeNameSchema } from "../config/hostport.ts";
 import { NodeIdSchema } from "../core/messages.ts";
 
 export type Role = "dialer" | "acceptor";
@@ -20,7 +20,7 @@ export const helloSchema = z.strictObject({
   v: z.literal(2),
   cluster: ident,
   nodeId: NodeIdSchema, // the one node id schema: an id the state files could not hold never gets in
-  name: nodeNameSchema, // what node_name allows: a name is written into logs, hooks' environment, pgpool.conf
+  name: wireNodeNameSchema, // a name is written into logs, hooks' environment, pgpool.conf
   nonce: z.string().regex(/^[0-9a-f]{64}$/, "nonce must be 32 bytes of lowercase hex"),
   addr: z.string().min(1).max(300),
   dialer: z.boolean(),

@@ -164,3 +164,29 @@ describe("election.json never takes a bad node id", () => {
     expect(new ElectionStore(dir).get().membership!.voters).toEqual([A, D]);
   });
 });
+
+test("bootstrap: a beacon's step forms and announces once; while the backend does not show the membership yet, later beacons do nothing and housekeeping hands it over again quietly (no beacon storm)", () => {
+  const [B, C] = ["bbbbbbbbbbbbbbbb", "cccccccccccccccc"];
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-members-"));
+  dirs.push(dir);
+  const cfg = parseConfig(`cluster = "t"\nsecret = "${"k".repeat(48)}"\nnode_name = "n1"\n`, "test");
+  const store = new ElectionStore(dir);
+  store.saveBootstrapVote([A, B, C]);
+  const peers = new PeerTable(60_000);
+  for (const id of [B, C]) peers.seen({ id, name: id, role: "database", mesh: "", address: "", vote: [A, B, C], member: false });
+  let announced = 0;
+  let handed = 0;
+  const log = memoryLogger();
+  // A backend that has not shown the membership yet (etcd not read, a save under way).
+  const consensus = { status: () => ({ membership: null }), bootstrap: () => (handed++, Promise.resolve()) };
+  const keeper = new MembershipKeeper({
+    cfg, log, nodeId: A, store, consensus: consensus as never, peers, durability: () => "quorum",
+    markDegraded: () => {}, announce: () => announced++, nameOf: (id) => id, primaryWritable: () => true, configMissing: () => null,
+  });
+  for (let i = 0; i < 50; i++) keeper.step(true);
+  expect({ announced, handed }).toEqual({ announced: 1, handed: 1 });
+  keeper.step();
+  keeper.step();
+  expect({ announced, handed }).toEqual({ announced: 1, handed: 3 });
+  expect(log.lines.filter((l) => l.includes("membership formed"))).toHaveLength(1);
+});

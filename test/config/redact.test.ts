@@ -13,12 +13,17 @@ test("each credential shape loses its value; what surrounds it stays", () => {
     [`postgres://repl:${PW}@db2:5432/postgres`, "postgres://repl:<redacted>@db2:5432/postgres"],
     [`Authorization: Bearer ${PW}`, "Authorization: Bearer <redacted>"],
     [`Authorization: Basic ${btoa(`u:${PW}`)}`, "Authorization: Basic <redacted>"],
+    [`curl -H 'Authorization: basic ${btoa(`u:${PW}`)}' https://x`, "curl -H 'Authorization: basic <redacted>' https://x"],
     [`curl -u admin:${PW} https://vault/x`, "curl -u admin:<redacted> https://vault/x"],
     [`curl -uadmin:${PW} https://vault/x`, "curl -uadmin:<redacted> https://vault/x"],
     [`curl --user admin:${PW} https://vault/x`, "curl --user admin:<redacted> https://vault/x"],
     [`curl --user=admin:${PW} https://vault/x`, "curl --user=admin:<redacted> https://vault/x"],
     [`curl --user 'admin:${PW}' https://vault/x`, "curl --user 'admin:<redacted>' https://vault/x"],
     [`curl --proxy-user admin:${PW} -x p:3128 https://x`, "curl --proxy-user admin:<redacted> -x p:3128 https://x"],
+    [`curl -U proxy:${PW} -x p:3128 https://x`, "curl -U proxy:<redacted> -x p:3128 https://x"],
+    [`curl -sSfu admin:${PW} https://x`, "curl -sSfu admin:<redacted> https://x"],
+    [`curl -u 'admin:pa ss ${PW}' https://x`, "curl -u 'admin:<redacted>' https://x"],
+    [`curl -u "admin:pa'ss${PW}" https://x`, `curl -u "admin:<redacted>" https://x`],
   ];
   for (const [input, want] of cases) {
     expect(scrubCredentials(input)).toBe(want);
@@ -35,7 +40,18 @@ test("ordinary commands and settings are left as they are", () => {
     "ssh -o ConnectTimeout=5 -p 2222 backup true",
     "sort -u file",
     "host=db2 port=5432 user=repl",
+    "Basic auth failed for user repl",
+    "date -u +%H:%M:%S",
+    "pg_dump -U postgres -h db2 postgres",
   ]) expect(scrubCredentials(s)).toBe(s);
+});
+
+test("long input costs linear time (the scrubber runs on the agent's event loop: Sentry events, GET /config)", () => {
+  for (const s of ["a".repeat(300_000), "password".repeat(40_000), "x://".repeat(75_000), ` -u${"a".repeat(300_000)}`, "bearer ".repeat(40_000)]) {
+    const t0 = performance.now();
+    scrubCredentials(s);
+    expect(performance.now() - t0).toBeLessThan(2000); // quadratic: tens of seconds at this length
+  }
 });
 
 test("scrubStrings walks a JSON value, keys kept; mapStrings can hide a key's whole value", () => {

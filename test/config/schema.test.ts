@@ -4,6 +4,7 @@ import { hostname, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { ConfigError, loadConfig, parseConfig, privacyProblem, readPrivateFile } from "../../src/config/load.ts";
 import { redactConfig } from "../../src/config/redact.ts";
+import { configSchema } from "../../src/config/schema.ts";
 
 const SECRET = "0123456789abcdefghijklmnopqrstuvwxyz";
 const BASE = `cluster = "main"\nsecret = "${SECRET}"\n`;
@@ -191,7 +192,11 @@ describe("bad input names the key", () => {
   test("node_name is what hello and beacon frames carry: host-name-like, at most 64 characters", () => {
     expect(errorLines(`${BASE}node_name = "${"a".repeat(32)}.${"b".repeat(32)}"\n`)).toEqual(["pgherd.toml: node_name must be at most 64 characters"]);
     expect(errorLines(`${BASE}node_name = ""\n`)).toEqual(["pgherd.toml: node_name must not be empty"]);
-    expect(errorLines(`${BASE}node_name = "db 1"\n`)).toEqual(["pgherd.toml: node_name must be a host-name-like string (letters, digits, '-', '.')"]);
+    expect(errorLines(`${BASE}node_name = "db 1"\n`)).toEqual(["pgherd.toml: node_name must be a host-name-like string (letters, digits, '-', '.'; unset, it is this host's name)"]);
+    // Unset: this host's name, checked the same way (a default is not taken unchecked).
+    const byDefault = configSchema(() => "db_1").safeParse({ cluster: "c", secret: SECRET });
+    expect(byDefault.success ? null : byDefault.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`)).toEqual(["node_name: must be a host-name-like string (letters, digits, '-', '.'; unset, it is this host's name)"]);
+    expect(configSchema(() => "db-1").parse({ cluster: "c", secret: SECRET }).node_name).toBe("db-1");
     expect(parseConfig(`${BASE}node_name = "${"a".repeat(31)}.${"b".repeat(32)}"\n`, "pgherd.toml").node_name).toHaveLength(64);
   });
 

@@ -13,8 +13,9 @@ test("each write compares the leader key and the guard's mod revision; a refusal
   const log = memoryLogger();
   const sent: { compare: Compare[]; key: string; value: string }[] = [];
   let answer = false;
+  let term = 3;
   const w = new GuardWrites({
-    keys, self: "aaaaaaaaaaaaaaaa", log, leading: () => ({ term: 3 }), snap: () => snap,
+    keys, self: "aaaaaaaaaaaaaaaa", log, leading: () => ({ term }), snap: () => snap,
     holdsKey: () => ({ key: keys.leader, target: "CREATE", createRevision: 3 }),
     cas: (compare, key, value) => (sent.push({ compare, key, value }), Promise.resolve(answer)),
   });
@@ -36,6 +37,11 @@ test("each write compares the leader key and the guard's mod revision; a refusal
   answer = false;
   await w.set(true, null);
   expect(warned()).toHaveLength(3); // refused again after a stored one: said again
+  await w.set(true, null);
+  expect(warned()).toHaveLength(3);
+  term = 9;
+  await w.set(true, null);
+  expect(warned()).toHaveLength(4); // a refusal in a later term is said again
 });
 
 test("not leading, or nothing read yet: nothing is written", async () => {

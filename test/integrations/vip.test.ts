@@ -99,4 +99,16 @@ describe("a fence does not wait on a slow ip", () => {
     await Bun.sleep(150);
     expect(calls).toEqual(["ip del", "ip add", "arping -c"]);
   });
+
+  test("the agent's stop removes the address once more and does not retry a failure", async () => {
+    const calls: string[] = [];
+    const run: Runner = (cmd, args) => (calls.push(`${cmd} ${args[1]}`), Promise.resolve({ error: args[1] === "del" ? "RTNETLINK answers: Device or resource busy" : null }));
+    const log = memoryLogger();
+    const vip = new VirtualIp(spec, dir, log, run, 10);
+    await vip.stop("SIGTERM: the agent stops");
+    vip.hold(); // a renewal racing the stop: nothing added
+    await Bun.sleep(100); // ten retry intervals
+    expect(calls).toEqual(["ip del"]);
+    expect(log.lines.filter((l) => l.startsWith("error"))).toEqual([expect.stringContaining("(the agent stops)")]);
+  });
 });

@@ -180,12 +180,12 @@ describe("beacon codec and helpers", () => {
     expect(decodeAnnouncement(SECRET, CLUSTER, encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: "0123456789abcdef", name: "n1", mesh: "h:1", role: "database", ts: 1, extra: {} })).ok).toBe(true);
   });
 
-  test("a name node_name could not hold is malformed even with a valid MAC (it is written into logs, hook environments, pgpool.conf)", () => {
+  test("a name that could break a log line, a hook's environment or pgpool.conf is malformed even with a valid MAC (an older version's default name with '_' passes)", () => {
     for (const bad of ["", "evil name", "n1;rm -rf /", "<b>x</b>", "a\nb", "x".repeat(65)]) {
       const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("n"), name: bad, mesh: "h:1", role: "database", ts: 1, extra: {} });
       expect(decodeAnnouncement(SECRET, CLUSTER, d)).toMatchObject({ ok: false, reason: "malformed", detail: expect.stringContaining("name") });
     }
-    for (const good of ["db-1", "db1.example.com", "10.0.0.1", `${"x".repeat(31)}.${"y".repeat(32)}`]) {
+    for (const good of ["db-1", "db1.example.com", "10.0.0.1", "::1", "db_1", `${"x".repeat(31)}.${"y".repeat(32)}`]) {
       expect(decodeAnnouncement(SECRET, CLUSTER, encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("n"), name: good, mesh: "h:1", role: "database", ts: 1, extra: {} })).ok).toBe(true);
     }
   });

@@ -151,10 +151,13 @@ describe("mesh", () => {
     const addr = c.addr();
     const port = c.mesh.address().port;
     await c.mesh.stop(); // nothing listens there now: a's dials are refused and back off
-    const a = await node("a", { backoffMinMs: 8000, backoffMaxMs: 8000 }); // retries 4-8 s apart
+    const a = await node("a", { backoffMinMs: 8000, backoffMaxMs: 8000, earlyRetryMs: 200 }); // retries 4-8 s apart
     a.mesh.dial(addr, nid("c"));
     expect(a.mesh.connectionCount()).toBe(1); // the first attempt
     await waitFor(() => a.mesh.connectionCount() === 0, 2000, "the refused attempt ended (a now waits out its backoff, 4-8 s)");
+    a.mesh.dial(addr, nid("c")); // a beacon within earlyRetryMs of the last try: no early try
+    expect(a.mesh.connectionCount()).toBe(0);
+    await Bun.sleep(250); // earlyRetryMs since the last try began (a known interval, not a hope)
     const c2 = await node("c", { listenPort: port });
     const t0 = performance.now();
     a.mesh.dial(addr, nid("c")); // what c's next beacon does

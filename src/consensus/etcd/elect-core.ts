@@ -10,7 +10,7 @@ import { comparePosition, type Position } from "../../core/position.ts";
 import { maxTimeline, withTimeline } from "../../core/timelines.ts";
 import { GuardSchema, MembershipSchema, NodeIdSchema, PositionSchema, type Guard, type Membership } from "../../core/messages.ts";
 import { majority } from "../../core/quorum.ts";
-import { nodeNameSchema } from "../../config/hostport.ts";
+import { wireNodeNameSchema } from "../../config/hostport.ts";
 
 /** Every key of one cluster, under `<prefix>/<cluster>/`. Nothing of this backend is written elsewhere. */
 export function clusterKeys(prefix: string, cluster: string) {
@@ -38,7 +38,7 @@ export function clusterOfKey(prefix: string, key: string): string | null {
 }
 
 export const MemberReportSchema = z.strictObject({
-  name: nodeNameSchema,
+  name: wireNodeNameSchema,
   role: z.enum(["database", "witness"]),
   canLead: z.boolean(),
   priority: z.number().int().min(0).max(1000),

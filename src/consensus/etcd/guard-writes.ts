@@ -1,6 +1,6 @@
 // The leader's writes of the durability guard key in etcd: each a compare-and-swap against the
 // guard's modification revision in the last read, with the leader key still this node's. A refused
-// write is said once (each round asks again), then once more when a write is stored.
+// write is said once per term (each round asks again), then once more when a write is stored.
 import type { Position } from "../../core/position.ts";
 import type { Guard } from "../../core/messages.ts";
 import type { Logger } from "../../log.ts";
@@ -20,8 +20,8 @@ export interface GuardWritesOptions {
 }
 
 export class GuardWrites {
-  /** What was refused ("durability guard", "timeline reservation") and not stored since. */
-  private readonly refused = new Set<string>();
+  /** What was refused ("durability guard", "timeline reservation"), in which term, and not stored since. */
+  private readonly refused = new Map<string, number>();
 
   constructor(private readonly o: GuardWritesOptions) {}
 
@@ -45,8 +45,8 @@ export class GuardWrites {
       if (this.refused.delete(what)) this.o.log.info(`${what} stored`);
       return;
     }
-    if (this.refused.has(what)) return this.o.log.debug(`${what} not stored (again)`);
-    this.refused.add(what);
+    if (this.refused.get(what) === leading.term) return this.o.log.debug(`${what} not stored (again)`);
+    this.refused.set(what, leading.term); // a refusal in a later term is said again
     this.o.log.warn(`${what} not stored: the guard changed meanwhile or this node lost the leader key (said once until one is stored)`);
   }
 }
