@@ -29,6 +29,7 @@ import type { HistoryEntry } from "./history.ts";
 import type { AgentMsg } from "./messages.ts";
 import { casRefusal, type StateSlot } from "./cluster-state.ts";
 import { VoterVersions } from "./voter-versions.ts";
+import { scrubCredentials } from "../config/redact.ts";
 
 const REQUEST_EVERY_MS = 1000;
 const SAY_EVERY_MS = 1000;
@@ -178,7 +179,7 @@ export class DynamicConfig {
     setClusterAccessRules(this.doc ? this.doc.settings.access : null);
     const lines = this.conflicts().map(D.conflictLine);
     const text = lines.join("\n");
-    if (text !== this.conflictText) for (const l of lines) this.d.log.warn(`pgherd.toml conflicts with the cluster-wide configuration: ${l}`);
+    if (text !== this.conflictText) for (const l of lines) this.d.log.warn(`pgherd.toml conflicts with the cluster-wide configuration: ${scrubCredentials(l)}`);
     this.conflictText = text;
     // Before the first document this node ran its own pgherd.toml values: the change is against those.
     if (this.doc && prev !== this.doc) this.d.applied(D.changedKeys(prev?.settings ?? D.seedSettings(this.local(), this.d.legacyDurability()), this.doc.settings));

@@ -64,7 +64,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
 
   // Fail before joining anything when this host cannot run PostgreSQL as configured.
   const bins = cfg.role === "database"
-    ? await findBinDir(cfg.postgres.bin_dir || undefined, { log }).catch((e: Error) => {
+    ? await findBinDir(cfg.postgres.bin_dir || undefined, { log, osUser: cfg.postgres.os_user }).catch((e: Error) => {
         throw new AgentStartError(`${opts.configPath}: postgres.bin_dir: ${e.message}`);
       })
     : null;

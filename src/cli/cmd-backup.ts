@@ -10,7 +10,7 @@ import { nodeHosts, renderRepoHostConf, repoHostBackupRefusal, type RepoNode, wr
 import { processIo, repoHostOf, walPush } from "../backup/wal-push.ts";
 import { repoHostAnswers } from "../backup/pgbackrest.ts";
 import { SecretsStore } from "../store/cluster-secrets.ts";
-import { loadConfig } from "../config/load.ts";
+import { loadConfigAsCaller } from "./root-config.ts";
 import { createLogger } from "../log.ts";
 import { apiArgs, apiBase, apiToken, sendAction, tokenArg } from "./api-client.ts";
 import { type CliContext, CliExit, configPathFrom, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
@@ -42,7 +42,7 @@ export const backupCommand = (ctx: CliContext) =>
     run: async ({ args }) => {
       // PostgreSQL's archive_command: everything it needs is in argv.
       if (args.action === "wal-push") return walPushCommand(args);
-      const cfg = loadConfig(configPathFrom(args.config, ctx));
+      const cfg = await loadConfigAsCaller(configPathFrom(args.config, ctx));
       if (cfg.backup.tool !== "pgbackrest") throw new CliExit(EXIT_USAGE, `pgherd backup: [backup] tool is "${cfg.backup.tool}" in the config, not "pgbackrest"`);
       const log = createLogger(cfg.log.level === "debug" ? "debug" : "warn");
       const p = backrestPaths(cfg);

@@ -1,6 +1,6 @@
 // pgherd.toml → validated, defaulted, deeply frozen Config. Every failure is a ConfigError
 // whose lines start with the file's base name, so an operator sees what to fix and where.
-import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { ConfigError, configErrorMap, issueLines } from "./errors.ts";
@@ -91,14 +91,22 @@ export function readPrivateFile(path: string, what: string): string {
  * read or write; commands that only look up api.listen do not need that.
  */
 export function loadConfig(path: string, opts: { ownerOnly?: boolean } = {}): Config {
+  return loadConfigOwned(path, opts).cfg;
+}
+
+/** loadConfig, and the uid of the file's owner (read from the descriptor the text came from). */
+export function loadConfigOwned(path: string, opts: { ownerOnly?: boolean } = {}): { cfg: Config; owner: number } {
   const label = basename(path);
   const full = resolve(path);
   let text: string;
+  let owner: number;
   let fd: number | undefined;
   try {
     // One descriptor for the check and the read: the file checked is the file read.
     fd = openSync(path, "r");
-    const problem = opts.ownerOnly ? privacyProblem(fstatSync(fd), full, process.geteuid?.() ?? 0) : "";
+    const st = fstatSync(fd);
+    owner = st.uid;
+    const problem = opts.ownerOnly ? privacyProblem(st, full, process.geteuid?.() ?? 0) : "";
     if (problem) throw new ConfigError([`${label}: ${problem}`]);
     text = readFileSync(fd, "utf8");
   } catch (e) {
@@ -109,16 +117,29 @@ export function loadConfig(path: string, opts: { ownerOnly?: boolean } = {}): Co
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
-  return parseConfig(text, label);
+  return { cfg: parseConfig(text, label), owner };
 }
 
-/** Opens a secret file for reading without following a link; errors name the key. */
+/**
+ * Opens a secret file for reading without following a link; errors name the key. Only a regular
+ * file is opened at all (opening a device can act: /dev/watchdog arms the host's watchdog; a FIFO
+ * blocks), and the file opened is the one looked at (same device and inode).
+ */
 function openSecret(path: string, what: string): number {
+  let fd: number | undefined;
   try {
-    return openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const seen = lstatSync(path);
+    if (seen.isSymbolicLink()) throw Object.assign(new Error("link"), { code: "ELOOP" });
+    if (!seen.isFile()) throw new Error(`${path} is not a regular file`);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
+    const st = fstatSync(fd);
+    if (st.dev !== seen.dev || st.ino !== seen.ino) throw new Error(`${path} was replaced while it was opened`);
+    return fd;
   } catch (e) {
+    if (fd !== undefined) closeSync(fd);
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${what}: ${code === "ELOOP" ? `${path} is a symbolic link (the agent opens it without following links)` : (e as Error).message}`);
+    const why = code === "ELOOP" ? `${path} is a symbolic link (the agent opens it without following links)` : code === "ENOENT" ? `${path}: no such file` : (e as Error).message;
+    throw new Error(`${what}: ${why}`);
   }
 }
 

@@ -138,7 +138,8 @@ export const postgresSection = () => z
     port: intIn(1, 65535).default(5432),
     listen_addresses: listenAddresses.default("*"),
     socket_dir: z.string().refine(noControl, "must not contain control characters (newline, tab …)").default(""),
-    os_user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be an OS user name").default("postgres"),
+    os_user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be an OS user name")
+      .refine((u) => u !== "root", "must not be root (PostgreSQL refuses to run as root, and pgherd runs its tools as this user)").default("postgres"),
     superuser: pgIdent.default("postgres"),
     repl_user: pgIdent.default("pgherd_repl"),
     monitor_user: pgIdent.default("pgherd_monitor"),

@@ -24,6 +24,8 @@ export interface FindOptions {
   pgConfig?: string;
   /** Roots holding one directory per version: Debian /usr/lib/postgresql/<v>/bin, PGDG RPM /usr/pgsql-<v>/bin. */
   versionedRoots?: ReadonlyArray<{ root: string; prefix: string; suffix: string }>;
+  /** Run the probes as this OS user (postgres.os_user): a root agent never runs a configured program as root. */
+  osUser?: string;
 }
 
 const DEFAULT_ROOTS = [
@@ -41,16 +43,16 @@ export const pgTool = (bins: PgBins, tool: string): string => join(bins.dir, too
 export async function findBinDir(configured?: string, opts: FindOptions = {}): Promise<PgBins> {
   const log = opts.log ?? silent;
   if (configured !== undefined && configured !== "") {
-    const v = await probeDir(configured, log);
+    const v = await probeDir(configured, log, opts.osUser);
     if (typeof v === "string") throw new BinDirError(`postgres.bin_dir "${configured}": ${v}`);
     return v;
   }
   const tried: string[] = [];
   const pgConfig = opts.pgConfig ?? "pg_config";
-  const fromConfig = await askPgConfig(pgConfig, log);
+  const fromConfig = await askPgConfig(pgConfig, log, opts.osUser);
   if (typeof fromConfig === "string") tried.push(`${pgConfig} --bindir (${fromConfig})`);
   else {
-    const v = await probeDir(fromConfig.dir, log);
+    const v = await probeDir(fromConfig.dir, log, opts.osUser);
     if (typeof v !== "string") return v;
     tried.push(`${fromConfig.dir} from ${pgConfig} (${v})`);
   }
@@ -61,7 +63,7 @@ export async function findBinDir(configured?: string, opts: FindOptions = {}): P
       .sort((a, b) => Number(b.slice(r.prefix.length)) - Number(a.slice(r.prefix.length)));
     for (const n of versions) {
       const dir = join(r.root, n, r.suffix);
-      const v = await probeDir(dir, log);
+      const v = await probeDir(dir, log, opts.osUser);
       if (typeof v !== "string") return v;
       tried.push(`${dir} (${v})`);
     }
@@ -71,14 +73,14 @@ export async function findBinDir(configured?: string, opts: FindOptions = {}): P
 }
 
 /** PgBins for a directory, or a reason string when it is not usable. */
-async function probeDir(dir: string, log: Logger): Promise<PgBins | string> {
+async function probeDir(dir: string, log: Logger, user?: string): Promise<PgBins | string> {
   const postgres = join(dir, "postgres");
   try {
     await access(postgres, constants.X_OK);
   } catch {
     return `no executable ${postgres}`;
   }
-  const res = await runTool({ bin: postgres, args: ["--version"], timeoutMs: 10_000, log, quiet: true }).catch((e: Error) => e);
+  const res = await runTool({ bin: postgres, args: ["--version"], timeoutMs: 10_000, log, quiet: true, ...(user ? { user } : {}) }).catch((e: Error) => e);
   if (res instanceof Error) return res.message;
   const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(res.stdout);
   if (res.code !== 0 || !m) return `"postgres --version" gave no version (exit ${res.code})`;
@@ -86,8 +88,8 @@ async function probeDir(dir: string, log: Logger): Promise<PgBins | string> {
   return { dir, version: major >= 10 ? major : Number(`${m[1]}.${m[2] ?? 0}`), versionString: res.stdout.trim() };
 }
 
-async function askPgConfig(pgConfig: string, log: Logger): Promise<{ dir: string } | string> {
-  const res = await runTool({ bin: pgConfig, args: ["--bindir"], timeoutMs: 10_000, log, quiet: true }).catch((e: Error) => e);
+async function askPgConfig(pgConfig: string, log: Logger, user?: string): Promise<{ dir: string } | string> {
+  const res = await runTool({ bin: pgConfig, args: ["--bindir"], timeoutMs: 10_000, log, quiet: true, ...(user ? { user } : {}) }).catch((e: Error) => e);
   if (res instanceof Error) return "not found";
   if (res.code !== 0 || !res.stdout.trim().startsWith("/")) return `exit ${res.code}`;
   return { dir: res.stdout.trim() };

@@ -81,6 +81,8 @@ export async function runTool(spec: ToolSpec): Promise<ToolResult> {
   const secrets = collectSecrets(spec);
   const redact = (s: string) => secrets.reduce((acc, v) => acc.split(v).join("***"), s);
   const asUser = spec.user !== undefined && isRoot() ? await lookupOsUser(spec.user) : undefined;
+  // A name that resolves to uid 0 (an alias of root): never run a tool as root on a configured user's behalf.
+  if (asUser?.uid === 0) throw new ToolError(name, "spawn", null, "", 0, `${name} not started: postgres.os_user "${spec.user}" is uid 0 (root); it must be the PostgreSQL server's own user`);
   if (spec.user !== undefined && !isRoot()) await mustAlreadyBe(spec.user, name);
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",

@@ -220,8 +220,9 @@ export class SafeDir {
   }
 
   /**
-   * Make directory `name` here (mode, owner) unless it exists. Refuses a link; as root, takes over
-   * (chown) only a directory it just made, one the owner already has, or an empty root-owned one.
+   * Make directory `name` here (mode, owner) unless it exists. Refuses a link and an existing
+   * directory every user may write to; as root, takes over (chown) only a directory it just made,
+   * one the owner already has, or an empty root-owned one.
    */
   async ensureSubdir(name: string, mode: number, owner?: Owner): Promise<void> {
     // Synchronous, as read() is: the monitoring round makes sure of two directories every round.
@@ -243,6 +244,12 @@ export class SafeDir {
     }
     try {
       const st = fstatSync(fd);
+      // A shared directory (others may write to it: /tmp, /run/postgresql) is never taken over or
+      // narrowed: chmod 0700 of /tmp, say, breaks every other user of the host.
+      const change = (owner && isRoot() && (st.uid !== owner.uid || st.gid !== owner.gid)) || (st.mode & 0o7777) !== mode;
+      if (!created && change && (st.mode & 0o1022) !== 0) {
+        throw new Error(`${this.show(name)} is a shared directory (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")}: others may write to it): refusing to change its owner or mode; use a directory of its own`);
+      }
       if (owner && isRoot() && (st.uid !== owner.uid || st.gid !== owner.gid)) {
         const empty = st.uid === 0 && readdirSync(`/proc/self/fd/${fd}`).length === 0;
         if (!created && st.uid !== owner.uid && !empty) {

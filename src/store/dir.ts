@@ -4,8 +4,8 @@ import { StoreError } from "./durable.ts";
 
 /**
  * Creates `dir` (and parents) if missing; a directory this call creates gets exactly `mode`. One
- * that exists must not be writable by group or others, nor (for a user other than root) belong to
- * another user: the files written there (the lease file, the watchdog's address record, their
+ * that exists must not be writable by group or others, nor belong to another user (root
+ * included): the files written there (the lease file, the watchdog's address record, their
  * temporary files) are opened by fixed names, and another user who can write there could put a
  * link in their place.
  */
@@ -20,6 +20,7 @@ export function ensurePrivateDir(dir: string, mode = 0o700): void {
   const st = statSync(dir);
   if (!st.isDirectory()) throw new StoreError(`${dir}: state directory path is not a directory`);
   if (st.mode & 0o022) throw new StoreError(`${dir}: state directory has mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}: group and others must not write to it (chmod go-w ${dir})`);
+  // Root too: a root agent writing through a link the directory's owner planted would overwrite any file.
   const uid = process.getuid?.() ?? 0;
-  if (uid !== 0 && st.uid !== uid) throw new StoreError(`${dir}: state directory belongs to uid ${st.uid}, not to this user (uid ${uid}): chown it to the agent's user`);
+  if (st.uid !== uid) throw new StoreError(`${dir}: state directory belongs to uid ${st.uid}, not to this user (uid ${uid}): chown it to the agent's user`);
 }

@@ -293,6 +293,13 @@ describe("loadConfig for the agent (ownerOnly)", () => {
     );
   });
 
+  test("readPrivateFile never opens what is not a regular file (a FIFO would block, a device can act: /dev/watchdog arms the host's watchdog)", () => {
+    const fifo = join(dir, "key.fifo");
+    expect(Bun.spawnSync(["mkfifo", "-m", "600", fifo]).exitCode).toBe(0);
+    expect(() => readPrivateFile(fifo, "api.tls_key")).toThrow(`api.tls_key: ${fifo} is not a regular file`);
+    expect(() => readPrivateFile("/dev/null", "consensus.password_file")).toThrow("consensus.password_file: /dev/null is not a regular file");
+  });
+
   test("readPrivateFile (TLS keys, password files): a key others may read, or a link, is refused and named", () => {
     const key = write("api.key", 0o644);
     expect(() => readPrivateFile(key, "api.tls_key")).toThrow(`api.tls_key: ${key} has mode 0644`);

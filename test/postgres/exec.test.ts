@@ -1,14 +1,14 @@
 // runTool: user switching, secret masking, timeouts that kill the whole process group, and
 // binary discovery (configured dir, pg_config, versioned roots, clear errors).
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
 import { BinDirError, findBinDir } from "../../src/postgres/binaries.ts";
 import { pidAlive } from "../../src/postgres/datadir.ts";
 import { MAX_STDOUT, runTool, runToolOk, secret, ToolError } from "../../src/postgres/exec.ts";
-import { isRoot } from "../../src/postgres/users.ts";
-import { pgBins, pgSkipReason } from "../helpers/pg.ts";
+import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
+import { PG_OS_USER, pgBins, pgSkipReason } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { requireReal } from "../helpers/require.ts";
 
@@ -138,6 +138,19 @@ describe("findBinDir", () => {
     expect(b.dir).toBe(pgBins!.dir);
     expect(b.versionString).toContain(`(PostgreSQL) ${b.version}`);
     expect(await findBinDir(b.dir)).toEqual(b);
+  });
+
+  test.skipIf(process.getuid?.() !== 0)("as root, the probe runs as postgres.os_user (a root agent never runs a configured program as root)", async () => {
+    const dir = mkdtempSync("/tmp/pgherd-fakebin-");
+    try {
+      chmodSync(dir, 0o755);
+      writeFileSync(join(dir, "postgres"), '#!/bin/sh\necho "postgres (PostgreSQL) 15.99 uid=$(id -u)"\n', { mode: 0o755 });
+      const pg = await lookupOsUser(PG_OS_USER);
+      expect((await findBinDir(dir, { osUser: PG_OS_USER })).versionString).toBe(`postgres (PostgreSQL) 15.99 uid=${pg.uid}`);
+      expect((await findBinDir(dir)).versionString).toBe("postgres (PostgreSQL) 15.99 uid=0"); // no user given: as the caller
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a configured bin_dir that does not exist is an error naming it (no silent fallback)", async () => {

@@ -5,7 +5,8 @@
 // with an error naming the path. The links are made by the real postgres OS user.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
 import { start, type PgNode } from "../../src/postgres/ctl.ts";
@@ -186,4 +187,18 @@ describe("server log (opened by start)", () => {
     expect(fingerprint(logFile)).toEqual(before);
     expect((e as Error).message).toContain(logFile);
   });
+});
+
+test("an existing shared directory (others may write to it: /tmp, /run/postgresql) is never narrowed or taken over", async () => {
+  for (const m of [0o1777, 0o2775, 0o777]) {
+    const shared = mkdtempSync(join(tmpdir(), "pgherd-shared-"));
+    try {
+      chmodSync(shared, m);
+      const e = await ensureDir(shared, 0o700).catch((x: Error) => x);
+      expect((e as Error).message).toBe(`${shared} is a shared directory (mode ${m.toString(8).padStart(4, "0")}: others may write to it): refusing to change its owner or mode; use a directory of its own`);
+      expect(statSync(shared).mode & 0o7777).toBe(m);
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
+    }
+  }
 });

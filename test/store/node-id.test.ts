@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StoreError } from "../../src/store/durable.ts";
@@ -58,4 +58,11 @@ test("an existing state dir that group or others may write to is refused, naming
   mkdirSync(readable);
   chmodSync(readable, 0o755);
   expect(loadOrCreateNodeId(readable)).toMatch(/^[0-9a-f]{16}$/);
+});
+
+test.skipIf(process.getuid?.() !== 0)("as root too, an existing state dir another user owns is refused (a link its owner planted would be written through as root)", () => {
+  const dir = join(root, "theirs");
+  mkdirSync(dir, { mode: 0o700 });
+  chownSync(dir, 65534, 65534);
+  expect(() => loadOrCreateNodeId(dir)).toThrow(`${dir}: state directory belongs to uid 65534, not to this user (uid 0): chown it to the agent's user`);
 });
