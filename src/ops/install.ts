@@ -2,7 +2,8 @@
 // Every file is written beside its target and renamed into place, so an interrupted install
 // leaves either the old file or the new one.
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, constants, existsSync, fchmodSync, fchownSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import unitText from "../../deploy/pgherd.service" with { type: "text" };
 import exampleText from "../../pgherd.toml.example" with { type: "text" };
@@ -20,13 +21,27 @@ export interface InstallOptions {
   say(line: string): void;
 }
 
-function place(target: string, mode: number, write: (tmp: string) => void, owner?: { uid: number; gid: number }): void {
+/**
+ * `target` with `content`: written to a fresh temporary name beside it (created exclusively, never
+ * through a link: a --root image directory or a config outside /etc may be writable by others),
+ * owner and mode set on the open file, synced, then renamed into place.
+ */
+function place(target: string, mode: number, content: Uint8Array | string, owner?: { uid: number; gid: number }): void {
   mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
-  const tmp = `${target}.pgherd-new`;
-  rmSync(tmp, { force: true });
-  write(tmp);
-  chmodSync(tmp, mode);
-  if (owner) chownSync(tmp, owner.uid, owner.gid);
+  const tmp = `${target}.pgherd-new-${randomBytes(6).toString("hex")}`;
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    const bytes = typeof content === "string" ? Buffer.from(content) : content;
+    for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at);
+    if (owner) fchownSync(fd, owner.uid, owner.gid);
+    fchmodSync(fd, mode);
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
   renameSync(tmp, target);
 }
 
@@ -44,16 +59,16 @@ export async function install(o: InstallOptions): Promise<void> {
   if (o.root === "/" && !isRoot()) throw new Error("installing into / needs root (use --root DIR for a scratch root)");
   if (!owner) o.say(`note: not root: ${p.config} stays owned by you, not by the service user ${user}`);
 
-  place(p.bin, 0o755, (tmp) => copyFileSync(o.binary, tmp));
+  place(p.bin, 0o755, readFileSync(o.binary));
   o.say(`installed ${p.bin} (0755)`);
   if (existsSync(p.config)) {
     o.say(`kept ${p.config} (it exists; \`pgherd config check\` validates it)`);
   } else {
     mkdirSync(p.configDir, { recursive: true, mode: 0o755 });
-    place(p.config, 0o600, (tmp) => writeFileSync(tmp, configFromExample(EXAMPLE_TEXT, generateSecret()), { mode: 0o600 }), owner && { uid: owner.uid, gid: owner.gid });
+    place(p.config, 0o600, configFromExample(EXAMPLE_TEXT, generateSecret()), owner && { uid: owner.uid, gid: owner.gid });
     o.say(`created ${p.config} (0600, owner ${owner ? user : "you"}) from the example, with a fresh secret`);
   }
-  place(p.unit, 0o644, (tmp) => writeFileSync(tmp, UNIT_TEXT));
+  place(p.unit, 0o644, UNIT_TEXT);
   o.say(`installed ${p.unit} (0644, runs the agent as ${user})`);
   if (live(o.root)) systemctl(["daemon-reload"], o.say);
   o.say([

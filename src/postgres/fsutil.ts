@@ -321,12 +321,15 @@ export function prepareOwnedFile(path: string, mode: number, owner: Owner): Prom
   }, { osUser: owner });
 }
 
-/** chown every entry below (and including) `root` whose owner differs; links are never followed (fd-relative walk). */
+/** chown every entry below (and including) `root` whose owner differs; links are never followed (fd-relative walk), a foreign file with more than one hard link is refused. */
 export async function chownTree(root: string, owner: Owner): Promise<number> {
   let changed = 0;
   const visit = async (d: SafeDir, name: string): Promise<void> => {
     const st = await lstat(d.at(name));
     if (st.uid !== owner.uid || st.gid !== owner.gid) {
+      // A second hard link to a file another user owns (a root file linked in where
+      // fs.protected_hardlinks is off) is not handed over: the file is not only this tree's.
+      if (!st.isDirectory() && st.nlink > 1 && st.uid !== owner.uid) throw new Error(`${d.show(name)} has ${st.nlink} hard links and belongs to uid ${st.uid}: refusing to hand it to uid ${owner.uid}`);
       await lchown(d.at(name), owner.uid, owner.gid);
       changed++;
     }

@@ -5,12 +5,12 @@
 // with an error naming the path. The links are made by the real postgres OS user.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
 import { start, type PgNode } from "../../src/postgres/ctl.ts";
-import { ensureDir } from "../../src/postgres/fsutil.ts";
+import { chownTree, ensureDir } from "../../src/postgres/fsutil.ts";
 import { writeManagedConfig, type ManagedConfig } from "../../src/postgres/managed-config.ts";
 import { writePassfile } from "../../src/postgres/passwords.ts";
 import { isRoot, lookupOsUser, type OsUser } from "../../src/postgres/users.ts";
@@ -200,5 +200,21 @@ test("an existing shared directory (others may write to it: /tmp, /run/postgresq
     } finally {
       rmSync(shared, { recursive: true, force: true });
     }
+  }
+});
+
+test("chownTree never hands over a foreign file linked into the tree a second time (a hard link to a root file)", async () => {
+  const tree = mkdtempSync(join(tmpdir(), "pgherd-chown-"));
+  const rootFile = join(tmpdir(), `pgherd-rootfile-${process.pid}`);
+  try {
+    writeFileSync(rootFile, "root's\n", { mode: 0o600 });
+    writeFileSync(join(tree, "PG_VERSION"), "15\n");
+    linkSync(rootFile, join(tree, "stolen"));
+    const e = await chownTree(tree, pg).catch((x: Error) => x);
+    expect((e as Error).message).toBe(`${join(tree, "stolen")} has 2 hard links and belongs to uid 0: refusing to hand it to uid ${pg.uid}`);
+    expect(statSync(rootFile).uid).toBe(0);
+  } finally {
+    rmSync(tree, { recursive: true, force: true });
+    rmSync(rootFile, { force: true });
   }
 });
