@@ -4,8 +4,28 @@
 import { closeSync, constants as C, openSync, readdirSync, readlinkSync, readFileSync, readSync, realpathSync, statSync, unlinkSync } from "node:fs";
 import { basename, resolve } from "node:path";
 
+/**
+ * PostgreSQL processes left in `dataDir`: a postgres command line, not dead, and run by the data
+ * directory's owner (the server's user: a root agent never kills another user's process whose
+ * working directory a link made look like this one).
+ */
 export function leftoverProcesses(dataDir: string): number[] {
-  return processesIn(dataDir, (cmd, pid) => (cmd.startsWith("postgres") || cmd.includes("/postgres")) && !deadOrZombie(pid));
+  let owner: number;
+  try {
+    owner = statSync(realPath(dataDir)).uid;
+  } catch {
+    return [];
+  }
+  return processesIn(dataDir, (cmd, pid) => (cmd.startsWith("postgres") || cmd.includes("/postgres")) && !deadOrZombie(pid) && uidOf(pid) === owner);
+}
+
+/** The real uid of `pid`, or null when it cannot be read. */
+function uidOf(pid: number): number | null {
+  try {
+    return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+  } catch {
+    return null;
+  }
 }
 
 /** Processes whose working directory is `dataDir` and whose command line (NUL-separated) `match` accepts. */
@@ -108,8 +128,7 @@ export function isServerOf(pid: number, dataDir: string): boolean {
     if (readlinkSync(`/proc/${pid}/cwd`) !== want) return false;
     const exe = basename(readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ""));
     if (exe !== "postgres" && exe !== "postmaster") return false;
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
-    return uid === statSync(want).uid;
+    return uidOf(pid) === statSync(want).uid;
   } catch {
     return false; // gone, or no /proc: never signal what cannot be checked
   }
