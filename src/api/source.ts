@@ -50,6 +50,9 @@ export function healthFacts(s: NodeStatus): HealthFacts {
   return { leading: s.election.leading, tags: s.tags, pg: p ? pgFacts(p) : null };
 }
 
+/** Actions (core/ha.ts decisions) that stop this node's server while they run. */
+const STOPPING_ACTIONS: ReadonlySet<string> = new Set(["clone", "rewind", "restart-standby"]);
+
 function pgFacts(p: NodePostgres): PgFacts {
   const lag = p.lagBytes;
   let receiveLag: number | null = null;
@@ -57,8 +60,11 @@ function pgFacts(p: NodePostgres): PgFacts {
     // leader position = replay + lag; the receiver is at least as far as replay.
     receiveLag = Math.max(0, lag - Math.max(0, walBytes(p.receiveLsn) - walBytes(p.replayLsn)));
   }
+  // The round publishes its report before it acts: while a clone, a rewind or a standby's restart
+  // runs (minutes to hours), the server is stopped though the last report said it answered.
+  const stopped = STOPPING_ACTIONS.has(p.action);
   return {
-    up: p.up, running: p.running, inRecovery: p.inRecovery, streaming: p.streaming,
+    up: p.up && !stopped, running: p.running && !stopped, inRecovery: p.inRecovery, streaming: p.streaming && !stopped,
     lagBytes: lag, receiveLagBytes: receiveLag,
     sync: p.syncState === "sync" || p.syncState === "quorum", quorum: p.syncState === "quorum",
     cannotWork: p.health && ["stuck", "disk-full", "cannot-write"].includes(p.health.state) ? `${p.health.state} since ${p.health.since ?? "?"}: ${p.health.reason}` : null,

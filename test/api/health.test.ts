@@ -119,6 +119,14 @@ describe("health facts from the node status", () => {
     for (const s of ["potential", "async", null]) expect([check("/quorum", s), check("/read-only-quorum", s), check("/sync", s), check("/async", s)]).toEqual([503, 503, 503, 200]);
   });
 
+  test("a standby whose round is cloning, rewinding or restarting it is not serving (its last report said it was)", () => {
+    for (const action of ["clone", "rewind", "restart-standby"]) {
+      const f = healthFacts(nodeStatus({ postgres: standbyPg({ action }) }));
+      expect({ action, replica: checkHealth("/replica", q(), f).status, health: checkHealth("/health", q(), f).status }).toEqual({ action, replica: 503, health: 503 });
+    }
+    expect(checkHealth("/replica", q(), healthFacts(nodeStatus({ postgres: standbyPg({ action: "standby" }) }))).status).toBe(200);
+  });
+
   test("the receive lag is the replay lag minus what was received but not yet replayed", () => {
     const pg = healthFacts(nodeStatus({ postgres: standbyPg({ lagBytes: 0x3000, receiveLsn: "1/2000", replayLsn: "1/0" }) })).pg;
     expect(pg).toMatchObject({ lagBytes: 0x3000, receiveLagBytes: 0x1000 });

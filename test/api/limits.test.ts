@@ -112,3 +112,16 @@ test("the server behind the front answers no one who goes around it (found by re
   expect(await res.text()).toContain("connect to the API's address");
   expect((await get("/node")).status).toBe(200);
 });
+
+test("actions on an address off loopback without TLS: a warning says the token crosses the network in clear; loopback or no token: none", async () => {
+  for (const [host, token, warned] of [["0.0.0.0", "t".repeat(40), true], ["127.0.0.1", "t".repeat(40), false], ["0.0.0.0", "", false]] as const) {
+    const log = memoryLogger();
+    const cfg = parseConfig(`cluster = "test"\nsecret = "${"s".repeat(40)}"\nnode_name = "db-7"\n[api]\ntoken = "${token}"\n`, "test.toml");
+    const s = startApi({ host, port: 0, source: fakeSource(), log, config: cfg });
+    try {
+      expect({ host, token: token !== "", warned: log.lines.some((l) => l.startsWith("warn") && l.includes("the API token crosses the network in clear")) }).toEqual({ host, token: token !== "", warned });
+    } finally {
+      await s.stop();
+    }
+  }
+});
