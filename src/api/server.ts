@@ -3,7 +3,7 @@
 // lives in its own module.
 import type { Server } from "bun";
 import os from "node:os";
-import { isLoopbackUrlHost } from "../config/hostport.ts";
+import { isLoopbackHost } from "../config/hostport.ts";
 import type { Config } from "../config/schema.ts";
 import { redactConfig, scrubStrings } from "../config/redact.ts";
 import type { Logger } from "../log.ts";
@@ -163,7 +163,7 @@ export function startApi(opts: ApiOptions): ApiServer {
   const scheme = opts.tls ? "https" : "http";
   const url = `${scheme}://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${front.port}`;
   log.info(`api listening on ${url}${token === "" ? " (actions disabled: api.token is empty)" : ""}`);
-  if (token !== "" && !opts.tls && !isLoopbackUrlHost(opts.host.includes(":") ? `[${opts.host}]` : opts.host)) {
+  if (token !== "" && !opts.tls && !isLoopbackHost(opts.host)) {
     log.warn(`api: actions are enabled on ${url} without TLS: the API token crosses the network in clear (set api.tls_cert and api.tls_key, or listen on 127.0.0.1)`);
   }
   return {

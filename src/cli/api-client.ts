@@ -5,6 +5,7 @@
 // $PGHERD_CACERT) names the CA to trust, else the default CAs.
 import { closeSync, existsSync, fstatSync, openSync, readFileSync } from "node:fs";
 import os from "node:os";
+import { isLoopbackHost } from "../config/hostport.ts";
 import { type ApiAddress, readApiSection } from "../ops/api-address.ts";
 import { type CliContext, CliExit, configPathFrom, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 
@@ -59,15 +60,12 @@ function sameAgent(asked: string, own: string): boolean {
   if (a.protocol !== o.protocol || a.port !== o.port) return false;
   if (a.hostname === o.hostname) return true;
   const bare = (h: string) => h.replace(/^\[|\]$/g, "").toLowerCase();
-  const local = (h: string) => h === "localhost" || isLoopback(h);
-  if (!local(bare(o.hostname))) return false;
+  if (!isLoopbackHost(bare(o.hostname))) return false;
   const hn = os.hostname().toLowerCase();
   const addrs = new Set(Object.values(os.networkInterfaces()).flatMap((l) => (l ?? []).map((i) => i.address.toLowerCase())));
   const h = bare(a.hostname).replace(/\.$/, "");
-  return local(h) || addrs.has(h) || h === hn || h.startsWith(`${hn}.`);
+  return isLoopbackHost(h) || addrs.has(h) || h === hn || h.startsWith(`${hn}.`);
 }
-
-const isLoopback = (h: string) => h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
 
 /** The token in a file (surrounding whitespace and the final newline dropped); a file others may read is refused. */
 function readTokenFile(path: string): string {

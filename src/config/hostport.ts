@@ -64,7 +64,12 @@ export function formatHostPort({ host, port }: HostPort): string {
   return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** A host (IPv6 without brackets) on this host's loopback: localhost, 127.x.x.x, ::1. */
+export function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 /** A URL's hostname (URL.hostname: IPv6 in brackets) on this host's loopback: localhost, 127.x.x.x, [::1]. */
 export function isLoopbackUrlHost(host: string): boolean {
-  return host === "localhost" || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  return isLoopbackHost(host.replace(/^\[(.*)\]$/, "$1"));
 }
