@@ -154,10 +154,6 @@ export function cloneDirFor(dataDir: string): string {
 }
 
 /**
- * Move `dataDir` aside (if it exists) to `<dataDir>.pgherd-old-<stamp>` and `fresh` into its
- * place. Returns the old data's new path (the caller decides when to delete it), or null.
- */
-/**
  * Why a clone cannot be swapped in for `dataDir` by rename, or null: a symbolic link would be
  * replaced by the clone (the directory it points to left behind, never pruned), and a mount point
  * cannot be renamed (the clone, made beside it, would lie on the parent's file system anyway).
@@ -186,6 +182,10 @@ async function mountPoints(path: string): Promise<Set<string>> {
   return new Set(text.split("\n").map((l) => l.split(" ")[4]).filter((m): m is string => !!m).map((m) => m.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
 }
 
+/**
+ * Move `dataDir` aside (if it exists) to `<dataDir>.pgherd-old-<stamp>` and `fresh` into its
+ * place. Returns the old data's new path (the caller decides when to delete it), or null.
+ */
 export async function swapDataDir(fresh: string, dataDir: string, now = new Date()): Promise<string | null> {
   if (dirname(fresh) !== dirname(dataDir)) throw new Error(`${fresh} and ${dataDir} must be in the same directory`);
   // Renames relative to the parent opened without following links (it may be os_user's directory).
