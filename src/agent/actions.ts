@@ -49,7 +49,7 @@ export interface ActionHost {
   maxLagBytes: number;
   /** This agent's own view of the cluster (the leader's, on the leader). */
   clusterView(): ClusterView;
-  /** Leader: a change of the cluster-wide configuration (src/agent/dynamic-config.ts). */
+  /** Leader: a change of the cluster-wide configuration (src/agent/dynamic-config-leader.ts). */
   changeConfig(change: DynamicChange): Promise<ActionResult>;
   /** The switchover scheduled through the leader (kept by every node), and setting it (leader only). */
   scheduled(): ScheduledSwitchover | null;

@@ -1,11 +1,9 @@
 // The agent: wires discovery, the mesh, the consensus backend, the cluster-wide flags and the
-// operator actions together, and answers the PostgreSQL loop's and the API's questions from what
-// it heard (pure facts in core/cluster-facts.ts). Decisions live in core/; this file wires: peers'
-// messages go through message-router.ts, the periodic steps through housekeeping.ts, the shared
-// cluster state through cluster-state-wiring.ts.
-import { mustReportPosition, type Position } from "../core/position.ts";
+// operator actions together, and answers the API's questions from what it heard (pure facts in
+// core/cluster-facts.ts). Decisions live in core/; this file wires: peers' messages go through
+// message-router.ts, the periodic steps through housekeeping.ts, the shared cluster state through
+// cluster-state-wiring.ts, the PostgreSQL loop's questions and reports through loop-context.ts.
 import * as F from "../core/cluster-facts.ts";
-import { majority } from "../core/quorum.ts";
 import { canLead } from "../core/sync-exclusion.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
@@ -18,21 +16,20 @@ import { loadOrCreateNodeId } from "../store/node-id.ts";
 import { nextRunEpoch } from "../store/run-epoch.ts";
 import type { PgReport } from "./messages.ts";
 import { PeerTable } from "./peers.ts";
-import { slotFor, type ClusterContext, type LoopControl } from "./pg/context.ts";
+import type { LoopControl } from "./pg/context.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
-import type { ClusterSecrets } from "../store/cluster-secrets.ts";
 import { SecretsSharing } from "./secrets-sharing.ts";
 import { ActionRunner } from "./actions.ts";
 import { AgentActionHost } from "./action-host.ts";
-import { History, primaryEntry, type HistoryEntry } from "./history.ts";
+import { History, type HistoryEntry } from "./history.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
-import { publishGuard, type Consensus, type DriverHooks } from "./election-driver.ts";
+import type { Consensus, DriverHooks } from "./election-driver.ts";
 import { createConsensus } from "../consensus/create.ts";
 import { startingBackend } from "../consensus/migrate-state.ts";
 import { SwitchableConsensus } from "./migrate-consensus.ts";
 import { MigrateDriver } from "./migrate-driver.ts";
 import { type ClusterSummary, summarizeView } from "../consensus/clusters.ts";
-import { FlagsStore, type Durability } from "./flags.ts";
+import { FlagsStore } from "./flags.ts";
 import { DynamicConfig, type DynamicView } from "./dynamic-config.ts";
 import { MembershipKeeper } from "./membership.ts";
 import { MemberActions } from "./approvals.ts";
@@ -45,19 +42,19 @@ import { ClusterStateWiring } from "./cluster-state-wiring.ts";
 import { MessageRouter } from "./message-router.ts";
 import { Housekeeping } from "./housekeeping.ts";
 import { SyncCap } from "./sync-cap.ts";
-import type { BackupInfo, BackupType } from "../backup/backups.ts";
+import { AgentLoopContext } from "./loop-context.ts";
 
 /** onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone: stop writes (awaited before the step's messages leave). */
 export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<void> }
 
 const now = () => performance.now();
 
-export class Agent implements ClusterContext {
+export class Agent {
   readonly nodeId: string;
   readonly historyLog: History;
   readonly startedAt = Date.now();
-  /** Monotonic counters for /metrics (leadership counters live in the driver). */
-  readonly counters = { fences: 0, loopMs: 0, loops: 0 };
+  /** Monotonic counters for /metrics (the loop's live in loop-context.ts, leadership counters in the driver). */
+  private readonly counters = { fences: 0 };
   private readonly startedMono = now();
   private readonly actions: ActionRunner;
   private loop: LoopControl | null = null;
@@ -67,7 +64,6 @@ export class Agent implements ClusterContext {
   private readonly state: ClusterStateWiring;
   private readonly secretsShared: SecretsSharing;
   private readonly reports = new Map<string, F.PeerReport>();
-  private ownReport: PgReport | null = null;
   private readonly store: ElectionStore;
   readonly consensus: Consensus;
   readonly integrations: Integrations;
@@ -87,6 +83,8 @@ export class Agent implements ClusterContext {
   private readonly syncCap: SyncCap;
   /** Carries out a consensus backend migration and owns the backend in force (shown in /node). */
   private readonly migration: MigrateDriver;
+  /** What the PostgreSQL loop sees and does on this agent (run.ts hands it to the loop); it owns this node's own report. */
+  readonly loopContext: AgentLoopContext;
 
   constructor(private readonly cfg: Config, private readonly log: Logger, hooks: LeadershipHooks = {}) {
     this.nodeId = loadOrCreateNodeId(cfg.state_dir);
@@ -105,7 +103,7 @@ export class Agent implements ClusterContext {
       },
       record: (e) => this.record(e), nameOf: (id) => this.nameOf(id), legacyDurability: () => this.flags.legacyDurability,
       applied: () => {
-        this.broadcastState(this.ownReport);
+        this.broadcastState(this.loopContext.ownReport());
         this.loop?.kick();
       },
       now, sleep: (ms) => Bun.sleep(ms), ...this.state.configSlot(), refusedParameters: (p) => this.loop?.refusedParameters(p) ?? Promise.resolve(null),
@@ -142,7 +140,8 @@ export class Agent implements ClusterContext {
         if (h.length > 0) this.mesh.send(id, { t: "history", entries: h });
         this.migration.peerUp(id);
         // Now, not at the next round: a restarted peer acts on the leader's state (its primary) at once.
-        if (this.ownReport) this.broadcastState(this.ownReport, id);
+        const own = this.loopContext.ownReport();
+        if (own) this.broadcastState(own, id);
       },
       onPeerDown: (id) => this.host?.peerGone(id),
       beaconExtra: () => ({ vote: this.store.get().bootstrapVote, member: this.store.get().membership !== null }),
@@ -152,19 +151,18 @@ export class Agent implements ClusterContext {
       cfg, nodeId: this.nodeId, consensus: this.consensus, flags: this.flags, dynamic: this.dynamic, mesh: this.mesh, loop: () => this.loop,
       facts: () => this.facts(), localView: () => this.localView(), record: (e) => this.record(e),
       flagsChanged: (kick) => {
-        this.broadcastState(this.ownReport);
+        this.broadcastState(this.loopContext.ownReport());
         if (kick) this.loop?.kick();
       },
-      backupChanged: () => {
-        if (!this.ownReport) return;
-        this.ownReport = this.withBackup(this.ownReport);
-        this.broadcastState(this.ownReport);
-      },
+      backupChanged: () => this.loopContext.backupChanged(),
     });
     this.membership = new MembershipKeeper({
       cfg, log, nodeId: this.nodeId, store: this.store, consensus: this.consensus, peers: this.peers,
       durability: () => this.dynamic.durability(), markDegraded: () => this.loop?.markDegraded(), configMissing: (v) => this.dynamic.missingFrom(v),
-      primaryWritable: () => this.ownReport?.up === true && this.ownReport.inRecovery === false,
+      primaryWritable: () => {
+        const own = this.loopContext.ownReport();
+        return own?.up === true && own.inRecovery === false;
+      },
       announce: () => this.beacon.sendNow(), nameOf: (id) => this.nameOf(id),
     });
     const members = new MemberActions({
@@ -184,7 +182,16 @@ export class Agent implements ClusterContext {
       steps: [() => this.membership.step(), () => this.dynamic.step(), () => this.flags.sync(), () => this.historyLog.sync(), () => this.migration.step()],
       runDue: () => this.actions.runDue(),
     });
-    this.integrations = new Integrations(cfg, log, this, () => this.loop?.kick());
+    this.integrations = new Integrations(cfg, log, {
+      nodeId: this.nodeId, leadership: () => this.loopContext.leadership(), nameOf: (id) => this.nameOf(id), record: (e) => this.record(e),
+      secrets: () => this.secretsShared.get(), localView: () => this.localView(),
+    }, () => this.loop?.kick());
+    this.loopContext = new AgentLoopContext({
+      cfg, nodeId: this.nodeId, consensus: this.consensus, flags: this.flags, dynamic: this.dynamic, membership: this.membership, syncCap: this.syncCap,
+      secrets: this.secretsShared, self: this.self, peers: this.peers, backups: this.actions.backups, integrations: this.integrations, history: this.historyLog,
+      reports: this.reports, facts: () => this.facts(), broadcast: (r) => this.broadcastState(r), record: (e) => this.record(e), nameOf: (id) => this.nameOf(id),
+      handedOverBy: () => this.router.takeHandoverFrom(),
+    });
   }
 
   async start(): Promise<void> {
@@ -281,7 +288,7 @@ export class Agent implements ClusterContext {
   private facts(): F.FactsSnapshot {
     const st = this.consensus.status();
     return {
-      self: { id: this.nodeId, name: this.cfg.node_name, role: this.cfg.role, neverPromoted: !canLead({ role: this.cfg.role, nofailover: this.cfg.tags.nofailover, priority: this.cfg.priority }), report: this.ownReport },
+      self: { id: this.nodeId, name: this.cfg.node_name, role: this.cfg.role, neverPromoted: !canLead({ role: this.cfg.role, nofailover: this.cfg.tags.nofailover, priority: this.cfg.priority }), report: this.loopContext.ownReport() },
       now: now(), startedAt: this.startedMono, freshMs: F.freshMs(this.cfg.postgres.loop_ms),
       voters: st.membership?.voters ?? [], leader: st.leader, reports: this.reports, peers: this.peers.list(),
     };
@@ -292,7 +299,7 @@ export class Agent implements ClusterContext {
       cfg: this.cfg, nodeId: this.nodeId, facts: this.facts(), election: this.consensus.status(), lease: this.consensus.lease(),
       electionNote: this.consensus.note(), bootstrapNote: this.membership.bootstrapNote(), selfHost: this.self.host(),
       meshAddr: this.self.mesh(), flags: this.flags.get(), durabilityLine: this.durabilityLine(),
-      counters: { ...this.counters, ...this.consensus.counters }, peers: this.peers.list(),
+      counters: { ...this.counters, ...this.loopContext.counters, ...this.consensus.counters }, peers: this.peers.list(),
       rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() }, uptimeMs: Date.now() - this.startedAt, backend: this.migration.inForce(),
       votingCap: this.syncCap.cap(),
     };
@@ -300,7 +307,7 @@ export class Agent implements ClusterContext {
 
   /** What the cluster currently guarantees, as the primary computed it. */
   durabilityLine(): string {
-    const r = this.consensus.status().leader === this.nodeId ? this.ownReport : F.leaderPg(this.facts())?.report;
+    const r = this.consensus.status().leader === this.nodeId ? this.loopContext.ownReport() : F.leaderPg(this.facts())?.report;
     return durabilityLine(this.dynamic.durability(), r?.guarantee);
   }
 
@@ -334,112 +341,14 @@ export class Agent implements ClusterContext {
     }
   }
 
-  // ------------------------------------------------------------------ ClusterContext (for the PostgreSQL loop)
+  // ------------------------------------------------------------------ history
 
-  leadership() {
-    const s = this.consensus.status();
-    const leading = this.consensus.lease() !== null;
-    // etcd: until the first read this agent may still hold its previous run's key: leave PostgreSQL alone (as builtin's resumed term does).
-    const unsettled = this.consensus.settled?.() === false;
-    return { term: s.term, leading, acquiringLease: (s.role === "leader" && !leading) || unsettled, leaderId: s.leader, member: s.membership?.voters.includes(this.nodeId) ?? false };
-  }
-
-  leaderPg() { return F.leaderPg(this.facts()); }
-  reachableStandbys(): number { return F.reachableStandbys(this.facts()); }
-  downForMs(id: string): number { return F.downForMs(this.facts(), id); }
-  standbyMembers(): string[] { return F.standbyMembers(this.facts()); }
-  syncSet() { const n = this.votersCount(); return this.syncCap.syncSet(this.facts(), n - majority(n)); }
-  unheardStandbys(): string[] { return F.unheardStandbys(this.facts()); }
-  announcedEpoch(id: string): number | undefined { return this.reports.get(id)?.epoch; }
-  candidates() { return F.candidates(this.facts()); }
-  nobodyHasData(): boolean { return F.nobodyHasData(this.facts()); }
-  othersHaveData(): boolean { return F.othersHaveData(this.facts()); }
-
-  /** IP addresses of authenticated peers (pg_hba), this node's own included when known. */
-  peerAddresses(): string[] {
-    return this.self.hba(this.peers.list().map((p) => p.address));
-  }
-
-  loopDone(ms: number): void {
-    this.counters.loopMs = Math.round(ms);
-    this.counters.loops++;
-  }
-
-  scheduledBackup(type: BackupType): Promise<BackupInfo> { return this.actions.backups.scheduled(type); }
-  secrets(): ClusterSecrets | undefined {
-    return this.secretsShared.get();
-  }
-
-  saveSecrets(s: ClusterSecrets): void {
-    this.secretsShared.save(s);
-  }
-
-  publish(pgReport: PgReport, position: Position): void {
-    const report = this.withBackup(pgReport);
-    this.ownReport = report;
-    this.integrations.observe(report);
-    const voting = this.syncCap.position(position);
-    if (mustReportPosition(this.consensus.status(), voting)) this.consensus.setPosition(voting);
-    this.broadcastState(report);
-    this.secretsShared.share(false);
-  }
-
-  /** The report with the backup this node takes now (BackupDesk.running), or without one. */
-  private withBackup(r: PgReport): PgReport {
-    const { backup: _, ...rest } = r;
-    const backup = this.actions.backups.running();
-    return backup ? { ...rest, backup } : rest;
-  }
-
-  resign(reason: string, transferTo?: string): void {
-    this.consensus.resign(reason, transferTo);
-  }
-
-  paused(): boolean { return this.flags.get().paused; }
-  durabilityMode(): Durability { return this.dynamic.durabilityInForce(); }
-  confirmDurability(timeoutMs: number): Promise<void> { return this.dynamic.confirmAsync(timeoutMs); }
-
-  votersCount(): number {
-    // During a membership change elections may still use the previous set: plan for the larger one
-    // (k = voters − majority never shrinks as voters grow).
-    const s = this.consensus.status();
-    return Math.max(s.membership?.voters.length ?? 1, s.prevVoters?.length ?? 0);
-  }
-
-  guardState() {
-    const s = this.consensus.status();
-    return { guard: s.guard, committed: s.guardCommitted };
-  }
-
-  setGuard(block: boolean, floor: Position | null): void {
-    this.consensus.setGuard(block, floor);
-  }
-
-  reserveTimeline(n: number, timeoutMs: number): Promise<boolean> {
-    const c = this.consensus;
-    return publishGuard(c, () => c.reserveTimeline(n), timeoutMs, (st) => st.timelineCommitted >= n);
-  }
-
-  voterChangePending(): boolean {
-    return this.membership.changePending();
-  }
-
+  /** A history entry: kept, told to the integrations and to every connected peer. */
   record(e: Omit<HistoryEntry, "id" | "at">): void {
     const entry = this.historyLog.add(e);
     this.integrations.recorded(entry);
     if (e.kind === "fence") this.counters.fences++;
     this.log.info(`history: ${entry.kind}: ${entry.reason}`);
     for (const id of this.mesh.connected()) this.mesh.send(id, { t: "history", entries: [entry] });
-  }
-
-  /** Called by the PostgreSQL loop when this node became the primary. */
-  becamePrimary(how: "bootstrap" | "adopt" | "promote", timeline: number | null, lsn: string | null): void {
-    const handedOver = this.router.takeHandoverFrom();
-    const from = how === "promote" ? handedOver : null;
-    this.record(primaryEntry({
-      how, term: this.consensus.status().term, node: this.cfg.node_name, timeline, lsn,
-      previous: this.historyLog.list().filter((h) => h.newPrimary).at(-1)?.newPrimary ?? null,
-      handedOverBy: from ? this.nameOf(from) : null,
-    }));
   }
 }

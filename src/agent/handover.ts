@@ -17,11 +17,12 @@ const POLL_MS = 50;
 
 export async function handOverBeforeStop(sig: string, o: { cfg: Config; agent: Agent; database: boolean; enabled: boolean; log: Logger }): Promise<void> {
   const { cfg, agent, log } = o;
-  const self = () => agent.candidates().find((c) => c.id === agent.nodeId)?.report ?? null;
-  const lead = agent.leadership();
+  const ctx = agent.loopContext; // the election and the candidates as the PostgreSQL loop sees them
+  const self = () => ctx.candidates().find((c) => c.id === agent.nodeId)?.report ?? null;
+  const lead = ctx.leadership();
   const plan = planShutdown({
-    enabled: o.enabled, database: o.database, leading: lead.leading && lead.leaderId === agent.nodeId, paused: agent.paused(),
-    own: self(), candidates: agent.candidates(), maxLagBytes: cfg.failover.max_lag_bytes,
+    enabled: o.enabled, database: o.database, leading: lead.leading && lead.leaderId === agent.nodeId, paused: ctx.paused(),
+    own: self(), candidates: ctx.candidates(), maxLagBytes: cfg.failover.max_lag_bytes,
   });
   if (plan.kind === "stop") {
     if (lead.leading) log.warn(`${sig}: no handover: ${plan.reason}; PostgreSQL keeps running until this node's lease ends`);
@@ -44,11 +45,11 @@ export async function handOverBeforeStop(sig: string, o: { cfg: Config; agent: A
   while (performance.now() - t0 < bound) {
     const r = result as ActionResult | null;
     if (r && !r.ok) return log.warn(`${sig}: handover not done: ${r.message}; stopping without it`);
-    const l = agent.leadership();
+    const l = ctx.leadership();
     const v = handoverSettled({
-      self: agent.nodeId, leader: l.leaderId, leaderReport: agent.leaderPg()?.report ?? null, own: self(),
+      self: agent.nodeId, leader: l.leaderId, leaderReport: ctx.leaderPg()?.report ?? null, own: self(),
       leaseArmed: leaseArmed(leaseFile, log),
-      target: to.id, targetReachable: agent.candidates().find((c) => c.id === to.id)?.report != null,
+      target: to.id, targetReachable: ctx.candidates().find((c) => c.id === to.id)?.report != null,
     });
     if (v.done) {
       return log.info(`${sig}: handed over to ${agent.nameOf(l.leaderId!)} in ${Math.round(performance.now() - t0)} ms; this server runs as its standby`);

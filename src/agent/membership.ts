@@ -33,7 +33,7 @@ export interface MembershipDeps {
   markDegraded(): void;
   announce(): void;
   nameOf(id: string): string;
-  /** null when the cluster-wide configuration this node holds is held by a majority of `voters`; else what is missing (dynamic-config.ts). */
+  /** null when the cluster-wide configuration this node holds is held by a majority of `voters`; else what is missing (dynamic-config-leader.ts). */
   configMissing(voters: readonly string[]): string | null;
 }
 

@@ -78,14 +78,14 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
   const agent = new Agent(cfg, log, {
     onLead: (term, until) => {
       // A lease the watchdog does not guard is no lease: give the leadership to a node that can hold one.
-      if (loop && !loop.fencer.arm(term, until)) return void queueMicrotask(() => agent.resign("this node cannot write its lease file"));
+      if (loop && !loop.fencer.arm(term, until)) return void queueMicrotask(() => agent.loopContext.resign("this node cannot write its lease file"));
       vip?.hold();
     },
     // The address gets the fence budget, not more: a slow `ip` must not hold this node's votes.
     onFence: async (reason) => { await Promise.all([vip?.releaseWithin(reason, cfg.election.fence_ms), loop?.fencer.fence(reason)]); },
   });
   if (bins) {
-    loop = new PostgresLoop(cfg, bins, agent, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel));
+    loop = new PostgresLoop(cfg, bins, agent.loopContext, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel));
     loop.fencer.start(); // the watchdog process before the election can arm anything
     agent.attachLoop(loop);
   }

@@ -1,8 +1,9 @@
-// What a node knows of its peers' cluster-wide configuration versions (src/agent/dynamic-config.ts,
-// built-in backend): the version each last said it holds (version reports, acknowledgements, answers;
-// a node never goes back to an earlier version, so an old report can only understate), and, for a
-// leader, the term in which each answered its read. A leader makes a version only once a majority of
-// voters answered its read in its term, and only on top of one a majority holds (S28, docs/design.md).
+// What a node knows of its peers' cluster-wide configuration versions (built-in backend; kept by
+// src/agent/dynamic-config.ts, read by the leader's side, dynamic-config-leader.ts): the version
+// each last said it holds (version reports, acknowledgements, answers; a node never goes back to an
+// earlier version, so an old report can only understate), and, for a leader, the term in which each
+// answered its read. A leader makes a version only once a majority of voters answered its read in
+// its term, and only on top of one a majority holds (S28, docs/design.md).
 import { isNewer } from "../config/dynamic.ts";
 
 export interface Version { version: number; term: number }

@@ -8,6 +8,7 @@ import {
   Channel, SealError, deriveKeys, helloProblem, helloSchema, makeHello, proofFor, proofSchema, verifyProof,
   type Hello, type Role,
 } from "./secure.ts";
+import { onEvery } from "./shared-ticker.ts";
 
 /** Pre-authentication frames are tiny; a low limit keeps unauthenticated clients from making us buffer much. */
 export const HANDSHAKE_MAX_FRAME = 4096;
@@ -23,34 +24,6 @@ function envelope(v: unknown): Envelope | null {
   for (const k in o) if (k !== "t" && (k !== "m" || t !== "app")) return null;
   if (t === "app") return { t, m: o.m };
   return t === "ping" || t === "pong" || t === "retire" ? { t } : null;
-}
-
-/**
- * One unref'd interval timer per period, shared by every open connection's keepalive: a node with
- * n peers wakes once per period for all of them instead of n times. A connection's first tick
- * comes within one period of its start (onTick measures time itself). Returns the unsubscribe.
- */
-const tickers = new Map<number, { timer: ReturnType<typeof setInterval>; subs: Set<() => void> }>();
-function onEvery(ms: number, fn: () => void): () => void {
-  let t = tickers.get(ms);
-  if (!t) {
-    const subs = new Set<() => void>();
-    const timer = setInterval(() => {
-      for (const f of [...subs]) f();
-    }, ms);
-    timer.unref();
-    t = { timer, subs };
-    tickers.set(ms, t);
-  }
-  const entry = t;
-  entry.subs.add(fn);
-  return () => {
-    entry.subs.delete(fn);
-    if (entry.subs.size === 0 && tickers.get(ms) === entry) {
-      clearInterval(entry.timer);
-      tickers.delete(ms);
-    }
-  };
 }
 
 /** Paths and codes only: messages may carry passwords, and zod messages can quote input. */

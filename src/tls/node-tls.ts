@@ -23,7 +23,7 @@ export interface SslFiles {
   caFile: string;
 }
 
-/** Where the cluster secrets come from and go to (the agent's ClusterContext). */
+/** Where the cluster secrets come from and go to (the agent's ClusterContext: src/agent/loop-context.ts). */
 export interface SecretsAccess {
   secrets(): ClusterSecrets | undefined;
   saveSecrets(s: ClusterSecrets): void;

@@ -1,5 +1,6 @@
 // The cluster-wide configuration: the pure decisions (src/config/dynamic.ts), the edit parser of
-// the CLI, and the node's store and protocol (src/agent/dynamic-config.ts) with real files.
+// the CLI, and the node's store and protocol (src/agent/dynamic-config.ts, its leader's side
+// dynamic-config-leader.ts) with real files.
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -51,7 +51,7 @@ export interface ClusterContext {
   /** Election voters (witnesses included) and the durability mode in force. */
   votersCount(): number;
   durabilityMode(): "quorum" | "strict" | "async";
-  /** Leader, before a promotion: settle whether "async" holds in this term (dynamic-config.ts confirmAsync), within `timeoutMs`. */
+  /** Leader, before a promotion: settle whether "async" holds in this term (dynamic-config-leader.ts confirmAsync), within `timeoutMs`. */
   confirmDurability(timeoutMs: number): Promise<void>;
   /** The leader's current guard and the highest guard seq a majority stored. */
   guardState(): { guard: { seq: number; block: boolean; floor: Position | null; timeline?: number } | null; committed: number };

@@ -128,7 +128,7 @@ export class PrimaryStarter {
   private async prepareToPromote(): Promise<TimelinePlan> {
     const h = this.h;
     // "async" only once this term's read of the voters says no later configuration holds
-    // (dynamic-config.ts durabilityInForce), asked beside the timeline's plan: else quorum names.
+    // (dynamic-config-leader.ts durabilityInForce), asked beside the timeline's plan: else quorum names.
     const durability = h.ctx.confirmDurability(CONFIRM_DURABILITY_MS);
     const t0 = h.clock.now();
     // A repository host that does not answer: the promotion's restore_command calls fail at once

@@ -2,10 +2,11 @@
 // the cluster's prefix per poll; the leader key taken, the guard and the membership changed, only
 // by transactions (compare-and-swap). Decisions are pure (elect-core.ts, lease-core.ts); this
 // file does the I/O in order: renew → read → (fence | detach | publish | take the key).
-// It owns the lease, the snapshot and its poll timer, the term and the position; leadership.ts owns
-// the lease-deadline timer, candidacy.ts the take (and the operator's request), resign.ts the
-// release and the resign pause, final-position.ts the detach, membership.ts the first membership
-// and the stored copy of each read's membership, guard-writes.ts the guard's writes.
+// It owns the snapshot and its poll timer, the term and the position; lease.ts owns this agent's
+// etcd lease, leadership.ts the lease-deadline timer, candidacy.ts the take (and the operator's
+// request), resign.ts the release and the resign pause, final-position.ts the detach, membership.ts
+// the first membership and the stored copy of each read's membership, guard-writes.ts the guard's
+// writes.
 import type { Membership } from "../../core/messages.ts";
 import { planMembershipChange, type ProposeOp, type Role, type Status } from "../../core/election.ts";
 import { type Position, ZERO_POSITION } from "../../core/position.ts";
@@ -14,7 +15,8 @@ import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import type { Compare, EtcdClient } from "./client.ts";
 import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, nextMembership, ownsKey, type Snapshot } from "./elect-core.ts";
-import { leaseDeadline, usableLeaseMs } from "./lease-core.ts";
+import { usableLeaseMs } from "./lease-core.ts";
+import { AgentLease } from "./lease.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
 import { type ClusterSummary, summarizeEtcd } from "../clusters.ts";
@@ -56,10 +58,8 @@ export class EtcdConsensus implements Consensus {
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
-  private leaseId: string | null = null;
-  /** Local deadline of this agent's etcd lease, from the last renewal that succeeded. */
-  private leaseValid: number | null = null;
-  /** `leaseValid` as of the last tick whose read (sent with the renewal) showed etcd open: the deadline a leader acts on, and the failsafe's. */
+  private readonly etcdLease: AgentLease;
+  /** The lease's deadline (lease.ts valid) as of the last tick whose read (sent with the renewal) showed etcd open: the deadline a leader acts on, and the failsafe's. */
   private verified: number | null = null;
   private readonly lead: Leadership;
   private readonly resignation: Resignation;
@@ -86,6 +86,7 @@ export class EtcdConsensus implements Consensus {
     this.lead = new Leadership({ hooks: o.hooks, log: o.log, clock: this.clock, missing: () => this.failsafe?.missing() ?? [] });
     this.counters = this.lead.counters;
     this.reporter = new MemberReporter({ client: o.client, keys: o.keys, self: o.self.id, clock: this.clock });
+    this.etcdLease = new AgentLease({ client: o.client, ttlS: o.ttlS, maxDrift: o.maxDrift, fenceMs: o.fenceMs, log: o.log, replaced: () => this.reporter.reset() });
     this.resignation = new Resignation({ client: o.client, keys: o.keys, deferMs: o.deferMs, log: o.log, clock: this.clock });
     this.candidate = new Candidate({
       client: o.client, keys: o.keys, self: o.self, deferMs: o.deferMs, ttlS: o.ttlS, log: o.log, clock: this.clock, failsafe: () => this.failsafe,
@@ -278,33 +279,19 @@ export class EtcdConsensus implements Consensus {
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
     // The failsafe asks from this verified deadline, not from a renewal alone (renewals may answer while reads fail).
-    this.verified = (await this.observeClosed(r.kvs)) ? null : this.leaseValid;
+    this.verified = (await this.observeClosed(r.kvs)) ? null : this.etcdLease.valid();
     // Only while this read shows the key still this node's on this lease: else observeLeader fences
     // (a deadline moved first would be in the lease file, and armed in the watchdog, meanwhile).
-    if (this.verified !== null && this.leading && ownsKey(snap.leader, this.o.self.id, this.leaseId, this.leading.term)) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
+    if (this.verified !== null && this.leading && ownsKey(snap.leader, this.o.self.id, this.etcdLease.id(), this.leading.term)) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
     // A key of a previous run taken back on this read: still unknown whether it leads (the next read decides).
     if (!(await this.observeLeader(snap, sentAt))) this.observed = true;
     await this.publish();
-    if (!snap.leader && !this.leading && !this.closed) await this.candidate.take(snap, this.term, this.resignation.pausedUntil(), this.leaseId, this.leaseValid);
+    if (!snap.leader && !this.leading && !this.closed) await this.candidate.take(snap, this.term, this.resignation.pausedUntil(), this.etcdLease.id(), this.etcdLease.valid());
   }
 
-  /** Renew (or grant) this agent's lease; a leader's deadline moves only with a renewal etcd answered, and a read sent with it (tick). */
+  /** Renew (or grant) this agent's lease (lease.ts); a leader's deadline moves only with a renewal etcd answered, and a read sent with it (tick). */
   private async renew(sentAt: number): Promise<void> {
-    let ttl: number;
-    if (this.leaseId) ttl = await this.o.client.leaseKeepAlive(this.leaseId);
-    else {
-      const g = await this.o.client.leaseGrant(this.o.ttlS);
-      this.leaseId = g.id;
-      this.reporter.reset();
-      ttl = g.ttlS;
-    }
-    this.leaseValid = leaseDeadline(sentAt, ttl, this.o.maxDrift, this.o.fenceMs);
-    if (this.leaseValid === null) {
-      this.o.log.warn(`etcd lease ${this.leaseId} expired; a new one is granted at the next poll`);
-      this.leaseId = null;
-      this.reporter.reset();
-      if (this.leading) await this.lead.lose("the etcd lease expired");
-    }
+    if (!(await this.etcdLease.renew(sentAt)) && this.leading) await this.lead.lose("the etcd lease expired");
   }
 
   /** etcd closed by a return to builtin (true): a leader loses its leadership at once, and nobody leads on it again. */
@@ -326,8 +313,8 @@ export class EtcdConsensus implements Consensus {
     const l = s.leader;
     this.term = Math.max(this.term, s.lastTerm);
     // A key taken back is not won on this read, sent before its keepalive: the next tick's read decides.
-    const adopted = l !== null && l.id === this.o.self.id && l.lease !== this.leaseId && !this.leading && !this.closed && (await this.adoptOwnKey(l.lease, readSentAt));
-    const mine = ownsKey(l, this.o.self.id, this.leaseId);
+    const adopted = l !== null && l.id === this.o.self.id && l.lease !== this.etcdLease.id() && !this.leading && !this.closed && (await this.etcdLease.takeBack(l.lease, readSentAt));
+    const mine = ownsKey(l, this.o.self.id, this.etcdLease.id());
     if (this.leading && !mine) await this.lead.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
     if (l) {
       if (l.id !== this.lead.leader()) this.lead.leaderChanged(l.id, `leader ${l.id} (term ${l.term})`);
@@ -339,10 +326,11 @@ export class EtcdConsensus implements Consensus {
         this.o.log.warn(`the durability guard in etcd does not validate: writing a new one (no block, floor at ${repair.floor.timeline}/${repair.floor.lsn})`);
         void this.setGuard(repair.block, repair.floor);
       }
-      if (mine && !adopted && !this.leading && this.leaseValid !== null && !this.closed) {
+      const valid = this.etcdLease.valid();
+      if (mine && !adopted && !this.leading && valid !== null && !this.closed) {
         if (this.resignation.ownKey(l.term) === "win") {
           this.candidate.carriedOut();
-          this.lead.win(l.term, this.leaseValid);
+          this.lead.win(l.term, valid);
         } else {
           this.candidate.noted(`resigned from term ${l.term}, whose key is still this node's: deleting it again`);
           await this.resignation.releaseAgain().catch((e: Error) => this.failed(e));
@@ -358,34 +346,14 @@ export class EtcdConsensus implements Consensus {
     return false;
   }
 
-  /**
-   * After an agent restart the key may still be bound to this node's previous lease: take the lease
-   * back (like ledTerm in builtin), but do not win on it yet (true: taken back). The read that showed
-   * the key was sent before this keepalive, so a delete applied in between (a resign or transfer of
-   * the previous run still in flight) would go unseen; the next tick renews and reads after it, and
-   * wins only if that read still shows the key (one poll later). The lease's deadline counts from
-   * `readSentAt`: the keepalive, sent later, renews the lease for at least as long.
-   */
-  private async adoptOwnKey(lease: string, readSentAt: number): Promise<boolean> {
-    const ttl = await this.o.client.leaseKeepAlive(lease);
-    const until = leaseDeadline(readSentAt, ttl, this.o.maxDrift, this.o.fenceMs);
-    if (until === null) return false;
-    const old = this.leaseId;
-    this.leaseId = lease;
-    this.leaseValid = until;
-    this.reporter.reset();
-    if (old) await this.o.client.leaseRevoke(old);
-    this.o.log.info(`resuming the leader key of a previous run of this agent (lease ${lease}); leading once the next read still shows it`);
-    return true;
-  }
-
   private async publish(): Promise<void> {
-    if (!this.leaseId) return;
+    const leaseId = this.etcdLease.id();
+    if (!leaseId) return;
     const report: MemberReport = {
       name: this.o.self.name, role: this.o.self.role, canLead: this.o.self.canLead, priority: this.o.self.priority,
       position: this.position, detachedFor: this.final.term(),
     };
-    await this.reporter.publish(this.leaseId, report, this.snap);
+    await this.reporter.publish(leaseId, report, this.snap);
   }
 
   private holdsKey(): Compare {
