@@ -3,9 +3,10 @@
 // for pg_backup_start/stop. It presents, and accepts only, certificates signed by the cluster CA
 // (the one replication TLS uses, from the cluster secrets) with the common name CLIENT_CN, and only
 // for this cluster's stanza (tls-server-auth). Files in <data_dir>.pgbackrest/tls (0700, keys 0600,
-// written through SafeDir); paths, never keys, go in argv. Restarted when it exits (backoff) or
-// when its certificate is renewed (it reads it only at start); stopped with the agent. Never with
-// the agent's ambient capabilities (caps.ts).
+// written through SafeDir); paths, never keys, go in argv. Restarted when it exits (backoff);
+// reloaded with SIGHUP when the certificate or CA on disk is not the one it loaded (pgBackRest 2.37+
+// re-reads its TLS files then; a SIGTERM would also end the sessions under way: a backup, an
+// archive push); stopped with the agent. Never with the agent's ambient capabilities (caps.ts).
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { withoutAmbientCaps } from "../caps.ts";
@@ -46,13 +47,17 @@ export function serverArgs(cfg: Pick<Config, "backup">, p: BackrestPaths, f: Bac
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/** No SIGHUP this soon after a start: pgbackrest may not handle it yet (its default action ends the process). */
+const RELOAD_AFTER_START_MS = 1000;
 
 /**
  * This node's pgBackRest certificate (CN CLIENT_CN, signed by the cluster CA, naming `hosts`) and the
- * CA in <data_dir>.pgbackrest/tls, renewed when due; true when a file changed. The server presents
- * it, and with repo_host every pgbackrest run of the node shows it to the repository host.
+ * CA in <data_dir>.pgbackrest/tls, renewed when due (tls/plan.ts renewal: missing, another CA's,
+ * key not matching, an address missing, expired or within RENEW_BEFORE_MS of expiry); returns the
+ * certificate now on disk. The server presents it, and with repo_host every pgbackrest run of the
+ * node shows it to the repository host.
  */
-export async function ensureBackrestCert(cfg: Pick<Config, "postgres">, p: Pick<BackrestPaths, "dir">, ca: ClusterCa, hosts: readonly string[], log: Logger | undefined, now: number): Promise<boolean> {
+export async function ensureBackrestCert(cfg: Pick<Config, "postgres">, p: Pick<BackrestPaths, "dir">, ca: ClusterCa, hosts: readonly string[], log: Logger | undefined, now: number): Promise<string> {
   const u = await lookupOsUser(cfg.postgres.os_user);
   const owner: Owner = { uid: u.uid, gid: u.gid };
   const dir = join(p.dir, "tls");
@@ -60,19 +65,17 @@ export async function ensureBackrestCert(cfg: Pick<Config, "postgres">, p: Pick<
   await ensureDir(dir, 0o700, owner);
   const d = await SafeDir.open(dir, { osUser: owner });
   try {
-    let changed = await d.writeAtomic("ca.crt", ca.cert, { mode: 0o600, owner });
+    await d.writeAtomic("ca.crt", ca.cert, { mode: 0o600, owner });
     const cert = await d.readText("pgbackrest.crt");
     const key = await d.readText("pgbackrest.key");
     const want = backrestSans(hosts);
     const decision = renewal(now, cert ? certFacts(cert, key, ca.cert) : null, want);
-    if (decision.renew) {
-      const issued = issueNodeCert(ca, CLIENT_CN, want, now);
-      await d.writeAtomic("pgbackrest.key", issued.key, { mode: 0o600, owner });
-      await d.writeAtomic("pgbackrest.crt", issued.cert, { mode: 0o600, owner });
-      log?.info(`pgBackRest TLS: new certificate (${decision.reason}), signed by the cluster CA`);
-      changed = true;
-    }
-    return changed;
+    if (!decision.renew && cert) return cert;
+    const issued = issueNodeCert(ca, CLIENT_CN, want, now);
+    await d.writeAtomic("pgbackrest.key", issued.key, { mode: 0o600, owner });
+    await d.writeAtomic("pgbackrest.crt", issued.cert, { mode: 0o600, owner });
+    log?.info(`pgBackRest TLS: new certificate (${decision.renew ? decision.reason : "no certificate yet"}), signed by the cluster CA`);
+    return issued.cert;
   } finally {
     await d.close();
   }
@@ -85,6 +88,8 @@ export class BackrestServer {
   private nextStart = 0;
   private startedAt = 0;
   private leftoverChecked = false;
+  /** The CA and certificate the running server loaded (at its start or its last reload). */
+  private serving = "";
   private readonly files: BackrestTlsFiles;
   private readonly onExit = () => this.child?.kill("SIGTERM");
 
@@ -94,23 +99,32 @@ export class BackrestServer {
     process.once("exit", this.onExit);
   }
 
-  /** Every round: certificate current (issued by the cluster CA), server running. */
+  /**
+   * Every round: certificate current (issued by the cluster CA), server running with it. The files
+   * may also change beside it (ensureBackrestConf renews before a restore): what counts is whether
+   * the files on disk are the ones it loaded.
+   */
   async maintain(ca: ClusterCa | undefined): Promise<void> {
     if (this.stopped || !ca) return;
-    const renewed = await this.ensureCert(ca);
-    if (renewed && this.child) {
-      this.log.info("pgBackRest TLS server: restarting with its new certificate");
-      this.child.kill("SIGTERM");
-      return; // the exit handler clears it; the next round starts it again
+    const files = await this.ensureCert(ca);
+    if (this.child) {
+      if (files !== this.serving && this.now() - this.startedAt >= RELOAD_AFTER_START_MS) this.reload(this.child, files);
+      return;
     }
-    if (!this.child && this.now() >= this.nextStart) await this.start();
+    if (this.now() >= this.nextStart) await this.start(files);
   }
 
-  private ensureCert(ca: ClusterCa): Promise<boolean> {
-    return ensureBackrestCert(this.cfg, this.p, ca, this.hosts(), this.log, this.now());
+  private async ensureCert(ca: ClusterCa): Promise<string> {
+    return `${ca.cert}${await ensureBackrestCert(this.cfg, this.p, ca, this.hosts(), this.log, this.now())}`;
   }
 
-  private async start(): Promise<void> {
+  private reload(child: ChildProcess, files: string): void {
+    child.kill("SIGHUP");
+    this.serving = files;
+    this.log.info(`pgBackRest TLS server (pid ${child.pid}): reloaded with its new certificate (SIGHUP; sessions under way go on)`);
+  }
+
+  private async start(files: string): Promise<void> {
     const u = await lookupOsUser(this.cfg.postgres.os_user);
     const owner: Owner = { uid: u.uid, gid: u.gid };
     // Once per agent: a server an earlier, killed agent left running would hold the port.
@@ -133,6 +147,7 @@ export class BackrestServer {
       ...(isRoot() ? { uid: u.uid, gid: u.gid } : {}),
     });
     this.child = child;
+    this.serving = files;
     this.startedAt = this.now();
     if (child.pid) await recordServerPid(this.p.dir, owner, child.pid).catch((e: Error) => this.log.warn(`pgBackRest TLS server: pid file: ${e.message}`));
     let tail = "";

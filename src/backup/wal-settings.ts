@@ -29,9 +29,10 @@ export async function walSettings(cfg: Config, socketDir: string, standby: boole
 
 /**
  * This node's pgbackrest.conf, written if this process has not yet (before the first restore, too).
- * With repo_host also its pgBackRest certificate when it has none yet: a new node's first restore
- * (a clone, a bootstrap from a backup) reaches the repository host with it before the agent's
- * pgBackRest TLS server (which renews it) ever ran.
+ * With repo_host also its pgBackRest certificate, issued or renewed when due (tls-server.ts
+ * ensureBackrestCert): a restore (a clone, a rebuild, a bootstrap from a backup) reaches the
+ * repository host with it before the agent's pgBackRest TLS server, which renews it every round,
+ * runs again; a certificate left from long ago (expired, another CA's) would be refused there.
  */
 export async function ensureBackrestConf(cfg: Config, socketDir: string, log?: Logger): Promise<BackrestPaths> {
   const p = backrestPaths(cfg);
@@ -39,10 +40,10 @@ export async function ensureBackrestConf(cfg: Config, socketDir: string, log?: L
     await writeBackrestConf(cfg, socketDir, p);
     written = p.conf;
   }
-  if (cfg.backup.repo_host && !existsSync(backrestTlsFiles(p).certFile)) {
+  if (cfg.backup.repo_host) {
     const ca = new SecretsStore(cfg.state_dir).get()?.ca;
     if (ca) await ensureBackrestCert(cfg, p, ca, defaultHosts(cfg), log, Date.now());
-    else log?.warn(`[backup] repo_host: no cluster CA in ${cfg.state_dir} yet, so no pgBackRest certificate to reach the repository host with`);
+    else if (!existsSync(backrestTlsFiles(p).certFile)) log?.warn(`[backup] repo_host: no cluster CA in ${cfg.state_dir} yet, so no pgBackRest certificate to reach the repository host with`);
   }
   return p;
 }

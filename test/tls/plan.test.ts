@@ -29,19 +29,36 @@ describe("renewal (time passed in)", () => {
   const want = sanList(["10.0.0.2", "127.0.0.1"]);
   const good: CertFacts = { notBeforeMs: T0 - BACKDATE_MS, notAfterMs: T0 + NODE_CERT_LIFETIME_MS, sans: want, signedByCa: true, keyMatches: true };
 
-  test("kept while more than RENEW_BEFORE remains, renewed from then on, and when expired", () => {
+  test("kept while more than RENEW_BEFORE (a third of its 90 days) remains, renewed from then on", () => {
+    expect(RENEW_BEFORE_MS * 3).toBe(NODE_CERT_LIFETIME_MS);
     expect(renewal(T0, good, want)).toEqual({ renew: false });
     const lastKeep = good.notAfterMs - RENEW_BEFORE_MS - 1;
     expect(renewal(lastKeep, good, want)).toEqual({ renew: false });
     expect(renewal(lastKeep + 1, good, want)).toEqual({ renew: true, reason: "expires in 30 day(s)" });
+  });
+
+  test("expired: replaced", () => {
+    expect(renewal(good.notAfterMs, good, want)).toEqual({ renew: true, reason: "expired" });
     expect(renewal(good.notAfterMs + DAY, good, want)).toEqual({ renew: true, reason: "expired" });
   });
 
-  test("missing, foreign, mismatched, not yet valid, or missing an address: replaced", () => {
+  test("missing: issued", () => {
     expect(renewal(T0, null, want)).toEqual({ renew: true, reason: "no certificate yet" });
+  });
+
+  test("signed by another CA (the cluster CA changed): replaced", () => {
     expect(renewal(T0, { ...good, signedByCa: false }, want)).toEqual({ renew: true, reason: "not signed by the cluster CA" });
+  });
+
+  test("a key that is not the certificate's: replaced", () => {
     expect(renewal(T0, { ...good, keyMatches: false }, want)).toEqual({ renew: true, reason: "the key does not match the certificate" });
+  });
+
+  test("not valid yet (the clock went back): replaced", () => {
     expect(renewal(good.notBeforeMs - 1, good, want)).toMatchObject({ renew: true, reason: expect.stringContaining("not valid yet") });
+  });
+
+  test("an address it does not name: replaced", () => {
     expect(renewal(T0, good, sanList(["10.0.0.2", "127.0.0.1", "10.0.0.9"]))).toEqual({ renew: true, reason: "does not name IP:10.0.0.9" });
   });
 
