@@ -1,7 +1,8 @@
 // What the primary does for the archive every round: create the stanza once per cluster (system
 // identifier), and start the scheduled backups ([backup] full_every_hours / incr_every_hours) in the
 // background, so a long backup never holds the monitoring loop; they run where `pgherd backup` does
-// (a healthy standby, backup-action.ts). Every node keeps its pgBackRest TLS server running.
+// (a healthy standby, backup-action.ts). Every node keeps its pgBackRest TLS server running. With a
+// repository host the primary also reads that host's certificate once a day (repo-cert-watch.ts).
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { type BackupInfo, type BackupType, stanzaInfo, takeBackup } from "./backups.ts";
@@ -9,6 +10,7 @@ import { dueBackup, lastBackups } from "./schedule.ts";
 import { backrest, backrestBin, backrestPaths, type BackrestPaths } from "./pgbackrest.ts";
 import type { ClusterCa } from "../store/cluster-secrets.ts";
 import { BackrestServer } from "./tls-server.ts";
+import { RepoCertWatch } from "./repo-cert-watch.ts";
 
 const RETRY_MS = 60_000;
 /** stanza-create is cheap and archiving waits for it (a repository host that starts later, a shared mount). */
@@ -26,6 +28,7 @@ export class ArchiveKeeper {
   private stanzaRun: Promise<void> | null = null;
   private scheduling: Promise<void> | null = null;
   private readonly server: BackrestServer | null;
+  private readonly repoCert: RepoCertWatch | null;
 
   /** `route`: where a scheduled backup runs (the agent's, as `pgherd backup`); null: on this primary. */
   constructor(private readonly cfg: Config, private readonly log: Logger, private readonly ca: () => ClusterCa | undefined = () => undefined,
@@ -34,6 +37,7 @@ export class ArchiveKeeper {
     // Only for backups from a standby, or taken by a repository host: the server runs SQL as the
     // superuser for any cluster-CA client.
     this.server = this.p && (cfg.backup.from_standby || cfg.backup.repo_host) ? new BackrestServer(cfg, this.p, log) : null;
+    this.repoCert = this.p && cfg.backup.repo_host ? new RepoCertWatch(cfg.backup.repo_host, cfg.backup.repo_host_port, log, now) : null;
   }
 
   /** The agent stops: so does the pgBackRest TLS server. */
@@ -55,6 +59,7 @@ export class ArchiveKeeper {
       this.wasPrimary = true;
       this.infoAt = 0;
     }
+    if (primary) this.repoCert?.maintain(this.ca());
     if (!p || !primary || this.now() < this.retryAt) return;
     if (this.stanzaFor !== systemId) {
       // In the background: an unreachable repository host makes it wait (io-timeout), never the round.

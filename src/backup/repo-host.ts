@@ -11,6 +11,7 @@
 // to a path that is not its cluster (on hosts that share a filesystem, to another node's server;
 // that is how "unable to find primary cluster" came about), so a node laid out differently is
 // listed as host=data_dir.
+import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { parseHostPort } from "../config/hostport.ts";
@@ -107,8 +108,11 @@ export function renderRepoHostConf(cfg: Pick<Config, "cluster" | "postgres" | "b
   ].join("\n");
 }
 
-/** The files `repo-cert` writes into `out` (0700): ca.crt, pgbackrest.crt, pgbackrest.key (0600, written once, never through a link). */
-export async function writeRepoHostCert(ca: ClusterCa, host: string, out: string, owner: Owner, now: number): Promise<BackrestTlsFiles> {
+/**
+ * The files `repo-cert` writes into `out` (0700): ca.crt, pgbackrest.crt, pgbackrest.key (0600,
+ * written once, never through a link); `notAfterMs`: when the certificate ends (NODE_CERT_LIFETIME_MS).
+ */
+export async function writeRepoHostCert(ca: ClusterCa, host: string, out: string, owner: Owner, now: number): Promise<BackrestTlsFiles & { notAfterMs: number }> {
   if (!sanList([host]).length) throw new BackrestError(`--host ${JSON.stringify(host)} is not an IP address or DNS name`, null);
   const issued = issueNodeCert(ca, CLIENT_CN, backrestSans([host]), now);
   await ensureDir(out, 0o700, owner);
@@ -120,5 +124,5 @@ export async function writeRepoHostCert(ca: ClusterCa, host: string, out: string
   } finally {
     await d.close();
   }
-  return { caFile: join(out, "ca.crt"), certFile: join(out, "pgbackrest.crt"), keyFile: join(out, "pgbackrest.key") };
+  return { caFile: join(out, "ca.crt"), certFile: join(out, "pgbackrest.crt"), keyFile: join(out, "pgbackrest.key"), notAfterMs: Date.parse(new X509Certificate(issued.cert).validTo) };
 }

@@ -1,7 +1,7 @@
 // `pgherd backup [--type full|diff|incr]`: asks the agent (which asks the leader) for a pgBackRest
 // backup; the leader runs it on a healthy standby, else on the primary (src/backup/backup-action.ts).
 // `pgherd backup ls`: the backups in the repository, read with the config the agent wrote (where an
-// agent runs, as root or as postgres.os_user).
+// agent runs, as root or as postgres.os_user), and with a repository host when its certificate ends.
 import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { stanzaInfo, type BackupType } from "../backup/backups.ts";
@@ -9,6 +9,8 @@ import { backrestPaths } from "../backup/pgbackrest.ts";
 import { nodeHosts, renderRepoHostConf, repoHostBackupRefusal, type RepoNode, writeRepoHostCert } from "../backup/repo-host.ts";
 import { processIo, repoHostOf, walPush } from "../backup/wal-push.ts";
 import { repoHostAnswers } from "../backup/pgbackrest.ts";
+import { repoHostCertStatus } from "../backup/repo-cert-watch.ts";
+import { RENEW_BEFORE_MS } from "../tls/plan.ts";
 import { SecretsStore } from "../store/cluster-secrets.ts";
 import { loadConfigAsCaller } from "./root-config.ts";
 import { createLogger } from "../log.ts";
@@ -23,7 +25,7 @@ export const backupCommand = (ctx: CliContext) =>
     args: {
       ...apiArgs,
       ...tokenArg,
-      action: { type: "positional", required: false, description: "ls: list the backups; repo-cert: sign the repository host's certificate (--host, --out)" },
+      action: { type: "positional", required: false, description: "ls: list the backups (and when the repository host's certificate ends); repo-cert: sign the repository host's certificate (--host, --out)" },
       segment: { type: "positional", required: false, description: "wal-push: the WAL file's path (PostgreSQL's %p)" },
       host: { type: "string", description: "repo-cert: the repository host's address or DNS name (default: [backup] repo_host)" },
       out: { type: "string", valueHint: "dir", description: "repo-cert: directory to write ca.crt, pgbackrest.crt, pgbackrest.key (0600) into" },
@@ -55,6 +57,10 @@ export const backupCommand = (ctx: CliContext) =>
           const on = b.node ? `  on ${b.node} (${b.fromStandby ? "standby" : "primary"})` : "";
           ctx.out(`${b.label}  ${b.type.padEnd(4)}  ${new Date(b.stop * 1000).toISOString()}  wal ${b.walStart}..${b.walStop}  ${b.sizeBytes} bytes (${b.repoBytes} in the repository)${on}\n`);
         }
+        if (cfg.backup.repo_host) {
+          const s = await repoHostCertStatus(cfg, p, Date.now());
+          ctx.out(`${s.warn ? "WARNING: " : ""}${s.text}\n`);
+        }
         return;
       }
       if (args.action === "repo-cert") {
@@ -73,7 +79,8 @@ export const backupCommand = (ctx: CliContext) =>
         const files = await writeRepoHostCert(ca, host, args.out, { uid, gid }, Date.now());
         const remote = args["remote-dir"] || args.out;
         const at = (f: string) => `${remote.replace(/\/+$/, "")}/${f.split("/").pop()}`;
-        process.stderr.write(`wrote ${files.caFile}, ${files.certFile}, ${files.keyFile} (0600): copy them to ${host}:${remote}/, owned by the user that runs pgbackrest there\n`);
+        process.stderr.write(`wrote ${files.caFile}, ${files.certFile}, ${files.keyFile} (0600): copy them to ${host}:${remote}/, owned by the user that runs pgbackrest there\n` +
+          `the certificate is valid until ${new Date(files.notAfterMs).toISOString()}: run repo-cert again before then, copy the files and reload pgbackrest server there (SIGHUP); the primary's agent warns from ${RENEW_BEFORE_MS / 86_400_000} days before\n`);
         return ctx.out(renderRepoHostConf(cfg, p.stanza, nodes, { caFile: at(files.caFile), certFile: at(files.certFile), keyFile: at(files.keyFile) }));
       }
       if (args.action) throw new CliExit(EXIT_USAGE, `pgherd backup: unknown action ${JSON.stringify(args.action)} (ls, repo-cert, wal-push)`);

@@ -165,6 +165,8 @@ describe("repo-cert", () => {
       expect(c.subjectAltName).toContain("DNS:10.0.0.9");
       expect(c.verify(new X509Certificate(ca.cert).publicKey)).toBe(true);
       expect(readFileSync(f.caFile, "utf8")).toBe(ca.cert);
+      expect(f.notAfterMs).toBe(Date.parse(c.validTo)); // repo-cert prints it
+      expect(f.notAfterMs).toBeGreaterThan(Date.now() + 89 * 86_400_000);
       await expect(writeRepoHostCert(ca, "not a host", out, me, Date.now())).rejects.toThrow(/not an IP address or DNS name/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
