@@ -2,10 +2,12 @@
 // caused, kept on every node: entries travel over the mesh and merge by id, so any agent can
 // show the whole history. With a shared store (etcd) the `history` key holds the cluster's latest
 // HISTORY_IN_STORE entries: the leader merges what it knows into it by compare-and-swap, every
-// node merges what it reads there.
+// node merges what it reads there. Each entry carries the cluster's failover count as of it
+// (core/failovers.ts), so pgherd_failovers_total never falls as old failovers are trimmed.
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
+import { failoverCount, withFailoverCounts } from "../core/failovers.ts";
 import { readJsonSync, writeJsonDurable } from "../store/durable.ts";
 import type { StateSlot } from "./cluster-state.ts";
 
@@ -21,6 +23,8 @@ export const HistoryEntrySchema = z.object({
   newPrimary: z.string().max(64).nullable(),
   timeline: z.number().int().nullable(),
   lsn: z.string().max(17).nullable(),
+  /** The cluster's failovers up to and including this entry (absent from an older pgherd's entries). */
+  failovers: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 export type HistoryEntry = z.infer<typeof HistoryEntrySchema>;
 
@@ -53,11 +57,13 @@ export class History {
     private readonly write: (file: string, value: unknown, mode: number) => Promise<void> = writeJsonDurable,
   ) {
     this.file = join(stateDir, "history.json");
-    this.entries = readJsonSync(this.file, z.array(HistoryEntrySchema)) ?? [];
+    this.entries = withFailoverCounts((readJsonSync(this.file, z.array(HistoryEntrySchema)) ?? []).sort(byTime));
   }
 
+  /** Records `e` now, stamped with the cluster's failover count (one more for a failover). */
   add(e: Omit<HistoryEntry, "id" | "at">): HistoryEntry {
-    const entry = { id: randomUUID(), at: new Date().toISOString(), ...e };
+    const failovers = failoverCount(this.entries) + (e.kind === "failover" ? 1 : 0);
+    const entry = { ...e, id: randomUUID(), at: new Date().toISOString(), failovers };
     this.merge([entry]);
     return entry;
   }
@@ -67,7 +73,8 @@ export class History {
     const known = new Set(this.entries.map((e) => e.id));
     const fresh = incoming.filter((e) => !known.has(e.id));
     if (fresh.length === 0) return false;
-    this.entries = [...this.entries, ...fresh].sort(byTime).slice(-MAX);
+    // Stamped before the trim: the failovers trimmed away stay counted in the entries after them.
+    this.entries = withFailoverCounts([...this.entries, ...fresh].sort(byTime)).slice(-MAX);
     this.persist();
     return true;
   }

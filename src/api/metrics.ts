@@ -1,6 +1,7 @@
 // GET /metrics: Prometheus text exposition format 0.0.4, written by hand (it is small).
 // Cluster-wide series (lag per standby) come from the leader only, so they are not duplicated.
 import type { ClusterView } from "../core/cluster-view.ts";
+import { failoverCount } from "../core/failovers.ts";
 import type { NodePostgres } from "../core/node-status.ts";
 import { describe } from "./health.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
@@ -48,7 +49,7 @@ export function renderMetrics(m: MetricsInput): string {
   put("pgherd_leaderships_won_total", "counter", "Times this node gained a valid lease.", one(c.leadershipsWon));
   put("pgherd_leases_lost_total", "counter", "Times this node lost its lease while leading.", one(c.leasesLost));
   put("pgherd_fencing_events_total", "counter", "Times this node fenced its PostgreSQL.", one(c.fences));
-  put("pgherd_failovers_total", "counter", "Failovers in the cluster history.", one(m.history.filter((h) => h.kind === "failover").length));
+  put("pgherd_failovers_total", "counter", "Failovers the cluster has had (carried by its replicated history; trimming old entries does not lower it).", one(failoverCount(m.history)));
   put("pgherd_loop_duration_seconds", "gauge", "Duration of the last PostgreSQL monitoring round.", one(c.loopMs / 1000));
   put("pgherd_loops_total", "counter", "PostgreSQL monitoring rounds run.", one(c.loops));
   put("pgherd_peers_connected", "gauge", "Authenticated mesh peers connected.", one(s.peers.filter((p) => p.connected).length));
