@@ -14,6 +14,21 @@ export function error(status: number, message: string, headers: Record<string, s
   return json({ ok: false, error: message }, status, headers);
 }
 
+/**
+ * What every answer of the API carries, set once as it leaves (server.ts): `nosniff`, so that no
+ * browser reads a JSON or text answer as HTML or script.
+ */
+export function withCommonHeaders(res: Response): Response {
+  res.headers.set("x-content-type-options", "nosniff");
+  return res;
+}
+
+/** An answer chosen by the request's Accept header: a cache must not serve it for another. */
+export function varyOnAccept(res: Response): Response {
+  res.headers.append("vary", "Accept");
+  return res;
+}
+
 export class HttpError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);

@@ -13,7 +13,7 @@ import { ACTION_ROUTES, actionRoute, carriesToken, runAction } from "./actions.t
 import type { HistoryEntry } from "./actions-contract.ts";
 import { EventHub } from "./events.ts";
 import { checkHealth, describe, HEALTH_PATHS, parseHealthQuery } from "./health.ts";
-import { error, hostProblem, json, MAX_BODY_BYTES } from "./http.ts";
+import { error, hostProblem, json, MAX_BODY_BYTES, varyOnAccept, withCommonHeaders } from "./http.ts";
 import { METRICS_TYPE, renderMetrics } from "./metrics.ts";
 import { patroniCluster, patroniNode, replicaSyncKeys } from "./patroni.ts";
 import { healthFacts, type ApiSource } from "./source.ts";
@@ -96,7 +96,9 @@ export function startApi(opts: ApiOptions): ApiServer {
     const path = url.pathname;
     const m = req.method;
 
-    if (path === "/" && m === "GET" && (req.headers.get("accept") ?? "").includes("text/html")) return dashboard();
+    // `/` is the dashboard for a browser and the primary check for anything else: both say so (Vary).
+    if (path === "/" && m === "GET" && (req.headers.get("accept") ?? "").includes("text/html")) return varyOnAccept(dashboard());
+    if (path === "/" && (m === "GET" || STATUS_ONLY.has(m))) return varyOnAccept(await health(path, url, m, source));
     if (HEALTH_PATHS.has(path) && (m === "GET" || STATUS_ONLY.has(m))) return health(path, url, m, source);
     const kind = actionRoute(m, path);
     // A backup takes as long as it takes: the idle timeout is lifted once the request is authorized.
@@ -139,15 +141,15 @@ export function startApi(opts: ApiOptions): ApiServer {
     ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     fetch: async (req, srv) => {
       try {
-        return await handle(req, srv);
+        return withCommonHeaders(await handle(req, srv));
       } catch (e) {
         log.error(`api: ${req.method} ${rawPath(req.url).slice(0, 200)}: ${(e as Error).stack ?? e}`);
-        return error(500, "internal error (logged by the agent)");
+        return withCommonHeaders(error(500, "internal error (logged by the agent)"));
       }
     },
     error: (e) => {
       log.error(`api: ${e.message}`);
-      return error(500, "internal error (logged by the agent)");
+      return withCommonHeaders(error(500, "internal error (logged by the agent)"));
     },
   });
   try {

@@ -11,8 +11,8 @@ const asText = (x: unknown, name: string): string => {
   return x;
 };
 
+// (nosniff goes on every answer of the API: http.ts withCommonHeaders)
 const SECURITY = {
-  "x-content-type-options": "nosniff",
   "referrer-policy": "no-referrer",
   "cache-control": "no-cache",
 };
