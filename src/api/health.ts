@@ -5,7 +5,9 @@
 // primary (Patroni answers 200 for the lock holder alone), and a `lag` limit with an unknown lag
 // (no leader report) answers 503 (Patroni ignores the limit then). Wider in one: /sync also counts
 // quorum standbys (sync_state quorum, what pgherd's `ANY k (...)` makes), where Patroni in quorum
-// mode answers /sync 503 and only /quorum 200; /quorum itself is Patroni's.
+// mode answers /sync 503 and only /quorum 200; /quorum itself is Patroni's. Looser in one:
+// /liveness answers 200 whenever the agent answers, where Patroni's also wants its HA loop to have
+// run within ttl (a clone holds pgherd's monitoring rounds for hours; docs/api.md).
 import { parseLag, type Lag } from "./lag.ts";
 import type { HealthFacts } from "./source.ts";
 
