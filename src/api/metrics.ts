@@ -1,5 +1,8 @@
 // GET /metrics: Prometheus text exposition format 0.0.4, written by hand (it is small).
 // Cluster-wide series (lag per standby) come from the leader only, so they are not duplicated.
+// Per-member series carry the member's node id beside its name (two members may share a name),
+// and a label set already written for a metric is never written again: one duplicate series makes
+// Prometheus reject the whole scrape.
 import type { ClusterView } from "../core/cluster-view.ts";
 import { failoverCount } from "../core/failovers.ts";
 import type { NodePostgres } from "../core/node-status.ts";
@@ -28,7 +31,14 @@ export interface MetricsInput {
 export function renderMetrics(m: MetricsInput): string {
   const out: string[] = [];
   const put = (name: string, type: "gauge" | "counter", help: string, samples: Sample[]) => {
-    const lines = samples.filter(([, v]) => typeof v === "number" && Number.isFinite(v)).map(([l, v]) => `${name}${labels(l)} ${v}`);
+    const seen = new Set<string>();
+    const lines: string[] = [];
+    for (const [l, v] of samples) {
+      const series = `${name}${labels(l)}`;
+      if (typeof v !== "number" || !Number.isFinite(v) || seen.has(series)) continue;
+      seen.add(series);
+      lines.push(`${series} ${v}`);
+    }
     if (lines.length === 0) return;
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...lines);
   };
@@ -76,10 +86,10 @@ export function renderMetrics(m: MetricsInput): string {
     }
   }
   const standbys = m.view?.members.filter((x) => x.role === "standby") ?? [];
-  put("pgherd_replication_lag_bytes", "gauge", "Replay lag of each standby behind the primary, in bytes (exported by the leader).", standbys.map((x) => [{ standby: x.name }, x.lagBytes]));
-  put("pgherd_replication_lag_seconds", "gauge", "Replay lag of each standby as the primary measures it, in seconds (exported by the leader).", standbys.map((x) => [{ standby: x.name }, x.lagSeconds]));
-  put("pgherd_member_pending_restart", "gauge", "1 for each cluster member whose PostgreSQL has settings waiting for a restart (exported by the leader).", (m.view?.members ?? []).filter((x) => x.role !== "witness").map((x) => [{ member: x.name }, bool((x.pendingRestart?.length ?? 0) > 0)]));
-  put("pgherd_member_up", "gauge", "1 for each cluster member that is reachable and running (exported by the leader).", (m.view?.members ?? []).map((x) => [{ member: x.name, role: x.role, state: x.state }, bool(x.state === "running" || x.state === "streaming")]));
+  put("pgherd_replication_lag_bytes", "gauge", "Replay lag of each standby behind the primary, in bytes (exported by the leader).", standbys.map((x) => [{ standby: x.name, node_id: x.id }, x.lagBytes]));
+  put("pgherd_replication_lag_seconds", "gauge", "Replay lag of each standby as the primary measures it, in seconds (exported by the leader).", standbys.map((x) => [{ standby: x.name, node_id: x.id }, x.lagSeconds]));
+  put("pgherd_member_pending_restart", "gauge", "1 for each cluster member whose PostgreSQL has settings waiting for a restart (exported by the leader).", (m.view?.members ?? []).filter((x) => x.role !== "witness").map((x) => [{ member: x.name, node_id: x.id }, bool((x.pendingRestart?.length ?? 0) > 0)]));
+  put("pgherd_member_up", "gauge", "1 for each cluster member that is reachable and running (exported by the leader).", (m.view?.members ?? []).map((x) => [{ member: x.name, node_id: x.id, role: x.role, state: x.state }, bool(x.state === "running" || x.state === "streaming")]));
 
   const rejects = (kind: string, counts: Record<string, number>) => put(`pgherd_${kind}_rejects_total`, "counter", `Rejected ${kind} input by reason.`, Object.entries(counts).map(([reason, n]) => [{ reason }, n]));
   rejects("beacon", s.rejects.beacon);
