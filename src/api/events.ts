@@ -6,6 +6,9 @@ import { error } from "./http.ts";
 
 const MAX_QUEUED = 20;
 
+/** How often a snapshot is sent; each one says so (`intervalMs`), and the dashboard calls itself stale after a few missed (web/live.js). */
+export const EVENTS_INTERVAL_MS = 1000;
+
 /** Streams one client address may hold open: one address cannot take every stream from the others. */
 const PER_ADDRESS = 4;
 
@@ -16,7 +19,7 @@ export class EventHub {
   private busy = false;
   private readonly enc = new TextEncoder();
 
-  constructor(private readonly snapshot: () => Promise<unknown>, private readonly log: Logger, private readonly intervalMs = 1000, private readonly maxClients = 16) {}
+  constructor(private readonly snapshot: () => Promise<unknown>, private readonly log: Logger, private readonly intervalMs = EVENTS_INTERVAL_MS, private readonly maxClients = 16) {}
 
   /**
    * The SSE response for a client at `addr`, or a 503: PER_ADDRESS streams from that address are

@@ -11,7 +11,7 @@ import { CappedFront } from "../net/capped-front.ts";
 import { RejectLog } from "../net/rejects.ts";
 import { ACTION_ROUTES, actionRoute, carriesToken, runAction } from "./actions.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
-import { EventHub } from "./events.ts";
+import { EVENTS_INTERVAL_MS, EventHub } from "./events.ts";
 import { checkHealth, describe, HEALTH_PATHS, parseHealthQuery } from "./health.ts";
 import { error, hostProblem, json, MAX_BODY_BYTES, varyOnAccept, withCommonHeaders } from "./http.ts";
 import { METRICS_TYPE, renderMetrics } from "./metrics.ts";
@@ -56,7 +56,8 @@ export function startApi(opts: ApiOptions): ApiServer {
   const rejects = new RejectLog(log);
   const token = opts.config?.api.token ?? "";
   const history = async () => (source.history ? await source.history() : []);
-  const events = new EventHub(async () => snapshot(source, await history()), log, opts.eventsIntervalMs);
+  const eventsIntervalMs = opts.eventsIntervalMs ?? EVENTS_INTERVAL_MS;
+  const events = new EventHub(async () => snapshot(source, await history(), eventsIntervalMs), log, eventsIntervalMs);
 
   const names = [os.hostname(), ...(opts.config ? [opts.config.node_name] : [])];
 
@@ -223,9 +224,9 @@ async function metrics(source: ApiSource, history: readonly HistoryEntry[], apiR
   return renderMetrics({ status: s, facts: healthFacts(s), view, history, apiRejects });
 }
 
-/** What the dashboard gets every second. */
-async function snapshot(source: ApiSource, history: readonly HistoryEntry[]): Promise<unknown> {
+/** What the dashboard gets every `intervalMs` (stated in it: the dashboard judges staleness by it). */
+async function snapshot(source: ApiSource, history: readonly HistoryEntry[], intervalMs: number): Promise<unknown> {
   const s = source.status();
   const cluster = await source.clusterView();
-  return { at: new Date().toISOString(), node: s, cluster, history };
+  return { at: new Date().toISOString(), intervalMs, node: s, cluster, history };
 }

@@ -4,6 +4,7 @@
 import indexHtml from "./web/index.html" with { type: "text" };
 import styleCss from "./web/style.css" with { type: "text" };
 import appJs from "./web/app.js" with { type: "text" };
+import liveJs from "./web/live.js" with { type: "text" };
 import { error } from "./http.ts";
 
 const asText = (x: unknown, name: string): string => {
@@ -20,6 +21,7 @@ const SECURITY = {
 const ASSETS: Readonly<Record<string, { body: string; type: string }>> = {
   "/ui/style.css": { body: asText(styleCss, "style.css"), type: "text/css; charset=utf-8" },
   "/ui/app.js": { body: asText(appJs, "app.js"), type: "text/javascript; charset=utf-8" },
+  "/ui/live.js": { body: asText(liveJs, "live.js"), type: "text/javascript; charset=utf-8" },
 };
 const PAGE = asText(indexHtml, "index.html");
 

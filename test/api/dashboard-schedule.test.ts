@@ -1,5 +1,6 @@
-// The dashboard shows a scheduled switchover and cancels it (DELETE /switchover with the token), in
-// headless Chromium against a real API server whose source is a fake: the agent is not the point.
+// The dashboard shows a scheduled switchover and cancels it (DELETE /switchover with the token), and
+// its badge says stale once snapshots stop coming (web/live.js), in headless Chromium against a real
+// API server whose source is a fake: the agent is not the point.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { startApi, type ApiServer } from "../../src/api/server.ts";
@@ -25,8 +26,13 @@ const scheduled = { at: "2026-12-01T17:00:00.000Z", to: "n3", requestedAt: "2026
 
 describe.skipIf(skip !== null)("dashboard: scheduled switchover", () => {
   let view: ClusterView = clusterView({ members: [n1] });
+  /** While set, snapshots wait for it (the agent's side goes silent). */
+  let hold: Promise<void> | null = null;
   const source = fakeSource({ answer: () => ({ status: 200, ok: true, message: "scheduled switchover cancelled" }) });
-  source.clusterView = async () => ({ source: "leader", view });
+  source.clusterView = async () => {
+    await hold;
+    return { source: "leader", view };
+  };
   let api: ApiServer;
   let browser: Browser | undefined;
   let page: Page;
@@ -68,6 +74,22 @@ describe.skipIf(skip !== null)("dashboard: scheduled switchover", () => {
     view = clusterView({ members: [n1] });
     await page.locator("#sum-scheduled-row").waitFor({ state: "hidden", timeout: 10_000 });
     expect(await page.locator("#btn-cancel-switchover").isDisabled()).toBe(true);
+    expect(problems).toEqual([]);
+  }, 60_000);
+
+  test("the badge says stale while the open stream carries no snapshot, live again when they come", async () => {
+    await page.locator("#conn", { hasText: /^live$/ }).waitFor({ timeout: 10_000 });
+    let release = () => {};
+    hold = new Promise<void>((r) => (release = r));
+    try {
+      // Snapshots every 100 ms: stale after 500 ms without one.
+      await page.locator("#conn", { hasText: /^stale: no update for \d/ }).waitFor({ timeout: 10_000 });
+      expect(await page.locator("#conn").getAttribute("class")).toBe("badge bad");
+    } finally {
+      hold = null;
+      release();
+    }
+    await page.locator("#conn", { hasText: /^live$/ }).waitFor({ timeout: 10_000 });
     expect(problems).toEqual([]);
   }, 60_000);
 });

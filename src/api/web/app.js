@@ -1,6 +1,6 @@
 // pgherd dashboard: renders the snapshots the agent streams on /events (server-sent events) and
-// sends token-protected actions to the same agent. Plain browser JavaScript, no build step.
-"use strict";
+// sends token-protected actions to the same agent. Plain browser JavaScript (a module), no build step.
+import { connBadge, DEFAULT_INTERVAL_MS, intervalOf } from "./live.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -166,24 +166,35 @@ function renderActions(members, view, node) {
 
 // ---------------------------------------------------------------- live updates
 
+// What the badge is judged from (live.js): "live" only while snapshots keep coming at the agent's pace.
+const conn = { startedAt: performance.now(), lastSnapshotAt: null, intervalMs: DEFAULT_INTERVAL_MS, stream: "connecting", renderError: null };
+
 function connect() {
   const es = new EventSource("/events");
-  es.addEventListener("open", () => setConn("live", "ok"));
+  es.addEventListener("open", () => { conn.stream = "open"; showConn(); });
   es.addEventListener("snapshot", (e) => {
     try {
-      render(JSON.parse(e.data));
-      setConn("live", "ok");
+      const snap = JSON.parse(e.data);
+      render(snap);
+      conn.intervalMs = intervalOf(snap);
+      conn.lastSnapshotAt = performance.now();
+      conn.renderError = null;
     } catch (err) {
-      setConn(`render error: ${err.message}`, "bad");
+      conn.renderError = String(err && err.message);
     }
+    showConn();
   });
-  es.addEventListener("error", () => setConn("reconnecting…", "warn"));
+  es.addEventListener("error", () => { conn.stream = "error"; showConn(); });
+  // A silent stream fires no event: the badge is judged again on a timer too.
+  setInterval(showConn, 250);
 }
 
-function setConn(text, cls) {
+function showConn() {
+  const b = connBadge({ ...conn, now: performance.now() });
   const c = $("conn");
-  c.textContent = text;
-  c.className = `badge ${cls}`;
+  if (c.textContent !== b.text) c.textContent = b.text;
+  c.className = `badge ${b.cls}`;
+  document.body.classList.toggle("stale", b.cls === "bad");
 }
 
 // ---------------------------------------------------------------- actions
