@@ -68,9 +68,13 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
       log.warn(`beacon from ${a.name} (${from.address}) announces a bad mesh address ${JSON.stringify(a.mesh)}: ${hp}`);
       return;
     }
-    // A wildcard mesh address means "where my beacon came from": good enough to dial (the handshake
-    // proves the expected id), never an address to trust.
-    const mesh_ = formatHostPort({ host: isWildcard(hp.host) ? from.address : hp.host, port: hp.port });
+    // A wildcard mesh address means "where my beacon came from". The datagram's source is not
+    // covered by the MAC, and a fresh beacon whose original was dropped (a forged flood spends the
+    // source budgets) can be re-sent from anywhere: once the peer's mesh connection authenticated,
+    // its remote IP is dialled instead, so such a copy cannot move the dial (and through a relay, the
+    // peer's authenticated address) elsewhere. Before that, the source is only an invitation: the
+    // handshake proves the expected id.
+    const mesh_ = formatHostPort({ host: isWildcard(hp.host) ? (authenticated.get(a.nodeId) ?? from.address) : hp.host, port: hp.port });
     const vote = Array.isArray(a.extra.vote) && a.extra.vote.every((v) => typeof v === "string") ? (a.extra.vote as string[]) : null;
     const { isNew, left } = peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh: mesh_, address: authenticated.get(a.nodeId) ?? "", vote, member: a.extra.member === true });
     if (isNew) log.info(`discovered ${a.name} (${a.nodeId}, ${a.role}) at ${mesh_}`);

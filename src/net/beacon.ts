@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import os from "node:os";
 import type { Logger } from "../log.ts";
-import { formatHostPort, isWildcardHost, parseHostPort, type HostPort } from "./addr.ts";
+import { formatHostPort, parseHostPort, type HostPort } from "./addr.ts";
 import { decodeAnnouncement, encodeAnnouncement, type Announcement, type BeaconRole } from "./beacon-codec.ts";
 import { RejectLog } from "./rejects.ts";
 import { ReplayCache } from "./replay-cache.ts";
@@ -18,7 +18,7 @@ export interface BeaconOptions {
   bindHost?: string; // default 0.0.0.0
   broadcast: string[]; // destination broadcast addresses
   peers: string[]; // static unicast destinations "host" or "host:port"
-  meshAddr: () => string; // "host:port" to announce; a wildcard host is replaced by the datagram's source
+  meshAddr: () => string; // "host:port" to announce; a wildcard host is passed on as such (the receiver decides what to dial)
   intervalMs: number; maxAgeMs: number; // maxAgeMs: accepted |ts - now| and replay window
   // Announcements stamped earlier are refused (wall-clock ms; default: when start() ran). The replay
   // cache lives in memory, so this is what stops datagrams recorded before a restart from being replayed.
@@ -186,15 +186,13 @@ export class Beacon {
     }
     // Keep each nonce until its ts can no longer pass the freshness check above.
     if (!this.replays.add(`${a.nodeId}/${a.nonce}`, a.ts + this.o.maxAgeMs)) return refuse("replay", `nonce of ${a.nodeId} seen before`);
-    let mesh = a.mesh;
     try {
-      const hp = parseHostPort(a.mesh);
-      if (isWildcardHost(hp.host)) mesh = formatHostPort(from.address, hp.port);
+      parseHostPort(a.mesh);
     } catch {
       return refuse("malformed", `bad mesh address from ${a.nodeId}`);
     }
     this.nAccepted++;
-    this.o.onAnnouncement({ ...a, mesh }, from);
+    this.o.onAnnouncement(a, from);
     return undefined;
   }
 }

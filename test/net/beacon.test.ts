@@ -67,8 +67,10 @@ describe("beacon", () => {
     const fromB = a.seen[0]!.a;
     expect(fromB).toMatchObject({ cluster: CLUSTER, nodeId: nid("node-b"), name: "name-node-b", role: "witness", mesh: "127.0.0.9:7002", extra: { bootstrapped: true } });
     expect(fromB.nonce).toMatch(/^[0-9a-f]{32}$/);
-    // A wildcard mesh host is replaced by the datagram's source address.
-    expect(b.seen[0]!.a.mesh).toBe("127.0.0.1:7001");
+    // A wildcard mesh host is passed on as signed: the receiver's transport decides what to dial
+    // (test/security/beacon-replay.test.ts), the datagram's source comes beside it.
+    expect(b.seen[0]!.a.mesh).toBe("0.0.0.0:7001");
+    expect(b.seen[0]!.from.address).toBe("127.0.0.1");
     expect(a.seen.every((s) => s.a.nodeId === nid("node-b"))).toBe(true);
     await waitFor(() => (a.beacon.rejects()["self"] ?? 0) > 0, 2000, "own broadcast looped back");
     expect(a.log.lines.filter((l) => l.startsWith("warn"))).toEqual([]);

@@ -34,13 +34,13 @@ async function freeTcpPort(): Promise<number> {
   return port;
 }
 
-/** One agent's transport (node id nid(label)): beacon on `port` announcing to `peers`, mesh on a free loopback port. */
-async function agent(label: string, port: number, peers: string[]) {
+/** One agent's transport (node id nid(label)): beacon on `port` announcing to `peers`, mesh on a free port (loopback, or `listenHost`). */
+async function agent(label: string, port: number, peers: string[], listenHost = "127.0.0.1") {
   const id = nid(label);
   const cfg = configSchema().parse({
     cluster: "replay", secret: SECRET, node_name: label, state_dir: "/nonexistent",
     discovery: { port, broadcast: [], peers, interval_ms: 100, max_age_ms: 30_000 },
-    mesh: { listen: `127.0.0.1:${await freeTcpPort()}` },
+    mesh: { listen: `${listenHost}:${await freeTcpPort()}` },
   });
   const table = new PeerTable(30_000);
   const t = createTransport(cfg, id, table, memoryLogger(), { onMessage: () => {}, onPeerUp: () => {}, onPeerDown: () => {}, beaconExtra: () => ({}) });
@@ -98,4 +98,24 @@ test("a peer that comes back at another mesh address is no longer dialled at the
   const now = `127.0.0.1:${s2.mesh.address().port}`;
   await waitFor(() => r.peer("s")?.mesh === now && r.peer("s")?.connected === true, 3000, "r connected to s at its new address");
   await waitFor(() => r.mesh.dialling().join() === now, 3000, `r dials ${now} only`);
+});
+
+test("a fresh beacon of a connected peer that announces a wildcard, sent from another address: the peer is still dialled where its connection authenticated", async () => {
+  const [ps, pr] = [await freeUdpPort(), await freeUdpPort()];
+  const s = await agent("s", ps, [`127.0.0.1:${pr}`], "0.0.0.0");
+  const r = await agent("r", pr, [`127.0.0.1:${ps}`]);
+  const port = s.mesh.address().port;
+  const real = `127.0.0.1:${port}`;
+  await waitFor(() => r.peer("s")?.connected === true && r.peer("s")?.mesh === real && r.mesh.dialling().join() === real, 3000, "r connected to s, dialling it at its beacons' source");
+  // What a flood of forged failures from s's address makes possible: s's genuine beacon dropped
+  // unverified, its copy re-sent from the attacker's address (here: a fresh one, as r has not seen it).
+  const attacker = await udp("127.0.0.99");
+  const accepted = r.beacon.accepted();
+  for (let i = 0; i < 3; i++) {
+    attacker.send(encodeAnnouncement(SECRET, { cluster: "replay", nodeId: nid("s"), name: "s", mesh: `0.0.0.0:${port}`, role: "database", ts: Date.now(), extra: {} }), pr, "127.0.0.1");
+  }
+  await waitFor(() => r.beacon.accepted() >= accepted + 3, 3000, "the copies accepted");
+  expect(r.peer("s")?.mesh).toBe(real);
+  expect(r.mesh.dialling()).toEqual([real]);
+  expect(r.peer("s")?.address).toBe("127.0.0.1");
 });
