@@ -70,11 +70,15 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
     }
     // A wildcard mesh address means "where my beacon came from". The datagram's source is not
     // covered by the MAC, and a fresh beacon whose original was dropped (a forged flood spends the
-    // source budgets) can be re-sent from anywhere: once the peer's mesh connection authenticated,
-    // its remote IP is dialled instead, so such a copy cannot move the dial (and through a relay, the
-    // peer's authenticated address) elsewhere. Before that, the source is only an invitation: the
-    // handshake proves the expected id.
-    const mesh_ = formatHostPort({ host: isWildcard(hp.host) ? (authenticated.get(a.nodeId) ?? from.address) : hp.host, port: hp.port });
+    // source budgets) can be re-sent from anywhere: while the peer is connected, such a beacon does
+    // not move where it is dialled (else the copy would replace the real address, and the next
+    // reconnect would go through the sender's relay, whose IP would then be the peer's
+    // authenticated address). A peer not connected is dialled at the source, as an invitation only:
+    // the handshake proves the expected id, and a renumbered peer is found again.
+    const known = isWildcard(hp.host) ? peers.list().find((p) => p.id === a.nodeId && p.connected) : undefined;
+    const knownHost = known ? parseHostPort(known.mesh) : undefined;
+    const host = !isWildcard(hp.host) ? hp.host : knownHost && typeof knownHost !== "string" ? knownHost.host : from.address;
+    const mesh_ = formatHostPort({ host, port: hp.port });
     const vote = Array.isArray(a.extra.vote) && a.extra.vote.every((v) => typeof v === "string") ? (a.extra.vote as string[]) : null;
     const { isNew, left } = peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh: mesh_, address: authenticated.get(a.nodeId) ?? "", vote, member: a.extra.member === true });
     if (isNew) log.info(`discovered ${a.name} (${a.nodeId}, ${a.role}) at ${mesh_}`);

@@ -100,7 +100,7 @@ test("a peer that comes back at another mesh address is no longer dialled at the
   await waitFor(() => r.mesh.dialling().join() === now, 3000, `r dials ${now} only`);
 });
 
-test("a fresh beacon of a connected peer that announces a wildcard, sent from another address: the peer is still dialled where its connection authenticated", async () => {
+test("a fresh beacon of a connected peer that announces a wildcard, sent from another address: the peer is still dialled where it was", async () => {
   const [ps, pr] = [await freeUdpPort(), await freeUdpPort()];
   const s = await agent("s", ps, [`127.0.0.1:${pr}`], "0.0.0.0");
   const r = await agent("r", pr, [`127.0.0.1:${ps}`]);
@@ -118,4 +118,21 @@ test("a fresh beacon of a connected peer that announces a wildcard, sent from an
   expect(r.peer("s")?.mesh).toBe(real);
   expect(r.mesh.dialling()).toEqual([real]);
   expect(r.peer("s")?.address).toBe("127.0.0.1");
+});
+
+test("a peer that announces a wildcard and comes back at another IP, unable to dial: found again at its beacons' source", async () => {
+  const [ps, pr] = [await freeUdpPort(), await freeUdpPort()];
+  const s1 = await agent("s", ps, [`127.0.0.1:${pr}`], "0.0.0.0");
+  const r = await agent("r", pr, [`127.0.0.1:${ps}`]);
+  await waitFor(() => r.peer("s")?.connected === true, 3000, "r connected to s");
+  await s1.stop();
+  await waitFor(() => r.peer("s")?.connected === false, 3000, "s down at r");
+  const s2 = await agent("s", await freeUdpPort(), [], "127.0.0.2"); // renumbered; it does not hear r, so it does not dial it
+  const port = s2.mesh.address().port;
+  const src = await udp("127.0.0.2");
+  const timer = setInterval(() => src.send(encodeAnnouncement(SECRET, { cluster: "replay", nodeId: nid("s"), name: "s", mesh: `0.0.0.0:${port}`, role: "database", ts: Date.now(), extra: {} }), pr, "127.0.0.1"), 100);
+  cleanup.push(() => clearInterval(timer));
+  await waitFor(() => r.peer("s")?.connected === true, 4000, "r reconnected to s at its new IP");
+  expect(r.peer("s")?.mesh).toBe(`127.0.0.2:${port}`);
+  expect(r.peer("s")?.address).toBe("127.0.0.2");
 });
