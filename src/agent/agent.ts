@@ -262,6 +262,10 @@ export class Agent {
     return this.historyLog.list();
   }
 
+  failovers(): number {
+    return this.historyLog.failovers();
+  }
+
   /** GET /config: the cluster-wide configuration this node stores, and its conflicts with pgherd.toml. */
   dynamicConfig(): DynamicView {
     return this.dynamic.view();

@@ -2,12 +2,10 @@
 // caused, kept on every node: entries travel over the mesh and merge by id, so any agent can
 // show the whole history. With a shared store (etcd) the `history` key holds the cluster's latest
 // HISTORY_IN_STORE entries: the leader merges what it knows into it by compare-and-swap, every
-// node merges what it reads there. Each entry carries the cluster's failover count as of it
-// (core/failovers.ts), so pgherd_failovers_total never falls as old failovers are trimmed.
+// node merges what it reads there.
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
-import { failoverCount, withFailoverCounts } from "../core/failovers.ts";
 import { readJsonSync, writeJsonDurable } from "../store/durable.ts";
 import type { StateSlot } from "./cluster-state.ts";
 
@@ -23,8 +21,6 @@ export const HistoryEntrySchema = z.object({
   newPrimary: z.string().max(64).nullable(),
   timeline: z.number().int().nullable(),
   lsn: z.string().max(17).nullable(),
-  /** The cluster's failovers up to and including this entry (absent from an older pgherd's entries). */
-  failovers: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 export type HistoryEntry = z.infer<typeof HistoryEntrySchema>;
 
@@ -50,6 +46,8 @@ export class History {
   private writing: Promise<void> | null = null;
   private dirty = false;
   private unsaved = false;
+  /** Failover entries trimmed from `entries` since the start (failovers()). */
+  private trimmedFailovers = 0;
 
   constructor(
     stateDir: string,
@@ -57,13 +55,11 @@ export class History {
     private readonly write: (file: string, value: unknown, mode: number) => Promise<void> = writeJsonDurable,
   ) {
     this.file = join(stateDir, "history.json");
-    this.entries = withFailoverCounts((readJsonSync(this.file, z.array(HistoryEntrySchema)) ?? []).sort(byTime));
+    this.entries = readJsonSync(this.file, z.array(HistoryEntrySchema)) ?? [];
   }
 
-  /** Records `e` now, stamped with the cluster's failover count (one more for a failover). */
   add(e: Omit<HistoryEntry, "id" | "at">): HistoryEntry {
-    const failovers = failoverCount(this.entries) + (e.kind === "failover" ? 1 : 0);
-    const entry = { ...e, id: randomUUID(), at: new Date().toISOString(), failovers };
+    const entry = { id: randomUUID(), at: new Date().toISOString(), ...e };
     this.merge([entry]);
     return entry;
   }
@@ -73,8 +69,11 @@ export class History {
     const known = new Set(this.entries.map((e) => e.id));
     const fresh = incoming.filter((e) => !known.has(e.id));
     if (fresh.length === 0) return false;
-    // Stamped before the trim: the failovers trimmed away stay counted in the entries after them.
-    this.entries = withFailoverCounts([...this.entries, ...fresh].sort(byTime)).slice(-MAX);
+    const all = [...this.entries, ...fresh].sort(byTime);
+    // Failovers this node held and now trims stay counted; one that arrives older than the newest
+    // MAX is dropped at once and not counted (it may be one this node trimmed before).
+    this.trimmedFailovers += all.slice(0, -MAX).filter((e) => e.kind === "failover" && known.has(e.id)).length;
+    this.entries = all.slice(-MAX);
     this.persist();
     return true;
   }
@@ -116,6 +115,15 @@ export class History {
 
   list(): HistoryEntry[] {
     return [...this.entries];
+  }
+
+  /**
+   * Failovers this process has known of (pgherd_failovers_total): those in the history and those
+   * trimmed from it since the agent started, so the count never falls while it runs (a restart
+   * starts from the kept history, as a Prometheus counter may).
+   */
+  failovers(): number {
+    return this.trimmedFailovers + this.entries.filter((e) => e.kind === "failover").length;
   }
 
   private shared: { slot: StateSlot<HistoryEntry[]>; leaderTerm(): number | null; warn(m: string): void; writing: boolean } | null = null;

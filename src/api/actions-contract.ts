@@ -68,6 +68,4 @@ export interface HistoryEntry {
   newPrimary: string | null;
   timeline: number | null;
   lsn: string | null;
-  /** The cluster's failovers up to and including this entry (core/failovers.ts; absent from an older pgherd). */
-  failovers?: number;
 }

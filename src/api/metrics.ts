@@ -4,7 +4,6 @@
 // and a label set already written for a metric is never written again: one duplicate series makes
 // Prometheus reject the whole scrape.
 import type { ClusterView } from "../core/cluster-view.ts";
-import { failoverCount } from "../core/failovers.ts";
 import type { NodePostgres } from "../core/node-status.ts";
 import { describe } from "./health.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
@@ -25,6 +24,8 @@ export interface MetricsInput {
   /** The leader's cluster view when this node is the leader, else null. */
   view: ClusterView | null;
   history: readonly HistoryEntry[];
+  /** Failovers this agent has known of since it started, trimmed history entries included (History.failovers); absent: those in `history`. */
+  failovers?: number;
   apiRejects: Record<string, number>;
 }
 
@@ -59,7 +60,7 @@ export function renderMetrics(m: MetricsInput): string {
   put("pgherd_leaderships_won_total", "counter", "Times this node gained a valid lease.", one(c.leadershipsWon));
   put("pgherd_leases_lost_total", "counter", "Times this node lost its lease while leading.", one(c.leasesLost));
   put("pgherd_fencing_events_total", "counter", "Times this node fenced its PostgreSQL.", one(c.fences));
-  put("pgherd_failovers_total", "counter", "Failovers the cluster has had (carried by its replicated history; trimming old entries does not lower it).", one(failoverCount(m.history)));
+  put("pgherd_failovers_total", "counter", "Failovers in the cluster history, those trimmed from it since the agent started included.", one(m.failovers ?? m.history.filter((h) => h.kind === "failover").length));
   put("pgherd_loop_duration_seconds", "gauge", "Duration of the last PostgreSQL monitoring round.", one(c.loopMs / 1000));
   put("pgherd_loops_total", "counter", "PostgreSQL monitoring rounds run.", one(c.loops));
   put("pgherd_peers_connected", "gauge", "Authenticated mesh peers connected.", one(s.peers.filter((p) => p.connected).length));

@@ -221,7 +221,7 @@ async function metrics(source: ApiSource, history: readonly HistoryEntry[], apiR
   const s = source.status();
   // Cluster-wide series come from the leader's own view only (no mesh round trip, no duplicates).
   const view = s.election.leader === s.node.id ? (await source.clusterView()).view : null;
-  return renderMetrics({ status: s, facts: healthFacts(s), view, history, apiRejects });
+  return renderMetrics({ status: s, facts: healthFacts(s), view, history, failovers: source.failovers?.(), apiRejects });
 }
 
 /** What the dashboard gets every `intervalMs` (stated in it: the dashboard judges staleness by it). */

@@ -12,6 +12,8 @@ export interface ApiSource {
   clusterView(): Promise<{ source: "leader" | "local"; view: ClusterView }>;
   /** Role changes, oldest first (absent: none known). */
   history?(): readonly HistoryEntry[] | Promise<readonly HistoryEntry[]>;
+  /** pgherd_failovers_total: failovers known since the agent started, trimmed history entries included. */
+  failovers?(): number;
   /** `/clusters`: every cluster the consensus store shows (absent: 501). */
   clusters?(): Promise<readonly ClusterSummary[]>;
   /** GET /config: the cluster-wide configuration this node stores and its conflicts with pgherd.toml (src/agent/dynamic-config.ts). */
