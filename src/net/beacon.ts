@@ -30,12 +30,29 @@ export interface BeaconOptions {
   onAnnouncement(a: Announcement, from: { address: string; port: number }): void;
 }
 
+/** Cluster members whose beacons the replay cache holds at the fastest rate settings allow. */
+export const REPLAY_NODES = 16;
+
+/**
+ * Entries of the replay cache: REPLAY_NODES nodes, each sending every 0.9 × interval (the jitter's
+ * shortest) with its clock up to max_age ahead (a nonce is kept until ts + max_age, so up to twice
+ * max_age), at least 10,000. Past it new nonces are refused, never a live one dropped.
+ */
+export function replayCapacity(maxAgeMs: number, intervalMs: number): number {
+  return Math.max(10_000, REPLAY_NODES * Math.ceil((2 * maxAgeMs) / (0.9 * intervalMs)));
+}
+
+/** Our own nonces still inside the window (sent every 0.9 × interval at the fastest), plus 256 for sendNow(). */
+export function ownNonceCapacity(maxAgeMs: number, intervalMs: number): number {
+  return Math.ceil(maxAgeMs / (0.9 * intervalMs)) + 256;
+}
+
 export class Beacon {
   private socket: dgram.Socket | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly rejectLog: RejectLog;
-  private readonly replays = new ReplayCache();
-  private readonly ownNonces = new ReplayCache(256); // ours, to tell loopback from a duplicate node id
+  private readonly replays: ReplayCache;
+  private readonly ownNonces: ReplayCache; // ours, to tell loopback from a duplicate node id
   private readonly destinations: HostPort[] = [];
   private readonly maxBytes: number;
   private nAccepted = 0;
@@ -48,6 +65,8 @@ export class Beacon {
   constructor(private readonly o: BeaconOptions) {
     this.rejectLog = new RejectLog(o.log);
     this.maxBytes = o.maxBytes ?? 2048;
+    this.replays = new ReplayCache(replayCapacity(o.maxAgeMs, o.intervalMs), "refuse");
+    this.ownNonces = new ReplayCache(ownNonceCapacity(o.maxAgeMs, o.intervalMs), "evict");
     this.budget = new SourceBudget(o.limits ?? BEACON_LIMITS, performance.now());
     for (const d of [...o.broadcast, ...o.peers]) {
       try {
@@ -185,7 +204,9 @@ export class Beacon {
       return refuse("duplicate-id", `node ${JSON.stringify(a.name)} announces our node id`);
     }
     // Keep each nonce until its ts can no longer pass the freshness check above.
-    if (!this.replays.add(`${a.nodeId}/${a.nonce}`, a.ts + this.o.maxAgeMs)) return refuse("replay", `nonce of ${a.nodeId} seen before`);
+    const seen = this.replays.add(`${a.nodeId}/${a.nonce}`, a.ts + this.o.maxAgeMs);
+    if (seen === "seen") return refuse("replay", `nonce of ${a.nodeId} seen before`);
+    if (seen === "full") return refuse("replay-cache-full", `${this.replays.size()} nonces inside the replay window; ${a.nodeId}'s refused`);
     try {
       parseHostPort(a.mesh);
     } catch {

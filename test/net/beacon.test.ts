@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import dgram from "node:dgram";
 import { memoryLogger } from "../../src/log.ts";
-import { Beacon, broadcastOf, defaultBroadcastAddresses, type Announcement, type BeaconOptions } from "../../src/net/beacon.ts";
+import {
+  Beacon, broadcastOf, defaultBroadcastAddresses, ownNonceCapacity, REPLAY_NODES, replayCapacity, type Announcement, type BeaconOptions,
+} from "../../src/net/beacon.ts";
 import { decodeAnnouncement, encodeAnnouncement } from "../../src/net/beacon-codec.ts";
 import { ReplayCache } from "../../src/net/replay-cache.ts";
 import { nid, waitFor } from "./helpers.ts";
@@ -145,6 +147,21 @@ describe("beacon", () => {
     expect(a.log.lines.filter((l) => l.includes("malformed")).length).toBeLessThanOrEqual(20);
   });
 
+  test("our own beacon repeated after 400 more of ours (fewer than max_age / (0.9 × interval)) is still known as ours, not a duplicate id", async () => {
+    const port = await freePort();
+    const raw = await rawSocket(port);
+    const a = await beacon("node-a", port, { intervalMs: 10, maxAgeMs: 60_000 });
+    await waitFor(() => raw.captured.length > 0, 2000, "a's first beacon captured");
+    const first = raw.captured[0]!;
+    for (let i = 0; i < 400; i++) a.beacon.sendNow(); // well inside max_age: every nonce is still live
+    const self = a.beacon.rejects()["self"] ?? 0;
+    await Bun.sleep(100);
+    raw.send(first);
+    await waitFor(() => (a.beacon.rejects()["self"] ?? 0) > self || (a.beacon.rejects()["duplicate-id"] ?? 0) > 0, 2000, "the repeat judged");
+    await Bun.sleep(100);
+    expect(a.beacon.rejects()["duplicate-id"]).toBeUndefined();
+  });
+
   test("send errors are counted, never thrown", async () => {
     const port = await freePort();
     const a = await beacon("node-a", port, { peers: ["127.0.0.1:0", "[::1]"], broadcast: [] });
@@ -192,13 +209,27 @@ describe("beacon codec and helpers", () => {
     }
   });
 
-  test("replay cache: duplicates inside the window, expiry, bounded size", () => {
-    const c = new ReplayCache(3);
-    expect(c.add("k1", 100, 0)).toBe(true);
-    expect(c.add("k1", 100, 50)).toBe(false);
-    expect(c.add("k1", 200, 101)).toBe(true); // expired entry may be reused
-    for (const k of ["k2", "k3", "k4", "k5"]) c.add(k, 1000, 150);
+  test("replay cache: duplicates inside the window, expiry; when full a new key is refused, never a live one dropped", () => {
+    const c = new ReplayCache(3, "refuse");
+    expect(c.add("k1", 100, 0)).toBe("added");
+    expect(c.add("k1", 100, 50)).toBe("seen");
+    expect(c.add("k1", 200, 101)).toBe("added"); // expired entry may be reused
+    expect(c.add("k2", 1000, 150)).toBe("added");
+    expect(c.add("k3", 1000, 150)).toBe("added");
+    expect(c.add("k4", 1000, 150)).toBe("full");
     expect(c.size()).toBe(3);
+    expect(c.add("k1", 200, 160)).toBe("seen"); // still inside its window: a replay, not forgotten
+    expect(c.add("k4", 1000, 201)).toBe("added"); // k1 expired: room again (found behind live k2, k3 too)
+    const e = new ReplayCache(2, "evict");
+    for (const k of ["a", "b", "c"]) expect(e.add(k, 1000, 0)).toBe("added");
+    expect([e.has("a", 0), e.has("c", 0), e.size()]).toEqual([false, true, 2]);
+  });
+
+  test("replay cache sizes: the fastest allowed settings hold every live nonce of 16 nodes, a clock max_age ahead included", () => {
+    // interval_ms = 10 and max_age_ms = 30000 are both allowed: 3,000 nonces a node per max_age.
+    expect(replayCapacity(30_000, 10)).toBeGreaterThanOrEqual(REPLAY_NODES * Math.ceil((2 * 30_000) / 9));
+    expect(replayCapacity(30_000, 1000)).toBe(10_000); // defaults: the floor
+    expect(ownNonceCapacity(30_000, 10)).toBeGreaterThanOrEqual(30_000 / 9 + 256);
   });
 
   test("broadcast addresses from netmasks", () => {
