@@ -59,9 +59,14 @@ export class MessageRouter {
     return from;
   }
 
+  /** `peer`: the node id the mesh authenticated the connection of (the sender); a message naming another `from` is dropped. */
   route(peer: string, msg: AgentMsg): void {
     const d = this.d;
     if (d.stopped()) return; // a stopping agent takes no part (a leader's shutdown handover asks)
+    if ("from" in msg && msg.from !== peer) {
+      d.log.warn(`dropped ${msg.t} from ${d.peers.name(peer)}: it names ${JSON.stringify(msg.from).slice(0, 80)} as its sender`);
+      return;
+    }
     switch (msg.t) {
       case "state": return this.onState(peer, msg);
       case "secrets": {
@@ -95,6 +100,11 @@ export class MessageRouter {
         d.history.merge(msg.entries);
         return;
       case "campaign-now":
+        // Sent by the node that runs a manual failover: a voter (the leader, after resigning, included).
+        if (!d.consensus.status().membership?.voters.includes(peer)) {
+          d.log.warn(`refused a request to stand for election from ${d.peers.name(peer)}, which is not a voter`);
+          return;
+        }
         d.log.warn(`asked to stand for election by ${d.peers.name(peer)}: ${msg.reason}${msg.force ? " (accepting data loss)" : ""}`);
         d.host().campaignNow(msg.force === true);
         return;
@@ -146,8 +156,13 @@ export class MessageRouter {
     this.d.log.warn(`${this.d.peers.name(peer)}: a state message of its run ${epoch} dropped, older than its run ${held.epoch} (a restart's leftover frame; if its messages keep being dropped, its <state_dir>/run-epoch.json was removed while its clock was behind: restart this agent)`);
   }
 
+  /** Sent by the leader in a switchover to this node, before it resigns: from anyone else it is refused. */
   private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {
-    this.expectingHandoverFrom = msg.from;
+    if (this.d.consensus.status().leader !== peer) {
+      this.d.log.warn(`refused a handover from ${this.d.peers.name(peer)}, which is not the leader`);
+      return;
+    }
+    this.expectingHandoverFrom = peer;
     const loop = this.d.loop();
     loop?.requestPromotion(); // an operator's switchover: promote even while paused
     // Vote with the old primary's final position, or the other voters refuse us as behind them.

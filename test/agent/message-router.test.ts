@@ -78,3 +78,50 @@ test("the leader's server first known here (a restarted agent, a new peer) start
   r.route(L, withPg(3, pg));
   expect(kicks).toBe(1);
 });
+
+// handover and campaign-now start a promotion: taken only from the node entitled to ask, named by
+// the mesh's authenticated peer id (never by a field of the message).
+const B = "bbbbbbbbbbbbbbbb";
+const W = "cccccccccccccccc"; // a member that is not a voter
+
+function promoter() {
+  const log = memoryLogger();
+  const sent: Array<{ peer: string; msg: unknown }> = [];
+  const calls = { promotions: 0, campaigns: 0 };
+  const d = {
+    log, stopped: () => false, peers: { name: (id: string) => `n-${id.slice(0, 1)}` },
+    consensus: { status: () => ({ leader: L, membership: { voters: [L, B] } }), setPosition: () => undefined },
+    loop: () => ({ requestPromotion: () => calls.promotions++, catchUp: async () => null }),
+    host: () => ({ campaignNow: () => calls.campaigns++ }),
+    mesh: () => ({ send: (peer: string, msg: unknown) => sent.push({ peer, msg }) }),
+    safe: (f: () => void) => f(),
+  } as unknown as RouterDeps;
+  return { r: new MessageRouter(d), log, sent, calls };
+}
+
+const flush = async () => { for (let i = 0; i < 10; i++) await Promise.resolve(); };
+
+test("a handover is taken from the leader only, and the old primary remembered is the authenticated sender", async () => {
+  const { r, log, sent, calls } = promoter();
+  r.route(B, { t: "handover", from: B, id: 1 } as AgentMsg); // a voter, not the leader
+  r.route(W, { t: "handover", from: W, id: 2 } as AgentMsg); // not even a voter
+  r.route(B, { t: "handover", from: L, id: 3 } as AgentMsg); // names the leader, comes from another node
+  await flush();
+  expect([calls.promotions, sent.length, r.takeHandoverFrom()]).toEqual([0, 0, null]);
+  expect(log.lines.filter((l) => l.startsWith("warn") && /not the leader|names/.test(l))).toHaveLength(3);
+  r.route(L, { t: "handover", from: L, id: 4 } as AgentMsg);
+  await flush();
+  expect(calls.promotions).toBe(1);
+  expect(sent).toEqual([{ peer: L, msg: { t: "handover-ready", pos: null, id: 4 } }]);
+  expect(r.takeHandoverFrom()).toBe(L);
+});
+
+test("campaign-now is taken from a voter only (the leader included), never from a non-voting member", () => {
+  const { r, log, calls } = promoter();
+  r.route(W, { t: "campaign-now", reason: "manual failover" } as AgentMsg);
+  expect(calls.campaigns).toBe(0);
+  expect(log.lines.some((l) => l.startsWith("warn") && l.includes("not a voter"))).toBe(true);
+  r.route(B, { t: "campaign-now", reason: "manual failover" } as AgentMsg);
+  r.route(L, { t: "campaign-now", reason: "manual failover" } as AgentMsg);
+  expect(calls.campaigns).toBe(2);
+});
