@@ -24,7 +24,7 @@ export interface MeshOptions {
   backoffMinMs: number; backoffMaxMs: number;
   /** How long an address that proved to be our own listener waits before it is dialled again (default 60 s). */
   selfRecheckMs?: number;
-  /** A target waiting out its backoff is tried early on dial() (the peer's beacon) once its last try began this long ago (default 1 s). */
+  /** A target waiting out its backoff is tried early on dial() (the peer's beacon), at most once per this long (default 1 s); its backoff's own tries do not count. */
   earlyRetryMs?: number;
   messageSchema: z.ZodType; // validates every decrypted application message
   log: Logger;
@@ -60,8 +60,8 @@ interface Target {
   selfLogged?: boolean; // the first such finding is logged at info, later ones at debug
   timer?: ReturnType<typeof setTimeout>;
   conn?: Conn;
-  /** When the last try began (performance.now()). */
-  triedAt?: number;
+  /** When the last early try (dial() during the backoff) began (performance.now()). */
+  earlyAt?: number;
 }
 
 export class Mesh {
@@ -134,17 +134,19 @@ export class Mesh {
   /**
    * Keep (re)connecting to `addr` until forget()/stop(); idempotent. Called again for a target that
    * waits out its backoff (the peer's authenticated beacon: it is back, e.g. its agent restarted),
-   * it is tried now instead of up to backoffMaxMs later, at most once per earlyRetryMs; a failed
-   * try backs off as before.
+   * it is tried now instead of up to backoffMaxMs later, at most once per earlyRetryMs (the
+   * backoff's own tries do not count: a try that found the agent still down just before its
+   * restart must not hold off the one its first beacon asks for); a failed try backs off as before.
    */
   dial(addr: string, expectedId?: string): void {
     if (this.stopping) return;
     const known = this.targets.get(addr);
     if (known) {
       if (expectedId === undefined || expectedId === known.expectedId) {
-        const earlyOk = performance.now() - (known.triedAt ?? Number.NEGATIVE_INFINITY) >= (this.o.earlyRetryMs ?? EARLY_RETRY_MS);
+        const earlyOk = performance.now() - (known.earlyAt ?? Number.NEGATIVE_INFINITY) >= (this.o.earlyRetryMs ?? EARLY_RETRY_MS);
         if (!known.conn && known.timer && !known.selfSeen && known.attempt > 0 && earlyOk) {
           clearTimeout(known.timer);
+          known.earlyAt = performance.now();
           this.attempt(known);
         }
         return;
@@ -284,7 +286,6 @@ export class Mesh {
     const id = t.expectedId ?? t.peerId;
     if (id !== undefined && this.active.has(id)) return; // redialled from onClosed when that peer goes down
     if (this.dialing.size >= MAX_DIALING) return this.schedule(t);
-    t.triedAt = performance.now();
     const socket = net.connect({ host: t.hp.host, port: t.hp.port });
     const c = new Conn(socket, "dialer", this.settings, this.host, t.addr, t.expectedId);
     this.conns.add(c);

@@ -155,9 +155,12 @@ describe("mesh", () => {
     a.mesh.dial(addr, nid("c"));
     expect(a.mesh.connectionCount()).toBe(1); // the first attempt
     await waitFor(() => a.mesh.connectionCount() === 0, 2000, "the refused attempt ended (a now waits out its backoff, 4-8 s)");
-    a.mesh.dial(addr, nid("c")); // a beacon within earlyRetryMs of the last try: no early try
+    a.mesh.dial(addr, nid("c")); // a beacon right after the backoff's own try: tried early all the same
+    expect(a.mesh.connectionCount()).toBe(1);
+    await waitFor(() => a.mesh.connectionCount() === 0, 2000, "the early attempt refused too");
+    a.mesh.dial(addr, nid("c")); // a beacon within earlyRetryMs of the early try: no early try
     expect(a.mesh.connectionCount()).toBe(0);
-    await Bun.sleep(250); // earlyRetryMs since the last try began (a known interval, not a hope)
+    await Bun.sleep(250); // earlyRetryMs since the early try began (a known interval, not a hope)
     const c2 = await node("c", { listenPort: port });
     const t0 = performance.now();
     a.mesh.dial(addr, nid("c")); // what c's next beacon does
