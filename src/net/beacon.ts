@@ -7,7 +7,7 @@ import type { Logger } from "../log.ts";
 import { formatHostPort, parseHostPort, type HostPort } from "./addr.ts";
 import { decodeAnnouncement, encodeAnnouncement, type Announcement, type BeaconRole } from "./beacon-codec.ts";
 import { RejectLog } from "./rejects.ts";
-import { LatestStamps, ReplayCache } from "./replay-cache.ts";
+import { ReplayCache } from "./replay-cache.ts";
 import { BEACON_LIMITS, SourceBudget, type BudgetLimits } from "./source-budget.ts";
 
 export type { Announcement, BeaconRole } from "./beacon-codec.ts";
@@ -47,16 +47,12 @@ export function ownNonceCapacity(maxAgeMs: number, intervalMs: number): number {
   return Math.ceil(maxAgeMs / (0.9 * intervalMs)) + 256;
 }
 
-/** How far a node's beacon may trail the newest accepted of that node (datagrams reordered on the way). */
-export const REORDER_MS = 1000;
-
 export class Beacon {
   private socket: dgram.Socket | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly rejectLog: RejectLog;
   private readonly replays: ReplayCache;
   private readonly ownNonces: ReplayCache; // ours, to tell loopback from a duplicate node id
-  private readonly latest: LatestStamps;
   private readonly destinations: HostPort[] = [];
   private readonly maxBytes: number;
   private nAccepted = 0;
@@ -71,7 +67,6 @@ export class Beacon {
     this.maxBytes = o.maxBytes ?? 2048;
     this.replays = new ReplayCache(replayCapacity(o.maxAgeMs, o.intervalMs), "refuse");
     this.ownNonces = new ReplayCache(ownNonceCapacity(o.maxAgeMs, o.intervalMs), "evict");
-    this.latest = new LatestStamps(REORDER_MS, o.maxAgeMs);
     this.budget = new SourceBudget(o.limits ?? BEACON_LIMITS, performance.now());
     for (const d of [...o.broadcast, ...o.peers]) {
       try {
@@ -208,8 +203,6 @@ export class Beacon {
       }
       return refuse("duplicate-id", `node ${JSON.stringify(a.name)} announces our node id`);
     }
-    const behind = this.latest.superseded(a.nodeId, a.ts);
-    if (behind > 0) return refuse("superseded", `${a.nodeId} stamped it ${behind} ms before its newest accepted one (replayed, held back, or its clock stepped back)`);
     // Keep each nonce until its ts can no longer pass the freshness check above.
     const seen = this.replays.add(`${a.nodeId}/${a.nonce}`, a.ts + this.o.maxAgeMs);
     if (seen === "seen") return refuse("replay", `nonce of ${a.nodeId} seen before`);
@@ -219,7 +212,6 @@ export class Beacon {
     } catch {
       return refuse("malformed", `bad mesh address from ${a.nodeId}`);
     }
-    this.latest.accept(a.nodeId, a.ts, now);
     this.nAccepted++;
     this.o.onAnnouncement(a, from);
     return undefined;

@@ -50,32 +50,3 @@ export class ReplayCache {
     for (const [k, exp] of this.seen) if (exp < now) this.seen.delete(k);
   }
 }
-
-/**
- * Per node, the highest timestamp accepted. A timestamp older than that minus `allowanceMs` is
- * superseded: a datagram recorded earlier (replayed or held back) never counts once a newer one
- * of that node was accepted. Copies of one datagram over several paths carry the same timestamp
- * (the nonce cache refuses them); `allowanceMs` covers datagrams reordered on the way.
- */
-export class LatestStamps {
-  private readonly latest = new Map<string, number>(); // node → highest accepted ts
-  private prunedAt = Number.NEGATIVE_INFINITY;
-
-  constructor(private readonly allowanceMs: number, private readonly maxAgeMs: number) {}
-
-  /** How much older `ts` is than the allowance permits (> 0: superseded), or 0. */
-  superseded(node: string, ts: number): number {
-    const h = this.latest.get(node);
-    return h !== undefined && ts < h - this.allowanceMs ? h - ts : 0;
-  }
-
-  accept(node: string, ts: number, now = Date.now()): void {
-    // An entry below now - maxAge supersedes nothing fresh (the freshness check refuses older): drop
-    // those once a second, so the map holds at most the nodes accepted lately.
-    if (now - this.prunedAt >= 1000) {
-      this.prunedAt = now;
-      for (const [k, h] of this.latest) if (h < now - this.maxAgeMs) this.latest.delete(k);
-    }
-    this.latest.set(node, Math.max(ts, this.latest.get(node) ?? ts));
-  }
-}
