@@ -44,8 +44,6 @@ export interface ConnHost {
   message(c: Conn, msg: unknown): void;
   reject(reason: string, remote: string, detail: string): void;
   closed(c: Conn, reason: string): void;
-  /** The peer retired this open connection (it keeps another one to us) and we had not retired it. */
-  retired(c: Conn): void;
   /** This dialled connection reached our own listener: the acceptor's proof verified and its hello
    *  carries our node id (a hello alone proves nothing: it travels in plaintext). */
   self(c: Conn): void;
@@ -288,7 +286,6 @@ export class Conn {
       case "retire":
         this.remoteRetired = true;
         if (this.retiring) this.close("duplicate", true);
-        else this.host.retired(this);
         return;
       case "app": {
         // The sender holds the secret and the frame is intact, so a mismatch is version skew, not an

@@ -6,7 +6,6 @@ import type { Logger } from "../log.ts";
 import { formatHostPort, parseHostPort, unmappedHost, type HostPort } from "./addr.ts";
 import { backoffDelay } from "./backoff.ts";
 import { Conn, type ConnHost, type ConnSettings } from "./conn.ts";
-import { keepOnDuplicate, Spares } from "./duplicates.ts";
 import { RejectLog } from "./rejects.ts";
 
 export interface PeerUp {
@@ -72,8 +71,6 @@ export class Mesh {
   private server: net.Server | undefined;
   private readonly conns = new Set<Conn>();
   private readonly active = new Map<string, Conn>(); // peer id → the one connection in use
-  /** Duplicates the peer dialled, kept until it retires one (duplicates.ts) or for handshakeMs. */
-  private readonly spares = new Spares<Conn>();
   private readonly targets = new Map<string, Target>();
   private readonly targetOf = new Map<Conn, Target>();
   private readonly pending = new Map<string, Set<Conn>>(); // source host → inbound handshakes (oldest first)
@@ -105,7 +102,6 @@ export class Mesh {
         this.onClosed(c, reason);
       },
       self: (c) => this.onSelf(c),
-      retired: (c) => this.onRetiredByPeer(c),
     };
   }
 
@@ -221,7 +217,6 @@ export class Mesh {
     this.stopping ??= (async () => {
       for (const t of this.targets.values()) if (t.timer) clearTimeout(t.timer);
       this.targets.clear();
-      this.spares.clear();
       for (const c of this.conns) c.close("stopped");
       const server = this.server;
       if (server) await new Promise<void>((r) => server.close(() => r()));
@@ -319,29 +314,14 @@ export class Mesh {
       this.callback("onPeerUp", () => this.o.onPeerUp(up));
       return;
     }
-    // Both ends converge on the same connection (duplicates.ts). A loser drains before closing; no peer events.
-    const keep = keepOnDuplicate({ ownId: this.o.nodeId, newDialer: c.dialerId, currentDialer: current.dialerId });
-    this.active.set(peer.nodeId, keep === "current" ? current : c);
-    if (keep === "new-current-spare") {
-      this.log.debug(`mesh: duplicate connection to ${peer.nodeId}, both dialled by it: using the newer until it retires one`);
-      return this.spares.add(current, this.o.handshakeMs, (s) => s.retire());
-    }
-    this.log.debug(`mesh: duplicate connection to ${peer.nodeId}: keeping the one dialled by ${(keep === "new" ? c : current).dialerId}`);
-    if (keep === "current") return c.retire();
-    current.retire();
-    for (const s of this.spares.of(peer.nodeId)) this.spares.drop(s)?.retire();
-  }
-
-  /** The peer retired `c` (a duplicate it dialled): follow it, switching to a spare if `c` is in use. */
-  private onRetiredByPeer(c: Conn): void {
-    const id = c.peer!.nodeId;
-    if (this.spares.drop(c)) return c.retire();
-    const next = this.spares.of(id).pop();
-    if (this.active.get(id) !== c || !next) return; // no other connection: the peer closes this one after its grace
-    this.spares.drop(next);
-    this.active.set(id, next);
-    this.log.debug(`mesh: ${id} retired the connection in use; switched to its other one`);
-    c.retire();
+    // Both ends apply the same rule so they converge on the same connection: the one dialled by
+    // the lower node id; if both were dialled by the same node, the newer one (the older is
+    // usually a leftover of a restarted peer). The loser drains before closing; no peer events.
+    const keepNew = c.dialerId !== current.dialerId ? c.dialerId < current.dialerId : true;
+    const [winner, loser] = keepNew ? [c, current] : [current, c];
+    this.active.set(peer.nodeId, winner);
+    this.log.debug(`mesh: duplicate connection to ${peer.nodeId}: keeping the one dialled by ${winner.dialerId}`);
+    loser.retire();
   }
 
   /**
@@ -366,12 +346,7 @@ export class Mesh {
     this.targetOf.delete(c);
     if (t && t.conn === c) t.conn = undefined;
     const id = c.peer?.nodeId;
-    this.spares.drop(c);
-    const spare = id === undefined ? undefined : this.spares.of(id).pop();
-    if (id !== undefined && this.active.get(id) === c && spare) {
-      this.spares.drop(spare); // the peer's other connection carries on: no peer events
-      this.active.set(id, spare);
-    } else if (id !== undefined && this.active.get(id) === c) {
+    if (id !== undefined && this.active.get(id) === c) {
       this.active.delete(id);
       if (!this.stopping) {
         this.log.info(`mesh: peer ${id} down: ${reason}`);
