@@ -158,8 +158,11 @@ export class MessageRouter {
 
   /** Sent by the leader in a switchover to this node, before it resigns: from anyone else it is refused. */
   private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {
-    if (this.d.consensus.status().leader !== peer) {
-      this.d.log.warn(`refused a handover from ${this.d.peers.name(peer)}, which is not the leader`);
+    // A node that does not know the leader yet (just restarted or reconnected) takes it from a voter:
+    // refusing would leave the leader waiting out its 5 s for an answer before it hands over unconfirmed.
+    const s = this.d.consensus.status();
+    if (s.leader !== peer && (s.leader !== null || !s.membership?.voters.includes(peer))) {
+      this.d.log.warn(`refused a handover from ${this.d.peers.name(peer)}, which is not the leader${s.leader === null ? " nor a voter" : ""}`);
       return;
     }
     this.expectingHandoverFrom = peer;

@@ -36,7 +36,9 @@ class FakeHost implements ActionHost {
   leaderId = "L";
   /** Who wins the election after the resign: the target (it promotes), or another node. */
   winner = "S";
-  electionState() { return { role: this.leaderId === "L" ? "leader" : "follower", term: this.term, leader: this.leaderId, leading: this.leading && this.leaderId === "L" }; }
+  /** This node is a voter (a member not yet approved is not). */
+  voter = true;
+  electionState() { return { role: this.leaderId === "L" ? "leader" : "follower", term: this.term, leader: this.leaderId, leading: this.leading && this.leaderId === "L", voter: this.voter }; }
   paused() { return this.pausedFlag; }
   setPaused(p: boolean) { this.pausedFlag = p; }
   candidates(): Candidate[] {
@@ -175,6 +177,15 @@ describe("switchover", () => {
     const r = await runner(h).run({ kind: "failover", to: "n2" });
     expect(r).toMatchObject({ ok: true });
     expect(h.events).toEqual(["resign asked", "resign sent", "campaign to S"]);
+  });
+
+  test("manual failover run on a node that is not a voter, with no leader: refused at once (the target takes a request to stand from a voter only), not a 504 after 20 s", async () => {
+    const h = new FakeHost();
+    h.voter = false;
+    h.leaderId = null as unknown as string;
+    const r = await runner(h).run({ kind: "failover", to: "n2", force: true });
+    expect(r).toMatchObject({ ok: false, status: 409, message: expect.stringContaining("not a voter") });
+    expect(h.events).toEqual([]);
   });
 
   test("a target that is never promoted (nofailover, priority 0) is refused at once, forced or not: it would never stand", async () => {

@@ -84,13 +84,13 @@ test("the leader's server first known here (a restarted agent, a new peer) start
 const B = "bbbbbbbbbbbbbbbb";
 const W = "cccccccccccccccc"; // a member that is not a voter
 
-function promoter() {
+function promoter(leader: string | null = L) {
   const log = memoryLogger();
   const sent: Array<{ peer: string; msg: unknown }> = [];
   const calls = { promotions: 0, campaigns: 0 };
   const d = {
     log, stopped: () => false, peers: { name: (id: string) => `n-${id.slice(0, 1)}` },
-    consensus: { status: () => ({ leader: L, membership: { voters: [L, B] } }), setPosition: () => undefined },
+    consensus: { status: () => ({ leader, membership: { voters: [L, B] } }), setPosition: () => undefined },
     loop: () => ({ requestPromotion: () => calls.promotions++, catchUp: async () => null }),
     host: () => ({ campaignNow: () => calls.campaigns++ }),
     mesh: () => ({ send: (peer: string, msg: unknown) => sent.push({ peer, msg }) }),
@@ -114,6 +114,18 @@ test("a handover is taken from the leader only, and the old primary remembered i
   expect(calls.promotions).toBe(1);
   expect(sent).toEqual([{ peer: L, msg: { t: "handover-ready", pos: null, id: 4 } }]);
   expect(r.takeHandoverFrom()).toBe(L);
+});
+
+test("a node that does not know the leader yet takes a handover from a voter, never from a non-voting member", async () => {
+  const { r, sent, calls } = promoter(null);
+  r.route(W, { t: "handover", from: W, id: 1 } as AgentMsg);
+  await flush();
+  expect([calls.promotions, sent.length]).toEqual([0, 0]);
+  r.route(B, { t: "handover", from: B, id: 2 } as AgentMsg);
+  await flush();
+  expect(calls.promotions).toBe(1);
+  expect(sent).toEqual([{ peer: B, msg: { t: "handover-ready", pos: null, id: 2 } }]);
+  expect(r.takeHandoverFrom()).toBe(B);
 });
 
 test("campaign-now is taken from a voter only (the leader included), never from a non-voting member", () => {
