@@ -10,7 +10,7 @@ import { probe } from "../postgres/probe.ts";
 import type { Db } from "../postgres/sql.ts";
 import { lookupOsUser } from "../postgres/users.ts";
 import { restoreLatest } from "./backups.ts";
-import { ensureBackrestConf } from "./wal-settings.ts";
+import { ensureBackrestForRestore } from "./wal-settings.ts";
 
 export interface BootstrapHost {
   readonly cfg: Config;
@@ -29,7 +29,7 @@ const RECOVERY_KEYS = ["restore_command", "recovery_target", "recovery_target_ti
 /** Restore, start, wait until PostgreSQL promoted itself at the end of recovery; the server is then a primary. */
 export async function bootstrapFromBackup(h: BootstrapHost): Promise<void> {
   const b = h.cfg.bootstrap;
-  const p = await ensureBackrestConf(h.cfg, h.socketDir, h.log);
+  const p = await ensureBackrestForRestore(h.cfg, h.socketDir, h.log);
   const target = cloneDirFor(h.node.dataDir);
   const what = b.target_time ? `to ${b.target_time}` : b.target_lsn ? `to LSN ${b.target_lsn}` : "to the end of the archive";
   h.log.info(`creating the cluster from the latest backup in ${h.cfg.backup.repo_path} (stanza ${p.stanza}), recovering ${what}`);

@@ -101,7 +101,7 @@ export class BackrestServer {
 
   /**
    * Every round: certificate current (issued by the cluster CA), server running with it. The files
-   * may also change beside it (ensureBackrestConf renews before a restore): what counts is whether
+   * may also change beside it (ensureBackrestForRestore renews before a restore): what counts is whether
    * the files on disk are the ones it loaded.
    */
   async maintain(ca: ClusterCa | undefined): Promise<void> {

@@ -29,10 +29,11 @@ export async function walSettings(cfg: Config, socketDir: string, standby: boole
 
 /**
  * This node's pgbackrest.conf, written if this process has not yet (before the first restore, too).
- * With repo_host also its pgBackRest certificate, issued or renewed when due (tls-server.ts
- * ensureBackrestCert): a restore (a clone, a rebuild, a bootstrap from a backup) reaches the
- * repository host with it before the agent's pgBackRest TLS server, which renews it every round,
- * runs again; a certificate left from long ago (expired, another CA's) would be refused there.
+ * With repo_host also its pgBackRest certificate when it has none yet: a new node's first restore
+ * (a clone, a bootstrap from a backup) reaches the repository host with it before the agent's
+ * pgBackRest TLS server (which renews it) ever ran. Renewal is not done here: this runs with every
+ * PostgreSQL config write (a standby's round, the end of a promotion), which a failure of the
+ * backup certificate's housekeeping must not fail (ensureBackrestForRestore renews).
  */
 export async function ensureBackrestConf(cfg: Config, socketDir: string, log?: Logger): Promise<BackrestPaths> {
   const p = backrestPaths(cfg);
@@ -40,10 +41,31 @@ export async function ensureBackrestConf(cfg: Config, socketDir: string, log?: L
     await writeBackrestConf(cfg, socketDir, p);
     written = p.conf;
   }
-  if (cfg.backup.repo_host) {
+  if (cfg.backup.repo_host && !existsSync(backrestTlsFiles(p).certFile)) {
     const ca = new SecretsStore(cfg.state_dir).get()?.ca;
     if (ca) await ensureBackrestCert(cfg, p, ca, defaultHosts(cfg), log, Date.now());
-    else if (!existsSync(backrestTlsFiles(p).certFile)) log?.warn(`[backup] repo_host: no cluster CA in ${cfg.state_dir} yet, so no pgBackRest certificate to reach the repository host with`);
+    else log?.warn(`[backup] repo_host: no cluster CA in ${cfg.state_dir} yet, so no pgBackRest certificate to reach the repository host with`);
+  }
+  return p;
+}
+
+/**
+ * Before a restore (a clone, a rebuild, a bootstrap from a backup): ensureBackrestConf, and with
+ * repo_host the certificate renewed when due (tls-server.ts ensureBackrestCert: expired, within 30
+ * days of its end, another CA's, key or address wrong), since the restore reaches the repository
+ * host before the agent's pgBackRest TLS server, which renews it every round, runs again. A failed
+ * renewal is logged and the restore goes on with the certificate on disk; it fails only when there
+ * is none.
+ */
+export async function ensureBackrestForRestore(cfg: Config, socketDir: string, log: Logger): Promise<BackrestPaths> {
+  const p = await ensureBackrestConf(cfg, socketDir, log);
+  const ca = cfg.backup.repo_host ? new SecretsStore(cfg.state_dir).get()?.ca : undefined;
+  if (!ca) return p;
+  try {
+    await ensureBackrestCert(cfg, p, ca, defaultHosts(cfg), log, Date.now());
+  } catch (e) {
+    if (!existsSync(backrestTlsFiles(p).certFile)) throw e;
+    log.warn(`pgBackRest TLS: renewing this node's certificate before the restore failed (${(e as Error).message}); the restore goes on with the one on disk`);
   }
   return p;
 }

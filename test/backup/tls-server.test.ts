@@ -1,22 +1,18 @@
 // The node's pgBackRest certificate (<data_dir>.pgbackrest/tls/pgbackrest.crt) and the agent's
 // `pgbackrest server`. Found by review: the server was restarted with SIGTERM after a renewal (which
 // ends its sessions under way: a backup from the repository host, an archive push), and a renewal
-// made beside it (ensureBackrestConf, before a restore) never reached it; that path also issued the
+// made beside it (before a restore) never reached it; that path also issued the
 // certificate only when it was missing, so a restore went to the repository host with an expired
 // one or another CA's. A stand-in pgbackrest records its starts and the SIGHUPs it gets.
 import { afterAll, describe, expect, test } from "bun:test";
-import { X509Certificate } from "node:crypto";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { backrestPaths, backrestTlsFiles } from "../../src/backup/pgbackrest.ts";
 import { BackrestServer, ensureBackrestCert } from "../../src/backup/tls-server.ts";
-import { ensureBackrestConf } from "../../src/backup/wal-settings.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
-import { SecretsStore } from "../../src/store/cluster-secrets.ts";
-import { defaultHosts } from "../../src/tls/node-tls.ts";
 import { certFacts, createCa } from "../../src/tls/x509.ts";
 import { waitFor } from "../helpers/proc.ts";
 
@@ -132,31 +128,4 @@ describe("the agent's pgbackrest server and its certificate", () => {
       await s.server.stop();
     }
   }, 20_000);
-});
-
-describe("before a restore with a repository host (ensureBackrestConf)", () => {
-  async function repoHostNode(name: string) {
-    const cfg = config(name, `repo_host = "10.0.0.9"\n`);
-    mkdirSync(cfg.state_dir, { recursive: true, mode: 0o700 });
-    new SecretsStore(cfg.state_dir).set({ systemId: null, replPassword: "r".repeat(16), monitorPassword: "m".repeat(16), ca });
-    return { cfg, p: backrestPaths(cfg), hosts: defaultHosts(cfg) };
-  }
-  const onDisk = (p: { dir: string }, caPem: string) =>
-    certFacts(readFileSync(backrestTlsFiles(p).certFile, "utf8"), readFileSync(backrestTlsFiles(p).keyFile, "utf8"), caPem)!;
-
-  test("an expired certificate is renewed, not only a missing one", async () => {
-    const n = await repoHostNode("expired");
-    await ensureBackrestCert(n.cfg, n.p, ca, n.hosts, undefined, Date.now() - 100 * DAY);
-    expect(onDisk(n.p, ca.cert).notAfterMs).toBeLessThan(Date.now());
-    await ensureBackrestConf(n.cfg, join(root, "sock"));
-    expect(onDisk(n.p, ca.cert).notAfterMs).toBeGreaterThan(Date.now() + 89 * DAY);
-  });
-
-  test("another CA's certificate is replaced by one of the cluster CA", async () => {
-    const n = await repoHostNode("other-ca");
-    await ensureBackrestCert(n.cfg, n.p, otherCa, n.hosts, undefined, Date.now());
-    await ensureBackrestConf(n.cfg, join(root, "sock"));
-    expect(onDisk(n.p, ca.cert).signedByCa).toBe(true);
-    expect(new X509Certificate(readFileSync(backrestTlsFiles(n.p).caFile, "utf8")).fingerprint256).toBe(new X509Certificate(ca.cert).fingerprint256);
-  });
 });

@@ -14,7 +14,7 @@ import { exists, treeBytes } from "../../postgres/fsutil.ts";
 import { setStandbySignal } from "../../postgres/managed-config.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
 import { fsRoomFor } from "../../postgres/liveness-obs.ts";
-import { ensureBackrestConf } from "../../backup/wal-settings.ts";
+import { ensureBackrestForRestore } from "../../backup/wal-settings.ts";
 import { basebackup, BasebackupError, cloneDirFor, swapProblem, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
@@ -242,7 +242,7 @@ export class Rebuilder {
     h.log.info(`${h.note} into ${target}`);
     const run = { osUser: h.node.osUser, log: h.log, timeoutMs: CLONE_TIMEOUT_MS, signal };
     try {
-      const paths = await ensureBackrestConf(h.cfg, h.socketDir);
+      const paths = await ensureBackrestForRestore(h.cfg, h.socketDir, h.log);
       // The restore is as large as the backup's database: it fits here, or neither it nor a base backup starts.
       const latest = (await stanzaInfo(paths, run)).backups.at(-1);
       const refused = latest ? this.roomFor(target, room, latest.sizeBytes, `the latest backup (${latest.label})`) : null;
