@@ -31,11 +31,11 @@ export class RepoCertWatch {
     if (!ca || this.reading || !repoCertCheckDue(now, this.last)) return;
     const at = formatHostPort({ host: this.host, port: this.port });
     this.reading = this.read(this.host, this.port, ca.cert, READ_TIMEOUT_MS).then((c) => {
-      this.last = { atMs: now, ok: true };
       const s = repoCertStatus(this.now(), c, at);
+      this.last = { atMs: now, ok: true };
       if (s.warn) this.log.warn(s.text);
       else this.log.debug(s.text);
-    }, (e: Error) => {
+    }).catch((e: Error) => {
       this.last = { atMs: now, ok: false };
       this.log.debug(`the repository host's certificate (${at}): not read (${e.message}); again in an hour`);
     }).finally(() => {

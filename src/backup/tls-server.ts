@@ -70,11 +70,11 @@ export async function ensureBackrestCert(cfg: Pick<Config, "postgres">, p: Pick<
     const key = await d.readText("pgbackrest.key");
     const want = backrestSans(hosts);
     const decision = renewal(now, cert ? certFacts(cert, key, ca.cert) : null, want);
-    if (!decision.renew && cert) return cert;
+    if (!decision.renew) return cert!; // renewal() renews when there is no certificate
     const issued = issueNodeCert(ca, CLIENT_CN, want, now);
     await d.writeAtomic("pgbackrest.key", issued.key, { mode: 0o600, owner });
     await d.writeAtomic("pgbackrest.crt", issued.cert, { mode: 0o600, owner });
-    log?.info(`pgBackRest TLS: new certificate (${decision.renew ? decision.reason : "no certificate yet"}), signed by the cluster CA`);
+    log?.info(`pgBackRest TLS: new certificate (${decision.reason}), signed by the cluster CA`);
     return issued.cert;
   } finally {
     await d.close();

@@ -29,24 +29,29 @@ describe("repoCertCheckDue", () => {
 });
 
 describe("repoCertStatus", () => {
-  test("more than RENEW_BEFORE (30 days) left: no warning, the end date", () => {
-    expect(repoCertStatus(T0, { notAfterMs: T0 + RENEW_BEFORE_MS + 1, signedByCa: true }, AT))
-      .toEqual({ warn: false, text: "the repository host's certificate (10.0.0.9:8432) is valid until 2027-02-09T12:00:00.001Z (31 days)" });
+  test("more than RENEW_BEFORE (30 days) left: no warning, the end date and the whole days left", () => {
+    expect(repoCertStatus(T0, { notAfterMs: T0 + RENEW_BEFORE_MS + 1, signedByCa: true, namesHost: true }, AT))
+      .toEqual({ warn: false, text: "the repository host's certificate (10.0.0.9:8432) is valid until 2027-02-09T12:00:00.001Z (30 days)" });
   });
 
   test("RENEW_BEFORE or less left: a warning with the days left and how to renew", () => {
-    const s = repoCertStatus(T0, { notAfterMs: T0 + RENEW_BEFORE_MS, signedByCa: true }, AT);
+    const s = repoCertStatus(T0, { notAfterMs: T0 + RENEW_BEFORE_MS, signedByCa: true, namesHost: true }, AT);
     expect(s).toEqual({ warn: true, text: expect.stringContaining("(10.0.0.9:8432) expires in 30 day(s), at 2027-02-09T12:00:00.000Z: run `pgherd backup repo-cert`") });
-    expect(repoCertStatus(T0, { notAfterMs: T0 + DAY / 2, signedByCa: true }, AT).text).toContain("expires in 1 day(s)");
+    expect(repoCertStatus(T0, { notAfterMs: T0 + DAY / 2, signedByCa: true, namesHost: true }, AT).text).toContain("expires in 1 day(s)");
   });
 
   test("expired: a warning that the nodes can no longer archive or restore through it", () => {
-    expect(repoCertStatus(T0, { notAfterMs: T0, signedByCa: true }, AT))
+    expect(repoCertStatus(T0, { notAfterMs: T0, signedByCa: true, namesHost: true }, AT))
       .toEqual({ warn: true, text: expect.stringContaining("expired at 2027-01-10T12:00:00.000Z: the nodes can no longer archive or restore through it; run `pgherd backup repo-cert`") });
   });
 
   test("not signed by the cluster CA (the CA changed): a warning, whatever its dates", () => {
-    expect(repoCertStatus(T0, { notAfterMs: T0 + 80 * DAY, signedByCa: false }, AT))
+    expect(repoCertStatus(T0, { notAfterMs: T0 + 80 * DAY, signedByCa: false, namesHost: true }, AT))
       .toEqual({ warn: true, text: expect.stringContaining("is not signed by the cluster CA: the nodes refuse it; run `pgherd backup repo-cert`") });
+  });
+
+  test("not naming the host the nodes dial (made with another --host): a warning, whatever its dates", () => {
+    expect(repoCertStatus(T0, { notAfterMs: T0 + 80 * DAY, signedByCa: true, namesHost: false }, AT))
+      .toEqual({ warn: true, text: expect.stringContaining("(10.0.0.9:8432) does not name that host among its DNS names (made with another --host?): the nodes refuse it; run `pgherd backup repo-cert`") });
   });
 });

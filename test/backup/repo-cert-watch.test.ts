@@ -17,6 +17,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { isRoot } from "../../src/postgres/users.ts";
 import { peerCert, type PeerCert } from "../../src/tls/peer-cert.ts";
+import type { San } from "../../src/tls/plan.ts";
 import { createCa, issueNodeCert } from "../../src/tls/x509.ts";
 import { waitFor } from "../helpers/proc.ts";
 
@@ -32,22 +33,35 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-/** A TLS server on 127.0.0.1 presenting a certificate of `by` issued `ageDays` ago (valid 90 days); counts connections. */
-async function repoHost(by = ca, ageDays = 80): Promise<{ port: number; notAfterMs: number; connections: () => number }> {
-  const c = issueNodeCert(by, CLIENT_CN, backrestSans(["127.0.0.1"]), Date.now() - ageDays * DAY);
+/** A TLS server on 127.0.0.1 presenting a certificate of `by` issued `ageDays` ago (valid 90 days) naming `sans`; counts connections. */
+async function repoHost(by = ca, ageDays = 80, sans: San[] = backrestSans(["127.0.0.1"])): Promise<{ port: number; notAfterMs: number; fingerprint256: string; connections: () => number }> {
+  const c = issueNodeCert(by, CLIENT_CN, sans, Date.now() - ageDays * DAY);
   let n = 0;
   const s = tlsServer({ key: c.key, cert: c.cert }, (sock) => sock.end());
   s.on("connection", () => n++);
   servers.push(s);
   await new Promise<void>((res) => s.listen(0, "127.0.0.1", res));
-  return { port: (s.address() as AddressInfo).port, notAfterMs: Date.parse(new X509Certificate(c.cert).validTo), connections: () => n };
+  const x = new X509Certificate(c.cert);
+  return { port: (s.address() as AddressInfo).port, notAfterMs: x.validToDate.getTime(), fingerprint256: x.fingerprint256, connections: () => n };
 }
 
 describe("peerCert", () => {
-  test("the certificate the server presents: its end, and whether the cluster CA signed it", async () => {
+  test("the certificate the server presents: its end, whether the cluster CA signed it, whether it names the host, its fingerprint", async () => {
     const h = await repoHost(ca, 80);
-    expect(await peerCert("127.0.0.1", h.port, ca.cert, 5000)).toEqual({ notAfterMs: h.notAfterMs, signedByCa: true });
+    expect(await peerCert("127.0.0.1", h.port, ca.cert, 5000)).toEqual({ notAfterMs: h.notAfterMs, signedByCa: true, namesHost: true, fingerprint256: h.fingerprint256 });
     expect((await peerCert("127.0.0.1", h.port, otherCa.cert, 5000)).signedByCa).toBe(false);
+  });
+
+  test("a certificate made for another host does not name the host dialed (pgBackRest refuses it)", async () => {
+    const h = await repoHost(ca, 10, backrestSans(["10.0.0.9", "repo.example"]));
+    expect((await peerCert("127.0.0.1", h.port, ca.cert, 5000)).namesHost).toBe(false);
+  });
+
+  test("an IP address is matched as a DNS name, as pgBackRest does: an IP entry alone does not name it", async () => {
+    const ipOnly = await repoHost(ca, 10, [{ ip: "127.0.0.1" }]);
+    expect((await peerCert("127.0.0.1", ipOnly.port, ca.cert, 5000)).namesHost).toBe(false);
+    const dnsText = await repoHost(ca, 10, [{ dns: "127.0.0.1" }]);
+    expect((await peerCert("127.0.0.1", dnsText.port, ca.cert, 5000)).namesHost).toBe(true);
   });
 
   test("nothing listening: rejected", async () => {
@@ -91,7 +105,7 @@ describe("RepoCertWatch (the primary's agent)", () => {
   }
 
   test("a certificate within 30 days of its end: a warning, once a day", async () => {
-    const x = watch(async () => ({ notAfterMs: T + 10 * DAY, signedByCa: true }));
+    const x = watch(async () => ({ notAfterMs: T + 10 * DAY, signedByCa: true, namesHost: true, fingerprint256: "F" }));
     x.w.maintain(ca);
     await waitFor(() => warnings(x.log).length === 1, { timeoutMs: 2000, what: "the warning" });
     expect(warnings(x.log)[0]).toContain("the repository host's certificate (10.0.0.9:8432) expires in 10 day(s)");
@@ -99,7 +113,7 @@ describe("RepoCertWatch (the primary's agent)", () => {
   });
 
   test("more than 30 days left: no warning (a debug line)", async () => {
-    const x = watch(async () => ({ notAfterMs: T + 60 * DAY, signedByCa: true }));
+    const x = watch(async () => ({ notAfterMs: T + 60 * DAY, signedByCa: true, namesHost: true, fingerprint256: "F" }));
     x.w.maintain(ca);
     await waitFor(() => x.log.lines.some((l) => l.startsWith("debug ") && l.includes("is valid until")), { timeoutMs: 2000, what: "the debug line" });
     expect(warnings(x.log)).toEqual([]);
@@ -108,15 +122,22 @@ describe("RepoCertWatch (the primary's agent)", () => {
   test("a failed read is tried again an hour later, not before", async () => {
     const x = watch(async (n) => {
       if (n === 1) throw new Error("connection refused");
-      return { notAfterMs: T + 5 * DAY, signedByCa: true };
+      return { notAfterMs: T + 5 * DAY, signedByCa: true, namesHost: true, fingerprint256: "F" };
     });
     x.w.maintain(ca);
     await waitFor(() => x.log.lines.some((l) => l.includes("not read (connection refused)")), { timeoutMs: 2000, what: "the failed read" });
     await readsAgainAfter(x, HOUR, 1);
   });
 
+  test("a certificate whose end cannot be printed: taken as a failed read (logged, again in an hour), never thrown", async () => {
+    const x = watch(async (n) => ({ notAfterMs: n === 1 ? Number.NaN : T + 5 * DAY, signedByCa: true, namesHost: true, fingerprint256: "F" }));
+    x.w.maintain(ca);
+    await waitFor(() => x.log.lines.some((l) => l.includes("not read (")), { timeoutMs: 2000, what: "the failed read" });
+    await readsAgainAfter(x, HOUR, 1);
+  });
+
   test("no cluster CA yet: nothing read", async () => {
-    const x = watch(async () => ({ notAfterMs: T, signedByCa: true }));
+    const x = watch(async () => ({ notAfterMs: T, signedByCa: true, namesHost: true, fingerprint256: "F" }));
     x.w.maintain(undefined);
     await Bun.sleep(50);
     expect(x.calls()).toBe(0);
@@ -155,7 +176,7 @@ test("pgherd backup ls: the repository host's certificate, checked against this 
   const cfg = repoHostConfig("ls", h.port);
   const p = backrestPaths(cfg);
   await ensureBackrestCert(cfg, p, ca, ["127.0.0.1"], undefined, Date.now());
-  expect(await repoHostCertStatus(cfg, p, Date.now())).toEqual({ warn: false, text: `the repository host's certificate (127.0.0.1:${h.port}) is valid until ${new Date(h.notAfterMs).toISOString()} (80 days)` });
+  expect(await repoHostCertStatus(cfg, p, Date.now())).toEqual({ warn: false, text: `the repository host's certificate (127.0.0.1:${h.port}) is valid until ${new Date(h.notAfterMs).toISOString()} (79 days)` });
   const other = await repoHost(otherCa, 10);
   const s = await repoHostCertStatus({ ...cfg, backup: { ...cfg.backup, repo_host_port: other.port } }, p, Date.now());
   expect(s).toEqual({ warn: true, text: expect.stringContaining("is not signed by the cluster CA") });
