@@ -4,10 +4,12 @@
 // (the one replication TLS uses, from the cluster secrets) with the common name CLIENT_CN, and only
 // for this cluster's stanza (tls-server-auth). Files in <data_dir>.pgbackrest/tls (0700, keys 0600,
 // written through SafeDir); paths, never keys, go in argv. Restarted when it exits (backoff);
-// reloaded with SIGHUP when the certificate or CA on disk is not the one it loaded (pgBackRest 2.37+
-// re-reads its TLS files then; a SIGTERM would also end the sessions under way: a backup, an
-// archive push); stopped with the agent. Never with the agent's ambient capabilities (caps.ts).
+// reloaded with SIGHUP when the certificate or CA on disk is not the one it serves, once a TLS
+// handshake with it has shown it handles SIGHUP, and seen to serve the new certificate by further
+// handshakes, else restarted (tls-server-step.ts; a SIGTERM ends the sessions under way: a backup,
+// an archive push); stopped with the agent. Never with the agent's ambient capabilities (caps.ts).
 import { spawn, type ChildProcess } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { withoutAmbientCaps } from "../caps.ts";
 import type { Config } from "../config/schema.ts";
@@ -16,10 +18,12 @@ import { ensureDir, SafeDir, type Owner } from "../postgres/fsutil.ts";
 import { isRoot, lookupOsUser } from "../postgres/users.ts";
 import type { ClusterCa } from "../store/cluster-secrets.ts";
 import { defaultHosts } from "../tls/node-tls.ts";
+import { peerCert } from "../tls/peer-cert.ts";
 import { renewal, sanList, type San } from "../tls/plan.ts";
 import { certFacts, issueNodeCert } from "../tls/x509.ts";
 import { backrestTlsFiles, type BackrestPaths, type BackrestTlsFiles } from "./pgbackrest.ts";
 import { clearServerPid, recordServerPid, stopLeftoverServer } from "./server-pid.ts";
+import { serverStep } from "./tls-server-step.ts";
 
 /** The common name of every node's pgBackRest certificate (client and server): the only one tls-server-auth admits. */
 export const CLIENT_CN = "pgherd-pgbackrest";
@@ -47,8 +51,28 @@ export function serverArgs(cfg: Pick<Config, "backup">, p: BackrestPaths, f: Bac
 }
 
 const MAX_BACKOFF_MS = 30_000;
-/** No SIGHUP this soon after a start: pgbackrest may not handle it yet (its default action ends the process). */
-const RELOAD_AFTER_START_MS = 1000;
+const CHECK_TIMEOUT_MS = 2000;
+
+/** The fingerprint of the certificate a server on `host:port` presents (a handshake without a client certificate). */
+export type CheckServer = (host: string, port: number, caPem: string) => Promise<string>;
+const checkServer: CheckServer = async (host, port, caPem) => (await peerCert(host, port, caPem, CHECK_TIMEOUT_MS)).fingerprint256;
+
+/** Where this node's own server answers: its tls_address, loopback for a wildcard one. */
+export function ownAddress(tlsAddress: string): string {
+  if (!tlsAddress || tlsAddress === "0.0.0.0") return "127.0.0.1";
+  if (tlsAddress === "::" || tlsAddress === "[::]") return "::1";
+  return tlsAddress.replace(/^\[|\]$/g, "");
+}
+
+export interface ServerOptions {
+  /** The addresses its certificate names. */
+  hosts?: () => string[];
+  /** Wall clock (certificate dates). */
+  wallNow?: () => number;
+  /** Monotonic clock (backoff). */
+  monoNow?: () => number;
+  check?: CheckServer;
+}
 
 /**
  * This node's pgBackRest certificate (CN CLIENT_CN, signed by the cluster CA, naming `hosts`) and the
@@ -88,40 +112,88 @@ export class BackrestServer {
   private nextStart = 0;
   private startedAt = 0;
   private leftoverChecked = false;
-  /** The CA and certificate the running server loaded (at its start or its last reload). */
+  /** The CA and certificate it serves (at its start, or at a reload it was seen to take). */
   private serving = "";
+  /** Since its start, for tls-server-step.ts. */
+  private ready = false;
+  private checking: Promise<void> | null = null;
+  private reloadedFor: string | null = null;
+  private presented: string | null = null;
+  private tries = 0;
   private readonly files: BackrestTlsFiles;
+  private readonly hosts: () => string[];
+  private readonly wallNow: () => number;
+  private readonly monoNow: () => number;
+  private readonly check: CheckServer;
   private readonly onExit = () => this.child?.kill("SIGTERM");
 
-  constructor(private readonly cfg: Config, private readonly p: BackrestPaths, private readonly log: Logger,
-    private readonly hosts: () => string[] = () => defaultHosts(cfg), private readonly now: () => number = Date.now) {
+  constructor(private readonly cfg: Config, private readonly p: BackrestPaths, private readonly log: Logger, o: ServerOptions = {}) {
     this.files = backrestTlsFiles(p);
+    this.hosts = o.hosts ?? (() => defaultHosts(cfg));
+    this.wallNow = o.wallNow ?? Date.now;
+    this.monoNow = o.monoNow ?? (() => performance.now());
+    this.check = o.check ?? checkServer;
     process.once("exit", this.onExit);
   }
 
   /**
    * Every round: certificate current (issued by the cluster CA), server running with it. The files
-   * may also change beside it (ensureBackrestForRestore renews before a restore): what counts is whether
-   * the files on disk are the ones it loaded.
+   * may also change beside it (ensureBackrestForRestore renews before a restore): what counts is
+   * whether the files on disk are the ones it serves.
    */
   async maintain(ca: ClusterCa | undefined): Promise<void> {
     if (this.stopped || !ca) return;
-    const files = await this.ensureCert(ca);
-    if (this.child) {
-      if (files !== this.serving && this.now() - this.startedAt >= RELOAD_AFTER_START_MS) this.reload(this.child, files);
+    const cert = await ensureBackrestCert(this.cfg, this.p, ca, this.hosts(), this.log, this.wallNow());
+    const files = `${ca.cert}${cert}`;
+    const child = this.child;
+    if (!child) {
+      if (this.monoNow() >= this.nextStart) await this.start(files);
       return;
     }
-    if (this.now() >= this.nextStart) await this.start(files);
+    const onDisk = new X509Certificate(cert).fingerprint256;
+    const step = serverStep({
+      files, serving: this.serving, ready: this.ready, checking: this.checking !== null,
+      reloadedFor: this.reloadedFor, onDisk, presented: this.presented, tries: this.tries,
+    });
+    switch (step.do) {
+      case "nothing":
+        return;
+      case "check":
+        if (this.reloadedFor !== null) this.tries++;
+        this.startCheck(child, ca.cert);
+        return;
+      case "reload":
+        child.kill("SIGHUP");
+        this.reloadedFor = files;
+        this.presented = null;
+        this.tries = 0;
+        this.log.info(`pgBackRest TLS server (pid ${child.pid}): SIGHUP to take its new certificate (same process; the sessions under way go on)`);
+        return;
+      case "reloaded":
+        this.serving = files;
+        this.reloadedFor = null;
+        this.log.info(`pgBackRest TLS server (pid ${child.pid}): reloaded, presents its new certificate`);
+        return;
+      case "restart":
+        this.log.warn(`pgBackRest TLS server (pid ${child.pid}): ${step.why}; restarting it (SIGTERM, which ends its sessions under way)`);
+        child.kill("SIGTERM");
+        this.serving = files; // what its next start serves: nothing more to do with this one
+        this.reloadedFor = null;
+        return;
+    }
   }
 
-  private async ensureCert(ca: ClusterCa): Promise<string> {
-    return `${ca.cert}${await ensureBackrestCert(this.cfg, this.p, ca, this.hosts(), this.log, this.now())}`;
-  }
-
-  private reload(child: ChildProcess, files: string): void {
-    child.kill("SIGHUP");
-    this.serving = files;
-    this.log.info(`pgBackRest TLS server (pid ${child.pid}): reloaded with its new certificate (SIGHUP; sessions under way go on)`);
+  /** A handshake with it in the background: it handles SIGHUP (ready), and which certificate it presents. */
+  private startCheck(child: ChildProcess, caPem: string): void {
+    this.checking = this.check(ownAddress(this.cfg.backup.tls_address), this.cfg.backup.tls_port, caPem).then((fp) => {
+      if (this.child !== child) return;
+      this.ready = true;
+      this.presented = fp;
+    }, () => {
+      if (this.child === child) this.presented = null;
+    }).finally(() => {
+      this.checking = null;
+    });
   }
 
   private async start(files: string): Promise<void> {
@@ -136,7 +208,7 @@ export class BackrestServer {
     try {
       argv = withoutAmbientCaps([this.p.bin, ...serverArgs(this.cfg, this.p, this.files)]);
     } catch (e) {
-      this.nextStart = this.now() + this.backoffMs;
+      this.nextStart = this.monoNow() + this.backoffMs;
       this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
       this.log.error(`pgBackRest TLS server: ${(e as Error).message}`);
       return;
@@ -148,7 +220,11 @@ export class BackrestServer {
     });
     this.child = child;
     this.serving = files;
-    this.startedAt = this.now();
+    this.ready = false;
+    this.reloadedFor = null;
+    this.presented = null;
+    this.tries = 0;
+    this.startedAt = this.monoNow();
     if (child.pid) await recordServerPid(this.p.dir, owner, child.pid).catch((e: Error) => this.log.warn(`pgBackRest TLS server: pid file: ${e.message}`));
     let tail = "";
     child.stderr?.on("data", (b: Buffer) => {
@@ -158,8 +234,8 @@ export class BackrestServer {
     child.on("exit", (code, signal) => {
       if (this.child === child) this.child = null;
       if (this.stopped) return;
-      if (this.now() - this.startedAt > 60_000) this.backoffMs = 1000;
-      this.nextStart = this.now() + this.backoffMs;
+      if (this.monoNow() - this.startedAt > 60_000) this.backoffMs = 1000;
+      this.nextStart = this.monoNow() + this.backoffMs;
       this.log.warn(`pgBackRest TLS server exited (${signal ?? `code ${code}`})${tail.trim() ? `: ${tail.trim()}` : ""}; starting it again in ${this.backoffMs / 1000} s`);
       this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
     });

@@ -1,0 +1,58 @@
+// What the agent does each round with its running `pgbackrest server` when the CA or certificate on
+// disk may not be the ones it serves (tls-server.ts carries it out). Pure.
+//
+// pgBackRest's server (src/command/server/server.c, 2.37 and later) installs its SIGHUP handler
+// only after it has loaded its config, bound its port and read its TLS files; before that the
+// handler every pgbackrest command starts with (src/command/exit.c) ends the process on SIGHUP. It
+// calls accept() only after that, and the TLS handshake happens in the child
+// it forks per connection, so a handshake with it proves the handler is there. On SIGHUP it only
+// sets a flag; its accept loop then re-reads its config (pgbackrest.conf and its arguments), and
+// builds its socket (the port bound again) and TLS server anew; the children serving sessions under
+// way are not signalled (they are sent SIGTERM only when the server gets SIGTERM).
+
+/** Checks after a SIGHUP that may not show the new certificate before the server is restarted. */
+export const RELOAD_TRIES = 3;
+
+export interface ServerView {
+  /** The CA and certificate on disk. */
+  files: string;
+  /** The CA and certificate it is known to serve: those at its start, or at a reload it was seen to take. */
+  serving: string;
+  /** A TLS handshake with it succeeded since its start. */
+  ready: boolean;
+  /** A handshake with it is under way. */
+  checking: boolean;
+  /** The files it was sent SIGHUP for and not yet seen to serve; null: none. */
+  reloadedFor: string | null;
+  /** The fingerprint of the certificate on disk. */
+  onDisk: string;
+  /** The fingerprint it presented at the last handshake since the SIGHUP; null: none, or it failed. */
+  presented: string | null;
+  /** Handshakes started since the SIGHUP. */
+  tries: number;
+}
+
+export type ServerStep =
+  | { do: "nothing" }
+  /** A handshake with it: whether it is ready, or presents the new certificate. */
+  | { do: "check" }
+  /** SIGHUP. */
+  | { do: "reload" }
+  /** It presents the certificate on disk: the files are served. */
+  | { do: "reloaded" }
+  /** SIGTERM (it is started again when it has exited), and why. */
+  | { do: "restart"; why: string };
+
+export function serverStep(v: ServerView): ServerStep {
+  if (v.checking) return { do: "nothing" };
+  if (v.reloadedFor !== null) {
+    if (v.reloadedFor !== v.files) return { do: "reload" }; // renewed again since the SIGHUP
+    if (v.presented === v.onDisk) return { do: "reloaded" };
+    if (v.tries >= RELOAD_TRIES) {
+      return { do: "restart", why: `${v.tries} handshakes since its SIGHUP did not show the new certificate (${v.presented === null ? "the last one failed" : "it still presents another"})` };
+    }
+    return { do: "check" };
+  }
+  if (v.files === v.serving) return { do: "nothing" };
+  return v.ready ? { do: "reload" } : { do: "check" };
+}
