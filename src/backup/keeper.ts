@@ -2,7 +2,8 @@
 // identifier), and start the scheduled backups ([backup] full_every_hours / incr_every_hours) in the
 // background, so a long backup never holds the monitoring loop; they run where `pgherd backup` does
 // (a healthy standby, backup-action.ts). Every node keeps its pgBackRest TLS server running. With a
-// repository host the primary also reads that host's certificate once a day (repo-cert-watch.ts).
+// repository host the primary also reads that host's certificate at its first round as the primary
+// and then once a day (repo-cert-watch.ts).
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { type BackupInfo, type BackupType, stanzaInfo, takeBackup } from "./backups.ts";
@@ -58,6 +59,7 @@ export class ArchiveKeeper {
     else if (!this.wasPrimary) {
       this.wasPrimary = true;
       this.infoAt = 0;
+      this.repoCert?.becamePrimary();
     }
     if (primary) this.repoCert?.maintain(this.ca());
     if (!p || !primary || this.now() < this.retryAt) return;

@@ -21,22 +21,34 @@ export type ReadPeerCert = (host: string, port: number, caPem: string, timeoutMs
 export class RepoCertWatch {
   private last: { atMs: number; ok: boolean } | null = null;
   private reading: Promise<void> | null = null;
+  /** Bumped by becamePrimary: a read started before then records nothing. */
+  private gen = 0;
 
   constructor(private readonly host: string, private readonly port: number, private readonly log: Logger,
     private readonly now: () => number = Date.now, private readonly read: ReadPeerCert = peerCert) {}
+
+  /** The node became the primary (again): its first round as the primary reads. */
+  becamePrimary(): void {
+    this.last = null;
+    this.gen++;
+  }
 
   /** Every round on the primary: starts a read when one is due; returns at once. */
   maintain(ca: ClusterCa | undefined): void {
     const now = this.now();
     if (!ca || this.reading || !repoCertCheckDue(now, this.last)) return;
     const at = formatHostPort({ host: this.host, port: this.port });
+    const gen = this.gen;
+    const record = (ok: boolean) => {
+      if (gen === this.gen) this.last = { atMs: now, ok };
+    };
     this.reading = this.read(this.host, this.port, ca.cert, READ_TIMEOUT_MS).then((c) => {
       const s = repoCertStatus(this.now(), c, at);
-      this.last = { atMs: now, ok: true };
+      record(true);
       if (s.warn) this.log.warn(s.text);
       else this.log.debug(s.text);
     }).catch((e: Error) => {
-      this.last = { atMs: now, ok: false };
+      record(false);
       this.log.debug(`the repository host's certificate (${at}): not read (${e.message}); again in an hour`);
     }).finally(() => {
       this.reading = null;

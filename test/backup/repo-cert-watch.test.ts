@@ -171,6 +171,25 @@ test("the primary's archive keeper warns about the repository host's certificate
   }
 }, 30_000);
 
+test("a node that becomes the primary again reads the certificate at its first round as the primary, not a day after its last read", async () => {
+  const h = await repoHost(ca, 80);
+  const fake = join(root, "again-pgbackrest");
+  writeFileSync(fake, `#!/bin/sh\ncase "$1" in server) trap 'exit 0' TERM; while :; do sleep 0.05; done ;; esac\nexit 0\n`, { mode: 0o755 });
+  const log = memoryLogger();
+  const keeper = new ArchiveKeeper(repoHostConfig("again", h.port), log, () => ca, null, Date.now, fake);
+  const warned = () => log.lines.filter((l) => l.startsWith("warn ") && l.includes("expires in 10 day(s)")).length;
+  try {
+    await keeper.maintain(true, "7714652627403131537");
+    await waitFor(() => warned() === 1, { timeoutMs: 10_000, what: "the first warning" });
+    await keeper.maintain(false, "7714652627403131537");
+    await keeper.maintain(true, "7714652627403131537");
+    await waitFor(() => warned() === 2, { timeoutMs: 10_000, what: "the warning after the promotion" });
+    expect(h.connections()).toBe(2);
+  } finally {
+    await keeper.close();
+  }
+}, 30_000);
+
 test("pgherd backup ls: the repository host's certificate, checked against this node's CA file", async () => {
   const h = await repoHost(ca, 10);
   const cfg = repoHostConfig("ls", h.port);
