@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { withoutAmbientCaps } from "../caps.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
+import { isWildcardHost } from "../net/addr.ts";
 import { ensureDir, SafeDir, type Owner } from "../postgres/fsutil.ts";
 import { isRoot, lookupOsUser } from "../postgres/users.ts";
 import type { ClusterCa } from "../store/cluster-secrets.ts";
@@ -59,9 +60,8 @@ const checkServer: CheckServer = async (host, port, caPem) => (await peerCert(ho
 
 /** Where this node's own server answers: its tls_address, loopback for a wildcard one. */
 export function ownAddress(tlsAddress: string): string {
-  if (!tlsAddress || tlsAddress === "0.0.0.0") return "127.0.0.1";
-  if (tlsAddress === "::" || tlsAddress === "[::]") return "::1";
-  return tlsAddress.replace(/^\[|\]$/g, "");
+  const h = tlsAddress.replace(/^\[|\]$/g, "");
+  return isWildcardHost(h) ? (h === "::" ? "::1" : "127.0.0.1") : h;
 }
 
 export interface ServerOptions {
