@@ -10,6 +10,19 @@
 // builds its socket (the port bound again) and TLS server anew; the children serving sessions under
 // way are not signalled (they are sent SIGTERM only when the server gets SIGTERM).
 
+/** The first pgBackRest release with `pgbackrest server` (and its SIGHUP reload). */
+export const SERVER_SINCE: readonly [number, number] = [2, 37];
+
+/** What `pgbackrest version` printed, when that pgBackRest has no server (else null; unreadable: null, its start will tell). */
+export function serverVersionProblem(versionOutput: string): string | null {
+  const m = /pgBackRest (\d+)\.(\d+)/.exec(versionOutput);
+  if (!m) return null;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  if (major > SERVER_SINCE[0] || (major === SERVER_SINCE[0] && minor >= SERVER_SINCE[1])) return null;
+  return `pgBackRest ${major}.${minor} has no \`pgbackrest server\` (${SERVER_SINCE.join(".")} and later): not started; ` +
+    "backups from a standby and a repository host need it on every node (install pgBackRest " + SERVER_SINCE.join(".") + " or later and restart the agent)";
+}
+
 /** Checks after a SIGHUP that may not show the new certificate before the server is restarted. */
 export const RELOAD_TRIES = 3;
 

@@ -24,7 +24,8 @@ import { renewal, sanList, type San } from "../tls/plan.ts";
 import { certFacts, issueNodeCert } from "../tls/x509.ts";
 import { backrestTlsFiles, type BackrestPaths, type BackrestTlsFiles } from "./pgbackrest.ts";
 import { clearServerPid, recordServerPid, stopLeftoverServer } from "./server-pid.ts";
-import { serverStep } from "./tls-server-step.ts";
+import { serverStep, serverVersionProblem } from "./tls-server-step.ts";
+import { runTool } from "../postgres/exec.ts";
 
 /** The common name of every node's pgBackRest certificate (client and server): the only one tls-server-auth admits. */
 export const CLIENT_CN = "pgherd-pgbackrest";
@@ -199,9 +200,17 @@ export class BackrestServer {
   private async start(files: string): Promise<void> {
     const u = await lookupOsUser(this.cfg.postgres.os_user);
     const owner: Owner = { uid: u.uid, gid: u.gid };
-    // Once per agent: a server an earlier, killed agent left running would hold the port.
+    // Once per agent: a pgBackRest without a server (before 2.37) is said once, not restarted
+    // forever; a server an earlier, killed agent left running would hold the port.
     if (!this.leftoverChecked) {
       this.leftoverChecked = true;
+      const v = await runTool({ bin: this.p.bin, args: ["version"], user: this.cfg.postgres.os_user, timeoutMs: 10_000, log: this.log, quiet: true }).catch(() => null);
+      const problem = v ? serverVersionProblem(v.stdout) : null;
+      if (problem) {
+        this.stopped = true;
+        this.log.error(`pgBackRest TLS server: ${problem}`);
+        return;
+      }
       await stopLeftoverServer(this.p.dir, owner, this.p.conf, this.log).catch((e: Error) => this.log.warn(`pgBackRest TLS server: checking for a leftover one: ${e.message}`));
     }
     let argv: [string, ...string[]];

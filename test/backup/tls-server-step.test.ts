@@ -3,7 +3,7 @@
 // second had passed since the start (pgBackRest may not handle it yet: it then ends), and the new
 // certificate was taken as served without looking.
 import { describe, expect, test } from "bun:test";
-import { RELOAD_TRIES, serverStep, type ServerView } from "../../src/backup/tls-server-step.ts";
+import { RELOAD_TRIES, serverStep, serverVersionProblem, type ServerView } from "../../src/backup/tls-server-step.ts";
 
 const OLD = "ca+old";
 const NEW = "ca+new";
@@ -47,5 +47,21 @@ describe("serverStep", () => {
 
   test("renewed again since the SIGHUP: SIGHUP again", () => {
     expect(serverStep({ ...base, files: "ca+newer", ready: true, reloadedFor: NEW, tries: 2 })).toEqual({ do: "reload" });
+  });
+});
+
+describe("serverVersionProblem (pgbackrest version)", () => {
+  test("2.37 and later: none", () => {
+    expect(serverVersionProblem("pgBackRest 2.37\n")).toBeNull();
+    expect(serverVersionProblem("pgBackRest 2.45\n")).toBeNull();
+    expect(serverVersionProblem("pgBackRest 3.0\n")).toBeNull();
+  });
+
+  test("before 2.37: no server, said once with what to do", () => {
+    expect(serverVersionProblem("pgBackRest 2.36\n")).toContain("pgBackRest 2.36 has no `pgbackrest server` (2.37 and later): not started");
+  });
+
+  test("output it cannot read: none (the start tells)", () => {
+    expect(serverVersionProblem("")).toBeNull();
   });
 });

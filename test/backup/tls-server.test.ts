@@ -29,15 +29,16 @@ const u = await lookupOsUser(osUser);
 const ca = createCa("t", Date.now());
 const otherCa = createCa("t", Date.now());
 
+type FakeOptions = { setupS?: number; ignoresHup?: boolean; version?: string };
 type Fake = { bin: string; events: () => string[]; served: () => string; checks: () => number };
 
 /**
  * A stand-in `pgbackrest server`: "start PID" when it starts; after `setupS` seconds (its config,
  * port and TLS files; a SIGHUP then ends it, as pgBackRest's does) it handles SIGHUP ("hup PID",
  * and serves the certificate on disk again unless `ignoresHup`) and serves the certificate; exits
- * on SIGTERM. `served`: the fingerprint a handshake would show (throws while it serves none).
+ * on SIGTERM; `version` prints `version` (2.45). `served`: the fingerprint a handshake would show (throws while it serves none).
  */
-function fakeBackrest(name: string, o: { setupS?: number; ignoresHup?: boolean } = {}): Fake {
+function fakeBackrest(name: string, o: FakeOptions = {}): Fake {
   const dir = join(root, `${name}-events`);
   mkdirSync(dir, { mode: 0o755 });
   if (isRoot()) chownSync(dir, u.uid, u.gid);
@@ -46,7 +47,7 @@ function fakeBackrest(name: string, o: { setupS?: number; ignoresHup?: boolean }
   const bin = join(root, `${name}-pgbackrest`);
   const cert = join(root, `${name}-pgdata.pgbackrest`, "tls", "pgbackrest.crt");
   const serve = `cp ${cert} ${served}.new && mv ${served}.new ${served}`;
-  writeFileSync(bin, `#!/bin/sh\nrm -f ${served}\necho "start $$" >> ${log}\n${o.setupS ? `sleep ${o.setupS}\n` : ""}` +
+  writeFileSync(bin, `#!/bin/sh\ncase "$1" in version) echo "pgBackRest ${o.version ?? "2.45"}"; exit 0 ;; esac\nrm -f ${served}\necho "start $$" >> ${log}\n${o.setupS ? `sleep ${o.setupS}\n` : ""}` +
     `trap 'echo "hup $$" >> ${log}${o.ignoresHup ? "" : `; ${serve}`}' HUP\ntrap 'exit 0' TERM\n${serve}\nwhile :; do sleep 0.05; done\n`, { mode: 0o755 });
   let checks = 0;
   return {
@@ -68,7 +69,7 @@ function config(name: string, extra = "from_standby = true\n") {
 const HOSTS = () => ["127.0.0.1"];
 
 /** A server whose first certificate was issued 61 days ago (29 days left: in the renewal window at the real time). */
-async function startedServer(name: string, o: { setupS?: number; ignoresHup?: boolean } = {}) {
+async function startedServer(name: string, o: FakeOptions = {}) {
   const cfg = config(name);
   const fake = fakeBackrest(name, o);
   const p = backrestPaths(cfg, fake.bin);
@@ -186,6 +187,21 @@ describe("the agent's pgbackrest server and its certificate", () => {
       await s.server.stop();
     }
   }, 20_000);
+});
+
+test("a pgBackRest without a server (before 2.37): one error, never started", async () => {
+  const cfg = config("old");
+  const fake = fakeBackrest("old", { version: "2.36" });
+  const log = memoryLogger();
+  const server = new BackrestServer(cfg, backrestPaths(cfg, fake.bin), log, { hosts: HOSTS, check: async () => fake.served() });
+  try {
+    for (let i = 0; i < 3; i++) await server.maintain(ca);
+    await Bun.sleep(200);
+    expect(fake.events()).toEqual([]);
+    expect(log.lines.filter((l) => l.startsWith("error "))).toEqual([expect.stringContaining("pgBackRest 2.36 has no `pgbackrest server` (2.37 and later): not started")]);
+  } finally {
+    await server.stop();
+  }
 });
 
 test("its own address: loopback for a wildcard tls_address", () => {
