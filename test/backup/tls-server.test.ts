@@ -91,7 +91,7 @@ async function roundsUntil(s: Started, done: () => boolean, what: string): Promi
     await s.server.maintain(ca);
     await Bun.sleep(50);
     return done();
-  }, { timeoutMs: 8000, what });
+  }, { timeoutMs: 15_000, what });
 }
 
 const reloaded = (s: Started) => s.log.lines.some((l) => l.includes("reloaded, presents its new certificate"));
@@ -171,7 +171,7 @@ describe("the agent's pgbackrest server and its certificate", () => {
     } finally {
       await s.server.stop();
     }
-  }, 20_000);
+  }, 30_000);
 
   test("nothing changed: no handshake, no signal, no restart", async () => {
     const s = await startedServer("same");
