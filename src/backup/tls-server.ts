@@ -168,7 +168,7 @@ export class BackrestServer {
         this.reloadedFor = files;
         this.presented = null;
         this.tries = 0;
-        this.log.info(`pgBackRest TLS server (pid ${child.pid}): SIGHUP to take its new certificate (same process; the sessions under way go on)`);
+        this.log.info(`pgBackRest TLS server (pid ${child.pid}): SIGHUP to take its new certificate (same process; pgBackRest signals its sessions under way only on SIGTERM)`);
         return;
       case "reloaded":
         this.serving = files;
