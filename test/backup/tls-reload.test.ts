@@ -53,7 +53,7 @@ test.skipIf(!Bun.which("pgbackrest"))("a renewed certificate reaches the running
     expect(renewed.signedByCa).toBe(true);
     expect(pidAlive(pid)).toBe(true);
     expect(Number(readFileSync(join(p.dir, "tls-server.pid"), "utf8"))).toBe(pid);
-    expect(log.lines.filter((l) => l.includes("exited") || l.includes("restarting"))).toEqual([]);
+    expect(log.lines.filter((l) => l.includes("TLS server exited") || l.includes("restarting it"))).toEqual([]);
   } finally {
     await server.stop();
   }
