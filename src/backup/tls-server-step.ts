@@ -26,6 +26,15 @@ export function serverVersionProblem(versionOutput: string): string | null {
 /** Checks after a SIGHUP that may not show the new certificate before the server is restarted. */
 export const RELOAD_TRIES = 3;
 
+/**
+ * How long after its start, and after how many failed handshakes, a server no handshake has reached
+ * is restarted when a renewal waits for it: one the agent cannot reach at its own address (a
+ * tls_address bound to another address family, loopback without IPv6) would otherwise keep its old
+ * certificate until it expires, unsaid. A minute leaves a slow start on a loaded host its time.
+ */
+export const READY_MS = 60_000;
+export const READY_TRIES = 3;
+
 export interface ServerView {
   /** The CA and certificate on disk. */
   files: string;
@@ -43,6 +52,10 @@ export interface ServerView {
   presented: string | null;
   /** Handshakes started since the SIGHUP. */
   tries: number;
+  /** Handshakes that failed since its start, while not ready. */
+  unready: number;
+  /** Milliseconds since its start (monotonic). */
+  upMs: number;
 }
 
 export type ServerStep =
@@ -67,5 +80,9 @@ export function serverStep(v: ServerView): ServerStep {
     return { do: "check" };
   }
   if (v.files === v.serving) return { do: "nothing" };
-  return v.ready ? { do: "reload" } : { do: "check" };
+  if (v.ready) return { do: "reload" };
+  if (v.unready >= READY_TRIES && v.upMs >= READY_MS) {
+    return { do: "restart", why: `no TLS handshake with it succeeded in ${Math.round(v.upMs / 1000)} s since its start (${v.unready} tries; is its tls_address reachable from this host?), so it cannot be sent SIGHUP safely` };
+  }
+  return { do: "check" };
 }

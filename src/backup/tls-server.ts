@@ -121,6 +121,7 @@ export class BackrestServer {
   private reloadedFor: string | null = null;
   private presented: string | null = null;
   private tries = 0;
+  private unready = 0;
   private readonly files: BackrestTlsFiles;
   private readonly hosts: () => string[];
   private readonly wallNow: () => number;
@@ -154,7 +155,7 @@ export class BackrestServer {
     const onDisk = new X509Certificate(cert).fingerprint256;
     const step = serverStep({
       files, serving: this.serving, ready: this.ready, checking: this.checking !== null,
-      reloadedFor: this.reloadedFor, onDisk, presented: this.presented, tries: this.tries,
+      reloadedFor: this.reloadedFor, onDisk, presented: this.presented, tries: this.tries, unready: this.unready, upMs: this.monoNow() - this.startedAt,
     });
     switch (step.do) {
       case "nothing":
@@ -180,6 +181,10 @@ export class BackrestServer {
         child.kill("SIGTERM");
         this.serving = files; // what its next start serves: nothing more to do with this one
         this.reloadedFor = null;
+        // One that does not end on SIGTERM is killed: nothing else would look at it again.
+        setTimeout(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        }, 10_000).unref();
         return;
     }
   }
@@ -190,8 +195,11 @@ export class BackrestServer {
       if (this.child !== child) return;
       this.ready = true;
       this.presented = fp;
-    }, () => {
-      if (this.child === child) this.presented = null;
+    }, (e: Error) => {
+      if (this.child !== child) return;
+      this.presented = null;
+      if (!this.ready) this.unready++;
+      this.log.debug(`pgBackRest TLS server (pid ${child.pid}): handshake: ${e.message}`);
     }).finally(() => {
       this.checking = null;
     });
@@ -233,6 +241,7 @@ export class BackrestServer {
     this.reloadedFor = null;
     this.presented = null;
     this.tries = 0;
+    this.unready = 0;
     this.startedAt = this.monoNow();
     if (child.pid) await recordServerPid(this.p.dir, owner, child.pid).catch((e: Error) => this.log.warn(`pgBackRest TLS server: pid file: ${e.message}`));
     let tail = "";

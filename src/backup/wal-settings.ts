@@ -43,7 +43,8 @@ export async function ensureBackrestConf(cfg: Config, socketDir: string, log?: L
   }
   if (cfg.backup.repo_host && !existsSync(backrestTlsFiles(p).certFile)) {
     const ca = new SecretsStore(cfg.state_dir).get()?.ca;
-    if (ca) await ensureBackrestCert(cfg, p, ca, defaultHosts(cfg), log, Date.now());
+    // A failure here is said and does not fail the config write: archiving reports what it costs.
+    if (ca) await ensureBackrestCert(cfg, p, ca, defaultHosts(cfg), log, Date.now()).catch((e: Error) => log?.warn(`[backup] repo_host: no pgBackRest certificate to reach the repository host with: ${e.message}`));
     else log?.warn(`[backup] repo_host: no cluster CA in ${cfg.state_dir} yet, so no pgBackRest certificate to reach the repository host with`);
   }
   return p;

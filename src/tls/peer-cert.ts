@@ -29,6 +29,7 @@ export function peerCert(host: string, port: number, caPem: string, timeoutMs: n
       else resolve(cert!);
     };
     const timer = setTimeout(() => done(new Error(`no TLS handshake with ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
+    timer.unref(); // a read under way does not hold the agent's exit
     // `on`, not `once`: a second error event (after destroy) with no listener would be thrown.
     sock.on("error", (e) => done(e));
     sock.once("secureConnect", () => {
@@ -40,9 +41,9 @@ export function peerCert(host: string, port: number, caPem: string, timeoutMs: n
         const notAfterMs = x.validToDate.getTime();
         if (!Number.isFinite(notAfterMs)) return done(new Error(`${host}:${port} presented a certificate without a readable end date (${x.validTo})`));
         // pgBackRest (tlsClientHostVerify) matches only DNS entries of the subjectAltName, and the
-        // common name only when there is none: node's checkHost does the same with subject "never"
-        // then (an IP address is matched as the text of a DNS entry, never against an IP entry).
-        const namesHost = x.checkHost(host.replace(/^\[|\]$/g, ""), { subject: x.subjectAltName ? "never" : "always" }) !== undefined;
+        // common name only when there is no DNS entry: node's checkHost with subject "default" does
+        // the same (an IP address is matched as the text of a DNS entry, never against an IP entry).
+        const namesHost = x.checkHost(host.replace(/^\[|\]$/g, ""), { subject: "default" }) !== undefined;
         done(null, { notAfterMs, signedByCa: x.checkIssued(ca) && x.verify(ca.publicKey), namesHost, fingerprint256: x.fingerprint256 });
       } catch (e) {
         done(e as Error);

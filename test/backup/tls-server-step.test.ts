@@ -3,12 +3,12 @@
 // second had passed since the start (pgBackRest may not handle it yet: it then ends), and the new
 // certificate was taken as served without looking.
 import { describe, expect, test } from "bun:test";
-import { RELOAD_TRIES, serverStep, serverVersionProblem, type ServerView } from "../../src/backup/tls-server-step.ts";
+import { READY_MS, READY_TRIES, RELOAD_TRIES, serverStep, serverVersionProblem, type ServerView } from "../../src/backup/tls-server-step.ts";
 
 const OLD = "ca+old";
 const NEW = "ca+new";
 /** Serving its first files, the new ones on disk, not checked yet. */
-const base: ServerView = { files: NEW, serving: OLD, ready: false, checking: false, reloadedFor: null, onDisk: "FP-NEW", presented: null, tries: 0 };
+const base: ServerView = { files: NEW, serving: OLD, ready: false, checking: false, reloadedFor: null, onDisk: "FP-NEW", presented: null, tries: 0, unready: 0, upMs: 0 };
 
 describe("serverStep", () => {
   test("the files on disk are the ones it serves: nothing", () => {
@@ -18,6 +18,13 @@ describe("serverStep", () => {
 
   test("new files, no handshake with it since its start: a handshake first, no SIGHUP", () => {
     expect(serverStep(base)).toEqual({ do: "check" });
+  });
+
+  test("new files, no handshake with it has succeeded for READY_MS since its start (READY_TRIES failed): restarted, not left on the old certificate for good", () => {
+    expect(serverStep({ ...base, unready: 50, upMs: READY_MS - 1 })).toEqual({ do: "check" }); // a slow start
+    expect(serverStep({ ...base, unready: READY_TRIES - 1, upMs: READY_MS })).toEqual({ do: "check" });
+    expect(serverStep({ ...base, unready: READY_TRIES, upMs: READY_MS })).toMatchObject({ do: "restart", why: expect.stringContaining("no TLS handshake") });
+    expect(serverStep({ ...base, files: OLD, unready: READY_TRIES, upMs: READY_MS })).toEqual({ do: "nothing" }); // nothing to take: no restart
   });
 
   test("new files, a handshake succeeded since its start: SIGHUP", () => {
@@ -55,6 +62,8 @@ describe("serverVersionProblem (pgbackrest version)", () => {
     expect(serverVersionProblem("pgBackRest 2.37\n")).toBeNull();
     expect(serverVersionProblem("pgBackRest 2.45\n")).toBeNull();
     expect(serverVersionProblem("pgBackRest 3.0\n")).toBeNull();
+    expect(serverVersionProblem("pgBackRest 2.55.1\n")).toBeNull();
+    expect(serverVersionProblem("pgBackRest 2.54dev\n")).toBeNull();
   });
 
   test("before 2.37: no server, said once with what to do", () => {

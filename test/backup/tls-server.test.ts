@@ -131,7 +131,7 @@ describe("the agent's pgbackrest server and its certificate", () => {
         await s.server.maintain(otherCa);
         await Bun.sleep(50);
         return s.log.lines.some((l) => l.includes("reloaded, presents its new certificate"));
-      }, { timeoutMs: 8000, what: "the reload to be seen" });
+      }, { timeoutMs: 15_000, what: "the reload to be seen" });
       expect(s.fake.events()).toEqual([`start ${s.pid}`, `hup ${s.pid}`]);
       expect(s.log.lines.some((l) => l.includes("not signed by the cluster CA"))).toBe(true);
       expect(certOf(s, otherCa.cert, false).signedByCa).toBe(true);
