@@ -48,7 +48,7 @@ export class AgentActionHost implements ActionHost {
 
   electionState() {
     const s = this.d.consensus.status();
-    return { role: s.role, term: s.term, leader: s.leader, leading: this.d.consensus.lease() !== null, voter: s.membership?.voters.includes(this.nodeId) ?? false };
+    return { role: s.role, term: s.term, leader: s.leader, leading: this.d.consensus.lease() !== null, voter: s.membership ? s.membership.voters.includes(this.nodeId) : null };
   }
 
   paused(): boolean { return this.d.flags.get().paused; }

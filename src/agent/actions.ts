@@ -15,7 +15,7 @@ import type { ClusterView } from "../core/cluster-view.ts";
 export interface ActionHost {
   readonly nodeId: string;
   readonly nodeName: string;
-  electionState(): { role: string; term: number; leader: string | null; leading: boolean; /** This node is a voter of the membership in force. */ voter: boolean };
+  electionState(): { role: string; term: number; leader: string | null; leading: boolean; /** This node is a voter of the membership in force (null: no membership known yet). */ voter: boolean | null };
   paused(): boolean;
   setPaused(p: boolean): void;
   candidates(): Candidate[];
@@ -292,6 +292,11 @@ export class ActionRunner {
     }
     if (this.h.paused() && !force) return no(409, "the cluster is paused (pgherd resume first, or --force)");
     if (!target.report?.up && !force) return no(412, `${target.name} is not reachable or its PostgreSQL is not running`);
+    // The target takes a request to stand from a voter only (message-router.ts): said before anything
+    // is done (a resign included). Unknown (no membership read yet): the target decides.
+    if (target.id !== this.h.nodeId && e.voter === false) {
+      return no(409, `${this.h.nodeName} is not a voter, and ${target.name} takes a request to stand for election from a voter only: run this on a voter`);
+    }
     if (e.leader && e.leader !== target.id) {
       // A leader without a primary (e.g. paused after the old primary died): it hands leadership to
       // the chosen node; voters would refuse a campaign while it heartbeats.
@@ -305,8 +310,6 @@ export class ActionRunner {
     const reason = `manual failover to ${target.name} requested on ${this.h.nodeName}${acceptDataLoss ? ", accepting data loss" : ""}`;
     this.log.warn(reason);
     if (target.id === this.h.nodeId) this.h.campaignNow(acceptDataLoss);
-    // The target takes a request to stand from a voter only (message-router.ts).
-    else if (!e.voter) return no(409, `${this.h.nodeName} is not a voter, and ${target.name} takes a request to stand for election from a voter only: run this on a voter`);
     else if (!this.h.sendCampaign(target.id, reason, acceptDataLoss)) return no(503, `${target.name} is not connected`);
     const deadline = performance.now() + 20_000;
     while (performance.now() < deadline) {

@@ -156,7 +156,7 @@ export class MessageRouter {
     this.d.log.warn(`${this.d.peers.name(peer)}: a state message of its run ${epoch} dropped, older than its run ${held.epoch} (a restart's leftover frame; if its messages keep being dropped, its <state_dir>/run-epoch.json was removed while its clock was behind: restart this agent)`);
   }
 
-  /** Sent by the leader in a switchover to this node, before it resigns: from anyone else it is refused. */
+  /** Sent by the leader in a switchover to this node, before it resigns: taken from the leader, or from a voter while this node knows no leader. */
   private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {
     // A node that does not know the leader yet (just restarted or reconnected) takes it from a voter:
     // refusing would leave the leader waiting out its 5 s for an answer before it hands over unconfirmed.

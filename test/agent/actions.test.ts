@@ -37,7 +37,7 @@ class FakeHost implements ActionHost {
   /** Who wins the election after the resign: the target (it promotes), or another node. */
   winner = "S";
   /** This node is a voter (a member not yet approved is not). */
-  voter = true;
+  voter: boolean | null = true;
   electionState() { return { role: this.leaderId === "L" ? "leader" : "follower", term: this.term, leader: this.leaderId, leading: this.leading && this.leaderId === "L", voter: this.voter }; }
   paused() { return this.pausedFlag; }
   setPaused(p: boolean) { this.pausedFlag = p; }
