@@ -46,7 +46,7 @@ export interface ServerView {
   checking: boolean;
   /** The files it was sent SIGHUP for and not yet seen to serve; null: none. */
   reloadedFor: string | null;
-  /** The fingerprint of the certificate on disk. */
+  /** The fingerprint of the certificate on disk (looked at only while reloadedFor is set). */
   onDisk: string;
   /** The fingerprint it presented at the last handshake since the SIGHUP; null: none, or it failed. */
   presented: string | null;

@@ -152,7 +152,8 @@ export class BackrestServer {
       if (this.monoNow() >= this.nextStart) await this.start(files);
       return;
     }
-    const onDisk = new X509Certificate(cert).fingerprint256;
+    // Read by the step only while a reload waits to be seen: not parsed every round.
+    const onDisk = this.reloadedFor !== null ? new X509Certificate(cert).fingerprint256 : "";
     const step = serverStep({
       files, serving: this.serving, ready: this.ready, checking: this.checking !== null,
       reloadedFor: this.reloadedFor, onDisk, presented: this.presented, tries: this.tries, unready: this.unready, upMs: this.monoNow() - this.startedAt,
