@@ -176,9 +176,11 @@ export function renderPgpoolConfig(view: ClusterView, slotOf: (id: string) => st
     "search_primary_node_timeout = 10    # never wait for a primary forever (it blocks PCP requests meanwhile)",
     "connect_timeout = 1000",
     "",
-    "# Not pgpool.conf: this host's TCP keepalive must end a PCP session whose client vanished, or pgpool",
-    "# takes no PCP request after a failover until it does (kernel default: hours). /etc/sysctl.d:",
-    "#   net.ipv4.tcp_keepalive_time = 10, net.ipv4.tcp_keepalive_intvl = 2, net.ipv4.tcp_keepalive_probes = 3",
+    "# Not pgpool.conf: this host's TCP must end a PCP session whose client vanished, or pgpool (before",
+    "# 4.5) takes no PCP request after a failover until it does (kernel defaults: 2 hours for an idle",
+    "# session, about 15 minutes for one with a reply in flight). /etc/sysctl.d:",
+    "#   net.ipv4.tcp_keepalive_time = 10, net.ipv4.tcp_keepalive_intvl = 2, net.ipv4.tcp_keepalive_probes = 3,",
+    "#   net.ipv4.tcp_retries2 = 5",
   ];
   return lines.join("\n") + "\n";
 }

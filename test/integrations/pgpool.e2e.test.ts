@@ -21,6 +21,18 @@ const PCP_PASSWORD = `pcp-${Math.random().toString(36).slice(2)}${Math.random().
 /** pgherd's reconcile interval (500 ms here) + pcp_promote_node + pgpool restarting its children + the client's reconnect. */
 const POOL_ALLOWANCE_MS = 2000;
 
+/**
+ * nft rules, on a cluster host: drop the PCP replies of pgpool's host `pool` (data segments carry
+ * PSH; the handshake and pure acknowledgements pass, so a new session is established and its
+ * first reply is left unacknowledged).
+ */
+const PCP_REPLY_DROP = (pool: string) =>
+  `table inet pghpcp {\n  chain input { type filter hook input priority 0; policy accept; ip saddr ${pool} tcp sport 9898 tcp flags & psh == psh drop; }\n}\n`;
+/** Throws, naming `what`, on a command that failed. */
+const must = (what: string) => (r: { code: number; stderr: string }) => {
+  if (r.code !== 0) throw new Error(`${what}: ${r.stderr.trim()}`);
+};
+
 interface Attempt { start: number; end: number; ok: boolean; addr?: string | null; err?: string }
 interface Fx { c: PgCluster; pool: Host; dir: string; bounds: Bounds; pgpool: Proc; writer: Proc | null }
 
@@ -69,12 +81,13 @@ async function start(): Promise<Fx> {
     if (section.code !== 0) throw new Error(`pgherd pgpool config: ${section.text}`);
     expect(section.stdout).toContain("failover_on_backend_error = off");
     writeFileSync(join(dir, "pgpool.conf"), pgpoolConf(dir, section.stdout));
-    // The keepalive the section asks of pgpool's host: after a failover pgpool restarts its PCP
+    // The TCP settings the section asks of pgpool's host: after a failover pgpool restarts its PCP
     // process and waits for every open PCP session first; one held by a host cut off mid-command
-    // ends only when TCP keepalive (pgpool turns it on for PCP connections) gives up on it.
-    const keepalive = [...section.stdout.matchAll(/net\.ipv4\.tcp_keepalive_\w+ = \d+/g)].map((m) => m[0].replace(" = ", "="));
-    expect(keepalive).toHaveLength(3);
-    for (const kv of keepalive) {
+    // ends only when TCP gives up on it (keepalive, which pgpool turns on for PCP connections, when
+    // it is idle; retransmission when a reply was in flight).
+    const tcp = [...section.stdout.matchAll(/net\.ipv4\.tcp_(?:keepalive_\w+|retries2) = \d+/g)].map((m) => m[0].replace(" = ", "="));
+    expect(tcp).toHaveLength(4);
+    for (const kv of tcp) {
       const r = await pool.exec(["sysctl", "-q", "-w", kv]);
       if (r.code !== 0) throw new Error(`sysctl -w ${kv}: ${r.stderr}`);
     }
@@ -147,21 +160,37 @@ describeCluster("pgpool-II in front of the cluster", {
     let cut: ClusterNode | null = null;
     let held: Proc | null = null;
     let cutAt = 0;
+    const log = join(fx.c.artifacts, "pgpool.log");
+    const restarts = () => ((existsSync(log) ? readFileSync(log, "utf8") : "").match(/fork a new PCP child pid \d+ in failover\(\)/g) ?? []).length;
+    const restartsBefore = restarts();
     try {
       const r = await round("failover", async (p) => {
-        // The worst moment for the cut: the primary's host holds a PCP session open (as a leader
-        // cut off mid-command does). pgpool's restart of its PCP process after the failover waits
-        // for that session; the keepalive above ends it, and the new leader's commands go through.
+        // The worst moment for the cut: the primary's host holds PCP sessions open, as a leader cut
+        // off mid-command does. pgpool's restart of its PCP process after the failover waits for
+        // them; the TCP settings above end them, and the new leader's commands go through.
+        // - an idle one (its reply acknowledged): keepalive ends it;
         held = p.host.spawn([process.execPath, "-e", `const s = require("node:net").connect(9898, ${JSON.stringify(fx.pool.ip)}, () => s.write(Buffer.from([77, 0, 0, 0, 4]))); s.once("data", () => console.log("pcp session open"))`], { logFile: join(fx.c.artifacts, "pcp-held.log") });
         await held.waitForLine(/pcp session open/, 10_000);
+        // - one with pgpool's reply in flight (CI158: the leader's own pcp_node_info): keepalive
+        //   does not apply to it, retransmission (tcp_retries2) ends it. PCP replies to this host are
+        //   dropped until the leader's next command leaves one unacknowledged, then the host is cut.
         cut = p;
+        await p.host.exec(["nft", "-f", "-"], { input: PCP_REPLY_DROP(fx.pool.ip) }).then(must("nft: drop PCP replies"));
+        await poll(async () => {
+          const r = await fx.pool.exec(["ss", "-Htn", "state", "established", "( sport = :9898 )"]);
+          return r.stdout.split("\n").map((l) => l.trim().split(/\s+/)).some((f) => f[3]?.startsWith(`${p.ip}:`) && Number(f[1]) > 0) ? true : undefined;
+        }, { timeoutMs: 10_000, intervalMs: 20, what: `a PCP reply of pgpool to ${p.name} unacknowledged` });
         cutAt = Date.now();
         await p.host.cut();
         return null;
       }, fx.bounds.failoverMs);
+      // The failover's restart of pgpool's PCP process ends only when both sessions have.
+      await poll(async () => (restarts() > restartsBefore ? true : undefined), { timeoutMs: 30_000, intervalMs: 100, what: "pgpool's PCP process restarted after the failover (it waits for every open PCP session)" });
+      console.log(`pgpool: its PCP process restarted ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut (PCP sessions of the cut-off host were open: one idle, one with a reply in flight)`);
       await waitPool(r.neu, r.others, 30_000);
       console.log(`pgpool: ${r.others.map((s) => s.name).join(", ")} attached under the new primary ${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut (a PCP session of the cut-off host was open)`);
       (held as Proc | null)?.kill("SIGKILL");
+      await r.old.host.exec(["nft", "delete", "table", "inet", "pghpcp"]).then(must("nft: delete the PCP reply drop"));
       await r.old.host.heal();
       cut = null;
       await waitReplicating(fx.c, 120_000);
@@ -169,6 +198,7 @@ describeCluster("pgpool-II in front of the cluster", {
       console.log(`pgpool after the heal: ${info.map((b) => `${b.host} ${b.up ? "up" : "down"} ${b.primary ? "primary" : "standby"}`).join(", ")}`);
     } finally {
       // A failure above must not leave the next test a host cut off (CI64: it waited 90 s for it).
+      await (cut as ClusterNode | null)?.host.exec(["nft", "delete", "table", "inet", "pghpcp"]).catch(() => {});
       await (cut as ClusterNode | null)?.host.heal().catch(() => {});
       (held as Proc | null)?.kill("SIGKILL");
     }
