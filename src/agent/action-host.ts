@@ -103,7 +103,7 @@ export class AgentActionHost implements ActionHost {
 
   /** Tell the target the final position and wait until it says it holds it: false when it does not (behind it, or no answer in time). */
   async handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean> {
-    const pos = await this.handovers.ask(to, (id) => this.d.mesh.send(to, { t: "handover", from: this.d.nodeId, id, ...(final ? { final } : {}) }), timeoutMs, () => null);
+    const pos = await this.handovers.ask(to, (id) => this.d.mesh.send(to, { t: "handover", from: this.d.nodeId, id, term: this.d.consensus.status().term, ...(final ? { final } : {}) }), timeoutMs, () => null);
     return pos !== null && (final === null || lsnCompare(pos.lsn, final.lsn) >= 0);
   }
 

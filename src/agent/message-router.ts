@@ -156,13 +156,21 @@ export class MessageRouter {
     this.d.log.warn(`${this.d.peers.name(peer)}: a state message of its run ${epoch} dropped, older than its run ${held.epoch} (a restart's leftover frame; if its messages keep being dropped, its <state_dir>/run-epoch.json was removed while its clock was behind: restart this agent)`);
   }
 
-  /** Sent by the leader in a switchover to this node, before it resigns: taken from the leader, or from a voter while this node knows no leader. */
+  /**
+   * Sent by the leader in a switchover to this node, before it resigns: taken from the leader, or
+   * from a voter while this node knows no leader; never one sent in a term older than this node's
+   * (a deposed leader's, arriving late).
+   */
   private onHandover(peer: string, msg: Extract<AgentMsg, { t: "handover" }>): void {
     // A node that does not know the leader yet (just restarted or reconnected) takes it from a voter:
     // refusing would leave the leader waiting out its 5 s for an answer before it hands over unconfirmed.
     const s = this.d.consensus.status();
     if (s.leader !== peer && (s.leader !== null || !s.membership?.voters.includes(peer))) {
       this.d.log.warn(`refused a handover from ${this.d.peers.name(peer)}, which is not the leader${s.leader === null ? " nor a voter" : ""}`);
+      return;
+    }
+    if (msg.term !== undefined && msg.term < s.term) {
+      this.d.log.warn(`refused a handover from ${this.d.peers.name(peer)}: sent in term ${msg.term}, this node is in term ${s.term}`);
       return;
     }
     this.expectingHandoverFrom = peer;

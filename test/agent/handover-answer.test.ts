@@ -5,9 +5,10 @@ import { expect, test } from "bun:test";
 import { AgentActionHost, type ActionHostDeps } from "../../src/agent/action-host.ts";
 
 function host() {
-  const sent: { to: string; id: number }[] = [];
+  const sent: { to: string; id: number; term?: number }[] = [];
   const deps = {
-    mesh: { send: (to: string, msg: { id: number }) => (sent.push({ to, id: msg.id }), true) }, nodeId: "L",
+    mesh: { send: (to: string, msg: { id: number; term?: number }) => (sent.push({ to, id: msg.id, term: msg.term }), true) }, nodeId: "L",
+    consensus: { status: () => ({ term: 9 }) },
     facts: () => ({ self: { id: "L", name: "n1" }, peers: [{ id: "S", name: "n2" }] }),
   } as unknown as ActionHostDeps;
   return { h: new AgentActionHost(deps), sent };
@@ -18,6 +19,7 @@ const FINAL = { timeline: 1, lsn: "0/3000100" };
 test("the target at or past the final position: confirmed", async () => {
   const { h, sent } = host();
   const at = h.handover("S", FINAL, 1000);
+  expect(sent[0]?.term).toBe(9); // the target refuses a handover sent in a term older than its own
   h.handovers.answer(sent[0]!.id, { timeline: 1, lsn: "0/3000100" }, "S");
   expect(await at).toBe(true);
   const past = h.handover("S", FINAL, 1000);

@@ -84,13 +84,13 @@ test("the leader's server first known here (a restarted agent, a new peer) start
 const B = "bbbbbbbbbbbbbbbb";
 const W = "cccccccccccccccc"; // a member that is not a voter
 
-function promoter(leader: string | null = L) {
+function promoter(leader: string | null = L, term = 5) {
   const log = memoryLogger();
   const sent: Array<{ peer: string; msg: unknown }> = [];
   const calls = { promotions: 0, campaigns: 0 };
   const d = {
     log, stopped: () => false, peers: { name: (id: string) => `n-${id.slice(0, 1)}` },
-    consensus: { status: () => ({ leader, membership: { voters: [L, B] } }), setPosition: () => undefined },
+    consensus: { status: () => ({ leader, term, membership: { voters: [L, B] } }), setPosition: () => undefined },
     loop: () => ({ requestPromotion: () => calls.promotions++, catchUp: async () => null }),
     host: () => ({ campaignNow: () => calls.campaigns++ }),
     mesh: () => ({ send: (peer: string, msg: unknown) => sent.push({ peer, msg }) }),
@@ -126,6 +126,25 @@ test("a node that does not know the leader yet takes a handover from a voter, ne
   expect(calls.promotions).toBe(1);
   expect(sent).toEqual([{ peer: B, msg: { t: "handover-ready", pos: null, id: 2 } }]);
   expect(r.takeHandoverFrom()).toBe(B);
+});
+
+test("a handover sent in a term older than this node's is refused (a deposed leader's, arriving late); one without a term is taken", async () => {
+  const { r, log, sent, calls } = promoter(null, 7);
+  r.route(B, { t: "handover", from: B, id: 1, term: 6 } as AgentMsg);
+  await flush();
+  expect([calls.promotions, sent.length, r.takeHandoverFrom()]).toEqual([0, 0, null]);
+  expect(log.lines.filter((l) => l.startsWith("warn") && l.includes("sent in term 6, this node is in term 7"))).toHaveLength(1);
+  r.route(B, { t: "handover", from: B, id: 2, term: 7 } as AgentMsg);
+  await flush();
+  expect(calls.promotions).toBe(1);
+  expect(sent).toEqual([{ peer: B, msg: { t: "handover-ready", pos: null, id: 2 } }]);
+  r.route(B, { t: "handover", from: B, id: 3 } as AgentMsg); // an agent from before the term was sent
+  await flush();
+  expect(calls.promotions).toBe(2);
+  const late = promoter(L, 7);
+  late.r.route(L, { t: "handover", from: L, id: 4, term: 6 } as AgentMsg);
+  await flush();
+  expect([late.calls.promotions, late.sent.length]).toEqual([0, 0]);
 });
 
 test("campaign-now is taken from a voter only (the leader included), never from a non-voting member", () => {
