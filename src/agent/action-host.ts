@@ -103,7 +103,11 @@ export class AgentActionHost implements ActionHost {
 
   /** Tell the target the final position and wait until it says it holds it: false when it does not (behind it, or no answer in time). */
   async handover(to: string, final: Position | null, timeoutMs: number): Promise<boolean> {
-    const pos = await this.handovers.ask(to, (id) => this.d.mesh.send(to, { t: "handover", from: this.d.nodeId, id, term: this.d.consensus.status().term, ...(final ? { final } : {}) }), timeoutMs, () => null);
+    // The term this node leads in, not its current one: deposed meanwhile, it may have taken a
+    // newer term from a candidate, and a target in that term without a leader would take it.
+    const lease = this.d.consensus.lease();
+    if (!lease) return false;
+    const pos = await this.handovers.ask(to, (id) => this.d.mesh.send(to, { t: "handover", from: this.d.nodeId, id, term: lease.term, ...(final ? { final } : {}) }), timeoutMs, () => null);
     return pos !== null && (final === null || lsnCompare(pos.lsn, final.lsn) >= 0);
   }
 

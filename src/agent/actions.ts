@@ -243,7 +243,7 @@ export class ActionRunner {
       // target confirms it holds that position (a voter refuses a target behind the floor anyway).
       const [ready, floored] = await Promise.all([this.h.handover(target.id, final, 5000), this.h.publishFloor(final, 3000)]);
       if (!ready) {
-        this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s: handing over anyway; this node goes through pg_rewind before it follows`);
+        this.log.warn(`${target.name} did not confirm it holds the final WAL within 5 s (or was not asked: this node's lease had run out): handing over anyway; this node goes through pg_rewind before it follows`);
         pg.handoverUnconfirmed();
       }
       if (!floored) this.log.warn("the final position did not reach a majority within 3 s: handing over anyway");

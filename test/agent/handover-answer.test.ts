@@ -4,11 +4,11 @@
 import { expect, test } from "bun:test";
 import { AgentActionHost, type ActionHostDeps } from "../../src/agent/action-host.ts";
 
-function host() {
+function host(lease: { term: number; until: number } | null = { term: 9, until: Infinity }) {
   const sent: { to: string; id: number; term?: number }[] = [];
   const deps = {
     mesh: { send: (to: string, msg: { id: number; term?: number }) => (sent.push({ to, id: msg.id, term: msg.term }), true) }, nodeId: "L",
-    consensus: { status: () => ({ term: 9 }) },
+    consensus: { status: () => ({ term: 11 }), lease: () => lease },
     facts: () => ({ self: { id: "L", name: "n1" }, peers: [{ id: "S", name: "n2" }] }),
   } as unknown as ActionHostDeps;
   return { h: new AgentActionHost(deps), sent };
@@ -19,7 +19,9 @@ const FINAL = { timeline: 1, lsn: "0/3000100" };
 test("the target at or past the final position: confirmed", async () => {
   const { h, sent } = host();
   const at = h.handover("S", FINAL, 1000);
-  expect(sent[0]?.term).toBe(9); // the target refuses a handover sent in a term older than its own
+  // The term it leads in (the lease's), not its current one: the target refuses a handover sent in a
+  // term older than its own, and one from a deposed leader that took a newer term is never sent.
+  expect(sent[0]?.term).toBe(9);
   h.handovers.answer(sent[0]!.id, { timeline: 1, lsn: "0/3000100" }, "S");
   expect(await at).toBe(true);
   const past = h.handover("S", FINAL, 1000);
@@ -51,4 +53,10 @@ test("the target's connection closes while it is asked: answered at once as not 
   h.peerGone("S");
   expect(await handover).toBe(false);
   expect(await action).toMatchObject({ status: 504, ok: false });
+});
+
+test("a node without a lease (deposed while it stopped its server) sends no handover: not confirmed", async () => {
+  const { h, sent } = host(null);
+  expect(await h.handover("S", FINAL, 1000)).toBe(false);
+  expect(sent).toEqual([]);
 });

@@ -162,7 +162,7 @@ describeCluster("pgpool-II in front of the cluster", {
     let cutAt = 0;
     const log = join(fx.c.artifacts, "pgpool.log");
     const restarts = () => ((existsSync(log) ? readFileSync(log, "utf8") : "").match(/fork a new PCP child pid \d+ in failover\(\)/g) ?? []).length;
-    const restartsBefore = restarts();
+    let restartsBefore = Infinity;
     try {
       const r = await round("failover", async (p) => {
         // The worst moment for the cut: the primary's host holds PCP sessions open, as a leader cut
@@ -176,10 +176,19 @@ describeCluster("pgpool-II in front of the cluster", {
         //   dropped until the leader's next command leaves one unacknowledged, then the host is cut.
         cut = p;
         await p.host.exec(["nft", "-f", "-"], { input: PCP_REPLY_DROP(fx.pool.ip) }).then(must("nft: drop PCP replies"));
-        await poll(async () => {
+        // Unacknowledged on two looks 300 ms apart (not a reply that only waits for a delayed ACK).
+        const unacked = async () => {
           const r = await fx.pool.exec(["ss", "-Htn", "state", "established", "( sport = :9898 )"]);
-          return r.stdout.split("\n").map((l) => l.trim().split(/\s+/)).some((f) => f[3]?.startsWith(`${p.ip}:`) && Number(f[1]) > 0) ? true : undefined;
+          return new Set(r.stdout.split("\n").map((l) => l.trim().split(/\s+/)).filter((f) => f[3]?.startsWith(`${p.ip}:`) && Number(f[1]) > 0).map((f) => f[3]!));
+        };
+        await poll(async () => {
+          const first = await unacked();
+          if (first.size === 0) return undefined;
+          await Bun.sleep(300);
+          return [...(await unacked())].some((peer) => first.has(peer)) ? true : undefined;
         }, { timeoutMs: 10_000, intervalMs: 20, what: `a PCP reply of pgpool to ${p.name} unacknowledged` });
+        // Counted now: the leader, waiting for that reply, sends pgpool no command before the cut.
+        restartsBefore = restarts();
         cutAt = Date.now();
         await p.host.cut();
         return null;
