@@ -1,5 +1,8 @@
 // Client access: `pgherd dsn` (a libpq URI that follows the primary) and `pgherd passwd ROLE`.
 import { defineCommand } from "citty";
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { isAbsolute } from "node:path";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
 import { createLogger } from "../log.ts";
@@ -19,19 +22,44 @@ export const dsnCommand = (ctx: CliContext) =>
       any: { type: "boolean", description: "Connect to the first node that answers" },
       user: { type: "string", valueHint: "role", description: "Database role (default: libpq's, the OS user name)" },
       dbname: { type: "string", valueHint: "name", description: "Database (default: libpq's, the role name)" },
+      "ca-file": { type: "string", valueHint: "path", description: "The cluster CA on the client's host (a copy of a node's <data_dir>.tls/ca.crt): adds sslmode=verify-full and sslrootcert" },
     },
     run: async ({ args }) => {
       const picked = (["primary", "replica", "any"] as const).filter((k) => args[k]);
       if (picked.length > 1) throw new CliExit(EXIT_USAGE, "pgherd dsn: give one of --primary, --replica, --any");
       const target: DsnTarget = picked[0] ?? "primary";
+      const caFile = args["ca-file"] === undefined ? undefined : checkCaFile(args["ca-file"]);
       const r = (await getJson(apiBase(args, ctx), "/cluster")) as { view: ClusterView };
       try {
-        ctx.out(`${buildDsn(r.view.members, { target, user: args.user, dbname: args.dbname })}\n`);
+        ctx.out(`${buildDsn(r.view.members, { target, user: args.user, dbname: args.dbname, caFile })}\n`);
       } catch (e) {
         throw new CliExit(EXIT_FAILURE, `pgherd dsn: ${(e as Error).message}`);
       }
     },
   });
+
+/**
+ * `--ca-file`: an absolute path (libpq reads it relative to the client's working directory
+ * otherwise). A file there must hold a certificate; one that is not there may be the client
+ * host's path: said on stderr, not refused.
+ */
+function checkCaFile(path: string): string {
+  if (!isAbsolute(path)) throw new CliExit(EXIT_USAGE, `pgherd dsn: --ca-file ${JSON.stringify(path)}: give an absolute path (libpq would read it from the client's working directory)`);
+  let pem: string;
+  try {
+    pem = readFileSync(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new CliExit(EXIT_FAILURE, `pgherd dsn: --ca-file ${path}: ${(e as Error).message}`);
+    process.stderr.write(`pgherd dsn: ${path} is not on this host: copy a node's <data_dir>.tls/ca.crt there on the client's host\n`);
+    return path;
+  }
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new CliExit(EXIT_FAILURE, `pgherd dsn: --ca-file ${path} holds no PEM certificate (expected a copy of a node's <data_dir>.tls/ca.crt)`);
+  }
+  return path;
+}
 
 export const passwdCommand = (ctx: CliContext) =>
   defineCommand({

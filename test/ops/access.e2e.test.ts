@@ -11,6 +11,7 @@ import { BINARY } from "../../scripts/build.ts";
 import { http, settled, startLoopCluster, until, type LoopCluster, type LoopNode } from "../api/loopback.ts";
 import { pgBins, pgSkipReason } from "../helpers/pg.ts";
 import { requireReal } from "../helpers/require.ts";
+import { createCa } from "../../src/tls/x509.ts";
 
 requireReal("client access e2e", pgSkipReason);
 
@@ -64,6 +65,25 @@ describe("client access on three nodes", () => {
       await until(async () => psql(direct(n)).ok, `app to log in on ${n.name}`, 15_000);
     }
   }, 90_000);
+
+  test("pgherd dsn --ca-file: the client verifies the primary against the cluster CA (verify-full), and refuses a server of another CA", async () => {
+    const { primary } = await settled(c);
+    const dsnWith = (caFile: string) => pgherd(["dsn", "--primary", "--user", "app", "--dbname", "postgres", "--ca-file", caFile, "--api", c.nodes[0]!.api]);
+    const d = dsnWith(`${primary.agent.dataDir}.tls/ca.crt`);
+    expect(d.code).toBe(0);
+    expect(d.stdout).toContain("sslmode=verify-full&sslrootcert=");
+    const ssl = spawnSync(join(pgBins!.dir, "psql"), [d.stdout.trim(), "-XAtc", "SELECT ssl, current_setting('port') FROM pg_stat_ssl WHERE pid = pg_backend_pid()"], { encoding: "utf8", timeout: 30_000, env: { PATH: process.env.PATH ?? "", PGPASSFILE: passfile } });
+    expect({ out: ssl.stdout.trim(), err: ssl.stderr.trim() }).toEqual({ out: `t|${primary.pgPort}`, err: "" });
+    // A CA that did not sign the servers' certificates: libpq refuses every host before any password.
+    const foreign = join(c.dir, "foreign-ca.crt");
+    writeFileSync(foreign, createCa("other", Date.now()).cert);
+    const refused = psql(dsnWith(foreign).stdout.trim());
+    expect(refused.ok).toBe(false);
+    expect(refused.err).toContain("certificate verify failed");
+    // Bad input named, nothing printed: a relative path, a file that holds no certificate.
+    expect(dsnWith("ca.crt")).toMatchObject({ code: 2, stdout: "", stderr: expect.stringContaining("give an absolute path") });
+    expect(dsnWith(passfile)).toMatchObject({ code: 1, stdout: "", stderr: expect.stringContaining(`${passfile} holds no PEM certificate`) });
+  }, 60_000);
 
   test("pgherd dsn --primary reaches the primary, and the same string the new one after a switchover and after a failover", async () => {
     const { primary } = await settled(c);

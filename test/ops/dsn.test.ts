@@ -18,3 +18,7 @@ test("names are URI-encoded; no address at all is an error", () => {
   expect(buildDsn(members.slice(0, 1), { target: "primary", user: "a b@c", dbname: "x/y" })).toBe("postgresql://a%20b%40c@10.0.0.2:5432/x%2Fy?target_session_attrs=read-write&connect_timeout=3");
   expect(() => buildDsn([{ name: "w", role: "witness", host: "h", port: null }], { target: "any" })).toThrow("no database member");
 });
+
+test("with the CA's path: verify-full against it, the path URI-encoded", () => {
+  expect(buildDsn(members.slice(0, 1), { target: "primary", caFile: "/etc/app/pg ca.crt" })).toBe("postgresql://10.0.0.2:5432/?target_session_attrs=read-write&connect_timeout=3&sslmode=verify-full&sslrootcert=%2Fetc%2Fapp%2Fpg%20ca.crt");
+});
