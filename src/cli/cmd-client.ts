@@ -1,7 +1,7 @@
 // Client access: `pgherd dsn` (a libpq URI that follows the primary) and `pgherd passwd ROLE`.
 import { defineCommand } from "citty";
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
@@ -38,26 +38,42 @@ export const dsnCommand = (ctx: CliContext) =>
     },
   });
 
+/** More than any CA certificate (a chain of a few) takes. */
+const CA_FILE_MAX_BYTES = 1 << 20;
+
 /**
  * `--ca-file`: an absolute path (libpq reads it relative to the client's working directory
- * otherwise). A file there must hold a certificate; one that is not there may be the client
+ * otherwise). A file there must be a regular file holding a CA certificate (opened without
+ * blocking: a FIFO or a device is refused, not waited on); one that is not there may be the client
  * host's path: said on stderr, not refused.
  */
 function checkCaFile(path: string): string {
+  const fail = (why: string) => new CliExit(EXIT_FAILURE, `pgherd dsn: --ca-file ${path}: ${why} (expected a copy of a node's <data_dir>.tls/ca.crt)`);
   if (!isAbsolute(path)) throw new CliExit(EXIT_USAGE, `pgherd dsn: --ca-file ${JSON.stringify(path)}: give an absolute path (libpq would read it from the client's working directory)`);
-  let pem: string;
+  let fd: number;
   try {
-    pem = readFileSync(path, "utf8");
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new CliExit(EXIT_FAILURE, `pgherd dsn: --ca-file ${path}: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw fail((e as Error).message);
     process.stderr.write(`pgherd dsn: ${path} is not on this host: copy a node's <data_dir>.tls/ca.crt there on the client's host\n`);
     return path;
   }
+  let pem: string;
   try {
-    new X509Certificate(pem);
-  } catch {
-    throw new CliExit(EXIT_FAILURE, `pgherd dsn: --ca-file ${path} holds no PEM certificate (expected a copy of a node's <data_dir>.tls/ca.crt)`);
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw fail("not a regular file");
+    if (st.size > CA_FILE_MAX_BYTES) throw fail(`${st.size} bytes, more than a CA certificate takes`);
+    pem = readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
   }
+  let ca: boolean;
+  try {
+    ca = new X509Certificate(pem).ca;
+  } catch {
+    throw fail("holds no PEM certificate");
+  }
+  if (!ca) throw fail("holds a certificate that is not a CA's (a node's server.crt?)");
   return path;
 }
 

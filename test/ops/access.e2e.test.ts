@@ -5,7 +5,8 @@
 // reaches the new primary; removing the rule locks the client out again.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { rmSync, writeFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY } from "../../scripts/build.ts";
 import { http, settled, startLoopCluster, until, type LoopCluster, type LoopNode } from "../api/loopback.ts";
@@ -74,6 +75,13 @@ describe("client access on three nodes", () => {
     expect(d.stdout).toContain("sslmode=verify-full&sslrootcert=");
     const ssl = spawnSync(join(pgBins!.dir, "psql"), [d.stdout.trim(), "-XAtc", "SELECT ssl, current_setting('port') FROM pg_stat_ssl WHERE pid = pg_backend_pid()"], { encoding: "utf8", timeout: 30_000, env: { PATH: process.env.PATH ?? "", PGPASSFILE: passfile } });
     expect({ out: ssl.stdout.trim(), err: ssl.stderr.trim() }).toEqual({ out: `t|${primary.pgPort}`, err: "" });
+    // verify-full, not only verify-ca: a name the certificate does not hold is refused.
+    const san = new X509Certificate(readFileSync(`${primary.agent.dataDir}.tls/server.crt`)).subjectAltName ?? "";
+    expect(san).toContain("IP Address:127.0.0.1");
+    expect(san).not.toContain("DNS:localhost");
+    const byName = psql(d.stdout.trim().replaceAll("127.0.0.1", "localhost"));
+    expect(byName.ok).toBe(false);
+    expect(byName.err).toContain('does not match host name "localhost"');
     // A CA that did not sign the servers' certificates: libpq refuses every host before any password.
     const foreign = join(c.dir, "foreign-ca.crt");
     writeFileSync(foreign, createCa("other", Date.now()).cert);
@@ -82,7 +90,14 @@ describe("client access on three nodes", () => {
     expect(refused.err).toContain("certificate verify failed");
     // Bad input named, nothing printed: a relative path, a file that holds no certificate.
     expect(dsnWith("ca.crt")).toMatchObject({ code: 2, stdout: "", stderr: expect.stringContaining("give an absolute path") });
-    expect(dsnWith(passfile)).toMatchObject({ code: 1, stdout: "", stderr: expect.stringContaining(`${passfile} holds no PEM certificate`) });
+    expect(dsnWith(passfile)).toMatchObject({ code: 1, stdout: "", stderr: expect.stringContaining(`${passfile}: holds no PEM certificate`) });
+    expect(dsnWith(`${primary.agent.dataDir}.tls/server.crt`)).toMatchObject({ code: 1, stdout: "", stderr: expect.stringContaining("not a CA's") });
+    const fifo = join(c.dir, "ca.fifo");
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    expect(dsnWith(fifo)).toMatchObject({ code: 1, stdout: "", stderr: expect.stringContaining(`${fifo}: not a regular file`) });
+    const elsewhere = dsnWith(join(c.dir, "on-the-client-host", "ca.crt"));
+    expect(elsewhere).toMatchObject({ code: 0, stderr: expect.stringContaining("is not on this host") });
+    expect(elsewhere.stdout).toContain(`sslrootcert=${encodeURIComponent(join(c.dir, "on-the-client-host", "ca.crt"))}`);
   }, 60_000);
 
   test("pgherd dsn --primary reaches the primary, and the same string the new one after a switchover and after a failover", async () => {
