@@ -1,7 +1,7 @@
 // Client access: `pgherd dsn` (a libpq URI that follows the primary) and `pgherd passwd ROLE`.
 import { defineCommand } from "citty";
 import { X509Certificate } from "node:crypto";
-import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
@@ -60,10 +60,15 @@ function checkCaFile(path: string): string {
   }
   let pem: string;
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw fail("not a regular file");
-    if (st.size > CA_FILE_MAX_BYTES) throw fail(`${st.size} bytes, more than a CA certificate takes`);
-    pem = readFileSync(fd, "utf8");
+    if (!fstatSync(fd).isFile()) throw fail("not a regular file");
+    // Read up to the cap and one byte more: the size fstat saw may have grown since.
+    const buf = Buffer.alloc(CA_FILE_MAX_BYTES + 1);
+    let n = 0;
+    for (let got = -1; got !== 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
+    if (n > CA_FILE_MAX_BYTES) throw fail("more than 1 MiB, more than a CA certificate takes");
+    pem = buf.toString("utf8", 0, n);
+  } catch (e) {
+    throw e instanceof CliExit ? e : fail((e as Error).message);
   } finally {
     closeSync(fd);
   }

@@ -79,7 +79,8 @@ describe("client access on three nodes", () => {
     const san = new X509Certificate(readFileSync(`${primary.agent.dataDir}.tls/server.crt`)).subjectAltName ?? "";
     expect(san).toContain("IP Address:127.0.0.1");
     expect(san).not.toContain("DNS:localhost");
-    const byName = psql(d.stdout.trim().replaceAll("127.0.0.1", "localhost"));
+    // libpq checks the name in host and connects to hostaddr (so "localhost" cannot reach ::1).
+    const byName = psql(`${d.stdout.trim().replaceAll("127.0.0.1", "localhost")}&hostaddr=${c.nodes.map(() => "127.0.0.1").join(",")}`);
     expect(byName.ok).toBe(false);
     expect(byName.err).toContain('does not match host name "localhost"');
     // A CA that did not sign the servers' certificates: libpq refuses every host before any password.
