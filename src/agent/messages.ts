@@ -57,7 +57,7 @@ const HistoryMsg = z.object({ t: z.literal("history"), entries: z.array(HistoryE
 /** `pgherd failover --to` this node: campaign now. */
 const CampaignMsg = z.object({ t: z.literal("campaign-now"), reason: z.string().max(200), force: z.boolean().optional() });
 /** Leader → switchover target: you will be handed leadership; promote as soon as you lead. */
-/** `term`: the sender's election term when it sent it (absent from agents before it was added: then not checked). */
+/** `term`: the term of the sender's lease, the one it leads in (absent from agents before it was added: then not checked). */
 const HandoverMsg = z.object({ t: z.literal("handover"), from: z.string().max(64), final: PositionSchema.optional(), id: z.number().int().min(0).optional(), term: z.number().int().min(0).optional() });
 /** Target → leader: it holds the old primary's final WAL and reports that position in its votes. */
 const HandoverReady = z.object({ t: z.literal("handover-ready"), pos: PositionSchema.nullable(), id: z.number().int().min(0).optional() });
