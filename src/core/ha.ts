@@ -282,6 +282,17 @@ export function followsLeader(d: HaAction): boolean {
   return d.kind === "repoint" || d.kind === "rewind" || d.kind === "clone" || (d.kind === "start-standby" && d.upstream !== null);
 }
 
+/**
+ * Whether the round after `d` (carried out) runs at once instead of a period later: the server runs as
+ * the primary now (a start in place, a promotion) or is about to be promoted (a leader's stopped
+ * standby started without an upstream). The report then says so at once: the standbys that wait for
+ * the leader's primary to be ready, and what points clients at it ([pgpool], the API's role checks),
+ * do not wait a period for it.
+ */
+export function roundAgainAfter(d: HaAction): boolean {
+  return d.kind === "start-primary" || d.kind === "promote" || (d.kind === "start-standby" && d.upstream === null);
+}
+
 /** Whether the backoff after a failed action may hold `d` back: never a fence (a primary without the lease stops now). */
 export function waitsForBackoff(d: HaAction): boolean {
   return d.kind !== "fence";

@@ -52,17 +52,29 @@ export function planPgpool(backends: readonly PgpoolBackend[], view: ClusterView
 const PCP_TIMEOUT_MS = 10_000;
 /**
  * pgpool carries a PCP request out after the command returns: pcp_node_info may still show the
- * old primary for a moment. A second `pcp_promote_node -s` for the same node then detaches the
- * node the first one made primary (seen in pgpool.e2e). One promotion per node in this window.
+ * old primary, or a standby still down, for a moment. A second `pcp_promote_node -s` for the same
+ * node then detaches the node the first one made primary (seen in pgpool.e2e); a second attach is
+ * a second failback (pgpool before 4.5 restarts its PCP process for each). One request of a kind
+ * per node in this window.
  */
-const PROMOTE_SETTLE_MS = 5000;
+export const PCP_SETTLE_MS = 5000;
+
+/** The steps not sent within `settleMs` before `now` (`sent`: "cmd id" → when). Pure. */
+export function unsettled(steps: readonly PcpStep[], sent: ReadonlyMap<string, number>, now: number, settleMs = PCP_SETTLE_MS): PcpStep[] {
+  return steps.filter((s) => {
+    const at = sent.get(`${s.cmd} ${s.id}`);
+    return at === undefined || now - at >= settleMs;
+  });
+}
 
 export class PgpoolKeeper {
   private timer: ReturnType<typeof setInterval> | undefined;
   private busy = false;
+  private kickedWhileBusy = false;
   private lastProblem = "";
   private readonly bin: string;
-  private lastPromote: { id: number; at: number } | null = null;
+  /** PCP requests sent, "cmd id" → when (performance.now()), within PCP_SETTLE_MS. */
+  private readonly sent = new Map<string, number>();
 
   constructor(private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null, private readonly timeoutMs = PCP_TIMEOUT_MS) {
     this.bin = cfg.bin_dir || (existsSync("/usr/sbin/pcp_node_info") ? "/usr/sbin" : "");
@@ -70,7 +82,7 @@ export class PgpoolKeeper {
 
   start(): void {
     this.log.info(`pgpool: keeping the backends of ${this.cfg.pcp_host}:${this.cfg.pcp_port} in line (PCP user ${this.cfg.pcp_user}, every ${this.cfg.interval_ms} ms while leading)`);
-    this.timer = setInterval(() => this.kick(), this.cfg.interval_ms);
+    this.timer = setInterval(() => this.run(false), this.cfg.interval_ms);
     this.timer.unref?.();
   }
 
@@ -78,20 +90,37 @@ export class PgpoolKeeper {
     clearInterval(this.timer);
   }
 
-  /** One reconciliation now (skipped when one runs, or when this node does not lead). */
+  /**
+   * One reconciliation now, with the view as it is now (this node just became the primary): one that
+   * runs already read an older view, so another follows it at once. Nothing when this node does not lead.
+   */
   kick(): void {
+    this.run(true);
+  }
+
+  /** A period's reconciliation is skipped while one runs (a PCP port that does not answer is not asked back to back). */
+  private run(kicked: boolean): void {
+    if (this.busy) {
+      this.kickedWhileBusy ||= kicked;
+      return;
+    }
     const view = this.leaderView();
-    if (!view || this.busy) return;
+    if (!view) return;
     this.busy = true;
-    void this.reconcile(view).catch((e: Error) => this.problem(e.message)).finally(() => (this.busy = false));
+    void this.reconcile(view).catch((e: Error) => this.problem(e.message)).finally(() => {
+      this.busy = false;
+      if (!this.kickedWhileBusy) return;
+      this.kickedWhileBusy = false;
+      this.run(true);
+    });
   }
 
   private async reconcile(view: ClusterView): Promise<void> {
     const backends = parseNodeInfo(await this.pcp("pcp_node_info", []));
-    for (const s of planPgpool(backends, view)) {
-      const settling = s.cmd === "promote" && this.lastPromote?.id === s.id && performance.now() - this.lastPromote.at < PROMOTE_SETTLE_MS;
-      if (settling) continue;
-      if (s.cmd === "promote") this.lastPromote = { id: s.id, at: performance.now() };
+    const now = performance.now();
+    for (const [k, at] of this.sent) if (now - at >= PCP_SETTLE_MS) this.sent.delete(k);
+    for (const s of unsettled(planPgpool(backends, view), this.sent, now)) {
+      this.sent.set(`${s.cmd} ${s.id}`, performance.now());
       const args = s.cmd === "promote" ? ["-s", "-n", String(s.id)] : ["-n", String(s.id)];
       this.log.info(`pgpool: pcp_${s.cmd}_node ${args.join(" ")} (${s.why})`);
       await this.pcp(`pcp_${s.cmd}_node`, args);

@@ -1,6 +1,6 @@
 // The HA decision table, one case per rule.
 import { describe, expect, test } from "bun:test";
-import { controlSaysPrimary, dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type HaInput, waitsForBackoff } from "../../src/core/ha.ts";
+import { controlSaysPrimary, dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type HaInput, roundAgainAfter, waitsForBackoff } from "../../src/core/ha.ts";
 
 const base: HaInput = {
   witness: false, leading: false, acquiringLease: false,
@@ -162,6 +162,12 @@ describe("follower", () => {
     // Found by review: a rewind or clone decided on a leader that had moved by the time the round acted went ahead.
     for (const d of [{ kind: "repoint", upstream: "a" }, { kind: "start-standby", upstream: "a" }, { kind: "rewind", from: "a" }, { kind: "clone", from: "a" }] as const) expect(followsLeader(d)).toBe(true);
     for (const d of [{ kind: "start-standby", upstream: null }, { kind: "promote" }, { kind: "start-primary", adopt: false }, { kind: "fence", reason: "r" }, { kind: "restart-standby", reason: "r" }, { kind: "initdb" }] as const) expect(followsLeader(d)).toBe(false);
+  });
+  test("after a start as the primary, a promotion, or a leader's start to promote: the next round runs at once (its report says primary)", () => {
+    // CI (pgpool.e2e): the report of a promoted server waited a period (500 ms) for its round, and
+    // pgpool was told of the new primary that much later.
+    for (const d of [{ kind: "start-primary", adopt: false }, { kind: "promote" }, { kind: "start-standby", upstream: null }] as const) expect(roundAgainAfter(d)).toBe(true);
+    for (const d of [{ kind: "start-standby", upstream: "a" }, { kind: "repoint", upstream: "a" }, { kind: "clone", from: "a" }, { kind: "rewind", from: "a" }, { kind: "fence", reason: "r" }, { kind: "check-promote" }, { kind: "initdb" }] as const) expect(roundAgainAfter(d)).toBe(false);
   });
   test("a promotion that failed before pg_promote was sent left a standby: the fence after it stops nothing", () => {
     // Noticed at review: after three failed attempts (a reservation no majority stored, a barrier

@@ -8,7 +8,7 @@ import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readFileSy
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
-import { PgCluster, poll, type ClusterNode } from "../helpers/cluster.ts";
+import { PgCluster, poll, type ClusterNode, type LogMark } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import type { Host } from "../helpers/lab.ts";
 import { lookupUser, type Proc } from "../helpers/proc.ts";
@@ -18,7 +18,7 @@ import { addHbaRule } from "../helpers/hba.ts";
 
 const PCP_USER = "pgherd";
 const PCP_PASSWORD = `pcp-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
-/** pgherd's reconcile interval (500 ms here) + pcp_promote_node + pgpool restarting its children + the client's reconnect. */
+/** pgherd's pcp_node_info and pcp_promote_node (sent on the promotion's report) + pgpool's failover and restart of its children + the client's reconnect. */
 const POOL_ALLOWANCE_MS = 2000;
 
 /**
@@ -132,6 +132,20 @@ describeCluster("pgpool-II in front of the cluster", {
   /** Writes acknowledged through pgpool by `node` since `since` (Date.now()). */
   const okOn = (node: ClusterNode, since: number) => attempts().filter((a) => a.ok && a.addr === node.ip && a.start >= since);
 
+  /** When the new primary's agent promoted it, reported it, told pgpool; when pgpool's failover was done; the first write (s after `at`). */
+  const steps = (neu: ClusterNode, mark: LogMark, at: number, firstWrite: number): string => {
+    const s = (ms: number | null) => (ms === null ? "-" : ((ms - at) / 1000).toFixed(2));
+    const agent = (re: RegExp) => {
+      const l = neu.lines(re, mark)[0];
+      return l ? Date.parse(l.split(" ")[0]!) : null;
+    };
+    // pgpool logs its local time (parsed as local below), its stderr sometimes before it on the line: "… 2026-12-06 14:24:26.118: main pid 21271: LOG:  failover done".
+    const log = existsSync(join(fx.c.artifacts, "pgpool.log")) ? readFileSync(join(fx.c.artifacts, "pgpool.log"), "utf8") : "";
+    const done = [...log.matchAll(/(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d\.\d{3}): main pid \d+: LOG: +failover done/g)]
+      .map((m) => Date.parse(`${m[1]}T${m[2]}`)).find((t) => t >= at) ?? null;
+    return `elected ${s(agent(/ became-leader: /))}, pg_promote returned ${s(agent(/\] promotion: /))}, reported as primary ${s(agent(/ PostgreSQL role: primary/))}, ` +
+      `pcp_promote_node sent ${s(agent(/ pgpool: pcp_promote_node /))}, pgpool's failover done ${s(done)}, first write ${s(firstWrite)}`;
+  };
   /** The fault, then: the first write through pgpool acknowledged by another node; the outage as the client saw it. */
   const round = async (label: string, fault: (p: ClusterNode, standbys: ClusterNode[]) => Promise<ClusterNode | null>, bound: number) => {
     const h = await waitReplicating(fx.c, 90_000);
@@ -139,6 +153,7 @@ describeCluster("pgpool-II in front of the cluster", {
     await ensureWriter();
     const warm = Date.now();
     await poll(async () => (okOn(h.primary, warm).length >= 5 ? true : undefined), { timeoutMs: 30_000, intervalMs: 100, what: `5 writes through pgpool on ${h.primary.name}` });
+    const marks = new Map(fx.c.nodes.map((n) => [n, n.mark()]));
     const at = Date.now();
     const expected = await fault(h.primary, h.standbys);
     const first = await poll(async () => attempts().find((a) => a.ok && a.start >= at && a.addr !== h.primary.ip), { timeoutMs: 60_000, intervalMs: 100, what: `${label}: a write through pgpool acknowledged by a node other than ${h.primary.name}` });
@@ -149,7 +164,10 @@ describeCluster("pgpool-II in front of the cluster", {
     const failed = attempts().filter((a) => !a.ok && a.start >= lastOld.end && a.start < first.start).length;
     console.log(`pgpool ${label} (${h.primary.name} -> ${neu.name}): client outage through pgpool ${(outage / 1000).toFixed(2)} s ` +
       `(first write on the new primary ${((first.end - at) / 1000).toFixed(2)} s after the fault; ${failed} failed attempts); bound ${bound} + ${POOL_ALLOWANCE_MS} ms`);
-    expect(outage).toBeLessThanOrEqual(bound + POOL_ALLOWANCE_MS);
+    const path = `its steps, s after the fault: ${steps(neu, marks.get(neu)!, at, first.end)}`;
+    console.log(`pgpool ${label}: ${path}`);
+    // The steps in the failure's first line: where the time went (CI: a switchover outage over the bound, the steps unknown).
+    if (outage > bound + POOL_ALLOWANCE_MS) throw new Error(`client outage through pgpool ${outage} ms, over ${bound} + ${POOL_ALLOWANCE_MS} ms; ${path}`);
     // Steady on the new primary: nothing acknowledged by the old one after the new one's first.
     await poll(async () => (okOn(neu, first.end).length >= 10 ? true : undefined), { timeoutMs: 15_000, intervalMs: 100, what: `10 writes through pgpool on ${neu.name}` });
     expect(attempts().filter((a) => a.ok && a.addr === h.primary.ip && a.start > first.end)).toEqual([]);

@@ -2,11 +2,11 @@
 // its cluster view (pure; the real pgpool is in pgpool.e2e.test.ts).
 import { expect, test } from "bun:test";
 import type { MemberRow } from "../../src/core/cluster-view.ts";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseNodeInfo, PgpoolKeeper, planPgpool, renderPgpoolConfig, type PgpoolBackend } from "../../src/integrations/pgpool.ts";
+import { parseNodeInfo, PCP_SETTLE_MS, PgpoolKeeper, planPgpool, renderPgpoolConfig, unsettled, type PgpoolBackend } from "../../src/integrations/pgpool.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { parseConfig } from "../../src/config/load.ts";
 
@@ -73,6 +73,16 @@ test("pgherd pgpool config: one backend per database member, pgpool's own failov
   for (const line of ["failover_on_backend_error = off", "failover_on_backend_shutdown = off", "health_check_period = 0", "auto_failback = off"]) expect(text).toContain(`\n${line}\n`);
 });
 
+test("one request of a kind per node while pgpool carries the last one out: a second promote, attach or detach of that node waits out the window", () => {
+  // CI: pgpool still showed a standby down 500 ms after pcp_attach_node, and the keeper attached it
+  // again (three failbacks, each restarting pgpool's PCP process before 4.5).
+  const steps = [{ cmd: "promote", id: 0, why: "" }, { cmd: "attach", id: 1, why: "" }, { cmd: "detach", id: 2, why: "" }] as const;
+  const sent = new Map([["promote 0", 1000], ["attach 1", 1000], ["attach 2", 1000]]);
+  expect(unsettled(steps, sent, 1000 + PCP_SETTLE_MS - 1).map((s) => `${s.cmd} ${s.id}`)).toEqual(["detach 2"]);
+  expect(unsettled(steps, sent, 1000 + PCP_SETTLE_MS).map((s) => `${s.cmd} ${s.id}`)).toEqual(["promote 0", "attach 1", "detach 2"]);
+  expect(unsettled(steps, new Map(), 0)).toEqual([...steps]);
+});
+
 test("the keeper sends one pcp_promote_node per node while pgpool has not carried it out yet", async () => {
   const { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync } = await import("node:fs");
   const { join } = await import("node:path");
@@ -96,6 +106,41 @@ test("the keeper sends one pcp_promote_node per node while pgpool has not carrie
       await Bun.sleep(50);
     }
     expect(promotes()).toEqual(["pcp_promote_node -h 127.0.0.1 -p 9898 -U pgpool -w -s -n 1"]);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+});
+
+test("a kick while a reconciliation runs (on an older view) is not lost: another follows at once with the view of now", async () => {
+  // CI (pgpool.e2e switchover): the new primary's kick came while the period's pcp_node_info ran
+  // on the view from before the promotion, was dropped, and pgpool learnt of the primary a period later.
+  const bin = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
+  try {
+    const calls = join(bin, "calls");
+    const gate = join(bin, "gate");
+    // pcp_node_info answers once `gate` exists: the first reconciliation is still running when the view changes.
+    writeFileSync(join(bin, "pcp_node_info"), `#!/bin/sh\necho "pcp_node_info" >> ${calls}\nwhile [ ! -e ${gate} ]; do sleep 0.02; done\nprintf '10.0.0.1 5432 2 0.5 up up primary primary 0 none none x\\n10.0.0.2 5432 2 0.5 up up standby standby 0 none none x\\n'\n`, { mode: 0o755 });
+    writeFileSync(join(bin, "pcp_promote_node"), `#!/bin/sh\necho "pcp_promote_node $*" >> ${calls}\n`, { mode: 0o755 });
+    const cfg = parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[pgpool]\npcp_host = "127.0.0.1"\npcp_password_file = "${join(bin, "pass")}"\nbin_dir = "${bin}"\n`, "pgherd.toml").pgpool;
+    const before = view("n2", [row({ id: "n1", host: "10.0.0.1", state: "stopped", role: "unknown" }), row({ id: "n2", host: "10.0.0.2", role: "standby", state: "streaming", leader: true })]);
+    const after = view("n2", [row({ id: "n1", host: "10.0.0.1", state: "stopped", role: "unknown" }), row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true })]);
+    let v = before;
+    const k = new PgpoolKeeper(cfg, memoryLogger(), () => v); // not started: no period, only kicks
+    const lines = () => (existsSync(calls) ? readFileSync(calls, "utf8").split("\n").filter(Boolean) : []);
+    const until = async (what: string, ok: () => boolean) => {
+      const end = performance.now() + 4000; // within bun's 5 s, so the message says what was missing
+      while (!ok()) {
+        if (performance.now() > end) throw new Error(`timed out waiting for ${what}; calls: ${lines().join(" | ")}`);
+        await Bun.sleep(10);
+      }
+    };
+    k.kick();
+    await until("the first pcp_node_info", () => lines().length === 1);
+    v = after; // promoted meanwhile
+    k.kick();
+    writeFileSync(gate, "");
+    await until("pcp_promote_node", () => lines().some((l) => l.startsWith("pcp_promote_node")));
+    expect(lines()).toEqual(["pcp_node_info", "pcp_node_info", "pcp_promote_node -h 127.0.0.1 -p 9898 -U pgpool -w -s -n 1"]);
   } finally {
     rmSync(bin, { recursive: true, force: true });
   }

@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { isStuck, stepCatchUp } from "../../core/catch-up.ts";
 import { truthfulGuarantee } from "../../core/durability.ts";
-import { dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type HaAction, type LocalPg, type RejoinRequest, waitsForBackoff } from "../../core/ha.ts";
+import { dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type HaAction, type LocalPg, type RejoinRequest, roundAgainAfter, waitsForBackoff } from "../../core/ha.ts";
 import { broken, successorOf } from "../../core/liveness.ts";
 import { furtherPosition, ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
@@ -222,10 +222,11 @@ export class MonitorRound {
       await this.act(decision, crashedPrimary);
       this.failures = 0;
       this.lastError = null;
-      // The primary runs again (a crash restarted in place): its report says so now, not a period
-      // later, and the standbys whose stream broke retry on it (core/cluster-facts.ts leaderPrimaryBack).
-      // A leader's stopped standby started without an upstream: the promotion follows at once.
-      if (decision.kind === "start-primary" || (decision.kind === "start-standby" && decision.upstream === null)) x.again();
+      // The primary runs (a crash restarted in place, a promotion): its report says so now, not a
+      // period later, and the standbys whose stream broke retry on it (core/cluster-facts.ts
+      // leaderPrimaryBack). A leader's stopped standby started without an upstream: the promotion
+      // follows at once (core/ha.ts roundAgainAfter).
+      if (roundAgainAfter(decision)) x.again();
     } catch (e) {
       if (e instanceof CopyInterrupted) {
         // It gave way to a vote (rebuild.ts): not a failure; the next round takes the clone again.
