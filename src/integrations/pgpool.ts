@@ -54,18 +54,30 @@ const PCP_TIMEOUT_MS = 10_000;
  * pgpool carries a PCP request out after the command returns: pcp_node_info may still show the
  * old primary, or a standby still down, for a moment. A second `pcp_promote_node -s` for the same
  * node then detaches the node the first one made primary (seen in pgpool.e2e); a second attach is
- * a second failback (pgpool before 4.5 restarts its PCP process for each). One request of a kind
- * per node in this window.
+ * a second failback (pgpool before 4.5 restarts its PCP process for each). The same request to the
+ * same backend is not sent again within this window.
  */
 export const PCP_SETTLE_MS = 5000;
 
-/** The steps not sent within `settleMs` before `now` (`sent`: "cmd id" → when). Pure. */
-export function unsettled(steps: readonly PcpStep[], sent: ReadonlyMap<string, number>, now: number, settleMs = PCP_SETTLE_MS): PcpStep[] {
+/** The last PCP request sent to a backend (by id): its kind, the backend's address then, when (ms). */
+export interface SentRequest { cmd: PcpStep["cmd"]; addr: string; at: number }
+
+const addrOf = (b: PgpoolBackend | undefined) => (b ? `${b.host}:${b.port}` : "");
+
+/**
+ * The steps to send now: not one whose backend was sent the same request within `settleMs` before
+ * `now`. Another request to it in between (a standby detached, attached, detached again), or the id
+ * naming another address (pgpool.conf changed), lifts the hold. Pure.
+ */
+export function unsettled(steps: readonly PcpStep[], backends: readonly PgpoolBackend[], sent: ReadonlyMap<number, SentRequest>, now: number, settleMs = PCP_SETTLE_MS): PcpStep[] {
   return steps.filter((s) => {
-    const at = sent.get(`${s.cmd} ${s.id}`);
-    return at === undefined || now - at >= settleMs;
+    const last = sent.get(s.id);
+    return !last || last.cmd !== s.cmd || last.addr !== addrOf(backends.find((b) => b.id === s.id)) || now - last.at >= settleMs;
   });
 }
+
+/** A PCP command killed at its deadline: pgpool may have taken the request (it stays held: unsettled). */
+class PcpTimeout extends Error {}
 
 export class PgpoolKeeper {
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -73,8 +85,9 @@ export class PgpoolKeeper {
   private kickedWhileBusy = false;
   private lastProblem = "";
   private readonly bin: string;
-  /** PCP requests sent, "cmd id" → when (performance.now()), within PCP_SETTLE_MS. */
-  private readonly sent = new Map<string, number>();
+  /** The last PCP request sent to each backend id, within PCP_SETTLE_MS (performance.now()). */
+  private readonly sent = new Map<number, SentRequest>();
+  private stopped = false;
 
   constructor(private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null, private readonly timeoutMs = PCP_TIMEOUT_MS) {
     this.bin = cfg.bin_dir || (existsSync("/usr/sbin/pcp_node_info") ? "/usr/sbin" : "");
@@ -87,6 +100,7 @@ export class PgpoolKeeper {
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
   }
 
@@ -100,11 +114,17 @@ export class PgpoolKeeper {
 
   /** A period's reconciliation is skipped while one runs (a PCP port that does not answer is not asked back to back). */
   private run(kicked: boolean): void {
+    if (this.stopped) return;
     if (this.busy) {
       this.kickedWhileBusy ||= kicked;
       return;
     }
-    const view = this.leaderView();
+    let view: ClusterView | null;
+    try {
+      view = this.leaderView();
+    } catch (e) {
+      return this.problem(`the cluster view: ${(e as Error).message}`);
+    }
     if (!view) return;
     this.busy = true;
     void this.reconcile(view).catch((e: Error) => this.problem(e.message)).finally(() => {
@@ -118,12 +138,17 @@ export class PgpoolKeeper {
   private async reconcile(view: ClusterView): Promise<void> {
     const backends = parseNodeInfo(await this.pcp("pcp_node_info", []));
     const now = performance.now();
-    for (const [k, at] of this.sent) if (now - at >= PCP_SETTLE_MS) this.sent.delete(k);
-    for (const s of unsettled(planPgpool(backends, view), this.sent, now)) {
-      this.sent.set(`${s.cmd} ${s.id}`, performance.now());
+    for (const [id, r] of this.sent) if (now - r.at >= PCP_SETTLE_MS) this.sent.delete(id);
+    for (const s of unsettled(planPgpool(backends, view), backends, this.sent, now)) {
+      const sent: SentRequest = { cmd: s.cmd, addr: addrOf(backends.find((b) => b.id === s.id)), at: performance.now() };
+      this.sent.set(s.id, sent);
       const args = s.cmd === "promote" ? ["-s", "-n", String(s.id)] : ["-n", String(s.id)];
       this.log.info(`pgpool: pcp_${s.cmd}_node ${args.join(" ")} (${s.why})`);
-      await this.pcp(`pcp_${s.cmd}_node`, args);
+      await this.pcp(`pcp_${s.cmd}_node`, args).catch((e: Error) => {
+        // Refused or answered with an error: pgpool did not take it, and the next round sends it again.
+        if (!(e instanceof PcpTimeout) && this.sent.get(s.id) === sent) this.sent.delete(s.id);
+        throw e;
+      });
     }
     if (this.lastProblem) this.log.info(`pgpool: PCP answers again at ${this.cfg.pcp_host}:${this.cfg.pcp_port}`);
     this.lastProblem = "";
@@ -148,7 +173,7 @@ export class PgpoolKeeper {
         timeout: this.timeoutMs, killSignal: "SIGKILL",
         env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", PCPPASSFILE: c.pcp_password_file, LANG: "C" },
       }, (err, stdout, stderr) => {
-        if (err?.killed) reject(new Error(`${[tool, ...args].join(" ")}: no answer from ${c.pcp_host}:${c.pcp_port} within ${this.timeoutMs} ms (after a failover pgpool takes no PCP request until every PCP session open at the time has ended: see "TCP keepalive on the pgpool host" in docs/pgpool.md)`));
+        if (err?.killed) reject(new PcpTimeout(`${[tool, ...args].join(" ")}: no answer from ${c.pcp_host}:${c.pcp_port} within ${this.timeoutMs} ms (after a failover pgpool takes no PCP request until every PCP session open at the time has ended: see "TCP keepalive on the pgpool host" in docs/pgpool.md)`));
         else if (err) reject(new Error(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}${unreadable(c.pcp_password_file)}`));
         else resolve(stdout);
       });

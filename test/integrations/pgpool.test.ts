@@ -73,14 +73,55 @@ test("pgherd pgpool config: one backend per database member, pgpool's own failov
   for (const line of ["failover_on_backend_error = off", "failover_on_backend_shutdown = off", "health_check_period = 0", "auto_failback = off"]) expect(text).toContain(`\n${line}\n`);
 });
 
-test("one request of a kind per node while pgpool carries the last one out: a second promote, attach or detach of that node waits out the window", () => {
+test("the same request to a backend is not sent again while pgpool carries the last one out; another request in between, or another address under that id, lifts the hold", () => {
   // CI: pgpool still showed a standby down 500 ms after pcp_attach_node, and the keeper attached it
   // again (three failbacks, each restarting pgpool's PCP process before 4.5).
   const steps = [{ cmd: "promote", id: 0, why: "" }, { cmd: "attach", id: 1, why: "" }, { cmd: "detach", id: 2, why: "" }] as const;
-  const sent = new Map([["promote 0", 1000], ["attach 1", 1000], ["attach 2", 1000]]);
-  expect(unsettled(steps, sent, 1000 + PCP_SETTLE_MS - 1).map((s) => `${s.cmd} ${s.id}`)).toEqual(["detach 2"]);
-  expect(unsettled(steps, sent, 1000 + PCP_SETTLE_MS).map((s) => `${s.cmd} ${s.id}`)).toEqual(["promote 0", "attach 1", "detach 2"]);
-  expect(unsettled(steps, new Map(), 0)).toEqual([...steps]);
+  const backends = [be(0, "10.0.0.1", true, false), be(1, "10.0.0.2", false, false), be(2, "10.0.0.3", true, false)];
+  const sent = new Map([[0, { cmd: "promote", addr: "10.0.0.1:5432", at: 1000 }], [1, { cmd: "attach", addr: "10.0.0.2:5432", at: 1000 }], [2, { cmd: "attach", addr: "10.0.0.3:5432", at: 1000 }]] as const);
+  const ids = (now: number, b = backends) => unsettled(steps, b, new Map(sent), now).map((s) => `${s.cmd} ${s.id}`);
+  // Review: a detach after an attach of the same standby (it stopped again) is not held.
+  expect(ids(1000 + PCP_SETTLE_MS - 1)).toEqual(["detach 2"]);
+  expect(ids(1000 + PCP_SETTLE_MS)).toEqual(["promote 0", "attach 1", "detach 2"]);
+  // Review: the id names another server now (pgpool.conf changed and reloaded).
+  expect(ids(1001, [be(0, "10.0.0.9", true, false), ...backends.slice(1)])).toEqual(["promote 0", "detach 2"]);
+  expect(unsettled(steps, backends, new Map(), 0)).toEqual([...steps]);
+});
+
+test("the keeper: a request pgpool refused is sent again at the next reconciliation; one it took is held while pgpool still shows the old state", async () => {
+  // Review: a failed attach (pgpool restarting its PCP process) was held 5 s like one carried out.
+  const bin = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
+  try {
+    const calls = join(bin, "calls");
+    // Node 1 stays down in pgpool; the first attach is refused, the ones after it are taken.
+    writeFileSync(join(bin, "pcp_node_info"), `#!/bin/sh\necho "pcp_node_info" >> ${calls}\nprintf '10.0.0.1 5432 2 0.5 up up primary primary 0 none none x\\n10.0.0.2 5432 3 0.5 down down standby standby 0 none none x\\n'\n`, { mode: 0o755 });
+    writeFileSync(join(bin, "pcp_attach_node"), `#!/bin/sh\nif [ ! -e ${join(bin, "refused")} ]; then touch ${join(bin, "refused")}; echo 'ERROR: connection to host "127.0.0.1" failed with error "Connection refused"' >&2; exit 1; fi\necho "pcp_attach_node $*" >> ${calls}\n`, { mode: 0o755 });
+    const cfg = parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[pgpool]\npcp_host = "127.0.0.1"\npcp_password_file = "${join(bin, "pass")}"\nbin_dir = "${bin}"\n`, "pgherd.toml").pgpool;
+    const v = view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running", leader: true }), row({ id: "n2", host: "10.0.0.2" })]);
+    const log = memoryLogger();
+    const k = new PgpoolKeeper(cfg, log, () => v);
+    const lines = () => (existsSync(calls) ? readFileSync(calls, "utf8").split("\n").filter(Boolean) : []);
+    const infos = () => lines().filter((l) => l === "pcp_node_info").length;
+    const until = async (what: string, ok: () => boolean, each?: () => void) => {
+      const end = performance.now() + 4000; // within bun's 5 s, so the message says what was missing
+      while (!ok()) {
+        if (performance.now() > end) throw new Error(`timed out waiting for ${what}; calls: ${lines().join(" | ")}; log: ${log.lines.join(" | ")}`);
+        each?.();
+        await Bun.sleep(10);
+      }
+    };
+    k.kick();
+    await until("the refused attach's warning", () => log.lines.some((l) => l.startsWith("warn") && l.includes("Connection refused")));
+    k.kick();
+    await until("the second reconciliation's end", () => log.lines.some((l) => l.includes("PCP answers again")));
+    k.kick();
+    // The third has ended once a fourth began (one runs at a time; a kick meanwhile queues one).
+    await until("a fourth reconciliation", () => infos() >= 4, () => k.kick());
+    const upToFourth = lines().slice(0, lines().findIndex((_, i, a) => a.slice(0, i + 1).filter((l) => l === "pcp_node_info").length === 4));
+    expect(upToFourth).toEqual(["pcp_node_info", "pcp_node_info", "pcp_attach_node -h 127.0.0.1 -p 9898 -U pgpool -w -n 1", "pcp_node_info"]);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
 });
 
 test("the keeper sends one pcp_promote_node per node while pgpool has not carried it out yet", async () => {
