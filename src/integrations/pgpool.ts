@@ -76,8 +76,22 @@ export function unsettled(steps: readonly PcpStep[], backends: readonly PgpoolBa
   });
 }
 
-/** A PCP command killed at its deadline: pgpool may have taken the request (it stays held: unsettled). */
-class PcpTimeout extends Error {}
+/**
+ * A PCP command that failed; `mayBeTaken`: after the request may have reached pgpool (killed at its
+ * deadline, or the connection lost before the reply: libpcp's "unable to read data from socket"),
+ * so it stays held (unsettled). A refused connection, a failed authentication or an error pgpool
+ * answered came before pgpool registered anything: the next reconciliation sends it again.
+ */
+export class PcpFailure extends Error {
+  constructor(message: string, readonly mayBeTaken: boolean) {
+    super(message);
+  }
+}
+
+/** Whether a PCP client's error (its stderr) may have come after pgpool took the request. Pure. */
+export function pcpMayBeTaken(stderr: string): boolean {
+  return /unable to read data from socket|invalid PCP packet/i.test(stderr);
+}
 
 export class PgpoolKeeper {
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -85,11 +99,15 @@ export class PgpoolKeeper {
   private kickedWhileBusy = false;
   private lastProblem = "";
   private readonly bin: string;
-  /** The last PCP request sent to each backend id, within PCP_SETTLE_MS (performance.now()). */
+  /** The last PCP request each backend id was sent, within PCP_SETTLE_MS of its end (`now`). */
   private readonly sent = new Map<number, SentRequest>();
   private stopped = false;
+  private viewProblem = "";
 
-  constructor(private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null, private readonly timeoutMs = PCP_TIMEOUT_MS) {
+  constructor(
+    private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null,
+    private readonly timeoutMs = PCP_TIMEOUT_MS, private readonly now: () => number = () => performance.now(),
+  ) {
     this.bin = cfg.bin_dir || (existsSync("/usr/sbin/pcp_node_info") ? "/usr/sbin" : "");
   }
 
@@ -122,8 +140,12 @@ export class PgpoolKeeper {
     let view: ClusterView | null;
     try {
       view = this.leaderView();
+      this.viewProblem = "";
     } catch (e) {
-      return this.problem(`the cluster view: ${(e as Error).message}`);
+      const msg = (e as Error).message;
+      if (msg !== this.viewProblem) this.log.warn(`pgpool: the cluster view: ${msg}`);
+      this.viewProblem = msg;
+      return;
     }
     if (!view) return;
     this.busy = true;
@@ -137,16 +159,17 @@ export class PgpoolKeeper {
 
   private async reconcile(view: ClusterView): Promise<void> {
     const backends = parseNodeInfo(await this.pcp("pcp_node_info", []));
-    const now = performance.now();
+    const now = this.now();
     for (const [id, r] of this.sent) if (now - r.at >= PCP_SETTLE_MS) this.sent.delete(id);
     for (const s of unsettled(planPgpool(backends, view), backends, this.sent, now)) {
-      const sent: SentRequest = { cmd: s.cmd, addr: addrOf(backends.find((b) => b.id === s.id)), at: performance.now() };
-      this.sent.set(s.id, sent);
+      if (this.stopped) return;
       const args = s.cmd === "promote" ? ["-s", "-n", String(s.id)] : ["-n", String(s.id)];
       this.log.info(`pgpool: pcp_${s.cmd}_node ${args.join(" ")} (${s.why})`);
-      await this.pcp(`pcp_${s.cmd}_node`, args).catch((e: Error) => {
-        // Refused or answered with an error: pgpool did not take it, and the next round sends it again.
-        if (!(e instanceof PcpTimeout) && this.sent.get(s.id) === sent) this.sent.delete(s.id);
+      // The window starts when the command ends: a slow one (or one killed at its deadline, longer
+      // than the window) may be carried out only now.
+      const held = () => this.sent.set(s.id, { cmd: s.cmd, addr: addrOf(backends.find((b) => b.id === s.id)), at: this.now() });
+      await this.pcp(`pcp_${s.cmd}_node`, args).then(held, (e: Error) => {
+        if (e instanceof PcpFailure && e.mayBeTaken) held();
         throw e;
       });
     }
@@ -173,8 +196,8 @@ export class PgpoolKeeper {
         timeout: this.timeoutMs, killSignal: "SIGKILL",
         env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", PCPPASSFILE: c.pcp_password_file, LANG: "C" },
       }, (err, stdout, stderr) => {
-        if (err?.killed) reject(new PcpTimeout(`${[tool, ...args].join(" ")}: no answer from ${c.pcp_host}:${c.pcp_port} within ${this.timeoutMs} ms (after a failover pgpool takes no PCP request until every PCP session open at the time has ended: see "TCP keepalive on the pgpool host" in docs/pgpool.md)`));
-        else if (err) reject(new Error(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}${unreadable(c.pcp_password_file)}`));
+        if (err?.killed) reject(new PcpFailure(`${[tool, ...args].join(" ")}: no answer from ${c.pcp_host}:${c.pcp_port} within ${this.timeoutMs} ms (after a failover pgpool takes no PCP request until every PCP session open at the time has ended: see "TCP keepalive on the pgpool host" in docs/pgpool.md)`, true));
+        else if (err) reject(new PcpFailure(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}${unreadable(c.pcp_password_file)}`, pcpMayBeTaken(String(stderr))));
         else resolve(stdout);
       });
     });
