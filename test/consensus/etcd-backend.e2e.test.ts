@@ -36,14 +36,14 @@ class TestNode {
   detaches = 0;
 
   /** `lsn` null: the agent's first monitoring round has not reported a position yet. */
-  constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string | null, dirRoot: string, client?: EtcdClient) {
+  constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string | null, dirRoot: string, client?: EtcdClient, deferMs = 1000) {
     this.dir = mkdtempSync(join(dirRoot, `${name}-`));
     this.client = client ?? new EtcdClient({ endpoints, requestTimeoutMs: 300 });
     this.c = new EtcdConsensus({
       client: this.client,
       keys: clusterKeys("/pgherd", cluster),
       self: { id, name, role: "database", canLead: true, priority: 100 },
-      ttlS: TTL_S, pollMs: POLL_MS, maxDrift: MAX_DRIFT, fenceMs: FENCE_MS, deferMs: 1000,
+      ttlS: TTL_S, pollMs: POLL_MS, maxDrift: MAX_DRIFT, fenceMs: FENCE_MS, deferMs,
       store: new ElectionStore(this.dir), log: this.log,
       hooks: {
         send: () => {},
@@ -336,9 +336,12 @@ describe("etcd backend on a real three-member etcd", () => {
       /** The next failure comes this late (an answer lost: it fails at the request timeout). */
       slowOnce = 0;
       deletes = 0;
+      /** When each delete of the leader key was sent (performance.now()). */
+      deleteTimes: number[] = [];
       override async txn(...args: Parameters<EtcdClient["txn"]>) {
         if (args[1].some((op) => "del" in op && op.del.key.endsWith("/leader"))) {
           this.deletes++;
+          this.deleteTimes.push(performance.now());
           if (this.fail) {
             const late = this.slowOnce;
             this.slowOnce = 0;
@@ -351,7 +354,8 @@ describe("etcd backend on a real three-member etcd", () => {
     }
     const E = "eeeeeeeeeeeeeee5";
     const client = new FailingDeletes({ endpoints: etcd.endpoints(), requestTimeoutMs: 300 });
-    const e = new TestNode(E, "e", "c5", etcd.endpoints(), "0/1", tmp, client);
+    const DEFER = 1000; // the resign pause (the failure below blocks renewals meanwhile: it stays well within the etcd TTL)
+    const e = new TestNode(E, "e", "c5", etcd.endpoints(), "0/1", tmp, client, DEFER);
     other.push(e);
     e.c.start();
     await e.c.bootstrap({ term: 0, index: 1, voters: [E] });
@@ -359,13 +363,17 @@ describe("etcd backend on a real three-member etcd", () => {
     const term = e.c.lease()!.term;
     const keys = clusterKeys("/pgherd", "c5");
     client.fail = true;
-    // The resign's delete fails 900 ms late (found by review: the pause counted from the resign had
-    // 100 ms left when it failed, and the node led the same term again at the next poll).
-    client.slowOnce = 900;
-    const t0 = performance.now();
+    // The resign's delete fails 100 ms before the pause counted from the resign ends (found by
+    // review: the node then led the same term again at the next poll).
+    client.slowOnce = DEFER - 100;
     await e.c.resign("PostgreSQL cannot start");
-    await Bun.sleep(700); // 7 polls, within the resign pause (deferMs 1000) counted again from the failure: before the fix it led again at the next one
-    expect([e.leads(), e.events.filter((x) => x.kind === "held" && x.at > t0).length]).toEqual([false, 0]);
+    // From the resign's fence: a renewal already running when resign() was called may still extend
+    // the lease before it (CI164 counted that as a lead after the resign).
+    const fenced = e.events.find((x) => x.kind === "lost")!.at;
+    // A poll after a pause counted from the resign would have ended found the key still its own and
+    // deleted it again instead of leading (the pause counted again from the failure ends 900 ms later).
+    await waitFor(() => client.deleteTimes.some((t) => t > fenced + DEFER), { timeoutMs: 3000, what: "the key deleted again after the end of a pause counted from the resign" });
+    expect([e.leads(), e.events.filter((x) => x.kind === "held" && x.at > fenced).length]).toEqual([false, 0]);
     expect((await client.range(keys.leader)).kvs[0]?.createRevision).toBe(term); // still its key
     expect(client.deletes).toBeGreaterThan(2); // the delete is sent again at every poll
     client.fail = false;
