@@ -154,9 +154,21 @@ describeCluster("hooks", {
     writeFileSync(join(fx.dir, `veto-${x.name}`), "");
     writeFileSync(join(fx.dir, `after-${y.name}`), x.name);
     try {
+      // x behind y at the cut (CI167: x had not received the primary's last WAL, could never win,
+      // and y, the leader term after term, vetoed: no primary for a minute). x catches up from y's
+      // server (cascading) while y leads and checks pre_promote, then wins in its turn.
+      await x.host.cutFrom(h.primary.host);
+      await h.primary.query("create table if not exists veto_lag (id serial primary key, at timestamptz default now())");
+      await h.primary.query("insert into veto_lag (at) select now() from generate_series(1, 100)");
+      const lsn = String((await h.primary.query("select pg_current_wal_lsn()::text as l"))[0]?.l);
+      await poll(async () => ((await y.query(`select pg_last_wal_receive_lsn() >= '${lsn}'::pg_lsn as ok`).catch(() => []))[0]?.ok === true ? true : undefined),
+        { timeoutMs: 15_000, intervalMs: 50, what: `${y.name} to receive the primary's WAL up to ${lsn}` });
+      const behind = (await x.query(`select pg_last_wal_receive_lsn() < '${lsn}'::pg_lsn as b`))[0]?.b;
+      expect(behind).toBe(true);
       const since = calls().length;
       const t0 = performance.now();
       await h.primary.host.cut();
+      await x.host.healFrom(h.primary.host);
       await poll(async () => ((await y.query("select pg_is_in_recovery() as r").catch(() => []))[0]?.r === false ? true : undefined),
         { timeoutMs: 60_000, intervalMs: 100, what: `${y.name} to become the primary` });
       console.log(`pre_promote veto: ${y.name} primary ${((performance.now() - t0) / 1000).toFixed(2)} s after the cut (${x.name} vetoed)`);
@@ -174,6 +186,7 @@ describeCluster("hooks", {
       expect(after.primary).toBe(y);
     } finally {
       for (const f of [`veto-${x.name}`, `after-${y.name}`, `vetoed-${x.name}`]) rmSync(join(fx.dir, f), { force: true });
+      await x.host.healFrom(h.primary.host).catch(() => {});
       await h.primary.host.heal().catch(() => {});
     }
   }), 240_000);

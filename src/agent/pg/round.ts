@@ -311,7 +311,12 @@ export class MonitorRound {
         await x.slots.prepareForPromotion(PREPARE_SLOTS_MS);
         return x.primary.promote();
       }
-      case "check-promote": return h.ctx.integrations?.checkPromote(h.ctx.leadership().term);
+      case "check-promote": {
+        // The members' slots first, as for the promotion: a standby behind this one catches up from
+        // it meanwhile (cascading), so that it can win when this node's pre_promote vetoes.
+        await x.slots.prepareForPromotion(PREPARE_SLOTS_MS);
+        return h.ctx.integrations?.checkPromote(h.ctx.leadership().term);
+      }
       case "fence": return h.fencer.fence(d.reason);
       case "clone": return x.rebuild.cloneFrom(d.from);
       case "rewind": return x.rebuild.rewindFrom(d.from, isStuck(h.catchUp));
