@@ -312,9 +312,9 @@ export class MonitorRound {
         return x.primary.promote();
       }
       case "check-promote": {
-        // The members' slots first, as for the promotion: a standby behind this one catches up from
-        // it meanwhile (cascading), so that it can win when this node's pre_promote vetoes.
-        await x.slots.prepareForPromotion(PREPARE_SLOTS_MS);
+        // The members' slots first, as for the promotion: a standby behind this one can stream from
+        // it (cascading) and catch up, so that it can win when this node's pre_promote vetoes.
+        await x.slots.prepareForPromotion(PREPARE_SLOTS_MS, "pre_promote");
         return h.ctx.integrations?.checkPromote(h.ctx.leadership().term);
       }
       case "fence": return h.fencer.fence(d.reason);

@@ -93,7 +93,7 @@ export class SlotKeeper {
    * a standby; it starts at the last restartpoint's redo point. Best effort: a failure is logged
    * and the promotion goes on (the first round after it creates what is missing, as before).
    */
-  async prepareForPromotion(timeoutMs: number): Promise<void> {
+  async prepareForPromotion(timeoutMs: number, before: "the promotion" | "pre_promote" = "the promotion"): Promise<void> {
     const h = this.h;
     this.listedFor = null; // the promoted server's first round lists its member slots
     const made: string[] = [];
@@ -105,12 +105,12 @@ export class SlotKeeper {
         if (await ensureSlot(h.localDb(), slotFor(id), left)) made.push(slotFor(id));
       }
     } catch (e) {
-      h.log.warn(`replication slots before the promotion: ${(e as Error).message} (created after it instead)`);
+      h.log.warn(`replication slots before ${before}: ${(e as Error).message} (created after the promotion instead)`);
     }
     if (made.length === 0) return;
     this.mayHoldMemberSlots = true;
     this.preparedAt = h.clock.now();
-    h.log.info(`created replication slot(s) ${made.join(", ")} before the promotion`);
+    h.log.info(`created replication slot(s) ${made.join(", ")} before ${before}`);
   }
 
   /**
