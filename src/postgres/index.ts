@@ -16,4 +16,4 @@ export { generatePassword, writePassfile, renderPassfile, type PassfileEntry } f
 export { lsnToBigInt, bigIntToLsn, lsnDiff, lsnCompare, isLsn } from "./lsn.ts";
 export { lookupOsUser, isRoot, type OsUser } from "./users.ts";
 export { rewind, RewindError, type RewindOptions } from "./rewind.ts";
-export { leftoverProcesses, killLeftovers, clearStaleLocks } from "./orphans.ts";
+export { leftoverProcesses, killLeftovers, killLeftoversAndWait, clearStaleLocks } from "./orphans.ts";

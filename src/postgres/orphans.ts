@@ -103,6 +103,20 @@ export function killLeftovers(dataDir: string): number {
   return signalEach(leftoverProcesses(dataDir), "SIGKILL");
 }
 
+/**
+ * killLeftovers, then waits (checking every `everyMs`, at most `maxMs`) until none is left: a
+ * SIGKILLed process runs on until its exit has torn down its memory, attached to the shared memory
+ * all the while, and the lock files are not stale before it is gone (clearStaleLocks keeps them).
+ * Returns the number killed.
+ */
+export async function killLeftoversAndWait(dataDir: string, maxMs: number, sleep: (ms: number) => Promise<void>, everyMs = 5): Promise<number> {
+  const killed = killLeftovers(dataDir);
+  if (killed === 0) return 0;
+  const until = performance.now() + maxMs;
+  while (leftoverProcesses(dataDir).length > 0 && performance.now() < until) await sleep(everyMs);
+  return killed;
+}
+
 /** `sig` to each pid (one that is gone meanwhile is skipped); the number signalled. */
 export function signalEach(pids: number[], sig: NodeJS.Signals): number {
   let n = 0;

@@ -28,12 +28,12 @@ afterAll(async () => {
 });
 
 /** A hot standby (no upstream) in `s` with synchronous_standby_names = `names` in its files. */
-async function standby(name: string, names?: string, extra: Record<string, string> = {}): Promise<{ node: PgNode; db: Db; side: Db; port: number; rewrite: (names: string) => Promise<unknown> }> {
+async function standby(name: string, names?: string, extra: Record<string, string> = {}, managed: { primaryConninfo?: string; walRetrieveRetryIntervalMs?: number } = {}): Promise<{ node: PgNode; db: Db; side: Db; port: number; rewrite: (names: string) => Promise<unknown> }> {
   s ??= await pgScratch("promote");
   const node = s.node(name, log.withTag(name));
   const port = await freePort();
   await initdb(node, { superuser: "postgres", noSync: true });
-  const conf = { listenAddresses: ["127.0.0.1"], port, maxWalSenders: 10, maxReplicationSlots: 10, hotStandby: true as const, walLogHints: true as const, unixSocketDir: s.socketDir, parameters: { fsync: false, shared_buffers: "16MB", ...extra } };
+  const conf = { listenAddresses: ["127.0.0.1"], port, maxWalSenders: 10, maxReplicationSlots: 10, hotStandby: true as const, walLogHints: true as const, unixSocketDir: s.socketDir, ...managed, parameters: { fsync: false, shared_buffers: "16MB", ...extra } };
   const write = (names?: string) => writeManagedConfig({
     dataDir: node.dataDir, osUser: PG_OS_USER, standby: true, log,
     conf: { ...conf, synchronousStandbyNames: names },
@@ -66,6 +66,48 @@ test("a promotion whose backend stalls 6 s is reported promoted", async () => {
   const rec = (await side.query("r", (sql) => sql`SELECT pg_is_in_recovery() AS rec`))[0]!.rec;
   expect(rec).toBe(false);
   expect(r).toBe("promoted");
+}, 60_000);
+
+/** The startup process's wait event now (null: running, or gone). */
+async function startupWait(db: Db): Promise<string | null> {
+  const rows = await db.query("startup wait", (sql) => sql`SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup'`);
+  return (rows[0]?.wait_event as string | null | undefined) ?? null;
+}
+
+test("a promotion that stops a walreceiver not started yet is not held for wal_retrieve_retry_interval", async () => {
+  // PostgreSQL 15's WaitForWALToBecomeAvailable: a promotion seen while a walreceiver is asked for
+  // but not started yet marks it stopped (no process to signal) and then sleeps out what is left of
+  // wal_retrieve_retry_interval since the last failed attempt; nothing wakes it, where a running
+  // walreceiver's exit would. The switchover bench hit it in 2 of 5 rounds (180-190 ms of the
+  // 200 ms default). Here the interval is 5 s, and a frozen postmaster holds the walreceiver back:
+  // the next attempt's walreceiver is asked for while the postmaster cannot start it, and it starts
+  // with the promotion's signal, when the postmaster resumes.
+  const sb = await standby("wake", undefined, {}, { primaryConninfo: `host=127.0.0.1 port=${await freePort()} user=r`, walRetrieveRetryIntervalMs: 5000 });
+  const log = `${sb.node.dataDir}.log`;
+  await waitFor(async () => (await startupWait(sb.side)) === "RecoveryRetrieveRetryInterval", { timeoutMs: 20_000, intervalMs: 20, what: "the startup process in a retry wait" });
+  await sb.db.query("connected", (sql) => sql`SELECT 1`); // both sessions open before the postmaster stops
+  const postmaster = Number(readFileSync(join(sb.node.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  const logBefore = readFileSync(log, "utf8").length;
+  process.kill(postmaster, "SIGSTOP");
+  let t0 = 0;
+  try {
+    await waitFor(async () => (await startupWait(sb.side)) === "RecoveryWalStream", { timeoutMs: 20_000, intervalMs: 20, what: "the startup process waiting for a walreceiver the postmaster has not started" });
+    t0 = performance.now();
+    const promoting = promote(sb.db, sb.node, 30);
+    await waitFor(() => existsSync(join(sb.node.dataDir, "promote")), { timeoutMs: 10_000, intervalMs: 2, what: "pg_promote's signal file" });
+    process.kill(postmaster, "SIGCONT");
+    expect(await promoting).toBe("promoted");
+  } finally {
+    process.kill(postmaster, "SIGCONT");
+  }
+  const ms = performance.now() - t0;
+  const after = readFileSync(log, "utf8").slice(logBefore);
+  console.log(`promotion with a walreceiver asked for and not started: out of recovery in ${Math.round(ms)} ms (walreceiver ${/terminating walreceiver/.test(after) ? "started and was stopped: not the case under test" : "never ran"})`);
+  expect((await sb.side.query("r", (sql) => sql`SELECT pg_is_in_recovery() AS rec`))[0]!.rec).toBe(false);
+  // The case under test: no walreceiver ran, so none woke the startup process on its exit.
+  expect(after).not.toContain("terminating walreceiver");
+  // Unwoken it sleeps until about 5 s after the retry wait seen above ended.
+  expect(ms).toBeLessThan(2500);
 }, 60_000);
 
 const NAMES = 'ANY 1 ("pgherd_nobody")';
