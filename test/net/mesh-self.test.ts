@@ -91,13 +91,14 @@ test("a target expecting another node is never taken for ourselves, even when th
 });
 
 test("an address proved to be ourselves is dialled again after selfRecheckMs, not given up for good", async () => {
-  const a = await node("a", 0, { selfRecheckMs: 500 });
+  const a = await node("a", 0, { selfRecheckMs: 1500 });
   const m = await middle("relay", a.port);
   a.mesh.dial(m.addr);
   await waitFor(() => a.log.lines.some((l) => l.includes("is this node itself")), 3000, "self detected through the relay");
-  await Bun.sleep(250);
-  expect(m.used()).toBe(1); // no redial within the back-off's 400 ms cap: the self pause holds
-  await waitFor(() => m.used() >= 2, 2000, "the address asked again");
+  // Past the back-off's 400 ms cap, well short of the 1.5 s pause.
+  await Bun.sleep(600);
+  expect(m.used()).toBe(1); // no redial within the back-off's cap: the self pause holds
+  await waitFor(() => m.used() >= 2, 4000, "the address asked again");
   await waitFor(() => a.log.lines.filter((l) => l.includes("is this node itself")).length >= 2, 2000, "self found again");
   expect(a.log.lines.filter((l) => l.includes("is this node itself")).map((l) => l.split(" ")[0])).toEqual(["info", "debug"]);
   await connectsAfterTakeover(a, m, 3000);
