@@ -109,11 +109,11 @@ export function killLeftovers(dataDir: string): number {
  * all the while, and the lock files are not stale before it is gone (clearStaleLocks keeps them).
  * Returns the number killed.
  */
-export async function killLeftoversAndWait(dataDir: string, maxMs: number, sleep: (ms: number) => Promise<void>, everyMs = 5): Promise<number> {
+export async function killLeftoversAndWait(dataDir: string, maxMs: number, clock: { now(): number; sleep(ms: number): Promise<void> }, everyMs = 5): Promise<number> {
   const killed = killLeftovers(dataDir);
   if (killed === 0) return 0;
-  const until = performance.now() + maxMs;
-  while (leftoverProcesses(dataDir).length > 0 && performance.now() < until) await sleep(everyMs);
+  const until = clock.now() + maxMs;
+  while (leftoverProcesses(dataDir).length > 0 && clock.now() < until) await clock.sleep(everyMs);
   return killed;
 }
 

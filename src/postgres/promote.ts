@@ -1,8 +1,10 @@
 // Promotion: pg_promote() over SQL signals the server, then the end of recovery is watched here;
-// when the connection itself fails, fall back to pg_ctl promote (signal file + SIGUSR1).
+// when that fails without an answer from PostgreSQL (the connection, a deadline, a signal it could
+// not send), fall back to pg_ctl promote (signal file + SIGUSR1).
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pgCtlPromote, type PgNode } from "./ctl.ts";
+import { isServerOf } from "./orphans.ts";
 import { DbTimeoutError, isConnectionError, sqlState, type Db } from "./sql.ts";
 
 export type PromoteResult = "promoted" | "not-in-recovery";
@@ -40,10 +42,13 @@ async function startupPid(db: Db): Promise<number | null> {
   return Number.isInteger(pid) && pid > 0 ? pid : null;
 }
 
-/** Asked with the promotion's time left and 5 s more, as pg_promote(wait) was: a stalled backend is not taken for a failed promotion. */
+/**
+ * Asked with the promotion's time left and 5 s more, as pg_promote(wait) was: a stalled backend is
+ * not taken for a failed promotion. Only a plain false says the recovery has ended.
+ */
 async function inRecovery(db: Db, deadline: number): Promise<boolean> {
   const ms = Math.max(0, deadline - performance.now()) + 5000;
-  return (await db.query("pg_is_in_recovery", (sql) => sql`SELECT pg_is_in_recovery() AS r`, ms))[0]?.r === true;
+  return (await db.query("pg_is_in_recovery", (sql) => sql`SELECT pg_is_in_recovery() AS r`, ms))[0]?.r !== false;
 }
 
 /**
@@ -53,8 +58,10 @@ async function inRecovery(db: Db, deadline: number): Promise<boolean> {
  * while a walreceiver is asked for but not started yet, it marks that one stopped (no process to
  * signal, so none wakes it on its exit) and then waits as after any failed attempt, with nothing
  * left to set its latch. The switchover bench lost 180-190 ms of the 200 ms default there in 2 of 5
- * rounds. A SIGHUP sets the latch (and rereads the config files, which say what they said); one
- * sent before the file is taken could be spent on an earlier wait, so it goes after.
+ * rounds. A SIGHUP sets the latch (and makes the startup process read the config files: what the
+ * agent wrote before the promotion, which that process has no use for any more); one sent before
+ * the file is taken could be spent on an earlier wait, so it goes after. The deadline is checked
+ * after a look: a pg_promote that stalled until near it still gets one.
  */
 async function untilPromoted(db: Db, dataDir: string, startup: number | null, t0: number, timeoutSec: number): Promise<void> {
   const deadline = t0 + timeoutSec * 1000;
@@ -63,11 +70,11 @@ async function untilPromoted(db: Db, dataDir: string, startup: number | null, t0
   let asked = performance.now();
   for (;;) {
     if (!woken && !existsSync(signalFile)) {
-      wake(startup!);
+      wake(startup!, dataDir);
       woken = true;
     }
     const now = performance.now();
-    if (woken || now - asked >= SLOW_RECOVERY_POLL_MS) {
+    if (woken || now - asked >= SLOW_RECOVERY_POLL_MS || now > deadline) {
       asked = now;
       if (!(await inRecovery(db, deadline))) return;
     }
@@ -76,10 +83,13 @@ async function untilPromoted(db: Db, dataDir: string, startup: number | null, t0
   }
 }
 
-/** A SIGHUP to the startup process, if that pid is still one (it exits when the recovery ends). */
-function wake(pid: number): void {
+/**
+ * A SIGHUP to the startup process, if that pid is still this data directory's server process and
+ * its startup (it exits when the recovery ends; SIGHUP would end a process that does not catch it).
+ */
+function wake(pid: number, dataDir: string): void {
   try {
-    if (!readFileSync(`/proc/${pid}/cmdline`, "latin1").includes("startup")) return;
+    if (!isServerOf(pid, dataDir) || !readFileSync(`/proc/${pid}/cmdline`, "latin1").includes("startup")) return;
     process.kill(pid, "SIGHUP");
   } catch {
     // gone: the recovery has ended
