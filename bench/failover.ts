@@ -3,8 +3,9 @@
 // crash (every process of the primary's namespace SIGKILLed, its agent restarted to rejoin),
 // primary partitioned (its link cut, then healed), host power-off (link cut and every process
 // killed at once), postmaster crash (SIGKILL), planned switchover — printing median/min/max write
-// outage per fault, the promotion path step by step, a flapping leader link and a standby's
-// reconnect after a heal, beside the baseline in bench/baseline.json (issue 12's figures).
+// outage per fault, each round's path step by step (a failover's promotion, a postmaster kill's
+// restart in place, a switchover's handover), a flapping leader link and a standby's reconnect
+// after a heal, beside the baseline in bench/baseline.json (issue 12's figures).
 // Outage = the longest gap between two acknowledged writes around the fault.
 //   bun bench/failover.ts [--rounds K] [--only fault,fault] [--election key=ms,key=ms] [--backend builtin|etcd]
 //   (root, PostgreSQL; ~40 s per fault round; --election overrides [election] timers, e.g. a profile)
@@ -100,21 +101,73 @@ function summary(xs: number[], unit = "s", digits = 2): string {
   return `${f(median(s))} ${unit} (${f(s[0]!)}–${f(s[s.length - 1]!)}, n=${s.length})`;
 }
 
-const STEPS = ["fault → leader", "leader → lease", "lease → promote", "promote → first write", "(promote → promotion logged)"] as const;
+/** A round's path, step by step: its steps' names and how each is read from the logs. */
+type Path = { title: string; steps: readonly string[]; read: (r: RoundResult, marks: Map<string, LogMark>) => number[] | null };
 
-/** The new primary's path, ms per step, from its log (wall-clock lines) and the writer. */
-function promotionSteps(r: RoundResult, since: LogMark): number[] | null {
-  const n = r.neu;
-  const first = (re: RegExp) => {
-    const l = n.lines(re, since)[0];
-    return l ? lineTime(l).getTime() : null;
-  };
+/** The wall-clock time of the first line of `n`'s log matching `re` since `since`, or null. */
+function firstAt(n: ClusterNode, re: RegExp, since: LogMark): number | null {
+  const l = n.lines(re, since)[0];
+  return l ? lineTime(l).getTime() : null;
+}
+
+/** When the writer's first write acknowledged by `n` after the fault ended (wall clock), or null. */
+function firstWrite(r: RoundResult, n: ClusterNode): number | null {
   const ack = r.writer.acked(n.name).find((a) => a.start >= r.at);
-  const [leader, lease, promote, logged] = [first(/became-leader: won term/), first(/leading term \d+ with a valid lease/), first(/decision: promote/), first(/promotion: /)];
-  const write = ack ? ack.wall + (ack.end - ack.start) : null;
-  if (leader === null || lease === null || promote === null || logged === null || write === null) return null;
-  // The promotion's log line comes after its reload, usually after the first write: measured apart.
-  return [leader - faultWall, lease - leader, promote - lease, Math.round(write - promote), logged - promote];
+  return ack ? ack.wall + (ack.end - ack.start) : null;
+}
+
+/** Differences between consecutive times, the first from the fault; null when any is missing. */
+function gaps(times: Array<number | null>): number[] | null {
+  if (times.some((t) => t === null)) return null;
+  const t = [faultWall, ...(times as number[])];
+  return t.slice(1).map((x, i) => Math.round(x - t[i]!));
+}
+
+/** A failover: the new primary's path from its log (wall-clock lines) and the writer. */
+const PROMOTION: Path = {
+  title: "promotion path of the failovers",
+  steps: ["fault → leader", "leader → lease", "lease → promote", "promote → first write", "(promote → promotion logged)"],
+  read: (r, marks) => {
+    const n = r.neu;
+    const since = marks.get(n.name)!;
+    const at = (re: RegExp) => firstAt(n, re, since);
+    const promote = at(/decision: promote/);
+    const logged = at(/promotion: /);
+    const steps = gaps([at(/became-leader: won term/), at(/leading term \d+ with a valid lease/), promote, firstWrite(r, n)]);
+    // The promotion's log line comes after its reload, usually after the first write: measured apart.
+    return steps && promote !== null && logged !== null ? [...steps, logged - promote] : null;
+  },
+};
+
+/** A postmaster SIGKILL: the same node notices, restarts its server in place, and writes again. */
+const RESTART: Path = {
+  title: "restart path of the postmaster kills",
+  steps: ["kill → noticed", "noticed → restart begun", "restart begun → server ready", "ready → first write"],
+  read: (r, marks) => {
+    const n = r.neu;
+    const since = marks.get(n.name)!;
+    const noticed = [/postmaster \d+ exited: monitoring round now/, /decision: start as primary/].map((re) => firstAt(n, re, since)).filter((t) => t !== null) as number[];
+    return gaps([noticed.length ? Math.min(...noticed) : null, firstAt(n, /restarting it in place/, since), firstAt(n, /history: restart: /, since), firstWrite(r, n)]);
+  },
+};
+
+/** A switchover: the old primary stops, the target wins the election, promotes, and writes. */
+const SWITCHOVER: Path = {
+  title: "switchover path",
+  steps: ["request → old stopped", "old stopped → target leads", "target leads → promote", "promote → out of recovery", "out of recovery → first write"],
+  read: (r, marks) => {
+    const [o, n] = [r.old, r.neu];
+    const at = (x: ClusterNode, re: RegExp) => firstAt(x, re, marks.get(x.name)!);
+    const promoted = n.lines(/promoted .* out of recovery in \d+ ms/, marks.get(n.name)!)[0];
+    const outOf = promoted ? lineTime(promoted).getTime() : null;
+    return gaps([at(o, /switchover: checkpoint \d+ ms/), at(n, /became-leader: won term/), at(n, /decision: promote/), outOf, firstWrite(r, n)]);
+  },
+};
+
+/** Which path a fault's round is read for. */
+function pathOf(fault: string, r: RoundResult): Path {
+  if (fault === "switchover") return SWITCHOVER;
+  return r.neu === r.old ? RESTART : PROMOTION;
 }
 
 async function main(): Promise<number> {
@@ -137,7 +190,7 @@ async function main(): Promise<number> {
   const { c, bounds, cfg } = await startCluster("bench-failover", "bench", o.election);
   const faults = FAULTS.filter((f) => o.only.has(f.name));
   const results = new Map<string, number[]>([...faults.map((f) => f.name), ...PROBES.filter((p) => o.only.has(p))].map((n) => [n, []]));
-  const steps = STEPS.map(() => [] as number[]);
+  const paths = new Map<Path, number[][]>([PROMOTION, RESTART, SWITCHOVER].map((p) => [p, p.steps.map(() => [])]));
   const failures: string[] = [];
   let lostTotal = 0;
   const attempt = async (label: string, fn: () => Promise<void>) => {
@@ -157,8 +210,8 @@ async function main(): Promise<number> {
           const opts = f.round(c);
           const r = await faultRound(c, { ...opts, inject: (p) => ((faultDirtyMb = dirtyMb()), (faultWall = Date.now()), opts.inject(p)) });
           results.get(f.name)!.push(r.analysis.outageMs / 1000);
-          const path = r.neu !== r.old && f.name !== "switchover" ? promotionSteps(r, marks.get(r.neu.name)!) : null;
-          path?.forEach((ms, k) => steps[k]!.push(ms));
+          const path = pathOf(f.name, r).read(r, marks);
+          path?.forEach((ms, k) => paths.get(pathOf(f.name, r))![k]!.push(ms));
           lostTotal += r.lost.length;
           console.log(`round ${i} ${f.name}: ${r.old.name} -> ${r.neu.name}, outage ${(r.analysis.outageMs / 1000).toFixed(2)} s, ` +
             `${r.analysis.splitBrain.length} split-brain writes, ${r.lost.length} lost, ${faultDirtyMb.toFixed(0)} MB dirty at the fault` + (path ? `; steps ${path.map((ms) => `${ms}`).join(" / ")} ms` : ""));
@@ -192,8 +245,11 @@ async function main(): Promise<number> {
     const t = baseline.targets[name];
     console.log(`| ${name} | ${base} | ${summary(xs)} | ${t !== undefined ? `≤ ${t} s` : ""} |`);
   }
-  console.log(`\npromotion path of the failovers (ms, median (min–max)):`);
-  STEPS.forEach((name, k) => console.log(`  ${name.padEnd(24)} ${summary(steps[k]!, "ms", 0)}`));
+  for (const [p, xs] of paths) {
+    if (xs[0]!.length === 0) continue;
+    console.log(`\n${p.title} (ms, median (min–max)):`);
+    p.steps.forEach((name, k) => console.log(`  ${name.padEnd(30)} ${summary(xs[k]!, "ms", 0)}`));
+  }
   console.log(`acknowledged writes lost (durability ${cfg.durability}): ${lostTotal}`);
   if (failures.length) console.log(`failed rounds:\n  ${failures.join("\n  ")}`);
   console.log(`logs: ${c.artifacts}`);

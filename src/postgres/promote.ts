@@ -1,6 +1,6 @@
 // Promotion: pg_promote() over SQL signals the server, then the end of recovery is watched here;
-// when that fails without an answer from PostgreSQL (the connection, a deadline, a signal it could
-// not send), fall back to pg_ctl promote (signal file + SIGUSR1).
+// when that fails without an answer from PostgreSQL (the connection, a deadline), fall back to
+// pg_ctl promote (signal file + SIGUSR1).
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pgCtlPromote, type PgNode } from "./ctl.ts";

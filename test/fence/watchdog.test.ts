@@ -61,15 +61,15 @@ afterAll(() => {
 test("fences at the lease end, not before", async () => {
   const p = victim();
   const deadline = hostMonotonicMs() + 600;
+  const from = out.length;
   arm(deadline);
-  await Bun.sleep(400);
-  // Alive when looked at before the deadline (a test process held past it proves nothing here;
-  // the lateness check below still says the fence came at the deadline, not before).
-  const aliveBefore = alive(p);
-  if (hostMonotonicMs() < deadline) expect(aliveBefore).toBe(true);
   await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 10, what: "the fenced process to die" });
-  const late = hostMonotonicMs() - deadline;
-  console.log(`fenced ${late} ms after the lease end (10 ms clock resolution, 10 ms test polling)`);
+  // When, by the watchdog's own clock: "lease of term 7 expired N ms ago" (the test process may
+  // run late, the watchdog's line says when it fenced).
+  const said = /lease of term 7 expired (-?\d+) ms ago: fencing/.exec(out.slice(from));
+  expect(said).not.toBeNull();
+  const late = Number(said![1]);
+  console.log(`fenced ${late} ms after the lease end (by the watchdog's clock, 10 ms resolution)`);
   expect(late).toBeGreaterThanOrEqual(0);
   expect(late).toBeLessThan(500); // fence_ms budget
 });
@@ -124,10 +124,10 @@ test("an extended lease keeps the server; a disarmed one is never fenced", async
   }
   expect(alive(p)).toBe(true);
   arm(null);
-  await Bun.sleep(1000);
+  await Bun.sleep(1200);
   expect(alive(p)).toBe(true);
   p.kill("SIGKILL");
-});
+}, 15_000);
 
 test("a kernel watchdog that cannot be used: a warning, and the fence at the lease end as before", async () => {
   const p = victim();

@@ -101,8 +101,8 @@ test("an address proved to be ourselves is dialled again after selfRecheckMs, no
   await waitFor(() => m.used() >= 2, 4000, "the address asked again");
   await waitFor(() => a.log.lines.filter((l) => l.includes("is this node itself")).length >= 2, 2000, "self found again");
   expect(a.log.lines.filter((l) => l.includes("is this node itself")).map((l) => l.split(" ")[0])).toEqual(["info", "debug"]);
-  await connectsAfterTakeover(a, m, 3000);
-});
+  await connectsAfterTakeover(a, m, 4000);
+}, 15_000);
 
 test("a target first expected to be ourselves is dialled once another node's id is expected there", async () => {
   const a = await node("a");

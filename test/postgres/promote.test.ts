@@ -21,7 +21,10 @@ let s: Scratch;
 let n: PgNode;
 const dbs: Db[] = [];
 const nodes: PgNode[] = [];
+/** Postmasters a test froze: resumed before the servers are stopped, even if the test was abandoned meanwhile. */
+const frozen: number[] = [];
 afterAll(async () => {
+  for (const pid of frozen) try { process.kill(pid, "SIGCONT"); } catch { /* gone */ }
   for (const d of dbs) await d.close();
   for (const x of nodes) await stop(x, "immediate").catch(() => {});
   await s?.cleanup();
@@ -74,12 +77,6 @@ async function startupWait(db: Db): Promise<string | null> {
   return (rows[0]?.wait_event as string | null | undefined) ?? null;
 }
 
-/** Postmasters a test froze: resumed at the end even if the test was abandoned meanwhile. */
-const frozen: number[] = [];
-afterAll(() => {
-  for (const pid of frozen) try { process.kill(pid, "SIGCONT"); } catch { /* gone */ }
-});
-
 /**
  * One try of the case below on a fresh standby: the promotion's time, or null when a walreceiver
  * ran after all (the postmaster starts the pending one before it passes the promotion on, so the
@@ -125,7 +122,7 @@ test("a promotion that stops a walreceiver not started yet is not held for wal_r
   if (ms === null) throw new Error("in 3 tries a walreceiver ran each time: the case was not reached");
   // Unwoken it sleeps until about 5 s after the retry wait seen above ended.
   expect(ms).toBeLessThan(2500);
-}, 120_000);
+}, 180_000);
 
 test("a promotion whose first look at the end of recovery stalls 6 s, after the server was signalled, is reported promoted", async () => {
   const sb = await standby("sb-look");

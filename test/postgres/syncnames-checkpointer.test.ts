@@ -96,8 +96,10 @@ test("why (primary side): '' -> names reloaded, session confirms, the checkpoint
   await pr.db.query("reload", (sql) => sql`SELECT pg_reload_conf()`);
   await waitFor(async () => (await pr.db.query("v", (sql) => sql`SELECT current_setting('synchronous_standby_names') AS v`))[0]?.v === NAMES, { timeoutMs: 5000, what: "session sees names" });
   const first = await commitWithin(pr.port, pr.db, "p_first", 1000);
+  // A SIGHUP of its own (the postmaster may signal it a moment after the backends), then the
+  // checkpointer takes the pending reload before it starts a checkpoint: once this one is done, the names are taken.
+  process.kill(pr.ckpt, "SIGHUP");
   process.kill(pr.ckpt, "SIGCONT");
-  // The checkpointer takes its pending reload before it starts a checkpoint: once this one is done, the names are taken.
   await pr.db.query("checkpoint", (sql) => sql`CHECKPOINT`, 30_000);
   const later = await commitWithin(pr.port, pr.db, "p_later", 1000);
   console.log(`primary path: commit after the reload '${first}' (checkpointer held), after SIGCONT '${later}'`);
