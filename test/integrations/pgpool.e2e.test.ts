@@ -143,7 +143,7 @@ describeCluster("pgpool-II in front of the cluster", {
     const log = existsSync(join(fx.c.artifacts, "pgpool.log")) ? readFileSync(join(fx.c.artifacts, "pgpool.log"), "utf8") : "";
     const done = [...log.matchAll(/(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d\.\d{3}): main pid \d+: LOG: +failover done/g)]
       .map((m) => Date.parse(`${m[1]}T${m[2]}`)).find((t) => t >= at) ?? null;
-    return `elected ${s(agent(/ became-leader: /))}, pg_promote returned ${s(agent(/ promoted \S+ \((pg_promote|pg_ctl promote)\)/))}, reported as primary ${s(agent(/ PostgreSQL role: primary/))}, ` +
+    return `elected ${s(agent(/ became-leader: /))}, pg_promote returned ${s(agent(/ promoted \S+ \((pg_promote|pg_ctl promote)[,)]/))}, reported as primary ${s(agent(/ PostgreSQL role: primary/))}, ` +
       `pcp_promote_node sent ${s(agent(/ pgpool: pcp_promote_node /))}, pgpool's failover done ${s(done)}, first write ${s(firstWrite)}`;
   };
   /** The fault, then: the first write through pgpool acknowledged by another node; the outage as the client saw it. */
