@@ -9,7 +9,7 @@
 import { existsSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { hostMonotonicMs } from "./clock.ts";
-import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, readPidFile } from "../postgres/orphans.ts";
+import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, readPidFile, rootWithoutPtrace } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
 import { LEASE_FILE, readCheckedLease, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
@@ -33,6 +33,7 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
   const wake = new Wake();
   const watcher = watchLease(stateDir, wake, log);
   log.info(`fencing watchdog watching ${join(stateDir, LEASE_FILE)} ${watcher.ok ? "for changes (inotify)" : `every ${POLL_MS} ms`}`);
+  if (rootWithoutPtrace()) log.error("running as root without CAP_SYS_PTRACE: it cannot read the /proc links of the server's processes, so it cannot tell the server from another process and will not fence it; add CAP_SYS_PTRACE to the unit's CapabilityBoundingSet (docs/install.md, the root drop-in)");
   let fencedFor: number | null = null;
   /** The fenced lease whose virtual IP could not be removed (tried again), and when last tried. */
   let vipLeft: Lease | null = null;

@@ -132,6 +132,21 @@ export function signalEach(pids: number[], sig: NodeJS.Signals): number {
 }
 
 /**
+ * Root whose effective set lacks CAP_SYS_PTRACE: it cannot read another user's /proc/<pid>/cwd and
+ * exe, so isServerOf and leftoverProcesses never recognize the server's processes (and the
+ * watchdog would not fence). False for any other user: a process reads its own user's links.
+ */
+export function rootWithoutPtrace(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    const eff = /^CapEff:\s+([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
+    return eff !== undefined && (BigInt(`0x${eff}`) & (1n << 19n)) === 0n; // CAP_SYS_PTRACE = 19
+  } catch {
+    return false;
+  }
+}
+
+/**
  * `pid` is a PostgreSQL server of `dataDir`: its executable is postgres, its working directory is
  * the data directory and it runs as the data directory's owner. postmaster.pid is writable by
  * that owner, so the pid in it may name any process: check before a root process signals it.

@@ -31,13 +31,14 @@ function dropInCaps(): string[] {
   throw new Error("docs/install.md: no root drop-in CapabilityBoundingSet naming CAP_SETUID");
 }
 
-test("a root watchdog limited to the drop-in's capabilities fences a server that runs as the PostgreSQL user", async () => {
+/** A server run as postgres and a root watchdog under `caps`, its lease ending 500 ms on: what the watchdog said, and the server's end. */
+async function fenceUnder(caps: string[], name: string): Promise<{ said: string[]; start: string; signal: NodeJS.Signals | null }> {
   requireReal("the root drop-in's watchdog test", !isRoot() ? "needs root" : !["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null);
   const pg = await lookupOsUser(PG_OS_USER);
-  const caps = dropInCaps();
-  const [state, data, bin] = ["state", "data", "bin"].map((d) => join(dir, d)) as [string, string, string];
-  for (const d of [state, data, bin]) mkdirSync(d);
-  chmodSync(dir, 0o755);
+  const base = join(dir, name);
+  const [state, data, bin] = ["state", "data", "bin"].map((d) => join(base, d)) as [string, string, string];
+  for (const d of [state, data, bin]) mkdirSync(d, { recursive: true });
+  for (const d of [dir, base]) chmodSync(d, 0o755);
   chownSync(data, pg.uid, pg.gid);
   chmodSync(data, 0o700);
   copyFileSync(Bun.which("sleep")!, join(bin, "postgres"));
@@ -51,11 +52,26 @@ test("a root watchdog limited to the drop-in's capabilities fences a server that
   kids.push(wd);
   wd.stderr!.on("data", (d) => (out += d));
   await waitFor(() => out.includes("watching"), { timeoutMs: 15_000, what: "the watchdog to start" });
+  const start = out;
   const deadline = hostMonotonicMs() + 500;
   writeFileSync(join(state, "lease"), JSON.stringify({ deadline, term: 3, dataDir: data, writtenAt: hostMonotonicMs(), agentPid: process.pid }));
   await waitFor(() => server.exitCode !== null || server.signalCode !== null || /not signalled/.test(out), { timeoutMs: 5000, intervalMs: 10, what: "the fence" });
   const said = out.split("\n").filter((l) => /fencing PostgreSQL|fenced|not signalled/.test(l));
   console.log(`root watchdog under ${caps.join(" ")}: ${said.join(" | ")}`);
-  expect(said.filter((l) => /not signalled/.test(l))).toEqual([]);
-  expect(server.signalCode).toBe("SIGQUIT");
+  wd.kill("SIGKILL");
+  return { said, start, signal: server.signalCode };
+}
+
+test("a root watchdog limited to the drop-in's capabilities fences a server that runs as the PostgreSQL user", async () => {
+  const r = await fenceUnder(dropInCaps(), "dropin");
+  expect(r.start).not.toContain("without CAP_SYS_PTRACE");
+  expect(r.said.filter((l) => /not signalled/.test(l))).toEqual([]);
+  expect(r.signal).toBe("SIGQUIT");
+}, 30_000);
+
+test("without CAP_SYS_PTRACE it says at its start that it cannot fence (and it does not)", async () => {
+  const r = await fenceUnder(dropInCaps().filter((c) => c !== "CAP_SYS_PTRACE"), "noptrace");
+  expect(r.start).toContain("running as root without CAP_SYS_PTRACE");
+  expect(r.said.some((l) => /not signalled/.test(l))).toBe(true);
+  expect(r.signal).toBeNull();
 }, 30_000);
