@@ -9,7 +9,7 @@
 import { existsSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { hostMonotonicMs } from "./clock.ts";
-import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, readPidFile, rootWithoutPtrace } from "../postgres/orphans.ts";
+import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, procLinksUnreadable, readPidFile, rootWithoutPtrace } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
 import { LEASE_FILE, readCheckedLease, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
 
@@ -32,8 +32,9 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
   writeWatchdogPid(stateDir);
   const wake = new Wake();
   const watcher = watchLease(stateDir, wake, log);
-  log.info(`fencing watchdog watching ${join(stateDir, LEASE_FILE)} ${watcher.ok ? "for changes (inotify)" : `every ${POLL_MS} ms`}`);
+  // Before the line that says it watches (a test reads what came before it as the start).
   if (rootWithoutPtrace()) log.error("running as root without CAP_SYS_PTRACE: it cannot read the /proc links of the server's processes, so it cannot tell the server from another process and will not fence it; add CAP_SYS_PTRACE to the unit's CapabilityBoundingSet (docs/install.md, the root drop-in)");
+  log.info(`fencing watchdog watching ${join(stateDir, LEASE_FILE)} ${watcher.ok ? "for changes (inotify)" : `every ${POLL_MS} ms`}`);
   let fencedFor: number | null = null;
   /** The fenced lease whose virtual IP could not be removed (tried again), and when last tried. */
   let vipLeft: Lease | null = null;
@@ -241,6 +242,13 @@ async function fence(lease: Lease, now: number, log: WatchdogLog): Promise<boole
   if (pid === null || !alive(pid)) return true;
   // The OS user can write any pid into postmaster.pid: signal only that data directory's server.
   if (!isServerOf(pid, lease.dataDir)) {
+    // Links it may not read (root without CAP_SYS_PTRACE, a security module): nothing is known, so
+    // the lease is not counted as fenced (a kernel watchdog stays armed).
+    const unreadable = procLinksUnreadable(pid);
+    if (unreadable) {
+      log.error(`lease of term ${lease.term} expired, but pid ${pid} (from ${join(lease.dataDir, "postmaster.pid")}) cannot be checked (${unreadable}): not signalled, not fenced`);
+      return false;
+    }
     const left = leftoverProcesses(lease.dataDir);
     log.error(`lease of term ${lease.term} expired, but ${join(lease.dataDir, "postmaster.pid")} names pid ${pid}, which is not a PostgreSQL server of that data directory: not signalled${left.length ? ` (PostgreSQL processes ${left.join(", ")} still run there: not fenced)` : ""}`);
     return left.length === 0;

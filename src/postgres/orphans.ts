@@ -131,6 +131,17 @@ export function signalEach(pids: number[], sig: NodeJS.Signals): number {
   return n;
 }
 
+/** Why `pid`'s /proc links (cwd) may not be read by this process (EACCES, EPERM), or null when they may (or it is gone). */
+export function procLinksUnreadable(pid: number): string | null {
+  try {
+    readlinkSync(`/proc/${pid}/cwd`);
+    return null;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === "EACCES" || code === "EPERM" ? `${code} on /proc/${pid}/cwd` : null;
+  }
+}
+
 /**
  * Root whose effective set lacks CAP_SYS_PTRACE: it cannot read another user's /proc/<pid>/cwd and
  * exe, so isServerOf and leftoverProcesses never recognize the server's processes (and the

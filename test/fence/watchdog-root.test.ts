@@ -4,7 +4,9 @@
 // directory and executable: orphans.ts isServerOf), and root may read another user's only with
 // CAP_SYS_PTRACE: without it the watchdog took the server for some other process, did not signal
 // it, and counted the lease as fenced (found by review; reproduced here before the drop-in got it).
-// The "postmaster" is `sleep` copied to a file named postgres, as in watchdog.test.ts.
+// Without it now the watchdog says so at its start and does not count the lease as fenced, and
+// the agent refuses to start. The "postmaster" is `sleep` copied to a file named postgres, as in
+// watchdog.test.ts.
 import { afterAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -12,16 +14,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
-import { PG_OS_USER } from "../helpers/pg.ts";
+import { freePort, PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
+import { spawnSync } from "node:child_process";
 import { requireReal } from "../helpers/require.ts";
 
+const MAIN = join(import.meta.dir, "../../src/main.ts");
 const kids: ChildProcess[] = [];
 const dir = mkdtempSync(join(tmpdir(), "pgherd-wd-root-"));
 afterAll(() => {
   for (const k of kids) k.kill("SIGKILL");
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** `setpriv --bounding-set` for `caps` (CAP_X names). */
+const boundingSet = (caps: string[]) => ["-all", ...caps.map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`)].join(",");
 
 /** The drop-in's CapabilityBoundingSet, as docs/install.md gives it (the one naming CAP_SETUID). */
 function dropInCaps(): string[] {
@@ -47,11 +54,13 @@ async function fenceUnder(caps: string[], name: string): Promise<{ said: string[
   kids.push(server);
   writeFileSync(join(data, "postmaster.pid"), `${server.pid}\n`);
   let out = "";
-  const bounding = ["-all", ...caps.map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`)].join(",");
-  const wd = spawn("setpriv", ["--bounding-set", bounding, "--no-new-privs", "--", process.execPath, "src/main.ts", "watchdog", "--state-dir", state], { stdio: ["ignore", "pipe", "pipe"] });
+  const bounding = boundingSet(caps);
+  const wd = spawn("setpriv", ["--bounding-set", bounding, "--no-new-privs", "--", process.execPath, MAIN, "watchdog", "--state-dir", state], { stdio: ["ignore", "pipe", "pipe"] });
   kids.push(wd);
   wd.stderr!.on("data", (d) => (out += d));
-  await waitFor(() => out.includes("watching"), { timeoutMs: 15_000, what: "the watchdog to start" });
+  await waitFor(() => out.includes("watching"), { timeoutMs: 15_000, what: "the watchdog to start" }).catch((e: Error) => {
+    throw new Error(`${e.message}; it wrote: ${out.slice(-600)}`);
+  });
   const start = out;
   const deadline = hostMonotonicMs() + 500;
   writeFileSync(join(state, "lease"), JSON.stringify({ deadline, term: 3, dataDir: data, writtenAt: hostMonotonicMs(), agentPid: process.pid }));
@@ -72,6 +81,25 @@ test("a root watchdog limited to the drop-in's capabilities fences a server that
 test("without CAP_SYS_PTRACE it says at its start that it cannot fence (and it does not)", async () => {
   const r = await fenceUnder(dropInCaps().filter((c) => c !== "CAP_SYS_PTRACE"), "noptrace");
   expect(r.start).toContain("running as root without CAP_SYS_PTRACE");
-  expect(r.said.some((l) => /not signalled/.test(l))).toBe(true);
+  expect(r.said.filter((l) => /not signalled/.test(l)).map((l) => l.replace(/^.*?\] /, ""))).toEqual([
+    expect.stringMatching(/^lease of term 3 expired, but pid \d+ \(from .*postmaster\.pid\) cannot be checked \(EACCES on \/proc\/\d+\/cwd\): not signalled, not fenced$/),
+  ]);
   expect(r.signal).toBeNull();
+}, 30_000);
+
+test("a root agent without CAP_SYS_PTRACE refuses to start, naming the capability", async () => {
+  requireReal("the root drop-in's agent test", !isRoot() ? "needs root" : null);
+  const base = join(dir, "agent");
+  mkdirSync(join(base, "state"), { recursive: true, mode: 0o700 });
+  const config = join(base, "pgherd.toml");
+  // Loopback only, should the refusal ever be missing and the agent run on.
+  const [beacon, mesh, api] = [await freePort(), await freePort(), await freePort()];
+  writeFileSync(config, [
+    `cluster = "main"`, `secret = "${"0123456789abcdef".repeat(3)}"`, `node_name = "db1"`, `state_dir = "${join(base, "state")}"`,
+    `[discovery]`, `port = ${beacon}`, `broadcast = ["127.255.255.255"]`, `[mesh]`, `listen = "127.0.0.1:${mesh}"`, `[api]`, `listen = "127.0.0.1:${api}"`, "",
+  ].join("\n"), { mode: 0o600 });
+  const caps = dropInCaps().filter((c) => c !== "CAP_SYS_PTRACE");
+  const r = spawnSync("setpriv", ["--bounding-set", boundingSet(caps), "--no-new-privs", "--", process.execPath, MAIN, "agent", "--config", config], { encoding: "utf8", timeout: 10_000, killSignal: "SIGKILL" });
+  expect(r.stderr).toContain("running as root without CAP_SYS_PTRACE");
+  expect(r.status).toBe(2);
 }, 30_000);
