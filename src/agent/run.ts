@@ -42,7 +42,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
   log.info(`pgherd agent starting with ${opts.configPath}`);
   // Root limited to a capability set without CAP_SYS_PTRACE cannot read the /proc links of the
   // server's processes, which the agent and its watchdog check before they signal one.
-  if (rootWithoutPtrace()) throw new AgentStartError("running as root without CAP_SYS_PTRACE: the agent and its fencing watchdog cannot read the /proc links of the server's processes, so a primary whose lease ended would not be fenced; add CAP_SYS_PTRACE to the unit's CapabilityBoundingSet (docs/install.md, the root drop-in) or run the agent as postgres.os_user");
+  if (cfg.role === "database" && rootWithoutPtrace()) throw new AgentStartError("running as root without CAP_SYS_PTRACE: the agent and its fencing watchdog cannot read the /proc links of the server's processes, so a primary whose lease ended would not be fenced; add CAP_SYS_PTRACE to the unit's CapabilityBoundingSet (docs/install.md, the root drop-in) or run the agent as postgres.os_user");
   const listen = parseHostPort(cfg.api.listen);
   if (typeof listen === "string") throw new AgentStartError(`${opts.configPath}: api.listen: ${listen}`);
 

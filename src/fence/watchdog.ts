@@ -242,9 +242,10 @@ async function fence(lease: Lease, now: number, log: WatchdogLog): Promise<boole
   if (pid === null || !alive(pid)) return true;
   // The OS user can write any pid into postmaster.pid: signal only that data directory's server.
   if (!isServerOf(pid, lease.dataDir)) {
-    // Links it may not read (root without CAP_SYS_PTRACE, a security module): nothing is known, so
+    // A process of the data directory's owner whose links it may not read (root without
+    // CAP_SYS_PTRACE, a security module), or no way to see leftovers either: nothing is known, so
     // the lease is not counted as fenced (a kernel watchdog stays armed).
-    const unreadable = procLinksUnreadable(pid);
+    const unreadable = procLinksUnreadable(pid, lease.dataDir) ?? (rootWithoutPtrace() ? "root without CAP_SYS_PTRACE" : null);
     if (unreadable) {
       log.error(`lease of term ${lease.term} expired, but pid ${pid} (from ${join(lease.dataDir, "postmaster.pid")}) cannot be checked (${unreadable}): not signalled, not fenced`);
       return false;

@@ -131,9 +131,14 @@ export function signalEach(pids: number[], sig: NodeJS.Signals): number {
   return n;
 }
 
-/** Why `pid`'s /proc links (cwd) may not be read by this process (EACCES, EPERM), or null when they may (or it is gone). */
-export function procLinksUnreadable(pid: number): string | null {
+/**
+ * Why the /proc links (cwd) of `pid`, a process of `dataDir`'s owner, may not be read by this
+ * process (EACCES, EPERM: root without CAP_SYS_PTRACE, a security module), or null when they may,
+ * when it is gone, or when another user runs it (not the server's, whatever its links say).
+ */
+export function procLinksUnreadable(pid: number, dataDir: string): string | null {
   try {
+    if (uidOf(pid) !== statSync(realPath(dataDir)).uid) return null;
     readlinkSync(`/proc/${pid}/cwd`);
     return null;
   } catch (e) {

@@ -8,7 +8,7 @@
 // the agent refuses to start. The "postmaster" is `sleep` copied to a file named postgres, as in
 // watchdog.test.ts.
 import { afterAll, expect, test } from "bun:test";
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +16,6 @@ import { hostMonotonicMs } from "../../src/fence/clock.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
 import { freePort, PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
-import { spawnSync } from "node:child_process";
 import { requireReal } from "../helpers/require.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
@@ -39,7 +38,7 @@ function dropInCaps(): string[] {
 }
 
 /** A server run as postgres and a root watchdog under `caps`, its lease ending 500 ms on: what the watchdog said, and the server's end. */
-async function fenceUnder(caps: string[], name: string): Promise<{ said: string[]; start: string; signal: NodeJS.Signals | null }> {
+async function fenceUnder(caps: string[], name: string, o: { named?: number; asPostgres?: boolean } = {}): Promise<{ said: string[]; start: string; signal: NodeJS.Signals | null }> {
   requireReal("the root drop-in's watchdog test", !isRoot() ? "needs root" : !["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null);
   const pg = await lookupOsUser(PG_OS_USER);
   const base = join(dir, name);
@@ -52,10 +51,12 @@ async function fenceUnder(caps: string[], name: string): Promise<{ said: string[
   chmodSync(join(bin, "postgres"), 0o755);
   const server = spawn(join(bin, "postgres"), ["600"], { cwd: data, uid: pg.uid, gid: pg.gid, stdio: "ignore" });
   kids.push(server);
-  writeFileSync(join(data, "postmaster.pid"), `${server.pid}\n`);
+  writeFileSync(join(data, "postmaster.pid"), `${o.named ?? server.pid}\n`);
+  if (o.asPostgres) chownSync(state, pg.uid, pg.gid);
   let out = "";
   const bounding = boundingSet(caps);
-  const wd = spawn("setpriv", ["--bounding-set", bounding, "--no-new-privs", "--", process.execPath, MAIN, "watchdog", "--state-dir", state], { stdio: ["ignore", "pipe", "pipe"] });
+  const user = o.asPostgres ? [`--reuid=${pg.uid}`, `--regid=${pg.gid}`, "--init-groups"] : [];
+  const wd = spawn("setpriv", [...user, "--bounding-set", bounding, "--no-new-privs", "--", process.execPath, MAIN, "watchdog", "--state-dir", state], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...(o.asPostgres ? { HOME: pg.home } : {}) } });
   kids.push(wd);
   wd.stderr!.on("data", (d) => (out += d));
   await waitFor(() => out.includes("watching"), { timeoutMs: 15_000, what: "the watchdog to start" }).catch((e: Error) => {
@@ -64,9 +65,11 @@ async function fenceUnder(caps: string[], name: string): Promise<{ said: string[
   const start = out;
   const deadline = hostMonotonicMs() + 500;
   writeFileSync(join(state, "lease"), JSON.stringify({ deadline, term: 3, dataDir: data, writtenAt: hostMonotonicMs(), agentPid: process.pid }));
-  await waitFor(() => server.exitCode !== null || server.signalCode !== null || /not signalled/.test(out), { timeoutMs: 5000, intervalMs: 10, what: "the fence" });
+  await waitFor(() => server.exitCode !== null || server.signalCode !== null || /not signalled/.test(out), { timeoutMs: 5000, intervalMs: 10, what: "the fence" }).catch((e: Error) => {
+    throw new Error(`${e.message}; it wrote: ${out.slice(-600)}`);
+  });
   const said = out.split("\n").filter((l) => /fencing PostgreSQL|fenced|not signalled/.test(l));
-  console.log(`root watchdog under ${caps.join(" ")}: ${said.join(" | ")}`);
+  console.log(`${o.asPostgres ? "postgres" : "root"} watchdog under ${caps.join(" ") || "no capability"}: ${said.join(" | ")}`);
   wd.kill("SIGKILL");
   return { said, start, signal: server.signalCode };
 }
@@ -87,8 +90,16 @@ test("without CAP_SYS_PTRACE it says at its start that it cannot fence (and it d
   expect(r.signal).toBeNull();
 }, 30_000);
 
+test("the default unit's watchdog (the PostgreSQL user, no capability), postmaster.pid naming root's process: not signalled, and not 'cannot be checked'", async () => {
+  // Another user's links are unreadable to it: only the data directory owner's processes count
+  // as ones that cannot be checked, else the leftover scan decides (here: the server still runs).
+  const r = await fenceUnder([], "other-user", { named: process.pid, asPostgres: true });
+  expect(r.said.map((l) => l.replace(/^.*?\] /, ""))).toEqual([expect.stringMatching(new RegExp(`names pid ${process.pid}, which is not a PostgreSQL server of that data directory: not signalled \\(PostgreSQL processes \\d+ still run there: not fenced\\)$`))]);
+  expect(r.signal).toBeNull();
+}, 30_000);
+
 test("a root agent without CAP_SYS_PTRACE refuses to start, naming the capability", async () => {
-  requireReal("the root drop-in's agent test", !isRoot() ? "needs root" : null);
+  requireReal("the root drop-in's agent test", !isRoot() ? "needs root" : !["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null);
   const base = join(dir, "agent");
   mkdirSync(join(base, "state"), { recursive: true, mode: 0o700 });
   const config = join(base, "pgherd.toml");
@@ -96,7 +107,8 @@ test("a root agent without CAP_SYS_PTRACE refuses to start, naming the capabilit
   const [beacon, mesh, api] = [await freePort(), await freePort(), await freePort()];
   writeFileSync(config, [
     `cluster = "main"`, `secret = "${"0123456789abcdef".repeat(3)}"`, `node_name = "db1"`, `state_dir = "${join(base, "state")}"`,
-    `[discovery]`, `port = ${beacon}`, `broadcast = ["127.255.255.255"]`, `[mesh]`, `listen = "127.0.0.1:${mesh}"`, `[api]`, `listen = "127.0.0.1:${api}"`, "",
+    `[discovery]`, `port = ${beacon}`, `broadcast = ["127.255.255.255"]`, `[mesh]`, `listen = "127.0.0.1:${mesh}"`, `[api]`, `listen = "127.0.0.1:${api}"`,
+    `[postgres]`, `data_dir = "${join(base, "pgdata")}"`, `bin_dir = "/nonexistent"`, "",
   ].join("\n"), { mode: 0o600 });
   const caps = dropInCaps().filter((c) => c !== "CAP_SYS_PTRACE");
   const r = spawnSync("setpriv", ["--bounding-set", boundingSet(caps), "--no-new-privs", "--", process.execPath, MAIN, "agent", "--config", config], { encoding: "utf8", timeout: 10_000, killSignal: "SIGKILL" });
