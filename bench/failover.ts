@@ -20,7 +20,7 @@ import { backendLabel, backendSkipReason, useBackend } from "../test/helpers/bac
 import { flappingLeader, standbyHeal } from "./failover-probes.ts";
 
 type Fault = { name: string; round: (c: PgCluster) => RoundOptions };
-let faultWall = 0; // Date.now() at the last injection, for the promotion steps
+let faultWall = 0; // Date.now() at the last injection, for the paths' steps
 let faultDirtyMb = 0; // the host's dirty + writeback page cache at the last injection
 
 /** Dirty + Writeback of /proc/meminfo, MB: data the kernel still has to write, which a fault's fsyncs wait behind. */
@@ -102,7 +102,7 @@ function summary(xs: number[], unit = "s", digits = 2): string {
 }
 
 /** A round's path, step by step: its steps' names and how each is read from the logs. */
-type Path = { title: string; steps: readonly string[]; read: (r: RoundResult, marks: Map<string, LogMark>) => number[] | null };
+type Path = { title: string; steps: readonly string[]; note?: string; read: (r: RoundResult, marks: Map<string, LogMark>) => number[] | null };
 
 /** The wall-clock time of the first line of `n`'s log matching `re` since `since`, or null. */
 function firstAt(n: ClusterNode, re: RegExp, since: LogMark): number | null {
@@ -110,10 +110,14 @@ function firstAt(n: ClusterNode, re: RegExp, since: LogMark): number | null {
   return l ? lineTime(l).getTime() : null;
 }
 
-/** When the writer's first write acknowledged by `n` after the fault ended (wall clock), or null. */
-function firstWrite(r: RoundResult, n: ClusterNode): number | null {
-  const ack = r.writer.acked(n.name).find((a) => a.start >= r.at);
-  return ack ? ack.wall + (ack.end - ack.start) : null;
+/**
+ * When the writer's first write acknowledged by `n` ended (wall clock), among those sent at or after
+ * the injection and ended at or after `notBefore` (a restart's server may still acknowledge for a
+ * moment after its postmaster's kill), or null.
+ */
+function firstWrite(r: RoundResult, n: ClusterNode, notBefore = 0): number | null {
+  const ack = r.writer.acked(n.name).map((a) => ({ a, ended: a.wall + (a.end - a.start) })).find(({ a, ended }) => a.start >= r.at && ended >= notBefore);
+  return ack ? ack.ended : null;
 }
 
 /** Differences between consecutive times, the first from the fault; null when any is missing. */
@@ -122,6 +126,11 @@ function gaps(times: Array<number | null>): number[] | null {
   const t = [faultWall, ...(times as number[])];
   return t.slice(1).map((x, i) => Math.round(x - t[i]!));
 }
+
+/** The election's win, under either consensus backend (the built-in one, or etcd's leader key). */
+const WON = /became-leader: won term|took the leader key \(term/;
+/** The promotion carried out: pg_promote (with its time) or the pg_ctl promote fallback. */
+const PROMOTED = /promoted \S+ \((pg_promote, out of recovery|pg_ctl promote)/;
 
 /** A failover: the new primary's path from its log (wall-clock lines) and the writer. */
 const PROMOTION: Path = {
@@ -132,8 +141,8 @@ const PROMOTION: Path = {
     const since = marks.get(n.name)!;
     const at = (re: RegExp) => firstAt(n, re, since);
     const promote = at(/decision: promote/);
-    const logged = at(/promotion: /);
-    const steps = gaps([at(/became-leader: won term/), at(/leading term \d+ with a valid lease/), promote, firstWrite(r, n)]);
+    const logged = at(/\] promotion: (promoted|not-in-recovery)\b/);
+    const steps = gaps([at(WON), at(/leading term \d+ with a valid lease/), promote, firstWrite(r, n)]);
     // The promotion's log line comes after its reload, usually after the first write: measured apart.
     return steps && promote !== null && logged !== null ? [...steps, logged - promote] : null;
   },
@@ -142,12 +151,14 @@ const PROMOTION: Path = {
 /** A postmaster SIGKILL: the same node notices, restarts its server in place, and writes again. */
 const RESTART: Path = {
   title: "restart path of the postmaster kills",
-  steps: ["kill → noticed", "noticed → restart begun", "restart begun → server ready", "ready → first write"],
+  steps: ["kill → noticed", "noticed → restart begun", "restart begun → restart done (agent)", "restart done → first write"],
   read: (r, marks) => {
     const n = r.neu;
     const since = marks.get(n.name)!;
     const noticed = [/postmaster \d+ exited: monitoring round now/, /decision: start as primary/].map((re) => firstAt(n, re, since)).filter((t) => t !== null) as number[];
-    return gaps([noticed.length ? Math.min(...noticed) : null, firstAt(n, /restarting it in place/, since), firstAt(n, /history: restart: /, since), firstWrite(r, n)]);
+    const begun = firstAt(n, /restarting it in place/, since);
+    // PostgreSQL accepts writes a moment before the agent records the restart: the step may be ≤ 0.
+    return gaps([noticed.length ? Math.min(...noticed) : null, begun, firstAt(n, /history: restart: /, since), begun === null ? null : firstWrite(r, n, begun)]);
   },
 };
 
@@ -155,19 +166,22 @@ const RESTART: Path = {
 const SWITCHOVER: Path = {
   title: "switchover path",
   steps: ["request → old stopped", "old stopped → target leads", "target leads → promote", "promote → out of recovery", "out of recovery → first write"],
+  note: "request → old stopped: the CLI, the checks and a checkpoint with writes still served come before the fast shutdown, where the outage begins; target leads → promote: its lease and a round",
   read: (r, marks) => {
     const [o, n] = [r.old, r.neu];
     const at = (x: ClusterNode, re: RegExp) => firstAt(x, re, marks.get(x.name)!);
-    const promoted = n.lines(/promoted .* out of recovery in \d+ ms/, marks.get(n.name)!)[0];
-    const outOf = promoted ? lineTime(promoted).getTime() : null;
-    return gaps([at(o, /switchover: checkpoint \d+ ms/), at(n, /became-leader: won term/), at(n, /decision: promote/), outOf, firstWrite(r, n)]);
+    return gaps([at(o, /switchover: checkpoint \d+ ms/), at(n, WON), at(n, /decision: promote/), at(n, PROMOTED), firstWrite(r, n)]);
   },
 };
 
-/** Which path a fault's round is read for. */
-function pathOf(fault: string, r: RoundResult): Path {
+/**
+ * Which path a fault's round is read for, or null: a postmaster kill whose node did not stay the
+ * primary (its restart in place failed and another node took over) fits neither.
+ */
+function pathOf(fault: string, r: RoundResult): Path | null {
   if (fault === "switchover") return SWITCHOVER;
-  return r.neu === r.old ? RESTART : PROMOTION;
+  if (fault === "postgres crash") return r.neu === r.old ? RESTART : null;
+  return r.neu !== r.old ? PROMOTION : null;
 }
 
 async function main(): Promise<number> {
@@ -191,6 +205,7 @@ async function main(): Promise<number> {
   const faults = FAULTS.filter((f) => o.only.has(f.name));
   const results = new Map<string, number[]>([...faults.map((f) => f.name), ...PROBES.filter((p) => o.only.has(p))].map((n) => [n, []]));
   const paths = new Map<Path, number[][]>([PROMOTION, RESTART, SWITCHOVER].map((p) => [p, p.steps.map(() => [])]));
+  const ran = new Map<Path, number>();
   const failures: string[] = [];
   let lostTotal = 0;
   const attempt = async (label: string, fn: () => Promise<void>) => {
@@ -206,15 +221,18 @@ async function main(): Promise<number> {
     for (let i = 1; i <= o.rounds; i++) {
       for (const f of faults) {
         await attempt(`round ${i} ${f.name}`, async () => {
-          const marks = new Map(c.nodes.map((n) => [n.name, n.mark()] as const));
+          // Marked at the injection: lines of the round's warm-up (a leadership change, a decision) come before.
+          let marks = new Map<string, LogMark>();
           const opts = f.round(c);
-          const r = await faultRound(c, { ...opts, inject: (p) => ((faultDirtyMb = dirtyMb()), (faultWall = Date.now()), opts.inject(p)) });
+          const r = await faultRound(c, { ...opts, inject: (p) => ((marks = new Map(c.nodes.map((n) => [n.name, n.mark()] as const))), (faultDirtyMb = dirtyMb()), (faultWall = Date.now()), opts.inject(p)) });
           results.get(f.name)!.push(r.analysis.outageMs / 1000);
-          const path = pathOf(f.name, r).read(r, marks);
-          path?.forEach((ms, k) => paths.get(pathOf(f.name, r))![k]!.push(ms));
+          const kind = pathOf(f.name, r);
+          const path = kind?.read(r, marks) ?? null;
+          if (kind) ran.set(kind, (ran.get(kind) ?? 0) + 1);
+          if (kind) path?.forEach((ms, k) => paths.get(kind)![k]!.push(ms));
           lostTotal += r.lost.length;
           console.log(`round ${i} ${f.name}: ${r.old.name} -> ${r.neu.name}, outage ${(r.analysis.outageMs / 1000).toFixed(2)} s, ` +
-            `${r.analysis.splitBrain.length} split-brain writes, ${r.lost.length} lost, ${faultDirtyMb.toFixed(0)} MB dirty at the fault` + (path ? `; steps ${path.map((ms) => `${ms}`).join(" / ")} ms` : ""));
+            `${r.analysis.splitBrain.length} split-brain writes, ${r.lost.length} lost, ${faultDirtyMb.toFixed(0)} MB dirty at the fault` + (path ? `; ${kind!.title}: ${path.map((ms) => `${ms}`).join(" / ")} ms` : kind ? `; ${kind.title}: not read (a step's log line missing)` : ""));
         });
       }
       if (o.only.has(PROBES[0]!)) {
@@ -246,9 +264,11 @@ async function main(): Promise<number> {
     console.log(`| ${name} | ${base} | ${summary(xs)} | ${t !== undefined ? `≤ ${t} s` : ""} |`);
   }
   for (const [p, xs] of paths) {
-    if (xs[0]!.length === 0) continue;
-    console.log(`\n${p.title} (ms, median (min–max)):`);
-    p.steps.forEach((name, k) => console.log(`  ${name.padEnd(30)} ${summary(xs[k]!, "ms", 0)}`));
+    const n = ran.get(p) ?? 0;
+    if (n === 0) continue;
+    console.log(`\n${p.title} (ms, median (min–max); ${xs[0]!.length} of ${n} round(s) read):`);
+    p.steps.forEach((name, k) => console.log(`  ${name.padEnd(36)} ${summary(xs[k]!, "ms", 0)}`));
+    if (p.note) console.log(`  (${p.note})`);
   }
   console.log(`acknowledged writes lost (durability ${cfg.durability}): ${lostTotal}`);
   if (failures.length) console.log(`failed rounds:\n  ${failures.join("\n  ")}`);
