@@ -52,19 +52,25 @@ async function standby(name: string, names?: string, extra: Record<string, strin
   return { node, db, side, port, rewrite: write };
 }
 
-test("a promotion whose backend stalls 6 s is reported promoted", async () => {
-  const sb = await standby("sb");
-  n = sb.node;
-  const { db, side } = sb;
+/** `db`, whose backend is stopped for 6 s (SIGSTOP, then SIGCONT) as the first query named `what` is sent. */
+async function stallFirst(db: Db, what: string): Promise<{ stalling: Db; stalled: () => boolean }> {
   const pid = Number((await db.query("pid", (sql) => sql`SELECT pg_backend_pid() AS pid`))[0]!.pid);
   let stalled = false;
   const stalling: Db = {
     target: db.target, close: () => db.close(),
-    query: (what, fn, ms) => {
-      if (what === "pg_promote" && !stalled) { stalled = true; process.kill(pid, "SIGSTOP"); setTimeout(() => process.kill(pid, "SIGCONT"), 6000); }
-      return db.query(what, fn, ms);
+    query: (name, fn, ms) => {
+      if (name === what && !stalled) { stalled = true; process.kill(pid, "SIGSTOP"); setTimeout(() => process.kill(pid, "SIGCONT"), 6000); }
+      return db.query(name, fn, ms);
     },
   };
+  return { stalling, stalled: () => stalled };
+}
+
+test("a promotion whose backend stalls 6 s is reported promoted", async () => {
+  const sb = await standby("sb");
+  n = sb.node;
+  const { db, side } = sb;
+  const { stalling } = await stallFirst(db, "pg_promote");
   const r = await promote(stalling, n, 30).then((x) => x, (e: Error) => `threw: ${e.message}`);
   const rec = (await side.query("r", (sql) => sql`SELECT pg_is_in_recovery() AS rec`))[0]!.rec;
   expect(rec).toBe(false);
@@ -127,17 +133,9 @@ test("a promotion that stops a walreceiver not started yet is not held for wal_r
 test("a promotion whose first look at the end of recovery stalls 6 s, after the server was signalled, is reported promoted", async () => {
   const sb = await standby("sb-look");
   const { db, side } = sb;
-  const pid = Number((await db.query("pid", (sql) => sql`SELECT pg_backend_pid() AS pid`))[0]!.pid);
-  let stalled = false;
-  const stalling: Db = {
-    target: db.target, close: () => db.close(),
-    query: (what, fn, ms) => {
-      if (what === "pg_is_in_recovery" && !stalled) { stalled = true; process.kill(pid, "SIGSTOP"); setTimeout(() => process.kill(pid, "SIGCONT"), 6000); }
-      return db.query(what, fn, ms);
-    },
-  };
+  const { stalling, stalled } = await stallFirst(db, "pg_is_in_recovery");
   const r = await promote(stalling, sb.node, 30).then((x) => x, (e: Error) => `threw: ${e.message}`);
-  expect(stalled).toBe(true);
+  expect(stalled()).toBe(true);
   expect((await side.query("r", (sql) => sql`SELECT pg_is_in_recovery() AS rec`))[0]!.rec).toBe(false);
   expect(r).toBe("promoted");
 }, 60_000);
