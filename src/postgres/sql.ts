@@ -2,6 +2,8 @@
 // our own deadline. On a deadline the client is ended with timeout 0 and rebuilt on next use:
 // the client can hang and reconnect in a hot loop when a peer accepts then closes during startup
 // (porsager/postgres#1193), so its own timeouts are not trusted.
+import { createConnection } from "node:net";
+import { join } from "node:path";
 import postgres from "postgres";
 import type { Logger } from "../log.ts";
 
@@ -24,6 +26,12 @@ export interface DbOptions {
   settings?: Readonly<Record<string, string>>;
   /** A connection of this client closed (the server ended it, or the client was dropped). */
   onClose?: () => void;
+  /**
+   * Unix socket only: the server sent an error that ends the connection (SQLSTATE class 57P0:
+   * shutdown, crash of another server process, its postmaster gone). A backend sends it at once and
+   * exits a moment later (up to 100 ms after its postmaster's death in the failover bench): the close comes then.
+   */
+  onEnding?: () => void;
   log: Logger;
 }
 
@@ -76,6 +84,7 @@ export function openDb(o: DbOptions): Db {
       connection: { application_name: o.applicationName ?? "pgherd", ...(o.settings ?? {}) },
       onnotice: (n) => o.log.debug(`${target}: notice: ${n.message}`),
       ...(o.onClose ? { onclose: o.onClose } : {}),
+      ...(o.onEnding && o.host.startsWith("/") ? { socket: () => watchedSocket(join(o.host, `.s.PGSQL.${o.port}`), o.onEnding!) } : {}),
     });
   /** Ends `c` (default: the current connection); a newer connection made meanwhile stays. */
   const drop = async (c: Sql | null = client) => {
@@ -106,10 +115,27 @@ export function openDb(o: DbOptions): Db {
 }
 
 /** Socket connection to the local server as the superuser (peer auth through the pgherd ident map). */
-export function openLocalDb(o: { socketDir: string; port: number; superuser: string; log: Logger; queryTimeoutMs?: number; onClose?: () => void }): Db {
+export function openLocalDb(o: { socketDir: string; port: number; superuser: string; log: Logger; queryTimeoutMs?: number; onClose?: () => void; onEnding?: () => void }): Db {
   // The agent's own writes (roles, grants) are idempotent and re-applied: they must never wait for
   // a synchronous standby (a new primary has none yet, and it would stall the monitoring loop).
-  return openDb({ host: o.socketDir, port: o.port, user: o.superuser, log: o.log, queryTimeoutMs: o.queryTimeoutMs, applicationName: "pgherd", settings: { synchronous_commit: "local" }, onClose: o.onClose });
+  return openDb({ host: o.socketDir, port: o.port, user: o.superuser, log: o.log, queryTimeoutMs: o.queryTimeoutMs, applicationName: "pgherd", settings: { synchronous_commit: "local" }, onClose: o.onClose, onEnding: o.onEnding });
+}
+
+/** An ErrorResponse's code field of class 57P0 (after the severity field's NUL): the server ends the connection. */
+const ENDING = Buffer.from("\0C57P0");
+
+/**
+ * The client's unix socket (postgres.js `socket` option: the client writes its startup message to
+ * it before it connects, as to its own), with an eye on what the server sends: a chunk with an
+ * error that ends the connection calls `ending` (never an ordinary result: a false alarm only makes
+ * the caller look again).
+ */
+function watchedSocket(path: string, ending: () => void) {
+  const s = createConnection({ path });
+  s.on("data", (chunk: Buffer) => {
+    if (chunk.indexOf(ENDING) !== -1) ending();
+  });
+  return s;
 }
 
 /** Errors that mean the connection, not the statement, failed (no SQLSTATE, or class 08/57P). */

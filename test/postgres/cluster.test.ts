@@ -752,11 +752,16 @@ describe("PostgreSQL controller on real servers", () => {
     expect((await inspectDataDir(other.dataDir, other)).running).toBe(false);
   }, 60_000);
 
-  test("an idle monitoring connection closes the moment its postmaster is SIGKILLed: the watch reports it within ms", async () => {
+  test("an idle monitoring connection hears the server end it the moment its postmaster is SIGKILLed (before the backend exits and it closes): the watch reports it within ms", async () => {
     const pidFile = join(standby.dataDir, "postmaster.pid");
     const gone: Array<{ pid: number; at: number }> = [];
     const watch = new PostmasterWatch({ clock: realClock, everyMs: 60_000, pidFile, gone: (pid) => gone.push({ pid, at: performance.now() }) });
-    const db = openLocalDb({ socketDir: s.socketDir, port: ports.s, superuser: SU, log, onClose: () => watch.closed() });
+    let [endingAt, closedAt] = [0, 0];
+    const db = openLocalDb({
+      socketDir: s.socketDir, port: ports.s, superuser: SU, log,
+      onEnding: () => ((endingAt ||= performance.now()), watch.closed()),
+      onClose: () => ((closedAt ||= performance.now()), watch.closed()),
+    });
     dbs.push(db);
     await db.query("open", (sql) => sql`SELECT 1`); // the connection stays open, idle
     watch.start();
@@ -770,7 +775,11 @@ describe("PostgreSQL controller on real servers", () => {
       watch.stop();
     }
     expect(gone[0]!.pid).toBe(pm!);
-    console.log(`postmaster exit reported ${(gone[0]!.at - killedAt).toFixed(1)} ms after SIGKILL (safety poll 60 s)`);
+    await waitFor(() => closedAt > 0, { timeoutMs: 2000, intervalMs: 2, what: "the connection to close" });
+    console.log(`postmaster exit reported ${(gone[0]!.at - killedAt).toFixed(1)} ms after SIGKILL (safety poll 60 s); the server's "terminating connection" came ${(endingAt - killedAt).toFixed(1)} ms after it, the close ${(closedAt - killedAt).toFixed(1)} ms`);
+    // The backend sends its FATAL (57P01) before it exits: the socket delivers it before the end of the stream.
+    expect(endingAt).toBeGreaterThan(0);
+    expect(endingAt).toBeLessThanOrEqual(closedAt);
     expect(gone[0]!.at - killedAt).toBeLessThan(250);
   }, 30_000);
 

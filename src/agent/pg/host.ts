@@ -108,7 +108,7 @@ export class PgHost {
   handedOver = false;
   /** Since when a standby has neither streamed nor replayed while a primary was ready (core/catch-up.ts). */
   catchUp: CatchUp = NOT_STUCK;
-  /** The monitoring client's connection closed (the postmaster watch listens: loop.ts). */
+  /** The monitoring client's connection closed, or its server said it ends it (the postmaster watch listens: loop.ts). */
   onLocalClose: (() => void) | null = null;
   /** Set once the loop is built (the fencer needs a stop that uses this host). */
   fencer!: Fencer;
@@ -131,7 +131,7 @@ export class PgHost {
 
   localDb(): Db {
     if (!this.dbView) {
-      const db = openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: LOCAL_QUERY_MS, onClose: () => this.onLocalClose?.() });
+      const db = openLocalDb({ socketDir: this.socketDir, port: this.cfg.postgres.port, superuser: this.cfg.postgres.superuser, log: this.log, queryTimeoutMs: LOCAL_QUERY_MS, onClose: () => this.onLocalClose?.(), onEnding: () => this.onLocalClose?.() });
       this.db = db;
       this.dbView = { target: db.target, close: () => db.close(), query: (what, fn, ms) => db.query(what, fn, ms ?? this.queryDeadlineMs) };
     }

@@ -1,7 +1,8 @@
 // Notices a dead postmaster between monitoring rounds. Event first: the loop keeps one idle
-// connection to the local server (its monitoring client), and a PostgreSQL backend exits the
-// moment its postmaster dies ("terminating connection due to unexpected postmaster exit"), so that
-// connection closes; closed() then checks /proc/<pid>/stat every BURST_EVERY_MS for BURST_MS and
+// connection to the local server (its monitoring client), and a PostgreSQL backend sends
+// "terminating connection due to unexpected postmaster exit" the moment its postmaster dies, then
+// exits, so that connection closes: either calls closed() (the error comes first, by up to 100 ms:
+// src/postgres/sql.ts onEnding), which then checks /proc/<pid>/stat every BURST_EVERY_MS for BURST_MS and
 // reports `gone` as soon as the process has exited (or is a zombie). A slow safety poll every
 // `everyMs` covers a server without that connection (starting, refusing it). Bun has no pidfd and
 // the postmaster is not our child, so there is no exit notification to wait on directly.
