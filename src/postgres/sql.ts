@@ -2,7 +2,7 @@
 // our own deadline. On a deadline the client is ended with timeout 0 and rebuilt on next use:
 // the client can hang and reconnect in a hot loop when a peer accepts then closes during startup
 // (porsager/postgres#1193), so its own timeouts are not trusted.
-import { createConnection } from "node:net";
+import { createConnection, type Socket } from "node:net";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { Logger } from "../log.ts";
@@ -27,9 +27,10 @@ export interface DbOptions {
   /** A connection of this client closed (the server ended it, or the client was dropped). */
   onClose?: () => void;
   /**
-   * Unix socket only: the server sent an error that ends the connection (SQLSTATE class 57P0:
-   * shutdown, crash of another server process, its postmaster gone). A backend sends it at once and
-   * exits a moment later (up to 100 ms after its postmaster's death in the failover bench): the close comes then.
+   * Unix socket only: the server sent an error that ends the connection (SQLSTATE 57P0x: a
+   * shutdown, the crash of another server process, its postmaster gone, among others). A backend
+   * waiting for its client's next query sends it at once and exits a moment later (up to 100 ms
+   * after its postmaster's death in the failover bench): the close comes then.
    */
   onEnding?: () => void;
   log: Logger;
@@ -121,21 +122,38 @@ export function openLocalDb(o: { socketDir: string; port: number; superuser: str
   return openDb({ host: o.socketDir, port: o.port, user: o.superuser, log: o.log, queryTimeoutMs: o.queryTimeoutMs, applicationName: "pgherd", settings: { synchronous_commit: "local" }, onClose: o.onClose, onEnding: o.onEnding });
 }
 
-/** An ErrorResponse's code field of class 57P0 (after the severity field's NUL): the server ends the connection. */
+/**
+ * An ErrorResponse's code field 57P0x (after the severity field's NUL): the server ends the
+ * connection (a shutdown, the crash of another server process, its postmaster gone, refused while
+ * it starts or stops, its database dropped, an idle session's timeout).
+ */
 const ENDING = Buffer.from("\0C57P0");
 
 /**
- * The client's unix socket (postgres.js `socket` option: the client writes its startup message to
- * it before it connects, as to its own), with an eye on what the server sends: a chunk with an
- * error that ends the connection calls `ending` (never an ordinary result: a false alarm only makes
- * the caller look again).
+ * The client's unix socket (postgres.js `socket` option), connected, with an eye on what the server
+ * sends: a chunk with an error that ends the connection calls `ending`. A false alarm (a column of
+ * exactly those bytes) only makes the caller look again. A failed connect rejects, as the client's
+ * own socket would fail its query (ENOENT, ECONNREFUSED): postgres.js attaches its error listener
+ * only to the socket this resolves with, and a socket that failed before then would throw its error
+ * out of the event loop.
  */
-function watchedSocket(path: string, ending: () => void) {
-  const s = createConnection({ path });
-  s.on("data", (chunk: Buffer) => {
-    if (chunk.indexOf(ENDING) !== -1) ending();
+function watchedSocket(path: string, ending: () => void): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection({ path });
+    s.once("error", (e) => {
+      s.destroy();
+      reject(e);
+    });
+    s.once("connect", () => resolve(s)); // an error listener stays: postgres.js adds its own
+    s.on("data", (chunk: Buffer) => {
+      if (chunk.indexOf(ENDING) === -1) return;
+      try {
+        ending();
+      } catch {
+        // the client must still read this chunk
+      }
+    });
   });
-  return s;
 }
 
 /** Errors that mean the connection, not the statement, failed (no SQLSTATE, or class 08/57P). */
