@@ -11,7 +11,7 @@ import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
 import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, type Owner } from "./fsutil.ts";
 import { stoppedProcesses } from "./liveness-obs.ts";
 import { errno } from "./safedir-walk.ts";
-import { killServer, leftoverProcesses, readPidFile } from "./orphans.ts";
+import { isServerOf, killServer, leftoverProcesses, readPidFile } from "./orphans.ts";
 import { lookupOsUser } from "./users.ts";
 
 /** An immediate stop waits this long for the postmaster to react to SIGQUIT before SIGKILL. */
@@ -248,8 +248,23 @@ export async function restart(n: PgNode, o: StartOptions & { mode?: StopMode }):
   await start(n, o);
 }
 
-/** SIGHUP through pg_ctl: re-reads pgherd.conf, pg_hba.conf and pg_ident.conf. */
+/**
+ * Re-reads pgherd.conf, pg_hba.conf and pg_ident.conf: a SIGHUP to the postmaster, as `pg_ctl
+ * reload` sends it, from this process when postmaster.pid names a PostgreSQL server of this data
+ * directory (isServerOf: a pid the OS user wrote is checked before it is signalled), which spares
+ * the start of pg_ctl (15–40 ms in the failover bench, on the path of a standby's reconnection and
+ * of a new primary's synchronous names). Otherwise pg_ctl reload, and its error ("no server running").
+ */
 export async function reload(n: PgNode): Promise<void> {
+  const pid = readPidFile(join(n.dataDir, "postmaster.pid"));
+  if (pid !== null && isServerOf(pid, n.dataDir)) {
+    try {
+      process.kill(pid, "SIGHUP");
+      return;
+    } catch {
+      // gone meanwhile, or not ours to signal: pg_ctl says why
+    }
+  }
   await runToolOk({ bin: pgTool(n.bins, "pg_ctl"), args: ["reload", "-D", n.dataDir, "-s"], user: n.osUser, timeoutMs: 15_000, log: n.log });
 }
 

@@ -750,6 +750,17 @@ describe("PostgreSQL controller on real servers", () => {
     await writeFile(join(other.dataDir, "postmaster.pid"), `${dead}\n${other.dataDir}\n0\n${ports.o}\n${s.socketDir}\n127.0.0.1\n0 0\nready\n`);
     expect(await readPostmasterPid(other.dataDir)).toMatchObject({ pid: Number(dead), alive: false });
     expect((await inspectDataDir(other.dataDir, other)).running).toBe(false);
+
+    // A reload signals only a server of the data directory: a pid file naming a live process that
+    // is none (here a sleep) leaves it alone and ends in pg_ctl's refusal; so does a stopped server.
+    await expect(reload(primary)).rejects.toThrow();
+    const sleeper = Bun.spawn(["sleep", "60"]);
+    try {
+      await writeFile(join(other.dataDir, "postmaster.pid"), `${sleeper.pid}\n${other.dataDir}\n0\n${ports.o}\n${s.socketDir}\n127.0.0.1\n0 0\nready\n`);
+      await expect(reload(other)).rejects.toThrow(); // a signalled pid returns without pg_ctl: no error
+    } finally {
+      sleeper.kill("SIGKILL");
+    }
   }, 60_000);
 
   test("an idle monitoring connection hears the server end it the moment its postmaster is SIGKILLed (before the backend exits and it closes): the watch reports it within ms", async () => {
