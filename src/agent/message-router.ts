@@ -97,7 +97,7 @@ export class MessageRouter {
         return;
       case "action-resp": return d.host().forwarded.answer(msg.id, msg.result, peer);
       case "history":
-        if (F.leaderRestartHeard(msg.entries, d.history.merge(msg.entries), peer, d.consensus.status().leader)) d.loop()?.primaryBack("its restart recorded");
+        d.history.merge(msg.entries);
         return;
       case "campaign-now":
         // Sent by the node that runs a manual failover: a voter (the leader, after resigning, included).
@@ -141,7 +141,7 @@ export class MessageRouter {
     if (this.d.consensus.status().leader !== peer) return;
     this.d.exclusionHeard(peer, msg.exclusion ?? null, msg);
     this.d.flags.adopt(msg, this.d.log);
-    if (F.leaderPrimaryBack(before, msg.pg)) this.d.loop()?.primaryBack("its report");
+    if (F.leaderPrimaryBack(before, msg.pg)) this.d.loop()?.primaryBack();
     else if (!before && msg.pg) this.d.loop()?.kick(); // the leader's server first known here (a restart, a new leader): decide now
   }
 

@@ -220,14 +220,3 @@ export function candidates(s: FactsSnapshot): Candidate[] {
 export function leaderPrimaryBack(prev: PgReport | null | undefined, next: PgReport | null): boolean {
   return !!prev && !prev.up && !!next && next.up && next.inRecovery === false;
 }
-
-/**
- * The same news sooner: the leader records a restart of its server in place (a crash, an operator's
- * restart) the moment the server accepts connections again, and its entry goes out to every peer
- * at once, while its next report says so only after a round on the restarted server (100–130 ms
- * later in the failover bench: the round's first connections to it). Only an entry new here, from
- * the leader itself; a reload it leads to on a standby that streams is harmless.
- */
-export function leaderRestartHeard(entries: readonly { kind: string }[], fresh: boolean, from: string, leader: string | null): boolean {
-  return fresh && from === leader && entries.some((e) => e.kind === "restart");
-}

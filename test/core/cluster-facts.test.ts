@@ -140,14 +140,4 @@ describe("cluster facts", () => {
     expect(F.leaderPrimaryBack(undefined, primary)).toBe(false);
     expect(F.leaderPrimaryBack(null, primary)).toBe(false);
   });
-
-  test("a restart the leader records, new here, says its primary runs again; an old entry, another node's, or another kind does not", () => {
-    const restart = [{ kind: "restart" }];
-    expect(F.leaderRestartHeard(restart, true, "L", "L")).toBe(true);
-    expect(F.leaderRestartHeard([{ kind: "config" }, ...restart], true, "L", "L")).toBe(true);
-    expect(F.leaderRestartHeard(restart, false, "L", "L")).toBe(false); // known already (a resend, a sync)
-    expect(F.leaderRestartHeard(restart, true, "S", "L")).toBe(false); // a standby's restart: nothing to stream from
-    expect(F.leaderRestartHeard(restart, true, "L", null)).toBe(false); // no leader known
-    expect(F.leaderRestartHeard([{ kind: "fence" }], true, "L", "L")).toBe(false);
-  });
 });

@@ -124,11 +124,9 @@ describeCluster("automatic failover: crashes, partition and re-clone", {
       // Its standbys reconnect within the grace: writes wait for them meanwhile (no commit without
       // a synchronous standby), so a second fault then could still fail over.
       expect(logSince(r.old, mark, /too few synchronous standbys|degrading:|degraded:/)).toEqual([]);
-      // Each standby retried its broken stream when the leader recorded the restart, not after its
-      // next wal_retrieve_retry_interval (core/cluster-facts.ts leaderRestartHeard), nor when its
-      // next report said the primary runs again (leaderPrimaryBack): the entry goes out first, on
-      // the same connection, and one reload within a second serves both.
-      for (const s of fx.c.nodes.filter((n) => n !== r.old)) expect(logSince(s, standbyMarks.get(s) ?? 0, /leader's primary runs again/)[0]).toContain("(its restart recorded)");
+      // Each standby retried its broken stream when the primary's report said it runs again, not
+      // after its next wal_retrieve_retry_interval (core/cluster-facts.ts leaderPrimaryBack).
+      for (const s of fx.c.nodes.filter((n) => n !== r.old)) expect(logSince(s, standbyMarks.get(s) ?? 0, /leader's primary runs again/).length).toBeGreaterThanOrEqual(1);
     }
   }), 240_000);
 

@@ -82,7 +82,7 @@ export interface LoopControl {
   markDegraded(): void;
   requestPromotion(): void;
   /** The leader's primary came back (core/cluster-facts.ts leaderPrimaryBack): a standby retries its stream now. */
-  primaryBack(why: string): void;
+  primaryBack(): void;
   /** Switchover: stop this primary cleanly; rounds change nothing until release(). */
   stopForHandover(): Promise<Position | null>;
   /** The target did not confirm the final WAL, or the switchover stopped: the stopped server is a primary's data again (rewound before it follows). */

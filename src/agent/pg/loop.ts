@@ -38,8 +38,6 @@ import { checkPermit, grantPermit, type PromotionPermit } from "../../core/promo
 const HANDOVER_WAIT_MS = 30_000;
 /** The leader's primary came back: a standby's reload waits at most this long for the task ahead of it (a later one is of no use). */
 const STREAM_AGAIN_WAIT_MS = 1000;
-/** One "stream again" reload per this long (primaryBack). */
-const STREAM_AGAIN_ONCE_MS = 1000;
 /** The postmaster watch's safety poll: a crash is noticed by the monitoring connection closing, at once. */
 const POSTMASTER_CHECK_MS = 1000;
 
@@ -57,8 +55,6 @@ export class PostgresLoop implements LoopControl {
   private held = false;
   /** `pgherd failover --to` / a switchover to this node (core/promotion-permit.ts). */
   private promotion: PromotionPermit | null = null;
-  /** When primaryBack last reloaded (clock ms). */
-  private streamAgainAt = -Infinity;
   private rejoinRequest: RejoinRequest | null = null;
   /** The causes of failed starts rebuilt for, asked a rebuild for, and said not to be rebuilt again (core/start-failures.ts). */
   private startFailures: StartFailureMemory = NO_START_FAILURES;
@@ -198,14 +194,11 @@ export class PostgresLoop implements LoopControl {
    * broke waits wal_retrieve_retry_interval between attempts, and the startup process, woken by a
    * SIGHUP from that wait, tries to stream at once. A reload sends it (harmless to a streaming standby).
    */
-  primaryBack(why: string): void {
+  primaryBack(): void {
     if (!this.h.lastInRecovery) return;
-    // Told twice for one restart (the leader's history entry, then its report): one reload does.
-    if (this.clock.now() - this.streamAgainAt < STREAM_AGAIN_ONCE_MS) return;
-    this.streamAgainAt = this.clock.now();
     this.exec.run("stream again", async () => {
       if (!this.h.lastInRecovery) return;
-      this.h.log.info(`the leader's primary runs again (${why}): reloading, so that a broken stream is retried now`);
+      this.h.log.info("the leader's primary runs again: reloading, so that a broken stream is retried now");
       await this.h.reload();
     }, { maxWaitMs: STREAM_AGAIN_WAIT_MS }).catch(() => undefined);
   }
