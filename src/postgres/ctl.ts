@@ -26,7 +26,7 @@ export interface PgNode {
 
 export type PgCtlErrorKind =
   | "port-in-use" | "already-running" | "start-timeout" | "start-failed" | "stop-failed" | "status-failed" | "not-empty"
-  | "initdb-failed";
+  | "initdb-failed" | "reload-refused";
 
 export class PgCtlError extends Error {
   override readonly name = "PgCtlError";
@@ -250,10 +250,12 @@ export async function restart(n: PgNode, o: StartOptions & { mode?: StopMode }):
 
 /**
  * Re-reads pgherd.conf, pg_hba.conf and pg_ident.conf: a SIGHUP to the postmaster, as `pg_ctl
- * reload` sends it, from this process when postmaster.pid names a PostgreSQL server of this data
- * directory (isServerOf: a pid the OS user wrote is checked before it is signalled), which spares
- * the start of pg_ctl (15–40 ms in the failover bench, on the path of a standby's reconnection and
- * of a new primary's synchronous names). Otherwise pg_ctl reload, and its error ("no server running").
+ * reload` sends it, from this process when postmaster.pid names a process of this data directory's
+ * server (isServerOf: a pid the OS user wrote is checked before it is signalled), which spares the
+ * start of pg_ctl (15–40 ms in the failover bench, on a standby's reconnection and a new primary's
+ * synchronous names). A live process that is none is refused (pg_ctl would signal it unchecked).
+ * Otherwise pg_ctl reload, as the OS user, and its error: no postmaster.pid, a pid that has exited,
+ * a single-user server, a signal not permitted.
  */
 export async function reload(n: PgNode): Promise<void> {
   const pid = readPidFile(join(n.dataDir, "postmaster.pid"));
@@ -262,8 +264,10 @@ export async function reload(n: PgNode): Promise<void> {
       process.kill(pid, "SIGHUP");
       return;
     } catch {
-      // gone meanwhile, or not ours to signal: pg_ctl says why
+      // gone meanwhile, or not this process's to signal (root without CAP_KILL): pg_ctl says which
     }
+  } else if (pid !== null && pidAlive(pid)) {
+    throw new PgCtlError("reload-refused", `reload of ${n.dataDir}: postmaster.pid names pid ${pid}, a live process that is not a PostgreSQL server of this data directory: not signalled`);
   }
   await runToolOk({ bin: pgTool(n.bins, "pg_ctl"), args: ["reload", "-D", n.dataDir, "-s"], user: n.osUser, timeoutMs: 15_000, log: n.log });
 }

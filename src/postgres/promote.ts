@@ -37,7 +37,7 @@ export async function promote(db: Db, node: PgNode, timeoutSec = 60): Promise<Pr
 
 /** The startup process, which carries the recovery out (null: none seen). */
 async function startupPid(db: Db): Promise<number | null> {
-  const rows = await db.query("startup process", (sql) => sql`SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'`);
+  const rows = await db.query("startup process", (sql) => sql`SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = 'startup'`);
   const pid = Number(rows[0]?.pid);
   return Number.isInteger(pid) && pid > 0 ? pid : null;
 }
@@ -125,13 +125,15 @@ async function reloadUntilSeen(db: Db, names: string, timeoutMs: number): Promis
  * On a standby the CHECKPOINT is a restartpoint (skipped cheaply when one was done since the last
  * checkpoint record replayed). Returns what was done, for the log.
  */
-export async function syncNamesBarrier(db: Db, names: string, checkpointMs = 600_000, reloadMs = 5000): Promise<string> {
+export async function syncNamesBarrier(db: Db, names: string, dataDir: string, checkpointMs = 600_000, reloadMs = 5000): Promise<string> {
   const before = await reloadUntilSeen(db, names, reloadMs);
-  const rows = await db.query("checkpointer", (sql) => sql`SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'`);
+  const rows = await db.query("checkpointer", (sql) => sql`SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = 'checkpointer'`);
   const pid = Number(rows[0]?.pid);
   // PostgreSQL may signal the checkpointer after the backends: without a SIGHUP of our own the
   // CHECKPOINT could reach it first, so a barrier that cannot send one confirms nothing.
   if (!Number.isInteger(pid) || pid <= 0) throw new Error("no checkpointer in pg_stat_activity: the names cannot be confirmed taken");
+  // What a session reports is checked before a root agent signals it (a superuser can change the view).
+  if (!isServerOf(pid, dataDir)) throw new Error(`pid ${pid}, the checkpointer pg_stat_activity names, is no process of ${dataDir}'s server: not signalled, the names cannot be confirmed taken`);
   try {
     process.kill(pid, "SIGHUP");
   } catch (e) {
@@ -158,7 +160,7 @@ export const PROMOTION_BARRIER_MS = 10_000;
  * has it. `taken`: the agent saw the checkpointer take non-empty names since it last wrote empty
  * ones (a barrier off the promotion's path, durability.ts); then a look in the session suffices.
  */
-export async function syncNamesBeforePromotion(db: Db, names: string, taken: boolean): Promise<{ did: string; taken: boolean }> {
+export async function syncNamesBeforePromotion(db: Db, names: string, taken: boolean, dataDir: string): Promise<{ did: string; taken: boolean }> {
   if (names === "") {
     const before = await reloadUntilSeen(db, names, 5000);
     return { did: `synchronous_standby_names '${before}' -> '' (none)`, taken: false };
@@ -168,7 +170,7 @@ export async function syncNamesBeforePromotion(db: Db, names: string, taken: boo
     const before = await reloadUntilSeen(db, names, 5000);
     return { did: `synchronous_standby_names ${before === names ? "" : `'${before}' -> `}'${names}' in force (names taken by the checkpointer earlier)`, taken: true };
   }
-  return { did: await syncNamesBarrier(db, names, PROMOTION_BARRIER_MS), taken: true };
+  return { did: await syncNamesBarrier(db, names, dataDir, PROMOTION_BARRIER_MS), taken: true };
 }
 
 /**

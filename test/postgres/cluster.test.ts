@@ -751,15 +751,30 @@ describe("PostgreSQL controller on real servers", () => {
     expect(await readPostmasterPid(other.dataDir)).toMatchObject({ pid: Number(dead), alive: false });
     expect((await inspectDataDir(other.dataDir, other)).running).toBe(false);
 
-    // A reload signals only a server of the data directory: a pid file naming a live process that
-    // is none (here a sleep) leaves it alone and ends in pg_ctl's refusal; so does a stopped server.
+    // A reload signals a server of the data directory itself: with no pg_ctl to run (binaries
+    // pointed nowhere) a running server still reloads, and a stopped one fails.
+    const noCtl = (x: PgNode): PgNode => ({ ...x, bins: { ...x.bins, dir: join(s.root, "no-binaries") } });
+    await reload(noCtl(standby));
     await expect(reload(primary)).rejects.toThrow();
-    const sleeper = Bun.spawn(["sleep", "60"]);
+    // A live process that postmaster.pid names and that is no server of the data directory is
+    // refused before any signal (pg_ctl reload would signal it unchecked): one working elsewhere,
+    // one that is not postgres, one of another user (a copy of sleep named postgres, run as root).
+    await mkdir(join(s.root, "bin"), { recursive: true });
+    await writeFile(join(s.root, "bin", "postgres"), await readFile(Bun.which("sleep")!), { mode: 0o755 });
+    const victims = [
+      Bun.spawn(["sleep", "60"], { cwd: s.root }),
+      Bun.spawn(["sleep", "60"], { cwd: other.dataDir }),
+      Bun.spawn([join(s.root, "bin", "postgres"), "60"], { cwd: other.dataDir }),
+    ];
     try {
-      await writeFile(join(other.dataDir, "postmaster.pid"), `${sleeper.pid}\n${other.dataDir}\n0\n${ports.o}\n${s.socketDir}\n127.0.0.1\n0 0\nready\n`);
-      await expect(reload(other)).rejects.toThrow(); // a signalled pid returns without pg_ctl: no error
+      for (const v of victims) {
+        await writeFile(join(other.dataDir, "postmaster.pid"), `${v.pid}\n${other.dataDir}\n0\n${ports.o}\n${s.socketDir}\n127.0.0.1\n0 0\nready\n`);
+        const e = await reload(other).then(() => null, (err: unknown) => err);
+        expect(e).toBeInstanceOf(PgCtlError);
+        expect((e as PgCtlError).kind).toBe("reload-refused");
+      }
     } finally {
-      sleeper.kill("SIGKILL");
+      for (const v of victims) v.kill("SIGKILL");
     }
   }, 60_000);
 

@@ -64,7 +64,7 @@ export class PgHost {
   namesMayHaveChanged(): void {
     this.syncNamesGen++;
   }
-  /** Reload the server's configuration (pg_ctl reload); the names in force may change with it. */
+  /** Reload the server's configuration (postgres/ctl.ts reload: a SIGHUP to its postmaster); the names in force may change with it. */
   async reload(): Promise<void> {
     this.namesMayHaveChanged();
     await reload(this.node);

@@ -251,7 +251,7 @@ export class PostgresLoop implements LoopControl {
     return refusedParameters(this.h.node, params, await lookupOsUser(this.h.cfg.postgres.os_user));
   }
 
-  /** `pgherd reload`: managed files from the running configuration, then pg_ctl reload. */
+  /** `pgherd reload`: managed files from the running configuration, then a reload (a SIGHUP to the postmaster). */
   reloadServer(configNote: string): Promise<NodeOpResult> {
     return this.exec.run("reload", () => reloadHere(this.h, configNote), { maxWaitMs: HANDOVER_WAIT_MS });
   }

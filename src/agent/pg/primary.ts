@@ -149,7 +149,7 @@ export class PrimaryStarter {
     await h.writeConfig(true, h.upstream ?? undefined);
     await repoDown;
     const t1 = h.clock.now();
-    const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken);
+    const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken, h.node.dataDir);
     h.syncNamesTaken = names.taken;
     if (!(await reserved)) throw new Error(`timeline ${tl.next} was not stored by a majority within ${RESERVE_MS} ms: not promoting`);
     h.log.info(`before the promotion: ${names.did}; timeline ${tl.next} reserved (files ${Math.round(t1 - t0)} ms, names and reservation ${Math.round(h.clock.now() - t1)} ms)`);
