@@ -251,7 +251,8 @@ export async function restart(n: PgNode, o: StartOptions & { mode?: StopMode }):
 /**
  * Re-reads pgherd.conf, pg_hba.conf and pg_ident.conf: a SIGHUP to the postmaster, as `pg_ctl
  * reload` sends it, from this process when postmaster.pid names a process of this data directory's
- * server (isServerOf: a pid the OS user wrote is checked before it is signalled), which spares the
+ * server run by the OS user (isServerOf: a pid the OS user wrote is checked before it is signalled,
+ * and no other user's server is, through a link put in the data directory's place), which spares the
  * start of pg_ctl (15–40 ms in the failover bench, on a standby's reconnection and a new primary's
  * synchronous names). A live process that is none is refused (pg_ctl would signal it unchecked).
  * Otherwise pg_ctl reload, as the OS user, and its error: no postmaster.pid, a pid that has exited,
@@ -259,7 +260,7 @@ export async function restart(n: PgNode, o: StartOptions & { mode?: StopMode }):
  */
 export async function reload(n: PgNode): Promise<void> {
   const pid = readPidFile(join(n.dataDir, "postmaster.pid"));
-  if (pid !== null && isServerOf(pid, n.dataDir)) {
+  if (pid !== null && isServerOf(pid, n.dataDir, (await lookupOsUser(n.osUser)).uid)) {
     try {
       process.kill(pid, "SIGHUP");
       return;

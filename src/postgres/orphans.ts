@@ -166,14 +166,17 @@ export function rootWithoutPtrace(): boolean {
  * `pid` is a PostgreSQL server of `dataDir`: its executable is postgres, its working directory is
  * the data directory and it runs as the data directory's owner. postmaster.pid is writable by
  * that owner, so the pid in it may name any process: check before a root process signals it.
+ * `osUid`: the owner must also be this uid (the configured OS user), who may own the data
+ * directory's parent and put a link to another user's cluster in its place.
  */
-export function isServerOf(pid: number, dataDir: string): boolean {
+export function isServerOf(pid: number, dataDir: string, osUid?: number): boolean {
   try {
     const want = realpathSync(dataDir);
     if (readlinkSync(`/proc/${pid}/cwd`) !== want) return false;
     const exe = basename(readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ""));
     if (exe !== "postgres" && exe !== "postmaster") return false;
-    return uidOf(pid) === statSync(want).uid;
+    const owner = statSync(want).uid;
+    return uidOf(pid) === owner && (osUid === undefined || owner === osUid);
   } catch {
     return false; // gone, or no /proc: never signal what cannot be checked
   }

@@ -4,6 +4,8 @@
 // One scratch dir, servers on free loopback ports, everything removed afterwards.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chown, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmodSync, chownSync, copyFileSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { memoryLogger } from "../../src/log.ts";
@@ -775,6 +777,25 @@ describe("PostgreSQL controller on real servers", () => {
       }
     } finally {
       for (const v of victims) v.kill("SIGKILL");
+    }
+    // Nor does a root agent signal another user's server through a link the OS user put in the
+    // data directory's place (it may own the parent): here nobody's "postgres" in nobody's directory.
+    const foreign = mkdtempSync("/tmp/pgherd-foreign-");
+    chmodSync(foreign, 0o755);
+    copyFileSync(Bun.which("sleep")!, join(foreign, "postgres"));
+    chownSync(foreign, 65534, 65534);
+    const theirs = spawn(join(foreign, "postgres"), ["60"], { cwd: foreign, uid: 65534, gid: 65534, stdio: "ignore" });
+    try {
+      await waitFor(() => { try { return readlinkSync(`/proc/${theirs.pid}/exe`).endsWith("/postgres"); } catch { return false; } }, { timeoutMs: 5000, what: "nobody's process to run" });
+      writeFileSync(join(foreign, "postmaster.pid"), `${theirs.pid}\n${foreign}\n0\n${ports.o}\n${s.socketDir}\n127.0.0.1\n0 0\nready\n`);
+      const linked = join(s.root, "linked-data");
+      symlinkSync(foreign, linked);
+      const e = await reload({ ...other, dataDir: linked }).then(() => null, (err: unknown) => err);
+      expect((e as PgCtlError).kind).toBe("reload-refused");
+      expect(theirs.exitCode === null && theirs.signalCode === null).toBe(true);
+    } finally {
+      theirs.kill("SIGKILL");
+      rmSync(foreign, { recursive: true, force: true });
     }
   }, 60_000);
 
