@@ -164,7 +164,8 @@ describe("mesh", () => {
     const c2 = await node("c", { listenPort: port });
     const t0 = performance.now();
     a.mesh.dial(addr, nid("c")); // what c's next beacon does
-    await waitFor(() => isUp(a, c2), 2000, "a reaches c at once");
+    // Both ends: a counts the link up from its side of the handshake, c2 from its own, a moment apart.
+    await waitFor(() => isUp(a, c2) && isUp(c2, a), 2000, "a reaches c at once");
     expect(performance.now() - t0).toBeLessThan(2000); // the backoff alone would take 4 s at least
     await exchange(a, c2, "back");
   });
