@@ -5,7 +5,7 @@ import { readPrivateFile } from "../config/load.ts";
 import { parseHostPort } from "../config/hostport.ts";
 import { createLogControl } from "../log.ts";
 import { type ApiServer, type ApiTls, startApi } from "../api/server.ts";
-import { findBinDir } from "../postgres/index.ts";
+import { findBinDir, lookupOsUser } from "../postgres/index.ts";
 import { rootWithoutPtrace } from "../postgres/orphans.ts";
 import { Agent } from "./agent.ts";
 import { handOverBeforeStop } from "./handover.ts";
@@ -89,7 +89,11 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
     onFence: async (reason) => { await Promise.all([vip?.releaseWithin(reason, cfg.election.fence_ms), loop?.fencer.fence(reason)]); },
   });
   if (bins) {
-    loop = new PostgresLoop(cfg, bins, agent.loopContext, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, log.withTag("fence"), kernel));
+    // The fence and the watchdog signal only the OS user's processes (orphans.ts isServerOf).
+    const osUid = (await lookupOsUser(cfg.postgres.os_user).catch((e: Error) => {
+      throw new AgentStartError(`${opts.configPath}: postgres.os_user: ${e.message}`);
+    })).uid;
+    loop = new PostgresLoop(cfg, bins, agent.loopContext, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, osUid, log.withTag("fence"), kernel));
     loop.fencer.start(); // the watchdog process before the election can arm anything
     agent.attachLoop(loop);
   }

@@ -35,6 +35,11 @@ export type Lease = {
   deadline: number | null;
   term: number;
   dataDir: string;
+  /**
+   * The OS user the server runs as (its uid): the watchdog signals only that user's processes,
+   * whatever the data directory's path leads to. Absent in an older agent's lease.
+   */
+  osUid?: number;
   writtenAt: number;
   /** The agent that wrote it: a watchdog with nothing to guard and no agent left exits. */
   agentPid: number;
@@ -57,6 +62,10 @@ export function parseLease(v: unknown): Lease {
   const deadline = o.deadline === null ? null : num("deadline");
   if (typeof o.dataDir !== "string") throw new Error("dataDir: expected a string");
   const lease: Lease = { deadline, term: num("term", true), dataDir: o.dataDir, writtenAt: num("writtenAt"), agentPid: num("agentPid", true) };
+  if (o.osUid !== undefined) {
+    lease.osUid = num("osUid", true);
+    if (lease.osUid < 0) throw new Error("osUid: expected an integer >= 0");
+  }
   if (o.kernel === null) lease.kernel = null;
   else if (o.kernel !== undefined) {
     const k = record(o.kernel, "kernel");
@@ -136,6 +145,8 @@ export class LeaseFile {
   constructor(
     private readonly stateDir: string,
     private readonly dataDir: string,
+    /** The uid of the OS user the server runs as (Lease.osUid). */
+    private readonly osUid: number,
     private readonly log: Logger,
     private readonly kernel: KernelSpec | null = null,
   ) {
@@ -152,7 +163,7 @@ export class LeaseFile {
     // deadline up to 10 ms apart; every one is at or before the lease end, so the one written stands.
     const shrunk = untilLocal < this.writtenUntil;
     if (!(this.last != null && this.lastTerm === term && !shrunk && deadline - this.last < 50)) {
-      this.write({ deadline, term, dataDir: this.dataDir, writtenAt: this.hostClock.toHost(performance.now()), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
+      this.write({ deadline, term, dataDir: this.dataDir, osUid: this.osUid, writtenAt: this.hostClock.toHost(performance.now()), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
       // Only once written: a write that failed (ENOSPC, EIO…) is tried again by the next arm(), or a
       // shorter lease end would read as written while the file keeps the longer deadline.
       this.lastTerm = term;
@@ -190,7 +201,7 @@ export class LeaseFile {
   disarm(term: number): void {
     this.armedTerm = null;
     if (this.last === null || this.last === undefined) return;
-    this.write({ deadline: null, term, dataDir: this.dataDir, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
+    this.write({ deadline: null, term, dataDir: this.dataDir, osUid: this.osUid, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
   }
 
   private write(l: Lease): void {
@@ -256,7 +267,7 @@ export class LeaseFile {
     if (this.last === undefined) {
       // A file that holds no lease (zero bytes or garbage after a power loss: it is not fsynced) is
       // announced as expired like a torn one: the watchdog must start whatever the file holds.
-      const me = { writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) };
+      const me = { osUid: this.osUid, writtenAt: hostMonotonicMs(), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) };
       let prev: Lease | null = null;
       let why = ""; // why the previous record is announced as expired now
       try {

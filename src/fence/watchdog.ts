@@ -6,7 +6,7 @@
 // acknowledged. It needs nothing from the agent's event loop. With [watchdog] configured it
 // also keeps the kernel watchdog alive while the lease is valid (kernel-watchdog.ts): if this
 // process freezes as well, the kernel resets the host within the same fence budget.
-import { existsSync, watch, type FSWatcher } from "node:fs";
+import { existsSync, realpathSync, statSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { hostMonotonicMs } from "./clock.ts";
 import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, procLinksUnreadable, readPidFile, rootWithoutPtrace } from "../postgres/orphans.ts";
@@ -236,21 +236,39 @@ function watchLease(stateDir: string, wake: Wake, log: WatchdogLog): { ok: boole
   return state;
 }
 
+/**
+ * Whose processes a fence may signal: the lease's OS user. A lease an older agent wrote names
+ * none; its watchdog took the data directory's owner, and so does this one (null: unreadable).
+ */
+function leaseOsUid(lease: Lease): number | null {
+  if (lease.osUid !== undefined) return lease.osUid;
+  try {
+    return statSync(realpathSync(lease.dataDir)).uid;
+  } catch {
+    return null;
+  }
+}
+
 /** Immediate shutdown of the postmaster; true when no postmaster runs afterwards. */
 async function fence(lease: Lease, now: number, log: WatchdogLog): Promise<boolean> {
   const pid = readPidFile(join(lease.dataDir, "postmaster.pid"));
   if (pid === null || !alive(pid)) return true;
   // The OS user can write any pid into postmaster.pid: signal only that data directory's server.
-  if (!isServerOf(pid, lease.dataDir)) {
-    // A process of the data directory's owner whose links it may not read (root without
-    // CAP_SYS_PTRACE, a security module), or no way to see leftovers either: nothing is known, so
-    // the lease is not counted as fenced (a kernel watchdog stays armed).
-    const unreadable = procLinksUnreadable(pid, lease.dataDir) ?? (rootWithoutPtrace() ? "root without CAP_SYS_PTRACE" : null);
+  const osUid = leaseOsUid(lease);
+  if (osUid === null) {
+    log.error(`lease of term ${lease.term} expired, but the owner of ${lease.dataDir} cannot be read (an older agent's lease names no OS user): pid ${pid} not signalled, not fenced`);
+    return false;
+  }
+  if (!isServerOf(pid, lease.dataDir, osUid)) {
+    // A process of the OS user whose links it may not read (root without CAP_SYS_PTRACE, a
+    // security module), or no way to see leftovers either: nothing is known, so the lease is not
+    // counted as fenced (a kernel watchdog stays armed).
+    const unreadable = procLinksUnreadable(pid, osUid) ?? (rootWithoutPtrace() ? "root without CAP_SYS_PTRACE" : null);
     if (unreadable) {
       log.error(`lease of term ${lease.term} expired, but pid ${pid} (from ${join(lease.dataDir, "postmaster.pid")}) cannot be checked (${unreadable}): not signalled, not fenced`);
       return false;
     }
-    const left = leftoverProcesses(lease.dataDir);
+    const left = leftoverProcesses(lease.dataDir, osUid);
     log.error(`lease of term ${lease.term} expired, but ${join(lease.dataDir, "postmaster.pid")} names pid ${pid}, which is not a PostgreSQL server of that data directory: not signalled${left.length ? ` (PostgreSQL processes ${left.join(", ")} still run there: not fenced)` : ""}`);
     return left.length === 0;
   }

@@ -215,7 +215,7 @@ export type StopMode = "smart" | "fast" | "immediate";
 export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60): Promise<boolean> {
   if (!(await exists(join(n.dataDir, "postmaster.pid")))) return false;
   if (mode === "immediate") {
-    const frozen = stoppedProcesses(n.dataDir);
+    const frozen = stoppedProcesses(n.dataDir, (await lookupOsUser(n.osUser)).uid);
     if (frozen) return kill(n, `${frozen}: it cannot react to SIGQUIT`);
   }
   const t = mode === "immediate" ? Math.min(timeoutSec, IMMEDIATE_GRACE_S) : timeoutSec;
@@ -235,10 +235,11 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
 
 /** SIGKILL the server and wait (2 s at most) until none of its processes is left. */
 async function kill(n: PgNode, why: string): Promise<boolean> {
-  const count = killServer(n.dataDir);
+  const uid = (await lookupOsUser(n.osUser)).uid;
+  const count = killServer(n.dataDir, uid);
   n.log.warn(`PostgreSQL in ${n.dataDir}: ${why}; killed ${count} process(es) with SIGKILL`);
-  for (let i = 0; i < 40 && leftoverProcesses(n.dataDir).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
-  const left = leftoverProcesses(n.dataDir).length;
+  for (let i = 0; i < 40 && leftoverProcesses(n.dataDir, uid).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  const left = leftoverProcesses(n.dataDir, uid).length;
   if (left > 0) throw new PgCtlError("stop-failed", `PostgreSQL in ${n.dataDir}: ${left} process(es) still alive after SIGKILL`);
   return count > 0;
 }
@@ -324,7 +325,8 @@ function collectorSizes(dir: string | undefined): Map<string, number> {
 async function collectorTailSettled(n: PgNode, dir: string | undefined, before: Map<string, number>, since: number, owner: Owner, early: string): Promise<string> {
   if (/redirecting log output to logging collector/.test(early)) {
     const until = performance.now() + COLLECTOR_SETTLE_MS;
-    while (leftoverProcesses(n.dataDir).length > 0 && performance.now() < until) await Bun.sleep(50);
+    const uid = (await lookupOsUser(n.osUser)).uid;
+    while (leftoverProcesses(n.dataDir, uid).length > 0 && performance.now() < until) await Bun.sleep(50);
   }
   return collectorTail(dir, before, since, owner);
 }

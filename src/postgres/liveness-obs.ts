@@ -9,20 +9,15 @@ import { childrenOf, isServerOf, readPidFile } from "./orphans.ts";
 import { LocalSession } from "./local-session.ts";
 import { DbTimeoutError, sqlState, withDeadline } from "./sql.ts";
 
-/** The postmaster's pid when it is a server of `dataDir` (checked in /proc), else null. */
-export function postmasterOf(dataDir: string): number | null {
+/** The postmaster's pid when it is a server of `dataDir` run by `osUid`, the OS user (checked in /proc), else null. */
+export function postmasterOf(dataDir: string, osUid: number): number | null {
   const pid = readPidFile(join(dataDir, "postmaster.pid"));
-  return pid !== null && isServerOf(pid, dataDir) ? pid : null;
+  return pid !== null && isServerOf(pid, dataDir, osUid) ? pid : null;
 }
 
 /** The server's processes in state T or t (stopped, traced): "" when none, else e.g. "postmaster 41 and 6 of 7 children stopped (T)". */
-export function stoppedProcesses(dataDir: string): string {
-  return stoppedState(dataDir).text;
-}
-
-/** stoppedProcesses, and whether that is the whole server (stoppedStateOf). */
-export function stoppedState(dataDir: string): { text: string; all: boolean } {
-  return stoppedStateOf(postmasterOf(dataDir));
+export function stoppedProcesses(dataDir: string, osUid: number): string {
+  return stoppedStateOf(postmasterOf(dataDir, osUid)).text;
 }
 
 /**

@@ -5,18 +5,23 @@ import { closeSync, constants as C, openSync, readdirSync, readlinkSync, readFil
 import { basename, resolve } from "node:path";
 
 /**
- * PostgreSQL processes left in `dataDir`: a postgres command line, not dead, and run by the data
- * directory's owner (the server's user: a root agent never kills another user's process whose
- * working directory a link made look like this one).
+ * PostgreSQL processes left in `dataDir`: a postgres command line, not dead, and run by `osUid`, the
+ * configured OS user, who must own the data directory too. The OS user may own the data
+ * directory's parent (Debian: /var/lib/postgresql) and put a link to another user's cluster in its
+ * place: a root agent then finds nothing there, and never kills another user's process.
  */
-export function leftoverProcesses(dataDir: string): number[] {
-  let owner: number;
+export function leftoverProcesses(dataDir: string, osUid: number): number[] {
+  if (!ownedBy(dataDir, osUid)) return [];
+  return processesIn(dataDir, (cmd, pid) => (cmd.startsWith("postgres") || cmd.includes("/postgres")) && !deadOrZombie(pid) && uidOf(pid) === osUid);
+}
+
+/** The data directory (its real path) is owned by `osUid`. */
+function ownedBy(dataDir: string, osUid: number): boolean {
   try {
-    owner = statSync(realPath(dataDir)).uid;
+    return statSync(realPath(dataDir)).uid === osUid;
   } catch {
-    return [];
+    return false;
   }
-  return processesIn(dataDir, (cmd, pid) => (cmd.startsWith("postgres") || cmd.includes("/postgres")) && !deadOrZombie(pid) && uidOf(pid) === owner);
 }
 
 /** The real uid of `pid`, or null when it cannot be read. */
@@ -68,8 +73,8 @@ export function deadOrZombie(pid: number): boolean {
  * Remove postmaster.pid and the socket's lock file when the postmaster they name is dead (or a
  * zombie) and none of its children remain; returns the files removed.
  */
-export function clearStaleLocks(dataDir: string, socketLock: string): string[] {
-  if (leftoverProcesses(dataDir).length > 0) return [];
+export function clearStaleLocks(dataDir: string, osUid: number, socketLock: string): string[] {
+  if (leftoverProcesses(dataDir, osUid).length > 0) return [];
   const removed: string[] = [];
   for (const file of [`${resolve(dataDir)}/postmaster.pid`, socketLock]) {
     const pid = readPidFile(file);
@@ -83,12 +88,13 @@ export function clearStaleLocks(dataDir: string, socketLock: string): string[] {
 /**
  * SIGKILL a server that does not react to pg_ctl (frozen, wedged): its postmaster first (checked to
  * be this data directory's, so it cannot fork more), then every process left in the data directory.
- * SIGKILL reaches a stopped (SIGSTOP) process too. Returns the number of processes signalled.
+ * SIGKILL reaches a stopped (SIGSTOP) process too. Only processes of `osUid`, the OS user, are
+ * signalled. Returns the number of processes signalled.
  */
-export function killServer(dataDir: string): number {
+export function killServer(dataDir: string, osUid: number): number {
   let n = 0;
   const pm = readPidFile(`${resolve(dataDir)}/postmaster.pid`);
-  if (pm !== null && isServerOf(pm, dataDir)) {
+  if (pm !== null && isServerOf(pm, dataDir, osUid)) {
     try {
       process.kill(pm, "SIGKILL");
       n++;
@@ -96,11 +102,11 @@ export function killServer(dataDir: string): number {
       // already gone
     }
   }
-  return n + killLeftovers(dataDir);
+  return n + killLeftovers(dataDir, osUid);
 }
 
-export function killLeftovers(dataDir: string): number {
-  return signalEach(leftoverProcesses(dataDir), "SIGKILL");
+export function killLeftovers(dataDir: string, osUid: number): number {
+  return signalEach(leftoverProcesses(dataDir, osUid), "SIGKILL");
 }
 
 /**
@@ -109,11 +115,11 @@ export function killLeftovers(dataDir: string): number {
  * all the while, and the lock files are not stale before it is gone (clearStaleLocks keeps them).
  * Returns the number killed.
  */
-export async function killLeftoversAndWait(dataDir: string, maxMs: number, clock: { now(): number; sleep(ms: number): Promise<void> }, everyMs = 5): Promise<number> {
-  const killed = killLeftovers(dataDir);
+export async function killLeftoversAndWait(dataDir: string, osUid: number, maxMs: number, clock: { now(): number; sleep(ms: number): Promise<void> }, everyMs = 5): Promise<number> {
+  const killed = killLeftovers(dataDir, osUid);
   if (killed === 0) return 0;
   const until = clock.now() + maxMs;
-  while (leftoverProcesses(dataDir).length > 0 && clock.now() < until) await clock.sleep(everyMs);
+  while (leftoverProcesses(dataDir, osUid).length > 0 && clock.now() < until) await clock.sleep(everyMs);
   return killed;
 }
 
@@ -132,13 +138,13 @@ export function signalEach(pids: number[], sig: NodeJS.Signals): number {
 }
 
 /**
- * Why the /proc links (cwd) of `pid`, a process of `dataDir`'s owner, may not be read by this
+ * Why the /proc links (cwd) of `pid`, a process of `osUid` (the OS user), may not be read by this
  * process (EACCES, EPERM: root without CAP_SYS_PTRACE, a security module), or null when they may,
  * when it is gone, or when another user runs it (not the server's, whatever its links say).
  */
-export function procLinksUnreadable(pid: number, dataDir: string): string | null {
+export function procLinksUnreadable(pid: number, osUid: number): string | null {
   try {
-    if (uidOf(pid) !== statSync(realPath(dataDir)).uid) return null;
+    if (uidOf(pid) !== osUid) return null;
     readlinkSync(`/proc/${pid}/cwd`);
     return null;
   } catch (e) {
@@ -164,19 +170,18 @@ export function rootWithoutPtrace(): boolean {
 
 /**
  * `pid` is a PostgreSQL server of `dataDir`: its executable is postgres, its working directory is
- * the data directory and it runs as the data directory's owner. postmaster.pid is writable by
- * that owner, so the pid in it may name any process: check before a root process signals it.
- * `osUid`: the owner must also be this uid (the configured OS user), who may own the data
- * directory's parent and put a link to another user's cluster in its place.
+ * the data directory, and it and the data directory belong to `osUid`, the configured OS user.
+ * postmaster.pid is writable by that user, so the pid in it may name any process: check before a
+ * root process signals it. The user may own the data directory's parent too, and put a link to
+ * another user's cluster in its place: its owner is checked, not taken as the expected one.
  */
-export function isServerOf(pid: number, dataDir: string, osUid?: number): boolean {
+export function isServerOf(pid: number, dataDir: string, osUid: number): boolean {
   try {
     const want = realpathSync(dataDir);
     if (readlinkSync(`/proc/${pid}/cwd`) !== want) return false;
     const exe = basename(readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ""));
     if (exe !== "postgres" && exe !== "postmaster") return false;
-    const owner = statSync(want).uid;
-    return uidOf(pid) === owner && (osUid === undefined || owner === osUid);
+    return uidOf(pid) === osUid && statSync(want).uid === osUid;
   } catch {
     return false; // gone, or no /proc: never signal what cannot be checked
   }

@@ -5,9 +5,13 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pgCtlPromote, type PgNode } from "./ctl.ts";
 import { isServerOf } from "./orphans.ts";
+import { lookupOsUser } from "./users.ts";
 import { DbTimeoutError, isConnectionError, sqlState, type Db } from "./sql.ts";
 
 export type PromoteResult = "promoted" | "not-in-recovery";
+/** Whose server a signal may reach: its data directory and the OS user it runs as (isServerOf). */
+type ServerNode = Pick<PgNode, "dataDir" | "osUser">;
+type Server = { dataDir: string; osUid: number };
 
 /** How often the promotion looks for its signal file to be taken (a stat), and then for the end of recovery (a query). */
 const TRIGGER_POLL_MS = 5;
@@ -22,7 +26,7 @@ export async function promote(db: Db, node: PgNode, timeoutSec = 60): Promise<Pr
     // pg_promote(wait => false) returns once its signal file is written and the postmaster signalled.
     const rows = await db.query("pg_promote", (sql) => sql`SELECT pg_promote(false) AS ok`, (timeoutSec + 5) * 1000);
     if (rows[0]?.ok !== true) throw new Error("pg_promote: the server could not signal its postmaster");
-    await untilPromoted(db, node.dataDir, startup, t0, timeoutSec);
+    await untilPromoted(db, { dataDir: node.dataDir, osUid: (await lookupOsUser(node.osUser)).uid }, startup, t0, timeoutSec);
     node.log.info(`promoted ${node.dataDir} (pg_promote, out of recovery in ${Math.round(performance.now() - t0)} ms)`);
     return "promoted";
   } catch (e) {
@@ -63,14 +67,14 @@ async function inRecovery(db: Db, deadline: number): Promise<boolean> {
  * the file is taken could be spent on an earlier wait, so it goes after. The deadline is checked
  * after a look: a pg_promote that stalled until near it still gets one.
  */
-async function untilPromoted(db: Db, dataDir: string, startup: number | null, t0: number, timeoutSec: number): Promise<void> {
+async function untilPromoted(db: Db, server: Server, startup: number | null, t0: number, timeoutSec: number): Promise<void> {
   const deadline = t0 + timeoutSec * 1000;
-  const signalFile = join(dataDir, "promote");
+  const signalFile = join(server.dataDir, "promote");
   let woken = startup === null;
   let asked = performance.now();
   for (;;) {
     if (!woken && !existsSync(signalFile)) {
-      wake(startup!, dataDir);
+      wake(startup!, server);
       woken = true;
     }
     const now = performance.now();
@@ -87,9 +91,9 @@ async function untilPromoted(db: Db, dataDir: string, startup: number | null, t0
  * A SIGHUP to the startup process, if that pid is still this data directory's server process and
  * its startup (it exits when the recovery ends; SIGHUP would end a process that does not catch it).
  */
-function wake(pid: number, dataDir: string): void {
+function wake(pid: number, server: Server): void {
   try {
-    if (!isServerOf(pid, dataDir) || !readFileSync(`/proc/${pid}/cmdline`, "latin1").includes("startup")) return;
+    if (!isServerOf(pid, server.dataDir, server.osUid) || !readFileSync(`/proc/${pid}/cmdline`, "latin1").includes("startup")) return;
     process.kill(pid, "SIGHUP");
   } catch {
     // gone: the recovery has ended
@@ -125,7 +129,8 @@ async function reloadUntilSeen(db: Db, names: string, timeoutMs: number): Promis
  * On a standby the CHECKPOINT is a restartpoint (skipped cheaply when one was done since the last
  * checkpoint record replayed). Returns what was done, for the log.
  */
-export async function syncNamesBarrier(db: Db, names: string, dataDir: string, checkpointMs = 600_000, reloadMs = 5000): Promise<string> {
+export async function syncNamesBarrier(db: Db, names: string, node: ServerNode, checkpointMs = 600_000, reloadMs = 5000): Promise<string> {
+  const { dataDir, osUser } = node;
   const before = await reloadUntilSeen(db, names, reloadMs);
   const rows = await db.query("checkpointer", (sql) => sql`SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = 'checkpointer'`);
   const pid = Number(rows[0]?.pid);
@@ -133,7 +138,7 @@ export async function syncNamesBarrier(db: Db, names: string, dataDir: string, c
   // CHECKPOINT could reach it first, so a barrier that cannot send one confirms nothing.
   if (!Number.isInteger(pid) || pid <= 0) throw new Error("no checkpointer in pg_stat_activity: the names cannot be confirmed taken");
   // What a session reports is checked before a root agent signals it (a superuser can change the view).
-  if (!isServerOf(pid, dataDir)) throw new Error(`pid ${pid}, the checkpointer pg_stat_activity names, is no process of ${dataDir}'s server: not signalled, the names cannot be confirmed taken`);
+  if (!isServerOf(pid, dataDir, (await lookupOsUser(osUser)).uid)) throw new Error(`pid ${pid}, the checkpointer pg_stat_activity names, is no process of ${dataDir}'s server: not signalled, the names cannot be confirmed taken`);
   try {
     process.kill(pid, "SIGHUP");
   } catch (e) {
@@ -160,7 +165,7 @@ export const PROMOTION_BARRIER_MS = 10_000;
  * has it. `taken`: the agent saw the checkpointer take non-empty names since it last wrote empty
  * ones (a barrier off the promotion's path, durability.ts); then a look in the session suffices.
  */
-export async function syncNamesBeforePromotion(db: Db, names: string, taken: boolean, dataDir: string): Promise<{ did: string; taken: boolean }> {
+export async function syncNamesBeforePromotion(db: Db, names: string, taken: boolean, node: ServerNode): Promise<{ did: string; taken: boolean }> {
   if (names === "") {
     const before = await reloadUntilSeen(db, names, 5000);
     return { did: `synchronous_standby_names '${before}' -> '' (none)`, taken: false };
@@ -170,7 +175,7 @@ export async function syncNamesBeforePromotion(db: Db, names: string, taken: boo
     const before = await reloadUntilSeen(db, names, 5000);
     return { did: `synchronous_standby_names ${before === names ? "" : `'${before}' -> `}'${names}' in force (names taken by the checkpointer earlier)`, taken: true };
   }
-  return { did: await syncNamesBarrier(db, names, dataDir, PROMOTION_BARRIER_MS), taken: true };
+  return { did: await syncNamesBarrier(db, names, node, PROMOTION_BARRIER_MS), taken: true };
 }
 
 /**

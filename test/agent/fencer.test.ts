@@ -29,7 +29,7 @@ function setup(o: { stop?: () => Promise<void>; primary?: boolean; running?: boo
   const d = join(dir, `s${n++}`);
   mkdirSync(d);
   fakeWatchdog(d);
-  const lease = new LeaseFile(d, "/data", log);
+  const lease = new LeaseFile(d, "/data", process.getuid!(), log);
   const clock = new FakeClock();
   const stops: number[] = [];
   const history: string[] = [];

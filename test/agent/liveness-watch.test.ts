@@ -28,7 +28,7 @@ function harness(stopped: (n: number) => { text: string; all: boolean }, fresh: 
     wal: () => 7,
   };
   // Each reading is a little later than the one before, as a real monotonic clock's.
-  const h = { node: { dataDir: "/nonexistent" }, clock: { now: () => (clock.t += 0.001) }, socketDir: "/tmp", cfg: { postgres: { port: 5432, superuser: "postgres" } }, log: memoryLogger() };
+  const h = { node: { dataDir: "/nonexistent", osUser: "root" }, clock: { now: () => (clock.t += 0.001) }, socketDir: "/tmp", cfg: { postgres: { port: 5432, superuser: "postgres" } }, log: memoryLogger() };
   const watch = new LivenessWatch(h as unknown as ConstructorParameters<typeof LivenessWatch>[0], src);
   return { watch, clock, samples: () => samples };
 }

@@ -35,13 +35,13 @@ test("a restarted agent keeps the armed lease of its predecessor and only takes 
   const d = stateDir("armed");
   const deadline = hostMonotonicMs() + 60_000;
   writeFileSync(join(d, LEASE_FILE), JSON.stringify({ deadline, term: 5, dataDir: "/data", writtenAt: 1, agentPid: 1 }));
-  new LeaseFile(d, "/data", log).ensureWatchdog();
+  new LeaseFile(d, "/data", process.getuid!(), log).ensureWatchdog();
   expect(read(d)).toMatchObject({ deadline, term: 5, dataDir: "/data", agentPid: process.pid });
 });
 
 test("with no lease before it, an agent announces a disarmed one", () => {
   const d = stateDir("fresh");
-  new LeaseFile(d, "/data", log, { device: "/dev/watchdog", timeoutS: 1, fenceMs: 500 }).ensureWatchdog();
+  new LeaseFile(d, "/data", process.getuid!(), log, { device: "/dev/watchdog", timeoutS: 1, fenceMs: 500 }).ensureWatchdog();
   expect(read(d)).toMatchObject({ deadline: null, term: -1, agentPid: process.pid, kernel: { device: "/dev/watchdog", timeoutS: 1, fenceMs: 500 } });
 });
 
@@ -139,7 +139,7 @@ test("HostClock on this host: within /proc/uptime's resolution of it, never ahea
     expect(mapped).toBeGreaterThanOrEqual(before - 12);
   }
   const d = stateDir("clock");
-  const lf = new LeaseFile(d, "/data", log);
+  const lf = new LeaseFile(d, "/data", process.getuid!(), log);
   lf.ensureWatchdog();
   for (let i = 0; i < 50; i++) {
     const p0 = performance.now();
@@ -163,7 +163,7 @@ const inode = (d: string) => statSync(join(d, LEASE_FILE)).ino;
 
 test("beside an older watchdog (no features file) every write renames a new file; beside one that checks, extensions go in place, all else by rename", () => {
   const d = stateDir("pairing");
-  const lf = new LeaseFile(d, "/data", log);
+  const lf = new LeaseFile(d, "/data", process.getuid!(), log);
   lf.ensureWatchdog(); // the fake watchdog wrote no features file: an older one
   lf.arm(4, performance.now() + 1000);
   const first = inode(d);
@@ -201,7 +201,7 @@ test("beside an older watchdog (no features file) every write renames a new file
 test("in place, the agent notices its file was removed, replaced or cut short and renames a new one into place", () => {
   const d = stateDir("replaced");
   features(d, watchdogPid(d));
-  const lf = new LeaseFile(d, "/data", log);
+  const lf = new LeaseFile(d, "/data", process.getuid!(), log);
   lf.ensureWatchdog();
   lf.arm(2, performance.now() + 1000);
   lf.arm(2, performance.now() + 1100);
@@ -227,7 +227,7 @@ test("a lease file that holds no lease (empty after a crash, damaged): readLease
 test("the same lease end armed again is not written again, though its deadline reads up to 10 ms earlier on the host clock; a lease that ends earlier is", async () => {
   const d = stateDir("jitter");
   features(d, watchdogPid(d));
-  const lf = new LeaseFile(d, "/data", log);
+  const lf = new LeaseFile(d, "/data", process.getuid!(), log);
   lf.ensureWatchdog();
   const until = performance.now() + 5000;
   lf.arm(3, until);
@@ -253,7 +253,7 @@ test("the same lease end armed again is not written again, though its deadline r
 test("a shorter lease whose write failed is written by the next arm (the file must not keep the longer deadline)", () => {
   const d = stateDir("f1");
   features(d, watchdogPid(d));
-  const lf = new LeaseFile(d, "/data", log);
+  const lf = new LeaseFile(d, "/data", process.getuid!(), log);
   lf.ensureWatchdog();
   const t = performance.now();
   lf.arm(3, t + 3000);
@@ -268,7 +268,7 @@ test("a shorter lease whose write failed is written by the next arm (the file mu
 test("a features file naming the watchdog's pid with another start time (a reused pid) keeps extensions renamed", () => {
   const d = stateDir("reused");
   features(d, watchdogPid(d), "1");
-  const lf = new LeaseFile(d, "/data", log);
+  const lf = new LeaseFile(d, "/data", process.getuid!(), log);
   lf.ensureWatchdog();
   lf.arm(4, performance.now() + 1000);
   const first = inode(d);
@@ -282,7 +282,7 @@ test("an agent that restarts over a record torn by its predecessor (killed mid-c
   const a = encodeLease(lease(D));
   const b = encodeLease(lease(D + 100), a.length);
   writeFileSync(join(d, LEASE_FILE), Buffer.concat([b.subarray(0, 40), a.subarray(40)])); // the copy of b stopped after 40 bytes
-  new LeaseFile(d, "/data", log).ensureWatchdog();
+  new LeaseFile(d, "/data", process.getuid!(), log).ensureWatchdog();
   const after = decodeLease(readFileSync(join(d, LEASE_FILE)));
   expect(after).not.toBe("torn"); // renamed in, whole
   expect((after as Lease).deadline).not.toBeNull(); // before the fix: {deadline: null, term: -1}, and the watchdog stopped guarding
@@ -306,7 +306,7 @@ test("a pid file naming a live process that is no watchdog of this state dir (a 
 test("an agent that starts over a lease file holding no lease (empty after a power loss) announces it expired and goes on", () => {
   const d = stateDir("empty-at-start");
   writeFileSync(join(d, LEASE_FILE), "");
-  new LeaseFile(d, "/data", log).ensureWatchdog(); // before the fix: threw on every tick, so no watchdog was started
+  new LeaseFile(d, "/data", process.getuid!(), log).ensureWatchdog(); // before the fix: threw on every tick, so no watchdog was started
   const after = decodeLease(readFileSync(join(d, LEASE_FILE)));
   expect((after as Lease).deadline!).toBeLessThanOrEqual(hostMonotonicMs());
 });
@@ -318,7 +318,7 @@ test("an agent that starts over a record written by an earlier boot (later on th
   const d = stateDir("earlier-boot");
   const then = hostMonotonicMs() + 30 * 86_400_000; // the earlier boot ran 30 days longer than this one has
   writeFileSync(join(d, LEASE_FILE), JSON.stringify({ deadline: then + 1000, term: 9, dataDir: "/data", writtenAt: then, agentPid: 1 }));
-  new LeaseFile(d, "/data", log).ensureWatchdog();
+  new LeaseFile(d, "/data", process.getuid!(), log).ensureWatchdog();
   const after = read(d);
   expect(after.term).toBe(-1);
   expect(after.deadline).toBeLessThanOrEqual(hostMonotonicMs()); // before the fix: then + 1000, days ahead

@@ -9,7 +9,7 @@
 // watchdog.test.ts.
 import { afterAll, expect, test } from "bun:test";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
@@ -38,18 +38,29 @@ function dropInCaps(): string[] {
 }
 
 /** A server run as postgres and a root watchdog under `caps`, its lease ending 500 ms on: what the watchdog said, and the server's end. */
-async function fenceUnder(caps: string[], name: string, o: { named?: number; asPostgres?: boolean } = {}): Promise<{ said: string[]; start: string; signal: NodeJS.Signals | null }> {
+async function fenceUnder(caps: string[], name: string, o: { named?: number; asPostgres?: boolean; linkedToNobody?: boolean; osUid?: number } = {}): Promise<{ said: string[]; start: string; signal: NodeJS.Signals | null }> {
   requireReal("the root drop-in's watchdog test", !isRoot() ? "needs root" : !["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null);
   const pg = await lookupOsUser(PG_OS_USER);
   const base = join(dir, name);
-  const [state, data, bin] = ["state", "data", "bin"].map((d) => join(base, d)) as [string, string, string];
-  for (const d of [state, data, bin]) mkdirSync(d, { recursive: true });
+  const [state, real, bin] = ["state", "data", "bin"].map((d) => join(base, d)) as [string, string, string];
+  for (const d of [state, real, bin]) mkdirSync(d, { recursive: true });
   for (const d of [dir, base]) chmodSync(d, 0o755);
-  chownSync(data, pg.uid, pg.gid);
-  chmodSync(data, 0o700);
+  // linkedToNobody: the server is nobody's, in nobody's directory, and the data directory the lease
+  // names is a link to it in a directory of the PostgreSQL user (who could have put it there).
+  const owner = o.linkedToNobody ? { uid: 65534, gid: 65534 } : pg;
+  chownSync(real, owner.uid, owner.gid);
+  chmodSync(real, 0o700);
+  let data = real;
+  if (o.linkedToNobody) {
+    const parent = join(base, "pg-parent");
+    mkdirSync(parent);
+    chownSync(parent, pg.uid, pg.gid);
+    data = join(parent, "main");
+    symlinkSync(real, data);
+  }
   copyFileSync(Bun.which("sleep")!, join(bin, "postgres"));
   chmodSync(join(bin, "postgres"), 0o755);
-  const server = spawn(join(bin, "postgres"), ["600"], { cwd: data, uid: pg.uid, gid: pg.gid, stdio: "ignore" });
+  const server = spawn(join(bin, "postgres"), ["600"], { cwd: real, uid: owner.uid, gid: owner.gid, stdio: "ignore" });
   kids.push(server);
   writeFileSync(join(data, "postmaster.pid"), `${o.named ?? server.pid}\n`);
   if (o.asPostgres) chownSync(state, pg.uid, pg.gid);
@@ -64,7 +75,7 @@ async function fenceUnder(caps: string[], name: string, o: { named?: number; asP
   });
   const start = out;
   const deadline = hostMonotonicMs() + 500;
-  writeFileSync(join(state, "lease"), JSON.stringify({ deadline, term: 3, dataDir: data, writtenAt: hostMonotonicMs(), agentPid: process.pid }));
+  writeFileSync(join(state, "lease"), JSON.stringify({ deadline, term: 3, dataDir: data, ...(o.osUid !== undefined ? { osUid: o.osUid } : {}), writtenAt: hostMonotonicMs(), agentPid: process.pid }));
   await waitFor(() => server.exitCode !== null || server.signalCode !== null || /not signalled/.test(out), { timeoutMs: 5000, intervalMs: 10, what: "the fence" }).catch((e: Error) => {
     throw new Error(`${e.message}; it wrote: ${out.slice(-600)}`);
   });
@@ -97,6 +108,19 @@ test("the default unit's watchdog (the PostgreSQL user, no capability), postmast
   expect(r.said.map((l) => l.replace(/^.*?\] /, ""))).toEqual([expect.stringMatching(new RegExp(`names pid ${process.pid}, which is not a PostgreSQL server of that data directory: not signalled \\(PostgreSQL processes \\d+ still run there: not fenced\\)$`))]);
   expect(r.signal).toBeNull();
 }, 30_000);
+
+test("a lease naming the PostgreSQL user: another user's server, linked in place of the data directory, is not signalled", async () => {
+  // The PostgreSQL user owns the data directory's parent on Debian (/var/lib/postgresql) and can
+  // put a link to another user's cluster there: the lease's OS user, not the owner of whatever the
+  // path leads to, says whose server the root watchdog may fence.
+  const pg = await lookupOsUser(PG_OS_USER);
+  const r = await fenceUnder(dropInCaps(), "linked", { linkedToNobody: true, osUid: pg.uid });
+  expect(r.said.map((l) => l.replace(/^.*?\] /, ""))).toEqual([expect.stringMatching(/names pid \d+, which is not a PostgreSQL server of that data directory: not signalled$/)]);
+  expect(r.signal).toBeNull();
+  // An older agent's lease names no OS user: the target's owner is taken, as that agent's watchdog did.
+  const legacy = await fenceUnder(dropInCaps(), "linked-legacy", { linkedToNobody: true });
+  expect(legacy.signal).toBe("SIGQUIT");
+}, 60_000);
 
 test("a root agent without CAP_SYS_PTRACE refuses to start, naming the capability", async () => {
   requireReal("the root drop-in's agent test", !isRoot() ? "needs root" : !["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null);

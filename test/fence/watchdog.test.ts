@@ -163,7 +163,7 @@ test("it says in watchdog.features that it verifies checks; an agent beside it e
   const state = join(dir, "state");
   expect(watchdogChecksLease(state, wd.pid!)).toBe(true);
   const p = victim();
-  const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
+  const lf = new LeaseFile(state, join(dir, "data"), process.getuid!(), createLogger("error"));
   lf.ensureWatchdog(); // finds this watchdog running: starts none
   let until = performance.now() + 60_000;
   lf.arm(9, until);
@@ -200,7 +200,7 @@ test("it says in watchdog.features that it verifies checks; an agent beside it e
 test("a deadline shortened by this version's agent is renamed into place and seen at once", async () => {
   const state = join(dir, "state");
   const p = victim();
-  const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
+  const lf = new LeaseFile(state, join(dir, "data"), process.getuid!(), createLogger("error"));
   lf.ensureWatchdog();
   lf.arm(10, performance.now() + 60_000);
   lf.arm(10, performance.now() + 60_100);
@@ -372,7 +372,7 @@ test("beside an older binary's watchdog the agent renames every record, which th
   try {
     await waitFor(() => oldOut.includes("watching"), { timeoutMs: 15_000, what: "the old watchdog to start" });
     expect(watchdogChecksLease(state, old.pid!)).toBe(false);
-    const lf = new LeaseFile(state, join(dir, "data"), createLogger("error"));
+    const lf = new LeaseFile(state, join(dir, "data"), process.getuid!(), createLogger("error"));
     lf.ensureWatchdog();
     let until = 0;
     let p: ChildProcess | undefined;

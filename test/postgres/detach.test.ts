@@ -96,7 +96,7 @@ describe("detach before a vote, on real PostgreSQL, before the agent's first mon
     await start(host.node, { logFile: join(s.root, "standby-start.log"), timeoutSec: 30 });
     sdb = openLocalDb({ socketDir: s.socketDir, port: ports.s, superuser: pg.superuser, log });
     await waitFor(async () => (await up(sdb)).walReceiver?.status === "streaming", { timeoutMs: 20_000, what: "the standby to stream" });
-    loop = new PostgresLoop(cfg, primary.bins, ctx, log.withTag("pg"), new LeaseFile(join(s.root, "state"), standbyDir, log));
+    loop = new PostgresLoop(cfg, primary.bins, ctx, log.withTag("pg"), new LeaseFile(join(s.root, "state"), standbyDir, (await lookupOsUser(PG_OS_USER)).uid, log));
   }, 120_000);
 
   afterAll(async () => {

@@ -1,10 +1,11 @@
 // A restart in place kills the killed postmaster's leftover backends: processes whose working
-// directory is the data directory. Only the data directory owner's (the server's user): a root
-// agent never kills another user's process that sits in that directory (or one a link made
-// look like it).
+// directory is the data directory. Only the configured OS user's, in a data directory that user
+// owns: a root agent never kills another user's process that sits in that directory, nor one in
+// another user's directory that a link put in the data directory's place (the OS user may own the
+// data directory's parent: Debian's /var/lib/postgresql).
 import { afterAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { leftoverProcesses } from "../../src/postgres/orphans.ts";
@@ -19,20 +20,43 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A process named like a backend ("postgres: ...") in `dir`, run as uid/gid. */
-function backendLike(uid: number, gid: number): number {
-  const k = spawn("/bin/bash", ["-c", "exec -a 'postgres: checkpointer' sleep 60"], { cwd: dir, uid, gid, stdio: "ignore" });
+/** A process named like a backend ("postgres: ...") in `cwd`, run as uid/gid. */
+function backendLike(uid: number, gid: number, cwd = dir): number {
+  const k = spawn("/bin/bash", ["-c", "exec -a 'postgres: checkpointer' sleep 60"], { cwd, uid, gid, stdio: "ignore" });
   kids.push(k);
   return k.pid!;
 }
 
-test.skipIf(process.getuid?.() !== 0)("leftovers are the data directory owner's postgres processes only", async () => {
+test.skipIf(process.getuid?.() !== 0)("leftovers are the OS user's postgres processes only", async () => {
   const pg = await lookupOsUser(PG_OS_USER);
-  chownSync(dir, pg.uid, pg.gid);
+  const data = join(dir, "data");
+  mkdirSync(data);
+  chownSync(data, pg.uid, pg.gid);
   chmodSync(dir, 0o755);
-  const ours = backendLike(pg.uid, pg.gid);
-  const theirs = backendLike(65534, 65534);
-  await waitFor(() => leftoverProcesses(dir).includes(ours), { timeoutMs: 3000, what: "the owner's process seen" });
-  expect(leftoverProcesses(dir)).toEqual([ours]);
-  expect(leftoverProcesses(dir)).not.toContain(theirs);
+  chmodSync(data, 0o755);
+  const ours = backendLike(pg.uid, pg.gid, data);
+  const theirs = backendLike(65534, 65534, data);
+  await waitFor(() => leftoverProcesses(data, pg.uid).includes(ours), { timeoutMs: 3000, what: "the owner's process seen" });
+  expect(leftoverProcesses(data, pg.uid)).toEqual([ours]);
+  expect(leftoverProcesses(data, pg.uid)).not.toContain(theirs);
+  // Asked for another OS user than the data directory's owner: nothing, not even that user's process.
+  expect(leftoverProcesses(data, 65534)).toEqual([]);
+});
+
+test.skipIf(process.getuid?.() !== 0)("another user's cluster linked in place of the data directory has no leftovers", async () => {
+  const pg = await lookupOsUser(PG_OS_USER);
+  const parent = join(dir, "parent"); // the OS user's, as /var/lib/postgresql is
+  const theirDir = join(dir, "theirs");
+  for (const d of [parent, theirDir]) mkdirSync(d);
+  chmodSync(dir, 0o755);
+  chownSync(parent, pg.uid, pg.gid);
+  chownSync(theirDir, 65534, 65534);
+  chmodSync(theirDir, 0o755);
+  const link = join(parent, "main");
+  symlinkSync(theirDir, link); // what the OS user could put there
+  const theirs = backendLike(65534, 65534, theirDir);
+  await waitFor(() => readFileSync(`/proc/${theirs}/cmdline`, "utf8").startsWith("postgres: "), { timeoutMs: 3000, what: "nobody's process to look like a backend" });
+  expect(leftoverProcesses(link, pg.uid)).toEqual([]);
+  // The owner of the link's target, taken as the expected one (as before the OS user's uid was given), would have found it:
+  expect(leftoverProcesses(link, 65534)).toEqual([theirs]);
 });

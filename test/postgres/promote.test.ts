@@ -161,7 +161,7 @@ async function commitWithin(sb: { side: Db; port: number }, table: string, ms: n
 test("names put in force before the promotion: the new primary's first commit waits for a synchronous standby", async () => {
   const sb = await standby("sync1"); // files without names, as a standby of an older pgherd had them
   await sb.rewrite(NAMES);
-  const did = await syncNamesBeforePromotion(sb.db, NAMES, false, sb.node.dataDir);
+  const did = await syncNamesBeforePromotion(sb.db, NAMES, false, sb.node);
   expect(did).toEqual({ did: `synchronous_standby_names '' -> '${NAMES}' taken by the checkpointer`, taken: true });
   expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
   const r = await commitWithin(sb, "t_first", 1000);
@@ -175,7 +175,7 @@ test("the barrier signals only a checkpointer of the data directory's server: a 
   // What a superuser's view in place of pg_stat_activity could make the session say.
   const lying: Db = { target: sb.db.target, close: () => sb.db.close(), query: (name, fn, ms) => (name === "checkpointer" ? Promise.resolve([{ pid: victim.pid }]) : sb.db.query(name, fn, ms)) as never };
   try {
-    await expect(syncNamesBeforePromotion(lying, NAMES, false, sb.node.dataDir)).rejects.toThrow(/is no process of .* server: not signalled/);
+    await expect(syncNamesBeforePromotion(lying, NAMES, false, sb.node)).rejects.toThrow(/is no process of .* server: not signalled/);
     expect(victim.exitCode === null && victim.signalCode === null).toBe(true);
   } finally {
     victim.kill("SIGKILL");
@@ -184,7 +184,7 @@ test("the barrier signals only a checkpointer of the data directory's server: a 
 
 test("names taken by the checkpointer earlier (the standby's own barrier): a look suffices, and the first commit waits as well", async () => {
   const sb = await standby("sync2", NAMES);
-  expect((await syncNamesBeforePromotion(sb.db, NAMES, true, sb.node.dataDir)).did).toContain("taken by the checkpointer earlier");
+  expect((await syncNamesBeforePromotion(sb.db, NAMES, true, sb.node)).did).toContain("taken by the checkpointer earlier");
   expect(await promote(sb.db, sb.node, 30)).toBe("promoted");
   expect(await commitWithin(sb, "t_first", 1000)).toEqual({ outcome: "waiting", waitEvent: "SyncRep" });
 }, 60_000);

@@ -59,7 +59,7 @@ async function commitWithin(port: number, db: Db, table: string, ms: number): Pr
 /** syncNamesBeforePromotion while the checkpointer is held: still pending after `ms`, then done once it runs again. */
 async function heldThenDone(sb: { db: Db; ckpt: number; node: PgNode }, ms: number): Promise<{ pendingWhileHeld: boolean; did: string }> {
   let did: string | null = null;
-  const call = syncNamesBeforePromotion(sb.db, NAMES, false, sb.node.dataDir).then((d) => (did = d.did));
+  const call = syncNamesBeforePromotion(sb.db, NAMES, false, sb.node).then((d) => (did = d.did));
   await Bun.sleep(ms);
   const pendingWhileHeld = did === null;
   process.kill(sb.ckpt, "SIGCONT");

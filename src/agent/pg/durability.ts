@@ -284,7 +284,7 @@ export class Maintenance {
     const h = this.h;
     if (h.syncNames === "" || h.syncNamesTaken || this.barrier) return;
     const [names, emptied, db] = [h.syncNames, h.syncNamesEmptied, h.sideDb()];
-    this.barrier = syncNamesBarrier(db, names, h.node.dataDir).then((did) => {
+    this.barrier = syncNamesBarrier(db, names, h.node).then((did) => {
       if (h.syncNames === names && h.syncNamesEmptied === emptied) {
         h.syncNamesTaken = true;
         h.log.info(did);

@@ -2,7 +2,7 @@
 // promote. Each runs inside the fencer's asPrimary(): never without a lease this agent holds.
 import { join } from "node:path";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
-import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftoversAndWait, PgCtlError, probe, promote, syncNamesBeforePromotion } from "../../postgres/index.ts";
+import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftoversAndWait, lookupOsUser, PgCtlError, probe, promote, syncNamesBeforePromotion } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 import { bootstrapFromBackup } from "../../backup/bootstrap.ts";
 import { planTimeline, type TimelinePlan } from "../../core/timelines.ts";
@@ -149,7 +149,7 @@ export class PrimaryStarter {
     await h.writeConfig(true, h.upstream ?? undefined);
     await repoDown;
     const t1 = h.clock.now();
-    const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken, h.node.dataDir);
+    const names = await syncNamesBeforePromotion(h.localDb(), h.syncNames, h.syncNamesTaken, h.node);
     h.syncNamesTaken = names.taken;
     if (!(await reserved)) throw new Error(`timeline ${tl.next} was not stored by a majority within ${RESERVE_MS} ms: not promoting`);
     h.log.info(`before the promotion: ${names.did}; timeline ${tl.next} reserved (files ${Math.round(t1 - t0)} ms, names and reservation ${Math.round(h.clock.now() - t1)} ms)`);
@@ -168,9 +168,10 @@ export class PrimaryStarter {
     for (;;) {
       // Until they have exited the lock files are not stale, and a start fails on them (then waits
       // 100 ms below): the failover bench lost 0.24 s so in 3 of 5 postmaster kills.
-      const killed = await killLeftoversAndWait(h.node.dataDir, LEFTOVER_EXIT_MS, h.clock);
+      const uid = (await lookupOsUser(h.node.osUser)).uid;
+      const killed = await killLeftoversAndWait(h.node.dataDir, uid, LEFTOVER_EXIT_MS, h.clock);
       if (killed > 0) h.log.warn(`killed ${killed} leftover PostgreSQL process(es) of the dead postmaster`);
-      const removed = clearStaleLocks(h.node.dataDir, join(h.socketDir, `.s.PGSQL.${h.cfg.postgres.port}.lock`));
+      const removed = clearStaleLocks(h.node.dataDir, uid, join(h.socketDir, `.s.PGSQL.${h.cfg.postgres.port}.lock`));
       if (removed.length > 0) h.log.warn(`removed stale lock files of the dead postmaster: ${removed.join(", ")}`);
       try {
         await h.startServer(Math.max(1, Math.ceil((deadline - h.clock.now()) / 1000)));
