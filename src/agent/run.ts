@@ -93,6 +93,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
     const osUid = (await lookupOsUser(cfg.postgres.os_user).catch((e: Error) => {
       throw new AgentStartError(`${opts.configPath}: postgres.os_user: ${e.message}`);
     })).uid;
+    if (osUid === 0) throw new AgentStartError(`${opts.configPath}: postgres.os_user "${cfg.postgres.os_user}" is uid 0 (root); it must be the PostgreSQL server's own user`);
     loop = new PostgresLoop(cfg, bins, agent.loopContext, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, osUid, log.withTag("fence"), kernel));
     loop.fencer.start(); // the watchdog process before the election can arm anything
     agent.attachLoop(loop);

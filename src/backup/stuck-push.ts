@@ -11,19 +11,22 @@
 // stops and the repository host does not answer (wal-push.ts), for stops not made by the agent.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { processesIn, signalEach } from "../postgres/orphans.ts";
+import { osUserProcessesIn, signalEach } from "../postgres/orphans.ts";
 
-/** Processes of an archive push for `dataDir`: `pgherd backup wal-push` and the pgbackrest archive-push it runs. */
-export function archivePushProcesses(dataDir: string): number[] {
-  return processesIn(dataDir, (cmdline) => {
+/**
+ * Processes of an archive push for `dataDir`: `pgherd backup wal-push` and the pgbackrest
+ * archive-push it runs, as the server runs them: as `osUid`, the OS user (osUserProcessesIn).
+ */
+export function archivePushProcesses(dataDir: string, osUid: number): number[] {
+  return osUserProcessesIn(dataDir, osUid, (cmdline) => {
     const argv = cmdline.split("\0");
     return (argv.includes("backup") && argv.includes("wal-push")) || argv.includes("archive-push");
   });
 }
 
 /** SIGTERM to each; the number signalled. */
-export function endArchivePushes(dataDir: string): number {
-  return signalEach(archivePushProcesses(dataDir), "SIGTERM");
+export function endArchivePushes(dataDir: string, osUid: number): number {
+  return signalEach(archivePushProcesses(dataDir, osUid), "SIGTERM");
 }
 
 /** postmaster.pid says the server of `dataDir` shuts down (its status line, "stopping"). */

@@ -26,6 +26,8 @@ export const WATCHDOG_PID_FILE = "watchdog.pid";
 export const WATCHDOG_FEATURES_FILE = "watchdog.features";
 /** The watchdog verifies a lease record's check and reads again when it fails: the agent may write in place. */
 export const CHECKED_LEASE = "checked-lease-1";
+/** The watchdog signals only the lease's OS user's processes (Lease.osUid). */
+export const LEASE_OS_UID = "lease-os-uid-1";
 /** Reads of a record whose check fails before a reader gives up for now (a racing write takes microseconds). */
 const TORN_READS = 3;
 
@@ -136,6 +138,8 @@ export class LeaseFile {
   /** The term of the record last written (arm(), disarm() or the announcement). */
   private lastWrittenTerm = -1;
   private nextSpawn = 0;
+  /** The older watchdog already warned of (chooseWrite). */
+  private warnedOlder = 0;
   /** The term this agent armed the lease for; null until arm(), and again after revoke() or disarm(). */
   private armedTerm: number | null = null;
   private armedUntil = 0;
@@ -254,8 +258,16 @@ export class LeaseFile {
 
   /** Writes in place only beside a watchdog that verifies checks, asked once per ensureWatchdog() (every second). */
   private chooseWrite(watchdog: number | null): void {
-    this.inPlace = watchdog !== null && watchdogChecksLease(this.stateDir, watchdog);
+    const features = watchdog === null ? [] : watchdogFeatures(this.stateDir, watchdog);
+    this.inPlace = features.includes(CHECKED_LEASE);
     if (!this.inPlace) this.map = null;
+    // Root may signal any user's process: an older watchdog takes the owner of whatever the data
+    // directory's path leads to for the server's user, not the lease's OS user. It is replaced when
+    // it exits (no lease armed, its agent gone), which an agent's restart does not bring about.
+    if (watchdog !== null && watchdog !== this.warnedOlder && !features.includes(LEASE_OS_UID) && process.getuid?.() === 0) {
+      this.warnedOlder = watchdog;
+      this.log.warn(`the fencing watchdog (pid ${watchdog}) is an older build: it fences the server of whichever user owns what ${this.dataDir} leads to, not only postgres.os_user's; on a node that does not lead, stop it (kill ${watchdog}) and the agent starts this build's within 2 s (docs/upgrade.md)`);
+    }
   }
 
   /** Start the watchdog unless one already watches this state dir (it outlives agent restarts). */
@@ -384,20 +396,25 @@ function startTime(pid: number): string {
   return start;
 }
 
-/** The watchdog `pid` (alive) wrote the features file and verifies lease checks; false for an older watchdog, which writes none. */
-export function watchdogChecksLease(stateDir: string, pid: number): boolean {
+/** What the watchdog `pid` (alive) can do, from the features file it wrote; none for an older watchdog, which writes none. */
+export function watchdogFeatures(stateDir: string, pid: number): string[] {
   try {
     const [who, start, ...features] = readFileSync(join(stateDir, WATCHDOG_FEATURES_FILE), "utf8").trim().split(" ");
-    return Number(who) === pid && start === startTime(pid) && features.includes(CHECKED_LEASE);
+    return Number(who) === pid && start === startTime(pid) ? features : [];
   } catch {
-    return false;
+    return [];
   }
+}
+
+/** The watchdog `pid` verifies lease checks. */
+export function watchdogChecksLease(stateDir: string, pid: number): boolean {
+  return watchdogFeatures(stateDir, pid).includes(CHECKED_LEASE);
 }
 
 /** The watchdog's pid file (as every version writes it), after its features file (newer watchdogs only). */
 export function writeWatchdogPid(stateDir: string): void {
   try {
-    writeFileSync(join(stateDir, WATCHDOG_FEATURES_FILE), `${process.pid} ${startTime(process.pid)} ${CHECKED_LEASE}\n`, { mode: 0o600 });
+    writeFileSync(join(stateDir, WATCHDOG_FEATURES_FILE), `${process.pid} ${startTime(process.pid)} ${CHECKED_LEASE} ${LEASE_OS_UID}\n`, { mode: 0o600 });
   } catch {
     // without it the agent writes by rename, which this watchdog reads as well
   }

@@ -11,8 +11,17 @@ import { basename, resolve } from "node:path";
  * place: a root agent then finds nothing there, and never kills another user's process.
  */
 export function leftoverProcesses(dataDir: string, osUid: number): number[] {
+  return osUserProcessesIn(dataDir, osUid, (cmd, pid) => (cmd.startsWith("postgres") || cmd.includes("/postgres")) && !deadOrZombie(pid));
+}
+
+/**
+ * processesIn, for processes run by `osUid` (the OS user) in a data directory that user owns: none
+ * when another user owns what the path leads to (a link put in the data directory's place), and
+ * never another user's process. What a root agent may signal there.
+ */
+export function osUserProcessesIn(dataDir: string, osUid: number, match: (cmdline: string, pid: number) => boolean): number[] {
   if (!ownedBy(dataDir, osUid)) return [];
-  return processesIn(dataDir, (cmd, pid) => (cmd.startsWith("postgres") || cmd.includes("/postgres")) && !deadOrZombie(pid) && uidOf(pid) === osUid);
+  return processesIn(dataDir, (cmd, pid) => uidOf(pid) === osUid && match(cmd, pid));
 }
 
 /** The data directory (its real path) is owned by `osUid`. */
@@ -74,9 +83,12 @@ export function deadOrZombie(pid: number): boolean {
  * zombie) and none of its children remain; returns the files removed.
  */
 export function clearStaleLocks(dataDir: string, osUid: number, socketLock: string): string[] {
-  if (leftoverProcesses(dataDir, osUid).length > 0) return [];
+  // Not the OS user's directory (a link to another user's cluster): no leftover is seen there, and
+  // no lock file of it is removed either.
+  const real = realPath(dataDir);
+  if (!ownedBy(real, osUid) || leftoverProcesses(real, osUid).length > 0) return [];
   const removed: string[] = [];
-  for (const file of [`${resolve(dataDir)}/postmaster.pid`, socketLock]) {
+  for (const file of [`${real}/postmaster.pid`, socketLock]) {
     const pid = readPidFile(file);
     if (pid === null || !deadOrZombie(pid)) continue;
     unlinkSync(file);

@@ -21,12 +21,13 @@ const SLOW_RECOVERY_POLL_MS = 100;
 
 export async function promote(db: Db, node: PgNode, timeoutSec = 60): Promise<PromoteResult> {
   const t0 = performance.now();
+  const server = { dataDir: node.dataDir, osUid: (await lookupOsUser(node.osUser)).uid };
   try {
     const startup = await startupPid(db);
     // pg_promote(wait => false) returns once its signal file is written and the postmaster signalled.
     const rows = await db.query("pg_promote", (sql) => sql`SELECT pg_promote(false) AS ok`, (timeoutSec + 5) * 1000);
     if (rows[0]?.ok !== true) throw new Error("pg_promote: the server could not signal its postmaster");
-    await untilPromoted(db, { dataDir: node.dataDir, osUid: (await lookupOsUser(node.osUser)).uid }, startup, t0, timeoutSec);
+    await untilPromoted(db, server, startup, t0, timeoutSec);
     node.log.info(`promoted ${node.dataDir} (pg_promote, out of recovery in ${Math.round(performance.now() - t0)} ms)`);
     return "promoted";
   } catch (e) {

@@ -281,7 +281,8 @@ describeCluster("backup: a repository host reached over pgBackRest's TLS transpo
           // A segment to archive: the old primary's archiver is in a push that waits on the silent
           // host when the switchover stops it.
           await p.query("select pg_switch_wal()");
-          await waitFor(() => archivePushProcesses(p.dataDir).length > 0, { timeoutMs: 10_000, intervalMs: 20, what: `${p.name}'s archiver to push` });
+          const osUid = (await lookupOsUser(PG_OS_USER)).uid;
+          await waitFor(() => archivePushProcesses(p.dataDir, osUid).length > 0, { timeoutMs: 10_000, intervalMs: 20, what: `${p.name}'s archiver to push` });
           await switchoverToStandby(fx.c, p);
         },
       });

@@ -1,12 +1,14 @@
-// backup/stuck-push.ts: the archive pushes of one data directory, found by their working directory
-// and command line (real processes), ended with SIGTERM; others are left alone.
+// backup/stuck-push.ts: the archive pushes of one data directory, found by their working directory,
+// command line and user (real processes), ended with SIGTERM; others are left alone.
 import { expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { archivePushProcesses, endArchivePushes } from "../../src/backup/stuck-push.ts";
 
+/** The OS user here: this process's, which owns the directories the tests make. */
+const ME = process.getuid!();
 /** A process that waits 30 s and does not fork: its command line is exactly what it was given. */
 const HOLD = "setTimeout(() => {}, 30_000)";
 const exited = (p: ReturnType<typeof spawn>) => new Promise<string | null>((r) => p.once("exit", (_c, sig) => r(sig)));
@@ -21,17 +23,17 @@ test("the pushes running in the data directory are ended; a push elsewhere and a
   const unrelated = spawn(process.execPath, ["-e", HOLD, "postgres", "-D", dir], { cwd: dir });
   try {
     for (;;) { // until each runs (spawn returns before the exec)
-      const found = archivePushProcesses(dir);
+      const found = archivePushProcesses(dir, ME);
       if (found.includes(walPush.pid!) && found.includes(archivePush.pid!)) break;
       await Bun.sleep(10);
     }
-    expect(archivePushProcesses(dir).sort()).toEqual([walPush.pid!, archivePush.pid!].sort());
+    expect(archivePushProcesses(dir, ME).sort()).toEqual([walPush.pid!, archivePush.pid!].sort());
     const gone = [exited(walPush), exited(archivePush)];
-    expect(endArchivePushes(dir)).toBe(2);
+    expect(endArchivePushes(dir, ME)).toBe(2);
     expect(await Promise.all(gone)).toEqual(["SIGTERM", "SIGTERM"]);
     expect(elsewhere.exitCode).toBe(null);
     expect(unrelated.exitCode).toBe(null);
-    expect(endArchivePushes(dir)).toBe(0);
+    expect(endArchivePushes(dir, ME)).toBe(0);
   } finally {
     for (const p of [walPush, archivePush, elsewhere, unrelated]) p.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
@@ -48,14 +50,44 @@ test("a data_dir named through a symlink: its pushes are found all the same (/pr
   const walPush = spawn(process.execPath, ["-e", HOLD, "pgherd", "backup", "wal-push", "pg_wal/000000010000000000000003"], { cwd: link });
   try {
     for (;;) { // until it runs (spawn returns before the exec)
-      if (archivePushProcesses(link).includes(walPush.pid!)) break;
+      if (archivePushProcesses(link, ME).includes(walPush.pid!)) break;
       await Bun.sleep(10);
     }
     const gone = exited(walPush);
-    expect(endArchivePushes(link)).toBe(1);
+    expect(endArchivePushes(link, ME)).toBe(1);
     expect(await gone).toBe("SIGTERM");
   } finally {
     walPush.kill("SIGKILL");
+    rmSync(base, { recursive: true, force: true });
+  }
+});
+
+test.skipIf(process.getuid?.() !== 0)("as root: a push of another user, in the data directory or in another user's directory linked in its place, is not ended", async () => {
+  const base = mkdtempSync(join(tmpdir(), "pgherd-push-"));
+  const data = join(base, "data"); // the OS user's (here root's)
+  const theirs = join(base, "theirs"); // nobody's
+  const link = join(base, "linked");
+  mkdirSync(data);
+  mkdirSync(theirs);
+  chownSync(theirs, 65534, 65534);
+  chmodSync(base, 0o755);
+  symlinkSync(theirs, link);
+  const asNobody = { uid: 65534, gid: 65534 };
+  const inData = spawn(process.execPath, ["-e", HOLD, "pgherd", "backup", "wal-push", "x"], { cwd: data, ...asNobody });
+  const inTheirs = spawn(process.execPath, ["-e", HOLD, "pgbackrest", "archive-push", "x"], { cwd: theirs, ...asNobody });
+  try {
+    const running = (p: ReturnType<typeof spawn>) => readFileSync(`/proc/${p.pid}/cmdline`, "utf8").includes("-push");
+    while (!running(inData) || !running(inTheirs)) await Bun.sleep(10); // until each runs (spawn returns before the exec)
+    expect(archivePushProcesses(data, ME)).toEqual([]);
+    expect(archivePushProcesses(link, ME)).toEqual([]);
+    expect(endArchivePushes(link, ME)).toBe(0);
+    // Asked as their own user, they are found: the user is what kept them out.
+    expect(archivePushProcesses(data, 65534)).toEqual([]); // data is not nobody's directory
+    expect(archivePushProcesses(link, 65534)).toEqual([inTheirs.pid!]);
+    expect(inData.exitCode).toBe(null);
+    expect(inTheirs.exitCode).toBe(null);
+  } finally {
+    for (const p of [inData, inTheirs]) p.kill("SIGKILL");
     rmSync(base, { recursive: true, force: true });
   }
 });

@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, st
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostClock, hostMonotonicMs } from "../../src/fence/clock.ts";
-import { CHECKED_LEASE, decodeLease, encodeLease, LEASE_FILE, LeaseFile, parseLease, readLeaseFile, WATCHDOG_FEATURES_FILE, WATCHDOG_PID_FILE, watchdogAlive, watchesDir, type Lease } from "../../src/fence/lease-file.ts";
-import { createLogger } from "../../src/log.ts";
+import { CHECKED_LEASE, decodeLease, encodeLease, LEASE_FILE, LEASE_OS_UID, LeaseFile, parseLease, readLeaseFile, WATCHDOG_FEATURES_FILE, WATCHDOG_PID_FILE, watchdogAlive, watchesDir, type Lease } from "../../src/fence/lease-file.ts";
+import { createLogger, memoryLogger } from "../../src/log.ts";
 import { fakeWatchdog, killFakeWatchdogs } from "../helpers/fake-watchdog.ts";
 
 let dir: string;
@@ -154,11 +154,41 @@ test("HostClock on this host: within /proc/uptime's resolution of it, never ahea
 });
 
 /** A features file as the watchdog process `pid` writes it; `start` overrides its start time (a pid reused by another process). */
-function features(d: string, pid: number, start?: string): void {
+function features(d: string, pid: number, start?: string, what = [CHECKED_LEASE, LEASE_OS_UID]): void {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const real = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]!;
-  writeFileSync(join(d, WATCHDOG_FEATURES_FILE), `${pid} ${start ?? real} ${CHECKED_LEASE}\n`);
+  writeFileSync(join(d, WATCHDOG_FEATURES_FILE), `${pid} ${start ?? real} ${what.join(" ")}\n`);
 }
+
+test("every record names the OS user's uid; parseLease checks it and takes a lease without it (an older agent's)", () => {
+  const d = stateDir("os-uid");
+  const lf = new LeaseFile(d, "/data", 4321, log);
+  lf.ensureWatchdog();
+  expect(readLeaseFile(join(d, LEASE_FILE))!.osUid).toBe(4321); // the announcement
+  lf.arm(2, performance.now() + 1000);
+  expect(readLeaseFile(join(d, LEASE_FILE))!.osUid).toBe(4321);
+  lf.disarm(2);
+  expect(readLeaseFile(join(d, LEASE_FILE))).toMatchObject({ deadline: null, osUid: 4321 });
+  const base = { deadline: 5, term: 2, dataDir: "/d", writtenAt: 1, agentPid: 9 };
+  expect(parseLease({ ...base, osUid: 0 }).osUid).toBe(0);
+  expect(parseLease(base).osUid).toBeUndefined();
+  for (const bad of [-1, 1.5, "26", null]) expect(() => parseLease({ ...base, osUid: bad })).toThrow(/^osUid: expected an integer/);
+});
+
+test.skipIf(process.getuid?.() !== 0)("a root agent warns, once, of a watchdog that does not fence by the lease's OS user (an older build)", () => {
+  const d = stateDir("older-build");
+  const mem = memoryLogger();
+  const lf = new LeaseFile(d, "/data", 4321, mem);
+  const older = () => mem.lines.filter((l) => l.includes("is an older build"));
+  features(d, watchdogPid(d), undefined, [CHECKED_LEASE]);
+  lf.ensureWatchdog();
+  lf.ensureWatchdog();
+  expect(older()).toEqual([expect.stringMatching(new RegExp(`^warn the fencing watchdog \\(pid ${watchdogPid(d)}\\) is an older build: .* not only postgres\\.os_user's`))]);
+  features(d, watchdogPid(d)); // this build's
+  mem.lines.length = 0;
+  lf.ensureWatchdog();
+  expect(older()).toEqual([]);
+});
 const inode = (d: string) => statSync(join(d, LEASE_FILE)).ino;
 
 test("beside an older watchdog (no features file) every write renames a new file; beside one that checks, extensions go in place, all else by rename", () => {

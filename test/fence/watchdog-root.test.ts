@@ -37,7 +37,11 @@ function dropInCaps(): string[] {
   throw new Error("docs/install.md: no root drop-in CapabilityBoundingSet naming CAP_SETUID");
 }
 
-/** A server run as postgres and a root watchdog under `caps`, its lease ending 500 ms on: what the watchdog said, and the server's end. */
+/**
+ * A server (run as postgres, or as nobody with `linkedToNobody`) and a root watchdog under `caps`,
+ * its lease ending 500 ms on and naming `osUid` (none: an older agent's lease): what the watchdog
+ * said, and the server's end.
+ */
 async function fenceUnder(caps: string[], name: string, o: { named?: number; asPostgres?: boolean; linkedToNobody?: boolean; osUid?: number } = {}): Promise<{ said: string[]; start: string; signal: NodeJS.Signals | null }> {
   requireReal("the root drop-in's watchdog test", !isRoot() ? "needs root" : !["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null);
   const pg = await lookupOsUser(PG_OS_USER);
@@ -86,7 +90,7 @@ async function fenceUnder(caps: string[], name: string, o: { named?: number; asP
 }
 
 test("a root watchdog limited to the drop-in's capabilities fences a server that runs as the PostgreSQL user", async () => {
-  const r = await fenceUnder(dropInCaps(), "dropin");
+  const r = await fenceUnder(dropInCaps(), "dropin", { osUid: (await lookupOsUser(PG_OS_USER)).uid });
   expect(r.start).not.toContain("without CAP_SYS_PTRACE");
   expect(r.said.filter((l) => /not signalled/.test(l))).toEqual([]);
   expect(r.signal).toBe("SIGQUIT");
@@ -102,8 +106,8 @@ test("without CAP_SYS_PTRACE it says at its start that it cannot fence (and it d
 }, 30_000);
 
 test("the default unit's watchdog (the PostgreSQL user, no capability), postmaster.pid naming root's process: not signalled, and not 'cannot be checked'", async () => {
-  // Another user's links are unreadable to it: only the data directory owner's processes count
-  // as ones that cannot be checked, else the leftover scan decides (here: the server still runs).
+  // Another user's links are unreadable to it: only the OS user's processes count as ones that
+  // cannot be checked, else the leftover scan decides (here: the server still runs).
   const r = await fenceUnder([], "other-user", { named: process.pid, asPostgres: true });
   expect(r.said.map((l) => l.replace(/^.*?\] /, ""))).toEqual([expect.stringMatching(new RegExp(`names pid ${process.pid}, which is not a PostgreSQL server of that data directory: not signalled \\(PostgreSQL processes \\d+ still run there: not fenced\\)$`))]);
   expect(r.signal).toBeNull();
