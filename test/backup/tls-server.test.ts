@@ -84,14 +84,21 @@ async function startedServer(name: string, o: FakeOptions = {}) {
 
 type Started = Awaited<ReturnType<typeof startedServer>>;
 
-/** Rounds (every 50 ms) until `done`. */
+/** Rounds (every 50 ms) until `done`. A timeout says what the server did and the agent logged (CI167 failed once, without either). */
 async function roundsUntil(s: Started, done: () => boolean, what: string): Promise<void> {
+  let rounds = 0;
+  const t0 = performance.now();
   await waitFor(async () => {
     if (done()) return true;
+    const r0 = performance.now();
     await s.server.maintain(ca);
+    rounds++;
+    if (performance.now() - r0 > 1000) s.log.warn(`(test) round ${rounds} took ${Math.round(performance.now() - r0)} ms`);
     await Bun.sleep(50);
     return done();
-  }, { timeoutMs: 15_000, what });
+  }, { timeoutMs: 15_000, what }).catch((e: Error) => {
+    throw new Error(`${e.message}; ${rounds} rounds in ${Math.round(performance.now() - t0)} ms; the stand-in's events: ${JSON.stringify(s.fake.events())}; the agent logged: ${JSON.stringify(s.log.lines.slice(-20))}`);
+  });
 }
 
 const reloaded = (s: Started) => s.log.lines.some((l) => l.includes("reloaded, presents its new certificate"));
