@@ -18,6 +18,7 @@ import { spawn } from "node:child_process";
 import { closeSync, fstatSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Logger } from "../log.ts";
+import { uidOf } from "../postgres/orphans.ts";
 import { HostClock, hostMonotonicMs } from "./clock.ts";
 
 export const LEASE_FILE = "lease";
@@ -261,12 +262,12 @@ export class LeaseFile {
     const features = watchdog === null ? [] : watchdogFeatures(this.stateDir, watchdog);
     this.inPlace = features.includes(CHECKED_LEASE);
     if (!this.inPlace) this.map = null;
-    // Root may signal any user's process: an older watchdog takes the owner of whatever the data
-    // directory's path leads to for the server's user, not the lease's OS user. It is replaced when
-    // it exits (no lease armed, its agent gone), which an agent's restart does not bring about.
-    if (watchdog !== null && watchdog !== this.warnedOlder && !features.includes(LEASE_OS_UID) && process.getuid?.() === 0) {
+    // A root watchdog may signal any user's process, and an older one does not limit its fence to
+    // the lease's OS user. It is replaced when it exits (no lease armed, its agent gone), which an
+    // agent's restart does not bring about. Said once per watchdog and agent run.
+    if (watchdog !== null && watchdog !== this.warnedOlder && !features.includes(LEASE_OS_UID) && uidOf(watchdog) === 0) {
       this.warnedOlder = watchdog;
-      this.log.warn(`the fencing watchdog (pid ${watchdog}) is an older build: it fences the server of whichever user owns what ${this.dataDir} leads to, not only postgres.os_user's; on a node that does not lead, stop it (kill ${watchdog}) and the agent starts this build's within 2 s (docs/upgrade.md)`);
+      this.log.warn(`the fencing watchdog (pid ${watchdog}) runs as root and is an older build: it does not limit its fence to postgres.os_user's processes; on a standby or witness (its lease disarmed), stop it (kill ${watchdog}) and the agent starts this build's within about a second (docs/upgrade.md)`);
     }
   }
 

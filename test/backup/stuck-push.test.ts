@@ -6,6 +6,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, sym
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { archivePushProcesses, endArchivePushes } from "../../src/backup/stuck-push.ts";
+import { waitFor } from "../helpers/proc.ts";
 
 /** The OS user here: this process's, which owns the directories the tests make. */
 const ME = process.getuid!();
@@ -73,11 +74,19 @@ test.skipIf(process.getuid?.() !== 0)("as root: a push of another user, in the d
   chmodSync(base, 0o755);
   symlinkSync(theirs, link);
   const asNobody = { uid: 65534, gid: 65534 };
-  const inData = spawn(process.execPath, ["-e", HOLD, "pgherd", "backup", "wal-push", "x"], { cwd: data, ...asNobody });
-  const inTheirs = spawn(process.execPath, ["-e", HOLD, "pgbackrest", "archive-push", "x"], { cwd: theirs, ...asNobody });
+  // bash keeps its arguments as its command line (the sleep is a child of it: `; :` after it).
+  const inData = spawn("/bin/bash", ["-c", "sleep 30; :", "pgherd", "backup", "wal-push", "x"], { cwd: data, detached: true, ...asNobody });
+  const inTheirs = spawn("/bin/bash", ["-c", "sleep 30; :", "pgbackrest", "archive-push", "x"], { cwd: theirs, detached: true, ...asNobody });
   try {
-    const running = (p: ReturnType<typeof spawn>) => readFileSync(`/proc/${p.pid}/cmdline`, "utf8").includes("-push");
-    while (!running(inData) || !running(inTheirs)) await Bun.sleep(10); // until each runs (spawn returns before the exec)
+    // Until each runs as nobody with its own command line (spawn returns before the exec).
+    const running = (p: ReturnType<typeof spawn>, arg: string) => {
+      try {
+        return readFileSync(`/proc/${p.pid}/cmdline`, "utf8").split("\0").includes(arg) && /^Uid:\s+65534\b/m.test(readFileSync(`/proc/${p.pid}/status`, "utf8"));
+      } catch {
+        return false;
+      }
+    };
+    await waitFor(() => running(inData, "wal-push") && running(inTheirs, "archive-push"), { timeoutMs: 5000, intervalMs: 10, what: "nobody's pushes to run" });
     expect(archivePushProcesses(data, ME)).toEqual([]);
     expect(archivePushProcesses(link, ME)).toEqual([]);
     expect(endArchivePushes(link, ME)).toBe(0);
@@ -87,7 +96,13 @@ test.skipIf(process.getuid?.() !== 0)("as root: a push of another user, in the d
     expect(inData.exitCode).toBe(null);
     expect(inTheirs.exitCode).toBe(null);
   } finally {
-    for (const p of [inData, inTheirs]) p.kill("SIGKILL");
+    for (const p of [inData, inTheirs]) {
+      try {
+        process.kill(-p.pid!, "SIGKILL"); // bash and its sleep
+      } catch {
+        // gone
+      }
+    }
     rmSync(base, { recursive: true, force: true });
   }
 });

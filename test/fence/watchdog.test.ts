@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
 import { decodeLease, encodeLease, LeaseFile, readCheckedLease, watchdogChecksLease } from "../../src/fence/lease-file.ts";
 import { rereadTorn, TORN_RETRY_MS } from "../../src/fence/watchdog.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger, memoryLogger } from "../../src/log.ts";
 import { waitFor } from "../helpers/proc.ts";
 
 let dir: string;
@@ -106,11 +106,11 @@ test("a deadline shortened by rename (as the agent writes it) is seen at once: i
   arm(null);
 });
 
-test("the watchdog mode loads only src/fence and orphans.ts: no CLI, zod, postgres or consola", () => {
+test("the watchdog mode loads only src/fence, orphans.ts and its no-follow walk: no CLI, zod, postgres or consola", () => {
   const code = `await import(${JSON.stringify(join(import.meta.dir, "../../src/fence/watchdog-main.ts"))}); console.log(JSON.stringify(Object.keys(require.cache)))`;
   const r = Bun.spawnSync([process.execPath, "-e", code]);
   const loaded = (JSON.parse(r.stdout.toString()) as string[]).map((f) => f.replace(/^.*\/(src|node_modules)\//, "$1/")).sort();
-  expect(loaded).toEqual(["src/fence/clock.ts", "src/fence/kernel-watchdog.ts", "src/fence/lease-file.ts", "src/fence/watchdog-main.ts", "src/fence/watchdog.ts", "src/postgres/orphans.ts"]);
+  expect(loaded).toEqual(["src/fence/clock.ts", "src/fence/kernel-watchdog.ts", "src/fence/lease-file.ts", "src/fence/watchdog-main.ts", "src/fence/watchdog.ts", "src/postgres/orphans.ts", "src/postgres/safedir-walk.ts"]);
   expect(out).toContain("for changes (inotify)");
 });
 
@@ -372,8 +372,11 @@ test("beside an older binary's watchdog the agent renames every record, which th
   try {
     await waitFor(() => oldOut.includes("watching"), { timeoutMs: 15_000, what: "the old watchdog to start" });
     expect(watchdogChecksLease(state, old.pid!)).toBe(false);
-    const lf = new LeaseFile(state, join(dir, "data"), process.getuid!(), createLogger("error"));
+    const said = memoryLogger();
+    const lf = new LeaseFile(state, join(dir, "data"), process.getuid!(), said);
     lf.ensureWatchdog();
+    // That build does not limit its fence to the lease's OS user: an agent says so when it runs as root.
+    expect(said.lines.filter((l) => l.includes(`fencing watchdog (pid ${old.pid}) runs as root and is an older build`)).length).toBe(process.getuid?.() === 0 ? 1 : 0);
     let until = 0;
     let p: ChildProcess | undefined;
     // Extends a 300 ms lease every 100 ms. The claim holds only while each extension came before the

@@ -5,10 +5,10 @@
 // data directory's parent: Debian's /var/lib/postgresql).
 import { afterAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { leftoverProcesses } from "../../src/postgres/orphans.ts";
+import { clearStaleLocks, leftoverProcesses } from "../../src/postgres/orphans.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -59,4 +59,47 @@ test.skipIf(process.getuid?.() !== 0)("another user's cluster linked in place of
   expect(leftoverProcesses(link, pg.uid)).toEqual([]);
   // The owner of the link's target, taken as the expected one (as before the OS user's uid was given), would have found it:
   expect(leftoverProcesses(link, 65534)).toEqual([theirs]);
+});
+
+/** The pid of a process that has exited and been reaped: what a killed postmaster leaves in its lock files. */
+async function deadPid(): Promise<number> {
+  const k = spawn("/bin/true");
+  await new Promise((r) => k.once("exit", r));
+  return k.pid!;
+}
+
+/** `file` holding `pid` as a lock file does, owned by uid/gid. */
+function lockFile(file: string, pid: number, uid: number, gid: number): void {
+  writeFileSync(file, `${pid}\n/somewhere\n`);
+  chownSync(file, uid, gid);
+}
+
+test.skipIf(process.getuid?.() !== 0)("stale lock files are removed only when they are the OS user's, in its data directory, reached without another user's link", async () => {
+  const pg = await lookupOsUser(PG_OS_USER);
+  const base = join(dir, "locks");
+  const [data, sock, theirs, parent] = ["data", "sock", "theirs", "pg-parent"].map((d) => join(base, d)) as [string, string, string, string];
+  for (const d of [data, sock, theirs, parent]) mkdirSync(d, { recursive: true });
+  for (const d of [data, sock, parent]) chownSync(d, pg.uid, pg.gid);
+  chownSync(theirs, 65534, 65534);
+  const pid = await deadPid();
+  // The OS user's own: both removed.
+  lockFile(join(data, "postmaster.pid"), pid, pg.uid, pg.gid);
+  lockFile(join(sock, ".s.PGSQL.5432.lock"), pid, pg.uid, pg.gid);
+  expect(clearStaleLocks(data, pg.uid, join(sock, ".s.PGSQL.5432.lock"))).toEqual([join(data, "postmaster.pid"), join(sock, ".s.PGSQL.5432.lock")]);
+  // Another user's cluster linked in place of the data directory (in the OS user's parent), and a
+  // socket lock file of another user: both kept.
+  lockFile(join(theirs, "postmaster.pid"), pid, 65534, 65534);
+  lockFile(join(sock, ".s.PGSQL.5433.lock"), pid, 65534, 65534);
+  symlinkSync(theirs, join(parent, "main"));
+  expect(clearStaleLocks(join(parent, "main"), pg.uid, join(sock, ".s.PGSQL.5433.lock"))).toEqual([]);
+  expect(existsSync(join(theirs, "postmaster.pid"))).toBe(true);
+  expect(existsSync(join(sock, ".s.PGSQL.5433.lock"))).toBe(true);
+  // Even a file of the OS user's, in a directory of its own, is not reached through that link.
+  lockFile(join(theirs, "postmaster.pid"), pid, pg.uid, pg.gid);
+  chownSync(theirs, pg.uid, pg.gid);
+  expect(clearStaleLocks(join(parent, "main"), pg.uid, join(sock, "absent.lock"))).toEqual([]);
+  expect(existsSync(join(theirs, "postmaster.pid"))).toBe(true);
+  // A live pid: kept.
+  lockFile(join(data, "postmaster.pid"), process.pid, pg.uid, pg.gid);
+  expect(clearStaleLocks(data, pg.uid, join(sock, "absent.lock"))).toEqual([]);
 });

@@ -212,8 +212,9 @@ export class PgHost {
     void stopping.then(() => (done = true), () => (done = true));
     try {
       if (!(await this.repoDown.silent())) return;
+      const osUid = (await lookupOsUser(this.node.osUser)).uid;
       while (!done && !serverStopping(this.node.dataDir)) await this.clock.sleep(20);
-      const n = done ? 0 : endArchivePushes(this.node.dataDir, (await lookupOsUser(this.node.osUser)).uid);
+      const n = done ? 0 : endArchivePushes(this.node.dataDir, osUid);
       if (n > 0) this.log.warn(`stopping PostgreSQL: ended ${n} archive push process(es) under way, the repository host does not answer (the segments stay ready and are pushed after the next start)`);
       await this.repoDown.check();
     } catch (e) {
