@@ -16,4 +16,5 @@ export { generatePassword, writePassfile, renderPassfile, type PassfileEntry } f
 export { lsnToBigInt, bigIntToLsn, lsnDiff, lsnCompare, isLsn } from "./lsn.ts";
 export { lookupOsUser, isRoot, type OsUser } from "./users.ts";
 export { rewind, RewindError, type RewindOptions } from "./rewind.ts";
-export { leftoverProcesses, killLeftovers, killLeftoversAndWait, clearStaleLocks } from "./orphans.ts";
+export { leftoverProcesses, killLeftovers, killLeftoversAndWait } from "./orphans.ts";
+export { clearStaleLocks } from "./stale-locks.ts";

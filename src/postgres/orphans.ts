@@ -1,9 +1,8 @@
 // After a postmaster is killed (-9), its backends live on for a moment, attached to the shared
 // memory, and a new postmaster refuses to start ("another server holds its lock file"). A
 // restart in place kills those leftovers: processes whose working directory is the data dir.
-import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readFileSync, readSync, realpathSync, statSync, unlinkSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
-import { walkNoFollow } from "./safedir-walk.ts";
+import { closeSync, constants as C, openSync, readdirSync, readlinkSync, readFileSync, readSync, realpathSync, statSync } from "node:fs";
+import { basename, resolve } from "node:path";
 
 /**
  * PostgreSQL processes left in `dataDir`: a postgres command line, not dead, and run by `osUid`, the
@@ -76,50 +75,6 @@ export function deadOrZombie(pid: number): boolean {
     return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
   } catch {
     return true;
-  }
-}
-
-/**
- * Remove postmaster.pid and the socket's lock file when the postmaster they name is dead (or a
- * zombie) and none of its children remain; returns the files removed. Only the OS user's files
- * (`osUid`), and postmaster.pid only in a data directory that user owns: as root, each directory is
- * reached without following a link another user could have placed (safedir-walk.ts), so that no
- * other user's lock file is removed, whatever the paths lead to.
- */
-export function clearStaleLocks(dataDir: string, osUid: number, socketLock: string): string[] {
-  if (leftoverProcesses(dataDir, osUid).length > 0) return [];
-  const removed: string[] = [];
-  if (removeIfStale(join(dataDir, "postmaster.pid"), osUid, true)) removed.push(join(dataDir, "postmaster.pid"));
-  if (removeIfStale(socketLock, osUid, false)) removed.push(socketLock);
-  return removed;
-}
-
-/** clearStaleLocks for one file; `dirOwned`: its directory must be the OS user's too. */
-function removeIfStale(path: string, osUid: number, dirOwned: boolean): boolean {
-  if (process.getuid?.() !== 0) {
-    // Not root: the OS user itself (exec.ts), who can remove only what it could remove by hand.
-    const pid = readPidFile(path);
-    if (pid === null || !deadOrZombie(pid)) return false;
-    unlinkSync(path);
-    return true;
-  }
-  let fd: number;
-  try {
-    fd = walkNoFollow(dirname(path), false);
-  } catch {
-    return false; // gone, or reached only through a link another user could have placed
-  }
-  try {
-    if (dirOwned && fstatSync(fd).uid !== osUid) return false;
-    const at = `/proc/self/fd/${fd}/${basename(path)}`;
-    const st = lstatSync(at, { throwIfNoEntry: false });
-    if (!st?.isFile() || st.uid !== osUid) return false;
-    const pid = readPidFile(at);
-    if (pid === null || !deadOrZombie(pid)) return false;
-    unlinkSync(at);
-    return true;
-  } finally {
-    closeSync(fd);
   }
 }
 

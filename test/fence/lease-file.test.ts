@@ -175,7 +175,7 @@ test("every record names the OS user's uid; parseLease checks it and takes a lea
   for (const bad of [-1, 1.5, "26", null]) expect(() => parseLease({ ...base, osUid: bad })).toThrow(/^osUid: expected an integer/);
 });
 
-test.skipIf(process.getuid?.() !== 0)("a root agent warns, once, of a watchdog that does not fence by the lease's OS user (an older build)", () => {
+test.skipIf(process.getuid?.() !== 0)("the agent warns, once, of a root watchdog that does not fence by the lease's OS user (an older build); of one run as another user, not", () => {
   const d = stateDir("older-build");
   const mem = memoryLogger();
   const lf = new LeaseFile(d, "/data", 4321, mem);
@@ -190,6 +190,13 @@ test.skipIf(process.getuid?.() !== 0)("a root agent warns, once, of a watchdog t
   features(d2, watchdogPid(d2));
   new LeaseFile(d2, "/data", 4321, mem2).ensureWatchdog();
   expect(mem2.lines.filter((l) => l.includes("older build"))).toEqual([]);
+  // An older build run as another user (nobody) can signal only that user's processes: nothing said.
+  const d3 = join(dir, "older-not-root");
+  mkdirSync(d3);
+  const mem3 = memoryLogger();
+  features(d3, fakeWatchdog(d3, { uid: 65534, gid: 65534 }), undefined, [CHECKED_LEASE]);
+  new LeaseFile(d3, "/data", 4321, mem3).ensureWatchdog();
+  expect(mem3.lines.filter((l) => l.includes("older build"))).toEqual([]);
 });
 const inode = (d: string) => statSync(join(d, LEASE_FILE)).ino;
 

@@ -106,11 +106,11 @@ test("a deadline shortened by rename (as the agent writes it) is seen at once: i
   arm(null);
 });
 
-test("the watchdog mode loads only src/fence, orphans.ts and its no-follow walk: no CLI, zod, postgres or consola", () => {
+test("the watchdog mode loads only src/fence and orphans.ts: no CLI, zod, postgres or consola", () => {
   const code = `await import(${JSON.stringify(join(import.meta.dir, "../../src/fence/watchdog-main.ts"))}); console.log(JSON.stringify(Object.keys(require.cache)))`;
   const r = Bun.spawnSync([process.execPath, "-e", code]);
   const loaded = (JSON.parse(r.stdout.toString()) as string[]).map((f) => f.replace(/^.*\/(src|node_modules)\//, "$1/")).sort();
-  expect(loaded).toEqual(["src/fence/clock.ts", "src/fence/kernel-watchdog.ts", "src/fence/lease-file.ts", "src/fence/watchdog-main.ts", "src/fence/watchdog.ts", "src/postgres/orphans.ts", "src/postgres/safedir-walk.ts"]);
+  expect(loaded).toEqual(["src/fence/clock.ts", "src/fence/kernel-watchdog.ts", "src/fence/lease-file.ts", "src/fence/watchdog-main.ts", "src/fence/watchdog.ts", "src/postgres/orphans.ts"]);
   expect(out).toContain("for changes (inotify)");
 });
 

@@ -7,10 +7,10 @@ import { WATCHDOG_PID_FILE } from "../../src/fence/lease-file.ts";
 
 const fakes: ChildProcess[] = [];
 
-/** Starts the fake for `stateDir` and writes its pid file; returns its pid once its command line reads as a watchdog's. */
-export function fakeWatchdog(stateDir: string): number {
+/** Starts the fake for `stateDir` (as `as`, else this process's user) and writes its pid file; returns its pid once its command line reads as a watchdog's. */
+export function fakeWatchdog(stateDir: string, as?: { uid: number; gid: number }): number {
   // A process group of its own: killFakeWatchdogs ends bash and its sleep together.
-  const p = spawn("bash", ["-c", "sleep 600; :", "watchdog", "--state-dir", stateDir], { stdio: "ignore", detached: true });
+  const p = spawn("bash", ["-c", "sleep 600; :", "watchdog", "--state-dir", stateDir], { stdio: "ignore", detached: true, cwd: "/", ...as });
   fakes.push(p);
   const pid = p.pid;
   if (pid === undefined) throw new Error("fakeWatchdog: bash did not start");

@@ -8,7 +8,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { clearStaleLocks, leftoverProcesses } from "../../src/postgres/orphans.ts";
+import { leftoverProcesses } from "../../src/postgres/orphans.ts";
+import { clearStaleLocks } from "../../src/postgres/stale-locks.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -76,30 +77,40 @@ function lockFile(file: string, pid: number, uid: number, gid: number): void {
 
 test.skipIf(process.getuid?.() !== 0)("stale lock files are removed only when they are the OS user's, in its data directory, reached without another user's link", async () => {
   const pg = await lookupOsUser(PG_OS_USER);
-  const base = join(dir, "locks");
+  const base = join(dir, "locks"); // root's, 0755: a link here is root's too
   const [data, sock, theirs, parent] = ["data", "sock", "theirs", "pg-parent"].map((d) => join(base, d)) as [string, string, string, string];
   for (const d of [data, sock, theirs, parent]) mkdirSync(d, { recursive: true });
+  chmodSync(base, 0o755);
   for (const d of [data, sock, parent]) chownSync(d, pg.uid, pg.gid);
   chownSync(theirs, 65534, 65534);
   const pid = await deadPid();
+  const none = { removed: [], kept: [] };
   // The OS user's own: both removed.
   lockFile(join(data, "postmaster.pid"), pid, pg.uid, pg.gid);
   lockFile(join(sock, ".s.PGSQL.5432.lock"), pid, pg.uid, pg.gid);
-  expect(clearStaleLocks(data, pg.uid, join(sock, ".s.PGSQL.5432.lock"))).toEqual([join(data, "postmaster.pid"), join(sock, ".s.PGSQL.5432.lock")]);
-  // Another user's cluster linked in place of the data directory (in the OS user's parent), and a
-  // socket lock file of another user: both kept.
-  lockFile(join(theirs, "postmaster.pid"), pid, 65534, 65534);
+  expect(clearStaleLocks(data, pg.uid, join(sock, ".s.PGSQL.5432.lock"))).toEqual({ removed: [join(data, "postmaster.pid"), join(sock, ".s.PGSQL.5432.lock")], kept: [] });
+  // Through a link root placed (in root's directory): removed as well.
+  symlinkSync(data, join(base, "via-root"));
+  lockFile(join(data, "postmaster.pid"), pid, pg.uid, pg.gid);
+  expect(clearStaleLocks(join(base, "via-root"), pg.uid, join(sock, "absent.lock"))).toEqual({ removed: [join(base, "via-root", "postmaster.pid")], kept: [] });
+  // A socket lock file of another user, beside the OS user's data directory: kept, and said.
   lockFile(join(sock, ".s.PGSQL.5433.lock"), pid, 65534, 65534);
-  symlinkSync(theirs, join(parent, "main"));
-  expect(clearStaleLocks(join(parent, "main"), pg.uid, join(sock, ".s.PGSQL.5433.lock"))).toEqual([]);
-  expect(existsSync(join(theirs, "postmaster.pid"))).toBe(true);
+  const other = clearStaleLocks(data, pg.uid, join(sock, ".s.PGSQL.5433.lock"));
+  expect(other.removed).toEqual([]);
+  expect(other.kept).toEqual([expect.stringMatching(/\.s\.PGSQL\.5433\.lock: not a file of postgres\.os_user/)]);
   expect(existsSync(join(sock, ".s.PGSQL.5433.lock"))).toBe(true);
-  // Even a file of the OS user's, in a directory of its own, is not reached through that link.
-  lockFile(join(theirs, "postmaster.pid"), pid, pg.uid, pg.gid);
-  chownSync(theirs, pg.uid, pg.gid);
-  expect(clearStaleLocks(join(parent, "main"), pg.uid, join(sock, "absent.lock"))).toEqual([]);
-  expect(existsSync(join(theirs, "postmaster.pid"))).toBe(true);
-  // A live pid: kept.
+  // Another user's cluster linked in place of the data directory (in the OS user's parent): not
+  // reached through that link, and said; and so for a directory of the OS user's own behind it.
+  symlinkSync(theirs, join(parent, "main"));
+  for (const owner of [{ uid: 65534, gid: 65534 }, pg]) {
+    chownSync(theirs, owner.uid, owner.gid);
+    lockFile(join(theirs, "postmaster.pid"), pid, owner.uid, owner.gid);
+    const linked = clearStaleLocks(join(parent, "main"), pg.uid, join(sock, "absent.lock"));
+    expect(linked.removed).toEqual([]);
+    expect(linked.kept).toEqual([expect.stringMatching(/pg-parent\/main is a symbolic link .* refusing to follow it as root/)]);
+    expect(existsSync(join(theirs, "postmaster.pid"))).toBe(true);
+  }
+  // A live pid: kept, nothing to say.
   lockFile(join(data, "postmaster.pid"), process.pid, pg.uid, pg.gid);
-  expect(clearStaleLocks(data, pg.uid, join(sock, "absent.lock"))).toEqual([]);
+  expect(clearStaleLocks(data, pg.uid, join(sock, "absent.lock"))).toEqual(none);
 });

@@ -171,8 +171,9 @@ export class PrimaryStarter {
       const uid = (await lookupOsUser(h.node.osUser)).uid;
       const killed = await killLeftoversAndWait(h.node.dataDir, uid, LEFTOVER_EXIT_MS, h.clock);
       if (killed > 0) h.log.warn(`killed ${killed} leftover PostgreSQL process(es) of the dead postmaster`);
-      const removed = clearStaleLocks(h.node.dataDir, uid, join(h.socketDir, `.s.PGSQL.${h.cfg.postgres.port}.lock`));
+      const { removed, kept } = clearStaleLocks(h.node.dataDir, uid, join(h.socketDir, `.s.PGSQL.${h.cfg.postgres.port}.lock`));
       if (removed.length > 0) h.log.warn(`removed stale lock files of the dead postmaster: ${removed.join(", ")}`);
+      if (kept.length > 0) h.log.warn(`lock files of the dead postmaster kept: ${kept.join("; ")}`);
       try {
         await h.startServer(Math.max(1, Math.ceil((deadline - h.clock.now()) / 1000)));
         return;
