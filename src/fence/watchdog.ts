@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { hostMonotonicMs } from "./clock.ts";
 import { childrenOf, deadOrZombie, isServerOf, leftoverProcesses, procLinksUnreadable, readPidFile, rootWithoutPtrace } from "../postgres/orphans.ts";
 import { KernelWatchdog, mayPet } from "./kernel-watchdog.ts";
-import { LEASE_FILE, readCheckedLease, watchdogAlive, writeWatchdogPid, type Lease } from "./lease-file.ts";
+import { LEASE_FILE, readCheckedLease, type Lease } from "./lease-file.ts";
+import { watchdogAlive, writeWatchdogPid } from "./watchdog-files.ts";
 
 const POLL_MS = 20;
 /** Longest sleep without a lease change: checks for a gone agent or state dir, and a host suspend. */

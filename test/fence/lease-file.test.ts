@@ -7,7 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, st
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostClock, hostMonotonicMs } from "../../src/fence/clock.ts";
-import { CHECKED_LEASE, decodeLease, encodeLease, LEASE_FILE, LEASE_OS_UID, LeaseFile, parseLease, readLeaseFile, WATCHDOG_FEATURES_FILE, WATCHDOG_PID_FILE, watchdogAlive, watchesDir, type Lease } from "../../src/fence/lease-file.ts";
+import { decodeLease, encodeLease, LEASE_FILE, LeaseFile, parseLease, readLeaseFile, type Lease } from "../../src/fence/lease-file.ts";
+import { CHECKED_LEASE, LEASE_OS_UID, WATCHDOG_FEATURES_FILE, WATCHDOG_PID_FILE, watchdogAlive, watchesDir } from "../../src/fence/watchdog-files.ts";
 import { createLogger, memoryLogger } from "../../src/log.ts";
 import { fakeWatchdog, killFakeWatchdogs } from "../helpers/fake-watchdog.ts";
 

@@ -12,7 +12,8 @@ import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
-import { decodeLease, encodeLease, LeaseFile, readCheckedLease, watchdogChecksLease } from "../../src/fence/lease-file.ts";
+import { decodeLease, encodeLease, LeaseFile, readCheckedLease } from "../../src/fence/lease-file.ts";
+import { watchdogChecksLease } from "../../src/fence/watchdog-files.ts";
 import { rereadTorn, TORN_RETRY_MS } from "../../src/fence/watchdog.ts";
 import { createLogger, memoryLogger } from "../../src/log.ts";
 import { waitFor } from "../helpers/proc.ts";
@@ -110,7 +111,7 @@ test("the watchdog mode loads only src/fence and orphans.ts: no CLI, zod, postgr
   const code = `await import(${JSON.stringify(join(import.meta.dir, "../../src/fence/watchdog-main.ts"))}); console.log(JSON.stringify(Object.keys(require.cache)))`;
   const r = Bun.spawnSync([process.execPath, "-e", code]);
   const loaded = (JSON.parse(r.stdout.toString()) as string[]).map((f) => f.replace(/^.*\/(src|node_modules)\//, "$1/")).sort();
-  expect(loaded).toEqual(["src/fence/clock.ts", "src/fence/kernel-watchdog.ts", "src/fence/lease-file.ts", "src/fence/watchdog-main.ts", "src/fence/watchdog.ts", "src/postgres/orphans.ts"]);
+  expect(loaded).toEqual(["src/fence/clock.ts", "src/fence/kernel-watchdog.ts", "src/fence/lease-file.ts", "src/fence/watchdog-files.ts", "src/fence/watchdog-main.ts", "src/fence/watchdog.ts", "src/postgres/orphans.ts"]);
   expect(out).toContain("for changes (inotify)");
 });
 

@@ -1,9 +1,9 @@
-// A live process that reads as the fencing watchdog of a state dir (lease-file.ts livingWatchdog:
+// A live process that reads as the fencing watchdog of a state dir (watchdog-files.ts livingWatchdog:
 // the pid file's process runs `watchdog --state-dir <dir>`), so a LeaseFile starts no real one.
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { WATCHDOG_PID_FILE } from "../../src/fence/lease-file.ts";
+import { WATCHDOG_PID_FILE } from "../../src/fence/watchdog-files.ts";
 
 const fakes: ChildProcess[] = [];
 
