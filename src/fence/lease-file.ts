@@ -261,7 +261,7 @@ export class LeaseFile {
     // agent's restart does not bring about. Said once per watchdog and agent run.
     if (watchdog !== null && watchdog !== this.warnedOlder && !features.includes(LEASE_OS_UID) && uidOf(watchdog) === 0) {
       this.warnedOlder = watchdog;
-      this.log.warn(`the fencing watchdog (pid ${watchdog}) runs as root and is an older build: it does not limit its fence to postgres.os_user's processes; on a standby (its lease disarmed), stop it (kill ${watchdog}) and the agent starts this build's within about a second (docs/upgrade.md)`);
+      this.log.warn(`the fencing watchdog (pid ${watchdog}) runs as root and does not say it limits its fence to postgres.os_user's processes (an older build, or its features file could not be written); on a standby (its lease disarmed), stop it (kill ${watchdog}) and the agent starts this build's within about a second (docs/upgrade.md)`);
     }
   }
 

@@ -377,7 +377,7 @@ test("beside an older binary's watchdog the agent renames every record, which th
     const lf = new LeaseFile(state, join(dir, "data"), process.getuid!(), said);
     lf.ensureWatchdog();
     // That build does not limit its fence to the lease's OS user: an agent says so when it runs as root.
-    expect(said.lines.filter((l) => l.includes(`fencing watchdog (pid ${old.pid}) runs as root and is an older build`)).length).toBe(process.getuid?.() === 0 ? 1 : 0);
+    expect(said.lines.filter((l) => l.includes(`fencing watchdog (pid ${old.pid}) runs as root and does not say it limits its fence`)).length).toBe(process.getuid?.() === 0 ? 1 : 0);
     let until = 0;
     let p: ChildProcess | undefined;
     // Extends a 300 ms lease every 100 ms. The claim holds only while each extension came before the

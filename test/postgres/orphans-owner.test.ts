@@ -38,6 +38,7 @@ test.skipIf(process.getuid?.() !== 0)("leftovers are the OS user's postgres proc
   const ours = backendLike(pg.uid, pg.gid, data);
   const theirs = backendLike(65534, 65534, data);
   await waitFor(() => leftoverProcesses(data, pg.uid).includes(ours), { timeoutMs: 3000, what: "the owner's process seen" });
+  await waitFor(() => readFileSync(`/proc/${theirs}/cmdline`, "utf8").startsWith("postgres: "), { timeoutMs: 3000, what: "nobody's process to look like a backend" });
   expect(leftoverProcesses(data, pg.uid)).toEqual([ours]);
   expect(leftoverProcesses(data, pg.uid)).not.toContain(theirs);
   // Asked for another OS user than the data directory's owner: nothing, not even that user's process.

@@ -2,6 +2,7 @@
 // promote. Each runs inside the fencer's asPrimary(): never without a lease this agent holds.
 import { join } from "node:path";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
+import { retryStart } from "../../core/restart-in-place.ts";
 import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftoversAndWait, lookupOsUser, PgCtlError, probe, promote, syncNamesBeforePromotion } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 import { bootstrapFromBackup } from "../../backup/bootstrap.ts";
@@ -178,10 +179,9 @@ export class PrimaryStarter {
         await h.startServer(Math.max(1, Math.ceil((deadline - h.clock.now()) / 1000)));
         return;
       } catch (e) {
-        // Leftover backends (lock file, shared memory still attached) go away within moments: only
-        // that is retried. Any other failure (a full disk, an I/O or memory error) would fail again:
-        // it is reported at once and the leader steps down (round.ts) instead of looping.
-        if (!(e instanceof PgCtlError) || e.kind !== "already-running" || h.clock.now() > deadline) throw e;
+        // Thrown, the leader steps down (round.ts) instead of looping (core/restart-in-place.ts).
+        const lockHeld = e instanceof PgCtlError && e.kind === "already-running";
+        if (!retryStart({ lockHeld, keptLocks: kept.length, now: h.clock.now(), deadline })) throw e;
         await h.clock.sleep(100);
       }
     }
