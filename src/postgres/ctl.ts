@@ -269,7 +269,7 @@ export async function reload(n: PgNode): Promise<void> {
       // gone meanwhile, or not this process's to signal (root without CAP_KILL): pg_ctl says which
     }
   } else if (pid !== null && pidAlive(pid)) {
-    throw new PgCtlError("reload-refused", `reload of ${n.dataDir}: postmaster.pid names pid ${pid}, a live process that is not a PostgreSQL server of this data directory: not signalled`);
+    throw new PgCtlError("reload-refused", `reload of ${n.dataDir}: postmaster.pid names pid ${pid}, a live process that is not a PostgreSQL server of this data directory run by postgres.os_user (${n.osUser}): not signalled`);
   }
   await runToolOk({ bin: pgTool(n.bins, "pg_ctl"), args: ["reload", "-D", n.dataDir, "-s"], user: n.osUser, timeoutMs: 15_000, log: n.log });
 }

@@ -5,10 +5,10 @@
 // data directory's parent: Debian's /var/lib/postgresql).
 import { afterAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { leftoverProcesses } from "../../src/postgres/orphans.ts";
+import { isServerOf, leftoverProcesses } from "../../src/postgres/orphans.ts";
 import { clearStaleLocks } from "../../src/postgres/stale-locks.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
@@ -114,4 +114,26 @@ test.skipIf(process.getuid?.() !== 0)("stale lock files are removed only when th
   // A live pid: kept, nothing to say.
   lockFile(join(data, "postmaster.pid"), process.pid, pg.uid, pg.gid);
   expect(clearStaleLocks(data, pg.uid, join(sock, "absent.lock"))).toEqual(none);
+});
+
+test.skipIf(process.getuid?.() !== 0)("a server of the OS user's own, working in another user's directory linked in place of the data directory, is not taken for its server", async () => {
+  // The process-uid check alone would accept it: the data directory's owner is checked too.
+  const pg = await lookupOsUser(PG_OS_USER);
+  const base = join(dir, "own-in-theirs");
+  const [theirs, parent, bin] = ["theirs", "pg-parent", "bin"].map((d) => join(base, d)) as [string, string, string];
+  for (const d of [theirs, parent, bin]) mkdirSync(d, { recursive: true });
+  for (const d of [base, theirs, bin]) chmodSync(d, 0o755);
+  chownSync(theirs, 65534, 65534);
+  chownSync(parent, pg.uid, pg.gid);
+  copyFileSync(Bun.which("sleep")!, join(bin, "postgres")); // its executable is named postgres, as a server's is
+  chmodSync(join(bin, "postgres"), 0o755);
+  const k = spawn(join(bin, "postgres"), ["60"], { cwd: theirs, uid: pg.uid, gid: pg.gid, stdio: "ignore" });
+  kids.push(k);
+  const link = join(parent, "main");
+  symlinkSync(theirs, link);
+  await waitFor(() => readlinkSync(`/proc/${k.pid}/exe`) === join(bin, "postgres"), { timeoutMs: 3000, what: "the process to run its executable" });
+  expect(isServerOf(k.pid!, link, pg.uid)).toBe(false);
+  // In a directory of the OS user's, the same process is taken for its server: the owner is what refused it.
+  chownSync(theirs, pg.uid, pg.gid);
+  expect(isServerOf(k.pid!, link, pg.uid)).toBe(true);
 });
