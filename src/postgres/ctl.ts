@@ -12,7 +12,7 @@ import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, typ
 import { stoppedProcesses } from "./liveness-obs.ts";
 import { errno } from "./safedir-walk.ts";
 import { isServerOf, killServer, leftoverProcesses, readPidFile } from "./orphans.ts";
-import { lookupOsUser } from "./users.ts";
+import { lookupOsUser, osUidOf } from "./users.ts";
 
 /** An immediate stop waits this long for the postmaster to react to SIGQUIT before SIGKILL. */
 const IMMEDIATE_GRACE_S = 2;
@@ -215,7 +215,7 @@ export type StopMode = "smart" | "fast" | "immediate";
 export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60): Promise<boolean> {
   if (!(await exists(join(n.dataDir, "postmaster.pid")))) return false;
   if (mode === "immediate") {
-    const frozen = stoppedProcesses(n.dataDir, (await lookupOsUser(n.osUser)).uid);
+    const frozen = stoppedProcesses(n.dataDir, await osUidOf(n.osUser));
     if (frozen) return kill(n, `${frozen}: it cannot react to SIGQUIT`);
   }
   const t = mode === "immediate" ? Math.min(timeoutSec, IMMEDIATE_GRACE_S) : timeoutSec;
@@ -235,7 +235,7 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
 
 /** SIGKILL the server and wait (2 s at most) until none of its processes is left. */
 async function kill(n: PgNode, why: string): Promise<boolean> {
-  const uid = (await lookupOsUser(n.osUser)).uid;
+  const uid = await osUidOf(n.osUser);
   const count = killServer(n.dataDir, uid);
   n.log.warn(`PostgreSQL in ${n.dataDir}: ${why}; killed ${count} process(es) with SIGKILL`);
   for (let i = 0; i < 40 && leftoverProcesses(n.dataDir, uid).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
@@ -261,7 +261,7 @@ export async function restart(n: PgNode, o: StartOptions & { mode?: StopMode }):
  */
 export async function reload(n: PgNode): Promise<void> {
   const pid = readPidFile(join(n.dataDir, "postmaster.pid"));
-  if (pid !== null && isServerOf(pid, n.dataDir, (await lookupOsUser(n.osUser)).uid)) {
+  if (pid !== null && isServerOf(pid, n.dataDir, await osUidOf(n.osUser))) {
     try {
       process.kill(pid, "SIGHUP");
       return;
@@ -325,7 +325,7 @@ function collectorSizes(dir: string | undefined): Map<string, number> {
 async function collectorTailSettled(n: PgNode, dir: string | undefined, before: Map<string, number>, since: number, owner: Owner, early: string): Promise<string> {
   if (/redirecting log output to logging collector/.test(early)) {
     const until = performance.now() + COLLECTOR_SETTLE_MS;
-    const uid = (await lookupOsUser(n.osUser)).uid;
+    const uid = await osUidOf(n.osUser);
     while (leftoverProcesses(n.dataDir, uid).length > 0 && performance.now() < until) await Bun.sleep(50);
   }
   return collectorTail(dir, before, since, owner);

@@ -14,7 +14,7 @@ export { ensureSlot, dropSlot, listSlots, slotNameFor, type SlotInfo } from "./s
 export { promote, syncCandidatesInForce, syncNamesBarrier, syncNamesBeforePromotion, type PromoteResult } from "./promote.ts";
 export { generatePassword, writePassfile, renderPassfile, type PassfileEntry } from "./passwords.ts";
 export { lsnToBigInt, bigIntToLsn, lsnDiff, lsnCompare, isLsn } from "./lsn.ts";
-export { lookupOsUser, isRoot, type OsUser } from "./users.ts";
+export { lookupOsUser, osUidOf, isRoot, type OsUser } from "./users.ts";
 export { rewind, RewindError, type RewindOptions } from "./rewind.ts";
 export { leftoverProcesses, killLeftovers, killLeftoversAndWait } from "./orphans.ts";
 export { clearStaleLocks } from "./stale-locks.ts";

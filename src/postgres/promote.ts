@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pgCtlPromote, type PgNode } from "./ctl.ts";
 import { isServerOf } from "./orphans.ts";
-import { lookupOsUser } from "./users.ts";
+import { osUidOf } from "./users.ts";
 import { DbTimeoutError, isConnectionError, sqlState, type Db } from "./sql.ts";
 
 export type PromoteResult = "promoted" | "not-in-recovery";
@@ -21,7 +21,7 @@ const SLOW_RECOVERY_POLL_MS = 100;
 
 export async function promote(db: Db, node: PgNode, timeoutSec = 60): Promise<PromoteResult> {
   const t0 = performance.now();
-  const server = { dataDir: node.dataDir, osUid: (await lookupOsUser(node.osUser)).uid };
+  const server = { dataDir: node.dataDir, osUid: await osUidOf(node.osUser) };
   try {
     const startup = await startupPid(db);
     // pg_promote(wait => false) returns once its signal file is written and the postmaster signalled.
@@ -139,7 +139,7 @@ export async function syncNamesBarrier(db: Db, names: string, node: ServerNode, 
   // CHECKPOINT could reach it first, so a barrier that cannot send one confirms nothing.
   if (!Number.isInteger(pid) || pid <= 0) throw new Error("no checkpointer in pg_stat_activity: the names cannot be confirmed taken");
   // What a session reports is checked before a root agent signals it (a superuser can change the view).
-  if (!isServerOf(pid, dataDir, (await lookupOsUser(osUser)).uid)) throw new Error(`pid ${pid}, the checkpointer pg_stat_activity names, is no process of ${dataDir}'s server: not signalled, the names cannot be confirmed taken`);
+  if (!isServerOf(pid, dataDir, await osUidOf(osUser))) throw new Error(`pid ${pid}, the checkpointer pg_stat_activity names, is no process of ${dataDir}'s server: not signalled, the names cannot be confirmed taken`);
   try {
     process.kill(pid, "SIGHUP");
   } catch (e) {

@@ -35,6 +35,11 @@ export async function lookupOsUser(name: string): Promise<OsUser> {
   return user;
 }
 
+/** The uid of OS user `name` (lookupOsUser, cached): whose processes and files a root agent may touch for the server. */
+export async function osUidOf(name: string): Promise<number> {
+  return (await lookupOsUser(name)).uid;
+}
+
 /** Throws (no fallback to /etc/passwd) when it may not start without the agent's ambient capabilities (caps.ts). */
 function getent(name: string): Promise<string | null> {
   const [file, ...args] = withoutAmbientCaps(["getent", "passwd", name]);

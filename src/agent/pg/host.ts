@@ -12,7 +12,7 @@ import type { Logger } from "../../log.ts";
 import { ensureDir } from "../../postgres/fsutil.ts";
 import { buildConninfo, inspectDataDir, openLocalDb, PgCtlError, reload, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
 import { removeDanglingPlaceholders } from "../../postgres/timeline-files.ts";
-import { lookupOsUser } from "../../postgres/users.ts";
+import { lookupOsUser, osUidOf } from "../../postgres/users.ts";
 import { NodeTls } from "../../tls/node-tls.ts";
 import { conninfoExtra, walSettings } from "../../backup/wal-settings.ts";
 import type { Fencer } from "../../fence/fencer.ts";
@@ -212,7 +212,7 @@ export class PgHost {
     void stopping.then(() => (done = true), () => (done = true));
     try {
       if (!(await this.repoDown.silent())) return;
-      const osUid = (await lookupOsUser(this.node.osUser)).uid;
+      const osUid = await osUidOf(this.node.osUser);
       while (!done && !serverStopping(this.node.dataDir)) await this.clock.sleep(20);
       const n = done ? 0 : endArchivePushes(this.node.dataDir, osUid);
       if (n > 0) this.log.warn(`stopping PostgreSQL: ended ${n} archive push process(es) under way, the repository host does not answer (the segments stay ready and are pushed after the next start)`);

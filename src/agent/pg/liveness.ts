@@ -5,7 +5,7 @@
 import { type Attempt, broken, diskWarning, frozenLongEnough, initialLiveness, type DiskUse, type Liveness, type LivenessObs, stepLiveness, type Verdict } from "../../core/liveness.ts";
 import type { PgReport } from "../../core/report.ts";
 import { diskUse, freshCheck, postmasterOf, stoppedStateOf, walWrittenAt } from "../../postgres/liveness-obs.ts";
-import { lookupOsUser, type Probe } from "../../postgres/index.ts";
+import { osUidOf, type Probe } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 
 /** Deadline of the fresh connection's SELECT 1 and of the heartbeat commit, each. */
@@ -46,7 +46,7 @@ export class LivenessWatch {
       return probeFn();
     }
     const now = () => h.clock.now();
-    const pm = this.src.postmaster(dir, (await lookupOsUser(h.node.osUser)).uid);
+    const pm = this.src.postmaster(dir, await osUidOf(h.node.osUser));
     const seen = new Sightings(() => this.src.stopped(pm), now);
     const startedAt = seen.sample(); // the round's first sighting is at startedAt (frozenSinceOf carries the last round's over)
     const prev = this.state ?? initialLiveness(startedAt);

@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
 import { retryStart } from "../../core/restart-in-place.ts";
-import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftoversAndWait, lookupOsUser, PgCtlError, probe, promote, syncNamesBeforePromotion } from "../../postgres/index.ts";
+import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftoversAndWait, osUidOf, PgCtlError, probe, promote, syncNamesBeforePromotion } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
 import { bootstrapFromBackup } from "../../backup/bootstrap.ts";
 import { planTimeline, type TimelinePlan } from "../../core/timelines.ts";
@@ -169,7 +169,7 @@ export class PrimaryStarter {
     for (;;) {
       // Until they have exited the lock files are not stale, and a start fails on them (then waits
       // 100 ms below): the failover bench lost 0.24 s so in 3 of 5 postmaster kills.
-      const uid = (await lookupOsUser(h.node.osUser)).uid;
+      const uid = await osUidOf(h.node.osUser);
       const killed = await killLeftoversAndWait(h.node.dataDir, uid, LEFTOVER_EXIT_MS, h.clock);
       if (killed > 0) h.log.warn(`killed ${killed} leftover PostgreSQL process(es) of the dead postmaster`);
       const { removed, kept } = clearStaleLocks(h.node.dataDir, uid, join(h.socketDir, `.s.PGSQL.${h.cfg.postgres.port}.lock`));
