@@ -9,7 +9,7 @@ import { dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type H
 import { broken, successorOf } from "../../core/liveness.ts";
 import { furtherPosition, ZERO_POSITION, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
-import { inspectDataDir, lsnCompare, probe, type Probe } from "../../postgres/index.ts";
+import { inspectDataDir, probe, type Probe } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
 import type { Maintenance } from "./durability.ts";
 import type { PgHost } from "./host.ts";
@@ -22,6 +22,7 @@ import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
 import { NotPromoted } from "./primary.ts";
 import { StoppedWal } from "./wal-end.ts";
+import { controlPosition, positionOf } from "./round-position.ts";
 import type { ControlData } from "../../postgres/datadir.ts";
 import { timelinesAbove } from "../../postgres/timeline-files.ts";
 import { PAUSE_STAGGER_MS, ReplayPauseWatch } from "./restart-node.ts";
@@ -354,28 +355,6 @@ export class MonitorRound {
       case "resign": return h.ctx.resign(d.reason, d.to);
     }
   }
-}
-
-function positionOf(info: Awaited<ReturnType<typeof inspectDataDir>>, p: Probe): Position {
-  if (p.up) {
-    const lsn = p.currentLsn ?? maxLsn(p.receiveLsn, p.replayLsn);
-    return lsn ? { timeline: p.timeline, lsn } : ZERO_POSITION;
-  }
-  return info.control ? controlPosition(info.control) : ZERO_POSITION;
-}
-
-/** What pg_control says a stopped server holds: its last checkpoint, or a standby's minimum recovery point. */
-function controlPosition(c: ControlData): Position {
-  // A standby's minimum recovery point is on a timeline of its own (a later one once it replayed past a switch).
-  const minTli = Number(c.raw["Min recovery ending loc's timeline"]);
-  if (minTli > c.timeline && c.minRecoveryEndLsn !== "0/0") return { timeline: minTli, lsn: c.minRecoveryEndLsn };
-  return { timeline: c.timeline, lsn: maxLsn(c.checkpointLsn, c.minRecoveryEndLsn) ?? "0/0" };
-}
-
-function maxLsn(a: string | null, b: string | null): string | null {
-  if (!a) return b;
-  if (!b) return a;
-  return lsnCompare(a, b) >= 0 ? a : b;
 }
 
 /**
