@@ -84,6 +84,10 @@ function bunTest(args: string[]): Promise<{ ok: boolean; skipped: number }> {
 const extra = process.argv.slice(2);
 // Default to test/ unless the caller named files or folders themselves.
 const namesPaths = extra.some((a) => !a.startsWith("-") && existsSync(join(ROOT, a)));
+// One file after the other. `npm test -- --parallel=2` runs two at a time (src/demo/ports.ts gives
+// each bun test worker its own ports): 1,297 s instead of 1,690 s on the 2-core test machine, but
+// there two clusters at once slowed what the e2e tests time (an agent's restart took 1.2 s instead of
+// 0.2 s, past its lease, and a failover followed): the full suite stays serial.
 const testArgs = ["test", ...(namesPaths ? [] : ["./test"]), ...extra];
 const subset = namesPaths || extra.some((a) => a === "-t" || a.startsWith("--test-name-pattern"));
 

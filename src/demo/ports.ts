@@ -23,11 +23,31 @@ function ephemeralStart(): number {
   }
 }
 
+/** Slices of the range: one per worker of `bun test --parallel` (the suite runs two). */
+const SLICES = 8;
+
+/**
+ * Under `bun test --parallel` each worker is a process of its own, and `given` is per process: two
+ * workers could pick one port at once, and the second server to bind it fails. So a worker
+ * (BUN_TEST_WORKER_ID 1, 2, …, inherited by what it starts: the demo, agents) picks from its own
+ * slice of the range only; outside the test runner the whole range.
+ */
+export function pickRange(low: number, top: number, worker: string | undefined): { low: number; top: number } {
+  const id = Number(worker);
+  if (!Number.isInteger(id) || id < 1) return { low, top };
+  const size = Math.floor((top - low) / SLICES);
+  const from = low + ((id - 1) % SLICES) * size;
+  return { low: from, top: from + size };
+}
+
 function candidates(): () => number {
   const top = ephemeralStart();
-  // A range too small to pick from (unusual sysctl): fall back to letting the kernel choose.
-  if (top - LOWEST < 1000) return () => 0;
-  return () => LOWEST + Math.floor(Math.random() * (top - LOWEST));
+  const slice = pickRange(LOWEST, top, process.env.BUN_TEST_WORKER_ID);
+  // A slice too small (an ephemeral range that starts low): the whole range, shared by the workers;
+  // a range too small to pick from (unusual sysctl): let the kernel choose.
+  const r = slice.top - slice.low >= 1000 ? slice : { low: LOWEST, top };
+  if (r.top - r.low < 1000) return () => 0;
+  return () => r.low + Math.floor(Math.random() * (r.top - r.low));
 }
 
 const tcpTry = (host: string, port: number) =>

@@ -213,9 +213,16 @@ export type StopMode = "smart" | "fast" | "immediate";
  * once, and a postmaster still there IMMEDIATE_GRACE_S after SIGQUIT is killed with its children.
  */
 export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60): Promise<boolean> {
-  if (!(await exists(join(n.dataDir, "postmaster.pid")))) return false;
+  const pidFile = join(n.dataDir, "postmaster.pid");
+  if (!(await exists(pidFile))) return false;
+  const uid = await osUidOf(n.osUser);
+  // pg_ctl signals whatever process has the pid the file names. Left by a crash, that pid may
+  // since belong to another process of the OS user (another cluster's server): a file that names
+  // no server of this data directory is stale, and nothing runs to stop.
+  const pid = readPidFile(pidFile);
+  if (pid === null || !isServerOf(pid, n.dataDir, uid)) return false;
   if (mode === "immediate") {
-    const frozen = stoppedProcesses(n.dataDir, await osUidOf(n.osUser));
+    const frozen = stoppedProcesses(n.dataDir, uid);
     if (frozen) return kill(n, `${frozen}: it cannot react to SIGQUIT`);
   }
   const t = mode === "immediate" ? Math.min(timeoutSec, IMMEDIATE_GRACE_S) : timeoutSec;

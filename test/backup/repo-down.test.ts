@@ -2,24 +2,21 @@
 // connection. Real TCP (a port that refuses, then listens) and a real file.
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer, type AddressInfo, type Server } from "node:net";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RepoDownFlag } from "../../src/backup/repo-down.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { memoryLogger } from "../../src/log.ts";
+import { freeTcpPorts } from "../../src/demo/ports.ts";
 
 let dir = "";
 let port = 0;
 let server: Server | null = null;
 
-/** A port nothing listens on now (taken and given back). */
+/** A port nothing listens on now, below the ephemeral range and not the suite's other worker's (src/demo/ports.ts). */
 async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
+  return (await freeTcpPorts(1))[0]!;
 }
 
 function flag(): { f: RepoDownFlag; file: string; log: ReturnType<typeof memoryLogger> } {

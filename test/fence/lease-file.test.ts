@@ -143,14 +143,20 @@ test("HostClock on this host: within /proc/uptime's resolution of it, never ahea
   const lf = new LeaseFile(d, "/data", process.getuid!(), log);
   lf.ensureWatchdog();
   for (let i = 0; i < 50; i++) {
+    // The host clock read before p0 (truncated: at or before the true time then) and, rounded up
+    // to its resolution, after p1 (at or after it): the lease's end, at performance.now() = until,
+    // is on the host clock between h0 + (until - p0) and h1 + (until - p1), however long arm()
+    // took between them (its file write waits on the disk: 40 ms and more on a loaded machine).
+    const h0 = hostMonotonicMs();
     const p0 = performance.now();
     const until = p0 + 1000 + i * 60; // each an extension of ≥ 50 ms: written
     lf.arm(3, until);
-    const h1 = hostMonotonicMs() + 10; // the host clock, rounded up to its resolution, just after
+    const p1 = performance.now();
+    const h1 = hostMonotonicMs() + 10;
     const deadline = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
-    // The lease ends at performance.now() = until: on the host clock at most h1 + (until - p0).
-    expect(deadline).toBeLessThanOrEqual(h1 + (until - p0));
-    expect(deadline).toBeGreaterThanOrEqual(h1 + (until - p0) - 40); // the clock's steps and the calls between
+    expect(deadline).toBeLessThanOrEqual(h1 + (until - p1)); // never later than the lease end
+    // Not much earlier either: the clock's 10 ms steps (its offset's and h0's) and the rate margin.
+    expect(deadline).toBeGreaterThanOrEqual(h0 + (until - p0) - 40);
   }
 });
 

@@ -18,11 +18,12 @@ import postgres from "postgres";
 import { stringify } from "smol-toml";
 import { z } from "zod";
 import { BINARY, ROOT } from "../../scripts/build.ts";
+import { isServerOf } from "../../src/postgres/orphans.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { agentBinary, nodeStatusSchema, type NodeStatus } from "./agents.ts";
 import { createLab, labSupported, type Host, type Lab } from "./lab.ts";
 import { PG_OS_USER, pgBins, pgSkipReason } from "./pg.ts";
-import { asUser, assertRunsAs, onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
+import { asUser, assertRunsAs, lookupUser, onExitCleanup, type Proc, type RunResult, waitFor, type WaitForOptions } from "./proc.ts";
 import { replicationTlsProblem } from "./replication-tls.ts";
 import { startBackend } from "./backend.ts";
 
@@ -109,6 +110,11 @@ export class ClusterNode {
     this.configPath = join(this.dir, "pgherd.toml");
     this.logFile = join(artifacts, `${name}.log`);
     this.pgLogFile = join(this.dir, `${clusterName}-${name}-postgresql.log`);
+  }
+
+  /** In a failed expect(): the node's name, not thousands of lines of its host, lab and processes. */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `ClusterNode(${this.name})`;
   }
 
   get ip(): string {
@@ -224,16 +230,15 @@ export class ClusterNode {
     return dir;
   }
 
-  /** pid of a live postmaster serving the data dir, else null. */
+  /**
+   * pid of a live postmaster serving the data dir, else null. Checked, not only alive: a file left
+   * by a killed postmaster names a pid the kernel hands out again (pid_max 32768 here), and the
+   * suite's other worker runs servers and agents as the same user meanwhile.
+   */
   postmasterPid(): number | null {
     const pid = Number(this.postmasterFile()?.[0]);
-    if (!Number.isInteger(pid) || pid <= 0) return null;
-    try {
-      process.kill(pid, 0);
-      return pid;
-    } catch {
-      return null;
-    }
+    if (!Number.isInteger(pid) || pid <= 1) return null;
+    return isServerOf(pid, this.dataDir, lookupUser(PG_OS_USER).uid) ? pid : null;
   }
 
   private postmasterFile(): string[] | null {

@@ -7,6 +7,7 @@ import { freeTcpPorts } from "../../src/demo/ports.ts";
 import type { Logger } from "../../src/log.ts";
 import { findBinDir, type PgBins } from "../../src/postgres/binaries.ts";
 import { stop, type PgNode } from "../../src/postgres/ctl.ts";
+import { isServerOf } from "../../src/postgres/orphans.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
 import { onExitCleanup } from "./proc.ts";
 
@@ -41,8 +42,10 @@ export async function pgScratch(tag: string): Promise<Scratch> {
   const killAll = () => {
     for (const n of nodes) {
       try {
+        // Only the server of this data directory: a file a killed postmaster left names a pid the
+        // kernel may have given to another process since (the suite's other worker runs servers).
         const pid = Number(readFileSync(join(n.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-        if (pid > 0) process.kill(pid, "SIGQUIT");
+        if (pid > 1 && isServerOf(pid, n.dataDir, u.uid)) process.kill(pid, "SIGQUIT");
       } catch { /* not running */ }
     }
     rmSync(root, { recursive: true, force: true });

@@ -7,6 +7,7 @@ import {
 import { decodeAnnouncement, encodeAnnouncement } from "../../src/net/beacon-codec.ts";
 import { ReplayCache } from "../../src/net/replay-cache.ts";
 import { nid, waitFor } from "./helpers.ts";
+import { freeUdpPort } from "../../src/demo/ports.ts";
 
 const CLUSTER = "beacon-test";
 const SECRET = "beacon-secret";
@@ -18,14 +19,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A currently free UDP port (tiny race with other processes is acceptable for a test). */
-async function freePort(): Promise<number> {
-  const s = dgram.createSocket("udp4");
-  await new Promise<void>((r) => s.bind(0, "0.0.0.0", () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+/** A free UDP port, not one the suite's other worker picks (src/demo/ports.ts). */
+const freePort = freeUdpPort;
 
 interface Node {
   beacon: Beacon;

@@ -801,6 +801,24 @@ describe("PostgreSQL controller on real servers", () => {
     }
   }, 60_000);
 
+  test("stop on a postmaster.pid left by a crash whose pid a process of the OS user now has: no signal, nothing running", async () => {
+    // pg_ctl stop signals the pid the file names whenever a process has it; as the OS user it can
+    // reach that user's processes (another cluster's server): stop() checks the process first.
+    const u = await lookupOsUser(PG_OS_USER);
+    const victim = spawn("sleep", ["60"], { cwd: s.root, uid: u.uid, gid: u.gid, stdio: "ignore" });
+    try {
+      await waitFor(() => { try { return readlinkSync(`/proc/${victim.pid}/exe`).endsWith("/sleep"); } catch { return false; } }, { timeoutMs: 5000, what: "the OS user's process to run" });
+      await writeFile(join(other.dataDir, "postmaster.pid"), `${victim.pid}\n${other.dataDir}\n0\n${ports.o}\n${s.socketDir}\n127.0.0.1\n0 0\nready\n`);
+      for (const mode of ["fast", "immediate"] as const) expect(await stop(other, mode)).toBe(false);
+      expect(pidAlive(victim.pid!)).toBe(true);
+      expect(victim.exitCode).toBeNull();
+      expect(victim.signalCode).toBeNull();
+    } finally {
+      victim.kill("SIGKILL");
+      rmSync(join(other.dataDir, "postmaster.pid"), { force: true });
+    }
+  }, 30_000);
+
   test("an idle monitoring connection hears the server end it the moment its postmaster is SIGKILLed (before the backend exits and it closes): the watch reports it within ms", async () => {
     const pidFile = join(standby.dataDir, "postmaster.pid");
     const gone: Array<{ pid: number; at: number }> = [];

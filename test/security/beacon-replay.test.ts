@@ -4,7 +4,6 @@
 // Real beacons and meshes on loopback, wired by the agent's createTransport into a real PeerTable.
 import { afterEach, expect, test } from "bun:test";
 import dgram from "node:dgram";
-import net from "node:net";
 import { createTransport } from "../../src/agent/transport.ts";
 import { PeerTable } from "../../src/agent/peers.ts";
 import { configSchema } from "../../src/config/schema.ts";
@@ -12,6 +11,7 @@ import { memoryLogger } from "../../src/log.ts";
 import { encodeAnnouncement } from "../../src/net/beacon-codec.ts";
 import { nid, waitFor } from "../net/helpers.ts";
 import { freeUdpPort } from "../net/helpers.ts";
+import { freeTcpPorts } from "../../src/demo/ports.ts";
 
 const SECRET = "replay-test-secret-0123456789abcdef";
 const cleanup: Array<() => unknown> = [];
@@ -26,12 +26,9 @@ async function udp(host: string, port = 0): Promise<dgram.Socket> {
   return s;
 }
 
+/** Below the ephemeral range, never one the suite's other worker picks (src/demo/ports.ts). */
 async function freeTcpPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
+  return (await freeTcpPorts(1))[0]!;
 }
 
 /** One agent's transport (node id nid(label)): beacon on `port` announcing to `peers`, mesh on a free port (loopback, or `listenHost`). */

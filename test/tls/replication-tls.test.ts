@@ -144,8 +144,10 @@ describe("replication TLS on real PostgreSQL", () => {
     const upstream = buildConninfo({ host: "127.0.0.1", port: ports.p, user: REPL, passfile, applicationName: "s1", extra: await tls.client() });
     await writeManagedConfig(managed(standby, ports.s, { standby: true, conninfo: upstream }));
     await start(standby, { logFile: `${standby.dataDir}.log`, timeoutSec: 30 });
+    // The walsender's row comes in state "startup" and turns "streaming" once the standby asks for
+    // WAL: wait for that, not for the row (on a loaded machine the test read "startup").
     const row = await waitFor(async () => (await pdb.query("walsender", (sql) =>
-      sql`SELECT r.state, s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.application_name = 's1'`))[0], { timeoutMs: 20_000, what: "the standby to stream" });
+      sql`SELECT r.state, s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.application_name = 's1' AND r.state = 'streaming'`))[0], { timeoutMs: 20_000, what: "the standby to stream" });
     expect(row).toEqual({ state: "streaming", ssl: true });
     await stop(standby, "fast", 30);
     expect(await rewind({ bins: standby.bins, osUser: PG_OS_USER, log, dataDir: standby.dataDir, host: "127.0.0.1", port: ports.p, user: REPL, passfile, tls: await tls.client(), timeoutMs: 60_000 }))
