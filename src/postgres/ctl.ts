@@ -11,7 +11,7 @@ import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
 import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, type Owner } from "./fsutil.ts";
 import { stoppedProcesses } from "./liveness-obs.ts";
 import { errno } from "./safedir-walk.ts";
-import { isServerOf, killServer, leftoverProcesses, readPidFile } from "./orphans.ts";
+import { isServerOf, killServer, leftoverProcesses, procLinksUnreadable, readPidFile, rootWithoutPtrace } from "./orphans.ts";
 import { lookupOsUser, osUidOf } from "./users.ts";
 
 /** An immediate stop waits this long for the postmaster to react to SIGQUIT before SIGKILL. */
@@ -168,6 +168,26 @@ async function stoppedInPidFile(dataDir: string, ms: number): Promise<boolean> {
 
 const STOP_POLL_MS = 5;
 
+/** `pid` exited and its parent has not reaped it yet: the pid is still in use. */
+function zombie(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if (errno(e) !== "EPERM") return false;
+  }
+  return !pidAlive(pid);
+}
+
+/** True once `pid` is no zombie (reaped, or never one), false if it still is after `ms`. */
+async function reapedWithin(pid: number, ms: number): Promise<boolean> {
+  const until = performance.now() + ms;
+  while (zombie(pid)) {
+    if (performance.now() > until) return false;
+    await Bun.sleep(STOP_POLL_MS);
+  }
+  return true;
+}
+
 /** A regular file's first 4 KiB, opened without following a link or blocking on a FIFO (the data directory is the OS user's); null otherwise. */
 function readSmallRegularFile(path: string): string | null {
   let fd: number;
@@ -217,10 +237,27 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
   if (!(await exists(pidFile))) return false;
   const uid = await osUidOf(n.osUser);
   // pg_ctl signals whatever process has the pid the file names. Left by a crash, that pid may
-  // since belong to another process of the OS user (another cluster's server): a file that names
-  // no server of this data directory is stale, and nothing runs to stop.
+  // since belong to another process of the OS user (another cluster's server): pg_ctl is run only
+  // for this data directory's server. (A file without a usable pid, a single-user server's
+  // included, is left to pg_ctl, which says what it is.)
   const pid = readPidFile(pidFile);
-  if (pid === null || !isServerOf(pid, n.dataDir, uid)) return false;
+  if (pid !== null && !isServerOf(pid, n.dataDir, uid)) {
+    // Not known to be another process: the links of a live one cannot be read (root without
+    // CAP_SYS_PTRACE, a security module). Nothing is signalled, and the stop is not taken as done.
+    const unreadable = pidAlive(pid) ? procLinksUnreadable(pid, uid) ?? (rootWithoutPtrace() ? "root without CAP_SYS_PTRACE" : null) : null;
+    if (unreadable) throw new PgCtlError("stop-failed", `stop of ${n.dataDir}: pid ${pid} (postmaster.pid) cannot be checked (${unreadable}): not signalled`);
+    // The postmaster is gone (a zombie included): an immediate stop (a fence) still ends the
+    // processes it started that still run there; otherwise nothing runs to stop, as pg_ctl said.
+    const left = leftoverProcesses(n.dataDir, uid).length;
+    if (mode === "immediate" && left > 0) return kill(n, `its postmaster (pid ${pid} in postmaster.pid) is gone, ${left} of its processes still run`);
+    // One that exited a moment ago (killed by a fence) may still be a zombie, its pid in use until
+    // its parent (init, mostly) reaps it, and PostgreSQL refuses a lock file naming a pid in use (a
+    // start; pg_rewind's single-user crash recovery): a stop that is followed by one waits for that.
+    if (mode !== "immediate" && !(await reapedWithin(pid, timeoutSec * 1000))) {
+      throw new PgCtlError("stop-failed", `pg_ctl stop -m ${mode} of ${n.dataDir}: its postmaster (pid ${pid}) exited but was not reaped within ${timeoutSec} s`);
+    }
+    return false;
+  }
   if (mode === "immediate") {
     const frozen = stoppedProcesses(n.dataDir, uid);
     if (frozen) return kill(n, `${frozen}: it cannot react to SIGQUIT`);

@@ -80,6 +80,7 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
     const h = await waitReplicating(c!, 60_000);
     const p = h.primary;
     const pids = new Map(c!.nodes.map((n) => [n.name, n.postmasterPid()]));
+    expect([...pids.values()].filter((p) => p === null)).toEqual([]);
     const pid = (await inForce(p)).id;
     const marks = new Map(c!.nodes.map((n) => [n.name, logMark(n)]));
     expect(await leaderKey(etcdHosts[0]!, c!.name)).toBeNull();
@@ -120,6 +121,7 @@ describe("live consensus migration builtin → etcd → builtin under a writer",
     const h = await waitReplicating(c!, 60_000);
     const p = h.primary;
     const pm = p.postmasterPid();
+    expect(pm).not.toBeNull();
     const w = new Writer([p]);
     w.start();
     try {

@@ -64,6 +64,7 @@ describeCluster("bootstrap errors with real agents", {
     expect(before["global/pg_control"]).toBeDefined();
 
     const primaryPid = n1.postmasterPid();
+    expect(primaryPid).not.toBeNull();
     const mark = n1.mark();
     await n2.start();
     const line = await n2.agent!.waitForLine(/refusing: .*another cluster.*system identifier/, 60_000);

@@ -197,6 +197,7 @@ describe("automatic bootstrap with real PostgreSQL", () => {
     const before = cluster();
     const rows = await count(before.primary);
     const postmaster = before.primary.postmasterPid();
+    expect(postmaster).not.toBeNull();
     const marks = c.nodes.map((n) => n.mark());
     const n4 = await c.addNode();
     const t0 = performance.now();
