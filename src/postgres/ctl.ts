@@ -1,7 +1,7 @@
 // Server lifecycle through initdb and pg_ctl, always as os_user. Settings live in pgherd.conf,
 // so no -o options are passed. Failures become a PgCtlError whose `kind` lets the caller choose a
 // reaction (adopt, back off, report) rather than retrying blindly.
-import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readSync } from "node:fs";
+import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
@@ -11,7 +11,7 @@ import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
 import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, type Owner } from "./fsutil.ts";
 import { stoppedProcesses } from "./liveness-obs.ts";
 import { errno } from "./safedir-walk.ts";
-import { isServerOf, killServer, leftoverProcesses, procLinksUnreadable, readPidFile, rootWithoutPtrace } from "./orphans.ts";
+import { isServerOf, killServer, leftoverProcesses, procLinksUnreadable, readPidFile } from "./orphans.ts";
 import { lookupOsUser, osUidOf } from "./users.ts";
 
 /** An immediate stop waits this long for the postmaster to react to SIGQUIT before SIGKILL. */
@@ -168,14 +168,17 @@ async function stoppedInPidFile(dataDir: string, ms: number): Promise<boolean> {
 
 const STOP_POLL_MS = 5;
 
-/** `pid` exited and its parent has not reaped it yet: the pid is still in use. */
+/** How long a stop waits for an exited postmaster to be reaped. */
+const REAP_WAIT_S = 3;
+
+/** `pid` exited and its parent has not reaped it yet (state Z): the pid is still in use. False when that cannot be read. */
 function zombie(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if (errno(e) !== "EPERM") return false;
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return false;
   }
-  return !pidAlive(pid);
 }
 
 /** True once `pid` is no zombie (reaped, or never one), false if it still is after `ms`. */
@@ -244,7 +247,7 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
   if (pid !== null && !isServerOf(pid, n.dataDir, uid)) {
     // Not known to be another process: the links of a live one cannot be read (root without
     // CAP_SYS_PTRACE, a security module). Nothing is signalled, and the stop is not taken as done.
-    const unreadable = pidAlive(pid) ? procLinksUnreadable(pid, uid) ?? (rootWithoutPtrace() ? "root without CAP_SYS_PTRACE" : null) : null;
+    const unreadable = pidAlive(pid) ? procLinksUnreadable(pid, uid) : null;
     if (unreadable) throw new PgCtlError("stop-failed", `stop of ${n.dataDir}: pid ${pid} (postmaster.pid) cannot be checked (${unreadable}): not signalled`);
     // The postmaster is gone (a zombie included): an immediate stop (a fence) still ends the
     // processes it started that still run there; otherwise nothing runs to stop, as pg_ctl said.
@@ -252,9 +255,11 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
     if (mode === "immediate" && left > 0) return kill(n, `its postmaster (pid ${pid} in postmaster.pid) is gone, ${left} of its processes still run`);
     // One that exited a moment ago (killed by a fence) may still be a zombie, its pid in use until
     // its parent (init, mostly) reaps it, and PostgreSQL refuses a lock file naming a pid in use (a
-    // start; pg_rewind's single-user crash recovery): a stop that is followed by one waits for that.
-    if (mode !== "immediate" && !(await reapedWithin(pid, timeoutSec * 1000))) {
-      throw new PgCtlError("stop-failed", `pg_ctl stop -m ${mode} of ${n.dataDir}: its postmaster (pid ${pid}) exited but was not reaped within ${timeoutSec} s`);
+    // start; pg_rewind's single-user crash recovery): a stop that is followed by one waits for that,
+    // a few seconds at most (the caller's next try comes after its backoff).
+    const wait = Math.min(timeoutSec, REAP_WAIT_S);
+    if (mode !== "immediate" && !(await reapedWithin(pid, wait * 1000))) {
+      throw new PgCtlError("stop-failed", `pg_ctl stop -m ${mode} of ${n.dataDir}: its postmaster (pid ${pid}) exited but was not reaped within ${wait} s`);
     }
     return false;
   }

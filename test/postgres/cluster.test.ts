@@ -29,6 +29,7 @@ import { SlotKeeper } from "../../src/agent/pg/slots.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { PrimaryStarter } from "../../src/agent/pg/primary.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
+import { uidOf } from "../../src/postgres/orphans.ts";
 import { lsnDiff } from "../../src/postgres/lsn.ts";
 import { freePort, PG_OS_USER, pgScratch, pgSkipReason, type Scratch } from "../helpers/pg.ts";
 import { requireReal } from "../helpers/require.ts";
@@ -807,8 +808,7 @@ describe("PostgreSQL controller on real servers", () => {
     const u = await lookupOsUser(PG_OS_USER);
     const victim = spawn("sleep", ["60"], { cwd: s.root, uid: u.uid, gid: u.gid, stdio: "ignore" });
     try {
-      // Exec'd and running as the OS user (its uid set before the exec).
-      await waitFor(() => { try { return readlinkSync(`/proc/${victim.pid}/cwd`) === realpathSync(s.root); } catch { return false; } }, { timeoutMs: 5000, what: "the OS user's process to run" });
+      await waitFor(() => { try { return uidOf(victim.pid!) === u.uid && readlinkSync(`/proc/${victim.pid}/cwd`) === realpathSync(s.root); } catch { return false; } }, { timeoutMs: 5000, what: "the OS user's process to run" });
       await writeFile(join(other.dataDir, "postmaster.pid"), `${victim.pid}\n${other.dataDir}\n0\n${ports.o}\n${s.socketDir}\n127.0.0.1\n0 0\nready\n`);
       for (const mode of ["fast", "immediate"] as const) expect(await stop(other, mode)).toBe(false);
       expect(pidAlive(victim.pid!)).toBe(true);
@@ -840,8 +840,9 @@ describe("PostgreSQL controller on real servers", () => {
     }
     // A postmaster killed a moment ago may still be a zombie, its parent not having reaped it: its
     // pid stays in use and PostgreSQL refuses the lock file until then (pg_rewind after a fence
-    // failed so in CI187). A fast stop waits for the reap, and fails when it does not come.
-    const holder = spawn("sh", ["-c", "sleep 60 & echo $!; exec sleep 60"], { cwd: s.root, uid: u.uid, gid: u.gid, stdio: ["ignore", "pipe", "ignore"] });
+    // failed so in CI187). A fast stop waits for the reap, a few seconds at most. The parent here
+    // reaps its child when told to (a line on its stdin), then waits for its end.
+    const holder = spawn("/usr/bin/python3", ["-c", "import os, sys\np = os.fork()\nif p == 0: os.execvp('sleep', ['sleep', '60'])\nprint(p, flush=True)\nsys.stdin.readline()\nos.waitpid(p, 0)\nsys.stdin.readline()\n"], { cwd: s.root, uid: u.uid, gid: u.gid, stdio: ["pipe", "pipe", "ignore"] });
     try {
       const child = Number(await new Promise<string>((resolve) => holder.stdout!.once("data", (d) => resolve(String(d).trim()))));
       process.kill(child, "SIGKILL");
@@ -850,10 +851,11 @@ describe("PostgreSQL controller on real servers", () => {
       await writeFile(join(other.dataDir, "postmaster.pid"), `${child}\n${other.dataDir}\n0\n${ports.o}\n${s.socketDir}\n127.0.0.1\n0 0\nready\n`);
       await expect(stop(other, "fast", 1)).rejects.toThrow(/exited but was not reaped within 1 s/);
       expect(state()).toBe("Z");
-      const stopping = stop(other, "fast", 30);
-      holder.kill("SIGKILL"); // the zombie goes to init, which reaps it
+      const stopping = stop(other, "fast");
+      holder.stdin!.write("reap\n");
       expect(await stopping).toBe(false);
       expect(state()).toBe("gone");
+      expect(await stop(other, "immediate")).toBe(false); // nothing of it left: nothing to kill either
     } finally {
       holder.kill("SIGKILL");
       rmSync(join(other.dataDir, "postmaster.pid"), { force: true });
