@@ -1,7 +1,7 @@
 // Server lifecycle through initdb and pg_ctl, always as os_user. Settings live in pgherd.conf,
 // so no -o options are passed. Failures become a PgCtlError whose `kind` lets the caller choose a
 // reaction (adopt, back off, report) rather than retrying blindly.
-import { closeSync, constants as C, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
+import { lstatSync, readdirSync } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
@@ -10,7 +10,7 @@ import { inspectDataDir, pidAlive, readPostmasterPid } from "./datadir.ts";
 import { runTool, runToolOk, stderrTail, type ToolResult } from "./exec.ts";
 import { ensureDir, exists, prepareOwnedFile, readFileSafe, writeFileAtomic, type Owner } from "./fsutil.ts";
 import { stoppedProcesses } from "./liveness-obs.ts";
-import { errno } from "./safedir-walk.ts";
+import { readyInPidFile, REAP_WAIT_S, reapedWithin, stoppedInPidFile } from "./pid-file-waits.ts";
 import { isServerOf, killServer, leftoverProcesses, procLinksUnreadable, readPidFile } from "./orphans.ts";
 import { lookupOsUser, osUidOf } from "./users.ts";
 
@@ -130,86 +130,6 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
   throw err;
 }
 
-/** Resolves "ready" once postmaster.pid names a live server started after `sinceMs` that is ready (or a ready hot standby), as pg_ctl -w checks; never resolves otherwise. */
-async function readyInPidFile(dataDir: string, sinceMs: number, watch: { on: boolean }): Promise<"ready"> {
-  const file = join(dataDir, "postmaster.pid");
-  for (;;) {
-    await Bun.sleep(READY_POLL_MS);
-    if (!watch.on) return new Promise<never>(() => undefined);
-    const text = readSmallRegularFile(file);
-    if (text === null) continue;
-    const l = text.split("\n");
-    const status = l[7]?.trim();
-    // pg_ctl allows 2 s of clock skew between its start and the postmaster's.
-    if ((status === "ready" || status === "standby") && Number(l[2]) >= Math.floor(sinceMs / 1000) - 2 && pidAlive(Number(l[0]))) return "ready";
-  }
-}
-
-const READY_POLL_MS = 5;
-
-/**
- * After the stop signal: true once postmaster.pid is gone (the postmaster removes it last, after
- * every child exited and the shutdown checkpoint was written), false if its postmaster died
- * leaving the file or `ms` passed. pg_ctl -w's wait_for_postmaster_stop, looking every STOP_POLL_MS.
- */
-async function stoppedInPidFile(dataDir: string, ms: number): Promise<boolean> {
-  const file = join(dataDir, "postmaster.pid");
-  // Gone means ENOENT only, as pg_ctl reads it: a file that cannot be read for another reason is not gone.
-  const gone = () => lstat(file).then(() => false, (e) => errno(e) === "ENOENT");
-  const until = performance.now() + ms;
-  for (;;) {
-    const pid = readPidFile(file);
-    if (pid === null && (await gone())) return true;
-    if (pid !== null && !pidAlive(pid)) return gone();
-    if (performance.now() > until) return false;
-    await Bun.sleep(STOP_POLL_MS);
-  }
-}
-
-const STOP_POLL_MS = 5;
-
-/** How long a stop waits for an exited postmaster to be reaped. */
-const REAP_WAIT_S = 3;
-
-/** `pid` exited and its parent has not reaped it yet (state Z): the pid is still in use. False when that cannot be read. */
-function zombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
-  } catch {
-    return false;
-  }
-}
-
-/** True once `pid` is no zombie (reaped, or never one), false if it still is after `ms`. */
-async function reapedWithin(pid: number, ms: number): Promise<boolean> {
-  const until = performance.now() + ms;
-  while (zombie(pid)) {
-    if (performance.now() > until) return false;
-    await Bun.sleep(STOP_POLL_MS);
-  }
-  return true;
-}
-
-/** A regular file's first 4 KiB, opened without following a link or blocking on a FIFO (the data directory is the OS user's); null otherwise. */
-function readSmallRegularFile(path: string): string | null {
-  let fd: number;
-  try {
-    fd = openSync(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
-  } catch {
-    return null;
-  }
-  try {
-    if (!fstatSync(fd).isFile()) return null;
-    const buf = Buffer.alloc(4096);
-    return buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString("latin1");
-  } catch {
-    return null;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** Classify a failed pg_ctl start from its stderr and the server log it wrote (LC_ALL=C: English). */
 function startError(n: PgNode, res: ToolResult, serverLog: string, t: number): PgCtlError {
   const both = `${res.stderr}\n${serverLog}`;
@@ -251,8 +171,10 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
     if (unreadable) throw new PgCtlError("stop-failed", `stop of ${n.dataDir}: pid ${pid} (postmaster.pid) cannot be checked (${unreadable}): not signalled`);
     // The postmaster is gone (a zombie included): an immediate stop (a fence) still ends the
     // processes it started that still run there; otherwise nothing runs to stop, as pg_ctl said.
-    const left = leftoverProcesses(n.dataDir, uid).length;
-    if (mode === "immediate" && left > 0) return kill(n, `its postmaster (pid ${pid} in postmaster.pid) is gone, ${left} of its processes still run`);
+    if (mode === "immediate") {
+      const left = leftoverProcesses(n.dataDir, uid).length;
+      if (left > 0) return kill(n, uid, `its postmaster (pid ${pid} in postmaster.pid) is gone, ${left} of its processes still run`);
+    }
     // One that exited a moment ago (killed by a fence) may still be a zombie, its pid in use until
     // its parent (init, mostly) reaps it, and PostgreSQL refuses a lock file naming a pid in use (a
     // start; pg_rewind's single-user crash recovery): a stop that is followed by one waits for that,
@@ -265,7 +187,7 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
   }
   if (mode === "immediate") {
     const frozen = stoppedProcesses(n.dataDir, uid);
-    if (frozen) return kill(n, `${frozen}: it cannot react to SIGQUIT`);
+    if (frozen) return kill(n, uid, `${frozen}: it cannot react to SIGQUIT`);
   }
   const t = mode === "immediate" ? Math.min(timeoutSec, IMMEDIATE_GRACE_S) : timeoutSec;
   // pg_ctl only signals (-W); stoppedInPidFile waits as pg_ctl -w would, but looks every
@@ -277,14 +199,13 @@ export async function stop(n: PgNode, mode: StopMode = "fast", timeoutSec = 60):
   const signalled = res.code === 0 && !res.timedOut;
   if (signalled && (await stoppedInPidFile(n.dataDir, t * 1000))) return true;
   if (!(await status(n)).running) return false;
-  if (mode === "immediate") return kill(n, `no reaction to SIGQUIT within ${t} s`);
+  if (mode === "immediate") return kill(n, uid, `no reaction to SIGQUIT within ${t} s`);
   const why = signalled ? `the server did not shut down within ${t} s` : stderrTail(res.stderr) || `exit ${res.code}`;
   throw new PgCtlError("stop-failed", `pg_ctl stop -m ${mode} of ${n.dataDir} failed: ${why}`);
 }
 
 /** SIGKILL the server and wait (2 s at most) until none of its processes is left. */
-async function kill(n: PgNode, why: string): Promise<boolean> {
-  const uid = await osUidOf(n.osUser);
+async function kill(n: PgNode, uid: number, why: string): Promise<boolean> {
   const count = killServer(n.dataDir, uid);
   n.log.warn(`PostgreSQL in ${n.dataDir}: ${why}; killed ${count} process(es) with SIGKILL`);
   for (let i = 0; i < 40 && leftoverProcesses(n.dataDir, uid).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
