@@ -13,10 +13,10 @@ import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostMonotonicMs } from "../../src/fence/clock.ts";
-import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
+import { lookupOsUser } from "../../src/postgres/users.ts";
 import { freePort, PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
-import { requireReal } from "../helpers/require.ts";
+import { requireReal, rootWithPtraceMissing } from "../helpers/require.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 const kids: ChildProcess[] = [];
@@ -43,7 +43,7 @@ function dropInCaps(): string[] {
  * said, and the server's end.
  */
 async function fenceUnder(caps: string[], name: string, o: { named?: number; asPostgres?: boolean; linkedToNobody?: boolean; osUid?: number } = {}): Promise<{ said: string[]; start: string; signal: NodeJS.Signals | null }> {
-  requireReal("the root drop-in's watchdog test", !isRoot() ? "needs root" : !["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null);
+  requireReal("the root drop-in's watchdog test", rootWithPtraceMissing() ?? (!["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null));
   const pg = await lookupOsUser(PG_OS_USER);
   const base = join(dir, name);
   const [state, real, bin] = ["state", "data", "bin"].map((d) => join(base, d)) as [string, string, string];
@@ -127,7 +127,7 @@ test("a lease naming the PostgreSQL user: another user's server, linked in place
 }, 60_000);
 
 test("a root agent without CAP_SYS_PTRACE refuses to start, naming the capability", async () => {
-  requireReal("the root drop-in's agent test", !isRoot() ? "needs root" : !["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null);
+  requireReal("the root drop-in's agent test", rootWithPtraceMissing() ?? (!["/usr/bin/setpriv", "/bin/setpriv"].some(existsSync) ? "setpriv not installed" : null));
   const base = join(dir, "agent");
   mkdirSync(join(base, "state"), { recursive: true, mode: 0o700 });
   const config = join(base, "pgherd.toml");

@@ -7,9 +7,10 @@ import { freeTcpPorts } from "../../src/demo/ports.ts";
 import type { Logger } from "../../src/log.ts";
 import { findBinDir, type PgBins } from "../../src/postgres/binaries.ts";
 import { stop, type PgNode } from "../../src/postgres/ctl.ts";
-import { isServerOf, rootWithoutPtrace } from "../../src/postgres/orphans.ts";
+import { isServerOf } from "../../src/postgres/orphans.ts";
 import { isRoot, lookupOsUser } from "../../src/postgres/users.ts";
 import { onExitCleanup } from "./proc.ts";
+import { rootWithPtraceMissing } from "./require.ts";
 
 export const PG_OS_USER = "postgres";
 
@@ -23,7 +24,7 @@ export const pgSkipReason: string | null = !isRoot()
     ? "no PostgreSQL binaries found (pg_config / /usr/lib/postgresql/*/bin)"
     : !hasUser ? `OS user ${PG_OS_USER} does not exist`
       // The servers' processes are checked through /proc before any signal (src/postgres/orphans.ts).
-      : rootWithoutPtrace() ? "root without CAP_SYS_PTRACE cannot read the postgres user's /proc links (a container's default): run the tests with it" : null;
+      : rootWithPtraceMissing();
 
 export interface Scratch {
   root: string;

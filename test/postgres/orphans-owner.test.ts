@@ -13,6 +13,9 @@ import { clearStaleLocks } from "../../src/postgres/stale-locks.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
+import { requireReal, rootWithPtraceMissing } from "../helpers/require.ts";
+
+requireReal("the leftover-process tests", rootWithPtraceMissing());
 
 const kids: ChildProcess[] = [];
 const dir = mkdtempSync(join(tmpdir(), "pgherd-orphans-"));
@@ -28,7 +31,7 @@ function backendLike(uid: number, gid: number, cwd = dir): number {
   return k.pid!;
 }
 
-test.skipIf(process.getuid?.() !== 0)("leftovers are the OS user's postgres processes only", async () => {
+test("leftovers are the OS user's postgres processes only", async () => {
   const pg = await lookupOsUser(PG_OS_USER);
   const data = join(dir, "data");
   mkdirSync(data);
@@ -45,7 +48,7 @@ test.skipIf(process.getuid?.() !== 0)("leftovers are the OS user's postgres proc
   expect(leftoverProcesses(data, 65534)).toEqual([]);
 });
 
-test.skipIf(process.getuid?.() !== 0)("another user's cluster linked in place of the data directory has no leftovers", async () => {
+test("another user's cluster linked in place of the data directory has no leftovers", async () => {
   const pg = await lookupOsUser(PG_OS_USER);
   const parent = join(dir, "parent"); // the OS user's, as /var/lib/postgresql is
   const theirDir = join(dir, "theirs");
@@ -76,7 +79,7 @@ function lockFile(file: string, pid: number, uid: number, gid: number): void {
   chownSync(file, uid, gid);
 }
 
-test.skipIf(process.getuid?.() !== 0)("stale lock files are removed only when they are the OS user's, in its data directory, reached without another user's link", async () => {
+test("stale lock files are removed only when they are the OS user's, in its data directory, reached without another user's link", async () => {
   const pg = await lookupOsUser(PG_OS_USER);
   const base = join(dir, "locks"); // root's, 0755: a link here is root's too
   const [data, sock, theirs, parent] = ["data", "sock", "theirs", "pg-parent"].map((d) => join(base, d)) as [string, string, string, string];
@@ -116,7 +119,7 @@ test.skipIf(process.getuid?.() !== 0)("stale lock files are removed only when th
   expect(clearStaleLocks(data, pg.uid, join(sock, "absent.lock"))).toEqual(none);
 });
 
-test.skipIf(process.getuid?.() !== 0)("a server of the OS user's own, working in another user's directory linked in place of the data directory, is not taken for its server", async () => {
+test("a server of the OS user's own, working in another user's directory linked in place of the data directory, is not taken for its server", async () => {
   // The process-uid check alone would accept it: the data directory's owner is checked too.
   const pg = await lookupOsUser(PG_OS_USER);
   const base = join(dir, "own-in-theirs");
