@@ -171,7 +171,7 @@ export class Agent {
     });
     this.actions = new ActionRunner(this.host, log.withTag("action"), members);
     this.router = new MessageRouter({
-      log, consensus: this.consensus, secrets: this.secretsShared.store, peers: this.peers, mesh: () => this.mesh, host: () => this.host, flags: this.flags,
+      log, self: this.nodeId, consensus: this.consensus, secrets: this.secretsShared.store, peers: this.peers, mesh: () => this.mesh, host: () => this.host, flags: this.flags,
       dynamic: this.dynamic, history: this.historyLog, views: this.views, reports: this.reports, loop: () => this.loop, localView: () => this.localView(),
       runAsLeader: (req, from) => req.kind === "consensus-migrate" ? this.migration.start(req.to) : this.migrationRefuses(req) ?? this.actions.runAsLeader(req, from).then((r) => this.state.flagsStored(r)),
       stopped: () => this.stopped, safe: (f) => this.safe(f), now, migrate: (peer, m) => this.migration.receive(peer, m),

@@ -16,10 +16,12 @@ import type { AgentMsg } from "./messages.ts";
 import type { MigrateMsg } from "../consensus/migrate-msgs.ts";
 import type { PeerTable } from "./peers.ts";
 import type { Exclusion } from "../core/sync-exclusion.ts";
-import type { LoopControl } from "./pg/context.ts";
+import { slotFor, type LoopControl } from "./pg/context.ts";
 
 export interface RouterDeps {
   log: Logger;
+  /** This node's id. */
+  self: string;
   consensus: Consensus;
   secrets: SecretsStore;
   peers: PeerTable;
@@ -142,7 +144,8 @@ export class MessageRouter {
     this.d.exclusionHeard(peer, msg.exclusion ?? null, msg);
     this.d.flags.adopt(msg, this.d.log);
     if (F.leaderPrimaryBack(before, msg.pg)) this.d.loop()?.primaryBack();
-    else if (!before && msg.pg) this.d.loop()?.kick(); // the leader's server first known here (a restart, a new leader): decide now
+    // The leader's server first known here (a restart, a new leader), or this node's slot just created: decide now.
+    else if ((!before && msg.pg) || F.leaderSlotCreated(before, msg.pg, slotFor(this.d.self))) this.d.loop()?.kick();
   }
 
   /**

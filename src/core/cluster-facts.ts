@@ -220,3 +220,11 @@ export function candidates(s: FactsSnapshot): Candidate[] {
 export function leaderPrimaryBack(prev: PgReport | null | undefined, next: PgReport | null): boolean {
   return !!prev && !prev.up && !!next && next.up && next.inRecovery === false;
 }
+
+/**
+ * The leader's report lists `slot` (this node's replication slot) and the one before did not: a
+ * standby waiting for its slot (core/ha.ts) clones or streams now, not at its next round.
+ */
+export function leaderSlotCreated(prev: PgReport | null | undefined, next: PgReport | null, slot: string): boolean {
+  return !!prev && !!next && !prev.slots.includes(slot) && next.slots.includes(slot);
+}

@@ -163,7 +163,7 @@ export class Election implements Consensus {
         this.positionKnown = true;
         break;
       case "propose": this.onPropose(now, ev.op, ev.node); break;
-      case "bootstrap": this.onBootstrap(ev.membership); break;
+      case "bootstrap": this.onBootstrap(now, ev.membership); break;
       case "resign": this.onResign(now, ev.reason, ev.transferTo); break;
       case "campaign":
         if (this.pendingVote) this.notice("campaign-refused", `not standing: ${this.pendingReason()}`);
@@ -711,11 +711,16 @@ export class Election implements Consensus {
     this.sendHeartbeats(now);
   }
 
-  private onBootstrap(m: Membership): void {
+  private onBootstrap(now: number, m: Membership): void {
     if (this.membership) return; // only ever the first membership
     this.membership = m;
     this.persist();
     this.notice("membership-changed", `bootstrapped with voters ${m.voters.join(",")}`);
+    // Every voter formed the same set at about the same moment, and none has a leader to wait for:
+    // the lowest id stands at once (a tick now), the others keep their random deadlines. Only
+    // liveness: the rules for standing (onTick: boot quiet period, position known) and for
+    // granting are unchanged, and a witness first in the set simply does not stand.
+    if ([...m.voters].sort()[0] === this.o.id) this.electionDeadline = Math.min(this.electionDeadline, now);
   }
 
   private onResign(now: number, reason: string, transferTo?: string): void {

@@ -9,13 +9,14 @@ import type { PeerReport } from "../../src/core/cluster-facts.ts";
 import { memoryLogger } from "../../src/log.ts";
 
 const L = "aaaaaaaaaaaaaaaa";
+const B = "bbbbbbbbbbbbbbbb";
 
 function router() {
   const log = memoryLogger();
   const reports = new Map<string, PeerReport>();
   const heard: Array<{ epoch?: number; seq?: number; exclusion: unknown }> = [];
   const d = {
-    log, reports, now: () => 1000, stopped: () => false, loop: () => null,
+    log, self: B, reports, now: () => 1000, stopped: () => false, loop: () => null,
     consensus: { status: () => ({ leader: L }) },
     flags: { adopt: () => undefined },
     peers: { name: () => "n1" },
@@ -58,18 +59,18 @@ test("an action forwarded to this leader that fails here is answered with the er
   expect(sent).toEqual([{ peer: "bbbbbbbbbbbbbbbb", msg: { t: "action-resp", id: 7, result: { status: 500, ok: false, message: "pause failed on the leader: ENOSPC: no space left on device, write 'flags.json.tmp'" } } }]);
 });
 
-test("the leader's server first known here (a restarted agent, a new peer) starts a round at once; later reports do not", () => {
+test("the leader's server first known here (a restarted agent, a new peer), or this node's slot just created there, starts a round at once; other reports do not", () => {
   let kicks = 0;
   const reports = new Map<string, PeerReport>();
   const d = {
-    log: memoryLogger(), reports, now: () => 1000, stopped: () => false,
+    log: memoryLogger(), self: B, reports, now: () => 1000, stopped: () => false,
     loop: () => ({ kick: () => kicks++, primaryBack: () => undefined }),
     consensus: { status: () => ({ leader: L }) }, flags: { adopt: () => undefined }, peers: { name: () => "n1" }, exclusionHeard: () => undefined,
   } as unknown as RouterDeps;
   const r = new MessageRouter(d);
-  const pg = { up: true, running: true, inRecovery: false, port: 5432 };
+  const pg = { up: true, running: true, inRecovery: false, port: 5432, slots: [] as string[] };
   const withPg = (seq: number, p: unknown) => ({ ...(state(3, seq) as object), pg: p }) as unknown as AgentMsg;
-  r.route("bbbbbbbbbbbbbbbb", withPg(1, pg)); // not the leader
+  r.route("cccccccccccccccc", withPg(1, pg)); // not the leader
   expect(kicks).toBe(0);
   r.route(L, withPg(1, null)); // the leader, its server not known yet
   expect(kicks).toBe(0);
@@ -77,11 +78,17 @@ test("the leader's server first known here (a restarted agent, a new peer) start
   expect(kicks).toBe(1);
   r.route(L, withPg(3, pg));
   expect(kicks).toBe(1);
+  // This node's slot created on the leader's server (a standby waiting for it clones now), once.
+  r.route(L, withPg(4, { ...pg, slots: ["pgherd_cccccccccccccccc"] })); // another node's
+  expect(kicks).toBe(1);
+  r.route(L, withPg(5, { ...pg, slots: ["pgherd_cccccccccccccccc", "pgherd_bbbbbbbbbbbbbbbb"] }));
+  expect(kicks).toBe(2);
+  r.route(L, withPg(6, { ...pg, slots: ["pgherd_cccccccccccccccc", "pgherd_bbbbbbbbbbbbbbbb"] }));
+  expect(kicks).toBe(2);
 });
 
 // handover and campaign-now start a promotion: taken only from the node entitled to ask, named by
 // the mesh's authenticated peer id (never by a field of the message).
-const B = "bbbbbbbbbbbbbbbb";
 const W = "cccccccccccccccc"; // a member that is not a voter
 
 function promoter(leader: string | null = L, term = 5) {

@@ -125,6 +125,16 @@ describe("cluster facts", () => {
     const older = snap({ reports: new Map([["b", { report: rep(), role: "database", at: 99_000, nofailover: false }]]) });
     expect(F.candidates(older).find((x) => x.id === "b")?.neverPromoted).toBe(false); // an older peer without the field
   });
+  test("this node's slot created: only an edge between two reports of the leader, from without it to with it", () => {
+    const without = rep({ slots: ["pgherd_c"] });
+    const withIt = rep({ slots: ["pgherd_c", "pgherd_b"] });
+    expect(F.leaderSlotCreated(without, withIt, "pgherd_b")).toBe(true);
+    expect(F.leaderSlotCreated(withIt, withIt, "pgherd_b")).toBe(false); // nothing changed
+    expect(F.leaderSlotCreated(without, withIt, "pgherd_d")).toBe(false); // another node's slot
+    expect(F.leaderSlotCreated(withIt, without, "pgherd_b")).toBe(false); // dropped: nothing to wait for
+    expect(F.leaderSlotCreated(undefined, withIt, "pgherd_b")).toBe(false); // a first report kicks the loop anyway
+    expect(F.leaderSlotCreated(without, null, "pgherd_b")).toBe(false);
+  });
   test("the leader's primary is back: only an edge from a report of its server down to one of it writable", () => {
     const down = rep({ up: false, running: false, inRecovery: null });
     const primary = rep({ inRecovery: false });

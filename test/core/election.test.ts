@@ -26,10 +26,10 @@ class Cluster {
   log: string[] = [];
   /** Detaches the shell was asked for: reported `detached` (unchanged position) 30 ms later. */
   detaches: Array<{ id: string; term: number; at: number }> = [];
-  constructor(ids: string[], opts: { witnesses?: string[]; detachBeforeVote?: boolean; random?: () => number } = {}) {
+  constructor(ids: string[], opts: { witnesses?: string[]; detachBeforeVote?: boolean; random?: () => number; bootstrapped?: boolean } = {}) {
     const r = opts.random ?? rng(7);
     for (const id of ids) {
-      this.disks.set(id, { term: 0, votedFor: null, membership: { term: 0, index: 1, voters: ids } });
+      this.disks.set(id, { term: 0, votedFor: null, membership: opts.bootstrapped === false ? null : { term: 0, index: 1, voters: ids } });
       const canLead = !opts.witnesses?.includes(id);
       const e = new Election({ id, canLead, ...T, detachBeforeVote: canLead && opts.detachBeforeVote === true, random: r }, this.disks.get(id)!, 0);
       if (opts.detachBeforeVote) e.step({ type: "position", now: 0, position: { timeline: 1, lsn: "0/0" } }); // the shell's first round
@@ -158,6 +158,38 @@ describe("election core scenarios", () => {
     const ls = c.leaders();
     expect(ls.length).toBe(1);
     expect(c.leading(ls[0]!)).toBe(true);
+  });
+
+  test("at bootstrap the lowest voter id stands at once; the others keep their random deadlines", () => {
+    const bootstrap = (c: Cluster, voters: string[]) => {
+      for (const [id, n] of c.nodes) c.apply(id, n.step({ type: "bootstrap", now: c.clock(id), membership: { term: 0, index: 1, voters } }));
+    };
+    const c = new Cluster(["c", "a", "b"], { bootstrapped: false });
+    c.run(3000); // past the boot quiet period: without a membership nobody stands
+    expect(c.leaders()).toEqual([]);
+    bootstrap(c, ["c", "a", "b"]); // the set as a peer listed it: the rule sorts
+    expect(c.lastReady.get("a")!.wakeAt).toBe(c.now);
+    for (const id of ["b", "c"]) expect(c.lastReady.get(id)!.wakeAt).toBeGreaterThan(c.now);
+    c.run(50);
+    expect(c.leaders()).toEqual(["a"]);
+    expect(c.leading("a")).toBe(true);
+
+    // Within the boot quiet period the lowest id still waits it out (onTick's rule).
+    const q = new Cluster(["a", "b", "c"], { bootstrapped: false });
+    q.run(500);
+    bootstrap(q, ["a", "b", "c"]);
+    q.run(T.timeoutMs - 600);
+    expect(q.leaders()).toEqual([]);
+    q.run(T.timeoutMs + T.jitterMs);
+    expect(q.leaders().length).toBe(1);
+
+    // A witness first in the set does not stand; a database node is elected at its own deadline.
+    const w = new Cluster(["a", "b", "c"], { bootstrapped: false, witnesses: ["a"] });
+    w.run(3000);
+    bootstrap(w, ["a", "b", "c"]);
+    w.run(T.timeoutMs + T.jitterMs + 500);
+    expect(w.leaders().length).toBe(1);
+    expect(w.leaders()).not.toContain("a");
   });
 
   test("a node cut off and rejoining cannot depose a healthy leader (pre-vote)", () => {
