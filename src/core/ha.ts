@@ -6,8 +6,12 @@ import { mayRestartInPlace } from "./timelines.ts";
 
 /** The local server as observed this round. */
 export interface LocalPg {
-  /** empty: missing or no files; present: a cluster we may use; foreign: another cluster's data. */
-  data: "empty" | "present" | "foreign";
+  /**
+   * empty: missing or no files; present: a cluster we may use; foreign: another cluster's data;
+   * unknown: a server not running, files, and no pg_control this node can read (another OS user's
+   * cluster, a wrong path, a damaged directory): nothing says whose it is.
+   */
+  data: "empty" | "present" | "foreign" | "unknown";
   systemId: string | null;
   /** A postmaster serves the data directory (ours or adopted). */
   running: boolean;
@@ -139,6 +143,16 @@ function decideUnpaused(x: HaInput): HaAction {
       kind: "refuse",
       reason: `the data directory holds another cluster (system identifier ${l.systemId ?? "unknown"}, this cluster's is ${x.clusterSystemId}): refusing to touch it`,
     };
+  }
+  if (l.data === "unknown") {
+    // Never rewound, nor cloned over (a failed rewind falls back to a clone, which moves the
+    // directory aside and prunes it with the old copies): only an operator's `rejoin --force-clone`.
+    const cloneAsked = x.rejoinRequested && !x.rejoinRequested.auto && x.rejoinRequested.clone;
+    if (!cloneAsked || x.leading) {
+      const why = "the data directory holds files but no pg_control this node can read (another OS user's cluster, a wrong data_dir, a damaged directory)";
+      if (x.leading && x.clusterSystemId !== null) return { kind: "resign", reason: `${why}: another node must lead`, ...(x.successor ? { to: x.successor } : {}) };
+      return { kind: "refuse", reason: `${why}: refusing to touch it; empty it, or run \`pgherd rejoin --force-clone\` to replace it with a clone` };
+    }
   }
   if (x.leading) return asLeader(x);
   // An agent restarted on the primary's host resumes its term and needs one heartbeat round

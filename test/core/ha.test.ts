@@ -140,6 +140,19 @@ describe("follower", () => {
     expect(decideHa(lead({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");
     expect(decideHa(follow({}, { systemId: "9" })).kind).toBe("refuse");
   });
+  test("never rewinds nor clones over a directory whose pg_control it cannot read; an operator's --force-clone replaces it", () => {
+    // Another OS user's stopped cluster, a wrong data_dir: no standby.signal made it look like a
+    // former primary, a failed pg_rewind fell back to a clone, and the directory was pruned.
+    const unknown = { data: "unknown", systemId: null, running: false, up: false, inRecovery: null, wasPrimary: true, timeline: null } as const;
+    expect(decideHa(follow({}, unknown))).toMatchObject({ kind: "refuse", reason: expect.stringContaining("no pg_control this node can read") });
+    expect(decideHa(follow({ rejoinRequested: { clone: false, auto: false } }, unknown)).kind).toBe("refuse"); // a rewind asked for: no
+    expect(decideHa(follow({ rejoinRequested: { clone: true, auto: true } }, unknown)).kind).toBe("refuse"); // the automatic rejoin: no
+    expect(decideHa(follow({ rejoinRequested: { clone: true, auto: false } }, unknown))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
+    // As leader: not started as the cluster's primary; before the cluster exists, refused.
+    expect(decideHa(lead({ successor: "S2" }, unknown))).toMatchObject({ kind: "resign", to: "S2" });
+    expect(decideHa(lead({ clusterSystemId: null, fromExisting: true }, unknown)).kind).toBe("refuse");
+    expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: true }, unknown)).kind).toBe("refuse");
+  });
   test("paused: no automatic action, but fencing and a requested rejoin still happen", () => {
     expect(decideHa(follow({ paused: true }, { running: false, up: false })).kind).toBe("wait");
     expect(decideHa(lead({ paused: true }, { inRecovery: true })).kind).toBe("wait");

@@ -88,17 +88,33 @@ export class MonitorRound {
    * below what it was seen to hold. Null when the server runs, or the WAL's end is not known by then.
    */
   async restingPosition(deadline: number): Promise<Position | null> {
+    const r = await this.atRest(deadline);
+    return r.running ? null : r.position;
+  }
+
+  /**
+   * The data directory at rest: whether its server runs, pg_control's state, and the position as
+   * restingPosition says it (null when not running and not known: a vote is refused then). A
+   * directory with files but no pg_control, or whose WAL's end could not be read (a failed scan, not
+   * only a late one), has no known position: pg_control's checkpoint and the last round's position
+   * may both be below WAL it flushed and acknowledged (review: a fenced primary whose pg_wal gave an
+   * I/O error voted with its last round's position).
+   */
+  async atRest(deadline: number): Promise<{ running: boolean; state: string | null; position: Position | null }> {
     const h = this.h;
     const info = await inspectDataDir(h.node.dataDir, h.node);
-    if (info.running) return null;
-    let position = info.control ? controlPosition(info.control) : ZERO_POSITION;
-    if (info.control && !info.empty && h.rewindMarker.get() === null) {
+    const state = info.control?.state ?? null;
+    if (info.running) return { running: true, state, position: null };
+    if (info.empty) return { running: false, state, position: furtherPosition(ZERO_POSITION, h.heldPosition) };
+    if (!info.control) return { running: false, state, position: null };
+    let position = controlPosition(info.control);
+    if (h.rewindMarker.get() === null) {
       const left = deadline - h.clock.now();
       const end = left <= 0 ? undefined : await Promise.race([this.walEnd(info.control, info.pgVersion, true), h.clock.sleep(left).then(() => undefined)]);
-      if (end === undefined) return null;
+      if (!end) return { running: false, state, position: null };
       position = furtherPosition(position, end);
     }
-    return furtherPosition(position, h.heldPosition);
+    return { running: false, state, position: furtherPosition(position, h.heldPosition) };
   }
 
   async run(): Promise<void> {
@@ -122,7 +138,10 @@ export class MonitorRound {
     const systemIdOnDisk = info.control?.systemIdentifier ?? null;
     const systemId = p.up ? p.systemIdentifier : systemIdOnDisk;
     const clusterId = secrets?.systemId ?? null;
-    const data: LocalPg["data"] = info.empty ? "empty" : clusterId && systemId && systemId !== clusterId ? "foreign" : "present";
+    // Files, no server, and no pg_control to read (a pg_rewind that began writing has its own rule):
+    // nothing says the directory is this cluster's (core/ha.ts).
+    const unreadable = !info.empty && !info.running && !p.up && info.control === null && h.rewindMarker.get() === null;
+    const data: LocalPg["data"] = info.empty ? "empty" : unreadable ? "unknown" : clusterId && systemId && systemId !== clusterId ? "foreign" : "present";
     if (p.up && p.inRecovery && p.walReceiver?.senderHost) h.upstream ??= `${p.walReceiver.senderHost}:${p.walReceiver.senderPort}`;
     const streaming = p.up && p.walReceiver?.status === "streaming";
     const leaderPg = ctx.leaderPg();
