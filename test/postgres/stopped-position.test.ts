@@ -10,7 +10,7 @@
 // followed that promotion, stopped before its first restartpoint on the new timeline, votes with the
 // new timeline's end, not on the old timeline; nothing is scanned while a pg_rewind is unfinished.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { appendFileSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterContext } from "../../src/agent/pg/context.ts";
 import { PgHost } from "../../src/agent/pg/host.ts";
@@ -73,7 +73,7 @@ const managed = (n: PgNode, port: number, extra: Partial<ManagedConfig["conf"]> 
 });
 
 /** The agent's monitoring round for `n`, as an agent that has just started runs it (nothing observed before, no leader): the positions it publishes. */
-function agentRound(n: PgNode, port: number): { round: MonitorRound; published: Position[]; host: PgHost } {
+function agentRound(n: PgNode, port: number, bins = pgBins!): { round: MonitorRound; published: Position[]; host: PgHost } {
   const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "b"\nstate_dir = "${n.dataDir}.state"\n[postgres]\ndata_dir = "${n.dataDir}"\nos_user = "${PG_OS_USER}"\nport = ${port}\nsocket_dir = "${s.socketDir}"\n`, "test");
   const published: Position[] = [];
   const ctx = {
@@ -82,7 +82,7 @@ function agentRound(n: PgNode, port: number): { round: MonitorRound; published: 
     leadership: () => ({ term: 3, leading: false, acquiringLease: false, leaderId: null, member: true }),
     publish: (_r: unknown, p: Position) => published.push(p),
   } as unknown as ClusterContext;
-  const host = new PgHost(cfg, pgBins!, ctx, log.withTag("agent"));
+  const host = new PgHost(cfg, bins, ctx, log.withTag("agent"));
   host.fencer = { settle: () => {} } as unknown as Fencer;
   const parts = {
     maintenance: { guarantee: "", pending: [], ordered: [] }, slots: { slots: [], slotBytes: {}, permanentReport: [] }, primary: {}, rebuild: {},
@@ -336,3 +336,50 @@ test("a standby that followed a promotion, stopped before its first restartpoint
   expect(agentA.published[0]!.timeline).toBe(1);
   await agentA.host.close();
 }, 120_000);
+
+/** The real binaries, with `tool` replaced by a script that fails (an I/O error, a tool that cannot run). */
+function binsFailing(tool: string): typeof pgBins & object {
+  const dir = join(s.root, `bins-no-${tool}`);
+  mkdirSync(dir);
+  for (const f of readdirSync(pgBins!.dir)) symlinkSync(join(pgBins!.dir, f), join(dir, f));
+  rmSync(join(dir, tool));
+  writeFileSync(join(dir, tool), `#!/bin/sh\necho "${tool}: error: could not read: Input/output error" >&2\nexit 1\n`, { mode: 0o755 });
+  chownSync(dir, 0, 0);
+  return { ...pgBins!, dir };
+}
+
+test("at rest: a clean stop says 'shut down' and ends past its shutdown checkpoint; an immediate one does not; unread WAL or pg_control gives no position to vote with (found by review)", async () => {
+  const n = s.node("atrest", log.withTag("atrest"));
+  const port = await freePort([ports.p, ports.s]);
+  await initdb(n, { superuser: SU, noSync: true });
+  await writeManagedConfig(managed(n, port));
+  await start(n, { logFile: `${n.dataDir}.log`, timeoutSec: 30 });
+  const db = local(port);
+  await db.query("t", (sql) => sql`CREATE TABLE acked AS SELECT g FROM generate_series(1, 1000) g`);
+  await db.close();
+  // A switchover's stop: the final position is the end of the shutdown checkpoint's record, which
+  // the target must hold whole (pg_control's checkpoint is where that record starts).
+  expect(await stop(n, "fast")).toBe(true);
+  const agent = agentRound(n, port);
+  const clean = await agent.round.atRest(performance.now() + 10_000);
+  const control = (await inspectDataDir(n.dataDir, n)).control!;
+  expect(clean.running).toBe(false);
+  expect(clean.state).toBe("shut down");
+  expect(clean.position?.timeline).toBe(1);
+  expect(lsnCompare(clean.position!.lsn, control.checkpointLsn)).toBeGreaterThan(0);
+  await agent.host.close();
+  // Not shut down cleanly: a switchover refuses to hand over from it (loop.ts stopForHandover).
+  await start(n, { logFile: `${n.dataDir}.log`, timeoutSec: 30 });
+  await stop(n, "immediate");
+  const crashed = agentRound(n, port);
+  expect((await crashed.round.atRest(performance.now() + 10_000)).state).toBe("in production");
+  await crashed.host.close();
+  // The WAL's end or pg_control cannot be read: no position, though the node was seen further
+  // (before: pg_control's or the last round's position, and the vote was granted with it).
+  for (const tool of ["pg_waldump", "pg_controldata"]) {
+    const blind = agentRound(n, port, binsFailing(tool));
+    blind.host.heldPosition = { timeline: 1, lsn: "0/1000000" };
+    expect(await blind.round.restingPosition(performance.now() + 10_000)).toBeNull();
+    await blind.host.close();
+  }
+}, 60_000);

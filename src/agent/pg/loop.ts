@@ -11,7 +11,7 @@ import { type Clock, realClock } from "../../fence/clock.ts";
 import { Fencer } from "../../fence/fencer.ts";
 import type { LeaseFile } from "../../fence/lease-file.ts";
 import type { Logger } from "../../log.ts";
-import { inspectDataDir, lsnCompare, probe, swapProblem, type PgBins } from "../../postgres/index.ts";
+import { lsnCompare, probe, swapProblem, type PgBins } from "../../postgres/index.ts";
 import { refusedParameters } from "../../postgres/check-parameters.ts";
 import type { ParamValue } from "../../postgres/pgconf.ts";
 import { lookupOsUser } from "../../postgres/users.ts";
@@ -36,6 +36,8 @@ import { checkPermit, grantPermit, type PromotionPermit } from "../../core/promo
 
 /** A switchover's stop waits at most this long for the round ahead of it. */
 const HANDOVER_WAIT_MS = 30_000;
+/** A switchover's read of its stopped server's final position (pg_control, the WAL's end: ~60 ms here). */
+const FINAL_POSITION_MS = 5_000;
 /** The leader's primary came back: a standby's reload waits at most this long for the task ahead of it (a later one is of no use). */
 const STREAM_AGAIN_WAIT_MS = 1000;
 /** The postmaster watch's safety poll: a crash is noticed by the monitoring connection closing, at once. */
@@ -160,7 +162,7 @@ export class PostgresLoop implements LoopControl {
 
   start(): void {
     // Told at start, not first when a rebuild is due.
-    void swapProblem(this.h.node.dataDir).then((p) => p && this.h.log.warn(`${p}: pgherd cannot rebuild this node from a clone until then`), () => {});
+    void swapProblem(this.h.node.dataDir).then((p) => p && this.h.log.warn(`${p}: pgherd cannot rebuild this node from a clone, nor create the cluster from a backup on it, until then`), () => {});
     this.fencer.start();
     this.rounds.start();
     this.postmaster.start();
@@ -231,13 +233,19 @@ export class PostgresLoop implements LoopControl {
       const t0 = this.clock.now();
       await h.localDb().query("checkpoint before switchover", (sql) => sql`CHECKPOINT`, 60_000);
       const t1 = this.clock.now();
-      await h.stopServer("fast", 60);
+      const stopped = await h.stopServer("fast", 60);
       h.log.info(`switchover: checkpoint ${Math.round(t1 - t0)} ms (writes still served), fast shutdown ${Math.round(this.clock.now() - t1)} ms`);
+      // The final position is the end of the WAL it flushed: the end of the shutdown checkpoint's
+      // record, which the target must hold whole. Only after a clean shutdown: a server that was
+      // already gone, or exited without finishing its shutdown checkpoint (a PANIC), may hold
+      // acknowledged WAL past pg_control's checkpoint that no standby has (review). Else the
+      // switchover stops here, and this node, still the primary's, starts its server again.
+      const r = await this.round.atRest(this.clock.now() + FINAL_POSITION_MS);
+      if (!stopped || r.state !== "shut down") throw new Error(`the server did not shut down cleanly (${stopped ? `pg_control says "${r.state ?? "unreadable"}"` : "it was not running when stopped"}): no final position to hand over`);
+      if (!r.position) throw new Error(`the end of the stopped server's WAL could not be read within ${FINAL_POSITION_MS} ms: no final position to hand over`);
       h.handedOver = true;
       h.wasPrimary = false;
-      const c = (await inspectDataDir(h.node.dataDir, h.node)).control;
-      // Without it the guard cannot be lifted with a floor: the switchover stops here (actions.ts).
-      return c ? { timeline: c.timeline, lsn: c.checkpointLsn } : null;
+      return r.position;
     }, { maxWaitMs: HANDOVER_WAIT_MS });
   }
 
