@@ -23,6 +23,8 @@ import { HostClock, hostMonotonicMs } from "./clock.ts";
 import { CHECKED_LEASE, LEASE_OS_UID, livingWatchdog, watchdogFeatures } from "./watchdog-files.ts";
 
 export const LEASE_FILE = "lease";
+/** An extension is renamed into place, not written in place, once the written deadline is this close (ms, host clock). */
+const EXPIRY_SLACK_MS = 20;
 /** Reads of a record whose check fails before a reader gives up for now (a racing write takes microseconds). */
 const TORN_READS = 3;
 
@@ -169,9 +171,11 @@ export class LeaseFile {
       this.writtenUntil = untilLocal;
     }
     // Held only once the file says so: a write that threw leaves the lease written before (or none),
-    // never a longer one than the watchdog guards (Fencer.arm decides what a failure means).
+    // never a longer one than the watchdog guards (Fencer.arm decides what a failure means); an
+    // extension not written (under 50 ms) is not held either (review: holds() ran up to 50 ms past
+    // the file's deadline, and a primary could be started after the watchdog had fenced).
     this.armedTerm = term;
-    this.armedUntil = untilLocal;
+    this.armedUntil = this.writtenUntil;
   }
 
   /**
@@ -206,7 +210,10 @@ export class LeaseFile {
   private write(l: Lease): void {
     // Not fsynced: the watchdog reads it through the page cache; after a host crash there is nothing to fence.
     const rec = encodeLease(l, this.size);
-    const extension = l.deadline !== null && this.last != null && l.deadline >= this.last && l.term === this.lastWrittenTerm;
+    // Not once the deadline written may have passed (the host clock's 10 ms steps, and more): the
+    // watchdog may have fenced it, and then sleeps up to a second; a rename wakes it for the new
+    // deadline (review: an extension written in place after a fence went unseen for ~1 s).
+    const extension = l.deadline !== null && this.last != null && l.deadline >= this.last && l.term === this.lastWrittenTerm && l.writtenAt + EXPIRY_SLACK_MS < this.last;
     if (this.inPlace && extension && this.map !== null && rec.length === this.size && this.mapped()) {
       this.map.set(rec, 0);
     } else {

@@ -95,7 +95,9 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
       verifiedIno = ino;
     } else if (verified !== null && ino !== verifiedIno) {
       say("warn", `${join(stateDir, LEASE_FILE)} was replaced and failed its check ${TORN_READS_SAID}: its deadline is unknown, the lease of term ${verified.term} counts as expired now`);
-      verified = { ...verified, deadline: verified.deadline === null ? now : Math.min(verified.deadline, now) };
+      // Now, not the verified lease's deadline when that has passed: that one was fenced, and the
+      // replacement's server would be left running (review).
+      verified = { ...verified, deadline: now };
       verifiedIno = ino;
     } else say("warn", `${join(stateDir, LEASE_FILE)} failed its check ${TORN_READS_SAID}: keeping the last verified lease (deadline ${verified?.deadline ?? "none"}) and reading it again every ${POLL_MS} ms`);
     const lease = verified;
@@ -146,6 +148,7 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
         // host); at once, not after the address: a slow `ip` must not let the device fire.
         if (gone && kernel.active) {
           kernel.disarm();
+          kernelKey = ""; // a later deadline of the same term arms it again (review)
           log.info("kernel watchdog disarmed: PostgreSQL is fenced");
         }
       });

@@ -289,6 +289,44 @@ test("a torn record in a file that replaced the verified one (review finding 3):
   arm(null);
 });
 
+test("after a fence: a torn record renamed in is fenced at once, and a same-term extension is seen within the fence budget (review of 7 December)", async () => {
+  // The watchdog took the fenced lease's passed deadline for the replacement's: the new server ran on.
+  const p1 = victim();
+  const { whole, torn } = records(hostMonotonicMs() + 300);
+  putRenamed(whole);
+  await waitFor(() => !alive(p1), { timeoutMs: 2000, intervalMs: 5, what: "the first fence" });
+  await settled();
+  const p2 = victim();
+  putRenamed(torn);
+  await waitFor(() => !alive(p2), { timeoutMs: 1500, intervalMs: 5, what: "the fence of the server under the torn replacement" });
+  arm(null);
+
+  // An extension of the same term after the watchdog fenced its deadline: written in place, it
+  // raised no event and the watchdog, idle, read it about a second later. Renamed now.
+  const state = join(dir, "state");
+  const lf = new LeaseFile(state, join(dir, "data"), process.getuid!(), createLogger("error"));
+  lf.ensureWatchdog();
+  const p3 = victim();
+  lf.arm(11, performance.now() + 300);
+  await waitFor(() => !alive(p3), { timeoutMs: 2000, intervalMs: 5, what: "the fence at the first deadline" });
+  await settled();
+  const p4 = victim(); // started again by an agent still leading (a renewal that came just after the deadline)
+  const until = performance.now() + 150;
+  lf.arm(11, until);
+  await waitFor(() => !alive(p4), { timeoutMs: 3000, intervalMs: 5, what: "the fence at the extension's end" });
+  const late = performance.now() - until;
+  console.log(`extension after a fence: fenced ${Math.round(late)} ms after its end`);
+  expect(late).toBeLessThan(300); // an idle wake: up to 1 s
+
+  // An extension under 50 ms is not written, and not held: holds() ends with the file's deadline.
+  const t = performance.now();
+  lf.arm(11, t + 200);
+  lf.arm(11, t + 240);
+  await Bun.sleep(Math.max(0, t + 215 - performance.now()));
+  expect(lf.holds()).toBe(false);
+  lf.disarm(11);
+});
+
 // Review finding 4: a torn read at the passed deadline is read again before it fences. rereadTorn
 // reads a real file here; its clock is the test's, so the extension lands at a chosen point of the
 // loop, whatever else the machine runs (a second process writing within the loop's few ms raced).
