@@ -53,6 +53,8 @@ export class Beacon {
   private readonly rejectLog: RejectLog;
   private readonly replays: ReplayCache;
   private readonly ownNonces: ReplayCache; // ours, to tell loopback from a duplicate node id
+  /** Copies of each of our own beacons that came back (verify: more than the destinations send back are replays). */
+  private readonly ownReturns = new Map<string, number>();
   private readonly destinations: HostPort[] = [];
   private readonly maxBytes: number;
   private nAccepted = 0;
@@ -60,6 +62,7 @@ export class Beacon {
   private readonly failing = new Set<string>(); // destinations whose last send failed
   private stopped = false;
   private notBefore = Infinity; // nothing is accepted before start()
+  private startedMono = 0; // performance.now() at start()
   private readonly budget: SourceBudget;
 
   constructor(private readonly o: BeaconOptions) {
@@ -80,6 +83,7 @@ export class Beacon {
   start(): Promise<void> {
     if (this.socket) return Promise.resolve();
     this.notBefore = this.o.notBefore ?? Date.now();
+    this.startedMono = performance.now();
     const s = dgram.createSocket({ type: "udp4", reuseAddr: true });
     this.socket = s;
     s.on("message", (data, rinfo) => {
@@ -119,6 +123,9 @@ export class Beacon {
       });
       if (data.length > this.maxBytes) throw new Error(`announcement of ${data.length} bytes exceeds maxBytes ${this.maxBytes}`);
       this.ownNonces.add(nonce, ts + this.o.maxAgeMs);
+      if (this.ownReturns.size > ownNonceCapacity(this.o.maxAgeMs, this.o.intervalMs)) {
+        for (const k of this.ownReturns.keys()) if (!this.ownNonces.has(k)) this.ownReturns.delete(k);
+      }
     } catch (e) {
       this.nSendErrors++;
       this.o.log.error(`beacon: cannot build announcement: ${(e as Error).message}`);
@@ -194,10 +201,19 @@ export class Beacon {
     const a = r.a;
     const now = Date.now();
     if (Math.abs(a.ts - now) > this.o.maxAgeMs) return refuse("stale", `ts off by ${a.ts - now} ms (clock skew?) from ${a.nodeId}`);
-    if (a.ts < this.notBefore) return refuse("before-start", `${a.nodeId} stamped it ${this.notBefore - a.ts} ms before this agent started (replayed?)`);
+    // This agent's start on the wall clock as it reads now: a clock stepped back after the start
+    // (a host booted with its clock ahead, then corrected) does not refuse every fresh beacon (review).
+    const notBefore = this.o.notBefore ?? (this.notBefore === Infinity ? Infinity : Math.min(this.notBefore, Math.floor(now - (performance.now() - this.startedMono))));
+    if (a.ts < notBefore) return refuse("before-start", `${a.nodeId} stamped it ${notBefore - a.ts} ms before this agent started (replayed?)`);
     if (a.nodeId === this.o.nodeId) {
       // Broadcasts loop back to the sender. A fresh nonce we never sent means another host uses our id.
       if (this.ownNonces.has(a.nonce)) {
+        // Each destination sends a beacon back at most once (a broadcast loops back; a static peer
+        // list may name this host): more copies are someone's replays, charged to their source's
+        // budget like any other replay (review: they were verified in full, never charged).
+        const n = (this.ownReturns.get(a.nonce) ?? 0) + 1;
+        this.ownReturns.set(a.nonce, n);
+        if (n > Math.max(1, this.destinations.length)) return refuse("replay", `our own beacon came back ${n} times`);
         this.rejectLog.count("self");
         return "self";
       }

@@ -152,9 +152,45 @@ describe("beacon", () => {
     const self = a.beacon.rejects()["self"] ?? 0;
     await Bun.sleep(100);
     raw.send(first);
-    await waitFor(() => (a.beacon.rejects()["self"] ?? 0) > self || (a.beacon.rejects()["duplicate-id"] ?? 0) > 0, 2000, "the repeat judged");
+    await waitFor(() => (a.beacon.rejects()["self"] ?? 0) > self || (a.beacon.rejects()["replay"] ?? 0) > 0 || (a.beacon.rejects()["duplicate-id"] ?? 0) > 0, 2000, "the repeat judged");
     await Bun.sleep(100);
     expect(a.beacon.rejects()["duplicate-id"]).toBeUndefined();
+    // Known as ours; it already came back once from its one destination: a replay, charged to its source.
+    expect(a.beacon.rejects()["replay"]).toBe(1);
+  });
+
+  test("copies of our own beacon beyond one per destination are replays, charged to their source's budget (review: verified in full, never charged)", () => {
+    const me = nid("selfrep");
+    const b = new Beacon({
+      cluster: CLUSTER, secret: SECRET, nodeId: me, nodeName: "n1", role: "database", port: 0, broadcast: [BCAST], peers: ["127.0.0.1"],
+      meshAddr: () => "10.0.0.1:7400", intervalMs: 1000, maxAgeMs: 30_000, notBefore: 0, log: memoryLogger(), onAnnouncement() {},
+    });
+    const ts = Date.now();
+    const nonce = "a".repeat(32);
+    const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: me, name: "n1", mesh: "10.0.0.1:7400", role: "database", ts, nonce, extra: {} });
+    (b as unknown as { ownNonces: ReplayCache }).ownNonces.add(nonce, ts + 30_000); // as sendNow() records it
+    const receive = (b as unknown as { receive(d: Buffer, from: { address: string; port: number }): void }).receive.bind(b);
+    for (let i = 0; i < 10_000; i++) receive(d, { address: "10.9.9.9", port: 5000 });
+    expect(b.rejects()["self"]).toBe(2); // two destinations: the broadcast's loop and this host named as a peer
+    expect(b.rejects()["rate-limited"] ?? 0).toBeGreaterThan(9_000); // the source's budget (burst 100) spent
+  });
+
+  test("a clock stepped back after the start does not refuse fresh beacons as stamped before it (review)", () => {
+    const b = new Beacon({
+      cluster: CLUSTER, secret: SECRET, nodeId: nid("stepped"), nodeName: "n1", role: "database", port: 0, broadcast: [], peers: [],
+      meshAddr: () => "10.0.0.1:7400", intervalMs: 1000, maxAgeMs: 30_000, log: memoryLogger(), onAnnouncement() {},
+    });
+    // Started while the wall clock read an hour ahead (booted so, corrected since).
+    Object.assign(b, { notBefore: Date.now() + 3_600_000, startedMono: performance.now() });
+    const d = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("peer"), name: "p", mesh: "10.0.0.2:7400", role: "database", ts: Date.now(), nonce: "b".repeat(32), extra: {} });
+    (b as unknown as { receive(d: Buffer, from: { address: string; port: number }): void }).receive(d, { address: "10.0.0.2", port: 7400 });
+    expect(b.rejects()["before-start"]).toBeUndefined();
+    expect(b.accepted()).toBe(1);
+    // One stamped before the start by the clock as it reads now is still refused.
+    const old = encodeAnnouncement(SECRET, { cluster: CLUSTER, nodeId: nid("peer"), name: "p", mesh: "10.0.0.2:7400", role: "database", ts: Date.now() - 5_000, nonce: "c".repeat(32), extra: {} });
+    Object.assign(b, { startedMono: performance.now() - 1_000 }); // started a second ago
+    (b as unknown as { receive(d: Buffer, from: { address: string; port: number }): void }).receive(old, { address: "10.0.0.2", port: 7400 });
+    expect(b.rejects()["before-start"]).toBe(1);
   });
 
   test("send errors are counted, never thrown", async () => {
