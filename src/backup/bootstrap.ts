@@ -3,7 +3,7 @@
 // and is promoted by PostgreSQL when it gets there; the other nodes then clone from it as usual.
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
-import { cloneDirFor, swapDataDir } from "../postgres/basebackup.ts";
+import { cloneDirFor, swapDataDir, swapProblem } from "../postgres/basebackup.ts";
 import { SafeDir } from "../postgres/fsutil.ts";
 import { stripKeys } from "../postgres/managed-config.ts";
 import { probe } from "../postgres/probe.ts";
@@ -28,6 +28,11 @@ const RECOVERY_KEYS = ["restore_command", "recovery_target", "recovery_target_ti
 
 /** Restore, start, wait until PostgreSQL promoted itself at the end of recovery; the server is then a primary. */
 export async function bootstrapFromBackup(h: BootstrapHost): Promise<void> {
+  // The restore is made beside the data directory and renamed into its place, as a clone is: a link
+  // or a mount point there fails the rename only after a whole restore, onto the parent's file
+  // system, and the next try restored again (review).
+  const swap = await swapProblem(h.node.dataDir);
+  if (swap) throw new Error(`${swap}: not restoring the backup`);
   const b = h.cfg.bootstrap;
   const p = await ensureBackrestForRestore(h.cfg, h.socketDir, h.log);
   const target = cloneDirFor(h.node.dataDir);

@@ -3,6 +3,10 @@
 import { describe, expect, test } from "bun:test";
 import { archiveSettings, backrestPaths, renderBackrestConf } from "../../src/backup/pgbackrest.ts";
 import { parseInfo } from "../../src/backup/backups.ts";
+import { bootstrapFromBackup, type BootstrapHost } from "../../src/backup/bootstrap.ts";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { renderPgherdConf } from "../../src/postgres/pgconf.ts";
 
@@ -90,4 +94,22 @@ describe("permanent slot state file", () => {
     b.writeUInt32LE(0, 0);
     expect(stateRestartLsn(b)).toBeNull();
   });
+});
+
+test("bootstrap.from_backup onto a data_dir that is a link is refused before any restore (review)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-fb-"));
+  try {
+    mkdirSync(join(dir, "real"));
+    symlinkSync(join(dir, "real"), join(dir, "pgdata"));
+    const cfg = parseConfig(`${BASE}state_dir = "${dir}/state"\n[postgres]\ndata_dir = "${dir}/pgdata"\n[backup]\ntool = "pgbackrest"\nrepo_path = "${dir}/repo"\n[bootstrap]\nfrom_backup = true\n`, "pgherd.toml");
+    const did: string[] = [];
+    const h = {
+      cfg, socketDir: dir, node: { dataDir: cfg.postgres.data_dir, osUser: "postgres" }, log: { info: (m: string) => did.push(m), warn: (m: string) => did.push(m) },
+      localDb: () => { throw new Error("no server"); }, writeConfig: async () => (did.push("writeConfig"), []), startServer: async () => void did.push("start"), sleep: async () => {},
+    } as unknown as BootstrapHost;
+    await expect(bootstrapFromBackup(h)).rejects.toThrow(/is a symbolic link.*not restoring the backup/);
+    expect(did).toEqual([]); // nothing restored, written or started
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
