@@ -115,8 +115,12 @@ export function peerHost(s: FactsSnapshot, id: string): string | null {
 
 /** Database voters other than this node: one replication slot each on the primary. */
 export function standbyMembers(s: FactsSnapshot): string[] {
-  // No slot for a witness, nor for a member whose data we would refuse (it would hold WAL forever).
-  return s.voters.filter((v) => v !== s.self.id && peer(s, v)?.role !== "witness" && s.reports.get(v)?.report?.data !== "foreign");
+  // No slot for a witness, nor for a member whose data it refuses (another cluster's, or one it
+  // cannot read: it waits for an operator, and its slot would hold WAL meanwhile).
+  return s.voters.filter((v) => {
+    const data = s.reports.get(v)?.report?.data;
+    return v !== s.self.id && peer(s, v)?.role !== "witness" && data !== "foreign" && data !== "unknown";
+  });
 }
 
 /** The standby members that may be synchronous standbys: known promotable (core/sync-exclusion.ts). */

@@ -272,6 +272,7 @@ export async function findWalEndOn(node: PgNode, control: ControlData, timelines
   const until = performance.now() + deadlineMs;
   let runs = 0;
   const why: string[] = [];
+  let scanned = 0;
   for (const timeline of timelines) {
     const left = Math.round(until - performance.now());
     if (left <= 0) break;
@@ -281,12 +282,14 @@ export async function findWalEndOn(node: PgNode, control: ControlData, timelines
     why.push(`timeline ${timeline}: ${r.why}`);
     // Only a timeline with no WAL here passes to the one below: a scan that failed or was not sure
     // on a higher timeline must not end as the lower timeline's (lower) position.
-    if (!r.absent) break;
+    if (!r.absent) return { timeline: null, lsn: null, why: why.join("; "), runs, absent: false };
+    scanned++;
   }
-  return { timeline: null, lsn: null, why: why.join("; ") || `no time left within ${deadlineMs} ms`, runs };
+  // absent: every timeline was scanned and none has a valid record here (a restore's empty pg_wal).
+  return { timeline: null, lsn: null, why: why.join("; ") || `no time left within ${deadlineMs} ms`, runs, absent: scanned > 0 && scanned === timelines.length };
 }
 
-export type TimelineWalEnd = { timeline: number; lsn: string; from: string; runs: number } | { timeline: null; lsn: null; why: string; runs: number };
+export type TimelineWalEnd = { timeline: number; lsn: string; from: string; runs: number } | { timeline: null; lsn: null; why: string; runs: number; absent: boolean };
 
 /**
  * What changes when the WAL in pg_wal changes (a write, a new or recycled segment, any timeline):

@@ -88,9 +88,18 @@ test("a later round does not wait: the scan runs on, the round is told when it i
   expect(t.calls).toEqual([1, 1, 1, 1, 2, 2]);
 });
 
-test("a failed scan leaves the position to pg_control: tried again for the same files only after 30 s", async () => {
+test("no WAL on its timelines is \"none\" (pg_control's position stands), known until the files change", async () => {
+  const t = setup("none");
+  t.answer({ timeline: null, lsn: null, why: "timeline 1: no segment", runs: 0, absent: true });
+  expect(await t.wal.end(control, 15, [1], true)).toBe("none");
+  expect(await t.wal.end(control, 15, [1], true)).toBe("none");
+  expect(t.calls).toEqual([1]);
+  expect(t.log.lines.some((l) => l.includes("no WAL on timeline 1"))).toBe(true);
+});
+
+test("a failed scan leaves the published position to pg_control (and no vote): tried again for the same files only after 30 s", async () => {
   const t = setup("failed");
-  t.answer({ timeline: null, lsn: null, why: "pg_waldump gave no answer within 10000 ms", runs: 1 });
+  t.answer({ timeline: null, lsn: null, why: "pg_waldump gave no answer within 10000 ms", runs: 1, absent: false });
   expect(await t.wal.end(control, 15, [1], true)).toBeNull();
   expect(t.log.lines.some((l) => l.includes("is not known (pg_waldump gave no answer within 10000 ms"))).toBe(true);
   expect(await t.wal.end(control, 15, [1], false)).toBeNull();

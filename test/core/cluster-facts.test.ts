@@ -43,11 +43,13 @@ describe("cluster facts", () => {
     expect(F.downForMs(s, "c")).toBe(10_000);
     expect(F.downForMs(s, "x")).toBe(100_000);
   });
-  test("standby members: voters but ourselves, witnesses and foreign data", () => {
+  test("standby members: voters but ourselves, witnesses, and data they refuse (foreign, unreadable)", () => {
     const s = snap({ voters: ["a", "b", "c", "w"] });
     expect(F.standbyMembers(s)).toEqual(["b", "c"]);
     const foreign = snap({ reports: new Map([["b", { report: rep({ data: "foreign" }), role: "database", at: 99_000, nofailover: false }]]) });
     expect(F.standbyMembers(foreign)).toEqual(["c"]);
+    const unknown = snap({ reports: new Map([["b", { report: rep({ data: "unknown" }), role: "database", at: 99_000, nofailover: false }]]) });
+    expect(F.standbyMembers(unknown)).toEqual(["c"]); // its data refused until an operator acts: no slot holding WAL meanwhile
     expect(F.reachableStandbys(s)).toBe(1);
   });
 

@@ -175,7 +175,11 @@ describe("timelines", () => {
     expect(read).toEqual([3, 2]);
     read.length = 0;
     answers[2] = { lsn: null, why: "pg_waldump printed no record at 0/5000028", runs: 3, absent: false };
-    expect(await findWalEndOn(node, control, [3, 2, 1], 10_000, one)).toMatchObject({ timeline: null, lsn: null, why: expect.stringContaining("timeline 2: pg_waldump printed no record") });
+    expect(await findWalEndOn(node, control, [3, 2, 1], 10_000, one)).toMatchObject({ timeline: null, lsn: null, absent: false, why: expect.stringContaining("timeline 2: pg_waldump printed no record") });
     expect(read).toEqual([3, 2]);
+    // No WAL on any of them (a restore's empty pg_wal): absent, which leaves pg_control's position
+    // (a failed or unsure scan refuses the vote instead: src/agent/pg/round.ts atRest).
+    answers[2] = answers[1] = { lsn: null, why: "no segment", runs: 0, absent: true };
+    expect(await findWalEndOn(node, control, [3, 2, 1], 10_000, one)).toMatchObject({ timeline: null, lsn: null, absent: true });
   });
 });

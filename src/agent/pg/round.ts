@@ -21,7 +21,7 @@ import type { SlotKeeper } from "./slots.ts";
 import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
 import { NotPromoted } from "./primary.ts";
-import { StoppedWal } from "./wal-end.ts";
+import { StoppedWal, type StoppedWalEnd } from "./wal-end.ts";
 import { controlPosition, positionOf } from "./round-position.ts";
 import type { ControlData } from "../../postgres/datadir.ts";
 import { timelinesAbove } from "../../postgres/timeline-files.ts";
@@ -69,7 +69,7 @@ export class MonitorRound {
   }
 
   /** The end of the WAL in a stopped server's pg_wal on the newest timeline it holds (wal-end.ts); null when not known. */
-  private async walEnd(control: ControlData, pgVersion: number | null, wait: boolean): Promise<Position | null> {
+  private async walEnd(control: ControlData, pgVersion: number | null, wait: boolean): Promise<StoppedWalEnd> {
     const h = this.h;
     let above: number[];
     try {
@@ -95,8 +95,8 @@ export class MonitorRound {
   /**
    * The data directory at rest: whether its server runs, pg_control's state, and the position as
    * restingPosition says it (null when not running and not known: a vote is refused then). A
-   * directory with files but no pg_control, or whose WAL's end could not be read (a failed scan, not
-   * only a late one), has no known position: pg_control's checkpoint and the last round's position
+   * directory with files but no pg_control, or whose WAL's end could not be read (a failed or unsure
+   * scan, not only a late one; a pg_wal with no WAL at all, a restore's, leaves pg_control's), has no known position: pg_control's checkpoint and the last round's position
    * may both be below WAL it flushed and acknowledged (review: a fenced primary whose pg_wal gave an
    * I/O error voted with its last round's position).
    */
@@ -112,7 +112,7 @@ export class MonitorRound {
       const left = deadline - h.clock.now();
       const end = left <= 0 ? undefined : await Promise.race([this.walEnd(info.control, info.pgVersion, true), h.clock.sleep(left).then(() => undefined)]);
       if (!end) return { running: false, state, position: null };
-      position = furtherPosition(position, end);
+      if (end !== "none") position = furtherPosition(position, end);
     }
     return { running: false, state, position: furtherPosition(position, h.heldPosition) };
   }
@@ -180,7 +180,8 @@ export class MonitorRound {
     // and votes with, includes it; later rounds publish it when known. Not while a pg_rewind is
     // unfinished: its pg_wal may hold the new primary's WAL copied before it stopped.
     if (!info.running && data === "present" && info.control && !local.rewindUnfinished) {
-      position = furtherPosition(position, await this.walEnd(info.control, info.pgVersion, this.last === null));
+      const end = await this.walEnd(info.control, info.pgVersion, this.last === null);
+      if (end !== "none") position = furtherPosition(position, end);
     }
     // A server that stopped (fenced, crashed) still holds the WAL it had while it answered, and one
     // that starts again still holds what it had while stopped (a standby reports its replay position

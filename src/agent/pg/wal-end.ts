@@ -13,8 +13,11 @@ export const WAL_END_DEADLINE_MS = 10_000;
 /** A scan that failed is tried again for the same files after this long. */
 const RETRY_MS = 30_000;
 
+/** A stopped server's WAL end: found, none on its timelines ("none": pg_control's position stands), or null (not known: failed, unsure, not yet). */
+export type StoppedWalEnd = Position | "none" | null;
+
 export class StoppedWal {
-  private known: { key: string; end: Position | null; at: number } | null = null;
+  private known: { key: string; end: StoppedWalEnd; at: number } | null = null;
   private scan: { key: string; waited: boolean; done: Promise<void> } | null = null;
 
   /** `found`: a scan that no round waited for is done (publish it now). */
@@ -22,11 +25,12 @@ export class StoppedWal {
 
   /**
    * The end of the WAL on the first of `timelines` (highest first) that has some, in the pg_wal of a
-   * server that is not running, as its files are now; null while unknown, when there is none, or when
-   * the scan failed (the caller keeps pg_control's). `wait`: wait for the scan (at most its deadline)
-   * instead of leaving it to run on.
+   * server that is not running, as its files are now; "none" when no timeline has WAL there (pg_control's
+   * position stands); null while unknown, or when the scan failed or was unsure (pg_control's position is
+   * published, and the node votes with none). `wait`: wait for the scan (at most its deadline) instead
+   * of leaving it to run on.
    */
-  async end(control: ControlData, pgVersion: number | null, timelines: readonly number[], wait: boolean): Promise<Position | null> {
+  async end(control: ControlData, pgVersion: number | null, timelines: readonly number[], wait: boolean): Promise<StoppedWalEnd> {
     const { node } = this.h;
     // Another major version's WAL (a data directory the configured binaries do not run) is not read.
     if (pgVersion !== null && Math.floor(pgVersion) !== node.bins.version) return null;
@@ -50,14 +54,15 @@ export class StoppedWal {
     const t0 = clock.now();
     const scan = { key, waited: false, done: Promise.resolve() };
     scan.done = this.find(node, control, timelines, WAL_END_DEADLINE_MS).then(
-      (r): Position | null => {
+      (r): StoppedWalEnd => {
         const ms = Math.round(clock.now() - t0);
         if (r.lsn !== null) log.info(`stopped PostgreSQL: its WAL on timeline ${r.timeline} ends at ${r.lsn} (pg_control's checkpoint: ${control.checkpointLsn} on timeline ${control.timeline}; read from ${r.from} in ${ms} ms, ${r.runs} pg_waldump runs)`);
-        else log.warn(`stopped PostgreSQL: the end of its WAL on timeline ${timelines.join(" or ")} is not known (${r.why}; ${ms} ms): its position is pg_control's`);
-        return r.lsn === null ? null : { timeline: r.timeline, lsn: r.lsn };
+        else if (r.absent) log.info(`stopped PostgreSQL: no WAL on timeline ${timelines.join(" or ")} in its pg_wal (${r.why}; ${ms} ms): its position is pg_control's`);
+        else log.warn(`stopped PostgreSQL: the end of its WAL on timeline ${timelines.join(" or ")} is not known (${r.why}; ${ms} ms): its published position is pg_control's, and it votes with none`);
+        return r.lsn !== null ? { timeline: r.timeline, lsn: r.lsn } : r.absent ? "none" : null;
       },
       (e: Error) => {
-        log.warn(`stopped PostgreSQL: reading the end of its WAL failed (${e.message}): its position is pg_control's`);
+        log.warn(`stopped PostgreSQL: reading the end of its WAL failed (${e.message}): its published position is pg_control's, and it votes with none`);
         return null;
       },
     ).then((end) => {
