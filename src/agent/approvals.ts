@@ -78,7 +78,12 @@ export class MemberActions {
     }
     this.d.keeper.requestRemoval(id);
     const after = await this.until((s) => s.membership?.voters.includes(id) === false && s.membershipCommitted);
-    if (!after) return no(504, `${name} is still a voter after ${this.waitMs() / 1000} s (the leader first suspends automatic failover, which needs a majority: see its log)`);
+    if (!after) {
+      // The request stays with this leader and is carried out once a majority answers: say so, and
+      // in the history, which would otherwise not show a removal made after this answer (review).
+      this.record(`removal of voter ${name} (${id}) requested; not done within ${this.waitMs() / 1000} s, still pending on this leader`);
+      return no(504, `${name} is still a voter after ${this.waitMs() / 1000} s (the leader first suspends automatic failover, which needs a majority: see its log); the removal stays requested and is made once a majority answers, while this node leads (\`pgherd member approve ${name}\` cancels it)`);
+    }
     this.record(`voter ${name} (${id}) removed: ${this.votersLine(after)}`);
     return ok(`${name} removed: ${this.votersLine(after)}`);
   }

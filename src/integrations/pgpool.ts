@@ -157,12 +157,23 @@ export class PgpoolKeeper {
     });
   }
 
+  /** Still the leader (its view is given only with the lease): a PCP call may take seconds, and the lease may go meanwhile. */
+  private leading(): boolean {
+    try {
+      return this.leaderView() !== null;
+    } catch {
+      return false;
+    }
+  }
+
   private async reconcile(view: ClusterView): Promise<void> {
     const backends = parseNodeInfo(await this.pcp("pcp_node_info", []));
     const now = this.now();
     for (const [id, r] of this.sent) if (now - r.at >= PCP_SETTLE_MS) this.sent.delete(id);
     for (const s of unsettled(planPgpool(backends, view), backends, this.sent, now)) {
-      if (this.stopped) return;
+      // Each request only while this node leads (review: a reconciliation begun before a handover
+      // attached the old primary again once its slow pcp_node_info answered).
+      if (this.stopped || !this.leading()) return;
       const args = s.cmd === "promote" ? ["-s", "-n", String(s.id)] : ["-n", String(s.id)];
       this.log.info(`pgpool: pcp_${s.cmd}_node ${args.join(" ")} (${s.why})`);
       // The window starts when the command ends: a slow one (or one killed at its deadline, longer

@@ -81,6 +81,9 @@ export class VirtualIp {
   }
 
   private async add(): Promise<void> {
+    // Queued behind a slow ip while the lease came and went: it is not this node's any more (the
+    // removal queued after it would follow, but the new holder may have added it by then; review).
+    if (!this.held) return;
     const { address, interface: dev } = this.cfg;
     const r = await this.run("ip", ["addr", "add", address, "dev", dev]);
     if (r.error && !/File exists/.test(r.error)) {

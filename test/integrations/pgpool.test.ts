@@ -235,6 +235,31 @@ test("a kick while a reconciliation runs (on an older view) is not lost: another
   }
 });
 
+test("a reconciliation sends no request once this node no longer leads (its pcp_node_info answered after a handover; review)", async () => {
+  const bin = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
+  try {
+    const calls = join(bin, "calls");
+    const gate = join(bin, "gate");
+    writeFileSync(join(bin, "pcp_node_info"), `#!/bin/sh\necho "pcp_node_info" >> ${calls}\nwhile [ ! -e ${gate} ]; do sleep 0.02; done\nprintf '10.0.0.1 5432 3 0.5 down down standby unknown 0 none none x\\n10.0.0.2 5432 2 0.5 up up primary primary 0 none none x\\n'\n`, { mode: 0o755 });
+    for (const t of ["pcp_attach_node", "pcp_detach_node", "pcp_promote_node"]) writeFileSync(join(bin, t), `#!/bin/sh\necho "${t} $*" >> ${calls}\n`, { mode: 0o755 });
+    const cfg = parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[pgpool]\npcp_host = "127.0.0.1"\npcp_password_file = "${join(bin, "pass")}"\nbin_dir = "${bin}"\n`, "pgherd.toml").pgpool;
+    // This node's view while it led: it is the primary, the other streams.
+    const mine = view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running", leader: true }), row({ id: "n2", host: "10.0.0.2", role: "standby", state: "streaming" })]);
+    let leading = true;
+    const k = new PgpoolKeeper(cfg, memoryLogger(), () => (leading ? mine : null));
+    const lines = () => (existsSync(calls) ? readFileSync(calls, "utf8").split("\n").filter(Boolean) : []);
+    k.kick();
+    const end = performance.now() + 4000;
+    while (lines().length === 0 && performance.now() < end) await Bun.sleep(10);
+    leading = false; // handed over: n2 promoted, n1 stopped, while pcp_node_info had not answered
+    writeFileSync(gate, "");
+    await Bun.sleep(300);
+    expect(lines()).toEqual(["pcp_node_info"]); // before: pcp_attach_node -n 0, the stopped old primary back in pgpool
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+});
+
 test("a PCP failure names a password file the agent cannot read", async () => {
   const bin = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
   try {

@@ -53,6 +53,29 @@ describe("a fence does not wait on a slow ip", () => {
     expect(calls).toEqual(["ip add", "ip del"]); // no arping for an address being released
   });
 
+  test("an add queued behind a slow removal while the lease came and went is not made (review)", async () => {
+    const calls: string[] = [];
+    let finishDel: () => void = () => {};
+    let first = true;
+    const run: Runner = (cmd, args) => {
+      calls.push(`${cmd} ${args[0] === "addr" ? args[1] : args[0]}`);
+      if (cmd === "ip" && args[1] === "del" && first) {
+        first = false;
+        return new Promise((r) => (finishDel = () => r({ error: null })));
+      }
+      return Promise.resolve({ error: null });
+    };
+    const vip = new VirtualIp(spec, dir, memoryLogger(), run);
+    void vip.release("agent starting"); // its ip hangs
+    await Bun.sleep(0);
+    vip.hold(); // a lease won...
+    void vip.release("lease lost"); // ...and lost while the first removal still runs
+    finishDel();
+    await waitFor(() => calls.length >= 2, { timeoutMs: 5000, what: "the queued steps" });
+    await Bun.sleep(50);
+    expect(calls).toEqual(["ip del", "ip del"]);
+  });
+
   test("a quick removal: releaseWithin resolves once it is done, nothing said about a bound", async () => {
     const calls: string[] = [];
     const run: Runner = (cmd, args) => (calls.push(`${cmd} ${args[1]}`), Promise.resolve({ error: null }));
