@@ -44,8 +44,12 @@ import { Housekeeping } from "./housekeeping.ts";
 import { SyncCap } from "./sync-cap.ts";
 import { AgentLoopContext } from "./loop-context.ts";
 
-/** onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone: stop writes (awaited before the step's messages leave). */
-export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<void> }
+/**
+ * onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone:
+ * stop writes (awaited before the step's messages leave); false when the stop failed (the watchdog
+ * stops PostgreSQL at the lease deadline: a resign is not announced before it).
+ */
+export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<boolean> }
 
 const now = () => performance.now();
 
@@ -114,7 +118,7 @@ export class Agent {
     const driverHooks: DriverHooks = {
       send: (to, msg) => this.mesh.send(to, msg),
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
-      leaseLost: async (reason) => hooks.onFence?.(reason),
+      leaseLost: async (reason) => (await hooks.onFence?.(reason)) ?? true,
       leadershipChanged: () => { this.syncCap.refeed(); this.loop?.kick(); }, // refeed: a cap holds for one leader only
       detach: (term) => (this.loop ? this.loop.detach(term) : Promise.resolve({ ok: true, position: null })).then((r) => this.syncCap.detached(r)),
       fatal: (message) => {
@@ -128,7 +132,7 @@ export class Agent {
     this.consensus = switchable;
     this.migration = new MigrateDriver({
       cfg, self: this.nodeId, log: log.withTag("migrate"), consensus: switchable, store: this.store, send: (to, m) => this.mesh.send(to, m),
-      connected: () => this.mesh.connected(), fence: async (reason) => hooks.onFence?.(reason), nameOf: (id) => this.nameOf(id),
+      connected: () => this.mesh.connected(), fence: async (reason) => { await hooks.onFence?.(reason); }, nameOf: (id) => this.nameOf(id),
       switchingOver: () => this.actions.switching,
     });
     this.consensus.attachFailsafe?.(cfg.consensus.failsafe, (to, m) => this.mesh.send(to, m), (id) => this.nameOf(id));

@@ -95,7 +95,7 @@ export class SwitchableConsensus implements Consensus {
       leaseHeld: (term, until) => {
         if (live()) this.hooks.leaseHeld(term, this.cap === null ? until : Math.min(until, this.cap));
       },
-      leaseLost: (reason) => (live() ? this.hooks.leaseLost(reason) : Promise.resolve()),
+      leaseLost: (reason) => (live() ? this.hooks.leaseLost(reason) : Promise.resolve(true)),
       leadershipChanged: () => this.hooks.leadershipChanged(),
       detach: (term): Promise<DetachResult> => {
         if (!live()) return Promise.resolve({ ok: false, position: null, error: "the consensus backend that asked was replaced" });

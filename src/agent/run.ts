@@ -86,7 +86,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
       vip?.hold();
     },
     // The address gets the fence budget, not more: a slow `ip` must not hold this node's votes.
-    onFence: async (reason) => { await Promise.all([vip?.releaseWithin(reason, cfg.election.fence_ms), loop?.fencer.fence(reason)]); },
+    onFence: async (reason) => (await Promise.all([vip?.releaseWithin(reason, cfg.election.fence_ms), loop?.fencer.fence(reason)]))[1] ?? true,
   });
   if (bins) {
     // The fence and the watchdog signal only the OS user's processes (orphans.ts isServerOf).

@@ -45,7 +45,7 @@ export interface FencerOptions {
 
 export class Fencer {
   private epoch = 0;
-  private inFlight: Promise<void> | null = null;
+  private inFlight: Promise<boolean> | null = null;
   /** asPrimary() tasks running now. */
   private guarded = 0;
   private cancelWatchdog: (() => void) | null = null;
@@ -127,12 +127,15 @@ export class Fencer {
     }
   }
 
-  /** The lease is lost: stop writes now. Resolves once PostgreSQL is stopped (or the stop failed). */
-  fence(reason: string): Promise<void> {
+  /**
+   * The lease is lost: stop writes now. Resolves once PostgreSQL is stopped (true, also when none
+   * ran) or the stop failed (false: only the watchdog stops it, at the lease file's deadline).
+   */
+  fence(reason: string): Promise<boolean> {
     this.o.lease.revoke();
     this.epoch++;
     if (this.inFlight) return this.inFlight;
-    if (!this.o.primaryMayRun() && this.guarded === 0) return Promise.resolve();
+    if (!this.o.primaryMayRun() && this.guarded === 0) return Promise.resolve(true);
     const p = this.stopNow(reason).finally(() => {
       if (this.inFlight === p) this.inFlight = null;
     });
@@ -165,18 +168,23 @@ export class Fencer {
     return result;
   }
 
-  private async stopNow(reason: string): Promise<void> {
+  private async stopNow(reason: string): Promise<boolean> {
     this.o.log.warn(`fencing PostgreSQL: ${reason}`);
     const t0 = this.clock.now();
     try {
       // A round that saw the primary before an earlier fence stopped it finds nothing left to stop.
-      if (!(await this.o.stopPostgres())) return this.o.log.info("fence: no PostgreSQL server was running");
+      if (!(await this.o.stopPostgres())) {
+        this.o.log.info("fence: no PostgreSQL server was running");
+        return true;
+      }
       this.fences++;
       this.o.record(`${reason}: primary stopped in ${Math.round(this.clock.now() - t0)} ms`);
+      return true;
     } catch (e) {
       this.fences++;
       this.o.log.error(`fence failed: ${(e as Error).message}; the watchdog stops PostgreSQL at the lease deadline`);
       this.o.record(`${reason}: stop failed (${(e as Error).message.slice(0, 200)}); left to the watchdog`);
+      return false;
     }
   }
 }

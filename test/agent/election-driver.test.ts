@@ -31,7 +31,7 @@ class Harness {
   inflight: Array<{ from: string; to: string; msg: ElectionMsg }> = [];
   drivers = new Map<string, ElectionDriver>();
   trace = new Map<string, Trace[]>();
-  fence: Map<string, () => Promise<void>> = new Map();
+  fence: Map<string, () => Promise<void | boolean>> = new Map();
   detach: Map<string, (term: number) => Promise<{ ok: boolean; position: null; error?: string }>> = new Map();
   stores = new Map<string, ElectionStore>();
 
@@ -52,8 +52,9 @@ class Harness {
         leaseHeld: () => t.push({ kind: "lease", at: this.now }),
         leaseLost: async () => {
           t.push({ kind: "fence-start", at: this.now });
-          await (this.fence.get(id) ?? (async () => {}))();
+          const stopped = await (this.fence.get(id) ?? (async () => {}))();
           t.push({ kind: "fence-done", at: this.now });
+          return stopped;
         },
         leadershipChanged: () => t.push({ kind: "kick", at: this.now }),
         fatal: (m) => t.push({ kind: "fatal", at: this.now, detail: m }),
@@ -165,6 +166,25 @@ describe("election driver", () => {
     await h.run(10);
     const after = t.map((x) => x.kind);
     expect(after.indexOf("send-resign")).toBeGreaterThan(after.indexOf("fence-done"));
+  });
+
+  test("a resign whose fence could not stop PostgreSQL is not announced: nobody leads before the old lease has run out (review)", async () => {
+    const h = new Harness([A, B, C]);
+    h.start();
+    for (let i = 0; i < 100 && !h.leaderWithLease(); i++) await h.run(50);
+    const id = h.leaderWithLease()!;
+    const target = [A, B, C].find((x) => x !== id)!;
+    h.fence.set(id, async () => false); // pg_ctl could not run: only the watchdog stops it, at the lease deadline
+    const t = h.trace.get(id)!;
+    const before = t.length;
+    const resignedAt = h.now;
+    await h.drivers.get(id)!.resign("test", target);
+    await h.run(T.leaseMs);
+    expect(t.slice(before).map((x) => x.kind)).not.toContain("send-resign");
+    expect(h.leaderWithLease()).toBeNull(); // announced, the target would have stood at once
+    for (let i = 0; i < 100 && !h.leaderWithLease(); i++) await h.run(50);
+    expect(h.leaderWithLease()).not.toBeNull();
+    expect(h.now - resignedAt).toBeGreaterThan(T.leaseMs + T.fenceMs);
   });
 
   test("a vote leaves only after the PostgreSQL side stopped streaming; a failed detach refuses it", async () => {

@@ -19,7 +19,7 @@ const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 /** A lone voter whose leader key (of its previous run's lease) etcd still holds, with a blocking guard. */
-async function leading() {
+async function leading(o: { fenceStops?: boolean } = {}) {
   const etcd = new FakeEtcd();
   const { id } = await etcd.leaseGrant(5);
   await etcd.txn([], [
@@ -29,7 +29,7 @@ async function leading() {
   ]);
   const events: string[] = [];
   const hooks: DriverHooks = {
-    send() {}, leaseHeld: () => void events.push("held"), leaseLost: async () => void events.push("lost"), leadershipChanged() {}, fatal(m) { throw new Error(m); },
+    send() {}, leaseHeld: () => void events.push("held"), leaseLost: async () => (events.push("lost"), o.fenceStops ?? true), leadershipChanged() {}, fatal(m) { throw new Error(m); },
   };
   const dir = mkdtempSync(join(tmpdir(), "pgherd-etcd-backend-"));
   dirs.push(dir);
@@ -70,3 +70,15 @@ test("a read that no longer shows this node's key fences without moving the dead
   expect(c.status().role).not.toBe("leader");
   c.stop();
 });
+
+test("a resign whose fence could not stop PostgreSQL keeps the leader key until the watchdog has (its lease deadline and budget; review)", async () => {
+  const { etcd, c, events } = await leading({ fenceStops: false });
+  const until = c.lease()!.until;
+  const resigned = c.resign("a broken primary");
+  await waitFor(() => events.includes("lost"), { timeoutMs: 3000, what: "the fence" });
+  expect(etcd.value(keys.leader)).toBe(SELF); // released now, another node would take it while the old primary writes
+  await resigned;
+  expect(performance.now()).toBeGreaterThanOrEqual(until + 400);
+  expect(etcd.value(keys.leader)).toBeUndefined();
+  c.stop();
+}, 15_000);

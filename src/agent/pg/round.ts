@@ -338,7 +338,10 @@ export class MonitorRound {
         await x.slots.prepareForPromotion(PREPARE_SLOTS_MS, "pre_promote");
         return h.ctx.integrations?.checkPromote(h.ctx.leadership().term);
       }
-      case "fence": return h.fencer.fence(d.reason);
+      case "fence": {
+        await h.fencer.fence(d.reason); // a failed stop is logged; the watchdog stops it at its deadline
+        return;
+      }
       case "clone": return x.rebuild.cloneFrom(d.from);
       case "rewind": return x.rebuild.rewindFrom(d.from, isStuck(h.catchUp));
       case "start-standby": {

@@ -210,7 +210,15 @@ export class EtcdConsensus implements Consensus {
       const was = this.leading;
       if (!was) return;
       this.resignation.pause();
-      await this.lead.lose(`resigned: ${reason}`); // fenced before the key is released
+      // Fenced before the key is released; a fence that could not stop PostgreSQL leaves it to the
+      // watchdog at the lease's deadline: the key is not released before that and its budget
+      // (review: the others took it at once while the old primary still wrote).
+      if (!(await this.lead.lose(`resigned: ${reason}`))) {
+        const wait = Math.max(0, was.until + this.o.fenceMs - this.clock());
+        this.o.log.warn(`the fence could not confirm PostgreSQL stopped: the leader key is released in ${Math.round(wait)} ms, once the watchdog has stopped it`);
+        await new Promise((r) => setTimeout(r, wait));
+        this.resignation.pause();
+      }
       await this.resignation.release(was.term, transferTo);
     });
   }

@@ -49,15 +49,17 @@ export class Leadership {
     this.armDeadline();
   }
 
-  async lose(reason: string): Promise<void> {
+  /** Fences; false when the stop failed (the watchdog stops PostgreSQL at the lease deadline). */
+  async lose(reason: string): Promise<boolean> {
     const was = this.leading;
-    if (!was) return;
+    if (!was) return true;
     this.leading = null;
     clearTimeout(this.deadlineTimer);
     this.counters.leasesLost++;
     this.d.log.warn(`fenced: no longer leading term ${was.term} (${reason}); writes must stop`);
-    await this.d.hooks.leaseLost(reason).catch((e: Error) => this.d.log.error(`fence: ${e.message}`));
+    const stopped = await this.d.hooks.leaseLost(reason).catch((e: Error) => (this.d.log.error(`fence: ${e.message}`), false));
     queueMicrotask(() => this.d.hooks.leadershipChanged());
+    return stopped !== false;
   }
 
   leaderChanged(id: string | null, line: string): void {
