@@ -182,3 +182,29 @@ test("an answer without a Content-Length (chunked) is read as a stream and refus
     server.stop(true);
   }
 });
+
+test("credentials etcd refuses are not sent again at every request: the refusal is the answer for a while (review)", async () => {
+  let logins = 0;
+  const server = Bun.serve({
+    port: 0, hostname: "127.0.0.1",
+    fetch: (req) => {
+      if (new URL(req.url).pathname === "/v3/auth/authenticate") {
+        logins++;
+        return Response.json({ error: "etcdserver: authentication failed, invalid user ID or password", code: 3, message: "etcdserver: authentication failed, invalid user ID or password" }, { status: 400 });
+      }
+      return Response.json({ header: { revision: "1" }, kvs: [] });
+    },
+  });
+  try {
+    const c = new EtcdClient({ endpoints: [`http://127.0.0.1:${server.port}`], requestTimeoutMs: 1000, auth: { username: "pgherd", password: "rotated" } });
+    for (let i = 0; i < 20; i++) await expect(c.range("/x")).rejects.toThrow(/authentication failed/);
+    expect(logins).toBe(1); // before: 20, a bcrypt check on etcd each
+    await Bun.sleep(1100);
+    await expect(c.range("/x")).rejects.toThrow(/authentication failed/); // asked once more...
+    expect(logins).toBe(2);
+    await expect(c.range("/x")).rejects.toThrow(/asked again in 2 s/); // ...then not for twice as long
+    expect(logins).toBe(2);
+  } finally {
+    server.stop(true);
+  }
+});

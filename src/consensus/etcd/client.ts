@@ -106,6 +106,10 @@ export interface EtcdClientOptions {
   auth?: { username: string; password: string };
 }
 
+/** A refused login is not asked again for this long, doubling up to the max while refusals go on. */
+const AUTH_RETRY_MS = 1000;
+const AUTH_RETRY_MAX_MS = 30_000;
+
 const enc = (s: string) => Buffer.from(s, "utf8").toString("base64");
 const dec = (s: string | undefined) => (s ? Buffer.from(s, "base64").toString("utf8") : "");
 
@@ -146,6 +150,12 @@ export class EtcdClient {
   private token: string | null = null;
   /** The login under way: concurrent calls without a token share it (each login costs etcd a bcrypt check). */
   private authenticating: Promise<string> | null = null;
+  /**
+   * etcd refused the credentials (a wrong or rotated password): each login is a bcrypt check on
+   * etcd, and every request of three clients per agent logged in again (review). Until `until` the
+   * refusal is the answer, without asking; the wait doubles from 1 s to 30 s while it lasts.
+   */
+  private authRefused: { until: number; waitMs: number; error: EtcdError } | null = null;
 
   constructor(private readonly o: EtcdClientOptions) {
     if (o.endpoints.length === 0) throw new EtcdError("no etcd endpoints");
@@ -233,7 +243,18 @@ export class EtcdClient {
 
   private async callOnce<T>(base: string, path: string, body: unknown, wire: z.ZodType<T>, stream: boolean, retried = false): Promise<T> {
     if (this.o.auth && !this.token) {
-      const login = this.authenticating ??= this.authenticate(base).finally(() => {
+      const refused = this.authRefused;
+      if (refused && performance.now() < refused.until) throw refused.error;
+      const login = this.authenticating ??= this.authenticate(base).then((token) => {
+        this.authRefused = null;
+        return token;
+      }, (e: Error) => {
+        if (e instanceof EtcdError) {
+          const waitMs = Math.min(AUTH_RETRY_MAX_MS, (this.authRefused?.waitMs ?? AUTH_RETRY_MS / 2) * 2);
+          this.authRefused = { until: performance.now() + waitMs, waitMs, error: new EtcdError(`${e.message} (asked again in ${waitMs / 1000} s at the earliest)`, e.code) };
+        }
+        throw e;
+      }).finally(() => {
         if (this.authenticating === login) this.authenticating = null;
       });
       this.token = await login.catch((e: Error) => {
