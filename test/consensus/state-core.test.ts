@@ -61,3 +61,25 @@ describe("historyForStore", () => {
     expect(StoredHistorySchema.safeParse(Array.from({ length: 101 }, (_, i) => e(i))).success).toBe(false);
   });
 });
+
+test("two reads of the shared state answered out of order: the older one is not taken, nor acted on (review)", async () => {
+  const { EtcdClusterState } = await import("../../src/consensus/etcd/state.ts");
+  const { clusterKeys } = await import("../../src/consensus/etcd/elect-core.ts");
+  const { memoryLogger } = await import("../../src/log.ts");
+  const { z } = await import("zod");
+  const keys = clusterKeys("/p", "c");
+  const pending: Array<(r: unknown) => void> = [];
+  const client = { txn: () => new Promise((r) => pending.push(r)) } as unknown as import("../../src/consensus/etcd/client.ts").EtcdClient;
+  const state = new EtcdClusterState({ client, keys, pollMs: 1000, log: memoryLogger() }, { flags: SharedFlagsSchema, config: z.unknown(), history: StoredHistorySchema } as never);
+  const seen: number[] = [];
+  state.slots.flags.onChange((v) => seen.push(v.mod));
+  const flags = (paused: boolean, mod: number) => [kv(`${keys.root}flags`, JSON.stringify({ paused, scheduled: null }), mod)];
+  const poll = state.poll(); // the scheduled read, sent first
+  const refresh = state.refresh(); // after an operator's action: sent second, answered first
+  pending[1]!({ succeeded: true, revision: 7, ranges: [flags(false, 7), [], []] });
+  await refresh;
+  pending[0]!({ succeeded: true, revision: 5, ranges: [flags(true, 5), [], []] });
+  await poll;
+  expect(state.slots.flags.current()).toMatchObject({ mod: 7, value: { paused: false } });
+  expect(seen).toEqual([7]); // before: [7, 5], and paused put back until the next poll
+});

@@ -22,6 +22,8 @@ class EtcdSlot<T> implements StateSlot<T> {
   /** Bumped when a write starts and when it ends: a read that started before or during one must not put back the older value. */
   writes = 0;
   private invalidSeen = -1;
+  /** etcd's store revision of the newest read or write taken: an older read answered later is not taken (review: a poll and a refresh overlapping put an older value back). */
+  private seenAt = 0;
   /** The key's revision as last read, valid or not (0: absent). */
   private rev = 0;
 
@@ -35,9 +37,13 @@ class EtcdSlot<T> implements StateSlot<T> {
     return this.rev;
   }
 
-  /** A read of the key (kv undefined: absent); ignored when a write started after the read did. */
-  accept(kv: KeyValue | undefined, writesAtStart: number): Stored<T> | null {
-    if (writesAtStart !== this.writes) return this.cur ?? null;
+  /**
+   * A read of the key (kv undefined: absent) at etcd's store revision `at`; ignored when a write
+   * started after the read did, or a read or write at a later revision was taken already.
+   */
+  accept(kv: KeyValue | undefined, writesAtStart: number, at: number): Stored<T> | null {
+    if (writesAtStart !== this.writes || at < this.seenAt) return this.cur ?? null;
+    this.seenAt = at;
     const d = decodeStored(this.schema, kv);
     this.rev = kv?.modRevision ?? 0;
     if (d.kind === "invalid") {
@@ -62,7 +68,7 @@ class EtcdSlot<T> implements StateSlot<T> {
   async read(): Promise<Stored<T> | null> {
     const at = this.writes;
     const r = await this.o.client.range(this.key);
-    return this.accept(r.kvs[0], at);
+    return this.accept(r.kvs[0], at, r.revision);
   }
 
   async write(value: T, base: number, term: number): Promise<CasOutcome> {
@@ -78,6 +84,7 @@ class EtcdSlot<T> implements StateSlot<T> {
       if (out.ok) {
         this.cur = { value, mod: out.mod };
         this.rev = out.mod;
+        this.seenAt = Math.max(this.seenAt, out.mod);
       }
       return out;
     } finally {
@@ -132,7 +139,7 @@ export class EtcdClusterState {
     const at = this.all.map((s) => s.writes);
     try {
       const r = await this.o.client.txn([], this.all.map((s) => ({ range: { key: s.key } })));
-      this.all.forEach((s, i) => s.accept(r.ranges[i]?.[0], at[i]!));
+      this.all.forEach((s, i) => s.accept(r.ranges[i]?.[0], at[i]!, r.revision));
       if (this.lastError) this.o.log.info("etcd: reading the cluster state again");
       this.lastError = "";
     } catch (e) {
