@@ -78,6 +78,9 @@ export class MemberActions {
     }
     this.d.keeper.requestRemoval(id);
     const after = await this.until((s) => s.membership?.voters.includes(id) === false && s.membershipCommitted);
+    if (!after && this.d.consensus.status().role !== "leader") {
+      return no(503, `this node stopped leading before ${name} was removed: the request went with the leadership; ask the new leader`);
+    }
     if (!after) {
       // The request stays with this leader and is carried out once a majority answers: say so, and
       // in the history, which would otherwise not show a removal made after this answer (review).

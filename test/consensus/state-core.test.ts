@@ -82,4 +82,9 @@ test("two reads of the shared state answered out of order: the older one is not 
   await poll;
   expect(state.slots.flags.current()).toMatchObject({ mod: 7, value: { paused: false } });
   expect(seen).toEqual([7]); // before: [7, 5], and paused put back until the next poll
+  // etcd restored from a snapshot: its revisions went back; a read sent later is still taken.
+  const after = state.poll();
+  pending[2]!({ succeeded: true, revision: 3, ranges: [flags(true, 3), [], []] });
+  await after;
+  expect(state.slots.flags.current()).toMatchObject({ mod: 3, value: { paused: true } });
 });

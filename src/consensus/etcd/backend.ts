@@ -217,6 +217,7 @@ export class EtcdConsensus implements Consensus {
         const wait = Math.max(0, was.until + this.o.fenceMs - this.clock());
         this.o.log.warn(`the fence could not confirm PostgreSQL stopped: the leader key is released in ${Math.round(wait)} ms, once the watchdog has stopped it`);
         await new Promise((r) => setTimeout(r, wait));
+        if (this.stopped) return; // stopped or replaced meanwhile: nothing more to write
         this.resignation.pause();
       }
       await this.resignation.release(was.term, transferTo);

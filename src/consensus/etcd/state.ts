@@ -22,8 +22,18 @@ class EtcdSlot<T> implements StateSlot<T> {
   /** Bumped when a write starts and when it ends: a read that started before or during one must not put back the older value. */
   writes = 0;
   private invalidSeen = -1;
-  /** etcd's store revision of the newest read or write taken: an older read answered later is not taken (review: a poll and a refresh overlapping put an older value back). */
-  private seenAt = 0;
+  /**
+   * Reads in the order they were sent: one answered after a read sent later was taken is not taken
+   * (review: a poll and a refresh overlapping put an older value back). A local count, not etcd's
+   * revision, which goes back when etcd is restored from a snapshot.
+   */
+  private sentReads = 0;
+  private takenRead = 0;
+
+  /** Numbers a read about to be sent (accept takes it). */
+  nextRead(): number {
+    return ++this.sentReads;
+  }
   /** The key's revision as last read, valid or not (0: absent). */
   private rev = 0;
 
@@ -38,12 +48,12 @@ class EtcdSlot<T> implements StateSlot<T> {
   }
 
   /**
-   * A read of the key (kv undefined: absent) at etcd's store revision `at`; ignored when a write
-   * started after the read did, or a read or write at a later revision was taken already.
+   * A read of the key (kv undefined: absent), numbered by nextRead(); ignored when a write started
+   * after the read did, or a read sent after it was taken already.
    */
-  accept(kv: KeyValue | undefined, writesAtStart: number, at: number): Stored<T> | null {
-    if (writesAtStart !== this.writes || at < this.seenAt) return this.cur ?? null;
-    this.seenAt = at;
+  accept(kv: KeyValue | undefined, writesAtStart: number, read: number): Stored<T> | null {
+    if (writesAtStart !== this.writes || read < this.takenRead) return this.cur ?? null;
+    this.takenRead = read;
     const d = decodeStored(this.schema, kv);
     this.rev = kv?.modRevision ?? 0;
     if (d.kind === "invalid") {
@@ -67,8 +77,9 @@ class EtcdSlot<T> implements StateSlot<T> {
 
   async read(): Promise<Stored<T> | null> {
     const at = this.writes;
+    const n = this.nextRead();
     const r = await this.o.client.range(this.key);
-    return this.accept(r.kvs[0], at, r.revision);
+    return this.accept(r.kvs[0], at, n);
   }
 
   async write(value: T, base: number, term: number): Promise<CasOutcome> {
@@ -84,7 +95,6 @@ class EtcdSlot<T> implements StateSlot<T> {
       if (out.ok) {
         this.cur = { value, mod: out.mod };
         this.rev = out.mod;
-        this.seenAt = Math.max(this.seenAt, out.mod);
       }
       return out;
     } finally {
@@ -137,9 +147,10 @@ export class EtcdClusterState {
   /** One transaction reads every item's key (one revision); each slot takes its value. */
   async poll(): Promise<void> {
     const at = this.all.map((s) => s.writes);
+    const n = this.all.map((s) => s.nextRead());
     try {
       const r = await this.o.client.txn([], this.all.map((s) => ({ range: { key: s.key } })));
-      this.all.forEach((s, i) => s.accept(r.ranges[i]?.[0], at[i]!, r.revision));
+      this.all.forEach((s, i) => s.accept(r.ranges[i]?.[0], at[i]!, n[i]!));
       if (this.lastError) this.o.log.info("etcd: reading the cluster state again");
       this.lastError = "";
     } catch (e) {
