@@ -148,8 +148,8 @@ export class AgentLoopContext implements ClusterContext {
     return { guard: s.guard, committed: s.guardCommitted };
   }
 
-  setGuard(block: boolean, floor: Position | null): void {
-    this.d.consensus.setGuard(block, floor);
+  setGuard(block: boolean, floor: Position | null): Promise<void> {
+    return this.d.consensus.setGuard(block, floor);
   }
 
   reserveTimeline(n: number, timeoutMs: number): Promise<boolean> {

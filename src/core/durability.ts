@@ -4,6 +4,7 @@
 // quorum/strict: with N voters an election needs M = N/2+1 of them, so a commit held by the
 // primary and k = N − M standbys (k+1 nodes) shares a node with every possible majority; that
 // node refuses any candidate behind it, so the elected node holds every acknowledged commit.
+import type { Guard } from "./messages.ts";
 import { bigIntToLsn, lsnToBigInt, type Position } from "./position.ts";
 import { majority } from "./quorum.ts";
 
@@ -65,6 +66,18 @@ export interface DurabilityPlan {
   guard: { block: boolean; floor: Position | null } | "resync" | "keep";
   degraded: boolean;
   guarantee: string;
+}
+
+/**
+ * The block this primary may run degraded behind (planDurability's blockCommitted): up, naming this
+ * node its holder, stored by a majority, and no lift of it by this node still on its way. Another
+ * node's block (inherited by a forced failover on etcd, where the take leaves the guard as it was)
+ * says nothing of the writes this primary would acknowledge alone; and a lift sent but not yet
+ * stored (etcd answers later) would leave empty synchronous names in force with no block stored
+ * (review of 7 December).
+ */
+export function blockInForce(g: { guard: Pick<Guard, "seq" | "block" | "holder"> | null | undefined; committed: number }, self: string, lifting: boolean): boolean {
+  return !lifting && !!g.guard?.block && g.guard.holder === self && g.committed >= g.guard.seq;
 }
 
 export function syncStandbyNames(k: number, names: readonly string[]): string {

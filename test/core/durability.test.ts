@@ -1,6 +1,6 @@
 // The durability plan: k standbys so that every commit meets every election majority.
 import { expect, test } from "bun:test";
-import { FILL_ECHO_MS, HEAR_STANDBYS_MS, planDurability, syncStandbyNames, type DurabilityInput } from "../../src/core/durability.ts";
+import { blockInForce, FILL_ECHO_MS, HEAR_STANDBYS_MS, planDurability, syncStandbyNames, type DurabilityInput } from "../../src/core/durability.ts";
 
 const base: DurabilityInput = {
   mode: "quorum", voters: 3, standbyNames: ["pgherd_b", "pgherd_c"], streaming: ["pgherd_b", "pgherd_c"],
@@ -87,4 +87,17 @@ test("standbys that cannot lead filling the synchronous set (core/sync-exclusion
   expect(planDurability({ ...later, fillPendingForMs: 200 }).guard).toBe("keep");
   expect(planDurability({ ...later, fillPendingForMs: FILL_ECHO_MS }).guard).toEqual({ block: true, floor: null });
   expect(planDurability(later).guard).toEqual({ block: true, floor: null });
+});
+
+test("the block a primary degrades behind is its own, stored by a majority, and not being lifted by it (review)", () => {
+  const mine = { seq: 4, block: true, holder: "aaaaaaaaaaaaaaaa" };
+  expect(blockInForce({ guard: mine, committed: 4 }, "aaaaaaaaaaaaaaaa", false)).toBe(true);
+  expect(blockInForce({ guard: mine, committed: 3 }, "aaaaaaaaaaaaaaaa", false)).toBe(false); // not stored by a majority yet
+  // Another node's block, left by a forced failover on etcd: it says nothing of this primary's solo writes.
+  expect(blockInForce({ guard: { ...mine, holder: "bbbbbbbbbbbbbbbb" }, committed: 4 }, "aaaaaaaaaaaaaaaa", false)).toBe(false);
+  // Its own lift sent and not answered yet (etcd): "" now would run with no block stored once the lift lands.
+  expect(blockInForce({ guard: mine, committed: 4 }, "aaaaaaaaaaaaaaaa", true)).toBe(false);
+  expect(blockInForce({ guard: { ...mine, block: false, holder: null }, committed: 4 }, "aaaaaaaaaaaaaaaa", false)).toBe(false);
+  expect(blockInForce({ guard: null, committed: 0 }, "aaaaaaaaaaaaaaaa", false)).toBe(false);
+  // planDurability then asks for this node's own block before any "" (above: never "" before a majority stored it).
 });

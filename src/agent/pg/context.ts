@@ -54,8 +54,8 @@ export interface ClusterContext {
   /** Leader, before a promotion: settle whether "async" holds in this term (dynamic-config-leader.ts confirmAsync), within `timeoutMs`. */
   confirmDurability(timeoutMs: number): Promise<void>;
   /** The leader's current guard and the highest guard seq a majority stored. */
-  guardState(): { guard: { seq: number; block: boolean; floor: Position | null; timeline?: number } | null; committed: number };
-  setGuard(block: boolean, floor: Position | null): void;
+  guardState(): { guard: { seq: number; block: boolean; holder?: string | null; floor: Position | null; timeline?: number } | null; committed: number };
+  setGuard(block: boolean, floor: Position | null): Promise<void>;
   /** Leader: reserve timeline `n` for a promotion (core/timelines.ts); true once a majority stored it. */
   reserveTimeline(n: number, timeoutMs: number): Promise<boolean>;
   /** A voter change waits for its failover guard (src/agent/membership.ts): that guard is not lifted meanwhile. */

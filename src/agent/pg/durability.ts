@@ -1,6 +1,6 @@
 // Every round on a healthy server: managed files current, synchronous_standby_names as the
 // durability plan says, the guard published, settings needing a restart applied, slots kept.
-import { planDurability, syncNamesFor } from "../../core/durability.ts";
+import { blockInForce, planDurability, syncNamesFor } from "../../core/durability.ts";
 import { samePosition } from "../../core/position.ts";
 import { majority } from "../../core/quorum.ts";
 import { ensureRoles, probe, syncNamesBarrier, type Probe } from "../../postgres/index.ts";
@@ -28,6 +28,8 @@ const STANDBY_MAINTAIN_EVERY = 4;
 
 export class Maintenance {
   private degraded = false;
+  /** This node's lift of its block (a resync), sent and not yet answered: the block does not count meanwhile. */
+  private lifting: Promise<void> | null = null;
   private shortSince: number | null = null;
   private graceUntil = 0;
   /** When this agent's first round as primary (of this run as one) began: null while not primary. */
@@ -255,7 +257,7 @@ export class Maintenance {
       mode: ctx.durabilityMode(), voters: ctx.votersCount(),
       standbyNames: set.names.map(slotFor),
       streaming: p.replication.filter((r) => r.state === "streaming").map((r) => r.applicationName),
-      degraded: this.degraded, blockCommitted: !!g.guard?.block && g.committed >= g.guard.seq,
+      degraded: this.degraded, blockCommitted: blockInForce(g, ctx.nodeId, this.lifting !== null),
       position: { timeline: p.timeline, lsn: p.currentLsn! }, maxLagBytes: maxLagBytesInForce(this.h.cfg.failover.max_lag_bytes),
       shortForMs: this.shortSince === null ? 0 : clock.now() - this.shortSince,
       // Only right after a promotion or a restart: its standbys are (re)connecting. A fresh bootstrap degrades at once.
@@ -326,13 +328,18 @@ export class Maintenance {
       // synchronous standby is at or below the position now; a successor must hold at least that.
       const p = await probe(this.h.localDb());
       if (!p.up || !p.currentLsn) return;
-      ctx.setGuard(false, { timeline: p.timeline, lsn: p.currentLsn });
+      const lift = ctx.setGuard(false, { timeline: p.timeline, lsn: p.currentLsn });
+      this.lifting = lift;
+      void lift.catch(() => {}).finally(() => {
+        if (this.lifting === lift) this.lifting = null;
+      });
       this.degraded = false;
       log.info(`synchronous again; automatic failover back on for candidates at or beyond ${p.currentLsn}`);
       return;
     }
     this.degraded = plan.degraded;
-    const same = cur && cur.block === plan.guard.block && samePosition(cur.floor, plan.guard.floor);
+    // Another node's block (inherited) is not this primary's: its own is written (blockInForce).
+    const same = cur && cur.block === plan.guard.block && (!cur.block || cur.holder === ctx.nodeId) && samePosition(cur.floor, plan.guard.floor);
     const asyncStep = !plan.guard.block && plan.guard.floor && cur?.floor && clock.now() - this.lastGuardAt < 1000;
     if (!same && !asyncStep) {
       ctx.setGuard(plan.guard.block, plan.guard.floor);
