@@ -12,6 +12,8 @@ import type { Logger } from "../log.ts";
 import { runningConfig } from "../ops/reload.ts";
 import type { PrimaryFacts } from "./backup-contract.ts";
 import { stanzaInfo, takeBackup, type BackupInfo, type BackupType } from "./backups.ts";
+import { osUidOf } from "../postgres/users.ts";
+import { findBackup, ourBackup } from "./backup-proc.ts";
 import { backupUnderWay, chooseBackupSite } from "./choose.ts";
 import { backrestPaths } from "./pgbackrest.ts";
 import { repoHostBackupRefusal } from "./repo-host.ts";
@@ -40,6 +42,9 @@ export class BackupDesk {
   /** The backup this node's pgBackRest takes now (in this node's state reports: running()). */
   private taking: { type: BackupType; since: string } | null = null;
   private leading: { where: string; type: BackupType; since: Date } | null = null;
+  /** A backup an earlier run of this agent left running (backup-proc.ts): looked for once, then watched until it exits. */
+  private leftover: { pid: number; uid: number; type: BackupType; since: string } | null = null;
+  private looked: Promise<void> | null = null;
 
   constructor(private readonly h: ActionHost, private readonly log: Logger) {}
 
@@ -106,7 +111,10 @@ export class BackupDesk {
       if (!me?.up || me.inRecovery !== false) return fail(503, `${h.nodeName} is not a running primary now`);
       primary = { node: h.nodeName };
     }
+    await this.lookForLeftover();
     if (this.taking) return fail(409, `${h.nodeName} is already taking a backup`);
+    const left = this.leftoverRunning();
+    if (left) return fail(409, `${h.nodeName} is already taking a ${left.type} backup (pgbackrest pid ${left.pid}, started by an earlier run of its agent)`);
     this.taking = { type, since: new Date().toISOString() };
     h.backupChanged();
     try {
@@ -120,9 +128,38 @@ export class BackupDesk {
     }
   }
 
-  /** The backup this node takes now, for its state reports (null: none). */
+  /** The backup this node takes now, for its state reports (null: none), a leftover of an earlier agent run's included. */
   running(): { type: BackupType; since: string } | null {
-    return this.taking;
+    if (this.taking) return this.taking;
+    void this.lookForLeftover();
+    const left = this.leftoverRunning();
+    return left ? { type: left.type, since: left.since } : null;
+  }
+
+  /** Once per agent run: a `pgbackrest backup` of this node's configuration already running (reported as this node's backup). */
+  private lookForLeftover(): Promise<void> {
+    this.looked ??= (async () => {
+      const cfg = runningConfig();
+      if (!cfg || cfg.backup.tool !== "pgbackrest") return;
+      const uid = await osUidOf(cfg.postgres.os_user);
+      const b = findBackup(uid, backrestPaths(cfg).conf);
+      if (!b) return;
+      this.leftover = { ...b, uid, since: new Date().toISOString() };
+      this.log.warn(`a ${b.type} backup started by an earlier run of this agent is still running (pgbackrest pid ${b.pid}): reported as this node's backup until it ends`);
+      this.h.backupChanged();
+    })().catch((e: Error) => this.log.warn(`looking for a backup left running by an earlier agent: ${e.message}`));
+    return this.looked;
+  }
+
+  private leftoverRunning(): { pid: number; uid: number; type: BackupType; since: string } | null {
+    const l = this.leftover;
+    if (!l) return null;
+    const cfg = runningConfig();
+    if (cfg && ourBackup(l.pid, l.uid, backrestPaths(cfg).conf)) return l;
+    this.leftover = null;
+    this.log.info(`the backup left running by an earlier agent (pgbackrest pid ${l.pid}) has ended`);
+    this.h.backupChanged();
+    return null;
   }
 
   /** A scheduled backup (keeper.ts), chosen and run as `pgherd backup` is. */

@@ -39,6 +39,11 @@ export class ConfigReloader {
     active = this;
   }
 
+  /** This reloader no longer stands for the process's config (runningConfig() is null again). */
+  close(): void {
+    if (active === this) active = null;
+  }
+
   /** The config in effect: the start config with the live keys of the last good reload. */
   current(): Config {
     return this.running;
