@@ -19,7 +19,7 @@ const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 /** A lone voter whose leader key (of its previous run's lease) etcd still holds, with a blocking guard. */
-async function leading(o: { fenceStops?: boolean } = {}) {
+async function leading(o: { fenceStops?: boolean; client?: (c: ReturnType<FakeEtcd["client"]>) => void } = {}) {
   const etcd = new FakeEtcd();
   const { id } = await etcd.leaseGrant(5);
   await etcd.txn([], [
@@ -33,8 +33,10 @@ async function leading(o: { fenceStops?: boolean } = {}) {
   };
   const dir = mkdtempSync(join(tmpdir(), "pgherd-etcd-backend-"));
   dirs.push(dir);
+  const client = etcd.client();
+  o.client?.(client);
   const c = new EtcdConsensus({
-    client: etcd.client(), keys, self: { id: SELF, name: "n1", role: "database", canLead: true, priority: 100 },
+    client, keys, self: { id: SELF, name: "n1", role: "database", canLead: true, priority: 100 },
     ttlS: 5, pollMs: 20, maxDrift: 0.02, fenceMs: 400, deferMs: 1000, store: new ElectionStore(dir), hooks, log: memoryLogger(),
   });
   c.start();
@@ -82,3 +84,33 @@ test("a resign whose fence could not stop PostgreSQL keeps the leader key until 
   expect(etcd.value(keys.leader)).toBeUndefined();
   c.stop();
 }, 15_000);
+
+test("a guard write whose read after it failed counts no guard as committed until a poll reads etcd again (review: a lift stored, its answer lost)", async () => {
+  let failNextRead = false;
+  const { etcd, c } = await leading({
+    client: (cl) => {
+      const txn = cl.txn.bind(cl);
+      const range = cl.range.bind(cl);
+      cl.txn = async (cmp, ops, fail) => {
+        const r = await txn(cmp, ops, fail);
+        if (ops.some((op) => "put" in op && op.put.key === keys.guard)) failNextRead = true;
+        return r;
+      };
+      cl.range = async (key, opts) => {
+        if (failNextRead) {
+          failNextRead = false;
+          throw new Error("no answer within 1000 ms");
+        }
+        return range(key, opts);
+      };
+    },
+  });
+  expect(c.status().guardCommitted).toBe(3); // the block this node stored, committed
+  await c.setGuard(false, { timeline: 1, lsn: "0/3000000" }); // the lift: stored by etcd, the read after it lost
+  expect(JSON.parse(etcd.value(keys.guard)!)).toMatchObject({ block: false });
+  // The snapshot still shows the block: it must not count as committed (a primary would degrade behind it).
+  expect(c.status().guard?.block).toBe(true);
+  expect(c.status().guardCommitted).toBe(0);
+  await waitFor(() => c.status().guard?.block === false && c.status().guardCommitted > 0, { timeoutMs: 3000, what: "a poll to read the lift" });
+  c.stop();
+});

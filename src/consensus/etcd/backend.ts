@@ -67,6 +67,12 @@ export class EtcdConsensus implements Consensus {
   private readonly final: FinalPosition;
   private readonly membership: MembershipKeeper;
   private snap: Snapshot | null = null;
+  /**
+   * A guard write sent without an answer, or whose read after it failed: etcd may hold another guard
+   * than the snapshot's (a lift applied, its answer lost), so no guard counts as committed until a
+   * poll reads the prefix again (review: a primary degraded on the block its lost lift had removed).
+   */
+  private guardUnsure = false;
   private term = 0;
   private lastLeaderContact: number | null = null;
   private position: Position = ZERO_POSITION;
@@ -155,7 +161,7 @@ export class EtcdConsensus implements Consensus {
       id: this.o.self.id, role, term: this.term, votedFor: null, leader: this.lead.leader(),
       membership: s?.membership?.value ?? null, membershipCommitted: !!s?.membership,
       leaseUntil: this.leading?.until ?? null, lastLeaderContact: this.lastLeaderContact, position: this.position, positionKnown: this.positionKnown,
-      guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: s?.guard?.value.seq ?? 0, timelineCommitted: s?.guard?.value.timeline ?? 0, pendingVote: null,
+      guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: this.guardUnsure ? 0 : s?.guard?.value.seq ?? 0, timelineCommitted: s?.guard?.value.timeline ?? 0, pendingVote: null,
     };
   }
 
@@ -284,6 +290,7 @@ export class EtcdConsensus implements Consensus {
     if (snap.invalid.length > 0 && !this.closed) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
     this.membership.adopt(snap);
     this.snap = snap;
+    this.guardUnsure = false;
     await this.membership.polled(snap);
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
@@ -375,7 +382,12 @@ export class EtcdConsensus implements Consensus {
    */
   private async cas(compare: Compare[], key: string, value: string): Promise<boolean> {
     const r = await this.o.client.txn(compare, [{ put: { key, value } }]).catch((e: Error) => e);
-    const all = await this.o.client.range(this.o.keys.root, { prefix: true });
+    const guard = key === this.o.keys.guard;
+    if (guard && r instanceof Error) this.guardUnsure = true; // may still apply after the read below
+    const all = await this.o.client.range(this.o.keys.root, { prefix: true }).catch((e: Error) => {
+      if (guard) this.guardUnsure = true;
+      throw e;
+    });
     const snap = decodeSnapshot(this.o.keys, all.revision, all.kvs);
     this.membership.adopt(snap);
     this.snap = snap;
