@@ -10,17 +10,27 @@ import type { BackupType } from "./backups.ts";
 
 const TYPES: readonly BackupType[] = ["full", "diff", "incr"];
 
-/** The backup command line of `pid` (pgbackrest, run as `uid`, command `backup`, with config `conf`), or null. */
-export function ourBackup(pid: number, uid: number, conf: string): { pid: number; type: BackupType } | null {
+/**
+ * The arguments of `pid` when it runs pgbackrest's `command` with config `conf` as `uid` (another
+ * process, one gone or not readable: null). The TLS server's leftover is checked the same way
+ * (server-pid.ts).
+ */
+export function pgbackrestArgs(pid: number, uid: number, conf: string, command: string): string[] | null {
   try {
     if (statSync(`/proc/${pid}`).uid !== uid) return null;
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    if (basename(argv[0] ?? "") !== "pgbackrest" || !argv.includes("backup") || !argv.includes(`--config=${conf}`)) return null;
-    const t = argv.find((a) => a.startsWith("--type="))?.slice("--type=".length);
-    return { pid, type: TYPES.find((x) => x === t) ?? "incr" };
+    return basename(argv[0] ?? "") === "pgbackrest" && argv.includes(command) && argv.includes(`--config=${conf}`) ? argv : null;
   } catch {
-    return null; // gone, or not readable
+    return null;
   }
+}
+
+/** The backup command line of `pid` (pgbackrest, run as `uid`, command `backup`, with config `conf`), or null. */
+export function ourBackup(pid: number, uid: number, conf: string): { pid: number; type: BackupType } | null {
+  const argv = pgbackrestArgs(pid, uid, conf, "backup");
+  if (!argv) return null;
+  const t = argv.find((a) => a.startsWith("--type="))?.slice("--type=".length);
+  return { pid, type: TYPES.find((x) => x === t) ?? "incr" };
 }
 
 /** The first such process on this host (one /proc walk: at the agent's start, not per report). */

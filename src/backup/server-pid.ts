@@ -3,11 +3,10 @@
 // holding the port with the old certificate; the next agent stops that leftover before it starts
 // its own, and only when /proc shows that pid is still a `pgbackrest server` with this node's
 // config, run by the PostgreSQL OS user (a recycled pid is left alone).
-import { readFileSync, statSync } from "node:fs";
-import { basename } from "node:path";
 import type { Logger } from "../log.ts";
 import { SafeDir, type Owner } from "../postgres/fsutil.ts";
 import { pidAlive } from "../postgres/datadir.ts";
+import { pgbackrestArgs } from "./backup-proc.ts";
 
 const FILE = "tls-server.pid";
 
@@ -31,12 +30,7 @@ export async function clearServerPid(dir: string, owner: Owner): Promise<void> {
 
 /** Whether `pid` runs pgbackrest's server with config `conf` as `uid` (false when it is gone or anything else). */
 export function isOurServer(pid: number, uid: number, conf: string): boolean {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    return statSync(`/proc/${pid}`).uid === uid && basename(argv[0] ?? "") === "pgbackrest" && argv.includes("server") && argv.includes(`--config=${conf}`);
-  } catch {
-    return false;
-  }
+  return pgbackrestArgs(pid, uid, conf, "server") !== null;
 }
 
 

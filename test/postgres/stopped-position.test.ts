@@ -361,7 +361,7 @@ test("at rest: a clean stop says 'shut down' and ends past its shutdown checkpoi
   // the target must hold whole (pg_control's checkpoint is where that record starts).
   expect(await stop(n, "fast")).toBe(true);
   const agent = agentRound(n, port);
-  const clean = await agent.round.atRest(performance.now() + 10_000);
+  const clean = await agent.round.rest.atRest(performance.now() + 10_000);
   const control = (await inspectDataDir(n.dataDir, n)).control!;
   expect(clean.running).toBe(false);
   expect(clean.state).toBe("shut down");
@@ -372,14 +372,14 @@ test("at rest: a clean stop says 'shut down' and ends past its shutdown checkpoi
   await start(n, { logFile: `${n.dataDir}.log`, timeoutSec: 30 });
   await stop(n, "immediate");
   const crashed = agentRound(n, port);
-  expect((await crashed.round.atRest(performance.now() + 10_000)).state).toBe("in production");
+  expect((await crashed.round.rest.atRest(performance.now() + 10_000)).state).toBe("in production");
   await crashed.host.close();
   // The WAL's end or pg_control cannot be read: no position, though the node was seen further
   // (before: pg_control's or the last round's position, and the vote was granted with it).
   for (const tool of ["pg_waldump", "pg_controldata"]) {
     const blind = agentRound(n, port, binsFailing(tool));
     blind.host.heldPosition = { timeline: 1, lsn: "0/1000000" };
-    expect(await blind.round.restingPosition(performance.now() + 10_000)).toBeNull();
+    expect(await blind.round.rest.restingPosition(performance.now() + 10_000)).toBeNull();
     await blind.host.close();
   }
 }, 60_000);

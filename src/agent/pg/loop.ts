@@ -240,7 +240,7 @@ export class PostgresLoop implements LoopControl {
       // already gone, or exited without finishing its shutdown checkpoint (a PANIC), may hold
       // acknowledged WAL past pg_control's checkpoint that no standby has (review). Else the
       // switchover stops here, and this node, still the primary's, starts its server again.
-      const r = await this.round.atRest(this.clock.now() + FINAL_POSITION_MS);
+      const r = await this.round.rest.atRest(this.clock.now() + FINAL_POSITION_MS);
       if (!stopped || r.state !== "shut down") throw new Error(`the server did not shut down cleanly (${stopped ? `pg_control says "${r.state ?? "unreadable"}"` : "it was not running when stopped"}): no final position to hand over`);
       if (!r.position) throw new Error(`the end of the stopped server's WAL could not be read within ${FINAL_POSITION_MS} ms: no final position to hand over`);
       h.handedOver = true;
@@ -311,7 +311,7 @@ export class PostgresLoop implements LoopControl {
     this.rebuild.interruptCopy(`a vote in term ${term} needs this node`);
     let r: DetachResult;
     try {
-      r = await detachFor(term, detachTarget(h, (deadline) => this.round.restingPosition(deadline)), this.exec, this.detachHold, this.clock);
+      r = await detachFor(term, detachTarget(h, (deadline) => this.round.rest.restingPosition(deadline)), this.exec, this.detachHold, this.clock);
     } finally {
       this.rebuild.voteDetached();
     }

@@ -7,7 +7,7 @@ import { isStuck, stepCatchUp } from "../../core/catch-up.ts";
 import { truthfulGuarantee } from "../../core/durability.ts";
 import { dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type HaAction, type LocalPg, type RejoinRequest, roundAgainAfter, waitsForBackoff } from "../../core/ha.ts";
 import { broken, successorOf } from "../../core/liveness.ts";
-import { furtherPosition, ZERO_POSITION, type Position } from "../../core/position.ts";
+import { furtherPosition, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, probe, type Probe } from "../../postgres/index.ts";
 import { slotFor } from "./context.ts";
@@ -21,10 +21,8 @@ import type { SlotKeeper } from "./slots.ts";
 import { heldCopies } from "../../slots/plan.ts";
 import { BarrierTimeout } from "../../postgres/promote.ts";
 import { NotPromoted } from "./primary.ts";
-import { StoppedWal, type StoppedWalEnd } from "./wal-end.ts";
-import { controlPosition, positionOf } from "./round-position.ts";
-import type { ControlData } from "../../postgres/datadir.ts";
-import { timelinesAbove } from "../../postgres/timeline-files.ts";
+import { AtRest } from "./at-rest.ts";
+import { positionOf } from "./round-position.ts";
 import { PAUSE_STAGGER_MS, ReplayPauseWatch } from "./restart-node.ts";
 
 /** Failed attempts to promote (or to start the server to be promoted) in one term before the leader hands over. */
@@ -60,61 +58,13 @@ export class MonitorRound {
   /** The report this round published, for refresh() while a long action runs. */
   private last: { report: PgReport; position: Position } | null = null;
   private readonly live: LivenessWatch;
-  private readonly wal: StoppedWal;
+  /** The data directory at rest (its WAL's end, pg_control), also read by a detach and a switchover. */
+  readonly rest: AtRest;
   private readonly pause = new ReplayPauseWatch();
 
   constructor(private readonly h: PgHost, private readonly x: RoundParts) {
     this.live = new LivenessWatch(h);
-    this.wal = new StoppedWal(h, () => x.again());
-  }
-
-  /** The end of the WAL in a stopped server's pg_wal on the newest timeline it holds (wal-end.ts); null when not known. */
-  private async walEnd(control: ControlData, pgVersion: number | null, wait: boolean): Promise<StoppedWalEnd> {
-    const h = this.h;
-    let above: number[];
-    try {
-      above = await timelinesAbove(h.node.dataDir, h.cfg.postgres.os_user, control.timeline);
-    } catch (e) {
-      // Not knowing which timelines it holds, a scan of pg_control's alone could say less than it holds.
-      h.log.warn(`stopped PostgreSQL: reading the history files in pg_wal failed (${(e as Error).message}): its position is pg_control's`);
-      return null;
-    }
-    return this.wal.end(control, pgVersion, [...above, control.timeline], wait);
-  }
-
-  /**
-   * The position of this data directory while its server does not run, as a round computes it:
-   * pg_control's, the end of the WAL in its pg_wal (waited for until clock time `deadline`), never
-   * below what it was seen to hold. Null when the server runs, or the WAL's end is not known by then.
-   */
-  async restingPosition(deadline: number): Promise<Position | null> {
-    const r = await this.atRest(deadline);
-    return r.running ? null : r.position;
-  }
-
-  /**
-   * The data directory at rest: whether its server runs, pg_control's state, and the position as
-   * restingPosition says it (null when not running and not known: a vote is refused then). A
-   * directory with files but no pg_control, or whose WAL's end could not be read (a failed or unsure
-   * scan, not only a late one; a pg_wal with no WAL at all, a restore's, leaves pg_control's), has no known position: pg_control's checkpoint and the last round's position
-   * may both be below WAL it flushed and acknowledged (review: a fenced primary whose pg_wal gave an
-   * I/O error voted with its last round's position).
-   */
-  async atRest(deadline: number): Promise<{ running: boolean; state: string | null; position: Position | null }> {
-    const h = this.h;
-    const info = await inspectDataDir(h.node.dataDir, h.node);
-    const state = info.control?.state ?? null;
-    if (info.running) return { running: true, state, position: null };
-    if (info.empty) return { running: false, state, position: furtherPosition(ZERO_POSITION, h.heldPosition) };
-    if (!info.control) return { running: false, state, position: null };
-    let position = controlPosition(info.control);
-    if (h.rewindMarker.get() === null) {
-      const left = deadline - h.clock.now();
-      const end = left <= 0 ? undefined : await Promise.race([this.walEnd(info.control, info.pgVersion, true), h.clock.sleep(left).then(() => undefined)]);
-      if (!end) return { running: false, state, position: null };
-      if (end !== "none") position = furtherPosition(position, end);
-    }
-    return { running: false, state, position: furtherPosition(position, h.heldPosition) };
+    this.rest = new AtRest(h, () => x.again());
   }
 
   async run(): Promise<void> {
@@ -180,7 +130,7 @@ export class MonitorRound {
     // and votes with, includes it; later rounds publish it when known. Not while a pg_rewind is
     // unfinished: its pg_wal may hold the new primary's WAL copied before it stopped.
     if (!info.running && data === "present" && info.control && !local.rewindUnfinished) {
-      const end = await this.walEnd(info.control, info.pgVersion, this.last === null);
+      const end = await this.rest.walEnd(info.control, info.pgVersion, this.last === null);
       if (end !== "none") position = furtherPosition(position, end);
     }
     // A server that stopped (fenced, crashed) still holds the WAL it had while it answered, and one
