@@ -31,7 +31,7 @@ export async function postmasterRuns(dataDir: string): Promise<boolean> {
   return pm.alive && pm.servesThisDir !== false;
 }
 
-/** The loop's PostgreSQL as a DetachTarget; `restingPosition` from the monitoring round, which owns the WAL scans. */
+/** The loop's PostgreSQL as a DetachTarget; `restingPosition` from the data directory at rest (at-rest.ts), which owns the WAL scans. */
 export function detachTarget(h: PgHost, restingPosition: DetachTarget["restingPosition"]): DetachTarget {
   return {
     restingPosition,
