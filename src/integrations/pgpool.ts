@@ -157,10 +157,14 @@ export class PgpoolKeeper {
     });
   }
 
-  /** Still the leader (its view is given only with the lease): a PCP call may take seconds, and the lease may go meanwhile. */
-  private leading(): boolean {
+  /**
+   * Still the leader of the view's term (a view is given only with the lease): a PCP call may take
+   * seconds, and the lease may go meanwhile, or go and come back in a later term, after which the
+   * plan made from the older view may no longer hold.
+   */
+  private leading(view: ClusterView): boolean {
     try {
-      return this.leaderView() !== null;
+      return this.leaderView()?.term === view.term;
     } catch {
       return false;
     }
@@ -173,7 +177,7 @@ export class PgpoolKeeper {
     for (const s of unsettled(planPgpool(backends, view), backends, this.sent, now)) {
       // Each request only while this node leads (review: a reconciliation begun before a handover
       // attached the old primary again once its slow pcp_node_info answered).
-      if (this.stopped || !this.leading()) return;
+      if (this.stopped || !this.leading(view)) return;
       const args = s.cmd === "promote" ? ["-s", "-n", String(s.id)] : ["-n", String(s.id)];
       this.log.info(`pgpool: pcp_${s.cmd}_node ${args.join(" ")} (${s.why})`);
       // The window starts when the command ends: a slow one (or one killed at its deadline, longer

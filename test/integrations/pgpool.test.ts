@@ -235,7 +235,10 @@ test("a kick while a reconciliation runs (on an older view) is not lost: another
   }
 });
 
-test("a reconciliation sends no request once this node no longer leads (its pcp_node_info answered after a handover; review)", async () => {
+for (const [when, after] of [
+  ["no longer leads", () => null],
+  ["leads again, in a later term (the plan came from the older term's view)", (v: ReturnType<typeof view>) => ({ ...v, term: v.term + 2 })],
+] as const) test(`a reconciliation sends no request once this node ${when} (its pcp_node_info answered after a handover; review)`, async () => {
   const bin = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
   try {
     const calls = join(bin, "calls");
@@ -246,7 +249,7 @@ test("a reconciliation sends no request once this node no longer leads (its pcp_
     // This node's view while it led: it is the primary, the other streams.
     const mine = view("n1", [row({ id: "n1", host: "10.0.0.1", role: "primary", state: "running", leader: true }), row({ id: "n2", host: "10.0.0.2", role: "standby", state: "streaming" })]);
     let leading = true;
-    const k = new PgpoolKeeper(cfg, memoryLogger(), () => (leading ? mine : null));
+    const k = new PgpoolKeeper(cfg, memoryLogger(), () => (leading ? mine : after(mine)));
     const lines = () => (existsSync(calls) ? readFileSync(calls, "utf8").split("\n").filter(Boolean) : []);
     k.kick();
     const end = performance.now() + 4000;
