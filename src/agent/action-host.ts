@@ -61,9 +61,10 @@ export class AgentActionHost implements ActionHost {
 
   changeConfig(change: DynamicChange): Promise<ActionResult> { return this.d.dynamic.change(change); }
 
-  setScheduled(s: ScheduledSwitchover | null): void {
+  setScheduled(s: ScheduledSwitchover | null): Promise<{ status: number; message: string } | null> {
     this.d.flags.set({ scheduled: s });
     this.d.flagsChanged(false);
+    return this.d.flags.flush();
   }
 
   backupChanged(): void { this.d.backupChanged(); }

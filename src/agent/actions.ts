@@ -51,9 +51,12 @@ export interface ActionHost {
   clusterView(): ClusterView;
   /** Leader: a change of the cluster-wide configuration (src/agent/dynamic-config-leader.ts). */
   changeConfig(change: DynamicChange): Promise<ActionResult>;
-  /** The switchover scheduled through the leader (kept by every node), and setting it (leader only). */
+  /**
+   * The switchover scheduled through the leader (kept by every node), and setting it (leader only):
+   * resolves once the cluster's copy holds it (a shared store: its write answered), with why not.
+   */
   scheduled(): ScheduledSwitchover | null;
-  setScheduled(s: ScheduledSwitchover | null): void;
+  setScheduled(s: ScheduledSwitchover | null): Promise<{ status: number; message: string } | null>;
   /** Wall-clock milliseconds (injected so tests can move time). */
   wallNow(): number;
   /** Bounded pause between polls (injected so tests need not wait). */
@@ -78,7 +81,7 @@ export class ActionRunner {
 
   constructor(private readonly h: ActionHost, private readonly log: Logger, private readonly members?: MemberActionRunner) {
     this.backups = new BackupDesk(h, log);
-    this.restarts = new RestartGrants(h);
+    this.restarts = new RestartGrants(h, () => this.switching);
   }
 
   /** Entry point for the local API. */
@@ -131,7 +134,7 @@ export class ActionRunner {
         this.log.warn(p ? "maintenance mode: automatic actions suspended cluster-wide" : "maintenance mode ended");
         return ok(p ? "cluster paused: agents monitor and report but take no automatic action" : "cluster resumed");
       }
-      case "switchover": return req.at ? this.schedule(req.to, req.at, req.force ?? false) : this.switchover(req.to, req.force ?? false);
+      case "switchover": return req.at !== undefined ? this.schedule(req.to, req.at, req.force ?? false) : this.switchover(req.to, req.force ?? false);
       case "switchover-cancel": return this.cancelScheduled(`cancelled by the operator`);
       case "member-approve":
       case "member-remove":
@@ -147,10 +150,11 @@ export class ActionRunner {
   }
 
   /** `switchover --at`: stored through the leader; whichever node leads at that time runs it. */
-  private schedule(to: string | undefined, at: string, force: boolean): ActionResult | Promise<ActionResult> {
+  private async schedule(to: string | undefined, at: string, force: boolean): Promise<ActionResult> {
     const when = Date.parse(at);
     if (!Number.isFinite(when)) return no(400, `--at ${JSON.stringify(at)} is not a date/time`);
-    if (when <= this.h.wallNow()) return this.switchover(to, force);
+    // A time already past (a script's stale date) is refused, not run now: a switchover now is asked without --at.
+    if (when <= this.h.wallNow()) return no(400, `--at ${JSON.stringify(at)} is in the past (it is ${new Date(this.h.wallNow()).toISOString()} on ${this.h.nodeName}, the leader); for a switchover now leave --at out`);
     const cur = this.h.scheduled();
     if (cur) return no(409, `a switchover is already scheduled for ${cur.at} (pgherd switchover --cancel first)`);
     let target: string | null = null;
@@ -162,16 +166,18 @@ export class ActionRunner {
       target = t.id;
     }
     const s: ScheduledSwitchover = { at: new Date(when).toISOString(), to: target, requestedAt: new Date(this.h.wallNow()).toISOString(), force };
-    this.h.setScheduled(s);
+    const refused = await this.h.setScheduled(s);
+    if (refused) return no(refused.status, refused.message);
     const where = target ? ` to ${this.h.nameOf(target)}` : "";
     this.h.record(this.entry("schedule", `switchover${where} scheduled for ${s.at}`));
     return ok(`switchover${where} scheduled for ${s.at} (stored by the leader; pgherd switchover --cancel to drop it)`, 202, s);
   }
 
-  private cancelScheduled(why: string): ActionResult {
+  private async cancelScheduled(why: string): Promise<ActionResult> {
     const cur = this.h.scheduled();
     if (!cur) return no(404, "no switchover is scheduled");
-    this.h.setScheduled(null);
+    const refused = await this.h.setScheduled(null);
+    if (refused) return no(refused.status, refused.message);
     this.h.record(this.entry("schedule", `scheduled switchover of ${cur.at} ${why}`));
     return ok(`scheduled switchover of ${cur.at} ${why}`);
   }
@@ -181,8 +187,10 @@ export class ActionRunner {
     const cur = this.h.scheduled();
     const e = this.h.electionState();
     if (!cur || !e.leading || e.leader !== this.h.nodeId || Date.parse(cur.at) > this.h.wallNow() || this.switching) return;
-    // Cleared first: a refusal or a crash half-way must not run it again at the next tick.
-    this.h.setScheduled(null);
+    // Cleared first, and stored so before it runs: a refusal or a crash half-way must not run it
+    // again at the next tick, nor on the next leader (which would find it in the cluster's copy).
+    const refused = await this.h.setScheduled(null);
+    if (refused) return this.log.warn(`scheduled switchover of ${cur.at}: not run yet: clearing it in the cluster's copy failed (${refused.message}); tried again`);
     const r = await this.switchover(cur.to ?? undefined, cur.force);
     this.log.warn(`scheduled switchover of ${cur.at}: ${r.message}`);
     if (!r.ok) this.h.record(this.entry("schedule", `scheduled switchover of ${cur.at} not done: ${r.message}`));

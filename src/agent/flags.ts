@@ -54,6 +54,8 @@ interface Shared {
   lastError: string;
   /** Why the last write was refused since the last flush (null: none). */
   refused: { status: 409 | 503; message: string } | null;
+  /** A write failed without an answer: the store may hold this node's value or the one before; read again (sync). */
+  unsure: boolean;
 }
 
 export class FlagsStore {
@@ -77,7 +79,7 @@ export class FlagsStore {
 
   /** From now on the cluster's copy is the store's: adopt what it holds, write changes to it. */
   share(slot: StateSlot<SharedFlags>, leaderTerm: () => number | null, log: FlagsLog): void {
-    this.shared = { slot, leaderTerm, log, chain: Promise.resolve(), refused: null, writing: 0, lastError: "" };
+    this.shared = { slot, leaderTerm, log, chain: Promise.resolve(), refused: null, writing: 0, lastError: "", unsure: false };
     slot.onChange((v) => this.fromLeader(v.value, log));
   }
 
@@ -122,10 +124,29 @@ export class FlagsStore {
     return r;
   }
 
-  /** Leader housekeeping: a store without the key (a cluster new to it) gets this node's flags, so every node follows one copy. */
+  /**
+   * Leader housekeeping: a store without the key (a cluster new to it) gets this node's flags, so
+   * every node follows one copy; after a write that failed without an answer, this node takes the
+   * store's copy again (review: a scheduled switchover's clear lost that way stayed in the store,
+   * unseen here, and the next leader ran it again).
+   */
   sync(): void {
     const sh = this.shared;
-    if (!sh || sh.leaderTerm() === null || sh.slot.current() !== null || sh.slot.revision() !== 0 || sh.writing) return;
+    if (!sh || sh.leaderTerm() === null || sh.writing) return;
+    if (sh.unsure) {
+      sh.unsure = false;
+      sh.writing++;
+      sh.chain = sh.chain.then(async () => {
+        const now = await sh.slot.read();
+        if (now) this.fromLeader(now.value, sh.log);
+      }).catch(() => {
+        sh.unsure = true;
+      }).finally(() => {
+        sh.writing--;
+      });
+      return;
+    }
+    if (sh.slot.current() !== null || sh.slot.revision() !== 0) return;
     this.queueWrite(sh, false);
   }
 
@@ -134,6 +155,7 @@ export class FlagsStore {
     sh.writing++;
     sh.chain = sh.chain.then(() => this.write(sh, operator)).catch((e: Error) => {
       const r = { status: 503 as const, message: `cluster flags write failed: etcd: ${e.message}` };
+      sh.unsure = true;
       if (operator) sh.refused = r;
       if (operator || sh.lastError !== r.message) sh.log.warn(r.message);
       sh.lastError = r.message;

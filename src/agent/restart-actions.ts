@@ -29,12 +29,15 @@ export const FORWARDED_RESTART_MS = NODE_OP_TIMEOUT_MS + HEALTHY_WAIT_MS + 15_00
 export class RestartGrants {
   /** The member whose restart this leader granted and has not yet heard back from. */
   private granted: string | null = null;
+  /** Members whose restart the leader is deciding (waiting for its view to show the others healthy). */
+  private readonly deciding = new Set<string>();
 
-  constructor(private readonly h: ActionHost) {}
+  /** `switching`: a switchover runs on this leader (its stopped primary still reads as running). */
+  constructor(private readonly h: ActionHost, private readonly switching: () => boolean) {}
 
-  /** The member whose restart this leader granted and has not yet heard back from, or null. */
+  /** The member whose restart this leader granted or is deciding and has not yet heard back from, or null (a switchover waits for none). */
   underWay(): string | null {
-    return this.granted;
+    return this.granted ?? this.deciding.values().next().value ?? null;
   }
 
   /** On the leader: grant one member's restart when the rule allows it, and hand it to that member. */
@@ -44,11 +47,20 @@ export class RestartGrants {
     const target = h.candidates().find((c) => c.id === ref || c.name === ref);
     if (!target) return { status: 404, ok: false, message: `no member named ${ref}` };
     let refusal: string | null = null;
-    for (const until = h.wallNow() + HEALTHY_WAIT_MS; ;) {
-      refusal = restartRefusal(h.clusterView().members.map(restartMember), target.name, this.granted);
-      if (refusal === null || this.granted !== null || h.wallNow() >= until) break;
-      await h.sleep(200);
+    this.deciding.add(target.name);
+    try {
+      for (const until = h.wallNow() + HEALTHY_WAIT_MS; ;) {
+        refusal = restartRefusal(h.clusterView().members.map(restartMember), target.name, this.granted);
+        if (refusal === null || this.granted !== null || h.wallNow() >= until) break;
+        await h.sleep(200);
+      }
+    } finally {
+      this.deciding.delete(target.name);
     }
+    // Never during a switchover (its target may be the member asked for). A switchover refuses while
+    // a restart is decided (underWay), and ActionRunner refuses a restart during one: checked again
+    // after the wait all the same (review: the wait used to let a switchover start meanwhile).
+    if (refusal === null && this.switching()) refusal = "a switchover is in progress: one node down at a time; try again once it is done";
     if (refusal !== null) return { status: 409, ok: false, message: `${h.nodeName} (leader): restart of ${target.name} refused: ${refusal}` };
     this.granted = target.name;
     try {

@@ -8,10 +8,10 @@ import { backupAction } from "../backup/backup-contract.ts";
 const memberRef = z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/, "must be a node name or node id");
 
 export const ActionRequestSchema = z.discriminatedUnion("kind", [
-  z.strictObject({ kind: z.literal("switchover"), to: z.string().max(64).optional(), at: z.string().max(64).optional(), force: z.boolean().optional() }),
+  z.strictObject({ kind: z.literal("switchover"), to: z.string().min(1, "names no member").max(64).optional(), at: z.string().min(1, "names no time").max(64).optional(), force: z.boolean().optional() }),
   /** Drop the scheduled switchover (the agent answers 404 when none is scheduled). */
   z.strictObject({ kind: z.literal("switchover-cancel") }),
-  z.strictObject({ kind: z.literal("failover"), to: z.string().max(64), force: z.boolean().optional(), acceptDataLoss: z.boolean().optional() }),
+  z.strictObject({ kind: z.literal("failover"), to: z.string().min(1, "names no member").max(64), force: z.boolean().optional(), acceptDataLoss: z.boolean().optional() }),
   z.strictObject({ kind: z.literal("rejoin"), forceClone: z.boolean().optional() }),
   z.strictObject({ kind: z.literal("pause") }),
   z.strictObject({ kind: z.literal("resume") }),

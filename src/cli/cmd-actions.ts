@@ -24,7 +24,7 @@ export const switchoverCommand = (ctx: CliContext) =>
       to: { type: "string", valueHint: "node", description: "Target member (default: the most caught-up standby)" },
       at: {
         type: "string", valueHint: "time",
-        description: "Schedule it for this ISO 8601 time (2026-12-01T03:00:00Z). Stored through the leader: survives a restart or " +
+        description: "Schedule it for this ISO 8601 time (2026-12-01T03:00:00Z), in the future. Stored through the leader: survives a restart or " +
           "change of leader, runs only on a leader with a valid lease, shown in `pgherd cluster ls` until it runs or is cancelled",
       },
       force: { type: "boolean", description: "Skip the checks: paused and slot copies; with --to also lag and streaming (never nofailover or priority 0: such a node is never promoted)" },
@@ -35,7 +35,9 @@ export const switchoverCommand = (ctx: CliContext) =>
       const token = apiToken(args, ctx);
       const base = apiBase(args, ctx);
       if (args.cancel) return finish(ctx, await sendAction(base, "DELETE", "/switchover", undefined, token), args.json);
-      const body = { ...(args.to ? { to: args.to } : {}), ...(args.at ? { at: args.at } : {}), ...(args.force ? { force: true } : {}) };
+      // An empty --to or --at (a script's unset variable) goes to the agent, which refuses it: left out,
+      // it would have meant "the best standby" and "now".
+      const body = { ...(args.to !== undefined ? { to: args.to } : {}), ...(args.at !== undefined ? { at: args.at } : {}), ...(args.force ? { force: true } : {}) };
       finish(ctx, await sendAction(base, "POST", "/switchover", body, token), args.json);
     },
   });

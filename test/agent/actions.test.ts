@@ -111,7 +111,12 @@ class FakeHost implements ActionHost {
   clusterView() { return { members: this.members } as unknown as ClusterView; }
   changeConfig() { return Promise.resolve({ status: 200, ok: true, message: "" }); }
   scheduled() { return this.sched; }
-  setScheduled(s: ScheduledSwitchover | null) { this.sched = s; }
+  /** The cluster's copy refuses the next flag writes (an etcd error): the local copy changes, the answer says why. */
+  schedRefusal: { status: number; message: string } | null = null;
+  setScheduled(s: ScheduledSwitchover | null) {
+    this.sched = s;
+    return Promise.resolve(this.schedRefusal);
+  }
   wallNow() { return this.wall; }
   async sleep(ms: number) {
     this.wall += ms;
@@ -246,36 +251,31 @@ describe("scheduled switchover", () => {
     expect(h.sched).toBeNull();
   });
 
-  test("runs when due, only on a leader with a valid lease, once", async () => {
+  test("a time in the past or an empty one is refused, never run now (review: a script's stale or unset date switched over at once)", async () => {
     const h = new FakeHost();
-    const r = runner(h);
-    await r.run({ kind: "switchover", to: "n2", at: "2026-12-01T12:30:00Z" });
-    await r.runDue();
-    expect(h.stops).toBe(0); // not yet
-    h.wall = Date.parse("2026-12-01T12:30:01Z");
-    h.leading = false;
-    await r.runDue();
-    expect(h.stops).toBe(0); // no lease: wait for a leader with one
-    expect(h.sched).not.toBeNull();
-    h.leading = true;
-    await r.runDue();
-    expect(h.stops).toBe(1);
-    expect(h.resigned).toEqual(["switchover to n2"]);
-    expect(h.sched).toBeNull();
-    await r.runDue();
-    expect(h.stops).toBe(1);
-  });
-
-  test("a scheduled switchover refused at its time is dropped and recorded", async () => {
-    const h = new FakeHost();
-    const r = runner(h);
-    await r.run({ kind: "switchover", to: "n2", at: "2026-12-01T12:30:00Z" });
-    h.wall = Date.parse("2026-12-01T12:31:00Z");
-    h.pausedFlag = true;
-    await r.runDue();
+    for (const at of ["2026-12-01T11:00:00Z", "2026-12-01T12:00:00Z", ""]) {
+      const r = await runner(h).run({ kind: "switchover", to: "n2", at });
+      expect(r).toMatchObject({ ok: false, status: 400 });
+      expect(r.message).toContain(at === "" ? "is not a date/time" : "is in the past");
+    }
     expect(h.stops).toBe(0);
     expect(h.sched).toBeNull();
-    expect(h.history.at(-1)?.reason).toContain("not done: switchover refused: the cluster is paused");
+  });
+
+  test("the clear not stored in the cluster's copy: not run (the next leader would find it and run it again); run once it is", async () => {
+    const h = new FakeHost();
+    const r = runner(h);
+    await r.run({ kind: "switchover", to: "n2", at: "2026-12-01T12:30:00Z" });
+    const stored = h.sched;
+    h.wall = Date.parse("2026-12-01T12:30:01Z");
+    h.schedRefusal = { status: 503, message: "cluster flags write failed: etcd: request timed out" };
+    await r.runDue();
+    expect(h.stops).toBe(0);
+    h.sched = stored; // the store's copy, read again (flags.ts sync)
+    h.schedRefusal = null;
+    await r.runDue();
+    expect(h.stops).toBe(1);
+    expect(h.sched).toBeNull();
   });
 });
 
@@ -303,6 +303,23 @@ describe("node restart: through the leader, never more than one node down", () =
     const h = new FakeHost();
     h.members[1]!.state = "stopped";
     await runner(h).run({ kind: "node-restart", node: "n2" });
+    expect(h.asked.map((a) => a.id)).toEqual(["S"]);
+  });
+
+  test("a switchover while the leader decides a restart is refused: it would take the member asked for down with the old primary (review)", async () => {
+    const h = new FakeHost();
+    h.members.push({ name: "n3", role: "standby", state: "stopped" });
+    const r = runner(h);
+    let switchover: Promise<ActionResult> | null = null;
+    h.onSleep = () => {
+      // While the leader waits for n3 to show healthy, the operator (or a schedule) asks for a switchover to n2.
+      switchover ??= r.run({ kind: "switchover", to: "n2" });
+      h.members[2]!.state = "streaming";
+    };
+    const restart = await r.run({ kind: "node-restart", node: "n2" });
+    expect(await switchover!).toMatchObject({ ok: false, status: 409, message: expect.stringContaining("the restart of n2 is under way") });
+    expect(h.stops).toBe(0);
+    expect(restart.status).toBe(501); // granted, handed to n2 (the fake answers 501)
     expect(h.asked.map((a) => a.id)).toEqual(["S"]);
   });
 

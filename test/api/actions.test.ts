@@ -57,6 +57,16 @@ describe("DELETE /switchover", () => {
     expect(source.requests).toEqual([]);
   });
 
+  test("an empty target or time is refused, never taken as none (a script's unset variable: the best standby, now)", async () => {
+    source.requests.length = 0;
+    for (const [path, body] of [["/switchover", { to: "" }], ["/switchover", { to: "n3", at: "" }], ["/failover", { to: "" }]] as const) {
+      const r = await call("POST", path, { headers: auth, body: JSON.stringify(body) });
+      expect(r.status).toBe(400);
+      expect(String(r.body?.error)).toMatch(/names no (member|time)/);
+    }
+    expect(source.requests).toEqual([]);
+  });
+
   test("POST /switchover still asks for a switchover; other methods name both", async () => {
     source.requests.length = 0;
     const r = await call("POST", "/switchover", { headers: auth, body: JSON.stringify({ to: "n3", at: scheduled.at }) });

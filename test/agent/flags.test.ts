@@ -1,0 +1,59 @@
+// The flags' copy in a shared store (etcd), against an in-memory slot (the StateSlot interface is the
+// seam; the real store's CAS is tested in test/consensus): a write that failed without an answer.
+import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { CasOutcome, StateSlot, Stored } from "../../src/agent/cluster-state.ts";
+import { FlagsStore, type SharedFlags } from "../../src/agent/flags.ts";
+import { memoryLogger } from "../../src/log.ts";
+
+class MemSlot implements StateSlot<SharedFlags> {
+  stored: Stored<SharedFlags> | null = null;
+  last: Stored<SharedFlags> | null | undefined = undefined;
+  /** The next writes throw (etcd timed out: the write may or may not have landed; here it did not). */
+  failWrites = 0;
+  cbs: ((v: Stored<SharedFlags>) => void)[] = [];
+  current() { return this.last; }
+  revision() { return this.last?.mod ?? 0; }
+  async read() {
+    const before = this.last?.mod;
+    this.last = this.stored;
+    if (this.stored && this.stored.mod !== before) for (const cb of this.cbs) cb(this.stored);
+    return this.stored;
+  }
+  async write(value: SharedFlags, base: number): Promise<CasOutcome> {
+    if (this.failWrites > 0) {
+      this.failWrites--;
+      throw new Error("request timed out");
+    }
+    if ((this.stored?.mod ?? 0) !== base) return { ok: false, why: "moved", current: this.stored?.mod ?? 0 };
+    this.stored = { value, mod: base + 1 };
+    this.last = this.stored;
+    return { ok: true, mod: this.stored.mod };
+  }
+  onChange(cb: (v: Stored<SharedFlags>) => void) { this.cbs.push(cb); }
+}
+
+test("a clear that failed without an answer: the leader takes the store's copy again at its next housekeeping (review: the schedule stayed in etcd, unseen, and the next leader ran it)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-flags-"));
+  try {
+    const slot = new MemSlot();
+    const flags = new FlagsStore(dir);
+    flags.share(slot, () => 3, memoryLogger());
+    const s = { at: "2026-12-01T12:30:00.000Z", to: null, requestedAt: "2026-12-01T12:00:00.000Z", force: false };
+    flags.set({ scheduled: s });
+    expect(await flags.flush()).toBeNull();
+    expect(slot.stored?.value.scheduled).toEqual(s);
+    slot.failWrites = 1;
+    flags.set({ scheduled: null });
+    expect((await flags.flush())?.status).toBe(503);
+    expect(flags.get().scheduled).toBeNull(); // the local copy: cleared; the store: still holds it
+    expect(slot.stored?.value.scheduled).toEqual(s);
+    flags.sync();
+    await flags.flush();
+    expect(flags.get().scheduled).toEqual(s); // shown again, and run or dropped by the leader's next tick
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
