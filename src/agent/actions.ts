@@ -279,7 +279,8 @@ export class ActionRunner {
       }
       await this.h.sleep(50);
     }
-    return ok(`leadership handed to ${target.name}; its promotion was not confirmed within 30 s`, 202);
+    // Not what was asked for, as far as this node knows: the CLI exits 1.
+    return no(504, `leadership handed to ${target.name} (this node's primary is stopped), but its promotion was not confirmed within 30 s: see pgherd cluster ls`);
   }
 
   private async failover(to: string, force: boolean, acceptDataLoss: boolean): Promise<ActionResult> {

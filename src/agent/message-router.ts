@@ -93,9 +93,9 @@ export class MessageRouter {
         // A failure on the leader (a state file it cannot write) is answered, not left to the asker's timeout.
         void d.runAsLeader(msg.req, peer).then(
           (result) => result,
-          (e: Error) => ({ status: 500, ok: false, message: `${msg.req.kind} failed on the leader: ${e.message}` }),
+          (e: Error): ActionResult => ({ status: 500, ok: false, message: `${msg.req.kind} failed on the leader: ${e.message}` }),
         ).then((result) => d.safe(() =>
-          d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000) } })));
+          d.mesh().send(peer, { t: "action-resp", id: msg.id, result: { status: result.status, ok: result.ok, message: result.message.slice(0, 2000), ...boundedDetail(result.detail) } })));
         return;
       case "action-resp": return d.host().forwarded.answer(msg.id, msg.result, peer);
       case "history":
@@ -188,4 +188,12 @@ export class MessageRouter {
       this.d.log.warn(`switchover to this node: catching up with ${this.d.peers.name(peer)}'s final position failed: ${e.message}`);
     });
   }
+}
+
+/** An answer's detail, carried back to the asker when its JSON is small (review: dropped, a switchover won by another node exited 0 on a follower). */
+const MAX_DETAIL_CHARS = 8192;
+function boundedDetail(detail: unknown): { detail?: unknown } {
+  if (detail === undefined) return {};
+  const json = JSON.stringify(detail);
+  return json !== undefined && json.length <= MAX_DETAIL_CHARS ? { detail } : {};
 }

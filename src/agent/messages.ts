@@ -51,7 +51,8 @@ const ViewResp = z.object({ t: z.literal("view"), id: z.number().int().min(0), v
 const ActionMsg = z.object({ t: z.literal("action"), id: z.number().int().min(0), req: ActionRequestSchema });
 const ActionResp = z.object({
   t: z.literal("action-resp"), id: z.number().int().min(0),
-  result: z.object({ status: z.number().int(), ok: z.boolean(), message: z.string().max(2000) }),
+  /** `detail`: the answer's facts (a switchover's winner: the CLI's exit code), at most 8 KiB of JSON (message-router.ts); absent from older versions. */
+  result: z.object({ status: z.number().int(), ok: z.boolean(), message: z.string().max(2000), detail: z.unknown().optional() }),
 });
 const HistoryMsg = z.object({ t: z.literal("history"), entries: z.array(HistoryEntrySchema).max(1000) });
 /** `pgherd failover --to` this node: campaign now. */

@@ -4,7 +4,7 @@
 // warned about once per run.
 import { expect, test } from "bun:test";
 import { MessageRouter, type RouterDeps } from "../../src/agent/message-router.ts";
-import type { AgentMsg } from "../../src/agent/messages.ts";
+import { AgentMsgSchema, type AgentMsg } from "../../src/agent/messages.ts";
 import type { PeerReport } from "../../src/core/cluster-facts.ts";
 import { memoryLogger } from "../../src/log.ts";
 
@@ -57,6 +57,22 @@ test("an action forwarded to this leader that fails here is answered with the er
   new MessageRouter(d).route("bbbbbbbbbbbbbbbb", { t: "action", id: 7, req: { kind: "pause" } } as unknown as AgentMsg);
   for (let i = 0; i < 10 && sent.length === 0; i++) await Promise.resolve();
   expect(sent).toEqual([{ peer: "bbbbbbbbbbbbbbbb", msg: { t: "action-resp", id: 7, result: { status: 500, ok: false, message: "pause failed on the leader: ENOSPC: no space left on device, write 'flags.json.tmp'" } } }]);
+});
+
+test("a forwarded action's answer carries its detail back (a switchover won by another node: the CLI on a follower exits 1)", async () => {
+  const sent: Array<{ peer: string; msg: unknown }> = [];
+  const detail = { target: "n2", winner: "n3", ms: 812 };
+  const d = {
+    log: memoryLogger(), stopped: () => false, consensus: { status: () => ({ leader: L }) }, peers: { name: () => "n2" },
+    mesh: () => ({ send: (peer: string, msg: unknown) => sent.push({ peer, msg }) }),
+    safe: (f: () => void) => f(),
+    runAsLeader: async () => ({ status: 202, ok: true, message: "n3 won term 5, not n2 (after 812 ms)", detail }),
+  } as unknown as RouterDeps;
+  new MessageRouter(d).route(B, { t: "action", id: 8, req: { kind: "switchover", to: "n2" } } as unknown as AgentMsg);
+  for (let i = 0; i < 10 && sent.length === 0; i++) await Promise.resolve();
+  // What the asker gets: the frame as the mesh checks it on receipt.
+  const got = AgentMsgSchema.parse(JSON.parse(JSON.stringify(sent[0]?.msg)));
+  expect(got).toEqual({ t: "action-resp", id: 8, result: { status: 202, ok: true, message: "n3 won term 5, not n2 (after 812 ms)", detail } });
 });
 
 test("the leader's server first known here (a restarted agent, a new peer), or this node's slot just created there, starts a round at once; other reports do not", () => {
