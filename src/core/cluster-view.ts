@@ -138,7 +138,10 @@ export function composeView(opts: ViewInput): ClusterView {
       timeline: r && r.data === "present" ? r.position.timeline : null,
       lsn: r && r.data === "present" ? r.position.lsn : null,
       lagBytes: role === "standby" ? lagBytes : null,
-      lagSeconds: role === "standby" ? (repl?.replayLagSeconds ?? (repl ? 0 : null)) : null,
+      // PostgreSQL's replay_lag is NULL when the standby is idle and caught up, and also all through a
+      // catch-up (until replay passes its first lag sample): 0 only when nothing is left to replay
+      // (review: /replica?lag=10s answered 200 for a standby gigabytes behind).
+      lagSeconds: role === "standby" ? (repl?.replayLagSeconds ?? (repl && repl.lagBytes === 0 ? 0 : null)) : null,
       ...(role === "standby" && repl?.syncState ? { syncState: repl.syncState } : {}),
       note: (pendingNote(m.name, membership) ?? note).slice(0, 500), error: r?.error ?? null,
       ...(r?.pendingRestart?.length ? { pendingRestart: r.pendingRestart } : {}),

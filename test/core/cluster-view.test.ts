@@ -56,6 +56,17 @@ describe("member state", () => {
     expect(ClusterViewSchema.safeParse(composeView({ ...base, members: [{ ...base.members[0]!, report: pg({ health: health("stuck") }) }] })).success).toBe(true);
   });
 
+  test("lag in seconds: PostgreSQL's NULL replay_lag is 0 only when nothing is left to replay, unknown during a catch-up (review: /replica?lag=10s said 200 for a standby 20 GiB behind)", () => {
+    const row = (over: Partial<PgReport["replication"][number]>) => ({ name: "pgherd_b", clientAddr: "10.0.0.2", state: "streaming", syncState: "async", lagBytes: 0, replayLagSeconds: null, ...over });
+    const lagOf = (repl: PgReport["replication"][number]) => composeView({ ...base, members: [
+      { ...base.members[0]!, report: pg({ replication: [repl] }) },
+      { ...base.members[0]!, id: "b", name: "n2", report: pg({ inRecovery: true, replayLsn: "0/3000148", streaming: true }) },
+    ] }).members[1]!.lagSeconds;
+    expect(lagOf(row({}))).toBe(0); // idle, caught up
+    expect(lagOf(row({ state: "catchup", lagBytes: 20 * 2 ** 30 }))).toBeNull(); // catching up: unknown, not 0
+    expect(lagOf(row({ lagBytes: 4096, replayLagSeconds: 0.25 }))).toBe(0.25); // measured
+  });
+
   test("a standby lists the primary's permanent slots it holds no copy of", () => {
     const primary = pg({ permanent: [{ name: "cdc", type: "logical", lsn: "0/3000148" }, { name: "recv", type: "physical", lsn: "0/3000148" }] });
     const standby = (over: Partial<PgReport>) => pg({ inRecovery: true, replayLsn: "0/3000148", streaming: true, ...over });
