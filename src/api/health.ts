@@ -11,7 +11,8 @@
 import { parseLag, type Lag } from "./lag.ts";
 import type { HealthFacts } from "./source.ts";
 
-const PRIMARY = ["/", "/primary", "/read-write"];
+// /master: Patroni's name before 3.0, still in many HAProxy configs (`option httpchk OPTIONS /master`).
+const PRIMARY = ["/", "/primary", "/master", "/read-write"];
 const SYNC = ["/sync", "/synchronous"];
 const ASYNC = ["/async", "/asynchronous"];
 export const HEALTH_PATHS: ReadonlySet<string> = new Set([

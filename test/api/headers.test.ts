@@ -45,3 +45,11 @@ test("/ says Vary: Accept in both its answers; other paths do not vary", async (
   expect(await call("HEAD", "/")).toMatchObject({ status: 503, vary: "Accept" });
   expect((await call("GET", "/primary", { accept: "text/html" })).vary).toBeNull();
 });
+
+test("/master answers as /primary does (Patroni's name before 3.0, in many HAProxy configs: `option httpchk OPTIONS /master`); before, 404", async () => {
+  for (const method of ["OPTIONS", "GET", "HEAD"]) {
+    const [master, primary] = [await call(method, "/master"), await call(method, "/primary")];
+    expect(master.status).toBe(primary.status);
+    expect([200, 503]).toContain(master.status);
+  }
+});

@@ -37,6 +37,7 @@ const witness = facts({ pg: null });
 // [path, query, facts, expected status]
 const table: [string, string, HealthFacts, 200 | 503][] = [
   ["/primary", "", primary, 200], ["/", "", primary, 200], ["/read-write", "", primary, 200], ["/leader", "", primary, 200],
+  ["/master", "", primary, 200], ["/master", "", primaryNoLease, 503], ["/master", "", standby, 503],
   ["/primary", "", primaryNoLease, 503], ["/leader", "", primaryNoLease, 503], ["/read-only", "", primaryNoLease, 503],
   ["/primary", "", leaderNotUp, 503], ["/leader", "", leaderNotUp, 200],
   ["/primary", "", standby, 503], ["/replica", "", primary, 503], ["/read-only", "", primary, 200],
