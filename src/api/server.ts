@@ -5,7 +5,7 @@ import type { Server } from "bun";
 import os from "node:os";
 import { isLoopbackHost } from "../config/hostport.ts";
 import type { Config } from "../config/schema.ts";
-import { redactConfig, scrubStrings } from "../config/redact.ts";
+import { isCommandParameter, mapStrings, redactConfig, scrubCredentials } from "../config/redact.ts";
 import type { Logger } from "../log.ts";
 import { CappedFront } from "../net/capped-front.ts";
 import { RejectLog } from "../net/rejects.ts";
@@ -64,12 +64,14 @@ export function startApi(opts: ApiOptions): ApiServer {
   /**
    * GET /config: the secret and the token never; the cluster-wide document's values as they are
    * only to a request with the API token (`pgherd config edit` writes them back), else with
-   * whatever looks like a credential replaced (`redacted: true`).
+   * whatever looks like a credential replaced and every command parameter (archive_command…)
+   * hidden whole (`redacted: true`).
    */
   const configDoc = (req: Request) => {
     const full = carriesToken(req, token);
     const dynamic = source.dynamicConfig?.();
-    return { ...redactConfig(opts.currentConfig?.() ?? opts.config!), ...(dynamic ? { dynamic: full ? dynamic : scrubStrings(dynamic) } : {}), redacted: !full };
+    const hidden = dynamic && !full ? mapStrings(dynamic, (s) => scrubCredentials(s), isCommandParameter) : dynamic;
+    return { ...redactConfig(opts.currentConfig?.() ?? opts.config!, !full), ...(hidden ? { dynamic: hidden } : {}), redacted: !full };
   };
 
   const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {

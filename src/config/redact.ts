@@ -14,7 +14,9 @@ const HIDDEN = "<redacted>";
  * event loop). A uid:gid after `-u` (`docker exec -u 999:999`) is hidden too: the safe side.
  */
 const CREDENTIAL_PATTERNS: ReadonlyArray<readonly [RegExp, (hidden: string, ...groups: string[]) => string]> = [
-  [/\b([A-Za-z_]{0,64}(?:password|passwd|pwd|secret|token|api[_-]?key)[A-Za-z_]{0,64})(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi, (h, key, sep) => `${key}${sep}${h}`],
+  // `pass`, `key`, `sig`: pgBackRest's --repo1-cipher-pass, AZURE_STORAGE_KEY, WALG_LIBSODIUM_KEY,
+  // an Azure SAS URL's sig= (review); a path after sslkey= or passfile= is hidden too: the safe side.
+  [/\b([A-Za-z_]{0,64}(?:pass|pwd|secret|token|key|sig|credential)[A-Za-z_]{0,64})(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&]+)/gi, (h, key, sep) => `${key}${sep}${h}`],
   [/\b(bearer|authorization:\s*basic)\s+[A-Za-z0-9._~+/=-]+/gi, (h, what) => `${what} ${h}`],
   [/(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,31}:\/\/[^/\s:@]{1,256}):[^@\s/]+@/gi, (h, userinfo) => `${userinfo}:${h}@`],
   [/((?:^|\s)(?:-[A-Za-z]{0,8}[uU]\s*|--(?:proxy-)?user(?:\s+|=)))(?:'([^':]*):[^']*'|"([^":]*):[^"]*"|([A-Za-z0-9_][^\s:'"]*):[^\s'"]+)/g,
@@ -55,12 +57,16 @@ function redactDsn(dsn: string): string {
   }
 }
 
-export function redactConfig(cfg: Config): Config {
+/** A PostgreSQL parameter that holds a shell command (archive_command, restore_command, …): its credentials may take any form. */
+export const isCommandParameter = (name: string): boolean => name.endsWith("_command");
+
+/** `commands`: hide the value of every command parameter whole (GET /config without the token), not only what looks like a credential in it. */
+export function redactConfig(cfg: Config, commands = false): Config {
   return {
     ...cfg,
     secret: HIDDEN,
     api: { ...cfg.api, token: cfg.api.token === "" ? "" : HIDDEN },
     sentry: { ...cfg.sentry, dsn: redactDsn(cfg.sentry.dsn) },
-    postgres: { ...cfg.postgres, parameters: scrubStrings(cfg.postgres.parameters) },
+    postgres: { ...cfg.postgres, parameters: mapStrings(cfg.postgres.parameters, (s) => scrubCredentials(s), commands ? isCommandParameter : undefined) },
   };
 }

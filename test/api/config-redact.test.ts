@@ -35,9 +35,29 @@ test("without the token: no secret, no token, no DSN key, no password in a param
     for (const hidden of [SECRET, TOKEN, DSN_KEY, PW]) expect(text).not.toContain(hidden);
     expect(doc.redacted).toBe(true);
     expect(doc.sentry.dsn).toBe("https://<redacted>@o1.ingest.example.io/42");
-    expect(doc.postgres.parameters).toEqual({ restore_command: "PGPASSWORD=<redacted> fetch-wal %f %p", work_mem: "8MB" });
+    expect(doc.postgres.parameters).toEqual({ restore_command: "<redacted>", work_mem: "8MB" }); // a command: hidden whole
     expect(doc.dynamic.cluster.settings.postgres.parameters.work_mem).toBe("16MB");
     expect(doc.dynamic.cluster.version).toBe(3);
+  }
+});
+
+test("without the token: a command parameter is hidden whole, whatever form its credentials take (review: pgBackRest's cipher pass, an Azure key, a SAS signature)", async () => {
+  const secrets = ["--repo1-cipher-pass=Zk3q9", "AZURE_STORAGE_KEY=Qm9v", "WALG_LIBSODIUM_KEY=c29k", "sv=2022&sig=U2lnbmF0dXJl&se=2030"];
+  const cfg = parseConfig([`cluster = "test"`, `secret = "${SECRET}"`, `[api]`, `token = "${TOKEN}"`, `[postgres.parameters]`, `archive_command = "${secrets.join(" ")} %p"`, `work_mem = "8MB"`].join("\n"), "test.toml");
+  const dyn = { cluster: { version: 3, term: 2, at: "", by: "", settings: { postgres: { parameters: { restore_command: `wal-g --s3 ${secrets.join(" ")} %f %p` } } } }, conflicts: [] };
+  const own = startApi({ host: "127.0.0.1", port: 0, source: { ...fakeSource(), dynamicConfig: () => dyn } as unknown as ReturnType<typeof fakeSource>, log: memoryLogger(), config: cfg });
+  try {
+    const res = await fetch(`${own.url}/config`, { signal: AbortSignal.timeout(5000) });
+    const text = await res.text();
+    for (const s of ["Zk3q9", "Qm9v", "c29k", "U2lnbmF0dXJl"]) expect(text).not.toContain(s);
+    const doc = JSON.parse(text);
+    expect(doc.postgres.parameters).toEqual({ archive_command: "<redacted>", work_mem: "8MB" });
+    expect(doc.dynamic.cluster.settings.postgres.parameters.restore_command).toBe("<redacted>");
+    // With the token: the file's parameters with what looks like a credential replaced, these included.
+    const full = await (await fetch(`${own.url}/config`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(5000) })).json() as Record<string, any>;
+    expect(full.postgres.parameters.archive_command).toBe("--repo1-cipher-pass=<redacted> AZURE_STORAGE_KEY=<redacted> WALG_LIBSODIUM_KEY=<redacted> sv=2022&sig=<redacted>&se=2030 %p");
+  } finally {
+    own.stop();
   }
 });
 
