@@ -7,7 +7,7 @@ import type { ClusterView } from "../core/cluster-view.ts";
 import type { NodePostgres } from "../core/node-status.ts";
 import { describe } from "./health.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
-import { walBytes, type HealthFacts, type NodeStatus } from "./source.ts";
+import { pgNow, walBytes, type HealthFacts, type NodeStatus } from "./source.ts";
 import { processMetricLines } from "./process-metrics.ts";
 import { patroniMetricLines } from "./patroni-metrics.ts";
 
@@ -48,7 +48,7 @@ export function renderMetrics(m: MetricsInput): string {
   const s = m.status;
   const e = s.election;
   const c = s.counters;
-  const pg = s.postgres;
+  const pg = s.postgres && pgNow(s.postgres);
 
   put("pgherd_info", "gauge", "Constant 1, labelled with this node's identity.", [[{ cluster: s.cluster, node: s.node.name, node_id: s.node.id, node_role: s.node.role }, 1]]);
   put("pgherd_uptime_seconds", "gauge", "Seconds since the agent started.", one(s.uptimeMs / 1000));

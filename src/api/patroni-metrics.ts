@@ -4,14 +4,14 @@
 // (postmaster start time, server version, replay timestamp, DCS contact) are left out. Pure.
 import type { NodeStatus } from "../core/node-status.ts";
 import { PATRONI_API_LEVEL } from "./patroni.ts";
-import { walBytes } from "./source.ts";
+import { pgNow, walBytes } from "./source.ts";
 
 /** Patroni's numeric PostgreSQL states (patroni_postgres_state) for the ones pgherd distinguishes. */
 const STATE = { creating_replica: 4, running: 5, starting: 6, stopped: 12 } as const;
 
 /** The Prometheus lines (with HELP and TYPE) of the Patroni-named series for this node. */
 export function patroniMetricLines(s: NodeStatus): string[] {
-  const pg = s.postgres;
+  const pg = s.postgres && pgNow(s.postgres);
   const labels = `{scope="${esc(s.cluster)}",name="${esc(s.node.name)}"}`;
   const out: string[] = [];
   const put = (name: string, type: "gauge" | "counter", help: string, v: number | boolean) => {

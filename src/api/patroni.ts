@@ -5,14 +5,14 @@
 import type { ClusterView, MemberRow } from "../core/cluster-view.ts";
 import type { NodeStatus } from "../core/node-status.ts";
 import { VERSION } from "../cli/version-info.ts";
-import { walBytes } from "./source.ts";
+import { pgNow, walBytes } from "./source.ts";
 
 /** The Patroni REST API level these answers follow (roles "leader"/"primary", states "streaming"/"in archive recovery"). */
 export const PATRONI_API_LEVEL = "4.0.0";
 
 /** GET /patroni for this node. */
 export function patroniNode(s: NodeStatus): Record<string, unknown> {
-  const pg = s.postgres;
+  const pg = s.postgres && pgNow(s.postgres);
   const base = {
     patroni: { version: PATRONI_API_LEVEL, scope: s.cluster, name: s.node.name },
     pgherd: { version: VERSION, term: s.election.term, leader: s.election.leaderName },
@@ -21,7 +21,7 @@ export function patroniNode(s: NodeStatus): Record<string, unknown> {
     ...patroniTags(s.tags),
   };
   if (!pg) return { state: "running", role: "witness", ...base };
-  const state = pg.up ? "running" : pg.running ? "starting" : "stopped";
+  const state = pg.up ? "running" : pg.action === "clone" ? "creating replica" : pg.running ? "starting" : "stopped";
   const role = pg.inRecovery === null ? "uninitialized" : pg.inRecovery ? "replica" : "primary";
   const xlog = pg.inRecovery
     ? { received_location: lsnBytes(pg.receiveLsn), replayed_location: lsnBytes(pg.replayLsn), replayed_timestamp: null, paused: false }

@@ -55,6 +55,15 @@ export function healthFacts(s: NodeStatus): HealthFacts {
 /** Actions (core/ha.ts decisions) that stop this node's server while they run. */
 const STOPPING_ACTIONS: ReadonlySet<string> = new Set(["clone", "rewind", "restart-standby"]);
 
+/**
+ * The report as the server is now: the round publishes its report before it acts, so while a clone,
+ * a rewind or a standby's restart runs (minutes to hours) the server is stopped though the last
+ * report said it answered. For /patroni and the metrics (review: they said running meanwhile).
+ */
+export function pgNow(p: NodePostgres): NodePostgres {
+  return STOPPING_ACTIONS.has(p.action) ? { ...p, up: false, running: false, streaming: false } : p;
+}
+
 function pgFacts(p: NodePostgres): PgFacts {
   const lag = p.lagBytes;
   let receiveLag: number | null = null;

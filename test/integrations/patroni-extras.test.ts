@@ -69,3 +69,23 @@ test("GET /metrics carries Patroni's series for this standby with {scope,name}",
   expect(value("patroni_cluster_unlocked")).toBe(status.election.leader === null ? 1 : 0);
   expect(value("patroni_postgres_state")).toBe(5);
 });
+
+test("while a clone, a rewind or a standby's restart runs, /patroni and the metrics say the server is not running (its last report, published before the action, said it answered; review)", async () => {
+  for (const action of ["clone", "rewind", "restart-standby"] as const) {
+    const st = nodeStatus({ postgres: standbyPg({ action, up: true, running: true, streaming: true }) });
+    const own = startApi({ host: "127.0.0.1", port: 0, source: fakeSource({ status: st, view }), log: memoryLogger() });
+    try {
+      const node = (await (await fetch(`${own.url}/patroni`)).json()) as { state: string; replication_state?: string };
+      expect(node.state).toBe(action === "clone" ? "creating replica" : "stopped");
+      expect(node.replication_state).toBe("in archive recovery");
+      const text = await (await fetch(`${own.url}/metrics`)).text();
+      const value = (name: string) => Number(text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))?.split(" ").at(-1));
+      expect(value("patroni_postgres_running")).toBe(0);
+      expect(value("patroni_postgres_state")).toBe(action === "clone" ? 4 : 12);
+      expect(value("pgherd_postgres_up")).toBe(0);
+      expect((await fetch(`${own.url}/replica`)).status).toBe(503);
+    } finally {
+      own.stop();
+    }
+  }
+});
