@@ -76,7 +76,8 @@ export class AgentLoopContext implements ClusterContext {
 
   leaderPg() { return F.leaderPg(this.d.facts()); }
   reachableStandbys(): number { return F.reachableStandbys(this.d.facts()); }
-  downForMs(id: string): number { return F.downForMs(this.d.facts(), id); }
+  slotIdleForMs(id: string): number { return F.slotIdleForMs(this.d.facts(), id); }
+  slotKeptMembers(): string[] { return F.slotKeptMembers(this.d.facts()); }
   standbyMembers(): string[] { return F.standbyMembers(this.d.facts()); }
   syncSet() { const n = this.votersCount(); return this.d.syncCap.syncSet(this.d.facts(), n - majority(n)); }
   unheardStandbys(): string[] { return F.unheardStandbys(this.d.facts()); }

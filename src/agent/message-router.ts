@@ -139,6 +139,7 @@ export class MessageRouter {
       report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false,
       ...(msg.promotable !== undefined ? { promotable: msg.promotable } : {}), ...(msg.epoch !== undefined ? { epoch: msg.epoch } : {}),
       ...(msg.seq !== undefined ? { seq: msg.seq } : {}), ...(msg.heard !== undefined ? { heard: msg.heard } : {}),
+      ...optional("stoppedSince", F.stoppedSince(held, msg.pg, this.d.now())),
     });
     if (this.d.consensus.status().leader !== peer) return;
     this.d.exclusionHeard(peer, msg.exclusion ?? null, msg);
@@ -197,3 +198,5 @@ function boundedDetail(detail: unknown): { detail?: unknown } {
   const json = JSON.stringify(detail);
   return json !== undefined && json.length <= MAX_DETAIL_CHARS ? { detail } : {};
 }
+
+const optional = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [k]: v } as { [P in K]?: V }));

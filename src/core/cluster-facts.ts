@@ -19,6 +19,8 @@ export interface PeerReport {
   seq?: number;
   /** The last leader state message it processed (absent from older versions). */
   heard?: Heard;
+  /** Since when its reports say its PostgreSQL is not running (absent: running, or no report of a server). */
+  stoppedSince?: number;
 }
 
 /**
@@ -90,6 +92,35 @@ export function downForMs(s: FactsSnapshot, id: string): number {
   if (!r) return s.now - s.startedAt;
   const age = s.now - r.at;
   return age < s.freshMs ? 0 : age;
+}
+
+/**
+ * How long a member's replication slot has been idle for a reason it may not outlast
+ * slots.retain_minutes: the member not heard from, or heard from with its PostgreSQL not running
+ * (stopped by an operator, a disk that keeps it from starting; review: its agent reporting kept the
+ * slot, and the WAL it held, forever). 0 while it reports a running server.
+ */
+export function slotIdleForMs(s: FactsSnapshot, id: string): number {
+  const down = downForMs(s, id);
+  if (down > 0) return down;
+  const since = s.reports.get(id)?.stoppedSince;
+  return since === undefined ? 0 : s.now - since;
+}
+
+/** A member's stoppedSince after a report at `now` (the first report of a stopped server starts it). */
+export function stoppedSince(held: PeerReport | undefined, report: PgReport | null, now: number): number | undefined {
+  if (!report || report.running) return undefined;
+  return held?.report && !held.report.running ? (held.stoppedSince ?? now) : now;
+}
+
+/**
+ * Members whose slot is kept when it exists, though none is made for them: those whose data the
+ * last report could not read (one failed pg_controldata under load; review: that dropped the slot at
+ * once, and the WAL the member needs went at the next checkpoint). The slot goes once it has been idle
+ * past slots.retain_minutes, as a down member's.
+ */
+export function slotKeptMembers(s: FactsSnapshot): string[] {
+  return s.voters.filter((v) => v !== s.self.id && peer(s, v)?.role !== "witness" && s.reports.get(v)?.report?.data === "unknown");
 }
 
 function peer(s: FactsSnapshot, id: string): PeerFacts | undefined {

@@ -48,7 +48,9 @@ export interface MemberSlotInput {
   slots: readonly MemberSlot[];
   /** The standby members' slot names and their ids. */
   wanted: ReadonlyMap<string, string>;
-  /** How long a member has been down (ms; 0 while it is up). */
+  /** Members whose slot is kept while it exists, but not made (data the last report could not read). */
+  kept?: ReadonlyMap<string, string>;
+  /** How long a member's slot has been idle: the member down or its server stopped (ms; 0 while it runs). */
   downForMs(id: string): number;
   retainMs: number;
   /** Members whose slot was dropped for being down too long and that have not been back since. */
@@ -82,7 +84,7 @@ export function planMemberSlots(i: MemberSlotInput): MemberSlotPlan {
   const plan: MemberSlotPlan = { drop: [], create: [], forgive: [] };
   const kept = new Set<string>();
   for (const slot of i.slots) {
-    const id = i.wanted.get(slot.name);
+    const id = i.wanted.get(slot.name) ?? i.kept?.get(slot.name);
     if (id === undefined) plan.drop.push({ name: slot.name, why: "left" });
     else if (!slot.active && i.downForMs(id) > i.retainMs) plan.drop.push({ name: slot.name, why: "down", id, downMs: i.downForMs(id) });
     else if (slot.walStatus === "lost") plan.drop.push({ name: slot.name, why: "lost" });

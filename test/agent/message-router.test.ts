@@ -46,6 +46,29 @@ test("a late state message of the leader (same run, or its earlier run) changes 
   expect(heard.map((h) => `${h.epoch}/${h.seq}`)).toEqual(["12/4", "12/5", "13/1"]);
 });
 
+test("a peer's reports of a stopped server: stoppedSince from the first one, kept while they come, gone once it runs (the slot's idle time)", () => {
+  let now = 1000;
+  const reports = new Map<string, PeerReport>();
+  const d = {
+    log: memoryLogger(), self: B, reports, now: () => now, stopped: () => false, loop: () => null,
+    consensus: { status: () => ({ leader: L }) }, flags: { adopt: () => undefined }, peers: { name: () => "n3" },
+    exclusionHeard: () => undefined,
+  } as unknown as RouterDeps;
+  const r = new MessageRouter(d);
+  const pg = (running: boolean) => ({ port: 5432, data: "present", systemId: "1", running, up: running, inRecovery: running ? true : null, position: { timeline: 1, lsn: "0/3000000" }, receiveLsn: null, replayLsn: null, upstream: null, streaming: false, replication: [], slots: [], action: "wait", note: "", error: null, haveSecrets: true });
+  const C = "cccccccccccccccc";
+  const send = (seq: number, running: boolean) => r.route(C, { t: "state", role: "database", pg: pg(running), epoch: 1, seq } as unknown as AgentMsg);
+  send(1, true);
+  expect(reports.get(C)?.stoppedSince).toBeUndefined();
+  now = 2000;
+  send(2, false);
+  now = 3000;
+  send(3, false);
+  expect(reports.get(C)?.stoppedSince).toBe(2000);
+  send(4, true);
+  expect(reports.get(C)?.stoppedSince).toBeUndefined();
+});
+
 test("an action forwarded to this leader that fails here is answered with the error, not left to the asker's timeout", async () => {
   const sent: Array<{ peer: string; msg: unknown }> = [];
   const d = {

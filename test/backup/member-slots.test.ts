@@ -51,6 +51,12 @@ describe("planMemberSlots", () => {
     expect(p.drop).toEqual([{ name: "pgherd_b", why: "left" }]);
     expect(p.create).toEqual([]);
   });
+  test("a member whose data its last report could not read keeps its slot until idle past retainMs, and gets none made (review: one failed pg_controldata dropped it as gone)", () => {
+    const unknown = { wanted: new Map([["pgherd_b", "b"]]), kept: new Map([["pgherd_c", "c"]]) };
+    expect(planMemberSlots(base({ ...unknown, downForMs: (id) => (id === "c" ? 5 * MIN : 0) }))).toEqual({ drop: [], create: [], forgive: [] });
+    expect(planMemberSlots(base({ ...unknown, downForMs: (id) => (id === "c" ? 31 * MIN : 0) })).drop).toEqual([{ name: "pgherd_c", why: "down", id: "c", downMs: 31 * MIN }]);
+    expect(planMemberSlots(base({ ...unknown, slots: [{ name: "pgherd_b", active: true, walStatus: "reserved" }] })).create).toEqual([]);
+  });
   test("a member down past retainMs loses its idle slot and gets none while it stays away", () => {
     const down = (id: string) => (id === "c" ? 31 * MIN : 0);
     expect(planMemberSlots(base({ downForMs: down })).drop).toEqual([{ name: "pgherd_c", why: "down", id: "c", downMs: 31 * MIN }]);

@@ -43,6 +43,29 @@ describe("cluster facts", () => {
     expect(F.downForMs(s, "c")).toBe(10_000);
     expect(F.downForMs(s, "x")).toBe(100_000);
   });
+  test("a slot's idle time: the member down, or reporting with its server not running, counted from the first such report (review: an agent reporting kept a stopped standby's slot, and its WAL, forever)", () => {
+    const stopped = rep({ running: false, up: false });
+    let held: F.PeerReport | undefined;
+    const report = (r: typeof stopped, at: number) => (held = { report: r, role: "database", at, nofailover: false, ...(F.stoppedSince(held, r, at) !== undefined ? { stoppedSince: F.stoppedSince(held, r, at) } : {}) });
+    const idle = (now: number) => F.slotIdleForMs(snap({ now, reports: new Map([["b", held!]]) }), "b");
+    report(rep(), 10_000);
+    expect(idle(11_000)).toBe(0);
+    report(stopped, 20_000);
+    report(stopped, 21_000);
+    expect(idle(22_000)).toBe(2_000); // from the first report of the stopped server
+    report(stopped, 20_000 + 31 * 60_000);
+    expect(idle(20_000 + 31 * 60_000)).toBe(31 * 60_000);
+    expect(F.downForMs(snap({ now: 20_000 + 31 * 60_000, reports: new Map([["b", held!]]) }), "b")).toBe(0); // reporting: not down for the rest
+    report(rep(), 20_000 + 32 * 60_000);
+    expect(idle(20_000 + 32 * 60_000)).toBe(0);
+  });
+
+  test("a member whose data the last report could not read keeps its existing slot (not made, not dropped as gone)", () => {
+    const unknown = snap({ reports: new Map([["b", { report: rep({ data: "unknown", running: false }), role: "database", at: 99_000, nofailover: false }]]) });
+    expect(F.slotKeptMembers(unknown)).toEqual(["b"]);
+    expect(F.slotKeptMembers(snap())).toEqual([]);
+  });
+
   test("standby members: voters but ourselves, witnesses, and data they refuse (foreign, unreadable)", () => {
     const s = snap({ voters: ["a", "b", "c", "w"] });
     expect(F.standbyMembers(s)).toEqual(["b", "c"]);

@@ -720,7 +720,7 @@ describe("PostgreSQL controller on real servers", () => {
       const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\n[postgres]\ndata_dir = "${primary.dataDir}"\n`, "pgherd.toml");
       const host = {
         cfg, log: warn, node: primary, socketDir: s.socketDir, clock: realClock, localDb: () => db,
-        ctx: { secrets: () => null, leaderPg: () => null, standbyMembers: () => ["behind"], syncSet: () => ({ names: ["behind"], wanted: [], pending: [] }), announcedEpoch: () => undefined, downForMs: () => 0 },
+        ctx: { secrets: () => null, leaderPg: () => null, standbyMembers: () => ["behind"], syncSet: () => ({ names: ["behind"], wanted: [], pending: [] }), announcedEpoch: () => undefined, slotIdleForMs: () => 0, slotKeptMembers: () => [] },
       } as unknown as PgHost;
       const keeper = new SlotKeeper(host);
       await keeper.maintain(true);

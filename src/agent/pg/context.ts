@@ -29,8 +29,10 @@ export interface ClusterContext {
   announcedEpoch(id: string): number | undefined;
   /** Database standby members reporting now (they could re-point to a new primary). */
   reachableStandbys(): number;
-  /** How long a member has not been heard from (0 when it reports now). */
-  downForMs(id: string): number;
+  /** How long a member's slot has been idle: not heard from, or its server not running (core/cluster-facts.ts slotIdleForMs). */
+  slotIdleForMs(id: string): number;
+  /** Members whose existing slot is kept though none is made (core/cluster-facts.ts slotKeptMembers). */
+  slotKeptMembers(): string[];
   /** IP addresses of authenticated peers (pg_hba), this node's own included when known. */
   peerAddresses(): string[];
   /** Every voter reported an empty data directory. */

@@ -150,7 +150,7 @@ export class SlotKeeper {
   /** The member slots, listed when memberListDue (src/slots/members.ts) says so. */
   private async memberSlotsIfDue(present?: readonly { name: string; type: string }[]): Promise<void> {
     this.mayHoldMemberSlots = true; // a primary may hold them whether or not this round lists
-    const wanted = this.h.ctx.standbyMembers().map(slotFor);
+    const wanted = [...this.h.ctx.standbyMembers(), ...this.h.ctx.slotKeptMembers()].map(slotFor);
     if (!memberListDue({ wanted, found: present ? memberSlotNames(present) : null, listedFor: this.listedFor, reported: this.slots, skipped: this.skipped, every: MEMBER_LIST_EVERY })) {
       this.skipped++;
       return;
@@ -171,7 +171,8 @@ export class SlotKeeper {
     const plan = planMemberSlots({
       slots: existing.filter((x) => x.name.startsWith(OWN_SLOT_PREFIX)),
       wanted: new Map(h.ctx.standbyMembers().map((id) => [slotFor(id), id] as const)),
-      downForMs: (id) => h.ctx.downForMs(id),
+      kept: new Map(h.ctx.slotKeptMembers().map((id) => [slotFor(id), id] as const)),
+      downForMs: (id) => h.ctx.slotIdleForMs(id),
       retainMs: h.cfg.slots.retain_minutes * 60_000,
       droppedFor: this.droppedFor,
     });
@@ -183,7 +184,7 @@ export class SlotKeeper {
       // (core/catch-up.ts; rebuild.ts).
       h.log.warn(d.why === "lost"
         ? `replication slot ${d.name} was invalidated by PostgreSQL (wal_status lost: it held more WAL than max_slot_wal_keep_size allows, or was idle too long; ${held}): dropped and made again`
-        : `dropping replication slot ${d.name} (${held}): ${d.why === "left" ? "its member left the cluster" : `its member has been down for ${Math.round(d.downMs / 60_000)} min (slots.retain_minutes = ${h.cfg.slots.retain_minutes})`}`);
+        : `dropping replication slot ${d.name} (${held}): ${d.why === "left" ? "its member left the cluster" : `its member has been down, or its server stopped, for ${Math.round(d.downMs / 60_000)} min (slots.retain_minutes = ${h.cfg.slots.retain_minutes})`}`);
       await dropSlot(h.localDb(), d.name, true);
       if (d.why === "down") this.droppedFor.add(d.id);
       have.delete(d.name);
