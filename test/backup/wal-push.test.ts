@@ -242,16 +242,24 @@ describe("processIo: the push through the shared repository's lock", () => {
     try {
       const lock = join(root, "pgherd-archive-push-main.lock");
       const log = join(root, "runs");
-      // A stand-in for pgbackrest: notes when it starts and ends, and whether another run was inside.
+      // A stand-in for pgbackrest: inside, it waits for another run to come in too (up to `cap` tenths
+      // of a second) and notes whether one did. With the lock none can: each waits its cap. Without
+      // it the runs wait for each other (a cap no start-up comes near; one seen ends every wait), so the
+      // control below cannot miss an overlap however late a run starts (before, a 0.4 s window: missed
+      // once in CI).
       const fake = join(root, "pgbackrest");
-      writeFileSync(fake, `#!/bin/sh\nif [ -e "${root}/inside" ]; then echo overlap >> "${log}"; fi\ntouch "${root}/inside"\nsleep 0.4\nrm -f "${root}/inside"\necho run >> "${log}"\n`, { mode: 0o755 });
+      const inside = `ls "${root}" | grep -c '^inside\\.'`;
+      writeFileSync(fake, `#!/bin/sh\ntouch "${root}/inside.$$"\ncap=$(cat "${root}/cap")\ni=0\nwhile [ $(${inside}) -lt 2 ] && [ $i -lt $cap ] && ! grep -qs overlap "${log}"; do sleep 0.1; i=$((i+1)); done\nif [ $(${inside}) -ge 2 ]; then echo overlap >> "${log}"; fi\nrm -f "${root}/inside.$$"\necho run >> "${log}"\n`, { mode: 0o755 });
+      const cap = join(root, "cap");
       const script = join(root, "push.ts");
       writeFileSync(script, `import { processIo } from ${JSON.stringify(join(import.meta.dir, "../../src/backup/wal-push.ts"))};\nprocess.exit(processIo({ bin: ${JSON.stringify(fake)}, conf: "/c", stanza: "main", lock: process.argv[2] || undefined }).push("pg_wal/${SEG}"));\n`);
       const run = (withLock: boolean) => Promise.all([0, 1, 2].map(() => Bun.spawn([process.execPath, script, withLock ? lock : ""], { stdout: "ignore", stderr: "inherit" }).exited));
+      writeFileSync(cap, "10");
       expect(await run(true)).toEqual([0, 0, 0]);
       expect(readFileSync(log, "utf8").trim().split("\n")).toEqual(["run", "run", "run"]);
       rmSync(log);
-      await run(false); // the check can fail: without the lock the three overlap
+      writeFileSync(cap, "300");
+      await run(false); // the check can fail: without the lock the runs overlap
       expect(readFileSync(log, "utf8")).toContain("overlap");
     } finally {
       rmSync(root, { recursive: true, force: true });
