@@ -117,7 +117,15 @@ export class SwitchableConsensus implements Consensus {
   }
 
   status(): Status { return this.inner.status(); }
-  lease(): { term: number; until: number } | null { return this.inner.lease(); }
+  /**
+   * The inner backend's lease; a stopped one renews nothing, so its lease ends at its deadline
+   * (review: it was reported held for as long as a migration stayed between backends, and the node
+   * kept acting as the leader: leader-only flags, PCP requests, no rejoin as a standby).
+   */
+  lease(): { term: number; until: number } | null {
+    const l = this.inner.lease();
+    return l && this.stopped && l.until <= this.clock() ? null : l;
+  }
   note(): string { return this.inner.note(); }
 
   setPosition(p: Position): Promise<void> {

@@ -78,6 +78,20 @@ test("a lone voter leads; its fencing deadline is capped while migrating; a repl
   sw.stop();
 });
 
+test("a stopped backend's lease ends at its deadline: not reported held while the migration stays between backends (review)", async () => {
+  const { sw, clock } = node([A]);
+  sw.start();
+  void sw.setPosition(ZERO_POSITION);
+  await waitFor(() => sw.lease() !== null, { timeoutMs: 3000, what: "the lone voter to lead" });
+  sw.stopInner();
+  const l = sw.lease()!;
+  clock.now = l.until - 1;
+  expect(sw.lease()).toEqual(l); // held until its deadline: the watchdog fences then
+  clock.now = l.until;
+  expect(sw.lease()).toBeNull(); // before: { term, until } for ever
+  sw.stop();
+});
+
 test("S2: a hold set at start (holdAtLeast) keeps prevotes unanswered; S3: resigns are counted", async () => {
   const { sw, sent, clock } = node([A, B, C]);
   sw.holdAtLeast(500);
