@@ -132,7 +132,7 @@ export class Agent {
     this.consensus = switchable;
     this.migration = new MigrateDriver({
       cfg, self: this.nodeId, log: log.withTag("migrate"), consensus: switchable, store: this.store, send: (to, m) => this.mesh.send(to, m),
-      connected: () => this.mesh.connected(), fence: async (reason) => { await hooks.onFence?.(reason); }, nameOf: (id) => this.nameOf(id),
+      connected: () => this.mesh.connected(), fence: async (reason) => (await hooks.onFence?.(reason)) ?? true, nameOf: (id) => this.nameOf(id),
       switchingOver: () => this.actions.switching,
     });
     this.consensus.attachFailsafe?.(cfg.consensus.failsafe, (to, m) => this.mesh.send(to, m), (id) => this.nameOf(id));

@@ -32,8 +32,8 @@ export interface MigrateDeps {
   store: ElectionStore;
   send: (to: string, msg: MigrateMsg) => void;
   connected: () => string[];
-  /** Stop writes now (the agent's fence), resolved once PostgreSQL is stopped. */
-  fence: (reason: string) => Promise<void>;
+  /** Stop writes now (the agent's fence): true once PostgreSQL is known stopped, false when the stop failed (left to the watchdog at the lease's deadline). */
+  fence: (reason: string) => Promise<boolean>;
   nameOf: (id: string) => string;
   /** An operator's switchover or failover runs on this node now. */
   switchingOver?: () => boolean;
@@ -248,7 +248,28 @@ export class MigrateDriver {
   private async onHeard(peer: string, heard: M.InForce): Promise<void> {
     if (this.leader.running()) return;
     const a = M.onHeard(this.local(), heard, this.clock(), this.timers, peer);
-    if (a) await this.adopt(a, heard, this.d.nameOf(peer));
+    if (!a) return;
+    if (heard.backend === "etcd" && a.inForce.backend !== this.inForceNow.backend && !(await this.etcdCommitted(heard))) return;
+    await this.adopt(a, heard, this.d.nameOf(peer));
+  }
+
+  /**
+   * Whether etcd's record holds `heard` with its membership committed. A voter that stored a switch
+   * to etcd tells its epoch before the commit; adopted from it then, a migration its leader aborted
+   * (or never committed) stopped the built-in election on every node that had not switched, the
+   * majority that elected a leader after the abort included (review). Not committed, or etcd not
+   * answering: this node stays on builtin and hears the epoch again.
+   */
+  private async etcdCommitted(heard: M.InForce): Promise<boolean> {
+    const { migrateEtcd } = await this.etcdModule();
+    try {
+      const k = await migrateEtcd.readMigrationKeys(this.etcd().client, this.etcd().keys, this.d.self);
+      if (M.onJoinRecord(this.inForceNow, k.seen.record, k.committed, this.clock(), this.timers) !== "wait" && k.seen.record?.backend === "etcd" && k.seen.record.epoch === heard.epoch) return true;
+      this.checks.note(`heard etcd (epoch ${heard.epoch}) from a peer, but etcd's record is ${JSON.stringify(k.seen.record)}${k.committed ? "" : " with its membership not committed"}: staying on ${this.inForceNow.backend} until it is`);
+    } catch (e) {
+      this.checks.note(`heard etcd (epoch ${heard.epoch}) from a peer, but etcd does not answer (${(e as Error).message}): staying on ${this.inForceNow.backend} until it confirms the migration`);
+    }
+    return false;
   }
 
   /** Adopts a higher epoch heard from `source` (a voter, or etcd's record): fence, stop, store, run, tell the peers. */

@@ -164,6 +164,8 @@ export async function openBuiltin(x: LeaderEtcdCtx, r: Running): Promise<true | 
 export interface Closing {
   epoch: number;
   etcd: { leaseId: string; term: number };
+  /** Not given back before this (own clock): the abort's fence failed, the watchdog stops PostgreSQL at the lease's deadline. */
+  notBefore?: number;
 }
 
 /**
@@ -181,6 +183,10 @@ export async function settleClose(x: LeaderEtcdCtx, c: Closing): Promise<{ backe
     const rec = await migrateEtcd.readRecord(client, keys);
     if (rec?.backend === "builtin" && rec.epoch >= c.epoch) return rec;
     if (!kv || kv.value !== x.d.self || kv.createRevision !== c.etcd.term) return "open";
+    if (x.clock() < (c.notBefore ?? -Infinity)) {
+      x.note(`the etcd leader key is given back once the watchdog has stopped PostgreSQL (the fence could not), in ${Math.ceil(c.notBefore! - x.clock())} ms`);
+      return "unknown";
+    }
     await migrateEtcd.releaseEtcd(client, keys, c.etcd);
   } catch (e) {
     x.note(`etcd: the outcome of the close (epoch ${c.epoch}) is still unknown: ${(e as Error).message}; staying out and fenced until etcd answers`);

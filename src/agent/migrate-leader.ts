@@ -43,6 +43,8 @@ export interface Running {
   openSent?: boolean;
   /** SwitchableConsensus.resigns at the start: once it changes, the lease no longer counts. */
   resigns: number;
+  /** An abort's fence could not confirm PostgreSQL stopped: the watchdog stops it at the lease's deadline. */
+  fenceFailed?: boolean;
   answer: (r: ActionResult) => void;
 }
 
@@ -152,7 +154,11 @@ export class MigrateLeader {
       // To etcd with the open applied or possibly applied and no roll-back stored: etcd's record is settled (settleOpening).
       if (r.state.to === "etcd" && (r.openSent || r.etcd) && this.h.inForceNow().epoch < epoch) this.checks.settleOpenLater(epoch);
       if (r.state.to === "builtin" && r.closeSent && this.h.inForceNow().epoch < epoch && r.etcd) {
-        this.checks.settleCloseLater({ epoch, etcd: r.etcd });
+        // A fence that could not stop PostgreSQL leaves it to the watchdog at the etcd lease's deadline:
+        // the key is not given back before that and the fence budget (review: given back within 500 ms,
+        // the others took it while the old primary still wrote, as a resign's release once did).
+        const notBefore = r.fenceFailed && r.etcdUntil !== null ? r.etcdUntil + this.h.timers.fenceMs : -Infinity;
+        this.checks.settleCloseLater({ epoch, etcd: r.etcd, notBefore });
         this.d.log.warn(`etcd may be closed (epoch ${epoch}): this node stays out and fenced until etcd says whether the close applied`);
       } else if (this.d.consensus.innerStopped()) this.d.consensus.replace(this.h.inForceNow().backend, -Infinity);
       const closing = this.checks.closingUnsettled();
@@ -206,7 +212,7 @@ export class MigrateLeader {
           break;
         }
         case "fence":
-          await this.d.fence(`consensus migration to ${r.state.to} aborted: ${r.state.reason}`);
+          if (!(await this.d.fence(`consensus migration to ${r.state.to} aborted: ${r.state.reason}`))) r.fenceFailed = true;
           if (a.revoke && r.etcd) {
             const { migrateEtcd } = await this.h.etcdModule();
             await migrateEtcd.releaseEtcd(this.h.etcd().client, this.h.etcd().keys, r.etcd).catch((err: Error) => this.d.log.warn(`etcd release: ${err.message}`));

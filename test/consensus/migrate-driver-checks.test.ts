@@ -17,6 +17,7 @@ import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
 
 const A = "aaaaaaaaaaaaaaa1";
+const B = "bbbbbbbbbbbbbbb2";
 const dirs: string[] = [];
 let requests = 0;
 const blackhole = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: () => (requests++, new Promise<Response>(() => {})) });
@@ -25,19 +26,19 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function driver(membership: boolean) {
+function driver(membership: boolean, voters = [A]) {
   const dir = mkdtempSync(join(tmpdir(), "pgherd-migrate-checks-"));
   dirs.push(dir);
   const cfg = parseConfig(
     `cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[consensus]\nendpoints = ["http://127.0.0.1:${blackhole.port}"]\nrequest_timeout_ms = 300\n`, "pgherd.toml");
   const store = new ElectionStore(dir);
-  if (membership) store.saveElection({ term: 5, votedFor: null, membership: { term: 1, index: 1, voters: [A] } });
+  if (membership) store.saveElection({ term: 5, votedFor: null, membership: { term: 1, index: 1, voters } });
   const log = memoryLogger();
   const hooks: DriverHooks = { send: () => {}, leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m) => { throw new Error(m); } };
   const clock = { now: 0 };
   const consensus = new SwitchableConsensus((b, h) => createConsensus({ cfg, nodeId: A, store, hooks: h, log, nameOf: (x) => x }, b), "builtin", hooks, () => clock.now);
   const d = new MigrateDriver({
-    cfg, self: A, log, consensus, store, send: () => {}, connected: () => [], fence: async () => {}, nameOf: (x) => x, clock: () => clock.now,
+    cfg, self: A, log, consensus, store, send: () => {}, connected: () => [], fence: async () => true, nameOf: (x) => x, clock: () => clock.now,
   });
   const internals = d as unknown as { chain: Promise<void>; checks: { opening: number | null } };
   /** Until every queued check has run (each one's requests time out). */
@@ -53,7 +54,7 @@ function driver(membership: boolean) {
       d.step();
     }
   };
-  return { d, log, internals, drained, steps };
+  return { d, log, internals, drained, steps, consensus };
 }
 
 test("a join read in flight: 2 s steps queue no second one; its warning is logged once", async () => {
@@ -85,3 +86,16 @@ test("settling an aborted open: one in flight at a time, and its repeated warnin
   expect(n.internals.checks.opening).toBe(3);
   expect(n.log.lines.filter((l) => l.includes("settling the record of the aborted migration to etcd (epoch 3)")).length).toBe(1);
 });
+
+test("a voter's etcd epoch heard before etcd confirms the migration committed: the built-in election keeps running (review: a switch stored by a minority stopped it on every node)", async () => {
+  const n = driver(true, [A, B]);
+  n.consensus.start();
+  const before = requests;
+  n.d.receive(B, { t: "migrate-epoch", backend: "etcd", epoch: 3, term: 5 });
+  await n.drained();
+  expect(requests - before).toBeGreaterThanOrEqual(1); // it asked etcd
+  expect(n.consensus.innerStopped()).toBe(false); // before: stopped, waiting for etcd to answer
+  expect(n.log.lines.some((l) => l.includes("heard etcd (epoch 3) from a peer, but etcd does not answer"))).toBe(true);
+  n.consensus.stop();
+});
+
