@@ -13,6 +13,8 @@ import { SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
 import { MigrateDriver } from "../../src/agent/migrate-driver.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { createConsensus } from "../../src/consensus/create.ts";
+import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
+import { backendKey } from "../../src/consensus/migrate-etcd.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
 
@@ -26,11 +28,11 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function driver(membership: boolean, voters = [A]) {
+function driver(membership: boolean, voters = [A], port = blackhole.port) {
   const dir = mkdtempSync(join(tmpdir(), "pgherd-migrate-checks-"));
   dirs.push(dir);
   const cfg = parseConfig(
-    `cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[consensus]\nendpoints = ["http://127.0.0.1:${blackhole.port}"]\nrequest_timeout_ms = 300\n`, "pgherd.toml");
+    `cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[consensus]\nendpoints = ["http://127.0.0.1:${port}"]\nrequest_timeout_ms = 300\n`, "pgherd.toml");
   const store = new ElectionStore(dir);
   if (membership) store.saveElection({ term: 5, votedFor: null, membership: { term: 1, index: 1, voters } });
   const log = memoryLogger();
@@ -97,5 +99,32 @@ test("a voter's etcd epoch heard before etcd confirms the migration committed: t
   expect(n.consensus.innerStopped()).toBe(false); // before: stopped, waiting for etcd to answer
   expect(n.log.lines.some((l) => l.includes("heard etcd (epoch 3) from a peer, but etcd does not answer"))).toBe(true);
   n.consensus.stop();
+});
+
+test("a new node whose adoption of etcd's record stopped short (etcd stopped answering) reads it again at the next check, not done (review)", async () => {
+  // An etcd gateway that answers the first read (the record: etcd at epoch 3, its membership committed), then nothing.
+  const keys = clusterKeys("/pgherd", "c");
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+  let answered = 0;
+  const etcd = Bun.serve({
+    port: 0, hostname: "127.0.0.1", idleTimeout: 0,
+    fetch: () => {
+      if (answered++ > 0) return new Promise<Response>(() => {});
+      const kv = (key: string, value: unknown) => ({ key: b64(key), value: b64(JSON.stringify(value)), create_revision: "2", mod_revision: "2", version: "1", lease: "0" });
+      return Response.json({ header: { revision: "9" }, kvs: [kv(backendKey(keys), { backend: "etcd", epoch: 3 }), kv(keys.membership, { term: 1, index: 1, voters: [A] })] });
+    },
+  });
+  try {
+    const n = driver(false, [A], etcd.port);
+    n.steps(1);
+    await n.drained(); // read, adopted up to the check of its own leader key, which hangs
+    expect(n.consensus.innerStopped()).toBe(true);
+    const seen = answered;
+    n.steps(1);
+    await n.drained();
+    expect(answered).toBeGreaterThan(seen); // read again (before: never, the node stayed stopped)
+  } finally {
+    void etcd.stop(true);
+  }
 });
 
