@@ -23,6 +23,8 @@ export class SwitchableConsensus implements Consensus {
   private inner: Consensus;
   private gen = 0;
   private stopped = false;
+  /** The guard as the backend in force showed it when it was stopped (what a migration carries over). */
+  private frozenGuard: Pick<Status, "guard" | "guardCommitted"> | null = null;
   private running = false;
   private holdUntil = -Infinity;
   private cap: number | null = null;
@@ -66,6 +68,8 @@ export class SwitchableConsensus implements Consensus {
   stopInner(): void {
     if (this.stopped) return;
     this.stopped = true;
+    const s = this.inner.status();
+    this.frozenGuard = { guard: s.guard, guardCommitted: s.guardCommitted };
     this.gen++;
     this.inner.stop();
   }
@@ -76,6 +80,7 @@ export class SwitchableConsensus implements Consensus {
     for (const k of Object.keys(this.carried) as (keyof DriverCounters)[]) this.carried[k] += this.inner.counters[k];
     this.gen++;
     this.stopped = false;
+    this.frozenGuard = null;
     this.holdUntil = holdUntil;
     this.inner = this.make(backend, this.hooksFor(this.gen));
     if (this.failsafe) this.inner.attachFailsafe?.(...this.failsafe);
@@ -116,7 +121,16 @@ export class SwitchableConsensus implements Consensus {
     this.inner.stop();
   }
 
-  status(): Status { return this.inner.status(); }
+  /**
+   * The backend's status; while it is stopped, with the guard it showed when stopped: a guard write
+   * it had in flight (a block, stored in etcd after the stop) is not carried over by the migration,
+   * so this primary may not degrade behind it (review: it ran with empty synchronous names until the
+   * new backend, whose guard has no block).
+   */
+  status(): Status {
+    const s = this.inner.status();
+    return this.stopped && this.frozenGuard ? { ...s, ...this.frozenGuard } : s;
+  }
   /**
    * The inner backend's lease; a stopped one renews nothing, so its lease ends at its deadline
    * (review: it was reported held for as long as a migration stayed between backends, and the node

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { publishGuard, type DriverHooks } from "../../src/agent/election-driver.ts";
-import { SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
+import { type MakeBackend, SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { createConsensus } from "../../src/consensus/create.ts";
 import type { ElectionMsg } from "../../src/core/messages.ts";
@@ -120,7 +120,7 @@ test("a replaced backend's in-flight detach does not stop streaming; C4: no memb
     send: () => {}, leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m) => { throw new Error(m); },
     detach: async () => (detaches++, { ok: true, position: null }),
   };
-  const fake = (_b: string, h: DriverHooks) => (captured.push(h), { stop() {}, start() {}, propose: async () => void proposals++, counters: { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 } } as never);
+  const fake = (_b: string, h: DriverHooks) => (captured.push(h), { stop() {}, start() {}, status: () => ({ guard: null, guardCommitted: 0 }), propose: async () => void proposals++, counters: { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 } } as never);
   const sw = new SwitchableConsensus(fake, "builtin", hooks, () => 0);
   expect((await captured[0]!.detach!(3)).ok).toBe(true);
   sw.replace("builtin", -Infinity);
@@ -169,4 +169,16 @@ test("publishGuard on builtin: true once a majority stored the new guard; false 
   sw.migration = () => ({ to: "etcd", phase: "committing" });
   expect(await publishGuard(sw, () => sw.setGuard(false, { timeline: 1, lsn: "0/4000000" }), 200)).toBe(false);
   sw.stop();
+});
+
+test("between backends the guard is the one shown at the stop: a block the stopped backend stores afterwards (a write in flight) does not count (review: the primary degraded behind it)", () => {
+  const guard = (block: boolean) => ({ seq: block ? 8 : 7, block, holder: A, floor: null });
+  let now = { guard: guard(false), guardCommitted: 7 };
+  const fake = { start() {}, stop() {}, status: () => ({ role: "leader", term: 6, leader: A, membership: null, ...now }), lease: () => null } as unknown as ReturnType<MakeBackend>;
+  const hooks = { send() {}, leaseHeld() {}, leaseLost: async () => true, leadershipChanged() {}, fatal() {} } as unknown as DriverHooks;
+  const sw = new SwitchableConsensus(() => fake, "etcd", hooks, () => 0);
+  sw.stopInner();
+  now = { guard: guard(true), guardCommitted: 8 }; // the block's write, sent before the stop, applied and read back after it
+  expect(sw.status()).toMatchObject({ guard: { block: false, seq: 7 }, guardCommitted: 7 });
+  expect(sw.status().term).toBe(6); // the rest as the backend says
 });
