@@ -146,6 +146,8 @@ export interface LeaderState {
   unknown?: boolean;
   /** The phase an abort happened in (to builtin after the open, etcd is closed: the cluster goes on on builtin). */
   abortedIn?: Phase;
+  /** To builtin: the open succeeded (etcd closed, builtin stored here) before the plan aborted. */
+  closed?: boolean;
 }
 
 export type LeaderObs =
@@ -203,7 +205,10 @@ export type LeaderAction =
 export function outcome(s: LeaderState): string {
   if (s.phase === "done") return `the cluster moved to ${s.to} (epoch ${s.epoch})`;
   if (s.to === "etcd" && s.rolledBack) return `aborted after some voters may have stored etcd: they return to builtin (epoch ${s.epoch + 1}) when they hear it; the cluster runs on builtin`;
-  if (s.to === "etcd" && s.unknown) return `the outcome is unknown (etcd did not answer the commit): the voters that stored etcd (a majority) keep it; once etcd answers, the cluster runs on etcd if the commit applied, else it has no leader until an operator acts (docs/etcd.md, Migration)`;
+  if (s.to === "etcd" && s.unknown) return `the outcome is unknown (etcd did not answer the commit): the voters that stored etcd (a majority) keep it; once etcd answers, the cluster runs on etcd if the commit applied, else the voters that stored etcd roll it back once the migration's etcd lease has run out (docs/etcd.md, Migration)`;
+  if (s.to === "builtin" && s.closed) {
+    return `etcd was closed and this node stored builtin (epoch ${s.epoch}), but its lease ran out before any voter was told: the voters adopt builtin when they hear the epoch; a built-in leader is elected once their holds end`;
+  }
   if (s.to === "builtin" && s.abortedIn === "switch") {
     return `etcd was closed and this node stored builtin (epoch ${s.epoch}), but a built-in majority did not acknowledge in time: the voters that stored the switch stay on builtin and the others adopt it when they hear the epoch; a built-in leader is elected once their holds end`;
   }
@@ -291,7 +296,11 @@ export function leaderStep(s: LeaderState, obs: LeaderObs, self: string, voters:
         return { state: { ...s, phase: "aborted", reason: obs.detail ?? "could not open the target backend" }, actions: fence ? [{ do: "fence", revoke: false }] : [] };
       }
       // The lease may have ended while the open ran (a resign, a transfer): nobody is told to switch then.
-      if (expired(obs, s.to === "etcd" ? "switch" : "open")) return abort("the lease ran out while the target backend was opened", s.to === "etcd");
+      if (expired(obs, s.to === "etcd" ? "switch" : "open")) {
+        const a = abort("the lease ran out while the target backend was opened", s.to === "etcd");
+        // To builtin the open closed etcd: no way back (review: answered "nothing changed").
+        return s.to === "builtin" ? { ...a, state: { ...a.state, closed: true } } : a;
+      }
       return { state: { ...s, phase: "switch" }, actions: [{ do: "send-switch", to: others }] };
     case "ack": {
       if (s.phase !== "switch" || obs.epoch !== s.epoch || !others.includes(obs.from) || s.acked.includes(obs.from)) return { state: s, actions: [] };

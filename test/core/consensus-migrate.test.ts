@@ -263,6 +263,10 @@ describe("the leader's plan", () => {
     expect(late.actions).toEqual([{ do: "fence", revoke: false }]);
     expect(outcome(late.state)).toContain("etcd was closed and this node stored builtin (epoch 2)");
     expect(outcome(leaderStep(startPlan("builtin", 2, 9).state, { type: "opened", ok: false, stopped: false, ...L }, "a", V3).state)).toBe("nothing changed");
+    // Opened (etcd closed, builtin stored here), then the lease ran out before the switch: not "nothing changed" (review).
+    const closed = leaderStep(startPlan("builtin", 2, 9).state, { type: "opened", ok: true, now: 1000, builtinUntil: null, etcdUntil: 900 }, "a", V3);
+    expect(closed.state.phase).toBe("aborted");
+    expect(outcome(closed.state)).toContain("etcd was closed and this node stored builtin (epoch 2)");
   });
 });
 
