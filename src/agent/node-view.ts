@@ -42,7 +42,8 @@ export function composeStatus(i: StatusInput): NodeStatus {
     node: { id: i.nodeId, name: i.cfg.node_name, role: i.cfg.role, mesh: i.meshAddr },
     election: {
       role: s.role, term: s.term, leader: s.leader, leaderName: s.leader ? F.nameOf(f, s.leader) : null,
-      votedFor: s.votedFor, leading: i.lease !== null,
+      // A lease past its deadline is none (the deadline's timer may not have fired yet: a stalled event loop).
+      votedFor: s.votedFor, leading: i.lease !== null && i.lease.until > f.now,
       leaseRemainingMs: i.lease ? Math.max(0, Math.round(i.lease.until - f.now)) : 0,
       voters: names(s.membership?.voters), membershipVersion: s.membership ? `${s.membership.term}.${s.membership.index}` : null,
       position: s.position, votingCap: i.votingCap ?? null, ...(i.backend ? { backend: i.backend } : {}),

@@ -84,7 +84,18 @@ export function startApi(opts: ApiOptions): ApiServer {
       rejects.add("bypassed-front", remote, `${req.method} not through the API's address`);
       return error(403, "connect to the API's address, not to its internal port");
     }
-    const wrongHost = hostProblem(req.headers.get("host"), names);
+    // Health checks and /metrics answer whatever name they are reached by (check_patroni, Prometheus
+    // and load balancers use DNS names: review); the rest (the dashboard, /config, actions) only
+    // by an address or one of this node's names.
+    const checkOnly = (() => {
+      try {
+        const p = new URL(req.url, "http://localhost").pathname;
+        return (HEALTH_PATHS.has(p) && p !== "/") || p === "/metrics";
+      } catch {
+        return false; // a Host that makes no URL: refused below
+      }
+    })();
+    const wrongHost = checkOnly ? undefined : hostProblem(req.headers.get("host"), names);
     if (wrongHost) {
       rejects.add("bad-host", remote, wrongHost);
       return error(421, wrongHost);

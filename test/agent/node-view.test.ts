@@ -14,4 +14,7 @@ test("/node labels a capped voting position: election.votingCap beside election.
   } as unknown as StatusInput;
   expect(composeStatus({ ...input, votingCap: { timeline: 1, lsn: "0/6000000" } }).election).toMatchObject({ position: { lsn: "0/6000000" }, votingCap: { timeline: 1, lsn: "0/6000000" } });
   expect(composeStatus(input).election.votingCap).toBeNull();
+  // A lease past its deadline is none, also before the deadline's timer has fired (review): /primary answers 503.
+  expect(composeStatus({ ...input, lease: { term: 4, until: 1 } }).election.leading).toBe(true);
+  expect(composeStatus({ ...input, lease: { term: 4, until: 0 } }).election.leading).toBe(false);
 });

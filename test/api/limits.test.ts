@@ -32,6 +32,16 @@ test("Host: IP literals, localhost and this node's names pass; any other name ge
   }
 });
 
+test("health checks and /metrics answer under any DNS name (check_patroni, Prometheus, load balancers: review, before 421); the dashboard and the rest do not", async () => {
+  const host = "pg1.db.example.com:8008";
+  for (const path of ["/primary", "/replica", "/health", "/liveness", "/readiness", "/metrics"]) {
+    expect({ path, status: (await get(path, { host })).status }).not.toEqual({ path, status: 421 });
+  }
+  for (const path of ["/", "/node", "/cluster", "/config", "/ui/app.js"]) {
+    expect({ path, status: (await get(path, { host, accept: "text/html" })).status }).toEqual({ path, status: 421 });
+  }
+});
+
 // Runs in a child process (its descriptors are not ours): opens `n` connections from 3 loopback
 // addresses once told "go" and sends each an unfinished request, the way a slowloris client does.
 const SLOW = `
