@@ -61,6 +61,9 @@ export class RestartGrants {
     // a restart is decided (underWay), and ActionRunner refuses a restart during one: checked again
     // after the wait all the same (review: the wait used to let a switchover start meanwhile).
     if (refusal === null && this.switching()) refusal = "a switchover is in progress: one node down at a time; try again once it is done";
+    // The leadership may have gone during the wait: a member that has not heard of the new leader yet
+    // would still take this node's grant (review).
+    if (refusal === null && !h.electionState().leading) return { status: 503, ok: false, message: `${h.nodeName} no longer leads: the restart of ${target.name} was not granted; try again` };
     if (refusal !== null) return { status: 409, ok: false, message: `${h.nodeName} (leader): restart of ${target.name} refused: ${refusal}` };
     this.granted = target.name;
     try {

@@ -299,6 +299,18 @@ describe("node restart: through the leader, never more than one node down", () =
     expect(h.asked).toEqual([{ id: "S", req: { kind: "node-restart", node: "S" } }]);
   });
 
+  test("the leadership lost while the leader waits: not granted (a member that has not heard of the new leader would take the grant)", async () => {
+    const h = new FakeHost();
+    h.members.push({ name: "n3", role: "standby", state: "stopped" });
+    h.onSleep = () => {
+      h.members[2]!.state = "streaming";
+      h.leading = false;
+    };
+    const r = await runner(h).run({ kind: "node-restart", node: "n2" });
+    expect(r).toMatchObject({ ok: false, status: 503, message: expect.stringContaining("no longer leads") });
+    expect(h.asked).toEqual([]);
+  });
+
   test("the member asked for may itself be down (restarting it is how it comes back)", async () => {
     const h = new FakeHost();
     h.members[1]!.state = "stopped";
