@@ -46,7 +46,8 @@ export interface ProbeUp {
   /** server_version_num, e.g. 150014. */
   serverVersion: number;
   /** The server's replication slots, temporary ones left out. */
-  slots: { name: string; type: "physical" | "logical" }[];
+  /** `lost`: PostgreSQL invalidated it (wal_status lost: max_slot_wal_keep_size, or on 16 a recovery conflict of a logical copy). */
+  slots: { name: string; type: "physical" | "logical"; lost?: true }[];
   /** synchronous_standby_names in force (the round's upkeep checks it against the durability plan). */
   syncNames: string;
   /** A standby's startup process: what it waits for ("IPC:RecoveryPause"), null when it runs or on a primary. */
@@ -105,7 +106,7 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
           pg_last_wal_receive_lsn()::text AS receive_lsn, pg_last_wal_replay_lsn()::text AS replay_lsn,
           (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
           (SELECT min_recovery_end_timeline FROM pg_control_recovery()) AS min_recovery_tli,
-          (SELECT string_agg(slot_type || ':' || slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE NOT temporary) AS slots,
+          (SELECT string_agg(slot_type || ':' || slot_name || CASE WHEN wal_status = 'lost' THEN ':lost' ELSE '' END, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE NOT temporary) AS slots,
           current_setting('synchronous_standby_names') AS sync_names,
           CASE WHEN s.cur IS NULL THEN (SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE backend_type = 'startup') END AS startup_wait
         FROM (SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END AS cur OFFSET 0) s`,
@@ -163,8 +164,8 @@ export async function pendingRestart(db: Db): Promise<string[]> {
 export function slotList(text: string | null): ProbeUp["slots"] {
   const out: ProbeUp["slots"] = [];
   for (const item of text?.split(",") ?? []) {
-    const m = /^(physical|logical):([a-z0-9_]+)$/.exec(item);
-    if (m) out.push({ name: m[2]!, type: m[1] as "physical" | "logical" });
+    const m = /^(physical|logical):([a-z0-9_]+)(:lost)?$/.exec(item);
+    if (m) out.push({ name: m[2]!, type: m[1] as "physical" | "logical", ...(m[3] ? { lost: true as const } : {}) });
   }
   return out;
 }

@@ -155,7 +155,15 @@ export class PermanentSlots {
     const toCopy: PermanentReport[] = [];
     for (const p of primary) {
       if (!want.some((w) => w.name === p.name && w.type === p.type) || p.lsn === null || p.uncopyable) continue;
-      const local = have.get(p.name);
+      let local = have.get(p.name);
+      if (local?.walStatus === "lost") {
+        // Invalidated (on 16 a logical copy loaded from an older state file, by a recovery conflict;
+        // max_slot_wal_keep_size): it can never move again, and a failover to this standby would
+        // lose the slot. Dropped; copied again below as a missing one.
+        this.once(p.name, "warn", `permanent slot ${p.name}: this standby's copy was invalidated by PostgreSQL (wal_status lost): dropped, copied again from the primary`);
+        await dropSlot(h.localDb(), p.name, true);
+        local = undefined;
+      }
       if (!local) {
         if (p.type === "physical") {
           await this.record.add(p.name);

@@ -48,8 +48,10 @@ export const OWN_SLOT_PREFIX = "pgherd_";
  * type (a logical copy once a restart loaded it; on PostgreSQL ≥ 17 a synchronized one once it is
  * persistent).
  */
-export function heldCopies(want: readonly PermanentSlot[], slots: readonly { name: string; type: string }[]): string[] {
-  const have = new Map(slots.map((s) => [s.name, s.type]));
+export function heldCopies(want: readonly PermanentSlot[], slots: readonly { name: string; type: string; lost?: boolean }[]): string[] {
+  // An invalidated copy holds nothing a consumer could go on from (review: on PostgreSQL 16 a loaded
+  // logical copy can be invalidated by a recovery conflict; a switchover to this standby then lost it).
+  const have = new Map(slots.filter((s) => !s.lost).map((s) => [s.name, s.type]));
   return want.filter((w) => have.get(w.name) === w.type).map((w) => w.name).sort();
 }
 

@@ -21,10 +21,13 @@ describe("heldCopies", () => {
     expect(heldCopies([recv, cdc], [{ name: "recv", type: "physical" }, { name: "cdc", type: "logical" }, { name: "other", type: "physical" }])).toEqual(["cdc", "recv"]);
     expect(heldCopies([recv, cdc], [{ name: "cdc", type: "physical" }])).toEqual([]);
     expect(heldCopies([], [{ name: "recv", type: "physical" }])).toEqual([]);
+    // Invalidated by PostgreSQL (wal_status lost): not held (review: a switchover to this standby lost the slot).
+    expect(heldCopies([recv, cdc], [{ name: "recv", type: "physical" }, { name: "cdc", type: "logical", lost: true }])).toEqual(["recv"]);
   });
   test("the probe's slot list: an item of another form is left out, not a failed probe", () => {
     expect(slotList("logical:cdc,physical:pgherd_ab12")).toEqual([{ name: "cdc", type: "logical" }, { name: "pgherd_ab12", type: "physical" }]);
     expect(slotList("other:x,logical:,physical:recv")).toEqual([{ name: "recv", type: "physical" }]);
+    expect(slotList("logical:cdc:lost,physical:recv")).toEqual([{ name: "cdc", type: "logical", lost: true }, { name: "recv", type: "physical" }]);
     expect(slotList(null)).toEqual([]);
   });
 });
