@@ -1,5 +1,6 @@
 // What this node tells the API (status) and the cluster table it composes itself (local view):
 // pure compositions of the agent's facts, so the agent only gathers them.
+import { maxLagBytesInForce } from "./dynamic-config.ts";
 import type { Config } from "../config/schema.ts";
 import * as F from "../core/cluster-facts.ts";
 import { composeView, type ClusterView, type MemberInput } from "../core/cluster-view.ts";
@@ -57,6 +58,7 @@ export function composeStatus(i: StatusInput): NodeStatus {
         }
       : null,
     tags: i.cfg.tags,
+    maxLagBytes: maxLagBytesInForce(i.cfg.failover.max_lag_bytes),
     paused: i.flags.paused,
     durability: i.durabilityLine,
     counters: i.counters,

@@ -20,7 +20,7 @@ export const HEALTH_PATHS: ReadonlySet<string> = new Set([
   "/read-only-sync", "/read-only-synchronous", "/quorum", "/read-only-quorum", "/health", "/liveness", "/readiness",
 ]);
 
-/** Patroni's default maximum_lag_on_failover: the /readiness limit without `?lag=`. */
+/** Patroni's default maximum_lag_on_failover: the /readiness limit without `?lag=` when the node does not say its failover.max_lag_bytes. */
 export const READINESS_DEFAULT_LAG = 1024 * 1024;
 
 export interface HealthQuery {
@@ -127,7 +127,8 @@ function readiness(q: HealthQuery, f: HealthFacts): HealthResult {
   if (!pg.streaming) return no("PostgreSQL replication state is not streaming");
   const lag = q.mode === "write" ? pg.receiveLagBytes : pg.lagBytes;
   if (lag === null) return no("the leader's WAL position is unknown");
-  const max = q.lag?.kind === "bytes" ? q.lag.bytes : READINESS_DEFAULT_LAG;
+  // Patroni's default is its maximum_lag_on_failover; pgherd's is failover.max_lag_bytes (review).
+  const max = q.lag?.kind === "bytes" ? q.lag.bytes : (f.maxLagBytes ?? READINESS_DEFAULT_LAG);
   if (q.lag?.kind === "seconds") return no("readiness takes a lag in bytes (e.g. 16MB), not a time");
   return lag > max ? no(`replication ${q.mode} lag ${lag} exceeds maximum allowable ${max}`) : ok;
 }

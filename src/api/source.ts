@@ -43,13 +43,15 @@ export interface PgFacts {
 export interface HealthFacts {
   /** Holds the leader lease right now. */
   leading: boolean;
+  /** /readiness's limit without `lag`: failover.max_lag_bytes in force (absent: Patroni's default, 1 MiB). */
+  maxLagBytes?: number;
   pg: PgFacts | null;
   tags: Readonly<Record<string, string | number | boolean>>;
 }
 
 export function healthFacts(s: NodeStatus): HealthFacts {
   const p = s.postgres;
-  return { leading: s.election.leading, tags: s.tags, pg: p ? pgFacts(p) : null };
+  return { leading: s.election.leading, tags: s.tags, pg: p ? pgFacts(p) : null, ...(s.maxLagBytes !== undefined ? { maxLagBytes: s.maxLagBytes } : {}) };
 }
 
 /** Actions (core/ha.ts decisions) that stop this node's server while they run. */

@@ -70,6 +70,8 @@ export interface NodeStatus {
   tags: Readonly<Record<string, string | number | boolean>>;
   /** Maintenance mode: automatic actions suspended. */
   paused: boolean;
+  /** failover.max_lag_bytes in force (the cluster-wide value, else this node's): /readiness's limit without `lag` (Patroni's maximum_lag_on_failover). Absent from older versions. */
+  maxLagBytes?: number;
   /** What a commit acknowledgement currently promises. */
   durability: string;
   counters: NodeCounters;

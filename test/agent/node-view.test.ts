@@ -4,7 +4,7 @@ import { expect, test } from "bun:test";
 import { composeStatus, type StatusInput } from "../../src/agent/node-view.ts";
 
 test("/node labels a capped voting position: election.votingCap beside election.position", () => {
-  const cfg = { cluster: "c", node_name: "n1", role: "database", tags: { nofailover: true } };
+  const cfg = { cluster: "c", node_name: "n1", role: "database", tags: { nofailover: true }, failover: { max_lag_bytes: 1048576 } };
   const input = {
     cfg, nodeId: "0000000000000001",
     facts: { self: { id: "0000000000000001", name: "n1", role: "database", neverPromoted: true, report: null }, now: 0, startedAt: 0, freshMs: 5000, voters: [], leader: null, peers: [], reports: new Map() },

@@ -73,6 +73,13 @@ describe("health checks", () => {
     });
   }
 
+  test("/readiness without lag= uses failover.max_lag_bytes in force, as Patroni its maximum_lag_on_failover (review: always 1 MiB)", () => {
+    expect(checkHealth("/readiness", q(""), { ...lagging, maxLagBytes: 64 * 1024 * 1024 }).status).toBe(200); // 20 MiB behind, 64 MiB allowed
+    expect(checkHealth("/readiness", q(""), { ...standby, pg: { ...standby.pg!, lagBytes: 2 * 1024 * 1024 }, maxLagBytes: 1024 * 1024 }).status).toBe(503);
+    expect(checkHealth("/readiness", q("lag=1GB"), { ...lagging, maxLagBytes: 1024 }).status).toBe(200); // lag= wins
+    expect(healthFacts({ ...nodeStatus({ postgres: standbyPg({}) }), maxLagBytes: 5 }).maxLagBytes).toBe(5);
+  });
+
   test("time limits compare the replay lag the primary measured", () => {
     expect(checkHealth("/replica", q("lag=10s"), standby, 3).status).toBe(200);
     expect(checkHealth("/replica", q("lag=10s"), standby, 12.5).status).toBe(503);
