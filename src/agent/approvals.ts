@@ -72,9 +72,15 @@ export class MemberActions {
     }
     if (!m.voters.includes(id)) {
       if (!m.approved?.includes(id)) return no(404, `${name} is not a voter and not approved: nothing to remove`);
-      const done = await this.change("remove", id, (s) => !s.membership?.approved?.includes(id));
-      if (done.ok) this.record(`approval of ${name} (${id}) withdrawn`);
-      return done.ok ? ok(`approval of ${name} withdrawn`) : done;
+      // Gone from the approvals also when the keeper made it a voter meanwhile (its add committed
+      // before this withdrawal could be): then it is a voter, not withdrawn (review).
+      const done = await this.change("remove", id, (s) => !s.membership?.approved?.includes(id) || s.membership?.voters.includes(id) === true);
+      if (!done.ok) return done;
+      if (this.d.consensus.status().membership?.voters.includes(id)) {
+        return no(409, `${name} became a voter before its approval could be withdrawn: run pgherd member remove ${name} again to remove the voter`);
+      }
+      this.record(`approval of ${name} (${id}) withdrawn`);
+      return ok(`approval of ${name} withdrawn`);
     }
     this.d.keeper.requestRemoval(id);
     const after = await this.until((s) => s.membership?.voters.includes(id) === false && s.membershipCommitted);

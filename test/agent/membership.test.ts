@@ -190,3 +190,24 @@ test("bootstrap: a beacon's step forms and announces once; while the backend doe
   expect({ announced, handed }).toEqual({ announced: 1, handed: 3 });
   expect(log.lines.filter((l) => l.includes("membership formed"))).toHaveLength(1);
 });
+
+test("withdrawing an approval while the keeper's add of that node commits first: the answer says it is a voter, not withdrawn (review)", async () => {
+  const history: unknown[] = [];
+  const approved = { term: 3, index: 4, voters: [A], approved: [E] };
+  let status = { role: "leader", term: 3, membership: approved as { term: number; index: number; voters: string[]; approved?: string[] }, membershipCommitted: true };
+  const consensus = {
+    status: () => status,
+    // The withdrawal's proposal loses to the keeper's add, queued first: E becomes a voter, committed a moment later.
+    propose: async () => {
+      status = { ...status, membership: { term: 3, index: 5, voters: [A, E] }, membershipCommitted: false };
+      setTimeout(() => (status = { ...status, membershipCommitted: true }), 20);
+    },
+  };
+  const actions = new MemberActions({
+    nodeId: A, nodeName: "n1", consensus: consensus as never, keeper: { requestRemoval() {}, clearRemoval() {} }, peers: () => [], nameOf: (id) => (id === E ? "n5" : "n1"),
+    record: (e) => history.push(e), sleep: (ms) => Bun.sleep(ms), waitMs: 2000,
+  });
+  const r = await actions.run({ kind: "member-remove", node: E });
+  expect(r).toMatchObject({ ok: false, status: 409, message: expect.stringContaining("n5 became a voter") });
+  expect(history).toEqual([]);
+});
