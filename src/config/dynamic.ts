@@ -5,6 +5,7 @@
 // reported as a conflict, never applied).
 import { configErrorMap, issueLines } from "./errors.ts";
 import { type DynamicDoc, type DynamicSettings, dynamicSettings } from "./schema-dynamic.ts";
+import { HOST_ONLY_KEYS } from "./pg-values.ts";
 
 /** A change: keys to set (dotted; "" or null removes a parameter), or a whole new document (config edit). */
 export interface DynamicChange {
@@ -106,6 +107,11 @@ export function decideChange(cur: DynamicDoc | null, change: DynamicChange, meta
   }
   const c = checkSettings(raw);
   if (!c.ok) return { ok: false, status: 400, error: c.error };
+  const before = cur.settings.postgres.parameters;
+  const hostOnly = Object.entries(c.settings.postgres.parameters).find(([k, v]) => HOST_ONLY_KEYS.has(k.toLowerCase()) && before[k] !== v);
+  if (hostOnly) {
+    return { ok: false, status: 400, error: `postgres.parameters.${hostOnly[0]} runs a program (or loads a library from a path) as the PostgreSQL user on every host: set it in each host's pgherd.toml [postgres.parameters], not through the cluster-wide configuration (removing it is allowed)` };
+  }
   const changed = changedKeys(cur.settings, c.settings);
   if (changed.length === 0) return { ok: true, doc: cur, changed };
   return { ok: true, doc: { version: version + 1, term: meta.term, at: meta.at, by: meta.by, settings: c.settings }, changed };

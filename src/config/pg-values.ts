@@ -75,6 +75,17 @@ export function pgBoolOff(v: unknown): boolean {
 }
 
 /**
+ * Settings that run a program, or load a library from a path, as the PostgreSQL OS user: a change of
+ * the cluster-wide configuration (an API token holder's) may not set them, or it would run what it
+ * likes on every host (review); each host's pgherd.toml may (only who edits that file can). A
+ * document that holds one already (seeded from the first leader's pgherd.toml) keeps it.
+ */
+export const HOST_ONLY_KEYS: ReadonlySet<string> = new Set([
+  "archive_command", "archive_cleanup_command", "restore_command", "recovery_end_command", "ssl_passphrase_command",
+  "archive_library", "dynamic_library_path",
+]);
+
+/**
  * Settings [postgres.parameters] refuses that earlier versions accepted. A cluster-wide document one
  * of those stored or sent may hold them: there they are left out (the document still loads and
  * applies), never refused, so an upgrade does not drop the cluster's document for the first

