@@ -37,6 +37,7 @@ import { maxTimeline, withTimeline } from "./timelines.ts";
 import { hasMajority, majority, quorumMin } from "./quorum.ts";
 import type { ElectionMsg, Guard, Membership, MembershipVersion } from "./messages.ts";
 import { arrivedLate, guardCommitted, heardLeaderRecently, leaseUntil, type HbClock } from "./election-contact.ts";
+import { electionMargins } from "../config/margins.ts";
 import { compareVersion, isNewer, newerMembership, planMembershipChange, proposed, restamp, storedByMajority, versionOf, type ProposeOp } from "./election-membership.ts";
 import { DETACH_TIMEOUT_MS, type Consensus, type ElectionOptions, type Event, type Notice, type Persistent, type Ready, type Role, type Status } from "./election-types.ts";
 
@@ -104,11 +105,21 @@ export class Election implements Consensus {
   private handedTerm = -1;
   /** Follower: the current leader's clock as seen here (send-time estimates, election-contact.ts). */
   private hbClock: HbClock | null = null;
+  /**
+   * Follower: how long the leader of the last heartbeat said to wait after it before voting or
+   * standing (its own lease, fence and drift as margins.ts counts them; 0: not said, an older leader).
+   * Timers may differ per host: a leader with a longer lease than this node's timeout covers would
+   * otherwise still hold it when this node helps elect another (review: 3.4 s of two leases).
+   */
+  private leaderHoldMs = 0;
+  /** Leader: the hold its heartbeats announce (0 without max_drift: not announced). */
+  private readonly holdMs: number;
 
   private out!: Ready;
 
   constructor(o: ElectionOptions, saved: Persistent, now: number) {
     this.o = o;
+    this.holdMs = o.maxDrift === undefined ? 0 : electionMargins({ lease_ms: o.leaseMs, fence_ms: o.fenceMs, max_drift: o.maxDrift, timeout_ms: o.timeoutMs }).minTimeoutMs;
     this.positionKnown = !o.detachBeforeVote;
     this.term = saved.term;
     this.votedFor = saved.votedFor;
@@ -238,8 +249,13 @@ export class Election implements Consensus {
     return now + this.o.timeoutMs + Math.floor(this.o.random() * (this.o.jitterMs * (this.o.jitterShare ?? 1) + 1));
   }
 
+  /** How long after the last leader contact this node neither votes nor stands: its timeout, or the leader's announced hold if longer. */
+  private contactTimeoutMs(): number {
+    return Math.max(this.o.timeoutMs, this.leaderHoldMs);
+  }
+
   private heardLeaderRecently(now: number): boolean {
-    return heardLeaderRecently({ leading: this.role === "leader", quietUntil: this.quietUntil, lastLeaderContact: this.lastLeaderContact }, now, this.o.timeoutMs);
+    return heardLeaderRecently({ leading: this.role === "leader", quietUntil: this.quietUntil, lastLeaderContact: this.lastLeaderContact }, now, this.contactTimeoutMs());
   }
 
   private leaseUntil(now: number): number {
@@ -364,7 +380,7 @@ export class Election implements Consensus {
       return;
     }
     if (this.heardLeaderRecently(now)) {
-      this.electionDeadline = Math.max(this.randomDeadline(now), (this.lastLeaderContact ?? now) + this.o.timeoutMs);
+      this.electionDeadline = Math.max(this.randomDeadline(now), (this.lastLeaderContact ?? now) + this.contactTimeoutMs());
       return;
     }
     if (now < this.noCampaignUntil) {
@@ -461,7 +477,7 @@ export class Election implements Consensus {
     // lease, or the first lease_ms of a fresh term); an ack of this heartbeat counts only within it.
     const window = this.hadLease ? this.leaseUntil(now) : Math.max(this.leaseUntil(now), this.becameLeaderAt + this.o.leaseMs);
     const left = Math.max(0, Math.ceil(window - now));
-    this.broadcast({ t: "hb", term: this.term, seq: now, left, membership: this.membership!, pos: this.position, ...(this.guard ? { guard: this.guard } : {}) });
+    this.broadcast({ t: "hb", term: this.term, seq: now, left, ...(this.holdMs > 0 ? { hold: this.holdMs } : {}), membership: this.membership!, pos: this.position, ...(this.guard ? { guard: this.guard } : {}) });
   }
 
   /** A heartbeat held past its leader's lease (election-contact.ts arrivedLate); updates the leader's clock. */
@@ -650,7 +666,8 @@ export class Election implements Consensus {
       this.notice("leader-changed", `${from} leads term ${m.term}`);
     }
     this.lastLeaderContact = now;
-    this.electionDeadline = this.randomDeadline(now);
+    this.leaderHoldMs = m.hold ?? 0;
+    this.electionDeadline = Math.max(this.randomDeadline(now), now + this.leaderHoldMs);
     // The leader of the current term is authoritative for membership (Raft: its log wins).
     if (compareVersion(versionOf(m.membership), versionOf(this.membership)) !== 0) {
       this.membership = m.membership;

@@ -26,12 +26,12 @@ class Cluster {
   log: string[] = [];
   /** Detaches the shell was asked for: reported `detached` (unchanged position) 30 ms later. */
   detaches: Array<{ id: string; term: number; at: number }> = [];
-  constructor(ids: string[], opts: { witnesses?: string[]; detachBeforeVote?: boolean; random?: () => number; bootstrapped?: boolean } = {}) {
+  constructor(ids: string[], opts: { witnesses?: string[]; detachBeforeVote?: boolean; random?: () => number; bootstrapped?: boolean; timers?: Record<string, Partial<typeof T>> } = {}) {
     const r = opts.random ?? rng(7);
     for (const id of ids) {
       this.disks.set(id, { term: 0, votedFor: null, membership: opts.bootstrapped === false ? null : { term: 0, index: 1, voters: ids } });
       const canLead = !opts.witnesses?.includes(id);
-      const e = new Election({ id, canLead, ...T, detachBeforeVote: canLead && opts.detachBeforeVote === true, random: r }, this.disks.get(id)!, 0);
+      const e = new Election({ id, canLead, ...T, ...opts.timers?.[id], detachBeforeVote: canLead && opts.detachBeforeVote === true, random: r }, this.disks.get(id)!, 0);
       if (opts.detachBeforeVote) e.step({ type: "position", now: 0, position: { timeline: 1, lsn: "0/0" } }); // the shell's first round
       this.nodes.set(id, e);
     }
@@ -109,6 +109,30 @@ describe("election core scenarios", () => {
     console.log(`new leader with a lease ${newLeaderAt} ms after the flapping started`);
     expect(newLeaderAt).not.toBeNull();
     expect(newLeaderAt!).toBeLessThanOrEqual(T.timeoutMs + T.jitterMs + 300);
+  });
+
+  test("timers that differ per host: a leader's longer lease is honoured by followers with a shorter timeout (it announces its hold in its heartbeats); never two leases at once", () => {
+    // a: lease 5 s (its own margins hold: timeout 5.3 s); b and c keep the defaults (timeout 2.5 s).
+    // Fails on the code before: b was elected about 2.5 s after a was cut off, while a's lease ran 5 s.
+    const c = new Cluster(["a", "b", "c"], { witnesses: ["c"], timers: { a: { leaseMs: 5000, timeoutMs: 5300, fenceMs: 0 } } });
+    c.cut.add("b"); // only a can win first (c is a witness)
+    c.run(8000);
+    expect(c.leaders()).toEqual(["a"]);
+    c.cut.delete("b");
+    c.run(1000);
+    c.cut.add("a");
+    const t0 = c.now;
+    let overlap = 0;
+    let wonAt: number | null = null;
+    for (let i = 0; i < 1500 && wonAt === null; i++) {
+      c.run(10);
+      if (c.leading("a") && c.leading("b")) overlap += 10;
+      if (c.leading("b")) wonAt = c.now - t0;
+    }
+    console.log(`b leads ${wonAt} ms after a was cut off (a's lease 5000 ms, hold ${Math.ceil(5000 * 1.02 / 0.98)} ms)`);
+    expect(overlap).toBe(0);
+    expect(wonAt).not.toBeNull();
+    expect(wonAt!).toBeGreaterThanOrEqual(5000);
   });
 
   test("two followers whose election timeouts fall together: one yields at the pre-vote, one election, no split vote", () => {
