@@ -107,10 +107,17 @@ export function slotIdleForMs(s: FactsSnapshot, id: string): number {
   return since === undefined ? 0 : s.now - since;
 }
 
-/** A member's stoppedSince after a report at `now` (the first report of a stopped server starts it). */
+/**
+ * A member's stoppedSince after a report at `now` (the first such report starts it): its server
+ * stopped while its agent only waits or refuses (paused, a full disk, data it cannot read). Not while
+ * it builds or starts one: a clone (its data empty, the slot in use or about to be), a rewind, a
+ * start replaying a backup's WAL all report a stopped server for as long as they run (re-review: a
+ * clone longer than slots.retain_minutes lost its slot before its standby could stream).
+ */
 export function stoppedSince(held: PeerReport | undefined, report: PgReport | null, now: number): number | undefined {
-  if (!report || report.running) return undefined;
-  return held?.report && !held.report.running ? (held.stoppedSince ?? now) : now;
+  const idle = (r: PgReport | null | undefined) => !!r && !r.running && r.data !== "empty" && (r.action === "wait" || r.action === "refuse");
+  if (!idle(report)) return undefined;
+  return idle(held?.report) ? (held!.stoppedSince ?? now) : now;
 }
 
 /**

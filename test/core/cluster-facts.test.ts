@@ -44,7 +44,7 @@ describe("cluster facts", () => {
     expect(F.downForMs(s, "x")).toBe(100_000);
   });
   test("a slot's idle time: the member down, or reporting with its server not running, counted from the first such report (review: an agent reporting kept a stopped standby's slot, and its WAL, forever)", () => {
-    const stopped = rep({ running: false, up: false });
+    const stopped = rep({ running: false, up: false, action: "wait" });
     let held: F.PeerReport | undefined;
     const report = (r: typeof stopped, at: number) => (held = { report: r, role: "database", at, nofailover: false, ...(F.stoppedSince(held, r, at) !== undefined ? { stoppedSince: F.stoppedSince(held, r, at) } : {}) });
     const idle = (now: number) => F.slotIdleForMs(snap({ now, reports: new Map([["b", held!]]) }), "b");
@@ -58,6 +58,13 @@ describe("cluster facts", () => {
     expect(F.downForMs(snap({ now: 20_000 + 31 * 60_000, reports: new Map([["b", held!]]) }), "b")).toBe(0); // reporting: not down for the rest
     report(rep(), 20_000 + 32 * 60_000);
     expect(idle(20_000 + 32 * 60_000)).toBe(0);
+    // Building or starting a server is not idle, however long (re-review: a 40-minute clone lost its slot).
+    for (const r of [rep({ running: false, up: false, data: "empty", action: "wait" }), rep({ running: false, up: false, data: "empty", action: "clone" }), rep({ running: false, up: false, action: "rewind" }), rep({ running: false, up: false, action: "start-standby" })]) {
+      held = undefined;
+      for (let t = 0; t <= 40 * 60_000; t += 60_000) report(r, t);
+      expect(idle(40 * 60_000)).toBe(0);
+    }
+    expect(F.stoppedSince(undefined, rep({ running: false, data: "unknown", action: "refuse" }), 5)).toBe(5); // data it cannot read: counted
   });
 
   test("a member whose data the last report could not read keeps its existing slot (not made, not dropped as gone)", () => {
