@@ -190,7 +190,13 @@ export class ActionRunner {
     // Cleared first, and stored so before it runs: a refusal or a crash half-way must not run it
     // again at the next tick, nor on the next leader (which would find it in the cluster's copy).
     const refused = await this.h.setScheduled(null);
-    if (refused) return this.log.warn(`scheduled switchover of ${cur.at}: not run yet: clearing it in the cluster's copy failed (${refused.message}); tried again`);
+    if (refused) {
+      // No answer (503): the clear may have landed. Put the schedule back, so that it is run or
+      // dropped for good at a later tick, never lost unseen (re-review); a refusal (409) already
+      // took the store's copy back.
+      if (refused.status === 503) await this.h.setScheduled(cur);
+      return this.log.warn(`scheduled switchover of ${cur.at}: not run yet: clearing it in the cluster's copy failed (${refused.message}); tried again`);
+    }
     const r = await this.switchover(cur.to ?? undefined, cur.force);
     this.log.warn(`scheduled switchover of ${cur.at}: ${r.message}`);
     if (!r.ok) this.h.record(this.entry("schedule", `scheduled switchover of ${cur.at} not done: ${r.message}`));

@@ -76,6 +76,8 @@ export class FlagsStore {
   }
 
   private shared: Shared | null = null;
+  /** The leader's changes so far (set): a re-read of the store that one overtook must not undo it. */
+  private leaderChanges = 0;
 
   /** From now on the cluster's copy is the store's: adopt what it holds, write changes to it. */
   share(slot: StateSlot<SharedFlags>, leaderTerm: () => number | null, log: FlagsLog): void {
@@ -100,6 +102,7 @@ export class FlagsStore {
 
   /** The leader's change: written durably here and, with a shared store, by compare-and-swap there (flush() tells how that went). Returns the keys that changed. */
   set(next: Partial<Flags>): (keyof Flags)[] {
+    this.leaderChanges++;
     const changed = this.setLocal(next);
     if (changed.length > 0 && this.shared) this.queueWrite(this.shared, true);
     return changed;
@@ -137,8 +140,11 @@ export class FlagsStore {
       sh.unsure = false;
       sh.writing++;
       sh.chain = sh.chain.then(async () => {
+        const before = this.leaderChanges;
         const now = await sh.slot.read();
-        if (now) this.fromLeader(now.value, sh.log);
+        // A change made while the read was out is this node's newer word (its write follows on
+        // the chain): not undone by the older copy (re-review: a pause answered "paused" was lost).
+        if (now && this.leaderChanges === before) this.fromLeader(now.value, sh.log);
       }).catch(() => {
         sh.unsure = true;
       }).finally(() => {

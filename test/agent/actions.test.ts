@@ -271,7 +271,7 @@ describe("scheduled switchover", () => {
     h.schedRefusal = { status: 503, message: "cluster flags write failed: etcd: request timed out" };
     await r.runDue();
     expect(h.stops).toBe(0);
-    h.sched = stored; // the store's copy, read again (flags.ts sync)
+    expect(h.sched).toEqual(stored); // put back: the clear may have landed, the schedule must not vanish unseen (re-review)
     h.schedRefusal = null;
     await r.runDue();
     expect(h.stops).toBe(1);

@@ -57,3 +57,29 @@ test("a clear that failed without an answer: the leader takes the store's copy a
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a change made while that re-read is out is not undone by it: its write follows, and the store holds it (re-review: a pause answered \"paused\" was lost)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-flags-"));
+  try {
+    const slot = new MemSlot();
+    const flags = new FlagsStore(dir);
+    flags.share(slot, () => 3, memoryLogger());
+    flags.set({ paused: false, scheduled: { at: "2026-12-01T12:30:00.000Z", to: null, requestedAt: "2026-12-01T12:00:00.000Z", force: false } });
+    await flags.flush();
+    slot.failWrites = 1;
+    flags.set({ paused: true }); // fails without an answer: unsure
+    await flags.flush();
+    let release = () => {};
+    const read = slot.read.bind(slot);
+    slot.read = () => new Promise((r) => { release = () => r(read()); }); // the re-read, slow
+    flags.sync();
+    await Bun.sleep(1);
+    flags.set({ scheduled: null }); // the operator's cancel, while the read is out
+    release();
+    expect(await flags.flush()).toBeNull();
+    expect(flags.get().scheduled).toBeNull();
+    expect(slot.stored?.value.scheduled).toBeNull();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
