@@ -43,13 +43,20 @@ export interface SlotHost {
   primarySlots(): PermanentReport[] | null;
   /** Fast stop, `whileStopped`, start again. */
   restartStandby(whileStopped?: () => Promise<void>): Promise<void>;
+  /** Monotonic ms (injected by tests); default performance.now. */
+  now?(): number;
 }
+
+/** An invalidated copy is dropped and copied again at most this often (each logical copy costs a restart of the standby). */
+export const REPLACE_LOST_EVERY_MS = 10 * 60_000;
 
 export class PermanentSlots {
   /** What this primary reports (empty on a standby). */
   report: PermanentReport[] = [];
   private readonly said = new Map<string, string>();
   private readonly record: SlotRecord;
+  /** When each invalidated copy was last dropped to be copied again. */
+  private readonly replacedAt = new Map<string, number>();
 
   constructor(private readonly h: SlotHost) {
     this.record = new SlotRecord(h.cfg.state_dir);
@@ -159,8 +166,13 @@ export class PermanentSlots {
       if (local?.walStatus === "lost") {
         // Invalidated (on 16 a logical copy loaded from an older state file, by a recovery conflict;
         // max_slot_wal_keep_size): it can never move again, and a failover to this standby would
-        // lose the slot. Dropped; copied again below as a missing one.
-        this.once(p.name, "warn", `permanent slot ${p.name}: this standby's copy was invalidated by PostgreSQL (wal_status lost): dropped, copied again from the primary`);
+        // lose the slot. Dropped; copied again below as a missing one; at most every
+        // REPLACE_LOST_EVERY_MS, as the same conflict may invalidate the new copy at once and each
+        // logical copy restarts the standby (re-review).
+        const now = h.now?.() ?? performance.now();
+        if (now - (this.replacedAt.get(p.name) ?? -Infinity) < REPLACE_LOST_EVERY_MS) continue;
+        this.replacedAt.set(p.name, now);
+        this.once(p.name, "warn", `permanent slot ${p.name}: this standby's copy was invalidated by PostgreSQL (wal_status lost): dropped, copied again from the primary (at most every ${REPLACE_LOST_EVERY_MS / 60_000} min)`);
         await dropSlot(h.localDb(), p.name, true);
         local = undefined;
       }
