@@ -73,6 +73,8 @@ export class MigrateDriver {
   private chain: Promise<void> = Promise.resolve();
   private lastEpochSent = -Infinity;
   private lastRefusal = "";
+  /** A peer's epoch message waits on the serial chain (receive). */
+  private epochQueued = false;
   private etcdConn: { client: EtcdClient; keys: ClusterKeys } | null = null;
   /** The highest epoch heard of (peers' epoch messages and refusals, etcd's record): a new one starts above it. */
   private knownEpoch = 0;
@@ -156,7 +158,18 @@ export class MigrateDriver {
       return;
     }
     if (msg.t === "migrate-switch") return void (msg.leader === peer && this.serial(() => this.onSwitch(peer, msg)));
-    this.serial(() => this.onHeard(peer, { backend: msg.backend, epoch: msg.epoch }));
+    // One epoch message waits on the chain at a time: every peer says its epoch every 2 s, and the
+    // adoption of an etcd epoch first looks at etcd, which may not answer for request_timeout_ms
+    // (re-review: the chain grew without bound, delaying switches behind it). Dropped ones come again.
+    if (this.epochQueued) return;
+    this.epochQueued = true;
+    this.serial(async () => {
+      try {
+        await this.onHeard(peer, { backend: msg.backend, epoch: msg.epoch });
+      } finally {
+        this.epochQueued = false;
+      }
+    });
   }
 
   /**

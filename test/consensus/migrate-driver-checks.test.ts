@@ -128,3 +128,13 @@ test("a new node whose adoption of etcd's record stopped short (etcd stopped ans
   }
 });
 
+
+test("epoch messages while etcd does not answer: one look at etcd at a time, the chain does not grow (re-review)", async () => {
+  const n = driver(true, [A, B]);
+  n.consensus.start();
+  const before = requests;
+  for (let i = 0; i < 20; i++) n.d.receive(B, { t: "migrate-epoch", backend: "etcd", epoch: 3, term: 5 });
+  await n.drained();
+  expect(requests - before).toBe(1); // before: 20 looks, each waiting request_timeout_ms in turn
+  n.consensus.stop();
+});
