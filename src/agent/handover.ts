@@ -44,7 +44,8 @@ export async function handOverBeforeStop(sig: string, o: { cfg: Config; agent: A
   let waiting = "";
   while (performance.now() - t0 < bound) {
     const r = result as ActionResult | null;
-    if (r && !r.ok) return log.warn(`${sig}: handover not done: ${r.message}; stopping without it`);
+    // 504: handed over, the target's promotion not seen within 30 s: the wait for it goes on here, within the bound.
+    if (r && !r.ok && r.status !== 504) return log.warn(`${sig}: handover not done: ${r.message}; stopping without it`);
     const l = ctx.leadership();
     const v = handoverSettled({
       self: agent.nodeId, leader: l.leaderId, leaderReport: ctx.leaderPg()?.report ?? null, own: self(),
