@@ -24,7 +24,7 @@ export class SwitchableConsensus implements Consensus {
   private gen = 0;
   private stopped = false;
   /** The guard as the backend in force showed it when it was stopped (what a migration carries over). */
-  private frozenGuard: Pick<Status, "guard" | "guardCommitted"> | null = null;
+  private frozenGuard: Pick<Status, "guard" | "guardCommitted" | "timelineCommitted"> | null = null;
   private running = false;
   private holdUntil = -Infinity;
   private cap: number | null = null;
@@ -69,7 +69,7 @@ export class SwitchableConsensus implements Consensus {
     if (this.stopped) return;
     this.stopped = true;
     const s = this.inner.status();
-    this.frozenGuard = { guard: s.guard, guardCommitted: s.guardCommitted };
+    this.frozenGuard = { guard: s.guard, guardCommitted: s.guardCommitted, timelineCommitted: s.timelineCommitted };
     this.gen++;
     this.inner.stop();
   }

@@ -14,9 +14,11 @@ const HIDDEN = "<redacted>";
  * event loop). A uid:gid after `-u` (`docker exec -u 999:999`) is hidden too: the safe side.
  */
 const CREDENTIAL_PATTERNS: ReadonlyArray<readonly [RegExp, (hidden: string, ...groups: string[]) => string]> = [
-  // `pass`, `key`, `sig`: pgBackRest's --repo1-cipher-pass, AZURE_STORAGE_KEY, WALG_LIBSODIUM_KEY,
-  // an Azure SAS URL's sig= (review); a path after sslkey= or passfile= is hidden too: the safe side.
-  [/\b([A-Za-z_]{0,64}(?:pass|pwd|secret|token|key|sig|credential)[A-Za-z_]{0,64})(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&]+)/gi, (h, key, sep) => `${key}${sep}${h}`],
+  [/\b([A-Za-z_]{0,64}(?:password|passwd|passphrase|pwd|secret|token|credential|api[_-]?key)[A-Za-z_]{0,64})(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&]+)/gi, (h, key, sep) => `${key}${sep}${h}`],
+  // A name that ends in pass, key or sig, then `=`: pgBackRest's --repo1-cipher-pass=, AZURE_STORAGE_KEY=,
+  // WALG_LIBSODIUM_KEY=, an Azure SAS URL's sig= (review). Only with `=`: "primary key: …" or
+  // "resigned: …" in a log line are words, not credentials (re-review).
+  [/(?<![A-Za-z0-9])((?:[A-Za-z0-9]{1,64}[_-]){0,8}(?:pass|key|sig))(\s*=\s*)("[^"]*"|'[^']*'|[^\s&]+)/gi, (h, key, sep) => `${key}${sep}${h}`],
   [/\b(bearer|authorization:\s*basic)\s+[A-Za-z0-9._~+/=-]+/gi, (h, what) => `${what} ${h}`],
   [/(?<![a-z0-9+.-])([a-z][a-z0-9+.-]{0,31}:\/\/[^/\s:@]{1,256}):[^@\s/]+@/gi, (h, userinfo) => `${userinfo}:${h}@`],
   [/((?:^|\s)(?:-[A-Za-z]{0,8}[uU]\s*|--(?:proxy-)?user(?:\s+|=)))(?:'([^':]*):[^']*'|"([^":]*):[^"]*"|([A-Za-z0-9_][^\s:'"]*):[^\s'"]+)/g,

@@ -59,3 +59,8 @@ test("scrubStrings walks a JSON value, keys kept; mapStrings can hide a key's wh
   expect(scrubStrings(v)).toEqual({ archive_command: "curl -u a:<redacted> -T %p https://x/%f", list: ["password=<redacted>", 3], n: null });
   expect(mapStrings<unknown>({ auth: { a: 1 }, other: "x" }, (s) => s.toUpperCase(), (k) => k === "auth", "[r]")).toEqual({ auth: "[r]", other: "X" });
 });
+
+test("words that only contain pass, key or sig are left alone (re-review: \"resigned: …\", \"primary key: …\" lost their text in the logs and Sentry)", () => {
+  for (const s of ["resigned: switchover to n2", "primary key: id", "passed: 3", "signal: 9", "assigned: n1", "keepalives=1 monkey=3"]) expect(scrubCredentials(s)).toBe(s);
+  expect(scrubCredentials("--repo1-cipher-pass=Zk3q9 AZURE_STORAGE_KEY=Qm9v sv=2022&sig=U2ln&se=2030")).toBe("--repo1-cipher-pass=<redacted> AZURE_STORAGE_KEY=<redacted> sv=2022&sig=<redacted>&se=2030");
+});
