@@ -20,6 +20,9 @@ import { pgpoolSection } from "./schema-pgpool.ts";
 import { vipSection } from "./schema-vip.ts";
 import { backupSection, bootstrapFromBackup, crossCheckBackup, permanentSlots } from "./schema-backup.ts";
 
+/** The smallest election.fence_ms: the time the watchdog needs to stop PostgreSQL after a lapsed lease (SIGQUIT, then SIGKILL after 100 ms). */
+export const MIN_FENCE_MS = 100;
+
 const intIn = (min: number, max: number) =>
   z.int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
 const ms = (min: number) => intIn(min, 3_600_000);
@@ -81,7 +84,10 @@ export const electionSection = () => z
     timeout_ms: ms(1).default(1500),
     jitter_ms: ms(0).default(300),
     max_drift: z.number().min(0, "must be at least 0").max(0.5, "must be at most 0.5").default(0.02),
-    fence_ms: ms(0).default(400),
+    // PostgreSQL is not stopped the instant the lease ends: the watchdog notices the deadline and
+    // sends SIGQUIT, then SIGKILL 100 ms later (measured 10–50 ms to stopped). Below this the lease
+    // arithmetic would count on a stop that cannot happen (review).
+    fence_ms: ms(MIN_FENCE_MS).default(400),
     /**
      * true: the leader makes every authenticated node that connects a voter. false (default): a node
      * that joins after bootstrap stays a non-voter until `pgherd member approve NAME`.

@@ -1,3 +1,4 @@
+import { parseConfig } from "../../src/config/load.ts";
 import { expect, test } from "bun:test";
 import { electionMargins } from "../../src/config/margins.ts";
 
@@ -35,4 +36,11 @@ test("minTimeoutMs is the boundary: one less is unsafe, and ok agrees with slack
     expect(below.ok).toBe(false);
     expect(below.slackMs).toBeLessThan(0);
   }
+});
+
+test("election.fence_ms below 100 is refused at load, naming the key: PostgreSQL does not stop the instant the lease ends (review: 0 loaded with the kernel watchdog off)", () => {
+  const load = (fence: number) => () => parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\n[election]\nlease_ms = 1000\ntimeout_ms = 1200\nmax_drift = 0\nfence_ms = ${fence}\n`, "pgherd.toml");
+  expect(load(0)).toThrow(/election\.fence_ms/);
+  expect(load(99)).toThrow(/election\.fence_ms/);
+  expect(load(100)).not.toThrow();
 });

@@ -23,7 +23,7 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 function node(voters: string[]) {
   const dir = mkdtempSync(join(tmpdir(), "pgherd-switch-"));
   dirs.push(dir);
-  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[election]\ntimeout_ms = 300\nlease_ms = 150\nheartbeat_ms = 50\njitter_ms = 50\nfence_ms = 50\n`, "pgherd.toml");
+  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[election]\ntimeout_ms = 300\nlease_ms = 150\nheartbeat_ms = 50\njitter_ms = 50\nfence_ms = 100\n`, "pgherd.toml");
   const store = new ElectionStore(dir);
   store.saveElection({ term: 5, votedFor: null, membership: { term: 1, index: 1, voters } });
   const sent: { to: string; msg: ElectionMsg }[] = [];

@@ -69,7 +69,7 @@ class Member {
 /** A built-in node's migration driver (no consensus.json), its store holding a membership or none, on cluster `cluster` in etcd. */
 function joiner(id: string, cluster: string, endpoints: string[], dir: string, membership: Membership | null) {
   const stateDir = mkdtempSync(join(dir, `${id}-join-`));
-  const cfg = parseConfig(`cluster = "${cluster}"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${stateDir}"\n[election]\ntimeout_ms = 300\nlease_ms = 150\nheartbeat_ms = 50\njitter_ms = 50\nfence_ms = 50\n[consensus]\nendpoints = ${JSON.stringify(endpoints)}\nttl_s = 2\npoll_ms = 100\nrequest_timeout_ms = 300\n`, "pgherd.toml");
+  const cfg = parseConfig(`cluster = "${cluster}"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${stateDir}"\n[election]\ntimeout_ms = 300\nlease_ms = 150\nheartbeat_ms = 50\njitter_ms = 50\nfence_ms = 100\n[consensus]\nendpoints = ${JSON.stringify(endpoints)}\nttl_s = 2\npoll_ms = 100\nrequest_timeout_ms = 300\n`, "pgherd.toml");
   const store = new ElectionStore(stateDir);
   if (membership) store.saveElection({ term: 5, votedFor: null, membership });
   const log = memoryLogger();
