@@ -1,6 +1,7 @@
 // Pure rendering and merging of pgherd's block in pg_hba.conf and pg_ident.conf. The block is
-// placed FIRST (pg_hba is first-match-wins) and only names exact peer addresses (/32, /128):
-// never a network, never 0.0.0.0/0. Text outside the markers belongs to the operator and is kept.
+// placed FIRST (pg_hba is first-match-wins) and admits only exact peer addresses (/32, /128),
+// never a network; pgherd's own roles are then rejected from everywhere else, so no client rule
+// after them admits them. Text outside the markers belongs to the operator and is kept.
 import { isIP } from "node:net";
 
 export const BEGIN_MARK = "# BEGIN pgherd managed block";
@@ -61,6 +62,13 @@ export function renderHbaBlock(p: HbaParams): string {
     lines.push(row(host, "replication", repl, cidr, "scram-sha-256"));
     if (p.rewindViaReplUser ?? true) lines.push(row(host, "postgres", repl, cidr, "scram-sha-256"));
     lines.push(row(host, "all", mon, cidr, "scram-sha-256"));
+  }
+  // pgherd's roles from anywhere else over the network, with or without TLS: rejected before any
+  // client rule ([[access]] with user = "all", the operator's own below the block) could admit them
+  // (review: user = "all" from 10.0.0.0/8 let pgherd_repl in over plain TCP).
+  for (const net of ["0.0.0.0/0", "::/0"]) {
+    lines.push(row("host", "replication", repl, net, "reject"));
+    lines.push(row("host", "all", `${repl},${mon}`, net, "reject"));
   }
   if (p.accessRows?.length) lines.push("# client access ([[access]] in pgherd's configuration)", ...p.accessRows.map((r) => r.replace(/[\r\n]/g, " ")));
   lines.push(END_MARK);

@@ -110,10 +110,10 @@ describe("automatic bootstrap with real PostgreSQL", () => {
     const { replPassword } = h.primary.secrets();
     const physical = await identifySystem(outsider, h.primary, replPassword, "true");
     expect(physical.code).not.toBe(0);
-    expect(physical.stderr).toContain(`no pg_hba.conf entry for replication connection from host "${outsider.ip}", user "${REPL_USER}"`);
+    expect(physical.stderr).toContain(`pg_hba.conf rejects replication connection for host "${outsider.ip}", user "${REPL_USER}"`);
     const logical = await identifySystem(outsider, h.primary, replPassword, "database");
     expect(logical.code).not.toBe(0);
-    expect(logical.stderr).toContain(`no pg_hba.conf entry for host "${outsider.ip}", user "${REPL_USER}", database "postgres"`);
+    expect(logical.stderr).toContain(`pg_hba.conf rejects connection for host "${outsider.ip}", user "${REPL_USER}", database "postgres"`);
 
     const sysid = h.states[0]!.systemId!;
     for (const s of h.standbys) {

@@ -118,7 +118,7 @@ describe("conninfo and include line", () => {
 describe("pg_hba managed block", () => {
   const p = { superuser: "postgres", replUser: "pgherd_repl", monitorUser: "pgherd_mon", peers: ["10.0.0.2", "fd00::2", "10.0.0.2"] };
 
-  test("per-peer host rules with /32 and /128, local peer map, no networks", () => {
+  test("per-peer host rules with /32 and /128, local peer map; pgherd's roles rejected from everywhere else, before any client rule", () => {
     const b = renderHbaBlock(p);
     const lines = b.trim().split("\n");
     expect(lines[0]).toBe(BEGIN_MARK);
@@ -132,15 +132,25 @@ describe("pg_hba managed block", () => {
       "host replication pgherd_repl fd00::2/128 scram-sha-256",
       "host postgres pgherd_repl fd00::2/128 scram-sha-256",
       "host all pgherd_mon fd00::2/128 scram-sha-256",
+      "host replication pgherd_repl 0.0.0.0/0 reject",
+      "host all pgherd_repl,pgherd_mon 0.0.0.0/0 reject",
+      "host replication pgherd_repl ::/0 reject",
+      "host all pgherd_repl,pgherd_mon ::/0 reject",
     ]);
-    expect(b).not.toContain("/0");
+    // No network is admitted: /0 only in reject rows.
+    expect(lines.filter((l) => l.includes("/0") && !l.trim().endsWith("reject"))).toEqual([]);
+    // A client rule for every user (review: user = "all" from 10.0.0.0/8 let pgherd_repl in over plain TCP) comes after the rejection.
+    const withAccess = renderHbaBlock({ ...p, accessRows: ["host all all 10.0.0.0/8 scram-sha-256"] }).split("\n");
+    expect(withAccess.findIndex((l) => l.includes("0.0.0.0/0") && l.includes("reject"))).toBeLessThan(withAccess.findIndex((l) => l.includes("10.0.0.0/8")));
   });
 
   test("with replication TLS every network row of pgherd's roles is hostssl; the local row stays", () => {
     const rules = renderHbaBlock({ ...p, tls: true }).split("\n").filter((l) => l && !l.startsWith("#")).map((l) => l.split(/\s+/).join(" "));
     expect(rules[0]).toBe("local all postgres peer map=pgherd");
-    expect(rules.slice(1)).toHaveLength(6);
-    for (const r of rules.slice(1)) expect(r).toMatch(/^hostssl (replication|postgres|all) pgherd_(repl|mon) \S+ scram-sha-256$/);
+    expect(rules.slice(1, 7)).toHaveLength(6);
+    for (const r of rules.slice(1, 7)) expect(r).toMatch(/^hostssl (replication|postgres|all) pgherd_(repl|mon) \S+ scram-sha-256$/);
+    // Then the rejection of every other TCP connection of theirs, TLS or not (a peer without TLS included).
+    for (const r of rules.slice(7)) expect(r).toMatch(/^host (replication|all) \S+ (0\.0\.0\.0|::)\/0 reject$/);
   });
 
   test("rejects networks, names and keywords that are not plain roles", () => {

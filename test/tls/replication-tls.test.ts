@@ -134,7 +134,7 @@ describe("replication TLS on real PostgreSQL", () => {
     expect(withCert.stderr).toContain("unknown ca");
     const plain = await psql(await conninfo(ports.p, { sslmode: "disable" }), "select 1");
     expect(plain.code).not.toBe(0);
-    expect(plain.stderr).toContain(`no pg_hba.conf entry for host "127.0.0.1", user "${REPL}", database "postgres", no encryption`);
+    expect(plain.stderr).toContain(`pg_hba.conf rejects connection for host "127.0.0.1", user "${REPL}", database "postgres", no encryption`);
   }, 30_000);
 
   test("clone, stream and rewind over verify-full TLS; the walsender's connection is SSL", async () => {
