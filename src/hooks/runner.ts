@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import { withoutAmbientCaps } from "../caps.ts";
 import type { Logger } from "../log.ts";
+import { untrustedProgram } from "./trusted-path.ts";
 
 export interface HookRun {
   /** Exit code (null when killed by a signal). */
@@ -38,6 +39,8 @@ export function runHook(o: { path: string; args: string[]; env: Record<string, s
       }
       resolve({ ...r, timedOut, ms: Math.round(performance.now() - t0) });
     };
+    const untrusted = untrustedProgram(o.path);
+    if (untrusted) return resolve({ code: null, signal: null, timedOut: false, ms: 0, spawnError: untrusted });
     let child: ReturnType<typeof spawn>;
     try {
       const [file, ...args] = withoutAmbientCaps([o.path, ...o.args]);

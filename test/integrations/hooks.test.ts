@@ -1,7 +1,7 @@
 // [hooks]: real executables (sh scripts) run by the runner; the role transitions and the
 // pre_promote verdict as the pure decision reads them.
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decideHa, type HaInput } from "../../src/core/ha.ts";
@@ -31,6 +31,28 @@ const alive = (pid: number) => {
 };
 
 describe("runner", () => {
+  test.skipIf(process.getuid?.() !== 0)("a program another user could change is not run: owned by another uid, in a directory others may write, or reached through a link into one (review: a root agent ran the PostgreSQL user's file as root)", async () => {
+    const log = memoryLogger();
+    const run = (p: string) => runHook({ path: p, args: [], env: {}, timeoutMs: 5000, log, name: "on_start" });
+    const ok = script("trusted", "exit 0");
+    expect(await run(ok)).toMatchObject({ code: 0, spawnError: null });
+    const theirs = script("theirs", "exit 0");
+    chownSync(theirs, 1000, 1000);
+    expect((await run(theirs)).spawnError).toContain("belongs to uid 1000");
+    const open = join(dir, "open");
+    mkdirSync(open, { mode: 0o777 });
+    chmodSync(open, 0o777); // not sticky: anyone may replace what is in it
+    const inOpen = join(open, "hook");
+    writeFileSync(inOpen, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    expect((await run(inOpen)).spawnError).toContain("is writable by others");
+    const link = join(dir, "link");
+    symlinkSync(inOpen, link);
+    expect((await run(link)).spawnError).toContain(`${open} is writable by others`);
+    const groupWritable = script("group", "exit 0");
+    chmodSync(groupWritable, 0o775);
+    expect((await run(groupWritable)).spawnError).toContain("writable by its group");
+  });
+
   test("Patroni's arguments, PGHERD_* variables, nothing else of the agent's environment; output logged", async () => {
     process.env.PGHERD_TEST_LEAK = "s3cret";
     const log = memoryLogger();
