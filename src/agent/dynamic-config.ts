@@ -23,6 +23,7 @@ import type { StateSlot } from "./cluster-state.ts";
 import { ConfigLeader } from "./dynamic-config-leader.ts";
 import { VoterVersions } from "./voter-versions.ts";
 import { scrubCredentials } from "../config/redact.ts";
+import { runningConfig } from "../ops/reload.ts";
 
 const REQUEST_EVERY_MS = 1000;
 const SAY_EVERY_MS = 1000;
@@ -114,8 +115,13 @@ export class DynamicConfig {
     return this.doc;
   }
 
+  /** pgherd.toml as in force: the start config with what a SIGHUP reloaded (review: conflicts kept naming a key removed from the file). */
+  private cfgNow(): Config {
+    return runningConfig() ?? this.d.cfg;
+  }
+
   local(): D.LocalDynamic {
-    const c = this.d.cfg;
+    const c = this.cfgNow();
     return { durability: c.durability, parameters: c.postgres.parameters, access: c.access, maxLagBytes: c.failover.max_lag_bytes };
   }
 
@@ -143,7 +149,7 @@ export class DynamicConfig {
 
   private conflicts(): D.Conflict[] {
     if (!this.doc) return [];
-    const c = this.d.cfg;
+    const c = this.cfgNow();
     const local = this.local();
     const out = D.conflicts(local, { durability: c.durability !== "quorum", maxLagBytes: c.failover.max_lag_bytes !== 1048576 }, this.doc.settings);
     for (const k of parametersNow.owned.length ? D.parametersInForce(this.doc.settings, {}, parametersNow.owned).dropped : []) {

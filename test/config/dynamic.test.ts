@@ -13,6 +13,7 @@ import { DynamicConfig, maxLagBytesInForce, pgParametersInForce, type DynamicCon
 import type { AgentMsg } from "../../src/agent/messages.ts";
 import { accessRowsInForce, setAccessRules, setClusterAccessRules } from "../../src/ops/access.ts";
 import { memoryLogger } from "../../src/log.ts";
+import { ConfigReloader } from "../../src/ops/reload.ts";
 
 const settings = (over: Partial<DynamicSettings> = {}): DynamicSettings => ({
   durability: "quorum", postgres: { parameters: { work_mem: "4MB" } }, access: [], failover: { max_lag_bytes: 1048576 }, ...over,
@@ -459,4 +460,34 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     setClusterAccessRules([]);
     expect(accessRowsInForce()).toEqual([]);
   });
+});
+
+test("a conflict with pgherd.toml is gone once a SIGHUP reloaded the file without it (review: it stayed until the agent restarted)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-dyn-reload-"));
+  const path = join(dir, "pgherd.toml");
+  const toml = (extra: string) => `cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n1"\nstate_dir = "${dir}"\n${extra}`;
+  writeFileSync(path, toml(`[postgres.parameters]\nwork_mem = "8MB"\n`), { mode: 0o600 });
+  const cfg = parseConfig(readFileSync(path, "utf8"), path);
+  const log = memoryLogger();
+  const reloader = new ConfigReloader(cfg, { path, log, setLevel: () => {}, formatFromConfig: true, restartApi: async () => {} });
+  try {
+    const dyn = new DynamicConfig({
+      cfg, nodeId: "n1", log, send: () => true, connected: () => [], leadership: () => ({ term: 4, leading: false, voters: ["n1", "p1"] }), record: () => {}, nameOf: (i) => i,
+      legacyDurability: () => undefined, applied: () => {}, now: () => 0, sleep: async () => {},
+    });
+    dyn.onDocument("p1", { version: 2, term: 1, at: "2026-12-01T00:00:00Z", by: "p1", settings: { durability: "quorum", postgres: { parameters: { work_mem: "64MB" } }, access: [], failover: { max_lag_bytes: 1048576 } } });
+    expect(dyn.view().conflicts.map((c) => c.key)).toEqual(["postgres.parameters.work_mem"]);
+    writeFileSync(path, toml(""), { mode: 0o600 });
+    expect(await reloader.reload()).not.toBeNull();
+    expect(dyn.view().conflicts).toEqual([]);
+  } finally {
+    reloader.close();
+    // No document in force for the tests that follow in this process (parametersNow is the module's).
+    const fresh = mkdtempSync(join(tmpdir(), "pgherd-dyn-reset-"));
+    new DynamicConfig({ cfg: parseConfig(toml("").replace(dir, fresh), "pgherd.toml"), nodeId: "n1", log, send: () => true, connected: () => [], leadership: () => ({ term: 0, leading: false, voters: [] }), record: () => {}, nameOf: (i) => i, legacyDurability: () => undefined, applied: () => {}, now: () => 0, sleep: async () => {} });
+    setAccessRules([]);
+    expect(pgParametersInForce({ a: 1 })).toEqual({ a: 1 });
+    rmSync(fresh, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
