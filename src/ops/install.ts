@@ -3,8 +3,8 @@
 // leaves either the old file or the new one.
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, constants, existsSync, fchmodSync, fchownSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { closeSync, constants, existsSync, fchmodSync, fchownSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from "node:fs";
+import { dirname, join, relative, resolve, sep } from "node:path";
 import unitText from "../../deploy/pgherd.service" with { type: "text" };
 import exampleText from "../../pgherd.toml.example" with { type: "text" };
 import { generateSecret } from "../cli/starter.ts";
@@ -26,7 +26,8 @@ export interface InstallOptions {
  * through a link: a --root image directory or a config outside /etc may be writable by others),
  * owner and mode set on the open file, synced, then renamed into place.
  */
-function place(target: string, mode: number, content: Uint8Array | string, owner?: { uid: number; gid: number }): void {
+function place(root: string, target: string, mode: number, content: Uint8Array | string, owner?: { uid: number; gid: number }): void {
+  noLinksBelow(root, dirname(target));
   mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
   const tmp = `${target}.pgherd-new-${randomBytes(6).toString("hex")}`;
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -45,6 +46,26 @@ function place(target: string, mode: number, content: Uint8Array | string, owner
   renameSync(tmp, target);
 }
 
+/**
+ * A --root tree may be writable by others: a directory on the way down to what is written that is a
+ * link (root/etc pointing elsewhere) is refused, not followed (review: mkdir and the rename went
+ * through it). The live root "/" is root's own.
+ */
+function noLinksBelow(root: string, dir: string): void {
+  if (resolve(root) === "/") return;
+  let p = resolve(root);
+  for (const part of relative(p, resolve(dir)).split(sep).filter(Boolean)) {
+    p = join(p, part);
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch {
+      return; // from here on mkdir makes real directories
+    }
+    if (st.isSymbolicLink()) throw new Error(`${p} is a link: not writing through it (install --root writes only through real directories)`);
+  }
+}
+
 function systemctl(args: string[], say: (l: string) => void): void {
   const r = spawnSync("systemctl", args, { encoding: "utf8" });
   if (r.error || r.status !== 0) say(`note: systemctl ${args.join(" ")} failed: ${(r.error?.message ?? r.stderr).trim()}`);
@@ -59,16 +80,17 @@ export async function install(o: InstallOptions): Promise<void> {
   if (o.root === "/" && !isRoot()) throw new Error("installing into / needs root (use --root DIR for a scratch root)");
   if (!owner) o.say(`note: not root: ${p.config} stays owned by you, not by the service user ${user}`);
 
-  place(p.bin, 0o755, readFileSync(o.binary));
+  place(o.root, p.bin, 0o755, readFileSync(o.binary));
   o.say(`installed ${p.bin} (0755)`);
   if (existsSync(p.config)) {
     o.say(`kept ${p.config} (it exists; \`pgherd config check\` validates it)`);
   } else {
+    noLinksBelow(o.root, p.configDir);
     mkdirSync(p.configDir, { recursive: true, mode: 0o755 });
-    place(p.config, 0o600, configFromExample(EXAMPLE_TEXT, generateSecret()), owner && { uid: owner.uid, gid: owner.gid });
+    place(o.root, p.config, 0o600, configFromExample(EXAMPLE_TEXT, generateSecret()), owner && { uid: owner.uid, gid: owner.gid });
     o.say(`created ${p.config} (0600, owner ${owner ? user : "you"}) from the example, with a fresh secret`);
   }
-  place(p.unit, 0o644, UNIT_TEXT);
+  place(o.root, p.unit, 0o644, UNIT_TEXT);
   o.say(`installed ${p.unit} (0644, runs the agent as ${user})`);
   if (live(o.root)) systemctl(["daemon-reload"], o.say);
   o.say([

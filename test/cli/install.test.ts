@@ -4,7 +4,7 @@
 // uninstall (removed with --purge), nothing else touched.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { BINARY, ensureBuilt, ROOT } from "../../scripts/build.ts";
 import { parseConfig } from "../../src/config/load.ts";
@@ -90,4 +90,19 @@ test("a second install keeps the config; uninstall removes binary and unit, keep
   expect(pgherd(["uninstall", "--root", root, "--purge"]).code).toBe(0);
   expect(files(root)).toEqual({});
   expect(existsSync(join(root, "etc/pgherd"))).toBe(false);
+});
+
+test("a --root whose etc is a link to another directory is refused, and nothing is written there (review: mkdir and the rename went through it)", () => {
+  const other = mkdtempSync("/tmp/pgherd-install-other-");
+  const linked = mkdtempSync("/tmp/pgherd-install-linked-");
+  try {
+    symlinkSync(other, join(linked, "etc"));
+    const r = pgherd(["install", "--root", linked]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${join(linked, "etc")} is a link`);
+    expect(readdirSync(other)).toEqual([]);
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+    rmSync(linked, { recursive: true, force: true });
+  }
 });
