@@ -95,10 +95,13 @@ export function downForMs(s: FactsSnapshot, id: string): number {
 }
 
 /**
- * How long a member's replication slot has been idle for a reason it may not outlast
- * slots.retain_minutes: the member not heard from, or heard from with its PostgreSQL not running
- * (stopped by an operator, a disk that keeps it from starting; review: its agent reporting kept the
- * slot, and the WAL it held, forever). 0 while it reports a running server.
+ * How long a member's replication slot may count as idle toward slots.retain_minutes: the member not
+ * heard from; or, for a member whose data its reports cannot read (slotKeptMembers), since its first
+ * such report. A member that reports otherwise counts as here, whatever its server does: its slot is
+ * what a standby waits for before it starts, and one that clones, rewinds or replays a backup's WAL
+ * reports a stopped server for as long as that runs (re-review: counting a stopped server dropped
+ * the slot of a long clone, and kept a returning standby waiting for a slot that never came back).
+ * slots.max_slot_wal_keep_size bounds the WAL of a standby that reports and never starts.
  */
 export function slotIdleForMs(s: FactsSnapshot, id: string): number {
   const down = downForMs(s, id);
@@ -107,17 +110,11 @@ export function slotIdleForMs(s: FactsSnapshot, id: string): number {
   return since === undefined ? 0 : s.now - since;
 }
 
-/**
- * A member's stoppedSince after a report at `now` (the first such report starts it): its server
- * stopped while its agent only waits or refuses (paused, a full disk, data it cannot read). Not while
- * it builds or starts one: a clone (its data empty, the slot in use or about to be), a rewind, a
- * start replaying a backup's WAL all report a stopped server for as long as they run (re-review: a
- * clone longer than slots.retain_minutes lost its slot before its standby could stream).
- */
+/** A member's stoppedSince after a report at `now`: since its first report of data it cannot read, while they go on. */
 export function stoppedSince(held: PeerReport | undefined, report: PgReport | null, now: number): number | undefined {
-  const idle = (r: PgReport | null | undefined) => !!r && !r.running && r.data !== "empty" && (r.action === "wait" || r.action === "refuse");
-  if (!idle(report)) return undefined;
-  return idle(held?.report) ? (held!.stoppedSince ?? now) : now;
+  const unreadable = (r: PgReport | null | undefined) => r?.data === "unknown";
+  if (!unreadable(report)) return undefined;
+  return unreadable(held?.report) ? (held!.stoppedSince ?? now) : now;
 }
 
 /**

@@ -46,7 +46,7 @@ test("a late state message of the leader (same run, or its earlier run) changes 
   expect(heard.map((h) => `${h.epoch}/${h.seq}`)).toEqual(["12/4", "12/5", "13/1"]);
 });
 
-test("a peer's reports of a stopped server: stoppedSince from the first one, kept while they come, gone once it runs (the slot's idle time)", () => {
+test("a peer's reports of data it cannot read: stoppedSince from the first one, kept while they come, gone once it reads it (the slot's idle time)", () => {
   let now = 1000;
   const reports = new Map<string, PeerReport>();
   const d = {
@@ -55,7 +55,7 @@ test("a peer's reports of a stopped server: stoppedSince from the first one, kep
     exclusionHeard: () => undefined,
   } as unknown as RouterDeps;
   const r = new MessageRouter(d);
-  const pg = (running: boolean) => ({ port: 5432, data: "present", systemId: "1", running, up: running, inRecovery: running ? true : null, position: { timeline: 1, lsn: "0/3000000" }, receiveLsn: null, replayLsn: null, upstream: null, streaming: false, replication: [], slots: [], action: "wait", note: "", error: null, haveSecrets: true });
+  const pg = (running: boolean) => ({ port: 5432, data: running ? "present" : "unknown", systemId: "1", running, up: running, inRecovery: running ? true : null, position: { timeline: 1, lsn: "0/3000000" }, receiveLsn: null, replayLsn: null, upstream: null, streaming: false, replication: [], slots: [], action: "wait", note: "", error: null, haveSecrets: true });
   const C = "cccccccccccccccc";
   const send = (seq: number, running: boolean) => r.route(C, { t: "state", role: "database", pg: pg(running), epoch: 1, seq } as unknown as AgentMsg);
   send(1, true);
