@@ -43,6 +43,7 @@ import { MessageRouter } from "./message-router.ts";
 import { Housekeeping } from "./housekeeping.ts";
 import { SyncCap } from "./sync-cap.ts";
 import { AgentLoopContext } from "./loop-context.ts";
+import { runningConfig } from "../ops/reload.ts";
 
 /**
  * onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone:
@@ -98,7 +99,7 @@ export class Agent {
     this.flags = new FlagsStore(cfg.state_dir);
     this.state = new ClusterStateWiring(cfg, log, this.flags, this.historyLog, () => this.consensus.lease()?.term ?? null);
     this.dynamic = new DynamicConfig({
-      cfg, nodeId: this.nodeId, log: log.withTag("config"), send: (to, msg) => this.mesh.send(to, msg), connected: () => this.mesh.connected(),
+      cfg, cfgNow: () => runningConfig() ?? cfg, nodeId: this.nodeId, log: log.withTag("config"), send: (to, msg) => this.mesh.send(to, msg), connected: () => this.mesh.connected(),
       leadership: () => {
         // The lease checked against the clock: the driver's flag changes only when the core steps.
         const st = this.consensus.status();

@@ -23,13 +23,14 @@ import type { StateSlot } from "./cluster-state.ts";
 import { ConfigLeader } from "./dynamic-config-leader.ts";
 import { VoterVersions } from "./voter-versions.ts";
 import { scrubCredentials } from "../config/redact.ts";
-import { runningConfig } from "../ops/reload.ts";
 
 const REQUEST_EVERY_MS = 1000;
 const SAY_EVERY_MS = 1000;
 
 export interface DynamicConfigDeps {
   cfg: Config;
+  /** The configuration in force (a SIGHUP's live keys applied: src/ops/reload.ts runningConfig); absent: `cfg`. */
+  cfgNow?(): Config;
   nodeId: string;
   log: Logger;
   send(to: string, msg: AgentMsg): boolean;
@@ -117,7 +118,7 @@ export class DynamicConfig {
 
   /** pgherd.toml as in force: the start config with what a SIGHUP reloaded (review: conflicts kept naming a key removed from the file). */
   private cfgNow(): Config {
-    return runningConfig() ?? this.d.cfg;
+    return this.d.cfgNow?.() ?? this.d.cfg;
   }
 
   local(): D.LocalDynamic {

@@ -110,7 +110,7 @@ export function decideChange(cur: DynamicDoc | null, change: DynamicChange, meta
   const before = cur.settings.postgres.parameters;
   const hostOnly = Object.entries(c.settings.postgres.parameters).find(([k, v]) => HOST_ONLY_KEYS.has(k.toLowerCase()) && before[k] !== v);
   if (hostOnly) {
-    return { ok: false, status: 400, error: `postgres.parameters.${hostOnly[0]} runs a program (or loads a library from a path) as the PostgreSQL user on every host: set it in each host's pgherd.toml [postgres.parameters], not through the cluster-wide configuration (removing it is allowed)` };
+    return { ok: false, status: 400, error: `postgres.parameters.${hostOnly[0]} runs a program, loads a library from a path or places the server's log, as the PostgreSQL user on every host: set it in each host's pgherd.toml [postgres.parameters], not through the cluster-wide configuration (removing it is allowed)` };
   }
   const changed = changedKeys(cur.settings, c.settings);
   if (changed.length === 0) return { ok: true, doc: cur, changed };

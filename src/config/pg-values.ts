@@ -75,7 +75,8 @@ export function pgBoolOff(v: unknown): boolean {
 }
 
 /**
- * Settings that run a program, or load a library from a path, as the PostgreSQL OS user: a change of
+ * Settings that run a program, load a library from a path, or write a file where they say, as the
+ * PostgreSQL OS user: a change of
  * the cluster-wide configuration (an API token holder's) may not set them, or it would run what it
  * likes on every host (review); each host's pgherd.toml may (only who edits that file can). A
  * document that holds one already (seeded from the first leader's pgherd.toml) keeps it.
@@ -83,6 +84,9 @@ export function pgBoolOff(v: unknown): boolean {
 export const HOST_ONLY_KEYS: ReadonlySet<string> = new Set([
   "archive_command", "archive_cleanup_command", "restore_command", "recovery_end_command", "ssl_passphrase_command",
   "archive_library", "dynamic_library_path",
+  // Where the server writes its log: a log file named authorized_keys in the OS user's ~/.ssh, its
+  // lines chosen through a failed login's user name (re-review).
+  "log_directory", "log_filename",
 ]);
 
 /**

@@ -62,6 +62,11 @@ export interface Persistent {
   ledTerm?: number | null;
   /** The last durability guard learned from a leader (or set as leader). */
   guard?: Guard | null;
+  /**
+   * The hold the last leader's heartbeats announced (election.ts leaderHoldMs): a node restarted
+   * right after acknowledging one still waits it from its start (re-review). Absent: 0.
+   */
+  hold?: number;
 }
 
 export type Event =

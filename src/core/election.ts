@@ -125,7 +125,9 @@ export class Election implements Consensus {
     this.votedFor = saved.votedFor;
     this.membership = saved.membership;
     this.lastLeaderContact = now;
-    this.electionDeadline = this.randomDeadline(now);
+    // It may have acknowledged a heartbeat just before it stopped: that leader's hold counts from now.
+    this.leaderHoldMs = saved.hold ?? 0;
+    this.electionDeadline = Math.max(this.randomDeadline(now), now + this.leaderHoldMs);
     this.ledTerm = saved.ledTerm ?? null;
     this.guard = saved.guard ?? null;
     if (this.ledTerm === this.term && this.votedFor === o.id && this.membership && o.canLead) {
@@ -234,7 +236,7 @@ export class Election implements Consensus {
   }
 
   private persist(): void {
-    this.out.persist = { term: this.term, votedFor: this.votedFor, membership: this.membership, ledTerm: this.ledTerm, guard: this.guard };
+    this.out.persist = { term: this.term, votedFor: this.votedFor, membership: this.membership, ledTerm: this.ledTerm, guard: this.guard, hold: this.leaderHoldMs };
   }
 
   private send(to: string, msg: ElectionMsg): void {
@@ -666,7 +668,11 @@ export class Election implements Consensus {
       this.notice("leader-changed", `${from} leads term ${m.term}`);
     }
     this.lastLeaderContact = now;
-    this.leaderHoldMs = m.hold ?? 0;
+    if ((m.hold ?? 0) !== this.leaderHoldMs) {
+      // Stored before the acknowledgement leaves (Ready.persist): a restart right after it still waits it.
+      this.leaderHoldMs = m.hold ?? 0;
+      this.persist();
+    }
     this.electionDeadline = Math.max(this.randomDeadline(now), now + this.leaderHoldMs);
     // The leader of the current term is authoritative for membership (Raft: its log wins).
     if (compareVersion(versionOf(m.membership), versionOf(this.membership)) !== 0) {

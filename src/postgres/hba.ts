@@ -1,7 +1,8 @@
 // Pure rendering and merging of pgherd's block in pg_hba.conf and pg_ident.conf. The block is
 // placed FIRST (pg_hba is first-match-wins) and admits only exact peer addresses (/32, /128),
-// never a network; pgherd's own roles are then rejected from everywhere else, so no client rule
-// after them admits them. Text outside the markers belongs to the operator and is kept.
+// never a network; the replication role is then rejected from everywhere else (and, with TLS, the
+// monitor role without TLS), so no client rule after them admits it. Text outside the markers
+// belongs to the operator and is kept.
 import { isIP } from "node:net";
 
 export const BEGIN_MARK = "# BEGIN pgherd managed block";
@@ -63,12 +64,15 @@ export function renderHbaBlock(p: HbaParams): string {
     if (p.rewindViaReplUser ?? true) lines.push(row(host, "postgres", repl, cidr, "scram-sha-256"));
     lines.push(row(host, "all", mon, cidr, "scram-sha-256"));
   }
-  // pgherd's roles from anywhere else over the network, with or without TLS: rejected before any
-  // client rule ([[access]] with user = "all", the operator's own below the block) could admit them
-  // (review: user = "all" from 10.0.0.0/8 let pgherd_repl in over plain TCP).
+  // The replication role (replication, and reading the server's files for pg_rewind) from anywhere
+  // else: rejected before any client rule ([[access]] with user = "all", the operator's own below
+  // the block) could admit it (review: user = "all" from 10.0.0.0/8 let pgherd_repl in over plain
+  // TCP). The monitor role may serve an operator's check or dashboard through their own rule; with
+  // TLS only over TLS, as from the peers.
   for (const net of ["0.0.0.0/0", "::/0"]) {
     lines.push(row("host", "replication", repl, net, "reject"));
-    lines.push(row("host", "all", `${repl},${mon}`, net, "reject"));
+    lines.push(row("host", "all", repl, net, "reject"));
+    if (p.tls) lines.push(row("hostnossl", "all", mon, net, "reject"));
   }
   if (p.accessRows?.length) lines.push("# client access ([[access]] in pgherd's configuration)", ...p.accessRows.map((r) => r.replace(/[\r\n]/g, " ")));
   lines.push(END_MARK);

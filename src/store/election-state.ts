@@ -14,6 +14,7 @@ const schema = z.strictObject({
   membership: MembershipSchema.nullable(),
   ledTerm: z.number().int().min(0).nullable().default(null),
   guard: GuardSchema.nullable().default(null),
+  hold: z.number().int().min(0).max(3_600_000).default(0),
   bootstrapVote: z.array(NodeIdSchema).max(64).nullable(),
 });
 
@@ -26,7 +27,7 @@ export class ElectionStore {
   constructor(stateDir: string) {
     this.file = join(stateDir, ELECTION_FILE);
     // A corrupt file throws (naming the file): resetting it could let this node vote twice.
-    this.state = readJsonSync(this.file, schema) ?? { term: 0, votedFor: null, membership: null, ledTerm: null, guard: null, bootstrapVote: null };
+    this.state = readJsonSync(this.file, schema) ?? { term: 0, votedFor: null, membership: null, ledTerm: null, guard: null, hold: 0, bootstrapVote: null };
   }
 
   get(): ElectionState {
@@ -34,7 +35,7 @@ export class ElectionStore {
   }
 
   saveElection(p: Persistent): void {
-    this.write({ ...this.state, term: p.term, votedFor: p.votedFor, membership: p.membership, ledTerm: p.ledTerm ?? null, guard: p.guard ?? null });
+    this.write({ ...this.state, term: p.term, votedFor: p.votedFor, membership: p.membership, ledTerm: p.ledTerm ?? null, guard: p.guard ?? null, hold: p.hold ?? this.state.hold });
   }
 
   saveBootstrapVote(voters: string[]): void {

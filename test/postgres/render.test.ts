@@ -118,7 +118,7 @@ describe("conninfo and include line", () => {
 describe("pg_hba managed block", () => {
   const p = { superuser: "postgres", replUser: "pgherd_repl", monitorUser: "pgherd_mon", peers: ["10.0.0.2", "fd00::2", "10.0.0.2"] };
 
-  test("per-peer host rules with /32 and /128, local peer map; pgherd's roles rejected from everywhere else, before any client rule", () => {
+  test("per-peer host rules with /32 and /128, local peer map; the replication role rejected from everywhere else, before any client rule", () => {
     const b = renderHbaBlock(p);
     const lines = b.trim().split("\n");
     expect(lines[0]).toBe(BEGIN_MARK);
@@ -133,9 +133,9 @@ describe("pg_hba managed block", () => {
       "host postgres pgherd_repl fd00::2/128 scram-sha-256",
       "host all pgherd_mon fd00::2/128 scram-sha-256",
       "host replication pgherd_repl 0.0.0.0/0 reject",
-      "host all pgherd_repl,pgherd_mon 0.0.0.0/0 reject",
+      "host all pgherd_repl 0.0.0.0/0 reject",
       "host replication pgherd_repl ::/0 reject",
-      "host all pgherd_repl,pgherd_mon ::/0 reject",
+      "host all pgherd_repl ::/0 reject",
     ]);
     // No network is admitted: /0 only in reject rows.
     expect(lines.filter((l) => l.includes("/0") && !l.trim().endsWith("reject"))).toEqual([]);
@@ -149,8 +149,9 @@ describe("pg_hba managed block", () => {
     expect(rules[0]).toBe("local all postgres peer map=pgherd");
     expect(rules.slice(1, 7)).toHaveLength(6);
     for (const r of rules.slice(1, 7)) expect(r).toMatch(/^hostssl (replication|postgres|all) pgherd_(repl|mon) \S+ scram-sha-256$/);
-    // Then the rejection of every other TCP connection of theirs, TLS or not (a peer without TLS included).
-    for (const r of rules.slice(7)) expect(r).toMatch(/^host (replication|all) \S+ (0\.0\.0\.0|::)\/0 reject$/);
+    // Then the replication role's every other TCP connection, TLS or not (a peer without TLS
+    // included), and the monitor role's without TLS, are rejected.
+    expect(rules.slice(7)).toEqual(["0.0.0.0/0", "::/0"].flatMap((n) => [`host replication pgherd_repl ${n} reject`, `host all pgherd_repl ${n} reject`, `hostnossl all pgherd_mon ${n} reject`]));
   });
 
   test("rejects networks, names and keywords that are not plain roles", () => {
