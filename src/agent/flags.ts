@@ -82,7 +82,12 @@ export class FlagsStore {
   /** From now on the cluster's copy is the store's: adopt what it holds, write changes to it. */
   share(slot: StateSlot<SharedFlags>, leaderTerm: () => number | null, log: FlagsLog): void {
     this.shared = { slot, leaderTerm, log, chain: Promise.resolve(), refused: null, writing: 0, lastError: "", unsure: false };
-    slot.onChange((v) => this.fromLeader(v.value, log));
+    // While this node's own writes or re-read are on their way, their outcome decides (a write that
+    // lands is read back here first, and would put back what a change made since then undid:
+    // re-review); once they are done, the store's copy is adopted as it comes.
+    slot.onChange((v) => {
+      if (this.shared!.writing === 0) this.fromLeader(v.value, log);
+    });
   }
 
   /** A follower keeps what the current leader says for the cluster (so a next leader has it already); with a shared store, the store says it. */

@@ -13,6 +13,8 @@ class MemSlot implements StateSlot<SharedFlags> {
   last: Stored<SharedFlags> | null | undefined = undefined;
   /** The next writes throw (etcd timed out: the write may or may not have landed; here it did not). */
   failWrites = 0;
+  /** The next writes land, then throw (the answer lost). */
+  landThenThrow = 0;
   cbs: ((v: Stored<SharedFlags>) => void)[] = [];
   current() { return this.last; }
   revision() { return this.last?.mod ?? 0; }
@@ -28,6 +30,11 @@ class MemSlot implements StateSlot<SharedFlags> {
       throw new Error("request timed out");
     }
     if ((this.stored?.mod ?? 0) !== base) return { ok: false, why: "moved", current: this.stored?.mod ?? 0 };
+    if (this.landThenThrow > 0) {
+      this.landThenThrow--;
+      this.stored = { value, mod: base + 1 };
+      throw new Error("request timed out");
+    }
     this.stored = { value, mod: base + 1 };
     this.last = this.stored;
     return { ok: true, mod: this.stored.mod };
@@ -83,3 +90,30 @@ test("a change made while that re-read is out is not undone by it: its write fol
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a write that landed without an answer, read back while a later change is on its way: the later change stands (re-review: the store's listener put the cancelled schedule back)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-flags-"));
+  try {
+    const slot = new MemSlot();
+    const flags = new FlagsStore(dir);
+    flags.share(slot, () => 3, memoryLogger());
+    flags.set({ paused: false, scheduled: { at: "2026-12-01T12:30:00.000Z", to: null, requestedAt: "2026-12-01T12:00:00.000Z", force: false } });
+    await flags.flush();
+    slot.landThenThrow = 1;
+    flags.set({ paused: true }); // lands, its answer lost
+    expect((await flags.flush())?.status).toBe(503);
+    let release = () => {};
+    const read = slot.read.bind(slot);
+    slot.read = () => new Promise((r) => { release = () => r(read()); });
+    flags.sync(); // the re-read, slow
+    await Bun.sleep(1);
+    flags.set({ scheduled: null }); // the operator's cancel, answered once stored
+    release();
+    expect(await flags.flush()).toBeNull();
+    expect(flags.get()).toEqual({ paused: true, scheduled: null });
+    expect(slot.stored?.value).toEqual({ paused: true, scheduled: null });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
