@@ -15,6 +15,7 @@ import { kernelTimeoutS } from "../config/margins.ts";
 import { createSentry, tapErrors } from "../integrations/sentry.ts";
 import { createVip } from "../integrations/vip.ts";
 import { ConfigReloader } from "../ops/reload.ts";
+import { programProblems } from "../hooks/programs.ts";
 
 export class AgentStartError extends Error {
   override readonly name = "AgentStartError";
@@ -45,6 +46,8 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
   if (cfg.role === "database" && rootWithoutPtrace()) throw new AgentStartError("running as root without CAP_SYS_PTRACE: the agent and its fencing watchdog cannot read the /proc links of the server's processes, so a primary whose lease ended would not be fenced; add CAP_SYS_PTRACE to the unit's CapabilityBoundingSet (docs/install.md, the root drop-in) or run the agent as postgres.os_user");
   const listen = parseHostPort(cfg.api.listen);
   if (typeof listen === "string") throw new AgentStartError(`${opts.configPath}: api.listen: ${listen}`);
+  const programs = programProblems(cfg);
+  if (programs.length) throw new AgentStartError(programs.map((p) => `${opts.configPath}: ${p}`).join("\n"));
 
   // The API's certificate and key (the key as every secret is read: only its owner may read it, no
   // link followed), read now to fail before joining anything; kept to serve again with the same [api].

@@ -12,6 +12,7 @@ import { checkSettings, conflictLine, type Conflict, decideChange, diffLines, pa
 import type { DynamicDoc, DynamicSettings } from "../config/schema-dynamic.ts";
 import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg } from "./api-client.ts";
 import { type CliContext, CliExit, configPathFrom, DEFAULT_CONFIG_PATH, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
+import { programProblems } from "../hooks/programs.ts";
 
 interface ConfigDoc extends Record<string, unknown> {
   dynamic?: { cluster: DynamicDoc | null; conflicts: Conflict[] };
@@ -186,7 +187,7 @@ export const configCommand = (ctx: CliContext) =>
           }
           if (problem) throw new CliExit(EXIT_USAGE, `${basename(path)}: ${problem}`);
           // And the secret files it names, as the agent reads them (readPrivateFile).
-          const secrets = secretFiles(cfg).map(([key, p]) => secretFileProblem(p, key)).filter(Boolean);
+          const secrets = [...secretFiles(cfg).map(([key, p]) => secretFileProblem(p, key)).filter(Boolean), ...programProblems(cfg)];
           if (secrets.length) throw new CliExit(EXIT_USAGE, secrets.map((m) => `${basename(path)}: ${m}`).join("\n"));
           ctx.out(`${path}: valid (cluster ${cfg.cluster}, node ${cfg.node_name}, ${cfg.role})\n`);
         },

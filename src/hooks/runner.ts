@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { withoutAmbientCaps } from "../caps.ts";
 import type { Logger } from "../log.ts";
-import { untrustedProgram } from "./trusted-path.ts";
+import { trustedProgram } from "./trusted-path.ts";
 
 export interface HookRun {
   /** Exit code (null when killed by a signal). */
@@ -39,11 +39,11 @@ export function runHook(o: { path: string; args: string[]; env: Record<string, s
       }
       resolve({ ...r, timedOut, ms: Math.round(performance.now() - t0) });
     };
-    const untrusted = untrustedProgram(o.path);
-    if (untrusted) return resolve({ code: null, signal: null, timedOut: false, ms: 0, spawnError: untrusted });
+    const trusted = trustedProgram(o.path);
+    if ("problem" in trusted) return resolve({ code: null, signal: null, timedOut: false, ms: 0, spawnError: trusted.problem });
     let child: ReturnType<typeof spawn>;
     try {
-      const [file, ...args] = withoutAmbientCaps([o.path, ...o.args]);
+      const [file, ...args] = withoutAmbientCaps([trusted.real, ...o.args]);
       child = spawn(file, args, { env, detached: true, stdio: ["ignore", "pipe", "pipe"], cwd: "/" });
     } catch (e) {
       return resolve({ code: null, signal: null, timedOut: false, ms: 0, spawnError: (e as Error).message });

@@ -4,7 +4,7 @@
 // the next role change (review). The rule, as sshd's StrictModes: the file, and every directory from
 // / down to it (for the path as named and for where its links lead), belong to root or to the
 // agent's user and are not writable by group or others; a world-writable directory with the sticky
-// bit (/tmp) is fine, as its entries are checked themselves.
+// bit (/tmp) is fine, as its entries are checked themselves. What runs is the checked real path.
 import { lstatSync, realpathSync, type Stats } from "node:fs";
 import { dirname, resolve } from "node:path";
 
@@ -32,20 +32,27 @@ function chainProblem(path: string, uid: number): string | null {
 }
 
 /**
- * Why `path` may not be run by an agent of uid `uid`, or null. A path that does not exist is null:
- * starting it fails with ENOENT, which says so better.
+ * The real path of `path` to run, checked, for an agent of uid `uid`; or why it may not be run. The
+ * caller runs the real path: every directory on it is trusted, so nothing can be swapped in between
+ * the check and the start (through a link of a link, or a file recreated after the check: re-review).
  */
-export function untrustedProgram(path: string, uid = process.getuid?.() ?? 0): string | null {
+export function trustedProgram(path: string, uid = process.getuid?.() ?? 0): { real: string } | { problem: string } {
   let real: string;
   try {
     real = realpathSync(path);
-  } catch {
-    return null;
+  } catch (e) {
+    return { problem: `${path} is not run: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : (e as Error).message}` };
   }
   try {
-    const problem = chainProblem(path, uid) ?? (real !== resolve(path) ? chainProblem(real, uid) : null);
-    return problem ? `${path} is not run: ${problem} (another user could change what the agent runs)` : null;
+    const problem = chainProblem(real, uid);
+    return problem ? { problem: `${path} is not run: ${problem} (another user could change what the agent runs)` } : { real };
   } catch (e) {
-    return `${path} is not run: ${(e as Error).message}`;
+    return { problem: `${path} is not run: ${(e as Error).message}` };
   }
+}
+
+/** trustedProgram's problem, or null. */
+export function untrustedProgram(path: string, uid?: number): string | null {
+  const t = trustedProgram(path, uid);
+  return "problem" in t ? t.problem : null;
 }

@@ -8,6 +8,7 @@ import { decideHa, type HaInput } from "../../src/core/ha.ts";
 import { Hooks, type HookRecord } from "../../src/hooks/hooks.ts";
 import { observeRole, type Observation, type WatchState } from "../../src/hooks/role-watch.ts";
 import { runHook } from "../../src/hooks/runner.ts";
+import { programProblems } from "../../src/hooks/programs.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { parseConfig } from "../../src/config/load.ts";
 
@@ -51,6 +52,24 @@ describe("runner", () => {
     const groupWritable = script("group", "exit 0");
     chmodSync(groupWritable, 0o775);
     expect((await run(groupWritable)).spawnError).toContain("writable by its group");
+    // A link of a link through a directory others may write, to a trusted file: what runs is the
+    // checked real path, never the links again (re-review: swapping the middle link after the check).
+    const mid = join(open, "mid");
+    symlinkSync(ok, mid);
+    const outer = join(dir, "outer");
+    symlinkSync(mid, outer);
+    const r = await run(outer);
+    expect(r).toMatchObject({ code: 0, spawnError: null }); // resolves to a trusted file: run as that file
+    // Checked at the agent's start and by `pgherd config check` too, naming the key: a refused
+    // pre_promote would otherwise show only at the first failover, as a veto on every node.
+    const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\n[hooks]\non_start = "${ok}"\npre_promote = "${theirs}"\non_stop = "${join(dir, "missing")}"\n`, "pgherd.toml");
+    const problems = programProblems(cfg);
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toStartWith("hooks.on_stop: ");
+    expect(problems[0]).toContain("does not exist");
+    expect(problems[1]).toStartWith("hooks.pre_promote: ");
+    expect(problems[1]).toContain("belongs to uid 1000");
+
   });
 
   test("Patroni's arguments, PGHERD_* variables, nothing else of the agent's environment; output logged", async () => {
@@ -83,7 +102,7 @@ describe("runner", () => {
 
   test("a missing executable is reported, not thrown", async () => {
     const r = await runHook({ path: join(dir, "nope"), args: [], env: {}, timeoutMs: 1000, log: memoryLogger(), name: "on_start" });
-    expect(r.spawnError).toContain("ENOENT");
+    expect(r.spawnError).toContain("does not exist");
   });
 });
 
