@@ -14,7 +14,7 @@ const HIDDEN = "<redacted>";
  * event loop). A uid:gid after `-u` (`docker exec -u 999:999`) is hidden too: the safe side.
  */
 const CREDENTIAL_PATTERNS: ReadonlyArray<readonly [RegExp, (hidden: string, ...groups: string[]) => string]> = [
-  [/\b([A-Za-z_]{0,64}(?:password|passwd|passphrase|pwd|secret|token|credential|api[_-]?key)[A-Za-z_]{0,64})(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&]+)/gi, (h, key, sep) => `${key}${sep}${h}`],
+  [/\b([A-Za-z_]{0,64}(?:password|passwd|passphrase|pwd|secret|token|credential|signature|(?:api|private|signing|subscription|encryption|access|master|account)[_-]?key)[A-Za-z_]{0,64})(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&]+)/gi, (h, key, sep) => `${key}${sep}${h}`],
   // A name that ends in pass, key or sig, then `=`: pgBackRest's --repo1-cipher-pass=, AZURE_STORAGE_KEY=,
   // WALG_LIBSODIUM_KEY=, an Azure SAS URL's sig= (review). Only with `=`: "primary key: …" or
   // "resigned: …" in a log line are words, not credentials (re-review).

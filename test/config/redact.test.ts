@@ -63,4 +63,10 @@ test("scrubStrings walks a JSON value, keys kept; mapStrings can hide a key's wh
 test("words that only contain pass, key or sig are left alone (re-review: \"resigned: …\", \"primary key: …\" lost their text in the logs and Sentry)", () => {
   for (const s of ["resigned: switchover to n2", "primary key: id", "passed: 3", "signal: 9", "assigned: n1", "keepalives=1 monkey=3"]) expect(scrubCredentials(s)).toBe(s);
   expect(scrubCredentials("--repo1-cipher-pass=Zk3q9 AZURE_STORAGE_KEY=Qm9v sv=2022&sig=U2ln&se=2030")).toBe("--repo1-cipher-pass=<redacted> AZURE_STORAGE_KEY=<redacted> sv=2022&sig=<redacted>&se=2030");
+  // Signed URLs and key names with a prefix (re-review: shown after the first change of the patterns).
+  for (const [s, out] of [
+    ["https://b.s3.amazonaws.com/k?X-Amz-Credential=AK&X-Amz-Signature=abc123&X-Amz-Expires=60", "https://b.s3.amazonaws.com/k?X-Amz-Credential=<redacted>&X-Amz-Signature=<redacted>&X-Amz-Expires=60"],
+    ["X-Goog-Signature=f00", "X-Goog-Signature=<redacted>"], ["private_key: MIIB", "private_key: <redacted>"], ["signing_key: s3cr", "signing_key: <redacted>"],
+    ["Ocp-Apim-Subscription-Key: 0123", "Ocp-Apim-Subscription-Key: <redacted>"], ["encryptionkey=xyz", "encryptionkey=<redacted>"],
+  ]) expect(scrubCredentials(s!)).toBe(out!);
 });
