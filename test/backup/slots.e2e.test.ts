@@ -49,11 +49,15 @@ async function start(): Promise<Fx> {
       mkdirSync(d, { mode: 0o700 });
       chownSync(d, u.uid, u.gid);
     }
+    // The operator's own replication role for the consumer (pgherd's is for its peers only: its
+    // block rejects it from any other address), and the operator's rule for the consumer host,
+    // below pgherd's block (kept on every rewrite).
+    const password = "walrecv-test-password-0123456789";
+    await h.primary.query(`CREATE ROLE walrecv LOGIN REPLICATION PASSWORD '${password}'`);
     const passfile = join(dir, "pgpass");
-    writeFileSync(passfile, `*:*:*:pgherd_repl:${c.nodes[0]!.secrets().replPassword}\n`, { mode: 0o600 });
+    writeFileSync(passfile, `*:*:*:walrecv:${password}\n`, { mode: 0o600 });
     chownSync(passfile, u.uid, u.gid);
-    // The operator's own rule for the consumer host, below pgherd's block (kept on every rewrite).
-    for (const n of c.nodes) await addHbaRule(n, `host replication pgherd_repl ${recvHost.ip}/32 scram-sha-256`);
+    for (const n of c.nodes) await addHbaRule(n, `host replication walrecv ${recvHost.ip}/32 scram-sha-256`);
     return { c, recvHost, dir, walDir, passfile };
   } catch (e) {
     await c.destroy().catch(() => {});
@@ -70,7 +74,7 @@ describeCluster("permanent slots: pg_recvlogical and pg_receivewal across failov
     const file = join(fx.dir, `cdc-${logical.length + 1}.txt`);
     logical.push(file);
     consumers.push(p.host.spawn([tool("pg_recvlogical"), "-h", p.socketDir, "-p", "5432", "-U", "postgres", "-d", "postgres", "-S", "cdc", "--start", "-f", file, "-F", "1", "-s", "1", "--no-loop"], { user: PG_OS_USER, logFile: `${file}.log` }));
-    consumers.push(fx.recvHost.spawn([tool("pg_receivewal"), "-h", p.ip, "-p", "5432", "-U", "pgherd_repl", "-S", "recv", "-D", fx.walDir, "-s", "1", "--no-loop", "-w"], { user: PG_OS_USER, env: { PGPASSFILE: fx.passfile }, logFile: join(fx.dir, `recv-${logical.length}.log`) }));
+    consumers.push(fx.recvHost.spawn([tool("pg_receivewal"), "-h", p.ip, "-p", "5432", "-U", "walrecv", "-S", "recv", "-D", fx.walDir, "-s", "1", "--no-loop", "-w"], { user: PG_OS_USER, env: { PGPASSFILE: fx.passfile }, logFile: join(fx.dir, `recv-${logical.length}.log`) }));
     await waitFor(async () => (await p.query("select count(*)::int as n from pg_replication_slots where slot_name in ('cdc', 'recv') and active")).at(0)?.n === 2,
       { timeoutMs: 20_000, what: `both consumers streaming from ${p.name}` });
   };
