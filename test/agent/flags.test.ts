@@ -42,78 +42,60 @@ class MemSlot implements StateSlot<SharedFlags> {
   onChange(cb: (v: Stored<SharedFlags>) => void) { this.cbs.push(cb); }
 }
 
-test("a clear that failed without an answer: the leader takes the store's copy again at its next housekeeping (review: the schedule stayed in etcd, unseen, and the next leader ran it)", async () => {
+const SCHEDULE = { at: "2026-12-01T12:30:00.000Z", to: null, requestedAt: "2026-12-01T12:00:00.000Z", force: false };
+
+/** A leader's flags over a MemSlot in a scratch state dir, removed after `body`. */
+async function withFlags(body: (flags: FlagsStore, slot: MemSlot) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "pgherd-flags-"));
   try {
     const slot = new MemSlot();
     const flags = new FlagsStore(dir);
     flags.share(slot, () => 3, memoryLogger());
-    const s = { at: "2026-12-01T12:30:00.000Z", to: null, requestedAt: "2026-12-01T12:00:00.000Z", force: false };
-    flags.set({ scheduled: s });
-    expect(await flags.flush()).toBeNull();
-    expect(slot.stored?.value.scheduled).toEqual(s);
-    slot.failWrites = 1;
-    flags.set({ scheduled: null });
-    expect((await flags.flush())?.status).toBe(503);
-    expect(flags.get().scheduled).toBeNull(); // the local copy: cleared; the store: still holds it
-    expect(slot.stored?.value.scheduled).toEqual(s);
-    flags.sync();
-    await flags.flush();
-    expect(flags.get().scheduled).toEqual(s); // shown again, and run or dropped by the leader's next tick
+    await body(flags, slot);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}
 
-test("a change made while that re-read is out is not undone by it: its write follows, and the store holds it (re-review: a pause answered \"paused\" was lost)", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "pgherd-flags-"));
-  try {
-    const slot = new MemSlot();
-    const flags = new FlagsStore(dir);
-    flags.share(slot, () => 3, memoryLogger());
-    flags.set({ paused: false, scheduled: { at: "2026-12-01T12:30:00.000Z", to: null, requestedAt: "2026-12-01T12:00:00.000Z", force: false } });
-    await flags.flush();
-    slot.failWrites = 1;
-    flags.set({ paused: true }); // fails without an answer: unsure
-    await flags.flush();
-    let release = () => {};
-    const read = slot.read.bind(slot);
-    slot.read = () => new Promise((r) => { release = () => r(read()); }); // the re-read, slow
-    flags.sync();
-    await Bun.sleep(1);
-    flags.set({ scheduled: null }); // the operator's cancel, while the read is out
-    release();
-    expect(await flags.flush()).toBeNull();
-    expect(flags.get().scheduled).toBeNull();
-    expect(slot.stored?.value.scheduled).toBeNull();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+/** A pause whose write failed (`failing` set up on the slot first), then the store's re-read held until a cancel is made meanwhile. */
+async function cancelDuringReRead(flags: FlagsStore, slot: MemSlot, failing: () => void): Promise<void> {
+  flags.set({ paused: false, scheduled: SCHEDULE });
+  await flags.flush();
+  failing();
+  flags.set({ paused: true }); // without an answer: unsure
+  expect((await flags.flush())?.status).toBe(503);
+  let release = () => {};
+  const read = slot.read.bind(slot);
+  slot.read = () => new Promise((r) => { release = () => r(read()); }); // the re-read, slow
+  flags.sync();
+  await Bun.sleep(1);
+  flags.set({ scheduled: null }); // the operator's cancel, while the read is out
+  release();
+  expect(await flags.flush()).toBeNull();
+}
 
-test("a write that landed without an answer, read back while a later change is on its way: the later change stands (re-review: the store's listener put the cancelled schedule back)", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "pgherd-flags-"));
-  try {
-    const slot = new MemSlot();
-    const flags = new FlagsStore(dir);
-    flags.share(slot, () => 3, memoryLogger());
-    flags.set({ paused: false, scheduled: { at: "2026-12-01T12:30:00.000Z", to: null, requestedAt: "2026-12-01T12:00:00.000Z", force: false } });
-    await flags.flush();
-    slot.landThenThrow = 1;
-    flags.set({ paused: true }); // lands, its answer lost
-    expect((await flags.flush())?.status).toBe(503);
-    let release = () => {};
-    const read = slot.read.bind(slot);
-    slot.read = () => new Promise((r) => { release = () => r(read()); });
-    flags.sync(); // the re-read, slow
-    await Bun.sleep(1);
-    flags.set({ scheduled: null }); // the operator's cancel, answered once stored
-    release();
-    expect(await flags.flush()).toBeNull();
-    expect(flags.get()).toEqual({ paused: true, scheduled: null });
-    expect(slot.stored?.value).toEqual({ paused: true, scheduled: null });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test("a clear that failed without an answer: the leader takes the store's copy again at its next housekeeping (review: the schedule stayed in etcd, unseen, and the next leader ran it)", () => withFlags(async (flags, slot) => {
+  flags.set({ scheduled: SCHEDULE });
+  expect(await flags.flush()).toBeNull();
+  expect(slot.stored?.value.scheduled).toEqual(SCHEDULE);
+  slot.failWrites = 1;
+  flags.set({ scheduled: null });
+  expect((await flags.flush())?.status).toBe(503);
+  expect(flags.get().scheduled).toBeNull(); // the local copy: cleared; the store: still holds it
+  expect(slot.stored?.value.scheduled).toEqual(SCHEDULE);
+  flags.sync();
+  await flags.flush();
+  expect(flags.get().scheduled).toEqual(SCHEDULE); // shown again, and run or dropped by the leader's next tick
+}));
 
+test("a change made while that re-read is out is not undone by it: its write follows, and the store holds it (re-review: a pause answered \"paused\" was lost)", () => withFlags(async (flags, slot) => {
+  await cancelDuringReRead(flags, slot, () => (slot.failWrites = 1));
+  expect(flags.get().scheduled).toBeNull();
+  expect(slot.stored?.value.scheduled).toBeNull();
+}));
+
+test("a write that landed without an answer, read back while a later change is on its way: the later change stands (re-review: the store's listener put the cancelled schedule back)", () => withFlags(async (flags, slot) => {
+  await cancelDuringReRead(flags, slot, () => (slot.landThenThrow = 1));
+  expect(flags.get()).toEqual({ paused: true, scheduled: null });
+  expect(slot.stored?.value).toEqual({ paused: true, scheduled: null });
+}));

@@ -86,6 +86,30 @@ class Cluster {
   }
 }
 
+/** a leads with a 5 s lease (its own timers safe: timeout 5.3 s); b keeps the defaults (timeout 2.5 s); c is a witness. */
+function longLeaseLeader(): Cluster {
+  const c = new Cluster(["a", "b", "c"], { witnesses: ["c"], timers: { a: { leaseMs: 5000, timeoutMs: 5300, fenceMs: 0 } } });
+  c.cut.add("b"); // only a can win first (c is a witness)
+  c.run(8000);
+  expect(c.leaders()).toEqual(["a"]);
+  c.cut.delete("b");
+  c.run(1000);
+  return c;
+}
+
+/** Runs until `who` leads (at most 15 s): when, after now, and how long it and `old` both led. */
+function untilLeads(c: Cluster, who: string, old: string): { overlap: number; wonAt: number | null } {
+  const t0 = c.now;
+  let overlap = 0;
+  let wonAt: number | null = null;
+  for (let i = 0; i < 1500 && wonAt === null; i++) {
+    c.run(10);
+    if (c.leading(old) && c.leading(who)) overlap += 10;
+    if (c.leading(who)) wonAt = c.now - t0;
+  }
+  return { overlap, wonAt };
+}
+
 describe("election core scenarios", () => {
   test("a flapping leader link (cut/heal every 2 s, TCP holds what is sent meanwhile): a new leader within timeout + jitter", () => {
     // Fails on the old code: heartbeats queued during the cut arrived at the heal and counted as
@@ -114,21 +138,9 @@ describe("election core scenarios", () => {
   test("timers that differ per host: a leader's longer lease is honoured by followers with a shorter timeout (it announces its hold in its heartbeats); never two leases at once", () => {
     // a: lease 5 s (its own margins hold: timeout 5.3 s); b and c keep the defaults (timeout 2.5 s).
     // Fails on the code before: b was elected about 2.5 s after a was cut off, while a's lease ran 5 s.
-    const c = new Cluster(["a", "b", "c"], { witnesses: ["c"], timers: { a: { leaseMs: 5000, timeoutMs: 5300, fenceMs: 0 } } });
-    c.cut.add("b"); // only a can win first (c is a witness)
-    c.run(8000);
-    expect(c.leaders()).toEqual(["a"]);
-    c.cut.delete("b");
-    c.run(1000);
+    const c = longLeaseLeader();
     c.cut.add("a");
-    const t0 = c.now;
-    let overlap = 0;
-    let wonAt: number | null = null;
-    for (let i = 0; i < 1500 && wonAt === null; i++) {
-      c.run(10);
-      if (c.leading("a") && c.leading("b")) overlap += 10;
-      if (c.leading("b")) wonAt = c.now - t0;
-    }
+    const { overlap, wonAt } = untilLeads(c, "b", "a");
     console.log(`b leads ${wonAt} ms after a was cut off (a's lease 5000 ms, hold ${Math.ceil(5000 * 1.02 / 0.98)} ms)`);
     expect(overlap).toBe(0);
     expect(wonAt).not.toBeNull();
@@ -136,26 +148,14 @@ describe("election core scenarios", () => {
   });
 
   test("a follower restarted right after acknowledging a leader's heartbeat still waits that leader's hold (it is stored), so no second lease (re-review)", () => {
-    const c = new Cluster(["a", "b", "c"], { witnesses: ["c"], timers: { a: { leaseMs: 5000, timeoutMs: 5300, fenceMs: 0 } } });
-    c.cut.add("b");
-    c.run(8000);
-    expect(c.leaders()).toEqual(["a"]);
-    c.cut.delete("b");
-    c.run(1000);
+    const c = longLeaseLeader();
     c.cut.add("c"); // c hears nothing of a for longer than its hold: it will grant at once
     c.run(7000);
     expect(c.leading("a")).toBe(true); // held by b's acknowledgements
     c.cut.add("a");
     c.cut.delete("c");
     c.restart("b"); // its agent restarts the moment a is cut off
-    const t0 = c.now;
-    let overlap = 0;
-    let wonAt: number | null = null;
-    for (let i = 0; i < 1500 && wonAt === null; i++) {
-      c.run(10);
-      if (c.leading("a") && c.leading("b")) overlap += 10;
-      if (c.leading("b")) wonAt = c.now - t0;
-    }
+    const { overlap, wonAt } = untilLeads(c, "b", "a");
     console.log(`restarted b leads ${wonAt} ms after a was cut off`);
     expect(overlap).toBe(0);
     expect(wonAt).not.toBeNull();
