@@ -157,6 +157,7 @@ export function conflicts(local: LocalDynamic, explicit: { durability: boolean; 
   const out: Conflict[] = [];
   const cp = new Map(Object.entries(cluster.postgres.parameters).map(([k, v]) => [k.toLowerCase(), JSON.stringify(v)]));
   for (const [k, v] of Object.entries(local.parameters).sort(([a], [b]) => a.localeCompare(b))) {
+    if (HOST_ONLY_KEYS.has(k.toLowerCase())) continue; // this node's own, in force (parametersInForce)
     const c = cp.get(k.toLowerCase()) ?? null;
     if (c !== JSON.stringify(v)) out.push({ key: `${PARAM}${k}`, local: JSON.stringify(v), cluster: c });
   }
@@ -177,17 +178,23 @@ export function conflictLine(c: Conflict): string {
 
 /**
  * The PostgreSQL parameters a node runs with: the cluster's, minus those this node's own config
- * manages (archiving with [backup], max_slot_wal_keep_size with [slots]); those are reported.
+ * manages (archiving with [backup], max_slot_wal_keep_size with [slots]); those are reported. A
+ * host-only parameter (HOST_ONLY_KEYS: a change of the cluster's may not set one) set in this node's
+ * pgherd.toml is this node's, over the cluster's (re-review: with a document in force, pgherd.toml's
+ * was ignored, and the cluster's refused: neither could set it).
  */
 export function parametersInForce(cluster: DynamicSettings | null, local: LocalDynamic["parameters"], ownedLocally: readonly string[]): { parameters: Record<string, string | number | boolean>; dropped: string[] } {
   if (!cluster) return { parameters: { ...local }, dropped: [] };
   const owned = new Set(ownedLocally.map((k) => k.toLowerCase()));
   const parameters: Record<string, string | number | boolean> = {};
   const dropped: string[] = [];
+  const hostOwn = Object.entries(local).filter(([k]) => HOST_ONLY_KEYS.has(k.toLowerCase()) && !owned.has(k.toLowerCase()));
+  const hostOwnNames = new Set(hostOwn.map(([k]) => k.toLowerCase()));
   for (const [k, v] of Object.entries(cluster.postgres.parameters)) {
     if (owned.has(k.toLowerCase())) dropped.push(k);
-    else parameters[k] = v;
+    else if (!hostOwnNames.has(k.toLowerCase())) parameters[k] = v;
   }
+  for (const [k, v] of hostOwn) parameters[k] = v;
   return { parameters, dropped };
 }
 

@@ -103,6 +103,10 @@ describe("migration and conflicts", () => {
     expect(D.parametersInForce(null, { a: 1 }, [])).toEqual({ parameters: { a: 1 }, dropped: [] });
     const cluster = settings({ postgres: { parameters: { work_mem: "4MB", archive_command: "x" } } });
     expect(D.parametersInForce(cluster, { a: 1 }, ["archive_command"])).toEqual({ parameters: { work_mem: "4MB" }, dropped: ["archive_command"] });
+    // A host-only parameter in pgherd.toml is this node's, over the cluster's (re-review: with a
+    // document neither could set it); not a conflict either.
+    expect(D.parametersInForce(cluster, { archive_command: "y %p", Log_Directory: "log", work_mem: "1MB" }, [])).toEqual({ parameters: { work_mem: "4MB", archive_command: "y %p", Log_Directory: "log" }, dropped: [] });
+    expect(D.conflicts({ durability: "quorum", parameters: { archive_command: "y %p", work_mem: "4MB" }, access: [], maxLagBytes: 1048576 }, { durability: false, maxLagBytes: false }, cluster)).toEqual([]);
   });
 });
 
