@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { withoutAmbientCaps } from "../caps.ts";
 import type { Logger } from "../log.ts";
-import { trustedProgram } from "./trusted-path.ts";
+import { untrustedProgram } from "./trusted-path.ts";
 
 export interface HookRun {
   /** Exit code (null when killed by a signal). */
@@ -39,11 +39,13 @@ export function runHook(o: { path: string; args: string[]; env: Record<string, s
       }
       resolve({ ...r, timedOut, ms: Math.round(performance.now() - t0) });
     };
-    const trusted = trustedProgram(o.path);
-    if ("problem" in trusted) return resolve({ code: null, signal: null, timedOut: false, ms: 0, spawnError: trusted.problem });
+    // Run as named ($0, its directory), once every directory its resolution passes through is one
+    // only root or the agent's user may change (trusted-path.ts): nothing can be swapped in between.
+    const untrusted = untrustedProgram(o.path);
+    if (untrusted) return resolve({ code: null, signal: null, timedOut: false, ms: 0, spawnError: untrusted });
     let child: ReturnType<typeof spawn>;
     try {
-      const [file, ...args] = withoutAmbientCaps([trusted.real, ...o.args]);
+      const [file, ...args] = withoutAmbientCaps([o.path, ...o.args]);
       child = spawn(file, args, { env, detached: true, stdio: ["ignore", "pipe", "pipe"], cwd: "/" });
     } catch (e) {
       return resolve({ code: null, signal: null, timedOut: false, ms: 0, spawnError: (e as Error).message });

@@ -4,9 +4,11 @@
 // the next role change (review). The rule, as sshd's StrictModes: the file, and every directory from
 // / down to it (for the path as named and for where its links lead), belong to root or to the
 // agent's user and are not writable by group or others; a world-writable directory with the sticky
-// bit (/tmp) is fine, as its entries are checked themselves. What runs is the checked real path.
-import { lstatSync, realpathSync, type Stats } from "node:fs";
-import { dirname, resolve } from "node:path";
+// bit (/tmp) is fine, as its entries are checked themselves. Every link on the way is followed and
+// the directory it lies in checked, so no other user can change what the path leads to between the
+// check and the start: the caller runs the path as named.
+import { lstatSync, readlinkSync, realpathSync, type Stats } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
 
 function componentProblem(p: string, st: Stats, uid: number): string | null {
   if (st.uid !== 0 && st.uid !== uid) return `${p} belongs to uid ${st.uid}, not to root or the agent's user (uid ${uid})`;
@@ -15,44 +17,44 @@ function componentProblem(p: string, st: Stats, uid: number): string | null {
   return null;
 }
 
-/** Every component of `path` (absolute) from / down, lstat'ed; the first problem or null. */
-function chainProblem(path: string, uid: number): string | null {
+/**
+ * Every component of `path` from / down, lstat'ed, following each link as the kernel would (the
+ * directory a link lies in is checked before the link is followed: only a trusted user could have
+ * pointed it elsewhere; re-review: a link in a directory others may write could be pointed at
+ * /usr/bin/true, skipping a pre_promote gate); the first problem or null.
+ */
+function chainProblem(path: string, uid: number, depth = 0): string | null {
+  if (depth > 40) return `${path}: too many levels of links`;
+  const abs = resolve(path);
   const parts: string[] = [];
-  for (let p = resolve(path); ; p = dirname(p)) {
+  for (let p = abs; ; p = dirname(p)) {
     parts.unshift(p);
     if (p === dirname(p)) break;
   }
   for (const p of parts) {
     const st = lstatSync(p);
-    if (st.isSymbolicLink()) continue; // its target is checked through the real path
+    if (st.isSymbolicLink()) {
+      const target = resolve(dirname(p), readlinkSync(p));
+      const rest = relative(p, abs);
+      return chainProblem(rest ? join(target, rest) : target, uid, depth + 1);
+    }
     const problem = componentProblem(p, st, uid);
     if (problem) return problem;
   }
   return null;
 }
 
-/**
- * The real path of `path` to run, checked, for an agent of uid `uid`; or why it may not be run. The
- * caller runs the real path: every directory on it is trusted, so nothing can be swapped in between
- * the check and the start (through a link of a link, or a file recreated after the check: re-review).
- */
-export function trustedProgram(path: string, uid = process.getuid?.() ?? 0): { real: string } | { problem: string } {
-  let real: string;
+/** Why `path` may not be run by an agent of uid `uid` (a path that leads nowhere included: re-review), or null. */
+export function untrustedProgram(path: string, uid = process.getuid?.() ?? 0): string | null {
   try {
-    real = realpathSync(path);
+    realpathSync(path);
   } catch (e) {
-    return { problem: `${path} is not run: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : (e as Error).message}` };
+    return `${path} is not run: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "it does not exist" : (e as Error).message}`;
   }
   try {
-    const problem = chainProblem(real, uid);
-    return problem ? { problem: `${path} is not run: ${problem} (another user could change what the agent runs)` } : { real };
+    const problem = chainProblem(path, uid);
+    return problem ? `${path} is not run: ${problem} (another user could change what the agent runs)` : null;
   } catch (e) {
-    return { problem: `${path} is not run: ${(e as Error).message}` };
+    return `${path} is not run: ${(e as Error).message}`;
   }
-}
-
-/** trustedProgram's problem, or null. */
-export function untrustedProgram(path: string, uid?: number): string | null {
-  const t = trustedProgram(path, uid);
-  return "problem" in t ? t.problem : null;
 }

@@ -9,7 +9,7 @@ import { withoutAmbientCaps } from "../caps.ts";
 import type { Config } from "../config/schema.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import type { Logger } from "../log.ts";
-import { trustedProgram } from "../hooks/trusted-path.ts";
+import { untrustedProgram } from "../hooks/trusted-path.ts";
 
 export interface PgpoolBackend { id: number; host: string; port: number; up: boolean; primary: boolean }
 export interface PcpStep { cmd: "promote" | "attach" | "detach"; id: number; why: string }
@@ -204,11 +204,11 @@ export class PgpoolKeeper {
     return new Promise((resolve, reject) => {
       let argv: [string, ...string[]];
       try {
-        // pgpool.bin_dir names the tools: only ones that no other user could have changed, run by
-        // their checked real path (hooks/trusted-path.ts).
-        const trusted = this.bin ? trustedProgram(join(this.bin, tool)) : { real: tool };
-        if ("problem" in trusted) return reject(new PcpFailure(trusted.problem, false));
-        argv = withoutAmbientCaps([trusted.real, "-h", c.pcp_host, "-p", String(c.pcp_port), "-U", c.pcp_user, "-w", ...args]);
+        // pgpool.bin_dir names the tools: only ones that no other user could have changed (hooks/trusted-path.ts).
+        const path = this.bin ? join(this.bin, tool) : tool;
+        const untrusted = this.bin ? untrustedProgram(path) : null;
+        if (untrusted) return reject(new PcpFailure(untrusted, false));
+        argv = withoutAmbientCaps([path, "-h", c.pcp_host, "-p", String(c.pcp_port), "-U", c.pcp_user, "-w", ...args]);
       } catch (e) {
         return reject(e);
       }

@@ -52,14 +52,19 @@ describe("runner", () => {
     const groupWritable = script("group", "exit 0");
     chmodSync(groupWritable, 0o775);
     expect((await run(groupWritable)).spawnError).toContain("writable by its group");
-    // A link of a link through a directory others may write, to a trusted file: what runs is the
-    // checked real path, never the links again (re-review: swapping the middle link after the check).
+    // A link of a link through a directory others may write, even to a trusted file: whoever may
+    // write there could point it at /usr/bin/true and skip a pre_promote gate (re-review).
     const mid = join(open, "mid");
     symlinkSync(ok, mid);
     const outer = join(dir, "outer");
     symlinkSync(mid, outer);
-    const r = await run(outer);
-    expect(r).toMatchObject({ code: 0, spawnError: null }); // resolves to a trusted file: run as that file
+    expect((await run(outer)).spawnError).toContain(`${open} is writable by others`);
+    // Links that lie only in trusted directories: run, as the real path they lead to.
+    const inner = join(dir, "inner");
+    symlinkSync(ok, inner);
+    const twice = join(dir, "twice");
+    symlinkSync(inner, twice);
+    expect(await run(twice)).toMatchObject({ code: 0, spawnError: null });
     // Checked at the agent's start and by `pgherd config check` too, naming the key: a refused
     // pre_promote would otherwise show only at the first failover, as a veto on every node.
     const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\n[hooks]\non_start = "${ok}"\npre_promote = "${theirs}"\non_stop = "${join(dir, "missing")}"\n`, "pgherd.toml");
