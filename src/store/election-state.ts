@@ -14,20 +14,30 @@ const schema = z.strictObject({
   membership: MembershipSchema.nullable(),
   ledTerm: z.number().int().min(0).nullable().default(null),
   guard: GuardSchema.nullable().default(null),
-  hold: z.number().int().min(0).max(3_600_000).default(0),
   bootstrapVote: z.array(NodeIdSchema).max(64).nullable(),
 });
+
+/**
+ * The leader's hold (Persistent.hold) in a file of its own: election.json keeps the shape earlier
+ * versions read (strict), so a rollback still starts (re-review: it refused the file, and deleting a
+ * "corrupt" election.json loses the vote).
+ */
+export const HOLD_FILE = "leader-hold.json";
+const holdSchema = z.strictObject({ hold: z.number().int().min(0).max(3_600_000) });
 
 export type ElectionState = Required<Persistent> & { bootstrapVote: string[] | null };
 
 export class ElectionStore {
   readonly file: string;
+  private readonly holdFile: string;
   private state: ElectionState;
 
   constructor(stateDir: string) {
     this.file = join(stateDir, ELECTION_FILE);
+    this.holdFile = join(stateDir, HOLD_FILE);
     // A corrupt file throws (naming the file): resetting it could let this node vote twice.
-    this.state = readJsonSync(this.file, schema) ?? { term: 0, votedFor: null, membership: null, ledTerm: null, guard: null, hold: 0, bootstrapVote: null };
+    const saved = readJsonSync(this.file, schema) ?? { term: 0, votedFor: null, membership: null, ledTerm: null, guard: null, bootstrapVote: null };
+    this.state = { ...saved, hold: readJsonSync(this.holdFile, holdSchema)?.hold ?? 0 };
   }
 
   get(): ElectionState {
@@ -35,7 +45,12 @@ export class ElectionStore {
   }
 
   saveElection(p: Persistent): void {
-    this.write({ ...this.state, term: p.term, votedFor: p.votedFor, membership: p.membership, ledTerm: p.ledTerm ?? null, guard: p.guard ?? null, hold: p.hold ?? this.state.hold });
+    const hold = p.hold ?? this.state.hold;
+    if (hold !== this.state.hold) {
+      writeJsonDurableSync(this.holdFile, holdSchema.parse({ hold }), 0o600);
+      this.state = { ...this.state, hold };
+    }
+    this.write({ ...this.state, term: p.term, votedFor: p.votedFor, membership: p.membership, ledTerm: p.ledTerm ?? null, guard: p.guard ?? null });
   }
 
   saveBootstrapVote(voters: string[]): void {
@@ -45,9 +60,10 @@ export class ElectionStore {
   private write(next: ElectionState): void {
     // Never write what the next start could not read back (it would refuse to start): the same
     // schema checks before writing, and the file keeps its last good state.
-    const ok = schema.safeParse(next);
+    const { hold: _hold, ...file } = next;
+    const ok = schema.safeParse(file);
     if (!ok.success) throw new StoreError(`${this.file}: refusing to store an invalid election state: ${ok.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-    writeJsonDurableSync(this.file, next, 0o600);
+    writeJsonDurableSync(this.file, file, 0o600);
     this.state = next;
   }
 }
