@@ -154,11 +154,24 @@ export class FlagsStore {
         sh.unsure = true;
       }).finally(() => {
         sh.writing--;
+        this.settled(sh);
       });
       return;
     }
     if (sh.slot.current() !== null || sh.slot.revision() !== 0) return;
     this.queueWrite(sh, false);
+  }
+
+  /**
+   * This node's writes and re-reads are done: one that does not lead (any more) takes the store's copy
+   * as last read, which its listener skipped while they were on their way (re-review: a leader that
+   * lost the key mid-write kept stale flags for good, later polls seeing no change to announce). A
+   * leader's copy is settled by its own writes and re-read (sync).
+   */
+  private settled(sh: Shared): void {
+    if (sh.writing !== 0 || sh.leaderTerm() !== null) return;
+    const cur = sh.slot.current();
+    if (cur) this.fromLeader(cur.value, sh.log);
   }
 
   /** `operator`: an action's change, whose refusal its answer reports (flush); else housekeeping's, retried by the next call. */
@@ -172,6 +185,7 @@ export class FlagsStore {
       sh.lastError = r.message;
     }).finally(() => {
       sh.writing--;
+      this.settled(sh);
     });
   }
 

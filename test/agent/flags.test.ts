@@ -15,6 +15,8 @@ class MemSlot implements StateSlot<SharedFlags> {
   failWrites = 0;
   /** The next writes land, then throw (the answer lost). */
   landThenThrow = 0;
+  /** Set: the next write waits until failed by hand. */
+  hang: ((e: Error) => void) | null | "next" = null;
   cbs: ((v: Stored<SharedFlags>) => void)[] = [];
   current() { return this.last; }
   revision() { return this.last?.mod ?? 0; }
@@ -25,6 +27,7 @@ class MemSlot implements StateSlot<SharedFlags> {
     return this.stored;
   }
   async write(value: SharedFlags, base: number): Promise<CasOutcome> {
+    if (this.hang === "next") return new Promise((_resolve, reject) => { this.hang = reject; });
     if (this.failWrites > 0) {
       this.failWrites--;
       throw new Error("request timed out");
@@ -99,3 +102,25 @@ test("a write that landed without an answer, read back while a later change is o
   expect(flags.get()).toEqual({ paused: true, scheduled: null });
   expect(slot.stored?.value).toEqual({ paused: true, scheduled: null });
 }));
+
+test("a leader that lost the key while its write was on its way takes the new leader's flags once the write ended (re-review: its listener had skipped them, later polls saw no change)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-flags-"));
+  try {
+    const slot = new MemSlot();
+    const flags = new FlagsStore(dir);
+    let term: number | null = 3;
+    flags.share(slot, () => term, memoryLogger());
+    slot.hang = "next";
+    flags.set({ scheduled: SCHEDULE }); // its write hangs
+    await Bun.sleep(1);
+    term = null; // the key lost meanwhile
+    slot.stored = { value: { paused: true, scheduled: null }, mod: 7 }; // the next leader's pause
+    await slot.read(); // a poll: the listener skips it, a write being on its way
+    (slot.hang as unknown as (e: Error) => void)(new Error("request timed out"));
+    await flags.flush();
+    expect(flags.get()).toEqual({ paused: true, scheduled: null });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
