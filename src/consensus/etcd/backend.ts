@@ -220,9 +220,10 @@ export class EtcdConsensus implements Consensus {
       // watchdog at the lease's deadline: the key is not released before that and its budget
       // (review: the others took it at once while the old primary still wrote).
       if (!(await this.lead.lose(`resigned: ${reason}`))) {
-        const wait = Math.max(0, was.until + this.o.fenceMs - this.clock());
-        this.o.log.warn(`the fence could not confirm PostgreSQL stopped: the leader key is released in ${Math.round(wait)} ms, once the watchdog has stopped it`);
-        await new Promise((r) => setTimeout(r, wait));
+        const deadline = was.until + this.o.fenceMs;
+        this.o.log.warn(`the fence could not confirm PostgreSQL stopped: the leader key is released in ${Math.round(Math.max(0, deadline - this.clock()))} ms, once the watchdog has stopped it`);
+        // A timer may fire a fraction of a millisecond before its delay (CI199): wait until the clock says so.
+        while (this.clock() < deadline) await new Promise((r) => setTimeout(r, Math.ceil(deadline - this.clock())));
         if (this.stopped) return; // stopped or replaced meanwhile: nothing more to write
         this.resignation.pause();
       }
