@@ -179,15 +179,18 @@ export const configCommand = (ctx: CliContext) =>
           // The agent also refuses a file group or others may read (ownership it checks against its own user at start).
           const fd = openSync(path, "r");
           let problem: string;
+          let owner: number;
           try {
             const st = fstatSync(fd);
             problem = privacyProblem(st, path, st.uid);
+            owner = st.uid; // the agent runs as the file's owner (it refuses another's)
           } finally {
             closeSync(fd);
           }
           if (problem) throw new CliExit(EXIT_USAGE, `${basename(path)}: ${problem}`);
-          // And the secret files it names, as the agent reads them (readPrivateFile).
-          const secrets = [...secretFiles(cfg).map(([key, p]) => secretFileProblem(p, key)).filter(Boolean), ...programProblems(cfg)];
+          // And the secret files it names, as the agent reads them (readPrivateFile), and the programs
+          // it would run (hooks/programs.ts), as the agent's user would find them.
+          const secrets = [...secretFiles(cfg).map(([key, p]) => secretFileProblem(p, key)).filter(Boolean), ...programProblems(cfg, owner)];
           if (secrets.length) throw new CliExit(EXIT_USAGE, secrets.map((m) => `${basename(path)}: ${m}`).join("\n"));
           ctx.out(`${path}: valid (cluster ${cfg.cluster}, node ${cfg.node_name}, ${cfg.role})\n`);
         },

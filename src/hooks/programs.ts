@@ -14,7 +14,7 @@ export const PCP_TOOLS = ["pcp_node_info", "pcp_promote_node", "pcp_attach_node"
 export function configuredPrograms(cfg: Config): [string, string][] {
   const out: [string, string][] = [];
   for (const k of ["on_start", "on_stop", "on_role_change", "pre_promote"] as const) if (cfg.hooks[k]) out.push([`hooks.${k}`, cfg.hooks[k]]);
-  if (cfg.pgpool.pcp_host) {
+  if (cfg.pgpool.pcp_host && cfg.role !== "witness") { // a witness never leads, so never runs them
     const bin = cfg.pgpool.bin_dir || (existsSync("/usr/sbin/pcp_node_info") ? "/usr/sbin" : "");
     if (bin) for (const t of PCP_TOOLS) out.push([cfg.pgpool.bin_dir ? "pgpool.bin_dir" : "pgpool (/usr/sbin)", join(bin, t)]);
   }
