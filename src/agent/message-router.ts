@@ -139,7 +139,7 @@ export class MessageRouter {
       report: msg.pg, role: msg.role, at: this.d.now(), nofailover: msg.nofailover ?? false,
       ...(msg.promotable !== undefined ? { promotable: msg.promotable } : {}), ...(msg.epoch !== undefined ? { epoch: msg.epoch } : {}),
       ...(msg.seq !== undefined ? { seq: msg.seq } : {}), ...(msg.heard !== undefined ? { heard: msg.heard } : {}),
-      ...optional("stoppedSince", F.stoppedSince(held, msg.pg, this.d.now())),
+      ...optional("unreadableSince", F.unreadableSince(held, msg.pg, this.d.now())),
     });
     if (this.d.consensus.status().leader !== peer) return;
     this.d.exclusionHeard(peer, msg.exclusion ?? null, msg);

@@ -19,8 +19,8 @@ export interface PeerReport {
   seq?: number;
   /** The last leader state message it processed (absent from older versions). */
   heard?: Heard;
-  /** Since when its reports say its PostgreSQL is not running (absent: running, or no report of a server). */
-  stoppedSince?: number;
+  /** Since when its reports say its data cannot be read (absent: they do not). */
+  unreadableSince?: number;
 }
 
 /**
@@ -106,15 +106,15 @@ export function downForMs(s: FactsSnapshot, id: string): number {
 export function slotIdleForMs(s: FactsSnapshot, id: string): number {
   const down = downForMs(s, id);
   if (down > 0) return down;
-  const since = s.reports.get(id)?.stoppedSince;
+  const since = s.reports.get(id)?.unreadableSince;
   return since === undefined ? 0 : s.now - since;
 }
 
-/** A member's stoppedSince after a report at `now`: since its first report of data it cannot read, while they go on. */
-export function stoppedSince(held: PeerReport | undefined, report: PgReport | null, now: number): number | undefined {
+/** A member's unreadableSince after a report at `now`: since its first report of data it cannot read, while they go on. */
+export function unreadableSince(held: PeerReport | undefined, report: PgReport | null, now: number): number | undefined {
   const unreadable = (r: PgReport | null | undefined) => r?.data === "unknown";
   if (!unreadable(report)) return undefined;
-  return unreadable(held?.report) ? (held!.stoppedSince ?? now) : now;
+  return unreadable(held?.report) ? (held!.unreadableSince ?? now) : now;
 }
 
 /**

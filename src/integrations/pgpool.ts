@@ -3,13 +3,14 @@
 // failover is off (docs/pgpool.md), sends writes to the primary pgherd elected and reads only to
 // standbys that stream from it. planPgpool is pure; PgpoolKeeper runs the commands.
 import { execFile } from "node:child_process";
-import { accessSync, constants, existsSync } from "node:fs";
+import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
 import { withoutAmbientCaps } from "../caps.ts";
 import type { Config } from "../config/schema.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import type { Logger } from "../log.ts";
 import { untrustedProgram } from "../hooks/trusted-path.ts";
+import { pcpBinDir } from "../hooks/programs.ts";
 
 export interface PgpoolBackend { id: number; host: string; port: number; up: boolean; primary: boolean }
 export interface PcpStep { cmd: "promote" | "attach" | "detach"; id: number; why: string }
@@ -109,7 +110,7 @@ export class PgpoolKeeper {
     private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null,
     private readonly timeoutMs = PCP_TIMEOUT_MS, private readonly now: () => number = () => performance.now(),
   ) {
-    this.bin = cfg.bin_dir || (existsSync("/usr/sbin/pcp_node_info") ? "/usr/sbin" : "");
+    this.bin = pcpBinDir(cfg);
   }
 
   start(): void {

@@ -46,7 +46,7 @@ test("a late state message of the leader (same run, or its earlier run) changes 
   expect(heard.map((h) => `${h.epoch}/${h.seq}`)).toEqual(["12/4", "12/5", "13/1"]);
 });
 
-test("a peer's reports of data it cannot read: stoppedSince from the first one, kept while they come, gone once it reads it (the slot's idle time)", () => {
+test("a peer's reports of data it cannot read: unreadableSince from the first one, kept while they come, gone once it reads it (the slot's idle time)", () => {
   let now = 1000;
   const reports = new Map<string, PeerReport>();
   const d = {
@@ -59,14 +59,14 @@ test("a peer's reports of data it cannot read: stoppedSince from the first one, 
   const C = "cccccccccccccccc";
   const send = (seq: number, running: boolean) => r.route(C, { t: "state", role: "database", pg: pg(running), epoch: 1, seq } as unknown as AgentMsg);
   send(1, true);
-  expect(reports.get(C)?.stoppedSince).toBeUndefined();
+  expect(reports.get(C)?.unreadableSince).toBeUndefined();
   now = 2000;
   send(2, false);
   now = 3000;
   send(3, false);
-  expect(reports.get(C)?.stoppedSince).toBe(2000);
+  expect(reports.get(C)?.unreadableSince).toBe(2000);
   send(4, true);
-  expect(reports.get(C)?.stoppedSince).toBeUndefined();
+  expect(reports.get(C)?.unreadableSince).toBeUndefined();
 });
 
 test("an action forwarded to this leader that fails here is answered with the error, not left to the asker's timeout", async () => {

@@ -46,7 +46,7 @@ describe("cluster facts", () => {
   test("a slot's idle time: the member down; or, while its reports cannot read its data, since the first such report; a member that reports otherwise is here whatever its server does", () => {
     const unknown = rep({ running: false, up: false, data: "unknown", action: "refuse" });
     let held: F.PeerReport | undefined;
-    const report = (r: PgReport, at: number) => (held = { report: r, role: "database", at, nofailover: false, ...(F.stoppedSince(held, r, at) !== undefined ? { stoppedSince: F.stoppedSince(held, r, at) } : {}) });
+    const report = (r: PgReport, at: number) => (held = { report: r, role: "database", at, nofailover: false, ...(F.unreadableSince(held, r, at) !== undefined ? { unreadableSince: F.unreadableSince(held, r, at) } : {}) });
     const idle = (now: number) => F.slotIdleForMs(snap({ now, reports: new Map([["b", held!]]) }), "b");
     report(rep(), 10_000);
     expect(idle(11_000)).toBe(0);
