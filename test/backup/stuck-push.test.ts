@@ -74,9 +74,11 @@ test.skipIf(process.getuid?.() !== 0)("as root: a push of another user, in the d
   chmodSync(base, 0o755);
   symlinkSync(theirs, link);
   const asNobody = { uid: 65534, gid: 65534 };
-  // bash keeps its arguments as its command line (the sleep is a child of it: `; :` after it).
-  const inData = spawn("/bin/bash", ["-c", "sleep 30; :", "pgherd", "backup", "wal-push", "x"], { cwd: data, detached: true, ...asNobody });
-  const inTheirs = spawn("/bin/bash", ["-c", "sleep 30; :", "pgbackrest", "archive-push", "x"], { cwd: theirs, detached: true, ...asNobody });
+  // bash keeps its arguments as its command line, and waits in a builtin (a read on the stdin pipe
+  // this process holds open) so it forks nothing: a child between its fork and its exec has the
+  // same command line, directory and user, and is a second push to find (CI: [pid, pid + 2]).
+  const inData = spawn("/bin/bash", ["-c", "read -r -t 30 _; :", "pgherd", "backup", "wal-push", "x"], { cwd: data, detached: true, ...asNobody });
+  const inTheirs = spawn("/bin/bash", ["-c", "read -r -t 30 _; :", "pgbackrest", "archive-push", "x"], { cwd: theirs, detached: true, ...asNobody });
   try {
     // Until each runs as nobody with its own command line (spawn returns before the exec).
     const running = (p: ReturnType<typeof spawn>, arg: string) => {
@@ -98,7 +100,7 @@ test.skipIf(process.getuid?.() !== 0)("as root: a push of another user, in the d
   } finally {
     for (const p of [inData, inTheirs]) {
       try {
-        process.kill(-p.pid!, "SIGKILL"); // bash and its sleep
+        process.kill(-p.pid!, "SIGKILL");
       } catch {
         // gone
       }

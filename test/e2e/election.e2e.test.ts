@@ -128,6 +128,8 @@ describe("election with real agents", () => {
     expect(t1.getTime()).toBeLessThan(t2.getTime());
     expect(t1.getTime() - t0.getTime()).toBeLessThanOrEqual(LEASE_MS + 500);
     expect(t2.getTime() - t0.getTime()).toBeLessThanOrEqual(TIMEOUT_MS + JITTER_MS + 1500);
+    // It stepped down because its lease ran out (what it said instead, if not: the failure shows it).
+    expect(old.agent.linesMatching(/stepped-down: /).map((l) => l.replace(/^.*stepped-down: /, "")).filter((l) => !l.startsWith("lease expired in term"))).toEqual([]);
     expect(old.agent.linesMatching(/stepped-down: lease expired in term/).length).toBeGreaterThan(0);
 
     // Pre-vote: the cut-off node campaigns, but cannot raise its term without a majority.
