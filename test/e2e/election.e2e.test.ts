@@ -128,9 +128,9 @@ describe("election with real agents", () => {
     expect(t1.getTime()).toBeLessThan(t2.getTime());
     expect(t1.getTime() - t0.getTime()).toBeLessThanOrEqual(LEASE_MS + 500);
     expect(t2.getTime() - t0.getTime()).toBeLessThanOrEqual(TIMEOUT_MS + JITTER_MS + 1500);
-    // It stepped down because its lease ran out (what it said instead, if not: the failure shows it).
-    expect(old.agent.linesMatching(/stepped-down: /).map((l) => l.replace(/^.*stepped-down: /, "")).filter((l) => !l.startsWith("lease expired in term"))).toEqual([]);
-    expect(old.agent.linesMatching(/stepped-down: lease expired in term/).length).toBeGreaterThan(0);
+    // It stepped down because its lease ran out (if not, the failure shows each step-down it logged).
+    const downs = old.agent.linesMatching(/stepped-down: /);
+    expect(downs.some((l) => /stepped-down: lease expired in term/.test(l)) ? [] : downs).toEqual([]);
 
     // Pre-vote: the cut-off node campaigns, but cannot raise its term without a majority.
     const cutOff = await waitFor(async () => {
