@@ -4,13 +4,12 @@
 // standbys that stream from it. planPgpool is pure; PgpoolKeeper runs the commands.
 import { execFile } from "node:child_process";
 import { accessSync, constants } from "node:fs";
-import { join } from "node:path";
 import { withoutAmbientCaps } from "../caps.ts";
 import type { Config } from "../config/schema.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
 import type { Logger } from "../log.ts";
 import { untrustedProgram } from "../hooks/trusted-path.ts";
-import { pcpBinDir } from "../hooks/programs.ts";
+import { PCP_PATH, pcpToolPath, type PCP_TOOLS } from "../hooks/programs.ts";
 
 export interface PgpoolBackend { id: number; host: string; port: number; up: boolean; primary: boolean }
 export interface PcpStep { cmd: "promote" | "attach" | "detach"; id: number; why: string }
@@ -100,7 +99,6 @@ export class PgpoolKeeper {
   private busy = false;
   private kickedWhileBusy = false;
   private lastProblem = "";
-  private readonly bin: string;
   /** The last PCP request each backend id was sent, within PCP_SETTLE_MS of its end (`now`). */
   private readonly sent = new Map<number, SentRequest>();
   private stopped = false;
@@ -110,7 +108,6 @@ export class PgpoolKeeper {
     private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null,
     private readonly timeoutMs = PCP_TIMEOUT_MS, private readonly now: () => number = () => performance.now(),
   ) {
-    this.bin = pcpBinDir(cfg);
   }
 
   start(): void {
@@ -185,7 +182,7 @@ export class PgpoolKeeper {
       // The window starts when the command ends: a slow one (or one killed at its deadline, longer
       // than the window) may be carried out only now.
       const held = () => this.sent.set(s.id, { cmd: s.cmd, addr: addrOf(backends.find((b) => b.id === s.id)), at: this.now() });
-      await this.pcp(`pcp_${s.cmd}_node`, args).then(held, (e: Error) => {
+      await this.pcp(`pcp_${s.cmd}_node` as const, args).then(held, (e: Error) => {
         if (e instanceof PcpFailure && e.mayBeTaken) held();
         throw e;
       });
@@ -200,14 +197,14 @@ export class PgpoolKeeper {
   }
 
   /** A PCP command, without the agent's ambient capabilities (caps.ts); the password comes from the .pcppass file (PCPPASSFILE), never argv or the environment. */
-  private pcp(tool: string, args: string[]): Promise<string> {
+  private pcp(tool: (typeof PCP_TOOLS)[number], args: string[]): Promise<string> {
     const c = this.cfg;
     return new Promise((resolve, reject) => {
       let argv: [string, ...string[]];
       try {
-        // pgpool.bin_dir names the tools: only ones that no other user could have changed (hooks/trusted-path.ts).
-        const path = this.bin ? join(this.bin, tool) : tool;
-        const untrusted = this.bin ? untrustedProgram(path) : null;
+        // Only tools no other user could have changed, under pgpool.bin_dir or found in PCP_PATH (hooks/trusted-path.ts).
+        const path = pcpToolPath(c, tool);
+        const untrusted = untrustedProgram(path);
         if (untrusted) return reject(new PcpFailure(untrusted, false));
         argv = withoutAmbientCaps([path, "-h", c.pcp_host, "-p", String(c.pcp_port), "-U", c.pcp_user, "-w", ...args]);
       } catch (e) {
@@ -215,7 +212,7 @@ export class PgpoolKeeper {
       }
       execFile(argv[0], argv.slice(1), {
         timeout: this.timeoutMs, killSignal: "SIGKILL",
-        env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", PCPPASSFILE: c.pcp_password_file, LANG: "C" },
+        env: { PATH: PCP_PATH, PCPPASSFILE: c.pcp_password_file, LANG: "C" },
       }, (err, stdout, stderr) => {
         if (err?.killed) reject(new PcpFailure(`${[tool, ...args].join(" ")}: no answer from ${c.pcp_host}:${c.pcp_port} within ${this.timeoutMs} ms (after a failover pgpool takes no PCP request until every PCP session open at the time has ended: see "TCP keepalive on the pgpool host" in docs/pgpool.md)`, true));
         else if (err) reject(new PcpFailure(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}${unreadable(c.pcp_password_file)}`, pcpMayBeTaken(String(stderr))));

@@ -8,7 +8,8 @@ import { decideHa, type HaInput } from "../../src/core/ha.ts";
 import { Hooks, type HookRecord } from "../../src/hooks/hooks.ts";
 import { observeRole, type Observation, type WatchState } from "../../src/hooks/role-watch.ts";
 import { runHook } from "../../src/hooks/runner.ts";
-import { programProblems } from "../../src/hooks/programs.ts";
+import { untrustedProgram } from "../../src/hooks/trusted-path.ts";
+import { PCP_PATH, PCP_TOOLS, pcpToolPath, programProblems } from "../../src/hooks/programs.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { parseConfig } from "../../src/config/load.ts";
 
@@ -74,6 +75,25 @@ describe("runner", () => {
     expect(problems[0]).toContain("does not exist");
     expect(problems[1]).toStartWith("hooks.pre_promote: ");
     expect(problems[1]).toContain("belongs to uid 1000");
+    // pgpool's PCP tools found through PATH (no pgpool.bin_dir) are checked the same way (review:
+    // they were run unchecked): the first one found, refused when another user could change it.
+    const pathDir = join(open, "bin");
+    mkdirSync(pathDir);
+    chmodSync(pathDir, 0o755);
+    writeFileSync(join(pathDir, "pcp_node_info"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const found = pcpToolPath({ bin_dir: "" }, "pcp_node_info", `${pathDir}:/usr/sbin`);
+    expect(found).toBe(join(pathDir, "pcp_node_info"));
+    expect(untrustedProgram(found)).toContain(`${open} is writable by others`);
+    expect(pcpToolPath({ bin_dir: "" }, "pcp_node_info", join(dir, "empty"))).toBe("pcp_node_info");
+    expect(untrustedProgram("pcp_node_info")).toContain("does not exist");
+    expect(pcpToolPath({ bin_dir: "/opt/pgpool/bin" }, "pcp_node_info", pathDir)).toBe("/opt/pgpool/bin/pcp_node_info");
+    const pcpCfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\n[pgpool]\npcp_host = "127.0.0.1"\npcp_password_file = "/nonexistent"\n`, "pgherd.toml");
+    const expected = PCP_TOOLS.flatMap((t) => {
+      const p = pcpToolPath(pcpCfg.pgpool, t);
+      const why = untrustedProgram(p);
+      return why ? [`pgpool.pcp_host (${t} looked up in ${PCP_PATH}; pgpool.bin_dir names another place): ${why}`] : [];
+    });
+    expect(programProblems(pcpCfg)).toEqual(expected);
 
   });
 
