@@ -190,7 +190,7 @@ export class ConfigLeader {
       const late = fetching(); // a later version heard of while it waited
       if (late) return late;
       const base = this.doc?.version ?? 0;
-      const r = D.decideChange(this.doc, change, { term: l.term, at: new Date().toISOString(), by: me });
+      const r = D.decideChange(this.doc, change, { term: l.term, at: new Date().toISOString(), by: me, replUser: this.d.cfg.postgres.repl_user });
       if (!r.ok) return { status: r.status, ok: false, message: r.error };
       if (r.changed.length === 0) return { status: 200, ok: true, message: `nothing to change (version ${base})`, detail: { version: base } };
       // Awaited only when there is something to check: otherwise the document is stored before anything else runs.
@@ -264,7 +264,7 @@ export class ConfigLeader {
       const seeded = !this.doc;
       const cur = this.doc ?? this.seedDoc(term);
       const base = cur.version;
-      const r = D.decideChange(cur, change, { term, at: new Date().toISOString(), by: this.d.cfg.node_name });
+      const r = D.decideChange(cur, change, { term, at: new Date().toISOString(), by: this.d.cfg.node_name, replUser: this.d.cfg.postgres.repl_user });
       if (!r.ok) return { status: r.status, ok: false, message: r.error };
       if (r.changed.length === 0 && !seeded) return { status: 200, ok: true, message: `nothing to change (version ${base})`, detail: { version: base } };
       const refused = await this.refused(r);

@@ -6,6 +6,7 @@
 import { configErrorMap, issueLines } from "./errors.ts";
 import { type DynamicDoc, type DynamicSettings, dynamicSettings } from "./schema-dynamic.ts";
 import { HOST_ONLY_KEYS } from "./pg-values.ts";
+import { shadowedAccessRule } from "./schema-access.ts";
 
 /** A change: keys to set (dotted; "" or null removes a parameter), or a whole new document (config edit). */
 export interface DynamicChange {
@@ -93,7 +94,7 @@ export function applySet(cur: DynamicSettings, set: Readonly<Record<string, unkn
  * The leader's decision on a change: refused when it names another base version than the current
  * one (409) or when the result breaks the schema (400, naming the key); else the next version.
  */
-export function decideChange(cur: DynamicDoc | null, change: DynamicChange, meta: { term: number; at: string; by: string }): ChangeResult {
+export function decideChange(cur: DynamicDoc | null, change: DynamicChange, meta: { term: number; at: string; by: string; replUser?: string }): ChangeResult {
   const version = cur?.version ?? 0;
   if (!cur) return { ok: false, status: 409, error: "the cluster has no cluster-wide configuration yet (the leader creates it from its pgherd.toml within seconds): try again" };
   if (change.base !== undefined && change.base !== version) {
@@ -111,6 +112,13 @@ export function decideChange(cur: DynamicDoc | null, change: DynamicChange, meta
   const hostOnly = Object.entries(c.settings.postgres.parameters).find(([k, v]) => HOST_ONLY_KEYS.has(k.toLowerCase()) && before[k] !== v);
   if (hostOnly) {
     return { ok: false, status: 400, error: `postgres.parameters.${hostOnly[0]} runs a program, loads a library from a path or places the server's log, as the PostgreSQL user on every host: set it in each host's pgherd.toml [postgres.parameters], not through the cluster-wide configuration (removing it is allowed)` };
+  }
+  // A new rule that could never admit anyone (one a document holds already stays: it was taken
+  // before). The leader knows its repl_user; the CLI's own check, which may not, leaves it to the leader.
+  const held = new Set(cur.settings.access.map((r) => JSON.stringify(r)));
+  for (const [i, r] of c.settings.access.entries()) {
+    const why = held.has(JSON.stringify(r)) || !meta.replUser ? null : shadowedAccessRule(r, meta.replUser);
+    if (why) return { ok: false, status: 400, error: `access[${i}].user ${why}` };
   }
   const changed = changedKeys(cur.settings, c.settings);
   if (changed.length === 0) return { ok: true, doc: cur, changed };

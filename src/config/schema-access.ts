@@ -53,3 +53,14 @@ export const accessRule = z
 
 export const accessRules = z.array(accessRule).max(1000).default(() => []);
 export type AccessRule = z.output<typeof accessRule>;
+
+/**
+ * Why the rule at `index` can never admit anyone: it names pgherd's replication role over TCP, which
+ * pgherd's pg_hba block rejects from every address but the peers' before any client rule
+ * (src/postgres/hba.ts); or null. A rule of `method = "reject"` changes nothing, so it is let be.
+ */
+export function shadowedAccessRule(r: Pick<AccessRule, "type" | "user" | "method">, replUser: string): string | null {
+  if (r.type === "local" || r.method === "reject") return null;
+  if (!r.user.split(",").includes(replUser)) return null;
+  return `names ${replUser}, pgherd's replication role (postgres.repl_user), which pgherd's pg_hba block rejects over TCP from every address but the peers' before any client rule: this rule would never admit it; give that client a role of its own`;
+}

@@ -12,7 +12,7 @@ import { electionMargins, kernelTimeoutS } from "./margins.ts";
 import { postgresTlsKeys } from "./schema-tls.ts";
 import { logSection } from "./schema-log.ts";
 import { shutdownSection } from "./schema-shutdown.ts";
-import { accessRules } from "./schema-access.ts";
+import { accessRules, shadowedAccessRule } from "./schema-access.ts";
 import { consensusIssues, consensusSection } from "./schema-consensus.ts";
 import { absPath, listenAddresses, noControl, parameters, pgIdent, socketDirOf, socketDirProblem } from "./pg-values.ts";
 import { hooksSection, sentrySection } from "./schema-hooks.ts";
@@ -242,6 +242,10 @@ export const configSchema = (hostName: () => string = hostname) => z.strictObjec
   backup: backupSection().prefault({}),
 }).superRefine((c, ctx) => {
   crossCheckBackup(c, ctx);
+  for (const [i, r] of c.access.entries()) {
+    const why = shadowedAccessRule(r, c.postgres.repl_user);
+    if (why) ctx.addIssue({ code: "custom", path: ["access", i, "user"], message: why });
+  }
   consensusIssues(c, (path, message) => ctx.addIssue({ code: "custom", path, message }));
   if (c.slots.max_slot_wal_keep_size && Object.keys(c.postgres.parameters).some((k) => k.toLowerCase() === "max_slot_wal_keep_size")) {
     ctx.addIssue({ code: "custom", path: ["postgres", "parameters"], message: "sets max_slot_wal_keep_size, and so does slots.max_slot_wal_keep_size: keep one" });

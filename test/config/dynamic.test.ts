@@ -34,6 +34,21 @@ describe("decideChange", () => {
     expect(D.decideChange(seeded, { base: 2, set: { "postgres.parameters.archive_command": null } }, meta).ok).toBe(true);
   });
 
+  test("a new [[access]] rule naming pgherd's replication role over TCP is refused (the managed block rejects that role from all but the peers, so it could never admit it: review); one a document holds stays, local and reject rules are let be", () => {
+    const m = { ...meta, replUser: "pgherd_repl" };
+    const rule = { type: "host", database: "all", user: "app,pgherd_repl", address: "10.0.0.0/8", method: "scram-sha-256" };
+    const r = D.decideChange(doc(1), { base: 1, set: { access: [rule] } }, m);
+    expect(r).toMatchObject({ ok: false, status: 400 });
+    expect(!r.ok && r.error).toStartWith("access[0].user names pgherd_repl, pgherd's replication role");
+    for (const ok of [{ ...rule, user: "app" }, { ...rule, user: "all" }, { ...rule, method: "reject" }, { type: "local", database: "all", user: "pgherd_repl", method: "scram-sha-256" }]) {
+      expect(D.decideChange(doc(1), { base: 1, set: { access: [ok] } }, m).ok).toBe(true);
+    }
+    const holding = doc(2, settings({ access: [rule as DynamicSettings["access"][number]] }));
+    expect(D.decideChange(holding, { base: 2, set: { "postgres.parameters.work_mem": "64MB" } }, m).ok).toBe(true);
+    // Another role name for replication: that one is checked instead.
+    expect(D.decideChange(doc(1), { base: 1, set: { access: [rule] } }, { ...meta, replUser: "repl" }).ok).toBe(true);
+  });
+
   test("a set on the current version makes the next version with exactly the changed keys", () => {
     const r = D.decideChange(doc(3), { base: 3, set: { "postgres.parameters.work_mem": "64MB", durability: "async" } }, meta);
     expect(r.ok).toBe(true);

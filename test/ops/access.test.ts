@@ -42,4 +42,12 @@ test("bad rules are refused naming file, rule and key", () => {
   expect(errors(`[[access]]\nuser = "a"\ndatabase = "replication"\naddress = "10.0.0.1"\n`)[0]).toContain("access.0.database must be");
   expect(errors(`[[access]]\ntype = "local"\nuser = "a"\naddress = "10.0.0.1"\n`)).toEqual(['pgherd.toml: access.0.address must be absent for type "local"']);
   expect(errors(`[[access]]\nuser = "a"\naddress = "10.0.0.1"\nmethod = "cert"\n`)).toEqual(['pgherd.toml: access.0.method cert needs type "hostssl"']);
+  // A rule naming pgherd's replication role over TCP never admits it (the block rejects that role
+  // from all but the peers first: review, it was taken and did nothing); local and reject rules may.
+  expect(errors(`[[access]]\nuser = "app"\naddress = "10.0.0.1"\n[[access]]\ntype = "hostssl"\nuser = "app,pgherd_repl"\naddress = "10.0.0.0/8"\n`)).toEqual([
+    "pgherd.toml: access.1.user names pgherd_repl, pgherd's replication role (postgres.repl_user), which pgherd's pg_hba block rejects over TCP from every address but the peers' before any client rule: this rule would never admit it; give that client a role of its own",
+  ]);
+  expect(errors(`[postgres]\nrepl_user = "repl"\n[[access]]\nuser = "repl"\naddress = "10.0.0.1"\n`)[0]).toContain("access.0.user names repl, ");
+  expect(errors(`[postgres]\nrepl_user = "repl"\n[[access]]\nuser = "pgherd_repl"\naddress = "10.0.0.1"\n`)).toEqual([]);
+  expect(errors(`[[access]]\ntype = "local"\nuser = "pgherd_repl"\n[[access]]\nuser = "pgherd_repl"\naddress = "10.0.0.1"\nmethod = "reject"\n`)).toEqual([]);
 });
