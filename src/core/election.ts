@@ -674,8 +674,13 @@ export class Election implements Consensus {
       this.persist();
     }
     this.electionDeadline = Math.max(this.randomDeadline(now), now + this.leaderHoldMs);
-    // The leader of the current term is authoritative for membership (Raft: its log wins).
-    if (compareVersion(versionOf(m.membership), versionOf(this.membership)) !== 0) {
+    // The leader of the current term is authoritative for membership (Raft: its log wins), but only
+    // forward: it re-stamped the membership in its term when it won (maybeWinVote), so its version
+    // beats any older term's, and within its term its versions only grow. An older one is a
+    // heartbeat delivered out of order (a retiring duplicate connection's queued frames): taking
+    // it would undo a change this node acknowledged and the leader counted as committed, and the
+    // two voter sets' majorities need not overlap (review: two leases at once).
+    if (compareVersion(versionOf(m.membership), versionOf(this.membership)) > 0) {
       this.membership = m.membership;
       this.persist();
       this.notice("membership-changed", `voters ${m.membership.voters.join(",")} (v${m.membership.term}.${m.membership.index})`);

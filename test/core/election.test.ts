@@ -701,6 +701,24 @@ test("a delayed heartbeat with an older guard does not undo a block the follower
   expect(r.send[0]!.msg).not.toHaveProperty("guardSeq");
 });
 
+test("a heartbeat of the current leader delivered out of order does not take the follower's membership back (review: a committed change undone, two leases)", () => {
+  const v2 = { term: 2, index: 3, voters: ["a", "b", "c"] };
+  const v3 = { term: 2, index: 4, voters: ["a", "b", "c", "d"] };
+  const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 2, votedFor: "a", membership: v2 }, 0);
+  const hb = (now: number, seq: number, membership: typeof v2) => e.step({ type: "recv", now, from: "a", msg: { t: "hb", term: 2, seq, membership, pos: { timeline: 3, lsn: "0/1" } } });
+  const add = hb(100, 100, v3);
+  expect(add.persist?.membership).toEqual(v3);
+  expect(add.send[0]!.msg).toMatchObject({ t: "hb-resp", ok: true, cfg: { term: 2, index: 4 } });
+  const stale = hb(110, 80, v2); // sent before the change, delivered after it
+  expect(stale.persist).toBeNull();
+  expect(stale.notices.filter((n) => n.kind === "membership-changed")).toEqual([]);
+  expect(stale.send[0]!.msg).toMatchObject({ cfg: { term: 2, index: 4 } });
+  expect(e.status(110).membership).toEqual(v3);
+  // A new leader's re-stamped membership (a later term) replaces it as before, even with fewer voters.
+  const next = e.step({ type: "recv", now: 200, from: "c", msg: { t: "hb", term: 3, seq: 200, membership: { term: 3, index: 4, voters: ["a", "b", "c"] }, pos: { timeline: 3, lsn: "0/1" } } });
+  expect(next.persist?.membership).toEqual({ term: 3, index: 4, voters: ["a", "b", "c"] });
+});
+
 test("a timeline reserved by a leader cut off after a majority stored it reaches the next leader through the votes (core/timelines.ts)", () => {
   // w votes and never campaigns, so the next leader is the node that never heard the reservation.
   const c = new Cluster(["a", "b", "w"], { witnesses: ["w"] });

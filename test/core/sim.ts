@@ -342,6 +342,10 @@ export function runSim(p: SimParams): SimResult {
       if (ready.persist.term < prev.term) fail(`${n.id} persisted a lower term ${ready.persist.term} < ${prev.term}`);
       if (ready.persist.term === prev.term && prev.votedFor && ready.persist.votedFor !== prev.votedFor)
         fail(`${n.id} changed its vote in term ${prev.term} from ${prev.votedFor} to ${ready.persist.votedFor}`);
+      // Within a term a node's membership only moves forward (a new leader re-stamps it in its own term).
+      const [pm, nm] = [prev.membership, ready.persist.membership];
+      if (ready.persist.term === prev.term && pm && (!nm || nm.term < pm.term || (nm.term === pm.term && nm.index < pm.index)))
+        fail(`${n.id} took its membership back in term ${prev.term} from v${pm.term}.${pm.index} to ${nm ? `v${nm.term}.${nm.index}` : "none"}`);
       n.disk = structuredClone(ready.persist);
       maxTerm = Math.max(maxTerm, n.disk.term);
     }
