@@ -39,7 +39,7 @@ export interface MembershipDeps {
 
 export class MembershipKeeper {
   private note = "";
-  /** Voters an operator asked to remove while this node leads (kept so auto_join does not re-add them). */
+  /** Voters an operator asked to remove while this node leads; once removed the membership's `removed` keeps them out of auto_join. */
   private readonly removals: string[] = [];
   private warnedBadIds = new Set<string>();
   /** The voter change waiting for its failover guard to be stored ("add:<id>"), null: none. */
@@ -101,7 +101,7 @@ export class MembershipKeeper {
     this.warnBadIds(peers.map((p) => p.id));
     const change = nextVoterChange({
       voters: st.membership.voters, approved: st.membership.approved ?? [], autoJoin: this.d.cfg.election.auto_join,
-      peers, removals: this.removals,
+      peers, removals: this.removals, removed: st.membership.removed ?? [],
     });
     this.waiting = change ? `${change.op}:${change.node}` : null;
     if (!change) return;

@@ -62,8 +62,8 @@ export function decideBootstrap(opts: {
 /**
  * After bootstrap: the next voter change the leader should make, one at a time. Removals an
  * operator asked for come first (in the order asked); then a connected node joins when an operator
- * approved it, or when `auto_join` admits every authenticated node (except one an operator removed
- * in this leader's time). Ids that are not node ids never join. Pure.
+ * approved it, or when `auto_join` admits every authenticated node (except one an operator removed:
+ * the membership's `removed`, or a removal asked of this leader). Ids that are not node ids never join. Pure.
  */
 export function nextVoterChange(o: {
   voters: readonly string[];
@@ -73,10 +73,12 @@ export function nextVoterChange(o: {
   peers: readonly { id: string; connected: boolean }[];
   /** Voters an operator asked to remove. */
   removals: readonly string[];
+  /** Nodes an operator removed before (the membership's `removed`): not re-added by auto_join. */
+  removed?: readonly string[];
 }): { op: "add" | "remove"; node: string } | null {
   const gone = o.removals.find((id) => o.voters.includes(id));
   if (gone) return { op: "remove", node: gone };
   const joiner = o.peers.find((p) => p.connected && isNodeId(p.id) && !o.voters.includes(p.id) &&
-    (o.approved.includes(p.id) || (o.autoJoin && !o.removals.includes(p.id))));
+    (o.approved.includes(p.id) || (o.autoJoin && !o.removals.includes(p.id) && !o.removed?.includes(p.id))));
   return joiner ? { op: "add", node: joiner.id } : null;
 }

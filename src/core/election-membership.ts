@@ -38,8 +38,15 @@ export function restamp(m: Membership, term: number): Membership {
 }
 
 /** The leader's membership after an accepted plan, stamped in its term. */
-export function proposed(m: Membership, term: number, plan: { voters: string[]; approved: string[] }): Membership {
-  return { term, index: m.index + 1, voters: plan.voters, ...(plan.approved.length > 0 ? { approved: plan.approved } : {}) };
+export function proposed(m: Membership, term: number, plan: MembershipPlan): Membership {
+  return { term, index: m.index + 1, voters: plan.voters, ...(plan.approved.length > 0 ? { approved: plan.approved } : {}), ...(plan.removed.length > 0 ? { removed: plan.removed } : {}) };
+}
+
+/** The voter set, approvals and removals after one change. */
+export interface MembershipPlan {
+  voters: string[];
+  approved: string[];
+  removed: string[];
 }
 
 /** Leader: whether a majority of `voters` (itself included) stores exactly `mine`. */
@@ -55,25 +62,28 @@ export function storedByMajority(self: string, voters: readonly string[], mine: 
  * add consumes the node's approval; a remove drops the voter and any approval of it.
  */
 export function planMembershipChange(
-  m: Pick<Membership, "voters" | "approved">, op: ProposeOp, node: string, self: string,
-): { voters: string[]; approved: string[] } | { reject: string } {
+  m: Pick<Membership, "voters" | "approved" | "removed">, op: ProposeOp, node: string, self: string,
+): MembershipPlan | { reject: string } {
   if (op !== "remove" && !isNodeId(node)) return { reject: "not a node id (16 lowercase hex characters)" };
   const voters = [...m.voters];
   const approved = (m.approved ?? []).filter((a) => a !== node);
+  const removed = (m.removed ?? []).filter((r) => r !== node);
   const isVoter = voters.includes(node);
   switch (op) {
     case "add":
       if (isVoter) return { reject: "already a voter" };
       if (voters.length >= 64) return { reject: "64 voters at most" };
-      return { voters: [...voters, node].sort(), approved };
+      return { voters: [...voters, node].sort(), approved, removed };
     case "approve":
       if (isVoter) return { reject: "already a voter" };
       if (m.approved?.includes(node)) return { reject: "already approved" };
       if (approved.length >= 64) return { reject: "64 pending approvals at most" };
-      return { voters, approved: [...approved, node].sort() };
+      return { voters, approved: [...approved, node].sort(), removed };
     case "remove":
       if (node === self && isVoter) return { reject: "the leader cannot remove itself; transfer leadership first" };
       if (!isVoter && !m.approved?.includes(node)) return { reject: "not a voter" };
-      return { voters: voters.filter((v) => v !== node), approved };
+      // Kept out of auto_join by every later leader too (review: a removal lived in one leader's
+      // memory, and the next leader added a removed node that still ran straight back).
+      return { voters: voters.filter((v) => v !== node), approved, removed: [...removed, node].slice(-64) };
   }
 }

@@ -41,7 +41,7 @@ import { electionMargins } from "../config/margins.ts";
 import { compareVersion, isNewer, newerMembership, planMembershipChange, proposed, restamp, storedByMajority, versionOf, type ProposeOp } from "./election-membership.ts";
 import { DETACH_TIMEOUT_MS, type Consensus, type ElectionOptions, type Event, type Notice, type Persistent, type Ready, type Role, type Status } from "./election-types.ts";
 
-export { planMembershipChange, type ProposeOp } from "./election-membership.ts";
+export { planMembershipChange, proposed, type ProposeOp } from "./election-membership.ts";
 export { DETACH_TIMEOUT_MS, type Consensus, type ElectionOptions, type Event, type Notice, type Persistent, type Ready, type Role, type Status } from "./election-types.ts";
 
 type VoteMsg = Extract<ElectionMsg, { t: "vote" }>;

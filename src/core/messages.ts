@@ -36,6 +36,11 @@ export const MembershipSchema = z.object({
    * each once it is connected. Stored with the membership, so every later leader knows them.
    */
   approved: z.array(nodeId).max(64).optional(),
+  /**
+   * Nodes an operator removed (`pgherd member remove`), newest last: `auto_join` does not add them
+   * back, under this leader or a later one, until an operator approves them again.
+   */
+  removed: z.array(nodeId).max(64).optional(),
 });
 
 export type Membership = z.infer<typeof MembershipSchema>;

@@ -2,7 +2,7 @@
 // membership change, which voter change the leader makes next, and ids refused at every schema.
 import { describe, expect, test } from "bun:test";
 import { nextVoterChange } from "../../src/core/bootstrap.ts";
-import { Election, planMembershipChange, type Persistent, type Ready } from "../../src/core/election.ts";
+import { Election, planMembershipChange, proposed, type Persistent, type Ready } from "../../src/core/election.ts";
 import { ElectionMsgSchema, isNodeId, MembershipSchema, NodeIdSchema } from "../../src/core/messages.ts";
 import { composeView } from "../../src/core/cluster-view.ts";
 import { rng } from "./sim.ts";
@@ -36,23 +36,38 @@ describe("planMembershipChange", () => {
   const m = { voters: [A, B, C], approved: [D] };
 
   test("approve: a non-voter joins the approved list; voters unchanged (the majority too)", () => {
-    expect(planMembershipChange(m, "approve", E, A)).toEqual({ voters: [A, B, C], approved: [D, E] });
+    expect(planMembershipChange(m, "approve", E, A)).toEqual({ voters: [A, B, C], approved: [D, E], removed: [] });
     expect(planMembershipChange(m, "approve", D, A)).toEqual({ reject: "already approved" });
     expect(planMembershipChange(m, "approve", B, A)).toEqual({ reject: "already a voter" });
     expect(planMembershipChange(m, "approve", "evil node", A)).toEqual({ reject: "not a node id (16 lowercase hex characters)" });
   });
 
   test("add consumes the approval; a bad id is never added", () => {
-    expect(planMembershipChange(m, "add", D, A)).toEqual({ voters: [A, B, C, D], approved: [] });
+    expect(planMembershipChange(m, "add", D, A)).toEqual({ voters: [A, B, C, D], approved: [], removed: [] });
     expect(planMembershipChange(m, "add", "fuzz1", A)).toEqual({ reject: "not a node id (16 lowercase hex characters)" });
     expect(planMembershipChange(m, "add", C, A)).toEqual({ reject: "already a voter" });
   });
 
   test("remove: a voter leaves (and any approval with it), an approval is withdrawn, the leader cannot remove itself", () => {
-    expect(planMembershipChange(m, "remove", C, A)).toEqual({ voters: [A, B], approved: [D] });
-    expect(planMembershipChange(m, "remove", D, A)).toEqual({ voters: [A, B, C], approved: [] });
+    expect(planMembershipChange(m, "remove", C, A)).toEqual({ voters: [A, B], approved: [D], removed: [C] });
+    expect(planMembershipChange(m, "remove", D, A)).toEqual({ voters: [A, B, C], approved: [], removed: [D] });
     expect(planMembershipChange(m, "remove", A, A)).toEqual({ reject: "the leader cannot remove itself; transfer leadership first" });
     expect(planMembershipChange(m, "remove", E, A)).toEqual({ reject: "not a voter" });
+  });
+
+  test("a removal is stored in the membership (review: it lived in one leader's memory, and the next leader's auto_join added a removed node that still ran straight back); an approval or add clears it; 64 kept, newest", () => {
+    const gone = planMembershipChange(m, "remove", C, A);
+    expect(gone).toMatchObject({ removed: [C] });
+    const after = proposed({ term: 3, index: 7, ...m }, 3, gone as Exclude<typeof gone, { reject: string }>);
+    expect(after).toEqual({ term: 3, index: 8, voters: [A, B], approved: [D], removed: [C] });
+    expect(MembershipSchema.parse(after)).toEqual(after);
+    // A later leader (a new term, the re-stamped membership) still keeps it out of auto_join.
+    expect(nextVoterChange({ voters: after.voters, approved: after.approved ?? [], removed: after.removed, autoJoin: true, removals: [], peers: [{ id: C, connected: true }] })).toBeNull();
+    expect(nextVoterChange({ voters: after.voters, approved: after.approved ?? [], autoJoin: true, removals: [], peers: [{ id: C, connected: true }] })).toEqual({ op: "add", node: C });
+    expect(planMembershipChange(after, "approve", C, A)).toEqual({ voters: [A, B], approved: [C, D], removed: [] });
+    expect(planMembershipChange(after, "add", C, A)).toMatchObject({ removed: [] });
+    const many = Array.from({ length: 64 }, (_, i) => (i + 0x100).toString(16).padStart(16, "0"));
+    expect(planMembershipChange({ voters: [A, B, C], removed: many }, "remove", C, A)).toMatchObject({ removed: [...many.slice(1), C] });
   });
 });
 

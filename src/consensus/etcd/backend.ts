@@ -8,13 +8,13 @@
 // the first membership and the stored copy of each read's membership, guard-writes.ts the guard's
 // writes.
 import type { Membership } from "../../core/messages.ts";
-import { planMembershipChange, type ProposeOp, type Role, type Status } from "../../core/election.ts";
+import { planMembershipChange, proposed, type ProposeOp, type Role, type Status } from "../../core/election.ts";
 import { type Position, ZERO_POSITION } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import type { Compare, EtcdClient } from "./client.ts";
-import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, nextMembership, ownsKey, type Snapshot } from "./elect-core.ts";
+import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, ownsKey, type Snapshot } from "./elect-core.ts";
 import { usableLeaseMs } from "./lease-core.ts";
 import { AgentLease } from "./lease.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
@@ -245,7 +245,7 @@ export class EtcdConsensus implements Consensus {
       if (!this.leading || !m) return;
       const plan = planMembershipChange(m.value, op, node, this.o.self.id);
       if ("reject" in plan) return this.o.log.warn(`proposal-rejected: ${op} ${node}: ${plan.reject}`);
-      const next = nextMembership(m.value, this.leading.term, plan.voters, plan.approved);
+      const next = proposed(m.value, this.leading.term, plan); // term: the leader's, as a compare-and-swap value
       if (await this.cas([this.holdsKey(), { key: this.o.keys.membership, target: "MOD", modRevision: m.mod }], this.o.keys.membership, JSON.stringify(next))) {
         this.o.log.info(`membership-changed: voters ${next.voters.join(",")}`);
       }

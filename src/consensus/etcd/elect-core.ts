@@ -216,11 +216,6 @@ export function finalPositionDue(i: { vacatedTerm: number; detaching: boolean; d
   return term;
 }
 
-/** The membership after `op` by the leader, as a compare-and-swap value (term = the leader's term). */
-export function nextMembership(current: Membership, term: number, voters: string[], approved: string[]): Membership {
-  return { term, index: current.index + 1, voters, ...(approved.length > 0 ? { approved } : {}) };
-}
-
 /**
  * Whether a read shows the leader key as this node's, bound to its lease `leaseId` (and of `term`,
  * when given): a leader's fencing deadline moves with a renewal only on such a read (backend.ts
