@@ -280,8 +280,13 @@ export function controlSaysPrimary(state: string): boolean {
  * pg_control holds its source's state ("in production" for a clone): a standby's data. (A primary
  * that crashed during an exclusive backup, PostgreSQL ≤ 14, also leaves backup_label; pgherd takes
  * none, and standby.signal is written only where pgherd decided a standby start.)
+ * ownTimelineStart: a former primary this node started as a standby on its own timeline, to promote
+ * it, and did not see run as a primary (store/own-timeline-marker.ts): "in archive recovery" and
+ * standby.signal since that start, it is still a former primary's data (review: a start after a
+ * restart followed the newest timeline over pages flushed past the fork).
  */
-export function dataWasPrimary(controlState: string | null, standbySignal: boolean, backupLabel = false): boolean {
+export function dataWasPrimary(controlState: string | null, standbySignal: boolean, backupLabel = false, ownTimelineStart = false): boolean {
+  if (ownTimelineStart) return true;
   if (standbySignal && backupLabel) return false;
   return !standbySignal || (controlState !== null && controlSaysPrimary(controlState));
 }

@@ -215,4 +215,17 @@ describe("follower", () => {
       expect(decideHa(follow({}, former))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
     }
   });
+  test("a former primary started on its own timeline and stopped before its promotion is still a former primary's data (review: its standby files made the next start follow the newest timeline over pages flushed past the fork)", () => {
+    // Its files once started so: standby.signal, pg_control "in archive recovery" or "shut down in recovery".
+    for (const st of ["in archive recovery", "shut down in recovery", null]) {
+      expect(dataWasPrimary(st, true)).toBe(false); // what its files alone say
+      expect(dataWasPrimary(st, true, false, true)).toBe(true);
+    }
+    const stopped = { running: false, up: false, inRecovery: null, wasPrimary: dataWasPrimary("in archive recovery", true, false, true), timeline: 1 } as const;
+    // a follower rewinds it; the leader starts it on its own timeline again (not the newest one)
+    expect(decideHa(follow({}, stopped))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
+    expect(decideHa(lead({ reservedTimeline: 2 }, stopped))).toEqual({ kind: "start-standby", upstream: null, ownTimeline: 1 });
+    // without the marker: a plain standby start, along the newest timeline
+    expect(decideHa(lead({ reservedTimeline: 2 }, { ...stopped, wasPrimary: false }))).toEqual({ kind: "start-standby", upstream: null });
+  });
 });

@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rewindTouchedTarget } from "../../src/postgres/rewind.ts";
+import { OWN_TIMELINE_MARKER_FILE, OwnTimelineMarker } from "../../src/store/own-timeline-marker.ts";
 import { REWIND_MARKER_FILE, RewindMarker } from "../../src/store/rewind-marker.ts";
 
 const root = mkdtempSync(join(tmpdir(), "pgherd-rewind-marker-"));
@@ -29,6 +30,21 @@ test("a marker that cannot be read counts as an unfinished rewind (the safe side
   writeFileSync(join(root, REWIND_MARKER_FILE), "{ torn");
   expect(new RewindMarker(root, "/d").get()).toMatchObject({ dataDir: "/d", from: "unknown" });
   new RewindMarker(root, "/d").clear();
+});
+
+test("a start on the own timeline: set before it, read back by a later agent, cleared after; unreadable counts as set", () => {
+  const m = new OwnTimelineMarker(root, "/var/lib/postgresql/data");
+  expect(m.get()).toBeNull();
+  m.set(3, new Date("2026-12-07T13:00:00Z"));
+  expect(statSync(join(root, OWN_TIMELINE_MARKER_FILE)).mode & 0o777).toBe(0o600);
+  expect(new OwnTimelineMarker(root, "/var/lib/postgresql/data").get()).toEqual({ dataDir: "/var/lib/postgresql/data", timeline: 3, at: "2026-12-07T13:00:00.000Z" });
+  expect(new OwnTimelineMarker(root, "/srv/pg").get()).toBeNull();
+  expect(new RewindMarker(root, "/var/lib/postgresql/data").get()).toBeNull(); // a file of its own
+  m.clear();
+  expect(m.get()).toBeNull();
+  writeFileSync(join(root, OWN_TIMELINE_MARKER_FILE), "{ torn");
+  expect(m.get()).toMatchObject({ dataDir: "/var/lib/postgresql/data" });
+  m.clear();
 });
 
 test("pg_rewind's output says whether it reached its writes ('need to copy' comes right before them)", () => {

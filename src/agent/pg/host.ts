@@ -2,6 +2,7 @@
 // configuration, start/stop, and the facts the last monitoring round observed.
 import { endArchivePushes, serverStopping } from "../../backup/stuck-push.ts";
 import { RepoDownFlag } from "../../backup/repo-down.ts";
+import { OwnTimelineMarker } from "../../store/own-timeline-marker.ts";
 import { RewindMarker } from "../../store/rewind-marker.ts";
 import { join } from "node:path";
 import { parseHostPort } from "../../config/hostport.ts";
@@ -39,6 +40,8 @@ export class PgHost {
   readonly tls: NodeTls;
   /** A pg_rewind that started and did not finish (store/rewind-marker.ts): the data directory is rebuilt, never started. */
   readonly rewindMarker: RewindMarker;
+  /** A former primary started as a standby on its own timeline, not promoted yet (store/own-timeline-marker.ts): still a former primary's data. */
+  readonly ownTimelineMarker: OwnTimelineMarker;
   /** restore_command's view of the repository host (backup/repo-down.ts). */
   readonly repoDown: RepoDownFlag;
   private db: Db | null = null;
@@ -122,6 +125,7 @@ export class PgHost {
     this.passfile = passfileFor(cfg.postgres.data_dir);
     this.tls = new NodeTls({ cfg, secrets: ctx, log });
     this.rewindMarker = new RewindMarker(cfg.state_dir, cfg.postgres.data_dir);
+    this.ownTimelineMarker = new OwnTimelineMarker(cfg.state_dir, cfg.postgres.data_dir);
     this.repoDown = new RepoDownFlag(cfg, log);
   }
 

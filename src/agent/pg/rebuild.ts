@@ -269,6 +269,7 @@ export class Rebuilder {
     const old = await swapDataDir(target, h.node.dataDir);
     this.restoredLast = how === RESTORED; // in place, whether or not its first start works
     h.rewindMarker.clear(); // a fresh directory: an unfinished rewind of the one moved aside no longer matters
+    h.ownTimelineMarker.clear(); // nor a start on the old directory's own timeline
     const keep = h.cfg.rejoin.keep_old;
     if (old) h.log.warn(keep > 0 ? `previous data directory kept at ${old}` : `previous data directory moved aside to ${old}: removed once the new server runs (rejoin.keep_old = 0)`);
     h.log.info(`data directory created by ${how}`);
@@ -341,6 +342,7 @@ export class Rebuilder {
     // the marker: a clone, as after any rewind not seen to its end).
     await h.writeConfig(true, from);
     h.rewindMarker.clear();
+    h.ownTimelineMarker.clear(); // on the new primary's history now (or it was already: not needed)
     this.connectFailing = null;
     h.log.info(r === "rewound" ? "pg_rewind: rewound onto the new primary's timeline" : "pg_rewind: histories agree, no rewind needed");
     if (r === "not-needed" && stuck) {

@@ -106,8 +106,13 @@ export class MonitorRound {
     const lead = ctx.leadership();
     // A clean handover speaks for a server stopped by it, until that server runs again (in any role).
     if (p.up) h.handedOver = false;
+    // A former primary started on its own timeline and not promoted yet looks like a standby's data
+    // by its files: the marker says what it is (store/own-timeline-marker.ts). Once it runs as a
+    // primary the marker has done its work.
+    const ownStart = info.empty ? null : h.ownTimelineMarker.get();
+    if (ownStart && p.up && !p.inRecovery) h.ownTimelineMarker.clear();
     const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false
-      : !info.empty && dataWasPrimary(info.control?.state ?? null, standbySignal, standbySignal && existsSync(join(h.node.dataDir, "backup_label")));
+      : !info.empty && dataWasPrimary(info.control?.state ?? null, standbySignal, standbySignal && existsSync(join(h.node.dataDir, "backup_label")), ownStart !== null);
     const local: LocalPg = {
       data, systemId, running: info.running, up: p.up, inRecovery: p.up ? p.inRecovery : null, upstream: h.upstream,
       wasPrimary, timeline: p.up ? p.timeline : await stoppedTimeline(h, info.control?.timeline ?? null, wasPrimary),
@@ -299,6 +304,7 @@ export class MonitorRound {
           // The first step of a promotion: only under this agent's lease, as the promotion itself.
           return h.fencer.asPrimary("start to promote", async () => {
             h.log.info(`starting this leader's stopped ${d.ownTimeline ? "former primary" : "standby"} as a standby without an upstream, to promote it (a new timeline)`);
+            if (d.ownTimeline) h.ownTimelineMarker.set(d.ownTimeline); // fsync'd before the start that makes its files look like a standby's
             await h.writeConfig(true, undefined, d.ownTimeline ? { ownTimeline: d.ownTimeline } : {});
             await h.startServer();
           });
