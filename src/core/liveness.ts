@@ -115,12 +115,18 @@ export interface Liveness {
   walWrittenAt: number | null;
   frozenSince: number | null;
   writeErrorSince: number | null;
+  /**
+   * Since when the heartbeat commit has not completed: set by a commit that timed out, kept while
+   * none is tried (the fresh connection failed: refused when every slot is taken, or hung), cleared
+   * by one that got an answer.
+   */
+  writeTimedOutSince: number | null;
   fullSince: number | null;
   verdict: Verdict;
 }
 
 export function initialLiveness(now: number): Liveness {
-  return { lastAnswerAt: now, lastWalAt: now, walWrittenAt: null, frozenSince: null, writeErrorSince: null, fullSince: null, verdict: { state: "ok", reason: "", since: now } };
+  return { lastAnswerAt: now, lastWalAt: now, walWrittenAt: null, frozenSince: null, writeErrorSince: null, writeTimedOutSince: null, fullSince: null, verdict: { state: "ok", reason: "", since: now } };
 }
 
 /** The disk that is fullest relative to its thresholds: full, low (warning) or null. */
@@ -170,7 +176,10 @@ export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThreshol
   const walMoved = o.walWrittenAt !== null && prev.walWrittenAt !== null && o.walWrittenAt !== prev.walWrittenAt;
   const lastWalAt = walMoved ? now : prev.lastWalAt;
   const frozenSince = frozenSinceOf(prev.frozenSince, o.startedAt, o.stoppedSince);
-  const writeErrorSince = writeBroken(o.write) ? (prev.writeErrorSince ?? o.startedAt) : null;
+  // Counted from the first failure's answer, not the round's start: one failure after a slow
+  // connection is not cannotWriteMs of failures (review: a single transient 53200 was enough).
+  const writeErrorSince = writeBroken(o.write) ? (prev.writeErrorSince ?? o.answeredAt ?? now) : null;
+  const writeTimedOutSince = o.write?.kind === "timeout" ? (prev.writeTimedOutSince ?? o.startedAt) : o.write === null ? (prev.writeTimedOutSince ?? null) : null;
   const disk = diskWarning(o.disks, t);
   const fullSince = disk?.full ? (prev.fullSince ?? now) : null;
   const quietMs = now - Math.max(lastAnswerAt, lastWalAt);
@@ -182,7 +191,7 @@ export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThreshol
     : frozenSince !== null && !any && now - frozenSince >= t.frozenMs && now - lastWalAt >= t.frozenMs ? frozenSince : null;
 
   const next = (state: LivenessState, reason: string): Liveness => ({
-    lastAnswerAt, lastWalAt, walWrittenAt: o.walWrittenAt ?? prev.walWrittenAt, frozenSince, writeErrorSince, fullSince,
+    lastAnswerAt, lastWalAt, walWrittenAt: o.walWrittenAt ?? prev.walWrittenAt, frozenSince, writeErrorSince, writeTimedOutSince, fullSince,
     verdict: { state, reason, since: prev.verdict.state === state ? prev.verdict.since : sinceOf(state) },
   });
   const sinceOf = (state: LivenessState): number => {
@@ -202,8 +211,12 @@ export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThreshol
   if (writeErrorSince !== null && now - writeErrorSince >= t.cannotWriteMs) {
     return next("cannot-write", `the agent's heartbeat commit fails: ${(o.write as { error: string }).error}`);
   }
-  if (o.write?.kind === "timeout" && answered(o.probe) && now - lastWalAt >= t.stuckMs) {
-    return next("cannot-write", `no commit completes and no WAL was written for ${secs(now - lastWalAt)} although the server answers queries`);
+  // A commit that timed out and none completed since: the commits after it could not even be tried
+  // when the fresh connection is refused (every slot taken by clients waiting on their own commits)
+  // or hangs (review: that read as healthy for good).
+  if (writeTimedOutSince !== null && answered(o.probe) && now - lastWalAt >= t.stuckMs) {
+    const fresh = o.write === null && o.fresh.kind !== "ok" ? `; the last one tried timed out, and a fresh connection for another ${o.fresh.kind === "timeout" ? "timed out" : `failed: ${o.fresh.error}`}` : "";
+    return next("cannot-write", `no commit completes${fresh} and no WAL was written for ${secs(now - lastWalAt)} although the server answers queries`);
   }
   const slow = [o.probe, o.fresh, o.write].filter((a): a is Attempt => a !== null && (a.kind === "timeout" || a.ms > t.busyMs));
   if (slow.length > 0 || writeErrorSince !== null || frozenSince !== null) {

@@ -69,6 +69,15 @@ describe("leader", () => {
     expect(decideHa(lead({ successor: "S2" }, { running: false, up: false, diskFull: "data file system /pg: 0 B free" }))).toMatchObject({ kind: "resign", to: "S2" });
     expect(decideHa(lead({}, { running: false, up: false, diskFull: null, wasPrimary: true })).kind).toBe("start-primary");
   });
+  test("a full disk with no standby streaming to take over: no resign, which would stop the server and lead again (review: a loop that never started it, its temporary files never removed)", () => {
+    // running: left running, said why
+    const d = decideHa(lead({ successor: null }, { inRecovery: false, health: { state: "disk-full", reason: "data file system /pg: 1.0 MB free" } }));
+    expect(d).toEqual({ kind: "wait", reason: expect.stringContaining("no standby streams to take over") });
+    // stopped: started (its start removes the temporary files of the queries the stop ended)
+    expect(decideHa(lead({ successor: null }, { running: false, up: false, wasPrimary: true, diskFull: "data file system /pg: 0 B free" })).kind).toBe("start-primary");
+    // stuck or unable to write: still resigns (the election may find a standby that holds every write)
+    expect(decideHa(lead({ successor: null }, { inRecovery: false, health: { state: "cannot-write", reason: "x" } })).kind).toBe("resign");
+  });
   test("a leader still acquiring its lease leaves the server alone", () => {
     expect(decideHa(follow({ acquiringLease: true, leader: null }, { inRecovery: false })).kind).toBe("wait");
   });

@@ -143,6 +143,27 @@ describe("liveness", () => {
     expect(l.verdict.reason).toContain("no commit completes");
   });
 
+  test("cannot-write: a commit timed out, and the next cannot even be tried (the fresh connection refused with every slot taken, or hung) while no WAL is written (review: read as ok for good)", () => {
+    const refused = { fresh: err("sorry, too many clients already", "53300"), write: null, walWrittenAt: 3 };
+    const l = run([{ write: timeout(), walWrittenAt: 3 }, ...Array.from({ length: 8 }, () => refused)]);
+    expect(l.verdict.state).toBe("cannot-write");
+    expect(l.verdict.reason).toContain("a fresh connection for another failed: sorry, too many clients already");
+    expect(run([{ write: timeout(), walWrittenAt: 3 }, ...Array.from({ length: 8 }, () => ({ fresh: timeout(), write: null, walWrittenAt: 3 }))]).verdict.state).toBe("cannot-write");
+    // without a commit that timed out first: an idle server whose slots are all taken is not broken
+    expect(run(Array.from({ length: 9 }, () => refused)).verdict.state).not.toBe("cannot-write");
+    // a commit that completes in between clears it; WAL written is progress
+    expect(run([{ write: timeout(), walWrittenAt: 3 }, ...Array.from({ length: 3 }, () => refused), { walWrittenAt: 3 }, ...Array.from({ length: 5 }, () => refused)]).verdict.state).not.toBe("cannot-write");
+    expect(run([{ write: timeout() }, ...Array.from({ length: 8 }, () => ({ fresh: err("sorry, too many clients already", "53300"), write: null }))]).verdict.state).not.toBe("cannot-write");
+  });
+
+  test("cannot-write is counted from the first failure, not the round's start: one failure after a slow connection is not enough (review)", () => {
+    const slowThenFails = { startedAt: 0, now: 1200, fresh: ok(1100), write: err("out of shared memory", "53200") };
+    expect(run([slowThenFails]).verdict.state).toBe("busy");
+    const again = { write: err("out of shared memory", "53200") };
+    expect(run([slowThenFails, again]).verdict.state).toBe("busy");
+    expect(run([slowThenFails, again, again]).verdict.state).toBe("cannot-write");
+  });
+
   test("disk-full: less than min(fullBytes, fullRatio × size) available for diskFullMs; a warning before", () => {
     const full = { disks: [disk(MB)] };
     expect(run([full]).verdict.state).toBe("ok"); // one observation: not yet
@@ -164,7 +185,7 @@ describe("liveness", () => {
     const enospc = { write: err("No space left on device", "53100") };
     const l = run([enospc, enospc, enospc, enospc]);
     expect(l.verdict.state).toBe("cannot-write");
-    expect(l.verdict.since).toBe(0);
+    expect(l.verdict.since).toBe(20); // the first failure's answer
     expect(run([enospc, enospc, enospc, {}]).verdict.state).toBe("ok");
   });
 });
