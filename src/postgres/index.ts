@@ -16,5 +16,5 @@ export { generatePassword, writePassfile, renderPassfile, type PassfileEntry } f
 export { lsnToBigInt, bigIntToLsn, lsnDiff, lsnCompare, isLsn } from "./lsn.ts";
 export { lookupOsUser, osUidOf, isRoot, type OsUser } from "./users.ts";
 export { rewind, RewindError, type RewindOptions } from "./rewind.ts";
-export { leftoverProcesses, killLeftovers, killLeftoversAndWait } from "./orphans.ts";
+export { leftoverProcesses, killLeftovers, killLeftoversAndWait, killLeftoverCopies, leftoverCopies } from "./orphans.ts";
 export { clearStaleLocks } from "./stale-locks.ts";

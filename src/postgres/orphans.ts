@@ -116,6 +116,40 @@ export async function killLeftoversAndWait(dataDir: string, osUid: number, maxMs
   return killed;
 }
 
+/**
+ * A pg_rewind of `dataDir` or a pg_basebackup into `cloneDir` that an earlier agent started, run by
+ * `osUid`: the unit's KillMode=process keeps the agent's children across its restart (so that the
+ * server keeps running), and the tool's deadline was the old agent's. Left running, a pg_rewind
+ * writes into the clone swapped in meanwhile, and a pg_basebackup keeps the member's slot busy and
+ * writes into the next clone's directory (review). Found by their command lines, as the agent
+ * runs them (src/postgres/rewind.ts, basebackup.ts).
+ */
+export function leftoverCopies(dataDir: string, cloneDir: string, osUid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    try {
+      if (uidOf(pid) !== osUid || deadOrZombie(pid)) continue;
+      const argv = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0");
+      const tool = basename(argv[0] ?? "");
+      const d = argv.indexOf("-D");
+      if ((tool === "pg_rewind" && argv.includes(`--target-pgdata=${dataDir}`)) || (tool === "pg_basebackup" && d > 0 && argv[d + 1] === cloneDir)) out.push(pid);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out;
+}
+
+/** leftoverCopies, killed (SIGKILL), and waited for (every `everyMs`, at most `maxMs`); the number killed. */
+export async function killLeftoverCopies(dataDir: string, cloneDir: string, osUid: number, maxMs: number, clock: { now(): number; sleep(ms: number): Promise<void> }, everyMs = 20): Promise<number> {
+  const killed = signalEach(leftoverCopies(dataDir, cloneDir, osUid), "SIGKILL");
+  const until = clock.now() + maxMs;
+  while (killed > 0 && leftoverCopies(dataDir, cloneDir, osUid).length > 0 && clock.now() < until) await clock.sleep(everyMs);
+  return killed;
+}
+
 /** `sig` to each pid (one that is gone meanwhile is skipped); the number signalled. */
 export function signalEach(pids: number[], sig: NodeJS.Signals): number {
   let n = 0;

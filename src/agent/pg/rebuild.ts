@@ -12,10 +12,10 @@ import { afterRewindFailure, connectEpisode, type ConnectEpisode, REWIND_CONNECT
 import { bytes } from "../../core/liveness.ts";
 import { exists, treeBytes } from "../../postgres/fsutil.ts";
 import { setStandbySignal } from "../../postgres/managed-config.ts";
-import { lookupOsUser } from "../../postgres/users.ts";
+import { lookupOsUser, osUidOf } from "../../postgres/users.ts";
 import { fsRoomFor } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestForRestore } from "../../backup/wal-settings.ts";
-import { basebackup, BasebackupError, cloneDirFor, swapProblem, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
+import { basebackup, BasebackupError, cloneDirFor, killLeftoverCopies, swapProblem, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
@@ -48,6 +48,13 @@ export class Rebuilder {
 
   /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
   constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
+
+  /** A pg_rewind or pg_basebackup an earlier agent left running here (postgres/orphans.ts leftoverCopies): ended before this one starts. */
+  private async endLeftoverCopies(): Promise<void> {
+    const h = this.h;
+    const killed = await killLeftoverCopies(h.node.dataDir, cloneDirFor(h.node.dataDir), await osUidOf(h.node.osUser), 5_000, h.clock);
+    if (killed > 0) h.log.warn(`ended ${killed} pg_rewind/pg_basebackup left running by an earlier agent (its restart does not end its children; their deadline was that agent's)`);
+  }
 
   /** Stop, clone from `from`, swap the clone in, start as its standby. */
   cloneFrom(from: string): Promise<void> {
@@ -97,6 +104,7 @@ export class Rebuilder {
     const swap = await swapProblem(h.node.dataDir);
     if (swap) throw new CloneRefusedError(`no clone: ${swap}`);
     const target = cloneDirFor(h.node.dataDir);
+    await this.endLeftoverCopies();
     h.note = "removing previous data directories and unfinished clones";
     this.noted();
     // After the passes queued before (an interrupted clone's removal).
@@ -315,6 +323,7 @@ export class Rebuilder {
     // Before pg_rewind runs and outside its failure handling: a failure here touched nothing (the
     // round tries again), it is no reason for a clone.
     const o = { host, port, passfile: await h.writePassfile(host, port), tls: await h.tls.client() };
+    await this.endLeftoverCopies();
     h.rewindMarker.set(from); // fsync'd before pg_rewind may write: a rewind cut short is never started (store/rewind-marker.ts)
     let r: "rewound" | "not-needed";
     try {
