@@ -15,7 +15,7 @@ import { userInfo } from "node:os";
 import type { Logger } from "../log.ts";
 import { SafeDir, type Owner } from "./fsutil.ts";
 import { mergeManagedBlock, renderHbaBlock, renderIdentBlock, type HbaParams } from "./hba.ts";
-import { LOCATION_KEYS, MANAGED_KEYS, PGHERD_CONF, renderPgherdConf, withIncludeLine, type PgherdConfParams } from "./pgconf.ts";
+import { LOCATION_KEYS, MANAGED_KEYS, PGHERD_CONF, RECOVERY_END_KEYS, renderPgherdConf, withIncludeLine, type PgherdConfParams } from "./pgconf.ts";
 import { isRoot, lookupOsUser } from "./users.ts";
 
 export interface ManagedConfig {
@@ -63,9 +63,12 @@ async function writeIn(dir: SafeDir, m: ManagedConfig, owner: Owner): Promise<Wr
   const pgConf = withIncludeLine(await read("postgresql.conf"));
   const auto = await read("postgresql.auto.conf");
   // Also the locations of the files pgherd manages: an `ALTER SYSTEM SET hba_file` would have the
-  // server ignore its pg_hba.conf block, in every clone too (review). Recovery targets stay: a
-  // restore from a backup puts them there for the recovery that follows (backup/bootstrap.ts).
-  const autoClean = stripKeys(auto, [...MANAGED_KEYS, ...LOCATION_KEYS]);
+  // server ignore its pg_hba.conf block, in every clone too (review). Recovery targets stay for a
+  // primary's start: a restore from a backup puts them there for the recovery that follows
+  // (backup/bootstrap.ts, which removes them once it promoted). Never for a standby's: one left by a
+  // restore cut short travels in every clone, and a standby would end its recovery there, and
+  // promote itself with recovery_target_action = 'promote' (review).
+  const autoClean = stripKeys(auto, [...MANAGED_KEYS, ...LOCATION_KEYS, ...(m.standby ? RECOVERY_END_KEYS : [])]);
 
   // 0600: pgherd.conf names the passfile and peers; nothing here is for other users.
   await put(PGHERD_CONF, conf, 0o600);
