@@ -220,13 +220,17 @@ export class ConfigLeader {
   }
 
   /**
-   * null when the document this node holds is held by a majority of `voters`, else what is missing:
-   * a voter change waits for it, so that a later leader's read of the new set meets it (S28).
+   * null when every majority of `voters` includes a node that holds the document this node holds,
+   * else what is missing: a voter change waits for it, so that a later leader's read of a majority
+   * of the new set meets it (S28). That takes voters - majority + 1 holders, not a majority: growing
+   * one voter to two needs only the leader, for the joiner takes a document only from a voter and is
+   * none before the change (review: the change waited on the joiner, which waited on the change).
    */
   missingFrom(voters: readonly string[]): string | null {
     if (this.d.shared || !this.doc) return null;
     const h = this.peers.holding(this.doc, voters);
-    return h.length >= majority(voters.length) ? null : `version ${this.doc.version} held by ${h.map((p) => this.d.nameOf(p)).join(", ") || "none"} of ${voters.length}`;
+    const need = voters.length - majority(voters.length) + 1;
+    return h.length >= need ? null : `version ${this.doc.version} held by ${h.map((p) => this.d.nameOf(p)).join(", ") || "none"} of ${voters.length}, ${need} needed`;
   }
 
   /** Until `done()` while this node leads `term` ("held"), it stops leading ("lost"), or `ms` passed ("timeout"). */

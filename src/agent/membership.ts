@@ -111,7 +111,7 @@ export class MembershipKeeper {
     const missing = this.d.configMissing(next);
     if (missing) {
       const key = `${change.op}:${change.node}`;
-      if (this.configWait !== key) this.d.log.info(`before the voter change (${change.op} ${this.d.nameOf(change.node)}): waiting until a majority of the new voter set holds the cluster-wide configuration (${missing})`);
+      if (this.configWait !== key) this.d.log.info(`before the voter change (${change.op} ${this.d.nameOf(change.node)}): waiting until every majority of the new voter set includes a node holding the cluster-wide configuration (${missing})`);
       this.configWait = key;
       this.waiting = null;
       return;

@@ -89,17 +89,17 @@ describe("membership keeper and member actions", () => {
     expect(s.store.get().guard?.block).toBe(true);
   });
 
-  test("a voter change waits until a majority of the new voter set holds the cluster-wide configuration (S28), failover not suspended meanwhile", async () => {
+  test("a voter change waits until every majority of the new voter set includes a holder of the cluster-wide configuration (S28), failover not suspended meanwhile", async () => {
     const s = setup({ autoJoin: true });
     await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
-    s.config.missing = "version 3 held by n1 of 2";
+    s.config.missing = "version 3 held by n1 of 3, 2 needed";
     s.connect(D, "n4");
     await s.stepFor(300);
     expect(s.store.get().membership!.voters).toEqual([A]);
     expect(s.config.asked.at(-1)).toEqual([A, D]); // the new voter set
     expect(s.store.get().guard?.block ?? false).toBe(false);
     expect(s.degraded()).toBe(0);
-    expect(s.log.lines.filter((l) => l.includes("before the voter change (add n4): waiting until a majority of the new voter set holds the cluster-wide configuration (version 3 held by n1 of 2)"))).toHaveLength(1);
+    expect(s.log.lines.filter((l) => l.includes("before the voter change (add n4): waiting until every majority of the new voter set includes a node holding the cluster-wide configuration (version 3 held by n1 of 3, 2 needed)"))).toHaveLength(1);
     s.config.missing = null; // n4 fetched it
     await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added once it holds the configuration" });
   });

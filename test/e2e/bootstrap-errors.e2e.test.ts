@@ -52,6 +52,10 @@ describeCluster("bootstrap errors with real agents", {
     await n1.start();
     const h = await fx.c.waitHealthy(60_000, { nodes: [n1] });
     const clusterId = h.states[0]!.systemId!;
+    // Its cluster-wide configuration exists before the joiner comes: the second voter is then added
+    // once every majority of the two includes a holder, the leader (review: it waited for the joiner
+    // to hold it, which takes documents from voters only: never, and this test waited 60 s in vain).
+    await n1.agent!.waitForLine(/cluster configuration version 1 created/, 30_000);
 
     // The joiner never bootstraps on its own (expects 2) and holds a cluster of its own.
     const n2 = await fx.c.addNode({ bootstrapExpect: 2 });
