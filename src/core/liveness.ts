@@ -117,8 +117,8 @@ export interface Liveness {
   writeErrorSince: number | null;
   /**
    * Since when the heartbeat commit has not completed: set by a commit that timed out, kept while
-   * none is tried (the fresh connection failed: refused when every slot is taken, or hung), cleared
-   * by one that got an answer.
+   * none can be tried (the fresh connection failed: refused when every slot is taken, or hung),
+   * cleared by one that got an answer or a round that tries none on purpose.
    */
   writeTimedOutSince: number | null;
   fullSince: number | null;
@@ -179,7 +179,9 @@ export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThreshol
   // Counted from the first failure's answer, not the round's start: one failure after a slow
   // connection is not cannotWriteMs of failures (review: a single transient 53200 was enough).
   const writeErrorSince = writeBroken(o.write) ? (prev.writeErrorSince ?? o.answeredAt ?? now) : null;
-  const writeTimedOutSince = o.write?.kind === "timeout" ? (prev.writeTimedOutSince ?? o.startedAt) : o.write === null ? (prev.writeTimedOutSince ?? null) : null;
+  // Kept only while the commit could not be tried because the fresh connection failed; a round
+  // that tries none on purpose (not the leader, the server in recovery) clears it.
+  const writeTimedOutSince = o.write?.kind === "timeout" ? (prev.writeTimedOutSince ?? o.startedAt) : o.write === null && o.fresh.kind !== "ok" ? prev.writeTimedOutSince : null;
   const disk = diskWarning(o.disks, t);
   const fullSince = disk?.full ? (prev.fullSince ?? now) : null;
   const quietMs = now - Math.max(lastAnswerAt, lastWalAt);

@@ -154,6 +154,8 @@ describe("liveness", () => {
     // a commit that completes in between clears it; WAL written is progress
     expect(run([{ write: timeout(), walWrittenAt: 3 }, ...Array.from({ length: 3 }, () => refused), { walWrittenAt: 3 }, ...Array.from({ length: 5 }, () => refused)]).verdict.state).not.toBe("cannot-write");
     expect(run([{ write: timeout() }, ...Array.from({ length: 8 }, () => ({ fresh: err("sorry, too many clients already", "53300"), write: null }))]).verdict.state).not.toBe("cannot-write");
+    // a round that tries no commit on purpose (the fresh connection answered: not the leader, in recovery) clears it
+    expect(run([{ write: timeout(), walWrittenAt: 3 }, { write: null, walWrittenAt: 3 }, ...Array.from({ length: 8 }, () => refused)]).verdict.state).not.toBe("cannot-write");
   });
 
   test("cannot-write is counted from the first failure, not the round's start: one failure after a slow connection is not enough (review)", () => {
