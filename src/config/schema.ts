@@ -9,6 +9,7 @@ import { z } from "zod";
 import type { DeepReadonly } from "./freeze.ts";
 import { nodeNameSchema, parseHostPort } from "./hostport.ts";
 import { electionMargins, kernelTimeoutS } from "./margins.ts";
+import { LIVENESS_DEFAULTS } from "../core/liveness.ts";
 import { postgresTlsKeys } from "./schema-tls.ts";
 import { logSection } from "./schema-log.ts";
 import { shutdownSection } from "./schema-shutdown.ts";
@@ -186,6 +187,14 @@ export const failoverSection = () => z.strictObject({
   max_lag_bytes: intIn(0, 2 ** 40).default(1048576),
 });
 
+/** How long the leader's primary may be stuck, unable to write or on a full disk before the leader hands over (core/liveness.ts). */
+export const livenessSection = () => z.strictObject({
+  stuck_ms: intIn(1000, 600_000).default(LIVENESS_DEFAULTS.stuckMs),
+  frozen_ms: intIn(500, 600_000).default(LIVENESS_DEFAULTS.frozenMs),
+  cannot_write_ms: intIn(500, 600_000).default(LIVENESS_DEFAULTS.cannotWriteMs),
+  disk_full_ms: intIn(500, 600_000).default(LIVENESS_DEFAULTS.diskFullMs),
+});
+
 export const slotsSection = () => z.strictObject({
   retain_minutes: intIn(0, 525600).default(30),
   max_slot_wal_keep_size: z.string().regex(/^(\d+ *(kB|MB|GB|TB)|-1)?$/, 'must be a size like "8GB", "-1" or ""').default(""),
@@ -228,6 +237,7 @@ export const configSchema = (hostName: () => string = hostname) => z.strictObjec
   bootstrap: bootstrapSection().prefault({}),
   rejoin: rejoinSection().prefault({}),
   failover: failoverSection().prefault({}),
+  liveness: livenessSection().prefault({}),
   slots: slotsSection().prefault({}),
   tags: tagsSection().prefault({}),
   watchdog: watchdogSection().prefault({}),

@@ -2,7 +2,7 @@
 // beside the round's own probe, every one under a deadline, and keeps the verdict. It watches
 // only while this node leads with a running server (the leader is the one that acts on it); disk
 // space is measured on every node for the report.
-import { type Attempt, broken, diskWarning, frozenLongEnough, initialLiveness, type DiskUse, type Liveness, type LivenessObs, stepLiveness, type Verdict } from "../../core/liveness.ts";
+import { type Attempt, broken, diskWarning, frozenLongEnough, initialLiveness, LIVENESS_DEFAULTS, type DiskUse, type Liveness, type LivenessObs, type LivenessThresholds, stepLiveness, type Verdict } from "../../core/liveness.ts";
 import type { PgReport } from "../../core/report.ts";
 import { diskUse, freshCheck, postmasterOf, stoppedStateOf, walWrittenAt } from "../../postgres/liveness-obs.ts";
 import { osUidOf, type Probe } from "../../postgres/index.ts";
@@ -34,7 +34,13 @@ export class LivenessWatch {
   /** The verdict's since as wall time, computed once per verdict. */
   private sinceWall: { mono: number; iso: string } | null = null;
 
-  constructor(private readonly h: Pick<PgHost, "node" | "clock" | "socketDir" | "cfg" | "log">, private readonly src: LivenessSources = REAL) {}
+  /** The defaults with pgherd.toml's [liveness] durations. */
+  private readonly t: LivenessThresholds;
+
+  constructor(private readonly h: Pick<PgHost, "node" | "clock" | "socketDir" | "cfg" | "log">, private readonly src: LivenessSources = REAL) {
+    const l = h.cfg.liveness;
+    this.t = { ...LIVENESS_DEFAULTS, stuckMs: l.stuck_ms, frozenMs: l.frozen_ms, cannotWriteMs: l.cannot_write_ms, diskFullMs: l.disk_full_ms };
+  }
 
   /** Run the round's probe; while `watch`, beside a fresh connection (and the heartbeat commit when `write`). */
   async observe(watch: boolean, write: boolean, probeFn: (timeoutMs?: number) => Promise<Probe>): Promise<Probe> {
@@ -82,7 +88,7 @@ export class LivenessWatch {
       if (!settled) settled = await settledWithin(attempts, SAMPLE_MS);
       else await Bun.sleep(SAMPLE_MS);
       end = seen.sample();
-      if (frozenLongEnough(seen.allSince, Math.max(prev.lastAnswerAt, got.answeredAt ?? -Infinity), end)) break;
+      if (frozenLongEnough(seen.allSince, Math.max(prev.lastAnswerAt, got.answeredAt ?? -Infinity), end, this.t)) break;
       if (settled && seen.allSince === null) break;
     }
     if (settled) await attempts; // an error thrown by an attempt surfaces as before
@@ -97,7 +103,7 @@ export class LivenessWatch {
       probe: p.up ? { kind: "ok", ms: p.ms } : { kind: "timeout", ms: p.ms, error: p.error },
       fresh: got.fresh ?? pending, write: w, walWrittenAt: this.src.wal(dir), disks: this.disks,
     };
-    this.state = stepLiveness(prev, o);
+    this.state = stepLiveness(prev, o, this.t);
     this.logChange(this.state.verdict);
     return p;
   }
