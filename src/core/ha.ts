@@ -86,6 +86,8 @@ export interface HaInput {
   promotionRequested?: boolean;
   /** The standby a resigning leader hands over to (core/liveness.ts successorOf), null: let the election choose. */
   successor?: string | null;
+  /** Another voter that can be promoted runs as a standby, streaming or not (core/liveness.ts takeoverPossible). */
+  takeoverPossible?: boolean;
   /** [hooks] pre_promote's verdict in this term (absent: no hook; promote). */
   prePromote?: PromoteCheck;
   /** The highest timeline number a leader reserved for a promotion (core/timelines.ts); absent: none yet. */
@@ -177,9 +179,10 @@ function asLeader(x: HaInput): HaAction {
   if (!l.running && l.rewindUnfinished) return { kind: "resign", reason: `${UNFINISHED}: another node must lead`, ...handOver };
   if (!l.running) {
     // A server that stopped on a full disk would only stop again: a standby with its own disk takes
-    // over. Without one streaming, this node would win again and resign again, never starting the
-    // server, whose start is what removes the temporary files a killed query left (review): start it.
-    if (l.diskFull && x.clusterSystemId !== null && x.successor) return { kind: "resign", reason: `PostgreSQL stopped and its disk is full (${l.diskFull})`, ...handOver };
+    // over (streaming or not: none streams from a stopped primary: re-review). Without one, this node
+    // would win again and resign again, never starting the server, whose start is what removes the
+    // temporary files a killed query left (review): start it.
+    if (l.diskFull && x.clusterSystemId !== null && (x.successor || x.takeoverPossible)) return { kind: "resign", reason: `PostgreSQL stopped and its disk is full (${l.diskFull})`, ...handOver };
     // A stopped standby's data is not started as the primary: without standby.signal PostgreSQL
     // only finishes crash recovery and writes on the old primary's timeline, whose WAL past this
     // point (the old primary's, never acknowledged) then shares timeline and LSNs with different
@@ -193,9 +196,9 @@ function asLeader(x: HaInput): HaAction {
   }
   // Alive but unable to work (stuck, disk full, cannot write): a standby holding every acknowledged
   // write takes over; losing the lease fences this server (killed if it does not react).
-  // A full disk with no standby streaming to take over: the fence would only stop the server (and
+  // A full disk with no standby running to take over: the fence would only stop the server (and
   // its queries' temporary files stay until a start), and this node would lead again (review).
-  if (l.health?.state === "disk-full" && !x.successor) return { kind: "wait", reason: `PostgreSQL disk-full: ${l.health.reason}; no standby streams to take over, so it keeps running: free space on this host` };
+  if (l.health?.state === "disk-full" && !x.successor && !x.takeoverPossible) return { kind: "wait", reason: `PostgreSQL disk-full: ${l.health.reason}; no standby runs to take over, so it keeps running: free space on this host` };
   if (l.health && broken(l.health)) return { kind: "resign", reason: `PostgreSQL ${l.health.state}: ${l.health.reason}`, ...handOver };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting or does not answer (watching whether it is stuck)" };
   // A paused replay cannot be promoted (PostgreSQL refuses until the settings are raised): restart first.

@@ -252,7 +252,19 @@ export function bytes(n: number): string {
  * write; the voters still refuse it if it is behind them, and the election then picks another).
  */
 export function successorOf(candidates: readonly Candidate[], self: string): string | null {
-  const ready = candidates.filter((c) => c.id !== self && c.voter && !c.witness && !c.neverPromoted && c.report?.up && c.report.inRecovery && c.report.streaming);
+  const ready = standbysThatCouldLead(candidates, self).filter((c) => c.report!.streaming);
   ready.sort((a, b) => comparePosition(b.report!.position, a.report!.position) || a.name.localeCompare(b.name));
   return ready[0]?.id ?? null;
+}
+
+/**
+ * Whether another node could take over from this leader's primary: a voter that can be promoted
+ * and runs as a standby, streaming or not (once the primary stopped, none streams from it).
+ */
+export function takeoverPossible(candidates: readonly Candidate[], self: string): boolean {
+  return standbysThatCouldLead(candidates, self).length > 0;
+}
+
+function standbysThatCouldLead(candidates: readonly Candidate[], self: string): Candidate[] {
+  return candidates.filter((c) => c.id !== self && c.voter && !c.witness && !c.neverPromoted && c.report?.up && c.report.inRecovery);
 }

@@ -72,9 +72,13 @@ describe("leader", () => {
   test("a full disk with no standby streaming to take over: no resign, which would stop the server and lead again (review: a loop that never started it, its temporary files never removed)", () => {
     // running: left running, said why
     const d = decideHa(lead({ successor: null }, { inRecovery: false, health: { state: "disk-full", reason: "data file system /pg: 1.0 MB free" } }));
-    expect(d).toEqual({ kind: "wait", reason: expect.stringContaining("no standby streams to take over") });
+    expect(d).toEqual({ kind: "wait", reason: expect.stringContaining("no standby runs to take over") });
     // stopped: started (its start removes the temporary files of the queries the stop ended)
     expect(decideHa(lead({ successor: null }, { running: false, up: false, wasPrimary: true, diskFull: "data file system /pg: 0 B free" })).kind).toBe("start-primary");
+    // a standby that runs but does not stream (none streams from a stopped primary: re-review) can take over: resign
+    const stoppedFull = { running: false, up: false, wasPrimary: true, diskFull: "data file system /pg: 0 B free" } as const;
+    expect(decideHa(lead({ successor: null, takeoverPossible: true }, stoppedFull))).toMatchObject({ kind: "resign" });
+    expect(decideHa(lead({ successor: null, takeoverPossible: true }, { inRecovery: false, health: { state: "disk-full", reason: "x" } }))).toMatchObject({ kind: "resign" });
     // stuck or unable to write: still resigns (the election may find a standby that holds every write)
     expect(decideHa(lead({ successor: null }, { inRecovery: false, health: { state: "cannot-write", reason: "x" } })).kind).toBe("resign");
   });

@@ -1,6 +1,6 @@
 // The liveness verdict of the primary's work, one case per rule (src/core/liveness.ts).
 import { describe, expect, test } from "bun:test";
-import { type Attempt, broken, diskWarning, frozenLongEnough, initialLiveness, LIVENESS_DEFAULTS as T, type Liveness, type LivenessObs, stepLiveness, successorOf } from "../../src/core/liveness.ts";
+import { type Attempt, broken, diskWarning, frozenLongEnough, initialLiveness, LIVENESS_DEFAULTS as T, type Liveness, type LivenessObs, stepLiveness, successorOf, takeoverPossible } from "../../src/core/liveness.ts";
 import type { PgReport } from "../../src/core/report.ts";
 import type { Candidate } from "../../src/core/switchover.ts";
 
@@ -201,5 +201,11 @@ describe("successor", () => {
     expect(successorOf([...all.slice(0, 2), c("B", rep("0/7000"), { neverPromoted: true })], "P")).toBe("A");
     expect(successorOf([c("A", rep("0/5000")), c("B", rep("0/7000", { streaming: false }))], "P")).toBe("A");
     expect(successorOf([c("A", rep("0/5000"), { voter: false }), c("B", null)], "P")).toBeNull();
+  });
+  test("a takeover is possible with a promotable voter standby running, streaming or not (none streams from a stopped primary)", () => {
+    expect(takeoverPossible([c("P", rep("0/9000", { inRecovery: false })), c("A", rep("0/5000", { streaming: false }))], "P")).toBe(true);
+    expect(successorOf([c("A", rep("0/5000", { streaming: false }))], "P")).toBeNull();
+    expect(takeoverPossible([c("A", rep("0/5000", { up: false })), c("B", rep("0/7000"), { neverPromoted: true }), c("W", null, { witness: true }), c("N", rep("0/1"), { voter: false })], "P")).toBe(false);
+    expect(takeoverPossible([c("P", rep("0/9000"))], "P")).toBe(false);
   });
 });

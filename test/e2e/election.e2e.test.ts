@@ -135,6 +135,7 @@ describe("election with real agents", () => {
     expect(t2.getTime() - t0.getTime()).toBeLessThanOrEqual(TIMEOUT_MS + JITTER_MS + 1500);
     // It stepped down because its lease ran out (if not, the failure shows each step-down it logged since the cut).
     const downs = old.agent.linesMatching(/stepped-down: /).filter((l) => lineTime(l) >= t0);
+    expect(downs.length).toBeGreaterThan(0);
     expect(downs.some((l) => /stepped-down: lease expired in term/.test(l)) ? [] : downs).toEqual([]);
 
     // Pre-vote: the cut-off node campaigns, but cannot raise its term without a majority.

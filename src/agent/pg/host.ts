@@ -248,13 +248,19 @@ export class PgHost {
     await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
     await ensureDir(serverLogDir(this.cfg), 0o700, { uid: u.uid, gid: u.gid }); // day-2: the log collector's directory
     const wal = await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version);
+    // While a start on its own timeline is not promoted (store/own-timeline-marker.ts), every start
+    // as a standby stays on that timeline, whoever writes the files (a repoint, `pgherd restart`,
+    // a paused replay's restart): following the newest timeline would replay another history over
+    // pages flushed past the fork (re-review). It then cannot follow the leader, is found stuck and
+    // rewound, which ends the marker.
+    const ownTimeline = standby ? (o.ownTimeline ?? this.ownTimelineMarker.get()?.timeline) : undefined;
     const res = await writeManagedConfig({
       dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
       conf: {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
         clusterName: this.cfg.cluster, primaryConninfo: conninfo, synchronousStandbyNames: this.syncNames, primarySlotName: standby && upstream ? slotFor(this.ctx.nodeId) : undefined,
-        ...(standby && o.ownTimeline ? { recoveryTargetTimeline: o.ownTimeline } : {}),
+        ...(ownTimeline ? { recoveryTargetTimeline: ownTimeline } : {}),
         serverLog: serverLogParameters(this.cfg),
         ...wal,
         parameters: this.cfg.slots.max_slot_wal_keep_size ? { max_slot_wal_keep_size: this.cfg.slots.max_slot_wal_keep_size, ...pgParametersInForce(params) } : pgParametersInForce(params),

@@ -97,6 +97,9 @@ export class PrimaryStarter {
       });
       const r = await promote(h.localDb(), h.node);
       h.upstream = null;
+      // Out of recovery on a new timeline: no longer a former primary's data waiting to be promoted
+      // (a switchover may stop it before any round sees it run as a primary: re-review).
+      h.ownTimelineMarker.clear();
       await h.writeConfig(false);
       await h.reload(); // synchronous_standby_names of the new primary: it must be in force
       h.log.info(`promotion: ${r}`);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { isStuck, stepCatchUp } from "../../core/catch-up.ts";
 import { truthfulGuarantee } from "../../core/durability.ts";
 import { dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type HaAction, type LocalPg, type RejoinRequest, roundAgainAfter, waitsForBackoff } from "../../core/ha.ts";
-import { broken, successorOf } from "../../core/liveness.ts";
+import { broken, successorOf, takeoverPossible } from "../../core/liveness.ts";
 import { furtherPosition, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, probe, type Probe } from "../../postgres/index.ts";
@@ -169,6 +169,7 @@ export class MonitorRound {
       rejoinAuto: h.cfg.rejoin.auto, rejoinRequested: rejoin.request, paused: ctx.paused(),
       promotionRequested: x.promotionRequested(),
       successor: lead.leading ? successorOf(ctx.candidates(), ctx.nodeId) : null,
+      takeoverPossible: lead.leading && takeoverPossible(ctx.candidates(), ctx.nodeId),
       prePromote: ctx.integrations?.promoteCheck(lead.term), // [hooks] pre_promote's verdict (src/hooks)
       reservedTimeline: ctx.guardState().guard?.timeline,
       restartStagger: paused.names.length ? [...ctx.standbyMembers(), ctx.nodeId].sort().indexOf(ctx.nodeId) * PAUSE_STAGGER_MS : 0,
