@@ -227,7 +227,10 @@ export class ConfigLeader {
    * none before the change (review: the change waited on the joiner, which waited on the change).
    */
   missingFrom(voters: readonly string[]): string | null {
-    if (this.d.shared || !this.doc) return null;
+    if (this.d.shared) return null;
+    // A leader that holds none while a peer holds one (elected before it fetched it) does not know
+    // who holds the confirmed version: it waits until it holds one (re-review).
+    if (!this.doc) return this.peers.anyHeld() ? "this leader holds no version yet (it fetches the one its peers hold)" : null;
     const h = this.peers.holding(this.doc, voters);
     const need = voters.length - majority(voters.length) + 1;
     return h.length >= need ? null : `version ${this.doc.version} held by ${h.map((p) => this.d.nameOf(p)).join(", ") || "none"} of ${voters.length}, ${need} needed`;

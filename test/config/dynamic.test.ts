@@ -410,6 +410,13 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     expect(c.at("A").dyn.missingFrom(["C", "D"])).toBe("version 2 held by none of 2, 1 needed");
   });
 
+  test("a leader that holds no version while a peer holds one makes no voter change until it holds one (re-review)", () => {
+    const n = node("n1", "", { leading: true, voters: ["n1", "n2"] });
+    expect(n.dyn.missingFrom(["n1", "n2", "n3"])).toBeNull(); // nobody holds any: nothing to keep
+    n.dyn.observe("n2", { version: 3, term: 2 });
+    expect(n.dyn.missingFrom(["n1", "n2", "n3"])).toBe("this leader holds no version yet (it fetches the one its peers hold)");
+  });
+
   test("a parameter the leader's PostgreSQL refuses is refused with its words, nothing stored; other keys are not checked", async () => {
     const asked: Record<string, unknown>[] = [];
     const n = node("n1", "", {
