@@ -45,8 +45,8 @@ export function apiToken(args: { "token-file"?: string; config?: string; api?: s
 /**
  * Whether `asked` names the agent the config's [api] URL names: same scheme and port, and the same
  * host or, for an agent listening on this host (a wildcard or loopback listen address), any name
- * of this host: loopback, `localhost`, its host name (or a domain name starting with it), one of
- * its interfaces' addresses (a TLS certificate's name, docs/operations.md).
+ * of this host: loopback, `localhost`, its host name, one of its interfaces' addresses (a TLS
+ * certificate's name, docs/operations.md).
  */
 function sameAgent(asked: string, own: string): boolean {
   let a: URL;
@@ -64,7 +64,9 @@ function sameAgent(asked: string, own: string): boolean {
   const hn = os.hostname().toLowerCase();
   const addrs = new Set(Object.values(os.networkInterfaces()).flatMap((l) => (l ?? []).map((i) => i.address.toLowerCase())));
   const h = bare(a.hostname).replace(/\.$/, "");
-  return isLoopbackHost(h) || addrs.has(h) || h === hn || h.startsWith(`${hn}.`);
+  // Not any domain name starting with the host name: db1.staging.example from prod's db1 is
+  // another agent (review: the token went to it). A name of this host in DNS goes by --token-file.
+  return isLoopbackHost(h) || addrs.has(h) || h === hn;
 }
 
 /** The token in a file (surrounding whitespace and the final newline dropped); a file others may read is refused. */

@@ -137,6 +137,7 @@ export class VirtualIp {
 
 /** The capability to grant when a tool was refused for the lack of one (docs/vip.md), else "". */
 export function missingCap(error: string, cap: "CAP_NET_ADMIN" | "CAP_NET_RAW"): string {
+  if (/Address family not supported/i.test(error)) return " (arping needs a packet socket, AF_PACKET: add RestrictAddressFamilies=AF_PACKET to the unit's drop-in; docs/vip.md)";
   return /Operation not permitted|permission denied|must run as root/i.test(error)
     ? ` (the agent lacks ${cap}: grant it, e.g. AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW in its systemd unit; docs/vip.md)`
     : "";

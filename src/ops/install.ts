@@ -51,7 +51,7 @@ function place(root: string, target: string, mode: number, content: Uint8Array |
  * link (root/etc pointing elsewhere) is refused, not followed (review: mkdir and the rename went
  * through it). The live root "/" is root's own.
  */
-function noLinksBelow(root: string, dir: string): void {
+function noLinksBelow(root: string, dir: string, doing = "writing"): void {
   if (resolve(root) === "/") return;
   let p = resolve(root);
   for (const part of relative(p, resolve(dir)).split(sep).filter(Boolean)) {
@@ -62,7 +62,7 @@ function noLinksBelow(root: string, dir: string): void {
     } catch {
       return; // from here on mkdir makes real directories
     }
-    if (st.isSymbolicLink()) throw new Error(`${p} is a link: not writing through it (install --root writes only through real directories)`);
+    if (st.isSymbolicLink()) throw new Error(`${p} is a link: not ${doing} through it (install and uninstall --root go only through real directories)`);
   }
 }
 
@@ -108,8 +108,11 @@ export function uninstall(o: { root: string; purge: boolean; say(line: string): 
   if (o.root === "/" && !isRoot()) throw new Error("uninstalling from / needs root");
   if (live(o.root) && existsSync(p.unit)) {
     systemctl(["disable", "--now", "pgherd"], o.say);
-    o.say("stopped and disabled pgherd.service (PostgreSQL keeps running: stop it with pg_ctl if you mean to)");
+    o.say("stopped and disabled pgherd.service (a leader handed over first; a standby's PostgreSQL keeps running: stop it with pg_ctl if you mean to; with [backup] set, its archive_command runs the binary removed now: docs/operations.md)");
   }
+  // Never through a link on the way down a --root tree (review: root/etc pointing at /etc removed the
+  // live unit, binary and cluster secret); a link in a file's own place is removed, not followed.
+  for (const d of [dirname(p.unit), dirname(p.bin), p.configDir]) noLinksBelow(o.root, d, "removing");
   for (const f of [p.unit, p.bin]) {
     if (existsSync(f)) {
       rmSync(f);

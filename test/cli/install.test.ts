@@ -106,3 +106,21 @@ test("a --root whose etc is a link to another directory is refused, and nothing 
     rmSync(linked, { recursive: true, force: true });
   }
 });
+
+test("uninstall --root removes nothing through a link on the way down (review: root/etc pointing at another tree lost its unit and cluster secret)", () => {
+  const other = mkdtempSync("/tmp/pgherd-install-other-");
+  const linked = mkdtempSync("/tmp/pgherd-install-linked-");
+  try {
+    expect(pgherd(["install", "--root", other]).code).toBe(0); // a real tree: what a link could point at
+    const before = files(other);
+    expect(Object.keys(before).length).toBeGreaterThan(0);
+    symlinkSync(join(other, "etc"), join(linked, "etc"));
+    const r = pgherd(["uninstall", "--root", linked, "--purge"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${join(linked, "etc")} is a link: not removing through it`);
+    expect(files(other)).toEqual(before);
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+    rmSync(linked, { recursive: true, force: true });
+  }
+});

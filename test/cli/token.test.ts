@@ -3,9 +3,10 @@
 // server on loopback that checks the token; its source is a fake: the agent is not the point here.
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startApi } from "../../src/api/server.ts";
+import { apiToken } from "../../src/cli/api-client.ts";
 import { runCli } from "../../src/cli/run.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -135,6 +136,15 @@ describe("other sources", () => {
     } finally {
       other.stop(true);
     }
+  });
+
+  test("a domain name that starts with this host's name is another agent: the config's token is not for it (review: db1.staging.example from prod's db1)", () => {
+    const cfg = file("lookalike.toml", `cluster = "test"\nsecret = "${SECRET}"\n[api]\nlisten = "${new URL(api.url).host}"\ntoken = "${TOKEN}"\n`, 0o600);
+    const port = new URL(api.url).port;
+    const ctx = { env: {}, out: () => {}, err: () => {} };
+    expect(apiToken({ config: cfg, api: `http://${hostname()}.attacker.invalid:${port}` }, ctx)).toBe("");
+    expect(apiToken({ config: cfg, api: `http://${hostname()}:${port}` }, ctx)).toBe(TOKEN);
+    expect(apiToken({ config: cfg, api: `http://localhost:${port}` }, ctx)).toBe(TOKEN);
   });
 
   test("no token at all: the agent's 401 is printed, exit 1", async () => {

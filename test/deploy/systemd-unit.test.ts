@@ -68,6 +68,18 @@ test("the unit has the keys docs/install.md relies on", () => {
   expect(get("Service", "MemoryDenyWriteExecute") ?? "no").toBe("no");
 });
 
+test("the virtual IP's drop-in (docs/vip.md) with the unit allows what ip and arping need: the two capabilities and AF_PACKET (review: arping's packet socket was refused by the unit's RestrictAddressFamilies)", () => {
+  const doc = readFileSync(join(ROOT, "docs", "vip.md"), "utf8");
+  const block = /```\n(\[Service\][^`]*)```/.exec(doc)?.[1];
+  expect(block).toBeDefined();
+  const dropIn = parseUnit(block!).get("Service")!;
+  const families = [...(unit.get("Service")?.get("RestrictAddressFamilies") ?? []), ...(dropIn.get("RestrictAddressFamilies") ?? [])].flatMap((v) => v.split(/\s+/));
+  expect(families).toContain("AF_PACKET"); // arping -U: socket(AF_PACKET, SOCK_DGRAM)
+  expect(families).toContain("AF_NETLINK"); // ip addr
+  expect(dropIn.get("AmbientCapabilities")?.at(-1)?.split(/\s+/).sort()).toEqual(["CAP_NET_ADMIN", "CAP_NET_RAW"]);
+  expect(dropIn.get("CapabilityBoundingSet")?.at(-1)?.split(/\s+/).sort()).toEqual(["CAP_NET_ADMIN", "CAP_NET_RAW"]);
+});
+
 const analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].find(existsSync);
 
 test("systemd-analyze verify: no errors, no warnings", async () => {

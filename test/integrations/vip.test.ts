@@ -23,6 +23,8 @@ test("vip.address needs its prefix length and an interface", () => {
 test("a refused ip or arping names the capability the agent lacks", () => {
   expect(missingCap("RTNETLINK answers: Operation not permitted", "CAP_NET_ADMIN")).toContain("the agent lacks CAP_NET_ADMIN");
   expect(missingCap("arping: socket: Operation not permitted", "CAP_NET_RAW")).toContain("the agent lacks CAP_NET_RAW");
+  // The shipped unit's RestrictAddressFamilies without AF_PACKET (review: the documented drop-in left it out).
+  expect(missingCap("arping: socket: Address family not supported by protocol", "CAP_NET_RAW")).toContain("RestrictAddressFamilies=AF_PACKET");
   expect(missingCap("RTNETLINK answers: File exists", "CAP_NET_ADMIN")).toBe("");
 });
 

@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StoreError } from "../../src/store/durable.ts";
@@ -65,4 +65,19 @@ test.skipIf(process.getuid?.() !== 0)("as root too, an existing state dir anothe
   mkdirSync(dir, { mode: 0o700 });
   chownSync(dir, 65534, 65534);
   expect(() => loadOrCreateNodeId(dir)).toThrow(`${dir}: state directory belongs to uid 65534, not to this user (uid 0): chown it to the agent's user`);
+});
+
+test.skipIf(process.getuid?.() !== 0)("as root, a link in the state dir's place is refused when it lies in another user's directory (review: it led a root agent's files into /root); a link in a directory of root's is followed", () => {
+  const theirs = join(root, "pg-home");
+  mkdirSync(theirs, { mode: 0o755 });
+  chownSync(theirs, 65534, 65534);
+  const target = join(root, "roots-own");
+  mkdirSync(target, { mode: 0o700 });
+  const planted = join(theirs, "pgherd");
+  symlinkSync(target, planted);
+  expect(() => loadOrCreateNodeId(planted)).toThrow(`${planted}: state directory is a link in ${theirs}, which belongs to uid 65534: another user could point it anywhere; set state_dir to the real directory`);
+  expect(readdirSync(target)).toEqual([]);
+  const mine = join(root, "by-root");
+  symlinkSync(target, mine);
+  expect(loadOrCreateNodeId(mine)).toMatch(/^[0-9a-f]{16}$/);
 });
