@@ -11,10 +11,22 @@ export interface PgherdCommand {
   display: string;
 }
 
+/**
+ * The executable's path as it was named: Bun reads /proc/self/exe when execPath is first used, and
+ * after an upgrade replaced the file (install renames the new one over it) the kernel names the
+ * running image "<path> (deleted)" (review: an archive_command written then ran nothing). Read at
+ * startup, when this module loads, and the suffix dropped in any case: the path names the
+ * installed binary, the new one after an upgrade, which is what a restart would run too.
+ */
+export function liveExecPath(raw: string): string {
+  return raw.replace(/ \(deleted\)$/, "");
+}
+const EXEC_PATH = liveExecPath(process.execPath);
+
 export function selfCommand(): PgherdCommand {
   const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN");
-  if (compiled) return { argv: [process.execPath], display: shortPath(process.execPath) };
-  return { argv: [process.execPath, Bun.main], display: `bun ${shortPath(Bun.main)}` };
+  if (compiled) return { argv: [EXEC_PATH], display: shortPath(EXEC_PATH) };
+  return { argv: [EXEC_PATH, Bun.main], display: `bun ${shortPath(Bun.main)}` };
 }
 
 /** `path` relative to the working directory when it is inside it, else absolute. */
