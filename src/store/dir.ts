@@ -28,23 +28,37 @@ export function ensurePrivateDir(dir: string, mode = 0o700): void {
 }
 
 /**
- * A link in the state directory's place is followed only when it lies in a directory no other user
- * could have put it in: owned by root or this user, writable by neither group nor others (review: a
- * root agent whose state_dir lay under the PostgreSQL user's directory wrote its files wherever a
- * link that user planted pointed, /root say, whose owner and mode pass the checks below).
+ * Where the state directory lies must be a place no other user can change: its files are written
+ * by path, so whoever may rename entries in its parent could put a link in its place, now or later
+ * (review: a root agent whose state_dir lay under the PostgreSQL user's directory wrote its files
+ * wherever a link that user planted pointed, /root say, whose owner and mode pass the checks
+ * above). A link in its place is followed only in a directory owned by root or this user that
+ * neither group nor others may write; for a root agent the parent must be so (or sticky, like
+ * /tmp) even without a link. A trailing slash is no way around it.
  */
 function linkProblem(dir: string): void {
-  let l;
+  const d = dir.replace(/\/+$/, "") || "/";
+  const parent = dirname(d);
+  let p;
   try {
-    l = lstatSync(dir);
+    p = statSync(parent);
   } catch {
-    return; // not there yet: mkdir makes a real directory
+    return; // not there yet: mkdir makes real directories, this user's own
   }
-  if (!l.isSymbolicLink()) return;
-  const parent = dirname(dir);
-  const p = statSync(parent);
   const uid = process.getuid?.() ?? 0;
-  if ((p.uid !== 0 && p.uid !== uid) || p.mode & 0o022) {
-    throw new StoreError(`${dir}: state directory is a link in ${parent}, which ${p.mode & 0o022 ? "group or others may write" : `belongs to uid ${p.uid}`}: another user could point it anywhere; set state_dir to the real directory`);
+  const foreign = p.uid !== 0 && p.uid !== uid;
+  const writable = (p.mode & 0o022) !== 0;
+  let isLink = false;
+  try {
+    isLink = lstatSync(d).isSymbolicLink();
+  } catch {
+    // not there yet
+  }
+  const why = foreign ? `belongs to uid ${p.uid}` : "group or others may write";
+  if (isLink && (foreign || writable)) {
+    throw new StoreError(`${d}: state directory is a link in ${parent}, which ${why}: another user could point it anywhere; set state_dir to the real directory`);
+  }
+  if (uid === 0 && (foreign || (writable && !(p.mode & 0o1000)))) {
+    throw new StoreError(`${d}: a root agent's state directory lies in ${parent}, which ${why}: that user could put a link in its place; use a directory whose parents only root may change (the default /var/lib/pgherd)`);
   }
 }

@@ -76,7 +76,12 @@ test.skipIf(process.getuid?.() !== 0)("as root, a link in the state dir's place 
   const planted = join(theirs, "pgherd");
   symlinkSync(target, planted);
   expect(() => loadOrCreateNodeId(planted)).toThrow(`${planted}: state directory is a link in ${theirs}, which belongs to uid 65534: another user could point it anywhere; set state_dir to the real directory`);
+  expect(() => loadOrCreateNodeId(`${planted}/`)).toThrow("state directory is a link"); // a trailing slash: lstat would follow it
   expect(readdirSync(target)).toEqual([]);
+  // Not a link yet, but its owner could rename it and plant one later: refused for a root agent too.
+  const real = join(theirs, "real");
+  mkdirSync(real, { mode: 0o700 });
+  expect(() => loadOrCreateNodeId(real)).toThrow(`${real}: a root agent's state directory lies in ${theirs}, which belongs to uid 65534: that user could put a link in its place`);
   const mine = join(root, "by-root");
   symlinkSync(target, mine);
   expect(loadOrCreateNodeId(mine)).toMatch(/^[0-9a-f]{16}$/);
