@@ -105,11 +105,11 @@ export class ConfigLeader {
 
   /**
    * Version 1 from this leader's pgherd.toml: only once a majority of voters answered this term's
-   * read, and unless a peer has a document (then we fetch it instead).
+   * read, and unless a voter has a document (then we fetch it instead).
    */
   private seed(l: { term: number; voters: string[] }): void {
     const voters = this.votersOf(l);
-    if (this.doc || this.peers.readBy(voters, l.term).length < majority(voters.length) || this.peers.anyHeld()) return;
+    if (this.doc || this.peers.readBy(voters, l.term).length < majority(voters.length) || this.peers.heldAmong(voters)) return;
     this.held.store(this.seedDoc(l.term));
     this.broadcast();
     this.recordSeed(l.term);
@@ -230,7 +230,7 @@ export class ConfigLeader {
     if (this.d.shared) return null;
     // A leader that holds none while a peer holds one (elected before it fetched it) does not know
     // who holds the confirmed version: it waits until it holds one (re-review).
-    if (!this.doc) return this.peers.anyHeld() ? "this leader holds no version yet (it fetches the one its peers hold)" : null;
+    if (!this.doc) return this.peers.heldAmong(this.votersOf(this.d.leadership())) ? "this leader holds no version yet (it fetches the one its voters hold)" : null;
     const h = this.peers.holding(this.doc, voters);
     const need = voters.length - majority(voters.length) + 1;
     return h.length >= need ? null : `version ${this.doc.version} held by ${h.map((p) => this.d.nameOf(p)).join(", ") || "none"} of ${voters.length}, ${need} needed`;

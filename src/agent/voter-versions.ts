@@ -70,8 +70,12 @@ export class VoterVersions {
     return [...this.held.entries()].find(([p, v]) => among.includes(p) && isNewer(v, than));
   }
 
-  /** Whether any peer is known to hold a document. */
-  anyHeld(): boolean {
-    return this.held.size > 0;
+  /**
+   * Whether a peer among `among` (the voters) is known to hold a document. Not any peer: a node
+   * that is not a voter (a joiner with a leftover document) is never fetched from, so counting it
+   * kept a new cluster from making version 1 and a leader from any voter change (re-review).
+   */
+  heldAmong(among: readonly string[]): boolean {
+    return among.some((p) => p !== this.self && this.held.has(p));
   }
 }
