@@ -190,7 +190,6 @@ export const failoverSection = () => z.strictObject({
 /** How long the leader's primary may be stuck, unable to write or on a full disk before the leader hands over (core/liveness.ts). */
 export const livenessSection = () => z.strictObject({
   stuck_ms: intIn(1000, 600_000).default(LIVENESS_DEFAULTS.stuckMs),
-  frozen_ms: intIn(500, 600_000).default(LIVENESS_DEFAULTS.frozenMs),
   cannot_write_ms: intIn(500, 600_000).default(LIVENESS_DEFAULTS.cannotWriteMs),
   disk_full_ms: intIn(500, 600_000).default(LIVENESS_DEFAULTS.diskFullMs),
 });

@@ -294,8 +294,10 @@ export function controlSaysPrimary(state: string): boolean {
  * restart followed the newest timeline over pages flushed past the fork).
  */
 export function dataWasPrimary(controlState: string | null, standbySignal: boolean, backupLabel = false, ownTimelineStart = false): boolean {
-  if (ownTimelineStart) return true;
+  // A copy not started yet first: a clone swapped in before the marker of the directory it
+  // replaced was removed (an agent killed in between) is a standby's data (re-review).
   if (standbySignal && backupLabel) return false;
+  if (ownTimelineStart) return true;
   return !standbySignal || (controlState !== null && controlSaysPrimary(controlState));
 }
 

@@ -16,7 +16,7 @@
 // - disk-full:    the file system of the data directory or of pg_wal has less than fullBytes (or
 //                 fullRatio of its size, the smaller) available for diskFullMs.
 
-import { comparePosition } from "./position.ts";
+import { comparePosition, type Position } from "./position.ts";
 import type { Candidate } from "./switchover.ts";
 
 export type LivenessState = "ok" | "busy" | "stuck" | "disk-full" | "cannot-write";
@@ -259,10 +259,14 @@ export function successorOf(candidates: readonly Candidate[], self: string): str
 
 /**
  * Whether another node could take over from this leader's primary: a voter that can be promoted
- * and runs as a standby, streaming or not (once the primary stopped, none streams from it).
+ * and runs as a standby, streaming or not (once the primary stopped, none streams from it), that
+ * the voters would elect: not while the durability guard blocks failover to anyone but this node,
+ * nor one behind its floor (election.ts upToDate; re-review: a full disk otherwise resigned into a
+ * cluster where only this node could win, again and again, its server never started).
  */
-export function takeoverPossible(candidates: readonly Candidate[], self: string): boolean {
-  return standbysThatCouldLead(candidates, self).length > 0;
+export function takeoverPossible(candidates: readonly Candidate[], self: string, guard?: { block: boolean; holder?: string | null; floor: Position | null } | null): boolean {
+  return standbysThatCouldLead(candidates, self).some((c) =>
+    (!guard?.block || guard.holder === c.id) && (!guard?.floor || comparePosition(c.report!.position, guard.floor) >= 0));
 }
 
 function standbysThatCouldLead(candidates: readonly Candidate[], self: string): Candidate[] {

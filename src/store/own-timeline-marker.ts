@@ -18,7 +18,9 @@ export type OwnTimelineInfo = z.infer<typeof Marker>;
 
 export class OwnTimelineMarker extends DataMarker<typeof Marker> {
   constructor(stateDir: string, dataDir: string) {
-    super(stateDir, dataDir, OWN_TIMELINE_MARKER_FILE, Marker, () => ({ timeline: 1 }));
+    // Unreadable: a former primary's data all the same (the safe side: a rewind), its timeline
+    // unknown (0): no standby start is pinned to a guess (re-review: 1 made the next start fail).
+    super(stateDir, dataDir, OWN_TIMELINE_MARKER_FILE, Marker, () => ({ timeline: 0 }));
   }
 
   /** Before the start on timeline `timeline`: durable when this returns. */

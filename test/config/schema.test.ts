@@ -47,7 +47,7 @@ describe("defaults", () => {
       bootstrap: { from_existing: false, from_backup: false, target_time: "", target_lsn: "" },
       rejoin: { auto: true, keep_old: 1, clone_max_rate_kb: 0 },
       failover: { max_lag_bytes: 1048576 },
-      liveness: { stuck_ms: 3000, frozen_ms: 1000, cannot_write_ms: 1000, disk_full_ms: 1000 },
+      liveness: { stuck_ms: 3000, cannot_write_ms: 1000, disk_full_ms: 1000 },
       slots: { retain_minutes: 30, max_slot_wal_keep_size: "", permanent: [] },
       tags: { nofailover: false, noloadbalance: false },
       watchdog: { mode: "off", device: "/dev/watchdog" },

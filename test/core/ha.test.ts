@@ -234,6 +234,8 @@ describe("follower", () => {
       expect(dataWasPrimary(st, true)).toBe(false); // what its files alone say
       expect(dataWasPrimary(st, true, false, true)).toBe(true);
     }
+    // a clone swapped in before the marker went (standby.signal and backup_label): a standby's copy
+    expect(dataWasPrimary("in production", true, true, true)).toBe(false);
     const stopped = { running: false, up: false, inRecovery: null, wasPrimary: dataWasPrimary("in archive recovery", true, false, true), timeline: 1 } as const;
     // a follower rewinds it; the leader starts it on its own timeline again (not the newest one)
     expect(decideHa(follow({}, stopped))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });

@@ -207,5 +207,12 @@ describe("successor", () => {
     expect(successorOf([c("A", rep("0/5000", { streaming: false }))], "P")).toBeNull();
     expect(takeoverPossible([c("A", rep("0/5000", { up: false })), c("B", rep("0/7000"), { neverPromoted: true }), c("W", null, { witness: true }), c("N", rep("0/1"), { voter: false })], "P")).toBe(false);
     expect(takeoverPossible([c("P", rep("0/9000"))], "P")).toBe(false);
+    // only one the voters would elect (re-review): not while the guard blocks failover to anyone but
+    // the holder, nor one behind the guard's floor
+    const a = [c("A", rep("0/5000", { streaming: false }))];
+    expect(takeoverPossible(a, "P", { block: true, holder: "P", floor: null })).toBe(false);
+    expect(takeoverPossible(a, "P", { block: true, holder: "A", floor: null })).toBe(true);
+    expect(takeoverPossible(a, "P", { block: false, holder: null, floor: { timeline: 3, lsn: "0/6000" } })).toBe(false);
+    expect(takeoverPossible(a, "P", { block: false, holder: null, floor: { timeline: 3, lsn: "0/5000" } })).toBe(true);
   });
 });

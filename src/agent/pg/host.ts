@@ -253,7 +253,7 @@ export class PgHost {
     // a paused replay's restart): following the newest timeline would replay another history over
     // pages flushed past the fork (re-review). It then cannot follow the leader, is found stuck and
     // rewound, which ends the marker.
-    const ownTimeline = standby ? (o.ownTimeline ?? this.ownTimelineMarker.get()?.timeline) : undefined;
+    const ownTimeline = standby ? (o.ownTimeline || this.ownTimelineMarker.get()?.timeline || undefined) : undefined;
     const res = await writeManagedConfig({
       dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
       conf: {

@@ -169,7 +169,7 @@ export class MonitorRound {
       rejoinAuto: h.cfg.rejoin.auto, rejoinRequested: rejoin.request, paused: ctx.paused(),
       promotionRequested: x.promotionRequested(),
       successor: lead.leading ? successorOf(ctx.candidates(), ctx.nodeId) : null,
-      takeoverPossible: lead.leading && takeoverPossible(ctx.candidates(), ctx.nodeId),
+      takeoverPossible: lead.leading && takeoverPossible(ctx.candidates(), ctx.nodeId, ctx.guardState().guard),
       prePromote: ctx.integrations?.promoteCheck(lead.term), // [hooks] pre_promote's verdict (src/hooks)
       reservedTimeline: ctx.guardState().guard?.timeline,
       restartStagger: paused.names.length ? [...ctx.standbyMembers(), ctx.nodeId].sort().indexOf(ctx.nodeId) * PAUSE_STAGGER_MS : 0,
