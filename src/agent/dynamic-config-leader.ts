@@ -105,11 +105,13 @@ export class ConfigLeader {
 
   /**
    * Version 1 from this leader's pgherd.toml: only once a majority of voters answered this term's
-   * read, and unless a voter has a document (then we fetch it instead).
+   * read, and unless a voter that answered it has a document (then we fetch it instead). Not any
+   * voter heard of: one that reported a version and died before this read (its version, then,
+   * was never confirmed: a majority read would have met it) blocked version 1 for good (re-review).
    */
   private seed(l: { term: number; voters: string[] }): void {
     const voters = this.votersOf(l);
-    if (this.doc || this.peers.readBy(voters, l.term).length < majority(voters.length) || this.peers.heldAmong(voters)) return;
+    if (this.doc || this.peers.readBy(voters, l.term).length < majority(voters.length) || this.peers.heldAmong(this.peers.readBy(voters, l.term))) return;
     this.held.store(this.seedDoc(l.term));
     this.broadcast();
     this.recordSeed(l.term);
@@ -228,13 +230,30 @@ export class ConfigLeader {
    */
   missingFrom(voters: readonly string[]): string | null {
     if (this.d.shared) return null;
-    // A leader that holds none while a peer holds one (elected before it fetched it) does not know
-    // who holds the confirmed version: it waits until it holds one (re-review).
-    if (!this.doc) return this.peers.heldAmong(this.votersOf(this.d.leadership())) ? "this leader holds no version yet (it fetches the one its voters hold)" : null;
+    const l = this.d.leadership();
+    const current = this.votersOf(l);
+    // A node joining with a document of its own newer than this leader's (a leftover of an earlier
+    // cluster of the same name and secret, kept in its state_dir): once a voter it would be fetched
+    // from and its document would replace the one this cluster confirmed (re-review). It is not added
+    // until that file is gone.
+    for (const p of voters.filter((v) => !current.includes(v))) {
+      const theirs = this.peers.versionOf(p);
+      if (theirs && D.isNewer(theirs, this.doc)) return `${this.d.nameOf(p)} holds cluster configuration version ${theirs.version} (term ${theirs.term}), newer than this cluster's ${this.doc ? `version ${this.doc.version}` : "none"}: a leftover of another cluster? Stop its agent, remove dynamic-config.json from its state_dir and start it again`;
+    }
+    // A leader that holds none while a voter that answered its read holds one (elected before it
+    // fetched it) does not know who holds the confirmed version: it waits until it holds one. One
+    // that did not answer (gone since) does not count: its version was never confirmed, or a
+    // majority read would have met it (re-reviews).
+    if (!this.doc) {
+      const read = this.peers.readBy(current, l.term);
+      if (read.length < majority(current.length)) return "this leader has not read a majority of voters in its term yet";
+      return this.peers.heldAmong(read) ? "this leader holds no version yet (it fetches the one its voters hold)" : null;
+    }
     const h = this.peers.holding(this.doc, voters);
     const need = voters.length - majority(voters.length) + 1;
     return h.length >= need ? null : `version ${this.doc.version} held by ${h.map((p) => this.d.nameOf(p)).join(", ") || "none"} of ${voters.length}, ${need} needed`;
   }
+
 
   /** Until `done()` while this node leads `term` ("held"), it stops leading ("lost"), or `ms` passed ("timeout"). */
   private async whileLeading(term: number, ms: number, done: () => boolean): Promise<"held" | "lost" | "timeout"> {

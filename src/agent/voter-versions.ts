@@ -70,6 +70,11 @@ export class VoterVersions {
     return [...this.held.entries()].find(([p, v]) => among.includes(p) && isNewer(v, than));
   }
 
+  /** The version `peer` last said it holds, or undefined. */
+  versionOf(peer: string): Version | undefined {
+    return this.held.get(peer);
+  }
+
   /**
    * Whether a peer among `among` (the voters) is known to hold a document. Not any peer: a node
    * that is not a voter (a joiner with a leftover document) is never fetched from, so counting it

@@ -251,8 +251,8 @@ export function bytes(n: number): string {
  * connected, streaming, with the highest position (the one most likely to hold every acknowledged
  * write; the voters still refuse it if it is behind them, and the election then picks another).
  */
-export function successorOf(candidates: readonly Candidate[], self: string): string | null {
-  const ready = standbysThatCouldLead(candidates, self).filter((c) => c.report!.streaming);
+export function successorOf(candidates: readonly Candidate[], self: string, guard?: GuardView | null): string | null {
+  const ready = standbysThatCouldLead(candidates, self, guard).filter((c) => c.report!.streaming);
   ready.sort((a, b) => comparePosition(b.report!.position, a.report!.position) || a.name.localeCompare(b.name));
   return ready[0]?.id ?? null;
 }
@@ -264,11 +264,15 @@ export function successorOf(candidates: readonly Candidate[], self: string): str
  * nor one behind its floor (election.ts upToDate; re-review: a full disk otherwise resigned into a
  * cluster where only this node could win, again and again, its server never started).
  */
-export function takeoverPossible(candidates: readonly Candidate[], self: string, guard?: { block: boolean; holder?: string | null; floor: Position | null } | null): boolean {
-  return standbysThatCouldLead(candidates, self).some((c) =>
-    (!guard?.block || guard.holder === c.id) && (!guard?.floor || comparePosition(c.report!.position, guard.floor) >= 0));
+export function takeoverPossible(candidates: readonly Candidate[], self: string, guard?: GuardView | null): boolean {
+  return standbysThatCouldLead(candidates, self, guard).length > 0;
 }
 
-function standbysThatCouldLead(candidates: readonly Candidate[], self: string): Candidate[] {
-  return candidates.filter((c) => c.id !== self && c.voter && !c.witness && !c.neverPromoted && c.report?.up && c.report.inRecovery);
+/** What of the durability guard decides whom the voters elect (election.ts upToDate). */
+type GuardView = { block: boolean; holder?: string | null; floor: Position | null };
+
+/** Promotable voters running as standbys that the voters would elect under `guard` (the successor too: re-review). */
+function standbysThatCouldLead(candidates: readonly Candidate[], self: string, guard?: GuardView | null): Candidate[] {
+  return candidates.filter((c) => c.id !== self && c.voter && !c.witness && !c.neverPromoted && c.report?.up && c.report.inRecovery &&
+    (!guard?.block || guard.holder === c.id) && (!guard?.floor || comparePosition(c.report.position, guard.floor) >= 0));
 }

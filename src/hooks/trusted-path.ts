@@ -58,3 +58,26 @@ export function untrustedProgram(path: string, uid = process.getuid?.() ?? 0): s
     return `${path} is not run: ${(e as Error).message}`;
   }
 }
+
+/**
+ * Why the directory `dir`, or the nearest of its ancestors that exists (the rest mkdir makes, this
+ * user's own), is a place another user could change (chainProblem: every component from / down, and
+ * where links lead), or null. A root agent's state directory (store/dir.ts).
+ */
+export function untrustedDir(dir: string, uid = process.getuid?.() ?? 0): string | null {
+  let p = resolve(dir);
+  for (;;) {
+    try {
+      lstatSync(p);
+      break;
+    } catch {
+      if (p === dirname(p)) return null;
+      p = dirname(p);
+    }
+  }
+  try {
+    return chainProblem(p, uid);
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

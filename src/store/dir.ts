@@ -1,6 +1,7 @@
 // The state directory holds the node id and election state: private to the agent's user.
 import { chmodSync, lstatSync, mkdirSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
+import { untrustedDir } from "../hooks/trusted-path.ts";
 import { StoreError } from "./durable.ts";
 
 /**
@@ -29,15 +30,30 @@ export function ensurePrivateDir(dir: string, mode = 0o700): void {
 
 /**
  * Where the state directory lies must be a place no other user can change: its files are written
- * by path, so whoever may rename entries in its parent could put a link in its place, now or later
+ * by path, so whoever may rename entries on the way could put a link in its place, now or later
  * (review: a root agent whose state_dir lay under the PostgreSQL user's directory wrote its files
  * wherever a link that user planted pointed, /root say, whose owner and mode pass the checks
- * above). A link in its place is followed only in a directory owned by root or this user that
- * neither group nor others may write; for a root agent the parent must be so (or sticky, like
- * /tmp) even without a link. A trailing slash is no way around it.
+ * above). For a root agent every directory from / down to it (and where links on the way lead)
+ * must belong to root and be writable by no one else (sticky ones, like /tmp, aside:
+ * hooks/trusted-path.ts, as for the programs it runs); the path is resolved first, so "/." or a
+ * trailing slash changes nothing. Any agent follows a link in its place only in a directory owned
+ * by root or itself that neither group nor others may write.
  */
 function linkProblem(dir: string): void {
-  const d = dir.replace(/\/+$/, "") || "/";
+  const d = resolve(dir);
+  const uid = process.getuid?.() ?? 0;
+  let isLink = false;
+  try {
+    isLink = lstatSync(d).isSymbolicLink();
+  } catch {
+    // not there yet
+  }
+  if (uid === 0) {
+    // Its parents (the directory itself has its own checks below), and where a link in its place leads.
+    const why = untrustedDir(dirname(d), 0) ?? (isLink ? untrustedDir(d, 0) : null);
+    if (why) throw new StoreError(`${d}: a root agent's state directory must lie where only root can change it: ${why}; use a directory whose parents only root may change (the default /var/lib/pgherd)`);
+    return;
+  }
   const parent = dirname(d);
   let p;
   try {
@@ -45,20 +61,8 @@ function linkProblem(dir: string): void {
   } catch {
     return; // not there yet: mkdir makes real directories, this user's own
   }
-  const uid = process.getuid?.() ?? 0;
   const foreign = p.uid !== 0 && p.uid !== uid;
-  const writable = (p.mode & 0o022) !== 0;
-  let isLink = false;
-  try {
-    isLink = lstatSync(d).isSymbolicLink();
-  } catch {
-    // not there yet
-  }
-  const why = foreign ? `belongs to uid ${p.uid}` : "group or others may write";
-  if (isLink && (foreign || writable)) {
-    throw new StoreError(`${d}: state directory is a link in ${parent}, which ${why}: another user could point it anywhere; set state_dir to the real directory`);
-  }
-  if (uid === 0 && (foreign || (writable && !(p.mode & 0o1000)))) {
-    throw new StoreError(`${d}: a root agent's state directory lies in ${parent}, which ${why}: that user could put a link in its place; use a directory whose parents only root may change (the default /var/lib/pgherd)`);
+  if (isLink && (foreign || p.mode & 0o022)) {
+    throw new StoreError(`${d}: state directory is a link in ${parent}, which ${foreign ? `belongs to uid ${p.uid}` : "group or others may write"}: another user could point it anywhere; set state_dir to the real directory`);
   }
 }

@@ -18,9 +18,10 @@ export type OwnTimelineInfo = z.infer<typeof Marker>;
 
 export class OwnTimelineMarker extends DataMarker<typeof Marker> {
   constructor(stateDir: string, dataDir: string) {
-    // Unreadable: a former primary's data all the same (the safe side: a rewind), its timeline
-    // unknown (0): no standby start is pinned to a guess (re-review: 1 made the next start fail).
-    super(stateDir, dataDir, OWN_TIMELINE_MARKER_FILE, Marker, () => ({ timeline: 0 }));
+    // Unreadable: a former primary's data all the same (the safe side: a rewind); a standby start
+    // that does not go through the decision is pinned to timeline 1, which fails loudly where it is
+    // not its own, rather than to none, which would follow the newest timeline (re-reviews).
+    super(stateDir, dataDir, OWN_TIMELINE_MARKER_FILE, Marker, () => ({ timeline: 1 }));
   }
 
   /** Before the start on timeline `timeline`: durable when this returns. */

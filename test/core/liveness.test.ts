@@ -214,5 +214,10 @@ describe("successor", () => {
     expect(takeoverPossible(a, "P", { block: true, holder: "A", floor: null })).toBe(true);
     expect(takeoverPossible(a, "P", { block: false, holder: null, floor: { timeline: 3, lsn: "0/6000" } })).toBe(false);
     expect(takeoverPossible(a, "P", { block: false, holder: null, floor: { timeline: 3, lsn: "0/5000" } })).toBe(true);
+    // and the successor a resign hands over to, the same (re-review: a streaming one behind a block resigned into the loop)
+    const s = [c("A", rep("0/5000"))];
+    expect(successorOf(s, "P", { block: true, holder: "P", floor: null })).toBeNull();
+    expect(successorOf(s, "P", { block: false, holder: null, floor: { timeline: 3, lsn: "0/6000" } })).toBeNull();
+    expect(successorOf(s, "P", null)).toBe("A");
   });
 });

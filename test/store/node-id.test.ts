@@ -75,13 +75,17 @@ test.skipIf(process.getuid?.() !== 0)("as root, a link in the state dir's place 
   mkdirSync(target, { mode: 0o700 });
   const planted = join(theirs, "pgherd");
   symlinkSync(target, planted);
-  expect(() => loadOrCreateNodeId(planted)).toThrow(`${planted}: state directory is a link in ${theirs}, which belongs to uid 65534: another user could point it anywhere; set state_dir to the real directory`);
-  expect(() => loadOrCreateNodeId(`${planted}/`)).toThrow("state directory is a link"); // a trailing slash: lstat would follow it
+  const refused = `a root agent's state directory must lie where only root can change it: ${theirs} belongs to uid 65534`;
+  expect(() => loadOrCreateNodeId(planted)).toThrow(refused);
+  expect(() => loadOrCreateNodeId(`${planted}/`)).toThrow(refused); // a trailing slash: lstat would follow it
+  expect(() => loadOrCreateNodeId(`${planted}/.`)).toThrow(refused); // "/.": the parent would be the link's target
   expect(readdirSync(target)).toEqual([]);
-  // Not a link yet, but its owner could rename it and plant one later: refused for a root agent too.
+  // Not a link yet, but its owner could rename it and plant one later: refused too.
   const real = join(theirs, "real");
   mkdirSync(real, { mode: 0o700 });
-  expect(() => loadOrCreateNodeId(real)).toThrow(`${real}: a root agent's state directory lies in ${theirs}, which belongs to uid 65534: that user could put a link in its place`);
+  expect(() => loadOrCreateNodeId(real)).toThrow(refused);
+  // Nor under a directory that does not exist yet (root would make it, and its owner could swap it later).
+  expect(() => loadOrCreateNodeId(join(theirs, "sub", "pgherd"))).toThrow(refused);
   const mine = join(root, "by-root");
   symlinkSync(target, mine);
   expect(loadOrCreateNodeId(mine)).toMatch(/^[0-9a-f]{16}$/);

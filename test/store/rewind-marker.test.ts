@@ -43,7 +43,7 @@ test("a start on the own timeline: set before it, read back by a later agent, cl
   m.clear();
   expect(m.get()).toBeNull();
   writeFileSync(join(root, OWN_TIMELINE_MARKER_FILE), "{ torn");
-  expect(m.get()).toMatchObject({ dataDir: "/var/lib/postgresql/data", timeline: 0 }); // its timeline unknown: nothing pinned to a guess
+  expect(m.get()).toMatchObject({ dataDir: "/var/lib/postgresql/data", timeline: 1 }); // pinned: a wrong pin fails loudly, none would follow the newest timeline
   m.clear();
 });
 

@@ -168,7 +168,7 @@ export class MonitorRound {
       member: lead.member, fromExisting: h.cfg.bootstrap.from_existing,
       rejoinAuto: h.cfg.rejoin.auto, rejoinRequested: rejoin.request, paused: ctx.paused(),
       promotionRequested: x.promotionRequested(),
-      successor: lead.leading ? successorOf(ctx.candidates(), ctx.nodeId) : null,
+      successor: lead.leading ? successorOf(ctx.candidates(), ctx.nodeId, ctx.guardState().guard) : null,
       takeoverPossible: lead.leading && takeoverPossible(ctx.candidates(), ctx.nodeId, ctx.guardState().guard),
       prePromote: ctx.integrations?.promoteCheck(lead.term), // [hooks] pre_promote's verdict (src/hooks)
       reservedTimeline: ctx.guardState().guard?.timeline,
@@ -223,14 +223,14 @@ export class MonitorRound {
       if (promoting) this.promoteFailures = { term: lead.term, n: this.promoteFailures.term === lead.term ? this.promoteFailures.n + 1 : 1 };
       if (decision.kind === "start-primary" && lead.leading) {
         // The primary does not come back in place: let a standby take over instead of waiting for the lease.
-        ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
+        ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId, ctx.guardState().guard) ?? undefined);
       } else if (decision.kind === "promote" && e instanceof NotPromoted && e.why instanceof BarrierTimeout && lead.leading) {
         // Its checkpointer is busy for longer than a promotion should wait: another standby may be ready now.
-        ctx.resign(`not promoted: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
+        ctx.resign(`not promoted: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId, ctx.guardState().guard) ?? undefined);
       } else if (promoting && lead.leading && this.promoteFailures.n >= PROMOTE_ATTEMPTS) {
         // This leader cannot make its server the primary (a reservation that no majority stores, a
         // file it cannot write, a server that does not start): another node may.
-        ctx.resign(`not promoted after ${this.promoteFailures.n} attempts in term ${lead.term}: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId) ?? undefined);
+        ctx.resign(`not promoted after ${this.promoteFailures.n} attempts in term ${lead.term}: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId, ctx.guardState().guard) ?? undefined);
       }
       h.log.error(`${decision.kind} failed (attempt ${this.failures}, next try in ${backoff} ms): ${this.lastError}`);
     }
