@@ -11,8 +11,9 @@ import { StoreError } from "./durable.ts";
  * temporary files) are opened by fixed names, and another user who can write there could put a
  * link in their place.
  */
-export function ensurePrivateDir(dir: string, mode = 0o700): void {
-  linkProblem(dir);
+export function ensurePrivateDir(dir: string, mode = 0o700, o: { checkPlace?: boolean } = {}): void {
+  // Where it lies: checked once, when the agent starts (node-id.ts), not at each later write.
+  if (o.checkPlace) linkProblem(dir);
   let created: string | undefined;
   try {
     created = mkdirSync(dir, { recursive: true, mode });

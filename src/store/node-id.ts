@@ -24,7 +24,7 @@ function readNodeId(file: string): string | undefined {
 
 /** Returns the persisted node id, creating `stateDir` (0700) and the id file (0600) on first use. */
 export function loadOrCreateNodeId(stateDir: string): string {
-  ensurePrivateDir(stateDir);
+  ensurePrivateDir(stateDir, 0o700, { checkPlace: true }); // the agent's start: where it lies too
   const file = join(stateDir, NODE_ID_FILE);
   const existing = readNodeId(file);
   if (existing !== undefined) return existing;
