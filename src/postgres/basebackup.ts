@@ -65,6 +65,17 @@ export class BasebackupError extends Error {
 }
 
 /** Parses a -P line such as "  25762/25762 kB (100%), 1/1 tablespace". */
+/**
+ * pg_basebackup writes a tablespace to the absolute path it has on the source, which must be empty
+ * here: on a node that held data it is not, and every clone fails the same way. Says so, naming
+ * the docs, when a directory other than the clone's own was not empty.
+ */
+export function tablespaceHint(stderr: string, target: string): string {
+  const m = /directory "([^"]+)" exists but is not empty/.exec(stderr);
+  if (!m || m[1] === target || m[1]!.startsWith(`${target}/`)) return "";
+  return ` (${m[1]} is a tablespace's location on the source: pgherd does not support tablespaces, and a clone needs that directory empty on this host; docs/operations.md "Tablespaces")`;
+}
+
 export function parseProgress(line: string): BasebackupProgress | null {
   const m = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
   return m ? { doneKb: Number(m[1]), totalKb: Number(m[2]), percent: Number(m[3]) } : null;
@@ -130,7 +141,7 @@ export async function basebackup(o: BasebackupOptions): Promise<{ ms: number }> 
   if (refused) throw new BasebackupError(refused, res.stderr, false, true);
   if (stalled) throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} made no progress for ${Math.round((o.stallMs ?? 0) / 1000)} s: stopped (the source or the network stalls)`, res.stderr, true);
   const why = res.timedOut ? `timed out after ${o.timeoutMs} ms` : stderrTail(res.stderr.split("\n").filter((l) => !parseProgress(l)).join("\n")) || `exit ${res.code}`;
-  throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} failed: ${why}`, res.stderr, res.timedOut);
+  throw new BasebackupError(`pg_basebackup from ${o.host}:${o.port} failed: ${why}${tablespaceHint(res.stderr, o.target)}`, res.stderr, res.timedOut);
 }
 
 /** What a base backup leaves out of a data directory at its top level (pg_basebackup's exclusions). */

@@ -1,7 +1,7 @@
 // Pure functions of the PostgreSQL layer: config/hba rendering and merging, LSN arithmetic,
 // passfile escaping, and parsers for pg_controldata, postmaster.pid and pg_basebackup -P.
 import { describe, expect, test } from "bun:test";
-import { parseProgress } from "../../src/postgres/basebackup.ts";
+import { parseProgress, tablespaceHint } from "../../src/postgres/basebackup.ts";
 import { parseControlData, parsePostmasterPid } from "../../src/postgres/datadir.ts";
 import { BEGIN_MARK, END_MARK, HbaError, mergeManagedBlock, renderHbaBlock, renderIdentBlock } from "../../src/postgres/hba.ts";
 import { bigIntToLsn, lsnCompare, lsnDiff, lsnToBigInt } from "../../src/postgres/lsn.ts";
@@ -246,6 +246,13 @@ describe("small parsers and escapes", () => {
     expect(parseProgress("  25762/25762 kB (100%), 1/1 tablespace")).toEqual({ doneKb: 25762, totalKb: 25762, percent: 100 });
     expect(parseProgress("   1234/25762 kB (4%), 0/1 tablespace (/data/base/1/1259)")).toEqual({ doneKb: 1234, totalKb: 25762, percent: 4 });
     expect(parseProgress("pg_basebackup: base backup completed")).toBeNull();
+  });
+
+  test("a clone that fails on a tablespace's location says so (review: every clone failed the same way, unexplained)", () => {
+    const target = "/var/lib/postgresql/pgherd.clone";
+    expect(tablespaceHint('pg_basebackup: error: directory "/srv/ts1" exists but is not empty', target)).toContain('/srv/ts1 is a tablespace\'s location on the source: pgherd does not support tablespaces');
+    expect(tablespaceHint(`pg_basebackup: error: directory "${target}" exists but is not empty`, target)).toBe("");
+    expect(tablespaceHint("pg_basebackup: error: could not connect to server", target)).toBe("");
   });
 
   test("slot names and literals", () => {
