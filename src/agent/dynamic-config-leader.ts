@@ -233,12 +233,13 @@ export class ConfigLeader {
     const l = this.d.leadership();
     const current = this.votersOf(l);
     // A node joining with a document of its own newer than this leader's (a leftover of an earlier
-    // cluster of the same name and secret, kept in its state_dir): once a voter it would be fetched
-    // from and its document would replace the one this cluster confirmed (re-review). It is not added
-    // until that file is gone.
+    // cluster of the same name and secret, or a version it made as a leader that no majority
+    // stored): once a voter it would be fetched from and its document would replace the one this
+    // cluster confirmed (re-review). It is not added until that file is gone; other joiners are
+    // (membership.ts).
     for (const p of voters.filter((v) => !current.includes(v))) {
       const theirs = this.peers.versionOf(p);
-      if (theirs && D.isNewer(theirs, this.doc)) return `${this.d.nameOf(p)} holds cluster configuration version ${theirs.version} (term ${theirs.term}), newer than this cluster's ${this.doc ? `version ${this.doc.version}` : "none"}: a leftover of another cluster? Stop its agent, remove dynamic-config.json from its state_dir and start it again`;
+      if (theirs && D.isNewer(theirs, this.doc)) return `${this.d.nameOf(p)} holds cluster configuration version ${theirs.version} (term ${theirs.term}), newer than this cluster's ${this.doc ? `version ${this.doc.version}` : "none"}: an earlier cluster's, or one it made as a leader that was never confirmed; once a voter it would pass it on over this cluster's: stop its agent, remove dynamic-config.json from its state_dir and start it again`;
     }
     // A leader that holds none while a voter that answered its read holds one (elected before it
     // fetched it) does not know who holds the confirmed version: it waits until it holds one. One

@@ -44,8 +44,8 @@ export class MembershipKeeper {
   private warnedBadIds = new Set<string>();
   /** The voter change waiting for its failover guard to be stored ("add:<id>"), null: none. */
   private waiting: string | null = null;
-  /** The voter change last logged as waiting for the configuration to spread. */
-  private configWait = "";
+  /** The voter changes logged as waiting for the configuration (each once). */
+  private readonly configWaits = new Set<string>();
 
   constructor(private readonly d: MembershipDeps) {}
 
@@ -99,23 +99,31 @@ export class MembershipKeeper {
     }
     const peers = this.d.peers.list();
     this.warnBadIds(peers.map((p) => p.id));
-    const change = nextVoterChange({
-      voters: st.membership.voters, approved: st.membership.approved ?? [], autoJoin: this.d.cfg.election.auto_join,
-      peers, removals: this.removals, removed: st.membership.removed ?? [],
-    });
+    // The new voter set's majorities must meet the configuration's holders (S28): a later leader
+    // reads a majority of the new set. A joiner that cannot be added for it yet (one holding a
+    // document of its own) does not hold up the next one (re-review).
+    const held: string[] = [];
+    let change: ReturnType<typeof nextVoterChange> = null;
+    if (this.configWaits.size > 100) this.configWaits.clear(); // said once each, within bounds
+    for (;;) {
+      change = nextVoterChange({
+        voters: st.membership.voters, approved: (st.membership.approved ?? []).filter((a) => !held.includes(a)), autoJoin: this.d.cfg.election.auto_join,
+        peers: peers.filter((p) => !held.includes(p.id)), removals: this.removals, removed: st.membership.removed ?? [],
+      });
+      if (!change) break;
+      const c = change;
+      const next = c.op === "add" ? [...st.membership.voters, c.node] : st.membership.voters.filter((v) => v !== c.node);
+      const missing = this.d.configMissing(next);
+      if (!missing) break;
+      const key = `${c.op}:${c.node}:${missing}`;
+      if (!this.configWaits.has(key)) this.d.log.info(`before the voter change (${c.op} ${this.d.nameOf(c.node)}): waiting until every majority of the new voter set includes a node holding the cluster-wide configuration (${missing})`);
+      this.configWaits.add(key);
+      if (c.op !== "add") break;
+      held.push(c.node);
+      change = null;
+    }
     this.waiting = change ? `${change.op}:${change.node}` : null;
     if (!change) return;
-    // The new voter set's majorities must meet the configuration's holders (S28): a later leader
-    // reads a majority of the new set. The voter to add has fetched it within a second or two.
-    const next = change.op === "add" ? [...st.membership.voters, change.node] : st.membership.voters.filter((v) => v !== change.node);
-    const missing = this.d.configMissing(next);
-    if (missing) {
-      const key = `${change.op}:${change.node}`;
-      if (this.configWait !== key) this.d.log.info(`before the voter change (${change.op} ${this.d.nameOf(change.node)}): waiting until every majority of the new voter set includes a node holding the cluster-wide configuration (${missing})`);
-      this.configWait = key;
-      this.waiting = null;
-      return;
-    }
     // A voter change changes k (synchronous standbys needed): suspend automatic failover (a guard
     // stored by a majority) before it; the primary's next re-sync lifts it with a floor.
     const g = st.guard;

@@ -64,18 +64,20 @@ export class BasebackupError extends Error {
   }
 }
 
-/** Parses a -P line such as "  25762/25762 kB (100%), 1/1 tablespace". */
 /**
  * pg_basebackup writes a tablespace to the absolute path it has on the source, which must be empty
- * here: on a node that held data it is not, and every clone fails the same way. Says so, naming
- * the docs, when a directory other than the clone's own was not empty.
+ * (and creatable) here: on a node that held data it is not, on a fresh host its parent may not be
+ * the PostgreSQL user's, and every clone fails the same way. Says so, naming the docs, when a
+ * directory other than the clone's own was the problem.
  */
 export function tablespaceHint(stderr: string, target: string): string {
-  const m = /directory "([^"]+)" exists but is not empty/.exec(stderr);
-  if (!m || m[1] === target || m[1]!.startsWith(`${target}/`)) return "";
-  return ` (${m[1]} is a tablespace's location on the source: pgherd does not support tablespaces, and a clone needs that directory empty on this host; docs/operations.md "Tablespaces")`;
+  const m = /directory "([^"]+)" exists but is not empty|could not create directory "([^"]+)"/.exec(stderr);
+  const dir = m?.[1] ?? m?.[2];
+  if (!dir || dir === target || dir.startsWith(`${target}/`)) return "";
+  return ` (${dir} is a tablespace's location on the source: pgherd does not support tablespaces, and a clone needs that directory empty, or creatable by the PostgreSQL user, on this host; docs/operations.md "Tablespaces")`;
 }
 
+/** Parses a -P line such as "  25762/25762 kB (100%), 1/1 tablespace". */
 export function parseProgress(line: string): BasebackupProgress | null {
   const m = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
   return m ? { doneKb: Number(m[1]), totalKb: Number(m[2]), percent: Number(m[3]) } : null;

@@ -12,7 +12,8 @@ import { StoreError } from "./durable.ts";
  * link in their place.
  */
 export function ensurePrivateDir(dir: string, mode = 0o700, o: { checkPlace?: boolean } = {}): void {
-  // Where it lies: checked once, when the agent starts (node-id.ts), not at each later write.
+  // Where it lies: checked when the agent starts (node-id.ts), not at each later write; before
+  // mkdir, and after it (a parent another user made meanwhile, under /tmp say: re-review).
   if (o.checkPlace) linkProblem(dir);
   let created: string | undefined;
   try {
@@ -20,6 +21,7 @@ export function ensurePrivateDir(dir: string, mode = 0o700, o: { checkPlace?: bo
   } catch (e) {
     throw new StoreError(`${dir}: cannot create state directory: ${(e as Error).message}`);
   }
+  if (o.checkPlace && created !== undefined) linkProblem(dir);
   if (created !== undefined) chmodSync(dir, mode); // mkdir's mode is masked by the umask
   const st = statSync(dir);
   if (!st.isDirectory()) throw new StoreError(`${dir}: state directory path is not a directory`);
@@ -43,11 +45,17 @@ export function ensurePrivateDir(dir: string, mode = 0o700, o: { checkPlace?: bo
 function linkProblem(dir: string): void {
   const d = resolve(dir);
   const uid = process.getuid?.() ?? 0;
-  let isLink = false;
+  let link: { uid: number } | null = null;
   try {
-    isLink = lstatSync(d).isSymbolicLink();
+    const l = lstatSync(d);
+    if (l.isSymbolicLink()) link = l;
   } catch {
     // not there yet
+  }
+  const isLink = link !== null;
+  // A link of another user's in its place (in a sticky /tmp, say): its owner may point it elsewhere at any time (re-review).
+  if (link && link.uid !== 0 && link.uid !== uid) {
+    throw new StoreError(`${d}: state directory is a link that belongs to uid ${link.uid}: another user could point it anywhere; set state_dir to the real directory`);
   }
   if (uid === 0) {
     // Its parents (the directory itself has its own checks below), and where a link in its place leads.

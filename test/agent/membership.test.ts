@@ -41,11 +41,11 @@ function setup(o: { autoJoin?: boolean } = {}) {
   const peers = new PeerTable(60_000);
   let degraded = 0;
   let writable = true;
-  const config = { asked: [] as string[][], missing: null as string | null };
+  const config = { asked: [] as string[][], missing: null as string | null, missingFor: null as ((voters: string[]) => string | null) | null };
   const keeper = new MembershipKeeper({
     cfg, log, nodeId: A, store, consensus: driver, peers, durability: () => "quorum",
     markDegraded: () => degraded++, announce: () => {}, nameOf, primaryWritable: () => writable,
-    configMissing: (v) => (config.asked.push([...v]), config.missing),
+    configMissing: (v) => (config.asked.push([...v]), config.missingFor ? config.missingFor([...v]) : config.missing),
   });
   const history: Omit<HistoryEntry, "id" | "at">[] = [];
   const actions = new MemberActions({
@@ -102,6 +102,17 @@ describe("membership keeper and member actions", () => {
     expect(s.log.lines.filter((l) => l.includes("before the voter change (add n4): waiting until every majority of the new voter set includes a node holding the cluster-wide configuration (version 3 held by n1 of 3, 2 needed)"))).toHaveLength(1);
     s.config.missing = null; // n4 fetched it
     await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added once it holds the configuration" });
+  });
+
+  test("a joiner that cannot be added for the configuration (it holds a document of its own) does not hold up the next joiner (re-review)", async () => {
+    const s = setup({ autoJoin: true });
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    s.config.missingFor = (v) => (v.includes(D) ? "n4 holds cluster configuration version 5 (term 1), newer than this cluster's version 1" : null);
+    s.connect(D, "n4"); // the lower id: nextVoterChange's first choice
+    s.connect(E, "n5");
+    await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(E); }, { timeoutMs: 3000, what: "n5 added although n4 waits" });
+    expect(s.store.get().membership!.voters).not.toContain(D);
+    expect(s.log.lines.filter((l) => l.includes("before the voter change (add n4)") && l.includes("version 5"))).toHaveLength(1);
   });
 
   test("a leader whose own primary is not writable yet (not promoted) neither blocks failover nor changes voters", async () => {

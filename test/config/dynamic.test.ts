@@ -419,7 +419,7 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     expect(n.dyn.missingFrom(["n1", "n2"])).toBeNull(); // removing the dead voter is not blocked either
     // a joiner with a document of its own (a leftover of another cluster of the same name and secret)
     n.dyn.observe("j", { version: 5, term: 1 });
-    expect(n.dyn.missingFrom(["n1", "n2", "n3", "j"])).toStartWith("j holds cluster configuration version 5 (term 1), newer than this cluster's none: a leftover of another cluster?");
+    expect(n.dyn.missingFrom(["n1", "n2", "n3", "j"])).toStartWith("j holds cluster configuration version 5 (term 1), newer than this cluster's none: an earlier cluster's");
   });
 
 

@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, lchownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StoreError } from "../../src/store/durable.ts";
@@ -86,6 +86,20 @@ test.skipIf(process.getuid?.() !== 0)("as root, a link in the state dir's place 
   expect(() => loadOrCreateNodeId(real)).toThrow(refused);
   // Nor under a directory that does not exist yet (root would make it, and its owner could swap it later).
   expect(() => loadOrCreateNodeId(join(theirs, "sub", "pgherd"))).toThrow(refused);
+  // In a sticky /tmp-like directory, a link of another user's (re-review: accepted, and its owner can repoint it later)
+  const sticky = join(root, "sticky");
+  mkdirSync(sticky);
+  chmodSync(sticky, 0o1777);
+  const theirLink = join(sticky, "pgherd");
+  symlinkSync(target, theirLink);
+  lchownSync(theirLink, 65534, 65534);
+  expect(() => loadOrCreateNodeId(theirLink)).toThrow(`${theirLink}: state directory is a link that belongs to uid 65534`);
+  // A parent another user made before the agent's mkdir (/tmp/x by someone else): refused once seen.
+  const made = join(sticky, "made-by-them");
+  mkdirSync(made, { mode: 0o755 });
+  chownSync(made, 65534, 65534);
+  expect(() => loadOrCreateNodeId(join(made, "pgherd"))).toThrow("a root agent's state directory must lie where only root can change it");
+  expect(readdirSync(target)).toEqual([]);
   const mine = join(root, "by-root");
   symlinkSync(target, mine);
   expect(loadOrCreateNodeId(mine)).toMatch(/^[0-9a-f]{16}$/);
