@@ -118,9 +118,9 @@ export class MembershipKeeper {
       const key = `${c.op}:${c.node}:${missing}`;
       if (!this.configWaits.has(key)) this.d.log.info(`before the voter change (${c.op} ${this.d.nameOf(c.node)}): waiting until every majority of the new voter set includes a node holding the cluster-wide configuration (${missing})`);
       this.configWaits.add(key);
+      change = null; // none this step (re-review: a removal that must wait went ahead)
       if (c.op !== "add") break;
       held.push(c.node);
-      change = null;
     }
     this.waiting = change ? `${change.op}:${change.node}` : null;
     if (!change) return;

@@ -34,6 +34,8 @@ function chainProblem(path: string, uid: number, depth = 0): string | null {
   for (const p of parts) {
     const st = lstatSync(p);
     if (st.isSymbolicLink()) {
+      // A link another user owns (in a sticky /tmp, say) may be repointed by its owner at any time (re-review).
+      if (st.uid !== 0 && st.uid !== uid) return `${p} is a link that belongs to uid ${st.uid}, not to root or the agent's user (uid ${uid})`;
       const target = resolve(dirname(p), readlinkSync(p));
       const rest = relative(p, abs);
       return chainProblem(rest ? join(target, rest) : target, uid, depth + 1);

@@ -71,7 +71,7 @@ export class BasebackupError extends Error {
  * directory other than the clone's own was the problem.
  */
 export function tablespaceHint(stderr: string, target: string): string {
-  const m = /directory "([^"]+)" exists but is not empty|could not create directory "([^"]+)"/.exec(stderr);
+  const m = /directory "([^"]+)" exists but is not empty|could not (?:create|access) directory "([^"]+)"/.exec(stderr);
   const dir = m?.[1] ?? m?.[2];
   if (!dir || dir === target || dir.startsWith(`${target}/`)) return "";
   return ` (${dir} is a tablespace's location on the source: pgherd does not support tablespaces, and a clone needs that directory empty, or creatable by the PostgreSQL user, on this host; docs/operations.md "Tablespaces")`;

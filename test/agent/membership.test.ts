@@ -33,8 +33,16 @@ function setup(o: { autoJoin?: boolean } = {}) {
   const election = new Election({ id: A, canLead: true, heartbeatMs: 10, leaseMs: 40, timeoutMs: 60, jitterMs: 0, fenceMs: 0, random: Math.random, detachBeforeVote: false }, store.get(), performance.now());
   const names = new Map([[A, "n1"], [D, "n4"], [E, "n5"]]);
   const nameOf = (id: string) => names.get(id) ?? id;
-  const driver = new ElectionDriver(election, store, {
-    send: () => {}, leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m) => log.error(m),
+  // Peers in `acking` answer the leader's heartbeats as a follower would (a voter that keeps its lease).
+  const acking = new Set<string>();
+  const driver: ElectionDriver = new ElectionDriver(election, store, {
+    send: (to, msg) => {
+      if (msg.t === "hb" && acking.has(to)) {
+        const g = msg.guard && msg.guard.term === msg.term ? { guardSeq: msg.guard.seq } : {};
+        queueMicrotask(() => driver.receive(to, { t: "hb-resp", term: msg.term, seq: msg.seq, ok: true, cfg: { term: msg.membership.term, index: msg.membership.index }, ...g }));
+      }
+    },
+    leaseHeld: () => {}, leaseLost: async () => {}, leadershipChanged: () => {}, fatal: (m) => log.error(m),
   }, log, nameOf);
   driver.start();
   stops.push(() => driver.stop());
@@ -62,7 +70,7 @@ function setup(o: { autoJoin?: boolean } = {}) {
       await Bun.sleep(10);
     }
   };
-  return { dir, store, driver, keeper, actions, peers, log, history, connect, stepFor, config, degraded: () => degraded, setWritable: (w: boolean) => { writable = w; } };
+  return { dir, store, driver, keeper, actions, peers, log, history, connect, stepFor, config, acking, degraded: () => degraded, setWritable: (w: boolean) => { writable = w; } };
 }
 
 describe("membership keeper and member actions", () => {
@@ -102,6 +110,22 @@ describe("membership keeper and member actions", () => {
     expect(s.log.lines.filter((l) => l.includes("before the voter change (add n4): waiting until every majority of the new voter set includes a node holding the cluster-wide configuration (version 3 held by n1 of 3, 2 needed)"))).toHaveLength(1);
     s.config.missing = null; // n4 fetched it
     await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added once it holds the configuration" });
+  });
+
+  test("a removal the configuration holds back waits too (re-review: it went ahead)", async () => {
+    const s = setup({ autoJoin: true });
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    s.acking.add(D); // n4 answers heartbeats once a voter: the leader keeps its lease with two voters
+    s.connect(D, "n4");
+    await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added" });
+    s.config.missingFor = (v) => (v.includes(D) ? null : "version 8 held by n4 of 1, 1 needed");
+    s.keeper.requestRemoval(D);
+    await s.stepFor(300);
+    expect(s.store.get().membership!.voters).toContain(D);
+    expect(s.keeper.changePending()).toBe(false);
+    expect(s.log.lines.filter((l) => l.includes("before the voter change (remove n4)"))).toHaveLength(1);
+    s.config.missingFor = null;
+    await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return !s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 removed once the configuration allows it" });
   });
 
   test("a joiner that cannot be added for the configuration (it holds a document of its own) does not hold up the next joiner (re-review)", async () => {

@@ -254,6 +254,7 @@ describe("small parsers and escapes", () => {
     expect(tablespaceHint(`pg_basebackup: error: directory "${target}" exists but is not empty`, target)).toBe("");
     expect(tablespaceHint("pg_basebackup: error: could not connect to server", target)).toBe("");
     expect(tablespaceHint('pg_basebackup: error: could not create directory "/srv/ts1": Permission denied', target)).toContain("/srv/ts1 is a tablespace's location");
+    expect(tablespaceHint('pg_basebackup: error: could not access directory "/srv/ts1": Permission denied', target)).toContain("/srv/ts1 is a tablespace's location");
     expect(tablespaceHint(`pg_basebackup: error: could not create directory "${target}/pg_wal": No space left on device`, target)).toBe("");
   });
 

@@ -94,6 +94,11 @@ test.skipIf(process.getuid?.() !== 0)("as root, a link in the state dir's place 
   symlinkSync(target, theirLink);
   lchownSync(theirLink, 65534, 65534);
   expect(() => loadOrCreateNodeId(theirLink)).toThrow(`${theirLink}: state directory is a link that belongs to uid 65534`);
+  // ... nor one of another user's on the way down (re-review: /tmp/x/state with /tmp/x theirs)
+  const mid = join(sticky, "mid");
+  symlinkSync(target, mid);
+  lchownSync(mid, 65534, 65534);
+  expect(() => loadOrCreateNodeId(join(mid, "state"))).toThrow(`${mid} is a link that belongs to uid 65534`);
   // A parent another user made before the agent's mkdir (/tmp/x by someone else): refused once seen.
   const made = join(sticky, "made-by-them");
   mkdirSync(made, { mode: 0o755 });
