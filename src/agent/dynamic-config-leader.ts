@@ -111,7 +111,8 @@ export class ConfigLeader {
    */
   private seed(l: { term: number; voters: string[] }): void {
     const voters = this.votersOf(l);
-    if (this.doc || this.peers.readBy(voters, l.term).length < majority(voters.length) || this.peers.heldAmong(this.peers.readBy(voters, l.term))) return;
+    const read = this.peers.readBy(voters, l.term);
+    if (this.doc || read.length < majority(voters.length) || this.peers.heldAmong(read)) return;
     this.held.store(this.seedDoc(l.term));
     this.broadcast();
     this.recordSeed(l.term);

@@ -10,7 +10,7 @@ import { broken, successorOf, takeoverPossible } from "../../core/liveness.ts";
 import { furtherPosition, type Position } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, probe, type Probe } from "../../postgres/index.ts";
-import { slotFor } from "./context.ts";
+import { type ClusterContext, slotFor } from "./context.ts";
 import type { Maintenance } from "./durability.ts";
 import type { PgHost } from "./host.ts";
 import { highestRealHistory } from "../../postgres/timeline-files.ts";
@@ -168,7 +168,7 @@ export class MonitorRound {
       member: lead.member, fromExisting: h.cfg.bootstrap.from_existing,
       rejoinAuto: h.cfg.rejoin.auto, rejoinRequested: rejoin.request, paused: ctx.paused(),
       promotionRequested: x.promotionRequested(),
-      successor: lead.leading ? successorOf(ctx.candidates(), ctx.nodeId, ctx.guardState().guard) : null,
+      successor: lead.leading ? successorHere(ctx) ?? null : null,
       takeoverPossible: lead.leading && takeoverPossible(ctx.candidates(), ctx.nodeId, ctx.guardState().guard),
       prePromote: ctx.integrations?.promoteCheck(lead.term), // [hooks] pre_promote's verdict (src/hooks)
       reservedTimeline: ctx.guardState().guard?.timeline,
@@ -223,14 +223,14 @@ export class MonitorRound {
       if (promoting) this.promoteFailures = { term: lead.term, n: this.promoteFailures.term === lead.term ? this.promoteFailures.n + 1 : 1 };
       if (decision.kind === "start-primary" && lead.leading) {
         // The primary does not come back in place: let a standby take over instead of waiting for the lease.
-        ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId, ctx.guardState().guard) ?? undefined);
+        ctx.resign(`PostgreSQL could not be restarted here: ${this.lastError}`, successorHere(ctx));
       } else if (decision.kind === "promote" && e instanceof NotPromoted && e.why instanceof BarrierTimeout && lead.leading) {
         // Its checkpointer is busy for longer than a promotion should wait: another standby may be ready now.
-        ctx.resign(`not promoted: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId, ctx.guardState().guard) ?? undefined);
+        ctx.resign(`not promoted: ${this.lastError}`, successorHere(ctx));
       } else if (promoting && lead.leading && this.promoteFailures.n >= PROMOTE_ATTEMPTS) {
         // This leader cannot make its server the primary (a reservation that no majority stores, a
         // file it cannot write, a server that does not start): another node may.
-        ctx.resign(`not promoted after ${this.promoteFailures.n} attempts in term ${lead.term}: ${this.lastError}`, successorOf(ctx.candidates(), ctx.nodeId, ctx.guardState().guard) ?? undefined);
+        ctx.resign(`not promoted after ${this.promoteFailures.n} attempts in term ${lead.term}: ${this.lastError}`, successorHere(ctx));
       }
       h.log.error(`${decision.kind} failed (attempt ${this.failures}, next try in ${backoff} ms): ${this.lastError}`);
     }
@@ -341,6 +341,11 @@ export class MonitorRound {
  * A stopped server's timeline: pg_control's checkpoint names a promotion's timeline only from the
  * first checkpoint after it, so a former primary's is the newest real history file's when higher.
  */
+/** The standby this leader hands over to, one the voters would elect under its guard (core/liveness.ts successorOf). */
+function successorHere(ctx: ClusterContext): string | undefined {
+  return successorOf(ctx.candidates(), ctx.nodeId, ctx.guardState().guard) ?? undefined;
+}
+
 async function stoppedTimeline(h: PgHost, control: number | null, wasPrimary: boolean): Promise<number | null> {
   if (!wasPrimary || control === null) return control;
   const wal = await highestRealHistory(h.node.dataDir, h.cfg.postgres.os_user).catch(() => 0);
