@@ -62,6 +62,13 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
       hooks.onPeerDown(id);
     },
   });
+  /** Where a connected peer announcing a wildcard is dialled: its known mesh host, else its authenticated IP (null: none known); undefined when not connected. */
+  const connectedHost = (id: string): string | null | undefined => {
+    const known = peers.list().find((p) => p.id === id && p.connected);
+    if (!known) return undefined;
+    const hp = parseHostPort(known.mesh);
+    return typeof hp !== "string" ? hp.host : authenticated.get(id) ?? mesh.remoteHost(id) ?? null;
+  };
   const onAnnouncement = (a: Announcement, from: { address: string }) => {
     const hp = parseHostPort(a.mesh);
     if (typeof hp === "string") {
@@ -74,10 +81,13 @@ export function createTransport(cfg: Config, nodeId: string, peers: PeerTable, l
     // not move where it is dialled (else the copy would replace the real address, and the next
     // reconnect would go through the sender's relay, whose IP would then be the peer's
     // authenticated address). A peer not connected is dialled at the source, as an invitation only:
-    // the handshake proves the expected id, and a renumbered peer is found again.
-    const known = isWildcard(hp.host) ? peers.list().find((p) => p.id === a.nodeId && p.connected) : undefined;
-    const knownHost = known ? parseHostPort(known.mesh) : undefined;
-    const host = !isWildcard(hp.host) ? hp.host : knownHost && typeof knownHost !== "string" ? knownHost.host : from.address;
+    // the handshake proves the expected id, and a renumbered peer is found again. A connected peer
+    // with no mesh address yet (it dialled us before any beacon of it was accepted) is dialled at
+    // its authenticated connection's remote IP, never at a beacon's source (review: the copy's
+    // relay address stuck, later genuine beacons could not repair it while connected, and the next
+    // reconnect went through the relay).
+    const host = !isWildcard(hp.host) ? hp.host : connectedHost(a.nodeId) ?? from.address;
+    if (host === null) return;
     const mesh_ = formatHostPort({ host, port: hp.port });
     const vote = Array.isArray(a.extra.vote) && a.extra.vote.every((v) => typeof v === "string") ? (a.extra.vote as string[]) : null;
     const { isNew, left } = peers.seen({ id: a.nodeId, name: a.name, role: a.role, mesh: mesh_, address: authenticated.get(a.nodeId) ?? "", vote, member: a.extra.member === true });

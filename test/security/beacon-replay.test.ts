@@ -33,11 +33,16 @@ async function freeTcpPort(): Promise<number> {
 
 /** One agent's transport (node id nid(label)): beacon on `port` announcing to `peers`, mesh on a free port (loopback, or `listenHost`). */
 async function agent(label: string, port: number, peers: string[], listenHost = "127.0.0.1") {
+  return agentOn(label, port, peers, listenHost, await freeTcpPort());
+}
+
+/** agent() with its mesh on `meshPort`. */
+async function agentOn(label: string, port: number, peers: string[], listenHost: string, meshPort: number) {
   const id = nid(label);
   const cfg = configSchema().parse({
     cluster: "replay", secret: SECRET, node_name: label, state_dir: "/nonexistent",
     discovery: { port, broadcast: [], peers, interval_ms: 100, max_age_ms: 30_000 },
-    mesh: { listen: `${listenHost}:${await freeTcpPort()}` },
+    mesh: { listen: `${listenHost}:${meshPort}` },
   });
   const table = new PeerTable(30_000);
   const t = createTransport(cfg, id, table, memoryLogger(), { onMessage: () => {}, onPeerUp: () => {}, onPeerDown: () => {}, beaconExtra: () => ({}) });
@@ -114,6 +119,28 @@ test("a fresh beacon of a connected peer that announces a wildcard, sent from an
   await waitFor(() => r.beacon.accepted() >= accepted + 3, 3000, "the copies accepted");
   expect(r.peer("s")?.mesh).toBe(real);
   expect(r.mesh.dialling()).toEqual([real]);
+  expect(r.peer("s")?.address).toBe("127.0.0.1");
+});
+
+test("a peer that dialled us before any beacon of it was accepted, announcing a wildcard: a copy of its beacon from another address does not set where it is dialled", async () => {
+  const [ps, pr] = [await freeUdpPort(), await freeUdpPort()];
+  const s = await agent("s", ps, [], "0.0.0.0"); // its beacons do not reach r; r's reach s, so s dials r
+  const r = await agent("r", pr, [`127.0.0.1:${ps}`]);
+  const port = s.mesh.address().port;
+  await waitFor(() => r.peer("s")?.connected === true, 3000, "s dialled r");
+  expect(r.peer("s")?.mesh).toBe(""); // connected, no beacon of it accepted yet
+  const beacon = () => encodeAnnouncement(SECRET, { cluster: "replay", nodeId: nid("s"), name: "s", mesh: `0.0.0.0:${port}`, role: "database", ts: Date.now(), extra: {} });
+  const attacker = await udp("127.0.0.99");
+  attacker.send(beacon(), pr, "127.0.0.1");
+  await waitFor(() => r.beacon.accepted() >= 1, 3000, "the copy accepted");
+  const real = `127.0.0.1:${port}`; // the IP of s's authenticated connection
+  expect(r.peer("s")?.mesh).toBe(real);
+  expect(r.mesh.dialling()).toEqual([real]);
+  // s restarts on the same mesh port and no longer hears r: only r's dial brings it back
+  await s.stop();
+  await waitFor(() => r.peer("s")?.connected === false, 3000, "s down at r");
+  await agentOn("s", await freeUdpPort(), [], "0.0.0.0", port);
+  await waitFor(() => r.peer("s")?.connected === true, 6000, "r dialled s again");
   expect(r.peer("s")?.address).toBe("127.0.0.1");
 });
 
