@@ -511,6 +511,10 @@ export class Election implements Consensus {
         if (this.role === "candidate" && msg.term === this.term && msg.granted) {
           // A majority stored every reservation made before a promotion: the votes carry the highest.
           this.votersTimeline = maxTimeline(this.votersTimeline, msg.timeline);
+          // And the guard a majority stored (a floor, a block): every majority of votes includes one
+          // of its holders, so the new leader carries it on (review: a winner that never heard the
+          // guard re-stamped its own older one, and its followers took it: the floor went back).
+          this.learnGuard(msg.guard);
           this.granted.add(from);
           this.maybeWinVote(now);
         }
@@ -616,7 +620,8 @@ export class Election implements Consensus {
     }
     this.electionDeadline = this.randomDeadline(now);
     this.notice("vote-granted", `term ${this.term} to ${from}`);
-    this.send(from, { t: "vote-resp", term: this.term, granted: true, ...(this.guard?.timeline !== undefined ? { timeline: this.guard.timeline } : {}) });
+    // The guard goes with the vote (its reservation also alone, for a candidate of an older version).
+    this.send(from, { t: "vote-resp", term: this.term, granted: true, ...(this.guard ? { guard: this.guard } : {}), ...(this.guard?.timeline !== undefined ? { timeline: this.guard.timeline } : {}) });
   }
 
   private refuseVote(to: string, m: VoteMsg, reason: string): void {

@@ -71,7 +71,8 @@ export const ElectionMsgSchema = z.discriminatedUnion("t", [
   z.object({ t: z.literal("prevote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional(), transfer: term.optional() }),
   z.object({ t: z.literal("prevote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional() }),
   z.object({ t: z.literal("vote"), term, cfg: MembershipVersionSchema, pos: PositionSchema, force: z.boolean().optional(), guard: GuardSchema.optional(), transfer: term.optional() }),
-  z.object({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional(), timeline: z.number().int().min(1).max(0xffffffff).optional() }),
+  // guard: a granting voter's (the new leader carries on the newest its votes hold); timeline: its reservation, for candidates of older versions.
+  z.object({ t: z.literal("vote-resp"), term, granted: z.boolean(), reason: z.string().max(200).optional(), membership: MembershipSchema.optional(), timeline: z.number().int().min(1).max(0xffffffff).optional(), guard: GuardSchema.optional() }),
   // hold: how long a follower waits after this heartbeat before it votes or stands (the leader's lease, fence and drift: election.ts).
   z.object({ t: z.literal("hb"), term, seq: ms, left: ms.min(0).optional(), hold: z.number().int().min(0).max(3_600_000).optional(), membership: MembershipSchema, pos: PositionSchema, guard: GuardSchema.optional() }),
   z.object({ t: z.literal("hb-resp"), term, seq: ms, ok: z.boolean(), cfg: MembershipVersionSchema, guardSeq: z.number().int().min(0).optional(), guardTimeline: z.number().int().min(1).max(0xffffffff).optional() }),

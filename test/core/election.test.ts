@@ -798,3 +798,39 @@ test("a reservation counts as stored where a follower echoes it, or where one of
   e2.step({ type: "recv", now: c2.clock(l2!), from: o2[0]!, msg: { t: "hb-resp", term: st2.term, seq: c2.clock(l2!) - 1, ok: true, cfg: { term: st2.membership!.term, index: st2.membership!.index }, guardSeq: st2.guard!.seq } });
   expect(e2.status(c2.clock(l2!)).timelineCommitted).toBe(5);
 });
+
+test("a floor a majority stored survives the election of a leader that never heard it: the votes carry the guard", () => {
+  // a, b, c databases; w1, w2 witnesses (5 voters). a's block and its lift with floor 0/500 reach
+  // only w1 and w2 (b's and c's agents are cut off; their servers stream on): a majority with a.
+  const c = new Cluster(["a", "b", "c", "w1", "w2"], { witnesses: ["w1", "w2"] });
+  const pos = (id: string, lsn: string) => c.apply(id, c.nodes.get(id)!.step({ type: "position", now: c.clock(id), position: { timeline: 1, lsn } }));
+  for (const id of ["a", "b", "c", "w1", "w2"]) pos(id, "0/100");
+  c.cut.add("b");
+  c.cut.add("c");
+  c.run(6000);
+  expect(c.leaders()).toEqual(["a"]);
+  const a = c.nodes.get("a")!;
+  c.apply("a", a.step({ type: "guard", now: c.clock("a"), block: true, floor: null }));
+  c.run(400);
+  c.apply("a", a.step({ type: "guard", now: c.clock("a"), block: false, floor: { timeline: 1, lsn: "0/500" } }));
+  c.run(400);
+  const st = a.status(c.clock("a"));
+  expect(st.guardCommitted).toBeGreaterThanOrEqual(st.guard!.seq);
+  expect(c.nodes.get("w1")!.status(c.clock("w1")).guard?.floor).toEqual({ timeline: 1, lsn: "0/500" });
+  // a dies; b (its server streamed on: 0/600, past the floor) comes back and wins with the witnesses.
+  pos("a", "0/500");
+  pos("b", "0/600");
+  pos("c", "0/300");
+  c.cut.add("a");
+  c.cut.delete("b");
+  c.run(6000);
+  expect(c.leaders().filter((x) => x !== "a")).toEqual(["b"]);
+  expect(c.nodes.get("b")!.status(c.clock("b")).guard?.floor).toEqual({ timeline: 1, lsn: "0/500" });
+  expect(c.nodes.get("w1")!.status(c.clock("w1")).guard?.floor).toEqual({ timeline: 1, lsn: "0/500" });
+  // b dies before c streamed from it: c (0/300, behind the floor) must not be elected.
+  c.cut.add("b");
+  c.cut.delete("c");
+  c.run(8000);
+  expect(c.leaders().filter((x) => x === "c")).toEqual([]);
+  expect(c.log.some((l) => l.includes("c prevote-failed") && l.includes("w1: behind the last primary position"))).toBe(true);
+});

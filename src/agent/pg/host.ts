@@ -11,7 +11,7 @@ import { type CatchUp, NOT_STUCK } from "../../core/catch-up.ts";
 import type { Position } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import { ensureDir } from "../../postgres/fsutil.ts";
-import { buildConninfo, inspectDataDir, openLocalDb, PgCtlError, reload, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
+import { buildConninfo, inspectDataDir, lsnCompare, openLocalDb, PgCtlError, reload, start, stop, writeManagedConfig, writePassfile, type Db, type PgBins, type PgNode } from "../../postgres/index.ts";
 import { removeDanglingPlaceholders } from "../../postgres/timeline-files.ts";
 import { lookupOsUser, osUidOf } from "../../postgres/users.ts";
 import { NodeTls } from "../../tls/node-tls.ts";
@@ -160,7 +160,8 @@ export class PgHost {
   standbyPosition(p: { up: boolean; inRecovery?: boolean; timeline?: number; receiveLsn?: string | null; replayLsn?: string | null }): Position | null {
     if (!p.up || p.timeline === undefined) return null;
     if (p.inRecovery) this.knownTli = Math.max(this.knownTli, p.timeline);
-    const lsn = p.receiveLsn ?? p.replayLsn ?? null;
+    // The further of the two: after a restart the receive position starts again at its segment's start.
+    const lsn = p.receiveLsn && p.replayLsn ? (lsnCompare(p.receiveLsn, p.replayLsn) >= 0 ? p.receiveLsn : p.replayLsn) : (p.receiveLsn ?? p.replayLsn ?? null);
     return lsn ? this.withKnownTli({ timeline: p.timeline, lsn }, true) : null;
   }
 

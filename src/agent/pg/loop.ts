@@ -4,7 +4,7 @@
 // not queue here.
 import { join } from "node:path";
 import type { Config } from "../../config/schema.ts";
-import type { Position } from "../../core/position.ts";
+import { furtherPosition, type Position } from "../../core/position.ts";
 import type { Exclusion } from "../../core/sync-exclusion.ts";
 import type { RejoinProgress } from "../../core/report.ts";
 import { type Clock, realClock } from "../../fence/clock.ts";
@@ -289,7 +289,9 @@ export class PostgresLoop implements LoopControl {
       // (the one that promotes included), while the old leader resigns and the election runs; the
       // answer does not wait for them (slots.ts prepareForPromotion).
       this.exec.run("slots before promotion", () => this.slots.prepareForPromotion(PREPARE_SLOTS_MS)).catch(() => undefined);
-      return pos;
+      // Voted with: never less than the round's (review: a receive position that restarted at its
+      // segment's start after a standby restart lowered it until the next round).
+      return pos && furtherPosition(pos, this.h.heldPosition);
     } catch (e) {
       if (e instanceof QueueTimeout) return null;
       throw e;
