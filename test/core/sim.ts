@@ -17,7 +17,7 @@ import { Election, type Persistent, type Ready } from "../../src/core/election.t
 import { newerReport, syncSet as factsSyncSet, standbyMembers, type FactsSnapshot, type PeerReport } from "../../src/core/cluster-facts.ts";
 import { syncNamesFor } from "../../src/core/durability.ts";
 import { exclusionRecord, type Exclusion, type Heard, type SyncSet } from "../../src/core/sync-exclusion.ts";
-import type { ElectionMsg, Membership } from "../../src/core/messages.ts";
+import type { ElectionMsg, Guard, Membership } from "../../src/core/messages.ts";
 import { bigIntToLsn, lsnToBigInt, type Position, comparePosition, ZERO_POSITION } from "../../src/core/position.ts";
 import { quorumMin } from "../../src/core/quorum.ts";
 
@@ -302,6 +302,8 @@ export function runSim(p: SimParams): SimResult {
   let minGap = Infinity;
   let steps = 0, checks = 0, membershipChanges = 0;
   let maxTerm = 0;
+  /** The newest guard (by term, seq) a leader saw stored by a majority. */
+  let committedGuard: Guard | null = null;
 
   const closeLease = (n: Node, end: number, expired: boolean) => {
     if (!n.lease) return;
@@ -370,6 +372,13 @@ export function runSim(p: SimParams): SimResult {
         if (other && other !== n.id) fail(`two leaders in term ${term}: ${other} and ${n.id}`);
         leaderOfTerm.set(term, n.id);
         if (!n.canLead) fail(`${n.id}, which cannot lead, became leader`);
+        // The newest guard a majority stored is carried on (or a later one): the new leader re-stamps
+        // the guard it holds with seq + 1, and every guard made since that one has a higher seq. Not a
+        // late win of a term older than that guard's (as above: it never gets a lease).
+        const g = n.el!.status(local).guard;
+        const c = committedGuard;
+        if (c && (c.term ?? 0) < term && (!g || g.seq - 1 < c.seq))
+          fail(`${n.id} won term ${term} with guard ${JSON.stringify(g)}, older than the guard a majority stored: ${JSON.stringify(c)}`);
         n.upstream = null; // promotion ends streaming
       }
       if (no.kind === "membership-changed") membershipChanges++;
@@ -381,6 +390,11 @@ export function runSim(p: SimParams): SimResult {
         closeLease(n, t, false);
         for (const iv of closed) if (iv.node === n.id && iv.end > t) iv.end = t;
       }
+    }
+    {
+      const st = n.el!.status(local);
+      const g = st.guard;
+      if (st.role === "leader" && g && st.guardCommitted >= g.seq && (!committedGuard || (g.term ?? 0) > (committedGuard.term ?? 0) || ((g.term ?? 0) === (committedGuard.term ?? 0) && g.seq > committedGuard.seq))) committedGuard = g;
     }
     // lease intervals
     if (ready.leading) {
