@@ -171,14 +171,20 @@ export function pushLock(repoPath: string, stanza: string): string {
   return join(repoPath, `pgherd-archive-push-${stanza}.lock`);
 }
 
-/** Create <data_dir>.pgbackrest (and the repository if missing) and write the config; true when it changed. */
+/** Create <data_dir>.pgbackrest and write the config; true when it changed. The repository: ensureRepoDir. */
 export async function writeBackrestConf(cfg: Pick<Config, "cluster" | "postgres" | "backup">, socketDir: string, p: BackrestPaths): Promise<boolean> {
   const u = await lookupOsUser(cfg.postgres.os_user);
   const owner = { uid: u.uid, gid: u.gid };
   await ensureDir(p.dir, 0o700, owner);
   for (const sub of ["lock", "log", "spool"]) await ensureDir(join(p.dir, sub), 0o700, owner);
-  if (!cfg.backup.repo_host) await ensureDir(cfg.backup.repo_path, 0o750, owner);
   return writeFileAtomic(p.conf, renderBackrestConf(cfg, socketDir, p), { mode: 0o600, owner });
+}
+
+/** The shared repository directory (`repo_path`, without a repository host), made if missing. */
+export async function ensureRepoDir(cfg: Pick<Config, "postgres" | "backup">): Promise<void> {
+  if (cfg.backup.repo_host) return;
+  const u = await lookupOsUser(cfg.postgres.os_user);
+  await ensureDir(cfg.backup.repo_path, 0o750, { uid: u.uid, gid: u.gid });
 }
 
 export interface BackrestRun {

@@ -9,22 +9,25 @@ import { existsSync } from "node:fs";
 import type { Logger } from "../log.ts";
 import { SecretsStore } from "../store/cluster-secrets.ts";
 import { defaultHosts } from "../tls/node-tls.ts";
-import { archiveSettings, backrestPaths, backrestTlsFiles, type BackrestPaths, writeBackrestConf } from "./pgbackrest.ts";
+import { archiveSettings, backrestPaths, backrestTlsFiles, type BackrestPaths, ensureRepoDir, writeBackrestConf } from "./pgbackrest.ts";
 import { ensureBackrestCert } from "./tls-server.ts";
 import { selfCommand } from "../self.ts";
 
 /** pgbackrest.conf is rendered from the config loaded at start: written once per process. */
 let written: string | null = null;
+/** The repository directory made (once per process and path), and the last failure said. */
+let repoMade: string | null = null;
+let repoProblem = "";
 
 type WalParams = Pick<PgherdConfParams, "walLevel" | "archive" | "hotStandbyFeedback" | "slotSync">;
 
 /** `major`: the server's major version (from its binaries). */
-export async function walSettings(cfg: Config, socketDir: string, standby: boolean, major: number): Promise<WalParams> {
+export async function walSettings(cfg: Config, socketDir: string, standby: boolean, major: number, log?: Logger): Promise<WalParams> {
   const logical = cfg.slots.permanent.some((s) => s.type === "logical");
   const out: WalParams = { walLevel: cfg.postgres.wal_level, hotStandbyFeedback: standby && logical, slotSync: standby && slotSyncOn(cfg, major) };
   if (cfg.backup.tool !== "pgbackrest") return out;
   // Every node archives through this executable (wal-push.ts).
-  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir), selfCommand().argv, cfg.backup.repo_host ? { host: true } : { host: false, path: cfg.backup.repo_path }) };
+  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir, log), selfCommand().argv, cfg.backup.repo_host ? { host: true } : { host: false, path: cfg.backup.repo_path }) };
 }
 
 /**
@@ -40,6 +43,20 @@ export async function ensureBackrestConf(cfg: Config, socketDir: string, log?: L
   if (written !== p.conf) {
     await writeBackrestConf(cfg, socketDir, p);
     written = p.conf;
+  }
+  if (!cfg.backup.repo_host && repoMade !== cfg.backup.repo_path) {
+    // Tried again with each config write until made. A repository that cannot be made (a shared
+    // mount gone, root_squash refusing a root agent) fails archiving, which keeps the WAL and says
+    // so; it must not fail the config write, and with it every start, promotion and repoint (review).
+    try {
+      await ensureRepoDir(cfg);
+      repoMade = cfg.backup.repo_path;
+      repoProblem = "";
+    } catch (e) {
+      const why = `[backup] repo_path ${cfg.backup.repo_path}: ${(e as Error).message}; WAL archiving fails (PostgreSQL keeps the WAL) until it can be used`;
+      if (why !== repoProblem) log?.warn(why);
+      repoProblem = why;
+    }
   }
   if (cfg.backup.repo_host && !existsSync(backrestTlsFiles(p).certFile)) {
     const ca = new SecretsStore(cfg.state_dir).get()?.ca;

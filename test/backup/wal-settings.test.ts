@@ -6,7 +6,7 @@
 // restore went to the repository host with an expired certificate or another CA's.
 import { afterAll, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { backrestPaths, backrestTlsFiles, type BackrestPaths } from "../../src/backup/pgbackrest.ts";
@@ -104,5 +104,26 @@ describe("ensureBackrestForRestore (before a restore)", () => {
     await ensureBackrestForRestore(n.cfg, sock, memoryLogger());
     refuseTlsDir(n.p, false);
     await expect(ensureBackrestForRestore(n.cfg, sock, memoryLogger())).rejects.toThrow();
+  });
+});
+
+describe("walSettings with a shared repository directory (repo_path)", () => {
+  test("a repository that cannot be made fails no config write: archiving is set, the problem said once, and it is made once it can be", async () => {
+    const blocker = join(root, "repo-blocker");
+    writeFileSync(blocker, "a file where the repository's parent should be\\n");
+    const repo = join(blocker, "repo");
+    const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n"\nstate_dir = "${root}/repo-state"\n` +
+      `[postgres]\ndata_dir = "${root}/repo-pgdata"\nos_user = "${osUser}"\n[backup]\ntool = "pgbackrest"\nrepo_path = "${repo}"\n`, "test");
+    const log = memoryLogger();
+    const w = await walSettings(cfg, sock, false, 16, log);
+    expect(w.archive?.archiveCommand).toContain("wal-push");
+    await walSettings(cfg, sock, true, 16, log);
+    const said = log.lines.filter((l) => l.includes(`[backup] repo_path ${repo}`));
+    expect(said.length).toBe(1);
+    expect(said[0]).toContain("WAL archiving fails");
+    rmSync(blocker);
+    mkdirSync(blocker, { mode: 0o755 });
+    await walSettings(cfg, sock, false, 16, log);
+    expect(statSync(repo).isDirectory()).toBe(true);
   });
 });

@@ -248,7 +248,7 @@ export class PgHost {
     } else this.upstream = null; // a primary, or a standby with no upstream (detached, or started to be promoted)
     await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
     await ensureDir(serverLogDir(this.cfg), 0o700, { uid: u.uid, gid: u.gid }); // day-2: the log collector's directory
-    const wal = await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version);
+    const wal = await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version, this.log);
     // While a start on its own timeline is not promoted (store/own-timeline-marker.ts), every start
     // as a standby stays on that timeline, whoever writes the files (a repoint, `pgherd restart`,
     // a paused replay's restart): following the newest timeline would replay another history over
