@@ -67,11 +67,11 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
 
   /** One look at the lease; the ms to sleep until the next (a change of the file wakes earlier), or false = exit. */
   const round = async (): Promise<number | false> => {
-    if (!existsSync(stateDir)) {
-      kernel.disarm();
-      log.info(`${stateDir} is gone: exiting`);
-      return false;
-    }
+    // A state dir removed, renamed or unmounted (a node wiped while its agent was frozen or killed)
+    // ends this process only once nothing is armed: a verified lease stays in force, as for a lease
+    // file it cannot read, and is fenced at its deadline (review: it exited here at once, with the
+    // kernel watchdog disarmed, and the old primary ran on beside the next leader).
+    const gone = !existsSync(stateDir);
     // A record that fails its check (a read racing the agent's in-place write, whose mixed digits
     // could form a later deadline) is never used. In the file the lease was verified from, the
     // last verified lease stays in force (in place the agent writes only extensions: its deadline
@@ -111,6 +111,7 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
         return false;
       }
     } else idleSince = null;
+    if (gone && !idle) say("warn", `${stateDir} is gone: the lease of term ${lease!.term} stays in force, fenced at its deadline ${lease!.deadline}; exiting once it is`);
 
     const spec = lease?.kernel;
     if (lease && lease.deadline !== null && !idle && spec) {
@@ -137,6 +138,12 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
       }
     }
 
+    // After the kernel block: a kernel watchdog still armed here guards a fence that failed, and
+    // must be left to reset the host, not disarmed by an exit.
+    if (gone && idle && !kernel.active) {
+      log.info(`${stateDir} is gone: exiting`);
+      return false;
+    }
     const armed = lease !== null && lease.deadline !== null && fencedFor !== lease.deadline;
     // [vip]: the virtual IP leaves this host at the same deadline (vip-release.ts, loaded only where the agent recorded one).
     const releaseVip = (l: Lease) => existsSync(join(stateDir, "vip"))

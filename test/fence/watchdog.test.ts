@@ -1,6 +1,6 @@
 // The fencing watchdog as a real process: it must stop the "postmaster" at the lease end,
 // not before, not when the lease is extended or disarmed, and it must exit when its state
-// dir disappears; with a kernel watchdog configured that cannot be used it warns and fences at
+// dir disappears with nothing armed (with a lease armed: once that is fenced); with a kernel watchdog configured that cannot be used it warns and fences at
 // the lease end as before. The "postmaster" is `sleep` copied to a file named postgres, running
 // in the data directory (what the watchdog checks before it signals a pid from postmaster.pid).
 // arm() writes as an agent before the checked record did (plain JSON): the downgrade pairing; the
@@ -158,7 +158,7 @@ test("a postmaster.pid naming another process (finding 5 of issue 10): that proc
   here.kill("SIGKILL");
 });
 
-const readCalls = () => Number(/syscr: (\d+)/.exec(readFileSync(`/proc/${wd.pid}/io`, "utf8"))![1]);
+const readCalls = (pid = wd.pid) => Number(/syscr: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, "utf8"))![1]);
 
 test("it says in watchdog.features that it verifies checks; an agent beside it extends in place without waking it, is kept alive by the extensions and fenced at the last one's end", async () => {
   const state = join(dir, "state");
@@ -474,6 +474,53 @@ test("SIGHUP, SIGUSR1 and SIGUSR2 do not end it", async () => {
     await waitFor(() => out.includes(`${sig} ignored`), { timeoutMs: 5_000, what: `the watchdog to log ${sig}` });
   }
   expect(alive(wd)).toBe(true);
+});
+
+// Review finding (fencing watchdog, state dir): a state dir removed (an operator wiping the node)
+// while the agent was frozen or killed ended the watchdog at once, with the kernel watchdog
+// disarmed: the armed lease lapsed unfenced and the old primary ran on beside the next leader.
+test("a state dir removed under an armed lease: the lease is fenced at its deadline, then the watchdog exits", async () => {
+  const base = mkdtempSync(join(dir, "wiped-"));
+  const state = join(base, "state");
+  const data = join(base, "data");
+  mkdirSync(state);
+  mkdirSync(data);
+  const p = spawn(join(dir, "bin", "postgres"), ["600"], { stdio: "ignore", cwd: data });
+  victims.push(p);
+  writeFileSync(join(data, "postmaster.pid"), `${p.pid}\n`);
+  let log = "";
+  const w = spawn(process.execPath, ["src/main.ts", "watchdog", "--state-dir", state], { stdio: ["ignore", "pipe", "pipe"] });
+  w.stderr!.on("data", (d) => (log += d));
+  try {
+    await waitFor(() => log.includes("watching"), { timeoutMs: 15_000, what: "the watchdog to start" });
+    // A lease ~500 ms ahead, renamed in (as the agent writes a term's first) and read: its read
+    // calls rose and then held still. A run in which this process got there too late is armed again.
+    let deadline = 0;
+    for (let attempt = 1; ; attempt++) {
+      deadline = hostMonotonicMs() + 500;
+      const before = readCalls(w.pid);
+      writeFileSync(join(state, "lease.tmp"), JSON.stringify({ deadline, term: 7, dataDir: data, writtenAt: hostMonotonicMs(), agentPid: process.pid }));
+      renameSync(join(state, "lease.tmp"), join(state, "lease"));
+      await waitFor(() => readCalls(w.pid) >= before + 2, { timeoutMs: 1000, intervalMs: 2, what: "the watchdog to read the lease" });
+      let seen = -1;
+      await waitFor(() => seen === (seen = readCalls(w.pid)), { timeoutMs: 2000, intervalMs: 30, what: "the watchdog to settle" });
+      if (hostMonotonicMs() < deadline - 200) break;
+      if (attempt === 3) throw new Error("this test process stalled past the lease three times before it could remove the state dir");
+    }
+    expect(alive(p)).toBe(true);
+    rmSync(state, { recursive: true, force: true });
+    await waitFor(() => !alive(p), { timeoutMs: 3000, intervalMs: 10, what: "the fenced process to die" }); // main: the watchdog exited at once, the server ran on
+    const said = /lease of term 7 expired (-?\d+) ms ago: fencing/.exec(log);
+    expect(said).not.toBeNull();
+    expect(Number(said![1])).toBeGreaterThanOrEqual(0);
+    expect(Number(said![1])).toBeLessThan(500);
+    expect(log).toContain(`${state} is gone: the lease of term 7 stays in force, fenced at its deadline ${deadline}`);
+    // Nothing armed any more: it exits, after the fence.
+    await waitFor(() => w.exitCode !== null, { timeoutMs: 3000, what: "the watchdog to exit" });
+    expect(log.indexOf(`${state} is gone: exiting`)).toBeGreaterThan(log.indexOf("PostgreSQL fenced"));
+  } finally {
+    w.kill("SIGKILL");
+  }
 });
 
 test("exits when its state dir is removed", async () => {
