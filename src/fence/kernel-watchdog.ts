@@ -5,11 +5,20 @@
 // Linux API (Documentation/watchdog/watchdog-api.rst): any write is a keepalive; the ioctl
 // WDIOC_SETTIMEOUT sets the timeout in whole seconds and returns the one the driver took;
 // writing 'V' before close disarms it (a close without it, e.g. a crash, leaves it running), unless
-// the driver was built or loaded with nowayout: such a device is refused.
+// the driver was built or loaded with nowayout: such a device is refused. That last promise holds
+// only for a driver that reports WDIOF_MAGICCLOSE (WDIOC_GETSUPPORT): without it the kernel stops
+// the timer on any close (watchdog_dev.c, watchdog_release), a crash's included, so the host would
+// not be reset; and one that reports WDIOF_ALARMONLY raises an alarm instead of a reset. Both are
+// refused as well.
 import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync, writeSync } from "node:fs";
 import { basename } from "node:path";
 
 const WDIOC_SETTIMEOUT = 0xc0045706n; // _IOWR('W', 6, int)
+/** _IOR('W', 0, struct watchdog_info): { u32 options; u32 firmware_version; u8 identity[32] }, 40 bytes. */
+const WDIOC_GETSUPPORT = 0x80285700n;
+/** watchdog_info.options bits (include/uapi/linux/watchdog.h). */
+export const WDIOF_MAGICCLOSE = 0x0100;
+export const WDIOF_ALARMONLY = 0x0400;
 
 /**
  * Whether a keepalive at `now` is allowed: the kernel's reset moment after it (now + timeout)
@@ -20,7 +29,8 @@ export function mayPet(now: number, deadline: number, timeoutS: number, fenceMs:
   return now + timeoutS * 1000 <= deadline + fenceMs;
 }
 
-type Ioctl = (fd: number, req: bigint, arg: Int32Array) => { ret: number; errno: number };
+/** ioctl(2) on fd with `arg` as its argument's memory; a test passes its own (KernelWatchdog's constructor). */
+export type Ioctl = (fd: number, req: bigint, arg: Int32Array) => { ret: number; errno: number };
 let ioctl: Ioctl | null = null;
 
 /** libc's ioctl through bun:ffi, loaded on first use (only hosts that configure a watchdog pay for it). */
@@ -46,8 +56,11 @@ export class KernelWatchdog {
   /** The timeout the driver took, in seconds. */
   timeoutS = 0;
 
-  /** `sysfs`: where the watchdog class lives (a test points it at a directory of its own). */
-  constructor(private readonly sysfs = "/sys/class/watchdog") {}
+  /**
+   * `sysfs`: where the watchdog class lives; `ioctlOf`: how ioctl(2) is called (libc through
+   * bun:ffi). A test points them at a directory and a driver of its own.
+   */
+  constructor(private readonly sysfs = "/sys/class/watchdog", private readonly ioctlOf: () => Promise<Ioctl> = loadIoctl) {}
 
   get active(): boolean {
     return this.fd !== null;
@@ -63,7 +76,7 @@ export class KernelWatchdog {
     if (nowayout !== "0") return nowayout === "1" ? `${device} has nowayout set: pgherd could never stop it again` : `cannot tell whether ${device} has nowayout set (${nowayout})`;
     let ioctlFn: Ioctl;
     try {
-      ioctlFn = await loadIoctl();
+      ioctlFn = await this.ioctlOf();
     } catch (e) {
       return `cannot call ioctl through bun:ffi: ${(e as Error).message}`;
     }
@@ -79,6 +92,13 @@ export class KernelWatchdog {
       if (!fstatSync(fd).isCharacterDevice()) {
         magicClose(fd);
         return `${device} is not a character device`;
+      }
+      // Before its timeout is touched: a device that a crash of this process would stop, or that
+      // never resets, is no fence.
+      const incapable = capabilityProblem(device, fd, ioctlFn);
+      if (incapable) {
+        magicClose(fd);
+        return incapable;
       }
       const arg = new Int32Array([timeoutS]);
       const r = ioctlFn(fd, WDIOC_SETTIMEOUT, arg);
@@ -112,6 +132,22 @@ export class KernelWatchdog {
     this.fd = null;
     this.timeoutS = 0;
   }
+}
+
+/** Why the driver's WDIOC_GETSUPPORT answer makes the device no fence, or null when it is one. */
+function capabilityProblem(device: string, fd: number, ioctlFn: Ioctl): string | null {
+  const info = new Int32Array(10); // struct watchdog_info
+  const r = ioctlFn(fd, WDIOC_GETSUPPORT, info);
+  if (r.ret < 0) return `${device} refused WDIOC_GETSUPPORT (errno ${r.errno}): not a watchdog, or its driver cannot say whether a crash of this process would stop it`;
+  const options = info[0]! >>> 0;
+  const bytes = new Uint8Array(info.buffer, 8, 32);
+  const end = bytes.indexOf(0);
+  const identity = new TextDecoder().decode(bytes.subarray(0, end < 0 ? 32 : end)).trim();
+  const name = `${device}${identity ? ` (${identity})` : ""}`;
+  const hex = `options 0x${options.toString(16)}`;
+  if (options & WDIOF_ALARMONLY) return `${name} has WDIOF_ALARMONLY set (${hex}): it raises an alarm instead of resetting the host`;
+  if (!(options & WDIOF_MAGICCLOSE)) return `${name} lacks WDIOF_MAGICCLOSE (${hex}): the kernel stops it on any close, so a crash of the fencing watchdog would stop it instead of resetting the host`;
+  return null;
 }
 
 function magicClose(fd: number): void {
