@@ -105,8 +105,10 @@ export async function runWatchdog(stateDir: string, log: WatchdogLog): Promise<v
     const idle = !lease || lease.deadline === null || fencedFor === lease.deadline;
     if (idle && (!lease || !alive(lease.agentPid))) {
       idleSince ??= now;
-      if (now - idleSince > IDLE_EXIT_MS) {
-        kernel.disarm();
+      // Not while the kernel watchdog is armed: idle with it armed means a fence that failed (a
+      // fenced server disarms it, so does a disarmed lease), which the host's reset must still end
+      // (a kernel timeout longer than this wait would otherwise be stood down by the exit).
+      if (now - idleSince > IDLE_EXIT_MS && !kernel.active) {
         log.info("no armed lease and no agent: exiting");
         return false;
       }
