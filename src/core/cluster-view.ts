@@ -170,7 +170,7 @@ function stateOf(m: MemberInput): MemberState {
   // cannot-write are verdicts about a running server.
   const h = r.health?.state;
   if (h === "disk-full" || (r.running && (h === "stuck" || h === "cannot-write"))) return h;
-  if (!r.running) return r.action.startsWith("start") || r.action === "initdb" ? "starting" : "stopped";
+  if (!r.running) return r.action.startsWith("start") || r.action === "initdb" || r.action === "resume-restore" ? "starting" : "stopped";
   if (!r.up) return "starting";
   if (r.inRecovery) return r.streaming ? "streaming" : "running";
   return "running";

@@ -43,6 +43,18 @@ export interface LocalPg {
   replayPausedFor?: readonly string[];
   /** How long the replay has been paused for those settings (ms). */
   replayPausedMs?: number;
+  /**
+   * A restore from a backup ([bootstrap] from_backup) whose recovery has not ended at its target
+   * (store/restore-marker.ts): what it recovers to, and, when PostgreSQL ended the recovery short of
+   * the target, what it said.
+   */
+  restore?: RestoreUnderWay | null;
+}
+
+export interface RestoreUnderWay {
+  /** "to <time>", "to LSN <lsn>", "to the end of the archive". */
+  target: string;
+  failed?: string;
 }
 
 /** The leader's PostgreSQL, from its last report over the mesh. */
@@ -121,6 +133,12 @@ export type HaAction =
    */
   | { kind: "start-standby"; upstream: string | null; ownTimeline?: number }
   | { kind: "repoint"; upstream: string }
+  /**
+   * A restore from a backup goes on (LocalPg.restore): a stopped server is started again with its
+   * recovery target, the agent waits while the replay advances, and once PostgreSQL promoted itself
+   * at the target the bootstrap ends (recovery settings removed, the cluster's identity recorded).
+   */
+  | { kind: "resume-restore" }
   /** A running standby's fast stop and start (replayPausedFor). */
   | { kind: "restart-standby"; reason: string }
   | { kind: "resign"; reason: string; to?: string };
@@ -175,6 +193,10 @@ function asLeader(x: HaInput): HaAction {
     // Data here but the cluster never recorded one: only adopt when told to.
     return { kind: "refuse", reason: "the data directory holds a cluster that pgherd did not create; set bootstrap.from_existing = true to adopt it" };
   }
+  // Before any promotion, start as the primary and health rule: a restore from a backup ends only
+  // where PostgreSQL's own recovery ends it, at its target (review: a bootstrap cut short was
+  // promoted as a standby, which dropped its target, and the next start replayed past it).
+  if (l.restore) return restoring(l, l.restore);
   const handOver = x.successor ? { to: x.successor } : {};
   if (!l.running && l.rewindUnfinished) return { kind: "resign", reason: `${UNFINISHED}: another node must lead`, ...handOver };
   if (!l.running) {
@@ -205,6 +227,27 @@ function asLeader(x: HaInput): HaAction {
   if (l.inRecovery && l.replayPausedFor?.length) return restartPaused(l.replayPausedFor);
   if (l.inRecovery) return promoteStep(x.prePromote ?? "allowed");
   return { kind: "none", role: "primary" };
+}
+
+/**
+ * A leader's data directory under a restore from a backup. No other node has data to take over (the
+ * cluster is being created), so a server that does not work is waited for or refused, never resigned.
+ */
+function restoring(l: LocalPg, r: RestoreUnderWay): HaAction {
+  const what = `the restore from the backup (recovering ${r.target}) has not ended here`;
+  // Out of recovery: PostgreSQL ended it itself, which it does only at the target (the end of the
+  // archive when that is the target; a target not reached is a FATAL, below). The bootstrap's rest follows.
+  if (l.running && l.up && l.inRecovery === false) return { kind: "resume-restore" };
+  if (r.failed) {
+    return {
+      kind: "refuse",
+      reason: `${what}: ${r.failed}. Neither started again nor promoted (a start without its target would replay past it): to restore again, set [bootstrap] target_time or target_lsn to a point the archive reaches, empty the data directory and restart the agent`,
+    };
+  }
+  if (l.running && !l.up) return { kind: "wait", reason: `${what}: PostgreSQL replays the archive and answers once consistent; nothing promotes it before its target` };
+  // Running in recovery: waited for while the replay advances. Stopped (an agent or host restart):
+  // started again with the same target.
+  return { kind: "resume-restore" };
 }
 
 function restartPaused(names: readonly string[]): HaAction {
@@ -313,13 +356,13 @@ export function followsLeader(d: HaAction): boolean {
 
 /**
  * Whether the round after `d` (carried out) runs at once instead of a period later: the server runs as
- * the primary now (a start in place, a promotion) or is about to be promoted (a leader's stopped
- * standby started without an upstream). The report then says so at once: the standbys that wait for
+ * the primary now (a start in place, a promotion, a restore from a backup that ended at its target)
+ * or is about to be promoted (a leader's stopped standby started without an upstream). The report then says so at once: the standbys that wait for
  * the leader's primary to be ready, and what points clients at it ([pgpool], the API's role checks),
  * do not wait a period for it.
  */
 export function roundAgainAfter(d: HaAction): boolean {
-  return d.kind === "start-primary" || d.kind === "promote" || (d.kind === "start-standby" && d.upstream === null);
+  return d.kind === "start-primary" || d.kind === "promote" || d.kind === "resume-restore" || (d.kind === "start-standby" && d.upstream === null);
 }
 
 /** Whether the backoff after a failed action may hold `d` back: never a fence (a primary without the lease stops now). */
@@ -330,12 +373,12 @@ export function waitsForBackoff(d: HaAction): boolean {
 /**
  * Whether a failed `d` may have left a server that becomes a primary: a start as the primary whose
  * pg_ctl timed out while crash recovery goes on, a promotion whose pg_promote went through before a
- * later step failed. The fence that follows (a resign, a lost lease) must then stop the server,
+ * later step failed, a restore's recovery that PostgreSQL ends with its own promotion. The fence that follows (a resign, a lost lease) must then stop the server,
  * whatever the round observed before it acted. A promotion that failed before pg_promote was sent
  * (`beforePromote`: the timeline reservation, the files, the synchronous names' barrier) left the
  * standby it was: a fence that stopped it would take a healthy standby down for nothing.
  */
 export function failureMayLeavePrimary(d: HaAction, beforePromote = false): boolean {
   if (d.kind === "promote") return !beforePromote;
-  return d.kind === "start-primary" || (d.kind === "start-standby" && d.upstream === null);
+  return d.kind === "start-primary" || d.kind === "resume-restore" || (d.kind === "start-standby" && d.upstream === null);
 }

@@ -319,6 +319,27 @@ async function collectorTail(dir: string | undefined, before: Map<string, number
   return readFrom(join(dir, newest.name), Math.max(from > newest.size ? 0 : from, newest.size - 16 * 1024), owner);
 }
 
+/** Where the server's log ends now: what it writes later is read by serverLogSince. */
+export interface ServerLogMark { logFile: string; offset: number; collectorDir?: string; sizes: Map<string, number>; at: number }
+
+export async function serverLogMark(logFile: string, collectorDir?: string): Promise<ServerLogMark> {
+  const offset = (await lstat(logFile).catch(() => null))?.size ?? 0;
+  return { logFile, offset, ...(collectorDir ? { collectorDir } : {}), sizes: collectorSizes(collectorDir), at: Date.now() };
+}
+
+/**
+ * What the server logged since `m`: the -l file's and the log collector's newest file's (the end of
+ * each). A server that ended on its own (a recovery that stopped short of its target,
+ * backup/bootstrap.ts) says why there; a line an earlier run wrote is not read as this one's.
+ */
+export async function serverLogSince(n: PgNode, m: ServerLogMark): Promise<string> {
+  const u = await lookupOsUser(n.osUser);
+  const owner = { uid: u.uid, gid: u.gid };
+  const size = (await lstat(m.logFile).catch(() => null))?.size ?? 0;
+  const early = await readFrom(m.logFile, size < m.offset ? 0 : Math.max(m.offset, size - 16 * 1024), owner);
+  return `${early}\n${await collectorTail(m.collectorDir, m.sizes, m.at, owner)}`;
+}
+
 /** What the server logged since `offset` (64 kB at most); never through a link, never a file os_user could not read. */
 async function readFrom(path: string, offset: number, owner: Owner): Promise<string> {
   return (await readFileSafe(path, owner, offset, 64 * 1024).catch((e: Error) => `(server log unreadable: ${e.message})`)) ?? "";

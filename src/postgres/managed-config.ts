@@ -27,6 +27,12 @@ export interface ManagedConfig {
   localOsUsers?: ReadonlyArray<string>;
   /** true → standby.signal present; false → removed. */
   standby: boolean;
+  /**
+   * A restore from a backup whose recovery has not ended at its target (store/restore-marker.ts):
+   * its recovery target stays in postgresql.auto.conf whatever `standby` says. Dropped, the next
+   * start would replay the whole archive, past the target (review).
+   */
+  keepRecoveryTargets?: boolean;
   log: Logger;
 }
 
@@ -67,8 +73,9 @@ async function writeIn(dir: SafeDir, m: ManagedConfig, owner: Owner): Promise<Wr
   // primary's start: a restore from a backup puts them there for the recovery that follows
   // (backup/bootstrap.ts, which removes them once it promoted). Never for a standby's: one left by a
   // restore cut short travels in every clone, and a standby would end its recovery there, and
-  // promote itself with recovery_target_action = 'promote' (review).
-  const autoClean = stripKeys(auto, [...MANAGED_KEYS, ...LOCATION_KEYS, ...(m.standby ? RECOVERY_END_KEYS : [])]);
+  // promote itself with recovery_target_action = 'promote' (review). Kept while that restore is
+  // still under way in this directory (keepRecoveryTargets): its recovery ends there and nowhere else.
+  const autoClean = stripKeys(auto, [...MANAGED_KEYS, ...LOCATION_KEYS, ...(m.standby && !m.keepRecoveryTargets ? RECOVERY_END_KEYS : [])]);
 
   // 0600: pgherd.conf names the passfile and peers; nothing here is for other users.
   await put(PGHERD_CONF, conf, 0o600);

@@ -6,11 +6,15 @@
 import { PgCtlError } from "./ctl.ts";
 
 export function failedStartCause(e: unknown): string {
-  const detail = e instanceof PgCtlError ? e.detail : "";
+  return (lastFatal(e instanceof PgCtlError ? e.detail : "") ?? (e instanceof Error ? e.message : String(e))).slice(0, 300);
+}
+
+/** The last FATAL or PANIC line of a server log's text, as "FATAL: <message>"; null when none. */
+export function lastFatal(log: string): string | null {
   let last: string | null = null;
-  for (const line of detail.split("\n")) {
+  for (const line of log.split("\n")) {
     const m = /\b(FATAL|PANIC):\s+(.*)$/.exec(line);
     if (m) last = `${m[1]}: ${m[2]!.trim()}`;
   }
-  return (last ?? (e instanceof Error ? e.message : String(e))).slice(0, 300);
+  return last;
 }

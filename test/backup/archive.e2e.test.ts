@@ -6,10 +6,11 @@
 // replication command: BASE_BACKUP would show); `pgherd backup` runs on a healthy standby (pgBackRest
 // backup-standby through the primary's pgBackRest TLS server), on the primary once no standby runs.
 import { expect, test } from "bun:test";
-import { chownSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { placeholderText } from "../../src/core/timelines.ts";
 import { historyFileName } from "../../src/postgres/timeline-files.ts";
+import { RESTORE_MARKER_FILE } from "../../src/store/restore-marker.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
@@ -287,6 +288,8 @@ describeCluster("backup: archiving that follows the primary", {
       const [r] = await n.query("select count(*)::int as n, min(id) as lo, max(id) as hi from pitr");
       console.log(`point-in-time bootstrap to ${target}: ${r!.n} rows (${r!.lo}..${r!.hi}); 100 were committed before it, 100 after`);
       expect(r).toEqual({ n: 100, lo: 1, hi: 100 });
+      // The restore ended at its target: no marker holds the data directory any more (store/restore-marker.ts).
+      await waitFor(() => !existsSync(join(n.stateDir, RESTORE_MARKER_FILE)), { timeoutMs: 30_000, what: `${n.name}: restore marker removed` });
     } finally {
       await c2.destroy();
     }

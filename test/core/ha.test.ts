@@ -82,6 +82,38 @@ describe("leader", () => {
     // stuck or unable to write: still resigns (the election may find a standby that holds every write)
     expect(decideHa(lead({ successor: null }, { inRecovery: false, health: { state: "cannot-write", reason: "x" } })).kind).toBe("resign");
   });
+  describe("a restore from a backup that has not ended at its target (store/restore-marker.ts)", () => {
+    // Review: a bootstrap from a backup whose wait gave up (or whose agent restarted) left a server in
+    // archive recovery toward its target; the next round promoted it as a standby, whose files drop
+    // the target, and the start after the fence replayed the whole archive, past the target.
+    const restoring = (local: Partial<HaInput["local"]>, over: Partial<HaInput> = {}, restore: HaInput["local"]["restore"] = { target: "to 2026-01-31 12:00:00+00" }) =>
+      decideHa(lead({ clusterSystemId: null, nobodyHasData: true, haveSecrets: false, ...over }, { systemId: "9", wasPrimary: true, upstream: null, ...local, restore }));
+    test("replaying: its own recovery goes on (the shell waits while it advances); never promoted", () => {
+      expect(restoring({ running: true, up: true, inRecovery: true })).toEqual({ kind: "resume-restore" });
+      expect(restoring({ running: true, up: true, inRecovery: true }, { prePromote: "unchecked" })).toEqual({ kind: "resume-restore" });
+      // a human's `failover --to` while paused promotes a standby; a restore stays a restore
+      expect(restoring({ running: true, up: true, inRecovery: true }, { paused: true, promotionRequested: true }).kind).toBe("wait");
+    });
+    test("stopped (an agent or host restart): started again with the same target, never as a primary without it", () => {
+      expect(restoring({ running: false, up: false, inRecovery: null })).toEqual({ kind: "resume-restore" });
+      expect(restoring({ running: false, up: false, inRecovery: null, wasPrimary: false })).toEqual({ kind: "resume-restore" });
+    });
+    test("PostgreSQL ended it short of its target: refused, naming why and what to do", () => {
+      const failed = { target: "to 2026-01-31 12:00:00+00", failed: "FATAL: recovery ended before configured recovery target was reached" };
+      const d = restoring({ running: false, up: false, inRecovery: null }, {}, failed);
+      expect(d).toEqual({ kind: "refuse", reason: expect.stringContaining("recovering to 2026-01-31 12:00:00+00") });
+      expect((d as { reason: string }).reason).toContain(failed.failed);
+      expect((d as { reason: string }).reason).toContain("empty the data directory");
+    });
+    test("not answering yet (replaying to a consistent state): waited for, not resigned (no other node has data)", () => {
+      expect(restoring({ running: true, up: false, inRecovery: null })).toEqual({ kind: "wait", reason: expect.stringContaining("nothing promotes it before its target") });
+      expect(restoring({ running: true, up: false, inRecovery: null, health: { state: "stuck", reason: "x" } }).kind).toBe("wait");
+    });
+    test("out of recovery (PostgreSQL promoted itself at the target): the bootstrap's rest, not a primary without the cluster's identity", () => {
+      expect(restoring({ running: true, up: true, inRecovery: false })).toEqual({ kind: "resume-restore" });
+      expect(restoring({ running: true, up: true, inRecovery: false }, {}, { target: "to LSN 0/3000060", failed: "x" })).toEqual({ kind: "resume-restore" });
+    });
+  });
   test("a leader still acquiring its lease leaves the server alone", () => {
     expect(decideHa(follow({ acquiringLease: true, leader: null }, { inRecovery: false })).kind).toBe("wait");
   });
@@ -181,7 +213,7 @@ describe("follower", () => {
     // whose pg_ctl timed out fenced nothing (the round had seen no primary) while crash recovery went on.
     expect(waitsForBackoff({ kind: "fence", reason: "r" })).toBe(false);
     for (const d of [{ kind: "promote" }, { kind: "clone", from: "a" }, { kind: "start-standby", upstream: "a" }] as const) expect(waitsForBackoff(d)).toBe(true);
-    for (const d of [{ kind: "start-primary", adopt: false }, { kind: "promote" }, { kind: "start-standby", upstream: null }] as const) expect(failureMayLeavePrimary(d)).toBe(true);
+    for (const d of [{ kind: "start-primary", adopt: false }, { kind: "promote" }, { kind: "start-standby", upstream: null }, { kind: "resume-restore" }] as const) expect(failureMayLeavePrimary(d)).toBe(true);
     for (const d of [{ kind: "check-promote" }, { kind: "start-standby", upstream: "a" }, { kind: "clone", from: "a" }, { kind: "rewind", from: "a" }, { kind: "fence", reason: "r" }] as const) expect(failureMayLeavePrimary(d)).toBe(false);
   });
   test("a decision that follows the leader it was decided on (checked again before the round acts): a repoint, a start as its standby, a rewind or a clone from it", () => {
@@ -192,7 +224,7 @@ describe("follower", () => {
   test("after a start as the primary, a promotion, or a leader's start to promote: the next round runs at once (its report says primary)", () => {
     // CI (pgpool.e2e): the report of a promoted server waited a period (500 ms) for its round, and
     // pgpool was told of the new primary that much later.
-    for (const d of [{ kind: "start-primary", adopt: false }, { kind: "promote" }, { kind: "start-standby", upstream: null }] as const) expect(roundAgainAfter(d)).toBe(true);
+    for (const d of [{ kind: "start-primary", adopt: false }, { kind: "promote" }, { kind: "start-standby", upstream: null }, { kind: "resume-restore" }] as const) expect(roundAgainAfter(d)).toBe(true);
     for (const d of [{ kind: "start-standby", upstream: "a" }, { kind: "repoint", upstream: "a" }, { kind: "clone", from: "a" }, { kind: "rewind", from: "a" }, { kind: "fence", reason: "r" }, { kind: "check-promote" }, { kind: "initdb" }] as const) expect(roundAgainAfter(d)).toBe(false);
   });
   test("a promotion that failed before pg_promote was sent left a standby: the fence after it stops nothing", () => {

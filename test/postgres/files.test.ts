@@ -157,6 +157,11 @@ describe("data dir files", () => {
     await writeManagedConfig({ ...cfg, standby: true });
     expect(await readFile(join(dir, "postgresql.auto.conf"), "utf8")).toBe("work_mem = '8MB'\n");
     expect(log.lines.some((l) => l.includes("recovery_target_time, recovery_target_action (managed by pgherd): removed"))).toBe(true);
+    // Unless that restore is still under way here (store/restore-marker.ts): a standby's files written
+    // over it (a promotion, a reload) dropped its target, and the next start replayed past it (review).
+    await writeFile(join(dir, "postgresql.auto.conf"), `work_mem = '8MB'\n${targets}`);
+    await writeManagedConfig({ ...cfg, standby: true, keepRecoveryTargets: true });
+    expect(await readFile(join(dir, "postgresql.auto.conf"), "utf8")).toBe(`work_mem = '8MB'\n${targets}`);
     await rm(join(dir, "standby.signal"), { force: true });
     // A bad peer fails before anything is written.
     const before = await readFile(join(dir, "pg_hba.conf"), "utf8");

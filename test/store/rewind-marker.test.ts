@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rewindTouchedTarget } from "../../src/postgres/rewind.ts";
 import { OWN_TIMELINE_MARKER_FILE, OwnTimelineMarker } from "../../src/store/own-timeline-marker.ts";
+import { RESTORE_MARKER_FILE, RestoreMarker } from "../../src/store/restore-marker.ts";
 import { REWIND_MARKER_FILE, RewindMarker } from "../../src/store/rewind-marker.ts";
 
 const root = mkdtempSync(join(tmpdir(), "pgherd-rewind-marker-"));
@@ -44,6 +45,23 @@ test("a start on the own timeline: set before it, read back by a later agent, cl
   expect(m.get()).toBeNull();
   writeFileSync(join(root, OWN_TIMELINE_MARKER_FILE), "{ torn");
   expect(m.get()).toMatchObject({ dataDir: "/var/lib/postgresql/data", timeline: 1 }); // pinned: a wrong pin fails loudly, none would follow the newest timeline
+  m.clear();
+});
+
+test("a restore from a backup: set before the directory is in place, marked failed when PostgreSQL ended it short of its target, cleared after; unreadable counts as under way", () => {
+  const m = new RestoreMarker(root, "/var/lib/postgresql/data");
+  expect(m.get()).toBeNull();
+  m.set("to 2026-01-31 12:00:00+00", new Date("2026-12-10T09:00:00Z"));
+  expect(statSync(join(root, RESTORE_MARKER_FILE)).mode & 0o777).toBe(0o600);
+  expect(new RestoreMarker(root, "/var/lib/postgresql/data").get()).toEqual({ dataDir: "/var/lib/postgresql/data", target: "to 2026-01-31 12:00:00+00", at: "2026-12-10T09:00:00.000Z" });
+  expect(new RestoreMarker(root, "/srv/pg").get()).toBeNull();
+  m.fail("to 2026-01-31 12:00:00+00", "the archive ends before it");
+  expect(m.get()).toMatchObject({ target: "to 2026-01-31 12:00:00+00", failed: "the archive ends before it" });
+  m.clear();
+  expect(m.get()).toBeNull();
+  writeFileSync(join(root, RESTORE_MARKER_FILE), "{ torn");
+  expect(m.get()).toMatchObject({ dataDir: "/var/lib/postgresql/data", target: expect.stringContaining("unknown") });
+  expect(m.get()?.failed).toBeUndefined();
   m.clear();
 });
 

@@ -3,6 +3,7 @@
 import { endArchivePushes, serverStopping } from "../../backup/stuck-push.ts";
 import { RepoDownFlag } from "../../backup/repo-down.ts";
 import { OwnTimelineMarker } from "../../store/own-timeline-marker.ts";
+import { RestoreMarker } from "../../store/restore-marker.ts";
 import { RewindMarker } from "../../store/rewind-marker.ts";
 import { join } from "node:path";
 import { parseHostPort } from "../../config/hostport.ts";
@@ -42,6 +43,8 @@ export class PgHost {
   readonly rewindMarker: RewindMarker;
   /** A former primary started as a standby on its own timeline, not promoted yet (store/own-timeline-marker.ts): still a former primary's data. */
   readonly ownTimelineMarker: OwnTimelineMarker;
+  /** A restore from a backup whose recovery has not ended at its target (store/restore-marker.ts): only its own recovery ends it. */
+  readonly restoreMarker: RestoreMarker;
   /** restore_command's view of the repository host (backup/repo-down.ts). */
   readonly repoDown: RepoDownFlag;
   private db: Db | null = null;
@@ -126,6 +129,7 @@ export class PgHost {
     this.tls = new NodeTls({ cfg, secrets: ctx, log });
     this.rewindMarker = new RewindMarker(cfg.state_dir, cfg.postgres.data_dir);
     this.ownTimelineMarker = new OwnTimelineMarker(cfg.state_dir, cfg.postgres.data_dir);
+    this.restoreMarker = new RestoreMarker(cfg.state_dir, cfg.postgres.data_dir);
     this.repoDown = new RepoDownFlag(cfg, log);
   }
 
@@ -257,6 +261,9 @@ export class PgHost {
     const ownTimeline = standby ? (o.ownTimeline || this.ownTimelineMarker.get()?.timeline || undefined) : undefined;
     const res = await writeManagedConfig({
       dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
+      // Whoever writes the files (a reload, a repoint, a promotion the rules hold back): a restore's
+      // target stays until its recovery ended there (store/restore-marker.ts).
+      keepRecoveryTargets: this.restoreMarker.get() !== null,
       conf: {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,

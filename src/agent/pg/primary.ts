@@ -5,7 +5,8 @@ import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
 import { retryStart } from "../../core/restart-in-place.ts";
 import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftoversAndWait, osUidOf, PgCtlError, probe, promote, syncNamesBeforePromotion } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
-import { bootstrapFromBackup } from "../../backup/bootstrap.ts";
+import { bootstrapFromBackup, type BootstrapHost, resumeRestore } from "../../backup/bootstrap.ts";
+import { serverLogDir } from "../../ops/pg-log.ts";
 import { planTimeline, type TimelinePlan } from "../../core/timelines.ts";
 import { historyNumbers, markPlaceholdersReady, placePlaceholders } from "../../postgres/timeline-files.ts";
 
@@ -37,7 +38,8 @@ export class PrimaryStarter {
     const h = this.h;
     return h.fencer.asPrimary("initdb", async () => {
       h.syncNames = ""; // no standby exists yet, and nothing was acknowledged
-      if (h.cfg.bootstrap.from_backup) await bootstrapFromBackup({ cfg: h.cfg, socketDir: h.socketDir, node: h.node, log: h.log, localDb: () => h.localDb(), writeConfig: (s) => h.writeConfig(s), startServer: (t) => h.startServer(t), sleep: (ms) => h.clock.sleep(ms) });
+      h.restoreMarker.clear(); // one left by an earlier restore named a directory emptied since (the round decides initdb only on an empty one)
+      if (h.cfg.bootstrap.from_backup) await bootstrapFromBackup(this.restoreHost());
       else {
         h.log.info(`creating the cluster: initdb of ${h.node.dataDir} (data checksums on)`);
         await initdb(h.node, { superuser: h.cfg.postgres.superuser });
@@ -45,9 +47,39 @@ export class PrimaryStarter {
         await h.startServer();
       }
       await this.establishIdentity();
+      h.restoreMarker.clear(); // a restore from the backup ended at its target: the cluster is created
       const p = await probe(h.localDb());
       h.ctx.becamePrimary("bootstrap", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
     });
+  }
+
+  /**
+   * A restore from the backup whose recovery has not ended (store/restore-marker.ts, core/ha.ts
+   * resume-restore): started again if stopped, waited for while it replays, and once PostgreSQL
+   * promoted itself at the target, the rest of the bootstrap.
+   */
+  resumeRestore(): Promise<void> {
+    const h = this.h;
+    return h.fencer.asPrimary("restore from the backup", async () => {
+      const m = h.restoreMarker.get();
+      if (!m) return; // ended meanwhile
+      h.syncNames = ""; // no standby exists yet
+      await resumeRestore(this.restoreHost(), m.target);
+      await this.establishIdentity();
+      h.restoreMarker.clear();
+      const p = await probe(h.localDb());
+      h.ctx.becamePrimary("bootstrap", p.up ? p.timeline : null, p.up ? p.currentLsn : null);
+    });
+  }
+
+  private restoreHost(): BootstrapHost {
+    const h = this.h;
+    return {
+      cfg: h.cfg, socketDir: h.socketDir, node: h.node, log: h.log, marker: h.restoreMarker,
+      serverLog: { file: h.serverLog(), collectorDir: serverLogDir(h.cfg) },
+      localDb: () => h.localDb(), writeConfig: (s) => h.writeConfig(s), startServer: (t) => h.startServer(t),
+      now: () => h.clock.now(), sleep: (ms) => h.clock.sleep(ms),
+    };
   }
 
   startPrimary(adopt: boolean, crashed: boolean): Promise<void> {

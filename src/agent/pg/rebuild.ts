@@ -278,6 +278,7 @@ export class Rebuilder {
     this.restoredLast = how === RESTORED; // in place, whether or not its first start works
     h.rewindMarker.clear(); // a fresh directory: an unfinished rewind of the one moved aside no longer matters
     h.ownTimelineMarker.clear(); // nor a start on the old directory's own timeline
+    h.restoreMarker.clear(); // nor a restore from a backup under way in it
     const keep = h.cfg.rejoin.keep_old;
     if (old) h.log.warn(keep > 0 ? `previous data directory kept at ${old}` : `previous data directory moved aside to ${old}: removed once the new server runs (rejoin.keep_old = 0)`);
     h.log.info(`data directory created by ${how}`);
@@ -348,7 +349,9 @@ export class Rebuilder {
     }
     // The standby's configuration (standby.signal) before the marker goes: a crash in between leaves
     // a standby's data, not one taken for a former primary and rewound again (a failure here keeps
-    // the marker: a clone, as after any rewind not seen to its end).
+    // the marker: a clone, as after any rewind not seen to its end). On the new primary's history, a
+    // restore from a backup that had not ended here is over: its target goes with the standby's files.
+    h.restoreMarker.clear();
     await h.writeConfig(true, from);
     h.rewindMarker.clear();
     h.ownTimelineMarker.clear(); // on the new primary's history now (or it was already: not needed)

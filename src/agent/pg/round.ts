@@ -111,6 +111,8 @@ export class MonitorRound {
     // primary the marker has done its work.
     const ownStart = info.empty ? null : h.ownTimelineMarker.get();
     if (ownStart && p.up && !p.inRecovery) h.ownTimelineMarker.clear();
+    // A restore from a backup that has not ended at its target (store/restore-marker.ts): only its own recovery ends it.
+    const restore = info.empty ? null : h.restoreMarker.get();
     const wasPrimary = p.up ? !p.inRecovery : brokenPrimary ? true : h.handedOver ? false
       : !info.empty && dataWasPrimary(info.control?.state ?? null, standbySignal, standbySignal && existsSync(join(h.node.dataDir, "backup_label")), ownStart !== null);
     const local: LocalPg = {
@@ -120,6 +122,7 @@ export class MonitorRound {
       rewindUnfinished: !info.empty && h.rewindMarker.get() !== null,
       health: this.live.verdict, diskFull: this.live.diskFull(),
       replayPausedFor: paused.names, replayPausedMs: paused.ms,
+      restore: restore ? { target: restore.target, ...(restore.failed ? { failed: restore.failed } : {}) } : null,
     };
 
     // A standby's timeline: pg_stat_wal_receiver says it while streaming; once the primary is gone
@@ -282,6 +285,7 @@ export class MonitorRound {
     switch (d.kind) {
       case "initdb": return x.primary.initCluster();
       case "start-primary": return x.primary.startPrimary(d.adopt, crashedPrimary);
+      case "resume-restore": return x.primary.resumeRestore();
       case "promote": {
         // The members' slots first (a few ms; a switchover's target made them already): they
         // re-point here now and must not be refused while the promotion runs (slots.ts).
@@ -362,6 +366,7 @@ function describe(d: HaAction): string {
     case "repoint": return `decision: follow ${d.upstream}`;
     case "restart-standby": return `decision: restart the standby (${d.reason})`;
     case "start-primary": return `decision: start as primary${d.adopt ? " (adopting existing data)" : ""}`;
+    case "resume-restore": return "decision: go on with the restore from the backup (its recovery ends at its target, then the bootstrap ends)";
     case "fence": return `decision: fence (${d.reason})`;
     case "resign": return `decision: resign (${d.reason})${d.to ? `, handing over to ${d.to}` : ""}`;
     default: return `decision: ${d.kind}`;
