@@ -77,6 +77,16 @@ export function renderMetrics(m: MetricsInput): string {
     put("pgherd_wal_replay_position_bytes", "gauge", "Last WAL position replayed by this standby.", one(pg.replayLsn ? walBytes(pg.replayLsn) : null));
     put("pgherd_standby_lag_bytes", "gauge", "Bytes this standby's replay is behind the leader's primary.", one(pg.lagBytes));
     put("pgherd_replication_slot_retained_wal_bytes", "gauge", "WAL kept for each replication slot on this node.", slotSizes(pg.slots));
+    const a = pg.up ? pg.archive : undefined;
+    if (a) {
+      const at = (iso: string | null) => (iso === null ? null : Date.parse(iso) / 1000);
+      put("pgherd_archive_archived_total", "counter", "WAL files this node's archiver archived (pg_stat_archiver.archived_count; [backup] tool set).", one(a.archived));
+      put("pgherd_archive_failed_total", "counter", "Failed attempts of this node's archiver (pg_stat_archiver.failed_count).", one(a.failed));
+      put("pgherd_archive_ready_segments", "gauge", "WAL files waiting for this node's archiver (pg_wal/archive_status/*.ready).", one(a.ready));
+      put("pgherd_archive_last_archived_timestamp_seconds", "gauge", "Unix time this node's archiver last archived a file.", one(at(a.lastArchivedAt)));
+      put("pgherd_archive_last_failed_timestamp_seconds", "gauge", "Unix time this node's archiver last failed.", one(at(a.lastFailedAt)));
+      put("pgherd_archive_failing", "gauge", "1 while this node's archiving has failed for [backup] archive_failing_s and nothing was archived since.", one(bool(a.failingSince !== null)));
+    }
     const h = pg.health;
     if (h) {
       put("pgherd_postgres_health", "gauge", "1 for whether this node's PostgreSQL can do its work (ok, busy, stuck, disk-full, cannot-write; unknown while not watched).", HEALTH_STATES.map((st) => [{ state: st }, bool(st === h.state)]));

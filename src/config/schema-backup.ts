@@ -25,6 +25,8 @@ export const backupSection = () => z
     stanza: z.string().regex(/^([a-z0-9][a-z0-9_-]{0,62})?$/, "must be 1-63 characters of a-z, 0-9, _ and - (or \"\" for the cluster name)").default(""),
     /** How a new or rebuilt standby gets its data: "backup" (pgbackrest restore, pg_basebackup when that fails) or "primary" (pg_basebackup). */
     clone_from: z.enum(["backup", "primary"], 'must be "backup" or "primary"').default("backup"),
+    /** WAL archiving that has failed this long (seconds) is said: a warning in the log, pgherd_archive_failing, `pgherd status`. */
+    archive_failing_s: intIn(1, 86400).default(60),
     /** Full backups the repository keeps (older ones expire with the WAL only they need). */
     retention_full: intIn(1, 1000).default(2),
     /** The primary takes a full backup when the newest full one is this old (0 = only `pgherd backup`; fractions allowed: 0.5 = 30 min). */

@@ -29,6 +29,23 @@ export const HealthSchema = z.object({
   diskWarning: text(300).nullable(),
 });
 
+/** This node's WAL archiver ([backup] tool set; core/archiving.ts): pg_stat_archiver and the segments waiting. */
+export const ArchiveSchema = z.object({
+  /** When it was read (every 2 s at most, on a server that answers). */
+  at: z.iso.datetime(),
+  archived: z.number().int().min(0),
+  failed: z.number().int().min(0),
+  lastArchivedWal: text(64).nullable(),
+  lastArchivedAt: z.iso.datetime().nullable(),
+  lastFailedWal: text(64).nullable(),
+  lastFailedAt: z.iso.datetime().nullable(),
+  /** Files in pg_wal/archive_status waiting for the archiver (.ready). */
+  ready: z.number().int().min(0),
+  /** Since when archiving fails, once it has failed for [backup] archive_failing_s; null: it works (or not that long). */
+  failingSince: z.iso.datetime().nullable(),
+});
+export type ArchiveReport = z.infer<typeof ArchiveSchema>;
+
 /** One node's PostgreSQL as its agent saw it in its last monitoring round. */
 export const PgReportSchema = z.object({
   port: z.number().int().min(0).max(65535),
@@ -70,6 +87,8 @@ export const PgReportSchema = z.object({
   pendingRestart: z.array(text(63)).max(256).optional(),
   /** The settings a standby must run at least as high as its primary (core/restart-plan.ts): running, in the files, and a standby's pg_control copy of the primary's. */
   ordered: z.array(OrderedValueSchema).max(8).optional(),
+  /** Its WAL archiver, with [backup] tool set and the server answering. */
+  archive: ArchiveSchema.optional(),
   /** A backup this node's pgBackRest is taking (src/backup/backup-action.ts): every later leader sees it, not only the one that asked. */
   backup: z.object({ type: z.enum(["full", "diff", "incr"]), since: z.iso.datetime() }).optional(),
 });

@@ -2,6 +2,7 @@
 import { describe as describePg } from "../api/health.ts";
 import { healthFacts } from "../api/source.ts";
 import type { NodeStatus } from "../core/node-status.ts";
+import type { ArchiveReport } from "../core/report.ts";
 
 /** "primary, running, timeline 3, LSN 0/3000060" and friends: what an operator checks first. */
 export function postgresLines(s: NodeStatus): string[] {
@@ -19,9 +20,18 @@ export function postgresLines(s: NodeStatus): string[] {
     lines.push(`standbys  ${standbys.join(", ") || "-"}`);
   }
   lines.push(`restart   ${pg.pendingRestart?.length ? `pending for ${pg.pendingRestart.join(", ")}` : "not pending"}`);
+  if (pg.up && pg.archive) lines.push(`archive   ${archiveText(pg.archive)}`);
   if (pg.note) lines.push(`note      ${pg.note}`);
   if (pg.error) lines.push(`error     ${pg.error}`);
   return lines;
+}
+
+/** The archiver: failing (once said: core/archiving.ts) first, then what waits and the last archived and failed files. */
+function archiveText(a: ArchiveReport): string {
+  const file = (wal: string | null, at: string | null) => `${wal ?? "-"}${at ? ` at ${at}` : ""}`;
+  const failing = a.failingSince ? `FAILING since ${a.failingSince}, ` : "";
+  const failed = a.lastFailedAt ? `, last failed ${file(a.lastFailedWal, a.lastFailedAt)}` : "";
+  return `${failing}${a.ready} file(s) waiting, last archived ${file(a.lastArchivedWal, a.lastArchivedAt)}${failed}`;
 }
 
 export function statusText(s: NodeStatus): string {

@@ -46,3 +46,27 @@ test("a member listed twice (same id): its series is written once", () => {
   expect(fams.get("pgherd_member_up")!.samples).toHaveLength(3);
   expect(sample(fams, "pgherd_replication_lag_bytes", { node_id: "c3" })).toBe(0);
 });
+
+test("the archiver ([backup] tool set): counters, what waits, last times, failing once said; nothing while the server is down", () => {
+  const archive = { at: "2025-03-01T10:02:00.000Z", archived: 40, failed: 12, lastArchivedWal: "000000010000000000000028", lastArchivedAt: "2025-03-01T09:59:50.000Z",
+    lastFailedWal: "000000010000000000000029", lastFailedAt: "2025-03-01T10:01:58.500Z", ready: 3, failingSince: "2025-03-01T10:00:00.000Z" };
+  const render = (p: Partial<ReturnType<typeof nodeStatus>["postgres"] & object>) => {
+    const st = nodeStatus();
+    const s = { ...st, postgres: { ...st.postgres!, ...p } };
+    return parseProm(renderMetrics({ status: s, facts: healthFacts(s), view: null, history: [], apiRejects: {} }));
+  };
+  const fams = render({ archive });
+  expect(fams.get("pgherd_archive_failed_total")!.type).toBe("counter");
+  expect(sample(fams, "pgherd_archive_archived_total")).toBe(40);
+  expect(sample(fams, "pgherd_archive_failed_total")).toBe(12);
+  expect(sample(fams, "pgherd_archive_ready_segments")).toBe(3);
+  expect(sample(fams, "pgherd_archive_last_archived_timestamp_seconds")).toBe(Date.parse("2025-03-01T09:59:50Z") / 1000);
+  expect(sample(fams, "pgherd_archive_last_failed_timestamp_seconds")).toBe(Date.parse("2025-03-01T10:01:58.5Z") / 1000);
+  expect(sample(fams, "pgherd_archive_failing")).toBe(1);
+  const works = render({ archive: { ...archive, failed: 0, lastFailedWal: null, lastFailedAt: null, ready: 0, failingSince: null } });
+  expect(sample(works, "pgherd_archive_failing")).toBe(0);
+  expect(works.has("pgherd_archive_last_failed_timestamp_seconds")).toBe(false);
+  // No archiving configured, or the server down: no archive series at all.
+  expect([...render({}).keys()].filter((k) => k.startsWith("pgherd_archive_"))).toEqual([]);
+  expect([...render({ archive, up: false }).keys()].filter((k) => k.startsWith("pgherd_archive_"))).toEqual([]);
+});

@@ -6,7 +6,7 @@
 // replication command: BASE_BACKUP would show); `pgherd backup` runs on a healthy standby (pgBackRest
 // backup-standby through the primary's pgBackRest TLS server), on the primary once no standby runs.
 import { expect, test } from "bun:test";
-import { chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { placeholderText } from "../../src/core/timelines.ts";
 import { historyFileName } from "../../src/postgres/timeline-files.ts";
@@ -18,6 +18,7 @@ import { waitFor } from "../helpers/proc.ts";
 import { faultRound, logMark, logSince, waitReplicating } from "../helpers/writer.ts";
 import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
 import { archiveGaps, backrest, backupExtra, pgherdCli, serverLog, stanzaFor, startBackupCluster, switchoverToStandby } from "./helpers.ts";
+import { type Family, parseProm, sample } from "../api/prom.ts";
 
 const readOr = (f: string) => {
   try {
@@ -35,8 +36,19 @@ const readdirOr = (d: string) => {
   }
 };
 
-/** Three full backups are taken here: none expires (with the default 2 the archive from segment 1 would). */
-const KEEP = { backup: { retention_full: 5 } };
+/**
+ * Three full backups are taken here: none expires (with the default 2 the archive from segment 1
+ * would). Archiving that fails is said after 3 s (default 60 s), so the test of it stays short.
+ */
+const ARCHIVE_FAILING_S = 3;
+const KEEP = { backup: { retention_full: 5, archive_failing_s: ARCHIVE_FAILING_S } };
+
+/** /metrics of a node's agent, in its namespace (the API's default address). */
+const metricsOf = async (n: ClusterNode) => {
+  const r = await n.host.exec(["curl", "-s", "-m", "5", "http://127.0.0.1:7402/metrics"], { timeoutMs: 10_000 });
+  return parseProm(r.stdout);
+};
+const valueOr = (fams: Map<string, Family>, name: string) => fams.has(name) ? sample(fams, name) : NaN;
 
 describeCluster("backup: archiving that follows the primary", {
   start: () => startBackupCluster("backup-archive", "bkarch", { extra: KEEP, postgres: { parameters: { log_replication_commands: true } } as never }),
@@ -265,6 +277,61 @@ describeCluster("backup: archiving that follows the primary", {
     expect((await pgherdCli(h.primary, ["resume"], 30_000)).code).toBe(0);
     await waitReplicating(fx.c, 120_000);
   }), 300_000);
+
+  test("the repository gone: every node's metrics, log and status say archiving fails, and that it works again once it is back", () => fx.c.diagnose(async () => {
+    const h = await waitReplicating(fx.c, 60_000);
+    await expectContinuous("before the repository goes");
+    const marks = new Map(fx.c.nodes.map((n) => [n, logMark(n)] as const));
+    const before = new Map<ClusterNode, number>();
+    for (const n of fx.c.nodes) {
+      // The agent reads its archiver every 2 s: a reading after the drain.
+      await waitFor(async () => valueOr(await metricsOf(n), "pgherd_archive_ready_segments") === 0, { timeoutMs: 10_000, intervalMs: 500, what: `${n.name}: nothing waiting on /metrics` });
+      const m = await metricsOf(n);
+      expect(sample(m, "pgherd_archive_failing")).toBe(0);
+      before.set(n, sample(m, "pgherd_archive_failed_total"));
+    }
+    // As an unmounted share: the archive_command (wal-push, its lock file in repo_path) fails on every node.
+    const away = `${fx.repo}.away`;
+    renameSync(fx.repo, away);
+    const failing = /WAL archiving has been failing for \d+ s \(since \S+\): [0-9A-F]{24} is not archived, [1-9]\d* file\(s\) wait in pg_wal/;
+    try {
+      // Each switch completes a segment on every node (archive_mode = always), which wakes its archiver.
+      await waitFor(async () => {
+        await h.primary.query("select pg_switch_wal()");
+        return fx.c.nodes.every((n) => logSince(n, marks.get(n)!, failing).length > 0);
+      }, { timeoutMs: 60_000, intervalMs: 1000, what: `every node to warn that archiving fails (after ${ARCHIVE_FAILING_S} s)` });
+      for (const n of fx.c.nodes) {
+        // The round publishes its report before its upkeep reads the archiver: the next round's carries what was said.
+        await waitFor(async () => valueOr(await metricsOf(n), "pgherd_archive_failing") === 1, { timeoutMs: 5_000, intervalMs: 200, what: `${n.name}: pgherd_archive_failing 1` });
+        const m = await metricsOf(n);
+        console.log(`${n.name} while failing: ${logSince(n, marks.get(n)!, failing).join(" | ")}; failed_total ${sample(m, "pgherd_archive_failed_total")}, ready ${sample(m, "pgherd_archive_ready_segments")}`);
+        expect(sample(m, "pgherd_archive_failing")).toBe(1);
+        expect(sample(m, "pgherd_archive_failed_total")).toBeGreaterThan(before.get(n)!);
+        expect(sample(m, "pgherd_archive_ready_segments")).toBeGreaterThan(0);
+        expect(sample(m, "pgherd_archive_last_failed_timestamp_seconds")).toBeGreaterThan(sample(m, "pgherd_archive_last_archived_timestamp_seconds"));
+        const st = await pgherdCli(n, ["status"], 30_000);
+        expect(st.stdout).toMatch(/^archive {3}FAILING since \S+, [1-9]\d* file\(s\) waiting, last archived [0-9A-F]{24} at \S+, last failed [0-9A-F]{24} at \S+$/m);
+      }
+    } finally {
+      renameSync(away, fx.repo);
+    }
+    const works = /WAL archiving works again after \d+ s: [0-9A-F]{24} archived, \d+ file\(s\) still waiting/;
+    await waitFor(async () => {
+      await h.primary.query("select pg_switch_wal()");
+      return fx.c.nodes.every((n) => logSince(n, marks.get(n)!, works).length > 0);
+    }, { timeoutMs: 90_000, intervalMs: 1000, what: "every node to say that archiving works again" });
+    await expectContinuous("after the repository came back");
+    for (const n of fx.c.nodes) {
+      // Once per episode each, though the archiver failed again and again in between.
+      expect(logSince(n, marks.get(n)!, failing)).toHaveLength(1);
+      expect(logSince(n, marks.get(n)!, works)).toHaveLength(1);
+      await waitFor(async () => valueOr(await metricsOf(n), "pgherd_archive_ready_segments") === 0, { timeoutMs: 10_000, intervalMs: 500, what: `${n.name}: nothing waiting on /metrics` });
+      const m = await metricsOf(n);
+      expect(sample(m, "pgherd_archive_failing")).toBe(0);
+      expect(sample(m, "pgherd_archive_last_archived_timestamp_seconds")).toBeGreaterThan(sample(m, "pgherd_archive_last_failed_timestamp_seconds"));
+      expect((await pgherdCli(n, ["status"], 30_000)).stdout).not.toContain("FAILING");
+    }
+  }), 240_000);
 
   test("a cluster bootstrapped from the backup with a target time has exactly the rows committed before it", () => fx.c.diagnose(async () => {
     const h = await waitReplicating(fx.c, 60_000);

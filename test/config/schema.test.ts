@@ -59,7 +59,7 @@ describe("defaults", () => {
       vip: { address: "", interface: "" },
       access: [],
       consensus: { backend: "builtin", endpoints: [], prefix: "/pgherd", tls_ca: "", tls_cert: "", tls_key: "", username: "", password_file: "", ttl_s: 5, poll_ms: 250, request_timeout_ms: 1000, failsafe: false, allow_migration: true },
-      backup: { tool: "none", repo_path: "/var/lib/pgbackrest", repo_host: "", repo_host_port: 8432, stanza: "", clone_from: "backup", retention_full: 2, full_every_hours: 0, incr_every_hours: 0, from_standby: false, tls_port: 8432, tls_address: "" },
+      backup: { tool: "none", repo_path: "/var/lib/pgbackrest", repo_host: "", repo_host_port: 8432, stanza: "", clone_from: "backup", archive_failing_s: 60, retention_full: 2, full_every_hours: 0, incr_every_hours: 0, from_standby: false, tls_port: 8432, tls_address: "" },
     });
   });
 

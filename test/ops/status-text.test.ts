@@ -22,3 +22,15 @@ test("a stopped server and a witness", () => {
   expect(statusText(nodeStatus({ postgres: standbyPg({ up: false, running: false, inRecovery: null }) }))).toContain("postgres  unknown, stopped, timeline 1");
   expect(statusText(nodeStatus({ postgres: null, node: { id: "0000000000000009", name: "w", role: "witness", mesh: "x:1" } }))).toContain("postgres  none (witness)\n");
 });
+
+test("with [backup] tool set: the archiver, FAILING once said, with what waits and the last files", () => {
+  const archive = { at: "2025-03-01T10:02:00.000Z", archived: 40, failed: 12, lastArchivedWal: "000000010000000000000028", lastArchivedAt: "2025-03-01T09:59:50.000Z",
+    lastFailedWal: "000000010000000000000029", lastFailedAt: "2025-03-01T10:01:58.000Z", ready: 3, failingSince: "2025-03-01T10:00:00.000Z" };
+  expect(statusText(nodeStatus({ postgres: standbyPg({ archive }) }))).toContain(
+    "archive   FAILING since 2025-03-01T10:00:00.000Z, 3 file(s) waiting, last archived 000000010000000000000028 at 2025-03-01T09:59:50.000Z, last failed 000000010000000000000029 at 2025-03-01T10:01:58.000Z\n");
+  const works = { ...archive, failed: 0, lastFailedWal: null, lastFailedAt: null, ready: 0, failingSince: null };
+  expect(statusText(nodeStatus({ postgres: standbyPg({ archive: works }) }))).toContain("archive   0 file(s) waiting, last archived 000000010000000000000028 at 2025-03-01T09:59:50.000Z\n");
+  // Without [backup] tool, or with the server down: no line.
+  expect(statusText(nodeStatus())).not.toContain("archive ");
+  expect(statusText(nodeStatus({ postgres: standbyPg({ archive, up: false, running: false }) }))).not.toContain("archive ");
+});

@@ -85,7 +85,7 @@ function agentRound(n: PgNode, port: number, bins = pgBins!): { round: MonitorRo
   const host = new PgHost(cfg, bins, ctx, log.withTag("agent"));
   host.fencer = { settle: () => {} } as unknown as Fencer;
   const parts = {
-    maintenance: { guarantee: "", pending: [], ordered: [] }, slots: { slots: [], slotBytes: {}, permanentReport: [] }, primary: {}, rebuild: {},
+    maintenance: { guarantee: "", pending: [], ordered: [] }, slots: { slots: [], slotBytes: {}, permanentReport: [], archiver: { report: undefined } }, primary: {}, rebuild: {},
     rejoin: () => ({ request: null, progress: null }), observed: () => {}, failed: () => {}, promotionRequested: () => false, followingHeld: () => false, again: () => {},
   } as unknown as RoundParts;
   return { round: new MonitorRound(host, parts), published, host };

@@ -1,5 +1,6 @@
 // Every round on a healthy server: managed files current, synchronous_standby_names as the
-// durability plan says, the guard published, settings needing a restart applied, slots kept.
+// durability plan says, the guard published, settings needing a restart applied, slots kept, the
+// WAL archiver watched.
 import { blockInForce, planDurability, syncNamesFor } from "../../core/durability.ts";
 import { samePosition } from "../../core/position.ts";
 import { majority } from "../../core/quorum.ts";
@@ -125,6 +126,8 @@ export class Maintenance {
   }
 
   private async upkeep(primary: boolean, p: Probe): Promise<void> {
+    // Every node's archiver (archive_mode = always), a primary's or a standby's: at most every 2 s.
+    if (p.up) await this.slots.archiver.look(this.h.localDb());
     if (primary) {
       this.primarySince ??= this.h.clock.now();
       this.standbyInputs = "";

@@ -262,6 +262,7 @@ export class MonitorRound {
       health: this.live.report(),
       ...(up && this.x.maintenance.pending.length ? { pendingRestart: this.x.maintenance.pending.slice(0, 256).map((n) => n.slice(0, 63)) } : {}),
       ...(up && this.x.maintenance.ordered.length ? { ordered: this.x.maintenance.ordered } : {}),
+      ...(up && this.x.slots.archiver.report ? { archive: this.x.slots.archiver.report } : {}),
     }, r.position);
   }
 

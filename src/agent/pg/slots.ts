@@ -1,6 +1,7 @@
 // WAL retention and its consumers, every round on a healthy server: on the primary one physical
 // slot per standby member; the archive (src/backup) and the permanent slots (src/slots) on every node.
 import { ArchiveKeeper } from "../../backup/keeper.ts";
+import { ArchiverWatch } from "../../backup/archiver-watch.ts";
 import { PermanentSlots, type PermanentReport } from "../../slots/permanent.ts";
 import { dropSlot, ensureSlot, listSlots } from "../../postgres/index.ts";
 import { DbTimeoutError } from "../../postgres/sql.ts";
@@ -35,8 +36,11 @@ export class SlotKeeper {
 
   private readonly archive: ArchiveKeeper;
   private readonly permanent: PermanentSlots;
+  /** The archiver's state, read from the round's upkeep (durability.ts), on every node. */
+  readonly archiver: ArchiverWatch;
 
   constructor(private readonly h: PgHost) {
+    this.archiver = new ArchiverWatch(h.cfg, h.log, () => h.clock.now());
     this.archive = new ArchiveKeeper(h.cfg, h.log, () => h.ctx.secrets()?.ca, h.ctx.scheduledBackup ? (type) => h.ctx.scheduledBackup!(type) : null);
     this.permanent = new PermanentSlots({
       cfg: h.cfg, socketDir: h.socketDir, node: h.node, log: h.log,
