@@ -48,9 +48,10 @@ import { runningConfig } from "../ops/reload.ts";
 /**
  * onLead: a valid lease until `until` (monotonic ms): arm the fencing. onFence: the lease is gone:
  * stop writes (awaited before the step's messages leave); false when the stop failed (the watchdog
- * stops PostgreSQL at the lease deadline: a resign is not announced before it).
+ * stops PostgreSQL at the lease deadline: a resign is not announced before it). suspended: how long
+ * the host was suspended since the last call (DriverHooks.suspended).
  */
-export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<boolean> }
+export interface LeadershipHooks { onLead?(term: number, until: number): void; onFence?(reason: string): Promise<boolean>; suspended?(): number }
 
 const now = () => performance.now();
 
@@ -120,6 +121,7 @@ export class Agent {
       send: (to, msg) => this.mesh.send(to, msg),
       leaseHeld: (term, until) => hooks.onLead?.(term, until),
       leaseLost: async (reason) => (await hooks.onFence?.(reason)) ?? true,
+      suspended: () => hooks.suspended?.() ?? 0,
       leadershipChanged: () => { this.syncCap.refeed(); this.loop?.kick(); }, // refeed: a cap holds for one leader only
       detach: (term) => (this.loop ? this.loop.detach(term) : Promise.resolve({ ok: true, position: null })).then((r) => this.syncCap.detached(r)),
       fatal: (message) => {

@@ -1,6 +1,8 @@
 // The built-in consensus backend's shell: feeds events to the pure election core one at a time and
 // carries out each Ready in the order the core demands: persist (fsync) → fence when the lease
 // was lost (awaited) → send → re-arm the wake-up timer. It owns the core, its store and its timer.
+// Before each event it asks whether the host was suspended (a `suspended` event first, whose fence
+// finishes before the event is applied).
 import { Election, type Event, type ProposeOp, type Ready, type Status } from "../core/election.ts";
 import type { ElectionMsg, Membership } from "../core/messages.ts";
 import type { Position } from "../core/position.ts";
@@ -52,6 +54,11 @@ export interface DriverHooks {
   leaseLost(reason: string): Promise<boolean | void>;
   /** The leader or this node's lease changed: PostgreSQL should act on it now. */
   leadershipChanged(): void;
+  /**
+   * Samples the host clock (clock.ts HostClock.suspended): how long the host was suspended since the
+   * last call (ms), 0 when it was not. Asked before every step; absent: never (a witness cannot lead).
+   */
+  suspended?(): number;
   /** Stop streaming before a vote in `term`; the final position (null: unchanged), or why not. */
   detach?(term: number): Promise<DetachResult>;
   /** The vote or term could not be made durable: the agent must stop. */
@@ -184,12 +191,20 @@ export class ElectionDriver implements Consensus {
       while (this.queue.length > 0) {
         const it = this.queue.shift()!;
         try {
-          if (this.stopped) continue;
-          const r = this.election.step(it.make(this.clock()));
-          const pending = this.apply(r);
-          if (pending) await pending;
-          // After a persist (an fsync, seconds on a busy disk) the core hears when the messages left.
-          if (r.persist && !this.stopped) await this.apply(this.election.step({ type: "sent", now: this.clock() }));
+          // A leader whose host was suspended since its last step (its lease counted on a clock that
+          // stood still) steps down first, and its fence finishes before this event is applied.
+          const slept = this.stopped ? 0 : (this.hooks.suspended?.() ?? 0);
+          if (slept > 0) this.log.warn(`the host was suspended for about ${slept} ms (CLOCK_BOOTTIME moved on, performance.now() did not)`);
+          const steps: Array<[() => Event, string]> = [[() => it.make(this.clock()), "lost leadership"]];
+          if (slept > 0) steps.unshift([() => ({ type: "suspended", now: this.clock(), ms: slept }), `the host was suspended for about ${slept} ms`]);
+          for (const [make, why] of steps) {
+            if (this.stopped) break;
+            const r = this.election.step(make());
+            const pending = this.apply(r, why);
+            if (pending) await pending;
+            // After a persist (an fsync, seconds on a busy disk) the core hears when the messages left.
+            if (r.persist && !this.stopped) await this.apply(this.election.step({ type: "sent", now: this.clock() }));
+          }
         } catch (e) {
           this.log.error(`internal error in the election step: ${(e as Error).stack ?? e}`);
         } finally {
@@ -201,7 +216,8 @@ export class ElectionDriver implements Consensus {
     }
   }
 
-  private apply(r: Ready): Promise<void> | undefined {
+  /** `why`: the fence's reason should this step end the leadership. */
+  private apply(r: Ready, why = "lost leadership"): Promise<void> | undefined {
     if (r.persist) {
       try {
         this.store.saveElection(r.persist);
@@ -233,7 +249,7 @@ export class ElectionDriver implements Consensus {
       // steps down: its resign must not reach the voters before its writes stopped.
       if (was) this.counters.leasesLost++;
       this.log.warn(was ? `fenced: no longer leading term ${was.term}; writes must stop` : "fenced: stepped down before holding a lease in this run; writes must stop");
-      return this.hooks.leaseLost("lost leadership")
+      return this.hooks.leaseLost(why)
         .catch((e: Error) => (this.log.error(`fence: ${e.message}`), false))
         .then((stopped) => this.sendAndArm(stopped === false ? this.unannounced(r) : r));
     }

@@ -102,6 +102,7 @@ export class SwitchableConsensus implements Consensus {
       },
       leaseLost: (reason) => (live() ? this.hooks.leaseLost(reason) : Promise.resolve(true)),
       leadershipChanged: () => this.hooks.leadershipChanged(),
+      suspended: () => (live() ? (this.hooks.suspended?.() ?? 0) : 0),
       detach: (term): Promise<DetachResult> => {
         if (!live()) return Promise.resolve({ ok: false, position: null, error: "the consensus backend that asked was replaced" });
         if (inHold()) return Promise.resolve({ ok: false, position: null, error: "out of elections until the consensus migration's hold ends" });

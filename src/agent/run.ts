@@ -11,6 +11,7 @@ import { Agent } from "./agent.ts";
 import { handOverBeforeStop } from "./handover.ts";
 import { PostgresLoop } from "./pg/loop.ts";
 import { LeaseFile } from "../fence/lease-file.ts";
+import { HostClock, hostMonotonicMs } from "../fence/clock.ts";
 import { kernelTimeoutS } from "../config/margins.ts";
 import { createSentry, tapErrors } from "../integrations/sentry.ts";
 import { createVip } from "../integrations/vip.ts";
@@ -80,6 +81,11 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
   let loop: PostgresLoop | null = null;
   const kernel = cfg.watchdog.mode === "off" ? null : { device: cfg.watchdog.device, timeoutS: kernelTimeoutS(cfg.election), fenceMs: cfg.election.fence_ms };
   // The fencer (loop.fencer) owns the lease file, the stop on a lost lease and the watchdog process.
+  // One host clock for the lease file's deadlines and the election's suspend check (clock.ts): after a
+  // suspend, lease ends up to the longest lease this node can hold keep the offset from before it
+  // (etcd's ttl_s, where etcd can be in force: endpoints are set).
+  const keepMs = Math.max(cfg.election.lease_ms, cfg.consensus.endpoints.length > 0 ? cfg.consensus.ttl_s * 1000 : 0);
+  const hostClock = new HostClock(1000, hostMonotonicMs, () => performance.now(), keepMs);
   const vip = createVip(cfg, log); // [vip]: follows the lease (src/integrations/vip.ts)
   await vip?.release("the agent starts (not leading yet)");
   const agent = new Agent(cfg, log, {
@@ -90,6 +96,8 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
     },
     // The address gets the fence budget, not more: a slow `ip` must not hold this node's votes.
     onFence: async (reason) => (await Promise.all([vip?.releaseWithin(reason, cfg.election.fence_ms), loop?.fencer.fence(reason)]))[1] ?? true,
+    // A database node only: a witness never leads, so never holds a lease a suspend could outlast.
+    ...(bins ? { suspended: () => hostClock.suspended() } : {}),
   });
   if (bins) {
     // The fence and the watchdog signal only the OS user's processes (orphans.ts isServerOf).
@@ -97,7 +105,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
       throw new AgentStartError(`${opts.configPath}: postgres.os_user: ${e.message}`);
     })).uid;
     if (osUid === 0) throw new AgentStartError(`${opts.configPath}: postgres.os_user "${cfg.postgres.os_user}" is uid 0 (root); it must be the PostgreSQL server's own user`);
-    loop = new PostgresLoop(cfg, bins, agent.loopContext, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, osUid, log.withTag("fence"), kernel));
+    loop = new PostgresLoop(cfg, bins, agent.loopContext, log.withTag("pg"), new LeaseFile(cfg.state_dir, cfg.postgres.data_dir, osUid, log.withTag("fence"), kernel, hostClock));
     loop.fencer.start(); // the watchdog process before the election can arm anything
     agent.attachLoop(loop);
   }

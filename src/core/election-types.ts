@@ -97,7 +97,15 @@ export type Event =
    * (an fsync on the event loop) may take seconds on a disk busy with writeback, and a candidacy
    * whose round ran out meanwhile would give up as its vote requests leave.
    */
-  | { type: "sent"; now: number };
+  | { type: "sent"; now: number }
+  /**
+   * The shell found the host was suspended (suspend-to-RAM, hibernation) for about `ms` since its
+   * previous step: CLOCK_BOOTTIME ran on while `now`'s clock (CLOCK_MONOTONIC) stood still. A leader
+   * counted its lease on `now` from heartbeats sent before: in real time it may have ended long ago
+   * and the others elected another leader. It steps down (Ready.fence), with or without a lease.
+   * Anyone else: nothing (its timers only ran long in real time: it waits longer, never shorter).
+   */
+  | { type: "suspended"; now: number; ms: number };
 
 export interface Notice {
   kind:

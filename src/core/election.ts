@@ -13,7 +13,8 @@
 //    timeoutMs ago) neither grants votes nor campaigns: this, and
 //    leaseMs/(1-drift) + fence < timeoutMs/(1+drift), keeps leases disjoint;
 //  - the leader counts its lease from the *send* time of the newest heartbeat
-//    a majority acknowledged, and steps down the moment it runs out;
+//    a majority acknowledged, and steps down the moment it runs out, or when the
+//    shell reports a host suspend (`now`'s clock stood still through it);
 //  - a heartbeat that arrives after the lease it was sent under ran out (held
 //    in a queue while a link was cut) is neither acknowledged nor counted as
 //    leader contact: like a lost message, so a flapping leader link does not
@@ -203,6 +204,9 @@ export class Election implements Consensus {
         }
         break;
       case "detached": this.onDetached(now, ev); break;
+      case "suspended":
+        if (this.role === "leader") this.stepDown(now, `the host was suspended for about ${Math.round(ev.ms)} ms: the lease of term ${this.term} was counted on a clock that stood still meanwhile`, false);
+        break;
       case "sent":
         // The round (or the wait for a leader) set in the persisting step starts as its messages leave.
         if (this.deadlineSetAt !== null && this.role !== "leader" && this.electionDeadline === deadlineBefore) this.electionDeadline += now - this.deadlineSetAt;

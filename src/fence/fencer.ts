@@ -85,12 +85,17 @@ export class Fencer {
    * lease is tried again by the next heartbeat (the lease held is the one written, ending where the
    * watchdog fences). Any other failure (a first write of the term, a shorter lease end the file must
    * take, or the written lease over): false, the primary is fenced at once, and the caller resigns.
+   * So too a lease end already past on the host clock (the host was suspended since the lease was
+   * counted: LeaseFile.arm): it is no lease.
    */
   arm(term: number, until: number): boolean {
     try {
-      this.o.lease.arm(term, until);
+      const ahead = this.o.lease.arm(term, until);
       this.armError = "";
-      return true;
+      if (ahead) return true;
+      this.o.log.error(`the lease of term ${term} has already ended on the host clock (the host was suspended since it was counted): fencing and giving up the leadership`);
+      void this.fence(`the lease of term ${term} had ended on the host clock (a host suspend)`);
+      return false;
     } catch (e) {
       const why = (e as Error).message;
       if (this.o.lease.holdsTerm(term) && this.o.lease.isExtension(term, until)) {

@@ -131,7 +131,6 @@ export class LeaseFile {
   private inPlace = false;
   private last: number | null | undefined;
   private lastTerm = -1;
-  private readonly hostClock = new HostClock();
   /** The term of the record last written (arm(), disarm() or the announcement). */
   private lastWrittenTerm = -1;
   private nextSpawn = 0;
@@ -150,32 +149,46 @@ export class LeaseFile {
     private readonly osUid: number,
     private readonly log: Logger,
     private readonly kernel: KernelSpec | null = null,
+    /** Maps lease ends to the host clock (the agent shares it with its election driver, which asks it for suspends). */
+    private readonly hostClock: HostClock = new HostClock(),
   ) {
     this.file = join(stateDir, LEASE_FILE);
   }
 
-  /** Arm (or extend) with a deadline on this process's performance.now() clock. */
-  arm(term: number, untilLocal: number): void {
+  /**
+   * Arm (or extend) with a deadline on this process's performance.now() clock. False: that deadline
+   * has already passed on the host clock (the host was suspended since the lease was counted, clock.ts
+   * HostClock): no lease. It is written all the same, renamed into place (the watchdog wakes and
+   * fences now), and not held.
+   */
+  arm(term: number, untilLocal: number): boolean {
     // The lease end on the host clock: at or before the true one (clock.ts, HostClock).
     const deadline = this.hostClock.toHost(untilLocal);
+    const now = this.hostClock.hostNow();
+    const over = deadline <= now;
+    // Not held from here on, whether or not the write below succeeds (Fencer.arm: a failed write of
+    // a lease still held is retried, not fenced).
+    if (over) this.armedTerm = null;
     // Extensions of less than 50 ms are not worth a write; a lease that ends earlier than the one
     // written always is. Not a deadline that only reads earlier: each new sample of the host clock's
     // offset (10 ms steps) maps the same lease end (each follower's answer to one heartbeat) to a
     // deadline up to 10 ms apart; every one is at or before the lease end, so the one written stands.
     const shrunk = untilLocal < this.writtenUntil;
-    if (!(this.last != null && this.lastTerm === term && !shrunk && deadline - this.last < 50)) {
-      this.write({ deadline, term, dataDir: this.dataDir, osUid: this.osUid, writtenAt: this.hostClock.toHost(performance.now()), agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
+    if (over || !(this.last != null && this.lastTerm === term && !shrunk && deadline - this.last < 50)) {
+      this.write({ deadline, term, dataDir: this.dataDir, osUid: this.osUid, writtenAt: now, agentPid: process.pid, ...(this.kernel ? { kernel: this.kernel } : {}) });
       // Only once written: a write that failed (ENOSPC, EIO…) is tried again by the next arm(), or a
       // shorter lease end would read as written while the file keeps the longer deadline.
       this.lastTerm = term;
       this.writtenUntil = untilLocal;
     }
+    if (over) return false;
     // Held only once the file says so: a write that threw leaves the lease written before (or none),
     // never a longer one than the watchdog guards (Fencer.arm decides what a failure means); an
     // extension not written (under 50 ms) is not held either (review: holds() ran up to 50 ms past
     // the file's deadline, and a primary could be started after the watchdog had fenced).
     this.armedTerm = term;
     this.armedUntil = this.writtenUntil;
+    return true;
   }
 
   /**

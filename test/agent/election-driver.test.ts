@@ -34,6 +34,8 @@ class Harness {
   fence: Map<string, () => Promise<void | boolean>> = new Map();
   detach: Map<string, (term: number) => Promise<{ ok: boolean; position: null; error?: string }>> = new Map();
   stores = new Map<string, ElectionStore>();
+  /** A host suspend the next step of that node finds (ms): reported once. */
+  slept = new Map<string, number>();
 
   constructor(readonly ids: string[], canLead: (id: string) => boolean = () => true, saved: Record<string, { term: number; votedFor: string | null; ledTerm?: number }> = {}) {
     for (const id of ids) {
@@ -50,13 +52,18 @@ class Harness {
           this.inflight.push({ from: id, to, msg });
         },
         leaseHeld: () => t.push({ kind: "lease", at: this.now }),
-        leaseLost: async () => {
-          t.push({ kind: "fence-start", at: this.now });
+        leaseLost: async (reason) => {
+          t.push({ kind: "fence-start", at: this.now, detail: reason });
           const stopped = await (this.fence.get(id) ?? (async () => {}))();
           t.push({ kind: "fence-done", at: this.now });
           return stopped;
         },
         leadershipChanged: () => t.push({ kind: "kick", at: this.now }),
+        suspended: () => {
+          const ms = this.slept.get(id) ?? 0;
+          this.slept.delete(id);
+          return ms;
+        },
         fatal: (m) => t.push({ kind: "fatal", at: this.now, detail: m }),
         detach: (term) => {
           t.push({ kind: "detach", at: this.now });
@@ -100,6 +107,16 @@ class Harness {
   leaderWithLease(): string | null {
     return [...this.drivers].find(([, d]) => d.lease() !== null)?.[0] ?? null;
   }
+
+  /** Runs until a leader holds a lease; its fences then wait for `release()`. `before`: its trace's length now. */
+  async leaderWithHeldFence(): Promise<{ id: string; d: ElectionDriver; t: Trace[]; before: number; release: () => void }> {
+    for (let i = 0; i < 100 && !this.leaderWithLease(); i++) await this.run(50);
+    const id = this.leaderWithLease()!;
+    let release!: () => void;
+    this.fence.set(id, () => new Promise<void>((r) => (release = r)));
+    const t = this.trace.get(id)!;
+    return { id, d: this.drivers.get(id)!, t, before: t.length, release: () => release() };
+  }
 }
 
 describe("election driver", () => {
@@ -120,13 +137,7 @@ describe("election driver", () => {
   test("the step that loses the lease sends nothing until the fence finished; later events wait behind it", async () => {
     const h = new Harness([A, B, C]);
     h.start();
-    for (let i = 0; i < 100 && !h.leaderWithLease(); i++) await h.run(50);
-    const id = h.leaderWithLease()!;
-    let release!: () => void;
-    h.fence.set(id, () => new Promise<void>((r) => (release = r)));
-    const d = h.drivers.get(id)!;
-    const t = h.trace.get(id)!;
-    const before = t.length;
+    const { d, t, before, release } = await h.leaderWithHeldFence();
     const resigned = d.resign("test", undefined);
     const guard = d.setGuard(true, null); // queued behind the fence
     await h.run(20);
@@ -145,6 +156,34 @@ describe("election driver", () => {
     expect(after.indexOf("fence-done")).toBeGreaterThan(-1);
     expect(after.indexOf("send-resign")).toBeGreaterThan(after.indexOf("fence-done"));
     expect(d.lease()).toBeNull();
+  });
+
+  // Review (host suspend): the leader's lease runs on performance.now(), which stands still while the
+  // host is suspended; resumed, it went on leading (and re-arming its lease) beside the new leader.
+  test("a host suspend found before a step makes the leader step down; its fence finishes before anything of that step is sent", async () => {
+    const h = new Harness([A, B, C]);
+    h.start();
+    const { id, d, t, before, release } = await h.leaderWithHeldFence();
+    h.slept.set(id, 10_000); // the next step finds it: its clock moved on by a few ms only
+    await h.run(T.heartbeatMs + 20); // a heartbeat tick and answers would have come meanwhile
+    const during = t.slice(before);
+    expect(during[0]).toMatchObject({ kind: "fence-start", detail: "the host was suspended for about 10000 ms" });
+    expect(during.filter((x) => x.kind.startsWith("send-") || x.kind === "lease")).toEqual([]);
+    expect(d.lease()).toBeNull();
+    release();
+    await h.run(20);
+    const after = t.slice(before).map((x) => x.kind);
+    expect(after).toContain("fence-done");
+    expect(after.slice(0, after.indexOf("fence-done")).filter((k) => k.startsWith("send-"))).toEqual([]);
+    expect(d.lease()).toBeNull();
+    expect(d.status().role).toBe("follower");
+    // A follower's suspend fences nothing.
+    const other = [A, B, C].find((x) => x !== id)!;
+    const ot = h.trace.get(other)!;
+    const from = ot.length;
+    h.slept.set(other, 10_000);
+    await h.run(50);
+    expect(ot.slice(from).some((x) => x.kind === "fence-start")).toBe(false);
   });
 
   test("a leader resumed after a restart that resigns before its first lease fences before the resign goes out (its primary may still run)", async () => {

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SerialExecutor } from "../../src/agent/pg/executor.ts";
 import { Fencer, NoLease } from "../../src/fence/fencer.ts";
+import { HostClock } from "../../src/fence/clock.ts";
 import { LEASE_FILE, LeaseFile } from "../../src/fence/lease-file.ts";
 import { createLogger } from "../../src/log.ts";
 import { fakeWatchdog, killFakeWatchdogs } from "../helpers/fake-watchdog.ts";
@@ -25,11 +26,11 @@ afterAll(() => {
 });
 
 /** A fencer over a fresh state dir; `stop` is what "stop PostgreSQL" does; `primary` what the last round saw. */
-function setup(o: { stop?: () => Promise<void>; primary?: boolean; running?: boolean } = {}) {
+function setup(o: { stop?: () => Promise<void>; primary?: boolean; running?: boolean; hostClock?: HostClock } = {}) {
   const d = join(dir, `s${n++}`);
   mkdirSync(d);
   fakeWatchdog(d);
-  const lease = new LeaseFile(d, "/data", process.getuid!(), log);
+  const lease = new LeaseFile(d, "/data", process.getuid!(), log, null, o.hostClock);
   const clock = new FakeClock();
   const stops: number[] = [];
   const history: string[] = [];
@@ -210,6 +211,31 @@ test("a lease the file could not take is no lease: arm says so, the primary is f
   await settle();
   expect(s.fencer.holds()).toBe(false);
   rmdirSync(blocker);
+});
+
+// Review (host suspend): the lease file's deadline for a lease counted before a suspend has passed on
+// the host clock, while the agent's performance.now() says it still runs.
+test("a lease end already past on the host clock (a host suspend since it was counted) is no lease: arm says so, the primary is fenced, none starts", async () => {
+  let local = 10_000;
+  let host = 50_000;
+  const s = setup({ hostClock: new HostClock(1000, () => host, () => local, 1500) });
+  expect(s.fencer.arm(3, local + 1000)).toBe(true);
+  local += 900;
+  host += 900;
+  const until = local + 1000; // the last heartbeat before the suspend that a majority acknowledged
+  expect(s.fencer.arm(3, until)).toBe(true);
+  host += 10_000; // suspended 10 s
+  local += 150;
+  host += 150; // the next heartbeat tick: the core's lease still runs on performance.now()
+  expect(s.fencer.arm(3, until)).toBe(false);
+  expect(s.fencer.holds()).toBe(false);
+  await settle();
+  expect(s.stops.length).toBe(1);
+  expect(s.history).toEqual([expect.stringContaining("had ended on the host clock")]);
+  await expect(s.fencer.asPrimary("start as primary", async () => {})).rejects.toBeInstanceOf(NoLease);
+  // A lease counted after the resume is one.
+  expect(s.fencer.arm(4, local + 1500)).toBe(true);
+  expect(s.fencer.holds()).toBe(true);
 });
 
 // Review finding (fencing watchdog, 8): a disarm whose write failed threw out of every monitoring round.

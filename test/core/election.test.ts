@@ -287,6 +287,42 @@ describe("election core scenarios", () => {
     expect(r.notices.map((n) => n.kind)).toContain("stepped-down");
   });
 
+  // Review (host suspend): performance.now() (CLOCK_MONOTONIC) stands still while the host is
+  // suspended: a leader resumed after 10 s still counted its lease, beside the leader elected meanwhile.
+  test("a leader whose host was suspended steps down at the shell's report, with a lease or before one; anyone else changes nothing", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(5000);
+    const [l] = c.leaders();
+    expect(c.leading(l!)).toBe(true);
+    const node = c.nodes.get(l!)!;
+    const term = node.status(c.now).term;
+    // Its clock moved 20 ms through the suspend: by that clock the lease still runs.
+    const r = node.step({ type: "suspended", now: c.now + 20, ms: 10_000 });
+    expect(r.leading).toBeNull();
+    expect(r.fence).toBe(true); // the shell fences before anything of this step is sent
+    expect(r.persist?.ledTerm).toBeNull();
+    expect(r.notices).toContainEqual({ kind: "stepped-down", detail: expect.stringContaining(`the host was suspended for about 10000 ms: the lease of term ${term}`) });
+    expect(node.status(c.now + 20).role).toBe("follower");
+    for (const id of ["a", "b", "c"].filter((x) => x !== l)) {
+      const f = c.nodes.get(id)!;
+      const before = f.status(c.now + 20);
+      const fr = f.step({ type: "suspended", now: c.now + 20, ms: 10_000 });
+      expect(fr).toMatchObject({ fence: false, persist: null, send: [], notices: [] });
+      expect(f.status(c.now + 20)).toEqual(before);
+    }
+    // A leader resumed after an agent restart holds no lease yet: the heartbeats it sent before the
+    // suspend could still earn it one, so it steps down as well.
+    const d = new Cluster(["a", "b", "c"]);
+    d.run(5000);
+    const [m] = d.leaders();
+    d.restart(m!);
+    const resumed = d.nodes.get(m!)!;
+    expect(resumed.status(d.now).role).toBe("leader");
+    const rr = resumed.step({ type: "suspended", now: d.now + 5, ms: 3000 });
+    expect(rr.fence).toBe(true);
+    expect(resumed.status(d.now + 5).role).toBe("follower");
+  });
+
   test("the vote is persisted in the same Ready that sends it", () => {
     const e = new Election({ id: "b", canLead: true, ...T, random: rng(1) }, { term: 3, votedFor: null, membership: { term: 0, index: 1, voters: ["a", "b", "c"] } }, 0);
     const r = e.step({ type: "recv", now: 5000, from: "a", msg: { t: "vote", term: 4, cfg: { term: 0, index: 1 }, pos: { timeline: 1, lsn: "0/0" } } });

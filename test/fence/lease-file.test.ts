@@ -130,6 +130,90 @@ test("HostClock: a stale, truncated or rate-skewed offset only ever maps a time 
   }
 });
 
+// Review (host suspend): performance.now() is CLOCK_MONOTONIC, which stands still while the host is
+// suspended, and CLOCK_BOOTTIME does not; a lease end counted before a suspend was mapped through the
+// offset sampled after it, 10 s later than it really ended.
+test("HostClock: a suspend (the offset grew past the truncation and the read gap) keeps the offset from before it for every local time up to keepMs past the sample that found it; reported once", () => {
+  let local = 10_000;
+  let host = 50_000;
+  const clock = new HostClock(1000, () => Math.floor(host / 10) * 10, () => local, 1500);
+  const sent = local; // a heartbeat a majority acknowledged: the lease runs 1000 ms from its send
+  const until = sent + 1000;
+  const before = clock.toHost(until);
+  expect(before).toBeLessThanOrEqual(host + 1000);
+  local += 950;
+  host += 950;
+  host += 10_000; // suspended: CLOCK_BOOTTIME moves on, performance.now() does not
+  local += 60;
+  host += 60;
+  // The same lease end (it ended ~9 s ago in real time) maps where it did, not 10 s later.
+  expect(clock.toHost(until)).toBeLessThanOrEqual(before);
+  expect(clock.toHost(until)).toBeLessThan(clock.hostNow());
+  // Now is mapped through the new offset: within the truncation of the true host time, never ahead.
+  expect(clock.hostNow()).toBeLessThanOrEqual(host);
+  expect(clock.hostNow()).toBeGreaterThan(host - 12);
+  const found = local; // the sample above found it
+  expect(clock.suspended()).toBeGreaterThan(9_980);
+  expect(clock.suspended()).toBe(0); // once
+  // Every local time before keepMs past that sample (any lease counted from before it) keeps the old offset…
+  expect(clock.toHost(found + 1499)).toBeLessThanOrEqual(sent + 40_000 + 1499 + 1010);
+  // …and one at or after it (a lease counted after the resume) takes the new one.
+  expect(clock.toHost(found + 1500)).toBeGreaterThan(host + 1500 - 15);
+  local += 2000;
+  host += 2000;
+  expect(clock.toHost(local + 1000)).toBeGreaterThan(host + 1000 - 15);
+  expect(clock.suspended()).toBe(0);
+});
+
+test("HostClock: no suspend found in the 10 ms truncation, read gaps of up to 10 ms (a preempted agent) or a 500 ppm rate error; a real one among them is", () => {
+  for (const ratio of [1, 1 + 5e-4, 1 - 5e-4]) {
+    let local = 1000.123;
+    let boot = 777_777.777;
+    const advance = (ms: number) => {
+      local += ms;
+      boot += ms * ratio;
+    };
+    let readGap = 0;
+    const readHost = () => {
+      const h = Math.floor(boot / 10) * 10;
+      advance(readGap); // preempted between the two reads (measured up to 10 ms on a loaded 2-core host)
+      return h;
+    };
+    const clock = new HostClock(1000, readHost, () => {
+      const v = local;
+      advance(0.005);
+      return v;
+    }, 1500);
+    let worst = 0;
+    for (let i = 0; i < 20_000; i++) {
+      advance(Math.random() < 0.9 ? Math.random() * 30 : Math.random() * 3000);
+      readGap = Math.random() < 0.1 ? Math.random() * 10 : Math.random() * 0.05;
+      expect(clock.suspended()).toBe(0);
+      const at = local + 1000;
+      const mapped = clock.toHost(at);
+      const truth = boot + (at - local) * ratio; // the host time when performance.now() reaches `at`
+      expect(mapped).toBeLessThanOrEqual(truth);
+      worst = Math.min(worst, mapped - truth);
+    }
+    // Never an offset kept as if for a suspend: only the truncation, the read gap and the rate margin.
+    expect(worst).toBeGreaterThan(-25);
+    boot += 200; // a 200 ms suspend
+    advance(5);
+    expect(clock.suspended()).toBeGreaterThanOrEqual(180);
+  }
+});
+
+test("HostClock on this host: sampling /proc/uptime at every step finds no suspend", async () => {
+  const clock = new HostClock(1000, hostMonotonicMs, () => performance.now(), 1000);
+  const end = performance.now() + 500;
+  let n = 0;
+  while (performance.now() < end) {
+    expect(clock.suspended()).toBe(0);
+    if (++n % 50 === 0) await Bun.sleep(Math.random() * 20);
+  }
+  expect(n).toBeGreaterThan(100);
+});
+
 test("HostClock on this host: within /proc/uptime's resolution of it, never ahead; an armed deadline is never later than the lease end", () => {
   const clock = new HostClock();
   for (let i = 0; i < 500; i++) {
@@ -293,6 +377,39 @@ test("the same lease end armed again is not written again, though its deadline r
   expect(after).toBeLessThan(before);
   expect(inode(d)).not.toBe(ino);
   expect(after).toBeLessThanOrEqual(hostMonotonicMs() + 10 + (until - 50 - performance.now()));
+});
+
+// Review (host suspend, /tmp/review-fence/suspend2.test.ts): the old leader resumed with its lease
+// still valid on performance.now(); its next arm of the same lease end mapped it through an offset
+// that included the suspend, and renamed a deadline 10 s later into place: the watchdog woke, read a
+// future deadline and did not fence, beside the new primary.
+test("after a host suspend, re-arming a lease end counted before it does not move the watchdog's deadline: it has passed, is renamed in (the watchdog wakes) and is not held", () => {
+  const d = stateDir("suspend");
+  features(d, watchdogPid(d)); // extensions in place: the rename below is the expired record's
+  let local = 10_000;
+  let host = 50_000;
+  const lf = new LeaseFile(d, "/data", process.getuid!(), log, null, new HostClock(1000, () => host, () => local, 1500));
+  lf.ensureWatchdog();
+  lf.arm(3, local + 900);
+  local += 950;
+  host += 950;
+  const until = local + 1000;
+  lf.arm(3, until);
+  const written = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+  const ino = inode(d);
+  host += 10_000; // suspended 10 s
+  local += 60;
+  host += 60; // resumed: the next step while leading arms the same lease end
+  const ok = lf.arm(3, until);
+  const after = readLeaseFile(join(d, LEASE_FILE))!.deadline!;
+  expect(after).toBeLessThanOrEqual(written); // before the fix: written + 10_000, past the resume
+  expect(after).toBeLessThanOrEqual(host);
+  expect(ok).toBe(false);
+  expect(inode(d)).not.toBe(ino); // renamed: the watchdog wakes and fences now
+  expect(lf.holds()).toBe(false);
+  // A lease counted after the resume (ending keepMs or more past the sample that found the suspend) takes the new offset.
+  expect(lf.arm(4, local + 1500)).toBe(true);
+  expect(readLeaseFile(join(d, LEASE_FILE))!.deadline!).toBeGreaterThan(host + 1500 - 15);
 });
 
 // Review "rlease" (F1, F2, F4 of its test file, brought here): the first two failed before their fixes.
