@@ -216,7 +216,9 @@ test("a lease the file could not take is no lease: arm says so, the primary is f
 // Review (host suspend): the lease file's deadline for a lease counted before a suspend has passed on
 // the host clock, while the agent's performance.now() says it still runs.
 test("a lease end already past on the host clock (a host suspend since it was counted) is no lease: arm says so, the primary is fenced, none starts", async () => {
-  let local = 10_000;
+  // The local clock ahead of performance.now(), which holds() compares the lease end with (a fixed
+  // 10 s start failed once the test process had run that long).
+  let local = performance.now() + 10_000;
   let host = 50_000;
   const s = setup({ hostClock: new HostClock(1000, () => host, () => local, 1500) });
   expect(s.fencer.arm(3, local + 1000)).toBe(true);
