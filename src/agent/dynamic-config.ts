@@ -22,7 +22,7 @@ import type { AgentMsg } from "./messages.ts";
 import type { StateSlot } from "./cluster-state.ts";
 import { ConfigLeader } from "./dynamic-config-leader.ts";
 import { VoterVersions } from "./voter-versions.ts";
-import { scrubCredentials } from "../config/redact.ts";
+import { redactConflict } from "../config/redact.ts";
 
 const REQUEST_EVERY_MS = 1000;
 const SAY_EVERY_MS = 1000;
@@ -165,9 +165,9 @@ export class DynamicConfig {
     const owned = [...(c.backup.tool !== "none" ? ARCHIVE_KEYS : []), ...(c.slots.max_slot_wal_keep_size ? ["max_slot_wal_keep_size"] : [])];
     parametersNow = { cluster: this.doc?.settings ?? null, owned };
     setClusterAccessRules(this.doc ? this.doc.settings.access : null);
-    const lines = this.conflicts().map(D.conflictLine);
+    const lines = this.conflicts().map((c) => D.conflictLine(redactConflict(c)));
     const text = lines.join("\n");
-    if (text !== this.conflictText) for (const l of lines) this.d.log.warn(`pgherd.toml conflicts with the cluster-wide configuration: ${scrubCredentials(l)}`);
+    if (text !== this.conflictText) for (const l of lines) this.d.log.warn(`pgherd.toml conflicts with the cluster-wide configuration: ${l}`);
     this.conflictText = text;
     // Before the first document this node ran its own pgherd.toml values: the change is against those.
     if (this.doc && prev !== this.doc) this.d.applied(D.changedKeys(prev?.settings ?? D.seedSettings(this.local(), this.d.legacyDurability()), this.doc.settings));

@@ -5,7 +5,7 @@ import type { Server } from "bun";
 import os from "node:os";
 import { isLoopbackHost } from "../config/hostport.ts";
 import type { Config } from "../config/schema.ts";
-import { isCommandParameter, mapStrings, redactConfig, scrubCredentials } from "../config/redact.ts";
+import { redactConfig, redactDynamic } from "../config/redact.ts";
 import type { Logger } from "../log.ts";
 import { CappedFront } from "../net/capped-front.ts";
 import { RejectLog } from "../net/rejects.ts";
@@ -70,7 +70,7 @@ export function startApi(opts: ApiOptions): ApiServer {
   const configDoc = (req: Request) => {
     const full = carriesToken(req, token);
     const dynamic = source.dynamicConfig?.();
-    const hidden = dynamic && !full ? mapStrings(dynamic, (s) => scrubCredentials(s), isCommandParameter) : dynamic;
+    const hidden = dynamic && !full ? redactDynamic(dynamic) : dynamic;
     return { ...redactConfig(opts.currentConfig?.() ?? opts.config!, !full), ...(hidden ? { dynamic: hidden } : {}), redacted: !full };
   };
 
@@ -84,18 +84,21 @@ export function startApi(opts: ApiOptions): ApiServer {
       rejects.add("bypassed-front", remote, `${req.method} not through the API's address`);
       return error(403, "connect to the API's address, not to its internal port");
     }
-    // Health checks and /metrics answer whatever name they are reached by (check_patroni, Prometheus
-    // and load balancers use DNS names: review); the rest (the dashboard, /config, actions) only
-    // by an address or one of this node's names.
+    // Health checks, /patroni (what they say, in Patroni's shape) and /metrics answer whatever name
+    // they are reached by (check_patroni, Prometheus and load balancers use DNS names: review); the
+    // rest (the dashboard, /config, actions) only by an address or one of this node's names. Not
+    // with TLS: a page that rebinds its DNS name cannot get the browser past the certificate, which
+    // names this host, and its DNS name is what the operator reaches it by (review: every action
+    // by the certificate's full name answered 421).
     const checkOnly = (() => {
       try {
         const p = new URL(req.url, "http://localhost").pathname;
-        return (HEALTH_PATHS.has(p) && p !== "/") || p === "/metrics";
+        return (HEALTH_PATHS.has(p) && p !== "/") || p === "/metrics" || p === "/patroni";
       } catch {
         return false; // a Host that makes no URL: refused below
       }
     })();
-    const wrongHost = checkOnly ? undefined : hostProblem(req.headers.get("host"), names);
+    const wrongHost = checkOnly || opts.tls ? undefined : hostProblem(req.headers.get("host"), names);
     if (wrongHost) {
       rejects.add("bad-host", remote, wrongHost);
       return error(421, wrongHost);

@@ -62,13 +62,57 @@ function redactDsn(dsn: string): string {
 /** A PostgreSQL parameter that holds a shell command (archive_command, restore_command, …): its credentials may take any form. */
 export const isCommandParameter = (name: string): boolean => name.endsWith("_command");
 
-/** `commands`: hide the value of every command parameter whole (GET /config without the token), not only what looks like a credential in it. */
+/**
+ * A parameter whose name says its value is a credential (an extension's `app.jwt_secret`,
+ * `anon.salt`, `myext.password`): the value is the secret itself, which the scrubber, looking for
+ * `password=…` inside a value, does not see (review). PostgreSQL's own names that end so hold no
+ * credential (`password_encryption` ends otherwise; `ssl_passphrase_command` is a command).
+ */
+export const isCredentialParameter = (name: string): boolean =>
+  /(?:password|passwd|passphrase|pwd|secret|token|credentials?|salt|signature|(?:^|[._-])(?:key|pass|sig)|(?:api|private|signing|subscription|encryption|access|master|account)[_-]?key)$/i.test(name);
+
+/** A parameter shown without the token: a command or a credential by its name is hidden whole. */
+const hiddenWhole = (name: string): boolean => isCommandParameter(name) || isCredentialParameter(name);
+
+/**
+ * A conflict between pgherd.toml and the cluster-wide document (config/dynamic.ts Conflict) as shown:
+ * the values of a parameter hidden whole (`hideCommands`: commands too) replaced.
+ */
+export function redactConflict<C extends { key: string; local: string; cluster: string | null }>(c: C, hideCommands = false): C {
+  const name = c.key.slice(c.key.lastIndexOf(".") + 1);
+  if (!(isCredentialParameter(name) || (hideCommands && isCommandParameter(name)))) return { ...c, local: scrubCredentials(c.local), cluster: c.cluster === null ? null : scrubCredentials(c.cluster) };
+  return { ...c, local: HIDDEN, cluster: c.cluster === null ? null : HIDDEN };
+}
+
+/**
+ * The cluster-wide configuration's view for a request without the API token: credentials scrubbed,
+ * every command parameter and every parameter named as a credential hidden whole, in the document
+ * and in the conflicts with pgherd.toml.
+ */
+export function redactDynamic<T>(v: T): T {
+  const walk = (x: unknown): unknown => {
+    if (typeof x === "string") return scrubCredentials(x);
+    if (Array.isArray(x)) return x.map(walk);
+    if (x && typeof x === "object") {
+      const o = x as Record<string, unknown>;
+      if (typeof o.key === "string" && typeof o.local === "string" && (typeof o.cluster === "string" || o.cluster === null)) return redactConflict(o as { key: string; local: string; cluster: string | null }, true);
+      return Object.fromEntries(Object.entries(o).map(([k, y]) => [k, hiddenWhole(k) ? HIDDEN : walk(y)]));
+    }
+    return x;
+  };
+  return walk(v) as T;
+}
+
+/**
+ * Parameters named as a credential are hidden whole; `commands`: every command parameter too (GET
+ * /config without the token), not only what looks like a credential in it.
+ */
 export function redactConfig(cfg: Config, commands = false): Config {
   return {
     ...cfg,
     secret: HIDDEN,
     api: { ...cfg.api, token: cfg.api.token === "" ? "" : HIDDEN },
     sentry: { ...cfg.sentry, dsn: redactDsn(cfg.sentry.dsn) },
-    postgres: { ...cfg.postgres, parameters: mapStrings(cfg.postgres.parameters, (s) => scrubCredentials(s), commands ? isCommandParameter : undefined) },
+    postgres: { ...cfg.postgres, parameters: mapStrings(cfg.postgres.parameters, (s) => scrubCredentials(s), commands ? hiddenWhole : isCredentialParameter) },
   };
 }

@@ -67,3 +67,26 @@ test("with the token: the cluster-wide values as they are (written back by confi
   expect(doc.dynamic).toEqual(dynamic);
   for (const hidden of [SECRET, TOKEN]) expect(text).not.toContain(hidden);
 });
+
+test("a parameter named as a credential (app.jwt_secret, anon.salt, myext.password) is hidden whole, in pgherd.toml's, the cluster document's and the conflicts (review: the value is the secret itself)", async () => {
+  const [JWT, SALT, EXT] = ["jwt-signing-key-0123456789abcdef", "salt-9f8e7d6c", "hunter2ext"];
+  const cfg = parseConfig([`cluster = "test"`, `secret = "${SECRET}"`, `[api]`, `token = "${TOKEN}"`, `[postgres.parameters]`, `"myext.password" = "${EXT}"`, `"app.jwt_secret" = "${JWT}"`, `password_encryption = "scram-sha-256"`].join("\n"), "test.toml");
+  const dyn = {
+    cluster: { version: 3, term: 2, at: "", by: "", settings: { postgres: { parameters: { "anon.salt": SALT, "app.jwt_secret": `${JWT}-cluster`, work_mem: "16MB" } } } },
+    conflicts: [{ key: "postgres.parameters.app.jwt_secret", local: JSON.stringify(JWT), cluster: JSON.stringify(`${JWT}-cluster`) }, { key: "postgres.parameters.work_mem", local: "\"8MB\"", cluster: "\"16MB\"" }],
+  };
+  const own = startApi({ host: "127.0.0.1", port: 0, source: { ...fakeSource(), dynamicConfig: () => dyn } as unknown as ReturnType<typeof fakeSource>, log: memoryLogger(), config: cfg });
+  try {
+    const text = await (await fetch(`${own.url}/config`, { signal: AbortSignal.timeout(5000) })).text();
+    for (const s of [JWT, SALT, EXT]) expect(text).not.toContain(s);
+    const doc = JSON.parse(text);
+    expect(doc.postgres.parameters).toEqual({ "myext.password": "<redacted>", "app.jwt_secret": "<redacted>", password_encryption: "scram-sha-256" });
+    expect(doc.dynamic.cluster.settings.postgres.parameters).toEqual({ "anon.salt": "<redacted>", "app.jwt_secret": "<redacted>", work_mem: "16MB" });
+    expect(doc.dynamic.conflicts).toEqual([{ key: "postgres.parameters.app.jwt_secret", local: "<redacted>", cluster: "<redacted>" }, { key: "postgres.parameters.work_mem", local: "\"8MB\"", cluster: "\"16MB\"" }]);
+    // With the token: the cluster document as it is (config edit writes it back).
+    const full = await (await fetch(`${own.url}/config`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(5000) })).json() as Record<string, any>;
+    expect(full.dynamic).toEqual(dyn);
+  } finally {
+    own.stop();
+  }
+});
