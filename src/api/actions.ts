@@ -7,7 +7,7 @@ import type { RejectLog } from "../net/rejects.ts";
 import { ActionRequestSchema, type ActionRequest } from "./actions-contract.ts";
 import { describeIssues, error, HttpError, json, readJson } from "./http.ts";
 import type { ApiSource } from "./source.ts";
-import { scrubCredentials, scrubStrings } from "../config/redact.ts";
+import { redactDynamic, scrubCredentials } from "../config/redact.ts";
 
 type Kind = ActionRequest["kind"];
 
@@ -93,8 +93,9 @@ export async function runAction(opts: {
   }
   const request = ActionRequestSchema.parse({ ...parsed.data, kind: opts.kind });
   if (!opts.source.action) return error(501, `${opts.kind} is not available in this build of the agent`);
-  // Scrubbed: a config change may carry a parameter with a password (restore_command with PGPASSWORD=…).
-  opts.log.info(`action ${opts.kind} requested from ${opts.remote}: ${JSON.stringify(scrubStrings(parsed.data))}`);
+  // Redacted as GET /config without the token: a config change may carry a parameter with a password
+  // (restore_command with PGPASSWORD=…), or one whose value is the secret (app.jwt_secret: review).
+  opts.log.info(`action ${opts.kind} requested from ${opts.remote}: ${JSON.stringify(redactDynamic(parsed.data))}`);
   const r = await opts.source.action(request);
   opts.log.info(`action ${opts.kind}: ${r.status} ${scrubCredentials(r.message)}`);
   return json({ ok: r.ok, message: r.message, ...(r.detail === undefined ? {} : { detail: r.detail }) }, r.status);

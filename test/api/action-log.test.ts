@@ -19,6 +19,22 @@ test("a config change is logged with its credentials hidden", async () => {
   expect(r.status).toBe(200);
   const text = log.lines.join("\n");
   expect(text).toContain("action config requested from 127.0.0.1:5000");
-  expect(text).toContain("PGPASSWORD=<redacted>");
+  expect(text).toContain(`"postgres.parameters.restore_command":"<redacted>"`); // a command: hidden whole, as GET /config without the token
+  expect(text).toContain("PGPASSWORD=<redacted>"); // the answer's message, scrubbed
   expect(text).not.toContain(PW);
+});
+
+test("a parameter named as a credential is logged hidden whole (review: its value is the secret itself, which the scrubber does not see)", async () => {
+  const log = memoryLogger();
+  const JWT = "jwt-signing-key-0123456789abcdef";
+  const source = { action: async () => ({ status: 200, ok: true, message: "cluster-wide configuration version 4 stored" }) } as unknown as ApiSource;
+  const req = new Request("http://127.0.0.1:7402/config", {
+    method: "PATCH", headers: { authorization: "Bearer tok-0123456789abcdef0123", "content-type": "application/json" },
+    body: JSON.stringify({ set: { "postgres.parameters.app.jwt_secret": JWT, "postgres.parameters.work_mem": "16MB" } }),
+  });
+  const r = await runAction({ req, kind: "config", token: "tok-0123456789abcdef0123", source, log, rejects: new RejectLog(log), remote: "127.0.0.1:5000" });
+  expect(r.status).toBe(200);
+  const text = log.lines.join("\n");
+  expect(text).not.toContain(JWT);
+  expect(text).toContain(`"postgres.parameters.app.jwt_secret":"<redacted>","postgres.parameters.work_mem":"16MB"`);
 });
