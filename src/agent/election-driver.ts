@@ -25,9 +25,10 @@ export interface Consensus {
   setPosition(p: Position): Promise<void>;
   campaign(force: boolean): Promise<void>;
   resign(reason: string, transferTo?: string): Promise<void>;
-  setGuard(block: boolean, floor: Position | null): Promise<void>;
-  /** Leader: reserve timeline number `n` for a promotion (core/timelines.ts): the guard keeps the highest, block and floor as they are. */
-  reserveTimeline(n: number): Promise<void>;
+  /** false: the backend knows this guard is not stored and will not be (etcd: refused, or sent without an answer); else status() tells. */
+  setGuard(block: boolean, floor: Position | null): Promise<boolean | void>;
+  /** Leader: reserve timeline number `n` for a promotion (core/timelines.ts): the guard keeps the highest, block and floor as they are. As setGuard. */
+  reserveTimeline(n: number): Promise<boolean | void>;
   propose(op: ProposeOp, node: string): Promise<void>;
   bootstrap(m: Membership): Promise<void>;
   /** Every cluster the store holds (etcd); absent: this cluster only (built-in). */
@@ -296,13 +297,15 @@ export class ElectionDriver implements Consensus {
 /**
  * Leader: the guard `set` publishes, then wait until a majority stored it (etcd: until etcd holds
  * it): a guard with a seq above the one's before `set`, stored. With etcd, status() is what etcd holds,
- * so a write refused (or failed) leaves the old guard there, stored: that is not this one. False
- * when this node stops leading or `timeoutMs` passes first. A switchover's outage and a promotion
- * wait on this: one heartbeat's round trip, polled every 2 ms.
+ * so a write refused (or failed) leaves the old guard there, stored: that is not this one; and etcd
+ * answers false at once for a write it refused or that got no answer (the guard etcd then shows may
+ * be an earlier write of this node with the same seq, applied late: review). False when this node
+ * stops leading or `timeoutMs` passes first. A switchover's outage and a promotion wait on this: one
+ * heartbeat's round trip, polled every 2 ms.
  */
-export async function publishGuard(c: Pick<Consensus, "status">, set: () => Promise<void>, timeoutMs: number, stored?: (st: Status) => boolean): Promise<boolean> {
+export async function publishGuard(c: Pick<Consensus, "status">, set: () => Promise<boolean | void>, timeoutMs: number, stored?: (st: Status) => boolean): Promise<boolean> {
   const before = c.status().guard?.seq ?? 0;
-  await set();
+  if ((await set()) === false) return false;
   // This write's seq (builtin: a guard queued before it may have been applied first); etcd refused: still `before`.
   const seq = Math.max(c.status().guard?.seq ?? 0, before + 1);
   const done = stored ?? ((st: Status) => st.guardCommitted >= seq);

@@ -150,7 +150,7 @@ export class AgentLoopContext implements ClusterContext {
   }
 
   setGuard(block: boolean, floor: Position | null): Promise<void> {
-    return this.d.consensus.setGuard(block, floor);
+    return this.d.consensus.setGuard(block, floor).then(() => undefined);
   }
 
   reserveTimeline(n: number, timeoutMs: number): Promise<boolean> {

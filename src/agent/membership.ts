@@ -14,7 +14,7 @@ import type { PeerTable } from "./peers.ts";
 export interface MembershipConsensus {
   status(): Status;
   lease(): { term: number; until: number } | null;
-  setGuard(block: boolean, floor: Position | null): Promise<void>;
+  setGuard(block: boolean, floor: Position | null): Promise<unknown>;
   propose(op: ProposeOp, node: string): Promise<void>;
   bootstrap(m: Membership): Promise<void>;
 }

@@ -157,10 +157,10 @@ export class SwitchableConsensus implements Consensus {
     return this.inner.resign(reason, transferTo);
   }
   /** Refused (nothing stored, status() unchanged) where core guardChangeAllowed says so. */
-  setGuard(block: boolean, floor: Position | null): Promise<void> {
+  setGuard(block: boolean, floor: Position | null): Promise<boolean | void> {
     return guardChangeAllowed(this.migration(), block) ? this.inner.setGuard(block, floor) : Promise.resolve();
   }
-  reserveTimeline(n: number): Promise<void> { return this.inner.reserveTimeline(n); }
+  reserveTimeline(n: number): Promise<boolean | void> { return this.inner.reserveTimeline(n); }
   /**
    * The migration this node leads, as its plan stands now (src/agent/migrate-leader.ts sets it), null:
    * none. While one runs: no membership change (the commit counts the voters at its start), and the

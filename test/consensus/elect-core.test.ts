@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, guardRepair, nextGuard, ownKeyAction, ownsKey, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
+import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, guardRepair, nextGuard, ownKeyAction, ownsKey, REPORT_EVERY_MS, reportDue, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
 
 const A = "aaaaaaaaaaaaaaaa";
 const B = "bbbbbbbbbbbbbbbb";
@@ -153,4 +153,26 @@ test("ownsKey: this node's id on its lease (and of the term, when asked)", () =>
   expect(ownsKey(key, "b", "L1")).toBe(false);
   expect(ownsKey(null, "a", "L1")).toBe(false);
   expect(ownsKey(key, "a", null)).toBe(false);
+});
+
+describe("member report: written when the last read shows another one", () => {
+  const mine = report("n1", "0/5000000", null);
+  const due = (shown: MemberReport | null, o: { bound?: boolean; sinceMs?: number; report?: MemberReport } = {}) =>
+    reportDue({ report: o.report ?? mine, shown, bound: o.bound ?? true, sinceMs: o.sinceMs ?? 0 });
+  test("a read showing exactly this report: nothing to write; none written under this lease yet: written", () => {
+    expect(due(report("n1", "0/5000000", null))).toBe(false);
+    expect(due(report("n1", "0/5000000", null), { bound: false })).toBe(true);
+  });
+  test("a read showing an older report after this one was written (a late write of it applied: review) is answered at once", () => {
+    const final = report("n1", "0/5000000", 6);
+    expect(due(report("n1", "0/4000000", null), { report: final })).toBe(true); // detachedFor differs
+    expect(due(null)).toBe(true);
+    expect(due(report("n1", "0/6000000", null))).toBe(true); // a position ahead of this one
+  });
+  test("a position that only moved, or another field: at most every REPORT_EVERY_MS", () => {
+    expect(due(report("n1", "0/4000000", null), { sinceMs: REPORT_EVERY_MS - 1 })).toBe(false);
+    expect(due(report("n1", "0/4000000", null), { sinceMs: REPORT_EVERY_MS })).toBe(true);
+    expect(due(report("n1", "0/5000000", null, { priority: 7 }), { sinceMs: 10 })).toBe(false);
+    expect(due(report("n1", "0/5000000", null, { priority: 7 }), { sinceMs: REPORT_EVERY_MS })).toBe(true);
+  });
 });

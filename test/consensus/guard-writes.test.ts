@@ -1,5 +1,6 @@
 // The etcd leader's guard writes: a compare-and-swap against the last read's mod revision with the
-// leader key held; a refusal is logged once while each round asks again, and once more when stored.
+// leader key held; a refusal is logged once while each round asks again, and once more when stored;
+// settle() writes the guard read again, unchanged, after a write that got no answer.
 import { expect, test } from "bun:test";
 import type { Compare } from "../../src/consensus/etcd/client.ts";
 import { clusterKeys, type Snapshot } from "../../src/consensus/etcd/elect-core.ts";
@@ -50,4 +51,31 @@ test("not leading, or nothing read yet: nothing is written", async () => {
   await new GuardWrites({ ...base, leading: () => null, snap: () => snap }).set(true, null);
   await new GuardWrites({ ...base, leading: () => ({ term: 1 }), snap: () => null }).reserve(2);
   expect(sent).toEqual([]);
+});
+
+test("a write answers whether etcd stored it; settle writes the guard read again, unchanged, against its mod revision (only while leading, with a guard)", async () => {
+  const guard = { term: 3, seq: 4, block: true, holder: "aaaaaaaaaaaaaaaa", floor: null };
+  const withGuard = { ...snap, guard: { value: guard, mod: 7 } } as Snapshot;
+  const sent: { compare: Compare[]; value: string }[] = [];
+  let answer = true;
+  let leading: { term: number } | null = { term: 3 };
+  let read: Snapshot = withGuard;
+  const w = new GuardWrites({
+    keys, self: "aaaaaaaaaaaaaaaa", log: memoryLogger(), leading: () => leading, snap: () => read,
+    holdsKey: () => ({ key: keys.leader, target: "CREATE", createRevision: 3 }),
+    cas: (compare, _key, value) => (sent.push({ compare, value }), Promise.resolve(answer)),
+  });
+  expect(await w.set(false, null)).toBe(true);
+  answer = false;
+  expect(await w.reserve(2)).toBe(false);
+  sent.length = 0;
+  await w.settle();
+  expect(sent).toEqual([{ compare: [{ key: keys.leader, target: "CREATE", createRevision: 3 }, { key: keys.guard, target: "MOD", modRevision: 7 }], value: JSON.stringify(guard) }]);
+  read = snap; // no guard read: nothing to write again
+  await w.settle();
+  read = withGuard;
+  leading = null;
+  await w.settle();
+  expect(await w.set(true, null)).toBe(false);
+  expect(sent).toHaveLength(1);
 });

@@ -13,7 +13,7 @@ import { type Position, ZERO_POSITION } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
-import type { Compare, EtcdClient } from "./client.ts";
+import { type Compare, type EtcdClient, EtcdError, OutcomeUnknown } from "./client.ts";
 import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, ownsKey, type Snapshot } from "./elect-core.ts";
 import { usableLeaseMs } from "./lease-core.ts";
 import { AgentLease } from "./lease.ts";
@@ -28,6 +28,7 @@ import { Candidate } from "./candidacy.ts";
 import { FinalPosition } from "./final-position.ts";
 import { MembershipKeeper } from "./membership.ts";
 import { GuardWrites } from "./guard-writes.ts";
+import { guardRead, guardSettled, guardWritten, NO_DOUBT, settleDue } from "./guard-core.ts";
 import { closedBy } from "../migrate-etcd.ts";
 
 export interface EtcdConsensusOptions {
@@ -68,11 +69,12 @@ export class EtcdConsensus implements Consensus {
   private readonly membership: MembershipKeeper;
   private snap: Snapshot | null = null;
   /**
-   * A guard write sent without an answer, or whose read after it failed: etcd may hold another guard
-   * than the snapshot's (a lift applied, its answer lost), so no guard counts as committed until a
-   * poll reads the prefix again (review: a primary degraded on the block its lost lift had removed).
+   * A guard write sent without an answer that may still apply, or one whose read after it failed:
+   * etcd may hold, or come to hold, another guard than the snapshot's (a lift applied late), so no
+   * guard counts as committed until that is settled (guard-core.ts; review: a primary degraded on
+   * the block its lost lift had removed, and on one its lift removed after the next poll).
    */
-  private guardUnsure = false;
+  private guardDoubt = NO_DOUBT;
   private term = 0;
   private lastLeaderContact: number | null = null;
   private position: Position = ZERO_POSITION;
@@ -161,7 +163,7 @@ export class EtcdConsensus implements Consensus {
       id: this.o.self.id, role, term: this.term, votedFor: null, leader: this.lead.leader(),
       membership: s?.membership?.value ?? null, membershipCommitted: !!s?.membership,
       leaseUntil: this.leading?.until ?? null, lastLeaderContact: this.lastLeaderContact, position: this.position, positionKnown: this.positionKnown,
-      guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: this.guardUnsure ? 0 : s?.guard?.value.seq ?? 0, timelineCommitted: s?.guard?.value.timeline ?? 0, pendingVote: null,
+      guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: guardSettled(this.guardDoubt) ? s?.guard?.value.seq ?? 0 : 0, timelineCommitted: s?.guard?.value.timeline ?? 0, pendingVote: null,
     };
   }
 
@@ -231,12 +233,14 @@ export class EtcdConsensus implements Consensus {
     });
   }
 
-  reserveTimeline(n: number): Promise<void> {
-    return this.serial(() => this.guard.reserve(n));
+  /** True: etcd stored it; false: it did not, or whether it did is unknown (no answer). */
+  reserveTimeline(n: number): Promise<boolean> {
+    return this.serial(() => this.guard.reserve(n)).then((ok) => ok === true);
   }
 
-  setGuard(block: boolean, floor: Position | null): Promise<void> {
-    return this.serial(() => this.guard.set(block, floor));
+  /** True: etcd stored it; false: it did not, or whether it did is unknown (no answer). */
+  setGuard(block: boolean, floor: Position | null): Promise<boolean> {
+    return this.serial(() => this.guard.set(block, floor)).then((ok) => ok === true);
   }
 
   propose(op: ProposeOp, node: string): Promise<void> {
@@ -260,9 +264,9 @@ export class EtcdConsensus implements Consensus {
 
   // ------------------------------------------------------------------ the loop
 
-  private serial(fn: () => Promise<void>): Promise<void> {
-    const run = this.chain.then(() => (this.stopped ? undefined : fn())).catch((e: Error) => this.failed(e));
-    this.chain = run;
+  private serial<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    const run = this.chain.then(() => (this.stopped ? undefined : fn())).catch((e: Error) => void this.failed(e));
+    this.chain = run.then(() => undefined);
     return run;
   }
 
@@ -291,7 +295,7 @@ export class EtcdConsensus implements Consensus {
     if (snap.invalid.length > 0 && !this.closed) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
     this.membership.adopt(snap);
     this.snap = snap;
-    this.guardUnsure = false;
+    this.guardDoubt = guardRead(this.guardDoubt, snap.guardMod);
     await this.membership.polled(snap);
     // The renewal's deadline counts only once this read showed etcd still open (a closed etcd's
     // former holder acts at most until a renewal sent before the close, which the members' hold covers).
@@ -302,6 +306,7 @@ export class EtcdConsensus implements Consensus {
     if (this.verified !== null && this.leading && ownsKey(snap.leader, this.o.self.id, this.etcdLease.id(), this.leading.term)) this.lead.extend(this.leading.term, this.deadline(this.leading.term));
     // A key of a previous run taken back on this read: still unknown whether it leads (the next read decides).
     if (!(await this.observeLeader(snap, sentAt))) this.observed = true;
+    if (settleDue(this.guardDoubt)) await this.guard.settle().catch((e: Error) => this.failed(e));
     await this.publish();
     if (!snap.leader && !this.leading && !this.closed) await this.candidate.take(snap, this.term, this.resignation.pausedUntil(), this.etcdLease.id(), this.etcdLease.valid());
   }
@@ -383,15 +388,17 @@ export class EtcdConsensus implements Consensus {
    */
   private async cas(compare: Compare[], key: string, value: string): Promise<boolean> {
     const r = await this.o.client.txn(compare, [{ put: { key, value } }]).catch((e: Error) => e);
-    const guard = key === this.o.keys.guard;
-    if (guard && r instanceof Error) this.guardUnsure = true; // may still apply after the read below
-    const all = await this.o.client.range(this.o.keys.root, { prefix: true }).catch((e: Error) => {
-      if (guard) this.guardUnsure = true;
-      throw e;
-    });
+    const guardMod = compare.find((c) => c.key === this.o.keys.guard && c.target === "MOD");
+    if (key === this.o.keys.guard && guardMod?.target === "MOD") {
+      // etcd's own refusal (and a request no member took) applied nothing; any other failure may still apply.
+      const outcome = r instanceof Error ? (r instanceof EtcdError && !(r instanceof OutcomeUnknown) ? "refused" : "unknown") : r.succeeded ? "stored" : "refused";
+      this.guardDoubt = guardWritten(this.guardDoubt, guardMod.modRevision, outcome);
+    }
+    const all = await this.o.client.range(this.o.keys.root, { prefix: true });
     const snap = decodeSnapshot(this.o.keys, all.revision, all.kvs);
     this.membership.adopt(snap);
     this.snap = snap;
+    this.guardDoubt = guardRead(this.guardDoubt, snap.guardMod);
     await this.observeClosed(all.kvs);
     if (r instanceof Error) throw r;
     return r.succeeded;

@@ -245,3 +245,23 @@ export function reservedGuard(current: Guard | null, term: number, n: number): G
   const g = current ?? { seq: 0, block: false, holder: null, floor: null };
   return withTimeline<Guard>({ ...g, term, seq: g.seq + 1 }, maxTimeline(g.timeline, n));
 }
+
+/** A member report is written again at most this often when only its position moved. */
+export const REPORT_EVERY_MS = 1000;
+
+/**
+ * Whether this node writes its member report `report` now. `shown`: its report in the last read
+ * (null: none); `bound`: one was written under this lease already; `sinceMs`: since that write.
+ * Whenever the read shows another report than this one, whatever was written last: a write
+ * sent without an answer may apply after a later one (an older position without `detachedFor`
+ * over the final one), and a detached node's report changes no more by itself. At once when the
+ * read lacks it, or shows another `detachedFor` or a position ahead of it; else at most every
+ * REPORT_EVERY_MS.
+ */
+export function reportDue(i: { report: MemberReport; shown: MemberReport | null; bound: boolean; sinceMs: number }): boolean {
+  const { report: r, shown: s } = i;
+  if (!i.bound) return true;
+  if (s && s.name === r.name && s.role === r.role && s.canLead === r.canLead && s.priority === r.priority && s.detachedFor === r.detachedFor && comparePosition(s.position, r.position) === 0) return false;
+  const urgent = !s || s.detachedFor !== r.detachedFor || comparePosition(s.position, r.position) > 0;
+  return urgent || i.sinceMs >= REPORT_EVERY_MS;
+}
