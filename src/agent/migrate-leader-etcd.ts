@@ -73,6 +73,8 @@ export async function openEtcd(x: LeaderEtcdCtx, r: Running, learn: (epoch: numb
     r.etcd = { leaseId: o.leaseId, term: o.term };
     r.etcdUntil = leaseDeadline(o.sentAt, o.ttlS, x.timers.maxDrift, x.timers.fenceMs);
     x.d.consensus.setCap(r.etcdUntil ?? x.clock());
+    // This node's key: its etcd backend resumes it once it starts, as the recorded one (src/store/election-state.ts etcdKey).
+    x.d.store.saveEtcdKey(o.term);
     return true;
   } catch (e) {
     return `etcd: ${(e as Error).message}`;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, guardRepair, nextGuard, ownKeyAction, ownsKey, REPORT_EVERY_MS, reportDue, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
+import { clusterKeys, clusterOfKey, decideCandidacy, decodeSnapshot, finalPositionDue, guardRepair, heldAfterRead, nextGuard, ownKeyAction, ownsKey, REPORT_EVERY_MS, reportDue, type CandidacyInput, type MemberReport, type RawKv } from "../../src/consensus/etcd/elect-core.ts";
 
 const A = "aaaaaaaaaaaaaaaa";
 const B = "bbbbbbbbbbbbbbbb";
@@ -64,6 +64,16 @@ describe("candidacy: the key is taken only by a node at the highest final positi
     const kvs = [kv(K.membership, membership), kv(K.member(A), report("a", "0/300", 6)), kv(K.member(B), report("b", "0/900", 5))];
     expect(decideCandidacy(input(kvs))).toMatchObject({ kind: "wait", reason: "final positions from 1 of 3 voters, 2 needed" });
     expect(decideCandidacy(input(kvs.slice(0, 2)))).toMatchObject({ kind: "wait" });
+  });
+
+  test("a final position written before the last take etcd shows is not final for its vacancy (left from before an etcd restore), own or another's (review)", () => {
+    // The last leader took the key at revision 5 (vacatedTerm 5): A's and B's reports below were written before it.
+    const last = kv(K.lastLeader, C, { modRevision: 5 });
+    const kvs = [kv(K.membership, membership), kv(K.member(A), report("a", "0/300", 6)), kv(K.member(B), report("b", "0/200", 9), { modRevision: 4 }), last];
+    expect(decideCandidacy(input(kvs))).toMatchObject({ kind: "wait", reason: "final positions from 1 of 3 voters, 2 needed" });
+    expect(decideCandidacy(input([...kvs.slice(0, 2), kv(K.member(B), report("b", "0/200", 6)), last]))).toEqual({ kind: "take", counted: [A, B] });
+    const ownStale = [kv(K.membership, membership), kv(K.member(A), report("a", "0/300", 6), { modRevision: 3 }), kv(K.member(B), report("b", "0/200", 6)), last];
+    expect(decideCandidacy(input(ownStale))).toMatchObject({ kind: "wait", reason: "own final position not published yet" });
   });
 
   test("own final position not published: wait", () => {
@@ -134,13 +144,39 @@ describe("final position: when a member stops streaming and publishes it (the va
   });
 });
 
-describe("own key: the leader key holds this node's id on its lease while it does not lead", () => {
+describe("own key: the leader key holds this node's id while this process does not lead on it", () => {
+  const own = (o: Partial<Parameters<typeof ownKeyAction>[0]> = {}) =>
+    ownKeyAction({ keyTerm: 7, onOwnLease: true, held: 7, lostTake: null, resigned: null, now: 0, ...o });
+
   test("a key it resigned from (its delete did not get through) is not won again before the resign pause is over; after it, or for another term, it is", () => {
     const resigned = { term: 7, until: 10_000 };
-    expect(ownKeyAction({ keyTerm: 7, resigned, now: 9_999 })).toBe("release");
-    expect(ownKeyAction({ keyTerm: 7, resigned, now: 10_000 })).toBe("win");
-    expect(ownKeyAction({ keyTerm: 8, resigned, now: 9_999 })).toBe("win");
-    expect(ownKeyAction({ keyTerm: 7, resigned: null, now: 0 })).toBe("win");
+    expect(own({ resigned, now: 9_999 })).toBe("release");
+    expect(own({ resigned, now: 10_000 })).toBe("win");
+    expect(own({ keyTerm: 8, held: 8, resigned, now: 9_999 })).toBe("win");
+    expect(own()).toBe("win");
+  });
+
+  test("the recorded key on a previous run's lease is taken back; a take of this process whose answer was lost is won", () => {
+    expect(own({ onOwnLease: false })).toBe("resume");
+    expect(own({ held: null, lostTake: 6 })).toBe("win"); // the key's term is above the read the take was decided on
+  });
+
+  test("a key of a term this node did not record (an etcd restore brought back its key of an earlier term) is never led on: deleted on its own lease, else left to run out (review)", () => {
+    expect(own({ held: null, onOwnLease: false })).toBe("ignore");
+    expect(own({ held: 9, onOwnLease: false })).toBe("ignore");
+    expect(own({ held: null })).toBe("drop");
+    expect(own({ held: 9 })).toBe("drop");
+    expect(own({ held: null, lostTake: 7 })).toBe("drop"); // not above the read of the lost take: older than it
+    expect(own({ held: null, onOwnLease: false, lostTake: 6 })).toBe("ignore"); // a lost take is on this process's lease
+  });
+
+  test("the record is kept while a read shows that key as this node's, and dropped once it shows the key gone or another's", () => {
+    expect(heldAfterRead(7, { id: A, term: 7, lease: "L1" }, A)).toBe(7);
+    expect(heldAfterRead(7, { id: A, term: 7, lease: "L9" }, A)).toBe(7); // a previous run's lease: still this key
+    expect(heldAfterRead(7, null, A)).toBeNull();
+    expect(heldAfterRead(7, { id: B, term: 9, lease: "L2" }, A)).toBeNull();
+    expect(heldAfterRead(7, { id: A, term: 9, lease: "L1" }, A)).toBeNull();
+    expect(heldAfterRead(null, { id: A, term: 7, lease: "L1" }, A)).toBeNull();
   });
 });
 

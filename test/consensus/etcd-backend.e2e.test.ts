@@ -30,14 +30,14 @@ class TestNode {
   readonly log = memoryLogger();
   readonly c: EtcdConsensus;
   readonly client: EtcdClient;
-  private readonly dir: string;
+  readonly dir: string;
 
   /** Detaches the backend asked for (the shell's stop of streaming). */
   detaches = 0;
 
-  /** `lsn` null: the agent's first monitoring round has not reported a position yet. */
-  constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string | null, dirRoot: string, client?: EtcdClient, deferMs = 1000) {
-    this.dir = mkdtempSync(join(dirRoot, `${name}-`));
+  /** `lsn` null: the agent's first monitoring round has not reported a position yet; `stateDir`: a restarted agent's (else a new one under `dirRoot`). */
+  constructor(readonly id: string, readonly name: string, cluster: string, endpoints: string[], lsn: string | null, dirRoot: string, client?: EtcdClient, deferMs = 1000, stateDir?: string) {
+    this.dir = stateDir ?? mkdtempSync(join(dirRoot, `${name}-`));
     this.client = client ?? new EtcdClient({ endpoints, requestTimeoutMs: 300 });
     this.c = new EtcdConsensus({
       client: this.client,
@@ -223,8 +223,9 @@ describe("etcd backend on a real three-member etcd", () => {
     const E = "eeeeeeeeeeeeeee5";
     const keys = clusterKeys("/pgherd", "resume");
     const admin = new EtcdClient({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 });
-    const run = () => {
-      const n = new TestNode(E, "e", "resume", etcd.endpoints(), "0/100", tmp);
+    // Each run in the same state directory: the key taken by the first is recorded there.
+    const run = (dir?: string) => {
+      const n = new TestNode(E, "e", "resume", etcd.endpoints(), "0/100", tmp, undefined, 1000, dir);
       other.push(n);
       n.c.start();
       return n;
@@ -235,14 +236,14 @@ describe("etcd backend on a real three-member etcd", () => {
     const term = first.c.lease()!.term;
     // The agent restarts while its key lives: the next run resumes it at the same term, one poll later.
     first.stop();
-    const second = run();
+    const second = run(first.dir);
     await waitFor(() => second.leads(), { timeoutMs: 5_000, what: "the restarted e to resume its key" });
     expect(second.lastHeld()!.term).toBe(term);
     expect(second.log.lines.join("\n")).toContain("resuming the leader key of a previous run");
     // Again, but a delete of the key (a resign of the previous run still in flight) applies after
     // the read that showed it and before the keepalive that takes its lease back.
     second.stop();
-    const third = new TestNode(E, "e", "resume", etcd.endpoints(), "0/100", tmp);
+    const third = new TestNode(E, "e", "resume", etcd.endpoints(), "0/100", tmp, undefined, 1000, first.dir);
     other.push(third);
     const keepAlive = third.client.leaseKeepAlive.bind(third.client);
     let deleted = false;

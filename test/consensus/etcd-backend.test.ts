@@ -21,7 +21,7 @@ const keys = clusterKeys("/pgherd", "c1");
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-/** A lone voter whose leader key (of its previous run's lease) etcd still holds, with a blocking guard. */
+/** A lone voter whose leader key (of its previous run's lease, recorded in its state directory) etcd still holds, with a blocking guard. */
 async function leading(o: { fenceStops?: boolean; client?: (c: ReturnType<FakeEtcd["client"]>) => void } = {}) {
   const etcd = new FakeEtcd();
   const { id } = await etcd.leaseGrant(5);
@@ -36,11 +36,13 @@ async function leading(o: { fenceStops?: boolean; client?: (c: ReturnType<FakeEt
   };
   const dir = mkdtempSync(join(tmpdir(), "pgherd-etcd-backend-"));
   dirs.push(dir);
+  const store = new ElectionStore(dir);
+  store.saveEtcdKey(etcd.kv.get(keys.leader)!.createRevision); // the previous run took it
   const client = etcd.client();
   o.client?.(client);
   const c = new EtcdConsensus({
     client, keys, self: { id: SELF, name: "n1", role: "database", canLead: true, priority: 100 },
-    ttlS: 5, pollMs: 20, maxDrift: 0.02, fenceMs: 400, deferMs: 1000, store: new ElectionStore(dir), hooks, log: memoryLogger(),
+    ttlS: 5, pollMs: 20, maxDrift: 0.02, fenceMs: 400, deferMs: 1000, store, hooks, log: memoryLogger(),
   });
   c.start();
   await waitFor(() => c.status().role === "leader", { timeoutMs: 3000, what: "the key taken back" });

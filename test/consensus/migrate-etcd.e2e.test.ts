@@ -36,9 +36,11 @@ class Member {
   detached = 0;
   running = false;
   readonly c: EtcdConsensus;
+  readonly store: ElectionStore;
 
   constructor(readonly id: string, cluster: string, endpoints: string[], dir: string, client = new EtcdClient({ endpoints, requestTimeoutMs: 300 })) {
     const store = new ElectionStore(mkdtempSync(join(dir, `${id}-`)));
+    this.store = store;
     store.saveElection({ term: 5, votedFor: A, membership: MEMBERSHIP });
     this.c = new EtcdConsensus({
       client, keys: clusterKeys("/pgherd", cluster),
@@ -123,6 +125,7 @@ describe("migration steps on a real etcd", () => {
     expect(await commitState(client, k1, { epoch: 1, leader: A, membership: MEMBERSHIP })).toBe("pending");
     expect(await commitEtcd(client, k1, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(true);
     expect(await commitState(client, k1, { epoch: 1, leader: A, membership: MEMBERSHIP })).toBe("committed");
+    a.store.saveEtcdKey(opened.term); // as the migrating leader records it (src/agent/migrate-leader-etcd.ts openEtcd)
     const t0 = performance.now();
     a.start();
     await waitFor(() => a.leads(), { timeoutMs: 5_000, what: "a to resume the key it took" });
@@ -199,6 +202,7 @@ describe("migration steps on a real etcd", () => {
     const opened = (await open("m5"))!;
     expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(true);
     const [a1] = trio("m5");
+    a1.store.saveEtcdKey(opened.term);
     a1.start();
     await waitFor(() => a1.leads(), { timeoutMs: 5_000, what: "a to resume the key it took" });
     // The close applies while a's backend still runs (as if its stop and the close crossed): the
@@ -242,6 +246,7 @@ describe("migration steps on a real etcd", () => {
       }
     }
     const a = new Member(A, "m6", etcd.endpoints(), tmp, new LateRead({ endpoints: etcd.endpoints(), requestTimeoutMs: 1000 }));
+    a.store.saveEtcdKey(opened.term); // the former holder's state directory
     all.push(a);
     a.start();
     // The key is won only on a read sent after the keepalive that took its lease back: that read shows the close.
@@ -275,6 +280,7 @@ describe("migration steps on a real etcd", () => {
     expect(await commitEtcd(client, keys, { term: opened.term, membership: MEMBERSHIP, guard: null })).toBe(true);
     const slow = new Slow({ endpoints: etcd.endpoints(), requestTimeoutMs: 700 });
     const a = new Member(A, "m7", etcd.endpoints(), tmp, slow);
+    a.store.saveEtcdKey(opened.term);
     all.push(a);
     a.start();
     await waitFor(() => a.leads(), { timeoutMs: 5_000, what: "a to resume its key" });

@@ -2,7 +2,8 @@
 // the cluster's prefix per poll; the leader key taken, the guard and the membership changed, only
 // by transactions (compare-and-swap). Decisions are pure (elect-core.ts, lease-core.ts); this
 // file does the I/O in order: renew → read → (fence | detach | publish | take the key).
-// It owns the snapshot and its poll timer, the term and the position; lease.ts owns this agent's
+// It owns the snapshot, its poll timer and the position; term.ts owns the term (and what an etcd
+// restored from a snapshot resets), held-key.ts the record of the key this node holds; lease.ts owns this agent's
 // etcd lease, leadership.ts the lease-deadline timer, candidacy.ts the take (and the operator's
 // request), resign.ts the release and the resign pause, final-position.ts the detach, membership.ts
 // the first membership and the stored copy of each read's membership, guard-writes.ts the guard's
@@ -15,6 +16,8 @@ import type { ElectionStore } from "../../store/election-state.ts";
 import type { Consensus, DriverCounters, DriverHooks } from "../../agent/election-driver.ts";
 import { type Compare, type EtcdClient, EtcdError, OutcomeUnknown } from "./client.ts";
 import { type ClusterKeys, decodeSnapshot, guardRepair, type MemberReport, ownsKey, type Snapshot } from "./elect-core.ts";
+import { Terms } from "./term.ts";
+import { HeldKey } from "./held-key.ts";
 import { usableLeaseMs } from "./lease-core.ts";
 import { AgentLease } from "./lease.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
@@ -75,7 +78,8 @@ export class EtcdConsensus implements Consensus {
    * the block its lost lift had removed, and on one its lift removed after the next poll).
    */
   private guardDoubt = NO_DOUBT;
-  private term = 0;
+  private readonly terms: Terms;
+  private readonly held: HeldKey;
   private lastLeaderContact: number | null = null;
   private position: Position = ZERO_POSITION;
   /** setPosition was called in this process (always true on a witness: it holds no data). */
@@ -99,7 +103,8 @@ export class EtcdConsensus implements Consensus {
     this.candidate = new Candidate({
       client: o.client, keys: o.keys, self: o.self, deferMs: o.deferMs, ttlS: o.ttlS, log: o.log, clock: this.clock, failsafe: () => this.failsafe,
       won: (term, voters, until) => {
-        this.term = term;
+        this.held.took(term); // before it leads: a later run (or read) leads on this key only if recorded
+        this.terms.taken(term);
         this.lead.leaderChanged(o.self.id, `took the leader key (term ${term}) with final positions of ${voters} voters`);
         this.lastLeaderContact = this.clock();
         this.lead.win(term, until);
@@ -117,6 +122,8 @@ export class EtcdConsensus implements Consensus {
         this.schedule(0); // publish the final position now
       },
     });
+    this.terms = new Terms({ log: o.log, final: this.final, reporter: this.reporter });
+    this.held = new HeldKey({ store: o.store, self: o.self.id, log: o.log, resignation: this.resignation, candidate: () => this.candidate });
   }
 
   private get leading(): { term: number; until: number } | null {
@@ -160,7 +167,7 @@ export class EtcdConsensus implements Consensus {
     const s = this.snap;
     const role: Role = this.leading ? "leader" : this.candidate.taking() ? "candidate" : "follower";
     return {
-      id: this.o.self.id, role, term: this.term, votedFor: null, leader: this.lead.leader(),
+      id: this.o.self.id, role, term: this.terms.term(), votedFor: null, leader: this.lead.leader(),
       membership: s?.membership?.value ?? null, membershipCommitted: !!s?.membership,
       leaseUntil: this.leading?.until ?? null, lastLeaderContact: this.lastLeaderContact, position: this.position, positionKnown: this.positionKnown,
       guard: s?.guard?.value ?? null, prevVoters: null, guardCommitted: guardSettled(this.guardDoubt) ? s?.guard?.value.seq ?? 0 : 0, timelineCommitted: s?.guard?.value.timeline ?? 0, pendingVote: null,
@@ -308,7 +315,7 @@ export class EtcdConsensus implements Consensus {
     if (!(await this.observeLeader(snap, sentAt))) this.observed = true;
     if (settleDue(this.guardDoubt)) await this.guard.settle().catch((e: Error) => this.failed(e));
     await this.publish();
-    if (!snap.leader && !this.leading && !this.closed) await this.candidate.take(snap, this.term, this.resignation.pausedUntil(), this.etcdLease.id(), this.etcdLease.valid());
+    if (!snap.leader && !this.leading && !this.closed) await this.candidate.take(snap, this.terms.term(), this.resignation.pausedUntil(), this.etcdLease.id(), this.etcdLease.valid());
   }
 
   /** Renew (or grant) this agent's lease (lease.ts); a leader's deadline moves only with a renewal etcd answered, and a read sent with it (tick). */
@@ -333,14 +340,18 @@ export class EtcdConsensus implements Consensus {
   /** `readSentAt`: when the read that gave `s` was sent (a resumed key's deadline counts from it). True: a key of a previous run was taken back. */
   private async observeLeader(s: Snapshot, readSentAt: number): Promise<boolean> {
     const l = s.leader;
-    this.term = Math.max(this.term, s.lastTerm);
+    this.terms.read(s);
+    this.held.read(l);
+    const own = l && l.id === this.o.self.id && !this.leading && !this.closed ? this.held.action(l, this.etcdLease.id()) : null;
     // A key taken back is not won on this read, sent before its keepalive: the next tick's read decides.
-    const adopted = l !== null && l.id === this.o.self.id && l.lease !== this.etcdLease.id() && !this.leading && !this.closed && (await this.etcdLease.takeBack(l.lease, readSentAt));
+    const adopted = own === "resume" && (await this.etcdLease.takeBack(l!.lease, readSentAt));
     const mine = ownsKey(l, this.o.self.id, this.etcdLease.id());
-    if (this.leading && !mine) await this.lead.lose(l ? `the leader key now belongs to ${l.id}` : "the leader key is gone");
+    // The key of its term: a restored etcd may show an older key of this node's on the same lease.
+    if (this.leading && !ownsKey(l, this.o.self.id, this.etcdLease.id(), this.leading.term)) {
+      await this.lead.lose(!l ? "the leader key is gone" : l.id === this.o.self.id ? `the leader key is of term ${l.term} now (etcd restored?)` : `the leader key now belongs to ${l.id}`);
+    }
     if (l) {
       if (l.id !== this.lead.leader()) this.lead.leaderChanged(l.id, `leader ${l.id} (term ${l.term})`);
-      this.term = Math.max(this.term, l.term);
       this.lastLeaderContact = this.clock();
       this.candidate.leaderSeen(this.lead.leader());
       const repair = guardRepair(s, { leading: mine && this.leading !== null, position: this.position });
@@ -350,21 +361,22 @@ export class EtcdConsensus implements Consensus {
       }
       const valid = this.etcdLease.valid();
       if (mine && !adopted && !this.leading && valid !== null && !this.closed) {
-        if (this.resignation.ownKey(l.term) === "win") {
+        if (own === "win") {
+          this.held.took(l.term); // already so, or a take of this process whose answer was lost
           this.candidate.carriedOut();
           this.lead.win(l.term, valid);
-        } else {
+        } else if (own === "release") {
           this.candidate.noted(`resigned from term ${l.term}, whose key is still this node's: deleting it again`);
           await this.resignation.releaseAgain().catch((e: Error) => this.failed(e));
-        }
+        } else if (own === "drop") await this.resignation.drop(l.term).catch((e: Error) => this.failed(e));
       }
       return adopted;
     }
-    if (this.lead.leader() !== null) this.lead.leaderChanged(null, `no leader: the key of term ${this.term} is gone`);
+    if (this.lead.leader() !== null) this.lead.leaderChanged(null, `no leader: the key of term ${this.terms.term()} is gone`);
     this.candidate.vacant();
     // A failsafe promise holds the final position back too: it is this node's vote for the next term;
     // and so does a position this process has not reported yet (elect-core.ts finalPositionDue).
-    this.final.vacated(this.term, !!this.failsafe?.promised(), this.positionKnown);
+    this.final.vacated(this.terms.term(), !!this.failsafe?.promised(), this.positionKnown);
     return false;
   }
 

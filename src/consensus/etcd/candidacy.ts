@@ -26,6 +26,8 @@ export class Candidate {
   private requested: { force: boolean; until: number } | null = null;
   private vacantSince: number | null = null;
   private inFlight = false;
+  /** A take sent without an answer: the revision of the read it was decided on (its key, if it applied, has a term above it). */
+  private lost: number | null = null;
   private why = "";
 
   constructor(private readonly d: CandidateDeps) {}
@@ -48,9 +50,15 @@ export class Candidate {
     this.why = why;
   }
 
+  /** The revision of the read a take without an answer was decided on (until the next read settles it: elect-core.ts ownKeyAction), or null. */
+  lostTake(): number | null {
+    return this.lost;
+  }
+
   /** A read showed a leader key (`leader`: the leader as the backend now sees it): the vacancy is over, and a request for another leader is dropped. */
   leaderSeen(leader: string | null): void {
     this.vacantSince = null;
+    this.lost = null;
     if (this.requested && leader !== this.d.self.id) this.requested = null;
   }
 
@@ -62,6 +70,7 @@ export class Candidate {
   /** A read showed no leader key: the vacancy counts from the first such read; a request runs out. */
   vacant(): void {
     this.vacantSince ??= this.d.clock();
+    this.lost = null;
     if (this.requested && this.d.clock() > this.requested.until) this.requested = null;
   }
 
@@ -95,6 +104,7 @@ export class Candidate {
       ]).catch((e: Error) => {
         // etcd may have applied it without answering: confirm no other leader until that shows (a lease's length).
         this.d.failsafe()?.takeUncertain(this.d.ttlS * 1000);
+        this.lost = s.revision;
         throw e;
       });
       if (!r.succeeded) return void (this.why = "another node took the key, or a report changed: reading again");

@@ -156,8 +156,14 @@ export function decideCandidacy(i: CandidacyInput): Candidacy {
   if (!m.voters.includes(i.self)) return wait("not a voter");
   if (!i.requested && i.now < i.resignedUntil) return wait("resigned recently");
   const need = i.vacatedTerm + 1;
+  // Final for this vacancy: marked for it, and written after the last take etcd shows (its mod
+  // revision above the last leader's term, as every final position for the vacancy after that term
+  // is). A report written before that take is left from before an etcd restore (term-core.ts): a
+  // node that has since died never wrote it again, and its position may be behind acknowledged writes.
+  const final = (r: { report: MemberReport; mod: number } | undefined) =>
+    r !== undefined && r.report.detachedFor !== null && r.report.detachedFor >= need && r.mod > s.lastTerm;
   const own = s.members.get(i.self);
-  if (!own || own.report.detachedFor === null || own.report.detachedFor < need) return wait("own final position not published yet");
+  if (!own || !final(own)) return wait("own final position not published yet");
   const g = s.guard?.value ?? null;
   const force = i.requested?.force === true;
   if (g?.block && g.holder !== i.self && !force) return wait("automatic failover is blocked by the durability guard (the last primary ran without enough synchronous standbys)");
@@ -165,10 +171,7 @@ export function decideCandidacy(i: CandidacyInput): Candidacy {
   // (forced), whose leader's first guard write then replaces it (it compares the revision as read).
   if (!g && s.guardMod !== 0 && !force) return wait("the durability guard in etcd does not validate: automatic failover waits for an operator (pgherd failover --accept-data-loss)");
   if (g?.floor && !force && comparePosition(own.report.position, g.floor) < 0) return wait(`behind the durability floor ${g.floor.timeline}/${g.floor.lsn}`);
-  const fresh = m.voters.filter((v) => {
-    const r = s.members.get(v)?.report;
-    return r !== undefined && r.detachedFor !== null && r.detachedFor >= need;
-  });
+  const fresh = m.voters.filter((v) => final(s.members.get(v)));
   const q = majority(m.voters.length);
   if (fresh.length < q) return wait(`final positions from ${fresh.length} of ${m.voters.length} voters, ${q} needed`);
   for (const v of fresh) {
@@ -190,16 +193,37 @@ export function decideCandidacy(i: CandidacyInput): Candidacy {
 }
 
 /**
- * The leader key holds this node's id on its own lease while it does not lead (a key taken back
- * after a restart, a take whose answer was lost): "win" it. Unless this node resigned from that very
- * key and its delete did not get through: then "release" (send the delete again) and stay out until
- * the resign pause is over; a resign because PostgreSQL could not start or promote must not loop
- * back into leading at the next read. After the pause it leads on it again (the key never left, no
- * one else could lead meanwhile) rather than leave the cluster without a leader while etcd refuses
- * the delete.
+ * A read shows the leader key with this node's id while this process does not lead on it.
+ * It is this node's only when its term is the one this node recorded taking (`held`: the state
+ * directory's record, src/store/election-state.ts etcdKey, kept until a read shows that key gone or
+ * another's), or, on this process's own lease, a take of this process whose answer was lost
+ * (`lostTake`: the revision of the read that take was decided on; its key's term is above it).
+ * Any other key with this node's id was brought back by an etcd restore from a snapshot (review: a
+ * standby took back its key of an earlier term and promoted without the final positions, the guard
+ * or the floor): on this process's lease it is deleted ("drop": nobody leads on it, and the vacancy
+ * then runs the election), on another lease it is left to run out like another node's ("ignore").
+ * This node's key:
+ * - on a lease of a previous run (an agent restart): "resume" (take the lease back; lease.ts takeBack);
+ * - on its own lease: "win", unless this node resigned from that very key and its delete did not get
+ *   through: then "release" (send the delete again) and stay out until the resign pause is over; a
+ *   resign because PostgreSQL could not start or promote must not loop back into leading at the next
+ *   read. After the pause it leads on it again (the key never left, no one else could lead
+ *   meanwhile) rather than leave the cluster without a leader while etcd refuses the delete.
  */
-export function ownKeyAction(i: { keyTerm: number; resigned: { term: number; until: number } | null; now: number }): "win" | "release" {
+export type OwnKeyAction = "win" | "release" | "resume" | "drop" | "ignore";
+export function ownKeyAction(i: {
+  keyTerm: number; onOwnLease: boolean; held: number | null; lostTake: number | null;
+  resigned: { term: number; until: number } | null; now: number;
+}): OwnKeyAction {
+  const ours = i.held === i.keyTerm || (i.onOwnLease && i.lostTake !== null && i.keyTerm > i.lostTake);
+  if (!ours) return i.onOwnLease ? "drop" : "ignore";
+  if (!i.onOwnLease) return "resume";
   return i.resigned !== null && i.resigned.term === i.keyTerm && i.now < i.resigned.until ? "release" : "win";
+}
+
+/** The record of the leader key this node holds after a read showing `leader`: kept while the read shows that key as this node's, else none. */
+export function heldAfterRead(held: number | null, leader: Snapshot["leader"], self: string): number | null {
+  return held !== null && leader !== null && leader.id === self && leader.term === held ? held : null;
 }
 
 /**

@@ -3,9 +3,10 @@
 // named) once the fence is over. It owns the resign pause (no
 // automatic take before it ends: elect-core.ts decideCandidacy) and the leader key of the last
 // resign, released again while a read still shows it as this node's in the pause (ownKeyAction).
+// It also deletes a key with this node's id on its lease that this node does not hold (drop).
 import type { Logger } from "../../log.ts";
 import type { EtcdClient, Op } from "./client.ts";
-import { type ClusterKeys, ownKeyAction } from "./elect-core.ts";
+import { type ClusterKeys, type OwnKeyAction, ownKeyAction } from "./elect-core.ts";
 
 export interface ResignationDeps {
   client: EtcdClient;
@@ -52,9 +53,15 @@ export class Resignation {
     }
   }
 
-  /** This node's own key of `keyTerm`, under its lease, read while not leading: won, or released again in the pause. */
-  ownKey(keyTerm: number): "win" | "release" {
-    return ownKeyAction({ keyTerm, resigned: this.resigned, now: this.d.clock() });
+  /** A key with this node's id read while not leading (elect-core.ts ownKeyAction): the resign pause is this module's. */
+  ownKey(k: { keyTerm: number; onOwnLease: boolean; held: number | null; lostTake: number | null }): OwnKeyAction {
+    return ownKeyAction({ ...k, resigned: this.resigned, now: this.d.clock() });
+  }
+
+  /** Deletes the leader key of `term` (this node's id on its lease) that this node does not hold: nobody leads on it. */
+  async drop(term: number): Promise<void> {
+    const t = await this.d.client.txn([{ key: this.d.keys.leader, target: "CREATE", createRevision: term }], [{ del: { key: this.d.keys.leader } }]);
+    if (t.succeeded) this.d.log.warn(`deleted the leader key of term ${term}: it carries this node's id on its lease, but it is not the key this node recorded taking (brought back by an etcd restore?); not led on`);
   }
 
   /** Sends the last resign's release again (ownKey answered "release"). */
