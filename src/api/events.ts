@@ -15,6 +15,8 @@ const PER_ADDRESS = 4;
 export class EventHub {
   /** Open streams, oldest first, with the address of each. */
   private readonly clients = new Map<ReadableStreamDefaultController<Uint8Array>, string>();
+  /** Called once a stream ends, however it ends. */
+  private readonly ended = new Map<ReadableStreamDefaultController<Uint8Array>, () => void>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private busy = false;
   private readonly enc = new TextEncoder();
@@ -25,9 +27,10 @@ export class EventHub {
    * The SSE response for a client at `addr`, or a 503: PER_ADDRESS streams from that address are
    * open, or all are and no address holds more than one (else the oldest stream of the address
    * holding the most is closed for it). The caller lifts the idle timeout of an open stream
-   * (server.timeout(req, 0)).
+   * (server.timeout(req, 0)); `onEnd` is called once the stream ends (the API's front then counts
+   * the connection as idle again).
    */
-  open(addr: string): Response {
+  open(addr: string, onEnd?: () => void): Response {
     const held = this.byAddress();
     if ((held.get(addr) ?? 0) >= PER_ADDRESS) return error(503, `too many event streams open from ${addr} (${PER_ADDRESS}); close a dashboard tab`);
     if (this.clients.size >= this.maxClients) {
@@ -42,6 +45,7 @@ export class EventHub {
       start: (c) => {
         self = c;
         this.clients.set(c, addr);
+        if (onEnd) this.ended.set(c, onEnd);
         c.enqueue(this.enc.encode(`retry: 2000\n\n`));
         this.ensureTimer();
         void this.tick();
@@ -106,6 +110,9 @@ export class EventHub {
 
   private drop(c: ReadableStreamDefaultController<Uint8Array>, close = false): void {
     this.clients.delete(c);
+    const onEnd = this.ended.get(c);
+    this.ended.delete(c);
+    onEnd?.();
     if (close) try { c.close(); } catch { /* already closed */ }
   }
 }

@@ -50,6 +50,8 @@ const STATUS_ONLY = new Set(["HEAD", "OPTIONS"]);
  *  and from one address: 2,000 slow clients must not exhaust the agent's file descriptors. */
 export const MAX_API_CONNECTIONS = 128;
 export const MAX_API_CONNECTIONS_PER_SOURCE = 32;
+/** Connections closed to make room for a newcomer and not yet released, at most (beyond, newcomers are refused). */
+export const MAX_API_CLOSING = 16;
 
 export function startApi(opts: ApiOptions): ApiServer {
   const { source, log } = opts;
@@ -77,6 +79,9 @@ export function startApi(opts: ApiOptions): ApiServer {
   const handle = async (req: Request, server: Server<undefined>): Promise<Response> => {
     const ip = server.requestIP(req);
     const client = ip && front?.clientOf(ip.address, ip.port);
+    // Bun's parser handed over a whole request: the connection is not a slow or idle one (the front closes those first to make room).
+    const arrived = (kind?: "authorized" | "stream") => void (ip && client && front?.requestArrived(ip.address, ip.port, kind));
+    arrived();
     const remote = client ?? ip?.address ?? "unknown";
     // Bun listens on a loopback port that only the front should use: a local process that found it
     // would go around the front's caps.
@@ -119,7 +124,8 @@ export function startApi(opts: ApiOptions): ApiServer {
     if (HEALTH_PATHS.has(path) && (m === "GET" || STATUS_ONLY.has(m))) return health(path, url, m, source);
     const kind = actionRoute(m, path);
     // A backup takes as long as it takes: the idle timeout is lifted once the request is authorized.
-    if (kind) return runAction({ req, kind, token, source, log, rejects, remote, authorized: kind === "backup" ? () => server.timeout(req, 0) : undefined });
+    // An authorized action is never closed by the front to make room.
+    if (kind) return runAction({ req, kind, token, source, log, rejects, remote, authorized: () => { arrived("authorized"); if (kind === "backup") server.timeout(req, 0); } });
     if ((m !== "GET" && m !== "HEAD") || (Object.hasOwn(ACTION_ROUTES, path) && path !== "/config")) {
       const allow = allowed(path);
       if (allow.length === 0) return notFound(m, path);
@@ -139,8 +145,12 @@ export function startApi(opts: ApiOptions): ApiServer {
       case "/config": return opts.config ? json(configDoc(req)) : error(501, "this agent was started without its configuration");
       case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
       case "/events": {
-        const stream = events.open(remote);
-        if (stream.ok) server.timeout(req, 0); // SSE: Bun's idle timeout would cut the stream after 10 s (a refusal keeps it)
+        // While it lasts the stream is a request in progress (at most 16: events.ts), not an idle connection.
+        const stream = events.open(remote, () => void (ip && client && front?.streamEnded(ip.address, ip.port)));
+        if (stream.ok) {
+          server.timeout(req, 0); // SSE: Bun's idle timeout would cut the stream after 10 s (a refusal keeps it)
+          arrived("stream");
+        }
         return stream;
       }
     }
@@ -172,7 +182,7 @@ export function startApi(opts: ApiOptions): ApiServer {
   try {
     front = new CappedFront({
       host: opts.host, port: opts.port, target: { host: "127.0.0.1", port: server.port! },
-      max: MAX_API_CONNECTIONS, perSource: MAX_API_CONNECTIONS_PER_SOURCE,
+      max: MAX_API_CONNECTIONS, perSource: MAX_API_CONNECTIONS_PER_SOURCE, maxClosing: MAX_API_CLOSING,
       onRefused: (reason, remote) => rejects.add(reason, remote),
     });
   } catch (e) {

@@ -51,3 +51,18 @@ test("16 addresses with one stream each: the next is refused (no address to take
   for (let i = 1; i <= 16; i++) expect(h.open(`10.0.1.${i}`).status).toBe(200);
   expect(h.open("10.0.2.1").status).toBe(503);
 });
+
+test("onEnd is called once when a stream ends, however it ends (the API's front then counts its connection as idle again)", async () => {
+  const h = hub();
+  const ended: string[] = [];
+  const a = h.open("10.0.0.1", () => ended.push("a"));
+  for (let i = 0; i < 3; i++) h.open("10.0.0.1");
+  for (let i = 1; i <= 12; i++) h.open(`10.0.1.${i}`);
+  h.open("10.0.2.1", () => ended.push("closed for another")); // full: a, the oldest of 10.0.0.1, is closed
+  expect(ended).toEqual(["a"]);
+  expect(await ends(a)).toBe(true);
+  const c = h.open("10.0.2.2", () => ended.push("cancelled"));
+  await c.body!.cancel();
+  h.stop();
+  expect(ended).toEqual(["a", "cancelled", "closed for another"]);
+});
