@@ -28,6 +28,15 @@ export class AgentLease {
     return this.leaseId;
   }
 
+  /**
+   * A TTL etcd answered, at most the one this agent asks for: etcd grants what it is asked (or its
+   * minimum, which is shorter), so more is a misbehaving etcd's, and a deadline past 2^31 ms made
+   * the leadership's deadline timer fire at once, again and again (review).
+   */
+  private asked(ttlS: number): number {
+    return Math.min(ttlS, this.o.ttlS);
+  }
+
   /** The local deadline from the last renewal that succeeded (null: no lease, or it expired). */
   valid(): number | null {
     return this.leaseValid;
@@ -43,7 +52,7 @@ export class AgentLease {
       this.o.replaced();
       ttl = g.ttlS;
     }
-    this.leaseValid = leaseDeadline(sentAt, ttl, this.o.maxDrift, this.o.fenceMs);
+    this.leaseValid = leaseDeadline(sentAt, this.asked(ttl), this.o.maxDrift, this.o.fenceMs);
     if (this.leaseValid !== null) return true;
     this.o.log.warn(`etcd lease ${this.leaseId} expired; a new one is granted at the next poll`);
     this.leaseId = null;
@@ -61,7 +70,7 @@ export class AgentLease {
    */
   async takeBack(lease: string, readSentAt: number): Promise<boolean> {
     const ttl = await this.o.client.leaseKeepAlive(lease);
-    const until = leaseDeadline(readSentAt, ttl, this.o.maxDrift, this.o.fenceMs);
+    const until = leaseDeadline(readSentAt, this.asked(ttl), this.o.maxDrift, this.o.fenceMs);
     if (until === null) return false;
     const old = this.leaseId;
     this.leaseId = lease;
