@@ -13,8 +13,8 @@ import { casRefusal, type StateSlot } from "./cluster-state.ts";
 export const DurabilitySchema = z.enum(["quorum", "strict", "async"]);
 export type Durability = z.infer<typeof DurabilitySchema>;
 
-/** `pgherd switchover --at`: stored through the leader, run by whichever node leads at that time. */
-export const ScheduledSwitchoverSchema = z.strictObject({
+/** `pgherd switchover --at`: stored through the leader, run by whichever node leads at that time (a newer peer's extra fields dropped). */
+export const ScheduledSwitchoverSchema = z.object({
   /** Wall-clock time, ISO 8601. */
   at: z.string().max(40).refine((s) => Number.isFinite(Date.parse(s)), "not a date/time"),
   /** Target node id, or null: the best candidate at that time. */

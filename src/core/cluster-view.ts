@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { lsnToBigInt } from "./position.ts";
 import type { PgReport } from "./report.ts";
-import { OrderedValueSchema } from "./restart-plan.ts";
+import { OrderedListSchema } from "./restart-plan.ts";
 import { missingSlotCopies } from "./switchover.ts";
 
 export interface MemberInput {
@@ -49,7 +49,7 @@ export const MemberRowSchema = z.object({
   /** Settings that take effect only after a restart of its PostgreSQL (pg_settings.pending_restart); absent when none. */
   pendingRestart: z.array(z.string().max(63)).max(256).optional(),
   /** The settings PostgreSQL orders between primary and standbys, for `pgherd restart` (core/restart-plan.ts). */
-  ordered: z.array(OrderedValueSchema).max(8).optional(),
+  ordered: OrderedListSchema.optional(),
   /** A standby: the primary's permanent slots it holds no copy of yet (a switchover to it is refused: core/switchover.ts); absent when none. */
   missingSlotCopies: z.array(z.string().max(63)).max(64).optional(),
   /** false: a database member that is never promoted (tagged nofailover or priority 0): no switchover target; absent: it may be. */

@@ -1,7 +1,7 @@
 // What each agent tells its peers about its PostgreSQL every monitoring round (wire schema).
 import { z } from "zod";
 import { PositionSchema } from "./messages.ts";
-import { OrderedValueSchema } from "./restart-plan.ts";
+import { OrderedListSchema } from "./restart-plan.ts";
 
 const lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
 const text = (n: number) => z.string().max(n);
@@ -86,7 +86,7 @@ export const PgReportSchema = z.object({
   /** Settings changed in the config that take effect only after a restart (pg_settings.pending_restart); absent when none. */
   pendingRestart: z.array(text(63)).max(256).optional(),
   /** The settings a standby must run at least as high as its primary (core/restart-plan.ts): running, in the files, and a standby's pg_control copy of the primary's. */
-  ordered: z.array(OrderedValueSchema).max(8).optional(),
+  ordered: OrderedListSchema.optional(),
   /** Its WAL archiver, with [backup] tool set and the server answering. */
   archive: ArchiveSchema.optional(),
   /** A backup this node's pgBackRest is taking (src/backup/backup-action.ts): every later leader sees it, not only the one that asked. */

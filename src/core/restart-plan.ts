@@ -34,7 +34,8 @@ export function startFloor(next: Partial<Record<OrderedName, number>>, control: 
 }
 
 const count = z.number().int().min(0).max(2 ** 31);
-export const OrderedValueSchema = z.strictObject({
+/** A newer peer's extra fields are dropped (docs/upgrade.md: a peer one version ahead may add fields). */
+export const OrderedValueSchema = z.object({
   name: z.enum(ORDERED_SETTINGS),
   /** The value the server runs with (pg_settings). */
   running: count,
@@ -44,6 +45,16 @@ export const OrderedValueSchema = z.strictObject({
   control: count.nullable(),
 });
 export type OrderedValue = z.infer<typeof OrderedValueSchema>;
+
+/**
+ * A report's ordered values: one this build cannot read (a setting a newer peer added to the list)
+ * is left out, not the whole message (review: every state message of an upgraded standby would be
+ * dropped by a leader of the version before).
+ */
+export const OrderedListSchema = z.array(z.unknown()).max(32).transform((xs): OrderedValue[] => xs.flatMap((x) => {
+  const r = OrderedValueSchema.safeParse(x);
+  return r.success ? [r.data] : [];
+}));
 
 export interface RestartMember {
   name: string;

@@ -43,3 +43,23 @@ test("a state message without the promotability fields (an older agent) is accep
   expect(AgentMsgSchema.safeParse(newer).success).toBe(true);
   expect(AgentMsgSchema.safeParse({ ...newer, exclusion: { ...newer.exclusion, excluded: [{ id: "not-an-id", epoch: 1 }] } }).success).toBe(false);
 });
+
+// Review (agent lifecycle): two nested schemas of hot messages were strict, so a newer agent adding a
+// field there had every state message of it dropped by an agent of the version before.
+test("a state message whose ordered values or scheduled switchover carry a field this build does not know, or an ordered setting it does not know, is accepted", () => {
+  const pg = { port: 5432, data: "present", systemId: "7", running: true, up: true, inRecovery: true, position: { timeline: 1, lsn: "0/3000148" }, receiveLsn: null, replayLsn: null, upstream: null, streaming: false, replication: [], slots: [], action: "none", note: "", error: null, haveSecrets: true };
+  const ordered = [{ name: "max_connections", running: 100, next: 100, control: 100 }];
+  const scheduled = { at: "2026-12-08T10:00:00Z", to: null, requestedAt: "2026-12-07T10:00:00Z", force: false };
+  const state = { t: "state", role: "database", pg: { ...pg, ordered }, scheduled };
+  const base = AgentMsgSchema.safeParse(state);
+  if (!base.success) throw new Error(`fixture: ${base.error.message}`);
+  const newer = AgentMsgSchema.safeParse({
+    ...state,
+    pg: { ...pg, ordered: [{ ...ordered[0], future: 1 }, { name: "max_future_things", running: 1, next: 1, control: null }] },
+    scheduled: { ...scheduled, by: "operator" },
+  });
+  if (!newer.success) throw new Error(newer.error.message);
+  expect(newer.data).toEqual(base.data);
+  // What this build reads is still checked.
+  expect(AgentMsgSchema.safeParse({ ...state, scheduled: { ...scheduled, force: "yes" } }).success).toBe(false);
+});
