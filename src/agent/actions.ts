@@ -2,6 +2,7 @@
 // API hands them to the local agent; cluster-wide ones run on the leader (forwarded over the mesh).
 import { leaderOnlyPart, type ActionRequest, type ActionResult } from "../api/actions-contract.ts";
 import { checkSwitchover, neverPromotedReason, type Candidate } from "../core/switchover.ts";
+import { HANDOVER_CHECKPOINT_MS } from "../core/handover.ts";
 import type { PgReport } from "../core/report.ts";
 import type { Position } from "../core/position.ts";
 import type { Logger } from "../log.ts";
@@ -38,7 +39,8 @@ export interface ActionHost {
   record(e: Omit<HistoryEntry, "id" | "at">): void;
   /** PostgreSQL loop controls (null on a witness). */
   pg: null | {
-    stopForHandover(): Promise<Position | null>;
+    /** `beforeStopMs`: the clean stop begins within it or not at all (a stopping leader's handover). */
+    stopForHandover(beforeStopMs?: number): Promise<Position | null>;
     /** The target did not confirm the final WAL, or the switchover stopped: this node's data is a primary's again (rewound before it follows). */
     handoverUnconfirmed(): void;
     release(): void;
@@ -208,11 +210,12 @@ export class ActionRunner {
 
   /**
    * A stopping leader's handover (agent/handover.ts, core/handover.ts): the operator's switchover
-   * to the chosen target, which holding a copy of every permanent slot is preferred for, not required.
+   * to the chosen target, which holding a copy of every permanent slot is preferred for, not required,
+   * and whose primary's clean stop begins within HANDOVER_CHECKPOINT_MS (or the switchover stops).
    */
   handover(to: string): Promise<ActionResult> {
     if (!this.h.electionState().leading) return Promise.resolve(no(503, `${this.h.nodeName} is not a leader with a valid lease`));
-    return this.switchover(to, false, "prefer");
+    return this.switchover(to, false, "prefer", HANDOVER_CHECKPOINT_MS);
   }
 
   /** A member's restart, on the leader: never during a switchover (its stopped primary still reads as running). */
@@ -221,19 +224,19 @@ export class ActionRunner {
     return this.restarts.lead(req);
   }
 
-  private async switchover(to: string | undefined, force: boolean, slotCopies: "require" | "prefer" = "require"): Promise<ActionResult> {
+  private async switchover(to: string | undefined, force: boolean, slotCopies: "require" | "prefer" = "require", beforeStopMs?: number): Promise<ActionResult> {
     if (this.switching) return no(409, "a switchover is already in progress");
     const restarting = this.restarts.underWay();
     if (restarting) return no(409, `the restart of ${restarting} is under way: one node down at a time; try again once it is done`);
     this.switching = true;
     try {
-      return await this.switchoverNow(to, force, slotCopies);
+      return await this.switchoverNow(to, force, slotCopies, beforeStopMs);
     } finally {
       this.switching = false;
     }
   }
 
-  private async switchoverNow(to: string | undefined, force: boolean, slotCopies: "require" | "prefer"): Promise<ActionResult> {
+  private async switchoverNow(to: string | undefined, force: boolean, slotCopies: "require" | "prefer", beforeStopMs?: number): Promise<ActionResult> {
     const primary = this.h.myReport();
     const v = checkSwitchover({ primary, candidates: this.h.candidates(), to, paused: this.h.paused(), force, maxLagBytes: this.h.maxLagBytes, slotCopies });
     if (!v.ok) return no(412, `switchover refused: ${v.reason}`);
@@ -247,7 +250,7 @@ export class ActionRunner {
     try {
       // Fast shutdown: walsenders send every WAL record, the shutdown checkpoint included, and
       // wait for the standbys' flush before the server exits, so the target has it all.
-      const final = await pg.stopForHandover();
+      const final = await pg.stopForHandover(beforeStopMs);
       // Without the final position there is no floor to lift a failover block with (a primary that
       // ran degraded may hold writes no standby has): the switchover stops, this node stays leader
       // and starts its server again.

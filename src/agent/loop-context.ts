@@ -135,6 +135,8 @@ export class AgentLoopContext implements ClusterContext {
 
   paused(): boolean { return this.d.flags.get().paused; }
   durabilityMode(): Durability { return this.d.dynamic.durabilityInForce(); }
+  /** failover.max_lag_bytes in force: the cluster-wide document's, else pgherd.toml's (what a switchover checks with). */
+  maxLagBytes(): number { return this.d.dynamic.maxLagBytes(); }
   confirmDurability(timeoutMs: number): Promise<void> { return this.d.dynamic.confirmAsync(timeoutMs); }
 
   votersCount(): number {

@@ -41,10 +41,21 @@ const SWITCHOVER_WAITS_MS = 5000 + 3000;
 const STANDBY_START_MS = 10_000;
 
 /**
+ * Longest a stopping leader's switchover waits before the clean stop of its primary begins: for the
+ * PostgreSQL loop's task in progress and then the CHECKPOINT taken while writes are still served
+ * (src/agent/pg/loop.ts stopForHandover). Past it the switchover stops with the primary running and
+ * this node leading: no handover. With handoverBoundMs it keeps the whole stop within the unit's
+ * TimeoutStopSec=90s (deploy/pgherd.service): 1 s (the target's answer) + 45 s + 22.8 s.
+ */
+export const HANDOVER_CHECKPOINT_MS = 45_000;
+
+/**
  * Longest a stopping leader waits for its handover, from the clean stop of its primary on: the
  * switchover's own waits, a campaign that falls back to an ordinary election (timeout + jitter +
  * one lease), and four monitoring rounds (the new primary's report, this node's round that
- * restarts its server as a standby, its report) plus that start. 22.8 s with the defaults.
+ * restarts its server as a standby, its report) plus that start. 22.8 s with the defaults. The
+ * wait counts from the switchover's start, so it lasts HANDOVER_CHECKPOINT_MS longer: the clean
+ * stop begins within that, or never.
  */
 export function handoverBoundMs(t: { timeout_ms: number; jitter_ms: number; lease_ms: number; loop_ms: number }): number {
   return SWITCHOVER_WAITS_MS + t.timeout_ms + t.jitter_ms + t.lease_ms + 4 * t.loop_ms + STANDBY_START_MS;

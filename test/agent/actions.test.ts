@@ -5,6 +5,7 @@ import { ActionRunner, type ActionHost } from "../../src/agent/actions.ts";
 import type { ScheduledSwitchover } from "../../src/agent/flags.ts";
 import type { HistoryEntry } from "../../src/agent/history.ts";
 import type { Candidate } from "../../src/core/switchover.ts";
+import { HANDOVER_CHECKPOINT_MS } from "../../src/core/handover.ts";
 import { leaderOnlyPart, type ActionRequest, type ActionResult } from "../../src/api/actions-contract.ts";
 import type { ClusterView, MemberRow } from "../../src/core/cluster-view.ts";
 import type { PgReport } from "../../src/core/report.ts";
@@ -85,8 +86,9 @@ class FakeHost implements ActionHost {
   }
   record(e: Omit<HistoryEntry, "id" | "at">) { this.history.push(e); }
   pg = {
-    stopForHandover: async (): Promise<{ timeline: number; lsn: string } | null> => {
+    stopForHandover: async (beforeStopMs?: number): Promise<{ timeline: number; lsn: string } | null> => {
       this.stops++;
+      this.beforeStop.push(beforeStopMs);
       return this.finalUnknown ? null : { timeline: 1, lsn: "0/3000000" };
     },
     handoverUnconfirmed: () => void this.unconfirmed++,
@@ -97,6 +99,8 @@ class FakeHost implements ActionHost {
   };
   /** Restarts of this node's own server. */
   restarts = 0;
+  /** What each stopForHandover was given: the time within which the clean stop must begin. */
+  beforeStop: (number | undefined)[] = [];
   /** What was handed to a member over the mesh, and the answer (settled by the test when `holdAsks`). */
   asked: { id: string; req: ActionRequest }[] = [];
   holdAsks: ((r: ActionResult) => void)[] | null = null;
@@ -217,6 +221,15 @@ describe("switchover", () => {
     expect(h.stops).toBe(0);
     expect((await r.handover("S")).status).toBe(200);
     expect(h.resigned).toEqual(["switchover to n2"]);
+  });
+
+  test("a stopping leader's handover begins its primary's clean stop within HANDOVER_CHECKPOINT_MS; the operator's switchover keeps its own waits", async () => {
+    const h = new FakeHost();
+    expect((await runner(h).handover("S")).status).toBe(200);
+    expect(h.beforeStop).toEqual([HANDOVER_CHECKPOINT_MS]);
+    const o = new FakeHost();
+    expect((await runner(o).run({ kind: "switchover", to: "n2" })).status).toBe(200);
+    expect(o.beforeStop).toEqual([undefined]);
   });
 
   test("a leader without a valid lease refuses", async () => {

@@ -85,8 +85,8 @@ export interface LoopControl {
   requestPromotion(): void;
   /** The leader's primary came back (core/cluster-facts.ts leaderPrimaryBack): a standby retries its stream now. */
   primaryBack(): void;
-  /** Switchover: stop this primary cleanly; rounds change nothing until release(). */
-  stopForHandover(): Promise<Position | null>;
+  /** Switchover: stop this primary cleanly; rounds change nothing until release(). `beforeStopMs`: the clean stop begins within it or not at all. */
+  stopForHandover(beforeStopMs?: number): Promise<Position | null>;
   /** The target did not confirm the final WAL, or the switchover stopped: the stopped server is a primary's data again (rewound before it follows). */
   handoverUnconfirmed(): void;
   release(): void;

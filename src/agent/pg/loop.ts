@@ -38,6 +38,8 @@ import { checkPermit, grantPermit, type PromotionPermit } from "../../core/promo
 const HANDOVER_WAIT_MS = 30_000;
 /** A switchover's read of its stopped server's final position (pg_control, the WAL's end: ~60 ms here). */
 const FINAL_POSITION_MS = 5_000;
+/** The switchover's CHECKPOINT while writes are still served, before the clean stop. */
+const CHECKPOINT_MS = 60_000;
 /** The leader's primary came back: a standby's reload waits at most this long for the task ahead of it (a later one is of no use). */
 const STREAM_AGAIN_WAIT_MS = 1000;
 /** The postmaster watch's safety poll: a crash is noticed by the monitoring connection closing, at once. */
@@ -223,15 +225,22 @@ export class PostgresLoop implements LoopControl {
     this.kick();
   }
 
-  /** Switchover: stop this primary cleanly and keep the rounds from restarting it. */
-  stopForHandover(): Promise<Position | null> {
+  /**
+   * Switchover: stop this primary cleanly and keep the rounds from restarting it. `beforeStopMs` (a
+   * stopping leader's handover, core/handover.ts HANDOVER_CHECKPOINT_MS): the wait for the task in
+   * progress and the CHECKPOINT together take at most this, or the clean stop never begins.
+   */
+  stopForHandover(beforeStopMs?: number): Promise<Position | null> {
     this.held = true;
     const h = this.h;
+    const queued = this.clock.now();
     return this.exec.run("stop for handover", async () => {
       // Checkpoint while still serving: the shutdown checkpoint, which runs with writes already
       // stopped, then has little left to flush (the write outage shrinks accordingly).
       const t0 = this.clock.now();
-      await h.localDb().query("checkpoint before switchover", (sql) => sql`CHECKPOINT`, 60_000);
+      const checkpointMs = beforeStopMs === undefined ? CHECKPOINT_MS : Math.min(CHECKPOINT_MS, beforeStopMs - (t0 - queued));
+      if (checkpointMs <= 0) throw new Error(`the primary's clean stop did not begin within ${beforeStopMs} ms`);
+      await h.localDb().query("checkpoint before switchover", (sql) => sql`CHECKPOINT`, checkpointMs);
       const t1 = this.clock.now();
       const stopped = await h.stopServer("fast", 60);
       h.log.info(`switchover: checkpoint ${Math.round(t1 - t0)} ms (writes still served), fast shutdown ${Math.round(this.clock.now() - t1)} ms`);
@@ -246,7 +255,7 @@ export class PostgresLoop implements LoopControl {
       h.handedOver = true;
       h.wasPrimary = false;
       return r.position;
-    }, { maxWaitMs: HANDOVER_WAIT_MS });
+    }, { maxWaitMs: Math.min(HANDOVER_WAIT_MS, beforeStopMs ?? HANDOVER_WAIT_MS) });
   }
 
   /** `pgherd restart`: a fast restart of this node's PostgreSQL (restart-node.ts), between rounds. */
