@@ -92,7 +92,7 @@ export async function runAgent(cfg: Config, opts: { configPath: string; logForma
     onLead: (term, until) => {
       // A lease the watchdog does not guard is no lease: give the leadership to a node that can hold one.
       if (loop && !loop.fencer.arm(term, until)) return void queueMicrotask(() => agent.loopContext.resign("this node cannot write its lease file"));
-      vip?.hold();
+      vip?.hold(until);
     },
     // The address gets the fence budget, not more: a slow `ip` must not hold this node's votes.
     onFence: async (reason) => (await Promise.all([vip?.releaseWithin(reason, cfg.election.fence_ms), loop?.fencer.fence(reason)]))[1] ?? true,

@@ -65,6 +65,9 @@ export function runHook(o: { path: string; args: string[]; env: Record<string, s
     child.on("error", (e) => finish({ code: null, signal: null, spawnError: e.message }));
     child.on("close", (code, signal) => finish({ code, signal, spawnError: null }));
     child.on("exit", (code, signal) => {
+      // Exited: the timeout no longer counts (review: one falling in the second below reported a
+      // hook that exited 0 in time as timed out, a false pre_promote veto).
+      clearTimeout(timer);
       // The hook is gone; children it left in its group go with it. One that left the group
       // (setsid) may hold the pipes open: the result does not wait for it.
       killGroup(child.pid);

@@ -1,6 +1,8 @@
 // [vip]: the lease holder adds the virtual IP address to its interface and announces it
-// (gratuitous ARP: `arping -U`); the address is removed the moment the lease is lost (before any
-// other node can win one: docs/design.md's lease arithmetic) and when the agent starts or stops.
+// (gratuitous ARP: `arping -U`, 3 frames, 3 more 5 s later); the address is removed the moment the
+// lease is lost (before any other node can win one: docs/design.md's lease arithmetic) and when the
+// agent starts or stops. While the lease is held, a failed add is tried again and the address is
+// looked for every second (`ip addr show`), added again when something else removed it.
 // Needs CAP_NET_ADMIN (ip addr) and CAP_NET_RAW (arping): the only programs the agent starts with its
 // ambient capabilities (every other one goes through caps.ts). One operation at a time, in order.
 // Before the first add, the address is recorded for the fencing watchdog (<state_dir>/vip), which
@@ -11,9 +13,29 @@ import { writeVipSpec } from "../fence/vip-release.ts";
 import type { Logger } from "../log.ts";
 
 const TIMEOUT_MS = 3000;
-/** A removal that failed (not "not there") is tried again after 1, 2, 4, 5, 5 … s while no lease is held here. */
+/** Gratuitous ARP frames per announcement (arping sends one a second: it runs ~ARP_COUNT s). */
+const ARP_COUNT = 3;
+const ARPING_TIMEOUT_MS = TIMEOUT_MS + ARP_COUNT * 1000;
+/**
+ * A removal that failed (not "not there") is tried again after 1, 2, 4, 5, 5 … s while no lease is
+ * held here; an add that failed, the same while the lease is held.
+ */
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 5000;
+
+/** Timers (tests make them short); now: the clock of hold()'s `until` (monotonic ms). */
+export interface VipTiming { retryFirstMs: number; checkMs: number; announceAgainMs: number; now: () => number }
+const TIMING: VipTiming = { retryFirstMs: RETRY_FIRST_MS, checkMs: 1000, announceAgainMs: 5000, now: () => performance.now() };
+
+/** The wait before attempt `failed` + 1 after `failed` failures: first, 2×, 4× … at most RETRY_MAX_MS. */
+export function retryDelayMs(failed: number, firstMs: number): number {
+  return Math.min(RETRY_MAX_MS, firstMs * 2 ** Math.min(Math.max(failed - 1, 0), 16));
+}
+
+/** `ip -o addr show … to <ip>/32` lists the address (with its prefix length) on the interface. */
+export function addressListed(out: string, address: string): boolean {
+  return out.split("\n").some((l) => l.includes(` inet ${address} `));
+}
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export class VirtualIp {
@@ -23,11 +45,23 @@ export class VirtualIp {
   private retry: ReturnType<typeof setTimeout> | null = null;
   private failedRemovals = 0;
   private stopping = false;
+  /** The held lease's end (VipTiming.now): nothing is added after it, fenced or not yet. */
+  private until = 0;
+  /** A new one at every hold and release: a step of an earlier hold does nothing. */
+  private epoch = 0;
+  private failedAdds = 0;
+  /** While held: the next check of the address, or the next attempt after a failed add. */
+  private watch: ReturnType<typeof setTimeout> | null = null;
+  /** The announcement under way (arping killed at a release: nothing announced after it). */
+  private announcing: AbortController | null = null;
+  private readonly timing: VipTiming;
 
   constructor(
     private readonly cfg: Config["vip"], private readonly stateDir: string, private readonly log: Logger,
-    private readonly run: Runner = runNetTool, private readonly retryFirstMs = RETRY_FIRST_MS,
-  ) {}
+    private readonly run: Runner = runNetTool, timing: Partial<VipTiming> = {},
+  ) {
+    this.timing = { ...TIMING, ...timing };
+  }
 
   /** The agent stops: the address is removed once more, not retried after. */
   stop(reason: string): Promise<void> {
@@ -36,19 +70,26 @@ export class VirtualIp {
     return this.release(reason);
   }
 
-  /** The lease is held (called on every renewal): add the address once and announce it. */
-  hold(): void {
+  /**
+   * The lease is held until `until` (monotonic ms; called on every renewal): add the address and
+   * announce it, then keep it there while held (watch).
+   */
+  hold(until = Number.POSITIVE_INFINITY): void {
+    this.until = until;
     if (this.held || this.stopping) return;
     this.held = true;
+    const epoch = ++this.epoch;
     this.stopRetrying();
     this.record();
-    this.chain = this.chain.then(() => this.add());
+    this.chain = this.chain.then(() => this.add(epoch, false));
   }
 
   /** The lease is gone (or the agent starts or stops): remove the address; resolves once it is gone. */
   release(reason: string): Promise<void> {
     const was = this.held;
     this.held = false;
+    this.epoch++;
+    this.stopWatching();
     this.chain = this.chain.then(() => this.remove(reason, was));
     return this.chain;
   }
@@ -80,20 +121,84 @@ export class VirtualIp {
     }
   }
 
-  private async add(): Promise<void> {
+  /** Still this hold's, and its lease not over (the fence may not have run yet). */
+  private mayAdd(epoch: number): boolean {
+    return this.held && epoch === this.epoch && this.timing.now() < this.until;
+  }
+
+  /** again: the address was found missing while held (a check, not a new hold). */
+  private async add(epoch: number, again: boolean): Promise<void> {
     // Queued behind a slow ip while the lease came and went: it is not this node's any more (the
     // removal queued after it would follow, but the new holder may have added it by then; review).
-    if (!this.held) return;
+    if (!this.mayAdd(epoch)) return;
     const { address, interface: dev } = this.cfg;
     const r = await this.run("ip", ["addr", "add", address, "dev", dev]);
-    if (r.error && !/File exists/.test(r.error)) {
-      this.log.error(`vip: could not add ${address} to ${dev}: ${r.error}${missingCap(r.error, "CAP_NET_ADMIN")}`);
-      return;
+    const existed = r.error !== null && /File exists/.test(r.error);
+    if (r.error && !existed) {
+      const cause = `${r.error}${missingCap(r.error, "CAP_NET_ADMIN")}`;
+      if (epoch !== this.epoch) return this.log.error(`vip: could not add ${address} to ${dev}: ${cause}`);
+      const delay = retryDelayMs(++this.failedAdds, this.timing.retryFirstMs);
+      this.log.error(`vip: could not add ${address} to ${dev} (attempt ${this.failedAdds}; again in ${delay} ms while the lease is held): ${cause}`);
+      return this.watchIn(delay, epoch);
     }
-    this.log.info(`vip: ${address} added to ${dev} (this node holds the lease)`);
-    if (!this.held) return; // released meanwhile: its removal is next, no announcement first
-    const a = await this.run("arping", ["-U", "-c", "1", "-I", dev, address.split("/")[0]!]);
-    if (a.error) this.log.warn(`vip: gratuitous ARP for ${address} on ${dev} failed: ${a.error}${missingCap(a.error, "CAP_NET_RAW")}`);
+    this.failedAdds = 0;
+    if (again && existed) return this.watchIn(this.timing.checkMs, epoch); // back meanwhile (or the check failed)
+    this.log[again ? "warn" : "info"](again ? `vip: ${address} was gone from ${dev} (removed by something else while this node holds the lease): added again` : `vip: ${address} added to ${dev} (this node holds the lease)`);
+    if (epoch !== this.epoch) return; // released meanwhile: its removal is next, no announcement first
+    this.announce(epoch);
+    this.watchIn(this.timing.checkMs, epoch);
+  }
+
+  private watchIn(ms: number, epoch: number): void {
+    if (this.watch) clearTimeout(this.watch);
+    this.watch = setTimeout(() => void this.check(epoch), ms);
+    this.watch.unref?.();
+  }
+
+  /** While held: a failed add is made again; else the address is looked for, added again when gone. */
+  private async check(epoch: number): Promise<void> {
+    this.watch = null;
+    if (!this.held || epoch !== this.epoch) return;
+    if (this.timing.now() >= this.until) return this.watchIn(this.timing.checkMs, epoch); // its fence is due; a renewal moves until
+    if (this.failedAdds === 0) {
+      const { address, interface: dev } = this.cfg;
+      const r = await this.run("ip", ["-o", "-4", "addr", "show", "dev", dev, "to", `${address.split("/")[0]}/32`]);
+      if (!this.held || epoch !== this.epoch) return;
+      if (!r.error && addressListed(r.out ?? "", address)) return this.watchIn(this.timing.checkMs, epoch);
+    }
+    this.chain = this.chain.then(() => this.add(epoch, this.failedAdds === 0));
+  }
+
+  /**
+   * Gratuitous ARP off the lease path (a release does not wait for it: it kills it): ARP_COUNT
+   * frames, ARP_COUNT more announceAgainMs later, a failed arping tried once more.
+   */
+  private announce(epoch: number): void {
+    this.announcing?.abort();
+    const ac = new AbortController();
+    this.announcing = ac;
+    const { address, interface: dev } = this.cfg;
+    const live = () => !ac.signal.aborted && this.held && epoch === this.epoch;
+    void (async () => {
+      for (const round of [0, 1]) {
+        if (round === 1) await pause(this.timing.announceAgainMs, ac.signal);
+        for (let attempt = 1; attempt <= 2 && live(); attempt++) {
+          const a = await this.run("arping", ["-U", "-c", String(ARP_COUNT), "-I", dev, address.split("/")[0]!], ac.signal);
+          if (!a.error || !live()) break;
+          this.log.warn(`vip: gratuitous ARP for ${address} on ${dev} failed${attempt === 1 ? " (tried once more)" : ""}: ${a.error}${missingCap(a.error, "CAP_NET_RAW")}`);
+          if (attempt === 1) await pause(this.timing.retryFirstMs, ac.signal);
+        }
+      }
+      if (this.announcing === ac) this.announcing = null;
+    })();
+  }
+
+  private stopWatching(): void {
+    if (this.watch) clearTimeout(this.watch);
+    this.watch = null;
+    this.failedAdds = 0;
+    this.announcing?.abort();
+    this.announcing = null;
   }
 
   private async remove(reason: string, wasHeld: boolean): Promise<void> {
@@ -117,8 +222,7 @@ export class VirtualIp {
       this.log.error(`vip: could not remove ${address} from ${dev}: ${error}${missingCap(error, "CAP_NET_ADMIN")}${this.held ? " (this node holds the lease again)" : " (the agent stops)"}`);
       return;
     }
-    const delay = Math.min(RETRY_MAX_MS, this.retryFirstMs * 2 ** Math.min(this.failedRemovals, 16));
-    this.failedRemovals++;
+    const delay = retryDelayMs(++this.failedRemovals, this.timing.retryFirstMs);
     this.log.error(`vip: could not remove ${address} from ${dev} (attempt ${this.failedRemovals}; again in ${delay} ms): ${error}${missingCap(error, "CAP_NET_ADMIN")}`);
     if (this.retry) clearTimeout(this.retry);
     this.retry = setTimeout(() => {
@@ -143,14 +247,30 @@ export function missingCap(error: string, cap: "CAP_NET_ADMIN" | "CAP_NET_RAW"):
     : "";
 }
 
-/** Runs `ip` or `arping`: the error's first line, or null. */
-export type Runner = (cmd: string, args: string[]) => Promise<{ error: string | null }>;
+/** Runs `ip` or `arping` (killed when `signal` aborts): the error's first line, or null; its output. */
+export type Runner = (cmd: string, args: string[], signal?: AbortSignal) => Promise<{ error: string | null; out?: string }>;
 
-function runNetTool(cmd: string, args: string[]): Promise<{ error: string | null }> {
+function runNetTool(cmd: string, args: string[], signal?: AbortSignal): Promise<{ error: string | null; out: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: TIMEOUT_MS, killSignal: "SIGKILL", env: { PATH, LANG: "C" } }, (err, _out, stderr) => {
-      resolve({ error: err ? (stderr || err.message).trim().split("\n")[0]!.slice(0, 300) : null });
+    const timeout = cmd === "arping" ? ARPING_TIMEOUT_MS : TIMEOUT_MS;
+    execFile(cmd, args, { timeout, killSignal: "SIGKILL", env: { PATH, LANG: "C" }, ...(signal ? { signal } : {}) }, (err, out, stderr) => {
+      resolve({ error: err ? (stderr || err.message).trim().split("\n")[0]!.slice(0, 300) : null, out: String(out) });
     });
+  });
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    t.unref?.();
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done);
   });
 }
 

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { decideHa, type HaInput } from "../../src/core/ha.ts";
 import { Hooks, type HookRecord } from "../../src/hooks/hooks.ts";
 import { observeRole, type Observation, type WatchState } from "../../src/hooks/role-watch.ts";
-import { runHook } from "../../src/hooks/runner.ts";
+import { runHook, succeeded } from "../../src/hooks/runner.ts";
 import { untrustedProgram } from "../../src/hooks/trusted-path.ts";
 import { PCP_PATH, PCP_TOOLS, pcpToolPath, programProblems } from "../../src/hooks/programs.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -241,4 +241,15 @@ test("a hook whose daemon left the process group and holds its output open still
   expect(r).toMatchObject({ code: 0, timedOut: false });
   expect(performance.now() - t0).toBeLessThan(2500);
   try { process.kill(Number(readFileSync(pidFile, "utf8")), "SIGKILL"); } catch { /* gone */ }
+});
+
+test("a hook that exits in time is not reported as timed out when the timeout falls while its daemon holds the output (review: a false pre_promote veto)", async () => {
+  const pidFile = join(dir, "late-daemon.pid");
+  // Exits at ~0.3 s; the result waits up to 1 s more for the pipes the daemon holds, and the 800 ms
+  // timeout falls in that second.
+  const p = script("late-exit.sh", `setsid sleep 30 & echo $! > ${pidFile}; sleep 0.3; exit 0`);
+  const r = await runHook({ path: p, args: [], env: {}, timeoutMs: 800, log: memoryLogger(), name: "pre_promote" });
+  try { process.kill(Number(readFileSync(pidFile, "utf8")), "SIGKILL"); } catch { /* gone */ }
+  expect(r).toMatchObject({ code: 0, timedOut: false, spawnError: null });
+  expect(succeeded(r)).toBe(true);
 });
