@@ -9,8 +9,7 @@ const pemOf = (label: string) =>
   z.string().max(8000).regex(new RegExp(`^-----BEGIN ${label}-----\\n[A-Za-z0-9+/=\\n]+-----END ${label}-----\\n$`), `must be one PEM ${label}`);
 
 /** The cluster CA: a certificate and its private key (PKCS#8), both PEM. */
-/** In the secrets message too: a newer peer's extra fields are dropped, not the message. */
-export const ClusterCaSchema = z.object({ cert: pemOf("CERTIFICATE"), key: pemOf("PRIVATE KEY") });
+export const ClusterCaSchema = z.strictObject({ cert: pemOf("CERTIFICATE"), key: pemOf("PRIVATE KEY") });
 export type ClusterCa = z.infer<typeof ClusterCaSchema>;
 
 const schema = z.strictObject({
