@@ -6,10 +6,10 @@
 // restored from a snapshot resets), held-key.ts the record of the key this node holds; lease.ts owns this agent's
 // etcd lease, leadership.ts the lease-deadline timer, candidacy.ts the take (and the operator's
 // request), resign.ts the release and the resign pause, final-position.ts the detach, membership.ts
-// the first membership and the stored copy of each read's membership, guard-writes.ts the guard's
-// writes.
+// the first membership, the stored copy of each read's membership and a leader's change of it,
+// guard-writes.ts the guard's writes, clusters-read.ts the read for `GET /clusters`.
 import type { Membership } from "../../core/messages.ts";
-import { planMembershipChange, proposed, type ProposeOp, type Role, type Status } from "../../core/election.ts";
+import type { ProposeOp, Role, Status } from "../../core/election.ts";
 import { type Position, ZERO_POSITION } from "../../core/position.ts";
 import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
@@ -22,8 +22,8 @@ import { usableLeaseMs } from "./lease-core.ts";
 import { AgentLease } from "./lease.ts";
 import { effectiveDeadline } from "./failsafe-core.ts";
 import { Failsafe, type FailsafeMsg } from "./failsafe.ts";
-import { type ClusterSummary, summarizeEtcd } from "../clusters.ts";
-import { ReusedRead } from "./reused-read.ts";
+import type { ClusterSummary } from "../clusters.ts";
+import { clustersRead } from "./clusters-read.ts";
 import { Leadership } from "./leadership.ts";
 import { MemberReporter } from "./member-report.ts";
 import { Resignation } from "./resign.ts";
@@ -50,14 +50,11 @@ export interface EtcdConsensusOptions {
   clock?: () => number;
 }
 
-/** How long one read of every cluster under the prefix answers `GET /clusters` (cluster ls --all). */
-const CLUSTERS_REUSE_MS = 1000;
-
 export class EtcdConsensus implements Consensus {
   readonly counters: DriverCounters;
   private readonly clock: () => number;
-  /** Every cluster under the prefix (clusters()): one read at a time, reused for CLUSTERS_REUSE_MS. */
-  private readonly clustersRead = new ReusedRead(() => this.readClusters(), CLUSTERS_REUSE_MS, () => this.clock());
+  /** Every cluster under the prefix (clusters()): one read at a time, reused for a second (clusters-read.ts). */
+  private readonly clustersRead: ReturnType<typeof clustersRead>;
   private readonly guard: GuardWrites;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -94,6 +91,7 @@ export class EtcdConsensus implements Consensus {
 
   constructor(private readonly o: EtcdConsensusOptions) {
     this.clock = o.clock ?? (() => performance.now());
+    this.clustersRead = clustersRead(o.client, o.keys.root, this.clock);
     this.positionKnown = o.self.role !== "database";
     this.lead = new Leadership({ hooks: o.hooks, log: o.log, clock: this.clock, missing: () => this.failsafe?.missing() ?? [] });
     this.counters = this.lead.counters;
@@ -187,22 +185,9 @@ export class EtcdConsensus implements Consensus {
     return this.lastError || this.candidate.note();
   }
 
-  /**
-   * Every cluster under the prefix (as far as this etcd user may read). `GET /clusters` needs no
-   * token: one read at a time, its answer reused for CLUSTERS_REUSE_MS after it came (reused-read.ts).
-   */
+  /** Every cluster under the prefix (clusters-read.ts). */
   clusters(): Promise<ClusterSummary[]> {
     return this.clustersRead.get();
-  }
-
-  private async readClusters(): Promise<ClusterSummary[]> {
-    const prefix = this.o.keys.root.slice(0, this.o.keys.root.slice(0, -1).lastIndexOf("/"));
-    // An etcd user granted only this cluster's prefix sees this cluster only.
-    const r = await this.o.client.range(`${prefix}/`, { prefix: true }).catch((e: Error) => {
-      if (/permission denied/.test(e.message)) return this.o.client.range(this.o.keys.root, { prefix: true });
-      throw e;
-    });
-    return summarizeEtcd(prefix, r.kvs);
   }
 
   receive(): void {
@@ -251,16 +236,7 @@ export class EtcdConsensus implements Consensus {
   }
 
   propose(op: ProposeOp, node: string): Promise<void> {
-    return this.serial(async () => {
-      const m = this.snap?.membership;
-      if (!this.leading || !m) return;
-      const plan = planMembershipChange(m.value, op, node, this.o.self.id);
-      if ("reject" in plan) return this.o.log.warn(`proposal-rejected: ${op} ${node}: ${plan.reject}`);
-      const next = proposed(m.value, this.leading.term, plan); // term: the leader's, as a compare-and-swap value
-      if (await this.cas([this.holdsKey(), { key: this.o.keys.membership, target: "MOD", modRevision: m.mod }], this.o.keys.membership, JSON.stringify(next))) {
-        this.o.log.info(`membership-changed: voters ${next.voters.join(",")}`);
-      }
-    });
+    return this.serial(() => this.membership.propose(op, node, this.o.self.id, this.leading, this.snap, this.holdsKey()));
   }
 
   /** Stores the first membership unless etcd has one; kept and tried again at each poll until a read shows one (an etcd error loses nothing). */

@@ -1,8 +1,9 @@
 // The etcd backend's membership as this agent keeps it: a bootstrap's first membership, stored in
-// etcd (only if etcd has none) and tried again at each poll until a read shows one; and each
-// membership a read shows, persisted to the agent's election state. It owns the first membership
-// not yet stored.
+// etcd (only if etcd has none) and tried again at each poll until a read shows one; each
+// membership a read shows, persisted to the agent's election state; and a leader's change of one
+// voter (compare-and-swap on the membership it read). It owns the first membership not yet stored.
 import type { DriverHooks } from "../../agent/election-driver.ts";
+import { planMembershipChange, proposed, type ProposeOp } from "../../core/election-membership.ts";
 import type { Membership } from "../../core/messages.ts";
 import type { Logger } from "../../log.ts";
 import type { ElectionStore } from "../../store/election-state.ts";
@@ -52,6 +53,18 @@ export class MembershipKeeper {
       this.d.store.saveElection({ ...this.d.store.get(), membership: m });
     } catch (e) {
       this.d.hooks.fatal(`cannot persist the membership to ${this.d.store.file}: ${(e as Error).message}`);
+    }
+  }
+
+  /** A leader's change of one voter or approval, written only over the membership `s` showed and while `holdsKey` holds. */
+  async propose(op: ProposeOp, node: string, self: string, leading: { term: number } | null, s: Snapshot | null, holdsKey: Compare): Promise<void> {
+    const m = s?.membership;
+    if (!leading || !m) return;
+    const plan = planMembershipChange(m.value, op, node, self);
+    if ("reject" in plan) return this.d.log.warn(`proposal-rejected: ${op} ${node}: ${plan.reject}`);
+    const next = proposed(m.value, leading.term, plan); // term: the leader's, as a compare-and-swap value
+    if (await this.d.cas([holdsKey, { key: this.d.keys.membership, target: "MOD", modRevision: m.mod }], this.d.keys.membership, JSON.stringify(next))) {
+      this.d.log.info(`membership-changed: voters ${next.voters.join(",")}`);
     }
   }
 }
