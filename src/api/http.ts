@@ -40,6 +40,11 @@ export class HttpError extends Error {
  * buffering it all, and malformed JSON, with an HttpError that says which.
  */
 export async function readJson(req: Request, limit = MAX_BODY_BYTES): Promise<unknown> {
+  return parseJsonBody(await readBody(req, limit));
+}
+
+/** The body's bytes; a declared or actual size above `limit` is refused (HttpError 413) before it is all buffered. */
+export async function readBody(req: Request, limit = MAX_BODY_BYTES): Promise<Uint8Array> {
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > limit) throw new HttpError(413, `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
   const chunks: Uint8Array[] = [];
@@ -55,7 +60,12 @@ export async function readJson(req: Request, limit = MAX_BODY_BYTES): Promise<un
     }
     chunks.push(r.value);
   }
-  const text = new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(chunks));
+  return Buffer.concat(chunks);
+}
+
+/** A body read by readBody as JSON ({} when empty); malformed JSON is an HttpError 400. */
+export function parseJsonBody(bytes: Uint8Array): unknown {
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
   if (text.trim() === "") return {};
   try {
     return JSON.parse(text);

@@ -9,7 +9,7 @@ import { redactConfig, redactDynamic } from "../config/redact.ts";
 import type { Logger } from "../log.ts";
 import { CappedFront } from "../net/capped-front.ts";
 import { RejectLog } from "../net/rejects.ts";
-import { ACTION_ROUTES, actionRoute, carriesToken, runAction } from "./actions.ts";
+import { ACTION_ROUTES, actionRoute, carriesToken, createApiAuth, runAction } from "./actions.ts";
 import type { HistoryEntry } from "./actions-contract.ts";
 import { EVENTS_INTERVAL_MS, EventHub } from "./events.ts";
 import { checkHealth, describe, HEALTH_PATHS, parseHealthQuery } from "./health.ts";
@@ -18,6 +18,7 @@ import { METRICS_TYPE, renderMetrics } from "./metrics.ts";
 import { patroniCluster, patroniNode, replicaSyncKeys } from "./patroni.ts";
 import { healthFacts, type ApiSource } from "./source.ts";
 import { asset, badPath, dashboard, rawPath } from "./static.ts";
+import { NONCE_TTL_MS } from "./request-signing.ts";
 
 export type { ApiSource } from "./source.ts";
 
@@ -57,6 +58,7 @@ export function startApi(opts: ApiOptions): ApiServer {
   const { source, log } = opts;
   const rejects = new RejectLog(log);
   const token = opts.config?.api.token ?? "";
+  const auth = createApiAuth(token);
   const history = async () => (source.history ? await source.history() : []);
   const eventsIntervalMs = opts.eventsIntervalMs ?? EVENTS_INTERVAL_MS;
   const events = new EventHub(async () => snapshot(source, await history(), eventsIntervalMs), log, eventsIntervalMs);
@@ -70,7 +72,7 @@ export function startApi(opts: ApiOptions): ApiServer {
    * hidden whole (`redacted: true`).
    */
   const configDoc = (req: Request) => {
-    const full = carriesToken(req, token);
+    const full = carriesToken(req, auth);
     const dynamic = source.dynamicConfig?.();
     const hidden = dynamic && !full ? redactDynamic(dynamic) : dynamic;
     return { ...redactConfig(opts.currentConfig?.() ?? opts.config!, !full), ...(hidden ? { dynamic: hidden } : {}), redacted: !full };
@@ -125,7 +127,7 @@ export function startApi(opts: ApiOptions): ApiServer {
     const kind = actionRoute(m, path);
     // A backup takes as long as it takes: the idle timeout is lifted once the request is authorized.
     // An authorized action is never closed by the front to make room.
-    if (kind) return runAction({ req, kind, token, source, log, rejects, remote, authorized: () => { arrived("authorized"); if (kind === "backup") server.timeout(req, 0); } });
+    if (kind) return runAction({ req, kind, auth, source, log, rejects, remote, authorized: () => { arrived("authorized"); if (kind === "backup") server.timeout(req, 0); } });
     if ((m !== "GET" && m !== "HEAD") || (Object.hasOwn(ACTION_ROUTES, path) && path !== "/config")) {
       const allow = allowed(path);
       if (allow.length === 0) return notFound(m, path);
@@ -141,6 +143,8 @@ export function startApi(opts: ApiOptions): ApiServer {
       }
       case "/patroni": return json(patroniNode(source.status()));
       case "/history": return json(await history());
+      // A nonce for a signed request (request-signing.ts): the CLI never sends the token itself.
+      case "/auth/nonce": return token === "" ? error(403, "actions are disabled on this agent: set api.token in its pgherd.toml") : json({ nonce: auth.nonces.issue(auth.now()), ttl_ms: NONCE_TTL_MS }, 200, { "cache-control": "no-store" });
       case "/clusters": return source.clusters ? json(await source.clusters()) : error(501, "this agent cannot list clusters");
       case "/config": return opts.config ? json(configDoc(req)) : error(501, "this agent was started without its configuration");
       case "/metrics": return new Response(await metrics(source, await history(), rejects.snapshot()), { headers: { "content-type": METRICS_TYPE, "cache-control": "no-store" } });
@@ -213,7 +217,7 @@ function allowed(path: string): string[] {
   if (HEALTH_PATHS.has(path)) return ["GET", "HEAD", "OPTIONS"];
   if (path === "/config") return ["GET", "PATCH"];
   if (Object.hasOwn(ACTION_ROUTES, path)) return Object.keys(ACTION_ROUTES[path]!);
-  if (["/node", "/cluster", "/patroni", "/clusters", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
+  if (["/node", "/cluster", "/patroni", "/clusters", "/auth/nonce", "/history", "/metrics", "/events"].includes(path) || path.startsWith("/ui/")) return ["GET", "HEAD"];
   return [];
 }
 

@@ -7,6 +7,7 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync } from "node:f
 import os from "node:os";
 import { isLoopbackHost } from "../config/hostport.ts";
 import { type ApiAddress, readApiSection } from "../ops/api-address.ts";
+import { isNonce, requestTarget, signRequest } from "../api/request-signing.ts";
 import { type CliContext, CliExit, configPathFrom, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
 
 export const apiArgs = {
@@ -104,16 +105,36 @@ export function winnerOf(r: ActionReply): string | null {
   return typeof w === "string" ? w : null;
 }
 
+/**
+ * The Authorization header for a request with the token: signed with a nonce the agent issued
+ * (src/api/request-signing.ts), so the token itself never leaves this process: whoever answers on
+ * the address (a local user who bound the port while the agent was down) learns nothing it can use
+ * twice. An agent without /auth/nonce (older than this CLI) gets the bearer token only over HTTPS,
+ * whose certificate authenticated it. No token: no header.
+ */
+async function authorization(base: string, method: string, path: string, body: string, token: string): Promise<Record<string, string>> {
+  if (!token) return {};
+  const res = await fetch(`${base}/auth/nonce`, { signal: AbortSignal.timeout(5000), ...tlsOf(base) });
+  const j = (await res.json().catch(() => null)) as { nonce?: unknown } | null;
+  if (res.ok && isNonce(j?.nonce)) return { authorization: signRequest(token, method, requestTarget(`${base}${path}`), j.nonce, body) };
+  if (res.status === 403) return {}; // actions disabled there: its answer to the request says so
+  if (res.status === 404 && base.startsWith("https:")) return { authorization: `Bearer ${token}` };
+  throw new CliExit(EXIT_FAILURE, `the agent at ${base} gave no nonce to sign the request with (${res.status} for GET /auth/nonce${res.status === 404 ? ": an agent older than this CLI?" : ""}); the API token is not sent in clear over HTTP: upgrade that agent or reach it over HTTPS`);
+}
+
 /** POST/PATCH/DELETE an action; returns the agent's answer whatever its status (the caller picks the exit code). */
 export async function sendAction(base: string, method: "POST" | "PATCH" | "DELETE", path: string, body: unknown, token: string, timeoutMs = 90_000): Promise<ActionReply> {
   let res: Response;
   try {
+    const text = body === undefined ? "" : JSON.stringify(body);
+    const auth = await authorization(base, method, path, text, token);
     res = await fetch(`${base}${path}`, {
       method, signal: AbortSignal.timeout(timeoutMs), ...tlsOf(base),
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      ...(body === undefined ? {} : { body: text }),
+      headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...auth },
     });
   } catch (e) {
+    if (e instanceof CliExit) throw e;
     throw new CliExit(EXIT_FAILURE, `cannot reach the pgherd agent at ${base}: ${(e as Error).message}`);
   }
   const text = await res.text();
@@ -160,8 +181,9 @@ function configApi(args: { config?: string }, ctx: CliContext): ApiAddress | nul
 export async function getJson(base: string, path: string, timeoutMs = 5000, token = ""): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs), ...tlsOf(base), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
+    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(timeoutMs), ...tlsOf(base), headers: await authorization(base, "GET", path, "", token) });
   } catch (e) {
+    if (e instanceof CliExit) throw e;
     throw new CliExit(EXIT_FAILURE, `cannot reach the pgherd agent at ${base}: ${(e as Error).message}`);
   }
   const text = await res.text();

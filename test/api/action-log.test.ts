@@ -2,7 +2,7 @@
 // scrubber first (`pgherd config set postgres.parameters.restore_command='PGPASSWORD=… …'` put the
 // password into the agent's log while GET /config and Sentry hid it).
 import { expect, test } from "bun:test";
-import { runAction } from "../../src/api/actions.ts";
+import { createApiAuth, runAction } from "../../src/api/actions.ts";
 import type { ApiSource } from "../../src/api/source.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { RejectLog } from "../../src/net/rejects.ts";
@@ -15,7 +15,7 @@ test("a config change is logged with its credentials hidden", async () => {
     method: "PATCH", headers: { authorization: "Bearer tok-0123456789abcdef0123", "content-type": "application/json" },
     body: JSON.stringify({ set: { "postgres.parameters.restore_command": `PGPASSWORD=${PW} pgbackrest --stanza=main archive-get %f "%p"` } }),
   });
-  const r = await runAction({ req, kind: "config", token: "tok-0123456789abcdef0123", source, log, rejects: new RejectLog(log), remote: "127.0.0.1:5000" });
+  const r = await runAction({ req, kind: "config", auth: createApiAuth("tok-0123456789abcdef0123"), source, log, rejects: new RejectLog(log), remote: "127.0.0.1:5000" });
   expect(r.status).toBe(200);
   const text = log.lines.join("\n");
   expect(text).toContain("action config requested from 127.0.0.1:5000");
@@ -32,7 +32,7 @@ test("a parameter named as a credential is logged hidden whole (review: its valu
     method: "PATCH", headers: { authorization: "Bearer tok-0123456789abcdef0123", "content-type": "application/json" },
     body: JSON.stringify({ set: { "postgres.parameters.app.jwt_secret": JWT, "postgres.parameters.work_mem": "16MB" } }),
   });
-  const r = await runAction({ req, kind: "config", token: "tok-0123456789abcdef0123", source, log, rejects: new RejectLog(log), remote: "127.0.0.1:5000" });
+  const r = await runAction({ req, kind: "config", auth: createApiAuth("tok-0123456789abcdef0123"), source, log, rejects: new RejectLog(log), remote: "127.0.0.1:5000" });
   expect(r.status).toBe(200);
   const text = log.lines.join("\n");
   expect(text).not.toContain(JWT);

@@ -162,3 +162,58 @@ describe("read-only commands", () => {
     expect(JSON.parse(r.out)).toMatchObject({ cluster: "test" });
   });
 });
+
+describe("signed requests: the token never leaves the CLI", () => {
+  test("a server on the API's address that is not the agent (a local user bound the port while the agent was down) learns nothing it can use: no token, and what it saw is refused by the agent", async () => {
+    const tokenFile = file("tok-squat", TOKEN, 0o600);
+    const seen: { method: string; url: string; headers: [string, string][]; body: string }[] = [];
+    const squatter = Bun.serve({
+      hostname: "127.0.0.1", port: 0,
+      fetch: async (req) => {
+        seen.push({ method: req.method, url: req.url, headers: [...(req.headers as unknown as Iterable<[string, string]>)], body: await req.text() });
+        if (new URL(req.url).pathname === "/auth/nonce") return Response.json({ nonce: "0123456789abcdef0123456789abcdef" });
+        return Response.json({ message: "ok" });
+      },
+    });
+    try {
+      expect((await pgherd(["pause", "--token-file", tokenFile, "--api", `http://127.0.0.1:${squatter.port}`])).code).toBe(0);
+      expect(seen.map((s) => `${s.method} ${new URL(s.url).pathname}`)).toEqual(["GET /auth/nonce", "POST /pause"]);
+      expect(JSON.stringify(seen)).not.toContain(TOKEN);
+      // Replayed to the real agent: its nonce is not one the agent issued.
+      const action = seen[1]!;
+      const replay = await fetch(`${api.url}/pause`, { method: "POST", headers: action.headers.filter(([k]) => k !== "host"), body: action.body });
+      expect(replay.status).toBe(401);
+      expect(await replay.text()).toContain("nonce is not one this agent issued");
+      expect(source.requests).toEqual([]);
+    } finally {
+      void squatter.stop(true);
+    }
+  });
+
+  test("a signed request of the CLI is carried out once: the same request again is refused, and a signature does not carry over to another body or path", async () => {
+    const { signRequest } = await import("../../src/api/request-signing.ts");
+    const nonce = async () => ((await (await fetch(`${api.url}/auth/nonce`)).json()) as { nonce: string }).nonce;
+    const body = JSON.stringify({});
+    const n1 = await nonce();
+    const headers = { authorization: signRequest(TOKEN, "POST", "/pause", n1, body), "content-type": "application/json" };
+    expect((await fetch(`${api.url}/pause`, { method: "POST", headers, body })).status).toBe(200);
+    expect((await fetch(`${api.url}/pause`, { method: "POST", headers, body })).status).toBe(401);
+    const n2 = await nonce();
+    const other = { authorization: signRequest(TOKEN, "POST", "/pause", n2, body), "content-type": "application/json" };
+    expect((await fetch(`${api.url}/resume`, { method: "POST", headers: other, body })).status).toBe(403);
+    const n3 = await nonce();
+    const tampered = { authorization: signRequest(TOKEN, "POST", "/switchover", n3, JSON.stringify({ to: "a" })), "content-type": "application/json" };
+    expect((await fetch(`${api.url}/switchover`, { method: "POST", headers: tampered, body: JSON.stringify({ to: "b" }) })).status).toBe(403);
+    const n4 = await nonce();
+    const wrongKey = { authorization: signRequest("x".repeat(40), "POST", "/pause", n4, body), "content-type": "application/json" };
+    expect((await fetch(`${api.url}/pause`, { method: "POST", headers: wrongKey, body })).status).toBe(403);
+    expect(source.requests).toEqual([{ kind: "pause" }]);
+  });
+
+  test("GET /config with a signed request is the full document, as with the bearer token", async () => {
+    const tokenFile = file("tok-config", TOKEN, 0o600);
+    const r = await pgherd(["config", "show", "--json", "--token-file", tokenFile, "--api", api.url]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('"redacted": false');
+  });
+});
