@@ -197,7 +197,7 @@ export function startApi(opts: ApiOptions): ApiServer {
   const url = `${scheme}://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${front.port}`;
   log.info(`api listening on ${url}${token === "" ? " (actions disabled: api.token is empty)" : ""}`);
   if (token !== "" && !opts.tls && !isLoopbackHost(opts.host)) {
-    log.warn(`api: actions are enabled on ${url} without TLS: the API token crosses the network in clear (set api.tls_cert and api.tls_key, or listen on 127.0.0.1)`);
+    log.warn(`api: actions are enabled on ${url} without TLS: a bearer token (the dashboard, curl; not the CLI, which signs its requests) crosses the network in clear (set api.tls_cert and api.tls_key, or listen on 127.0.0.1)`);
   }
   return {
     url,

@@ -204,7 +204,7 @@ test("actions on an address off loopback without TLS: a warning says the token c
     const cfg = parseConfig(`cluster = "test"\nsecret = "${"s".repeat(40)}"\nnode_name = "db-7"\n[api]\ntoken = "${token}"\n`, "test.toml");
     const s = startApi({ host, port: 0, source: fakeSource(), log, config: cfg });
     try {
-      expect({ host, token: token !== "", warned: log.lines.some((l) => l.startsWith("warn") && l.includes("the API token crosses the network in clear")) }).toEqual({ host, token: token !== "", warned });
+      expect({ host, token: token !== "", warned: log.lines.some((l) => l.startsWith("warn") && l.includes("crosses the network in clear")) }).toEqual({ host, token: token !== "", warned });
     } finally {
       await s.stop();
     }
