@@ -20,7 +20,7 @@ import { join } from "node:path";
 import type { PermanentSlot } from "../config/schema-backup.ts";
 import type { PgReport } from "../core/report.ts";
 import type { Logger } from "../log.ts";
-import { SafeDir, type Owner } from "../postgres/fsutil.ts";
+import { removeTree, SafeDir, type Owner } from "../postgres/fsutil.ts";
 import { lsnCompare, lsnToBigInt } from "../postgres/lsn.ts";
 import { advanceSlot, createLogicalSlot, dropSlot, ensureSlot, listAnySlots, oldestWalSegment, oldestWalSegmentOnDisk, readSlotState, type AnySlot } from "../postgres/slots.ts";
 import { openDb, sqlState, type Db } from "../postgres/sql.ts";
@@ -228,27 +228,43 @@ export class PermanentSlots {
     return ok;
   }
 
-  /** pg_replslot/<name>/state, written as the OS user's file without following a link; kept when already there. */
+  /**
+   * pg_replslot/<name>/state, as PostgreSQL makes a slot: the file written and fsync'd in
+   * pg_replslot/<name>.tmp, that directory renamed to <name>, pg_replslot fsync'd. The server's
+   * start PANICs on a slot directory whose state file is missing or short, and removes a
+   * <name>.tmp left behind: a write cut short (disk full, the agent killed, a host crash) must leave
+   * no <name> (review: it left one, and the standby could not start). The OS user's files, never
+   * through a link; kept when <name> is already there.
+   */
   private async writeState(name: string, bytes: Buffer): Promise<void> {
     const u = await lookupOsUser(this.h.cfg.postgres.os_user);
     const owner: Owner = { uid: u.uid, gid: u.gid };
-    const dir = await SafeDir.open(join(this.h.node.dataDir, "pg_replslot"), { osUser: owner });
+    const slots = join(this.h.node.dataDir, "pg_replslot");
+    const tmp = `${name}.tmp`;
+    const dir = await SafeDir.open(slots, { osUser: owner });
     try {
-      await dir.ensureSubdir(name, 0o700, owner);
-      const sub = await SafeDir.open(join(this.h.node.dataDir, "pg_replslot", name), { osUser: owner });
+      if (await dir.has(name)) return;
+      await removeTree(join(slots, tmp)); // an earlier attempt's, cut short
       try {
-        if (await sub.has("state")) return;
-        const fh = await open(sub.at("state"), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+        await dir.ensureSubdir(tmp, 0o700, owner);
+        const sub = await SafeDir.open(join(slots, tmp), { osUser: owner });
         try {
-          await fh.writeFile(bytes);
-          if (process.getuid?.() === 0) await fh.chown(owner.uid, owner.gid);
-          await fh.sync();
+          const fh = await open(sub.at("state"), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+          try {
+            await fh.writeFile(bytes);
+            if (process.getuid?.() === 0) await fh.chown(owner.uid, owner.gid);
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+          await sub.sync();
         } finally {
-          await fh.close();
+          await sub.close();
         }
-        await sub.sync();
-      } finally {
-        await sub.close();
+        await dir.rename(tmp, name);
+      } catch (e) {
+        await removeTree(join(slots, tmp)).catch(() => {}); // else the server's start removes it
+        throw e;
       }
       await dir.sync();
     } finally {
