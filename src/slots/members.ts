@@ -17,7 +17,7 @@ export interface MemberListInput {
   found: readonly string[] | null;
   /** The members' slot names at the last listing; null: none yet. */
   listedFor: readonly string[] | null;
-  /** The slots the primary reports (the last listing's). */
+  /** The physical slots the primary reports (the last listing's): the members' and any other (a permanent slot, an operator's). */
   reported: readonly string[];
   /** Rounds skipped since the last listing. */
   skipped: number;
@@ -28,7 +28,10 @@ export function memberListDue(x: MemberListInput): boolean {
   const key = (names: readonly string[]) => [...names].sort().join();
   const want = key(x.wanted);
   if (x.found === null || x.listedFor === null) return true;
-  return !(key(x.found) === want && key(x.listedFor) === want && key(x.reported) === want && x.skipped < x.every - 1);
+  // Only the member slots of the report count (review: a permanent physical slot or an operator's
+  // in it had the member slots listed every round).
+  const reported = key(x.reported.filter((n) => n.startsWith(OWN_SLOT_PREFIX)));
+  return !(key(x.found) === want && key(x.listedFor) === want && reported === want && x.skipped < x.every - 1);
 }
 
 /** pgherd's physical member slots among a server's slots (by the name prefix every member slot has). */

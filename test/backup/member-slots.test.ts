@@ -22,6 +22,11 @@ describe("memberListDue", () => {
   test("the report lacks a member's slot (a standby waits for it): listed at once", () => {
     expect(memberListDue({ ...agreed, reported: ["pgherd_b"] })).toBe(true);
   });
+  test("the report's other physical slots (a permanent one, an operator's) do not make it due every round", () => {
+    const reported = ["pgherd_b", "pgherd_c", "wal_archive", "barman"];
+    expect([0, 1, 2, 3].map((skipped) => memberListDue({ ...agreed, reported, skipped }))).toEqual([false, false, false, true]);
+    expect(memberListDue({ ...agreed, reported: ["pgherd_b", "wal_archive"] })).toBe(true);
+  });
   test("no probe result or no listing yet: listed", () => {
     expect(memberListDue({ ...agreed, found: null })).toBe(true);
     expect(memberListDue({ ...agreed, listedFor: null })).toBe(true);
