@@ -5,11 +5,12 @@
 // server removes a pg_replslot/<name>.tmp at its start, as it does for its own slots.
 import { afterEach, beforeEach, describe, expect, mock, test } from "bun:test";
 import * as realFs from "node:fs/promises";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import type { Db } from "../../src/postgres/sql.ts";
 import { memoryLogger } from "../../src/log.ts";
+import { lookupOsUser } from "../../src/postgres/users.ts";
 
 // Disk full in the middle of a slot's state file: half the bytes land, then ENOSPC.
 let failStateWrites = false;
@@ -30,6 +31,9 @@ mock.module("node:fs/promises", () => ({
 }));
 const { PermanentSlots } = await import("../../src/slots/permanent.ts");
 
+const ROOT = process.getuid?.() === 0;
+const OS_USER = ROOT ? "postgres" : userInfo().username;
+const osUser = await lookupOsUser(OS_USER);
 const SEG = "000000010000000000000001";
 const STATE = Buffer.alloc(200, 7);
 
@@ -52,7 +56,7 @@ function keeper() {
     cfg: {
       state_dir: join(dir, "state"),
       slots: { permanent: [{ name: "cdc", type: "logical", plugin: "pgoutput", database: "app" }] },
-      postgres: { port: 5432, superuser: "postgres", os_user: "postgres" },
+      postgres: { port: 5432, superuser: "postgres", os_user: OS_USER },
     },
     socketDir: dir,
     node: { dataDir: data },
@@ -73,6 +77,8 @@ beforeEach(() => {
   mkdirSync(join(data, "pg_wal"), { recursive: true, mode: 0o700 });
   mkdirSync(join(dir, "state"), { mode: 0o700 });
   writeFileSync(join(data, "pg_wal", SEG), "");
+  // The server's directories are the OS user's (the agent may run as root).
+  if (ROOT) for (const d of [data, join(data, "pg_replslot"), join(data, "pg_wal")]) chownSync(d, osUser.uid, osUser.gid);
   failStateWrites = false;
   restarts = 0;
 });
@@ -97,6 +103,7 @@ describe("a logical slot's copy written into a stopped standby", () => {
     expect(readFileSync(join(data, "pg_replslot", "cdc", "state"))).toEqual(STATE);
     expect(statSync(join(data, "pg_replslot", "cdc", "state")).mode & 0o777).toBe(0o600);
     expect(statSync(join(data, "pg_replslot", "cdc")).mode & 0o777).toBe(0o700);
+    expect(statSync(join(data, "pg_replslot", "cdc", "state")).uid).toBe(osUser.uid);
     expect(existsSync(join(data, "pg_replslot", "cdc.tmp"))).toBe(false);
     expect(JSON.parse(readFileSync(join(dir, "state", "permanent-slots.json"), "utf8")).slots).toEqual(["cdc"]);
   });
