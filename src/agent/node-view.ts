@@ -82,7 +82,7 @@ export function composeLocalView(i: StatusInput): ClusterView {
   const members: MemberInput[] = F.knownIds(f).map((id) => ({
     id, name: F.nameOf(f, id), role: F.roleOf(f, id),
     host: id === i.nodeId ? i.selfHost : (F.peerHost(f, id) ?? ""),
-    voter: f.voters.includes(id), reachable: F.reachable(f, id), report: F.freshReport(f, id), neverPromoted: F.neverPromoted(f, id),
+    voter: f.voters.includes(id), reachable: F.reachable(f, id), report: F.freshReport(f, id), lastPort: F.lastPort(f, id), neverPromoted: F.neverPromoted(f, id),
   }));
   const s = i.flags.scheduled;
   return composeView({

@@ -86,6 +86,12 @@ export function freshReport(s: FactsSnapshot, id: string): PgReport | null {
   return r.report;
 }
 
+/** The PostgreSQL port of a member's last report, however old (null: none heard since this agent started). */
+export function lastPort(s: FactsSnapshot, id: string): number | null {
+  const r = id === s.self.id ? s.self.report : s.reports.get(id)?.report;
+  return r?.port ?? null;
+}
+
 /** How long a member has not reported (0 while it reports). */
 export function downForMs(s: FactsSnapshot, id: string): number {
   const r = s.reports.get(id);

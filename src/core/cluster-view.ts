@@ -17,6 +17,8 @@ export interface MemberInput {
   /** Its report is fresh (received within a few monitoring rounds) and it is connected. */
   reachable: boolean;
   report: PgReport | null;
+  /** The port of its last report, fresh or not (`report` is null once it is stale): the row keeps it for pgpool and the table. */
+  lastPort?: number | null;
   /** A database member that can never be promoted (nofailover or priority 0). */
   neverPromoted?: boolean;
 }
@@ -132,7 +134,7 @@ export function composeView(opts: ViewInput): ClusterView {
     const note = r?.note ?? "";
     const missing = role === "standby" && primaryReport ? missingSlotCopies(primaryReport, r) : [];
     return {
-      id: m.id, name: m.name, host: m.host, port: r?.port ?? null, role,
+      id: m.id, name: m.name, host: m.host, port: r?.port ?? m.lastPort ?? null, role,
       state: stateOf(m),
       leader: m.id === opts.leader, voter: m.voter, ...(membership ? { membership } : {}),
       timeline: r && r.data === "present" ? r.position.timeline : null,

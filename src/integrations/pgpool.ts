@@ -27,9 +27,29 @@ export function parseNodeInfo(text: string): PgpoolBackend[] {
   });
 }
 
-/** What pgpool must be told so its backends match the cluster view (the leader's). Pure. */
-export function planPgpool(backends: readonly PgpoolBackend[], view: ClusterView): PcpStep[] {
-  const backendOf = (m: { host: string; port: number | null }) => backends.find((b) => b.host === m.host && b.port === m.port);
+/** A member's PostgreSQL address as last seen in a view that had both parts (PgpoolKeeper keeps them by member id). */
+export interface MemberAddr { host: string; port: number }
+
+/**
+ * What pgpool must be told so its backends match the cluster view (the leader's). Pure. `known`:
+ * each member's last address seen whole (PgpoolKeeper.remember): a member whose reports stopped
+ * shows no port once its last report is no longer fresh (5 s) and no host once the peer table
+ * drops it (30 s), and a down standby left attached makes pgpool fail the sessions it opens to it
+ * (review: only a detach within those 5 s ever happened). Used for a row without a whole address,
+ * and only when no member's own row holds that address now.
+ */
+export function planPgpool(backends: readonly PgpoolBackend[], view: ClusterView, known: ReadonlyMap<string, MemberAddr> = new Map()): PcpStep[] {
+  const whole = (m: { host: string; port: number | null }) => m.host !== "" && m.port !== null;
+  const held = new Set(view.members.filter(whole).map((m) => `${m.host}\n${m.port}`));
+  const addressOf = (m: { id: string; host: string; port: number | null }): { host: string; port: number | null } => {
+    if (whole(m)) return m;
+    const k = known.get(m.id);
+    return k && !held.has(`${k.host}\n${k.port}`) ? k : m;
+  };
+  const backendOf = (m: { id: string; host: string; port: number | null }) => {
+    const a = addressOf(m);
+    return a.host === "" || a.port === null ? undefined : backends.find((b) => b.host === a.host && b.port === a.port);
+  };
   const steps: PcpStep[] = [];
   // The leader's own primary: another server still running as a primary is one about to be fenced.
   const primary = view.members.find((m) => m.leader && m.role === "primary" && m.state === "running");
@@ -103,6 +123,8 @@ export class PgpoolKeeper {
   private readonly sent = new Map<number, SentRequest>();
   private stopped = false;
   private viewProblem = "";
+  /** Each member's last whole address in a view this keeper reconciled with (planPgpool's `known`). */
+  private readonly addrs = new Map<string, MemberAddr>();
 
   constructor(
     private readonly cfg: Config["pgpool"], private readonly log: Logger, private readonly leaderView: () => ClusterView | null,
@@ -170,10 +192,11 @@ export class PgpoolKeeper {
   }
 
   private async reconcile(view: ClusterView): Promise<void> {
+    this.remember(view);
     const backends = parseNodeInfo(await this.pcp("pcp_node_info", []));
     const now = this.now();
     for (const [id, r] of this.sent) if (now - r.at >= PCP_SETTLE_MS) this.sent.delete(id);
-    for (const s of unsettled(planPgpool(backends, view), backends, this.sent, now)) {
+    for (const s of unsettled(planPgpool(backends, view, this.addrs), backends, this.sent, now)) {
       // Each request only while this node leads (review: a reconciliation begun before a handover
       // attached the old primary again once its slow pcp_node_info answered).
       if (this.stopped || !this.leading(view)) return;
@@ -189,6 +212,13 @@ export class PgpoolKeeper {
     }
     if (this.lastProblem) this.log.info(`pgpool: PCP answers again at ${this.cfg.pcp_host}:${this.cfg.pcp_port}`);
     this.lastProblem = "";
+  }
+
+  /** The members' addresses this view shows whole; those of members no longer in it are forgotten. */
+  private remember(view: ClusterView): void {
+    const ids = new Set(view.members.map((m) => m.id));
+    for (const id of this.addrs.keys()) if (!ids.has(id)) this.addrs.delete(id);
+    for (const m of view.members) if (m.host !== "" && m.port !== null) this.addrs.set(m.id, { host: m.host, port: m.port });
   }
 
   private problem(msg: string): void {

@@ -45,6 +45,50 @@ test("the rejoined old primary streams again: attach it; a member that went down
   ]);
 });
 
+test("a member down for longer than its report stays fresh (no port) or its peer entry lasts (no host) is still detached, at its last address (review)", () => {
+  // As the leader composes it: the last report went stale after 5 s (role unknown, no port), the peer table dropped it after 30 s (no host).
+  const gone = row({ id: "n3", host: "", port: null, state: "unreachable", role: "unknown", lagBytes: null, lagSeconds: null });
+  const v = view("n2", [row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true }), gone]);
+  const backends = [be(0, "10.0.0.2", true, true), be(1, "10.0.0.3", true, false)];
+  const known = new Map([["n3", { host: "10.0.0.3", port: 5432 }]]);
+  expect(planPgpool(backends, v, known)).toEqual([{ cmd: "detach", id: 1, why: "n3 is not reachable" }]);
+  // Only the port gone (between 5 and 30 s): the same.
+  expect(planPgpool(backends, view("n2", [v.members[0]!, { ...gone, host: "10.0.0.3" }]), known)).toEqual([{ cmd: "detach", id: 1, why: "n3 is not reachable" }]);
+  // Nothing known of it: left alone. A remembered address another member's row holds now is not its.
+  expect(planPgpool(backends, v)).toEqual([]);
+  const moved = view("n2", [...v.members, row({ id: "n4", host: "10.0.0.3" })]);
+  expect(planPgpool(backends, moved, known)).toEqual([]);
+});
+
+test("the keeper remembers each member's address while it reports, and detaches it at that address once the view no longer has it", async () => {
+  const bin = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
+  try {
+    const calls = join(bin, "calls");
+    writeFileSync(join(bin, "pcp_node_info"), `#!/bin/sh\necho "pcp_node_info" >> ${calls}\nprintf '10.0.0.2 5432 2 0.5 up up primary primary 0 none none x\\n10.0.0.3 5432 2 0.5 up up standby standby 0 none none x\\n'\n`, { mode: 0o755 });
+    writeFileSync(join(bin, "pcp_detach_node"), `#!/bin/sh\necho "pcp_detach_node $*" >> ${calls}\n`, { mode: 0o755 });
+    const cfg = parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[pgpool]\npcp_host = "127.0.0.1"\npcp_password_file = "${join(bin, "pass")}"\nbin_dir = "${bin}"\n`, "pgherd.toml").pgpool;
+    const primary = row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true });
+    let v = view("n2", [primary, row({ id: "n3", host: "10.0.0.3" })]);
+    const k = new PgpoolKeeper(cfg, memoryLogger(), () => v); // not started: kicks only
+    const lines = () => (existsSync(calls) ? readFileSync(calls, "utf8").split("\n").filter(Boolean) : []);
+    const until = async (what: string, ok: () => boolean) => {
+      const end = performance.now() + 4000;
+      while (!ok()) {
+        if (performance.now() > end) throw new Error(`timed out waiting for ${what}; calls: ${lines().join(" | ")}`);
+        await Bun.sleep(10);
+      }
+    };
+    k.kick();
+    await until("the first pcp_node_info", () => lines().length === 1);
+    v = view("n2", [primary, row({ id: "n3", host: "", port: null, state: "unreachable", role: "unknown" })]);
+    k.kick();
+    await until("pcp_detach_node", () => lines().some((l) => l.startsWith("pcp_detach_node")));
+    expect(lines()).toEqual(["pcp_node_info", "pcp_node_info", "pcp_detach_node -h 127.0.0.1 -p 9898 -U pgpool -w -n 1"]);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+});
+
 test("a primary detached in pgpool is attached first (promoted in the next round); unknown backends are left alone", () => {
   const v = view("n2", [row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true })]);
   expect(planPgpool([be(0, "10.0.0.9", true, true), be(1, "10.0.0.2", false, false)], v)).toEqual([{ cmd: "attach", id: 1, why: "n2 is the primary" }]);
