@@ -68,11 +68,19 @@ export function composeStatus(i: StatusInput): NodeStatus {
   };
 }
 
-/** Bytes this standby's replay is behind the leader's primary (null when unknown or not a standby). */
+/**
+ * Bytes this standby's replay is behind the leader's primary (null when unknown or not a standby).
+ * Unknown too on another timeline than the primary's: positions of two timelines compare as one
+ * history only up to the switch point, which the reports do not carry, and a standby that replayed
+ * an old primary's WAL past it (never acknowledged, not in the new primary's history) showed lag 0,
+ * or the new primary's few bytes since its promotion, to /replica?lag= (review). Timeline numbers
+ * are unique across histories (S24), so on the same timeline the subtraction holds.
+ */
 function ownLagBytes(f: F.FactsSnapshot): number | null {
   const me = f.self.report;
   const l = F.leaderPg(f);
   if (!me || !me.inRecovery || !me.replayLsn || !l || l.report.inRecovery !== false) return null;
+  if (me.position.timeline !== l.report.position.timeline) return null;
   const d = lsnToBigInt(l.report.position.lsn) - lsnToBigInt(me.replayLsn);
   return d > 0n ? Number(d) : 0;
 }

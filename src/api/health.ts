@@ -113,7 +113,7 @@ function replica(q: HealthQuery, f: HealthFacts, lagSeconds: number | null): Hea
 
 function withinLag(limit: Lag, bytes: number | null, seconds: number | null): HealthResult {
   if (limit.kind === "bytes") {
-    if (bytes === null) return no("replication lag unknown (no report from the leader's primary)");
+    if (bytes === null) return no("replication lag unknown (no report from the leader's primary, or this standby is on another timeline than it)");
     return bytes > limit.bytes ? no(`replication lag ${bytes} bytes exceeds ${limit.bytes}`) : ok;
   }
   if (seconds === null) return no("replication lag unknown (the primary reports none for this standby)");

@@ -127,8 +127,11 @@ export function composeView(opts: ViewInput): ClusterView {
     const role: MemberRow["role"] = m.role === "witness" ? "witness" : !r || r.inRecovery === null ? (r?.data === "present" && !r.running ? "standby" : "unknown") : r.inRecovery ? "standby" : "primary";
     const repl = primaryReport?.replication.find((x) => x.name === opts.slotOf(m.id));
     let lagBytes: number | null = repl?.lagBytes ?? null;
-    if (lagBytes === null && role === "standby" && r?.replayLsn && primaryReport?.position.lsn) {
-      lagBytes = Number(lsnToBigInt(primaryReport.position.lsn) - lsnToBigInt(r.replayLsn));
+    // Not connected to the primary's walsender: computed from the reports, on the primary's timeline
+    // only (another one is a history that may have left the primary's past its switch point: node-view.ts ownLagBytes).
+    if (lagBytes === null && role === "standby" && r?.replayLsn && primaryReport?.position.lsn && r.position.timeline === primaryReport.position.timeline) {
+      const d = lsnToBigInt(primaryReport.position.lsn) - lsnToBigInt(r.replayLsn);
+      lagBytes = d > 0n ? Number(d) : 0;
     }
     const membership = membershipOf(m, opts.approved ?? [], haveVoters);
     const note = r?.note ?? "";

@@ -67,6 +67,16 @@ describe("member state", () => {
     expect(lagOf(row({ lagBytes: 4096, replayLagSeconds: 0.25 }))).toBe(0.25); // measured
   });
 
+  test("lag in bytes of a standby the primary does not stream to: from the reports on the primary's timeline only, never below 0 (review: a standby past the new primary's switch point on the old timeline showed lag 0 or less)", () => {
+    const lagOf = (standby: Partial<PgReport>) => composeView({ ...base, members: [
+      { ...base.members[0]!, report: pg({ position: { timeline: 3, lsn: "0/5010000" } }) },
+      { ...base.members[0]!, id: "b", name: "n2", report: pg({ inRecovery: true, ...standby }) },
+    ] }).members[1]!.lagBytes;
+    expect(lagOf({ position: { timeline: 3, lsn: "0/500F000" }, replayLsn: "0/500F000" })).toBe(4096);
+    expect(lagOf({ position: { timeline: 3, lsn: "0/5011000" }, replayLsn: "0/5011000" })).toBe(0); // its report newer than the primary's
+    expect(lagOf({ position: { timeline: 2, lsn: "0/5000100" }, replayLsn: "0/5000100" })).toBeNull();
+  });
+
   test("a standby lists the primary's permanent slots it holds no copy of", () => {
     const primary = pg({ permanent: [{ name: "cdc", type: "logical", lsn: "0/3000148" }, { name: "recv", type: "physical", lsn: "0/3000148" }] });
     const standby = (over: Partial<PgReport>) => pg({ inRecovery: true, replayLsn: "0/3000148", streaming: true, ...over });
