@@ -97,14 +97,21 @@ export function startApi(opts: ApiOptions): ApiServer {
     // with TLS: a page that rebinds its DNS name cannot get the browser past the certificate, which
     // names this host, and its DNS name is what the operator reaches it by (review: every action
     // by the certificate's full name answered 421).
-    const checkOnly = (() => {
-      try {
-        const p = new URL(req.url, "http://localhost").pathname;
-        return (HEALTH_PATHS.has(p) && p !== "/") || p === "/metrics" || p === "/patroni";
-      } catch {
-        return false; // a Host that makes no URL: refused below
-      }
-    })();
+    // HAProxy's checks are HTTP/1.0 without a Host header: Bun then passes a bare path. Bun builds
+    // the URL from the Host header as sent: one such as "[::1" or "a:b:c" makes none (review: with
+    // TLS, where no Host check refuses it first, every such request logged an internal error with
+    // its stack, unauthenticated and without limit, and a health check so sent answered 500): 421, as
+    // the Host check answers it without TLS.
+    let url: URL;
+    try {
+      url = new URL(req.url, "http://localhost");
+    } catch {
+      const why = `Host ${JSON.stringify((req.headers.get("host") ?? "").slice(0, 100))} is malformed`;
+      rejects.add("bad-host", remote, why);
+      return error(421, why);
+    }
+    const path = url.pathname;
+    const checkOnly = (HEALTH_PATHS.has(path) && path !== "/") || path === "/metrics" || path === "/patroni";
     const wrongHost = checkOnly || opts.tls ? undefined : hostProblem(req.headers.get("host"), names);
     if (wrongHost) {
       rejects.add("bad-host", remote, wrongHost);
@@ -115,9 +122,6 @@ export function startApi(opts: ApiOptions): ApiServer {
       rejects.add("bad-path", remote, bad);
       return error(400, bad);
     }
-    // HAProxy's checks are HTTP/1.0 without a Host header: Bun then passes a bare path.
-    const url = new URL(req.url, "http://localhost");
-    const path = url.pathname;
     const m = req.method;
 
     // `/` is the dashboard for a browser and the primary check for anything else: both say so (Vary).

@@ -31,3 +31,29 @@ test("with TLS: every path answers under the certificate's name (a rebinding pag
     expect({ path, status: (await get(tls.url, path, `${FQDN}:${new URL(tls.url).port}`)).status }).toEqual({ path, status: 200 });
   }
 });
+
+test("a Host that makes no URL is refused with 421, with TLS too, and logs no internal error (review: with TLS it answered 500 and logged a stack each time)", async () => {
+  const { connect } = await import("node:tls");
+  const { connect: plainConnect } = await import("node:net");
+  const log = memoryLogger();
+  const api = startApi({ host: "127.0.0.1", port: 0, source: fakeSource(), log, config, tls: { cert: cert.cert, key: cert.key } });
+  try {
+    const raw = (secure: boolean, port: number, host: string) => new Promise<string>((resolve, reject) => {
+      const request = `GET /primary HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
+      const s = secure
+        ? connect({ host: "127.0.0.1", port, ca: ca.cert, servername: FQDN }, () => s.write(request))
+        : plainConnect(port, "127.0.0.1", () => s.write(request));
+      let got = "";
+      s.setTimeout(5000, () => s.destroy(new Error("no answer")));
+      s.on("data", (d) => (got += d)).on("end", () => resolve(got.split("\r\n")[0]!)).on("error", reject);
+    });
+    for (const host of ["[::1", "a:b:c", "%", ":80"]) {
+      expect({ host, tls: await raw(true, Number(new URL(api.url).port), host) }).toEqual({ host, tls: "HTTP/1.1 421 Misdirected Request" });
+      expect({ host, plain: await raw(false, Number(new URL(plain.url).port), host) }).toEqual({ host, plain: "HTTP/1.1 421 Misdirected Request" });
+    }
+    expect(log.lines.filter((l) => l.startsWith("error"))).toEqual([]);
+    expect((await get(api.url, "/primary", "127.0.0.1")).status).toBe(503); // the check itself still answers
+  } finally {
+    await api.stop();
+  }
+});
