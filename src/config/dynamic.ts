@@ -5,7 +5,7 @@
 // reported as a conflict, never applied).
 import { configErrorMap, issueLines } from "./errors.ts";
 import { type DynamicDoc, type DynamicSettings, dynamicSettings } from "./schema-dynamic.ts";
-import { HOST_ONLY_KEYS } from "./pg-values.ts";
+import { HOST_ONLY_KEYS, LIBRARY_KEYS, namesLibraryPath } from "./pg-values.ts";
 import { shadowedAccessRule } from "./schema-access.ts";
 
 /** A change: keys to set (dotted; "" or null removes a parameter), or a whole new document (config edit). */
@@ -111,7 +111,11 @@ export function decideChange(cur: DynamicDoc | null, change: DynamicChange, meta
   const before = cur.settings.postgres.parameters;
   const hostOnly = Object.entries(c.settings.postgres.parameters).find(([k, v]) => HOST_ONLY_KEYS.has(k.toLowerCase()) && before[k] !== v);
   if (hostOnly) {
-    return { ok: false, status: 400, error: `postgres.parameters.${hostOnly[0]} runs a program, loads a library from a path or places the server's log, as the PostgreSQL user on every host: set it in each host's pgherd.toml [postgres.parameters], not through the cluster-wide configuration (removing it is allowed)` };
+    return { ok: false, status: 400, error: `postgres.parameters.${hostOnly[0]} runs a program, loads a library from a path or writes a file where it says (the server's log, its pid file), as the PostgreSQL user on every host: set it in each host's pgherd.toml [postgres.parameters], not through the cluster-wide configuration (removing it is allowed)` };
+  }
+  const byPath = Object.entries(c.settings.postgres.parameters).find(([k, v]) => LIBRARY_KEYS.has(k.toLowerCase()) && namesLibraryPath(v) && before[k] !== v);
+  if (byPath) {
+    return { ok: false, status: 400, error: `postgres.parameters.${byPath[0]} names a library by its path, which the server would load from there as the PostgreSQL user on every host: name libraries only (installed in PostgreSQL's library directory, or found through dynamic_library_path in each host's pgherd.toml)` };
   }
   // A new rule that could never admit anyone (one a document holds already stays: it was taken
   // before). The leader knows its repl_user; the CLI's own check, which may not, leaves it to the leader.

@@ -87,7 +87,26 @@ export const HOST_ONLY_KEYS: ReadonlySet<string> = new Set([
   // Where the server writes its log: a log file named authorized_keys in the OS user's ~/.ssh, its
   // lines chosen through a failed login's user name (re-review).
   "log_directory", "log_filename",
+  // The postmaster truncates the file it names (relative: in the data directory), writes its pid into
+  // it and makes it 0644 at every start: `global/pg_control` destroys each node's data directory as
+  // it restarts (review).
+  "external_pid_file",
 ]);
+
+/**
+ * Settings naming libraries the server loads: a name with a directory separator is loaded from
+ * that path (`/tmp/x`, `$libdir/../../tmp/x`; jit_provider is appended to the library directory),
+ * so a library any local user could place would run as the PostgreSQL user. A change of the
+ * cluster-wide configuration may name libraries only, found in the library directory or through
+ * dynamic_library_path (host-only). local_preload_libraries is left out: PostgreSQL itself loads it
+ * from $libdir/plugins only.
+ */
+export const LIBRARY_KEYS: ReadonlySet<string> = new Set(["shared_preload_libraries", "session_preload_libraries", "jit_provider"]);
+
+/** Whether a LIBRARY_KEYS value names a library by a path (a directory separator anywhere in it). */
+export function namesLibraryPath(v: unknown): boolean {
+  return typeof v === "string" && /[/\\]/.test(v);
+}
 
 /**
  * Settings [postgres.parameters] refuses that earlier versions accepted. A cluster-wide document one

@@ -34,6 +34,28 @@ describe("decideChange", () => {
     expect(D.decideChange(seeded, { base: 2, set: { "postgres.parameters.archive_command": null } }, meta).ok).toBe(true);
   });
 
+  test("a library named by a path (loaded from anywhere: a local user's file run as the PostgreSQL user) and the pid file (written where it says: global/pg_control) are refused; library names are not; held ones stay and may be removed (review)", () => {
+    const refused = (k: string, v: string) => {
+      const r = D.decideChange(doc(1), { base: 1, set: { [`postgres.parameters.${k}`]: v } }, meta);
+      expect(r).toMatchObject({ ok: false, status: 400 });
+      return !r.ok ? r.error : "";
+    };
+    for (const [k, v] of [["shared_preload_libraries", "pg_stat_statements,/tmp/x"], ["session_preload_libraries", "/home/u/evil"], ["Session_Preload_Libraries", "'$libdir/../../../tmp/x'"], ["jit_provider", "../../../../tmp/x"], ["shared_preload_libraries", "a\\b"]]) {
+      expect(refused(k!, v!)).toContain(`postgres.parameters.${k} names a library by its path`);
+    }
+    expect(refused("external_pid_file", "global/pg_control")).toContain("postgres.parameters.external_pid_file runs a program, loads a library from a path or writes a file where it says");
+    for (const [k, v] of [["shared_preload_libraries", "pg_stat_statements, auto_explain"], ["session_preload_libraries", "auto_explain"], ["jit_provider", "llvmjit"], ["local_preload_libraries", "$libdir/plugins/x"]]) {
+      expect(D.decideChange(doc(1), { base: 1, set: { [`postgres.parameters.${k}`]: v } }, meta).ok).toBe(true);
+    }
+    const held = doc(2, settings({ postgres: { parameters: { shared_preload_libraries: "/opt/lib/x" } } }));
+    expect(D.decideChange(held, { base: 2, set: { "postgres.parameters.work_mem": "64MB" } }, meta).ok).toBe(true);
+    expect(D.decideChange(held, { base: 2, set: { "postgres.parameters.shared_preload_libraries": "/opt/lib/y" } }, meta).ok).toBe(false);
+    expect(D.decideChange(held, { base: 2, set: { "postgres.parameters.shared_preload_libraries": "x" } }, meta).ok).toBe(true);
+    expect(D.decideChange(held, { base: 2, set: { "postgres.parameters.shared_preload_libraries": null } }, meta).ok).toBe(true);
+    // A host's pgherd.toml sets the pid file for itself, over the cluster's.
+    expect(D.parametersInForce(settings({ postgres: { parameters: { external_pid_file: "/a" } } }), { external_pid_file: "/run/pg.pid" }, []).parameters.external_pid_file).toBe("/run/pg.pid");
+  });
+
   test("a new [[access]] rule naming pgherd's replication role over TCP is refused (the managed block rejects that role from all but the peers, so it could never admit it: review); one a document holds stays, local and reject rules are let be", () => {
     const m = { ...meta, replUser: "pgherd_repl" };
     const rule = { type: "host", database: "all", user: "app,pgherd_repl", address: "10.0.0.0/8", method: "scram-sha-256" };
