@@ -157,8 +157,11 @@ export class ConfigLeader {
     const me = this.d.cfg.node_name;
     if (!l.leading) return { status: 503, ok: false, message: `${me} is not a leader with a valid lease` };
     if (this.d.shared) return this.changeShared(this.d.shared, change, l.term);
+    // Only a voter's later version is fetched (dynamic-config.ts takes documents from voters only):
+    // a connected joiner with a leftover newer one held every change back (review).
     const fetching = (): ActionResult | null => {
-      const ahead = this.peers.ahead(this.doc, this.d.connected());
+      const voters = new Set(this.votersOf(this.d.leadership()));
+      const ahead = this.peers.ahead(this.doc, this.d.connected().filter((p) => voters.has(p)));
       return ahead ? { status: 409, ok: false, message: `the leader is fetching version ${ahead[1].version} from ${this.d.nameOf(ahead[0])}: try again in a second` } : null;
     };
     const early = fetching();

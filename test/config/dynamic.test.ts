@@ -376,6 +376,20 @@ describe("DynamicConfig (the node's store and protocol)", () => {
     expect(c.at("B").dyn.durabilityInForce()).toBe("async");
   });
 
+  test("a connected node that is no voter, holding a later leftover document, does not hold changes back (review: every change answered \"fetching version 9 from p2\", a fetch whose answer is ignored, for as long as it stayed connected)", async () => {
+    const n = node("n1", "", { leading: true, voters: ["n1", "p1"] }); // p2 is connected, not a voter
+    n.dyn.onDocument("p1", doc(1), 4);
+    n.dyn.observe("p2", { version: 9, term: 1 });
+    n.dyn.onDocument("p2", doc(9)); // ignored: not a voter
+    expect(n.dyn.get()?.version).toBe(1);
+    const pending = n.dyn.change({ base: 1, set: { durability: "strict" } });
+    n.dyn.onAck("p1", { version: 2, term: 4 });
+    expect(await pending).toMatchObject({ status: 200, ok: true, detail: { version: 2 } });
+    // A voter holding a later one is still fetched first.
+    n.dyn.observe("p1", { version: 7, term: 4 });
+    expect(await n.dyn.change({ base: 2, set: { durability: "quorum" } })).toMatchObject({ status: 409, message: expect.stringContaining("fetching version 7 from p1") });
+  });
+
   test("a leader makes a version only on one a majority holds, and counts acknowledgements only while it leads", async () => {
     const c = seededTrio();
     c.down.add("B").add("C");
