@@ -159,6 +159,15 @@ export function planRestart(x: RestartInput): RestartStep {
   if (!primary) return { kind: "wait", reason: "there is no primary: waiting for one" };
   const left = x.targets.filter((t) => !x.done.includes(t));
   if (left.length === 0) return { kind: "done" };
+  // Rule: a member restarted in this run runs its configured values, yet the leader's view may
+  // still hold its report from before the restart (a standby reads its settings every few rounds):
+  // a value there below the configured one is that old report, waited for, never taken as what it
+  // runs (review: right after the last standby's restart, --in-place stopped with "restart the
+  // standbys first"). A value above the configured one (a start raised to pg_control's) is real.
+  for (const m of db) {
+    const old = x.done.includes(m.name) ? m.ordered.find((v) => v.running < v.next) : undefined;
+    if (old) return { kind: "wait", reason: `${m.name} was restarted in this run, but its report still says ${old.name} = ${old.running} (configured ${old.next}): waiting for its next report` };
+  }
   const standbys = db.filter((m) => m.role === "standby");
   const todo = standbys.filter((s) => left.includes(s.name)).sort((a, b) => a.name.localeCompare(b.name));
 

@@ -77,6 +77,19 @@ describe("rules", () => {
     const ms = restarted(restarted(cluster(100, 200), "s2"), "s3");
     expect(planRestart(input({ members: ms, done: ["s2", "s3"], inPlace: true }))).toMatchObject({ kind: "restart", node: "p1", primary: true });
   });
+  test("a member restarted in this run whose report still shows a value below its configured one is waited for, not taken as running it (review: right after the last standby's restart, --in-place stopped with \"restart the standbys first\")", () => {
+    // s3's restart answered; the leader's view still holds its report from before (a standby's settings are read every few rounds).
+    const ms = restarted(cluster(100, 200), "s2");
+    const waits = planRestart(input({ members: ms, done: ["s2", "s3"], inPlace: true }));
+    expect(waits).toMatchObject({ kind: "wait", reason: expect.stringContaining("s3 was restarted in this run, but its report still says max_connections = 100 (configured 200)") });
+    // by switchover too: nothing is chosen on the old report
+    expect(planRestart(input({ members: ms, done: ["s2", "s3"] })).kind).toBe("wait");
+    // once it reports what it runs, the run goes on
+    expect(planRestart(input({ members: restarted(ms, "s3"), done: ["s2", "s3"], inPlace: true }))).toMatchObject({ kind: "restart", node: "p1", primary: true });
+    // a start raised to its pg_control's values (running above the configured one) is not waited for
+    const floored = restarted(ms, "s3").map((m) => (m.name === "s3" ? { ...m, ordered: mc(300, 200, 300) } : m));
+    expect(planRestart(input({ members: floored, done: ["s2", "s3"] })).kind).not.toBe("wait");
+  });
   test("an increase reaches the primary only after every standby runs it (in place is refused before)", () => {
     expect(planRestart(input({ targets: ["p1"], inPlace: true }))).toMatchObject({ kind: "blocked", reason: expect.stringContaining("restart the standbys first") });
     // by switchover to a standby still on 100, the old primary rejoining with 200 is fine
