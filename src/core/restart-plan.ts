@@ -92,9 +92,14 @@ export type RestartStep =
   | { kind: "blocked"; reason: string }
   | { kind: "done" };
 
-/** A member as the plan sees it: witnesses are "other"; a database member not a running primary counts as a standby (healthy only while streaming). */
+/**
+ * A member as the plan sees it: witnesses are "other", and so is a node pending approval (not a
+ * member the cluster counts on: it has no data yet, and the plan neither restarts it nor waits for it
+ * to stream; review: it held every `pgherd restart` until its timeout); a database member not a
+ * running primary counts as a standby (healthy only while streaming).
+ */
 export function restartMember(m: MemberRow): RestartMember {
-  const role = m.role === "witness" ? "other" : m.role === "primary" ? "primary" : "standby";
+  const role = m.role === "witness" || (m.membership === "pending" && m.role !== "primary") ? "other" : m.role === "primary" ? "primary" : "standby";
   const healthy = role === "primary" ? m.state === "running" : role === "standby" ? m.state === "streaming" : true;
   return { name: m.name, role, healthy, state: `${m.role}, ${m.state}`, pending: m.pendingRestart ?? [], ordered: m.ordered ?? [], missingSlotCopies: m.missingSlotCopies ?? [], promotable: m.promotable !== false };
 }

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { ClusterViewSchema, composeView, type ViewInput } from "../../src/core/cluster-view.ts";
 import type { PgReport } from "../../src/core/report.ts";
 import { renderTable } from "../../src/cli/cmd-cluster.ts";
-import { restartMember } from "../../src/core/restart-plan.ts";
+import { chooseTargets, restartMember, restartRefusal } from "../../src/core/restart-plan.ts";
 
 const base: ViewInput = { cluster: "c", term: 4, leader: "a", members: [{ id: "a", name: "n1", role: "database", host: "10.0.0.1", voter: true, reachable: true, report: null }], slotOf: (id) => `pgherd_${id}` };
 const scheduled = { at: "2026-12-01T17:00:00.000Z", to: "n2", requestedAt: "2026-12-01T16:00:00.000Z" };
@@ -106,5 +106,19 @@ describe("member state", () => {
     expect(renderTable(v, "leader")).toMatch(/n2 .*never promoted/);
     expect(restartMember(v.members[1]!).promotable).toBe(false);
     expect(restartMember(v.members[0]!).promotable).toBe(true);
+  });
+
+  test("a node pending approval is not a member pgherd restart restarts or waits for (review: its missing data held every restart until --timeout)", () => {
+    const members = [
+      { ...base.members[0]!, report: pg({}) },
+      { ...base.members[0]!, id: "b", name: "n2", report: pg({ inRecovery: true, streaming: true }) },
+      { ...base.members[0]!, id: "c", name: "n3", voter: false, reachable: true, report: null },
+    ];
+    const v = composeView({ ...base, members });
+    expect(v.members[2]!.membership).toBe("pending");
+    const plan = v.members.map(restartMember);
+    expect(plan.map((m) => m.role)).toEqual(["primary", "standby", "other"]);
+    expect(restartRefusal(plan, "n2", null)).toBeNull();
+    expect(chooseTargets(plan, { pending: false })).toEqual({ ok: true, targets: ["n1", "n2"] });
   });
 });
