@@ -280,15 +280,19 @@ function asFollower(x: HaInput): HaAction {
   if (x.clusterSystemId !== null && l.systemId !== null && l.systemId !== x.clusterSystemId) {
     return { kind: "refuse", reason: `the data directory holds system identifier ${l.systemId}, the cluster's is ${x.clusterSystemId}` };
   }
+  // A rebuild the loop asked for by itself (a standby whose starts fail) is an automatic one: only
+  // with rejoin.auto, like every other rebuild nobody asked for (review: it replaced the data
+  // directory of a node whose operator had turned rejoin.auto off).
+  const asked = x.rejoinRequested && (!x.rejoinRequested.auto || x.rejoinAuto) ? x.rejoinRequested : null;
   if (l.rewindUnfinished) {
     // Not rewound again either: pg_rewind would read the old pg_control and trust the mixed blocks.
     if (!x.leader.primaryReady) return { kind: "wait", reason: `${UNFINISHED}: waiting for the leader's primary to clone from` };
-    if (!x.rejoinAuto && !x.rejoinRequested) return { kind: "wait", reason: `${UNFINISHED}: rejoin.auto is off, run \`pgherd rejoin --force-clone\`` };
+    if (!x.rejoinAuto && !asked) return { kind: "wait", reason: `${UNFINISHED}: rejoin.auto is off, run \`pgherd rejoin --force-clone\`` };
     return { kind: "clone", from: x.leader.addr };
   }
-  if (x.rejoinRequested) {
+  if (asked) {
     if (!x.leader.primaryReady) return { kind: "wait", reason: "rejoin requested: waiting for the leader's primary" };
-    return x.rejoinRequested.clone ? { kind: "clone", from: x.leader.addr } : { kind: "rewind", from: x.leader.addr };
+    return asked.clone ? { kind: "clone", from: x.leader.addr } : { kind: "rewind", from: x.leader.addr };
   }
   // A former primary may hold WAL the new primary never had: never start it as a standby
   // before pg_rewind checked the histories (it says "no rewind required" when they agree).

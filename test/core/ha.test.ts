@@ -198,6 +198,15 @@ describe("follower", () => {
     expect(decideHa(lead({ clusterSystemId: null, fromExisting: true }, unknown)).kind).toBe("refuse");
     expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: true }, unknown)).kind).toBe("refuse");
   });
+  test("rejoin.auto = false: the loop's own rebuild request (a standby whose starts fail) clones nothing; it is started again, and an operator's request still rebuilds", () => {
+    // Found by review: it took a fresh clone and moved the data directory aside all the same.
+    const stopped = { running: false, up: false, inRecovery: null, wasPrimary: false } as const;
+    const auto = { clone: true, auto: true } as const;
+    expect(decideHa(follow({ rejoinAuto: false, rejoinRequested: auto }, stopped))).toEqual({ kind: "start-standby", upstream: "10.0.0.1:5432" });
+    expect(decideHa(follow({ rejoinAuto: false, rejoinRequested: auto }, { rewindUnfinished: true, ...stopped }))).toMatchObject({ kind: "wait", reason: expect.stringContaining("pgherd rejoin --force-clone") });
+    expect(decideHa(follow({ rejoinAuto: false, rejoinRequested: { clone: true } }, stopped))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
+    expect(decideHa(follow({ rejoinAuto: true, rejoinRequested: auto }, stopped))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
+  });
   test("paused: no automatic action, but fencing and a requested rejoin still happen", () => {
     expect(decideHa(follow({ paused: true }, { running: false, up: false })).kind).toBe("wait");
     expect(decideHa(lead({ paused: true }, { inRecovery: true })).kind).toBe("wait");

@@ -119,10 +119,11 @@ export class PostgresLoop implements LoopControl {
           this.rejoinRequest = null;
         }
         if (kind !== "start-standby") return;
-        // Rebuilt once per cause (core/start-failures.ts).
+        // Rebuilt once per cause, and only with rejoin.auto (core/start-failures.ts).
         const why = failedStartCause(cause);
-        const step = afterFailedStart(this.startFailures, failures, why);
+        const step = afterFailedStart(this.startFailures, failures, why, cfg.rejoin.auto);
         this.startFailures = step.memory;
+        if (step.action === "say-auto-off") log.warn(`start as a standby failed ${failures} times (${why}): not rebuilding it from a fresh clone, rejoin.auto is off; the rounds start it once the cause is fixed (\`pgherd rejoin --force-clone\` rebuilds it)`);
         if (step.action === "say-not-rebuilt") log.warn(`start as a standby failed ${failures} times, as it did before the fresh clone it was rebuilt from (${why}): not rebuilding it again; the rounds start it once the cause is fixed (\`pgherd rejoin --force-clone\` still rebuilds it)`);
         if (step.action === "rebuild") {
           log.warn(`start as a standby failed ${failures} times (${why}): rebuilding it from a fresh clone`);
