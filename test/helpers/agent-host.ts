@@ -19,6 +19,8 @@ export interface AgentHostOptions {
   replPassword: string;
   /** A data directory (PG_VERSION) made first. */
   existing?: boolean;
+  /** [backup] tool = "pgbackrest" (clone_from = "backup", the default then). */
+  backup?: boolean;
 }
 
 /** The agent's PgHost for `data`; its state directory is `${data}.state`. */
@@ -28,7 +30,7 @@ export function agentHost(data: string, o: AgentHostOptions): PgHost {
     writeFileSync(join(data, "PG_VERSION"), "15\n");
     chownSync(data, o.pg.uid, o.pg.gid);
   }
-  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n1"\nstate_dir = "${data}.state"\n[postgres]\ndata_dir = "${data}"\nos_user = "${PG_OS_USER}"\n`, "test");
+  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nnode_name = "n1"\nstate_dir = "${data}.state"\n[postgres]\ndata_dir = "${data}"\nos_user = "${PG_OS_USER}"\n${o.backup ? `[backup]\ntool = "pgbackrest"\nrepo_path = "${data}.repo"\n` : ""}`, "test");
   const ctx = {
     nodeId: "n1",
     secrets: () => ({ systemId: null, replPassword: o.replPassword, monitorPassword: "mon-password-0123456789" }),

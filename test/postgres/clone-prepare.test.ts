@@ -5,19 +5,28 @@
 // removal goes on in the background, the walk stops, and the clone ends with CopyInterrupted
 // (review of 6 December: 60,000 files in an old copy held the detach past its bound, 100,000 in the
 // data directory held it 3.4 s with the walk alone). No PostgreSQL runs: nothing gets that far.
+// Also which copy a clone asks for with [backup] clone_from = "backup": the latest backup only when it
+// ends at or past what this node's data held (src/core/clone-source.ts restoreCovers): once the clone
+// is in place the node votes with the clone's position, and a backup ending before would lower it
+// below WAL it held, maybe commits it acknowledged as a synchronous standby that no other voter has
+// yet (found by review); else pg_basebackup from the primary. The repository is a stand-in, and
+// pg_basebackup cannot start here (no binaries).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { DETACH_BOUND_MS } from "../../src/agent/pg/detach.ts";
 import { SerialExecutor } from "../../src/agent/pg/executor.ts";
 import type { PgHost } from "../../src/agent/pg/host.ts";
-import { CopyInterrupted, Rebuilder } from "../../src/agent/pg/rebuild.ts";
+import { type CloneRepo, CopyInterrupted, Rebuilder } from "../../src/agent/pg/rebuild.ts";
+import type { BackrestPaths } from "../../src/backup/pgbackrest.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { isRoot, lookupOsUser, type OsUser } from "../../src/postgres/users.ts";
 import { agentHost } from "../helpers/agent-host.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { requireReal } from "../helpers/require.ts";
+
+const LATEST = { label: "20261207-000000F", type: "full" as const, start: 0, stop: 0, walStart: "000000010000000000000003", walStop: "000000010000000000000003", lsnStart: "0/3000028", lsnStop: "0/3000100", sizeBytes: 1024, repoBytes: 1024 };
 
 const log = memoryLogger();
 let top: string;
@@ -89,3 +98,36 @@ test("the walk of this node's own data directory (the clone's size) stops for a 
   expect(r.stopped).toBe(false);
   expect(log.lines.filter((l) => l.includes("room for a clone"))).toEqual([]); // the walk never ended
 }, 60_000);
+
+/** The copies a clone of a node that held `held` asks for, the latest backup ending at 1/0/3000100. */
+async function copiesFor(name: string, held: { timeline: number; lsn: string } | null): Promise<string[]> {
+  const asked: string[] = [];
+  const repo: CloneRepo = {
+    paths: async () => ({}) as BackrestPaths,
+    info: async () => ({ status: "ok", archiveMin: null, archiveMax: null, backups: [LATEST] }),
+    restore: async () => {
+      asked.push("restore");
+      throw new Error("stand-in restore: it fails");
+    },
+  };
+  const host = agentHost(join(top, name), { bins: { dir: "/nonexistent", version: 15, versionString: "15" }, log, pg, replPassword: "p", existing: true, backup: true });
+  expect(host.cfg.backup.clone_from).toBe("backup");
+  host.heldPosition = held;
+  host.stopServer = async () => false;
+  const e = await new Rebuilder(host, () => {}, () => {}, repo).cloneFrom("10.0.0.2:5432").then(() => null, (err: Error) => err);
+  if (e?.message.includes("pg_basebackup")) asked.push("pg_basebackup"); // it could not start: no binaries here
+  else throw new Error(`the clone ended otherwise: ${e?.message}`);
+  return asked;
+}
+
+test("a standby that held WAL past the latest backup's end is cloned from the primary, not restored", async () => {
+  expect(await copiesFor("ahead", { timeline: 1, lsn: "0/7000000" })).toEqual(["pg_basebackup"]);
+  expect(log.lines.some((l) => l.includes("before what this node's data directory holds (1/0/7000000)"))).toBe(true);
+});
+
+test("one the backup covers, or one that held nothing, restores the latest backup", async () => {
+  // The stand-in restore fails: pg_basebackup after it, as always.
+  expect(await copiesFor("behind", { timeline: 1, lsn: "0/2000000" })).toEqual(["restore", "pg_basebackup"]);
+  expect(await copiesFor("zero", { timeline: 0, lsn: "0/0" })).toEqual(["restore", "pg_basebackup"]);
+  expect(await copiesFor("nothing", null)).toEqual(["restore", "pg_basebackup"]);
+});

@@ -6,7 +6,7 @@
 import { dirname } from "node:path";
 import { restoreLatest, stanzaInfo } from "../../backup/backups.ts";
 import { NOT_STUCK } from "../../core/catch-up.ts";
-import { type CloneSource, cloneSource } from "../../core/clone-source.ts";
+import { backupEnd, type CloneSource, cloneSource, restoreCovers } from "../../core/clone-source.ts";
 import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal, stillShort } from "../../core/clone-room.ts";
 import { afterRewindFailure, connectEpisode, type ConnectEpisode, REWIND_CONNECT_RETRY_MS, rewindDue } from "../../core/rewind-retry.ts";
 import { bytes } from "../../core/liveness.ts";
@@ -46,8 +46,8 @@ export class Rebuilder {
   /** The data directory in place came from a restore of the latest backup (this run's last clone). */
   private restoredLast = false;
 
-  /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed. */
-  constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void) {}
+  /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed; `repo`: the backup repository a clone restores from. */
+  constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void, private readonly repo: CloneRepo = BACKREST_REPO) {}
 
   /** A pg_rewind or pg_basebackup an earlier agent left running here (postgres/orphans.ts leftoverCopies): ended before this one starts. */
   private async endLeftoverCopies(): Promise<void> {
@@ -250,12 +250,18 @@ export class Rebuilder {
     h.log.info(`${h.note} into ${target}`);
     const run = { osUser: h.node.osUser, log: h.log, timeoutMs: CLONE_TIMEOUT_MS, signal };
     try {
-      const paths = await ensureBackrestForRestore(h.cfg, h.socketDir, h.log);
+      const paths = await this.repo.paths(h.cfg, h.socketDir, h.log);
       // The restore is as large as the backup's database: it fits here, or neither it nor a base backup starts.
-      const latest = (await stanzaInfo(paths, run)).backups.at(-1);
+      const latest = (await this.repo.info(paths, run)).backups.at(-1);
+      // The clone must bring at least what this data directory held: the node votes with the clone's position once it is in place.
+      const end = latest ? backupEnd(latest) : null;
+      if (latest && !restoreCovers(end, h.heldPosition)) {
+        h.log.warn(`the latest backup (${latest.label}) ends at ${end ? `${end.timeline}/${end.lsn}` : "an unknown position"}, before what this node's data directory holds (${h.heldPosition!.timeline}/${h.heldPosition!.lsn}): cloning from the primary with pg_basebackup instead (a restore would lower this node's voting position below WAL it held, maybe commits it acknowledged)`);
+        return false;
+      }
       const refused = latest ? this.roomFor(target, room, latest.sizeBytes, `the latest backup (${latest.label})`) : null;
       if (refused) throw new NoRoomError(refused);
-      const { ms } = await restoreLatest(paths, run, target);
+      const { ms } = await this.repo.restore(paths, run, target);
       h.log.info(`restored from the backup repository in ${ms} ms: replays the archive, then streams`);
       return true;
     } catch (e) {
@@ -378,6 +384,15 @@ export class Rebuilder {
     await h.startServer();
   }
 }
+
+/** The backup repository a clone restores from: pgBackRest (src/backup); a stand-in in tests. */
+export interface CloneRepo {
+  paths: typeof ensureBackrestForRestore;
+  info: typeof stanzaInfo;
+  restore: (...a: Parameters<typeof restoreLatest>) => Promise<{ ms: number }>;
+}
+
+const BACKREST_REPO: CloneRepo = { paths: ensureBackrestForRestore, info: stanzaInfo, restore: restoreLatest };
 
 /** A clone refused before anything was stopped or written: retrying as it is cannot help; the data directory is as it was. */
 export class CloneRefusedError extends Error {
