@@ -71,6 +71,8 @@ export const PgReportSchema = z.object({
     name: text(63), type: z.enum(["physical", "logical"]), lsn: lsn.nullable(), restartLsn: lsn.nullable().optional(), state: z.string().max(4096).regex(/^[A-Za-z0-9+/=]*$/).optional(),
     /** No standby can get a copy: the slot was invalidated (lost), or on PostgreSQL ≥ 17 it is a logical slot made without failover. */
     uncopyable: z.enum(["lost", "not-failover"]).optional(),
+    /** Who made the slot (src/slots/plan.ts, Made): a standby records its copy with it, so that once promoted it never drops an operator's slot. */
+    madeBy: z.enum(["pgherd", "operator"]).optional(),
   })).max(64).optional(),
   /** On a standby with [[slots.permanent]]: those its server lists (a switchover target must hold every one the primary has: core/switchover.ts). */
   permanentCopies: z.array(text(63)).max(64).optional(),

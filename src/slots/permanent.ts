@@ -13,7 +13,9 @@
 // (docs/backup.md).
 //
 // A slot pgherd made (record.ts) and the config no longer lists is dropped on every node once its
-// agent runs with that config (plan.ts); an operator's own slots are never touched.
+// agent runs with that config (plan.ts); an operator's own slots are never touched, nor on a primary
+// the copy of one a standby made before its promotion: the primary reports who made each slot
+// (madeBy), and a standby records its copy with that.
 import { constants as C } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
@@ -25,7 +27,7 @@ import { lsnCompare, lsnToBigInt } from "../postgres/lsn.ts";
 import { advanceSlot, createLogicalSlot, dropSlot, ensureSlot, listAnySlots, oldestWalSegment, oldestWalSegmentOnDisk, readSlotState, type AnySlot } from "../postgres/slots.ts";
 import { openDb, sqlState, type Db } from "../postgres/sql.ts";
 import { lookupOsUser } from "../postgres/users.ts";
-import { planPermanentSlots, type SlotPlan } from "./plan.ts";
+import { planPermanentSlots, type Made, type SlotPlan } from "./plan.ts";
 import { SlotRecord } from "./record.ts";
 
 /** First PostgreSQL major version with failover slots synchronized by the server. */
@@ -67,15 +69,18 @@ export class PermanentSlots {
     const managed = await this.record.load();
     if (want.length === 0 && managed.size === 0) return;
     const { major, slots } = await listAnySlots(this.h.localDb());
-    const plan = planPermanentSlots({ want, have: slots, managed, primary, serverSync: !primary && major >= FAILOVER_SLOTS_MAJOR });
+    const reported = primary ? null : this.h.primarySlots();
+    const origin = new Map<string, Made>();
+    for (const p of reported ?? []) if (p.madeBy) origin.set(p.name, p.madeBy);
+    const plan = planPermanentSlots({ want, have: slots, managed, primary, serverSync: !primary && major >= FAILOVER_SLOTS_MAJOR, origin });
     await this.dropRemoved(plan);
     const have = new Map(slots.map((s) => [s.name, s]));
     if (primary) await this.onPrimary(major, want, have, plan);
     else {
       this.report = [];
-      for (const name of plan.adopt) await this.record.add(name);
+      for (const a of plan.adopt) await this.record.set(a.name, a.made);
       // PostgreSQL ≥ 17 synchronizes logical (failover) slots itself, never physical ones: those are copied here on every version.
-      await this.copies(major < FAILOVER_SLOTS_MAJOR ? want : want.filter((w) => w.type === "physical"), have);
+      await this.copies(reported, major < FAILOVER_SLOTS_MAJOR ? want : want.filter((w) => w.type === "physical"), have);
     }
   }
 
@@ -117,6 +122,7 @@ export class PermanentSlots {
       const s = have.get(w.name)!;
       this.once(w.name, "error", `permanent slot ${w.name}: a ${s.type} slot (${s.plugin ?? "-"}, ${s.database ?? "-"}) of that name exists, not the configured one: left alone (drop it to let pgherd create it)`);
     }
+    const managed = await this.record.load(); // with the slots just created
     const report: PermanentReport[] = [];
     for (const w of want) {
       const s = have.get(w.name);
@@ -131,7 +137,8 @@ export class PermanentSlots {
       const state = w.type === "logical" && major < FAILOVER_SLOTS_MAJOR ? await readSlotState(h.localDb(), w.name) : null;
       // A logical copy starts from the state file, which may be older than the slot in memory: its restart_lsn counts.
       const restartLsn = state ? stateRestartLsn(Buffer.from(state, "base64")) : s.restartLsn;
-      report.push({ name: w.name, type: w.type, lsn: s.lsn, restartLsn, ...(state ? { state } : {}), ...(uncopyable ? { uncopyable } : {}) });
+      const madeBy: Made = managed.get(w.name) === "pgherd" ? "pgherd" : "operator";
+      report.push({ name: w.name, type: w.type, lsn: s.lsn, restartLsn, ...(state ? { state } : {}), ...(uncopyable ? { uncopyable } : {}), madeBy });
     }
     this.report = report;
   }
@@ -139,7 +146,7 @@ export class PermanentSlots {
   /** Recorded first: a crash after the creation must not leave a slot pgherd made but does not know. */
   private async create(w: PermanentSlot, major: number): Promise<void> {
     const h = this.h;
-    await this.record.add(w.name);
+    await this.record.set(w.name, "pgherd");
     if (w.type === "physical") {
       await ensureSlot(h.localDb(), w.name);
     } else {
@@ -155,9 +162,8 @@ export class PermanentSlots {
   }
 
   /** PostgreSQL < 17 standby: a copy of each permanent slot, moved up to where the primary's is. */
-  private async copies(want: readonly PermanentSlot[], have: Map<string, AnySlot>): Promise<void> {
+  private async copies(primary: PermanentReport[] | null, want: readonly PermanentSlot[], have: Map<string, AnySlot>): Promise<void> {
     const h = this.h;
-    const primary = h.primarySlots();
     if (!primary) return;
     const toCopy: PermanentReport[] = [];
     for (const p of primary) {
@@ -178,7 +184,7 @@ export class PermanentSlots {
       }
       if (!local) {
         if (p.type === "physical") {
-          await this.record.add(p.name);
+          await this.record.set(p.name, madeBy(p));
           await ensureSlot(h.localDb(), p.name);
           h.log.info(`permanent slot ${p.name}: copy created on this standby`);
         } else if (p.state && (await this.haveWalFrom(p.name, p.restartLsn ?? null))) {
@@ -208,7 +214,7 @@ export class PermanentSlots {
           this.once(p.name, "info", `permanent slot ${p.name}: not copied to this standby yet: the restart removed the WAL from ${p.restartLsn} it needs; copied once its consumer moves it on`);
           continue;
         }
-        await this.record.add(p.name);
+        await this.record.set(p.name, madeBy(p));
         await this.writeState(p.name, Buffer.from(p.state!, "base64"));
       }
     });
@@ -271,6 +277,11 @@ export class PermanentSlots {
       await dir.close();
     }
   }
+}
+
+/** Who made the primary's slot a standby copies; a primary of an earlier pgherd does not say: the operator (its copy is then never dropped on a primary). */
+function madeBy(p: PermanentReport): Made {
+  return p.madeBy ?? "operator";
 }
 
 /** On-disk slot state (ReplicationSlotOnDisk, PostgreSQL 12-16): magic, then restart_lsn at byte 96 (little-endian). */

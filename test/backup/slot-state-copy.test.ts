@@ -62,7 +62,7 @@ function keeper() {
     node: { dataDir: data },
     log: memoryLogger(),
     localDb: () => db,
-    primarySlots: () => [{ name: "cdc", type: "logical", lsn: "0/1000100", restartLsn: "0/1000028", state: STATE.toString("base64") }],
+    primarySlots: () => [{ name: "cdc", type: "logical", lsn: "0/1000100", restartLsn: "0/1000028", state: STATE.toString("base64"), madeBy: "pgherd" }],
     restartStandby: async (whileStopped) => {
       restarts++;
       await whileStopped?.();
