@@ -1,6 +1,7 @@
 // `pgherd member ls|approve|remove`: who votes. A node that joins after bootstrap is a non-voter
 // until an operator approves it (unless [election] auto_join); remove takes a voter out of the set,
-// a dead host's too, so the majority shrinks and failover works again.
+// a dead host's too, so the majority shrinks and failover works again; force, on a stopped survivor,
+// makes the survivors the voters when a majority is gone for good (no leader to remove them).
 import { defineCommand } from "citty";
 import type { ClusterView } from "../core/cluster-view.ts";
 import { majority } from "../core/quorum.ts";
@@ -54,5 +55,19 @@ export const memberCommand = (ctx: CliContext) =>
       }),
       approve: memberAction(ctx, "approve", "Make a node that joined after bootstrap a voter (stored through the leader)"),
       remove: memberAction(ctx, "remove", "Take a voter out of the voter set (also a dead host: the majority shrinks), or withdraw an approval"),
+      force: defineCommand({
+        meta: { name: "force", description: "A majority of voters lost for good: make the survivors the voters (this host's agent stopped; docs/operations.md)" },
+        args: {
+          voters: { type: "string", required: true, valueHint: "ID,...", description: "The surviving voters to keep: node ids (pgherd member ls), this node's name for itself" },
+          "others-lost": { type: "boolean", description: "Write it: every other voter is gone for good (without it: show what would be written)" },
+          "accept-data-loss": { type: "boolean", description: "Also when the last durability guard says the survivors may lack acknowledged writes" },
+          config: { type: "string", valueHint: "path", description: "This host's config file (default: $PGHERD_CONFIG or /etc/pgherd/pgherd.toml)" },
+          json: { type: "boolean", description: "Print JSON for scripts" },
+        },
+        run: async ({ args }) => {
+          const { runForce } = await import("./member-force.ts");
+          await runForce(ctx, args);
+        },
+      }),
     },
   });

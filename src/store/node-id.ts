@@ -41,3 +41,8 @@ export function loadOrCreateNodeId(stateDir: string): string {
     throw e;
   }
 }
+
+/** The persisted node id of `stateDir`, or undefined when it has none (never creates either). */
+export function existingNodeId(stateDir: string): string | undefined {
+  return readNodeId(join(stateDir, NODE_ID_FILE));
+}
