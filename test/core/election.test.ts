@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { DETACH_TIMEOUT_MS, Election, type Persistent, type Ready } from "../../src/core/election.ts";
 import type { ElectionMsg } from "../../src/core/messages.ts";
 import { mustReportPosition, ZERO_POSITION } from "../../src/core/position.ts";
+import { planForcedMembership } from "../../src/core/force-membership.ts";
 import { rng } from "./sim.ts";
 
 /** Joiners need real node ids: the leader refuses to add anything else. */
@@ -869,4 +870,96 @@ test("a floor a majority stored survives the election of a leader that never hea
   c.run(8000);
   expect(c.leaders().filter((x) => x === "c")).toEqual([]);
   expect(c.log.some((l) => l.includes("c prevote-failed") && l.includes("w1: behind the last primary position"))).toBe(true);
+});
+
+// `pgherd member force` (src/core/force-membership.ts, src/ops/force-membership.ts; docs/operations.md
+// "A majority of the voters lost for good"): the election core started on the state it stores.
+describe("a forced membership (member force on a stopped survivor)", () => {
+  /** What src/ops/force-membership.ts stores: the plan's term and membership, no vote, no led term, guard and hold kept. */
+  function force(c: Cluster, id: string, keep: string[]): number {
+    const st = c.disks.get(id)!;
+    const plan = planForcedMembership({ term: st.term, membership: st.membership, self: id, canLead: true, keep });
+    if (!plan.ok) throw new Error(plan.reason);
+    c.disks.set(id, { term: plan.term, votedFor: null, membership: plan.membership, ledTerm: null, guard: st.guard ?? null, hold: st.hold ?? 0 });
+    c.restart(id); // started again on it
+    return plan.term;
+  }
+  const pos = (c: Cluster, id: string, lsn: string) => c.apply(id, c.nodes.get(id)!.step({ type: "position", now: c.clock(id), position: { timeline: 1, lsn } }));
+
+  test("a lone survivor of three elects itself; the lost voters, back with their state (a follower, the old leader), neither disrupt it nor are elected", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    c.run(5000);
+    const [old] = c.leaders();
+    const survivor = ["a", "b", "c"].find((x) => x !== old)!;
+    const other = ["a", "b", "c"].find((x) => x !== old && x !== survivor)!;
+    const crashed = structuredClone(c.disks.get(old!)!); // its host lost while it led
+    expect(crashed.ledTerm).toBe(crashed.term);
+    c.cut.add(old!);
+    c.cut.add(other);
+    c.run(8000);
+    expect(c.leaders().filter((x) => x !== old)).toEqual([]); // one of three elects nobody
+    const forcedTerm = force(c, survivor, [survivor]);
+    c.run(T.timeoutMs + T.jitterMs + 200);
+    expect(c.leaders().filter((x) => x !== old)).toEqual([survivor]);
+    expect(c.leading(survivor)).toBe(true);
+    const s = structuredClone(c.nodes.get(survivor)!.status(c.clock(survivor)));
+    expect(s.term).toBe(forcedTerm + 1);
+    expect(s.membership).toMatchObject({ term: forcedTerm + 1, voters: [survivor] });
+    expect([...s.membership!.removed!].sort()).toEqual([old!, other].sort());
+    expect(s.membershipCommitted).toBe(true);
+
+    // The lost follower comes back with its state; the old leader's agent too (it resumes its term).
+    c.disks.set(old!, crashed);
+    c.restart(old!);
+    expect(c.nodes.get(old!)!.status(c.clock(old!)).role).toBe("leader"); // resumed its term (ledTerm)
+    c.cut.delete(old!);
+    c.cut.delete(other);
+    for (let i = 0; i < 1000; i++) { // 10 s
+      c.run(10);
+      expect(c.leading(old!)).toBe(false);
+      expect(c.leading(other)).toBe(false);
+      expect(c.leading(survivor)).toBe(true);
+    }
+    expect(c.nodes.get(survivor)!.status(c.clock(survivor)).term).toBe(forcedTerm + 1);
+    for (const id of [old!, other]) {
+      const st = c.nodes.get(id)!.status(c.clock(id));
+      expect(st.role).toBe("follower");
+      expect(st.membership).toEqual(s.membership); // learned from a refusal: no voter any more
+    }
+  });
+
+  test("two survivors of five, the command run on one: it is elected with the other's vote, which adopts the forced membership from its heartbeat", () => {
+    const ids = ["a", "b", "c", "d", "e"];
+    const c = new Cluster(ids);
+    c.run(5000);
+    expect(c.leaders().length).toBe(1);
+    const lost = ["c", "d", "e"];
+    for (const id of lost) c.cut.add(id);
+    c.run(8000);
+    expect(c.leaders().filter((x) => !lost.includes(x))).toEqual([]);
+    const forcedTerm = force(c, "a", ["a", "b"]);
+    c.run(2 * (T.timeoutMs + T.jitterMs));
+    expect(c.leaders().filter((x) => !lost.includes(x))).toEqual(["a"]);
+    const m = structuredClone(c.nodes.get("a")!.status(c.clock("a")).membership);
+    expect(m).toMatchObject({ term: forcedTerm + 1, voters: ["a", "b"] });
+    expect([...m!.removed!].sort()).toEqual(lost);
+    expect(c.nodes.get("b")!.status(c.clock("b")).membership).toEqual(m);
+  });
+
+  test("two survivors of five, the command run on the one behind: the other, ahead, learns the forced membership from its refusal and is elected", () => {
+    const ids = ["a", "b", "c", "d", "e"];
+    const c = new Cluster(ids);
+    c.run(5000);
+    const lost = ["c", "d", "e"];
+    for (const id of lost) c.cut.add(id);
+    c.run(8000);
+    force(c, "a", ["a", "b"]);
+    pos(c, "a", "0/100");
+    pos(c, "b", "0/200"); // b holds WAL a lacks: it refuses a (position-behind)
+    c.run(3 * (T.timeoutMs + T.jitterMs));
+    expect(c.leaders().filter((x) => !lost.includes(x))).toEqual(["b"]);
+    const m = structuredClone(c.nodes.get("b")!.status(c.clock("b")).membership);
+    expect(m).toMatchObject({ voters: ["a", "b"] });
+    expect(c.nodes.get("a")!.status(c.clock("a")).membership).toEqual(m);
+  });
 });
