@@ -672,6 +672,10 @@ export class Election implements Consensus {
       return;
     }
     this.becomeFollowerOf(now, m.term);
+    // A human's forced campaign that did not win is over once a leader is heard: later rounds of
+    // this node are its own and respect the guard (review: the flag stayed set, and an automatic
+    // round long after skipped a block and elected this node without the writes only the holder had).
+    this.forceRound = false;
     if (this.leader !== from) {
       this.leader = from;
       this.notice("leader-changed", `${from} leads term ${m.term}`);

@@ -963,3 +963,26 @@ describe("a forced membership (member force on a stopped survivor)", () => {
     expect(c.nodes.get("a")!.status(c.clock("a")).membership).toEqual(m);
   });
 });
+
+test("a forced campaign (failover --accept-data-loss) that does not win leaves nothing behind: once a leader is heard, later rounds respect the guard (review)", () => {
+  // Fails on the old code: the force flag stayed set after the human's round failed, and every later
+  // automatic round of that node skipped the voters' guard, however much later (the block below).
+  const c = new Cluster(["a", "b", "c"]);
+  c.run(5000);
+  const [l] = c.leaders();
+  const x = ["a", "b", "c"].find((id) => id !== l)!;
+  c.apply(x, c.nodes.get(x)!.step({ type: "campaign", now: c.clock(x), force: true })); // refused: l leads
+  c.run(1000);
+  expect(c.leaders()).toEqual([l!]);
+  // l runs without enough synchronous standbys: it alone holds every acknowledged write.
+  const leader = c.nodes.get(l!)!;
+  c.apply(l!, leader.step({ type: "guard", now: c.clock(l!), block: true, floor: null }));
+  c.run(400);
+  const st = leader.status(c.clock(l!));
+  expect(st.guardCommitted).toBeGreaterThanOrEqual(st.guard!.seq);
+  c.cut.add(l!); // its host is lost: no one else may be elected automatically
+  c.run(10_000);
+  expect(c.leaders().filter((id) => id !== l)).toEqual([]);
+  expect(c.nodes.get(x)!.status(c.clock(x)).guard).toMatchObject({ block: true, holder: l });
+  expect(c.log.some((line) => line.includes(`${x} prevote-failed`) && line.includes("no candidate is known to hold every acknowledged write"))).toBe(true);
+});
