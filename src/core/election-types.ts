@@ -49,6 +49,13 @@ export interface ElectionOptions {
  */
 export const DETACH_TIMEOUT_MS = 3000;
 
+/**
+ * 20 s: how long a human's forced campaign (`failover --accept-data-loss`) forces this node's rounds
+ * when it neither wins nor hears a leader: the failover waits as long for the new primary, then
+ * reports that it failed. A later round is this node's own and respects the voters' guard.
+ */
+export const FORCED_CAMPAIGN_MS = 20_000;
+
 /** What survives a restart. Written with fsync before dependent messages are sent. */
 export interface Persistent {
   term: number;

@@ -40,7 +40,7 @@ import type { ElectionMsg, Guard, Membership, MembershipVersion } from "./messag
 import { arrivedLate, guardCommitted, heardLeaderRecently, leaseUntil, type HbClock } from "./election-contact.ts";
 import { electionMargins } from "../config/margins.ts";
 import { compareVersion, isNewer, newerMembership, planMembershipChange, proposed, restamp, storedByMajority, versionOf, type ProposeOp } from "./election-membership.ts";
-import { DETACH_TIMEOUT_MS, type Consensus, type ElectionOptions, type Event, type Notice, type Persistent, type Ready, type Role, type Status } from "./election-types.ts";
+import { DETACH_TIMEOUT_MS, FORCED_CAMPAIGN_MS, type Consensus, type ElectionOptions, type Event, type Notice, type Persistent, type Ready, type Role, type Status } from "./election-types.ts";
 
 export { planMembershipChange, proposed, type ProposeOp } from "./election-membership.ts";
 export { DETACH_TIMEOUT_MS, type Consensus, type ElectionOptions, type Event, type Notice, type Persistent, type Ready, type Role, type Status } from "./election-types.ts";
@@ -94,6 +94,8 @@ export class Election implements Consensus {
   private readonly peerGuardTimeline = new Map<string, number>();
   /** This candidacy was forced by a human (--accept-data-loss): voters skip the guard. */
   private forceRound = false;
+  /** Rounds started from here on are not forced (FORCED_CAMPAIGN_MS after the campaign). */
+  private forceUntil = -Infinity;
   /** After resigning, give the others their full election timeout (with jitter) to take over before standing again. */
   private noCampaignUntil = -Infinity;
   /** Highest term for which the shell confirmed that streaming from the old primary stopped (this process). */
@@ -184,6 +186,7 @@ export class Election implements Consensus {
         else if (!this.positionKnown) this.notice("campaign-refused", `not standing: ${POSITION_UNKNOWN}`);
         else if (this.role !== "leader" && this.o.canLead && this.membership && this.isVoter(this.o.id)) {
           this.forceRound = ev.force === true;
+          this.forceUntil = now + FORCED_CAMPAIGN_MS;
           this.noCampaignUntil = -Infinity;
           this.startPreVote(now);
         }
@@ -400,6 +403,7 @@ export class Election implements Consensus {
       this.electionDeadline = this.randomDeadline(now);
       return;
     }
+    if (now >= this.forceUntil) this.forceRound = false; // the human's failover has given up by now
     this.startPreVote(now);
   }
 

@@ -1,6 +1,7 @@
 // Scripted scenarios of the election core: each one pins a rule from docs/design.md.
 import { describe, expect, test } from "bun:test";
 import { DETACH_TIMEOUT_MS, Election, type Persistent, type Ready } from "../../src/core/election.ts";
+import { FORCED_CAMPAIGN_MS } from "../../src/core/election-types.ts";
 import type { ElectionMsg } from "../../src/core/messages.ts";
 import { mustReportPosition, ZERO_POSITION } from "../../src/core/position.ts";
 import { planForcedMembership } from "../../src/core/force-membership.ts";
@@ -985,4 +986,32 @@ test("a forced campaign (failover --accept-data-loss) that does not win leaves n
   expect(c.leaders().filter((id) => id !== l)).toEqual([]);
   expect(c.nodes.get(x)!.status(c.clock(x)).guard).toMatchObject({ block: true, holder: l });
   expect(c.log.some((line) => line.includes(`${x} prevote-failed`) && line.includes("no candidate is known to hold every acknowledged write"))).toBe(true);
+});
+
+test("a forced campaign forces the node's rounds for FORCED_CAMPAIGN_MS at most, also when it never hears a leader (review)", () => {
+  // Fails without the bound: the node, cut off when it was asked to stand, kept forcing its rounds
+  // until it won, and won past the block of a leader it never heard, once that leader's host was lost.
+  const c = new Cluster(["a", "b", "c"]);
+  c.run(5000);
+  const [l] = c.leaders();
+  const [x, y] = ["a", "b", "c"].filter((id) => id !== l) as [string, string];
+  c.cut.add(x);
+  c.apply(x, c.nodes.get(x)!.step({ type: "campaign", now: c.clock(x), force: true })); // nobody hears it
+  const leader = c.nodes.get(l!)!;
+  c.apply(l!, leader.step({ type: "guard", now: c.clock(l!), block: true, floor: null }));
+  c.run(400);
+  const st = leader.status(c.clock(l!));
+  expect(st.guardCommitted).toBeGreaterThanOrEqual(st.guard!.seq); // l and y stored it
+  c.run(FORCED_CAMPAIGN_MS);
+  c.cut.add(l!); // l's host is lost; x is reachable again
+  c.cut.delete(x);
+  c.run(10_000);
+  expect(c.leaders().filter((id) => id !== l)).toEqual([]);
+  expect(c.nodes.get(y)!.status(c.clock(y)).guard).toMatchObject({ block: true, holder: l });
+  expect(c.log.some((line) => line.includes(`${x} prevote-failed`) && line.includes(`${y}: no candidate is known to hold every acknowledged write`))).toBe(true);
+  // Asked again now, it stands past the block, and its rounds stay forced while the failover waits.
+  c.apply(x, c.nodes.get(x)!.step({ type: "campaign", now: c.clock(x), force: true }));
+  c.run(T.timeoutMs + T.jitterMs + 500);
+  expect(c.leaders().filter((id) => id !== l)).toEqual([x]);
+  expect(c.nodes.get(y)!.status(c.clock(y)).guard).toMatchObject({ block: false, holder: null });
 });
