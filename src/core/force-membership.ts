@@ -4,7 +4,7 @@
 // named, the others are removed. Pure: the stored state and the operator's list in, the state to
 // store (or why not) out. docs/operations.md "A majority lost for good" says when this is safe.
 import { majority } from "./quorum.ts";
-import type { Membership } from "./messages.ts";
+import type { Guard, Membership } from "./messages.ts";
 
 export interface ForceInput {
   term: number;
@@ -57,4 +57,16 @@ export function planForcedMembership(x: ForceInput): ForcePlan {
     removed,
   };
   return { ok: true, term, membership, lost };
+}
+
+/**
+ * The guard stored past `--accept-data-loss`: no block nor floor, as a forced election leaves, and
+ * the timeline reservation kept (no two histories share a number). Stamped in the forced term (seq
+ * + 1), newer than any guard a survivor holds, so that one that did not run the command takes it
+ * from this node's first pre-vote request, as a forced election's winner re-stamps its guard in its
+ * term: left at its version, a survivor's own copy of the block went on refusing every candidate
+ * but the lost holder (review).
+ */
+export function clearedGuard(g: Guard, term: number): Guard {
+  return { ...g, term, seq: g.seq + 1, block: false, holder: null, floor: null };
 }

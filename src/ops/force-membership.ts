@@ -5,7 +5,7 @@
 import { existsSync, statSync } from "node:fs";
 import type { Config } from "../config/schema.ts";
 import { canLead } from "../core/sync-exclusion.ts";
-import { planForcedMembership } from "../core/force-membership.ts";
+import { clearedGuard, planForcedMembership } from "../core/force-membership.ts";
 import type { Membership } from "../core/messages.ts";
 import { ensurePrivateDir } from "../store/dir.ts";
 import { ElectionStore } from "../store/election-state.ts";
@@ -64,9 +64,8 @@ export async function forceMembership(cfg: Config, o: { voters: readonly string[
   if (o.write) {
     const running = await agentAnswering(o.apiUrl);
     if (running) return { ok: false, usage: false, message: `${running} answers on ${o.apiUrl}: stop this host's agent first (systemctl stop pgherd), then run this again` };
-    // Past the guard with --accept-data-loss, as a forced election (`failover --accept-data-loss`) goes:
-    // no block nor floor left; its timeline reservation stays (no two histories share a number).
-    const kept = g && guard ? { ...g, block: false, holder: null, floor: null } : g;
+    // Past the guard with --accept-data-loss, as a forced election (`failover --accept-data-loss`) goes.
+    const kept = g && guard ? clearedGuard(g, plan.term) : g;
     store.saveElection({ term: plan.term, votedFor: null, membership: plan.membership, ledTerm: null, guard: kept ?? null, hold: st.hold });
   }
   return { ok: true, written: o.write, self, before: st.membership!, after: plan.membership, lost: plan.lost, term: plan.term, guard };

@@ -4,7 +4,7 @@ import { DETACH_TIMEOUT_MS, Election, type Persistent, type Ready } from "../../
 import { FORCED_CAMPAIGN_MS } from "../../src/core/election-types.ts";
 import type { ElectionMsg } from "../../src/core/messages.ts";
 import { mustReportPosition, ZERO_POSITION } from "../../src/core/position.ts";
-import { planForcedMembership } from "../../src/core/force-membership.ts";
+import { clearedGuard, planForcedMembership } from "../../src/core/force-membership.ts";
 import { rng } from "./sim.ts";
 
 /** Joiners need real node ids: the leader refuses to add anything else. */
@@ -877,11 +877,12 @@ test("a floor a majority stored survives the election of a leader that never hea
 // "A majority of the voters lost for good"): the election core started on the state it stores.
 describe("a forced membership (member force on a stopped survivor)", () => {
   /** What src/ops/force-membership.ts stores: the plan's term and membership, no vote, no led term, guard and hold kept. */
-  function force(c: Cluster, id: string, keep: string[]): number {
+  function force(c: Cluster, id: string, keep: string[], acceptDataLoss = false): number {
     const st = c.disks.get(id)!;
     const plan = planForcedMembership({ term: st.term, membership: st.membership, self: id, canLead: true, keep });
     if (!plan.ok) throw new Error(plan.reason);
-    c.disks.set(id, { term: plan.term, votedFor: null, membership: plan.membership, ledTerm: null, guard: st.guard ?? null, hold: st.hold ?? 0 });
+    const guard = st.guard && acceptDataLoss ? clearedGuard(st.guard, plan.term) : (st.guard ?? null);
+    c.disks.set(id, { term: plan.term, votedFor: null, membership: plan.membership, ledTerm: null, guard, hold: st.hold ?? 0 });
     c.restart(id); // started again on it
     return plan.term;
   }
@@ -962,6 +963,32 @@ describe("a forced membership (member force on a stopped survivor)", () => {
     const m = structuredClone(c.nodes.get("b")!.status(c.clock("b")).membership);
     expect(m).toMatchObject({ voters: ["a", "b"] });
     expect(c.nodes.get("a")!.status(c.clock("a")).membership).toEqual(m);
+  });
+
+  test("run with --accept-data-loss on one survivor: the other, which stored the lost primary's block too, takes the cleared guard from its pre-vote and elects it (review)", () => {
+    // Fails with the guard cleared at its version (term, seq) as before: b kept its copy of the block
+    // and refused a (and a refused b, behind it) for good.
+    const ids = ["a", "b", "c", "d", "e"];
+    const c = new Cluster(ids);
+    c.run(5000);
+    const [l] = c.leaders();
+    const [s1, s2] = ids.filter((id) => id !== l) as [string, string];
+    const leader = c.nodes.get(l!)!;
+    c.apply(l!, leader.step({ type: "guard", now: c.clock(l!), block: true, floor: null }));
+    c.run(400);
+    for (const id of [s1, s2]) expect(c.nodes.get(id)!.status(c.clock(id)).guard).toMatchObject({ block: true, holder: l });
+    const lost = ids.filter((id) => id !== s1 && id !== s2);
+    for (const id of lost) c.cut.add(id);
+    pos(c, s1, "0/200");
+    pos(c, s2, "0/100");
+    c.run(8000);
+    expect(c.leaders().filter((x) => !lost.includes(x))).toEqual([]);
+    force(c, s1, [s1, s2], true);
+    pos(c, s1, "0/200"); // its shell's first round after the start
+    c.run(2 * (T.timeoutMs + T.jitterMs));
+    expect(c.leaders().filter((x) => !lost.includes(x))).toEqual([s1]);
+    expect(c.nodes.get(s2)!.status(c.clock(s2)).guard).toMatchObject({ block: false, holder: null, floor: null });
+    expect(c.nodes.get(s2)!.status(c.clock(s2)).membership?.voters).toEqual([s1, s2].sort());
   });
 });
 
