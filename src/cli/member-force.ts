@@ -10,7 +10,8 @@ export async function runForce(ctx: CliContext, args: { voters: string; "others-
   const path = resolve(configPathFrom(args.config, ctx));
   let cfg;
   try {
-    cfg = loadConfig(path, { ownerOnly: true });
+    // As root, the agent's own 0600 file (its OS user's) is read only to say to run as that user.
+    cfg = loadConfig(path, { ownerOnly: process.getuid?.() !== 0 });
   } catch (e) {
     if (e instanceof ConfigError) throw new CliExit(EXIT_USAGE, e.message);
     throw e;
@@ -33,7 +34,11 @@ export async function runForce(ctx: CliContext, args: { voters: string; "others-
       `this node: ${cfg.node_name} (${r.self})`,
       `voters now:   ${r.before.voters.join(", ")} (membership ${r.before.term}/${r.before.index})`,
       `voters after: ${r.after.voters.join(", ")} (membership ${r.after.term}/${r.after.index}); removed: ${r.lost.join(", ")}`,
-      ...(r.guard ? [`durability guard: ${r.guard}: the survivors may lack writes the lost voters acknowledged (${r.written ? "forced past it: --accept-data-loss" : "writing it needs --accept-data-loss"})`] : []),
+      ...(r.guard
+        ? [r.guardCleared
+          ? `durability guard: ${r.guard}: cleared (--accept-data-loss): the survivors stand whatever WAL they hold`
+          : `durability guard: ${r.guard}: kept: a survivor stands only past it; if none can, \`pgherd failover --to NAME --accept-data-loss\` (or this command with --accept-data-loss) elects one without it`]
+        : []),
       "Writes that only the removed voters held are lost. Never start their agents again with their state directories:",
       "with a majority of the old voters they would elect a primary of their own. Wipe them and add the hosts as new nodes.",
     ];

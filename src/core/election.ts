@@ -94,6 +94,8 @@ export class Election implements Consensus {
   private readonly peerGuardTimeline = new Map<string, number>();
   /** This candidacy was forced by a human (--accept-data-loss): voters skip the guard. */
   private forceRound = false;
+  /** Why this node's guard keeps it from standing, as last noticed (said once per reason). */
+  private ownRefusal: string | null = null;
   /** Rounds started from here on are not forced (FORCED_CAMPAIGN_MS after the campaign). */
   private forceUntil = -Infinity;
   /** After resigning, give the others their full election timeout (with jitter) to take over before standing again. */
@@ -329,8 +331,13 @@ export class Election implements Consensus {
     if (!this.positionKnown) return POSITION_UNKNOWN;
     if (compareVersion(cfg, versionOf(this.membership)) < 0) return "membership-behind";
     if (comparePosition(pos, this.position) < 0) return "position-behind";
-    if (!force && this.guard?.block && candidate !== this.guard.holder) return "no candidate is known to hold every acknowledged write (the primary ran without enough synchronous standbys)";
-    if (!force && this.guard?.floor && comparePosition(pos, this.guard.floor) < 0) return "behind the last primary position the cluster must keep";
+    return force ? null : this.guardRefusal(pos, candidate);
+  }
+
+  /** Why the durability guard this node holds refuses `candidate` at `pos`, or null. */
+  private guardRefusal(pos: Position, candidate: string | undefined): string | null {
+    if (this.guard?.block && candidate !== this.guard.holder) return "no candidate is known to hold every acknowledged write (the primary ran without enough synchronous standbys)";
+    if (this.guard?.floor && comparePosition(pos, this.guard.floor) < 0) return "behind the last primary position the cluster must keep";
     return null;
   }
 
@@ -404,6 +411,17 @@ export class Election implements Consensus {
       return;
     }
     if (now >= this.forceUntil) this.forceRound = false; // the human's failover has given up by now
+    // Its own vote by the rule it applies to others' candidacies: a voter that missed the guard learns
+    // it from the request and refuses anyway, but a lone voter (`pgherd member force` left one) had
+    // only its own vote and elected itself behind its floor or past a block it does not hold.
+    const own = this.forceRound ? null : this.guardRefusal(this.position, this.o.id);
+    if (own !== null) {
+      if (own !== this.ownRefusal) this.notice("campaign-refused", `not standing: ${own}`);
+      this.ownRefusal = own;
+      this.electionDeadline = this.randomDeadline(now);
+      return;
+    }
+    this.ownRefusal = null;
     this.startPreVote(now);
   }
 

@@ -12,15 +12,15 @@ import { ElectionStore } from "../store/election-state.ts";
 import { existingNodeId } from "../store/node-id.ts";
 
 export type ForceOutcome =
-  | { ok: true; written: boolean; self: string; before: Membership; after: Membership; lost: string[]; term: number; guard: string | null }
+  | { ok: true; written: boolean; self: string; before: Membership; after: Membership; lost: string[]; term: number; guard: string | null; guardCleared: boolean }
   | { ok: false; usage: boolean; message: string };
 
 /** What answers on the agent's API address, or null when nothing does (connection refused or no answer within 1.5 s). */
 export async function agentAnswering(apiUrl: string): Promise<string | null> {
   try {
     const r = await fetch(`${apiUrl}/node`, { signal: AbortSignal.timeout(1500), tls: { rejectUnauthorized: false } });
-    const body = (await r.json().catch(() => null)) as { id?: unknown; name?: unknown } | null;
-    return typeof body?.id === "string" ? `the agent of node ${String(body.name ?? body.id)} (${body.id})` : `something (HTTP ${r.status})`;
+    const node = ((await r.json().catch(() => null)) as { node?: { id?: unknown; name?: unknown } } | null)?.node;
+    return typeof node?.id === "string" ? `the agent of node ${String(node.name ?? node.id)} (${node.id})` : `something (HTTP ${r.status})`;
   } catch {
     return null; // refused, no answer within 1.5 s, or not HTTP at all
   }
@@ -58,15 +58,13 @@ export async function forceMembership(cfg: Config, o: { voters: readonly string[
   const g = st.guard;
   const guard = g?.block ? "automatic failover is blocked (the last primary acknowledged writes without enough synchronous standbys)"
     : g?.floor ? `a new primary must hold WAL up to ${g.floor.lsn} on timeline ${g.floor.timeline}` : null;
-  if (o.write && guard && !o.acceptDataLoss) {
-    return { ok: false, usage: true, message: `the last durability guard this node stored says ${guard}: the kept voters may lack writes the lost ones acknowledged; add --accept-data-loss to force it anyway` };
-  }
   if (o.write) {
     const running = await agentAnswering(o.apiUrl);
     if (running) return { ok: false, usage: false, message: `${running} answers on ${o.apiUrl}: stop this host's agent first (systemctl stop pgherd), then run this again` };
-    // Past the guard with --accept-data-loss, as a forced election (`failover --accept-data-loss`) goes.
-    const kept = g && guard ? clearedGuard(g, plan.term) : g;
+    // Kept, a survivor stands only past it (a floor it holds, no block it does not hold: election.ts);
+    // cleared with --accept-data-loss, as a forced election (`failover --accept-data-loss`) clears it.
+    const kept = g && guard && o.acceptDataLoss ? clearedGuard(g, plan.term) : g;
     store.saveElection({ term: plan.term, votedFor: null, membership: plan.membership, ledTerm: null, guard: kept ?? null, hold: st.hold });
   }
-  return { ok: true, written: o.write, self, before: st.membership!, after: plan.membership, lost: plan.lost, term: plan.term, guard };
+  return { ok: true, written: o.write, self, before: st.membership!, after: plan.membership, lost: plan.lost, term: plan.term, guard, guardCleared: guard !== null && o.acceptDataLoss };
 }

@@ -70,7 +70,7 @@ test("with it: the survivors are the voters in a later term and version, no vote
 });
 
 test("never while something answers on the agent's API address (the agent must be stopped)", async () => {
-  const api = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ id: C, name: "n3" }) });
+  const api = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ id: C, node: { id: C, name: "n3", role: "database", mesh: "127.0.0.1:1" } }) });
   try {
     const r = await pgherd(["member", "force", "--voters", "n3", "--others-lost", "--config", await config(api.port!)]);
     expect(r.code).toBe(1);
@@ -81,16 +81,18 @@ test("never while something answers on the agent's API address (the agent must b
   }
 });
 
-test("a durability guard with a block or a floor needs --accept-data-loss too", async () => {
-  new ElectionStore(state).saveElection({ term: 9, votedFor: null, membership: { term: 8, index: 2, voters: [A, B, C] }, ledTerm: null, guard: { term: 8, seq: 4, block: false, holder: null, floor: { timeline: 2, lsn: "0/5000000" }, timeline: 3 } });
+test("a durability guard is kept (a survivor stands only past it) unless --accept-data-loss clears it, in the forced term", async () => {
+  const guard = { term: 8, seq: 4, block: false, holder: null, floor: { timeline: 2, lsn: "0/5000000" }, timeline: 3 };
+  new ElectionStore(state).saveElection({ term: 9, votedFor: null, membership: { term: 8, index: 2, voters: [A, B, C] }, ledTerm: null, guard });
   const r = await pgherd(["member", "force", "--voters", "n3", "--others-lost", "--config", cfg]);
-  expect(r.code).toBe(2);
-  expect(r.err).toContain("a new primary must hold WAL up to 0/5000000 on timeline 2");
-  expect(stored().term).toBe(9);
+  expect(r.code).toBe(0);
+  expect(r.out).toContain("a new primary must hold WAL up to 0/5000000 on timeline 2: kept: a survivor stands only past it");
+  expect(stored()).toMatchObject({ term: 10, membership: { voters: [C] }, guard });
+  new ElectionStore(state).saveElection({ term: 9, votedFor: null, membership: { term: 8, index: 2, voters: [A, B, C] }, ledTerm: null, guard });
   const forced = await pgherd(["member", "force", "--voters", "n3", "--others-lost", "--accept-data-loss", "--config", cfg]);
   expect(forced.code).toBe(0);
-  // Past it as a forced election goes: no floor nor block left, any timeline reservation kept; in the
-  // forced term, so that a survivor that did not run it takes it from this node's requests.
+  expect(forced.out).toContain("cleared (--accept-data-loss)");
+  // Stamped in the forced term (a survivor that did not run it takes it as newer), the reservation kept.
   expect(stored()).toMatchObject({ term: 10, membership: { voters: [C] }, guard: { term: 10, seq: 5, block: false, holder: null, floor: null, timeline: 3 } });
 });
 

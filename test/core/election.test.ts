@@ -930,6 +930,31 @@ describe("a forced membership (member force on a stopped survivor)", () => {
     }
   });
 
+  test("a lone survivor behind the floor it stores does not elect itself (its own vote follows the guard) until the operator forces it", () => {
+    const c = new Cluster(["a", "b", "c"]);
+    for (const id of ["a", "b", "c"]) pos(c, id, "0/100");
+    c.run(5000);
+    const [old] = c.leaders();
+    const l = c.nodes.get(old!)!;
+    c.apply(old!, l.step({ type: "guard", now: c.clock(old!), block: false, floor: { timeline: 1, lsn: "0/500" } }));
+    c.run(400);
+    const survivor = ["a", "b", "c"].find((x) => x !== old && c.nodes.get(x)!.status(c.clock(x)).guard?.floor)!;
+    expect(survivor).toBeDefined();
+    const other = ["a", "b", "c"].find((x) => x !== old && x !== survivor)!;
+    c.cut.add(old!);
+    c.cut.add(other);
+    force(c, survivor, [survivor]);
+    pos(c, survivor, "0/400");
+    c.run(10_000);
+    expect(c.leaders().filter((x) => x !== old)).toEqual([]);
+    expect(c.log.some((line) => line.includes(`${survivor} campaign-refused`) && line.includes("behind the last primary position"))).toBe(true);
+    // pgherd failover --to survivor --accept-data-loss: a forced campaign.
+    c.apply(survivor, c.nodes.get(survivor)!.step({ type: "campaign", now: c.clock(survivor), force: true }));
+    c.run(3000);
+    expect(c.leaders().filter((x) => x !== old)).toEqual([survivor]);
+    expect(c.nodes.get(survivor)!.status(c.clock(survivor)).guard?.floor ?? null).toBeNull();
+  });
+
   test("two survivors of five, the command run on one: it is elected with the other's vote, which adopts the forced membership from its heartbeat", () => {
     const ids = ["a", "b", "c", "d", "e"];
     const c = new Cluster(ids);
@@ -1012,7 +1037,8 @@ test("a forced campaign (failover --accept-data-loss) that does not win leaves n
   c.run(10_000);
   expect(c.leaders().filter((id) => id !== l)).toEqual([]);
   expect(c.nodes.get(x)!.status(c.clock(x)).guard).toMatchObject({ block: true, holder: l });
-  expect(c.log.some((line) => line.includes(`${x} prevote-failed`) && line.includes("no candidate is known to hold every acknowledged write"))).toBe(true);
+  // It does not stand: its own guard refuses it as the others' would (a lone voter's rule).
+  expect(c.log.some((line) => line.includes(`${x} campaign-refused`) && line.includes("not standing: no candidate is known to hold every acknowledged write"))).toBe(true);
 });
 
 test("a forced campaign forces the node's rounds for FORCED_CAMPAIGN_MS at most, also when it never hears a leader (review)", () => {
@@ -1041,4 +1067,36 @@ test("a forced campaign forces the node's rounds for FORCED_CAMPAIGN_MS at most,
   c.run(T.timeoutMs + T.jitterMs + 500);
   expect(c.leaders().filter((id) => id !== l)).toEqual([x]);
   expect(c.nodes.get(y)!.status(c.clock(y)).guard).toMatchObject({ block: false, holder: null });
+});
+
+test("a node behind the floor it stores does not stand: its own vote and one of a voter that missed the floor do not elect it", () => {
+  // L leads F and X; L's lift with floor 0/500 reaches F only (X's agent cut off): L and F, a
+  // majority, store it. L dies while F's server is still behind the floor (0/400); X (0/300) never
+  // heard the floor and would grant F's round. Elected, F would lose the writes up to 0/500 that L
+  // acknowledged while degraded.
+  const c = new Cluster(["a", "b", "c"]);
+  const pos = (id: string, lsn: string) => c.apply(id, c.nodes.get(id)!.step({ type: "position", now: c.clock(id), position: { timeline: 1, lsn } }));
+  for (const id of ["a", "b", "c"]) pos(id, "0/100");
+  c.cut.add("c");
+  c.run(5000);
+  const [L] = c.leaders();
+  expect(L === "a" || L === "b").toBe(true);
+  const F = L === "a" ? "b" : "a";
+  const X = "c";
+  const l = c.nodes.get(L!)!;
+  c.apply(L!, l.step({ type: "guard", now: c.clock(L!), block: false, floor: { timeline: 1, lsn: "0/500" } }));
+  c.run(400);
+  expect(l.status(c.clock(L!)).guardCommitted).toBeGreaterThanOrEqual(l.status(c.clock(L!)).guard!.seq);
+  expect(c.nodes.get(F)!.status(c.clock(F)).guard?.floor).toEqual({ timeline: 1, lsn: "0/500" });
+  expect(c.nodes.get(X)!.status(c.clock(X)).guard?.floor ?? null).toBeNull();
+  pos(F, "0/400");
+  pos(X, "0/300");
+  c.cut.add(L!);
+  c.cut.delete(X);
+  c.run(10_000);
+  expect(c.leaders().filter((x) => x !== L)).toEqual([]);
+  // Past the floor it stands and wins.
+  pos(F, "0/500");
+  c.run(6000);
+  expect(c.leaders().filter((x) => x !== L)).toEqual([F]);
 });
