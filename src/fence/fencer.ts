@@ -8,6 +8,12 @@
 //   any await. Every task that can make a primary (start as primary, promote, initdb) runs inside
 //   asPrimary(), which refuses to start without a lease this agent armed and has not revoked: a
 //   task that starts after the fence cannot bring a primary up until arm() of a new lease.
+// - A task checks the lease again right before its step that makes the primary (the pg_ctl start,
+//   pg_promote): `still()`, handed to it, throws NoLease when a fence came or the lease ran out
+//   since the task began. A fence during the task's slow preparation (writing the files, a
+//   pg_controldata, the timeline reservation, a stalled event loop) finds no primary to stop, and
+//   the watchdog fences once per deadline: without the check the task started the primary anyway,
+//   after the lease (review).
 // - A task that started before the fence (it checked the lease, then the fence came while pg_ctl
 //   start or pg_promote ran) sees `epoch` changed when it ends and stops PostgreSQL again before
 //   it returns (then it fails): whatever it brought up goes down in the same tick.
@@ -150,15 +156,20 @@ export class Fencer {
 
   /**
    * Run a task that may make this node's PostgreSQL a primary. Refused without a lease; if the
-   * lease is lost while it runs, PostgreSQL is stopped again when it ends and it fails.
+   * lease is lost while it runs, PostgreSQL is stopped again when it ends and it fails. The task
+   * calls `still()` synchronously right before the step that makes the primary (a pg_ctl start,
+   * pg_promote): it throws NoLease when the lease was lost (fenced) or ran out since the task began.
    */
-  async asPrimary<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  async asPrimary<T>(what: string, fn: (still: () => void) => Promise<T>): Promise<T> {
     if (!this.holds()) throw new NoLease(`${what}: this node holds no lease (lost or not yet armed)`);
     const epoch = this.epoch;
+    const still = () => {
+      if (this.epoch !== epoch || !this.holds()) throw new NoLease(`${what}: the lease was lost or ran out before the step that makes the primary: not taken`);
+    };
     this.guarded++;
     let result: T;
     try {
-      result = await fn();
+      result = await fn(still);
     } finally {
       this.guarded--;
       if (this.epoch !== epoch) {

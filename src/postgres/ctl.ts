@@ -83,6 +83,8 @@ export interface StartOptions {
   timeoutSec?: number;
   /** Whole-number settings for this start only (`pg_ctl -o "-c name=value"`): above every file. */
   settings?: Readonly<Record<string, number>>;
+  /** Called right before pg_ctl runs; what it throws ends the start there (a lease lost meanwhile: Fencer.asPrimary's still). */
+  mayStart?: () => void;
 }
 
 /** pg_ctl's -o for `settings` (names checked, whole numbers only: pg_ctl hands -o to a shell). */
@@ -105,6 +107,7 @@ export async function start(n: PgNode, o: StartOptions): Promise<void> {
   const collectorBefore = collectorSizes(o.collectorDir);
   const began = Date.now();
   const t = o.timeoutSec ?? 60;
+  o.mayStart?.();
   const tool = runTool({
     bin: pgTool(n.bins, "pg_ctl"),
     args: ["start", "-D", n.dataDir, "-w", "-t", String(t), "-s", "-l", o.logFile, ...startSettings(o.settings)],

@@ -19,11 +19,16 @@ const RECOVERY_POLL_MS = 10;
 /** While the signal file is not taken yet (a standby replaying what it has first), the end of recovery is asked this often. */
 const SLOW_RECOVERY_POLL_MS = 100;
 
-export async function promote(db: Db, node: PgNode, timeoutSec = 60): Promise<PromoteResult> {
+/**
+ * `mayPromote` is called right before pg_promote is sent and before the pg_ctl promote fallback;
+ * what it throws ends the promotion there (a lease lost meanwhile: Fencer.asPrimary's still).
+ */
+export async function promote(db: Db, node: PgNode, timeoutSec = 60, mayPromote: () => void = () => {}): Promise<PromoteResult> {
   const t0 = performance.now();
   const server = { dataDir: node.dataDir, osUid: await osUidOf(node.osUser) };
   try {
     const startup = await startupPid(db);
+    mayPromote();
     // pg_promote(wait => false) returns once its signal file is written and the postmaster signalled.
     const rows = await db.query("pg_promote", (sql) => sql`SELECT pg_promote(false) AS ok`, (timeoutSec + 5) * 1000);
     if (rows[0]?.ok !== true) throw new Error("pg_promote: the server could not signal its postmaster");
@@ -35,6 +40,7 @@ export async function promote(db: Db, node: PgNode, timeoutSec = 60): Promise<Pr
     if (!(e instanceof DbTimeoutError) && !isConnectionError(e)) throw e;
     node.log.warn(`pg_promote over SQL failed (${(e as Error).message}); falling back to pg_ctl promote`);
   }
+  mayPromote();
   await pgCtlPromote(node, timeoutSec);
   node.log.info(`promoted ${node.dataDir} (pg_ctl promote)`);
   return "promoted";

@@ -225,7 +225,7 @@ export class Maintenance {
         h.log.warn(`restarting PostgreSQL to apply ${pending.join(", ")}`);
         await h.stopServer("fast", 60);
         // An adopted primary comes back as a primary: only with the lease.
-        if (primary) await h.fencer.asPrimary("restart to apply settings", () => h.startServer());
+        if (primary) await h.fencer.asPrimary("restart to apply settings", (still) => h.startServer(undefined, still));
         else await h.startServer();
         return;
       }

@@ -173,9 +173,10 @@ export class PgHost {
     this.ctx.record({ term: this.ctx.leadership().term, kind, node: this.cfg.node_name, reason, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
   }
 
-  async startServer(timeoutSec = this.cfg.postgres.start_timeout_s): Promise<void> {
+  /** `mayStart`: called right before each pg_ctl start (a task under the lease passes Fencer.asPrimary's still). */
+  async startServer(timeoutSec = this.cfg.postgres.start_timeout_s, mayStart?: () => void): Promise<void> {
     try {
-      await this.startInPlace(timeoutSec);
+      await this.startInPlace(timeoutSec, undefined, mayStart);
     } catch (e) {
       if (!(e instanceof PgCtlError) || e.kind !== "start-failed" || !INSUFFICIENT.test(`${e.message}\n${e.detail}`)) throw e;
       // A standby whose configuration runs an ordered setting below its pg_control (a lowered
@@ -187,11 +188,11 @@ export class PgHost {
       });
       if (Object.keys(floor).length === 0) throw e;
       this.log.warn(`starting as a standby with ${Object.entries(floor).map(([k, v]) => `${k} = ${v}`).join(", ")} from its pg_control for this start: the configured value is lower, which PostgreSQL refuses on a standby until its primary runs it (the configured value applies at a restart after that)`);
-      await this.startInPlace(timeoutSec, floor);
+      await this.startInPlace(timeoutSec, floor, mayStart);
     }
   }
 
-  private async startInPlace(timeoutSec: number, settings?: Readonly<Record<string, number>>): Promise<void> {
+  private async startInPlace(timeoutSec: number, settings?: Readonly<Record<string, number>>, mayStart?: () => void): Promise<void> {
     // A promotion's placeholder history files (core/timelines.ts) left by an agent that died while
     // it ran: a standby would take the newest of them for its recovery target and wait forever for
     // WAL on that timeline (test/postgres/promote.test.ts).
@@ -201,7 +202,7 @@ export class PgHost {
       return [];
     });
     if (stale.length > 0) this.log.warn(`removed placeholder history files for timeline(s) ${stale.join(", ")} left by an interrupted promotion`);
-    return start(this.node, { logFile: this.serverLog(), collectorDir: serverLogDir(this.cfg), timeoutSec, ...(settings ? { settings } : {}) });
+    return start(this.node, { logFile: this.serverLog(), collectorDir: serverLogDir(this.cfg), timeoutSec, ...(settings ? { settings } : {}), ...(mayStart ? { mayStart } : {}) });
   }
 
   /** Stop the server; false when none was running. */

@@ -36,15 +36,15 @@ export class PrimaryStarter {
 
   initCluster(): Promise<void> {
     const h = this.h;
-    return h.fencer.asPrimary("initdb", async () => {
+    return h.fencer.asPrimary("initdb", async (still) => {
       h.syncNames = ""; // no standby exists yet, and nothing was acknowledged
       h.restoreMarker.clear(); // one left by an earlier restore named a directory emptied since (the round decides initdb only on an empty one)
-      if (h.cfg.bootstrap.from_backup) await bootstrapFromBackup(this.restoreHost());
+      if (h.cfg.bootstrap.from_backup) await bootstrapFromBackup(this.restoreHost(still));
       else {
         h.log.info(`creating the cluster: initdb of ${h.node.dataDir} (data checksums on)`);
         await initdb(h.node, { superuser: h.cfg.postgres.superuser });
         await h.writeConfig(false);
-        await h.startServer();
+        await h.startServer(undefined, still);
       }
       await this.establishIdentity();
       h.restoreMarker.clear(); // a restore from the backup ended at its target: the cluster is created
@@ -60,11 +60,11 @@ export class PrimaryStarter {
    */
   resumeRestore(): Promise<void> {
     const h = this.h;
-    return h.fencer.asPrimary("restore from the backup", async () => {
+    return h.fencer.asPrimary("restore from the backup", async (still) => {
       const m = h.restoreMarker.get();
       if (!m) return; // ended meanwhile
       h.syncNames = ""; // no standby exists yet
-      await resumeRestore(this.restoreHost(), m.target);
+      await resumeRestore(this.restoreHost(still), m.target);
       await this.establishIdentity();
       h.restoreMarker.clear();
       const p = await probe(h.localDb());
@@ -72,26 +72,27 @@ export class PrimaryStarter {
     });
   }
 
-  private restoreHost(): BootstrapHost {
+  /** `still`: the lease check of the task it runs in (Fencer.asPrimary), before each start. */
+  private restoreHost(still: () => void): BootstrapHost {
     const h = this.h;
     return {
       cfg: h.cfg, socketDir: h.socketDir, node: h.node, log: h.log, marker: h.restoreMarker,
       serverLog: { file: h.serverLog(), collectorDir: serverLogDir(h.cfg) },
-      localDb: () => h.localDb(), writeConfig: (s) => h.writeConfig(s), startServer: (t) => h.startServer(t),
+      localDb: () => h.localDb(), writeConfig: (s) => h.writeConfig(s), startServer: (t) => h.startServer(t, still),
       now: () => h.clock.now(), sleep: (ms) => h.clock.sleep(ms),
     };
   }
 
   startPrimary(adopt: boolean, crashed: boolean): Promise<void> {
     const h = this.h;
-    return h.fencer.asPrimary("start as primary", async () => {
+    return h.fencer.asPrimary("start as primary", async (still) => {
       if (adopt) h.log.info(`adopting the existing server in ${h.node.dataDir} as the first primary (bootstrap.from_existing)`);
       const needIdentity = !h.ctx.secrets()?.systemId;
       h.syncNames = needIdentity ? "" : this.sync.initialSyncNames();
       h.namesMayHaveChanged(); // a new start: nothing confirmed for the server before it counts
       await h.writeConfig(false);
-      if (crashed) await this.restartInPlace();
-      else await h.startServer();
+      if (crashed) await this.restartInPlace(still);
+      else await h.startServer(undefined, still);
       if (!needIdentity) {
         // Restarted (in place, or after an agent restart): its standbys reconnect within about a
         // second. Writes wait for them as after a promotion, instead of suspending failover at once.
@@ -122,12 +123,12 @@ export class PrimaryStarter {
 
   promote(): Promise<void> {
     const h = this.h;
-    return h.fencer.asPrimary("promote", async () => {
+    return h.fencer.asPrimary("promote", async (still) => {
       // Until pg_promote is sent the server stays the standby it was: a failure there says so (round.ts).
       const tl = await this.prepareToPromote().catch((e: Error) => {
         throw new NotPromoted(e);
       });
-      const r = await promote(h.localDb(), h.node);
+      const r = await promote(h.localDb(), h.node, undefined, still);
       h.upstream = null;
       // Out of recovery on a new timeline: no longer a former primary's data waiting to be promoted
       // (a switchover may stop it before any round sees it run as a primary: re-review).
@@ -197,7 +198,7 @@ export class PrimaryStarter {
   }
 
   /** A crashed primary: clear what the dead postmaster left and start it again within a short budget. */
-  private async restartInPlace(): Promise<void> {
+  private async restartInPlace(still: () => void): Promise<void> {
     const h = this.h;
     h.log.warn(`PostgreSQL stopped under the leader: restarting it in place (budget ${RESTART_BUDGET_S} s)`);
     const deadline = h.clock.now() + RESTART_BUDGET_S * 1000;
@@ -211,7 +212,7 @@ export class PrimaryStarter {
       if (removed.length > 0) h.log.warn(`removed stale lock files of the dead postmaster: ${removed.join(", ")}`);
       if (kept.length > 0) h.log.warn(`lock files of the dead postmaster kept: ${kept.join("; ")}`);
       try {
-        await h.startServer(Math.max(1, Math.ceil((deadline - h.clock.now()) / 1000)));
+        await h.startServer(Math.max(1, Math.ceil((deadline - h.clock.now()) / 1000)), still);
         return;
       } catch (e) {
         // Thrown, the leader steps down (round.ts) instead of looping (core/restart-in-place.ts).

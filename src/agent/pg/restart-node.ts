@@ -139,7 +139,7 @@ export async function restartHere(h: PgHost, o: { startGrace(): void }): Promise
   h.log.warn(`restarting PostgreSQL (${primary ? "primary, in place" : "standby"}) for the operator${pending.length ? `: ${pending.join(", ")}` : ""}`);
   await h.stopServer("fast", 60);
   if (primary) {
-    await h.fencer.asPrimary("restart in place", () => h.startServer());
+    await h.fencer.asPrimary("restart in place", (still) => h.startServer(undefined, still));
     o.startGrace();
   } else await h.startServer();
   const ms = Math.round(h.clock.now() - t0);

@@ -308,11 +308,11 @@ export class MonitorRound {
       case "start-standby": {
         if (d.upstream === null) {
           // The first step of a promotion: only under this agent's lease, as the promotion itself.
-          return h.fencer.asPrimary("start to promote", async () => {
+          return h.fencer.asPrimary("start to promote", async (still) => {
             h.log.info(`starting this leader's stopped ${d.ownTimeline ? "former primary" : "standby"} as a standby without an upstream, to promote it (a new timeline)`);
             if (d.ownTimeline) h.ownTimelineMarker.set(d.ownTimeline); // fsync'd before the start that makes its files look like a standby's
             await h.writeConfig(true, undefined, d.ownTimeline ? { ownTimeline: d.ownTimeline } : {});
-            await h.startServer();
+            await h.startServer(undefined, still);
           });
         }
         await h.writeConfig(true, d.upstream);
