@@ -215,8 +215,11 @@ export function stepLiveness(prev: Liveness, o: LivenessObs, t: LivenessThreshol
   }
   // A commit that timed out and none completed since: the commits after it could not even be tried
   // when the fresh connection is refused (every slot taken by clients waiting on their own commits)
-  // or hangs (review: that read as healthy for good).
-  if (writeTimedOutSince !== null && answered(o.probe) && now - lastWalAt >= t.stuckMs) {
+  // or hangs (review: that read as healthy for good). "The server answers" is any answer of the
+  // round, the fresh connection's too: a probe that also hangs (its monitoring backend wedged, or
+  // its pg_control read waiting behind a flush of pg_control that hangs with the WAL's) is no
+  // progress either (review: with the probe required that read as busy for good).
+  if (writeTimedOutSince !== null && any && now - lastWalAt >= t.stuckMs) {
     const fresh = o.write === null && o.fresh.kind !== "ok" ? `; the last one tried timed out, and a fresh connection for another ${o.fresh.kind === "timeout" ? "timed out" : `failed: ${o.fresh.error}`}` : "";
     return next("cannot-write", `no commit completes${fresh} and no WAL was written for ${secs(now - lastWalAt)} although the server answers queries`);
   }

@@ -158,6 +158,15 @@ describe("liveness", () => {
     expect(run([{ write: timeout(), walWrittenAt: 3 }, { write: null, walWrittenAt: 3 }, ...Array.from({ length: 8 }, () => refused)]).verdict.state).not.toBe("cannot-write");
   });
 
+  test("cannot-write: commits time out and no WAL is written while the fresh connection answers, the probe timing out too (review: read as busy for good)", () => {
+    const hung = { probe: timeout(2000), write: timeout(), walWrittenAt: 3 };
+    const l = run(Array.from({ length: 4 }, (_, i) => ({ ...hung, now: i * 2500 + 2000 })));
+    expect(l.verdict.state).toBe("cannot-write");
+    expect(l.verdict.reason).toContain("no commit completes");
+    // WAL written meanwhile is progress: busy
+    expect(run(Array.from({ length: 4 }, (_, i) => ({ probe: timeout(2000), write: timeout(), now: i * 2500 + 2000 }))).verdict.state).toBe("busy");
+  });
+
   test("cannot-write is counted from the first failure, not the round's start: one failure after a slow connection is not enough (review)", () => {
     const slowThenFails = { startedAt: 0, now: 1200, fresh: ok(1100), write: err("out of shared memory", "53200") };
     expect(run([slowThenFails]).verdict.state).toBe("busy");
