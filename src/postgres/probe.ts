@@ -93,6 +93,14 @@ const ReplRow = z.object({
   replay_lag_s: z.number().nullable(),
 });
 
+/**
+ * The monitoring probe. It reads the statistics and slot functions themselves, not the system
+ * views over them (pg_stat_activity, pg_stat_replication, pg_replication_slots), which join
+ * pg_authid or pg_database: a query on a view locks those catalogs, so a lock queue on one of them
+ * (a VACUUM FULL or REINDEX of pg_authid waiting behind an idle transaction that read it) held the
+ * probe as it holds every new connection's startup, and an idle primary then read as stuck (no
+ * answer, no WAL) and was failed over (review; S19). The functions take no lock on a table.
+ */
 export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
   const started = performance.now();
   const ms = () => Math.round(performance.now() - started);
@@ -106,17 +114,18 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
           pg_last_wal_receive_lsn()::text AS receive_lsn, pg_last_wal_replay_lsn()::text AS replay_lsn,
           (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
           (SELECT min_recovery_end_timeline FROM pg_control_recovery()) AS min_recovery_tli,
-          (SELECT string_agg(slot_type || ':' || slot_name || CASE WHEN wal_status = 'lost' THEN ':lost' ELSE '' END, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE NOT temporary) AS slots,
+          (SELECT string_agg(slot_type || ':' || slot_name || CASE WHEN wal_status = 'lost' THEN ':lost' ELSE '' END, ',' ORDER BY slot_name) FROM pg_catalog.pg_get_replication_slots() WHERE NOT temporary) AS slots,
           current_setting('synchronous_standby_names') AS sync_names,
-          CASE WHEN s.cur IS NULL THEN (SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE backend_type = 'startup') END AS startup_wait
+          CASE WHEN s.cur IS NULL THEN (SELECT wait_event_type || ':' || wait_event FROM pg_catalog.pg_stat_get_activity(NULL) WHERE backend_type = 'startup') END AS startup_wait
         FROM (SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END AS cur OFFSET 0) s`,
       sql`SELECT status, sender_host, sender_port, slot_name, received_tli,
           written_lsn::text AS written_lsn, flushed_lsn::text AS flushed_lsn
-        FROM pg_stat_wal_receiver WHERE pid IS NOT NULL`,
-      sql`SELECT coalesce(application_name, '') AS application_name, host(client_addr) AS client_addr, state,
-          sent_lsn::text AS sent_lsn, write_lsn::text AS write_lsn, flush_lsn::text AS flush_lsn,
-          replay_lsn::text AS replay_lsn, sync_state, extract(epoch FROM replay_lag)::float8 AS replay_lag_s
-        FROM pg_stat_replication ORDER BY application_name`,
+        FROM pg_catalog.pg_stat_get_wal_receiver() WHERE pid IS NOT NULL`,
+      sql`SELECT coalesce(a.application_name, '') AS application_name, host(a.client_addr) AS client_addr, w.state,
+          w.sent_lsn::text AS sent_lsn, w.write_lsn::text AS write_lsn, w.flush_lsn::text AS flush_lsn,
+          w.replay_lsn::text AS replay_lsn, w.sync_state, extract(epoch FROM w.replay_lag)::float8 AS replay_lag_s
+        FROM pg_catalog.pg_stat_get_activity(NULL) a JOIN pg_catalog.pg_stat_get_wal_senders() w ON a.pid = w.pid
+        ORDER BY a.application_name`,
     ]), timeoutMs);
     const s = StatusRow.parse(st[0]);
     const r = rcv[0] ? ReceiverRow.parse(rcv[0]) : null;

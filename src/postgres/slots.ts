@@ -90,7 +90,7 @@ export async function listSlots(db: Db): Promise<SlotInfo[]> {
     SELECT slot_name, active, active_pid, restart_lsn::text AS restart_lsn, wal_status,
       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
                       restart_lsn)::bigint::text AS retained
-    FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`);
+    FROM pg_catalog.pg_get_replication_slots() WHERE slot_type = 'physical' ORDER BY slot_name`); // the function, not the view, which joins pg_database (probe.ts)
   return rows.map((r) => {
     const x = Row.parse(r);
     return {
