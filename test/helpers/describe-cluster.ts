@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe } from "bun:test";
 import { ensureBuilt } from "../../scripts/build.ts";
 import { clusterSkipReason, type PgCluster } from "./cluster.ts";
 import { requireReal } from "./require.ts";
-import { backendLabel, backendSkipReason, e2eBackends, useBackend } from "./backend.ts";
+import { type Backend, backendLabel, backendSkipReason, e2eBackends, useBackend } from "./backend.ts";
 
 export interface ClusterFixture<T> {
   /** Starts the cluster and whatever the file needs with it (`c` is the cluster). */
@@ -17,10 +17,12 @@ export interface ClusterFixture<T> {
   beforeDestroy?: (fx: Partial<T>) => Promise<void> | void;
   startMs?: number;
   stopMs?: number;
+  /** The backends this suite runs on, whatever PGHERD_E2E_BACKEND says (a feature of one backend); default: e2eBackends(). */
+  backends?: Backend[];
 }
 
 export function describeCluster<T extends { c: PgCluster }>(name: string, o: ClusterFixture<T>, body: (fx: T) => void): void {
-  for (const backend of e2eBackends()) {
+  for (const backend of o.backends ?? e2eBackends()) {
     requireReal(name + backendLabel(backend), clusterSkipReason() ?? backendSkipReason(backend));
     describe(name + backendLabel(backend), () => {
       const fx = {} as T;
