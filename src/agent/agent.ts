@@ -166,6 +166,7 @@ export class Agent {
     this.membership = new MembershipKeeper({
       cfg, log, nodeId: this.nodeId, store: this.store, consensus: this.consensus, peers: this.peers,
       durability: () => this.dynamic.durability(), markDegraded: () => this.loop?.markDegraded(), configMissing: (v) => this.dynamic.missingFrom(v),
+      joinBlocker: (id) => F.joinBlocker(this.facts(), id, this.secretsShared.get()?.systemId ?? null),
       primaryWritable: () => {
         const own = this.loopContext.ownReport();
         return own?.up === true && own.inRecovery === false;

@@ -33,6 +33,8 @@ export interface MembershipDeps {
   markDegraded(): void;
   announce(): void;
   nameOf(id: string): string;
+  /** Why node `id` may not become a voter yet, null: it may (core/cluster-facts.ts joinBlocker). */
+  joinBlocker(id: string): string | null;
   /** null when the cluster-wide configuration this node holds is held by a majority of `voters`; else what is missing (dynamic-config-leader.ts). */
   configMissing(voters: readonly string[]): string | null;
 }
@@ -112,6 +114,16 @@ export class MembershipKeeper {
       });
       if (!change) break;
       const c = change;
+      // Not a node whose data it could not vote with (another cluster's, unreadable, not reported yet).
+      const blocked = c.op === "add" ? this.d.joinBlocker(c.node) : null;
+      if (blocked) {
+        const key = `join:${c.node}:${blocked}`;
+        if (!this.configWaits.has(key)) this.d.log.warn(`not adding ${this.d.nameOf(c.node)} (${c.node}) as a voter yet: ${blocked}`);
+        this.configWaits.add(key);
+        change = null;
+        held.push(c.node);
+        continue;
+      }
       const next = c.op === "add" ? [...st.membership.voters, c.node] : st.membership.voters.filter((v) => v !== c.node);
       const missing = this.d.configMissing(next);
       if (!missing) break;

@@ -214,6 +214,26 @@ export function nobodyHasData(s: FactsSnapshot): boolean {
   });
 }
 
+/**
+ * Why node `id` may not become a voter yet (null: it may). A database node votes with the position
+ * of its data directory: one holding another cluster's data (another system identifier) would vote
+ * with that cluster's WAL position, refuse every candidate "behind" it and win the election itself,
+ * then refuse to run a primary on data that is not the cluster's; one whose data cannot be read
+ * never votes (counted as down from its first day). Neither is added until its data directory is
+ * empty (it clones once a voter) or this cluster's, as its own report says: not before its first
+ * report either (`clusterSystemId`: the leader's record of the cluster's identity). A witness holds no data.
+ */
+export function joinBlocker(s: FactsSnapshot, id: string, clusterSystemId: string | null): string | null {
+  if (roleOf(s, id) === "witness") return null;
+  const pg = s.reports.get(id)?.report;
+  if (!pg) return "no report of its data directory yet";
+  if (pg.data === "empty") return null;
+  if (pg.data === "present" && pg.systemId !== null && pg.systemId === clusterSystemId) return null;
+  if (pg.data === "unknown") return "its data directory holds files but no pg_control it can read (it could not vote): empty it";
+  if (pg.systemId === null) return "the system identifier of its data directory is not known yet";
+  return `its data directory holds another cluster (system identifier ${pg.systemId}, this cluster's is ${clusterSystemId ?? "not recorded yet"}): empty it`;
+}
+
 /** Some other member has data or is creating it (any report, fresh or not: it may have some). */
 export function othersHaveData(s: FactsSnapshot): boolean {
   return [...s.reports.entries()].some(([id, r]) => id !== s.self.id && r.report !== null &&

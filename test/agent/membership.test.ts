@@ -50,10 +50,12 @@ function setup(o: { autoJoin?: boolean } = {}) {
   let degraded = 0;
   let writable = true;
   const config = { asked: [] as string[][], missing: null as string | null, missingFor: null as ((voters: string[]) => string | null) | null };
+  const blockers = new Map<string, string>(); // why a node may not join yet (core/cluster-facts.ts joinBlocker)
   const keeper = new MembershipKeeper({
     cfg, log, nodeId: A, store, consensus: driver, peers, durability: () => "quorum",
     markDegraded: () => degraded++, announce: () => {}, nameOf, primaryWritable: () => writable,
     configMissing: (v) => (config.asked.push([...v]), config.missingFor ? config.missingFor([...v]) : config.missing),
+    joinBlocker: (id) => blockers.get(id) ?? null,
   });
   const history: Omit<HistoryEntry, "id" | "at">[] = [];
   const actions = new MemberActions({
@@ -70,7 +72,7 @@ function setup(o: { autoJoin?: boolean } = {}) {
       await Bun.sleep(10);
     }
   };
-  return { dir, store, driver, keeper, actions, peers, log, history, connect, stepFor, config, acking, degraded: () => degraded, setWritable: (w: boolean) => { writable = w; } };
+  return { dir, store, driver, keeper, actions, peers, log, history, connect, stepFor, config, acking, blockers, degraded: () => degraded, setWritable: (w: boolean) => { writable = w; } };
 }
 
 describe("membership keeper and member actions", () => {
@@ -126,6 +128,22 @@ describe("membership keeper and member actions", () => {
     expect(s.log.lines.filter((l) => l.includes("before the voter change (remove n4)"))).toHaveLength(1);
     s.config.missingFor = null;
     await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return !s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 removed once the configuration allows it" });
+  });
+
+  test("a node whose data it could not vote with (another cluster's, unreadable, not reported) is not added, approved or auto_join, and does not hold up the next joiner (review)", async () => {
+    const s = setup({ autoJoin: true });
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    s.acking.add(D);
+    s.acking.add(E); // voters that answer heartbeats: the leader keeps its lease
+    s.blockers.set(D, "its data directory holds another cluster (system identifier 9, this cluster's is 7): empty it");
+    s.connect(D, "n4"); // the lower id: the first choice
+    s.connect(E, "n5");
+    await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(E); }, { timeoutMs: 3000, what: "n5 added although n4 waits" });
+    await s.stepFor(200);
+    expect(s.store.get().membership!.voters).not.toContain(D);
+    expect(s.log.lines.filter((l) => l.includes("not adding n4 (dddddddddddddddd) as a voter yet: its data directory holds another cluster"))).toHaveLength(1);
+    s.blockers.delete(D); // emptied: it clones once a voter
+    await waitFor(async () => { s.keeper.step(); await Bun.sleep(10); return s.store.get().membership!.voters.includes(D); }, { timeoutMs: 3000, what: "n4 added once its data is empty" });
   });
 
   test("a joiner that cannot be added for the configuration (it holds a document of its own) does not hold up the next joiner (re-review)", async () => {
@@ -216,7 +234,7 @@ test("bootstrap: a beacon's step forms and announces once; while the backend doe
   const consensus = { status: () => ({ membership: null }), bootstrap: () => (handed++, Promise.resolve()) };
   const keeper = new MembershipKeeper({
     cfg, log, nodeId: A, store, consensus: consensus as never, peers, durability: () => "quorum",
-    markDegraded: () => {}, announce: () => announced++, nameOf: (id) => id, primaryWritable: () => true, configMissing: () => null,
+    markDegraded: () => {}, announce: () => announced++, nameOf: (id) => id, primaryWritable: () => true, configMissing: () => null, joinBlocker: () => null,
   });
   for (let i = 0; i < 50; i++) keeper.step(true);
   expect({ announced, handed }).toEqual({ announced: 1, handed: 1 });

@@ -29,6 +29,21 @@ function snap(over: Partial<F.FactsSnapshot> = {}): F.FactsSnapshot {
 }
 
 describe("cluster facts", () => {
+  test("joinBlocker: a database node becomes a voter only once its report shows an empty data directory or this cluster's; a witness at once (review)", () => {
+    const with_ = (r: PgReport | null, role: "database" | "witness" = "database") => snap({ reports: new Map([["d", { report: r, role, at: 99_000, nofailover: false }]]) });
+    expect(F.joinBlocker(snap(), "d", "1")).toBe("no report of its data directory yet");
+    expect(F.joinBlocker(with_(null), "d", "1")).toBe("no report of its data directory yet");
+    expect(F.joinBlocker(with_(rep({ data: "empty", systemId: null })), "d", "1")).toBeNull();
+    expect(F.joinBlocker(with_(rep({ systemId: "1" })), "d", "1")).toBeNull();
+    // It holds no secrets yet, so it says "present" for another cluster's data: its system identifier tells
+    expect(F.joinBlocker(with_(rep({ systemId: "9" })), "d", "1")).toContain("another cluster (system identifier 9, this cluster's is 1)");
+    expect(F.joinBlocker(with_(rep({ data: "foreign", systemId: "9" })), "d", "1")).toContain("another cluster");
+    expect(F.joinBlocker(with_(rep({ systemId: "9" })), "d", null)).toContain("not recorded yet");
+    expect(F.joinBlocker(with_(rep({ systemId: null, running: false, up: false })), "d", "1")).toContain("not known yet");
+    expect(F.joinBlocker(with_(rep({ data: "unknown", systemId: null })), "d", "1")).toContain("no pg_control");
+    expect(F.joinBlocker(with_(null, "witness"), "d", "1")).toBeNull();
+    expect(F.joinBlocker(snap(), "w", "1")).toBeNull(); // a witness known by its beacon
+  });
   test("a report is fresh for freshMs; at least 5 s, five monitoring rounds", () => {
     expect(F.freshMs(500)).toBe(5000);
     expect(F.freshMs(2000)).toBe(10_000);
