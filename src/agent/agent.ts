@@ -163,10 +163,11 @@ export class Agent {
       },
       backupChanged: () => this.loopContext.backupChanged(),
     });
+    const joinBlocker = (id: string) => F.joinBlocker(this.facts(), id, this.secretsShared.get()?.systemId ?? null);
     this.membership = new MembershipKeeper({
       cfg, log, nodeId: this.nodeId, store: this.store, consensus: this.consensus, peers: this.peers,
       durability: () => this.dynamic.durability(), markDegraded: () => this.loop?.markDegraded(), configMissing: (v) => this.dynamic.missingFrom(v),
-      joinBlocker: (id) => F.joinBlocker(this.facts(), id, this.secretsShared.get()?.systemId ?? null),
+      joinBlocker,
       primaryWritable: () => {
         const own = this.loopContext.ownReport();
         return own?.up === true && own.inRecovery === false;
@@ -175,7 +176,7 @@ export class Agent {
     });
     const members = new MemberActions({
       nodeId: this.nodeId, nodeName: cfg.node_name, consensus: this.consensus, keeper: this.membership,
-      peers: () => this.peers.list(), nameOf: (id) => this.nameOf(id), record: (e) => this.record(e), sleep: (ms) => Bun.sleep(ms),
+      peers: () => this.peers.list(), nameOf: (id) => this.nameOf(id), joinBlocker, record: (e) => this.record(e), sleep: (ms) => Bun.sleep(ms),
     });
     this.actions = new ActionRunner(this.host, log.withTag("action"), members);
     this.router = new MessageRouter({

@@ -17,6 +17,8 @@ export interface MemberActionDeps {
   /** Nodes this agent knows of (beacon or mesh): id, name, connected. */
   peers(): readonly { id: string; name: string; connected: boolean }[];
   nameOf(id: string): string;
+  /** Why node `id` may not become a voter yet, null: it may (core/cluster-facts.ts joinBlocker). */
+  joinBlocker?(id: string): string | null;
   record(e: Omit<HistoryEntry, "id" | "at">): void;
   sleep(ms: number): Promise<void>;
   /** How long to wait for a change to be stored by a majority. */
@@ -59,6 +61,8 @@ export class MemberActions {
     if (!this.d.peers().some((p) => p.id === id && p.connected)) {
       return ok(`${name} approved: the leader makes it a voter once it is connected`, 202);
     }
+    const blocked = this.d.joinBlocker?.(id) ?? null;
+    if (blocked) return ok(`${name} approved, not a voter yet: ${blocked}; the leader adds it once that changes`, 202);
     // The keeper adds it next (automatic failover is suspended for that moment).
     const voter = await this.until((s) => s.membership?.voters.includes(id) === true && s.membershipCommitted);
     return voter ? ok(`${name} is a voter: ${this.votersLine(voter)}`) : ok(`${name} approved; not yet a voter (the leader adds it within moments)`, 202);

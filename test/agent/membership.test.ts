@@ -59,7 +59,7 @@ function setup(o: { autoJoin?: boolean } = {}) {
   });
   const history: Omit<HistoryEntry, "id" | "at">[] = [];
   const actions = new MemberActions({
-    nodeId: A, nodeName: "n1", consensus: driver, keeper, peers: () => peers.list(), nameOf,
+    nodeId: A, nodeName: "n1", consensus: driver, keeper, peers: () => peers.list(), nameOf, joinBlocker: (id) => blockers.get(id) ?? null,
     record: (e) => history.push(e), sleep: (ms) => Bun.sleep(ms), waitMs: 2000,
   });
   const connect = (id: string, name: string) => {
@@ -187,6 +187,19 @@ describe("membership keeper and member actions", () => {
     expect(s.log.lines.some((l) => l.includes("about to add voter n4: suspending automatic failover"))).toBe(true);
     expect(s.history.map((h) => h.reason)).toContain(`member n4 (${D}) approved as a voter`);
   }, 20_000);
+
+  test("approving a node whose data it could not vote with stores the approval and says why it is not a voter yet (review)", async () => {
+    const s = setup();
+    await waitFor(() => s.driver.lease() !== null, { timeoutMs: 3000, what: "the one voter to lead" });
+    s.blockers.set(D, "its data directory holds files but no pg_control it can read (it could not vote): empty it");
+    s.connect(D, "n4");
+    const stepping = setInterval(() => s.keeper.step(), 10);
+    stops.push(() => clearInterval(stepping));
+    const r = await s.actions.run({ kind: "member-approve", node: "n4" });
+    expect(r).toMatchObject({ status: 202, ok: true, message: "n4 approved, not a voter yet: its data directory holds files but no pg_control it can read (it could not vote): empty it; the leader adds it once that changes" });
+    await Bun.sleep(200);
+    expect(s.store.get().membership).toMatchObject({ voters: [A], approved: [D] });
+  });
 
   test("approving a node not connected keeps the approval; remove withdraws it; the leader cannot remove itself", async () => {
     const s = setup();
