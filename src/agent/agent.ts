@@ -314,7 +314,7 @@ export class Agent {
       meshAddr: this.self.mesh(), flags: this.flags.get(), durabilityLine: this.durabilityLine(),
       counters: { ...this.counters, ...this.loopContext.counters, ...this.consensus.counters }, peers: this.peers.list(),
       rejects: { beacon: this.beacon.rejects(), mesh: this.mesh.rejects() }, uptimeMs: Date.now() - this.startedAt, backend: this.migration.inForce(),
-      votingCap: this.syncCap.cap(),
+      votingCap: this.syncCap.cap(), clusterSystemId: this.secretsShared.get()?.systemId ?? null,
     };
   }
 

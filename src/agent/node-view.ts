@@ -30,6 +30,8 @@ export interface StatusInput {
   backend?: { backend: "builtin" | "etcd"; epoch: number };
   /** The cap on the position this node votes with (agent/sync-cap.ts; null: none). */
   votingCap?: Position | null;
+  /** The cluster's system identifier as this node recorded it (null: none yet). */
+  clusterSystemId?: string | null;
 }
 
 export function composeStatus(i: StatusInput): NodeStatus {
@@ -91,6 +93,8 @@ export function composeLocalView(i: StatusInput): ClusterView {
     id, name: F.nameOf(f, id), role: F.roleOf(f, id),
     host: id === i.nodeId ? i.selfHost : (F.peerHost(f, id) ?? ""),
     voter: f.voters.includes(id), reachable: F.reachable(f, id), report: F.freshReport(f, id), lastPort: F.lastPort(f, id), neverPromoted: F.neverPromoted(f, id),
+    // Why a non-voter is not made one (the leader's rule), where this node knows the cluster's identity.
+    joinBlocked: id !== i.nodeId && !f.voters.includes(id) && i.clusterSystemId ? F.joinBlocker(f, id, i.clusterSystemId) : null,
   }));
   const s = i.flags.scheduled;
   return composeView({

@@ -21,6 +21,8 @@ export interface MemberInput {
   lastPort?: number | null;
   /** A database member that can never be promoted (nofailover or priority 0). */
   neverPromoted?: boolean;
+  /** Not a voter: why the leader does not make it one yet (core/cluster-facts.ts joinBlocker). */
+  joinBlocked?: string | null;
 }
 
 /** stuck, disk-full, cannot-write: the server runs but cannot do its work (the member's health says why). */
@@ -112,7 +114,8 @@ export function membershipOf(m: Pick<MemberInput, "id" | "voter" | "approved">, 
 }
 
 /** The note of a member that is not a voter: what it waits for, and the command that ends the wait. */
-export function pendingNote(name: string, membership: MemberRow["membership"]): string | null {
+export function pendingNote(name: string, membership: MemberRow["membership"], joinBlocked?: string | null): string | null {
+  if ((membership === "pending" || membership === "approved") && joinBlocked) return `non-voter, not made a voter while ${joinBlocked}`;
   if (membership === "pending") return `non-voter, pending approval (pgherd member approve ${name})`;
   if (membership === "approved") return "approved: the leader makes it a voter once it is connected";
   return null;
@@ -148,7 +151,7 @@ export function composeView(opts: ViewInput): ClusterView {
       // (review: /replica?lag=10s answered 200 for a standby gigabytes behind).
       lagSeconds: role === "standby" ? (repl?.replayLagSeconds ?? (repl && repl.lagBytes === 0 ? 0 : null)) : null,
       ...(role === "standby" && repl?.syncState ? { syncState: repl.syncState } : {}),
-      note: (pendingNote(m.name, membership) ?? note).slice(0, 500), error: r?.error ?? null,
+      note: (pendingNote(m.name, membership, m.joinBlocked) ?? note).slice(0, 500), error: r?.error ?? null,
       ...(r?.pendingRestart?.length ? { pendingRestart: r.pendingRestart } : {}),
       ...(r?.ordered?.length ? { ordered: r.ordered } : {}),
       ...(missing.length ? { missingSlotCopies: missing } : {}),

@@ -122,3 +122,15 @@ describe("member state", () => {
     expect(chooseTargets(plan, { pending: false })).toEqual({ ok: true, targets: ["n1", "n2"] });
   });
 });
+
+describe("a non-voter's note", () => {
+  test("says why the leader does not make it a voter (its data), else what it waits for (review)", () => {
+    const d = { id: "d", name: "n4", role: "database" as const, host: "10.0.0.4", voter: false, reachable: true, report: null };
+    const blocked = "its data directory holds another cluster (system identifier 9, this cluster's is 7): empty it";
+    const note = (m: Partial<typeof d> & { approved?: boolean; joinBlocked?: string | null }) => composeView({ ...base, members: [...base.members, { ...d, ...m }] }).members.find((x) => x.id === "d")!.note;
+    expect(note({ joinBlocked: blocked })).toBe(`non-voter, not made a voter while ${blocked}`);
+    expect(note({ approved: true, joinBlocked: blocked })).toBe(`non-voter, not made a voter while ${blocked}`);
+    expect(note({})).toBe("non-voter, pending approval (pgherd member approve n4)");
+    expect(note({ approved: true })).toBe("approved: the leader makes it a voter once it is connected");
+  });
+});
