@@ -49,6 +49,11 @@ export interface LocalPg {
    * the target, what it said.
    */
   restore?: RestoreUnderWay | null;
+  /**
+   * This node created the data directory for the cluster (an initdb, a restore from a backup) and
+   * the cluster's identity is not recorded yet (store/creation-marker.ts): a retry may go on with it.
+   */
+  createdHere?: boolean;
 }
 
 export interface RestoreUnderWay {
@@ -189,8 +194,11 @@ function asLeader(x: HaInput): HaAction {
     if (!x.nobodyHasData) return { kind: "wait", reason: "waiting for every voter to report its data directory before creating the cluster" };
     return { kind: "initdb" };
   }
-  if (x.clusterSystemId === null && !x.fromExisting && !x.nobodyHasData) {
-    // Data here but the cluster never recorded one: only adopt when told to.
+  if (x.clusterSystemId === null && !x.fromExisting && !(x.nobodyHasData && (l.createdHere || l.restore))) {
+    // Data here but the cluster never recorded one: only adopt when told to, or go on with the
+    // creation this node began (its initdb's start or role creation failed, the agent was killed in
+    // between). Review: any directory was taken once the other voters reported empty ones, so a
+    // stray cluster in data_dir became the cluster's primary without bootstrap.from_existing.
     return { kind: "refuse", reason: "the data directory holds a cluster that pgherd did not create; set bootstrap.from_existing = true to adopt it" };
   }
   // Before any promotion, start as the primary and health rule: a restore from a backup ends only

@@ -53,6 +53,18 @@ describe("leader", () => {
     expect(decideHa(lead({ clusterSystemId: null }, { running: false })).kind).toBe("refuse");
     expect(decideHa(lead({ clusterSystemId: null, fromExisting: true }, { running: false }))).toEqual({ kind: "start-primary", adopt: true });
   });
+  test("a leader whose data directory it did not create is refused also while the other voters' are empty; one it created (initdb, then a failed start) goes on (review)", () => {
+    // Review: once every other voter reported an empty directory, a stray cluster in data_dir (a
+    // distribution's default cluster, an old database) was started and made the cluster's primary.
+    const stray = { systemId: "9", wasPrimary: true, upstream: null } as const;
+    expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: true }, { ...stray, running: false, up: false, inRecovery: null }))).toMatchObject({ kind: "refuse", reason: expect.stringContaining("did not create") });
+    expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: true }, { ...stray, inRecovery: false }))).toMatchObject({ kind: "refuse" }); // running: not made the primary either
+    const created = { ...stray, createdHere: true } as const;
+    expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: true }, { ...created, running: false, up: false, inRecovery: null }))).toEqual({ kind: "start-primary", adopt: false });
+    expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: true }, { ...created, inRecovery: false }))).toEqual({ kind: "none", role: "primary" });
+    // another voter has data (or creates it): this node's own creation gives way as before
+    expect(decideHa(lead({ clusterSystemId: null, nobodyHasData: false }, { ...created, running: false, up: false, inRecovery: null })).kind).toBe("refuse");
+  });
   test("a primary that cannot work (stuck, disk full, cannot write) makes its leader resign, handing over to the successor", () => {
     for (const state of ["stuck", "disk-full", "cannot-write"] as const) {
       const d = decideHa(lead({ successor: "S2" }, { inRecovery: null, up: state !== "stuck", health: { state, reason: "why" } }));

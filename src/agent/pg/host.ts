@@ -4,6 +4,7 @@ import { endArchivePushes, serverStopping } from "../../backup/stuck-push.ts";
 import { RepoDownFlag } from "../../backup/repo-down.ts";
 import { OwnTimelineMarker } from "../../store/own-timeline-marker.ts";
 import { RestoreMarker } from "../../store/restore-marker.ts";
+import { CreationMarker } from "../../store/creation-marker.ts";
 import { RewindMarker } from "../../store/rewind-marker.ts";
 import { join } from "node:path";
 import { parseHostPort } from "../../config/hostport.ts";
@@ -45,6 +46,8 @@ export class PgHost {
   readonly ownTimelineMarker: OwnTimelineMarker;
   /** A restore from a backup whose recovery has not ended at its target (store/restore-marker.ts): only its own recovery ends it. */
   readonly restoreMarker: RestoreMarker;
+  /** This node creates the cluster in its data directory, identity not recorded yet (store/creation-marker.ts). */
+  readonly creationMarker: CreationMarker;
   /** restore_command's view of the repository host (backup/repo-down.ts). */
   readonly repoDown: RepoDownFlag;
   private db: Db | null = null;
@@ -130,6 +133,7 @@ export class PgHost {
     this.rewindMarker = new RewindMarker(cfg.state_dir, cfg.postgres.data_dir);
     this.ownTimelineMarker = new OwnTimelineMarker(cfg.state_dir, cfg.postgres.data_dir);
     this.restoreMarker = new RestoreMarker(cfg.state_dir, cfg.postgres.data_dir);
+    this.creationMarker = new CreationMarker(cfg.state_dir, cfg.postgres.data_dir);
     this.repoDown = new RepoDownFlag(cfg, log);
   }
 

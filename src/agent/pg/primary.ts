@@ -39,6 +39,8 @@ export class PrimaryStarter {
     return h.fencer.asPrimary("initdb", async (still) => {
       h.syncNames = ""; // no standby exists yet, and nothing was acknowledged
       h.restoreMarker.clear(); // one left by an earlier restore named a directory emptied since (the round decides initdb only on an empty one)
+      // Before the directory is created: a retry after a failure below may use what it holds (core/ha.ts).
+      h.creationMarker.set(h.cfg.bootstrap.from_backup ? "restore from the backup" : "initdb");
       if (h.cfg.bootstrap.from_backup) await bootstrapFromBackup(this.restoreHost(still));
       else {
         h.log.info(`creating the cluster: initdb of ${h.node.dataDir} (data checksums on)`);
@@ -231,6 +233,7 @@ export class PrimaryStarter {
     const s: ClusterSecrets = h.ctx.secrets() ?? { systemId: null, replPassword: generatePassword(), monitorPassword: generatePassword(), ...h.tls.caForNewSecrets() };
     await ensureRoles(h.localDb(), { replUser: h.cfg.postgres.repl_user, replPassword: s.replPassword, monitorUser: h.cfg.postgres.monitor_user, monitorPassword: s.monitorPassword }, h.log);
     h.ctx.saveSecrets({ ...s, systemId: p.systemIdentifier });
+    h.creationMarker.clear(); // the cluster's identity is recorded: its data is the cluster's
     this.sync.rolesEnsured(p.systemIdentifier);
     h.log.info(`cluster identity: system identifier ${p.systemIdentifier}; roles ${h.cfg.postgres.repl_user}, ${h.cfg.postgres.monitor_user} ready`);
   }

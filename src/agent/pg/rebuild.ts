@@ -285,6 +285,7 @@ export class Rebuilder {
     h.rewindMarker.clear(); // a fresh directory: an unfinished rewind of the one moved aside no longer matters
     h.ownTimelineMarker.clear(); // nor a start on the old directory's own timeline
     h.restoreMarker.clear(); // nor a restore from a backup under way in it
+    h.creationMarker.clear(); // nor a creation of the cluster in it
     const keep = h.cfg.rejoin.keep_old;
     if (old) h.log.warn(keep > 0 ? `previous data directory kept at ${old}` : `previous data directory moved aside to ${old}: removed once the new server runs (rejoin.keep_old = 0)`);
     h.log.info(`data directory created by ${how}`);

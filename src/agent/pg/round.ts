@@ -123,6 +123,7 @@ export class MonitorRound {
       health: this.live.verdict, diskFull: this.live.diskFull(),
       replayPausedFor: paused.names, replayPausedMs: paused.ms,
       restore: restore ? { target: restore.target, ...(restore.failed ? { failed: restore.failed } : {}) } : null,
+      createdHere: !info.empty && h.creationMarker.get() !== null,
     };
 
     // A standby's timeline: pg_stat_wal_receiver says it while streaming; once the primary is gone
