@@ -201,6 +201,14 @@ function asLeader(x: HaInput): HaAction {
     // stray cluster in data_dir became the cluster's primary without bootstrap.from_existing.
     return { kind: "refuse", reason: "the data directory holds a cluster that pgherd did not create; set bootstrap.from_existing = true to adopt it" };
   }
+  if (x.clusterSystemId === null && x.fromExisting && !x.nobodyHasData) {
+    // Adopted only while every other voter reported an empty data directory: one that has data too
+    // (a copy of this server, a second host given from_existing) makes the choice a guess. Review:
+    // the first leader adopted its own, a replica was promoted, and the real primary, serving as a
+    // standalone server meanwhile, was fenced and rewound onto it (its writes since lost).
+    if (x.othersHaveData) return { kind: "refuse", reason: "bootstrap.from_existing: another node holds data too (or is creating it), and only one server may be adopted: empty the data directories of the others (and set from_existing on the adopted one only)" };
+    return { kind: "wait", reason: "bootstrap.from_existing: waiting for every voter to report an empty data directory before adopting this one" };
+  }
   // Before any promotion, start as the primary and health rule: a restore from a backup ends only
   // where PostgreSQL's own recovery ends it, at its target (review: a bootstrap cut short was
   // promoted as a standby, which dropped its target, and the next start replayed past it).

@@ -35,7 +35,7 @@ describe("leader", () => {
     expect(decideHa(lead({ reservedTimeline: 4 }, stopped))).toEqual({ kind: "start-standby", upstream: null, ownTimeline: 3 });
     expect(decideHa(lead({ reservedTimeline: 4 }, { ...stopped, timeline: null }))).toEqual({ kind: "start-standby", upstream: null });
     // the first primary of a cluster being adopted has no reservation to go past
-    expect(decideHa(lead({ clusterSystemId: null, fromExisting: true, reservedTimeline: 4 }, { ...stopped, systemId: "9" }))).toEqual({ kind: "start-primary", adopt: true });
+    expect(decideHa(lead({ clusterSystemId: null, fromExisting: true, nobodyHasData: true, reservedTimeline: 4 }, { ...stopped, systemId: "9" }))).toEqual({ kind: "start-primary", adopt: true });
   });
   test("a stopped standby's data is started as a standby without an upstream, then promoted: never as a primary on the old timeline", () => {
     // Without standby.signal PostgreSQL would finish crash recovery on the old primary's timeline:
@@ -51,7 +51,18 @@ describe("leader", () => {
   });
   test("adopts a standalone server only with bootstrap.from_existing", () => {
     expect(decideHa(lead({ clusterSystemId: null }, { running: false })).kind).toBe("refuse");
-    expect(decideHa(lead({ clusterSystemId: null, fromExisting: true }, { running: false }))).toEqual({ kind: "start-primary", adopt: true });
+    expect(decideHa(lead({ clusterSystemId: null, fromExisting: true, nobodyHasData: true }, { running: false }))).toEqual({ kind: "start-primary", adopt: true });
+    expect(decideHa(lead({ clusterSystemId: null, fromExisting: true, nobodyHasData: true }, { inRecovery: false }))).toEqual({ kind: "none", role: "primary" }); // running: kept, its identity recorded
+  });
+  test("bootstrap.from_existing adopts only while every other voter reported an empty data directory (review: a second host with data, given from_existing too, was adopted and the real primary rewound onto it)", () => {
+    // Another voter has data (a replica of this server, another copy): refused, nothing started or promoted.
+    for (const local of [{ running: false, up: false, inRecovery: null }, { inRecovery: false }, { inRecovery: true }] as const) {
+      expect(decideHa(lead({ clusterSystemId: null, fromExisting: true, othersHaveData: true }, local))).toMatchObject({ kind: "refuse", reason: expect.stringContaining("only one server may be adopted") });
+    }
+    // A voter not heard from (or not fresh) yet: waited for.
+    expect(decideHa(lead({ clusterSystemId: null, fromExisting: true }, { inRecovery: true }))).toMatchObject({ kind: "wait", reason: expect.stringContaining("before adopting") });
+    // Once adopted (the identity recorded), the others' data no longer matters here.
+    expect(decideHa(lead({ fromExisting: true, othersHaveData: true }, { inRecovery: false }))).toEqual({ kind: "none", role: "primary" });
   });
   test("a leader whose data directory it did not create is refused also while the other voters' are empty; one it created (initdb, then a failed start) goes on (review)", () => {
     // Review: once every other voter reported an empty directory, a stray cluster in data_dir (a
