@@ -164,10 +164,10 @@ function decideUnpaused(x: HaInput): HaAction {
   if (x.witness) return { kind: "none", role: "witness" };
   const l = x.local;
   if (l.data === "foreign") {
-    return {
-      kind: "refuse",
-      reason: `the data directory holds another cluster (system identifier ${l.systemId ?? "unknown"}, this cluster's is ${x.clusterSystemId}): refusing to touch it`,
-    };
+    const why = `the data directory holds another cluster (system identifier ${l.systemId ?? "unknown"}, this cluster's is ${x.clusterSystemId})`;
+    // Its leadership would keep the cluster without a primary: a node with the cluster's data leads (review).
+    if (x.leading) return { kind: "resign", reason: `${why}: another node must lead`, ...(x.successor ? { to: x.successor } : {}) };
+    return { kind: "refuse", reason: `${why}: refusing to touch it` };
   }
   if (l.data === "unknown") {
     // Never rewound, nor cloned over (a failed rewind falls back to a clone, which moves the

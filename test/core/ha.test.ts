@@ -205,8 +205,11 @@ describe("follower", () => {
   });
   test("never touches another cluster's data", () => {
     expect(decideHa(follow({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");
-    expect(decideHa(lead({}, { data: "foreign", systemId: "9" })).kind).toBe("refuse");
     expect(decideHa(follow({}, { systemId: "9" })).kind).toBe("refuse");
+  });
+  test("a leader holding another cluster's data resigns: another node must lead (review: it held the leadership and refused, no primary for good)", () => {
+    expect(decideHa(lead({}, { data: "foreign", systemId: "9" }))).toMatchObject({ kind: "resign", reason: expect.stringContaining("another node must lead") });
+    expect(decideHa(lead({ successor: "S2" }, { data: "foreign", systemId: "9" }))).toMatchObject({ kind: "resign", to: "S2" });
   });
   test("never rewinds nor clones over a directory whose pg_control it cannot read; an operator's --force-clone replaces it", () => {
     // Another OS user's stopped cluster, a wrong data_dir: no standby.signal made it look like a

@@ -115,6 +115,8 @@ export class PgHost {
   lastInRecovery = false;
   /** Stopped cleanly for a switchover: its WAL is all on the new primary, no rewind needed. */
   handedOver = false;
+  /** The last round found another cluster's data here (core/ha.ts "foreign"): never touched, it votes with no position. */
+  foreignData = false;
   /** Since when a standby has neither streamed nor replayed while a primary was ready (core/catch-up.ts). */
   catchUp: CatchUp = NOT_STUCK;
   /** The monitoring client's connection closed, or its server said it ends it (the postmaster watch listens: loop.ts). */

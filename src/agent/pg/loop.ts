@@ -319,6 +319,9 @@ export class PostgresLoop implements LoopControl {
 
   async detach(term: number): Promise<DetachResult> {
     const h = this.h;
+    // Another cluster's data: nothing of this cluster streams into it, and it is never touched (no
+    // configuration written for the detach); it votes with the round's position, none (round.ts).
+    if (h.foreignData) return { ok: true, position: null };
     // A clone or restore under way holds the executor for hours: it gives way (rebuild.ts).
     this.rebuild.interruptCopy(`a vote in term ${term} needs this node`);
     let r: DetachResult;

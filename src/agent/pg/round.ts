@@ -7,7 +7,7 @@ import { isStuck, stepCatchUp } from "../../core/catch-up.ts";
 import { truthfulGuarantee } from "../../core/durability.ts";
 import { dataWasPrimary, decideHa, failureMayLeavePrimary, followsLeader, type HaAction, type LocalPg, type RejoinRequest, roundAgainAfter, waitsForBackoff } from "../../core/ha.ts";
 import { broken, successorOf, takeoverPossible } from "../../core/liveness.ts";
-import { furtherPosition, type Position } from "../../core/position.ts";
+import { furtherPosition, type Position, ZERO_POSITION } from "../../core/position.ts";
 import type { PgReport, RejoinProgress } from "../../core/report.ts";
 import { inspectDataDir, probe, type Probe } from "../../postgres/index.ts";
 import { type ClusterContext, slotFor } from "./context.ts";
@@ -147,6 +147,14 @@ export class MonitorRound {
     // until it streams again): never vote with less until the data is replaced (host.ts heldPosition).
     position = furtherPosition(position, h.heldPosition);
     h.heldPosition = position;
+    // Another cluster's data holds none of this cluster's WAL: the node votes with none (review: it
+    // voted with that cluster's position, refused every real candidate as behind it, won the
+    // election itself and refused to run a primary on that data: no primary, for good).
+    h.foreignData = data === "foreign";
+    if (h.foreignData) {
+      position = ZERO_POSITION;
+      h.heldPosition = null;
+    }
     // A running primary that does not answer (connection slots full, hung) is still one to fence.
     h.wasPrimary = info.running && wasPrimary;
     h.lastReportUp = p.up;
