@@ -83,7 +83,7 @@ describeCluster("bootstrap errors with real agents", {
       return m;
     }, { timeoutMs: 20_000, what: `cluster ls on ${n1.name} to show why ${n2.name} is not a voter` });
     expect(row.voter).toBe(false);
-    await n2.agent!.waitForLine(/waiting: waiting for the leader to add this node as a voter/, 10_000);
+    await n2.agent!.waitForLine(/bootstrap: the cluster already exists: waiting for its leader to add this node/, 10_000);
 
     expect(n2.postmasterPid()).toBeNull();
     expect(existsSync(join(n2.dataDir, "postmaster.pid"))).toBe(false);
