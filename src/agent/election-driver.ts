@@ -286,6 +286,8 @@ export class ElectionDriver implements Consensus {
         if (named !== this.electionNote && /refused by/.test(named)) this.log.warn(`no leader: ${named}`);
         this.electionNote = named;
       }
+      // Not standing by its own guard (election.ts): why there is no leader, as a refused round says it.
+      if (n.kind === "campaign-refused" && n.detail.startsWith("not standing:")) this.electionNote = n.detail;
       const line = `${n.kind}: ${n.detail}`;
       if (n.kind === "stepped-down" || n.kind === "proposal-rejected" || n.kind === "campaign-refused") this.log.warn(line);
       else if (n.kind === "vote-granted" || n.kind === "vote-refused" || n.kind === "vote-held" || n.kind === "campaign" || n.kind === "prevote-failed") this.log.debug(line);
