@@ -418,6 +418,7 @@ export class Election implements Consensus {
     if (own !== null) {
       if (own !== this.ownRefusal) this.notice("campaign-refused", `not standing: ${own}`);
       this.ownRefusal = own;
+      this.leader = null; // not heard for an election timeout: no leader known, as a round would say
       this.electionDeadline = this.randomDeadline(now);
       return;
     }

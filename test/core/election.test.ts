@@ -1039,6 +1039,8 @@ test("a forced campaign (failover --accept-data-loss) that does not win leaves n
   expect(c.nodes.get(x)!.status(c.clock(x)).guard).toMatchObject({ block: true, holder: l });
   // It does not stand: its own guard refuses it as the others' would (a lone voter's rule).
   expect(c.log.some((line) => line.includes(`${x} campaign-refused`) && line.includes("not standing: no candidate is known to hold every acknowledged write"))).toBe(true);
+  // And it knows no leader (the lost one is not named as leading: cluster ls says why there is none).
+  expect(c.nodes.get(x)!.status(c.clock(x)).leader).toBeNull();
 });
 
 test("a forced campaign forces the node's rounds for FORCED_CAMPAIGN_MS at most, also when it never hears a leader (review)", () => {
