@@ -6,7 +6,7 @@ import { existsSync, statSync } from "node:fs";
 import type { Config } from "../config/schema.ts";
 import { canLead } from "../core/sync-exclusion.ts";
 import { clearedGuard, planForcedMembership } from "../core/force-membership.ts";
-import type { Membership } from "../core/messages.ts";
+import { isNodeId, type Membership } from "../core/messages.ts";
 import { ensurePrivateDir } from "../store/dir.ts";
 import { ElectionStore } from "../store/election-state.ts";
 import { existingNodeId } from "../store/node-id.ts";
@@ -30,7 +30,7 @@ export async function agentAnswering(apiUrl: string): Promise<string | null> {
 function resolveIds(names: readonly string[], cfg: Config, self: string): string[] | string {
   const out: string[] = [];
   for (const n of names) {
-    if (/^[0-9a-f]{16}$/.test(n)) out.push(n);
+    if (isNodeId(n)) out.push(n);
     else if (n === cfg.node_name) out.push(self);
     else return `${JSON.stringify(n)} is neither a node id (16 lowercase hex, as pgherd member ls shows) nor this node's name`;
   }
