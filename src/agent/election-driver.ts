@@ -120,8 +120,12 @@ export class ElectionDriver implements Consensus {
     return this.election.status(this.clock());
   }
 
+  /**
+   * The lease held now: none once its deadline passed, also before the step that ends it has run (a
+   * stalled event loop runs the hooks' and pgpool's timers first, which acted as the leader then).
+   */
   lease(): { term: number; until: number } | null {
-    return this.leading;
+    return this.leading && this.leading.until > this.clock() ? this.leading : null;
   }
 
   note(): string {

@@ -158,6 +158,20 @@ describe("election driver", () => {
     expect(d.lease()).toBeNull();
   });
 
+  test("a lease past its deadline is none before the step that ends it runs (a stalled event loop runs other timers first)", async () => {
+    // Review: the hooks' and the pgpool keeper's `leading` was lease() !== null; after a stall the
+    // event loop may run their timers before the election's, and they acted as the leader after the lease.
+    const h = new Harness([A, B, C]);
+    h.start();
+    for (let i = 0; i < 100 && !h.leaderWithLease(); i++) await h.run(50);
+    const d = h.drivers.get(h.leaderWithLease()!)!;
+    const until = d.lease()!.until;
+    h.now = until - 1; // no timer fired, no message delivered: only the clock moved
+    expect(d.lease()?.until).toBe(until);
+    h.now = until;
+    expect(d.lease()).toBeNull();
+  });
+
   // Review (host suspend): the leader's lease runs on performance.now(), which stands still while the
   // host is suspended; resumed, it went on leading (and re-arming its lease) beside the new leader.
   test("a host suspend found before a step makes the leader step down; its fence finishes before anything of that step is sent", async () => {

@@ -172,8 +172,9 @@ export class EtcdConsensus implements Consensus {
     };
   }
 
+  /** The lease held now: none past its deadline, before the timer that fences has run (election-driver.ts). */
   lease(): { term: number; until: number } | null {
-    return this.leading;
+    return this.leading && this.leading.until > this.clock() ? this.leading : null;
   }
 
   /** Whether etcd was read since the agent started (and a key of its previous run, if taken back, read again): before, whether that key makes it the leader is unknown. */
