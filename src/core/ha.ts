@@ -72,6 +72,13 @@ export interface LeaderPg {
   /** This node's slot exists on it. */
   slotReady: boolean;
   timeline: number;
+  /**
+   * The timeline its pg_control's last checkpoint names (its report's `checkpointTimeline`; null:
+   * not reported). pg_rewind before PostgreSQL 16 takes a source's timeline from there: against a
+   * primary promoted a moment ago it sees the old timeline and finds "no rewind required", so a former
+   * primary would keep its diverged WAL and a stuck standby would be cloned afresh for nothing.
+   */
+  checkpointTimeline: number | null;
 }
 
 export interface HaInput {
@@ -308,7 +315,8 @@ function asFollower(x: HaInput): HaAction {
   }
   if (asked) {
     if (!x.leader.primaryReady) return { kind: "wait", reason: "rejoin requested: waiting for the leader's primary" };
-    return asked.clone ? { kind: "clone", from: x.leader.addr } : { kind: "rewind", from: x.leader.addr };
+    if (asked.clone) return { kind: "clone", from: x.leader.addr };
+    return rewindSourceWait(x.leader) ?? { kind: "rewind", from: x.leader.addr };
   }
   // A former primary may hold WAL the new primary never had: never start it as a standby
   // before pg_rewind checked the histories (it says "no rewind required" when they agree).
@@ -316,7 +324,7 @@ function asFollower(x: HaInput): HaAction {
   if (diverged) {
     if (!x.leader.primaryReady) return { kind: "wait", reason: "former primary: waiting for the new primary before rewinding" };
     if (!x.rejoinAuto) return { kind: "wait", reason: "former primary: rejoin.auto is off, run `pgherd rejoin`" };
-    return { kind: "rewind", from: x.leader.addr };
+    return rewindSourceWait(x.leader) ?? { kind: "rewind", from: x.leader.addr };
   }
   if (!l.running) return { kind: "start-standby", upstream: x.leader.addr };
   if (!l.up) return { kind: "wait", reason: "PostgreSQL is starting" };
@@ -327,6 +335,12 @@ function asFollower(x: HaInput): HaAction {
   }
   if (l.upstream !== x.leader.addr) return { kind: "repoint", upstream: x.leader.addr };
   return { kind: "none", role: "standby" };
+}
+
+/** A wait while the leader's primary is no source pg_rewind reads right yet (its checkpoint names an older timeline). */
+function rewindSourceWait(leader: LeaderPg): HaAction | null {
+  if (leader.checkpointTimeline === null || leader.checkpointTimeline >= leader.timeline) return null;
+  return { kind: "wait", reason: `waiting to rewind: the new primary's last checkpoint still names timeline ${leader.checkpointTimeline}, not its ${leader.timeline} (pg_rewind would read that)` };
 }
 
 /**

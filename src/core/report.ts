@@ -55,6 +55,12 @@ export const PgReportSchema = z.object({
   up: z.boolean(),
   inRecovery: z.boolean().nullable(),
   position: PositionSchema,
+  /**
+   * On a primary: the timeline its pg_control's last checkpoint names, below its own from a promotion
+   * until the first checkpoint after it. A former primary rewinds from it only once it is the
+   * primary's own (core/ha.ts); absent from an agent that checkpointed before it reported the promotion.
+   */
+  checkpointTimeline: z.number().int().min(1).max(0xffffffff).optional(),
   receiveLsn: lsn.nullable(),
   replayLsn: lsn.nullable(),
   upstream: text(300).nullable(),

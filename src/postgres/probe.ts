@@ -36,6 +36,12 @@ export interface ProbeUp {
   /** Primary: timeline of the WAL being written now (from the WAL file name, exact right after promotion).
    *  Standby: newest of received, checkpoint and min-recovery timelines. */
   timeline: number;
+  /**
+   * The timeline pg_control's last checkpoint (a standby's restartpoint) names. A promoted primary's
+   * stays the old one until its first checkpoint, and pg_rewind before PostgreSQL 16 reads a source's
+   * timeline there (src/agent/pg/timeline-checkpoint.ts).
+   */
+  checkpointTimeline: number;
   currentLsn: string | null;
   receiveLsn: string | null;
   replayLsn: string | null;
@@ -135,7 +141,7 @@ export async function probe(db: Db, timeoutMs?: number): Promise<Probe> {
       : Math.max(s.checkpoint_tli, s.min_recovery_tli ?? 0, r?.received_tli ?? 0);
     const base = s.current_lsn ?? s.receive_lsn;
     return {
-      up: true, ms: ms(), inRecovery, timeline,
+      up: true, ms: ms(), inRecovery, timeline, checkpointTimeline: s.checkpoint_tli,
       currentLsn: s.current_lsn, receiveLsn: s.receive_lsn, replayLsn: s.replay_lsn, flushLsn: r?.flushed_lsn ?? null,
       walReceiver: r && r.status
         ? { status: r.status, senderHost: r.sender_host, senderPort: r.sender_port, slotName: r.slot_name,

@@ -4,7 +4,7 @@ import { controlSaysPrimary, dataWasPrimary, decideHa, failureMayLeavePrimary, f
 
 const base: HaInput = {
   witness: false, leading: false, acquiringLease: false,
-  leader: { id: "L", addr: "10.0.0.1:5432", primaryReady: true, slotReady: true, timeline: 2 },
+  leader: { id: "L", addr: "10.0.0.1:5432", primaryReady: true, slotReady: true, timeline: 2, checkpointTimeline: 2 },
   local: { data: "present", systemId: "7", running: true, up: true, inRecovery: true, upstream: "10.0.0.1:5432", wasPrimary: false, timeline: 2, stuck: false },
   clusterSystemId: "7", haveSecrets: true, nobodyHasData: false, othersHaveData: false, member: true, fromExisting: false,
   rejoinAuto: true, rejoinRequested: null, paused: false,
@@ -184,6 +184,20 @@ describe("follower", () => {
     expect(decideHa(follow({}, { stuck: true }))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
     expect(decideHa(follow({ rejoinRequested: { clone: true } }))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
     expect(decideHa(follow({ rejoinRequested: { clone: false } }))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
+  });
+  test("a rewind waits until the new primary's last checkpoint names its timeline (pg_rewind before 16 reads it there); a clone does not", () => {
+    // Promoted a moment ago, its checkpoint still running: pg_rewind would see timeline 1 on both
+    // sides and find "no rewind required", leaving the former primary's diverged WAL in place.
+    const fresh = { leader: { ...base.leader!, timeline: 2, checkpointTimeline: 1 } };
+    const former = { running: false, up: false, inRecovery: null, wasPrimary: true, timeline: 1 } as const;
+    expect(decideHa(follow(fresh, former))).toMatchObject({ kind: "wait", reason: expect.stringContaining("last checkpoint still names timeline 1") });
+    expect(decideHa(follow(fresh, { stuck: true })).kind).toBe("wait"); // else "no rewind required": a needless fresh clone
+    expect(decideHa(follow({ ...fresh, rejoinRequested: { clone: false } })).kind).toBe("wait");
+    expect(decideHa(follow({ ...fresh, rejoinRequested: { clone: true } }))).toEqual({ kind: "clone", from: "10.0.0.1:5432" });
+    expect(decideHa(follow(fresh))).toEqual({ kind: "none", role: "standby" }); // a streaming standby just follows
+    // Checkpointed, or an agent that does not report it (it checkpointed before reporting the promotion).
+    expect(decideHa(follow({ leader: { ...base.leader!, checkpointTimeline: 2 } }, former))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
+    expect(decideHa(follow({ leader: { ...base.leader!, checkpointTimeline: null } }, former))).toEqual({ kind: "rewind", from: "10.0.0.1:5432" });
   });
   test("a data directory a pg_rewind began to write and did not finish is cloned afresh: never started, never rewound again", () => {
     // Found by review: a stuck standby's half-rewound directory (standby.signal, "shut down in recovery") was started,

@@ -2,7 +2,8 @@
 // on an agent whose monitoring round has not run yet (a restarted agent, a round that timed out):
 // the server is looked at afresh, a streaming standby is stopped and confirmed, and only a server
 // that does not run is skipped. And a promotion that fails before pg_promote says so (NotPromoted),
-// the server still the standby it was. A primary and a standby streaming from it, on loopback.
+// the server still the standby it was; one that goes through is done while the checkpoint after it
+// still runs. A primary and a standby streaming from it, on loopback.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { PostgresLoop } from "../../src/agent/pg/loop.ts";
@@ -40,6 +41,8 @@ let sdb: Db;
 let loop: PostgresLoop;
 let host: PgHost;
 let finalPosition: Position | null = null;
+let reserves = false;
+const became: string[] = [];
 
 const up = async (db: Db): Promise<ProbeUp> => {
   const p = await probe(db);
@@ -88,8 +91,9 @@ describe("detach before a vote, on real PostgreSQL, before the agent's first mon
       leadership: () => ({ term: 4, leading: false, acquiringLease: false, leaderId: null, member: true }),
       record: () => {},
       guardState: () => ({ guard: null, committed: 0 }),
-      reserveTimeline: async () => false, // no majority stores it
+      reserveTimeline: async () => reserves, // false: no majority stores it
       confirmDurability: async () => undefined,
+      becamePrimary: (how: string, timeline: number | null) => void became.push(`${how} ${timeline}`),
     } as unknown as ClusterContext;
     host = new PgHost(cfg, primary.bins, ctx, log.withTag("standby"));
     await host.writeConfig(true, `127.0.0.1:${ports.p}`);
@@ -150,5 +154,38 @@ describe("detach before a vote, on real PostgreSQL, before the agent's first mon
     // directory: this loop's rounds never ran, so nothing was remembered. Before: no position at all,
     // and the consensus voted with whatever was last reported.
     expect(r.position).toEqual(finalPosition);
+  }, 60_000);
+
+  test("a promotion is done, and recorded, while the checkpoint after it still runs; that checkpoint, beside it, makes pg_control name the new timeline", async () => {
+    // Before, the promotion ran an immediate CHECKPOINT and waited for it (up to 60 s): every dirty
+    // buffer written while the node went on reporting itself a standby and /primary answered 503.
+    // Here the checkpointer is stopped, so that checkpoint cannot end until the test lets it.
+    await host.writeConfig(true, `127.0.0.1:${ports.p}`);
+    await start(host.node, { logFile: join(s.root, "standby-restart.log"), timeoutSec: 30 });
+    await waitFor(async () => (await up(sdb)).inRecovery, { timeoutMs: 20_000, what: "the standby to answer" });
+    const [cp] = await sdb.query("checkpointer", (sql) => sql`SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'`);
+    const pid = Number(cp?.pid);
+    expect(pid).toBeGreaterThan(0);
+    const starter = new PrimaryStarter(host);
+    starter.sync = { initialSyncNames: () => "", startGrace: () => {}, promoting: () => {} } as unknown as SyncPlanner;
+    host.fencer = { asPrimary: <T>(_what: string, fn: (still: () => void) => Promise<T>) => fn(() => {}) } as unknown as Fencer;
+    reserves = true;
+    process.kill(pid, "SIGSTOP");
+    try {
+      await starter.promote();
+      const p = await up(sdb);
+      expect(p.inRecovery).toBe(false);
+      expect(became).toEqual([`promote ${p.timeline}`]);
+      // pg_control still names the standby's timeline: a former primary's pg_rewind would read that.
+      expect(p.checkpointTimeline).toBeLessThan(p.timeline);
+      const waiting = await sdb.query("checkpoint", (sql) => sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'CHECKPOINT' AND state = 'active'`);
+      expect(waiting[0]?.n).toBe(1);
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    await starter.timelineCheckpoint.settled();
+    const after = await up(sdb);
+    expect(after.checkpointTimeline).toBe(after.timeline);
+    expect(log.lines.some((l) => l.includes("checkpoint after the promotion:") && l.includes("may rewind from this one now"))).toBe(true);
   }, 60_000);
 });

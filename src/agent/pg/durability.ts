@@ -206,6 +206,8 @@ export class Maintenance {
       }
       // Once per timeline of this agent's primary: after a promotion (a retried one included), and
       // after an agent restart beside its running server (one that died before the marking).
+      // A primary promoted before this agent's restart, or whose checkpoint after the promotion failed.
+      this.primary.timelineCheckpoint.ensure(p);
       if (this.placeholdersFor !== p.timeline) {
         await this.primary.archivePlaceholders();
         this.placeholdersFor = p.timeline;

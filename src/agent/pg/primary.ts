@@ -5,6 +5,7 @@ import type { ClusterSecrets } from "../../store/cluster-secrets.ts";
 import { retryStart } from "../../core/restart-in-place.ts";
 import { clearStaleLocks, ensureRoles, generatePassword, initdb, killLeftoversAndWait, osUidOf, PgCtlError, probe, promote, syncNamesBeforePromotion } from "../../postgres/index.ts";
 import type { PgHost } from "./host.ts";
+import { TimelineCheckpoint } from "./timeline-checkpoint.ts";
 import { bootstrapFromBackup, type BootstrapHost, resumeRestore } from "../../backup/bootstrap.ts";
 import { serverLogDir } from "../../ops/pg-log.ts";
 import { planTimeline, type TimelinePlan } from "../../core/timelines.ts";
@@ -32,7 +33,12 @@ export class PrimaryStarter {
   /** Set by the loop once the durability keeper exists (it needs this starter too). */
   sync!: SyncPlanner;
 
-  constructor(private readonly h: PgHost) {}
+  /** The one owner of the checkpoint after a promotion (a promotion and the primary's rounds start it). */
+  readonly timelineCheckpoint: TimelineCheckpoint;
+
+  constructor(private readonly h: PgHost) {
+    this.timelineCheckpoint = new TimelineCheckpoint(h);
+  }
 
   initCluster(): Promise<void> {
     const h = this.h;
@@ -138,9 +144,10 @@ export class PrimaryStarter {
       await h.writeConfig(false);
       await h.reload(); // synchronous_standby_names of the new primary: it must be in force
       h.log.info(`promotion: ${r}`);
-      // pg_control keeps the old timeline until a checkpoint: pg_rewind of the old primary reads it.
-      await h.localDb().query("checkpoint after promotion", (sql) => sql`CHECKPOINT`, 60_000).catch((e) => h.log.warn(`checkpoint after promotion: ${(e as Error).message}`));
       const after = await probe(h.localDb());
+      // pg_control names the old timeline until a checkpoint, and pg_rewind of the old primary reads
+      // it: the checkpoint runs beside the rounds (timeline-checkpoint.ts), the promotion is done.
+      this.timelineCheckpoint.ensure(after);
       if (r === "promoted" && after.up && after.timeline > tl.next) {
         // A history file in the archive that pg_wal did not have: the reservation goes with it.
         if (!(await h.ctx.reserveTimeline(after.timeline, RESERVE_MS))) h.log.error(`the promotion got timeline ${after.timeline}, above the reserved ${tl.next}, and no majority stored it within ${RESERVE_MS} ms`);

@@ -174,6 +174,7 @@ export class MonitorRound {
         ? {
             id: leaderPg.id, addr: leaderPg.addr, primaryReady: leaderPg.report.up && leaderPg.report.inRecovery === false,
             slotReady: leaderPg.report.slots.includes(slotFor(ctx.nodeId)), timeline: leaderPg.report.position.timeline,
+            checkpointTimeline: leaderPg.report.checkpointTimeline ?? null,
           }
         : null,
       local, clusterSystemId: clusterId, haveSecrets: secrets !== undefined, nobodyHasData: ctx.nobodyHasData(), othersHaveData: ctx.othersHaveData(),
@@ -255,6 +256,7 @@ export class MonitorRound {
     const guarantee = truthfulGuarantee(this.x.maintenance.guarantee, this.live.verdict, r.p.up);
     this.publish({
       port: h.cfg.postgres.port, data: r.data, systemId: r.systemId, running: r.running, up: r.p.up, inRecovery: up ? up.inRecovery : null, position: r.position,
+      ...(up && !up.inRecovery ? { checkpointTimeline: up.checkpointTimeline } : {}),
       receiveLsn: up?.receiveLsn ?? null, replayLsn: up?.replayLsn ?? null, upstream: h.upstream,
       streaming: up?.walReceiver?.status === "streaming",
       replication: (up?.replication ?? []).map((x) => ({ name: x.applicationName.slice(0, 64), clientAddr: x.clientAddr, state: x.state.slice(0, 32), syncState: x.syncState.slice(0, 16), lagBytes: x.lagBytes, replayLagSeconds: x.replayLagSeconds })),
