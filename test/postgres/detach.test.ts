@@ -178,8 +178,9 @@ describe("detach before a vote, on real PostgreSQL, before the agent's first mon
       expect(became).toEqual([`promote ${p.timeline}`]);
       // pg_control still names the standby's timeline: a former primary's pg_rewind would read that.
       expect(p.checkpointTimeline).toBeLessThan(p.timeline);
-      const waiting = await sdb.query("checkpoint", (sql) => sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'CHECKPOINT' AND state = 'active'`);
-      expect(waiting[0]?.n).toBe(1);
+      // The checkpoint started beside it (its own connection) waits for the stopped checkpointer.
+      await waitFor(async () => (await sdb.query("checkpoint", (sql) => sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'CHECKPOINT' AND state = 'active'`))[0]?.n === 1, { timeoutMs: 10_000, what: "the CHECKPOINT waiting for the checkpointer" });
+      expect((await up(sdb)).checkpointTimeline).toBeLessThan(p.timeline);
     } finally {
       process.kill(pid, "SIGCONT");
     }
