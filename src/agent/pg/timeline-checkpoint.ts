@@ -17,6 +17,8 @@ const CHECKPOINT_MS = 300_000;
 
 export class TimelineCheckpoint {
   private running: Promise<void> | null = null;
+  /** The timeline a CHECKPOINT of this agent ended on: a round's probe taken while it ran still shows the older one. */
+  private doneFor: number | null = null;
 
   constructor(private readonly h: Pick<PgHost, "sideDb" | "log" | "clock">) {}
 
@@ -26,13 +28,16 @@ export class TimelineCheckpoint {
    * agent restarted beside a primary promoted before it checkpointed), call it.
    */
   ensure(p: Probe): void {
-    if (!p.up || p.inRecovery || p.checkpointTimeline >= p.timeline || this.running) return;
+    if (!p.up || p.inRecovery || p.checkpointTimeline >= p.timeline || this.running || this.doneFor === p.timeline) return;
     const { h } = this;
     const db = h.sideDb();
     const t0 = h.clock.now();
     const from = p.checkpointTimeline;
     this.running = db.query("checkpoint naming the new timeline", (sql) => sql`CHECKPOINT`, CHECKPOINT_MS)
-      .then(() => h.log.info(`checkpoint after the promotion: ${Math.round(h.clock.now() - t0)} ms (pg_control named timeline ${from}, the server writes ${p.timeline}); a former primary may rewind from this one now`))
+      .then(() => {
+        this.doneFor = p.timeline;
+        h.log.info(`checkpoint after the promotion: ${Math.round(h.clock.now() - t0)} ms (pg_control named timeline ${from}, the server writes ${p.timeline}); a former primary may rewind from this one now`);
+      })
       .catch((e: Error) => h.log.warn(`checkpoint after the promotion: ${e.message} (tried again next round)`))
       .finally(() => {
         this.running = null;
