@@ -15,14 +15,19 @@ export interface PgpoolBackend { id: number; host: string; port: number; up: boo
 export interface PcpStep { cmd: "promote" | "attach" | "detach"; id: number; why: string }
 
 /**
- * `pcp_node_info` without -n (pgpool 4.x): one line per backend, "host port status weight
- * status_name backend_status role …"; status 1 (waiting) and 2 (up) are attached, 3 is down.
+ * `pcp_node_info -a` (pgpool 4.3 or later): one line per slot of pgpool's backend table, the node
+ * id being the line's index, "host port status weight status_name backend_status role …" with one
+ * space between fields; status 1 (waiting) and 2 (up) are attached, 3 is down. A slot pgpool.conf
+ * leaves out (backend ids 0 and 2 configured, not 1) is listed with an empty host and status 0: it
+ * matches no member. Without -a, pcp_node_info leaves such a slot out (and any backend with an empty
+ * hostname), so every later line's index named the node after it (review: pgpool 4.3.5 with
+ * backends 0 and 2 printed two lines, and a request meant for node 2 went to node 1).
  */
 export function parseNodeInfo(text: string): PgpoolBackend[] {
   return text.split("\n").filter((l) => l.trim() !== "").map((line, id) => {
-    const f = line.trim().split(/\s+/);
+    const f = line.split(" ");
     const port = Number(f[1]);
-    if (f.length < 7 || !Number.isInteger(port)) throw new Error(`unexpected pcp_node_info line: ${line.slice(0, 200)}`);
+    if (f.length < 7 || f[1] === "" || !Number.isInteger(port)) throw new Error(`unexpected pcp_node_info line: ${line.slice(0, 200)}`);
     return { id, host: f[0]!, port, up: f[2] === "1" || f[2] === "2", primary: f[6] === "primary" };
   });
 }
@@ -193,7 +198,8 @@ export class PgpoolKeeper {
 
   private async reconcile(view: ClusterView): Promise<void> {
     this.remember(view);
-    const backends = parseNodeInfo(await this.pcp("pcp_node_info", []));
+    // -a: every slot, also one pgpool.conf leaves out, so that a line's index is its node id.
+    const backends = parseNodeInfo(await this.pcp("pcp_node_info", ["-a"]));
     const now = this.now();
     for (const [id, r] of this.sent) if (now - r.at >= PCP_SETTLE_MS) this.sent.delete(id);
     for (const s of unsettled(planPgpool(backends, view, this.addrs), backends, this.sent, now)) {

@@ -89,6 +89,38 @@ test("the keeper remembers each member's address while it reports, and detaches 
   }
 });
 
+test("a backend id pgpool.conf leaves out: the keeper asks for every slot (-a), so each request goes to the node it is meant for (review)", async () => {
+  // pgpool-II 4.3.5 with backends 0, 2 and 3 configured (1 removed): pcp_node_info lists three
+  // lines, pcp_node_info -a four, slot 1 with an empty host (both as seen from the real tools).
+  expect(parseNodeInfo(" 0 0 0.000000 unused unknown standby unknown 0 none none 2026-12-07 22:05:29\n")).toEqual([{ id: 0, host: "", port: 0, up: false, primary: false }]);
+  const bin = mkdtempSync(join(tmpdir(), "pgherd-pcp-"));
+  try {
+    const calls = join(bin, "calls");
+    const slot = (host: string, status: number, role: string) => `${host} 5432 ${status} 0.333333 ${status === 3 ? "down" : "up"} up ${role} ${role} 0 none none 2026-12-07 22:05:29`;
+    const all = [slot("10.0.0.11", 2, "primary"), " 0 0 0.000000 unused unknown standby unknown 0 none none 2026-12-07 22:05:29", slot("10.0.0.13", 3, "standby"), slot("10.0.0.14", 2, "standby")];
+    writeFileSync(join(bin, "pcp_node_info"), [
+      "#!/bin/sh", `echo "pcp_node_info" >> ${calls}`,
+      `case " $* " in *" -a "*) printf '%s\\n' '${all.join("' '")}' ;; *) printf '%s\\n' '${[all[0], all[2], all[3]].join("' '")}' ;; esac`, "",
+    ].join("\n"), { mode: 0o755 });
+    for (const t of ["pcp_attach_node", "pcp_detach_node"]) writeFileSync(join(bin, t), `#!/bin/sh\necho "${t} $*" >> ${calls}\n`, { mode: 0o755 });
+    const cfg = parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\n[pgpool]\npcp_host = "127.0.0.1"\npcp_password_file = "${join(bin, "pass")}"\nbin_dir = "${bin}"\n`, "pgherd.toml").pgpool;
+    // n3 (node 2) streams again and is down in pgpool; n4 (node 3) stopped and is still attached.
+    const v = view("n1", [row({ id: "n1", host: "10.0.0.11", role: "primary", state: "running", leader: true }), row({ id: "n3", host: "10.0.0.13" }), row({ id: "n4", host: "10.0.0.14", state: "stopped" })]);
+    const k = new PgpoolKeeper(cfg, memoryLogger(), () => v); // not started: kicks only
+    const lines = () => (existsSync(calls) ? readFileSync(calls, "utf8").split("\n").filter(Boolean) : []);
+    k.kick();
+    const end = performance.now() + 4000;
+    while (lines().length < 3) {
+      if (performance.now() > end) throw new Error(`timed out waiting for the PCP requests; calls: ${lines().join(" | ")}`);
+      await Bun.sleep(10);
+    }
+    // Before: "pcp_attach_node … -n 1" (the slot left out) and "pcp_detach_node … -n 2" (n3's server, not n4's).
+    expect(lines()).toEqual(["pcp_node_info", "pcp_attach_node -h 127.0.0.1 -p 9898 -U pgpool -w -n 2", "pcp_detach_node -h 127.0.0.1 -p 9898 -U pgpool -w -n 3"]);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+});
+
 test("a primary detached in pgpool is attached first (promoted in the next round); unknown backends are left alone", () => {
   const v = view("n2", [row({ id: "n2", host: "10.0.0.2", role: "primary", state: "running", leader: true })]);
   expect(planPgpool([be(0, "10.0.0.9", true, true), be(1, "10.0.0.2", false, false)], v)).toEqual([{ cmd: "attach", id: 1, why: "n2 is the primary" }]);
@@ -350,7 +382,7 @@ test.skipIf(!existsSync("/usr/sbin/pcp_node_info"))("a PCP port that takes the c
     while (!log.lines.some((l) => l.startsWith("warn")) && performance.now() < end) await Bun.sleep(10);
     const warn = log.lines.find((l) => l.startsWith("warn")) ?? "";
     expect(sockets.length).toBe(1);
-    expect(warn).toContain(`pcp_node_info: no answer from 127.0.0.1:${port} within 300 ms`);
+    expect(warn).toContain(`pcp_node_info -a: no answer from 127.0.0.1:${port} within 300 ms`);
     expect(warn).toContain("TCP keepalive on the pgpool host");
   } finally {
     for (const s of sockets) s.destroy();
