@@ -3,7 +3,7 @@
 // failover is off (docs/pgpool.md), sends writes to the primary pgherd elected and reads only to
 // standbys that stream from it. planPgpool is pure; PgpoolKeeper runs the commands.
 import { execFile } from "node:child_process";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, statSync } from "node:fs";
 import { withoutAmbientCaps } from "../caps.ts";
 import type { Config } from "../config/schema.ts";
 import type { ClusterView } from "../core/cluster-view.ts";
@@ -251,20 +251,29 @@ export class PgpoolKeeper {
         env: { PATH: PCP_PATH, PCPPASSFILE: c.pcp_password_file, LANG: "C" },
       }, (err, stdout, stderr) => {
         if (err?.killed) reject(new PcpFailure(`${[tool, ...args].join(" ")}: no answer from ${c.pcp_host}:${c.pcp_port} within ${this.timeoutMs} ms (after a failover pgpool takes no PCP request until every PCP session open at the time has ended: see "TCP keepalive on the pgpool host" in docs/pgpool.md)`, true));
-        else if (err) reject(new PcpFailure(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}${unreadable(c.pcp_password_file)}`, pcpMayBeTaken(String(stderr))));
+        else if (err) reject(new PcpFailure(`${[tool, ...args].join(" ")} failed: ${(stderr || err.message).trim().split("\n")[0]?.slice(0, 300)}${unusablePassFile(c.pcp_password_file)}`, pcpMayBeTaken(String(stderr))));
         else resolve(stdout);
       });
     });
   }
 }
 
-/** Why the PCP tools cannot use the password file, or "": they then fail with a bare "authentication failed". */
-function unreadable(file: string): string {
+/**
+ * Why the PCP tools cannot use the password file, or "": they then fail with a bare "authentication
+ * failed". libpcp, as libpq with .pgpass, ignores a file that is not a regular file or that group or
+ * others may read or write (it says so only with -d; review: a file of mode 0644 read as a wrong
+ * password).
+ */
+export function unusablePassFile(file: string): string {
+  const fix = "it must belong to the agent's user, mode 0600";
   try {
     accessSync(file, constants.R_OK);
+    const st = statSync(file);
+    if (!st.isFile()) return ` (pgpool.pcp_password_file ${file} is not a regular file: the PCP tools ignore it; ${fix})`;
+    if ((st.mode & 0o077) !== 0) return ` (pgpool.pcp_password_file ${file} has mode ${(st.mode & 0o777).toString(8).padStart(4, "0")}: the PCP tools ignore a password file that group or others may read or write; ${fix})`;
     return "";
   } catch (e) {
-    return ` (pgpool.pcp_password_file ${file} is not readable by the agent's user, uid ${process.getuid?.()}: ${(e as NodeJS.ErrnoException).code}; it must belong to that user, mode 0600)`;
+    return ` (pgpool.pcp_password_file ${file} is not readable by the agent's user, uid ${process.getuid?.()}: ${(e as NodeJS.ErrnoException).code}; ${fix})`;
   }
 }
 
