@@ -274,9 +274,15 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** null without [vip] address (then a record left by an earlier configuration is removed). */
-export function createVip(cfg: Config, log: Logger): VirtualIp | null {
-  if (cfg.vip.address) return new VirtualIp(cfg.vip, cfg.state_dir, log.withTag("vip"));
+/**
+ * null without [vip] address, and on a witness, which never holds the lease (then a record left by
+ * an earlier configuration is removed). Review: a witness sharing the database nodes' [vip] removed
+ * the address at its start and, without CAP_NET_ADMIN, which it does not need, logged an error every
+ * 5 s for ever (and sent each to Sentry), advising to grant it the capability.
+ */
+export function createVip(cfg: Pick<Config, "vip" | "state_dir" | "role">, log: Logger): VirtualIp | null {
+  if (cfg.vip.address && cfg.role === "witness") log.info(`vip: ${cfg.vip.address} is not used on a witness (it never holds the leader lease)`);
+  else if (cfg.vip.address) return new VirtualIp(cfg.vip, cfg.state_dir, log.withTag("vip"));
   try {
     writeVipSpec(cfg.state_dir, null);
   } catch (e) {

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { missingCap, type Runner, VirtualIp } from "../../src/integrations/vip.ts";
+import { createVip, missingCap, type Runner, VirtualIp } from "../../src/integrations/vip.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { waitFor } from "../helpers/proc.ts";
 
@@ -26,6 +26,19 @@ test("a refused ip or arping names the capability the agent lacks", () => {
   // The shipped unit's RestrictAddressFamilies without AF_PACKET (review: the documented drop-in left it out).
   expect(missingCap("arping: socket: Address family not supported by protocol", "CAP_NET_RAW")).toContain("RestrictAddressFamilies=AF_PACKET");
   expect(missingCap("RTNETLINK answers: File exists", "CAP_NET_ADMIN")).toBe("");
+});
+
+test("a witness, which never holds the lease, leaves [vip] alone: no ip at its start (review)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-vip-"));
+  try {
+    const witness = parseConfig(`cluster = "main"\nsecret = "${"k".repeat(40)}"\nrole = "witness"\nstate_dir = "${dir}"\n[vip]\naddress = "10.0.0.50/24"\ninterface = "eth0"\n`, "pgherd.toml");
+    const log = memoryLogger();
+    expect(createVip(witness, log)).toBeNull();
+    expect(log.lines).toEqual([expect.stringContaining("vip: 10.0.0.50/24 is not used on a witness")]);
+    expect(createVip({ ...witness, role: "database" }, memoryLogger())).toBeInstanceOf(VirtualIp);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe("a fence does not wait on a slow ip", () => {
