@@ -285,7 +285,14 @@ const PGPOOL_SAFE = /^[A-Za-z0-9._:-]{1,255}$/;
  * pgpool's own failover off (only PCP requests from pgherd change the backends). Pure.
  */
 export function renderPgpoolConfig(view: ClusterView, slotOf: (id: string) => string): string {
-  const members = view.members.filter((m) => m.role !== "witness" && m.host && m.port !== null);
+  const members = view.members.filter((m) => m.role !== "witness");
+  // A member whose address the view no longer has (its agent not heard for a while) was left out,
+  // and every member after it in the list got the next one's backend number (review): pgpool, which
+  // keeps its backends' status by number, had a database member less and the others' status swapped.
+  const unknown = members.filter((m) => !m.host || m.port === null);
+  if (unknown.length > 0) {
+    throw new Error(`member(s) ${unknown.map((m) => m.name).join(", ")}: address not known to this agent now (not heard lately): pgpool.conf lists every database member, so run this once they are back`);
+  }
   // Values go between quotes in pgpool.conf: a name or address with a quote or a line break (the
   // view came over HTTP) would write settings of its own.
   for (const m of members) {

@@ -403,6 +403,16 @@ test.skipIf(!existsSync("/usr/sbin/pcp_node_info"))("a PCP port that takes the c
   }
 });
 
+test("pgherd pgpool config refuses while a database member's address is not known, naming it: never a backend less, nor the others renumbered", () => {
+  // Review: h2 (expired from the peer table: no host) was left out and h3 became backend 1.
+  const members = [row({ id: "h1", host: "10.0.0.1", role: "primary", leader: true }), row({ id: "h2", host: "" }), row({ id: "h3", host: "10.0.0.3" })];
+  expect(() => renderPgpoolConfig(view("h1", members), (id) => `pgherd_${id}`)).toThrow(/member\(s\) h2: address not known/);
+  const witness = row({ id: "w", host: "", role: "witness" });
+  const ok = renderPgpoolConfig(view("h1", [members[0]!, { ...members[1]!, host: "10.0.0.2" }, members[2]!, witness]), (id) => `pgherd_${id}`);
+  expect(ok).toContain("backend_hostname1 = '10.0.0.2'");
+  expect(ok).toContain("backend_hostname2 = '10.0.0.3'");
+});
+
 test("a member name or address that would write its own settings into pgpool.conf is refused, naming the member", () => {
   const one = (name: string, host: string) => view("n1", [row({ id: "n1", name, host, role: "primary", state: "running", leader: true })]);
   expect(renderPgpoolConfig(one("n1", "10.0.0.1"), (id) => `pgherd_${id}`)).toContain("backend_hostname0 = '10.0.0.1'");
