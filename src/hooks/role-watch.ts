@@ -34,9 +34,10 @@ export interface WatchState {
   role: PgRole | null;
 }
 
-export function observeRole(prev: WatchState | null, o: Observation): { state: WatchState; events: RoleEvent[] } {
-  // A running server that does not answer yet (starting, overloaded) tells nothing new.
-  if (o.running && (!o.up || o.inRecovery === null)) return { state: prev ?? { running: "stopped", role: null }, events: [] };
+export function observeRole(prev: WatchState | null, o: Observation): { state: WatchState | null; events: RoleEvent[] } {
+  // A running server that does not answer yet (starting, overloaded) tells nothing new, and is no
+  // baseline: taken as "stopped", an agent restarted beside a busy server called on_start (review).
+  if (o.running && (!o.up || o.inRecovery === null)) return { state: prev, events: [] };
   const now: WatchState["running"] = !o.running ? "stopped" : o.inRecovery ? "replica" : "primary";
   if (!prev) return { state: { running: now, role: now === "stopped" ? null : now }, events: [] };
   if (now === prev.running) return { state: prev, events: [] };

@@ -148,6 +148,13 @@ describe("role transitions", () => {
     expect(run([obs(true, false, true)])).toEqual([]);
   });
 
+  test("a running server that does not answer yet is no baseline: an agent restarted beside a busy server calls nothing", () => {
+    // Review: it was taken as "stopped", and the next round's answer called on_start.
+    const busy: Observation = { running: true, up: false, inRecovery: null, leading: false };
+    expect(run([busy, obs(true, true)])).toEqual([]);
+    expect(run([busy, { ...busy, leading: true }, obs(true, false, true)])).toEqual([]);
+  });
+
   test("failover: a standby promoted; the fenced old primary is demoted, then follows", () => {
     expect(run([obs(true, true), obs(true, false, true)])).toEqual(["on_role_change:primary:replica>primary"]);
     expect(run([obs(true, false, true), obs(false, null), obs(true, true)])).toEqual([
