@@ -4,6 +4,10 @@
 // archive_mode = always (see archiveSettings) is a mode pgBackRest's own WAL check refuses
 // ("archive_mode=always not supported"), so backups run with --no-archive-check and pgherd does
 // that check itself: a backup counts only once the WAL segment it stopped in is in the archive.
+// Without pgBackRest's check, its expire after the backup (expire-auto) would count a backup whose WAL
+// is not archived and remove the older ones: with archiving failing, every backup the repository could
+// restore from. So backups run with --no-expire-auto, and pgherd runs `pgbackrest expire` itself once
+// the new backup's WAL is archived.
 import { z } from "zod";
 import { SafeDir } from "../postgres/fsutil.ts";
 import { stripKeys } from "../postgres/managed-config.ts";
@@ -113,7 +117,7 @@ export interface BackupSiteArgs {
  * only pg_backup_start/stop (and a few queries) on pg2.
  */
 export function backupArgs(type: BackupType, site?: BackupSiteArgs): string[] {
-  const args = [`--type=${type}`, "--no-archive-check"];
+  const args = [`--type=${type}`, "--no-archive-check", "--no-expire-auto"];
   if (!site) return args;
   args.push(`--annotation=${NODE_KEY}=${site.node}`, `--annotation=${STANDBY_KEY}=${site.primary ? "y" : "n"}`);
   const pr = site.primary;
@@ -129,7 +133,8 @@ export function backupArgs(type: BackupType, site?: BackupSiteArgs): string[] {
 
 /**
  * Take a backup (of the primary this node runs, or from this standby: `site.primary`), then wait
- * (up to `walWaitMs`) until the WAL it needs to be consistent is archived. Returns the new backup.
+ * (up to `walWaitMs`) until the WAL it needs to be consistent is archived, and only then expire what
+ * retention no longer keeps (`pgbackrest expire`). Returns the new backup.
  */
 export async function takeBackup(p: BackrestPaths, r: BackrestRun, type: BackupType, walWaitMs = 120_000, site?: BackupSiteArgs): Promise<BackupInfo> {
   await backrest(p, r, "backup", backupArgs(type, site));
@@ -138,8 +143,13 @@ export async function takeBackup(p: BackrestPaths, r: BackrestRun, type: BackupT
     const info = await stanzaInfo(p, r);
     const b = info.backups.at(-1);
     if (!b) throw new BackrestError("pgbackrest backup exited 0 but lists no backup", 0);
-    if (info.archiveMax && b.walStop && segmentOrder(info.archiveMax) >= segmentOrder(b.walStop)) return b;
-    if (Date.now() > end) throw new BackrestError(`backup ${b.label}: WAL segment ${b.walStop} was not archived within ${walWaitMs} ms (is archive_command failing? see the server log)`, null);
+    if (info.archiveMax && b.walStop && segmentOrder(info.archiveMax) >= segmentOrder(b.walStop)) {
+      // The backup is complete: older backups and their WAL may go now. A failed expire leaves them
+      // (the repository grows; the next backup's expire removes them): the backup itself stands.
+      await backrest(p, r, "expire").catch((e: Error) => r.log.warn(`backup ${b.label} taken, but expiring older backups failed (they are kept until the next backup): ${e.message}`));
+      return b;
+    }
+    if (Date.now() > end) throw new BackrestError(`backup ${b.label}: WAL segment ${b.walStop} was not archived within ${walWaitMs} ms (is archive_command failing? see the server log); no older backup was expired`, null);
     await new Promise((res) => setTimeout(res, 500));
   }
 }

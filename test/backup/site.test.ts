@@ -66,14 +66,14 @@ describe("pgbackrest arguments", () => {
   const f = backrestTlsFiles(p);
 
   test("on the primary: the type, pgherd's archive check, the node annotation", () => {
-    expect(backupArgs("full")).toEqual(["--type=full", "--no-archive-check"]);
-    expect(backupArgs("incr", { node: "n1" })).toEqual(["--type=incr", "--no-archive-check", "--annotation=pgherd-node=n1", "--annotation=pgherd-from-standby=n"]);
+    expect(backupArgs("full")).toEqual(["--type=full", "--no-archive-check", "--no-expire-auto"]);
+    expect(backupArgs("incr", { node: "n1" })).toEqual(["--type=incr", "--no-archive-check", "--no-expire-auto", "--annotation=pgherd-node=n1", "--annotation=pgherd-from-standby=n"]);
   });
 
   test("from a standby: backup-standby, the primary as pg2 through its pgBackRest TLS server, with this node's certificate files", () => {
     const a = backupArgs("full", { node: "n2", primary: { remote: { host: "10.0.0.1", tlsPort: 8432, path: "/data/n1", port: 5433, socketPath: "/data/n1.sock", user: "postgres" }, ...f } });
     expect(a).toEqual([
-      "--type=full", "--no-archive-check", "--annotation=pgherd-node=n2", "--annotation=pgherd-from-standby=y", "--backup-standby",
+      "--type=full", "--no-archive-check", "--no-expire-auto", "--annotation=pgherd-node=n2", "--annotation=pgherd-from-standby=y", "--backup-standby",
       "--pg2-host=10.0.0.1", "--pg2-host-type=tls", "--pg2-host-port=8432",
       "--pg2-host-ca-file=/var/lib/pg/data.pgbackrest/tls/ca.crt", "--pg2-host-cert-file=/var/lib/pg/data.pgbackrest/tls/pgbackrest.crt", "--pg2-host-key-file=/var/lib/pg/data.pgbackrest/tls/pgbackrest.key",
       "--pg2-path=/data/n1", "--pg2-port=5433", "--pg2-socket-path=/data/n1.sock", "--pg2-user=postgres",
