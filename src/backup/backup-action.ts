@@ -11,7 +11,7 @@ import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { runningConfig } from "../ops/reload.ts";
 import type { PrimaryFacts } from "./backup-contract.ts";
-import { stanzaInfo, takeBackup, type BackupInfo, type BackupType } from "./backups.ts";
+import { stanzaInfo, takeBackup, WalNotArchived, type BackupInfo, type BackupType } from "./backups.ts";
 import { osUidOf } from "../postgres/users.ts";
 import { findBackup, ourBackup } from "./backup-proc.ts";
 import { backupUnderWay, chooseBackupSite } from "./choose.ts";
@@ -20,6 +20,13 @@ import { repoHostBackupRefusal } from "./repo-host.ts";
 import { backrestTlsFiles } from "./tls-server.ts";
 
 export type BackupRequest = Extract<ActionRequest, { kind: "backup" }>;
+
+/**
+ * A member's answer: its backup is in the repository but its WAL was not archived in time (backups.ts
+ * WalNotArchived). The leader does not take another on the primary then: that one would wait for the
+ * same archiving, and the standby's backup becomes restorable once its WAL arrives.
+ */
+export const BACKUP_WAL_PENDING = 424;
 
 /** A backup may take hours: the leader waits that long for the member's answer. */
 export const BACKUP_TIMEOUT_MS = 24 * 3600_000;
@@ -72,7 +79,9 @@ export class BackupDesk {
         // On the primary instead only when the standby's backup is known not to run: refused before
         // it began, or failed (its pgbackrest exited). A 409 is a backup the standby already runs;
         // without an answer (504) it may still run.
-        if (!r.ok && r.status !== 409 && r.status !== 504) {
+        // Nor when its backup was taken and only its WAL is not archived yet (424): a second backup on
+        // the primary would wait for the same archiving.
+        if (!r.ok && r.status !== 409 && r.status !== 504 && r.status !== BACKUP_WAL_PENDING) {
           log.warn(`${type} backup on standby ${site.name} failed (${r.message}): taking it on the primary`);
           where = `primary ${h.nodeName} (standby ${site.name} failed: ${r.message})`;
           mine.where = `primary ${h.nodeName}`;
@@ -121,7 +130,7 @@ export class BackupDesk {
       const b = await takeBackup(p, { osUser: cfg.postgres.os_user, log, timeoutMs: BACKUP_TIMEOUT_MS }, type, 120_000, primary);
       return { status: 200, ok: true, message: doneMessage({ ...b, node: h.nodeName, fromStandby: facts !== null }), detail: b };
     } catch (e) {
-      return fail(500, `${h.nodeName}: ${(e as Error).message}`);
+      return fail(e instanceof WalNotArchived ? BACKUP_WAL_PENDING : 500, `${h.nodeName}: ${(e as Error).message}`);
     } finally {
       this.taking = null;
       h.backupChanged(); // before the answer goes out (one mesh connection keeps the order): the leader's next backup is not refused on this state

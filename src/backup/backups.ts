@@ -58,6 +58,16 @@ const InfoJson = z.array(z.object({
   })).default([]),
 }));
 
+/**
+ * pgbackrest backup succeeded, but the WAL segment the backup stopped in was not archived in time: the
+ * backup is in the repository (restorable once its WAL arrives), so it is not taken again elsewhere.
+ */
+export class WalNotArchived extends BackrestError {
+  constructor(message: string) {
+    super(message, null);
+  }
+}
+
 /** `pgbackrest info --output=json` of the stanza. */
 export async function stanzaInfo(p: BackrestPaths, r: BackrestRun): Promise<StanzaInfo> {
   const res = await backrest(p, { ...r, quiet: true }, "info", ["--output=json"]);
@@ -149,7 +159,7 @@ export async function takeBackup(p: BackrestPaths, r: BackrestRun, type: BackupT
       await backrest(p, r, "expire").catch((e: Error) => r.log.warn(`backup ${b.label} taken, but expiring older backups failed (they are kept until the next backup): ${e.message}`));
       return b;
     }
-    if (Date.now() > end) throw new BackrestError(`backup ${b.label}: WAL segment ${b.walStop} was not archived within ${walWaitMs} ms (is archive_command failing? see the server log); no older backup was expired`, null);
+    if (Date.now() > end) throw new WalNotArchived(`backup ${b.label}: WAL segment ${b.walStop} was not archived within ${walWaitMs} ms (is archive_command failing? see the server log); no older backup was expired`);
     await new Promise((res) => setTimeout(res, 500));
   }
 }

@@ -8,7 +8,7 @@ import { afterAll, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { takeBackup } from "../../src/backup/backups.ts";
+import { takeBackup, WalNotArchived } from "../../src/backup/backups.ts";
 import { backrestPaths } from "../../src/backup/pgbackrest.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
@@ -42,7 +42,9 @@ test("a backup whose WAL is not archived expires nothing; one whose WAL is archi
   writeFileSync(calls, "", { mode: 0o666 });
   chmodSync(calls, 0o666);
   writeFileSync(infoFile, info("000000010000000000000008"), { mode: 0o644 }); // the new backup stopped in ...09: not archived
-  await expect(takeBackup(p, run, "full", 1_200)).rejects.toThrow(/was not archived within 1200 ms/);
+  const failed = takeBackup(p, run, "full", 1_200);
+  await expect(failed).rejects.toThrow(/was not archived within 1200 ms/);
+  await expect(failed).rejects.toBeInstanceOf(WalNotArchived); // taken: the leader does not take another (backup-fallback.test.ts)
   expect(commands()).not.toContain("expire"); // neither pgBackRest's own after the backup nor pgherd's
 
   writeFileSync(calls, "");
