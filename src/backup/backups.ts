@@ -153,7 +153,7 @@ export async function takeBackup(p: BackrestPaths, r: BackrestRun, type: BackupT
     const info = await stanzaInfo(p, r);
     const b = info.backups.at(-1);
     if (!b) throw new BackrestError("pgbackrest backup exited 0 but lists no backup", 0);
-    if (info.archiveMax && b.walStop && segmentOrder(info.archiveMax) >= segmentOrder(b.walStop)) {
+    if (stopArchived(info.archiveMax, b.walStop)) {
       // The backup is complete: older backups and their WAL may go now. A failed expire leaves them
       // (the repository grows; the next backup's expire removes them): the backup itself stands.
       await backrest(p, r, "expire").catch((e: Error) => r.log.warn(`backup ${b.label} taken, but expiring older backups failed (they are kept until the next backup): ${e.message}`));
@@ -164,10 +164,22 @@ export async function takeBackup(p: BackrestPaths, r: BackrestRun, type: BackupT
   }
 }
 
-/** Segment names compare by log/seg; the timeline only orders after them (a later timeline continues the same log). */
-function segmentOrder(seg: string): string {
-  return seg.slice(8) + seg.slice(0, 8);
+/**
+ * The archive reaches the segment a backup stopped in: its newest segment (`pgbackrest info`'s archive
+ * max, the last file of the last directory, directories sorted by timeline first) is on the backup's
+ * timeline, at or past that segment. One on another timeline says nothing about this one: after a
+ * failover the old timeline's segments may run past the new timeline's (a former primary archived
+ * writes the new primary never had), and before the new timeline's first segment is archived the
+ * archive's newest is one of those (review: a log/seg comparison that ignored the timeline counted
+ * the backup's WAL as archived then). A failover right after the backup (the archive on a later
+ * timeline) is not counted either: the backup waits, then stays unconfirmed (WalNotArchived).
+ */
+export function stopArchived(archiveMax: string | null, walStop: string): boolean {
+  if (!archiveMax || !SEGMENT.test(archiveMax) || !SEGMENT.test(walStop)) return false;
+  return archiveMax.slice(0, 8) === walStop.slice(0, 8) && archiveMax.slice(8) >= walStop.slice(8);
 }
+
+const SEGMENT = /^[0-9A-F]{24}$/;
 
 /**
  * Restore the latest backup into `target` (new or empty) as a standby that replays the archive

@@ -8,7 +8,7 @@ import { afterAll, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { takeBackup, WalNotArchived } from "../../src/backup/backups.ts";
+import { stopArchived, takeBackup, WalNotArchived } from "../../src/backup/backups.ts";
 import { backrestPaths } from "../../src/backup/pgbackrest.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
@@ -23,10 +23,10 @@ const fake = join(root, "pgbackrest");
 // As pgBackRest does, a backup without --no-expire-auto runs expire at its end.
 writeFileSync(fake, `#!/bin/sh\necho "$*" >> ${calls}\ncase "$1" in info) cat ${infoFile} ;; backup) case "$*" in *--no-expire-auto*) ;; *) echo "expire (auto)" >> ${calls} ;; esac ;; esac\nexit 0\n`, { mode: 0o755 });
 
-function info(archiveMax: string): string {
+function info(archiveMax: string, newStop = "000000010000000000000009"): string {
   const b = (label: string, stop: string) => ({ label, type: "full", timestamp: { start: 1, stop: 2 }, archive: { start: stop, stop }, info: { size: 1, repository: { size: 1 } } });
   return JSON.stringify([{ status: { code: 0, message: "ok" }, archive: [{ id: "16-1", min: "000000010000000000000001", max: archiveMax }],
-    backup: [b("20261207-010000F", "000000010000000000000003"), b("20261207-020000F", "000000010000000000000009")] }]);
+    backup: [b("20261207-010000F", "000000010000000000000003"), b("20261207-020000F", newStop)] }]);
 }
 
 function commands(): string[] {
@@ -55,4 +55,23 @@ test("a backup whose WAL is not archived expires nothing; one whose WAL is archi
   expect(c.filter((x) => x === "expire")).toHaveLength(1);
   expect(c.at(-1)).toBe("expire"); // after the WAL check's info
   expect(c.indexOf("info")).toBeGreaterThan(c.indexOf("backup"));
+}, 30_000);
+
+// After a failover the old timeline's segments may run past the new one's: a former primary archived
+// writes the new primary never received. Before the new timeline's first segment is archived, the
+// archive's newest segment is one of those, and a comparison of log/seg alone counted the backup's
+// WAL as archived (review), and expired older backups for it.
+test("the archive's newest segment on another timeline does not count as the backup's WAL archived", async () => {
+  expect(stopArchived("00000001000000000000001F", "000000020000000000000012")).toBe(false); // before: true
+  expect(stopArchived("000000020000000000000011", "000000020000000000000012")).toBe(false);
+  expect(stopArchived("000000020000000000000012", "000000020000000000000012")).toBe(true);
+  expect(stopArchived("000000020000000100000000", "0000000200000000000000FF")).toBe(true);
+  expect(stopArchived("000000030000000000000013", "000000020000000000000012")).toBe(false); // a later timeline: the segment may be missing
+  expect(stopArchived(null, "000000020000000000000012")).toBe(false);
+
+  const run = { osUser: PG_OS_USER, log: memoryLogger(), timeoutMs: 10_000 };
+  writeFileSync(calls, "");
+  writeFileSync(infoFile, info("00000001000000000000001F", "000000020000000000000012"));
+  await expect(takeBackup(p, run, "full", 1_200)).rejects.toBeInstanceOf(WalNotArchived);
+  expect(commands()).not.toContain("expire");
 }, 30_000);
