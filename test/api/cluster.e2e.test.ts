@@ -8,6 +8,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { ROOT } from "../../scripts/build.ts";
 import { freePort, pgBins, pgSkipReason } from "../helpers/pg.ts";
+import { primaryTimeline } from "../helpers/cluster.ts";
 import { Proc, run } from "../helpers/proc.ts";
 import { requireReal } from "../helpers/require.ts";
 import { HOST, http, settled, startLoopCluster, until, type LoopCluster, type LoopNode } from "./loopback.ts";
@@ -72,8 +73,7 @@ describe("health checks, metrics and HAProxy on a live cluster", () => {
   }, 30_000);
 
   test("metrics carry the known state", async () => {
-    const [row] = await primary.query("select timeline_id as tl from pg_control_checkpoint()");
-    const tl = Number(row!.tl);
+    const tl = await primaryTimeline(primary);
     const node = (await http(`${primary.api}/node`)).json() as { election: { term: number }; node: { id: string } };
     const m = await metrics(primary);
     expect(sample(m, "pgherd_leading")).toBe(1);

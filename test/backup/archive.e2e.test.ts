@@ -16,7 +16,7 @@ import { describeCluster } from "../helpers/describe-cluster.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/proc.ts";
 import { faultRound, logMark, logSince, waitReplicating } from "../helpers/writer.ts";
-import { PgCluster, type ClusterNode } from "../helpers/cluster.ts";
+import { PgCluster, primaryTimeline, type ClusterNode } from "../helpers/cluster.ts";
 import { archiveGaps, backrest, backupExtra, pgherdCli, serverLog, stanzaFor, startBackupCluster, switchoverToStandby } from "./helpers.ts";
 import { type Family, parseProm, sample } from "../api/prom.ts";
 
@@ -107,8 +107,7 @@ describeCluster("backup: archiving that follows the primary", {
     const h = await waitReplicating(fx.c, 60_000);
     const target = h.standbys[0]!;
     const mark = logMark(target);
-    const [row] = await h.primary.query("select timeline_id as tli from pg_control_checkpoint()");
-    const tli = Number(row!.tli);
+    const tli = await primaryTimeline(h.primary);
     // As a first attempt that failed after placing it leaves it: in pg_wal, no archive status.
     const name = historyFileName(tli + 1);
     const file = join(target.dataDir, "pg_wal", name);
@@ -118,8 +117,7 @@ describeCluster("backup: archiving that follows the primary", {
     await switchoverToStandby(fx.c, h.primary, target);
     const after = await waitReplicating(fx.c, 60_000);
     expect(after.primary.name).toBe(target.name);
-    const [now] = await after.primary.query("select timeline_id as tli from pg_control_checkpoint()");
-    expect(Number(now!.tli)).toBe(tli + 2); // PostgreSQL's walk went past the placeholder
+    expect(await primaryTimeline(after.primary)).toBe(tli + 2); // PostgreSQL's walk went past the placeholder
     // The repository's history files (pgBackRest keeps them in the archive id's directory).
     const base = join(fx.repo, "archive", stanzaFor(fx.repo));
     const histories = () => new Set(readdirSync(base).filter((d) => /^\d+-\d+$/.test(d)).flatMap((db) => readdirSync(join(base, db))).map((f) => /^([0-9A-F]{8})\.history/.exec(f)?.[1]).filter((x): x is string => !!x).map((x) => parseInt(x, 16)));

@@ -7,7 +7,7 @@ import { basename, dirname, join } from "node:path";
 import { parse, stringify } from "smol-toml";
 import { BINARY } from "../../scripts/build.ts";
 import type { Config } from "../../src/config/schema.ts";
-import { PgCluster, type ClusterNode, type Healthy } from "../helpers/cluster.ts";
+import { PgCluster, primaryTimeline, type ClusterNode, type Healthy } from "../helpers/cluster.ts";
 import { lookupOsUser } from "../../src/postgres/users.ts";
 import { PG_OS_USER } from "../helpers/pg.ts";
 import type { RunResult } from "../helpers/proc.ts";
@@ -158,8 +158,8 @@ export function segmentsInDir(dir: string): Seg[] {
 
 /** Segments of `have` missing along the primary's timeline history, from `fromSegno` to the segment before its current one. */
 export async function segmentGaps(primary: ClusterNode, segs: Seg[], fromSegno: number, toSegno?: number): Promise<{ missing: string[]; checked: number; timelines: number[] }> {
-  const [row] = await primary.query("select timeline_id as tli, pg_walfile_name(pg_current_wal_lsn()) as cur from pg_control_checkpoint()");
-  const tli = Number(row!.tli);
+  const [row] = await primary.query("select pg_walfile_name(pg_current_wal_lsn()) as cur");
+  const tli = await primaryTimeline(primary);
   // History lines: parent timeline and where it ended (= where its child began).
   const lines: { parent: number; end: number }[] = [];
   if (tli > 1) {

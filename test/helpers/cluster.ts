@@ -328,6 +328,16 @@ export async function pgState(node: ClusterNode): Promise<PgState> {
   return s;
 }
 
+/**
+ * The timeline a primary writes now, from its current WAL file's name. Not pg_control's
+ * (pg_control_checkpoint()), which names a promoted primary's timeline only once the checkpoint
+ * that the promotion starts beside the rounds has ended (src/agent/pg/timeline-checkpoint.ts).
+ */
+export async function primaryTimeline(node: { query(text: string): Promise<Record<string, unknown>[]> }): Promise<number> {
+  const [row] = await node.query("select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as tl");
+  return Number(row!.tl);
+}
+
 export interface Healthy {
   primary: ClusterNode;
   standbys: ClusterNode[];

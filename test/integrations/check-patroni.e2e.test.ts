@@ -18,7 +18,7 @@ import { expect, test } from "bun:test";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BINARY } from "../../scripts/build.ts";
-import { poll, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
+import { poll, primaryTimeline, type ClusterNode, type PgCluster } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import type { Host } from "../helpers/lab.ts";
 import { pgBins } from "../helpers/pg.ts";
@@ -113,7 +113,7 @@ describeCluster("check_patroni against pgherd; client access from a fourth host"
       throw new Error(`${(e as Error).message}; last answer: exit ${(last as Check | null)?.code}: ${(last as Check | null)?.text}`);
     }
   };
-  const timeline = async (n: ClusterNode) => String((await n.query("select timeline_id from pg_control_checkpoint()"))[0]!.timeline_id);
+  const timeline = async (n: ClusterNode) => String(await primaryTimeline(n));
 
   const REPLICAS = ["cluster_has_replica", "-w", "2:", "-c", "1:", "--max-lag", "1MB"];
   /** Both standbys are synchronous (the default durability: quorum commit, ANY 1 of the two). */

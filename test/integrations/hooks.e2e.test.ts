@@ -10,7 +10,7 @@ import { expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
-import { PgCluster, poll, type ClusterNode } from "../helpers/cluster.ts";
+import { PgCluster, poll, primaryTimeline, type ClusterNode } from "../helpers/cluster.ts";
 import { describeCluster } from "../helpers/describe-cluster.ts";
 import { API_TOKEN, boundsOf, describeAnalysis, faultRound, pgherd, waitReplicating, Writer } from "../helpers/writer.ts";
 import { parseEnvelope } from "./envelope.ts";
@@ -83,7 +83,7 @@ describeCluster("hooks", {
     return existsSync(f) ? readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
   };
   const sentryEvents = (n: ClusterNode) => sentryRaw(n).map((r) => parseEnvelope(r.body));
-  const timeline = async (n: ClusterNode) => Number((await n.query("select timeline_id from pg_control_checkpoint()"))[0]!.timeline_id);
+  const timeline = primaryTimeline;
   const history = (n: ClusterNode) => JSON.parse(readFileSync(join(n.stateDir, "history.json"), "utf8")) as Array<{ kind: string; node: string; reason: string }>;
 
   /** on_role_change on the new primary (replica → primary, new timeline, itself as leader) and on the old one (→ `oldTo`). */

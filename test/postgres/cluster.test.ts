@@ -593,7 +593,7 @@ describe("PostgreSQL controller on real servers", () => {
     const taken: boolean[] = [];
     let takenNow = true;
     Object.defineProperty(host, "syncNamesTaken", { get: () => takenNow, set: (v: boolean) => { taken.push(v); takenNow = v; } });
-    const upkeep = new Maintenance(host, { maintain: async () => undefined, archiver: { look: async () => undefined } } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined } as unknown as PrimaryStarter);
+    const upkeep = new Maintenance(host, { maintain: async () => undefined, archiver: { look: async () => undefined } } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined, timelineCheckpoint: { ensure: () => {} } } as unknown as PrimaryStarter);
     upkeep.rolesEnsured(p0.systemIdentifier);
     try {
       await upkeep.maintain(true, p0);
@@ -635,7 +635,7 @@ describe("PostgreSQL controller on real servers", () => {
         guardState: () => ({ guard: null, committed: 0 }), voterChangePending: () => false, reachableStandbys: () => 0, setGuard: () => undefined,
       },
     } as unknown as PgHost;
-    const upkeep = new Maintenance(host, { maintain: async () => undefined, archiver: { look: async () => undefined } } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined } as unknown as PrimaryStarter);
+    const upkeep = new Maintenance(host, { maintain: async () => undefined, archiver: { look: async () => undefined } } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined, timelineCheckpoint: { ensure: () => {} } } as unknown as PrimaryStarter);
     upkeep.rolesEnsured(p0.systemIdentifier);
     try {
       await upkeep.maintain(true, p0); // strict, nobody streams: the plan keeps the guard and the names in force
@@ -663,7 +663,7 @@ describe("PostgreSQL controller on real servers", () => {
         setGuard: (block: boolean, floor: unknown) => guards.push({ block, floor }),
       },
     } as unknown as PgHost;
-    const upkeep = new Maintenance(host, { maintain: async () => undefined, archiver: { look: async () => undefined } } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined } as unknown as PrimaryStarter);
+    const upkeep = new Maintenance(host, { maintain: async () => undefined, archiver: { look: async () => undefined } } as unknown as SlotKeeper, { archivePlaceholders: async () => undefined, timelineCheckpoint: { ensure: () => {} } } as unknown as PrimaryStarter);
     upkeep.rolesEnsured(p0.systemIdentifier);
     upkeep.markDegraded(); // it ran degraded as a primary (a voter change, or too few standbys)
     // Fenced, rewound and elected again before any round as a standby: promoted (primary.ts prepareToPromote).
