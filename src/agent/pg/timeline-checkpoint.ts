@@ -14,11 +14,14 @@ import type { PgHost } from "./host.ts";
 
 /** How long one CHECKPOINT may take before the next round's look starts another. */
 const CHECKPOINT_MS = 300_000;
+/** After a failed one (a full disk, the server stopping): the next no sooner, nor a warning every round. */
+const RETRY_MS = 10_000;
 
 export class TimelineCheckpoint {
   private running: Promise<void> | null = null;
   /** The timeline a CHECKPOINT of this agent ended on: a round's probe taken while it ran still shows the older one. */
   private doneFor: number | null = null;
+  private retryAt = 0;
 
   constructor(private readonly h: Pick<PgHost, "sideDb" | "log" | "clock">) {}
 
@@ -30,6 +33,7 @@ export class TimelineCheckpoint {
   ensure(p: Probe): void {
     if (!p.up || p.inRecovery || p.checkpointTimeline >= p.timeline || this.running || this.doneFor === p.timeline) return;
     const { h } = this;
+    if (h.clock.now() < this.retryAt) return;
     const db = h.sideDb();
     const t0 = h.clock.now();
     const from = p.checkpointTimeline;
@@ -38,7 +42,10 @@ export class TimelineCheckpoint {
         this.doneFor = p.timeline;
         h.log.info(`checkpoint after the promotion: ${Math.round(h.clock.now() - t0)} ms (pg_control named timeline ${from}, the server writes ${p.timeline}); a former primary may rewind from this one now`);
       })
-      .catch((e: Error) => h.log.warn(`checkpoint after the promotion: ${e.message} (tried again next round)`))
+      .catch((e: Error) => {
+        this.retryAt = h.clock.now() + RETRY_MS;
+        h.log.warn(`checkpoint after the promotion: ${e.message} (tried again in ${RETRY_MS / 1000} s; a former primary rewinds only after it)`);
+      })
       .finally(() => {
         this.running = null;
         void db.close().catch(() => undefined);
