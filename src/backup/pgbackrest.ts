@@ -69,6 +69,29 @@ export function flagged(get: string, flag: string): string {
     `wait $p; r=$?; kill $w 2>/dev/null; [ $r -eq 0 ] || exit 1`;
 }
 
+/**
+ * The status above 125 a restoring node's restore_command exits with when archive-get fails with
+ * anything but "not found": PostgreSQL's startup process then ends with a FATAL ("could not restore
+ * file ... from archive: child process exited with exit code 200") and the server stops, where any
+ * status from 1 to 125 means "not in the archive", the end of the archive recovery. 200: no signal
+ * number (128 + n) and not the shell's 126/127.
+ */
+export const RESTORE_STOP_CODE = 200;
+
+/**
+ * restore_command while a restore from a backup replays the archive (store/restore-marker.ts):
+ * `get`, whose exit 1 (pgBackRest: the file is not in the archive) passes on as the end of the
+ * archive, and whose every other failure (the repository unreadable or unreachable, an I/O error)
+ * stops the server (RESTORE_STOP_CODE) with a line in the server log, instead of ending the recovery
+ * there: promoted early, without the rest of the archive, or failed for good short of its target
+ * (review). The bootstrap then starts it again, and the replay goes on from where it stood. The
+ * repository host's down flag (flagged) is not looked at: a restore waits for the archive's answer.
+ */
+export function strictGet(get: string): string {
+  return `${get}; r=$?; [ $r -le 1 ] && exit $r; ` +
+    `echo "pgherd: archive-get %f failed with exit code $r, not a file missing from the archive: the recovery from the backup stops here (the bootstrap starts it again)" >&2; exit ${RESTORE_STOP_CODE}`;
+}
+
 /** The file whose presence says the repository host does not answer (<data_dir>.pgbackrest/repo-down; repo-down.ts). */
 export function repoDownFlag(p: Pick<BackrestPaths, "dir">): string {
   return join(p.dir, "repo-down");
@@ -158,12 +181,12 @@ function shellWord(s: string): string {
  * - in both, a node's copy of WAL past the end of its timeline is not pushed once the repository
  *   has that segment (a rewound former primary's copy of the segment the switch fell in).
  */
-export function archiveSettings(p: BackrestPaths, pgherd: string[], repo: { host: true } | { host: false; path: string }): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
+export function archiveSettings(p: BackrestPaths, pgherd: string[], repo: { host: true } | { host: false; path: string }, restoring = false): { archiveMode: "always"; archiveCommand: string; restoreCommand: string } {
   const base = `${shellWord(p.bin)} ${shellWord(`--config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)}`;
   const shared = repo.host ? "" : `--direct ${shellWord(`--lock=${pushLock(repo.path, p.stanza)}`)} `;
   const push = `${pgherd.map(shellWord).join(" ")} backup wal-push ${shared}${shellWord(`--pgbackrest=${p.bin}`)} ${shellWord(`--pgbackrest-config=${p.conf}`)} ${shellWord(`--stanza=${p.stanza}`)} "%p"`;
   const get = `${base} archive-get %f "%p"`;
-  return { archiveMode: "always", archiveCommand: push, restoreCommand: repo.host ? flagged(get, repoDownFlag(p)) : get };
+  return { archiveMode: "always", archiveCommand: push, restoreCommand: restoring ? strictGet(get) : repo.host ? flagged(get, repoDownFlag(p)) : get };
 }
 
 /** The file in a shared repository every node's WAL push holds locked (wal-push.ts): one per stanza. */

@@ -3,7 +3,7 @@
 // running `pgbackrest archive-get` (pgbackrest.ts archiveSettings). PostgreSQL's startup process
 // waits for every restore_command it runs, a promotion too: a standby whose stream broke is in one
 // when pg_promote comes, and the end of recovery asks the archive for timeline history files.
-// Against a silent repository host each call takes 20 s and more (pgBackRest's io-timeout); a failed call counts as "not in the archive", so PostgreSQL would go on without
+// Against a silent repository host each call takes 20 s and more (pgBackRest's io-timeout); a failed call counts as "not in the archive" (outside a restore from a backup: pgbackrest.ts strictGet), so PostgreSQL would go on without
 // the archive's answer anyway, only later. The timeline number stays unique through the cluster's
 // reservation (core/timelines.ts).
 //

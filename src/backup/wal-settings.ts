@@ -21,13 +21,17 @@ let repoProblem = "";
 
 type WalParams = Pick<PgherdConfParams, "walLevel" | "archive" | "hotStandbyFeedback" | "slotSync">;
 
-/** `major`: the server's major version (from its binaries). */
-export async function walSettings(cfg: Config, socketDir: string, standby: boolean, major: number, log?: Logger): Promise<WalParams> {
+/**
+ * `major`: the server's major version (from its binaries). `restoring`: a restore from a backup
+ * replays the archive in this data directory (store/restore-marker.ts): its restore_command stops
+ * the server on a failure other than "not in the archive" (pgbackrest.ts strictGet).
+ */
+export async function walSettings(cfg: Config, socketDir: string, standby: boolean, major: number, log?: Logger, restoring = false): Promise<WalParams> {
   const logical = cfg.slots.permanent.some((s) => s.type === "logical");
   const out: WalParams = { walLevel: cfg.postgres.wal_level, hotStandbyFeedback: standby && logical, slotSync: standby && slotSyncOn(cfg, major) };
   if (cfg.backup.tool !== "pgbackrest") return out;
   // Every node archives through this executable (wal-push.ts).
-  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir, log), selfCommand().argv, cfg.backup.repo_host ? { host: true } : { host: false, path: cfg.backup.repo_path }) };
+  return { ...out, archive: archiveSettings(await ensureBackrestConf(cfg, socketDir, log), selfCommand().argv, cfg.backup.repo_host ? { host: true } : { host: false, path: cfg.backup.repo_path }, restoring) };
 }
 
 /**

@@ -11,12 +11,15 @@
 // makes the rule go on with the restore (never a promotion), and once the segment comes the restore
 // ends at its target with exactly the 100 rows. A restore_command that takes 2 s per segment: the
 // replay takes longer than the bound a replay may stand still (10 s here, once the whole wait's
-// bound), and is waited for to its target.
+// bound), and is waited for to its target. A restore to the end of the archive with the segment with
+// the rows unreadable in the repository (archive-get fails with an error, not "not found"): the
+// server stops and its log says why, and once the segment can be read the resume replays it all
+// (review: PostgreSQL took the failure as the end of the archive and promoted without the rows).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { bootstrapFromBackup, type BootstrapHost, resumeRestore } from "../../src/backup/bootstrap.ts";
-import { backrest, backrestPaths, type BackrestPaths } from "../../src/backup/pgbackrest.ts";
+import { archiveSettings, backrest, backrestPaths, type BackrestPaths } from "../../src/backup/pgbackrest.ts";
 import { ensureBackrestConf } from "../../src/backup/wal-settings.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
@@ -64,7 +67,7 @@ const hba = { superuser: "postgres", replUser: "r", monitorUser: "m", peers: [] 
 const q = async (db: Db, text: string): Promise<Record<string, unknown>[]> => [...(await db.query("q", (sql) => sql.unsafe(text)))] as Record<string, unknown>[];
 
 /** The agent's side of a bootstrap for node `name` (the shell's parts a PgHost gives it), with `restoreCommand` when given. */
-async function bootstrapHost(name: string, targetTime: string, restoreCommand?: (p: BackrestPaths) => string): Promise<{ h: BootstrapHost; db: Db; node: PgNode }> {
+async function bootstrapHost(name: string, targetTime: string, restoreCommand?: (p: BackrestPaths, restoring: boolean) => string): Promise<{ h: BootstrapHost; db: Db; node: PgNode }> {
   const port = await freePort();
   const cfg = cfgFor(name, port, targetTime);
   const node = s.node(name, log.withTag(name));
@@ -78,7 +81,7 @@ async function bootstrapHost(name: string, targetTime: string, restoreCommand?: 
     localDb: () => db,
     writeConfig: async (standby) => (await writeManagedConfig({
       dataDir: node.dataDir, osUser: PG_OS_USER, standby, log, keepRecoveryTargets: marker.get() !== null, hba,
-      conf: conf(p, port, { archiveCommand: "/bin/true", restoreCommand: restoreCommand ? restoreCommand(p) : `pgbackrest --config=${p.conf} --stanza=${STANZA} archive-get %f "%p"` }),
+      conf: conf(p, port, { archiveCommand: "/bin/true", restoreCommand: restoreCommand ? restoreCommand(p, marker.get() !== null) : `pgbackrest --config=${p.conf} --stanza=${STANZA} archive-get %f "%p"` }),
     })).changed,
     startServer: (t) => start(node, { logFile: `${node.dataDir}.log`, timeoutSec: t ?? cfg.postgres.start_timeout_s }),
     now: () => performance.now(),
@@ -195,4 +198,33 @@ test("a replay slower than the bound it may stand still for, but advancing: wait
   expect(took).toBeGreaterThan(10);
   const [r] = await q(db, "select pg_is_in_recovery() as rec, count(*)::int as n, min(id) as lo, max(id) as hi from pitr");
   expect(r).toEqual({ rec: false, n: 100, lo: 1, hi: 100 });
+}, 180_000);
+
+test("a restore to the end of the archive while archive-get fails with an error (a segment unreadable in the repository): the server stops, says why, and once the repository answers replays the whole archive", async () => {
+  // The segment with the rows, unreadable to the PostgreSQL user: archive-get finds it and cannot
+  // read it, an error, not "not in the archive". Before the fix PostgreSQL took that as the end of
+  // the archive and promoted itself there, without the rows.
+  const segDir = join(repo, "archive", STANZA, readdirSync(join(repo, "archive", STANZA)).find((d) => /^\d+-\d+$/.test(d))!, rowsSegment.slice(0, 16));
+  const seg = join(segDir, readdirSync(segDir).find((f) => f.startsWith(rowsSegment))!);
+  chmodSync(seg, 0o000);
+  // restore_command as the agent writes it (host.ts writeConfig: archiveSettings, restoring while the marker is set).
+  const { h, db, node } = await bootstrapHost("unreadable", "", (p, restoring) => archiveSettings(p, ["/bin/true"], { host: false, path: repo }, restoring).restoreCommand);
+  try {
+    const err = await bootstrapFromBackup(h).then(() => null, (e: Error) => e);
+    console.log(`bootstrap with ${rowsSegment} unreadable: ${err?.message}`);
+    expect(err).not.toBeNull();
+    await waitFor(async () => !((await readPostmasterPid(node.dataDir))?.alive ?? false), { timeoutMs: 30_000, what: "the server stopped" });
+    expect((await inspectDataDir(node.dataDir, node)).control?.state).not.toBe("in production");
+    const serverLog = readFileSync(`${node.dataDir}.log`, "utf8");
+    expect(serverLog).toContain(`pgherd: archive-get ${rowsSegment} failed with exit code`);
+    expect(serverLog).toContain(`could not restore file "${rowsSegment}" from archive: child process exited with exit code 200`);
+    expect(h.marker.get()).toMatchObject({ target: "to the end of the archive" });
+    expect(h.marker.get()?.failed).toBeUndefined();
+  } finally {
+    chmodSync(seg, 0o640);
+  }
+  // The repository answers again: the next round's resume replays the rest of the archive.
+  await resumeRestore(h, h.marker.get()!.target);
+  const [r] = await q(db, "select pg_is_in_recovery() as rec, count(*)::int as n, min(id) as lo, max(id) as hi from pitr");
+  expect(r).toEqual({ rec: false, n: 200, lo: 1, hi: 200 });
 }, 180_000);

@@ -2,11 +2,11 @@
 // `pgherd backup repo-cert` writes and prints for the repository host.
 import { describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
-import { archiveSettings, backrestPaths, renderBackrestConf, repoHostAnswers } from "../../src/backup/pgbackrest.ts";
+import { archiveSettings, backrestPaths, renderBackrestConf, repoHostAnswers, RESTORE_STOP_CODE } from "../../src/backup/pgbackrest.ts";
 import { nodeHosts, renderRepoHostConf, writeRepoHostCert } from "../../src/backup/repo-host.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { createCa } from "../../src/tls/x509.ts";
@@ -149,6 +149,43 @@ describe("repo-cert", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 20_000);
+
+  test("restore_command during a restore from the backup: archive-get's \"not found\" (1) passes on as the end of the archive; any other failure exits 200 (PostgreSQL stops the recovery) and says why; the repo-down file is not looked at", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgherd-restoring-"));
+    try {
+      // A stand-in for pgbackrest in a directory whose name needs the shell quoting and the % doubling.
+      const binDir = join(dir, "it's 100%");
+      mkdirSync(binDir);
+      const bin = join(binDir, "pgbackrest");
+      writeFileSync(bin, `#!/bin/sh\necho "$@"\nexit "\${EXIT:-0}"\n`, { mode: 0o755 });
+      const p = { dir, conf: join(dir, "pgbackrest.conf"), stanza: "main", bin };
+      writeFileSync(join(dir, "repo-down"), "x\n"); // the agent found the repository host silent
+      for (const repo of [{ host: true as const }, { host: false as const, path: "/srv/repo" }]) {
+        const raw = archiveSettings(p, ["/usr/local/bin/pgherd"], repo, true).restoreCommand;
+        expect(raw).toStartWith(`'${binDir.replace(/'/g, `'\\''`).replace("%", "%%")}/pgbackrest' '--config=${dir}/pgbackrest.conf' '--stanza=main' archive-get %f "%p"; `);
+        // What PostgreSQL runs: %f and %p replaced, %% made %.
+        const cmd = raw.replaceAll("%f", "000000010000000000000003").replaceAll("%p", "pg_wal/RECOVERYXLOG").replaceAll("%%", "%");
+        const run = async (exit: number) => {
+          const c = Bun.spawn(["/bin/sh", "-c", cmd], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", EXIT: String(exit) }, stdout: "pipe", stderr: "pipe" });
+          return { code: await c.exited, out: await new Response(c.stdout).text(), err: await new Response(c.stderr).text() };
+        };
+        const ok = await run(0);
+        expect(ok).toEqual({ code: 0, out: `--config=${dir}/pgbackrest.conf --stanza=main archive-get 000000010000000000000003 pg_wal/RECOVERYXLOG\n`, err: "" });
+        expect(await run(1)).toMatchObject({ code: 1, err: "" }); // not in the archive: the end of the archive
+        for (const exit of [2, 41, 55, 103, 125, 137]) {
+          const r = await run(exit);
+          expect(r.code).toBe(RESTORE_STOP_CODE);
+          expect(r.err).toBe(`pgherd: archive-get 000000010000000000000003 failed with exit code ${exit}, not a file missing from the archive: the recovery from the backup stops here (the bootstrap starts it again)\n`);
+        }
+      }
+      expect(RESTORE_STOP_CODE).toBeGreaterThan(125); // PostgreSQL: FATAL in the startup process, not "not in the archive"
+      // Outside a restore: as before (the flag's file fails at once with 1; without a host, archive-get's own status).
+      expect(archiveSettings(p, ["/usr/local/bin/pgherd"], { host: true }).restoreCommand).toStartWith(`test ! -e '${dir}/repo-down' || exit 1;`);
+      expect(archiveSettings(p, ["/usr/local/bin/pgherd"], { host: false, path: "/srv/repo" }).restoreCommand).toEndWith(`'--stanza=main' archive-get %f "%p"`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test("a certificate of the cluster CA for the repository host, CN pgherd-pgbackrest, key 0600", async () => {
     const ca = createCa("main", Date.now());

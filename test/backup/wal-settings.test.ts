@@ -9,7 +9,7 @@ import { X509Certificate } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { backrestPaths, backrestTlsFiles, type BackrestPaths } from "../../src/backup/pgbackrest.ts";
+import { backrestPaths, backrestTlsFiles, type BackrestPaths, RESTORE_STOP_CODE } from "../../src/backup/pgbackrest.ts";
 import { ensureBackrestCert } from "../../src/backup/tls-server.ts";
 import { ensureBackrestForRestore, walSettings } from "../../src/backup/wal-settings.ts";
 import { parseConfig } from "../../src/config/load.ts";
@@ -59,6 +59,13 @@ describe("walSettings (every PostgreSQL config write) with a repository host", (
     const w = await walSettings(n.cfg, sock, true, 16);
     expect(w.archive).toBeDefined();
     expect(onDisk(n.p, ca.cert).signedByCa).toBe(true);
+  });
+
+  test("a node restoring from a backup gets the restore_command that stops on errors and ignores the repo-down file; others the flagged one", async () => {
+    const n = await repoHostNode("restoring");
+    expect((await walSettings(n.cfg, sock, false, 16, undefined, true)).archive?.restoreCommand).toContain(`exit ${RESTORE_STOP_CODE}`);
+    expect((await walSettings(n.cfg, sock, false, 16, undefined, true)).archive?.restoreCommand).not.toContain("repo-down");
+    expect((await walSettings(n.cfg, sock, true, 16)).archive?.restoreCommand).toStartWith("test ! -e ");
   });
 
   test("leaves a certificate that is due alone, and a renewal that would fail cannot fail it", async () => {

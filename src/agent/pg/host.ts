@@ -259,7 +259,9 @@ export class PgHost {
     } else this.upstream = null; // a primary, or a standby with no upstream (detached, or started to be promoted)
     await ensureDir(this.socketDir, 0o700, { uid: u.uid, gid: u.gid });
     await ensureDir(serverLogDir(this.cfg), 0o700, { uid: u.uid, gid: u.gid }); // day-2: the log collector's directory
-    const wal = await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version, this.log);
+    // A restore's recovery ends only where the archive ends, not where archive-get failed (backup/pgbackrest.ts strictGet).
+    const restoring = this.restoreMarker.get() !== null;
+    const wal = await walSettings(this.cfg, this.socketDir, standby, this.node.bins.version, this.log, restoring);
     // While a start on its own timeline is not promoted (store/own-timeline-marker.ts), every start
     // as a standby stays on that timeline, whoever writes the files (a repoint, `pgherd restart`,
     // a paused replay's restart): following the newest timeline would replay another history over
@@ -270,7 +272,7 @@ export class PgHost {
       dataDir: this.node.dataDir, osUser: pg.os_user, standby, log: this.log,
       // Whoever writes the files (a reload, a repoint, a promotion the rules hold back): a restore's
       // target stays until its recovery ended there (store/restore-marker.ts).
-      keepRecoveryTargets: this.restoreMarker.get() !== null,
+      keepRecoveryTargets: restoring,
       conf: {
         listenAddresses: [pg.listen_addresses], port: pg.port, unixSocketDir: this.socketDir,
         maxWalSenders: pg.max_wal_senders, maxReplicationSlots: pg.max_replication_slots, hotStandby: true, walLogHints: true,
