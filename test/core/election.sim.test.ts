@@ -104,8 +104,9 @@ test("mutation check: a vote sent before replication stopped loses acknowledged 
 }, 600_000);
 
 test("mutation check: a new agent voting with ZERO before its first monitoring round loses acknowledged writes within 4,000 seeds", () => {
-  // About 1 schedule in 2,000 reaches it: a voter restarted, asked for its vote before its first round, by a candidate behind an acknowledged write.
-  const caught = firstViolation("zero-position-at-boot", 4000, undefined, 792);
+  // Rare: a voter restarted, asked for its vote before its first round, by a candidate behind an
+  // acknowledged write. With the model as it is, seed 3082 is the first of 1–3,100 that reaches it.
+  const caught = firstViolation("zero-position-at-boot", 4000, undefined, 3082);
   expect(caught).toMatch(/acknowledged/);
   console.log(`mutation zero-position-at-boot caught: ${caught}`);
 }, 600_000);
