@@ -18,7 +18,7 @@ import { lookupOsUser } from "../../postgres/users.ts";
 import type { ClusterContext, DetachResult, LoopControl } from "./context.ts";
 import { DetachHold, detachFor } from "./detach.ts";
 import { afterFailedStart, afterRebuildStarting, afterStreaming, NO_START_FAILURES, type StartFailureMemory } from "../../core/start-failures.ts";
-import { detachTarget } from "./detach-target.ts";
+import { detachTarget, postmasterRuns } from "./detach-target.ts";
 import { Maintenance } from "./durability.ts";
 import { QueueTimeout, SerialExecutor } from "./executor.ts";
 import { PgHost } from "./host.ts";
@@ -90,7 +90,7 @@ export class PostgresLoop implements LoopControl {
     const primary = new PrimaryStarter(this.h);
     this.maintenance = new Maintenance(this.h, this.slots, primary);
     primary.sync = this.maintenance;
-    const rebuild = new Rebuilder(this.h, (e) => this.progress(e), () => this.round.refresh(this.rejoinProgress));
+    const rebuild = new Rebuilder(this.h, (e) => this.progress(e), () => this.round.refresh(this.rejoinProgress), undefined, (deadline) => this.round.rest.restingPosition(deadline));
     this.rebuild = rebuild;
     this.round = new MonitorRound(this.h, {
       maintenance: this.maintenance, slots: this.slots, primary, rebuild,
@@ -322,6 +322,16 @@ export class PostgresLoop implements LoopControl {
     // Another cluster's data: nothing of this cluster streams into it, and it is never touched (no
     // configuration written for the detach); it votes with the round's position, none (round.ts).
     if (h.foreignData) return { ok: true, position: null };
+    // pg_rewind under way holds the executor up to an hour, its server stopped: the node votes with
+    // what its data held before the rewind, and the rewind then does not start the server (rewind-vote.ts).
+    if (this.rebuild.rewinder.vote.active() && !(await postmasterRuns(h.node.dataDir))) {
+      const position = this.rebuild.rewinder.vote.vote(term);
+      if (position) {
+        this.detachHold.hold(term, this.clock.now());
+        h.log.info(`voting in term ${term} while pg_rewind runs, with the position its data held before (${position.timeline}/${position.lsn})`);
+        return { ok: true, position };
+      }
+    }
     // A clone or restore under way holds the executor for hours: it gives way (rebuild.ts).
     this.rebuild.interruptCopy(`a vote in term ${term} needs this node`);
     let r: DetachResult;

@@ -8,15 +8,17 @@ import { restoreLatest, stanzaInfo } from "../../backup/backups.ts";
 import { NOT_STUCK } from "../../core/catch-up.ts";
 import { backupEnd, type CloneSource, cloneSource, restoreCovers } from "../../core/clone-source.ts";
 import { cloneNeeds, type FsRoom, type LastRefusal, ROOM_RECHECK_MS, roomRefusal, stillShort } from "../../core/clone-room.ts";
-import { afterRewindFailure, connectEpisode, type ConnectEpisode, REWIND_CONNECT_RETRY_MS, rewindDue } from "../../core/rewind-retry.ts";
 import { bytes } from "../../core/liveness.ts";
 import { exists, treeBytes } from "../../postgres/fsutil.ts";
 import { setStandbySignal } from "../../postgres/managed-config.ts";
 import { lookupOsUser, osUidOf } from "../../postgres/users.ts";
 import { fsRoomFor } from "../../postgres/liveness-obs.ts";
 import { ensureBackrestForRestore } from "../../backup/wal-settings.ts";
-import { basebackup, BasebackupError, cloneDirFor, killLeftoverCopies, swapProblem, notCopied, removeOldCopies, removeUnfinishedClone, rewind, RewindError, swapDataDir } from "../../postgres/index.ts";
+import { basebackup, BasebackupError, cloneDirFor, killLeftoverCopies, swapProblem, notCopied, removeOldCopies, removeUnfinishedClone, swapDataDir } from "../../postgres/index.ts";
 import type { RejoinEvent } from "./rejoin.ts";
+import { CopyInterrupted, NoRoomError, CloneRefusedError } from "./rebuild-errors.ts";
+import { Rewinder } from "./rewind-task.ts";
+import type { Position } from "../../core/position.ts";
 import { cloneNameFor, slotFor } from "./context.ts";
 import { type PgHost, splitAddr } from "./host.ts";
 
@@ -31,8 +33,6 @@ const CLONE_TIMEOUT_MS = 7 * 24 * 3600_000;
 const CLONE_STALL_MS = 30 * 60_000;
 
 export class Rebuilder {
-  /** pg_rewind's connection failures without a break (core/rewind-retry.ts), or null. */
-  private connectFailing: ConnectEpisode | null = null;
   /** Stops the copy of the clone under way (restore or pg_basebackup), or null when none runs. */
   private copying: AbortController | null = null;
   /** A clone task runs (its preparation, the stop, the copy, the swap and start). */
@@ -45,9 +45,27 @@ export class Rebuilder {
 
   /** The data directory in place came from a restore of the latest backup (this run's last clone). */
   private restoredLast = false;
+  /** pg_rewind, and a vote while it runs (loop.ts detach asks rewinder.vote first). */
+  readonly rewinder: Rewinder;
 
-  /** `progress`: a rejoin step; `noted`: the progress note (h.note) changed; `repo`: the backup repository a clone restores from. */
-  constructor(private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void, private readonly repo: CloneRepo = BACKREST_REPO) {}
+  /**
+   * `progress`: a rejoin step; `noted`: the progress note (h.note) changed; `repo`: the backup
+   * repository a clone restores from; `restingPosition`: the stopped data directory's position
+   * (at-rest.ts), known by clock time `deadline`, else null.
+   */
+  constructor(
+    private readonly h: PgHost, private readonly progress: (e: RejoinEvent) => void, private readonly noted: () => void,
+    private readonly repo: CloneRepo = BACKREST_REPO, restingPosition: (deadline: number) => Promise<Position | null> = async () => null,
+  ) {
+    this.rewinder = new Rewinder(h, {
+      progress, restingPosition,
+      clone: (from, stuck) => this.clone(from, stuck),
+      refuseWhileShort: () => void this.refuseWhileShort(),
+      endLeftoverCopies: () => this.endLeftoverCopies(),
+      rebuilt: () => this.rebuilt(),
+      startAsStandby: (from) => this.startAsStandby(from),
+    });
+  }
 
   /** A pg_rewind or pg_basebackup an earlier agent left running here (postgres/orphans.ts leftoverCopies): ended before this one starts. */
   private async endLeftoverCopies(): Promise<void> {
@@ -311,75 +329,22 @@ export class Rebuilder {
     return this.passes;
   }
 
-  /** Former primary (or stuck standby) → standby of `from`: pg_rewind, else a fresh clone. */
-  async rewindFrom(from: string, stuck: boolean): Promise<void> {
-    const h = this.h;
-    const s = h.ctx.secrets();
-    if (!s) throw new Error("no replication credentials");
-    // A stuck standby that found no room for a clone lately would only be stopped and rewound to be refused again.
-    if (stuck) this.refuseWhileShort();
-    // It could not connect a moment ago: the next attempt waits its turn (core/rewind-retry.ts). The
-    // round clears the note before each action: it says again why nothing happens.
-    if (!rewindDue(this.connectFailing, from, h.clock.now())) {
-      h.note = connectNote(from);
-      return;
-    }
-    this.progress({ kind: "rebuild", how: "rewind" });
-    await h.stopServer("fast", 60);
-    const [host, port] = splitAddr(from);
-    h.log.info(`rejoining as a standby of ${from}: pg_rewind`);
-    // Before pg_rewind runs and outside its failure handling: a failure here touched nothing (the
-    // round tries again), it is no reason for a clone.
-    const o = { host, port, passfile: await h.writePassfile(host, port), tls: await h.tls.client() };
-    await this.endLeftoverCopies();
-    h.rewindMarker.set(from); // fsync'd before pg_rewind may write: a rewind cut short is never started (store/rewind-marker.ts)
-    let r: "rewound" | "not-needed";
-    try {
-      r = await rewind({ bins: h.node.bins, osUser: h.node.osUser, log: h.log, dataDir: h.node.dataDir, user: h.cfg.postgres.repl_user, timeoutMs: 3600_000, ...o });
-    } catch (e) {
-      if (e instanceof RewindError && !e.targetTouched) h.rewindMarker.clear(); // it stopped before its first write
-      else if (h.rewindMarker.get()) h.log.error(`pg_rewind stopped after it began to change ${h.node.dataDir}: that directory is only ever replaced by a fresh clone now`);
-      const connect = e instanceof RewindError && e.couldNotConnect && !e.targetTouched;
-      this.connectFailing = connect ? connectEpisode(this.connectFailing, from, h.clock.now()) : null;
-      const failingForMs = this.connectFailing ? this.connectFailing.last - this.connectFailing.since : 0;
-      const next = afterRewindFailure({ touched: e instanceof RewindError ? e.targetTouched : true, couldNotConnect: connect, failingForMs });
-      if (next === "retry") {
-        h.note = connectNote(from);
-        h.log.warn(`${(e as Error).message}; tried again shortly (a fresh clone only if it cannot connect for ${REWIND_CONNECT_RETRY_MS / 1000} s)`);
-        return;
-      }
-      this.connectFailing = null;
-      h.log.warn(`${(e as Error).message}; taking a fresh clone instead`);
-      await this.clone(from);
-      h.record("rejoin", `pg_rewind impossible (${(e as Error).message.slice(0, 200)}): rebuilt from a fresh clone of ${from}`);
-      return;
-    }
-    // The standby's configuration (standby.signal) before the marker goes: a crash in between leaves
-    // a standby's data, not one taken for a former primary and rewound again (a failure here keeps
-    // the marker: a clone, as after any rewind not seen to its end). On the new primary's history, a
-    // restore from a backup that had not ended here is over: its target goes with the standby's files.
-    h.restoreMarker.clear();
-    await h.writeConfig(true, from);
-    h.rewindMarker.clear();
-    h.ownTimelineMarker.clear(); // on the new primary's history now (or it was already: not needed)
-    this.connectFailing = null;
-    h.log.info(r === "rewound" ? "pg_rewind: rewound onto the new primary's timeline" : "pg_rewind: histories agree, no rewind needed");
-    if (r === "not-needed" && stuck) {
-      // Same history, yet it could not stream: the WAL it needs is gone from the primary.
-      h.log.warn("this standby could not stream although its history matches (the WAL it needs is gone): taking a fresh clone");
-      await this.clone(from, true);
-      h.record("rejoin", `standby could not catch up (WAL removed on the primary): rebuilt from a fresh clone of ${from}`);
-      return;
-    }
-    h.record("rejoin", r === "rewound" ? `former primary rewound (pg_rewind) onto ${from}` : `former primary follows ${from} (no rewind needed)`);
-    await this.startAsStandby(from);
+  /** Former primary (or stuck standby) → standby of `from`: pg_rewind, else a fresh clone (rewind-task.ts). */
+  rewindFrom(from: string, stuck: boolean): Promise<void> {
+    return this.rewinder.rewindFrom(from, stuck);
   }
 
-  private async startAsStandby(from: string): Promise<void> {
+  /** The data directory was replaced or rewound: what was known of the one before goes. */
+  private rebuilt(): void {
     const h = this.h;
     h.catchUp = NOT_STUCK;
     h.knownTli = 0;
     h.heldPosition = null;
+  }
+
+  private async startAsStandby(from: string): Promise<void> {
+    const h = this.h;
+    this.rebuilt();
     await h.writeConfig(true, from);
     this.progress({ kind: "starting" });
     await h.startServer();
@@ -393,24 +358,6 @@ export interface CloneRepo {
   restore: (...a: Parameters<typeof restoreLatest>) => Promise<{ ms: number }>;
 }
 
+export { CloneRefusedError, CopyInterrupted, NoRoomError } from "./rebuild-errors.ts";
+
 const BACKREST_REPO: CloneRepo = { paths: ensureBackrestForRestore, info: stanzaInfo, restore: restoreLatest };
-
-/** A clone refused before anything was stopped or written: retrying as it is cannot help; the data directory is as it was. */
-export class CloneRefusedError extends Error {
-  override readonly name: string = "CloneRefusedError";
-}
-
-/** A clone refused for want of room on the data directory's file system (core/clone-room.ts). */
-export class NoRoomError extends CloneRefusedError {
-  override readonly name = "NoRoomError";
-}
-
-/** A clone's copy stopped on purpose (Rebuilder.interruptCopy): the data directory is as it was. */
-export class CopyInterrupted extends Error {
-  override readonly name = "CopyInterrupted";
-}
-
-/** The node's note while pg_rewind waits to try `from` again after it could not connect. */
-function connectNote(from: string): string {
-  return `pg_rewind could not connect to ${from}: tried again shortly (a fresh clone after ${REWIND_CONNECT_RETRY_MS / 1000} s of this)`;
-}
