@@ -3,7 +3,7 @@
 // at rest before it began, without waiting, and the rewind then does not start the server as a
 // standby of its source, the primary of an older term. Here pg_rewind is a stand-in program (the
 // postgres OS user runs it, as the real one) that waits for a gate file, then says what pg_rewind
-// says; the agent's code around it is the real one. test/e2e/clone-vote.e2e.test.ts has the same
+// says; the agent's code around it is the real one. test/e2e/rebuild-vote.e2e.test.ts has the same
 // with real PostgreSQL and a real failover.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
