@@ -247,3 +247,18 @@ test("a member report that lands after a later one (its write got no answer) is 
   await waitFor(() => report()?.detachedFor !== null, { timeoutMs: 2000, what: "the final position written again" });
   c.stop();
 });
+
+test("a read that no longer shows this node's key fences also when the renewal sent with it failed (review: it led on until its deadline while another node could take the key)", async () => {
+  const { etcd, c, events } = await leading();
+  await waitFor(() => events.filter((e) => e === "held").length >= 3, { timeoutMs: 2000, what: "renewals" });
+  const until = c.lease()!.until;
+  // Renewals fail from now on (a keepalive timing out on every member) while reads still answer.
+  etcd.leaseKeepAlive = async () => {
+    throw new OutcomeUnknown("/v3/lease/keepalive: no answer within 1000 ms");
+  };
+  await etcd.txn([], [{ del: { key: keys.leader } }]); // deleted by hand (or by a restore): another node may take it now
+  await waitFor(() => events.includes("lost"), { timeoutMs: 1000, what: "the fence at the first read without the key" });
+  expect(performance.now()).toBeLessThan(until);
+  expect(c.status().role).not.toBe("leader");
+  c.stop();
+});

@@ -271,6 +271,8 @@ export class EtcdConsensus implements Consensus {
     // time taken before the read was sent, and a round costs one request deadline (lease-core.ts).
     const sentAt = this.clock();
     const [renewed, read] = await Promise.allSettled([this.renew(sentAt), this.o.client.range(this.o.keys.root, { prefix: true })]);
+    // A failed renewal moves no deadline, but a read that shows this node's key gone or another's (or etcd closed) fences now, not at the deadline.
+    if (renewed.status === "rejected" && read.status === "fulfilled" && !(await this.observeClosed(read.value.kvs))) await this.loseUnlessOwned(decodeSnapshot(this.o.keys, read.value.revision, read.value.kvs).leader);
     if (renewed.status === "rejected") throw renewed.reason;
     if (read.status === "rejected") throw read.reason;
     const r = read.value;
@@ -323,10 +325,7 @@ export class EtcdConsensus implements Consensus {
     // A key taken back is not won on this read, sent before its keepalive: the next tick's read decides.
     const adopted = own === "resume" && (await this.etcdLease.takeBack(l!.lease, readSentAt));
     const mine = ownsKey(l, this.o.self.id, this.etcdLease.id());
-    // The key of its term: a restored etcd may show an older key of this node's on the same lease.
-    if (this.leading && !ownsKey(l, this.o.self.id, this.etcdLease.id(), this.leading.term)) {
-      await this.lead.lose(!l ? "the leader key is gone" : l.id === this.o.self.id ? `the leader key is of term ${l.term} now (etcd restored?)` : `the leader key now belongs to ${l.id}`);
-    }
+    await this.loseUnlessOwned(l);
     if (l) {
       if (l.id !== this.lead.leader()) this.lead.leaderChanged(l.id, `leader ${l.id} (term ${l.term})`);
       this.lastLeaderContact = this.clock();
@@ -355,6 +354,12 @@ export class EtcdConsensus implements Consensus {
     // and so does a position this process has not reported yet (elect-core.ts finalPositionDue).
     this.final.vacated(this.terms.term(), !!this.failsafe?.promised(), this.positionKnown);
     return false;
+  }
+
+  /** A leader fences once a read shows its key gone or another's; the key of its term: a restored etcd may show an older key of this node's on the same lease. */
+  private async loseUnlessOwned(l: Snapshot["leader"]): Promise<void> {
+    if (!this.leading || ownsKey(l, this.o.self.id, this.etcdLease.id(), this.leading.term)) return;
+    await this.lead.lose(!l ? "the leader key is gone" : l.id === this.o.self.id ? `the leader key is of term ${l.term} now (etcd restored?)` : `the leader key now belongs to ${l.id}`);
   }
 
   private async publish(): Promise<void> {
