@@ -12,6 +12,7 @@ import type { ActionResult } from "../api/actions-contract.ts";
 import type { MigrateDeps, MigrateHost } from "./migrate-driver.ts";
 import type { MigrateChecks } from "./migrate-checks.ts";
 import * as L from "./migrate-leader-etcd.ts";
+import { etcdUnfit } from "../consensus/migrate-state.ts";
 
 const TICK_MS = 100;
 /** A migration that neither committed nor aborted by then is reported as still running. */
@@ -77,7 +78,7 @@ export class MigrateLeader {
     const voters = st.membership?.voters ?? [];
     const r = M.checkStart(to, {
       self: this.d.self, inForce: this.h.inForceNow(), leading: lease !== null && lease.until > this.h.clock(), voters,
-      connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, configured: this.d.cfg.consensus.backend,
+      connected: this.d.connected(), etcdConfigured: this.d.cfg.consensus.endpoints.length > 0, etcdUnfit: to === "etcd" ? etcdUnfit(this.d.cfg) : null, configured: this.d.cfg.consensus.backend,
       switchingOver: this.d.switchingOver?.() ?? false, allowed: this.d.cfg.consensus.allow_migration,
       knownEpoch: this.h.knownEpoch(), voterTerms: this.h.voterTerms(),
     });

@@ -49,9 +49,19 @@ export function startingBackend(cfg: Pick<Config, "state_dir" | "consensus" | "e
   const store = new BackendStore(cfg.state_dir);
   const f = backendInForce(cfg.consensus.backend, store.get());
   if (f.backend !== "etcd" || cfg.consensus.backend === "etcd") return f;
+  const unfit = etcdUnfit(cfg);
+  if (unfit) throw new StoreError(`${store.file} records backend etcd (epoch ${f.epoch}), but the config file's [consensus] does not fit it: ${unfit}`);
+  return f;
+}
+
+/**
+ * Why the config file's [consensus] could not run etcd (no endpoints, lease margins: what the file
+ * is checked for with backend = "etcd"), null: it could. A record of etcd is checked so at start,
+ * and a migration to etcd is refused on a leader whose file does not fit it.
+ */
+export function etcdUnfit(cfg: Pick<Config, "consensus" | "election">): string | null {
   const problems: string[] = [];
   if (cfg.consensus.endpoints.length === 0) problems.push("consensus.endpoints: is empty");
   consensusIssues({ consensus: { ...cfg.consensus, endpoints: [...cfg.consensus.endpoints], backend: "etcd" }, election: cfg.election }, (path, m) => problems.push(`${path.join(".")}: ${m}`));
-  if (problems.length > 0) throw new StoreError(`${store.file} records backend etcd (epoch ${f.epoch}), but the config file's [consensus] does not fit it: ${problems.join("; ")}`);
-  return f;
+  return problems.length > 0 ? problems.join("; ") : null;
 }

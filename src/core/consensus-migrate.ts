@@ -87,6 +87,11 @@ export interface StartFacts {
   /** [consensus] names etcd endpoints on this node. */
   etcdConfigured: boolean;
   /**
+   * Why this node's [consensus] could not run etcd (the lease margins a file with backend = "etcd"
+   * is checked for), null or absent: it could. A node that stored etcd with such a file refuses to start.
+   */
+  etcdUnfit?: string | null;
+  /**
    * The config file's [consensus] backend. With etcd the cluster-wide flags, configuration and
    * history live in etcd keys only an etcd key holder writes, so such a cluster is not moved to builtin.
    */
@@ -118,6 +123,7 @@ export function checkStart(to: Backend, f: StartFacts): { epoch: number } | { re
     return { refuse: 'the config files say backend = "etcd": the cluster-wide flags, configuration and history live in etcd and only an etcd leader writes them; a cluster set up on etcd stays on it' };
   }
   if (!f.etcdConfigured) return { refuse: "[consensus] endpoints are empty on the leader: the etcd cluster to use must be configured on every node" };
+  if (to === "etcd" && f.etcdUnfit) return { refuse: `the leader's [consensus] cannot run etcd (${f.etcdUnfit}): fix it on every node first (a node that stored etcd with it refuses to start)` };
   const missing = f.voters.filter((v) => v !== f.self && !f.connected.includes(v));
   if (missing.length > 0) return { refuse: `every voter must be connected: ${missing.join(", ")} is not` };
   if (to === "builtin") {

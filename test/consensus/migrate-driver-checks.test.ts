@@ -3,18 +3,22 @@
 // against an etcd endpoint that accepts and never answers (a real HTTP listener on loopback: each
 // request runs into request_timeout_ms). Time for the driver is a variable; step() runs every 2 s
 // of it while a check is still in flight: no second check of a kind is queued behind it, and a
-// warning that repeats is logged once.
+// warning that repeats is logged once. Also the leader's start check (migrate-leader.ts start, core
+// checkStart) with a config file that says backend = "builtin" and names etcd endpoints: a file that
+// could not run etcd (its lease margins, checked at load only with backend = "etcd") is refused
+// before anything changes, since every node that stored etcd with it would refuse to start.
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { DriverHooks } from "../../src/agent/election-driver.ts";
+import type { Consensus, DriverHooks } from "../../src/agent/election-driver.ts";
 import { SwitchableConsensus } from "../../src/agent/migrate-consensus.ts";
 import { MigrateDriver } from "../../src/agent/migrate-driver.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { createConsensus } from "../../src/consensus/create.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
 import { backendKey } from "../../src/consensus/migrate-etcd.ts";
+import { startingBackend } from "../../src/consensus/migrate-state.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
 
@@ -137,4 +141,45 @@ test("epoch messages while etcd does not answer: one look at etcd at a time, the
   await n.drained();
   expect(requests - before).toBe(1); // before: 20 looks, each waiting request_timeout_ms in turn
   n.consensus.stop();
+});
+
+/** A lone voter leading on builtin with a valid lease; its config file's [consensus] as given. */
+function leader(section: string) {
+  const dir = mkdtempSync(join(tmpdir(), "pgherd-migrate-checks-"));
+  dirs.push(dir);
+  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[consensus]\nendpoints = ["http://127.0.0.1:${blackhole.port}"]\n${section}`, "pgherd.toml");
+  const store = new ElectionStore(dir);
+  const membership = { term: 1, index: 1, voters: [A] };
+  store.saveElection({ term: 1, votedFor: A, membership });
+  const stub = {
+    counters: { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 },
+    start() {}, stop() {}, receive() {}, note: () => "", settled: () => true,
+    status: () => ({ id: A, role: "leader", term: 1, votedFor: A, leader: A, membership, membershipCommitted: true, leaseUntil: performance.now() + 60_000, lastLeaderContact: null, position: { timeline: 1, lsn: "0/1000000" }, positionKnown: true, guard: null, prevVoters: null, guardCommitted: 0, timelineCommitted: 0, pendingVote: null }),
+    lease: () => ({ term: 1, until: performance.now() + 60_000 }),
+    setPosition: async () => {}, campaign: async () => {}, resign: async () => {}, setGuard: async () => true, reserveTimeline: async () => true, propose: async () => {}, bootstrap: async () => {},
+  } as unknown as Consensus;
+  const hooks: DriverHooks = { send: () => {}, leaseHeld: () => {}, leaseLost: async () => true, leadershipChanged: () => {}, fatal: (m) => { throw new Error(m); } };
+  const consensus = new SwitchableConsensus(() => stub, "builtin", hooks);
+  const d = new MigrateDriver({ cfg, self: A, log: memoryLogger(), consensus, store, send: () => {}, connected: () => [], fence: async () => true, nameOf: (x) => x });
+  return { d, cfg };
+}
+
+test("a migration to etcd is refused on a leader whose [consensus] could not run etcd (ttl_s below the lease margins): nothing is sent to etcd (review: the nodes that stored etcd then refused to start)", async () => {
+  const { d, cfg } = leader("ttl_s = 2\nrequest_timeout_ms = 1000\n");
+  const before = requests;
+  const r = await d.start("etcd");
+  d.stop();
+  expect(r.status).toBe(409);
+  expect(r.message).toContain("consensus.ttl_s");
+  expect(requests).toBe(before);
+  expect(startingBackend(cfg)).toEqual({ backend: "builtin", epoch: 0 }); // nothing stored
+});
+
+test("with margins that fit, the start check lets it run (it then aborts here: etcd does not answer)", async () => {
+  const { d } = leader("request_timeout_ms = 200\n");
+  const before = requests;
+  const r = await d.start("etcd");
+  d.stop();
+  expect(r.status).toBe(503);
+  expect(requests).toBeGreaterThan(before);
 });
