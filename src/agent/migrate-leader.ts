@@ -17,6 +17,8 @@ import { etcdUnfit } from "../consensus/migrate-state.ts";
 const TICK_MS = 100;
 /** A migration that neither committed nor aborted by then is reported as still running. */
 const ANSWER_MS = 30_000;
+/** A migration to etcd that no majority of voters acknowledged by then is aborted (core LeaderState giveUpAt), answered before ANSWER_MS. */
+const GIVE_UP_MS = 20_000;
 
 export interface Running {
   state: M.LeaderState;
@@ -88,7 +90,7 @@ export class MigrateLeader {
     }
     clearTimeout(this.takeover); // a previous migration's watch: this node leads now, so it is over
     const term = to === "builtin" ? M.resumeTerm(this.d.store.get().term, lease!.term, Object.values(this.h.voterTerms())) : 0;
-    const plan = M.startPlan(to, r.epoch, term);
+    const plan = M.startPlan(to, r.epoch, term, to === "etcd" ? this.h.clock() + GIVE_UP_MS : undefined);
     this.d.log.info(`consensus migration to ${to} (epoch ${r.epoch}) started with voters ${voters.map(this.d.nameOf).join(", ")}`);
     return new Promise<ActionResult>((answer) => {
       const timeout = setTimeout(() => answer({ status: 504, ok: false, message: `the migration to ${to} is still running after ${ANSWER_MS / 1000} s: see the agent's log and /node` }), ANSWER_MS);

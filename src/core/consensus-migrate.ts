@@ -154,6 +154,13 @@ export interface LeaderState {
   abortedIn?: Phase;
   /** To builtin: the open succeeded (etcd closed, builtin stored here) before the plan aborted. */
   closed?: boolean;
+  /**
+   * To etcd: when the switch phase gives up waiting for a majority (own clock; absent: never). With
+   * both leases renewed it has no other end: voters that drop the switch (an earlier version) or keep
+   * refusing it left the leader migrating for good, refusing switchover, failover, membership
+   * changes and any new block (review).
+   */
+  giveUpAt?: number;
 }
 
 export type LeaderObs =
@@ -270,8 +277,8 @@ export function resumedRecords(guard: Guard | null, membership: Membership, term
   };
 }
 
-export function startPlan(to: Backend, epoch: number, term = 0): { state: LeaderState; actions: LeaderAction[] } {
-  return { state: { to, epoch, phase: "open", acked: [], term, reason: "" }, actions: [{ do: "open", recordBelow: epoch }] };
+export function startPlan(to: Backend, epoch: number, term = 0, giveUpAt?: number): { state: LeaderState; actions: LeaderAction[] } {
+  return { state: { to, epoch, phase: "open", acked: [], term, reason: "", ...(giveUpAt !== undefined ? { giveUpAt } : {}) }, actions: [{ do: "open", recordBelow: epoch }] };
 }
 
 /**
@@ -332,6 +339,10 @@ export function leaderStep(s: LeaderState, obs: LeaderObs, self: string, voters:
         // Before the commit the built-in lease is what makes the etcd key legitimate: both must hold.
         const until = migratingLease(s, builtinUntil, etcdUntil);
         if (until === null || until <= now) return abort("the lease ran out before a majority stored etcd", s.phase === "switch");
+        // Given up as the lease running out is: fenced, the key given back, rolled back at epoch + 1.
+        if (s.phase === "switch" && s.giveUpAt !== undefined && now >= s.giveUpAt) {
+          return abort(`no majority of voters stored etcd in time (acknowledged by ${s.acked.length} of ${others.length} others; a voter that runs an earlier version drops the switch)`, true);
+        }
         const resend = others.filter((v) => !s.acked.includes(v));
         return { state: s, actions: s.phase === "switch" && resend.length > 0 ? [{ do: "send-switch", to: resend }] : [] };
       }

@@ -21,6 +21,8 @@ import { backendKey } from "../../src/consensus/migrate-etcd.ts";
 import { startingBackend } from "../../src/consensus/migrate-state.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
+import { FakeEtcd } from "../helpers/fake-etcd.ts";
+import { waitFor } from "../helpers/proc.ts";
 
 const A = "aaaaaaaaaaaaaaa1";
 const B = "bbbbbbbbbbbbbbb2";
@@ -143,25 +145,31 @@ test("epoch messages while etcd does not answer: one look at etcd at a time, the
   n.consensus.stop();
 });
 
-/** A lone voter leading on builtin with a valid lease; its config file's [consensus] as given. */
-function leader(section: string) {
+/** A voter leading on builtin with a valid lease (voters: A alone, or as given, all connected); its config file's [consensus] as given; time for the driver as `clock` says. */
+function leader(section: string, o: { voters?: string[]; clock?: () => number } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "pgherd-migrate-checks-"));
   dirs.push(dir);
   const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[consensus]\nendpoints = ["http://127.0.0.1:${blackhole.port}"]\n${section}`, "pgherd.toml");
   const store = new ElectionStore(dir);
-  const membership = { term: 1, index: 1, voters: [A] };
+  const clock = o.clock ?? (() => performance.now());
+  const voters = o.voters ?? [A];
+  const membership = { term: 1, index: 1, voters };
   store.saveElection({ term: 1, votedFor: A, membership });
   const stub = {
     counters: { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 },
     start() {}, stop() {}, receive() {}, note: () => "", settled: () => true,
-    status: () => ({ id: A, role: "leader", term: 1, votedFor: A, leader: A, membership, membershipCommitted: true, leaseUntil: performance.now() + 60_000, lastLeaderContact: null, position: { timeline: 1, lsn: "0/1000000" }, positionKnown: true, guard: null, prevVoters: null, guardCommitted: 0, timelineCommitted: 0, pendingVote: null }),
-    lease: () => ({ term: 1, until: performance.now() + 60_000 }),
+    status: () => ({ id: A, role: "leader", term: 1, votedFor: A, leader: A, membership, membershipCommitted: true, leaseUntil: clock() + 60_000, lastLeaderContact: null, position: { timeline: 1, lsn: "0/1000000" }, positionKnown: true, guard: null, prevVoters: null, guardCommitted: 0, timelineCommitted: 0, pendingVote: null }),
+    lease: () => ({ term: 1, until: clock() + 60_000 }),
     setPosition: async () => {}, campaign: async () => {}, resign: async () => {}, setGuard: async () => true, reserveTimeline: async () => true, propose: async () => {}, bootstrap: async () => {},
   } as unknown as Consensus;
   const hooks: DriverHooks = { send: () => {}, leaseHeld: () => {}, leaseLost: async () => true, leadershipChanged: () => {}, fatal: (m) => { throw new Error(m); } };
-  const consensus = new SwitchableConsensus(() => stub, "builtin", hooks);
-  const d = new MigrateDriver({ cfg, self: A, log: memoryLogger(), consensus, store, send: () => {}, connected: () => [], fence: async () => true, nameOf: (x) => x });
-  return { d, cfg };
+  const consensus = new SwitchableConsensus(() => stub, "builtin", hooks, clock);
+  const fences: string[] = [];
+  const d = new MigrateDriver({
+    cfg, self: A, log: memoryLogger(), consensus, store, send: () => {}, connected: () => voters.filter((v) => v !== A),
+    fence: async (why) => (fences.push(why), true), nameOf: (x) => x, clock,
+  });
+  return { d, cfg, fences };
 }
 
 test("a migration to etcd is refused on a leader whose [consensus] could not run etcd (ttl_s below the lease margins): nothing is sent to etcd (review: the nodes that stored etcd then refused to start)", async () => {
@@ -183,3 +191,21 @@ test("with margins that fit, the start check lets it run (it then aborts here: e
   expect(r.status).toBe(503);
   expect(requests).toBeGreaterThan(before);
 });
+
+test("a migration to etcd that no majority acknowledges is given up after its time limit, not left running for good (review: voters of an earlier version drop the switch)", async () => {
+  const t = { skew: 0 };
+  const { d, cfg, fences } = leader("", { voters: [A, B], clock: () => performance.now() + t.skew });
+  const etcd = new FakeEtcd();
+  (d as unknown as { etcdConn: unknown }).etcdConn = { client: etcd.client(), keys: clusterKeys(cfg.consensus.prefix, cfg.cluster) };
+  const answer = d.start("etcd"); // B never answers the switch
+  await waitFor(() => etcd.value(clusterKeys(cfg.consensus.prefix, cfg.cluster).leader) === A, { timeoutMs: 2000, what: "the open" });
+  t.skew = 20_000; // the leases are still renewed: only the time limit can end it
+  const r = await answer;
+  d.stop();
+  expect(r.status).toBe(503);
+  expect(r.message).toContain("no majority of voters stored etcd in time");
+  expect(fences.length).toBe(1);
+  expect(etcd.value(clusterKeys(cfg.consensus.prefix, cfg.cluster).leader)).toBeUndefined(); // the key given back
+  expect(JSON.parse(etcd.value(backendKey(clusterKeys(cfg.consensus.prefix, cfg.cluster)))!)).toEqual({ backend: "builtin", epoch: 2 }); // rolled back
+  expect(startingBackend(cfg)).toEqual({ backend: "builtin", epoch: 2 });
+}, 5_000);

@@ -412,7 +412,8 @@ export function simulate(seed: number, n: number, o: SimOptions = {}): string | 
         });
         if ("refuse" in ok) continue;
         const term = to === "builtin" ? resumeTerm(x.term, key!.term, legacyTerm ? [] : Object.values(voterTerms)) : 0;
-        const s = startPlan(to, ok.epoch, term);
+        // To etcd, a time limit on the switch phase on a quarter of the migrations (no random draw: the schedules stay as they were).
+        const s = startPlan(to, ok.epoch, term, to === "etcd" && ok.epoch % 4 === 1 ? now + STEP * (2 + (seed % 6)) : undefined);
         x.plan = s.state;
         x.planTerm = to === "etcd" ? x.leader!.term : key!.term;
         carry(x, s.actions, now);

@@ -236,6 +236,17 @@ describe("the leader's plan", () => {
     expect(outcome(r.state)).toContain("return to builtin (epoch 2)");
   });
 
+  test("to etcd: a switch no majority acknowledges by the plan's time limit is given up like a lease running out, not waited for for good (review)", () => {
+    let { state: s } = startPlan("etcd", 1, 0, 5_000);
+    s = leaderStep(s, { type: "opened", ok: true, ...L }, "a", V3).state;
+    // Both leases renewed all along: only the time limit ends it.
+    expect(leaderStep(s, { type: "tick", now: 4_999, builtinUntil: 10_000, etcdUntil: 10_000 }, "a", V3).state.phase).toBe("switch");
+    const r = leaderStep(s, { type: "tick", now: 5_000, builtinUntil: 10_000, etcdUntil: 10_000 }, "a", V3);
+    expect(r.state.phase).toBe("aborted");
+    expect(r.actions).toEqual([{ do: "fence", revoke: true }, { do: "roll-back", inForce: { backend: "builtin", epoch: 2 }, ifRecord: { backend: "etcd", epoch: 1 } }]);
+    expect(r.state.reason).toContain("no majority of voters stored etcd in time");
+  });
+
   test("S3: opened and ack are checked against the lease at once, not at the next tick", () => {
     let { state: s } = startPlan("etcd", 1);
     // The lease ended while the open ran (a resign with transfer): nobody is told to switch.
