@@ -14,7 +14,7 @@ import * as M from "../core/consensus-migrate.ts";
 import type { Logger } from "../log.ts";
 import type { ElectionStore } from "../store/election-state.ts";
 import type { ActionRequest, ActionResult } from "../api/actions-contract.ts";
-import { BackendStore, startingBackend } from "../consensus/migrate-state.ts";
+import { BackendStore, etcdUnfit, startingBackend } from "../consensus/migrate-state.ts";
 import type { MigrateMsg, MigrateSwitch } from "../consensus/migrate-msgs.ts";
 import type { SwitchableConsensus } from "./migrate-consensus.ts";
 import type { EtcdClient } from "../consensus/etcd/client.ts";
@@ -242,6 +242,9 @@ export class MigrateDriver {
 
   private async onSwitch(peer: string, m: MigrateSwitch): Promise<void> {
     if (this.leader.running()) return; // this node runs a migration itself: the other one waits for its epoch
+    // Stored with a file that cannot run etcd, the switch left this node without a backend, and its agent refusing to start (startingBackend).
+    const unfit = m.to === "etcd" && m.epoch > this.inForceNow.epoch ? etcdUnfit(this.d.cfg) : null;
+    if (unfit) return void this.d.send(peer, { t: "migrate-ack", epoch: m.epoch, ok: false, reason: `this node's [consensus] cannot run etcd: ${unfit}`.slice(0, 300), own: this.own() });
     const dec = M.onSwitch(this.local(), m, this.clock(), this.timers);
     if (!dec.accept) return void this.d.send(peer, { t: "migrate-ack", epoch: m.epoch, ok: false, reason: dec.reason, own: this.own() });
     if (!dec.again) {
@@ -262,7 +265,11 @@ export class MigrateDriver {
     if (this.leader.running()) return;
     const a = M.onHeard(this.local(), heard, this.clock(), this.timers, peer);
     if (!a) return;
-    if (heard.backend === "etcd" && a.inForce.backend !== this.inForceNow.backend && !(await this.etcdCommitted(heard))) return;
+    if (heard.backend === "etcd" && a.inForce.backend !== this.inForceNow.backend) {
+      const unfit = etcdUnfit(this.d.cfg);
+      if (unfit) return this.checks.note(`the cluster runs on etcd (epoch ${heard.epoch}), but this node's [consensus] cannot run etcd: ${unfit}; staying on ${this.inForceNow.backend}, out of the cluster's election, until the config file is fixed and the agent restarted`);
+      if (!(await this.etcdCommitted(heard))) return;
+    }
     await this.adopt(a, heard, this.d.nameOf(peer));
   }
 

@@ -19,6 +19,7 @@ import { createConsensus } from "../../src/consensus/create.ts";
 import { clusterKeys } from "../../src/consensus/etcd/elect-core.ts";
 import { backendKey } from "../../src/consensus/migrate-etcd.ts";
 import { startingBackend } from "../../src/consensus/migrate-state.ts";
+import { MigrateAckSchema } from "../../src/consensus/migrate-msgs.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { ElectionStore } from "../../src/store/election-state.ts";
 import { FakeEtcd } from "../helpers/fake-etcd.ts";
@@ -146,11 +147,12 @@ test("epoch messages while etcd does not answer: one look at etcd at a time, the
 });
 
 /** A voter leading on builtin with a valid lease (voters: A alone, or as given, all connected); its config file's [consensus] as given; time for the driver as `clock` says. */
-function leader(section: string, o: { voters?: string[]; clock?: () => number } = {}) {
+function leader(section: string, o: { voters?: string[]; clock?: () => number; endpoints?: boolean; follows?: string } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "pgherd-migrate-checks-"));
   dirs.push(dir);
-  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[consensus]\nendpoints = ["http://127.0.0.1:${blackhole.port}"]\n${section}`, "pgherd.toml");
+  const cfg = parseConfig(`cluster = "c"\nsecret = "${"s".repeat(40)}"\nstate_dir = "${dir}"\n[consensus]\n${o.endpoints === false ? "" : `endpoints = ["http://127.0.0.1:${blackhole.port}"]\n`}${section}`, "pgherd.toml");
   const store = new ElectionStore(dir);
+  const lead = o.follows ?? A;
   const clock = o.clock ?? (() => performance.now());
   const voters = o.voters ?? [A];
   const membership = { term: 1, index: 1, voters };
@@ -158,18 +160,19 @@ function leader(section: string, o: { voters?: string[]; clock?: () => number } 
   const stub = {
     counters: { leaderChanges: 0, leadershipsWon: 0, leasesLost: 0 },
     start() {}, stop() {}, receive() {}, note: () => "", settled: () => true,
-    status: () => ({ id: A, role: "leader", term: 1, votedFor: A, leader: A, membership, membershipCommitted: true, leaseUntil: clock() + 60_000, lastLeaderContact: null, position: { timeline: 1, lsn: "0/1000000" }, positionKnown: true, guard: null, prevVoters: null, guardCommitted: 0, timelineCommitted: 0, pendingVote: null }),
-    lease: () => ({ term: 1, until: clock() + 60_000 }),
+    status: () => ({ id: A, role: lead === A ? "leader" : "follower", term: 1, votedFor: lead, leader: lead, membership, membershipCommitted: true, leaseUntil: clock() + 60_000, lastLeaderContact: null, position: { timeline: 1, lsn: "0/1000000" }, positionKnown: true, guard: null, prevVoters: null, guardCommitted: 0, timelineCommitted: 0, pendingVote: null }),
+    lease: () => (lead === A ? { term: 1, until: clock() + 60_000 } : null),
     setPosition: async () => {}, campaign: async () => {}, resign: async () => {}, setGuard: async () => true, reserveTimeline: async () => true, propose: async () => {}, bootstrap: async () => {},
   } as unknown as Consensus;
   const hooks: DriverHooks = { send: () => {}, leaseHeld: () => {}, leaseLost: async () => true, leadershipChanged: () => {}, fatal: (m) => { throw new Error(m); } };
   const consensus = new SwitchableConsensus(() => stub, "builtin", hooks, clock);
   const fences: string[] = [];
+  const sent: unknown[] = [];
   const d = new MigrateDriver({
-    cfg, self: A, log: memoryLogger(), consensus, store, send: () => {}, connected: () => voters.filter((v) => v !== A),
+    cfg, self: A, log: memoryLogger(), consensus, store, send: (_to, msg) => void sent.push(msg), connected: () => voters.filter((v) => v !== A),
     fence: async (why) => (fences.push(why), true), nameOf: (x) => x, clock,
   });
-  return { d, cfg, fences };
+  return { d, cfg, fences, sent };
 }
 
 test("a migration to etcd is refused on a leader whose [consensus] could not run etcd (ttl_s below the lease margins): nothing is sent to etcd (review: the nodes that stored etcd then refused to start)", async () => {
@@ -209,3 +212,16 @@ test("a migration to etcd that no majority acknowledges is given up after its ti
   expect(JSON.parse(etcd.value(backendKey(clusterKeys(cfg.consensus.prefix, cfg.cluster)))!)).toEqual({ backend: "builtin", epoch: 2 }); // rolled back
   expect(startingBackend(cfg)).toEqual({ backend: "builtin", epoch: 2 });
 }, 5_000);
+
+test("a member whose [consensus] cannot run etcd refuses the switch to it, storing nothing (review: it stored etcd, was left without a backend, and its agent refused to start)", async () => {
+  for (const o of [{ endpoints: false, section: "", why: "consensus.endpoints: is empty" }, { endpoints: true, section: "ttl_s = 2\nrequest_timeout_ms = 1000\n", why: "consensus.ttl_s" }]) {
+    const { d, cfg, sent } = leader(o.section, { voters: [A, B], follows: B, endpoints: o.endpoints });
+    d.receive(B, { t: "migrate-switch", to: "etcd", epoch: 1, leader: B, leaderTerm: 1 });
+    await waitFor(() => sent.length > 0, { timeoutMs: 2000, what: "the answer" });
+    d.stop();
+    expect(sent[0]).toMatchObject({ t: "migrate-ack", epoch: 1, ok: false });
+    expect((sent[0] as { reason: string }).reason).toContain(o.why);
+    expect(MigrateAckSchema.safeParse(sent[0]).success).toBe(true); // the leader's receipt check takes it
+    expect(startingBackend(cfg)).toEqual({ backend: "builtin", epoch: 0 });
+  }
+});
