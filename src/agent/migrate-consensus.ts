@@ -74,15 +74,21 @@ export class SwitchableConsensus implements Consensus {
     this.inner.stop();
   }
 
-  /** Runs `backend` from now on (the old one stopped first), out of elections until `holdUntil`. */
+  /**
+   * Runs `backend` from now on (the old one stopped first), out of elections until `holdUntil`. If
+   * it cannot be built (an etcd credentials file unreadable now), this throws and the old one stays
+   * stopped: innerStopped(), its lease ending at its deadline (review: it was reported running, and
+   * its lease held past its deadline, with no backend running at all).
+   */
   replace(backend: Backend, holdUntil: number): void {
     this.stopInner();
+    const next = this.make(backend, this.hooksFor(this.gen + 1));
     for (const k of Object.keys(this.carried) as (keyof DriverCounters)[]) this.carried[k] += this.inner.counters[k];
     this.gen++;
     this.stopped = false;
     this.frozenGuard = null;
     this.holdUntil = holdUntil;
-    this.inner = this.make(backend, this.hooksFor(this.gen));
+    this.inner = next;
     if (this.failsafe) this.inner.attachFailsafe?.(...this.failsafe);
     if (this.position) void this.inner.setPosition(this.position);
     if (this.running) this.inner.start();

@@ -92,6 +92,18 @@ test("a stopped backend's lease ends at its deadline: not reported held while th
   sw.stop();
 });
 
+test("a backend that cannot be built (etcd without endpoints here) leaves the old one stopped, its lease ending at its deadline (review)", async () => {
+  const { sw, clock } = node([A]);
+  sw.start();
+  void sw.setPosition(ZERO_POSITION);
+  await waitFor(() => sw.lease() !== null, { timeoutMs: 3000, what: "the lone voter to lead" });
+  expect(() => sw.replace("etcd", -Infinity)).toThrow("no etcd endpoints");
+  expect(sw.innerStopped()).toBe(true); // a migration's abort builds the backend in force again
+  clock.now = sw.lease()!.until;
+  expect(sw.lease()).toBeNull();
+  sw.stop();
+});
+
 test("S2: a hold set at start (holdAtLeast) keeps prevotes unanswered; S3: resigns are counted", async () => {
   const { sw, sent, clock } = node([A, B, C]);
   sw.holdAtLeast(500);
