@@ -40,13 +40,14 @@ async function leading(o: { fenceStops?: boolean; client?: (c: ReturnType<FakeEt
   store.saveEtcdKey(etcd.kv.get(keys.leader)!.createRevision); // the previous run took it
   const client = etcd.client();
   o.client?.(client);
+  const log = memoryLogger();
   const c = new EtcdConsensus({
     client, keys, self: { id: SELF, name: "n1", role: "database", canLead: true, priority: 100 },
-    ttlS: 5, pollMs: 20, maxDrift: 0.02, fenceMs: 400, deferMs: 1000, store, hooks, log: memoryLogger(), clock: o.clock,
+    ttlS: 5, pollMs: 20, maxDrift: 0.02, fenceMs: 400, deferMs: 1000, store, hooks, log, clock: o.clock,
   });
   c.start();
   await waitFor(() => c.status().role === "leader", { timeoutMs: 3000, what: "the key taken back" });
-  return { etcd, c, events };
+  return { etcd, c, events, log };
 }
 
 test("publishGuard: a guard write etcd refuses is not reported stored; one it applies is", async () => {
@@ -260,5 +261,18 @@ test("a read that no longer shows this node's key fences also when the renewal s
   await waitFor(() => events.includes("lost"), { timeoutMs: 1000, what: "the fence at the first read without the key" });
   expect(performance.now()).toBeLessThan(until);
   expect(c.status().role).not.toBe("leader");
+  c.stop();
+});
+
+test("keys that do not validate are logged once until they change, not at every poll", async () => {
+  const { etcd, c, events, log } = await leading();
+  const said = () => log.lines.filter((l) => l.includes("ignoring keys that do not validate")).length;
+  await etcd.txn([], [{ put: { key: keys.transfer, value: "garbage" } }]);
+  const held = () => events.filter((e) => e === "held").length;
+  const from = held();
+  await waitFor(() => held() >= from + 5, { timeoutMs: 2000, what: "five polls" });
+  expect(said()).toBe(1);
+  await etcd.txn([], [{ put: { key: keys.member("bbbbbbbbbbbbbbbb"), value: "garbage" } }]);
+  await waitFor(() => said() === 2, { timeoutMs: 2000, what: "the new set said" });
   c.stop();
 });

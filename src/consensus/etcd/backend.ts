@@ -86,6 +86,8 @@ export class EtcdConsensus implements Consensus {
   /** [consensus] failsafe (failsafe.ts); null until the agent attaches the mesh. */
   private failsafe: Failsafe | null = null;
   private observed = false;
+  /** The keys that did not validate in the last read, as last logged. */
+  private invalidSaid = "";
   /** Why etcd is closed by a return to builtin (migrate-etcd.ts closedBy), from the last read; null: open. */
   private closed: string | null = null;
 
@@ -278,7 +280,9 @@ export class EtcdConsensus implements Consensus {
     const r = read.value;
     this.lastError = "";
     const snap = decodeSnapshot(this.o.keys, r.revision, r.kvs);
-    if (snap.invalid.length > 0 && !this.closed) this.o.log.warn(`etcd: ignoring keys that do not validate: ${snap.invalid.join(", ").slice(0, 300)}`);
+    const invalid = snap.invalid.join(", ").slice(0, 300); // said once until it changes, not every poll (a migration's pending membership lasts seconds)
+    if (invalid && invalid !== this.invalidSaid && !this.closed) this.o.log.warn(`etcd: ignoring keys that do not validate: ${invalid}`);
+    this.invalidSaid = invalid;
     this.membership.adopt(snap);
     this.snap = snap;
     this.guardDoubt = guardRead(this.guardDoubt, snap.guardMod);
