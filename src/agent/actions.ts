@@ -69,6 +69,9 @@ export interface ActionHost {
   sleep(ms: number): Promise<void>;
 }
 
+/** A scheduled switchover found this late (no leader with a lease at its time) is dropped, not run (Patroni's window too). */
+export const SCHEDULE_LATE_MS = 10 * 60_000;
+
 const ok = (message: string, status = 200, detail?: unknown): ActionResult => ({ status, ok: true, message, detail });
 const no = (status: number, message: string): ActionResult => ({ status, ok: false, message });
 
@@ -174,7 +177,7 @@ export class ActionRunner {
       if (never) return no(412, never);
       target = t.id;
     }
-    const s: ScheduledSwitchover = { at: new Date(when).toISOString(), to: target, requestedAt: new Date(this.h.wallNow()).toISOString(), force };
+    const s: ScheduledSwitchover = { at: new Date(when).toISOString(), to: target, requestedAt: new Date(this.h.wallNow()).toISOString(), force, from: this.h.nodeId };
     const refused = await this.h.setScheduled(s);
     if (refused) return no(refused.status, refused.message);
     const where = target ? ` to ${this.h.nameOf(target)}` : "";
@@ -205,6 +208,17 @@ export class ActionRunner {
       // took the store's copy back.
       if (refused.status === 503) await this.h.setScheduled(cur);
       return this.log.warn(`scheduled switchover of ${cur.at}: not run yet: clearing it in the cluster's copy failed (${refused.message}); tried again`);
+    }
+    // A switchover planned away from one primary does not run from another (a failover moved the
+    // primary meanwhile: it would move it again, perhaps back to the node taken out for maintenance),
+    // nor long after its time (no leader held a lease then: the window the operator chose has gone).
+    const late = this.h.wallNow() - Date.parse(cur.at);
+    const stale = cur.from !== undefined && cur.from !== this.h.nodeId
+      ? `the primary changed since it was scheduled (${this.h.nameOf(cur.from)} led then, ${this.h.nodeName} now)`
+      : late > SCHEDULE_LATE_MS ? `no leader with a valid lease ran it at its time (${Math.round(late / 1000)} s late)` : null;
+    if (stale) {
+      this.log.warn(`scheduled switchover of ${cur.at} dropped, not run: ${stale}`);
+      return this.h.record(this.entry("schedule", `scheduled switchover of ${cur.at} dropped, not run: ${stale}`));
     }
     const r = await this.switchover(cur.to ?? undefined, cur.force);
     this.log.warn(`scheduled switchover of ${cur.at}: ${r.message}`);

@@ -22,6 +22,8 @@ export const ScheduledSwitchoverSchema = z.object({
   /** When the operator asked (ISO 8601), to tell two schedules apart. */
   requestedAt: z.string().max(40),
   force: z.boolean(),
+  /** The leader it was scheduled on (the primary it switches over from); absent in one an earlier version stored. */
+  from: z.string().max(64).optional(),
 });
 export type ScheduledSwitchover = z.infer<typeof ScheduledSwitchoverSchema>;
 

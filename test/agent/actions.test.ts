@@ -1,7 +1,7 @@
 // Operator actions on the leader, against an in-memory host (the agent's facts and controls are
 // not the point here): a refused switchover does not block the next one, and the schedule.
 import { describe, expect, test } from "bun:test";
-import { ActionRunner, type ActionHost } from "../../src/agent/actions.ts";
+import { ActionRunner, SCHEDULE_LATE_MS, type ActionHost } from "../../src/agent/actions.ts";
 import type { ScheduledSwitchover } from "../../src/agent/flags.ts";
 import type { HistoryEntry } from "../../src/agent/history.ts";
 import type { Candidate } from "../../src/core/switchover.ts";
@@ -57,7 +57,7 @@ class FakeHost implements ActionHost {
   sNeverPromoted = false;
   /** What the host was asked to do, in order (a resign's messages leave a moment after it is asked). */
   events: string[] = [];
-  myReport() { return report({ up: !this.primaryDown, inRecovery: this.promoted, position: { timeline: 1, lsn: "0/3000000" } }); }
+  myReport() { return report({ up: !this.primaryDown, inRecovery: this.promoted, streaming: this.promoted, position: { timeline: 1, lsn: "0/3000000" } }); }
   backupChanged() {}
   reportOf(id: string) { return id === "S" ? report({ inRecovery: !this.promoted }) : this.myReport(); }
   nameOf(id: string) { return id === "S" ? "n2" : id === "X" ? "n3" : "n1"; }
@@ -251,7 +251,7 @@ describe("scheduled switchover", () => {
     const at = "2026-12-01T12:30:00Z";
     const res = await r.run({ kind: "switchover", to: "n2", at });
     expect(res.status).toBe(202);
-    expect(h.sched).toEqual({ at: "2026-12-01T12:30:00.000Z", to: "S", requestedAt: "2026-12-01T12:00:00.000Z", force: false });
+    expect(h.sched).toEqual({ at: "2026-12-01T12:30:00.000Z", to: "S", requestedAt: "2026-12-01T12:00:00.000Z", force: false, from: "L" });
     expect(h.stops).toBe(0);
     expect((await r.run({ kind: "switchover", at })).status).toBe(409);
     expect((await r.run({ kind: "switchover-cancel" })).status).toBe(200);
@@ -292,6 +292,39 @@ describe("scheduled switchover", () => {
     await r.runDue();
     expect(h.stops).toBe(1);
     expect(h.sched).toBeNull();
+  });
+});
+
+describe("scheduled switchover: not after the primary moved, not long after its time", () => {
+  const at = "2026-12-01T12:30:00.000Z";
+  const stored = { at, to: null, requestedAt: "2026-12-01T12:00:00.000Z", force: false };
+
+  test("scheduled on another leader (a failover moved the primary since): dropped and recorded, not run (review: the new leader switched over again, perhaps back to the node taken out for maintenance)", async () => {
+    const h = new FakeHost();
+    h.sched = { ...stored, from: "X" }; // adopted from the leader it was scheduled on, n3
+    h.wall = Date.parse(at) + 1000;
+    await runner(h).runDue();
+    expect(h.stops).toBe(0);
+    expect(h.resigned).toEqual([]);
+    expect(h.sched).toBeNull(); // dropped for good: no later leader runs it either
+    expect(h.history.map((e) => e.reason)).toEqual([expect.stringContaining("the primary changed since it was scheduled (n3 led then, n1 now)")]);
+  });
+
+  test("found more than SCHEDULE_LATE_MS after its time (no leader held a lease then): dropped, not run; on time, and one an earlier version stored (no `from`), it runs", async () => {
+    const h = new FakeHost();
+    h.sched = { ...stored, from: "L" };
+    h.wall = Date.parse(at) + SCHEDULE_LATE_MS + 1000;
+    await runner(h).runDue();
+    expect(h.stops).toBe(0);
+    expect(h.sched).toBeNull();
+    expect(h.history.map((e) => e.reason)).toEqual([expect.stringContaining("no leader with a valid lease ran it at its time")]);
+    for (const s of [{ ...stored, from: "L" }, stored]) {
+      const g = new FakeHost();
+      g.sched = s;
+      g.wall = Date.parse(at) + SCHEDULE_LATE_MS - 1000;
+      await runner(g).runDue();
+      expect(g.stops).toBe(1);
+    }
   });
 });
 
