@@ -18,12 +18,17 @@ function isTable(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
-/** Leaf values by dotted key; arrays are leaves (compared whole). */
-export function flatten(v: unknown, prefix = "", out = new Map<string, string>()): Map<string, string> {
+/** Leaf values (JSON) and their paths by dotted key; arrays are leaves (compared whole). */
+function leaves(v: unknown, path: string[] = [], out = new Map<string, { path: string[]; json: string }>()): Map<string, { path: string[]; json: string }> {
   if (isTable(v)) {
-    for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
-  } else if (prefix) out.set(prefix, JSON.stringify(v));
+    for (const [k, x] of Object.entries(v)) leaves(x, [...path, k], out);
+  } else if (path.length) out.set(path.join("."), { path, json: JSON.stringify(v) });
   return out;
+}
+
+/** Leaf values by dotted key; arrays are leaves (compared whole). A key may hold dots of its own (a parameter such as pg_stat_statements.max). */
+export function flatten(v: unknown): Map<string, string> {
+  return new Map([...leaves(v)].map(([k, l]) => [k, l.json]));
 }
 
 export const isLive = (key: string) => LIVE_KEYS.some((k) => (k.endsWith(".") ? key.startsWith(k) : key === k));
@@ -38,15 +43,19 @@ export function planReload(running: Config, next: Config): ReloadPlan {
 /** The config now in effect: `running` with the live keys taken from `next` (restart keys keep their running value). */
 export function applyLive(running: Config, next: Config): Config {
   const out = structuredClone(running) as Record<string, unknown>;
-  const src = flatten(next);
-  const have = flatten(running);
+  const src = leaves(next);
+  const have = leaves(running);
   for (const key of new Set([...src.keys(), ...have.keys()])) {
     if (!isLive(key)) continue;
-    const path = key.split(".");
+    // The path the key came from, never the key split at its dots: a parameter's name may hold dots
+    // (review: pg_stat_statements.max changed on SIGHUP kept its old value, and a nested
+    // {pg_stat_statements: {max}} went into the parameters).
+    const leaf = src.get(key);
+    const path = (leaf ?? have.get(key)!).path;
     let t = out;
     for (const p of path.slice(0, -1)) t = (t[p] ??= {}) as Record<string, unknown>;
     const last = path.at(-1)!;
-    if (src.has(key)) t[last] = JSON.parse(src.get(key)!) as unknown;
+    if (leaf) t[last] = JSON.parse(leaf.json) as unknown;
     else delete t[last];
   }
   return deepFreeze(out) as unknown as Config;

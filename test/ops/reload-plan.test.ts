@@ -41,3 +41,13 @@ test("applyLive takes the live keys only, so the next reload still reports the r
   expect(Object.isFrozen(now.log)).toBe(true);
   expect(planReload(now, next)).toEqual({ changed: ["priority"], live: [], restart: ["priority"] });
 });
+
+test("a parameter whose name holds dots (an extension's) is changed and removed as one key (review: its old value stayed in force and a nested table went into the parameters)", () => {
+  const with5k = cfg(`[postgres.parameters]\n"pg_stat_statements.max" = 5000\nwork_mem = "4MB"\n`);
+  const with10k = cfg(`[postgres.parameters]\n"pg_stat_statements.max" = 10000\nwork_mem = "4MB"\n`);
+  expect(planReload(with5k, with10k).live).toEqual(["postgres.parameters.pg_stat_statements.max"]);
+  const now = applyLive(with5k, with10k);
+  expect(now.postgres.parameters).toEqual({ "pg_stat_statements.max": 10000, work_mem: "4MB" });
+  expect(planReload(now, with10k).changed).toEqual([]);
+  expect(applyLive(with5k, cfg(`[postgres.parameters]\nwork_mem = "4MB"\n`)).postgres.parameters).toEqual({ work_mem: "4MB" });
+});
