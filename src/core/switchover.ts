@@ -65,6 +65,9 @@ export function checkSwitchover(opts: {
     if (!t.report || !t.report.up) return { ok: false, reason: `${t.name} is not reachable or its PostgreSQL is down` };
     const never = neverPromotedReason(t);
     if (never) return { ok: false, reason: never };
+    // Not even forced: the leader itself, or a server that runs as a primary of its own (a diverged
+    // former primary), has nothing to take over; handed the leadership, the latter's history would win.
+    if (t.report.inRecovery === false) return { ok: false, reason: `${t.name} runs as a primary, not as a standby of this one: nothing to switch over to` };
     if (opts.force) return { ok: true, target: t };
     if (!t.report.streaming) return { ok: false, reason: `${t.name} is not streaming from the primary` };
     const lag = lagOf(t);

@@ -24,6 +24,13 @@ test("refuses a lagging, absent, not-streaming or nofailover target, unless forc
   expect(checkSwitchover({ ...base, to: "b", force: true, candidates: [c("b", {}, { neverPromoted: true })] })).toMatchObject({ ok: false, reason: expect.stringContaining("cannot be promoted") });
 });
 
+test("refuses, even forced, a target that runs as a primary (the leader itself, or a diverged former primary): review, a forced one stopped this primary and handed leadership to it", () => {
+  for (const force of [false, true]) {
+    const v = checkSwitchover({ ...base, to: "b", force, candidates: [c("b", { inRecovery: false, streaming: false })] });
+    expect(v).toMatchObject({ ok: false, reason: expect.stringContaining("runs as a primary") });
+  }
+});
+
 test("refuses while paused or without a running primary", () => {
   expect(checkSwitchover({ ...base, paused: true, candidates: [c("b")] })).toMatchObject({ ok: false, reason: expect.stringContaining("paused") });
   expect(checkSwitchover({ ...base, primary: null, candidates: [c("b")] })).toMatchObject({ ok: false });
