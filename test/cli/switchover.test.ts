@@ -53,7 +53,8 @@ describe("pgherd switchover --cancel", () => {
     const r = await pgherd("switchover", "--help");
     expect(r.code).toBe(0);
     expect(r.out).toContain("--cancel");
-    expect(r.out).toContain("Stored through the leader: survives a restart or change of leader, runs only on a leader with a valid lease");
+    expect(r.out).toContain("Stored through the leader: survives an agent's restart, runs only on a leader with a valid lease");
+    expect(r.out).toContain("dropped unrun when a failover moved the primary first");
   });
 });
 
