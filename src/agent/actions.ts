@@ -18,11 +18,7 @@ export interface ActionHost {
   readonly nodeName: string;
   electionState(): { role: string; term: number; leader: string | null; leading: boolean; /** This node is a voter of the membership in force (null: no membership known yet). */ voter: boolean | null };
   paused(): boolean;
-  /**
-   * Leader: pause or resume the cluster; resolves once the cluster's copy holds it (a shared store:
-   * its write answered), with why not (the store refused it, and this node took the store's copy back).
-   */
-  setPaused(p: boolean): Promise<{ status: number; message: string } | null>;
+  setPaused(p: boolean): void;
   candidates(): Candidate[];
   myReport(): PgReport | null;
   /** The backup this node takes began or ended (BackupDesk.running): its state goes out now. */
@@ -138,10 +134,7 @@ export class ActionRunner {
       case "resume": {
         const p = req.kind === "pause";
         if (this.h.paused() === p) return ok(`already ${p ? "paused" : "running"}`);
-        // With etcd a pause holds only once the store has it: a refused or unanswered write leaves
-        // the cluster's copy (which every node follows) as it was, and this node goes back to it.
-        const refused = await this.h.setPaused(p);
-        if (refused) return no(refused.status, `${req.kind} not stored in the cluster's copy: ${refused.message}; the cluster is ${this.h.paused() ? "paused" : "running"} as far as ${this.h.nodeName} knows: try again`);
+        this.h.setPaused(p);
         this.h.record({ term: e.term, kind: req.kind, node: this.h.nodeName, reason: `operator ${req.kind}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
         this.log.warn(p ? "maintenance mode: automatic actions suspended cluster-wide" : "maintenance mode ended");
         return ok(p ? "cluster paused: agents monitor and report but take no automatic action" : "cluster resumed");

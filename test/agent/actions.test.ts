@@ -41,10 +41,7 @@ class FakeHost implements ActionHost {
   voter: boolean | null = true;
   electionState() { return { role: this.leaderId === "L" ? "leader" : "follower", term: this.term, leader: this.leaderId, leading: this.leading && this.leaderId === "L", voter: this.voter }; }
   paused() { return this.pausedFlag; }
-  async setPaused(p: boolean) {
-    this.pausedFlag = p;
-    return null;
-  }
+  setPaused(p: boolean) { this.pausedFlag = p; }
   candidates(): Candidate[] {
     return [
       { id: "L", name: "n1", voter: true, witness: false, neverPromoted: false, report: this.myReport() },

@@ -124,23 +124,3 @@ test("a leader that lost the key while its write was on its way takes the new le
   }
 });
 
-
-test("a pause the store refuses is answered as refused, not as \"cluster paused\" (review: the answer never waited for the store, whose copy every node follows, and this node went back to it unpaused)", () => withFlags(async (flags, slot) => {
-  const { AgentActionHost } = await import("../../src/agent/action-host.ts");
-  const { ActionRunner } = await import("../../src/agent/actions.ts");
-  const history: unknown[] = [];
-  const deps = {
-    cfg: { node_name: "n1" }, nodeId: "L", flags, flagsChanged: () => {}, record: (e: unknown) => history.push(e),
-    consensus: { status: () => ({ role: "leader", term: 3, leader: "L", membership: null }), lease: () => ({ term: 3 }) },
-  };
-  const runner = new ActionRunner(new AgentActionHost(deps as never), memoryLogger());
-  slot.stored = { value: { paused: false, scheduled: null }, mod: 7 }; // another leader's write, not read here yet
-  const r = await runner.run({ kind: "pause" });
-  expect(r).toMatchObject({ ok: false, status: 409 });
-  expect(r.message).toContain("not stored");
-  expect(flags.get().paused).toBe(false); // the store's copy, which every node follows
-  expect(history).toEqual([]);
-  const again = await runner.run({ kind: "pause" }); // the store's copy read now: stored on top of it
-  expect(again).toMatchObject({ ok: true, message: expect.stringContaining("cluster paused") });
-  expect(slot.stored.value.paused).toBe(true);
-}));
