@@ -54,9 +54,10 @@ export class AgentActionHost implements ActionHost {
   paused(): boolean { return this.d.flags.get().paused; }
   scheduled(): ScheduledSwitchover | null { return this.d.flags.get().scheduled; }
 
-  setPaused(p: boolean): void {
+  setPaused(p: boolean): Promise<{ status: number; message: string } | null> {
     this.d.flags.set({ paused: p });
     this.d.flagsChanged(false);
+    return this.d.flags.flush();
   }
 
   changeConfig(change: DynamicChange): Promise<ActionResult> { return this.d.dynamic.change(change); }

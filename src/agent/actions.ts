@@ -18,7 +18,8 @@ export interface ActionHost {
   readonly nodeName: string;
   electionState(): { role: string; term: number; leader: string | null; leading: boolean; /** This node is a voter of the membership in force (null: no membership known yet). */ voter: boolean | null };
   paused(): boolean;
-  setPaused(p: boolean): void;
+  /** Leader: pause or resume; resolves once the cluster's copy holds it (a shared store: its write answered), with why not. */
+  setPaused(p: boolean): Promise<{ status: number; message: string } | null>;
   candidates(): Candidate[];
   myReport(): PgReport | null;
   /** The backup this node takes began or ended (BackupDesk.running): its state goes out now. */
@@ -134,7 +135,10 @@ export class ActionRunner {
       case "resume": {
         const p = req.kind === "pause";
         if (this.h.paused() === p) return ok(`already ${p ? "paused" : "running"}`);
-        this.h.setPaused(p);
+        // Recorded only once stored: with etcd a refused write leaves the cluster as it was (review:
+        // the answer said so, the history said the pause was done).
+        const refused = await this.h.setPaused(p);
+        if (refused) return no(refused.status, `${req.kind}: ${refused.message}`);
         this.h.record({ term: e.term, kind: req.kind, node: this.h.nodeName, reason: `operator ${req.kind}`, oldPrimary: null, newPrimary: null, timeline: null, lsn: null });
         this.log.warn(p ? "maintenance mode: automatic actions suspended cluster-wide" : "maintenance mode ended");
         return ok(p ? "cluster paused: agents monitor and report but take no automatic action" : "cluster resumed");

@@ -41,7 +41,10 @@ class FakeHost implements ActionHost {
   voter: boolean | null = true;
   electionState() { return { role: this.leaderId === "L" ? "leader" : "follower", term: this.term, leader: this.leaderId, leading: this.leading && this.leaderId === "L", voter: this.voter }; }
   paused() { return this.pausedFlag; }
-  setPaused(p: boolean) { this.pausedFlag = p; }
+  async setPaused(p: boolean) {
+    this.pausedFlag = p;
+    return null;
+  }
   candidates(): Candidate[] {
     return [
       { id: "L", name: "n1", voter: true, witness: false, neverPromoted: false, report: this.myReport() },

@@ -124,3 +124,29 @@ test("a leader that lost the key while its write was on its way takes the new le
   }
 });
 
+
+test("a pause the store refuses is not recorded in the history as done (review: the answer, turned into the refusal by the agent's flagsStored, said one thing, the history another)", () => withFlags(async (flags, slot) => {
+  const { AgentActionHost } = await import("../../src/agent/action-host.ts");
+  const { ActionRunner } = await import("../../src/agent/actions.ts");
+  const history: unknown[] = [];
+  const deps = {
+    cfg: { node_name: "n1" }, nodeId: "L", flags, flagsChanged: () => {}, record: (e: unknown) => history.push(e),
+    consensus: { status: () => ({ role: "leader", term: 3, leader: "L", membership: null }), lease: () => ({ term: 3 }) },
+  };
+  const runner = new ActionRunner(new AgentActionHost(deps as never), memoryLogger());
+  // As Agent.action answers (cluster-state-wiring.ts flagsStored): the store's refusal wins over an ok.
+  const action = async (req: { kind: "pause" }) => {
+    const r = await runner.run(req);
+    const refused = await flags.flush();
+    return refused && r.ok ? { ok: false, ...refused } : r;
+  };
+  slot.stored = { value: { paused: false, scheduled: null }, mod: 7 }; // another leader's write, not read here yet
+  const r = await action({ kind: "pause" });
+  expect(r).toMatchObject({ ok: false, status: 409 });
+  expect(flags.get().paused).toBe(false); // the store's copy, which every node follows
+  expect(history).toEqual([]);
+  const again = await action({ kind: "pause" }); // the store's copy read now: stored on top of it
+  expect(again).toMatchObject({ ok: true, message: expect.stringContaining("cluster paused") });
+  expect(slot.stored.value.paused).toBe(true);
+  expect(history).toHaveLength(1);
+}));
