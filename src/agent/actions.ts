@@ -208,11 +208,13 @@ export class ActionRunner {
     }
     // A switchover planned away from one primary does not run from another (a failover moved the
     // primary meanwhile: it would move it again, perhaps back to the node taken out for maintenance),
-    // nor long after its time (no leader held a lease then: the window the operator chose has gone).
+    // nor long after its time (no leader held a lease then: the window the operator chose has gone),
+    // nor in maintenance mode, even forced: its --force was given before that pause.
     const late = this.h.wallNow() - Date.parse(cur.at);
     const stale = cur.from !== undefined && cur.from !== this.h.nodeId
       ? `the primary changed since it was scheduled (${this.h.nameOf(cur.from)} led then, ${this.h.nodeName} now)`
-      : late > SCHEDULE_LATE_MS ? `no leader with a valid lease ran it at its time (${Math.round(late / 1000)} s late)` : null;
+      : late > SCHEDULE_LATE_MS ? `no leader with a valid lease ran it at its time (${Math.round(late / 1000)} s late)`
+      : this.h.paused() ? "the cluster is paused (maintenance mode: a scheduled switchover never runs then, forced or not)" : null;
     if (stale) {
       this.log.warn(`scheduled switchover of ${cur.at} dropped, not run: ${stale}`);
       return this.h.record(this.entry("schedule", `scheduled switchover of ${cur.at} dropped, not run: ${stale}`));

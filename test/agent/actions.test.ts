@@ -310,6 +310,19 @@ describe("scheduled switchover: not after the primary moved, not long after its 
     expect(h.history.map((e) => e.reason)).toEqual([expect.stringContaining("the primary changed since it was scheduled (n3 led then, n1 now)")]);
   });
 
+  test("due while the cluster is paused: dropped, not run, even forced (review: a --force given when it was scheduled overrode a later pause)", async () => {
+    for (const force of [false, true]) {
+      const h = new FakeHost();
+      h.sched = { ...stored, force, from: "L" };
+      h.pausedFlag = true;
+      h.wall = Date.parse(at) + 1000;
+      await runner(h).runDue();
+      expect(h.stops).toBe(0);
+      expect(h.sched).toBeNull();
+      expect(h.history.map((e) => e.reason)).toEqual([expect.stringContaining("the cluster is paused")]);
+    }
+  });
+
   test("found more than SCHEDULE_LATE_MS after its time (no leader held a lease then): dropped, not run; on time, and one an earlier version stored (no `from`), it runs", async () => {
     const h = new FakeHost();
     h.sched = { ...stored, from: "L" };
