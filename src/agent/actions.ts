@@ -1,6 +1,6 @@
 // Operator actions: switchover, manual failover, rejoin, pause/resume, member approve/remove. The
 // API hands them to the local agent; cluster-wide ones run on the leader (forwarded over the mesh).
-import { leaderOnlyPart, type ActionRequest, type ActionResult } from "../api/actions-contract.ts";
+import { leaderOnlyPart, SWITCHOVER_ANSWER_MS, type ActionRequest, type ActionResult } from "../api/actions-contract.ts";
 import { checkSwitchover, neverPromotedReason, type Candidate } from "../core/switchover.ts";
 import { HANDOVER_CHECKPOINT_MS } from "../core/handover.ts";
 import type { PgReport } from "../core/report.ts";
@@ -109,7 +109,8 @@ export class ActionRunner {
         const e = this.h.electionState();
         if (e.leader === this.h.nodeId) return this.runAsLeader(req);
         if (!e.leader) return no(503, "no leader at the moment: try again, or use `pgherd failover --to NODE`");
-        return this.h.forwardToLeader(req, req.kind === "backup" ? BACKUP_TIMEOUT_MS : 60_000);
+        const switching = req.kind === "switchover" && req.at === undefined;
+        return this.h.forwardToLeader(req, req.kind === "backup" ? BACKUP_TIMEOUT_MS : switching ? SWITCHOVER_ANSWER_MS : 60_000);
       }
     }
   }
@@ -325,7 +326,7 @@ export class ActionRunner {
         // A live leader with a primary: the only safe way to move it is the leader handing over.
         if (e.leader === target.id) return ok(`${target.name} already leads and runs the primary`);
         const req = { kind: "switchover" as const, to: target.id, force: true };
-        return e.leader === this.h.nodeId ? this.runAsLeader(req) : this.h.forwardToLeader(req, 60_000);
+        return e.leader === this.h.nodeId ? this.runAsLeader(req) : this.h.forwardToLeader(req, SWITCHOVER_ANSWER_MS);
       }
     }
     if (this.h.paused() && !force) return no(409, "the cluster is paused (pgherd resume first, or --force)");
@@ -338,7 +339,8 @@ export class ActionRunner {
     if (e.leader && e.leader !== target.id) {
       // A leader without a primary (e.g. paused after the old primary died): it hands leadership to
       // the chosen node; voters would refuse a campaign while it heartbeats.
-      if (e.leader !== this.h.nodeId) return this.h.forwardToLeader({ kind: "failover", to: target.id, force, acceptDataLoss }, 60_000);
+      // Forced, the leader turns it into a switchover should its primary run by then.
+      if (e.leader !== this.h.nodeId) return this.h.forwardToLeader({ kind: "failover", to: target.id, force, acceptDataLoss }, SWITCHOVER_ANSWER_MS);
       // Awaited: the campaign request below goes on the same connection and must follow the resign,
       // or the target stands before it was handed the term and its rounds claim no transfer.
       await this.h.resign(`manual failover to ${target.name}`, target.id);

@@ -49,6 +49,15 @@ export function leaderOnlyPart(req: ActionRequest): string | null {
   return null;
 }
 
+/**
+ * Longest a switchover runs on the leader before it answers: stopForHandover (src/agent/pg/loop.ts:
+ * the executor's slot 30 s, the CHECKPOINT 60 s, the fast stop 60 s, the final position 5 s), the
+ * target's confirmation 5 s, the wait for its promotion 30 s; and a margin. A request forwarded to
+ * the leader waits this long, the CLI a little longer: one cut short told the operator it failed
+ * while it went on, and a retry switched over again.
+ */
+export const SWITCHOVER_ANSWER_MS = 200_000;
+
 export interface ActionResult {
   status: number;
   ok: boolean;

@@ -3,6 +3,7 @@
 import { defineCommand } from "citty";
 import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, winnerOf, type ActionReply } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
+import { SWITCHOVER_ANSWER_MS } from "../api/actions-contract.ts";
 import { type NodePg, rejoinLines, rejoinPoll, rejoinSeq } from "./_rejoin-wait.ts";
 
 type NodeStatus = { postgres: NodePg | null };
@@ -39,7 +40,7 @@ export const switchoverCommand = (ctx: CliContext) =>
       // An empty --to or --at (a script's unset variable) goes to the agent, which refuses it: left out,
       // it would have meant "the best standby" and "now".
       const body = { ...(args.to !== undefined ? { to: args.to } : {}), ...(args.at !== undefined ? { at: args.at } : {}), ...(args.force ? { force: true } : {}) };
-      finish(ctx, await sendAction(base, "POST", "/switchover", body, token), args.json);
+      finish(ctx, await sendAction(base, "POST", "/switchover", body, token, SWITCHOVER_ANSWER_MS + 30_000), args.json);
     },
   });
 
@@ -54,7 +55,7 @@ export const failoverCommand = (ctx: CliContext) =>
     },
     run: async ({ args }) => {
       const body = { to: args.to, ...(args.force ? { force: true } : {}), ...(args["accept-data-loss"] ? { acceptDataLoss: true } : {}) };
-      finish(ctx, await sendAction(apiBase(args, ctx), "POST", "/failover", body, apiToken(args, ctx)), args.json);
+      finish(ctx, await sendAction(apiBase(args, ctx), "POST", "/failover", body, apiToken(args, ctx), SWITCHOVER_ANSWER_MS + 30_000), args.json);
     },
   });
 

@@ -7,6 +7,7 @@ import type { ClusterView } from "../core/cluster-view.ts";
 import { chooseTargets, planRestart, restartMember, syncNeeded, type RestartStep } from "../core/restart-plan.ts";
 import { apiArgs, apiBase, apiToken, getJson, sendAction, tokenArg, winnerOf } from "./api-client.ts";
 import { type CliContext, CliExit, EXIT_FAILURE, EXIT_USAGE } from "./context.ts";
+import { SWITCHOVER_ANSWER_MS } from "../api/actions-contract.ts";
 
 const common = { ...apiArgs, ...tokenArg } as const;
 
@@ -95,7 +96,7 @@ export const restartCommand = (ctx: CliContext) =>
           done.push(step.node);
         } else {
           ctx.out(`${stamp()} switchover ${step.from} -> ${step.to}: ${step.why}\n`);
-          const r = await sendAction(base, "POST", "/switchover", { to: step.to }, token);
+          const r = await sendAction(base, "POST", "/switchover", { to: step.to }, token, SWITCHOVER_ANSWER_MS + 30_000);
           ctx.out(`${stamp()} ${r.message}\n`);
           if (!r.ok) throw new CliExit(EXIT_FAILURE, "");
           done.push(step.from);

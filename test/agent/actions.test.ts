@@ -6,7 +6,7 @@ import type { ScheduledSwitchover } from "../../src/agent/flags.ts";
 import type { HistoryEntry } from "../../src/agent/history.ts";
 import type { Candidate } from "../../src/core/switchover.ts";
 import { HANDOVER_CHECKPOINT_MS } from "../../src/core/handover.ts";
-import { leaderOnlyPart, type ActionRequest, type ActionResult } from "../../src/api/actions-contract.ts";
+import { leaderOnlyPart, SWITCHOVER_ANSWER_MS, type ActionRequest, type ActionResult } from "../../src/api/actions-contract.ts";
 import type { ClusterView, MemberRow } from "../../src/core/cluster-view.ts";
 import type { PgReport } from "../../src/core/report.ts";
 import { memoryLogger } from "../../src/log.ts";
@@ -61,7 +61,12 @@ class FakeHost implements ActionHost {
   backupChanged() {}
   reportOf(id: string) { return id === "S" ? report({ inRecovery: !this.promoted }) : this.myReport(); }
   nameOf(id: string) { return id === "S" ? "n2" : id === "X" ? "n3" : "n1"; }
-  async forwardToLeader(_req: ActionRequest): Promise<ActionResult> { return { status: 500, ok: false, message: "not used" }; }
+  /** What was forwarded to the leader, and how long the forward waits for its answer. */
+  forwarded: { req: ActionRequest; timeoutMs: number }[] = [];
+  async forwardToLeader(req: ActionRequest, timeoutMs: number): Promise<ActionResult> {
+    this.forwarded.push({ req, timeoutMs });
+    return { status: 500, ok: false, message: "not used" };
+  }
   targetConfirms = true;
   unconfirmed = 0;
   async handover() { return this.targetConfirms; }
@@ -233,6 +238,16 @@ describe("switchover", () => {
     const o = new FakeHost();
     expect((await runner(o).run({ kind: "switchover", to: "n2" })).status).toBe(200);
     expect(o.beforeStop).toEqual([undefined]);
+  });
+
+  test("forwarded to the leader, a switchover (and a forced failover, which a leader turns into one once its primary runs) waits as long as one may run there (review: 60 s, shorter than its checkpoint and stop, answered a running switchover as failed, and a retry could switch over again)", async () => {
+    const h = new FakeHost();
+    h.leaderId = "S"; // this node follows
+    await runner(h).run({ kind: "switchover", to: "n2" });
+    await runner(h).run({ kind: "failover", to: "n1", force: true }); // forced: the leader makes it a switchover should its primary run by then
+    expect(h.forwarded.map((f) => f.req.kind)).toEqual(["switchover", "failover"]);
+    for (const f of h.forwarded) expect(f.timeoutMs).toBeGreaterThanOrEqual(SWITCHOVER_ANSWER_MS);
+    expect(SWITCHOVER_ANSWER_MS).toBeGreaterThanOrEqual(30_000 + 60_000 + 60_000 + 5_000 + 5_000 + 30_000); // stopForHandover's bounds, the confirmation, the promotion's wait
   });
 
   test("a leader without a valid lease refuses", async () => {
