@@ -29,7 +29,7 @@ export const switchoverCommand = (ctx: CliContext) =>
           "restart, runs only on a leader with a valid lease, shown in `pgherd cluster ls` until it runs or is cancelled; " +
           "dropped unrun when a failover moved the primary first, no leader ran it within 10 minutes of its time, or the cluster is paused then (even with --force)",
       },
-      force: { type: "boolean", description: "Skip the checks: paused and slot copies; with --to also lag and streaming (never nofailover or priority 0: such a node is never promoted)" },
+      force: { type: "boolean", description: "Skip the checks: paused and slot copies; with --to also lag and streaming (never nofailover or priority 0: such a node is never promoted; never a node that runs as a primary)" },
       cancel: { type: "boolean", description: "Drop the scheduled switchover instead (exit 1 when none is scheduled)" },
     },
     run: async ({ args }) => {
